@@ -1,0 +1,62 @@
+# Avatarizer: everything a fresh machine needs is installed from here.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.deps-stamp
+SHARED ?= ../shared
+
+.PHONY: all demo test native sysdeps venv models clean valgrind bench-render example gallery
+
+all: native
+
+sysdeps:
+	@if ! pkg-config --exists cairo 2>/dev/null; then \
+	  echo "installing libcairo2-dev (apt)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libcairo2-dev pkg-config >/dev/null; \
+	fi
+	@if ! command -v valgrind >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null || true; \
+	fi
+
+$(STAMP): pyproject.toml | sysdeps
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip setuptools wheel
+	$(VPY) -m pip install -q "torch==2.13.0"
+	$(VPY) -m pip install -q -e ".[export,dev]" --no-build-isolation
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+native: $(STAMP) sdk/avatarizer/data/schema.json
+	$(VPY) bindings/build_avz.py
+
+# The C example program, built against the public header only.
+example: sysdeps
+	mkdir -p native/build
+	$(CC) -O2 -Wall -Wextra -Werror -std=c11 -Inative native/example.c native/avz.c \
+	  $$(pkg-config --cflags --libs cairo) -lm -o native/build/avz_example
+
+valgrind: example
+	valgrind --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
+	  native/build/avz_example native/build/example.png
+
+demo: native
+	$(VENV)/bin/avatarizer demo
+
+test: native example
+	$(VPY) -m pytest -q -ra
+
+bench-render: native
+	$(VPY) benchmarks/render.py
+
+gallery: native
+	$(VPY) -m avatarizer.gallery docs/gallery.png
+
+models: native
+	$(VENV)/bin/avatarizer-export all --shared $(SHARED)
+
+clean:
+	rm -rf native/build bindings/_build sdk/avatarizer/_avz*.so build *.egg-info

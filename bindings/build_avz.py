@@ -1,0 +1,68 @@
+"""cffi API-mode build of the native renderer (native/avz.c against native/avz.h).
+
+``python bindings/build_avz.py`` compiles ``avatarizer._avz`` in place into
+``sdk/avatarizer/`` (what ``make native`` does after a C change); ``pip
+install`` (wheel or editable) reaches the same builder through ``setup.py``'s
+``cffi_modules``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from cffi import FFI
+
+ROOT = Path(__file__).resolve().parents[1]
+NATIVE = ROOT / "native"
+
+
+def _cdef_from_header() -> str:
+    """The declarations cffi needs, taken from the public header itself."""
+    text = (NATIVE / "avz.h").read_text()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    body = text.split('extern "C" {', 1)[1].split("#ifdef __cplusplus", 1)[0]
+    body = "\n".join(l for l in body.splitlines() if not l.strip().startswith("#"))
+    defines = "\n".join(f"#define {m} ..." for m in re.findall(r"#define (AVZ_[A-Z_]+) \d+", text))
+    return defines + "\n" + body
+
+
+def _pkg_config(flag: str) -> list[str]:
+    try:
+        out = subprocess.run(["pkg-config", flag, "cairo"], check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        sys.exit("pkg-config cannot find cairo: install libcairo2-dev (apt) or run `make sysdeps`")
+    return out.split()
+
+
+def make_builder(relative: bool = True) -> FFI:
+    """setuptools wants source paths relative to the project root (where
+    setup.py runs); a direct compile needs absolute ones."""
+    path = (lambda p: os.path.relpath(p, ROOT)) if relative else str
+    cflags = _pkg_config("--cflags")
+    ffi = FFI()
+    ffi.cdef(_cdef_from_header())
+    ffi.set_source(
+        "avatarizer._avz",
+        '#include "avz.h"',
+        sources=[path(NATIVE / "avz.c")],
+        include_dirs=[path(NATIVE)] + [f[2:] for f in cflags if f.startswith("-I")],
+        libraries=["cairo", "m"],
+        extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unused-function"],
+    )
+    return ffi
+
+
+ffibuilder = make_builder(relative=True)
+
+if __name__ == "__main__":
+    build = ROOT / "bindings" / "_build"
+    build.mkdir(exist_ok=True)
+    lib = make_builder(relative=False).compile(tmpdir=str(build), verbose=False)
+    target = ROOT / "sdk" / "avatarizer" / Path(lib).name
+    for stale in target.parent.glob("_avz*.so"):
+        stale.unlink()
+    Path(lib).replace(target)
+    print(f"built {target.relative_to(ROOT)}")

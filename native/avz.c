@@ -1,0 +1,967 @@
+/*
+ * avz.c -- scene building (the single source of avatar geometry) and Cairo
+ * rendering. See avz.h for the public API. Private helpers start with avz__.
+ */
+#include "avz.h"
+#include "avz_schema.h"
+
+#include <cairo.h>
+#include <cairo-pdf.h>
+#include <cairo-svg.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AVZ__PI 3.14159265358979323846f
+#define AVZ__MAXPTS 64
+
+_Static_assert(AVZ_PARAM_COUNT == 629, "schema and public header disagree on the parameter count");
+
+/* ------------------------------------------------------------ status text */
+
+const char *avz_status_string(avz_status s) {
+    switch (s) {
+    case AVZ_OK: return "ok";
+    case AVZ_E_NULL: return "a required pointer argument was NULL";
+    case AVZ_E_PARAM_COUNT: return "the parameter vector has the wrong length";
+    case AVZ_E_NONFINITE: return "a parameter is NaN or infinite";
+    case AVZ_E_RANGE: return "a parameter is outside its schema range";
+    case AVZ_E_SIZE: return "the output size is invalid";
+    case AVZ_E_STRIDE: return "the row stride is invalid";
+    case AVZ_E_NOMEM: return "out of memory";
+    case AVZ_E_CAIRO: return "cairo reported an error";
+    case AVZ_E_ARG: return "an argument is invalid";
+    }
+    return "unknown status code";
+}
+
+const char *avz_version(void) { return "1.0.0"; }
+const char *avz_schema_version(void) { return AVZ_SCHEMA_VERSION; }
+
+avz_status avz_default_params(float *out, size_t n) {
+    if (!out) return AVZ_E_NULL;
+    if (n != AVZ_PARAM_COUNT) return AVZ_E_PARAM_COUNT;
+    memcpy(out, avz__param_default, sizeof(avz__param_default));
+    return AVZ_OK;
+}
+
+avz_status avz_validate(const float *p, size_t n, char *msg, size_t msg_size) {
+    char dummy[8];
+    if (!msg || msg_size == 0) { msg = dummy; msg_size = sizeof dummy; }
+    msg[0] = 0;
+    if (!p) { snprintf(msg, msg_size, "params is NULL"); return AVZ_E_NULL; }
+    if (n != AVZ_PARAM_COUNT) {
+        snprintf(msg, msg_size, "expected %d parameters, got %zu", AVZ_PARAM_COUNT, n);
+        return AVZ_E_PARAM_COUNT;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float v = p[i];
+        if (!isfinite(v)) {
+            snprintf(msg, msg_size, "parameter %zu (%s) is %s", i, avz__param_name[i],
+                     isnan(v) ? "NaN" : "infinite");
+            return AVZ_E_NONFINITE;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        float lo = avz__param_lo[i], hi = avz__param_hi[i], tol = 1e-4f * (hi - lo) + 1e-6f;
+        if (p[i] < lo - tol || p[i] > hi + tol) {
+            snprintf(msg, msg_size, "parameter %zu (%s) is %g, outside its range [%g, %g]", i,
+                     avz__param_name[i], (double)p[i], (double)lo, (double)hi);
+            return AVZ_E_RANGE;
+        }
+    }
+    return AVZ_OK;
+}
+
+/* ------------------------------------------------------------------ scene */
+
+struct avz_scene {
+    avz_item *items;
+    size_t n_items, cap_items;
+    float *path;
+    size_t n_path, cap_path;
+    size_t path_start; /* start of the path being built */
+    int oom;
+    char error[256];
+};
+
+typedef struct { float x, y; } avz__pt;
+
+avz_status avz_scene_create(avz_scene **out) {
+    if (!out) return AVZ_E_NULL;
+    *out = calloc(1, sizeof(avz_scene));
+    return *out ? AVZ_OK : AVZ_E_NOMEM;
+}
+
+void avz_scene_destroy(avz_scene *s) {
+    if (!s) return;
+    free(s->items);
+    free(s->path);
+    free(s);
+}
+
+const char *avz_scene_error(const avz_scene *s) { return s ? s->error : "scene is NULL"; }
+
+static void avz__emit(avz_scene *s, const float *v, size_t n) {
+    if (s->oom) return;
+    if (s->n_path + n > s->cap_path) {
+        size_t cap = s->cap_path ? s->cap_path * 2 : 8192;
+        while (cap < s->n_path + n) cap *= 2;
+        float *np = realloc(s->path, cap * sizeof(float));
+        if (!np) { s->oom = 1; return; }
+        s->path = np;
+        s->cap_path = cap;
+    }
+    memcpy(s->path + s->n_path, v, n * sizeof(float));
+    s->n_path += n;
+}
+
+static void avz__move(avz_scene *s, avz__pt p) { float v[3] = {AVZ_OP_MOVE, p.x, p.y}; avz__emit(s, v, 3); }
+static void avz__line(avz_scene *s, avz__pt p) { float v[3] = {AVZ_OP_LINE, p.x, p.y}; avz__emit(s, v, 3); }
+static void avz__curve(avz_scene *s, avz__pt a, avz__pt b, avz__pt c) {
+    float v[7] = {AVZ_OP_CURVE, a.x, a.y, b.x, b.y, c.x, c.y};
+    avz__emit(s, v, 7);
+}
+static void avz__close(avz_scene *s) { float v[1] = {AVZ_OP_CLOSE}; avz__emit(s, v, 1); }
+
+static void avz__item(avz_scene *s, int kind, float r, float g, float b, float a, float width) {
+    if (s->oom) return;
+    if (kind == AVZ_ITEM_FILL || kind == AVZ_ITEM_STROKE) {
+        if (a <= 0.002f || s->n_path == s->path_start) { s->n_path = s->path_start; return; }
+        if (kind == AVZ_ITEM_STROKE && width <= 1e-5f) { s->n_path = s->path_start; return; }
+    }
+    if (s->n_items == s->cap_items) {
+        size_t cap = s->cap_items ? s->cap_items * 2 : 256;
+        avz_item *ni = realloc(s->items, cap * sizeof(avz_item));
+        if (!ni) { s->oom = 1; return; }
+        s->items = ni;
+        s->cap_items = cap;
+    }
+    avz_item *it = &s->items[s->n_items++];
+    it->kind = kind;
+    it->rgba[0] = fminf(fmaxf(r, 0.f), 1.f);
+    it->rgba[1] = fminf(fmaxf(g, 0.f), 1.f);
+    it->rgba[2] = fminf(fmaxf(b, 0.f), 1.f);
+    it->rgba[3] = fminf(fmaxf(a, 0.f), 1.f);
+    it->width = width;
+    it->path_begin = (uint32_t)s->path_start;
+    it->path_end = (uint32_t)s->n_path;
+    s->path_start = s->n_path;
+}
+
+typedef struct { float r, g, b; } avz__rgb;
+
+static void avz__fill(avz_scene *s, avz__rgb c, float a) { avz__item(s, AVZ_ITEM_FILL, c.r, c.g, c.b, a, 0); }
+static void avz__stroke(avz_scene *s, avz__rgb c, float a, float w) {
+    avz__item(s, AVZ_ITEM_STROKE, c.r, c.g, c.b, a, w);
+}
+static void avz__clip_push(avz_scene *s) { avz__item(s, AVZ_ITEM_CLIP_PUSH, 0, 0, 0, 1, 0); }
+static void avz__clip_pop(avz_scene *s) { s->n_path = s->path_start; avz__item(s, AVZ_ITEM_CLIP_POP, 0, 0, 0, 1, 0); }
+
+/* ---- geometry helpers */
+
+static avz__pt avz__add(avz__pt a, avz__pt b) { return (avz__pt){a.x + b.x, a.y + b.y}; }
+static avz__pt avz__sub(avz__pt a, avz__pt b) { return (avz__pt){a.x - b.x, a.y - b.y}; }
+static avz__pt avz__mul(avz__pt a, float k) { return (avz__pt){a.x * k, a.y * k}; }
+static avz__pt avz__lerp(avz__pt a, avz__pt b, float t) { return (avz__pt){a.x + (b.x - a.x) * t, a.y + (b.y - a.y) * t}; }
+static float avz__len(avz__pt a) { return sqrtf(a.x * a.x + a.y * a.y); }
+static avz__rgb avz__shade(avz__rgb c, float k) { return (avz__rgb){c.r * k, c.g * k, c.b * k}; }
+static avz__rgb avz__mix(avz__rgb a, avz__rgb b, float t) {
+    return (avz__rgb){a.r + (b.r - a.r) * t, a.g + (b.g - a.g) * t, a.b + (b.b - a.b) * t};
+}
+
+static avz__pt avz__fpt(const float *p, int off, int i) { return (avz__pt){p[off + 2 * i], p[off + 2 * i + 1]}; }
+static void avz__fpts(const float *p, int off, int n, avz__pt *out) {
+    for (int i = 0; i < n; i++) out[i] = avz__fpt(p, off, i);
+}
+static avz__rgb avz__frgb(const float *p, int idx) { return (avz__rgb){p[idx], p[idx + 1], p[idx + 2]}; }
+
+/* Catmull-Rom (uniform, tension 1/2) tangent controls for segment i..i+1. */
+static void avz__cr_controls(const avz__pt *pts, int n, int closed, int i, avz__pt *c1, avz__pt *c2) {
+    int i0 = i - 1, i2 = i + 1, i3 = i + 2;
+    if (closed) {
+        i0 = (i0 + n) % n; i2 %= n; i3 %= n;
+    } else {
+        if (i0 < 0) i0 = 0;
+        if (i3 > n - 1) i3 = n - 1;
+    }
+    avz__pt p0 = pts[i0], p1 = pts[i], p2 = pts[i2], p3 = pts[i3];
+    *c1 = avz__add(p1, avz__mul(avz__sub(p2, p0), 1.f / 6.f));
+    *c2 = avz__sub(p2, avz__mul(avz__sub(p3, p1), 1.f / 6.f));
+}
+
+/* Appends a smooth curve through pts (move_to first point when `move`). */
+static void avz__cr_path(avz_scene *s, const avz__pt *pts, int n, int closed, int move) {
+    if (n <= 0) return;
+    if (move) avz__move(s, pts[0]); else avz__line(s, pts[0]);
+    int segs = closed ? n : n - 1;
+    for (int i = 0; i < segs; i++) {
+        avz__pt c1, c2;
+        avz__cr_controls(pts, n, closed, i, &c1, &c2);
+        avz__curve(s, c1, c2, pts[(i + 1) % n]);
+    }
+    if (closed) avz__close(s);
+}
+
+static avz__pt avz__bez(avz__pt p0, avz__pt c1, avz__pt c2, avz__pt p3, float t) {
+    float u = 1 - t, a = u * u * u, b = 3 * u * u * t, c = 3 * u * t * t, d = t * t * t;
+    return (avz__pt){a * p0.x + b * c1.x + c * c2.x + d * p3.x, a * p0.y + b * c1.y + c * c2.y + d * p3.y};
+}
+
+/* Samples the Catmull-Rom curve: `per` samples per segment; returns count. */
+static int avz__cr_sample(const avz__pt *pts, int n, int closed, int per, avz__pt *out, int max) {
+    int segs = closed ? n : n - 1, k = 0;
+    if (n == 1) { out[0] = pts[0]; return 1; }
+    for (int i = 0; i < segs && k < max; i++) {
+        avz__pt c1, c2;
+        avz__cr_controls(pts, n, closed, i, &c1, &c2);
+        for (int j = 0; j < per && k < max; j++)
+            out[k++] = avz__bez(pts[i], c1, c2, pts[(i + 1) % n], (float)j / per);
+    }
+    if (!closed && k < max) out[k++] = pts[n - 1];
+    return k;
+}
+
+enum { AVZ__TAPER = 0, AVZ__BULGE = 1, AVZ__BROW = 2 };
+
+static float avz__profile(int profile, float w0, float w1, float wmid, float u) {
+    switch (profile) {
+    case AVZ__BULGE: return w0 + (w1 - w0) * sinf(AVZ__PI * u);
+    case AVZ__BROW: {
+        /* quadratic through (0,w0) (0.5,wmid) (1,w1), then a soft point at the tail */
+        float a = 2 * w0 - 4 * wmid + 2 * w1, b = -3 * w0 + 4 * wmid - w1;
+        float w = a * u * u + b * u + w0;
+        float tail = fminf(1.f, (1.f - u) * 5.f + 0.2f);
+        return fmaxf(w, 0.f) * tail;
+    }
+    default: return w0 + (w1 - w0) * u;
+    }
+}
+
+/* A stroke whose width varies along the curve, drawn as a filled outline. */
+static void avz__tapered(avz_scene *s, const avz__pt *pts, int n, int profile, float w0, float w1,
+                         float wmid, avz__rgb c, float alpha) {
+    if (n < 2 || alpha <= 0.002f) return;
+    if (fmaxf(fmaxf(w0, w1), wmid) <= 1e-5f) return;
+    avz__pt smp[AVZ__MAXPTS], L[AVZ__MAXPTS], R[AVZ__MAXPTS];
+    int per = n <= 3 ? 6 : 4;
+    int m = avz__cr_sample(pts, n, 0, per, smp, AVZ__MAXPTS);
+    float acc[AVZ__MAXPTS];
+    acc[0] = 0;
+    for (int i = 1; i < m; i++) acc[i] = acc[i - 1] + avz__len(avz__sub(smp[i], smp[i - 1]));
+    float total = acc[m - 1] > 1e-6f ? acc[m - 1] : 1.f;
+    for (int i = 0; i < m; i++) {
+        avz__pt t = avz__sub(smp[i < m - 1 ? i + 1 : i], smp[i > 0 ? i - 1 : i]);
+        float l = avz__len(t);
+        avz__pt nrm = l > 1e-9f ? (avz__pt){-t.y / l, t.x / l} : (avz__pt){0, 1};
+        float w = 0.5f * avz__profile(profile, w0, w1, wmid, acc[i] / total);
+        L[i] = avz__add(smp[i], avz__mul(nrm, w));
+        R[m - 1 - i] = avz__sub(smp[i], avz__mul(nrm, w));
+    }
+    avz__cr_path(s, L, m, 0, 1);
+    avz__cr_path(s, R, m, 0, 0);
+    avz__close(s);
+    avz__fill(s, c, alpha);
+}
+
+/* A closed smooth contour; with curl > 0 the edge becomes scalloped (curly hair). */
+static void avz__contour(avz_scene *s, const avz__pt *pts, int n, float curl) {
+    if (curl < 0.02f) { avz__cr_path(s, pts, n, 1, 1); return; }
+    avz__pt smp[AVZ__MAXPTS];
+    int m = avz__cr_sample(pts, n, 1, 4, smp, AVZ__MAXPTS);
+    float area = 0;
+    for (int i = 0; i < m; i++) {
+        avz__pt a = smp[i], b = smp[(i + 1) % m];
+        area += a.x * b.y - b.x * a.y;
+    }
+    float outward = area > 0 ? -1.f : 1.f; /* y-down frame */
+    float amp = 0.045f * curl;
+    avz__move(s, smp[0]);
+    for (int i = 0; i < m; i++) {
+        avz__pt a = smp[i], b = smp[(i + 1) % m], d = avz__sub(b, a);
+        float l = avz__len(d);
+        avz__pt nrm = l > 1e-9f ? (avz__pt){d.y / l * outward, -d.x / l * outward} : (avz__pt){0, 0};
+        avz__pt bump = avz__mul(nrm, amp * fminf(1.f, l / 0.06f) * 1.33f);
+        avz__curve(s, avz__add(avz__lerp(a, b, 0.15f), bump), avz__add(avz__lerp(a, b, 0.85f), bump), b);
+    }
+    avz__close(s);
+}
+
+static void avz__ellipse(avz_scene *s, avz__pt c, float rx, float ry) {
+    const float k = 0.5522847f;
+    avz__move(s, (avz__pt){c.x + rx, c.y});
+    avz__curve(s, (avz__pt){c.x + rx, c.y + ry * k}, (avz__pt){c.x + rx * k, c.y + ry}, (avz__pt){c.x, c.y + ry});
+    avz__curve(s, (avz__pt){c.x - rx * k, c.y + ry}, (avz__pt){c.x - rx, c.y + ry * k}, (avz__pt){c.x - rx, c.y});
+    avz__curve(s, (avz__pt){c.x - rx, c.y - ry * k}, (avz__pt){c.x - rx * k, c.y - ry}, (avz__pt){c.x, c.y - ry});
+    avz__curve(s, (avz__pt){c.x + rx * k, c.y - ry}, (avz__pt){c.x + rx, c.y - ry * k}, (avz__pt){c.x + rx, c.y});
+    avz__close(s);
+}
+
+/* Rounded rectangle centred at c, half sizes hw/hh, corner radius r. */
+static void avz__rrect(avz_scene *s, avz__pt c, float hw, float hh, float r) {
+    const float k = 0.5522847f;
+    r = fminf(r, fminf(hw, hh));
+    float x0 = c.x - hw, x1 = c.x + hw, y0 = c.y - hh, y1 = c.y + hh;
+    avz__move(s, (avz__pt){x0 + r, y0});
+    avz__line(s, (avz__pt){x1 - r, y0});
+    avz__curve(s, (avz__pt){x1 - r + r * k, y0}, (avz__pt){x1, y0 + r - r * k}, (avz__pt){x1, y0 + r});
+    avz__line(s, (avz__pt){x1, y1 - r});
+    avz__curve(s, (avz__pt){x1, y1 - r + r * k}, (avz__pt){x1 - r + r * k, y1}, (avz__pt){x1 - r, y1});
+    avz__line(s, (avz__pt){x0 + r, y1});
+    avz__curve(s, (avz__pt){x0 + r - r * k, y1}, (avz__pt){x0, y1 - r + r * k}, (avz__pt){x0, y1 - r});
+    avz__line(s, (avz__pt){x0, y0 + r});
+    avz__curve(s, (avz__pt){x0, y0 + r - r * k}, (avz__pt){x0 + r - r * k, y0}, (avz__pt){x0 + r, y0});
+    avz__close(s);
+}
+
+/* ---- feature accessors (layout: points, then w0 w1 r g b, or opacity r g b) */
+
+typedef struct { avz__pt pts[AVZ__MAXPTS]; int n; float w0, w1; avz__rgb c; float opacity; } avz__feat;
+
+static avz__feat avz__stroke_feat(const float *p, int off, int n) {
+    avz__feat f;
+    f.n = n;
+    avz__fpts(p, off, n, f.pts);
+    f.w0 = p[off + 2 * n];
+    f.w1 = p[off + 2 * n + 1];
+    f.c = avz__frgb(p, off + 2 * n + 2);
+    f.opacity = 1.f;
+    return f;
+}
+
+static avz__feat avz__shape_feat(const float *p, int off, int n) {
+    avz__feat f;
+    f.n = n;
+    avz__fpts(p, off, n, f.pts);
+    f.w0 = f.w1 = 0;
+    f.opacity = p[off + 2 * n];
+    f.c = avz__frgb(p, off + 2 * n + 1);
+    return f;
+}
+
+#define STROKE_F(name) avz__stroke_feat(p, AVZ_F_##name, AVZ_F_##name##_NPTS)
+#define SHAPE_F(name) avz__shape_feat(p, AVZ_F_##name, AVZ_F_##name##_NPTS)
+
+static void avz__shape(avz_scene *s, const avz__feat *f) {
+    if (f->opacity <= 0.002f) return;
+    avz__cr_path(s, f->pts, f->n, 1, 1);
+    avz__fill(s, f->c, f->opacity);
+}
+
+static void avz__stroke_f(avz_scene *s, const avz__feat *f, int profile) {
+    avz__tapered(s, f->pts, f->n, profile, f->w0, f->w1, 0, f->c, 1.f);
+}
+
+/* ---- layers */
+
+static void avz__ear(avz_scene *s, const avz__feat *e) {
+    avz__cr_path(s, e->pts, e->n, 0, 1);
+    avz__close(s);
+    avz__fill(s, e->c, 1.f);
+    avz__cr_path(s, e->pts, e->n, 0, 1);
+    avz__stroke(s, avz__shade(e->c, 0.72f), 1.f, e->w0);
+    /* inner fold: the outline pulled toward the attachment line */
+    avz__pt mid = avz__lerp(e->pts[0], e->pts[e->n - 1], 0.5f), in[AVZ__MAXPTS];
+    for (int i = 0; i < e->n; i++) in[i] = avz__lerp(mid, e->pts[i], 0.6f);
+    avz__tapered(s, in + 1, e->n - 2, AVZ__BULGE, 0.002f, 0.010f, 0, avz__shade(e->c, 0.78f), 0.8f);
+}
+
+static void avz__eye(avz_scene *s, const float *p, int up, int lo, int cr, int iris, float lash,
+                     avz__rgb sclera) {
+    avz__feat U = avz__stroke_feat(p, up, 5), Lw = avz__stroke_feat(p, lo, 5), C = avz__stroke_feat(p, cr, 3);
+    avz__pt rev[5];
+    for (int i = 0; i < 5; i++) rev[i] = Lw.pts[4 - i];
+    /* eye opening */
+    avz__cr_path(s, U.pts, 5, 0, 1);
+    avz__cr_path(s, rev, 5, 0, 0);
+    avz__close(s);
+    avz__fill(s, sclera, 1.f);
+    avz__cr_path(s, U.pts, 5, 0, 1);
+    avz__cr_path(s, rev, 5, 0, 0);
+    avz__close(s);
+    avz__clip_push(s);
+    avz__pt ic = {p[iris], p[iris + 1]};
+    float r = p[iris + 2], pupil = p[iris + 3];
+    avz__rgb irc = avz__frgb(p, iris + 4);
+    avz__ellipse(s, ic, r, r);
+    avz__fill(s, irc, 1.f);
+    avz__ellipse(s, ic, r * 0.62f, r * 0.62f);
+    avz__fill(s, avz__mix(irc, (avz__rgb){1, 1, 1}, 0.18f), 0.55f);
+    avz__ellipse(s, ic, r * 0.97f, r * 0.97f);
+    avz__stroke(s, avz__shade(irc, 0.55f), 1.f, r * 0.12f);
+    avz__ellipse(s, ic, r * pupil, r * pupil);
+    avz__fill(s, (avz__rgb){0.04f, 0.03f, 0.03f}, 1.f);
+    avz__ellipse(s, (avz__pt){ic.x - r * 0.32f, ic.y - r * 0.36f}, r * 0.22f, r * 0.22f);
+    avz__fill(s, (avz__rgb){1, 1, 1}, 0.9f);
+    /* shadow of the upper lid on the eyeball */
+    avz__tapered(s, U.pts, 5, AVZ__BULGE, 0.008f, 0.022f, 0, (avz__rgb){0.3f, 0.2f, 0.2f}, 0.18f);
+    avz__clip_pop(s);
+    /* lids */
+    avz__tapered(s, Lw.pts, 5, AVZ__TAPER, Lw.w0, Lw.w1, 0, Lw.c, 0.9f);
+    avz__tapered(s, U.pts, 5, AVZ__TAPER, U.w0, U.w1, 0, U.c, 1.f);
+    avz__tapered(s, C.pts, 3, AVZ__BULGE, C.w0, C.w1, 0, C.c, 0.8f);
+    if (lash > 0.002f) {
+        /* a few lashes on the outer half of the upper lid, pointing away from the eye */
+        avz__pt smp[AVZ__MAXPTS];
+        int m = avz__cr_sample(U.pts, 5, 0, 4, smp, AVZ__MAXPTS);
+        int inner_first = fabsf(U.pts[0].x) < fabsf(U.pts[4].x);
+        for (int k = 0; k < 4; k++) {
+            float t = 0.55f + 0.13f * k;
+            int i = (int)(t * (m - 1));
+            if (!inner_first) i = m - 1 - i;
+            int i1 = i < m - 1 ? i + 1 : i, i0 = i > 0 ? i - 1 : i;
+            avz__pt d = avz__sub(smp[i1], smp[i0]);
+            float l = avz__len(d);
+            if (l < 1e-6f) continue;
+            avz__pt nrm = {d.y / l, -d.x / l};
+            if (nrm.y > 0) nrm = avz__mul(nrm, -1.f);
+            avz__pt out = {d.x / l, d.y / l};
+            if ((out.x > 0) != (smp[m - 1].x - smp[0].x > 0) && inner_first) out = avz__mul(out, -1.f);
+            avz__pt a = smp[i], b = avz__add(a, avz__add(avz__mul(nrm, lash), avz__mul(out, lash * 0.6f * (k + 1) / 4.f)));
+            avz__pt pts[3] = {a, avz__lerp(a, b, 0.5f), b};
+            pts[1] = avz__add(pts[1], avz__mul(out, lash * 0.15f));
+            avz__tapered(s, pts, 3, AVZ__TAPER, U.w1 * 0.45f, 0.0005f, 0, U.c, 1.f);
+        }
+    }
+}
+
+static void avz__brow(avz_scene *s, const float *p, int off, int mid_idx, int hair_idx) {
+    avz__feat B = avz__stroke_feat(p, off, 5);
+    float wmid = p[mid_idx], hairy = p[hair_idx];
+    avz__tapered(s, B.pts, 5, AVZ__BROW, B.w0, B.w1, wmid, B.c, 0.88f - 0.25f * hairy);
+    if (hairy < 0.05f) return;
+    /* composite: short hair strokes along the brow, slanted toward the tail */
+    avz__pt smp[AVZ__MAXPTS];
+    int m = avz__cr_sample(B.pts, 5, 0, 4, smp, AVZ__MAXPTS);
+    int strokes = 9;
+    avz__rgb dark = avz__shade(B.c, 0.75f);
+    for (int k = 0; k < strokes; k++) {
+        float u = (k + 0.5f) / strokes;
+        int i = (int)(u * (m - 1));
+        int i1 = i < m - 1 ? i + 1 : i, i0 = i > 0 ? i - 1 : i;
+        avz__pt d = avz__sub(smp[i1], smp[i0]);
+        float l = avz__len(d);
+        if (l < 1e-6f) continue;
+        avz__pt t = {d.x / l, d.y / l}, nrm = {-t.y, t.x};
+        if (nrm.y > 0) nrm = avz__mul(nrm, -1.f); /* up */
+        float w = avz__profile(AVZ__BROW, B.w0, B.w1, wmid, u);
+        if (w < 0.004f) continue;
+        avz__pt a = avz__add(smp[i], avz__mul(nrm, -0.45f * w));
+        avz__pt b = avz__add(a, avz__add(avz__mul(nrm, 0.95f * w), avz__mul(t, 0.6f * w + 0.01f)));
+        avz__pt pts[3] = {a, avz__add(avz__lerp(a, b, 0.5f), avz__mul(t, 0.004f)), b};
+        avz__tapered(s, pts, 3, AVZ__TAPER, 0.0045f + 0.05f * w, 0.0008f, 0, dark, 0.6f * hairy + 0.2f);
+    }
+}
+
+static void avz__mouth(avz_scene *s, const float *p) {
+    avz__feat UO = STROKE_F(LIP_UPPER_OUTER), LO = STROKE_F(LIP_LOWER_OUTER);
+    avz__feat UI = STROKE_F(LIP_INNER_UPPER), LI = STROKE_F(LIP_INNER_LOWER);
+    avz__pt r_ui[5], r_li[5], r_lo[5];
+    for (int i = 0; i < 5; i++) { r_ui[i] = UI.pts[4 - i]; r_li[i] = LI.pts[4 - i]; r_lo[i] = LO.pts[4 - i]; }
+    avz__rgb interior = avz__mix(avz__shade(UO.c, 0.35f), (avz__rgb){0.25f, 0.05f, 0.06f}, 0.5f);
+    /* mouth interior and teeth */
+    avz__cr_path(s, UI.pts, 5, 0, 1);
+    avz__cr_path(s, r_li, 5, 0, 0);
+    avz__close(s);
+    avz__fill(s, interior, 1.f);
+    if (p[AVZ_P_TEETH_SHOW] > 0.5f) {
+        avz__cr_path(s, UI.pts, 5, 0, 1);
+        avz__cr_path(s, r_li, 5, 0, 0);
+        avz__close(s);
+        avz__clip_push(s);
+        avz__pt c = avz__lerp(UI.pts[0], UI.pts[4], 0.5f);
+        float hw = fabsf(UI.pts[4].x - UI.pts[0].x) * 0.42f;
+        float top = fminf(UI.pts[2].y, fminf(UI.pts[1].y, UI.pts[3].y));
+        avz__rrect(s, (avz__pt){c.x, top + 0.02f}, hw, 0.03f, 0.02f);
+        avz__fill(s, avz__frgb(p, AVZ_P_TEETH_R), 1.f);
+        avz__clip_pop(s);
+    }
+    /* upper lip: outer curve, then the inner curve back */
+    avz__cr_path(s, UO.pts, 7, 0, 1);
+    avz__cr_path(s, r_ui, 5, 0, 0);
+    avz__close(s);
+    avz__fill(s, UO.c, 1.f);
+    /* lower lip */
+    avz__cr_path(s, LI.pts, 5, 0, 1);
+    avz__cr_path(s, r_lo, 5, 0, 0);
+    avz__close(s);
+    avz__fill(s, LO.c, 1.f);
+    /* a soft highlight on the lower lip */
+    avz__pt hc = avz__lerp(LO.pts[2], LI.pts[2], 0.55f);
+    float hw = fabsf(LO.pts[4].x - LO.pts[0].x) * 0.16f, hh = fabsf(LO.pts[2].y - LI.pts[2].y) * 0.18f;
+    if (hh > 0.002f) {
+        avz__ellipse(s, hc, hw, hh);
+        avz__fill(s, (avz__rgb){1, 1, 1}, 0.22f);
+    }
+    /* outlines and the lip line */
+    avz__tapered(s, UO.pts, 7, AVZ__BULGE, UO.w0 * 0.3f, UO.w1 + UO.w0 * 0.7f, 0, avz__shade(UO.c, 0.78f), 0.8f);
+    avz__tapered(s, LO.pts, 5, AVZ__BULGE, LO.w0 * 0.3f, LO.w1 + LO.w0 * 0.7f, 0, avz__shade(LO.c, 0.8f), 0.6f);
+    avz__tapered(s, UI.pts, 5, AVZ__BULGE, UI.w0, UI.w1, 0, UI.c, 1.f);
+    avz__tapered(s, LI.pts, 5, AVZ__BULGE, LI.w0, LI.w1, 0, LI.c, 1.f);
+}
+
+static float avz__eye_center(const float *p, int up, float *y) {
+    avz__pt a = avz__fpt(p, up, 0), b = avz__fpt(p, up, 4);
+    *y = 0.5f * (a.y + b.y);
+    return 0.5f * (a.x + b.x);
+}
+
+static void avz__glasses(avz_scene *s, const float *p) {
+    int type = (int)lroundf(p[AVZ_P_GLASSES_TYPE]);
+    if (type <= 0) return;
+    float w = p[AVZ_P_GLASSES_LENS_W], h = p[AVZ_P_GLASSES_LENS_H], rnd = p[AVZ_P_GLASSES_ROUNDNESS];
+    float fw = p[AVZ_P_GLASSES_FRAME_WIDTH], op = p[AVZ_P_GLASSES_LENS_OPACITY];
+    avz__rgb fc = avz__frgb(p, AVZ_P_GLASSES_FRAME_R), lc = avz__frgb(p, AVZ_P_GLASSES_LENS_R);
+    if (type == 2) op = fmaxf(op, 0.75f);
+    float ly, ry, lx = avz__eye_center(p, AVZ_F_EYE_L_UPPER, &ly), rx = avz__eye_center(p, AVZ_F_EYE_R_UPPER, &ry);
+    avz__pt cl = {lx, ly + 0.01f}, cr = {rx, ry + 0.01f};
+    float rad = rnd * fminf(w, h);
+    avz__rrect(s, cl, w, h, rad);
+    avz__fill(s, lc, op);
+    avz__rrect(s, cr, w, h, rad);
+    avz__fill(s, lc, op);
+    if (type == 2) { /* sunglasses: a glint */
+        avz__pt g0 = {cl.x - w * 0.5f, cl.y - h * 0.45f}, g1 = {cr.x - w * 0.5f, cr.y - h * 0.45f};
+        avz__ellipse(s, g0, w * 0.22f, h * 0.12f);
+        avz__fill(s, (avz__rgb){1, 1, 1}, 0.25f);
+        avz__ellipse(s, g1, w * 0.22f, h * 0.12f);
+        avz__fill(s, (avz__rgb){1, 1, 1}, 0.25f);
+    }
+    avz__rrect(s, cl, w, h, rad);
+    avz__stroke(s, fc, 1.f, fw);
+    avz__rrect(s, cr, w, h, rad);
+    avz__stroke(s, fc, 1.f, fw);
+    /* bridge and temples */
+    avz__pt bl = {cl.x + w, cl.y - h * 0.35f}, br = {cr.x - w, cr.y - h * 0.35f};
+    avz__pt bm = avz__lerp(bl, br, 0.5f);
+    bm.y -= 0.02f;
+    avz__move(s, bl);
+    avz__curve(s, avz__lerp(bl, bm, 0.6f), avz__lerp(br, bm, 0.6f), br);
+    avz__stroke(s, fc, 1.f, fw);
+    float fx_l = p[AVZ_F_FACE + 2 * 9], fx_r = p[AVZ_F_FACE + 2 * 5];
+    avz__move(s, (avz__pt){cl.x - w, cl.y - h * 0.4f});
+    avz__line(s, (avz__pt){fminf(fx_l + 0.02f, cl.x - w), cl.y - h * 0.55f});
+    avz__stroke(s, fc, 1.f, fw);
+    avz__move(s, (avz__pt){cr.x + w, cr.y - h * 0.4f});
+    avz__line(s, (avz__pt){fmaxf(fx_r - 0.02f, cr.x + w), cr.y - h * 0.55f});
+    avz__stroke(s, fc, 1.f, fw);
+}
+
+static void avz__headwear(avz_scene *s, const float *p) {
+    int type = (int)lroundf(p[AVZ_P_HEADWEAR_TYPE]);
+    if (type <= 0) return;
+    avz__rgb c = avz__frgb(p, AVZ_P_HEADWEAR_R);
+    float band = p[AVZ_P_HEADWEAR_BAND_Y], crown = p[AVZ_P_HEADWEAR_CROWN];
+    float wscale = p[AVZ_P_HEADWEAR_WIDTH], brim = p[AVZ_P_HEADWEAR_BRIM];
+    float top = p[AVZ_F_FACE + 2 * 7 + 1];
+    float cx = 0.5f * (p[AVZ_F_FACE + 2 * 5] + p[AVZ_F_FACE + 2 * 9]);
+    float hw = 0.5f * fabsf(p[AVZ_F_FACE + 2 * 5] - p[AVZ_F_FACE + 2 * 9]) * wscale;
+    float ytop = top - crown * (type == 3 ? 0.5f : 0.35f) - 0.06f;
+    if (type == 3) { /* brimmed hat: brim behind the crown's base */
+        avz__ellipse(s, (avz__pt){cx, band}, hw + brim * 0.8f + 0.05f, 0.06f + brim * 0.12f);
+        avz__fill(s, avz__shade(c, 0.85f), 1.f);
+    }
+    /* crown: a dome from the band line */
+    avz__pt l = {cx - hw, band}, r = {cx + hw, band};
+    avz__move(s, l);
+    avz__curve(s, (avz__pt){cx - hw, band - (band - ytop) * 0.9f}, (avz__pt){cx - hw * 0.55f, ytop}, (avz__pt){cx, ytop});
+    avz__curve(s, (avz__pt){cx + hw * 0.55f, ytop}, (avz__pt){cx + hw, band - (band - ytop) * 0.9f}, r);
+    avz__curve(s, (avz__pt){cx + hw * 0.5f, band + 0.03f}, (avz__pt){cx - hw * 0.5f, band + 0.03f}, l);
+    avz__close(s);
+    avz__fill(s, c, 1.f);
+    if (type == 2) { /* beanie: folded cuff */
+        avz__rrect(s, (avz__pt){cx, band + 0.01f}, hw * 1.02f, 0.065f, 0.04f);
+        avz__fill(s, avz__shade(c, 0.82f), 1.f);
+        for (int k = -4; k <= 4; k++) {
+            avz__move(s, (avz__pt){cx + k * hw * 0.2f, band - 0.05f});
+            avz__line(s, (avz__pt){cx + k * hw * 0.2f, band + 0.07f});
+            avz__stroke(s, avz__shade(c, 0.7f), 0.6f, 0.006f);
+        }
+    } else if (type == 1) { /* cap: seam, button and a brim toward the viewer */
+        avz__move(s, (avz__pt){cx, ytop});
+        avz__curve(s, (avz__pt){cx - 0.02f, ytop + 0.1f}, (avz__pt){cx - 0.02f, band - 0.1f}, (avz__pt){cx, band});
+        avz__stroke(s, avz__shade(c, 0.7f), 0.8f, 0.006f);
+        avz__ellipse(s, (avz__pt){cx, ytop + 0.01f}, 0.025f, 0.014f);
+        avz__fill(s, avz__shade(c, 0.8f), 1.f);
+        avz__pt bl = {cx - hw * 0.92f, band}, br = {cx + hw * 0.92f, band};
+        avz__move(s, bl);
+        avz__curve(s, (avz__pt){cx - hw * 0.6f, band + 0.05f + brim * 0.25f}, (avz__pt){cx + hw * 0.6f, band + 0.05f + brim * 0.25f}, br);
+        avz__curve(s, (avz__pt){cx + hw * 0.5f, band + 0.02f}, (avz__pt){cx - hw * 0.5f, band + 0.02f}, bl);
+        avz__close(s);
+        avz__fill(s, avz__shade(c, 0.78f), 1.f);
+    } else { /* hat band */
+        avz__rrect(s, (avz__pt){cx, band - 0.035f}, hw * 0.99f, 0.03f, 0.01f);
+        avz__fill(s, avz__shade(c, 0.55f), 1.f);
+    }
+}
+
+static void avz__build(avz_scene *s, const float *p) {
+    s->n_items = s->n_path = s->path_start = 0;
+    s->oom = 0;
+    avz__feat face = STROKE_F(FACE);
+    avz__rgb skin = face.c;
+    int hair_on = p[AVZ_P_HAIR_STYLE_VISIBLE] > 0.5f;
+    float curl = p[AVZ_P_HAIR_STYLE_CURL];
+    avz__feat hb = STROKE_F(HAIR_BACK), hf = STROKE_F(HAIR_FRONT);
+
+    /* 1. back hair */
+    if (hair_on) {
+        avz__contour(s, hb.pts, hb.n, curl);
+        avz__fill(s, hb.c, 1.f);
+        if (hb.w0 > 0) {
+            avz__contour(s, hb.pts, hb.n, curl);
+            avz__stroke(s, avz__shade(hb.c, 0.7f), 1.f, hb.w0);
+        }
+    }
+    /* 2. neck and its shadow, clothes */
+    avz__feat neck = SHAPE_F(NECK);
+    avz__shape(s, &neck);
+    avz__cr_path(s, neck.pts, neck.n, 1, 1);
+    avz__clip_push(s);
+    avz__feat nsh = SHAPE_F(NECK_SHADOW);
+    avz__shape(s, &nsh);
+    avz__clip_pop(s);
+    avz__feat cl = STROKE_F(CLOTHES);
+    avz__cr_path(s, cl.pts, cl.n, 0, 1);
+    avz__line(s, (avz__pt){cl.pts[cl.n - 1].x, 3.f});
+    avz__line(s, (avz__pt){cl.pts[0].x, 3.f});
+    avz__close(s);
+    avz__fill(s, cl.c, 1.f);
+    avz__cr_path(s, cl.pts, cl.n, 0, 1);
+    avz__stroke(s, avz__shade(cl.c, 0.7f), 1.f, cl.w0);
+    /* 3. ears, head */
+    avz__feat el = STROKE_F(EAR_L), er = STROKE_F(EAR_R);
+    avz__ear(s, &el);
+    avz__ear(s, &er);
+    avz__cr_path(s, face.pts, face.n, 1, 1);
+    avz__fill(s, skin, 1.f);
+    /* 4. shading inside the face */
+    avz__cr_path(s, face.pts, face.n, 1, 1);
+    avz__clip_push(s);
+    {
+        avz__feat f1 = SHAPE_F(CHEEK_SHADOW_L), f2 = SHAPE_F(CHEEK_SHADOW_R), f3 = SHAPE_F(NOSE_SHADOW);
+        avz__shape(s, &f1); avz__shape(s, &f2); avz__shape(s, &f3);
+        int blush[2] = {AVZ_P_BLUSH_L_CX, AVZ_P_BLUSH_R_CX};
+        for (int k = 0; k < 2; k++) {
+            const float *b = p + blush[k];
+            if (b[4] <= 0.002f) continue;
+            avz__ellipse(s, (avz__pt){b[0], b[1]}, b[2], b[3]);
+            avz__fill(s, (avz__rgb){b[5], b[6], b[7]}, b[4]);
+        }
+        avz__feat h1 = SHAPE_F(FOREHEAD_HIGHLIGHT), h2 = SHAPE_F(CHEEK_HIGHLIGHT_L), h3 = SHAPE_F(CHEEK_HIGHLIGHT_R),
+                  h4 = SHAPE_F(NOSE_HIGHLIGHT);
+        avz__shape(s, &h1); avz__shape(s, &h2); avz__shape(s, &h3); avz__shape(s, &h4);
+        avz__feat w1 = STROKE_F(NASOLABIAL_L), w2 = STROKE_F(NASOLABIAL_R);
+        avz__stroke_f(s, &w1, AVZ__TAPER);
+        avz__stroke_f(s, &w2, AVZ__TAPER);
+        avz__feat w3 = STROKE_F(FOREHEAD_LINE), w4 = STROKE_F(UNDEREYE_L), w5 = STROKE_F(UNDEREYE_R);
+        avz__stroke_f(s, &w3, AVZ__BULGE);
+        avz__stroke_f(s, &w4, AVZ__BULGE);
+        avz__stroke_f(s, &w5, AVZ__BULGE);
+    }
+    avz__clip_pop(s);
+    /* head outline */
+    avz__cr_path(s, face.pts, face.n, 1, 1);
+    avz__stroke(s, avz__shade(skin, 0.72f), 1.f, face.w0);
+    /* 5. beard under the mouth and nose */
+    avz__feat beard = SHAPE_F(BEARD);
+    if (beard.opacity > 0.002f) {
+        avz__contour(s, beard.pts, beard.n, 0.25f + 0.5f * curl);
+        avz__fill(s, beard.c, beard.opacity);
+    }
+    /* 6. eyes and brows */
+    avz__rgb sclera = avz__frgb(p, AVZ_P_SCLERA_R);
+    avz__eye(s, p, AVZ_F_EYE_L_UPPER, AVZ_F_EYE_L_LOWER, AVZ_F_EYE_L_CREASE, AVZ_P_IRIS_L_CX,
+             p[AVZ_P_LASHES_L_LENGTH], sclera);
+    avz__eye(s, p, AVZ_F_EYE_R_UPPER, AVZ_F_EYE_R_LOWER, AVZ_F_EYE_R_CREASE, AVZ_P_IRIS_R_CX,
+             p[AVZ_P_LASHES_R_LENGTH], sclera);
+    avz__brow(s, p, AVZ_F_BROW_L, AVZ_P_BROW_L_MID_WIDTH, AVZ_P_BROW_L_HAIRINESS);
+    avz__brow(s, p, AVZ_F_BROW_R, AVZ_P_BROW_R_MID_WIDTH, AVZ_P_BROW_R_HAIRINESS);
+    /* 7. nose */
+    avz__feat nb = STROKE_F(NOSE_BRIDGE), nbase = STROKE_F(NOSE_BASE);
+    avz__feat nl = STROKE_F(NOSTRIL_L), nr = STROKE_F(NOSTRIL_R);
+    avz__stroke_f(s, &nb, AVZ__TAPER);
+    avz__stroke_f(s, &nl, AVZ__TAPER);
+    avz__stroke_f(s, &nr, AVZ__TAPER);
+    avz__tapered(s, nbase.pts, nbase.n, AVZ__BULGE, nbase.w0 * 0.4f, nbase.w0 + nbase.w1, 0, nbase.c, 1.f);
+    /* 8. mouth, moustache */
+    avz__mouth(s, p);
+    avz__feat mo = STROKE_F(MOUSTACHE);
+    avz__tapered(s, mo.pts, mo.n, AVZ__BULGE, mo.w0, mo.w1, 0, mo.c, 0.95f);
+    /* 9. front hair and strands */
+    if (hair_on) {
+        avz__contour(s, hf.pts, hf.n, curl);
+        avz__fill(s, hf.c, 1.f);
+        if (hf.w0 > 0) {
+            avz__contour(s, hf.pts, hf.n, curl);
+            avz__stroke(s, avz__shade(hf.c, 0.7f), 1.f, hf.w0);
+        }
+        avz__feat s0 = STROKE_F(HAIR_STRAND0), s1 = STROKE_F(HAIR_STRAND1);
+        avz__stroke_f(s, &s0, AVZ__BULGE);
+        avz__stroke_f(s, &s1, AVZ__BULGE);
+    }
+    /* 10. headwear, glasses */
+    avz__headwear(s, p);
+    avz__glasses(s, p);
+}
+
+avz_status avz_scene_build(avz_scene *s, const float *params, size_t n) {
+    if (!s) return AVZ_E_NULL;
+    avz_status st = avz_validate(params, n, s->error, sizeof s->error);
+    if (st != AVZ_OK) return st;
+    avz__build(s, params);
+    if (s->oom) {
+        snprintf(s->error, sizeof s->error, "out of memory while building the scene");
+        return AVZ_E_NOMEM;
+    }
+    return AVZ_OK;
+}
+
+avz_status avz_scene_items(const avz_scene *s, const avz_item **items, size_t *count) {
+    if (!s || !items || !count) return AVZ_E_NULL;
+    *items = s->items;
+    *count = s->n_items;
+    return AVZ_OK;
+}
+
+avz_status avz_scene_path(const avz_scene *s, const float **data, size_t *count) {
+    if (!s || !data || !count) return AVZ_E_NULL;
+    *data = s->path;
+    *count = s->n_path;
+    return AVZ_OK;
+}
+
+/* --------------------------------------------------------------- renderer */
+
+struct avz_renderer {
+    avz_scene *scene;
+    unsigned char *vec;
+    size_t vec_len, vec_cap;
+    int vec_oom;
+    char error[256];
+};
+
+void avz_render_options_init(avz_render_options *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->zoom = 1.0;
+}
+
+avz_status avz_renderer_create(avz_renderer **out) {
+    if (!out) return AVZ_E_NULL;
+    *out = NULL;
+    avz_renderer *r = calloc(1, sizeof *r);
+    if (!r) return AVZ_E_NOMEM;
+    if (avz_scene_create(&r->scene) != AVZ_OK) { free(r); return AVZ_E_NOMEM; }
+    *out = r;
+    return AVZ_OK;
+}
+
+void avz_renderer_destroy(avz_renderer *r) {
+    if (!r) return;
+    avz_scene_destroy(r->scene);
+    free(r->vec);
+    free(r);
+}
+
+const char *avz_renderer_error(const avz_renderer *r) { return r ? r->error : "renderer is NULL"; }
+
+static avz_status avz__fail(avz_renderer *r, avz_status st, const char *msg) {
+    snprintf(r->error, sizeof r->error, "%s", msg);
+    return st;
+}
+
+static void avz__draw_path(cairo_t *cr, const float *d, uint32_t a, uint32_t b) {
+    cairo_new_path(cr);
+    uint32_t i = a;
+    while (i < b) {
+        int op = (int)d[i];
+        switch (op) {
+        case AVZ_OP_MOVE: cairo_move_to(cr, d[i + 1], d[i + 2]); i += 3; break;
+        case AVZ_OP_LINE: cairo_line_to(cr, d[i + 1], d[i + 2]); i += 3; break;
+        case AVZ_OP_CURVE:
+            cairo_curve_to(cr, d[i + 1], d[i + 2], d[i + 3], d[i + 4], d[i + 5], d[i + 6]);
+            i += 7;
+            break;
+        default: cairo_close_path(cr); i += 1; break;
+        }
+    }
+}
+
+static void avz__draw_scene(cairo_t *cr, const avz_scene *s) {
+    int depth = 0;
+    for (size_t k = 0; k < s->n_items; k++) {
+        const avz_item *it = &s->items[k];
+        switch (it->kind) {
+        case AVZ_ITEM_FILL:
+            avz__draw_path(cr, s->path, it->path_begin, it->path_end);
+            cairo_set_source_rgba(cr, it->rgba[0], it->rgba[1], it->rgba[2], it->rgba[3]);
+            cairo_fill(cr);
+            break;
+        case AVZ_ITEM_STROKE:
+            avz__draw_path(cr, s->path, it->path_begin, it->path_end);
+            cairo_set_source_rgba(cr, it->rgba[0], it->rgba[1], it->rgba[2], it->rgba[3]);
+            cairo_set_line_width(cr, it->width);
+            cairo_stroke(cr);
+            break;
+        case AVZ_ITEM_CLIP_PUSH:
+            cairo_save(cr);
+            depth++;
+            avz__draw_path(cr, s->path, it->path_begin, it->path_end);
+            cairo_clip(cr);
+            break;
+        case AVZ_ITEM_CLIP_POP:
+            if (depth > 0) { cairo_restore(cr); depth--; }
+            break;
+        }
+    }
+    while (depth-- > 0) cairo_restore(cr);
+}
+
+static avz_status avz__check_opts(avz_renderer *r, const avz_render_options *o) {
+    for (int i = 0; i < 4; i++)
+        if (!isfinite(o->background[i]) || o->background[i] < 0.f || o->background[i] > 1.f)
+            return avz__fail(r, AVZ_E_ARG, "background channels must be finite values in [0, 1]");
+    if (o->use_transform) {
+        for (int i = 0; i < 6; i++)
+            if (!isfinite(o->transform[i])) return avz__fail(r, AVZ_E_ARG, "transform must be finite");
+        double det = o->transform[0] * o->transform[3] - o->transform[1] * o->transform[2];
+        if (fabs(det) < 1e-12) return avz__fail(r, AVZ_E_ARG, "transform is not invertible");
+    } else if (!isfinite(o->zoom) || o->zoom <= 0.0 || o->zoom > 1000.0) {
+        return avz__fail(r, AVZ_E_ARG, "zoom must be in (0, 1000]");
+    }
+    return AVZ_OK;
+}
+
+/* Sets the frame -> output transform and paints the background. */
+static void avz__setup(cairo_t *cr, double w, double h, const avz_render_options *o) {
+    cairo_set_operator(cr, CAIRO_OPERATOR_SOURCE);
+    cairo_set_source_rgba(cr, o->background[0], o->background[1], o->background[2], o->background[3]);
+    cairo_paint(cr);
+    cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    if (o->use_transform) {
+        cairo_matrix_t m;
+        cairo_matrix_init(&m, o->transform[0], o->transform[1], o->transform[2], o->transform[3],
+                          o->transform[4], o->transform[5]);
+        cairo_transform(cr, &m);
+    } else {
+        double sc = 0.5 * (w < h ? w : h) * o->zoom;
+        cairo_translate(cr, 0.5 * w, 0.5 * h);
+        cairo_scale(cr, sc, sc);
+    }
+    cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+    cairo_set_fill_rule(cr, CAIRO_FILL_RULE_WINDING);
+}
+
+static void avz__unpremultiply(uint8_t *rgba, int w, int h, int stride) {
+    for (int y = 0; y < h; y++) {
+        uint8_t *row = rgba + (size_t)y * stride;
+        for (int x = 0; x < w; x++) {
+            uint32_t v;
+            memcpy(&v, row + 4 * x, 4); /* native-endian ARGB32 */
+            uint32_t a = v >> 24, r = (v >> 16) & 255, g = (v >> 8) & 255, b = v & 255;
+            if (a != 0 && a != 255) {
+                r = (r * 255 + a / 2) / a;
+                g = (g * 255 + a / 2) / a;
+                b = (b * 255 + a / 2) / a;
+            }
+            uint8_t *px = row + 4 * x;
+            px[0] = (uint8_t)r; px[1] = (uint8_t)g; px[2] = (uint8_t)b; px[3] = (uint8_t)a;
+        }
+    }
+}
+
+avz_status avz_render(avz_renderer *r, const float *params, size_t n, uint8_t *rgba, int width,
+                      int height, int stride, const avz_render_options *options) {
+    if (!r) return AVZ_E_NULL;
+    r->error[0] = 0;
+    if (!rgba) return avz__fail(r, AVZ_E_NULL, "rgba buffer is NULL");
+    if (width < 1 || height < 1 || width > AVZ_MAX_SIZE || height > AVZ_MAX_SIZE) {
+        snprintf(r->error, sizeof r->error, "size %dx%d is outside 1..%d", width, height, AVZ_MAX_SIZE);
+        return AVZ_E_SIZE;
+    }
+    if (stride < 4 * width || stride % 4 != 0) {
+        snprintf(r->error, sizeof r->error, "stride %d must be a multiple of 4 and >= 4 * width (%d)",
+                 stride, 4 * width);
+        return AVZ_E_STRIDE;
+    }
+    avz_render_options def;
+    if (!options) { avz_render_options_init(&def); options = &def; }
+    avz_status st = avz__check_opts(r, options);
+    if (st != AVZ_OK) return st;
+    st = avz_scene_build(r->scene, params, n);
+    if (st != AVZ_OK) return avz__fail(r, st, r->scene->error);
+
+    cairo_surface_t *surf = cairo_image_surface_create_for_data(rgba, CAIRO_FORMAT_ARGB32, width, height, stride);
+    if (cairo_surface_status(surf) != CAIRO_STATUS_SUCCESS) {
+        avz__fail(r, AVZ_E_CAIRO, cairo_status_to_string(cairo_surface_status(surf)));
+        cairo_surface_destroy(surf);
+        return AVZ_E_CAIRO;
+    }
+    cairo_t *cr = cairo_create(surf);
+    avz__setup(cr, width, height, options);
+    avz__draw_scene(cr, r->scene);
+    cairo_status_t cs = cairo_status(cr);
+    cairo_destroy(cr);
+    cairo_surface_flush(surf);
+    cairo_surface_destroy(surf);
+    if (cs != CAIRO_STATUS_SUCCESS) return avz__fail(r, AVZ_E_CAIRO, cairo_status_to_string(cs));
+    avz__unpremultiply(rgba, width, height, stride);
+    return AVZ_OK;
+}
+
+static cairo_status_t avz__vec_write(void *closure, const unsigned char *data, unsigned int len) {
+    avz_renderer *r = closure;
+    if (r->vec_len + len > r->vec_cap) {
+        size_t cap = r->vec_cap ? r->vec_cap * 2 : 65536;
+        while (cap < r->vec_len + len) cap *= 2;
+        unsigned char *nv = realloc(r->vec, cap);
+        if (!nv) { r->vec_oom = 1; return CAIRO_STATUS_WRITE_ERROR; }
+        r->vec = nv;
+        r->vec_cap = cap;
+    }
+    memcpy(r->vec + r->vec_len, data, len);
+    r->vec_len += len;
+    return CAIRO_STATUS_SUCCESS;
+}
+
+avz_status avz_render_vector(avz_renderer *r, const float *params, size_t n, int format, double width,
+                             double height, const avz_render_options *options, const uint8_t **data,
+                             size_t *size) {
+    if (!r) return AVZ_E_NULL;
+    r->error[0] = 0;
+    if (!data || !size) return avz__fail(r, AVZ_E_NULL, "data/size output pointers are NULL");
+    *data = NULL;
+    *size = 0;
+    if (!(width >= 1 && height >= 1 && width <= AVZ_MAX_SIZE && height <= AVZ_MAX_SIZE))
+        return avz__fail(r, AVZ_E_SIZE, "vector size must be finite and within 1..16384 points");
+    if (format != AVZ_FORMAT_SVG && format != AVZ_FORMAT_PDF)
+        return avz__fail(r, AVZ_E_ARG, "format must be AVZ_FORMAT_SVG or AVZ_FORMAT_PDF");
+    avz_render_options def;
+    if (!options) { avz_render_options_init(&def); options = &def; }
+    avz_status st = avz__check_opts(r, options);
+    if (st != AVZ_OK) return st;
+    st = avz_scene_build(r->scene, params, n);
+    if (st != AVZ_OK) return avz__fail(r, st, r->scene->error);
+    r->vec_len = 0;
+    r->vec_oom = 0;
+    cairo_surface_t *surf = format == AVZ_FORMAT_SVG
+                                ? cairo_svg_surface_create_for_stream(avz__vec_write, r, width, height)
+                                : cairo_pdf_surface_create_for_stream(avz__vec_write, r, width, height);
+    if (format == AVZ_FORMAT_SVG) cairo_svg_surface_restrict_to_version(surf, CAIRO_SVG_VERSION_1_1);
+    cairo_t *cr = cairo_create(surf);
+    avz__setup(cr, width, height, options);
+    avz__draw_scene(cr, r->scene);
+    cairo_status_t cs = cairo_status(cr);
+    cairo_destroy(cr);
+    cairo_surface_finish(surf);
+    if (cs == CAIRO_STATUS_SUCCESS) cs = cairo_surface_status(surf);
+    cairo_surface_destroy(surf);
+    if (r->vec_oom) return avz__fail(r, AVZ_E_NOMEM, "out of memory while writing the vector document");
+    if (cs != CAIRO_STATUS_SUCCESS) return avz__fail(r, AVZ_E_CAIRO, cairo_status_to_string(cs));
+    *data = r->vec;
+    *size = r->vec_len;
+    return AVZ_OK;
+}

@@ -1,0 +1,142 @@
+/*
+ * avz.h -- Avatarizer native renderer: parametric vector avatars on Cairo.
+ *
+ * An avatar is a vector of AVZ_PARAM_COUNT (629) floats described by the
+ * schema shipped with the Python package (sdk/avatarizer/data/schema.json).
+ * avz turns it into a list of vector shapes (the "scene": cubic Bezier paths,
+ * fills, strokes and clip groups, in the canonical face frame where x and y run
+ * from -1 to 1 across the aligned crop) and draws the scene with Cairo into a
+ * caller-allocated RGBA buffer, or writes it as SVG or PDF.
+ *
+ * Usage:
+ *
+ *     avz_renderer *r = NULL;
+ *     if (avz_renderer_create(&r) != AVZ_OK) { ... }
+ *     float params[AVZ_PARAM_COUNT];
+ *     avz_default_params(params, AVZ_PARAM_COUNT);
+ *     int w = 512, h = 512, stride = 4 * w;
+ *     unsigned char *rgba = malloc((size_t)stride * h);
+ *     avz_render_options opt;
+ *     avz_render_options_init(&opt);              // transparent, fit to the image
+ *     avz_status st = avz_render(r, params, AVZ_PARAM_COUNT, rgba, w, h, stride, &opt);
+ *     if (st != AVZ_OK) fprintf(stderr, "%s: %s\n", avz_status_string(st), avz_renderer_error(r));
+ *     avz_renderer_destroy(r);
+ *
+ * Conventions: every function that can fail returns an avz_status; handles are
+ * opaque and come in create/destroy pairs; destroy accepts NULL. A handle must
+ * not be used from two threads at once (use one renderer per thread). The
+ * output buffer holds straight (not premultiplied) RGBA, 8 bits per channel,
+ * rows `stride` bytes apart.
+ */
+#ifndef AVZ_H
+#define AVZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AVZ_VERSION_MAJOR 1
+#define AVZ_VERSION_MINOR 0
+#define AVZ_PARAM_COUNT 629
+#define AVZ_MAX_SIZE 16384
+
+typedef enum avz_status {
+    AVZ_OK = 0,
+    AVZ_E_NULL = 1,        /* a required pointer argument was NULL */
+    AVZ_E_PARAM_COUNT = 2, /* the parameter vector does not have AVZ_PARAM_COUNT values */
+    AVZ_E_NONFINITE = 3,   /* a parameter is NaN or infinite */
+    AVZ_E_RANGE = 4,       /* a parameter is outside its schema range */
+    AVZ_E_SIZE = 5,        /* width or height is < 1 or > AVZ_MAX_SIZE, or not finite */
+    AVZ_E_STRIDE = 6,      /* stride is smaller than 4 * width or not a multiple of 4 */
+    AVZ_E_NOMEM = 7,       /* out of memory */
+    AVZ_E_CAIRO = 8,       /* Cairo reported an error */
+    AVZ_E_ARG = 9          /* another argument is invalid (see avz_renderer_error) */
+} avz_status;
+
+/* A fixed English sentence for a status code (never NULL). */
+const char *avz_status_string(avz_status status);
+
+/* The library version as "major.minor.patch" and the schema version it reads. */
+const char *avz_version(void);
+const char *avz_schema_version(void);
+
+/* Fills `out` (n must be AVZ_PARAM_COUNT) with the canonical default face. */
+avz_status avz_default_params(float *out, size_t n);
+
+/* Checks a parameter vector against the schema (count, finite, ranges). */
+avz_status avz_validate(const float *params, size_t n, char *message, size_t message_size);
+
+/* ------------------------------------------------------------------ scene */
+
+typedef enum avz_item_kind {
+    AVZ_ITEM_FILL = 0,      /* fill the path (non-zero winding) with rgba */
+    AVZ_ITEM_STROKE = 1,    /* stroke the path with rgba, `width` in frame units, round joins/caps */
+    AVZ_ITEM_CLIP_PUSH = 2, /* intersect the clip with the path (until the matching POP) */
+    AVZ_ITEM_CLIP_POP = 3   /* restore the clip of the matching PUSH */
+} avz_item_kind;
+
+/* Path encoding: a stream of floats, each command a code followed by its
+ * coordinates: MOVE x y | LINE x y | CURVE x1 y1 x2 y2 x y | CLOSE. */
+typedef enum avz_path_op { AVZ_OP_MOVE = 0, AVZ_OP_LINE = 1, AVZ_OP_CURVE = 2, AVZ_OP_CLOSE = 3 } avz_path_op;
+
+typedef struct avz_item {
+    int kind;          /* avz_item_kind */
+    float rgba[4];     /* straight RGBA in [0, 1] */
+    float width;       /* stroke width in frame units */
+    uint32_t path_begin, path_end; /* float range of the path in the scene's path stream */
+} avz_item;
+
+typedef struct avz_scene avz_scene;
+
+avz_status avz_scene_create(avz_scene **out);
+void avz_scene_destroy(avz_scene *scene);
+/* Builds the shapes of one avatar (validates the parameters first). */
+avz_status avz_scene_build(avz_scene *scene, const float *params, size_t n);
+/* Borrowed views into the scene, valid until the next build or destroy. */
+avz_status avz_scene_items(const avz_scene *scene, const avz_item **items, size_t *count);
+avz_status avz_scene_path(const avz_scene *scene, const float **data, size_t *count);
+const char *avz_scene_error(const avz_scene *scene);
+
+/* --------------------------------------------------------------- renderer */
+
+typedef struct avz_render_options {
+    float background[4]; /* straight RGBA in [0, 1]; alpha 0 gives a transparent image */
+    int use_transform;   /* 0: fit the frame's [-1,1] square centred in the image */
+    double transform[6]; /* if use_transform: frame -> pixels, x' = a x + c y + e, y' = b x + d y + f,
+                            stored as {a, b, c, d, e, f} like cairo_matrix_t */
+    double zoom;         /* with fitting: > 1 zooms in around the centre (default 1) */
+} avz_render_options;
+
+void avz_render_options_init(avz_render_options *options);
+
+typedef struct avz_renderer avz_renderer;
+
+avz_status avz_renderer_create(avz_renderer **out);
+void avz_renderer_destroy(avz_renderer *renderer);
+/* Detail of the last error on this handle ("" if none). */
+const char *avz_renderer_error(const avz_renderer *renderer);
+
+/* Draws the avatar into `rgba` (width x height pixels, rows `stride` bytes
+ * apart, caller-allocated, at least stride * height bytes). options may be
+ * NULL for the defaults. */
+avz_status avz_render(avz_renderer *renderer, const float *params, size_t n, uint8_t *rgba,
+                      int width, int height, int stride, const avz_render_options *options);
+
+typedef enum avz_vector_format { AVZ_FORMAT_SVG = 0, AVZ_FORMAT_PDF = 1 } avz_vector_format;
+
+/* Writes the same picture as a vector document of width x height points.
+ * On success *data / *size point to a buffer owned by the renderer, valid
+ * until the next call on it. */
+avz_status avz_render_vector(avz_renderer *renderer, const float *params, size_t n,
+                             int format, double width, double height,
+                             const avz_render_options *options, const uint8_t **data,
+                             size_t *size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AVZ_H */

@@ -1,0 +1,225 @@
+"""Friendly layer over the native renderer (``avatarizer._avz``, cffi API mode).
+
+The raw ``ffi``/``lib`` stay private to this module; every avz status code is
+turned into an exception in :func:`_check`, with the message from C. Handles
+are freed by ``ffi.gc`` when their Python object goes away, or at once with
+``close()``. One :class:`Renderer` must not be used by two threads at once:
+:func:`renderer` hands out one per thread.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .errors import AvatarizerError, NativeError
+from .schema import PARAM_COUNT
+
+try:
+    from ._avz import ffi as _ffi, lib as _lib
+except ImportError as exc:  # pragma: no cover - depends on the build
+    _ffi = _lib = None
+    _IMPORT_ERROR = exc
+else:
+    _IMPORT_ERROR = None
+
+_STATUS = {
+    0: "AVZ_OK", 1: "AVZ_E_NULL", 2: "AVZ_E_PARAM_COUNT", 3: "AVZ_E_NONFINITE", 4: "AVZ_E_RANGE",
+    5: "AVZ_E_SIZE", 6: "AVZ_E_STRIDE", 7: "AVZ_E_NOMEM", 8: "AVZ_E_CAIRO", 9: "AVZ_E_ARG",
+}
+
+ITEM_FILL, ITEM_STROKE, ITEM_CLIP_PUSH, ITEM_CLIP_POP = 0, 1, 2, 3
+OP_MOVE, OP_LINE, OP_CURVE, OP_CLOSE = 0, 1, 2, 3
+MAX_SIZE = 16384
+
+
+def available() -> bool:
+    return _lib is not None
+
+
+def _need():
+    if _lib is None:
+        raise AvatarizerError(
+            "the native renderer is not built (avatarizer._avz failed to import: "
+            f"{_IMPORT_ERROR}); run `make native` or reinstall the package")
+    return _ffi, _lib
+
+
+def _check(status: int, detail: str = "") -> None:
+    """The one place where native status codes become exceptions."""
+    if status == 0:
+        return
+    ffi, lib = _need()
+    name = _STATUS.get(status, f"status {status}")
+    text = ffi.string(lib.avz_status_string(status)).decode()
+    msg = f"{text}: {detail}" if detail else text
+    if status == 7:
+        raise MemoryError(msg)
+    raise NativeError(name, msg)
+
+
+def version() -> str:
+    ffi, lib = _need()
+    return ffi.string(lib.avz_version()).decode()
+
+
+def schema_version() -> str:
+    ffi, lib = _need()
+    return ffi.string(lib.avz_schema_version()).decode()
+
+
+def default_params() -> np.ndarray:
+    ffi, lib = _need()
+    out = np.empty(PARAM_COUNT, np.float32)
+    _check(lib.avz_default_params(ffi.from_buffer("float[]", out), PARAM_COUNT))
+    return out
+
+
+def _params_buffer(params) -> np.ndarray:
+    arr = np.ascontiguousarray(params, dtype=np.float32)
+    if arr.ndim != 1:
+        raise NativeError("AVZ_E_PARAM_COUNT", f"expected a flat vector of {PARAM_COUNT} parameters, got shape {arr.shape}")
+    return arr
+
+
+def _options(background, transform, zoom):
+    ffi, lib = _need()
+    opt = ffi.new("avz_render_options *")
+    lib.avz_render_options_init(opt)
+    bg = np.zeros(4, np.float64) if background is None else np.asarray(background, np.float64).ravel()
+    if bg.size == 3:
+        bg = np.append(bg, 1.0)
+    if bg.size != 4:
+        raise ValueError(f"background must be RGB or RGBA floats in [0, 1], got {background!r}")
+    for i in range(4):
+        opt.background[i] = float(bg[i])
+    if transform is not None:
+        t = np.asarray(transform, np.float64)
+        if t.shape != (2, 3):
+            raise ValueError(f"transform must be a 2x3 affine matrix (frame -> pixels), got shape {t.shape}")
+        opt.use_transform = 1
+        for i, v in enumerate((t[0, 0], t[1, 0], t[0, 1], t[1, 1], t[0, 2], t[1, 2])):
+            opt.transform[i] = float(v)
+    opt.zoom = float(zoom)
+    return opt
+
+
+class Renderer:
+    """A native renderer handle (reuses its buffers between calls)."""
+
+    def __init__(self):
+        ffi, lib = _need()
+        out = ffi.new("avz_renderer **")
+        _check(lib.avz_renderer_create(out))
+        self._h = ffi.gc(out[0], lib.avz_renderer_destroy)
+
+    def close(self) -> None:
+        if self._h is not None:
+            _ffi.release(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _handle(self):
+        if self._h is None:
+            raise AvatarizerError("this renderer was closed")
+        return self._h
+
+    def _error(self) -> str:
+        return _ffi.string(_lib.avz_renderer_error(self._handle())).decode()
+
+    def render_into(self, params, out: np.ndarray, *, background=None, transform=None, zoom=1.0) -> np.ndarray:
+        """Draws into a caller-owned H x W x 4 uint8 array (rows may be padded)."""
+        ffi, lib = _need()
+        if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 3 or out.shape[2] != 4:
+            raise ValueError("out must be an H x W x 4 uint8 numpy array")
+        if out.strides[2] != 1 or out.strides[1] != 4 or out.strides[0] <= 0:
+            raise ValueError("out must have contiguous RGBA pixels (strides (stride, 4, 1))")
+        if not out.flags.writeable:
+            raise ValueError("out is read-only")
+        h, w = out.shape[:2]
+        p = _params_buffer(params)
+        opt = _options(background, transform, zoom)
+        # numpy keeps `out` (and so its memory) alive for the duration of the call;
+        # the renderer writes 4*w bytes per row, rows out.strides[0] apart.
+        buf = ffi.cast("uint8_t *", out.ctypes.data)
+        st = lib.avz_render(self._handle(), ffi.from_buffer("float[]", p), p.size, buf, w, h,
+                            out.strides[0], opt)
+        _check(st, self._error())
+        return out
+
+    def render(self, params, width: int, height: int | None = None, *, background=None,
+               transform=None, zoom=1.0) -> np.ndarray:
+        """A new H x W x 4 uint8 straight-alpha RGBA image."""
+        height = width if height is None else height
+        for name, v in (("width", width), ("height", height)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer number of pixels, got {v!r}")
+            if not 1 <= int(v) <= MAX_SIZE:
+                raise ValueError(f"{name} must be between 1 and {MAX_SIZE} pixels, got {v}")
+        out = np.empty((int(height), int(width), 4), np.uint8)
+        return self.render_into(params, out, background=background, transform=transform, zoom=zoom)
+
+    def vector(self, params, fmt: str, width: float, height: float, *, background=None,
+               transform=None, zoom=1.0) -> bytes:
+        """The same picture as an SVG or PDF document (bytes)."""
+        ffi, lib = _need()
+        fmts = {"svg": lib.AVZ_FORMAT_SVG, "pdf": lib.AVZ_FORMAT_PDF}
+        if fmt not in fmts:
+            raise ValueError(f"format must be 'svg' or 'pdf', got {fmt!r}")
+        p = _params_buffer(params)
+        opt = _options(background, transform, zoom)
+        data = ffi.new("const uint8_t **")
+        size = ffi.new("size_t *")
+        st = lib.avz_render_vector(self._handle(), ffi.from_buffer("float[]", p), p.size, fmts[fmt],
+                                   float(width), float(height), opt, data, size)
+        _check(st, self._error())
+        return bytes(ffi.buffer(data[0], size[0]))
+
+
+class Scene:
+    """The shapes of one avatar, as built by the native code (the single source
+    of geometry that every backend draws)."""
+
+    def __init__(self, params):
+        ffi, lib = _need()
+        out = ffi.new("avz_scene **")
+        _check(lib.avz_scene_create(out))
+        h = ffi.gc(out[0], lib.avz_scene_destroy)
+        p = _params_buffer(params)
+        st = lib.avz_scene_build(h, ffi.from_buffer("float[]", p), p.size)
+        _check(st, ffi.string(lib.avz_scene_error(h)).decode())
+        items = ffi.new("const avz_item **")
+        n = ffi.new("size_t *")
+        _check(lib.avz_scene_items(h, items, n))
+        self.items = [(it.kind, tuple(it.rgba), it.width, it.path_begin, it.path_end)
+                      for it in (items[0][i] for i in range(n[0]))]
+        data = ffi.new("const float **")
+        m = ffi.new("size_t *")
+        _check(lib.avz_scene_path(h, data, m))
+        self.path = np.frombuffer(ffi.buffer(data[0], m[0] * 4), np.float32).copy()
+        ffi.release(h)
+
+    def commands(self, begin: int, end: int):
+        """Decodes a path range into (op, coords) tuples."""
+        d, i = self.path, begin
+        while i < end:
+            op = int(d[i])
+            n = {OP_MOVE: 2, OP_LINE: 2, OP_CURVE: 6}.get(op, 0)
+            yield op, d[i + 1:i + 1 + n]
+            i += 1 + n
+
+
+_local = threading.local()
+
+
+def renderer() -> Renderer:
+    """This thread's renderer (created on first use)."""
+    r = getattr(_local, "renderer", None)
+    if r is None:
+        r = _local.renderer = Renderer()
+    return r

@@ -1,0 +1,260 @@
+"""Drawing avatars: the native Cairo renderer, and two reference backends
+that draw the *same* scene (built by the native code) from Python.
+
+* ``"native"``  -- C on libcairo (default, fastest).
+* ``"pycairo"`` -- the scene drawn through pycairo from Python.
+* ``"pillow"``  -- the scene flattened to polygons and drawn by Pillow at 4x,
+  then downsampled (a baseline with no Cairo at all).
+
+All backends return H x W x 4 uint8 straight-alpha RGBA. The canonical frame's
+[-1, 1] square is fitted, centred, into the output (any aspect), unless an
+explicit ``transform`` (2x3, frame -> pixels) is given.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import native
+from .schema import validate
+
+BACKENDS = ("native", "pycairo", "pillow")
+
+
+def _size(size, width, height):
+    if width is None and height is None:
+        width = height = size
+    width = size if width is None else width
+    height = width if height is None else height
+    for name, v in (("width", width), ("height", height)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer number of pixels, got {v!r}")
+        if not 1 <= int(v) <= native.MAX_SIZE:
+            raise ValueError(f"{name} must be between 1 and {native.MAX_SIZE} pixels, got {v}")
+    return int(width), int(height)
+
+
+def _background(background):
+    if background is None:
+        return None
+    if isinstance(background, str):
+        named = {"white": (1, 1, 1, 1), "black": (0, 0, 0, 1), "transparent": (0, 0, 0, 0)}
+        if background in named:
+            return named[background]
+        if background.startswith("#") and len(background) in (7, 9):
+            vals = [int(background[i:i + 2], 16) / 255 for i in range(1, len(background), 2)]
+            return tuple(vals) + ((1.0,) if len(vals) == 3 else ())
+        raise ValueError(f"unknown background {background!r}: use 'white', 'black', 'transparent', "
+                         "'#rrggbb[aa]' or an RGB(A) tuple of floats in [0, 1]")
+    bg = tuple(float(v) for v in background)
+    if len(bg) not in (3, 4) or not all(0.0 <= v <= 1.0 for v in bg):
+        raise ValueError(f"background must be 3 or 4 floats in [0, 1], got {background!r}")
+    return bg + ((1.0,) if len(bg) == 3 else ())
+
+
+def _fit_matrix(width, height, zoom=1.0):
+    s = 0.5 * min(width, height) * zoom
+    return np.array([[s, 0, 0.5 * width], [0, s, 0.5 * height]], np.float64)
+
+
+def render(params, size: int = 512, *, width: int | None = None, height: int | None = None,
+           background=None, backend: str = "native", transform=None, zoom: float = 1.0) -> np.ndarray:
+    """Renders one avatar to an H x W x 4 uint8 RGBA array.
+
+    ``params``: 629 floats in schema ranges (see :mod:`avatarizer.schema`);
+    wrong length, NaN/inf or out-of-range values raise ``ValueError``.
+    ``background``: None/'transparent', 'white', '#rrggbb', or an RGB(A) tuple.
+    """
+    w, h = _size(size, width, height)
+    bg = _background(background)
+    p = validate(params)
+    if backend == "native":
+        return native.renderer().render(p, w, h, background=bg, transform=transform, zoom=zoom)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    scene = native.Scene(p)
+    m = _fit_matrix(w, h, zoom) if transform is None else np.asarray(transform, np.float64)
+    if backend == "pycairo":
+        return _render_pycairo(scene, w, h, bg, m)
+    return _render_pillow(scene, w, h, bg, m)
+
+
+def to_svg(params, size: float = 512, *, width: float | None = None, height: float | None = None,
+           background=None) -> str:
+    """The avatar as an SVG document (a string); scales to any size."""
+    w = float(width or size)
+    h = float(height or width or size)
+    return native.renderer().vector(validate(params), "svg", w, h, background=_background(background)).decode()
+
+
+def to_pdf(params, size: float = 512, *, width: float | None = None, height: float | None = None,
+           background=None) -> bytes:
+    """The avatar as a one-page PDF document (bytes)."""
+    w = float(width or size)
+    h = float(height or width or size)
+    return native.renderer().vector(validate(params), "pdf", w, h, background=_background(background))
+
+
+# ------------------------------------------------------------------ pycairo
+
+
+def _render_pycairo(scene: "native.Scene", w, h, bg, m) -> np.ndarray:
+    import cairo
+
+    surf = cairo.ImageSurface(cairo.FORMAT_ARGB32, w, h)
+    cr = cairo.Context(surf)
+    if bg is not None:
+        cr.set_operator(cairo.OPERATOR_SOURCE)
+        cr.set_source_rgba(*bg)
+        cr.paint()
+        cr.set_operator(cairo.OPERATOR_OVER)
+    cr.transform(cairo.Matrix(m[0, 0], m[1, 0], m[0, 1], m[1, 1], m[0, 2], m[1, 2]))
+    cr.set_line_cap(cairo.LINE_CAP_ROUND)
+    cr.set_line_join(cairo.LINE_JOIN_ROUND)
+    path = scene.path
+    depth = 0
+    for kind, rgba, width, a, b in scene.items:
+        if kind == native.ITEM_CLIP_POP:
+            if depth:
+                cr.restore()
+                depth -= 1
+            continue
+        cr.new_path()
+        i = a
+        while i < b:
+            op = int(path[i])
+            if op == native.OP_MOVE:
+                cr.move_to(path[i + 1], path[i + 2])
+                i += 3
+            elif op == native.OP_LINE:
+                cr.line_to(path[i + 1], path[i + 2])
+                i += 3
+            elif op == native.OP_CURVE:
+                cr.curve_to(*path[i + 1:i + 7])
+                i += 7
+            else:
+                cr.close_path()
+                i += 1
+        if kind == native.ITEM_CLIP_PUSH:
+            cr.save()
+            depth += 1
+            cr.clip()
+            continue
+        cr.set_source_rgba(*rgba)
+        if kind == native.ITEM_FILL:
+            cr.fill()
+        else:
+            cr.set_line_width(width)
+            cr.stroke()
+    while depth:
+        cr.restore()
+        depth -= 1
+    surf.flush()
+    stride = surf.get_stride()
+    bgra = np.ndarray((h, stride // 4, 4), np.uint8, surf.get_data())[:, :w]
+    return _unpremultiply_bgra(bgra)
+
+
+def _unpremultiply_bgra(bgra: np.ndarray) -> np.ndarray:
+    out = np.empty(bgra.shape, np.uint8)
+    a = bgra[..., 3].astype(np.uint32)
+    safe = np.maximum(a, 1)
+    for dst, src in ((0, 2), (1, 1), (2, 0)):
+        c = bgra[..., src].astype(np.uint32)
+        out[..., dst] = np.where((a > 0) & (a < 255), (c * 255 + a // 2) // safe, c).astype(np.uint8)
+    out[..., 3] = bgra[..., 3]
+    return out
+
+
+# ------------------------------------------------------------------- pillow
+
+_SS = 4  # supersampling factor
+
+
+def _flatten(scene: "native.Scene", a: int, b: int, m: np.ndarray, steps: int = 12):
+    """Path range -> list of polygons (N x 2 pixel arrays) at supersampled scale."""
+    polys, cur, start = [], [], None
+    path = scene.path
+    t = np.linspace(0, 1, steps + 1)[1:, None]
+    i = a
+    while i < b:
+        op = int(path[i])
+        if op == native.OP_MOVE:
+            if len(cur) > 1:
+                polys.append(np.array(cur))
+            start = path[i + 1:i + 3].astype(np.float64)
+            cur = [start]
+            i += 3
+        elif op == native.OP_LINE:
+            cur.append(path[i + 1:i + 3].astype(np.float64))
+            i += 3
+        elif op == native.OP_CURVE:
+            p0 = cur[-1]
+            c1, c2, p3 = (path[i + 1 + 2 * k:i + 3 + 2 * k].astype(np.float64) for k in range(3))
+            u = 1 - t
+            pts = u ** 3 * p0 + 3 * u * u * t * c1 + 3 * u * t * t * c2 + t ** 3 * p3
+            cur.extend(pts)
+            i += 7
+        else:
+            if start is not None:
+                cur.append(start)
+            i += 1
+    if len(cur) > 1:
+        polys.append(np.array(cur))
+    out = []
+    for poly in polys:
+        xy = poly @ m[:, :2].T + m[:, 2]
+        out.append(xy * _SS)
+    return out
+
+
+def _render_pillow(scene: "native.Scene", w, h, bg, m) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    W, H = w * _SS, h * _SS
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    # layers: a stack of (image, clip mask) for clip groups
+    base = Image.new("RGBA", (W, H), tuple(int(round(c * 255)) for c in bg) if bg else (0, 0, 0, 0))
+    stack: list[tuple[Image.Image, Image.Image | None]] = [(base, None)]
+
+    def draw_shape(img, polys, rgba, width=None):
+        col = tuple(int(round(c * 255)) for c in rgba)
+        d = ImageDraw.Draw(img, "RGBA")
+        if width is None:
+            # non-zero fill of several subpaths: draw them into one mask first
+            mask = Image.new("L", img.size, 0)
+            md = ImageDraw.Draw(mask)
+            for poly in polys:
+                if len(poly) >= 3:
+                    md.polygon([tuple(p) for p in poly], fill=255)
+            layer = Image.new("RGBA", img.size, col[:3] + (0,))
+            layer.putalpha(mask.point(lambda v: v * col[3] // 255))
+            img.alpha_composite(layer)
+        else:
+            lw = max(1, int(round(width * scale * _SS)))
+            for poly in polys:
+                d.line([tuple(p) for p in poly], fill=col, width=lw, joint="curve")
+
+    for kind, rgba, width, a, b in scene.items:
+        if kind == native.ITEM_CLIP_PUSH:
+            mask = Image.new("L", (W, H), 0)
+            md = ImageDraw.Draw(mask)
+            for poly in _flatten(scene, a, b, m):
+                if len(poly) >= 3:
+                    md.polygon([tuple(p) for p in poly], fill=255)
+            parent_mask = stack[-1][1]
+            if parent_mask is not None:
+                mask = Image.fromarray(np.minimum(np.asarray(mask), np.asarray(parent_mask)))
+            stack.append((Image.new("RGBA", (W, H), (0, 0, 0, 0)), mask))
+        elif kind == native.ITEM_CLIP_POP:
+            if len(stack) > 1:
+                layer, mask = stack.pop()
+                arr = np.asarray(layer).copy()
+                arr[..., 3] = (arr[..., 3].astype(np.uint16) * np.asarray(mask) // 255).astype(np.uint8)
+                stack[-1][0].alpha_composite(Image.fromarray(arr))
+        else:
+            polys = _flatten(scene, a, b, m)
+            draw_shape(stack[-1][0], polys, rgba, width if kind == native.ITEM_STROKE else None)
+    while len(stack) > 1:
+        layer, mask = stack.pop()
+        stack[-1][0].alpha_composite(layer)
+    return np.asarray(base.resize((w, h), Image.Resampling.BOX))
