@@ -1,0 +1,232 @@
+"""Image input for the runtime pipeline: everything becomes H×W×3 uint8 RGB.
+
+Every stage of the SDK works on one kind of image: a C-contiguous
+``(H, W, 3)`` ``uint8`` array in RGB order. :func:`to_rgb_uint8` turns the
+inputs people actually have (OpenCV BGR frames, RGBA screenshots, grayscale
+scans, float images in [0, 1], PIL images) into that, and rejects everything
+else with a :class:`ValueError` that says what was received and what is
+expected. :func:`load_image` reads a file into the same form.
+
+The caller's array is never modified. When the input already is a
+C-contiguous RGB ``uint8`` image it is returned as is (no copy), so the
+result may share memory with the input.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["MIN_SIDE", "MAX_SIDE", "COLOR_ORDERS", "to_rgb_uint8", "load_image"]
+
+#: Smallest accepted image side in pixels; below this no face is findable.
+MIN_SIDE = 32
+#: Largest accepted image side in pixels; guards against decompression bombs
+#: and accidental huge allocations (downscale larger images first).
+MAX_SIDE = 8192
+#: Accepted values of ``color_order``.
+COLOR_ORDERS = ("rgb", "bgr")
+
+_EXPECTED = (
+    "an H×W×3 uint8 RGB image (also accepted: H×W×4 with alpha, H×W or H×W×1 "
+    "grayscale, floats in [0, 1], or a PIL image)"
+)
+
+
+def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:
+    """Convert ``image`` to a C-contiguous ``(H, W, 3)`` ``uint8`` RGB array.
+
+    Args:
+        image: a numpy array or a ``PIL.Image.Image``. Arrays may be
+            ``(H, W, 3)`` colour, ``(H, W, 4)`` colour with alpha (the alpha
+            channel is dropped, not composited), ``(H, W)`` or ``(H, W, 1)``
+            grayscale (replicated to three channels), of dtype ``uint8`` or
+            floating point with every value in [0, 1] (scaled by 255 and
+            rounded). PIL images are converted with ``.convert("RGB")``.
+        color_order: ``"rgb"`` (default) or ``"bgr"`` for arrays from OpenCV
+            (``cv2.imread``, ``cv2.VideoCapture``); for 4-channel arrays
+            ``"bgr"`` means BGRA. Ignored for grayscale arrays. PIL images
+            are always RGB, so only ``"rgb"`` is accepted with them.
+
+    Returns:
+        A C-contiguous ``(H, W, 3)`` ``uint8`` RGB array. It is ``image``
+        itself when no conversion was needed; otherwise a new array.
+
+    Raises:
+        ValueError: for any other input: an unknown ``color_order``, a
+            non-image object, a wrong number of dimensions or channels, an
+            empty image, a side shorter than ``MIN_SIDE`` or longer than
+            ``MAX_SIDE`` pixels, integer dtypes other than uint8, bool,
+            complex or object arrays, and float images with values outside
+            [0, 1] or not finite. The message says what was received.
+    """
+    if not isinstance(color_order, str) or color_order not in COLOR_ORDERS:
+        raise ValueError(
+            f"color_order must be 'rgb' or 'bgr', got {color_order!r}."
+        )
+
+    if isinstance(image, Image.Image):
+        if color_order != "rgb":
+            raise ValueError(
+                "color_order='bgr' does not apply to PIL images, which are "
+                "always RGB; pass color_order='rgb'."
+            )
+        _check_size(image.height, image.width, f"a PIL image of size {image.width}×{image.height}")
+        return np.array(image.convert("RGB"), dtype=np.uint8, order="C")
+
+    if not isinstance(image, np.ndarray):
+        raise ValueError(
+            f"Expected {_EXPECTED} as a numpy array, but got an object of type "
+            f"{type(image).__module__}.{type(image).__qualname__}; convert it "
+            "with np.asarray(...) first."
+        )
+    image = np.asarray(image)  # drop ndarray subclasses (masked, matrix); no copy
+
+    what = f"an array of shape {image.shape} and dtype {image.dtype}"
+    _check_dtype(image, what)
+    gray = _check_shape(image, what)
+    _check_size(image.shape[0], image.shape[1], what)
+
+    if image.dtype != np.uint8:
+        image = _float_to_uint8(image, what)  # new array from here on
+    if gray:
+        image = image.reshape(image.shape[:2])  # a view when it can be
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2RGB)
+
+    channels = image.shape[2]
+    if channels == 3 and color_order == "rgb":
+        return np.ascontiguousarray(image)
+    code = {
+        (3, "bgr"): cv2.COLOR_BGR2RGB,
+        (4, "rgb"): cv2.COLOR_RGBA2RGB,
+        (4, "bgr"): cv2.COLOR_BGRA2RGB,
+    }[(channels, color_order)]
+    # cvtColor writes a new array; ascontiguousarray copies only when needed.
+    return cv2.cvtColor(np.ascontiguousarray(image), code)
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file into a ``(H, W, 3)`` ``uint8`` RGB array.
+
+    The EXIF orientation tag is applied, so phone photos come out upright.
+    Any format Pillow reads is accepted; alpha is dropped, grayscale and
+    palette images are converted to RGB.
+
+    Raises:
+        FileNotFoundError: if nothing exists at ``path``.
+        ValueError: if ``path`` is a directory, cannot be decoded as an image,
+            or decodes to an image :func:`to_rgb_uint8` rejects (for example
+            smaller than ``MIN_SIDE`` pixels); the message names the path.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No image file at {path}.")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not an image file.")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            rgb = ImageOps.exif_transpose(opened).convert("RGB")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"Could not read {path} as an image: {exc}") from exc
+    try:
+        return to_rgb_uint8(rgb)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+def _check_dtype(image: np.ndarray, what: str) -> None:
+    dtype = image.dtype
+    if dtype == np.uint8:
+        return
+    if dtype == np.bool_:
+        raise ValueError(
+            f"Expected {_EXPECTED}, but got {what}; a boolean array is a mask, "
+            "not an image: convert with mask.astype(np.uint8) * 255."
+        )
+    if dtype.kind in "iu":
+        if image.size == 0:
+            hint = "convert with .astype(np.uint8)"
+        else:
+            lo, hi = image.min(), image.max()
+            if lo >= 0 and hi <= 255:
+                hint = "its values fit in 0..255: convert with .astype(np.uint8)"
+            else:
+                hint = (
+                    f"its values span {lo}..{hi}, outside 0..255: rescale to "
+                    "0..255 first (for 16-bit images: (image >> 8).astype(np.uint8))"
+                )
+        raise ValueError(f"Expected {_EXPECTED}, but got {what}; {hint}.")
+    if dtype.kind == "f":
+        return
+    raise ValueError(
+        f"Expected {_EXPECTED}, but got {what}; {dtype} arrays "
+        "(object, complex, string, ...) are not images."
+    )
+
+
+def _check_shape(image: np.ndarray, what: str) -> bool:
+    """Validate dimensions and channels; return True for grayscale input."""
+    if image.ndim == 2:
+        return True
+    if image.ndim != 3:
+        raise ValueError(
+            f"Expected {_EXPECTED}, but got {what} with {image.ndim} "
+            "dimensions; an image has 2 (grayscale) or 3 (H×W×C). For a batch, "
+            "pass one image at a time."
+        )
+    channels = image.shape[2]
+    if channels in (1, 3, 4):
+        return channels == 1
+    hint = ""
+    if image.shape[0] in (1, 3, 4) and channels > 4:
+        hint = " It looks channels-first (C×H×W): use image.transpose(1, 2, 0)."
+    elif channels == 2:
+        hint = " Two channels (gray + alpha?) are not supported: pass image[:, :, 0]."
+    raise ValueError(
+        f"Expected {_EXPECTED}, but got {what} with {channels} channels; "
+        f"expected 1, 3 or 4 channels in the last axis.{hint}"
+    )
+
+
+def _check_size(height: int, width: int, what: str) -> None:
+    if height == 0 or width == 0:
+        raise ValueError(f"Expected {_EXPECTED}, but got {what}, which is empty.")
+    if min(height, width) < MIN_SIDE:
+        raise ValueError(
+            f"Expected {_EXPECTED} at least {MIN_SIDE} pixels on each side, but got "
+            f"{what} ({width}×{height} pixels)."
+        )
+    if max(height, width) > MAX_SIDE:
+        raise ValueError(
+            f"Expected {_EXPECTED} at most {MAX_SIDE} pixels on each side, but got "
+            f"{what} ({width}×{height} pixels); downscale it first."
+        )
+
+
+def _float_to_uint8(image: np.ndarray, what: str) -> np.ndarray:
+    """Scale a float image in [0, 1] to uint8 (round half up) as a new array."""
+    if not np.isfinite(image).all():
+        raise ValueError(
+            f"Expected {_EXPECTED}, but got {what} containing NaN or infinite values."
+        )
+    lo, hi = float(image.min()), float(image.max())
+    if lo < 0.0 or hi > 1.0:
+        hint = (
+            " It looks like 0..255 data stored as float: use "
+            "np.clip(image, 0, 255).astype(np.uint8)."
+            if hi <= 255.0 and lo >= 0.0
+            else ""
+        )
+        raise ValueError(
+            f"Expected {_EXPECTED}, but got {what} with float values in "
+            f"[{lo:g}, {hi:g}]; float images must lie in [0, 1].{hint}"
+        )
+    scaled = np.multiply(image, 255.0, dtype=np.float32)
+    scaled += 0.5
+    return scaled.astype(np.uint8)

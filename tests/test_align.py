@@ -1,0 +1,553 @@
+"""Tests of the alignment stage (avatarizer.align) and image input (avatarizer.imageio).
+
+Real images only: scikit-image's bundled ``astronaut`` portrait (a
+public-domain NASA photo that ships inside the package), and, when
+``../shared`` is present beside the checkout, FFHQ faces and talking-face
+videos. MediaPipe runs for real; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+ROOT = Path(__file__).resolve().parents[1]
+if importlib.util.find_spec("avatarizer") is None:  # not installed: use the checkout
+    sys.path.insert(0, str(ROOT / "sdk"))
+
+from avatarizer.align import (  # noqa: E402
+    CANONICAL_TARGETS,
+    LANDMARK_INDICES,
+    NUM_LANDMARKS,
+    AlignedFace,
+    AlignOptions,
+    FaceAligner,
+    anchor_points,
+    estimate_similarity,
+    invert_affine,
+)
+from avatarizer.imageio import load_image, to_rgb_uint8  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+
+# A three-point similarity fit cannot put all three anchors exactly on their
+# targets unless the face has the targets' proportions; for the astronaut
+# the least-squares residual is ≈ 0.022 per anchor (her eyes are wide apart
+# relative to the eye-mouth distance). Allow that plus landmark noise.
+ANCHOR_TOL = 0.03
+
+
+# -- fixtures -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    image = skdata.astronaut()
+    image.setflags(write=False)  # a test that writes to it is a bug
+    return image
+
+
+@pytest.fixture(scope="module")
+def aligner():
+    with FaceAligner() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def face(aligner, astronaut) -> AlignedFace:
+    found = aligner.align(astronaut)
+    assert found is not None, "no face found in skimage.data.astronaut()"
+    return found
+
+
+def canonical_anchors(face: AlignedFace) -> np.ndarray:
+    """The face's three anchors mapped into the canonical frame, (3, 2)."""
+    anchors = anchor_points(face.landmarks)
+    return anchors @ face.inverse[:, :2].T + face.inverse[:, 2]
+
+
+def assert_at_targets(face: AlignedFace) -> None:
+    anchors = canonical_anchors(face)
+    errors = np.linalg.norm(anchors - CANONICAL_TARGETS, axis=1)
+    assert errors.max() < ANCHOR_TOL, f"anchors {anchors.tolist()} vs targets, errors {errors}"
+    # Properties of the least-squares similarity fit that hold for any face:
+    # the centroid lands exactly, and the eyes are level and symmetric.
+    np.testing.assert_allclose(anchors.mean(axis=0), CANONICAL_TARGETS.mean(axis=0), atol=1e-6)
+    assert abs(anchors[0, 1] - anchors[1, 1]) < 0.01
+    assert abs(anchors[0, 0] + anchors[1, 0]) < 0.01
+
+
+def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate about the centre, counter-clockwise on screen for degrees > 0."""
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), degrees, 1.0)
+    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def two_face_canvas(astronaut: np.ndarray) -> np.ndarray:
+    """The astronaut's head twice, 320 px and 200 px, on a grey 584×384 canvas."""
+    head = astronaut[20:260, 110:350]
+    canvas = np.full((384, 584, 3), 200, np.uint8)
+    canvas[32:352, 32:352] = cv2.resize(head, (320, 320), interpolation=cv2.INTER_AREA)
+    canvas[32:232, 352:552] = cv2.resize(head, (200, 200), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+# -- imageio ------------------------------------------------------------------
+
+
+class TestToRgbUint8:
+    def test_rgb_uint8_is_returned_without_copy(self, astronaut):
+        assert to_rgb_uint8(astronaut) is astronaut
+
+    def test_non_contiguous_input_gives_contiguous_copy(self, astronaut):
+        view = astronaut[::2, ::2]
+        out = to_rgb_uint8(view)
+        assert out.flags["C_CONTIGUOUS"] and out.shape == (256, 256, 3)
+        np.testing.assert_array_equal(out, view)
+
+    def test_bgr_is_swapped(self, astronaut):
+        bgr = np.ascontiguousarray(astronaut[:, :, ::-1])
+        np.testing.assert_array_equal(to_rgb_uint8(bgr, color_order="bgr"), astronaut)
+
+    @pytest.mark.parametrize("order", ["rgb", "bgr"])
+    def test_alpha_is_dropped(self, astronaut, order):
+        colour = astronaut if order == "rgb" else astronaut[:, :, ::-1]
+        alpha = np.full(astronaut.shape[:2] + (1,), 7, np.uint8)
+        out = to_rgb_uint8(np.concatenate([colour, alpha], axis=2), color_order=order)
+        np.testing.assert_array_equal(out, astronaut)
+
+    @pytest.mark.parametrize("shape", [(64, 80), (64, 80, 1)])
+    def test_grayscale_is_replicated(self, shape):
+        gray = np.arange(64 * 80, dtype=np.uint32).reshape(shape).astype(np.uint8)
+        out = to_rgb_uint8(gray)
+        assert out.shape == (64, 80, 3) and out.dtype == np.uint8
+        for channel in range(3):
+            np.testing.assert_array_equal(out[:, :, channel], gray.reshape(64, 80))
+
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+    def test_float_in_unit_range(self, dtype):
+        image = np.zeros((40, 40, 3), dtype)
+        image[0, 0] = 1.0
+        image[0, 1] = 0.5
+        out = to_rgb_uint8(image)
+        assert out.dtype == np.uint8 and out.flags["C_CONTIGUOUS"]
+        assert out[0, 0, 0] == 255 and out[0, 1, 0] == 128 and out[1, 1, 0] == 0
+
+    @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
+    def test_pil_images(self, astronaut, mode):
+        pil = Image.fromarray(astronaut).convert(mode)
+        out = to_rgb_uint8(pil)
+        assert out.shape == (512, 512, 3) and out.dtype == np.uint8 and out.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(out, np.asarray(pil.convert("RGB")))
+
+    def test_pil_with_bgr_is_refused(self, astronaut):
+        with pytest.raises(ValueError, match="PIL"):
+            to_rgb_uint8(Image.fromarray(astronaut), color_order="bgr")
+
+    @pytest.mark.parametrize(
+        "make, pattern",
+        [
+            (lambda: np.zeros((64, 64, 3), np.uint8).tolist(), "numpy array"),
+            (lambda: np.zeros((2, 64, 64, 3), np.uint8), "4 dimensions"),
+            (lambda: np.zeros(64, np.uint8), "1 dimensions"),
+            (lambda: np.zeros((64, 64, 2), np.uint8), "2 channels"),
+            (lambda: np.zeros((64, 64, 5), np.uint8), "5 channels"),
+            (lambda: np.zeros((3, 64, 64), np.uint8), "channels-first"),
+            (lambda: np.zeros((0, 64, 3), np.uint8), "empty"),
+            (lambda: np.zeros((16, 64, 3), np.uint8), "at least 32 pixels"),
+            (lambda: np.zeros((8193, 40), np.uint8), "at most 8192 pixels"),
+            (lambda: np.full((64, 64, 3), 200, np.int16), r"convert with \.astype\(np\.uint8\)"),
+            (lambda: np.full((64, 64, 3), 4000, np.uint16), r"0\.\.255"),
+            (lambda: np.zeros((64, 64), bool), "boolean"),
+            (lambda: np.zeros((64, 64, 3), object), "object"),
+            (lambda: np.zeros((64, 64, 3), np.complex64), "complex"),
+            (lambda: np.full((64, 64, 3), 1.5, np.float32), r"\[0, 1\]"),
+            (lambda: np.full((64, 64, 3), 128.0, np.float64), r"np\.clip"),
+            (lambda: np.full((64, 64, 3), -0.1, np.float32), r"\[0, 1\]"),
+            (lambda: np.full((64, 64, 3), np.nan, np.float32), "NaN"),
+        ],
+    )
+    def test_bad_inputs_raise_helpful_value_error(self, make, pattern):
+        image = make()
+        before = image.copy() if isinstance(image, np.ndarray) else None
+        with pytest.raises(ValueError, match=pattern) as info:
+            to_rgb_uint8(image)
+        message = str(info.value)
+        assert "got" in message and "expected" in message.lower()
+        if before is not None:
+            assert image.dtype == before.dtype and image.shape == before.shape
+            np.testing.assert_array_equal(image, before)  # not modified in place
+
+    @pytest.mark.parametrize("order", ["BGR", "rgba", None, ""])
+    def test_unknown_color_order(self, astronaut, order):
+        with pytest.raises(ValueError, match="color_order"):
+            to_rgb_uint8(astronaut, color_order=order)
+
+    @pytest.mark.parametrize("order", ["rgb", "bgr"])
+    def test_input_is_never_modified(self, order):
+        rng = np.random.default_rng(0)
+        for image in (
+            rng.integers(0, 256, (48, 40, 3), dtype=np.uint8),
+            rng.integers(0, 256, (48, 40, 4), dtype=np.uint8),
+            rng.random((48, 40, 3)),
+        ):
+            before = image.copy()
+            out = to_rgb_uint8(image, color_order=order)
+            np.testing.assert_array_equal(image, before)
+            if order == "bgr" or image.shape[2] == 4 or image.dtype != np.uint8:
+                assert not np.shares_memory(out, image)
+
+
+class TestLoadImage:
+    def test_round_trip(self, tmp_path, astronaut):
+        path = tmp_path / "astronaut.png"
+        Image.fromarray(astronaut).save(path)
+        np.testing.assert_array_equal(load_image(path), astronaut)
+        np.testing.assert_array_equal(load_image(str(path)), astronaut)
+
+    def test_missing_file(self, tmp_path):
+        with pytest.raises(FileNotFoundError, match="nope.jpg"):
+            load_image(tmp_path / "nope.jpg")
+
+    def test_not_an_image(self, tmp_path):
+        path = tmp_path / "notes.jpg"
+        path.write_text("not a picture")
+        with pytest.raises(ValueError, match="notes.jpg"):
+            load_image(path)
+
+    def test_directory(self, tmp_path):
+        with pytest.raises(ValueError, match="directory"):
+            load_image(tmp_path)
+
+    def test_too_small_names_the_file(self, tmp_path):
+        path = tmp_path / "tiny.png"
+        Image.new("RGB", (8, 8)).save(path)
+        with pytest.raises(ValueError, match="tiny.png"):
+            load_image(path)
+
+
+# -- geometry and constants -------------------------------------------------------
+
+
+def test_estimate_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(10, 2)) * 50 + 200
+    angle = math.radians(170.0)
+    linear = 0.7 * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    dst = src @ linear.T + [3.0, -4.0]
+    fitted = estimate_similarity(src, dst)
+    np.testing.assert_allclose(fitted[:, :2], linear, atol=1e-9)
+    np.testing.assert_allclose(fitted[:, 2], [3.0, -4.0], atol=1e-6)
+    np.testing.assert_allclose(invert_affine(fitted)[:, :2] @ fitted[:, :2], np.eye(2), atol=1e-12)
+
+
+def test_estimate_similarity_never_reflects():
+    src = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    mirrored = src * [-1.0, 1.0]
+    fitted = estimate_similarity(src, mirrored)
+    assert np.linalg.det(fitted[:, :2]) > 0
+    with pytest.raises(ValueError, match="coincide"):
+        estimate_similarity(np.ones((3, 2)), src)
+
+
+def test_canonical_targets_contract():
+    np.testing.assert_array_equal(CANONICAL_TARGETS, [[-0.25, -0.10], [0.25, -0.10], [0.0, 0.40]])
+    assert not CANONICAL_TARGETS.flags.writeable
+
+
+def test_landmark_groups_match_mediapipe_connections():
+    from mediapipe.python.solutions import face_mesh_connections as conn
+
+    def undirected(edges):
+        return {frozenset(edge) for edge in edges}
+
+    def ring(indices):
+        return {frozenset((a, b)) for a, b in zip(indices, indices[1:] + indices[:1])}
+
+    for name, edges in [
+        ("face_oval", conn.FACEMESH_FACE_OVAL),
+        ("right_eye", conn.FACEMESH_RIGHT_EYE),
+        ("left_eye", conn.FACEMESH_LEFT_EYE),
+    ]:
+        assert ring(LANDMARK_INDICES[name]) == undirected(edges), name
+    lips = ring(LANDMARK_INDICES["lips_outer"]) | ring(LANDMARK_INDICES["lips_inner"])
+    assert lips == undirected(conn.FACEMESH_LIPS)
+    for name, edges in [
+        ("right_eyebrow", conn.FACEMESH_RIGHT_EYEBROW),
+        ("left_eyebrow", conn.FACEMESH_LEFT_EYEBROW),
+        ("nose", conn.FACEMESH_NOSE),
+    ]:
+        assert set(LANDMARK_INDICES[name]) == {i for edge in edges for i in edge}, name
+        assert len(set(LANDMARK_INDICES[name])) == len(LANDMARK_INDICES[name]), name
+    for name, edges in [("right_iris", conn.FACEMESH_RIGHT_IRIS), ("left_iris", conn.FACEMESH_LEFT_IRIS)]:
+        assert ring(LANDMARK_INDICES[name][1:]) == undirected(edges), name
+    assert LANDMARK_INDICES["right_iris"][0] == 468 and LANDMARK_INDICES["left_iris"][0] == 473
+
+
+# -- alignment on a real portrait ------------------------------------------------
+
+
+def test_astronaut_face(face, astronaut):
+    assert face.landmarks.shape == (NUM_LANDMARKS, 3) and face.landmarks.dtype == np.float32
+    assert face.canonical.shape == (NUM_LANDMARKS, 2) and face.canonical.dtype == np.float32
+    assert face.transform.shape == (2, 3) and face.transform.dtype == np.float64
+    assert face.inverse.shape == (2, 3) and face.inverse.dtype == np.float64
+    assert face.frame_shape == (512, 512)
+    x0, y0, x1, y1 = face.box
+    assert 0 <= x0 < x1 <= 512 and 0 <= y0 < y1 <= 512
+    assert 60 < x1 - x0 < 160  # her face is about 90 px wide
+    # MediaPipe's "right eye" (subject's right, 33/133) is on the image's left.
+    assert face.landmarks[33, 0] < face.landmarks[263, 0]
+    assert_at_targets(face)
+    assert abs(face.roll) < 8 and abs(face.yaw) < 10 and abs(face.pitch) < 15
+
+
+def test_transform_and_inverse_are_inverse(face):
+    def full(matrix):
+        return np.vstack([matrix, [0.0, 0.0, 1.0]])
+
+    np.testing.assert_allclose(full(face.transform) @ full(face.inverse), np.eye(3), atol=1e-9)
+    mapped = face.canonical @ face.transform[:, :2].T + face.transform[:, 2]
+    np.testing.assert_allclose(mapped, face.landmarks[:, :2], atol=1e-3)
+
+
+def test_crop(face):
+    crop = face.crop()
+    assert crop.shape == (128, 128, 3) and crop.dtype == np.uint8 and crop.flags["C_CONTIGUOUS"]
+    assert face.crop(128) is crop  # cached
+    assert not crop.flags.writeable
+    big = face.crop(256)
+    assert big.shape == (256, 256, 3)
+    small = cv2.resize(big, (128, 128), interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(int) - crop.astype(int)).mean() < 6
+    with pytest.raises(ValueError, match="size"):
+        face.crop(0)
+
+
+def test_crop_follows_the_canonical_pixel_contract(face):
+    """A bright square centred on a frame point must appear in the crop at
+    p = (c + 1) / 2 * S, c being the point's canonical coordinates."""
+    frame = np.zeros((512, 512, 3), np.uint8)
+    cx, cy = 230, 150  # pixel (230, 150) is centred at (230.5, 150.5)
+    frame[cy - 3 : cy + 4, cx - 3 : cx + 4] = 255
+    synthetic = AlignedFace.from_landmarks(face.landmarks, face.frame_shape, image=frame)
+    np.testing.assert_allclose(synthetic.transform, face.transform)
+    canonical = face.inverse @ [cx + 0.5, cy + 0.5, 1.0]
+    for size in (128, 256):
+        weights = synthetic.crop(size)[:, :, 0].astype(np.float64)
+        ys, xs = np.mgrid[0:size, 0:size] + 0.5
+        centroid = np.array([(weights * xs).sum(), (weights * ys).sum()]) / weights.sum()
+        np.testing.assert_allclose(centroid, (canonical + 1) / 2 * size, atol=0.1)
+
+
+def test_segmentation_and_hair_mask(face):
+    person = face.segmentation(128)
+    assert person.shape == (128, 128) and person.dtype == np.float32
+    assert 0.0 <= person.min() and person.max() <= 1.0
+    assert face.segmentation(128) is person
+    hair = face.hair_mask(128)
+    assert hair.shape == (128, 128) and hair.dtype == np.float32
+    assert np.all(hair <= person + 1e-6)
+
+    def at(canonical_xy, size=128):
+        x, y = ((np.asarray(canonical_xy) + 1) / 2 * size).astype(int)
+        return y, x
+
+    assert person[at((0.0, 0.1))] > 0.9  # the nose is person...
+    assert hair[at((0.0, 0.1))] == 0.0  # ...and inside the face oval
+    top = hair[: int(0.25 * 128), int(0.3 * 128) : int(0.7 * 128)]  # above the forehead
+    assert top.mean() > 0.5, "the astronaut's hair should be in the hair mask"
+
+
+def test_bgr_input_matches_rgb(aligner, face, astronaut):
+    bgr = cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR)
+    other = aligner.align(bgr, color_order="bgr")
+    np.testing.assert_allclose(other.landmarks, face.landmarks, atol=1e-3)
+    np.testing.assert_array_equal(other.crop(), face.crop())
+
+
+@pytest.mark.parametrize("degrees", [20.0, -20.0])
+def test_rotated_input(aligner, face, astronaut, degrees):
+    rotated = aligner.align(rotate(astronaut, degrees))
+    assert rotated is not None
+    assert_at_targets(rotated)
+    # Counter-clockwise rotation on screen lowers the roll by the same angle.
+    assert abs(rotated.roll - (face.roll - degrees)) < 2.0
+    difference = np.abs(rotated.crop().astype(int) - face.crop().astype(int)).mean()
+    assert difference < 12, f"crop of the rotated frame differs by {difference:.1f} grey levels"
+
+
+def test_mirrored_input(aligner, face, astronaut):
+    mirrored = aligner.align(astronaut[:, ::-1])
+    assert mirrored is not None
+    assert_at_targets(mirrored)
+    assert abs(mirrored.roll + face.roll) < 2.0
+    difference = np.abs(mirrored.crop().astype(int) - face.crop()[:, ::-1].astype(int)).mean()
+    assert difference < 12, f"mirrored crop differs from the flipped crop by {difference:.1f}"
+
+
+def test_no_face(aligner):
+    blank = np.zeros((256, 256, 3), np.uint8)
+    noise = np.random.default_rng(0).integers(0, 256, (256, 320, 3), dtype=np.uint8)
+    for image in (blank, noise):
+        assert aligner.detect(image) == []
+        assert aligner.align(image) is None
+
+
+def test_two_faces_largest_first(aligner, astronaut):
+    canvas = two_face_canvas(astronaut)
+    faces = aligner.detect(canvas)
+    assert len(faces) == 2
+    areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]
+    assert areas[0] > 1.5 * areas[1]
+    assert faces[0].box[2] < faces[1].box[0]  # the big head is the left one
+    for found in faces:
+        assert_at_targets(found)
+    second = aligner.align(canvas, face_index=1)
+    np.testing.assert_allclose(second.box, faces[1].box, atol=1e-3)
+    assert aligner.align(canvas, face_index=2) is None
+    with pytest.raises(ValueError, match="face_index"):
+        aligner.align(canvas, face_index=-1)
+    # Both faces share one full-frame person mask, computed on first use.
+    assert faces[0].segmentation() is not None and faces[1].segmentation() is not None
+    assert faces[0]._context is faces[1]._context
+
+
+def test_from_landmarks_reproduces_alignment(face):
+    again = AlignedFace.from_landmarks(face.landmarks[:, :2], face.frame_shape)
+    np.testing.assert_allclose(again.transform, face.transform)
+    np.testing.assert_allclose(again.canonical, face.canonical)
+    with pytest.raises(RuntimeError, match="no frame"):
+        again.crop()
+
+
+# -- options, modes, life cycle ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"mode": "stream"}, "mode"),
+        ({"max_faces": 0}, "max_faces"),
+        ({"min_detection_confidence": 1.5}, "min_detection_confidence"),
+        ({"segmentation": "yes"}, "segmentation"),
+        ({"colour": "rgb"}, "Unknown option"),
+    ],
+)
+def test_bad_options(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        FaceAligner(**kwargs)
+
+
+def test_timestamp_in_image_mode_is_refused(aligner, astronaut):
+    with pytest.raises(ValueError, match="timestamp_ms is only used in video mode"):
+        aligner.detect(astronaut, timestamp_ms=0.0)
+
+
+def test_video_mode_timestamps(astronaut):
+    with FaceAligner(AlignOptions(mode="video"), max_faces=1, segmentation=False) as video:
+        with pytest.raises(ValueError, match="needs timestamp_ms"):
+            video.detect(astronaut)
+        assert video.align(astronaut, timestamp_ms=0) is not None
+        assert video.align(astronaut, timestamp_ms=33.3) is not None
+        for bad, pattern in [(33.3, "strictly increasing"), (10, "strictly increasing"), (math.nan, "finite"), ("1", "number")]:
+            with pytest.raises(ValueError, match=pattern):
+                video.detect(astronaut, timestamp_ms=bad)
+        tracked = video.align(astronaut, timestamp_ms=66.6)
+        assert tracked is not None
+        assert tracked.segmentation() is None and tracked.hair_mask() is None
+        assert_at_targets(tracked)
+
+
+def test_closed_aligner_raises(astronaut):
+    aligner = FaceAligner()
+    found = aligner.align(astronaut)
+    aligner.close()
+    aligner.close()  # idempotent
+    assert aligner.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        aligner.detect(astronaut)
+    with pytest.raises(RuntimeError, match="closed"):
+        aligner.align(astronaut)
+    with pytest.raises(RuntimeError, match="closed"):
+        found.segmentation()  # its mask needs the (released) segmentation graph
+    assert found.crop().shape == (128, 128, 3)  # crops need no graph
+    with pytest.raises(RuntimeError, match="closed"):
+        with aligner:
+            pass
+
+
+# -- ../shared data --------------------------------------------------------------------
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (the ../shared folder beside the checkout)")
+    return path
+
+
+@pytest.mark.shared
+def test_ffhq_detection_rate(aligner):
+    files = sorted(shared_path("data", "faces", "ffhq128").glob("*.jpg"))[:50]
+    assert len(files) == 50
+    found = 0
+    for path in files:
+        face = aligner.align(load_image(path))
+        if face is not None:
+            found += 1
+            assert face.crop().shape == (128, 128, 3)
+    assert found / len(files) >= 0.9, f"faces found in {found} of {len(files)} FFHQ images"
+
+
+@pytest.mark.shared
+def test_yaw_sign_matches_reference_head_pose(aligner):
+    folder = shared_path("data", "faces", "ffhq128-labelled")
+    checked = agreed = 0
+    with open(folder / "attributes.jsonl") as lines:
+        for line in lines:
+            record = json.loads(line)
+            if not record["faces"]:
+                continue
+            yaw = record["faces"][0]["faceAttributes"]["headPose"]["yaw"]
+            if abs(yaw) < 15:
+                continue
+            face = aligner.align(load_image(folder / record["file"]))
+            if face is None:
+                continue
+            checked += 1
+            agreed += (face.yaw > 0) == (yaw > 0)
+            if checked == 25:
+                break
+    assert checked >= 20
+    assert agreed / checked >= 0.9, f"yaw sign agreed on {agreed} of {checked} turned faces"
+
+
+@pytest.mark.shared
+def test_video_mode_tracking():
+    capture = cv2.VideoCapture(str(shared_path("data", "video", "d0.mp4")))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    found = frames = 0
+    with FaceAligner(mode="video", max_faces=1, segmentation=False) as video:
+        while frames < 60:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            face = video.align(frame, timestamp_ms=frames * 1000.0 / fps, color_order="bgr")
+            frames += 1
+            if face is not None:
+                found += 1
+                assert np.linalg.norm(canonical_anchors(face) - CANONICAL_TARGETS, axis=1).max() < 0.1
+    capture.release()
+    assert frames == 60, f"only {frames} frames decoded from d0.mp4"
+    assert found / frames >= 0.95, f"face tracked in {found} of {frames} frames"
