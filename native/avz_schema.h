@@ -147,7 +147,7 @@
 #define AVZ_P_BLUSH_R_R 335
 #define AVZ_P_BLUSH_R_G 336
 #define AVZ_P_BLUSH_R_B 337
-#define AVZ_P_HAIR_STYLE_VISIBLE 537
+#define AVZ_P_HAIR_STYLE_LAYERS 537
 #define AVZ_P_HAIR_STYLE_CURL 538
 #define AVZ_P_HAIR_STYLE_PART_X 539
 #define AVZ_P_HAIR_STYLE_BANK_ID 540
@@ -219,8 +219,8 @@ static const float avz__param_lo[AVZ_PARAM_COUNT] = {
     -0.54f, 0.26f, 0.0f, 0.0f, 0.0f, 0.0f, 0.34f, -0.1f,
     0.28f, 0.08f, 0.21f, 0.28f, 0.3f, 0.26f, 0.0f, 0.0f,
     0.0f, 0.0f, -0.12f, -0.08f, -0.165f, 0.02f, -0.18f, 0.11f,
-    -0.13f, 0.08f, 0.0f, 0.0f, 0.0f, 0.0f, 0.11f, 0.4f,
-    -0.15f, 0.67f, -0.41f, 0.4f, -0.15f, 0.8f, 0.0f, 0.0f,
+    -0.13f, 0.08f, 0.0f, 0.0f, 0.0f, 0.0f, -0.15f, 0.67f,
+    0.11f, 0.4f, -0.15f, 0.8f, -0.41f, 0.4f, 0.0f, 0.0f,
     0.0f, 0.0f, -0.07f, 0.06f, -0.08f, 0.14f, -0.08f, 0.15f,
     0.0f, 0.0f, 0.0f, 0.0f, -0.28f, -0.57f, -0.22f, -0.62f,
     -0.32f, -0.52f, -0.17f, -0.49f, 0.0f, 0.0f, 0.0f, 0.0f,
@@ -300,8 +300,8 @@ static const float avz__param_hi[AVZ_PARAM_COUNT] = {
     -0.3f, 0.5f, 1.0f, 1.0f, 1.0f, 1.0f, 0.58f, 0.14f,
     0.52f, 0.32f, 0.45f, 0.52f, 0.54f, 0.5f, 1.0f, 1.0f,
     1.0f, 1.0f, 0.12f, 0.08f, 0.165f, 0.18f, 0.18f, 0.27f,
-    0.13f, 0.24f, 1.0f, 1.0f, 1.0f, 1.0f, 0.41f, 0.7f,
-    0.15f, 0.97f, -0.11f, 0.7f, 0.15f, 1.1f, 1.0f, 1.0f,
+    0.13f, 0.24f, 1.0f, 1.0f, 1.0f, 1.0f, 0.15f, 0.97f,
+    0.41f, 0.7f, 0.15f, 1.1f, -0.11f, 0.7f, 1.0f, 1.0f,
     1.0f, 1.0f, 0.07f, 0.18f, 0.08f, 0.26f, 0.08f, 0.27f,
     1.0f, 1.0f, 1.0f, 1.0f, 0.28f, -0.33f, 0.22f, -0.38f,
     0.32f, -0.28f, 0.17f, -0.25f, 1.0f, 1.0f, 1.0f, 1.0f,
@@ -321,7 +321,7 @@ static const float avz__param_hi[AVZ_PARAM_COUNT] = {
     0.45f, -0.13f, 0.75f, -0.1f, 0.95f, 0.15f, 0.97f, -0.17f,
     0.81f, -0.43f, 0.45f, -0.53f, 0.09f, -0.43f, -0.07f, -0.17f,
     -0.05f, 0.15f, 0.15f, -0.1f, 0.03f, 0.03f, 1.0f, 1.0f,
-    1.0f, 1.0f, 1.0f, 0.5f, 1023.0f, 0.8f, -0.3f, 0.62f,
+    1.0f, 2.0f, 1.0f, 0.5f, 1023.0f, 0.8f, -0.3f, 0.62f,
     -0.2f, 0.55f, -0.12f, 0.06f, 0.06f, 1.0f, 1.0f, 1.0f,
     0.82f, -0.28f, 0.9f, -0.1f, 0.94f, 0.1f, 0.06f, 0.06f,
     1.0f, 1.0f, 1.0f, 0.25f, 1.13f, 0.65f, 0.87f, 0.7f,
@@ -381,8 +381,8 @@ static const float avz__param_default[AVZ_PARAM_COUNT] = {
     -0.42f, 0.38f, 0.18f, 0.8f, 0.58f, 0.47f, 0.46f, 0.02f,
     0.4f, 0.2f, 0.33f, 0.4f, 0.42f, 0.38f, 0.18f, 0.8f,
     0.58f, 0.47f, 0.04f, 0.0f, 0.085f, 0.1f, 0.1f, 0.19f,
-    0.05f, 0.16f, 0.35f, 0.8f, 0.58f, 0.47f, 0.26f, 0.55f,
-    0.0f, 0.82f, -0.26f, 0.55f, 0.0f, 0.95f, 0.45f, 0.62f,
+    0.05f, 0.16f, 0.35f, 0.8f, 0.58f, 0.47f, 0.0f, 0.82f,
+    0.26f, 0.55f, 0.0f, 0.95f, -0.26f, 0.55f, 0.45f, 0.62f,
     0.42f, 0.35f, -0.01f, 0.12f, 0.02f, 0.2f, -0.02f, 0.21f,
     0.35f, 1.0f, 0.97f, 0.93f, -0.16f, -0.45f, 0.1f, -0.5f,
     0.2f, -0.4f, -0.05f, -0.37f, 0.12f, 1.0f, 0.97f, 0.93f,
@@ -402,7 +402,7 @@ static const float avz__param_default[AVZ_PARAM_COUNT] = {
     0.0f, -0.58f, 0.3f, -0.55f, 0.5f, -0.3f, 0.52f, -0.62f,
     0.36f, -0.88f, 0.0f, -0.98f, -0.36f, -0.88f, -0.52f, -0.62f,
     -0.5f, -0.3f, -0.3f, -0.55f, 0.0f, 0.0f, 0.42f, 0.29f,
-    0.19f, 1.0f, 0.0f, 0.0f, 0.0f, -0.3f, -0.8f, -0.12f,
+    0.19f, 2.0f, 0.0f, 0.0f, 0.0f, -0.3f, -0.8f, -0.12f,
     -0.7f, 0.05f, -0.62f, 0.0f, 0.0f, 0.22f, 0.14f, 0.09f,
     0.32f, -0.78f, 0.4f, -0.6f, 0.44f, -0.4f, 0.0f, 0.0f,
     0.22f, 0.14f, 0.09f, 0.0f, 0.88f, 0.4f, 0.62f, 0.45f,
@@ -550,7 +550,7 @@ static const char *const avz__param_name[AVZ_PARAM_COUNT] = {
     "hair_front.x6", "hair_front.y6", "hair_front.x7", "hair_front.y7",
     "hair_front.x8", "hair_front.y8", "hair_front.x9", "hair_front.y9",
     "hair_front.w0", "hair_front.w1", "hair_front.r", "hair_front.g",
-    "hair_front.b", "hair_style.visible", "hair_style.curl", "hair_style.part_x",
+    "hair_front.b", "hair_style.layers", "hair_style.curl", "hair_style.part_x",
     "hair_style.bank_id", "hair_strand0.x0", "hair_strand0.y0", "hair_strand0.x1",
     "hair_strand0.y1", "hair_strand0.x2", "hair_strand0.y2", "hair_strand0.w0",
     "hair_strand0.w1", "hair_strand0.r", "hair_strand0.g", "hair_strand0.b",

@@ -82,10 +82,13 @@ def _params_buffer(params) -> np.ndarray:
     return arr
 
 
-def _options(background, transform, zoom):
+def _options(background, transform, zoom, antialias="best"):
     ffi, lib = _need()
     opt = ffi.new("avz_render_options *")
     lib.avz_render_options_init(opt)
+    if antialias not in ("best", "fast"):
+        raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r}")
+    opt.antialias = lib.AVZ_AA_FAST if antialias == "fast" else lib.AVZ_AA_BEST
     bg = np.zeros(4, np.float64) if background is None else np.asarray(background, np.float64).ravel()
     if bg.size == 3:
         bg = np.append(bg, 1.0)
@@ -132,7 +135,8 @@ class Renderer:
     def _error(self) -> str:
         return _ffi.string(_lib.avz_renderer_error(self._handle())).decode()
 
-    def render_into(self, params, out: np.ndarray, *, background=None, transform=None, zoom=1.0) -> np.ndarray:
+    def render_into(self, params, out: np.ndarray, *, background=None, transform=None, zoom=1.0,
+                    antialias="best") -> np.ndarray:
         """Draws into a caller-owned H x W x 4 uint8 array (rows may be padded)."""
         ffi, lib = _need()
         if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 3 or out.shape[2] != 4:
@@ -143,7 +147,7 @@ class Renderer:
             raise ValueError("out is read-only")
         h, w = out.shape[:2]
         p = _params_buffer(params)
-        opt = _options(background, transform, zoom)
+        opt = _options(background, transform, zoom, antialias)
         # numpy keeps `out` (and so its memory) alive for the duration of the call;
         # the renderer writes 4*w bytes per row, rows out.strides[0] apart.
         buf = ffi.cast("uint8_t *", out.ctypes.data)
@@ -153,7 +157,7 @@ class Renderer:
         return out
 
     def render(self, params, width: int, height: int | None = None, *, background=None,
-               transform=None, zoom=1.0) -> np.ndarray:
+               transform=None, zoom=1.0, antialias="best") -> np.ndarray:
         """A new H x W x 4 uint8 straight-alpha RGBA image."""
         height = width if height is None else height
         for name, v in (("width", width), ("height", height)):
@@ -162,7 +166,8 @@ class Renderer:
             if not 1 <= int(v) <= MAX_SIZE:
                 raise ValueError(f"{name} must be between 1 and {MAX_SIZE} pixels, got {v}")
         out = np.empty((int(height), int(width), 4), np.uint8)
-        return self.render_into(params, out, background=background, transform=transform, zoom=zoom)
+        return self.render_into(params, out, background=background, transform=transform, zoom=zoom,
+                                antialias=antialias)
 
     def vector(self, params, fmt: str, width: float, height: float, *, background=None,
                transform=None, zoom=1.0) -> bytes:

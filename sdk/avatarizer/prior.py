@@ -86,13 +86,15 @@ def head_geometry(p) -> dict:
 
 def hairstyle_contours(p, style: str, rng: np.random.Generator, volume: float = 1.0):
     """Back and front hair contours (12 and 10 points) for a style family,
-    fitted to the head outline already in ``p``. Returns (back, front, curl, visible)."""
+    fitted to the head outline already in ``p``. Returns (back, front, curl, layers):
+    layers 0 = no hair, 1 = back layer only (bald or receding top: hair shows at
+    the sides), 2 = back and front layers."""
     g = head_geometry(p)
     top, hw, uw = g["top"], g["half_w"], g["upper_w"]
     v = 0.04 + 0.06 * volume * rng.uniform(0.6, 1.4)  # thickness above the skull
     j = lambda s=0.02: rng.normal(0, s)  # noqa: E731
     curl = 0.0
-    visible = 1.0
+    layers = 2.0
     hairline = top + rng.uniform(0.22, 0.32)  # y of the hairline at the centre
     length = {"bob": 0.55, "medium": 0.75, "long": 0.95, "long_wavy": 0.95, "curly": 0.55,
               "afro": 0.35}.get(style, 0.05)
@@ -158,8 +160,8 @@ def hairstyle_contours(p, style: str, rng: np.random.Generator, volume: float = 
         sweep = 1 if part < 0 else 9
         front[sweep] = (front[sweep][0], front[sweep][1] + 0.08)
     if style == "bald":
-        visible = 0.0 if rng.random() < 0.4 else 1.0
-    return back.astype(np.float32), front.astype(np.float32), curl, visible
+        layers = 0.0 if rng.random() < 0.4 else 1.0
+    return back.astype(np.float32), front.astype(np.float32), curl, layers
 
 
 # ----------------------------------------------------------------- sampler
@@ -332,13 +334,15 @@ def random_avatar(rng: np.random.Generator) -> np.ndarray:
         if age > 50:
             pr[[0, 1]] *= 2.5
         style = rng.choice(HAIRSTYLES, p=pr / pr.sum())
-    back, front, curl, visible = hairstyle_contours(p, style, rng)
+    back, front, curl, layers = hairstyle_contours(p, style, rng)
     if style == "curly" and tone > 0.55:
         curl = max(curl, 0.7)
     put(p, "hair_back", back)
     put(p, "hair_front", front)
     p[S.index("hair_style.curl")] = curl
-    p[S.index("hair_style.visible")] = visible
+    p[S.index("hair_style.layers")] = layers
+    if style == "side_part":
+        p[S.index("hair_style.part_x")] = float(front[0][0])
     p[S.index("hair_style.bank_id")] = HAIRSTYLES.index(style)
     hair_col = hair if style != "buzz" else hair * 0.6 + skin * 0.4
     set_rgb(p, "hair_back", hair_col * 0.85)
@@ -349,7 +353,7 @@ def random_avatar(rng: np.random.Generator) -> np.ndarray:
         hl[:] = np.array([(sgn * 0.05, g["top"] + 0.08), (sgn * 0.22, g["top"] + 0.14),
                           (sgn * 0.36, g["top"] + 0.3)], np.float32)
         put(p, f"hair_strand{i}", hl)
-        has = visible > 0 and style not in ("buzz", "bald", "receding")
+        has = layers > 1 and style not in ("buzz", "bald", "receding")
         p[S.index(f"hair_strand{i}.w0")] = 0.004 if has else 0.0
         p[S.index(f"hair_strand{i}.w1")] = 0.02 if has else 0.0
         set_rgb(p, f"hair_strand{i}", np.clip(hair_col * 1.25 + 0.05, 0, 1))

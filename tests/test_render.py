@@ -1,0 +1,271 @@
+"""The renderer: native C vs the Python backends, vector output, sizes, bad input, fuzzing."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from avatarizer import native, render, schema, to_pdf, to_svg
+from avatarizer.errors import NativeError
+from conftest import save_failure
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "tests" / "data" / "reference_default_192.png"
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return schema.sample(8, seed=7)
+
+
+def _diff(a, b):
+    return np.abs(a.astype(np.float32) - b.astype(np.float32))
+
+
+def test_render_shape_dtype_and_background(samples):
+    img = render(samples[0], 200)
+    assert img.shape == (200, 200, 4) and img.dtype == np.uint8
+    assert img[0, 0, 3] == 0  # transparent corner (outside hair/head)
+    assert img[100, 100, 3] == 255  # the face is opaque
+    white = render(samples[0], 200, background="white")
+    assert (white[..., 3] == 255).all() and tuple(white[0, 0, :3]) == (255, 255, 255)
+    col = render(samples[0], 64, background=(0.2, 0.4, 0.6))
+    assert tuple(col[0, 0]) == (51, 102, 153, 255)
+    hexed = render(samples[0], 64, background="#336699")
+    np.testing.assert_array_equal(hexed[0, 0], col[0, 0])
+
+
+def test_any_aspect_keeps_the_face_centred(samples):
+    wide = render(samples[1], width=400, height=200, background="white")
+    tall = render(samples[1], width=200, height=400, background="white")
+    sq = render(samples[1], 200, background="white")
+    assert wide.shape == (200, 400, 4) and tall.shape == (400, 200, 4)
+    # the square picture sits in the middle of both
+    assert _diff(wide[:, 100:300], sq).mean() < 3.0
+    assert _diff(tall[100:300], sq).mean() < 3.0
+
+
+def test_native_and_pycairo_agree_pixel_for_pixel(samples):
+    """One source of geometry: both draw the scene the C code builds."""
+    for i, p in enumerate(samples):
+        a = render(p, 256, background="white")
+        b = render(p, 256, background="white", backend="pycairo")
+        d = _diff(a, b)
+        if d.max() > 2:
+            save_failure(f"pycairo_{i}", np.concatenate([a, b], 1))
+        assert d.max() <= 2, f"max diff {d.max()} (tolerance 2/255)"
+
+
+def test_native_and_pillow_agree_closely(samples):
+    for i, p in enumerate(samples[:3]):
+        a = render(p, 128, background="white")
+        b = render(p, 128, background="white", backend="pillow")
+        d = _diff(a, b)
+        if d.mean() > 2.5:
+            save_failure(f"pillow_{i}", np.concatenate([a, b], 1))
+        assert d.mean() < 2.5, d.mean()  # mean over pixels, 0-255 scale
+        assert np.percentile(d, 99) < 60
+
+
+def test_transparent_backends_agree_on_alpha(samples):
+    a = render(samples[2], 128)
+    b = render(samples[2], 128, backend="pycairo")
+    assert _diff(a[..., 3], b[..., 3]).max() <= 1
+    opaque = a[..., 3] == 255
+    assert _diff(a[opaque], b[opaque]).max() <= 2
+
+
+def test_resolution_independence(samples):
+    for p in samples[:4]:
+        small = render(p, 256, background="white")
+        big = render(p, 1024, background="white")
+        down = np.asarray(Image.fromarray(big).resize((256, 256), Image.Resampling.BOX))
+        d = _diff(small, down)
+        assert d.mean() < 1.5, d.mean()
+
+
+def test_svg_is_valid_and_rasterises_like_the_native_picture(samples):
+    cairosvg = pytest.importorskip("cairosvg")
+    for p in samples[:3]:
+        svg = to_svg(p, 256, background="white")
+        root = ET.fromstring(svg)
+        assert root.tag.endswith("svg") and root.get("width", "").startswith("256")
+        png = cairosvg.svg2png(bytestring=svg.encode(), output_width=256, output_height=256)
+        ras = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+        nat = render(p, 256, background="white")
+        d = _diff(ras, nat)
+        assert d.mean() < 1.0 and np.percentile(d, 99.5) < 40, (d.mean(), np.percentile(d, 99.5))
+        # the same SVG drawn 4x larger is the same picture, sharper
+        big = cairosvg.svg2png(bytestring=svg.encode(), output_width=1024, output_height=1024)
+        assert Image.open(io.BytesIO(big)).size == (1024, 1024)
+
+
+def test_pdf_output(samples):
+    pdf = to_pdf(samples[0], 300)
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+
+
+def test_reference_picture_of_the_default_face():
+    """Tolerant comparison with a stored reference; failures are saved to look at."""
+    img = render(schema.default(), 192, background="white")
+    if not REFERENCE.exists():
+        pytest.fail(f"missing {REFERENCE}; regenerate with python tests/make_reference.py")
+    ref = np.asarray(Image.open(REFERENCE).convert("RGBA"))
+    d = _diff(img, ref)
+    if d.mean() > 0.5:
+        save_failure("reference_default", np.concatenate([ref, img], 1))
+    assert d.mean() <= 0.5 and d.max() < 64
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros(628, np.float32), "629"),
+    (np.zeros((1, 629), np.float32), "629"),
+    ("not numbers", "629|float"),
+])
+def test_bad_vectors_raise_clear_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        render(bad, 64)
+
+
+@pytest.mark.parametrize("value, match", [(np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "inf"), (99.0, "outside")])
+def test_bad_values_raise_clear_errors(value, match):
+    p = schema.default()
+    p[123] = value
+    with pytest.raises(ValueError, match=match):
+        render(p, 64)
+    # the C library refuses the same vector with a status code
+    with pytest.raises(NativeError) as ei:
+        native.Renderer().render(p, 64)
+    assert ei.value.status in ("AVZ_E_NONFINITE", "AVZ_E_RANGE")
+
+
+@pytest.mark.parametrize("kwargs", [dict(size=0), dict(size=-5), dict(size=20000), dict(size=12.5),
+                                    dict(size=True), dict(width=0, height=10), dict(background="mauve"),
+                                    dict(background=(2, 0, 0)), dict(backend="opengl"),
+                                    dict(antialias="ultra")])
+def test_bad_options_raise(kwargs):
+    with pytest.raises(ValueError):
+        render(schema.default(), **kwargs)
+
+
+def test_user_input_is_not_modified(samples):
+    p = samples[0].copy()
+    before = p.copy()
+    render(p, 64)
+    to_svg(p)
+    schema.mirror(p)
+    schema.normalize(p)
+    np.testing.assert_array_equal(p, before)
+
+
+def test_render_into_caller_buffer_with_padded_stride(samples):
+    big = np.zeros((100, 128, 4), np.uint8)
+    view = big[:, :90]  # rows 512 bytes apart, 90 pixels wide
+    native.Renderer().render_into(samples[0], view, background=(1, 1, 1, 1))
+    np.testing.assert_array_equal(view, render(samples[0], width=90, height=100, background="white"))
+    assert (big[:, 90:] == 0).all()  # nothing written past the given width
+    with pytest.raises(ValueError):
+        native.Renderer().render_into(samples[0], np.zeros((10, 10, 3), np.uint8))
+
+
+def test_threads_give_the_same_pictures_as_serial(samples):
+    serial = [render(p, 128) for p in samples]
+    out = [None] * len(samples)
+
+    def work(i):
+        for _ in range(3):
+            out[i] = render(samples[i], 128)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(samples))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(serial, out):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fuzz_native_renderer_with_random_and_hostile_vectors():
+    """Thousands of vectors straight into C: valid ones render, hostile ones get
+    a status code (as an exception), nothing crashes."""
+    rng = np.random.default_rng(1234)
+    r = native.Renderer()
+    lo, hi = schema.LO, schema.HI
+    ok = refused = 0
+    statuses = set()
+    for i in range(3000):
+        kind = i % 6
+        if kind == 0:  # uniform inside the ranges: must render
+            p = rng.uniform(lo, hi).astype(np.float32)
+        elif kind == 1:  # corners of the box
+            p = np.where(rng.random(629) < 0.5, lo, hi).astype(np.float32)
+        elif kind == 2:  # all points collapsed on one spot, zero widths
+            p = np.clip(np.full(629, rng.uniform(-1, 1), np.float32), lo, hi)
+        elif kind == 3:  # far out of range
+            p = rng.normal(0, 1e3, 629).astype(np.float32)
+        elif kind == 4:  # a few NaN / inf / huge values in a valid vector
+            p = rng.uniform(lo, hi).astype(np.float32)
+            idx = rng.integers(0, 629, rng.integers(1, 5))
+            p[idx] = rng.choice([np.nan, np.inf, -np.inf, 3.4e38, -3.4e38], idx.size)
+        else:  # wrong lengths
+            p = rng.uniform(-1, 1, int(rng.integers(0, 2000))).astype(np.float32)
+            if p.size == 629:
+                p = p[:-1]
+        size = int(rng.choice([1, 7, 48]))
+        try:
+            img = r.render(p, size, int(rng.choice([1, 5, 48])))
+            assert img.dtype == np.uint8
+            ok += 1
+            assert kind in (0, 1, 2), f"hostile vector of kind {kind} rendered"
+        except NativeError as e:
+            refused += 1
+            statuses.add(e.status)
+            assert kind in (3, 4, 5), f"valid vector of kind {kind} refused: {e}"
+    assert ok == 1500 and refused == 1500
+    assert statuses == {"AVZ_E_RANGE", "AVZ_E_NONFINITE", "AVZ_E_PARAM_COUNT"}
+
+
+def _cc():
+    return shutil.which("cc") or shutil.which("gcc")
+
+
+def _build_example(tmp_path):
+    if not _cc() or subprocess.run(["pkg-config", "--exists", "cairo"]).returncode != 0:
+        pytest.skip("needs a C compiler and libcairo2-dev (make sysdeps)")
+    exe = tmp_path / "avz_example"
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "cairo"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    cmd = [_cc(), "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-std=c11", f"-I{ROOT / 'native'}",
+           str(ROOT / "native" / "example.c"), str(ROOT / "native" / "avz.c"), *flags, "-lm", "-o", str(exe)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return exe
+
+
+def test_c_example_compiles_and_runs(tmp_path):
+    exe = _build_example(tmp_path)
+    res = subprocess.run([str(exe), str(tmp_path / "ex")], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "all checks passed" in res.stdout
+    svg = (tmp_path / "ex.svg").read_text()
+    assert "<svg" in svg
+    pam = (tmp_path / "ex.pam").read_bytes()
+    assert pam.startswith(b"P7\nWIDTH 384\nHEIGHT 448")
+
+
+def test_c_example_is_clean_under_valgrind(tmp_path):
+    if not shutil.which("valgrind"):
+        pytest.skip("valgrind is not installed (make sysdeps installs it)")
+    exe = _build_example(tmp_path)
+    res = subprocess.run(["valgrind", "--error-exitcode=3", "--leak-check=full",
+                          "--errors-for-leak-kinds=definite", str(exe), str(tmp_path / "vg")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "ERROR SUMMARY: 0 errors" in res.stderr
