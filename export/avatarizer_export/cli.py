@@ -5,19 +5,38 @@ import argparse
 import sys
 
 
-def main(argv=None) -> int:
+def _schema(args) -> int:
+    from . import schemagen
+
+    return schemagen.main(["--check"] if args.check else [])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import data, evaluate, train
+
     ap = argparse.ArgumentParser(prog="avatarizer-export",
                                  description="Data building, training, evaluation and model export.")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     s = sub.add_parser("schema", help="regenerate schema.json, native/avz_schema.h and docs/schema.md")
     s.add_argument("--check", action="store_true", help="exit 1 if the committed files are stale")
-    args, rest = ap.parse_known_args(argv)
-    if args.command == "schema":
-        from . import schemagen
+    s.set_defaults(func=_schema)
+    data.add_parser(sub)
+    train.add_parser(sub)
+    evaluate.add_parser(sub)
+    return ap
 
-        return schemagen.main(["--check"] if args.check else [])
-    ap.print_help()
-    return 2
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if not getattr(args, "func", None):
+        ap.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except FileNotFoundError as exc:
+        print(f"avatarizer-export: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,550 @@
+"""Datasets built from the real faces in ``../shared/data/faces``.
+
+Stages (each cached under ``cache/``; a second run reuses what is there,
+``--force`` rebuilds), run by ``avatarizer-export data STAGE``:
+
+``align``    every face photo -> MediaPipe landmarks, canonical 128 px crop,
+             hair mask, pose; failures recorded with their reason.
+``pairs``    (aligned crop, auto-artist parameters) for every *training*
+             photo, plus augmented copies (warp / small rotation / scale /
+             shift with the artist re-fitted to the moved landmarks,
+             horizontal flips through ``schema.mirror``, colour jitter, blur,
+             grayscale). Photometric changes touch the photo only.
+``avatars``  100,000 unpaired avatar vectors from a prior fitted to the
+             artist's outputs on the training photos.
+
+The held-out split is fixed by file name (:func:`is_heldout`) and written to
+``docs/split.md``; held-out photos never enter ``pairs`` or ``avatars``.
+Formats are documented in ``docs/data.md``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .paths import ROOT, cache_dir, shared_dir
+
+CROP = 128
+SOURCES = ("ffhq128", "ffhq128-labelled", "stylegan128", "utkface200")
+DATA_VERSION = 1
+
+
+# ------------------------------------------------------------------ split
+
+
+def is_heldout(key: str) -> bool:
+    """Fixed held-out split by file name: 20% of the labelled FFHQ photos (for
+    attribute evaluation) and 10% of every other folder, chosen by the SHA-1
+    of ``folder/file``. Never trained on."""
+    h = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)
+    folder = key.split("/", 1)[0]
+    return h % 5 == 0 if folder == "ffhq128-labelled" else h % 10 == 0
+
+
+def list_faces(shared: Path) -> list[str]:
+    keys = []
+    for src in SOURCES:
+        folder = shared / "data" / "faces" / src
+        if not folder.is_dir():
+            continue
+        keys += [f"{src}/{p.name}" for p in sorted(folder.iterdir()) if p.suffix.lower() in (".jpg", ".png")]
+    return keys
+
+
+# ----------------------------------------------------------------- labels
+
+
+def utk_labels(name: str) -> dict | None:
+    """UTKFace file names: AGE_GENDER_RACE_DATE.jpg.chip.jpg (gender 0 male, 1 female)."""
+    parts = name.split("_")
+    try:
+        out = {"age": float(parts[0]), "gender": "male" if parts[1] == "0" else "female"}
+    except (IndexError, ValueError):
+        return None
+    if len(parts) >= 4 and parts[2].isdigit():
+        out["race"] = int(parts[2])
+    return out
+
+
+def ffhq_labels(shared: Path) -> dict[str, dict]:
+    """``ffhq128-labelled/attributes.jsonl`` -> {file: faceAttributes (+faceRectangle)} for
+    photos with a face entry."""
+    path = shared / "data" / "faces" / "ffhq128-labelled" / "attributes.jsonl"
+    out = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        faces = rec.get("faces") or []
+        if faces:
+            attrs = dict(faces[0]["faceAttributes"])
+            attrs["faceRectangle"] = faces[0].get("faceRectangle")
+            out[rec["file"]] = attrs
+    return out
+
+
+# ------------------------------------------------------------------ align
+
+
+@dataclass
+class Aligned:
+    keys: list
+    crops: np.ndarray  # (N, 128, 128, 3) uint8
+    hair: np.ndarray  # (N, 128, 128) uint8, hair mask * 255
+    landmarks: np.ndarray  # (N, 478, 2) float32 canonical
+    transforms: np.ndarray  # (N, 2, 3) float64 canonical -> frame pixels (of the padded frame)
+    pose: np.ndarray  # (N, 3) roll, yaw, pitch
+    pad: np.ndarray  # (N,) padding (px) added around the photo before alignment
+
+    def index(self) -> dict[str, int]:
+        return {k: i for i, k in enumerate(self.keys)}
+
+
+_ALIGNER = None
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    from avatarizer.imageio import load_image
+
+    return load_image(path)
+
+
+def _pad(img: np.ndarray, pad: int) -> np.ndarray:
+    import cv2
+
+    return cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+
+
+def _align_one(args):
+    """Worker: one photo -> dict or failure reason. Tries the photo as it is,
+    then with a replicated border (tight crops such as UTKFace put the face
+    against the edge, where the detector misses it)."""
+    global _ALIGNER
+    key, path = args
+    from avatarizer.align import AlignOptions, FaceAligner
+
+    if _ALIGNER is None:
+        _ALIGNER = FaceAligner(AlignOptions(mode="image", max_faces=2, segmentation=True))
+    try:
+        img = _load_rgb(Path(path))
+    except (OSError, ValueError) as exc:
+        return key, None, f"unreadable image: {exc}"
+    faces, used_pad = [], 0
+    for pad in (0, img.shape[0] // 4):
+        frame = _pad(img, pad) if pad else img
+        faces = _ALIGNER.detect(frame)
+        if faces:
+            used_pad = pad
+            break
+    if not faces:
+        return key, None, "no face detected (also with a padded border)"
+    f = faces[0]
+    hair = f.hair_mask(CROP)
+    out = dict(crop=np.ascontiguousarray(f.crop(CROP)),
+               hair=(np.zeros((CROP, CROP), np.uint8) if hair is None else (hair * 255).astype(np.uint8)),
+               landmarks=f.canonical.astype(np.float32), transform=f.transform.astype(np.float64),
+               pose=np.array([f.roll, f.yaw, f.pitch], np.float32), pad=used_pad, faces=len(faces))
+    return key, out, None
+
+
+def build_aligned(shared: Path, cache: Path, workers: int = 2, limit: int | None = None,
+                  force: bool = False) -> Aligned:
+    out_dir = cache / "aligned"
+    meta_path = out_dir / "meta.json"
+    keys_all = list_faces(shared)
+    if limit:
+        keys_all = keys_all[:limit]
+    if meta_path.exists() and not force:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("version") == DATA_VERSION and meta.get("inputs") == len(keys_all):
+            print(f"align: reusing {out_dir} ({meta['aligned']} faces)")
+            return load_aligned(cache)
+    from tqdm import tqdm
+
+    jobs = [(k, str(shared / "data" / "faces" / k)) for k in keys_all]
+    results, failures = {}, []
+    t0 = time.time()
+    if workers > 1:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers) as pool:
+            it = pool.imap(_align_one, jobs, chunksize=16)
+            for key, res, why in tqdm(it, total=len(jobs), desc="align", unit="face"):
+                (failures.append({"face": key, "reason": why}) if res is None else results.__setitem__(key, res))
+    else:
+        for job in tqdm(jobs, desc="align", unit="face"):
+            key, res, why = _align_one(job)
+            (failures.append({"face": key, "reason": why}) if res is None else results.__setitem__(key, res))
+    keys = [k for k in keys_all if k in results]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.save(out_dir / "crops128.npy", np.stack([results[k]["crop"] for k in keys]))
+    np.save(out_dir / "hair128.npy", np.stack([results[k]["hair"] for k in keys]))
+    np.save(out_dir / "landmarks.npy", np.stack([results[k]["landmarks"] for k in keys]))
+    np.save(out_dir / "transforms.npy", np.stack([results[k]["transform"] for k in keys]))
+    np.save(out_dir / "pose.npy", np.stack([results[k]["pose"] for k in keys]))
+    np.save(out_dir / "pad.npy", np.array([results[k]["pad"] for k in keys], np.int32))
+    (out_dir / "keys.json").write_text(json.dumps(keys))
+    per_source = {}
+    for k in keys_all:
+        s = per_source.setdefault(k.split("/")[0], {"photos": 0, "aligned": 0, "padded": 0, "several_faces": 0})
+        s["photos"] += 1
+        if k in results:
+            s["aligned"] += 1
+            s["padded"] += int(results[k]["pad"] > 0)
+            s["several_faces"] += int(results[k]["faces"] > 1)
+    reasons = {}
+    for f in failures:
+        reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
+    meta = dict(version=DATA_VERSION, inputs=len(keys_all), aligned=len(keys), failed=len(failures),
+                reasons=reasons, per_source=per_source, seconds=round(time.time() - t0, 1), crop=CROP)
+    (out_dir / "failures.json").write_text(json.dumps(failures, indent=1))
+    meta_path.write_text(json.dumps(meta, indent=1))
+    print(f"align: {len(keys)} of {len(keys_all)} faces aligned in {meta['seconds']} s; failures: {reasons}")
+    return load_aligned(cache)
+
+
+def load_aligned(cache: Path | None = None, mmap: bool = True) -> Aligned:
+    d = (cache or cache_dir()) / "aligned"
+    if not (d / "meta.json").exists():
+        raise FileNotFoundError(f"{d} has no aligned faces yet: run `avatarizer-export data align`")
+    mode = "r" if mmap else None
+    return Aligned(keys=json.loads((d / "keys.json").read_text()),
+                   crops=np.load(d / "crops128.npy", mmap_mode=mode),
+                   hair=np.load(d / "hair128.npy", mmap_mode=mode),
+                   landmarks=np.load(d / "landmarks.npy"), transforms=np.load(d / "transforms.npy"),
+                   pose=np.load(d / "pose.npy"), pad=np.load(d / "pad.npy"))
+
+
+# ------------------------------------------------------------ augmentation
+
+
+def canonical_to_crop(size: int) -> np.ndarray:
+    """2x3 affine: canonical [-1,1] -> crop pixel coordinates."""
+    s = size / 2.0
+    return np.array([[s, 0, s], [0, s, s]], np.float64)
+
+
+def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a∘b for 2x3 affines (apply b first)."""
+    A = np.vstack([a, [0, 0, 1]])
+    B = np.vstack([b, [0, 0, 1]])
+    return (A @ B)[:2]
+
+
+def inv(a: np.ndarray) -> np.ndarray:
+    return np.linalg.inv(np.vstack([a, [0, 0, 1]]))[:2]
+
+
+def random_warp(rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """A small similarity in the canonical frame: rotation up to 10 deg, scale
+    ±6%, shift ±0.05 (2.5% of the crop)."""
+    ang = np.deg2rad(rng.uniform(-10, 10) * strength)
+    sc = 1.0 + rng.uniform(-0.06, 0.06) * strength
+    t = rng.uniform(-0.05, 0.05, 2) * strength
+    c, s = math.cos(ang) * sc, math.sin(ang) * sc
+    return np.array([[c, -s, t[0]], [s, c, t[1]]], np.float64)
+
+
+def warp_crop(frame: np.ndarray, transform: np.ndarray, A: np.ndarray, size: int = CROP) -> np.ndarray:
+    """Crop whose canonical frame is A applied to the photo's canonical frame:
+    crop pixel p shows the frame point transform(A^-1(c(p)))."""
+    import cv2
+
+    pix_to_canon = inv(canonical_to_crop(size))
+    m = compose(transform, compose(inv(A), pix_to_canon))  # crop pixel -> frame pixel
+    return cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def warp_mask(mask: np.ndarray, A: np.ndarray) -> np.ndarray:
+    import cv2
+
+    size = mask.shape[0]
+    m = compose(canonical_to_crop(size), compose(A, inv(canonical_to_crop(size))))
+    return cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def valid_mask(transform: np.ndarray, frame_shape, A: np.ndarray | None = None, size: int = CROP) -> np.ndarray:
+    """Crop pixels that come from inside the photo (the rest is replicated border)."""
+    t = transform if A is None else compose(transform, inv(A))
+    c = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    x = t[0, 0] * c[None, :] + t[0, 1] * c[:, None] + t[0, 2]
+    y = t[1, 0] * c[None, :] + t[1, 1] * c[:, None] + t[1, 2]
+    h, w = frame_shape[:2]
+    return (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
+
+
+def apply_affine(points: np.ndarray, A: np.ndarray) -> np.ndarray:
+    return points @ A[:, :2].T + A[:, 2]
+
+
+def photometric(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    """The paper's photo-only augmentations: colour jitter, blur, grayscale."""
+    import cv2
+
+    ops = []
+    x = img.astype(np.float32) / 255.0
+    if rng.random() < 0.8:
+        b = rng.uniform(0.8, 1.2)
+        c = rng.uniform(0.8, 1.2)
+        sat = rng.uniform(0.7, 1.3)
+        mean = x.mean()
+        x = (x - mean) * c + mean
+        x = x * b
+        gray = x.mean(-1, keepdims=True)
+        x = gray + (x - gray) * sat
+        x = x * (1 + rng.uniform(-0.04, 0.04, 3))  # white balance
+        ops.append("jitter")
+    if rng.random() < 0.3:
+        s = rng.uniform(0.5, 1.5)
+        x = cv2.GaussianBlur(x, (0, 0), s)
+        ops.append("blur")
+    if rng.random() < 0.1:
+        x = np.repeat(x.mean(-1, keepdims=True), 3, -1)
+        ops.append("gray")
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8), ops
+
+
+# -------------------------------------------------------------------- pairs
+
+
+def _pairs_worker(args):
+    """One training photo -> list of (crop, params, augmentation description)."""
+    key, path, transform, pad, lm, hair, crop, n_aug, seed = args
+    from avatarizer import schema
+    from avatarizer.artist import AutoArtist
+
+    global _ARTIST
+    if "_ARTIST" not in globals() or _ARTIST is None:
+        _ARTIST = AutoArtist()
+    rng = np.random.default_rng(seed)
+    out = []
+    img = _load_rgb(Path(path))
+    frame = _pad(img, int(pad)) if pad else img
+    hair_f = hair.astype(np.float32) / 255.0
+    base = _ARTIST.fit_landmarks(lm, crop, hair_f, valid=valid_mask(transform, frame.shape))
+    out.append((crop, base, "original"))
+    for _ in range(n_aug):
+        A = random_warp(rng)
+        aug_crop = warp_crop(frame, transform, A)
+        aug_hair = warp_mask(hair_f, A)
+        params = _ARTIST.fit_landmarks(apply_affine(lm, A).astype(np.float32), aug_crop, aug_hair,
+                                       valid=valid_mask(transform, frame.shape, A))
+        desc = ["warp"]
+        if rng.random() < 0.5:
+            aug_crop = np.ascontiguousarray(aug_crop[:, ::-1])
+            params = schema.mirror(params)
+            desc.append("flip")
+        aug_crop, ops = photometric(aug_crop, rng)
+        out.append((aug_crop, schema.clip(params), "+".join(desc + ops)))
+    return key, out
+
+
+_ARTIST = None
+
+
+def build_pairs(shared: Path, cache: Path, n_aug: int = 1, workers: int = 2, force: bool = False):
+    out_dir = cache / "pairs"
+    meta_path = out_dir / "meta.json"
+    al = load_aligned(cache)
+    train = [i for i, k in enumerate(al.keys) if not is_heldout(k)]
+    if meta_path.exists() and not force:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("version") == DATA_VERSION and meta.get("train_photos") == len(train) \
+                and meta.get("augment_per_photo") == n_aug:
+            print(f"pairs: reusing {out_dir} ({meta['pairs']} pairs)")
+            return
+    from tqdm import tqdm
+
+    jobs = [(al.keys[i], str(shared / "data" / "faces" / al.keys[i]), al.transforms[i], al.pad[i],
+             al.landmarks[i], np.asarray(al.hair[i]), np.asarray(al.crops[i]), n_aug, 1000 + i) for i in train]
+    total = len(jobs) * (1 + n_aug)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    crops = np.lib.format.open_memmap(out_dir / "crops128.npy", mode="w+", dtype=np.uint8,
+                                      shape=(total, CROP, CROP, 3))
+    params = np.zeros((total, 629), np.float32)
+    source = np.zeros(total, np.int32)
+    augs = []
+    row = 0
+    key_index = al.index()
+    t0 = time.time()
+
+    def consume(key, items):
+        nonlocal row
+        for c, p, d in items:
+            crops[row] = c
+            params[row] = p
+            source[row] = key_index[key]
+            augs.append(d)
+            row += 1
+
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for key, items in tqdm(pool.imap(_pairs_worker, jobs, chunksize=16), total=len(jobs),
+                                   desc="pairs", unit="photo"):
+                consume(key, items)
+    else:
+        for job in tqdm(jobs, desc="pairs", unit="photo"):
+            consume(*_pairs_worker(job))
+    crops.flush()
+    np.save(out_dir / "params.npy", params[:row])
+    np.save(out_dir / "source.npy", source[:row])
+    (out_dir / "augment.json").write_text(json.dumps(augs))
+    meta = dict(version=DATA_VERSION, train_photos=len(train), augment_per_photo=n_aug, pairs=row,
+                seconds=round(time.time() - t0, 1))
+    meta_path.write_text(json.dumps(meta, indent=1))
+    print(f"pairs: {row} pairs from {len(train)} training photos in {meta['seconds']} s")
+
+
+def load_pairs(cache: Path | None = None):
+    d = (cache or cache_dir()) / "pairs"
+    if not (d / "meta.json").exists():
+        raise FileNotFoundError(f"{d} has no pairs yet: run `avatarizer-export data pairs`")
+    return (np.load(d / "crops128.npy", mmap_mode="r"), np.load(d / "params.npy"),
+            np.load(d / "source.npy"), json.loads((d / "augment.json").read_text()))
+
+
+# ------------------------------------------------------------------ avatars
+
+
+def fit_prior(face_params: np.ndarray, keep: float = 0.995) -> dict:
+    """A Gaussian kernel prior over artist outputs (face slice, normalised
+    space): PCA for the covariance shape, kernels at the real vectors."""
+    from avatarizer import schema
+
+    x = schema.normalize(face_params, schema.FACE)
+    mean = x.mean(0)
+    u, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    var = s ** 2 / (len(x) - 1)
+    k = int(np.searchsorted(np.cumsum(var) / var.sum(), keep) + 1)
+    return dict(data=x.astype(np.float32), mean=mean.astype(np.float32), components=vt[:k].astype(np.float32),
+                std=np.sqrt(var[:k]).astype(np.float32), k=k)
+
+
+def sample_prior(prior: dict, n: int, rng: np.random.Generator, bandwidth: float = 0.5) -> np.ndarray:
+    """Face slices (denormalised): a random real vector plus correlated noise
+    of ``bandwidth`` times the population spread, per sample."""
+    from avatarizer import schema
+
+    idx = rng.integers(0, len(prior["data"]), n)
+    z = rng.standard_normal((n, prior["k"])).astype(np.float32) * prior["std"] * bandwidth
+    x = prior["data"][idx] + z @ prior["components"]
+    return schema.denormalize(np.clip(x, -1, 1), schema.FACE)
+
+
+def build_avatars(cache: Path, n: int = 100_000, seed: int = 0, force: bool = False):
+    from avatarizer import schema
+
+    out_dir = cache / "avatars"
+    meta_path = out_dir / "meta.json"
+    if meta_path.exists() and not force:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("version") == DATA_VERSION and meta.get("n") == n:
+            print(f"avatars: reusing {out_dir} ({n} vectors)")
+            return
+    _, params, source, augs = load_pairs(cache)
+    real = params[[i for i, a in enumerate(augs) if a == "original"]]
+    prior = fit_prior(real[:, schema.FACE])
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, schema.PARAM_COUNT), np.float32)
+    out[:, schema.FACE] = sample_prior(prior, n, rng)
+    # hair and accessories: real artist outputs recombined with other faces, half
+    # of them mirrored, plus a share from the procedural prior for variety
+    donors = rng.integers(0, len(real), n)
+    rest = slice(schema.FACE.stop, schema.PARAM_COUNT)
+    out[:, rest] = real[donors][:, rest]
+    flip = rng.random(n) < 0.5
+    out[flip] = schema.mirror(out[flip])
+    proc = rng.random(n) < 0.25
+    out[proc, rest] = schema.sample(int(proc.sum()), seed=seed + 1)[:, rest]
+    out = schema.clip(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.save(out_dir / "params.npy", out)
+    np.savez(out_dir / "prior.npz", **{k: v for k, v in prior.items() if k != "data"})
+    meta = dict(version=DATA_VERSION, n=n, seed=seed, prior_components=prior["k"], real_vectors=len(real),
+                bandwidth=0.5)
+    meta_path.write_text(json.dumps(meta, indent=1))
+    print(f"avatars: {n} vectors from a {prior['k']}-component kernel prior over {len(real)} artist outputs")
+
+
+def load_avatars(cache: Path | None = None) -> np.ndarray:
+    d = (cache or cache_dir()) / "avatars"
+    if not (d / "params.npy").exists():
+        raise FileNotFoundError(f"{d} has no avatars yet: run `avatarizer-export data avatars`")
+    return np.load(d / "params.npy", mmap_mode="r")
+
+
+# ------------------------------------------------------------------- docs
+
+
+def write_split_doc(shared: Path, cache: Path, path: Path = ROOT / "docs" / "split.md"):
+    keys = list_faces(shared)
+    held = [k for k in keys if is_heldout(k)]
+    per = {}
+    for k in keys:
+        s = per.setdefault(k.split("/")[0], [0, 0])
+        s[0] += 1
+        s[1] += int(is_heldout(k))
+    meta = json.loads((cache / "aligned" / "meta.json").read_text()) if (cache / "aligned" / "meta.json").exists() else None
+    lines = ["# Held-out split", "",
+             "Fixed by file name (`avatarizer_export.data.is_heldout`): a photo is held out when the SHA-1 "
+             "of `folder/file` (first 8 hex digits as an integer) is divisible by 5 for `ffhq128-labelled` "
+             "(20%, so attribute metrics have ~100 labelled photos) and by 10 for every other folder (10%). "
+             "Held-out photos never enter the paired data, the avatar prior or any training set.", "",
+             "| folder | photos | held out |", "| --- | --- | --- |"]
+    for src, (n, h) in per.items():
+        lines.append(f"| `{src}` | {n} | {h} |")
+    lines.append(f"| all | {len(keys)} | {len(held)} |")
+    if meta:
+        lines += ["", "## Alignment", "",
+                  f"{meta['aligned']} of {meta['inputs']} photos aligned ({meta['seconds']} s with 2 workers). "
+                  "Failures by reason:", ""]
+        lines += [f"- {why}: {n}" for why, n in meta["reasons"].items()] or ["- none"]
+        lines += ["", "| folder | photos | aligned | needed a padded border | several faces |",
+                  "| --- | --- | --- | --- | --- |"]
+        for src, s in meta["per_source"].items():
+            lines.append(f"| `{src}` | {s['photos']} | {s['aligned']} | {s['padded']} | {s['several_faces']} |")
+    lines += ["", "The held-out file names are listed in `docs/heldout.txt`.", ""]
+    path.write_text("\n".join(lines))
+    (path.parent / "heldout.txt").write_text("\n".join(held) + "\n")
+    print(f"wrote {path} and {path.parent / 'heldout.txt'}")
+
+
+def main_data(args) -> int:
+    shared = shared_dir(args.shared)
+    cache = cache_dir(args.cache)
+    stages = ["align", "pairs", "avatars"] if args.stage == "all" else [args.stage]
+    for st in stages:
+        if st == "align":
+            build_aligned(shared, cache, workers=args.workers, limit=args.limit, force=args.force)
+            write_split_doc(shared, cache)
+        elif st == "pairs":
+            build_pairs(shared, cache, n_aug=args.augment, workers=args.workers, force=args.force)
+        elif st == "avatars":
+            build_avatars(cache, n=args.avatars, force=args.force)
+    return 0
+
+
+def add_parser(sub):
+    p = sub.add_parser("data", help="build the datasets from ../shared (cached; see docs/data.md)")
+    p.add_argument("stage", choices=["align", "pairs", "avatars", "all"])
+    p.add_argument("--shared", help="the shared folder (default ../shared)")
+    p.add_argument("--cache", help="cache folder (default <repo>/cache)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--limit", type=int, help="only the first N photos (smoke runs)")
+    p.add_argument("--augment", type=int, default=1, help="augmented copies per training photo")
+    p.add_argument("--avatars", type=int, default=100_000)
+    p.add_argument("--force", action="store_true", help="rebuild even if the cache is current")
+    p.set_defaults(func=main_data)
