@@ -1,0 +1,655 @@
+"""Export toolchain: ONNX export, fp16, int8 behind a quality gate, manifest, runtime sessions.
+
+The trained networks (E_s, F, D_t, H) do not exist yet, so these tests use
+STAND-IN MODULES: small, randomly initialised networks with the real inputs
+and outputs (aligned crop N×3×S×S → 512 latent → 483 face parameters in
+[-1, 1]; crop → attribute logits). They are test fixtures only: nothing
+here is shipped, and their outputs mean nothing. ``benchmarks/onnx_cpu.py
+--standin`` reuses :func:`build_standin_models`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from avatarizer import schema  # noqa: E402
+from avatarizer.errors import ModelError  # noqa: E402
+from avatarizer.models import (  # noqa: E402
+    ENGINE_MAGIC, MANIFEST_NAME, ROLES, Manifest, Session, pack_engine, read_engine_header,
+    read_onnx_description, resolve_providers)
+from avatarizer_export import formats, onnx_export, quantize  # noqa: E402
+
+CROP = 128
+LATENT = 512
+FACE = schema.FACE.stop - schema.FACE.start          # 483
+ATTRIBUTES = 14   # 6 binary + 5 hair colours + 2 genders + age: stand-in width only
+
+
+# --------------------------------------------------------------------------------------
+# TEST FIXTURES: stand-in networks (random weights, not trained, never shipped)
+# --------------------------------------------------------------------------------------
+
+def standin_encoder(width: int = 16) -> "torch.nn.Module":
+    """Stand-in for E_s: a small CNN, crop (N×3×S×S) → z_s (N×512)."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, 2, 1), nn.ReLU(),
+        nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.ReLU(),
+        nn.Conv2d(4 * width, 4 * width, 3, 2, 1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, LATENT))
+
+
+def standin_mapper() -> "torch.nn.Module":
+    """Stand-in for F: z_s (N×512) → z_m (N×512)."""
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(LATENT, LATENT), nn.ReLU(), nn.Linear(LATENT, LATENT))
+
+
+def standin_decoder() -> "torch.nn.Module":
+    """Stand-in for D_t: z_m (N×512) → face parameters (N×483) in [-1, 1]."""
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(LATENT, LATENT), nn.ReLU(), nn.Linear(LATENT, FACE), nn.Tanh())
+
+
+def standin_attributes(width: int = 16) -> "torch.nn.Module":
+    """Stand-in for H: crop → attribute logits (N×14)."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, 2, 1), nn.ReLU(), nn.Conv2d(width, 2 * width, 3, 2, 1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, ATTRIBUTES))
+
+
+def standin_crops(n: int, seed: int, size: int = CROP) -> np.ndarray:
+    """Crop-like inputs: smooth random images in the normalised [-1, 1] range."""
+    rng = np.random.default_rng(seed)
+    low = rng.uniform(-1, 1, (n, 3, size // 16, size // 16)).astype(np.float32)
+    img = np.repeat(np.repeat(low, 16, axis=2), 16, axis=3)
+    return np.clip(img + rng.normal(0, 0.1, img.shape).astype(np.float32), -1, 1)
+
+
+def standin_metadata(role: str, inputs, outputs, precision: str = "fp32") -> dict:
+    return formats.make_metadata(
+        name=formats.model_name(role, f"onnx-{precision}"), role=role, version="0.0.0-standin",
+        inputs=inputs, outputs=outputs,
+        training_data={"stand_in": True, "note": "random weights: a test fixture, not a trained model"})
+
+
+def build_standin_models(folder: Path, size: int = CROP, seed: int = 0) -> dict:
+    """Exports the stand-in image→face network as onnx-fp32, -fp16 and -int8 into ``folder``
+    (with its manifest); returns ``{"module", "reports", "eval"}``."""
+    torch.manual_seed(seed)
+    net = onnx_export.fuse(standin_encoder(), standin_mapper(), standin_decoder())
+    calib, held_out = standin_crops(32, seed + 1, size), standin_crops(16, seed + 2, size)
+    meta = standin_metadata("image_to_face", [formats.image_input("image", size)],
+                            [formats.face_params_output()])
+    reports = {"fp32": onnx_export.export_onnx(
+        net, torch.from_numpy(held_out[:1]), folder / "image_to_face-fp32.onnx",
+        meta["name"], ["image"], ["face_params"], meta,
+        check_inputs=[held_out[:4], held_out[4:5]])}
+    reports["fp16"] = onnx_export.convert_fp16(folder / "image_to_face-fp32.onnx",
+                                               folder / "image_to_face-fp16.onnx",
+                                               check_inputs=[held_out[:4]])
+    reports["int8"] = quantize.quantize_gated(
+        folder / "image_to_face-fp32.onnx", folder / "image_to_face-int8.onnx", calib,
+        [held_out[:8], held_out[8:]], {"param_l1": quantize.param_l1}, {"param_l1": 0.05})
+    return {"module": net, "reports": reports, "eval": held_out, "calibration": calib}
+
+
+# --------------------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    built = build_standin_models(folder)
+    built["folder"] = folder
+    return built
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "models"
+    shutil.copytree(folder, dst)
+    return dst
+
+
+def _edit_manifest(folder: Path, fn) -> None:
+    path = folder / MANIFEST_NAME
+    doc = json.loads(path.read_text())
+    fn(doc["models"])
+    path.write_text(json.dumps(doc))
+
+
+# --------------------------------------------------------------------------------------
+# format table
+# --------------------------------------------------------------------------------------
+
+def test_format_table():
+    assert list(formats.FORMATS) == ["onnx-fp32", "onnx-fp16", "onnx-int8", "engine-fp16", "engine-int8"]
+    for name, f in formats.FORMATS.items():
+        assert f.precision in ("fp32", "fp16", "int8")
+        assert f.suffix == (".engine" if name.startswith("engine") else ".onnx")
+        assert f.gpu == name.startswith("engine")
+        assert f.needs_calibration == name.endswith("int8")
+        assert "dynamic_batch" in f.options
+    assert formats.check_format("onnx-fp32", dynamic_batch=False, opset=17).name == "onnx-fp32"
+    assert formats.file_name("encoder", "onnx-int8") == "encoder-int8.onnx"
+    assert formats.model_name("image_to_face", "engine-fp16") == "image_to_face-engine-fp16"
+
+
+def test_unknown_format_says_did_you_mean():
+    with pytest.raises(ValueError, match=r"did you mean 'onnx-fp16'"):
+        formats.check_format("onnx-fp61")
+    with pytest.raises(ValueError, match=r"did you mean 'engine-int8'"):
+        formats.check_format("engine_int8")
+
+
+def test_bad_options_are_refused_before_work():
+    with pytest.raises(ValueError, match="does not take option 'calibration'"):
+        formats.check_format("onnx-fp32", calibration=np.zeros((1, 3, 8, 8)))
+    with pytest.raises(ValueError, match="did you mean 'dynamic_batch'"):
+        formats.check_format("onnx-fp16", dynamic_batches=True)
+    with pytest.raises(ValueError, match="bad opset=5"):
+        formats.check_format("onnx-fp32", opset=5)
+    with pytest.raises(ValueError, match="needs calibration"):
+        formats.check_format("onnx-int8")
+    with pytest.raises(ValueError, match="bad activation_type"):
+        formats.check_format("onnx-int8", calibration=np.zeros((1, 3)), activation_type="uint4")
+
+
+def test_engine_formats_need_cuda_here():
+    from avatarizer.trt_backend import cuda_status, tensorrt_status
+
+    ok, reason = cuda_status()
+    if ok:
+        trt_ok, trt_reason = tensorrt_status()
+        if trt_ok:
+            pytest.skip(f"this machine has a GPU ({reason}) and TensorRT {trt_reason}")
+        with pytest.raises(RuntimeError, match="tensorrt Python package"):
+            formats.check_format("engine-fp16")
+        return
+    assert reason
+    for name, options in (("engine-fp16", {"max_batch": 16}),
+                          ("engine-int8", {"calibration": np.zeros((1, 3, 8, 8))})):
+        with pytest.raises(RuntimeError) as err:
+            formats.check_format(name, **options)
+        assert str(err.value).startswith("TensorRT engines need an NVIDIA GPU with CUDA; none found: ")
+        assert reason in str(err.value)
+
+
+# --------------------------------------------------------------------------------------
+# fp32 export
+# --------------------------------------------------------------------------------------
+
+def test_fp32_export_passes_checker_and_matches_torch(exported):
+    path = exported["folder"] / "image_to_face-fp32.onnx"
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    report = exported["reports"]["fp32"]
+    assert report["max_abs_diff"] <= 1e-4 and report["inputs"] == 3
+    sess = Session(path, device="cpu")
+    net = exported["module"]
+    for batch in (standin_crops(2, 11), standin_crops(3, 12)):   # fresh inputs
+        got = sess.run({"image": batch})["face_params"]
+        with torch.no_grad():
+            want = net(torch.from_numpy(batch)).numpy()
+        assert np.max(np.abs(got - want)) <= 1e-4
+
+
+def test_dynamic_batch_1_and_8(exported):
+    sess = Session(exported["folder"] / "image_to_face-fp32.onnx", device="cpu")
+    assert sess.inputs[0].shape == ("batch", 3, CROP, CROP)
+    x = standin_crops(8, 21)
+    out8 = sess.run({"image": x})["face_params"]
+    out1 = sess.run({"image": x[:1]})["face_params"]
+    assert out8.shape == (8, FACE) and out1.shape == (1, FACE)
+    np.testing.assert_allclose(out1[0], out8[0], atol=1e-5)
+    assert np.all(np.abs(out8) <= 1.0)
+
+
+def test_fixed_batch_export(tmp_path):
+    torch.manual_seed(3)
+    dec = standin_decoder()
+    meta = standin_metadata("mapper_decoder", [formats.tensor_spec("z_s")], [formats.face_params_output()])
+    meta["outputs"][0].pop("shape")
+    z = torch.randn(2, LATENT)
+    onnx_export.export_onnx(dec, z, tmp_path / "md.onnx", meta["name"], ["z_s"], ["face_params"], meta,
+                            dynamic_batch=False, check_inputs=[z])
+    sess = Session(tmp_path / "md.onnx", device="cpu")
+    assert sess.inputs[0].shape == (2, LATENT)
+    with pytest.raises(ValueError, match=r"expects a float32 array of shape \(2, 512\)"):
+        sess.run({"z_s": np.zeros((3, LATENT), np.float32)})
+
+
+def test_export_refuses_when_onnx_disagrees_with_torch(tmp_path):
+    class Branchy(torch.nn.Module):
+        """Traced for one branch only: ONNX and PyTorch differ on the other."""
+
+        def forward(self, x):
+            if x.mean() > 0:
+                return x * 2.0
+            return x * 3.0
+
+    meta = standin_metadata("mapper_decoder", [formats.tensor_spec("z_s")], [formats.tensor_spec("out")])
+    pos = torch.ones(1, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(onnx_export.ExportError, match=r"max \|diff\| = [0-9.]+ > atol 0.0001"):
+            onnx_export.export_onnx(Branchy(), pos, tmp_path / "b.onnx", meta["name"], ["z_s"], ["out"],
+                                    meta, check_inputs=[pos, -pos])
+    assert not list(tmp_path.iterdir())  # nothing written, no temp files
+
+
+def test_export_checks_metadata_against_graph(tmp_path):
+    meta = standin_metadata("encoder", [formats.image_input("image", 64)], [formats.tensor_spec("z_s")])
+    with pytest.raises(ValueError, match=r"shape \['batch', 3, 64, 64\]"):
+        onnx_export.export_onnx(standin_encoder(), torch.zeros(1, 3, CROP, CROP), tmp_path / "e.onnx",
+                                meta["name"], ["image"], ["z_s"], meta, check_inputs=[])
+    with pytest.raises(ValueError, match="writes fp32"):
+        onnx_export.export_onnx(standin_encoder(), torch.zeros(1, 3, CROP, CROP), tmp_path / "e.onnx",
+                                meta["name"], ["image"], ["z_s"], dict(meta, precision="fp16"))
+    assert not (tmp_path / "e.onnx").exists()
+
+
+def test_every_role_exports_and_loads(tmp_path):
+    torch.manual_seed(5)
+    crops = standin_crops(3, 31)
+    enc, mapper, dec, attr = standin_encoder(), standin_mapper(), standin_decoder(), standin_attributes()
+    md = onnx_export.fuse(mapper, dec)
+    jobs = [
+        ("encoder", enc, crops, [formats.image_input("image")], ["image"], ["z_s"]),
+        ("mapper_decoder", md, np.random.default_rng(0).normal(size=(3, LATENT)).astype(np.float32),
+         [formats.tensor_spec("z_s", ["batch", LATENT])], ["z_s"], ["face_params"]),
+        ("attributes", attr, crops, [formats.image_input("image")], ["image"], ["logits"]),
+    ]
+    for role, module, x, ins, in_names, out_names in jobs:
+        outs = [formats.face_params_output()] if role == "mapper_decoder" else [formats.tensor_spec(out_names[0])]
+        meta = standin_metadata(role, ins, outs)
+        onnx_export.export_onnx(module, torch.from_numpy(x[:1]), tmp_path / formats.file_name(role, "onnx-fp32"),
+                                meta["name"], in_names, out_names, meta, check_inputs=[x])
+    manifest = Manifest.load(tmp_path)
+    assert {manifest[n].role for n in manifest} == {"encoder", "mapper_decoder", "attributes"}
+    z = manifest.session("encoder", device="cpu").run({"image": crops})["z_s"]
+    params = manifest.session("mapper_decoder", device="cpu").run({"z_s": z})["face_params"]
+    logits = manifest.session("attributes", device="cpu").run({"image": crops})["logits"]
+    assert z.shape == (3, LATENT) and params.shape == (3, FACE) and logits.shape == (3, ATTRIBUTES)
+    with torch.no_grad():
+        fused = onnx_export.fuse(enc, mapper, dec)(torch.from_numpy(crops)).numpy()
+    np.testing.assert_allclose(params, fused, atol=1e-4)   # the two-stage path = the fused graph
+
+
+# --------------------------------------------------------------------------------------
+# fp16, int8 and the quality gate
+# --------------------------------------------------------------------------------------
+
+def test_fp16_and_int8_files_load_and_run(exported):
+    manifest = Manifest.load(exported["folder"])
+    x = exported["eval"][:4]
+    ref = manifest.session("image_to_face", precision="fp32", device="cpu").run({"image": x})["face_params"]
+    for precision, tol in (("fp16", 1e-2), ("int8", 0.1)):
+        entry = manifest.find("image_to_face", precision)
+        sess = manifest.session(entry.name, device="cpu")
+        assert sess.precision == precision and sess.inputs[0].dtype == np.float32
+        out = sess.run({"image": x})["face_params"]
+        assert out.shape == (4, FACE) and out.dtype == np.float32
+        assert np.max(np.abs(out - ref)) < tol, precision
+    int8 = onnx.load(str(exported["folder"] / "image_to_face-int8.onnx"))
+    ops = {n.op_type for n in int8.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops                       # QDQ format
+    fp16 = onnx.load(str(exported["folder"] / "image_to_face-fp16.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
+
+
+def test_quality_gate_passes_permissive_threshold(exported):
+    report = exported["reports"]["int8"]
+    assert report["passed"] and report["failed"] == []
+    assert 0 < report["metrics"]["param_l1"] <= 0.05
+    entry = json.loads((exported["folder"] / MANIFEST_NAME).read_text())["models"]["image_to_face-onnx-int8"]
+    assert entry["quality_gate"]["metrics"]["param_l1"] == pytest.approx(report["metrics"]["param_l1"])
+    g = quantize.gate(exported["folder"] / "image_to_face-fp32.onnx",
+                      exported["folder"] / "image_to_face-fp16.onnx", [exported["eval"][:4]],
+                      {"param_l1": quantize.param_l1, "max_abs": quantize.max_abs},
+                      {"param_l1": 0.01, "max_abs": 0.1})
+    assert g["passed"] and g["inputs"] == 1
+
+
+def test_quality_gate_refuses_impossible_threshold(exported, tmp_path):
+    folder = _copy(exported["folder"], tmp_path)
+    before = sorted(p.name for p in folder.iterdir())
+    out = folder / "image_to_face-int8-strict.onnx"
+    with pytest.raises(quantize.QualityGateError) as err:
+        quantize.quantize_gated(folder / "image_to_face-fp32.onnx", out, exported["calibration"],
+                                [exported["eval"]], {"param_l1": quantize.param_l1, "max_abs": quantize.max_abs},
+                                {"param_l1": 1e-12, "max_abs": 10.0}, name="image_to_face-strict")
+    msg = str(err.value)
+    assert "refused by the quality gate" in msg and "param_l1 = " in msg and "> 1e-12" in msg
+    assert "max_abs = " in msg  # the passing metric is reported too
+    assert err.value.report["metrics"]["param_l1"] > 0 and err.value.report["failed"] == ["param_l1"]
+    assert not out.exists()
+    assert sorted(p.name for p in folder.iterdir()) == before         # no temp files left
+    assert "image_to_face-strict" not in json.loads((folder / MANIFEST_NAME).read_text())["models"]
+
+
+def test_calibration_reader_protocol():
+    data = np.zeros((10, 3, 4, 4), np.float32)
+    reader = quantize.ArrayCalibrationReader(data, "image", batch_size=4)
+    sizes = []
+    while (feed := reader.get_next()) is not None:
+        assert list(feed) == ["image"]
+        sizes.append(len(feed["image"]))
+    assert sizes == [4, 4, 2] and reader.get_next() is None
+    reader.rewind()
+    assert len(reader.get_next()["image"]) == 4
+
+
+# --------------------------------------------------------------------------------------
+# metadata and manifest
+# --------------------------------------------------------------------------------------
+
+def test_metadata_in_file_and_manifest(exported):
+    folder = exported["folder"]
+    doc = json.loads((folder / MANIFEST_NAME).read_text())
+    assert set(doc) == {"models"}
+    for name, entry in doc["models"].items():
+        path = folder / entry["file"]
+        data = path.read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["size"] == len(data)
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        meta = json.loads(props["avatarizer"])
+        assert meta == read_onnx_description(data)
+        assert meta["name"] == name and meta["precision"] == entry["precision"]
+        assert meta["schema_version"] == schema.VERSION == entry["schema_version"]
+        assert meta["role"] == "image_to_face" and meta["version"] == "0.0.0-standin"
+        assert meta["training_data"]["stand_in"] is True
+        assert meta["created_by"].startswith("avatarizer_export ")
+        image = meta["inputs"][0]
+        assert image["shape"] == ["batch", 3, CROP, CROP] and image["dtype"] == "float32"
+        norm = image["normalisation"]
+        assert norm["colour_order"] == "RGB" and norm["mean"] == [0.5] * 3 and norm["std"] == [0.5] * 3
+        assert norm["pixel_range"] == [0, 255]
+        assert meta["outputs"][0]["shape"] == ["batch", FACE]
+        assert entry["inputs"] == meta["inputs"] and entry["outputs"] == meta["outputs"]
+    assert json.loads(onnx.load(str(folder / "image_to_face-int8.onnx")).metadata_props[-1].value)[
+        "quantization"]["activation_type"] == "QInt8"
+
+
+def test_engine_header_roundtrip():
+    meta = {"name": "x", "precision": "fp16"}
+    blob = pack_engine(meta, b"\x01\x02engine")
+    assert blob.startswith(ENGINE_MAGIC)
+    got, offset = read_engine_header(blob)
+    assert got == meta and blob[offset:] == b"\x01\x02engine"
+    with pytest.raises(ValueError, match="AVZENG1"):
+        read_engine_header(b"plan-without-header" * 4)
+    with pytest.raises(ValueError, match="truncated"):
+        read_engine_header(blob[:20])
+
+
+def test_manifest_accepts_good_folder_without_making_sessions(exported, monkeypatch):
+    def no_sessions(*a, **k):
+        raise AssertionError("Manifest.load must not create a session")
+
+    monkeypatch.setattr(ort, "InferenceSession", no_sessions)
+    manifest = Manifest.load(exported["folder"])
+    assert sorted(manifest) == ["image_to_face-onnx-fp16", "image_to_face-onnx-fp32", "image_to_face-onnx-int8"]
+    entry = manifest["image_to_face-onnx-int8"]
+    assert entry.precision == "int8" and entry.kind == "onnx" and entry.description["name"] == entry.name
+
+
+def _load_error(folder: Path) -> str:
+    with pytest.raises(ModelError) as err:
+        Manifest.load(folder)
+    return str(err.value)
+
+
+def test_manifest_refuses_truncated_file(exported, tmp_path):
+    folder = _copy(exported["folder"], tmp_path)
+    path = folder / "image_to_face-int8.onnx"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    msg = _load_error(folder)
+    assert "image_to_face-int8.onnx: size is" in msg and "truncated" in msg
+
+
+def test_manifest_refuses_byte_flipped_file(exported, tmp_path):
+    folder = _copy(exported["folder"], tmp_path)
+    path = folder / "image_to_face-fp32.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    msg = _load_error(folder)
+    assert "image_to_face-fp32.onnx: sha256 is" in msg and "corrupt or modified" in msg
+
+
+def test_manifest_refuses_missing_file(exported, tmp_path):
+    folder = _copy(exported["folder"], tmp_path)
+    (folder / "image_to_face-fp16.onnx").unlink()
+    msg = _load_error(folder)
+    assert "image_to_face-fp16.onnx: missing" in msg
+
+
+def test_manifest_refuses_metadata_mismatch(exported, tmp_path):
+    folder = _copy(exported["folder"], tmp_path)
+
+    def swap(models):
+        a, b = models["image_to_face-onnx-fp16"], models["image_to_face-onnx-int8"]
+        a["precision"], b["precision"] = b["precision"], a["precision"]
+        a.pop("format"), b.pop("format")
+
+    _edit_manifest(folder, swap)
+    msg = _load_error(folder)
+    assert "image_to_face-fp16.onnx: embedded metadata says precision 'fp16', the manifest says 'int8'" in msg
+    assert "image_to_face-int8.onnx: embedded metadata says precision 'int8', the manifest says 'fp16'" in msg
+
+
+def test_manifest_refuses_non_onnx_file_with_correct_hash(exported, tmp_path):
+    folder = _copy(exported["folder"], tmp_path)
+    bogus = folder / "attributes-fp32.onnx"
+    bogus.write_bytes(b"this is a text file, not an ONNX model\n" * 10)
+    plain = folder / "encoder-fp32.onnx"   # real ONNX, but not exported by avatarizer_export
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(torch.nn.Linear(4, 2), (torch.zeros(1, 4),), str(plain), dynamo=False)
+
+    def add(models):
+        for path, role in ((bogus, "attributes"), (plain, "encoder")):
+            data = path.read_bytes()
+            models[f"{role}-onnx-fp32"] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(),
+                                           "size": len(data), "precision": "fp32", "role": role}
+
+    _edit_manifest(folder, add)
+    msg = _load_error(folder)
+    assert "attributes-fp32.onnx: not an ONNX model" in msg
+    assert "encoder-fp32.onnx: ONNX model has no 'avatarizer' metadata" in msg
+    assert "2 of 5 model file(s) failed" in msg
+
+
+def test_manifest_refuses_bad_engine_header_and_path_escape(exported, tmp_path):
+    folder = _copy(exported["folder"], tmp_path)
+    (folder / "x-fp16.engine").write_bytes(b"raw TensorRT plan" * 8)
+    (tmp_path / "outside.onnx").write_bytes(b"x")
+
+    def add(models):
+        data = (folder / "x-fp16.engine").read_bytes()
+        models["image_to_face-engine-fp16"] = {"file": "x-fp16.engine", "size": len(data), "precision": "fp16",
+                                               "sha256": hashlib.sha256(data).hexdigest()}
+        models["escape"] = {"file": "../outside.onnx", "size": 1, "precision": "fp32", "sha256": "0"}
+
+    _edit_manifest(folder, add)
+    msg = _load_error(folder)
+    assert "x-fp16.engine: no b'AVZENG1\\x00' header" in msg
+    assert "../outside.onnx: path leaves the models folder" in msg
+
+
+def test_manifest_verifies_engine_headers_without_tensorrt(exported, tmp_path):
+    folder = _copy(exported["folder"], tmp_path)
+    src = read_onnx_description((folder / "image_to_face-fp32.onnx").read_bytes())
+    meta = formats.derive_metadata(src, fmt="engine-fp16", tensorrt={"version": "test", "device": "none"})
+    engine = folder / "image_to_face-fp16.engine"
+    engine.write_bytes(pack_engine(meta, b"not a real engine: header checks only"))
+    formats.add_to_manifest(engine, meta)
+    manifest = Manifest.load(folder)
+    entry = manifest["image_to_face-engine-fp16"]
+    assert entry.kind == "engine" and entry.description["tensorrt"]["version"] == "test"
+    assert manifest.find("image_to_face", "fp16", kind="engine") == entry
+    from avatarizer.trt_backend import cuda_status
+
+    if not cuda_status()[0]:
+        with pytest.raises(RuntimeError, match="TensorRT needs an NVIDIA GPU with CUDA; none found"):
+            manifest.session("image_to_face-engine-fp16")
+    _edit_manifest(folder, lambda m: m["image_to_face-engine-fp16"].update(precision="int8",
+                                                                           format="engine-int8"))
+    msg = _load_error(folder)
+    assert "image_to_face-fp16.engine: embedded metadata says precision 'fp16', the manifest says 'int8'" in msg
+
+
+def test_manifest_missing_folder_is_a_model_error(tmp_path):
+    with pytest.raises(ModelError, match="no model manifest"):
+        Manifest.load(tmp_path)
+    (tmp_path / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(ModelError, match="unreadable manifest"):
+        Manifest.load(tmp_path)
+
+
+# --------------------------------------------------------------------------------------
+# runtime sessions
+# --------------------------------------------------------------------------------------
+
+def test_role_registry():
+    assert set(ROLES) == {"encoder", "mapper_decoder", "image_to_face", "attributes"}
+    with pytest.raises(ValueError, match="did you mean 'encoder'"):
+        formats.check_role("encodr")
+
+
+def test_provider_resolution():
+    assert resolve_providers("cpu") == ["CPUExecutionProvider"]
+    everything = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
+    assert resolve_providers("auto", everything) == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                                     "CPUExecutionProvider"]
+    assert resolve_providers("auto", ["AzureExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert resolve_providers("cuda", everything) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(RuntimeError, match="no CUDAExecutionProvider"):
+        resolve_providers("cuda", ["CPUExecutionProvider"])
+    with pytest.raises(ValueError, match="device must be one of"):
+        resolve_providers("gpu")
+
+
+def test_session_providers_threads_and_input_checks(exported):
+    path = exported["folder"] / "image_to_face-fp32.onnx"
+    sess = Session(path)                                   # auto
+    assert sess.providers[-1] == "CPUExecutionProvider"
+    assert sess.intra_op_num_threads == 1 and sess.name == "image_to_face-onnx-fp32"
+    override = Session(path, providers=["CPUExecutionProvider"], intra_op_num_threads=2)
+    assert override.providers == ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(RuntimeError, match="device='cuda'"):
+            Session(path, device="cuda")
+    good = exported["eval"][:1]
+    with pytest.raises(ValueError, match=r"model 'image_to_face-onnx-fp32' input 'image' expects a float32 "
+                                         r"array of shape \(batch, 3, 128, 128\); got float64"):
+        sess.run({"image": good.astype(np.float64)})
+    with pytest.raises(ValueError, match=r"shape \(batch, 3, 128, 128\); got shape \(1, 3, 64, 64\)"):
+        sess.run({"image": np.zeros((1, 3, 64, 64), np.float32)})
+    with pytest.raises(ValueError, match=r"shape \(batch, 3, 128, 128\); got shape \(3, 128, 128\)"):
+        sess.run({"image": good[0]})
+    with pytest.raises(ValueError, match=r"takes inputs \['image'\]; missing \['image'\], unknown \['img'\]"):
+        sess.run({"img": good})
+    crop = np.full((CROP, CROP, 3), 255, np.uint8)
+    x = sess.preprocess(crop)
+    assert x.shape == (1, 3, CROP, CROP) and x.dtype == np.float32 and np.allclose(x, 1.0)
+    assert sess.run({"image": x})["face_params"].shape == (1, FACE)
+
+
+def test_session_on_corrupt_file_is_a_model_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(ModelError, match="bad.onnx"):
+        Session(bad, device="cpu")
+
+
+def test_models_module_is_torch_free():
+    import subprocess
+    import sys
+
+    code = ("import sys, avatarizer.models, avatarizer.trt_backend; "
+            "bad = [m for m in ('torch', 'onnx', 'tensorrt') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --------------------------------------------------------------------------------------
+# TensorRT (skipped without an NVIDIA GPU and tensorrt)
+# --------------------------------------------------------------------------------------
+
+def _need_tensorrt():
+    from avatarizer.trt_backend import cuda_status, tensorrt_status
+
+    ok, reason = cuda_status()
+    if not ok:
+        pytest.skip(f"TensorRT needs CUDA: {reason}")
+    ok, reason = tensorrt_status()
+    if not ok:
+        pytest.skip(f"TensorRT needs the tensorrt package: {reason}")
+
+
+def test_trt_session_checks_header_before_cuda(tmp_path):
+    from avatarizer.trt_backend import TensorRTSession, cuda_status
+
+    raw = tmp_path / "raw.engine"
+    raw.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="raw.engine: no b'AVZENG1"):
+        TensorRTSession(raw)
+    wrapped = tmp_path / "w.engine"
+    wrapped.write_bytes(pack_engine({"name": "w", "precision": "fp16"}, b"\x00" * 64))
+    with pytest.raises(ModelError, match="engine header says precision 'fp16', expected 'int8'"):
+        TensorRTSession(wrapped, expected={"precision": "int8"})
+    ok, reason = cuda_status()
+    if ok:
+        pytest.skip(f"has a GPU ({reason}): the no-CUDA message is not testable here")
+    with pytest.raises(RuntimeError, match="TensorRT needs an NVIDIA GPU with CUDA; none found: "):
+        TensorRTSession(wrapped)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["engine-fp16", "engine-int8"])
+def test_tensorrt_engine_build_and_run(exported, tmp_path, fmt):
+    _need_tensorrt()
+    import tensorrt as trt
+
+    from avatarizer.trt_backend import TensorRTSession
+    from avatarizer_export import tensorrt_build
+
+    folder = _copy(exported["folder"], tmp_path)
+    weak = hasattr(trt.BuilderFlag, "FP16")
+    if fmt == "engine-fp16":
+        src = folder / ("image_to_face-fp32.onnx" if weak else "image_to_face-fp16.onnx")
+    elif weak:
+        src = folder / "image_to_face-fp32.onnx"
+    else:
+        src = folder / "image_to_face-int8-sym.onnx"
+        quantize.quantize_gated(folder / "image_to_face-fp32.onnx", src, exported["calibration"],
+                                [exported["eval"]], {"param_l1": quantize.param_l1}, {"param_l1": 0.05},
+                                name="image_to_face-onnx-int8-sym", symmetric_activations=True)
+    out = folder / formats.file_name("image_to_face", fmt)
+    report = tensorrt_build.build_engine(src, out, fmt, calibration=exported["calibration"],
+                                         max_batch=16, check_inputs=[exported["eval"][:8]])
+    assert out.read_bytes().startswith(ENGINE_MAGIC)
+    assert max(report["max_abs_diff_vs_onnx"].values()) < (0.05 if fmt == "engine-fp16" else 0.2)
+    manifest = Manifest.load(folder)
+    entry = manifest[formats.model_name("image_to_face", fmt)]
+    assert entry.kind == "engine" and entry.description["tensorrt"]["profile"]["max_batch"] == 16
+    with TensorRTSession(entry.path, expected=entry.description) as sess:
+        for n in (1, 8, 16):
+            assert sess.run({"image": exported["eval"][:n]})["face_params"].shape == (n, FACE)
+        with pytest.raises(ValueError, match="optimization profile"):
+            sess.run({"image": standin_crops(17, 1)})
