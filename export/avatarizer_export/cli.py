@@ -12,7 +12,7 @@ def _schema(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import data, evaluate, train
+    from . import data, evaluate, pipeline, report, sheets, train
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
                                  description="Data building, training, evaluation and model export.")
@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parser(sub)
     train.add_parser(sub)
     evaluate.add_parser(sub)
+    report.add_parser(sub)
+    sheets.add_parser(sub)
+    pipeline.add_parser(sub)
     return ap
 
 

@@ -1,0 +1,70 @@
+"""``avatarizer-export all`` (what ``make models`` runs): every stage from the
+shared photos to the model files the SDK ships, each resumable and cached.
+
+1. data: align, pairs, avatars                      (cache/)
+2. train: image AE, parameter AE, mapper F (full, the four ablations, 500 /
+   1,000 / 4,000 paired photos), direct regression   (runs/)
+3. report: evaluation of all of them                  (docs/report/)
+4. shipped models: export, quantize, manifest         (sdk/avatarizer/models/)
+
+Stages whose output is current are skipped, so a second run is quick and an
+interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from types import SimpleNamespace
+
+from .paths import cache_dir, shared_dir
+from .train import DEFAULT_STEPS, RUNS
+
+
+def _train(what: str, steps_scale: float, **kw):
+    from .train import main_train
+
+    args = SimpleNamespace(what=what, steps=int(DEFAULT_STEPS[what] * steps_scale), batch=None, seed=0,
+                           variant=kw.get("variant", "full"), pairs=kw.get("pairs", 0), name=kw.get("name"),
+                           cache=None)
+    main_train(args)
+
+
+def main_all(args) -> int:
+    t0 = time.time()
+    shared = shared_dir(args.shared)
+    cache = cache_dir(args.cache)
+    from . import data
+
+    data.main_data(SimpleNamespace(stage="all", shared=str(shared), cache=str(cache), workers=args.workers,
+                                   limit=None, augment=1, avatars=100_000, force=False))
+    s = args.steps_scale
+    _train("image-ae", s)
+    _train("param-ae", s)
+    _train("mapper", s)
+    for variant in ("no_align", "no_mse", "no_cos", "no_w"):
+        _train("mapper", s, variant=variant)
+    for n in (500, 1000, 4000):
+        _train("mapper", s, pairs=n)
+    _train("direct", s)
+    if not args.skip_report:
+        from .report import main_report
+
+        main_report(SimpleNamespace(shared=str(shared), utk=300))
+    try:
+        from .ship import main_ship
+    except ImportError:
+        print("ship: the export toolchain is not available yet; models not written")
+    else:
+        main_ship(SimpleNamespace(shared=str(shared), cache=str(cache)))
+    print(f"all: done in {(time.time() - t0) / 60:.1f} min")
+    return 0
+
+
+def add_parser(sub):
+    p = sub.add_parser("all", help="datasets, every training, the report and the shipped models (make models)")
+    p.add_argument("--shared")
+    p.add_argument("--cache")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--steps-scale", type=float, default=1.0, help="scale every training's step count")
+    p.add_argument("--skip-report", action="store_true")
+    p.set_defaults(func=main_all)

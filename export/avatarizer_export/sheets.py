@@ -1,0 +1,108 @@
+"""Contact sheets of held-out photos beside their avatars.
+
+    avatarizer-export sheet artist   # docs/artist_sheet.png: 48 held-out photos | auto-artist avatars
+
+Photos are chosen from the held-out split to cover children, the elderly,
+glasses, beards, dark and light skin, open mouths and head turns (labels:
+UTKFace file names, ffhq128-labelled attributes, head pose and mouth opening
+from the landmarks), then filled up with the rest in name order.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .data import ffhq_labels, is_heldout, load_aligned, utk_labels
+from .paths import ROOT, cache_dir, shared_dir
+
+
+def pick_heldout(shared: Path, cache: Path, n: int = 48) -> list[int]:
+    al = load_aligned(cache)
+    labels = ffhq_labels(shared)
+    held = [i for i, k in enumerate(al.keys) if is_heldout(k)]
+    lm = al.landmarks
+    mouth_open = (lm[:, 14, 1] - lm[:, 13, 1])  # inner lips apart, canonical units
+    groups: dict[str, list[int]] = {g: [] for g in
+                                    ("child", "elderly", "glasses", "beard", "dark", "light", "open_mouth", "turn",
+                                     "synthetic")}
+    for i in held:
+        src, name = al.keys[i].split("/", 1)
+        u = utk_labels(name) if src == "utkface200" else None
+        f = labels.get(name) if src == "ffhq128-labelled" else None
+        age = (u or {}).get("age") or (f or {}).get("age")
+        if age is not None and age < 12:
+            groups["child"].append(i)
+        if age is not None and age >= 65:
+            groups["elderly"].append(i)
+        if f and f.get("glasses") in ("ReadingGlasses", "Sunglasses"):
+            groups["glasses"].append(i)
+        if f and max(f["facialHair"]["beard"], f["facialHair"]["moustache"]) >= 0.5:
+            groups["beard"].append(i)
+        if u and u.get("race") == 1:
+            groups["dark"].append(i)
+        if u and u.get("race") == 0 and (age or 30) > 15:
+            groups["light"].append(i)
+        if mouth_open[i] > 0.05:
+            groups["open_mouth"].append(i)
+        if abs(al.pose[i, 1]) > 25:
+            groups["turn"].append(i)
+        if src == "stylegan128":
+            groups["synthetic"].append(i)
+    quota = {"child": 6, "elderly": 6, "glasses": 7, "beard": 6, "dark": 6, "light": 4, "open_mouth": 5,
+             "turn": 5, "synthetic": 3}
+    chosen: list[int] = []
+    rng = np.random.default_rng(0)
+    for g, q in quota.items():
+        cand = [i for i in groups[g] if i not in chosen]
+        take = rng.choice(cand, min(q, len(cand)), replace=False) if cand else []
+        chosen += [int(i) for i in take]
+    rest = [i for i in held if i not in chosen]
+    chosen += rest[: max(0, n - len(chosen))]
+    return chosen[:n]
+
+
+def artist_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128):
+    from PIL import Image
+
+    from avatarizer import render
+    from avatarizer.artist import AutoArtist
+    from avatarizer.gallery import contact_sheet
+
+    from .data import valid_mask, _load_rgb, _pad
+
+    al = load_aligned(cache)
+    art = AutoArtist()
+    tiles, labels = [], []
+    for i in pick_heldout(shared, cache, n):
+        key = al.keys[i]
+        img = _load_rgb(shared / "data" / "faces" / key)
+        frame = _pad(img, int(al.pad[i])) if al.pad[i] else img
+        crop = np.asarray(al.crops[i])
+        p = art.fit_landmarks(al.landmarks[i], crop, np.asarray(al.hair[i]) / 255.0,
+                              valid=valid_mask(al.transforms[i], frame.shape))
+        tiles += [np.asarray(Image.fromarray(crop).resize((size, size))), render(p, size, background="white")]
+        labels += [key.split("/", 1)[1][:16], "artist"]
+    sheet = contact_sheet(tiles, cols=12, labels=labels)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(out, optimize=True)
+    print(f"wrote {out}")
+    return out
+
+
+def main_sheet(args) -> int:
+    shared = shared_dir(args.shared)
+    cache = cache_dir(args.cache)
+    if args.what == "artist":
+        artist_sheet(shared, cache, Path(args.out or ROOT / "docs" / "artist_sheet.png"), n=args.n)
+    return 0
+
+
+def add_parser(sub):
+    p = sub.add_parser("sheet", help="contact sheets of held-out photos and their avatars")
+    p.add_argument("what", choices=["artist"])
+    p.add_argument("-n", type=int, default=48)
+    p.add_argument("--out")
+    p.add_argument("--shared")
+    p.add_argument("--cache")
+    p.set_defaults(func=main_sheet)

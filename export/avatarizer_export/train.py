@@ -1,0 +1,473 @@
+"""Training: image autoencoder, parameter autoencoder, mapper F (with the
+paper's ablations and paired-data-size study) and the direct-regression
+baseline. Small enough to read in one sitting.
+
+Every run lives in ``runs/<name>/`` with ``ckpt.pt`` (config, weights,
+optimiser, scheduler, step, loss history, RNG state: a run can be resumed and
+a model rebuilt from the checkpoint alone) and ``loss.png``.
+
+    avatarizer-export train image-ae  [--steps N]
+    avatarizer-export train param-ae
+    avatarizer-export train mapper    [--variant full|no_align|no_mse|no_cos|no_w] [--pairs N]
+    avatarizer-export train direct
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+from torch import nn
+
+from . import nets
+from .nets import NetConfig
+from .paths import ROOT, cache_dir
+
+RUNS = ROOT / "runs"
+
+
+@dataclass
+class TrainConfig:
+    name: str
+    kind: str  # image_ae | param_ae | mapper | direct
+    steps: int = 2000
+    batch: int = 24
+    lr: float = 2e-4
+    betas: tuple = (0.5, 0.99)
+    epoch_steps: int = 250  # ReduceLROnPlateau is stepped on validation loss every epoch_steps
+    seed: int = 0
+    perceptual: float = 0.1  # image AE: L1 + perceptual * VGG16 feature L1
+    perceptual_size: int = 48
+    variant: str = "full"  # mapper: full | no_align | no_mse | no_cos | no_w
+    pairs: int = 0  # mapper: number of paired training photos (0 = all)
+    w_weight: float = 10.0
+    net: dict = field(default_factory=lambda: NetConfig().to_dict())
+    threads: int = 2
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def seed_all(seed: int):
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def to_input(crops_uint8: np.ndarray, size: int) -> torch.Tensor:
+    """N x 128 x 128 x 3 uint8 -> N x 3 x size x size in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(crops_uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    if x.shape[-1] != size:
+        x = Fn.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
+def augment_images(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The paper's image augmentations: flips, small rotations, blur, grayscale."""
+    n = x.shape[0]
+    flip = torch.rand(n, generator=g) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    ang = (torch.rand(n, generator=g) - 0.5) * math.radians(20)
+    sc = 1 + (torch.rand(n, generator=g) - 0.5) * 0.1
+    cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(n)], 1), torch.stack([sin, cos, torch.zeros(n)], 1)], 1)
+    grid = Fn.affine_grid(theta, list(x.shape), align_corners=False)
+    x = Fn.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    blur = torch.rand(n, generator=g) < 0.3
+    if blur.any():
+        k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
+        k = (k[:, None] * k[None, :]) / 256.0
+        kb = k.expand(3, 1, 5, 5)
+        xb = Fn.conv2d(Fn.pad(x[blur], (2, 2, 2, 2), mode="replicate"), kb, groups=3)
+        x = x.clone()
+        x[blur] = xb
+    gray = torch.rand(n, generator=g) < 0.1
+    if gray.any():
+        x = x.clone()
+        x[gray] = x[gray].mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    return x
+
+
+class Run:
+    """Checkpointing, history and the loss plot of one training run."""
+
+    def __init__(self, cfg: TrainConfig, modules: dict, opt, sched):
+        self.cfg, self.modules, self.opt, self.sched = cfg, modules, opt, sched
+        self.dir = RUNS / cfg.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.step, self.history = 0, []
+        self.t0 = time.time()
+        self.seconds = 0.0
+
+    @property
+    def ckpt(self) -> Path:
+        return self.dir / "ckpt.pt"
+
+    def resume(self) -> bool:
+        if not self.ckpt.exists():
+            return False
+        ck = torch.load(self.ckpt, map_location="cpu", weights_only=False)
+        if ck["config"] != asdict(self.cfg):
+            print(f"{self.cfg.name}: config changed, starting over")
+            return False
+        for k, m in self.modules.items():
+            m.load_state_dict(ck["state"][k])
+        self.opt.load_state_dict(ck["optim"])
+        self.sched.load_state_dict(ck["sched"])
+        self.step, self.history, self.seconds = ck["step"], ck["history"], ck.get("seconds", 0.0)
+        torch.set_rng_state(ck["rng"])
+        print(f"{self.cfg.name}: resumed at step {self.step}")
+        return True
+
+    def save(self):
+        torch.save(dict(config=asdict(self.cfg), state={k: m.state_dict() for k, m in self.modules.items()},
+                        optim=self.opt.state_dict(), sched=self.sched.state_dict(), step=self.step,
+                        history=self.history, rng=torch.get_rng_state(),
+                        seconds=self.seconds + time.time() - self.t0), self.ckpt)
+
+    def log(self, **vals):
+        self.history.append(dict(step=self.step, lr=self.opt.param_groups[0]["lr"], **vals))
+
+    def plot(self):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        keys = sorted({k for h in self.history for k in h} - {"step", "lr"})
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for k in keys:
+            pts = [(h["step"], h[k]) for h in self.history if k in h]
+            if pts:
+                ax.plot(*zip(*pts), label=k)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(self.cfg.name)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(self.dir / "loss.png", dpi=90)
+        plt.close(fig)
+
+
+def load_run(name: str) -> dict:
+    ck = torch.load(RUNS / name / "ckpt.pt", map_location="cpu", weights_only=False)
+    return ck
+
+
+def build(kind: str, net_cfg: dict):
+    cfg = NetConfig(**net_cfg)
+    return {
+        "image_ae": lambda: {"enc": nets.ImageEncoder(cfg), "dec": nets.ImageDecoder(cfg)},
+        "param_ae": lambda: {"enc": nets.ParamEncoder(cfg), "dec": nets.ParamDecoder(cfg)},
+        "mapper": lambda: {"mapper": nets.Mapper(cfg)},
+        "direct": lambda: {"net": nets.DirectRegressor(cfg)},
+    }[kind]()
+
+
+def load_modules(name: str) -> tuple[dict, dict]:
+    """Rebuilds a run's modules from its checkpoint alone (eval mode)."""
+    ck = load_run(name)
+    mods = build(ck["config"]["kind"], ck["config"]["net"])
+    for k, m in mods.items():
+        m.load_state_dict(ck["state"][k])
+        m.eval()
+    return mods, ck
+
+
+def _loop(run: Run, step_fn, val_fn, total_steps: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total_steps, initial=run.step, desc=run.cfg.name, unit="step")
+    acc = {}
+    while run.step < total_steps:
+        losses = step_fn()
+        for k, v in losses.items():
+            acc.setdefault(k, []).append(v)
+        run.step += 1
+        bar.update(1)
+        if run.step % run.cfg.epoch_steps == 0 or run.step == total_steps:
+            val = val_fn()
+            run.sched.step(val)
+            run.log(**{k: float(np.mean(v)) for k, v in acc.items()}, val=val)
+            bar.set_postfix(loss=f"{np.mean(acc[next(iter(acc))]):.4f}", val=f"{val:.4f}",
+                            lr=f"{run.opt.param_groups[0]['lr']:.1e}")
+            acc = {}
+            run.save()
+            run.plot()
+    bar.close()
+
+
+def _setup(cfg: TrainConfig, modules: dict, params=None):
+    seed_all(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    ps = params if params is not None else [p for m in modules.values() for p in m.parameters()]
+    opt = torch.optim.Adam(ps, lr=cfg.lr, betas=tuple(cfg.betas))
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1)
+    run = Run(cfg, modules, opt, sched)
+    run.resume()
+    return run
+
+
+def split_indices(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    from .data import is_heldout
+
+    held = np.array([is_heldout(k) for k in keys])
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+# ----------------------------------------------------------- image AE
+
+
+def train_image_ae(cfg: TrainConfig, cache: Path | None = None):
+    from .data import load_aligned
+    from .lpips import vgg16_features
+
+    al = load_aligned(cache)
+    train_idx, held_idx = split_indices(al.keys)
+    crops = np.asarray(al.crops)
+    mods = build("image_ae", cfg.net)
+    size = cfg.net["image_size"]
+    vgg = vgg16_features()
+    vgg.slices = vgg.slices[:2]  # relu1_2, relu2_2: cheap enough for CPU training
+    run = _setup(cfg, mods)
+    g = torch.Generator().manual_seed(cfg.seed + run.step)
+    rng = np.random.default_rng(cfg.seed + run.step)
+    val_x = to_input(crops[held_idx[:256]], size)
+
+    def step():
+        for m in mods.values():
+            m.train()
+        idx = rng.choice(train_idx, cfg.batch, replace=False)
+        x = augment_images(to_input(crops[idx], size), g)
+        y = mods["dec"](mods["enc"](x))
+        l1 = (y - x).abs().mean()
+        ps = cfg.perceptual_size
+        fy = vgg(Fn.interpolate(y, size=(ps, ps), mode="bilinear", align_corners=False))
+        with torch.no_grad():
+            fx = vgg(Fn.interpolate(x, size=(ps, ps), mode="bilinear", align_corners=False))
+        perc = sum((a - b).abs().mean() for a, b in zip(fy, fx))
+        loss = l1 + cfg.perceptual * perc
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        return {"l1": l1.item(), "perceptual": perc.item()}
+
+    def val():
+        for m in mods.values():
+            m.eval()
+        with torch.no_grad():
+            return float((mods["dec"](mods["enc"](val_x)) - val_x).abs().mean())
+
+    _loop(run, step, val, cfg.steps)
+    return mods
+
+
+# ----------------------------------------------------------- param AE
+
+
+def train_param_ae(cfg: TrainConfig, cache: Path | None = None):
+    from avatarizer import schema
+
+    from .data import load_avatars, load_pairs
+
+    av = np.asarray(load_avatars(cache))
+    y_all = torch.from_numpy(schema.normalize(av[:, schema.FACE], schema.FACE))
+    _, pparams, psource, _ = load_pairs(cache)
+    val_y = torch.from_numpy(schema.normalize(pparams[:2048, schema.FACE], schema.FACE))
+    mods = build("param_ae", cfg.net)
+    run = _setup(cfg, mods)
+    rng = np.random.default_rng(cfg.seed + run.step)
+
+    def step():
+        for m in mods.values():
+            m.train()
+        y = y_all[rng.integers(0, len(y_all), cfg.batch)]
+        loss = ((mods["dec"](mods["enc"](y)) - y) ** 2).mean()
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        return {"mse": loss.item()}
+
+    def val():
+        for m in mods.values():
+            m.eval()
+        with torch.no_grad():
+            return float(((mods["dec"](mods["enc"](val_y)) - val_y) ** 2).mean())
+
+    _loop(run, step, val, cfg.steps)
+    return mods
+
+
+# ------------------------------------------------------------- encodings
+
+
+def encode(enc: nn.Module, crops: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
+    enc.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(crops), batch):
+            out.append(enc(to_input(np.asarray(crops[i:i + batch]), size)).numpy())
+    return np.concatenate(out) if out else np.zeros((0, nets.LATENT), np.float32)
+
+
+def pair_encodings(cache: Path | None = None, image_ae: str = "image_ae") -> dict:
+    """z_s of every pair and every aligned photo under the frozen E_s (cached in the run folder)."""
+    from .data import load_aligned, load_pairs
+
+    path = RUNS / image_ae / "encodings.npz"
+    ck_time = (RUNS / image_ae / "ckpt.pt").stat().st_mtime
+    if path.exists() and path.stat().st_mtime > ck_time:
+        return dict(np.load(path))
+    mods, ck = load_modules(image_ae)
+    size = ck["config"]["net"]["image_size"]
+    crops, params, source, augs = load_pairs(cache)
+    al = load_aligned(cache)
+    z_pairs = encode(mods["enc"], crops, size)
+    z_photos = encode(mods["enc"], al.crops, size)
+    np.savez(path, z_pairs=z_pairs, z_photos=z_photos)
+    return dict(z_pairs=z_pairs, z_photos=z_photos)
+
+
+# ---------------------------------------------------------------- mapper
+
+
+def pair_subset(source: np.ndarray, n_photos: int, seed: int = 0) -> np.ndarray:
+    """Rows of the pairs whose source photo is among ``n_photos`` photos drawn
+    once (0 = all); the same draw for every variant so runs are comparable."""
+    photos = np.unique(source)
+    if n_photos and n_photos < len(photos):
+        photos = np.random.default_rng(seed).choice(photos, n_photos, replace=False)
+    return np.flatnonzero(np.isin(source, photos))
+
+
+def train_mapper(cfg: TrainConfig, cache: Path | None = None, image_ae="image_ae", param_ae="param_ae"):
+    from avatarizer import schema
+
+    from .data import load_pairs
+
+    _, params, source, _ = load_pairs(cache)
+    enc_z = pair_encodings(cache, image_ae)["z_pairs"]
+    pae, _ = load_modules(param_ae)
+    et, dt = pae["enc"], pae["dec"]
+    for p in list(et.parameters()) + list(dt.parameters()):
+        p.requires_grad_(False)
+    y = torch.from_numpy(schema.normalize(params[:, schema.FACE], schema.FACE))
+    zs = torch.from_numpy(enc_z)
+    with torch.no_grad():
+        zt = et(y)
+    rows = pair_subset(source, cfg.pairs)
+    # 5% of the chosen photos for the plateau schedule (never the held-out split)
+    photos = np.unique(source[rows])
+    vphotos = np.random.default_rng(1).choice(photos, max(8, len(photos) // 20), replace=False)
+    val_rows = rows[np.isin(source[rows], vphotos)]
+    tr_rows = rows[~np.isin(source[rows], vphotos)]
+    mods = build("mapper", cfg.net)
+    F = mods["mapper"]
+    if cfg.variant != "no_w":  # start F's last layer where L_w pulls it
+        F.last.load_state_dict(et.last.state_dict())
+    run = _setup(cfg, mods)
+    rng = np.random.default_rng(cfg.seed + run.step)
+    use_mse = cfg.variant not in ("no_align", "no_mse")
+    use_cos = cfg.variant not in ("no_align", "no_cos")
+    use_w = cfg.variant not in ("no_align", "no_w")
+
+    def step():
+        F.train()
+        idx = torch.from_numpy(rng.choice(tr_rows, cfg.batch))
+        zm = F(zs[idx])
+        rec = ((dt(zm) - y[idx]) ** 2).mean()
+        cm = nets.cross_modal(zm, zt[idx], use_mse, use_cos) if (use_mse or use_cos) else zm.new_zeros(())
+        lw = nets.weight_alignment(F, et) if use_w else zm.new_zeros(())
+        loss = rec + cm + cfg.w_weight * lw
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        return {"rec": rec.item(), "cm": cm.item(), "w": lw.item()}
+
+    vidx = torch.from_numpy(val_rows)
+
+    def val():
+        F.eval()
+        with torch.no_grad():
+            return float(((dt(F(zs[vidx])) - y[vidx]) ** 2).mean())
+
+    _loop(run, step, val, cfg.steps)
+    return mods
+
+
+# ---------------------------------------------------------------- direct
+
+
+def train_direct(cfg: TrainConfig, cache: Path | None = None):
+    from avatarizer import schema
+
+    from .data import load_pairs
+
+    crops, params, source, _ = load_pairs(cache)
+    crops = np.asarray(crops)
+    y = torch.from_numpy(schema.normalize(params[:, schema.FACE], schema.FACE))
+    rows = pair_subset(source, cfg.pairs)
+    photos = np.unique(source[rows])
+    vphotos = np.random.default_rng(1).choice(photos, max(8, len(photos) // 20), replace=False)
+    val_rows = rows[np.isin(source[rows], vphotos)][:512]
+    tr_rows = rows[~np.isin(source[rows], vphotos)]
+    mods = build("direct", cfg.net)
+    net = mods["net"]
+    size = cfg.net["image_size"]
+    run = _setup(cfg, mods)
+    rng = np.random.default_rng(cfg.seed + run.step)
+    val_x = to_input(crops[val_rows], size)
+
+    def step():
+        net.train()
+        idx = np.sort(rng.choice(tr_rows, cfg.batch, replace=False))
+        loss = ((net(to_input(crops[idx], size)) - y[idx]) ** 2).mean()
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        return {"mse": loss.item()}
+
+    def val():
+        net.eval()
+        with torch.no_grad():
+            return float(((net(val_x) - y[val_rows]) ** 2).mean())
+
+    _loop(run, step, val, cfg.steps)
+    return mods
+
+
+# ------------------------------------------------------------------- CLI
+
+DEFAULT_STEPS = {"image-ae": 3000, "param-ae": 20000, "mapper": 4000, "direct": 3000}
+BATCH = {"image-ae": 24, "param-ae": 24, "mapper": 48, "direct": 48}  # paper: 24 unpaired, 48 paired
+
+
+def main_train(args) -> int:
+    kind = args.what.replace("-", "_")
+    name = args.name or {"image_ae": "image_ae", "param_ae": "param_ae", "direct": "direct"}.get(
+        kind, f"mapper_{args.variant}" + (f"_{args.pairs}" if args.pairs else ""))
+    cfg = TrainConfig(name=name, kind=kind, steps=args.steps or DEFAULT_STEPS[args.what],
+                      batch=args.batch or BATCH[args.what], seed=args.seed, variant=args.variant,
+                      pairs=args.pairs)
+    fn = {"image_ae": train_image_ae, "param_ae": train_param_ae, "mapper": train_mapper,
+          "direct": train_direct}[kind]
+    fn(cfg, cache_dir(args.cache))
+    print(f"{name}: done; checkpoint {RUNS / name / 'ckpt.pt'}, curve {RUNS / name / 'loss.png'}")
+    return 0
+
+
+def add_parser(sub):
+    p = sub.add_parser("train", help="train one network (resumable; runs/<name>/)")
+    p.add_argument("what", choices=["image-ae", "param-ae", "mapper", "direct"])
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variant", default="full", choices=["full", "no_align", "no_mse", "no_cos", "no_w"])
+    p.add_argument("--pairs", type=int, default=0, help="paired training photos to use (0 = all)")
+    p.add_argument("--name")
+    p.add_argument("--cache")
+    p.set_defaults(func=main_train)
