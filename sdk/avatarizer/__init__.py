@@ -1,12 +1,31 @@
-"""Avatarizer: parametric vector avatars from portrait photos and live video."""
+"""Avatarizer: parametric vector avatars from portrait photos and live video.
+
+    from avatarizer import Avatarizer
+    avatar = Avatarizer().from_frame(frame)     # H x W x 3 uint8 RGB; None if no face
+    avatar.render(size=512); avatar.to_svg()
+"""
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
 from . import schema  # noqa: E402
+from .errors import AvatarizerError, ModelError, NativeError  # noqa: E402
+from .render import render, to_pdf, to_svg  # noqa: E402
 from .schema import PARAM_COUNT  # noqa: E402
-from .render import render, to_svg, to_pdf  # noqa: E402
-from .errors import AvatarizerError, NativeError  # noqa: E402
 
-__all__ = ["schema", "PARAM_COUNT", "render", "to_svg", "to_pdf", "AvatarizerError", "NativeError",
-           "__version__"]
+__all__ = ["Avatarizer", "Avatar", "Options", "schema", "PARAM_COUNT", "render", "to_svg", "to_pdf",
+           "AvatarizerError", "ModelError", "NativeError", "__version__"]
+
+_LAZY = {"Avatarizer": "api", "Avatar": "api", "Options": "api"}
+
+
+def __getattr__(name):
+    # the API pulls in MediaPipe and ONNX Runtime: import it on first use only,
+    # so `avatarizer --version` and the renderer stay light
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'avatarizer' has no attribute {name!r}")

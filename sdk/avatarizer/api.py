@@ -1,0 +1,605 @@
+"""The runtime API: :class:`Avatarizer` turns photos and video frames into :class:`Avatar` objects.
+
+::
+
+    from avatarizer import Avatarizer
+
+    av = Avatarizer()                              # image mode, CPU, shipped models or the auto-artist
+    avatar = av.from_frame(frame)                  # H×W×3 uint8 RGB; None if no face
+    avatar.params                                  # float32 (629,), read-only
+    avatar["iris_l.radius"]                        # named access; avatar.named is a schema.Params
+    avatar.render(size=512)                        # H×W×4 uint8 RGBA
+    avatar.to_svg()                                # str
+    avatar.overlay(frame)                          # the avatar drawn over the face (a new frame)
+
+    with Avatarizer(mode="video") as live:         # stable identity, live expressions, smoothing
+        for t_ms, frame in camera:                 # strictly increasing t_ms
+            avatar = live.from_frame(frame, timestamp_ms=t_ms)
+            shown = avatar.overlay(frame) if avatar else frame
+
+Everything is configured by one :class:`Options` dataclass (or keyword
+overrides of it). What was resolved from ``"auto"`` is visible on the
+object: :attr:`Avatarizer.estimator` (and :attr:`~Avatarizer.estimator_reason`),
+:attr:`~Avatarizer.providers`, :attr:`~Avatarizer.precision`,
+:attr:`~Avatarizer.device`.
+
+Input frames follow :func:`avatarizer.imageio.to_rgb_uint8`: RGB by default
+(``color_order="bgr"`` for OpenCV frames), uint8 or floats in [0, 1], at
+least 32 and at most 8192 pixels a side; anything else (wrong dtype or shape,
+NaN, empty or huge frames) raises ``ValueError`` with a plain sentence.
+Nothing the caller passes in is modified.
+
+Thread safety: an :class:`Avatarizer` may be shared between threads. In image
+mode every thread gets its own MediaPipe graph (created on its first call), so
+calls run in parallel and give exactly what serial calls give; in video mode
+calls are serialised (one stream has one state).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from . import schema
+from .filters import Smoothing
+from .imageio import COLOR_ORDERS, load_image, to_rgb_uint8
+from .video import TrackerOptions, decompose
+
+__all__ = ["Options", "Avatarizer", "Avatar", "FaceInfo", "AVATAR_JSON_FORMAT"]
+
+BACKENDS = ("onnxruntime", "tensorrt")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+ESTIMATORS = ("auto", "model", "artist")
+MODES = ("image", "video")
+AVATAR_JSON_FORMAT = "avatarizer.avatar"
+
+
+@dataclass
+class Options:
+    """Options of :class:`Avatarizer` (all have defaults; ``Avatarizer()`` just works).
+
+    Attributes:
+        backend: ``"onnxruntime"`` (default) or ``"tensorrt"`` (prebuilt
+            TensorRT engines from the manifest; NVIDIA GPU only).
+        device: ``"auto"`` (TensorRT EP > CUDA > CPU, whatever this
+            onnxruntime offers), ``"cpu"`` or ``"cuda"`` (an error when CUDA
+            is not there: never a silent CPU fallback).
+        precision: ``"auto"`` (fp16 then fp32 on a GPU, fp32 then int8 on the
+            CPU, among the shipped files), or exactly ``"fp32"``, ``"fp16"``,
+            ``"int8"``.
+        crop_size: side of the aligned crop the estimator reads; ``None`` =
+            the estimator's own (the model's input size; 192 for the artist).
+        smoothing: video mode's One Euro filter on expressions and the head
+            transform: a :class:`avatarizer.filters.Smoothing`, a
+            ``(min_cutoff, beta)`` tuple, or ``None`` for no filtering.
+        mode: ``"image"`` (every frame on its own) or ``"video"`` (tracking,
+            stable identity, live expressions; needs increasing timestamps).
+        max_faces: most faces found per frame; ``None`` = 4 in image mode,
+            1 in video mode (MediaPipe keeps detecting while fewer are tracked).
+        estimator: ``"auto"`` (the shipped model when its files exist, else
+            the auto-artist), ``"model"`` or ``"artist"``.
+        color_order: ``"rgb"`` (default) or ``"bgr"`` (OpenCV frames).
+        tracker: video mode's :class:`avatarizer.video.TrackerOptions`
+            (identity window and refresh, grace period, expressions, pose).
+        models_dir: folder with ``manifest.json``; ``None`` = the package's.
+    """
+
+    backend: str = "onnxruntime"
+    device: str = "auto"
+    precision: str = "auto"
+    crop_size: int | None = None
+    smoothing: Any = field(default_factory=Smoothing)
+    mode: str = "image"
+    max_faces: int | None = None
+    estimator: str = "auto"
+    color_order: str = "rgb"
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    models_dir: str | Path | None = None
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` with a plain sentence for any bad option."""
+        for name, allowed in (("backend", BACKENDS), ("device", DEVICES), ("precision", PRECISIONS),
+                              ("mode", MODES), ("estimator", ESTIMATORS), ("color_order", COLOR_ORDERS)):
+            v = getattr(self, name)
+            if v not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {v!r}.")
+        if self.crop_size is not None and (isinstance(self.crop_size, bool) or not isinstance(
+                self.crop_size, (int, np.integer)) or not 32 <= self.crop_size <= 1024):
+            raise ValueError(f"crop_size must be None or an integer in [32, 1024], got {self.crop_size!r}.")
+        if self.max_faces is not None and (isinstance(self.max_faces, bool) or not isinstance(
+                self.max_faces, (int, np.integer)) or self.max_faces < 1):
+            raise ValueError(f"max_faces must be None or a positive integer, got {self.max_faces!r}.")
+        Smoothing.coerce(self.smoothing)
+        if not isinstance(self.tracker, TrackerOptions):
+            raise ValueError(f"tracker must be a TrackerOptions, got {type(self.tracker).__name__}.")
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """Options after "auto" is resolved: what the stages see."""
+
+    backend: str
+    device: str
+    device_resolved: str
+    precision: str
+    crop_size: int | None
+    smoothing: Smoothing | None
+    mode: str
+    max_faces: int
+    estimator: str
+    estimator_resolved: str
+    color_order: str
+    tracker: TrackerOptions
+    models_dir: Any
+    render_size: int = 256
+    render_background: Any = None
+
+
+# --------------------------------------------------------------------------- Avatar
+@dataclass(frozen=True)
+class FaceInfo:
+    """Where the avatar's face was in its frame.
+
+    Attributes:
+        box: ``(x0, y0, x1, y1)`` landmark bounding box in frame pixels.
+        roll, yaw, pitch: head pose in degrees (see :class:`avatarizer.align.AlignedFace`).
+        transform: (2, 3) canonical face frame → frame pixels (smoothed in
+            video mode); ``render(..., transform=...)`` draws with it.
+        frame_shape: ``(height, width)`` of the frame.
+        index: rank of the face by size in its frame (0 = largest).
+    """
+
+    box: tuple
+    roll: float
+    yaw: float
+    pitch: float
+    transform: np.ndarray
+    frame_shape: tuple
+    index: int = 0
+
+    def to_dict(self) -> dict:
+        return {"box": [float(v) for v in self.box], "roll": float(self.roll), "yaw": float(self.yaw),
+                "pitch": float(self.pitch), "transform": np.asarray(self.transform, float).tolist(),
+                "frame_shape": [int(v) for v in self.frame_shape], "index": int(self.index)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FaceInfo":
+        tf = np.asarray(d["transform"], np.float64)
+        if tf.shape != (2, 3) or not np.isfinite(tf).all():
+            raise ValueError("face.transform must be a finite 2×3 matrix")
+        return cls(tuple(float(v) for v in d["box"]), float(d["roll"]), float(d["yaw"]), float(d["pitch"]),
+                   tf, tuple(int(v) for v in d["frame_shape"]), int(d.get("index", 0)))
+
+
+class Avatar:
+    """One avatar: 629 parameters, drawable at any size, plus where its face was.
+
+    Attributes:
+        params: float32 (629,), read-only (``avatar.params.copy()`` to edit, or
+            :attr:`named`).
+        face: :class:`FaceInfo` or ``None`` (avatars loaded from JSON without it).
+        stale: True when video mode repeated an earlier avatar because the
+            face was lost on this frame (within the grace period).
+        expression: video mode: the (smoothed) expression signals by name
+            (:data:`avatarizer.expressions.SIGNALS`); ``None`` in image mode.
+    """
+
+    __slots__ = ("_params", "face", "stale", "expression", "color_order")
+
+    def __init__(self, params, face: FaceInfo | None = None, *, stale: bool = False,
+                 expression: dict | None = None, color_order: str = "rgb"):
+        p = schema.validate(np.array(params, np.float32, copy=True))
+        p = p.copy()
+        p.setflags(write=False)
+        self._params = p
+        self.face = face
+        self.stale = bool(stale)
+        self.expression = expression
+        self.color_order = color_order
+
+    # -- parameters
+    @property
+    def params(self) -> np.ndarray:
+        return self._params
+
+    @property
+    def named(self) -> schema.Params:
+        """A writable :class:`avatarizer.schema.Params` copy (``.to_dict()``, ``.feature(...)``)."""
+        return schema.Params(self._params)
+
+    def __getitem__(self, name: str) -> float:
+        return float(self._params[schema.index(name)])
+
+    def __repr__(self) -> str:
+        where = ""
+        if self.face is not None:
+            x0, y0, x1, y1 = self.face.box
+            where = f", face box=({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) roll={self.face.roll:.1f}"
+        return f"Avatar({schema.PARAM_COUNT} params{where}{', stale' if self.stale else ''})"
+
+    # -- drawing
+    def render(self, size: int = 512, background=None, *, width: int | None = None, height: int | None = None,
+               roll: bool = False, antialias: str = "best") -> np.ndarray:
+        """H×W×4 uint8 RGBA (see :func:`avatarizer.render`). ``roll=True``
+        tilts the drawing by the head roll of its frame."""
+        from .render import _size, render
+
+        if not roll or self.face is None:
+            return render(self._params, size, width=width, height=height, background=background,
+                          antialias=antialias)
+        w, h = _size(size, width, height)
+        angle = decompose(self.face.transform)[1]
+        s = 0.5 * min(w, h)
+        m = np.array([[s * math.cos(angle), -s * math.sin(angle), 0.5 * w],
+                      [s * math.sin(angle), s * math.cos(angle), 0.5 * h]])
+        return render(self._params, width=w, height=h, background=background, transform=m, antialias=antialias)
+
+    def to_svg(self, size: float = 512, background=None) -> str:
+        """The avatar as an SVG document (a string)."""
+        from .render import to_svg
+
+        return to_svg(self._params, size, background=background)
+
+    def to_pdf(self, size: float = 512, background=None) -> bytes:
+        """The avatar as a one-page PDF (bytes)."""
+        from .render import to_pdf
+
+        return to_pdf(self._params, size, background=background)
+
+    def overlay(self, frame, opacity: float = 1.0, *, color_order: str | None = None) -> np.ndarray:
+        """The avatar drawn over its face in ``frame`` (following the face's
+        position, scale and roll), alpha-blended with ``opacity`` in [0, 1].
+
+        ``frame`` is the frame the avatar came from (same height and width),
+        in ``color_order`` (default: the Avatarizer's, normally RGB). Returns a
+        new H×W×3 uint8 frame in the same colour order; the input is never
+        modified.
+        """
+        from .render import render
+
+        if self.face is None:
+            raise ValueError("this avatar has no face position (loaded without one); use render() instead")
+        if isinstance(opacity, bool) or not isinstance(opacity, (int, float, np.floating)) or not (
+                0.0 <= float(opacity) <= 1.0):
+            raise ValueError(f"opacity must be a number in [0, 1], got {opacity!r}")
+        order = color_order or self.color_order
+        rgb = to_rgb_uint8(frame, order)
+        h, w = rgb.shape[:2]
+        if (h, w) != tuple(self.face.frame_shape):
+            raise ValueError(f"the frame is {w}×{h} pixels but this avatar's face was found in a "
+                             f"{self.face.frame_shape[1]}×{self.face.frame_shape[0]} frame")
+        out = rgb.copy()
+        if opacity == 0.0:
+            return _to_order(out, order)
+        tf = np.asarray(self.face.transform, np.float64)
+        corners = np.array([[-1.1, -1.1], [1.1, -1.1], [1.1, 1.1], [-1.1, 1.1]]) @ tf[:, :2].T + tf[:, 2]
+        x0, y0 = np.floor(corners.min(0)).astype(int)
+        x1, y1 = np.ceil(corners.max(0)).astype(int)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            return _to_order(out, order)  # the face is entirely off-frame
+        local = tf.copy()
+        local[:, 2] -= (x0, y0)
+        rgba = render(self._params, width=int(x1 - x0), height=int(y1 - y0), transform=local)
+        a = rgba[..., 3:4].astype(np.float32) * (float(opacity) / 255.0)
+        # fade out the bottom edge of the drawing (shoulders end at canonical y = 1.1)
+        inv = _invert(local)
+        ys, xs = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32) + 0.5
+        yc = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+        a *= np.clip((_OVERLAY_BOTTOM - yc) / _OVERLAY_FADE, 0.0, 1.0)[..., None]
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = np.clip(region + a * (rgba[..., :3].astype(np.float32) - region) + 0.5,
+                                    0, 255).astype(np.uint8)
+        return _to_order(out, order)
+
+    # -- serialisation
+    def to_json(self, *, indent: int | None = None) -> str:
+        """JSON text: format tag, schema version, every parameter by name, and the face metadata."""
+        doc = {"format": AVATAR_JSON_FORMAT, "schema_version": schema.VERSION,
+               "params": {n: float(v) for n, v in zip(schema.NAMES, self._params)}}
+        if self.face is not None:
+            doc["face"] = self.face.to_dict()
+        return json.dumps(doc, indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Avatar":
+        """The inverse of :meth:`to_json`. Refuses (``ValueError``) JSON of
+        another parameter-schema version, unknown or missing parameters, and
+        non-finite or out-of-range values."""
+        try:
+            doc = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not avatar JSON: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("format") != AVATAR_JSON_FORMAT:
+            raise ValueError(f"not avatar JSON (expected an object with \"format\": \"{AVATAR_JSON_FORMAT}\")")
+        version = doc.get("schema_version")
+        if version != schema.VERSION:
+            raise ValueError(f"this avatar was saved with parameter schema {version!r}, but this SDK "
+                             f"uses schema {schema.VERSION!r}; the parameters do not carry over between "
+                             "versions (re-create the avatar from its photo)")
+        params = doc.get("params")
+        if not isinstance(params, dict):
+            raise ValueError("avatar JSON has no \"params\" object")
+        unknown = sorted(set(params) - set(schema.NAMES))
+        missing = [n for n in schema.NAMES if n not in params]
+        if unknown or missing:
+            raise ValueError(f"avatar JSON does not match schema {schema.VERSION}: "
+                             f"{len(unknown)} unknown parameter(s) {unknown[:5]}, "
+                             f"{len(missing)} missing {missing[:5]}")
+        values = []
+        for n in schema.NAMES:
+            v = params[n]
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"parameter {n!r} must be a number, got {v!r}")
+            values.append(float(v))
+        face = FaceInfo.from_dict(doc["face"]) if isinstance(doc.get("face"), dict) else None
+        return cls(np.array(values, np.float32), face)
+
+
+_OVERLAY_BOTTOM = 1.1  # canonical y where the overlaid drawing ends
+_OVERLAY_FADE = 0.2    # over this canonical distance
+
+
+def _invert(m: np.ndarray) -> np.ndarray:
+    lin = np.linalg.inv(m[:, :2])
+    return np.concatenate([lin, (-lin @ m[:, 2])[:, None]], axis=1)
+
+
+def _to_order(rgb: np.ndarray, order: str) -> np.ndarray:
+    return np.ascontiguousarray(rgb[..., ::-1]) if order == "bgr" else rgb
+
+
+# --------------------------------------------------------------------------- Avatarizer
+class Avatarizer:
+    """Portraits and video frames → :class:`Avatar` (see the module doc).
+
+    ``Avatarizer(options=None, **overrides)``: an :class:`Options` and/or
+    keyword overrides of its fields, e.g. ``Avatarizer(mode="video",
+    smoothing=(1.0, 2.0))``.
+
+    Resolved settings (read-only attributes): :attr:`mode`,
+    :attr:`estimator` (``"model"`` or ``"artist"``) and
+    :attr:`estimator_reason`, :attr:`providers` (ONNX Runtime execution
+    providers in use; ``[]`` when no network runs), :attr:`precision`,
+    :attr:`device` (``"cpu"`` or ``"cuda"``), :attr:`backend`.
+    """
+
+    def __init__(self, options: Options | None = None, **overrides: Any):
+        if options is not None and not isinstance(options, Options):
+            raise ValueError(f"options must be an avatarizer.Options, got {type(options).__name__}.")
+        names = {f.name for f in dataclasses.fields(Options)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(sorted(names))}.")
+        self.options = dataclasses.replace(options or Options(), **overrides)
+        self.options.validate()
+        self._lock = threading.RLock()
+        self._closed = False
+        self._pipeline = None
+        self._build()
+
+    # -- construction
+    def _build(self) -> None:
+        from . import pipeline as P
+
+        o = self.options
+        estimator, reason = P.resolve_estimator(o)
+        if estimator.name == "artist":
+            if o.backend == "tensorrt":
+                raise ValueError("backend='tensorrt' runs the shipped TensorRT engines, but the face "
+                                 f"estimator is the auto-artist ({reason}); use backend='onnxruntime'.")
+            if o.device == "cuda":
+                raise RuntimeError("device='cuda' was asked for, but no network runs: the face estimator is "
+                                   f"the auto-artist ({reason}), which runs on the CPU; use device='auto' "
+                                   "or 'cpu'.")
+            if o.precision not in ("auto", "fp32"):
+                raise ValueError(f"precision={o.precision!r} applies to the shipped models, but the face "
+                                 f"estimator is the auto-artist ({reason}), which computes in float32/64.")
+            device = "cpu"
+        else:
+            if o.backend == "tensorrt":
+                if o.device == "cpu":
+                    raise ValueError("backend='tensorrt' needs an NVIDIA GPU; device='cpu' contradicts it.")
+                device = "cuda"
+            else:
+                from .models import resolve_providers
+
+                provs = resolve_providers(o.device)  # RuntimeError for 'cuda' without CUDA
+                device = "cuda" if provs[0] != "CPUExecutionProvider" else "cpu"
+        max_faces = o.max_faces or (1 if o.mode == "video" else 4)
+        self._resolved = _Resolved(
+            backend=o.backend, device=o.device, device_resolved=device, precision=o.precision,
+            crop_size=o.crop_size, smoothing=Smoothing.coerce(o.smoothing), mode=o.mode, max_faces=int(max_faces),
+            estimator=o.estimator, estimator_resolved=estimator.name, color_order=o.color_order,
+            tracker=o.tracker, models_dir=o.models_dir)
+        pipe = P.build(render=False)
+        pipe.stages[1] = P.FaceStage(estimator)
+        pipe.by_name["face"] = pipe.stages[1]
+        pipe.stages[1].estimator_reason = reason
+        try:
+            pipe.prepare(self._resolved)
+        except BaseException:
+            pipe.close()
+            raise
+        self._pipeline = pipe
+        self.estimator: str = estimator.name
+        self.estimator_reason: str = reason
+        self.providers: list[str] = list(estimator.providers)
+        self.precision: str = estimator.precision
+        self.device: str = device
+        self.backend: str = o.backend
+        self.mode: str = o.mode
+        self.max_faces: int = int(max_faces)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (f"Avatarizer(mode={self.mode!r}, estimator={self.estimator!r}, device={self.device!r}, "
+                f"providers={self.providers}, precision={self.precision!r}, {state})")
+
+    # -- lifecycle
+    def close(self) -> None:
+        """Release the MediaPipe graphs and model sessions. Calling it again does nothing."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pipe, self._pipeline = self._pipeline, None
+        if pipe is not None:
+            pipe.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Avatarizer":
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_open(self):
+        pipe = self._pipeline
+        if self._closed or pipe is None:
+            raise RuntimeError("This Avatarizer is closed; create a new one.")
+        return pipe
+
+    def reset(self) -> None:
+        """Video mode: forget the tracked identity and filters (a new stream)."""
+        with self._lock:
+            self._check_open()["merge"].reset()
+
+    # -- the work
+    def run(self, frame, timestamp_ms: float | None = None, face_index: int | None = 0):
+        """Lower level: runs the pipeline on one frame and returns its
+        :class:`avatarizer.pipeline.FrameState` (faces, parameters, per-stage
+        timings in ms). ``face_index=None`` processes every face (image mode)."""
+        from .pipeline import FrameState
+
+        pipe = self._check_open()
+        image = to_rgb_uint8(frame, self.options.color_order)
+        self._check_call(timestamp_ms, face_index)
+        state = FrameState(image=image, timestamp_ms=None if timestamp_ms is None else float(timestamp_ms),
+                           face_index=face_index)
+        if self.mode == "video":
+            with self._lock:
+                self._check_open()
+                pipe.run(state)
+        else:
+            pipe.run(state)
+        return state
+
+    def _check_call(self, timestamp_ms, face_index) -> None:
+        if face_index is not None and (isinstance(face_index, bool) or not isinstance(face_index, (int, np.integer))
+                                       or face_index < 0):
+            raise ValueError(f"face_index must be a non-negative integer, got {face_index!r}.")
+        if self.mode == "video":
+            if timestamp_ms is None:
+                raise ValueError("In video mode from_frame() needs timestamp_ms, the frame's time in "
+                                 "milliseconds, strictly increasing from call to call.")
+            if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.number)) \
+                    or not math.isfinite(float(timestamp_ms)):
+                raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
+            if face_index is None:
+                raise ValueError("video mode tracks one face: give face_index (0 = the largest).")
+        elif timestamp_ms is not None:
+            raise ValueError("timestamp_ms is only used in video mode; create the Avatarizer with "
+                             "mode='video' to track a face over time.")
+
+    def from_frame(self, frame, timestamp_ms: float | None = None, face_index: int = 0) -> Avatar | None:
+        """The avatar of one face in ``frame`` (``face_index`` 0 = the largest),
+        or ``None`` when there is no such face.
+
+        Video mode needs ``timestamp_ms`` (strictly increasing; ``ValueError``
+        otherwise); its avatar has a steady identity and live expressions, and
+        a frame without a face repeats the last avatar (``stale=True``) for the
+        grace period (``tracker.grace_ms``, 0.5 s) before returning ``None``.
+        """
+        if self.mode == "video":
+            with self._lock:  # the avatar is built from the stream's state
+                return self._avatar(self.run(frame, timestamp_ms, face_index), 0)
+        return self._avatar(self.run(frame, timestamp_ms, face_index), 0)
+
+    def _avatar(self, state, i: int) -> Avatar | None:
+        from .expressions import SIGNALS
+
+        order = self.options.color_order
+        if self.mode == "video":
+            tr = state.tracked
+            if tr is None:
+                return None
+            if state.faces:
+                f = state.faces[0]
+                info = _face_info(f, tr.transform, state.face_index or 0)
+            else:  # stale: the last face's place, from the last avatar
+                info = self._last_info
+            self._last_info = info
+            expression = {n: float(v) for n, v in zip(SIGNALS, tr.signals)}
+            return Avatar(tr.params, info, stale=tr.stale, expression=expression, color_order=order)
+        if i >= len(state.faces):
+            return None
+        idx = state.face_index if state.face_index is not None else i
+        f = state.faces[i]
+        return Avatar(state.params[i], _face_info(f, f.transform, idx), color_order=order)
+
+    _last_info: FaceInfo | None = None
+
+    def from_image(self, path: str | Path, face_index: int = 0) -> Avatar | None:
+        """The avatar of the largest face (or ``face_index``) in an image file
+        (EXIF orientation applied); ``None`` if there is no face. Image mode only."""
+        if self.mode != "image":
+            raise ValueError("from_image() is for photos; this Avatarizer is in video mode. "
+                             "Create one with mode='image'.")
+        image = load_image(path)  # RGB whatever color_order says: files are decoded here
+        if self.options.color_order == "bgr":
+            image = np.ascontiguousarray(image[..., ::-1])
+        return self.from_frame(image, face_index=face_index)
+
+    def from_frames(self, frames: Iterable, timestamps_ms: Sequence[float] | None = None,
+                    face_index: int = 0) -> list[Avatar | None]:
+        """Avatars of many frames, in order (``None`` where a frame has no face).
+
+        Image mode runs the face estimator on all frames in one batch. Video
+        mode needs ``timestamps_ms`` (one per frame, increasing) and is the same
+        as calling :meth:`from_frame` on each.
+        """
+        from .pipeline import FrameState
+
+        frames = list(frames)
+        if self.mode == "video":
+            if timestamps_ms is None or len(timestamps_ms) != len(frames):
+                raise ValueError("In video mode from_frames() needs timestamps_ms, one per frame.")
+            return [self.from_frame(f, t, face_index) for f, t in zip(frames, timestamps_ms)]
+        if timestamps_ms is not None:
+            raise ValueError("timestamps_ms is only used in video mode.")
+        self._check_call(None, face_index)
+        pipe = self._check_open()
+        images = [to_rgb_uint8(f, self.options.color_order) for f in frames]  # all validated first
+        states = [FrameState(image=im, face_index=face_index) for im in images]
+        if not states:
+            return []
+        pipe.run_batch(states)
+        return [self._avatar(s, 0) for s in states]
+
+    def faces(self, frame) -> list[Avatar]:
+        """Avatars of every face in ``frame`` (up to ``max_faces``), largest first. Image mode only."""
+        if self.mode != "image":
+            raise ValueError("faces() works in image mode; in video mode one face is tracked "
+                             "(from_frame with face_index).")
+        state = self.run(frame, None, None)
+        return [self._avatar(state, i) for i in range(len(state.faces))]
+
+
+def _face_info(face, transform, index: int) -> FaceInfo:
+    tf = np.array(transform, np.float64)
+    tf.setflags(write=False)
+    return FaceInfo(box=tuple(float(v) for v in face.box), roll=float(face.roll), yaw=float(face.yaw),
+                    pitch=float(face.pitch), transform=tf, frame_shape=tuple(face.frame_shape), index=int(index))
+

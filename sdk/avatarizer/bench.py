@@ -1,0 +1,234 @@
+"""``avatarizer bench``: per-stage and end-to-end latency of the runtime pipeline.
+
+Frames: consecutive frames of the talking-face clips in
+``../shared/data/video/*.mp4`` beside the checkout (``AVATARIZER_BENCH_VIDEO``
+names another folder or file), centre-cropped and resized to 512×512; when
+there are none, scikit-image's ``astronaut`` portrait (512×512) repeated. The
+pipeline runs as a live app would (``mode="video"`` by default: tracking, one
+face) and draws a 256-pixel avatar per frame.
+
+For every frame, in the same loop (so ratios survive a noisy machine):
+
+* ``baseline.landmarks_only``: MediaPipe Face Mesh ``process()`` alone, with
+  the settings of the align stage (same mode, same max faces, iris refinement);
+* the pipeline: ``align``, ``encode`` and ``map_decode`` (the face stage: the
+  network, or the auto-artist's whole fit booked as ``encode`` when no models
+  are shipped), ``hair``, ``merge`` (with the video tracker), and ``render``
+  (native renderer, 256 px, transparent);
+* ``end_to_end``: wall time from the input frame to the rendered avatar
+  (input validation included); ``fps`` is ``1000 / mean(end_to_end ms)``,
+  the sequential throughput on one stream.
+
+``--json`` prints exactly::
+
+    {"device": ..., "providers": [...], "precision": ..., "input": [h, w],
+     "stages": {"align": {"p50_ms", "p95_ms"}, "encode", "map_decode", "hair", "render"},
+     "end_to_end": {"p50_ms", "p95_ms", "fps"}, "baseline": {"landmarks_only": {"p50_ms"}}}
+
+(the contract in DESIGN.md); which estimator ran is printed to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+INPUT = 512
+RENDER = 256
+STAGE_KEYS = ("align", "encode", "map_decode", "hair", "render")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def video_folder() -> Path:
+    env = os.environ.get("AVATARIZER_BENCH_VIDEO")
+    return Path(env) if env else ROOT.parent / "shared" / "data" / "video"
+
+
+def _square(frame: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    h, w = frame.shape[:2]
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    crop = frame[y0:y0 + s, x0:x0 + s]
+    interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp))
+
+
+def bench_frames(n: int, size: int = INPUT) -> tuple[list[np.ndarray], str]:
+    """``n`` RGB frames of ``size``×``size`` and a description of where they came from."""
+    import cv2
+
+    folder = video_folder()
+    clips = [folder] if folder.is_file() else sorted(folder.glob("*.mp4")) if folder.is_dir() else []
+    frames: list[np.ndarray] = []
+    used = []
+    for clip in clips:
+        cap = cv2.VideoCapture(str(clip))
+        got = 0
+        while len(frames) < n:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            frames.append(_square(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size))
+            got += 1
+        cap.release()
+        if got:
+            used.append(clip.name)
+        if len(frames) >= n:
+            break
+    if frames:
+        while len(frames) < n:  # not enough video: loop
+            frames.extend(frames[:n - len(frames)])
+        return frames, f"{len(frames)} frames of {', '.join(used)} ({folder})"
+    from skimage import data
+
+    img = _square(data.astronaut(), size)
+    return [img] * n, "scikit-image astronaut (no clips found in " + str(folder) + ")"
+
+
+def _pct(values) -> dict:
+    v = np.asarray(values, np.float64)
+    return {"p50_ms": round(float(np.percentile(v, 50)), 3), "p95_ms": round(float(np.percentile(v, 95)), 3)}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_device(device: str) -> str:
+    if device == "cuda":
+        try:
+            from .trt_backend import cuda_status
+
+            ok, what = cuda_status()
+            if ok:
+                return f"cuda: {what}"
+        except Exception:  # pragma: no cover - best effort description
+            pass
+        return "cuda"
+    return f"cpu: {_cpu_name()} ({os.cpu_count()} logical cores)"
+
+
+def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str = "auto",
+        device: str = "auto", backend: str = "onnxruntime", precision: str = "auto",
+        log=None) -> dict:
+    """Runs the benchmark; returns the DESIGN.md ``bench --json`` object."""
+    from mediapipe.python.solutions import face_mesh
+
+    from .api import Avatarizer
+    from .render import render
+
+    if frames < 1 or warmup < 0:
+        raise ValueError("frames must be >= 1 and warmup >= 0")
+    images, source = bench_frames(frames + warmup)
+    if log:
+        log(f"frames: {source}")
+    av = Avatarizer(mode=mode, estimator=estimator, device=device, backend=backend, precision=precision)
+    mesh = face_mesh.FaceMesh(static_image_mode=mode == "image", max_num_faces=av.max_faces,
+                              refine_landmarks=True, min_detection_confidence=0.5,
+                              min_tracking_confidence=0.5)
+    if log:
+        log(f"estimator: {av.estimator} ({av.estimator_reason}); mode {mode}; "
+            f"providers {av.providers}; precision {av.precision}")
+    stages = {k: [] for k in STAGE_KEYS}
+    e2e, base, merge = [], [], []
+    missed = 0
+    try:
+        for i, img in enumerate(images):
+            t0 = time.perf_counter()
+            mesh.process(img)
+            t1 = time.perf_counter()
+            ts = i * 1000.0 / 30.0 if mode == "video" else None
+            t2 = time.perf_counter()
+            state = av.run(img, ts)
+            if state.tracked is not None:
+                todo = [state.tracked.params]
+            else:
+                todo = list(state.params[:1])
+            with state.timer("render"):
+                for p in todo:
+                    render(p, RENDER)
+            t3 = time.perf_counter()
+            if i < warmup:
+                continue
+            if not state.faces:
+                missed += 1
+            base.append((t1 - t0) * 1e3)
+            e2e.append((t3 - t2) * 1e3)
+            for k in STAGE_KEYS:
+                stages[k].append(state.timings.get(k, 0.0))
+            merge.append(state.timings.get("merge", 0.0))
+    finally:
+        mesh.close()
+        out_device = av.device
+        providers, prec = list(av.providers), av.precision
+        av.close()
+    if log and missed:
+        log(f"note: no face in {missed} of {frames} timed frames")
+    if log:
+        log(f"merge (incl. video tracker): p50 {np.percentile(merge, 50):.2f} ms")
+    return {
+        "device": describe_device(out_device),
+        "providers": providers,
+        "precision": prec,
+        "input": [INPUT, INPUT],
+        "stages": {k: _pct(v) for k, v in stages.items()},
+        "end_to_end": {**_pct(e2e), "fps": round(1000.0 / float(np.mean(e2e)), 2)},
+        "baseline": {"landmarks_only": {"p50_ms": _pct(base)["p50_ms"]}},
+    }
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--json", action="store_true", help="print one JSON object (the DESIGN.md schema)")
+    ap.add_argument("--frames", type=int, default=100, help="timed frames (default 100)")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed frames first (default 10)")
+    ap.add_argument("--mode", choices=("video", "image"), default="video",
+                    help="pipeline mode (default video: tracking, as a live app)")
+    ap.add_argument("--estimator", choices=("auto", "model", "artist"), default="auto")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ap.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
+    ap.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto")
+
+
+def command(args) -> int:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    res = run(frames=args.frames, warmup=args.warmup, mode=args.mode, estimator=args.estimator,
+              device=args.device, backend=args.backend, precision=args.precision, log=log)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"device     {res['device']}")
+    print(f"providers  {res['providers'] or '(none: no network runs)'}   precision {res['precision']}")
+    print(f"input      {res['input'][0]}×{res['input'][1]}, render {RENDER} px")
+    print(f"{'stage':12s} {'p50 ms':>8s} {'p95 ms':>8s}")
+    for k, v in res["stages"].items():
+        print(f"{k:12s} {v['p50_ms']:8.2f} {v['p95_ms']:8.2f}")
+    e = res["end_to_end"]
+    print(f"{'end_to_end':12s} {e['p50_ms']:8.2f} {e['p95_ms']:8.2f}   {e['fps']:.1f} fps")
+    b = res["baseline"]["landmarks_only"]["p50_ms"]
+    print(f"{'landmarks':12s} {b:8.2f}            (MediaPipe alone; end-to-end is {e['p50_ms'] / b:.2f}×)")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="avatarizer bench", description=__doc__.split("\n\n")[0])
+    add_arguments(ap)
+    return command(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""Live expressions and head pose: landmark signals → deformations of an identity avatar.
+
+In video mode the avatar's *identity* (face shape, colours, hair, accessories)
+is held steady by :class:`avatarizer.video.Tracker`, and what moves from frame
+to frame is measured here, from the canonical landmarks of the current frame
+(:attr:`avatarizer.align.AlignedFace.canonical`, shape (478, 2)), as a handful
+of scalar *signals* (:data:`SIGNALS`), then applied to the identity avatar as
+parametric deformations by :func:`apply`:
+
+==============  ==========================================  ===================================
+signal          measured from                               applied to the avatar as
+==============  ==========================================  ===================================
+eye_open_l/_r   lid gap / eye width (3 lid pairs per eye)   lids closing toward the lower lid
+                                                            (blinks, squints, wide eyes)
+gaze_x, gaze_y  iris centre minus eye centre, / eye width   both irises shifted (eye direction)
+brow_l, brow_r  eye centre y minus brow y, / eye distance   brows (and creases) raised/lowered
+mouth_open      inner lip gap (3 pairs), canonical units    lower lip and chin dropped, teeth
+mouth_width     mouth corner distance                       lips widened/narrowed about centre
+smile           lip centre y minus corner y                 mouth corners lifted
+yaw, pitch      :attr:`AlignedFace.yaw` / ``.pitch`` (deg)  features shifted over a head-shaped
+                                                            depth model, far side foreshortened
+==============  ==========================================  ===================================
+
+Eyes, gaze, brows, width, smile and pose are applied *relative* to the
+person's neutral values (``neutral``, the tracker's running median of the same
+signals), so a person with naturally narrow eyes is not drawn squinting.
+The mouth is absolute: :func:`apply` first closes the identity's mouth (its
+own lip gap, whatever it was while the identity was estimated), then opens
+it by the measured gap. Head roll is not a deformation: it is carried by the
+face transform (``Avatar.overlay`` / ``Avatar.render(roll=True)``).
+
+Everything ends in :func:`avatarizer.schema.clip`, so the result is always a
+valid parameter vector. Side naming follows the schema and the auto-artist:
+``_l`` is the image's left (MediaPipe's "right" eye, landmarks 33/133/468).
+
+The signal vector is a float64 array in the order of :data:`SIGNALS`;
+:data:`SPANS` are their typical ranges, used to normalise them before the
+One Euro filter (:mod:`avatarizer.filters`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import schema as S
+
+__all__ = ["SIGNALS", "SPANS", "measure", "apply", "signal", "close_mouth", "pose_deform",
+           "inner_lip_gap", "eye_opening"]
+
+SIGNALS: tuple[str, ...] = ("eye_open_l", "eye_open_r", "gaze_x", "gaze_y", "brow_l", "brow_r",
+                            "mouth_open", "mouth_width", "smile", "yaw", "pitch")
+_I = {n: i for i, n in enumerate(SIGNALS)}
+#: Typical span of each signal (what "1" means to the One Euro filter).
+SPANS = np.array([0.3, 0.3, 0.3, 0.3, 0.1, 0.1, 0.15, 0.1, 0.05, 30.0, 30.0])
+
+# ---------------------------------------------------------------- landmarks
+# (image-left, image-right) = (MediaPipe right, MediaPipe left)
+_EYE_CORNERS = ((33, 133), (263, 362))
+_LID_PAIRS = (((159, 145), (158, 153), (160, 144)), ((386, 374), (385, 380), (387, 373)))
+_IRIS = (468, 473)
+_BROW = ((107, 66, 105, 63, 70), (336, 296, 334, 293, 300))
+_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
+_MOUTH_CORNERS = (61, 291)
+_LIP_MID = (0, 17)  # outer upper / lower lip centre
+
+# Teeth show when the inner lip gap (canonical units) exceeds this.
+TEETH_GAP = 0.03
+# The jaw drops by this fraction of the lip gap.
+JAW_FOLLOW = 0.55
+
+
+def signal(signals, name: str) -> float:
+    """One named value of a signal vector."""
+    return float(np.asarray(signals)[_I[name]])
+
+
+def measure(canonical, yaw: float = 0.0, pitch: float = 0.0) -> np.ndarray:
+    """The expression signals (:data:`SIGNALS`) of one face.
+
+    Args:
+        canonical: (478, 2) (or (478, 3)) landmarks in the canonical frame.
+        yaw, pitch: head pose in degrees (``AlignedFace.yaw``/``.pitch``).
+
+    Returns:
+        float64 array of ``len(SIGNALS)`` values.
+    """
+    lm = np.asarray(canonical, np.float64)
+    if lm.ndim != 2 or lm.shape[0] < 478 or lm.shape[1] < 2:
+        raise ValueError(f"canonical landmarks must have shape (478, 2), got {lm.shape}")
+    lm = lm[:, :2]
+    if not np.isfinite(lm).all():
+        raise ValueError("canonical landmarks contain NaN or infinity")
+    out = np.zeros(len(SIGNALS))
+    eye_c, widths = [], []
+    for s, sd in ((0, "l"), (1, "r")):
+        a, b = lm[_EYE_CORNERS[s][0]], lm[_EYE_CORNERS[s][1]]
+        w = max(float(np.linalg.norm(b - a)), 1e-6)
+        gap = np.mean([lm[lo, 1] - lm[up, 1] for up, lo in _LID_PAIRS[s]])
+        out[_I[f"eye_open_{sd}"]] = max(gap, 0.0) / w
+        eye_c.append(0.5 * (a + b))
+        widths.append(w)
+    eye_dist = max(float(np.linalg.norm(eye_c[1] - eye_c[0])), 1e-6)
+    g = np.mean([(lm[_IRIS[s]] - eye_c[s]) / widths[s] for s in (0, 1)], axis=0)
+    out[_I["gaze_x"]], out[_I["gaze_y"]] = g
+    for s, sd in ((0, "l"), (1, "r")):
+        out[_I[f"brow_{sd}"]] = (eye_c[s][1] - lm[list(_BROW[s]), 1].mean()) / eye_dist
+    out[_I["mouth_open"]] = max(float(np.mean([lm[lo, 1] - lm[up, 1] for up, lo in _LIP_PAIRS])), 0.0)
+    ca, cb = lm[_MOUTH_CORNERS[0]], lm[_MOUTH_CORNERS[1]]
+    out[_I["mouth_width"]] = float(np.linalg.norm(cb - ca))
+    out[_I["smile"]] = 0.5 * (lm[_LIP_MID[0], 1] + lm[_LIP_MID[1], 1]) - 0.5 * (ca[1] + cb[1])
+    out[_I["yaw"]] = float(yaw)
+    out[_I["pitch"]] = float(pitch)
+    return out
+
+
+# ---------------------------------------------------------------- helpers on params
+def _pts(p, feature):
+    f = S.FEATURES[feature]
+    return p[f.points].reshape(f.npoints, 2)  # a view
+
+
+def inner_lip_gap(params) -> float:
+    """The avatar's mouth opening: mean gap between the inner lips' middle points."""
+    p = np.asarray(params, np.float32)
+    up, lo = _pts(p, "lip_inner_upper"), _pts(p, "lip_inner_lower")
+    return float(np.mean(lo[1:4, 1] - up[1:4, 1]))
+
+
+def eye_opening(params, side: str) -> float:
+    """The avatar's eye opening (``side`` "l" or "r"): lower minus upper lid, middle points."""
+    p = np.asarray(params, np.float32)
+    up, lo = _pts(p, f"eye_{side}_upper"), _pts(p, f"eye_{side}_lower")
+    return float(np.mean(lo[1:4, 1] - up[1:4, 1]))
+
+
+def _bump(n: int) -> np.ndarray:
+    """0 at both ends, 1 in the middle, over n points along a lip."""
+    return np.sin(np.linspace(0.0, np.pi, n))
+
+
+def close_mouth(params) -> np.ndarray:
+    """The same avatar with its lips together (lower lip and jaw raised by the gap)."""
+    p = np.array(params, np.float32, copy=True)
+    gap = inner_lip_gap(p)
+    if gap > 0:
+        _open_by(p, -gap)
+    up, lo = _pts(p, "lip_inner_upper"), _pts(p, "lip_inner_lower")
+    mid = 0.5 * (up + lo)
+    up[:] = mid
+    lo[:] = mid
+    p[S.index("teeth.show")] = 0.0
+    return p
+
+
+def _open_by(p: np.ndarray, d: float) -> None:
+    """Opens the mouth by ``d`` (canonical units; negative closes), in place: the
+    avatar's :func:`inner_lip_gap` grows by exactly ``d`` (the lower lip drops by
+    10/11 of it, the upper lip lifts by 1/11), and the jaw drops by
+    ``JAW_FOLLOW * d``."""
+    li, lo = _pts(p, "lip_inner_lower"), _pts(p, "lip_lower_outer")
+    ui = _pts(p, "lip_inner_upper")
+    bump = _bump(len(li))
+    k = d / (1.1 * float(bump[1:-1].mean()))  # the gap is measured over the middle points
+    li[:, 1] += k * bump
+    lo[:, 1] += k * _bump(len(lo))
+    ui[:, 1] -= 0.1 * k * _bump(len(ui))  # the upper lip lifts a little
+    # the jaw: outline, beard and their shadow below the mouth, weighted toward the chin
+    mouth_y = float(_pts(p, "lip_upper_outer")[:, 1].mean())
+    chin = _pts(p, "face")
+    chin_y = float(chin[:, 1].max())
+    span = max(chin_y - mouth_y, 1e-3)
+    for feat in ("face", "beard", "neck_shadow"):
+        q = _pts(p, feat)
+        w = np.clip((q[:, 1] - mouth_y) / span, 0.0, 1.0)
+        q[:, 1] += JAW_FOLLOW * d * w
+
+
+def _mouth_points():
+    return ("lip_upper_outer", "lip_lower_outer", "lip_inner_upper", "lip_inner_lower")
+
+
+# ---------------------------------------------------------------- head pose
+# A head-shaped depth model in the canonical frame (eyes at y = -0.1, mouth at 0.4):
+# an ellipsoid for the front of the face plus extra depth for the nose and lips.
+_ELLIPSOID = (0.72, 1.05, 0.05, 0.5)  # semi-axis x, semi-axis y, centre y, depth
+_EXTRA_DEPTH = {"nose_base": 0.22, "nostril_l": 0.17, "nostril_r": 0.17, "nose_bridge": 0.14,
+                "nose_shadow": 0.10, "nose_highlight": 0.16, "lip_upper_outer": 0.06,
+                "lip_lower_outer": 0.05, "lip_inner_upper": 0.05, "lip_inner_lower": 0.05,
+                "moustache": 0.07}
+# Silhouette features: their depth is 0 (they only foreshorten). The face outline
+# is a silhouette at its sides but its chin and forehead are in front: its depth
+# falls from _OUTLINE_DEPTH on the midline to 0 at |x| = _ELLIPSOID[0].
+_SILHOUETTE = {"ear_l", "ear_r", "hair_back"}
+_OUTLINE_DEPTH = 0.3
+# The body does not turn with the head.
+_BODY = {"neck", "neck_shadow", "clothes"}
+_POINT_FEATURES = [f for f in S.FEATURES.values() if f.npoints > 0 and f.name not in _BODY]
+_CENTRES = ("iris_l", "iris_r", "blush_l", "blush_r")  # features with (cx, cy)
+
+
+def _depth(xy: np.ndarray, feature: str) -> np.ndarray:
+    a, b, yc, d = _ELLIPSOID
+    if feature in _SILHOUETTE:
+        return np.zeros(len(xy))
+    if feature == "face":
+        return _OUTLINE_DEPTH * np.sqrt(np.clip(1.0 - (xy[:, 0] / a) ** 2, 0.0, None))
+    u = 1.0 - (xy[:, 0] / a) ** 2 - ((xy[:, 1] - yc) / b) ** 2
+    return d * np.sqrt(np.clip(u, 0.0, None)) + _EXTRA_DEPTH.get(feature, 0.0)
+
+
+def _anchors(p) -> np.ndarray:
+    eyes = [0.5 * (_pts(p, f"eye_{s}_upper")[0] + _pts(p, f"eye_{s}_upper")[-1]) for s in "lr"]
+    lips = _pts(p, "lip_upper_outer")
+    return np.array([eyes[0], eyes[1], 0.5 * (lips[0] + lips[-1])], np.float64)
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (Umeyama) src → dst, (2, 3)."""
+    ms, md = src.mean(0), dst.mean(0)
+    sc, dc = src - ms, dst - md
+    var = (sc ** 2).sum() / len(src)
+    if var <= 0:
+        return np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    u, sig, vt = np.linalg.svd(dc.T @ sc / len(src))
+    d = np.array([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
+    r = u @ np.diag(d) @ vt
+    s = float(sig @ d) / var
+    return np.concatenate([s * r, (md - s * r @ ms)[:, None]], axis=1)
+
+
+def pose_deform(params, yaw: float, pitch: float) -> np.ndarray:
+    """Turns the drawn head by ``yaw`` and ``pitch`` degrees (not clipped).
+
+    Every point of the face is lifted onto :data:`_ELLIPSOID` (plus extra depth
+    for the nose and lips; the ears and the back hair are silhouettes of depth
+    0, the face outline has depth only around the chin and forehead), rotated
+    in 3-D and projected back; then the eyes and mouth are brought back to
+    where they were by a similarity fit, as the alignment stage does for a
+    real turned face. The result: inner features shift toward the turn
+    relative to the outline, the far side of the face narrows, and the nose
+    moves most. The neck, its shadow and the clothes (the body) stay put.
+    """
+    p = np.array(params, np.float32, copy=True)
+    if abs(yaw) < 1e-3 and abs(pitch) < 1e-3:
+        return p
+    ty, tp = np.radians(float(yaw)), np.radians(float(pitch))
+    cy_, sy_, cp_, sp_ = np.cos(ty), np.sin(ty), np.cos(tp), np.sin(tp)
+    before = _anchors(p)
+
+    def turn(xy, z):
+        x, y = xy[:, 0], xy[:, 1]
+        x1 = x * cy_ + z * sy_          # yaw: about the vertical axis, nose toward +x
+        z1 = -x * sy_ + z * cy_
+        y1 = y * cp_ - z1 * sp_         # pitch: looking up moves the front up (y down)
+        return np.stack([x1, y1], 1)
+
+    for f in _POINT_FEATURES:
+        xy = p[f.points].reshape(f.npoints, 2).astype(np.float64)
+        p[f.points] = turn(xy, _depth(xy, f.name)).reshape(-1)
+    for name in _CENTRES:
+        i = S.index(f"{name}.cx")
+        xy = p[i:i + 2].astype(np.float64)[None]
+        p[i:i + 2] = turn(xy, _depth(xy, name))[0]
+    m = _similarity(_anchors(p), before)
+    for f in _POINT_FEATURES:
+        xy = p[f.points].reshape(f.npoints, 2).astype(np.float64)
+        p[f.points] = (xy @ m[:, :2].T + m[:, 2]).reshape(-1)
+    for name in _CENTRES:
+        i = S.index(f"{name}.cx")
+        p[i:i + 2] = p[i:i + 2].astype(np.float64) @ m[:, :2].T + m[:, 2]
+    return p
+
+
+# ---------------------------------------------------------------- apply
+def apply(identity, signals, neutral=None, *, expressions: bool = True, pose: bool = True,
+          max_pose: float = 45.0) -> np.ndarray:
+    """The identity avatar with the measured expression and head pose.
+
+    Args:
+        identity: (629,) parameters of the person at rest.
+        signals: current signals (:func:`measure`, possibly filtered).
+        neutral: the person's neutral signals (same layout); defaults to
+            ``signals`` themselves for everything but the mouth (so only the
+            mouth opening is applied).
+        expressions: apply eyes, gaze, brows and mouth.
+        pose: apply yaw and pitch (relative to ``neutral``), each clamped to
+            ``±max_pose`` degrees.
+
+    Returns:
+        (629,) float32, passed through :func:`avatarizer.schema.clip`.
+    """
+    sig = np.asarray(signals, np.float64)
+    neu = sig if neutral is None else np.asarray(neutral, np.float64)
+    if sig.shape != (len(SIGNALS),) or neu.shape != (len(SIGNALS),):
+        raise ValueError(f"signals must have {len(SIGNALS)} values ({', '.join(SIGNALS)})")
+    p = S.as_params(identity).copy()
+    if expressions:
+        p = close_mouth(p)
+        _apply_mouth(p, sig, neu)
+        _apply_eyes(p, sig, neu)
+        _apply_brows(p, sig, neu)
+    if pose:
+        yaw = float(np.clip(sig[_I["yaw"]] - neu[_I["yaw"]], -max_pose, max_pose))
+        pitch = float(np.clip(sig[_I["pitch"]] - neu[_I["pitch"]], -max_pose, max_pose))
+        p = pose_deform(p, yaw, pitch)
+    return S.clip(p)
+
+
+def _apply_mouth(p, sig, neu):
+    gap = float(np.clip(sig[_I["mouth_open"]], 0.0, 0.35))
+    # width and smile, about the mouth centre
+    ratio = float(np.clip(sig[_I["mouth_width"]] / max(neu[_I["mouth_width"]], 1e-6), 0.7, 1.35))
+    lift = float(np.clip(sig[_I["smile"]] - neu[_I["smile"]], -0.05, 0.06))
+    uo = _pts(p, "lip_upper_outer")
+    cx = 0.5 * (uo[0, 0] + uo[-1, 0])
+    half = max(0.5 * abs(uo[-1, 0] - uo[0, 0]), 1e-3)
+    for feat in _mouth_points():
+        q = _pts(p, feat)
+        rel = (q[:, 0] - cx) / half  # -1 .. 1 along the mouth
+        q[:, 0] = cx + (q[:, 0] - cx) * ratio
+        q[:, 1] -= lift * np.clip(np.abs(rel), 0, 1) ** 2
+    if gap > 1e-4:
+        _open_by(p, gap)
+        _fit_mouth_in_range(p)
+    p[S.index("teeth.show")] = 1.0 if gap > TEETH_GAP else 0.0
+
+
+def _fit_mouth_in_range(p) -> None:
+    """A wide-open mouth can push the lower lip below its schema range; then the
+    whole mouth moves up by the overflow (as far as the upper lip's range
+    allows), so that clipping does not eat the opening."""
+    over, room = 0.0, np.inf
+    for feat in ("lip_inner_lower", "lip_lower_outer"):
+        f = S.FEATURES[feat]
+        ys = slice(f.offset + 1, f.offset + 2 * f.npoints, 2)
+        over = max(over, float(np.max(p[ys] - S.HI[ys])))
+    if over <= 0:
+        return
+    for feat in _mouth_points():
+        f = S.FEATURES[feat]
+        ys = slice(f.offset + 1, f.offset + 2 * f.npoints, 2)
+        room = min(room, float(np.min(p[ys] - S.LO[ys])))
+    shift = min(over + 1e-4, max(room, 0.0))
+    for feat in _mouth_points():
+        _pts(p, feat)[:, 1] -= shift
+
+
+def _apply_eyes(p, sig, neu):
+    eye_w = []
+    for sd in "lr":
+        up, lo = _pts(p, f"eye_{sd}_upper"), _pts(p, f"eye_{sd}_lower")
+        eye_w.append(float(np.linalg.norm(up[-1] - up[0])))
+        k = float(np.clip(sig[_I[f"eye_open_{sd}"]] / max(neu[_I[f"eye_open_{sd}"]], 1e-3), 0.0, 1.4))
+        # below ~15% of the neutral opening the lids meet (MediaPipe rarely reads a full 0)
+        k = float(np.clip((k - 0.15) / 0.85, 0.0, 1.4))
+        pivot = lo + 0.3 * (up - lo)
+        new_up = pivot + k * (up - pivot)
+        dy = new_up[1:4, 1] - up[1:4, 1]
+        lo[:] = pivot + k * (lo - pivot)
+        up[:] = new_up
+        crease = _pts(p, f"eye_{sd}_crease")
+        crease[:, 1] += 0.6 * float(np.mean(dy))
+        # the iris sinks a little with a closing lid (it is clipped to the opening anyway)
+        p[S.index(f"iris_{sd}.cy")] += 0.3 * float(np.mean(dy))
+    gx = float(np.clip(sig[_I["gaze_x"]] - neu[_I["gaze_x"]], -0.3, 0.3))
+    gy = float(np.clip(sig[_I["gaze_y"]] - neu[_I["gaze_y"]], -0.2, 0.2))
+    for sd, w in zip("lr", eye_w):
+        p[S.index(f"iris_{sd}.cx")] += gx * w
+        p[S.index(f"iris_{sd}.cy")] += gy * w
+
+
+def _apply_brows(p, sig, neu):
+    il, ir = S.index("iris_l.cx"), S.index("iris_r.cx")
+    eye_dist = float(np.hypot(p[ir] - p[il], p[ir + 1] - p[il + 1])) or 0.5
+    for sd in "lr":
+        d = float(np.clip(sig[_I[f"brow_{sd}"]] - neu[_I[f"brow_{sd}"]], -0.12, 0.15)) * eye_dist
+        _pts(p, f"brow_{sd}")[:, 1] -= d
+        _pts(p, f"eye_{sd}_crease")[:, 1] -= 0.25 * d

@@ -1,0 +1,87 @@
+"""Stage 1, align: MediaPipe face mesh → :class:`avatarizer.align.AlignedFace` per face.
+
+MediaPipe's graphs are not re-entrant. In image mode the stage keeps one
+:class:`~avatarizer.align.FaceAligner` per calling thread (the OpenSeeFace
+pattern: one session per worker), so threads run in parallel and every thread
+gets the same results as a serial caller; the aligners of threads that have
+ended are closed when the next one is made (use a thread pool, not a thread
+per call). In video mode there is one aligner
+(its tracking state belongs to one stream); the caller serialises frames.
+"""
+from __future__ import annotations
+
+import threading
+
+from ..align import AlignOptions, FaceAligner
+from .base import Stage
+from .state import FrameState
+
+
+class AlignStage(Stage):
+    name = "align"
+
+    def __init__(self):
+        self._local = threading.local()
+        self._all: list[FaceAligner] = []
+        self._owners: list[tuple[threading.Thread, FaceAligner]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.align_options: AlignOptions | None = None
+
+    def prepare(self, options) -> None:
+        super().prepare(options)
+        self.align_options = AlignOptions(mode=options.mode, max_faces=options.max_faces, segmentation=True)
+        self.align_options.validate()
+        self.aligner()  # create the first one now: errors surface at construction
+
+    def aligner(self) -> FaceAligner:
+        """The calling thread's aligner (the shared one in video mode)."""
+        if self.align_options.mode == "video":
+            if not self._all:
+                with self._lock:
+                    self._check_open()
+                    if not self._all:
+                        self._all.append(FaceAligner(self.align_options))
+            return self._all[0]
+        al = getattr(self._local, "aligner", None)
+        if al is None:
+            with self._lock:
+                self._check_open()
+                self._sweep()
+                al = FaceAligner(self.align_options)
+                self._all.append(al)
+                self._owners.append((threading.current_thread(), al))
+            self._local.aligner = al
+        return al
+
+    def _sweep(self) -> None:
+        """Closes the aligners of threads that have ended (short-lived threads
+        would otherwise leave MediaPipe graphs behind). Called with the lock held."""
+        alive = []
+        for thread, al in self._owners:
+            if thread.is_alive():
+                alive.append((thread, al))
+            else:
+                al.close()
+                self._all.remove(al)
+        self._owners = alive
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("This Avatarizer is closed; create a new one.")
+
+    def run(self, state: FrameState) -> None:
+        with state.timer(self.name):
+            faces = self.aligner().detect(state.image, timestamp_ms=state.timestamp_ms, color_order="rgb")
+        state.all_faces = faces
+        if state.face_index is None:
+            state.faces = list(faces)
+        else:
+            state.faces = [faces[state.face_index]] if state.face_index < len(faces) else []
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            aligners, self._all, self._owners = self._all, [], []
+        for al in aligners:
+            al.close()

@@ -1,0 +1,323 @@
+"""Stage 2, face (encode → map → decode): aligned face → the 483 face parameters.
+
+Two interchangeable estimators implement :class:`FaceEstimator`:
+
+* :class:`ArtistFaceEstimator` -- the auto-artist (:mod:`avatarizer.artist`)
+  fitted to the landmarks and the crop. Works today, with no model files. Its
+  whole fit (face, hair and accessories) runs here and is booked as
+  ``encode``; the hair stage reuses it.
+* :class:`ModelFaceEstimator` -- the shipped networks, through ONNX Runtime
+  (or TensorRT engines). It reads ``sdk/avatarizer/models/manifest.json``
+  (see :mod:`avatarizer.models`) and uses, in this order:
+
+  1. a fused model of role ``"image_to_face"`` (E_s, F and D_t in one graph),
+     booked as ``encode``; or
+  2. a model of role ``"encoder"`` (booked as ``encode``) followed by one of
+     role ``"mapper_decoder"`` (booked as ``map_decode``).
+
+  Expected tensors (names are read from the model, so these are the
+  documented defaults): input ``crop``, float32 N×3×S×S (S = 96 by default,
+  whatever the model declares), RGB, normalised to [-1, 1] (``x / 127.5 - 1``)
+  unless the model's embedded description gives another ``normalisation``;
+  output ``face``, N×483 in the normalised [-1, 1] space, mapped back with
+  ``schema.denormalize(out, schema.FACE)``. The crop is made as in training
+  (``avatarizer_export``): the canonical crop at :data:`SOURCE_CROP` (128) px,
+  resized to S by antialiased bilinear filtering (PyTorch's
+  ``interpolate(..., mode="bilinear", antialias=True)``, reimplemented here in
+  NumPy: :func:`resize_aa`). Without the manifest the estimator is
+  unavailable, with that reason (:meth:`ModelFaceEstimator.availability`).
+
+``estimator="auto"`` takes the model when the manifest exists and lists an
+``image_to_face`` (or encoder + mapper_decoder) model, otherwise the artist,
+and says which and why (:attr:`FaceStage.estimator_reason`). A manifest that
+exists but fails verification is an error, never a silent fallback.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .. import schema
+from ..errors import ModelError
+from .base import Stage
+from .state import FrameState
+
+FACE_DIM = schema.FACE.stop - schema.FACE.start
+#: Normalisation used when a model's description gives none: RGB in [-1, 1].
+DEFAULT_NORMALISATION = {"scale": 2.0 / 255.0, "mean": (1.0, 1.0, 1.0), "std": (1.0, 1.0, 1.0),
+                         "colour_order": "RGB"}
+DEFAULT_INPUT_SIZE = 96
+#: Side of the canonical crop the training crops were cut at before resizing.
+SOURCE_CROP = 128
+
+
+def _aa_weights(src: int, dst: int) -> np.ndarray:
+    """(dst, src) weights of antialiased bilinear resizing (a triangle filter
+    widened by the scale when shrinking; PyTorch/PIL convention,
+    align_corners=False)."""
+    scale = src / dst
+    support = max(scale, 1.0)
+    centre = (np.arange(dst) + 0.5) * scale
+    x = np.arange(src) + 0.5
+    w = np.clip(1.0 - np.abs(x[None, :] - centre[:, None]) / support, 0.0, None)
+    return (w / w.sum(1, keepdims=True)).astype(np.float32)
+
+
+def resize_aa(images: np.ndarray, size: int) -> np.ndarray:
+    """N×H×H×C (or H×H×C) images → float32 N×size×size×C, antialiased bilinear."""
+    x = np.asarray(images, np.float32)
+    single = x.ndim == 3
+    if single:
+        x = x[None]
+    if x.shape[1] == size and x.shape[2] == size:
+        out = x
+    else:
+        wy = _aa_weights(x.shape[1], size)
+        wx = _aa_weights(x.shape[2], size)
+        out = np.einsum("ih,nhwc,jw->nijc", wy, x, wx, optimize=True)
+    return out[0] if single else out
+
+
+class FaceEstimator:
+    """Aligned faces → face parameters.
+
+    ``estimate(faces, state)`` returns (n, 483) float32 in schema units and may
+    store full fits in ``state.artist_params``; it books its time in
+    ``state.timings`` (``encode``, ``map_decode``).
+    """
+
+    name = "estimator"
+    #: The crop size the estimator reads (pixels).
+    crop_size = 0
+    providers: list = []
+    precision = "fp32"
+
+    def prepare(self, options) -> None:
+        self.options = options
+
+    def estimate(self, faces: Sequence, state: FrameState) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class ArtistFaceEstimator(FaceEstimator):
+    """The auto-artist as the face estimator (NumPy/OpenCV on the CPU)."""
+
+    name = "artist"
+    providers: list = []
+    precision = "fp32"
+
+    def prepare(self, options) -> None:
+        from ..artist import ArtistStyle, AutoArtist
+
+        super().prepare(options)
+        style = ArtistStyle()
+        if getattr(options, "crop_size", None):
+            style = style.replace(crop_size=int(options.crop_size))
+        self.artist = AutoArtist(style)
+        self.crop_size = int(style.crop_size)
+
+    def fit(self, face) -> np.ndarray:
+        return self.artist.fit(face)
+
+    def estimate(self, faces, state: FrameState) -> np.ndarray:
+        with state.timer("encode"):
+            fits = [self.artist.fit(f) for f in faces]
+        state.artist_params = fits
+        with state.timer("map_decode"):
+            out = np.stack([p[schema.FACE] for p in fits]) if fits else np.zeros((0, FACE_DIM), np.float32)
+        return out.astype(np.float32)
+
+
+class ModelFaceEstimator(FaceEstimator):
+    """The shipped networks (see the module doc). ``folder`` overrides the models folder."""
+
+    name = "model"
+    ROLE = "image_to_face"
+
+    def __init__(self, folder: str | Path | None = None):
+        self.folder = Path(folder) if folder is not None else None
+        self.sessions: list = []
+
+    # ------------------------------------------------------------ availability
+    @classmethod
+    def availability(cls, folder: str | Path | None = None) -> tuple[bool, str]:
+        """(True, what will be used) or (False, why not), from the manifest alone
+        (cheap: no file is hashed here; :meth:`prepare` verifies)."""
+        from ..models import DEFAULT_FOLDER, MANIFEST_NAME
+
+        path = (Path(folder) if folder is not None else DEFAULT_FOLDER) / MANIFEST_NAME
+        if not path.is_file():
+            return False, f"no shipped models ({path} not found; export them with avatarizer-export)"
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            roles = {e.get("role") for e in doc.get("models", {}).values() if isinstance(e, dict)}
+        except (OSError, ValueError, AttributeError) as exc:
+            return True, f"{path} is unreadable ({exc}); loading it will fail"  # surface the error
+        if cls.ROLE in roles:
+            return True, f"shipped {cls.ROLE!r} model listed in {path}"
+        if {"encoder", "mapper_decoder"} <= roles:
+            return True, f"shipped 'encoder' and 'mapper_decoder' models listed in {path}"
+        return False, (f"{path} lists no {cls.ROLE!r} model (nor an encoder + mapper_decoder pair); "
+                       f"roles present: {sorted(r for r in roles if r)}")
+
+    # ------------------------------------------------------------ prepare
+    def prepare(self, options) -> None:
+        from ..models import Manifest
+
+        super().prepare(options)
+        ok, reason = self.availability(self.folder)
+        if not ok:
+            raise ModelError(f"estimator='model' is unavailable: {reason}")
+        manifest = Manifest.load(self.folder)  # verifies every file; ModelError names bad ones
+        kind = "engine" if options.backend == "tensorrt" else "onnx"
+        prefs = _precision_preferences(options.precision, options.device_resolved)
+        roles = [e.role for e in manifest.models.values() if e.kind == kind]
+        if self.ROLE in roles:
+            chain = [self.ROLE]
+        elif "encoder" in roles and "mapper_decoder" in roles:
+            chain = ["encoder", "mapper_decoder"]
+        else:
+            raise ModelError(f"{manifest.folder}: no {kind} model for role {self.ROLE!r} "
+                             f"(backend={options.backend!r}); listed roles: {sorted(set(filter(None, roles)))}")
+        entries = [manifest.find(role, prefs, kind=kind) for role in chain]
+        precisions = {e.precision for e in entries}
+        self.precision = entries[0].precision if len(precisions) == 1 else "+".join(e.precision for e in entries)
+        self.entries = entries
+        self.sessions = [self._open(e, options) for e in entries]
+        self.providers = list(getattr(self.sessions[0], "providers", ["TensorrtEngine"]))
+        first = self.sessions[0]
+        spec = first.inputs[0]
+        size = spec.shape[2] if len(spec.shape) == 4 and isinstance(spec.shape[2], int) and spec.shape[2] > 0 \
+            else DEFAULT_INPUT_SIZE
+        if getattr(options, "crop_size", None) and int(options.crop_size) != size:
+            raise ValueError(f"crop_size={options.crop_size} does not match the model {entries[0].name!r}, "
+                             f"which reads {size}×{size} crops; leave crop_size unset")
+        self.crop_size = int(size)
+        self.input_dtype = spec.dtype if spec.dtype is not None else np.dtype(np.float32)
+        self.batch_fixed = isinstance(spec.shape[0], int) and spec.shape[0] > 0
+        self.normalisation = _normalisation(entries[0].description, spec.name)
+
+    @staticmethod
+    def _open(entry, options):
+        if entry.kind == "engine":
+            from ..trt_backend import TensorRTSession
+
+            return TensorRTSession(entry.path, name=entry.name, expected=entry.description)
+        from ..models import Session
+
+        return Session.from_entry(entry, device=options.device)
+
+    # ------------------------------------------------------------ run
+    def _run(self, sess, x: np.ndarray) -> np.ndarray:
+        name = sess.input_names[0]
+        want = sess.inputs[0].dtype or np.dtype(np.float32)
+        x = x.astype(want, copy=False)
+        if self.batch_fixed and len(x) != sess.inputs[0].shape[0]:
+            parts = [sess.run({name: x[i:i + 1]}) for i in range(len(x))]
+            key = _output_name(sess)
+            return np.concatenate([p[key] for p in parts])
+        return sess.run({name: x})[_output_name(sess)]
+
+    def estimate(self, faces, state: FrameState) -> np.ndarray:
+        if not faces:
+            return np.zeros((0, FACE_DIM), np.float32)
+        from ..models import normalise_images
+
+        with state.timer("encode"):
+            crops = resize_aa(np.stack([f.crop(SOURCE_CROP) for f in faces]), self.crop_size)
+            x = normalise_images(crops, self.normalisation)
+            y = self._run(self.sessions[0], x)
+        with state.timer("map_decode"):
+            if len(self.sessions) > 1:
+                y = self._run(self.sessions[1], np.asarray(y, np.float32))
+            y = np.asarray(y, np.float32).reshape(len(faces), -1)
+            if y.shape[1] != FACE_DIM:
+                raise ModelError(f"model {self.entries[-1].name!r} returned {y.shape[1]} values per face; "
+                                 f"the face slice has {FACE_DIM}")
+            out = schema.denormalize(np.clip(y, -1.0, 1.0), schema.FACE)
+        return out
+
+    def close(self) -> None:
+        self.sessions = []
+
+
+def _output_name(sess) -> str:
+    names = list(sess.output_names)
+    for pref in ("face", "face_params", "z_s", "z"):
+        if pref in names:
+            return pref
+    return names[0]
+
+
+def _normalisation(description: dict, input_name: str) -> dict:
+    for spec in (description or {}).get("inputs", ()):
+        if spec.get("name") == input_name and spec.get("normalisation"):
+            return dict(spec["normalisation"])
+    return dict(DEFAULT_NORMALISATION)
+
+
+def _precision_preferences(precision: str, device: str) -> tuple[str, ...]:
+    """``precision="auto"``: fp16 then fp32 on a GPU, fp32 then int8 on the CPU;
+    an explicit precision is that one only (no silent downgrade)."""
+    if precision != "auto":
+        return (precision,)
+    return ("fp16", "fp32") if device == "cuda" else ("fp32", "int8")
+
+
+def resolve_estimator(options) -> tuple[FaceEstimator, str]:
+    """(estimator, reason) for ``options.estimator`` ("auto", "model", "artist")."""
+    folder = getattr(options, "models_dir", None)
+    choice = options.estimator
+    if choice == "artist":
+        return ArtistFaceEstimator(), "estimator='artist' was asked for"
+    ok, why = ModelFaceEstimator.availability(folder)
+    if choice == "model":
+        if not ok:
+            raise ModelError(f"estimator='model' is unavailable: {why}")
+        return ModelFaceEstimator(folder), why
+    if ok:
+        return ModelFaceEstimator(folder), f"auto: {why}"
+    return ArtistFaceEstimator(), f"auto: {why}, so the auto-artist estimates the face"
+
+
+class FaceStage(Stage):
+    """Fills ``state.face_params`` with the estimator chosen by ``options.estimator``."""
+
+    name = "face"
+
+    def __init__(self, estimator: FaceEstimator | None = None):
+        self.estimator = estimator
+        self.estimator_reason = "given"
+
+    def prepare(self, options) -> None:
+        super().prepare(options)
+        if self.estimator is None:
+            self.estimator, self.estimator_reason = resolve_estimator(options)
+        self.estimator.prepare(options)
+
+    def run(self, state: FrameState) -> None:
+        state.face_params = self.estimator.estimate(state.faces, state)
+
+    def run_batch(self, states) -> None:
+        faces = [f for s in states for f in s.faces]
+        if not faces or isinstance(self.estimator, ArtistFaceEstimator) or len(states) == 1:
+            return super().run_batch(states)
+        probe = FrameState(image=states[0].image)
+        out = self.estimator.estimate(faces, probe)  # one network call for the whole batch
+        i = 0
+        for s in states:
+            n = len(s.faces)
+            s.face_params = out[i:i + n]
+            i += n
+            for k, v in probe.timings.items():
+                s.timings[k] = s.timings.get(k, 0.0) + v / len(states)
+
+    def close(self) -> None:
+        if self.estimator is not None:
+            self.estimator.close()

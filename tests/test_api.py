@@ -1,0 +1,446 @@
+"""The runtime API (avatarizer.api), the pipeline stages and the image/bench CLI.
+
+Real images only: scikit-image's bundled ``astronaut`` portrait (public
+domain). MediaPipe and the face estimator run for real; the one network used
+(a tiny ONNX graph written here) checks the model path's plumbing, not
+quality.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from avatarizer import schema  # noqa: E402
+from avatarizer.align import FaceAligner  # noqa: E402
+from avatarizer.api import Avatar, Avatarizer, Options  # noqa: E402
+from avatarizer.errors import ModelError  # noqa: E402
+from avatarizer.pipeline import ModelFaceEstimator  # noqa: E402
+from avatarizer.pipeline.face import resize_aa  # noqa: E402
+from conftest import save_failure  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    img = skdata.astronaut()
+    img.setflags(write=False)  # any write by the SDK is a bug
+    return img
+
+
+@pytest.fixture(scope="module")
+def av():
+    with Avatarizer() as a:
+        yield a
+
+
+@pytest.fixture(scope="module")
+def avatar(av, astronaut) -> Avatar:
+    a = av.from_frame(astronaut)
+    assert a is not None
+    return a
+
+
+def two_face_canvas(astronaut: np.ndarray) -> np.ndarray:
+    """The astronaut's head twice, 320 px and 200 px, on a grey 584×384 canvas."""
+    head = astronaut[20:260, 110:350]
+    canvas = np.full((384, 584, 3), 200, np.uint8)
+    canvas[32:352, 32:352] = cv2.resize(head, (320, 320), interpolation=cv2.INTER_AREA)
+    canvas[32:232, 352:552] = cv2.resize(head, (200, 200), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+# ----------------------------------------------------------------- construction
+def test_no_argument_construction_says_what_it_resolved(av):
+    assert av.mode == "image"
+    assert av.estimator in ("model", "artist")
+    assert isinstance(av.estimator_reason, str) and av.estimator_reason
+    if not (ROOT / "sdk" / "avatarizer" / "models" / "manifest.json").exists():
+        assert av.estimator == "artist" and "manifest.json" in av.estimator_reason
+        assert av.providers == [] and av.device == "cpu"
+    assert av.precision in ("fp32", "fp16", "int8")
+    assert isinstance(av.providers, list)
+    assert "estimator=" in repr(av)
+
+
+def test_close_and_context_manager(astronaut):
+    a = Avatarizer(Options(max_faces=1))
+    with a:
+        assert not a.closed
+    assert a.closed
+    a.close()  # twice is fine
+    with pytest.raises(RuntimeError, match="closed"):
+        a.from_frame(astronaut)
+
+
+def test_bad_options_are_plain_value_errors():
+    for kw, word in [(dict(mode="live"), "mode"), (dict(device="tpu"), "device"),
+                     (dict(precision="fp8"), "precision"), (dict(estimator="magic"), "estimator"),
+                     (dict(color_order="rbg"), "color_order"), (dict(max_faces=0), "max_faces"),
+                     (dict(crop_size=7), "crop_size"), (dict(smoothing="lots"), "smoothing"),
+                     (dict(backend="tflite"), "backend"), (dict(colour="bgr"), "unknown option")]:
+        with pytest.raises(ValueError, match=word):
+            Avatarizer(**kw)
+
+
+def test_artist_refuses_gpu_and_low_precision_requests(tmp_path):
+    # no manifest in tmp_path: the artist estimates, and does not pretend to run on a GPU
+    with pytest.raises(RuntimeError, match="cuda"):
+        Avatarizer(device="cuda", models_dir=tmp_path)
+    with pytest.raises(ValueError, match="precision"):
+        Avatarizer(precision="int8", models_dir=tmp_path)
+    with pytest.raises(ValueError, match="tensorrt"):
+        Avatarizer(backend="tensorrt", models_dir=tmp_path)
+
+
+# ----------------------------------------------------------------- from_frame
+def test_astronaut_avatar_is_valid_and_reads_as_a_face(avatar):
+    p = avatar.params
+    assert p.shape == (schema.PARAM_COUNT,) and p.dtype == np.float32
+    schema.validate(p)
+    assert not p.flags.writeable
+    assert avatar["iris_l.radius"] == pytest.approx(float(p[schema.index("iris_l.radius")]))
+    named = avatar.named
+    assert isinstance(named, schema.Params) and named["iris_l.radius"] == avatar["iris_l.radius"]
+    with pytest.raises(KeyError):
+        avatar["no_such.param"]
+    face = avatar.face
+    x0, y0, x1, y1 = face.box
+    assert 150 < x0 < x1 < 300 and 50 < y0 < y1 < 200  # the astronaut's head
+    assert face.transform.shape == (2, 3) and face.frame_shape == (512, 512)
+    assert abs(face.roll) < 10 and abs(face.yaw) < 15
+
+    img = avatar.render(384, background="white")
+    assert img.shape == (384, 384, 4) and img.dtype == np.uint8
+    with FaceAligner(max_faces=1, segmentation=False) as al:
+        found = al.align(img[..., :3])
+    if found is None:
+        save_failure("api_astronaut_render_no_face", img)
+    assert found is not None, "MediaPipe finds no face in the avatar's render"
+    assert avatar.render(width=300, height=200).shape == (200, 300, 4)
+    assert avatar.render(128, roll=True).shape == (128, 128, 4)
+    svg = avatar.to_svg(256)
+    assert svg.lstrip().startswith("<?xml") or "<svg" in svg[:200]
+    assert avatar.to_pdf(256)[:5] == b"%PDF-"
+
+
+def test_bgr_option_gives_the_same_avatar(avatar, astronaut):
+    bgr = np.ascontiguousarray(astronaut[..., ::-1])
+    bgr.setflags(write=False)
+    with Avatarizer(color_order="bgr") as a:
+        b = a.from_frame(bgr)
+    assert b is not None
+    np.testing.assert_allclose(b.params, avatar.params, atol=1e-5)
+
+
+def test_no_face_gives_none(av):
+    assert av.from_frame(np.zeros((240, 320, 3), np.uint8)) is None
+    assert av.from_frame(np.full((240, 320, 3), 255, np.uint8)) is None
+    assert av.faces(np.zeros((240, 320, 3), np.uint8)) == []
+
+
+def test_two_faces_largest_first(av, astronaut):
+    canvas = two_face_canvas(astronaut)
+    faces = av.faces(canvas)
+    assert len(faces) == 2
+    areas = [(f.face.box[2] - f.face.box[0]) * (f.face.box[3] - f.face.box[1]) for f in faces]
+    assert areas[0] > areas[1]
+    assert faces[0].face.box[0] < 352 <= faces[1].face.box[0]  # the big head is on the left
+    assert [f.face.index for f in faces] == [0, 1]
+    second = av.from_frame(canvas, face_index=1)
+    np.testing.assert_allclose(second.params, faces[1].params, atol=1e-6)
+    assert av.from_frame(canvas, face_index=2) is None
+
+
+def test_bad_input_raises_plain_value_errors(av, astronaut):
+    bad = [
+        astronaut.astype(np.int32),                      # wrong dtype
+        astronaut > 128,                                 # a mask
+        astronaut[..., :2],                              # two channels
+        astronaut[None],                                 # a batch
+        np.zeros((0, 0, 3), np.uint8),                   # empty
+        np.zeros((16, 16, 3), np.uint8),                 # too small
+        np.zeros((8200, 40, 3), np.uint8),               # too big
+        np.full((64, 64, 3), np.nan, np.float32),        # NaN
+        astronaut.astype(np.float32),                    # floats in 0..255
+        astronaut.tolist()[:40],                         # not an array
+    ]
+    for frame in bad:
+        with pytest.raises(ValueError):
+            av.from_frame(frame)
+    with pytest.raises(ValueError, match="face_index"):
+        av.from_frame(astronaut, face_index=-1)
+    with pytest.raises(ValueError, match="video mode"):
+        av.from_frame(astronaut, timestamp_ms=10)
+    with pytest.raises(ValueError, match="video mode"):
+        av.from_frames([astronaut], timestamps_ms=[0])
+
+
+def test_inputs_are_never_modified(av, astronaut):
+    frame = astronaut.copy()
+    before = frame.copy()
+    frame.setflags(write=False)
+    a = av.from_frame(frame)
+    a.overlay(frame)
+    av.faces(frame)
+    av.from_frames([frame])
+    np.testing.assert_array_equal(frame, before)
+    # a float image in [0, 1] is converted, not scaled in place
+    f = astronaut.astype(np.float32) / 255.0
+    f_before = f.copy()
+    assert av.from_frame(f) is not None
+    np.testing.assert_array_equal(f, f_before)
+
+
+def test_from_frames_batch_matches_single_calls(av, astronaut, avatar):
+    blank = np.zeros((128, 128, 3), np.uint8)
+    out = av.from_frames([astronaut, blank, astronaut])
+    assert out[1] is None
+    for a in (out[0], out[2]):
+        np.testing.assert_allclose(a.params, avatar.params, atol=1e-6)
+    assert av.from_frames([]) == []
+
+
+def test_from_image(av, astronaut, avatar, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut).save(path)
+    a = av.from_image(path)
+    np.testing.assert_allclose(a.params, avatar.params, atol=1e-6)
+    with pytest.raises(FileNotFoundError):
+        av.from_image(tmp_path / "missing.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match="text.png"):
+        av.from_image(tmp_path / "text.png")
+
+
+# ----------------------------------------------------------------- Avatar
+def test_json_round_trip_and_version_refusal(avatar):
+    text = avatar.to_json()
+    doc = json.loads(text)
+    assert doc["schema_version"] == schema.VERSION and len(doc["params"]) == schema.PARAM_COUNT
+    back = Avatar.from_json(text)
+    np.testing.assert_array_equal(back.params, avatar.params)
+    np.testing.assert_allclose(back.face.transform, avatar.face.transform)
+    assert back.face.box == pytest.approx(avatar.face.box)
+
+    doc["schema_version"] = "0.9.0"
+    with pytest.raises(ValueError, match="'0.9.0'"):
+        Avatar.from_json(json.dumps(doc))
+    doc["schema_version"] = schema.VERSION
+    doc["params"]["iris_l.wobble"] = 1.0
+    with pytest.raises(ValueError, match="unknown"):
+        Avatar.from_json(json.dumps(doc))
+    del doc["params"]["iris_l.wobble"]
+    del doc["params"]["iris_l.radius"]
+    with pytest.raises(ValueError, match="missing"):
+        Avatar.from_json(json.dumps(doc))
+    doc["params"]["iris_l.radius"] = 99.0
+    with pytest.raises(ValueError, match="iris_l.radius"):
+        Avatar.from_json(json.dumps(doc))
+    with pytest.raises(ValueError):
+        Avatar.from_json("{not json")
+    with pytest.raises(ValueError, match="format"):
+        Avatar.from_json(json.dumps({"params": {}}))
+
+
+def test_overlay_follows_the_face_and_leaves_the_input_alone(avatar, astronaut):
+    out = avatar.overlay(astronaut)
+    assert out.shape == astronaut.shape and out.dtype == np.uint8
+    assert out is not astronaut and not np.shares_memory(out, astronaut)
+    x0, y0, x1, y1 = (int(v) for v in avatar.face.box)
+    d = np.abs(out.astype(int) - astronaut.astype(int))
+    assert d[y0:y1, x0:x1].mean() > 20          # the face is covered
+    assert d[400:, 400:].max() == 0             # far from the face nothing changes
+    np.testing.assert_array_equal(avatar.overlay(astronaut, opacity=0.0), astronaut)
+    half = avatar.overlay(astronaut, opacity=0.5).astype(int)
+    assert 0.3 < np.abs(half - astronaut)[y0:y1, x0:x1].mean() / d[y0:y1, x0:x1].mean() < 0.7
+    bgr = np.ascontiguousarray(astronaut[..., ::-1])
+    np.testing.assert_array_equal(avatar.overlay(bgr, color_order="bgr"), out[..., ::-1])
+    with pytest.raises(ValueError, match="frame"):
+        avatar.overlay(astronaut[:256])
+    with pytest.raises(ValueError, match="opacity"):
+        avatar.overlay(astronaut, opacity=2)
+
+
+# ----------------------------------------------------------------- threads
+def test_concurrent_calls_match_serial_calls(astronaut):
+    frames = [astronaut, np.ascontiguousarray(astronaut[:, ::-1]), two_face_canvas(astronaut)]
+    with Avatarizer() as a:
+        serial = [a.from_frame(f).params for f in frames]
+        results: dict = {}
+        errors: list = []
+
+        def work(k):
+            try:
+                results[k] = [a.from_frame(frames[(k + i) % 3]).params for i in range(3)]
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    for k, got in results.items():
+        for i, p in enumerate(got):
+            np.testing.assert_array_equal(p, serial[(k + i) % 3])
+
+
+# ----------------------------------------------------------------- model estimator
+def test_model_estimator_unavailable_without_manifest(tmp_path):
+    ok, why = ModelFaceEstimator.availability(tmp_path)
+    assert not ok and "manifest.json" in why
+    with pytest.raises(ModelError, match="manifest.json"):
+        Avatarizer(estimator="model", models_dir=tmp_path)
+    with Avatarizer(models_dir=tmp_path, max_faces=1) as a:
+        assert a.estimator == "artist" and "manifest.json" in a.estimator_reason
+
+
+def _tiny_image_to_face(folder: Path) -> np.ndarray:
+    """A tiny image_to_face ONNX model (mean colour → linear → tanh) and its
+    manifest in ``folder``; returns its weights (4, 483)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = (rng.normal(size=(3, 483)) * 0.5).astype(np.float32)
+    b = (rng.normal(size=(483,)) * 0.1).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["crop"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+         helper.make_node("MatMul", ["flat", "W"], ["lin"]),
+         helper.make_node("Add", ["lin", "B"], ["pre"]),
+         helper.make_node("Tanh", ["pre"], ["face"])],
+        "tiny",
+        [helper.make_tensor_value_info("crop", TensorProto.FLOAT, ["batch", 3, 96, 96])],
+        [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["batch", 483])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    name = "image_to_face-onnx-fp32"
+    meta = {"name": name, "precision": "fp32", "format": "onnx-fp32", "role": "image_to_face",
+            "schema_version": schema.VERSION}
+    helper.set_model_props(model, {"avatarizer": json.dumps(meta)})
+    path = folder / "tiny.onnx"
+    onnx.save(model, str(path))
+    blob = path.read_bytes()
+    manifest = {"models": {name: {"file": "tiny.onnx", "sha256": hashlib.sha256(blob).hexdigest(),
+                                  "size": len(blob), **{k: v for k, v in meta.items() if k != "name"}}}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return np.concatenate([w, b[None]])
+
+
+def test_training_resize_keeps_constants_and_ramps():
+    flat = np.full((128, 128, 3), 77, np.uint8)
+    np.testing.assert_allclose(resize_aa(flat, 96), 77.0, atol=1e-3)
+    ramp = np.tile(np.arange(128, dtype=np.float32)[None, :, None], (128, 1, 3))
+    out = resize_aa(ramp, 96)[48, 8:-8, 0]  # away from the borders a ramp stays a ramp
+    np.testing.assert_allclose(np.diff(out), 128 / 96, atol=0.05)
+    assert np.diff(out).mean() == pytest.approx(128 / 96, abs=1e-3)
+    assert resize_aa(np.zeros((2, 128, 128, 3)), 96).shape == (2, 96, 96, 3)
+
+
+def test_model_estimator_runs_a_shipped_model(tmp_path, astronaut):
+    wb = _tiny_image_to_face(tmp_path)
+    with Avatarizer(models_dir=tmp_path, device="cpu", max_faces=1) as a:
+        assert a.estimator == "model" and "image_to_face" in a.estimator_reason
+        assert a.providers == ["CPUExecutionProvider"] and a.precision == "fp32"
+        state = a.run(astronaut)
+        avatar = a.from_frame(astronaut)
+    # the training recipe: the 128 px canonical crop, antialiased down to the model's 96 px, in [-1, 1]
+    crop = resize_aa(state.faces[0].crop(128), 96) * (2.0 / 255.0) - 1.0
+    expected = schema.denormalize(np.tanh(crop.mean((0, 1)) @ wb[:3] + wb[3]), schema.FACE)
+    np.testing.assert_allclose(state.face_params[0], expected, atol=1e-4)
+    np.testing.assert_allclose(avatar.params[schema.FACE], schema.clip(
+        np.concatenate([expected, avatar.params[schema.FACE.stop:]]))[schema.FACE], atol=1e-4)
+    assert {"align", "encode", "map_decode", "hair", "merge"} <= set(state.timings)
+    # a corrupt model file is an error that names it, never a silent fallback
+    with open(tmp_path / "tiny.onnx", "ab") as f:
+        f.write(b"junk")
+    with pytest.raises(ModelError, match="tiny.onnx"):
+        Avatarizer(models_dir=tmp_path)
+
+
+# ----------------------------------------------------------------- CLI
+def _cli(*argv) -> int:
+    from avatarizer.cli import main
+
+    return main(list(argv))
+
+
+def test_cli_image_writes_png_svg_and_refuses_to_overwrite(tmp_path, astronaut, capsys):
+    from PIL import Image
+
+    src = tmp_path / "astronaut.jpg"
+    Image.fromarray(astronaut).save(src, quality=95)
+    png, svg = tmp_path / "a.png", tmp_path / "a.svg"
+    assert _cli("image", str(src), "-o", str(png), "--size", "200") == 0
+    assert Image.open(png).size == (200, 200)
+    assert _cli("image", str(src), "-o", str(svg)) == 0
+    assert "<svg" in svg.read_text()[:400]
+    stamp = png.stat().st_mtime_ns
+    assert _cli("image", str(src), "-o", str(png)) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert png.stat().st_mtime_ns == stamp
+    assert _cli("image", str(src), "-o", str(png), "--overwrite", "--size", "100") == 0
+    assert Image.open(png).size == (100, 100)
+    assert _cli("image", str(src), "-o", str(src.with_suffix(".gif"))) == 1
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(blank)
+    assert _cli("image", str(blank), "-o", str(tmp_path / "b.png")) == 1
+    assert "no face" in capsys.readouterr().err
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_cli_version_and_help_do_not_load_models():
+    code = ("import sys; from avatarizer.cli import main\n"
+            "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "assert 'mediapipe' not in sys.modules, 'mediapipe imported'\n"
+            "assert 'torch' not in sys.modules\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "avatarizer" in res.stdout
+    from avatarizer.cli import build_parser
+
+    for cmd in ("image", "video", "bench", "demo", "render-samples"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([cmd, "--help"])
+
+
+def test_cli_bench_json_schema(capsys):
+    assert _cli("bench", "--json", "--frames", "3", "--warmup", "1") == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res) == {"device", "providers", "precision", "input", "stages", "end_to_end", "baseline"}
+    assert res["input"] == [512, 512]
+    assert set(res["stages"]) == {"align", "encode", "map_decode", "hair", "render"}
+    for v in res["stages"].values():
+        assert set(v) == {"p50_ms", "p95_ms"} and v["p95_ms"] >= v["p50_ms"] >= 0
+    assert set(res["end_to_end"]) == {"p50_ms", "p95_ms", "fps"} and res["end_to_end"]["fps"] > 0
+    assert set(res["baseline"]) == {"landmarks_only"} and res["baseline"]["landmarks_only"]["p50_ms"] > 0
+    assert isinstance(res["providers"], list) and isinstance(res["device"], str)
+
+
+def test_runtime_never_imports_torch():
+    code = ("import os, sys; os.environ['GLOG_minloglevel']='2'\n"
+            "import numpy as np; from skimage import data\n"
+            "from avatarizer.api import Avatarizer\n"
+            "a = Avatarizer(max_faces=1); assert a.from_frame(data.astronaut()) is not None\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]

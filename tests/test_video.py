@@ -1,0 +1,301 @@
+"""Video mode: timestamps, the tracker (stable identity, grace period), the One Euro
+filter, live expressions and head pose, smoothing on a real clip, and the video CLI.
+
+Real inputs only: scikit-image's ``astronaut`` and, when ``../shared`` is
+beside the checkout, the talking-face clips in ``../shared/data/video``
+(skipped with the reason otherwise). Expression tests move real landmarks
+(the astronaut's) the way a mouth or an eyelid moves.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from avatarizer import expressions as X  # noqa: E402
+from avatarizer import schema  # noqa: E402
+from avatarizer.align import FaceAligner  # noqa: E402
+from avatarizer.api import Avatarizer  # noqa: E402
+from avatarizer.artist import AutoArtist  # noqa: E402
+from avatarizer.filters import OneEuroFilter, Smoothing  # noqa: E402
+from avatarizer.video import Tracker, TrackerOptions  # noqa: E402
+from conftest import need_shared  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    img = skdata.astronaut()
+    img.setflags(write=False)
+    return img
+
+
+@pytest.fixture(scope="module")
+def face(astronaut):
+    with FaceAligner(max_faces=1) as al:
+        f = al.align(astronaut)
+        params = AutoArtist().fit(f)
+    return f, params
+
+
+def read_frames(path: Path, n: int):
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    frames = []
+    while len(frames) < n:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(bgr)
+    cap.release()
+    return frames, 1000.0 / fps
+
+
+# ----------------------------------------------------------------- timestamps
+def test_video_mode_needs_increasing_timestamps(astronaut):
+    with Avatarizer(mode="video") as av:
+        assert av.max_faces == 1
+        with pytest.raises(ValueError, match="timestamp_ms"):
+            av.from_frame(astronaut)
+        assert av.from_frame(astronaut, timestamp_ms=0) is not None
+        a = av.from_frame(astronaut, timestamp_ms=33.3)
+        assert a is not None and a.expression is not None and set(a.expression) == set(X.SIGNALS)
+        for bad in (33.3, 10, float("nan"), "40"):
+            with pytest.raises(ValueError, match="timestamp"):
+                av.from_frame(astronaut, timestamp_ms=bad)
+        assert av.from_frame(astronaut, timestamp_ms=66.6) is not None  # still usable
+        with pytest.raises(ValueError, match="video mode"):
+            av.faces(astronaut)
+        with pytest.raises(ValueError, match="video mode"):
+            av.from_image("whatever.png")
+        with pytest.raises(ValueError, match="timestamps_ms"):
+            av.from_frames([astronaut])
+        out = av.from_frames([astronaut, astronaut], timestamps_ms=[100, 133])
+        assert all(o is not None for o in out)
+
+
+def test_grace_period_then_none_then_back(astronaut):
+    blank = np.zeros_like(astronaut)
+    opts = TrackerOptions(grace_ms=500)
+    with Avatarizer(mode="video", tracker=opts) as av:
+        t = 0.0
+        for _ in range(3):
+            last = av.from_frame(astronaut, timestamp_ms=t)
+            t += 40
+        kept = av.from_frame(blank, timestamp_ms=t + 200)   # within 0.5 s of the last face
+        assert kept is not None and kept.stale
+        np.testing.assert_array_equal(kept.params, last.params)
+        assert kept.overlay(blank).shape == blank.shape    # still drawable where the face was
+        assert av.from_frame(blank, timestamp_ms=t + 700) is None   # after the grace period
+        back = av.from_frame(astronaut, timestamp_ms=t + 800)
+        assert back is not None and not back.stale
+
+
+# ----------------------------------------------------------------- One Euro
+def test_one_euro_filter_basics():
+    f = OneEuroFilter(3, Smoothing(min_cutoff=1.0, beta=0.0))
+    ts = np.arange(100) / 30.0
+    out = np.array([f(np.array([1.0, -2.0, 5.0]), t) for t in ts])
+    np.testing.assert_allclose(out, np.tile([1.0, -2.0, 5.0], (100, 1)))  # constant in, constant out
+    f.reset()
+    step = np.array([f(np.array([0.0 if t < 0.5 else 1.0] * 3), t)[0] for t in ts])
+    after = step[ts >= 0.5]
+    assert np.all(np.diff(after) >= 0) and 0 < after[0] < 1 and after[-1] > 0.99  # monotone, converges
+    # higher beta: faster response to the same step
+    fast = OneEuroFilter(1, Smoothing(min_cutoff=1.0, beta=5.0))
+    resp = np.array([fast(np.array([0.0 if t < 0.5 else 1.0]), t)[0] for t in ts])
+    assert resp[ts >= 0.5][2] > after[2]
+    # noise is reduced, elements are independent
+    rng = np.random.default_rng(0)
+    noisy = np.sin(ts)[:, None] + rng.normal(0, 0.05, (100, 2)) * [1, 0]
+    g = OneEuroFilter(2, Smoothing(1.0, 0.5))
+    sm = np.array([g(x, t) for x, t in zip(noisy, ts)])
+    assert np.abs(np.diff(sm[:, 0])).mean() < 0.5 * np.abs(np.diff(noisy[:, 0])).mean()
+    alone = OneEuroFilter(1, Smoothing(1.0, 0.5))
+    np.testing.assert_allclose(sm[:, 1], [alone(np.array([np.sin(t)]), t)[0] for t in ts], atol=1e-12)
+    # a repeated time does not move the state
+    np.testing.assert_array_equal(g(np.array([9.0, 9.0]), ts[-1]), sm[-1])
+    for bad in (dict(min_cutoff=0), dict(beta=-1), dict(d_cutoff=float("nan"))):
+        with pytest.raises(ValueError):
+            Smoothing(**bad)
+    assert Smoothing.coerce(None) is None and Smoothing.coerce((2.0, 1.0)) == Smoothing(2.0, 1.0)
+    with pytest.raises(ValueError):
+        OneEuroFilter(2)(np.zeros(3), 0.0)
+
+
+# ----------------------------------------------------------------- expressions (synthetic)
+def _moved(canonical, idx, dy=0.0, dx=0.0):
+    c = np.array(canonical, np.float64, copy=True)
+    c[list(idx), 0] += dx
+    c[list(idx), 1] += dy
+    return c
+
+
+_LOWER_LIP = (14, 87, 317, 178, 402, 88, 318, 95, 324, 17, 84, 314, 181, 405, 91, 321, 146, 375)
+_UPPER_LID_L = (159, 158, 160, 161, 157, 246, 173)   # image-left eye (MediaPipe "right")
+_FEATURES_EYES = ("eye_l_upper", "eye_l_lower", "eye_r_upper", "eye_r_lower")
+_FEATURES_MOUTH = ("lip_inner_lower", "lip_lower_outer")
+
+
+def _feature_changed(a, b, feature, tol=1e-6):
+    sl = schema.FEATURES[feature].points
+    return np.abs(np.asarray(a)[sl] - np.asarray(b)[sl]).max() > tol
+
+
+def test_mouth_open_moves_the_lips_jaw_and_teeth_only(face):
+    f, ident = face
+    closed = X.measure(f.canonical)
+    # the astronaut smiles with parted lips (gap ≈ 0.09); open them further, within the
+    # schema's lip range, and close them
+    opened = X.measure(_moved(f.canonical, _LOWER_LIP, dy=0.05))
+    assert X.signal(opened, "mouth_open") > X.signal(closed, "mouth_open") + 0.045
+    shut = X.measure(_moved(f.canonical, _LOWER_LIP, dy=-X.signal(closed, "mouth_open")))
+    assert X.signal(shut, "mouth_open") < 0.005
+    a = X.apply(ident, closed, closed, pose=False)
+    b = X.apply(ident, opened, closed, pose=False)
+    schema.validate(a)
+    schema.validate(b)
+    assert X.inner_lip_gap(b) == pytest.approx(X.signal(opened, "mouth_open"), abs=1e-4)
+    assert X.inner_lip_gap(a) == pytest.approx(X.signal(closed, "mouth_open"), abs=1e-4)
+    c = X.apply(ident, shut, closed, pose=False)
+    assert X.inner_lip_gap(c) < 0.005 and c[schema.index("teeth.show")] == 0.0
+    for feat in _FEATURES_MOUTH:  # the lower lip's middle drops
+        mid = len(schema.points(a, feat)) // 2
+        assert schema.points(b, feat)[mid, 1] > schema.points(a, feat)[mid, 1]
+    assert b[schema.index("teeth.show")] == 1.0 == a[schema.index("teeth.show")]  # parted lips show teeth
+    assert schema.points(b, "face")[:, 1].max() > schema.points(a, "face")[:, 1].max()  # the jaw drops
+    for feat in _FEATURES_EYES + ("brow_l", "brow_r"):
+        assert not _feature_changed(a, b, feat), feat
+    np.testing.assert_array_equal(a[schema.HAIR], b[schema.HAIR])
+
+
+def test_blink_closes_the_right_eye_lids_only(face):
+    f, ident = face
+    neutral = X.measure(f.canonical)
+    lower = _moved(f.canonical, ())
+    for up, lo in ((159, 145), (158, 153), (160, 144), (161, 163), (157, 154)):
+        lower[up] = lower[lo] - [0, 0.002]
+    blink = X.measure(lower)
+    assert X.signal(blink, "eye_open_l") < 0.2 * X.signal(neutral, "eye_open_l")
+    assert X.signal(blink, "eye_open_r") == pytest.approx(X.signal(neutral, "eye_open_r"))
+    a = X.apply(ident, neutral, neutral, pose=False)
+    b = X.apply(ident, blink, neutral, pose=False)
+    assert X.eye_opening(b, "l") < 0.1 * X.eye_opening(a, "l")
+    assert X.eye_opening(b, "r") == pytest.approx(X.eye_opening(a, "r"), abs=1e-6)
+    for feat in ("eye_r_upper", "eye_r_lower", "lip_inner_lower", "lip_upper_outer", "brow_l", "brow_r"):
+        assert not _feature_changed(a, b, feat), feat
+
+
+def test_gaze_and_brow_raise(face):
+    f, ident = face
+    neutral = X.measure(f.canonical)
+    look = X.measure(_moved(f.canonical, range(468, 478), dx=0.02))
+    a = X.apply(ident, neutral, neutral, pose=False)
+    b = X.apply(ident, look, neutral, pose=False)
+    for side in "lr":
+        assert b[schema.index(f"iris_{side}.cx")] > a[schema.index(f"iris_{side}.cx")] + 0.01
+    brows = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46, 300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
+    raised = X.measure(_moved(f.canonical, brows, dy=-0.05))
+    c = X.apply(ident, raised, neutral, pose=False)
+    for side in "lr":
+        assert schema.points(c, f"brow_{side}")[:, 1].mean() < schema.points(a, f"brow_{side}")[:, 1].mean() - 0.03
+    assert not _feature_changed(a, c, "lip_inner_lower")
+
+
+def test_yaw_and_pitch_deform_the_drawing(face):
+    f, ident = face
+    neutral = X.measure(f.canonical)
+    turned = neutral.copy()
+    turned[X.SIGNALS.index("yaw")] += 25
+    a = X.apply(ident, neutral, neutral)
+    b = X.apply(ident, turned, neutral)
+    schema.validate(b)
+    nose = lambda p: schema.points(p, "nose_base")[:, 0].mean()  # noqa: E731
+    outline = lambda p: schema.points(p, "face")[:, 0]  # noqa: E731
+    # relative to the outline, the nose moves toward the turn, and the far (right) side narrows
+    assert nose(b) - outline(b).mean() > nose(a) - outline(a).mean() + 0.03
+    assert outline(b).max() - nose(b) < outline(a).max() - nose(a) - 0.03
+    up = neutral.copy()
+    up[X.SIGNALS.index("pitch")] += 20
+    c = X.apply(ident, up, neutral)
+    nose_y = lambda p: schema.points(p, "nose_base")[:, 1].mean() - schema.points(p, "face")[:, 1].max()  # noqa: E731
+    assert nose_y(c) < nose_y(a) - 0.02
+
+
+def test_identity_median_ignores_a_one_frame_outlier(face):
+    f, ident = face
+    tr = Tracker(TrackerOptions(identity_frames=5), smoothing=None)
+    skin = schema.FEATURES["face"].offset + 2 * schema.FEATURES["face"].npoints + 2  # the outline's r
+    for i in range(5):
+        raw = ident.copy()
+        if i == 2:
+            raw[schema.HAIR] = schema.default()[schema.HAIR]  # a bad frame
+            raw[skin] = 0.0
+        tr.update(raw, f.canonical, f.transform, i * 40.0)
+    assert tr.warm
+    np.testing.assert_allclose(tr.identity[schema.HAIR], schema.clip(ident)[schema.HAIR], atol=1e-6)
+    assert tr.identity[skin] == pytest.approx(ident[skin])
+
+
+# ----------------------------------------------------------------- a real clip
+def _jitter(seq, skip=16):
+    d = [np.abs(schema.normalize(b) - schema.normalize(a)).mean() for a, b in zip(seq[skip:], seq[skip + 1:])]
+    return float(np.mean(d))
+
+
+def test_smoothing_lowers_jitter_on_a_real_clip():
+    clip = need_shared("data", "video", "d0.mp4")
+    frames, dt = read_frames(clip, 60)
+    assert len(frames) == 60
+    raw, unsmoothed, smoothed = [], [], []
+    with Avatarizer(mode="video", color_order="bgr", smoothing=None) as av:
+        for i, fr in enumerate(frames):
+            st = av.run(fr, i * dt)
+            raw.append(st.params[0])
+            unsmoothed.append(st.tracked.params)
+    with Avatarizer(mode="video", color_order="bgr") as av:
+        for i, fr in enumerate(frames):
+            smoothed.append(av.from_frame(fr, timestamp_ms=i * dt).params)
+    j_raw, j_tracked, j_smooth = _jitter(raw), _jitter(unsmoothed), _jitter(smoothed)
+    print(f"jitter raw {j_raw:.4f} tracked {j_tracked:.4f} smoothed {j_smooth:.4f}")
+    assert j_smooth < 0.85 * j_tracked < j_raw, (j_raw, j_tracked, j_smooth)
+    # the identity (hair) stays put once estimated
+    hair = np.array([p[schema.HAIR] for p in smoothed[16:]])
+    raw_hair = np.array([p[schema.HAIR] for p in raw[16:]])
+    assert np.abs(np.diff(hair, axis=0)).mean() < 0.5 * np.abs(np.diff(raw_hair, axis=0)).mean()
+
+
+# ----------------------------------------------------------------- CLI
+def test_cli_video_two_seconds_and_refusals(tmp_path, capsys):
+    from avatarizer.cli import main
+
+    clip = need_shared("data", "video", "d0.mp4")
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(clip), "-o", str(out), "--max-seconds", "2"]) == 0
+    msg = capsys.readouterr()
+    assert "audio" in msg.out and "frames" in msg.err  # progress on stderr, audio fate on stdout
+    cap = cv2.VideoCapture(str(out))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    assert n == 50 and (w, h) == (512, 512)
+    stamp = out.stat().st_mtime_ns
+    assert main(["video", str(clip), "-o", str(out), "--max-seconds", "0.2"]) == 1
+    assert "--overwrite" in capsys.readouterr().err and out.stat().st_mtime_ns == stamp
+    assert main(["video", str(out), "-o", str(out), "--overwrite"]) == 1
+    assert "input" in capsys.readouterr().err and out.stat().st_mtime_ns == stamp
+    side = tmp_path / "side.mp4"
+    assert main(["video", str(clip), "-o", str(side), "--layout", "side-by-side", "--max-seconds", "0.4"]) == 0
+    cap = cv2.VideoCapture(str(side))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 1024
+    cap.release()
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all")
+    assert main(["video", str(junk), "-o", str(tmp_path / "j.mp4")]) == 1
+    assert "could not decode" in capsys.readouterr().err
+    assert not (tmp_path / "j.mp4").exists()
