@@ -12,7 +12,7 @@ def _schema(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import data, evaluate, pipeline, report, sheets, train
+    from . import data, evaluate, pipeline, report, sheets, ship, train
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
                                  description="Data building, training, evaluation and model export.")
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     report.add_parser(sub)
     sheets.add_parser(sub)
+    ship.add_parser(sub)
     pipeline.add_parser(sub)
     return ap
 
@@ -37,8 +38,8 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args)
-    except FileNotFoundError as exc:
-        print(f"avatarizer-export: {exc}", file=sys.stderr)
+    except (FileNotFoundError, RuntimeError, ValueError) as exc:
+        print(f"avatarizer-export {args.command}: {exc}", file=sys.stderr)
         return 1
 
 

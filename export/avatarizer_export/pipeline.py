@@ -55,7 +55,7 @@ def main_all(args) -> int:
     except ImportError:
         print("ship: the export toolchain is not available yet; models not written")
     else:
-        main_ship(SimpleNamespace(shared=str(shared), cache=str(cache)))
+        main_ship(SimpleNamespace(command="ship", cache=str(cache), mapper="mapper_full"))
     print(f"all: done in {(time.time() - t0) / 60:.1f} min")
     return 0
 

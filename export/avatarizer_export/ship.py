@@ -1,0 +1,203 @@
+"""``avatarizer-export ship``: the trained networks -> the model files the SDK
+ships (``sdk/avatarizer/models/``) with their manifest.
+
+* ``image_to_face``: E_s -> F -> D_t fused into one graph (one session, one
+  call per frame: the three networks always run together at run time, and a
+  fused graph lets ONNX Runtime optimise across their boundaries). Input
+  ``crop`` N x 3 x 96 x 96 (RGB, the canonical crop resized from 128 px,
+  (pixel/255 - 0.5)/0.5); output ``face`` N x 483 in normalised [-1, 1].
+* fp32 is exported and checked against PyTorch on real held-out crops
+  (max |diff| <= 1e-4); fp16 and int8 (static QDQ, calibrated on real
+  training crops) are written only if they pass the quality gate against
+  fp32 on held-out crops: ``param_l1`` drift and ``render_lpips`` between the
+  two avatars (threshold 0.005).
+* The SDK loads the best passing precision; ``models/manifest.json`` lists
+  every file with sha256, size, precision and the gate report.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .paths import ROOT, cache_dir
+
+MODELS = ROOT / "sdk" / "avatarizer" / "models"
+VERSION = "1.0.0"
+LPIPS_GATE = 0.005
+PARAM_GATE = 0.01
+
+
+def training_summary(cache: Path) -> dict:
+    meta = json.loads((cache / "aligned" / "meta.json").read_text())
+    pairs = json.loads((cache / "pairs" / "meta.json").read_text())
+    return {
+        "photos": meta["aligned"], "sources": list(meta["per_source"]),
+        "paired_examples": pairs["pairs"], "paired_photos": pairs["train_photos"],
+        "unpaired_avatars": 100000, "split": "docs/split.md (held-out by file name)",
+        "licence": "non-commercial (FFHQ CC BY-NC-SA 4.0, UTKFace research only): see docs/MODEL_CARD.md",
+    }
+
+
+def _crops(cache: Path, heldout: bool, n: int, seed: int) -> np.ndarray:
+    from .data import is_heldout, load_aligned
+    from .train import to_input
+
+    al = load_aligned(cache)
+    idx = np.array([i for i, k in enumerate(al.keys) if is_heldout(k) == heldout])
+    idx = np.sort(np.random.default_rng(seed).choice(idx, min(n, len(idx)), replace=False))
+    return to_input(np.asarray(al.crops[idx]), 96).numpy()
+
+
+class _Ctx:
+    """What every export step needs: the fused network, real crops, the gate."""
+
+    def __init__(self, cache: Path, mapper: str = "mapper_full"):
+        from .nets import ImageToFace
+        from .train import load_modules
+
+        self.cache = cache
+        img, ck = load_modules("image_ae")
+        pae, _ = load_modules("param_ae")
+        mp, _ = load_modules(mapper)
+        self.net = ImageToFace(img["enc"], mp["mapper"], pae["dec"]).eval()
+        self.size = ck["config"]["net"]["image_size"]
+        self.held = _crops(cache, True, 64, 0)  # gate / check inputs: held-out photos
+        self.calib = _crops(cache, False, 256, 1)  # calibration: training photos
+        self.evals = [{"crop": self.held[i:i + 16]} for i in range(0, len(self.held), 16)]
+        self._lp = None
+
+    def avatars(self, face_norm):
+        from avatarizer import render, schema
+
+        base = np.tile(schema.default(), (len(face_norm), 1))
+        base[:, schema.FACE] = schema.denormalize(np.clip(face_norm, -1, 1), schema.FACE)
+        return np.stack([render(p, 256, background="white") for p in schema.clip(base)])
+
+    def gate(self):
+        from .lpips import LPIPS
+        from .metrics import render_lpips
+
+        if self._lp is None:
+            self._lp = LPIPS.from_npz(net="alex")
+
+        def lpips_drift(ref, cand):
+            return float(np.mean(render_lpips(self.avatars(ref), self.avatars(cand), model=self._lp)))
+
+        def param_drift(ref, cand):
+            return float(np.abs(np.asarray(ref) - np.asarray(cand)).mean())
+
+        return ({"param_l1": param_drift, "render_lpips": lpips_drift},
+                {"param_l1": PARAM_GATE, "render_lpips": LPIPS_GATE})
+
+
+ROLE = "image_to_face"
+
+
+def export_fp32(ctx: _Ctx) -> dict:
+    import torch
+
+    from . import formats
+    from .onnx_export import export_onnx
+
+    meta = formats.make_metadata(
+        name=formats.model_name(ROLE, "onnx-fp32"), version=VERSION, role=ROLE, precision="fp32",
+        fmt="onnx-fp32", inputs=[formats.image_input("crop", ctx.size)], outputs=[formats.face_params_output("face")],
+        training_data=training_summary(ctx.cache), method="E_s -> F -> D_t (cross-modal latent alignment)")
+    path = MODELS / formats.file_name(ROLE, "onnx-fp32")
+    rep = export_onnx(ctx.net, torch.from_numpy(ctx.held[:2]), path, meta["name"], ["crop"], ["face"], meta,
+                      check_inputs=[torch.from_numpy(e["crop"]) for e in ctx.evals], manifest_folder=MODELS)
+    print(f"onnx: {path.name} written and checked against PyTorch on {len(ctx.held)} held-out crops: "
+          f"max |diff| {rep.get('max_abs_diff')}")
+    return {"passed": True, **{k: v for k, v in rep.items() if k in ("max_abs_diff", "size", "sha256")}}
+
+
+def export_fp16(ctx: _Ctx) -> dict:
+    from . import formats
+    from .onnx_export import convert_fp16
+    from .quantize import QualityGateError
+
+    fns, th = ctx.gate()
+    try:
+        return convert_fp16(MODELS / formats.file_name(ROLE, "onnx-fp32"), MODELS / formats.file_name(ROLE, "onnx-fp16"),
+                            name=formats.model_name(ROLE, "onnx-fp16"), check_inputs=ctx.evals, metric_fns=fns,
+                            thresholds=th, manifest_folder=MODELS)
+    except QualityGateError as exc:
+        return {"passed": False, "error": str(exc)}
+
+
+def export_int8(ctx: _Ctx) -> dict:
+    from . import formats
+    from .quantize import QualityGateError, quantize_gated
+
+    fns, th = ctx.gate()
+    try:
+        return quantize_gated(MODELS / formats.file_name(ROLE, "onnx-fp32"), MODELS / formats.file_name(ROLE, "onnx-int8"),
+                              {"crop": ctx.calib}, ctx.evals, fns, th, name=formats.model_name(ROLE, "onnx-int8"),
+                              manifest_folder=MODELS)
+    except QualityGateError as exc:
+        return {"passed": False, "error": str(exc)}
+
+
+def build_engines(ctx: _Ctx) -> dict:
+    """TensorRT engines (fp16, int8) from the ONNX files; needs an NVIDIA GPU."""
+    from . import formats
+    from .tensorrt_build import build_engine
+
+    out = {}
+    for fmt, src in (("engine-fp16", "onnx-fp16"), ("engine-int8", "onnx-fp32")):
+        formats.check_format(fmt, calibration={"crop": ctx.calib} if fmt == "engine-int8" else None)
+        fns, th = ctx.gate()
+        out[fmt] = build_engine(MODELS / formats.file_name(ROLE, src), MODELS / formats.file_name(ROLE, fmt), fmt,
+                                name=formats.model_name(ROLE, fmt),
+                                calibration={"crop": ctx.calib} if fmt == "engine-int8" else None,
+                                check_inputs=ctx.evals, metric_fns=fns, thresholds=th, manifest_folder=MODELS)
+    return out
+
+
+def _summary(results: dict):
+    for k, v in results.items():
+        m = v.get("metrics") or {}
+        print(f"{k}: {'passed' if v.get('passed', True) else 'REFUSED'} "
+              + (", ".join(f"{a} drift {b:.5f}" for a, b in m.items()) if m else v.get("error", "")))
+    path = MODELS / "gate_report.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    old.update(results)
+    path.write_text(json.dumps(old, indent=1, default=str) + "\n")
+
+
+def main_export(args) -> int:
+    """``onnx`` (fp32 + fp16), ``quantize`` (int8), ``tensorrt`` (engines) or ``ship`` (all that this machine can)."""
+    from . import formats
+
+    what = args.command
+    if what == "tensorrt":
+        # refuse before loading anything when there is no GPU
+        formats.check_format("engine-fp16")
+    MODELS.mkdir(parents=True, exist_ok=True)
+    ctx = _Ctx(cache_dir(getattr(args, "cache", None)), getattr(args, "mapper", None) or "mapper_full")
+    results = {}
+    if what in ("onnx", "ship"):
+        results["onnx-fp32"] = export_fp32(ctx)
+        results["onnx-fp16"] = export_fp16(ctx)
+    if what in ("quantize", "ship"):
+        results["onnx-int8"] = export_int8(ctx)
+    if what == "tensorrt":
+        results.update(build_engines(ctx))
+    _summary(results)
+    return 0
+
+
+main_ship = main_export
+
+
+def add_parser(sub):
+    for name, text in (("onnx", "export E_s -> F -> D_t to ONNX fp32 (checked vs PyTorch) and gated fp16"),
+                       ("quantize", "gated int8 static quantization (QDQ) calibrated on real crops"),
+                       ("tensorrt", "TensorRT fp16/int8 engines (needs an NVIDIA GPU with CUDA)"),
+                       ("ship", "onnx + quantize: every model file this machine can build, into sdk/avatarizer/models")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--cache")
+        p.add_argument("--mapper", default="mapper_full", help="which mapper run to export")
+        p.set_defaults(func=main_export)
