@@ -111,7 +111,10 @@ class Run:
         if not self.ckpt.exists():
             return False
         ck = torch.load(self.ckpt, map_location="cpu", weights_only=False)
-        if ck["config"] != asdict(self.cfg):
+        # the step budget may change between runs (extend or cut a run); nothing else may
+        same = {k: v for k, v in ck["config"].items() if k != "steps"} == \
+            {k: v for k, v in asdict(self.cfg).items() if k != "steps"}
+        if not same:
             print(f"{self.cfg.name}: config changed, starting over")
             return False
         for k, m in self.modules.items():
@@ -442,7 +445,7 @@ def train_direct(cfg: TrainConfig, cache: Path | None = None):
 
 # ------------------------------------------------------------------- CLI
 
-DEFAULT_STEPS = {"image-ae": 3000, "param-ae": 20000, "mapper": 4000, "direct": 3000}
+DEFAULT_STEPS = {"image-ae": 2000, "param-ae": 20000, "mapper": 4000, "direct": 3000}
 BATCH = {"image-ae": 24, "param-ae": 24, "mapper": 48, "direct": 48}  # paper: 24 unpaired, 48 paired
 
 
