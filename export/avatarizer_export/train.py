@@ -112,8 +112,9 @@ class Run:
             return False
         ck = torch.load(self.ckpt, map_location="cpu", weights_only=False)
         # the step budget may change between runs (extend or cut a run); nothing else may
-        same = {k: v for k, v in ck["config"].items() if k != "steps"} == \
-            {k: v for k, v in asdict(self.cfg).items() if k != "steps"}
+        free = ("steps", "threads")
+        same = {k: v for k, v in ck["config"].items() if k not in free} == \
+            {k: v for k, v in asdict(self.cfg).items() if k not in free}
         if not same:
             print(f"{self.cfg.name}: config changed, starting over")
             return False
@@ -445,7 +446,10 @@ def train_direct(cfg: TrainConfig, cache: Path | None = None):
 
 # ------------------------------------------------------------------- CLI
 
-DEFAULT_STEPS = {"image-ae": 2000, "param-ae": 20000, "mapper": 4000, "direct": 3000}
+DEFAULT_STEPS = {"image-ae": 2000, "param-ae": 8000, "mapper": 4000, "direct": 2000}
+# MLPs gain nothing from a second thread, and spinning OpenMP threads of
+# parallel jobs on 2 cores slow everything down
+THREADS = {"image-ae": 2, "param-ae": 1, "mapper": 1, "direct": 2}
 BATCH = {"image-ae": 24, "param-ae": 24, "mapper": 48, "direct": 48}  # paper: 24 unpaired, 48 paired
 
 
@@ -455,7 +459,7 @@ def main_train(args) -> int:
         kind, f"mapper_{args.variant}" + (f"_{args.pairs}" if args.pairs else ""))
     cfg = TrainConfig(name=name, kind=kind, steps=args.steps or DEFAULT_STEPS[args.what],
                       batch=args.batch or BATCH[args.what], seed=args.seed, variant=args.variant,
-                      pairs=args.pairs)
+                      pairs=args.pairs, threads=getattr(args, "threads", None) or THREADS[args.what])
     fn = {"image_ae": train_image_ae, "param_ae": train_param_ae, "mapper": train_mapper,
           "direct": train_direct}[kind]
     fn(cfg, cache_dir(args.cache))
@@ -473,4 +477,5 @@ def add_parser(sub):
     p.add_argument("--pairs", type=int, default=0, help="paired training photos to use (0 = all)")
     p.add_argument("--name")
     p.add_argument("--cache")
+    p.add_argument("--threads", type=int, help="torch threads (default: 2 for CNNs, 1 for MLPs)")
     p.set_defaults(func=main_train)

@@ -1,0 +1,637 @@
+"""The hairstyle bank: build, tune, evaluate, and the contact sheet.
+
+``avatarizer-export hairbank [build|tune|evaluate|sheet|all]`` (default
+``all``; needs ``cache/aligned``, ``cache/pairs`` and the attribute
+regressor's predictions from ``avatarizer-export attributes``):
+
+``build``     the artist's hair fits of the *training* photos (original rows
+              of ``cache/pairs``; never a held-out photo) → normalised
+              geometry (hair_back + hair_front points in the head frame,
+              curl, layers) → k-means per hairstyle family (numpy, seed 0,
+              k-means++), the medoid of each cluster kept (a real fitted
+              hairstyle), near-duplicates merged, until at least 470 distinct
+              entries remain. Writes ``sdk/avatarizer/data/hair_bank.npz``
+              and ``hair_bank.json`` (version, sha256, count, descriptor
+              definition, coverage by family).
+``tune``      chooses the retrieval weights on 400 *training* photos left out
+              of a tuning bank (hair-silhouette IoU).
+``evaluate``  hair-silhouette IoU on the held-out photos for retrieval, the
+              most common hairstyle, a random entry and the artist's own fit;
+              search timing. Writes ``out/hair/eval.json``.
+``sheet``     ``docs/hair_sheet.png``: 48 held-out photos and their avatars.
+
+Photo-side definitions (shared with run time): :mod:`avatarizer.hair`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from avatarizer import hair as HR
+from avatarizer import prior as P
+from avatarizer import schema as S
+
+from .paths import ROOT, cache_dir, shared_dir
+
+DATA = ROOT / "sdk" / "avatarizer" / "data"
+OUT = ROOT / "out" / "hair"
+MIN_ENTRIES = 470
+SEED = 0
+_FAMILY_IDX = {f: i for i, f in enumerate(HR.FAMILIES)}
+_ARTIST_FAMILY = {i: f for i, f in enumerate(P.HAIRSTYLES)}
+_BACK = S.FEATURES["hair_back"].points
+_FRONT = S.FEATURES["hair_front"].points
+_GEO_POS = {int(g): j for j, g in enumerate(HR.GEOMETRY_INDEX)}
+
+
+# ------------------------------------------------------------------ members
+
+
+def frame_shapes(keys: list[str], shared: Path, pad: np.ndarray) -> np.ndarray:
+    """(N, 2) height, width of each (padded) source photo."""
+    from PIL import Image
+
+    out = np.zeros((len(keys), 2), np.int64)
+    cache: dict = {}
+    for i, k in enumerate(keys):
+        folder = k.split("/", 1)[0]
+        if folder in ("ffhq128", "ffhq128-labelled", "stylegan128") and folder in cache:
+            h, w = cache[folder]
+        else:
+            with Image.open(shared / "data" / "faces" / k) as im:
+                w, h = im.size
+            if folder != "utkface200":
+                cache[folder] = (h, w)
+        out[i] = (h + 2 * pad[i], w + 2 * pad[i])
+    return out
+
+
+def valid_of(al, i: int, shapes: np.ndarray) -> np.ndarray:
+    from .data import valid_mask
+
+    return valid_mask(al.transforms[i], tuple(shapes[i]))
+
+
+def descriptors(al, rows: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = np.zeros((len(rows), HR.N_RAYS + 1), np.float32)
+    o = np.zeros((len(rows), HR.N_RAYS + 1), bool)
+    for j, i in enumerate(rows):
+        d[j], o[j] = HR.shape_descriptor(al.hair[i], al.landmarks[i], valid_of(al, i, shapes))
+    return d, o
+
+
+def family_of(p: np.ndarray, headwear: float, male: float) -> str:
+    """Coverage family of one fitted hairstyle: the artist's family, refined
+    into parted (asymmetric front hairline), tied up (a tight short
+    silhouette on a woman: hair pulled back) and covered by headwear."""
+    if headwear >= 0.5:
+        return "headwear"
+    fam = _ARTIST_FAMILY[int(round(p[S.index("hair_style.bank_id")]))]
+    fam = {"side_part": "parted", "long_wavy": "long", "bun": "tied_up"}.get(fam, fam)
+    cx, top, hw = HR.head_frame(p)
+    fr = S.points(p, "hair_front").astype(np.float64)
+    asym = abs(fr[1, 1] - fr[9, 1]) / hw + abs(fr[0, 0] - cx) / hw
+    if fam in ("short", "medium", "long", "bob") and asym > 0.12:
+        return "parted"
+    if fam in ("short", "buzz") and male < 0.5:
+        return "tied_up"
+    return fam
+
+
+def cluster_features(geo: np.ndarray) -> np.ndarray:
+    """What k-means sees: the head-frame points of hair_back and hair_front,
+    curl (×0.5) and layers (×0.5)."""
+    cols = [_GEO_POS[i] for i in range(_BACK.start, _BACK.stop)] + \
+           [_GEO_POS[i] for i in range(_FRONT.start, _FRONT.stop)]
+    curl = geo[:, _GEO_POS[S.index("hair_style.curl")]]
+    layers = geo[:, _GEO_POS[S.index("hair_style.layers")]]
+    return np.concatenate([geo[:, cols], 0.5 * curl[:, None], 0.5 * layers[:, None]], 1).astype(np.float64)
+
+
+def load_members(cache: Path, shared: Path, exclude_keys: set | None = None, log=print) -> dict:
+    """The training photos' hair fits with everything the bank needs."""
+    from .attributes import load_predictions
+    from .data import is_heldout, load_aligned, load_pairs
+
+    al = load_aligned(cache)
+    _, params, source, augs = load_pairs(cache)
+    orig = np.flatnonzero([a == "original" for a in augs])
+    rows = source[orig].astype(np.int64)
+    keep = np.array([not is_heldout(al.keys[i]) for i in rows])
+    assert keep.all(), "pairs must not hold held-out photos"
+    if exclude_keys:
+        keep &= np.array([al.keys[i] not in exclude_keys for i in rows])
+    orig, rows = orig[keep], rows[keep]
+    params = params[orig]
+    shapes = frame_shapes(al.keys, shared, al.pad)
+    t0 = time.time()
+    desc, obs = descriptors(al, rows, shapes)
+    log(f"hairbank: descriptors of {len(rows)} training photos in {time.time() - t0:.0f} s")
+    pred = load_predictions()
+    if list(pred["keys"]) != list(al.keys):
+        raise ValueError("attribute predictions are for another aligned set: rerun `avatarizer-export attributes`")
+    headwear = pred["binary"][rows, HR.BINARY_ATTRIBUTES.index("headwear")]
+    male = pred["binary"][rows, HR.BINARY_ATTRIBUTES.index("male")]
+    attrs = np.stack([HR.hair_attributes_from_params(p) for p in params])
+    attrs[:, HR.RETRIEVAL_ATTRIBUTES.index("headwear")] = headwear
+    geo = np.stack([HR.hair_to_head_frame(p) for p in params])
+    fam = np.array([_FAMILY_IDX[family_of(p, h, m)] for p, h, m in zip(params, headwear, male)])
+    # the hair must be visible: most of the silhouette observed (drops UTKFace's tight crops)
+    seen = obs[:, :HR.N_RAYS].mean(1) >= 0.5
+    return dict(al=al, rows=rows, params=params, desc=desc, obs=obs, attrs=attrs, geo=geo, family=fam,
+                seen=seen, shapes=shapes, keys=[al.keys[i] for i in rows])
+
+
+# ------------------------------------------------------------------ k-means
+
+
+def kmeans(X: np.ndarray, k: int, seed: int = SEED, iters: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means with k-means++ seeding (numpy, deterministic by seed)."""
+    rng = np.random.default_rng(seed)
+    n = len(X)
+    k = min(k, n)
+    cent = np.empty((k, X.shape[1]))
+    cent[0] = X[rng.integers(n)]
+    d2 = ((X - cent[0]) ** 2).sum(1)
+    for j in range(1, k):
+        tot = d2.sum()
+        i = int(rng.choice(n, p=d2 / tot)) if tot > 0 else int(rng.integers(n))
+        cent[j] = X[i]
+        d2 = np.minimum(d2, ((X - cent[j]) ** 2).sum(1))
+    xx = (X ** 2).sum(1)[:, None]
+    lab = np.zeros(n, np.int64)
+    for it in range(iters):
+        dist = xx - 2 * X @ cent.T + (cent ** 2).sum(1)[None]
+        new = dist.argmin(1)
+        if it and np.array_equal(new, lab):
+            break
+        lab = new
+        for j in range(k):
+            m = lab == j
+            if m.any():
+                cent[j] = X[m].mean(0)
+            else:  # an empty cluster takes the worst-fitting point
+                far = int(np.argmax(dist[np.arange(n), lab]))
+                cent[j] = X[far]
+                lab[far] = j
+    return lab, cent
+
+
+def _alloc(counts: dict, total: int) -> dict:
+    """Clusters per family: proportional to sqrt(count), at least 6 (or all)."""
+    s = {f: np.sqrt(c) for f, c in counts.items() if c}
+    z = sum(s.values())
+    return {f: int(min(counts[f], max(6, round(total * v / z)))) for f, v in s.items()}
+
+
+def build_bank(m: dict, total: int = 560, dedup: float = 0.03, seed: int = SEED, log=print) -> dict:
+    """k-means per family, medoids, near-duplicate merging; grows ``total``
+    until at least :data:`MIN_ENTRIES` distinct entries remain."""
+    use = np.flatnonzero(m["seen"])
+    X_all = cluster_features(m["geo"])
+    for attempt in range(6):
+        counts = {f: int((m["family"][use] == _FAMILY_IDX[f]).sum()) for f in HR.FAMILIES}
+        alloc = _alloc(counts, total)
+        members: list[np.ndarray] = []
+        medoids: list[int] = []
+        for f, k in alloc.items():
+            idx = use[m["family"][use] == _FAMILY_IDX[f]]
+            X = X_all[idx]
+            lab, cent = kmeans(X, k, seed=seed + _FAMILY_IDX[f])
+            for j in range(cent.shape[0]):
+                mem = idx[lab == j]
+                if len(mem) == 0:
+                    continue
+                d = ((X_all[mem] - cent[j]) ** 2).sum(1)
+                medoids.append(int(mem[np.lexsort((mem, d))[0]]))
+                members.append(mem)
+        # merge near-duplicates (same family, RMS point distance < dedup): biggest first
+        order = np.argsort([-len(x) for x in members], kind="stable")
+        kept: list[int] = []
+        G = X_all[medoids]
+        fam_of = m["family"][medoids]
+        merged = {}
+        for a in order:
+            hit = None
+            for b in kept:
+                if fam_of[a] == fam_of[b] and np.sqrt(((G[a] - G[b]) ** 2).mean()) < dedup:
+                    hit = b
+                    break
+            if hit is None:
+                kept.append(int(a))
+                merged[int(a)] = [members[a]]
+            else:
+                merged[hit].append(members[a])
+        log(f"hairbank: {len(medoids)} clusters -> {len(kept)} distinct entries (k total {total})")
+        if len(kept) >= MIN_ENTRIES:
+            break
+        total = int(total * 1.15)
+    kept = sorted(kept, key=lambda a: (HR.FAMILIES.index(HR.FAMILIES[fam_of[a]]), -sum(len(x) for x in merged[a]), a))
+    geo, attrs, desc, nmem, fam, keys = [], [], [], [], [], []
+    for a in kept:
+        mem = np.concatenate(merged[a])
+        med = medoids[a]
+        geo.append(m["geo"][med])
+        attrs.append(np.nanmean(m["attrs"][mem], 0))
+        d, o = m["desc"][mem], m["obs"][mem]
+        cnt = o.sum(0)
+        mean_obs = (d * o).sum(0) / np.maximum(cnt, 1)
+        desc.append(np.where(cnt > 0, mean_obs, d.mean(0)))
+        nmem.append(len(mem))
+        fam.append(fam_of[a])
+        keys.append(m["keys"][med])
+    attrs = np.array(attrs, np.float32)
+    desc = np.array(desc, np.float32)
+    # spreads for the z-scores: over the member photos
+    u = m["seen"]
+    a_all = m["attrs"][u]
+    attr_scale = np.maximum(np.nanstd(a_all, 0), 0.05).astype(np.float32)
+    d_all = np.where(m["obs"][u], m["desc"][u], np.nan)
+    desc_scale = np.maximum(np.nanstd(d_all, 0), 0.02).astype(np.float32)
+    return dict(geometry=np.array(geo, np.float32), geometry_index=HR.GEOMETRY_INDEX.astype(np.int64),
+                attributes=attrs, descriptors=desc, attr_scale=attr_scale, desc_scale=desc_scale,
+                members=np.array(nmem, np.int64), family=np.array(fam, np.int64),
+                families=np.array(HR.FAMILIES), medoid_keys=np.array(keys))
+
+
+def save_bank(arrays: dict, extra: dict, folder: Path = DATA) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    npz = folder / "hair_bank.npz"
+    np.savez_compressed(npz, **arrays)
+    sha = hashlib.sha256(npz.read_bytes()).hexdigest()
+    fam = arrays["family"]
+    info = {
+        "format": HR.BANK_FORMAT,
+        "version": "1.0.0",
+        "sha256": sha,
+        "count": int(len(arrays["geometry"])),
+        "size_bytes": npz.stat().st_size,
+        "schema_version": S.VERSION,
+        "geometry": {"columns": "schema indices in geometry_index: the hair slice without colours",
+                     "frame": "x' = (x - cx) / hw, y' = (y - top) / hw; widths / hw; cx, top, hw from the "
+                              "face outline (avatarizer.hair.head_frame)"},
+        "attributes": {"names": list(HR.RETRIEVAL_ATTRIBUTES),
+                       "definition": "avatarizer.hair.hair_attributes_from_params (artist fit) for length, "
+                                     "volume, curl, fringe, bald; headwear = the attribute regressor's "
+                                     "probability; each entry: mean over its members"},
+        "descriptor": {"names": list(HR.DESCRIPTOR_NAMES), "rays": HR.N_RAYS,
+                       "ray_angles_deg": [round(float(a), 3) for a in HR.RAY_ANGLES_DEG],
+                       "definition": "avatarizer.hair.shape_descriptor: outer radius of the hair mask along "
+                                     "each ray from the head centre (cheek mid-point, 0.1 above the eye "
+                                     "line), in head half-widths; last value: hairline height above the "
+                                     "eye line; entry = per-ray mean over members where observed"},
+        "coverage": {f: int((fam == i).sum()) for i, f in enumerate(HR.FAMILIES)},
+        "members_total": int(arrays["members"].sum()),
+    }
+    info.update(extra)
+    (folder / "hair_bank.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+# --------------------------------------------------------------- evaluation
+
+
+def avatar_hair_mask(params: np.ndarray, size: int = 128) -> np.ndarray:
+    """Pixels the hair layers change: rendered with ``hair_style.layers`` as
+    set and with layers = 0 (headwear and glasses off in both), transparent
+    background."""
+    from avatarizer.render import render
+
+    p = np.array(params, np.float32)
+    p[S.index("headwear.type")] = 0
+    p[S.index("glasses.type")] = 0
+    a = render(p, size, background="transparent").astype(np.int16)
+    q = p.copy()
+    q[S.index("hair_style.layers")] = 0
+    b = render(q, size, background="transparent").astype(np.int16)
+    return np.abs(a - b).max(-1) > 24
+
+
+def eval_region(lm: np.ndarray, valid: np.ndarray, size: int = 128) -> np.ndarray:
+    """Where hair is compared: valid pixels outside the face oval, above the chin."""
+    import cv2
+
+    oval = lm[list(HR._FACE_OVAL)]
+    m = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(m, [np.round(((oval + 1) * 0.5 * size - 0.5) * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+    ys = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    return valid & ~m.astype(bool) & (ys[:, None] < lm[152, 1])
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    u = (a | b).sum()
+    return float((a & b).sum()) / float(u) if u else float("nan")
+
+
+def artist_fits(al, rows, shapes) -> np.ndarray:
+    """The auto-artist's avatar for photos not in the pairs (held-out)."""
+    from avatarizer.artist import AutoArtist
+
+    art = AutoArtist()
+    out = np.zeros((len(rows), S.PARAM_COUNT), np.float32)
+    for j, i in enumerate(rows):
+        out[j] = art.fit_landmarks(al.landmarks[i], np.asarray(al.crops[i]), np.asarray(al.hair[i]) / 255.0,
+                                   valid=valid_of(al, i, shapes))
+    return out
+
+
+def attrs_of(pred: dict, i: int) -> dict:
+    return HR.decode_attributes({k: pred[k] for k in ("hair_colour", "glasses", "binary", "regress")}, i)
+
+
+def _hair_rgb(p: np.ndarray) -> np.ndarray:
+    i = S.index("hair_front.r")
+    return p[i:i + 3]
+
+
+def iou_table(bank: HR.HairBank, al, rows, face_params, pred, shapes, weights: HR.RetrievalWeights,
+              k: int = 1, methods=("retrieval", "most_common", "random", "artist"), seed: int = SEED) -> dict:
+    """Mean hair-silhouette IoU per method over ``rows`` (aligned indices)."""
+    retr = HR.HairRetriever(bank, weights, k=k)
+    rng = np.random.default_rng(seed)
+    rand = rng.integers(0, len(bank), len(rows))
+    common = bank.most_common()
+    scores = {m: [] for m in methods}
+    chosen = []
+    for j, i in enumerate(rows):
+        valid = valid_of(al, i, shapes)
+        region = eval_region(al.landmarks[i], valid)
+        photo = (np.asarray(al.hair[i]) >= 128) & region
+        if photo.sum() < 30:
+            chosen.append(-1)
+            continue
+        face = face_params[j]
+        a = attrs_of(pred, i)
+        for mth in methods:
+            if mth == "artist":
+                p = face
+            else:
+                if mth == "retrieval":
+                    e = retr.query(a, al.hair[i], al.landmarks[i], valid=valid)
+                    chosen.append(e)
+                else:
+                    e = common if mth == "most_common" else int(rand[j])
+                p = HR.merge(face, bank.entry(e), _hair_rgb(face))
+            scores[mth].append(iou(avatar_hair_mask(p) & region, photo))
+    return {m: (float(np.nanmean(v)) if v else float("nan")) for m, v in scores.items()} | \
+        {"n": len(scores[methods[0]]), "chosen": chosen}
+
+
+def timing(bank: HR.HairBank, weights: HR.RetrievalWeights, al, rows, pred, shapes, reps: int = 2000) -> dict:
+    """Microseconds per search (descriptor given) and per descriptor, one core."""
+    retr = HR.HairRetriever(bank, weights)
+    qs = []
+    for i in rows[:50]:
+        d, o = HR.shape_descriptor(al.hair[i], al.landmarks[i], valid_of(al, i, shapes))
+        qs.append((attrs_of(pred, i), d, o))
+    t = time.perf_counter()
+    for r in range(reps):
+        a, d, o = qs[r % len(qs)]
+        retr.query_descriptor(a, d, o)
+    search = (time.perf_counter() - t) / reps * 1e6
+    t = time.perf_counter()
+    for r in range(200):
+        i = rows[r % 50]
+        HR.shape_descriptor(al.hair[i], al.landmarks[i])
+    desc = (time.perf_counter() - t) / 200 * 1e6
+    return {"search_us": round(search, 1), "descriptor_us": round(desc, 1), "entries": len(bank),
+            "code": "avatarizer.hair.HairRetriever.query_descriptor (numpy brute force over the bank)"}
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _heldout_rows(al, folders=("ffhq128", "ffhq128-labelled", "stylegan128")) -> np.ndarray:
+    from .data import is_heldout
+
+    return np.array([i for i, k in enumerate(al.keys) if is_heldout(k) and k.split("/", 1)[0] in folders],
+                    np.int64)
+
+
+def _tune_keys(keys: list[str], n: int = 400) -> list[str]:
+    """Training photos (loose crops) left out of the tuning bank, by SHA-1."""
+    cand = [k for k in keys if k.split("/", 1)[0] in ("ffhq128", "stylegan128")]
+    cand.sort(key=lambda k: hashlib.sha1(("tune:" + k).encode()).hexdigest())
+    return cand[:n]
+
+
+def cmd_build(cache, shared, log=print, extra: dict | None = None) -> HR.HairBank:
+    m = load_members(cache, shared, log=log)
+    arrays = build_bank(m, log=log)
+    prev = {}
+    js = DATA / "hair_bank.json"
+    if js.exists():
+        prev = {k: v for k, v in json.loads(js.read_text()).items() if k in ("retrieval_weights", "tuning")}
+    info = save_bank(arrays, {"members_eligible": int(m["seen"].sum()), "training_photos": len(m["rows"]),
+                              "seed": SEED, "built_by": "avatarizer-export hairbank build", **prev,
+                              **(extra or {})})
+    log(f"hairbank: {info['count']} entries, {info['size_bytes'] / 1024:.0f} KiB, coverage {info['coverage']}")
+    return HR.HairBank.load()
+
+
+def cmd_tune(cache, shared, log=print) -> dict:
+    from .attributes import load_predictions
+    from .data import load_aligned
+
+    al = load_aligned(cache)
+    tune = set(_tune_keys(al.keys))
+    m = load_members(cache, shared, exclude_keys=tune, log=log)
+    arrays = build_bank(m, log=log)
+    bank = HR.HairBank(arrays, {})
+    pred = load_predictions()
+    # the tuning photos' own artist fits (their faces; in pairs)
+    from .data import load_pairs
+
+    _, params, source, augs = load_pairs(cache)
+    orig = np.flatnonzero([a == "original" for a in augs])
+    by_row = {int(source[o]): o for o in orig}
+    rows = np.array([al.index()[k] for k in sorted(tune)], np.int64)
+    faces = params[[by_row[int(i)] for i in rows]]
+    shapes = m["shapes"]
+    grid = [(1.0, 0.0), (1.0, 0.5), (1.0, 1.0), (1.0, 2.0), (1.0, 4.0), (1.0, 8.0), (0.0, 1.0)]
+    res = []
+    for wa, ws in grid:
+        for k in (1, 5):
+            w = HR.RetrievalWeights(attributes=wa, shape=ws)
+            r = iou_table(bank, al, rows, faces, pred, shapes, w, k=k, methods=("retrieval",))
+            res.append({"attributes": wa, "shape": ws, "k": k, "iou": round(r["retrieval"], 4), "n": r["n"]})
+            log(f"  tune: attributes {wa:g} shape {ws:g} k {k}: IoU {r['retrieval']:.4f} (n={r['n']})")
+    best = max(res, key=lambda r: (r["iou"], -r["k"]))
+    out = {"grid": res, "best": best, "photos": len(rows),
+           "note": "training photos left out of a tuning bank; choose by mean hair IoU"}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "tune.json").write_text(json.dumps(out, indent=1))
+    log(f"hairbank: best weights {best}")
+    return out
+
+
+def cmd_evaluate(cache, shared, log=print) -> dict:
+    from .attributes import load_predictions
+    from .data import load_aligned
+
+    al = load_aligned(cache)
+    bank = HR.HairBank.load()
+    pred = load_predictions()
+    shapes = frame_shapes(al.keys, shared, al.pad)
+    rows = _heldout_rows(al)
+    t0 = time.time()
+    faces = artist_fits(al, rows, shapes)
+    log(f"hairbank: artist fits of {len(rows)} held-out photos in {time.time() - t0:.0f} s")
+    w = HR.RetrievalWeights()
+    out = {"weights": {"attributes": w.attributes, "shape": w.shape}, "k": 1}
+    r = iou_table(bank, al, rows, faces, pred, shapes, w, k=1)
+    out["heldout_loose_crops"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+                                  if k != "chosen"}
+    # attribute-only and shape-only retrieval on the same photos
+    for name, ww in (("attributes_only", HR.RetrievalWeights(attributes=1.0, shape=0.0)),
+                     ("shape_only", HR.RetrievalWeights(attributes=0.0, shape=1.0))):
+        rr = iou_table(bank, al, rows, faces, pred, shapes, ww, k=1, methods=("retrieval",))
+        out[f"heldout_loose_crops_{name}"] = round(rr["retrieval"], 4)
+    used = [c for c in r["chosen"] if c >= 0]
+    out["distinct_entries_retrieved"] = int(len(set(used)))
+    out["timing"] = timing(bank, w, al, rows, pred, shapes)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "eval.json").write_text(json.dumps(out, indent=1))
+    np.save(OUT / "heldout_artist.npy", faces)
+    np.save(OUT / "heldout_rows.npy", rows)
+    log(json.dumps(out, indent=1))
+    return out
+
+
+# ------------------------------------------------------------------ sheet
+
+SHEET_GROUPS = (("long hair", 6), ("short hair", 6), ("curly hair", 5), ("no hair / bald", 5),
+                ("reading glasses", 6), ("sunglasses", 5), ("beard", 6), ("headwear", 6), ("other", 3))
+
+
+def _pick_sheet(al, rows, pred, faces, T) -> list[tuple[int, int, str]]:
+    """(aligned row, index into rows, group) for 48 held-out photos that show
+    each group; labelled photos' labels where there are any, else the
+    regressor's predictions and the artist's fit."""
+    from .data import is_heldout  # noqa: F401  (rows are held out already)
+
+    idx = {int(i): j for j, i in enumerate(rows)}
+    labelled = [int(i) for i in rows if not np.isnan(T["male"][i]) or T["glasses"][i] >= 0]
+    lab_set = set(labelled)
+    b = {k: pred["binary"][:, j] for j, k in enumerate(HR.BINARY_ATTRIBUTES)}
+    r = {k: pred["regress"][:, j] for j, k in enumerate(HR.REGRESSED_ATTRIBUTES)}
+    g = pred["glasses"].argmax(1)
+    used: set = set()
+    out = []
+
+    def take(group, cands, n):
+        got = 0
+        for i in cands:
+            if got >= n:
+                break
+            if i in used:
+                continue
+            used.add(i)
+            out.append((i, idx[i], group))
+            got += 1
+
+    order = sorted(rows.tolist(), key=lambda i: hashlib.sha1(al.keys[i].encode()).hexdigest())
+    lab = [i for i in order if i in lab_set]
+    take("sunglasses", [i for i in lab if T["glasses"][i] == 2] + [i for i in order if g[i] == 2], 5)
+    take("reading glasses", [i for i in lab if T["glasses"][i] == 1] + [i for i in order if g[i] == 1], 6)
+    take("headwear", [i for i in lab if T["headwear"][i] == 1] + [i for i in order if b["headwear"][i] > 0.7], 6)
+    take("beard", [i for i in lab if T["beard"][i] == 1] + [i for i in order if b["beard"][i] > 0.7], 6)
+    take("no hair / bald", [i for i in lab if T["bald"][i] == 1]
+         + [i for i in order if b["bald"][i] > 0.6 or faces[idx[i]][S.index("hair_style.layers")] < 1.5], 5)
+    take("curly hair", [i for i in order if r["curl"][i] > 0.35], 5)
+    take("long hair", [i for i in order if r["length"][i] > 0.6 and b["headwear"][i] < 0.3], 6)
+    take("short hair", [i for i in order if r["length"][i] < 0.15 and b["bald"][i] < 0.3
+                        and b["headwear"][i] < 0.3], 6)
+    take("other", order, 48 - len(out))
+    return out[:48]
+
+
+def make_sheet(cache, shared, path: Path = ROOT / "docs" / "hair_sheet.png", log=print) -> Path:
+    """48 held-out photos | avatar: the artist's face with hair from retrieval
+    and accessories from the attribute regressor."""
+    import cv2
+    from PIL import Image, ImageDraw
+
+    from avatarizer.render import render
+
+    from .attributes import build_targets, load_predictions
+    from .data import load_aligned
+
+    al = load_aligned(cache)
+    bank = HR.HairBank.load()
+    retr = HR.HairRetriever(bank)
+    pred = load_predictions()
+    shapes = frame_shapes(al.keys, shared, al.pad)
+    rows = _heldout_rows(al)
+    if (OUT / "heldout_rows.npy").exists() and np.array_equal(np.load(OUT / "heldout_rows.npy"), rows):
+        faces = np.load(OUT / "heldout_artist.npy")
+    else:
+        faces = artist_fits(al, rows, shapes)
+    T = build_targets(al.keys, shared, cache)
+    picks = _pick_sheet(al, rows, pred, faces, T)
+    tile = 160
+    tiles = []
+    for i, j, group in picks:
+        valid = valid_of(al, i, shapes)
+        a = attrs_of(pred, i)
+        e = retr.query(a, al.hair[i], al.landmarks[i], valid=valid)
+        crop = np.asarray(al.crops[i])
+        hw_rgb = _headwear_rgb(crop, al.landmarks[i]) if a["headwear"] >= 0.5 else None
+        if hw_rgb is not None:
+            a["headwear_rgb"] = hw_rgb
+        p = HR.merge(faces[j], bank.entry(e), _hair_rgb(faces[j]), a)
+        av = render(p, tile, background="white")[..., :3]
+        ph = cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_AREA)
+        pair = Image.fromarray(np.concatenate([ph, av], 1))
+        d = ImageDraw.Draw(pair)
+        txt = f"{group}: #{e} {bank.entry(e).family}"
+        d.rectangle((0, tile - 13, 2 * tile, tile), fill=(0, 0, 0))
+        d.text((3, tile - 12), txt[:48], fill=(255, 255, 255))
+        tiles.append(np.asarray(pair))
+    cols = 6
+    while len(tiles) % cols:
+        tiles.append(np.full_like(tiles[0], 255))
+    grid = np.concatenate([np.concatenate(tiles[r * cols:(r + 1) * cols], 1) for r in range(len(tiles) // cols)], 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path, optimize=True)
+    log(f"hairbank: wrote {path} ({len(picks)} held-out photos)")
+    return path
+
+
+def _headwear_rgb(crop: np.ndarray, lm: np.ndarray) -> np.ndarray | None:
+    """The median colour above the forehead (where a hat is)."""
+    size = crop.shape[0]
+    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    top = float(lm[10, 1])
+    m = (np.abs(g[None, :] - lm[10, 0]) < 0.25) & (g[:, None] < top - 0.05) & (g[:, None] > top - 0.35)
+    px = crop[m].astype(np.float32) / 255.0
+    return np.median(px, 0) if len(px) >= 10 else None
+
+
+def cmd_all(args) -> int:
+    cache = cache_dir(args.cache)
+    shared = shared_dir(args.shared)
+    stages = ["build", "tune", "evaluate", "sheet"] if args.stage == "all" else [args.stage]
+    for st in stages:
+        if st == "build":
+            cmd_build(cache, shared)
+        elif st == "tune":
+            cmd_tune(cache, shared)
+        elif st == "evaluate":
+            cmd_evaluate(cache, shared)
+        elif st == "sheet":
+            make_sheet(cache, shared)
+    return 0
+
+
+def add_parser(sub):
+    p = sub.add_parser("hairbank", help="build the hairstyle bank, tune retrieval, evaluate hair IoU, "
+                                        "draw docs/hair_sheet.png (docs/hair.md)")
+    p.add_argument("stage", nargs="?", default="all", choices=["build", "tune", "evaluate", "sheet", "all"])
+    p.add_argument("--cache")
+    p.add_argument("--shared")
+    p.set_defaults(func=cmd_all)
