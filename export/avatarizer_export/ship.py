@@ -6,12 +6,13 @@ ships (``sdk/avatarizer/models/``) with their manifest.
   fused graph lets ONNX Runtime optimise across their boundaries). Input
   ``crop`` N x 3 x 96 x 96 (RGB, the canonical crop resized from 128 px,
   (pixel/255 - 0.5)/0.5); output ``face`` N x 483 in normalised [-1, 1].
-* fp32 is exported and checked against PyTorch on real held-out crops
-  (max |diff| <= 1e-4); fp16 and int8 (static QDQ, calibrated on real
+* fp32 is exported (to ``runs/export/``, a build artefact) and checked against
+  PyTorch on real held-out crops (max |diff| <= 1e-4); fp16 and int8 (static QDQ, calibrated on real
   training crops) are written only if they pass the quality gate against
   fp32 on held-out crops: ``param_l1`` drift and ``render_lpips`` between the
   two avatars (threshold 0.005).
-* The SDK loads the best passing precision; ``models/manifest.json`` lists
+* The SDK loads the best passing precision of what is shipped (fp16, and
+  int8 when it passes); ``models/manifest.json`` lists
   every file with sha256, size, precision and the gate report.
 """
 from __future__ import annotations
@@ -24,6 +25,10 @@ import numpy as np
 from .paths import ROOT, cache_dir
 
 MODELS = ROOT / "sdk" / "avatarizer" / "models"
+# the fp32 reference graph stays a build artefact (10 MB): the SDK ships fp16
+# (5 MB, same accuracy: ONNX Runtime on CPU computes it in fp32) and int8 when
+# it passes the gate
+BUILD = ROOT / "runs" / "export"
 VERSION = "1.0.0"
 LPIPS_GATE = 0.005
 PARAM_GATE = 0.01
@@ -105,9 +110,10 @@ def export_fp32(ctx: _Ctx) -> dict:
         name=formats.model_name(ROLE, "onnx-fp32"), version=VERSION, role=ROLE, precision="fp32",
         fmt="onnx-fp32", inputs=[formats.image_input("crop", ctx.size)], outputs=[formats.face_params_output("face")],
         training_data=training_summary(ctx.cache), method="E_s -> F -> D_t (cross-modal latent alignment)")
-    path = MODELS / formats.file_name(ROLE, "onnx-fp32")
+    BUILD.mkdir(parents=True, exist_ok=True)
+    path = BUILD / formats.file_name(ROLE, "onnx-fp32")
     rep = export_onnx(ctx.net, torch.from_numpy(ctx.held[:2]), path, meta["name"], ["crop"], ["face"], meta,
-                      check_inputs=[torch.from_numpy(e["crop"]) for e in ctx.evals], manifest_folder=MODELS)
+                      check_inputs=[torch.from_numpy(e["crop"]) for e in ctx.evals], manifest_folder=BUILD)
     print(f"onnx: {path.name} written and checked against PyTorch on {len(ctx.held)} held-out crops: "
           f"max |diff| {rep.get('max_abs_diff')}")
     return {"passed": True, **{k: v for k, v in rep.items() if k in ("max_abs_diff", "size", "sha256")}}
@@ -120,7 +126,7 @@ def export_fp16(ctx: _Ctx) -> dict:
 
     fns, th = ctx.gate()
     try:
-        return convert_fp16(MODELS / formats.file_name(ROLE, "onnx-fp32"), MODELS / formats.file_name(ROLE, "onnx-fp16"),
+        return convert_fp16(BUILD / formats.file_name(ROLE, "onnx-fp32"), MODELS / formats.file_name(ROLE, "onnx-fp16"),
                             name=formats.model_name(ROLE, "onnx-fp16"), check_inputs=ctx.evals, metric_fns=fns,
                             thresholds=th, manifest_folder=MODELS)
     except QualityGateError as exc:
@@ -131,11 +137,19 @@ def export_int8(ctx: _Ctx) -> dict:
     from . import formats
     from .quantize import QualityGateError, quantize_gated
 
+    import onnx
+
     fns, th = ctx.gate()
+    fp32 = BUILD / formats.file_name(ROLE, "onnx-fp32")
+    # D_t's three layers stay fp32: quantized they drift param_l1 0.014 and render
+    # LPIPS 0.0050 (over the gate); kept in fp32 the drift is 0.005 / 0.0013
+    # (measured 2026-11-24, see docs/MODEL_CARD.md)
+    keep_fp32 = [n.name for n in onnx.load(str(fp32)).graph.node
+                 if n.name.startswith("/dec/") and n.op_type in ("Gemm", "MatMul")]
     try:
-        return quantize_gated(MODELS / formats.file_name(ROLE, "onnx-fp32"), MODELS / formats.file_name(ROLE, "onnx-int8"),
+        return quantize_gated(fp32, MODELS / formats.file_name(ROLE, "onnx-int8"),
                               {"crop": ctx.calib}, ctx.evals, fns, th, name=formats.model_name(ROLE, "onnx-int8"),
-                              manifest_folder=MODELS)
+                              manifest_folder=MODELS, nodes_to_exclude=keep_fp32)
     except QualityGateError as exc:
         return {"passed": False, "error": str(exc)}
 
@@ -149,7 +163,8 @@ def build_engines(ctx: _Ctx) -> dict:
     for fmt, src in (("engine-fp16", "onnx-fp16"), ("engine-int8", "onnx-fp32")):
         formats.check_format(fmt, calibration={"crop": ctx.calib} if fmt == "engine-int8" else None)
         fns, th = ctx.gate()
-        out[fmt] = build_engine(MODELS / formats.file_name(ROLE, src), MODELS / formats.file_name(ROLE, fmt), fmt,
+        srcdir = BUILD if src == "onnx-fp32" else MODELS
+        out[fmt] = build_engine(srcdir / formats.file_name(ROLE, src), MODELS / formats.file_name(ROLE, fmt), fmt,
                                 name=formats.model_name(ROLE, fmt),
                                 calibration={"crop": ctx.calib} if fmt == "engine-int8" else None,
                                 check_inputs=ctx.evals, metric_fns=fns, thresholds=th, manifest_folder=MODELS)

@@ -446,7 +446,7 @@ def train_direct(cfg: TrainConfig, cache: Path | None = None):
 
 # ------------------------------------------------------------------- CLI
 
-DEFAULT_STEPS = {"image-ae": 2000, "param-ae": 8000, "mapper": 4000, "direct": 2000}
+DEFAULT_STEPS = {"image-ae": 1500, "param-ae": 8000, "mapper": 4000, "direct": 2000}
 # MLPs gain nothing from a second thread, and spinning OpenMP threads of
 # parallel jobs on 2 cores slow everything down
 THREADS = {"image-ae": 2, "param-ae": 1, "mapper": 1, "direct": 2}
