@@ -264,10 +264,11 @@ def test_smoothing_lowers_jitter_on_a_real_clip():
     j_raw, j_tracked, j_smooth = _jitter(raw), _jitter(unsmoothed), _jitter(smoothed)
     print(f"jitter raw {j_raw:.4f} tracked {j_tracked:.4f} smoothed {j_smooth:.4f}")
     assert j_smooth < 0.85 * j_tracked < j_raw, (j_raw, j_tracked, j_smooth)
-    # the identity (hair) stays put once estimated
-    hair = np.array([p[schema.HAIR] for p in smoothed[16:]])
-    raw_hair = np.array([p[schema.HAIR] for p in raw[16:]])
-    assert np.abs(np.diff(hair, axis=0)).mean() < 0.5 * np.abs(np.diff(raw_hair, axis=0)).mean()
+    # the identity (hair) stays put once estimated: per-frame change of the hair
+    # slice is tiny (the raw per-frame estimate may itself be cached between
+    # hair retrievals, so compare with a fixed bound, in normalised units)
+    hair = schema.normalize(np.array([p[schema.HAIR] for p in smoothed[16:]]), schema.HAIR)
+    assert np.abs(np.diff(hair, axis=0)).mean() < 2e-3
 
 
 # ----------------------------------------------------------------- CLI

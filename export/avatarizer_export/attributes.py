@@ -17,11 +17,11 @@ canonical crop mapped to [-1, 1]):
 * the crop itself average-pooled to 8×8 RGB (192): cheap colour statistics
   for the hair colour;
 * the concatenation standardised with the training statistics, then one
-  linear head per attribute group (trained; everything before is frozen):
+  linear layer per output group (trained; everything before is frozen):
   ``hair_colour`` (N×5 softmax: black, brown, blond, red, gray), ``glasses``
-  (N×3 softmax: none, reading, sunglasses), ``binary`` (N×5 sigmoid: bald,
-  beard, moustache, headwear, male) and ``regress`` (N×5: age in years;
-  hair length, volume, curl, fringe in [0, 1]).
+  (N×3 softmax: none, reading, sunglasses), ``binary`` (N×5: bald, beard,
+  moustache, headwear, male; >= 0.5 = present) and ``regress`` (N×5: age
+  in years; hair length, volume, curl, fringe in [0, 1]).
 
 Training data (held-out photos never used; see ``docs/split.md``):
 ``ffhq128-labelled/attributes.jsonl`` (training split, 394 photos) for hair
@@ -30,8 +30,17 @@ moustache, headwear, age, gender; the UTKFace file names for age and gender;
 the auto-artist's hair fits (``cache/pairs/params.npy``, original rows) as
 pseudo-labels for hair length, volume, curl and fringe (not on UTKFace's
 tight crops); the artist's conservative glasses detector as down-weighted
-extra glasses labels. Classes are weighted by inverse frequency. Each head's
-weight decay is chosen by 5-fold cross-validation on the training photos.
+extra glasses labels.
+
+Fitting (see the comment above :data:`PCA_COMPONENTS`): whitened principal
+components of the frozen features, then per head a class-weighted
+softmax / logistic regression, a ridge regression, or (rare flags) a ridge
+regression of the labels' confidence with a cross-validated threshold; the
+number of components, the L2 weight and the threshold chosen by repeated
+stratified 5-fold cross-validation on the training photos. The report
+(``runs/attributes/report.json``) holds every CV score, the held-out
+metrics of the torch model, of the exported file and of E_s features alone,
+and the drawing thresholds (:func:`draw_thresholds`).
 
 Decoding the outputs at run time: :func:`avatarizer.hair.decode_attributes`.
 """
@@ -55,6 +64,10 @@ RUN = ROOT / "runs" / "attributes"
 MODELS = ROOT / "sdk" / "avatarizer" / "models"
 ONNX_NAME = "attributes-onnx-fp32"
 ONNX_FILE = "attributes-fp32.onnx"
+# shipped: fp16 (half the size; ONNX Runtime on CPU computes in fp32); the fp32
+# reference stays a build artefact in runs/export
+SHIP_NAME = "attributes-onnx-fp16"
+SHIP_FILE = "attributes-fp16.onnx"
 VERSION = "1.0.0"
 INPUT = 128
 COLOUR_POOL = 8
@@ -62,7 +75,6 @@ ALEX_TAPS = (2, 3, 4)  # relu3, relu4, relu5
 ALEX_POOL = 3
 GLASSES_LABEL = {"NoGlasses": 0, "ReadingGlasses": 1, "Sunglasses": 2}  # SwimmingGoggles: dropped
 WEAK_GLASSES_WEIGHT = 0.3
-WD_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 HEADS = {"hair_colour": len(HR.HAIR_COLOURS), "glasses": len(HR.GLASSES),
          "binary": len(HR.BINARY_ATTRIBUTES), "regress": len(HR.REGRESSED_ATTRIBUTES)}
 
@@ -89,8 +101,24 @@ class AlexTaps(nn.Module):
         for i, s in enumerate(self.slices):
             h = s(h)
             if i in ALEX_TAPS:
-                out.append(Fn.adaptive_avg_pool2d(h, ALEX_POOL).flatten(1))
+                out.append(adaptive_pool(h, ALEX_POOL).flatten(1))
         return torch.cat(out, 1)
+
+
+def adaptive_pool(h: torch.Tensor, k: int) -> torch.Tensor:
+    """``adaptive_avg_pool2d(h, k)`` written as slices and means (the same
+    bins), which the ONNX exporter takes for any input size (7 -> 3 is not
+    a whole factor, which ``adaptive_avg_pool2d`` needs to export)."""
+    n, m = int(h.shape[-2]), int(h.shape[-1])
+    rows = []
+    for i in range(k):
+        a, b = (i * n) // k, -((-(i + 1) * n) // k)
+        cols = []
+        for j in range(k):
+            c, d = (j * m) // k, -((-(j + 1) * m) // k)
+            cols.append(h[:, :, a:b, c:d].mean(dim=(2, 3)))
+        rows.append(torch.stack(cols, -1))
+    return torch.stack(rows, -2)
 
 
 class Backbone(nn.Module):
@@ -145,6 +173,11 @@ def _ffhq_targets(a: dict) -> dict:
                            for x in a.get("accessories") or [])),
         male=float(a.get("gender") == "male"),
         age=float(a.get("age", np.nan)),
+        bald_conf=float((a.get("hair") or {}).get("bald", np.nan)),
+        beard_conf=float(fh.get("beard", np.nan)),
+        moustache_conf=float(fh.get("moustache", np.nan)),
+        headwear_conf=float(max([x.get("confidence", 0.0) for x in a.get("accessories") or []
+                                 if x.get("type") == "headwear"] + [0.0])),
     )
 
 
@@ -156,6 +189,7 @@ def build_targets(keys: list[str], shared: Path, cache: Path) -> dict:
     T = {"hair_colour": np.full(n, -1), "glasses": np.full(n, -1), "glasses_weak": np.full(n, -1)}
     for k in HR.BINARY_ATTRIBUTES:
         T[k] = np.full(n, np.nan)
+        T[f"{k}_conf"] = np.full(n, np.nan)
     for k in HR.REGRESSED_ATTRIBUTES:
         T[k] = np.full(n, np.nan)
     labels = ffhq_labels(shared)
@@ -227,61 +261,122 @@ def cached_features(bb: Backbone, ck: dict, crops, cache_tag: str) -> np.ndarray
 
 
 # ----------------------------------------------------------------- training
+#
+# With ~400 labelled photos and ~8,800 frozen features a linear head overfits
+# at once. The features are therefore projected on their first principal
+# components (computed on *all* training photos, labelled or not) and
+# whitened; each head is an L2-regularised (class-weighted) logistic / softmax
+# regression or a ridge regression in that space, fitted to its optimum
+# (L-BFGS / closed form). The number of components and the L2 weight are
+# chosen per head by 5-fold cross-validation on the training photos; the
+# projection is folded into the head's linear layer for export.
+
+PCA_COMPONENTS = 256
+K_GRID = (32, 64, 128, 256)  # principal components kept
+#: Rare flags learnt as a ridge regression of the labels' confidence (0..1,
+#: more information than the thresholded flag), thresholded where 5-fold CV
+#: gives the best balanced accuracy; exported as sigmoid(SHARP * (r - t)).
+CONFIDENCE_HEADS = ("bald", "beard", "moustache", "headwear")
+THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+SHARP = 12.0
+LAMBDA_GRID = (0.01, 0.1, 1.0, 10.0)
+CV_REPEATS = 3
 
 
-def _fit_linear(X, y, kind: str, wd: float, weights=None, steps: int = 300, lr: float = 3e-3, ncls: int = 2,
-                seed: int = 0):
-    """One linear head on standardised features, full batch Adam.
-    kind: 'ce' (y int classes), 'bce' (y 0/1 float), 'l1' (y float)."""
-    g = torch.Generator().manual_seed(seed)
-    Xt = torch.from_numpy(X)
+def pca_basis(Xs_train: np.ndarray, q: int = PCA_COMPONENTS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(V (D×q), scale (q,)): whitened coordinates are ``x_std @ V / scale``."""
+    torch.manual_seed(seed)
+    _, sv, V = torch.svd_lowrank(torch.from_numpy(np.ascontiguousarray(Xs_train)), q=q, niter=3)
+    scale = (sv / np.sqrt(len(Xs_train))).clamp(min=1e-6)
+    return V.numpy().astype(np.float32), scale.numpy().astype(np.float32)
+
+
+class Projection:
+    """Whitened PCA, optionally block-diagonal (one block per column group).
+    ``matrix`` is D × (sum of the blocks' sizes); :meth:`columns` selects the
+    first k components of every block. H uses one block over all features
+    (per-group blocks were tried: no better in cross-validation)."""
+
+    def __init__(self, Xs_train: np.ndarray, groups: dict[str, slice], q: int = PCA_COMPONENTS):
+        D = Xs_train.shape[1]
+        blocks, self.block_cols = [], {}
+        col = 0
+        mats = []
+        for name, sl in groups.items():
+            qq = min(q, sl.stop - sl.start - 1)
+            V, sc = pca_basis(Xs_train[:, sl], q=qq)
+            M = np.zeros((D, qq), np.float32)
+            M[sl] = V / sc
+            mats.append(M)
+            self.block_cols[name] = np.arange(col, col + qq)
+            col += qq
+        self.matrix = np.concatenate(mats, 1)
+
+    def columns(self, k: int) -> np.ndarray:
+        return np.concatenate([c[:k] for c in self.block_cols.values()])
+
+
+def _class_weights(y, w, kind, ncls):
+    if kind == "ce":
+        yt = np.asarray(y, np.int64)
+        cnt = np.maximum(np.bincount(yt, weights=w, minlength=ncls), 1e-3)
+        return w * (w.sum() / (ncls * cnt))[yt]
+    yt = np.asarray(y, np.float64)
+    pos, neg = max((w * yt).sum(), 1e-3), max((w * (1 - yt)).sum(), 1e-3)
+    return w * np.where(yt > 0.5, 0.5 * w.sum() / pos, 0.5 * w.sum() / neg)
+
+
+def fit_head(Z: np.ndarray, y, kind: str, lam: float, w=None, ncls: int = 2):
+    """One head on whitened coordinates Z: returns (W (k×out), b (out,)).
+    kind 'ce' (softmax, int classes), 'bce' (logistic, 0/1), 'ridge' (float)."""
+    w = np.ones(len(Z)) if w is None else np.asarray(w, np.float64)
+    Zd = torch.from_numpy(np.asarray(Z, np.float64))
+    n, k = Zd.shape
+    if kind in ("ridge", "conf"):
+        wt = torch.from_numpy(w)
+        yt = torch.from_numpy(np.asarray(y, np.float64))
+        mz = (wt[:, None] * Zd).sum(0) / wt.sum()
+        my = (wt * yt).sum() / wt.sum()
+        Zc = Zd - mz
+        A = Zc.T @ (wt[:, None] * Zc) / wt.sum() + lam * torch.eye(k, dtype=torch.float64)
+        W = torch.linalg.solve(A, Zc.T @ (wt * (yt - my)) / wt.sum())
+        return W[:, None].numpy(), np.array([float(my - mz @ W)])
     out = ncls if kind == "ce" else 1
-    lin = nn.Linear(X.shape[1], out)
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(out, X.shape[1], generator=g) * 0.001)
-        lin.bias.zero_()
-    sw = torch.ones(len(y)) if weights is None else torch.from_numpy(np.asarray(weights, np.float32))
-    if kind == "ce":
-        yt = torch.from_numpy(np.asarray(y, np.int64))
-        cnt = torch.bincount(yt, weights=sw, minlength=ncls).clamp(min=1e-3)
-        cw = (sw.sum() / (ncls * cnt)).float()
-    elif kind == "bce":
-        yt = torch.from_numpy(np.asarray(y, np.float32))
-        pos = float((sw * yt).sum())
-        neg = float((sw * (1 - yt)).sum())
-        pw = torch.tensor(neg / max(pos, 1e-3))
-    else:
-        yt = torch.from_numpy(np.asarray(y, np.float32))
-    opt = torch.optim.Adam(lin.parameters(), lr=lr, weight_decay=0.0)
-    for _ in range(steps):
-        o = lin(Xt)
+    cw = torch.from_numpy(_class_weights(y, w, kind, ncls))
+    yt = torch.from_numpy(np.asarray(y, np.int64 if kind == "ce" else np.float64))
+    W = torch.zeros(k, out, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(out, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=300, line_search_fn="strong_wolfe", tolerance_grad=1e-8,
+                            tolerance_change=1e-10, history_size=20)
+
+    def closure():
+        opt.zero_grad()
+        o = Zd @ W + b
         if kind == "ce":
-            loss = (Fn.cross_entropy(o, yt, weight=cw, reduction="none") * sw).sum() / (cw[yt] * sw).sum()
-        elif kind == "bce":
-            loss = (Fn.binary_cross_entropy_with_logits(o[:, 0], yt, pos_weight=pw, reduction="none") * sw).mean()
+            loss = Fn.cross_entropy(o, yt, reduction="none")
         else:
-            loss = ((o[:, 0] - yt).abs() * sw).mean()
-        loss = loss + wd * (lin.weight ** 2).sum()
-        opt.zero_grad(set_to_none=True)
+            loss = Fn.binary_cross_entropy_with_logits(o[:, 0], yt, reduction="none")
+        loss = (loss * cw).sum() / cw.sum() + lam * (W ** 2).sum()
         loss.backward()
-        opt.step()
-    return lin
+        return loss
+
+    opt.step(closure)
+    return W.detach().numpy(), b.detach().numpy()
 
 
-def _predict(lin, X, kind):
-    with torch.no_grad():
-        o = lin(torch.from_numpy(X))
+def _decide(Z, W, b, kind):
+    o = Z @ W + b
     if kind == "ce":
-        return o.argmax(1).numpy()
+        return o.argmax(1)
     if kind == "bce":
-        return (o[:, 0] > 0).numpy().astype(np.float64)
-    return o[:, 0].numpy()
+        return (o[:, 0] > 0).astype(np.float64)
+    return o[:, 0]
 
 
 def _score(y, p, kind):
     from .metrics import balanced_accuracy, mae
 
-    return balanced_accuracy(y, p) if kind != "l1" else -mae(y, p)
+    return balanced_accuracy(y, p) if kind != "ridge" else -mae(y, p)
 
 
 def _task_rows(T, name, train_mask):
@@ -296,75 +391,118 @@ def _task_rows(T, name, train_mask):
         y = np.where(T["glasses"][rows] >= 0, T["glasses"][rows], T["glasses_weak"][rows])
         w = np.where(np.arange(len(rows)) < strong.sum(), 1.0, WEAK_GLASSES_WEIGHT)
         return rows, y, w, "ce", 3
+    if name in CONFIDENCE_HEADS:
+        rows = np.flatnonzero(train_mask & np.isfinite(T[f"{name}_conf"]))
+        return rows, T[f"{name}_conf"][rows], np.ones(len(rows)), "conf", 2
     if name in HR.BINARY_ATTRIBUTES:
         rows = np.flatnonzero(train_mask & np.isfinite(T[name]))
         return rows, T[name][rows], np.ones(len(rows)), "bce", 2
     rows = np.flatnonzero(train_mask & np.isfinite(T[name]))
     y = T[name][rows] / (100.0 if name == "age" else 1.0)
-    return rows, y, np.ones(len(rows)), "l1", 1
+    return rows, y, np.ones(len(rows)), "ridge", 1
 
 
-def _cv_choose(X, T, name, train_mask, folds: int = 5, log=print):
-    """Weight decay by k-fold CV on the *strongly* labelled training rows."""
+def _cv_choose(Z, proj, T, name, train_mask, folds: int = 5, log=print, weak: bool = True,
+               k_grid=K_GRID):
+    """(k, lambda) by k-fold CV; scored on the strongly labelled rows only."""
     rows, y, w, kind, ncls = _task_rows(T, name, train_mask)
-    rng = np.random.default_rng(0)
-    if len(rows) > 3000:  # big pseudo-labelled tasks: CV on a subsample (all strong labels kept)
-        keep = np.sort(np.concatenate([np.flatnonzero(w >= 1.0)[:3000] if kind == "l1" or name != "glasses"
-                                       else np.flatnonzero(w >= 1.0),
-                                       rng.choice(np.flatnonzero(w < 1.0), min(2000, int((w < 1.0).sum())),
-                                                  replace=False) if (w < 1.0).any() else np.zeros(0, int)]))
-        if name != "glasses":
-            keep = np.sort(rng.choice(len(rows), 3000, replace=False))
+    if not weak:
+        keep = w >= 1.0
         rows, y, w = rows[keep], y[keep], w[keep]
-    strong = w >= 1.0
-    fold = rng.integers(0, folds, len(rows))
-    best, scores = None, {}
-    for wd in WD_GRID:
-        s = []
-        for f in range(folds):
-            tr = fold != f
-            te = (fold == f) & strong
-            if te.sum() < 3 or (kind != "l1" and len(np.unique(y[te])) < 2):
+    rng = np.random.default_rng(0)
+    if len(rows) > 4000:  # CV on a subsample: every strong label plus random others
+        strong = np.flatnonzero(w >= 1.0)
+        if len(strong) > 4000:
+            strong = rng.choice(strong, 4000, replace=False)
+        other = np.flatnonzero(w < 1.0)
+        other = rng.choice(other, min(len(other), 3000), replace=False)
+        keep = np.sort(np.concatenate([strong, other]))
+        rows, y, w = rows[keep], y[keep], w[keep]
+    # stratified folds (few positives: every fold gets its share), repeated
+    flag = (y >= 0.5).astype(np.float64) if kind == "conf" else y
+    splits = []
+    for r in range(CV_REPEATS):
+        fold = np.zeros(len(rows), np.int64)
+        strat = flag if kind != "ridge" else np.zeros(len(rows))
+        for c in np.unique(strat):
+            idx = np.flatnonzero(strat == c)
+            rng.shuffle(idx)
+            fold[idx] = (np.arange(len(idx)) + r) % folds
+        splits.append(fold)
+    scores = {}
+    for k in k_grid:
+        cols = proj.columns(k)
+        Zk = Z[rows][:, cols]
+        for lam in LAMBDA_GRID:
+            if kind == "conf":  # out-of-fold scores, then the best threshold
+                per_th = {t: [] for t in THRESHOLDS}
+                for fold in splits:
+                    oof = np.zeros(len(rows))
+                    for f in range(folds):
+                        W, b = fit_head(Zk[fold != f], y[fold != f], kind, lam, w[fold != f], ncls)
+                        oof[fold == f] = (Zk[fold == f] @ W + b)[:, 0]
+                    for t in THRESHOLDS:
+                        per_th[t].append(_score(flag, (oof >= t).astype(np.float64), "bce"))
+                for t in THRESHOLDS:
+                    scores[(k, lam, t)] = float(np.mean(per_th[t]))
                 continue
-            lin = _fit_linear(X[rows[tr]], y[tr], kind, wd, w[tr], ncls=ncls,
-                              steps=150 if len(rows) > 3000 else 300)
-            s.append(_score(y[te], _predict(lin, X[rows[te]], kind), kind))
-        scores[wd] = float(np.mean(s)) if s else float("nan")
-        if best is None or scores[wd] > scores[best]:
-            best = wd
-    log(f"  {name}: CV {'balanced accuracy' if kind != 'l1' else '-MAE'} per weight decay "
-        + ", ".join(f"{k:g}: {v:.3f}" for k, v in scores.items()) + f" -> {best:g}")
-    return best, scores
+            s = []
+            for fold in splits:
+                for f in range(folds):
+                    tr = fold != f
+                    te = (fold == f) & (w >= 1.0)
+                    if te.sum() < 3 or (kind != "ridge" and len(np.unique(y[te])) < 2):
+                        continue
+                    W, b = fit_head(Zk[tr], y[tr], kind, lam, w[tr], ncls)
+                    s.append(_score(y[te], _decide(Zk[te], W, b, kind), kind))
+            scores[(k, lam, None)] = float(np.mean(s)) if s else float("-inf")
+    best = max(scores, key=lambda kl: (round(scores[kl], 4), -kl[0], kl[1], kl[2] or 0))
+    log(f"  {name}: {'balanced accuracy' if kind != 'ridge' else '-MAE'} ({CV_REPEATS}x stratified 5-fold CV) "
+        f"best k={best[0]} lambda={best[1]:g}" + (f" threshold={best[2]:g}" if best[2] is not None else "")
+        + f": {scores[best]:.3f}")
+    return best, {f"k{k}_lambda{lam:g}" + (f"_t{t:g}" if t is not None else ""): round(v, 4)
+                  for (k, lam, t), v in scores.items()}
 
 
-def train_heads(Xs: np.ndarray, T: dict, log=print, cv: bool = True) -> tuple[dict, dict]:
-    """Fits every head on the training photos; returns the linear layers per
-    target name and the CV report."""
+def train_heads(Z: np.ndarray, proj: Projection, T: dict, log=print, cv: bool = True,
+                k_grid=K_GRID) -> tuple[dict, dict]:
+    """Fits every head on the training photos (whitened PCA coordinates Z);
+    returns {name: (k, W, b)} and the CV report."""
     train_mask = ~T["heldout"]
     names = ["hair_colour", "glasses", *HR.BINARY_ATTRIBUTES, *HR.REGRESSED_ATTRIBUTES]
-    lins, report = {}, {}
+    heads, report = {}, {}
     for name in names:
-        wd, scores = _cv_choose(Xs, T, name, train_mask, log=log) if cv else (WD_GRID[1], {})
         rows, y, w, kind, ncls = _task_rows(T, name, train_mask)
-        lins[name] = _fit_linear(Xs[rows], y, kind, wd, w, ncls=ncls, steps=400)
-        report[name] = {"weight_decay": wd, "cv": scores, "train_rows": int(len(rows))}
-    return lins, report
+        (k, lam, t), scores = (_cv_choose(Z, proj, T, name, train_mask, log=log, k_grid=k_grid) if cv
+                               else ((k_grid[1], 1.0, 0.3 if kind == "conf" else None), {}))
+        W, b = fit_head(Z[rows][:, proj.columns(k)], y, kind, lam, w, ncls)
+        if kind == "conf":  # sigmoid(SHARP * (r - t)): 0.5 at the chosen threshold
+            W, b = W * SHARP, (b - t) * SHARP
+        heads[name] = (k, W, b)
+        report[name] = {"components": k, "lambda": lam, "threshold": t, "cv": scores, "train_rows": int(len(rows))}
+    return heads, report
 
 
-def assemble(bb: Backbone, mean: np.ndarray, std: np.ndarray, lins: dict) -> AttributeNet:
+def assemble(bb: Backbone, mean: np.ndarray, std: np.ndarray, proj: Projection, heads: dict) -> AttributeNet:
+    """The exportable net: the PCA projection folded into each linear head."""
     dim = len(mean)
     net = AttributeNet(bb, torch.from_numpy(mean), torch.from_numpy(std), dim)
+
+    def full(name):
+        k, W, b = heads[name]
+        Wf = proj.matrix[:, proj.columns(k)] @ W  # D × out
+        return torch.from_numpy(Wf.T.astype(np.float32)), torch.from_numpy(np.asarray(b, np.float32))
+
     with torch.no_grad():
-        net.heads["hair_colour"].weight.copy_(lins["hair_colour"].weight)
-        net.heads["hair_colour"].bias.copy_(lins["hair_colour"].bias)
-        net.heads["glasses"].weight.copy_(lins["glasses"].weight)
-        net.heads["glasses"].bias.copy_(lins["glasses"].bias)
-        for j, k in enumerate(HR.BINARY_ATTRIBUTES):
-            net.heads["binary"].weight[j] = lins[k].weight[0]
-            net.heads["binary"].bias[j] = lins[k].bias[0]
-        for j, k in enumerate(HR.REGRESSED_ATTRIBUTES):
-            net.heads["regress"].weight[j] = lins[k].weight[0]
-            net.heads["regress"].bias[j] = lins[k].bias[0]
+        for name in ("hair_colour", "glasses"):
+            W, b = full(name)
+            net.heads[name].weight.copy_(W)
+            net.heads[name].bias.copy_(b)
+        for group, names in (("binary", HR.BINARY_ATTRIBUTES), ("regress", HR.REGRESSED_ATTRIBUTES)):
+            for j, k in enumerate(names):
+                W, b = full(k)
+                net.heads[group].weight[j] = W[0]
+                net.heads[group].bias[j] = b[0]
     return net.eval()
 
 
@@ -412,6 +550,24 @@ def evaluate(pred: dict, T: dict, keys: list[str], rows: np.ndarray | None = Non
     return res
 
 
+def draw_thresholds(pred: dict, T: dict, keys: list[str]) -> dict:
+    """Per flag, the score above which an overlay is *drawn*: the (1 - p)
+    quantile of the scores on the training photos with loose crops, p the
+    flag's prevalence in the labelled training photos. Balanced accuracy
+    (threshold 0.5) favours recall on rare flags; a drawn hat or beard
+    that is not there is worse than a missing one."""
+    train = ~T["heldout"] & np.array([not k.startswith("utkface200/") for k in keys])
+    out = {}
+    for j, name in enumerate(HR.BINARY_ATTRIBUTES):
+        if name == "male":
+            continue
+        lab = train & np.isfinite(T[name])
+        prev = float(T[name][lab].mean())
+        q = float(np.quantile(pred["binary"][train, j], 1.0 - prev))
+        out[name] = round(max(0.5, q), 3)
+    return out
+
+
 # ------------------------------------------------------------------- export
 
 
@@ -436,10 +592,18 @@ def export(net: AttributeNet, check_crops: np.ndarray, report_extra: dict, folde
                        "backbones": "E_s (runs/image_ae, frozen), ImageNet AlexNet conv1-5 (frozen, "
                                     "../shared/weights/alexnet_lpips.npz)"},
         decode="avatarizer.hair.decode_attributes", **report_extra)
+    from .ship import BUILD
+
     x = to_input128(check_crops)
-    return onnx_export.export_onnx(net, x[:1], folder / ONNX_FILE, ONNX_NAME, ["image"],
-                                   ["hair_colour", "glasses", "binary", "regress"], meta,
-                                   check_inputs=[x[:4], x[4:8]], atol=1e-4)
+    BUILD.mkdir(parents=True, exist_ok=True)
+    rep = onnx_export.export_onnx(net, x[:1], BUILD / ONNX_FILE, ONNX_NAME, ["image"],
+                                  ["hair_colour", "glasses", "binary", "regress"], meta,
+                                  check_inputs=[x[:4], x[4:8]], atol=1e-4, manifest_folder=BUILD)
+    fp16 = onnx_export.convert_fp16(BUILD / ONNX_FILE, folder / SHIP_FILE, name=SHIP_NAME,
+                                    check_inputs=[{"image": x[:4].numpy()}, {"image": x[4:8].numpy()}],
+                                    manifest_folder=folder)
+    rep["fp16"] = {k: fp16.get(k) for k in ("size", "sha256", "max_abs_diff_vs_fp32") if k in fp16}
+    return rep
 
 
 # ---------------------------------------------------------------------- CLI
@@ -464,47 +628,59 @@ def run(image_ae: str = "image_ae", cache: Path | None = None, shared: Path | No
     mean = feats[train].mean(0)
     std = feats[train].std(0) + 1e-3
     Xs = ((feats - mean) / std).astype(np.float32)
-    lins, cvrep = train_heads(Xs, T, log=log, cv=cv)
-    net = assemble(bb, mean.astype(np.float32), std.astype(np.float32), lins)
+    zdim = bb.enc.fc.out_features
+    proj = Projection(Xs[train], {"all": slice(0, Xs.shape[1])})
+    Z = Xs @ proj.matrix
+    heads, cvrep = train_heads(Z, proj, T, log=log, cv=cv)
+    net = assemble(bb, mean.astype(np.float32), std.astype(np.float32), proj, heads)
     with torch.no_grad():
         pred = outputs_to_arrays(net.from_features(torch.from_numpy(feats)))
     res = evaluate(pred, T, al.keys)
-    # E_s alone, for the record (same heads, only the z_s columns)
-    zdim = bb.enc.fc.out_features
-    lins_z, _ = train_heads(np.ascontiguousarray(Xs[:, :zdim]), {**T}, log=lambda *_: None, cv=False)
+    # E_s alone, for the record: the same recipe on the z_s columns only
+    Xz = np.ascontiguousarray(Xs[:, :zdim])
+    proj_z = Projection(Xz[train], {"z_s": slice(0, zdim)}, q=256)
+    heads_z, _ = train_heads(Xz @ proj_z.matrix, proj_z, T, log=lambda *_: None, cv=cv,
+                             k_grid=(32, 64, 128, 256))
+    net_z = assemble(bb, mean[:zdim].astype(np.float32), std[:zdim].astype(np.float32), proj_z, heads_z)
     with torch.no_grad():
-        pz = {}
-        Xz = torch.from_numpy(np.ascontiguousarray(Xs[:, :zdim]))
-        pz["hair_colour"] = torch.softmax(lins_z["hair_colour"](Xz), 1).numpy()
-        pz["glasses"] = torch.softmax(lins_z["glasses"](Xz), 1).numpy()
-        pz["binary"] = np.stack([torch.sigmoid(lins_z[k](Xz))[:, 0].numpy() for k in HR.BINARY_ATTRIBUTES], 1)
-        pz["regress"] = np.stack([lins_z[k](Xz)[:, 0].numpy() * (100 if k == "age" else 1)
-                                  for k in HR.REGRESSED_ATTRIBUTES], 1)
-    res_z = evaluate(pz, T, al.keys)
+        res_z = evaluate(outputs_to_arrays(net_z.from_features(torch.from_numpy(feats[:, :zdim]))), T, al.keys)
+    draw = draw_thresholds(pred, T, al.keys)
+    log(f"attributes: drawing thresholds (prevalence-matched on training photos): {draw}")
     report = {"heldout": res, "heldout_es_only": res_z, "cv": cvrep, "image_ae_step": int(ck["step"]),
-              "seconds": round(time.time() - t0, 1)}
+              "draw_thresholds": draw, "seconds": round(time.time() - t0, 1)}
     RUN.mkdir(parents=True, exist_ok=True)
     torch.save({"state": net.state_dict(), "image_ae": image_ae, "image_ae_step": ck["step"],
                 "dim": len(mean)}, RUN / "heads.pt")
     np.savez_compressed(RUN / "predictions.npz", keys=np.array(al.keys), **pred)
     if do_export:
         rep = export(net, np.asarray(al.crops[np.flatnonzero(T["heldout"])[:8]]),
-                     {"heldout_metrics": {k: v for k, v in res.items()}})
+                     {"heldout_metrics": {k: v for k, v in res.items()}, "draw_thresholds": draw})
         report["onnx"] = {k: rep[k] for k in ("path", "max_abs_diff", "size", "sha256") if k in rep}
         # predictions of the shipped file on every photo (what retrieval and the bank use)
-        from .onnx_export import ort_outputs
-
-        x_all = []
-        for i in range(0, len(al.crops), 256):
-            x_all.append({"image": to_input128(np.asarray(al.crops[i:i + 256])).numpy()})
-        outs = ort_outputs(MODELS / ONNX_FILE, x_all)
-        pred_onnx = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+        pred_onnx = onnx_predictions(MODELS / SHIP_FILE, al.crops)
         report["heldout_onnx"] = evaluate(pred_onnx, T, al.keys)
         np.savez_compressed(RUN / "predictions.npz", keys=np.array(al.keys), **pred_onnx)
     (RUN / "report.json").write_text(json.dumps(report, indent=1))
     log(json.dumps(report["heldout"], indent=1))
     log(f"attributes: done in {time.time() - t0:.0f} s; report {RUN / 'report.json'}")
     return report
+
+
+def onnx_predictions(path: Path, crops, batch: int = 128) -> dict:
+    """Runs the exported file with ONNX Runtime (1 thread) on uint8 crops."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    outs = {k: [] for k in names}
+    for i in range(0, len(crops), batch):
+        res = sess.run(names, {"image": to_input128(np.asarray(crops[i:i + batch])).numpy()})
+        for k, v in zip(names, res):
+            outs[k].append(v)
+    return {k: np.concatenate(v) for k, v in outs.items()}
 
 
 def load_predictions() -> dict:

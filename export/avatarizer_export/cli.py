@@ -12,7 +12,7 @@ def _schema(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import data, evaluate, pipeline, report, sheets, ship, train
+    from . import attributes, data, evaluate, hairbank, pipeline, report, sheets, ship, train
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
                                  description="Data building, training, evaluation and model export.")
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_parser(sub)
     sheets.add_parser(sub)
     ship.add_parser(sub)
+    attributes.add_parser(sub)
+    hairbank.add_parser(sub)
     pipeline.add_parser(sub)
     return ap
 

@@ -1,11 +1,19 @@
 """Stage 3, hair: hair and accessory parameters for each face.
 
-For now the auto-artist's hair, facial-hair, glasses, headwear and clothes
-slices (:data:`avatarizer.schema.HAIR` and :data:`~avatarizer.schema.ACCESSORIES`).
-When the face stage already ran the artist (``estimator="artist"``) its fit is
-reused and this stage only copies slices; with the model estimator the artist
-runs here. A retrieval stage (attributes → KNN in the hair bank) will replace
-it behind the same ``run``.
+With the shipped models (``estimator="model"``) this is the paper's path:
+the attribute regressor H (role ``attributes``) describes the crop, the
+photo's hair mask gives a silhouette descriptor, k-nearest-neighbour search
+in the hairstyle bank picks the hair, and :func:`avatarizer.hair.merge`
+fits it to the face with the photo's hair colour and draws glasses, facial
+hair and headwear from the attributes (see ``docs/hair.md``).
+
+With the auto-artist as the estimator (no shipped models) the artist's own
+hair and accessory slices are used.
+
+In video mode the retrieval is refreshed at most every
+:data:`VIDEO_REFRESH_MS` per tracked face (hair is identity, and the
+segmentation behind the hair mask costs about 5 ms); the video tracker
+smooths identity further.
 """
 from __future__ import annotations
 
@@ -17,6 +25,9 @@ from .state import FrameState
 
 HAIR_DIM = schema.HAIR.stop - schema.HAIR.start
 ACC_DIM = schema.ACCESSORIES.stop - schema.ACCESSORIES.start
+VIDEO_REFRESH_MS = 1000.0
+#: colour used when the photo shows no hair to sample (a bald head, a hat)
+FALLBACK_HAIR_RGB = (0.25, 0.17, 0.11)
 
 
 class HairStage(Stage):
@@ -30,17 +41,65 @@ class HairStage(Stage):
         if getattr(options, "crop_size", None) and options.estimator_resolved == "artist":
             style = style.replace(crop_size=int(options.crop_size))
         self.artist = AutoArtist(style)
+        self.mode = "artist"
+        self.reason = "the auto-artist estimates the face, so its hair fit is used"
+        self.video = getattr(options, "mode", "image") == "video"
+        self._cache: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
+        if options.estimator_resolved == "model":
+            from .. import hair as H
+            from ..models import Manifest, Session
+
+            manifest = Manifest.load(getattr(options, "models_dir", None))
+            entries = [e for e in manifest.models.values() if e.role == "attributes" and e.kind == "onnx"]
+            if entries:
+                self.session = Session.from_entry(entries[0], device=options.device)
+                self.bank = H.HairBank.load()
+                self.retriever = H.HairRetriever(self.bank)
+                self.mode = "retrieval"
+                self.reason = (f"attribute regressor {entries[0].name!r} + KNN over {len(self.bank)} "
+                               "bank hairstyles")
+            else:
+                self.reason = f"{manifest.folder} has no 'attributes' model: the auto-artist's hair is used"
+
+    def _retrieve(self, face, face_slice: np.ndarray) -> np.ndarray:
+        from .. import hair as H
+        from ..artist import crop_valid_mask
+
+        crop = face.crop(128)
+        x = self.session.preprocess(crop[None])
+        attrs = H.decode_attributes(self.session.run({self.session.input_names[0]: x}))
+        mask = face.hair_mask(128)
+        valid = crop_valid_mask(face, 128)
+        idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
+        rgb = H.sample_hair_rgb(crop, mask, face.canonical, valid) if mask is not None else None
+        base = schema.default()
+        base[schema.FACE] = face_slice
+        return H.merge(base, self.bank.entry(idx), FALLBACK_HAIR_RGB if rgb is None else rgb, attrs)
 
     def run(self, state: FrameState) -> None:
         with state.timer(self.name):
             n = len(state.faces)
-            fits = state.artist_params
-            if fits is None or len(fits) != n:
-                fits = [self.artist.fit(f) for f in state.faces]
-                state.artist_params = fits
-            if n:
-                state.hair_params = np.stack([p[schema.HAIR] for p in fits]).astype(np.float32)
-                state.accessory_params = np.stack([p[schema.ACCESSORIES] for p in fits]).astype(np.float32)
-            else:
+            if n == 0:
                 state.hair_params = np.zeros((0, HAIR_DIM), np.float32)
                 state.accessory_params = np.zeros((0, ACC_DIM), np.float32)
+                return
+            if self.mode == "retrieval":
+                full = []
+                now = state.timestamp_ms
+                for i, f in enumerate(state.faces):
+                    hit = self._cache.get(i) if self.video and now is not None else None
+                    if hit is not None and 0 <= now - hit[0] < VIDEO_REFRESH_MS:
+                        full.append(hit[1])
+                        continue
+                    p = self._retrieve(f, state.face_params[i])
+                    if self.video and now is not None:
+                        self._cache[i] = (now, p, None)
+                    full.append(p)
+            else:
+                fits = state.artist_params
+                if fits is None or len(fits) != n:
+                    fits = [self.artist.fit(f) for f in state.faces]
+                    state.artist_params = fits
+                full = fits
+            state.hair_params = np.stack([p[schema.HAIR] for p in full]).astype(np.float32)
+            state.accessory_params = np.stack([p[schema.ACCESSORIES] for p in full]).astype(np.float32)

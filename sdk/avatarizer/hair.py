@@ -1,0 +1,714 @@
+"""Hair and accessories at run time: the hairstyle bank, nearest-neighbour
+retrieval and the merge into a full avatar vector (numpy only, no torch).
+
+The bank (``data/hair_bank.npz`` + ``data/hair_bank.json``, built by
+``avatarizer-export hairbank`` from the auto-artist's hair fits of the
+training photos) holds a few hundred real fitted hairstyles (k-means medoids).
+Each entry has
+
+* its hair **geometry**: the non-colour parameters of the ``hair`` slice, with
+  every point in a *head frame* (x relative to the head's centre line, y
+  relative to the skull top, both divided by the head's half width; see
+  :func:`head_frame`), so it can be fitted onto any face;
+* its **attribute vector** (:data:`RETRIEVAL_ATTRIBUTES`: hair length, volume,
+  curl, fringe, bald, headwear): the attribute regressor's predictions for
+  the cluster's member photos, averaged, so that bank and query live in the
+  same space;
+* its **shape descriptor** (:func:`shape_descriptor`: the outer radius of the
+  hair silhouette along :data:`N_RAYS` fixed rays from the head centre, and
+  the hairline height, from the members' hair masks, averaged).
+
+Hair *colour* is not in the bank: it comes from the photo.
+
+Typical use, after the attribute regressor H (role ``attributes``)::
+
+    from avatarizer import hair
+
+    bank = hair.HairBank.load()                      # verifies the sha256
+    retriever = hair.HairRetriever(bank)             # default weights
+    attrs = hair.decode_attributes(h_session.run({"image": x}))
+    idx = retriever.query(attrs, face.hair_mask(128), face.canonical)
+    params = hair.merge(face_params, bank.entry(idx), hair_rgb, attrs)
+
+The search is a brute-force weighted squared distance over the whole bank in
+numpy (:meth:`HairRetriever.distances`), a few microseconds for ~500 entries.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from . import schema as S
+
+__all__ = [
+    "HairBank", "HairBankError", "HairEntry", "HairRetriever", "RetrievalWeights", "merge",
+    "shape_descriptor", "head_frame", "hair_attributes_from_params", "decode_attributes",
+    "attribute_vector", "sample_hair_rgb", "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
+    "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
+    "FAMILIES",
+]
+
+DATA = Path(__file__).resolve().with_name("data")
+BANK_FORMAT = 1
+
+# ------------------------------------------------------------------ layout
+#: Attribute regressor outputs (ONNX role ``attributes``), in order.
+HAIR_COLOURS = ("black", "brown", "blond", "red", "gray")
+GLASSES = ("none", "reading", "sunglasses")
+BINARY_ATTRIBUTES = ("bald", "beard", "moustache", "headwear", "male")
+REGRESSED_ATTRIBUTES = ("age", "length", "volume", "curl", "fringe")
+#: The hair attributes retrieval compares (all in [0, 1]).
+RETRIEVAL_ATTRIBUTES = ("length", "volume", "curl", "fringe", "bald", "headwear")
+#: Hairstyle families the bank reports its coverage in.
+FAMILIES = ("bald", "receding", "buzz", "short", "fringe", "parted", "tied_up", "bob", "medium", "long",
+            "curly", "afro", "headwear")
+
+# The shape descriptor: rays from the head centre, y down, 0 deg = image right,
+# -90 = straight up; from 40 deg below the right horizontal over the top to 40
+# deg below the left one (the 100 deg under the chin show neck and clothes).
+N_RAYS = 32
+RAY_ANGLES_DEG = np.linspace(40.0, -220.0, N_RAYS)
+_RAY_DIRS = np.stack([np.cos(np.deg2rad(RAY_ANGLES_DEG)), np.sin(np.deg2rad(RAY_ANGLES_DEG))], 1)
+_RAY_RADII = np.linspace(0.2, 2.6, 97)  # in head half-widths
+_GAP = 3  # hair samples further than this many samples apart are not connected
+DESCRIPTOR_NAMES = tuple(f"ray{k}" for k in range(N_RAYS)) + ("hairline",)
+
+# MediaPipe face oval (image-left side first is irrelevant: used as a polygon)
+_FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+              152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+_EYE_CORNERS = (33, 133, 263, 362)
+
+_HAIR_FEATURES = ("hair_back", "hair_front", "hair_strand0", "hair_strand1")
+_COLOUR = np.array([k == "color" for k in S.KINDS])
+#: Schema indices of the bank's geometry columns: the hair slice without colours.
+GEOMETRY_INDEX = np.array([i for i in range(S.HAIR.start, S.HAIR.stop) if not _COLOUR[i]], np.int64)
+_KIND = np.array(S.KINDS)
+
+
+class HairBankError(RuntimeError):
+    """The hairstyle bank is missing, corrupt or of another format."""
+
+
+# ------------------------------------------------------------------- frames
+
+
+def head_frame(params) -> tuple[float, float, float]:
+    """``(cx, top, hw)`` of a parameter vector's face outline: the head's centre
+    line (mid-point of the temples, outline points 5 and 9), the skull top
+    (point 7) and the half width at the temples. Hair geometry in the bank is
+    ``((x - cx) / hw, (y - top) / hw)``."""
+    f = S.points(np.asarray(params, np.float32), "face").astype(np.float64)
+    cx = 0.5 * (f[5, 0] + f[9, 0])
+    hw = max(0.5 * (f[5, 0] - f[9, 0]), 0.15)
+    return float(cx), float(f[7, 1]), float(hw)
+
+
+def _to_head(values: np.ndarray, index: np.ndarray, frame) -> np.ndarray:
+    cx, top, hw = frame
+    out = np.array(values, np.float64, copy=True)
+    k = _KIND[index]
+    out[..., k == "x"] = (out[..., k == "x"] - cx) / hw
+    out[..., k == "y"] = (out[..., k == "y"] - top) / hw
+    w = np.isin(k, ("width", "size"))
+    out[..., w] = out[..., w] / hw
+    return out
+
+
+def _from_head(values: np.ndarray, index: np.ndarray, frame) -> np.ndarray:
+    cx, top, hw = frame
+    out = np.array(values, np.float64, copy=True)
+    k = _KIND[index]
+    out[..., k == "x"] = out[..., k == "x"] * hw + cx
+    out[..., k == "y"] = out[..., k == "y"] * hw + top
+    w = np.isin(k, ("width", "size"))
+    out[..., w] = out[..., w] * hw
+    return out
+
+
+def hair_to_head_frame(params) -> np.ndarray:
+    """The geometry columns (:data:`GEOMETRY_INDEX`) of a 629 vector in its head frame."""
+    p = np.asarray(params, np.float32)
+    return _to_head(p[GEOMETRY_INDEX], GEOMETRY_INDEX, head_frame(p)).astype(np.float32)
+
+
+# --------------------------------------------------------------- attributes
+
+
+def hair_attributes_from_params(params) -> np.ndarray:
+    """Hair attributes of an avatar vector (the auto-artist's hair fit), in
+    :data:`RETRIEVAL_ATTRIBUTES` order except ``headwear`` (NaN: not in the
+    hair slice). All in [0, 1]:
+
+    * length: how far the back hair reaches below the eyes (0 = short, 1 =
+      past the shoulders): lowest of the back contour's lower side points;
+    * volume: mean distance of the back contour's upper points from the
+      skull centre, in head half widths, minus 1 (tight = 0);
+    * curl: ``hair_style.curl``;
+    * fringe: how low the front hairline comes (0 = at the skull top, 1 =
+      down to the brows);
+    * bald: no front hair layer (``layers`` < 2).
+    """
+    p = np.asarray(params, np.float32)
+    cx, top, hw = head_frame(p)
+    back = S.points(p, "hair_back").astype(np.float64)
+    front = S.points(p, "hair_front").astype(np.float64)
+    low = max(back[1, 1], back[11, 1])
+    length = np.clip((low - 0.05) / 0.85, 0.0, 1.0)
+    c = np.array([cx, top + hw])
+    vol = np.linalg.norm(back[3:10] - c, axis=1).mean() / hw - 1.0
+    volume = np.clip(vol / 0.8, 0.0, 1.0)
+    curl = float(p[S.index("hair_style.curl")])
+    fringe = np.clip((front[0, 1] - top) / hw / 1.0 - 0.2, 0.0, 1.0)
+    layers = float(p[S.index("hair_style.layers")])
+    bald = 1.0 if layers < 1.5 else 0.0
+    return np.array([length, volume, curl, fringe, bald, np.nan], np.float32)
+
+
+def decode_attributes(outputs: Mapping[str, np.ndarray], i: int = 0) -> dict:
+    """The attribute regressor's outputs (one batch row ``i``) as a dict:
+    probabilities per class and the decisions (``hair_colour``, ``glasses``,
+    ``glasses_type`` 0/1/2, flags at 0.5), the regressed values (age in
+    years; length, volume, curl, fringe in [0, 1]) and ``gender``."""
+    out: dict = {}
+    hc = np.asarray(outputs["hair_colour"], np.float64)[i]
+    out["hair_colour_probs"] = dict(zip(HAIR_COLOURS, map(float, hc)))
+    out["hair_colour"] = HAIR_COLOURS[int(np.argmax(hc))]
+    gl = np.asarray(outputs["glasses"], np.float64)[i]
+    out["glasses_probs"] = dict(zip(GLASSES, map(float, gl)))
+    out["glasses_type"] = int(np.argmax(gl))
+    out["glasses"] = GLASSES[out["glasses_type"]]
+    b = np.asarray(outputs["binary"], np.float64)[i]
+    for name, v in zip(BINARY_ATTRIBUTES, b):
+        out[name] = float(v)
+    r = np.asarray(outputs["regress"], np.float64)[i]
+    for name, v in zip(REGRESSED_ATTRIBUTES, r):
+        out[name] = float(v) if name == "age" else float(np.clip(v, 0.0, 1.0))
+    out["gender"] = "male" if out["male"] >= 0.5 else "female"
+    return out
+
+
+def attribute_vector(attributes) -> np.ndarray:
+    """Retrieval attribute vector (:data:`RETRIEVAL_ATTRIBUTES`) from a dict
+    (missing keys: NaN, ignored by the distance) or an array of that length."""
+    if isinstance(attributes, Mapping):
+        return np.array([float(attributes[k]) if attributes.get(k) is not None else np.nan
+                         for k in RETRIEVAL_ATTRIBUTES], np.float64)
+    a = np.asarray(attributes, np.float64).reshape(-1)
+    if a.shape != (len(RETRIEVAL_ATTRIBUTES),):
+        raise ValueError(f"an attribute vector has {len(RETRIEVAL_ATTRIBUTES)} values "
+                         f"{RETRIEVAL_ATTRIBUTES}, got shape {a.shape}")
+    return a
+
+
+# --------------------------------------------------------------- descriptor
+
+
+def _head_centre(lm: np.ndarray) -> tuple[np.ndarray, float]:
+    cx = 0.5 * (lm[234, 0] + lm[454, 0])
+    eye_y = float(lm[list(_EYE_CORNERS), 1].mean())
+    hw = max(0.5 * abs(lm[454, 0] - lm[234, 0]), 0.2)
+    return np.array([cx, eye_y - 0.1]), float(hw)
+
+
+def _mask01(mask) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"hair mask must be a square S×S array, got shape {m.shape}")
+    if m.dtype == np.uint8:
+        return m >= 128
+    return m.astype(np.float32) >= 0.5
+
+
+def shape_descriptor(hair_mask, landmarks, valid=None) -> tuple[np.ndarray, np.ndarray]:
+    """The hair-shape descriptor of an aligned photo and which of its values
+    were observed.
+
+    Args:
+        hair_mask: S×S person-minus-face mask of the aligned crop
+            (``AlignedFace.hair_mask(S)``; float in [0, 1] or uint8 × 255).
+        landmarks: (478, 2) canonical landmarks.
+        valid: optional S×S bool, crop pixels inside the photo.
+
+    Returns ``(desc, observed)``, both of length ``N_RAYS + 1``:
+    ``desc[k]`` is the outer radius of the hair silhouette along ray ``k``
+    (angles :data:`RAY_ANGLES_DEG` from the head centre: mid-point of the
+    cheeks, 0.1 above the eye line), in head half-widths, from the face oval
+    outward along samples connected to the head (the face-oval radius where
+    the ray meets no hair); ``desc[-1]`` is the hairline height: how far
+    above the eye line the hair starts on the mid-line, in head half-widths.
+    ``observed`` is False where the silhouette runs out of the crop (or the
+    valid region), so the value is only a lower bound.
+    """
+    m = _mask01(hair_mask)
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    if lm.shape[0] < 478 or not np.isfinite(lm[:478]).all():
+        raise ValueError("landmarks must be (478, 2) finite canonical coordinates")
+    size = m.shape[0]
+    ok_px = np.ones_like(m) if valid is None else np.asarray(valid, bool)
+    c, hw = _head_centre(lm)
+    # face-oval radius along each ray (polar interpolation of the oval)
+    oval = lm[list(_FACE_OVAL)] - c
+    ang = np.arctan2(oval[:, 1], oval[:, 0])
+    rad = np.hypot(oval[:, 0], oval[:, 1])
+    o = np.argsort(ang)
+    a3 = np.concatenate([ang[o] - 2 * np.pi, ang[o], ang[o] + 2 * np.pi])
+    r3 = np.tile(rad[o], 3)
+    ray_a = np.deg2rad(RAY_ANGLES_DEG)
+    ray_a = np.arctan2(np.sin(ray_a), np.cos(ray_a))
+    r_oval = np.interp(ray_a, a3, r3) / hw  # (R,)
+    # samples along the rays (nearest pixel)
+    pts = c[None, None, :] + hw * _RAY_RADII[None, :, None] * _RAY_DIRS[:, None, :]  # (R, T, 2)
+    px = np.floor((pts + 1.0) * 0.5 * size).astype(np.int64)
+    inside = ((px >= 0) & (px < size)).all(-1)
+    pxc = np.clip(px, 0, size - 1)
+    hair = m[pxc[..., 1], pxc[..., 0]] & inside
+    seen = ok_px[pxc[..., 1], pxc[..., 0]] & inside
+    hair &= seen
+    desc = np.empty(N_RAYS + 1, np.float64)
+    obs = np.ones(N_RAYS + 1, bool)
+    T = len(_RAY_RADII)
+    start_ok = _RAY_RADII[None, :] <= r_oval[:, None] + 0.25  # hair must start near the face
+    for k in range(N_RAYS):
+        idx = np.flatnonzero(hair[k])
+        if len(idx) == 0 or not start_ok[k, idx[0]]:
+            desc[k] = r_oval[k]
+            first_out = int(np.searchsorted(_RAY_RADII, r_oval[k]))
+            obs[k] = bool(seen[k, min(first_out + 1, T - 1)])
+            continue
+        gaps = np.flatnonzero(np.diff(idx) > _GAP)
+        last = int(idx[gaps[0]] if len(gaps) else idx[-1])
+        desc[k] = max(_RAY_RADII[last], r_oval[k])
+        obs[k] = last + 1 < T and bool(seen[k, last + 1])
+    # hairline: lowest hair row on the mid-line above the eyes, going up from the oval top
+    eye_y = c[1] + 0.1
+    xs = np.clip(np.floor((c[0] + np.array([-0.06, 0.0, 0.06]) + 1.0) * 0.5 * size).astype(int), 0, size - 1)
+    ys = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    rows = np.flatnonzero(ys < eye_y - 0.15)
+    col = m[rows][:, xs].mean(1) >= 0.5
+    colv = ok_px[rows][:, xs].all(1)
+    if col.any():
+        r = rows[np.flatnonzero(col)[-1]]  # the lowest hair row above the eyes
+        desc[-1] = (eye_y - ys[r]) / hw
+        obs[-1] = bool(colv[np.flatnonzero(col)[-1]])
+    else:
+        desc[-1] = (eye_y - float(lm[10, 1])) / hw
+        obs[-1] = bool(colv.all())
+    return desc.astype(np.float32), obs
+
+
+def sample_hair_rgb(crop, hair_mask, landmarks, valid=None) -> np.ndarray | None:
+    """A robust hair colour from the photo: the median of the hair-mask pixels
+    above the eyes and beside/above the face (luminance 15th-85th percentile),
+    float RGB in [0, 1]; None when fewer than 20 such pixels exist."""
+    img = np.asarray(crop)
+    rgb = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    size = rgb.shape[0]
+    m = _mask01(hair_mask)
+    if m.shape[0] != size:
+        idx = (np.arange(size) * m.shape[0] // size)
+        m = m[idx][:, idx]
+    lm = np.asarray(landmarks, np.float64)
+    c, hw = _head_centre(lm)
+    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    region = m & (g[:, None] < c[1] + 0.05) & (np.hypot((g[None, :] - c[0]) / (hw * 1.7),
+                                                       (g[:, None] - c[1]) / (hw * 1.9)) < 1.0)
+    if valid is not None:
+        region &= np.asarray(valid, bool)
+    px = rgb[region]
+    if len(px) < 20:
+        return None
+    y = px @ np.array([0.299, 0.587, 0.114], np.float32)
+    lo, hi = np.percentile(y, [15, 85])
+    keep = (y >= lo) & (y <= hi)
+    return np.median(px[keep] if keep.sum() >= 10 else px, 0).astype(np.float32)
+
+
+# -------------------------------------------------------------------- bank
+
+
+@dataclass(frozen=True)
+class HairEntry:
+    """One bank entry (a real fitted hairstyle)."""
+
+    index: int
+    geometry: np.ndarray      # (len(GEOMETRY_INDEX),) head-frame hair parameters
+    attributes: np.ndarray    # (len(RETRIEVAL_ATTRIBUTES),)
+    descriptor: np.ndarray    # (N_RAYS + 1,)
+    family: str
+    members: int
+
+
+class HairBank:
+    """The shipped hairstyle bank (see the module doc); build with :meth:`load`."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], info: Mapping):
+        self.info = dict(info)
+        self.geometry = np.asarray(arrays["geometry"], np.float32)
+        self.geometry_index = np.asarray(arrays["geometry_index"], np.int64)
+        self.attributes = np.asarray(arrays["attributes"], np.float32)
+        self.descriptors = np.asarray(arrays["descriptors"], np.float32)
+        self.attr_scale = np.asarray(arrays["attr_scale"], np.float32)
+        self.desc_scale = np.asarray(arrays["desc_scale"], np.float32)
+        self.members = np.asarray(arrays["members"], np.int64)
+        self.family = np.asarray(arrays["family"], np.int64)
+        self.families = tuple(str(f) for f in arrays["families"])
+        self.medoid_keys = tuple(str(k) for k in arrays["medoid_keys"]) if "medoid_keys" in arrays else ()
+        n = len(self.geometry)
+        for name in ("attributes", "descriptors", "members", "family"):
+            if len(getattr(self, name)) != n:
+                raise HairBankError(f"hair bank: {name} has {len(getattr(self, name))} rows, geometry {n}")
+        if not np.array_equal(self.geometry_index, GEOMETRY_INDEX):
+            raise HairBankError("hair bank: its geometry columns do not match this schema's hair slice "
+                                "(rebuild it with `avatarizer-export hairbank`)")
+        if self.descriptors.shape[1] != N_RAYS + 1 or self.attributes.shape[1] != len(RETRIEVAL_ATTRIBUTES):
+            raise HairBankError(f"hair bank: descriptor/attribute widths {self.descriptors.shape[1]}/"
+                                f"{self.attributes.shape[1]} differ from this SDK's "
+                                f"{N_RAYS + 1}/{len(RETRIEVAL_ATTRIBUTES)}")
+
+    def __len__(self) -> int:
+        return len(self.geometry)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "HairBank":
+        """Loads ``hair_bank.npz`` after checking its sha256 against
+        ``hair_bank.json`` beside it (``path``: the npz; default the package's).
+        Raises :class:`HairBankError` when either file is missing, the
+        checksum differs (a corrupt or edited bank) or the format is unknown."""
+        npz = Path(path) if path is not None else DATA / "hair_bank.npz"
+        meta_path = npz.with_suffix(".json")
+        if not npz.is_file():
+            raise HairBankError(f"{npz}: no hairstyle bank (build it with `avatarizer-export hairbank`)")
+        if not meta_path.is_file():
+            raise HairBankError(f"{meta_path}: the bank's description (with its sha256) is missing")
+        try:
+            info = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise HairBankError(f"{meta_path}: unreadable: {exc}") from None
+        data = npz.read_bytes()
+        got = hashlib.sha256(data).hexdigest()
+        if got != info.get("sha256"):
+            raise HairBankError(f"{npz}: checksum mismatch (sha256 {got[:16]}…, {meta_path.name} says "
+                                f"{str(info.get('sha256'))[:16]}…): the bank is corrupt or was changed; "
+                                "reinstall it or rebuild it with `avatarizer-export hairbank`")
+        if info.get("format") != BANK_FORMAT:
+            raise HairBankError(f"{meta_path}: bank format {info.get('format')!r}, this SDK reads {BANK_FORMAT}")
+        import io
+
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError) as exc:
+            raise HairBankError(f"{npz}: unreadable npz: {exc}") from None
+        bank = cls(arrays, info)
+        if info.get("count") != len(bank):
+            raise HairBankError(f"{meta_path}: says {info.get('count')} entries, the npz has {len(bank)}")
+        return bank
+
+    def entry(self, i: int) -> HairEntry:
+        i = int(i)
+        if not 0 <= i < len(self):
+            raise IndexError(f"hair bank entry {i} out of range 0..{len(self) - 1}")
+        return HairEntry(i, self.geometry[i], self.attributes[i], self.descriptors[i],
+                         self.families[self.family[i]], int(self.members[i]))
+
+    def coverage(self) -> dict[str, int]:
+        """Entries per family."""
+        return {f: int((self.family == k).sum()) for k, f in enumerate(self.families)}
+
+    def most_common(self) -> int:
+        """The entry with the most members (the 'most common hairstyle')."""
+        return int(np.lexsort((np.arange(len(self)), -self.members))[0])
+
+
+# --------------------------------------------------------------- retrieval
+
+
+@dataclass(frozen=True)
+class RetrievalWeights:
+    """Weights of the retrieval distance (see :meth:`HairRetriever.distances`).
+
+    The defaults (1, 4; with ``HairRetriever(k=5)``) come from
+    ``avatarizer-export hairbank tune`` (``docs/hair.md``): on 400 training
+    photos left out of a tuning bank they are within 0.002 mean hair IoU of
+    the best setting tried, and weigh the attributes the silhouette cannot
+    see (fringe, bald, headwear) more than it.
+
+    Attributes:
+        attributes: weight of the mean squared z-score difference of the hair
+            attributes (:data:`RETRIEVAL_ATTRIBUTES`, each divided by its
+            spread over the bank's training photos).
+        shape: weight of the mean squared z-score difference of the observed
+            shape-descriptor values (silhouette radii and hairline).
+        per_attribute: optional extra factor per attribute name (default 1).
+    """
+
+    attributes: float = 1.0
+    shape: float = 4.0
+    per_attribute: tuple = ()
+
+    def attribute_factors(self) -> np.ndarray:
+        f = dict(self.per_attribute)
+        bad = sorted(set(f) - set(RETRIEVAL_ATTRIBUTES))
+        if bad:
+            raise ValueError(f"unknown attribute(s) {bad}; attributes: {RETRIEVAL_ATTRIBUTES}")
+        return np.array([float(f.get(k, 1.0)) for k in RETRIEVAL_ATTRIBUTES])
+
+
+#: Family gates: when the query's score for a flag is at least the threshold
+#: (the prevalence-matched thresholds of the attribute regressor, as for
+#: drawing), only entries of these families are candidates. The silhouette
+#: cannot tell a bald scalp from short hair (both are "person" in the mask),
+#: and a hat needs a hat-shaped hairstyle. Checked in this order.
+GATES = (("headwear", 0.678, ("headwear",)), ("bald", 0.587, ("bald", "receding")))
+
+
+class HairRetriever:
+    """k-nearest-neighbour search in a :class:`HairBank`.
+
+    The distance of entry ``e`` to a query with attribute vector ``a`` and
+    descriptor ``d`` (observed values ``o``)::
+
+        D(e) = w_attr  * mean_j( f_j ((a_j - A_ej) / s_j)^2 )        over attributes given
+             + w_shape * mean_k( ((d_k - S_ek) / t_k)^2 )            over observed d_k
+
+    (``s``, ``t``: the spreads stored in the bank). ``query`` takes the ``k``
+    nearest entries (default 5; ties broken by the lower entry index) and
+    returns the one whose summed distance to the other ``k - 1`` is smallest
+    (the neighbourhood's medoid, more robust to a noisy query; ``k = 1``:
+    the nearest; an entry at distance 0 is always returned). With ``gates`` (default :data:`GATES`) a confident bald or
+    headwear score restricts the candidates to those families; ``gates=None``
+    searches the whole bank.
+    """
+
+    def __init__(self, bank: HairBank, weights: RetrievalWeights | None = None, k: int = 5,
+                 gates=GATES):
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        self.bank = bank
+        self.weights = weights or RetrievalWeights()
+        self.k = int(k)
+        fam = np.array(bank.families)[bank.family]
+        self._gates = [(RETRIEVAL_ATTRIBUTES.index(n), float(t), np.isin(fam, list(fs)))
+                       for n, t, fs in (gates or ())]
+        self._fa = self.weights.attribute_factors()
+        self._A = bank.attributes.astype(np.float64) / bank.attr_scale
+        self._D = bank.descriptors.astype(np.float64) / bank.desc_scale
+        self._Dz = np.concatenate([bank.attributes / bank.attr_scale, bank.descriptors / bank.desc_scale], 1)
+
+    def distances(self, attributes=None, descriptor=None, observed=None) -> np.ndarray:
+        """Distance of every bank entry to the query (see the class doc)."""
+        w = self.weights
+        d = np.zeros(len(self.bank))
+        if attributes is not None and w.attributes > 0:
+            a = attribute_vector(attributes)
+            m = np.isfinite(a)
+            if m.any():
+                diff = self._A[:, m] - (a[m] / self.bank.attr_scale[m])
+                d += w.attributes * (diff * diff * self._fa[m]).sum(1) / m.sum()
+        if descriptor is not None and w.shape > 0:
+            q = np.asarray(descriptor, np.float64)
+            o = np.ones(len(q), bool) if observed is None else np.asarray(observed, bool)
+            if o.any():
+                diff = self._D[:, o] - (q[o] / self.bank.desc_scale[o])
+                d += w.shape * (diff * diff).sum(1) / o.sum()
+        return d
+
+    def candidates(self, attributes=None) -> np.ndarray | None:
+        """Boolean mask of the entries a query may return (None: all), from the gates."""
+        if attributes is None or not self._gates:
+            return None
+        a = attribute_vector(attributes)
+        for j, t, mask in self._gates:
+            if np.isfinite(a[j]) and a[j] >= t and mask.any():
+                return mask
+        return None
+
+    def nearest(self, attributes=None, descriptor=None, observed=None, k: int | None = None):
+        """``(indices, distances)`` of the ``k`` nearest candidate entries,
+        nearest first (equal distances: lower index first)."""
+        d = self.distances(attributes, descriptor, observed)
+        cand = self.candidates(attributes)
+        if cand is not None:
+            d = np.where(cand, d, np.inf)
+        k = min(self.k if k is None else int(k), len(d) if cand is None else int(cand.sum()))
+        if k < len(d):
+            part = np.argpartition(d, k - 1)[:k + 0]
+            # include every entry tied with the k-th so the tie-break is by index
+            kth = d[part].max()
+            part = np.flatnonzero(d <= kth)
+        else:
+            part = np.arange(len(d))
+        order = part[np.lexsort((part, d[part]))][:k]
+        return order, d[order]
+
+    def query(self, attributes=None, hair_mask_crop=None, canonical_landmarks=None, *, valid=None,
+              k: int | None = None) -> int:
+        """Index of the best bank entry for a photo.
+
+        Args:
+            attributes: dict (e.g. :func:`decode_attributes`) or vector of
+                :data:`RETRIEVAL_ATTRIBUTES`; None to match on shape only.
+            hair_mask_crop: the photo's S×S hair mask, or None to match on
+                attributes only.
+            canonical_landmarks: (478, 2), needed with a mask.
+            valid: optional S×S bool mask of crop pixels inside the photo.
+            k: neighbourhood size (default the retriever's ``k``).
+        """
+        desc = obs = None
+        if hair_mask_crop is not None:
+            if canonical_landmarks is None:
+                raise ValueError("a hair mask needs the canonical landmarks to compute its descriptor")
+            desc, obs = shape_descriptor(hair_mask_crop, canonical_landmarks, valid)
+        if attributes is None and desc is None:
+            raise ValueError("query needs attributes, a hair mask, or both")
+        return self.query_descriptor(attributes, desc, obs, k=k)
+
+    def query_descriptor(self, attributes=None, descriptor=None, observed=None, k: int | None = None) -> int:
+        """:meth:`query` with a precomputed descriptor."""
+        idx, dist = self.nearest(attributes, descriptor, observed, k)
+        if len(idx) <= 1 or dist[0] <= 1e-9:  # an exact match is the answer
+            return int(idx[0])
+        z = self._Dz[idx]
+        dd = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1).sum(1)
+        return int(idx[np.lexsort((np.arange(len(idx)), dd))[0]])
+
+
+# -------------------------------------------------------------------- merge
+
+#: Score from which :func:`merge` draws a flag's overlay. The regressor's 0.5
+#: is tuned for balanced accuracy (recall on rare flags); these are the
+#: (1 - prevalence) quantiles of its scores on the training photos, so that
+#: about as many overlays are drawn as the labels have (``avatarizer-export
+#: attributes`` prints them; ``runs/attributes/report.json``).
+DRAW_THRESHOLDS = {"beard": 0.716, "moustache": 0.808, "headwear": 0.678}
+_GLASSES_FRAME = (0.12, 0.1, 0.1)
+_HEADWEAR_RGB = (0.22, 0.24, 0.3)
+
+
+def _set_rgb(p, feature, rgb, prefix=""):
+    i = S.index(f"{feature}.{prefix}r")
+    p[i:i + 3] = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
+
+
+def _flag(attributes: Mapping, name: str) -> float:
+    v = attributes.get(name)
+    if v is None:
+        return 0.0
+    if isinstance(v, (bool, np.bool_)):
+        return 1.0 if v else 0.0
+    return float(v)
+
+
+def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = None, *,
+          skin_rgb=None, thresholds: Mapping[str, float] | None = None) -> np.ndarray:
+    """A full avatar vector: the face from ``face_params``, the hair geometry of
+    a bank ``entry`` fitted to the face outline's skull top and width, the
+    hair colour ``hair_rgb`` (from the photo) and accessories from the
+    ``attributes``:
+
+    * glasses: ``glasses_type`` (0 none, 1 reading, 2 sunglasses; or
+      ``glasses`` as a name) placed on the eyes, lens size from the eye size;
+    * beard (``beard`` score >= its threshold, :data:`DRAW_THRESHOLDS` or
+      ``thresholds``): a shape along the jaw, from the face outline's lower
+      points to under the lower lip; ``moustache`` (or a beard): a stroke
+      above the upper lip;
+    * headwear (``headwear`` >= its threshold): ``headwear_type`` (default 2,
+      a beanie) on the skull, band at the hairline, colour ``headwear_rgb``;
+    * optional ``beard_rgb``, ``frame_rgb``, ``clothes_rgb``.
+
+    Without attributes the accessories of ``face_params`` are kept. The
+    result is passed through ``schema.clip``.
+    """
+    p = np.array(S.as_params(face_params), np.float64)
+    rgb = np.clip(np.asarray(hair_rgb, np.float64).reshape(3), 0, 1)
+    frame = head_frame(p)
+    cx, top, hw = frame
+    # hair geometry from the bank
+    geo = _from_head(entry.geometry, GEOMETRY_INDEX, frame)
+    p[GEOMETRY_INDEX] = geo
+    p[S.index("hair_style.bank_id")] = entry.index
+    skin = np.asarray(skin_rgb if skin_rgb is not None else p[S.index("face.r"):S.index("face.r") + 3],
+                      np.float64)
+    hair_col = rgb if entry.family != "buzz" else 0.6 * rgb + 0.4 * skin
+    _set_rgb(p, "hair_back", hair_col * 0.85)
+    _set_rgb(p, "hair_front", hair_col)
+    for i in (0, 1):
+        _set_rgb(p, f"hair_strand{i}", np.clip(hair_col * 1.25 + 0.05, 0, 1))
+    if attributes is None:
+        return S.clip(p)
+    a = attributes
+    th = {**DRAW_THRESHOLDS, **(thresholds or {})}
+    # glasses on the eyes
+    gtype = a.get("glasses_type")
+    if gtype is None and isinstance(a.get("glasses"), str):
+        gtype = GLASSES.index(a["glasses"]) if a["glasses"] in GLASSES else 0
+    if gtype is not None:
+        gtype = int(gtype)
+        p[S.index("glasses.type")] = gtype
+        if gtype > 0:
+            el, er = S.points(p, "eye_l_upper"), S.points(p, "eye_r_upper")
+            half = 0.25 * (abs(el[4, 0] - el[0, 0]) + abs(er[4, 0] - er[0, 0]))  # half eye width
+            p[S.index("glasses.lens_w")] = np.clip(half * 1.2, 0.08, 0.18)
+            p[S.index("glasses.lens_h")] = np.clip(half * 0.85, 0.05, 0.12)
+            p[S.index("glasses.roundness")] = 0.5
+            p[S.index("glasses.frame_width")] = 0.012 if gtype == 2 else 0.009
+            _set_rgb(p, "glasses", a.get("frame_rgb", _GLASSES_FRAME), prefix="frame_")
+            if gtype == 2:
+                _set_rgb(p, "glasses", (0.08, 0.09, 0.1), prefix="lens_")
+                p[S.index("glasses.lens_opacity")] = 0.9
+            else:
+                _set_rgb(p, "glasses", (0.75, 0.85, 0.95), prefix="lens_")
+                p[S.index("glasses.lens_opacity")] = 0.15
+    # facial hair following the jaw and the lips
+    face = S.points(p, "face").astype(np.float64)
+    beard_rgb = np.asarray(a.get("beard_rgb", hair_col * 0.9), np.float64)
+    if "beard" in a:
+        pb = _flag(a, "beard")
+        if pb >= th["beard"]:
+            lo = S.points(p, "lip_lower_outer").astype(np.float64)
+            bd = np.array([
+                (face[0, 0], face[0, 1] + 0.05),
+                (face[2, 0] + 0.02, face[2, 1] + 0.02),
+                (face[4, 0] - 0.02, face[4, 1] + 0.1),
+                (lo[2, 0], lo[2, 1] + 0.01),
+                (face[10, 0] + 0.02, face[10, 1] + 0.1),
+                (face[12, 0] - 0.02, face[12, 1] + 0.02),
+            ])
+            S.set_points(p, "beard", bd)
+            p[S.index("beard.opacity")] = np.clip(0.6 + 0.8 * (pb - th["beard"]), 0.6, 0.95)
+            _set_rgb(p, "beard", beard_rgb)
+        else:
+            p[S.index("beard.opacity")] = 0.0
+    if "moustache" in a or "beard" in a:
+        pm = max(_flag(a, "moustache") - th["moustache"], _flag(a, "beard") - th["beard"]) + 0.5
+        if pm >= 0.5:
+            uo = S.points(p, "lip_upper_outer").astype(np.float64)
+            ms = np.array([uo[0] + (-0.02, 0.0), uo[1] + (0, -0.03), uo[3] + (0, -0.045), uo[5] + (0, -0.03),
+                           uo[6] + (0.02, 0.0)])
+            S.set_points(p, "moustache", ms)
+            p[S.index("moustache.w0")] = 0.01
+            p[S.index("moustache.w1")] = np.clip(0.03 + 0.03 * (pm - 0.5), 0.03, 0.045)
+            _set_rgb(p, "moustache", beard_rgb * 0.95)
+        else:
+            p[S.index("moustache.w0")] = 0.0
+            p[S.index("moustache.w1")] = 0.0
+    # headwear on the skull
+    if "headwear" in a:
+        if _flag(a, "headwear") >= th["headwear"]:
+            htype = int(a.get("headwear_type", 2))
+            p[S.index("headwear.type")] = htype
+            _set_rgb(p, "headwear", a.get("headwear_rgb", _HEADWEAR_RGB))
+            p[S.index("headwear.band_y")] = top + 0.62 * hw
+            p[S.index("headwear.crown")] = 0.2
+            p[S.index("headwear.width")] = 1.1
+            p[S.index("headwear.brim")] = 0.2
+        else:
+            p[S.index("headwear.type")] = 0
+    if "clothes_rgb" in a:
+        _set_rgb(p, "clothes", a["clothes_rgb"])
+    return S.clip(p)

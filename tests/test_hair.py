@@ -1,0 +1,293 @@
+"""Hairstyle bank, retrieval and merge (avatarizer.hair), and the exported
+attribute regressor when it is installed.
+
+The bank ships inside the package, so most tests need nothing else; the
+descriptor test aligns scikit-image's astronaut photo (public domain), and
+the ONNX test skips when no ``attributes`` model is in the models folder.
+"""
+from __future__ import annotations
+
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from avatarizer import hair as HR
+from avatarizer import schema as S
+
+
+@pytest.fixture(scope="module")
+def bank():
+    try:
+        return HR.HairBank.load()
+    except HR.HairBankError as exc:
+        pytest.skip(f"no hairstyle bank installed ({exc}); build it with `avatarizer-export hairbank`")
+
+
+@pytest.fixture(scope="module")
+def face_params():
+    return S.sample(1, seed=3)[0]
+
+
+# ------------------------------------------------------------------- bank
+
+
+def test_bank_loads_and_is_large_enough(bank):
+    assert len(bank) >= 470
+    assert bank.geometry.shape == (len(bank), len(HR.GEOMETRY_INDEX))
+    assert bank.descriptors.shape == (len(bank), HR.N_RAYS + 1)
+    assert np.isfinite(bank.geometry).all() and np.isfinite(bank.descriptors).all()
+    assert np.isfinite(bank.attributes).all()
+    assert (bank.members >= 1).all()
+    # distinct entries: no two medoids share their geometry
+    g = np.round(bank.geometry, 4)
+    assert len(np.unique(g, axis=0)) == len(bank)
+    cov = bank.coverage()
+    for fam in ("short", "long", "bald", "buzz", "fringe", "curly", "headwear"):
+        assert cov.get(fam, 0) > 0, f"no {fam} entries: {cov}"
+    assert HR.DATA.joinpath("hair_bank.npz").stat().st_size < 1_000_000
+
+
+def test_corrupt_bank_is_refused(tmp_path, bank):
+    npz = tmp_path / "hair_bank.npz"
+    shutil.copy(HR.DATA / "hair_bank.npz", npz)
+    shutil.copy(HR.DATA / "hair_bank.json", tmp_path / "hair_bank.json")
+    assert len(HR.HairBank.load(npz)) == len(bank)  # the intact copy loads
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    npz.write_bytes(bytes(data))
+    with pytest.raises(HR.HairBankError, match="checksum"):
+        HR.HairBank.load(npz)
+    (tmp_path / "hair_bank.json").unlink()
+    with pytest.raises(HR.HairBankError, match="missing"):
+        HR.HairBank.load(npz)
+    with pytest.raises(HR.HairBankError, match="no hairstyle bank"):
+        HR.HairBank.load(tmp_path / "nothing.npz")
+
+
+# -------------------------------------------------------------- retrieval
+
+
+def test_query_with_an_entrys_own_values_returns_it(bank):
+    retr = HR.HairRetriever(bank, gates=None)
+    for i in np.linspace(0, len(bank) - 1, 25).astype(int):
+        assert retr.query_descriptor(bank.attributes[i], bank.descriptors[i]) == i
+
+
+def test_retrieval_is_deterministic_and_runs(bank):
+    retr = HR.HairRetriever(bank, k=5)
+    rng = np.random.default_rng(0)
+    a = bank.attributes[rng.integers(len(bank))] + rng.normal(0, 0.05, len(HR.RETRIEVAL_ATTRIBUTES))
+    d = bank.descriptors[rng.integers(len(bank))] + rng.normal(0, 0.05, HR.N_RAYS + 1)
+    first = retr.query_descriptor(a, d)
+    for _ in range(200):  # no timing claim here (hairbank evaluate times it): it runs, always the same
+        assert retr.query_descriptor(a, d) == first
+    idx, dist = retr.nearest(a, d, k=5)
+    assert first in idx and np.all(np.diff(dist) >= 0)
+    # ties: equal distances are ordered by index
+    dup = HR.HairRetriever(bank, gates=None)
+    idx, dist = dup.nearest(np.full(len(HR.RETRIEVAL_ATTRIBUTES), np.nan), None, k=len(bank))
+    assert np.array_equal(idx, np.arange(len(bank)))  # all distances 0: index order
+    with pytest.raises(ValueError):
+        retr.query(None, None, None)
+
+
+def test_weights_matter(bank):
+    # an entry's attributes with another, very different entry's silhouette
+    z_a = bank.attributes / bank.attr_scale
+    z_d = bank.descriptors / bank.desc_scale
+    da = ((z_a[:, None] - z_a[None]) ** 2).sum(-1)
+    dd = ((z_d[:, None] - z_d[None]) ** 2).sum(-1)
+    a, b = np.unravel_index(np.argmax(np.minimum(da / da.max(), dd / dd.max())), da.shape)
+    q_attr, q_desc = bank.attributes[a], bank.descriptors[b]
+    attr_only = HR.HairRetriever(bank, HR.RetrievalWeights(attributes=1.0, shape=0.0), k=1, gates=None)
+    shape_only = HR.HairRetriever(bank, HR.RetrievalWeights(attributes=0.0, shape=1.0), k=1, gates=None)
+    both = HR.HairRetriever(bank, HR.RetrievalWeights(attributes=1.0, shape=50.0), k=1, gates=None)
+    assert attr_only.query_descriptor(q_attr, q_desc) == a
+    assert shape_only.query_descriptor(q_attr, q_desc) == b
+    assert both.query_descriptor(q_attr, q_desc) != attr_only.query_descriptor(q_attr, q_desc)
+    # unobserved descriptor values are ignored
+    obs = np.zeros(HR.N_RAYS + 1, bool)
+    assert HR.HairRetriever(bank, gates=None).query_descriptor(q_attr, q_desc, obs) == a
+
+
+def test_gates_pick_the_family(bank):
+    retr = HR.HairRetriever(bank)
+    d = bank.descriptors[bank.most_common()]
+    base = dict(length=0.1, volume=0.25, curl=0.0, fringe=0.25, bald=0.1, headwear=0.1)
+    assert retr.candidates(base) is None  # no confident flag: the whole bank
+    assert bank.entry(retr.query_descriptor({**base, "bald": 0.95}, d)).family in ("bald", "receding")
+    assert bank.entry(retr.query_descriptor({**base, "headwear": 0.95}, d)).family == "headwear"
+    assert bank.entry(retr.query_descriptor({**base, "headwear": 0.95, "bald": 0.95}, d)).family == "headwear"
+    ungated = HR.HairRetriever(bank, gates=None)
+    assert ungated.candidates({**base, "bald": 0.95}) is None
+    with pytest.raises(ValueError, match="unknown attribute"):
+        HR.HairRetriever(bank, HR.RetrievalWeights(per_attribute=(("colour", 2.0),)))
+
+
+# ------------------------------------------------------------------ merge
+
+
+def _family_entry(bank, family):
+    idx = [i for i in range(len(bank)) if bank.entry(i).family == family]
+    return bank.entry(idx[0])
+
+
+def test_merge_validates_and_takes_the_hair_colour(bank, face_params):
+    rgb = np.array([0.8, 0.3, 0.1], np.float32)
+    for fam in ("short", "long", "bald", "curly"):
+        e = _family_entry(bank, fam)
+        p = HR.merge(face_params, e, rgb, {"glasses_type": 0, "beard": 0.0, "headwear": 0.0})
+        S.validate(p)
+        assert np.allclose(S.points(p, "hair_front").shape, (10, 2))
+        i = S.index("hair_front.r")
+        assert np.allclose(p[i:i + 3], rgb, atol=1e-6)
+        assert p[S.index("hair_style.bank_id")] == e.index
+        assert p[S.index("glasses.type")] == 0 and p[S.index("headwear.type")] == 0
+    # the hair follows the head: a face shifted up takes its hair with it
+    e = _family_entry(bank, "short")
+    moved = face_params.copy()
+    f = S.points(moved, "face")
+    f[:, 1] -= 0.05
+    S.set_points(moved, "face", f)
+    top_a = S.points(HR.merge(face_params, e, rgb), "hair_front")[:, 1].mean()
+    top_b = S.points(HR.merge(moved, e, rgb), "hair_front")[:, 1].mean()
+    assert top_b == pytest.approx(top_a - 0.05, abs=0.01)
+
+
+def _eye_centres(p):
+    out = []
+    for sd in "lr":
+        up = S.points(p, f"eye_{sd}_upper")
+        out.append(0.5 * (up[0] + up[-1]))
+    return np.array(out)
+
+
+def test_glasses_follow_the_eyes(bank, face_params):
+    from avatarizer.render import render
+
+    e = _family_entry(bank, "short")
+    for shift in (0.0, 0.08):
+        fp = face_params.copy()
+        for feat in ("eye_l_upper", "eye_l_lower", "eye_r_upper", "eye_r_lower", "eye_l_crease", "eye_r_crease"):
+            q = S.points(fp, feat)
+            q[:, 1] += shift
+            S.set_points(fp, feat, q)
+        p = HR.merge(fp, e, (0.2, 0.1, 0.05), {"glasses_type": 1})
+        assert p[S.index("glasses.type")] == 1
+        # lens size from the eye size
+        eye_w = np.abs(S.points(p, "eye_l_upper")[4, 0] - S.points(p, "eye_l_upper")[0, 0])
+        assert 0.9 * eye_w < 2 * p[S.index("glasses.lens_w")] < 1.6 * eye_w
+        # the drawn lenses: where the rendering changes when the glasses are added
+        q = p.copy()
+        q[S.index("glasses.type")] = 0
+        size = 256
+        diff = np.abs(render(p, size, background="white").astype(int) - render(q, size, background="white")
+                      .astype(int)).max(-1) > 30
+        ys, xs = np.nonzero(diff)
+        for c in _eye_centres(p):
+            px = (c + 1) * 0.5 * size
+            near = np.hypot(xs - px[0], ys - px[1]) < 0.14 * size
+            assert near.sum() > 50
+            cy = ys[near].mean() / size * 2 - 1
+            cx = xs[near].mean() / size * 2 - 1
+            assert abs(cx - c[0]) < 0.06 and abs(cy - c[1]) < 0.06, (cx, cy, c)
+    sun = HR.merge(face_params, e, (0.2, 0.1, 0.05), {"glasses": "sunglasses"})
+    assert sun[S.index("glasses.type")] == 2 and sun[S.index("glasses.lens_opacity")] > 0.5
+
+
+def test_beard_follows_the_jaw(bank, face_params):
+    e = _family_entry(bank, "short")
+    attrs = {"beard": 0.9, "moustache": 0.2}
+    p = HR.merge(face_params, e, (0.3, 0.2, 0.1), attrs)
+    S.validate(p)
+    assert p[S.index("beard.opacity")] > 0.5
+    face = S.points(p, "face")
+    bd = S.points(p, "beard")
+    assert abs(bd[0, 1] - face[0, 1]) < 0.1 and abs(bd[0, 0] - face[0, 0]) < 0.05  # at the chin
+    assert np.linalg.norm(bd[1] - face[2]) < 0.06 and np.linalg.norm(bd[5] - face[12]) < 0.06  # along the jaw
+    # a wider jaw gives a wider beard
+    wide = face_params.copy()
+    f = S.points(wide, "face")
+    f[:, 0] *= 1.12
+    S.set_points(wide, "face", f)
+    bw = S.points(HR.merge(wide, e, (0.3, 0.2, 0.1), attrs), "beard")
+    assert np.ptp(bw[:, 0]) > np.ptp(bd[:, 0]) + 0.03
+    # moustache above the upper lip (a beard brings one)
+    ms = S.points(p, "moustache")
+    lip = S.points(p, "lip_upper_outer")
+    assert p[S.index("moustache.w1")] > 0 and ms[2, 1] < lip[3, 1]
+    none = HR.merge(face_params, e, (0.3, 0.2, 0.1), {"beard": 0.1, "moustache": 0.1})
+    assert none[S.index("beard.opacity")] == 0 and none[S.index("moustache.w1")] == 0
+    hat = HR.merge(face_params, e, (0.3, 0.2, 0.1), {"headwear": 0.9, "headwear_rgb": (0.5, 0.1, 0.1)})
+    assert hat[S.index("headwear.type")] > 0
+    cx, top, hw = HR.head_frame(hat)
+    assert top < hat[S.index("headwear.band_y")] < top + hw
+
+
+# ------------------------------------------------------------- descriptor
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    import skimage.data
+
+    from avatarizer.align import AlignOptions, FaceAligner
+
+    with FaceAligner(AlignOptions(mode="image", segmentation=True)) as a:
+        face = a.align(skimage.data.astronaut())
+        assert face is not None
+        # the person mask is computed lazily: take what the tests need while the aligner is open
+        return SimpleNamespace(mask=np.array(face.hair_mask(128)), crop=np.array(face.crop(128)),
+                               canonical=np.array(face.canonical))
+
+
+def test_descriptor_and_query_from_a_photo(bank, astronaut):
+    mask = astronaut.mask
+    d, o = HR.shape_descriptor(mask, astronaut.canonical)
+    assert d.shape == o.shape == (HR.N_RAYS + 1,)
+    assert np.isfinite(d).all() and o.any()
+    assert (d[:HR.N_RAYS] > 0.3).all() and (d[:HR.N_RAYS] < 3.0).all()
+    # the descriptor is mirror-consistent: a flipped photo gives reversed rays
+    flip_lm = astronaut.canonical.copy()
+    flip_lm[:, 0] *= -1
+    # (the descriptor uses only mirror-symmetric landmark quantities, so no re-indexing is needed)
+    df, _ = HR.shape_descriptor(np.ascontiguousarray(mask[:, ::-1]), flip_lm)
+    assert np.abs(df[:HR.N_RAYS][::-1] - d[:HR.N_RAYS]).mean() < 0.08
+    # a bigger silhouette gives bigger radii
+    import cv2
+
+    big = cv2.dilate((np.asarray(mask) > 0.5).astype(np.uint8) * 255, np.ones((9, 9), np.uint8))  # uint8 × 255
+    db, _ = HR.shape_descriptor(big, astronaut.canonical)
+    assert db[:HR.N_RAYS].mean() > d[:HR.N_RAYS].mean()
+    retr = HR.HairRetriever(bank)
+    i = retr.query({"length": 0.1, "volume": 0.3, "curl": 0.0, "fringe": 0.2, "bald": 0.0, "headwear": 0.0},
+                   mask, astronaut.canonical)
+    assert i == retr.query({"length": 0.1, "volume": 0.3, "curl": 0.0, "fringe": 0.2, "bald": 0.0,
+                            "headwear": 0.0}, mask, astronaut.canonical)
+    rgb = HR.sample_hair_rgb(astronaut.crop, mask, astronaut.canonical)
+    assert rgb is not None and rgb.shape == (3,) and rgb.mean() < 0.5  # dark hair
+    p = HR.merge(S.sample(1, seed=0)[0], bank.entry(i), rgb, {"glasses_type": 0})
+    S.validate(p)
+
+
+# --------------------------------------------------------------- H (ONNX)
+
+
+def test_attribute_model_decodes():
+    from avatarizer.models import Manifest, ModelError
+
+    try:
+        man = Manifest.load()
+        sess = man.session("attributes")
+    except (ModelError, ValueError, KeyError) as exc:
+        pytest.skip(f"no attributes model installed ({exc}); export it with `avatarizer-export attributes`")
+    x = sess.preprocess(np.full((2, 128, 128, 3), 128, np.uint8))
+    out = sess.run({"image": x})
+    assert out["hair_colour"].shape == (2, 5) and out["glasses"].shape == (2, 3)
+    assert np.allclose(out["hair_colour"].sum(1), 1, atol=1e-4)
+    a = HR.decode_attributes(out, 1)
+    assert a["hair_colour"] in HR.HAIR_COLOURS and a["glasses"] in HR.GLASSES
+    assert 0 <= a["bald"] <= 1 and a["gender"] in ("male", "female")
+    assert set(HR.RETRIEVAL_ATTRIBUTES) <= set(a)
