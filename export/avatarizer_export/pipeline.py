@@ -4,8 +4,9 @@ shared photos to the model files the SDK ships, each resumable and cached.
 1. data: align, pairs, avatars                      (cache/)
 2. train: image AE, parameter AE, mapper F (full, the four ablations, 500 /
    1,000 / 4,000 paired photos), direct regression   (runs/)
-3. report: evaluation of all of them                  (docs/report/)
-4. shipped models: export, quantize, manifest         (sdk/avatarizer/models/)
+3. attribute regressor H and the hairstyle bank      (docs/hair.md)
+4. report: evaluation of all of them                  (docs/report/)
+5. shipped models: export, quantize, manifest         (sdk/avatarizer/models/)
 
 Stages whose output is current are skipped, so a second run is quick and an
 interrupted run resumes where it stopped.
@@ -46,6 +47,12 @@ def main_all(args) -> int:
     for n in (500, 1000, 4000):
         _train("mapper", s, pairs=n)
     _train("direct", s)
+    # H on the frozen E_s, then the hairstyle bank (it stores H's predictions)
+    from .attributes import run as train_attributes
+    from .hairbank import cmd_all as build_hairbank
+
+    train_attributes(cache=cache, shared=shared)
+    build_hairbank(SimpleNamespace(stage="all", cache=str(cache), shared=str(shared)))
     if not args.skip_report:
         from .report import main_report
 
