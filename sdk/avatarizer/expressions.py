@@ -227,6 +227,36 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.concatenate([s * r, (md - s * r @ ms)[:, None]], axis=1)
 
 
+def _point_tables():
+    """x/y indices of every turned point, its depth model and extra depth."""
+    px, py, kind, extra = [], [], [], []
+    for f in _POINT_FEATURES:
+        for i in range(f.npoints):
+            px.append(f.offset + 2 * i)
+            py.append(f.offset + 2 * i + 1)
+            kind.append(0 if f.name in _SILHOUETTE else 1 if f.name == "face" else 2)
+            extra.append(_EXTRA_DEPTH.get(f.name, 0.0))
+    for name in _CENTRES:
+        i = S.index(f"{name}.cx")
+        px.append(i)
+        py.append(i + 1)
+        kind.append(0 if name in _SILHOUETTE else 2)
+        extra.append(_EXTRA_DEPTH.get(name, 0.0))
+    return np.array(px), np.array(py), np.array(kind), np.array(extra)
+
+
+_PX, _PY, _KIND, _EXTRA = _point_tables()
+
+
+def _depths(xy: np.ndarray) -> np.ndarray:
+    """:func:`_depth` for all points of :func:`_point_tables` at once."""
+    a, b, yc, d = _ELLIPSOID
+    outline = _OUTLINE_DEPTH * np.sqrt(np.clip(1.0 - (xy[:, 0] / a) ** 2, 0.0, None))
+    u = 1.0 - (xy[:, 0] / a) ** 2 - ((xy[:, 1] - yc) / b) ** 2
+    inner = d * np.sqrt(np.clip(u, 0.0, None)) + _EXTRA
+    return np.where(_KIND == 0, 0.0, np.where(_KIND == 1, outline, inner))
+
+
 def pose_deform(params, yaw: float, pitch: float) -> np.ndarray:
     """Turns the drawn head by ``yaw`` and ``pitch`` degrees (not clipped).
 
@@ -246,27 +276,17 @@ def pose_deform(params, yaw: float, pitch: float) -> np.ndarray:
     cy_, sy_, cp_, sp_ = np.cos(ty), np.sin(ty), np.cos(tp), np.sin(tp)
     before = _anchors(p)
 
-    def turn(xy, z):
-        x, y = xy[:, 0], xy[:, 1]
-        x1 = x * cy_ + z * sy_          # yaw: about the vertical axis, nose toward +x
-        z1 = -x * sy_ + z * cy_
-        y1 = y * cp_ - z1 * sp_         # pitch: looking up moves the front up (y down)
-        return np.stack([x1, y1], 1)
-
-    for f in _POINT_FEATURES:
-        xy = p[f.points].reshape(f.npoints, 2).astype(np.float64)
-        p[f.points] = turn(xy, _depth(xy, f.name)).reshape(-1)
-    for name in _CENTRES:
-        i = S.index(f"{name}.cx")
-        xy = p[i:i + 2].astype(np.float64)[None]
-        p[i:i + 2] = turn(xy, _depth(xy, name))[0]
+    # every point of the face at once (index tables built once, below)
+    xy = np.stack([p[_PX], p[_PY]], 1).astype(np.float64)
+    z = _depths(xy)
+    x, y = xy[:, 0], xy[:, 1]
+    x1 = x * cy_ + z * sy_          # yaw: about the vertical axis, nose toward +x
+    z1 = -x * sy_ + z * cy_
+    y1 = y * cp_ - z1 * sp_         # pitch: looking up moves the front up (y down)
+    p[_PX], p[_PY] = x1, y1
     m = _similarity(_anchors(p), before)
-    for f in _POINT_FEATURES:
-        xy = p[f.points].reshape(f.npoints, 2).astype(np.float64)
-        p[f.points] = (xy @ m[:, :2].T + m[:, 2]).reshape(-1)
-    for name in _CENTRES:
-        i = S.index(f"{name}.cx")
-        p[i:i + 2] = p[i:i + 2].astype(np.float64) @ m[:, :2].T + m[:, 2]
+    xy = np.stack([p[_PX], p[_PY]], 1).astype(np.float64) @ m[:, :2].T + m[:, 2]
+    p[_PX], p[_PY] = xy[:, 0], xy[:, 1]
     return p
 
 
