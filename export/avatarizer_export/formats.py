@@ -29,7 +29,6 @@ verifies before use.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -338,12 +337,7 @@ def set_onnx_metadata(model, meta: Mapping[str, Any]) -> None:
                         f"{meta.get('precision')}); description in metadata_props[{METADATA_KEY!r}]")
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+from avatarizer.models import sha256_file  # noqa: E402  (one checksum for export and runtime)
 
 
 def add_to_manifest(path: str | os.PathLike, meta: Mapping[str, Any], *,
