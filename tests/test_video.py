@@ -300,3 +300,27 @@ def test_cli_video_two_seconds_and_refusals(tmp_path, capsys):
     assert main(["video", str(junk), "-o", str(tmp_path / "j.mp4")]) == 1
     assert "could not decode" in capsys.readouterr().err
     assert not (tmp_path / "j.mp4").exists()
+
+
+def test_cli_video_keeps_the_sound(tmp_path, capsys):
+    """With ffmpeg on PATH (``make sysdeps`` installs it) the input's audio
+    stream is copied into the output untouched."""
+    import shutil
+    import subprocess
+
+    from avatarizer.cli import main
+
+    if not shutil.which("ffprobe") or not shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg/ffprobe are not installed (make sysdeps installs them)")
+    clip = need_shared("data", "video", "d10.mp4")  # a clip with a sound track
+    out = tmp_path / "with_sound.mp4"
+    assert main(["video", str(clip), "-o", str(out), "--max-seconds", "1"]) == 0
+    assert "audio copied" in capsys.readouterr().out
+
+    def streams(path):
+        res = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name",
+                              "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True)
+        return sorted(line.strip() for line in res.stdout.splitlines() if line.strip())
+
+    src_audio = [s for s in streams(clip) if s.endswith("audio")]
+    assert src_audio and [s for s in streams(out) if s.endswith("audio")] == src_audio
