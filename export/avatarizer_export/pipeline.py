@@ -47,6 +47,7 @@ def main_all(args) -> int:
     for n in (500, 1000, 4000):
         _train("mapper", s, pairs=n)
     _train("direct", s)
+    _train("direct", s, pairs=500, name="direct_500")  # the data-scarce comparison
     # H on the frozen E_s, then the hairstyle bank (it stores H's predictions)
     from .attributes import run as train_attributes
     from .hairbank import cmd_all as build_hairbank

@@ -68,12 +68,35 @@ def fmt(v, nd=3):
     return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{nd}f}"
 
 
+def _findings(M: dict) -> list[str]:
+    """Plain sentences: where the full model beats a baseline and where it does not."""
+    out = []
+
+    def cmp(a, b, label_a, label_b):
+        if a not in M or b not in M:
+            return
+        for key, better in (("render_lpips", "lower"), ("identity_top1", "higher")):
+            x, y = M[a].get(key), M[b].get(key)
+            if x is None or y is None:
+                continue
+            wins = x < y if better == "lower" else x > y
+            out.append(f"- {label_a} {'beats' if wins else 'does NOT beat'} {label_b} on {key} "
+                       f"({x:.3f} vs {y:.3f}).")
+
+    cmp("model", "direct", "The full model", "direct regression")
+    cmp("model", "nearest", "The full model", "nearest-neighbour retrieval")
+    cmp("mapper:mapper_full_500", "direct:direct_500", "With 500 paired photos the full model",
+        "direct regression trained on the same 500")
+    return out
+
+
 def main_report(args) -> int:
     shared = shared_dir(args.shared)
     OUT.mkdir(parents=True, exist_ok=True)
     files = heldout_files(shared, utk=args.utk)
     methods = ["artist", "model", "direct", "nearest"] + [m for _, m in ABLATIONS if m != "model"]
     methods += [f"mapper:mapper_full_{n}" for n in SIZES if (RUNS / f"mapper_full_{n}" / "ckpt.pt").exists()]
+    methods += ["direct:direct_500"] if (RUNS / "direct_500" / "ckpt.pt").exists() else []
     methods = [m for m in methods if m in ("artist", "model", "direct", "nearest")
                or (RUNS / m.split(":", 1)[1] / "ckpt.pt").exists()]
     t0 = time.time()
@@ -102,6 +125,8 @@ def main_report(args) -> int:
     abl_rows = [row(label, m) for label, m in ABLATIONS if m in M]
     size_rows = [row(f"{n} paired photos", f"mapper:mapper_full_{n}") for n in SIZES if f"mapper:mapper_full_{n}" in M]
     size_rows.append(row("all paired photos", "model"))
+    if "direct:direct_500" in M:
+        size_rows.append(row("direct regression, 500 paired photos", "direct:direct_500"))
     text = [
         "# Evaluation report", "",
         f"Held-out photos: {res['faces']} ({res['aligned']} aligned) from ffhq128, ffhq128-labelled, stylegan128 "
@@ -114,6 +139,7 @@ def main_report(args) -> int:
         "## Full model against baselines", "", _table(main_rows, cols), "",
         "## Ablation (paper's Table 3)", "", _table(abl_rows, cols), "",
         "## Paired-data size", "", _table(size_rows, cols), "",
+        "## Findings", "", *_findings(M), "",
         "## Figures", "", "![grid: photo | artist | full model | direct](grid.png)", "",
     ]
     for run in ("image_ae", "param_ae", "mapper_full", "direct"):
