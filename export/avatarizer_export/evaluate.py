@@ -193,8 +193,51 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
                 keep.setdefault("preds", {})[method] = preds
     if keep is not None:
         keep.update(names=names, crops=crops, gts=gts)
-    result["attributes"] = {}
+    result["attributes"] = attribute_metrics(names, crops, labels) if labels else {}
     return result
+
+
+def attribute_metrics(names: list[str], crops: np.ndarray, labels: Path) -> dict:
+    """Balanced accuracy per attribute of the shipped attribute regressor H
+    (``attributes`` model) against labels in the ffhq128-labelled format;
+    ``age_mae`` in years. Photos without a face entry in the labels are skipped."""
+    from avatarizer import hair as HR
+    from avatarizer.models import Manifest
+
+    from .attributes import _ffhq_targets
+
+    lab = {}
+    for line in Path(labels).read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if rec.get("faces"):
+                lab[rec["file"]] = _ffhq_targets(rec["faces"][0]["faceAttributes"])
+    rows = [i for i, n in enumerate(names) if n in lab]
+    if not rows:
+        return {}
+    sess = Manifest.load().session("attributes")
+    preds = [HR.decode_attributes(sess.run({sess.input_names[0]: sess.preprocess(crops[i][None])})) for i in rows]
+    t = [lab[names[i]] for i in rows]
+    out = {}
+    gl_t = np.array([x["glasses"] for x in t])
+    gl_p = np.array([p["glasses_type"] for p in preds])
+    ok = gl_t >= 0
+    out["glasses"] = M.balanced_accuracy((gl_t[ok] > 0).astype(int), (gl_p[ok] > 0).astype(int))
+    out["sunglasses"] = M.balanced_accuracy((gl_t[ok] == 2).astype(int), (gl_p[ok] == 2).astype(int))
+    for name in ("beard", "moustache", "headwear", "bald"):
+        out[name] = M.balanced_accuracy(np.array([int(x[name]) for x in t]),
+                                        np.array([int(p[name] >= 0.5) for p in preds]))
+    hc_t = np.array([x["hair_colour"] for x in t])
+    hc_p = np.array([HR.HAIR_COLOURS.index(p["hair_colour"]) for p in preds])
+    ok = hc_t >= 0
+    out["hair_color"] = M.balanced_accuracy(hc_t[ok], hc_p[ok])
+    out["gender"] = M.balanced_accuracy(np.array([int(x["male"]) for x in t]),
+                                        np.array([int(p["male"] >= 0.5) for p in preds]))
+    ages = np.array([x["age"] for x in t])
+    ok = np.isfinite(ages)
+    out["age_mae"] = M.mae(ages[ok], np.array([p["age"] for p in preds])[ok])
+    out["n"] = len(rows)
+    return {k: (round(float(v), 4) if k != "n" else v) for k, v in out.items()}
 
 
 def main_eval(args) -> int:
