@@ -319,8 +319,8 @@ def encode(enc: nn.Module, crops: np.ndarray, size: int, batch: int = 256) -> np
 
 
 def pair_encodings(cache: Path | None = None, image_ae: str = "image_ae") -> dict:
-    """z_s of every pair and every aligned photo under the frozen E_s (cached in the run folder)."""
-    from .data import load_aligned, load_pairs
+    """z_s of every pair under the frozen E_s (cached in the run folder)."""
+    from .data import load_pairs
 
     path = RUNS / image_ae / "encodings.npz"
     ck_time = (RUNS / image_ae / "ckpt.pt").stat().st_mtime
@@ -328,12 +328,10 @@ def pair_encodings(cache: Path | None = None, image_ae: str = "image_ae") -> dic
         return dict(np.load(path))
     mods, ck = load_modules(image_ae)
     size = ck["config"]["net"]["image_size"]
-    crops, params, source, augs = load_pairs(cache)
-    al = load_aligned(cache)
+    crops = load_pairs(cache)[0]
     z_pairs = encode(mods["enc"], crops, size)
-    z_photos = encode(mods["enc"], al.crops, size)
-    np.savez(path, z_pairs=z_pairs, z_photos=z_photos)
-    return dict(z_pairs=z_pairs, z_photos=z_photos)
+    np.savez(path, z_pairs=z_pairs)
+    return dict(z_pairs=z_pairs)
 
 
 # ---------------------------------------------------------------- mapper
