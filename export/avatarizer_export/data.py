@@ -325,7 +325,7 @@ def _pairs_worker(args):
     from avatarizer.artist import AutoArtist
 
     global _ARTIST
-    if "_ARTIST" not in globals() or _ARTIST is None:
+    if _ARTIST is None:
         _ARTIST = AutoArtist()
     rng = np.random.default_rng(seed)
     out = []

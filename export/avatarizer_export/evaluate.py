@@ -48,7 +48,7 @@ class TorchPredictor:
             mods, ck = T.load_modules("image_ae")
             self.enc = mods["enc"]
             self.size = ck["config"]["net"]["image_size"]
-            from .data import load_aligned, load_pairs
+            from .data import load_pairs
 
             _, params, source, augs = load_pairs()
             orig = np.array([a == "original" for a in augs])

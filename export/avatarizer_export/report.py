@@ -51,10 +51,8 @@ def _grid(keep: dict, methods: list[str], n: int = 24, path: Path = OUT / "grid.
     sheet = contact_sheet(tiles, cols=len(methods) + 1, labels=labels)
     from PIL import Image
 
-    # two blocks side by side so the sheet is not too tall
-    h = sheet.shape[0]
     Image.fromarray(sheet).save(path, optimize=True)
-    return path, h
+    return path
 
 
 def _table(rows, cols):

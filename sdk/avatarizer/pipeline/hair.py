@@ -44,7 +44,7 @@ class HairStage(Stage):
         self.mode = "artist"
         self.reason = "the auto-artist estimates the face, so its hair fit is used"
         self.video = getattr(options, "mode", "image") == "video"
-        self._cache: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
+        self._cache: dict[int, tuple[float, np.ndarray]] = {}  # face -> (time, full params)
         if options.estimator_resolved == "model":
             from .. import hair as H
             from ..models import Manifest, Session
@@ -93,7 +93,7 @@ class HairStage(Stage):
                         continue
                     p = self._retrieve(f, state.face_params[i])
                     if self.video and now is not None:
-                        self._cache[i] = (now, p, None)
+                        self._cache[i] = (now, p)
                     full.append(p)
             else:
                 fits = state.artist_params
