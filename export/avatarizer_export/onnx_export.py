@@ -167,6 +167,20 @@ def _eval_mode(module):
         module.train(was_training)
 
 
+@contextlib.contextmanager
+def staged(path: Path, tag: str):
+    """A temporary file beside ``path``, moved onto ``path`` when the block
+    succeeds and deleted when it raises, so a failed export, conversion or
+    quality gate never leaves a half-written or refused model behind."""
+    tmp = _tmp_path(path, tag)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def _tmp_path(path: Path, tag: str) -> Path:
     return path.with_name(f".{path.stem}.{tag}.{os.getpid()}{path.suffix}")
 
@@ -211,10 +225,9 @@ def export_onnx(module, example_input, path: str | os.PathLike, name: str,
                       "input only (pass real crops)", stacklevel=2)
         check_inputs = [example]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path, "export")
     dynamic_axes = ({n: {0: "batch"} for n in list(input_names) + list(output_names)}
                     if dynamic_batch else None)
-    try:
+    with staged(path, "export") as tmp:
         with _eval_mode(module), torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
@@ -234,10 +247,6 @@ def export_onnx(module, example_input, path: str | os.PathLike, name: str,
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, str(tmp))
         report = _compare_with_torch(module, tmp, input_names, check_inputs, atol, dynamic_batch, name)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     report.update(path=str(path), name=name, size=path.stat().st_size)
     if manifest:
         entry = formats.add_to_manifest(path, meta, folder=manifest_folder,
@@ -368,9 +377,8 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, *, name: str | 
     formats.set_onnx_metadata(model16, meta)
     onnx.checker.check_model(model16, full_check=True)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(dst, "fp16")
     extra: dict[str, Any] = {}
-    try:
+    with staged(dst, "fp16") as tmp:
         onnx.save(model16, str(tmp))
         report: dict[str, Any] = {"path": str(dst), "name": meta["name"]}
         if check_inputs is not None:
@@ -400,10 +408,6 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, *, name: str | 
             extra["quality_gate"] = g
             if not g["passed"]:
                 raise QualityGateError(g, what=f"fp16 candidate {dst.name}")
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     report["size"] = dst.stat().st_size
     if manifest:
         report["sha256"] = formats.add_to_manifest(dst, meta, folder=manifest_folder, **extra)["sha256"]

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import formats
-from .onnx_export import _tmp_path, _to_numpy_feed, ort_outputs
+from .onnx_export import _tmp_path, staged, _to_numpy_feed, ort_outputs
 
 log = logging.getLogger(__name__)
 
@@ -254,16 +254,11 @@ def quantize_gated(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     """
     out_path = Path(out_path)
     eval_inputs = list(eval_inputs)
-    tmp = _tmp_path(out_path, "int8")
-    try:
+    with staged(out_path, "int8") as tmp:
         meta = quantize_int8(fp32_path, tmp, calibration, name=name, **quant_options)
         report = gate(fp32_path, tmp, eval_inputs, metric_fns, thresholds)
         if not report["passed"]:
             raise QualityGateError(report, what=f"int8 candidate {out_path.name}")
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     report = dict(report, candidate=str(out_path))
     report.update(path=str(out_path), name=meta["name"], size=out_path.stat().st_size)
     if manifest:

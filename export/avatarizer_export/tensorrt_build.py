@@ -43,7 +43,7 @@ import numpy as np
 from avatarizer.models import pack_engine, read_onnx_description
 
 from . import formats
-from .onnx_export import _tmp_path, _to_numpy_feed, max_abs_diff, ort_outputs
+from .onnx_export import staged, _to_numpy_feed, max_abs_diff, ort_outputs
 
 log = logging.getLogger(__name__)
 
@@ -224,11 +224,10 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
         "calibration": ("IInt8EntropyCalibrator2" if calibrator is not None else
                         "Q/DQ from source" if target == "int8" else None)})
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(engine_path, "engine")
     report: dict[str, Any] = {"path": str(engine_path), "name": meta["name"], "typing": typing,
                               "tensorrt": str(trt.__version__), **info}
     extra: dict[str, Any] = {}
-    try:
+    with staged(engine_path, "engine") as tmp:
         tmp.write_bytes(pack_engine(meta, serialized))
         if check_inputs is None and calibration is not None:
             data = _calibration_dict(calibration, input_names)
@@ -260,10 +259,6 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
                 report["gate"] = extra["quality_gate"] = g
                 if failed:
                     raise QualityGateError(g, what=f"{fmt} engine {engine_path.name}")
-        os.replace(tmp, engine_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     report["size"] = engine_path.stat().st_size
     if manifest:
         report["sha256"] = formats.add_to_manifest(engine_path, meta, folder=manifest_folder,
