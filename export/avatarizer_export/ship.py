@@ -59,15 +59,10 @@ class _Ctx:
     """What every export step needs: the fused network, real crops, the gate."""
 
     def __init__(self, cache: Path, mapper: str = "mapper_full"):
-        from .nets import ImageToFace
-        from .train import load_modules
+        from .train import load_image_to_face
 
         self.cache = cache
-        img, ck = load_modules("image_ae")
-        pae, _ = load_modules("param_ae")
-        mp, _ = load_modules(mapper)
-        self.net = ImageToFace(img["enc"], mp["mapper"], pae["dec"]).eval()
-        self.size = ck["config"]["net"]["image_size"]
+        self.net, self.size = load_image_to_face(mapper)
         self.held = _crops(cache, True, 64, 0)  # gate / check inputs: held-out photos
         self.calib = _crops(cache, False, 256, 1)  # calibration: training photos
         self.evals = [{"crop": self.held[i:i + 16]} for i in range(0, len(self.held), 16)]

@@ -46,6 +46,11 @@ class TrainConfig:
     variant: str = "full"  # mapper: full | no_align | no_mse | no_cos | no_w
     pairs: int = 0  # mapper: number of paired training photos (0 = all)
     w_weight: float = 10.0
+    rec_weight: float = 1.0  # mapper: weight of L_rec (the paper: 1)
+    image_ae: str = "image_ae"  # mapper: run of the frozen E_s
+    param_ae: str = "param_ae"  # mapper: run of the frozen E_t / D_t
+    finetune: str = ""  # mapper: a trained mapper run to continue with E_s unfrozen (our extension)
+    init_encoder: str = ""  # direct: start the encoder from this image AE run's E_s (a control)
     net: dict = field(default_factory=lambda: NetConfig().to_dict())
     threads: int = 2
 
@@ -168,6 +173,7 @@ def build(kind: str, net_cfg: dict):
         "image_ae": lambda: {"enc": nets.ImageEncoder(cfg), "dec": nets.ImageDecoder(cfg)},
         "param_ae": lambda: {"enc": nets.ParamEncoder(cfg), "dec": nets.ParamDecoder(cfg)},
         "mapper": lambda: {"mapper": nets.Mapper(cfg)},
+        "mapper_ft": lambda: {"mapper": nets.Mapper(cfg), "enc": nets.ImageEncoder(cfg)},
         "direct": lambda: {"net": nets.DirectRegressor(cfg)},
     }[kind]()
 
@@ -175,11 +181,25 @@ def build(kind: str, net_cfg: dict):
 def load_modules(name: str) -> tuple[dict, dict]:
     """Rebuilds a run's modules from its checkpoint alone (eval mode)."""
     ck = load_run(name)
-    mods = build(ck["config"]["kind"], ck["config"]["net"])
+    kind = ck["config"]["kind"]
+    mods = build("mapper_ft" if kind == "mapper" and ck["config"].get("finetune") else kind, ck["config"]["net"])
     for k, m in mods.items():
         m.load_state_dict(ck["state"][k])
         m.eval()
     return mods, ck
+
+
+def load_image_to_face(mapper: str = "mapper_full") -> tuple[nets.ImageToFace, int]:
+    """crop -> face slice of a mapper run, with the E_s and D_t it was trained
+    against (a fine-tuned run carries its own E_s). Returns (net, crop size)."""
+    mp, ck = load_modules(mapper)
+    cfg = ck["config"]
+    img, ick = load_modules(cfg.get("image_ae", "image_ae"))
+    pae, _ = load_modules(cfg.get("param_ae", "param_ae"))
+    enc = img["enc"]
+    if "enc" in mp:
+        enc = mp["enc"]
+    return nets.ImageToFace(enc, mp["mapper"], pae["dec"]).eval(), ick["config"]["net"]["image_size"]
 
 
 def _loop(run: Run, step_fn, val_fn, total_steps: int):
@@ -346,19 +366,20 @@ def pair_subset(source: np.ndarray, n_photos: int, seed: int = 0) -> np.ndarray:
     return np.flatnonzero(np.isin(source, photos))
 
 
-def train_mapper(cfg: TrainConfig, cache: Path | None = None, image_ae="image_ae", param_ae="param_ae"):
+def train_mapper(cfg: TrainConfig, cache: Path | None = None):
+    """F on the pairs with E_s and D_t frozen (the paper). With ``cfg.finetune``
+    naming a trained mapper run, continues from that run's F with E_s unfrozen
+    too, on the crops, under the same loss (our extension; see docs/report)."""
     from avatarizer import schema
 
     from .data import load_pairs
 
-    _, params, source, _ = load_pairs(cache)
-    enc_z = pair_encodings(cache, image_ae)["z_pairs"]
-    pae, _ = load_modules(param_ae)
+    crops, params, source, _ = load_pairs(cache)
+    pae, _ = load_modules(cfg.param_ae)
     et, dt = pae["enc"], pae["dec"]
     for p in list(et.parameters()) + list(dt.parameters()):
         p.requires_grad_(False)
     y = torch.from_numpy(schema.normalize(params[:, schema.FACE], schema.FACE))
-    zs = torch.from_numpy(enc_z)
     with torch.no_grad():
         zt = et(y)
     rows = pair_subset(source, cfg.pairs)
@@ -367,10 +388,22 @@ def train_mapper(cfg: TrainConfig, cache: Path | None = None, image_ae="image_ae
     vphotos = np.random.default_rng(1).choice(photos, max(8, len(photos) // 20), replace=False)
     val_rows = rows[np.isin(source[rows], vphotos)]
     tr_rows = rows[~np.isin(source[rows], vphotos)]
-    mods = build("mapper", cfg.net)
+    ft = bool(cfg.finetune)
+    mods = build("mapper_ft" if ft else "mapper", cfg.net)
     F = mods["mapper"]
-    if cfg.variant != "no_w":  # start F's last layer where L_w pulls it
-        F.last.load_state_dict(et.last.state_dict())
+    if ft:
+        src, _ = load_modules(cfg.finetune)
+        F.load_state_dict(src["mapper"].state_dict())
+        img, _ = load_modules(cfg.image_ae)
+        mods["enc"].load_state_dict(img["enc"].state_dict())
+        enc, size = mods["enc"], cfg.net["image_size"]
+        crops = np.asarray(crops)
+        val_rows = val_rows[:512]
+        val_x = to_input(crops[val_rows], size)
+    else:
+        zs = torch.from_numpy(pair_encodings(cache, cfg.image_ae)["z_pairs"])
+        if cfg.variant != "no_w":  # start F's last layer where L_w pulls it
+            F.last.load_state_dict(et.last.state_dict())
     run = _setup(cfg, mods)
     rng = np.random.default_rng(cfg.seed + run.step)
     use_mse = cfg.variant not in ("no_align", "no_mse")
@@ -378,13 +411,15 @@ def train_mapper(cfg: TrainConfig, cache: Path | None = None, image_ae="image_ae
     use_w = cfg.variant not in ("no_align", "no_w")
 
     def step():
-        F.train()
-        idx = torch.from_numpy(rng.choice(tr_rows, cfg.batch))
-        zm = F(zs[idx])
+        for m in mods.values():
+            m.train()
+        idx = np.sort(rng.choice(tr_rows, cfg.batch, replace=False))
+        z = enc(to_input(crops[idx], size)) if ft else zs[idx]
+        zm = F(z)
         rec = ((dt(zm) - y[idx]) ** 2).mean()
         cm = nets.cross_modal(zm, zt[idx], use_mse, use_cos) if (use_mse or use_cos) else zm.new_zeros(())
         lw = nets.weight_alignment(F, et) if use_w else zm.new_zeros(())
-        loss = rec + cm + cfg.w_weight * lw
+        loss = cfg.rec_weight * rec + cm + cfg.w_weight * lw
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         run.opt.step()
@@ -393,9 +428,11 @@ def train_mapper(cfg: TrainConfig, cache: Path | None = None, image_ae="image_ae
     vidx = torch.from_numpy(val_rows)
 
     def val():
-        F.eval()
+        for m in mods.values():
+            m.eval()
         with torch.no_grad():
-            return float(((dt(F(zs[vidx])) - y[vidx]) ** 2).mean())
+            z = enc(val_x) if ft else zs[vidx]
+            return float(((dt(F(z)) - y[vidx]) ** 2).mean())
 
     _loop(run, step, val, cfg.steps)
     return mods
@@ -420,6 +457,8 @@ def train_direct(cfg: TrainConfig, cache: Path | None = None):
     mods = build("direct", cfg.net)
     net = mods["net"]
     size = cfg.net["image_size"]
+    if cfg.init_encoder:
+        net.encoder.load_state_dict(load_modules(cfg.init_encoder)[0]["enc"].state_dict())
     run = _setup(cfg, mods)
     rng = np.random.default_rng(cfg.seed + run.step)
     val_x = to_input(crops[val_rows], size)
@@ -448,16 +487,23 @@ DEFAULT_STEPS = {"image-ae": 1500, "param-ae": 8000, "mapper": 4000, "direct": 2
 # MLPs gain nothing from a second thread, and spinning OpenMP threads of
 # parallel jobs on 2 cores slow everything down
 THREADS = {"image-ae": 2, "param-ae": 1, "mapper": 1, "direct": 2}
+FINETUNE_STEPS = 2000  # E_s + F on the crops: the direct baseline's budget
 BATCH = {"image-ae": 24, "param-ae": 24, "mapper": 48, "direct": 48}  # paper: 24 unpaired, 48 paired
 
 
 def main_train(args) -> int:
     kind = args.what.replace("-", "_")
+    ft = getattr(args, "finetune", None) or ""
     name = args.name or {"image_ae": "image_ae", "param_ae": "param_ae", "direct": "direct"}.get(
-        kind, f"mapper_{args.variant}" + (f"_{args.pairs}" if args.pairs else ""))
-    cfg = TrainConfig(name=name, kind=kind, steps=args.steps or DEFAULT_STEPS[args.what],
-                      batch=args.batch or BATCH[args.what], seed=args.seed, variant=args.variant,
-                      pairs=args.pairs, threads=getattr(args, "threads", None) or THREADS[args.what])
+        kind, f"mapper_{args.variant}" + (f"_{args.pairs}" if args.pairs else "") + ("_ft" if ft else ""))
+    steps = args.steps or (FINETUNE_STEPS if ft else DEFAULT_STEPS[args.what])
+    threads = getattr(args, "threads", None) or (2 if ft else THREADS[args.what])
+    cfg = TrainConfig(name=name, kind=kind, steps=steps, batch=args.batch or BATCH[args.what], seed=args.seed,
+                      variant=args.variant, pairs=args.pairs, threads=threads,
+                      rec_weight=getattr(args, "rec_weight", 1.0), finetune=ft,
+                      image_ae=getattr(args, "image_ae", None) or "image_ae",
+                      param_ae=getattr(args, "param_ae", None) or "param_ae",
+                      init_encoder=getattr(args, "init_encoder", None) or "")
     fn = {"image_ae": train_image_ae, "param_ae": train_param_ae, "mapper": train_mapper,
           "direct": train_direct}[kind]
     fn(cfg, cache_dir(args.cache))
@@ -476,4 +522,11 @@ def add_parser(sub):
     p.add_argument("--name")
     p.add_argument("--cache")
     p.add_argument("--threads", type=int, help="torch threads (default: 2 for CNNs, 1 for MLPs)")
+    p.add_argument("--rec-weight", type=float, default=1.0, help="mapper: weight of L_rec (paper: 1)")
+    p.add_argument("--image-ae", help="mapper: run of the frozen E_s (default image_ae)")
+    p.add_argument("--param-ae", help="mapper: run of E_t / D_t (default param_ae)")
+    p.add_argument("--finetune", metavar="RUN",
+                   help="mapper: continue trained mapper RUN with E_s unfrozen (extension, not the paper)")
+    p.add_argument("--init-encoder", metavar="RUN",
+                   help="direct: start the encoder from image AE RUN's E_s (control for pretraining)")
     p.set_defaults(func=main_train)

@@ -1,0 +1,167 @@
+"""Training code (export side) on tiny synthetic data: losses, resumable
+checkpoints, the mapper with E_s frozen and fine-tuned, direct regression
+from a pretrained encoder, and the held-out cache of ``evaluate``. Seconds,
+not minutes: networks a few channels wide, a handful of steps."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+for _dir in ("sdk", "export"):
+    if str(ROOT / _dir) not in sys.path:
+        sys.path.insert(0, str(ROOT / _dir))
+
+torch = pytest.importorskip("torch", reason="torch (the export extra) is not installed")
+
+from avatarizer import schema  # noqa: E402
+from avatarizer_export import data as D  # noqa: E402
+from avatarizer_export import nets  # noqa: E402
+from avatarizer_export import train as T  # noqa: E402
+
+NET = nets.NetConfig(image_size=32, width=4, stages=4, bottleneck=4, latent=16, t_hidden=32).to_dict()
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """runs/ in tmp; 24 pairs from 12 photos, 64 unpaired avatars, 16 aligned photos."""
+    rng = np.random.default_rng(0)
+    n = 24
+    crops = rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
+    params = schema.sample(n, seed=1)
+    source = np.repeat(np.arange(n // 2), 2)
+    augs = ["original", "warp"] * (n // 2)
+    monkeypatch.setattr(T, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(D, "load_pairs", lambda cache=None: (crops, params, source, augs))
+    monkeypatch.setattr(D, "load_avatars", lambda cache=None: schema.sample(64, seed=2))
+    keys = [f"ffhq128-labelled/{i:05d}.png" for i in range(16)]
+    assert 0 < sum(map(D.is_heldout, keys)) < 12
+    monkeypatch.setattr(D, "load_aligned", lambda cache=None: SimpleNamespace(keys=keys, crops=crops[:16]))
+
+    class TinyVGG(torch.nn.Module):  # the perceptual loss' interface without ../shared weights
+        def __init__(self):
+            super().__init__()
+            self.slices = [torch.nn.Conv2d(3, 2, 3, padding=1), torch.nn.Conv2d(2, 2, 3, padding=1)]
+
+        def forward(self, x):
+            out = []
+            for s in self.slices:
+                x = s(x)
+                out.append(x)
+            return out
+
+    from avatarizer_export import lpips
+
+    monkeypatch.setattr(lpips, "vgg16_features", TinyVGG)
+    return SimpleNamespace(crops=crops, params=params, runs=tmp_path / "runs")
+
+
+def cfg(name, kind, steps=4, **kw):
+    return T.TrainConfig(name=name, kind=kind, steps=steps, batch=4, epoch_steps=2, threads=1, net=dict(NET), **kw)
+
+
+def test_cross_modal_and_weight_alignment_losses():
+    z = torch.randn(5, 16)
+    assert float(nets.cross_modal(z, z)) == pytest.approx(0.0, abs=1e-6)
+    # MSE and cosine terms each count: a scaled copy has cosine 1 but a nonzero MSE
+    assert float(nets.cross_modal(2 * z, z, use_mse=False)) == pytest.approx(0.0, abs=1e-6)
+    assert float(nets.cross_modal(2 * z, z, use_cos=False)) == pytest.approx(float((z ** 2).mean()), rel=1e-5)
+    assert float(nets.cross_modal(-z, z, use_mse=False)) == pytest.approx(2.0, abs=1e-5)
+    cfg_ = nets.NetConfig(**NET)
+    F, et = nets.Mapper(cfg_), nets.ParamEncoder(cfg_)
+    assert F.last.weight.shape == et.last.weight.shape
+    F.last.load_state_dict(et.last.state_dict())
+    assert float(nets.weight_alignment(F, et).detach()) == 0.0
+    with torch.no_grad():
+        F.last.bias += 0.5
+    assert float(nets.weight_alignment(F, et).detach()) == pytest.approx(0.25 * 16, rel=1e-5)
+
+
+def test_runs_resume_and_restart_on_config_change(fake):
+    T.train_param_ae(cfg("pae", "param_ae", steps=4))
+    ck = T.load_run("pae")
+    assert ck["step"] == 4 and ck["config"]["net"] == NET and (fake.runs / "pae" / "loss.png").exists()
+    # more steps: resumes at 4 with the same history
+    T.train_param_ae(cfg("pae", "param_ae", steps=6))
+    ck2 = T.load_run("pae")
+    assert ck2["step"] == 6 and ck2["history"][:2] == ck["history"][:2]
+    # a changed hyperparameter starts over
+    T.train_param_ae(cfg("pae", "param_ae", steps=2, lr=1e-3))
+    assert T.load_run("pae")["step"] == 2
+
+
+def test_mapper_frozen_then_fine_tuned(fake):
+    T.train_image_ae(cfg("img", "image_ae"))
+    T.train_param_ae(cfg("pae", "param_ae"))
+    T.train_mapper(cfg("map", "mapper", image_ae="img", param_ae="pae"))
+    T.train_mapper(cfg("map_ft", "mapper", image_ae="img", param_ae="pae", finetune="map"))
+    frozen, size = T.load_image_to_face("map")
+    tuned, _ = T.load_image_to_face("map_ft")
+    assert size == 32
+    img, _ = T.load_modules("img")
+    pae, _ = T.load_modules("pae")
+    # the frozen run uses the image AE's E_s and the parameter AE's D_t unchanged
+    for a, b in zip(frozen.enc.state_dict().values(), img["enc"].state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(tuned.dec.state_dict().values(), pae["dec"].state_dict().values()):
+        assert torch.equal(a, b)
+    # the fine-tuned run carries its own, changed E_s
+    changed = [not torch.equal(a, b) for a, b in zip(tuned.enc.state_dict().values(), img["enc"].state_dict().values())]
+    assert any(changed)
+    x = T.to_input(fake.crops[:3], size)
+    with torch.no_grad():
+        y = tuned(x)
+    assert y.shape == (3, 483) and torch.isfinite(y).all() and float(y.abs().max()) <= 1.0
+    assert not torch.allclose(y, frozen(x))
+
+
+def test_fine_tune_refuses_a_missing_mapper_run(fake):
+    T.train_image_ae(cfg("img", "image_ae", steps=2))
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    with pytest.raises(FileNotFoundError):
+        T.train_mapper(cfg("ft", "mapper", image_ae="img", param_ae="pae", finetune="no_such_run"))
+
+
+def test_direct_from_pretrained_encoder(fake, monkeypatch):
+    T.train_image_ae(cfg("img", "image_ae", steps=2))
+    img, _ = T.load_modules("img")
+    seen = {}
+    orig = T._setup
+
+    def spy(c, mods, params=None):  # the encoder's weights when training starts
+        seen["enc"] = {k: v.clone() for k, v in mods["net"].encoder.state_dict().items()}
+        return orig(c, mods, params)
+
+    monkeypatch.setattr(T, "_setup", spy)
+    T.train_direct(cfg("dir", "direct", steps=2, init_encoder="img"))
+    for k, v in img["enc"].state_dict().items():
+        assert torch.equal(seen["enc"][k], v)
+    assert T.load_run("dir")["config"]["init_encoder"] == "img"
+
+
+def test_evaluate_keeps_prepared_photos_per_file_list(tmp_path, monkeypatch):
+    from avatarizer_export import evaluate as E
+
+    calls = []
+
+    def fake_prepare(files, progress=True):
+        calls.append(list(files))
+        n = len(files)
+        return {"faces": n, "names": [f.name for f in files],
+                "crops": np.zeros((n, 128, 128, 3), np.uint8), "gts": np.zeros((n, schema.PARAM_COUNT), np.float32),
+                "lms": np.zeros((n, 478, 2), np.float32), "skins": np.zeros((n, 3), np.float32),
+                "hairs": np.full((n, 3), np.nan, np.float32)}
+
+    monkeypatch.setattr(E, "prepare", fake_prepare)
+    cache = tmp_path / "eval" / "held.npz"
+    a = [tmp_path / "a.png", tmp_path / "b.png"]
+    first = E.prepared(a, cache, progress=False)
+    again = E.prepared(a, cache, progress=False)
+    assert len(calls) == 1 and again["names"] == ["a.png", "b.png"] and again["faces"] == 2
+    assert np.isnan(again["hairs"]).all() and again["gts"].shape == first["gts"].shape
+    E.prepared(a[:1], cache, progress=False)  # another file list: prepared anew
+    assert len(calls) == 2
