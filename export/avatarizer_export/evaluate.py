@@ -23,6 +23,7 @@ from . import metrics as M
 from .data import is_heldout
 
 IMG_EXT = (".jpg", ".jpeg", ".png")
+MODEL_RUN = "mapper_full"  # the run behind method "model"
 
 
 # ------------------------------------------------------------- predictors
@@ -57,12 +58,8 @@ class TorchPredictor:
             self.bank_y = params[orig][:, schema.FACE]
             self.kind = "nearest"
         else:  # model or mapper:<run>
-            run = method.split(":", 1)[1] if ":" in method else "mapper_full"
-            img, ck = T.load_modules("image_ae")
-            pae, _ = T.load_modules("param_ae")
-            mp, _ = T.load_modules(run)
-            self.enc, self.mapper, self.dec = img["enc"], mp["mapper"], pae["dec"]
-            self.size = ck["config"]["net"]["image_size"]
+            run = method.split(":", 1)[1] if ":" in method else MODEL_RUN
+            self.net, self.size = T.load_image_to_face(run)
             self.kind = "model"
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
@@ -76,7 +73,7 @@ class TorchPredictor:
                 z = self.enc(x).numpy()
                 z /= np.linalg.norm(z, axis=1, keepdims=True)
                 return self.bank_y[np.argmax(z @ self.bank_z.T, axis=1)]
-            return schema.denormalize(self.dec(self.mapper(self.enc(x))).numpy(), schema.FACE)
+            return schema.denormalize(self.net(x).numpy(), schema.FACE)
 
 
 # ------------------------------------------------------------ photo colours
@@ -115,11 +112,9 @@ def list_photos(faces: Path, heldout: bool, limit: int | None) -> list[Path]:
     return files[:limit] if limit else files
 
 
-def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, identity_n: int = 100,
-             progress: bool = True, keep: dict | None = None) -> dict:
-    """Metrics for ``methods`` on the photos ``files``. When ``keep`` is a dict it
-    receives the per-photo arrays (names, crops, pseudo ground truth, and each
-    method's avatars) for figures."""
+def prepare(files: list[Path], progress: bool = True) -> dict:
+    """Aligns every photo and runs the artist on it: crops, pseudo ground truth,
+    landmarks, photo skin and hair colours (NaN where no hair) per aligned photo."""
     from tqdm import tqdm
 
     from avatarizer.align import AlignOptions, FaceAligner
@@ -140,12 +135,48 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
             gts.append(artist.fit(face))
             lms.append(face.canonical)
             skins.append(photo_skin(face.crop(128), face.canonical))
-            hairs.append(photo_hair(face.crop(128), face.hair_mask(128)))
+            h = photo_hair(face.crop(128), face.hair_mask(128))
+            hairs.append(np.full(3, np.nan, np.float32) if h is None else h)
             names.append(f.name)
-    crops = np.stack(crops) if crops else np.zeros((0, 128, 128, 3), np.uint8)
-    gts = np.stack(gts) if gts else np.zeros((0, schema.PARAM_COUNT), np.float32)
-    lms = np.stack(lms) if lms else np.zeros((0, 478, 2), np.float32)
-    result = {"faces": len(files), "aligned": len(names), "methods": {}}
+    return {"faces": len(files), "names": names,
+            "crops": np.stack(crops) if crops else np.zeros((0, 128, 128, 3), np.uint8),
+            "gts": np.stack(gts) if gts else np.zeros((0, schema.PARAM_COUNT), np.float32),
+            "lms": np.stack(lms) if lms else np.zeros((0, 478, 2), np.float32),
+            "skins": np.stack(skins) if skins else np.zeros((0, 3), np.float32),
+            "hairs": np.stack(hairs) if hairs else np.zeros((0, 3), np.float32)}
+
+
+def prepared(files: list[Path], cache: Path | None, progress: bool = True) -> dict:
+    """``prepare`` with its result kept in ``cache`` (an .npz), keyed by the file list."""
+    import hashlib
+
+    if cache is None:
+        return prepare(files, progress)
+    key = hashlib.sha256("\n".join(str(f) for f in files).encode()).hexdigest()[:16]
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        if str(z["key"]) == key:
+            out = {k: z[k] for k in ("crops", "gts", "lms", "skins", "hairs")}
+            out.update(names=[str(n) for n in z["names"]], faces=int(z["faces"]))
+            return out
+    out = prepare(files, progress)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, key=key, **{k: (np.array(v) if k == "names" else v) for k, v in out.items()})
+    return out
+
+
+def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, identity_n: int = 100,
+             progress: bool = True, keep: dict | None = None, cache: Path | None = None) -> dict:
+    """Metrics for ``methods`` on the photos ``files``. When ``keep`` is a dict it
+    receives the per-photo arrays (names, crops, pseudo ground truth, and each
+    method's avatars) for figures. ``cache``: an .npz keeping the aligned
+    photos and their pseudo ground truth between calls on the same files."""
+    from tqdm import tqdm
+
+    prep = prepared(files, cache, progress)
+    names, crops, gts, lms, skins = prep["names"], prep["crops"], prep["gts"], prep["lms"], prep["skins"]
+    hairs = [None if not np.isfinite(h).all() else h for h in prep["hairs"]]
+    result = {"faces": prep["faces"], "aligned": len(names), "methods": {}}
     import avatarizer
 
     gt_imgs = np.stack([avatarizer.render(g, M.RENDER_SIZE, background="white") for g in gts]) if len(gts) else None
@@ -174,7 +205,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
                 "identity_top1": float(np.mean([d["top1"] for d in ids])) if ids else float("nan"),
                 "identity_n": n,
                 "render_detect_rate": float(np.isfinite(rl[:, 0, 0]).mean()) if len(rl) else float("nan"),
-                "skin_delta_e": float(np.mean(M.delta_e(np.stack(skins), preds[:, [schema.index(f"face.{c}") for c in "rgb"]]))),
+                "skin_delta_e": float(np.mean(M.delta_e(skins, preds[:, [schema.index(f"face.{c}") for c in "rgb"]]))),
             }
             hv = [i for i, h in enumerate(hairs) if h is not None and preds[i, schema.index("hair_style.layers")] > 0]
             if hv:
@@ -248,7 +279,7 @@ def main_eval(args) -> int:
         return 1
     res = evaluate(list_photos(faces, args.heldout, args.limit), methods,
                    labels=Path(args.labels) if args.labels else None, identity_n=args.identity_n,
-                   progress=not args.json)
+                   progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None)
     text = json.dumps(res, indent=None if args.json else 1)
     if args.out:
         Path(args.out).write_text(text + "\n")
@@ -267,4 +298,6 @@ def add_parser(sub):
     p.add_argument("--identity-n", type=int, default=100)
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
     p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--prepared", metavar="NPZ",
+                   help="keep the aligned photos and pseudo ground truth here, reused on the same file list")
     p.set_defaults(func=main_eval)

@@ -3,7 +3,8 @@ shared photos to the model files the SDK ships, each resumable and cached.
 
 1. data: align, pairs, avatars                      (cache/)
 2. train: image AE, parameter AE, mapper F (full, the four ablations, 500 /
-   1,000 / 4,000 paired photos), direct regression   (runs/)
+   1,000 / 4,000 paired photos), F + E_s fine-tuning (all and 500 photos;
+   the shipped model), direct regression (all and 500)   (runs/)
 3. attribute regressor H and the hairstyle bank      (docs/hair.md)
 4. report: evaluation of all of them                  (docs/report/)
 5. shipped models: export, quantize, manifest         (sdk/avatarizer/models/)
@@ -18,16 +19,29 @@ import time
 from types import SimpleNamespace
 
 from .paths import cache_dir, shared_dir
-from .train import DEFAULT_STEPS, RUNS
+from .train import DEFAULT_STEPS, FINETUNE_STEPS, RUNS
+
+SHIPPED = "mapper_full_ft"  # the mapper run behind the shipped image_to_face model
+STAGES: dict[str, float] = {}  # stage -> seconds, printed at the end
+
+
+def _timed(stage: str, fn, *a, **kw):
+    t0 = time.time()
+    out = fn(*a, **kw)
+    STAGES[stage] = STAGES.get(stage, 0.0) + time.time() - t0
+    print(f"all: {stage} took {(time.time() - t0) / 60:.1f} min (total so far {sum(STAGES.values()) / 60:.1f} min)",
+          flush=True)
+    return out
 
 
 def _train(what: str, steps_scale: float, **kw):
     from .train import main_train
 
-    args = SimpleNamespace(what=what, steps=int(DEFAULT_STEPS[what] * steps_scale), batch=None, seed=0,
+    base = FINETUNE_STEPS if kw.get("finetune") else DEFAULT_STEPS[what]
+    args = SimpleNamespace(what=what, steps=int(base * steps_scale), batch=None, seed=0,
                            variant=kw.get("variant", "full"), pairs=kw.get("pairs", 0), name=kw.get("name"),
-                           cache=None)
-    main_train(args)
+                           cache=None, finetune=kw.get("finetune"))
+    _timed(f"train {what}", main_train, args)
 
 
 def main_all(args) -> int:
@@ -36,8 +50,9 @@ def main_all(args) -> int:
     cache = cache_dir(args.cache)
     from . import data
 
-    data.main_data(SimpleNamespace(stage="all", shared=str(shared), cache=str(cache), workers=args.workers,
-                                   limit=None, augment=1, avatars=100_000, force=False))
+    _timed("data", data.main_data, SimpleNamespace(stage="all", shared=str(shared), cache=str(cache),
+                                                   workers=args.workers, limit=None, augment=1, avatars=100_000,
+                                                   force=False))
     s = args.steps_scale
     _train("image-ae", s)
     _train("param-ae", s)
@@ -46,24 +61,29 @@ def main_all(args) -> int:
         _train("mapper", s, variant=variant)
     for n in (500, 1000, 4000):
         _train("mapper", s, pairs=n)
+    # our extension: E_s unfrozen after F converged (see docs/report); shipped
+    _train("mapper", s, finetune="mapper_full")
+    _train("mapper", s, pairs=500, finetune="mapper_full_500")
     _train("direct", s)
     _train("direct", s, pairs=500, name="direct_500")  # the data-scarce comparison
     # H on the frozen E_s, then the hairstyle bank (it stores H's predictions)
     from .attributes import run as train_attributes
     from .hairbank import cmd_all as build_hairbank
 
-    train_attributes(cache=cache, shared=shared)
-    build_hairbank(SimpleNamespace(stage="all", cache=str(cache), shared=str(shared)))
+    _timed("attributes", train_attributes, cache=cache, shared=shared)
+    _timed("hair bank", build_hairbank, SimpleNamespace(stage="all", cache=str(cache), shared=str(shared)))
     if not args.skip_report:
         from .report import main_report
 
-        main_report(SimpleNamespace(shared=str(shared), utk=300))
+        _timed("report", main_report, SimpleNamespace(shared=str(shared), utk=300))
     try:
         from .ship import main_ship
     except ImportError:
         print("ship: the export toolchain is not available yet; models not written")
     else:
-        main_ship(SimpleNamespace(command="ship", cache=str(cache), mapper="mapper_full"))
+        _timed("ship", main_ship, SimpleNamespace(command="ship", cache=str(cache), mapper=SHIPPED))
+    for stage, sec in STAGES.items():
+        print(f"all: {stage:<16} {sec / 60:6.1f} min")
     print(f"all: done in {(time.time() - t0) / 60:.1f} min")
     return 0
 

@@ -29,7 +29,7 @@ MODELS = ROOT / "sdk" / "avatarizer" / "models"
 # (5 MB, same accuracy: ONNX Runtime on CPU computes it in fp32) and int8 when
 # it passes the gate
 BUILD = ROOT / "runs" / "export"
-VERSION = "1.0.0"
+VERSION = "1.1.0"  # 1.1: E_s fine-tuned with F (mapper_full_ft), avatar prior over all pairs
 LPIPS_GATE = 0.005
 PARAM_GATE = 0.01
 
@@ -62,6 +62,7 @@ class _Ctx:
         from .train import load_image_to_face
 
         self.cache = cache
+        self.mapper = mapper
         self.net, self.size = load_image_to_face(mapper)
         self.held = _crops(cache, True, 64, 0)  # gate / check inputs: held-out photos
         self.calib = _crops(cache, False, 256, 1)  # calibration: training photos
@@ -104,7 +105,8 @@ def export_fp32(ctx: _Ctx) -> dict:
     meta = formats.make_metadata(
         name=formats.model_name(ROLE, "onnx-fp32"), version=VERSION, role=ROLE, precision="fp32",
         fmt="onnx-fp32", inputs=[formats.image_input("crop", ctx.size)], outputs=[formats.face_params_output("face")],
-        training_data=training_summary(ctx.cache), method="E_s -> F -> D_t (cross-modal latent alignment)")
+        training_data=training_summary(ctx.cache),
+        method=f"E_s -> F -> D_t (cross-modal latent alignment; runs/{ctx.mapper})")
     BUILD.mkdir(parents=True, exist_ok=True)
     path = BUILD / formats.file_name(ROLE, "onnx-fp32")
     rep = export_onnx(ctx.net, torch.from_numpy(ctx.held[:2]), path, meta["name"], ["crop"], ["face"], meta,
