@@ -348,3 +348,16 @@ def test_probe_no_face(probe):
     assert probe(np.full((256, 256, 3), 255, np.uint8)) is None
     lms = probe.batch([np.full((256, 256, 4), 0, np.uint8)])
     assert np.isnan(lms).all()
+
+
+def test_paired_bootstrap_interval():
+    rng = np.random.default_rng(3)
+    b = rng.random(400)
+    a = b - 0.05 + rng.normal(0, 0.01, 400)  # a is lower by 0.05 on every photo
+    d = metrics.paired_bootstrap(a, b)
+    assert d["n"] == 400 and d["lo"] < d["diff"] < d["hi"] < 0
+    assert d["diff"] == pytest.approx(-0.05, abs=0.003)
+    same = metrics.paired_bootstrap(b, b)
+    assert same["diff"] == same["lo"] == same["hi"] == 0.0
+    with pytest.raises(ValueError):
+        metrics.paired_bootstrap(a, b[:-1])

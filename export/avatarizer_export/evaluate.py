@@ -197,10 +197,13 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
                 if got is not None:
                     rl[i] = got
             ids = []
+            hits = np.zeros(len(preds), bool)
             n = min(identity_n, len(preds))
             for a in range(0, len(preds) - n + 1, n) if n else []:
                 b = a + n if a + 2 * n <= len(preds) else len(preds)
                 ids.append(M.identity_top1(lms[a:b], rl[a:b]))
+                r = M.identity_ranks(lms[a:b], rl[a:b])
+                hits[a:b] = (r >= 0) & (r < 1)
             out = {
                 "identity_top1": float(np.mean([d["top1"] for d in ids])) if ids else float("nan"),
                 "identity_n": n,
@@ -218,7 +221,10 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
                     lp = LPIPS.from_npz(net="alex")
                 out["param_l1"] = float(M.param_l1(preds, gts))
                 out["render_l1"] = float(np.mean([M.render_l1(a, b) for a, b in zip(imgs, gt_imgs)]))
-                out["render_lpips"] = float(np.mean(M.render_lpips(imgs, gt_imgs, model=lp)))
+                per_lpips = np.asarray(M.render_lpips(imgs, gt_imgs, model=lp), np.float64)
+                out["render_lpips"] = float(np.mean(per_lpips))
+                if keep is not None:
+                    keep.setdefault("per_photo", {})[method] = {"render_lpips": per_lpips, "identity_hit": hits}
             result["methods"][method] = out
             if keep is not None:
                 keep.setdefault("preds", {})[method] = preds

@@ -268,6 +268,19 @@ def identity_top1(photo_landmarks, render_landmarks, groups: Iterable[str] = IDE
     return identity_topk(photo_landmarks, render_landmarks, k=1, groups=groups)
 
 
+def paired_bootstrap(a, b, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> dict[str, float]:
+    """Mean of ``a - b`` over paired per-photo values (two methods on the same
+    photos) with a bootstrap confidence interval over photos."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"need two equal-length 1-D arrays, got {a.shape} and {b.shape}.")
+    d = a - b
+    idx = np.random.default_rng(seed).integers(0, d.size, (n_boot, d.size))
+    means = d[idx].mean(1)
+    lo, hi = np.quantile(means, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return {"diff": float(d.mean()), "lo": float(lo), "hi": float(hi), "n": int(d.size)}
+
+
 # -- attributes ---------------------------------------------------------------
 
 
