@@ -124,8 +124,34 @@ def _findings(M: dict, per: dict | None = None) -> list[str]:
     return out
 
 
+def compare(pairs: list[tuple[str, str]], shared: Path, utk: int = 300) -> list[dict]:
+    """Paired bootstrap differences (A − B, 95% CI over photos) of render LPIPS
+    and identity hit rate for method pairs on the report's held-out photos,
+    without rewriting the report."""
+    from .metrics import paired_bootstrap
+
+    methods = list(dict.fromkeys(m for p in pairs for m in p))
+    keep = {}
+    res = evaluate(heldout_files(shared, utk=utk), methods, keep=keep, cache=prep_cache(utk), progress=False)
+    per, out = keep["per_photo"], []
+    for a, b in pairs:
+        row = {"a": a, "b": b}
+        for key, src in (("render_lpips", "render_lpips"), ("identity_hit", "identity_hit")):
+            row[key] = paired_bootstrap(per[a][src], per[b][src])
+        row["identity_top1"] = [res["methods"][a]["identity_top1"], res["methods"][b]["identity_top1"]]
+        out.append(row)
+    return out
+
+
 def main_report(args) -> int:
     shared = shared_dir(args.shared)
+    if getattr(args, "compare", None):
+        pairs = [tuple(p.split("/")) for p in args.compare.split(",")]
+        if any(len(p) != 2 for p in pairs):
+            print("report --compare: give pairs as A/B,C/D (methods as in eval --methods)")
+            return 2
+        print(json.dumps(compare(pairs, shared, args.utk), indent=1))
+        return 0
     OUT.mkdir(parents=True, exist_ok=True)
     files = heldout_files(shared, utk=args.utk)
     methods = ["artist", "model", "direct", "nearest"] + [m for _, m in ABLATIONS if m != "model"]
@@ -198,4 +224,6 @@ def add_parser(sub):
     p = sub.add_parser("report", help="evaluate all methods and ablations on the held-out split (docs/report/)")
     p.add_argument("--shared")
     p.add_argument("--utk", type=int, default=300, help="held-out utkface200 photos to include")
+    p.add_argument("--compare", metavar="A/B,...",
+                   help="only print paired bootstrap differences A − B (95%% CI over photos) for these method pairs")
     p.set_defaults(func=main_report)
