@@ -403,7 +403,7 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, *, name: str | 
 
             if check_inputs is None:
                 raise ValueError("a quality gate needs check_inputs (the evaluation inputs)")
-            g = gate(src, tmp, check_inputs, metric_fns or {}, thresholds or {})
+            g = dict(gate(src, tmp, check_inputs, metric_fns or {}, thresholds or {}), candidate=dst.name)
             report["gate"] = g
             extra["quality_gate"] = g
             if not g["passed"]:

@@ -230,7 +230,8 @@ def gate(fp32_path: str | os.PathLike, candidate_path: str | os.PathLike, eval_i
     cands = cand if isinstance(cand, Mapping) else {"out": cand}
     worst = max(float(np.max(np.abs(np.asarray(refs[k], np.float64) - np.asarray(cands[k], np.float64))))
                 for k in refs)
-    report = {"fp32": str(fp32_path), "candidate": str(candidate_path), "inputs": len(feeds),
+    # file names, not paths: reports end up in committed manifests
+    report = {"fp32": Path(fp32_path).name, "candidate": Path(candidate_path).name, "inputs": len(feeds),
               "metrics": metrics, "thresholds": {k: float(v) for k, v in thresholds.items()},
               "failed": failed, "passed": not failed, "max_abs_diff": worst}
     log.info("quality gate %s: %s", "passed" if not failed else "FAILED", metrics)
@@ -259,7 +260,7 @@ def quantize_gated(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
         report = gate(fp32_path, tmp, eval_inputs, metric_fns, thresholds)
         if not report["passed"]:
             raise QualityGateError(report, what=f"int8 candidate {out_path.name}")
-    report = dict(report, candidate=str(out_path))
+    report = dict(report, candidate=out_path.name)
     report.update(path=str(out_path), name=meta["name"], size=out_path.stat().st_size)
     if manifest:
         gate_record = {k: report[k] for k in ("metrics", "thresholds", "passed", "inputs", "max_abs_diff")}
