@@ -1473,15 +1473,7 @@ class AutoArtist:
         hair = col.get("hair", np.array(P.HAIR_COLORS["dark_brown"]))
         if beard > 0.0:
             face = g["face"]
-            bd = np.array([
-                (face[0, 0], g["chin"] + 0.05),
-                (face[2, 0] + 0.02, face[2, 1] + 0.02),
-                (face[4, 0] - 0.02, face[4, 1] + 0.1),
-                (lm[17, 0], lm[17, 1] + 0.01),
-                (face[10, 0] + 0.02, face[10, 1] + 0.1),
-                (face[12, 0] - 0.02, face[12, 1] + 0.02),
-            ])
-            P.put(p, "beard", bd)
+            P.put(p, "beard", P.beard_outline(face, lm[17], g["chin"]))
             p[S.index("beard.opacity")] = float(np.clip(0.5 + 0.06 * beard, 0.5, 0.95))
             _set_rgb(p, "beard", self._gain(0.75 * g.get("chin_dark_rgb", hair) + 0.25 * hair) * 0.9)
         if must > 0.0 or (beard > 0.0 and must > -5.0):

@@ -43,6 +43,7 @@ from typing import Mapping
 
 import numpy as np
 
+from . import prior as P
 from . import schema as S
 
 __all__ = [
@@ -590,11 +591,6 @@ _GLASSES_FRAME = (0.12, 0.1, 0.1)
 _HEADWEAR_RGB = (0.22, 0.24, 0.3)
 
 
-def _set_rgb(p, feature, rgb, prefix=""):
-    i = S.index(f"{feature}.{prefix}r")
-    p[i:i + 3] = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
-
-
 def _flag(attributes: Mapping, name: str) -> float:
     v = attributes.get(name)
     if v is None:
@@ -635,10 +631,10 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
     skin = np.asarray(skin_rgb if skin_rgb is not None else p[S.index("face.r"):S.index("face.r") + 3],
                       np.float64)
     hair_col = rgb if entry.family != "buzz" else 0.6 * rgb + 0.4 * skin
-    _set_rgb(p, "hair_back", hair_col * 0.85)
-    _set_rgb(p, "hair_front", hair_col)
+    P.set_rgb(p, "hair_back", hair_col * 0.85)
+    P.set_rgb(p, "hair_front", hair_col)
     for i in (0, 1):
-        _set_rgb(p, f"hair_strand{i}", np.clip(hair_col * 1.25 + 0.05, 0, 1))
+        P.set_rgb(p, f"hair_strand{i}", np.clip(hair_col * 1.25 + 0.05, 0, 1))
     if attributes is None:
         return S.clip(p)
     a = attributes
@@ -657,12 +653,12 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
             p[S.index("glasses.lens_h")] = np.clip(half * 0.85, 0.05, 0.12)
             p[S.index("glasses.roundness")] = 0.5
             p[S.index("glasses.frame_width")] = 0.012 if gtype == 2 else 0.009
-            _set_rgb(p, "glasses", a.get("frame_rgb", _GLASSES_FRAME), prefix="frame_")
+            P.set_rgb(p, "glasses", a.get("frame_rgb", _GLASSES_FRAME), prefix="frame_")
             if gtype == 2:
-                _set_rgb(p, "glasses", (0.08, 0.09, 0.1), prefix="lens_")
+                P.set_rgb(p, "glasses", (0.08, 0.09, 0.1), prefix="lens_")
                 p[S.index("glasses.lens_opacity")] = 0.9
             else:
-                _set_rgb(p, "glasses", (0.75, 0.85, 0.95), prefix="lens_")
+                P.set_rgb(p, "glasses", (0.75, 0.85, 0.95), prefix="lens_")
                 p[S.index("glasses.lens_opacity")] = 0.15
     # facial hair following the jaw and the lips
     face = S.points(p, "face").astype(np.float64)
@@ -671,17 +667,9 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
         pb = _flag(a, "beard")
         if pb >= th["beard"]:
             lo = S.points(p, "lip_lower_outer").astype(np.float64)
-            bd = np.array([
-                (face[0, 0], face[0, 1] + 0.05),
-                (face[2, 0] + 0.02, face[2, 1] + 0.02),
-                (face[4, 0] - 0.02, face[4, 1] + 0.1),
-                (lo[2, 0], lo[2, 1] + 0.01),
-                (face[10, 0] + 0.02, face[10, 1] + 0.1),
-                (face[12, 0] - 0.02, face[12, 1] + 0.02),
-            ])
-            S.set_points(p, "beard", bd)
+            S.set_points(p, "beard", P.beard_outline(face, lo[2], face[0, 1]))
             p[S.index("beard.opacity")] = np.clip(0.6 + 0.8 * (pb - th["beard"]), 0.6, 0.95)
-            _set_rgb(p, "beard", beard_rgb)
+            P.set_rgb(p, "beard", beard_rgb)
         else:
             p[S.index("beard.opacity")] = 0.0
     if "moustache" in a or "beard" in a:
@@ -693,7 +681,7 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
             S.set_points(p, "moustache", ms)
             p[S.index("moustache.w0")] = 0.01
             p[S.index("moustache.w1")] = np.clip(0.03 + 0.03 * (pm - 0.5), 0.03, 0.045)
-            _set_rgb(p, "moustache", beard_rgb * 0.95)
+            P.set_rgb(p, "moustache", beard_rgb * 0.95)
         else:
             p[S.index("moustache.w0")] = 0.0
             p[S.index("moustache.w1")] = 0.0
@@ -702,7 +690,7 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
         if _flag(a, "headwear") >= th["headwear"]:
             htype = int(a.get("headwear_type", 2))
             p[S.index("headwear.type")] = htype
-            _set_rgb(p, "headwear", a.get("headwear_rgb", _HEADWEAR_RGB))
+            P.set_rgb(p, "headwear", a.get("headwear_rgb", _HEADWEAR_RGB))
             p[S.index("headwear.band_y")] = top + 0.62 * hw
             p[S.index("headwear.crown")] = 0.2
             p[S.index("headwear.width")] = 1.1
@@ -710,5 +698,5 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
         else:
             p[S.index("headwear.type")] = 0
     if "clothes_rgb" in a:
-        _set_rgb(p, "clothes", a["clothes_rgb"])
+        P.set_rgb(p, "clothes", a["clothes_rgb"])
     return S.clip(p)

@@ -57,6 +57,19 @@ def set_rgb(p, feature, rgb, prefix=""):
         p[S.index(f"{feature}.{prefix}{c}")] = float(np.clip(v, 0, 1))
 
 
+def beard_outline(face, lip_point, chin_y: float) -> np.ndarray:
+    """The beard polygon (6 points) from the face outline, the lower-lip point
+    it hangs below and the chin height; used by the artist and by hair merge."""
+    return np.array([
+        (face[0, 0], chin_y + 0.05),
+        (face[2, 0] + 0.02, face[2, 1] + 0.02),
+        (face[4, 0] - 0.02, face[4, 1] + 0.1),
+        (lip_point[0], lip_point[1] + 0.01),
+        (face[10, 0] + 0.02, face[10, 1] + 0.1),
+        (face[12, 0] - 0.02, face[12, 1] + 0.02),
+    ], np.float64)
+
+
 def scale_about(xy, center, sx, sy=None):
     sy = sx if sy is None else sy
     c = np.asarray(center, np.float32)
