@@ -26,6 +26,15 @@ ABLATIONS = [("without alignment losses", "mapper:mapper_no_align"), ("without t
              ("full", "model")]
 SIZES = [500, 1000, 4000]
 SHIPPED = "mapper:mapper_full_ft"
+LOSS_RUNS = ("image_ae", "param_ae", "mapper_full", "mapper_full_ft", "direct")  # their loss.png go in the report
+PER_PHOTO = {"render_lpips": "render_lpips", "identity_top1": "identity_hit"}  # metric -> per-photo values
+
+
+def _paired(per: dict, a: str, b: str) -> dict:
+    """Paired bootstrap of A − B for each metric of PER_PHOTO (per-photo values of ``evaluate(keep=)``)."""
+    from .metrics import paired_bootstrap
+
+    return {key: paired_bootstrap(per[a][src], per[b][src]) for key, src in PER_PHOTO.items()}
 # what we tried to make the model beat direct regression: (label, method, lever);
 # rows appear when their run exists (the controls are not part of `make models`,
 # their commands are in docs/report/investigation.md)
@@ -92,23 +101,21 @@ def _findings(M: dict, per: dict | None = None) -> list[str]:
     """Plain sentences: where the full model beats a baseline and where it does
     not, with a paired bootstrap 95% interval of the difference over photos
     (identity: per-photo hit rate) when per-photo values are given."""
-    from .metrics import paired_bootstrap
-
     out = []
     per = per or {}
-    per_key = {"render_lpips": "render_lpips", "identity_top1": "identity_hit"}
 
     def cmp(a, b, label_a, label_b):
         if a not in M or b not in M:
             return
+        ds = _paired(per, a, b) if a in per and b in per else {}
         for key, better in (("render_lpips", "lower"), ("identity_top1", "higher")):
             x, y = M[a].get(key), M[b].get(key)
             if x is None or y is None:
                 continue
             wins = x < y if better == "lower" else x > y
             ci = ""
-            if a in per and b in per:
-                d = paired_bootstrap(per[a][per_key[key]], per[b][per_key[key]])
+            if key in ds:
+                d = ds[key]
                 ci = f"; paired difference {d['diff']:+.4f}, 95% CI [{d['lo']:+.4f}, {d['hi']:+.4f}]"
             out.append(f"- {label_a} {'beats' if wins else 'does NOT beat'} {label_b} on {key} "
                        f"({x:.3f} vs {y:.3f}{ci}).")
@@ -128,18 +135,14 @@ def compare(pairs: list[tuple[str, str]], shared: Path, utk: int = 300) -> list[
     """Paired bootstrap differences (A − B, 95% CI over photos) of render LPIPS
     and identity hit rate for method pairs on the report's held-out photos,
     without rewriting the report."""
-    from .metrics import paired_bootstrap
-
     methods = list(dict.fromkeys(m for p in pairs for m in p))
     keep = {}
     res = evaluate(heldout_files(shared, utk=utk), methods, keep=keep, cache=prep_cache(utk), progress=False)
-    per, out = keep["per_photo"], []
+    out = []
     for a, b in pairs:
-        row = {"a": a, "b": b}
-        for key, src in (("render_lpips", "render_lpips"), ("identity_hit", "identity_hit")):
-            row[key] = paired_bootstrap(per[a][src], per[b][src])
-        row["identity_top1"] = [res["methods"][a]["identity_top1"], res["methods"][b]["identity_top1"]]
-        out.append(row)
+        d = _paired(keep["per_photo"], a, b)
+        out.append({"a": a, "b": b, "render_lpips": d["render_lpips"], "identity_hit": d["identity_top1"],
+                    "identity_top1": [res["methods"][a]["identity_top1"], res["methods"][b]["identity_top1"]]})
     return out
 
 
@@ -167,7 +170,7 @@ def main_report(args) -> int:
     res["photos"] = [str(f.relative_to(shared)) for f in files]
     (OUT / "results.json").write_text(json.dumps({k: v for k, v in res.items() if k != "photos"}, indent=1))
     _grid(keep, [m for m in ("artist", SHIPPED, "model", "direct") if m in keep["preds"]])
-    for run in ("image_ae", "param_ae", "mapper_full", "mapper_full_ft", "direct"):
+    for run in LOSS_RUNS:
         src = RUNS / run / "loss.png"
         if src.exists():
             shutil.copy(src, OUT / f"loss_{run}.png")
@@ -212,7 +215,7 @@ def main_report(args) -> int:
         "## Figures", "", "![grid: photo | artist | shipped (E_s fine-tuned) | paper (E_s frozen) | direct](grid.png)",
         "",
     ]
-    for run in ("image_ae", "param_ae", "mapper_full", "mapper_full_ft", "direct"):
+    for run in LOSS_RUNS:
         if (OUT / f"loss_{run}.png").exists():
             text.append(f"![{run} loss](loss_{run}.png)")
     (OUT / "README.md").write_text("\n".join(text) + "\n")

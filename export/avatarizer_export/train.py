@@ -194,12 +194,13 @@ def load_image_to_face(mapper: str = "mapper_full") -> tuple[nets.ImageToFace, i
     against (a fine-tuned run carries its own E_s). Returns (net, crop size)."""
     mp, ck = load_modules(mapper)
     cfg = ck["config"]
-    img, ick = load_modules(cfg.get("image_ae", "image_ae"))
     pae, _ = load_modules(cfg.get("param_ae", "param_ae"))
-    enc = img["enc"]
-    if "enc" in mp:
-        enc = mp["enc"]
-    return nets.ImageToFace(enc, mp["mapper"], pae["dec"]).eval(), ick["config"]["net"]["image_size"]
+    if "enc" in mp:  # fine-tuned: its E_s was built from its own net config
+        enc, size = mp["enc"], cfg["net"]["image_size"]
+    else:
+        img, ick = load_modules(cfg.get("image_ae", "image_ae"))
+        enc, size = img["enc"], ick["config"]["net"]["image_size"]
+    return nets.ImageToFace(enc, mp["mapper"], pae["dec"]).eval(), size
 
 
 def _loop(run: Run, step_fn, val_fn, total_steps: int):
