@@ -19,9 +19,7 @@ import time
 from types import SimpleNamespace
 
 from .paths import cache_dir, shared_dir
-from .train import DEFAULT_STEPS, FINETUNE_STEPS, RUNS
-
-SHIPPED = "mapper_full_ft"  # the mapper run behind the shipped image_to_face model
+from .train import DEFAULT_STEPS, FINETUNE_STEPS, RUNS, SHIPPED_MAPPER
 STAGES: dict[str, float] = {}  # stage -> seconds, printed at the end
 
 
@@ -81,7 +79,7 @@ def main_all(args) -> int:
     except ImportError:
         print("ship: the export toolchain is not available yet; models not written")
     else:
-        _timed("ship", main_ship, SimpleNamespace(command="ship", cache=str(cache), mapper=SHIPPED))
+        _timed("ship", main_ship, SimpleNamespace(command="ship", cache=str(cache), mapper=SHIPPED_MAPPER))
     for stage, sec in STAGES.items():
         print(f"all: {stage:<16} {sec / 60:6.1f} min")
     print(f"all: done in {(time.time() - t0) / 60:.1f} min")

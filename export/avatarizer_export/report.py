@@ -18,14 +18,14 @@ import numpy as np
 
 from .evaluate import evaluate, list_photos
 from .paths import ROOT, shared_dir
-from .train import RUNS
+from .train import RUNS, SHIPPED_MAPPER
 
 OUT = ROOT / "docs" / "report"
 ABLATIONS = [("without alignment losses", "mapper:mapper_no_align"), ("without the MSE term", "mapper:mapper_no_mse"),
              ("without the cosine term", "mapper:mapper_no_cos"), ("without weight alignment", "mapper:mapper_no_w"),
              ("full", "model")]
 SIZES = [500, 1000, 4000]
-SHIPPED = "mapper:mapper_full_ft"
+SHIPPED = f"mapper:{SHIPPED_MAPPER}"
 LOSS_RUNS = ("image_ae", "param_ae", "mapper_full", "mapper_full_ft", "direct")  # their loss.png go in the report
 PER_PHOTO = {"render_lpips": "render_lpips", "identity_top1": "identity_hit"}  # metric -> per-photo values
 

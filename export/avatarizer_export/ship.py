@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .paths import ROOT, cache_dir
+from .train import SHIPPED_MAPPER
 
 MODELS = ROOT / "sdk" / "avatarizer" / "models"
 # the fp32 reference graph stays a build artefact (10 MB): the SDK ships fp16
@@ -58,7 +59,7 @@ def _crops(cache: Path, heldout: bool, n: int, seed: int) -> np.ndarray:
 class _Ctx:
     """What every export step needs: the fused network, real crops, the gate."""
 
-    def __init__(self, cache: Path, mapper: str = "mapper_full"):
+    def __init__(self, cache: Path, mapper: str = SHIPPED_MAPPER):
         from .train import load_image_to_face
 
         self.cache = cache
@@ -195,7 +196,7 @@ def main_export(args) -> int:
         # refuse before loading anything when there is no GPU
         formats.check_format("engine-fp16")
     MODELS.mkdir(parents=True, exist_ok=True)
-    ctx = _Ctx(cache_dir(getattr(args, "cache", None)), getattr(args, "mapper", None) or "mapper_full")
+    ctx = _Ctx(cache_dir(getattr(args, "cache", None)), getattr(args, "mapper", None) or SHIPPED_MAPPER)
     results = {}
     if what in ("onnx", "ship"):
         results["onnx-fp32"] = export_fp32(ctx)
@@ -218,5 +219,5 @@ def add_parser(sub):
                        ("ship", "onnx + quantize: every model file this machine can build, into sdk/avatarizer/models")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--cache")
-        p.add_argument("--mapper", default="mapper_full", help="which mapper run to export")
+        p.add_argument("--mapper", default=SHIPPED_MAPPER, help="which mapper run to export")
         p.set_defaults(func=main_export)

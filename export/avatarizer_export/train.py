@@ -29,6 +29,7 @@ from .nets import NetConfig
 from .paths import ROOT, cache_dir
 
 RUNS = ROOT / "runs"
+SHIPPED_MAPPER = "mapper_full_ft"  # the mapper run behind the shipped image_to_face model (E_s fine-tuned)
 
 
 @dataclass
