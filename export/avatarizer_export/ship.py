@@ -175,12 +175,9 @@ def _summary(results: dict):
         print(f"{k}: {'passed' if v.get('passed', True) else 'REFUSED'} "
               + (", ".join(f"{a} drift {b:.5f}" for a, b in m.items()) if m else v.get("error", "")))
     for v in results.values():  # paths relative to the repository: the report is committed
-        for key in ("path",):
-            if isinstance(v.get(key), str) and Path(v[key]).is_absolute():
-                try:
-                    v[key] = str(Path(v[key]).relative_to(ROOT))
-                except ValueError:
-                    v[key] = Path(v[key]).name
+        path = v.get("path")
+        if isinstance(path, str) and Path(path).is_absolute():
+            v["path"] = str(Path(path).relative_to(ROOT)) if Path(path).is_relative_to(ROOT) else Path(path).name
     path = MODELS / "gate_report.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     old.update(results)
