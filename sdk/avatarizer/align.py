@@ -82,55 +82,14 @@ __all__ = [
     "invert_affine",
 ]
 
-#: Number of landmarks per face (468 mesh points + 2 × 5 iris points).
-NUM_LANDMARKS = 478
-
-#: Names of the rows of :data:`CANONICAL_TARGETS`, in order.
-CANONICAL_TARGET_NAMES = ("eye_image_left", "eye_image_right", "mouth_centre")
-
-#: Canonical positions (x, y) of the alignment anchors, shape (3, 2), read-only:
-#: the eye on the image's left, the eye on the image's right, the mouth centre.
-CANONICAL_TARGETS = np.array([[-0.25, -0.10], [0.25, -0.10], [0.0, 0.40]], dtype=np.float64)
-CANONICAL_TARGETS.setflags(write=False)
-
-#: Outer and inner corner landmarks of each eye, in MediaPipe's (subject's)
-#: naming: ((33, 133) right eye, (362, 263) left eye). An eye centre is the
-#: midpoint of its two corners.
-EYE_CORNERS = ((33, 133), (362, 263))
-#: Left and right mouth corner landmarks; the mouth centre is their midpoint.
-MOUTH_CORNERS = (61, 291)
-
-#: Standard MediaPipe face mesh landmark groups, derived from the connection
-#: sets in ``mediapipe.solutions.face_mesh_connections`` (``FACEMESH_*``).
-#: "left"/"right" follow MediaPipe and mean the *subject's* left/right, so
-#: ``right_eye`` is on the image's left in an unmirrored photo. Closed
-#: contours (``face_oval``, the eyes, the lips) are listed in polygon order;
-#: each eyebrow is its upper edge followed by its lower edge reversed (an
-#: outline); ``nose`` is the ridge (168 → 2) followed by the loop around the
-#: tip and nostrils; each iris is its centre followed by its 4 contour points.
-LANDMARK_INDICES: dict[str, tuple[int, ...]] = {
-    "face_oval": (
-        10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365,
-        379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93,
-        234, 127, 162, 21, 54, 103, 67, 109,
-    ),
-    "right_eye": (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
-    "left_eye": (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398),
-    "right_eyebrow": (70, 63, 105, 66, 107, 55, 65, 52, 53, 46),
-    "left_eyebrow": (300, 293, 334, 296, 336, 285, 295, 282, 283, 276),
-    "lips_outer": (
-        61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185,
-    ),
-    "lips_inner": (
-        78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191,
-    ),
-    "nose": (
-        168, 6, 197, 195, 5, 4, 1, 19, 94, 2,
-        97, 98, 64, 48, 115, 220, 45, 275, 440, 344, 278, 294, 327, 326,
-    ),
-    "right_iris": (468, 469, 470, 471, 472),
-    "left_iris": (473, 474, 475, 476, 477),
-}
+from .landmarks import (  # noqa: E402  (the tables live in one place)
+    CANONICAL_TARGET_NAMES,
+    CANONICAL_TARGETS,
+    EYE_CORNERS,
+    LANDMARK_INDICES,
+    MOUTH_CORNERS,
+    NUM_LANDMARKS,
+)
 
 _MODES = ("image", "video")
 # Landmarks for the head-pose estimates: forehead top and chin on the

@@ -60,6 +60,10 @@ class Feature:
     npoints: int
     closed: bool
     slice: str
+    #: how :func:`mirror` treats the feature: "pair:<partner>" (exchanged
+    #: with its other-side partner), "reverse" / "reverse_closed" (a
+    #: mid-line feature mirrored in place) or "negate" (one-sided: x negated)
+    mirror: str = "reverse"
 
     @property
     def indices(self) -> slice:
@@ -73,7 +77,7 @@ class Feature:
 
 FEATURES: dict[str, Feature] = {
     f["name"]: Feature(f["name"], f["group"], f["layout"], f["offset"], f["count"], f["npoints"],
-                       f["closed"], f["slice"])
+                       f["closed"], f["slice"], f["mirror"])
     for f in _DOC["features"]
 }
 

@@ -1,0 +1,177 @@
+"""Accessories: glasses, beard and moustache, clothes."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import prior as P
+from .. import schema as S
+from ..landmarks import (
+    CHEEK_PATCH,
+    side_index,
+)
+from .photo import (
+    Photo,
+    gain,
+    luma_of,
+    sample_at,
+    set_rgb,
+    to_lab,
+)
+
+# Facial-hair detectors. Each region (chin, jaw sides, upper lip) is measured
+# against the upper cheeks: relative darkness, log texture ratio and loss of
+# skin chroma. The score is the sum of the six features (chin + jaw for the
+# beard, upper lip + chin for the moustache) standardised by their median and
+# inter-quartile range on the 496 labelled FFHQ photos; the threshold keeps
+# the top ~2% (precision about 0.6-0.7 against the labels, higher by eye:
+# most "misses" there are stubble). Conservative on purpose.
+_BEARD_MED = np.array([0.062, 0.312, 0.078, 0.119, 0.258, 0.048])
+_BEARD_IQR = np.array([0.216, 0.826, 0.314, 0.181, 0.739, 0.32])
+_MOUSTACHE_MED = np.array([0.104, 0.967, 0.114, 0.062, 0.312, 0.078])
+_MOUSTACHE_IQR = np.array([0.24, 0.867, 0.366, 0.216, 0.826, 0.314])
+_BEARD_T = 9.0
+_MOUSTACHE_T = 9.0
+
+
+def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
+    """Frame evidence where bare skin is smooth: a thin horizontal bar
+    (dark or bright) across the nose between the eyes, and the lower rims
+    across the upper cheeks. Each is the strongest row of a horizontal
+    line detector (the row against the mean of the rows 0.02 above and
+    below, averaged along the row), relative to the local luminance."""
+    step = 2.0 / photo.size
+    ex = 0.5 * (g["eye_l"]["center"] + g["eye_r"]["center"])
+
+    def grid(x0, x1, y0, y1):
+        xs = np.linspace(x0, x1, 9)
+        ys = np.linspace(y0, y1, int(round((y1 - y0) / (step * 0.75))) + 1)
+        return np.stack(np.meshgrid(xs, ys), -1)
+
+    grids = [grid(ex[0] - 0.04, ex[0] + 0.04, ex[1] - 0.16, ex[1] + 0.02)]
+    for sd in "lr":
+        e = g[f"eye_{sd}"]
+        c = e["center"]
+        lo_y = c[1] + 0.5 * max(e["opening"], 0.02)
+        grids.append(grid(c[0] - 0.06, c[0] + 0.06, lo_y + 0.04, lo_y + 0.17))
+    sizes = [q.shape[0] for q in grids]
+    allg = np.concatenate(grids, 0)  # rows of 9 samples
+    d = np.array([0.0, 0.02])
+    lum = sample_at(photo.luma, np.stack([allg, allg - d, allg + d])).mean(2)  # (3, rows)
+    mean_ud = 0.5 * (lum[1] + lum[2])
+    line = np.abs(mean_ud - lum[0]) / (mean_ud + 0.06)
+    parts = np.split(line, np.cumsum(sizes)[:-1])
+    bridge = float(parts[0].max())
+    rims = [float(q.max()) for q in parts[1:]]
+    # tinted lenses: the whole eye box is dark against the skin
+    dark = []
+    for sd in "lr":
+        c = g[f"eye_{sd}"]["center"]
+        box = np.stack(np.meshgrid(np.linspace(c[0] - 0.09, c[0] + 0.09, 7),
+                                   np.linspace(c[1] - 0.05, c[1] + 0.07, 5)), -1)
+        dark.append(float(np.median(sample_at(photo.luma, box))))
+    tint = float(np.mean(dark)) / max(float(luma_of(col["skin"])), 0.05)
+    ok = float(sample_at(photo.validf, ex[None]).min()) > 0.5
+    return (bridge, float(min(rims)), tint) if ok else (0.0, 0.0, 1.0)
+
+
+def glasses(st, p, lm, g, photo: Photo, col):
+    bridge, rim, tint = glasses_scores(st, lm, g, photo, col)
+    g["glasses_score"] = (bridge, rim, tint)
+    sun = tint < 0.3 and max(bridge, rim) > 0.06
+    if (bridge > 0.12 and rim > 0.09) or sun:
+        p[S.index("glasses.type")] = 2 if sun else 1
+        if sun:
+            set_rgb(p, "glasses", (0.08, 0.09, 0.1), prefix="lens_")
+            p[S.index("glasses.lens_opacity")] = 0.9
+        # frame colour: the darkest pixels of the bridge band
+        ex = 0.5 * (g["eye_l"]["center"] + g["eye_r"]["center"])
+        px = photo.region_pixels(ex + np.array([(-0.05, -0.12), (0.05, -0.12), (0.05, 0.0), (-0.05, 0.0)]))
+        if len(px) >= 6:
+            y = luma_of(px)
+            fc = np.median(px[y <= np.percentile(y, 15)], 0)
+            set_rgb(p, "glasses", np.clip(fc * 0.8, 0, 1), prefix="frame_")
+        L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
+        ew = 0.5 * abs(L("eye_outer", 0)[0] - L("eye_inner", 0)[0]) * st.eye_scale
+        p[S.index("glasses.lens_w")] = float(np.clip(ew * 1.15, 0.08, 0.18))
+        p[S.index("glasses.lens_h")] = float(np.clip(ew * 0.8, 0.05, 0.12))
+        p[S.index("glasses.frame_width")] = float(np.clip(0.006 + 0.04 * (bridge - 0.1), 0.006, 0.02))
+        p[S.index("glasses.roundness")] = 0.5
+
+
+def facial_hair_features(st, lm, g, photo: Photo) -> dict:
+    """Per region (chin, jaw sides, upper lip) against the upper cheeks:
+    relative darkness, texture ratio (log) and loss of skin chroma."""
+    L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
+    hp = photo.highpass
+    regions = {
+        "ref": [lm[list(CHEEK_PATCH[0])], lm[list(CHEEK_PATCH[1])]],
+        "chin": [np.array([lm[17] + (-0.11, 0.04), lm[17] + (0.11, 0.04), lm[152] + (0.09, -0.05),
+                           lm[152] + (-0.09, -0.05)])],
+        "jaw": [np.array([L("mouth_side", 0) + (-0.02, 0.05), lm[17] + (-0.14, 0.06),
+                          L("chin_side", 0) + (0.03, -0.04), L("jaw", 0) + (0.05, -0.03)]),
+                np.array([L("mouth_side", 1) + (0.02, 0.05), lm[17] + (0.14, 0.06),
+                          L("chin_side", 1) + (-0.03, -0.04), L("jaw", 1) + (-0.05, -0.03)])],
+        "must": [np.array([lm[2] + (-0.09, 0.025), lm[2] + (0.09, 0.025), lm[0] + (0.09, -0.012),
+                           lm[0] + (-0.09, -0.012)])],
+    }
+    stats = {}
+    for k, polys in regions.items():
+        win, m = photo.region(*polys)
+        if m.sum() < 6:
+            return {}
+        px = photo.rgb[win][m]
+        y = photo.luma[win][m]
+        lab = to_lab(np.median(px, 0))
+        stats[k] = (float(np.median(y)), float(hp[win][m].mean()) / (float(y.mean()) + 0.06),
+                    float(np.hypot(lab[1], lab[2])))
+        if k in ("chin", "must"):  # the darker half: the colour of the hair there, if any
+            g[f"{k}_dark_rgb"] = np.median(px[y <= np.median(y)], 0)
+    ref = stats["ref"]
+    out = {}
+    for k in ("chin", "jaw", "must"):
+        y, t, c = stats[k]
+        out[k] = (float((ref[0] - y) / max(ref[0], 0.05)), float(np.log((t + 1e-3) / (ref[1] + 1e-3))),
+                  float((ref[2] - c) / 20.0))
+    return out
+
+
+def facial_hair(st, p, lm, g, photo: Photo, col):
+    """Beard and moustache: chin/jaw and upper-lip regions that are darker,
+    more textured and less skin-coloured than the upper cheeks."""
+    f = facial_hair_features(st, lm, g, photo)
+    g["beard_features"] = f
+    if not f:
+        return
+    beard = float(((np.array([*f["chin"], *f["jaw"]]) - _BEARD_MED) / _BEARD_IQR).sum()) - _BEARD_T
+    must = float(((np.array([*f["must"], *f["chin"]]) - _MOUSTACHE_MED) / _MOUSTACHE_IQR).sum()) - _MOUSTACHE_T
+    g["beard_score"] = (beard, must)
+    hair = col.get("hair", np.array(P.HAIR_COLORS["dark_brown"]))
+    if beard > 0.0:
+        face = g["face"]
+        P.put(p, "beard", P.beard_outline(face, lm[17], g["chin"]))
+        p[S.index("beard.opacity")] = float(np.clip(0.5 + 0.06 * beard, 0.5, 0.95))
+        set_rgb(p, "beard", gain(st, 0.75 * g.get("chin_dark_rgb", hair) + 0.25 * hair) * 0.9)
+    if must > 0.0 or (beard > 0.0 and must > -5.0):
+        uo = P.pts(p, "lip_upper_outer").astype(np.float64)
+        ms = np.array([uo[0] + (-0.02, 0.0), uo[1] + (0, -0.03), uo[3] + (0, -0.045), uo[5] + (0, -0.03),
+                       uo[6] + (0.02, 0.0)])
+        P.put(p, "moustache", ms)
+        p[S.index("moustache.w0")] = 0.01
+        p[S.index("moustache.w1")] = float(np.clip(0.03 + 0.003 * max(must, beard), 0.025, 0.05))
+        set_rgb(p, "moustache", gain(st, 0.75 * g.get("must_dark_rgb", hair) + 0.25 * hair) * 0.85)
+
+
+def clothes(st, p, g, photo: Photo, col):
+    gx, gy = photo.gx, photo.gy
+    region = (gy > 0.88) & (np.abs(gx) > 0.45) & photo.valid
+    if photo.hair is not None:
+        region &= photo.hair > 0.5
+    px = photo.rgb[region]
+    if len(px) >= 20:
+        lab = to_lab(px)
+        far = (np.linalg.norm(lab - to_lab(col["skin"]), axis=1) > 15) & \
+              (np.linalg.norm(lab - to_lab(col["hair"]), axis=1) > 15)
+        if far.sum() >= 10:
+            set_rgb(p, "clothes", np.median(px[far], 0))
+            return
+    set_rgb(p, "clothes", P.CLOTHES[0])

@@ -1,0 +1,100 @@
+"""Colour: skin, lips, teeth, irises and brows sampled from the photo."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import prior as P
+from .. import schema as S
+from ..landmarks import (
+    BROW_OUTLINE,
+    FOREHEAD_PATCH,
+    LIPS_INNER,
+    LIPS_OUTER,
+    NOSE_PATCH,
+    side_index,
+)
+from .geometry import cheek_discs
+from .photo import (
+    Photo,
+    gain,
+    luma_of,
+    robust_median,
+    set_rgb,
+)
+
+
+def colours(st, p, lm, g, photo: Photo) -> dict:
+    lo_pc, hi_pc = st.skin_percentiles
+    discs = cheek_discs(lm, g)
+    g["cheek_discs"] = discs
+    skin_px = np.concatenate([photo.region_pixels(discs=[d]) for d in discs]
+                             + [photo.region_pixels(lm[list(q)]) for q in (FOREHEAD_PATCH, NOSE_PATCH)])
+    skin = robust_median(skin_px, lo_pc, hi_pc)
+    if skin is None:
+        skin = P.skin_color(0.3)
+    skin = np.clip(skin, 0, 1)  # skin stays as sampled (no colour gain)
+    col = {"skin": skin}
+    shade = skin * np.array([0.84, 0.78, 0.78])
+    for feat in ("face", "ear_l", "ear_r"):
+        set_rgb(p, feat, skin)
+    set_rgb(p, "neck", skin * 0.9)
+    for feat in ("cheek_shadow_l", "cheek_shadow_r", "nose_shadow", "nose_bridge", "eye_l_crease",
+                 "eye_r_crease", "nasolabial_l", "nasolabial_r", "forehead_line", "undereye_l", "undereye_r"):
+        set_rgb(p, feat, shade)
+    set_rgb(p, "neck_shadow", skin * 0.72)
+    set_rgb(p, "nose_base", skin * np.array([0.7, 0.55, 0.52]))
+    for sd in "lr":
+        set_rgb(p, f"nostril_{sd}", skin * np.array([0.5, 0.36, 0.34]))
+        set_rgb(p, f"eye_{sd}_lower", skin * 0.6)
+        set_rgb(p, f"eye_{sd}_upper", np.minimum(skin * 0.25, (0.14, 0.09, 0.08)) + 0.02)
+    # lips: inside the outer contour, outside the mouth opening
+    lip = robust_median(photo.region_pixels(lm[list(LIPS_OUTER)], minus=[lm[list(LIPS_INNER)]]), 15, 85)
+    if lip is None:
+        lip = skin * np.array([0.95, 0.68, 0.68]) + np.array([0.05, 0.0, 0.02])
+    else:
+        # a touch toward the skin-derived lip colour: flat fills read darker than photos
+        lip = gain(st, 0.8 * lip + 0.2 * (skin * np.array([0.95, 0.66, 0.66]) + (0.05, 0, 0.02)))
+    col["lip"] = lip
+    set_rgb(p, "lip_upper_outer", lip * 0.93)
+    set_rgb(p, "lip_lower_outer", lip)
+    set_rgb(p, "lip_inner_upper", lip * 0.5)
+    set_rgb(p, "lip_inner_lower", lip * 0.5)
+    teeth = np.array(st.teeth, np.float64)
+    if p[S.index("teeth.show")] > 0.5:
+        px = photo.region_pixels(lm[list(LIPS_INNER)])
+        if len(px) >= 8:
+            y = luma_of(px)
+            bright = px[y >= np.percentile(y, 70)]
+            teeth = 0.6 * teeth + 0.4 * np.clip(np.median(bright, 0) * 1.1, 0.6, 1.0)
+    set_rgb(p, "teeth", teeth)
+    # irises: the visible ring inside the lids, without pupil and highlights
+    iris_cols = []
+    for s, sd in ((0, "l"), (1, "r")):
+        e = g[f"eye_{sd}"]
+        opening = np.concatenate([lm[list(side_index("eye_up", s))], lm[list(side_index("eye_lo", s))][::-1]])
+        px = photo.region_pixels(discs=[(e["iris"], e["iris_r"] * 0.92)],
+                                 minus_discs=[(e["iris"], e["iris_r"] * 0.42)], within=opening)
+        c = robust_median(px, 10, 75) if len(px) >= 6 else None
+        iris_cols.append(c)
+    got = [c for c in iris_cols if c is not None]
+    iris = np.mean(got, 0) if got else np.array(P.IRIS_COLORS["brown"])
+    iris = gain(st, np.clip(iris * 1.15, 0, 1))
+    col["iris"] = iris
+    for sd in "lr":
+        set_rgb(p, f"iris_{sd}", iris)
+    set_rgb(p, "sclera", st.sclera)
+    # brows: the dark part of the brow band
+    bcols = []
+    for s in (0, 1):
+        px = photo.region_pixels(lm[list(BROW_OUTLINE[s])])
+        if len(px) >= 8:
+            y = luma_of(px)
+            bcols.append(np.median(px[y <= np.percentile(y, 30)], 0))
+    brow = np.mean(bcols, 0) if bcols else skin * 0.35
+    # a faint brow (light hair, thin brows) blends with the skin in the median
+    contrast = 0.5 * (g["brow_l"]["contrast"] + g["brow_r"]["contrast"])
+    brow = gain(st, brow * (0.85 if contrast > 0.15 else 0.75))
+    col["brow"] = brow
+    for sd in "lr":
+        set_rgb(p, f"brow_{sd}", brow)
+    return col

@@ -1,0 +1,335 @@
+"""Hair: colour, hairstyle family and contours from the photo's hair region."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .. import prior as P
+from .. import schema as S
+from ..landmarks import (
+    FACE_OVAL,
+)
+from .geometry import symmetrise
+from .photo import (
+    Photo,
+    cr_closed,
+    gain,
+    poly_mask,
+    robust_median,
+    sample_at,
+    set_rgb,
+    to_lab,
+)
+
+
+class CentralRng:
+    """Stands in for a numpy Generator in the prior's helpers: every draw is
+    the distribution's centre, so hairstyle templates are deterministic."""
+
+    def __init__(self, choice=None):
+        self._choice = choice
+
+    def normal(self, loc=0.0, scale=1.0, size=None):
+        return loc if size is None else np.full(size, loc)
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        v = 0.5 * (low + high)
+        return v if size is None else np.full(size, v)
+
+    def random(self, size=None):
+        return 0.5 if size is None else np.full(size, 0.5)
+
+    def choice(self, a, p=None):
+        return self._choice if self._choice is not None else a[0]
+
+
+
+def hair_maps(st, lm, g, photo: Photo, col) -> dict:
+    """Hair measurements on a 64-px copy of the crop: colour, the hair
+    evidence map and the regions the style decision looks at."""
+    n = 64
+    small = cv2.resize(photo.rgb, (n, n), interpolation=cv2.INTER_AREA)
+    valid = cv2.resize(photo.validf, (n, n), interpolation=cv2.INTER_AREA) > 0.75
+    c = ((np.arange(n) + 0.5) * 2.0 / n - 1.0).astype(np.float32)
+    gx, gy = c[None, :], c[:, None]
+    near_head = np.hypot((gx - g["centre_x"]) / 1.1, (gy - g["eye_y"] + 0.1) / 1.2) < 1.0
+    if photo.hair is not None:
+        seg = cv2.resize(photo.hair, (n, n), interpolation=cv2.INTER_AREA) > 0.5
+        # the selfie mask is soft and a little too big: trust its inside
+        person = cv2.erode(seg.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    else:
+        person = np.hypot((gx - g["centre_x"]) / 0.8, (gy - g["eye_y"] + 0.1) / 0.95) < 1.0
+    oval = poly_mask(n, lm[list(FACE_OVAL)])
+    head = poly_mask(n, cr_closed(g["face"], 6))
+    brow_y = float(min(g["brow_l"]["centre"][:, 1].min(), g["brow_r"]["centre"][:, 1].min()))
+    lab = to_lab(small)
+    w = np.array([0.5, 1.0, 1.0], np.float32)
+    lab_skin = to_lab(col["skin"])
+    d_skin = np.linalg.norm((lab - lab_skin) * w, axis=-1)
+    # skin-coloured: the skin's hue and chroma at about its lightness (a bald
+    # scalp is often lighter or darker than the cheeks, hair rarely has skin's chroma)
+    skinlike = np.hypot(lab[..., 1] - lab_skin[1], lab[..., 2] - lab_skin[2]) / 13.0 \
+        + np.abs(lab[..., 0] - lab_skin[0]) / 40.0 < 1.0
+    hair = np.array(P.HAIR_COLORS["dark_brown"], np.float32)
+    hair_known = False
+    # hair colour, first from the band just above the forehead (hair, or a bald scalp)
+    y10 = float(lm[10, 1])
+    band = (person | oval) & valid & (np.abs(gx - g["centre_x"]) < 0.25) & (gy > y10 - 0.45) & (gy < y10 - 0.12)
+    top_skin, top_tex = None, 1.0
+    if band.sum() >= 10:
+        sk_b = skinlike[band]
+        top_skin = float(np.mean(sk_b))
+        big = cv2.resize(band.astype(np.uint8), (photo.size, photo.size), interpolation=cv2.INTER_NEAREST)
+        top_tex = photo.texture(big.astype(bool))
+        if top_skin < 0.6:
+            # the farther half from the skin colour: not the skin/hair transition
+            cand = small[band][~sk_b]
+            dc = d_skin[band][~sk_b]
+            hair = robust_median(cand[dc >= np.median(dc)], 10, 90)
+            hair_known = True
+    if not hair_known:
+        # else two clusters (skin, hair) over the head ring above the eyes
+        region = person & valid & ~oval & near_head & (gy < g["eye_y"] + 0.05)
+        if top_skin is not None:
+            region &= ~band
+        px, lpx, ds = small[region], lab[region], d_skin[region]
+        if len(px) >= 12:
+            far = ds >= max(10.0, float(np.percentile(ds, 60)))
+            if far.sum() < 6:
+                far = ds >= np.percentile(ds, 60)
+            hc = np.median(lpx[far], 0)
+            is_h = far
+            for _ in range(3):
+                dh = np.linalg.norm((lpx - hc) * w, axis=-1)
+                is_h = dh < ds
+                if is_h.sum() < 6:
+                    break
+                hc = np.median(lpx[is_h], 0)
+            sel = px[is_h] if is_h.sum() >= 6 else px[far]
+            hair = robust_median(sel, 10, 90)
+            hair_known = True
+    d_hair = np.linalg.norm((lab - to_lab(hair)) * w, axis=-1)
+    is_hair = (d_hair < d_skin) & (d_hair < 32.0) & ~skinlike
+    evidence = person & valid & is_hair & near_head
+    fringe = oval & valid & (d_hair < 0.8 * d_skin) & (d_hair < 25.0) & (gy < brow_y - 0.03) \
+        & (gy > lm[10, 1] - 0.05)
+    hairmap = (evidence & ~oval) | fringe
+    # keep only hair that touches the head (drops dark background the soft mask let in)
+    count, labels = cv2.connectedComponents(hairmap.astype(np.uint8), connectivity=8)
+    if count > 2:
+        ring = cv2.dilate(oval.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) | fringe
+        keep = np.zeros(count, bool)
+        keep[np.unique(labels[ring & hairmap])] = True
+        keep[0] = False
+        hairmap = keep[labels]
+    skull_all = head & ~oval & (gy < brow_y - 0.05)
+    skull_valid = float((skull_all & valid).sum()) / max(float(skull_all.sum()), 1.0)
+    # the mid-line, from the top of the person down to the brows: hair, then skin
+    ys = gy[:, 0]
+    cols = np.abs(gx[0] - g["centre_x"]) < 0.15
+    if not cols.any():  # the mid-line is off the crop (degenerate landmarks)
+        cols[np.argmin(np.abs(gx[0] - g["centre_x"]))] = True
+    colv = valid[:, cols].mean(1) > 0.6
+    pf = (person | oval)[:, cols].mean(1) > 0.5
+    hair_r = is_hair[:, cols].mean(1) > 0.5
+    skin_r = skinlike[:, cols].mean(1) > 0.5
+    above = ys < brow_y - 0.03
+    rows = np.flatnonzero(pf & colv & above)
+    top_y, hairline, top_hair, top_known = None, None, 0, False
+    if len(rows) >= 3:
+        r0 = int(rows[0])
+        top_y = float(ys[r0])
+        top_known = r0 > 0 and colv[r0 - 1]  # the head's top is inside the photo
+        hairline = float(brow_y)
+        seen = 0
+        for r in range(r0, int(rows[-1]) + 1):
+            if hair_r[r]:
+                seen += 1
+            elif skin_r[r] and seen:
+                hairline = float(ys[r]) - 0.5 * (ys[1] - ys[0])
+                break
+        top_hair = seen
+    return dict(n=n, gx=gx, gy=gy, valid=valid, person=person, oval=oval, head=head, brow_y=brow_y,
+                hairmap=hairmap, skull_valid=skull_valid, hair=hair, hair_known=hair_known, small=small,
+                fringe=fringe, top_y=top_y, top_known=top_known, hairline=hairline, top_hair=top_hair,
+                mid_rows=len(rows), top_skin=top_skin, top_tex=top_tex)
+
+
+def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
+    """A hairstyle family of the prior from simple silhouette measurements."""
+    gx, gy, H, valid = hm["gx"], hm["gy"], hm["hairmap"], hm["valid"]
+    cx, hw = g["centre_x"], g["half_w"]
+    info: dict = {}
+    if hm["skull_valid"] < 0.3 or not hm["hair_known"]:
+        return ("short" if hm["hair_known"] or hm["skull_valid"] < 0.3 else "bald"), 0.0, info
+    # length: how far down the hair reaches beside the face and neck
+    side = (np.abs(gx - cx) > hw * 0.8) & (np.abs(gx - cx) < hw + 0.3) & ~hm["oval"]
+    rows = np.arange(hm["n"])
+    frac = (H & side).sum(1) / np.maximum((side & valid).sum(1), 1)
+    okrow = (side & valid).sum(1) >= 3
+    ys = gy[:, 0]
+    bottom = g["eye_y"]
+    for r in rows:
+        if ys[r] < g["eye_y"]:
+            continue
+        if okrow[r] and frac[r] > 0.22:
+            bottom = ys[r]
+        elif okrow[r] and ys[r] > bottom + 0.07:
+            break
+    runs_off = bottom >= ys[okrow].max() - 0.05 if okrow.any() else False
+    # volume: hair above the skull top and beside the temples
+    col_c = np.abs(gx[0] - cx) < 0.12
+    if not col_c.any():
+        col_c[np.argmin(np.abs(gx[0] - cx))] = True
+    top_rows = H[:, col_c].mean(1) > 0.4
+    hair_top = float(ys[np.flatnonzero(top_rows)[0]]) if top_rows.any() else g["top"]
+    vol_top = g["top"] - hair_top
+    temple = (np.abs(gy - (g["eye_y"] - 0.25)) < 0.08)
+    wide = []
+    for sgn in (-1, 1):
+        band = temple & ((gx - cx) * sgn > 0)
+        cols = np.flatnonzero((H & band).any(0))
+        if len(cols):
+            xs = np.abs(gx[0, cols] - cx)
+            wide.append(float(xs.max()) - hw)
+    vol_side = float(np.median(wide)) if wide else 0.0
+    # fringe: hair over the forehead inside the face oval
+    fore = hm["oval"] & (gy < hm["brow_y"] - 0.03) & (gy > lm[10, 1] - 0.05) & (np.abs(gx - cx) < 0.3) & valid
+    fringe = float((hm["fringe"] & fore).sum()) / max(float(fore.sum()), 1.0)
+    # texture: curly hair is full of small bright/dark alternations
+    tex = hair_texture(photo, hm)
+    info.update(bottom=bottom, runs_off=bool(runs_off), vol_top=vol_top, vol_side=vol_side, fringe=fringe,
+                tex=tex)
+    curly = tex > 0.085 and max(vol_top, vol_side) > 0.2
+    volume = float(np.clip(0.5 + 4.0 * max(vol_top, vol_side), 0.4, 2.0))
+    info.update(top_hair=hm["top_hair"], hairline=hm["hairline"] if hm["hairline"] is not None else 0.0)
+    if hm["top_skin"] is not None and hm["top_skin"] >= 0.7 and hm["top_tex"] < 0.01:
+        style = "bald" if hm["top_hair"] <= 1 else "receding"
+    elif hm["top_skin"] is None and hm["top_hair"] <= 1 and hm["mid_rows"] >= 3:
+        style = "bald"
+    elif curly and max(vol_top, vol_side) > 0.16 and bottom < 0.45:
+        style = "afro"
+    elif bottom > 0.62 or runs_off and bottom > 0.4:
+        style = "curly" if curly else ("long" if bottom > 0.8 or runs_off else "medium")
+    elif bottom > 0.35:
+        style = "curly" if curly else "bob"
+    elif fringe > 0.45:
+        style = "fringe"
+    elif max(vol_top, vol_side) < 0.02:
+        style = "buzz"
+    else:
+        style = "short"
+    return style, volume, info
+
+
+def hair_texture(photo: Photo, hm) -> float:
+    """Relative high-frequency luminance energy inside the hair region."""
+    H = cv2.resize(hm["hairmap"].astype(np.uint8), (photo.size, photo.size), interpolation=cv2.INTER_NEAREST)
+    H = cv2.erode(H, np.ones((5, 5), np.uint8)).astype(bool)
+    if H.sum() < 50:
+        return 0.0
+    y = photo.luma
+    hp = photo.highpass
+    e = float(np.sqrt(np.mean(hp[H] ** 2)))
+    return e / (float(np.mean(y[H])) + 0.08)
+
+
+def hair(st, p, lm, g, photo: Photo, col):
+    skin = col["skin"]
+    hm = hair_maps(st, lm, g, photo, col)
+    hair = gain(st, hm["hair"])
+    col["hair"] = hair
+    fam, volume, info = hair_style(st, lm, g, hm, photo)
+    part = part_side(hm, g)
+    back, front, curl, layers = P.hairstyle_contours(p, fam, CentralRng(choice=part),
+                                                     volume=volume * st.hair_volume)
+    back = back.astype(np.float64)
+    front = front.astype(np.float64)
+    if hm["skull_valid"] >= 0.3 and hm["hair_known"]:
+        back, front = refine_hair(st, back, front, hm, g)
+    if fam in ("curly", "afro", "long_wavy"):
+        curl = float(np.clip(curl * (0.5 + 0.5 * min(info.get("tex", 0.0) / 0.2, 1.5)), 0, 1))
+    if fam == "bald":
+        # hair at the sides of the head? otherwise nothing is drawn
+        side = hm["hairmap"] & ~hm["oval"] & (np.abs(hm["gx"] - g["centre_x"]) > g["half_w"] * 0.85) \
+            & (hm["gy"] < g["eye_y"] + 0.25) & (hm["gy"] > g["eye_y"] - 0.35)
+        layers = 1.0 if side.sum() >= 6 else 0.0
+    g["hair_family"], g["hair_info"] = fam, info
+    P.put(p, "hair_back", back)
+    P.put(p, "hair_front", front)
+    symmetrise(p, S.SLICES["hair"], st.hair_symmetry)
+    p[S.index("hair_style.curl")] = curl
+    p[S.index("hair_style.layers")] = layers
+    p[S.index("hair_style.bank_id")] = P.HAIRSTYLES.index(fam)
+    p[S.index("hair_style.part_x")] = float(P.pts(p, "hair_front")[0, 0]) if fam == "side_part" else 0.0
+    hair_col = hair if fam != "buzz" else hair * 0.6 + skin * 0.4
+    set_rgb(p, "hair_back", hair_col * 0.85)
+    set_rgb(p, "hair_front", hair_col)
+    has = layers > 1 and fam not in ("buzz", "bald", "receding")
+    fr = P.pts(p, "hair_front")
+    top = float(fr[:, 1].min())
+    # strand 0 on the parting side, strand 1 opposite (mirror-consistent)
+    for i, sgn in ((0, part), (1, -part)):
+        hl = np.array([(sgn * 0.05, top + 0.1), (sgn * 0.22, top + 0.16), (sgn * 0.36, top + 0.3)])
+        hl[:, 0] += g["centre_x"]
+        P.put(p, f"hair_strand{i}", hl)
+        p[S.index(f"hair_strand{i}.w0")] = 0.004 if has else 0.0
+        p[S.index(f"hair_strand{i}.w1")] = 0.016 if has else 0.0
+        set_rgb(p, f"hair_strand{i}", np.clip(hair_col * 1.25 + 0.05, 0, 1))
+
+
+def part_side(hm, g) -> int:
+    """-1 when the forehead's image-left half shows less hair (a parting there), else +1."""
+    f = hm["fringe"]
+    gx = hm["gx"]
+    d = float((f & (gx > g["centre_x"])).sum()) - float((f & (gx < g["centre_x"])).sum())
+    return -1 if d > 0 else 1
+
+
+def refine_hair(st, back, front, hm, g):
+    """Pulls the template's back contour onto the hair outline along rays
+    from the head centre, and the front's hairline onto the photo's."""
+    back = back.copy()
+    front = front.copy()
+    c = np.array([g["centre_x"], g["eye_y"] - 0.1])
+    H = hm["hairmap"].astype(np.float32)
+    V = hm["valid"].astype(np.float32)
+    rs = np.linspace(0.3, 1.7, 57)
+    ks = np.arange(2, 11)  # 0, 1 and 11 lie behind the shoulders: keep the template
+    d = back[ks] - c
+    r0 = np.linalg.norm(d, axis=1)
+    u = d / np.maximum(r0, 1e-6)[:, None]
+    pts = c + rs[None, :, None] * u[:, None, :]  # (9, R, 2)
+    inside = (np.abs(pts) < 0.985).all(-1)
+    h = (sample_at(H, pts) > 0.5) & inside
+    v = (sample_at(V, pts) > 0.5) & inside
+    h &= v
+    for i, k in enumerate(ks):
+        if not h[i].any():
+            continue
+        # the outermost hair sample that is connected to the head (gaps up to 3 samples)
+        idx = np.flatnonzero(h[i])
+        start = idx[0]
+        last = start
+        for j in idx[1:]:
+            if j - last > 3:
+                break
+            last = j
+        if rs[start] > r0[i] + 0.1:
+            continue
+        r_meas = rs[last]
+        if last + 1 < len(rs) and not v[i, last + 1]:
+            r_meas = max(r_meas, r0[i])  # runs off the photo: at least this big
+        back[k] = c + (r0[i] + st.hair_fit * (r_meas - r0[i])) * u[i]
+    # the hairline at the centre, measured on the mid-line
+    if hm["hairline"] is not None and hm["top_hair"] >= 2:
+        dy = hm["hairline"] - front[0, 1]
+        front[0, 1] += st.hair_fit * dy
+        for k in (1, len(front) - 1):
+            front[k, 1] += st.hair_fit * dy * 0.8
+        for k in (2, len(front) - 2):
+            front[k, 1] += st.hair_fit * dy * 0.4
+    # the front's crown follows the back's
+    m = len(front) // 2
+    front[m, 1] = min(front[m, 1], back[6, 1] + 0.03)
+    return back, front

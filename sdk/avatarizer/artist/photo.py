@@ -1,0 +1,253 @@
+"""The aligned photo the artist samples, and small geometry and colour helpers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .. import schema as S
+
+
+def resample(poly: np.ndarray, ts) -> np.ndarray:
+    """Points at arc-length fractions ``ts`` along an open polyline."""
+    poly = np.asarray(poly, np.float64)
+    seg = np.linalg.norm(np.diff(poly, axis=0), axis=1)
+    acc = np.concatenate([[0.0], np.cumsum(seg)])
+    total = acc[-1] if acc[-1] > 1e-9 else 1.0
+    t = np.asarray(ts, np.float64) * total
+    return np.stack([np.interp(t, acc, poly[:, 0]), np.interp(t, acc, poly[:, 1])], axis=1)
+
+
+def cr_closed(pts: np.ndarray, per: int = 6) -> np.ndarray:
+    """Samples the renderer's closed Catmull-Rom curve through ``pts``."""
+    p = np.asarray(pts, np.float64)
+    p0, p1, p2, p3 = np.roll(p, 1, 0), p, np.roll(p, -1, 0), np.roll(p, -2, 0)
+    c1 = p1 + (p2 - p0) / 6.0
+    c2 = p2 - (p3 - p1) / 6.0
+    t = (np.arange(per) / per)[None, :, None]
+    u = 1 - t
+    out = (u ** 3 * p1[:, None] + 3 * u * u * t * c1[:, None] + 3 * u * t * t * c2[:, None]
+           + t ** 3 * p2[:, None])
+    return out.reshape(-1, 2)
+
+
+def laplace(pts: np.ndarray, w: float, keep=()) -> np.ndarray:
+    """Pulls interior points of an open curve toward their neighbours' mean."""
+    out = pts.copy()
+    if w <= 0 or len(pts) < 3:
+        return out
+    mid = 0.5 * (pts[:-2] + pts[2:])
+    out[1:-1] = pts[1:-1] + w * (mid - pts[1:-1])
+    for k in keep:
+        out[k] = pts[k]
+    return out
+
+
+def to_px(xy: np.ndarray, size: int) -> np.ndarray:
+    """Canonical → cv2 pixel-index coordinates of a ``size`` crop."""
+    return (np.asarray(xy, np.float64) + 1.0) * 0.5 * size - 0.5
+
+
+def poly_mask(size: int, *polys) -> np.ndarray:
+    m = np.zeros((size, size), np.uint8)
+    pp = [np.round(to_px(p, size) * 16).astype(np.int32) for p in polys]
+    cv2.fillPoly(m, pp, 1, lineType=cv2.LINE_8, shift=4)
+    return m.astype(bool)
+
+
+def sample_at(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``img`` (float32, HxW or HxWxC) at canonical points ``xy`` (..., 2)."""
+    size = img.shape[0]
+    px = to_px(xy, size).astype(np.float32)
+    shp = px.shape[:-1]
+    flat = px.reshape(1, -1, 2)
+    out = cv2.remap(img, flat[..., 0], flat[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(*shp, *img.shape[2:])
+
+
+def luma_of(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def robust_median(px: np.ndarray, lo: float = 20.0, hi: float = 80.0):
+    """Median colour of (N, 3) pixels between two luminance percentiles; None if empty."""
+    if len(px) == 0:
+        return None
+    if len(px) >= 8:
+        y = luma_of(px)
+        a, b = np.percentile(y, [lo, hi])
+        keep = (y >= a) & (y <= b)
+        if keep.sum() >= 3:
+            px = px[keep]
+    return np.median(px, axis=0)
+
+
+_RGB2XYZ = np.array([[0.412453, 0.357580, 0.180423],
+                     [0.212671, 0.715160, 0.072169],
+                     [0.019334, 0.119193, 0.950227]]) / np.array([[0.950456], [1.0], [1.088754]])
+
+
+def to_lab(rgb) -> np.ndarray:
+    """CIE L*a*b* (D65) of float sRGB in [0, 1], any leading shape, in numpy
+    (matches OpenCV's RGB2LAB within 0.3; OpenCV's float path costs ~100 ms
+    on its first call in a process and ~0.5 ms a call on a busy machine)."""
+    a = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
+    lin = np.where(a <= 0.04045, a / 12.92, ((a + 0.055) / 1.055) ** 2.4)
+    xyz = lin @ _RGB2XYZ.T
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+    L = np.where(xyz[..., 1] > 0.008856, 116.0 * f[..., 1] - 16.0, 903.3 * xyz[..., 1])
+    return np.stack([L, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
+
+
+def crop_valid_mask(face, size: int) -> np.ndarray:
+    """Which pixels of ``face.crop(size)`` come from inside the frame (crops
+    replicate the frame's border beyond it; those pixels carry no information)."""
+    h, w = face.frame_shape[:2]
+    c = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    t = np.asarray(face.transform, np.float64)
+    x = t[0, 0] * c[None, :] + t[0, 1] * c[:, None] + t[0, 2]
+    y = t[1, 0] * c[None, :] + t[1, 1] * c[:, None] + t[1, 2]
+    return (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
+
+
+
+def translate_into_range(pts: np.ndarray, feature: str) -> np.ndarray:
+    """Shifts a small feature as a whole (keeping its shape) so that its points
+    fit the schema ranges as well as they can, instead of clipping points one
+    by one later."""
+    f = S.FEATURES[feature]
+    lo = S.LO[f.points].reshape(-1, 2)
+    hi = S.HI[f.points].reshape(-1, 2)
+    out = np.asarray(pts, np.float64).copy()
+    for a in (0, 1):
+        need_up = float(np.max(lo[:, a] - out[:, a]))  # > 0: some point is below its range
+        need_dn = float(np.min(hi[:, a] - out[:, a]))  # < 0: some point is above its range
+        if need_up > 0 and need_dn >= 0:
+            out[:, a] += min(need_up, need_dn)
+        elif need_dn < 0 and need_up <= 0:
+            out[:, a] += max(need_dn, need_up)
+    return out
+
+
+_RGB_AT: dict = {}
+
+
+def set_rgb(p, feature: str, rgb, prefix: str = "") -> None:
+    """``prior.set_rgb`` with the indices cached (it runs ~40 times a face)."""
+    key = (feature, prefix)
+    i = _RGB_AT.get(key)
+    if i is None:
+        i = _RGB_AT[key] = S.index(f"{feature}.{prefix}r")
+        assert S.NAMES[i + 2] == f"{feature}.{prefix}b"
+    p[i:i + 3] = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
+
+
+
+@dataclass
+class Photo:
+    """The aligned crop and the masks the colour samplers share."""
+
+    rgb: np.ndarray            # S×S×3 float32 in [0, 1]
+    luma: np.ndarray           # S×S float32
+    valid: np.ndarray          # S×S bool
+    hair: np.ndarray | None    # S×S float32 person-minus-face mask, or None
+    size: int
+    gx: np.ndarray = field(default=None)  # canonical x of each pixel column (1, S)
+    gy: np.ndarray = field(default=None)  # canonical y of each pixel row (S, 1)
+
+    _hp: np.ndarray | None = None
+    _vf: np.ndarray | None = None
+
+    @property
+    def validf(self) -> np.ndarray:
+        if self._vf is None:
+            self._vf = self.valid.astype(np.float32)
+        return self._vf
+
+    def pixels(self, mask: np.ndarray) -> np.ndarray:
+        return self.rgb[mask & self.valid]
+
+    def region(self, *polys, minus=(), discs=(), minus_discs=(), within=None):
+        """The valid pixels inside canonical polygons (and discs ``(centre,
+        radius)``), minus others, computed in their bounding window only.
+        Returns ``(window, mask)`` for ``self.rgb[window][mask]``."""
+        S_ = self.size
+        ext = [np.asarray(q, np.float64).reshape(-1, 2) for q in polys]
+        ext += [np.asarray(c, np.float64)[None] + np.array([[-r, -r], [r, r]]) for c, r in discs]
+        px = to_px(np.concatenate(ext), S_)
+        x0, y0 = np.maximum(np.floor(px.min(0)).astype(int) - 1, 0)
+        x1, y1 = np.minimum(np.ceil(px.max(0)).astype(int) + 2, S_)
+        if x1 <= x0 or y1 <= y0:
+            return (slice(0, 0), slice(0, 0)), np.zeros((0, 0), bool)
+        m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        off = np.array([x0, y0], np.float64)
+
+        def fix(q):
+            return np.round((to_px(q, S_) - off) * 16).astype(np.int32)
+
+        if polys:
+            cv2.fillPoly(m, [fix(q) for q in polys], 1, lineType=cv2.LINE_8, shift=4)
+        for c, r in discs:
+            cc = fix(np.asarray(c, np.float64))
+            cv2.circle(m, (int(cc[0]), int(cc[1])), max(1, int(round(r * 0.5 * S_ * 16))), 1, -1, cv2.LINE_8, 4)
+        if minus:
+            cv2.fillPoly(m, [fix(q) for q in minus], 0, lineType=cv2.LINE_8, shift=4)
+        for c, r in minus_discs:
+            cc = fix(np.asarray(c, np.float64))
+            cv2.circle(m, (int(cc[0]), int(cc[1])), max(1, int(round(r * 0.5 * S_ * 16))), 0, -1, cv2.LINE_8, 4)
+        if within is not None:
+            w = np.zeros_like(m)
+            cv2.fillPoly(w, [fix(within)], 1, lineType=cv2.LINE_8, shift=4)
+            m &= w
+        win = (slice(y0, y1), slice(x0, x1))
+        return win, m.astype(bool) & self.valid[win]
+
+    def region_pixels(self, *polys, **kw) -> np.ndarray:
+        win, m = self.region(*polys, **kw)
+        return self.rgb[win][m]
+
+    @property
+    def highpass(self) -> np.ndarray:
+        """|luma - blurred luma|: fine texture (hair strands, stubble, frames)."""
+        if self._hp is None:
+            self._hp = np.abs(self.luma - cv2.GaussianBlur(self.luma, (0, 0), 1.2 * self.size / 192.0))
+        return self._hp
+
+    def texture(self, mask: np.ndarray) -> float:
+        """Mean relative fine texture inside a mask (crop resolution)."""
+        m = mask & self.valid
+        if m.sum() < 8:
+            return 0.0
+        return float(self.highpass[m].mean()) / (float(self.luma[m].mean()) + 0.06)
+
+
+
+def make_photo(st, crop, hair_mask, valid) -> Photo:
+    img = np.asarray(crop)
+    if img.ndim != 3 or img.shape[2] < 3 or img.shape[0] != img.shape[1]:
+        raise ValueError(f"crop must be a square S×S×3 image, got shape {img.shape}")
+    img = img[..., :3]
+    rgb = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else np.clip(img.astype(np.float32), 0, 1)
+    size = rgb.shape[0]
+    if valid is None:
+        valid = np.ones((size, size), bool)
+    valid = np.asarray(valid, bool)
+    if valid.shape != (size, size):
+        valid = cv2.resize(valid.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+    hm = None
+    if hair_mask is not None:
+        hm = np.asarray(hair_mask, np.float32)
+        if hm.shape != (size, size):
+            hm = cv2.resize(hm, (size, size), interpolation=cv2.INTER_LINEAR)
+    c = ((np.arange(size) + 0.5) * 2.0 / size - 1.0).astype(np.float32)
+    return Photo(np.ascontiguousarray(rgb), luma_of(rgb).astype(np.float32), valid, hm, size,
+                  c[None, :], c[:, None])
+
+def gain(st, c):
+    c = np.asarray(c, np.float64)
+    k = st.color_gain
+    if k == 1.0:
+        return np.clip(c, 0, 1)
+    m = c.mean()
+    return np.clip(m + (c - m) * k, 0, 1)

@@ -1,0 +1,128 @@
+"""The artist's style: every choice that turns a measured face into a drawn one."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class ArtistStyle:
+    """The mapping from a measured face to the drawn face, in one place.
+
+    Geometry (canonical units: the eye centres are 0.5 apart):
+
+    Attributes:
+        symmetry: how far every paired feature (eyes, brows, ears, cheeks...)
+            and every mid-line feature (face outline, nose, lips) is blended
+            toward the mirror image of its partner: 0 keeps the landmarks as
+            measured, 0.5 makes the face exactly symmetric. Gaze (iris offset
+            inside the eye) is kept.
+        hair_symmetry: the same blend for the hair contours (side parts and
+            swept fringes are identity, so it is weaker).
+        smoothing: weight of a light Laplacian smoothing of the interior
+            points of lids, brows and lower lips (removes landmark jitter;
+            0 = none, 0.5 = strong).
+        eye_scale: lids, creases and irises are enlarged about each eye's
+            centre by this factor (1.1 = slightly bigger, friendlier eyes).
+        eye_open: extra vertical opening of the lids about the corner line.
+        iris_scale: iris radius relative to the measured iris ring (after
+            ``eye_scale``).
+        pupil_ratio: pupil radius / iris radius.
+        lashes: eyelash length (0 = none).
+        lid_width: thickness of the upper lid line at its outer end.
+        crease_lift: crease position between the upper lid (0) and MediaPipe's
+            upper-lid-1 ring (1).
+        crease_width: thickness of the crease line.
+        brow_weight: multiplies the fitted brow thickness.
+        brow_photo: share of the brow thickness (and centre line) taken from
+            the dark band in the photo; the rest comes from the landmark band.
+        brow_hairiness: the brow's hair-stroke texture (0 = a flat shape).
+        nose_scale: width of the nose base and nostrils about the nose centre.
+        nose_line: multiplies the widths of the nose bridge line and base.
+        mouth_width: lips are scaled horizontally about the mouth centre.
+        lip_fullness: outer lip contours are moved away from the lip line.
+        lip_outline: outline width of the outer lips.
+        teeth_gap: inner lips further apart than this (canonical units at the
+            centre) show teeth.
+        outline_width: head outline stroke width.
+        ear_scale: ear size relative to the face size.
+        cranium: skull top above the eye line, as a fraction of the eye-line
+            to chin distance (the forehead landmarks stop at the hairline).
+
+    Shading and colour:
+
+    Attributes:
+        shadow_strength: multiplies the opacity of cheek, nose and neck
+            shadows.
+        highlight_strength: multiplies the opacity of forehead, nose and
+            cheek highlights.
+        blush_strength: multiplies the cheek blush opacity (measured from the
+            cheeks' redness).
+        wrinkle_strength: multiplies the widths of nasolabial, under-eye and
+            forehead lines measured from dark creases in the photo; kept
+            subtle.
+        skin_percentiles: luminance percentiles between which skin pixels
+            are kept (rejects highlights and shadows) before the median.
+        color_gain: hair, lip, iris, brow and facial-hair colours are pushed
+            away from their grey by this factor (1 = as sampled; >1 gives
+            livelier flat colours). Skin always stays as sampled.
+        sclera: the fixed eye-white colour.
+        teeth: the teeth colour (blended 40% toward the photo's brightest
+            mouth pixels when teeth show).
+
+    Hair and accessories:
+
+    Attributes:
+        hair_fit: how far the chosen hairstyle's back contour is pulled onto
+            the outline of the hair mask (0 = the family template as is).
+        hair_volume: multiplies the hair volume measured above and beside
+            the skull before the prior's template is built (before
+            ``hair_fit`` pulls it onto the mask).
+        detect_glasses, detect_beard: run the conservative detectors; off
+            keeps them at "none".
+        crop_size: crop size :meth:`AutoArtist.fit` samples the photo at.
+    """
+
+    symmetry: float = 0.25
+    hair_symmetry: float = 0.1
+    smoothing: float = 0.25
+    eye_scale: float = 1.1
+    eye_open: float = 1.05
+    iris_scale: float = 0.98
+    pupil_ratio: float = 0.42
+    lashes: float = 0.006
+    lid_width: float = 0.016
+    crease_lift: float = 0.75
+    crease_width: float = 0.003
+    brow_weight: float = 0.9
+    brow_photo: float = 0.6
+    brow_hairiness: float = 0.4
+    nose_scale: float = 0.85
+    nose_line: float = 1.0
+    mouth_width: float = 0.85
+    lip_fullness: float = 1.1
+    lip_outline: float = 0.002
+    teeth_gap: float = 0.03
+    outline_width: float = 0.006
+    ear_scale: float = 1.0
+    cranium: float = 0.86
+    shadow_strength: float = 1.0
+    highlight_strength: float = 1.0
+    blush_strength: float = 1.0
+    wrinkle_strength: float = 0.7
+    skin_percentiles: tuple = (35.0, 90.0)
+    color_gain: float = 1.08
+    sclera: tuple = (0.97, 0.96, 0.94)
+    teeth: tuple = (0.96, 0.95, 0.90)
+    hair_fit: float = 0.6
+    hair_volume: float = 1.0
+    detect_glasses: bool = True
+    detect_beard: bool = True
+    crop_size: int = 192
+
+    def replace(self, **changes) -> "ArtistStyle":
+        """A copy with some fields changed."""
+        known = {f.name for f in fields(self)}
+        bad = sorted(set(changes) - known)
+        if bad:
+            raise ValueError(f"unknown ArtistStyle field(s) {bad}")
+        return ArtistStyle(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})

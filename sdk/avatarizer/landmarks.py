@@ -1,0 +1,248 @@
+"""MediaPipe face-mesh landmarks in one place: index tables, the mirror
+partner of every landmark, the population mean face, and head pose taken
+out in 3D ("frontalisation").
+
+Everything in the SDK that names a landmark index reads it from here
+(:mod:`avatarizer.align`, the artist, the evaluation's identity metrics).
+
+Frontalisation. MediaPipe's 478 landmarks carry depth (z, in about the
+unit of x). :func:`frontalize` fits a 3D similarity (rotation, scale,
+translation; Umeyama's least squares) from the face's *rigid* landmarks
+(forehead, temples, eyes, nose, upper cheeks: points that expressions move
+little) onto the frontal mean face :data:`MEAN_FACE`, applies it to all
+points and returns their x, y in the canonical frame (eye centres at
+(±0.25, −0.10), mouth centre at (0, 0.40)). A turned or tilted head then
+reads as the same face seen from the front; the face's own asymmetries
+and expression stay.
+
+The mean face and the mirror table are data (``data/mean_face.npz``),
+computed by ``avatarizer-export data meanface`` from the training photos
+(generalised Procrustes in 3D, then symmetrised), so no photo is needed at
+run time.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "NUM_LANDMARKS",
+    "CANONICAL_TARGETS",
+    "CANONICAL_TARGET_NAMES",
+    "EYE_CORNERS",
+    "MOUTH_CORNERS",
+    "LANDMARK_INDICES",
+    "FACE_OVAL",
+    "MeanFace",
+    "mean_face",
+    "umeyama",
+    "frontalize",
+    "to_canonical",
+    "exaggerate",
+    "symmetrize",
+]
+
+#: Number of landmarks per face (468 mesh points + 2 × 5 iris points).
+NUM_LANDMARKS = 478
+
+#: Names of the rows of :data:`CANONICAL_TARGETS`, in order.
+CANONICAL_TARGET_NAMES = ("eye_image_left", "eye_image_right", "mouth_centre")
+
+#: Canonical positions (x, y) of the alignment anchors, shape (3, 2), read-only:
+#: the eye on the image's left, the eye on the image's right, the mouth centre.
+CANONICAL_TARGETS = np.array([[-0.25, -0.10], [0.25, -0.10], [0.0, 0.40]], dtype=np.float64)
+CANONICAL_TARGETS.setflags(write=False)
+
+#: Outer and inner corner landmarks of each eye, in MediaPipe's (subject's)
+#: naming: ((33, 133) right eye, (362, 263) left eye). An eye centre is the
+#: midpoint of its two corners.
+EYE_CORNERS = ((33, 133), (362, 263))
+#: Left and right mouth corner landmarks; the mouth centre is their midpoint.
+MOUTH_CORNERS = (61, 291)
+
+#: Standard MediaPipe face mesh landmark groups, derived from the connection
+#: sets in ``mediapipe.solutions.face_mesh_connections`` (``FACEMESH_*``).
+#: "left"/"right" follow MediaPipe and mean the *subject's* left/right, so
+#: ``right_eye`` is on the image's left in an unmirrored photo. Closed
+#: contours (``face_oval``, the eyes, the lips) are listed in polygon order;
+#: each eyebrow is its upper edge followed by its lower edge reversed (an
+#: outline); ``nose`` is the ridge (168 → 2) followed by the loop around the
+#: tip and nostrils; each iris is its centre followed by its 4 contour points.
+LANDMARK_INDICES: dict[str, tuple[int, ...]] = {
+    "face_oval": (
+        10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365,
+        379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93,
+        234, 127, 162, 21, 54, 103, 67, 109,
+    ),
+    "right_eye": (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
+    "left_eye": (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398),
+    "right_eyebrow": (70, 63, 105, 66, 107, 55, 65, 52, 53, 46),
+    "left_eyebrow": (300, 293, 334, 296, 336, 285, 295, 282, 283, 276),
+    "lips_outer": (
+        61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185,
+    ),
+    "lips_inner": (
+        78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191,
+    ),
+    "nose": (
+        168, 6, 197, 195, 5, 4, 1, 19, 94, 2,
+        97, 98, 64, 48, 115, 220, 45, 275, 440, 344, 278, 294, 327, 326,
+    ),
+    "right_iris": (468, 469, 470, 471, 472),
+    "left_iris": (473, 474, 475, 476, 477),
+}
+FACE_OVAL = LANDMARK_INDICES["face_oval"]
+
+_DATA = Path(__file__).resolve().with_name("data") / "mean_face.npz"
+
+
+class MeanFace:
+    """The population mean face (``points``: (478, 3) float64, frontal,
+    mirror-symmetric, x/y in canonical units, z in the same unit), the
+    mirror partner of every landmark (``mirror``: (478,) int64, an
+    involution) and the rigid landmarks the pose fit uses (``rigid``)."""
+
+    def __init__(self, points, mirror, rigid):
+        self.points = np.asarray(points, np.float64)
+        self.mirror = np.asarray(mirror, np.int64)
+        self.rigid = np.asarray(rigid, np.int64)
+        if self.points.shape != (NUM_LANDMARKS, 3) or self.mirror.shape != (NUM_LANDMARKS,):
+            raise ValueError("mean face data has the wrong shape")
+        if not np.array_equal(self.mirror[self.mirror], np.arange(NUM_LANDMARKS)):
+            raise ValueError("the landmark mirror table is not an involution")
+        for a in (self.points, self.mirror, self.rigid):
+            a.setflags(write=False)
+
+    @classmethod
+    def load(cls, path: Path | str = _DATA) -> "MeanFace":
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["points"], z["mirror"], z["rigid"])
+
+    def save(self, path: Path | str = _DATA) -> None:
+        np.savez(path, points=self.points.astype(np.float32), mirror=self.mirror, rigid=self.rigid)
+
+
+@lru_cache(maxsize=1)
+def mean_face() -> MeanFace:
+    """The shipped :class:`MeanFace` (loaded once)."""
+    return MeanFace.load()
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray, scale: bool = True):
+    """Least-squares similarity ``dst ≈ s · R @ src + t`` (Umeyama 1991) for
+    (N, d) point sets, d = 2 or 3. Returns ``(s, R, t)``; R is a proper
+    rotation (no reflection)."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    cov = b.T @ a / len(src)
+    U, D, Vt = np.linalg.svd(cov)
+    E = np.eye(src.shape[1])
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        E[-1, -1] = -1.0
+    R = U @ E @ Vt
+    var = (a ** 2).sum() / len(src)
+    s = float((D * np.diag(E)).sum() / var) if scale and var > 0 else 1.0
+    return s, R, mu_d - s * R @ mu_s
+
+
+def to_canonical(points: np.ndarray) -> np.ndarray:
+    """(478, 2) x, y of ``points`` (478, ≥2) mapped by the 2D similarity
+    that puts the eye centres and the mouth centre at
+    :data:`CANONICAL_TARGETS` (the alignment's canonical frame)."""
+    xy = np.asarray(points, np.float64)[:, :2]
+    (a0, a1), (b0, b1) = EYE_CORNERS
+    eyes = np.stack([(xy[a0] + xy[a1]) * 0.5, (xy[b0] + xy[b1]) * 0.5])
+    if eyes[0, 0] > eyes[1, 0]:
+        eyes = eyes[::-1]
+    anchors = np.concatenate([eyes, [(xy[MOUTH_CORNERS[0]] + xy[MOUTH_CORNERS[1]]) * 0.5]])
+    s, R, t = umeyama(anchors, CANONICAL_TARGETS)
+    return xy @ (s * R).T + t
+
+
+def frontalize(landmarks: np.ndarray, mean: MeanFace | None = None) -> np.ndarray:
+    """Head pose taken out: (478, 2) canonical x, y of the face seen from the
+    front. ``landmarks``: (478, 3) MediaPipe x, y, z (frame pixels, as
+    :attr:`avatarizer.align.AlignedFace.landmarks`). A (478, 2) input has no
+    depth, so only the 2D alignment is done."""
+    lm = np.asarray(landmarks, np.float64)
+    if lm.ndim != 2 or lm.shape[0] != NUM_LANDMARKS or lm.shape[1] not in (2, 3):
+        raise ValueError(f"landmarks must have shape ({NUM_LANDMARKS}, 3), got {lm.shape}")
+    if not np.isfinite(lm).all():
+        raise ValueError("landmarks contain NaN or infinity")
+    if lm.shape[1] == 2 or not np.any(lm[:, 2]):
+        return to_canonical(lm)
+    m = mean or mean_face()
+    s, R, t = umeyama(lm[m.rigid], m.points[m.rigid])
+    return to_canonical(lm @ (s * R).T + t)
+
+
+def exaggerate(canonical: np.ndarray, amount: float, mean: MeanFace | None = None) -> np.ndarray:
+    """A caricature: each landmark's deviation from the mean face scaled by
+    ``amount`` (1 = as measured). The irises move with their eye (their
+    size and position inside the eye are kept), and the result is put back
+    into the canonical frame."""
+    c = np.asarray(canonical, np.float64)[:, :2]
+    if amount == 1.0:
+        return c.copy()
+    m = (mean or mean_face()).points[:, :2]
+    out = m + amount * (c - m)
+    for eye, iris in (("right_eye", "right_iris"), ("left_eye", "left_iris")):
+        e = list(LANDMARK_INDICES[eye])
+        shift = out[e].mean(0) - c[e].mean(0)
+        out[list(LANDMARK_INDICES[iris])] = c[list(LANDMARK_INDICES[iris])] + shift
+    return to_canonical(out)
+
+
+def symmetrize(canonical: np.ndarray, mean: MeanFace | None = None) -> np.ndarray:
+    """The face averaged with its own mirror image (x → −x, every landmark
+    swapped with its partner): only proportions remain."""
+    c = np.asarray(canonical, np.float64)
+    mir = c[..., (mean or mean_face()).mirror, :].copy()
+    mir[..., 0] *= -1.0
+    return 0.5 * (c + mir)
+
+
+# ------------------------------------------------------------ artist tables
+# Image-left side (MediaPipe's "right") and the mirror partner on the image's
+# right. Checked against the mirrored median face of 592 photos (< 0.012).
+_ARTIST_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+              152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+SIDES = {
+    # eye, inner corner → outer corner
+    "eye_up": ((133, 173, 157, 158, 159, 160, 161, 246, 33), (362, 398, 384, 385, 386, 387, 388, 466, 263)),
+    "eye_lo": ((133, 155, 154, 153, 145, 144, 163, 7, 33), (362, 382, 381, 380, 374, 373, 390, 249, 263)),
+    "crease": ((190, 56, 28, 27, 29, 30, 247), (414, 286, 258, 257, 259, 260, 467)),
+    # brows, inner → outer (upper and lower edge of MediaPipe's brow band)
+    "brow_up": ((107, 66, 105, 63, 70), (336, 296, 334, 293, 300)),
+    "brow_lo": ((55, 65, 52, 53, 46), (285, 295, 282, 283, 276)),
+    "iris": ((468, 469, 470, 471, 472), (473, 474, 475, 476, 477)),
+}
+# single landmarks, (image-left, image-right)
+PAIR = {
+    "ala_out": (64, 294), "ala_bot": (98, 327), "nostril_in": (97, 326), "bridge_top": (122, 351),
+    "bridge_mid": (3, 248), "bridge_side": (236, 456), "ala_top": (134, 363), "ala_crease": (129, 358),
+    "ala_up": (49, 279), "cheek": (205, 425), "cheek_out": (50, 280), "cheek_in": (36, 266),
+    "cheekbone": (101, 330), "cheek_hi": (117, 346), "jowl": (187, 411), "jowl_lo": (207, 427),
+    "mouth_side": (212, 432), "forehead_in": (108, 337), "forehead_mid": (69, 299),
+    "forehead_out": (104, 333), "mouth_corner": (61, 291), "eye_outer": (33, 263), "eye_inner": (133, 362),
+    "jaw": (172, 397), "chin_side": (149, 378), "temple": (162, 389), "cheek_outline": (234, 454),
+}
+LIP_UO = (61, 40, 37, 0, 267, 270, 291)
+LIP_LO = (61, 181, 17, 405, 291)
+LIP_UI = (78, 81, 13, 311, 308)
+LIP_LI = (78, 178, 14, 402, 308)
+LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+BROW_OUTLINE = ((70, 63, 105, 66, 107, 55, 65, 52, 53, 46), (300, 293, 334, 296, 336, 285, 295, 282, 283, 276))
+CHEEK_PATCH = ((117, 118, 101, 36, 205, 187, 123), (346, 347, 330, 266, 425, 411, 352))
+FOREHEAD_PATCH = (108, 151, 337, 336, 9, 107)
+NOSE_PATCH = (6, 351, 412, 399, 5, 174, 188, 122)
+
+
+def side_index(name: str, side: int):
+    """Landmark indices of a sided group; side 0 = image-left, 1 = image-right."""
+    return SIDES[name][side] if name in SIDES else PAIR[name][side]
