@@ -33,7 +33,7 @@ from .paths import ROOT, cache_dir, shared_dir
 
 CROP = 128
 SOURCES = ("ffhq128", "ffhq128-labelled", "stylegan128", "utkface200")
-DATA_VERSION = 1
+DATA_VERSION = 2  # 2: 3D landmarks kept; the artist draws the frontal face
 PRIOR_OVER = "pairs"  # the avatar prior's kernels: every pair's avatar (originals and augmented)
 
 
@@ -102,6 +102,7 @@ class Aligned:
     crops: np.ndarray  # (N, 128, 128, 3) uint8
     hair: np.ndarray  # (N, 128, 128) uint8, hair mask * 255
     landmarks: np.ndarray  # (N, 478, 2) float32 canonical
+    landmarks3d: np.ndarray  # (N, 478, 3) float32 MediaPipe x, y, z (pixels of the padded frame)
     transforms: np.ndarray  # (N, 2, 3) float64 canonical -> frame pixels (of the padded frame)
     pose: np.ndarray  # (N, 3) roll, yaw, pitch
     pad: np.ndarray  # (N,) padding (px) added around the photo before alignment
@@ -152,7 +153,8 @@ def _align_one(args):
     hair = f.hair_mask(CROP)
     out = dict(crop=np.ascontiguousarray(f.crop(CROP)),
                hair=(np.zeros((CROP, CROP), np.uint8) if hair is None else (hair * 255).astype(np.uint8)),
-               landmarks=f.canonical.astype(np.float32), transform=f.transform.astype(np.float64),
+               landmarks=f.canonical.astype(np.float32), landmarks3d=f.landmarks.astype(np.float32),
+               transform=f.transform.astype(np.float64),
                pose=np.array([f.roll, f.yaw, f.pitch], np.float32), pad=used_pad, faces=len(faces))
     return key, out, None
 
@@ -191,6 +193,7 @@ def build_aligned(shared: Path, cache: Path, workers: int = 2, limit: int | None
     np.save(out_dir / "crops128.npy", np.stack([results[k]["crop"] for k in keys]))
     np.save(out_dir / "hair128.npy", np.stack([results[k]["hair"] for k in keys]))
     np.save(out_dir / "landmarks.npy", np.stack([results[k]["landmarks"] for k in keys]))
+    np.save(out_dir / "landmarks3d.npy", np.stack([results[k]["landmarks3d"] for k in keys]))
     np.save(out_dir / "transforms.npy", np.stack([results[k]["transform"] for k in keys]))
     np.save(out_dir / "pose.npy", np.stack([results[k]["pose"] for k in keys]))
     np.save(out_dir / "pad.npy", np.array([results[k]["pad"] for k in keys], np.int32))
@@ -214,6 +217,27 @@ def build_aligned(shared: Path, cache: Path, workers: int = 2, limit: int | None
     return load_aligned(cache)
 
 
+def build_mean_face(cache: Path, out: Path | None = None):
+    """The population mean face and landmark mirror table
+    (``sdk/avatarizer/data/mean_face.npz``) from the training photos' 3D
+    landmarks (see :mod:`avatarizer_export.meanface`)."""
+    from avatarizer import landmarks as LM
+
+    from . import meanface
+
+    al = load_aligned(cache)
+    train = [i for i, k in enumerate(al.keys) if not is_heldout(k)]
+    t0 = time.time()
+    mf = meanface.build(al.landmarks3d[train])
+    path = out or LM._DATA
+    mf.save(path)
+    LM.mean_face.cache_clear()
+    print(f"meanface: {len(train)} training faces, {len(mf.rigid)} rigid landmarks, "
+          f"{int((mf.mirror == np.arange(len(mf.mirror))).sum())} on the mid-line, "
+          f"{time.time() - t0:.1f} s -> {path}")
+    return mf
+
+
 def load_aligned(cache: Path | None = None, mmap: bool = True) -> Aligned:
     d = (cache or cache_dir()) / "aligned"
     if not (d / "meta.json").exists():
@@ -222,7 +246,8 @@ def load_aligned(cache: Path | None = None, mmap: bool = True) -> Aligned:
     return Aligned(keys=json.loads((d / "keys.json").read_text()),
                    crops=np.load(d / "crops128.npy", mmap_mode=mode),
                    hair=np.load(d / "hair128.npy", mmap_mode=mode),
-                   landmarks=np.load(d / "landmarks.npy"), transforms=np.load(d / "transforms.npy"),
+                   landmarks=np.load(d / "landmarks.npy"), landmarks3d=np.load(d / "landmarks3d.npy"),
+                   transforms=np.load(d / "transforms.npy"),
                    pose=np.load(d / "pose.npy"), pad=np.load(d / "pad.npy"))
 
 
@@ -321,7 +346,8 @@ def photometric(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
 
 def _pairs_worker(args):
     """One training photo -> list of (crop, params, augmentation description)."""
-    key, path, transform, pad, lm, hair, crop, n_aug, seed = args
+    key, path, transform, pad, lm, lm3d, hair, crop, n_aug, seed = args
+    from avatarizer import landmarks as LM
     from avatarizer import schema
     from avatarizer.artist import AutoArtist
 
@@ -333,14 +359,17 @@ def _pairs_worker(args):
     img = _load_rgb(Path(path))
     frame = _pad(img, int(pad)) if pad else img
     hair_f = hair.astype(np.float32) / 255.0
-    base = _ARTIST.fit_landmarks(lm, crop, hair_f, valid=valid_mask(transform, frame.shape))
+    # the drawn face is the photo's frontal face (head pose out in 3D); an
+    # augmented copy shows the same person, so it gets the same geometry
+    frontal = LM.frontalize(lm3d)
+    base = _ARTIST.fit_landmarks(lm, crop, hair_f, valid=valid_mask(transform, frame.shape), frontal=frontal)
     out.append((crop, base, "original"))
     for _ in range(n_aug):
         A = random_warp(rng)
         aug_crop = warp_crop(frame, transform, A)
         aug_hair = warp_mask(hair_f, A)
         params = _ARTIST.fit_landmarks(apply_affine(lm, A).astype(np.float32), aug_crop, aug_hair,
-                                       valid=valid_mask(transform, frame.shape, A))
+                                       valid=valid_mask(transform, frame.shape, A), frontal=frontal)
         desc = ["warp"]
         if rng.random() < 0.5:
             aug_crop = np.ascontiguousarray(aug_crop[:, ::-1])
@@ -368,7 +397,8 @@ def build_pairs(shared: Path, cache: Path, n_aug: int = 1, workers: int = 2, for
     from tqdm import tqdm
 
     jobs = [(al.keys[i], str(shared / "data" / "faces" / al.keys[i]), al.transforms[i], al.pad[i],
-             al.landmarks[i], np.asarray(al.hair[i]), np.asarray(al.crops[i]), n_aug, 1000 + i) for i in train]
+             al.landmarks[i], al.landmarks3d[i], np.asarray(al.hair[i]), np.asarray(al.crops[i]), n_aug, 1000 + i)
+            for i in train]
     total = len(jobs) * (1 + n_aug)
     out_dir.mkdir(parents=True, exist_ok=True)
     crops = np.lib.format.open_memmap(out_dir / "crops128.npy", mode="w+", dtype=np.uint8,
@@ -529,11 +559,13 @@ def write_split_doc(shared: Path, cache: Path, path: Path = ROOT / "docs" / "spl
 def main_data(args) -> int:
     shared = shared_dir(args.shared)
     cache = cache_dir(args.cache)
-    stages = ["align", "pairs", "avatars"] if args.stage == "all" else [args.stage]
+    stages = ["align", "meanface", "pairs", "avatars"] if args.stage == "all" else [args.stage]
     for st in stages:
         if st == "align":
             build_aligned(shared, cache, workers=args.workers, limit=args.limit, force=args.force)
             write_split_doc(shared, cache)
+        elif st == "meanface":
+            build_mean_face(cache)
         elif st == "pairs":
             build_pairs(shared, cache, n_aug=args.augment, workers=args.workers, force=args.force)
         elif st == "avatars":
@@ -543,7 +575,7 @@ def main_data(args) -> int:
 
 def add_parser(sub):
     p = sub.add_parser("data", help="build the datasets from ../shared (cached; see docs/data.md)")
-    p.add_argument("stage", choices=["align", "pairs", "avatars", "all"])
+    p.add_argument("stage", choices=["align", "meanface", "pairs", "avatars", "all"])
     p.add_argument("--shared", help="the shared folder (default ../shared)")
     p.add_argument("--cache", help="cache folder (default <repo>/cache)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))

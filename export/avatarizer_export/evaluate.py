@@ -19,6 +19,8 @@ import numpy as np
 
 from avatarizer import schema
 
+from avatarizer import landmarks as LM
+
 from . import metrics as M
 from .data import is_heldout
 
@@ -76,6 +78,27 @@ class TorchPredictor:
             return schema.denormalize(self.net(x).numpy(), schema.FACE)
 
 
+def shipped_faces(files: list[Path], progress: bool = True) -> np.ndarray:
+    """The face slice of what ships: each photo through ``Avatarizer()`` (image
+    mode, the shipped model files, the runtime's own alignment and
+    preprocessing). NaN rows where the SDK finds no face."""
+    from tqdm import tqdm
+
+    from avatarizer import Avatarizer
+    from avatarizer.imageio import load_image
+
+    out = np.full((len(files), schema.FACE.stop - schema.FACE.start), np.nan, np.float32)
+    with Avatarizer(max_faces=1) as av:
+        for i, f in enumerate(tqdm(files, desc="shipped", disable=not progress)):
+            try:
+                a = av.from_frame(load_image(f))
+            except ValueError:
+                a = None
+            if a is not None:
+                out[i] = a.params[schema.FACE]
+    return out
+
+
 # ------------------------------------------------------------ photo colours
 
 
@@ -94,9 +117,14 @@ def photo_skin(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
 
 
 def photo_hair(crop: np.ndarray, hair: np.ndarray | None) -> np.ndarray | None:
+    """Median colour of the photo's hair region: the segmentation's
+    person-minus-face mask above the eye line (below it the mask holds the
+    neck and clothes)."""
     if hair is None:
         return None
-    m = hair > 0.5
+    s = crop.shape[0]
+    ys = (np.arange(s) + 0.5) * 2.0 / s - 1.0
+    m = (hair > 0.5) & (ys[:, None] < -0.1)
     if m.sum() < 30:
         return None
     return np.median(crop[m].astype(np.float32) / 255, 0)
@@ -122,7 +150,7 @@ def prepare(files: list[Path], progress: bool = True) -> dict:
     from avatarizer.imageio import load_image
 
     artist = AutoArtist()
-    crops, gts, lms, skins, hairs, names = [], [], [], [], [], []
+    crops, gts, lms, lm3s, skins, hairs, names = [], [], [], [], [], [], []
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:
         for f in tqdm(files, desc="align+artist", disable=not progress):
             try:
@@ -134,6 +162,7 @@ def prepare(files: list[Path], progress: bool = True) -> dict:
             crops.append(face.crop(128))
             gts.append(artist.fit(face))
             lms.append(face.canonical)
+            lm3s.append(face.landmarks)
             skins.append(photo_skin(face.crop(128), face.canonical))
             h = photo_hair(face.crop(128), face.hair_mask(128))
             hairs.append(np.full(3, np.nan, np.float32) if h is None else h)
@@ -142,6 +171,7 @@ def prepare(files: list[Path], progress: bool = True) -> dict:
             "crops": np.stack(crops) if crops else np.zeros((0, 128, 128, 3), np.uint8),
             "gts": np.stack(gts) if gts else np.zeros((0, schema.PARAM_COUNT), np.float32),
             "lms": np.stack(lms) if lms else np.zeros((0, 478, 2), np.float32),
+            "lm3s": np.stack(lm3s) if lm3s else np.zeros((0, 478, 3), np.float32),
             "skins": np.stack(skins) if skins else np.zeros((0, 3), np.float32),
             "hairs": np.stack(hairs) if hairs else np.zeros((0, 3), np.float32)}
 
@@ -152,11 +182,11 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True) -> di
 
     if cache is None:
         return prepare(files, progress)
-    key = hashlib.sha256("\n".join(str(f) for f in files).encode()).hexdigest()[:16]
+    key = hashlib.sha256(("v2\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
         if str(z["key"]) == key:
-            out = {k: z[k] for k in ("crops", "gts", "lms", "skins", "hairs")}
+            out = {k: z[k] for k in ("crops", "gts", "lms", "lm3s", "skins", "hairs")}
             out.update(names=[str(n) for n in z["names"]], faces=int(z["faces"]))
             return out
     out = prepare(files, progress)
@@ -175,6 +205,8 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
 
     prep = prepared(files, cache, progress)
     names, crops, gts, lms, skins = prep["names"], prep["crops"], prep["gts"], prep["lms"], prep["skins"]
+    lm3s = prep["lm3s"]
+    files_by_name = {Path(f).name: Path(f) for f in files}
     hairs = [None if not np.isfinite(h).all() else h for h in prep["hairs"]]
     result = {"faces": prep["faces"], "aligned": len(names), "methods": {}}
     import avatarizer
@@ -186,52 +218,166 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
             if method == "artist":
                 preds = gts
             else:
-                face = TorchPredictor(method)(crops) if len(crops) else np.zeros((0, 483), np.float32)
+                if method == "shipped":
+                    face = shipped_faces([files_by_name[n] for n in names], progress)
+                else:
+                    face = TorchPredictor(method)(crops) if len(crops) else np.zeros((0, 483), np.float32)
                 preds = gts.copy()
-                preds[:, schema.FACE] = face
+                ok = np.isfinite(face).all(1)
+                preds[ok, schema.FACE] = face[ok]  # a photo the SDK finds no face in keeps no avatar
                 preds = schema.clip(preds)
-            imgs = np.stack([avatarizer.render(p, M.RENDER_SIZE, background="white") for p in preds])
-            rl = np.full((len(preds), 478, 2), np.nan, np.float32)
+                if not ok.all():
+                    preds[~ok] = np.nan
+            imgs = np.stack([avatarizer.render(p, M.RENDER_SIZE, background="white") if np.isfinite(p).all()
+                             else np.full((M.RENDER_SIZE, M.RENDER_SIZE, 4), 255, np.uint8) for p in preds])
+            r3 = np.full((len(preds), 478, 3), np.nan, np.float32)
             for i, im in enumerate(tqdm(imgs, desc=f"{method}: probe", disable=not progress)):
-                got = probe(im)
+                got = probe.landmarks3d(im) if np.isfinite(preds[i]).all() else None
                 if got is not None:
-                    rl[i] = got
-            ids = []
+                    r3[i] = got
+            idv = M.identity_variants(lm3s, r3, n=identity_n)
+            rl = np.full((len(preds), 478, 2), np.nan)
+            for i in range(len(preds)):
+                if np.isfinite(r3[i]).all():
+                    rl[i] = LM.to_canonical(r3[i])
             hits = np.zeros(len(preds), bool)
-            n = min(identity_n, len(preds))
+            n = idv["identity_n"]
             for a in range(0, len(preds) - n + 1, n) if n else []:
                 b = a + n if a + 2 * n <= len(preds) else len(preds)
-                ids.append(M.identity_top1(lms[a:b], rl[a:b]))
                 r = M.identity_ranks(lms[a:b], rl[a:b])
                 hits[a:b] = (r >= 0) & (r < 1)
+            preds_ok = np.where(np.isfinite(preds).all(1, keepdims=True), preds, gts)
             out = {
-                "identity_top1": float(np.mean([d["top1"] for d in ids])) if ids else float("nan"),
+                "identity_top1": idv["identity_top1"],
+                "identity_top1_frontal": idv["identity_top1_frontal"],
+                "identity_top1_symmetric": idv["identity_top1_symmetric"],
                 "identity_n": n,
-                "render_detect_rate": float(np.isfinite(rl[:, 0, 0]).mean()) if len(rl) else float("nan"),
-                "skin_delta_e": float(np.mean(M.delta_e(skins, preds[:, [schema.index(f"face.{c}") for c in "rgb"]]))),
+                "render_detect_rate": float(np.isfinite(r3[:, 0, 0]).mean()) if len(r3) else float("nan"),
+                "skin_delta_e": float(np.mean(M.delta_e(skins, preds_ok[:, [schema.index(f"face.{c}")
+                                                                            for c in "rgb"]]))),
             }
-            hv = [i for i, h in enumerate(hairs) if h is not None and preds[i, schema.index("hair_style.layers")] > 0]
+            hv = [i for i, h in enumerate(hairs) if h is not None and preds_ok[i, schema.index("hair_style.layers")] > 0]
             if hv:
-                hcol = preds[hv][:, [schema.index(f"hair_front.{c}") for c in "rgb"]]
+                hcol = preds_ok[hv][:, [schema.index(f"hair_front.{c}") for c in "rgb"]]
                 out["hair_delta_e"] = float(np.mean(M.delta_e(np.stack([hairs[i] for i in hv]), hcol)))
             if method != "artist":
                 if lp is None:
                     from .lpips import LPIPS
 
                     lp = LPIPS.from_npz(net="alex")
-                out["param_l1"] = float(M.param_l1(preds, gts))
+                out["param_l1"] = float(M.param_l1(preds_ok, gts))
                 out["render_l1"] = float(np.mean([M.render_l1(a, b) for a, b in zip(imgs, gt_imgs)]))
                 per_lpips = np.asarray(M.render_lpips(imgs, gt_imgs, model=lp), np.float64)
                 out["render_lpips"] = float(np.mean(per_lpips))
                 if keep is not None:
-                    keep.setdefault("per_photo", {})[method] = {"render_lpips": per_lpips, "identity_hit": hits}
+                    keep.setdefault("per_photo", {})[method] = {"render_lpips": per_lpips, "identity_hit": hits,
+                                                                "identity_hit_frontal": idv["hits_frontal"]}
             result["methods"][method] = out
             if keep is not None:
-                keep.setdefault("preds", {})[method] = preds
+                keep.setdefault("preds", {})[method] = preds_ok
     if keep is not None:
         keep.update(names=names, crops=crops, gts=gts)
     result["attributes"] = attribute_metrics(names, crops, labels) if labels else {}
     return result
+
+
+def lit_cheek(crop: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, float]:
+    """(the brighter cheek's median colour, the upper quartile of L* over
+    both cheeks): the photo's skin as good light shows it. Discs of radius
+    0.05 on the upper cheeks (canonical landmarks ``lm``)."""
+    from avatarizer.artist.photo import to_lab
+    from avatarizer.landmarks import side_index
+
+    s = crop.shape[0]
+    c = (np.stack(np.meshgrid(np.arange(s), np.arange(s)), -1) + 0.5) * 2 / s - 1
+    px = []
+    for side in (0, 1):
+        ctr = sum(lm[side_index(k, side)] for k in ("cheekbone", "cheek", "cheek_in")) / 3.0
+        px.append(crop[((c - ctr) ** 2).sum(-1) < 0.05 ** 2].astype(np.float32) / 255)
+    meds = np.stack([np.median(p, 0) for p in px])
+    uq = float(np.percentile(to_lab(np.concatenate(px))[:, 0], 75))
+    return meds[int(np.argmax(to_lab(meds)[:, 0]))], uq
+
+
+def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: bool = True) -> dict:
+    """Skin under real (often uneven) light and cross-moment identity on
+    talking-head clips (one person per clip), for ``artist`` and
+    ``shipped``. ``per_clip`` frames evenly spaced in each clip.
+
+    * ``skin_lit_dL_worst`` / ``skin_lit_dE_median``: avatar face colour
+      against the photo's lit cheek (:func:`lit_cheek`), |ΔL*| worst and
+      CIEDE2000 median over the frames.
+    * ``cross_moment_top1``: the avatar from one moment against the frontal
+      landmarks of the same people at every other moment: is the nearest
+      of the P people's photos its own person? Averaged over all ordered
+      pairs of moments. With few people (7 shared clips) it is indicative
+      only."""
+    import cv2
+    from tqdm import tqdm
+
+    import avatarizer
+    from avatarizer import Avatarizer
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.artist import AutoArtist
+    from avatarizer.artist.photo import to_lab
+
+    files = sorted(p for p in Path(clips).iterdir() if p.suffix.lower() in (".mp4", ".mov", ".avi", ".mkv"))
+    frames: list[list] = []
+    for f in files:
+        cap = cv2.VideoCapture(str(f))
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        got = []
+        for j in np.linspace(0, max(n - 1, 0), per_clip).astype(int):
+            cap.set(cv2.CAP_PROP_POS_FRAMES, int(j))
+            ok, fr = cap.read()
+            if ok:
+                got.append(cv2.cvtColor(fr, cv2.COLOR_BGR2RGB))
+        cap.release()
+        frames.append(got)
+    out: dict = {"clips": len(files), "frames_per_clip": per_clip}
+    artist = AutoArtist()
+    face_rgb = [schema.index(f"face.{c}") for c in "rgb"]
+    with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al, M.LandmarkProbe() as probe:
+        faces = [[al.align(fr) for fr in clip] for clip in frames]
+        for method in methods:
+            if method not in ("artist", "shipped"):
+                continue
+            av = Avatarizer(max_faces=1) if method == "shipped" else None
+            dl, de = [], []
+            photo3 = np.full((len(files), per_clip, 478, 3), np.nan)
+            rend3 = np.full((len(files), per_clip, 478, 3), np.nan)
+            for c, clip in enumerate(tqdm(faces, desc=f"{method}: clips", disable=not progress)):
+                for j, face in enumerate(clip):
+                    if face is None:
+                        continue
+                    if method == "artist":
+                        p = artist.fit(face)
+                    else:
+                        a = av.from_frame(frames[c][j])
+                        if a is None:
+                            continue
+                        p = a.params
+                    lit, _ = lit_cheek(face.crop(192), face.canonical.astype(np.float64))
+                    dl.append(abs(float(to_lab(p[face_rgb])[0] - to_lab(lit)[0])))
+                    de.append(float(M.delta_e(lit[None], p[face_rgb][None])[0]))
+                    photo3[c, j] = face.landmarks
+                    got = probe.landmarks3d(avatarizer.render(p, M.RENDER_SIZE, background="white"))
+                    if got is not None:
+                        rend3[c, j] = got
+            if av is not None:
+                av.close()
+            pf = M.pose_free(photo3.reshape(-1, 478, 3)).reshape(len(files), per_clip, 478, 2)
+            rf = M.pose_free(rend3.reshape(-1, 478, 3)).reshape(len(files), per_clip, 478, 2)
+            tops = []
+            for a in range(per_clip):
+                for b in range(per_clip):
+                    if a != b and len(files) > 1:
+                        tops.append(M.identity_top1(pf[:, b], rf[:, a])["top1"])
+            out[method] = {"frames": len(dl), "skin_lit_dL_worst": float(np.max(dl)) if dl else float("nan"),
+                           "skin_lit_dE_median": float(np.median(de)) if de else float("nan"),
+                           "cross_moment_top1": float(np.mean(tops)) if tops else float("nan"),
+                           "people": len(files)}
+    return out
 
 
 def attribute_metrics(names: list[str], crops: np.ndarray, labels: Path) -> dict:
@@ -286,6 +432,11 @@ def main_eval(args) -> int:
     res = evaluate(list_photos(faces, args.heldout, args.limit), methods,
                    labels=Path(args.labels) if args.labels else None, identity_n=args.identity_n,
                    progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None)
+    if args.clips:
+        if not Path(args.clips).is_dir():
+            print(f"avatarizer-export eval: {args.clips} is not a folder of video clips", file=sys.stderr)
+            return 1
+        res["clips"] = clip_metrics(Path(args.clips), methods, progress=not args.json)
     text = json.dumps(res, indent=None if args.json else 1)
     if args.out:
         Path(args.out).write_text(text + "\n")
@@ -297,13 +448,17 @@ def add_parser(sub):
     p = sub.add_parser("eval", help="metrics on a folder of face photos (JSON)")
     p.add_argument("--faces", required=True, help="folder of face photos")
     p.add_argument("--labels", help="attributes.jsonl in the ffhq128-labelled format")
-    p.add_argument("--methods", default="artist,model,direct,nearest",
-                   help="comma list of artist, model, direct, nearest, mapper:<run>, direct:<run>")
+    p.add_argument("--methods", default="shipped,artist",
+                   help="comma list of shipped (the SDK's own model files, no training runs needed), artist, "
+                        "and the training runs model, direct, nearest, mapper:<run>, direct:<run>")
     p.add_argument("--limit", type=int)
     p.add_argument("--heldout", action="store_true", help="only the held-out split's photos of that folder")
     p.add_argument("--identity-n", type=int, default=100)
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
     p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--clips", metavar="DIR",
+                   help="also measure skin under real light and cross-moment identity on the talking-head clips "
+                        "in DIR (one person per clip; e.g. ../shared/data/video)")
     p.add_argument("--prepared", metavar="NPZ",
                    help="keep the aligned photos and pseudo ground truth here, reused on the same file list")
     p.set_defaults(func=main_eval)

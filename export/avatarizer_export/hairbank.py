@@ -352,7 +352,7 @@ def artist_fits(al, rows, shapes) -> np.ndarray:
     out = np.zeros((len(rows), S.PARAM_COUNT), np.float32)
     for j, i in enumerate(rows):
         out[j] = art.fit_landmarks(al.landmarks[i], np.asarray(al.crops[i]), np.asarray(al.hair[i]) / 255.0,
-                                   valid=valid_of(al, i, shapes))
+                                   valid=valid_of(al, i, shapes), landmarks3d=al.landmarks3d[i])
     return out
 
 

@@ -37,6 +37,9 @@ __all__ = [
     "identity_distances",
     "identity_ranks",
     "identity_top1",
+    "identity_variants",
+    "pose_free",
+    "symmetric",
     "identity_topk",
     "balanced_accuracy",
     "mae",
@@ -259,6 +262,67 @@ def identity_topk(photo_landmarks, render_landmarks, k: int | Sequence[int] = (1
     return out
 
 
+def pose_free(landmarks3d) -> np.ndarray:
+    """(N, 478, 2) frontal canonical landmarks from (N, 478, 3) MediaPipe
+    x, y, z (frame pixels): head pose taken out by a 3D similarity fit onto
+    the frontal mean face (:func:`avatarizer.landmarks.frontalize`). Rows
+    with NaN stay NaN."""
+    from avatarizer import landmarks as LM
+
+    arr = np.asarray(landmarks3d, np.float64)
+    if arr.ndim != 3 or arr.shape[1] != NUM_LANDMARKS or arr.shape[2] != 3:
+        raise ValueError(f"landmarks3d must have shape (N, {NUM_LANDMARKS}, 3), got {arr.shape}.")
+    out = np.full(arr.shape[:2] + (2,), np.nan)
+    for i, x in enumerate(arr):
+        if np.isfinite(x).all():
+            out[i] = LM.frontalize(x)
+    return out
+
+
+def symmetric(canonical) -> np.ndarray:
+    """Each (frontal) shape averaged with its own mirror image (landmark
+    partners swapped, x negated), so only proportions count."""
+    from avatarizer import landmarks as LM
+
+    return LM.symmetrize(np.asarray(canonical, np.float64))
+
+
+def identity_variants(photo3d, render3d, n: int = 100,
+                      groups: Iterable[str] = IDENTITY_GROUPS) -> dict[str, Any]:
+    """DESIGN.md's three identity numbers from 3D landmarks (NaN rows where
+    no face was found), in consecutive groups of ``n`` (the last group takes
+    the remainder), averaged: ``identity_top1`` (canonical 2D, pose in),
+    ``identity_top1_frontal`` (pose out in 3D), ``identity_top1_symmetric``
+    (frontal shapes averaged with their mirror), plus ``identity_n`` and
+    ``hits_frontal`` (per avatar, for paired comparisons)."""
+    from avatarizer import landmarks as LM
+
+    p3, r3 = np.asarray(photo3d, np.float64), np.asarray(render3d, np.float64)
+    if p3.shape != r3.shape:
+        raise ValueError(f"need one photo per avatar, got {p3.shape} and {r3.shape}.")
+    canon = lambda a: np.stack([LM.to_canonical(x) if np.isfinite(x).all() else np.full((len(x), 2), np.nan)
+                                for x in a]) if len(a) else np.zeros((0, NUM_LANDMARKS, 2))  # noqa: E731
+    views = {"identity_top1": (canon(p3), canon(r3))}
+    pf, rf = pose_free(p3), pose_free(r3)
+    views["identity_top1_frontal"] = (pf, rf)
+    views["identity_top1_symmetric"] = (symmetric(pf), symmetric(rf))
+    m = len(p3)
+    n = min(int(n), m)
+    out: dict[str, Any] = {"identity_n": n}
+    hits = np.zeros(m, bool)
+    for key, (ph, rd) in views.items():
+        tops = []
+        for a in range(0, m - n + 1, n) if n else []:
+            b = a + n if a + 2 * n <= m else m
+            tops.append(identity_top1(ph[a:b], rd[a:b], groups)["top1"])
+            if key == "identity_top1_frontal":
+                r = identity_ranks(ph[a:b], rd[a:b], groups)
+                hits[a:b] = r == 0
+        out[key] = float(np.mean(tops)) if tops else float("nan")
+    out["hits_frontal"] = hits
+    return out
+
+
 def identity_top1(photo_landmarks, render_landmarks, groups: Iterable[str] = IDENTITY_GROUPS) -> dict[str, Any]:
     """Fraction of avatars whose render is nearest to their own photo.
 
@@ -342,6 +406,16 @@ class LandmarkProbe:
         return None if face is None else np.asarray(face.canonical, np.float32)
 
     detect = __call__
+
+    def landmarks3d(self, image) -> np.ndarray | None:
+        """``(478, 3)`` float32 MediaPipe x, y, z (frame pixels) of the face
+        in a uint8 RGB(A) image, or ``None`` if none is found (for the
+        pose-free identity, :func:`pose_free`)."""
+        arr = np.asarray(image)
+        if arr.ndim == 3 and arr.shape[-1] == 4:
+            arr = np.round(composite_white(arr) * 255.0).astype(np.uint8)
+        face = self._aligner.align(arr)
+        return None if face is None else np.asarray(face.landmarks, np.float32)
 
     def from_params(self, params) -> np.ndarray | None:
         """Renders ``params`` (256 px on white by default) and probes it."""

@@ -80,7 +80,7 @@ def artist_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 
         frame = _pad(img, int(al.pad[i])) if al.pad[i] else img
         crop = np.asarray(al.crops[i])
         p = art.fit_landmarks(al.landmarks[i], crop, np.asarray(al.hair[i]) / 255.0,
-                              valid=valid_mask(al.transforms[i], frame.shape))
+                              valid=valid_mask(al.transforms[i], frame.shape), landmarks3d=al.landmarks3d[i])
         tiles += [np.asarray(Image.fromarray(crop).resize((size, size))), render(p, size, background="white")]
         labels += [key.split("/", 1)[1][:16], "artist"]
     sheet = contact_sheet(tiles, cols=12, labels=labels)

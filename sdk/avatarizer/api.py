@@ -89,6 +89,11 @@ class Options:
         tracker: video mode's :class:`avatarizer.video.TrackerOptions`
             (identity window and refresh, grace period, expressions, pose).
         models_dir: folder with ``manifest.json``; ``None`` = the package's.
+        exaggeration: the likeness control, from faithful (1.0) to
+            caricature (up to 2.0): each face's deviation from the population
+            mean face is scaled by it. ``None`` = the artist's default (1.25,
+            chosen where identity peaks; ``docs/artist.md``), which the
+            shipped model was trained on.
     """
 
     backend: str = "onnxruntime"
@@ -102,6 +107,7 @@ class Options:
     color_order: str = "rgb"
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
     models_dir: str | Path | None = None
+    exaggeration: float | None = None
 
     def validate(self) -> None:
         """Raises ``ValueError`` with a plain sentence for any bad option."""
@@ -116,6 +122,10 @@ class Options:
         if self.max_faces is not None and (isinstance(self.max_faces, bool) or not isinstance(
                 self.max_faces, (int, np.integer)) or self.max_faces < 1):
             raise ValueError(f"max_faces must be None or a positive integer, got {self.max_faces!r}.")
+        e = self.exaggeration
+        if e is not None and (isinstance(e, bool) or not isinstance(e, (int, float, np.floating, np.integer))
+                              or not 0.5 <= float(e) <= 2.0):
+            raise ValueError(f"exaggeration must be None or a number in [0.5, 2], got {e!r}.")
         Smoothing.coerce(self.smoothing)
         if not isinstance(self.tracker, TrackerOptions):
             raise ValueError(f"tracker must be a TrackerOptions, got {type(self.tracker).__name__}.")
@@ -140,6 +150,7 @@ class _Resolved:
     models_dir: Any
     render_size: int = 256
     render_background: Any = None
+    exaggeration: float | None = None
 
 
 # --------------------------------------------------------------------------- Avatar
@@ -418,7 +429,8 @@ class Avatarizer:
             backend=o.backend, device=o.device, device_resolved=device, precision=o.precision,
             crop_size=o.crop_size, smoothing=Smoothing.coerce(o.smoothing), mode=o.mode, max_faces=int(max_faces),
             estimator=o.estimator, estimator_resolved=estimator.name, color_order=o.color_order,
-            tracker=o.tracker, models_dir=o.models_dir)
+            tracker=o.tracker, models_dir=o.models_dir,
+            exaggeration=None if o.exaggeration is None else float(o.exaggeration))
         pipe = P.build(render=False)
         pipe.stages[1] = P.FaceStage(estimator)
         pipe.by_name["face"] = pipe.stages[1]

@@ -111,7 +111,7 @@ def _image(args) -> int:
         photo = load_image(inp)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    with Avatarizer(estimator=args.estimator) as av:
+    with Avatarizer(estimator=args.estimator, exaggeration=args.exaggeration) as av:
         avatar = av.from_frame(photo, face_index=args.face)
     if avatar is None:
         raise CLIError(f"no face found in {inp}" + (f" (asked for face {args.face})" if args.face else ""))
@@ -191,7 +191,8 @@ def _video(args) -> int:
     done = found = 0
     t0 = time.perf_counter()
     try:
-        with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator) as av:
+        with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
+                        exaggeration=args.exaggeration) as av:
             frame = first
             while frame is not None and (limit is None or done < limit):
                 avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / fps)
@@ -279,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--background", default="white", help="white (default), transparent, black or #rrggbb")
     im.add_argument("--face", type=int, default=0, help="which face, 0 = the largest (default)")
     im.add_argument("--estimator", choices=("auto", "model", "artist"), default="auto")
+    im.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
+                    help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
     im.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     im.set_defaults(func=_image)
 
@@ -291,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--layout", choices=("overlay", "side-by-side"), default="overlay")
     v.add_argument("--max-seconds", type=float, default=None, metavar="S", help="stop after S seconds of video")
     v.add_argument("--estimator", choices=("auto", "model", "artist"), default="auto")
+    v.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
+                   help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
     v.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never the input)")
     v.set_defaults(func=_video)
 
@@ -303,6 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(b)
     b.set_defaults(func=_bench)
     return ap
+
+
+def _likeness(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0.5 to 2, got {text!r}") from None
+    if not 0.5 <= v <= 2.0:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"expected a number from 0.5 to 2, got {text!r}")
+    return v
 
 
 def _positive_int(text: str) -> int:

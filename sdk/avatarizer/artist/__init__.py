@@ -37,8 +37,8 @@ Everything is numpy/OpenCV on small arrays, no per-pixel Python loops: about
 Side naming follows the schema: ``_l`` is the feature on the *image's* left,
 which MediaPipe calls the subject's right (indices 33, 133, 468, ...).
 """
-from .core import AutoArtist
+from .core import AutoArtist, exaggerate_params, mean_avatar
 from .photo import crop_valid_mask
 from .style import ArtistStyle
 
-__all__ = ["ArtistStyle", "AutoArtist", "crop_valid_mask"]
+__all__ = ["ArtistStyle", "AutoArtist", "crop_valid_mask", "exaggerate_params", "mean_avatar"]

@@ -40,7 +40,7 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
     line detector (the row against the mean of the rows 0.02 above and
     below, averaged along the row), relative to the local luminance."""
     step = 2.0 / photo.size
-    ex = 0.5 * (g["eye_l"]["center"] + g["eye_r"]["center"])
+    ex = photo.to_img(0.5 * (g["eye_l"]["center"] + g["eye_r"]["center"]))
 
     def grid(x0, x1, y0, y1):
         xs = np.linspace(x0, x1, 9)
@@ -50,7 +50,7 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
     grids = [grid(ex[0] - 0.04, ex[0] + 0.04, ex[1] - 0.16, ex[1] + 0.02)]
     for sd in "lr":
         e = g[f"eye_{sd}"]
-        c = e["center"]
+        c = photo.to_img(e["center"])
         lo_y = c[1] + 0.5 * max(e["opening"], 0.02)
         grids.append(grid(c[0] - 0.06, c[0] + 0.06, lo_y + 0.04, lo_y + 0.17))
     sizes = [q.shape[0] for q in grids]
@@ -65,7 +65,7 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
     # tinted lenses: the whole eye box is dark against the skin
     dark = []
     for sd in "lr":
-        c = g[f"eye_{sd}"]["center"]
+        c = photo.to_img(g[f"eye_{sd}"]["center"])
         box = np.stack(np.meshgrid(np.linspace(c[0] - 0.09, c[0] + 0.09, 7),
                                    np.linspace(c[1] - 0.05, c[1] + 0.07, 5)), -1)
         dark.append(float(np.median(sample_at(photo.luma, box))))
@@ -84,7 +84,7 @@ def glasses(st, p, lm, g, photo: Photo, col):
             set_rgb(p, "glasses", (0.08, 0.09, 0.1), prefix="lens_")
             p[S.index("glasses.lens_opacity")] = 0.9
         # frame colour: the darkest pixels of the bridge band
-        ex = 0.5 * (g["eye_l"]["center"] + g["eye_r"]["center"])
+        ex = photo.to_img(0.5 * (g["eye_l"]["center"] + g["eye_r"]["center"]))
         px = photo.region_pixels(ex + np.array([(-0.05, -0.12), (0.05, -0.12), (0.05, 0.0), (-0.05, 0.0)]))
         if len(px) >= 6:
             y = luma_of(px)
@@ -148,7 +148,7 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
     hair = col.get("hair", np.array(P.HAIR_COLORS["dark_brown"]))
     if beard > 0.0:
         face = g["face"]
-        P.put(p, "beard", P.beard_outline(face, lm[17], g["chin"]))
+        P.put(p, "beard", P.beard_outline(face, g["geo"][17], g["chin"]))
         p[S.index("beard.opacity")] = float(np.clip(0.5 + 0.06 * beard, 0.5, 0.95))
         set_rgb(p, "beard", gain(st, 0.75 * g.get("chin_dark_rgb", hair) + 0.25 * hair) * 0.9)
     if must > 0.0 or (beard > 0.0 and must > -5.0):

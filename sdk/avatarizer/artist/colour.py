@@ -20,16 +20,49 @@ from .photo import (
     luma_of,
     robust_median,
     set_rgb,
+    to_lab,
 )
 
 
-def colours(st, p, lm, g, photo: Photo) -> dict:
+def _matte(px: np.ndarray) -> np.ndarray:
+    """Skin pixels without specular sheen: the bright pixels (upper quarter of
+    luminance) that have lost 30% of the chroma against the rest (light reflected off
+    the surface is white and hides the skin's colour)."""
+    if len(px) < 12:
+        return px
+    lab = to_lab(px)
+    chroma = np.hypot(lab[:, 1], lab[:, 2]) / np.maximum(lab[:, 0], 1.0)
+    bright = lab[:, 0] > np.percentile(lab[:, 0], 75)
+    ref = np.median(chroma[~bright])
+    keep = ~(bright & (chroma < 0.7 * ref))
+    return px[keep] if keep.sum() >= 8 else px
+
+
+def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
+    """The skin as it looks in good light: robust medians (between the
+    luminance percentiles ``st.skin_percentiles``) of the two upper-cheek
+    discs, where skin is rarely covered (the forehead has fringes and hats,
+    the nose highlights). Under even light both cheeks count; as they differ
+    in lightness (side light) the estimate moves to the brighter cheek, so
+    the shadow side never darkens the skin. Forehead and nose only stand in
+    when the cheeks are not in the photo."""
     lo_pc, hi_pc = st.skin_percentiles
+    cheeks = [_matte(photo.region_pixels(discs=[d])) for d in discs]
+    meds = [robust_median(px, lo_pc, hi_pc) if len(px) >= 8 else None for px in cheeks]
+    if any(m is None for m in meds):
+        rest = [photo.region_pixels(lm[list(q)]) for q in (FOREHEAD_PATCH, NOSE_PATCH)]
+        return robust_median(np.concatenate(cheeks + rest), lo_pc, hi_pc)
+    every = robust_median(np.concatenate(cheeks), lo_pc, hi_pc)
+    light = to_lab(np.stack(meds))[:, 0]
+    lo, hi = st.lit_side
+    t = float(np.clip((abs(light[0] - light[1]) - lo) / max(hi - lo, 1e-6), 0.0, 1.0))
+    return (1.0 - t) * every + t * meds[int(np.argmax(light))]
+
+
+def colours(st, p, lm, g, photo: Photo) -> dict:
     discs = cheek_discs(lm, g)
     g["cheek_discs"] = discs
-    skin_px = np.concatenate([photo.region_pixels(discs=[d]) for d in discs]
-                             + [photo.region_pixels(lm[list(q)]) for q in (FOREHEAD_PATCH, NOSE_PATCH)])
-    skin = robust_median(skin_px, lo_pc, hi_pc)
+    skin = skin_colour(st, photo, lm, discs)
     if skin is None:
         skin = P.skin_color(0.3)
     skin = np.clip(skin, 0, 1)  # skin stays as sampled (no colour gain)
@@ -70,7 +103,8 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
     # irises: the visible ring inside the lids, without pupil and highlights
     iris_cols = []
     for s, sd in ((0, "l"), (1, "r")):
-        e = g[f"eye_{sd}"]
+        iris_pts = lm[list(side_index("iris", s))]  # the photo's own iris ring
+        e = dict(iris=iris_pts[0], iris_r=float(np.linalg.norm(iris_pts[1:] - iris_pts[0], axis=1).mean()))
         opening = np.concatenate([lm[list(side_index("eye_up", s))], lm[list(side_index("eye_lo", s))][::-1]])
         px = photo.region_pixels(discs=[(e["iris"], e["iris_r"] * 0.92)],
                                  minus_discs=[(e["iris"], e["iris_r"] * 0.42)], within=opening)

@@ -5,10 +5,13 @@ import numpy as np
 
 from .. import schema as S
 from . import accessories, colour, geometry, hair
-from .photo import crop_valid_mask, make_photo
+from functools import lru_cache
+
+from .. import landmarks as LM
+from .photo import crop_valid_mask, fit_warp, make_photo
 from .style import ArtistStyle
 
-__all__ = ["AutoArtist"]
+__all__ = ["AutoArtist", "exaggerate_params", "mean_avatar"]
 
 
 class AutoArtist:
@@ -35,10 +38,11 @@ class AutoArtist:
         except RuntimeError:
             hair_mask = None
         valid = crop_valid_mask(face, size)
-        return self.fit_landmarks(face.canonical, crop, hair_mask, valid=valid)
+        return self.fit_landmarks(face.canonical, crop, hair_mask, valid=valid, landmarks3d=face.landmarks)
 
     def fit_landmarks(self, canonical: np.ndarray, crop: np.ndarray, hair_mask: np.ndarray | None = None,
-                      *, valid: np.ndarray | None = None) -> np.ndarray:
+                      *, valid: np.ndarray | None = None, landmarks3d: np.ndarray | None = None,
+                      frontal: np.ndarray | None = None) -> np.ndarray:
         """The same from raw canonical landmarks and the aligned crop, so
         that callers can augment them.
 
@@ -51,10 +55,34 @@ class AutoArtist:
                 (``AlignedFace.hair_mask``); resized to S if needed.
             valid: optional S×S bool mask of crop pixels that come from
                 inside the photo (see :func:`crop_valid_mask`).
-        """
-        return self._fit(canonical, crop, hair_mask, valid)[0]
+            landmarks3d: optional (478, 3) MediaPipe landmarks with depth
+                (``AlignedFace.landmarks``): the face is then drawn with its
+                head pose taken out (:func:`avatarizer.landmarks.frontalize`).
+            frontal: optional (478, 2) frontal canonical landmarks computed
+                before (e.g. of the un-augmented photo); overrides
+                ``landmarks3d``.
 
-    def _fit(self, canonical, crop, hair_mask, valid):
+        Without ``landmarks3d`` or ``frontal`` the face is drawn as it
+        appears in the crop (head turn included).
+        """
+        return self._fit(canonical, crop, hair_mask, valid, landmarks3d, frontal)[0]
+
+    def geometry_landmarks(self, canonical, landmarks3d=None, frontal=None) -> np.ndarray:
+        """The (478, 2) canonical landmarks the artist draws: frontal (head
+        pose out) when 3D landmarks are given and ``style.frontal`` is on,
+        then exaggerated by ``style.exaggeration``."""
+        st = self.style
+        if frontal is not None:
+            geo = np.asarray(frontal, np.float64)
+            if geo.shape != (478, 2) or not np.isfinite(geo).all():
+                raise ValueError(f"frontal landmarks must be finite with shape (478, 2), got {geo.shape}")
+        elif landmarks3d is not None and st.frontal:
+            geo = LM.frontalize(landmarks3d)
+        else:
+            geo = np.asarray(canonical, np.float64)[:, :2]
+        return LM.exaggerate(geo, st.exaggeration) if st.exaggeration != 1.0 else geo
+
+    def _fit(self, canonical, crop, hair_mask, valid, landmarks3d=None, frontal=None):
         """(params, measurements): the measurements dict is for diagnostics."""
         lm = np.asarray(canonical, np.float64)
         if lm.ndim != 2 or lm.shape[0] < 478 or lm.shape[1] < 2:
@@ -63,17 +91,24 @@ class AutoArtist:
         if not np.isfinite(lm).all():
             raise ValueError("canonical landmarks contain NaN or infinity")
         st = self.style
+        geo = self.geometry_landmarks(lm, landmarks3d, frontal)
         photo = make_photo(st, crop, hair_mask, valid)
+        if geo is not lm and np.abs(geo - lm).max() > 1e-6:
+            photo.warp = fit_warp(geo[:468], lm[:468])
         p = S.default()
-        g: dict = {}  # shared geometry (canonical units)
-        geometry.outline(st, p, lm, g)
-        geometry.eyes(st, p, lm, g)
-        geometry.brows(st, p, lm, g, photo)
-        geometry.nose(st, p, lm, g, photo)
-        geometry.mouth(st, p, lm, g)
+        g: dict = {"geo": geo}  # shared geometry (canonical units of the drawn face)
+        # geometry from the drawn (frontal) face; the photo is sampled where
+        # each point lies in the crop (photo.to_img / the photo's landmarks)
+        geometry.outline(st, p, geo, g)
+        turn = (lm[1, 0] - 0.5 * (lm[234, 0] + lm[454, 0])) / max(g["half_w"], 0.2)
+        g["turn"], g["nose_side"] = float(turn), 1.0 if turn >= 0 else -1.0  # as the photo shows it
+        geometry.eyes(st, p, geo, g)
+        geometry.brows(st, p, geo, g, photo)
+        geometry.nose(st, p, geo, g, photo)
+        geometry.mouth(st, p, geo, g)
         geometry.stylise(st, p, g)
         col = colour.colours(st, p, lm, g, photo)
-        geometry.shading(st, p, lm, g, photo, col)
+        geometry.shading(st, p, geo, g, photo, col)
         hair.hair(st, p, lm, g, photo, col)
         if st.detect_glasses:
             accessories.glasses(st, p, lm, g, photo, col)
@@ -81,3 +116,39 @@ class AutoArtist:
             accessories.facial_hair(st, p, lm, g, photo, col)
         accessories.clothes(st, p, g, photo, col)
         return S.clip(p), g
+
+
+_FACE_XY = np.flatnonzero(np.isin(np.array(S.KINDS[S.FACE]), ("x", "y")))
+
+
+@lru_cache(maxsize=1)
+def mean_avatar() -> np.ndarray:
+    """The face slice drawn for the population mean face (frontal, no
+    exaggeration): the centre that :func:`exaggerate_params` scales about."""
+    mean = LM.mean_face().points[:, :2]
+    grey = np.full((64, 64, 3), 160, np.uint8)
+    p = AutoArtist(ArtistStyle(exaggeration=1.0, detect_glasses=False, detect_beard=False)).fit_landmarks(
+        mean, grey, None, frontal=mean)
+    out = p[S.FACE].astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def exaggerate_params(params, factor: float) -> np.ndarray:
+    """A caricature in parameter space: every face-slice coordinate's
+    deviation from :func:`mean_avatar` scaled by ``factor`` (1 = unchanged).
+    For avatars that were not drawn from landmarks (the learned model's),
+    the counterpart of ``ArtistStyle.exaggeration``. Works on (..., 629)."""
+    factor = float(factor)
+    if not np.isfinite(factor) or not 0.25 <= factor <= 4.0:
+        raise ValueError(f"factor must be a number in [0.25, 4], got {factor!r}")
+    p = np.array(params, np.float32, copy=True)
+    if p.shape[-1] != S.PARAM_COUNT:
+        raise ValueError(f"params must have {S.PARAM_COUNT} values in the last axis, got shape {p.shape}")
+    if factor == 1.0:
+        return p
+    face = p[..., S.FACE]
+    m = mean_avatar()
+    face[..., _FACE_XY] = m[_FACE_XY] + factor * (face[..., _FACE_XY] - m[_FACE_XY])
+    p[..., S.FACE] = face
+    return S.clip(p)

@@ -149,7 +149,7 @@ def brows(st, p, lm, g, photo):
         nrm = np.stack([tang[:, 1], -tang[:, 0]], 1)
         nrm *= np.where(nrm[:, 1:2] > 0, -1.0, 1.0)  # pointing up
         us = np.linspace(-0.075, 0.075, 31)
-        pts = ctr[:, None, :] + us[None, :, None] * nrm[:, None, :]
+        pts = photo.to_img(ctr[:, None, :] + us[None, :, None] * nrm[:, None, :])
         prof = sample_at(photo.luma, pts)  # (5, 31)
         ok = sample_at(photo.validf, pts).min(1) > 0.5
         ref = np.percentile(prof, 85, axis=1, keepdims=True)
@@ -347,7 +347,7 @@ def shading(st, p, lm, g, photo: Photo, col):
         sgn = -1 if s == 0 else 1
         # blush on the cheek apple, its strength from the cheek's redness
         c = 0.5 * (L("cheek", s) + L("cheek_in", s)) + (sgn * 0.02, 0.0)
-        px = photo.region_pixels(discs=[(c, 0.06)])
+        px = photo.region_pixels(discs=[(photo.to_img(c), 0.06)])
         red = 0.0
         if len(px) >= 6:
             red = float(to_lab(np.median(px, 0))[1] - lab_skin[1])
@@ -440,8 +440,8 @@ def creases(photo: Photo, lines, skin_y: float) -> np.ndarray:
     pts = np.stack([resample(q, t) for q in lines])  # (k, 9, 2)
     d = np.stack([q[-1] - q[0] for q in lines])
     n = np.stack([-d[:, 1], d[:, 0]], 1) / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
-    allp = np.stack([pts, pts + 0.035 * n[:, None], pts - 0.035 * n[:, None]])  # (3, k, 9, 2)
+    allp = photo.to_img(np.stack([pts, pts + 0.035 * n[:, None], pts - 0.035 * n[:, None]]))  # (3, k, 9, 2)
     lum = sample_at(photo.luma, allp)
-    ok = sample_at(photo.validf, pts).min(1) > 0.5
+    ok = sample_at(photo.validf, allp[0]).min(1) > 0.5
     v = np.median(np.maximum(lum[1], lum[2]) - lum[0], axis=1) / max(skin_y, 0.1)
     return np.where(ok, np.clip(v, 0, 1), 0.0)

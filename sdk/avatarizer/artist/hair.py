@@ -87,6 +87,14 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
             dc = d_skin[band][~sk_b]
             hair = robust_median(cand[dc >= np.median(dc)], 10, 90)
             hair_known = True
+    # hair colour from inside the segmentation's hair region (the person above
+    # the brows, outside the face oval), never by contrast with the skin: blond
+    # and red hair are often close to skin colours. A bald scalp gives skin
+    # here; the hairstyle decision then draws no hair.
+    region = person & valid & ~oval & near_head & (gy < brow_y - 0.05)
+    if photo.hair is not None and region.sum() >= 12:
+        hair = robust_median(small[region], 10, 90)
+        hair_known = True
     if not hair_known:
         # else two clusters (skin, hair) over the head ring above the eyes
         region = person & valid & ~oval & near_head & (gy < g["eye_y"] + 0.05)
@@ -109,7 +117,13 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
             hair = robust_median(sel, 10, 90)
             hair_known = True
     d_hair = np.linalg.norm((lab - to_lab(hair)) * w, axis=-1)
-    is_hair = (d_hair < d_skin) & (d_hair < 32.0) & ~skinlike
+    lab_hair = to_lab(hair)
+    hair_skinlike = np.hypot(lab_hair[1] - lab_skin[1], lab_hair[2] - lab_skin[2]) / 13.0 \
+        + abs(lab_hair[0] - lab_skin[0]) / 40.0 < 1.0
+    # skin-coloured pixels are hair only when the hair itself is skin-coloured
+    # (blond, red), and then only when clearly nearer the hair than the skin
+    is_hair = (d_hair < d_skin) & (d_hair < 32.0) & ~skinlike if not hair_skinlike else \
+        (d_hair < 0.7 * d_skin) & (d_hair < 25.0)
     evidence = person & valid & is_hair & near_head
     fringe = oval & valid & (d_hair < 0.8 * d_skin) & (d_hair < 25.0) & (gy < brow_y - 0.03) \
         & (gy > lm[10, 1] - 0.05)

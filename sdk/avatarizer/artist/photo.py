@@ -144,6 +144,17 @@ def set_rgb(p, feature: str, rgb, prefix: str = "") -> None:
 
 
 
+def _quad(xy: np.ndarray) -> np.ndarray:
+    x, y = xy[..., 0], xy[..., 1]
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], -1)
+
+
+def fit_warp(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """(6, 2) least-squares quadratic map taking canonical points ``src`` to
+    ``dst`` (the frontal face's landmarks to the photo's)."""
+    return np.linalg.lstsq(_quad(np.asarray(src, np.float64)), np.asarray(dst, np.float64), rcond=None)[0]
+
+
 @dataclass
 class Photo:
     """The aligned crop and the masks the colour samplers share."""
@@ -158,6 +169,15 @@ class Photo:
 
     _hp: np.ndarray | None = None
     _vf: np.ndarray | None = None
+    #: (6, 2) quadratic map from the drawn (frontal) face's canonical
+    #: coordinates to the photo's; None = the identity (no head pose taken out)
+    warp: np.ndarray | None = None
+
+    def to_img(self, xy) -> np.ndarray:
+        """Canonical points of the drawn (frontal) face → where that point
+        of the face lies in the photo's crop."""
+        xy = np.asarray(xy, np.float64)
+        return xy if self.warp is None else _quad(xy) @ self.warp
 
     @property
     def validf(self) -> np.ndarray:

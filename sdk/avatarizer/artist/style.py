@@ -11,6 +11,14 @@ class ArtistStyle:
     Geometry (canonical units: the eye centres are 0.5 apart):
 
     Attributes:
+        frontal: draw the face with its head pose taken out in 3D (when the
+            landmarks carry depth, as :meth:`AutoArtist.fit` gives them):
+            the person's own proportions and asymmetries, seen from the
+            front. Off draws the face as the crop shows it.
+        exaggeration: the likeness control: each landmark's deviation from
+            the population mean face is scaled by this factor before the
+            face is drawn (1 = faithful; 1.2-1.5 = a mild caricature, which
+            people recognise faster; above 1.75 grotesque).
         symmetry: how far every paired feature (eyes, brows, ears, cheeks...)
             and every mid-line feature (face outline, nose, lips) is blended
             toward the mirror image of its partner: 0 keeps the landmarks as
@@ -62,6 +70,9 @@ class ArtistStyle:
             subtle.
         skin_percentiles: luminance percentiles between which skin pixels
             are kept (rejects highlights and shadows) before the median.
+        lit_side: (from, full): when the two cheeks' median lightness differs
+            by more than ``from`` L*, the skin moves toward the brighter
+            cheek, entirely at ``full`` L* (side light never darkens skin).
         color_gain: hair, lip, iris, brow and facial-hair colours are pushed
             away from their grey by this factor (1 = as sampled; >1 gives
             livelier flat colours). Skin always stays as sampled.
@@ -82,7 +93,9 @@ class ArtistStyle:
         crop_size: crop size :meth:`AutoArtist.fit` samples the photo at.
     """
 
-    symmetry: float = 0.25
+    frontal: bool = True
+    exaggeration: float = 1.25
+    symmetry: float = 0.0
     hair_symmetry: float = 0.1
     smoothing: float = 0.25
     eye_scale: float = 1.1
@@ -98,8 +111,8 @@ class ArtistStyle:
     brow_hairiness: float = 0.4
     nose_scale: float = 0.85
     nose_line: float = 1.0
-    mouth_width: float = 0.85
-    lip_fullness: float = 1.1
+    mouth_width: float = 1.0
+    lip_fullness: float = 1.0
     lip_outline: float = 0.002
     teeth_gap: float = 0.03
     outline_width: float = 0.006
@@ -110,6 +123,7 @@ class ArtistStyle:
     blush_strength: float = 1.0
     wrinkle_strength: float = 0.7
     skin_percentiles: tuple = (35.0, 90.0)
+    lit_side: tuple = (3.0, 10.0)
     color_gain: float = 1.08
     sclera: tuple = (0.97, 0.96, 0.94)
     teeth: tuple = (0.96, 0.95, 0.90)
@@ -118,6 +132,11 @@ class ArtistStyle:
     detect_glasses: bool = True
     detect_beard: bool = True
     crop_size: int = 192
+
+    def __post_init__(self):
+        e = self.exaggeration
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0.5 <= float(e) <= 2.0:
+            raise ValueError(f"exaggeration must be a number in [0.5, 2], got {e!r}")
 
     def replace(self, **changes) -> "ArtistStyle":
         """A copy with some fields changed."""

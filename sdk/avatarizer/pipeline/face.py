@@ -119,6 +119,8 @@ class ArtistFaceEstimator(FaceEstimator):
         style = ArtistStyle()
         if getattr(options, "crop_size", None):
             style = style.replace(crop_size=int(options.crop_size))
+        if getattr(options, "exaggeration", None) is not None:
+            style = style.replace(exaggeration=float(options.exaggeration))
         self.artist = AutoArtist(style)
         self.crop_size = int(style.crop_size)
 
@@ -132,6 +134,9 @@ class ArtistFaceEstimator(FaceEstimator):
         with state.timer("map_decode"):
             out = np.stack([p[schema.FACE] for p in fits]) if fits else np.zeros((0, FACE_DIM), np.float32)
         return out.astype(np.float32)
+
+
+from ..artist.core import exaggerate_params  # noqa: E402
 
 
 class ModelFaceEstimator(FaceEstimator):
@@ -171,6 +176,10 @@ class ModelFaceEstimator(FaceEstimator):
         from ..models import Manifest
 
         super().prepare(options)
+        from ..artist import ArtistStyle
+
+        e = getattr(options, "exaggeration", None)
+        self.exaggeration = 1.0 if e is None else float(e) / ArtistStyle().exaggeration
         ok, reason = self.availability(self.folder)
         if not ok:
             raise ModelError(f"estimator='model' is unavailable: {reason}")
@@ -241,6 +250,10 @@ class ModelFaceEstimator(FaceEstimator):
                 raise ModelError(f"model {self.entries[-1].name!r} returned {y.shape[1]} values per face; "
                                  f"the face slice has {FACE_DIM}")
             out = schema.denormalize(np.clip(y, -1.0, 1.0), schema.FACE)
+            if self.exaggeration != 1.0:  # relative to what the model learned
+                full = np.tile(schema.default(), (len(out), 1))
+                full[:, schema.FACE] = out
+                out = exaggerate_params(full, self.exaggeration)[:, schema.FACE]
         return out
 
     def close(self) -> None:
