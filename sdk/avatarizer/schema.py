@@ -110,10 +110,7 @@ def group_counts() -> dict[str, int]:
 
 def as_params(params, *, batch: bool = False) -> np.ndarray:
     """Converts to float32 and checks the length; (629,) or (n, 629) with ``batch``."""
-    try:
-        arr = np.asarray(params, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise SchemaError(f"parameters must be numbers convertible to float32 ({exc})") from None
+    arr = _real_array(params)
     if batch:
         if arr.ndim == 1:
             arr = arr[None]
@@ -122,6 +119,18 @@ def as_params(params, *, batch: bool = False) -> np.ndarray:
     elif arr.shape != (PARAM_COUNT,):
         raise SchemaError(f"expected {PARAM_COUNT} parameters, got an array of shape {arr.shape}")
     return arr
+
+
+def _real_array(params) -> np.ndarray:
+    """float32 array of real numbers; SchemaError for strings, complex, objects, ragged lists."""
+    try:
+        raw = np.asarray(params)
+        if raw.dtype.kind not in "iuf":
+            raise TypeError(f"got an array of {raw.dtype} ({'complex numbers lose their imaginary part' if raw.dtype.kind == 'c' else 'not real numbers'})")
+        with np.errstate(over="ignore"):
+            return raw.astype(np.float32)  # too large for float32 -> inf, refused by validate
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SchemaError(f"parameters must be real numbers, {PARAM_COUNT} of them ({exc})") from None
 
 
 def validate(params) -> np.ndarray:
@@ -143,8 +152,8 @@ def validate(params) -> np.ndarray:
 def clip(params) -> np.ndarray:
     """Clamps into the schema ranges and rounds categorical and flag values.
     NaN is replaced by the default value of that parameter."""
-    arr = np.array(params, dtype=np.float32, copy=True)
-    if arr.shape[-1] != PARAM_COUNT:
+    arr = np.array(_real_array(params), dtype=np.float32, copy=True)
+    if arr.ndim == 0 or arr.shape[-1] != PARAM_COUNT:
         raise SchemaError(f"expected {PARAM_COUNT} parameters in the last axis, got {arr.shape}")
     arr = np.where(np.isfinite(arr), arr, DEFAULT)
     arr = np.clip(arr, LO, HI)
