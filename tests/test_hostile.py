@@ -342,3 +342,92 @@ def test_schema_clip_refuses_scalars_and_non_numbers():
         with pytest.raises(ValueError):
             schema.clip(bad)
     assert schema.clip(schema.default()).shape == (629,)
+
+
+# ---------------------------------------------------------------- defect 5: reset() starts a new stream
+def _clip_frames(name: str, n: int) -> list:
+    import cv2
+
+    from conftest import need_shared
+
+    cap = cv2.VideoCapture(str(need_shared("data", "video", name)))
+    frames = []
+    while len(frames) < n:
+        ok, f = cap.read()
+        assert ok
+        frames.append(cv2.resize(f, (256, 256)))
+    cap.release()
+    return frames
+
+
+def test_reset_starts_a_new_stream():
+    """After reset() timestamps may start again at 0, and nothing of the previous
+    person (identity, hair, tracking) carries over: the avatars are exactly
+    those of a fresh Avatarizer on the new clip."""
+    from avatarizer.api import Avatarizer
+
+    first, second = _clip_frames("d0.mp4", 6), _clip_frames("d3.mp4", 6)
+    with Avatarizer(mode="video", color_order="bgr") as av, \
+            Avatarizer(mode="video", color_order="bgr") as fresh:
+        for i, f in enumerate(first):
+            av.from_frame(f, timestamp_ms=i * 40.0)
+        av.reset()
+        for i, f in enumerate(second):
+            a = av.from_frame(f, timestamp_ms=i * 40.0)  # "must be strictly increasing" before
+            b = fresh.from_frame(f, timestamp_ms=i * 40.0)
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_array_equal(a.params, b.params)
+
+
+# ---------------------------------------------------------------- defect 7: close() while others call
+@pytest.mark.parametrize("mode,threads", [("image", 4), ("video", 1)])
+def test_close_while_other_threads_call_gives_runtime_error_only(mode, threads):
+    import threading
+
+    from skimage import data as skdata
+
+    from avatarizer.api import Avatar, Avatarizer
+
+    frame = np.ascontiguousarray(skdata.astronaut()[::2, ::2])
+    for _round in range(2):
+        av = Avatarizer(mode=mode, max_faces=1)
+        started = threading.Barrier(threads + 1)
+        errors: list[BaseException] = []
+        results: list = []
+        clock = iter(range(0, 10 ** 9, 33))
+        tick = threading.Lock()
+
+        def work():
+            started.wait()
+            for _ in range(200):
+                try:
+                    if mode == "video":
+                        with tick:
+                            t = next(clock)
+                        results.append(av.from_frame(frame, timestamp_ms=t))
+                    else:
+                        results.append(av.from_frame(frame))
+                except RuntimeError as exc:
+                    assert "closed" in str(exc)
+                    return
+                except BaseException as exc:  # noqa: BLE001 - the contract is what is tested
+                    errors.append(exc)
+                    return
+
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        started.wait()
+        import time
+
+        time.sleep(0.3)
+        av.close()
+        for t in pool:
+            t.join(120)
+        assert not errors, [f"{type(e).__name__}: {e}" for e in errors]
+        assert results and all(r is None or isinstance(r, Avatar) for r in results)
+        with pytest.raises(RuntimeError):
+            av.from_frame(frame, timestamp_ms=1e9) if mode == "video" else av.from_frame(frame)
+        with pytest.raises(RuntimeError):
+            av.reset()
