@@ -72,6 +72,8 @@ def test_load_image_refuses_pipes_and_odd_paths(tmp_path):
         load_image(tmp_path / ("x" * 5000))
     with pytest.raises(FileNotFoundError):
         load_image(tmp_path / "missing.png")
+    with pytest.raises(ValueError):  # the one type for bad input, too
+        load_image(tmp_path / "missing.png")
     (tmp_path / "trunc.png").write_bytes(_png_declaring(tmp_path / "ok.png", 64, 64).read_bytes()[:60])
     with pytest.raises(ValueError):
         load_image(tmp_path / "trunc.png")

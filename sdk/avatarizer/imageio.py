@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import MissingFileError
+
 __all__ = ["MIN_SIDE", "MAX_SIDE", "COLOR_ORDERS", "to_rgb_uint8", "load_image"]
 
 #: Smallest accepted image side in pixels; below this no face is findable.
@@ -125,7 +127,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     allocating it.
 
     Raises:
-        FileNotFoundError: if nothing exists at ``path``.
+        FileNotFoundError: if nothing exists at ``path`` (a
+            :class:`~avatarizer.errors.MissingFileError`, which is also a
+            ``ValueError``).
         ValueError: if ``path`` is a directory or not a regular file (a named
             pipe or device, which could block forever), cannot be decoded as an
             image, declares a size outside ``MIN_SIDE``..``MAX_SIDE``, or
@@ -136,7 +140,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise FileNotFoundError(f"No image file at {path}.") from None
+        raise MissingFileError(f"No image file at {path}.") from None
     except (OSError, ValueError) as exc:  # permissions, NUL bytes or over-long names
         raise ValueError(f"Could not read {path!s}: {exc}") from None
     if stat.S_ISDIR(mode):

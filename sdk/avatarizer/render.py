@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import native
+from .errors import NativeError
 from .schema import validate
 
 BACKENDS = ("native", "pycairo", "pillow")
@@ -134,8 +135,16 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
     scene = native.Scene(p)
     m = _fit_matrix(w, h, zoom) if transform is None else np.asarray(transform, np.float64)
     if backend == "pycairo":
-        return _render_pycairo(scene, w, h, bg, m)
-    return _render_pillow(scene, w, h, bg, m)
+        import cairo
+
+        try:
+            return _render_pycairo(scene, w, h, bg, m)
+        except cairo.Error as exc:  # the same status the native renderer reports
+            raise NativeError("AVZ_E_CAIRO", f"cairo reported an error: {exc}") from None
+    try:
+        return _render_pillow(scene, w, h, bg, m)
+    except OverflowError as exc:  # coordinates beyond what Pillow draws
+        raise ValueError(f"the pillow backend cannot draw at this size and transform: {exc}") from None
 
 
 def to_svg(params, size: float = 512, *, width: float | None = None, height: float | None = None,
