@@ -433,3 +433,62 @@ def test_close_while_other_threads_call_gives_runtime_error_only(mode, threads):
             av.from_frame(frame, timestamp_ms=1e9) if mode == "video" else av.from_frame(frame)
         with pytest.raises(RuntimeError):
             av.reset()
+
+
+# ---------------------------------------------------------------- the API surface, odd values everywhere
+WEIRD = [None, 5, -1, 1.5, float("nan"), "x", b"x", [1], {"a": 1}, True, object(), 1j, 10 ** 400]
+
+
+def test_every_entry_point_answers_odd_values_with_the_documented_types():
+    """A sweep of odd values through the public API: only ValueError,
+    ModelError or RuntimeError (or a result) may come back."""
+    from avatarizer import schema
+    from avatarizer.api import Avatar, Avatarizer
+    from avatarizer.errors import ModelError
+
+    allowed = (ValueError, ModelError, RuntimeError)
+    bad = []
+
+    def check(name, fn):
+        try:
+            fn()
+        except allowed:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - the contract is what is tested
+            bad.append(f"{name}: {type(exc).__name__}: {exc!s:.100}")
+
+    for field in ("backend", "device", "precision", "crop_size", "smoothing", "mode", "max_faces", "estimator",
+                  "color_order", "tracker", "models_dir"):
+        for w in WEIRD:
+            if field == "max_faces" and w in (5, 1.5):  # valid or plainly refused; skip building a pipeline
+                continue
+            check(f"Avatarizer({field}={w!r:.20})", lambda: Avatarizer(**{field: w}).close())
+    frame = np.zeros((64, 64, 3), np.uint8)
+    extra = [np.zeros((10, 10, 3)), np.zeros((64, 64, 3)) + 2, np.zeros((64, 64, 5), np.uint8),
+             np.zeros((0, 0, 3), np.uint8)]
+    with Avatarizer(estimator="artist") as av:
+        for w in WEIRD + extra:
+            check(f"from_frame({w!r:.20})", lambda: av.from_frame(w))
+            check(f"from_frame(face_index={w!r:.20})", lambda: av.from_frame(frame, face_index=w))
+            check(f"from_frame(timestamp_ms={w!r:.20})", lambda: av.from_frame(frame, timestamp_ms=w))
+            check(f"from_image({w!r:.20})", lambda: av.from_image(w))
+            check(f"faces({w!r:.20})", lambda: av.faces(w))
+            check(f"from_frames({w!r:.20})", lambda: av.from_frames(w))
+            check(f"Avatar({w!r:.20})", lambda: Avatar(w))
+            check(f"Avatar.from_json({w!r:.20})", lambda: Avatar.from_json(w))
+    with Avatarizer(mode="video", estimator="artist") as vid:
+        for w in WEIRD:
+            check(f"video from_frame(timestamp_ms={w!r:.20})", lambda: vid.from_frame(frame, timestamp_ms=w))
+            check(f"video from_frames(timestamps_ms={w!r:.20})", lambda: vid.from_frames([frame], w))
+    a = Avatar(schema.default())
+    for w in WEIRD:
+        for name, fn in (("render", lambda: a.render(w)), ("render(background)", lambda: a.render(64, background=w)),
+                         ("render(antialias)", lambda: a.render(64, antialias=w)), ("to_svg", lambda: a.to_svg(w)),
+                         ("to_pdf", lambda: a.to_pdf(w)), ("overlay", lambda: a.overlay(w)), ("[]", lambda: a[w]),
+                         ("schema.validate", lambda: schema.validate(w)), ("schema.clip", lambda: schema.clip(w)),
+                         ("schema.mirror", lambda: schema.mirror(w)), ("schema.normalize", lambda: schema.normalize(w)),
+                         ("schema.denormalize", lambda: schema.denormalize(w)), ("schema.index", lambda: schema.index(w))):
+            check(f"{name}({w!r:.20})", fn)
+    assert not bad, "\n".join(bad)
+    with pytest.raises(KeyError):  # still a KeyError for mapping-style code
+        a["no.such.parameter"]

@@ -40,6 +40,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8")
 ESTIMATORS = ("auto", "model", "artist")
 MODES = ("image", "video")
 AVATAR_JSON_FORMAT = "avatarizer.avatar"
+MAX_FACES = 64
 
 
 @dataclass
@@ -115,8 +117,10 @@ class Options:
                 self.crop_size, (int, np.integer)) or not 32 <= self.crop_size <= 1024):
             raise ValueError(f"crop_size must be None or an integer in [32, 1024], got {self.crop_size!r}.")
         if self.max_faces is not None and (isinstance(self.max_faces, bool) or not isinstance(
-                self.max_faces, (int, np.integer)) or self.max_faces < 1):
-            raise ValueError(f"max_faces must be None or a positive integer, got {self.max_faces!r}.")
+                self.max_faces, (int, np.integer)) or not 1 <= self.max_faces <= MAX_FACES):
+            raise ValueError(f"max_faces must be None or an integer in 1..{MAX_FACES}, got {self.max_faces!r}.")
+        if self.models_dir is not None and not isinstance(self.models_dir, (str, os.PathLike)):
+            raise ValueError(f"models_dir must be None or a folder path, got {self.models_dir!r:.60}.")
         Smoothing.coerce(self.smoothing)
         if not isinstance(self.tracker, TrackerOptions):
             raise ValueError(f"tracker must be a TrackerOptions, got {type(self.tracker).__name__}.")
@@ -234,8 +238,7 @@ class Avatar:
 
     def __init__(self, params, face: FaceInfo | None = None, *, stale: bool = False,
                  expression: dict | None = None, color_order: str = "rgb"):
-        p = schema.validate(np.array(params, np.float32, copy=True))
-        p = p.copy()
+        p = schema.validate(params).copy()
         p.setflags(write=False)
         self._params = p
         self.face = face
@@ -574,8 +577,8 @@ class Avatarizer:
             if timestamp_ms is None:
                 raise ValueError("In video mode from_frame() needs timestamp_ms, the frame's time in "
                                  "milliseconds, strictly increasing from call to call.")
-            if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.number)) \
-                    or not math.isfinite(float(timestamp_ms)):
+            if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.integer, np.floating)) \
+                    or not _finite(timestamp_ms):
                 raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
             if face_index is None:
                 raise ValueError("video mode tracks one face: give face_index (0 = the largest).")
@@ -642,8 +645,18 @@ class Avatarizer:
         """
         from .pipeline import FrameState
 
-        frames = list(frames)
+        if isinstance(frames, np.ndarray) and frames.ndim == 3:
+            raise ValueError("from_frames() takes a sequence of frames (or an N×H×W×C array); for one "
+                             "frame use from_frame().")
+        try:
+            frames = list(frames)
+        except TypeError:
+            raise ValueError(f"from_frames() takes an iterable of frames, got {type(frames).__name__}") from None
         if self.mode == "video":
+            try:
+                timestamps_ms = None if timestamps_ms is None else list(timestamps_ms)
+            except TypeError:
+                timestamps_ms = None
             if timestamps_ms is None or len(timestamps_ms) != len(frames):
                 raise ValueError("In video mode from_frames() needs timestamps_ms, one per frame.")
             return [self.from_frame(f, t, face_index) for f, t in zip(frames, timestamps_ms)]
@@ -666,6 +679,13 @@ class Avatarizer:
                              "(from_frame with face_index).")
         state = self.run(frame, None, None)
         return [self._avatar(state, i) for i in range(len(state.faces))]
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 def _face_info(face, transform, index: int) -> FaceInfo:

@@ -136,12 +136,14 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             decodes to an image :func:`to_rgb_uint8` rejects; the message
             names the path.
     """
-    path = Path(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"Expected an image file path (str or os.PathLike), got {type(path).__name__}.")
     try:
+        path = Path(path)
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise MissingFileError(f"No image file at {path}.") from None
-    except (OSError, ValueError) as exc:  # permissions, NUL bytes or over-long names
+    except (OSError, TypeError, ValueError) as exc:  # permissions, NUL bytes, over-long names, bytes paths
         raise ValueError(f"Could not read {path!s}: {exc}") from None
     if stat.S_ISDIR(mode):
         raise ValueError(f"{path} is a directory, not an image file.")

@@ -82,13 +82,20 @@ class SchemaError(ValueError):
     """A parameter vector does not fit the schema."""
 
 
+class UnknownParameterError(KeyError, ValueError):
+    """No parameter has that name: a ``KeyError`` (mapping convention) and a
+    ``ValueError`` (the SDK's one type for bad input)."""
+
+
 def index(name: str) -> int:
     """Position of a parameter by name, e.g. ``"iris_l.radius"``."""
+    if not isinstance(name, str):
+        raise UnknownParameterError(f"parameter names are strings such as 'iris_l.radius', got {name!r:.40}")
     try:
         return _INDEX[name]
     except KeyError:
         close = [n for n in NAMES if name.split(".")[0] in n][:5]
-        raise KeyError(f"no parameter named {name!r}" + (f"; did you mean one of {close}?" if close else "")) from None
+        raise UnknownParameterError(f"no parameter named {name!r}" + (f"; did you mean one of {close}?" if close else "")) from None
 
 
 def default() -> np.ndarray:
@@ -166,20 +173,26 @@ def normalize(params, sl: slice | None = None) -> np.ndarray:
     (..., 629) arrays, or on a slice's columns when ``sl`` is given."""
     sl = sl or slice(0, PARAM_COUNT)
     lo, hi = LO[sl], HI[sl]
-    return (2.0 * (np.asarray(params, np.float32) - lo) / (hi - lo) - 1.0).astype(np.float32)
+    arr = _real_array(params)
+    if arr.ndim == 0 or arr.shape[-1] != len(lo):
+        raise SchemaError(f"expected {len(lo)} values in the last axis, got shape {arr.shape}")
+    return (2.0 * (arr - lo) / (hi - lo) - 1.0).astype(np.float32)
 
 
 def denormalize(values, sl: slice | None = None) -> np.ndarray:
     """Inverse of :func:`normalize`."""
     sl = sl or slice(0, PARAM_COUNT)
     lo, hi = LO[sl], HI[sl]
-    return ((np.asarray(values, np.float32) + 1.0) * 0.5 * (hi - lo) + lo).astype(np.float32)
+    arr = _real_array(values)
+    if arr.ndim == 0 or arr.shape[-1] != len(lo):
+        raise SchemaError(f"expected {len(lo)} values in the last axis, got shape {arr.shape}")
+    return ((arr + 1.0) * 0.5 * (hi - lo) + lo).astype(np.float32)
 
 
 def mirror(params) -> np.ndarray:
     """The left-right mirrored avatar (for flip augmentation). Works on (..., 629)."""
-    arr = np.asarray(params, np.float32)
-    if arr.shape[-1] != PARAM_COUNT:
+    arr = _real_array(params)
+    if arr.ndim == 0 or arr.shape[-1] != PARAM_COUNT:
         raise SchemaError(f"expected {PARAM_COUNT} parameters in the last axis, got {arr.shape}")
     out = arr[..., _MIRROR_PERM].copy()
     out[..., _MIRROR_NEG] *= -1.0
