@@ -492,3 +492,19 @@ def test_every_entry_point_answers_odd_values_with_the_documented_types():
     assert not bad, "\n".join(bad)
     with pytest.raises(KeyError):  # still a KeyError for mapping-style code
         a["no.such.parameter"]
+
+
+def test_tensorrt_engine_bytes_are_checked_before_anything_loads(tmp_path):
+    """The TensorRT path also runs only verified bytes (checked before TensorRT is imported)."""
+    import hashlib
+
+    from avatarizer.errors import ModelError
+    from avatarizer.models import pack_engine
+    from avatarizer.trt_backend import TensorRTSession
+
+    path = tmp_path / "m.engine"
+    path.write_bytes(pack_engine({"name": "m"}, b"\x00" * 32))
+    good = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_bytes(pack_engine({"name": "m"}, b"\x01" * 32))  # swapped after verification
+    with pytest.raises(ModelError, match="changed since it was verified"):
+        TensorRTSession(path, sha256=good)
