@@ -316,3 +316,22 @@ def test_truncated_video_says_so_and_exits_3(tmp_path, clip_bytes, capsys):
     _expect(folder, before, new={"cut_out.mp4"})
     assert _main("video", folder / "whole.mp4", "-o", folder / "whole_out.mp4") == 0
     assert "truncated" not in capsys.readouterr().err
+
+
+def test_render_samples_needs_overwrite_and_failed_runs_leave_no_folders(tmp_path, capsys):
+    folder = _user_folder(tmp_path, {"g.png": b"my picture", "blank.png": b""})
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(folder / "blank.png")
+    before = _snapshot(folder)
+    assert _main("render-samples", "-n", "2", "--size", "32", "-o", folder / "g.png") == 1
+    assert "--overwrite" in capsys.readouterr().err
+    _expect(folder, before)
+    assert _main("render-samples", "-n", "2", "--size", "32", "-o", folder / "g.png", "--overwrite") == 0
+    _expect(folder, before, replaced={"g.png"})
+    # a run that fails removes the folders it made for its output (only those, only when empty)
+    before = _snapshot(folder)
+    assert _main("image", folder / "blank.png", "-o", folder / "new" / "sub" / "o.png") == 1
+    assert "no face" in capsys.readouterr().err
+    assert not (folder / "new").exists()
+    _expect(folder, before)
+    assert _main("render-samples", "-n", "1", "--size", "32", "-o", folder / "made" / "g.png") == 0
+    assert (folder / "made" / "g.png").is_file()

@@ -2,7 +2,7 @@
 
     avatarizer --version
     avatarizer demo [-o DIR]            the README's main job
-    avatarizer render-samples -n 24 -o gallery.png
+    avatarizer render-samples -n 24 -o gallery.png [--overwrite]
     avatarizer image IN -o OUT.png|OUT.svg|OUT.pdf [--size N] [--overwrite]
     avatarizer video IN.mp4 -o OUT.mp4 [--layout overlay|side-by-side] [--overwrite] [--max-seconds S]
     avatarizer bench [--json] [--frames N]
@@ -101,6 +101,8 @@ class _Signalled(BaseException):
 
 #: Temporary files this run created (and has not yet moved into place).
 _TEMPS: set[Path] = set()
+#: Folders this run created for its output (removed again, when still empty, if it fails).
+_DIRS: list[Path] = []
 
 
 def _temp_beside(out: Path, suffix: str) -> Path:
@@ -124,9 +126,16 @@ def _drop_temp(path: Path) -> None:
             pass
 
 
-def _cleanup_temps() -> None:
+def _cleanup_temps(failed: bool = True) -> None:
     for path in list(_TEMPS):
         _drop_temp(path)
+    while _DIRS:
+        d = _DIRS.pop()
+        if failed:
+            try:
+                d.rmdir()  # only when empty: never anything of the user's
+            except OSError:
+                pass
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -164,10 +173,17 @@ def _check_output(inp: Path | None, out: Path, overwrite: bool) -> None:
     parent = out.parent
     if parent.exists() and not parent.is_dir():
         raise CLIError(f"cannot write {out}: {parent} is a file, not a folder")
+    missing = []
+    p = parent
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CLIError(f"cannot create the folder {parent}: {exc.strerror or exc}") from None
+    finally:
+        _DIRS.extend(d for d in reversed(missing) if d.is_dir())
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CLIError(f"cannot write into {parent}: permission denied")
 
@@ -369,7 +385,17 @@ def _bench(args) -> int:
 def _render_samples(args) -> int:
     from .gallery import gallery
 
-    print(f"wrote {gallery(Path(args.output), n=args.n, size=args.size, seed=args.seed)}")
+    out = Path(args.output)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise CLIError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .jpg or .webp")
+    _check_output(None, out, args.overwrite)
+    tmp = _temp_beside(out, out.suffix)
+    try:
+        gallery(tmp, n=args.n, size=args.size, seed=args.seed)
+        _commit(tmp, out, args.overwrite)
+    finally:
+        _drop_temp(tmp)
+    print(f"wrote {out}")
     return 0
 
 
@@ -382,9 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_demo)
     s = sub.add_parser("render-samples", help="a contact sheet of sampled avatars")
     s.add_argument("-o", "--output", default="gallery.png")
-    s.add_argument("-n", type=int, default=24)
-    s.add_argument("--size", type=int, default=256)
+    s.add_argument("-n", type=_count, default=24, help="how many avatars (1..1000)")
+    s.add_argument("--size", type=_positive_int, default=256, help="tile size in pixels")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     s.set_defaults(func=_render_samples)
 
     im = sub.add_parser("image", help="a photo → avatar as PNG, SVG or PDF",
@@ -421,6 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= v <= 1000:
+        raise argparse.ArgumentTypeError(f"expected 1..1000, got {v}")
+    return v
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -452,8 +489,10 @@ def main(argv=None) -> int:
                 handlers[sig] = signal.signal(sig, _on_signal)
             except (OSError, ValueError):  # pragma: no cover - platform without it
                 pass
+    status = 1
     try:
-        return args.func(args)
+        status = args.func(args)
+        return status
     except CLIError as exc:
         print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)
         return 1
@@ -474,7 +513,7 @@ def main(argv=None) -> int:
         print(f"\navatarizer {args.command}: stopped by signal {exc.signum}", file=sys.stderr)
         return 128 + exc.signum
     finally:
-        _cleanup_temps()
+        _cleanup_temps(failed=status not in (0, EXIT_TRUNCATED))
         for sig, old in handlers.items():
             signal.signal(sig, old)
 
