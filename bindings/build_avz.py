@@ -49,7 +49,7 @@ def make_builder(relative: bool = True) -> FFI:
         '#include "avz.h"',
         sources=[path(NATIVE / "avz.c")],
         include_dirs=[path(NATIVE)] + [f[2:] for f in cflags if f.startswith("-I")],
-        libraries=["cairo", "m"],
+        libraries=["cairo", "m", "pthread"],
         extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unused-function"],
     )
     return ffi

@@ -9,6 +9,7 @@
 #include <cairo-pdf.h>
 #include <cairo-svg.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -879,17 +880,19 @@ static void avz__setup(cairo_t *cr, double w, double h, const avz_render_options
 }
 
 static uint8_t avz__unprem[256][256]; /* [alpha][premultiplied channel] */
-static int avz__unprem_ready;
+static pthread_once_t avz__unprem_once = PTHREAD_ONCE_INIT;
 
-static void avz__unprem_init(void) {
-    if (avz__unprem_ready) return; /* idempotent: concurrent first calls write the same values */
+/* Filled exactly once, whichever renderer on whichever thread draws first
+ * (pthread_once orders the writes before every reader: no data race). */
+static void avz__unprem_fill(void) {
     for (int a = 1; a < 256; a++)
         for (int c = 0; c < 256; c++) {
             int v = (c * 255 + a / 2) / a;
             avz__unprem[a][c] = (uint8_t)(v > 255 ? 255 : v);
         }
-    avz__unprem_ready = 1;
 }
+
+static void avz__unprem_init(void) { pthread_once(&avz__unprem_once, avz__unprem_fill); }
 
 /* Cairo's native-endian premultiplied ARGB32 -> straight RGBA bytes, in place.
  * Pass 1 reorders every pixel (a branch-free loop the compiler vectorises);

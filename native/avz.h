@@ -24,9 +24,10 @@
  *
  * Conventions: every function that can fail returns an avz_status; handles are
  * opaque and come in create/destroy pairs; destroy accepts NULL. A handle must
- * not be used from two threads at once (use one renderer per thread). The
- * output buffer holds straight (not premultiplied) RGBA, 8 bits per channel,
- * rows `stride` bytes apart.
+ * not be used from two threads at once (use one renderer per thread; renderers
+ * on different threads may draw at the same time, checked under ThreadSanitizer
+ * by `make sanitize`). The output buffer holds straight (not premultiplied)
+ * RGBA, 8 bits per channel, rows `stride` bytes apart.
  */
 #ifndef AVZ_H
 #define AVZ_H

@@ -418,15 +418,7 @@ class FaceAligner:
         self.options = dataclasses.replace(options or AlignOptions(), **overrides)
         self.options.validate()
 
-        from mediapipe.python.solutions import face_mesh  # heavy import, only when used
-
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=self.options.mode == "image",
-            max_num_faces=self.options.max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=float(self.options.min_detection_confidence),
-            min_tracking_confidence=float(self.options.min_tracking_confidence),
-        )
+        self._mesh = self._new_mesh()
         self._segmenter = None  # created on first use
         self._lock = threading.RLock()
         self._last_timestamp_ms: float | None = None
@@ -484,6 +476,26 @@ class FaceAligner:
             raise ValueError(f"face_index must be a non-negative integer, got {face_index!r}.")
         faces = self.detect(frame, timestamp_ms=timestamp_ms, color_order=color_order)
         return faces[face_index] if face_index < len(faces) else None
+
+    def reset(self) -> None:
+        """Start a new stream: a fresh MediaPipe graph (no tracked face carries
+        over) and timestamps may start again from any value."""
+        with self._lock:
+            self._check_open()
+            old, self._mesh = self._mesh, self._new_mesh()
+            self._last_timestamp_ms = None
+        old.close()
+
+    def _new_mesh(self):
+        from mediapipe.python.solutions import face_mesh  # heavy import, only when used
+
+        return face_mesh.FaceMesh(
+            static_image_mode=self.options.mode == "image",
+            max_num_faces=self.options.max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=float(self.options.min_detection_confidence),
+            min_tracking_confidence=float(self.options.min_tracking_confidence),
+        )
 
     def close(self) -> None:
         """Release the MediaPipe graphs. Calling it again does nothing."""

@@ -36,9 +36,11 @@ calls are serialised (one stream has one state).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,7 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8")
 ESTIMATORS = ("auto", "model", "artist")
 MODES = ("image", "video")
 AVATAR_JSON_FORMAT = "avatarizer.avatar"
+MAX_FACES = 64
 
 
 @dataclass
@@ -120,8 +123,10 @@ class Options:
                 self.crop_size, (int, np.integer)) or not 32 <= self.crop_size <= 1024):
             raise ValueError(f"crop_size must be None or an integer in [32, 1024], got {self.crop_size!r}.")
         if self.max_faces is not None and (isinstance(self.max_faces, bool) or not isinstance(
-                self.max_faces, (int, np.integer)) or self.max_faces < 1):
-            raise ValueError(f"max_faces must be None or a positive integer, got {self.max_faces!r}.")
+                self.max_faces, (int, np.integer)) or not 1 <= self.max_faces <= MAX_FACES):
+            raise ValueError(f"max_faces must be None or an integer in 1..{MAX_FACES}, got {self.max_faces!r}.")
+        if self.models_dir is not None and not isinstance(self.models_dir, (str, os.PathLike)):
+            raise ValueError(f"models_dir must be None or a folder path, got {self.models_dir!r:.60}.")
         e = self.exaggeration
         if e is not None and (isinstance(e, bool) or not isinstance(e, (int, float, np.floating, np.integer))
                               or not 0.5 <= float(e) <= 2.0):
@@ -182,11 +187,49 @@ class FaceInfo:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FaceInfo":
-        tf = np.asarray(d["transform"], np.float64)
-        if tf.shape != (2, 3) or not np.isfinite(tf).all():
-            raise ValueError("face.transform must be a finite 2×3 matrix")
-        return cls(tuple(float(v) for v in d["box"]), float(d["roll"]), float(d["yaw"]), float(d["pitch"]),
-                   tf, tuple(int(v) for v in d["frame_shape"]), int(d.get("index", 0)))
+        """The inverse of :meth:`to_dict`; ``ValueError`` names the first bad field."""
+        from .imageio import MAX_SIDE
+
+        if not isinstance(d, dict):
+            raise ValueError(f"face must be an object, got {type(d).__name__}")
+        missing = [k for k in ("box", "roll", "yaw", "pitch", "transform", "frame_shape") if k not in d]
+        if missing:
+            raise ValueError(f"face lacks {', '.join(missing)}")
+
+        def numbers(key, shape):
+            try:
+                arr = np.array(d[key], dtype=np.float64)
+            except (TypeError, ValueError, OverflowError):
+                arr = None
+            if arr is None or arr.shape != shape or not np.isfinite(arr).all():
+                raise ValueError(f"face.{key} must be {'×'.join(map(str, shape)) or 'one'} finite number(s), "
+                                 f"got {d[key]!r:.80}")
+            return arr
+
+        def angle(key):
+            v = d[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)) \
+                    or abs(float(v)) > 360.0:
+                raise ValueError(f"face.{key} must be a finite angle in degrees, got {v!r:.80}")
+            return float(v)
+
+        box = numbers("box", (4,))
+        if not (box[0] <= box[2] and box[1] <= box[3]):
+            raise ValueError(f"face.box must be (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1, got {box.tolist()}")
+        tf = numbers("transform", (2, 3))
+        if abs(np.linalg.det(tf[:, :2])) < 1e-12:
+            raise ValueError("face.transform must be invertible")
+        shape = d["frame_shape"]
+        if not isinstance(shape, list) or len(shape) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in shape):
+            raise ValueError(f"face.frame_shape must be [height, width], whole numbers in 1..{MAX_SIDE}, "
+                             f"got {shape!r:.80}")
+        index = d.get("index", 0)
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 1 << 16:
+            raise ValueError(f"face.index must be a non-negative whole number, got {index!r:.80}")
+        tf.setflags(write=False)
+        return cls(tuple(float(v) for v in box), angle("roll"), angle("yaw"), angle("pitch"), tf,
+                   (int(shape[0]), int(shape[1])), int(index))
 
 
 class Avatar:
@@ -206,8 +249,7 @@ class Avatar:
 
     def __init__(self, params, face: FaceInfo | None = None, *, stale: bool = False,
                  expression: dict | None = None, color_order: str = "rgb"):
-        p = schema.validate(np.array(params, np.float32, copy=True))
-        p = p.copy()
+        p = schema.validate(params).copy()
         p.setflags(write=False)
         self._params = p
         self.face = face
@@ -328,6 +370,8 @@ class Avatar:
             doc = json.loads(text)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not avatar JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError("not avatar JSON: nested too deeply") from None
         if not isinstance(doc, dict) or doc.get("format") != AVATAR_JSON_FORMAT:
             raise ValueError(f"not avatar JSON (expected an object with \"format\": \"{AVATAR_JSON_FORMAT}\")")
         version = doc.get("schema_version")
@@ -348,9 +392,13 @@ class Avatar:
         for n in schema.NAMES:
             v = params[n]
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"parameter {n!r} must be a number, got {v!r}")
-            values.append(float(v))
-        face = FaceInfo.from_dict(doc["face"]) if isinstance(doc.get("face"), dict) else None
+                raise ValueError(f"parameter {n!r} must be a number, got {v!r:.80}")
+            try:
+                values.append(float(v))
+            except OverflowError:  # an integer beyond float range
+                raise ValueError(f"parameter {n!r} is out of range ({str(v)[:20]}...)") from None
+        face = doc.get("face")
+        face = FaceInfo.from_dict(face) if face is not None else None
         return cls(np.array(values, np.float32), face)
 
 
@@ -391,7 +439,9 @@ class Avatarizer:
             raise ValueError(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(sorted(names))}.")
         self.options = dataclasses.replace(options or Options(), **overrides)
         self.options.validate()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
+        self._calls = threading.Condition(threading.Lock())  # guards _closed and _active
+        self._active = 0  # calls in flight: close() waits for them
         self._closed = False
         self._pipeline = None
         self._build()
@@ -457,11 +507,17 @@ class Avatarizer:
 
     # -- lifecycle
     def close(self) -> None:
-        """Release the MediaPipe graphs and model sessions. Calling it again does nothing."""
-        with self._lock:
+        """Release the MediaPipe graphs and model sessions. Calling it again does nothing.
+
+        Safe while other threads are calling: calls already running finish
+        normally (close waits for them); calls that start afterwards raise
+        ``RuntimeError``."""
+        with self._calls:
             if self._closed:
                 return
             self._closed = True
+            while self._active:
+                self._calls.wait()
             pipe, self._pipeline = self._pipeline, None
         if pipe is not None:
             pipe.close()
@@ -483,10 +539,27 @@ class Avatarizer:
             raise RuntimeError("This Avatarizer is closed; create a new one.")
         return pipe
 
+    @contextlib.contextmanager
+    def _using(self):
+        """The pipeline for one call; close() waits until the call is done."""
+        with self._calls:
+            pipe = self._check_open()
+            self._active += 1
+        try:
+            yield pipe
+        finally:
+            with self._calls:
+                self._active -= 1
+                if not self._active:
+                    self._calls.notify_all()
+
     def reset(self) -> None:
-        """Video mode: forget the tracked identity and filters (a new stream)."""
-        with self._lock:
-            self._check_open()["merge"].reset()
+        """Video mode: start a new stream. The tracked identity, filters,
+        cached hairstyle and face tracking are forgotten, and timestamps may
+        start again from any value (for example 0)."""
+        with self._lock, self._using() as pipe:
+            pipe.reset()
+            self._last_info = None
 
     # -- the work
     def run(self, frame, timestamp_ms: float | None = None, face_index: int | None = 0):
@@ -495,17 +568,17 @@ class Avatarizer:
         timings in ms). ``face_index=None`` processes every face (image mode)."""
         from .pipeline import FrameState
 
-        pipe = self._check_open()
+        self._check_open()
         image = to_rgb_uint8(frame, self.options.color_order)
         self._check_call(timestamp_ms, face_index)
         state = FrameState(image=image, timestamp_ms=None if timestamp_ms is None else float(timestamp_ms),
                            face_index=face_index)
         if self.mode == "video":
-            with self._lock:
-                self._check_open()
+            with self._lock, self._using() as pipe:
                 pipe.run(state)
         else:
-            pipe.run(state)
+            with self._using() as pipe:
+                pipe.run(state)
         return state
 
     def _check_call(self, timestamp_ms, face_index) -> None:
@@ -516,8 +589,8 @@ class Avatarizer:
             if timestamp_ms is None:
                 raise ValueError("In video mode from_frame() needs timestamp_ms, the frame's time in "
                                  "milliseconds, strictly increasing from call to call.")
-            if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.number)) \
-                    or not math.isfinite(float(timestamp_ms)):
+            if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.integer, np.floating)) \
+                    or not _finite(timestamp_ms):
                 raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
             if face_index is None:
                 raise ValueError("video mode tracks one face: give face_index (0 = the largest).")
@@ -584,20 +657,31 @@ class Avatarizer:
         """
         from .pipeline import FrameState
 
-        frames = list(frames)
+        if isinstance(frames, np.ndarray) and frames.ndim == 3:
+            raise ValueError("from_frames() takes a sequence of frames (or an N×H×W×C array); for one "
+                             "frame use from_frame().")
+        try:
+            frames = list(frames)
+        except TypeError:
+            raise ValueError(f"from_frames() takes an iterable of frames, got {type(frames).__name__}") from None
         if self.mode == "video":
+            try:
+                timestamps_ms = None if timestamps_ms is None else list(timestamps_ms)
+            except TypeError:
+                timestamps_ms = None
             if timestamps_ms is None or len(timestamps_ms) != len(frames):
                 raise ValueError("In video mode from_frames() needs timestamps_ms, one per frame.")
             return [self.from_frame(f, t, face_index) for f, t in zip(frames, timestamps_ms)]
         if timestamps_ms is not None:
             raise ValueError("timestamps_ms is only used in video mode.")
         self._check_call(None, face_index)
-        pipe = self._check_open()
+        self._check_open()
         images = [to_rgb_uint8(f, self.options.color_order) for f in frames]  # all validated first
         states = [FrameState(image=im, face_index=face_index) for im in images]
         if not states:
             return []
-        pipe.run_batch(states)
+        with self._using() as pipe:
+            pipe.run_batch(states)
         return [self._avatar(s, 0) for s in states]
 
     def faces(self, frame) -> list[Avatar]:
@@ -607,6 +691,13 @@ class Avatarizer:
                              "(from_frame with face_index).")
         state = self.run(frame, None, None)
         return [self._avatar(state, i) for i in range(len(state.faces))]
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 def _face_info(face, transform, index: int) -> FaceInfo:

@@ -2,7 +2,7 @@
 
     avatarizer --version
     avatarizer demo [-o DIR]            the README's main job
-    avatarizer render-samples -n 24 -o gallery.png
+    avatarizer render-samples -n 24 -o gallery.png [--overwrite]
     avatarizer image IN -o OUT.png|OUT.svg|OUT.pdf [--size N] [--overwrite]
     avatarizer video IN.mp4 -o OUT.mp4 [--layout overlay|side-by-side] [--overwrite] [--max-seconds S]
     avatarizer bench [--json] [--frames N]
@@ -13,7 +13,12 @@ Heavy modules (MediaPipe, the pipeline) are imported inside the commands, so
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import signal
+import stat
 import sys
+import tempfile
 from pathlib import Path
 
 from . import __version__
@@ -81,15 +86,127 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 1."""
 
 
+#: Exit status when the input video ended before the frame count in its header
+#: (the output is written for the decoded part, with a warning).
+EXIT_TRUNCATED = 3
+
+
+class _Signalled(BaseException):
+    """SIGTERM (or SIGHUP) arrived: unwinds like Ctrl-C so temporary files are removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: Temporary files this run created (and has not yet moved into place).
+_TEMPS: set[Path] = set()
+#: Folders this run created for its output (removed again, when still empty, if it fails).
+_DIRS: list[Path] = []
+
+
+def _temp_beside(out: Path, suffix: str) -> Path:
+    """A new, unique temporary file in ``out``'s folder (``tempfile.mkstemp``:
+    created with O_EXCL, so it can never be an existing file of the user's).
+    ``suffix`` keeps the type that writers pick the container by (``.mp4``)."""
+    fd, name = tempfile.mkstemp(prefix=".avatarizer-", suffix=suffix, dir=out.parent)
+    os.close(fd)
+    path = Path(name)
+    _TEMPS.add(path)
+    return path
+
+
+def _drop_temp(path: Path) -> None:
+    """Removes a temporary file this run created (never anything else)."""
+    if path in _TEMPS:
+        _TEMPS.discard(path)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _cleanup_temps(failed: bool = True) -> None:
+    for path in list(_TEMPS):
+        _drop_temp(path)
+    while _DIRS:
+        d = _DIRS.pop()
+        if failed:
+            try:
+                d.rmdir()  # only when empty: never anything of the user's
+            except OSError:
+                pass
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and (a.resolve() == b.resolve() or os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _check_input(inp: Path) -> None:
+    """The input must be an existing regular file: a named pipe or a device
+    would block (or never end), a folder is not an image."""
+    try:
+        mode = inp.stat().st_mode
+    except FileNotFoundError:
+        raise CLIError(f"no such file: {inp}") from None
+    except OSError as exc:
+        raise CLIError(f"cannot read {inp}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise CLIError(f"{inp} is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise CLIError(f"{inp} is not a regular file (a named pipe, socket or device); "
+                       "give a file on disk")
+    if not os.access(inp, os.R_OK):
+        raise CLIError(f"cannot read {inp}: permission denied")
+
+
 def _check_output(inp: Path | None, out: Path, overwrite: bool) -> None:
-    if inp is not None and out.exists() and inp.exists() and out.resolve() == inp.resolve():
+    if inp is not None and _same_file(inp, out):
         raise CLIError(f"the output {out} is the input file; refusing to overwrite it")
-    if out.exists() and not overwrite:
-        raise CLIError(f"{out} already exists; pass --overwrite to replace it")
-    if out.exists() and out.is_dir():
+    if out.is_dir():
         raise CLIError(f"{out} is a directory")
-    if not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise CLIError(f"{out} already exists; pass --overwrite to replace it")
+    parent = out.parent
+    if parent.exists() and not parent.is_dir():
+        raise CLIError(f"cannot write {out}: {parent} is a file, not a folder")
+    missing = []
+    p = parent
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"cannot create the folder {parent}: {exc.strerror or exc}") from None
+    finally:
+        _DIRS.extend(d for d in reversed(missing) if d.is_dir())
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write into {parent}: permission denied")
+
+
+def _commit(tmp: Path, out: Path, overwrite: bool, inp: Path | None = None) -> None:
+    """Moves a finished temporary file to ``out``. Without ``overwrite`` an
+    existing ``out`` is never replaced, not even one that appeared while this
+    run was working (``os.link`` fails on an existing name); never the input."""
+    if inp is not None and _same_file(inp, out):
+        raise CLIError(f"the output {out} is the input file; refusing to overwrite it")
+    if overwrite:
+        os.replace(tmp, out)
+    else:
+        try:
+            os.link(tmp, out)
+        except FileExistsError:
+            raise CLIError(f"{out} appeared while this command ran; pass --overwrite to replace it, "
+                           "nothing was written") from None
+        except OSError:  # a file system without hard links: check, then rename
+            if out.exists() or out.is_symlink():
+                raise CLIError(f"{out} already exists; pass --overwrite to replace it") from None
+            os.replace(tmp, out)
+    _drop_temp(tmp)
 
 
 _IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -100,8 +217,7 @@ def _image(args) -> int:
     suffix = out.suffix.lower()
     if suffix not in _IMAGE_SUFFIXES:
         raise CLIError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .svg or .pdf")
-    if not inp.exists():
-        raise CLIError(f"no such file: {inp}")
+    _check_input(inp)
     _check_output(inp, out, args.overwrite)
     _quiet_mediapipe()
     from .api import Avatarizer
@@ -116,16 +232,23 @@ def _image(args) -> int:
     if avatar is None:
         raise CLIError(f"no face found in {inp}" + (f" (asked for face {args.face})" if args.face else ""))
     bg = None if args.background == "transparent" else args.background
-    tmp = out.with_name(out.name + ".partial")
     if suffix == ".png":
         from PIL import Image
 
-        Image.fromarray(avatar.render(args.size, background=bg)).save(tmp, format="PNG")
+        data = Image.fromarray(avatar.render(args.size, background=bg))
     elif suffix == ".svg":
-        tmp.write_text(avatar.to_svg(args.size, background=bg))
+        data = avatar.to_svg(args.size, background=bg).encode("utf-8")
     else:
-        tmp.write_bytes(avatar.to_pdf(args.size, background=bg))
-    tmp.replace(out)
+        data = avatar.to_pdf(args.size, background=bg)
+    tmp = _temp_beside(out, suffix)
+    try:
+        if suffix == ".png":
+            data.save(tmp, format="PNG")
+        else:
+            tmp.write_bytes(data)
+        _commit(tmp, out, args.overwrite, inp)
+    finally:
+        _drop_temp(tmp)
     print(f"wrote {out}")
     return 0
 
@@ -155,13 +278,12 @@ def _video(args) -> int:
     import numpy as np
 
     inp, out = Path(args.input), Path(args.output)
-    if not inp.exists():
-        raise CLIError(f"no such file: {inp}")
+    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
+        raise CLIError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
+    _check_input(inp)
     if out.suffix.lower() != ".mp4":
         raise CLIError(f"the output must be an .mp4 file, got {out.name!r}")
     _check_output(inp, out, args.overwrite)
-    if args.max_seconds is not None and not args.max_seconds > 0:
-        raise CLIError(f"--max-seconds must be positive, got {args.max_seconds}")
     _quiet_mediapipe()
     import cv2
 
@@ -183,64 +305,74 @@ def _video(args) -> int:
     side = args.layout == "side-by-side"
     size = (2 * w if side else w, h)
     ffmpeg = shutil.which("ffmpeg")
-    partial = out.with_name(out.stem + ".partial.mp4")  # cv2 picks the container by suffix
-    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        cap.release()
-        raise CLIError(f"could not open {out} for writing an mp4 video")
-    done = found = 0
-    t0 = time.perf_counter()
+    partial = muxed = None
     try:
-        with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
-                        exaggeration=args.exaggeration) as av:
-            frame = first
-            while frame is not None and (limit is None or done < limit):
-                avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / fps)
-                if avatar is not None and not avatar.stale:
-                    found += 1
-                if side:
-                    if avatar is not None:
-                        pic = avatar.render(width=w, height=h, background="white", roll=True)[..., :3][..., ::-1]
+        partial = _temp_beside(out, ".mp4")  # cv2 picks the container by suffix
+        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not writer.isOpened():
+            raise CLIError(f"could not open {out} for writing an mp4 video")
+        done = found = 0
+        t0 = time.perf_counter()
+        try:
+            with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
+                            exaggeration=args.exaggeration) as av:
+                frame = first
+                while frame is not None and (limit is None or done < limit):
+                    avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / fps)
+                    if avatar is not None and not avatar.stale:
+                        found += 1
+                    if side:
+                        if avatar is not None:
+                            pic = avatar.render(width=w, height=h, background="white",
+                                                roll=True)[..., :3][..., ::-1]
+                        else:
+                            pic = np.full_like(frame, 255)
+                        shown = np.concatenate([frame, np.ascontiguousarray(pic)], axis=1)
                     else:
-                        pic = np.full_like(frame, 255)
-                    shown = np.concatenate([frame, np.ascontiguousarray(pic)], axis=1)
-                else:
-                    shown = avatar.overlay(frame) if avatar is not None else frame
-                writer.write(shown)
-                done += 1
-                if done % 5 == 0 or done == total:
-                    _progress(done, total, t0)
-                ok, frame = cap.read()
-                if not ok:
-                    frame = None
-    except BaseException:
-        writer.release()
+                        shown = avatar.overlay(frame) if avatar is not None else frame
+                    writer.write(shown)
+                    done += 1
+                    if done % 5 == 0 or done == total:
+                        _progress(done, total, t0)
+                    ok, frame = cap.read()
+                    if not ok:
+                        frame = None
+        finally:
+            writer.release()
+            cap.release()
+        sys.stderr.write("\n")
+        if done == 0:
+            raise CLIError(f"no frames could be decoded from {inp}")
+        expected = min(count, limit) if limit else count
+        # the container's frame count may be an estimate: allow one frame of slack
+        truncated = count > 0 and done < expected - 1
+        audio = "dropped (ffmpeg not found on PATH; install ffmpeg to keep the sound)"
+        if ffmpeg:
+            muxed = _temp_beside(out, ".mp4")
+            cmd = [ffmpeg, "-v", "error", "-y", "-nostdin", "-i", str(partial), "-i", str(inp),
+                   "-map", "0:v:0", "-map", "1:a?", "-c:v", "copy", "-c:a", "copy",
+                   "-t", f"{done / fps:.3f}", str(muxed)]
+            res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if res.returncode == 0:
+                partial, muxed = muxed, partial
+                audio = "copied from the input (when it has any)"
+            else:
+                why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit status {res.returncode}"
+                audio = f"dropped (ffmpeg could not copy it: {why})"
+        _commit(partial, out, args.overwrite, inp)
+    finally:
         cap.release()
-        partial.unlink(missing_ok=True)
-        raise
-    writer.release()
-    cap.release()
-    sys.stderr.write("\n")
-    if done == 0:
-        partial.unlink(missing_ok=True)
-        raise CLIError(f"no frames could be decoded from {inp}")
-    audio = "dropped (ffmpeg not found on PATH; install ffmpeg to keep the sound)"
-    if ffmpeg:
-        muxed = out.with_name(out.stem + ".muxed.partial.mp4")
-        cmd = [ffmpeg, "-v", "error", "-y", "-i", str(partial), "-i", str(inp), "-map", "0:v:0", "-map", "1:a?",
-               "-c:v", "copy", "-c:a", "copy", "-t", f"{done / fps:.3f}", str(muxed)]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode == 0:
-            muxed.replace(partial)
-            audio = "copied from the input (when it has any)"
-        else:
-            muxed.unlink(missing_ok=True)
-            why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit status {res.returncode}"
-            audio = f"dropped (ffmpeg could not copy it: {why})"
-    partial.replace(out)
+        for tmp in (partial, muxed):
+            if tmp is not None:
+                _drop_temp(tmp)
     secs = time.perf_counter() - t0
     print(f"wrote {out}: {done} frames ({done / fps:.1f} s of video, {args.layout}), a face in {found}, "
           f"{done / secs:.1f} fps; audio {audio}")
+    if truncated:
+        print(f"avatarizer video: warning: {inp} ended after {done} of the {expected} frames its header "
+              "announces (a truncated or damaged file); the output covers only the decoded part "
+              f"(exit status {EXIT_TRUNCATED})", file=sys.stderr)
+        return EXIT_TRUNCATED
     return 0
 
 
@@ -254,7 +386,17 @@ def _bench(args) -> int:
 def _render_samples(args) -> int:
     from .gallery import gallery
 
-    print(f"wrote {gallery(Path(args.output), n=args.n, size=args.size, seed=args.seed)}")
+    out = Path(args.output)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise CLIError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .jpg or .webp")
+    _check_output(None, out, args.overwrite)
+    tmp = _temp_beside(out, out.suffix)
+    try:
+        gallery(tmp, n=args.n, size=args.size, seed=args.seed)
+        _commit(tmp, out, args.overwrite)
+    finally:
+        _drop_temp(tmp)
+    print(f"wrote {out}")
     return 0
 
 
@@ -267,9 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_demo)
     s = sub.add_parser("render-samples", help="a contact sheet of sampled avatars")
     s.add_argument("-o", "--output", default="gallery.png")
-    s.add_argument("-n", type=int, default=24)
-    s.add_argument("--size", type=int, default=256)
+    s.add_argument("-n", type=_count, default=24, help="how many avatars (1..1000)")
+    s.add_argument("--size", type=_positive_int, default=256, help="tile size in pixels")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     s.set_defaults(func=_render_samples)
 
     im = sub.add_parser("image", help="a photo → avatar as PNG, SVG or PDF",
@@ -320,6 +463,16 @@ def _likeness(text: str) -> float:
     return v
 
 
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= v <= 1000:
+        raise argparse.ArgumentTypeError(f"expected 1..1000, got {v}")
+    return v
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -330,23 +483,61 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _on_signal(signum, frame) -> None:
+    raise _Signalled(signum)
+
+
 def main(argv=None) -> int:
+    """Runs one command. Exit status: 0 done, 1 error (one line on stderr),
+    2 usage, 3 the input video was truncated (output written for the decoded
+    part), 130 interrupted (Ctrl-C), 128+N killed by signal N (SIGTERM, SIGHUP).
+    Temporary files are removed on every path out."""
     ap = build_parser()
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):
         ap.print_help()
         return 2
+    handlers = {}
+    if _in_main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                handlers[sig] = signal.signal(sig, _on_signal)
+            except (OSError, ValueError):  # pragma: no cover - platform without it
+                pass
+    status = 1
     try:
-        return args.func(args)
+        status = args.func(args)
+        return status
     except CLIError as exc:
         print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except (ValueError, AvatarizerError) as exc:  # the SDK's plain-sentence errors
         print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the file system said no (permissions, full disk, ...)
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"avatarizer {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # e.g. device='cuda' without CUDA
+        print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\navatarizer {args.command}: interrupted", file=sys.stderr)
         return 130
+    except _Signalled as exc:
+        print(f"\navatarizer {args.command}: stopped by signal {exc.signum}", file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        _cleanup_temps(failed=status not in (0, EXIT_TRUNCATED))
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+
+
+def _in_main_thread() -> bool:
+    """Signal handlers can only be installed from the main thread."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -16,3 +16,8 @@ class NativeError(AvatarizerError, ValueError):
 
 class ModelError(AvatarizerError):
     """A model file is missing, corrupt or does not match its manifest."""
+
+
+class MissingFileError(FileNotFoundError, ValueError):
+    """An input file does not exist. Both a ``FileNotFoundError`` (the Python
+    convention) and a ``ValueError`` (the SDK's one type for bad input)."""

@@ -15,12 +15,16 @@ result may share memory with the input.
 from __future__ import annotations
 
 import os
+import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import MissingFileError
 
 __all__ = ["MIN_SIDE", "MAX_SIDE", "COLOR_ORDERS", "to_rgb_uint8", "load_image"]
 
@@ -117,22 +121,50 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     Any format Pillow reads is accepted; alpha is dropped, grayscale and
     palette images are converted to RGB.
 
+    The size is read from the file's header and checked against
+    ``MIN_SIDE``/``MAX_SIDE`` *before* any pixel is decoded, so a small file
+    that declares a huge image (a decompression bomb) is refused without
+    allocating it.
+
     Raises:
-        FileNotFoundError: if nothing exists at ``path``.
-        ValueError: if ``path`` is a directory, cannot be decoded as an image,
-            or decodes to an image :func:`to_rgb_uint8` rejects (for example
-            smaller than ``MIN_SIDE`` pixels); the message names the path.
+        FileNotFoundError: if nothing exists at ``path`` (a
+            :class:`~avatarizer.errors.MissingFileError`, which is also a
+            ``ValueError``).
+        ValueError: if ``path`` is a directory or not a regular file (a named
+            pipe or device, which could block forever), cannot be decoded as an
+            image, declares a size outside ``MIN_SIDE``..``MAX_SIDE``, or
+            decodes to an image :func:`to_rgb_uint8` rejects; the message
+            names the path.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No image file at {path}.")
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory, not an image file.")
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"Expected an image file path (str or os.PathLike), got {type(path).__name__}.")
     try:
-        with Image.open(path) as opened:
+        path = Path(path)
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise MissingFileError(f"No image file at {path}.") from None
+    except (OSError, TypeError, ValueError) as exc:  # permissions, NUL bytes, over-long names, bytes paths
+        raise ValueError(f"Could not read {path!s}: {exc}") from None
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{path} is a directory, not an image file.")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file (a named pipe, socket or device); "
+                         "pass an image file on disk.")
+    try:
+        with open(path, "rb") as f, warnings.catch_warnings():
+            # Pillow only warns below 2x its own pixel limit; the check below refuses first
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(f)
+            # Image.open reads only the header: refuse a bad size before decoding
+            width, height = opened.size
+            _check_size(height, width, "an image file")
             opened.load()
             rgb = ImageOps.exif_transpose(opened).convert("RGB")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+            opened.close()
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError,
+            EOFError, MemoryError) as exc:
         raise ValueError(f"Could not read {path} as an image: {exc}") from exc
     try:
         return to_rgb_uint8(rgb)

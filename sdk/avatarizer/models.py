@@ -69,6 +69,7 @@ METADATA_FORMAT = 1
 ENGINE_MAGIC = b"AVZENG1\0"
 _ENGINE_HEADER = struct.Struct("<8sI")
 _MAX_HEADER_JSON = 1 << 20
+_MAX_MANIFEST = 16 << 20
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -214,6 +215,8 @@ def _parse_description(text: str | bytes) -> dict:
         meta = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"embedded description is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("embedded description is not usable JSON (nested too deeply)") from None
     if not isinstance(meta, dict):
         raise ValueError("embedded description is not a JSON object")
     return meta
@@ -249,14 +252,113 @@ def read_engine_header(data: bytes | memoryview) -> tuple[dict, int]:
     return _parse_description(bytes(buf[start:start + length])), start + length
 
 
-def read_description(path: str | os.PathLike, data: bytes | None = None) -> dict:
-    """The embedded description of a model file (ONNX or AVZENG1 engine), by its suffix."""
+def read_description(path: str | os.PathLike, data: bytes | None = None, kind: str | None = None) -> dict:
+    """The embedded description of a model file (ONNX or AVZENG1 engine), by
+    its suffix (or ``kind``: ``"onnx"`` / ``"engine"``).
+
+    Without ``data`` only the parts that hold the description are read from
+    disk (the engine header; the top level of the ONNX protobuf, skipping the
+    graph and the weights), so a large file costs little memory.
+    """
     path = Path(path)
-    if data is None:
+    kind = kind or _kind(path.name, None)
+    if data is not None:
+        return read_engine_header(data)[0] if kind == "engine" else read_onnx_description(data)
+    with open(path, "rb") as f:
+        if kind == "engine":
+            head = f.read(_ENGINE_HEADER.size)
+            if len(head) == _ENGINE_HEADER.size:
+                magic, length = _ENGINE_HEADER.unpack_from(head, 0)
+                if magic == ENGINE_MAGIC and length <= _MAX_HEADER_JSON:
+                    head += f.read(length + 1)  # one engine byte: "not followed by any engine bytes"
+            return read_engine_header(head)[0]
+        return _parse_description(_onnx_metadata_from_file(f))
+
+
+def _file_varint(f) -> int | None:
+    value = shift = 0
+    while True:
+        b = f.read(1)
+        if not b:
+            if shift == 0:
+                return None  # clean end of the message
+            raise _NotProtobuf("truncated varint")
+        value |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            raise _NotProtobuf("varint longer than 10 bytes")
+
+
+def _onnx_metadata_from_file(f) -> str:
+    """The avatarizer entry of an ONNX file's ``metadata_props``, walking the
+    top-level fields with seeks (the graph is never read)."""
+    size = os.fstat(f.fileno()).st_size
+    props: dict[str, str] = {}
+    seen: set[int] = set()
+    try:
+        while True:
+            key = _file_varint(f)
+            if key is None:
+                break
+            number, wire = key >> 3, key & 7
+            if number == 0:
+                raise _NotProtobuf("field number 0")
+            expected = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2}.get(number)
+            if expected is not None and wire != expected:
+                raise _NotProtobuf(f"field {number} has wire type {wire}, ModelProto says {expected}")
+            seen.add(number)
+            if wire == 0:
+                if _file_varint(f) is None:
+                    raise _NotProtobuf("truncated varint")
+            elif wire in (1, 5):
+                step = 8 if wire == 1 else 4
+                if f.tell() + step > size:
+                    raise _NotProtobuf("truncated fixed field")
+                f.seek(step, os.SEEK_CUR)
+            elif wire == 2:
+                length = _file_varint(f)
+                if length is None or f.tell() + length > size:
+                    raise _NotProtobuf(f"field {number} runs past the end of the file")
+                if number == 14:
+                    if length > 4 * _MAX_HEADER_JSON:
+                        raise _NotProtobuf(f"a metadata_props entry of {length} bytes")
+                    k = v = ""
+                    for n2, w2, v2 in _fields(memoryview(f.read(length))):
+                        if w2 == 2 and n2 in (1, 2):
+                            text = bytes(v2).decode("utf-8")
+                            k, v = (text, v) if n2 == 1 else (k, text)
+                    props[k] = v
+                else:
+                    f.seek(length, os.SEEK_CUR)
+            else:
+                raise _NotProtobuf(f"wire type {wire} (groups or garbage)")
+    except (_NotProtobuf, UnicodeDecodeError) as exc:
+        raise ValueError(f"not an ONNX model (not a valid protobuf: {exc})") from None
+    missing = [name for num, name in ((1, "ir_version"), (7, "graph")) if num not in seen]
+    if missing:
+        raise ValueError(f"not an ONNX model (no {' and no '.join(missing)} field)")
+    if METADATA_KEY not in props:
+        raise ValueError(f"ONNX model has no {METADATA_KEY!r} metadata_props entry "
+                         f"(not exported by avatarizer_export?); keys: {sorted(props)}")
+    return props[METADATA_KEY]
+
+
+def read_verified_bytes(path: str | os.PathLike, sha256: str) -> bytes:
+    """The bytes of a model file, read once and checked against ``sha256``:
+    what is handed to the runtime is exactly what was hashed (a file swapped
+    or edited after :meth:`Manifest.load` is refused with :class:`ModelError`)."""
+    path = Path(path)
+    try:
         data = path.read_bytes()
-    if _kind(path.name, None) == "engine":
-        return read_engine_header(data)[0]
-    return read_onnx_description(data)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != str(sha256).lower():
+        raise ModelError(f"{path}: changed since it was verified (sha256 is now {digest}, the manifest "
+                         f"says {sha256}); reload the manifest, or reinstall the model files")
+    return data
 
 
 def _kind(file: str, fmt: str | None) -> str:
@@ -266,6 +368,7 @@ def _kind(file: str, fmt: str | None) -> str:
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, streamed in ``chunk``-byte blocks (constant memory)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -320,15 +423,24 @@ class Manifest:
         """
         from . import schema
 
-        folder = Path(folder) if folder is not None else DEFAULT_FOLDER
-        manifest_path = folder / MANIFEST_NAME
-        if not manifest_path.is_file():
+        try:
+            folder = Path(folder) if folder is not None else DEFAULT_FOLDER
+            manifest_path = folder / MANIFEST_NAME
+            present = manifest_path.is_file()
+        except (OSError, TypeError, ValueError) as exc:  # NUL bytes, over-long names, not a path
+            raise ModelError(f"{folder!r}: not a usable models folder: {exc}") from None
+        if not present:
             raise ModelError(f"{manifest_path}: no model manifest (the trained models are not "
                              "installed in this folder; export them with avatarizer-export)")
         try:
+            if manifest_path.stat().st_size > _MAX_MANIFEST:
+                raise ModelError(f"{manifest_path}: {manifest_path.stat().st_size} bytes; a manifest is "
+                                 f"at most {_MAX_MANIFEST}")
             doc = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{manifest_path}: unreadable manifest: {exc}") from None
+        except RecursionError:
+            raise ModelError(f"{manifest_path}: unreadable manifest: JSON nested too deeply") from None
         models = doc.get("models") if isinstance(doc, dict) else None
         if not isinstance(models, dict):
             raise ModelError(f"{manifest_path}: a manifest is {{\"models\": {{NAME: entry}}}}; "
@@ -392,8 +504,9 @@ class Manifest:
         if entry.kind == "engine":
             from .trt_backend import TensorRTSession  # lazy: tensorrt only where engines are used
 
-            return TensorRTSession(entry.path, name=entry.name, expected=entry.description, **options)
-        return Session(entry.path, name=entry.name, description=entry.description, **options)
+            return TensorRTSession(entry.path, name=entry.name, expected=entry.description,
+                                   sha256=entry.sha256, **options)
+        return Session.from_entry(entry, **options)
 
 
 class _EntryProblem(Exception):
@@ -402,51 +515,79 @@ class _EntryProblem(Exception):
         self.file, self.reason = file, reason
 
 
+def _tensor_specs(file: str, raw: dict, key: str) -> tuple:
+    specs = raw.get(key, ())
+    if not isinstance(specs, list) and specs != ():
+        raise _EntryProblem(file, f"manifest {key} must be a list of {{\"name\", \"shape\"}} objects")
+    for spec in specs:
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise _EntryProblem(file, f"manifest {key} entry {spec!r:.80} has no \"name\" string")
+        shape = spec.get("shape")
+        if shape is not None and (not isinstance(shape, list) or not all(
+                (isinstance(d, int) and not isinstance(d, bool) and d >= 0) or isinstance(d, str) or d is None
+                for d in shape)):
+            raise _EntryProblem(file, f"manifest {key} {spec['name']!r} has a bad shape {shape!r:.80}")
+    return tuple(specs)
+
+
 def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: bool) -> ModelEntry:
     label = raw.get("file", f"<entry {name}>") if isinstance(raw, dict) else f"<entry {name}>"
+    label = label if isinstance(label, str) else f"<entry {name}>"
     if not isinstance(raw, dict):
         raise _EntryProblem(label, "manifest entry is not a JSON object")
     missing = [k for k in ("file", "sha256", "size", "precision") if k not in raw]
     if missing:
         raise _EntryProblem(label, f"manifest entry {name!r} lacks {', '.join(missing)}")
-    file = str(raw["file"])
+    file = raw["file"]
+    if not isinstance(file, str) or not file or "\0" in file:
+        raise _EntryProblem(label, f"manifest file {file!r:.80} is not a file name")
     if not isinstance(raw["size"], int) or isinstance(raw["size"], bool) or raw["size"] < 0:
-        raise _EntryProblem(file, f"manifest size {raw['size']!r} is not a byte count")
-    if not isinstance(raw["sha256"], str):
-        raise _EntryProblem(file, f"manifest sha256 {raw['sha256']!r} is not a hex string")
-    path = (root / file).resolve()
-    if root not in path.parents:
-        raise _EntryProblem(file, f"path leaves the models folder {root}")
-    if raw["precision"] not in PRECISIONS:
-        raise _EntryProblem(file, f"manifest precision {raw['precision']!r} is not one of {PRECISIONS}")
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "missing"
-        raise _EntryProblem(file, f"{what} (expected at {path})")
-    size = path.stat().st_size
+        raise _EntryProblem(file, f"manifest size {raw['size']!r:.80} is not a byte count")
+    sha = raw["sha256"]
+    if not isinstance(sha, str):
+        raise _EntryProblem(file, f"manifest sha256 {sha!r:.80} is not a hex string")
+    precision = raw["precision"]
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise _EntryProblem(file, f"manifest precision {precision!r:.80} is not one of {PRECISIONS}")
     fmt = raw.get("format")
+    if fmt is not None and not isinstance(fmt, str):
+        raise _EntryProblem(file, f"manifest format {fmt!r:.80} is not a string")
     role = raw.get("role")
-    if role is not None and role not in ROLES:
-        raise _EntryProblem(file, f"unknown role {role!r}; roles: {sorted(ROLES)}")
+    if role is not None and (not isinstance(role, str) or role not in ROLES):
+        raise _EntryProblem(file, f"unknown role {role!r:.80}; roles: {sorted(ROLES)}")
+    inputs, outputs = _tensor_specs(file, raw, "inputs"), _tensor_specs(file, raw, "outputs")
+    try:
+        path = (root / file).resolve()
+        if root not in path.parents:
+            raise _EntryProblem(file, f"path leaves the models folder {root}")
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "missing"
+            raise _EntryProblem(file, f"{what} (expected at {path})")
+        size = path.stat().st_size
+    except (OSError, ValueError, RuntimeError) as exc:  # over-long names, symlink loops
+        raise _EntryProblem(file, f"cannot be opened: {exc}") from None
     description: dict = {}
     if verify:
+        if len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha):
+            raise _EntryProblem(file, f"manifest sha256 {sha!r:.80} is not 64 hex digits")
         if size != int(raw["size"]):
             what = "truncated?" if size < int(raw["size"]) else "replaced or appended to?"
             raise _EntryProblem(file, f"size is {size} bytes, the manifest says {raw['size']} ({what})")
         try:
-            data = path.read_bytes()
+            digest = sha256_file(path)  # streamed: constant memory for any file size
         except OSError as exc:
             raise _EntryProblem(file, f"cannot be read: {exc}") from None
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != str(raw["sha256"]).lower():
-            raise _EntryProblem(file, f"sha256 is {digest}, the manifest says {raw['sha256']} "
+        if digest != sha.lower():
+            raise _EntryProblem(file, f"sha256 is {digest}, the manifest says {sha} "
                                       "(corrupt or modified file)")
         kind = _kind(file, fmt)
         try:
-            description = (read_engine_header(data)[0] if kind == "engine"
-                           else read_onnx_description(data))
+            description = read_description(path, kind=kind)
+        except OSError as exc:
+            raise _EntryProblem(file, f"cannot be read: {exc}") from None
         except ValueError as exc:
             raise _EntryProblem(file, str(exc)) from None
-        checks = [("name", name), ("precision", raw["precision"]),
+        checks = [("name", name), ("precision", precision),
                   ("schema_version", raw.get("schema_version", schema_version))]
         if fmt is not None:
             checks.append(("format", fmt))
@@ -454,16 +595,42 @@ def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: 
             checks.append(("role", role))
         for key, want in checks:
             if description.get(key) != want:
-                raise _EntryProblem(file, f"embedded metadata says {key} {description.get(key)!r}, "
-                                          f"the manifest says {want!r}")
+                raise _EntryProblem(file, f"embedded metadata says {key} {description.get(key)!r:.80}, "
+                                          f"the manifest says {want!r:.80}")
         if description.get("schema_version") != schema_version:
             raise _EntryProblem(file, f"exported for parameter schema "
                                       f"{description.get('schema_version')!r}; this SDK has schema "
                                       f"{schema_version!r} (re-export the model)")
-    return ModelEntry(name=name, path=path, file=file, sha256=str(raw["sha256"]), size=size,
-                      precision=raw["precision"], format=fmt or f"{_kind(file, None)}-{raw['precision']}",
-                      role=role, inputs=tuple(raw.get("inputs", ())),
-                      outputs=tuple(raw.get("outputs", ())), description=description, raw=dict(raw))
+    return ModelEntry(name=name, path=path, file=file, sha256=sha.lower(), size=size,
+                      precision=precision, format=fmt or f"{_kind(file, None)}-{precision}",
+                      role=role, inputs=inputs, outputs=outputs, description=description, raw=dict(raw))
+
+
+def check_io(entry: ModelEntry, inputs: Sequence["_TensorInfo"], outputs: Sequence["_TensorInfo"]) -> None:
+    """Compares the manifest's ``inputs``/``outputs`` (names, order, shapes,
+    dtypes) with what the loaded model declares; :class:`ModelError` on any
+    difference. A fixed dimension must match exactly; a named one (``"batch"``)
+    must be dynamic in the model."""
+    for key, listed, actual in (("inputs", entry.inputs, inputs), ("outputs", entry.outputs, outputs)):
+        if not listed:
+            continue
+        want = [spec["name"] for spec in listed]
+        have = [t.name for t in actual]
+        if want != have:
+            raise ModelError(f"{entry.path}: the manifest lists {key} {want}, the model has {have}")
+        for spec, t in zip(listed, actual):
+            shape = spec.get("shape")
+            if shape is not None:
+                ok = len(shape) == len(t.shape) and all(
+                    (d == m) if isinstance(d, int) else not (isinstance(m, int) and m >= 0)
+                    for d, m in zip(shape, t.shape))
+                if not ok:
+                    raise ModelError(f"{entry.path}: {key[:-1]} {t.name!r} has shape {list(t.shape)} in the "
+                                     f"model, the manifest says {shape}")
+            dtype = spec.get("dtype")
+            if isinstance(dtype, str) and t.dtype is not None and np.dtype(t.dtype).name != dtype:
+                raise ModelError(f"{entry.path}: {key[:-1]} {t.name!r} is {np.dtype(t.dtype).name} in the "
+                                 f"model, the manifest says {dtype}")
 
 
 # --------------------------------------------------------------------------------------
@@ -574,10 +741,15 @@ class Session:
     def __init__(self, path: str | os.PathLike, *, name: str | None = None, device: str = "auto",
                  providers: Sequence[Any] | None = None, intra_op_num_threads: int = 1,
                  inter_op_num_threads: int = 1, description: Mapping[str, Any] | None = None,
-                 optimization: str = "all"):
+                 optimization: str = "all", model_bytes: bytes | None = None):
         import onnxruntime as ort
 
         self.path = Path(path)
+        if description is None and model_bytes is not None:
+            try:
+                description = read_onnx_description(model_bytes)
+            except ValueError:
+                description = {}
         if description is None:
             try:
                 description = read_description(self.path)
@@ -604,7 +776,8 @@ class Session:
         opts.graph_optimization_level = levels[optimization]
         self.intra_op_num_threads = intra_op_num_threads
         try:
-            self._sess = ort.InferenceSession(str(self.path), sess_options=opts, providers=names,
+            source = model_bytes if model_bytes is not None else str(self.path)
+            self._sess = ort.InferenceSession(source, sess_options=opts, providers=names,
                                               provider_options=options)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise ModelError(f"{self.path}: ONNX Runtime could not load model {self.name!r}: "
@@ -626,7 +799,15 @@ class Session:
 
     @classmethod
     def from_entry(cls, entry: ModelEntry, **options: Any) -> "Session":
-        return cls(entry.path, name=entry.name, description=entry.description, **options)
+        """A session on exactly the bytes the manifest verified: the file is read
+        once, hashed again and handed to ONNX Runtime from memory (a file
+        swapped after :meth:`Manifest.load` is refused with
+        :class:`ModelError`); the model's inputs and outputs must be the ones
+        the manifest lists."""
+        data = read_verified_bytes(entry.path, entry.sha256)
+        sess = cls(entry.path, name=entry.name, description=entry.description, model_bytes=data, **options)
+        check_io(entry, sess.inputs, sess.outputs)
+        return sess
 
     @property
     def precision(self) -> str | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import native
+from .errors import NativeError
 from .schema import validate
 
 BACKENDS = ("native", "pycairo", "pillow")
@@ -27,8 +28,8 @@ def _size(size, width, height):
     width = size if width is None else width
     height = width if height is None else height
     for name, v in (("width", width), ("height", height)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise ValueError(f"{name} must be an integer number of pixels, got {v!r}")
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer number of pixels, got {v!r:.40}")
         if not 1 <= int(v) <= native.MAX_SIZE:
             raise ValueError(f"{name} must be between 1 and {native.MAX_SIZE} pixels, got {v}")
     return int(width), int(height)
@@ -41,15 +42,67 @@ def _background(background):
         named = {"white": (1, 1, 1, 1), "black": (0, 0, 0, 1), "transparent": (0, 0, 0, 0)}
         if background in named:
             return named[background]
-        if background.startswith("#") and len(background) in (7, 9):
-            vals = [int(background[i:i + 2], 16) / 255 for i in range(1, len(background), 2)]
+        hexdigits = background[1:]
+        if background.startswith("#") and len(hexdigits) in (6, 8) and all(
+                c in "0123456789abcdefABCDEF" for c in hexdigits):
+            vals = [int(hexdigits[i:i + 2], 16) / 255 for i in range(0, len(hexdigits), 2)]
             return tuple(vals) + ((1.0,) if len(vals) == 3 else ())
-        raise ValueError(f"unknown background {background!r}: use 'white', 'black', 'transparent', "
+        raise ValueError(f"unknown background {background!r:.40}: use 'white', 'black', 'transparent', "
                          "'#rrggbb[aa]' or an RGB(A) tuple of floats in [0, 1]")
+    ok = isinstance(background, (tuple, list, np.ndarray)) and len(background) in (3, 4) and all(
+        _is_real(v) and 0.0 <= float(v) <= 1.0 for v in np.asarray(background, dtype=object).ravel()) \
+        and np.asarray(background, dtype=object).ndim == 1
+    if not ok:
+        raise ValueError(f"background must be None, a name ('white', 'black', 'transparent'), '#rrggbb[aa]' "
+                         f"or 3 or 4 floats in [0, 1]; got {background!r:.60}")
     bg = tuple(float(v) for v in background)
-    if len(bg) not in (3, 4) or not all(0.0 <= v <= 1.0 for v in bg):
-        raise ValueError(f"background must be 3 or 4 floats in [0, 1], got {background!r}")
     return bg + ((1.0,) if len(bg) == 3 else ())
+
+
+def _is_real(v) -> bool:
+    """A finite real number (int, float or numpy scalar; not bool, str or complex)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return bool(np.isfinite(float(v)))
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _zoom(zoom) -> float:
+    if not _is_real(zoom) or not 0.0 < float(zoom) <= 1000.0:
+        raise ValueError(f"zoom must be a number in (0, 1000], got {zoom!r:.40}")
+    return float(zoom)
+
+
+#: Largest transform coefficient accepted (pixels per frame unit, or pixels of offset).
+MAX_TRANSFORM = 1e6
+
+
+def _transform(transform):
+    if transform is None:
+        return None
+    try:
+        t = np.array(transform, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        t = None
+    if t is None or t.shape != (2, 3) or np.asarray(transform).dtype.kind not in "iuf":
+        raise ValueError(f"transform must be a 2x3 affine matrix of real numbers (frame -> pixels), "
+                         f"got {transform!r:.60}")
+    if not np.isfinite(t).all() or np.abs(t).max() > MAX_TRANSFORM:
+        raise ValueError(f"transform must be finite, with coefficients within ±{MAX_TRANSFORM:g}")
+    if abs(np.linalg.det(t[:, :2])) < 1e-12:
+        raise ValueError("transform is not invertible (its 2x2 part has determinant 0)")
+    return t
+
+
+def _vector_size(size, width, height):
+    w = size if width is None else width
+    h = w if height is None else height
+    for name, v in (("size" if width is None else "width", w), ("height", h)):
+        if not _is_real(v) or not 1.0 <= float(v) <= native.MAX_SIZE:
+            raise ValueError(f"{name} must be a number of points in 1..{native.MAX_SIZE}, got {v!r:.40}")
+    return float(w), float(h)
 
 
 def _fit_matrix(width, height, zoom=1.0):
@@ -69,32 +122,43 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
     """
     w, h = _size(size, width, height)
     bg = _background(background)
+    zoom = _zoom(zoom)
+    transform = _transform(transform)
+    if not isinstance(antialias, str) or antialias not in ("best", "fast"):
+        raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r:.40}")
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r:.40}; choose one of {BACKENDS}")
     p = validate(params)
     if backend == "native":
         return native.renderer().render(p, w, h, background=bg, transform=transform, zoom=zoom,
                                         antialias=antialias)
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     scene = native.Scene(p)
     m = _fit_matrix(w, h, zoom) if transform is None else np.asarray(transform, np.float64)
     if backend == "pycairo":
-        return _render_pycairo(scene, w, h, bg, m)
-    return _render_pillow(scene, w, h, bg, m)
+        import cairo
+
+        try:
+            return _render_pycairo(scene, w, h, bg, m)
+        except cairo.Error as exc:  # the same status the native renderer reports
+            raise NativeError("AVZ_E_CAIRO", f"cairo reported an error: {exc}") from None
+    try:
+        return _render_pillow(scene, w, h, bg, m)
+    except OverflowError as exc:  # coordinates beyond what Pillow draws
+        raise ValueError(f"the pillow backend cannot draw at this size and transform: {exc}") from None
 
 
 def to_svg(params, size: float = 512, *, width: float | None = None, height: float | None = None,
            background=None) -> str:
-    """The avatar as an SVG document (a string); scales to any size."""
-    w = float(width or size)
-    h = float(height or width or size)
+    """The avatar as an SVG document (a string); scales to any size.
+    ``size`` (or ``width``/``height``) in points, 1..16384."""
+    w, h = _vector_size(size, width, height)
     return native.renderer().vector(validate(params), "svg", w, h, background=_background(background)).decode()
 
 
 def to_pdf(params, size: float = 512, *, width: float | None = None, height: float | None = None,
            background=None) -> bytes:
-    """The avatar as a one-page PDF document (bytes)."""
-    w = float(width or size)
-    h = float(height or width or size)
+    """The avatar as a one-page PDF document (bytes); ``size`` in points, 1..16384."""
+    w, h = _vector_size(size, width, height)
     return native.renderer().vector(validate(params), "pdf", w, h, background=_background(background))
 
 

@@ -86,13 +86,20 @@ class SchemaError(ValueError):
     """A parameter vector does not fit the schema."""
 
 
+class UnknownParameterError(KeyError, ValueError):
+    """No parameter has that name: a ``KeyError`` (mapping convention) and a
+    ``ValueError`` (the SDK's one type for bad input)."""
+
+
 def index(name: str) -> int:
     """Position of a parameter by name, e.g. ``"iris_l.radius"``."""
+    if not isinstance(name, str):
+        raise UnknownParameterError(f"parameter names are strings such as 'iris_l.radius', got {name!r:.40}")
     try:
         return _INDEX[name]
     except KeyError:
         close = [n for n in NAMES if name.split(".")[0] in n][:5]
-        raise KeyError(f"no parameter named {name!r}" + (f"; did you mean one of {close}?" if close else "")) from None
+        raise UnknownParameterError(f"no parameter named {name!r}" + (f"; did you mean one of {close}?" if close else "")) from None
 
 
 def default() -> np.ndarray:
@@ -114,10 +121,7 @@ def group_counts() -> dict[str, int]:
 
 def as_params(params, *, batch: bool = False) -> np.ndarray:
     """Converts to float32 and checks the length; (629,) or (n, 629) with ``batch``."""
-    try:
-        arr = np.asarray(params, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise SchemaError(f"parameters must be numbers convertible to float32 ({exc})") from None
+    arr = _real_array(params)
     if batch:
         if arr.ndim == 1:
             arr = arr[None]
@@ -126,6 +130,18 @@ def as_params(params, *, batch: bool = False) -> np.ndarray:
     elif arr.shape != (PARAM_COUNT,):
         raise SchemaError(f"expected {PARAM_COUNT} parameters, got an array of shape {arr.shape}")
     return arr
+
+
+def _real_array(params) -> np.ndarray:
+    """float32 array of real numbers; SchemaError for strings, complex, objects, ragged lists."""
+    try:
+        raw = np.asarray(params)
+        if raw.dtype.kind not in "iuf":
+            raise TypeError(f"got an array of {raw.dtype} ({'complex numbers lose their imaginary part' if raw.dtype.kind == 'c' else 'not real numbers'})")
+        with np.errstate(over="ignore"):
+            return raw.astype(np.float32)  # too large for float32 -> inf, refused by validate
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SchemaError(f"parameters must be real numbers, {PARAM_COUNT} of them ({exc})") from None
 
 
 def validate(params) -> np.ndarray:
@@ -147,8 +163,8 @@ def validate(params) -> np.ndarray:
 def clip(params) -> np.ndarray:
     """Clamps into the schema ranges and rounds categorical and flag values.
     NaN is replaced by the default value of that parameter."""
-    arr = np.array(params, dtype=np.float32, copy=True)
-    if arr.shape[-1] != PARAM_COUNT:
+    arr = np.array(_real_array(params), dtype=np.float32, copy=True)
+    if arr.ndim == 0 or arr.shape[-1] != PARAM_COUNT:
         raise SchemaError(f"expected {PARAM_COUNT} parameters in the last axis, got {arr.shape}")
     arr = np.where(np.isfinite(arr), arr, DEFAULT)
     arr = np.clip(arr, LO, HI)
@@ -161,20 +177,26 @@ def normalize(params, sl: slice | None = None) -> np.ndarray:
     (..., 629) arrays, or on a slice's columns when ``sl`` is given."""
     sl = sl or slice(0, PARAM_COUNT)
     lo, hi = LO[sl], HI[sl]
-    return (2.0 * (np.asarray(params, np.float32) - lo) / (hi - lo) - 1.0).astype(np.float32)
+    arr = _real_array(params)
+    if arr.ndim == 0 or arr.shape[-1] != len(lo):
+        raise SchemaError(f"expected {len(lo)} values in the last axis, got shape {arr.shape}")
+    return (2.0 * (arr - lo) / (hi - lo) - 1.0).astype(np.float32)
 
 
 def denormalize(values, sl: slice | None = None) -> np.ndarray:
     """Inverse of :func:`normalize`."""
     sl = sl or slice(0, PARAM_COUNT)
     lo, hi = LO[sl], HI[sl]
-    return ((np.asarray(values, np.float32) + 1.0) * 0.5 * (hi - lo) + lo).astype(np.float32)
+    arr = _real_array(values)
+    if arr.ndim == 0 or arr.shape[-1] != len(lo):
+        raise SchemaError(f"expected {len(lo)} values in the last axis, got shape {arr.shape}")
+    return ((arr + 1.0) * 0.5 * (hi - lo) + lo).astype(np.float32)
 
 
 def mirror(params) -> np.ndarray:
     """The left-right mirrored avatar (for flip augmentation). Works on (..., 629)."""
-    arr = np.asarray(params, np.float32)
-    if arr.shape[-1] != PARAM_COUNT:
+    arr = _real_array(params)
+    if arr.ndim == 0 or arr.shape[-1] != PARAM_COUNT:
         raise SchemaError(f"expected {PARAM_COUNT} parameters in the last axis, got {arr.shape}")
     out = arr[..., _MIRROR_PERM].copy()
     out[..., _MIRROR_NEG] *= -1.0

@@ -358,12 +358,18 @@ class TensorRTSession:
     """
 
     def __init__(self, path: str | os.PathLike, *, name: str | None = None, device_id: int = 0,
-                 expected: Mapping[str, Any] | None = None, cuda_library: str = "auto"):
+                 expected: Mapping[str, Any] | None = None, cuda_library: str = "auto",
+                 sha256: str | None = None):
         self.path = Path(path)
-        try:
-            data = self.path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"{self.path}: cannot read engine file: {exc}") from None
+        if sha256 is not None:  # exactly the bytes the manifest verified
+            from .models import read_verified_bytes
+
+            data = read_verified_bytes(self.path, sha256)
+        else:
+            try:
+                data = self.path.read_bytes()
+            except OSError as exc:
+                raise ModelError(f"{self.path}: cannot read engine file: {exc}") from None
         try:
             self.description, offset = read_engine_header(data)
         except ValueError as exc:

@@ -79,6 +79,13 @@ class AlignStage(Stage):
         else:
             state.faces = [faces[state.face_index]] if state.face_index < len(faces) else []
 
+    def reset(self) -> None:
+        """Video mode: the stream's aligner starts over (fresh tracking, timestamps from any value)."""
+        with self._lock:
+            aligners = list(self._all) if self.align_options.mode == "video" else []
+        for al in aligners:
+            al.reset()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -32,6 +32,9 @@ class Stage:
         for s in states:
             self.run(s)
 
+    def reset(self) -> None:
+        """Forget per-stream state (video mode): the next frame starts a new stream."""
+
     def close(self) -> None:
         """Release what :meth:`prepare` acquired. Calling it twice does nothing."""
 
@@ -64,6 +67,11 @@ class Pipeline:
             if s.name == until:
                 break
         return states
+
+    def reset(self) -> None:
+        """Every stage forgets its per-stream state (a new video stream)."""
+        for s in self.stages:
+            s.reset()
 
     def close(self) -> None:
         for s in reversed(self.stages):

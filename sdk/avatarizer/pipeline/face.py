@@ -217,7 +217,7 @@ class ModelFaceEstimator(FaceEstimator):
         if entry.kind == "engine":
             from ..trt_backend import TensorRTSession
 
-            return TensorRTSession(entry.path, name=entry.name, expected=entry.description)
+            return TensorRTSession(entry.path, name=entry.name, expected=entry.description, sha256=entry.sha256)
         from ..models import Session
 
         return Session.from_entry(entry, device=options.device)

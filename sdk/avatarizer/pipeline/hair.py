@@ -61,6 +61,10 @@ class HairStage(Stage):
             else:
                 self.reason = f"{manifest.folder} has no 'attributes' model: the auto-artist's hair is used"
 
+    def reset(self) -> None:
+        """A new stream: no hairstyle carries over from the previous person."""
+        self._cache.clear()
+
     def _retrieve(self, face, face_slice: np.ndarray) -> np.ndarray:
         from .. import hair as H
         from ..artist import crop_valid_mask

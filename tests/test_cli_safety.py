@@ -1,0 +1,337 @@
+"""Nothing a user gives is lost (issue #15): the CLI battery.
+
+Every command runs in a folder of user files (inputs named like temporary
+files, decoys beside the output); every file in the folder is checksummed
+before and after, and the only change allowed is the one output the command
+was asked to write. Interrupts (SIGTERM mid-run, Ctrl-C during the final mux)
+must leave the folder exactly as it was.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from conftest import ROOT, need_shared
+
+CLI = [sys.executable, "-m", "avatarizer.cli"]
+ENV = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (hidden ones included), by relative path."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _changes(before: dict, after: dict) -> tuple[set, set, set]:
+    lost = set(before) - set(after)
+    changed = {k for k in set(before) & set(after) if before[k] != after[k]}
+    new = set(after) - set(before)
+    return lost, changed, new
+
+
+def _main(*argv) -> int:
+    from avatarizer.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def _expect(folder: Path, before: dict, *, new: set[str] = frozenset(), replaced: set[str] = frozenset()):
+    lost, changed, created = _changes(before, _snapshot(folder))
+    assert not lost, f"files lost: {sorted(lost)}"
+    assert changed == set(replaced), f"files changed: {sorted(changed)}"
+    assert created == set(new), f"unexpected new files: {sorted(created - set(new))}, missing {sorted(set(new) - created)}"
+
+
+@pytest.fixture(scope="module")
+def photo_bytes(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("photo") / "a.png"
+    Image.fromarray(skdata.astronaut()).resize((256, 256)).save(path)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def clip_bytes(tmp_path_factory) -> bytes:
+    """12 frames of a shared clip at 256x256 (a small, fast input)."""
+    src = need_shared("data", "video", "d0.mp4")
+    path = tmp_path_factory.mktemp("clip") / "c.mp4"
+    cap = cv2.VideoCapture(str(src))
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (256, 256))
+    for _ in range(12):
+        ok, f = cap.read()
+        assert ok
+        w.write(cv2.resize(f, (256, 256)))
+    w.release()
+    cap.release()
+    return path.read_bytes()
+
+
+def _user_folder(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    folder = tmp_path / "user"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+# ---------------------------------------------------------------- defects 1 and 2
+@pytest.mark.parametrize("name", ["photo.png.partial", ".avatarizer-x.png", "photo.png"])
+def test_image_input_named_like_a_temporary_file_survives(tmp_path, photo_bytes, name, capsys):
+    out = "photo.png" if name != "photo.png" else "photo_avatar.png"
+    folder = _user_folder(tmp_path, {name: photo_bytes, "notes.txt": b"keep me"})
+    before = _snapshot(folder)
+    assert _main("image", folder / name, "-o", folder / out, "--size", "64") == 0, capsys.readouterr().err
+    _expect(folder, before, new={out})
+
+
+@pytest.mark.parametrize("name", ["clip.partial.mp4", "clip.muxed.partial.mp4"])
+def test_video_input_named_like_a_temporary_file_survives(tmp_path, clip_bytes, name, capsys):
+    folder = _user_folder(tmp_path, {name: clip_bytes})
+    before = _snapshot(folder)
+    assert _main("video", folder / name, "-o", folder / "clip.mp4") == 0, capsys.readouterr().err
+    _expect(folder, before, new={"clip.mp4"})
+
+
+def test_user_files_beside_the_output_are_never_touched(tmp_path, photo_bytes, clip_bytes, capsys):
+    decoys = {n: f"user data {n}".encode() for n in (
+        "out.png.partial", "out.partial.mp4", "out.muxed.partial.mp4", "out.svg.partial", "out.pdf.partial",
+        ".avatarizer-out.mp4", "out.mp4.tmp")}
+    folder = _user_folder(tmp_path, {"in.png": photo_bytes, "in.mp4": clip_bytes, **decoys})
+    for out in ("out.png", "out.svg", "out.pdf"):
+        before = _snapshot(folder)
+        assert _main("image", folder / "in.png", "-o", folder / out, "--size", "64") == 0, capsys.readouterr()
+        _expect(folder, before, new={out})
+    before = _snapshot(folder)
+    assert _main("video", folder / "in.mp4", "-o", folder / "out.mp4") == 0, capsys.readouterr()
+    _expect(folder, before, new={"out.mp4"})
+
+
+def test_overwrite_is_the_only_way_to_replace(tmp_path, photo_bytes, clip_bytes, capsys):
+    folder = _user_folder(tmp_path, {"in.png": photo_bytes, "in.mp4": clip_bytes, "out.png": b"mine",
+                                     "out.mp4": b"mine too"})
+    before = _snapshot(folder)
+    assert _main("image", folder / "in.png", "-o", folder / "out.png") == 1
+    assert _main("video", folder / "in.mp4", "-o", folder / "out.mp4") == 1
+    assert capsys.readouterr().err.count("--overwrite") == 2
+    # the input is never the output, not even with --overwrite, not through a link
+    os.link(folder / "in.png", folder / "hard.png")
+    before = _snapshot(folder)
+    assert _main("image", folder / "in.png", "-o", folder / "in.png", "--overwrite") == 1
+    assert _main("image", folder / "in.png", "-o", folder / "hard.png", "--overwrite") == 1
+    assert _main("video", folder / "in.mp4", "-o", folder / "in.mp4", "--overwrite") == 1
+    _expect(folder, before)
+    assert _main("image", folder / "in.png", "-o", folder / "out.png", "--overwrite", "--size", "64") == 0
+    _expect(folder, before, replaced={"out.png"})
+
+
+def test_an_output_that_appears_meanwhile_is_not_replaced(tmp_path, monkeypatch):
+    """Without --overwrite the final step is os.link, which fails on an existing name."""
+    from avatarizer import cli
+
+    out = tmp_path / "o.png"
+    tmp = cli._temp_beside(out, ".png")
+    tmp.write_bytes(b"new")
+    out.write_bytes(b"appeared meanwhile")
+    with pytest.raises(cli.CLIError, match="appeared"):
+        cli._commit(tmp, out, overwrite=False)
+    cli._cleanup_temps()
+    assert out.read_bytes() == b"appeared meanwhile" and not tmp.exists()
+
+
+# ---------------------------------------------------------------- defect 8: no raw tracebacks
+def test_cli_errors_are_one_line_not_tracebacks(tmp_path, photo_bytes, clip_bytes, capsys):
+    folder = _user_folder(tmp_path, {"in.png": photo_bytes, "in.mp4": clip_bytes, "afile": b"x"})
+    before = _snapshot(folder)
+    cases = [
+        ("image", folder / "in.png", "-o", folder / "afile" / "out.png"),  # output under a regular file
+        ("video", folder / "in.mp4", "-o", folder / "afile" / "out.mp4"),
+        ("video", folder / "in.mp4", "-o", folder / "o.mp4", "--max-seconds", "inf"),
+        ("video", folder / "in.mp4", "-o", folder / "o.mp4", "--max-seconds", "nan"),
+        ("image", folder, "-o", folder / "o.png"),  # a folder as input
+        ("image", folder / "missing.png", "-o", folder / "o.png"),
+    ]
+    for argv in cases:
+        assert _main(*argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.strip().count("\n") == 0 and "error:" in err, (argv, err)
+    _expect(folder, before)
+
+
+def test_bench_cuda_without_cuda_is_one_line(capsys):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    assert _main("bench", "--device", "cuda", "--frames", "1", "--warmup", "0") == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error: device='cuda'" in err
+
+
+def test_read_only_output_folder_as_a_normal_user(tmp_path, photo_bytes):
+    """Run as ``nobody`` when the tests run as root (root may write anywhere)."""
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"avz-ro-{os.getpid()}"
+    folder.mkdir()
+    try:
+        (folder / "in.png").write_bytes(photo_bytes)
+        ro = folder / "ro"
+        ro.mkdir()
+        (ro / "keep.txt").write_text("mine")
+        folder.chmod(0o755)
+        ro.chmod(0o555)
+        preexec = None
+        if os.geteuid() == 0:
+            import pwd
+
+            try:
+                uid = pwd.getpwnam("nobody").pw_uid
+            except KeyError:
+                pytest.skip("no user 'nobody' to drop root to")
+            preexec = lambda: os.setuid(uid)  # noqa: E731
+        before = _snapshot(folder)
+        try:
+            res = subprocess.run(CLI + ["image", str(folder / "in.png"), "-o", str(ro / "out.png")],
+                                 capture_output=True, text=True, timeout=300, env=ENV, preexec_fn=preexec)
+        except PermissionError as exc:
+            pytest.skip(f"'nobody' cannot run this Python ({exc}); see the in-process test below")
+        assert res.returncode == 1, res.stderr[-2000:]
+        assert "Traceback" not in res.stderr and "permission denied" in res.stderr.lower()
+        assert _snapshot(folder) == before
+    finally:
+        for p in (folder / "ro", folder):
+            p.chmod(0o755)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_unwritable_output_folder_in_process(tmp_path, photo_bytes, monkeypatch, capsys):
+    """The same refusal when the folder check passes but creating the file fails
+    (what a read-only folder does to a normal user; root passes os.access)."""
+    import tempfile
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied", k.get("dir"))
+
+    folder = _user_folder(tmp_path, {"in.png": photo_bytes})
+    before = _snapshot(folder)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert _main("image", folder / "in.png", "-o", folder / "out.png", "--size", "64") == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Permission denied" in err and err.strip().count("\n") == 0
+    _expect(folder, before)
+
+
+# ---------------------------------------------------------------- defect 10: named pipes
+@pytest.mark.parametrize("command,out", [("image", "o.png"), ("video", "o.mp4")])
+def test_named_pipe_input_is_refused_not_waited_on(tmp_path, command, out):
+    fifo = tmp_path / ("in.png" if command == "image" else "in.mp4")
+    os.mkfifo(fifo)
+    res = subprocess.run(CLI + [command, str(fifo), "-o", str(tmp_path / out)], capture_output=True,
+                         text=True, timeout=120, env=ENV)
+    assert res.returncode == 1 and "not a regular file" in res.stderr, res.stderr[-2000:]
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and not (tmp_path / out).exists()
+
+
+# ---------------------------------------------------------------- defect 9: interrupts
+def _wait_for(pred, timeout: float) -> bool:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigterm_mid_run_leaves_nothing_behind(tmp_path):
+    clip = need_shared("data", "video", "d0.mp4")
+    folder = _user_folder(tmp_path, {"in.mp4": clip.read_bytes(), "out.partial.mp4": b"decoy"})
+    before = _snapshot(folder)
+    proc = subprocess.Popen(CLI + ["video", str(folder / "in.mp4"), "-o", str(folder / "out.mp4")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        # a temporary file appears once frames are being written
+        assert _wait_for(lambda: any(p.name.startswith(".avatarizer-") for p in folder.iterdir()), 120)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "Traceback" not in err
+    _expect(folder, before)
+
+
+def test_ctrl_c_during_the_final_mux_leaves_nothing_behind(tmp_path, clip_bytes):
+    """A stand-in ffmpeg that starts writing its output, then hangs: Ctrl-C lands in the mux."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "ffmpeg"
+    fake.write_text('#!/bin/sh\nfor last; do :; done\necho partial > "$last"\nexec sleep 60\n')
+    fake.chmod(0o755)
+    folder = _user_folder(tmp_path, {"in.mp4": clip_bytes, "out.muxed.partial.mp4": b"decoy"})
+    before = _snapshot(folder)
+    env = dict(ENV, PATH=f"{bindir}{os.pathsep}{ENV.get('PATH', '')}")
+    proc = subprocess.Popen(CLI + ["video", str(folder / "in.mp4"), "-o", str(folder / "out.mp4")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        two_temps = lambda: sum(p.name.startswith(".avatarizer-") for p in folder.iterdir()) == 2  # noqa: E731
+        assert _wait_for(two_temps, 120), "the mux never started"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    _expect(folder, before)
+
+
+# ---------------------------------------------------------------- defect 13: truncated video
+def test_truncated_video_says_so_and_exits_3(tmp_path, clip_bytes, capsys):
+    if not shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg is not installed (make sysdeps)")
+    src = tmp_path / "src.mp4"
+    src.write_bytes(clip_bytes)
+    fast = tmp_path / "fast.mp4"  # index first, so a cut file still opens and announces 12 frames
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-c", "copy", "-movflags", "+faststart",
+                    str(fast)], check=True)
+    data = fast.read_bytes()
+    folder = _user_folder(tmp_path, {"cut.mp4": data[: len(data) // 2], "whole.mp4": data})
+    before = _snapshot(folder)
+    assert _main("video", folder / "cut.mp4", "-o", folder / "cut_out.mp4") == 3
+    err = capsys.readouterr().err
+    assert "of the 12 frames" in err and "truncated" in err
+    _expect(folder, before, new={"cut_out.mp4"})
+    assert _main("video", folder / "whole.mp4", "-o", folder / "whole_out.mp4") == 0
+    assert "truncated" not in capsys.readouterr().err
+
+
+def test_render_samples_needs_overwrite_and_failed_runs_leave_no_folders(tmp_path, capsys):
+    folder = _user_folder(tmp_path, {"g.png": b"my picture", "blank.png": b""})
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(folder / "blank.png")
+    before = _snapshot(folder)
+    assert _main("render-samples", "-n", "2", "--size", "32", "-o", folder / "g.png") == 1
+    assert "--overwrite" in capsys.readouterr().err
+    _expect(folder, before)
+    assert _main("render-samples", "-n", "2", "--size", "32", "-o", folder / "g.png", "--overwrite") == 0
+    _expect(folder, before, replaced={"g.png"})
+    # a run that fails removes the folders it made for its output (only those, only when empty)
+    before = _snapshot(folder)
+    assert _main("image", folder / "blank.png", "-o", folder / "new" / "sub" / "o.png") == 1
+    assert "no face" in capsys.readouterr().err
+    assert not (folder / "new").exists()
+    _expect(folder, before)
+    assert _main("render-samples", "-n", "1", "--size", "32", "-o", folder / "made" / "g.png") == 0
+    assert (folder / "made" / "g.png").is_file()
