@@ -1,0 +1,707 @@
+"""A performance (a sequence of parameter vectors) as a vector animation:
+Lottie (Bodymovin JSON) and animated SVG (SMIL), from the very scene the
+native renderer draws.
+
+    from avatarizer.animation import Animation
+    anim = Animation(size=512, fps=30)
+    for params in frames:                 # float32 (629,) each
+        anim.add(params)
+    anim.write("out.json")                # or "out.svg"; anim.to_lottie() -> dict, anim.to_svg() -> str
+
+How it works. Each frame's scene is built by the native code (the single
+source of geometry: Catmull-Rom Beziers, tapered strokes as filled outlines,
+composites, clip groups) and read back as items and a path stream. Items are
+matched to *tracks* across frames: the scene is parsed into a tree (clip
+groups hold their children) and aligned with the tracks seen so far by item
+signature (kind + path command codes), so an item that appears or disappears
+(teeth, brow hairs, lashes) becomes a track that is hidden on some frames
+while the drawing order stays the scene's order on every frame. A frame
+whose layout (item kinds and path ranges, verified command by command) was
+seen before reuses that layout's parse, so the per-frame cost is one native
+scene build and a few numpy gathers.
+
+Every track is a path (one or more sub-paths of cubic Bezier vertices with
+in/out tangents, the form Lottie uses), a colour with opacity and, for
+strokes, a width. Keyframes are reduced per track: a frame becomes a keyframe
+only where linear interpolation between the kept keyframes would move any
+vertex or Bezier control point by more than ``tolerance`` output pixels
+(colours: ``color_tolerance``); a track that never moves has no keyframes
+at all, and colours that do not change are written as static values. The
+frames between keyframes are what Lottie and SMIL interpolate linearly, so
+every frame of the export is within the tolerance of the native scene.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import native
+from .schema import PARAM_COUNT, validate
+
+FORMATS = {".json": "lottie", ".lottie.json": "lottie", ".svg": "svg"}
+DEFAULT_TOLERANCE = 0.5        # output pixels (at the export size)
+DEFAULT_COLOR_TOLERANCE = 1.0  # in 1/255 of a colour channel
+MAX_FRAMES = 100_000
+_MAX_SPAN = 256                # longest stretch between two keyframes (frames)
+
+
+# ---------------------------------------------------------------- scene parse
+
+
+@dataclass
+class _Layout:
+    """One frame layout: which item is which track, and where its numbers are."""
+    key: bytes
+    op_pos: np.ndarray          # positions of every command code in the path stream
+    op_val: np.ndarray          # the codes themselves (verified on reuse)
+    vidx: np.ndarray            # per vertex: index of x in the path stream
+    iidx: np.ndarray            # per vertex: in-tangent control (x) index or -1
+    oidx: np.ndarray            # per vertex: out-tangent control (x) index or -1
+    draw: np.ndarray            # item indices that carry a path (fill, stroke, clip push)
+    vslices: list               # per drawn item: (first vertex, end vertex)
+    tracks: list                # per drawn item: track id
+    frames: list = field(default_factory=list)
+
+
+@dataclass
+class _Track:
+    id: int
+    kind: int                   # native.ITEM_*
+    shape: tuple                # ((closed, n_vertices), ...) per sub-path
+    sig: bytes
+    children: list | None = None  # clip groups: child tracks, in drawing order
+
+
+def _parse_path(path: np.ndarray, a: int, b: int):
+    """A path range -> (command codes, sub-paths [(closed, [(v, i, o), ...])])."""
+    ops, subs, cur = [], [], None
+    i = a
+    while i < b:
+        op = int(path[i])
+        ops.append(op)
+        if op == native.OP_MOVE:
+            cur = [False, [[i + 1, -1, -1]]]
+            subs.append(cur)
+            i += 3
+        elif op in (native.OP_LINE, native.OP_CURVE):
+            if cur is None:  # a segment with no current point starts a sub-path there
+                cur = [False, []]
+                subs.append(cur)
+            if op == native.OP_LINE:
+                cur[1].append([i + 1, -1, -1])
+                i += 3
+            else:
+                if cur[1]:
+                    cur[1][-1][2] = i + 1
+                cur[1].append([i + 5, i + 3, -1])
+                i += 7
+        elif op == native.OP_CLOSE:
+            if cur is not None:
+                cur[0] = True
+                cur = None  # cairo: after close the next segment starts a new sub-path
+            i += 1
+        else:
+            raise ValueError(f"unknown path command {op} in the native scene")
+    return ops, [(closed, verts) for closed, verts in subs if verts]
+
+
+class _Recorder:
+    """Turns scenes into tracks and per-frame numbers (see the module doc)."""
+
+    def __init__(self, scale: float, ox: float, oy: float):
+        self.scale, self.ox, self.oy = scale, ox, oy
+        self.tracks: list[_Track] = []
+        self.root: list[_Track] = []
+        self.layouts: dict[bytes, list[_Layout]] = {}
+        self.segments: list[tuple[_Layout, list[int], list[np.ndarray], list[np.ndarray]]] = []
+        self.n = 0
+        self._builder = native.SceneBuilder()
+
+    # -- per frame
+    def add(self, params: np.ndarray) -> None:
+        items, path = self._builder.build(params)
+        lay = self._layout(items, path)
+        P = path.astype(np.float64)
+        V = np.stack([P[lay.vidx], P[lay.vidx + 1]], 1)
+        has_i, has_o = lay.iidx >= 0, lay.oidx >= 0
+        I = np.where(has_i[:, None], np.stack([P[lay.iidx], P[lay.iidx + 1]], 1), V)
+        O = np.where(has_o[:, None], np.stack([P[lay.oidx], P[lay.oidx + 1]], 1), V)
+        off = np.array([self.ox, self.oy])
+        geo = np.concatenate([V, I, O], 1) * self.scale + np.tile(off, 3)  # absolute, pixels
+        d = items[lay.draw]
+        style = np.concatenate([d["rgba"].astype(np.float64), d["width"][:, None].astype(np.float64) * self.scale], 1)
+        if self.segments and self.segments[-1][0] is lay and self.segments[-1][1][-1] == self.n - 1:
+            seg = self.segments[-1]
+        else:
+            seg = (lay, [], [], [])
+            self.segments.append(seg)
+        seg[1].append(self.n)
+        seg[2].append(geo)
+        seg[3].append(style)
+        self.n += 1
+
+    def _layout(self, items: np.ndarray, path: np.ndarray) -> _Layout:
+        key = (items["kind"].tobytes() + items["path_begin"].tobytes() + items["path_end"].tobytes()
+               + len(path).to_bytes(8, "little"))
+        for lay in self.layouts.get(key, ()):
+            if np.array_equal(path[lay.op_pos], lay.op_val):
+                return lay
+        lay = self._new_layout(key, items, path)
+        self.layouts.setdefault(key, []).append(lay)
+        return lay
+
+    def _new_layout(self, key, items, path) -> _Layout:
+        # parse every item, build the frame's tree (clip groups hold children)
+        parsed = []
+        op_pos: list[int] = []
+        for k, it in enumerate(items):
+            a, b = int(it["path_begin"]), int(it["path_end"])
+            i = a
+            while i < b:  # command positions (for the reuse check)
+                op_pos.append(i)
+                i += {native.OP_MOVE: 3, native.OP_LINE: 3, native.OP_CURVE: 7}.get(int(path[i]), 1)
+            ops, subs = _parse_path(path, a, b)
+            shape = tuple((c, len(v)) for c, v in subs)
+            sig = bytes([int(it["kind"])]) + bytes(ops)
+            parsed.append((int(it["kind"]), sig, shape, subs))
+        frame_root: list = []
+        stack = [frame_root]
+        for k, (kind, sig, shape, subs) in enumerate(parsed):
+            if kind == native.ITEM_CLIP_POP:
+                if len(stack) > 1:
+                    stack.pop()
+                continue
+            if kind == native.ITEM_CLIP_PUSH:
+                node = (k, sig, shape, [])
+                stack[-1].append(node)
+                stack.append(node[3])
+            else:
+                stack[-1].append((k, sig, shape, None))
+        item_track: dict[int, int] = {}
+        self._align(self.root, frame_root, item_track)
+        draw = sorted(item_track)
+        vidx, iidx, oidx, vslices, tracks = [], [], [], [], []
+        for k in draw:
+            first = len(vidx)
+            for closed, verts in parsed[k][3]:
+                for v, i, o in verts:
+                    vidx.append(v)
+                    iidx.append(i)
+                    oidx.append(o)
+            vslices.append((first, len(vidx)))
+            tracks.append(item_track[k])
+        op_pos_a = np.array(op_pos, np.int64)
+        return _Layout(key, op_pos_a, path[op_pos_a].copy(), np.array(vidx, np.int64), np.array(iidx, np.int64),
+                       np.array(oidx, np.int64), np.array(draw, np.int64), vslices, tracks)
+
+    def _align(self, known: list, nodes: list, item_track: dict) -> None:
+        """Matches this frame's nodes to known tracks in order; inserts new tracks."""
+        sm = difflib.SequenceMatcher(None, [t.sig for t in known], [n[1] for n in nodes], autojunk=False)
+        merged: list[_Track] = []
+        for tag, a1, a2, b1, b2 in sm.get_opcodes():
+            if tag == "equal":
+                for t, node in zip(known[a1:a2], nodes[b1:b2]):
+                    item_track[node[0]] = t.id
+                    if node[3] is not None:
+                        self._align(t.children, node[3], item_track)
+                    merged.append(t)
+                continue
+            merged.extend(known[a1:a2])  # tracks absent on this frame stay, hidden
+            for node in nodes[b1:b2]:
+                k, sig, shape, children = node
+                t = _Track(len(self.tracks), sig[0], shape, sig, [] if children is not None else None)
+                self.tracks.append(t)
+                item_track[k] = t.id
+                if children is not None:
+                    self._align(t.children, children, item_track)
+                merged.append(t)
+        known[:] = merged
+
+    # -- per track time series
+    def series(self):
+        """track id -> (present[T] bool, geo[T, 6 * n_vertices], style[T, 5])."""
+        T = self.n
+        out = {}
+        for t in self.tracks:
+            nv = sum(n for _, n in t.shape)
+            out[t.id] = (np.zeros(T, bool), np.zeros((T, nv, 6)), np.zeros((T, 5)))
+        for lay, frames, geos, styles in self.segments:
+            fr = np.array(frames)
+            G = np.stack(geos)
+            S = np.stack(styles)
+            for j, tid in enumerate(lay.tracks):
+                a, b = lay.vslices[j]
+                pres, geo, sty = out[tid]
+                pres[fr] = True
+                geo[fr] = G[:, a:b]
+                sty[fr] = S[:, j]
+        for tid, (pres, geo, sty) in out.items():
+            _fill_absent(pres, geo)
+            _fill_absent(pres, sty)
+            sty[~pres, 3] = 0.0  # hidden
+        return out
+
+
+def _fill_absent(present: np.ndarray, x: np.ndarray) -> None:
+    """Absent frames take the nearest earlier present value (later for a leading gap)."""
+    if present.all() or not present.any():
+        return
+    idx = np.where(present, np.arange(len(present)), -1)
+    idx = np.maximum.accumulate(idx)
+    first = int(np.argmax(present))
+    idx[idx < 0] = first
+    x[:] = x[idx]
+
+
+# ------------------------------------------------------------ keyframe reduction
+
+
+_TS: dict[int, np.ndarray] = {}
+
+
+def _ts(n: int) -> np.ndarray:
+    t = _TS.get(n)
+    if t is None:
+        t = _TS[n] = np.linspace(0.0, 1.0, n + 1)[:, None]
+    return t
+
+
+def reduce_keyframes(x: np.ndarray, tol: float, care: np.ndarray | None = None) -> np.ndarray:
+    """Frame indices to keep so that linear interpolation between them stays
+    within ``tol`` (max abs, every column) of ``x`` (T x D) on every frame
+    where ``care`` is true. Always keeps the first and the last frame; a
+    series that never leaves ``tol`` of its first value keeps only frame 0."""
+    T = len(x)
+    x = x.reshape(T, -1)
+    w = None if care is None or care.all() else care.astype(np.float64)[:, None]
+    dev = np.abs(x - x[:1])
+    if w is not None:
+        dev *= w
+    if T <= 1 or float(dev.max()) <= tol:
+        return np.arange(1)
+    if T == 2:
+        return np.arange(2)
+
+    def ok(i, n):  # frames i..i+n interpolated from their ends
+        seg = x[i:i + n + 1]
+        err = np.abs(seg[0] + (seg[-1] - seg[0]) * _ts(n) - seg)
+        if w is not None:
+            err *= w[i:i + n + 1]
+        return float(err.max()) <= tol
+
+    keys = [0]
+    i, guess = 0, 2
+    while i < T - 1:
+        left = T - 1 - i
+        n = min(guess, left, _MAX_SPAN)
+        if ok(i, n):  # gallop up from the last span
+            good = n
+            while good < min(left, _MAX_SPAN):
+                n = min(good * 2, left, _MAX_SPAN)
+                if not ok(i, n):
+                    break
+                good = n
+            else:
+                n = good + 1
+            bad = n
+        else:
+            good, bad = 1, n
+        while bad - good > 1:  # the longest span that passes between good and bad
+            mid = (good + bad) // 2
+            if ok(i, mid):
+                good = mid
+            else:
+                bad = mid
+        i += good
+        guess = max(good, 2)
+        keys.append(i)
+    return np.array(keys)
+
+
+# ----------------------------------------------------------------- the exporter
+
+
+class Animation:
+    """Collects frames and writes them as Lottie JSON or animated SVG.
+
+    ``size`` / ``width`` / ``height``: output size in pixels (the canonical
+    frame's [-1, 1] square is fitted, centred, as in :func:`avatarizer.render`).
+    ``fps``: frames per second of the added frames. ``tolerance``: keyframe
+    reduction tolerance in output pixels; ``color_tolerance`` in 1/255.
+    ``background``: None (transparent), 'white', '#rrggbb' or an RGB tuple.
+    """
+
+    def __init__(self, size: int = 512, *, width: int | None = None, height: int | None = None,
+                 fps: float = 30.0, tolerance: float = DEFAULT_TOLERANCE,
+                 color_tolerance: float = DEFAULT_COLOR_TOLERANCE, background=None):
+        from .render import _background, _size
+
+        self.width, self.height = _size(size, width, height)
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) \
+                or not 0 < fps <= 1000:
+            raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}")
+        for name, v in (("tolerance", tolerance), ("color_tolerance", color_tolerance)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 64:
+                raise ValueError(f"{name} must be a number in [0, 64], got {v!r}")
+        self.fps = float(fps)
+        self.tolerance = float(tolerance)
+        self.color_tolerance = float(color_tolerance)
+        bg = _background(background)
+        self.background = None if bg is None or bg[3] == 0 else bg
+        s = 0.5 * min(self.width, self.height)
+        self._rec = _Recorder(s, 0.5 * self.width, 0.5 * self.height)
+        self._cache = None
+        # coordinates are written as whole numbers of a quantum (1/q px, q a
+        # power of two, at most a quarter of the tolerance) in a layer scaled by 1/q
+        self._q = float(2 ** min(6, max(0, math.ceil(math.log2(4.0 / max(self.tolerance, 1e-3))))))
+
+    def __len__(self) -> int:
+        return self._rec.n
+
+    def add(self, params) -> None:
+        """Appends one frame (629 parameters; ``ValueError`` names a bad one)."""
+        if self._rec.n >= MAX_FRAMES:
+            raise ValueError(f"an animation holds at most {MAX_FRAMES} frames")
+        self._rec.add(validate(params))
+        self._cache = None
+
+    def extend(self, frames) -> "Animation":
+        for p in frames:
+            self.add(p)
+        return self
+
+    # -- reduced tracks
+    def _reduced(self):
+        if self._cache is not None:
+            return self._cache
+        if self._rec.n == 0:
+            raise ValueError("the animation has no frames (add at least one parameter vector)")
+        q = self._q
+        out = {}
+        for tid, (pres, geo, sty) in self._rec.series().items():
+            T, nv, _ = geo.shape
+            flat = geo.reshape(T, nv * 6)
+            gkeys = reduce_keyframes(flat, self.tolerance * 0.8, pres)
+            gvals = np.rint(flat[gkeys] * q).astype(np.int64).reshape(len(gkeys), nv, 6)
+            if (gvals == gvals[:1]).all():
+                gkeys, gvals = gkeys[:1], gvals[:1]
+            gvals[..., 2:4] -= gvals[..., 0:2]  # tangents relative to their vertex (Lottie's form)
+            gvals[..., 4:6] -= gvals[..., 0:2]
+            col = sty[:, :4]
+            ckeys = reduce_keyframes(col, self.color_tolerance / 255.0 * 0.9)
+            cvals = np.round(col[ckeys], 4)
+            if (cvals == cvals[:1]).all():
+                ckeys, cvals = ckeys[:1], cvals[:1]
+            wkeys = reduce_keyframes(sty[:, 4:], self.tolerance * 0.8, pres)
+            wvals = np.round(sty[wkeys, 4] * q, 1)
+            if (wvals == wvals[:1]).all():
+                wkeys, wvals = wkeys[:1], wvals[:1]
+            out[tid] = (gkeys, gvals, ckeys, cvals, wkeys, wvals)
+        self._cache = out
+        return out
+
+    def stats(self) -> dict:
+        """Frames, tracks and keyframes kept (geometry, colour) after reduction."""
+        red = self._reduced()
+        return {"frames": self._rec.n, "tracks": len(red),
+                "geometry_keyframes": int(sum(len(v[0]) for v in red.values() if len(v[0]) > 1)),
+                "color_keyframes": int(sum(len(v[2]) for v in red.values() if len(v[2]) > 1)),
+                "static_tracks": int(sum(len(v[0]) == 1 and len(v[2]) == 1 and len(v[4]) == 1 for v in red.values()))}
+
+    def _runs(self):
+        """Drawing order flattened to runs of leaf tracks that share one clip stack."""
+        runs: list[tuple[tuple, list]] = []
+
+        def walk(nodes, clips):
+            cur: list = []
+            for t in nodes:
+                if t.children is None:
+                    cur.append(t)
+                    continue
+                if cur:
+                    runs.append((clips, cur))
+                    cur = []
+                walk(t.children, clips + (t,))
+            if cur:
+                runs.append((clips, cur))
+
+        walk(self._rec.root, ())
+        return runs
+
+    # ------------------------------------------------------------------ Lottie
+    def to_lottie(self) -> dict:
+        """The animation as a Lottie (Bodymovin 5) document."""
+        red = self._reduced()
+        T = self._rec.n
+        layers = []
+        ks = dict(_LAYER_KS, s={"a": 0, "k": [100 / self._q, 100 / self._q, 100]})
+        for clips, tracks in self._runs():
+            groups = [self._lottie_group(t, red[t.id]) for t in reversed(tracks)]  # Lottie: first is on top
+            layer = {"ddd": 0, "ty": 4, "nm": f"run {len(layers)}", "sr": 1, "ao": 0, "ip": 0, "op": T, "st": 0,
+                     "bm": 0, "ks": ks, "shapes": groups}
+            if clips:
+                layer["hasMask"] = True
+                # the outermost clip's sub-paths are added; nested clips intersect
+                # (exact for the single-contour clips the scene uses)
+                layer["masksProperties"] = [
+                    {"inv": False, "mode": "a" if n == 0 else "i", "nm": f"clip {c.id}",
+                     "pt": _lottie_path_prop(red[c.id][0], sub, closed), "o": {"a": 0, "k": 100},
+                     "x": {"a": 0, "k": 0}}
+                    for n, c in enumerate(clips) for closed, sub in _subpaths(c.shape, red[c.id][1])]
+            layers.append(layer)
+        if self.background is not None:
+            r, g, b, a = self.background
+            layers.append({"ddd": 0, "ty": 4, "nm": "background", "sr": 1, "ao": 0, "ip": 0, "op": T, "st": 0,
+                           "bm": 0, "ks": _LAYER_KS, "shapes": [{"ty": "gr", "nm": "background", "it": [
+                               {"ty": "rc", "d": 1, "p": {"a": 0, "k": [self.width / 2, self.height / 2]},
+                                "s": {"a": 0, "k": [self.width, self.height]}, "r": {"a": 0, "k": 0}},
+                               {"ty": "fl", "c": {"a": 0, "k": [r, g, b, 1]}, "o": {"a": 0, "k": a * 100},
+                                "r": 1}, _GROUP_TR]}]})
+        layers.reverse()  # Lottie draws the first layer on top
+        for i, layer in enumerate(layers):
+            layer["ind"] = i + 1
+        return {"v": "5.7.4", "fr": self.fps, "ip": 0, "op": T, "w": self.width, "h": self.height,
+                "nm": "avatarizer", "ddd": 0, "assets": [], "layers": layers,
+                "meta": {"g": "avatarizer", "tolerance_px": self.tolerance,
+                         "color_tolerance": self.color_tolerance}}
+
+    def to_lottie_json(self) -> str:
+        return _compact(json.dumps(self.to_lottie(), separators=(",", ":")))
+
+    def _lottie_group(self, t: _Track, red) -> dict:
+        gkeys, gvals, ckeys, cvals, wkeys, wvals = red
+        items = [{"ty": "sh", "nm": f"path {s}", "ks": _lottie_path_prop(gkeys, sub, closed)}
+                 for s, (closed, sub) in enumerate(_subpaths(t.shape, gvals))]
+        color = _lottie_prop(ckeys, cvals[:, :3], lambda v: [*v, 1.0])
+        opacity = _lottie_prop(ckeys, cvals[:, 3:] * 100, lambda v: float(round(v[0], 2)))
+        if t.kind == native.ITEM_STROKE:
+            items.append({"ty": "st", "c": color, "o": opacity,
+                          "w": _lottie_prop(wkeys, wvals[:, None], lambda v: float(v[0])),
+                          "lc": 2, "lj": 2, "ml": 4, "bm": 0})
+        else:
+            items.append({"ty": "fl", "c": color, "o": opacity, "r": 1, "bm": 0})
+        items.append(_GROUP_TR)
+        return {"ty": "gr", "nm": f"track {t.id}", "it": items}
+
+    # ------------------------------------------------------------------ SVG
+    def to_svg(self) -> str:
+        """The animation as an SVG document animated with SMIL (loops)."""
+        red = self._reduced()
+        T = self._rec.n
+        dur = f"{T / self.fps:.6g}s"
+        w, h = self.width, self.height
+        q = self._q  # coordinates in whole quanta of 1/q px
+        out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+               f'viewBox="0 0 {w * q:g} {h * q:g}">']
+        if self.background is not None:
+            r, g, b, a = self.background
+            out.append(f'<rect width="{w * q:g}" height="{h * q:g}" fill="{_hex((r, g, b))}"'
+                       + (f' fill-opacity="{a:.4g}"' if a < 1 else "") + "/>")
+
+        def anim(attr, keys, values):
+            kt = ";".join(f"{k / T:.6g}" for k in keys) + ";1"
+            vs = ";".join(values + values[-1:])
+            return (f'<animate attributeName="{attr}" dur="{dur}" repeatCount="indefinite" '
+                    f'calcMode="linear" keyTimes="{kt}" values="{vs}"/>')
+
+        def path_el(t, extra=""):
+            gkeys, gvals, ckeys, cvals, wkeys, wvals = red[t.id]
+            ds = [_svg_d(v, t.shape) for v in gvals]
+            kids = [anim("d", gkeys, ds)] if len(gkeys) > 1 else []
+            attrs = f'd="{ds[0]}"'
+            if t.kind in (native.ITEM_FILL, native.ITEM_STROKE):
+                paint = "stroke" if t.kind == native.ITEM_STROKE else "fill"
+                cols = [_hex(c[:3]) for c in cvals]
+                ops = [f"{c[3]:.4g}" for c in cvals]
+                attrs += f' {paint}="{cols[0]}" {paint}-opacity="{ops[0]}"'
+                if len(ckeys) > 1:
+                    kids.append(anim(paint, ckeys, cols))
+                    kids.append(anim(f"{paint}-opacity", ckeys, ops))
+                if t.kind == native.ITEM_STROKE:
+                    attrs += f' fill="none" stroke-width="{wvals[0]:g}" stroke-linecap="round" stroke-linejoin="round"'
+                    if len(wkeys) > 1:
+                        kids.append(anim("stroke-width", wkeys, [f"{v:g}" for v in wvals]))
+            return f"<path {attrs}{extra}>" + "".join(kids) + "</path>" if kids else f"<path {attrs}{extra}/>"
+
+        def walk(nodes):
+            for t in nodes:
+                if t.children is None:
+                    out.append(path_el(t))
+                else:
+                    out.append(f'<clipPath id="c{t.id}">{path_el(t)}</clipPath><g clip-path="url(#c{t.id})">')
+                    walk(t.children)
+                    out.append("</g>")
+
+        walk(self._rec.root)
+        out.append("</svg>")
+        return _compact("\n".join(out)) + "\n"
+
+    # ------------------------------------------------------------------ files
+    def write(self, path, *, overwrite: bool = False) -> Path:
+        """Writes ``path`` (.json: Lottie, .svg: animated SVG) through a
+        temporary file in the same folder, moved into place when complete."""
+        path = Path(path)
+        fmt = output_format(path)
+        text = self.to_lottie_json() if fmt == "lottie" else self.to_svg()
+        return write_text_atomic(path, text, overwrite=overwrite)
+
+
+def output_format(path) -> str:
+    """'lottie' for .json, 'svg' for .svg; ``ValueError`` otherwise."""
+    name = Path(path).name.lower()
+    for suffix, fmt in FORMATS.items():
+        if name.endswith(suffix):
+            return fmt
+    raise ValueError(f"unknown animation output type {Path(path).suffix or '(none)'!r}: use .json (Lottie) or "
+                     ".svg (animated SVG)")
+
+
+def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
+    """Writes ``text`` to a temporary file beside ``path``, then renames it
+    into place (never leaves a half-written file; refuses to replace an
+    existing file unless ``overwrite``)."""
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise ValueError(f"{path} is a directory")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ------------------------------------------------------------------ helpers
+
+_LAYER_KS = {"o": {"a": 0, "k": 100}, "r": {"a": 0, "k": 0}, "p": {"a": 0, "k": [0, 0, 0]},
+             "a": {"a": 0, "k": [0, 0, 0]}, "s": {"a": 0, "k": [100, 100, 100]}}
+_GROUP_TR = {"ty": "tr", "p": {"a": 0, "k": [0, 0]}, "a": {"a": 0, "k": [0, 0]}, "s": {"a": 0, "k": [100, 100]},
+             "r": {"a": 0, "k": 0}, "o": {"a": 0, "k": 100}, "sk": {"a": 0, "k": 0}, "sa": {"a": 0, "k": 0}}
+_LINEAR_O = {"x": 0, "y": 0}  # linear easing between keyframes
+_LINEAR_I = {"x": 1, "y": 1}
+_NUM = re.compile(r"(?<=[\d])\.0(?=[,\]\}\s\"; ])")
+
+
+def _compact(text: str) -> str:
+    """12.0 -> 12 (valid JSON/SVG, a fifth smaller)."""
+    return _NUM.sub("", text)
+
+
+def _lottie_prop(keys, vals, fmt):
+    if len(keys) == 1:
+        return {"a": 0, "k": fmt(vals[0].tolist())}
+    return {"a": 1, "k": [{"t": int(k), "s": _as_list(fmt(v.tolist())), "o": _LINEAR_O, "i": _LINEAR_I}
+                          for k, v in zip(keys, vals)]}
+
+
+def _as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def _lottie_path(rows: list, closed: bool) -> dict:
+    """Vertices [[x, y, in-dx, in-dy, out-dx, out-dy], ...] -> a Lottie path."""
+    return {"c": closed, "v": [r[0:2] for r in rows], "i": [r[2:4] for r in rows], "o": [r[4:6] for r in rows]}
+
+
+def _lottie_path_prop(keys, vals, closed):
+    closed = bool(closed)
+    rows = vals.tolist()
+    if len(keys) == 1:
+        return {"a": 0, "k": _lottie_path(rows[0], closed)}
+    return {"a": 1, "k": [{"t": int(k), "s": [_lottie_path(v, closed)], "o": _LINEAR_O, "i": _LINEAR_I}
+                          for k, v in zip(keys, rows)]}
+
+
+def _subpaths(shape, vals):
+    """(closed, vals[:, vertices of the sub-path]) for each sub-path of a track."""
+    start = 0
+    for closed, n in shape:
+        yield closed, vals[:, start:start + n]
+        start += n
+
+
+def _svg_d(v: np.ndarray, shape) -> str:
+    """Vertices (n, 6: x, y, in and out tangents relative) of every sub-path ->
+    SVG path data with one absolute cubic per segment (the same command list on
+    every keyframe, as SMIL needs to interpolate)."""
+    a = v.copy()
+    a[:, 2:4] += a[:, 0:2]
+    a[:, 4:6] += a[:, 0:2]
+    rows = a.tolist()
+    parts = []
+    start = 0
+    for closed, n in shape:
+        s = rows[start:start + n]
+        start += n
+        parts.append("M%d %d" % (s[0][0], s[0][1]))
+        for j in range(1, n):
+            p, c = s[j - 1], s[j]
+            parts.append("C%d %d %d %d %d %d" % (p[4], p[5], c[2], c[3], c[0], c[1]))
+        if closed:
+            parts.append("Z")
+    return "".join(parts)
+
+
+def _hex(rgb) -> str:
+    return "#" + "".join(f"{int(round(min(max(c, 0.0), 1.0) * 255)):02x}" for c in rgb)
+
+
+# ----------------------------------------------------------------- convenience
+
+
+def read_params_jsonl(path) -> list[np.ndarray]:
+    """One frame per line: a JSON list of 629 numbers, or an object with
+    ``"params"`` (a list, or a name -> value object as in ``Avatar.to_json``).
+    Blank lines are skipped; a bad line raises ``ValueError`` naming it."""
+    from .schema import NAMES
+
+    frames = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}, line {n}: not JSON ({exc})") from None
+            if isinstance(doc, dict):
+                doc = doc.get("params")
+                if isinstance(doc, dict):
+                    missing = [k for k in NAMES if k not in doc]
+                    if missing:
+                        raise ValueError(f"{path}, line {n}: {len(missing)} parameter(s) missing, e.g. {missing[:3]}")
+                    doc = [doc[k] for k in NAMES]
+            if not isinstance(doc, list) or len(doc) != PARAM_COUNT \
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in doc):
+                raise ValueError(f"{path}, line {n}: expected a list of {PARAM_COUNT} numbers (or an object "
+                                 "with \"params\")")
+            try:
+                frames.append(validate(np.array(doc, np.float32)))
+            except ValueError as exc:
+                raise ValueError(f"{path}, line {n}: {exc}") from None
+    if not frames:
+        raise ValueError(f"{path} holds no frames")
+    return frames
+
+
+def export(frames, path, *, size: int = 512, fps: float = 30.0, tolerance: float = DEFAULT_TOLERANCE,
+           background=None, overwrite: bool = False) -> Path:
+    """Writes a parameter sequence as Lottie (.json) or animated SVG (.svg)."""
+    output_format(path)
+    anim = Animation(size, fps=fps, tolerance=tolerance, background=background)
+    anim.extend(frames)
+    return anim.write(path, overwrite=overwrite)
