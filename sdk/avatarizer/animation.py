@@ -47,9 +47,12 @@ from . import native
 from .schema import PARAM_COUNT, validate
 
 FORMATS = {".json": "lottie", ".lottie.json": "lottie", ".svg": "svg"}
-DEFAULT_TOLERANCE = 0.5        # output pixels (at the export size)
+TOLERANCE_FRACTION = 1 / 256   # default keyframe tolerance: this much of the shorter output side
 DEFAULT_COLOR_TOLERANCE = 1.0  # in 1/255 of a colour channel
 MAX_FRAMES = 100_000
+_SIMPLIFY_SHARE = 0.4         # of the tolerance spent on fewer vertices, the rest on fewer keyframes
+_SIMPLIFY_SAMPLE = 48          # frames that choose the vertices of a simplified path
+_SHORT = 8                     # spans checked for all frames at once
 _MAX_SPAN = 256                # longest stretch between two keyframes (frames)
 
 
@@ -297,33 +300,150 @@ def reduce_keyframes(x: np.ndarray, tol: float, care: np.ndarray | None = None) 
             err *= w[i:i + n + 1]
         return float(err.max()) <= tol
 
+    # spans up to _SHORT checked for every start frame at once (most spans are short)
+    short = min(_SHORT, T - 1)
+    passes = np.zeros((short + 1, T), bool)
+    passes[1] = True
+    for n in range(2, short + 1):
+        m = T - n
+        a, b = x[:m], x[n:]
+        err = np.zeros(m)
+        for k in range(1, n):
+            e = np.abs(a + (b - a) * (k / n) - x[k:k + m])
+            if w is not None:
+                e *= w[k:k + m]
+            err = np.maximum(err, e.max(1))
+        passes[n, :m] = err <= tol
     keys = [0]
-    i, guess = 0, 2
+    i = 0
     while i < T - 1:
         left = T - 1 - i
-        n = min(guess, left, _MAX_SPAN)
-        if ok(i, n):  # gallop up from the last span
-            good = n
+        col = passes[:min(short, left) + 1, i]
+        good = int(np.flatnonzero(col)[-1])
+        if good == short and left > short:  # a long span: gallop, then bisect
+            bad = None
             while good < min(left, _MAX_SPAN):
                 n = min(good * 2, left, _MAX_SPAN)
                 if not ok(i, n):
+                    bad = n
                     break
                 good = n
-            else:
-                n = good + 1
-            bad = n
-        else:
-            good, bad = 1, n
-        while bad - good > 1:  # the longest span that passes between good and bad
-            mid = (good + bad) // 2
-            if ok(i, mid):
-                good = mid
-            else:
-                bad = mid
+            while bad is not None and bad - good > 1:
+                mid = (good + bad) // 2
+                if ok(i, mid):
+                    good = mid
+                else:
+                    bad = mid
         i += good
-        guess = max(good, 2)
         keys.append(i)
     return np.array(keys)
+
+
+# ------------------------------------------------------------ path simplification
+
+_FIT_T = np.array([0.2, 0.4, 0.6, 0.8])[None, None, :, None]
+
+
+class _Fitter:
+    """Samples of a sub-path's segments, precomputed once, so that fitting one
+    cubic over any span of segments is a few array operations on all frames."""
+
+    def __init__(self, sub: np.ndarray):
+        self.sub = sub
+        T, n, _ = sub.shape
+        p0, p1, p2, p3 = sub[:, :-1, None, 0:2], sub[:, :-1, None, 4:6], sub[:, 1:, None, 2:4], sub[:, 1:, None, 0:2]
+        t = _FIT_T
+        u = 1 - t
+        smp = u ** 3 * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t ** 3 * p3       # T, n-1, 4, 2
+        k = _FIT_T.shape[2] + 1
+        F = np.empty((T, (n - 1) * k + 1, 2))
+        F[:, 0:-1].reshape(T, n - 1, k, 2)[:, :, 0] = sub[:, :-1, 0:2]
+        F[:, 0:-1].reshape(T, n - 1, k, 2)[:, :, 1:] = smp
+        F[:, -1] = sub[:, -1, 0:2]
+        self.F, self.k = F, k
+        self.C = np.concatenate([np.zeros((T, 1)), np.cumsum(np.linalg.norm(np.diff(F, axis=1), axis=2), 1)], 1)
+
+    def fit(self, a: int, b: int):
+        """(out control at a, in control at b, max distance to the samples) of
+        one cubic from vertex a to b that keeps the end points and tangent
+        directions; tangent lengths by least squares, chord-length parameters."""
+        g, k = self.sub, self.k
+        A, B = g[:, a, 0:2], g[:, b, 0:2]
+        d1, d2 = g[:, a, 4:6] - A, g[:, b, 2:4] - B
+        Q = self.F[:, k * a + 1:k * b]                               # T, K, 2
+        C = self.C[:, k * a:k * b + 1]
+        u = (C[:, 1:-1] - C[:, :1]) / np.maximum(C[:, -1:] - C[:, :1], 1e-12)
+        v = 1 - u
+        b1, b2 = 3 * v * v * u, 3 * v * u * u
+        base = (v ** 3 + b1)[..., None] * A[:, None] + (b2 + u ** 3)[..., None] * B[:, None]
+        r = Q - base
+        c1 = b1[..., None] * d1[:, None]
+        c2 = b2[..., None] * d2[:, None]
+        m11 = np.einsum("tki,tki->t", c1, c1)
+        m12 = np.einsum("tki,tki->t", c1, c2)
+        m22 = np.einsum("tki,tki->t", c2, c2)
+        r1 = np.einsum("tki,tki->t", c1, r)
+        r2 = np.einsum("tki,tki->t", c2, r)
+        det = m11 * m22 - m12 * m12
+        ok = det > 1e-12 * np.maximum(m11 * m22, 1e-300)
+        safe = np.where(ok, det, 1.0)
+        al = np.where(ok, (r1 * m22 - r2 * m12) / safe, 0.0)
+        be = np.where(ok, (r2 * m11 - r1 * m12) / safe, 0.0)
+        if not (ok.all() and (al > 0).all() and (be > 0).all()):
+            return None, None, np.inf
+        d = r - al[:, None, None] * c1 - be[:, None, None] * c2
+        err = float(np.sqrt(np.einsum("tki,tki->tk", d, d).max()))
+        return A + al[:, None] * d1, B + be[:, None] * d2, err
+
+
+def simplify_track(g: np.ndarray, shape, tol: float):
+    """Fewer Bezier vertices for a track (g: T x n x 6 absolute: vertex, in and
+    out controls) within ``tol`` pixels of every frame's curve; the same
+    vertices are kept on every frame (so the keyframes still interpolate).
+    Sub-path ends are kept. The vertices are chosen on a sample of the frames,
+    then every span is fitted and checked on all frames (shortened if needed).
+    Returns (g', shape')."""
+    if tol <= 0:
+        return g, shape
+    T = len(g)
+    step = max(1, T // _SIMPLIFY_SAMPLE)
+    outs, new_shape, start = [], [], 0
+    for closed, n in shape:
+        sub = g[:, start:start + n].copy()
+        start += n
+        if n <= 2:
+            outs.append(sub)
+            new_shape.append((closed, n))
+            continue
+        probe = _Fitter(sub[::step]) if step > 1 else None
+        full = _Fitter(sub)
+        keep = [0]
+        a = 0
+        while a < n - 1:
+            b = a + 1
+            if probe is not None:
+                while b + 1 <= n - 1 and probe.fit(a, b + 1)[2] <= tol:
+                    b += 1
+            else:
+                b = n - 1
+            fitted = None
+            while b >= a + 2:
+                o, i, err = full.fit(a, b)
+                if err <= tol:
+                    fitted = (o, i)
+                    break
+                b -= 1
+                if probe is not None:
+                    continue
+            if fitted is None:
+                b = a + 1
+            else:
+                sub[:, a, 4:6], sub[:, b, 2:4] = fitted
+            a = b
+            keep.append(a)
+        outs.append(sub[:, keep])
+        new_shape.append((closed, len(keep)))
+    return np.concatenate(outs, 1), tuple(new_shape)
 
 
 # ----------------------------------------------------------------- the exporter
@@ -334,17 +454,21 @@ class Animation:
 
     ``size`` / ``width`` / ``height``: output size in pixels (the canonical
     frame's [-1, 1] square is fitted, centred, as in :func:`avatarizer.render`).
-    ``fps``: frames per second of the added frames. ``tolerance``: keyframe
-    reduction tolerance in output pixels; ``color_tolerance`` in 1/255.
+    ``fps``: frames per second of the added frames. ``tolerance``: how far
+    (output pixels) any vertex or Bezier control point of the export may be
+    from the native scene on any frame (default: 1/256 of the shorter side,
+    2 px at 512); ``color_tolerance`` the same for colour channels, in 1/255.
     ``background``: None (transparent), 'white', '#rrggbb' or an RGB tuple.
     """
 
     def __init__(self, size: int = 512, *, width: int | None = None, height: int | None = None,
-                 fps: float = 30.0, tolerance: float = DEFAULT_TOLERANCE,
+                 fps: float = 30.0, tolerance: float | None = None,
                  color_tolerance: float = DEFAULT_COLOR_TOLERANCE, background=None):
         from .render import _background, _size
 
         self.width, self.height = _size(size, width, height)
+        if tolerance is None:
+            tolerance = TOLERANCE_FRACTION * min(self.width, self.height)
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) \
                 or not 0 < fps <= 1000:
             raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}")
@@ -386,25 +510,23 @@ class Animation:
             raise ValueError("the animation has no frames (add at least one parameter vector)")
         q = self._q
         out = {}
+        self._shapes = {}
         for tid, (pres, geo, sty) in self._rec.series().items():
+            geo, self._shapes[tid] = simplify_track(geo, self._rec.tracks[tid].shape, self.tolerance * _SIMPLIFY_SHARE)
             T, nv, _ = geo.shape
             flat = geo.reshape(T, nv * 6)
-            gkeys = reduce_keyframes(flat, self.tolerance * 0.8, pres)
+            gkeys = reduce_keyframes(flat, self.tolerance * (1 - _SIMPLIFY_SHARE) * 0.9, pres)
             gvals = np.rint(flat[gkeys] * q).astype(np.int64).reshape(len(gkeys), nv, 6)
             if (gvals == gvals[:1]).all():
                 gkeys, gvals = gkeys[:1], gvals[:1]
             gvals[..., 2:4] -= gvals[..., 0:2]  # tangents relative to their vertex (Lottie's form)
             gvals[..., 4:6] -= gvals[..., 0:2]
-            col = sty[:, :4]
-            ckeys = reduce_keyframes(col, self.color_tolerance / 255.0 * 0.9)
-            cvals = np.round(col[ckeys], 4)
-            if (cvals == cvals[:1]).all():
-                ckeys, cvals = ckeys[:1], cvals[:1]
+            ctol = self.color_tolerance / 255.0 * 0.8
+            ckeys, cvals = _static_or(reduce_keyframes(sty[:, :3], ctol), np.round(sty[:, :3], 3))
+            okeys, ovals = _static_or(reduce_keyframes(sty[:, 3:4], ctol), np.round(sty[:, 3], 3))
             wkeys = reduce_keyframes(sty[:, 4:], self.tolerance * 0.8, pres)
-            wvals = np.round(sty[wkeys, 4] * q, 1)
-            if (wvals == wvals[:1]).all():
-                wkeys, wvals = wkeys[:1], wvals[:1]
-            out[tid] = (gkeys, gvals, ckeys, cvals, wkeys, wvals)
+            wkeys, wvals = _static_or(wkeys, np.round(sty[:, 4] * q, 1))
+            out[tid] = (gkeys, gvals, ckeys, cvals, wkeys, wvals, okeys, ovals)
         self._cache = out
         return out
 
@@ -455,7 +577,7 @@ class Animation:
                     {"inv": False, "mode": "a" if n == 0 else "i", "nm": f"clip {c.id}",
                      "pt": _lottie_path_prop(red[c.id][0], sub, closed), "o": {"a": 0, "k": 100},
                      "x": {"a": 0, "k": 0}}
-                    for n, c in enumerate(clips) for closed, sub in _subpaths(c.shape, red[c.id][1])]
+                    for n, c in enumerate(clips) for closed, sub in _subpaths(self._shapes[c.id], red[c.id][1])]
             layers.append(layer)
         if self.background is not None:
             r, g, b, a = self.background
@@ -477,11 +599,11 @@ class Animation:
         return _compact(json.dumps(self.to_lottie(), separators=(",", ":")))
 
     def _lottie_group(self, t: _Track, red) -> dict:
-        gkeys, gvals, ckeys, cvals, wkeys, wvals = red
+        gkeys, gvals, ckeys, cvals, wkeys, wvals, okeys, ovals = red
         items = [{"ty": "sh", "nm": f"path {s}", "ks": _lottie_path_prop(gkeys, sub, closed)}
-                 for s, (closed, sub) in enumerate(_subpaths(t.shape, gvals))]
-        color = _lottie_prop(ckeys, cvals[:, :3], lambda v: [*v, 1.0])
-        opacity = _lottie_prop(ckeys, cvals[:, 3:] * 100, lambda v: float(round(v[0], 2)))
+                 for s, (closed, sub) in enumerate(_subpaths(self._shapes[t.id], gvals))]
+        color = _lottie_prop(ckeys, cvals, lambda v: [*v, 1])
+        opacity = _lottie_prop(okeys, ovals * 100, lambda v: round(v, 1))
         if t.kind == native.ITEM_STROKE:
             items.append({"ty": "st", "c": color, "o": opacity,
                           "w": _lottie_prop(wkeys, wvals[:, None], lambda v: float(v[0])),
@@ -513,18 +635,19 @@ class Animation:
                     f'calcMode="linear" keyTimes="{kt}" values="{vs}"/>')
 
         def path_el(t, extra=""):
-            gkeys, gvals, ckeys, cvals, wkeys, wvals = red[t.id]
-            ds = [_svg_d(v, t.shape) for v in gvals]
+            gkeys, gvals, ckeys, cvals, wkeys, wvals, okeys, ovals = red[t.id]
+            ds = [_svg_d(v, self._shapes[t.id]) for v in gvals]
             kids = [anim("d", gkeys, ds)] if len(gkeys) > 1 else []
             attrs = f'd="{ds[0]}"'
             if t.kind in (native.ITEM_FILL, native.ITEM_STROKE):
                 paint = "stroke" if t.kind == native.ITEM_STROKE else "fill"
-                cols = [_hex(c[:3]) for c in cvals]
-                ops = [f"{c[3]:.4g}" for c in cvals]
+                cols = [_hex(c) for c in cvals]
+                ops = [f"{o:.4g}" for o in ovals]
                 attrs += f' {paint}="{cols[0]}" {paint}-opacity="{ops[0]}"'
                 if len(ckeys) > 1:
                     kids.append(anim(paint, ckeys, cols))
-                    kids.append(anim(f"{paint}-opacity", ckeys, ops))
+                if len(okeys) > 1:
+                    kids.append(anim(f"{paint}-opacity", okeys, ops))
                 if t.kind == native.ITEM_STROKE:
                     attrs += f' fill="none" stroke-width="{wvals[0]:g}" stroke-linecap="round" stroke-linejoin="round"'
                     if len(wkeys) > 1:
@@ -578,6 +701,7 @@ def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -586,6 +710,13 @@ def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 _LAYER_KS = {"o": {"a": 0, "k": 100}, "r": {"a": 0, "k": 0}, "p": {"a": 0, "k": [0, 0, 0]},
              "a": {"a": 0, "k": [0, 0, 0]}, "s": {"a": 0, "k": [100, 100, 100]}}
@@ -601,11 +732,21 @@ def _compact(text: str) -> str:
     return _NUM.sub("", text)
 
 
+def _static_or(keys, series):
+    """(keys, values at the keys), or just the first frame when nothing changes."""
+    vals = series[keys]
+    if (vals == vals[:1]).all():
+        return keys[:1], vals[:1]
+    return keys, vals
+
+
 def _lottie_prop(keys, vals, fmt):
+    vals = vals.tolist()
     if len(keys) == 1:
-        return {"a": 0, "k": fmt(vals[0].tolist())}
-    return {"a": 1, "k": [{"t": int(k), "s": _as_list(fmt(v.tolist())), "o": _LINEAR_O, "i": _LINEAR_I}
-                          for k, v in zip(keys, vals)]}
+        return {"a": 0, "k": fmt(vals[0])}
+    k = [{"t": int(t), "s": _as_list(fmt(v)), "o": _LINEAR_O, "i": _LINEAR_I} for t, v in zip(keys, vals)]
+    del k[-1]["o"], k[-1]["i"]  # the last keyframe only holds its value
+    return {"a": 1, "k": k}
 
 
 def _as_list(v):
@@ -622,8 +763,9 @@ def _lottie_path_prop(keys, vals, closed):
     rows = vals.tolist()
     if len(keys) == 1:
         return {"a": 0, "k": _lottie_path(rows[0], closed)}
-    return {"a": 1, "k": [{"t": int(k), "s": [_lottie_path(v, closed)], "o": _LINEAR_O, "i": _LINEAR_I}
-                          for k, v in zip(keys, rows)]}
+    k = [{"t": int(t), "s": [_lottie_path(v, closed)], "o": _LINEAR_O, "i": _LINEAR_I} for t, v in zip(keys, rows)]
+    del k[-1]["o"], k[-1]["i"]  # the last keyframe only holds its value
+    return {"a": 1, "k": k}
 
 
 def _subpaths(shape, vals):
@@ -658,6 +800,68 @@ def _svg_d(v: np.ndarray, shape) -> str:
 
 def _hex(rgb) -> str:
     return "#" + "".join(f"{int(round(min(max(c, 0.0), 1.0) * 255)):02x}" for c in rgb)
+
+
+# ----------------------------------------------------------------- player page
+
+LOTTIE_WEB_VERSION = "5.13.0"  # keep in step with web/package.json
+_LOTTIE_CDN = f"https://cdn.jsdelivr.net/npm/lottie-web@{LOTTIE_WEB_VERSION}/build/player/lottie.min.js"
+
+
+def _local_lottie_web() -> Path | None:
+    """The pinned lottie-web of a source checkout (``make webdeps``), if there."""
+    p = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "lottie-web" / "build" / "player" / "lottie.min.js"
+    return p if p.is_file() else None
+
+
+def player_html(animation_path, video_path=None, html_path=None, *, inline_player: bool | None = None) -> str:
+    """A small self-contained page that plays a Lottie export with lottie-web,
+    next to its source video (kept in step with the video's clock when there
+    is one). The animation is embedded; the video is linked relative to the
+    page. lottie-web is embedded from the checkout's pinned copy when present
+    (``inline_player``), else loaded from jsDelivr at the pinned version."""
+    import html as _html
+
+    animation_path = Path(animation_path)
+    data = animation_path.read_text(encoding="utf-8")
+    doc = json.loads(data)
+    fr, w, h = float(doc["fr"]), int(doc["w"]), int(doc["h"])
+    base = Path(html_path).resolve().parent if html_path else animation_path.resolve().parent
+    local = _local_lottie_web() if inline_player in (None, True) else None
+    if inline_player and local is None:
+        raise ValueError("no local lottie-web (run `make webdeps` in a source checkout)")
+    script = (f"<script>{local.read_text(encoding='utf-8')}</script>" if local is not None
+              else f'<script src="{_LOTTIE_CDN}"></script>')
+    video = ""
+    if video_path is not None:
+        rel = os.path.relpath(Path(video_path).resolve(), base)
+        video = (f'<figure><video id="video" src="{_html.escape(Path(rel).as_posix())}" controls muted playsinline '
+                 f'width="{w}"></video><figcaption>source video</figcaption></figure>')
+    name = _html.escape(animation_path.name)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{name} - avatarizer</title>
+<style>body{{font:14px system-ui,sans-serif;margin:16px;background:#f4f4f4}}main{{display:flex;gap:16px;flex-wrap:wrap}}
+figure{{margin:0}}#anim{{width:{w}px;height:{h}px;background:#fff}}video{{background:#000;max-height:{h}px}}</style>
+</head><body><h1>{name}</h1><main>{video}<figure><div id="anim"></div><figcaption>vector avatar (Lottie, lottie-web
+{LOTTIE_WEB_VERSION}) <button id="play">play / pause</button></figcaption></figure></main>
+{script}
+<script>
+const data = {data};
+const anim = lottie.loadAnimation({{container: document.getElementById('anim'), renderer: 'svg', loop: true,
+  autoplay: false, animationData: data}});
+const video = document.getElementById('video');
+if (video) {{
+  // the video is the clock: the avatar shows the frame of the video's current time
+  const follow = () => {{ anim.goToAndStop(Math.min(video.currentTime * data.fr, data.op - 1), true);
+                         requestAnimationFrame(follow); }};
+  anim.addEventListener('DOMLoaded', follow);
+  document.getElementById('play').onclick = () => video.paused ? video.play() : video.pause();
+}} else {{
+  document.getElementById('play').onclick = () => anim.isPaused ? anim.play() : anim.pause();
+  anim.play();
+}}
+</script></body></html>
+"""
 
 
 # ----------------------------------------------------------------- convenience
@@ -698,7 +902,7 @@ def read_params_jsonl(path) -> list[np.ndarray]:
     return frames
 
 
-def export(frames, path, *, size: int = 512, fps: float = 30.0, tolerance: float = DEFAULT_TOLERANCE,
+def export(frames, path, *, size: int = 512, fps: float = 30.0, tolerance: float | None = None,
            background=None, overwrite: bool = False) -> Path:
     """Writes a parameter sequence as Lottie (.json) or animated SVG (.svg)."""
     output_format(path)
