@@ -356,10 +356,8 @@ class _Fitter:
         u = 1 - t
         smp = u ** 3 * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t ** 3 * p3       # T, n-1, 4, 2
         k = _FIT_T.shape[2] + 1
-        F = np.empty((T, (n - 1) * k + 1, 2))
-        F[:, 0:-1].reshape(T, n - 1, k, 2)[:, :, 0] = sub[:, :-1, 0:2]
-        F[:, 0:-1].reshape(T, n - 1, k, 2)[:, :, 1:] = smp
-        F[:, -1] = sub[:, -1, 0:2]
+        body = np.concatenate([sub[:, :-1, None, 0:2], smp], 2).reshape(T, (n - 1) * k, 2)
+        F = np.concatenate([body, sub[:, -1:, 0:2]], 1)  # vertex, samples, vertex, ..., last vertex
         self.F, self.k = F, k
         self.C = np.concatenate([np.zeros((T, 1)), np.cumsum(np.linalg.norm(np.diff(F, axis=1), axis=2), 1)], 1)
 
@@ -581,7 +579,7 @@ class Animation:
             layers.append(layer)
         if self.background is not None:
             r, g, b, a = self.background
-            layers.append({"ddd": 0, "ty": 4, "nm": "background", "sr": 1, "ao": 0, "ip": 0, "op": T, "st": 0,
+            layers.insert(0, {"ddd": 0, "ty": 4, "nm": "background", "sr": 1, "ao": 0, "ip": 0, "op": T, "st": 0,
                            "bm": 0, "ks": _LAYER_KS, "shapes": [{"ty": "gr", "nm": "background", "it": [
                                {"ty": "rc", "d": 1, "p": {"a": 0, "k": [self.width / 2, self.height / 2]},
                                 "s": {"a": 0, "k": [self.width, self.height]}, "r": {"a": 0, "k": 0}},
