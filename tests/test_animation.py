@@ -163,21 +163,31 @@ def test_reduce_keyframes_error_bound_and_static():
     rng = np.random.default_rng(0)
     t = np.linspace(0, 4 * np.pi, 300)[:, None]
     x = np.concatenate([np.sin(t) * 40, np.cos(0.5 * t) * 30], 1) + rng.normal(0, 0.2, (300, 2))
+
+    def interp(keys, vals):
+        return np.stack([np.interp(np.arange(300), keys, vals[:, d]) for d in range(vals.shape[1])], 1)
+
+    counts = []
     for tol in (0.25, 1.0, 3.0):
-        keys = reduce_keyframes(x, tol)
-        assert keys[0] == 0 and keys[-1] == 299 and np.all(np.diff(keys) > 0)
-        interp = np.stack([np.interp(np.arange(300), keys, x[keys, d]) for d in range(2)], 1)
-        assert np.abs(interp - x).max() <= tol + 1e-9
-        assert len(keys) < 300
-    assert len(reduce_keyframes(x, 0.25)) > len(reduce_keyframes(x, 3.0))
-    assert list(reduce_keyframes(np.full((50, 3), 2.0), 0.1)) == [0]
-    # frames that do not matter (a hidden shape) do not force keyframes
+        keys, vals = reduce_keyframes(x, tol)
+        assert keys[0] == 0 and keys[-1] == 299 and np.all(np.diff(keys) > 0) and vals.shape == (len(keys), 2)
+        assert np.abs(interp(keys, vals) - x).max() <= tol + 1e-9
+        counts.append(len(keys))
+    assert counts[0] > counts[1] > counts[2] and counts[0] < 150
+    keys, vals = reduce_keyframes(np.full((50, 3), 2.0) + rng.uniform(-0.1, 0.1, (50, 3)), 0.1)
+    assert list(keys) == [0] and np.allclose(vals, 2.0, atol=0.1)
+    # frames that do not matter (a hidden shape) do not force keyframes, nor count
     care = np.ones(300, bool)
     care[100:200] = False
     y = x.copy()
     y[100:200] += 1000
-    keys = reduce_keyframes(y, 1.0, care)
-    assert len(keys) <= len(reduce_keyframes(x, 1.0)) + 2
+    keys, vals = reduce_keyframes(y, 1.0, care)
+    assert np.abs(interp(keys, vals) - y)[care].max() <= 1.0 + 1e-9
+    assert len(keys) <= len(reduce_keyframes(x, 1.0)[0])
+    # a step is kept exactly enough: no frame outside the band
+    step = np.r_[np.zeros(10), np.full(10, 50.0)][:, None]
+    keys, vals = reduce_keyframes(step, 0.5)
+    assert np.abs(np.interp(np.arange(20), keys, vals[:, 0]) - step[:, 0]).max() <= 0.5 + 1e-9
 
 
 def _sample_curve(v, n=16):

@@ -50,10 +50,8 @@ FORMATS = {".json": "lottie", ".lottie.json": "lottie", ".svg": "svg"}
 TOLERANCE_FRACTION = 1 / 256   # default keyframe tolerance: this much of the shorter output side
 DEFAULT_COLOR_TOLERANCE = 1.0  # in 1/255 of a colour channel
 MAX_FRAMES = 100_000
-_SIMPLIFY_SHARE = 0.4         # of the tolerance spent on fewer vertices, the rest on fewer keyframes
-_SIMPLIFY_SAMPLE = 48          # frames that choose the vertices of a simplified path
-_SHORT = 8                     # spans checked for all frames at once
-_MAX_SPAN = 256                # longest stretch between two keyframes (frames)
+_SIMPLIFY_SHARE = 0.2         # of the tolerance spent on fewer vertices, the rest on fewer keyframes
+_SIMPLIFY_SAMPLE = 16          # frames that choose the vertices of a simplified path
 
 
 # ---------------------------------------------------------------- scene parse
@@ -267,76 +265,53 @@ def _fill_absent(present: np.ndarray, x: np.ndarray) -> None:
 # ------------------------------------------------------------ keyframe reduction
 
 
-_TS: dict[int, np.ndarray] = {}
+def reduce_keyframes(x: np.ndarray, tol: float, care: np.ndarray | None = None):
+    """Keyframes for a series ``x`` (T x D): returns (frame indices, values
+    K x D) such that linear interpolation between the keyframes is within
+    ``tol`` of ``x`` in every column on every frame where ``care`` is true.
 
-
-def _ts(n: int) -> np.ndarray:
-    t = _TS.get(n)
-    if t is None:
-        t = _TS[n] = np.linspace(0.0, 1.0, n + 1)[:, None]
-    return t
-
-
-def reduce_keyframes(x: np.ndarray, tol: float, care: np.ndarray | None = None) -> np.ndarray:
-    """Frame indices to keep so that linear interpolation between them stays
-    within ``tol`` (max abs, every column) of ``x`` (T x D) on every frame
-    where ``care`` is true. Always keeps the first and the last frame; a
-    series that never leaves ``tol`` of its first value keeps only frame 0."""
+    One pass, like the swinging-door compressors of process historians: from
+    each keyframe, the slopes that keep every later frame inside its +-tol band
+    form an interval per column; the segment grows while every interval is
+    non-empty, and ends with the middle slope. Keyframe values are therefore
+    not the samples themselves but anywhere within their band, which allows
+    much longer segments on noisy tracks. A series that stays within tol of one
+    value keeps a single keyframe (frame 0)."""
     T = len(x)
-    x = x.reshape(T, -1)
-    w = None if care is None or care.all() else care.astype(np.float64)[:, None]
-    dev = np.abs(x - x[:1])
-    if w is not None:
-        dev *= w
-    if T <= 1 or float(dev.max()) <= tol:
-        return np.arange(1)
-    if T == 2:
-        return np.arange(2)
-
-    def ok(i, n):  # frames i..i+n interpolated from their ends
-        seg = x[i:i + n + 1]
-        err = np.abs(seg[0] + (seg[-1] - seg[0]) * _ts(n) - seg)
-        if w is not None:
-            err *= w[i:i + n + 1]
-        return float(err.max()) <= tol
-
-    # spans up to _SHORT checked for every start frame at once (most spans are short)
-    short = min(_SHORT, T - 1)
-    passes = np.zeros((short + 1, T), bool)
-    passes[1] = True
-    for n in range(2, short + 1):
-        m = T - n
-        a, b = x[:m], x[n:]
-        err = np.zeros(m)
-        for k in range(1, n):
-            e = np.abs(a + (b - a) * (k / n) - x[k:k + m])
-            if w is not None:
-                e *= w[k:k + m]
-            err = np.maximum(err, e.max(1))
-        passes[n, :m] = err <= tol
-    keys = [0]
-    i = 0
+    x = np.asarray(x, np.float64).reshape(T, -1)
+    cared = np.ones(T, bool) if care is None else np.asarray(care, bool)
+    if not cared.any():
+        return np.arange(1), x[:1].copy()
+    xs = x[cared]
+    lo_all, hi_all = xs.min(0), xs.max(0)
+    if float((hi_all - lo_all).max()) <= 2 * tol:
+        return np.arange(1), ((lo_all + hi_all) / 2)[None]
+    first = int(np.argmax(cared))
+    keys, vals = [0], [x[first].copy()]
+    i, v, window = 0, x[first].copy(), 8
     while i < T - 1:
-        left = T - 1 - i
-        col = passes[:min(short, left) + 1, i]
-        good = int(np.flatnonzero(col)[-1])
-        if good == short and left > short:  # a long span: gallop, then bisect
-            bad = None
-            while good < min(left, _MAX_SPAN):
-                n = min(good * 2, left, _MAX_SPAN)
-                if not ok(i, n):
-                    bad = n
-                    break
-                good = n
-            while bad is not None and bad - good > 1:
-                mid = (good + bad) // 2
-                if ok(i, mid):
-                    good = mid
-                else:
-                    bad = mid
-        i += good
-        keys.append(i)
-    return np.array(keys)
+        w = min(window, T - 1 - i)
+        while True:  # the frames after i, a window at a time (doubled until the segment ends)
+            d = np.arange(1, w + 1, dtype=np.float64)[:, None]
+            seg = x[i + 1:i + w + 1]
+            lo = np.maximum.accumulate(np.where(cared[i + 1:i + w + 1, None], (seg - tol - v) / d, -np.inf), 0)
+            hi = np.minimum.accumulate(np.where(cared[i + 1:i + w + 1, None], (seg + tol - v) / d, np.inf), 0)
+            bad = (lo > hi).any(1)
+            if bad.any():
+                f = int(np.argmax(bad))  # frame i + 1 + f cannot be reached: end at i + f
+                j, lo, hi = i + f, lo[f - 1], hi[f - 1]
+                break
+            if i + w == T - 1:
+                j, lo, hi = T - 1, lo[-1], hi[-1]
+                break
+            w = min(2 * w, T - 1 - i)
+        m = np.where(np.isfinite(lo) & np.isfinite(hi), (lo + hi) / 2, 0.0)
+        v = v + m * (j - i)
+        keys.append(j)
+        vals.append(v)
+        window = max(4, 2 * (j - i))
+        i = j
+    return np.array(keys), np.stack(vals)
 
 
 # ------------------------------------------------------------ path simplification
@@ -507,23 +482,27 @@ class Animation:
         if self._rec.n == 0:
             raise ValueError("the animation has no frames (add at least one parameter vector)")
         q = self._q
+        # error budget per axis: rounding to the quantum (<= tol / 8), then the
+        # rest split between fewer vertices and fewer keyframes
+        budget = self.tolerance - 0.5 / q
         out = {}
         self._shapes = {}
         for tid, (pres, geo, sty) in self._rec.series().items():
-            geo, self._shapes[tid] = simplify_track(geo, self._rec.tracks[tid].shape, self.tolerance * _SIMPLIFY_SHARE)
+            geo, self._shapes[tid] = simplify_track(geo, self._rec.tracks[tid].shape, budget * _SIMPLIFY_SHARE)
             T, nv, _ = geo.shape
             flat = geo.reshape(T, nv * 6)
-            gkeys = reduce_keyframes(flat, self.tolerance * (1 - _SIMPLIFY_SHARE) * 0.9, pres)
-            gvals = np.rint(flat[gkeys] * q).astype(np.int64).reshape(len(gkeys), nv, 6)
+            gkeys, gv = reduce_keyframes(flat, budget * (1 - _SIMPLIFY_SHARE), pres)
+            gvals = np.rint(gv * q).astype(np.int64).reshape(len(gkeys), nv, 6)
             if (gvals == gvals[:1]).all():
                 gkeys, gvals = gkeys[:1], gvals[:1]
             gvals[..., 2:4] -= gvals[..., 0:2]  # tangents relative to their vertex (Lottie's form)
             gvals[..., 4:6] -= gvals[..., 0:2]
-            ctol = self.color_tolerance / 255.0 * 0.8
-            ckeys, cvals = _static_or(reduce_keyframes(sty[:, :3], ctol), np.round(sty[:, :3], 3))
-            okeys, ovals = _static_or(reduce_keyframes(sty[:, 3:4], ctol), np.round(sty[:, 3], 3))
-            wkeys = reduce_keyframes(sty[:, 4:], self.tolerance * 0.8, pres)
-            wkeys, wvals = _static_or(wkeys, np.round(sty[:, 4] * q, 1))
+            ctol = self.color_tolerance / 255.0 - 0.0005  # values are written to 3 decimals
+            ckeys, cvals = _static_or(*reduce_keyframes(sty[:, :3], ctol), lambda v: np.round(np.clip(v, 0, 1), 3))
+            okeys, ovals = _static_or(*reduce_keyframes(sty[:, 3:4], ctol),
+                                      lambda v: np.round(np.clip(v[:, 0], 0, 1), 3))
+            wkeys, wvals = _static_or(*reduce_keyframes(sty[:, 4:], budget, pres),
+                                      lambda v: np.round(np.maximum(v[:, 0], 0) * q, 1))
             out[tid] = (gkeys, gvals, ckeys, cvals, wkeys, wvals, okeys, ovals)
         self._cache = out
         return out
@@ -730,9 +709,9 @@ def _compact(text: str) -> str:
     return _NUM.sub("", text)
 
 
-def _static_or(keys, series):
-    """(keys, values at the keys), or just the first frame when nothing changes."""
-    vals = series[keys]
+def _static_or(keys, vals, fmt):
+    """(keys, formatted values), or just the first when nothing changes."""
+    vals = fmt(vals)
     if (vals == vals[:1]).all():
         return keys[:1], vals[:1]
     return keys, vals
