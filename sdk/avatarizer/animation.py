@@ -348,15 +348,16 @@ class _Fitter:
         u = (C[:, 1:-1] - C[:, :1]) / np.maximum(C[:, -1:] - C[:, :1], 1e-12)
         v = 1 - u
         b1, b2 = 3 * v * v * u, 3 * v * u * u
-        base = (v ** 3 + b1)[..., None] * A[:, None] + (b2 + u ** 3)[..., None] * B[:, None]
-        r = Q - base
-        c1 = b1[..., None] * d1[:, None]
-        c2 = b2[..., None] * d2[:, None]
-        m11 = np.einsum("tki,tki->t", c1, c1)
-        m12 = np.einsum("tki,tki->t", c1, c2)
-        m22 = np.einsum("tki,tki->t", c2, c2)
-        r1 = np.einsum("tki,tki->t", c1, r)
-        r2 = np.einsum("tki,tki->t", c2, r)
+        wa, wb = v ** 3 + b1, b2 + u ** 3
+        # residual of the straight part, per axis (T, K)
+        rx = Q[..., 0] - wa * A[:, None, 0] - wb * B[:, None, 0]
+        ry = Q[..., 1] - wa * A[:, None, 1] - wb * B[:, None, 1]
+        d1x, d1y, d2x, d2y = d1[:, None, 0], d1[:, None, 1], d2[:, None, 0], d2[:, None, 1]
+        m11 = (b1 * b1).sum(1) * (d1[:, 0] ** 2 + d1[:, 1] ** 2)
+        m22 = (b2 * b2).sum(1) * (d2[:, 0] ** 2 + d2[:, 1] ** 2)
+        m12 = (b1 * b2).sum(1) * (d1[:, 0] * d2[:, 0] + d1[:, 1] * d2[:, 1])
+        r1 = (b1 * (rx * d1x + ry * d1y)).sum(1)
+        r2 = (b2 * (rx * d2x + ry * d2y)).sum(1)
         det = m11 * m22 - m12 * m12
         ok = det > 1e-12 * np.maximum(m11 * m22, 1e-300)
         safe = np.where(ok, det, 1.0)
@@ -364,8 +365,9 @@ class _Fitter:
         be = np.where(ok, (r2 * m11 - r1 * m12) / safe, 0.0)
         if not (ok.all() and (al > 0).all() and (be > 0).all()):
             return None, None, np.inf
-        d = r - al[:, None, None] * c1 - be[:, None, None] * c2
-        err = float(np.sqrt(np.einsum("tki,tki->tk", d, d).max()))
+        ex = rx - al[:, None] * b1 * d1x - be[:, None] * b2 * d2x
+        ey = ry - al[:, None] * b1 * d1y - be[:, None] * b2 * d2y
+        err = float(np.sqrt((ex * ex + ey * ey).max()))
         return A + al[:, None] * d1, B + be[:, None] * d2, err
 
 
