@@ -22,13 +22,18 @@ scene build and a few numpy gathers.
 
 Every track is a path (one or more sub-paths of cubic Bezier vertices with
 in/out tangents, the form Lottie uses), a colour with opacity and, for
-strokes, a width. Keyframes are reduced per track: a frame becomes a keyframe
-only where linear interpolation between the kept keyframes would move any
-vertex or Bezier control point by more than ``tolerance`` output pixels
-(colours: ``color_tolerance``); a track that never moves has no keyframes
-at all, and colours that do not change are written as static values. The
-frames between keyframes are what Lottie and SMIL interpolate linearly, so
-every frame of the export is within the tolerance of the native scene.
+strokes, a width. The tolerance (output pixels, per axis; default 1/256 of
+the shorter side) is shared out: coordinates are whole quanta of at most
+tolerance/4 (rounding <= tolerance/8, written in a layer / viewBox scaled by
+the quantum); of the rest, a fifth goes to path simplification (fewer
+vertices, the same on every frame, each merged span refitted by least
+squares and checked on every frame) and four fifths to keyframe reduction (a
+one-pass swinging-door fit: a keyframe only where linear interpolation would
+leave the tolerance band). A track that never moves has no keyframes at all,
+and colours, opacities and widths that do not change are static values
+(``color_tolerance`` in 1/255). Lottie and SMIL interpolate linearly between
+keyframes, so every frame of the export is within the tolerance of the
+native scene.
 """
 from __future__ import annotations
 
