@@ -270,6 +270,18 @@ def _fill_absent(present: np.ndarray, x: np.ndarray) -> None:
 # ------------------------------------------------------------ keyframe reduction
 
 
+_STEPS: dict[int, tuple] = {}
+
+
+def _steps(w: int):
+    """(1/d, 1/d) columns for d = 1..w frames after a keyframe (cached)."""
+    st = _STEPS.get(w)
+    if st is None:
+        inv = 1.0 / np.arange(1, w + 1, dtype=np.float64)[:, None]
+        st = _STEPS[w] = (inv, inv)
+    return st
+
+
 def reduce_keyframes(x: np.ndarray, tol: float, care: np.ndarray | None = None):
     """Keyframes for a series ``x`` (T x D): returns (frame indices, values
     K x D) such that linear interpolation between the keyframes is within
@@ -294,16 +306,22 @@ def reduce_keyframes(x: np.ndarray, tol: float, care: np.ndarray | None = None):
     first = int(np.argmax(cared))
     keys, vals = [0], [x[first].copy()]
     i, v, window = 0, x[first].copy(), 8
+    all_cared = bool(cared.all())
     while i < T - 1:
         w = min(window, T - 1 - i)
         while True:  # the frames after i, a window at a time (doubled until the segment ends)
-            d = np.arange(1, w + 1, dtype=np.float64)[:, None]
-            seg = x[i + 1:i + w + 1]
-            lo = np.maximum.accumulate(np.where(cared[i + 1:i + w + 1, None], (seg - tol - v) / d, -np.inf), 0)
-            hi = np.minimum.accumulate(np.where(cared[i + 1:i + w + 1, None], (seg + tol - v) / d, np.inf), 0)
-            bad = (lo > hi).any(1)
-            if bad.any():
-                f = int(np.argmax(bad))  # frame i + 1 + f cannot be reached: end at i + f
+            inv, band = _steps(w)
+            rel = (x[i + 1:i + w + 1] - v) * inv
+            if all_cared:
+                lo = np.maximum.accumulate(rel - band * tol, 0)
+                hi = np.minimum.accumulate(rel + band * tol, 0)
+            else:
+                c = cared[i + 1:i + w + 1, None]
+                lo = np.maximum.accumulate(np.where(c, rel - band * tol, -np.inf), 0)
+                hi = np.minimum.accumulate(np.where(c, rel + band * tol, np.inf), 0)
+            bad = np.flatnonzero((lo > hi).any(1))
+            if bad.size:
+                f = int(bad[0])  # frame i + 1 + f cannot be reached: end at i + f
                 j, lo, hi = i + f, lo[f - 1], hi[f - 1]
                 break
             if i + w == T - 1:
