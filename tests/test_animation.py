@@ -304,6 +304,27 @@ def test_cli_animate_and_refusals(tmp_path, capsys):
     assert not [x for x in tmp_path.iterdir() if x.name.endswith(".partial")]
 
 
+def test_cli_video_to_animated_svg_resampled(tmp_path, capsys):
+    from avatarizer.cli import main
+
+    clip = need_shared("data", "video", "d0.mp4")  # 25 fps
+    out = tmp_path / "v.svg"
+    args = ["video", str(clip), "-o", str(out), "--max-seconds", "0.8", "--fps", "10", "--size", "128"]
+    assert main(args) == 0
+    text = out.read_text()
+    # 20 input frames at 25 fps -> 8 frames at 10 fps, 0.8 s of SMIL
+    assert 'dur="0.8s"' in text and 'width="128"' in text and "<animate" in text
+    assert "8 frames at 10 fps" in capsys.readouterr().out
+    stamp = out.stat().st_mtime_ns
+    assert main(args) == 1 and out.stat().st_mtime_ns == stamp
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["video", str(clip), "-o", str(tmp_path / "p.svg"), "--player"]) == 1
+    assert "--player" in capsys.readouterr().err
+    assert main(["video", str(clip), "-o", str(tmp_path / "p.json"), "--fps", "0"]) == 1
+    assert not (tmp_path / "p.svg").exists() and not (tmp_path / "p.json").exists()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["v.svg"]
+
+
 # ------------------------------------------------------------------ browsers
 
 

@@ -54,7 +54,7 @@ from .schema import PARAM_COUNT, validate
 FORMATS = {".json": "lottie", ".lottie.json": "lottie", ".svg": "svg"}
 TOLERANCE_FRACTION = 1 / 256   # default keyframe tolerance: this much of the shorter output side
 DEFAULT_COLOR_TOLERANCE = 1.0  # in 1/255 of a colour channel
-MAX_FRAMES = 100_000
+MAX_FRAMES = 36_000            # 20 minutes at 30 fps (about 1 GB of recorded geometry)
 _SIMPLIFY_SHARE = 0.2         # of the tolerance spent on fewer vertices, the rest on fewer keyframes
 _SIMPLIFY_SAMPLE = 16          # frames that choose the vertices of a simplified path
 
@@ -141,7 +141,7 @@ class _Recorder:
         I = np.where(has_i[:, None], np.stack([P[lay.iidx], P[lay.iidx + 1]], 1), V)
         O = np.where(has_o[:, None], np.stack([P[lay.oidx], P[lay.oidx + 1]], 1), V)
         off = np.array([self.ox, self.oy])
-        geo = np.concatenate([V, I, O], 1) * self.scale + np.tile(off, 3)  # absolute, pixels
+        geo = (np.concatenate([V, I, O], 1) * self.scale + np.tile(off, 3)).astype(np.float32)  # absolute, px
         d = items[lay.draw]
         style = np.concatenate([d["rgba"].astype(np.float64), d["width"][:, None].astype(np.float64) * self.scale], 1)
         if self.segments and self.segments[-1][0] is lay and self.segments[-1][1][-1] == self.n - 1:
@@ -238,7 +238,7 @@ class _Recorder:
         out = {}
         for t in self.tracks:
             nv = sum(n for _, n in t.shape)
-            out[t.id] = (np.zeros(T, bool), np.zeros((T, nv, 6)), np.zeros((T, 5)))
+            out[t.id] = (np.zeros(T, bool), np.zeros((T, nv, 6), np.float32), np.zeros((T, 5)))
         for lay, frames, geos, styles in self.segments:
             fr = np.array(frames)
             G = np.stack(geos)
@@ -407,7 +407,7 @@ def simplify_track(g: np.ndarray, shape, tol: float):
     step = max(1, T // _SIMPLIFY_SAMPLE)
     outs, new_shape, start = [], [], 0
     for closed, n in shape:
-        sub = g[:, start:start + n].copy()
+        sub = np.array(g[:, start:start + n], np.float64)
         start += n
         if n <= 2:
             outs.append(sub)

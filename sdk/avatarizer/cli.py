@@ -395,7 +395,10 @@ def _video_animation(args) -> int:
     n_out = max(1, int(round(len(frames) / src_fps * fps)))
     for k in range(n_out):  # resampled to --fps: the input frame showing at each output time
         anim.add(frames[min(len(frames) - 1, int(k * src_fps / fps + 1e-6))])
-    anim.write(out, overwrite=args.overwrite)
+    try:
+        anim.write(out, overwrite=args.overwrite)
+    except FileExistsError:
+        raise CLIError(f"{out} already exists; pass --overwrite to replace it") from None
     st = anim.stats()
     print(f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
           f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
@@ -423,7 +426,10 @@ def _animate(args) -> int:
         raise CLIError(str(exc)) from None
     anim = make(float(args.fps or 30.0))
     anim.extend(frames)
-    anim.write(out, overwrite=args.overwrite)
+    try:
+        anim.write(out, overwrite=args.overwrite)
+    except FileExistsError:
+        raise CLIError(f"{out} already exists; pass --overwrite to replace it") from None
     st = anim.stats()
     print(f"wrote {out}: {len(frames)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
           f"{st['geometry_keyframes']} path keyframes within {anim.tolerance:g} px at "
