@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from avatarizer import render, schema
-from avatarizer.animation import Animation, read_params_jsonl, reduce_keyframes, simplify_track
+from avatarizer.animation import (Animation, read_params_jsonl, reduce_keyframes, reduce_keyframes_many,
+                                  simplify_track)
 
 from conftest import ROOT, need_shared, save_failure
 
@@ -188,6 +189,25 @@ def test_reduce_keyframes_error_bound_and_static():
     step = np.r_[np.zeros(10), np.full(10, 50.0)][:, None]
     keys, vals = reduce_keyframes(step, 0.5)
     assert np.abs(np.interp(np.arange(20), keys, vals[:, 0]) - step[:, 0]).max() <= 0.5 + 1e-9
+
+
+def test_reduce_keyframes_many_equals_one_by_one():
+    rng = np.random.default_rng(3)
+    T = 120
+    xs, cares = [], []
+    for n in range(12):
+        d = int(rng.integers(1, 9))
+        walk = np.cumsum(rng.normal(0, 0.6 + n * 0.2, (T, d)), 0)
+        if n % 4 == 3:
+            walk = np.full((T, d), 5.0) + rng.uniform(-0.1, 0.1, (T, d))  # static
+        xs.append(walk)
+        care = rng.uniform(size=T) > 0.2 if n % 3 == 0 else None
+        cares.append(care)
+    for tol in (0.3, 1.5):
+        many = reduce_keyframes_many(xs, tol, cares, max_floats=300)  # several batches
+        for x, care, (keys, vals) in zip(xs, cares, many):
+            k1, v1 = reduce_keyframes(x, tol, care)
+            assert np.array_equal(keys, k1) and np.array_equal(vals, v1)
 
 
 def _sample_curve(v, n=16):

@@ -328,13 +328,100 @@ def reduce_keyframes(x: np.ndarray, tol: float, care: np.ndarray | None = None):
                 j, lo, hi = T - 1, lo[-1], hi[-1]
                 break
             w = min(2 * w, T - 1 - i)
-        m = np.where(np.isfinite(lo) & np.isfinite(hi), (lo + hi) / 2, 0.0)
+        m = _mid(lo, hi)
         v = v + m * (j - i)
         keys.append(j)
         vals.append(v)
         window = max(4, 2 * (j - i))
         i = j
     return np.array(keys), np.stack(vals)
+
+
+def _mid(lo, hi):
+    """The middle slope of each column's band (0 where a column had no constraint)."""
+    fin = np.isfinite(lo) & np.isfinite(hi)
+    return np.where(fin, (np.where(fin, lo, 0.0) + np.where(fin, hi, 0.0)) / 2, 0.0)
+
+
+def reduce_keyframes_many(xs, tol: float, cares=None, *, max_floats: int = 20_000_000):
+    """:func:`reduce_keyframes` for many series of the same length at once
+    (the same results, bit for bit): one pass over the frames advances every
+    series' segment together, so the cost per frame is a few array operations
+    however many tracks there are. ``cares``: None or one mask (or None) per
+    series. Series are batched to at most ``max_floats`` numbers at a time."""
+    out: list = [None] * len(xs)
+    todo = []
+    for n, x in enumerate(xs):
+        T = len(x)
+        x = np.asarray(x, np.float64).reshape(T, -1)
+        care = None if cares is None else cares[n]
+        cared = np.ones(T, bool) if care is None else np.asarray(care, bool)
+        if not cared.any():
+            out[n] = (np.arange(1), x[:1].copy())
+            continue
+        xs_ = x[cared]
+        lo_all, hi_all = xs_.min(0), xs_.max(0)
+        if float((hi_all - lo_all).max()) <= 2 * tol:
+            out[n] = (np.arange(1), ((lo_all + hi_all) / 2)[None])
+            continue
+        todo.append((n, x, cared))
+    chunk, size = [], 0
+    for item in todo:
+        if chunk and (size + item[1].size > max_floats or len(item[1]) != len(chunk[0][1])):
+            _reduce_batch(chunk, tol, out)
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item[1].size
+    if chunk:
+        _reduce_batch(chunk, tol, out)
+    return out
+
+
+def _reduce_batch(items, tol, out) -> None:
+    T = len(items[0][1])
+    X = np.concatenate([x for _, x, _ in items], 1)
+    widths = np.array([x.shape[1] for _, x, _ in items])
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    G, C = len(items), X.shape[1]
+    col = np.repeat(np.arange(G), widths)
+    CARE = np.stack([c for _, _, c in items], 1)
+    first = CARE.argmax(0)
+    v = X[first[col], np.arange(C)]
+    i_g = np.zeros(G, np.int64)
+    lo, hi = np.full(C, -np.inf), np.full(C, np.inf)
+    keys = [[0] for _ in range(G)]
+    vals = [[v[a:a + w].copy()] for a, w in zip(starts, widths)]
+    for k in range(1, T):
+        inv = 1.0 / (k - i_g)[col]
+        c = CARE[k][col]
+        rel = (X[k] - v) * inv
+        band = inv * tol
+        nlo = np.where(c, np.maximum(lo, rel - band), lo)
+        nhi = np.where(c, np.minimum(hi, rel + band), hi)
+        bad = nlo > nhi
+        if bad.any():
+            gs = np.flatnonzero(np.logical_or.reduceat(bad, starts))
+            bc = np.zeros(G, bool)
+            bc[gs] = True
+            bc = bc[col]
+            m = _mid(lo, hi)
+            j = k - 1
+            v = np.where(bc, v + m * (j - i_g)[col], v)
+            i_g[gs] = j
+            for g in gs.tolist():
+                keys[g].append(j)
+                vals[g].append(v[starts[g]:starts[g] + widths[g]].copy())
+            rel1 = (X[k] - v) * 1.0
+            nlo = np.where(bc, np.where(c, rel1 - 1.0 * tol, -np.inf), nlo)
+            nhi = np.where(bc, np.where(c, rel1 + 1.0 * tol, np.inf), nhi)
+        lo, hi = nlo, nhi
+    m = _mid(lo, hi)
+    end = v + m * (T - 1 - i_g)[col]
+    for g, (n, _, _) in enumerate(items):
+        if i_g[g] < T - 1:
+            keys[g].append(T - 1)
+            vals[g].append(end[starts[g]:starts[g] + widths[g]].copy())
+        out[n] = (np.array(keys[g]), np.stack(vals[g]))
 
 
 # ------------------------------------------------------------ path simplification
@@ -512,22 +599,31 @@ class Animation:
         budget = self.tolerance - 0.5 / q
         out = {}
         self._shapes = {}
-        for tid, (pres, geo, sty) in self._rec.series().items():
+        series = self._rec.series()
+        tids = list(series)
+        flats, press, stys = [], [], []
+        for tid in tids:
+            pres, geo, sty = series[tid]
             geo, self._shapes[tid] = simplify_track(geo, self._rec.tracks[tid].shape, budget * _SIMPLIFY_SHARE)
-            T, nv, _ = geo.shape
-            flat = geo.reshape(T, nv * 6)
-            gkeys, gv = reduce_keyframes(flat, budget * (1 - _SIMPLIFY_SHARE), pres)
+            flats.append(geo.reshape(len(geo), -1))
+            press.append(pres)
+            stys.append(sty)
+        ctol = self.color_tolerance / 255.0 - 0.0005  # values are written to 3 decimals
+        geo_r = reduce_keyframes_many(flats, budget * (1 - _SIMPLIFY_SHARE), press)
+        col_r = reduce_keyframes_many([s_[:, :3] for s_ in stys], ctol)
+        op_r = reduce_keyframes_many([s_[:, 3:4] for s_ in stys], ctol)
+        w_r = reduce_keyframes_many([s_[:, 4:] for s_ in stys], budget, press)
+        for n, tid in enumerate(tids):
+            gkeys, gv = geo_r[n]
+            nv = flats[n].shape[1] // 6
             gvals = np.rint(gv * q).astype(np.int64).reshape(len(gkeys), nv, 6)
             if (gvals == gvals[:1]).all():
                 gkeys, gvals = gkeys[:1], gvals[:1]
             gvals[..., 2:4] -= gvals[..., 0:2]  # tangents relative to their vertex (Lottie's form)
             gvals[..., 4:6] -= gvals[..., 0:2]
-            ctol = self.color_tolerance / 255.0 - 0.0005  # values are written to 3 decimals
-            ckeys, cvals = _static_or(*reduce_keyframes(sty[:, :3], ctol), lambda v: np.round(np.clip(v, 0, 1), 3))
-            okeys, ovals = _static_or(*reduce_keyframes(sty[:, 3:4], ctol),
-                                      lambda v: np.round(np.clip(v[:, 0], 0, 1), 3))
-            wkeys, wvals = _static_or(*reduce_keyframes(sty[:, 4:], budget, pres),
-                                      lambda v: np.round(np.maximum(v[:, 0], 0) * q, 1))
+            ckeys, cvals = _static_or(*col_r[n], lambda v: np.round(np.clip(v, 0, 1), 3))
+            okeys, ovals = _static_or(*op_r[n], lambda v: np.round(np.clip(v[:, 0], 0, 1), 3))
+            wkeys, wvals = _static_or(*w_r[n], lambda v: np.round(np.maximum(v[:, 0], 0) * q, 1))
             out[tid] = (gkeys, gvals, ckeys, cvals, wkeys, wvals, okeys, ovals)
         self._cache = out
         return out
