@@ -6,7 +6,8 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-stamp
 SHARED ?= ../shared
 
-.PHONY: all demo test native sysdeps venv models clean valgrind bench-render example gallery sanitize sanitize-deps
+.PHONY: all demo test native sysdeps venv models clean valgrind bench-render example gallery sanitize sanitize-deps \
+	webdeps bench-animation
 
 all: native
 
@@ -20,6 +21,11 @@ sysdeps:
 	  echo "installing ffmpeg (apt; copies the sound track in avatarizer video)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null || true; \
+	fi
+	@if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "installing chromium, nodejs and npm (apt; the animation tests render Lottie/SVG frames in headless Chromium)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nodejs npm >/dev/null || true; \
 	fi
 	@if ! command -v valgrind >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -91,8 +97,20 @@ sanitize: sanitize-deps
 demo: native
 	$(VENV)/bin/avatarizer demo
 
-test: native example
+# Pinned lottie-web and playwright-core (web/package-lock.json) into the
+# ignored web/node_modules: the animation tests and the player page use them.
+WEBSTAMP := web/node_modules/.stamp
+$(WEBSTAMP): web/package.json web/package-lock.json | sysdeps
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(WEBSTAMP)
+
+webdeps: $(WEBSTAMP)
+
+test: native example webdeps
 	$(VPY) -m pytest -q -ra
+
+bench-animation: native
+	$(VPY) benchmarks/animation.py
 
 bench-render: native
 	$(VPY) benchmarks/render.py

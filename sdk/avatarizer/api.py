@@ -300,6 +300,15 @@ class Avatar:
 
         return to_svg(self._params, size, background=background)
 
+    def to_lottie(self, size: int = 512, background=None) -> dict:
+        """The avatar as a one-frame Lottie (Bodymovin JSON) document (a dict;
+        ``json.dumps`` it). Animations: :class:`avatarizer.animation.Animation`."""
+        from .animation import Animation
+
+        anim = Animation(size, fps=30, background=background)
+        anim.add(self._params)
+        return anim.to_lottie()
+
     def to_pdf(self, size: float = 512, background=None) -> bytes:
         """The avatar as a one-page PDF (bytes)."""
         from .render import to_pdf

@@ -5,6 +5,8 @@
     avatarizer render-samples -n 24 -o gallery.png [--overwrite]
     avatarizer image IN -o OUT.png|OUT.svg|OUT.pdf [--size N] [--overwrite]
     avatarizer video IN.mp4 -o OUT.mp4 [--layout overlay|side-by-side] [--overwrite] [--max-seconds S]
+    avatarizer video IN.mp4 -o OUT.json|OUT.svg [--fps F] [--size N] [--tolerance PX] [--player]
+    avatarizer animate --params IN.jsonl -o OUT.json|OUT.svg [--fps F] [--size N] [--tolerance PX]
     avatarizer bench [--json] [--frames N]
 
 Heavy modules (MediaPipe, the pipeline) are imported inside the commands, so
@@ -281,9 +283,12 @@ def _video(args) -> int:
     if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
         raise CLIError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
     _check_input(inp)
+    if out.suffix.lower() in (".json", ".svg"):
+        return _video_animation(args)
     if out.suffix.lower() != ".mp4":
-        raise CLIError(f"the output must be an .mp4 file, got {out.name!r}")
+        raise CLIError(f"the output must be an .mp4, .json (Lottie) or .svg (animated SVG) file, got {out.name!r}")
     _check_output(inp, out, args.overwrite)
+    _params_output(args, inp, create=False)
     _quiet_mediapipe()
     import cv2
 
@@ -305,13 +310,14 @@ def _video(args) -> int:
     side = args.layout == "side-by-side"
     size = (2 * w if side else w, h)
     ffmpeg = shutil.which("ffmpeg")
-    partial = muxed = None
+    partial = muxed = params_out = None
     try:
         partial = _temp_beside(out, ".mp4")  # cv2 picks the container by suffix
         writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not writer.isOpened():
             raise CLIError(f"could not open {out} for writing an mp4 video")
         done = found = 0
+        params_out = _params_output(args, inp)
         t0 = time.perf_counter()
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
@@ -321,6 +327,8 @@ def _video(args) -> int:
                     avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / fps)
                     if avatar is not None and not avatar.stale:
                         found += 1
+                    if params_out is not None:
+                        params_out.add(avatar)
                     if side:
                         if avatar is not None:
                             pic = avatar.render(width=w, height=h, background="white",
@@ -365,15 +373,200 @@ def _video(args) -> int:
         for tmp in (partial, muxed):
             if tmp is not None:
                 _drop_temp(tmp)
+        if params_out is not None and not params_out.done:
+            params_out.discard()
     secs = time.perf_counter() - t0
     print(f"wrote {out}: {done} frames ({done / fps:.1f} s of video, {args.layout}), a face in {found}, "
           f"{done / secs:.1f} fps; audio {audio}")
+    if params_out is not None:
+        print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
     if truncated:
         print(f"avatarizer video: warning: {inp} ended after {done} of the {expected} frames its header "
               "announces (a truncated or damaged file); the output covers only the decoded part "
               f"(exit status {EXIT_TRUNCATED})", file=sys.stderr)
         return EXIT_TRUNCATED
     return 0
+
+
+class _ParamsWriter:
+    """``--params OUT.jsonl``: one JSON line of 629 parameters per frame (the
+    last avatar again where a frame has none; frames before the first face
+    are left out), written to a temporary file beside OUT and moved into place."""
+
+    def __init__(self, path: Path):
+        import tempfile
+
+        self.path, self.count = path, 0
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        self.tmp = Path(tmp)
+        self.f = open(fd, "w", encoding="utf-8")
+        self.last = None
+        self.done = False
+
+    def add(self, avatar) -> None:
+        import json
+
+        if avatar is not None:
+            self.last = json.dumps([round(float(v), 6) for v in avatar.params])
+        if self.last is not None:
+            self.f.write(self.last + "\n")
+            self.count += 1
+
+    def finish(self) -> Path:
+        import os
+
+        self.f.close()
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(self.tmp, 0o666 & ~mask)  # mkstemp makes 0600
+        self.tmp.replace(self.path)
+        self.done = True
+        return self.path
+
+    def discard(self) -> None:
+        self.f.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _params_output(args, inp: Path, create: bool = True):
+    if not getattr(args, "params", None):
+        return None
+    path = Path(args.params)
+    if path.suffix.lower() != ".jsonl":
+        raise CLIError(f"--params writes JSON lines: give a .jsonl file, got {path.name!r}")
+    if Path(args.output).resolve() == path.resolve():
+        raise CLIError("--params and -o name the same file")
+    _check_output(inp, path, args.overwrite)
+    return _ParamsWriter(path) if create else None
+
+
+def _animation_options(args, out: Path):
+    from .animation import Animation, output_format
+
+    try:
+        output_format(out)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    if args.fps is not None and not 0 < args.fps <= 1000:
+        raise CLIError(f"--fps must be in (0, 1000], got {args.fps}")
+    if args.tolerance is not None and not 0 <= args.tolerance <= 64:
+        raise CLIError(f"--tolerance must be in [0, 64] pixels, got {args.tolerance}")
+    bg = None if args.background == "transparent" else args.background
+    return lambda fps: Animation(args.size, fps=fps, tolerance=args.tolerance, background=bg)
+
+
+def _video_animation(args) -> int:
+    """``video IN -o OUT.json|OUT.svg``: the performance as a vector animation."""
+    import time
+
+    import numpy as np
+
+    from .animation import player_html, write_text_atomic
+
+    inp, out = Path(args.input), Path(args.output)
+    make = _animation_options(args, out)
+    if args.player and out.suffix.lower() != ".json":
+        raise CLIError("--player plays a Lottie animation: use it with OUT.json")
+    html = out.with_suffix(".html") if args.player else None
+    _check_output(inp, out, args.overwrite)
+    if html is not None:
+        _check_output(inp, html, args.overwrite)
+    _params_output(args, inp, create=False)
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise CLIError(f"--max-seconds must be positive, got {args.max_seconds}")
+    _quiet_mediapipe()
+    import cv2
+
+    from .api import Avatarizer
+
+    cap = cv2.VideoCapture(str(inp))
+    ok, frame = cap.read() if cap.isOpened() else (False, None)
+    if not ok or frame is None:
+        cap.release()
+        raise CLIError(f"could not decode {inp} as a video (not a video file, or a codec this OpenCV "
+                       "build cannot read)")
+    src_fps = cap.get(cv2.CAP_PROP_FPS)
+    if not src_fps or not np.isfinite(src_fps) or src_fps <= 0 or src_fps > 1000:
+        src_fps = 30.0
+    fps = float(args.fps or src_fps)
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    limit = int(round(args.max_seconds * src_fps)) if args.max_seconds else None
+    total = min(count, limit) if count > 0 and limit else (limit or count or None)
+    anim = make(fps)
+    frames: list = []  # parameters per input frame (None: no face yet)
+    done = found = 0
+    params_out = _params_output(args, inp)
+    t0 = time.perf_counter()
+    try:
+        with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator) as av:
+            while frame is not None and (limit is None or done < limit):
+                avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / src_fps)
+                if avatar is not None and not avatar.stale:
+                    found += 1
+                if params_out is not None:
+                    params_out.add(avatar)
+                frames.append(avatar.params if avatar is not None else (frames[-1] if frames else None))
+                done += 1
+                if done % 5 == 0 or done == total:
+                    _progress(done, total, t0)
+                ok, frame = cap.read()
+                if not ok:
+                    frame = None
+    except BaseException:
+        cap.release()
+        if params_out is not None:
+            params_out.discard()
+        raise
+    cap.release()
+    sys.stderr.write("\n")
+    first = next((p for p in frames if p is not None), None)
+    if first is None:
+        if params_out is not None:
+            params_out.discard()
+        raise CLIError(f"no face found in any of the {done} frames of {inp}")
+    frames = [first if p is None else p for p in frames]
+    n_out = max(1, int(round(len(frames) / src_fps * fps)))
+    for k in range(n_out):  # resampled to --fps: the input frame showing at each output time
+        anim.add(frames[min(len(frames) - 1, int(k * src_fps / fps + 1e-6))])
+    try:
+        anim.write(out, overwrite=args.overwrite)
+    except FileExistsError:
+        raise CLIError(f"{out} already exists; pass --overwrite to replace it") from None
+    st = anim.stats()
+    print(f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
+          f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
+          f"{anim.tolerance:g} px at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
+    if html is not None:
+        write_text_atomic(html, player_html(out, inp, html), overwrite=args.overwrite)
+        print(f"wrote {html}: the animation next to {inp} (open it in a browser)")
+    if params_out is not None:
+        print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
+    return 0
+
+
+def _animate(args) -> int:
+    """``animate --params IN.jsonl -o OUT.json|OUT.svg``."""
+    from .animation import read_params_jsonl
+
+    inp, out = Path(args.params), Path(args.output)
+    if not inp.exists():
+        raise CLIError(f"no such file: {inp}")
+    make = _animation_options(args, out)
+    _check_output(inp, out, args.overwrite)
+    try:
+        frames = read_params_jsonl(inp)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CLIError(str(exc)) from None
+    anim = make(float(args.fps or 30.0))
+    anim.extend(frames)
+    try:
+        anim.write(out, overwrite=args.overwrite)
+    except FileExistsError:
+        raise CLIError(f"{out} already exists; pass --overwrite to replace it") from None
+    st = anim.stats()
+    print(f"wrote {out}: {len(frames)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
+          f"{st['geometry_keyframes']} path keyframes within {anim.tolerance:g} px at "
+          f"{anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
 
 
 def _bench(args) -> int:
@@ -433,14 +626,29 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the face (overlay) or beside the frame (side-by-side). The input's "
                                    "sound is copied when ffmpeg is on PATH, else dropped (with a note).")
     v.add_argument("input", metavar="IN", help="a video file OpenCV can decode")
-    v.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
+    v.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="OUT.mp4 (video), OUT.json (Lottie animation) or OUT.svg (animated SVG)")
     v.add_argument("--layout", choices=("overlay", "side-by-side"), default="overlay")
     v.add_argument("--max-seconds", type=float, default=None, metavar="S", help="stop after S seconds of video")
     v.add_argument("--estimator", choices=("auto", "model", "artist"), default="auto")
     v.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                    help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
+    v.add_argument("--params", metavar="OUT.jsonl", help="also write one JSON line of parameters per frame")
+    _animation_arguments(v, fps_help="frame rate of a .json/.svg animation (default: the video's)")
+    v.add_argument("--player", action="store_true",
+                   help="with OUT.json: also write OUT.html, the animation next to the source video")
     v.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never the input)")
     v.set_defaults(func=_video)
+
+    an = sub.add_parser("animate", help="a parameter sequence → Lottie JSON or animated SVG",
+                        description="Exports any sequence of avatars (one JSON line of 629 parameters per "
+                                    "frame, as `video --params` writes) as a vector animation.")
+    an.add_argument("--params", required=True, metavar="IN.jsonl",
+                    help="one frame per line: a list of 629 numbers, or an object with \"params\"")
+    an.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.json (Lottie) or OUT.svg (SMIL)")
+    _animation_arguments(an, fps_help="frames per second of the lines (default 30)")
+    an.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    an.set_defaults(func=_animate)
 
     b = sub.add_parser("bench", help="per-stage and end-to-end latency",
                        description="Times every pipeline stage and the whole frame-to-avatar path on real "
@@ -471,6 +679,16 @@ def _count(text: str) -> int:
     if not 1 <= v <= 1000:
         raise argparse.ArgumentTypeError(f"expected 1..1000, got {v}")
     return v
+
+
+def _animation_arguments(p, fps_help: str) -> None:
+    p.add_argument("--fps", type=float, default=None, help=fps_help)
+    p.add_argument("--size", type=_positive_int, default=512,
+                   help="animation width and height in pixels (default 512; vector, scales to any size)")
+    p.add_argument("--tolerance", type=float, default=None, metavar="PX",
+                   help="keyframe/path reduction tolerance in pixels at --size (default size/256, 2 px at 512)")
+    p.add_argument("--background", default="transparent",
+                   help="animation background: transparent (default), white, black or #rrggbb")
 
 
 def _positive_int(text: str) -> int:

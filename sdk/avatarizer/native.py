@@ -228,3 +228,40 @@ def renderer() -> Renderer:
     if r is None:
         r = _local.renderer = Renderer()
     return r
+
+
+ITEM_DTYPE = np.dtype({"names": ["kind", "rgba", "width", "path_begin", "path_end"],
+                       "formats": [np.int32, (np.float32, 4), np.float32, np.uint32, np.uint32],
+                       "offsets": [0, 4, 20, 24, 28], "itemsize": 32})
+
+
+class SceneBuilder:
+    """One reusable scene handle for many parameter vectors (animation export):
+    :meth:`build` returns the items as a structured array (:data:`ITEM_DTYPE`)
+    and the path stream, both copies, without a Python object per item."""
+
+    def __init__(self):
+        ffi, lib = _need()
+        if (ffi.sizeof("avz_item") != ITEM_DTYPE.itemsize
+                or ffi.offsetof("avz_item", "path_end") != ITEM_DTYPE.fields["path_end"][1]):
+            raise AvatarizerError("avz_item layout in native/avz.h changed; update native.ITEM_DTYPE")
+        out = ffi.new("avz_scene **")
+        _check(lib.avz_scene_create(out))
+        self._h = ffi.gc(out[0], lib.avz_scene_destroy)
+        self._items = ffi.new("const avz_item **")
+        self._n = ffi.new("size_t *")
+        self._data = ffi.new("const float **")
+        self._m = ffi.new("size_t *")
+
+    def build(self, params) -> tuple[np.ndarray, np.ndarray]:
+        ffi, lib = _need()
+        p = _params_buffer(params)
+        st = lib.avz_scene_build(self._h, ffi.from_buffer("float[]", p), p.size)
+        _check(st, ffi.string(lib.avz_scene_error(self._h)).decode())
+        _check(lib.avz_scene_items(self._h, self._items, self._n))
+        _check(lib.avz_scene_path(self._h, self._data, self._m))
+        n, m = self._n[0], self._m[0]
+        items = np.frombuffer(ffi.buffer(self._items[0], n * ITEM_DTYPE.itemsize), ITEM_DTYPE).copy() if n \
+            else np.zeros(0, ITEM_DTYPE)
+        path = np.frombuffer(ffi.buffer(self._data[0], m * 4), np.float32).copy() if m else np.zeros(0, np.float32)
+        return items, path

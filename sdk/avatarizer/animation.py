@@ -1,0 +1,1009 @@
+"""A performance (a sequence of parameter vectors) as a vector animation:
+Lottie (Bodymovin JSON) and animated SVG (SMIL), from the very scene the
+native renderer draws.
+
+    from avatarizer.animation import Animation
+    anim = Animation(size=512, fps=30)
+    for params in frames:                 # float32 (629,) each
+        anim.add(params)
+    anim.write("out.json")                # or "out.svg"; anim.to_lottie() -> dict, anim.to_svg() -> str
+
+How it works. Each frame's scene is built by the native code (the single
+source of geometry: Catmull-Rom Beziers, tapered strokes as filled outlines,
+composites, clip groups) and read back as items and a path stream. Items are
+matched to *tracks* across frames: the scene is parsed into a tree (clip
+groups hold their children) and aligned with the tracks seen so far by item
+signature (kind + path command codes), so an item that appears or disappears
+(teeth, brow hairs, lashes) becomes a track that is hidden on some frames
+while the drawing order stays the scene's order on every frame. A frame
+whose layout (item kinds and path ranges, verified command by command) was
+seen before reuses that layout's parse, so the per-frame cost is one native
+scene build and a few numpy gathers.
+
+Every track is a path (one or more sub-paths of cubic Bezier vertices with
+in/out tangents, the form Lottie uses), a colour with opacity and, for
+strokes, a width. The tolerance (output pixels, per axis; default 1/256 of
+the shorter side) is shared out: coordinates are whole quanta of at most
+tolerance/4 (rounding <= tolerance/8, written in a layer / viewBox scaled by
+the quantum); of the rest, a fifth goes to path simplification (fewer
+vertices, the same on every frame, each merged span refitted by least
+squares and checked on every frame) and four fifths to keyframe reduction (a
+one-pass swinging-door fit: a keyframe only where linear interpolation would
+leave the tolerance band). A track that never moves has no keyframes at all,
+and colours, opacities and widths that do not change are static values
+(``color_tolerance`` in 1/255). Lottie and SMIL interpolate linearly between
+keyframes, so every frame of the export is within the tolerance of the
+native scene.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import native
+from .schema import PARAM_COUNT, validate
+
+FORMATS = {".json": "lottie", ".lottie.json": "lottie", ".svg": "svg"}
+TOLERANCE_FRACTION = 1 / 256   # default keyframe tolerance: this much of the shorter output side
+DEFAULT_COLOR_TOLERANCE = 1.0  # in 1/255 of a colour channel
+MAX_FRAMES = 36_000            # 20 minutes at 30 fps (about 1 GB of recorded geometry)
+_SIMPLIFY_SHARE = 0.2         # of the tolerance spent on fewer vertices, the rest on fewer keyframes
+_SIMPLIFY_SAMPLE = 16          # frames that choose the vertices of a simplified path
+
+
+# ---------------------------------------------------------------- scene parse
+
+
+@dataclass
+class _Layout:
+    """One frame layout: which item is which track, and where its numbers are."""
+    key: bytes
+    op_pos: np.ndarray          # positions of every command code in the path stream
+    op_val: np.ndarray          # the codes themselves (verified on reuse)
+    vidx: np.ndarray            # per vertex: index of x in the path stream
+    iidx: np.ndarray            # per vertex: in-tangent control (x) index or -1
+    oidx: np.ndarray            # per vertex: out-tangent control (x) index or -1
+    draw: np.ndarray            # item indices that carry a path (fill, stroke, clip push)
+    vslices: list               # per drawn item: (first vertex, end vertex)
+    tracks: list                # per drawn item: track id
+    frames: list = field(default_factory=list)
+
+
+@dataclass
+class _Track:
+    id: int
+    kind: int                   # native.ITEM_*
+    shape: tuple                # ((closed, n_vertices), ...) per sub-path
+    sig: bytes
+    children: list | None = None  # clip groups: child tracks, in drawing order
+
+
+def _parse_path(path: np.ndarray, a: int, b: int):
+    """A path range -> (command codes, sub-paths [(closed, [(v, i, o), ...])])."""
+    ops, subs, cur = [], [], None
+    i = a
+    while i < b:
+        op = int(path[i])
+        ops.append(op)
+        if op == native.OP_MOVE:
+            cur = [False, [[i + 1, -1, -1]]]
+            subs.append(cur)
+            i += 3
+        elif op in (native.OP_LINE, native.OP_CURVE):
+            if cur is None:  # a segment with no current point starts a sub-path there
+                cur = [False, []]
+                subs.append(cur)
+            if op == native.OP_LINE:
+                cur[1].append([i + 1, -1, -1])
+                i += 3
+            else:
+                if cur[1]:
+                    cur[1][-1][2] = i + 1
+                cur[1].append([i + 5, i + 3, -1])
+                i += 7
+        elif op == native.OP_CLOSE:
+            if cur is not None:
+                cur[0] = True
+                cur = None  # cairo: after close the next segment starts a new sub-path
+            i += 1
+        else:
+            raise ValueError(f"unknown path command {op} in the native scene")
+    return ops, [(closed, verts) for closed, verts in subs if verts]
+
+
+class _Recorder:
+    """Turns scenes into tracks and per-frame numbers (see the module doc)."""
+
+    def __init__(self, scale: float, ox: float, oy: float):
+        self.scale, self.ox, self.oy = scale, ox, oy
+        self.tracks: list[_Track] = []
+        self.root: list[_Track] = []
+        self.layouts: dict[bytes, list[_Layout]] = {}
+        self.segments: list[tuple[_Layout, list[int], list[np.ndarray], list[np.ndarray]]] = []
+        self.n = 0
+        self._builder = native.SceneBuilder()
+
+    # -- per frame
+    def add(self, params: np.ndarray) -> None:
+        items, path = self._builder.build(params)
+        lay = self._layout(items, path)
+        P = path.astype(np.float64)
+        V = np.stack([P[lay.vidx], P[lay.vidx + 1]], 1)
+        has_i, has_o = lay.iidx >= 0, lay.oidx >= 0
+        I = np.where(has_i[:, None], np.stack([P[lay.iidx], P[lay.iidx + 1]], 1), V)
+        O = np.where(has_o[:, None], np.stack([P[lay.oidx], P[lay.oidx + 1]], 1), V)
+        off = np.array([self.ox, self.oy])
+        geo = (np.concatenate([V, I, O], 1) * self.scale + np.tile(off, 3)).astype(np.float32)  # absolute, px
+        d = items[lay.draw]
+        style = np.concatenate([d["rgba"].astype(np.float64), d["width"][:, None].astype(np.float64) * self.scale], 1)
+        if self.segments and self.segments[-1][0] is lay and self.segments[-1][1][-1] == self.n - 1:
+            seg = self.segments[-1]
+        else:
+            seg = (lay, [], [], [])
+            self.segments.append(seg)
+        seg[1].append(self.n)
+        seg[2].append(geo)
+        seg[3].append(style)
+        self.n += 1
+
+    def _layout(self, items: np.ndarray, path: np.ndarray) -> _Layout:
+        key = (items["kind"].tobytes() + items["path_begin"].tobytes() + items["path_end"].tobytes()
+               + len(path).to_bytes(8, "little"))
+        for lay in self.layouts.get(key, ()):
+            if np.array_equal(path[lay.op_pos], lay.op_val):
+                return lay
+        lay = self._new_layout(key, items, path)
+        self.layouts.setdefault(key, []).append(lay)
+        return lay
+
+    def _new_layout(self, key, items, path) -> _Layout:
+        # parse every item, build the frame's tree (clip groups hold children)
+        parsed = []
+        op_pos: list[int] = []
+        for k, it in enumerate(items):
+            a, b = int(it["path_begin"]), int(it["path_end"])
+            i = a
+            while i < b:  # command positions (for the reuse check)
+                op_pos.append(i)
+                i += {native.OP_MOVE: 3, native.OP_LINE: 3, native.OP_CURVE: 7}.get(int(path[i]), 1)
+            ops, subs = _parse_path(path, a, b)
+            shape = tuple((c, len(v)) for c, v in subs)
+            sig = bytes([int(it["kind"])]) + bytes(ops)
+            parsed.append((int(it["kind"]), sig, shape, subs))
+        frame_root: list = []
+        stack = [frame_root]
+        for k, (kind, sig, shape, subs) in enumerate(parsed):
+            if kind == native.ITEM_CLIP_POP:
+                if len(stack) > 1:
+                    stack.pop()
+                continue
+            if kind == native.ITEM_CLIP_PUSH:
+                node = (k, sig, shape, [])
+                stack[-1].append(node)
+                stack.append(node[3])
+            else:
+                stack[-1].append((k, sig, shape, None))
+        item_track: dict[int, int] = {}
+        self._align(self.root, frame_root, item_track)
+        draw = sorted(item_track)
+        vidx, iidx, oidx, vslices, tracks = [], [], [], [], []
+        for k in draw:
+            first = len(vidx)
+            for closed, verts in parsed[k][3]:
+                for v, i, o in verts:
+                    vidx.append(v)
+                    iidx.append(i)
+                    oidx.append(o)
+            vslices.append((first, len(vidx)))
+            tracks.append(item_track[k])
+        op_pos_a = np.array(op_pos, np.int64)
+        return _Layout(key, op_pos_a, path[op_pos_a].copy(), np.array(vidx, np.int64), np.array(iidx, np.int64),
+                       np.array(oidx, np.int64), np.array(draw, np.int64), vslices, tracks)
+
+    def _align(self, known: list, nodes: list, item_track: dict) -> None:
+        """Matches this frame's nodes to known tracks in order; inserts new tracks."""
+        sm = difflib.SequenceMatcher(None, [t.sig for t in known], [n[1] for n in nodes], autojunk=False)
+        merged: list[_Track] = []
+        for tag, a1, a2, b1, b2 in sm.get_opcodes():
+            if tag == "equal":
+                for t, node in zip(known[a1:a2], nodes[b1:b2]):
+                    item_track[node[0]] = t.id
+                    if node[3] is not None:
+                        self._align(t.children, node[3], item_track)
+                    merged.append(t)
+                continue
+            merged.extend(known[a1:a2])  # tracks absent on this frame stay, hidden
+            for node in nodes[b1:b2]:
+                k, sig, shape, children = node
+                t = _Track(len(self.tracks), sig[0], shape, sig, [] if children is not None else None)
+                self.tracks.append(t)
+                item_track[k] = t.id
+                if children is not None:
+                    self._align(t.children, children, item_track)
+                merged.append(t)
+        known[:] = merged
+
+    # -- per track time series
+    def series(self):
+        """track id -> (present[T] bool, geo[T, 6 * n_vertices], style[T, 5])."""
+        T = self.n
+        out = {}
+        for t in self.tracks:
+            nv = sum(n for _, n in t.shape)
+            out[t.id] = (np.zeros(T, bool), np.zeros((T, nv, 6), np.float32), np.zeros((T, 5)))
+        for lay, frames, geos, styles in self.segments:
+            fr = np.array(frames)
+            G = np.stack(geos)
+            S = np.stack(styles)
+            for j, tid in enumerate(lay.tracks):
+                a, b = lay.vslices[j]
+                pres, geo, sty = out[tid]
+                pres[fr] = True
+                geo[fr] = G[:, a:b]
+                sty[fr] = S[:, j]
+        for tid, (pres, geo, sty) in out.items():
+            _fill_absent(pres, geo)
+            _fill_absent(pres, sty)
+            sty[~pres, 3] = 0.0  # hidden
+        return out
+
+
+def _fill_absent(present: np.ndarray, x: np.ndarray) -> None:
+    """Absent frames take the nearest earlier present value (later for a leading gap)."""
+    if present.all() or not present.any():
+        return
+    idx = np.where(present, np.arange(len(present)), -1)
+    idx = np.maximum.accumulate(idx)
+    first = int(np.argmax(present))
+    idx[idx < 0] = first
+    x[:] = x[idx]
+
+
+# ------------------------------------------------------------ keyframe reduction
+
+
+_STEPS: dict[int, tuple] = {}
+
+
+def _steps(w: int):
+    """(1/d, 1/d) columns for d = 1..w frames after a keyframe (cached)."""
+    st = _STEPS.get(w)
+    if st is None:
+        inv = 1.0 / np.arange(1, w + 1, dtype=np.float64)[:, None]
+        st = _STEPS[w] = (inv, inv)
+    return st
+
+
+def reduce_keyframes(x: np.ndarray, tol: float, care: np.ndarray | None = None):
+    """Keyframes for a series ``x`` (T x D): returns (frame indices, values
+    K x D) such that linear interpolation between the keyframes is within
+    ``tol`` of ``x`` in every column on every frame where ``care`` is true.
+
+    One pass, like the swinging-door compressors of process historians: from
+    each keyframe, the slopes that keep every later frame inside its +-tol band
+    form an interval per column; the segment grows while every interval is
+    non-empty, and ends with the middle slope. Keyframe values are therefore
+    not the samples themselves but anywhere within their band, which allows
+    much longer segments on noisy tracks. A series that stays within tol of one
+    value keeps a single keyframe (frame 0)."""
+    T = len(x)
+    x = np.asarray(x, np.float64).reshape(T, -1)
+    cared = np.ones(T, bool) if care is None else np.asarray(care, bool)
+    if not cared.any():
+        return np.arange(1), x[:1].copy()
+    xs = x[cared]
+    lo_all, hi_all = xs.min(0), xs.max(0)
+    if float((hi_all - lo_all).max()) <= 2 * tol:
+        return np.arange(1), ((lo_all + hi_all) / 2)[None]
+    first = int(np.argmax(cared))
+    keys, vals = [0], [x[first].copy()]
+    i, v, window = 0, x[first].copy(), 8
+    all_cared = bool(cared.all())
+    while i < T - 1:
+        w = min(window, T - 1 - i)
+        while True:  # the frames after i, a window at a time (doubled until the segment ends)
+            inv, band = _steps(w)
+            rel = (x[i + 1:i + w + 1] - v) * inv
+            if all_cared:
+                lo = np.maximum.accumulate(rel - band * tol, 0)
+                hi = np.minimum.accumulate(rel + band * tol, 0)
+            else:
+                c = cared[i + 1:i + w + 1, None]
+                lo = np.maximum.accumulate(np.where(c, rel - band * tol, -np.inf), 0)
+                hi = np.minimum.accumulate(np.where(c, rel + band * tol, np.inf), 0)
+            bad = np.flatnonzero((lo > hi).any(1))
+            if bad.size:
+                f = int(bad[0])  # frame i + 1 + f cannot be reached: end at i + f
+                j, lo, hi = i + f, lo[f - 1], hi[f - 1]
+                break
+            if i + w == T - 1:
+                j, lo, hi = T - 1, lo[-1], hi[-1]
+                break
+            w = min(2 * w, T - 1 - i)
+        m = _mid(lo, hi)
+        v = v + m * (j - i)
+        keys.append(j)
+        vals.append(v)
+        window = max(4, 2 * (j - i))
+        i = j
+    return np.array(keys), np.stack(vals)
+
+
+def _mid(lo, hi):
+    """The middle slope of each column's band (0 where a column had no constraint)."""
+    fin = np.isfinite(lo) & np.isfinite(hi)
+    return np.where(fin, (np.where(fin, lo, 0.0) + np.where(fin, hi, 0.0)) / 2, 0.0)
+
+
+def reduce_keyframes_many(xs, tol: float, cares=None, *, max_floats: int = 20_000_000):
+    """:func:`reduce_keyframes` for many series of the same length at once
+    (the same results, bit for bit): one pass over the frames advances every
+    series' segment together, so the cost per frame is a few array operations
+    however many tracks there are. ``cares``: None or one mask (or None) per
+    series. Series are batched to at most ``max_floats`` numbers at a time."""
+    out: list = [None] * len(xs)
+    todo = []
+    for n, x in enumerate(xs):
+        T = len(x)
+        x = np.asarray(x, np.float64).reshape(T, -1)
+        care = None if cares is None else cares[n]
+        cared = np.ones(T, bool) if care is None else np.asarray(care, bool)
+        if not cared.any():
+            out[n] = (np.arange(1), x[:1].copy())
+            continue
+        xs_ = x[cared]
+        lo_all, hi_all = xs_.min(0), xs_.max(0)
+        if float((hi_all - lo_all).max()) <= 2 * tol:
+            out[n] = (np.arange(1), ((lo_all + hi_all) / 2)[None])
+            continue
+        todo.append((n, x, cared))
+    chunk, size = [], 0
+    for item in todo:
+        if chunk and (size + item[1].size > max_floats or len(item[1]) != len(chunk[0][1])):
+            _reduce_batch(chunk, tol, out)
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item[1].size
+    if chunk:
+        _reduce_batch(chunk, tol, out)
+    return out
+
+
+def _reduce_batch(items, tol, out) -> None:
+    T = len(items[0][1])
+    X = np.concatenate([x for _, x, _ in items], 1)
+    widths = np.array([x.shape[1] for _, x, _ in items])
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    G, C = len(items), X.shape[1]
+    col = np.repeat(np.arange(G), widths)
+    CARE = np.stack([c for _, _, c in items], 1)
+    first = CARE.argmax(0)
+    v = X[first[col], np.arange(C)]
+    i_g = np.zeros(G, np.int64)
+    lo, hi = np.full(C, -np.inf), np.full(C, np.inf)
+    keys = [[0] for _ in range(G)]
+    vals = [[v[a:a + w].copy()] for a, w in zip(starts, widths)]
+    for k in range(1, T):
+        inv = 1.0 / (k - i_g)[col]
+        c = CARE[k][col]
+        rel = (X[k] - v) * inv
+        band = inv * tol
+        nlo = np.where(c, np.maximum(lo, rel - band), lo)
+        nhi = np.where(c, np.minimum(hi, rel + band), hi)
+        bad = nlo > nhi
+        if bad.any():
+            gs = np.flatnonzero(np.logical_or.reduceat(bad, starts))
+            bc = np.zeros(G, bool)
+            bc[gs] = True
+            bc = bc[col]
+            m = _mid(lo, hi)
+            j = k - 1
+            v = np.where(bc, v + m * (j - i_g)[col], v)
+            i_g[gs] = j
+            for g in gs.tolist():
+                keys[g].append(j)
+                vals[g].append(v[starts[g]:starts[g] + widths[g]].copy())
+            rel1 = (X[k] - v) * 1.0
+            nlo = np.where(bc, np.where(c, rel1 - 1.0 * tol, -np.inf), nlo)
+            nhi = np.where(bc, np.where(c, rel1 + 1.0 * tol, np.inf), nhi)
+        lo, hi = nlo, nhi
+    m = _mid(lo, hi)
+    end = v + m * (T - 1 - i_g)[col]
+    for g, (n, _, _) in enumerate(items):
+        if i_g[g] < T - 1:
+            keys[g].append(T - 1)
+            vals[g].append(end[starts[g]:starts[g] + widths[g]].copy())
+        out[n] = (np.array(keys[g]), np.stack(vals[g]))
+
+
+# ------------------------------------------------------------ path simplification
+
+_FIT_T = np.array([0.2, 0.4, 0.6, 0.8])[None, None, :, None]
+
+
+class _Fitter:
+    """Samples of a sub-path's segments, precomputed once, so that fitting one
+    cubic over any span of segments is a few array operations on all frames."""
+
+    def __init__(self, sub: np.ndarray):
+        self.sub = sub
+        T, n, _ = sub.shape
+        p0, p1, p2, p3 = sub[:, :-1, None, 0:2], sub[:, :-1, None, 4:6], sub[:, 1:, None, 2:4], sub[:, 1:, None, 0:2]
+        t = _FIT_T
+        u = 1 - t
+        smp = u ** 3 * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t ** 3 * p3       # T, n-1, 4, 2
+        k = _FIT_T.shape[2] + 1
+        body = np.concatenate([sub[:, :-1, None, 0:2], smp], 2).reshape(T, (n - 1) * k, 2)
+        F = np.concatenate([body, sub[:, -1:, 0:2]], 1)  # vertex, samples, vertex, ..., last vertex
+        self.F, self.k = F, k
+        self.C = np.concatenate([np.zeros((T, 1)), np.cumsum(np.linalg.norm(np.diff(F, axis=1), axis=2), 1)], 1)
+
+    def fit(self, a: int, b: int):
+        """(out control at a, in control at b, max distance to the samples) of
+        one cubic from vertex a to b that keeps the end points and tangent
+        directions; tangent lengths by least squares, chord-length parameters."""
+        g, k = self.sub, self.k
+        A, B = g[:, a, 0:2], g[:, b, 0:2]
+        d1, d2 = g[:, a, 4:6] - A, g[:, b, 2:4] - B
+        Q = self.F[:, k * a + 1:k * b]                               # T, K, 2
+        C = self.C[:, k * a:k * b + 1]
+        u = (C[:, 1:-1] - C[:, :1]) / np.maximum(C[:, -1:] - C[:, :1], 1e-12)
+        v = 1 - u
+        b1, b2 = 3 * v * v * u, 3 * v * u * u
+        wa, wb = v ** 3 + b1, b2 + u ** 3
+        # residual of the straight part, per axis (T, K)
+        rx = Q[..., 0] - wa * A[:, None, 0] - wb * B[:, None, 0]
+        ry = Q[..., 1] - wa * A[:, None, 1] - wb * B[:, None, 1]
+        d1x, d1y, d2x, d2y = d1[:, None, 0], d1[:, None, 1], d2[:, None, 0], d2[:, None, 1]
+        m11 = (b1 * b1).sum(1) * (d1[:, 0] ** 2 + d1[:, 1] ** 2)
+        m22 = (b2 * b2).sum(1) * (d2[:, 0] ** 2 + d2[:, 1] ** 2)
+        m12 = (b1 * b2).sum(1) * (d1[:, 0] * d2[:, 0] + d1[:, 1] * d2[:, 1])
+        r1 = (b1 * (rx * d1x + ry * d1y)).sum(1)
+        r2 = (b2 * (rx * d2x + ry * d2y)).sum(1)
+        det = m11 * m22 - m12 * m12
+        ok = det > 1e-12 * np.maximum(m11 * m22, 1e-300)
+        safe = np.where(ok, det, 1.0)
+        al = np.where(ok, (r1 * m22 - r2 * m12) / safe, 0.0)
+        be = np.where(ok, (r2 * m11 - r1 * m12) / safe, 0.0)
+        if not (ok.all() and (al > 0).all() and (be > 0).all()):
+            return None, None, np.inf
+        ex = rx - al[:, None] * b1 * d1x - be[:, None] * b2 * d2x
+        ey = ry - al[:, None] * b1 * d1y - be[:, None] * b2 * d2y
+        err = float(np.sqrt((ex * ex + ey * ey).max()))
+        return A + al[:, None] * d1, B + be[:, None] * d2, err
+
+
+def simplify_track(g: np.ndarray, shape, tol: float):
+    """Fewer Bezier vertices for a track (g: T x n x 6 absolute: vertex, in and
+    out controls) within ``tol`` pixels of every frame's curve; the same
+    vertices are kept on every frame (so the keyframes still interpolate).
+    Sub-path ends are kept. The vertices are chosen on a sample of the frames,
+    then every span is fitted and checked on all frames (shortened if needed).
+    Returns (g', shape')."""
+    if tol <= 0:
+        return g, shape
+    T = len(g)
+    step = max(1, T // _SIMPLIFY_SAMPLE)
+    outs, new_shape, start = [], [], 0
+    for closed, n in shape:
+        sub = np.array(g[:, start:start + n], np.float64)
+        start += n
+        if n <= 2:
+            outs.append(sub)
+            new_shape.append((closed, n))
+            continue
+        probe = _Fitter(sub[::step]) if step > 1 else None
+        full = _Fitter(sub)
+        keep = [0]
+        a = 0
+        while a < n - 1:
+            b = a + 1
+            if probe is not None:
+                while b + 1 <= n - 1 and probe.fit(a, b + 1)[2] <= tol:
+                    b += 1
+            else:
+                b = n - 1
+            fitted = None
+            while b >= a + 2:
+                o, i, err = full.fit(a, b)
+                if err <= tol:
+                    fitted = (o, i)
+                    break
+                b -= 1
+                if probe is not None:
+                    continue
+            if fitted is None:
+                b = a + 1
+            else:
+                sub[:, a, 4:6], sub[:, b, 2:4] = fitted
+            a = b
+            keep.append(a)
+        outs.append(sub[:, keep])
+        new_shape.append((closed, len(keep)))
+    return np.concatenate(outs, 1), tuple(new_shape)
+
+
+# ----------------------------------------------------------------- the exporter
+
+
+class Animation:
+    """Collects frames and writes them as Lottie JSON or animated SVG.
+
+    ``size`` / ``width`` / ``height``: output size in pixels (the canonical
+    frame's [-1, 1] square is fitted, centred, as in :func:`avatarizer.render`).
+    ``fps``: frames per second of the added frames. ``tolerance``: how far
+    (output pixels) any vertex or Bezier control point of the export may be
+    from the native scene on any frame (default: 1/256 of the shorter side,
+    2 px at 512); ``color_tolerance`` the same for colour channels, in 1/255.
+    ``background``: None (transparent), 'white', '#rrggbb' or an RGB tuple.
+    """
+
+    def __init__(self, size: int = 512, *, width: int | None = None, height: int | None = None,
+                 fps: float = 30.0, tolerance: float | None = None,
+                 color_tolerance: float = DEFAULT_COLOR_TOLERANCE, background=None):
+        from .render import _background, _size
+
+        self.width, self.height = _size(size, width, height)
+        if tolerance is None:
+            tolerance = TOLERANCE_FRACTION * min(self.width, self.height)
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) \
+                or not 0 < fps <= 1000:
+            raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}")
+        for name, v in (("tolerance", tolerance), ("color_tolerance", color_tolerance)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 64:
+                raise ValueError(f"{name} must be a number in [0, 64], got {v!r}")
+        self.fps = float(fps)
+        self.tolerance = float(tolerance)
+        self.color_tolerance = float(color_tolerance)
+        bg = _background(background)
+        self.background = None if bg is None or bg[3] == 0 else bg
+        s = 0.5 * min(self.width, self.height)
+        self._rec = _Recorder(s, 0.5 * self.width, 0.5 * self.height)
+        self._cache = None
+        # coordinates are written as whole numbers of a quantum (1/q px, q a
+        # power of two, at most a quarter of the tolerance) in a layer scaled by 1/q
+        self._q = float(2 ** min(6, max(0, math.ceil(math.log2(4.0 / max(self.tolerance, 1e-3))))))
+
+    def __len__(self) -> int:
+        return self._rec.n
+
+    def add(self, params) -> None:
+        """Appends one frame (629 parameters; ``ValueError`` names a bad one)."""
+        if self._rec.n >= MAX_FRAMES:
+            raise ValueError(f"an animation holds at most {MAX_FRAMES} frames")
+        self._rec.add(validate(params))
+        self._cache = None
+
+    def extend(self, frames) -> "Animation":
+        for p in frames:
+            self.add(p)
+        return self
+
+    # -- reduced tracks
+    def _reduced(self):
+        if self._cache is not None:
+            return self._cache
+        if self._rec.n == 0:
+            raise ValueError("the animation has no frames (add at least one parameter vector)")
+        q = self._q
+        # error budget per axis: rounding to the quantum (<= tol / 8), then the
+        # rest split between fewer vertices and fewer keyframes
+        budget = self.tolerance - 0.5 / q
+        out = {}
+        self._shapes = {}
+        series = self._rec.series()
+        tids = list(series)
+        flats, press, stys = [], [], []
+        for tid in tids:
+            pres, geo, sty = series[tid]
+            geo, self._shapes[tid] = simplify_track(geo, self._rec.tracks[tid].shape, budget * _SIMPLIFY_SHARE)
+            flats.append(geo.reshape(len(geo), -1))
+            press.append(pres)
+            stys.append(sty)
+        ctol = self.color_tolerance / 255.0 - 0.0005  # values are written to 3 decimals
+        geo_r = reduce_keyframes_many(flats, budget * (1 - _SIMPLIFY_SHARE), press)
+        col_r = reduce_keyframes_many([s_[:, :3] for s_ in stys], ctol)
+        op_r = reduce_keyframes_many([s_[:, 3:4] for s_ in stys], ctol)
+        w_r = reduce_keyframes_many([s_[:, 4:] for s_ in stys], budget, press)
+        for n, tid in enumerate(tids):
+            gkeys, gv = geo_r[n]
+            nv = flats[n].shape[1] // 6
+            gvals = np.rint(gv * q).astype(np.int64).reshape(len(gkeys), nv, 6)
+            if (gvals == gvals[:1]).all():
+                gkeys, gvals = gkeys[:1], gvals[:1]
+            gvals[..., 2:4] -= gvals[..., 0:2]  # tangents relative to their vertex (Lottie's form)
+            gvals[..., 4:6] -= gvals[..., 0:2]
+            ckeys, cvals = _static_or(*col_r[n], lambda v: np.round(np.clip(v, 0, 1), 3))
+            okeys, ovals = _static_or(*op_r[n], lambda v: np.round(np.clip(v[:, 0], 0, 1), 3))
+            wkeys, wvals = _static_or(*w_r[n], lambda v: np.round(np.maximum(v[:, 0], 0) * q, 1))
+            out[tid] = (gkeys, gvals, ckeys, cvals, wkeys, wvals, okeys, ovals)
+        self._cache = out
+        return out
+
+    def stats(self) -> dict:
+        """Frames, tracks and keyframes kept (geometry, colour) after reduction."""
+        red = self._reduced()
+        return {"frames": self._rec.n, "tracks": len(red),
+                "geometry_keyframes": int(sum(len(v[0]) for v in red.values() if len(v[0]) > 1)),
+                "color_keyframes": int(sum(len(v[2]) for v in red.values() if len(v[2]) > 1)),
+                "static_tracks": int(sum(len(v[0]) == 1 and len(v[2]) == 1 and len(v[4]) == 1 for v in red.values()))}
+
+    def _runs(self):
+        """Drawing order flattened to runs of leaf tracks that share one clip stack."""
+        runs: list[tuple[tuple, list]] = []
+
+        def walk(nodes, clips):
+            cur: list = []
+            for t in nodes:
+                if t.children is None:
+                    cur.append(t)
+                    continue
+                if cur:
+                    runs.append((clips, cur))
+                    cur = []
+                walk(t.children, clips + (t,))
+            if cur:
+                runs.append((clips, cur))
+
+        walk(self._rec.root, ())
+        return runs
+
+    # ------------------------------------------------------------------ Lottie
+    def to_lottie(self) -> dict:
+        """The animation as a Lottie (Bodymovin 5) document."""
+        red = self._reduced()
+        T = self._rec.n
+        layers = []
+        ks = dict(_LAYER_KS, s={"a": 0, "k": [100 / self._q, 100 / self._q, 100]})
+        for clips, tracks in self._runs():
+            groups = [self._lottie_group(t, red[t.id]) for t in reversed(tracks)]  # Lottie: first is on top
+            layer = {"ddd": 0, "ty": 4, "nm": f"run {len(layers)}", "sr": 1, "ao": 0, "ip": 0, "op": T, "st": 0,
+                     "bm": 0, "ks": ks, "shapes": groups}
+            if clips:
+                layer["hasMask"] = True
+                # the outermost clip's sub-paths are added; nested clips intersect
+                # (exact for the single-contour clips the scene uses)
+                layer["masksProperties"] = [
+                    {"inv": False, "mode": "a" if n == 0 else "i", "nm": f"clip {c.id}",
+                     "pt": _lottie_path_prop(red[c.id][0], sub, closed), "o": {"a": 0, "k": 100},
+                     "x": {"a": 0, "k": 0}}
+                    for n, c in enumerate(clips) for closed, sub in _subpaths(self._shapes[c.id], red[c.id][1])]
+            layers.append(layer)
+        if self.background is not None:
+            r, g, b, a = self.background
+            layers.insert(0, {"ddd": 0, "ty": 4, "nm": "background", "sr": 1, "ao": 0, "ip": 0, "op": T, "st": 0,
+                           "bm": 0, "ks": _LAYER_KS, "shapes": [{"ty": "gr", "nm": "background", "it": [
+                               {"ty": "rc", "d": 1, "p": {"a": 0, "k": [self.width / 2, self.height / 2]},
+                                "s": {"a": 0, "k": [self.width, self.height]}, "r": {"a": 0, "k": 0}},
+                               {"ty": "fl", "c": {"a": 0, "k": [r, g, b, 1]}, "o": {"a": 0, "k": a * 100},
+                                "r": 1}, _GROUP_TR]}]})
+        layers.reverse()  # Lottie draws the first layer on top
+        for i, layer in enumerate(layers):
+            layer["ind"] = i + 1
+        return {"v": "5.7.4", "fr": self.fps, "ip": 0, "op": T, "w": self.width, "h": self.height,
+                "nm": "avatarizer", "ddd": 0, "assets": [], "layers": layers,
+                "meta": {"g": "avatarizer", "tolerance_px": self.tolerance,
+                         "color_tolerance": self.color_tolerance}}
+
+    def to_lottie_json(self) -> str:
+        return _compact(json.dumps(self.to_lottie(), separators=(",", ":")))
+
+    def _lottie_group(self, t: _Track, red) -> dict:
+        gkeys, gvals, ckeys, cvals, wkeys, wvals, okeys, ovals = red
+        items = [{"ty": "sh", "nm": f"path {s}", "ks": _lottie_path_prop(gkeys, sub, closed)}
+                 for s, (closed, sub) in enumerate(_subpaths(self._shapes[t.id], gvals))]
+        color = _lottie_prop(ckeys, cvals, lambda v: [*v, 1])
+        opacity = _lottie_prop(okeys, ovals * 100, lambda v: round(v, 1))
+        if t.kind == native.ITEM_STROKE:
+            items.append({"ty": "st", "c": color, "o": opacity,
+                          "w": _lottie_prop(wkeys, wvals[:, None], lambda v: float(v[0])),
+                          "lc": 2, "lj": 2, "ml": 4, "bm": 0})
+        else:
+            items.append({"ty": "fl", "c": color, "o": opacity, "r": 1, "bm": 0})
+        items.append(_GROUP_TR)
+        return {"ty": "gr", "nm": f"track {t.id}", "it": items}
+
+    # ------------------------------------------------------------------ SVG
+    def to_svg(self) -> str:
+        """The animation as an SVG document animated with SMIL (loops)."""
+        red = self._reduced()
+        T = self._rec.n
+        dur = f"{T / self.fps:.6g}s"
+        w, h = self.width, self.height
+        q = self._q  # coordinates in whole quanta of 1/q px
+        out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+               f'viewBox="0 0 {w * q:g} {h * q:g}">']
+        if self.background is not None:
+            r, g, b, a = self.background
+            out.append(f'<rect width="{w * q:g}" height="{h * q:g}" fill="{_hex((r, g, b))}"'
+                       + (f' fill-opacity="{a:.4g}"' if a < 1 else "") + "/>")
+
+        def anim(attr, keys, values):
+            kt = ";".join(f"{k / T:.6g}" for k in keys) + ";1"
+            vs = ";".join(values + values[-1:])
+            return (f'<animate attributeName="{attr}" dur="{dur}" repeatCount="indefinite" '
+                    f'calcMode="linear" keyTimes="{kt}" values="{vs}"/>')
+
+        def path_el(t, extra=""):
+            gkeys, gvals, ckeys, cvals, wkeys, wvals, okeys, ovals = red[t.id]
+            ds = [_svg_d(v, self._shapes[t.id]) for v in gvals]
+            kids = [anim("d", gkeys, ds)] if len(gkeys) > 1 else []
+            attrs = f'd="{ds[0]}"'
+            if t.kind in (native.ITEM_FILL, native.ITEM_STROKE):
+                paint = "stroke" if t.kind == native.ITEM_STROKE else "fill"
+                cols = [_hex(c) for c in cvals]
+                ops = [f"{o:.4g}" for o in ovals]
+                attrs += f' {paint}="{cols[0]}" {paint}-opacity="{ops[0]}"'
+                if len(ckeys) > 1:
+                    kids.append(anim(paint, ckeys, cols))
+                if len(okeys) > 1:
+                    kids.append(anim(f"{paint}-opacity", okeys, ops))
+                if t.kind == native.ITEM_STROKE:
+                    attrs += f' fill="none" stroke-width="{wvals[0]:g}" stroke-linecap="round" stroke-linejoin="round"'
+                    if len(wkeys) > 1:
+                        kids.append(anim("stroke-width", wkeys, [f"{v:g}" for v in wvals]))
+            return f"<path {attrs}{extra}>" + "".join(kids) + "</path>" if kids else f"<path {attrs}{extra}/>"
+
+        def walk(nodes):
+            for t in nodes:
+                if t.children is None:
+                    out.append(path_el(t))
+                else:
+                    out.append(f'<clipPath id="c{t.id}">{path_el(t)}</clipPath><g clip-path="url(#c{t.id})">')
+                    walk(t.children)
+                    out.append("</g>")
+
+        walk(self._rec.root)
+        out.append("</svg>")
+        return _compact("\n".join(out)) + "\n"
+
+    # ------------------------------------------------------------------ files
+    def write(self, path, *, overwrite: bool = False) -> Path:
+        """Writes ``path`` (.json: Lottie, .svg: animated SVG) through a
+        temporary file in the same folder, moved into place when complete."""
+        path = Path(path)
+        fmt = output_format(path)
+        text = self.to_lottie_json() if fmt == "lottie" else self.to_svg()
+        return write_text_atomic(path, text, overwrite=overwrite)
+
+
+def output_format(path) -> str:
+    """'lottie' for .json, 'svg' for .svg; ``ValueError`` otherwise."""
+    name = Path(path).name.lower()
+    for suffix, fmt in FORMATS.items():
+        if name.endswith(suffix):
+            return fmt
+    raise ValueError(f"unknown animation output type {Path(path).suffix or '(none)'!r}: use .json (Lottie) or "
+                     ".svg (animated SVG)")
+
+
+def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
+    """Writes ``text`` to a temporary file beside ``path``, then renames it
+    into place (never leaves a half-written file; refuses to replace an
+    existing file unless ``overwrite``)."""
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise ValueError(f"{path} is a directory")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_LAYER_KS = {"o": {"a": 0, "k": 100}, "r": {"a": 0, "k": 0}, "p": {"a": 0, "k": [0, 0, 0]},
+             "a": {"a": 0, "k": [0, 0, 0]}, "s": {"a": 0, "k": [100, 100, 100]}}
+_GROUP_TR = {"ty": "tr", "p": {"a": 0, "k": [0, 0]}, "a": {"a": 0, "k": [0, 0]}, "s": {"a": 0, "k": [100, 100]},
+             "r": {"a": 0, "k": 0}, "o": {"a": 0, "k": 100}, "sk": {"a": 0, "k": 0}, "sa": {"a": 0, "k": 0}}
+_LINEAR_O = {"x": 0, "y": 0}  # linear easing between keyframes
+_LINEAR_I = {"x": 1, "y": 1}
+_NUM = re.compile(r"(?<=[\d])\.0(?=[,\]\}\s\"; ])")
+
+
+def _compact(text: str) -> str:
+    """12.0 -> 12 (valid JSON/SVG, a fifth smaller)."""
+    return _NUM.sub("", text)
+
+
+def _static_or(keys, vals, fmt):
+    """(keys, formatted values), or just the first when nothing changes."""
+    vals = fmt(vals)
+    if (vals == vals[:1]).all():
+        return keys[:1], vals[:1]
+    return keys, vals
+
+
+def _lottie_prop(keys, vals, fmt):
+    vals = vals.tolist()
+    if len(keys) == 1:
+        return {"a": 0, "k": fmt(vals[0])}
+    k = [{"t": int(t), "s": _as_list(fmt(v)), "o": _LINEAR_O, "i": _LINEAR_I} for t, v in zip(keys, vals)]
+    del k[-1]["o"], k[-1]["i"]  # the last keyframe only holds its value
+    return {"a": 1, "k": k}
+
+
+def _as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def _lottie_path(rows: list, closed: bool) -> dict:
+    """Vertices [[x, y, in-dx, in-dy, out-dx, out-dy], ...] -> a Lottie path."""
+    return {"c": closed, "v": [r[0:2] for r in rows], "i": [r[2:4] for r in rows], "o": [r[4:6] for r in rows]}
+
+
+def _lottie_path_prop(keys, vals, closed):
+    closed = bool(closed)
+    rows = vals.tolist()
+    if len(keys) == 1:
+        return {"a": 0, "k": _lottie_path(rows[0], closed)}
+    k = [{"t": int(t), "s": [_lottie_path(v, closed)], "o": _LINEAR_O, "i": _LINEAR_I} for t, v in zip(keys, rows)]
+    del k[-1]["o"], k[-1]["i"]  # the last keyframe only holds its value
+    return {"a": 1, "k": k}
+
+
+def _subpaths(shape, vals):
+    """(closed, vals[:, vertices of the sub-path]) for each sub-path of a track."""
+    start = 0
+    for closed, n in shape:
+        yield closed, vals[:, start:start + n]
+        start += n
+
+
+def _svg_d(v: np.ndarray, shape) -> str:
+    """Vertices (n, 6: x, y, in and out tangents relative) of every sub-path ->
+    SVG path data with one absolute cubic per segment (the same command list on
+    every keyframe, as SMIL needs to interpolate)."""
+    a = v.copy()
+    a[:, 2:4] += a[:, 0:2]
+    a[:, 4:6] += a[:, 0:2]
+    rows = a.tolist()
+    parts = []
+    start = 0
+    for closed, n in shape:
+        s = rows[start:start + n]
+        start += n
+        parts.append("M%d %d" % (s[0][0], s[0][1]))
+        for j in range(1, n):
+            p, c = s[j - 1], s[j]
+            parts.append("C%d %d %d %d %d %d" % (p[4], p[5], c[2], c[3], c[0], c[1]))
+        if closed:
+            parts.append("Z")
+    return "".join(parts)
+
+
+def _hex(rgb) -> str:
+    return "#" + "".join(f"{int(round(min(max(c, 0.0), 1.0) * 255)):02x}" for c in rgb)
+
+
+# ----------------------------------------------------------------- player page
+
+LOTTIE_WEB_VERSION = "5.13.0"  # keep in step with web/package.json
+_LOTTIE_CDN = f"https://cdn.jsdelivr.net/npm/lottie-web@{LOTTIE_WEB_VERSION}/build/player/lottie.min.js"
+
+
+def _local_lottie_web() -> Path | None:
+    """The pinned lottie-web of a source checkout (``make webdeps``), if there."""
+    p = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "lottie-web" / "build" / "player" / "lottie.min.js"
+    return p if p.is_file() else None
+
+
+def player_html(animation_path, video_path=None, html_path=None, *, inline_player: bool | None = None) -> str:
+    """A small self-contained page that plays a Lottie export with lottie-web,
+    next to its source video (kept in step with the video's clock when there
+    is one). The animation is embedded; the video is linked relative to the
+    page. lottie-web is embedded from the checkout's pinned copy when present
+    (``inline_player``), else loaded from jsDelivr at the pinned version."""
+    import html as _html
+
+    animation_path = Path(animation_path)
+    data = animation_path.read_text(encoding="utf-8")
+    doc = json.loads(data)
+    fr, w, h = float(doc["fr"]), int(doc["w"]), int(doc["h"])
+    base = Path(html_path).resolve().parent if html_path else animation_path.resolve().parent
+    local = _local_lottie_web() if inline_player in (None, True) else None
+    if inline_player and local is None:
+        raise ValueError("no local lottie-web (run `make webdeps` in a source checkout)")
+    script = (f"<script>{local.read_text(encoding='utf-8')}</script>" if local is not None
+              else f'<script src="{_LOTTIE_CDN}"></script>')
+    video = ""
+    if video_path is not None:
+        rel = os.path.relpath(Path(video_path).resolve(), base)
+        video = (f'<figure><video id="video" src="{_html.escape(Path(rel).as_posix())}" controls muted playsinline '
+                 f'width="{w}"></video><figcaption>source video</figcaption></figure>')
+    name = _html.escape(animation_path.name)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{name} - avatarizer</title>
+<style>body{{font:14px system-ui,sans-serif;margin:16px;background:#f4f4f4}}main{{display:flex;gap:16px;flex-wrap:wrap}}
+figure{{margin:0}}#anim{{width:{w}px;height:{h}px;background:#fff}}video{{background:#000;max-height:{h}px}}</style>
+</head><body><h1>{name}</h1><main>{video}<figure><div id="anim"></div><figcaption>vector avatar (Lottie, lottie-web
+{LOTTIE_WEB_VERSION}) <button id="play">play / pause</button></figcaption></figure></main>
+{script}
+<script>
+const data = {data};
+const anim = lottie.loadAnimation({{container: document.getElementById('anim'), renderer: 'svg', loop: true,
+  autoplay: false, animationData: data}});
+const video = document.getElementById('video');
+if (video) {{
+  // the video is the clock: the avatar shows the frame of the video's current time
+  const follow = () => {{ anim.goToAndStop(Math.min(video.currentTime * data.fr, data.op - 1), true);
+                         requestAnimationFrame(follow); }};
+  anim.addEventListener('DOMLoaded', follow);
+  document.getElementById('play').onclick = () => video.paused ? video.play() : video.pause();
+}} else {{
+  document.getElementById('play').onclick = () => anim.isPaused ? anim.play() : anim.pause();
+  anim.play();
+}}
+</script></body></html>
+"""
+
+
+# ----------------------------------------------------------------- convenience
+
+
+def read_params_jsonl(path) -> list[np.ndarray]:
+    """One frame per line: a JSON list of 629 numbers, or an object with
+    ``"params"`` (a list, or a name -> value object as in ``Avatar.to_json``).
+    Blank lines are skipped; a bad line raises ``ValueError`` naming it."""
+    from .schema import NAMES
+
+    frames = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}, line {n}: not JSON ({exc})") from None
+            if isinstance(doc, dict):
+                doc = doc.get("params")
+                if isinstance(doc, dict):
+                    missing = [k for k in NAMES if k not in doc]
+                    if missing:
+                        raise ValueError(f"{path}, line {n}: {len(missing)} parameter(s) missing, e.g. {missing[:3]}")
+                    doc = [doc[k] for k in NAMES]
+            if not isinstance(doc, list) or len(doc) != PARAM_COUNT \
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in doc):
+                raise ValueError(f"{path}, line {n}: expected a list of {PARAM_COUNT} numbers (or an object "
+                                 "with \"params\")")
+            try:
+                frames.append(validate(np.array(doc, np.float32)))
+            except ValueError as exc:
+                raise ValueError(f"{path}, line {n}: {exc}") from None
+    if not frames:
+        raise ValueError(f"{path} holds no frames")
+    return frames
+
+
+def export(frames, path, *, size: int = 512, fps: float = 30.0, tolerance: float | None = None,
+           background=None, overwrite: bool = False) -> Path:
+    """Writes a parameter sequence as Lottie (.json) or animated SVG (.svg)."""
+    output_format(path)
+    anim = Animation(size, fps=fps, tolerance=tolerance, background=background)
+    anim.extend(frames)
+    return anim.write(path, overwrite=overwrite)

@@ -1,0 +1,469 @@
+"""Animated vector avatars: Lottie JSON and animated SVG from the native scene.
+
+The browser tests render exported frames in headless Chromium (Debian's
+``chromium``, driven by the pinned playwright-core; Lottie through the pinned
+lottie-web) and compare them with the native renderer; ``make test`` installs
+both (``make webdeps``). Without them those tests skip with the reason.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatarizer import render, schema
+from avatarizer.animation import (Animation, read_params_jsonl, reduce_keyframes, reduce_keyframes_many,
+                                  simplify_track)
+
+from conftest import ROOT, need_shared, save_failure
+
+WEB = ROOT / "web"
+SIZE = 256
+MAX_MEAN_DIFF = 3.0  # /255, the issue's target at 256 px
+
+
+def _performance(n=30, seed=0):
+    """A synthetic performance that exercises the track matching: two sampled
+    avatars blended (categorical parameters switch half way: hair layers,
+    glasses, headwear, teeth), plus a mouth that opens and shuts."""
+    a, b = schema.sample(2, seed=seed)
+    cat = np.array([k in ("categorical", "flag") for k in schema.KINDS])
+    frames = []
+    for k in range(n):
+        t = k / (n - 1)
+        p = (1 - t) * a + t * b
+        p[cat] = (a if t < 0.5 else b)[cat]
+        p[schema.index("teeth.show")] = 1.0 if (k // 4) % 2 else 0.0
+        frames.append(schema.clip(p.astype(np.float32)))
+    return frames
+
+
+def _lottie_keyframe_value(prop, t):
+    """Linear interpolation of a Lottie property at frame t (as lottie-web does
+    with the linear easing the exporter writes)."""
+    if not prop["a"]:
+        return prop["k"]
+    ks = prop["k"]
+    if t <= ks[0]["t"]:
+        return ks[0]["s"]
+    for k0, k1 in zip(ks, ks[1:]):
+        if k0["t"] <= t <= k1["t"]:
+            u = (t - k0["t"]) / (k1["t"] - k0["t"])
+            return _lerp(k0["s"], k1["s"], u)
+    return ks[-1]["s"]
+
+
+def _lerp(a, b, u):
+    if isinstance(a, dict):
+        return {k: (_lerp(a[k], b[k], u) if k != "c" else a[k]) for k in a}
+    if isinstance(a, list):
+        return [_lerp(x, y, u) for x, y in zip(a, b)]
+    return a + (b - a) * u
+
+
+# ------------------------------------------------------------------ structure
+
+
+def test_lottie_document_structure_and_static_parts():
+    frames = _performance(24)
+    anim = Animation(SIZE, fps=24).extend(frames)
+    doc = json.loads(anim.to_lottie_json())
+    assert (doc["w"], doc["h"], doc["fr"], doc["ip"], doc["op"]) == (SIZE, SIZE, 24, 0, 24)
+    assert doc["layers"] and all(layer["ty"] == 4 and layer["op"] == 24 for layer in doc["layers"])
+    masked = [layer for layer in doc["layers"] if layer.get("hasMask")]
+    assert masked, "clip groups (eyes, mouth, face shading) must become masked layers"
+    n_paths = 0
+    for layer in doc["layers"]:
+        for g in layer["shapes"]:
+            assert g["ty"] == "gr" and g["it"][-1]["ty"] == "tr"
+            paint = g["it"][-2]
+            assert paint["ty"] in ("fl", "st")
+            for sh in g["it"][:-2]:
+                assert sh["ty"] == "sh"
+                n_paths += 1
+                ks = sh["ks"]
+                shapes = [ks["k"]] if not ks["a"] else [k["s"][0] for k in ks["k"]]
+                sizes = {(len(s["v"]), len(s["i"]), len(s["o"])) for s in shapes}
+                assert len(sizes) == 1, "every keyframe of a path needs the same vertex count"
+                if ks["a"]:
+                    ts = [k["t"] for k in ks["k"]]
+                    assert ts == sorted(set(ts)) and ts[0] == 0 and ts[-1] <= 23
+    assert n_paths > 50
+
+
+def test_still_avatar_is_all_static_and_expression_only_moves_the_face():
+    p = schema.sample(1, seed=5)[0]
+    doc = Animation(SIZE).extend([p]).to_lottie()
+    text = json.dumps(doc)
+    assert '"a": 1' not in text and doc["op"] == 1
+    # only the mouth opens: hair, ears, clothes, eyes keep static paths; no colour changes
+    frames = []
+    for k in range(20):
+        q = p.copy()
+        for name in ("lip_inner_lower.y2", "lip_lower_outer.y2"):
+            i = schema.index(name)
+            q[i] = np.clip(q[i] + 0.004 * k, schema.LO[i], schema.HI[i])
+        frames.append(q)
+    anim = Animation(SIZE).extend(frames)
+    st = anim.stats()
+    assert st["color_keyframes"] == 0
+    doc = anim.to_lottie()
+    moving = sum(sh["ks"]["a"] for layer in doc["layers"] for g in layer["shapes"] for sh in g["it"]
+                 if sh["ty"] == "sh")
+    assert 0 < moving <= 12, moving  # lips, mouth interior, lip outlines; not the whole face
+
+
+def test_avatar_to_lottie_still(tmp_path):
+    from avatarizer.api import Avatar
+
+    p = schema.sample(1, seed=2)[0]
+    doc = Avatar(p).to_lottie(128, background="white")
+    assert doc["w"] == 128 and doc["op"] == 1 and doc["layers"][-1]["nm"] == "background"
+    assert json.loads(json.dumps(doc)) == doc
+
+
+def test_exported_keyframes_stay_within_tolerance_of_the_scene():
+    """Interpolating the written keyframes reproduces every frame's scene within
+    the tolerance: checked on tracks the exporter does not simplify (straight
+    outline polygons are checked by vertex), by comparing the Lottie paths at
+    every frame with the vertices recorded from the native scene."""
+    frames = _performance(30, seed=4)
+    tol = 1.0
+    anim = Animation(SIZE, tolerance=tol).extend(frames)
+    doc = anim.to_lottie()
+    q = 1.0 / (doc["layers"][0]["ks"]["s"]["k"][0] / 100)
+    red = anim._reduced()
+    series = anim._rec.series()
+    checked = 0
+    for tid, (pres, geo, sty) in series.items():
+        shape = anim._shapes[tid]
+        if shape != anim._rec.tracks[tid].shape:
+            continue  # simplified: checked by test_simplify_track_within_tolerance
+        gkeys, gvals = red[tid][0], red[tid][1]
+        for t in range(len(frames)):
+            if not pres[t]:
+                continue
+            j = np.searchsorted(gkeys, t, side="right") - 1
+            if j + 1 < len(gkeys):
+                u = (t - gkeys[j]) / (gkeys[j + 1] - gkeys[j])
+                v = gvals[j] * (1 - u) + gvals[j + 1] * u
+            else:
+                v = gvals[j]
+            got = v[:, 0:2] / q
+            want = geo[t, :, 0:2]
+            assert np.abs(got - want).max() <= tol + 1e-6, (tid, t)
+            checked += 1
+    assert checked > 100
+
+
+def test_reduce_keyframes_error_bound_and_static():
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 4 * np.pi, 300)[:, None]
+    x = np.concatenate([np.sin(t) * 40, np.cos(0.5 * t) * 30], 1) + rng.normal(0, 0.2, (300, 2))
+
+    def interp(keys, vals):
+        return np.stack([np.interp(np.arange(300), keys, vals[:, d]) for d in range(vals.shape[1])], 1)
+
+    counts = []
+    for tol in (0.25, 1.0, 3.0):
+        keys, vals = reduce_keyframes(x, tol)
+        assert keys[0] == 0 and keys[-1] == 299 and np.all(np.diff(keys) > 0) and vals.shape == (len(keys), 2)
+        assert np.abs(interp(keys, vals) - x).max() <= tol + 1e-9
+        counts.append(len(keys))
+    assert counts[0] > counts[1] > counts[2] and counts[0] < 150
+    keys, vals = reduce_keyframes(np.full((50, 3), 2.0) + rng.uniform(-0.1, 0.1, (50, 3)), 0.1)
+    assert list(keys) == [0] and np.allclose(vals, 2.0, atol=0.1)
+    # frames that do not matter (a hidden shape) do not force keyframes, nor count
+    care = np.ones(300, bool)
+    care[100:200] = False
+    y = x.copy()
+    y[100:200] += 1000
+    keys, vals = reduce_keyframes(y, 1.0, care)
+    assert np.abs(interp(keys, vals) - y)[care].max() <= 1.0 + 1e-9
+    assert len(keys) <= len(reduce_keyframes(x, 1.0)[0])
+    # a step is kept exactly enough: no frame outside the band
+    step = np.r_[np.zeros(10), np.full(10, 50.0)][:, None]
+    keys, vals = reduce_keyframes(step, 0.5)
+    assert np.abs(np.interp(np.arange(20), keys, vals[:, 0]) - step[:, 0]).max() <= 0.5 + 1e-9
+
+
+def test_reduce_keyframes_many_equals_one_by_one():
+    rng = np.random.default_rng(3)
+    T = 120
+    xs, cares = [], []
+    for n in range(12):
+        d = int(rng.integers(1, 9))
+        walk = np.cumsum(rng.normal(0, 0.6 + n * 0.2, (T, d)), 0)
+        if n % 4 == 3:
+            walk = np.full((T, d), 5.0) + rng.uniform(-0.1, 0.1, (T, d))  # static
+        xs.append(walk)
+        care = rng.uniform(size=T) > 0.2 if n % 3 == 0 else None
+        cares.append(care)
+    for tol in (0.3, 1.5):
+        many = reduce_keyframes_many(xs, tol, cares, max_floats=300)  # several batches
+        for x, care, (keys, vals) in zip(xs, cares, many):
+            k1, v1 = reduce_keyframes(x, tol, care)
+            assert np.array_equal(keys, k1) and np.array_equal(vals, v1)
+
+
+def _sample_curve(v, n=16):
+    """Points along the cubic segments of an open vertex chain (n per segment)."""
+    t = np.linspace(0, 1, n)[:, None]
+    u = 1 - t
+    out = []
+    for a, b in zip(v[:-1], v[1:]):
+        p0, p1, p2, p3 = a[0:2], a[4:6], b[2:4], b[0:2]
+        out.append(u ** 3 * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t ** 3 * p3)
+    return np.concatenate(out)
+
+
+def _to_polyline(pts, line):
+    """Distance of each point to a polyline (segments between consecutive points)."""
+    a, b = line[:-1], line[1:]
+    ab = b - a
+    L = np.maximum((ab ** 2).sum(1), 1e-12)
+    u = np.clip(((pts[:, None] - a[None]) * ab[None]).sum(-1) / L[None], 0, 1)
+    near = a[None] + u[..., None] * ab[None]
+    return np.sqrt(((pts[:, None] - near) ** 2).sum(-1)).min(1)
+
+
+def test_simplify_track_within_tolerance():
+    anim = Animation(512).extend(_performance(12, seed=7))
+    series = anim._rec.series()
+    fewer = 0
+    for tid, (pres, geo, sty) in series.items():
+        shape = anim._rec.tracks[tid].shape
+        if len(shape) != 1 or shape[0][1] < 8:
+            continue
+        for tol in (0.5, 2.0):
+            g2, shape2 = simplify_track(geo, shape, tol)
+            assert g2.shape[1] == shape2[0][1] <= shape[0][1]
+            fewer += g2.shape[1] < geo.shape[1]
+            for t in range(0, len(geo), 3):
+                orig = _sample_curve(geo[t], 32)
+                simp = _sample_curve(g2[t], 32)
+                # every original point lies near the simplified curve and back
+                d1 = _to_polyline(orig, simp).max()
+                d2 = _to_polyline(simp, orig).max()
+                assert max(d1, d2) <= tol * 1.1 + 0.05, (tid, tol, t, d1, d2)
+    assert fewer > 10
+
+
+def test_bad_input_raises_value_error(tmp_path):
+    anim = Animation(SIZE)
+    with pytest.raises(ValueError, match="no frames"):
+        anim.to_lottie()
+    with pytest.raises(ValueError):
+        anim.add(np.zeros(10, np.float32))
+    p = schema.default()
+    bad = p.copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError):
+        anim.add(bad)
+    for kw in ({"fps": 0}, {"fps": float("nan")}, {"tolerance": -1}, {"size": 0}, {"background": "mauve"}):
+        with pytest.raises(ValueError):
+            Animation(**kw)
+    anim.add(p)
+    with pytest.raises(ValueError, match="json"):
+        anim.write(tmp_path / "x.gif")
+    out = tmp_path / "keep.json"
+    out.write_text("precious")
+    with pytest.raises(FileExistsError):
+        anim.write(out)
+    assert out.read_text() == "precious" and sorted(x.name for x in tmp_path.iterdir()) == ["keep.json"]
+    anim.write(out, overwrite=True)
+    assert json.loads(out.read_text())["op"] == 1
+
+
+def test_read_params_jsonl_formats_and_errors(tmp_path):
+    from avatarizer.api import Avatar
+
+    p = schema.sample(2, seed=1)
+    f = tmp_path / "in.jsonl"
+    f.write_text(json.dumps(p[0].tolist()) + "\n\n" + json.dumps({"params": p[1].tolist()}) + "\n"
+                 + Avatar(p[0]).to_json() + "\n")
+    got = read_params_jsonl(f)
+    assert len(got) == 3 and np.allclose(got[1], p[1]) and np.allclose(got[2], p[0], atol=1e-6)
+    for text, what in (("[1, 2]\n", "line 1"), ("not json\n", "line 1"),
+                       (json.dumps(p[0].tolist()) + "\n" + json.dumps([float("nan")] * 629) + "\n", "line 2"),
+                       ("", "no frames")):
+        f.write_text(text)
+        with pytest.raises(ValueError, match=what):
+            read_params_jsonl(f)
+
+
+def test_cli_animate_and_refusals(tmp_path, capsys):
+    from avatarizer.cli import main
+
+    frames = _performance(10)
+    src = tmp_path / "perf.jsonl"
+    src.write_text("".join(json.dumps(f.tolist()) + "\n" for f in frames))
+    out = tmp_path / "a.json"
+    assert main(["animate", "--params", str(src), "-o", str(out), "--fps", "12", "--size", "128"]) == 0
+    doc = json.loads(out.read_text())
+    assert (doc["op"], doc["fr"], doc["w"]) == (10, 12, 128)
+    assert "10 frames" in capsys.readouterr().out
+    svg = tmp_path / "a.svg"
+    assert main(["animate", "--params", str(src), "-o", str(svg), "--background", "white"]) == 0
+    assert svg.read_text().startswith("<svg") and "<animate" in svg.read_text()
+    stamp = out.stat().st_mtime_ns
+    assert main(["animate", "--params", str(src), "-o", str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err and out.stat().st_mtime_ns == stamp
+    assert main(["animate", "--params", str(src), "-o", str(tmp_path / "a.gif")]) == 1
+    assert main(["animate", "--params", str(src), "-o", str(src), "--overwrite"]) == 1
+    assert src.read_text().count("\n") == 10  # the input is never overwritten
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(frames[0].tolist()) + "\n[0, 1]\n")
+    assert main(["animate", "--params", str(bad), "-o", str(tmp_path / "b.json")]) == 1
+    assert "line 2" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
+    assert not [x for x in tmp_path.iterdir() if x.name.endswith(".partial")]
+
+
+def test_cli_video_to_animated_svg_resampled(tmp_path, capsys):
+    from avatarizer.cli import main
+
+    clip = need_shared("data", "video", "d0.mp4")  # 25 fps
+    out = tmp_path / "v.svg"
+    args = ["video", str(clip), "-o", str(out), "--max-seconds", "0.8", "--fps", "10", "--size", "128"]
+    assert main(args) == 0
+    text = out.read_text()
+    # 20 input frames at 25 fps -> 8 frames at 10 fps, 0.8 s of SMIL
+    assert 'dur="0.8s"' in text and 'width="128"' in text and "<animate" in text
+    assert "8 frames at 10 fps" in capsys.readouterr().out
+    stamp = out.stat().st_mtime_ns
+    assert main(args) == 1 and out.stat().st_mtime_ns == stamp
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["video", str(clip), "-o", str(tmp_path / "p.svg"), "--player"]) == 1
+    assert "--player" in capsys.readouterr().err
+    assert main(["video", str(clip), "-o", str(tmp_path / "p.json"), "--fps", "0"]) == 1
+    assert not (tmp_path / "p.svg").exists() and not (tmp_path / "p.json").exists()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["v.svg"]
+
+
+# ------------------------------------------------------------------ browsers
+
+
+def _need_browser():
+    if shutil.which("node") is None:
+        pytest.skip("needs node (apt install nodejs; `make webdeps` installs it)")
+    if not Path("/usr/bin/chromium").exists() and shutil.which("chromium") is None:
+        pytest.skip("needs chromium (apt install chromium; `make sysdeps` installs it)")
+    for mod in ("lottie-web", "playwright-core"):
+        if not (WEB / "node_modules" / mod).is_dir():
+            pytest.skip(f"needs web/node_modules/{mod} (run `make webdeps`)")
+
+
+def _browser_frames(kind, path, out_dir, fps, frames):
+    res = subprocess.run(["node", str(WEB / "render_frames.js"), kind, str(path), str(out_dir), str(SIZE),
+                          str(fps)] + [str(f) for f in frames], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    from PIL import Image
+
+    return {f: np.asarray(Image.open(out_dir / f"frame_{f}.png").convert("RGB")) for f in frames}
+
+
+def _compare(name, params, shots, frames):
+    diffs = []
+    for f in frames:
+        nat = render(params[f], SIZE, background="white")[..., :3]
+        got = shots[f]
+        assert got.shape == nat.shape
+        d = np.abs(got.astype(np.int16) - nat.astype(np.int16))
+        diffs.append(float(d.mean()))
+        if d.mean() > MAX_MEAN_DIFF:
+            save_failure(f"{name}_frame{f}", np.concatenate([nat, got, np.clip(d * 4, 0, 255).astype(np.uint8)], 1))
+    print(name, "mean |diff| per frame (/255):", [round(x, 3) for x in diffs])
+    assert max(diffs) <= MAX_MEAN_DIFF, diffs
+    return diffs
+
+
+def _check_both_formats(tmp_path, name, params, fps, frames):
+    anim = Animation(SIZE, fps=fps).extend(params)
+    lottie, svg = tmp_path / f"{name}.json", tmp_path / f"{name}.svg"
+    anim.write(lottie)
+    anim.write(svg)
+    d_l = _compare(f"{name}_lottie", params, _browser_frames("lottie", lottie, tmp_path / "l", fps, frames), frames)
+    d_s = _compare(f"{name}_svg", params, _browser_frames("svg", svg, tmp_path / "s", fps, frames), frames)
+    return d_l, d_s
+
+
+def test_browser_frames_match_native_synthetic(tmp_path):
+    """Appearing/disappearing shapes, hair and accessory changes, teeth: every
+    sampled frame as lottie-web and Chromium's SMIL draw it vs the native renderer."""
+    _need_browser()
+    params = _performance(30, seed=0)
+    frames = [0, 5, 9, 14, 15, 21, 29]
+    _check_both_formats(tmp_path, "synthetic", params, 30, frames)
+
+
+def test_browser_frames_match_native_real_performance(tmp_path):
+    """A real performance: the pipeline in video mode on a shared clip."""
+    _need_browser()
+    clip = need_shared("data", "video", "d0.mp4")
+    import cv2
+
+    from avatarizer import Avatarizer
+
+    cap = cv2.VideoCapture(str(clip))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    params = []
+    with Avatarizer(mode="video", color_order="bgr") as av:
+        while len(params) < 60:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            a = av.from_frame(frame, timestamp_ms=len(params) * 1000.0 / fps)
+            assert a is not None
+            params.append(a.params)
+    cap.release()
+    assert len(params) == 60
+    frames = [0, 11, 23, 37, 48, 59]
+    d_l, d_s = _check_both_formats(tmp_path, "d0", params, fps, frames)
+    assert np.mean(d_l) <= 1.5 and np.mean(d_s) <= 1.5  # in practice well under the 3/255 bound
+
+
+def test_player_page_follows_the_video(tmp_path):
+    """``video --player``: the page loads without errors and the avatar shows
+    the frame of the video's current time."""
+    _need_browser()
+    clip = need_shared("data", "video", "d0.mp4")
+    from avatarizer.cli import main
+
+    out = tmp_path / "perf.json"
+    jl = tmp_path / "perf.jsonl"
+    assert main(["video", str(clip), "-o", str(out), "--max-seconds", "1.2", "--player", "--params", str(jl)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["op"] == 30 and len(jl.read_text().splitlines()) == 30
+    html = tmp_path / "perf.html"
+    script = tmp_path / "check.js"
+    script.write_text(f"""
+const {{ chromium }} = require({json.dumps(str(WEB / 'node_modules' / 'playwright-core'))});
+(async () => {{
+  const b = await chromium.launch({{ executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+           '--disable-component-update', '--disable-sync'] }});
+  const p = await b.newPage();
+  const errors = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  await p.goto('file://{html}');
+  await p.waitForFunction(() => typeof anim !== "undefined" && anim.isLoaded);
+  const dur = await p.evaluate(() => new Promise((ok) => {{
+    const v = document.getElementById('video');
+    const go = () => {{ v.currentTime = 0.8; v.addEventListener('seeked', () => setTimeout(() => ok(v.duration), 300)); }};
+    if (v.readyState >= 1) go(); else v.addEventListener('loadedmetadata', go);
+  }}));
+  const frame = await p.evaluate(() => anim.currentFrame);
+  console.log(JSON.stringify({{ errors, frame, dur }}));
+  await b.close();
+}})().catch((e) => {{ console.error(e); process.exit(1); }});
+""")
+    res = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["errors"] == [] and got["dur"] > 1
+    assert abs(got["frame"] - 0.8 * doc["fr"]) <= 1.0, got
