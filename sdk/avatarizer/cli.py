@@ -567,6 +567,7 @@ def _animate(args) -> int:
     print(f"wrote {out}: {len(frames)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
           f"{st['geometry_keyframes']} path keyframes within {anim.tolerance:g} px at "
           f"{anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
+    return 0
 
 
 def _bench(args) -> int:
