@@ -168,8 +168,8 @@ def attributes_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: in
                      "beard": t["beard"] > 0}
             drawn = {"glasses": False, "sunglasses": False, "headwear": False, "beard": False}
             if a is not None:
-                drawn = {"glasses": a["glasses"]["drawn"] == "reading", "sunglasses": a["glasses"]["drawn"] == "sunglasses",
-                         "headwear": a["headwear"]["drawn"], "beard": a["beard"]["drawn"]}
+                drawn = {"glasses": a["glasses"]["value"] == "reading", "sunglasses": a["glasses"]["value"] == "sunglasses",
+                         "headwear": a["headwear"]["value"], "beard": a["beard"]["value"]}
             for k in invented:
                 # a pair of glasses drawn as the other kind is neither invented nor missed glasses
                 any_t = truth["glasses"] or truth["sunglasses"]
