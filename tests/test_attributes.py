@@ -191,3 +191,38 @@ def test_video_avatars_carry_attributes(astronaut):
         got = [av.from_frame(astronaut, timestamp_ms=t) for t in (0.0, 33.0, 66.0)]
     assert all(g is not None and g.attributes is not None for g in got)
     assert got[0].attributes == got[2].attributes  # refreshed at most once a second
+
+
+# ------------------------------------------------------------------ export
+
+
+def test_int8_gate_metrics_catch_flipped_decisions():
+    from avatarizer_export.attributes import gate_metrics
+
+    fns, th = gate_metrics({"headwear": 0.3}, {"headwear": 0.7})
+    n = 100
+    ref = {"hair_colour": np.tile([[0.1, 0.6, 0.1, 0.1, 0.1]], (n, 1)), "glasses": np.tile([[0.9, 0.05, 0.05]], (n, 1)),
+           "binary": np.tile([[0.1, 0.1, 0.1, 0.69, 0.5]], (n, 1)), "regress": np.tile([[30.0, 0, 0, 0, 0]], (n, 1))}
+    same = {k: v.copy() for k, v in ref.items()}
+    assert fns["decision_flip_rate"](ref, same) == 0 and fns["prob_drift"](ref, same) == 0
+    moved = {k: v.copy() for k, v in ref.items()}
+    moved["binary"][:5, 3] = 0.71  # five hats now drawn: 5% of the decisions flip
+    moved["regress"][:, 0] += 2.0
+    assert fns["decision_flip_rate"](ref, moved) == pytest.approx(0.05)
+    assert fns["decision_flip_rate"](ref, moved) > th["decision_flip_rate"]
+    assert fns["age_drift_years"](ref, moved) == pytest.approx(2.0)
+    assert fns["age_drift_years"](ref, moved) > th["age_drift_years"]
+
+
+def test_retire_old_files_removes_file_and_manifest_entry(tmp_path):
+    from avatarizer_export.attributes import RETIRED, retire_old_files
+
+    (name, file), = RETIRED.items()
+    (tmp_path / file).write_bytes(b"old")
+    (tmp_path / "keep.onnx").write_bytes(b"new")
+    man = {"models": {name: {"file": file}, "other": {"file": "keep.onnx"}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    assert retire_old_files(tmp_path) == [name]
+    assert not (tmp_path / file).exists() and (tmp_path / "keep.onnx").exists()
+    assert list(json.loads((tmp_path / "manifest.json").read_text())["models"]) == ["other"]
+    assert retire_old_files(tmp_path) == []  # nothing left to retire
