@@ -382,12 +382,15 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
 
 def attribute_metrics(names: list[str], crops: np.ndarray, labels: Path) -> dict:
     """Balanced accuracy per attribute of the shipped attribute regressor H
-    (``attributes`` model) against labels in the ffhq128-labelled format;
-    ``age_mae`` in years. Photos without a face entry in the labels are skipped."""
+    (``attributes`` model) against labels in the ffhq128-labelled format,
+    at the decision thresholds the model file carries; ``age_mae`` in years;
+    ``glasses_ece`` and ``headwear_ece``: expected calibration error of
+    P(glasses) and P(headwear). Photos without a face entry in the labels
+    are skipped."""
     from avatarizer import hair as HR
     from avatarizer.models import Manifest
 
-    from .attributes import _ffhq_targets
+    from .attributes import _ffhq_targets, expected_calibration_error
 
     lab = {}
     for line in Path(labels).read_text().splitlines():
@@ -399,23 +402,30 @@ def attribute_metrics(names: list[str], crops: np.ndarray, labels: Path) -> dict
     if not rows:
         return {}
     sess = Manifest.load().session("attributes")
-    preds = [HR.decode_attributes(sess.run({sess.input_names[0]: sess.preprocess(crops[i][None])})) for i in rows]
+    dec, draw = HR.model_thresholds(sess.description)
+    preds = [HR.decode_attributes(sess.run({sess.input_names[0]: sess.preprocess(crops[i][None])}),
+                                  decision=dec, draw=draw) for i in rows]
     t = [lab[names[i]] for i in rows]
     out = {}
     gl_t = np.array([x["glasses"] for x in t])
-    gl_p = np.array([p["glasses_type"] for p in preds])
     ok = gl_t >= 0
-    out["glasses"] = M.balanced_accuracy((gl_t[ok] > 0).astype(int), (gl_p[ok] > 0).astype(int))
-    out["sunglasses"] = M.balanced_accuracy((gl_t[ok] == 2).astype(int), (gl_p[ok] == 2).astype(int))
+    for name, truth in (("glasses", gl_t > 0), ("sunglasses", gl_t == 2)):
+        out[name] = M.balanced_accuracy(truth[ok].astype(int),
+                                        np.array([int(p["decided"][name]) for p in preds])[ok])
     for name in ("beard", "moustache", "headwear", "bald"):
         out[name] = M.balanced_accuracy(np.array([int(x[name]) for x in t]),
-                                        np.array([int(p[name] >= 0.5) for p in preds]))
+                                        np.array([int(p["decided"][name]) for p in preds]))
+    # expected calibration error of P(glasses) and P(headwear)
+    out["glasses_ece"] = expected_calibration_error(np.array([p["glasses_any"] for p in preds])[ok],
+                                                    (gl_t[ok] > 0).astype(float))
+    out["headwear_ece"] = expected_calibration_error(np.array([p["headwear"] for p in preds]),
+                                                     np.array([x["headwear"] for x in t]))
     hc_t = np.array([x["hair_colour"] for x in t])
     hc_p = np.array([HR.HAIR_COLOURS.index(p["hair_colour"]) for p in preds])
     ok = hc_t >= 0
     out["hair_color"] = M.balanced_accuracy(hc_t[ok], hc_p[ok])
     out["gender"] = M.balanced_accuracy(np.array([int(x["male"]) for x in t]),
-                                        np.array([int(p["male"] >= 0.5) for p in preds]))
+                                        np.array([int(p["decided"]["male"]) for p in preds]))
     ages = np.array([x["age"] for x in t])
     ok = np.isfinite(ages)
     out["age_mae"] = M.mae(ages[ok], np.array([p["age"] for p in preds])[ok])

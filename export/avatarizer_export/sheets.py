@@ -1,6 +1,8 @@
 """Contact sheets of held-out photos beside their avatars.
 
-    avatarizer-export sheet artist   # docs/artist_sheet.png: 48 held-out photos | auto-artist avatars
+    avatarizer-export sheet artist      # docs/artist_sheet.png: 48 held-out photos | auto-artist avatars
+    avatarizer-export sheet attributes  # docs/attributes_sheet.png: 48 held-out labelled photos | SDK
+                                        # avatars, with labels and drawn accessories
 
 Photos are chosen from the held-out split to cover children, the elderly,
 glasses, beards, dark and light skin, open mouths and head turns (labels:
@@ -95,14 +97,103 @@ def main_sheet(args) -> int:
     cache = cache_dir(args.cache)
     if args.what == "artist":
         artist_sheet(shared, cache, Path(args.out or ROOT / "docs" / "artist_sheet.png"), n=args.n)
+    elif args.what == "attributes":
+        attributes_sheet(shared, cache, Path(args.out or ROOT / "docs" / "attributes_sheet.png"), n=args.n)
     return 0
 
 
 def add_parser(sub):
     p = sub.add_parser("sheet", help="contact sheets of held-out photos and their avatars")
-    p.add_argument("what", choices=["artist"])
+    p.add_argument("what", choices=["artist", "attributes"])
     p.add_argument("-n", type=int, default=48)
     p.add_argument("--out")
     p.add_argument("--shared")
     p.add_argument("--cache")
     p.set_defaults(func=main_sheet)
+
+
+def pick_accessories(shared: Path, cache: Path, n: int = 48) -> list[int]:
+    """Held-out labelled photos chosen to include every pair of glasses,
+    sunglasses, hat, beard and bald head there is (up to a quota), then
+    photos with none of them, in name order."""
+    from .attributes import _ffhq_targets
+
+    al = load_aligned(cache)
+    labels = ffhq_labels(shared)
+    held = [i for i, k in enumerate(al.keys) if is_heldout(k) and k.startswith("ffhq128-labelled/")
+            and k.split("/", 1)[1] in labels]
+    t = {i: _ffhq_targets(labels[al.keys[i].split("/", 1)[1]]) for i in held}
+    quota = (("sunglasses", lambda x: x["glasses"] == 2, 8), ("glasses", lambda x: x["glasses"] == 1, 10),
+             ("headwear", lambda x: x["headwear"] > 0, 9), ("beard", lambda x: x["beard"] > 0, 9),
+             ("bald", lambda x: x["bald"] > 0, 5))
+    chosen: list[int] = []
+    for _, test, q in quota:
+        chosen += [i for i in held if test(t[i]) and i not in chosen][:q]
+    plain = [i for i in held if i not in chosen and not any(test(t[i]) for _, test, _ in quota)]
+    chosen += plain[: max(0, n - len(chosen))]
+    return chosen[:n]
+
+
+def attributes_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128) -> dict:
+    """Held-out photos (:func:`pick_accessories`) through the SDK's
+    ``Avatarizer().from_frame`` (shipped models): photo | avatar, labelled
+    with the photo's labels (``L:``) and what the avatar draws (``A:``):
+    g = glasses, S = sunglasses, H = headwear, B = beard, m = moustache.
+    Returns (and writes beside the PNG as JSON) the counts of accessories
+    drawn without a label (invented) and labelled but not drawn (missed)."""
+    import json
+
+    from PIL import Image
+
+    from avatarizer import Avatarizer
+    from avatarizer.gallery import contact_sheet
+
+    from .attributes import _ffhq_targets
+    from .data import _load_rgb
+
+    al = load_aligned(cache)
+    labels = ffhq_labels(shared)
+    tiles, texts = [], []
+    invented = {"glasses": 0, "sunglasses": 0, "headwear": 0, "beard": 0}
+    missed = dict(invented)
+    rows = []
+    with Avatarizer() as av:
+        for i in pick_accessories(shared, cache, n):
+            key = al.keys[i]
+            img = _load_rgb(shared / "data" / "faces" / key)
+            t = _ffhq_targets(labels[key.split("/", 1)[1]])
+            avatar = av.from_frame(img)
+            a = avatar.attributes if avatar is not None else None
+            truth = {"glasses": t["glasses"] == 1, "sunglasses": t["glasses"] == 2, "headwear": t["headwear"] > 0,
+                     "beard": t["beard"] > 0}
+            drawn = {"glasses": False, "sunglasses": False, "headwear": False, "beard": False}
+            if a is not None:
+                drawn = {"glasses": a["glasses"]["value"] == "reading", "sunglasses": a["glasses"]["value"] == "sunglasses",
+                         "headwear": a["headwear"]["value"], "beard": a["beard"]["value"]}
+            for k in invented:
+                # a pair of glasses drawn as the other kind is neither invented nor missed glasses
+                any_t = truth["glasses"] or truth["sunglasses"]
+                any_d = drawn["glasses"] or drawn["sunglasses"]
+                if k in ("glasses", "sunglasses"):
+                    invented[k] += int(drawn[k] and not truth[k] and not (k == "glasses" and any_t))
+                    missed[k] += int(truth[k] and not drawn[k] and not (k == "glasses" and any_d))
+                else:
+                    invented[k] += int(drawn[k] and not truth[k])
+                    missed[k] += int(truth[k] and not drawn[k])
+            code = lambda d: "".join(c for k, c in (("glasses", "g"), ("sunglasses", "S"), ("headwear", "H"),
+                                                    ("beard", "B")) if d[k]) or "-"
+            tiles.append(np.asarray(Image.fromarray(np.asarray(al.crops[i])).resize((size, size))))
+            tiles.append(avatar.render(size, background="white") if avatar is not None
+                         else np.full((size, size, 3), 255, np.uint8))
+            texts += [f"L:{code(truth)} {key.split('/', 1)[1][:5]}",
+                      f"A:{code(drawn)}" + (f" {a['gender']['value'][0]}{a['age']['value']:.0f}" if a else " none")]
+            rows.append({"photo": key, "labels": truth, "drawn": drawn,
+                         "probabilities": None if a is None else {k: a[k]["probability"] for k in a if k != "age"}})
+    sheet = contact_sheet(tiles, cols=12, labels=texts)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(out, optimize=True)
+    summary = {"photos": len(rows), "invented": invented, "missed": missed,
+               "labelled": {k: int(sum(r["labels"][k] for r in rows)) for k in invented}, "rows": rows}
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
+    print(f"wrote {out}: invented {invented}, missed {missed}")
+    return summary

@@ -232,6 +232,16 @@ class FaceInfo:
                    (int(shape[0]), int(shape[1])), int(index))
 
 
+def _public_attributes(state, i: int) -> dict | None:
+    """``Avatar.attributes`` of face ``i`` of a pipeline state (None without a regressor)."""
+    attrs = getattr(state, "attributes", None)
+    if not attrs or i >= len(attrs) or attrs[i] is None:
+        return None
+    from .hair import public_attributes
+
+    return public_attributes(attrs[i])
+
+
 class Avatar:
     """One avatar: 629 parameters, drawable at any size, plus where its face was.
 
@@ -243,12 +253,22 @@ class Avatar:
             face was lost on this frame (within the grace period).
         expression: video mode: the (smoothed) expression signals by name
             (:data:`avatarizer.expressions.SIGNALS`); ``None`` in image mode.
+        attributes: what the attribute regressor H saw in the photo, or
+            ``None`` (no regressor: auto-artist estimator, or loaded from
+            JSON): ``{"glasses", "beard", "moustache", "headwear", "bald",
+            "hair_colour", "gender", "age"}``, each ``{"value",
+            "probability"}`` (the calibrated probability of that value; age
+            is regressed, its probability ``None``), with ``probabilities``
+            of every class for glasses and hair colour and ``drawn`` for the
+            accessories (what the avatar shows: drawn only when the
+            probability clears a threshold chosen for precision). See
+            :func:`avatarizer.hair.public_attributes`.
     """
 
-    __slots__ = ("_params", "face", "stale", "expression", "color_order")
+    __slots__ = ("_params", "face", "stale", "expression", "color_order", "attributes")
 
     def __init__(self, params, face: FaceInfo | None = None, *, stale: bool = False,
-                 expression: dict | None = None, color_order: str = "rgb"):
+                 expression: dict | None = None, color_order: str = "rgb", attributes: dict | None = None):
         p = schema.validate(params).copy()
         p.setflags(write=False)
         self._params = p
@@ -256,6 +276,7 @@ class Avatar:
         self.stale = bool(stale)
         self.expression = expression
         self.color_order = color_order
+        self.attributes = attributes
 
     # -- parameters
     @property
@@ -632,18 +653,22 @@ class Avatarizer:
             if state.faces:
                 f = state.faces[0]
                 info = _face_info(f, tr.transform, state.face_index or 0)
+                self._last_attributes = _public_attributes(state, 0)
             else:  # stale: the last face's place, from the last avatar
                 info = self._last_info
             self._last_info = info
             expression = {n: float(v) for n, v in zip(SIGNALS, tr.signals)}
-            return Avatar(tr.params, info, stale=tr.stale, expression=expression, color_order=order)
+            return Avatar(tr.params, info, stale=tr.stale, expression=expression, color_order=order,
+                          attributes=self._last_attributes)
         if i >= len(state.faces):
             return None
         idx = state.face_index if state.face_index is not None else i
         f = state.faces[i]
-        return Avatar(state.params[i], _face_info(f, f.transform, idx), color_order=order)
+        return Avatar(state.params[i], _face_info(f, f.transform, idx), color_order=order,
+                      attributes=_public_attributes(state, i))
 
     _last_info: FaceInfo | None = None
+    _last_attributes: dict | None = None
 
     def from_image(self, path: str | Path, face_index: int = 0) -> Avatar | None:
         """The avatar of the largest face (or ``face_index``) in an image file

@@ -49,6 +49,7 @@ from . import schema as S
 __all__ = [
     "HairBank", "HairBankError", "HairEntry", "HairRetriever", "RetrievalWeights", "merge",
     "shape_descriptor", "head_frame", "hair_attributes_from_params", "decode_attributes",
+    "model_thresholds", "public_attributes",
     "attribute_vector", "sample_hair_rgb", "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
     "FAMILIES",
@@ -170,26 +171,94 @@ def hair_attributes_from_params(params) -> np.ndarray:
     return np.array([length, volume, curl, fringe, bald, np.nan], np.float32)
 
 
-def decode_attributes(outputs: Mapping[str, np.ndarray], i: int = 0) -> dict:
-    """The attribute regressor's outputs (one batch row ``i``) as a dict:
-    probabilities per class and the decisions (``hair_colour``, ``glasses``,
-    ``glasses_type`` 0/1/2, flags at 0.5), the regressed values (age in
-    years; length, volume, curl, fringe in [0, 1]) and ``gender``."""
+#: thresholds used when a model file carries none (models before 2.0.0)
+DEFAULT_THRESHOLD = 0.5
+#: flags that have decision / drawing thresholds (glasses: any glasses;
+#: sunglasses: dark lenses)
+FLAGS = ("glasses", "sunglasses", "bald", "beard", "moustache", "headwear", "male")
+
+
+def model_thresholds(description: Mapping | None) -> tuple[dict, dict]:
+    """``(decision, draw)`` thresholds from an attribute model's embedded
+    description (``decision_thresholds``, ``draw_thresholds``; 0.5 for
+    any flag a model does not name)."""
+    d = dict(description or {})
+    dec = {k: float((d.get("decision_thresholds") or {}).get(k, DEFAULT_THRESHOLD)) for k in FLAGS}
+    draw = {k: float((d.get("draw_thresholds") or {}).get(k, DEFAULT_THRESHOLD)) for k in FLAGS}
+    priors = d.get("hair_colour_priors")
+    if priors is not None:
+        dec["hair_colour_priors"] = [float(priors[c]) for c in HAIR_COLOURS]
+    return dec, draw
+
+
+def decode_attributes(outputs: Mapping[str, np.ndarray], i: int = 0, *, decision: Mapping | None = None,
+                      draw: Mapping | None = None) -> dict:
+    """The attribute regressor's outputs (one batch row ``i``) as a dict.
+
+    Probabilities: ``hair_colour_probs``, ``glasses_probs`` (none, reading,
+    sunglasses) and one float per flag (``bald``, ``beard``, ``moustache``,
+    ``headwear``, ``male``); ``glasses_any`` = 1 − P(none). Regressed:
+    ``age`` (years), ``length``, ``volume``, ``curl``, ``fringe`` (0..1).
+
+    Decisions: ``decided`` (flag → bool at the ``decision`` thresholds, the
+    model's best balanced accuracy: what ``eval`` scores) and ``drawn``
+    (flag → bool at the ``draw`` thresholds, chosen for precision: what
+    :func:`merge` draws). ``glasses_type`` (0 none, 1 reading, 2 sunglasses)
+    and ``glasses`` follow ``drawn``; ``hair_colour`` is the colour with the
+    highest probability relative to its training frequency
+    (``decision["hair_colour_priors"]``; the most probable colour without
+    them); ``gender`` follows ``decided["male"]``. Thresholds default to
+    0.5 (see :func:`model_thresholds`)."""
+    dec = {k: DEFAULT_THRESHOLD for k in FLAGS} | dict(decision or {})
+    drw = {k: DEFAULT_THRESHOLD for k in FLAGS} | dict(draw or {})
     out: dict = {}
     hc = np.asarray(outputs["hair_colour"], np.float64)[i]
     out["hair_colour_probs"] = dict(zip(HAIR_COLOURS, map(float, hc)))
-    out["hair_colour"] = HAIR_COLOURS[int(np.argmax(hc))]
+    priors = dec.get("hair_colour_priors")
+    # with the training colour frequencies: the balanced decision argmax p / prior
+    score = hc / np.maximum(np.asarray(priors, np.float64), 1e-3) if priors is not None else hc
+    out["hair_colour"] = HAIR_COLOURS[int(np.argmax(score))]
     gl = np.asarray(outputs["glasses"], np.float64)[i]
     out["glasses_probs"] = dict(zip(GLASSES, map(float, gl)))
-    out["glasses_type"] = int(np.argmax(gl))
-    out["glasses"] = GLASSES[out["glasses_type"]]
+    out["glasses_any"] = float(1.0 - gl[0])
+    out["sunglasses"] = float(gl[2])
     b = np.asarray(outputs["binary"], np.float64)[i]
     for name, v in zip(BINARY_ATTRIBUTES, b):
         out[name] = float(v)
     r = np.asarray(outputs["regress"], np.float64)[i]
     for name, v in zip(REGRESSED_ATTRIBUTES, r):
         out[name] = float(v) if name == "age" else float(np.clip(v, 0.0, 1.0))
-    out["gender"] = "male" if out["male"] >= 0.5 else "female"
+    p = {"glasses": out["glasses_any"], "sunglasses": out["sunglasses"],
+         **{k: out[k] for k in BINARY_ATTRIBUTES}}
+    out["decided"] = {k: bool(p[k] >= dec[k]) for k in FLAGS}
+    out["drawn"] = {k: bool(p[k] >= drw[k]) for k in FLAGS}
+    out["thresholds"] = {"decision": {k: float(dec[k]) for k in FLAGS}, "draw": {k: float(drw[k]) for k in FLAGS}}
+    out["glasses_type"] = (0 if not out["drawn"]["glasses"] else 2 if out["drawn"]["sunglasses"] else 1)
+    out["glasses"] = GLASSES[out["glasses_type"]]
+    out["gender"] = "male" if out["decided"]["male"] else "female"
+    return out
+
+
+def public_attributes(attributes: Mapping) -> dict:
+    """What ``Avatar.attributes`` shows, from :func:`decode_attributes`'s dict:
+    per attribute its ``value`` and the calibrated ``probability`` of that
+    value, plus ``probabilities`` of every class for glasses and hair colour.
+    Glasses, beard, moustache, headwear and bald take the *drawing*
+    decision (what the avatar shows: the thresholds chosen for precision);
+    gender the balanced decision; hair colour the decoded colour; age is
+    regressed (years; its probability is ``None``)."""
+    a = attributes
+    gp = a["glasses_probs"]
+    kind = GLASSES[int(a["glasses_type"])]
+    out = {"glasses": {"value": kind, "probability": float(gp[kind]), "probabilities": dict(gp)}}
+    for k in ("beard", "moustache", "headwear", "bald"):
+        on = bool(a["drawn"][k])
+        out[k] = {"value": on, "probability": float(a[k] if on else 1.0 - a[k])}
+    out["hair_colour"] = {"value": a["hair_colour"], "probability": float(a["hair_colour_probs"][a["hair_colour"]]),
+                          "probabilities": dict(a["hair_colour_probs"])}
+    male = bool(a["decided"]["male"])
+    out["gender"] = {"value": "male" if male else "female", "probability": float(a["male"] if male else 1 - a["male"])}
+    out["age"] = {"value": float(a["age"]), "probability": None}
     return out
 
 

@@ -44,7 +44,7 @@ class HairStage(Stage):
         self.mode = "artist"
         self.reason = "the auto-artist estimates the face, so its hair fit is used"
         self.video = getattr(options, "mode", "image") == "video"
-        self._cache: dict[int, tuple[float, np.ndarray]] = {}  # face -> (time, full params)
+        self._cache: dict[int, tuple[float, np.ndarray, dict | None]] = {}  # face -> (time, params, attributes)
         if options.estimator_resolved == "model":
             from .. import hair as H
             from ..models import Manifest, Session
@@ -52,9 +52,14 @@ class HairStage(Stage):
             manifest = Manifest.load(getattr(options, "models_dir", None))
             entries = [e for e in manifest.models.values() if e.role == "attributes" and e.kind == "onnx"]
             if entries:
+                # the current model (int8) first when several are listed
+                entries.sort(key=lambda e: (e.raw.get("version") or "", e.precision == "int8"), reverse=True)
                 self.session = Session.from_entry(entries[0], device=options.device)
+                self.decision, self.draw = H.model_thresholds(self.session.description)
                 self.bank = H.HairBank.load()
-                self.retriever = H.HairRetriever(self.bank)
+                # the retrieval's family gates follow the model's drawing thresholds
+                gates = tuple((name, self.draw.get(name, t), fams) for name, t, fams in H.GATES)
+                self.retriever = H.HairRetriever(self.bank, gates=gates)
                 self.mode = "retrieval"
                 self.reason = (f"attribute regressor {entries[0].name!r} + KNN over {len(self.bank)} "
                                "bank hairstyles")
@@ -65,20 +70,23 @@ class HairStage(Stage):
         """A new stream: no hairstyle carries over from the previous person."""
         self._cache.clear()
 
-    def _retrieve(self, face, face_slice: np.ndarray) -> np.ndarray:
+    def _retrieve(self, face, face_slice: np.ndarray) -> tuple[np.ndarray, dict]:
         from .. import hair as H
         from ..artist import crop_valid_mask
 
         crop = face.crop(128)
         x = self.session.preprocess(crop[None])
-        attrs = H.decode_attributes(self.session.run({self.session.input_names[0]: x}))
+        attrs = H.decode_attributes(self.session.run({self.session.input_names[0]: x}), decision=self.decision,
+                                    draw=self.draw)
         mask = face.hair_mask(128)
         valid = crop_valid_mask(face, 128)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
         rgb = H.sample_hair_rgb(crop, mask, face.canonical, valid) if mask is not None else None
         base = schema.default()
         base[schema.FACE] = face_slice
-        return H.merge(base, self.bank.entry(idx), FALLBACK_HAIR_RGB if rgb is None else rgb, attrs)
+        full = H.merge(base, self.bank.entry(idx), FALLBACK_HAIR_RGB if rgb is None else rgb, attrs,
+                       thresholds=self.draw)
+        return full, attrs
 
     def run(self, state: FrameState) -> None:
         with state.timer(self.name):
@@ -86,7 +94,9 @@ class HairStage(Stage):
             if n == 0:
                 state.hair_params = np.zeros((0, HAIR_DIM), np.float32)
                 state.accessory_params = np.zeros((0, ACC_DIM), np.float32)
+                state.attributes = []
                 return
+            attributes = [None] * n
             if self.mode == "retrieval":
                 full = []
                 now = state.timestamp_ms
@@ -94,10 +104,11 @@ class HairStage(Stage):
                     hit = self._cache.get(i) if self.video and now is not None else None
                     if hit is not None and 0 <= now - hit[0] < VIDEO_REFRESH_MS:
                         full.append(hit[1])
+                        attributes[i] = hit[2]
                         continue
-                    p = self._retrieve(f, state.face_params[i])
+                    p, attributes[i] = self._retrieve(f, state.face_params[i])
                     if self.video and now is not None:
-                        self._cache[i] = (now, p)
+                        self._cache[i] = (now, p, attributes[i])
                     full.append(p)
             else:
                 fits = state.artist_params
@@ -105,5 +116,6 @@ class HairStage(Stage):
                     fits = [self.artist.fit(f) for f in state.faces]
                     state.artist_params = fits
                 full = fits
+            state.attributes = attributes
             state.hair_params = np.stack([p[schema.HAIR] for p in full]).astype(np.float32)
             state.accessory_params = np.stack([p[schema.ACCESSORIES] for p in full]).astype(np.float32)

@@ -27,6 +27,9 @@ class FrameState:
     artist_params   face/hair (n, 629) full auto-artist fits, when one ran
     hair_params     hair      (n, 80) float32: the hair slice
     accessory_params hair     (n, 66) float32: the accessories slice
+    attributes      hair      per face: the attribute regressor's decoded
+                              output (:func:`avatarizer.hair.decode_attributes`),
+                              or None where no regressor ran (auto-artist)
     params          merge     (n, 629) float32, valid (schema.clip)
     tracked         merge     video mode: the tracker's output for face 0
                               (:class:`avatarizer.video.TrackedFrame`) or None
@@ -44,6 +47,7 @@ class FrameState:
     artist_params: list | None = None
     hair_params: np.ndarray | None = None
     accessory_params: np.ndarray | None = None
+    attributes: list | None = None
     params: np.ndarray | None = None
     tracked: Any = None
     images: list | None = None

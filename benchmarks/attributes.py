@@ -1,0 +1,128 @@
+"""Latency of the attribute regressor H, against MediaPipe's landmarks in the same run.
+
+Frames: the talking-face clips in ``../shared/data/video`` (512×512), or
+scikit-image's ``astronaut`` when they are absent (:func:`avatarizer.bench.bench_frames`).
+The process is pinned to one CPU core and every ONNX Runtime session uses one
+thread. After ``--warmup`` untimed frames, each frame is timed for, in turn:
+
+* ``landmarks_image``: MediaPipe Face Mesh ``process()`` in image mode
+  (``static_image_mode=True``, refined landmarks), the baseline;
+* ``h_<model>``: H on the frame's aligned 128 px crop, preprocessing
+  included (``Session.preprocess`` + ``run``), for the shipped model and
+  every extra ``--model FILE`` (e.g. an older H, for comparison);
+* ``from_frame_image``: ``Avatarizer(mode="image").from_frame(frame)``
+  (alignment, face model, H + hair retrieval, merge; no render);
+* ``from_frame_video``: ``Avatarizer(mode="video").from_frame(frame, t)``
+  at 30 fps timestamps, where H runs once a second per face: its p99 and
+  max show whether a refresh stalls a frame.
+
+Prints p50 / p95 / p99 / max in ms per call and the ratios to the landmarks.
+
+Usage::
+
+    python benchmarks/attributes.py [--frames N] [--warmup N] [--model FILE ...] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if importlib.util.find_spec("avatarizer") is None:  # not installed: use the checkout
+    sys.path.insert(0, str(ROOT / "sdk"))
+
+
+def stats(ms: list[float]) -> dict:
+    v = np.asarray(ms, np.float64)
+    return {"p50_ms": round(float(np.percentile(v, 50)), 3), "p95_ms": round(float(np.percentile(v, 95)), 3),
+            "p99_ms": round(float(np.percentile(v, 99)), 3), "max_ms": round(float(v.max()), 3), "n": int(len(v))}
+
+
+def run(frames: int, warmup: int, models: list[str], log=print) -> dict:
+    from mediapipe.python.solutions import face_mesh
+
+    from avatarizer import Avatarizer
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.bench import bench_frames
+    from avatarizer.models import Manifest, Session
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    images, source = bench_frames(frames + warmup)
+    log(f"frames: {source}")
+    entry = Manifest.load().find("attributes", precision="int8")
+    sessions = {f"h_{entry.name}": Session.from_entry(entry)}
+    for m in models:
+        sessions[f"h_{Path(m).stem}"] = Session(m)
+    aligner = FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=False))
+    mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=4, refine_landmarks=True,
+                              min_detection_confidence=0.5, min_tracking_confidence=0.5)
+    av_img = Avatarizer(mode="image")
+    av_vid = Avatarizer(mode="video", max_faces=1)
+    log(f"image-mode Avatarizer: estimator {av_img.estimator}, precision {av_img.precision}")
+    times: dict[str, list[float]] = {k: [] for k in ["landmarks_image", *sessions, "from_frame_image",
+                                                       "from_frame_video"]}
+    missed = 0
+    try:
+        for i, img in enumerate(images):
+            rec = {}
+            t0 = time.perf_counter()
+            mesh.process(img)
+            rec["landmarks_image"] = time.perf_counter() - t0
+            faces = aligner.detect(img)
+            if not faces:
+                missed += 1
+                continue
+            crop = faces[0].crop(128)
+            for name, s in sessions.items():
+                t0 = time.perf_counter()
+                s.run({s.input_names[0]: s.preprocess(crop[None])})
+                rec[name] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            av_img.from_frame(img)
+            rec["from_frame_image"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            av_vid.from_frame(img, timestamp_ms=i * 1000.0 / 30.0)
+            rec["from_frame_video"] = time.perf_counter() - t0
+            if i >= warmup:
+                for k, v in rec.items():
+                    times[k].append(v * 1e3)
+    finally:
+        mesh.close()
+        aligner.close()
+        av_img.close()
+        av_vid.close()
+    out = {"frames": source, "timed": len(times["landmarks_image"]), "no_face": missed, "threads": 1,
+           "pinned_cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+           "shipped_attributes": entry.name, "stages": {k: stats(v) for k, v in times.items() if v}}
+    base = out["stages"]["landmarks_image"]["p50_ms"]
+    out["ratio_to_landmarks_p50"] = {k: round(v["p50_ms"] / base, 3) for k, v in out["stages"].items()}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--model", action="append", default=[], help="an extra attribute model file to time")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    res = run(args.frames, args.warmup, args.model, log=(lambda *_: None) if args.json else print)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    for k, v in res["stages"].items():
+        print(f"{k:32s} p50 {v['p50_ms']:7.2f}  p95 {v['p95_ms']:7.2f}  p99 {v['p99_ms']:7.2f}  "
+              f"max {v['max_ms']:7.2f} ms   ({res['ratio_to_landmarks_p50'][k]:.2f}x landmarks)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

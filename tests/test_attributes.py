@@ -1,0 +1,228 @@
+"""The attribute regressor H: calibration and threshold helpers, decoding,
+the shipped int8 model and ``Avatar.attributes``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatarizer import hair as HR
+from avatarizer import schema as S
+
+MODELS = Path(__file__).resolve().parents[1] / "sdk" / "avatarizer" / "models"
+
+
+# ------------------------------------------------------------ training helpers
+
+
+def test_expected_calibration_error():
+    from avatarizer_export.attributes import expected_calibration_error as ece
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 200_000)
+    y = (rng.uniform(0, 1, len(p)) < p).astype(float)  # calibrated by construction
+    assert ece(p, y) < 0.01
+    # always 0.9 sure, right half the time: 0.4
+    assert ece(np.full(1000, 0.9), np.r_[np.ones(500), np.zeros(500)]) == pytest.approx(0.4)
+    assert np.isnan(ece(np.zeros(0), np.zeros(0)))
+
+
+def test_precision_threshold_reaches_the_target():
+    from avatarizer_export.attributes import precision_threshold
+
+    # 20 positives at 0.95 .. 0.76, then 10 negatives at 0.74 .. 0.65 mixed with 5 positives
+    p = np.r_[np.linspace(0.95, 0.76, 20), np.linspace(0.74, 0.65, 15), np.linspace(0.4, 0.1, 50)]
+    y = np.r_[np.ones(20), np.tile([0, 0, 1], 5), np.zeros(50)]
+    t = precision_threshold(p, y, target=0.9)
+    above = p >= t
+    assert y[above].mean() >= 0.9 and above.sum() >= 20
+    # no threshold reaches the target: the best precision, never below 0.5
+    t2 = precision_threshold(np.linspace(0.9, 0.1, 40), np.tile([0, 1], 20), target=0.99)
+    assert 0.5 <= t2 <= 0.9
+
+
+def test_fit_calibration_undoes_overconfidence():
+    import torch
+
+    from avatarizer_export.attributes import expected_calibration_error, fit_calibration
+
+    rng = np.random.default_rng(1)
+    true_logit = rng.normal(0, 1.5, 4000)
+    y = (rng.uniform(size=len(true_logit)) < 1 / (1 + np.exp(-true_logit))).astype(float)
+    over = 3.0 * true_logit + 1.0  # overconfident and biased
+    a, c = fit_calibration(over[:, None], y, "bce")
+    assert a[0] == pytest.approx(1 / 3, rel=0.15) and c[0] == pytest.approx(-1 / 3, abs=0.15)
+    p_raw = 1 / (1 + np.exp(-over))
+    p_cal = 1 / (1 + np.exp(-(a[0] * over + c[0])))
+    assert expected_calibration_error(p_cal, y) < 0.5 * expected_calibration_error(p_raw, y)
+    # softmax: temperature and class biases
+    logits = rng.normal(0, 1, (3000, 3))
+    cls = np.array([rng.choice(3, p=np.exp(r) / np.exp(r).sum()) for r in logits])
+    a, c = fit_calibration(4.0 * logits, cls, "ce")
+    assert a[0] == pytest.approx(0.25, rel=0.2)
+    assert torch.softmax(torch.tensor(a * 4.0 * logits[:1] + c), 1).sum().item() == pytest.approx(1.0)
+
+
+def test_augment_crop_keeps_hue_and_shape():
+    from avatarizer_export.attributes import augment_crop
+
+    rng = np.random.default_rng(0)
+    crop = np.zeros((128, 128, 3), np.uint8)
+    crop[..., 0], crop[..., 1], crop[..., 2] = 180, 90, 40  # ginger
+    for _ in range(20):
+        out = augment_crop(crop, rng)
+        assert out.shape == crop.shape and out.dtype == np.uint8
+        m = out.reshape(-1, 3).mean(0)
+        assert m[0] > m[1] > m[2]  # still red > green > blue
+
+
+# ------------------------------------------------------------------ decoding
+
+
+def _outputs(glasses=(0.9, 0.05, 0.05), binary=(0.1, 0.1, 0.1, 0.1, 0.9), hair=(0.1, 0.6, 0.1, 0.1, 0.1)):
+    return {"hair_colour": np.array([hair], np.float32), "glasses": np.array([glasses], np.float32),
+            "binary": np.array([binary], np.float32), "regress": np.array([[41.0, 0.2, 0.3, 0.1, 0.4]], np.float32)}
+
+
+def test_decode_uses_decision_and_draw_thresholds():
+    dec = {"glasses": 0.3, "sunglasses": 0.3, "headwear": 0.2, "beard": 0.3, "moustache": 0.3, "bald": 0.3,
+           "male": 0.5}
+    draw = {"glasses": 0.6, "sunglasses": 0.8, "headwear": 0.7, "beard": 0.7, "moustache": 0.8, "bald": 0.7}
+    # P(glasses) 0.45, P(sunglasses) 0.4, P(headwear) 0.5: decided, but not drawn
+    a = HR.decode_attributes(_outputs(glasses=(0.55, 0.05, 0.40), binary=(0.1, 0.2, 0.1, 0.5, 0.9)),
+                             decision=dec, draw=draw)
+    assert a["decided"]["glasses"] and a["decided"]["sunglasses"] and a["decided"]["headwear"]
+    assert not a["drawn"]["glasses"] and not a["drawn"]["headwear"]
+    assert a["glasses_type"] == 0 and a["glasses"] == "none"
+    pub = HR.public_attributes(a)  # what the avatar shows: the drawing decisions
+    assert pub["glasses"]["value"] == "none" and pub["glasses"]["probability"] == pytest.approx(0.55, abs=1e-6)
+    assert pub["glasses"]["probabilities"]["sunglasses"] == pytest.approx(0.40, abs=1e-6)
+    assert pub["headwear"] == {"value": False, "probability": pytest.approx(0.5)}
+    assert pub["beard"] == {"value": False, "probability": pytest.approx(0.8)}
+    assert pub["gender"]["value"] == "male" and pub["gender"]["probability"] == pytest.approx(0.9)
+    assert pub["hair_colour"]["value"] == "brown" and pub["age"]["value"] == pytest.approx(41.0)
+    assert set(pub) == {"glasses", "beard", "moustache", "headwear", "bald", "hair_colour", "gender", "age"}
+    # clear glasses drawn, sunglasses not (P 0.3 < 0.8): reading glasses
+    a = HR.decode_attributes(_outputs(glasses=(0.1, 0.6, 0.3)), decision=dec, draw=draw)
+    assert a["glasses_type"] == 1
+    assert HR.public_attributes(a)["glasses"] == {"value": "reading", "probability": pytest.approx(0.6),
+                                                  "probabilities": pytest.approx({"none": 0.1, "reading": 0.6,
+                                                                                  "sunglasses": 0.3})}
+    # hair colour: the most probable relative to the training frequencies
+    pri = dict(dec, hair_colour_priors=[0.2, 0.6, 0.1, 0.05, 0.05])
+    a = HR.decode_attributes(_outputs(hair=(0.1, 0.5, 0.3, 0.05, 0.05)), decision=pri, draw=draw)
+    assert a["hair_colour"] == "blond"
+    assert HR.decode_attributes(_outputs(hair=(0.1, 0.5, 0.3, 0.05, 0.05)))["hair_colour"] == "brown"
+    # no thresholds given: 0.5
+    a = HR.decode_attributes(_outputs(glasses=(0.4, 0.1, 0.5)))
+    assert a["glasses_type"] == 2 and a["decided"]["male"]
+
+
+def test_merge_draws_headwear_only_above_the_draw_threshold():
+    from avatarizer.hair import HairBank
+
+    bank = HairBank.load()
+    face = S.sample(1, seed=2)[0]
+    attrs = HR.decode_attributes(_outputs(binary=(0.1, 0.1, 0.1, 0.6, 0.5)))
+    hat = S.index("headwear.type")
+    assert HR.merge(face, bank.entry(0), (0.2, 0.1, 0.1), attrs, thresholds={"headwear": 0.7})[hat] == 0
+    assert HR.merge(face, bank.entry(0), (0.2, 0.1, 0.1), attrs, thresholds={"headwear": 0.55})[hat] > 0
+
+
+# ------------------------------------------------------------- shipped model
+
+
+def test_shipped_attribute_model_is_int8_with_thresholds():
+    from avatarizer.models import Manifest
+
+    man = json.loads((MODELS / "manifest.json").read_text())["models"]
+    roles = {n: e for n, e in man.items() if e.get("role") == "attributes"}
+    assert list(roles) == ["attributes-onnx-int8"], roles.keys()  # the old fp16 H is gone
+    e = roles["attributes-onnx-int8"]
+    assert e["precision"] == "int8" and e["size"] < 8_000_000
+    assert e["quality_gate"]["passed"]
+    sess = Manifest.load().session("attributes")
+    dec, draw = HR.model_thresholds(sess.description)
+    for k in ("glasses", "sunglasses", "beard", "moustache", "headwear"):
+        assert 0.5 <= draw[k] < 1.0, (k, draw[k])
+        assert 0.0 < dec[k] < 1.0
+    assert sum(dec["hair_colour_priors"]) == pytest.approx(1.0, abs=1e-3)
+    assert not (MODELS / "attributes-fp16.onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    from skimage import data
+
+    return data.astronaut()
+
+
+def test_avatar_attributes_on_a_real_portrait(astronaut):
+    from avatarizer import Avatarizer
+
+    with Avatarizer() as av:
+        avatar = av.from_frame(astronaut)
+    a = avatar.attributes
+    assert a is not None
+    assert a["gender"]["value"] == "female" and a["gender"]["probability"] > 0.5
+    assert a["glasses"]["value"] == "none" and not a["headwear"]["value"] and not a["beard"]["value"]
+    assert 15 < a["age"]["value"] < 70
+    for k in ("glasses", "beard", "moustache", "headwear", "bald", "hair_colour", "gender"):
+        assert 0.0 <= a[k]["probability"] <= 1.0
+    assert sum(a["hair_colour"]["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    # the drawn accessories are the avatar's
+    assert avatar["headwear.type"] == 0 and avatar["glasses.type"] == 0
+
+
+def test_avatar_attributes_absent_without_a_regressor(astronaut):
+    from avatarizer import Avatarizer
+
+    with Avatarizer(estimator="artist") as av:
+        avatar = av.from_frame(astronaut)
+    assert avatar is not None and avatar.attributes is None
+
+
+def test_video_avatars_carry_attributes(astronaut):
+    from avatarizer import Avatarizer
+
+    with Avatarizer(mode="video", max_faces=1) as av:
+        got = [av.from_frame(astronaut, timestamp_ms=t) for t in (0.0, 33.0, 66.0)]
+    assert all(g is not None and g.attributes is not None for g in got)
+    assert got[0].attributes == got[2].attributes  # refreshed at most once a second
+
+
+# ------------------------------------------------------------------ export
+
+
+def test_int8_gate_metrics_catch_flipped_decisions():
+    from avatarizer_export.attributes import gate_metrics
+
+    fns, th = gate_metrics({"headwear": 0.3}, {"headwear": 0.7})
+    n = 100
+    ref = {"hair_colour": np.tile([[0.1, 0.6, 0.1, 0.1, 0.1]], (n, 1)), "glasses": np.tile([[0.9, 0.05, 0.05]], (n, 1)),
+           "binary": np.tile([[0.1, 0.1, 0.1, 0.69, 0.5]], (n, 1)), "regress": np.tile([[30.0, 0, 0, 0, 0]], (n, 1))}
+    same = {k: v.copy() for k, v in ref.items()}
+    assert fns["decision_flip_rate"](ref, same) == 0 and fns["prob_drift"](ref, same) == 0
+    moved = {k: v.copy() for k, v in ref.items()}
+    moved["binary"][:5, 3] = 0.71  # five hats now drawn: 5% of the decisions flip
+    moved["regress"][:, 0] += 2.0
+    assert fns["decision_flip_rate"](ref, moved) == pytest.approx(0.05)
+    assert fns["decision_flip_rate"](ref, moved) > th["decision_flip_rate"]
+    assert fns["age_drift_years"](ref, moved) == pytest.approx(2.0)
+    assert fns["age_drift_years"](ref, moved) > th["age_drift_years"]
+
+
+def test_retire_old_files_removes_file_and_manifest_entry(tmp_path):
+    from avatarizer_export.attributes import RETIRED, retire_old_files
+
+    (name, file), = RETIRED.items()
+    (tmp_path / file).write_bytes(b"old")
+    (tmp_path / "keep.onnx").write_bytes(b"new")
+    man = {"models": {name: {"file": file}, "other": {"file": "keep.onnx"}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    assert retire_old_files(tmp_path) == [name]
+    assert not (tmp_path / file).exists() and (tmp_path / "keep.onnx").exists()
+    assert list(json.loads((tmp_path / "manifest.json").read_text())["models"]) == ["other"]
+    assert retire_old_files(tmp_path) == []  # nothing left to retire
