@@ -12,7 +12,7 @@ def _schema(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import attributes, data, evaluate, hairbank, pipeline, report, sheets, ship, train
+    from . import attributes, data, detectors, evaluate, hairbank, pipeline, report, sheets, ship, train
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
                                  description="Data building, training, evaluation and model export.")
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_parser(sub)
     attributes.add_parser(sub)
     hairbank.add_parser(sub)
+    detectors.add_parser(sub)
     pipeline.add_parser(sub)
     return ap
 

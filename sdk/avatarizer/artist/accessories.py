@@ -1,6 +1,10 @@
 """Accessories: glasses, beard and moustache, clothes."""
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+from pathlib import Path
+
 import numpy as np
 
 from .. import prior as P
@@ -69,7 +73,19 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
         box = np.stack(np.meshgrid(np.linspace(c[0] - 0.09, c[0] + 0.09, 7),
                                    np.linspace(c[1] - 0.05, c[1] + 0.07, 5)), -1)
         dark.append(float(np.median(sample_at(photo.luma, box))))
-    tint = float(np.mean(dark)) / max(float(luma_of(col["skin"])), 0.05)
+    skin_y = max(float(luma_of(col["skin"])), 0.05)
+    tint = float(np.mean(dark)) / skin_y
+    # transparency: how bright the eye whites show through (sunglasses hide
+    # them) and how much detail the eye box keeps
+    sclera, detail = [], []
+    for s_ in (0, 1):
+        opening = np.concatenate([lm[list(side_index("eye_up", s_))], lm[list(side_index("eye_lo", s_))][::-1]])
+        win, m = photo.region(opening)
+        if m.sum() >= 4:
+            y = photo.luma[win][m]
+            sclera.append(float(np.percentile(y, 90)) / skin_y)
+            detail.append(float(np.std(y)) / (float(np.mean(y)) + 0.06))
+    g["glasses_extra"] = (float(np.mean(sclera)) if sclera else 1.0, float(np.mean(detail)) if detail else 0.3)
     ok = float(sample_at(photo.validf, ex[None]).min()) > 0.5
     return (bridge, float(min(rims)), tint) if ok else (0.0, 0.0, 1.0)
 
@@ -77,8 +93,18 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
 def glasses(st, p, lm, g, photo: Photo, col):
     bridge, rim, tint = glasses_scores(st, lm, g, photo, col)
     g["glasses_score"] = (bridge, rim, tint)
-    sun = tint < 0.3 and max(bridge, rim) > 0.06
-    if (bridge > 0.12 and rim > 0.09) or sun:
+    x = glasses_vector(g)
+    det = detectors().get("glasses")
+    if det is not None:
+        prob = probabilities(det, x)  # none, clear, sun
+        g["glasses_prob"] = prob
+        th = det["thresholds"]
+        sun = prob[2] >= th["sun"]
+        clear = not sun and prob[1] >= th["clear"]
+    else:  # no fitted detector: the conservative hand-set rule
+        sun = tint < 0.3 and max(bridge, rim) > 0.06
+        clear = bridge > 0.12 and rim > 0.09 and not sun
+    if clear or sun:
         p[S.index("glasses.type")] = 2 if sun else 1
         if sun:
             set_rgb(p, "glasses", (0.08, 0.09, 0.1), prefix="lens_")
@@ -144,6 +170,14 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
         return
     beard = float(((np.array([*f["chin"], *f["jaw"]]) - _BEARD_MED) / _BEARD_IQR).sum()) - _BEARD_T
     must = float(((np.array([*f["must"], *f["chin"]]) - _MOUSTACHE_MED) / _MOUSTACHE_IQR).sum()) - _MOUSTACHE_T
+    dets = detectors()
+    if "beard" in dets and "moustache" in dets:
+        # fitted detectors (light and grey beards too): scores as log-odds past the drawing threshold
+        x = beard_vector(f)
+        pb, pm = probabilities(dets["beard"], x)[1], probabilities(dets["moustache"], x)[1]
+        g["beard_prob"] = (pb, pm)
+        beard = 10.0 * (pb - dets["beard"]["thresholds"]["yes"])
+        must = 10.0 * (pm - dets["moustache"]["thresholds"]["yes"])
     g["beard_score"] = (beard, must)
     hair = col.get("hair", np.array(P.HAIR_COLORS["dark_brown"]))
     if beard > 0.0:
@@ -151,7 +185,7 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
         P.put(p, "beard", P.beard_outline(face, g["geo"][17], g["chin"]))
         p[S.index("beard.opacity")] = float(np.clip(0.5 + 0.06 * beard, 0.5, 0.95))
         set_rgb(p, "beard", gain(st, 0.75 * g.get("chin_dark_rgb", hair) + 0.25 * hair) * 0.9)
-    if must > 0.0 or (beard > 0.0 and must > -5.0):
+    if must > 0.0:
         uo = P.pts(p, "lip_upper_outer").astype(np.float64)
         ms = np.array([uo[0] + (-0.02, 0.0), uo[1] + (0, -0.03), uo[3] + (0, -0.045), uo[5] + (0, -0.03),
                        uo[6] + (0.02, 0.0)])
@@ -175,3 +209,64 @@ def clothes(st, p, g, photo: Photo, col):
             set_rgb(p, "clothes", np.median(px[far], 0))
             return
     set_rgb(p, "clothes", P.CLOTHES[0])
+
+
+# ------------------------------------------------------------ fitted detectors
+_DETECTORS_PATH = Path(__file__).resolve().parent.parent / "data" / "artist_detectors.json"
+
+
+@lru_cache(maxsize=1)
+def detectors() -> dict:
+    """The artist's accessory detectors: logistic models over the measured
+    cues above (``data/artist_detectors.json``, fitted on the labelled
+    training photos by ``avatarizer-export detectors``; thresholds chosen
+    for precision: an invented accessory is worse than a missed one).
+    Empty when the file is absent (the hand-set rules then decide)."""
+    try:
+        return json.loads(_DETECTORS_PATH.read_text(encoding="utf-8"))["detectors"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def probabilities(model: dict, x) -> np.ndarray:
+    """Class probabilities of one detector for the feature vector ``x``."""
+    z = (np.asarray(x, np.float64) - np.asarray(model["mean"])) / np.asarray(model["scale"])
+    logits = np.asarray(model["W"], np.float64) @ z + np.asarray(model["b"], np.float64)
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
+def glasses_vector(g) -> np.ndarray:
+    bridge, rim, tint = g["glasses_score"]
+    sclera, detail = g.get("glasses_extra", (1.0, 0.3))
+    return np.array([bridge, rim, tint, sclera, detail, np.log(tint + 0.05), np.log(sclera + 0.05)])
+
+
+def beard_vector(f) -> np.ndarray:
+    v = [*f["chin"], *f["jaw"], *f["must"]]
+    return np.array(v + [abs(f["chin"][0]), abs(f["jaw"][0]), abs(f["must"][0])])
+
+
+def headwear_vector(g) -> np.ndarray:
+    h = g.get("hair_stats", {})
+    return np.array([h.get("top_tex", 0.0), h.get("top_skin", 0.5), h.get("region_dl", 0.0),
+                     h.get("region_chroma", 0.0), h.get("region_tex", 0.0), h.get("top_flat", 0.0)])
+
+
+def headwear(st, p, lm, g, photo: Photo, col):
+    """A hat, cap or scarf when the head's top is covered (fitted detector on
+    the hair region's cues: fabric is flat and uniform, hair has strands)."""
+    det = detectors().get("headwear")
+    if det is None or "hair_stats" not in g:
+        return
+    prob = probabilities(det, headwear_vector(g))[1]
+    g["headwear_prob"] = prob
+    if prob < det["thresholds"]["yes"]:
+        return
+    top, hw = g["top"], g["half_w"]
+    p[S.index("headwear.type")] = 2
+    set_rgb(p, "headwear", g["hair_stats"].get("region_rgb", (0.2, 0.2, 0.25)))
+    p[S.index("headwear.band_y")] = top + 0.62 * hw
+    p[S.index("headwear.crown")] = 0.2
+    p[S.index("headwear.width")] = 1.1
+    p[S.index("headwear.brim")] = 0.2

@@ -8,7 +8,8 @@ from . import accessories, colour, geometry, hair
 from functools import lru_cache
 
 from .. import landmarks as LM
-from .photo import crop_valid_mask, fit_warp, make_photo
+from .. import prior as P
+from .photo import crop_valid_mask, fit_warp, gain, make_photo
 from .style import ArtistStyle
 
 __all__ = ["AutoArtist", "exaggerate_params", "mean_avatar"]
@@ -112,6 +113,14 @@ class AutoArtist:
         hair.hair(st, p, lm, g, photo, col)
         if st.detect_glasses:
             accessories.glasses(st, p, lm, g, photo, col)
+        if st.detect_headwear:
+            accessories.headwear(st, p, lm, g, photo, col)
+            if p[S.index("headwear.type")] > 0 and "side_rgb" in g["hair_stats"]:
+                # under a hat the hair shows at the sides, not above the brows
+                hair_rgb = gain(st, g["hair_stats"]["side_rgb"])
+                col["hair"] = hair_rgb
+                P.set_rgb(p, "hair_back", hair_rgb * 0.85)
+                P.set_rgb(p, "hair_front", hair_rgb)
         if st.detect_beard:
             accessories.facial_hair(st, p, lm, g, photo, col)
         accessories.clothes(st, p, g, photo, col)

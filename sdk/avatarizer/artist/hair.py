@@ -163,6 +163,21 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
                 hairline = float(ys[r]) - 0.5 * (ys[1] - ys[0])
                 break
         top_hair = seen
+    # cues for the headwear detector: a hat's fabric is flat and uniform where hair has strands
+    stats = {"top_tex": float(top_tex), "top_skin": 0.5 if top_skin is None else float(top_skin)}
+    if region.sum() >= 12:
+        big = cv2.resize(region.astype(np.uint8), (photo.size, photo.size), interpolation=cv2.INTER_NEAREST)
+        rlab = to_lab(np.median(small[region], 0))
+        hp = photo.highpass[big.astype(bool) & photo.valid]
+        stats.update(region_dl=float(rlab[0] - lab_skin[0]), region_chroma=float(np.hypot(rlab[1], rlab[2])),
+                     region_tex=photo.texture(big.astype(bool)),
+                     top_flat=float(np.mean(hp < 0.01)) if len(hp) else 0.0,
+                     region_rgb=np.median(small[region], 0))
+    side = person & valid & ~oval & (np.abs(gx - g["centre_x"]) > g["half_w"] * 0.85) \
+        & (gy > g["eye_y"] - 0.05) & (gy < g["eye_y"] + 0.35)
+    if side.sum() >= 8:
+        stats["side_rgb"] = robust_median(small[side], 10, 90)
+    g["hair_stats"] = stats
     return dict(n=n, gx=gx, gy=gy, valid=valid, person=person, oval=oval, head=head, brow_y=brow_y,
                 hairmap=hairmap, skull_valid=skull_valid, hair=hair, hair_known=hair_known, small=small,
                 fringe=fringe, top_y=top_y, top_known=top_known, hairline=hairline, top_hair=top_hair,

@@ -88,8 +88,9 @@ class ArtistStyle:
         hair_volume: multiplies the hair volume measured above and beside
             the skull before the prior's template is built (before
             ``hair_fit`` pulls it onto the mask).
-        detect_glasses, detect_beard: run the conservative detectors; off
-            keeps them at "none".
+        detect_glasses, detect_beard, detect_headwear: run the detectors
+            (logistic models over measured cues, thresholds chosen for
+            precision); off keeps them at "none".
         crop_size: crop size :meth:`AutoArtist.fit` samples the photo at.
     """
 
@@ -131,6 +132,7 @@ class ArtistStyle:
     hair_volume: float = 1.0
     detect_glasses: bool = True
     detect_beard: bool = True
+    detect_headwear: bool = True
     crop_size: int = 192
 
     def __post_init__(self):

@@ -1,0 +1,221 @@
+"""Likeness: head pose taken out in 3D, the mean face, exaggeration, skin
+from the lit side, the artist's fitted detectors and the identity metrics."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import skimage.data
+
+from avatarizer import landmarks as LM
+from avatarizer import schema as S
+from avatarizer.artist import ArtistStyle, AutoArtist, crop_valid_mask, exaggerate_params, mean_avatar
+from avatarizer.artist.photo import to_lab
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    from avatarizer.align import FaceAligner
+
+    with FaceAligner() as al:
+        face = al.align(skimage.data.astronaut())
+        assert face is not None
+        yield face
+
+
+def _rotate(lm3: np.ndarray, yaw_deg: float, pitch_deg: float = 0.0) -> np.ndarray:
+    """The same head turned in 3D about its centre (orthographic camera)."""
+    a, b = np.deg2rad(yaw_deg), np.deg2rad(pitch_deg)
+    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    c = lm3.mean(0)
+    return (lm3 - c) @ (ry @ rx).T + c
+
+
+# ------------------------------------------------------------------ mean face
+
+
+def test_mean_face_is_frontal_symmetric_and_its_mirror_table_an_involution():
+    m = LM.mean_face()
+    assert m.points.shape == (478, 3) and np.isfinite(m.points).all()
+    assert np.array_equal(m.mirror[m.mirror], np.arange(478))
+    for a, b in ((33, 263), (133, 362), (61, 291), (234, 454), (70, 300), (468, 473)):
+        assert m.mirror[a] == b
+    for mid in (1, 10, 152, 0, 17):
+        assert m.mirror[mid] == mid
+    refl = m.points[m.mirror] * np.array([-1.0, 1.0, 1.0])
+    assert np.abs(refl - m.points).max() < 1e-5  # symmetric
+    c = LM.to_canonical(m.points)
+    assert np.allclose(c[[33, 133]].mean(0), (-0.25, -0.1), atol=0.02)
+    assert len(m.rigid) > 100 and not set(m.rigid) & set(LM.LANDMARK_INDICES["lips_outer"])
+
+
+def test_frontalize_takes_head_turns_out(astronaut):
+    lm3 = astronaut.landmarks.astype(np.float64)
+    base = LM.frontalize(lm3)
+    for yaw, pitch in ((25, 0), (-30, 10), (0, -15)):
+        turned = _rotate(lm3, yaw, pitch)
+        # the 2D canonical shape changes a lot with the turn ...
+        assert np.abs(LM.to_canonical(turned) - LM.to_canonical(lm3)).max() > 0.05
+        # ... the frontal one does not
+        assert np.abs(LM.frontalize(turned) - base).max() < 1e-6
+    # anchors at the canonical targets
+    assert np.allclose(base[[33, 133]].mean(0), (-0.25, -0.1), atol=0.03)
+    assert np.allclose(base[[61, 291]].mean(0), (0.0, 0.4), atol=0.03)
+    with pytest.raises(ValueError):
+        LM.frontalize(np.zeros((10, 3)))
+    with pytest.raises(ValueError):
+        LM.frontalize(np.full((478, 3), np.nan))
+
+
+def test_exaggerate_and_symmetrize():
+    m = LM.mean_face().points[:, :2]
+    face = LM.to_canonical(m + np.random.default_rng(0).normal(0, 0.01, m.shape))
+    assert np.allclose(LM.exaggerate(face, 1.0), face)
+    d1 = np.abs(face - m)[:468].mean()
+    d2 = np.abs(LM.exaggerate(face, 1.5) - m)[:468].mean()
+    assert 1.3 < d2 / d1 < 1.7
+    s = LM.symmetrize(face)
+    mir = s[LM.mean_face().mirror] * np.array([-1.0, 1.0])
+    assert np.abs(mir - s).max() < 1e-9
+    batch = LM.symmetrize(np.stack([face, face]))
+    assert np.allclose(batch[0], s) and np.allclose(batch[1], s)
+
+
+# ----------------------------------------------------------------- the artist
+
+
+def test_artist_draws_the_frontal_face(astronaut):
+    """A turned head gives the same drawn geometry as the frontal one."""
+    art = AutoArtist()
+    size = art.style.crop_size
+    args = (astronaut.canonical, astronaut.crop(size), astronaut.hair_mask(size))
+    kw = dict(valid=crop_valid_mask(astronaut, size))
+    a = art.fit_landmarks(*args, landmarks3d=astronaut.landmarks, **kw)
+    b = art.fit_landmarks(*args, landmarks3d=_rotate(astronaut.landmarks.astype(np.float64), 25), **kw)
+    for feat in ("face", "eye_l_upper", "eye_r_upper", "nose_base", "lip_upper_outer", "lip_lower_outer"):
+        assert np.abs(S.points(a, feat) - S.points(b, feat)).max() < 1e-4, feat
+    # without depth (or with frontal=False) the face is drawn as the crop shows it
+    c = AutoArtist(ArtistStyle(frontal=False)).fit_landmarks(*args, landmarks3d=astronaut.landmarks, **kw)
+    d = art.fit_landmarks(*args, **kw)
+    assert np.array_equal(c, d)
+    S.validate(a)
+    S.validate(b)
+
+
+def test_exaggeration_style_and_validation(astronaut):
+    size = 192
+    args = (astronaut.canonical, astronaut.crop(size), astronaut.hair_mask(size))
+    out = {}
+    for k in (1.0, 1.25, 1.75):
+        out[k] = AutoArtist(ArtistStyle(exaggeration=k)).fit_landmarks(*args, landmarks3d=astronaut.landmarks)
+    m = mean_avatar()
+    xy = np.isin(np.array(S.KINDS[S.FACE]), ("x", "y"))
+    dev = {k: np.abs(v[S.FACE][xy] - m[xy]).mean() for k, v in out.items()}
+    assert dev[1.0] < dev[1.25] < dev[1.75]
+    for bad in (0.1, 3.0, float("nan"), True, "1.2"):
+        with pytest.raises(ValueError):
+            ArtistStyle(exaggeration=bad)
+
+
+def test_exaggerate_params():
+    p = S.sample(4, seed=2)
+    assert np.array_equal(exaggerate_params(p, 1.0), p.astype(np.float32))
+    q = exaggerate_params(p, 1.4)
+    assert q.shape == p.shape and np.array_equal(q[:, S.FACE.stop:], p[:, S.FACE.stop:])
+    S.validate(q[0])
+    m = mean_avatar()
+    xy = np.isin(np.array(S.KINDS[S.FACE]), ("x", "y"))
+    assert np.abs(q[:, S.FACE][:, xy] - m[xy]).mean() > np.abs(p[:, S.FACE][:, xy] - m[xy]).mean()
+    for bad in (0.0, float("inf"), 9.0):
+        with pytest.raises(ValueError):
+            exaggerate_params(p, bad)
+    with pytest.raises(ValueError):
+        exaggerate_params(np.zeros(10), 1.2)
+
+
+def test_skin_from_the_lit_side(astronaut):
+    """Darkening one side of the face (side light) must not darken the skin:
+    it follows the cheek that is still lit."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "export"))
+    from avatarizer_export.evaluate import lit_cheek
+
+    art = AutoArtist()
+    size = art.style.crop_size
+    shaded = astronaut.crop(size).astype(np.float64)
+    shaded[:, : size // 2] *= 0.55  # the image-left half in shadow
+    shaded = shaded.astype(np.uint8)
+    side = art.fit_landmarks(astronaut.canonical, shaded, None, landmarks3d=astronaut.landmarks)
+    rgb = [S.index(f"face.{c}") for c in "rgb"]
+    lit, _ = lit_cheek(shaded, astronaut.canonical.astype(np.float64))
+    l_lit, l_side = to_lab(lit)[0], to_lab(side[rgb])[0]
+    assert abs(l_lit - l_side) < 3.5, (l_lit, l_side)
+    # the test does make side light: the shadowed cheek is far darker
+    discs = [astronaut.canonical[list(q)].mean(0) for q in ((101, 205, 36), (330, 425, 266))]
+    px = (np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1) + 0.5) * 2 / size - 1
+    shadow = np.median(shaded[((px - discs[0]) ** 2).sum(-1) < 0.05 ** 2] / 255.0, 0)
+    assert to_lab(shadow)[0] < l_lit - 10, (to_lab(shadow)[0], l_lit)
+
+
+def test_fitted_detectors_file():
+    from avatarizer.artist import accessories as A
+
+    doc = json.loads(A._DETECTORS_PATH.read_text())
+    assert "training photos" in doc["fitted_on"]
+    det = A.detectors()
+    assert "glasses" in det
+    g = det["glasses"]
+    assert np.asarray(g["W"]).shape == (3, len(g["mean"]))
+    p = A.probabilities(g, np.asarray(g["mean"]))
+    assert p.shape == (3,) and abs(p.sum() - 1) < 1e-9
+    assert 0 < g["thresholds"]["clear"] <= 1 and 0 < g["thresholds"]["sun"] <= 1
+
+
+# ------------------------------------------------------------------- the SDK
+
+
+def test_avatarizer_exaggeration_option():
+    from avatarizer import Avatarizer
+
+    img = skimage.data.astronaut()
+    with Avatarizer(estimator="artist", exaggeration=1.0) as a, Avatarizer(estimator="artist", exaggeration=1.6) as b:
+        pa, pb = a.from_frame(img).params, b.from_frame(img).params
+    m = mean_avatar()
+    xy = np.isin(np.array(S.KINDS[S.FACE]), ("x", "y"))
+    assert np.abs(pb[S.FACE][xy] - m[xy]).mean() > np.abs(pa[S.FACE][xy] - m[xy]).mean()
+    for bad in (0.2, 5, float("nan"), "x", True):
+        with pytest.raises(ValueError):
+            Avatarizer(estimator="artist", exaggeration=bad)
+
+
+def test_cli_refuses_a_bad_exaggeration(tmp_path):
+    out = tmp_path / "a.png"
+    res = subprocess.run([sys.executable, "-m", "avatarizer.cli", "image", "in.jpg", "-o", str(out),
+                          "--exaggeration", "nan"], capture_output=True, text=True)
+    assert res.returncode == 2 and "exaggeration" in res.stderr
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------- metrics
+
+
+def test_identity_variants():
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "export"))
+    from avatarizer_export import metrics as M
+
+    rng = np.random.default_rng(0)
+    m = LM.mean_face().points * 100 + 200
+    faces = np.stack([_rotate(m + rng.normal(0, 1.5, m.shape), rng.uniform(-20, 20)) for _ in range(20)])
+    # renders: the same people with their heads turned another way
+    renders = np.stack([_rotate(f, rng.uniform(-25, 25), rng.uniform(-10, 10)) for f in faces])
+    out = M.identity_variants(faces, renders, n=20)
+    assert out["identity_top1_frontal"] == 1.0 and out["identity_top1_symmetric"] >= 0.9
+    assert out["identity_top1"] < out["identity_top1_frontal"]  # pose left in confuses the 2D measure
+    shuffled = M.identity_variants(faces, renders[::-1].copy(), n=20)
+    assert shuffled["identity_top1_frontal"] < 0.3
+    nan = renders.copy()
+    nan[0] = np.nan
+    assert M.identity_variants(faces, nan, n=20)["hits_frontal"][0] == False  # noqa: E712
