@@ -140,7 +140,7 @@ def list_photos(faces: Path, heldout: bool, limit: int | None) -> list[Path]:
     return files[:limit] if limit else files
 
 
-def prepare(files: list[Path], progress: bool = True) -> dict:
+def prepare(files: list[Path], progress: bool = True, exaggeration: float | None = None) -> dict:
     """Aligns every photo and runs the artist on it: crops, pseudo ground truth,
     landmarks, photo skin and hair colours (NaN where no hair) per aligned photo."""
     from tqdm import tqdm
@@ -149,7 +149,9 @@ def prepare(files: list[Path], progress: bool = True) -> dict:
     from avatarizer.artist import AutoArtist
     from avatarizer.imageio import load_image
 
-    artist = AutoArtist()
+    from avatarizer.artist import ArtistStyle
+
+    artist = AutoArtist(ArtistStyle() if exaggeration is None else ArtistStyle(exaggeration=exaggeration))
     crops, gts, lms, lm3s, skins, hairs, names = [], [], [], [], [], [], []
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:
         for f in tqdm(files, desc="align+artist", disable=not progress):
@@ -176,34 +178,35 @@ def prepare(files: list[Path], progress: bool = True) -> dict:
             "hairs": np.stack(hairs) if hairs else np.zeros((0, 3), np.float32)}
 
 
-def prepared(files: list[Path], cache: Path | None, progress: bool = True) -> dict:
+def prepared(files: list[Path], cache: Path | None, progress: bool = True, exaggeration: float | None = None) -> dict:
     """``prepare`` with its result kept in ``cache`` (an .npz), keyed by the file list."""
     import hashlib
 
     if cache is None:
-        return prepare(files, progress)
-    key = hashlib.sha256(("v2\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
+        return prepare(files, progress, exaggeration)
+    key = hashlib.sha256((f"v2 {exaggeration}\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
         if str(z["key"]) == key:
             out = {k: z[k] for k in ("crops", "gts", "lms", "lm3s", "skins", "hairs")}
             out.update(names=[str(n) for n in z["names"]], faces=int(z["faces"]))
             return out
-    out = prepare(files, progress)
+    out = prepare(files, progress, exaggeration)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, key=key, **{k: (np.array(v) if k == "names" else v) for k, v in out.items()})
     return out
 
 
 def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, identity_n: int = 100,
-             progress: bool = True, keep: dict | None = None, cache: Path | None = None) -> dict:
+             progress: bool = True, keep: dict | None = None, cache: Path | None = None,
+             exaggeration: float | None = None) -> dict:
     """Metrics for ``methods`` on the photos ``files``. When ``keep`` is a dict it
     receives the per-photo arrays (names, crops, pseudo ground truth, and each
     method's avatars) for figures. ``cache``: an .npz keeping the aligned
     photos and their pseudo ground truth between calls on the same files."""
     from tqdm import tqdm
 
-    prep = prepared(files, cache, progress)
+    prep = prepared(files, cache, progress, exaggeration)
     names, crops, gts, lms, skins = prep["names"], prep["crops"], prep["gts"], prep["lms"], prep["skins"]
     lm3s = prep["lm3s"]
     files_by_name = {Path(f).name: Path(f) for f in files}
@@ -441,7 +444,8 @@ def main_eval(args) -> int:
         return 1
     res = evaluate(list_photos(faces, args.heldout, args.limit), methods,
                    labels=Path(args.labels) if args.labels else None, identity_n=args.identity_n,
-                   progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None)
+                   progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None,
+                   exaggeration=args.exaggeration)
     if args.clips:
         if not Path(args.clips).is_dir():
             print(f"avatarizer-export eval: {args.clips} is not a folder of video clips", file=sys.stderr)
@@ -466,6 +470,8 @@ def add_parser(sub):
     p.add_argument("--identity-n", type=int, default=100)
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
     p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--exaggeration", type=float, default=None, metavar="K",
+                   help="the artist's exaggeration for the pseudo ground truth (default: ArtistStyle's)")
     p.add_argument("--clips", metavar="DIR",
                    help="also measure skin under real light and cross-moment identity on the talking-head clips "
                         "in DIR (one person per clip; e.g. ../shared/data/video)")

@@ -1,0 +1,105 @@
+"""Latency of the auto-artist (avatarizer.artist) per face, landmarks and crop given.
+
+Photos: the held-out photos of ``../shared/data/faces/ffhq128`` (aligned once,
+untimed); without ``../shared``, scikit-image's ``astronaut`` portrait. Each
+variant runs ``--warmup`` untimed fits, then fits every face ``--rounds``
+times, interleaved with the other variants so machine load hits them alike:
+
+* ``frontal``: the shipped style (head pose out in 3D, exaggeration 1.25);
+* ``as_seen``: the same without depth (``ArtistStyle(frontal=False,
+  exaggeration=1.0)``), the baseline the frontal fit's cost is judged by.
+
+Reports p50 / p95 / p99 / max wall milliseconds and the p50 of CPU time
+(``time.thread_time``, which load on other cores does not inflate) per face,
+and the ratio of the two variants in the same run. One thread.
+
+    python benchmarks/artist.py [--faces N] [--rounds N] [--warmup N] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def faces(n: int):
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.artist import crop_valid_mask
+    from avatarizer.imageio import load_image
+
+    folder = SHARED / "data" / "faces" / "ffhq128"
+    if folder.is_dir():
+        sys.path.insert(0, str(ROOT / "export"))
+        from avatarizer_export.data import is_heldout
+
+        files = [p for p in sorted(folder.glob("*.jpg")) if is_heldout(f"ffhq128/{p.name}")][:n]
+        images = [load_image(p) for p in files]
+    else:
+        import skimage.data
+
+        images = [skimage.data.astronaut()]
+    out = []
+    with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:
+        for img in images:
+            f = al.align(img)
+            if f is not None:
+                out.append((f.canonical, f.crop(192), f.hair_mask(192), crop_valid_mask(f, 192), f.landmarks))
+    return out
+
+
+def stats(wall, cpu) -> dict:
+    w = np.asarray(wall) * 1e3
+    return {"p50_ms": round(float(np.percentile(w, 50)), 2), "p95_ms": round(float(np.percentile(w, 95)), 2),
+            "p99_ms": round(float(np.percentile(w, 99)), 2), "max_ms": round(float(w.max()), 2),
+            "cpu_p50_ms": round(float(np.percentile(np.asarray(cpu) * 1e3, 50)), 2), "n": len(w)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--faces", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    from avatarizer.artist import ArtistStyle, AutoArtist
+
+    data = faces(args.faces)
+    variants = {"frontal": (AutoArtist(), True),
+                "as_seen": (AutoArtist(ArtistStyle(frontal=False, exaggeration=1.0)), False)}
+    for art, use3d in variants.values():
+        for c, crop, hair, valid, lm3 in data[: args.warmup]:
+            art.fit_landmarks(c, crop, hair, valid=valid, landmarks3d=lm3 if use3d else None)
+    times = {k: ([], []) for k in variants}
+    for _ in range(args.rounds):
+        for c, crop, hair, valid, lm3 in data:
+            for name, (art, use3d) in variants.items():
+                t0, c0 = time.perf_counter(), time.thread_time()
+                art.fit_landmarks(c, crop, hair, valid=valid, landmarks3d=lm3 if use3d else None)
+                times[name][0].append(time.perf_counter() - t0)
+                times[name][1].append(time.thread_time() - c0)
+    res = {k: stats(*v) for k, v in times.items()}
+    res["ratio_p50"] = round(res["frontal"]["p50_ms"] / res["as_seen"]["p50_ms"], 3)
+    res["ratio_cpu_p50"] = round(res["frontal"]["cpu_p50_ms"] / res["as_seen"]["cpu_p50_ms"], 3)
+    res["faces"] = len(data)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        for k in variants:
+            print(f"{k:8s} " + "  ".join(f"{a}={b}" for a, b in res[k].items()))
+        print(f"frontal / as_seen p50: {res['ratio_p50']} (CPU time {res['ratio_cpu_p50']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
