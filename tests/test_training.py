@@ -165,3 +165,25 @@ def test_evaluate_keeps_prepared_photos_per_file_list(tmp_path, monkeypatch):
     assert np.isnan(again["hairs"]).all() and again["gts"].shape == first["gts"].shape
     E.prepared(a[:1], cache, progress=False)  # another file list: prepared anew
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("size", [96, 112, 128])
+def test_training_and_runtime_preprocessing_give_the_same_network_input(size):
+    """What E_s saw in training (``train.to_input``) is what the SDK feeds the
+    shipped graph (``resize_aa`` + the manifest's normalisation)."""
+    import skimage.data
+    from avatarizer.align import FaceAligner
+    from avatarizer.models import Manifest, normalise_images
+    from avatarizer.pipeline.face import SOURCE_CROP, resize_aa, _normalisation
+    from avatarizer_export.train import to_input
+
+    with FaceAligner() as al:
+        real = al.align(skimage.data.astronaut()).crop(SOURCE_CROP)
+    rng = np.random.default_rng(0)
+    crops = np.stack([real, rng.integers(0, 256, (SOURCE_CROP, SOURCE_CROP, 3), dtype=np.uint8)])
+    entry = next(e for e in Manifest.load().models.values() if e.role == "image_to_face")
+    norm = _normalisation(entry.description, entry.description["inputs"][0]["name"])  # what the SDK reads
+    runtime = normalise_images(resize_aa(crops, size), norm)
+    train = to_input(crops, size).numpy()
+    assert runtime.shape == train.shape == (2, 3, size, size)
+    assert np.abs(runtime - train).max() < 2e-3
