@@ -10,10 +10,10 @@ RT_STAMP := $(VENV)/.runtime-stamp
 DEV_STAMP := $(VENV)/.dev-stamp
 SHARED ?= ../shared
 # Debian/Ubuntu packages: what `make demo` needs (compiler, Python headers and
-# venv, libcairo), and what `make test` adds (ffmpeg copies sound tracks,
+# venv, libcairo; libGL and GLib for the OpenCV that MediaPipe brings), and what `make test` adds (ffmpeg copies sound tracks,
 # valgrind runs the C example, git for dist-check's clean clone).
-APT_DEMO := build-essential pkg-config libcairo2-dev python3 python3-dev python3-venv ca-certificates
-APT_TEST := ffmpeg valgrind git
+APT_DEMO := build-essential pkg-config libcairo2-dev python3 python3-dev python3-venv ca-certificates libgl1 libglib2.0-0
+APT_TEST := ffmpeg valgrind git xz-utils patch
 
 .PHONY: all demo test native sysdeps sysdeps-test venv dev models clean valgrind bench-render example gallery dist-check dist
 
