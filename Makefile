@@ -1,47 +1,66 @@
 # Avatarizer: everything a fresh machine needs is installed from here.
+#   make demo   runtime only: system build deps, .venv with the runtime package, the native renderer, the demo
+#   make test   adds the test/training side (pytest, pycairo, CairoSVG, scikit-image, torch, avatarizer-export)
+#   make dist-check   builds wheel + sdist in a clean clone and checks them in fresh venvs (.ci/run calls it)
 SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 VPY := $(VENV)/bin/python
-STAMP := $(VENV)/.deps-stamp
+RT_STAMP := $(VENV)/.runtime-stamp
+DEV_STAMP := $(VENV)/.dev-stamp
 SHARED ?= ../shared
+# Debian/Ubuntu packages: what `make demo` needs (compiler, Python headers and
+# venv, libcairo; libGL and GLib for the OpenCV that MediaPipe brings), and what `make test` adds (ffmpeg copies sound tracks,
+# valgrind runs the C example, git for dist-check's clean clone; chromium, nodejs
+# and npm render the animation tests' Lottie/SVG frames in headless Chromium).
+APT_DEMO := build-essential pkg-config libcairo2-dev python3 python3-dev python3-venv ca-certificates libgl1 libglib2.0-0
+APT_TEST := ffmpeg valgrind git xz-utils patch chromium nodejs npm
 
-.PHONY: all demo test native sysdeps venv models clean valgrind bench-render example gallery sanitize sanitize-deps \
-	webdeps bench-animation
+.PHONY: all demo test native sysdeps sysdeps-test venv dev models clean valgrind bench-render example gallery \
+	dist-check dist sanitize sanitize-deps webdeps bench-animation
 
 all: native
 
+# Installs only the missing packages, with sudo unless already root.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "missing system packages: $$missing (no apt-get here: install their equivalents by hand)" >&2; exit 1; \
+	  fi; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing $$missing (apt)"; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
 sysdeps:
-	@if ! pkg-config --exists cairo 2>/dev/null; then \
-	  echo "installing libcairo2-dev (apt)"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libcairo2-dev pkg-config >/dev/null; \
-	fi
-	@if ! command -v ffmpeg >/dev/null; then \
-	  echo "installing ffmpeg (apt; copies the sound track in avatarizer video)"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null || true; \
-	fi
-	@if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then \
-	  echo "installing chromium, nodejs and npm (apt; the animation tests render Lottie/SVG frames in headless Chromium)"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nodejs npm >/dev/null || true; \
-	fi
-	@if ! command -v valgrind >/dev/null; then \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null || true; \
-	fi
+	$(call apt_install,$(APT_DEMO))
 
-$(STAMP): pyproject.toml | sysdeps
+sysdeps-test: sysdeps
+	$(call apt_install,$(APT_TEST))
+
+# Runtime: the package and its wheels-only dependencies (no torch, no pycairo).
+$(RT_STAMP): pyproject.toml setup.py | sysdeps
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip setuptools wheel
+	$(VPY) -m pip install -q --upgrade pip "setuptools>=77" wheel "cffi>=1.16"
+	$(VPY) -m pip install -q -e . --no-build-isolation
+	@touch $(RT_STAMP)
+
+# Tests and training: the dev extra (pycairo compiles from source: pip builds
+# it in isolation with meson-python from the index) and avatarizer-export.
+$(DEV_STAMP): $(RT_STAMP) export/pyproject.toml | sysdeps-test
 	$(VPY) -m pip install -q "torch==2.13.0"
-	$(VPY) -m pip install -q -e ".[export,dev]" --no-build-isolation
-	@touch $(STAMP)
+	$(VPY) -m pip install -q "pycairo>=1.25"   # isolated build: pip fetches meson-python and ninja
+	$(VPY) -m pip install -q -e ".[dev]" --no-build-isolation
+	$(VPY) -m pip install -q -e ./export --no-build-isolation
+	@touch $(DEV_STAMP)
 
-venv: $(STAMP)
+venv: $(RT_STAMP)
+dev: $(DEV_STAMP)
 
-native: $(STAMP) sdk/avatarizer/data/schema.json
+native: $(RT_STAMP) sdk/avatarizer/data/schema.json
 	$(VPY) bindings/build_avz.py
 
 # The C example program, built against the public header only.
@@ -50,7 +69,7 @@ example: sysdeps
 	$(CC) -O2 -Wall -Wextra -Werror -std=c11 -Inative native/example.c native/avz.c \
 	  $$(pkg-config --cflags --libs cairo) -lm -pthread -o native/build/avz_example
 
-valgrind: example
+valgrind: example sysdeps-test
 	valgrind --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
 	  native/build/avz_example native/build/example.png
 
@@ -100,26 +119,33 @@ demo: native
 # Pinned lottie-web and playwright-core (web/package-lock.json) into the
 # ignored web/node_modules: the animation tests and the player page use them.
 WEBSTAMP := web/node_modules/.stamp
-$(WEBSTAMP): web/package.json web/package-lock.json | sysdeps
+$(WEBSTAMP): web/package.json web/package-lock.json | sysdeps-test
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(WEBSTAMP)
 
 webdeps: $(WEBSTAMP)
 
-test: native example webdeps
+test: $(DEV_STAMP) native example webdeps
 	$(VPY) -m pytest -q -ra
 
-bench-animation: native
+bench-animation: $(DEV_STAMP) native
 	$(VPY) benchmarks/animation.py
 
-bench-render: native
+bench-render: $(DEV_STAMP) native
 	$(VPY) benchmarks/render.py
 
 gallery: native
 	$(VPY) -m avatarizer.gallery docs/gallery.png
 
-models: native
+models: $(DEV_STAMP) native
 	$(VENV)/bin/avatarizer-export all --shared $(SHARED)
 
+dist-check: sysdeps-test
+	.ci/dist-check
+
+# The same checks; leaves the manylinux wheel, the sdist and the avatarizer-export wheel in dist/.
+dist: sysdeps-test
+	DIST_OUT=$(CURDIR)/dist .ci/dist-check
+
 clean:
-	rm -rf native/build bindings/_build sdk/avatarizer/_avz*.so build *.egg-info
+	rm -rf native/build bindings/_build sdk/avatarizer/_avz*.so build dist *.egg-info export/build export/*.egg-info

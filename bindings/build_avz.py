@@ -30,8 +30,18 @@ def _cdef_from_header() -> str:
 
 
 def _pkg_config(flag: str) -> list[str]:
+    """``pkg-config FLAG cairo``; ``$AVZ_CAIRO_PREFIX`` (a cairo installed under
+    that prefix, as ``.ci/build-cairo`` makes for the release wheel) comes first."""
+    env = dict(os.environ)
+    prefix = os.environ.get("AVZ_CAIRO_PREFIX")
+    if prefix:
+        pc = str(Path(prefix) / "lib" / "pkgconfig")
+        if not Path(pc, "cairo.pc").is_file():
+            sys.exit(f"AVZ_CAIRO_PREFIX={prefix} holds no lib/pkgconfig/cairo.pc")
+        env["PKG_CONFIG_PATH"] = os.pathsep.join(filter(None, [pc, env.get("PKG_CONFIG_PATH")]))
     try:
-        out = subprocess.run(["pkg-config", flag, "cairo"], check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(["pkg-config", flag, "cairo"], check=True, capture_output=True, text=True,
+                             env=env).stdout
     except (OSError, subprocess.CalledProcessError):
         sys.exit("pkg-config cannot find cairo: install libcairo2-dev (apt) or run `make sysdeps`")
     return out.split()
@@ -49,6 +59,7 @@ def make_builder(relative: bool = True) -> FFI:
         '#include "avz.h"',
         sources=[path(NATIVE / "avz.c")],
         include_dirs=[path(NATIVE)] + [f[2:] for f in cflags if f.startswith("-I")],
+        library_dirs=[f[2:] for f in _pkg_config("--libs-only-L") if f.startswith("-L")],
         libraries=["cairo", "m", "pthread"],
         extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-unused-function"],
     )

@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
 from . import schema  # noqa: E402
@@ -14,9 +16,14 @@ from .render import render, to_pdf, to_svg  # noqa: E402
 from .schema import PARAM_COUNT  # noqa: E402
 
 __all__ = ["Avatarizer", "Avatar", "Options", "schema", "PARAM_COUNT", "render", "to_svg", "to_pdf",
-           "AvatarizerError", "ModelError", "NativeError", "__version__"]
+           "AvatarizerError", "ModelError", "NativeError", "load_image", "sample_photo", "__version__"]
 
-_LAZY = {"Avatarizer": "api", "Avatar": "api", "Options": "api"}
+_LAZY = {"Avatarizer": "api", "Avatar": "api", "Options": "api",
+         "load_image": "imageio", "sample_photo": "imageio"}
+
+if TYPE_CHECKING:  # type checkers see the real classes; at run time they load lazily (below)
+    from .api import Avatar, Avatarizer, Options
+    from .imageio import load_image, sample_photo
 
 
 def __getattr__(name):

@@ -1,11 +1,16 @@
 """``avatarizer bench``: per-stage and end-to-end latency of the runtime pipeline.
 
-Frames: consecutive frames of the talking-face clips in
-``../shared/data/video/*.mp4`` beside the checkout (``AVATARIZER_BENCH_VIDEO``
-names another folder or file), centre-cropped and resized to 512×512; when
-there are none, scikit-image's ``astronaut`` portrait (512×512) repeated. The
-pipeline runs as a live app would (``mode="video"`` by default: tracking, one
-face) and draws a 256-pixel avatar per frame.
+Frames: with ``--video PATH`` (a video file, or a folder whose ``*.mp4``
+clips are read in name order; ``AVATARIZER_BENCH_VIDEO`` is the default for
+it), consecutive frames of those clips, centre-cropped and resized to
+512×512; the project's own numbers use the talking-face clips in
+``../shared/data/video``. Without it, built-in frames that need nothing
+beyond the installed package: the bundled sample portrait
+(:func:`avatarizer.imageio.sample_photo`, 512×512) moved by a small
+synthetic head motion (shift, roll and scale changing from frame to frame),
+so the video tracker follows a moving face. The pipeline runs as a live app
+would (``mode="video"`` by default: tracking, one face) and draws a 256-pixel
+avatar per frame.
 
 For every frame, in the same loop (so ratios survive a noisy machine):
 
@@ -42,12 +47,13 @@ import numpy as np
 INPUT = 512
 RENDER = 256
 STAGE_KEYS = ("align", "encode", "map_decode", "hair", "render")
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def video_folder() -> Path:
+def video_source(path: str | os.PathLike | None = None) -> Path | None:
+    """Where the clips come from: ``path``, else ``$AVATARIZER_BENCH_VIDEO``, else None (built-in frames)."""
     env = os.environ.get("AVATARIZER_BENCH_VIDEO")
-    return Path(env) if env else ROOT.parent / "shared" / "data" / "video"
+    chosen = path if path is not None else env or None
+    return Path(chosen) if chosen is not None else None
 
 
 def _square(frame: np.ndarray, size: int) -> np.ndarray:
@@ -61,12 +67,49 @@ def _square(frame: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp))
 
 
-def bench_frames(n: int, size: int = INPUT) -> tuple[list[np.ndarray], str]:
-    """``n`` RGB frames of ``size``×``size`` and a description of where they came from."""
+def builtin_frames(n: int, size: int = INPUT) -> list[np.ndarray]:
+    """``n`` frames of the bundled portrait with a smooth synthetic head motion."""
     import cv2
 
-    folder = video_folder()
-    clips = [folder] if folder.is_file() else sorted(folder.glob("*.mp4")) if folder.is_dir() else []
+    from .imageio import sample_photo
+
+    base = _square(sample_photo(), size)
+    c = size / 2.0
+    frames = []
+    for i in range(n):
+        t = 2.0 * np.pi * i
+        angle = 3.0 * np.sin(t / 50.0)                  # degrees of roll
+        scale = 1.0 + 0.03 * np.sin(t / 70.0)
+        m = cv2.getRotationMatrix2D((c, c), angle, scale)
+        m[0, 2] += 0.02 * size * np.sin(t / 40.0)       # a few pixels of sway
+        m[1, 2] += 0.015 * size * np.sin(t / 55.0)
+        frames.append(cv2.warpAffine(base, m, (size, size), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REFLECT_101))
+    return frames
+
+
+def bench_frames(n: int, size: int = INPUT, video: str | os.PathLike | None = None
+                 ) -> tuple[list[np.ndarray], str]:
+    """``n`` RGB frames of ``size``×``size`` and a description of where they came from.
+
+    ``video`` (or ``$AVATARIZER_BENCH_VIDEO``): a video file or a folder of
+    ``*.mp4`` clips; ``ValueError`` when it holds no decodable frame. Without
+    it: :func:`builtin_frames`.
+    """
+    import cv2
+
+    source = video_source(video)
+    if source is None:
+        return builtin_frames(n, size), (f"{n} built-in frames (the bundled sample portrait with synthetic "
+                                         "head motion; --video PATH for real clips)")
+    if source.is_file():
+        clips = [source]
+    elif source.is_dir():
+        clips = sorted(source.glob("*.mp4"))
+        if not clips:
+            raise ValueError(f"no .mp4 clips in the folder {source}")
+    else:
+        raise ValueError(f"no such video file or folder: {source}")
     frames: list[np.ndarray] = []
     used = []
     for clip in clips:
@@ -83,14 +126,11 @@ def bench_frames(n: int, size: int = INPUT) -> tuple[list[np.ndarray], str]:
             used.append(clip.name)
         if len(frames) >= n:
             break
-    if frames:
-        while len(frames) < n:  # not enough video: loop
-            frames.extend(frames[:n - len(frames)])
-        return frames, f"{len(frames)} frames of {', '.join(used)} ({folder})"
-    from skimage import data
-
-    img = _square(data.astronaut(), size)
-    return [img] * n, "scikit-image astronaut (no clips found in " + str(folder) + ")"
+    if not frames:
+        raise ValueError(f"could not decode any video frame from {source}")
+    while len(frames) < n:  # not enough video: loop
+        frames.extend(frames[:n - len(frames)])
+    return frames, f"{len(frames)} frames of {', '.join(used)} ({source})"
 
 
 def _pct(values) -> dict:
@@ -124,7 +164,7 @@ def describe_device(device: str) -> str:
 
 def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str = "auto",
         device: str = "auto", backend: str = "onnxruntime", precision: str = "auto",
-        log=None) -> dict:
+        log=None, video: str | os.PathLike | None = None) -> dict:
     """Runs the benchmark; returns the DESIGN.md ``bench --json`` object."""
     from mediapipe.python.solutions import face_mesh
 
@@ -133,7 +173,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
 
     if frames < 1 or warmup < 0:
         raise ValueError("frames must be >= 1 and warmup >= 0")
-    images, source = bench_frames(frames + warmup)
+    images, source = bench_frames(frames + warmup, video=video)
     if log:
         log(f"frames: {source}")
     av = Avatarizer(mode=mode, estimator=estimator, device=device, backend=backend, precision=precision)
@@ -201,13 +241,17 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
     ap.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto")
+    ap.add_argument("--video", metavar="PATH", default=None,
+                    help="a video file or a folder of .mp4 clips to take frames from (default: "
+                         "$AVATARIZER_BENCH_VIDEO, else built-in frames of the bundled portrait)")
 
 
 def command(args) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     res = run(frames=args.frames, warmup=args.warmup, mode=args.mode, estimator=args.estimator,
-              device=args.device, backend=args.backend, precision=args.precision, log=log)
+              device=args.device, backend=args.backend, precision=args.precision, log=log,
+              video=args.video)
     if args.json:
         print(json.dumps(res))
         return 0

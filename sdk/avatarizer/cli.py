@@ -46,20 +46,21 @@ def _demo(args) -> int:
 
 
 def _demo_photo(out: Path) -> int:
-    """The main job on a real portrait: scikit-image's astronaut (public domain)."""
+    """The main job on a real portrait: the bundled NASA astronaut photo (public domain)."""
     import numpy as np
     from PIL import Image
 
+    from .imageio import SAMPLE_PHOTO, sample_photo
+
     try:
-        from skimage import data
-    except ImportError:
-        print("avatarizer demo: the photo demo needs scikit-image (pip install scikit-image) for its "
-              "bundled astronaut portrait; skipped", file=sys.stderr)
+        photo = sample_photo()
+    except (OSError, ValueError) as exc:
+        print(f"avatarizer demo: error: the bundled sample portrait {SAMPLE_PHOTO} cannot be read ({exc}); "
+              "reinstall the package", file=sys.stderr)
         return 1
     _quiet_mediapipe()
     from .api import Avatarizer
 
-    photo = data.astronaut()
     with Avatarizer() as av:
         avatar = av.from_frame(photo)
         how = f"estimator: {av.estimator} ({av.estimator_reason})"
@@ -72,7 +73,7 @@ def _demo_photo(out: Path) -> int:
     h = photo.shape[0]
     pic = avatar.render(h, background="white")[..., :3]
     Image.fromarray(np.concatenate([photo, pic], axis=1)).save(side)
-    print(f"wrote {png} and {svg} (the avatar of scikit-image's astronaut photo; {how})")
+    print(f"wrote {png} and {svg} (the avatar of the bundled astronaut photo; {how})")
     print(f"wrote {side} (photo | avatar)")
     return 0
 

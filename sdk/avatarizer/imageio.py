@@ -26,7 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MissingFileError
 
-__all__ = ["MIN_SIDE", "MAX_SIDE", "COLOR_ORDERS", "to_rgb_uint8", "load_image"]
+__all__ = ["MIN_SIDE", "MAX_SIDE", "COLOR_ORDERS", "SAMPLE_PHOTO", "to_rgb_uint8", "load_image", "sample_photo"]
 
 #: Smallest accepted image side in pixels; below this no face is findable.
 MIN_SIDE = 32
@@ -35,6 +35,9 @@ MIN_SIDE = 32
 MAX_SIDE = 8192
 #: Accepted values of ``color_order``.
 COLOR_ORDERS = ("rgb", "bgr")
+#: The sample portrait shipped inside the package: NASA's photograph of the
+#: astronaut Eileen Collins, public domain (provenance in ``data/README.md``).
+SAMPLE_PHOTO = Path(__file__).resolve().parent / "data" / "astronaut.jpg"
 
 _EXPECTED = (
     "an H×W×3 uint8 RGB image (also accepted: H×W×4 with alpha, H×W or H×W×1 "
@@ -262,3 +265,14 @@ def _float_to_uint8(image: np.ndarray, what: str) -> np.ndarray:
     scaled = np.multiply(image, 255.0, dtype=np.float32)
     scaled += 0.5
     return scaled.astype(np.uint8)
+
+
+def sample_photo() -> np.ndarray:
+    """The bundled sample portrait as a ``(512, 512, 3)`` ``uint8`` RGB array.
+
+    NASA's photograph of the astronaut Eileen Collins (public domain; the same
+    picture as scikit-image's ``astronaut``, stored as a JPEG in
+    :data:`SAMPLE_PHOTO`). ``avatarizer demo``, ``avatarizer bench`` without
+    clips and the README's examples run on it, so they need no extra package.
+    """
+    return load_image(SAMPLE_PHOTO)

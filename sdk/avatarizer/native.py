@@ -41,7 +41,8 @@ def _need():
     if _lib is None:
         raise AvatarizerError(
             "the native renderer is not built (avatarizer._avz failed to import: "
-            f"{_IMPORT_ERROR}); run `make native` or reinstall the package")
+            f"{_IMPORT_ERROR}). In a source checkout run `make native`; the wheel ships it built, with "
+            "libcairo inside, so for an installed package run `pip install --force-reinstall avatarizer`")
     return _ffi, _lib
 
 

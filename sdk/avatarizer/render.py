@@ -166,7 +166,12 @@ def to_pdf(params, size: float = 512, *, width: float | None = None, height: flo
 
 
 def _render_pycairo(scene: "native.Scene", w, h, bg, m) -> np.ndarray:
-    import cairo
+    try:
+        import cairo
+    except ImportError:
+        raise ImportError('backend="pycairo" needs pycairo, which is not installed (it is a test/reference '
+                          'backend: pip install pycairo, or "avatarizer[dev]"; the default backend="native" '
+                          'needs nothing more)') from None
 
     surf = cairo.ImageSurface(cairo.FORMAT_ARGB32, w, h)
     cr = cairo.Context(surf)

@@ -1,0 +1,214 @@
+"""Installing like an SDK: what the runtime wheel needs and carries, the README's
+snippets, the built-in frames and portrait, and the training side apart.
+
+The full build (wheel + sdist in a clean clone, auditwheel, fresh venvs with
+``--only-binary=:all:``) is ``make dist-check`` (``.ci/dist-check``), which
+``.ci/run`` calls; these tests check the parts that need no build.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "sdk" / "avatarizer"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+EXPORT_PYPROJECT = tomllib.loads((ROOT / "export" / "pyproject.toml").read_text())
+
+#: import name -> the runtime distribution that provides it
+RUNTIME_IMPORTS = {"numpy": "numpy", "cffi": "cffi", "onnxruntime": "onnxruntime", "mediapipe": "mediapipe",
+                   "PIL": "pillow", "cv2": "mediapipe"}  # OpenCV comes with mediapipe (opencv-contrib-python)
+
+
+def _run(code: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def _dep_names(reqs) -> set[str]:
+    return {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in reqs}
+
+
+# ----------------------------------------------------------------- README
+def _python_snippets() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def test_readme_has_python_snippets_and_opens_with_pip_install():
+    text = (ROOT / "README.md").read_text()
+    assert len(_python_snippets()) >= 2
+    first_block = re.search(r"^```(\w+)\n(.*?)^```", text, flags=re.S | re.M)
+    assert first_block.group(1) == "sh" and first_block.group(2).lstrip().startswith("pip install avatarizer")
+    assert "make demo" in text and "make test" in text
+
+
+@pytest.mark.parametrize("index", range(len(_python_snippets())))
+def test_readme_python_snippet_runs_verbatim(index, tmp_path):
+    snippet = _python_snippets()[index]
+    res = _run(snippet, tmp_path)
+    assert res.returncode == 0, f"README python snippet {index} failed:\n{snippet}\n{res.stderr[-3000:]}"
+
+
+def test_long_description_has_no_relative_pictures_or_links():
+    spec = importlib.util.spec_from_file_location("avz_setup", ROOT / "setup.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # not __main__: defines long_description, builds nothing
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"!\[[^\]]*\]\(docs/", readme), "the README is expected to show docs/ pictures"
+    out = mod.long_description(readme)
+    assert not re.search(r"\]\((?![a-z]+://|#)[^)]+\)", out), "relative link left for PyPI"
+    assert "`docs/gallery.png` in the source distribution" in out
+    assert mod.long_description("[x](https://a.b/c) ![y](https://a.b/d.png)") == \
+        "[x](https://a.b/c) ![y](https://a.b/d.png)"
+    for line in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme):  # every README picture exists
+        assert (ROOT / line).is_file(), line
+
+
+# ----------------------------------------------------------------- metadata
+def test_runtime_dependencies_are_wheels_only_and_training_is_apart():
+    deps = _dep_names(PYPROJECT["project"]["dependencies"])
+    assert "pycairo" not in deps and "torch" not in deps and "scikit-image" not in deps
+    assert "pycairo" in _dep_names(PYPROJECT["project"]["optional-dependencies"]["dev"])
+    assert set(PYPROJECT["project"]["scripts"]) == {"avatarizer"}
+    assert PYPROJECT["tool"]["setuptools"]["packages"]["find"]["where"] == ["sdk"]
+    assert "export" not in PYPROJECT["project"]["optional-dependencies"]
+    ex = EXPORT_PYPROJECT["project"]
+    assert ex["name"] == "avatarizer-export" and set(ex["scripts"]) == {"avatarizer-export"}
+    assert {"torch", "onnx", "scikit-image", "avatarizer"} <= _dep_names(ex["dependencies"])
+    assert f"avatarizer=={PYPROJECT['project']['version']}" in ex["dependencies"]
+
+
+def test_gpu_extra_pins_cuda12_builds_that_match():
+    gpu = PYPROJECT["project"]["optional-dependencies"]["gpu"]
+    assert _dep_names(gpu) == {"onnxruntime-gpu", "tensorrt-cu12", "cuda-python"}
+    assert all("<" in r for r in gpu), gpu  # upper bounds: a CUDA 13 build never sneaks in
+    assert any(r.startswith("cuda-python") and "<13" in r for r in gpu)
+
+
+def test_licence_files_and_weights_statement():
+    proj = PYPROJECT["project"]
+    assert proj["license"] == "Apache-2.0" and set(proj["license-files"]) == {"LICENSE", "LICENSE-WEIGHTS.md"}
+    assert "Apache License" in (ROOT / "LICENSE").read_text()[:200]
+    assert "non-commercial" in proj["description"]
+    weights = (ROOT / "LICENSE-WEIGHTS.md").read_text()
+    assert "CC BY-NC-SA 4.0" in weights and "non-commercial" in weights.lower()
+    card = (ROOT / "docs" / "MODEL_CARD.md").read_text()
+    assert "LICENSE-WEIGHTS.md" in card and "Non-commercial" in card
+    assert (ROOT / "CHANGELOG.md").read_text().startswith("# Changelog")
+
+
+def test_package_data_covers_every_shipped_file():
+    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["avatarizer"]
+    shipped = [p.relative_to(PKG) for p in (PKG / "data").iterdir()] + \
+        [p.relative_to(PKG) for p in (PKG / "models").iterdir()] + [Path("py.typed")]
+    for rel in shipped:
+        assert any(rel.match(pat) for pat in patterns), f"{rel} would be left out of the wheel"
+    manifest = (ROOT / "MANIFEST.in").read_text()
+    for needed in ("bindings/build_avz.py", "native/avz.h", "native/avz_schema.h", "native/avz.c",
+                   "LICENSE-WEIGHTS.md"):
+        assert needed in manifest, f"MANIFEST.in misses {needed}"
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in tree.body:  # module level only: imports inside functions are optional by design
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_runtime_modules_import_only_runtime_dependencies():
+    stdlib = sys.stdlib_module_names
+    deps = _dep_names(PYPROJECT["project"]["dependencies"])
+    for path in sorted(PKG.rglob("*.py")):
+        for name in _module_level_imports(path):
+            if name in stdlib or name == "avatarizer":
+                continue
+            assert name in RUNTIME_IMPORTS and RUNTIME_IMPORTS[name] in deps, \
+                f"{path.relative_to(ROOT)} imports {name!r} at module level, which no runtime dependency provides"
+
+
+# ----------------------------------------------------------------- optional packages
+def test_demo_and_pycairo_message_without_scikit_image_or_pycairo(tmp_path):
+    code = ("import sys; sys.modules['skimage'] = None; sys.modules['cairo'] = None\n"
+            "from avatarizer.cli import main\n"
+            "assert main(['demo', '-o', 'demo']) == 0\n"
+            "from avatarizer import render, schema\n"
+            "render(schema.default(), 64)\n"
+            "try:\n"
+            "    render(schema.default(), 64, backend='pycairo')\n"
+            "except ImportError as e:\n"
+            "    print('MSG', e)\n"
+            "else:\n"
+            "    raise SystemExit('pycairo backend ran without pycairo')\n")
+    res = _run(code, tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for f in ("astronaut_avatar.png", "astronaut_avatar.svg", "astronaut_side_by_side.png", "gallery.png"):
+        assert (tmp_path / "demo" / f).stat().st_size > 0
+    assert "bundled astronaut photo" in res.stdout
+    assert "pip install pycairo" in res.stdout
+
+
+def test_sample_photo_is_the_public_domain_portrait():
+    from avatarizer import sample_photo
+    from avatarizer.imageio import SAMPLE_PHOTO
+
+    img = sample_photo()
+    assert img.shape == (512, 512, 3) and img.dtype == np.uint8 and img.std() > 30
+    assert SAMPLE_PHOTO.stat().st_size < 100_000
+    assert "public domain" in (PKG / "data" / "README.md").read_text()
+
+
+def test_bench_builtin_frames_move_and_bad_video_paths_are_refused(tmp_path):
+    from avatarizer.bench import bench_frames
+
+    env = os.environ.pop("AVATARIZER_BENCH_VIDEO", None)
+    try:
+        frames, source = bench_frames(6)
+    finally:
+        if env is not None:
+            os.environ["AVATARIZER_BENCH_VIDEO"] = env
+    assert "built-in" in source and len(frames) == 6
+    assert all(f.shape == (512, 512, 3) and f.dtype == np.uint8 for f in frames)
+    assert np.abs(frames[0].astype(int) - frames[3].astype(int)).mean() > 1.0  # the head moves
+    with pytest.raises(ValueError, match="no such video"):
+        bench_frames(2, video=tmp_path / "missing.mp4")
+    with pytest.raises(ValueError, match="no .mp4 clips"):
+        bench_frames(2, video=tmp_path)
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match="could not decode"):
+        bench_frames(2, video=tmp_path / "broken.mp4")
+
+
+def test_bench_cli_bad_video_is_one_line(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "avatarizer.cli", "bench", "--video", str(tmp_path / "no.mp4")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 1
+    lines = [l for l in res.stderr.splitlines() if l.startswith("avatarizer")]
+    assert lines == [f"avatarizer bench: error: no such video file or folder: {tmp_path / 'no.mp4'}"], res.stderr
+
+
+def test_bench_reads_a_named_clip():
+    from conftest import need_shared
+
+    from avatarizer.bench import bench_frames
+
+    clip = need_shared("data", "video", "d0.mp4")
+    frames, source = bench_frames(3, video=clip)
+    assert "d0.mp4" in source and len(frames) == 3 and frames[0].shape == (512, 512, 3)
