@@ -11,10 +11,10 @@ DEV_STAMP := $(VENV)/.dev-stamp
 SHARED ?= ../shared
 # Debian/Ubuntu packages: what `make demo` needs (compiler, Python headers and
 # venv, libcairo; libGL and GLib for the OpenCV that MediaPipe brings), and what `make test` adds (ffmpeg copies sound tracks,
-# valgrind runs the C example, git for dist-check's clean clone; chromium, nodejs
-# and npm render the animation tests' Lottie/SVG frames in headless Chromium).
+# valgrind runs the C example, git for dist-check's clean clone; chromium renders
+# the animation tests' Lottie/SVG frames, with node/npm, installed when missing).
 APT_DEMO := build-essential pkg-config libcairo2-dev python3 python3-dev python3-venv ca-certificates libgl1 libglib2.0-0
-APT_TEST := ffmpeg valgrind git xz-utils patch chromium nodejs npm
+APT_TEST := ffmpeg valgrind git xz-utils patch chromium
 
 .PHONY: all demo test native sysdeps sysdeps-test venv dev models clean valgrind bench-render example gallery \
 	dist-check dist sanitize sanitize-deps webdeps bench-animation
@@ -40,6 +40,12 @@ sysdeps:
 
 sysdeps-test: sysdeps
 	$(call apt_install,$(APT_TEST))
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing nodejs and npm (apt; the animation tests' pinned lottie-web)"; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; \
+	fi
 
 # Runtime: the package and its wheels-only dependencies (no torch, no pycairo).
 $(RT_STAMP): pyproject.toml setup.py | sysdeps

@@ -135,8 +135,12 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
     scene = native.Scene(p)
     m = _fit_matrix(w, h, zoom) if transform is None else np.asarray(transform, np.float64)
     if backend == "pycairo":
-        import cairo
-
+        try:
+            import cairo
+        except ImportError:
+            cairo = None
+        if cairo is None:
+            return _render_pycairo(scene, w, h, bg, m)  # raises the ImportError that says what to install
         try:
             return _render_pycairo(scene, w, h, bg, m)
         except cairo.Error as exc:  # the same status the native renderer reports
