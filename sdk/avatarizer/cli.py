@@ -499,7 +499,8 @@ def _video_animation(args) -> int:
     params_out = _params_output(args, inp)
     t0 = time.perf_counter()
     try:
-        with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator) as av:
+        with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
+                        exaggeration=args.exaggeration) as av:
             while frame is not None and (limit is None or done < limit):
                 avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / src_fps)
                 if avatar is not None and not avatar.stale:
