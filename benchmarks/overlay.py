@@ -10,7 +10,8 @@ Frames are those of ``avatarizer bench`` (the shared clips, centre-cropped to
 512×512; the astronaut when there are none), their avatars made once in video
 mode beforehand (only ``overlay`` is timed). ``before`` is the previous code:
 the avatar's box rendered, then a float32 blend over the whole box with a
-per-pixel fade computed from a full coordinate grid. ``after`` is
+per-pixel fade computed from a full coordinate grid (and the transform
+inverted through ``np.linalg``). ``after`` is
 ``Avatar.overlay``: the same box rendered, then only its drawn part blended
 (OpenCV), the fade computed only on the rows that reach it, in the caller's
 channel order. ``render_box`` times the box's render alone: the floor for both.
@@ -28,7 +29,7 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from avatarizer.api import _OVERLAY_BOTTOM, _OVERLAY_FADE, Avatarizer, _invert, _to_order  # noqa: E402
+from avatarizer.api import _OVERLAY_BOTTOM, _OVERLAY_FADE, Avatarizer, _to_order  # noqa: E402
 from avatarizer.bench import _pct, bench_frames  # noqa: E402
 from avatarizer.imageio import to_rgb_uint8  # noqa: E402
 from avatarizer.render import render  # noqa: E402
@@ -45,6 +46,11 @@ def _box(avatar, w, h):
     return x0, y0, x1, y1, local
 
 
+def _invert_before(m):
+    lin = np.linalg.inv(m[:, :2])
+    return np.concatenate([lin, (-lin @ m[:, 2])[:, None]], axis=1)
+
+
 def overlay_before(avatar, frame, opacity=1.0, order="rgb"):
     """The implementation before issue #16 (opacity > 0, face on the frame)."""
     rgb = to_rgb_uint8(frame, order)
@@ -53,7 +59,7 @@ def overlay_before(avatar, frame, opacity=1.0, order="rgb"):
     x0, y0, x1, y1, local = _box(avatar, w, h)
     rgba = render(avatar.params, width=int(x1 - x0), height=int(y1 - y0), transform=local)
     a = rgba[..., 3:4].astype(np.float32) * (float(opacity) / 255.0)
-    inv = _invert(local)
+    inv = _invert_before(local)
     ys, xs = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32) + 0.5
     yc = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
     a *= np.clip((_OVERLAY_BOTTOM - yc) / _OVERLAY_FADE, 0.0, 1.0)[..., None]

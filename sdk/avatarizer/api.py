@@ -469,8 +469,14 @@ _OVERLAY_FADE = 0.2    # over this canonical distance
 
 
 def _invert(m: np.ndarray) -> np.ndarray:
-    lin = np.linalg.inv(m[:, :2])
-    return np.concatenate([lin, (-lin @ m[:, 2])[:, None]], axis=1)
+    """The inverse of a 2x3 affine map, in closed form (``np.linalg.inv``
+    costs milliseconds per call on a loaded machine: it goes through LAPACK)."""
+    (a, b, tx), (c, d, ty) = np.asarray(m, np.float64)
+    det = a * d - b * c
+    if det == 0.0 or not math.isfinite(det):
+        raise ValueError("the face transform is not invertible")
+    lin = np.array([[d, -b], [-c, a]]) / det
+    return np.concatenate([lin, (-lin @ np.array([tx, ty]))[:, None]], axis=1)
 
 
 def _to_order(rgb: np.ndarray, order: str) -> np.ndarray:
