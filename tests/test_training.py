@@ -153,7 +153,8 @@ def test_evaluate_keeps_prepared_photos_per_file_list(tmp_path, monkeypatch):
         n = len(files)
         return {"faces": n, "names": [f.name for f in files],
                 "crops": np.zeros((n, 128, 128, 3), np.uint8), "gts": np.zeros((n, schema.PARAM_COUNT), np.float32),
-                "lms": np.zeros((n, 478, 2), np.float32), "skins": np.zeros((n, 3), np.float32),
+                "lms": np.zeros((n, 478, 2), np.float32), "lm3s": np.zeros((n, 478, 3), np.float32),
+                "skins": np.zeros((n, 3), np.float32),
                 "hairs": np.full((n, 3), np.nan, np.float32)}
 
     monkeypatch.setattr(E, "prepare", fake_prepare)
