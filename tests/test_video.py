@@ -9,6 +9,7 @@ beside the checkout, the talking-face clips in ``../shared/data/video``
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import cv2
@@ -423,3 +424,74 @@ for (const name of ['new.mp4', 'old.mp4']) {
     assert "error" in seen["old.mp4"], seen  # the control: mp4v does not play
     assert abs(seen["new.mp4"]["duration"] - 2.0) < 0.1, seen
     assert (seen["new.mp4"]["width"], seen["new.mp4"]["height"]) == (512, 512)
+
+
+# ----------------------------------------------------------------- identity off the critical path (issue #16)
+def _slow_face_networks(av, seconds: float, shift: float = 0.0):
+    """Makes the face stage's networks take ``seconds`` and (optionally) answer
+    a different face; returns the list of calls."""
+    est = av._pipeline["face"].estimator
+    real = est.estimate
+    calls = []
+
+    def slow(faces, state):
+        out = real(faces, state)
+        if faces:
+            calls.append(time.perf_counter())
+            time.sleep(seconds)
+            out = np.clip(out + shift, schema.LO[schema.FACE], schema.HI[schema.FACE]).astype(np.float32)
+        return out
+
+    est.estimate = slow
+    return calls
+
+
+def test_video_frames_never_wait_for_the_identity_networks(astronaut):
+    from avatarizer.pipeline.identity import IdentityStage
+
+    with Avatarizer(mode="video", max_faces=1) as av:
+        stage = av._pipeline["identity"]
+        assert isinstance(stage, IdentityStage)
+        t = 0.0
+        for _ in range(av.options.tracker.identity_frames + 1):  # warm-up: inline
+            assert av.from_frame(astronaut, timestamp_ms=t) is not None
+            t += 33.3
+        calls = _slow_face_networks(av, 1.5)
+        took = []
+        for _ in range(12):
+            t0 = time.perf_counter()
+            assert av.from_frame(astronaut, timestamp_ms=t) is not None
+            took.append(time.perf_counter() - t0)
+            t += 33.3
+        assert calls, "the identity networks never ran after the warm-up"
+        assert max(took) < 1.0, f"a frame waited for the identity networks: {max(took):.2f} s"
+        assert stage.wait_idle(30)
+
+
+def test_video_identity_follows_the_workers_answer_and_reset_drops_a_late_one(astronaut):
+    opts = TrackerOptions(identity_refresh=1.0, identity_every_ms=100.0, expressions=False, pose=False)
+    with Avatarizer(mode="video", max_faces=1, tracker=opts, smoothing=None) as av:
+        stage = av._pipeline["identity"]
+        t = 0.0
+        for _ in range(opts.identity_frames + 1):
+            before = av.from_frame(astronaut, timestamp_ms=t).params.copy()
+            t += 33.3
+        calls = _slow_face_networks(av, 0.3, shift=0.05)
+        t += opts.identity_every_ms
+        av.from_frame(astronaut, timestamp_ms=t)   # due: hands the frame to the worker
+        t += 33.3
+        assert stage.wait_idle(30) and calls and stage.answers == 1 and stage.last_error is None
+        after = av.from_frame(astronaut, timestamp_ms=t).params
+        t += 33.3
+        assert np.abs(after[schema.FACE] - before[schema.FACE]).mean() > 0.02  # the new answer is in
+        # an answer still being computed when the stream is reset is dropped
+        av.from_frame(astronaut, timestamp_ms=t + 1000.0)
+        av.reset()
+        assert stage.wait_idle(30) and stage.answers == 1 and stage._result is None
+
+
+def test_video_identity_inline_when_asked():
+    with Avatarizer(mode="video", tracker=TrackerOptions(identity_every_ms=0)) as av:
+        assert "identity" not in av._pipeline.by_name and av._pipeline["face"] is av._pipeline.stages[1]
+    with pytest.raises(ValueError, match="identity_every_ms"):
+        TrackerOptions(identity_every_ms=-1)

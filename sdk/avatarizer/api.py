@@ -549,10 +549,16 @@ class Avatarizer:
             estimator=o.estimator, estimator_resolved=estimator.name, color_order=o.color_order,
             tracker=o.tracker, models_dir=o.models_dir,
             exaggeration=None if o.exaggeration is None else float(o.exaggeration))
-        pipe = P.build(render=False)
-        pipe.stages[1] = P.FaceStage(estimator)
-        pipe.by_name["face"] = pipe.stages[1]
-        pipe.stages[1].estimator_reason = reason
+        face = P.FaceStage(estimator)
+        face.estimator_reason = reason
+        hair, merge = P.HairStage(), P.MergeStage()
+        if o.mode == "video" and o.tracker.identity_lock and o.tracker.identity_every_ms > 0:
+            from .pipeline.identity import IdentityStage
+
+            pipe = P.Pipeline([P.AlignStage(), IdentityStage(face, hair, merge), merge])
+            pipe.by_name.update(face=face, hair=hair)
+        else:
+            pipe = P.Pipeline([P.AlignStage(), face, hair, merge])
         try:
             pipe.prepare(self._resolved)
         except BaseException:

@@ -14,7 +14,12 @@ For every frame, in the same loop (so ratios survive a noisy machine):
 * the pipeline: ``align``, ``encode`` and ``map_decode`` (the face stage: the
   network, or the auto-artist's whole fit booked as ``encode`` when no models
   are shipped), ``hair``, ``merge`` (with the video tracker), and ``render``
-  (native renderer, 256 px, transparent);
+  (native renderer, 256 px, transparent). In video mode the face and hair
+  networks run inline only while the identity warms up (inside the warm-up
+  frames), then at most every ``--identity-every-ms`` on a worker thread
+  (``avatarizer.pipeline.identity``), so they show up in ``encode`` and
+  ``hair`` only on frames that ran them inline; ``--identity-every-ms 0``
+  runs them on every frame, as before;
 * ``end_to_end``: wall time from the input frame to the rendered avatar
   (input validation included); ``fps`` is ``1000 / mean(end_to_end ms)``,
   the sequential throughput on one stream. Model loading and the warm-up
@@ -141,7 +146,7 @@ def describe_device(device: str) -> str:
 
 def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str = "auto",
         device: str = "auto", backend: str = "onnxruntime", precision: str = "auto",
-        log=None) -> dict:
+        log=None, identity_every_ms: float | None = None) -> dict:
     """Runs the benchmark; returns the DESIGN.md ``bench --json`` object."""
     from mediapipe.python.solutions import face_mesh
 
@@ -153,7 +158,11 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     images, source = bench_frames(frames + warmup)
     if log:
         log(f"frames: {source}")
-    av = Avatarizer(mode=mode, estimator=estimator, device=device, backend=backend, precision=precision)
+    from .video import TrackerOptions
+
+    tracker = TrackerOptions() if identity_every_ms is None else TrackerOptions(identity_every_ms=identity_every_ms)
+    av = Avatarizer(mode=mode, estimator=estimator, device=device, backend=backend, precision=precision,
+                    tracker=tracker)
     mesh = face_mesh.FaceMesh(static_image_mode=mode == "image", max_num_faces=av.max_faces,
                               refine_landmarks=True, min_detection_confidence=0.5,
                               min_tracking_confidence=0.5)
@@ -222,13 +231,17 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
     ap.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto")
+    ap.add_argument("--identity-every-ms", type=float, default=None, metavar="MS",
+                    help="video mode: run the face and hair networks at most this often, on a worker thread "
+                         "(default 200; 0 runs them inline on every frame)")
 
 
 def command(args) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     res = run(frames=args.frames, warmup=args.warmup, mode=args.mode, estimator=args.estimator,
-              device=args.device, backend=args.backend, precision=args.precision, log=log)
+              device=args.device, backend=args.backend, precision=args.precision, log=log,
+              identity_every_ms=args.identity_every_ms)
     if args.json:
         print(json.dumps(res))
         return 0
