@@ -275,8 +275,9 @@ def test_sigterm_mid_run_leaves_nothing_behind(tmp_path):
     _expect(folder, before)
 
 
-def test_ctrl_c_during_the_final_mux_leaves_nothing_behind(tmp_path, clip_bytes):
-    """A stand-in ffmpeg that starts writing its output, then hangs: Ctrl-C lands in the mux."""
+def test_ctrl_c_while_the_encoder_hangs_leaves_nothing_behind(tmp_path, clip_bytes):
+    """A stand-in ffmpeg that starts writing its output, then hangs without
+    reading its input: the frames back up and Ctrl-C lands in a blocked write."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     fake = bindir / "ffmpeg"
@@ -288,13 +289,31 @@ def test_ctrl_c_during_the_final_mux_leaves_nothing_behind(tmp_path, clip_bytes)
     proc = subprocess.Popen(CLI + ["video", str(folder / "in.mp4"), "-o", str(folder / "out.mp4")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        two_temps = lambda: sum(p.name.startswith(".avatarizer-") for p in folder.iterdir()) == 2  # noqa: E731
-        assert _wait_for(two_temps, 120), "the mux never started"
+        def started():
+            temps = [p for p in folder.iterdir() if p.name.startswith(".avatarizer-")]
+            return len(temps) == 1 and temps[0].read_bytes() == b"partial\n"
+        assert _wait_for(started, 120), "the encoder never started"
+        time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130, err[-2000:]
+    _expect(folder, before)
+
+
+def test_an_encoder_that_fails_is_one_line_and_leaves_nothing(tmp_path, clip_bytes, capsys, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "ffmpeg"
+    fake.write_text('#!/bin/sh\necho "Unknown encoder libx264" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    folder = _user_folder(tmp_path, {"in.mp4": clip_bytes})
+    before = _snapshot(folder)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert _main("video", folder / "in.mp4", "-o", folder / "out.mp4") == 1
+    err = capsys.readouterr().err
+    assert "Unknown encoder libx264" in err.strip().splitlines()[-1] and "Traceback" not in err
     _expect(folder, before)
 
 

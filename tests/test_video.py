@@ -9,6 +9,7 @@ beside the checkout, the talking-face clips in ``../shared/data/video``
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import cv2
@@ -324,3 +325,173 @@ def test_cli_video_keeps_the_sound(tmp_path, capsys):
 
     src_audio = [s for s in streams(clip) if s.endswith("audio")]
     assert src_audio and [s for s in streams(out) if s.endswith("audio")] == src_audio
+
+
+# ----------------------------------------------------------------- H.264 output (issue #16)
+def _ffprobe(path) -> dict:
+    import json
+    import subprocess
+
+    res = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
+                          "stream=codec_type,codec_name,pix_fmt,bit_rate,width,height,duration",
+                          "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    return {s["codec_type"]: s for s in json.loads(res.stdout)["streams"]}
+
+
+def _need_ffmpeg():
+    import shutil
+
+    if not shutil.which("ffprobe") or not shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg/ffprobe are not installed (make sysdeps installs them)")
+
+
+def test_cli_video_writes_h264_yuv420p_near_the_input_bitrate(tmp_path, capsys):
+    from avatarizer.cli import main
+
+    _need_ffmpeg()
+    clip = need_shared("data", "video", "d10.mp4")  # 512², H.264 with an AAC sound track
+    out = tmp_path / "o.mp4"
+    assert main(["video", str(clip), "-o", str(out), "--max-seconds", "4"]) == 0
+    msg = capsys.readouterr().out
+    assert "H.264" in msg and "model loading excluded" in msg
+    src, got = _ffprobe(clip), _ffprobe(out)
+    v = got["video"]
+    assert v["codec_name"] == "h264" and v["pix_fmt"] == "yuv420p" and (v["width"], v["height"]) == (512, 512)
+    assert abs(float(v["duration"]) - 4.0) < 0.05
+    ratio = int(v["bit_rate"]) / int(src["video"]["bit_rate"])
+    assert 0.6 < ratio < 1.4, f"output bitrate {v['bit_rate']} vs input {src['video']['bit_rate']}"
+    assert got["audio"]["codec_name"] == src["audio"]["codec_name"]
+    assert abs(float(got["audio"]["duration"]) - 4.0) < 0.1  # the sound is cut with the video
+
+
+def test_cli_video_odd_size_and_sound_browsers_cannot_play(tmp_path, capsys):
+    """An odd-sized input with a PCM sound track: padded to even sides for
+    4:2:0, the sound re-encoded to AAC (browsers do not play PCM in MP4)."""
+    import subprocess
+
+    from avatarizer.cli import main
+
+    _need_ffmpeg()
+    clip = need_shared("data", "video", "d10.mp4")
+    odd = tmp_path / "odd.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-t", "1", "-i", str(clip), "-vf", "format=bgr0,crop=511:381",
+                    "-c:v", "ffv1", "-pix_fmt", "bgr0", "-c:a", "pcm_s16le", str(odd)], check=True)
+    out = tmp_path / "odd_out.mp4"
+    assert main(["video", str(odd), "-o", str(out)]) == 0
+    assert "re-encoded to AAC" in capsys.readouterr().out
+    got = _ffprobe(out)
+    assert got["video"]["pix_fmt"] == "yuv420p" and (got["video"]["width"], got["video"]["height"]) == (512, 382)
+    assert got["audio"]["codec_name"] == "aac"
+
+
+def test_h264_output_plays_in_headless_chromium(tmp_path, capsys):
+    """The output loads in a <video> element of headless Chromium, which reads
+    its duration and size; the old MPEG-4 Part 2 output (the control) does not."""
+    import json
+    import re
+    import shutil
+    import subprocess
+
+    from avatarizer.cli import main
+
+    _need_ffmpeg()
+    browser = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if browser is None:
+        pytest.skip("needs chromium (`make sysdeps` installs it)")
+    clip = need_shared("data", "video", "d10.mp4")
+    out = tmp_path / "new.mp4"
+    assert main(["video", str(clip), "-o", str(out), "--max-seconds", "2"]) == 0
+    capsys.readouterr()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(out), "-c:v", "mpeg4", "-an",
+                    str(tmp_path / "old.mp4")], check=True)
+    page = tmp_path / "play.html"
+    page.write_text("""<!doctype html><html><body><pre id="r">pending</pre><script>
+const r = document.getElementById('r'), out = {}; let left = 2;
+for (const name of ['new.mp4', 'old.mp4']) {
+  const v = document.createElement('video'); v.muted = true; v.preload = 'auto';
+  const fin = (what) => { out[name] = what; if (--left === 0) r.textContent = JSON.stringify(out); };
+  v.addEventListener('loadeddata', () => fin({duration: v.duration, width: v.videoWidth, height: v.videoHeight}));
+  v.addEventListener('error', () => fin({error: v.error ? v.error.code : -1}));
+  v.src = name; document.body.appendChild(v);
+}
+</script></body></html>""")
+    res = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                          "--no-first-run", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    m = re.search(r'<pre id="r">([^<]*)</pre>', res.stdout)
+    assert m and m.group(1) != "pending", (res.stdout[-1000:], res.stderr[-1000:])
+    seen = json.loads(m.group(1))
+    assert "error" in seen["old.mp4"], seen  # the control: mp4v does not play
+    assert abs(seen["new.mp4"]["duration"] - 2.0) < 0.1, seen
+    assert (seen["new.mp4"]["width"], seen["new.mp4"]["height"]) == (512, 512)
+
+
+# ----------------------------------------------------------------- identity off the critical path (issue #16)
+def _slow_face_networks(av, seconds: float, shift: float = 0.0):
+    """Makes the face stage's networks take ``seconds`` and (optionally) answer
+    a different face; returns the list of calls."""
+    est = av._pipeline["face"].estimator
+    real = est.estimate
+    calls = []
+
+    def slow(faces, state):
+        out = real(faces, state)
+        if faces:
+            calls.append(time.perf_counter())
+            time.sleep(seconds)
+            out = np.clip(out + shift, schema.LO[schema.FACE], schema.HI[schema.FACE]).astype(np.float32)
+        return out
+
+    est.estimate = slow
+    return calls
+
+
+def test_video_frames_never_wait_for_the_identity_networks(astronaut):
+    from avatarizer.pipeline.identity import IdentityStage
+
+    with Avatarizer(mode="video", max_faces=1) as av:
+        stage = av._pipeline["identity"]
+        assert isinstance(stage, IdentityStage)
+        t = 0.0
+        for _ in range(av.options.tracker.identity_frames + 1):  # warm-up: inline
+            assert av.from_frame(astronaut, timestamp_ms=t) is not None
+            t += 33.3
+        calls = _slow_face_networks(av, 1.5)
+        took = []
+        for _ in range(12):
+            t0 = time.perf_counter()
+            assert av.from_frame(astronaut, timestamp_ms=t) is not None
+            took.append(time.perf_counter() - t0)
+            t += 33.3
+        assert calls, "the identity networks never ran after the warm-up"
+        assert max(took) < 1.0, f"a frame waited for the identity networks: {max(took):.2f} s"
+        assert stage.wait_idle(30)
+
+
+def test_video_identity_follows_the_workers_answer_and_reset_drops_a_late_one(astronaut):
+    opts = TrackerOptions(identity_refresh=1.0, identity_every_ms=100.0, expressions=False, pose=False)
+    with Avatarizer(mode="video", max_faces=1, tracker=opts, smoothing=None) as av:
+        stage = av._pipeline["identity"]
+        t = 0.0
+        for _ in range(opts.identity_frames + 1):
+            before = av.from_frame(astronaut, timestamp_ms=t).params.copy()
+            t += 33.3
+        calls = _slow_face_networks(av, 0.3, shift=0.05)
+        t += opts.identity_every_ms
+        av.from_frame(astronaut, timestamp_ms=t)   # due: hands the frame to the worker
+        t += 33.3
+        assert stage.wait_idle(30) and calls and stage.answers == 1 and stage.last_error is None
+        after = av.from_frame(astronaut, timestamp_ms=t).params
+        t += 33.3
+        assert np.abs(after[schema.FACE] - before[schema.FACE]).mean() > 0.02  # the new answer is in
+        # an answer still being computed when the stream is reset is dropped
+        av.from_frame(astronaut, timestamp_ms=t + 1000.0)
+        av.reset()
+        assert stage.wait_idle(30) and stage.answers == 1 and stage._result is None
+
+
+def test_video_identity_inline_when_asked():
+    with Avatarizer(mode="video", tracker=TrackerOptions(identity_every_ms=0)) as av:
+        assert "identity" not in av._pipeline.by_name and av._pipeline["face"] is av._pipeline.stages[1]
+    with pytest.raises(ValueError, match="identity_every_ms"):
+        TrackerOptions(identity_every_ms=-1)

@@ -345,6 +345,8 @@ class Avatar:
         new H×W×3 uint8 frame in the same colour order; the input is never
         modified.
         """
+        import cv2
+
         from .render import render
 
         if self.face is None:
@@ -353,34 +355,64 @@ class Avatar:
                 0.0 <= float(opacity) <= 1.0):
             raise ValueError(f"opacity must be a number in [0, 1], got {opacity!r}")
         order = color_order or self.color_order
-        rgb = to_rgb_uint8(frame, order)
-        h, w = rgb.shape[:2]
+        # A uint8 H×W×3 array is validated and composited in the caller's own
+        # channel order (the avatar's colours are swapped instead of the frame:
+        # two full-frame copies fewer); anything else is converted to RGB first.
+        direct = isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 \
+            and frame.shape[2] == 3
+        if not isinstance(order, str) or order not in COLOR_ORDERS:
+            to_rgb_uint8(frame, order)  # raises the documented ValueError
+        img = to_rgb_uint8(frame, "rgb" if direct else order)
+        swap = direct and order == "bgr"
+        h, w = img.shape[:2]
         if (h, w) != tuple(self.face.frame_shape):
             raise ValueError(f"the frame is {w}×{h} pixels but this avatar's face was found in a "
                              f"{self.face.frame_shape[1]}×{self.face.frame_shape[0]} frame")
-        out = rgb.copy()
+        out = img.copy() if img is frame else img
+
+        def done(o):
+            return o if direct else _to_order(o, order)
+
         if opacity == 0.0:
-            return _to_order(out, order)
+            return done(out)
         tf = np.asarray(self.face.transform, np.float64)
         corners = np.array([[-1.1, -1.1], [1.1, -1.1], [1.1, 1.1], [-1.1, 1.1]]) @ tf[:, :2].T + tf[:, 2]
         x0, y0 = np.floor(corners.min(0)).astype(int)
         x1, y1 = np.ceil(corners.max(0)).astype(int)
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if x1 - x0 < 1 or y1 - y0 < 1:
-            return _to_order(out, order)  # the face is entirely off-frame
+            return done(out)  # the face is entirely off-frame
         local = tf.copy()
         local[:, 2] -= (x0, y0)
+        # only the avatar's box is drawn, at the frame's scale, and only its
+        # drawn (non-transparent) part is blended into the frame
         rgba = render(self._params, width=int(x1 - x0), height=int(y1 - y0), transform=local)
-        a = rgba[..., 3:4].astype(np.float32) * (float(opacity) / 255.0)
-        # fade out the bottom edge of the drawing (shoulders end at canonical y = 1.1)
+        alpha = cv2.extractChannel(rgba, 3)
+        bx, by, bw, bh = cv2.boundingRect(alpha)
+        if bw == 0 or bh == 0:
+            return done(out)
+        rgba = rgba[by:by + bh, bx:bx + bw]
+        a = alpha[by:by + bh, bx:bx + bw].astype(np.float32)
+        a *= float(opacity) / 255.0
+        # fade out the bottom edge of the drawing (shoulders end at canonical
+        # y = 1.1): canonical y is affine in the pixel position, so only the
+        # rows that reach the fade band are computed
         inv = _invert(local)
-        ys, xs = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32) + 0.5
-        yc = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
-        a *= np.clip((_OVERLAY_BOTTOM - yc) / _OVERLAY_FADE, 0.0, 1.0)[..., None]
-        region = out[y0:y1, x0:x1].astype(np.float32)
-        out[y0:y1, x0:x1] = np.clip(region + a * (rgba[..., :3].astype(np.float32) - region) + 0.5,
-                                    0, 255).astype(np.uint8)
-        return _to_order(out, order)
+        xs = np.array([bx + 0.5, bx + bw - 0.5])
+        ys = np.arange(by, by + bh, dtype=np.float64) + 0.5
+        row_max = inv[1, 1] * ys + inv[1, 2] + max(inv[1, 0] * xs[0], inv[1, 0] * xs[1])
+        rows = np.flatnonzero(row_max > _OVERLAY_BOTTOM - _OVERLAY_FADE)
+        if rows.size:
+            r0, r1 = int(rows[0]), int(rows[-1]) + 1
+            xx = np.arange(bx, bx + bw, dtype=np.float32) + 0.5
+            yc = np.float32(inv[1, 0]) * xx[None, :] + (np.float32(inv[1, 1]) * (
+                np.arange(by + r0, by + r1, dtype=np.float32) + 0.5) + np.float32(inv[1, 2]))[:, None]
+            a[r0:r1] *= np.clip((_OVERLAY_BOTTOM - yc) / _OVERLAY_FADE, 0.0, 1.0)
+        src = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR if swap else cv2.COLOR_RGBA2RGB)
+        X0, Y0 = x0 + bx, y0 + by
+        region = out[Y0:Y0 + bh, X0:X0 + bw]
+        region[...] = cv2.blendLinear(src, np.ascontiguousarray(region), a, 1.0 - a)
+        return done(out)
 
     # -- serialisation
     def to_json(self, *, indent: int | None = None) -> str:
@@ -437,8 +469,14 @@ _OVERLAY_FADE = 0.2    # over this canonical distance
 
 
 def _invert(m: np.ndarray) -> np.ndarray:
-    lin = np.linalg.inv(m[:, :2])
-    return np.concatenate([lin, (-lin @ m[:, 2])[:, None]], axis=1)
+    """The inverse of a 2x3 affine map, in closed form (``np.linalg.inv``
+    costs milliseconds per call on a loaded machine: it goes through LAPACK)."""
+    (a, b, tx), (c, d, ty) = np.asarray(m, np.float64)
+    det = a * d - b * c
+    if det == 0.0 or not math.isfinite(det):
+        raise ValueError("the face transform is not invertible")
+    lin = np.array([[d, -b], [-c, a]]) / det
+    return np.concatenate([lin, (-lin @ np.array([tx, ty]))[:, None]], axis=1)
 
 
 def _to_order(rgb: np.ndarray, order: str) -> np.ndarray:
@@ -511,10 +549,16 @@ class Avatarizer:
             estimator=o.estimator, estimator_resolved=estimator.name, color_order=o.color_order,
             tracker=o.tracker, models_dir=o.models_dir,
             exaggeration=None if o.exaggeration is None else float(o.exaggeration))
-        pipe = P.build(render=False)
-        pipe.stages[1] = P.FaceStage(estimator)
-        pipe.by_name["face"] = pipe.stages[1]
-        pipe.stages[1].estimator_reason = reason
+        face = P.FaceStage(estimator)
+        face.estimator_reason = reason
+        hair, merge = P.HairStage(), P.MergeStage()
+        if o.mode == "video" and o.tracker.identity_lock and o.tracker.identity_every_ms > 0:
+            from .pipeline.identity import IdentityStage
+
+            pipe = P.Pipeline([P.AlignStage(), IdentityStage(face, hair, merge), merge])
+            pipe.by_name.update(face=face, hair=hair)
+        else:
+            pipe = P.Pipeline([P.AlignStage(), face, hair, merge])
         try:
             pipe.prepare(self._resolved)
         except BaseException:

@@ -274,8 +274,6 @@ def _progress(done: int, total: int | None, t0: float, stream=None) -> None:
 
 
 def _video(args) -> int:
-    import shutil
-    import subprocess
     import time
 
     import numpy as np
@@ -310,19 +308,32 @@ def _video(args) -> int:
     h, w = first.shape[:2]
     side = args.layout == "side-by-side"
     size = (2 * w if side else w, h)
-    ffmpeg = shutil.which("ffmpeg")
-    partial = muxed = params_out = None
+    from . import videoio
+
+    h264 = videoio.available()
+    info = videoio.probe(inp) if h264 else videoio.Probe()
+    partial = params_out = encoder = writer = None
+    secs = 0.0
     try:
         partial = _temp_beside(out, ".mp4")  # cv2 picks the container by suffix
-        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-        if not writer.isOpened():
-            raise CLIError(f"could not open {out} for writing an mp4 video")
+        if h264:
+            # the input's video bitrate, scaled by the pixel count (side by side is twice as wide)
+            rate = info.video_bitrate and int(info.video_bitrate * (size[0] * size[1]) / (w * h))
+            encoder = videoio.H264Writer(partial, size, info.rate or fps, audio_from=inp,
+                                         audio_codec=info.audio_codec, bitrate=rate,
+                                         max_seconds=limit / fps if limit else None)
+            write = encoder.write
+        else:
+            writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+            if not writer.isOpened():
+                raise CLIError(f"could not open {out} for writing an mp4 video")
+            write = writer.write
         done = found = 0
         params_out = _params_output(args, inp)
-        t0 = time.perf_counter()
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                             exaggeration=args.exaggeration) as av:
+                t0 = time.perf_counter()  # after model loading: fps is frames per second of work
                 frame = first
                 while frame is not None and (limit is None or done < limit):
                     avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / fps)
@@ -339,15 +350,17 @@ def _video(args) -> int:
                         shown = np.concatenate([frame, np.ascontiguousarray(pic)], axis=1)
                     else:
                         shown = avatar.overlay(frame) if avatar is not None else frame
-                    writer.write(shown)
+                    write(shown)
                     done += 1
                     if done % 5 == 0 or done == total:
                         _progress(done, total, t0)
                     ok, frame = cap.read()
                     if not ok:
                         frame = None
+                secs = time.perf_counter() - t0
         finally:
-            writer.release()
+            if writer is not None:
+                writer.release()
             cap.release()
         sys.stderr.write("\n")
         if done == 0:
@@ -355,30 +368,30 @@ def _video(args) -> int:
         expected = min(count, limit) if limit else count
         # the container's frame count may be an estimate: allow one frame of slack
         truncated = count > 0 and done < expected - 1
-        audio = "dropped (ffmpeg not found on PATH; install ffmpeg to keep the sound)"
-        if ffmpeg:
-            muxed = _temp_beside(out, ".mp4")
-            cmd = [ffmpeg, "-v", "error", "-y", "-nostdin", "-i", str(partial), "-i", str(inp),
-                   "-map", "0:v:0", "-map", "1:a?", "-c:v", "copy", "-c:a", "copy",
-                   "-t", f"{done / fps:.3f}", str(muxed)]
-            res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-            if res.returncode == 0:
-                partial, muxed = muxed, partial
-                audio = "copied from the input (when it has any)"
-            else:
-                why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit status {res.returncode}"
-                audio = f"dropped (ffmpeg could not copy it: {why})"
+        if encoder is not None:
+            enc, encoder = encoder, None
+            try:
+                enc.close()
+            except videoio.VideoWriteError as exc:
+                raise CLIError(f"could not write {out}: {exc}") from None
+            codec = "H.264"
+            audio = enc.audio
+        else:
+            codec = "MPEG-4 Part 2 (browsers do not play it; install ffmpeg for H.264)"
+            audio = "dropped (ffmpeg not found on PATH; install ffmpeg to keep the sound)"
         _commit(partial, out, args.overwrite, inp)
+    except videoio.VideoWriteError as exc:
+        raise CLIError(f"could not write {out}: {exc}") from None
     finally:
         cap.release()
-        for tmp in (partial, muxed):
-            if tmp is not None:
-                _drop_temp(tmp)
+        if encoder is not None:
+            encoder.abort()
+        if partial is not None:
+            _drop_temp(partial)
         if params_out is not None and not params_out.done:
             params_out.discard()
-    secs = time.perf_counter() - t0
-    print(f"wrote {out}: {done} frames ({done / fps:.1f} s of video, {args.layout}), a face in {found}, "
-          f"{done / secs:.1f} fps; audio {audio}")
+    print(f"wrote {out}: {done} frames ({done / fps:.1f} s of video, {args.layout}, {codec}), a face in "
+          f"{found}, {done / secs if secs > 0 else 0.0:.1f} fps (model loading excluded); audio {audio}")
     if params_out is not None:
         print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
     if truncated:

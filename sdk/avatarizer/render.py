@@ -91,7 +91,7 @@ def _transform(transform):
                          f"got {transform!r:.60}")
     if not np.isfinite(t).all() or np.abs(t).max() > MAX_TRANSFORM:
         raise ValueError(f"transform must be finite, with coefficients within ±{MAX_TRANSFORM:g}")
-    if abs(np.linalg.det(t[:, :2])) < 1e-12:
+    if abs(t[0, 0] * t[1, 1] - t[0, 1] * t[1, 0]) < 1e-12:  # det (np.linalg is slow per call)
         raise ValueError("transform is not invertible (its 2x2 part has determinant 0)")
     return t
 

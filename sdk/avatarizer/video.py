@@ -74,6 +74,11 @@ class TrackerOptions:
         pose: apply yaw and pitch as deformations.
         identity_lock: False turns the identity estimate off (every frame's
             raw parameters are used as the identity; for comparisons).
+        identity_every_ms: once the identity is warm, the face and hair
+            networks run at most this often (stream time), on a worker
+            thread, and frames reuse their latest answer (no frame waits for
+            them; ``avatarizer.pipeline.identity``). 0 runs them inline on
+            every frame.
     """
 
     identity_frames: int = 15
@@ -85,6 +90,7 @@ class TrackerOptions:
     expressions: bool = True
     pose: bool = True
     identity_lock: bool = True
+    identity_every_ms: float = 200.0
 
     def __post_init__(self):
         if isinstance(self.identity_frames, bool) or not isinstance(self.identity_frames, int) \
@@ -95,7 +101,7 @@ class TrackerOptions:
         if isinstance(self.categorical_window, bool) or not isinstance(self.categorical_window, int) \
                 or self.categorical_window < 1:
             raise ValueError(f"categorical_window must be a positive integer, got {self.categorical_window!r}")
-        for name in ("grace_ms", "reset_ms", "max_identity_pose"):
+        for name in ("grace_ms", "reset_ms", "max_identity_pose", "identity_every_ms"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")

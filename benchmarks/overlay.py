@@ -1,0 +1,127 @@
+"""``Avatar.overlay()`` speed on 512×512 talking-head frames: the previous
+implementation and the current one, interleaved in the same run (so the ratio
+holds on a loaded machine), after a warm-up.
+
+    python benchmarks/overlay.py            # table
+    python benchmarks/overlay.py --json     # {"frames", "input", "before": {...}, "after": {...},
+                                            #  "render_box": {...}, "ratio_p50"}
+
+Frames are those of ``avatarizer bench`` (the shared clips, centre-cropped to
+512×512; the astronaut when there are none), their avatars made once in video
+mode beforehand (only ``overlay`` is timed). ``before`` is the previous code:
+the avatar's box rendered, then a float32 blend over the whole box with a
+per-pixel fade computed from a full coordinate grid (and the transform
+inverted through ``np.linalg``). ``after`` is
+``Avatar.overlay``: the same box rendered, then only its drawn part blended
+(OpenCV), the fade computed only on the rows that reach it, in the caller's
+channel order. ``render_box`` times the box's render alone: the floor for both.
+Each distribution is p50/p95/p99/max ms over all timed calls.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from avatarizer.api import _OVERLAY_BOTTOM, _OVERLAY_FADE, Avatarizer, _to_order  # noqa: E402
+from avatarizer.bench import _pct, bench_frames  # noqa: E402
+from avatarizer.imageio import to_rgb_uint8  # noqa: E402
+from avatarizer.render import render  # noqa: E402
+
+
+def _box(avatar, w, h):
+    tf = np.asarray(avatar.face.transform, np.float64)
+    corners = np.array([[-1.1, -1.1], [1.1, -1.1], [1.1, 1.1], [-1.1, 1.1]]) @ tf[:, :2].T + tf[:, 2]
+    x0, y0 = np.floor(corners.min(0)).astype(int)
+    x1, y1 = np.ceil(corners.max(0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    local = tf.copy()
+    local[:, 2] -= (x0, y0)
+    return x0, y0, x1, y1, local
+
+
+def _invert_before(m):
+    lin = np.linalg.inv(m[:, :2])
+    return np.concatenate([lin, (-lin @ m[:, 2])[:, None]], axis=1)
+
+
+def overlay_before(avatar, frame, opacity=1.0, order="rgb"):
+    """The implementation before issue #16 (opacity > 0, face on the frame)."""
+    rgb = to_rgb_uint8(frame, order)
+    h, w = rgb.shape[:2]
+    out = rgb.copy()
+    x0, y0, x1, y1, local = _box(avatar, w, h)
+    rgba = render(avatar.params, width=int(x1 - x0), height=int(y1 - y0), transform=local)
+    a = rgba[..., 3:4].astype(np.float32) * (float(opacity) / 255.0)
+    inv = _invert_before(local)
+    ys, xs = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32) + 0.5
+    yc = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    a *= np.clip((_OVERLAY_BOTTOM - yc) / _OVERLAY_FADE, 0.0, 1.0)[..., None]
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(region + a * (rgba[..., :3].astype(np.float32) - region) + 0.5,
+                                0, 255).astype(np.uint8)
+    return _to_order(out, order)
+
+
+def render_box(avatar, frame):
+    x0, y0, x1, y1, local = _box(avatar, frame.shape[1], frame.shape[0])
+    return render(avatar.params, width=int(x1 - x0), height=int(y1 - y0), transform=local)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--frames", type=int, default=60, help="distinct frames (default 60)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed passes over the frames (default 3)")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--order", choices=("rgb", "bgr"), default="rgb")
+    args = ap.parse_args(argv)
+    images, source = bench_frames(args.frames)
+    pairs = []
+    with Avatarizer(mode="video", max_faces=1) as av:
+        for i, img in enumerate(images):
+            a = av.from_frame(img, timestamp_ms=i * 1000.0 / 30)
+            if a is not None:
+                pairs.append((a, img if args.order == "rgb" else np.ascontiguousarray(img[..., ::-1])))
+    if not pairs:
+        print("no face in the frames", file=sys.stderr)
+        return 1
+    fns = {"before": lambda a, f: overlay_before(a, f, order=args.order),
+           "after": lambda a, f: a.overlay(f, color_order=args.order),
+           "render_box": render_box}
+    times = {k: [] for k in fns}
+    worst = 0
+    for rep in range(args.repeats + 1):
+        for j, (a, f) in enumerate(pairs):
+            for k, fn in fns.items():
+                t0 = time.perf_counter()
+                r = fn(a, f)
+                dt = (time.perf_counter() - t0) * 1e3
+                if rep > 0 or j >= args.warmup:
+                    times[k].append(dt)
+            worst = max(worst, int(np.abs(fns["before"](a, f).astype(int) - fns["after"](a, f)).max())) \
+                if rep == 0 else worst
+            del r
+    res = {"frames": len(pairs), "source": source, "input": list(pairs[0][1].shape[:2]),
+           **{k: _pct(v) for k, v in times.items()},
+           "ratio_p50": round(_pct(times["before"])["p50_ms"] / _pct(times["after"])["p50_ms"], 2),
+           "max_abs_difference": worst}
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"overlay on {res['frames']} frames {res['input']} ({source}), {args.order}")
+    print(f"{'':12s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}")
+    for k in fns:
+        print(f"{k:12s} " + " ".join(f"{res[k][c]:8.2f}" for c in ("p50_ms", "p95_ms", "p99_ms", "max_ms")))
+    print(f"before/after p50: {res['ratio_p50']}x; largest pixel difference {worst}/255")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Video files out: browser-playable H.264 with the input's sound, in one pass.
+
+Frames are piped raw (BGR, as OpenCV decodes them) into ``ffmpeg``, which
+encodes H.264 (libx264, yuv420p, ``+faststart`` so a browser can start before
+the whole file is there) and takes the sound track from the input file in the
+same run: copied when it is AAC or MP3 (what browsers play in MP4), otherwise
+re-encoded to AAC. The video bitrate follows the input's (scaled by the pixel
+count when the output is larger, as side by side is); when the input's bitrate
+is unknown, x264's constant quality (CRF 20) is used instead.
+
+``probe(path)`` asks ``ffprobe`` about a file; ``H264Writer`` is the encoder.
+Both need ``ffmpeg``/``ffprobe`` on PATH (``make sysdeps`` installs them);
+:func:`available` says whether they are.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+#: Sound codecs that browsers play inside MP4 (copied untouched); others become AAC.
+BROWSER_AUDIO = ("aac", "mp3")
+#: x264 quality used when the input's bitrate is unknown.
+FALLBACK_CRF = 20
+
+
+class VideoWriteError(RuntimeError):
+    """The encoder could not write the video (the message says why, from ffmpeg)."""
+
+
+def available() -> bool:
+    return shutil.which("ffmpeg") is not None
+
+
+@dataclass
+class Probe:
+    """What ``ffprobe`` says about an input file (``None`` where it does not know)."""
+
+    width: int | None = None
+    height: int | None = None
+    rate: str | None = None              # frame rate as a rational, e.g. "30000/1001"
+    video_bitrate: int | None = None     # bits per second
+    audio_codec: str | None = None       # None: no sound track
+
+
+def probe(path: Path) -> Probe:
+    """The input's size, frame rate, video bitrate and sound codec (empty
+    :class:`Probe` when ``ffprobe`` is missing or cannot read the file)."""
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        return Probe()
+    cmd = [exe, "-v", "error", "-show_entries",
+           "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,bit_rate",
+           "-show_entries", "format=bit_rate", "-of", "json", str(path)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+        doc = json.loads(res.stdout or "{}")
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return Probe()
+    streams = doc.get("streams") or []
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    out = Probe(audio_codec=(audio or {}).get("codec_name") if audio else None)
+    if video:
+        out.width, out.height = _int(video.get("width")), _int(video.get("height"))
+        for key in ("avg_frame_rate", "r_frame_rate"):
+            try:
+                r = Fraction(str(video.get(key)))
+            except (ValueError, ZeroDivisionError):
+                continue
+            if 0 < r <= 1000:
+                out.rate = f"{r.numerator}/{r.denominator}"
+                break
+        out.video_bitrate = _int(video.get("bit_rate"))
+        if out.video_bitrate is None:  # some containers only know the total
+            total = _int((doc.get("format") or {}).get("bit_rate"))
+            sound = _int((audio or {}).get("bit_rate")) or 0
+            if total and total > sound:
+                out.video_bitrate = total - sound
+    return out
+
+
+def _int(v) -> int | None:
+    try:
+        i = int(v)
+    except (TypeError, ValueError):
+        return None
+    return i if i > 0 else None
+
+
+class H264Writer:
+    """Writes BGR uint8 frames of ``size`` (width, height) to ``path`` as
+    H.264/yuv420p MP4 at ``rate`` frames per second, with the sound track of
+    ``audio_from`` (limited to ``max_seconds`` when given), through one
+    ``ffmpeg`` process. ``path`` should be a fresh temporary file: ffmpeg
+    writes it in place. Call :meth:`close` to finish (raises
+    :class:`VideoWriteError` when ffmpeg failed) or :meth:`abort` to stop it."""
+
+    def __init__(self, path: Path, size: tuple[int, int], rate: str | float, *, audio_from: Path | None = None,
+                 audio_codec: str | None = None, bitrate: int | None = None, max_seconds: float | None = None):
+        exe = shutil.which("ffmpeg")
+        if exe is None:
+            raise VideoWriteError("ffmpeg is not installed (make sysdeps installs it)")
+        self.size = (int(size[0]), int(size[1]))
+        self.frames = 0
+        self.audio = "none (the input has no sound track)" if audio_from is not None and audio_codec is None \
+            else "none"
+        rate = rate if isinstance(rate, str) else f"{float(rate):.6f}"
+        cmd = [exe, "-v", "error", "-y", "-nostdin",
+               "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{self.size[0]}x{self.size[1]}",
+               "-framerate", rate, "-i", "pipe:0"]
+        maps = ["-map", "0:v:0"]
+        if audio_from is not None and audio_codec is not None:
+            if max_seconds is not None:
+                cmd += ["-t", f"{max_seconds:.3f}"]
+            cmd += ["-i", str(audio_from)]
+            maps += ["-map", "1:a:0"]
+            if audio_codec in BROWSER_AUDIO:
+                maps += ["-c:a", "copy"]
+                self.audio = f"copied from the input ({audio_codec})"
+            else:
+                maps += ["-c:a", "aac", "-b:a", "128k"]
+                self.audio = f"re-encoded to AAC (the input's {audio_codec} does not play in browsers)"
+            maps += ["-shortest"]
+        video = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
+        if self.size[0] % 2 or self.size[1] % 2:  # 4:2:0 needs even sides: one black row/column more
+            video += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0:color=black"]
+        if bitrate:
+            self.bitrate = int(bitrate)
+            video += ["-b:v", str(self.bitrate), "-maxrate", str(int(1.5 * self.bitrate)),
+                      "-bufsize", str(2 * self.bitrate)]
+        else:
+            self.bitrate = None
+            video += ["-crf", str(FALLBACK_CRF)]
+        cmd += maps + video + ["-movflags", "+faststart", "-f", "mp4", str(path)]
+        self._err = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err)
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.size[1], self.size[0], 3) or frame.dtype != np.uint8:
+            raise ValueError(f"expected a {self.size[0]}×{self.size[1]} BGR uint8 frame, got {frame.shape} "
+                             f"{frame.dtype}")
+        try:
+            self._proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
+        except (BrokenPipeError, ValueError):  # ffmpeg exited (ValueError: stdin already closed)
+            self._proc.wait()
+            raise VideoWriteError(f"ffmpeg stopped: {self._why()}") from None
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finishes the file (ffmpeg writes the index and moves it to the front)."""
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        rc = self._proc.wait()
+        if rc != 0:
+            raise VideoWriteError(f"ffmpeg failed: {self._why()}")
+        self._err.close()
+
+    def abort(self) -> None:
+        """Stops ffmpeg at once (its partial output is the caller's to remove)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        try:
+            self._proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        self._proc.wait()
+        self._err.close()
+
+    def _why(self) -> str:
+        try:
+            self._err.seek(0)
+            text = self._err.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            text = ""
+        return text.splitlines()[-1] if text else f"exit status {self._proc.returncode}"
