@@ -543,11 +543,7 @@ def _video_animation(args) -> int:
     n_out = max(1, int(round(len(frames) / src_fps * fps)))
     for k in range(n_out):  # resampled to --fps: the input frame showing at each output time
         anim.add(frames[min(len(frames) - 1, int(k * src_fps / fps + 1e-6))])
-    try:
-        anim.write(out, overwrite=args.overwrite)
-    except FileExistsError:
-        raise CLIError(f"{out} already exists; pass --overwrite to replace it") from None
-    st = anim.stats()
+    st = _write_animation(anim, out, args.overwrite)
     print(f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
           f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
           f"{anim.tolerance:g} px at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
@@ -557,6 +553,15 @@ def _video_animation(args) -> int:
     if params_out is not None:
         print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
     return 0
+
+
+def _write_animation(anim, out: Path, overwrite: bool) -> dict:
+    """Writes the animation (temp file beside OUT, then moved into place) and returns its stats."""
+    try:
+        anim.write(out, overwrite=overwrite)
+    except FileExistsError:
+        raise CLIError(f"{out} already exists; pass --overwrite to replace it") from None
+    return anim.stats()
 
 
 def _animate(args) -> int:
@@ -574,11 +579,7 @@ def _animate(args) -> int:
         raise CLIError(str(exc)) from None
     anim = make(float(args.fps or 30.0))
     anim.extend(frames)
-    try:
-        anim.write(out, overwrite=args.overwrite)
-    except FileExistsError:
-        raise CLIError(f"{out} already exists; pass --overwrite to replace it") from None
-    st = anim.stats()
+    st = _write_animation(anim, out, args.overwrite)
     print(f"wrote {out}: {len(frames)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
           f"{st['geometry_keyframes']} path keyframes within {anim.tolerance:g} px at "
           f"{anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
