@@ -57,6 +57,24 @@ def set_rgb(p, feature, rgb, prefix=""):
         p[S.index(f"{feature}.{prefix}{c}")] = float(np.clip(v, 0, 1))
 
 
+def set_skin_colours(p, skin, neck: float = 0.92) -> None:
+    """Every colour derived from the skin: face, ears and neck (``neck`` ×
+    skin), the shading lines and shadows, nose base, nostrils and lower
+    lids; used by the prior and by the artist."""
+    shade = skin * np.array([0.84, 0.78, 0.78])
+    for feat in ("face", "ear_l", "ear_r"):
+        set_rgb(p, feat, skin)
+    set_rgb(p, "neck", skin * neck)
+    for feat in ("cheek_shadow_l", "cheek_shadow_r", "nose_shadow", "nose_bridge", "eye_l_crease",
+                 "eye_r_crease", "nasolabial_l", "nasolabial_r", "forehead_line", "undereye_l", "undereye_r"):
+        set_rgb(p, feat, shade)
+    set_rgb(p, "neck_shadow", skin * 0.72)
+    set_rgb(p, "nose_base", skin * np.array([0.7, 0.55, 0.52]))
+    for side in ("l", "r"):
+        set_rgb(p, f"nostril_{side}", skin * np.array([0.5, 0.36, 0.34]))
+        set_rgb(p, f"eye_{side}_lower", skin * 0.6)
+
+
 def beard_outline(face, lip_point, chin_y: float) -> np.ndarray:
     """The beard polygon (6 points) from the face outline, the lower-lip point
     it hangs below and the chin height; used by the artist and by hair merge."""
@@ -308,18 +326,8 @@ def random_avatar(rng: np.random.Generator) -> np.ndarray:
     set_rgb(p, "lip_inner_lower", lip * 0.5)
 
     # skin and shading colours
-    shade = skin * np.array([0.84, 0.78, 0.78])
-    for feat in ("face", "ear_l", "ear_r"):
-        set_rgb(p, feat, skin)
-    set_rgb(p, "neck", skin * 0.92)
-    for feat in ("cheek_shadow_l", "cheek_shadow_r", "nose_shadow", "nose_bridge", "eye_l_crease",
-                 "eye_r_crease", "nasolabial_l", "nasolabial_r", "forehead_line", "undereye_l", "undereye_r"):
-        set_rgb(p, feat, shade)
-    set_rgb(p, "neck_shadow", skin * 0.72)
-    set_rgb(p, "nose_base", skin * np.array([0.7, 0.55, 0.52]))
+    set_skin_colours(p, skin, neck=0.92)
     for side in ("l", "r"):
-        set_rgb(p, f"nostril_{side}", skin * np.array([0.5, 0.36, 0.34]))
-        set_rgb(p, f"eye_{side}_lower", skin * 0.6)
         p[S.index(f"blush_{side}.opacity")] = rng.uniform(0.06, 0.2) if (fem or child) else rng.uniform(0.0, 0.08)
         p[S.index(f"cheek_shadow_{side}.opacity")] = rng.uniform(0.1, 0.3)
     p[S.index("neck_shadow.opacity")] = rng.uniform(0.3, 0.55)

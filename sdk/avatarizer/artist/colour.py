@@ -67,18 +67,8 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
         skin = P.skin_color(0.3)
     skin = np.clip(skin, 0, 1)  # skin stays as sampled (no colour gain)
     col = {"skin": skin}
-    shade = skin * np.array([0.84, 0.78, 0.78])
-    for feat in ("face", "ear_l", "ear_r"):
-        set_rgb(p, feat, skin)
-    set_rgb(p, "neck", skin * 0.9)
-    for feat in ("cheek_shadow_l", "cheek_shadow_r", "nose_shadow", "nose_bridge", "eye_l_crease",
-                 "eye_r_crease", "nasolabial_l", "nasolabial_r", "forehead_line", "undereye_l", "undereye_r"):
-        set_rgb(p, feat, shade)
-    set_rgb(p, "neck_shadow", skin * 0.72)
-    set_rgb(p, "nose_base", skin * np.array([0.7, 0.55, 0.52]))
+    P.set_skin_colours(p, skin, neck=0.9)
     for sd in "lr":
-        set_rgb(p, f"nostril_{sd}", skin * np.array([0.5, 0.36, 0.34]))
-        set_rgb(p, f"eye_{sd}_lower", skin * 0.6)
         set_rgb(p, f"eye_{sd}_upper", np.minimum(skin * 0.25, (0.14, 0.09, 0.08)) + 0.02)
     # lips: inside the outer contour, outside the mouth opening
     lip = robust_median(photo.region_pixels(lm[list(LIPS_OUTER)], minus=[lm[list(LIPS_INNER)]]), 15, 85)
