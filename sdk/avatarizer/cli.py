@@ -273,6 +273,28 @@ def _progress(done: int, total: int | None, t0: float, stream=None) -> None:
     stream.flush()
 
 
+def _open_video(inp: Path, max_seconds: float | None):
+    """(capture, first frame, source fps (30 where the file gives none that is
+    sane), frame count (0 if unknown), frame limit for ``--max-seconds``
+    (None: none), expected total frames (None if unknown))."""
+    import cv2
+    import numpy as np
+
+    cap = cv2.VideoCapture(str(inp))
+    ok, first = cap.read() if cap.isOpened() else (False, None)
+    if not ok or first is None:
+        cap.release()
+        raise CLIError(f"could not decode {inp} as a video (not a video file, or a codec this OpenCV "
+                       "build cannot read)")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    if not fps or not np.isfinite(fps) or fps <= 0 or fps > 1000:
+        fps = 30.0
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    limit = int(round(max_seconds * fps)) if max_seconds else None
+    total = min(count, limit) if count > 0 and limit else (limit or count or None)
+    return cap, first, fps, count, limit, total
+
+
 def _video(args) -> int:
     import time
 
@@ -293,18 +315,7 @@ def _video(args) -> int:
 
     from .api import Avatarizer
 
-    cap = cv2.VideoCapture(str(inp))
-    ok, first = cap.read() if cap.isOpened() else (False, None)
-    if not ok or first is None:
-        cap.release()
-        raise CLIError(f"could not decode {inp} as a video (not a video file, or a codec this OpenCV "
-                       "build cannot read)")
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    if not fps or not np.isfinite(fps) or fps <= 0 or fps > 1000:
-        fps = 30.0
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    limit = int(round(args.max_seconds * fps)) if args.max_seconds else None
-    total = min(count, limit) if count > 0 and limit else (limit or count or None)
+    cap, first, fps, count, limit, total = _open_video(inp, args.max_seconds)
     h, w = first.shape[:2]
     side = args.layout == "side-by-side"
     size = (2 * w if side else w, h)
@@ -473,8 +484,6 @@ def _video_animation(args) -> int:
     """``video IN -o OUT.json|OUT.svg``: the performance as a vector animation."""
     import time
 
-    import numpy as np
-
     from .animation import player_html, write_text_atomic
 
     inp, out = Path(args.input), Path(args.output)
@@ -486,26 +495,12 @@ def _video_animation(args) -> int:
     if html is not None:
         _check_output(inp, html, args.overwrite)
     _params_output(args, inp, create=False)
-    if args.max_seconds is not None and not args.max_seconds > 0:
-        raise CLIError(f"--max-seconds must be positive, got {args.max_seconds}")
     _quiet_mediapipe()
-    import cv2
-
     from .api import Avatarizer
 
-    cap = cv2.VideoCapture(str(inp))
-    ok, frame = cap.read() if cap.isOpened() else (False, None)
-    if not ok or frame is None:
-        cap.release()
-        raise CLIError(f"could not decode {inp} as a video (not a video file, or a codec this OpenCV "
-                       "build cannot read)")
-    src_fps = cap.get(cv2.CAP_PROP_FPS)
-    if not src_fps or not np.isfinite(src_fps) or src_fps <= 0 or src_fps > 1000:
-        src_fps = 30.0
+    # (--max-seconds was checked by _video, the only caller)
+    cap, frame, src_fps, count, limit, total = _open_video(inp, args.max_seconds)
     fps = float(args.fps or src_fps)
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    limit = int(round(args.max_seconds * src_fps)) if args.max_seconds else None
-    total = min(count, limit) if count > 0 and limit else (limit or count or None)
     anim = make(fps)
     frames: list = []  # parameters per input frame (None: no face yet)
     done = found = 0
