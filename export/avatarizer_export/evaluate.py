@@ -19,8 +19,6 @@ import numpy as np
 
 from avatarizer import schema
 
-from avatarizer import landmarks as LM
-
 from . import metrics as M
 from .data import is_heldout
 
@@ -207,8 +205,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
     from tqdm import tqdm
 
     prep = prepared(files, cache, progress, exaggeration)
-    names, crops, gts, lms, skins = prep["names"], prep["crops"], prep["gts"], prep["lms"], prep["skins"]
-    lm3s = prep["lm3s"]
+    names, crops, gts, lm3s, skins = prep["names"], prep["crops"], prep["gts"], prep["lm3s"], prep["skins"]
     files_by_name = {Path(f).name: Path(f) for f in files}
     hairs = [None if not np.isfinite(h).all() else h for h in prep["hairs"]]
     result = {"faces": prep["faces"], "aligned": len(names), "methods": {}}
@@ -239,16 +236,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
                 if got is not None:
                     r3[i] = got
             idv = M.identity_variants(lm3s, r3, n=identity_n)
-            rl = np.full((len(preds), 478, 2), np.nan)
-            for i in range(len(preds)):
-                if np.isfinite(r3[i]).all():
-                    rl[i] = LM.to_canonical(r3[i])
-            hits = np.zeros(len(preds), bool)
-            n = idv["identity_n"]
-            for a in range(0, len(preds) - n + 1, n) if n else []:
-                b = a + n if a + 2 * n <= len(preds) else len(preds)
-                r = M.identity_ranks(lms[a:b], rl[a:b])
-                hits[a:b] = (r >= 0) & (r < 1)
+            hits, n = idv["hits"]["identity_top1"], idv["identity_n"]
             preds_ok = np.where(np.isfinite(preds).all(1, keepdims=True), preds, gts)
             out = {
                 "identity_top1": idv["identity_top1"],

@@ -293,8 +293,9 @@ def identity_variants(photo3d, render3d, n: int = 100,
     no face was found), in consecutive groups of ``n`` (the last group takes
     the remainder), averaged: ``identity_top1`` (canonical 2D, pose in),
     ``identity_top1_frontal`` (pose out in 3D), ``identity_top1_symmetric``
-    (frontal shapes averaged with their mirror), plus ``identity_n`` and
-    ``hits_frontal`` (per avatar, for paired comparisons)."""
+    (frontal shapes averaged with their mirror), plus ``identity_n``,
+    ``hits`` (per view, per avatar: its own photo strictly nearest) and
+    ``hits_frontal`` (the frontal view's), for paired comparisons."""
     from avatarizer import landmarks as LM
 
     p3, r3 = np.asarray(photo3d, np.float64), np.asarray(render3d, np.float64)
@@ -309,17 +310,16 @@ def identity_variants(photo3d, render3d, n: int = 100,
     m = len(p3)
     n = min(int(n), m)
     out: dict[str, Any] = {"identity_n": n}
-    hits = np.zeros(m, bool)
+    out["hits"] = {}
     for key, (ph, rd) in views.items():
-        tops = []
+        hits = np.zeros(m, bool)
         for a in range(0, m - n + 1, n) if n else []:
             b = a + n if a + 2 * n <= m else m
-            tops.append(identity_top1(ph[a:b], rd[a:b], groups)["top1"])
-            if key == "identity_top1_frontal":
-                r = identity_ranks(ph[a:b], rd[a:b], groups)
-                hits[a:b] = r == 0
-        out[key] = float(np.mean(tops)) if tops else float("nan")
-    out["hits_frontal"] = hits
+            hits[a:b] = identity_ranks(ph[a:b], rd[a:b], groups) == 0  # misses (-1) are not hits
+        groups_top1 = [hits[a:(a + n if a + 2 * n <= m else m)].mean() for a in range(0, m - n + 1, n)] if n else []
+        out[key] = float(np.mean(groups_top1)) if groups_top1 else float("nan")
+        out["hits"][key] = hits
+    out["hits_frontal"] = out["hits"]["identity_top1_frontal"]
     return out
 
 
