@@ -66,7 +66,7 @@ def two_face_canvas(astronaut: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------- construction
 def test_no_argument_construction_says_what_it_resolved(av):
     assert av.mode == "image"
-    assert av.estimator in ("model", "artist")
+    assert av.estimator in ("hybrid", "artist")
     assert isinstance(av.estimator_reason, str) and av.estimator_reason
     if not (ROOT / "sdk" / "avatarizer" / "models" / "manifest.json").exists():
         assert av.estimator == "artist" and "manifest.json" in av.estimator_reason
@@ -438,7 +438,7 @@ def test_training_resize_keeps_constants_and_ramps():
 
 def test_model_estimator_runs_a_shipped_model(tmp_path, astronaut):
     wb = _tiny_image_to_face(tmp_path)
-    with Avatarizer(models_dir=tmp_path, device="cpu", max_faces=1) as a:
+    with Avatarizer(models_dir=tmp_path, device="cpu", max_faces=1, estimator="model") as a:
         assert a.estimator == "model" and "image_to_face" in a.estimator_reason
         assert a.providers == ["CPUExecutionProvider"] and a.precision == "fp32"
         state = a.run(astronaut)
@@ -455,6 +455,44 @@ def test_model_estimator_runs_a_shipped_model(tmp_path, astronaut):
         f.write(b"junk")
     with pytest.raises(ModelError, match="tiny.onnx"):
         Avatarizer(models_dir=tmp_path)
+
+
+def test_hybrid_takes_geometry_from_the_landmarks_and_appearance_from_the_model(tmp_path, astronaut):
+    from avatarizer.artist import AutoArtist
+    from avatarizer.artist.core import geometry_mask
+    from avatarizer.artist.photo import crop_valid_mask
+
+    wb = _tiny_image_to_face(tmp_path)
+    with Avatarizer(models_dir=tmp_path, device="cpu", max_faces=1) as a:  # auto → hybrid with a model
+        assert a.estimator == "hybrid" and "hybrid" in a.estimator_reason
+        state = a.run(astronaut)
+    face = state.faces[0]
+    crop = resize_aa(face.crop(128), 96) * (2.0 / 255.0) - 1.0
+    model = schema.denormalize(np.tanh(crop.mean((0, 1)) @ wb[:3] + wb[3]), schema.FACE)
+    geo = AutoArtist().fit_geometry(face.canonical, face.crop(192), valid=crop_valid_mask(face, 192),
+                                    landmarks3d=face.landmarks)[schema.FACE]
+    got = state.face_params[0]
+    mask = geometry_mask()[schema.FACE]
+    kinds = np.array(schema.KINDS[schema.FACE])
+    # the identity-carrying geometry (outline, eyes, brows, nose, lips) is the artist's drawing
+    assert mask.sum() > 200 and {"x", "y"} <= set(kinds[mask])
+    np.testing.assert_allclose(got[mask], geo[mask], atol=1e-5)
+    # colours and opacities stay the model's
+    keep = ~mask & ~np.isin(kinds, ("x", "y"))
+    np.testing.assert_allclose(got[keep], np.clip(model[keep], schema.LO[schema.FACE][keep],
+                                                  schema.HI[schema.FACE][keep]), atol=1e-5)
+    # the model's other points (shading) moved with the face: an affine map of the model's own
+    other = ~mask & np.isin(kinds, ("x", "y"))
+    assert other.sum() > 20
+    assert not np.allclose(got[other], model[other], atol=1e-3)
+    # the pure model stays selectable and differs exactly in the geometry
+    with Avatarizer(models_dir=tmp_path, device="cpu", max_faces=1, estimator="model") as m:
+        assert m.estimator == "model"
+        pure = m.run(astronaut).face_params[0]
+    np.testing.assert_allclose(pure[keep], got[keep], atol=1e-5)
+    assert np.abs(pure[mask] - got[mask]).max() > 0.01
+    with pytest.raises(ModelError, match="hybrid"):
+        Avatarizer(models_dir=tmp_path / "missing", estimator="hybrid")
 
 
 # ----------------------------------------------------------------- CLI

@@ -76,18 +76,30 @@ class TorchPredictor:
             return schema.denormalize(self.net(x).numpy(), schema.FACE)
 
 
-def shipped_faces(files: list[Path], progress: bool = True) -> np.ndarray:
+SHIPPED_ESTIMATORS = ("hybrid", "model", "artist")
+
+
+def shipped_estimator(method: str) -> str:
+    """``shipped`` → ``"auto"`` (what ``Avatarizer()`` runs); ``shipped:model`` etc. → that estimator."""
+    est = method.split(":", 1)[1] if ":" in method else "auto"
+    if est not in ("auto", *SHIPPED_ESTIMATORS):
+        raise ValueError(f"{method!r}: the estimator after 'shipped:' must be one of {SHIPPED_ESTIMATORS}")
+    return est
+
+
+def shipped_faces(files: list[Path], progress: bool = True, estimator: str = "auto") -> np.ndarray:
     """The face slice of what ships: each photo through ``Avatarizer()`` (image
     mode, the shipped model files, the runtime's own alignment and
-    preprocessing). NaN rows where the SDK finds no face."""
+    preprocessing; ``estimator`` as ``Avatarizer(estimator=...)``). NaN rows
+    where the SDK finds no face."""
     from tqdm import tqdm
 
     from avatarizer import Avatarizer
     from avatarizer.imageio import load_image
 
     out = np.full((len(files), schema.FACE.stop - schema.FACE.start), np.nan, np.float32)
-    with Avatarizer(max_faces=1) as av:
-        for i, f in enumerate(tqdm(files, desc="shipped", disable=not progress)):
+    with Avatarizer(max_faces=1, estimator=estimator) as av:
+        for i, f in enumerate(tqdm(files, desc=f"shipped ({av.estimator})", disable=not progress)):
             try:
                 a = av.from_frame(load_image(f))
             except ValueError:
@@ -218,8 +230,8 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
             if method == "artist":
                 preds = gts
             else:
-                if method == "shipped":
-                    face = shipped_faces([files_by_name[n] for n in names], progress)
+                if method.split(":")[0] == "shipped":
+                    face = shipped_faces([files_by_name[n] for n in names], progress, shipped_estimator(method))
                 else:
                     face = TorchPredictor(method)(crops) if len(crops) else np.zeros((0, 483), np.float32)
                 preds = gts.copy()
@@ -331,9 +343,9 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al, M.LandmarkProbe() as probe:
         faces = [[al.align(fr) for fr in clip] for clip in frames]
         for method in methods:
-            if method not in ("artist", "shipped"):
+            if method != "artist" and method.split(":")[0] != "shipped":
                 continue
-            av = Avatarizer(max_faces=1) if method == "shipped" else None
+            av = Avatarizer(max_faces=1, estimator=shipped_estimator(method)) if method != "artist" else None
             dl, de = [], []
             photo3 = np.full((len(files), per_clip, 478, 3), np.nan)
             rend3 = np.full((len(files), per_clip, 478, 3), np.nan)
@@ -451,8 +463,9 @@ def add_parser(sub):
     p.add_argument("--faces", required=True, help="folder of face photos")
     p.add_argument("--labels", help="attributes.jsonl in the ffhq128-labelled format")
     p.add_argument("--methods", default="shipped,artist",
-                   help="comma list of shipped (the SDK's own model files, no training runs needed), artist, "
-                        "and the training runs model, direct, nearest, mapper:<run>, direct:<run>")
+                   help="comma list of shipped (what Avatarizer() runs: the SDK's own model files, no training "
+                        "runs needed), shipped:hybrid|model|artist (Avatarizer(estimator=...)), artist, and the "
+                        "training runs model, direct, nearest, mapper:<run>, direct:<run>")
     p.add_argument("--limit", type=int)
     p.add_argument("--heldout", action="store_true", help="only the held-out split's photos of that folder")
     p.add_argument("--identity-n", type=int, default=100)

@@ -58,7 +58,7 @@ __all__ = ["Options", "Avatarizer", "Avatar", "FaceInfo", "AVATAR_JSON_FORMAT"]
 BACKENDS = ("onnxruntime", "tensorrt")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
-ESTIMATORS = ("auto", "model", "artist")
+ESTIMATORS = ("auto", "hybrid", "model", "artist")
 MODES = ("image", "video")
 AVATAR_JSON_FORMAT = "avatarizer.avatar"
 MAX_FACES = 64
@@ -86,8 +86,10 @@ class Options:
             stable identity, live expressions; needs increasing timestamps).
         max_faces: most faces found per frame; ``None`` = 4 in image mode,
             1 in video mode (MediaPipe keeps detecting while fewer are tracked).
-        estimator: ``"auto"`` (the shipped model when its files exist, else
-            the auto-artist), ``"model"`` or ``"artist"``.
+        estimator: ``"auto"`` (``"hybrid"`` when the shipped model's files
+            exist, else the auto-artist), ``"hybrid"`` (the model's
+            appearance, the face geometry drawn from the landmarks),
+            ``"model"`` (the paper's network alone) or ``"artist"``.
         color_order: ``"rgb"`` (default) or ``"bgr"`` (OpenCV frames).
         tracker: video mode's :class:`avatarizer.video.TrackerOptions`
             (identity window and refresh, grace period, expressions, pose).
@@ -492,7 +494,7 @@ class Avatarizer:
     smoothing=(1.0, 2.0))``.
 
     Resolved settings (read-only attributes): :attr:`mode`,
-    :attr:`estimator` (``"model"`` or ``"artist"``) and
+    :attr:`estimator` (``"hybrid"``, ``"model"`` or ``"artist"``) and
     :attr:`estimator_reason`, :attr:`providers` (ONNX Runtime execution
     providers in use; ``[]`` when no network runs), :attr:`precision`,
     :attr:`device` (``"cpu"`` or ``"cuda"``), :attr:`backend`.

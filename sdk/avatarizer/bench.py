@@ -267,7 +267,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--warmup", type=int, default=10, help="untimed frames first (default 10)")
     ap.add_argument("--mode", choices=("video", "image"), default="video",
                     help="pipeline mode (default video: tracking, as a live app)")
-    ap.add_argument("--estimator", choices=("auto", "model", "artist"), default="auto")
+    ap.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
     ap.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto")

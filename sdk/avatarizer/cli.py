@@ -627,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--size", type=_positive_int, default=512, help="pixels (PNG) or points (SVG/PDF); default 512")
     im.add_argument("--background", default="white", help="white (default), transparent, black or #rrggbb")
     im.add_argument("--face", type=int, default=0, help="which face, 0 = the largest (default)")
-    im.add_argument("--estimator", choices=("auto", "model", "artist"), default="auto")
+    im.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
     im.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                     help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
     im.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
@@ -642,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OUT.mp4 (video), OUT.json (Lottie animation) or OUT.svg (animated SVG)")
     v.add_argument("--layout", choices=("overlay", "side-by-side"), default="overlay")
     v.add_argument("--max-seconds", type=float, default=None, metavar="S", help="stop after S seconds of video")
-    v.add_argument("--estimator", choices=("auto", "model", "artist"), default="auto")
+    v.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
     v.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                    help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
     v.add_argument("--params", metavar="OUT.jsonl", help="also write one JSON line of parameters per frame")

@@ -12,7 +12,7 @@ from .. import prior as P
 from .photo import crop_valid_mask, fit_warp, gain, make_photo
 from .style import ArtistStyle
 
-__all__ = ["AutoArtist", "exaggerate_params", "mean_avatar"]
+__all__ = ["AutoArtist", "exaggerate_params", "geometry_mask", "mean_avatar"]
 
 
 class AutoArtist:
@@ -83,8 +83,18 @@ class AutoArtist:
             geo = np.asarray(canonical, np.float64)[:, :2]
         return LM.exaggerate(geo, st.exaggeration) if st.exaggeration != 1.0 else geo
 
-    def _fit(self, canonical, crop, hair_mask, valid, landmarks3d=None, frontal=None):
-        """(params, measurements): the measurements dict is for diagnostics."""
+    def fit_geometry(self, canonical: np.ndarray, crop: np.ndarray, *, valid: np.ndarray | None = None,
+                     landmarks3d: np.ndarray | None = None, frontal: np.ndarray | None = None) -> np.ndarray:
+        """Only the face's drawn geometry (outline, eyes, irises, brows, nose,
+        lips), as :meth:`fit_landmarks` draws it, without colours, shading,
+        hair or accessories: (629,) float32 with the defaults elsewhere.
+        :func:`geometry_mask` says which values it sets. A few milliseconds:
+        the runtime's hybrid estimator takes a face's geometry from here and
+        its appearance from the learned model."""
+        p, _lm, _g = self._geometry(canonical, crop, None, valid, landmarks3d, frontal, S.default())
+        return S.clip(p)
+
+    def _geometry(self, canonical, crop, hair_mask, valid, landmarks3d, frontal, p):
         lm = np.asarray(canonical, np.float64)
         if lm.ndim != 2 or lm.shape[0] < 478 or lm.shape[1] < 2:
             raise ValueError(f"canonical landmarks must have shape (478, 2), got {lm.shape}")
@@ -96,8 +106,7 @@ class AutoArtist:
         photo = make_photo(st, crop, hair_mask, valid)
         if geo is not lm and np.abs(geo - lm).max() > 1e-6:
             photo.warp = fit_warp(geo[:468], lm[:468])
-        p = S.default()
-        g: dict = {"geo": geo}  # shared geometry (canonical units of the drawn face)
+        g: dict = {"geo": geo, "photo": photo}  # shared geometry (canonical units of the drawn face)
         # geometry from the drawn (frontal) face; the photo is sampled where
         # each point lies in the crop (photo.to_img / the photo's landmarks)
         geometry.outline(st, p, geo, g)
@@ -108,6 +117,13 @@ class AutoArtist:
         geometry.nose(st, p, geo, g, photo)
         geometry.mouth(st, p, geo, g)
         geometry.stylise(st, p, g)
+        return p, lm, g
+
+    def _fit(self, canonical, crop, hair_mask, valid, landmarks3d=None, frontal=None):
+        """(params, measurements): the measurements dict is for diagnostics."""
+        st = self.style
+        p, lm, g = self._geometry(canonical, crop, hair_mask, valid, landmarks3d, frontal, S.default())
+        photo, geo = g.pop("photo"), g["geo"]
         col = colour.colours(st, p, lm, g, photo)
         geometry.shading(st, p, geo, g, photo, col)
         hair.hair(st, p, lm, g, photo, col)
@@ -161,3 +177,17 @@ def exaggerate_params(params, factor: float) -> np.ndarray:
     face[..., _FACE_XY] = m[_FACE_XY] + factor * (face[..., _FACE_XY] - m[_FACE_XY])
     p[..., S.FACE] = face
     return S.clip(p)
+
+
+@lru_cache(maxsize=1)
+def geometry_mask() -> np.ndarray:
+    """(629,) bool: the values :meth:`AutoArtist.fit_geometry` sets (found by
+    drawing the mean face onto NaN parameters: what it writes is finite)."""
+    mean = LM.mean_face().points[:, :2]
+    grey = np.full((64, 64, 3), 160, np.uint8)
+    art = AutoArtist(ArtistStyle(exaggeration=1.0))
+    p = np.full(S.PARAM_COUNT, np.nan, np.float32)
+    p, _lm, _g = art._geometry(mean, grey, None, None, None, mean, p)
+    mask = np.isfinite(p)
+    mask.setflags(write=False)
+    return mask

@@ -27,7 +27,17 @@ Two interchangeable estimators implement :class:`FaceEstimator`:
   NumPy: :func:`resize_aa`). Without the manifest the estimator is
   unavailable, with that reason (:meth:`ModelFaceEstimator.availability`).
 
-``estimator="auto"`` takes the model when the manifest exists and lists an
+* :class:`HybridFaceEstimator` -- the shipped networks for the face's
+  appearance (colours, shading, line weights) and the artist's drawing of the
+  landmarks for its geometry (outline, eyes, brows, nose, lips: the
+  identity-carrying part, :func:`avatarizer.artist.core.geometry_mask`). The
+  landmarks exist anyway (alignment computes them); the geometry pass is
+  booked in ``map_decode``. The model's other points (its shading) follow the
+  landmark geometry by the affine map between the two drawings. It keeps the
+  artist's likeness where the model regresses to the mean
+  (``docs/report``), so it is what ``"auto"`` picks when the model ships.
+
+``estimator="auto"`` takes the hybrid when the manifest exists and lists an
 ``image_to_face`` (or encoder + mapper_decoder) model, otherwise the artist,
 and says which and why (:attr:`FaceStage.estimator_reason`). A manifest that
 exists but fails verification is an error, never a silent fallback.
@@ -260,6 +270,64 @@ class ModelFaceEstimator(FaceEstimator):
         self.sessions = []
 
 
+class HybridFaceEstimator(ModelFaceEstimator):
+    """Appearance from the shipped model, geometry from the landmarks (see the module doc)."""
+
+    name = "hybrid"
+
+    def prepare(self, options) -> None:
+        from ..artist import ArtistStyle, AutoArtist
+        from ..artist.core import geometry_mask
+
+        super().prepare(options)
+        style = ArtistStyle()
+        e = getattr(options, "exaggeration", None)
+        if e is not None:
+            style = style.replace(exaggeration=float(e))
+        self.artist = AutoArtist(style)
+        self.geo_size = int(style.crop_size)
+        mask = geometry_mask()[schema.FACE]
+        kinds = np.array(schema.KINDS[schema.FACE])
+        self._geo = np.flatnonzero(mask)
+        self._geo_x = np.flatnonzero(mask & (kinds == "x"))
+        self._geo_y = np.flatnonzero(mask & (kinds == "y"))
+        # the model's own points outside the geometry (shading): carried along
+        other = ~mask
+        self._other_x = np.flatnonzero(other & (kinds == "x"))
+        self._other_y = np.flatnonzero(other & (kinds == "y"))
+        if len(self._geo_x) != len(self._geo_y) or len(self._other_x) != len(self._other_y):
+            raise ModelError("schema: x and y coordinates of the face geometry do not pair up")
+
+    def geometry(self, face) -> np.ndarray:
+        """(483,) the face slice the artist draws from ``face``'s landmarks (geometry only)."""
+        from ..artist.photo import crop_valid_mask
+
+        size = self.geo_size
+        p = self.artist.fit_geometry(face.canonical, face.crop(size), valid=crop_valid_mask(face, size),
+                                     landmarks3d=face.landmarks)
+        return p[schema.FACE]
+
+    def estimate(self, faces, state: FrameState) -> np.ndarray:
+        out = super().estimate(faces, state)
+        if not len(out):
+            return out
+        with state.timer("map_decode"):
+            for i, f in enumerate(faces):
+                geo = self.geometry(f)
+                row = out[i]
+                # the model's drawing → the landmarks' drawing: least-squares affine map
+                src = np.stack([row[self._geo_x], row[self._geo_y]], 1).astype(np.float64)
+                dst = np.stack([geo[self._geo_x], geo[self._geo_y]], 1).astype(np.float64)
+                A, *_ = np.linalg.lstsq(np.c_[src, np.ones(len(src))], dst, rcond=None)
+                pts = np.stack([row[self._other_x], row[self._other_y]], 1).astype(np.float64)
+                moved = np.c_[pts, np.ones(len(pts))] @ A
+                if np.isfinite(moved).all():
+                    row[self._other_x], row[self._other_y] = moved[:, 0], moved[:, 1]
+                row[self._geo] = geo[self._geo]
+            out = np.clip(out, schema.LO[schema.FACE], schema.HI[schema.FACE]).astype(np.float32)
+        return out
+
+
 def _output_name(sess) -> str:
     names = list(sess.output_names)
     for pref in ("face", "face_params", "z_s", "z"):
@@ -284,18 +352,19 @@ def _precision_preferences(precision: str, device: str) -> tuple[str, ...]:
 
 
 def resolve_estimator(options) -> tuple[FaceEstimator, str]:
-    """(estimator, reason) for ``options.estimator`` ("auto", "model", "artist")."""
+    """(estimator, reason) for ``options.estimator`` ("auto", "hybrid", "model", "artist")."""
     folder = getattr(options, "models_dir", None)
     choice = options.estimator
     if choice == "artist":
         return ArtistFaceEstimator(), "estimator='artist' was asked for"
     ok, why = ModelFaceEstimator.availability(folder)
-    if choice == "model":
+    if choice in ("model", "hybrid"):
         if not ok:
-            raise ModelError(f"estimator='model' is unavailable: {why}")
-        return ModelFaceEstimator(folder), why
+            raise ModelError(f"estimator={choice!r} is unavailable: {why}")
+        cls = ModelFaceEstimator if choice == "model" else HybridFaceEstimator
+        return cls(folder), why
     if ok:
-        return ModelFaceEstimator(folder), f"auto: {why}"
+        return HybridFaceEstimator(folder), f"auto: {why}; geometry from the landmarks (hybrid)"
     return ArtistFaceEstimator(), f"auto: {why}, so the auto-artist estimates the face"
 
 

@@ -45,7 +45,7 @@ class HairStage(Stage):
         self.reason = "the auto-artist estimates the face, so its hair fit is used"
         self.video = getattr(options, "mode", "image") == "video"
         self._cache: dict[int, tuple[float, np.ndarray, dict | None]] = {}  # face -> (time, params, attributes)
-        if options.estimator_resolved == "model":
+        if options.estimator_resolved in ("model", "hybrid"):
             from .. import hair as H
             from ..models import Manifest, Session
 
