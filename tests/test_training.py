@@ -188,3 +188,45 @@ def test_training_and_runtime_preprocessing_give_the_same_network_input(size):
     train = to_input(crops, size).numpy()
     assert runtime.shape == train.shape == (2, 3, size, size)
     assert np.abs(runtime - train).max() < 2e-3
+
+
+def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step(tmp_path, monkeypatch):
+    """``avatarizer-export all``: every step gets the same --cache (a namespace
+    faked in code once dropped it for training), in order, and an exception
+    in any step (shipping included) fails the run instead of being skipped."""
+    from avatarizer_export import attributes, detectors, hairbank, pipeline, report, ship
+
+    calls: list = []
+    shared, cache = tmp_path / "shared", tmp_path / "cache"
+
+    def rec(name):
+        return lambda *a, **kw: calls.append((name, a, kw))
+
+    monkeypatch.setattr(D, "build", rec("data"))
+    monkeypatch.setattr(detectors, "fit", rec("detectors"))
+    monkeypatch.setattr(T, "train", rec("train"))
+    monkeypatch.setattr(attributes, "run", rec("attributes"))
+    monkeypatch.setattr(hairbank, "build_bank", rec("hairbank"))
+    monkeypatch.setattr(report, "write_report", rec("report"))
+    monkeypatch.setattr(ship, "export", rec("ship"))
+    pipeline.STAGES.clear()
+    stages = pipeline.run_all(shared, cache, steps_scale=0.5)
+    names = [c[0] for c in calls]
+    assert names[:5] == ["data", "data", "detectors", "data", "data"]
+    assert [c[1][0] for c in calls if c[0] == "data"] == ["align", "meanface", "pairs", "avatars"]
+    assert names.count("train") == 14 and names[-3:] == ["hairbank", "report", "ship"]
+    for name, a, kw in calls:  # one cache folder everywhere
+        assert cache in (*a, kw.get("cache")), (name, a, kw)
+    trains = [c for c in calls if c[0] == "train"]
+    assert all(kw["steps_scale"] == 0.5 for _, _, kw in trains)
+    assert ("mapper", {"finetune": "mapper_full"}) in [(a[0], {k: v for k, v in kw.items() if k == "finetune"})
+                                                       for _, a, kw in trains]
+    assert ship.export.__name__ == "<lambda>" and calls[-1][1][0] == "ship"
+    assert set(stages) >= {"data align", "train mapper", "ship"}
+
+    def boom(*a, **kw):
+        raise RuntimeError("no toolchain")
+
+    monkeypatch.setattr(ship, "export", boom)
+    with pytest.raises(RuntimeError, match="no toolchain"):
+        pipeline.run_all(shared, cache, report=False)

@@ -556,20 +556,27 @@ def write_split_doc(shared: Path, cache: Path, path: Path = ROOT / "docs" / "spl
     print(f"wrote {path} and {path.parent / 'heldout.txt'}")
 
 
-def main_data(args) -> int:
-    shared = shared_dir(args.shared)
-    cache = cache_dir(args.cache)
-    stages = ["align", "meanface", "pairs", "avatars"] if args.stage == "all" else [args.stage]
+def build(stage: str, shared: Path, cache: Path, *, workers: int = 2, limit: int | None = None, augment: int = 1,
+          avatars: int = 100_000, force: bool = False) -> None:
+    """One data stage (``align``, ``meanface``, ``pairs``, ``avatars`` or ``all``), cached and resumable."""
+    stages = ["align", "meanface", "pairs", "avatars"] if stage == "all" else [stage]
     for st in stages:
         if st == "align":
-            build_aligned(shared, cache, workers=args.workers, limit=args.limit, force=args.force)
+            build_aligned(shared, cache, workers=workers, limit=limit, force=force)
             write_split_doc(shared, cache)
         elif st == "meanface":
             build_mean_face(cache)
         elif st == "pairs":
-            build_pairs(shared, cache, n_aug=args.augment, workers=args.workers, force=args.force)
+            build_pairs(shared, cache, n_aug=augment, workers=workers, force=force)
         elif st == "avatars":
-            build_avatars(cache, n=args.avatars, force=args.force)
+            build_avatars(cache, n=avatars, force=force)
+        else:
+            raise ValueError(f"unknown data stage {st!r}")
+
+
+def main_data(args) -> int:
+    build(args.stage, shared_dir(args.shared), cache_dir(args.cache), workers=args.workers, limit=args.limit,
+          augment=args.augment, avatars=args.avatars, force=args.force)
     return 0
 
 

@@ -152,28 +152,40 @@ def _cue_key() -> str:
 
 def main_detectors(args) -> int:
     shared = shared_dir(args.shared)
-    folder = shared / "data" / "faces" / "ffhq128-labelled"
-    lab_path = folder / "attributes.jsonl"
+    lab_path = shared / "data" / "faces" / "ffhq128-labelled" / "attributes.jsonl"
     if not lab_path.is_file():
         print(f"avatarizer-export detectors: {lab_path} not found", file=sys.stderr)
         return 1
+    fit(shared, cache_dir(args.cache), precision=args.precision, out=Path(args.out) if args.out else None,
+        quiet=args.quiet)
+    return 0
+
+
+def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None = None, quiet: bool = False) -> dict:
+    """Fits the artist's accessory detectors on the labelled training photos
+    and writes them (default ``sdk/avatarizer/data/artist_detectors.json``);
+    returns the document. A missing label file raises FileNotFoundError."""
+    folder = Path(shared) / "data" / "faces" / "ffhq128-labelled"
+    lab_path = folder / "attributes.jsonl"
+    if not lab_path.is_file():
+        raise FileNotFoundError(f"{lab_path} not found: the detectors are fitted on the labelled photos")
     t0 = time.time()
     labels = labels_of(lab_path)
     names = sorted(labels)
-    cue_cache = cache_dir(args.cache) / "detector_cues.npz"
+    cue_cache = Path(cache) / "detector_cues.npz"
     key = _cue_key()
     if cue_cache.exists() and str(np.load(cue_cache)["key"]) == key:
         z = np.load(cue_cache)
         feats = {k: z[k] for k in ("glasses", "beard", "headwear")}
         feats["names"] = [str(n) for n in z["names"]]
     else:
-        feats = features(folder, names, progress=not args.quiet)
+        feats = features(folder, names, progress=not quiet)
         cue_cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cue_cache, key=key, **{k: (np.array(v) if k == "names" else v) for k, v in feats.items()})
     held = np.array([is_heldout(f"ffhq128-labelled/{n}") for n in feats["names"]])
     tasks = {"glasses": ("glasses", 3), "beard": ("beard", 2), "moustache": ("beard", 2), "headwear": ("headwear", 2)}
     doc = {"format": 1, "fitted_on": f"{int((~held).sum())} training photos of ffhq128-labelled",
-           "precision_target": args.precision, "detectors": {}, "heldout": {}}
+           "precision_target": precision, "detectors": {}, "heldout": {}}
     for task, (fkey, k) in tasks.items():
         x = feats[fkey]
         y = np.array([labels[n][task] for n in feats["names"]])
@@ -181,10 +193,10 @@ def main_detectors(args) -> int:
         model = fit_logistic(xt, yt, k)
         po = oof(xt, yt, k)
         if task == "glasses":
-            th = {"clear": precision_threshold(po[:, 1], (yt == 1).astype(float), args.precision),
-                  "sun": precision_threshold(po[:, 2], (yt == 2).astype(float), args.precision)}
+            th = {"clear": precision_threshold(po[:, 1], (yt == 1).astype(float), precision),
+                  "sun": precision_threshold(po[:, 2], (yt == 2).astype(float), precision)}
         else:
-            th = {"yes": precision_threshold(po[:, 1], (yt == 1).astype(float), args.precision)}
+            th = {"yes": precision_threshold(po[:, 1], (yt == 1).astype(float), precision)}
         model["thresholds"] = th
         if min(th.values()) >= 1.0:
             # no threshold keeps the precision: the artist keeps its hand-set
@@ -203,14 +215,14 @@ def main_detectors(args) -> int:
                                 "accuracy": round(float(np.mean(pred == yh)), 3), "invented": inv,
                                 "positives": int((yh > 0).sum()), "found": int(((pred > 0) & (yh > 0)).sum())}
     doc["seconds"] = round(time.time() - t0, 1)
-    out = Path(args.out) if args.out else OUT
+    out = Path(out) if out else OUT
     out.write_text(json.dumps(doc, indent=1) + "\n")
     from avatarizer.artist import accessories
 
     accessories.detectors.cache_clear()
     print(json.dumps(doc["heldout"]))
     print(f"wrote {out}")
-    return 0
+    return doc
 
 
 def add_parser(sub):

@@ -659,9 +659,13 @@ def _headwear_rgb(crop: np.ndarray, lm: np.ndarray) -> np.ndarray | None:
 
 
 def cmd_all(args) -> int:
-    cache = cache_dir(args.cache)
-    shared = shared_dir(args.shared)
-    stages = ["build", "tune", "evaluate", "sheet"] if args.stage == "all" else [args.stage]
+    build_bank(cache_dir(args.cache), shared_dir(args.shared), args.stage)
+    return 0
+
+
+def build_bank(cache: Path, shared: Path, stage: str = "all") -> None:
+    """The hairstyle bank: ``build``, ``tune``, ``evaluate``, ``sheet`` or ``all``."""
+    stages = ["build", "tune", "evaluate", "sheet"] if stage == "all" else [stage]
     for st in stages:
         if st == "build":
             cmd_build(cache, shared)
@@ -671,7 +675,8 @@ def cmd_all(args) -> int:
             cmd_evaluate(cache, shared)
         elif st == "sheet":
             make_sheet(cache, shared)
-    return 0
+        else:
+            raise ValueError(f"unknown hair bank stage {st!r}")
 
 
 def add_parser(sub):

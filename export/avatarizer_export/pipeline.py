@@ -15,14 +15,16 @@ interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
+from pathlib import Path
 
 from .paths import cache_dir, shared_dir
-from .train import DEFAULT_STEPS, FINETUNE_STEPS, SHIPPED_MAPPER
+from .train import SHIPPED_MAPPER
+
 STAGES: dict[str, float] = {}  # stage -> seconds, printed at the end
 
 
 def _timed(stage: str, fn, *a, **kw):
+    """Runs one step; an exception fails the whole run (nothing is skipped quietly)."""
     t0 = time.time()
     out = fn(*a, **kw)
     STAGES[stage] = STAGES.get(stage, 0.0) + time.time() - t0
@@ -31,63 +33,54 @@ def _timed(stage: str, fn, *a, **kw):
     return out
 
 
-def _train(what: str, steps_scale: float, **kw):
-    from .train import main_train
+def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float = 1.0,
+            report: bool = True) -> dict[str, float]:
+    """Every step from the shared photos to the shipped model files; returns
+    the seconds per step. Each step is a typed function of its module."""
+    from . import data, detectors, hairbank, ship, train
+    from .attributes import run as train_attributes
 
-    base = FINETUNE_STEPS if kw.get("finetune") else DEFAULT_STEPS[what]
-    args = SimpleNamespace(what=what, steps=int(base * steps_scale), batch=None, seed=0,
-                           variant=kw.get("variant", "full"), pairs=kw.get("pairs", 0), name=kw.get("name"),
-                           cache=None, finetune=kw.get("finetune"))
-    _timed(f"train {what}", main_train, args)
+    def data_step(stage: str):
+        _timed(f"data {stage}", data.build, stage, shared, cache, workers=workers)
+
+    def train_step(what: str, **kw):
+        _timed(f"train {what}", train.train, what, cache, steps_scale=steps_scale, **kw)
+
+    data_step("align")
+    data_step("meanface")  # the artist draws frontal faces onto this mean face
+    # the artist's accessory detectors, before the pairs record its accessories
+    _timed("detectors", detectors.fit, shared, cache, precision=0.9, quiet=True)
+    data_step("pairs")
+    data_step("avatars")
+    train_step("image-ae")
+    train_step("param-ae")
+    train_step("mapper")
+    for variant in ("no_align", "no_mse", "no_cos", "no_w"):
+        train_step("mapper", variant=variant)
+    for n in (500, 1000, 4000):
+        train_step("mapper", pairs=n)
+    # our extension: E_s unfrozen after F converged (see docs/report); shipped
+    train_step("mapper", finetune="mapper_full")
+    train_step("mapper", pairs=500, finetune="mapper_full_500")
+    train_step("direct")
+    train_step("direct", pairs=500, name="direct_500")  # the data-scarce comparison
+    # H on its own backbone, then the hairstyle bank (it stores H's predictions)
+    _timed("attributes", train_attributes, cache=cache, shared=shared)
+    _timed("hair bank", hairbank.build_bank, cache, shared)
+    if report:
+        from .report import write_report
+
+        _timed("report", write_report, shared, utk=300, cache=cache)
+    # a missing toolchain fails the run: it never skips shipping quietly
+    _timed("ship", ship.export, "ship", cache, SHIPPED_MAPPER)
+    return dict(STAGES)
 
 
 def main_all(args) -> int:
     t0 = time.time()
-    shared = shared_dir(args.shared)
-    cache = cache_dir(args.cache)
-    from . import data
-
-    from .detectors import main_detectors
-
-    def data_stage(stage):
-        _timed(f"data {stage}", data.main_data, SimpleNamespace(
-            stage=stage, shared=str(shared), cache=str(cache), workers=args.workers, limit=None, augment=1,
-            avatars=100_000, force=False))
-
-    data_stage("align")
-    data_stage("meanface")  # the artist draws frontal faces onto this mean face
-    # the artist's accessory detectors, before the pairs record its accessories
-    _timed("detectors", main_detectors, SimpleNamespace(shared=str(shared), precision=0.9, out=None,
-                                                         cache=str(cache), quiet=True))
-    data_stage("pairs")
-    data_stage("avatars")
-    s = args.steps_scale
-    _train("image-ae", s)
-    _train("param-ae", s)
-    _train("mapper", s)
-    for variant in ("no_align", "no_mse", "no_cos", "no_w"):
-        _train("mapper", s, variant=variant)
-    for n in (500, 1000, 4000):
-        _train("mapper", s, pairs=n)
-    # our extension: E_s unfrozen after F converged (see docs/report); shipped
-    _train("mapper", s, finetune="mapper_full")
-    _train("mapper", s, pairs=500, finetune="mapper_full_500")
-    _train("direct", s)
-    _train("direct", s, pairs=500, name="direct_500")  # the data-scarce comparison
-    # H on the frozen E_s, then the hairstyle bank (it stores H's predictions)
-    from .attributes import run as train_attributes
-    from .hairbank import cmd_all as build_hairbank
-
-    _timed("attributes", train_attributes, cache=cache, shared=shared)
-    _timed("hair bank", build_hairbank, SimpleNamespace(stage="all", cache=str(cache), shared=str(shared)))
-    if not args.skip_report:
-        from .report import main_report
-
-        _timed("report", main_report, SimpleNamespace(shared=str(shared), utk=300))
-    from .ship import main_ship  # a missing toolchain fails the run: it never skips shipping quietly
-
-    _timed("ship", main_ship, SimpleNamespace(command="ship", cache=str(cache), mapper=SHIPPED_MAPPER))
-    for stage, sec in STAGES.items():
+    stages = run_all(shared_dir(args.shared), cache_dir(args.cache), workers=args.workers,
+                     steps_scale=args.steps_scale, report=not args.skip_report)
+    for stage, sec in stages.items():
         print(f"all: {stage:<16} {sec / 60:6.1f} min")
     print(f"all: done in {(time.time() - t0) / 60:.1f} min")
     return 0

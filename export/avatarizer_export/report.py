@@ -50,11 +50,11 @@ SWEEP = [("paper's model: E_s frozen (image AE 1,500 steps)", "model", "baseline
          ("500 photos: direct regression", "direct:direct_500", "baseline")]
 
 
-def prep_cache(utk: int) -> Path:
+def prep_cache(utk: int, cache: Path | None = None) -> Path:
     """Where the aligned held-out photos and their pseudo ground truth are kept."""
     from .paths import cache_dir
 
-    return cache_dir(None) / "eval" / f"heldout_utk{utk}.npz"
+    return cache_dir(cache) / "eval" / f"heldout_utk{utk}.npz"
 
 
 def heldout_files(shared: Path, utk: int = 300) -> list[Path]:
@@ -131,13 +131,13 @@ def _findings(M: dict, per: dict | None = None) -> list[str]:
     return out
 
 
-def compare(pairs: list[tuple[str, str]], shared: Path, utk: int = 300) -> list[dict]:
+def compare(pairs: list[tuple[str, str]], shared: Path, utk: int = 300, cache: Path | None = None) -> list[dict]:
     """Paired bootstrap differences (A − B, 95% CI over photos) of render LPIPS
     and identity hit rate for method pairs on the report's held-out photos,
     without rewriting the report."""
     methods = list(dict.fromkeys(m for p in pairs for m in p))
     keep = {}
-    res = evaluate(heldout_files(shared, utk=utk), methods, keep=keep, cache=prep_cache(utk), progress=False)
+    res = evaluate(heldout_files(shared, utk=utk), methods, keep=keep, cache=prep_cache(utk, cache), progress=False)
     out = []
     for a, b in pairs:
         d = _paired(keep["per_photo"], a, b)
@@ -153,10 +153,16 @@ def main_report(args) -> int:
         if any(len(p) != 2 for p in pairs):
             print("report --compare: give pairs as A/B,C/D (methods as in eval --methods)")
             return 2
-        print(json.dumps(compare(pairs, shared, args.utk), indent=1))
+        print(json.dumps(compare(pairs, shared, args.utk, getattr(args, "cache", None)), indent=1))
         return 0
+    write_report(shared, utk=args.utk, cache=getattr(args, "cache", None))
+    return 0
+
+
+def write_report(shared: Path, utk: int = 300, cache: Path | None = None) -> dict:
+    """Evaluates every training run on the held-out photos and writes ``docs/report/``; returns the results."""
     OUT.mkdir(parents=True, exist_ok=True)
-    files = heldout_files(shared, utk=args.utk)
+    files = heldout_files(shared, utk=utk)
     methods = ["artist", "model", "direct", "nearest"] + [m for _, m in ABLATIONS if m != "model"]
     methods += [f"mapper:mapper_full_{n}" for n in SIZES if (RUNS / f"mapper_full_{n}" / "ckpt.pt").exists()]
     methods += ["direct:direct_500"] if (RUNS / "direct_500" / "ckpt.pt").exists() else []
@@ -165,7 +171,7 @@ def main_report(args) -> int:
                or (RUNS / m.split(":", 1)[1] / "ckpt.pt").exists()]
     t0 = time.time()
     keep = {}
-    res = evaluate(files, methods, keep=keep, identity_n=100, cache=prep_cache(args.utk))
+    res = evaluate(files, methods, keep=keep, identity_n=100, cache=prep_cache(utk, cache))
     res["seconds"] = round(time.time() - t0, 1)
     res["photos"] = [str(f.relative_to(shared)) for f in files]
     (OUT / "results.json").write_text(json.dumps({k: v for k, v in res.items() if k != "photos"}, indent=1))
@@ -198,7 +204,7 @@ def main_report(args) -> int:
     text = [
         "# Evaluation report", "",
         f"Held-out photos: {res['faces']} ({res['aligned']} aligned) from ffhq128, ffhq128-labelled, stylegan128 "
-        f"and the first {args.utk} held-out utkface200 photos (split: `docs/split.md`). Pseudo ground truth is the "
+        f"and the first {utk} held-out utkface200 photos (split: `docs/split.md`). Pseudo ground truth is the "
         "auto-artist's avatar of the un-augmented photo; every method's avatar takes hair and accessories from it, "
         "so render metrics compare faces. Renders 256 px on white; LPIPS AlexNet v0.1 (checked against the "
         "reference triplet in `tests/test_metrics.py`). Identity top-1 within groups of "
@@ -220,13 +226,14 @@ def main_report(args) -> int:
             text.append(f"![{run} loss](loss_{run}.png)")
     (OUT / "README.md").write_text("\n".join(text) + "\n")
     print(f"wrote {OUT / 'README.md'} and results.json ({res['seconds']} s)")
-    return 0
+    return res
 
 
 def add_parser(sub):
     p = sub.add_parser("report", help="evaluate all methods and ablations on the held-out split (docs/report/)")
     p.add_argument("--shared")
     p.add_argument("--utk", type=int, default=300, help="held-out utkface200 photos to include")
+    p.add_argument("--cache", help="cache folder (default <repo>/cache): the prepared held-out photos are kept there")
     p.add_argument("--compare", metavar="A/B,...",
                    help="only print paired bootstrap differences A − B (95%% CI over photos) for these method pairs")
     p.set_defaults(func=main_report)

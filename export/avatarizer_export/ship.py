@@ -184,16 +184,19 @@ def _summary(results: dict):
     path.write_text(json.dumps(old, indent=1, default=str) + "\n")
 
 
-def main_export(args) -> int:
-    """``onnx`` (fp32 + fp16), ``quantize`` (int8), ``tensorrt`` (engines) or ``ship`` (all that this machine can)."""
+def export(what: str, cache: Path, mapper: str = SHIPPED_MAPPER) -> dict:
+    """``onnx`` (fp32 + fp16), ``quantize`` (int8), ``tensorrt`` (engines) or
+    ``ship`` (all that this machine can) into ``sdk/avatarizer/models/``;
+    returns the gate results per file. A missing toolchain raises."""
     from . import formats
 
-    what = args.command
+    if what not in ("onnx", "quantize", "tensorrt", "ship"):
+        raise ValueError(f"unknown export {what!r}")
     if what == "tensorrt":
         # refuse before loading anything when there is no GPU
         formats.check_format("engine-fp16")
     MODELS.mkdir(parents=True, exist_ok=True)
-    ctx = _Ctx(cache_dir(getattr(args, "cache", None)), getattr(args, "mapper", None) or SHIPPED_MAPPER)
+    ctx = _Ctx(Path(cache), mapper or SHIPPED_MAPPER)
     results = {}
     if what in ("onnx", "ship"):
         results["onnx-fp32"] = export_fp32(ctx)
@@ -203,10 +206,14 @@ def main_export(args) -> int:
     if what == "tensorrt":
         results.update(build_engines(ctx))
     _summary(results)
+    return results
+
+
+def main_export(args) -> int:
+    export(args.command, cache_dir(getattr(args, "cache", None)), getattr(args, "mapper", None) or SHIPPED_MAPPER)
     return 0
 
 
-main_ship = main_export
 
 
 def add_parser(sub):

@@ -493,23 +493,37 @@ FINETUNE_STEPS = 2000  # E_s + F on the crops: the direct baseline's budget
 BATCH = {"image-ae": 24, "param-ae": 24, "mapper": 48, "direct": 48}  # paper: 24 unpaired, 48 paired
 
 
-def main_train(args) -> int:
-    kind = args.what.replace("-", "_")
-    ft = getattr(args, "finetune", None) or ""
-    name = args.name or {"image_ae": "image_ae", "param_ae": "param_ae", "direct": "direct"}.get(
-        kind, f"mapper_{args.variant}" + (f"_{args.pairs}" if args.pairs else "") + ("_ft" if ft else ""))
-    steps = args.steps or (FINETUNE_STEPS if ft else DEFAULT_STEPS[args.what])
-    threads = getattr(args, "threads", None) or (2 if ft else THREADS[args.what])
-    cfg = TrainConfig(name=name, kind=kind, steps=steps, batch=args.batch or BATCH[args.what], seed=args.seed,
-                      variant=args.variant, pairs=args.pairs, threads=threads,
-                      rec_weight=getattr(args, "rec_weight", 1.0), finetune=ft,
-                      image_ae=getattr(args, "image_ae", None) or "image_ae",
-                      param_ae=getattr(args, "param_ae", None) or "param_ae",
-                      init_encoder=getattr(args, "init_encoder", None) or "")
+def train(what: str, cache: Path, *, steps: int | None = None, batch: int | None = None, seed: int = 0,
+          variant: str = "full", pairs: int = 0, name: str | None = None, finetune: str = "",
+          threads: int | None = None, rec_weight: float = 1.0, image_ae: str = "image_ae",
+          param_ae: str = "param_ae", init_encoder: str = "", steps_scale: float = 1.0) -> str:
+    """Trains one network (``image-ae``, ``param-ae``, ``mapper`` or
+    ``direct``) into ``runs/<name>/`` (resumable); returns the run's name.
+    ``finetune=RUN`` unfreezes E_s on top of the converged mapper ``RUN``."""
+    if what not in DEFAULT_STEPS:
+        raise ValueError(f"what must be one of {sorted(DEFAULT_STEPS)}, got {what!r}")
+    kind = what.replace("-", "_")
+    ft = finetune or ""
+    name = name or {"image_ae": "image_ae", "param_ae": "param_ae", "direct": "direct"}.get(
+        kind, f"mapper_{variant}" + (f"_{pairs}" if pairs else "") + ("_ft" if ft else ""))
+    steps = steps or int((FINETUNE_STEPS if ft else DEFAULT_STEPS[what]) * steps_scale)
+    threads = threads or (2 if ft else THREADS[what])
+    cfg = TrainConfig(name=name, kind=kind, steps=steps, batch=batch or BATCH[what], seed=seed,
+                      variant=variant, pairs=pairs, threads=threads, rec_weight=rec_weight, finetune=ft,
+                      image_ae=image_ae, param_ae=param_ae, init_encoder=init_encoder)
     fn = {"image_ae": train_image_ae, "param_ae": train_param_ae, "mapper": train_mapper,
           "direct": train_direct}[kind]
-    fn(cfg, cache_dir(args.cache))
+    fn(cfg, Path(cache))
     print(f"{name}: done; checkpoint {RUNS / name / 'ckpt.pt'}, curve {RUNS / name / 'loss.png'}")
+    return name
+
+
+def main_train(args) -> int:
+    train(args.what, cache_dir(args.cache), steps=args.steps, batch=args.batch, seed=args.seed,
+          variant=args.variant, pairs=args.pairs, name=args.name, finetune=getattr(args, "finetune", None) or "",
+          threads=getattr(args, "threads", None), rec_weight=getattr(args, "rec_weight", 1.0),
+          image_ae=getattr(args, "image_ae", None) or "image_ae", param_ae=getattr(args, "param_ae", None) or "param_ae",
+          init_encoder=getattr(args, "init_encoder", None) or "")
     return 0
 
 
