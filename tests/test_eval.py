@@ -13,7 +13,7 @@ def test_eval_json_contract_with_labels(capsys):
     from avatarizer_export.cli import main
 
     rc = main(["eval", "--faces", str(folder), "--labels", str(folder / "attributes.jsonl"), "--heldout",
-               "--limit", "12", "--methods", "artist", "--identity-n", "6", "--json"])
+               "--limit", "12", "--methods", "artist", "--identity-n", "6", "--json", "--groups"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["faces"] == 12 and 0 < res["aligned"] <= 12
@@ -29,6 +29,11 @@ def test_eval_json_contract_with_labels(capsys):
     for key in ("glasses", "beard", "hair_color", "gender"):
         assert np.isnan(attrs[key]) or 0.0 <= attrs[key] <= 1.0
     assert attrs["age_mae"] >= 0
+    # per-group numbers: every labelled photo has an age band and a glasses type, every photo a skin tone
+    groups = res["groups"]["artist"]
+    for key in ("age", "skin_tone", "glasses"):
+        assert sum(g["n"] for g in groups[key].values()) == res["aligned"], key
+    assert all(0.0 <= g["identity_top1_frontal"] <= 1.0 and g["skin_delta_e"] >= 0 for g in groups["age"].values())
 
 
 def test_eval_refuses_a_missing_folder(tmp_path, capsys):
@@ -36,3 +41,22 @@ def test_eval_refuses_a_missing_folder(tmp_path, capsys):
 
     assert main(["eval", "--faces", str(tmp_path / "nope"), "--json"]) == 1
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_photo_groups_from_labels_file_names_and_measured_skin(tmp_path):
+    from avatarizer_export.evaluate import AGE_BANDS, group_metrics, ita, photo_groups
+
+    (tmp_path / "attributes.jsonl").write_text(json.dumps(
+        {"file": "a.jpg", "faces": [{"faceAttributes": {"age": 8.0, "glasses": "Sunglasses"}}]}) + "\n")
+    files = [tmp_path / "a.jpg", tmp_path / "75_0_1_2017.jpg.chip.jpg", tmp_path / "x.png"]
+    # very light, medium and dark cheeks (sRGB)
+    skins = np.array([[0.93, 0.80, 0.74], [0.76, 0.56, 0.42], [0.36, 0.22, 0.15]])
+    t = ita(skins)
+    assert t[0] > 41 and 10 < t[1] < 41 and t[2] < 10
+    g = photo_groups(files, skins)
+    assert g["age"] == ["0-12", "70+", None] and g["glasses"] == ["sun", None, None]
+    assert g["skin_tone"][0].startswith("light") and g["skin_tone"][1].startswith("medium") \
+        and g["skin_tone"][2].startswith("dark")
+    assert [b for _, _, b in AGE_BANDS][0] == "0-12"
+    m = group_metrics({"hit": np.array([1.0, 0.0, 1.0])}, {"age": g["age"]})
+    assert m == {"age": {"0-12": {"n": 1, "hit": 1.0}, "70+": {"n": 1, "hit": 0.0}}}

@@ -12,6 +12,7 @@ by default) and averaged; N is reported.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -209,11 +210,13 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
 
 def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, identity_n: int = 100,
              progress: bool = True, keep: dict | None = None, cache: Path | None = None,
-             exaggeration: float | None = None) -> dict:
+             exaggeration: float | None = None, groups: bool = False) -> dict:
     """Metrics for ``methods`` on the photos ``files``. When ``keep`` is a dict it
     receives the per-photo arrays (names, crops, pseudo ground truth, and each
     method's avatars) for figures. ``cache``: an .npz keeping the aligned
-    photos and their pseudo ground truth between calls on the same files."""
+    photos and their pseudo ground truth between calls on the same files.
+    ``groups``: also the metrics per age band, skin-tone group and glasses
+    type (:func:`photo_groups`) under ``result["groups"]``."""
     from tqdm import tqdm
 
     prep = prepared(files, cache, progress, exaggeration)
@@ -221,6 +224,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
     files_by_name = {Path(f).name: Path(f) for f in files}
     hairs = [None if not np.isfinite(h).all() else h for h in prep["hairs"]]
     result = {"faces": prep["faces"], "aligned": len(names), "methods": {}}
+    per_photo: dict[str, dict[str, np.ndarray]] = {}
     import avatarizer
 
     gt_imgs = np.stack([avatarizer.render(g, M.RENDER_SIZE, background="white") for g in gts]) if len(gts) else None
@@ -276,12 +280,90 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
                     keep.setdefault("per_photo", {})[method] = {"render_lpips": per_lpips, "identity_hit": hits,
                                                                 "identity_hit_frontal": idv["hits_frontal"]}
             result["methods"][method] = out
+            skin_rgb = preds_ok[:, [schema.index(f"face.{c}") for c in "rgb"]]
+            per_photo[method] = {"identity_top1_frontal": idv["hits_frontal"].astype(np.float64),
+                                 "identity_top1_symmetric": idv["hits"]["identity_top1_symmetric"].astype(np.float64),
+                                 "skin_delta_e": np.asarray(M.delta_e(skins, skin_rgb), np.float64)}
+            if method != "artist":
+                per_photo[method]["render_lpips"] = per_lpips
             if keep is not None:
                 keep.setdefault("preds", {})[method] = preds_ok
     if keep is not None:
         keep.update(names=names, crops=crops, gts=gts)
     result["attributes"] = attribute_metrics(names, crops, labels) if labels else {}
+    if groups and len(names):
+        g = photo_groups([files_by_name[n] for n in names], skins)
+        result["groups"] = {m: group_metrics(per_photo[m], g) for m in per_photo}
     return result
+
+
+AGE_BANDS = ((0, 13, "0-12"), (13, 30, "13-29"), (30, 50, "30-49"), (50, 70, "50-69"), (70, 200, "70+"))
+#: Skin-tone groups by the individual typology angle (ITA, degrees) of the
+#: photo's cheeks: light > 41 (Chardon's very light and light), 10-41
+#: (intermediate, tan), < 10 (brown, dark).
+ITA_GROUPS = ((41.0, 1e9, "light (ITA > 41)"), (10.0, 41.0, "medium (ITA 10-41)"), (-1e9, 10.0, "dark (ITA < 10)"))
+_UTK = re.compile(r"^(\d{1,3})_[01]_\d_")
+
+
+def ita(rgb: np.ndarray) -> np.ndarray:
+    """Individual typology angle (degrees) of sRGB colours in [0, 1]: atan((L* − 50) / b*)."""
+    from avatarizer.artist.photo import to_lab
+
+    lab = to_lab(np.asarray(rgb, np.float64).reshape(-1, 3))
+    return np.degrees(np.arctan2(lab[:, 0] - 50.0, np.maximum(lab[:, 2], 1e-6)))
+
+
+def photo_groups(files: list[Path], skins: np.ndarray) -> dict[str, list[str | None]]:
+    """Group labels per photo: ``age`` (from an ``attributes.jsonl`` beside the
+    photos, the ffhq128-labelled format, or a UTKFace file name ``AGE_G_R_...``),
+    ``skin_tone`` (ITA of the photo's cheeks, measured) and ``glasses``
+    (``attributes.jsonl``); None where unknown."""
+    labels: dict[Path, dict] = {}
+    out: dict[str, list] = {"age": [], "skin_tone": [], "glasses": []}
+    for f, t in zip(files, ita(skins)):
+        f = Path(f)
+        lab = labels.get(f.parent)
+        if lab is None:
+            lab = labels[f.parent] = _labels_beside(f.parent)
+        a = lab.get(f.name, {})
+        age = a.get("age")
+        m = _UTK.match(f.name)
+        if age is None and m:
+            age = float(m.group(1))
+        out["age"].append(None if age is None else next(b for lo, hi, b in AGE_BANDS if lo <= age < hi))
+        out["skin_tone"].append(next(b for lo, hi, b in ITA_GROUPS if lo <= t < hi) if np.isfinite(t) else None)
+        out["glasses"].append(a.get("glasses"))
+    return out
+
+
+def _labels_beside(folder: Path) -> dict[str, dict]:
+    path = folder / "attributes.jsonl"
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+            fa = rec["faces"][0]["faceAttributes"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+        g = {"NoGlasses": "none", "ReadingGlasses": "clear", "Sunglasses": "sun", "SwimmingGoggles": "sun"}
+        out[rec["file"]] = {"age": fa.get("age"), "glasses": g.get(fa.get("glasses"))}
+    return out
+
+
+def group_metrics(per_photo: dict[str, np.ndarray], groups: dict[str, list]) -> dict:
+    """Means of the per-photo metrics within each group (``n`` photos each)."""
+    out: dict = {}
+    for key, labels in groups.items():
+        labels = np.array([x if x is not None else "" for x in labels])
+        rows = {}
+        for band in sorted(set(labels) - {""}):
+            sel = labels == band
+            rows[band] = {"n": int(sel.sum()), **{k: round(float(np.nanmean(v[sel])), 4) for k, v in per_photo.items()}}
+        if rows:
+            out[key] = rows
+    return out
 
 
 def lit_cheek(crop: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, float]:
@@ -438,14 +520,17 @@ def attribute_metrics(names: list[str], crops: np.ndarray, labels: Path) -> dict
 
 def main_eval(args) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    faces = Path(args.faces)
-    if not faces.is_dir():
-        print(f"avatarizer-export eval: {faces} is not a folder of face photos", file=sys.stderr)
-        return 1
-    res = evaluate(list_photos(faces, args.heldout, args.limit), methods,
+    files: list[Path] = []
+    for part in args.faces.split(","):
+        faces = Path(part)
+        if not faces.is_dir():
+            print(f"avatarizer-export eval: {faces} is not a folder of face photos", file=sys.stderr)
+            return 1
+        files += list_photos(faces, args.heldout, args.limit)
+    res = evaluate(files, methods,
                    labels=Path(args.labels) if args.labels else None, identity_n=args.identity_n,
                    progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None,
-                   exaggeration=args.exaggeration)
+                   exaggeration=args.exaggeration, groups=args.groups)
     if args.clips:
         if not Path(args.clips).is_dir():
             print(f"avatarizer-export eval: {args.clips} is not a folder of video clips", file=sys.stderr)
@@ -460,7 +545,9 @@ def main_eval(args) -> int:
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="metrics on a folder of face photos (JSON)")
-    p.add_argument("--faces", required=True, help="folder of face photos")
+    p.add_argument("--faces", required=True, help="folder of face photos (or several, comma-separated)")
+    p.add_argument("--groups", action="store_true",
+                   help="also per age band, skin-tone group (ITA of the cheeks) and glasses type")
     p.add_argument("--labels", help="attributes.jsonl in the ffhq128-labelled format")
     p.add_argument("--methods", default="shipped,artist",
                    help="comma list of shipped (what Avatarizer() runs: the SDK's own model files, no training "
