@@ -3,6 +3,8 @@
     avatarizer-export sheet artist      # docs/artist_sheet.png: 48 held-out photos | auto-artist avatars
     avatarizer-export sheet attributes  # docs/attributes_sheet.png: 48 held-out labelled photos | SDK
                                         # avatars, with labels and drawn accessories
+    avatarizer-export sheet shipped     # docs/shipped_sheet.png: 48 held-out photos | artist | what
+                                        # Avatarizer() draws (hybrid) | the paper's model alone
 
 Photos are chosen from the held-out split to cover children, the elderly,
 glasses, beards, dark and light skin, open mouths and head turns (labels:
@@ -92,10 +94,49 @@ def artist_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 
     return out
 
 
+def shipped_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128):
+    """The same people as the artist sheet, each as photo | auto-artist |
+    ``Avatarizer()`` (the default estimator, from the photo file) |
+    ``Avatarizer(estimator="model")``: whole avatars as users get them."""
+    from PIL import Image
+
+    from avatarizer import Avatarizer
+    from avatarizer.artist import AutoArtist
+    from avatarizer.gallery import contact_sheet
+    from avatarizer import render
+
+    from .data import _load_rgb, _pad, valid_mask
+
+    al = load_aligned(cache)
+    art = AutoArtist()
+    tiles, labels = [], []
+    blank = np.full((size, size, 3), 255, np.uint8)
+    with Avatarizer(max_faces=1) as av, Avatarizer(max_faces=1, estimator="model") as model:
+        for i in pick_heldout(shared, cache, n):
+            key = al.keys[i]
+            img = _load_rgb(shared / "data" / "faces" / key)
+            frame = _pad(img, int(al.pad[i])) if al.pad[i] else img
+            crop = np.asarray(al.crops[i])
+            p = art.fit_landmarks(al.landmarks[i], crop, np.asarray(al.hair[i]) / 255.0,
+                                  valid=valid_mask(al.transforms[i], frame.shape), landmarks3d=al.landmarks3d[i])
+            tiles += [np.asarray(Image.fromarray(crop).resize((size, size))), render(p, size, background="white")]
+            for a in (av, model):
+                got = a.from_frame(img)
+                tiles.append(got.render(size, background="white") if got is not None else blank)
+            labels += [key.split("/", 1)[1][:16], "artist", av.estimator, model.estimator]
+    sheet = contact_sheet(tiles, cols=12, labels=labels)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(out, optimize=True)
+    print(f"wrote {out}")
+    return out
+
+
 def main_sheet(args) -> int:
     shared = shared_dir(args.shared)
     cache = cache_dir(args.cache)
-    if args.what == "artist":
+    if args.what == "shipped":
+        shipped_sheet(shared, cache, Path(args.out or ROOT / "docs" / "shipped_sheet.png"), n=args.n)
+    elif args.what == "artist":
         artist_sheet(shared, cache, Path(args.out or ROOT / "docs" / "artist_sheet.png"), n=args.n)
     elif args.what == "attributes":
         attributes_sheet(shared, cache, Path(args.out or ROOT / "docs" / "attributes_sheet.png"), n=args.n)
@@ -104,7 +145,7 @@ def main_sheet(args) -> int:
 
 def add_parser(sub):
     p = sub.add_parser("sheet", help="contact sheets of held-out photos and their avatars")
-    p.add_argument("what", choices=["artist", "attributes"])
+    p.add_argument("what", choices=["artist", "attributes", "shipped"])
     p.add_argument("-n", type=int, default=48)
     p.add_argument("--out")
     p.add_argument("--shared")
