@@ -92,6 +92,26 @@ def test_runs_resume_and_restart_on_config_change(fake):
     # a changed hyperparameter starts over
     T.train_param_ae(cfg("pae", "param_ae", steps=2, lr=1e-3))
     assert T.load_run("pae")["step"] == 2
+    # a checkpoint from before a config field existed resumes when the field keeps its default
+    path = fake.runs / "pae" / "ckpt.pt"
+    ck = torch.load(path, weights_only=False)
+    del ck["config"]["geo_weight"]
+    torch.save(ck, path)
+    T.train_param_ae(cfg("pae", "param_ae", steps=3, lr=1e-3))
+    assert T.load_run("pae")["step"] == 3
+
+
+def test_geometry_weight_reweights_the_reconstruction_loss(fake):
+    T.train_image_ae(cfg("img", "image_ae", steps=2))
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    T.train_mapper(cfg("m1", "mapper", steps=3, image_ae="img", param_ae="pae"))
+    T.train_mapper(cfg("m4", "mapper", steps=3, image_ae="img", param_ae="pae", geo_weight=4.0))
+    a, b = T.load_run("m1"), T.load_run("m4")
+    assert a["config"]["geo_weight"] == 1.0 and b["config"]["geo_weight"] == 4.0
+    # same seed and batches: only the weighting of L_rec differs, so the runs part ways
+    ra = [h["rec"] for h in a["history"] if "rec" in h]
+    rb = [h["rec"] for h in b["history"] if "rec" in h]
+    assert ra and rb and ra != rb
 
 
 def test_mapper_frozen_then_fine_tuned(fake):

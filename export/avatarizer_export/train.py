@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,9 @@ class TrainConfig:
     pairs: int = 0  # mapper: number of paired training photos (0 = all)
     w_weight: float = 10.0
     rec_weight: float = 1.0  # mapper: weight of L_rec (the paper: 1)
+    # mapper: weight of the identity-carrying geometry (the artist's geometry_mask: outline, eyes, brows,
+    # nose, lips) against the rest of the face slice inside L_rec, mean weight kept at 1 (the paper: 1)
+    geo_weight: float = 1.0
     image_ae: str = "image_ae"  # mapper: run of the frozen E_s
     param_ae: str = "param_ae"  # mapper: run of the frozen E_t / D_t
     finetune: str = ""  # mapper: a trained mapper run to continue with E_s unfrozen (our extension)
@@ -119,7 +122,9 @@ class Run:
         ck = torch.load(self.ckpt, map_location="cpu", weights_only=False)
         # the step budget may change between runs (extend or cut a run); nothing else may
         free = ("steps", "threads")
-        same = {k: v for k, v in ck["config"].items() if k not in free} == \
+        # a field added since the checkpoint was written counts as its default
+        old = {**{f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}, **ck["config"]}
+        same = {k: v for k, v in old.items() if k not in free} == \
             {k: v for k, v in asdict(self.cfg).items() if k not in free}
         if not same:
             print(f"{self.cfg.name}: config changed, starting over")
@@ -384,6 +389,12 @@ def train_mapper(cfg: TrainConfig, cache: Path | None = None):
     y = torch.from_numpy(schema.normalize(params[:, schema.FACE], schema.FACE))
     with torch.no_grad():
         zt = et(y)
+    rec_w = None
+    if cfg.geo_weight != 1.0:
+        from avatarizer.artist.core import geometry_mask
+
+        w = np.where(geometry_mask()[schema.FACE], cfg.geo_weight, 1.0)
+        rec_w = torch.from_numpy((w / w.mean()).astype(np.float32))
     rows = pair_subset(source, cfg.pairs)
     # 5% of the chosen photos for the plateau schedule (never the held-out split)
     photos = np.unique(source[rows])
@@ -418,7 +429,8 @@ def train_mapper(cfg: TrainConfig, cache: Path | None = None):
         idx = np.sort(rng.choice(tr_rows, cfg.batch, replace=False))
         z = enc(to_input(crops[idx], size)) if ft else zs[idx]
         zm = F(z)
-        rec = ((dt(zm) - y[idx]) ** 2).mean()
+        err = (dt(zm) - y[idx]) ** 2
+        rec = (err * rec_w).mean() if rec_w is not None else err.mean()
         cm = nets.cross_modal(zm, zt[idx], use_mse, use_cos) if (use_mse or use_cos) else zm.new_zeros(())
         lw = nets.weight_alignment(F, et) if use_w else zm.new_zeros(())
         loss = cfg.rec_weight * rec + cm + cfg.w_weight * lw
@@ -495,7 +507,7 @@ BATCH = {"image-ae": 24, "param-ae": 24, "mapper": 48, "direct": 48}  # paper: 2
 
 def train(what: str, cache: Path, *, steps: int | None = None, batch: int | None = None, seed: int = 0,
           variant: str = "full", pairs: int = 0, name: str | None = None, finetune: str = "",
-          threads: int | None = None, rec_weight: float = 1.0, image_ae: str = "image_ae",
+          threads: int | None = None, rec_weight: float = 1.0, geo_weight: float = 1.0, image_ae: str = "image_ae",
           param_ae: str = "param_ae", init_encoder: str = "", steps_scale: float = 1.0) -> str:
     """Trains one network (``image-ae``, ``param-ae``, ``mapper`` or
     ``direct``) into ``runs/<name>/`` (resumable); returns the run's name.
@@ -509,7 +521,8 @@ def train(what: str, cache: Path, *, steps: int | None = None, batch: int | None
     steps = steps or int((FINETUNE_STEPS if ft else DEFAULT_STEPS[what]) * steps_scale)
     threads = threads or (2 if ft else THREADS[what])
     cfg = TrainConfig(name=name, kind=kind, steps=steps, batch=batch or BATCH[what], seed=seed,
-                      variant=variant, pairs=pairs, threads=threads, rec_weight=rec_weight, finetune=ft,
+                      variant=variant, pairs=pairs, threads=threads, rec_weight=rec_weight, geo_weight=geo_weight,
+                      finetune=ft,
                       image_ae=image_ae, param_ae=param_ae, init_encoder=init_encoder)
     fn = {"image_ae": train_image_ae, "param_ae": train_param_ae, "mapper": train_mapper,
           "direct": train_direct}[kind]
@@ -522,6 +535,7 @@ def main_train(args) -> int:
     train(args.what, cache_dir(args.cache), steps=args.steps, batch=args.batch, seed=args.seed,
           variant=args.variant, pairs=args.pairs, name=args.name, finetune=getattr(args, "finetune", None) or "",
           threads=getattr(args, "threads", None), rec_weight=getattr(args, "rec_weight", 1.0),
+          geo_weight=getattr(args, "geo_weight", 1.0),
           image_ae=getattr(args, "image_ae", None) or "image_ae", param_ae=getattr(args, "param_ae", None) or "param_ae",
           init_encoder=getattr(args, "init_encoder", None) or "")
     return 0
@@ -539,6 +553,9 @@ def add_parser(sub):
     p.add_argument("--cache")
     p.add_argument("--threads", type=int, help="torch threads (default: 2 for CNNs, 1 for MLPs)")
     p.add_argument("--rec-weight", type=float, default=1.0, help="mapper: weight of L_rec (paper: 1)")
+    p.add_argument("--geo-weight", type=float, default=1.0,
+                   help="mapper: weight of the face geometry (outline, eyes, brows, nose, lips) in L_rec, "
+                        "relative to the rest of the face slice (paper: 1)")
     p.add_argument("--image-ae", help="mapper: run of the frozen E_s (default image_ae)")
     p.add_argument("--param-ae", help="mapper: run of E_t / D_t (default param_ae)")
     p.add_argument("--finetune", metavar="RUN",
