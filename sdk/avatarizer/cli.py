@@ -9,6 +9,8 @@
     avatarizer video IN.mp4 -o OUT.json|OUT.svg [--fps F] [--size N] [--face K] [--tolerance PX] [--player]
                      (--size: the animation's width and height)
     avatarizer animate --params IN.jsonl -o OUT.json|OUT.svg [--fps F] [--size N] [--tolerance PX]
+    avatarizer live [SOURCE] [--layout overlay|side-by-side] [--face K] [--frames N] [--max-seconds S]
+                    [--screenshot PATH.png] [--overwrite]     (SOURCE: camera index, default 0, file or URL)
     avatarizer bench [--json] [--frames N]
 
 Heavy modules (MediaPipe, the pipeline) are imported inside the commands, so
@@ -117,6 +119,9 @@ def _temp_beside(out: Path, suffix: str) -> Path:
     fd, name = tempfile.mkstemp(prefix=".avatarizer-", suffix=suffix, dir=out.parent)
     os.close(fd)
     path = Path(name)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)  # mkstemp makes 0600; the output gets the usual mode
     _TEMPS.add(path)
     return path
 
@@ -661,6 +666,70 @@ def _animate(args) -> int:
     return 0
 
 
+class _NoDisplay(CLIError):
+    """No window can be opened: exit status 2 (``live.EXIT_NO_DISPLAY``)."""
+
+    status = 2
+
+
+def _live(args) -> int:
+    """``live [SOURCE]``: the preview window (see :mod:`avatarizer.live`)."""
+    from . import live
+
+    source = live.parse_source(args.source)
+    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
+        raise CLIError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
+    shot = Path(args.screenshot) if args.screenshot else None
+    if isinstance(source, str) and not live.is_stream(source):
+        _check_input(Path(source))
+    if shot is not None:
+        if shot.suffix.lower() != ".png":
+            raise CLIError(f"--screenshot writes a PNG: give a .png file, got {shot.name!r}")
+        _check_output(Path(source) if isinstance(source, str) else None, shot, args.overwrite)
+    why = live.display_problem()
+    if why is not None:
+        raise _NoDisplay(why)
+    _quiet_mediapipe()
+    import cv2
+
+    from .api import Avatarizer
+
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        cap.release()
+        raise CLIError(f"could not open {live.describe(source)}" + (
+            " (no such camera, or it is in use)" if isinstance(source, int) else
+            " (not a video, or a codec or protocol this OpenCV build cannot read)"))
+    if live.is_stream(source):
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # show the newest frame, not a queue of old ones
+    try:
+        with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
+                        exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
+            res = live.run(av, cap, source, side=args.layout == "side-by-side", face=args.face,
+                           max_frames=args.frames, max_seconds=args.max_seconds)
+    finally:
+        cap.release()
+    if res.shown == 0:
+        raise CLIError(f"could not read a frame from {live.describe(source)}")
+    print(f"shown {res.shown} frames of {live.describe(source)} in {res.seconds:.1f} s, {res.fps:.1f} fps "
+          f"(model loading excluded), a face in {res.found}; stopped: {res.stopped_by}")
+    if shot is not None:
+        ok, png = cv2.imencode(".png", res.last)
+        if not ok:
+            raise CLIError(f"could not encode the screenshot {shot}")
+        tmp = _temp_beside(shot, ".png")
+        try:
+            tmp.write_bytes(png.tobytes())
+            _commit(tmp, shot, args.overwrite)
+        finally:
+            _drop_temp(tmp)
+        h, w = res.last.shape[:2]
+        print(f"wrote {shot}: the last frame shown ({w}x{h})")
+    if res.stopped_by == "read-error":
+        print(f"avatarizer live: warning: {live.describe(source)} stopped sending frames", file=sys.stderr)
+    return 0
+
+
 def _bench(args) -> int:
     _quiet_mediapipe()
     from .bench import command
@@ -744,6 +813,28 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never the input)")
     v.set_defaults(func=_video)
 
+    lv = sub.add_parser("live", help="a preview window: camera or video with the avatar, live",
+                        description="Shows a camera (SOURCE = its index, default 0), a video file or a "
+                                    "stream URL with the avatar drawn over the face (overlay) or beside "
+                                    "the frame (side-by-side) and the measured fps; q or Esc quits. A "
+                                    "file plays at its own frame rate. Needs a display: on a machine "
+                                    "without one run it under xvfb-run -a (exit status 2 otherwise).")
+    lv.add_argument("source", nargs="?", default=None, metavar="SOURCE",
+                    help="camera index (default 0), or a video file or URL OpenCV can open")
+    lv.add_argument("--layout", choices=("overlay", "side-by-side"), default="overlay")
+    lv.add_argument("--face", type=_face_index, default=0, metavar="K",
+                    help="which face to follow: the K-th largest in each frame, 0 = the largest (default)")
+    lv.add_argument("--frames", type=_frame_count, default=None, metavar="N", help="stop after N frames shown")
+    lv.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                    help="stop after S seconds (wall clock, after the models are loaded)")
+    lv.add_argument("--screenshot", metavar="PATH.png", default=None,
+                    help="write the last frame shown (with the avatar and the fps) as a PNG at the end")
+    lv.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
+    lv.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
+                    help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
+    lv.add_argument("--overwrite", action="store_true", help="replace an existing --screenshot file")
+    lv.set_defaults(func=_live)
+
     an = sub.add_parser("animate", help="a parameter sequence → Lottie JSON or animated SVG",
                         description="Exports any sequence of avatars (one JSON line of 629 parameters per "
                                     "frame, as `video --params` writes) as a vector animation.")
@@ -782,6 +873,16 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if not 1 <= v <= 1000:
         raise argparse.ArgumentTypeError(f"expected 1..1000, got {v}")
+    return v
+
+
+def _frame_count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of frames, got {v}")
     return v
 
 
@@ -826,7 +927,7 @@ def _on_signal(signum, frame) -> None:
 
 def main(argv=None) -> int:
     """Runs one command. Exit status: 0 done, 1 error (one line on stderr),
-    2 usage, 3 the input video was truncated (output written for the decoded
+    2 usage (and ``live`` without a display), 3 the input video was truncated (output written for the decoded
     part), 130 interrupted (Ctrl-C), 128+N killed by signal N (SIGTERM, SIGHUP).
     Temporary files are removed on every path out."""
     ap = build_parser()
@@ -847,7 +948,8 @@ def main(argv=None) -> int:
         return status
     except CLIError as exc:
         print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        status = getattr(exc, "status", 1)
+        return status
     except (ValueError, AvatarizerError) as exc:  # the SDK's plain-sentence errors
         print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)
         return 1
