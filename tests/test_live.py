@@ -6,6 +6,7 @@ screenshot, bad limits), which need neither.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,8 @@ def test_live_overlay_under_xvfb_shows_the_avatar_on_the_face_and_the_fps(tmp_pa
                          capture_output=True, text=True, env=ENV, timeout=300, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "shown 30 frames" in res.stdout and "stopped: frames" in res.stdout, res.stdout
+    fps = float(re.search(r"s, ([0-9.]+) fps", res.stdout).group(1))
+    assert 0 < fps <= 25 * 1.05, res.stdout  # a file plays no faster than its 25 fps
     img = cv2.imread(str(shot))
     assert img is not None and img.shape == (512, 512, 3)
     assert img.std() > 20  # not blank

@@ -6,7 +6,8 @@ tracked face) and are shown with OpenCV's highgui (``cv2.imshow``), the avatar
 over the face or beside the frame, with the measured frame rate drawn on it.
 
 Timestamps: a file's frames are stamped by frame index / its frame rate and
-shown no faster than that rate (a preview plays at the source's speed); a
+shown no faster than that rate (a preview plays at the source's speed, and
+one that fell behind does not race to catch up); a
 camera's or a stream's by the monotonic clock when the frame was read (the
 camera paces itself). The fps drawn on the frame is the rate at which frames
 were shown over the last second or so.
@@ -141,7 +142,11 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
     """The preview loop: reads ``cap``, shows each frame with the avatar of
     face ``face`` (``av`` is a video-mode :class:`avatarizer.Avatarizer` with
     ``color_order="bgr"``) until the source ends, q/Esc is pressed, the window
-    is closed, or ``max_frames`` / ``max_seconds`` (wall clock) is reached."""
+    is closed, or ``max_frames`` / ``max_seconds`` (wall clock) is reached.
+
+    It runs :meth:`avatarizer.Avatarizer.stream`: the source is read and the
+    next frame's landmarks found on its worker thread while this thread
+    merges, draws and shows the current frame (highgui stays on this one)."""
     import cv2
 
     from .cli import compose
@@ -152,53 +157,71 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
         fps_src = 30.0
     meter = FpsMeter()
     res = LiveResult()
-    cv2.namedWindow(window, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
-    t0 = time.perf_counter()
-    last_ts = -1.0
-    misses = 0
-    try:
+    store: dict = {}                 # frame index -> the BGR frame read (for drawing)
+    stamps: deque = deque()          # their timestamps, in step with the frames
+    ended = {"why": "end"}           # how the source stopped, if it did
+
+    def frames():  # runs on the stream's worker thread
+        n, misses, last_ts = 0, 0, -1.0
         while True:
             ok, frame = cap.read()
             now = time.perf_counter()
             if not ok or frame is None:
-                if stream and misses < 10 and res.shown > 0:  # a camera may drop a frame
+                if stream and misses < 10 and n > 0:  # a camera may drop a frame
                     misses += 1
                     continue
-                res.stopped_by = "end" if not stream else "read-error"
-                break
+                ended["why"] = "end" if not stream else "read-error"
+                return
             misses = 0
-            ts = (now - t0) * 1000.0 if stream else res.shown * 1000.0 / fps_src
-            ts = max(ts, last_ts + 1e-3)  # strictly increasing
-            last_ts = ts
-            avatar = av.from_frame(frame, timestamp_ms=ts, face_index=face)
+            ts = (now - t0) * 1000.0 if stream else n * 1000.0 / fps_src
+            last_ts = max(ts, last_ts + 1e-3)  # strictly increasing
+            stamps.append(last_ts)
+            store[n] = frame
+            n += 1
+            yield frame
+
+    def timestamps():
+        while True:
+            yield stamps.popleft()
+
+    cv2.namedWindow(window, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+    t0 = time.perf_counter()
+    why = None
+    last_show = None  # when the last frame was due on screen (files)
+    try:
+        for i, avatar in av.stream(frames(), timestamps(), face_index=face):
+            frame = store.pop(i)
             if avatar is not None and not avatar.stale:
                 res.found += 1
             shown = compose(frame, avatar, side)
             if shown is frame:
                 shown = frame.copy()
-            if not stream:  # a file plays at its own speed, never faster
-                wait = ts / 1000.0 - (time.perf_counter() - t0)
+            if not stream and last_show is not None:  # a file plays at its frame rate, never faster
+                wait = last_show + 1.0 / fps_src - time.perf_counter()
                 if wait > 0.002:
                     time.sleep(wait - 0.001)
+                last_show = max(time.perf_counter(), last_show + 1.0 / fps_src)
+            else:
+                last_show = time.perf_counter()
             fps = meter.tick()
-            label = f"{fps:4.1f} fps" + ("" if avatar is not None else "  no face")
-            draw_label(shown, label)
+            draw_label(shown, f"{fps:4.1f} fps" + ("" if avatar is not None else "  no face"))
             cv2.imshow(window, shown)
             res.shown += 1
             res.last = shown
             key = cv2.waitKey(1) & 0xFF
             if key in _QUIT_KEYS:
-                res.stopped_by = "key"
+                why = "key"
                 break
             if cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) < 1:
-                res.stopped_by = "window"
+                why = "window"
                 break
             if max_frames is not None and res.shown >= max_frames:
-                res.stopped_by = "frames"
+                why = "frames"
                 break
             if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
-                res.stopped_by = "max-seconds"
+                why = "max-seconds"
                 break
+        res.stopped_by = why or ended["why"]
         res.seconds = time.perf_counter() - t0
         res.fps = res.shown / res.seconds if res.seconds > 0 else 0.0
         return res
