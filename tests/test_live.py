@@ -144,6 +144,7 @@ def test_fps_meter_and_source_parsing():
     assert live.parse_source(None) == 0 and live.parse_source("2") == 2
     assert live.parse_source("clip.mp4") == "clip.mp4" and live.is_stream("rtsp://cam/1")
     assert live.is_stream(0) and not live.is_stream("clip.mp4")
+    assert live.is_stream("/dev/null") and not live.is_stream(__file__)  # a device is read like a camera
     frame = np.zeros((240, 320, 3), np.uint8)
     live.draw_label(frame, "12.3 fps")
     assert frame[:40, :120].max() > 200 and frame[60:].max() == 0  # the text, only in the corner

@@ -698,7 +698,7 @@ def _live(args) -> int:
     if not cap.isOpened():
         cap.release()
         raise CLIError(f"could not open {live.describe(source)}" + (
-            " (no such camera, or it is in use)" if isinstance(source, int) else
+            " (no such camera, or it is in use)" if live.is_stream(source) and "://" not in str(source) else
             " (not a video, or a codec or protocol this OpenCV build cannot read)"))
     if live.is_stream(source):
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # show the newest frame, not a queue of old ones

@@ -20,6 +20,7 @@ says how to fix it (``xvfb-run -a`` on a machine without a screen).
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -47,8 +48,14 @@ def describe(source: int | str) -> str:
 
 
 def is_stream(source: int | str) -> bool:
-    """A camera or a network stream (frames arrive in real time), not a file."""
-    return isinstance(source, int) or "://" in source
+    """A camera (an index or a device such as ``/dev/video0``) or a network
+    stream: frames arrive in real time. Otherwise a file."""
+    if isinstance(source, int) or "://" in source:
+        return True
+    try:
+        return stat.S_ISCHR(os.stat(source).st_mode)
+    except OSError:
+        return False
 
 
 _PROBE = ("import sys, cv2\n"
