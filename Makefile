@@ -12,9 +12,12 @@ SHARED ?= ../shared
 # Debian/Ubuntu packages: what `make demo` needs (compiler, Python headers and
 # venv, libcairo; libGL and GLib for the OpenCV that MediaPipe brings), and what `make test` adds (ffmpeg copies sound tracks,
 # valgrind runs the C example, git for dist-check's clean clone; chromium renders
-# the animation tests' Lottie/SVG frames, with node/npm, installed when missing).
+# the animation tests' Lottie/SVG frames, with node/npm, installed when missing;
+# xvfb + xauth give `avatarizer live` a virtual display in tests (xvfb-run -a), and
+# libsm6/libice6/libxext6 are the X libraries OpenCV's Qt window needs, which a
+# desktop has and a minimal image may not).
 APT_DEMO := build-essential pkg-config libcairo2-dev python3 python3-dev python3-venv ca-certificates libgl1 libglib2.0-0
-APT_TEST := ffmpeg valgrind git xz-utils patch chromium
+APT_TEST := ffmpeg valgrind git xz-utils patch chromium xvfb xauth libsm6 libice6 libxext6
 
 .PHONY: all demo test native sysdeps sysdeps-test venv dev models clean valgrind bench-render example gallery \
 	dist-check dist sanitize sanitize-deps webdeps bench-animation

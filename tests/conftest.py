@@ -1,8 +1,10 @@
-"""Shared test helpers: where ../shared is, and a place for failure artefacts."""
+"""Shared test helpers: where ../shared is, a place for failure artefacts, a two-face frame."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,3 +28,12 @@ def save_failure(name: str, image) -> Path:
     path = ARTEFACTS / f"{name}.png"
     Image.fromarray(image).save(path)
     return path
+
+
+def two_face_canvas(astronaut: np.ndarray) -> np.ndarray:
+    """The astronaut's head twice, 320 px and 200 px, on a grey 584×384 canvas."""
+    head = astronaut[20:260, 110:350]
+    canvas = np.full((384, 584, 3), 200, np.uint8)
+    canvas[32:352, 32:352] = cv2.resize(head, (320, 320), interpolation=cv2.INTER_AREA)
+    canvas[32:232, 352:552] = cv2.resize(head, (200, 200), interpolation=cv2.INTER_AREA)
+    return canvas

@@ -28,7 +28,7 @@ from avatarizer.api import Avatar, Avatarizer, Options  # noqa: E402
 from avatarizer.errors import ModelError  # noqa: E402
 from avatarizer.pipeline import ModelFaceEstimator  # noqa: E402
 from avatarizer.pipeline.face import resize_aa  # noqa: E402
-from conftest import save_failure  # noqa: E402
+from conftest import save_failure, two_face_canvas  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,15 +52,6 @@ def avatar(av, astronaut) -> Avatar:
     a = av.from_frame(astronaut)
     assert a is not None
     return a
-
-
-def two_face_canvas(astronaut: np.ndarray) -> np.ndarray:
-    """The astronaut's head twice, 320 px and 200 px, on a grey 584×384 canvas."""
-    head = astronaut[20:260, 110:350]
-    canvas = np.full((384, 584, 3), 200, np.uint8)
-    canvas[32:352, 32:352] = cv2.resize(head, (320, 320), interpolation=cv2.INTER_AREA)
-    canvas[32:232, 352:552] = cv2.resize(head, (200, 200), interpolation=cv2.INTER_AREA)
-    return canvas
 
 
 # ----------------------------------------------------------------- construction

@@ -495,3 +495,145 @@ def test_video_identity_inline_when_asked():
         assert "identity" not in av._pipeline.by_name and av._pipeline["face"] is av._pipeline.stages[1]
     with pytest.raises(ValueError, match="identity_every_ms"):
         TrackerOptions(identity_every_ms=-1)
+
+
+# ----------------------------------------------------------------- video --size and --face (live16)
+def _frame_at(path, index: int) -> np.ndarray:
+    cap = cv2.VideoCapture(str(path))
+    frame = None
+    for _ in range(index + 1):
+        ok, frame = cap.read()
+        assert ok, f"{path} has fewer than {index + 1} frames"
+    cap.release()
+    return frame
+
+
+def _video_size(path) -> tuple[int, int]:
+    cap = cv2.VideoCapture(str(path))
+    size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    return size
+
+
+def test_cli_video_size_scales_the_frame_and_the_avatar_follows(tmp_path, capsys):
+    from avatarizer.cli import main
+
+    clip = need_shared("data", "video", "d0.mp4")  # 512x512
+    full, small = tmp_path / "full.mp4", tmp_path / "small.mp4"
+    assert main(["video", str(clip), "-o", str(full), "--max-seconds", "0.4"]) == 0
+    assert main(["video", str(clip), "-o", str(small), "--max-seconds", "0.4", "--size", "256"]) == 0
+    assert "256x256" in capsys.readouterr().out
+    assert _video_size(small) == (256, 256)
+    # the avatar is drawn where the face is in the smaller frame: the small output
+    # looks like the full-size output scaled down, not like the scaled source
+    a = _frame_at(small, 8).astype(np.float32)
+    b = cv2.resize(_frame_at(full, 8), (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32)
+    src = cv2.resize(_frame_at(clip, 8), (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32)
+    like_full, like_src = np.abs(a - b).mean(), np.abs(a - src).mean()
+    assert like_full < 4.0 and like_src > 3 * like_full, (like_full, like_src)
+    # side by side: N is the longer side of the whole frame (both panels); an odd N gives N - 1
+    side = tmp_path / "side.mp4"
+    assert main(["video", str(clip), "-o", str(side), "--max-seconds", "0.2", "--size", "301",
+                 "--layout", "side-by-side"]) == 0
+    assert _video_size(side) == (300, 150)
+    # upscaling works too
+    big = tmp_path / "big.mp4"
+    assert main(["video", str(clip), "-o", str(big), "--max-seconds", "0.2", "--size", "640"]) == 0
+    assert _video_size(big) == (640, 640)
+
+
+def test_cli_video_size_keeps_the_aspect_with_even_sides(tmp_path, capsys):
+    import subprocess
+
+    from avatarizer.cli import main
+
+    _need_ffmpeg()
+    clip = need_shared("data", "video", "d10.mp4")
+    odd = tmp_path / "odd.mkv"   # 511x381: a 4:3-ish frame with odd sides
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-t", "0.3", "-i", str(clip), "-vf", "crop=511:381", "-an",
+                    "-c:v", "ffv1", str(odd)], check=True)
+    out = tmp_path / "o.mp4"
+    assert main(["video", str(odd), "-o", str(out), "--size", "200"]) == 0
+    got = _ffprobe(out)["video"]
+    assert (got["width"], got["height"]) == (200, 150) and got["pix_fmt"] == "yuv420p"  # 381 * 200/511 = 149.1
+
+
+def test_cli_video_size_and_face_refusals(tmp_path, capsys):
+    from avatarizer.cli import main
+
+    clip = need_shared("data", "video", "d0.mp4")
+    out = tmp_path / "o.mp4"
+    for bad in (["--size", "0"], ["--size", "-5"], ["--size", "x"], ["--face", "-1"], ["--face", "64"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["video", str(clip), "-o", str(out)] + bad)
+        assert exc.value.code == 2, bad
+        assert "expected" in capsys.readouterr().err
+    assert main(["video", str(clip), "-o", str(out), "--size", "16"]) == 1
+    assert "32..8192" in capsys.readouterr().err
+    # a side-by-side frame 40 px wide would have 20 px panels
+    assert main(["video", str(clip), "-o", str(out), "--size", "40", "--layout", "side-by-side"]) == 1
+    assert "at least 32" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_cli_video_size_keeps_its_meaning_for_animations(tmp_path, capsys):
+    import json
+
+    from avatarizer.cli import main
+
+    clip = need_shared("data", "video", "d0.mp4")
+    out = tmp_path / "a.json"
+    assert main(["video", str(clip), "-o", str(out), "--max-seconds", "0.2", "--size", "300"]) == 0
+    doc = json.loads(out.read_text())
+    assert (doc["w"], doc["h"]) == (300, 300)
+    dflt = tmp_path / "d.json"
+    assert main(["video", str(clip), "-o", str(dflt), "--max-seconds", "0.2"]) == 0
+    doc = json.loads(dflt.read_text())
+    assert (doc["w"], doc["h"]) == (512, 512)
+
+
+@pytest.fixture(scope="module")
+def two_face_clip(tmp_path_factory, astronaut):
+    """A 12-frame clip of the two-face canvas (big head left, small head right)."""
+    from conftest import two_face_canvas
+
+    path = tmp_path_factory.mktemp("two") / "two.mp4"
+    canvas = cv2.cvtColor(two_face_canvas(astronaut), cv2.COLOR_RGB2BGR)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (canvas.shape[1], canvas.shape[0]))
+    for _ in range(12):
+        w.write(canvas)
+    w.release()
+    return path
+
+
+_BIG_FACE = (slice(100, 260), slice(120, 260))    # rows, columns of the big head's face
+_SMALL_FACE = (slice(80, 170), slice(410, 495))   # of the small head's face
+
+
+def test_cli_video_face_follows_the_chosen_face(tmp_path, capsys, two_face_clip):
+    from avatarizer.cli import main
+
+    src = _frame_at(two_face_clip, 10).astype(np.float32)
+    changed = {}
+    for k in (0, 1):
+        out = tmp_path / f"f{k}.mp4"
+        assert main(["video", str(two_face_clip), "-o", str(out), "--face", str(k)]) == 0
+        d = np.abs(_frame_at(out, 10).astype(np.float32) - src).mean(axis=2)
+        changed[k] = (float(d[_BIG_FACE].mean()), float(d[_SMALL_FACE].mean()))
+    (big0, small0), (big1, small1) = changed[0], changed[1]
+    assert big0 > 20 and small0 < 10, changed    # --face 0: the avatar covers the big face only
+    assert small1 > 20 and big1 < 10, changed    # --face 1: the small one only
+    capsys.readouterr()
+    # a face that is in no frame: the video is written without an avatar, with a warning
+    out = tmp_path / "f2.mp4"
+    assert main(["video", str(two_face_clip), "-o", str(out), "--face", "2"]) == 0
+    assert "face 2 (0 = the largest) was not found in any of the 12 frames" in capsys.readouterr().err
+    d = np.abs(_frame_at(out, 10).astype(np.float32) - src).mean(axis=2)
+    assert d[_BIG_FACE].mean() < 10 and d[_SMALL_FACE].mean() < 10
+    # the animation path takes --face too, and refuses a face that never shows
+    anim = tmp_path / "f1.json"
+    assert main(["video", str(two_face_clip), "-o", str(anim), "--face", "1", "--params",
+                 str(tmp_path / "f1.jsonl")]) == 0
+    assert len((tmp_path / "f1.jsonl").read_text().splitlines()) == 12
+    assert main(["video", str(two_face_clip), "-o", str(tmp_path / "f3.json"), "--face", "3"]) == 1
+    assert "face 3 (0 = the largest) not found" in capsys.readouterr().err

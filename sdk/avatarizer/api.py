@@ -17,6 +17,10 @@
             avatar = live.from_frame(frame, timestamp_ms=t_ms)
             shown = avatar.overlay(frame) if avatar else frame
 
+    with Avatarizer(mode="video") as live:         # the same, the next frame's landmarks found on a
+        for i, avatar in live.stream(frames, timestamps_ms):   # worker while this one is drawn
+            shown = avatar.overlay(frames[i]) if avatar else frames[i]
+
 Everything is configured by one :class:`Options` dataclass (or keyword
 overrides of it). What was resolved from ``"auto"`` is visible on the
 object: :attr:`Avatarizer.estimator` (and :attr:`~Avatarizer.estimator_reason`),
@@ -32,7 +36,8 @@ Nothing the caller passes in is modified.
 Thread safety: an :class:`Avatarizer` may be shared between threads. In image
 mode every thread gets its own MediaPipe graph (created on its first call), so
 calls run in parallel and give exactly what serial calls give; in video mode
-calls are serialised (one stream has one state).
+calls are serialised (one stream has one state), and while a :meth:`Avatarizer.stream`
+is being iterated other video calls raise ``RuntimeError``.
 """
 from __future__ import annotations
 
@@ -44,7 +49,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -510,6 +515,7 @@ class Avatarizer:
         self.options = dataclasses.replace(options or Options(), **overrides)
         self.options.validate()
         self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
+        self._streaming = False  # a stream() is being iterated (video mode): other calls are refused
         self._calls = threading.Condition(threading.Lock())  # guards _closed and _active
         self._active = 0  # calls in flight: close() waits for them
         self._closed = False
@@ -634,8 +640,14 @@ class Avatarizer:
         cached hairstyle and face tracking are forgotten, and timestamps may
         start again from any value (for example 0)."""
         with self._lock, self._using() as pipe:
+            self._check_not_streaming("reset()")
             pipe.reset()
             self._last_info = None
+
+    def _check_not_streaming(self, what: str) -> None:
+        if self._streaming:
+            raise RuntimeError(f"{what} cannot run while a stream() of this Avatarizer is being iterated "
+                               "(one video stream, one state); finish or close() the stream first.")
 
     # -- the work
     def run(self, frame, timestamp_ms: float | None = None, face_index: int | None = 0):
@@ -651,6 +663,7 @@ class Avatarizer:
                            face_index=face_index)
         if self.mode == "video":
             with self._lock, self._using() as pipe:
+                self._check_not_streaming("from_frame()/run()")
                 pipe.run(state)
         else:
             with self._using() as pipe:
@@ -763,6 +776,149 @@ class Avatarizer:
         with self._using() as pipe:
             pipe.run_batch(states)
         return [self._avatar(s, 0) for s in states]
+
+    def stream(self, frames: Iterable, timestamps_ms: Iterable[float] | None = None, face_index: int = 0,
+               *, fps: float = 30.0, prefetch: int = 1) -> Iterator[tuple[int, Avatar | None]]:
+        """Video mode: the avatars of a sequence of frames, as an iterator of
+        ``(frame_index, Avatar | None)`` in frame order, with the work of
+        consecutive frames overlapped.
+
+        One worker thread takes the frames from ``frames`` (so decoding a
+        source in a generator overlaps too), converts them and finds their
+        landmarks (MediaPipe, which releases the GIL), up to ``prefetch``
+        frames ahead of the consumer (1 by default; a frame is taken from the
+        source only when it may start at once, so a camera's frames are read
+        as late as possible, and each frame of read-ahead adds a frame of
+        latency when frames come faster than they are processed); the consuming thread runs the rest of the pipeline
+        (identity, tracking, merge) and gets each avatar while the next
+        frames' landmarks are being found, so its own work (``overlay``,
+        ``render``, encoding) runs beside them. The avatars are those of a
+        :meth:`from_frame` loop over the same frames and timestamps (exactly,
+        with ``TrackerOptions(identity_every_ms=0)``; otherwise the identity
+        networks' answers are adopted by whichever frame comes after they
+        arrive, in a stream as in a loop, so the identity may differ slightly).
+
+        ``timestamps_ms``: one per frame, strictly increasing; ``None``
+        stamps frame ``i`` at ``i * 1000 / fps`` after the last frame this
+        Avatarizer saw (from 0 when new or after :meth:`reset`), so streams
+        and calls may follow one another. Frames are read ahead: a
+        source that reuses one buffer must yield copies (a frame that is
+        already H×W×3 uint8 in the right order is copied here). Stopping
+        early (``break``, ``close()`` on the iterator, an exception in the
+        loop) stops the worker and waits for it: no thread is left running
+        (it first finishes the frame it is on, including a ``next()`` on the
+        source). Errors from the source, a bad frame (``ValueError``) or a
+        bad timestamp are raised at that frame's place, after the frames
+        before it. While a stream is being iterated, :meth:`from_frame`,
+        :meth:`run`, :meth:`reset` and a second :meth:`stream` raise
+        ``RuntimeError``.
+        """
+        if self.mode != "video":
+            raise ValueError("stream() is for video: create the Avatarizer with mode='video' "
+                             "(image mode: from_frames() batches frames instead).")
+        self._check_call(0.0, face_index)
+        if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) \
+                or not (_finite(fps) and 0 < float(fps) <= 1000):
+            raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}.")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or not 1 <= prefetch <= 64:
+            raise ValueError(f"prefetch must be an integer in 1..64, got {prefetch!r}.")
+        if isinstance(frames, np.ndarray) and frames.ndim == 3:
+            raise ValueError("stream() takes a sequence of frames (or an N×H×W×C array); for one frame "
+                             "use from_frame().")
+        try:
+            it = iter(frames)
+        except TypeError:
+            raise ValueError(f"stream() takes an iterable of frames, got {type(frames).__name__}") from None
+        ts_it = None
+        if timestamps_ms is not None:
+            if hasattr(frames, "__len__") and hasattr(timestamps_ms, "__len__") \
+                    and len(frames) != len(timestamps_ms):
+                raise ValueError(f"stream() got {len(frames)} frames but {len(timestamps_ms)} timestamps; "
+                                 "give one per frame.")
+            try:
+                ts_it = iter(timestamps_ms)
+            except TypeError:
+                raise ValueError("timestamps_ms must be an iterable of numbers (ms), one per frame.") from None
+        self._check_open()
+        return self._stream(it, ts_it, int(face_index), float(fps), int(prefetch))
+
+    def _stream(self, it, ts_it, face_index: int, fps: float, prefetch: int):
+        import queue
+
+        from .pipeline import FrameState
+
+        with self._lock:
+            self._check_not_streaming("stream()")
+            self._streaming = True
+            try:
+                last = getattr(self._check_open().stages[0].aligner(), "_last_timestamp_ms", None)
+            except BaseException:
+                self._streaming = False
+                raise
+        start = 0.0 if last is None else last + 1000.0 / fps
+        q: queue.Queue = queue.Queue()
+        # a frame is taken from the source only when one of ``prefetch`` slots
+        # is free (freed as the consumer takes a frame): a camera's frame is
+        # read as late as possible, and at most ``prefetch`` frames wait
+        slots = threading.Semaphore(prefetch)
+        stop = threading.Event()
+        end = object()
+        order = self.options.color_order
+
+        def slot() -> bool:
+            while not stop.is_set():
+                if slots.acquire(timeout=0.05):
+                    return not stop.is_set()
+            return False
+
+        def work() -> None:
+            i = 0
+            try:
+                while slot():
+                    try:
+                        frame = next(it)
+                    except StopIteration:
+                        break
+                    if ts_it is None:
+                        t = start + i * 1000.0 / fps
+                    else:
+                        try:
+                            t = next(ts_it)
+                        except StopIteration:
+                            raise ValueError(f"timestamps_ms ran out at frame {i}: give one per frame.") from None
+                    self._check_call(t, face_index)
+                    image = to_rgb_uint8(frame, order)
+                    if image is frame:  # read ahead: never keep a buffer the caller may reuse
+                        image = image.copy()
+                    state = FrameState(image=image, timestamp_ms=float(t), face_index=face_index)
+                    with self._using() as pipe:
+                        pipe.stages[0].run(state)  # align: the landmarks
+                    q.put((i, state, None))
+                    i += 1
+                q.put((i, None, end))
+            except BaseException as exc:  # raised in the consumer, at this frame's place
+                q.put((i, None, exc))
+
+        worker = threading.Thread(target=work, name="avatarizer-stream", daemon=True)
+        try:
+            worker.start()
+            while True:
+                i, state, extra = q.get()
+                slots.release()
+                if state is None:
+                    if extra is end:
+                        return
+                    raise extra
+                with self._lock, self._using() as pipe:
+                    for stage in pipe.stages[1:]:
+                        stage.run(state)
+                    avatar = self._avatar(state, 0)
+                yield i, avatar
+        finally:
+            stop.set()
+            if worker.is_alive():
+                worker.join()
+            self._streaming = False
 
     def faces(self, frame) -> list[Avatar]:
         """Avatars of every face in ``frame`` (up to ``max_faces``), largest first. Image mode only."""

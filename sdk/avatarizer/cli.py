@@ -4,9 +4,13 @@
     avatarizer demo [-o DIR]            the README's main job
     avatarizer render-samples -n 24 -o gallery.png [--overwrite]
     avatarizer image IN -o OUT.png|OUT.svg|OUT.pdf [--size N] [--overwrite]
-    avatarizer video IN.mp4 -o OUT.mp4 [--layout overlay|side-by-side] [--overwrite] [--max-seconds S]
-    avatarizer video IN.mp4 -o OUT.json|OUT.svg [--fps F] [--size N] [--tolerance PX] [--player]
+    avatarizer video IN.mp4 -o OUT.mp4 [--layout overlay|side-by-side] [--size N] [--face K] [--overwrite]
+                     [--max-seconds S]      (--size: the output frame's longer side)
+    avatarizer video IN.mp4 -o OUT.json|OUT.svg [--fps F] [--size N] [--face K] [--tolerance PX] [--player]
+                     (--size: the animation's width and height)
     avatarizer animate --params IN.jsonl -o OUT.json|OUT.svg [--fps F] [--size N] [--tolerance PX]
+    avatarizer live [SOURCE] [--layout overlay|side-by-side] [--face K] [--frames N] [--max-seconds S]
+                    [--screenshot PATH.png] [--overwrite]     (SOURCE: camera index, default 0, file or URL)
     avatarizer bench [--json] [--frames N]
 
 Heavy modules (MediaPipe, the pipeline) are imported inside the commands, so
@@ -115,6 +119,9 @@ def _temp_beside(out: Path, suffix: str) -> Path:
     fd, name = tempfile.mkstemp(prefix=".avatarizer-", suffix=suffix, dir=out.parent)
     os.close(fd)
     path = Path(name)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)  # mkstemp makes 0600; the output gets the usual mode
     _TEMPS.add(path)
     return path
 
@@ -230,7 +237,8 @@ def _image(args) -> int:
         photo = load_image(inp)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    with Avatarizer(estimator=args.estimator, exaggeration=args.exaggeration) as av:
+    with Avatarizer(estimator=args.estimator, exaggeration=args.exaggeration,
+                    max_faces=max(4, args.face + 1)) as av:
         avatar = av.from_frame(photo, face_index=args.face)
     if avatar is None:
         raise CLIError(f"no face found in {inp}" + (f" (asked for face {args.face})" if args.face else ""))
@@ -295,10 +303,76 @@ def _open_video(inp: Path, max_seconds: float | None):
     return cap, first, fps, count, limit, total
 
 
-def _video(args) -> int:
-    import time
+#: Output frame sides ``video -o OUT.mp4 --size`` allows (the SDK's frame limits).
+MIN_VIDEO_SIDE, MAX_VIDEO_SIDE = 32, 8192
+
+
+def video_frame_size(width: int, height: int, panels: int, size: int | None) -> tuple[int, int]:
+    """One panel's (width, height) of a written video frame (``panels`` side
+    by side) for ``--size``: the whole frame's longer side becomes ``size``
+    (``size - 1`` when odd), the other side follows the aspect ratio, rounded
+    to an even number (4:2:0 needs even sides). ``None``: the source's size."""
+    if size is None:
+        return width, height
+    full_w, full_h = panels * width, height
+    even = max(2, size - size % 2)
+    s = even / max(full_w, full_h)
+
+    def to_even(v: float) -> int:
+        return max(2, 2 * int(round(v / 2)))
+
+    if full_w >= full_h:
+        return even // panels if panels > 1 else even, to_even(full_h * s)
+    pw = width * s
+    return (max(1, int(round(pw))) if panels > 1 else to_even(pw)), even
+
+
+def compose(frame, avatar, side: bool):
+    """What the video and live commands show for one BGR frame: the avatar over
+    the face (``side`` False) or beside the frame on white (``side`` True;
+    white where there is no avatar)."""
+    import numpy as np
+
+    if not side:
+        return avatar.overlay(frame) if avatar is not None else frame
+    h, w = frame.shape[:2]
+    if avatar is not None:
+        pic = np.ascontiguousarray(avatar.render(width=w, height=h, background="white", roll=True)[..., 2::-1])
+    else:
+        pic = np.full_like(frame, 255)
+    return np.concatenate([frame, pic], axis=1)
+
+
+def _rescaled(avatar, width: int, height: int):
+    """``avatar`` placed in its frame resized to ``width`` x ``height`` (its
+    face position, box and frame size scaled; the parameters are the same)."""
+    import dataclasses
 
     import numpy as np
+
+    if avatar is None or avatar.face is None:
+        return avatar
+    from .api import Avatar
+
+    f = avatar.face
+    sx, sy = width / f.frame_shape[1], height / f.frame_shape[0]
+    tf = np.asarray(f.transform, np.float64) * np.array([[sx], [sy]])
+    tf.setflags(write=False)
+    x0, y0, x1, y1 = f.box
+    face = dataclasses.replace(f, transform=tf, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy),
+                               frame_shape=(int(height), int(width)))
+    return Avatar(avatar.params, face, stale=avatar.stale, expression=avatar.expression,
+                  color_order=avatar.color_order, attributes=avatar.attributes)
+
+
+def _warn_no_face(face: int, done: int, inp: Path) -> None:
+    which = "no face" if face == 0 else f"face {face} (0 = the largest) was not"
+    print(f"avatarizer video: warning: {which} found in any of the {done} frames of {inp}; the output "
+          "shows no avatar", file=sys.stderr)
+
+
+def _video(args) -> int:
+    import time
 
     inp, out = Path(args.input), Path(args.output)
     if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
@@ -308,6 +382,9 @@ def _video(args) -> int:
         return _video_animation(args)
     if out.suffix.lower() != ".mp4":
         raise CLIError(f"the output must be an .mp4, .json (Lottie) or .svg (animated SVG) file, got {out.name!r}")
+    if args.size is not None and not MIN_VIDEO_SIDE <= args.size <= MAX_VIDEO_SIDE:
+        raise CLIError(f"--size for a video is the output frame's longer side, {MIN_VIDEO_SIDE}..{MAX_VIDEO_SIDE} "
+                       f"pixels; got {args.size}")
     _check_output(inp, out, args.overwrite)
     _params_output(args, inp, create=False)
     _quiet_mediapipe()
@@ -318,7 +395,14 @@ def _video(args) -> int:
     cap, first, fps, count, limit, total = _open_video(inp, args.max_seconds)
     h, w = first.shape[:2]
     side = args.layout == "side-by-side"
-    size = (2 * w if side else w, h)
+    pw, ph = video_frame_size(w, h, 2 if side else 1, args.size)  # one panel, after --size
+    if min(pw, ph) < MIN_VIDEO_SIDE:
+        cap.release()
+        raise CLIError(f"--size {args.size} makes {w}x{h} frames {pw}x{ph} "
+                       f"{'per panel ' if side else ''}pixels; the shorter side must be at least "
+                       f"{MIN_VIDEO_SIDE}: give a larger --size")
+    scaled = (pw, ph) != (w, h)
+    size = (2 * pw if side else pw, ph)
     from . import videoio
 
     h264 = videoio.available()
@@ -343,25 +427,21 @@ def _video(args) -> int:
         params_out = _params_output(args, inp)
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
-                            exaggeration=args.exaggeration) as av:
+                            exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
                 t0 = time.perf_counter()  # after model loading: fps is frames per second of work
                 frame = first
                 while frame is not None and (limit is None or done < limit):
-                    avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / fps)
+                    # the landmarks come from the source frame; --size scales the picture after
+                    avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / fps, face_index=args.face)
                     if avatar is not None and not avatar.stale:
                         found += 1
                     if params_out is not None:
                         params_out.add(avatar)
-                    if side:
-                        if avatar is not None:
-                            pic = avatar.render(width=w, height=h, background="white",
-                                                roll=True)[..., :3][..., ::-1]
-                        else:
-                            pic = np.full_like(frame, 255)
-                        shown = np.concatenate([frame, np.ascontiguousarray(pic)], axis=1)
-                    else:
-                        shown = avatar.overlay(frame) if avatar is not None else frame
-                    write(shown)
+                    if scaled:
+                        frame = cv2.resize(frame, (pw, ph), interpolation=cv2.INTER_AREA if pw < w
+                                           else cv2.INTER_LINEAR)
+                        avatar = _rescaled(avatar, pw, ph)
+                    write(compose(frame, avatar, side))
                     done += 1
                     if done % 5 == 0 or done == total:
                         _progress(done, total, t0)
@@ -401,8 +481,11 @@ def _video(args) -> int:
             _drop_temp(partial)
         if params_out is not None and not params_out.done:
             params_out.discard()
-    print(f"wrote {out}: {done} frames ({done / fps:.1f} s of video, {args.layout}, {codec}), a face in "
-          f"{found}, {done / secs if secs > 0 else 0.0:.1f} fps (model loading excluded); audio {audio}")
+    print(f"wrote {out}: {done} frames ({done / fps:.1f} s of video, {size[0]}x{size[1]}, {args.layout}, "
+          f"{codec}), a face in {found}, {done / secs if secs > 0 else 0.0:.1f} fps (model loading "
+          f"excluded); audio {audio}")
+    if found == 0:
+        _warn_no_face(args.face, done, inp)
     if params_out is not None:
         print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
     if truncated:
@@ -477,7 +560,8 @@ def _animation_options(args, out: Path):
     if args.tolerance is not None and not 0 <= args.tolerance <= 64:
         raise CLIError(f"--tolerance must be in [0, 64] pixels, got {args.tolerance}")
     bg = None if args.background == "transparent" else args.background
-    return lambda fps: Animation(args.size, fps=fps, tolerance=args.tolerance, background=bg)
+    size = args.size or 512
+    return lambda fps: Animation(size, fps=fps, tolerance=args.tolerance, background=bg)
 
 
 def _video_animation(args) -> int:
@@ -508,9 +592,9 @@ def _video_animation(args) -> int:
     t0 = time.perf_counter()
     try:
         with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
-                        exaggeration=args.exaggeration) as av:
+                        exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
             while frame is not None and (limit is None or done < limit):
-                avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / src_fps)
+                avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / src_fps, face_index=args.face)
                 if avatar is not None and not avatar.stale:
                     found += 1
                 if params_out is not None:
@@ -533,7 +617,8 @@ def _video_animation(args) -> int:
     if first is None:
         if params_out is not None:
             params_out.discard()
-        raise CLIError(f"no face found in any of the {done} frames of {inp}")
+        which = "no face" if args.face == 0 else f"face {args.face} (0 = the largest) not"
+        raise CLIError(f"{which} found in any of the {done} frames of {inp}")
     frames = [first if p is None else p for p in frames]
     n_out = max(1, int(round(len(frames) / src_fps * fps)))
     for k in range(n_out):  # resampled to --fps: the input frame showing at each output time
@@ -578,6 +663,70 @@ def _animate(args) -> int:
     print(f"wrote {out}: {len(frames)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
           f"{st['geometry_keyframes']} path keyframes within {anim.tolerance:g} px at "
           f"{anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
+    return 0
+
+
+class _NoDisplay(CLIError):
+    """No window can be opened: exit status 2 (``live.EXIT_NO_DISPLAY``)."""
+
+    status = 2
+
+
+def _live(args) -> int:
+    """``live [SOURCE]``: the preview window (see :mod:`avatarizer.live`)."""
+    from . import live
+
+    source = live.parse_source(args.source)
+    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
+        raise CLIError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
+    shot = Path(args.screenshot) if args.screenshot else None
+    if isinstance(source, str) and not live.is_stream(source):
+        _check_input(Path(source))
+    if shot is not None:
+        if shot.suffix.lower() != ".png":
+            raise CLIError(f"--screenshot writes a PNG: give a .png file, got {shot.name!r}")
+        _check_output(Path(source) if isinstance(source, str) else None, shot, args.overwrite)
+    why = live.display_problem()
+    if why is not None:
+        raise _NoDisplay(why)
+    _quiet_mediapipe()
+    import cv2
+
+    from .api import Avatarizer
+
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        cap.release()
+        raise CLIError(f"could not open {live.describe(source)}" + (
+            " (no such camera, or it is in use)" if live.is_stream(source) and "://" not in str(source) else
+            " (not a video, or a codec or protocol this OpenCV build cannot read)"))
+    if live.is_stream(source):
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # show the newest frame, not a queue of old ones
+    try:
+        with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
+                        exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
+            res = live.run(av, cap, source, side=args.layout == "side-by-side", face=args.face,
+                           max_frames=args.frames, max_seconds=args.max_seconds)
+    finally:
+        cap.release()
+    if res.shown == 0:
+        raise CLIError(f"could not read a frame from {live.describe(source)}")
+    print(f"shown {res.shown} frames of {live.describe(source)} in {res.seconds:.1f} s, {res.fps:.1f} fps "
+          f"(model loading excluded), a face in {res.found}; stopped: {res.stopped_by}")
+    if shot is not None:
+        ok, png = cv2.imencode(".png", res.last)
+        if not ok:
+            raise CLIError(f"could not encode the screenshot {shot}")
+        tmp = _temp_beside(shot, ".png")
+        try:
+            tmp.write_bytes(png.tobytes())
+            _commit(tmp, shot, args.overwrite)
+        finally:
+            _drop_temp(tmp)
+        h, w = res.last.shape[:2]
+        print(f"wrote {shot}: the last frame shown ({w}x{h})")
+    if res.stopped_by == "read-error":
+        print(f"avatarizer live: warning: {live.describe(source)} stopped sending frames", file=sys.stderr)
     return 0
 
 
@@ -626,7 +775,8 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.png, OUT.svg or OUT.pdf")
     im.add_argument("--size", type=_positive_int, default=512, help="pixels (PNG) or points (SVG/PDF); default 512")
     im.add_argument("--background", default="white", help="white (default), transparent, black or #rrggbb")
-    im.add_argument("--face", type=int, default=0, help="which face, 0 = the largest (default)")
+    im.add_argument("--face", type=_face_index, default=0, metavar="K",
+                    help=f"which face, 0 = the largest (default), up to {_MAX_FACE}")
     im.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
     im.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                     help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
@@ -634,23 +784,56 @@ def build_parser() -> argparse.ArgumentParser:
     im.set_defaults(func=_image)
 
     v = sub.add_parser("video", help="a video → the same video with a live avatar",
-                       description="Tracks the largest face through a video and draws its avatar over "
-                                   "the face (overlay) or beside the frame (side-by-side). The input's "
-                                   "sound is copied when ffmpeg is on PATH, else dropped (with a note).")
+                       description="Tracks the largest face (or --face K) through a video and draws its "
+                                   "avatar over the face (overlay) or beside the frame (side-by-side). "
+                                   "The input's sound is copied when ffmpeg is on PATH, else dropped "
+                                   "(with a note). --size means the output frame's longer side for "
+                                   "OUT.mp4 and the animation's width and height for OUT.json|OUT.svg.")
     v.add_argument("input", metavar="IN", help="a video file OpenCV can decode")
     v.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="OUT.mp4 (video), OUT.json (Lottie animation) or OUT.svg (animated SVG)")
     v.add_argument("--layout", choices=("overlay", "side-by-side"), default="overlay")
     v.add_argument("--max-seconds", type=float, default=None, metavar="S", help="stop after S seconds of video")
+    v.add_argument("--face", type=_face_index, default=0, metavar="K",
+                   help="which face to follow: the K-th largest in each frame, 0 = the largest (default); "
+                        f"up to {_MAX_FACE}. Frames without a K-th face count as frames without a face "
+                        "(the last avatar is kept for 0.5 s, then none is drawn)")
     v.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
     v.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                    help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
     v.add_argument("--params", metavar="OUT.jsonl", help="also write one JSON line of parameters per frame")
-    _animation_arguments(v, fps_help="frame rate of a .json/.svg animation (default: the video's)")
+    _animation_arguments(v, fps_help="frame rate of a .json/.svg animation (default: the video's)",
+                         size_help="OUT.mp4: the output frame's longer side in pixels (side by side: of "
+                                   "both panels together), the other side in proportion, both even "
+                                   "(default: the input's size); OUT.json|OUT.svg: the animation's width "
+                                   "and height (default 512; vector, scales to any size)",
+                         size_default=None)
     v.add_argument("--player", action="store_true",
                    help="with OUT.json: also write OUT.html, the animation next to the source video")
     v.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never the input)")
     v.set_defaults(func=_video)
+
+    lv = sub.add_parser("live", help="a preview window: camera or video with the avatar, live",
+                        description="Shows a camera (SOURCE = its index, default 0), a video file or a "
+                                    "stream URL with the avatar drawn over the face (overlay) or beside "
+                                    "the frame (side-by-side) and the measured fps; q or Esc quits. A "
+                                    "file plays at its own frame rate. Needs a display: on a machine "
+                                    "without one run it under xvfb-run -a (exit status 2 otherwise).")
+    lv.add_argument("source", nargs="?", default=None, metavar="SOURCE",
+                    help="camera index (default 0), or a video file or URL OpenCV can open")
+    lv.add_argument("--layout", choices=("overlay", "side-by-side"), default="overlay")
+    lv.add_argument("--face", type=_face_index, default=0, metavar="K",
+                    help="which face to follow: the K-th largest in each frame, 0 = the largest (default)")
+    lv.add_argument("--frames", type=_frame_count, default=None, metavar="N", help="stop after N frames shown")
+    lv.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                    help="stop after S seconds (wall clock, after the models are loaded)")
+    lv.add_argument("--screenshot", metavar="PATH.png", default=None,
+                    help="write the last frame shown (with the avatar and the fps) as a PNG at the end")
+    lv.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
+    lv.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
+                    help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
+    lv.add_argument("--overwrite", action="store_true", help="replace an existing --screenshot file")
+    lv.set_defaults(func=_live)
 
     an = sub.add_parser("animate", help="a parameter sequence → Lottie JSON or animated SVG",
                         description="Exports any sequence of avatars (one JSON line of 629 parameters per "
@@ -693,14 +876,39 @@ def _count(text: str) -> int:
     return v
 
 
-def _animation_arguments(p, fps_help: str) -> None:
+def _frame_count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of frames, got {v}")
+    return v
+
+
+def _animation_arguments(p, fps_help: str, size_help: str | None = None, size_default: int | None = 512) -> None:
     p.add_argument("--fps", type=float, default=None, help=fps_help)
-    p.add_argument("--size", type=_positive_int, default=512,
-                   help="animation width and height in pixels (default 512; vector, scales to any size)")
+    p.add_argument("--size", type=_positive_int, default=size_default, metavar="N",
+                   help=size_help or "animation width and height in pixels (default 512; vector, scales to "
+                                     "any size)")
     p.add_argument("--tolerance", type=float, default=None, metavar="PX",
                    help="keyframe/path reduction tolerance in pixels at --size (default size/256, 2 px at 512)")
     p.add_argument("--background", default="transparent",
                    help="animation background: transparent (default), white, black or #rrggbb")
+
+
+#: Highest --face index (the SDK finds at most api.MAX_FACES faces per frame).
+_MAX_FACE = 63
+
+
+def _face_index(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= v <= _MAX_FACE:
+        raise argparse.ArgumentTypeError(f"expected a face index 0..{_MAX_FACE} (0 = the largest), got {v}")
+    return v
 
 
 def _positive_int(text: str) -> int:
@@ -719,7 +927,7 @@ def _on_signal(signum, frame) -> None:
 
 def main(argv=None) -> int:
     """Runs one command. Exit status: 0 done, 1 error (one line on stderr),
-    2 usage, 3 the input video was truncated (output written for the decoded
+    2 usage (and ``live`` without a display), 3 the input video was truncated (output written for the decoded
     part), 130 interrupted (Ctrl-C), 128+N killed by signal N (SIGTERM, SIGHUP).
     Temporary files are removed on every path out."""
     ap = build_parser()
@@ -740,7 +948,8 @@ def main(argv=None) -> int:
         return status
     except CLIError as exc:
         print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        status = getattr(exc, "status", 1)
+        return status
     except (ValueError, AvatarizerError) as exc:  # the SDK's plain-sentence errors
         print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,240 @@
+"""``avatarizer live``: a preview window on a camera or any video source.
+
+The frames come from OpenCV (``cv2.VideoCapture``: a camera index, a video
+file or a URL), go through :class:`avatarizer.Avatarizer` in video mode (one
+tracked face) and are shown with OpenCV's highgui (``cv2.imshow``), the avatar
+over the face or beside the frame, with the measured frame rate drawn on it.
+
+Timestamps: a file's frames are stamped by frame index / its frame rate and
+shown no faster than that rate (a preview plays at the source's speed, and
+one that fell behind does not race to catch up); a
+camera's or a stream's by the monotonic clock when the frame was read (the
+camera paces itself). The fps drawn on the frame is the rate at which frames
+were shown over the last second or so.
+
+Windows need a display. Qt (OpenCV's window toolkit in the opencv-python
+wheels) aborts the whole process when it cannot reach one, so
+:func:`display_problem` checks first, in a child process, and the command
+says how to fix it (``xvfb-run -a`` on a machine without a screen).
+"""
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Exit status when no window can be opened (no display).
+EXIT_NO_DISPLAY = 2
+WINDOW = "avatarizer live (q or Esc quits)"
+_QUIT_KEYS = (ord("q"), ord("Q"), 27)
+
+
+def parse_source(text: str | None) -> int | str:
+    """``None`` or digits → a camera index (int); anything else → a path or URL (str)."""
+    if text is None:
+        return 0
+    t = text.strip()
+    return int(t) if t.isdigit() else text
+
+
+def describe(source: int | str) -> str:
+    return f"camera {source}" if isinstance(source, int) else str(source)
+
+
+def is_stream(source: int | str) -> bool:
+    """A camera (an index or a device such as ``/dev/video0``) or a network
+    stream: frames arrive in real time. Otherwise a file."""
+    if isinstance(source, int) or "://" in source:
+        return True
+    try:
+        return stat.S_ISCHR(os.stat(source).st_mode)
+    except OSError:
+        return False
+
+
+_PROBE = ("import sys, cv2\n"
+          "try:\n"
+          "    cv2.namedWindow('avatarizer-probe', cv2.WINDOW_AUTOSIZE)\n"
+          "    cv2.waitKey(1)\n"
+          "    cv2.destroyAllWindows()\n"
+          "except cv2.error as exc:\n"
+          "    sys.exit('opencv: ' + str(exc).strip().splitlines()[-1])\n")
+
+
+def display_problem(timeout: float = 60.0) -> str | None:
+    """Why no preview window can be opened here, as one sentence with the fix;
+    ``None`` when one can. On Linux and other X11 systems ``$DISPLAY`` must be
+    set (or ``QT_QPA_PLATFORM`` name another Qt platform), and a window is
+    opened and closed in a child process first: Qt aborts the process that
+    cannot reach its display, and that must not be this one."""
+    hint = ("run it in a desktop session (or over ssh -X), or on a machine without a screen under a "
+            "virtual X server: xvfb-run -a avatarizer live ... (Debian/Ubuntu: apt-get install xvfb)")
+    native = sys.platform in ("win32", "darwin")
+    if not native and not os.environ.get("DISPLAY") and not os.environ.get("QT_QPA_PLATFORM"):
+        return f"no display to open the preview window on ($DISPLAY is not set); {hint}"
+    try:
+        res = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                             timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"opening a test window took more than {timeout:.0f} s; {hint}"
+    except OSError as exc:
+        return f"could not test for a display ({exc}); {hint}"
+    if res.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in (res.stderr or "").splitlines() if ln.strip()]
+    why = next((ln for ln in lines if "opencv:" in ln or "display" in ln.lower()), lines[-1] if lines else "")
+    where = f" {os.environ['DISPLAY']}" if os.environ.get("DISPLAY") else ""
+    if "opencv:" in why and "not implemented" in why.lower():
+        return ("this OpenCV has no window support (opencv-python-headless?); install opencv-python or "
+                "opencv-contrib-python")
+    return f"cannot open a window on the display{where} ({why or f'exit status {res.returncode}'}); {hint}"
+
+
+class FpsMeter:
+    """Frames per second over a sliding window (the last ``span_s`` seconds,
+    at most ``frames`` frames)."""
+
+    def __init__(self, span_s: float = 1.0, frames: int = 60):
+        self.span_s = float(span_s)
+        self._t: deque = deque(maxlen=frames)
+
+    def tick(self, t: float | None = None) -> float:
+        t = time.perf_counter() if t is None else t
+        self._t.append(t)
+        while len(self._t) > 2 and t - self._t[0] > self.span_s:
+            self._t.popleft()
+        return self.fps
+
+    @property
+    def fps(self) -> float:
+        if len(self._t) < 2:
+            return 0.0
+        dt = self._t[-1] - self._t[0]
+        return (len(self._t) - 1) / dt if dt > 0 else 0.0
+
+
+def draw_label(frame: np.ndarray, text: str) -> np.ndarray:
+    """``text`` in the top-left corner, white with a dark outline (legible on
+    any background), sized to the frame's height. Draws in place."""
+    import cv2
+
+    h = frame.shape[0]
+    scale = max(0.5, h / 480.0 * 0.8)
+    thick = max(1, int(round(scale * 2)))
+    (_, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    org = (int(10 * scale), int(10 * scale) + th)
+    cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 3, cv2.LINE_AA)
+    cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return frame
+
+
+@dataclass
+class LiveResult:
+    shown: int = 0              # frames shown
+    found: int = 0              # frames with a fresh (not stale) avatar
+    seconds: float = 0.0        # from the start of the loop (models loaded) to its end
+    fps: float = 0.0            # shown / seconds
+    last: np.ndarray | None = None  # the last frame shown (BGR, with the fps label)
+    stopped_by: str = "end"     # "end" (source ended), "key", "window", "frames", "max-seconds", "read-error"
+
+
+def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: int | None = None,
+        max_seconds: float | None = None, window: str = WINDOW) -> LiveResult:
+    """The preview loop: reads ``cap``, shows each frame with the avatar of
+    face ``face`` (``av`` is a video-mode :class:`avatarizer.Avatarizer` with
+    ``color_order="bgr"``) until the source ends, q/Esc is pressed, the window
+    is closed, or ``max_frames`` / ``max_seconds`` (wall clock) is reached.
+
+    It runs :meth:`avatarizer.Avatarizer.stream`: the source is read and the
+    next frame's landmarks found on its worker thread while this thread
+    merges, draws and shows the current frame (highgui stays on this one)."""
+    import cv2
+
+    from .cli import compose
+
+    stream = is_stream(source)
+    fps_src = cap.get(cv2.CAP_PROP_FPS)
+    if not fps_src or not np.isfinite(fps_src) or fps_src <= 0 or fps_src > 1000:
+        fps_src = 30.0
+    meter = FpsMeter()
+    res = LiveResult()
+    store: dict = {}                 # frame index -> the BGR frame read (for drawing)
+    stamps: deque = deque()          # their timestamps, in step with the frames
+    ended = {"why": "end"}           # how the source stopped, if it did
+
+    def frames():  # runs on the stream's worker thread
+        n, misses, last_ts = 0, 0, -1.0
+        while True:
+            ok, frame = cap.read()
+            now = time.perf_counter()
+            if not ok or frame is None:
+                if stream and misses < 10 and n > 0:  # a camera may drop a frame
+                    misses += 1
+                    continue
+                ended["why"] = "end" if not stream else "read-error"
+                return
+            misses = 0
+            ts = (now - t0) * 1000.0 if stream else n * 1000.0 / fps_src
+            last_ts = max(ts, last_ts + 1e-3)  # strictly increasing
+            stamps.append(last_ts)
+            store[n] = frame
+            n += 1
+            yield frame
+
+    def timestamps():
+        while True:
+            yield stamps.popleft()
+
+    cv2.namedWindow(window, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+    t0 = time.perf_counter()
+    why = None
+    last_show = None  # when the last frame was due on screen (files)
+    try:
+        for i, avatar in av.stream(frames(), timestamps(), face_index=face):
+            frame = store.pop(i)
+            if avatar is not None and not avatar.stale:
+                res.found += 1
+            shown = compose(frame, avatar, side)
+            if shown is frame:
+                shown = frame.copy()
+            if not stream and last_show is not None:  # a file plays at its frame rate, never faster
+                wait = last_show + 1.0 / fps_src - time.perf_counter()
+                if wait > 0.002:
+                    time.sleep(wait - 0.001)
+                last_show = max(time.perf_counter(), last_show + 1.0 / fps_src)
+            else:
+                last_show = time.perf_counter()
+            fps = meter.tick()
+            draw_label(shown, f"{fps:4.1f} fps" + ("" if avatar is not None else "  no face"))
+            cv2.imshow(window, shown)
+            res.shown += 1
+            res.last = shown
+            key = cv2.waitKey(1) & 0xFF
+            if key in _QUIT_KEYS:
+                why = "key"
+                break
+            if cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) < 1:
+                why = "window"
+                break
+            if max_frames is not None and res.shown >= max_frames:
+                why = "frames"
+                break
+            if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+                why = "max-seconds"
+                break
+        res.stopped_by = why or ended["why"]
+        res.seconds = time.perf_counter() - t0
+        res.fps = res.shown / res.seconds if res.seconds > 0 else 0.0
+        return res
+    finally:
+        try:
+            cv2.destroyWindow(window)
+            cv2.waitKey(1)
+        except cv2.error:
+            pass

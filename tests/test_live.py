@@ -1,0 +1,150 @@
+"""``avatarizer live``: the preview window, run for real under a virtual X
+server (``xvfb-run``; ``make sysdeps-test`` installs it) on the talking-head
+clips of ``../shared/data/video``, and its refusals (no display, an existing
+screenshot, bad limits), which need neither.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from avatarizer import live
+from conftest import need_shared
+
+CLI = [sys.executable, "-m", "avatarizer.cli"]
+ENV = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def _no_display_env() -> dict:
+    env = dict(ENV)
+    for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        env.pop(k, None)
+    return env
+
+
+def _xvfb() -> list[str]:
+    exe = shutil.which("xvfb-run")
+    if exe is None:
+        pytest.skip("needs xvfb-run (make sysdeps-test installs xvfb)")
+    return [exe, "-a", "-s", "-screen 0 1280x1024x24"]
+
+
+def _source_frame(path, index: int) -> np.ndarray:
+    cap = cv2.VideoCapture(str(path))
+    for _ in range(index + 1):
+        ok, frame = cap.read()
+        assert ok
+    cap.release()
+    return frame
+
+
+def test_without_a_display_it_says_how_to_fix_it_and_exits_2(tmp_path):
+    clip = need_shared("data", "video", "d0.mp4")
+    res = subprocess.run(CLI + ["live", str(clip), "--frames", "3"], capture_output=True, text=True,
+                         env=_no_display_env(), timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "$DISPLAY is not set" in res.stderr and "xvfb-run -a" in res.stderr
+    assert "Traceback" not in res.stderr
+    # a display that is named but not there: Qt would abort; the command answers instead
+    env = dict(ENV, DISPLAY=":93")
+    res = subprocess.run(CLI + ["live", str(clip), "--frames", "3"], capture_output=True, text=True,
+                         env=env, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "cannot open a window on the display :93" in res.stderr and "xvfb-run -a" in res.stderr
+    assert "Traceback" not in res.stderr and "core dumped" not in res.stderr
+
+
+def test_refusals_before_any_window(tmp_path):
+    clip = need_shared("data", "video", "d0.mp4")
+    shot = tmp_path / "shot.png"
+    shot.write_bytes(b"mine")
+    env = _no_display_env()  # refusals come before the display check
+
+    def run(*argv):
+        return subprocess.run(CLI + ["live", *argv], capture_output=True, text=True, env=env, timeout=120,
+                              stdin=subprocess.DEVNULL)
+
+    res = run(str(clip), "--frames", "3", "--screenshot", str(shot))
+    assert res.returncode == 1 and "--overwrite" in res.stderr and shot.read_bytes() == b"mine"
+    res = run(str(clip), "--screenshot", str(tmp_path / "shot.jpg"))
+    assert res.returncode == 1 and "PNG" in res.stderr
+    res = run(str(tmp_path / "missing.mp4"))
+    assert res.returncode == 1 and "no such file" in res.stderr
+    for bad in (["--frames", "0"], ["--frames", "-2"], ["--face", "-1"]):
+        res = run(str(clip), *bad)
+        assert res.returncode == 2 and "expected" in res.stderr, bad
+    res = run(str(clip), "--max-seconds", "nan")
+    assert res.returncode == 1 and "--max-seconds" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shot.png"]
+
+
+def test_live_overlay_under_xvfb_shows_the_avatar_on_the_face_and_the_fps(tmp_path):
+    xvfb = _xvfb()
+    clip = need_shared("data", "video", "d0.mp4")  # 512x512, 25 fps
+    shot = tmp_path / "shot.png"
+    res = subprocess.run(xvfb + CLI + ["live", str(clip), "--frames", "30", "--screenshot", str(shot)],
+                         capture_output=True, text=True, env=ENV, timeout=300, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "shown 30 frames" in res.stdout and "stopped: frames" in res.stdout, res.stdout
+    fps = float(re.search(r"s, ([0-9.]+) fps", res.stdout).group(1))
+    assert 0 < fps <= 25 * 1.05, res.stdout  # a file plays no faster than its 25 fps
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape == (512, 512, 3)
+    assert img.std() > 20  # not blank
+    mask = os.umask(0)
+    os.umask(mask)
+    assert shot.stat().st_mode & 0o777 == 0o666 & ~mask  # the usual mode, not the temporary file's 0600
+    src = _source_frame(clip, 29)  # the last frame shown
+    d = np.abs(img.astype(np.float32) - src).mean(axis=2)
+    assert d[150:400, 150:360].mean() > 15       # the avatar is drawn over the face
+    assert d[100:200, 440:510].mean() < 3        # the green screen beside it is the frame's
+    label = img[0:40, 0:130]                     # "NN.N fps": white text with a black outline
+    assert (label.min(axis=2) > 230).mean() > 0.05 and (label.max(axis=2) < 30).mean() > 0.05
+    # never overwritten without --overwrite; replaced with it
+    stamp = shot.read_bytes()
+    res = subprocess.run(xvfb + CLI + ["live", str(clip), "--frames", "2", "--screenshot", str(shot),
+                                       "--overwrite"], capture_output=True, text=True, env=ENV, timeout=300,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0 and shot.read_bytes() != stamp
+
+
+def test_live_side_by_side_under_xvfb(tmp_path):
+    xvfb = _xvfb()
+    clip = need_shared("data", "video", "d10.mp4")  # 512x512
+    shot = tmp_path / "side.png"
+    res = subprocess.run(xvfb + CLI + ["live", str(clip), "--frames", "12", "--layout", "side-by-side",
+                                       "--screenshot", str(shot)],
+                         capture_output=True, text=True, env=ENV, timeout=300, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr[-3000:]
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape == (512, 1024, 3)
+    src = _source_frame(clip, 11)
+    left = np.abs(img[:, :512].astype(np.float32) - src).mean(axis=2)
+    assert left[60:].mean() < 2              # the frame itself (the fps label is at the top)
+    right = img[:, 512:]
+    white = (right.min(axis=2) > 245).mean()
+    assert 0.1 < white < 0.9 and right.std() > 20  # the avatar on a white background
+
+
+def test_fps_meter_and_source_parsing():
+    m = live.FpsMeter(span_s=1.0)
+    for i in range(50):
+        m.tick(i * 0.04)      # 25 fps
+    assert m.fps == pytest.approx(25.0)
+    for i in range(50, 60):
+        m.tick(i * 0.1)       # slows to 10 fps: the window forgets the fast frames
+    assert m.fps == pytest.approx(10.0, rel=0.15)
+    assert live.parse_source(None) == 0 and live.parse_source("2") == 2
+    assert live.parse_source("clip.mp4") == "clip.mp4" and live.is_stream("rtsp://cam/1")
+    assert live.is_stream(0) and not live.is_stream("clip.mp4")
+    assert live.is_stream("/dev/null") and not live.is_stream(__file__)  # a device is read like a camera
+    frame = np.zeros((240, 320, 3), np.uint8)
+    live.draw_label(frame, "12.3 fps")
+    assert frame[:40, :120].max() > 200 and frame[60:].max() == 0  # the text, only in the corner

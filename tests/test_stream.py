@@ -1,0 +1,225 @@
+"""``Avatarizer.stream()``: the same avatars as a ``from_frame`` loop, in
+order, with the landmarks of the next frame found while the consumer works on
+this one; early stops and errors leave no thread behind.
+
+Real frames: the talking-head clip ``../shared/data/video/d0.mp4`` (skipped
+with the reason when ``../shared`` is not beside the checkout) and
+scikit-image's ``astronaut``.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from avatarizer.api import Avatarizer  # noqa: E402
+from avatarizer.video import TrackerOptions  # noqa: E402
+from conftest import need_shared  # noqa: E402
+from test_video import read_frames  # noqa: E402
+
+INLINE = TrackerOptions(identity_every_ms=0)  # the identity networks on every frame: deterministic
+
+
+def _stream_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "avatarizer-stream" and t.is_alive()]
+
+
+@pytest.fixture(scope="module")
+def clip():
+    """40 frames of d0 (BGR) with a black frame at 20 (a lost face), and their timestamps."""
+    frames, dt = read_frames(need_shared("data", "video", "d0.mp4"), 40)
+    assert len(frames) == 40
+    frames.insert(20, np.zeros_like(frames[0]))
+    for f in frames:
+        f.setflags(write=False)
+    return frames, [i * dt for i in range(len(frames))]
+
+
+def _loop(frames, ts, **opts):
+    with Avatarizer(mode="video", color_order="bgr", **opts) as av:
+        return [av.from_frame(f, timestamp_ms=t) for f, t in zip(frames, ts)]
+
+
+def test_stream_gives_the_loops_avatars_in_order(clip):
+    frames, ts = clip
+    loop = _loop(frames, ts, tracker=INLINE)
+    with Avatarizer(mode="video", color_order="bgr", tracker=INLINE) as av:
+        got = list(av.stream(frames, ts))
+    assert [i for i, _ in got] == list(range(len(frames)))
+    assert loop[20] is not None and loop[20].stale  # the black frame: the last avatar, kept
+    for i, (a, (_, b)) in enumerate(zip(loop, got)):
+        assert (a is None) == (b is None), i
+        if a is None:
+            continue
+        np.testing.assert_array_equal(a.params, b.params, err_msg=f"frame {i}")
+        np.testing.assert_array_equal(a.face.transform, b.face.transform, err_msg=f"frame {i}")
+        assert a.stale == b.stale and a.expression == b.expression, i
+    assert not _stream_threads()
+
+
+def test_stream_with_the_identity_worker_matches_within_its_timing(clip):
+    """With the default tracker the identity networks run on their own worker
+    and their answer is adopted by whichever frame follows its arrival (wall
+    clock), in a loop as in a stream: expressions and the head transform come
+    from the landmarks and match exactly; the identity part may differ by
+    that timing only, a little."""
+    frames, ts = clip
+    loop = _loop(frames, ts)
+    with Avatarizer(mode="video", color_order="bgr") as av:
+        got = [a for _, a in av.stream(frames, ts)]
+    for i, (a, b) in enumerate(zip(loop, got)):
+        assert a is not None and b is not None, i
+        np.testing.assert_array_equal(a.face.transform, b.face.transform, err_msg=f"frame {i}")
+        assert a.expression == b.expression, i
+        assert np.abs(a.params - b.params).mean() < 0.01, i
+
+
+def test_stream_timestamps_default_to_fps_and_are_checked(clip):
+    frames, ts = clip
+    with Avatarizer(mode="video", color_order="bgr", tracker=INLINE) as av:
+        by_fps = [a for _, a in av.stream(frames[:6], fps=25.0)]
+    loop = _loop(frames[:6], [i * 40.0 for i in range(6)], tracker=INLINE)
+    for a, b in zip(loop, by_fps):
+        np.testing.assert_array_equal(a.params, b.params)
+    with Avatarizer(mode="video", color_order="bgr") as av:
+        with pytest.raises(ValueError, match="one per frame"):
+            av.stream(frames[:3], [0.0, 40.0])
+        it = av.stream(iter(frames[:4]), iter([0.0, 40.0, 40.0, 80.0]))  # not increasing at frame 2
+        assert [i for i, _ in zip(range(2), it)] == [0, 1]
+        with pytest.raises(ValueError, match="timestamp"):
+            next(it)
+        assert not _stream_threads()
+        av.reset()  # timestamps may start again
+        it = av.stream(iter(frames[:4]), iter([0.0]))
+        next(it)
+        with pytest.raises(ValueError, match="ran out at frame 1"):
+            next(it)
+
+
+def test_stream_refusals():
+    astronaut = skdata.astronaut()
+    with Avatarizer() as av:
+        with pytest.raises(ValueError, match="mode='video'"):
+            av.stream([astronaut])
+    with Avatarizer(mode="video") as av:
+        for bad in (dict(fps=0), dict(fps=float("nan")), dict(prefetch=0), dict(face_index=-1)):
+            with pytest.raises(ValueError):
+                av.stream([astronaut], **bad)
+        with pytest.raises(ValueError, match="sequence of frames"):
+            av.stream(astronaut)
+        with pytest.raises(ValueError, match="iterable"):
+            av.stream(42)
+        it = av.stream([astronaut, astronaut], [0.0, 40.0])
+        next(it)
+        with pytest.raises(RuntimeError, match="stream"):  # one stream, one state
+            av.from_frame(astronaut, timestamp_ms=80.0)
+        with pytest.raises(RuntimeError, match="stream"):
+            next(av.stream([astronaut], [100.0]))
+        with pytest.raises(RuntimeError, match="stream"):
+            av.reset()
+        assert [i for i, _ in it] == [1]
+        assert av.from_frame(astronaut, timestamp_ms=80.0) is not None  # usable again afterwards
+    with pytest.raises(RuntimeError, match="closed"):
+        av.stream([astronaut])
+
+
+def test_stopping_early_leaves_no_thread(clip):
+    frames, ts = clip
+    taken = []
+
+    def source():  # an endless camera-like source
+        i = 0
+        while True:
+            taken.append(i)
+            yield frames[i % len(frames)]
+            i += 1
+
+    with Avatarizer(mode="video", color_order="bgr") as av:
+        for i, _ in av.stream(source()):
+            if i == 4:
+                break
+        assert not _stream_threads()
+        assert len(taken) <= 5 + 1  # read ahead by at most the prefetch (1)
+        gen = av.stream(source(), prefetch=3)
+        next(gen)
+        assert _stream_threads()
+        gen.close()
+        assert not _stream_threads()
+        # an exception in the consumer's loop
+        with pytest.raises(KeyError):
+            for i, _ in av.stream(source()):
+                if i == 2:
+                    raise KeyError("consumer")
+        assert not _stream_threads()
+        # each stream went on from the last frame's time (1000/30 ms apart): a call may follow
+        last = av._pipeline.stages[0].aligner()._last_timestamp_ms
+        assert last > 0 and av.from_frame(frames[0], timestamp_ms=last + 1.0) is not None
+        av.reset()
+        assert av.from_frame(frames[0], timestamp_ms=0.0) is not None
+
+
+def test_errors_from_the_source_and_bad_frames_arrive_in_place(clip):
+    frames, _ = clip
+
+    def failing():
+        yield from frames[:3]
+        raise OSError("camera unplugged")
+
+    with Avatarizer(mode="video", color_order="bgr") as av:
+        seen = []
+        with pytest.raises(OSError, match="camera unplugged"):
+            for i, a in av.stream(failing()):
+                seen.append(i)
+        assert seen == [0, 1, 2] and not _stream_threads()
+        av.reset()
+        bad = list(frames[:3]) + [frames[3].astype(np.float64)]  # floats outside [0, 1]
+        seen = []
+        with pytest.raises(ValueError):
+            for i, a in av.stream(bad):
+                seen.append(i)
+        assert seen == [0, 1, 2] and not _stream_threads()
+
+
+def test_the_source_and_the_landmarks_overlap_the_rest_of_the_pipeline(clip):
+    """A camera-like source waits 40 ms for each frame (no CPU). In a loop the
+    whole pipeline comes on top of that wait; in a stream the source is read
+    and the landmarks found on the worker while the consumer runs the rest of
+    the pipeline on the previous frame, so that rest is hidden in the wait.
+    (Hiding CPU work behind CPU work needs a free second core; this holds on
+    one.)"""
+    frames, ts = clip
+    frames, ts = frames[:16], ts[:16]
+    wait = 0.04
+
+    def camera():
+        for f in frames:
+            time.sleep(wait)
+            yield f
+
+    with Avatarizer(mode="video", color_order="bgr", tracker=INLINE) as av:
+        aligns = [av.run(f, timestamp_ms=t).timings["align"] for f, t in zip(frames[:8], ts)]
+        av.reset()
+        took = []
+        t0 = time.perf_counter()
+        for f, t in zip(camera(), ts):
+            s = time.perf_counter()
+            av.from_frame(f, timestamp_ms=t)
+            took.append(time.perf_counter() - s)
+        loop_s = time.perf_counter() - t0
+        av.reset()
+        t0 = time.perf_counter()
+        got = [i for i, _ in av.stream(camera(), ts)]
+        stream_s = time.perf_counter() - t0
+    assert got == list(range(len(frames)))
+    rest_s = float(np.median(took)) - float(np.median(aligns)) / 1000.0  # the consumer's part of a frame
+    saved = loop_s - stream_s
+    print(f"loop {loop_s:.3f} s, stream {stream_s:.3f} s, frame {np.median(took) * 1e3:.1f} ms, "
+          f"align {np.median(aligns):.1f} ms")
+    assert rest_s > 0.005
+    assert saved > 0.5 * (len(frames) - 1) * min(rest_s, wait), (loop_s, stream_s, rest_s)
