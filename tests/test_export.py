@@ -653,3 +653,25 @@ def test_tensorrt_engine_build_and_run(exported, tmp_path, fmt):
             assert sess.run({"image": exported["eval"][:n]})["face_params"].shape == (n, FACE)
         with pytest.raises(ValueError, match="optimization profile"):
             sess.run({"image": standin_crops(17, 1)})
+
+
+def test_a_refused_export_drops_the_previous_file_of_that_format(exported, tmp_path):
+    """A model left from an earlier export (another network) must not ship
+    beside the new one when the new candidate of its format is refused."""
+    folder = _copy(exported["folder"], tmp_path)
+    names = set(json.loads((folder / "manifest.json").read_text())["models"])
+    victim = sorted(n for n in names if n.endswith("-fp32"))[0]
+    entry = json.loads((folder / "manifest.json").read_text())["models"][victim]
+    assert (folder / entry["file"]).is_file()
+    (tmp_path / "outside.onnx").write_bytes(b"keep me")
+    assert formats.remove_from_manifest(victim, folder) is True
+    doc = json.loads((folder / "manifest.json").read_text())["models"]
+    assert victim not in doc and set(doc) == names - {victim}
+    assert not (folder / entry["file"]).exists()
+    assert formats.remove_from_manifest(victim, folder) is False  # nothing left to drop
+    Manifest.load(folder)  # what remains still verifies
+    # an entry naming a file outside the folder is dropped without touching that file
+    _edit_manifest(folder, lambda m: m.update(escape={"file": "../outside.onnx", "size": 7, "precision": "fp32",
+                                                      "sha256": "0"}))
+    assert formats.remove_from_manifest("escape", folder) is True
+    assert (tmp_path / "outside.onnx").read_bytes() == b"keep me"

@@ -382,3 +382,24 @@ def add_to_manifest(path: str | os.PathLike, meta: Mapping[str, Any], *,
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, manifest_path)
     return entry
+
+
+def remove_from_manifest(name: str, folder: str | os.PathLike) -> bool:
+    """Drops the entry ``name`` from ``folder/manifest.json`` and deletes its
+    file (a model left over from an earlier export that the new one did not
+    replace must not ship beside it). Returns whether there was one."""
+    folder = Path(folder).resolve()
+    manifest_path = folder / MANIFEST_NAME
+    if not manifest_path.exists():
+        return False
+    doc = json.loads(manifest_path.read_text(encoding="utf-8"))
+    entry = doc.get("models", {}).pop(name, None)
+    if entry is None:
+        return False
+    f = (folder / str(entry.get("file", ""))).resolve()
+    if f.is_file() and f.parent == folder:
+        f.unlink()
+    tmp = manifest_path.with_name(f".{MANIFEST_NAME}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, manifest_path)
+    return True
