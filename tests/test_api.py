@@ -450,7 +450,7 @@ def test_model_estimator_runs_a_shipped_model(tmp_path, astronaut):
 
 def test_hybrid_takes_geometry_from_the_landmarks_and_appearance_from_the_model(tmp_path, astronaut):
     from avatarizer.artist import AutoArtist
-    from avatarizer.artist.core import geometry_mask
+    from avatarizer.artist.core import geometry_mask, skin_mask
     from avatarizer.artist.photo import crop_valid_mask
 
     wb = _tiny_image_to_face(tmp_path)
@@ -460,16 +460,23 @@ def test_hybrid_takes_geometry_from_the_landmarks_and_appearance_from_the_model(
     face = state.faces[0]
     crop = resize_aa(face.crop(128), 96) * (2.0 / 255.0) - 1.0
     model = schema.denormalize(np.tanh(crop.mean((0, 1)) @ wb[:3] + wb[3]), schema.FACE)
-    geo = AutoArtist().fit_geometry(face.canonical, face.crop(192), valid=crop_valid_mask(face, 192),
-                                    landmarks3d=face.landmarks)[schema.FACE]
+    geo, skin = AutoArtist().fit_geometry_skin(face.canonical, face.crop(192), valid=crop_valid_mask(face, 192),
+                                               landmarks3d=face.landmarks)
+    geo = geo[schema.FACE]
+    assert skin is not None and skin.shape == (3,)
     got = state.face_params[0]
     mask = geometry_mask()[schema.FACE]
     kinds = np.array(schema.KINDS[schema.FACE])
     # the identity-carrying geometry (outline, eyes, brows, nose, lips) is the artist's drawing
     assert mask.sum() > 200 and {"x", "y"} <= set(kinds[mask])
     np.testing.assert_allclose(got[mask], geo[mask], atol=1e-5)
-    # colours and opacities stay the model's
-    keep = ~mask & ~np.isin(kinds, ("x", "y"))
+    # the skin (and the colours derived from it) as measured on the cheeks
+    skin_cols = skin_mask()[schema.FACE]
+    assert skin_cols.sum() >= 30 and not (skin_cols & mask).any()
+    np.testing.assert_allclose(got[skin_cols], geo[skin_cols], atol=1e-5)
+    np.testing.assert_allclose(got[[schema.index(f"face.{c}") for c in "rgb"]], skin, atol=1e-5)
+    # other colours and opacities stay the model's
+    keep = ~mask & ~skin_cols & ~np.isin(kinds, ("x", "y"))
     np.testing.assert_allclose(got[keep], np.clip(model[keep], schema.LO[schema.FACE][keep],
                                                   schema.HI[schema.FACE][keep]), atol=1e-5)
     # the model's other points (shading) moved with the face: an affine map of the model's own

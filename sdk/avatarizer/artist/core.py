@@ -12,7 +12,7 @@ from .. import prior as P
 from .photo import crop_valid_mask, fit_warp, gain, make_photo
 from .style import ArtistStyle
 
-__all__ = ["AutoArtist", "exaggerate_params", "geometry_mask", "mean_avatar"]
+__all__ = ["AutoArtist", "exaggerate_params", "geometry_mask", "mean_avatar", "skin_mask"]
 
 
 class AutoArtist:
@@ -93,6 +93,23 @@ class AutoArtist:
         its appearance from the learned model."""
         p, _lm, _g = self._geometry(canonical, crop, None, valid, landmarks3d, frontal, S.default())
         return S.clip(p)
+
+    def fit_geometry_skin(self, canonical: np.ndarray, crop: np.ndarray, *, valid: np.ndarray | None = None,
+                          landmarks3d: np.ndarray | None = None,
+                          frontal: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`fit_geometry` plus the skin colour as the artist measures it
+        (the upper cheeks, specular sheen dropped, the lit side under side
+        light): (params, skin RGB in [0, 1] or None when the cheeks are not
+        in the crop). The skin-derived colours (:func:`skin_mask`) are set in
+        ``params`` when it is found."""
+        p, lm, g = self._geometry(canonical, crop, None, valid, landmarks3d, frontal, S.default())
+        skin = colour.skin_colour(self.style, g["photo"], lm, geometry.cheek_discs(lm, g))
+        if skin is not None and np.isfinite(skin).all():
+            skin = np.clip(skin, 0, 1)
+            P.set_skin_colours(p, skin, neck=0.9)
+        else:
+            skin = None
+        return S.clip(p), skin
 
     def _geometry(self, canonical, crop, hair_mask, valid, landmarks3d, frontal, p):
         lm = np.asarray(canonical, np.float64)
@@ -188,6 +205,17 @@ def geometry_mask() -> np.ndarray:
     art = AutoArtist(ArtistStyle(exaggeration=1.0))
     p = np.full(S.PARAM_COUNT, np.nan, np.float32)
     p, _lm, _g = art._geometry(mean, grey, None, None, None, mean, p)
+    mask = np.isfinite(p)
+    mask.setflags(write=False)
+    return mask
+
+
+@lru_cache(maxsize=1)
+def skin_mask() -> np.ndarray:
+    """(629,) bool: the colours derived from the skin (``prior.set_skin_colours``:
+    face, ears, neck, shading lines, nostrils, lower lids)."""
+    p = np.full(S.PARAM_COUNT, np.nan, np.float32)
+    P.set_skin_colours(p, np.array([0.5, 0.4, 0.3]), neck=0.9)
     mask = np.isfinite(p)
     mask.setflags(write=False)
     return mask

@@ -28,11 +28,13 @@ Two interchangeable estimators implement :class:`FaceEstimator`:
   unavailable, with that reason (:meth:`ModelFaceEstimator.availability`).
 
 * :class:`HybridFaceEstimator` -- the shipped networks for the face's
-  appearance (colours, shading, line weights) and the artist's drawing of the
-  landmarks for its geometry (outline, eyes, brows, nose, lips: the
-  identity-carrying part, :func:`avatarizer.artist.core.geometry_mask`). The
-  landmarks exist anyway (alignment computes them); the geometry pass is
-  booked in ``map_decode``. The model's other points (its shading) follow the
+  appearance (lip, iris, brow and lid colours, shading, line weights), the
+  artist's drawing of the landmarks for its geometry (outline, eyes, brows,
+  nose, lips: the identity-carrying part,
+  :func:`avatarizer.artist.core.geometry_mask`) and the artist's skin
+  measurement (the lit upper cheek, :func:`avatarizer.artist.core.skin_mask`;
+  the model's skin where the cheeks are not in the crop). The landmarks exist
+  anyway (alignment computes them); this pass is booked in ``map_decode``. The model's other points (its shading) follow the
   landmark geometry by the affine map between the two drawings. It keeps the
   artist's likeness where the model regresses to the mean
   (``docs/report``), so it is what ``"auto"`` picks when the model ships.
@@ -277,7 +279,7 @@ class HybridFaceEstimator(ModelFaceEstimator):
 
     def prepare(self, options) -> None:
         from ..artist import ArtistStyle, AutoArtist
-        from ..artist.core import geometry_mask
+        from ..artist.core import geometry_mask, skin_mask
 
         super().prepare(options)
         style = ArtistStyle()
@@ -289,6 +291,7 @@ class HybridFaceEstimator(ModelFaceEstimator):
         mask = geometry_mask()[schema.FACE]
         kinds = np.array(schema.KINDS[schema.FACE])
         self._geo = np.flatnonzero(mask)
+        self._skin = np.flatnonzero(skin_mask()[schema.FACE])
         self._geo_x = np.flatnonzero(mask & (kinds == "x"))
         self._geo_y = np.flatnonzero(mask & (kinds == "y"))
         # the model's own points outside the geometry (shading): carried along
@@ -298,14 +301,15 @@ class HybridFaceEstimator(ModelFaceEstimator):
         if len(self._geo_x) != len(self._geo_y) or len(self._other_x) != len(self._other_y):
             raise ModelError("schema: x and y coordinates of the face geometry do not pair up")
 
-    def geometry(self, face) -> np.ndarray:
-        """(483,) the face slice the artist draws from ``face``'s landmarks (geometry only)."""
+    def geometry(self, face) -> tuple[np.ndarray, bool]:
+        """((483,) the face slice the artist draws from ``face``'s landmarks:
+        geometry and skin-derived colours, whether the skin was measured)."""
         from ..artist.photo import crop_valid_mask
 
         size = self.geo_size
-        p = self.artist.fit_geometry(face.canonical, face.crop(size), valid=crop_valid_mask(face, size),
-                                     landmarks3d=face.landmarks)
-        return p[schema.FACE]
+        p, skin = self.artist.fit_geometry_skin(face.canonical, face.crop(size), valid=crop_valid_mask(face, size),
+                                                landmarks3d=face.landmarks)
+        return p[schema.FACE], skin is not None
 
     def estimate(self, faces, state: FrameState) -> np.ndarray:
         out = super().estimate(faces, state)
@@ -313,8 +317,10 @@ class HybridFaceEstimator(ModelFaceEstimator):
             return out
         with state.timer("map_decode"):
             for i, f in enumerate(faces):
-                geo = self.geometry(f)
+                geo, has_skin = self.geometry(f)
                 row = out[i]
+                if has_skin:  # the skin as measured on the lit cheek (else the model's)
+                    row[self._skin] = geo[self._skin]
                 # the model's drawing → the landmarks' drawing: least-squares affine map
                 src = np.stack([row[self._geo_x], row[self._geo_y]], 1).astype(np.float64)
                 dst = np.stack([geo[self._geo_x], geo[self._geo_y]], 1).astype(np.float64)
