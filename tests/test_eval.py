@@ -60,3 +60,18 @@ def test_photo_groups_from_labels_file_names_and_measured_skin(tmp_path):
     assert [b for _, _, b in AGE_BANDS][0] == "0-12"
     m = group_metrics({"hit": np.array([1.0, 0.0, 1.0])}, {"age": g["age"]})
     assert m == {"age": {"0-12": {"n": 1, "hit": 1.0}, "70+": {"n": 1, "hit": 0.0}}}
+
+
+def test_list_photos_sample_is_a_seeded_unbiased_subset(tmp_path):
+    from avatarizer_export.evaluate import list_photos
+
+    for age in range(1, 100):
+        (tmp_path / f"{age}_0_0_x.jpg").write_bytes(b"")
+    first = list_photos(tmp_path, False, 20)
+    some = list_photos(tmp_path, False, None, sample=20)
+    assert len(first) == len(some) == 20 and some == sorted(some)
+    assert some == list_photos(tmp_path, False, None, sample=20)  # seeded
+    ages = lambda fs: [int(f.name.split("_")[0]) for f in fs]  # noqa: E731
+    # name order puts 1, 10-19, 100... first; a sample spans the range
+    assert max(ages(first)) < 30 and max(ages(some)) >= 60
+    assert len(list_photos(tmp_path, False, None, sample=500)) == 99

@@ -144,10 +144,16 @@ def photo_hair(crop: np.ndarray, hair: np.ndarray | None) -> np.ndarray | None:
 # ------------------------------------------------------------------- eval
 
 
-def list_photos(faces: Path, heldout: bool, limit: int | None) -> list[Path]:
+def list_photos(faces: Path, heldout: bool, limit: int | None, sample: int | None = None) -> list[Path]:
+    """The photos of ``faces`` in name order (held-out ones only with ``heldout``):
+    the first ``limit``, or ``sample`` of them drawn at random (seed 0, kept in
+    name order; file names can sort by a label, as UTKFace's start with the age)."""
     files = sorted(p for p in faces.iterdir() if p.suffix.lower() in IMG_EXT)
     if heldout:
         files = [p for p in files if is_heldout(f"{faces.name}/{p.name}")]
+    if sample and sample < len(files):
+        keep = np.sort(np.random.default_rng(0).choice(len(files), sample, replace=False))
+        files = [files[i] for i in keep]
     return files[:limit] if limit else files
 
 
@@ -526,7 +532,7 @@ def main_eval(args) -> int:
         if not faces.is_dir():
             print(f"avatarizer-export eval: {faces} is not a folder of face photos", file=sys.stderr)
             return 1
-        files += list_photos(faces, args.heldout, args.limit)
+        files += list_photos(faces, args.heldout, args.limit, args.sample)
     res = evaluate(files, methods,
                    labels=Path(args.labels) if args.labels else None, identity_n=args.identity_n,
                    progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None,
@@ -553,7 +559,9 @@ def add_parser(sub):
                    help="comma list of shipped (what Avatarizer() runs: the SDK's own model files, no training "
                         "runs needed), shipped:hybrid|model|artist (Avatarizer(estimator=...)), artist, and the "
                         "training runs model, direct, nearest, mapper:<run>, direct:<run>")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=int, help="only the first N photos of each folder (name order)")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="N photos of each folder drawn at random (seed 0): an unbiased subset")
     p.add_argument("--heldout", action="store_true", help="only the held-out split's photos of that folder")
     p.add_argument("--identity-n", type=int, default=100)
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
