@@ -36,6 +36,7 @@ from avatarizer.align import (  # noqa: E402
     invert_affine,
 )
 from avatarizer.imageio import load_image, to_rgb_uint8  # noqa: E402
+from conftest import two_face_canvas  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -93,13 +94,6 @@ def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def two_face_canvas(astronaut: np.ndarray) -> np.ndarray:
-    """The astronaut's head twice, 320 px and 200 px, on a grey 584×384 canvas."""
-    head = astronaut[20:260, 110:350]
-    canvas = np.full((384, 584, 3), 200, np.uint8)
-    canvas[32:352, 32:352] = cv2.resize(head, (320, 320), interpolation=cv2.INTER_AREA)
-    canvas[32:232, 352:552] = cv2.resize(head, (200, 200), interpolation=cv2.INTER_AREA)
-    return canvas
 
 
 # -- imageio ------------------------------------------------------------------

@@ -66,18 +66,17 @@ def pick_heldout(shared: Path, cache: Path, n: int = 48) -> list[int]:
     return chosen[:n]
 
 
-def artist_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128):
+def _artist_rows(shared: Path, cache: Path, n: int, size: int):
+    """(key, photo RGB, [photo tile, artist tile]) for the held-out people of :func:`pick_heldout`."""
     from PIL import Image
 
     from avatarizer import render
     from avatarizer.artist import AutoArtist
-    from avatarizer.gallery import contact_sheet
 
-    from .data import valid_mask, _load_rgb, _pad
+    from .data import _load_rgb, _pad, valid_mask
 
     al = load_aligned(cache)
     art = AutoArtist()
-    tiles, labels = [], []
     for i in pick_heldout(shared, cache, n):
         key = al.keys[i]
         img = _load_rgb(shared / "data" / "faces" / key)
@@ -85,50 +84,45 @@ def artist_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 
         crop = np.asarray(al.crops[i])
         p = art.fit_landmarks(al.landmarks[i], crop, np.asarray(al.hair[i]) / 255.0,
                               valid=valid_mask(al.transforms[i], frame.shape), landmarks3d=al.landmarks3d[i])
-        tiles += [np.asarray(Image.fromarray(crop).resize((size, size))), render(p, size, background="white")]
-        labels += [key.split("/", 1)[1][:16], "artist"]
+        yield key, img, [np.asarray(Image.fromarray(crop).resize((size, size))), render(p, size, background="white")]
+
+
+def _save_sheet(tiles, labels, out: Path) -> Path:
+    from PIL import Image
+
+    from avatarizer.gallery import contact_sheet
+
     sheet = contact_sheet(tiles, cols=12, labels=labels)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(sheet).save(out, optimize=True)
     print(f"wrote {out}")
     return out
+
+
+def artist_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128):
+    tiles, labels = [], []
+    for key, _img, pair in _artist_rows(shared, cache, n, size):
+        tiles += pair
+        labels += [key.split("/", 1)[1][:16], "artist"]
+    return _save_sheet(tiles, labels, out)
 
 
 def shipped_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128):
     """The same people as the artist sheet, each as photo | auto-artist |
     ``Avatarizer()`` (the default estimator, from the photo file) |
     ``Avatarizer(estimator="model")``: whole avatars as users get them."""
-    from PIL import Image
-
     from avatarizer import Avatarizer
-    from avatarizer.artist import AutoArtist
-    from avatarizer.gallery import contact_sheet
-    from avatarizer import render
 
-    from .data import _load_rgb, _pad, valid_mask
-
-    al = load_aligned(cache)
-    art = AutoArtist()
     tiles, labels = [], []
     blank = np.full((size, size, 3), 255, np.uint8)
     with Avatarizer(max_faces=1) as av, Avatarizer(max_faces=1, estimator="model") as model:
-        for i in pick_heldout(shared, cache, n):
-            key = al.keys[i]
-            img = _load_rgb(shared / "data" / "faces" / key)
-            frame = _pad(img, int(al.pad[i])) if al.pad[i] else img
-            crop = np.asarray(al.crops[i])
-            p = art.fit_landmarks(al.landmarks[i], crop, np.asarray(al.hair[i]) / 255.0,
-                                  valid=valid_mask(al.transforms[i], frame.shape), landmarks3d=al.landmarks3d[i])
-            tiles += [np.asarray(Image.fromarray(crop).resize((size, size))), render(p, size, background="white")]
+        for key, img, pair in _artist_rows(shared, cache, n, size):
+            tiles += pair
             for a in (av, model):
                 got = a.from_frame(img)
                 tiles.append(got.render(size, background="white") if got is not None else blank)
             labels += [key.split("/", 1)[1][:16], "artist", av.estimator, model.estimator]
-    sheet = contact_sheet(tiles, cols=12, labels=labels)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(out, optimize=True)
-    print(f"wrote {out}")
-    return out
+    return _save_sheet(tiles, labels, out)
 
 
 def main_sheet(args) -> int:

@@ -491,6 +491,17 @@ def _to_order(rgb: np.ndarray, order: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- Avatarizer
+
+def _frame_iter(frames, caller: str):
+    """An iterator over ``frames`` (a sequence or an N×H×W×C array); ValueError for one frame or a non-iterable."""
+    if isinstance(frames, np.ndarray) and frames.ndim == 3:
+        raise ValueError(f"{caller}() takes a sequence of frames (or an N×H×W×C array); for one frame "
+                         "use from_frame().")
+    try:
+        return iter(frames)
+    except TypeError:
+        raise ValueError(f"{caller}() takes an iterable of frames, got {type(frames).__name__}") from None
+
 class Avatarizer:
     """Portraits and video frames → :class:`Avatar` (see the module doc).
 
@@ -750,13 +761,7 @@ class Avatarizer:
         """
         from .pipeline import FrameState
 
-        if isinstance(frames, np.ndarray) and frames.ndim == 3:
-            raise ValueError("from_frames() takes a sequence of frames (or an N×H×W×C array); for one "
-                             "frame use from_frame().")
-        try:
-            frames = list(frames)
-        except TypeError:
-            raise ValueError(f"from_frames() takes an iterable of frames, got {type(frames).__name__}") from None
+        frames = list(_frame_iter(frames, "from_frames"))
         if self.mode == "video":
             try:
                 timestamps_ms = None if timestamps_ms is None else list(timestamps_ms)
@@ -822,13 +827,7 @@ class Avatarizer:
             raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}.")
         if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or not 1 <= prefetch <= 64:
             raise ValueError(f"prefetch must be an integer in 1..64, got {prefetch!r}.")
-        if isinstance(frames, np.ndarray) and frames.ndim == 3:
-            raise ValueError("stream() takes a sequence of frames (or an N×H×W×C array); for one frame "
-                             "use from_frame().")
-        try:
-            it = iter(frames)
-        except TypeError:
-            raise ValueError(f"stream() takes an iterable of frames, got {type(frames).__name__}") from None
+        it = _frame_iter(frames, "stream")
         ts_it = None
         if timestamps_ms is not None:
             if hasattr(frames, "__len__") and hasattr(timestamps_ms, "__len__") \
