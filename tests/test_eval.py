@@ -75,3 +75,21 @@ def test_list_photos_sample_is_a_seeded_unbiased_subset(tmp_path):
     # name order puts 1, 10-19, 100... first; a sample spans the range
     assert max(ages(first)) < 30 and max(ages(some)) >= 60
     assert len(list_photos(tmp_path, False, None, sample=500)) == 99
+
+
+def test_report_findings_call_a_tie_when_the_interval_holds_zero(monkeypatch):
+    from avatarizer_export import report as R
+
+    M = {R.SHIPPED: {"render_lpips": 0.040, "identity_top1": 0.20},
+         "direct": {"render_lpips": 0.041, "identity_top1": 0.10}}
+    intervals = {"render_lpips": {"diff": -0.001, "lo": -0.003, "hi": 0.001},
+                 "identity_top1": {"diff": 0.10, "lo": 0.05, "hi": 0.15}}
+    monkeypatch.setattr(R, "_paired", lambda per, a, b: intervals)
+    lines = R._findings(M, per={R.SHIPPED: {}, "direct": {}})
+    lpips = next(x for x in lines if "direct regression on render_lpips" in x)
+    ident = next(x for x in lines if "direct regression on identity_top1" in x)
+    assert "ties with" in lpips and "beats" not in lpips  # lower on average, but not significantly
+    assert " beats " in ident
+    # without intervals the sign decides
+    lines = R._findings(M)
+    assert any(" beats direct regression on render_lpips" in x for x in lines)

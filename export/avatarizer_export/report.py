@@ -112,13 +112,16 @@ def _findings(M: dict, per: dict | None = None) -> list[str]:
             x, y = M[a].get(key), M[b].get(key)
             if x is None or y is None:
                 continue
-            wins = x < y if better == "lower" else x > y
-            ci = ""
+            ci, verdict = "", None
             if key in ds:
                 d = ds[key]
                 ci = f"; paired difference {d['diff']:+.4f}, 95% CI [{d['lo']:+.4f}, {d['hi']:+.4f}]"
-            out.append(f"- {label_a} {'beats' if wins else 'does NOT beat'} {label_b} on {key} "
-                       f"({x:.3f} vs {y:.3f}{ci}).")
+                if d["lo"] <= 0.0 <= d["hi"]:  # the interval holds zero: no winner either way
+                    verdict = "ties with (the interval includes zero)"
+            if verdict is None:
+                wins = x < y if better == "lower" else x > y
+                verdict = "beats" if wins else "does NOT beat"
+            out.append(f"- {label_a} {verdict} {label_b} on {key} ({x:.3f} vs {y:.3f}{ci}).")
 
     cmp(SHIPPED, "direct", "The full model with E_s fine-tuned (shipped)", "direct regression")
     cmp(SHIPPED, "nearest", "The full model with E_s fine-tuned (shipped)", "nearest-neighbour retrieval")
