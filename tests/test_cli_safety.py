@@ -286,8 +286,11 @@ def test_ctrl_c_while_the_encoder_hangs_leaves_nothing_behind(tmp_path, clip_byt
     folder = _user_folder(tmp_path, {"in.mp4": clip_bytes, "out.muxed.partial.mp4": b"decoy"})
     before = _snapshot(folder)
     env = dict(ENV, PATH=f"{bindir}{os.pathsep}{ENV.get('PATH', '')}")
+    # Ctrl-C's default action, even when the suite itself runs with SIGINT ignored (a background job of
+    # a non-interactive shell, nohup): children inherit an ignored signal and Python keeps it ignored
     proc = subprocess.Popen(CLI + ["video", str(folder / "in.mp4"), "-o", str(folder / "out.mp4")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         def started():
             temps = [p for p in folder.iterdir() if p.name.startswith(".avatarizer-")]
