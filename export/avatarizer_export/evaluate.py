@@ -260,14 +260,15 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
             idv = M.identity_variants(lm3s, r3, n=identity_n)
             hits, n = idv["hits"]["identity_top1"], idv["identity_n"]
             preds_ok = np.where(np.isfinite(preds).all(1, keepdims=True), preds, gts)
+            skin_de = np.asarray(M.delta_e(skins, preds_ok[:, [schema.index(f"face.{c}") for c in "rgb"]]),
+                                 np.float64)
             out = {
                 "identity_top1": idv["identity_top1"],
                 "identity_top1_frontal": idv["identity_top1_frontal"],
                 "identity_top1_symmetric": idv["identity_top1_symmetric"],
                 "identity_n": n,
                 "render_detect_rate": float(np.isfinite(r3[:, 0, 0]).mean()) if len(r3) else float("nan"),
-                "skin_delta_e": float(np.mean(M.delta_e(skins, preds_ok[:, [schema.index(f"face.{c}")
-                                                                            for c in "rgb"]]))),
+                "skin_delta_e": float(np.mean(skin_de)),
             }
             hv = [i for i, h in enumerate(hairs) if h is not None and preds_ok[i, schema.index("hair_style.layers")] > 0]
             if hv:
@@ -286,10 +287,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
                     keep.setdefault("per_photo", {})[method] = {"render_lpips": per_lpips, "identity_hit": hits,
                                                                 "identity_hit_frontal": idv["hits_frontal"]}
             result["methods"][method] = out
-            skin_rgb = preds_ok[:, [schema.index(f"face.{c}") for c in "rgb"]]
             per_photo[method] = {"identity_top1_frontal": idv["hits_frontal"].astype(np.float64),
                                  "identity_top1_symmetric": idv["hits"]["identity_top1_symmetric"].astype(np.float64),
-                                 "skin_delta_e": np.asarray(M.delta_e(skins, skin_rgb), np.float64)}
+                                 "skin_delta_e": skin_de}
             if method != "artist":
                 per_photo[method]["render_lpips"] = per_lpips
             if keep is not None:
