@@ -59,15 +59,26 @@ def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
     return (1.0 - t) * every + t * meds[int(np.argmax(light))]
 
 
-def colours(st, p, lm, g, photo: Photo) -> dict:
+#: The neck's colour against the skin (``prior.set_skin_colours``'s ``neck``) in the artist's drawings.
+NECK = 0.9
+
+
+def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
+    """:func:`skin_colour` on the upper-cheek discs (kept in ``g["cheek_discs"]``),
+    clipped to [0, 1] (skin stays as sampled: no colour gain); None when the
+    photo shows no skin there."""
     discs = cheek_discs(lm, g)
     g["cheek_discs"] = discs
     skin = skin_colour(st, photo, lm, discs)
+    return None if skin is None else np.clip(skin, 0, 1)
+
+
+def colours(st, p, lm, g, photo: Photo) -> dict:
+    skin = measured_skin(st, photo, lm, g)
     if skin is None:
-        skin = P.skin_color(0.3)
-    skin = np.clip(skin, 0, 1)  # skin stays as sampled (no colour gain)
+        skin = np.clip(P.skin_color(0.3), 0, 1)
     col = {"skin": skin}
-    P.set_skin_colours(p, skin, neck=0.9)
+    P.set_skin_colours(p, skin, neck=NECK)
     for sd in "lr":
         set_rgb(p, f"eye_{sd}_upper", np.minimum(skin * 0.25, (0.14, 0.09, 0.08)) + 0.02)
     # lips: inside the outer contour, outside the mouth opening

@@ -83,30 +83,22 @@ class AutoArtist:
             geo = np.asarray(canonical, np.float64)[:, :2]
         return LM.exaggerate(geo, st.exaggeration) if st.exaggeration != 1.0 else geo
 
-    def fit_geometry(self, canonical: np.ndarray, crop: np.ndarray, *, valid: np.ndarray | None = None,
-                     landmarks3d: np.ndarray | None = None, frontal: np.ndarray | None = None) -> np.ndarray:
-        """Only the face's drawn geometry (outline, eyes, irises, brows, nose,
-        lips), as :meth:`fit_landmarks` draws it, without colours, shading,
-        hair or accessories: (629,) float32 with the defaults elsewhere.
-        :func:`geometry_mask` says which values it sets. A few milliseconds:
-        the runtime's hybrid estimator takes a face's geometry from here and
-        its appearance from the learned model."""
-        p, _lm, _g = self._geometry(canonical, crop, None, valid, landmarks3d, frontal, S.default())
-        return S.clip(p)
-
     def fit_geometry_skin(self, canonical: np.ndarray, crop: np.ndarray, *, valid: np.ndarray | None = None,
                           landmarks3d: np.ndarray | None = None,
                           frontal: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """:meth:`fit_geometry` plus the skin colour as the artist measures it
-        (the upper cheeks, specular sheen dropped, the lit side under side
-        light): (params, skin RGB in [0, 1] or None when the cheeks are not
-        in the crop). The skin-derived colours (:func:`skin_mask`) are set in
-        ``params`` when it is found."""
+        """Only the face's drawn geometry (outline, eyes, irises, brows, nose,
+        lips; :func:`geometry_mask`) as :meth:`fit_landmarks` draws it, and
+        the skin colour as the artist measures it (the upper cheeks, specular
+        sheen dropped, the lit side under side light), without the other
+        colours, shading, hair or accessories: ((629,) float32 with the
+        defaults elsewhere, skin RGB in [0, 1] or None when the cheeks are not
+        in the crop). The skin-derived colours (:func:`skin_mask`) are set
+        when the skin is found. The runtime's hybrid estimator takes these
+        from here and the rest of the face from the learned model."""
         p, lm, g = self._geometry(canonical, crop, None, valid, landmarks3d, frontal, S.default())
-        skin = colour.skin_colour(self.style, g["photo"], lm, geometry.cheek_discs(lm, g))
+        skin = colour.measured_skin(self.style, g["photo"], lm, g)
         if skin is not None and np.isfinite(skin).all():
-            skin = np.clip(skin, 0, 1)
-            P.set_skin_colours(p, skin, neck=0.9)
+            P.set_skin_colours(p, skin, neck=colour.NECK)
         else:
             skin = None
         return S.clip(p), skin
@@ -198,7 +190,7 @@ def exaggerate_params(params, factor: float) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def geometry_mask() -> np.ndarray:
-    """(629,) bool: the values :meth:`AutoArtist.fit_geometry` sets (found by
+    """(629,) bool: the geometry :meth:`AutoArtist.fit_geometry_skin` sets (found by
     drawing the mean face onto NaN parameters: what it writes is finite)."""
     mean = LM.mean_face().points[:, :2]
     grey = np.full((64, 64, 3), 160, np.uint8)
@@ -215,7 +207,7 @@ def skin_mask() -> np.ndarray:
     """(629,) bool: the colours derived from the skin (``prior.set_skin_colours``:
     face, ears, neck, shading lines, nostrils, lower lids)."""
     p = np.full(S.PARAM_COUNT, np.nan, np.float32)
-    P.set_skin_colours(p, np.array([0.5, 0.4, 0.3]), neck=0.9)
+    P.set_skin_colours(p, np.array([0.5, 0.4, 0.3]), neck=colour.NECK)
     mask = np.isfinite(p)
     mask.setflags(write=False)
     return mask
