@@ -117,6 +117,18 @@ class FaceEstimator:
         pass
 
 
+def artist_style(options, crop_size: bool):
+    """The artist's style for ``options``: its ``exaggeration`` and, with ``crop_size``, its crop size."""
+    from ..artist import ArtistStyle
+
+    style = ArtistStyle()
+    if crop_size and getattr(options, "crop_size", None):
+        style = style.replace(crop_size=int(options.crop_size))
+    if getattr(options, "exaggeration", None) is not None:
+        style = style.replace(exaggeration=float(options.exaggeration))
+    return style
+
+
 class ArtistFaceEstimator(FaceEstimator):
     """The auto-artist as the face estimator (NumPy/OpenCV on the CPU)."""
 
@@ -125,14 +137,10 @@ class ArtistFaceEstimator(FaceEstimator):
     precision = "fp32"
 
     def prepare(self, options) -> None:
-        from ..artist import ArtistStyle, AutoArtist
+        from ..artist import AutoArtist
 
         super().prepare(options)
-        style = ArtistStyle()
-        if getattr(options, "crop_size", None):
-            style = style.replace(crop_size=int(options.crop_size))
-        if getattr(options, "exaggeration", None) is not None:
-            style = style.replace(exaggeration=float(options.exaggeration))
+        style = artist_style(options, crop_size=True)
         self.artist = AutoArtist(style)
         self.crop_size = int(style.crop_size)
 
@@ -278,14 +286,11 @@ class HybridFaceEstimator(ModelFaceEstimator):
     name = "hybrid"
 
     def prepare(self, options) -> None:
-        from ..artist import ArtistStyle, AutoArtist
+        from ..artist import AutoArtist
         from ..artist.core import geometry_mask, skin_mask
 
         super().prepare(options)
-        style = ArtistStyle()
-        e = getattr(options, "exaggeration", None)
-        if e is not None:
-            style = style.replace(exaggeration=float(e))
+        style = artist_style(options, crop_size=False)  # options.crop_size is the model's; the artist reads its own
         self.artist = AutoArtist(style)
         self.geo_size = int(style.crop_size)
         mask = geometry_mask()[schema.FACE]
