@@ -545,3 +545,31 @@ def test_video_mode_tracking():
     capture.release()
     assert frames == 60, f"only {frames} frames decoded from d0.mp4"
     assert found / frames >= 0.95, f"face tracked in {found} of {frames} frames"
+
+
+def test_a_face_that_fills_a_tight_crop_is_found_with_a_replicated_border(monkeypatch):
+    """UTKFace's tight crops (forehead to chin) escape MediaPipe's detector:
+    image mode searches once more with a replicated border and returns the
+    landmarks in the photo's own pixels, so the crop equals the crop of the
+    padded photo (as the training alignment cuts it)."""
+    from conftest import need_shared
+
+    import avatarizer.align as A
+
+    path = need_shared("data", "faces", "utkface200", "57_0_0_20170103183943554.jpg.chip.jpg")
+    photo = np.asarray(Image.open(path).convert("RGB"))
+    with FaceAligner(mode="image") as al:
+        monkeypatch.setattr(A, "PAD_RETRY_DIVISOR", 10**9)  # a 0-px border: the detector alone
+        assert al.align(photo) is None, "the detector now finds this face unaided: pick another photo"
+        monkeypatch.setattr(A, "PAD_RETRY_DIVISOR", 4)
+        face = al.align(photo)
+        assert face is not None
+        h, w = photo.shape[:2]
+        assert face.frame_shape == (h, w)
+        pad = max(h, w) // 4
+        padded = cv2.copyMakeBorder(photo, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        ref = al.align(padded)
+    assert ref is not None
+    np.testing.assert_allclose(face.landmarks[:, :2] + pad, ref.landmarks[:, :2], atol=1e-3)
+    diff = np.abs(face.crop(128).astype(int) - ref.crop(128).astype(int))
+    assert diff.mean() < 0.5, diff.mean()

@@ -100,6 +100,9 @@ _FOREHEAD, _CHIN = 10, 152
 # pose of the 496 detected faces of ../shared/data/faces/ffhq128-labelled,
 # and subtracted so that a level face reads ≈ 0.
 _PITCH_OFFSET_DEG = -4.3
+#: image mode: when no face is found, the photo is searched once more with a
+#: replicated border of max(height, width) // PAD_RETRY_DIVISOR pixels
+PAD_RETRY_DIVISOR = 4
 
 
 @dataclass
@@ -442,6 +445,10 @@ class FaceAligner:
 
         Returns:
             The faces, largest landmark bounding box first; ``[]`` if none.
+            In image mode a photo where none is found is searched once more
+            with a replicated border (a face that fills a tight portrait
+            crop escapes the detector otherwise); the landmarks are always in
+            the frame's own pixels.
 
         Raises:
             ValueError: bad image, or a timestamp that does not fit the mode.
@@ -455,10 +462,25 @@ class FaceAligner:
             self._accept_timestamp(timestamp_ms)
             result = self._mesh.process(image)
         found = result.multi_face_landmarks
+        pad = 0
+        if not found and self.options.mode == "image":
+            # A face that fills the photo (a tight portrait crop) escapes
+            # MediaPipe's detector; a replicated border (as the training
+            # alignment adds, export's data.align) gives it room. The
+            # landmarks are mapped back to the photo's own pixels, and the
+            # crops replicate the same border.
+            pad = max(height, width) // PAD_RETRY_DIVISOR
+            padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            with self._lock:
+                self._check_open()
+                result = self._mesh.process(padded)
+            found = result.multi_face_landmarks
         if not found:
             return []
         context = _FrameContext(image, self)
-        faces = [_build_face(_landmark_array(item, width, height), (height, width), context) for item in found]
+        shift = np.array([pad, pad, 0], np.float32)
+        faces = [_build_face(_landmark_array(item, width + 2 * pad, height + 2 * pad) - shift, (height, width),
+                             context) for item in found]
         faces.sort(key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
         return faces
 
