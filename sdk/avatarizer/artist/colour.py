@@ -13,9 +13,10 @@ from ..landmarks import (
     NOSE_PATCH,
     side_index,
 )
-from .geometry import cheek_discs
+from .geometry import cheek_discs, lower_cheek_discs
 from .photo import (
     Photo,
+    from_lab,
     gain,
     luma_of,
     robust_median,
@@ -38,17 +39,35 @@ def _matte(px: np.ndarray) -> np.ndarray:
     return px[keep] if keep.sum() >= 8 else px
 
 
-def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
+#: a cheek's lower disc (nose-wing height) replaces its upper one when it is
+#: this much lighter (L*): normally the cheekbone is the lighter of the two, so
+#: a much darker upper disc is a tinted lens, a rim or its shadow. On the
+#: 496 labelled photos (per cheek) the lower disc is > 8 L* lighter on 2.4%
+#: of cheeks without glasses, 6.2% with reading glasses, 27% with sunglasses
+LOWER_CHEEK_MARGIN = 8.0
+
+
+def skin_colour(st, photo: Photo, lm, discs, lower=None) -> np.ndarray | None:
     """The skin as it looks in good light: robust medians (between the
     luminance percentiles ``st.skin_percentiles``) of the two upper-cheek
     discs, where skin is rarely covered (the forehead has fringes and hats,
-    the nose highlights). Under even light both cheeks count; as they differ
-    in lightness (side light) the estimate moves to the brighter cheek, so
-    the shadow side never darkens the skin. Forehead and nose only stand in
-    when the cheeks are not in the photo."""
+    the nose highlights). A cheek's ``lower`` disc (nose-wing height) stands
+    in for its upper one when it is :data:`LOWER_CHEEK_MARGIN` L* lighter:
+    glasses, above all sunglasses, cover the upper cheek and darken or tint
+    it. Under even light both cheeks count; as they differ in lightness
+    (side light) the estimate moves to the brighter cheek, so the shadow side
+    never darkens the skin. Forehead and nose only stand in when the cheeks
+    are not in the photo."""
     lo_pc, hi_pc = st.skin_percentiles
     cheeks = [_matte(photo.region_pixels(discs=[d])) for d in discs]
     meds = [robust_median(px, lo_pc, hi_pc) if len(px) >= 8 else None for px in cheeks]
+    if lower is not None:
+        for s, d in enumerate(lower):
+            px = _matte(photo.region_pixels(discs=[d]))
+            m = robust_median(px, lo_pc, hi_pc) if len(px) >= 8 else None
+            if m is not None and (meds[s] is None or
+                                  to_lab(m)[0] > to_lab(meds[s])[0] + LOWER_CHEEK_MARGIN):
+                cheeks[s], meds[s] = px, m
     if any(m is None for m in meds):
         rest = [photo.region_pixels(lm[list(q)]) for q in (FOREHEAD_PATCH, NOSE_PATCH)]
         return robust_median(np.concatenate(cheeks + rest), lo_pc, hi_pc)
@@ -59,18 +78,37 @@ def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
     return (1.0 - t) * every + t * meds[int(np.argmax(light))]
 
 
+def skin_locus(st, rgb) -> np.ndarray:
+    """``rgb`` moved onto the colours skin has in white light: its CIELAB hue
+    angle clipped to ``st.skin_hue`` and its chroma to ``st.skin_chroma``,
+    at the same lightness. A colour cast (blue or purple skin under a cold
+    white balance, a green fluorescent tint) is taken out; a black-and-white
+    photo gets a neutral skin tone (hue the range's middle) of its own
+    lightness; skin within the range is not touched."""
+    L, a, b = to_lab(rgb)
+    chroma = float(np.hypot(a, b))
+    h_lo, h_hi = st.skin_hue
+    c_lo, c_hi = st.skin_chroma
+    hue = float(np.clip(np.degrees(np.arctan2(b, a)), h_lo, h_hi))
+    w = min(chroma / max(c_lo, 1e-6), 1.0)  # a grey has no hue of its own
+    hue = w * hue + (1.0 - w) * 0.5 * (h_lo + h_hi)
+    c = float(np.clip(chroma, c_lo, c_hi))
+    return from_lab(np.array([L, c * np.cos(np.radians(hue)), c * np.sin(np.radians(hue))]))
+
+
 #: The neck's colour against the skin (``prior.set_skin_colours``'s ``neck``) in the artist's drawings.
 NECK = 0.9
 
 
 def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
-    """:func:`skin_colour` on the upper-cheek discs (kept in ``g["cheek_discs"]``),
-    clipped to [0, 1] (skin stays as sampled: no colour gain); None when the
-    photo shows no skin there."""
+    """:func:`skin_colour` on the cheek discs (the upper ones kept in
+    ``g["cheek_discs"]``), moved onto the skin locus (:func:`skin_locus`: no
+    colour cast; otherwise as sampled, no colour gain); None when the photo
+    shows no skin there."""
     discs = cheek_discs(lm, g)
     g["cheek_discs"] = discs
-    skin = skin_colour(st, photo, lm, discs)
-    return None if skin is None else np.clip(skin, 0, 1)
+    skin = skin_colour(st, photo, lm, discs, lower_cheek_discs(lm, g))
+    return None if skin is None else np.clip(skin_locus(st, np.clip(skin, 0, 1)), 0, 1)
 
 
 def colours(st, p, lm, g, photo: Photo) -> dict:

@@ -100,6 +100,17 @@ def to_lab(rgb) -> np.ndarray:
     return np.stack([L, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
 
 
+def from_lab(lab) -> np.ndarray:
+    """The inverse of :func:`to_lab`: float sRGB in [0, 1] (clipped) of CIE
+    L*a*b* (D65) values, any leading shape."""
+    lab = np.asarray(lab, np.float64)
+    fy = (lab[..., 0] + 16.0) / 116.0
+    f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], -1)
+    xyz = np.where(f > 0.206893, f ** 3, (f - 16.0 / 116.0) / 7.787)
+    lin = np.clip(xyz @ np.linalg.inv(_RGB2XYZ).T, 0.0, 1.0)
+    return np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+
+
 def crop_valid_mask(face, size: int) -> np.ndarray:
     """Which pixels of ``face.crop(size)`` come from inside the frame (crops
     replicate the frame's border beyond it; those pixels carry no information)."""
