@@ -269,3 +269,67 @@ def test_skin_locus_takes_colour_casts_out():
     # skin within the locus is left as it is
     for skin in ((0.87, 0.68, 0.58), (0.45, 0.30, 0.22), (0.95, 0.80, 0.72)):
         np.testing.assert_allclose(skin_locus(st, np.array(skin)), skin, atol=2e-3)
+
+
+def test_hair_colour_classifier_file():
+    from avatarizer import hair as H
+    from avatarizer.artist import accessories as A
+
+    doc = json.loads(A._DETECTORS_PATH.read_text())
+    m = A.detectors()["hair_colour"]
+    assert m["classes"] == list(H.HAIR_COLOURS)
+    assert np.asarray(m["W"]).shape == (5, len(m["mean"])) == (5, 14)
+    assert 0.0 < m["min_prob"] < 1.0 and H.hair_colour_gate() == m["min_prob"]
+    rep = doc["heldout"]["hair_colour"]
+    assert rep["photos"] > 50 and 0.0 <= rep["drawn_reads_as_label"]["balanced_drawn"] <= 1.0
+    # a golden patch reads blond, a near-black one black
+    rng = np.random.default_rng(0)
+    golden = np.clip(np.array([0.80, 0.66, 0.40]) + rng.normal(0, 0.05, (200, 3)), 0, 1)
+    black = np.clip(np.array([0.07, 0.06, 0.06]) + rng.normal(0, 0.02, (200, 3)), 0, 1)
+    for px, want in ((golden, "blond"), (black, "black")):
+        p = H.hair_colour_probs(px)
+        assert abs(sum(p.values()) - 1) < 1e-9 and max(p, key=p.get) == want, p
+    assert H.hair_colour_probs(golden[:5]) is None  # too few pixels
+
+
+def test_drawn_hair_colour_moves_the_least_way_into_the_class():
+    from avatarizer import hair as H
+    from avatarizer.artist.photo import to_lab
+
+    dark_blond = np.array([0.55, 0.45, 0.30])  # how blond hair photographs: reads light brown
+    assert H.hair_colour_class_of(dark_blond) == "brown"
+    sure = {"black": 0.05, "brown": 0.15, "blond": 0.7, "red": 0.05, "gray": 0.05}
+    out = H.drawn_hair_colour(dark_blond, sure, min_prob=0.5)
+    assert H.hair_colour_class_of(out) == "blond"
+    # the least way: nearer the photo's colour than the palette's blond is
+    palette = np.array(__import__("avatarizer.prior", fromlist=["HAIR_COLORS"]).HAIR_COLORS["blond"])
+    d_out = np.linalg.norm(to_lab(out) - to_lab(dark_blond))
+    assert 0 < d_out < np.linalg.norm(to_lab(palette) - to_lab(dark_blond))
+    # unsure, no classifier, or already reading as the class: as sampled
+    np.testing.assert_allclose(H.drawn_hair_colour(dark_blond, sure, min_prob=0.8), dark_blond, atol=1e-6)
+    np.testing.assert_allclose(H.drawn_hair_colour(dark_blond, None), dark_blond, atol=1e-6)
+    brown = {"black": 0.05, "brown": 0.8, "blond": 0.05, "red": 0.05, "gray": 0.05}
+    np.testing.assert_allclose(H.drawn_hair_colour(dark_blond, brown), dark_blond, atol=1e-6)
+
+
+def test_logistic_fit_converges():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+    from avatarizer_export.detectors import fit_logistic, predict
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 6))
+    x[:, 1] = x[:, 0] + 0.01 * rng.normal(size=300)  # nearly collinear columns (hair percentiles are)
+    y = np.argmax(x[:, :3] @ rng.normal(size=(3, 3)) + 0.5 * rng.normal(size=(300, 3)), 1)
+    m = fit_logistic(x, y, 3, l2=1.0)
+    # at the optimum the penalised gradient vanishes
+    z = np.concatenate([(x - np.asarray(m["mean"])) / np.asarray(m["scale"]), np.ones((300, 1))], 1)
+    w = np.concatenate([np.asarray(m["W"]), np.asarray(m["b"])[:, None]], 1)
+    p = predict(m, x)
+    cw = np.array([300 / (3 * (y == c).sum()) for c in range(3)])[y]
+    reg = np.r_[np.ones(6), 0.0]
+    grad = ((p - np.eye(3)[y]) * cw[:, None]).T @ z + reg * w
+    assert np.abs(grad[1:]).max() < 1e-4, np.abs(grad[1:]).max()
+    assert np.mean(p.argmax(1) == y) > 0.8

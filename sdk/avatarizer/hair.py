@@ -50,7 +50,8 @@ __all__ = [
     "HairBank", "HairBankError", "HairEntry", "HairRetriever", "RetrievalWeights", "merge",
     "shape_descriptor", "head_frame", "hair_attributes_from_params", "decode_attributes",
     "model_thresholds", "public_attributes",
-    "attribute_vector", "sample_hair_rgb", "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
+    "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
+    "drawn_hair_colour", "hair_colour_class_of", "hair_colour_features", "hair_region", "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
     "FAMILIES",
 ]
@@ -371,13 +372,10 @@ def shape_descriptor(hair_mask, landmarks, valid=None) -> tuple[np.ndarray, np.n
     return desc.astype(np.float32), obs
 
 
-def sample_hair_rgb(crop, hair_mask, landmarks, valid=None) -> np.ndarray | None:
-    """A robust hair colour from the photo: the median of the hair-mask pixels
-    above the eyes and beside/above the face (luminance 15th-85th percentile),
-    float RGB in [0, 1]; None when fewer than 20 such pixels exist."""
-    img = np.asarray(crop)
-    rgb = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
-    size = rgb.shape[0]
+def hair_region(crop_size: int, hair_mask, landmarks, valid=None) -> np.ndarray:
+    """Where :func:`sample_hair_rgb` looks for hair: the hair-mask pixels
+    above the eyes and beside/above the face, as a ``crop_size``² bool mask."""
+    size = int(crop_size)
     m = _mask01(hair_mask)
     if m.shape[0] != size:
         idx = (np.arange(size) * m.shape[0] // size)
@@ -389,13 +387,140 @@ def sample_hair_rgb(crop, hair_mask, landmarks, valid=None) -> np.ndarray | None
                                                        (g[:, None] - c[1]) / (hw * 1.9)) < 1.0)
     if valid is not None:
         region &= np.asarray(valid, bool)
-    px = rgb[region]
+    return region
+
+
+def _float_rgb(crop) -> np.ndarray:
+    img = np.asarray(crop)
+    return img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+
+
+def sample_hair_rgb(crop, hair_mask, landmarks, valid=None) -> np.ndarray | None:
+    """A robust hair colour from the photo: the median of the hair-mask pixels
+    above the eyes and beside/above the face (luminance 15th-85th percentile),
+    float RGB in [0, 1]; None when fewer than 20 such pixels exist."""
+    rgb = _float_rgb(crop)
+    px = rgb[hair_region(rgb.shape[0], hair_mask, landmarks, valid)]
+    return _robust_hair_median(px)
+
+
+def _robust_hair_median(px: np.ndarray) -> np.ndarray | None:
     if len(px) < 20:
         return None
     y = px @ np.array([0.299, 0.587, 0.114], np.float32)
     lo, hi = np.percentile(y, [15, 85])
     keep = (y >= lo) & (y <= hi)
     return np.median(px[keep] if keep.sum() >= 10 else px, 0).astype(np.float32)
+
+
+# ------------------------------------------------------- hair colour class
+
+#: The drawing palette's hair colours (``prior.HAIR_COLORS``) by class: a
+#: drawn hair colour reads as the class of its nearest palette colour (CIELAB).
+HAIR_CLASS_PALETTE = {"black": ("black",), "brown": ("dark_brown", "brown", "light_brown"),
+                      "blond": ("blond",), "red": ("red",), "gray": ("gray", "white")}
+#: a colour moved into its class stays this much nearer (relative distance)
+#: to its class's palette than to any other class's
+HAIR_CLASS_MARGIN = 0.1
+
+
+def hair_colour_features(px: np.ndarray) -> np.ndarray:
+    """Colour statistics of hair pixels (float RGB, N×3) for the hair-colour
+    classifier: CIELAB L* percentiles 10/25/50/75/90, a* and b* quartiles,
+    chroma median and 90th percentile, and the hue angle of the medians."""
+    from .artist.photo import to_lab
+
+    lab = to_lab(np.asarray(px, np.float64).reshape(-1, 3))
+    L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
+    chroma = np.hypot(a, b)
+    hue = np.degrees(np.arctan2(np.median(b), np.median(a)))
+    return np.concatenate([np.percentile(L, [10, 25, 50, 75, 90]), np.percentile(a, [25, 50, 75]),
+                           np.percentile(b, [25, 50, 75]), np.percentile(chroma, [50, 90]), [hue]])
+
+
+def hair_colour_probs(px: np.ndarray) -> dict | None:
+    """P(black, brown, blond, red, gray) of hair pixels (float RGB, N×3) from
+    the fitted hair-colour classifier (``data/artist_detectors.json``,
+    ``avatarizer-export detectors``); None with fewer than 20 pixels or no
+    fitted classifier."""
+    from .artist.accessories import detectors, probabilities
+
+    model = detectors().get("hair_colour")
+    if model is None or len(px) < 20:
+        return None
+    return dict(zip(HAIR_COLOURS, map(float, probabilities(model, hair_colour_features(px)))))
+
+
+def _palette_lab():
+    from . import prior as P
+    from .artist.photo import to_lab
+
+    names = [n for c in HAIR_COLOURS for n in HAIR_CLASS_PALETTE[c]]
+    classes = [c for c in HAIR_COLOURS for _ in HAIR_CLASS_PALETTE[c]]
+    return to_lab(np.array([P.HAIR_COLORS[n] for n in names], np.float64)), np.array(classes)
+
+
+def hair_colour_class_of(rgb) -> str:
+    """The class a drawn hair colour reads as: that of its nearest palette colour."""
+    from .artist.photo import to_lab
+
+    pal, classes = _palette_lab()
+    return str(classes[int(np.argmin(np.linalg.norm(pal - to_lab(np.asarray(rgb, np.float64)), axis=1)))])
+
+
+def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 0.5) -> np.ndarray:
+    """The hair colour to draw: the photo's ``rgb`` as it is when it already
+    reads as the likeliest class (or no class reaches ``min_prob``), else
+    moved the least way toward that class's nearest palette colour that makes
+    it read so, with a :data:`HAIR_CLASS_MARGIN`. Blond hair photographs
+    darker than it looks (its shadows and roots are in the median), so a
+    human artist draws it lighter; this does the same, by evidence."""
+    from .artist.photo import from_lab, to_lab
+
+    rgb = np.asarray(rgb, np.float64)
+    if not probs:
+        return rgb.astype(np.float32)
+    cls = max(probs, key=probs.get)
+    if probs[cls] < min_prob:
+        return rgb.astype(np.float32)
+    pal, classes = _palette_lab()
+    x = to_lab(rgb)
+    mine, other = pal[classes == cls], pal[classes != cls]
+
+    def reads(y):
+        return np.linalg.norm(mine - y, axis=1).min() * (1.0 + HAIR_CLASS_MARGIN) <= \
+            np.linalg.norm(other - y, axis=1).min()
+
+    if reads(x):
+        return rgb.astype(np.float32)
+    target = mine[int(np.argmin(np.linalg.norm(mine - x, axis=1)))]
+    lo, hi = 0.0, 1.0
+    for _ in range(20):  # the least step along the way to the palette colour
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if reads(x + mid * (target - x)) else (mid, hi)
+    return np.clip(from_lab(x + hi * (target - x)), 0.0, 1.0).astype(np.float32)
+
+
+def hair_colour(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray | None, dict | None]:
+    """(the hair colour to draw, the classifier's class probabilities) from
+    the photo's hair region: :func:`sample_hair_rgb`'s colour through
+    :func:`drawn_hair_colour`; (None, None) when the region holds too few
+    pixels."""
+    rgb = _float_rgb(crop)
+    px = rgb[hair_region(rgb.shape[0], hair_mask, landmarks, valid)]
+    raw = _robust_hair_median(px)
+    if raw is None:
+        return None, None
+    probs = hair_colour_probs(px)
+    return drawn_hair_colour(raw, probs, min_prob=hair_colour_gate()), probs
+
+
+def hair_colour_gate() -> float:
+    """The probability the likeliest hair-colour class needs before the drawn
+    colour is moved into it (fitted with the classifier; 0.5 without one)."""
+    from .artist.accessories import detectors
+
+    return float(detectors().get("hair_colour", {}).get("min_prob", 0.5))
 
 
 # -------------------------------------------------------------------- bank

@@ -267,6 +267,15 @@ def hair(st, p, lm, g, photo: Photo, col):
     skin = col["skin"]
     hm = hair_maps(st, lm, g, photo, col)
     hair = gain(st, hm["hair"])
+    if photo.hair is not None and hm["hair_known"]:
+        # drawn so that it reads as its likeliest class (blond hair photographs
+        # darker than it looks), from the hair region the SDK's hair stage samples
+        from .. import hair as HR
+
+        px = photo.rgb[HR.hair_region(photo.size, photo.hair, lm, photo.valid)]
+        probs = HR.hair_colour_probs(px)
+        hair = HR.drawn_hair_colour(hair, probs, min_prob=HR.hair_colour_gate()).astype(np.float64)
+        g["hair_colour_probs"] = probs
     col["hair"] = hair
     fam, volume, info = hair_style(st, lm, g, hm, photo)
     part = part_side(hm, g)

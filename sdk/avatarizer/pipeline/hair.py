@@ -81,7 +81,8 @@ class HairStage(Stage):
         mask = face.hair_mask(128)
         valid = crop_valid_mask(face, 128)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
-        rgb = H.sample_hair_rgb(crop, mask, face.canonical, valid) if mask is not None else None
+        # the photo's hair colour, drawn so that it reads as its likeliest class
+        rgb = H.hair_colour(crop, mask, face.canonical, valid)[0] if mask is not None else None
         base = schema.default()
         base[schema.FACE] = face_slice
         full = H.merge(base, self.bank.entry(idx), FALLBACK_HAIR_RGB if rgb is None else rgb, attrs,
