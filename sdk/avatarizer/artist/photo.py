@@ -100,6 +100,9 @@ def to_lab(rgb) -> np.ndarray:
     return np.stack([L, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
 
 
+_XYZ2RGB = np.linalg.inv(_RGB2XYZ)
+
+
 def from_lab(lab) -> np.ndarray:
     """The inverse of :func:`to_lab`: float sRGB in [0, 1] (clipped) of CIE
     L*a*b* (D65) values, any leading shape."""
@@ -107,7 +110,7 @@ def from_lab(lab) -> np.ndarray:
     fy = (lab[..., 0] + 16.0) / 116.0
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], -1)
     xyz = np.where(f > 0.206893, f ** 3, (f - 16.0 / 116.0) / 7.787)
-    lin = np.clip(xyz @ np.linalg.inv(_RGB2XYZ).T, 0.0, 1.0)
+    lin = np.clip(xyz @ _XYZ2RGB.T, 0.0, 1.0)
     return np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
 
 
