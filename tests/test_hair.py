@@ -291,3 +291,26 @@ def test_attribute_model_decodes():
     assert a["hair_colour"] in HR.HAIR_COLOURS and a["glasses"] in HR.GLASSES
     assert 0 <= a["bald"] <= 1 and a["gender"] in ("male", "female")
     assert set(HR.RETRIEVAL_ATTRIBUTES) <= set(a)
+
+
+def test_age_lines_follow_the_estimated_age():
+    from avatarizer import schema as S
+
+    p = S.default().copy()
+    names = list(HR.AGE_LINE_WIDTHS)
+    w1 = [S.index(f"{n}.w1") for n in names]
+    young = HR.age_lines(p, 30.0)
+    np.testing.assert_array_equal(young, S.clip(p))
+    mid = HR.age_lines(p, 0.5 * (HR.AGE_LINES_FROM + HR.AGE_LINES_FULL))
+    old = HR.age_lines(p, 90.0)
+    full = np.array([HR.AGE_LINE_WIDTHS[n] for n in names])
+    np.testing.assert_allclose(old[w1], full, rtol=1e-6)
+    np.testing.assert_allclose(mid[w1], 0.5 * full, rtol=1e-5)
+    # only the wrinkle widths change; lines already drawn wider stay
+    changed = np.flatnonzero(old != S.clip(p))
+    assert set(S.NAMES[i].split(".")[0] for i in changed) <= set(names)
+    wide = p.copy()
+    wide[w1[0]] = 0.015
+    assert HR.age_lines(wide, 90.0)[w1[0]] == np.float32(0.015)
+    assert np.array_equal(HR.age_lines(p, None), S.clip(p)) and np.array_equal(HR.age_lines(p, float("nan")), S.clip(p))
+    S.validate(old)
