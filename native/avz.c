@@ -1038,23 +1038,38 @@ static void avz__blend(const uint8_t *src, int bw, int bh, uint8_t *frame, int s
                 dk = (float)(-ib / o->fade_width);
             }
         }
+        /* rows outside the fade band at opacity 1 copy opaque pixels as they are */
+        const int copy_opaque = !fade_row && op >= 1.f;
         for (int x = 0; x < bw; x++) {
             uint32_t v;
             memcpy(&v, srow + 4 * x, 4);
             uint32_t pa = v >> 24;
-            if (pa == 0) continue;
+            if (pa == 0) {
+                /* skip transparent runs (most of the box around the avatar) 4 pixels at a time */
+                while (x + 4 < bw) {
+                    uint32_t q[4];
+                    memcpy(q, srow + 4 * (x + 1), 16);
+                    if ((q[0] | q[1] | q[2] | q[3]) >> 24) break;
+                    x += 4;
+                }
+                continue;
+            }
+            uint8_t *d = drow + 3 * x;
+            uint32_t c[3] = {(v >> 16) & 0xFFu, (v >> 8) & 0xFFu, v & 0xFFu};
+            if (pa == 255 && copy_opaque) {
+                d[ri] = (uint8_t)c[0]; d[1] = (uint8_t)c[1]; d[bi] = (uint8_t)c[2];
+                continue;
+            }
             float a = op * (float)pa * (1.f / 255.f);
             if (fade_row) {
                 float k = k0 + dk * (float)x;
                 if (k <= 0.f) continue;
                 if (k < 1.f) a *= k;
             }
-            uint32_t c[3] = {(v >> 16) & 0xFFu, (v >> 8) & 0xFFu, v & 0xFFu};
             if (pa != 255) {
                 const uint8_t *t = avz__unprem[pa];
                 c[0] = t[c[0]]; c[1] = t[c[1]]; c[2] = t[c[2]];
             }
-            uint8_t *d = drow + 3 * x;
             float d0 = d[ri], d1 = d[1], d2 = d[bi];
             d[ri] = (uint8_t)(d0 + a * ((float)c[0] - d0) + 0.5f);
             d[1] = (uint8_t)(d1 + a * ((float)c[1] - d1) + 0.5f);
