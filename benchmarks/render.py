@@ -6,6 +6,7 @@ noisy machine.
     python benchmarks/render.py                        # table
     python benchmarks/render.py --json                 # one JSON object (below)
     python benchmarks/render.py --baseline OLD_avz.so  # also an older build of the renderer, interleaved
+    python benchmarks/render.py --dump-scenes F.f32    # the scenes for `make profile-render SCENES=F.f32`
 
 Scenes (``--scenes``): ``real`` (default) are avatars of real faces: ``Avatarizer()``
 (image mode) on the first photos of ``--faces`` (default
@@ -144,6 +145,8 @@ def main(argv=None):
     ap.add_argument("--no-slow", action="store_true", help="skip pycairo and pillow")
     ap.add_argument("--baseline", help="an _avz*.so of another build, timed interleaved with this one")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dump-scenes", type=Path, help="write the scenes' parameters (N x 629 float32) "
+                    "for `make profile-render SCENES=FILE` and exit")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.scenes == "real":
@@ -154,6 +157,10 @@ def main(argv=None):
     if not params:
         print("no scenes", file=sys.stderr)
         return 1
+    if args.dump_scenes:
+        np.stack(params).astype("<f4").tofile(args.dump_scenes)
+        print(f"wrote {len(params)} scenes ({scenes}) to {args.dump_scenes}")
+        return 0
     cpu = _pin_one_core()
     from avatarizer import _avz as this
 
