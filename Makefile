@@ -19,7 +19,7 @@ SHARED ?= ../shared
 APT_DEMO := build-essential pkg-config libcairo2-dev python3 python3-dev python3-venv ca-certificates libgl1 libglib2.0-0
 APT_TEST := ffmpeg valgrind git xz-utils patch chromium xvfb xauth libsm6 libice6 libxext6
 
-.PHONY: all demo test native sysdeps sysdeps-test venv dev models clean valgrind bench-render example gallery \
+.PHONY: all demo test native sysdeps sysdeps-test venv dev models clean valgrind bench-render profile-render example gallery \
 	dist-check dist sanitize sanitize-deps webdeps bench-animation
 
 all: native
@@ -142,6 +142,17 @@ bench-animation: $(DEV_STAMP) native
 
 bench-render: $(DEV_STAMP) native
 	$(VPY) benchmarks/render.py
+
+# where one render spends its time (docs/render_profile.md); SCENES: N x 629
+# float32, e.g. from `python benchmarks/render.py --dump-scenes scenes.f32`
+SIZE ?= 256
+REPS ?= 10
+profile-render:
+	@test -n "$(SCENES)" || { echo "make profile-render SCENES=FILE.f32 [SIZE=256] [REPS=10]"; exit 2; }
+	mkdir -p native/build
+	$(CC) -O2 -ftree-vectorize -Wall -Wextra -Werror -std=c11 -Inative native/tests/profile.c \
+	  $$(pkg-config --cflags --libs cairo) -lm -pthread -o native/build/avz_profile
+	native/build/avz_profile $(SCENES) $(SIZE) $(REPS)
 
 gallery: native
 	$(VPY) -m avatarizer.gallery docs/gallery.png

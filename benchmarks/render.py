@@ -3,26 +3,45 @@ renderer, pycairo drawing the same scene from Python, and Pillow drawing it
 with 4x supersampling -- all in one run, on one core, so ratios hold on a
 noisy machine.
 
-    python benchmarks/render.py            # table
-    python benchmarks/render.py --json     # {"native": {"256": ms, ...}, "pycairo": {...}, "pillow": {...}}
+    python benchmarks/render.py                        # table
+    python benchmarks/render.py --json                 # one JSON object (below)
+    python benchmarks/render.py --baseline OLD_avz.so  # also an older build of the renderer, interleaved
+    python benchmarks/render.py --dump-scenes F.f32    # the scenes for `make profile-render SCENES=F.f32`
 
-Each backend renders the same set of sampled avatars (``schema.sample``), after
-a warm-up; the reported number is the median (p50) ms per frame, with p95 in
-the detailed output. ``native`` is the default antialiasing; ``native_fast`` is
-``antialias="fast"`` (4x4 coverage). Both include the Python call and the
-parameter validation.
+Scenes (``--scenes``): ``real`` (default) are avatars of real faces: ``Avatarizer()``
+(image mode) on the first photos of ``--faces`` (default
+``../shared/data/faces/ffhq128``) and video-mode avatars of the frames ``avatarizer
+bench`` uses (``$AVATARIZER_BENCH_VIDEO``: the shared clips, else the built-in
+frames); ``sampled`` are ``schema.sample`` vectors (random in the schema ranges,
+the numbers quoted before issue #16). Every backend renders the same scenes
+after a warm-up; each distribution is p50/p95/p99/max ms per frame, on white.
+
+``native`` is ``render(p, size)`` with the default antialiasing: the public call,
+parameter validation included; ``native_fast`` is ``antialias="fast"`` (4x4
+coverage). ``native_call`` and, with ``--baseline``, ``baseline_call`` are the
+bare ``avz_render`` of this build and of the other one (e.g. the ``_avz*.so`` of
+an older checkout), called the same way from Python into one buffer and
+interleaved frame by frame, so their ratio is the C change alone.
+``--json``: {"scenes", "cpu", "load_avg", "detail": {backend: {size: {p50_ms,
+p95_ms, p99_ms, max_ms, n}}}, backend: {size: p50_ms}, "ratios": {...}}.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from avatarizer import render, schema
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from avatarizer import native, render, schema  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pin_one_core():
@@ -34,51 +53,154 @@ def _pin_one_core():
         return None
 
 
-def time_backend(backend, params, size, repeats, warmup):
-    kw = dict(backend="native", antialias="fast") if backend == "native_fast" else dict(backend=backend)
+def _pct(times) -> dict:
+    t = np.asarray(times, np.float64)
+    p50, p95, p99 = np.percentile(t, (50, 95, 99))
+    return {"p50_ms": round(float(p50), 3), "p95_ms": round(float(p95), 3), "p99_ms": round(float(p99), 3),
+            "max_ms": round(float(t.max()), 3), "n": int(t.size)}
+
+
+def real_scenes(faces: Path, n_photos: int, n_frames: int) -> tuple[list[np.ndarray], str]:
+    """Avatars of real faces: photos (image mode) and clip frames (video mode)."""
+    import cv2
+
+    from avatarizer.api import Avatarizer
+    from avatarizer.bench import bench_frames
+
+    params, parts = [], []
+    photos = sorted(faces.glob("*.jpg"))[:n_photos] if faces.is_dir() else []
+    if photos:
+        with Avatarizer() as av:
+            got = [av.from_frame(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)) for f in photos]
+        params += [a.params for a in got if a is not None]
+        parts.append(f"{sum(a is not None for a in got)} photos of {faces}")
+    frames, source = bench_frames(n_frames)
+    with Avatarizer(mode="video", max_faces=1) as av:
+        got = [av.from_frame(img, timestamp_ms=i * 1000.0 / 30) for i, img in enumerate(frames)]
+    params += [a.params for a in got if a is not None]
+    parts.append(f"{sum(a is not None for a in got)} video-mode avatars of {source}")
+    return params, "; ".join(parts)
+
+
+class _BareCall:
+    """``avz_render`` of one build (this one, or an ``_avz*.so`` from elsewhere)
+    called from Python the same way for both: one renderer, one buffer."""
+
+    def __init__(self, module, size: int):
+        self.ffi, self.lib = module.ffi, module.lib
+        out = self.ffi.new("avz_renderer **")
+        assert self.lib.avz_renderer_create(out) == 0
+        self.r = self.ffi.gc(out[0], self.lib.avz_renderer_destroy)
+        self.opt = self.ffi.new("avz_render_options *")
+        self.lib.avz_render_options_init(self.opt)
+        for i in range(4):
+            self.opt.background[i] = 1.0
+        self.size = size
+        self.buf = np.empty((size, size, 4), np.uint8)
+        self.ptr = self.ffi.cast("uint8_t *", self.buf.ctypes.data)
+
+    def __call__(self, p):
+        st = self.lib.avz_render(self.r, self.ffi.from_buffer("float[]", p), p.size, self.ptr, self.size,
+                                 self.size, 4 * self.size, self.opt)
+        if st != 0:
+            raise RuntimeError(f"avz_render status {st}")
+        return self.buf
+
+
+def _load_baseline(path: str):
+    """Loads another build of ``avatarizer._avz`` under the name ``_avz``."""
+    spec = importlib.util.spec_from_file_location("_avz", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--baseline {path}: not a loadable extension module")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def time_interleaved(fns: dict, params, repeats: int, warmup: int) -> dict:
+    """Each frame rendered by every function in turn (so load swings hit all alike)."""
     for p in params[:warmup]:
-        render(p, size, background="white", **kw)
-    times = []
+        for fn in fns.values():
+            fn(p)
+    times = {k: [] for k in fns}
     for r in range(repeats):
         p = params[r % len(params)]
-        t0 = time.perf_counter()
-        render(p, size, background="white", **kw)
-        times.append((time.perf_counter() - t0) * 1000)
-    t = np.array(times)
-    return {"p50_ms": float(np.median(t)), "p95_ms": float(np.percentile(t, 95)), "n": len(t)}
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(p)
+            times[k].append((time.perf_counter() - t0) * 1000)
+    return {k: _pct(v) for k, v in times.items()}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--sizes", default="256,512,1024")
-    ap.add_argument("--repeats", type=int, default=60, help="timed frames per backend and size (native)")
+    ap.add_argument("--scenes", choices=("real", "sampled"), default="real")
+    ap.add_argument("--faces", type=Path, default=ROOT.parent / "shared" / "data" / "faces" / "ffhq128")
+    ap.add_argument("--photos", type=int, default=40, help="real scenes: photos (image mode)")
+    ap.add_argument("--frames", type=int, default=40, help="real scenes: clip frames (video mode)")
+    ap.add_argument("--repeats", type=int, default=240, help="timed frames per native backend and size")
     ap.add_argument("--slow-repeats", type=int, default=8, help="timed frames for pycairo and pillow")
+    ap.add_argument("--no-slow", action="store_true", help="skip pycairo and pillow")
+    ap.add_argument("--baseline", help="an _avz*.so of another build, timed interleaved with this one")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dump-scenes", type=Path, help="write the scenes' parameters (N x 629 float32) "
+                    "for `make profile-render SCENES=FILE` and exit")
     args = ap.parse_args(argv)
-    cpu = _pin_one_core()
     sizes = [int(s) for s in args.sizes.split(",")]
-    params = schema.sample(24, seed=args.seed)
-    detail = {}
-    for backend in ("native", "native_fast", "pycairo", "pillow"):
-        reps = args.repeats if backend.startswith("native") else args.slow_repeats
-        detail[backend] = {str(s): time_backend(backend, params, s, reps, warmup=3) for s in sizes}
-    summary = {b: {s: round(v["p50_ms"], 3) for s, v in d.items()} for b, d in detail.items()}
-    ratios = {f"{b}/native": {s: round(summary[b][s] / summary["native"][s], 1) for s in summary[b]}
-              for b in ("native_fast", "pycairo", "pillow")}
-    if args.json:
-        out = dict(summary)
-        out["detail"] = detail
-        out["ratios"] = ratios
-        out["cpu"] = cpu
-        print(json.dumps(out))
+    if args.scenes == "real":
+        params, scenes = real_scenes(args.faces, args.photos, args.frames)
+    else:
+        params, scenes = list(schema.sample(24, seed=args.seed)), "24 schema.sample avatars"
+    params = [np.ascontiguousarray(p, np.float32) for p in params]
+    if not params:
+        print("no scenes", file=sys.stderr)
+        return 1
+    if args.dump_scenes:
+        np.stack(params).astype("<f4").tofile(args.dump_scenes)
+        print(f"wrote {len(params)} scenes ({scenes}) to {args.dump_scenes}")
         return 0
-    print(f"renderer ms per frame (p50 / p95), one core (cpu {cpu}), {len(params)} sampled avatars")
-    print(f"{'backend':10s}" + "".join(f"{s:>18d}" for s in sizes))
+    cpu = _pin_one_core()
+    from avatarizer import _avz as this
+
+    base = _load_baseline(args.baseline) if args.baseline else None
+    load_before = os.getloadavg()
+    detail = {}
+    for s in sizes:
+        fns = {"native": lambda p, s=s: render(p, s, background="white"),
+               "native_fast": lambda p, s=s: render(p, s, background="white", antialias="fast"),
+               "native_call": _BareCall(this, s)}
+        if base is not None:
+            fns["baseline_call"] = _BareCall(base, s)
+        res = time_interleaved(fns, params, args.repeats, warmup=min(5, len(params)))
+        if not args.no_slow:
+            slow = {b: (lambda p, s=s, b=b: render(p, s, background="white", backend=b))
+                    for b in ("pycairo", "pillow")}
+            res.update(time_interleaved(slow, params, args.slow_repeats, warmup=1))
+        for k, v in res.items():
+            detail.setdefault(k, {})[str(s)] = v
+    summary = {b: {s: v["p50_ms"] for s, v in d.items()} for b, d in detail.items()}
+    ratios = {f"{b}/native": {s: round(summary[b][s] / summary["native"][s], 2) for s in summary[b]}
+              for b in summary if b not in ("native", "baseline_call", "native_call")}
+    if base is not None:
+        ratios["baseline_call/native_call"] = {s: round(summary["baseline_call"][s] / summary["native_call"][s], 3)
+                                               for s in summary["native_call"]}
+    load = {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]}
+    if args.json:
+        print(json.dumps({"scenes": scenes, "cpu": cpu, "load_avg": load, **summary, "detail": detail,
+                          "ratios": ratios}))
+        return 0
+    print(f"renderer ms per frame, one core (cpu {cpu}); scenes: {scenes}; "
+          f"load average {load['before'][0]} -> {load['after'][0]}")
+    print(f"{'backend':14s}" + "".join(f"{s:>30d}" for s in sizes))
+    print(f"{'':14s}" + "".join(f"{'p50 / p95 / p99 / max':>30s}" for _ in sizes))
     for b, d in detail.items():
-        print(f"{b:10s}" + "".join(f"{d[str(s)]['p50_ms']:9.2f} /{d[str(s)]['p95_ms']:7.2f}" for s in sizes))
+        print(f"{b:14s}" + "".join(
+            f"{d[str(s)]['p50_ms']:9.2f} /{d[str(s)]['p95_ms']:6.2f} /{d[str(s)]['p99_ms']:6.2f} /"
+            f"{d[str(s)]['max_ms']:6.2f}" for s in sizes))
     for k, v in ratios.items():
-        print(f"{k:16s}" + "  ".join(f"{s}: {r}x" for s, r in v.items()))
+        print(f"{k:26s}" + "  ".join(f"{s}: {r}x" for s, r in v.items()))
     return 0
 
 

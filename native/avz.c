@@ -38,7 +38,7 @@ const char *avz_status_string(avz_status s) {
     return "unknown status code";
 }
 
-const char *avz_version(void) { return "1.0.0"; }
+const char *avz_version(void) { return "1.1.0"; }
 const char *avz_schema_version(void) { return AVZ_SCHEMA_VERSION; }
 
 avz_status avz_default_params(float *out, size_t n) {
@@ -754,6 +754,8 @@ avz_status avz_scene_path(const avz_scene *s, const float **data, size_t *count)
 
 struct avz_renderer {
     avz_scene *scene;
+    uint8_t *scratch; /* avz_overlay's premultiplied ARGB32 image, kept between calls */
+    size_t scratch_cap;
     unsigned char *vec;
     size_t vec_len, vec_cap;
     int vec_oom;
@@ -779,6 +781,7 @@ avz_status avz_renderer_create(avz_renderer **out) {
 void avz_renderer_destroy(avz_renderer *r) {
     if (!r) return;
     avz_scene_destroy(r->scene);
+    free(r->scratch);
     free(r->vec);
     free(r);
 }
@@ -895,15 +898,20 @@ static void avz__unprem_fill(void) {
 static void avz__unprem_init(void) { pthread_once(&avz__unprem_once, avz__unprem_fill); }
 
 /* Cairo's native-endian premultiplied ARGB32 -> straight RGBA bytes, in place.
- * Pass 1 reorders every pixel (a branch-free loop the compiler vectorises);
- * pass 2 un-premultiplies the few translucent pixels through a table. */
+ * Pass 1 reorders every pixel of a row and notes whether any is translucent (a
+ * branch-free loop the compiler vectorises: build with -ftree-vectorize under
+ * GCC, as bindings/build_avz.py does); pass 2 un-premultiplies the translucent
+ * pixels through the table, only on rows that have some (an opaque background
+ * has none). */
 static void avz__unpremultiply(uint8_t *rgba, int w, int h, int stride) {
     avz__unprem_init();
     for (int y = 0; y < h; y++) {
         uint8_t *row = rgba + (size_t)y * stride;
+        uint32_t translucent = 0;
         for (int x = 0; x < w; x++) {
             uint32_t v;
             memcpy(&v, row + 4 * x, 4);
+            translucent |= (v >> 24) - 1u < 254u;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
             v = (v << 8) | (v >> 24); /* A R G B bytes -> R G B A */
 #else
@@ -911,17 +919,22 @@ static void avz__unpremultiply(uint8_t *rgba, int w, int h, int stride) {
 #endif
             memcpy(row + 4 * x, &v, 4);
         }
+        if (!translucent) continue;
         for (int x = 0; x < w; x++) {
             uint8_t *px = row + 4 * x;
             uint8_t a = px[3];
             if (a != 0 && a != 255) {
-                px[0] = avz__unprem[a][px[0]];
-                px[1] = avz__unprem[a][px[1]];
-                px[2] = avz__unprem[a][px[2]];
+                const uint8_t *t = avz__unprem[a];
+                px[0] = t[px[0]];
+                px[1] = t[px[1]];
+                px[2] = t[px[2]];
             }
         }
     }
 }
+
+static avz_status avz__draw_premultiplied(avz_renderer *r, uint8_t *buf, int width, int height, int stride,
+                                          const avz_render_options *options);
 
 avz_status avz_render(avz_renderer *r, const float *params, size_t n, uint8_t *rgba, int width,
                       int height, int stride, const avz_render_options *options) {
@@ -944,7 +957,16 @@ avz_status avz_render(avz_renderer *r, const float *params, size_t n, uint8_t *r
     st = avz_scene_build(r->scene, params, n);
     if (st != AVZ_OK) return avz__fail(r, st, r->scene->error);
 
-    cairo_surface_t *surf = cairo_image_surface_create_for_data(rgba, CAIRO_FORMAT_ARGB32, width, height, stride);
+    st = avz__draw_premultiplied(r, rgba, width, height, stride, options);
+    if (st != AVZ_OK) return st;
+    avz__unpremultiply(rgba, width, height, stride);
+    return AVZ_OK;
+}
+
+/* Draws the built scene into a premultiplied native-endian ARGB32 buffer. */
+static avz_status avz__draw_premultiplied(avz_renderer *r, uint8_t *buf, int width, int height, int stride,
+                                          const avz_render_options *options) {
+    cairo_surface_t *surf = cairo_image_surface_create_for_data(buf, CAIRO_FORMAT_ARGB32, width, height, stride);
     if (cairo_surface_status(surf) != CAIRO_STATUS_SUCCESS) {
         avz__fail(r, AVZ_E_CAIRO, cairo_status_to_string(cairo_surface_status(surf)));
         cairo_surface_destroy(surf);
@@ -958,7 +980,145 @@ avz_status avz_render(avz_renderer *r, const float *params, size_t n, uint8_t *r
     cairo_surface_flush(surf);
     cairo_surface_destroy(surf);
     if (cs != CAIRO_STATUS_SUCCESS) return avz__fail(r, AVZ_E_CAIRO, cairo_status_to_string(cs));
-    avz__unpremultiply(rgba, width, height, stride);
+    return AVZ_OK;
+}
+
+/* ---------------------------------------------------------------- overlay */
+
+void avz_overlay_options_init(avz_overlay_options *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->transform[0] = o->transform[3] = 1.0;
+    o->box[2] = o->box[3] = AVZ_MAX_SIZE;
+    o->opacity = 1.f;
+    o->fade_width = 1.f;
+}
+
+static avz_status avz__check_overlay(avz_renderer *r, const avz_overlay_options *o) {
+    for (int i = 0; i < 6; i++)
+        if (!isfinite(o->transform[i])) return avz__fail(r, AVZ_E_ARG, "transform must be finite");
+    double det = o->transform[0] * o->transform[3] - o->transform[1] * o->transform[2];
+    if (!(fabs(det) >= 1e-12) || !isfinite(1.0 / det)) return avz__fail(r, AVZ_E_ARG, "transform is not invertible");
+    if (!(o->opacity >= 0.f && o->opacity <= 1.f)) return avz__fail(r, AVZ_E_ARG, "opacity must be in [0, 1]");
+    if (o->order != AVZ_ORDER_RGB && o->order != AVZ_ORDER_BGR)
+        return avz__fail(r, AVZ_E_ARG, "order must be AVZ_ORDER_RGB or AVZ_ORDER_BGR");
+    if (o->use_fade != 0 && o->use_fade != 1) return avz__fail(r, AVZ_E_ARG, "use_fade must be 0 or 1");
+    if (o->use_fade && !(isfinite(o->fade_end) && isfinite(o->fade_width) && o->fade_width > 0.f))
+        return avz__fail(r, AVZ_E_ARG, "fade_end must be finite and fade_width finite and > 0");
+    if (o->antialias != AVZ_AA_BEST && o->antialias != AVZ_AA_FAST)
+        return avz__fail(r, AVZ_E_ARG, "antialias must be AVZ_AA_BEST or AVZ_AA_FAST");
+    return AVZ_OK;
+}
+
+/* Blends the premultiplied box image `src` (bw x bh at frame position x0, y0)
+ * into the 3-channel frame: out = round(d + a * (s - d)) with s the straight
+ * colour (un-premultiplied through the table, as avz_render returns it) and
+ * a = alpha / 255 * opacity * fade. Transparent pixels cost one load. */
+static void avz__blend(const uint8_t *src, int bw, int bh, uint8_t *frame, int stride, int x0, int y0,
+                       const avz_overlay_options *o) {
+    const int ri = o->order == AVZ_ORDER_BGR ? 2 : 0, bi = 2 - ri;
+    /* canonical y at a pixel centre: yc = ib * x + id * y + iff (the inverse's second row) */
+    const double *m = o->transform;
+    double det = m[0] * m[3] - m[1] * m[2];
+    double ib = -m[1] / det, id = m[0] / det, iff = (m[1] * m[4] - m[0] * m[5]) / det;
+    const float op = o->opacity;
+    for (int y = 0; y < bh; y++) {
+        const uint8_t *srow = src + (size_t)y * 4 * bw;
+        uint8_t *drow = frame + (size_t)(y0 + y) * stride + 3 * (size_t)x0;
+        /* fade along the row: k(x) = clamp((end - yc(x)) / width, 0, 1), yc affine in x */
+        int fade_row = 0;
+        float k0 = 1.f, dk = 0.f;
+        if (o->use_fade) {
+            double yc0 = ib * (x0 + 0.5) + id * (y0 + y + 0.5) + iff, yc1 = yc0 + ib * (bw - 1);
+            double lo = fmin(yc0, yc1), hi = fmax(yc0, yc1);
+            if (lo >= o->fade_end) continue;                 /* the whole row is past the fade */
+            if (hi > (double)o->fade_end - o->fade_width) {  /* some pixels are in the band */
+                fade_row = 1;
+                k0 = (float)(((double)o->fade_end - yc0) / o->fade_width);
+                dk = (float)(-ib / o->fade_width);
+            }
+        }
+        /* rows outside the fade band at opacity 1 copy opaque pixels as they are */
+        const int copy_opaque = !fade_row && op >= 1.f;
+        for (int x = 0; x < bw; x++) {
+            uint32_t v;
+            memcpy(&v, srow + 4 * x, 4);
+            uint32_t pa = v >> 24;
+            if (pa == 0) {
+                /* skip transparent runs (most of the box around the avatar) 4 pixels at a time */
+                while (x + 4 < bw) {
+                    uint32_t q[4];
+                    memcpy(q, srow + 4 * (x + 1), 16);
+                    if ((q[0] | q[1] | q[2] | q[3]) >> 24) break;
+                    x += 4;
+                }
+                continue;
+            }
+            uint8_t *d = drow + 3 * x;
+            uint32_t c[3] = {(v >> 16) & 0xFFu, (v >> 8) & 0xFFu, v & 0xFFu};
+            if (pa == 255 && copy_opaque) {
+                d[ri] = (uint8_t)c[0]; d[1] = (uint8_t)c[1]; d[bi] = (uint8_t)c[2];
+                continue;
+            }
+            float a = op * (float)pa * (1.f / 255.f);
+            if (fade_row) {
+                float k = k0 + dk * (float)x;
+                if (k <= 0.f) continue;
+                if (k < 1.f) a *= k;
+            }
+            if (pa != 255) {
+                const uint8_t *t = avz__unprem[pa];
+                c[0] = t[c[0]]; c[1] = t[c[1]]; c[2] = t[c[2]];
+            }
+            float d0 = d[ri], d1 = d[1], d2 = d[bi];
+            d[ri] = (uint8_t)(d0 + a * ((float)c[0] - d0) + 0.5f);
+            d[1] = (uint8_t)(d1 + a * ((float)c[1] - d1) + 0.5f);
+            d[bi] = (uint8_t)(d2 + a * ((float)c[2] - d2) + 0.5f);
+        }
+    }
+}
+
+avz_status avz_overlay(avz_renderer *r, const float *params, size_t n, uint8_t *frame, int width, int height,
+                       int stride, const avz_overlay_options *options) {
+    if (!r) return AVZ_E_NULL;
+    r->error[0] = 0;
+    if (!frame) return avz__fail(r, AVZ_E_NULL, "frame buffer is NULL");
+    if (!options) return avz__fail(r, AVZ_E_NULL, "options is NULL (the transform is required)");
+    if (width < 1 || height < 1 || width > AVZ_MAX_SIZE || height > AVZ_MAX_SIZE) {
+        snprintf(r->error, sizeof r->error, "size %dx%d is outside 1..%d", width, height, AVZ_MAX_SIZE);
+        return AVZ_E_SIZE;
+    }
+    if (stride < 3 * width) {
+        snprintf(r->error, sizeof r->error, "stride %d must be >= 3 * width (%d)", stride, 3 * width);
+        return AVZ_E_STRIDE;
+    }
+    avz_status st = avz__check_overlay(r, options);
+    if (st != AVZ_OK) return st;
+    st = avz_scene_build(r->scene, params, n);
+    if (st != AVZ_OK) return avz__fail(r, st, r->scene->error);
+    int x0 = options->box[0] > 0 ? options->box[0] : 0, y0 = options->box[1] > 0 ? options->box[1] : 0;
+    int x1 = options->box[2] < width ? options->box[2] : width, y1 = options->box[3] < height ? options->box[3] : height;
+    if (x1 <= x0 || y1 <= y0 || options->opacity <= 0.f) return AVZ_OK;
+    int bw = x1 - x0, bh = y1 - y0;
+    size_t need = (size_t)4 * bw * bh;
+    if (need > r->scratch_cap) {
+        uint8_t *ns = malloc(need); /* the old contents are not needed: no realloc copy */
+        if (!ns) return avz__fail(r, AVZ_E_NOMEM, "out of memory for the overlay image");
+        free(r->scratch);
+        r->scratch = ns;
+        r->scratch_cap = need;
+    }
+    avz_render_options ro;
+    avz_render_options_init(&ro); /* transparent */
+    ro.use_transform = 1;
+    memcpy(ro.transform, options->transform, sizeof ro.transform);
+    ro.transform[4] -= x0;
+    ro.transform[5] -= y0;
+    ro.antialias = options->antialias;
+    st = avz__draw_premultiplied(r, r->scratch, bw, bh, 4 * bw, &ro);
+    if (st != AVZ_OK) return st;
+    avz__unprem_init();
+    avz__blend(r->scratch, bw, bh, frame, stride, x0, y0, options);
     return AVZ_OK;
 }
 

@@ -40,7 +40,7 @@ extern "C" {
 #endif
 
 #define AVZ_VERSION_MAJOR 1
-#define AVZ_VERSION_MINOR 0
+#define AVZ_VERSION_MINOR 1
 #define AVZ_PARAM_COUNT 629
 #define AVZ_MAX_SIZE 16384
 
@@ -138,6 +138,37 @@ avz_status avz_render_vector(avz_renderer *renderer, const float *params, size_t
                              int format, double width, double height,
                              const avz_render_options *options, const uint8_t **data,
                              size_t *size);
+
+/* ---------------------------------------------------------------- overlay
+ * (since 1.1) Draws the avatar straight over a region of a caller's 8-bit
+ * 3-channel frame (RGB or BGR), blended with an opacity and, optionally, a fade
+ * toward a canonical y: what a live overlay needs, without an RGBA image, an
+ * un-premultiply pass or a blend in the caller. The renderer keeps its scratch
+ * image between calls (one handle per thread, as for avz_render). */
+
+enum { AVZ_ORDER_RGB = 0, AVZ_ORDER_BGR = 1 };
+
+typedef struct avz_overlay_options {
+    double transform[6]; /* frame -> frame pixels (whole-frame coordinates), {a, b, c, d, e, f} as in
+                            avz_render_options; must be invertible (init sets the identity) */
+    int box[4];          /* x0, y0, x1, y1: the frame region drawn into, clipped to the frame
+                            (init: the whole frame); outside it the frame is left alone */
+    float opacity;       /* in [0, 1] (init 1); 0 leaves the frame alone */
+    int order;           /* AVZ_ORDER_RGB (init) or AVZ_ORDER_BGR: the frame's channel order */
+    int use_fade;        /* 1: the avatar's alpha is also multiplied by clamp((fade_end - y) / fade_width, 0, 1),
+                            y the canonical frame y at the pixel centre (init 0) */
+    float fade_end, fade_width; /* finite; fade_width > 0 when use_fade */
+    int antialias;       /* AVZ_AA_BEST (init) or AVZ_AA_FAST */
+} avz_overlay_options;
+
+void avz_overlay_options_init(avz_overlay_options *options);
+
+/* frame: width x height pixels of 3 bytes, rows `stride` bytes apart (stride >=
+ * 3 * width), modified in place: each channel becomes
+ * round(frame + a * (avatar - frame)), a = avatar alpha * opacity * fade, the
+ * same blend as straight RGBA from avz_render composited by the caller. */
+avz_status avz_overlay(avz_renderer *renderer, const float *params, size_t n, uint8_t *frame, int width,
+                       int height, int stride, const avz_overlay_options *options);
 
 #ifdef __cplusplus
 }

@@ -332,6 +332,26 @@ def test_overlay_box_path_matches_the_full_frame_path_on_real_frames(av):
     assert checked >= min(len(frames), 3), "the overlay was compared on too few frames"
 
 
+def test_overlay_of_a_face_partly_or_wholly_off_the_frame(avatar, astronaut):
+    """The face moved to the frame's corner (half of it outside) and then
+    beyond it: the visible part matches the reference blend, nothing else
+    changes, and a face wholly outside leaves the frame as it was."""
+    import dataclasses
+
+    tf = np.asarray(avatar.face.transform, np.float64).copy()
+    for shift, visible in (((-250.0, -200.0), True), ((-2000.0, 0.0), False)):
+        moved = tf.copy()
+        moved[:, 2] += shift
+        a = Avatar(avatar.params, face=dataclasses.replace(avatar.face, transform=moved))
+        for opacity in (1.0, 0.5):
+            got = a.overlay(astronaut, opacity=opacity)
+            ref = _overlay_full_frame(a, astronaut, opacity)
+            assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+            assert (got != astronaut).any() == visible
+            bgr = np.ascontiguousarray(astronaut[..., ::-1])
+            np.testing.assert_array_equal(a.overlay(bgr, opacity=opacity, color_order="bgr"), got[..., ::-1])
+
+
 def test_overlay_accepts_the_documented_frame_kinds(avatar, astronaut):
     out = avatar.overlay(astronaut)
     strided = np.zeros((512, 1024, 3), np.uint8)[:, ::2]  # not contiguous

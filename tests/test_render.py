@@ -269,3 +269,146 @@ def test_c_example_is_clean_under_valgrind(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "ERROR SUMMARY: 0 errors" in res.stderr
+
+
+# ------------------------------------------------- avz_overlay (native.Renderer.overlay_into)
+
+def _reference_overlay(params, frame, tf, box, opacity, fade):
+    """The blend avz_overlay replaces: straight RGBA from render() over the
+    box, then frame + a * (avatar - frame) in float64, a = alpha * opacity *
+    clamp((end - canonical y) / width, 0, 1)."""
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h)
+    out = frame.copy()
+    if x1 <= x0 or y1 <= y0 or opacity == 0:
+        return out
+    local = np.array(tf, np.float64)
+    local[:, 2] -= (x0, y0)
+    rgba = render(params, width=x1 - x0, height=y1 - y0, transform=local).astype(np.float64)
+    a = rgba[..., 3] / 255.0 * opacity
+    if fade is not None:
+        inv = np.linalg.inv(np.vstack([tf, [0, 0, 1]]))
+        ys, xs = np.mgrid[y0:y1, x0:x1] + 0.5
+        yc = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+        a = a * np.clip((fade[0] - yc) / fade[1], 0, 1)
+    region = out[y0:y1, x0:x1].astype(np.float64)
+    out[y0:y1, x0:x1] = np.floor(region + a[..., None] * (rgba[..., :3] - region) + 0.5).astype(np.uint8)
+    return out
+
+
+def _frame(h=180, w=240, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+_TFS = [np.array([[70.0, 0, 120], [0, 70.0, 90]]),                       # upright, inside
+        np.array([[60.0, -25, 110], [25, 60.0, 80]]),                    # rolled: diagonal fade
+        np.array([[90.0, 10, 20], [-10, 90.0, 150]])]                    # partly off the frame
+
+
+@pytest.mark.parametrize("k", range(len(_TFS)))
+def test_native_overlay_matches_the_reference_blend(samples, k):
+    tf = _TFS[k]
+    r = native.Renderer()
+    for i, p in enumerate(samples[:4]):
+        frame = _frame(seed=i)
+        c = np.array([[-1.1, -1.1], [1.1, -1.1], [1.1, 1.1], [-1.1, 1.1]]) @ tf[:, :2].T + tf[:, 2]
+        box = (int(np.floor(c[:, 0].min())), int(np.floor(c[:, 1].min())),
+               int(np.ceil(c[:, 0].max())), int(np.ceil(c[:, 1].max())))
+        for opacity, fade in ((1.0, (1.1, 0.2)), (0.6, None), (0.35, (0.4, 0.5))):
+            got = r.overlay_into(p, frame.copy(), tf, box=box, opacity=opacity, fade=fade)
+            ref = _reference_overlay(p, frame, tf, box, opacity, fade)
+            d = np.abs(got.astype(int) - ref.astype(int))
+            if d.max() > 1:
+                save_failure(f"native_overlay_{k}_{i}", np.concatenate([got, ref], 1))
+            assert d.max() <= 1, f"transform {k}, avatar {i}, opacity {opacity}: max diff {d.max()}"
+            assert (got != frame).mean() > 0.05           # the avatar was drawn
+            # outside the box (clipped to the frame) the frame is untouched
+            mask = np.ones(frame.shape[:2], bool)
+            mask[max(box[1], 0):box[3], max(box[0], 0):box[2]] = False
+            np.testing.assert_array_equal(got[mask], frame[mask])
+
+
+def test_native_overlay_order_opacity_box_and_stride(samples):
+    p, tf, r = samples[0], _TFS[1], native.Renderer()
+    frame = _frame()
+    rgb = r.overlay_into(p, frame.copy(), tf, opacity=0.8, fade=(1.1, 0.2))
+    bgr = r.overlay_into(p, np.ascontiguousarray(frame[..., ::-1]), tf, opacity=0.8, fade=(1.1, 0.2),
+                         order="bgr")
+    np.testing.assert_array_equal(bgr[..., ::-1], rgb)            # channel order: same picture
+    np.testing.assert_array_equal(r.overlay_into(p, frame.copy(), tf, opacity=0.0), frame)
+    full = r.overlay_into(p, frame.copy(), tf, opacity=1.0)
+    a = render(p, width=frame.shape[1], height=frame.shape[0], transform=tf)
+    opaque = a[..., 3] == 255
+    np.testing.assert_array_equal(full[opaque], a[..., :3][opaque])  # opacity 1: opaque pixels replaced
+    # an empty or off-frame box draws nothing
+    np.testing.assert_array_equal(r.overlay_into(p, frame.copy(), tf, box=(50, 50, 50, 90)), frame)
+    np.testing.assert_array_equal(r.overlay_into(p, frame.copy(), tf, box=(-99, -99, -10, -10)), frame)
+    # a box beyond the frame is clipped to it: same as the whole frame
+    np.testing.assert_array_equal(r.overlay_into(p, frame.copy(), tf, box=(-50, -50, 10**6, 10**6)), full)
+    # padded rows (a view into a wider array)
+    wide = np.zeros((frame.shape[0], frame.shape[1] + 7, 3), np.uint8)
+    wide[:, :frame.shape[1]] = frame
+    view = wide[:, :frame.shape[1]]
+    r.overlay_into(p, view, tf, opacity=1.0)
+    np.testing.assert_array_equal(view, full)
+    assert (wide[:, frame.shape[1]:] == 0).all()
+    # the scratch image is reused across sizes: a big call, then a small one, then a big one again
+    small = _frame(40, 50)
+    tf_small = np.array([[15.0, 0, 25], [0, 15.0, 20]])
+    one = r.overlay_into(p, small.copy(), tf_small)
+    r.overlay_into(p, frame.copy(), tf)
+    np.testing.assert_array_equal(r.overlay_into(p, small.copy(), tf_small), one)
+    np.testing.assert_array_equal(native.Renderer().overlay_into(p, small.copy(), tf_small), one)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(order="rgba"), "order"), (dict(opacity=1.5), "opacity"), (dict(opacity=float("nan")), "opacity"),
+    (dict(fade=(1.1, 0.0)), "fade"), (dict(fade=(float("inf"), 0.2)), "fade"),
+    (dict(transform=np.zeros((2, 3))), "invertible"), (dict(transform=np.ones(6)), "2x3"),
+    (dict(transform=[[np.inf, 0, 0], [0, 1, 0]]), "finite"), (dict(antialias="none"), "antialias"),
+])
+def test_native_overlay_bad_options_raise(samples, kwargs, match):
+    kw = dict(transform=_TFS[0])
+    kw.update(kwargs)
+    tf = kw.pop("transform")
+    with pytest.raises(ValueError, match=match):
+        native.Renderer().overlay_into(samples[0], _frame(), tf, **kw)
+
+
+def test_native_overlay_bad_frames_and_params_raise(samples):
+    r = native.Renderer()
+    for bad in (np.zeros((10, 10, 4), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((10, 10), np.uint8),
+                np.zeros((10, 30, 3), np.uint8)[:, ::2], [[0, 0, 0]]):
+        with pytest.raises(ValueError, match="frame"):
+            r.overlay_into(samples[0], bad, _TFS[0])
+    ro = _frame()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        r.overlay_into(samples[0], ro, _TFS[0])
+    bad = samples[0].copy()
+    bad[3] = np.nan
+    frame = _frame()
+    with pytest.raises(NativeError, match="NaN"):
+        r.overlay_into(bad, frame, _TFS[0])
+    np.testing.assert_array_equal(frame, _frame())                     # refused: the frame is untouched
+
+
+def test_native_overlay_threads_give_the_same_frames_as_serial(samples):
+    tfs = [_TFS[i % len(_TFS)] for i in range(len(samples))]
+    serial = [native.Renderer().overlay_into(p, _frame(seed=i), tf, opacity=0.9, fade=(1.1, 0.2))
+              for i, (p, tf) in enumerate(zip(samples, tfs))]
+    out = [None] * len(samples)
+
+    def work(i):
+        for _ in range(3):  # one renderer per thread (native.renderer()), its scratch reused
+            out[i] = native.renderer().overlay_into(samples[i], _frame(seed=i), tfs[i], opacity=0.9,
+                                                    fade=(1.1, 0.2))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(samples))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(serial, out):
+        np.testing.assert_array_equal(a, b)

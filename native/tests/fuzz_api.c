@@ -5,7 +5,8 @@
  * so NaN, infinities, denormals and out-of-range values all occur; short
  * inputs are padded with the defaults), the element count, the output size and
  * stride, the options (background, transform, zoom, antialias) and the vector
- * format. Every call must return a status code; the sanitizers catch the rest.
+ * format, and an overlay into a 3-channel frame (its options and stride). Every
+ * call must return a status code; the sanitizers catch the rest.
  *
  * Two builds:
  *   clang -fsanitize=fuzzer,address,undefined ... fuzz_api.c avz.c   (libFuzzer)
@@ -119,6 +120,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (avz_render(r, params, n, rgba, w, h, stride, (o & 16u) ? NULL : &opt) == AVZ_OK) rendered++;
         (void)avz_render(r, params, n, NULL, w, h, stride, &opt); /* AVZ_E_NULL */
         free(rgba);
+    }
+    uint32_t ov = take_u32(&rd);
+    if (ov % 3 == 0) { /* avz_overlay into a 3-channel frame (the frame sides and stride as above) */
+        avz_overlay_options oo;
+        avz_overlay_options_init(&oo);
+        if (ov & 4u) {
+            for (int i = 0; i < 6; i++) oo.transform[i] = take_f64(&rd);
+        } else if (ok_size) {
+            double t[6] = {w / 2.2, 0, 0, h / 2.2, w / 2.0, h / 2.0};
+            memcpy(oo.transform, t, sizeof t);
+        }
+        if (ov & 8u)
+            for (int i = 0; i < 4; i++) oo.box[i] = (int)take_u32(&rd);
+        oo.opacity = (ov & 16u) ? take_f32(&rd) : 0.7f;
+        oo.order = (int)((ov >> 5) % 3u);     /* 2 is invalid */
+        oo.use_fade = (int)((ov >> 7) % 3u);  /* 2 is invalid */
+        if (ov & 512u) { oo.fade_end = take_f32(&rd); oo.fade_width = take_f32(&rd); }
+        oo.antialias = (int)((ov >> 10) % 3u); /* 2 is invalid */
+        int fstride = ok_size ? 3 * w + (int)((ov >> 12) % 4u) - ((ov >> 14) % 5u == 0 ? 4 : 0) : (int)s;
+        size_t fbytes = ok_size ? (size_t)(fstride > 0 ? fstride : 1) * (size_t)h : 3 * AVZ_FUZZ_MAX_SIDE;
+        uint8_t *frame = malloc(fbytes);
+        if (frame) {
+            memset(frame, 0x80, fbytes);
+            (void)avz_overlay(r, params, n, frame, w, h, fstride, (ov >> 16) % 8u == 0 ? NULL : &oo);
+            (void)avz_overlay(r, params, n, NULL, w, h, fstride, &oo); /* AVZ_E_NULL */
+            free(frame);
+        }
     }
     uint32_t v = take_u32(&rd);
     if (v % 4 == 0) {

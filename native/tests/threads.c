@@ -21,9 +21,23 @@ static pthread_barrier_t start;
 typedef struct job {
     float params[AVZ_PARAM_COUNT];
     uint8_t rgba[W * H * 4];
+    uint8_t frame[W * H * 3]; /* avz_overlay's target (the renderer keeps a scratch image) */
     avz_status status;
     size_t svg_size;
 } job;
+
+static avz_status overlay(avz_renderer *r, job *j) {
+    for (size_t i = 0; i < sizeof j->frame; i++) j->frame[i] = (uint8_t)(i * 7u);
+    avz_overlay_options o;
+    avz_overlay_options_init(&o);
+    double t[6] = {50, 8, -8, 50, W / 2.0, H / 2.0}; /* rolled, partly off the frame */
+    memcpy(o.transform, t, sizeof t);
+    o.box[0] = -10; o.box[1] = 20; o.box[2] = W + 5; o.box[3] = H;
+    o.opacity = 0.8f;
+    o.order = AVZ_ORDER_BGR;
+    o.use_fade = 1; o.fade_end = 1.1f; o.fade_width = 0.2f;
+    return avz_overlay(r, j->params, AVZ_PARAM_COUNT, j->frame, W, H, 3 * W, &o);
+}
 
 static void *work(void *arg) {
     job *j = arg;
@@ -37,6 +51,7 @@ static void *work(void *arg) {
             j->status = avz_render_vector(r, j->params, AVZ_PARAM_COUNT, AVZ_FORMAT_SVG, W, H, NULL, &data,
                                           &j->svg_size);
         }
+        if (j->status == AVZ_OK) j->status = overlay(r, j);
     }
     avz_renderer_destroy(r);
     return NULL;
@@ -57,8 +72,14 @@ int main(void) {
     avz_renderer *r = NULL;
     if (avz_renderer_create(&r) != AVZ_OK) return 2;
     avz_status st = avz_render(r, ref.params, AVZ_PARAM_COUNT, ref.rgba, W, H, 4 * W, NULL);
+    if (st == AVZ_OK) st = overlay(r, &ref);
     avz_renderer_destroy(r);
-    int fails = st != AVZ_OK;
+    int fails = st != AVZ_OK, changed = 0;
+    for (size_t i = 0; i < sizeof ref.frame; i++) changed += ref.frame[i] != (uint8_t)(i * 7u);
+    if (changed < W * H / 10) {
+        fprintf(stderr, "FAIL the overlay changed only %d bytes of the frame\n", changed);
+        fails++;
+    }
     for (int i = 0; i < 2; i++) {
         if (jobs[i].status != AVZ_OK) {
             fprintf(stderr, "FAIL thread %d: %s\n", i, avz_status_string(jobs[i].status));
@@ -66,8 +87,11 @@ int main(void) {
         } else if (memcmp(jobs[i].rgba, ref.rgba, sizeof ref.rgba) != 0) {
             fprintf(stderr, "FAIL thread %d drew a different image than a single-threaded render\n", i);
             fails++;
+        } else if (memcmp(jobs[i].frame, ref.frame, sizeof ref.frame) != 0) {
+            fprintf(stderr, "FAIL thread %d overlaid a different frame than a single-threaded overlay\n", i);
+            fails++;
         }
     }
-    if (!fails) printf("ok   two renderers on two threads: identical %dx%d renders\n", W, H);
+    if (!fails) printf("ok   two renderers on two threads: identical %dx%d renders and overlays\n", W, H);
     return fails ? 1 : 0;
 }

@@ -352,9 +352,7 @@ class Avatar:
         new H×W×3 uint8 frame in the same colour order; the input is never
         modified.
         """
-        import cv2
-
-        from .render import render
+        from .native import renderer
 
         if self.face is None:
             raise ValueError("this avatar has no face position (loaded without one); use render() instead")
@@ -389,36 +387,12 @@ class Avatar:
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if x1 - x0 < 1 or y1 - y0 < 1:
             return done(out)  # the face is entirely off-frame
-        local = tf.copy()
-        local[:, 2] -= (x0, y0)
-        # only the avatar's box is drawn, at the frame's scale, and only its
-        # drawn (non-transparent) part is blended into the frame
-        rgba = render(self._params, width=int(x1 - x0), height=int(y1 - y0), transform=local)
-        alpha = cv2.extractChannel(rgba, 3)
-        bx, by, bw, bh = cv2.boundingRect(alpha)
-        if bw == 0 or bh == 0:
-            return done(out)
-        rgba = rgba[by:by + bh, bx:bx + bw]
-        a = alpha[by:by + bh, bx:bx + bw].astype(np.float32)
-        a *= float(opacity) / 255.0
-        # fade out the bottom edge of the drawing (shoulders end at canonical
-        # y = 1.1): canonical y is affine in the pixel position, so only the
-        # rows that reach the fade band are computed
-        inv = _invert(local)
-        xs = np.array([bx + 0.5, bx + bw - 0.5])
-        ys = np.arange(by, by + bh, dtype=np.float64) + 0.5
-        row_max = inv[1, 1] * ys + inv[1, 2] + max(inv[1, 0] * xs[0], inv[1, 0] * xs[1])
-        rows = np.flatnonzero(row_max > _OVERLAY_BOTTOM - _OVERLAY_FADE)
-        if rows.size:
-            r0, r1 = int(rows[0]), int(rows[-1]) + 1
-            xx = np.arange(bx, bx + bw, dtype=np.float32) + 0.5
-            yc = np.float32(inv[1, 0]) * xx[None, :] + (np.float32(inv[1, 1]) * (
-                np.arange(by + r0, by + r1, dtype=np.float32) + 0.5) + np.float32(inv[1, 2]))[:, None]
-            a[r0:r1] *= np.clip((_OVERLAY_BOTTOM - yc) / _OVERLAY_FADE, 0.0, 1.0)
-        src = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR if swap else cv2.COLOR_RGBA2RGB)
-        X0, Y0 = x0 + bx, y0 + by
-        region = out[Y0:Y0 + bh, X0:X0 + bw]
-        region[...] = cv2.blendLinear(src, np.ascontiguousarray(region), a, 1.0 - a)
+        # the native renderer draws only the avatar's box, at the frame's scale,
+        # and blends its drawn part straight into `out` (in the caller's channel
+        # order, with the opacity and the fade of the bottom edge: shoulders end
+        # at canonical y = 1.1): no RGBA image, no blend in numpy
+        renderer().overlay_into(self._params, out, tf, box=(x0, y0, x1, y1), opacity=float(opacity),
+                                order="bgr" if swap else "rgb", fade=(_OVERLAY_BOTTOM, _OVERLAY_FADE))
         return done(out)
 
     # -- serialisation

@@ -170,6 +170,50 @@ class Renderer:
         return self.render_into(params, out, background=background, transform=transform, zoom=zoom,
                                 antialias=antialias)
 
+    def overlay_into(self, params, frame: np.ndarray, transform, *, box=None, opacity: float = 1.0,
+                     order: str = "rgb", fade=None, antialias="best") -> np.ndarray:
+        """Draws the avatar over ``frame`` in place (``avz_overlay``): an H x W x 3
+        uint8 array (rows may be padded; pixels contiguous) in ``order`` ('rgb'
+        or 'bgr'). ``transform``: 2x3, canonical frame -> frame pixels;
+        ``box``: (x0, y0, x1, y1), the region drawn into (default: the whole
+        frame); ``fade``: None or (end, width), the avatar's alpha fading to 0
+        toward canonical y = end over ``width``. Each channel becomes
+        round(frame + a * (avatar - frame)), a = alpha * opacity * fade."""
+        ffi, lib = _need()
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError("frame must be an H x W x 3 uint8 numpy array")
+        if frame.strides[2] != 1 or frame.strides[1] != 3 or frame.strides[0] <= 0:
+            raise ValueError("frame must have contiguous 3-byte pixels (strides (stride, 3, 1))")
+        if not frame.flags.writeable:
+            raise ValueError("frame is read-only")
+        if order not in ("rgb", "bgr"):
+            raise ValueError(f"order must be 'rgb' or 'bgr', got {order!r:.40}")
+        if antialias not in ("best", "fast"):
+            raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r:.40}")
+        t = np.asarray(transform, np.float64)
+        if t.shape != (2, 3):
+            raise ValueError(f"transform must be a 2x3 affine matrix (frame -> pixels), got shape {t.shape}")
+        h, w = frame.shape[:2]
+        opt = ffi.new("avz_overlay_options *")
+        lib.avz_overlay_options_init(opt)
+        for i, v in enumerate((t[0, 0], t[1, 0], t[0, 1], t[1, 1], t[0, 2], t[1, 2])):
+            opt.transform[i] = float(v)
+        x0, y0, x1, y1 = (0, 0, w, h) if box is None else (int(v) for v in box)
+        for i, v in enumerate((x0, y0, x1, y1)):
+            opt.box[i] = max(-1, min(int(v), MAX_SIZE + 1))
+        opt.opacity = float(opacity)
+        opt.order = lib.AVZ_ORDER_BGR if order == "bgr" else lib.AVZ_ORDER_RGB
+        if fade is not None:
+            opt.use_fade = 1
+            opt.fade_end, opt.fade_width = (float(v) for v in fade)
+        opt.antialias = lib.AVZ_AA_FAST if antialias == "fast" else lib.AVZ_AA_BEST
+        p = _params_buffer(params)
+        buf = ffi.cast("uint8_t *", frame.ctypes.data)
+        st = lib.avz_overlay(self._handle(), ffi.from_buffer("float[]", p), p.size, buf, w, h,
+                             frame.strides[0], opt)
+        _check(st, self._error())
+        return frame
+
     def vector(self, params, fmt: str, width: float, height: float, *, background=None,
                transform=None, zoom=1.0) -> bytes:
         """The same picture as an SVG or PDF document (bytes)."""
