@@ -359,3 +359,31 @@ def test_render_samples_needs_overwrite_and_failed_runs_leave_no_folders(tmp_pat
     _expect(folder, before)
     assert _main("render-samples", "-n", "1", "--size", "32", "-o", folder / "made" / "g.png") == 0
     assert (folder / "made" / "g.png").is_file()
+
+
+def test_a_stop_signal_inside_an_import_waits_for_the_next_check():
+    """A SIGTERM whose exception would be raised inside an import is kept
+    (libraries print and drop it there, or turn it into an ImportError) and
+    raised at the next check (models loaded, every frame)."""
+    import sys
+    from types import SimpleNamespace
+
+    from avatarizer import cli
+
+    def frame(filename, back=None):
+        return SimpleNamespace(f_code=SimpleNamespace(co_filename=filename), f_back=back)
+
+    cli._STOP.clear()
+    try:
+        cli._on_signal(signal.SIGTERM, frame("/x/protobuf/descriptor_pool.py",
+                                             frame("<frozen importlib._bootstrap>", frame("/x/cli.py"))))
+        assert cli._STOP == [signal.SIGTERM]
+        with pytest.raises(cli._Signalled) as got:
+            cli._check_stop()
+        assert got.value.signum == signal.SIGTERM
+        cli._STOP.clear()
+        cli._check_stop()  # nothing pending: no-op
+        with pytest.raises(cli._Signalled):  # anywhere else: at once
+            cli._on_signal(signal.SIGHUP, sys._getframe())
+    finally:
+        cli._STOP.clear()

@@ -66,6 +66,7 @@ def _demo_photo(out: Path) -> int:
     from .api import Avatarizer
 
     with Avatarizer() as av:
+        _check_stop()  # a stop signal that came while the models loaded
         avatar = av.from_frame(photo)
         how = f"estimator: {av.estimator} ({av.estimator_reason})"
     if avatar is None:
@@ -239,6 +240,7 @@ def _image(args) -> int:
         raise CLIError(str(exc)) from None
     with Avatarizer(estimator=args.estimator, exaggeration=args.exaggeration,
                     max_faces=max(4, args.face + 1)) as av:
+        _check_stop()  # a stop signal that came while the models loaded
         avatar = av.from_frame(photo, face_index=args.face)
     if avatar is None:
         raise CLIError(f"no face found in {inp}" + (f" (asked for face {args.face})" if args.face else ""))
@@ -265,6 +267,7 @@ def _image(args) -> int:
 
 
 def _progress(done: int, total: int | None, t0: float, stream=None) -> None:
+    _check_stop()  # once per frame: a stop signal whose exception was lost ends the run here
     import time
 
     stream = stream or sys.stderr
@@ -428,6 +431,7 @@ def _video(args) -> int:
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                             exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
+                _check_stop()  # a stop signal that came while the models loaded
                 t0 = time.perf_counter()  # after model loading: fps is frames per second of work
                 frame = first
                 while frame is not None and (limit is None or done < limit):
@@ -593,6 +597,7 @@ def _video_animation(args) -> int:
     try:
         with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                         exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
+            _check_stop()  # a stop signal that came while the models loaded
             while frame is not None and (limit is None or done < limit):
                 avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / src_fps, face_index=args.face)
                 if avatar is not None and not avatar.stale:
@@ -705,6 +710,7 @@ def _live(args) -> int:
     try:
         with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                         exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
+            _check_stop()  # a stop signal that came while the models loaded
             res = live.run(av, cap, source, side=args.layout == "side-by-side", face=args.face,
                            max_frames=args.frames, max_seconds=args.max_seconds)
     finally:
@@ -921,8 +927,31 @@ def _positive_int(text: str) -> int:
     return v
 
 
+#: The signals (SIGTERM, SIGHUP) that asked this run to stop, as they arrived.
+_STOP: list[int] = []
+
+
 def _on_signal(signum, frame) -> None:
+    _STOP.append(signum)
+    # Raised here it unwinds the run at once, also out of a blocked write to
+    # the encoder; but inside an import the exception is printed and dropped by
+    # a library's fallback or turned into "ImportError: initialization failed"
+    # by an extension module, so there it waits for the next _check_stop
+    f = frame
+    while f is not None:
+        if f.f_code.co_filename.startswith("<frozen importlib"):
+            return
+        f = f.f_back
     raise _Signalled(signum)
+
+
+def _check_stop() -> None:
+    """Raises :class:`_Signalled` when a stop signal arrived earlier and its
+    exception was deferred (it came during an import) or lost (a native
+    callback swallowed it). Called once the models are loaded and on every
+    frame, and after the command whatever it raised."""
+    if _STOP:
+        raise _Signalled(_STOP[0])
 
 
 def main(argv=None) -> int:
@@ -936,6 +965,7 @@ def main(argv=None) -> int:
         ap.print_help()
         return 2
     handlers = {}
+    _STOP.clear()
     if _in_main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
             try:
@@ -944,7 +974,11 @@ def main(argv=None) -> int:
                 pass
     status = 1
     try:
-        status = args.func(args)
+        try:
+            status = args.func(args)
+        except BaseException:
+            _check_stop()  # whatever the signal's exception became, the run stops for the signal
+            raise
         return status
     except CLIError as exc:
         print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)
