@@ -226,3 +226,42 @@ def test_retire_old_files_removes_file_and_manifest_entry(tmp_path):
     assert not (tmp_path / file).exists() and (tmp_path / "keep.onnx").exists()
     assert list(json.loads((tmp_path / "manifest.json").read_text())["models"]) == ["other"]
     assert retire_old_files(tmp_path) == []  # nothing left to retire
+
+
+def test_grid_pooling_matches_adaptive_average_pooling():
+    """The taps' 3×3 grid pooling: one AveragePool where adaptive_avg_pool2d's
+    bins are a sliding window (7×7 at 128 px), the same numbers."""
+    import torch
+    import torch.nn.functional as Fn
+
+    from avatarizer_export import attributes as A
+
+    for n, kernel in ((7, (3, 2)), (9, (3, 3)), (6, (2, 2)), (15, (5, 5)), (5, None)):
+        assert A._uniform_bins(n, 3) == kernel
+        h = torch.randn(2, 4, n, n)
+        if kernel:
+            assert torch.allclose(A.adaptive_pool(h, 3), Fn.adaptive_avg_pool2d(h, 3), atol=1e-6)
+    # 5×5 (96 px): one window sliding by a cell, not adaptive's bins
+    h = torch.randn(1, 2, 5, 5)
+    assert torch.allclose(A.adaptive_pool(h, 3), Fn.avg_pool2d(h, 3, stride=1), atol=1e-6)
+
+
+def test_shipped_attribute_model_runs_integer_convolutions(tmp_path):
+    """Every quantized convolution of the shipped file runs as an integer
+    QLinearConv in ONNX Runtime (2.0.0's signed activations left three of four
+    in fp32 between a DequantizeLinear and a QuantizeLinear: slower than fp32)."""
+    import onnx
+    import onnxruntime as ort
+
+    path = MODELS / "attributes-int8.onnx"
+    src = onnx.load(str(path)).graph.node
+    n_conv = sum(n.op_type == "Conv" for n in src)
+    n_quantized = sum(n.op_type == "Conv" and any(i.endswith("_DequantizeLinear_Output") for i in n.input[1:2])
+                      for n in src)
+    assert n_quantized >= 4 and n_conv - n_quantized == 1  # conv1 stays fp32
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    assert ops.count("QLinearConv") == n_quantized, ops

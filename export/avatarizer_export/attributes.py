@@ -14,9 +14,12 @@ canonical crop mapped to [-1, 1]):
 * the crop resized to :data:`ALEX_SIZE` px inside the graph, through a
   frozen **ImageNet AlexNet** (conv1-5, the weights in
   ``../shared/weights/alexnet_lpips.npz``); relu3, relu4 and relu5
-  average-pooled to a 3×3 grid (8,064 values): ImageNet features separate
-  glasses, hats and beards where the image autoencoder's code does not
-  (``docs/hair.md``), and the grid keeps *where* (eyes, chin, skull);
+  average-pooled to a 3×3 grid (8,064 values; one AveragePool each):
+  ImageNet features separate glasses, hats and beards where the image
+  autoencoder's code does not (``docs/hair.md``), and the grid keeps *where*
+  (eyes, chin, skull). Without conv5 the cross-validated scores were as good
+  but the held-out ones worse (glasses 0.811, sunglasses 0.825, headwear
+  0.815; hair colour better, 0.622), so it stays;
 * the crop itself average-pooled to 8×8 RGB (192): colour statistics for
   the hair colour;
 * the concatenation standardised with the training statistics, then one
@@ -58,6 +61,11 @@ Both threshold sets travel in the model's metadata (``decision_thresholds``,
 them. The report (``runs/attributes/report.json``) holds the CV scores, the
 held-out metrics of the torch model and of the shipped int8 file, the
 expected calibration errors and the thresholds.
+
+The shipped file is int8 (:func:`export`: conv2-5 and the pooling in
+integers, conv1 and the heads in fp32, unsigned activations so that ONNX
+Runtime runs every quantized convolution as a ``QLinearConv``) and passes
+the gate of :func:`gate_metrics` against the fp32 file.
 """
 from __future__ import annotations
 
@@ -83,12 +91,16 @@ FP32_NAME, FP32_FILE = "attributes-onnx-fp32", "attributes-fp32.onnx"  # build a
 SHIP_NAME, SHIP_FILE = "attributes-onnx-int8", "attributes-int8.onnx"  # shipped
 #: files of earlier versions removed from the models folder (and its manifest) on export
 RETIRED = {"attributes-onnx-fp16": "attributes-fp16.onnx"}
-VERSION = "2.0.0"
+VERSION = "2.1.0"
 INPUT = 128
 ALEX_SIZE = 128
 COLOUR_POOL = 8
 ALEX_TAPS = (2, 3, 4)  # relu3, relu4, relu5
 ALEX_POOL = 3
+#: where the maps do not split into ALEX_POOL equal sliding bins (5×5 at 96 px),
+#: pool with one window sliding by a cell (one ONNX AveragePool) rather than
+#: adaptive_avg_pool2d's bins as slices and means (dozens of small ops)
+OVERLAP_POOL = True
 N_AUG = 2
 GLASSES_LABEL = {"NoGlasses": 0, "ReadingGlasses": 1, "Sunglasses": 2}  # SwimmingGoggles: dropped
 HEADS = {"hair_colour": len(HR.HAIR_COLOURS), "glasses": len(HR.GLASSES),
@@ -104,6 +116,8 @@ DRAW_PRECISION_FALLBACKS = (0.8, 0.7)
 #: every probability, and the share of decisions (drawing and balanced) that flip
 GATE_PROB_DRIFT = 0.02
 GATE_FLIP_RATE = 0.02
+#: activation type of the int8 file (see :func:`export`)
+QUANT_ACTIVATIONS = "quint8"
 #: attributes with a drawing threshold (accessories) and with a decision threshold
 DRAWN = ("glasses", "sunglasses", "beard", "moustache", "headwear", "bald")
 DECIDED = ("glasses", "sunglasses", "bald", "beard", "moustache", "headwear", "male")
@@ -113,7 +127,8 @@ DECIDED = ("glasses", "sunglasses", "bald", "beard", "moustache", "headwear", "m
 
 
 class AlexTaps(nn.Module):
-    """ImageNet AlexNet conv1-5 (frozen), selected ReLU outputs pooled to a grid."""
+    """ImageNet AlexNet up to the last of :data:`ALEX_TAPS` (frozen), those ReLU
+    outputs pooled to a grid."""
 
     def __init__(self, weights_dir=None):
         super().__init__()
@@ -135,11 +150,31 @@ class AlexTaps(nn.Module):
         return torch.cat(out, 1)
 
 
+def _uniform_bins(n: int, k: int) -> tuple[int, int] | None:
+    """(kernel, stride) when ``adaptive_avg_pool2d``'s ``k`` bins over ``n``
+    cells are one window sliding by a fixed step (7 -> 3: 3 wide, step 2),
+    else None."""
+    bins = [((i * n) // k, -((-(i + 1) * n) // k)) for i in range(k)]
+    widths = {b - a for a, b in bins}
+    steps = {bins[i + 1][0] - bins[i][0] for i in range(k - 1)} or {1}
+    if len(widths) == 1 and len(steps) == 1 and bins[0][0] == 0:
+        return widths.pop(), steps.pop()
+    return None
+
+
 def adaptive_pool(h: torch.Tensor, k: int) -> torch.Tensor:
-    """``adaptive_avg_pool2d(h, k)`` written as slices and means (the same
-    bins), which the ONNX exporter takes for any input size (5 -> 3 is not
-    a whole factor, which ``adaptive_avg_pool2d`` needs to export)."""
+    """``adaptive_avg_pool2d(h, k)`` as one ``avg_pool2d`` where its bins are
+    a sliding window (7×7 -> 3×3 at 128 px: one ONNX AveragePool), else as
+    slices and means (the same bins), which the ONNX exporter takes for any
+    input size (5 -> 3 is not a whole factor, which ``adaptive_avg_pool2d``
+    needs to export)."""
     n, m = int(h.shape[-2]), int(h.shape[-1])
+    rs, cs = _uniform_bins(n, k), _uniform_bins(m, k)
+    if rs is not None and cs is not None:
+        return Fn.avg_pool2d(h, kernel_size=(rs[0], cs[0]), stride=(rs[1], cs[1]))
+    if OVERLAP_POOL and n >= k and m >= k:
+        # one window sliding by one cell (5 -> 3: 3 wide); not adaptive_avg_pool2d's bins
+        return Fn.avg_pool2d(h, kernel_size=(n - k + 1, m - k + 1), stride=1)
     rows = []
     for i in range(k):
         a, b = (i * n) // k, -((-(i + 1) * n) // k)
@@ -154,9 +189,9 @@ def adaptive_pool(h: torch.Tensor, k: int) -> torch.Tensor:
 class Backbone(nn.Module):
     """Frozen features: AlexNet taps of the crop at ALEX_SIZE px, 8×8 mean colours."""
 
-    def __init__(self, alex: AlexTaps, size: int = ALEX_SIZE):
+    def __init__(self, alex: AlexTaps, size: int | None = None):
         super().__init__()
-        self.alex, self.size = alex, int(size)
+        self.alex, self.size = alex, int(ALEX_SIZE if size is None else size)
 
     def forward(self, x):
         xs = x if x.shape[-1] == self.size else Fn.interpolate(x, size=(self.size, self.size), mode="bilinear",
@@ -276,8 +311,8 @@ def build_targets(keys: list[str], shared: Path, cache: Path, al=None) -> dict:
 # ----------------------------------------------------------------- features
 
 
-def load_backbone(weights_dir=None) -> Backbone:
-    return Backbone(AlexTaps(weights_dir)).eval()
+def load_backbone(weights_dir=None, size: int | None = None) -> Backbone:
+    return Backbone(AlexTaps(weights_dir), ALEX_SIZE if size is None else size).eval()
 
 
 def to_input128(crops_uint8: np.ndarray) -> torch.Tensor:
@@ -338,7 +373,8 @@ def sample_table(al, T: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def table_features(bb: Backbone, al, photo: np.ndarray, variant: np.ndarray, seed: int = 0) -> np.ndarray:
     """Backbone features of every (photo, variant) row; cached in runs/attributes."""
     RUN.mkdir(parents=True, exist_ok=True)
-    tag = f"features_a{ALEX_SIZE}_p{ALEX_POOL}_n{len(photo)}_s{seed}.npz"
+    taps = "".join(str(t + 1) for t in ALEX_TAPS)
+    tag = f"features_a{ALEX_SIZE}_p{ALEX_POOL}_r{taps}_n{len(photo)}_s{seed}.npz"
     path = RUN / tag
     if path.exists():
         with np.load(path) as z:
@@ -762,7 +798,7 @@ def _metadata(extra: dict) -> dict:
                                 "(age, gender), auto-artist hair fits (pseudo-labels) of the training photos",
                        "split": "docs/split.md (held-out photos never used)",
                        "licence": "non-commercial (FFHQ CC BY-NC-SA 4.0, UTKFace research only)",
-                       "backbone": f"ImageNet AlexNet conv1-5 at {ALEX_SIZE} px (frozen, "
+                       "backbone": f"ImageNet AlexNet conv1-{max(ALEX_TAPS) + 1} at {ALEX_SIZE} px (frozen, "
                                    "../shared/weights/alexnet_lpips.npz)"},
         decode="avatarizer.hair.decode_attributes", **extra)
 
@@ -824,17 +860,27 @@ def export(net: AttributeNet, calib_crops: np.ndarray, eval_crops: np.ndarray, e
                                   check_inputs=[xe[:8], xe[8:16]], atol=1e-4, manifest_folder=BUILD)
     fns, th = gate_metrics(decision, draw)
     evals = [{"image": xe[i:i + 16].numpy()} for i in range(0, len(xe), 16)]
-    # int8: conv2-conv5 (and their pooling); conv1 (the raw image, 11×11) and the
-    # small tail (pooling to the grid, standardisation, heads) stay fp32: with
-    # conv1 quantized the probabilities drift by 0.022 on average and age by 3
-    # years, with it in fp32 by 0.003 and 0.5 (measured on the 96 px model)
+    # int8: conv2-conv5, their max pooling and the average pooling of the taps
+    # to the grid; conv1 (the raw image, 11×11) and the small tail
+    # (standardisation, heads) stay fp32: with conv1 quantized the
+    # probabilities drift by 0.022 on average and age by 3 years, with it in
+    # fp32 by 0.003 and 0.5 (measured on the 96 px model of 2.0.0).
+    # Activations unsigned (U8S8, ``QUANT_ACTIVATIONS``): with signed ones
+    # ONNX Runtime 1.32 on this AVX2 CPU fuses only conv2 into an integer
+    # QLinearConv; conv3-5, whose outputs also feed a tap, ran in fp32 between
+    # a DequantizeLinear and a QuantizeLinear, and the int8 file was slower
+    # than the fp32 one (2.0.0: 10.0 ms vs 7.0 ms p50). Unsigned: all four
+    # fused, the same gate metrics (ONNX Runtime converts signed Q/DQ to
+    # unsigned on this CPU anyway).
     import onnx
 
     nodes = onnx.load(str(BUILD / FP32_FILE)).graph.node
     convs = [n.name for n in nodes if n.op_type == "Conv"]
-    keep_fp32 = convs[:1] + [n.name for n in nodes if n.op_type not in ("Conv", "MaxPool", "Relu")]
+    keep_fp32 = convs[:1] + [n.name for n in nodes if n.op_type not in ("Conv", "MaxPool", "Relu", "AveragePool")]
+    keep_fp32 += [n.name for n in nodes if n.op_type == "AveragePool" and n.input[0] == "image"]
     q = quantize_gated(BUILD / FP32_FILE, folder / SHIP_FILE, {"image": to_input128(calib_crops).numpy()},
-                       evals, fns, th, name=SHIP_NAME, manifest_folder=folder, nodes_to_exclude=keep_fp32)
+                       evals, fns, th, name=SHIP_NAME, manifest_folder=folder, nodes_to_exclude=keep_fp32,
+                       activation_type=QUANT_ACTIVATIONS)
     retired = retire_old_files(folder)
     return {"fp32": {k: rep.get(k) for k in ("max_abs_diff", "size")},
             "int8": {k: q.get(k) for k in ("metrics", "thresholds", "passed", "inputs", "size", "sha256")},
