@@ -78,6 +78,7 @@ __all__ = [
     "AlignedFace",
     "FaceAligner",
     "anchor_points",
+    "check_timestamp",
     "estimate_similarity",
     "invert_affine",
 ]
@@ -543,18 +544,7 @@ class FaceAligner:
                 "In video mode detect() needs timestamp_ms, the frame's time in "
                 "milliseconds, strictly increasing from call to call."
             )
-        if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.number)):
-            raise ValueError(f"timestamp_ms must be a number of milliseconds, got {timestamp_ms!r}.")
-        timestamp_ms = float(timestamp_ms)
-        if not math.isfinite(timestamp_ms):
-            raise ValueError(f"timestamp_ms must be finite, got {timestamp_ms}.")
-        last = self._last_timestamp_ms
-        if last is not None and timestamp_ms <= last:
-            raise ValueError(
-                f"timestamp_ms must be strictly increasing in video mode: got {timestamp_ms:g} "
-                f"after {last:g}."
-            )
-        self._last_timestamp_ms = timestamp_ms
+        self._last_timestamp_ms = check_timestamp(timestamp_ms, self._last_timestamp_ms)
 
     def _segment(self, image: np.ndarray) -> np.ndarray:
         """Full-frame person mask (H×W float32, read-only view owned by MediaPipe)."""
@@ -565,6 +555,24 @@ class FaceAligner:
 
                 self._segmenter = selfie_segmentation.SelfieSegmentation(model_selection=0)
             return self._segmenter.process(image).segmentation_mask
+
+
+def check_timestamp(timestamp_ms: Any, last: float | None = None) -> float:
+    """A video frame's time as a float: ``ValueError`` unless it is a finite
+    number of milliseconds (not a bool) and, given the ``last`` one, later than
+    it. The one check of timestamps, for the aligner, the pipeline's stream
+    clock and the API."""
+    if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.number)):
+        raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
+    try:
+        t = float(timestamp_ms)
+    except OverflowError:  # an int beyond float range
+        t = math.inf
+    if not math.isfinite(t):
+        raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
+    if last is not None and t <= last:
+        raise ValueError(f"timestamp_ms must be strictly increasing in video mode: got {t:g} after {last:g}.")
+    return t
 
 
 # -- geometry -----------------------------------------------------------------

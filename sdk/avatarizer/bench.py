@@ -25,8 +25,9 @@ For every frame, in the same loop (so ratios survive a noisy machine):
   (``avatarizer.pipeline.identity``), so they show up in ``encode`` and
   ``hair`` only on frames that ran them inline; ``--identity-every-ms 0``
   runs them on every frame, as before;
-* ``end_to_end``: wall time from the input frame to the rendered avatar
-  (input validation included); ``fps`` is ``1000 / mean(end_to_end ms)``,
+* ``end_to_end``: wall time of ``Avatarizer.run(frame, t, render_size=256)``,
+  from the input frame to the rendered avatar (input validation included; the
+  pipeline's render stage draws it, as it would for any caller); ``fps`` is ``1000 / mean(end_to_end ms)``,
   the sequential throughput on one stream. Model loading and the warm-up
   frames are outside the timed loop, so they are not in ``fps``.
 
@@ -173,7 +174,7 @@ def _cpu_name() -> str:
 def describe_device(device: str) -> str:
     if device == "cuda":
         try:
-            from .trt_backend import cuda_status
+            from .runtime.tensorrt import cuda_status
 
             ok, what = cuda_status()
             if ok:
@@ -191,7 +192,6 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     from mediapipe.python.solutions import face_mesh
 
     from .api import Avatarizer
-    from .render import render
 
     if frames < 1 or warmup < 0:
         raise ValueError("frames must be >= 1 and warmup >= 0")
@@ -219,14 +219,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
             t1 = time.perf_counter()
             ts = i * 1000.0 / 30.0 if mode == "video" else None
             t2 = time.perf_counter()
-            state = av.run(img, ts)
-            if state.tracked is not None:
-                todo = [state.tracked.params]
-            else:
-                todo = list(state.params[:1])
-            with state.timer("render"):
-                for p in todo:
-                    render(p, RENDER)
+            state = av.run(img, ts, render_size=RENDER)  # the pipeline's own render stage draws it
             t3 = time.perf_counter()
             if i < warmup:
                 continue
