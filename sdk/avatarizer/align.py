@@ -603,18 +603,17 @@ def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     dst_mean = dst.mean(axis=0)
     src_c = src - src_mean
     dst_c = dst - dst_mean
-    src_var = (src_c**2).sum() / len(src)
+    src_var = float((src_c**2).sum())
     if not src_var > 0.0:
         raise ValueError("Cannot fit a similarity transform: all source points coincide.")
-    cov = dst_c.T @ src_c / len(src)
-    u, sigma, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if (u[0, 0] * u[1, 1] - u[0, 1] * u[1, 0]) * (vt[0, 0] * vt[1, 1] - vt[0, 1] * vt[1, 0]) < 0:
-        d[1] = -1.0  # best proper rotation instead of a reflection
-    rotation = u @ np.diag(d) @ vt
-    scale = float(sigma @ d) / src_var
-    translation = dst_mean - scale * rotation @ src_mean
-    return np.concatenate([scale * rotation, translation[:, None]], axis=1)
+    # Umeyama's solution in its closed 2-D form (the SVD of a 2×2 covariance,
+    # reflection excluded): s·cos θ and s·sin θ are the centred dot and cross
+    # sums over the source variance.
+    a = float((src_c * dst_c).sum()) / src_var
+    b = float((src_c[:, 0] * dst_c[:, 1] - src_c[:, 1] * dst_c[:, 0]).sum()) / src_var
+    linear = np.array([[a, -b], [b, a]])
+    translation = dst_mean - linear @ src_mean
+    return np.concatenate([linear, translation[:, None]], axis=1)
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
