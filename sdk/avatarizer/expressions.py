@@ -401,29 +401,39 @@ def _fit_mouth_in_range(p) -> None:
 _IRIS_C = {sd: S.index(f"iris_{sd}.cx") for sd in "lr"}  # cx, and cy right after it
 
 
+def _pair(feature: str) -> np.ndarray:
+    """(2, n, 2) parameter indices of a left/right feature's points (``{}`` is the side)."""
+    return np.stack([_xys(feature.format(sd)).reshape(-1, 2) for sd in "lr"])
+
+
+_LIDS_UP, _LIDS_LO = _pair("eye_{}_upper"), _pair("eye_{}_lower")
+_CREASES_Y = _pair("eye_{}_crease")[..., 1]
+_IRIS_CY = np.array([_IRIS_C["l"] + 1, _IRIS_C["r"] + 1])
+
+
 def _apply_eyes(p, sig, neu):
-    eye_w = []
-    for j, sd in enumerate("lr"):
-        up, lo = _pts(p, f"eye_{sd}_upper"), _pts(p, f"eye_{sd}_lower")
-        e = up[-1] - up[0]
-        eye_w.append(math.hypot(float(e[0]), float(e[1])))
-        k = min(max(float(sig[j]) / max(float(neu[j]), 1e-3), 0.0), 1.4)   # eye_open_l / _r
-        # below ~15% of the neutral opening the lids meet (MediaPipe rarely reads a full 0)
-        k = min(max((k - 0.15) / 0.85, 0.0), 1.4)
-        pivot = lo + 0.3 * (up - lo)
-        new_up = pivot + k * (up - pivot)
-        dy = float((new_up[1:4, 1] - up[1:4, 1]).mean())
-        lo[:] = pivot + k * (lo - pivot)
-        up[:] = new_up
-        crease = _pts(p, f"eye_{sd}_crease")
-        crease[:, 1] += 0.6 * dy
-        # the iris sinks a little with a closing lid (it is clipped to the opening anyway)
-        p[_IRIS_C[sd] + 1] += 0.3 * dy
+    """Both eyes at once: lids opened/closed about a pivot near the lower lid,
+    creases and irises following, irises shifted by the gaze."""
+    up, lo = p[_LIDS_UP], p[_LIDS_LO]                      # (2 sides, points, xy) float32
+    e = (up[:, -1] - up[:, 0]).astype(np.float64)
+    eye_w = np.hypot(e[:, 0], e[:, 1])
+    # eye_open_l / _r relative to neutral; below ~15% of it the lids meet
+    # (MediaPipe rarely reads a full 0)
+    k = np.clip(np.asarray(sig[0:2], np.float64) / np.maximum(np.asarray(neu[0:2], np.float64), 1e-3), 0.0, 1.4)
+    k = np.clip((k - 0.15) / 0.85, 0.0, 1.4).astype(np.float32)[:, None, None]
+    pivot = lo + np.float32(0.3) * (up - lo)
+    new_up = pivot + k * (up - pivot)
+    dy = (new_up[:, 1:4, 1] - up[:, 1:4, 1]).mean(1)      # (2,) float32
+    p[_LIDS_LO] = pivot + k * (lo - pivot)
+    p[_LIDS_UP] = new_up
+    dy64 = dy.astype(np.float64)
+    p[_CREASES_Y] += (0.6 * dy64)[:, None]
     gx = min(max(float(sig[2]) - float(neu[2]), -0.3), 0.3)   # gaze_x
     gy = min(max(float(sig[3]) - float(neu[3]), -0.2), 0.2)   # gaze_y
-    for sd, w in zip("lr", eye_w):
-        p[_IRIS_C[sd]] += gx * w
-        p[_IRIS_C[sd] + 1] += gy * w
+    # the iris sinks a little with a closing lid (it is clipped to the opening anyway)
+    p[_IRIS_CY] += 0.3 * dy64
+    p[_IRIS_CY - 1] += gx * eye_w
+    p[_IRIS_CY] += gy * eye_w
 
 
 def _apply_brows(p, sig, neu):

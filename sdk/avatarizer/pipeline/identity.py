@@ -38,7 +38,7 @@ def _lowest_priority() -> None:
     the CPU to the frames: nice 19 on Linux, where a thread has its own nice
     value (elsewhere ``setpriority`` would renice the whole process, so it is
     left alone)."""
-    if sys.platform.startswith("linux") and os.environ.get("AVATARIZER_IDENTITY_NICE", "1") != "0":
+    if sys.platform.startswith("linux"):
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         except (AttributeError, OSError):
