@@ -24,26 +24,12 @@ the worker.
 from __future__ import annotations
 
 import copy
-import os
-import sys
 import threading
 
 import numpy as np
 
 from .base import Stage
 from .state import Face, FrameState
-
-def _lowest_priority() -> None:
-    """The calling thread (and the threads it starts, e.g. MediaPipe's) yields
-    the CPU to the frames: nice 19 on Linux, where a thread has its own nice
-    value (elsewhere ``setpriority`` would renice the whole process, so it is
-    left alone)."""
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (AttributeError, OSError):
-            pass
-
 
 class _OwnSegmenter:
     """Stands in for the aligner in a copied frame context: same options, its
@@ -142,7 +128,6 @@ class IdentityStage(Stage):
             self._cond.notify_all()
 
     def _work(self) -> None:
-        _lowest_priority()
         while True:
             with self._cond:
                 while self._job is None and not self._closed:
