@@ -44,6 +44,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import landmarks as L
 from . import schema as S
 
 __all__ = ["SIGNALS", "SPANS", "measure", "apply", "signal", "close_mouth", "pose_deform",
@@ -56,14 +57,15 @@ _I = {n: i for i, n in enumerate(SIGNALS)}
 SPANS = np.array([0.3, 0.3, 0.3, 0.3, 0.1, 0.1, 0.15, 0.1, 0.05, 30.0, 30.0])
 
 # ---------------------------------------------------------------- landmarks
-# (image-left, image-right) = (MediaPipe right, MediaPipe left)
-_EYE_CORNERS = ((33, 133), (263, 362))
-_LID_PAIRS = (((159, 145), (158, 153), (160, 144)), ((386, 374), (385, 380), (387, 373)))
-_IRIS = (468, 473)
-_BROW = ((107, 66, 105, 63, 70), (336, 296, 334, 293, 300))
-_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
-_MOUTH_CORNERS = (61, 291)
-_LIP_MID = (0, 17)  # outer upper / lower lip centre
+# (image-left, image-right) = (MediaPipe right, MediaPipe left); the tables
+# live in avatarizer.landmarks
+_EYE_CORNERS = L.EYE_ENDS
+_LID_PAIRS = L.LID_PAIRS
+_IRIS = L.IRIS_CENTRES
+_BROW = L.SIDES["brow_up"]
+_LIP_PAIRS = L.INNER_LIP_PAIRS
+_MOUTH_CORNERS = L.MOUTH_CORNERS
+_LIP_MID = L.LIP_MIDDLES  # outer upper / lower lip centre
 
 # Teeth show when the inner lip gap (canonical units) exceeds this.
 TEETH_GAP = 0.03
