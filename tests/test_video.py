@@ -487,7 +487,7 @@ def test_video_identity_follows_the_workers_answer_and_reset_drops_a_late_one(as
         # an answer still being computed when the stream is reset is dropped
         av.from_frame(astronaut, timestamp_ms=t + 1000.0)
         av.reset()
-        assert stage.wait_idle(30) and stage.answers == 1 and stage._result is None
+        assert stage.wait_idle(30) and stage.answers == 1 and av._pipeline.stream.identity is None
 
 
 def test_video_identity_inline_when_asked():

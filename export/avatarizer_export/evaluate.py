@@ -479,7 +479,7 @@ def attribute_metrics(names: list[str], crops: np.ndarray, labels: Path) -> dict
     P(glasses) and P(headwear). Photos without a face entry in the labels
     are skipped."""
     from avatarizer import hair as HR
-    from avatarizer.models import Manifest
+    from avatarizer.runtime import Manifest
 
     from .attributes import _ffhq_targets, expected_calibration_error
 

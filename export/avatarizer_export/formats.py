@@ -21,9 +21,9 @@ engine-int8    .engine   int8       yes   required     the engine options and ca
 
 Every exported file carries the same JSON description (:func:`make_metadata`):
 in ONNX files as the ``avatarizer`` entry of ``metadata_props``; in TensorRT
-engines as the ``AVZENG1`` header (:func:`avatarizer.models.pack_engine`).
+engines as the ``AVZENG1`` header (:func:`avatarizer.runtime.pack_engine`).
 :func:`add_to_manifest` records the file, its sha256 and size in the
-``manifest.json`` beside it, which ``avatarizer.models.Manifest.load``
+``manifest.json`` beside it, which ``avatarizer.runtime.Manifest.load``
 verifies before use.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from importlib.metadata import PackageNotFoundError, version as _dist_version
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from avatarizer.models import MANIFEST_NAME, METADATA_FORMAT, METADATA_KEY, PRECISIONS, ROLES
+from avatarizer.runtime import MANIFEST_NAME, METADATA_FORMAT, METADATA_KEY, PRECISIONS, ROLES
 
 __all__ = [
     "Format", "FORMATS", "check_format", "make_metadata", "image_input", "tensor_spec",
@@ -173,7 +173,7 @@ def check_format(name: str, **options: Any) -> Format:
             raise ValueError(f"format {name!r}: need min_batch <= opt_batch <= max_batch, got "
                              f"{lo} <= {opt} <= {hi}")
     if fmt.gpu:
-        from avatarizer.trt_backend import cuda_status, tensorrt_status
+        from avatarizer.runtime.tensorrt import cuda_status, tensorrt_status
 
         ok, reason = cuda_status()
         if not ok:
@@ -337,7 +337,7 @@ def set_onnx_metadata(model, meta: Mapping[str, Any]) -> None:
                         f"{meta.get('precision')}); description in metadata_props[{METADATA_KEY!r}]")
 
 
-from avatarizer.models import sha256_file  # noqa: E402  (one checksum for export and runtime)
+from avatarizer.runtime import sha256_file  # noqa: E402  (one checksum for export and runtime)
 
 
 def add_to_manifest(path: str | os.PathLike, meta: Mapping[str, Any], *,

@@ -257,7 +257,7 @@ def images_to_tensor(images) -> torch.Tensor:
     """uint8 H×W×3/4 image, N×H×W×3/4 stack or list of them → N×3×H×W
     float32 tensor in [-1, 1] (``img / 127.5 - 1``, as the reference's
     ``im2tensor``); RGBA is composited on white first."""
-    from .metrics import composite_white  # numpy only
+    from .images import composite_white  # numpy only
 
     if isinstance(images, (list, tuple)):
         arr = np.stack([composite_white(im) for im in images])

@@ -50,6 +50,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import formats
+from .onnx_util import _as_tuple, _to_numpy_feed, max_abs_diff, ort_outputs, staged
 
 log = logging.getLogger(__name__)
 
@@ -72,48 +73,6 @@ def fuse(*modules):
     if not modules:
         raise ValueError("fuse() needs at least one module")
     return torch.nn.Sequential(*modules).eval()
-
-
-def _as_tuple(x) -> tuple:
-    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
-
-
-def _to_numpy_feed(names: Sequence[str], inputs) -> dict[str, np.ndarray]:
-    if isinstance(inputs, Mapping):
-        return {k: np.ascontiguousarray(_np(v)) for k, v in inputs.items()}
-    vals = _as_tuple(inputs)
-    if len(vals) != len(names):
-        raise ValueError(f"got {len(vals)} input arrays for inputs {list(names)}")
-    return {n: np.ascontiguousarray(_np(v)) for n, v in zip(names, vals)}
-
-
-def _np(v) -> np.ndarray:
-    if hasattr(v, "detach"):
-        return v.detach().cpu().numpy()
-    return np.asarray(v)
-
-
-def max_abs_diff(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Largest |a - b| per output name (inf on a shape mismatch, nan kept)."""
-    out = {}
-    for k in a:
-        x, y = np.asarray(a[k], np.float64), np.asarray(b[k], np.float64)
-        out[k] = float(np.max(np.abs(x - y))) if x.shape == y.shape and x.size else (
-            0.0 if x.shape == y.shape else float("inf"))
-    return out
-
-
-def ort_outputs(path: str | os.PathLike, feeds: Sequence[Mapping[str, np.ndarray]],
-                threads: int = 1) -> list[dict[str, np.ndarray]]:
-    """Runs an ONNX file with ONNX Runtime on the CPU on each feed dict."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return [dict(zip(names, sess.run(names, dict(f)))) for f in feeds]
 
 
 def _dims_of(value_info) -> list:
@@ -165,24 +124,6 @@ def _eval_mode(module):
         yield module
     finally:
         module.train(was_training)
-
-
-@contextlib.contextmanager
-def staged(path: Path, tag: str):
-    """A temporary file beside ``path``, moved onto ``path`` when the block
-    succeeds and deleted when it raises, so a failed export, conversion or
-    quality gate never leaves a half-written or refused model behind."""
-    tmp = _tmp_path(path, tag)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _tmp_path(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.stem}.{tag}.{os.getpid()}{path.suffix}")
 
 
 def export_onnx(module, example_input, path: str | os.PathLike, name: str,
@@ -356,7 +297,7 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, *, name: str | 
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    from avatarizer.models import read_onnx_description
+    from avatarizer.runtime import read_onnx_description
 
     formats.check_format("onnx-fp16", keep_io_types=keep_io_types)
     src, dst = Path(src), Path(dst)

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import formats
-from .onnx_export import _tmp_path, staged, _to_numpy_feed, ort_outputs
+from .onnx_util import _tmp_path, _to_numpy_feed, ort_outputs, staged
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from avatarizer.models import read_onnx_description
+    from avatarizer.runtime import read_onnx_description
 
     formats.check_format("onnx-int8", calibration=calibration, per_channel=per_channel,
                          activation_type=activation_type, symmetric_activations=symmetric_activations,

@@ -1,7 +1,7 @@
 """TensorRT engines (fp16, int8) from the exported ONNX files.
 
 Needs an NVIDIA GPU, the ``tensorrt`` Python package (>= 10) and a CUDA
-buffer library (see :mod:`avatarizer.trt_backend`); :func:`build_engine`
+buffer library (see :mod:`avatarizer.runtime.tensorrt`); :func:`build_engine`
 checks all of that through :func:`avatarizer_export.formats.check_format`
 before doing any work, and says what is missing.
 
@@ -40,10 +40,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from avatarizer.models import pack_engine, read_onnx_description
+from avatarizer.runtime import pack_engine, read_onnx_description
 
 from . import formats
-from .onnx_export import staged, _to_numpy_feed, max_abs_diff, ort_outputs
+from .onnx_util import _to_numpy_feed, max_abs_diff, ort_outputs, staged
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def make_entropy_calibrator(trt, cuda, data: Mapping[str, np.ndarray], batch_siz
                             cache_path: str | os.PathLike | None = None):
     """An ``IInt8EntropyCalibrator2`` that feeds ``data`` (input name → N×… float32)
     to TensorRT in batches of ``batch_size``, through device buffers from
-    ``cuda`` (an :func:`avatarizer.trt_backend.cuda_buffer_library`)."""
+    ``cuda`` (an :func:`avatarizer.runtime.tensorrt.cuda_buffer_library`)."""
 
     class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
@@ -134,7 +134,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
                          max_batch=max_batch, workspace_gb=workspace_gb, **cal)
     import tensorrt as trt
 
-    from avatarizer.trt_backend import TensorRTSession, cuda_buffer_library, gpu_info
+    from avatarizer.runtime.tensorrt import TensorRTSession, cuda_buffer_library, gpu_info
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     src_meta = read_onnx_description(onnx_path.read_bytes())

@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+from . import prior as _prior  # noqa: E402
 from . import schema  # noqa: E402
 from .errors import AvatarizerError, ModelError, NativeError  # noqa: E402
 from .render import render, to_pdf, to_svg  # noqa: E402
 from .schema import PARAM_COUNT  # noqa: E402
+
+schema.sample = _prior.sample  # schema.sample(n, seed): see avatarizer.prior (schema does not import it)
 
 __all__ = ["Avatarizer", "Avatar", "Options", "schema", "PARAM_COUNT", "render", "to_svg", "to_pdf",
            "AvatarizerError", "ModelError", "NativeError", "load_image", "sample_photo", "__version__"]

@@ -78,6 +78,7 @@ __all__ = [
     "AlignedFace",
     "FaceAligner",
     "anchor_points",
+    "check_timestamp",
     "estimate_similarity",
     "invert_affine",
 ]
@@ -565,18 +566,7 @@ class FaceAligner:
                 "In video mode detect() needs timestamp_ms, the frame's time in "
                 "milliseconds, strictly increasing from call to call."
             )
-        if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.number)):
-            raise ValueError(f"timestamp_ms must be a number of milliseconds, got {timestamp_ms!r}.")
-        timestamp_ms = float(timestamp_ms)
-        if not math.isfinite(timestamp_ms):
-            raise ValueError(f"timestamp_ms must be finite, got {timestamp_ms}.")
-        last = self._last_timestamp_ms
-        if last is not None and timestamp_ms <= last:
-            raise ValueError(
-                f"timestamp_ms must be strictly increasing in video mode: got {timestamp_ms:g} "
-                f"after {last:g}."
-            )
-        self._last_timestamp_ms = timestamp_ms
+        self._last_timestamp_ms = check_timestamp(timestamp_ms, self._last_timestamp_ms)
 
     def _segment(self, image: np.ndarray) -> np.ndarray:
         """Full-frame person mask (H×W float32, read-only view owned by MediaPipe)."""
@@ -587,6 +577,24 @@ class FaceAligner:
 
                 self._segmenter = selfie_segmentation.SelfieSegmentation(model_selection=0)
             return self._segmenter.process(image).segmentation_mask
+
+
+def check_timestamp(timestamp_ms: Any, last: float | None = None) -> float:
+    """A video frame's time as a float: ``ValueError`` unless it is a finite
+    number of milliseconds (not a bool) and, given the ``last`` one, later than
+    it. The one check of timestamps, for the aligner, the pipeline's stream
+    clock and the API."""
+    if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.number)):
+        raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
+    try:
+        t = float(timestamp_ms)
+    except OverflowError:  # an int beyond float range
+        t = math.inf
+    if not math.isfinite(t):
+        raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
+    if last is not None and t <= last:
+        raise ValueError(f"timestamp_ms must be strictly increasing in video mode: got {t:g} after {last:g}.")
+    return t
 
 
 # -- geometry -----------------------------------------------------------------
@@ -617,18 +625,17 @@ def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     dst_mean = dst.mean(axis=0)
     src_c = src - src_mean
     dst_c = dst - dst_mean
-    src_var = (src_c**2).sum() / len(src)
+    src_var = float((src_c**2).sum())
     if not src_var > 0.0:
         raise ValueError("Cannot fit a similarity transform: all source points coincide.")
-    cov = dst_c.T @ src_c / len(src)
-    u, sigma, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if (u[0, 0] * u[1, 1] - u[0, 1] * u[1, 0]) * (vt[0, 0] * vt[1, 1] - vt[0, 1] * vt[1, 0]) < 0:
-        d[1] = -1.0  # best proper rotation instead of a reflection
-    rotation = u @ np.diag(d) @ vt
-    scale = float(sigma @ d) / src_var
-    translation = dst_mean - scale * rotation @ src_mean
-    return np.concatenate([scale * rotation, translation[:, None]], axis=1)
+    # Umeyama's solution in its closed 2-D form (the SVD of a 2×2 covariance,
+    # reflection excluded): s·cos θ and s·sin θ are the centred dot and cross
+    # sums over the source variance.
+    a = float((src_c * dst_c).sum()) / src_var
+    b = float((src_c[:, 0] * dst_c[:, 1] - src_c[:, 1] * dst_c[:, 0]).sum()) / src_var
+    linear = np.array([[a, -b], [b, a]])
+    translation = dst_mean - linear @ src_mean
+    return np.concatenate([linear, translation[:, None]], axis=1)
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:

@@ -55,6 +55,7 @@ import numpy as np
 
 from . import schema
 from .filters import Smoothing
+from .align import check_timestamp
 from .imageio import COLOR_ORDERS, load_image, to_rgb_uint8
 from .video import TrackerOptions, decompose
 
@@ -143,28 +144,6 @@ class Options:
             raise ValueError(f"tracker must be a TrackerOptions, got {type(self.tracker).__name__}.")
 
 
-@dataclass(frozen=True)
-class _Resolved:
-    """Options after "auto" is resolved: what the stages see."""
-
-    backend: str
-    device: str
-    device_resolved: str
-    precision: str
-    crop_size: int | None
-    smoothing: Smoothing | None
-    mode: str
-    max_faces: int
-    estimator: str
-    estimator_resolved: str
-    color_order: str
-    tracker: TrackerOptions
-    models_dir: Any
-    render_size: int = 256
-    render_background: Any = None
-    exaggeration: float | None = None
-
-
 # --------------------------------------------------------------------------- Avatar
 @dataclass(frozen=True)
 class FaceInfo:
@@ -239,14 +218,14 @@ class FaceInfo:
                    (int(shape[0]), int(shape[1])), int(index))
 
 
-def _public_attributes(state, i: int) -> dict | None:
-    """``Avatar.attributes`` of face ``i`` of a pipeline state (None without a regressor)."""
-    attrs = getattr(state, "attributes", None)
-    if not attrs or i >= len(attrs) or attrs[i] is None:
+def _public_attributes(face) -> dict | None:
+    """``Avatar.attributes`` of a pipeline :class:`~avatarizer.pipeline.state.Face` (None without a regressor)."""
+    attrs = getattr(face, "attributes", None)
+    if attrs is None:
         return None
     from .hair import public_attributes
 
-    return public_attributes(attrs[i])
+    return public_attributes(attrs)
 
 
 class Avatar:
@@ -509,63 +488,19 @@ class Avatarizer:
 
     # -- construction
     def _build(self) -> None:
-        from . import pipeline as P
+        from .pipeline import build
 
-        o = self.options
-        estimator, reason = P.resolve_estimator(o)
-        if estimator.name == "artist":
-            if o.backend == "tensorrt":
-                raise ValueError("backend='tensorrt' runs the shipped TensorRT engines, but the face "
-                                 f"estimator is the auto-artist ({reason}); use backend='onnxruntime'.")
-            if o.device == "cuda":
-                raise RuntimeError("device='cuda' was asked for, but no network runs: the face estimator is "
-                                   f"the auto-artist ({reason}), which runs on the CPU; use device='auto' "
-                                   "or 'cpu'.")
-            if o.precision not in ("auto", "fp32"):
-                raise ValueError(f"precision={o.precision!r} applies to the shipped models, but the face "
-                                 f"estimator is the auto-artist ({reason}), which computes in float32/64.")
-            device = "cpu"
-        else:
-            if o.backend == "tensorrt":
-                if o.device == "cpu":
-                    raise ValueError("backend='tensorrt' needs an NVIDIA GPU; device='cpu' contradicts it.")
-                device = "cuda"
-            else:
-                from .models import resolve_providers
-
-                provs = resolve_providers(o.device)  # RuntimeError for 'cuda' without CUDA
-                device = "cuda" if provs[0] != "CPUExecutionProvider" else "cpu"
-        max_faces = o.max_faces or (1 if o.mode == "video" else 4)
-        self._resolved = _Resolved(
-            backend=o.backend, device=o.device, device_resolved=device, precision=o.precision,
-            crop_size=o.crop_size, smoothing=Smoothing.coerce(o.smoothing), mode=o.mode, max_faces=int(max_faces),
-            estimator=o.estimator, estimator_resolved=estimator.name, color_order=o.color_order,
-            tracker=o.tracker, models_dir=o.models_dir,
-            exaggeration=None if o.exaggeration is None else float(o.exaggeration))
-        face = P.FaceStage(estimator)
-        face.estimator_reason = reason
-        hair, merge = P.HairStage(), P.MergeStage()
-        if o.mode == "video" and o.tracker.identity_lock and o.tracker.identity_every_ms > 0:
-            from .pipeline.identity import IdentityStage
-
-            pipe = P.Pipeline([P.AlignStage(), IdentityStage(face, hair, merge), merge])
-            pipe.by_name.update(face=face, hair=hair)
-        else:
-            pipe = P.Pipeline([P.AlignStage(), face, hair, merge])
-        try:
-            pipe.prepare(self._resolved)
-        except BaseException:
-            pipe.close()
-            raise
+        pipe = build(self.options)  # options resolved once: pipe.resolved
+        r = pipe.resolved
         self._pipeline = pipe
-        self.estimator: str = estimator.name
-        self.estimator_reason: str = reason
-        self.providers: list[str] = list(estimator.providers)
-        self.precision: str = estimator.precision
-        self.device: str = device
-        self.backend: str = o.backend
-        self.mode: str = o.mode
-        self.max_faces: int = int(max_faces)
+        self.estimator: str = r.estimator_resolved
+        self.estimator_reason: str = r.estimator_reason
+        self.providers: list[str] = list(pipe.estimator.providers)
+        self.precision: str = pipe.estimator.precision
+        self.device: str = r.device_resolved
+        self.backend: str = r.backend
+        self.mode: str = r.mode
+        self.max_faces: int = r.max_faces
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -627,7 +562,6 @@ class Avatarizer:
         with self._lock, self._using() as pipe:
             self._check_not_streaming("reset()")
             pipe.reset()
-            self._last_info = None
 
     def _check_not_streaming(self, what: str) -> None:
         if self._streaming:
@@ -635,17 +569,25 @@ class Avatarizer:
                                "(one video stream, one state); finish or close() the stream first.")
 
     # -- the work
-    def run(self, frame, timestamp_ms: float | None = None, face_index: int | None = 0):
+    def run(self, frame, timestamp_ms: float | None = None, face_index: int | None = 0, *,
+            render_size: int | None = None):
         """Lower level: runs the pipeline on one frame and returns its
-        :class:`avatarizer.pipeline.FrameState` (faces, parameters, per-stage
-        timings in ms). ``face_index=None`` processes every face (image mode)."""
+        :class:`avatarizer.pipeline.FrameState` (one
+        :class:`~avatarizer.pipeline.state.Face` result per face in
+        ``faces``, the tracker's output in ``tracked``, per-stage timings in
+        ms). ``face_index=None`` processes every face (image mode).
+        ``render_size``: the render stage also draws the avatar(s) at this size
+        (``state.images``, RGBA), as ``bench`` times it."""
         from .pipeline import FrameState
 
         self._check_open()
         image = to_rgb_uint8(frame, self.options.color_order)
         self._check_call(timestamp_ms, face_index)
+        if render_size is not None and (isinstance(render_size, bool) or not isinstance(
+                render_size, (int, np.integer)) or not 1 <= render_size <= 8192):
+            raise ValueError(f"render_size must be None or a whole number of pixels in 1..8192, got {render_size!r}.")
         state = FrameState(image=image, timestamp_ms=None if timestamp_ms is None else float(timestamp_ms),
-                           face_index=face_index)
+                           face_index=face_index, render_size=None if render_size is None else int(render_size))
         if self.mode == "video":
             with self._lock, self._using() as pipe:
                 self._check_not_streaming("from_frame()/run()")
@@ -663,9 +605,7 @@ class Avatarizer:
             if timestamp_ms is None:
                 raise ValueError("In video mode from_frame() needs timestamp_ms, the frame's time in "
                                  "milliseconds, strictly increasing from call to call.")
-            if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.integer, np.floating)) \
-                    or not _finite(timestamp_ms):
-                raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
+            check_timestamp(timestamp_ms)  # a finite number (the stream's clock checks the order)
             if face_index is None:
                 raise ValueError("video mode tracks one face: give face_index (0 = the largest).")
         elif timestamp_ms is not None:
@@ -694,25 +634,21 @@ class Avatarizer:
             tr = state.tracked
             if tr is None:
                 return None
+            stream = state.stream
             if state.faces:
                 f = state.faces[0]
-                info = _face_info(f, tr.transform, state.face_index or 0)
-                self._last_attributes = _public_attributes(state, 0)
-            else:  # stale: the last face's place, from the last avatar
-                info = self._last_info
-            self._last_info = info
+                stream.last_face = _face_info(f.aligned, tr.transform, state.face_index or 0)
+                stream.last_attributes = _public_attributes(f)
+            # else stale: the last face's place and attributes, from the stream
             expression = {n: float(v) for n, v in zip(SIGNALS, tr.signals)}
-            return Avatar(tr.params, info, stale=tr.stale, expression=expression, color_order=order,
-                          attributes=self._last_attributes)
+            return Avatar(tr.params, stream.last_face, stale=tr.stale, expression=expression, color_order=order,
+                          attributes=stream.last_attributes)
         if i >= len(state.faces):
             return None
         idx = state.face_index if state.face_index is not None else i
         f = state.faces[i]
-        return Avatar(state.params[i], _face_info(f, f.transform, idx), color_order=order,
-                      attributes=_public_attributes(state, i))
-
-    _last_info: FaceInfo | None = None
-    _last_attributes: dict | None = None
+        return Avatar(f.params, _face_info(f.aligned, f.aligned.transform, idx), color_order=order,
+                      attributes=_public_attributes(f))
 
     def from_image(self, path: str | Path, face_index: int = 0) -> Avatar | None:
         """The avatar of the largest face (or ``face_index``) in an image file
@@ -824,7 +760,7 @@ class Avatarizer:
             self._check_not_streaming("stream()")
             self._streaming = True
             try:
-                last = getattr(self._check_open().stages[0].aligner(), "_last_timestamp_ms", None)
+                last = self._check_open().stream.last_timestamp_ms
             except BaseException:
                 self._streaming = False
                 raise
@@ -865,7 +801,7 @@ class Avatarizer:
                         image = image.copy()
                     state = FrameState(image=image, timestamp_ms=float(t), face_index=face_index)
                     with self._using() as pipe:
-                        pipe.stages[0].run(state)  # align: the landmarks
+                        pipe.run(state, until="align")  # the stream's clock, then the landmarks
                     q.put((i, state, None))
                     i += 1
                 q.put((i, None, end))
@@ -883,8 +819,7 @@ class Avatarizer:
                         return
                     raise extra
                 with self._lock, self._using() as pipe:
-                    for stage in pipe.stages[1:]:
-                        stage.run(state)
+                    pipe.run(state, after="align")
                     avatar = self._avatar(state, 0)
                 yield i, avatar
         finally:

@@ -330,22 +330,6 @@ def video_frame_size(width: int, height: int, panels: int, size: int | None) -> 
     return (max(1, int(round(pw))) if panels > 1 else to_even(pw)), even
 
 
-def compose(frame, avatar, side: bool):
-    """What the video and live commands show for one BGR frame: the avatar over
-    the face (``side`` False) or beside the frame on white (``side`` True;
-    white where there is no avatar)."""
-    import numpy as np
-
-    if not side:
-        return avatar.overlay(frame) if avatar is not None else frame
-    h, w = frame.shape[:2]
-    if avatar is not None:
-        pic = np.ascontiguousarray(avatar.render(width=w, height=h, background="white", roll=True)[..., 2::-1])
-    else:
-        pic = np.full_like(frame, 255)
-    return np.concatenate([frame, pic], axis=1)
-
-
 def _rescaled(avatar, width: int, height: int):
     """``avatar`` placed in its frame resized to ``width`` x ``height`` (its
     face position, box and frame size scaled; the parameters are the same)."""
@@ -376,6 +360,8 @@ def _warn_no_face(face: int, done: int, inp: Path) -> None:
 
 def _video(args) -> int:
     import time
+
+    from .live import compose
 
     inp, out = Path(args.input), Path(args.output)
     if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):

@@ -39,8 +39,12 @@ One Euro filter (:mod:`avatarizer.filters`).
 """
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import numpy as np
 
+from . import landmarks as L
 from . import schema as S
 
 __all__ = ["SIGNALS", "SPANS", "measure", "apply", "signal", "close_mouth", "pose_deform",
@@ -53,14 +57,15 @@ _I = {n: i for i, n in enumerate(SIGNALS)}
 SPANS = np.array([0.3, 0.3, 0.3, 0.3, 0.1, 0.1, 0.15, 0.1, 0.05, 30.0, 30.0])
 
 # ---------------------------------------------------------------- landmarks
-# (image-left, image-right) = (MediaPipe right, MediaPipe left)
-_EYE_CORNERS = ((33, 133), (263, 362))
-_LID_PAIRS = (((159, 145), (158, 153), (160, 144)), ((386, 374), (385, 380), (387, 373)))
-_IRIS = (468, 473)
-_BROW = ((107, 66, 105, 63, 70), (336, 296, 334, 293, 300))
-_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
-_MOUTH_CORNERS = (61, 291)
-_LIP_MID = (0, 17)  # outer upper / lower lip centre
+# (image-left, image-right) = (MediaPipe right, MediaPipe left); the tables
+# live in avatarizer.landmarks
+_EYE_CORNERS = L.EYE_ENDS
+_LID_PAIRS = L.LID_PAIRS
+_IRIS = L.IRIS_CENTRES
+_BROW = L.SIDES["brow_up"]
+_LIP_PAIRS = L.INNER_LIP_PAIRS
+_MOUTH_CORNERS = L.MOUTH_CORNERS
+_LIP_MID = L.LIP_MIDDLES  # outer upper / lower lip centre
 
 # Teeth show when the inner lip gap (canonical units) exceeds this.
 TEETH_GAP = 0.03
@@ -86,30 +91,42 @@ def measure(canonical, yaw: float = 0.0, pitch: float = 0.0) -> np.ndarray:
     lm = np.asarray(canonical, np.float64)
     if lm.ndim != 2 or lm.shape[0] < 478 or lm.shape[1] < 2:
         raise ValueError(f"canonical landmarks must have shape (478, 2), got {lm.shape}")
-    lm = lm[:, :2]
-    if not np.isfinite(lm).all():
+    pts = lm[_MEASURED, :2]  # only the landmarks the signals read (index tables below)
+    if not np.isfinite(pts).all():
         raise ValueError("canonical landmarks contain NaN or infinity")
-    out = np.zeros(len(SIGNALS))
-    eye_c, widths = [], []
-    for s, sd in ((0, "l"), (1, "r")):
-        a, b = lm[_EYE_CORNERS[s][0]], lm[_EYE_CORNERS[s][1]]
-        w = max(float(np.linalg.norm(b - a)), 1e-6)
-        gap = np.mean([lm[lo, 1] - lm[up, 1] for up, lo in _LID_PAIRS[s]])
-        out[_I[f"eye_open_{sd}"]] = max(gap, 0.0) / w
-        eye_c.append(0.5 * (a + b))
-        widths.append(w)
-    eye_dist = max(float(np.linalg.norm(eye_c[1] - eye_c[0])), 1e-6)
-    g = np.mean([(lm[_IRIS[s]] - eye_c[s]) / widths[s] for s in (0, 1)], axis=0)
-    out[_I["gaze_x"]], out[_I["gaze_y"]] = g
-    for s, sd in ((0, "l"), (1, "r")):
-        out[_I[f"brow_{sd}"]] = (eye_c[s][1] - lm[list(_BROW[s]), 1].mean()) / eye_dist
-    out[_I["mouth_open"]] = max(float(np.mean([lm[lo, 1] - lm[up, 1] for up, lo in _LIP_PAIRS])), 0.0)
-    ca, cb = lm[_MOUTH_CORNERS[0]], lm[_MOUTH_CORNERS[1]]
-    out[_I["mouth_width"]] = float(np.linalg.norm(cb - ca))
-    out[_I["smile"]] = 0.5 * (lm[_LIP_MID[0], 1] + lm[_LIP_MID[1], 1]) - 0.5 * (ca[1] + cb[1])
-    out[_I["yaw"]] = float(yaw)
-    out[_I["pitch"]] = float(pitch)
+    corners = pts[_M_CORNERS]                                  # (2 eyes, 2 corners, xy)
+    across = corners[:, 1] - corners[:, 0]
+    widths = np.maximum(np.sqrt((across ** 2).sum(1)), 1e-6)
+    eye_c = 0.5 * (corners[:, 0] + corners[:, 1])
+    gaps = (pts[_M_LIDS[..., 1], 1] - pts[_M_LIDS[..., 0], 1]).mean(1)
+    out = np.empty(len(SIGNALS))
+    out[0:2] = np.maximum(gaps, 0.0) / widths
+    d = eye_c[1] - eye_c[0]
+    eye_dist = max(math.hypot(d[0], d[1]), 1e-6)
+    out[2:4] = ((pts[_M_IRIS] - eye_c) / widths[:, None]).mean(0)
+    out[4:6] = (eye_c[:, 1] - pts[_M_BROW, 1].mean(1)) / eye_dist
+    out[6] = max(float((pts[_M_LIPS[:, 1], 1] - pts[_M_LIPS[:, 0], 1]).mean()), 0.0)
+    ca, cb = pts[_M_MOUTH[0]], pts[_M_MOUTH[1]]
+    out[7] = math.hypot(cb[0] - ca[0], cb[1] - ca[1])
+    out[8] = 0.5 * (pts[_M_MID[0], 1] + pts[_M_MID[1], 1]) - 0.5 * (ca[1] + cb[1])
+    out[9] = float(yaw)
+    out[10] = float(pitch)
     return out
+
+
+def _measure_tables():
+    """Positions, in the list of landmarks :func:`measure` reads, of each group it uses."""
+    used = sorted({*np.ravel(_EYE_CORNERS), *np.ravel(_LID_PAIRS), *_IRIS, *np.ravel(_BROW),
+                   *np.ravel(_LIP_PAIRS), *_MOUTH_CORNERS, *_LIP_MID})
+    at = {j: i for i, j in enumerate(used)}
+    pos = lambda t: np.vectorize(at.get)(np.array(t))  # noqa: E731
+    return (np.array(used), pos(_EYE_CORNERS), pos(_LID_PAIRS), pos(_IRIS), pos(_BROW), pos(_LIP_PAIRS),
+            pos(_MOUTH_CORNERS), pos(_LIP_MID))
+
+
+_MEASURED, _M_CORNERS, _M_LIDS, _M_IRIS, _M_BROW, _M_LIPS, _M_MOUTH, _M_MID = _measure_tables()
+assert SIGNALS[:11] == ("eye_open_l", "eye_open_r", "gaze_x", "gaze_y", "brow_l", "brow_r", "mouth_open",
+                        "mouth_width", "smile", "yaw", "pitch")  # the slots measure() fills
 
 
 # ---------------------------------------------------------------- helpers on params
@@ -132,9 +149,32 @@ def eye_opening(params, side: str) -> float:
     return float(np.mean(lo[1:4, 1] - up[1:4, 1]))
 
 
+@lru_cache(maxsize=None)
 def _bump(n: int) -> np.ndarray:
-    """0 at both ends, 1 in the middle, over n points along a lip."""
-    return np.sin(np.linspace(0.0, np.pi, n))
+    """0 at both ends, 1 in the middle, over n points along a lip (read-only, cached)."""
+    b = np.sin(np.linspace(0.0, np.pi, n))
+    b.setflags(write=False)
+    return b
+
+
+def _ys(*features: str) -> np.ndarray:
+    """Parameter indices of the y coordinates of the points of ``features``, in order."""
+    return np.concatenate([np.arange(S.FEATURES[f].offset + 1, S.FEATURES[f].points.stop, 2) for f in features])
+
+
+def _xys(*features: str) -> np.ndarray:
+    """Parameter indices of the interleaved (x, y) coordinates of ``features``, in order."""
+    return np.concatenate([np.arange(S.FEATURES[f].points.start, S.FEATURES[f].points.stop) for f in features])
+
+
+_MOUTH = ("lip_upper_outer", "lip_lower_outer", "lip_inner_upper", "lip_inner_lower")
+_LI_Y, _LO_Y, _UI_Y = _ys("lip_inner_lower"), _ys("lip_lower_outer"), _ys("lip_inner_upper")
+_UO_Y, _FACE_Y = _ys("lip_upper_outer"), _ys("face")
+_JAW_Y = _ys("face", "beard", "neck_shadow")  # what drops with the jaw
+_UI_XY, _LI_XY = _xys("lip_inner_upper"), _xys("lip_inner_lower")
+_MOUTH_X, _MOUTH_Y = _ys(*_MOUTH) - 1, _ys(*_MOUTH)
+_LOWER_Y = _ys("lip_inner_lower", "lip_lower_outer")
+_TEETH = S.index("teeth.show")
 
 
 def close_mouth(params) -> np.ndarray:
@@ -143,11 +183,10 @@ def close_mouth(params) -> np.ndarray:
     gap = inner_lip_gap(p)
     if gap > 0:
         _open_by(p, -gap)
-    up, lo = _pts(p, "lip_inner_upper"), _pts(p, "lip_inner_lower")
-    mid = 0.5 * (up + lo)
-    up[:] = mid
-    lo[:] = mid
-    p[S.index("teeth.show")] = 0.0
+    mid = 0.5 * (p[_UI_XY] + p[_LI_XY])
+    p[_UI_XY] = mid
+    p[_LI_XY] = mid
+    p[_TEETH] = 0.0
     return p
 
 
@@ -156,26 +195,22 @@ def _open_by(p: np.ndarray, d: float) -> None:
     avatar's :func:`inner_lip_gap` grows by exactly ``d`` (the lower lip drops by
     10/11 of it, the upper lip lifts by 1/11), and the jaw drops by
     ``JAW_FOLLOW * d``."""
-    li, lo = _pts(p, "lip_inner_lower"), _pts(p, "lip_lower_outer")
-    ui = _pts(p, "lip_inner_upper")
-    bump = _bump(len(li))
+    bump = _bump(len(_LI_Y))
     k = d / (1.1 * float(bump[1:-1].mean()))  # the gap is measured over the middle points
-    li[:, 1] += k * bump
-    lo[:, 1] += k * _bump(len(lo))
-    ui[:, 1] -= 0.1 * k * _bump(len(ui))  # the upper lip lifts a little
+    p[_LI_Y] += k * bump
+    p[_LO_Y] += k * _bump(len(_LO_Y))
+    p[_UI_Y] -= 0.1 * k * _bump(len(_UI_Y))  # the upper lip lifts a little
     # the jaw: outline, beard and their shadow below the mouth, weighted toward the chin
-    mouth_y = float(_pts(p, "lip_upper_outer")[:, 1].mean())
-    chin = _pts(p, "face")
-    chin_y = float(chin[:, 1].max())
+    mouth_y = float(p[_UO_Y].mean())
+    chin_y = float(p[_FACE_Y].max())
     span = max(chin_y - mouth_y, 1e-3)
-    for feat in ("face", "beard", "neck_shadow"):
-        q = _pts(p, feat)
-        w = np.clip((q[:, 1] - mouth_y) / span, 0.0, 1.0)
-        q[:, 1] += JAW_FOLLOW * d * w
+    q = p[_JAW_Y]
+    w = np.clip((q - mouth_y) / span, 0.0, 1.0)
+    p[_JAW_Y] = q + JAW_FOLLOW * d * w
 
 
 def _mouth_points():
-    return ("lip_upper_outer", "lip_lower_outer", "lip_inner_upper", "lip_inner_lower")
+    return _MOUTH
 
 
 # ---------------------------------------------------------------- head pose
@@ -207,24 +242,31 @@ def _depth(xy: np.ndarray, feature: str) -> np.ndarray:
     return d * np.sqrt(np.clip(u, 0.0, None)) + _EXTRA_DEPTH.get(feature, 0.0)
 
 
+_EYE_ENDS = np.array([[S.FEATURES[f"eye_{s}_upper"].points.start + j for j in (0, 1)] +
+                      [S.FEATURES[f"eye_{s}_upper"].points.stop - 2 + j for j in (0, 1)] for s in "lr"])
+_LIP_ENDS = np.array([S.FEATURES["lip_upper_outer"].points.start + j for j in (0, 1)] +
+                     [S.FEATURES["lip_upper_outer"].points.stop - 2 + j for j in (0, 1)])
+
+
 def _anchors(p) -> np.ndarray:
-    eyes = [0.5 * (_pts(p, f"eye_{s}_upper")[0] + _pts(p, f"eye_{s}_upper")[-1]) for s in "lr"]
-    lips = _pts(p, "lip_upper_outer")
-    return np.array([eyes[0], eyes[1], 0.5 * (lips[0] + lips[-1])], np.float64)
+    """The eye centres and the mouth centre of an avatar, (3, 2) float64."""
+    ends = np.concatenate([p[_EYE_ENDS], p[_LIP_ENDS][None]]).reshape(3, 2, 2)
+    return 0.5 * (ends[:, 0] + ends[:, 1]).astype(np.float64)
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama) src → dst, (2, 3)."""
+    """Least-squares similarity src → dst, (2, 3): Umeyama's, in its closed 2-D
+    form (``a = s cos θ``, ``b = s sin θ`` from the centred dot and cross sums;
+    no SVD, never a reflection)."""
     ms, md = src.mean(0), dst.mean(0)
     sc, dc = src - ms, dst - md
-    var = (sc ** 2).sum() / len(src)
+    var = float((sc ** 2).sum())
     if var <= 0:
         return np.array([[1.0, 0, 0], [0, 1.0, 0]])
-    u, sig, vt = np.linalg.svd(dc.T @ sc / len(src))
-    d = np.array([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
-    r = u @ np.diag(d) @ vt
-    s = float(sig @ d) / var
-    return np.concatenate([s * r, (md - s * r @ ms)[:, None]], axis=1)
+    a = float((sc * dc).sum()) / var
+    b = float((sc[:, 0] * dc[:, 1] - sc[:, 1] * dc[:, 0]).sum()) / var
+    r = np.array([[a, -b], [b, a]])
+    return np.concatenate([r, (md - r @ ms)[:, None]], axis=1)
 
 
 def _point_tables():
@@ -319,79 +361,87 @@ def apply(identity, signals, neutral=None, *, expressions: bool = True, pose: bo
         _apply_eyes(p, sig, neu)
         _apply_brows(p, sig, neu)
     if pose:
-        yaw = float(np.clip(sig[_I["yaw"]] - neu[_I["yaw"]], -max_pose, max_pose))
-        pitch = float(np.clip(sig[_I["pitch"]] - neu[_I["pitch"]], -max_pose, max_pose))
+        yaw = min(max(float(sig[9]) - float(neu[9]), -max_pose), max_pose)
+        pitch = min(max(float(sig[10]) - float(neu[10]), -max_pose), max_pose)
         p = pose_deform(p, yaw, pitch)
     return S.clip(p)
 
 
 def _apply_mouth(p, sig, neu):
-    gap = float(np.clip(sig[_I["mouth_open"]], 0.0, 0.35))
+    gap = min(max(float(sig[6]), 0.0), 0.35)                                  # mouth_open
+    ratio = min(max(float(sig[7]) / max(float(neu[7]), 1e-6), 0.7), 1.35)    # mouth_width
+    lift = min(max(float(sig[8]) - float(neu[8]), -0.05), 0.06)              # smile
     # width and smile, about the mouth centre
-    ratio = float(np.clip(sig[_I["mouth_width"]] / max(neu[_I["mouth_width"]], 1e-6), 0.7, 1.35))
-    lift = float(np.clip(sig[_I["smile"]] - neu[_I["smile"]], -0.05, 0.06))
-    uo = _pts(p, "lip_upper_outer")
-    cx = 0.5 * (uo[0, 0] + uo[-1, 0])
-    half = max(0.5 * abs(uo[-1, 0] - uo[0, 0]), 1e-3)
-    for feat in _mouth_points():
-        q = _pts(p, feat)
-        rel = (q[:, 0] - cx) / half  # -1 .. 1 along the mouth
-        q[:, 0] = cx + (q[:, 0] - cx) * ratio
-        q[:, 1] -= lift * np.clip(np.abs(rel), 0, 1) ** 2
+    x0, x1 = p[_MOUTH_X[0]], p[_MOUTH_X[_N_UO - 1]]  # the outer upper lip's ends
+    cx = 0.5 * (x0 + x1)
+    half = max(0.5 * abs(x1 - x0), 1e-3)
+    x = p[_MOUTH_X]
+    rel = (x - cx) / half  # -1 .. 1 along the mouth
+    p[_MOUTH_X] = cx + (x - cx) * ratio
+    p[_MOUTH_Y] -= lift * np.clip(np.abs(rel), 0, 1) ** 2
     if gap > 1e-4:
         _open_by(p, gap)
         _fit_mouth_in_range(p)
-    p[S.index("teeth.show")] = 1.0 if gap > TEETH_GAP else 0.0
+    p[_TEETH] = 1.0 if gap > TEETH_GAP else 0.0
+
+
+_N_UO = S.FEATURES["lip_upper_outer"].npoints
 
 
 def _fit_mouth_in_range(p) -> None:
     """A wide-open mouth can push the lower lip below its schema range; then the
     whole mouth moves up by the overflow (as far as the upper lip's range
     allows), so that clipping does not eat the opening."""
-    over, room = 0.0, np.inf
-    for feat in ("lip_inner_lower", "lip_lower_outer"):
-        f = S.FEATURES[feat]
-        ys = slice(f.offset + 1, f.offset + 2 * f.npoints, 2)
-        over = max(over, float(np.max(p[ys] - S.HI[ys])))
+    over = max(0.0, float(np.max(p[_LOWER_Y] - S.HI[_LOWER_Y])))
     if over <= 0:
         return
-    for feat in _mouth_points():
-        f = S.FEATURES[feat]
-        ys = slice(f.offset + 1, f.offset + 2 * f.npoints, 2)
-        room = min(room, float(np.min(p[ys] - S.LO[ys])))
+    room = float(np.min(p[_MOUTH_Y] - S.LO[_MOUTH_Y]))
     shift = min(over + 1e-4, max(room, 0.0))
-    for feat in _mouth_points():
-        _pts(p, feat)[:, 1] -= shift
+    p[_MOUTH_Y] -= shift
+
+
+_IRIS_C = {sd: S.index(f"iris_{sd}.cx") for sd in "lr"}  # cx, and cy right after it
+
+
+def _pair(feature: str) -> np.ndarray:
+    """(2, n, 2) parameter indices of a left/right feature's points (``{}`` is the side)."""
+    return np.stack([_xys(feature.format(sd)).reshape(-1, 2) for sd in "lr"])
+
+
+_LIDS_UP, _LIDS_LO = _pair("eye_{}_upper"), _pair("eye_{}_lower")
+_CREASES_Y = _pair("eye_{}_crease")[..., 1]
+_IRIS_CY = np.array([_IRIS_C["l"] + 1, _IRIS_C["r"] + 1])
 
 
 def _apply_eyes(p, sig, neu):
-    eye_w = []
-    for sd in "lr":
-        up, lo = _pts(p, f"eye_{sd}_upper"), _pts(p, f"eye_{sd}_lower")
-        eye_w.append(float(np.linalg.norm(up[-1] - up[0])))
-        k = float(np.clip(sig[_I[f"eye_open_{sd}"]] / max(neu[_I[f"eye_open_{sd}"]], 1e-3), 0.0, 1.4))
-        # below ~15% of the neutral opening the lids meet (MediaPipe rarely reads a full 0)
-        k = float(np.clip((k - 0.15) / 0.85, 0.0, 1.4))
-        pivot = lo + 0.3 * (up - lo)
-        new_up = pivot + k * (up - pivot)
-        dy = new_up[1:4, 1] - up[1:4, 1]
-        lo[:] = pivot + k * (lo - pivot)
-        up[:] = new_up
-        crease = _pts(p, f"eye_{sd}_crease")
-        crease[:, 1] += 0.6 * float(np.mean(dy))
-        # the iris sinks a little with a closing lid (it is clipped to the opening anyway)
-        p[S.index(f"iris_{sd}.cy")] += 0.3 * float(np.mean(dy))
-    gx = float(np.clip(sig[_I["gaze_x"]] - neu[_I["gaze_x"]], -0.3, 0.3))
-    gy = float(np.clip(sig[_I["gaze_y"]] - neu[_I["gaze_y"]], -0.2, 0.2))
-    for sd, w in zip("lr", eye_w):
-        p[S.index(f"iris_{sd}.cx")] += gx * w
-        p[S.index(f"iris_{sd}.cy")] += gy * w
+    """Both eyes at once: lids opened/closed about a pivot near the lower lid,
+    creases and irises following, irises shifted by the gaze."""
+    up, lo = p[_LIDS_UP], p[_LIDS_LO]                      # (2 sides, points, xy) float32
+    e = (up[:, -1] - up[:, 0]).astype(np.float64)
+    eye_w = np.hypot(e[:, 0], e[:, 1])
+    # eye_open_l / _r relative to neutral; below ~15% of it the lids meet
+    # (MediaPipe rarely reads a full 0)
+    k = np.clip(np.asarray(sig[0:2], np.float64) / np.maximum(np.asarray(neu[0:2], np.float64), 1e-3), 0.0, 1.4)
+    k = np.clip((k - 0.15) / 0.85, 0.0, 1.4).astype(np.float32)[:, None, None]
+    pivot = lo + np.float32(0.3) * (up - lo)
+    new_up = pivot + k * (up - pivot)
+    dy = (new_up[:, 1:4, 1] - up[:, 1:4, 1]).mean(1)      # (2,) float32
+    p[_LIDS_LO] = pivot + k * (lo - pivot)
+    p[_LIDS_UP] = new_up
+    dy64 = dy.astype(np.float64)
+    p[_CREASES_Y] += (0.6 * dy64)[:, None]
+    gx = min(max(float(sig[2]) - float(neu[2]), -0.3), 0.3)   # gaze_x
+    gy = min(max(float(sig[3]) - float(neu[3]), -0.2), 0.2)   # gaze_y
+    # the iris sinks a little with a closing lid (it is clipped to the opening anyway)
+    p[_IRIS_CY] += 0.3 * dy64
+    p[_IRIS_CY - 1] += gx * eye_w
+    p[_IRIS_CY] += gy * eye_w
 
 
 def _apply_brows(p, sig, neu):
-    il, ir = S.index("iris_l.cx"), S.index("iris_r.cx")
-    eye_dist = float(np.hypot(p[ir] - p[il], p[ir + 1] - p[il + 1])) or 0.5
-    for sd in "lr":
-        d = float(np.clip(sig[_I[f"brow_{sd}"]] - neu[_I[f"brow_{sd}"]], -0.12, 0.15)) * eye_dist
+    il, ir = _IRIS_C["l"], _IRIS_C["r"]
+    eye_dist = math.hypot(float(p[ir] - p[il]), float(p[ir + 1] - p[il + 1])) or 0.5
+    for j, sd in ((4, "l"), (5, "r")):
+        d = min(max(float(sig[j]) - float(neu[j]), -0.12), 0.15) * eye_dist   # brow_l / _r
         _pts(p, f"brow_{sd}")[:, 1] -= d
         _pts(p, f"eye_{sd}_crease")[:, 1] -= 0.25 * d

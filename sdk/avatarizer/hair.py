@@ -43,6 +43,7 @@ from typing import Mapping
 
 import numpy as np
 
+from . import landmarks as L
 from . import prior as P
 from . import schema as S
 
@@ -81,10 +82,9 @@ _RAY_RADII = np.linspace(0.2, 2.6, 97)  # in head half-widths
 _GAP = 3  # hair samples further than this many samples apart are not connected
 DESCRIPTOR_NAMES = tuple(f"ray{k}" for k in range(N_RAYS)) + ("hairline",)
 
-# MediaPipe face oval (image-left side first is irrelevant: used as a polygon)
-_FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-              152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
-_EYE_CORNERS = (33, 133, 263, 362)
+# MediaPipe face oval (used as a polygon) and the four eye corners (avatarizer.landmarks)
+_FACE_OVAL = L.FACE_OVAL
+_EYE_CORNERS = (*L.EYE_ENDS[0], *L.EYE_ENDS[1])
 
 _HAIR_FEATURES = ("hair_back", "hair_front", "hair_strand0", "hair_strand1")
 _COLOUR = np.array([k == "color" for k in S.KINDS])

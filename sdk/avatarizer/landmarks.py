@@ -209,8 +209,6 @@ def symmetrize(canonical: np.ndarray, mean: MeanFace | None = None) -> np.ndarra
 # ------------------------------------------------------------ artist tables
 # Image-left side (MediaPipe's "right") and the mirror partner on the image's
 # right. Checked against the mirrored median face of 592 photos (< 0.012).
-_ARTIST_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-              152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
 SIDES = {
     # eye, inner corner → outer corner
     "eye_up": ((133, 173, 157, 158, 159, 160, 161, 246, 33), (362, 398, 384, 385, 386, 387, 388, 466, 263)),
@@ -241,6 +239,21 @@ BROW_OUTLINE = ((70, 63, 105, 66, 107, 55, 65, 52, 53, 46), (300, 293, 334, 296,
 CHEEK_PATCH = ((117, 118, 101, 36, 205, 187, 123), (346, 347, 330, 266, 425, 411, 352))
 FOREHEAD_PATCH = (108, 151, 337, 336, 9, 107)
 NOSE_PATCH = (6, 351, 412, 399, 5, 174, 188, 122)
+
+
+# ------------------------------------------------------------ expression tables
+# (image-left, image-right), from the tables above, in the order the video
+# expressions (avatarizer.expressions) average them.
+#: eye corners per side: (outer, inner)
+EYE_ENDS = tuple((PAIR["eye_outer"][s], PAIR["eye_inner"][s]) for s in (0, 1))
+#: upper/lower lid pairs per side, the middle three of each lid (centre first)
+LID_PAIRS = tuple(tuple((SIDES["eye_up"][s][i], SIDES["eye_lo"][s][i]) for i in (4, 3, 5)) for s in (0, 1))
+#: iris centres
+IRIS_CENTRES = (SIDES["iris"][0][0], SIDES["iris"][1][0])
+#: upper/lower inner lip pairs: the centre and one each side of it
+INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
+#: outer upper and lower lip centres
+LIP_MIDDLES = (LIP_UO[3], LIP_LO[2])
 
 
 def side_index(name: str, side: int):

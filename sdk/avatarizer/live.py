@@ -156,7 +156,6 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
     merges, draws and shows the current frame (highgui stays on this one)."""
     import cv2
 
-    from .cli import compose
 
     stream = is_stream(source)
     fps_src = cap.get(cv2.CAP_PROP_FPS)
@@ -238,3 +237,19 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
             cv2.waitKey(1)
         except cv2.error:
             pass
+
+
+def compose(frame, avatar, side: bool):
+    """What the video and live commands show for one BGR frame: the avatar over
+    the face (``side`` False) or beside the frame on white (``side`` True;
+    white where there is no avatar)."""
+    import numpy as np
+
+    if not side:
+        return avatar.overlay(frame) if avatar is not None else frame
+    h, w = frame.shape[:2]
+    if avatar is not None:
+        pic = np.ascontiguousarray(avatar.render(width=w, height=h, background="white", roll=True)[..., 2::-1])
+    else:
+        pic = np.full_like(frame, 255)
+    return np.concatenate([frame, pic], axis=1)

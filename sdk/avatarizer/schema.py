@@ -223,11 +223,11 @@ def names_in(feature_or_group: str) -> list[str]:
     return [n for n, f, g in zip(NAMES, FEATURE_OF, GROUPS) if feature_or_group in (f, g)]
 
 
-def sample(n: int, seed: int = 0) -> np.ndarray:
-    """``n`` plausible random avatars, float32 (n, 629). See :mod:`avatarizer.prior`."""
-    from .prior import sample as _sample
-
-    return _sample(n, seed=seed)
+# ``sample(n, seed=0)``: ``n`` plausible random avatars, float32 (n, 629). It is
+# :func:`avatarizer.prior.sample`, which builds on this module; the package
+# (``avatarizer/__init__.py``) attaches it here, so this module never imports
+# the prior (no import circle) and ``schema.sample`` works wherever
+# ``avatarizer.schema`` is imported from.
 
 
 class Params:

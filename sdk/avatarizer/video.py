@@ -160,6 +160,7 @@ class Tracker:
         self._buf_signals: list[np.ndarray] = []
         self._buf_frontal: list[bool] = []
         self._cat_hist: deque = deque(maxlen=self.options.categorical_window)
+        self._cat_mode: np.ndarray | None = None  # the most frequent values of _cat_hist (None: recount)
         self.identity: np.ndarray | None = None
         self.neutral: np.ndarray | None = None
         self.warm = False
@@ -234,7 +235,13 @@ class Tracker:
                 self.neutral = np.median(np.stack(self._buf_signals), axis=0)
             self.warm = True
             return
-        self._cat_hist.append(raw[_CAT_IDX])
+        row = np.round(raw[_CAT_IDX])
+        hist = self._cat_hist
+        if len(hist) == hist.maxlen and np.array_equal(hist[0], row):
+            hist.append(row)  # the same values in and out: the counts, so the modes, are unchanged
+        else:
+            hist.append(row)
+            self._cat_mode = None
         frontal = abs(raw_sig[X.SIGNALS.index("yaw")]) <= o.max_identity_pose and \
             abs(raw_sig[X.SIGNALS.index("pitch")]) <= o.max_identity_pose
         if not self.warm:
@@ -256,11 +263,15 @@ class Tracker:
         if a > 0 and frontal:
             ident = (1.0 - a) * self.identity + a * raw
             self.neutral = (1.0 - a) * self.neutral + a * raw_sig
-            # categorical: the most frequent recent value
-            hist = np.stack(self._cat_hist)
-            for j, col in enumerate(_CAT_IDX):
-                vals, counts = np.unique(np.round(hist[:, j]), return_counts=True)
-                ident[col] = vals[np.argmax(counts)]
+            # categorical: the most frequent recent value (recounted only when the window changed)
+            if self._cat_mode is None:
+                recent = np.stack(self._cat_hist)
+                mode = np.empty(len(_CAT_IDX))
+                for j in range(len(_CAT_IDX)):
+                    vals, counts = np.unique(recent[:, j], return_counts=True)
+                    mode[j] = vals[np.argmax(counts)]
+                self._cat_mode = mode
+            ident[_CAT_IDX] = self._cat_mode
             self.identity = ident
 
     def _smooth_transform(self, transform, t: float) -> np.ndarray:

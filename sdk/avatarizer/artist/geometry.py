@@ -6,6 +6,7 @@ import numpy as np
 from .. import prior as P
 from .. import schema as S
 from ..landmarks import (
+    EYE_ENDS,
     FACE_OVAL,
     LIP_LI,
     LIP_LO,
@@ -39,7 +40,7 @@ _SYM_OK = np.isin(np.array(S.KINDS), ("x", "y", "width", "size", "ratio", "opaci
 
 def outline(st, p, lm, g):
     oval = lm[list(FACE_OVAL)]
-    eye_c = 0.5 * (lm[[33, 133]].mean(0) + lm[[263, 362]].mean(0))
+    eye_c = 0.5 * (lm[list(EYE_ENDS[0])].mean(0) + lm[list(EYE_ENDS[1])].mean(0))
     g["eye_y"] = float(eye_c[1])
     # the lower face: oval points at the template's angles about a centre on the mid-line
     tmpl = S.points(S.DEFAULT, "face").astype(np.float64)

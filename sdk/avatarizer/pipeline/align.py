@@ -14,10 +14,13 @@ import threading
 
 from ..align import AlignOptions, FaceAligner
 from .base import Stage
-from .state import FrameState
+from .state import Face, FrameState
 
 
 class AlignStage(Stage):
+    """Finds the faces: ``state.all_faces`` (every AlignedFace) and ``state.faces``
+    (a :class:`~avatarizer.pipeline.state.Face` result per chosen face)."""
+
     name = "align"
 
     def __init__(self):
@@ -75,9 +78,10 @@ class AlignStage(Stage):
             faces = self.aligner().detect(state.image, timestamp_ms=state.timestamp_ms, color_order="rgb")
         state.all_faces = faces
         if state.face_index is None:
-            state.faces = list(faces)
+            chosen = list(faces)
         else:
-            state.faces = [faces[state.face_index]] if state.face_index < len(faces) else []
+            chosen = [faces[state.face_index]] if state.face_index < len(faces) else []
+        state.faces = [Face(a) for a in chosen]
 
     def reset(self) -> None:
         """Video mode: the stream's aligner starts over (fresh tracking, timestamps from any value)."""

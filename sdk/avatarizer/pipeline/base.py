@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from .state import FrameState
+from .state import FrameState, StreamState
 
 
 class Stage:
@@ -43,25 +43,56 @@ class Stage:
 
 
 class Pipeline:
-    """Stages in order; :meth:`run` passes one frame through all of them."""
+    """Stages in order, and in video mode the stream's state.
 
-    def __init__(self, stages: Iterable[Stage]):
+    :meth:`run` passes one frame through the stages (or a part of them:
+    ``until`` a stage, inclusive, or ``after`` one, which is how
+    :meth:`avatarizer.api.Avatarizer.stream` overlaps the landmarks of the next
+    frame with the rest of this one). In video mode every frame gets the
+    pipeline's :class:`~avatarizer.pipeline.state.StreamState` and is checked
+    against its clock when it starts.
+
+    Attributes:
+        stages: the stages, in order; ``pipe["merge"]`` by name.
+        stream: the :class:`~avatarizer.pipeline.state.StreamState` (video
+            mode) or None.
+        resolved: the :class:`~avatarizer.pipeline.config.Resolved` options it
+            was built for (set by :func:`avatarizer.pipeline.build`).
+    """
+
+    def __init__(self, stages: Iterable[Stage], stream: StreamState | None = None):
         self.stages = list(stages)
         self.by_name = {s.name: s for s in self.stages}
+        self.stream = stream
+        self.resolved = None
+        self.estimator = None
 
     def prepare(self, options) -> None:
         for s in self.stages:
             s.prepare(options)
 
-    def run(self, state: FrameState, until: str | None = None) -> FrameState:
-        """Runs every stage (through ``until``, inclusive, when given)."""
-        for s in self.stages:
+    def _begin(self, state: FrameState) -> None:
+        if self.stream is not None:
+            self.stream.accept(state.timestamp_ms)
+            state.stream = self.stream
+
+    def run(self, state: FrameState, until: str | None = None, after: str | None = None) -> FrameState:
+        """Runs the stages (through ``until``, inclusive, when given; from the
+        one following ``after``, when given: the frame was begun already)."""
+        stages = self.stages
+        if after is None:
+            self._begin(state)
+        else:
+            stages = stages[[s.name for s in stages].index(after) + 1:]
+        for s in stages:
             s.run(state)
             if s.name == until:
                 break
         return state
 
     def run_batch(self, states: Sequence[FrameState], until: str | None = None) -> Sequence[FrameState]:
+        for state in states:
+            self._begin(state)
         for s in self.stages:
             s.run_batch(states)
             if s.name == until:
@@ -69,7 +100,12 @@ class Pipeline:
         return states
 
     def reset(self) -> None:
-        """Every stage forgets its per-stream state (a new video stream)."""
+        """A new video stream: the stream's state is forgotten
+        (:meth:`StreamState.reset`; an identity answer still being computed
+        will not be adopted), then every stage lets go of the old stream (the
+        aligner starts a fresh MediaPipe graph, a refresh in flight finishes)."""
+        if self.stream is not None:
+            self.stream.reset()
         for s in self.stages:
             s.reset()
 

@@ -8,7 +8,7 @@ Two interchangeable estimators implement :class:`FaceEstimator`:
   ``encode``; the hair stage reuses it.
 * :class:`ModelFaceEstimator` -- the shipped networks, through ONNX Runtime
   (or TensorRT engines). It reads ``sdk/avatarizer/models/manifest.json``
-  (see :mod:`avatarizer.models`) and uses, in this order:
+  (see :mod:`avatarizer.runtime`) and uses, in this order:
 
   1. a fused model of role ``"image_to_face"`` (E_s, F and D_t in one graph),
      booked as ``encode``; or
@@ -96,9 +96,11 @@ def resize_aa(images: np.ndarray, size: int) -> np.ndarray:
 class FaceEstimator:
     """Aligned faces → face parameters.
 
-    ``estimate(faces, state)`` returns (n, 483) float32 in schema units and may
-    store full fits in ``state.artist_params``; it books its time in
-    ``state.timings`` (``encode``, ``map_decode``).
+    ``estimate(faces, state)`` takes the frame's
+    :class:`~avatarizer.pipeline.state.Face` results and returns (n, 483)
+    float32 in schema units; it may store full fits in each face's
+    ``artist_params``, and books its time in ``state.timings`` (``encode``,
+    ``map_decode``).
     """
 
     name = "estimator"
@@ -149,8 +151,9 @@ class ArtistFaceEstimator(FaceEstimator):
 
     def estimate(self, faces, state: FrameState) -> np.ndarray:
         with state.timer("encode"):
-            fits = [self.artist.fit(f) for f in faces]
-        state.artist_params = fits
+            fits = [self.artist.fit(f.aligned) for f in faces]
+        for f, fit in zip(faces, fits):
+            f.artist_params = fit
         with state.timer("map_decode"):
             out = np.stack([p[schema.FACE] for p in fits]) if fits else np.zeros((0, FACE_DIM), np.float32)
         return out.astype(np.float32)
@@ -171,19 +174,24 @@ class ModelFaceEstimator(FaceEstimator):
 
     # ------------------------------------------------------------ availability
     @classmethod
-    def availability(cls, folder: str | Path | None = None) -> tuple[bool, str]:
-        """(True, what will be used) or (False, why not), from the manifest alone
-        (cheap: no file is hashed here; :meth:`prepare` verifies)."""
-        from ..models import DEFAULT_FOLDER, MANIFEST_NAME
+    def availability(cls, folder: str | Path | None = None, manifest=None) -> tuple[bool, str]:
+        """(True, what will be used) or (False, why not): from a loaded
+        ``manifest`` when given (:func:`avatarizer.pipeline.config.resolve`
+        loads it once), else from the folder's manifest JSON alone (cheap: no
+        file is hashed)."""
+        from ..runtime import DEFAULT_FOLDER, MANIFEST_NAME
 
         path = (Path(folder) if folder is not None else DEFAULT_FOLDER) / MANIFEST_NAME
-        if not path.is_file():
-            return False, f"no shipped models ({path} not found; export them with avatarizer-export)"
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            roles = {e.get("role") for e in doc.get("models", {}).values() if isinstance(e, dict)}
-        except (OSError, ValueError, AttributeError) as exc:
-            return True, f"{path} is unreadable ({exc}); loading it will fail"  # surface the error
+        if manifest is not None:
+            roles = {e.role for e in manifest.models.values()}
+        else:
+            if not path.is_file():
+                return False, f"no shipped models ({path} not found; export them with avatarizer-export)"
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                roles = {e.get("role") for e in doc.get("models", {}).values() if isinstance(e, dict)}
+            except (OSError, ValueError, AttributeError) as exc:
+                return True, f"{path} is unreadable ({exc}); loading it will fail"  # surface the error
         if cls.ROLE in roles:
             return True, f"shipped {cls.ROLE!r} model listed in {path}"
         if {"encoder", "mapper_decoder"} <= roles:
@@ -193,28 +201,18 @@ class ModelFaceEstimator(FaceEstimator):
 
     # ------------------------------------------------------------ prepare
     def prepare(self, options) -> None:
-        from ..models import Manifest
-
+        """Opens the sessions of ``options.face_entries`` (chosen, with their
+        precision, by :func:`avatarizer.pipeline.config.resolve`) with
+        ``options.providers``."""
         super().prepare(options)
         from ..artist import ArtistStyle
 
         e = getattr(options, "exaggeration", None)
         self.exaggeration = 1.0 if e is None else float(e) / ArtistStyle().exaggeration
-        ok, reason = self.availability(self.folder)
-        if not ok:
-            raise ModelError(f"estimator='model' is unavailable: {reason}")
-        manifest = Manifest.load(self.folder)  # verifies every file; ModelError names bad ones
-        kind = "engine" if options.backend == "tensorrt" else "onnx"
-        prefs = _precision_preferences(options.precision, options.device_resolved)
-        roles = [e.role for e in manifest.models.values() if e.kind == kind]
-        if self.ROLE in roles:
-            chain = [self.ROLE]
-        elif "encoder" in roles and "mapper_decoder" in roles:
-            chain = ["encoder", "mapper_decoder"]
-        else:
-            raise ModelError(f"{manifest.folder}: no {kind} model for role {self.ROLE!r} "
-                             f"(backend={options.backend!r}); listed roles: {sorted(set(filter(None, roles)))}")
-        entries = [manifest.find(role, prefs, kind=kind) for role in chain]
+        entries = list(getattr(options, "face_entries", ()) or ())
+        if not entries:
+            raise ModelError(f"estimator={self.name!r} needs the face networks' manifest entries "
+                             "(options from avatarizer.pipeline.config.resolve)")
         precisions = {e.precision for e in entries}
         self.precision = entries[0].precision if len(precisions) == 1 else "+".join(e.precision for e in entries)
         self.entries = entries
@@ -235,12 +233,12 @@ class ModelFaceEstimator(FaceEstimator):
     @staticmethod
     def _open(entry, options):
         if entry.kind == "engine":
-            from ..trt_backend import TensorRTSession
+            from ..runtime.tensorrt import TensorRTSession
 
             return TensorRTSession(entry.path, name=entry.name, expected=entry.description, sha256=entry.sha256)
-        from ..models import Session
+        from ..runtime import Session
 
-        return Session.from_entry(entry, device=options.device)
+        return Session.from_entry(entry, device=options.device, providers=options.providers or None)
 
     # ------------------------------------------------------------ run
     def _run(self, sess, x: np.ndarray) -> np.ndarray:
@@ -256,10 +254,10 @@ class ModelFaceEstimator(FaceEstimator):
     def estimate(self, faces, state: FrameState) -> np.ndarray:
         if not faces:
             return np.zeros((0, FACE_DIM), np.float32)
-        from ..models import normalise_images
+        from ..runtime import normalise_images
 
         with state.timer("encode"):
-            crops = resize_aa(np.stack([f.crop(SOURCE_CROP) for f in faces]), self.crop_size)
+            crops = resize_aa(np.stack([f.aligned.crop(SOURCE_CROP) for f in faces]), self.crop_size)
             x = normalise_images(crops, self.normalisation)
             y = self._run(self.sessions[0], x)
         with state.timer("map_decode"):
@@ -322,7 +320,7 @@ class HybridFaceEstimator(ModelFaceEstimator):
             return out
         with state.timer("map_decode"):
             for i, f in enumerate(faces):
-                geo, has_skin = self.geometry(f)
+                geo, has_skin = self.geometry(f.aligned)
                 row = out[i]
                 if has_skin:  # the skin as measured on the lit cheek (else the model's)
                     row[self._skin] = geo[self._skin]
@@ -354,21 +352,14 @@ def _normalisation(description: dict, input_name: str) -> dict:
     return dict(DEFAULT_NORMALISATION)
 
 
-def _precision_preferences(precision: str, device: str) -> tuple[str, ...]:
-    """``precision="auto"``: fp16 then fp32 on a GPU, fp32 then int8 on the CPU;
-    an explicit precision is that one only (no silent downgrade)."""
-    if precision != "auto":
-        return (precision,)
-    return ("fp16", "fp32") if device == "cuda" else ("fp32", "int8")
-
-
-def resolve_estimator(options) -> tuple[FaceEstimator, str]:
-    """(estimator, reason) for ``options.estimator`` ("auto", "hybrid", "model", "artist")."""
+def resolve_estimator(options, manifest=None) -> tuple[FaceEstimator, str]:
+    """(estimator, reason) for ``options.estimator`` ("auto", "hybrid", "model",
+    "artist"); ``manifest``: the loaded one (None: read the folder's JSON)."""
     folder = getattr(options, "models_dir", None)
     choice = options.estimator
     if choice == "artist":
         return ArtistFaceEstimator(), "estimator='artist' was asked for"
-    ok, why = ModelFaceEstimator.availability(folder)
+    ok, why = ModelFaceEstimator.availability(folder, manifest)
     if choice in ("model", "hybrid"):
         if not ok:
             raise ModelError(f"estimator={choice!r} is unavailable: {why}")
@@ -391,11 +382,13 @@ class FaceStage(Stage):
     def prepare(self, options) -> None:
         super().prepare(options)
         if self.estimator is None:
-            self.estimator, self.estimator_reason = resolve_estimator(options)
+            self.estimator, self.estimator_reason = resolve_estimator(options, getattr(options, "manifest", None))
         self.estimator.prepare(options)
 
     def run(self, state: FrameState) -> None:
-        state.face_params = self.estimator.estimate(state.faces, state)
+        out = self.estimator.estimate(state.faces, state)
+        for f, row in zip(state.faces, out):
+            f.face_params = row
 
     def run_batch(self, states) -> None:
         faces = [f for s in states for f in s.faces]
@@ -403,11 +396,9 @@ class FaceStage(Stage):
             return super().run_batch(states)
         probe = FrameState(image=states[0].image)
         out = self.estimator.estimate(faces, probe)  # one network call for the whole batch
-        i = 0
+        for f, row in zip(faces, out):
+            f.face_params = row
         for s in states:
-            n = len(s.faces)
-            s.face_params = out[i:i + n]
-            i += n
             for k, v in probe.timings.items():
                 s.timings[k] = s.timings.get(k, 0.0) + v / len(states)
 

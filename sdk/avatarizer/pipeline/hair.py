@@ -43,32 +43,25 @@ class HairStage(Stage):
         self.artist = AutoArtist(style)
         self.mode = "artist"
         self.reason = "the auto-artist estimates the face, so its hair fit is used"
-        self.video = getattr(options, "mode", "image") == "video"
-        self._cache: dict[int, tuple[float, np.ndarray, dict | None]] = {}  # face -> (time, params, attributes)
+        entry = getattr(options, "attributes_entry", None)
         if options.estimator_resolved in ("model", "hybrid"):
-            from .. import hair as H
-            from ..models import Manifest, Session
+            if entry is not None:
+                from .. import hair as H
+                from ..runtime import Session
 
-            manifest = Manifest.load(getattr(options, "models_dir", None))
-            entries = [e for e in manifest.models.values() if e.role == "attributes" and e.kind == "onnx"]
-            if entries:
-                # the current model (int8) first when several are listed
-                entries.sort(key=lambda e: (e.raw.get("version") or "", e.precision == "int8"), reverse=True)
-                self.session = Session.from_entry(entries[0], device=options.device)
+                self.session = Session.from_entry(entry, device=options.device,
+                                                  providers=options.providers or None)
                 self.decision, self.draw = H.model_thresholds(self.session.description)
                 self.bank = H.HairBank.load()
                 # the retrieval's family gates follow the model's drawing thresholds
                 gates = tuple((name, self.draw.get(name, t), fams) for name, t, fams in H.GATES)
                 self.retriever = H.HairRetriever(self.bank, gates=gates)
                 self.mode = "retrieval"
-                self.reason = (f"attribute regressor {entries[0].name!r} + KNN over {len(self.bank)} "
+                self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
                                "bank hairstyles")
             else:
-                self.reason = f"{manifest.folder} has no 'attributes' model: the auto-artist's hair is used"
-
-    def reset(self) -> None:
-        """A new stream: no hairstyle carries over from the previous person."""
-        self._cache.clear()
+                folder = getattr(options.manifest, "folder", options.models_dir)
+                self.reason = f"{folder} has no 'attributes' model: the auto-artist's hair is used"
 
     def _retrieve(self, face, face_slice: np.ndarray) -> tuple[np.ndarray, dict]:
         from .. import hair as H
@@ -91,32 +84,23 @@ class HairStage(Stage):
 
     def run(self, state: FrameState) -> None:
         with state.timer(self.name):
-            n = len(state.faces)
-            if n == 0:
-                state.hair_params = np.zeros((0, HAIR_DIM), np.float32)
-                state.accessory_params = np.zeros((0, ACC_DIM), np.float32)
-                state.attributes = []
-                return
-            attributes = [None] * n
-            if self.mode == "retrieval":
-                full = []
-                now = state.timestamp_ms
-                for i, f in enumerate(state.faces):
-                    hit = self._cache.get(i) if self.video and now is not None else None
+            # video: the stream's cache of retrievals (hair is identity)
+            cache = state.stream.hair if state.stream is not None and state.timestamp_ms is not None else None
+            now = state.timestamp_ms
+            for i, f in enumerate(state.faces):
+                attributes = None
+                if self.mode == "retrieval":
+                    hit = cache.get(i) if cache is not None else None
                     if hit is not None and 0 <= now - hit[0] < VIDEO_REFRESH_MS:
-                        full.append(hit[1])
-                        attributes[i] = hit[2]
-                        continue
-                    p, attributes[i] = self._retrieve(f, state.face_params[i])
-                    if self.video and now is not None:
-                        self._cache[i] = (now, p, attributes[i])
-                    full.append(p)
-            else:
-                fits = state.artist_params
-                if fits is None or len(fits) != n:
-                    fits = [self.artist.fit(f) for f in state.faces]
-                    state.artist_params = fits
-                full = fits
-            state.attributes = attributes
-            state.hair_params = np.stack([p[schema.HAIR] for p in full]).astype(np.float32)
-            state.accessory_params = np.stack([p[schema.ACCESSORIES] for p in full]).astype(np.float32)
+                        full, attributes = hit[1], hit[2]
+                    else:
+                        full, attributes = self._retrieve(f.aligned, f.face_params)
+                        if cache is not None:
+                            cache[i] = (now, full, attributes)
+                else:
+                    if f.artist_params is None:
+                        f.artist_params = self.artist.fit(f.aligned)
+                    full = f.artist_params
+                f.attributes = attributes
+                f.hair_params = np.asarray(full[schema.HAIR], np.float32)
+                f.accessory_params = np.asarray(full[schema.ACCESSORIES], np.float32)

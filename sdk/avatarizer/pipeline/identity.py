@@ -14,8 +14,12 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
 
 The worker works on a copy of the frame (the caller may reuse its buffer) and
 segments with its own MediaPipe graph (so it never holds the aligner's lock
-while the next frame's landmarks are due). ``reset()`` forgets the answer and
-discards one still being computed; ``close()`` stops the worker.
+while the next frame's landmarks are due). The answer and when it was asked
+for belong to the stream (:class:`~avatarizer.pipeline.state.StreamState`:
+``identity``, ``identity_asked_ms``); the stage owns only the worker.
+``reset()`` discards a job not yet started and waits for one being computed
+(its answer is dropped: the stream's generation changed); ``close()`` stops
+the worker.
 """
 from __future__ import annotations
 
@@ -25,10 +29,7 @@ import threading
 import numpy as np
 
 from .base import Stage
-from .state import FrameState
-
-_FIELDS = ("face_params", "hair_params", "accessory_params", "attributes", "artist_params")
-
+from .state import Face, FrameState
 
 class _OwnSegmenter:
     """Stands in for the aligner in a copied frame context: same options, its
@@ -56,15 +57,12 @@ class IdentityStage(Stage):
 
     name = "identity"
 
-    def __init__(self, face: Stage, hair: Stage, merge: Stage):
-        self.face, self.hair, self.merge = face, hair, merge
+    def __init__(self, face: Stage, hair: Stage):
+        self.face, self.hair = face, hair
         self._compute_lock = threading.Lock()   # the networks: one user at a time
-        self._cond = threading.Condition()      # everything below
-        self._result: dict | None = None
-        self._gen = 0                           # bumped by reset(): older answers are dropped
+        self._cond = threading.Condition()      # the worker's fields below (the stream's: stream.lock)
         self._job = None
         self._busy = False
-        self._asked_ms: float | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
         self._segmenter = None
@@ -79,23 +77,22 @@ class IdentityStage(Stage):
 
     # -- per frame
     def run(self, state: FrameState) -> None:
-        if not state.faces:  # empty slices: no network, so no lock (the worker may be busy)
-            self.face.run(state)
-            self.hair.run(state)
+        if not state.faces:  # nothing to estimate: no network, so no lock (the worker may be busy)
             return
-        tracker = getattr(self.merge, "tracker", None)
+        stream = state.stream
+        with stream.lock:
+            res = stream.identity
+            asked = stream.identity_asked_ms
         with self._cond:
-            res = self._result
-            due = not self._busy and (self._asked_ms is None or
-                                      not 0 <= state.timestamp_ms - self._asked_ms < self.every_ms)
-        if res is None or tracker is None or not tracker.warm:
+            due = not self._busy and (asked is None or not 0 <= state.timestamp_ms - asked < self.every_ms)
+        if res is None or not stream.tracker.warm:
             self._compute(state)
-            with self._cond:
-                self._result = {k: getattr(state, k) for k in _FIELDS}
-                self._asked_ms = state.timestamp_ms
+            with stream.lock:
+                stream.identity = state.faces[0].identity()
+                stream.identity_asked_ms = state.timestamp_ms
             return
         for k, v in res.items():
-            setattr(state, k, v)
+            setattr(state.faces[0], k, v)
         if due:
             self._submit(state)
 
@@ -107,7 +104,7 @@ class IdentityStage(Stage):
     def _submit(self, state: FrameState) -> None:
         from ..align import _FrameContext
 
-        face = state.faces[0]
+        face = state.faces[0].aligned
         ctx = face._context
         if self._segmenter is None and ctx is not None and ctx.aligner is not None:
             self._segmenter = _OwnSegmenter(ctx.aligner)
@@ -116,13 +113,15 @@ class IdentityStage(Stage):
         mine._context = None if ctx is None else _FrameContext(ctx.image.copy(), self._segmenter)
         job = FrameState(image=mine._context.image if ctx is not None else state.image,
                          timestamp_ms=state.timestamp_ms, face_index=state.face_index,
-                         faces=[mine], all_faces=[mine])
+                         faces=[Face(mine)], all_faces=[mine], stream=state.stream)
+        with state.stream.lock:
+            gen = state.stream.generation
+            state.stream.identity_asked_ms = state.timestamp_ms
         with self._cond:
             if self._closed:
                 return
-            self._job = (self._gen, job)
+            self._job = (gen, job)
             self._busy = True
-            self._asked_ms = state.timestamp_ms
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="avatarizer-identity", daemon=True)
                 self._thread.start()
@@ -139,15 +138,18 @@ class IdentityStage(Stage):
                 self._job = None
             try:
                 self._compute(job)
-                out, err = {k: getattr(job, k) for k in _FIELDS}, None
+                out, err = job.faces[0].identity(), None
             except BaseException as exc:  # kept; the identity stays as it was
                 out, err = None, exc
+            stream = job.stream
+            with stream.lock:  # adopted only by the stream it was asked for (not after a reset)
+                adopted = out is not None and gen == stream.generation
+                if adopted:
+                    stream.identity = out
             with self._cond:
                 self._busy = False
                 self.last_error = err
-                if out is not None and gen == self._gen:
-                    self._result = out
-                    self.answers += 1
+                self.answers += adopted
                 self._cond.notify_all()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -157,14 +159,13 @@ class IdentityStage(Stage):
 
     # -- lifecycle
     def reset(self) -> None:
+        """Drops a job not yet started and waits for one being computed (the
+        pipeline has reset the stream first: its new generation drops that answer)."""
         with self._cond:
-            self._gen += 1
-            self._result = None
-            self._asked_ms = None
-            self._job = None
-        with self._compute_lock:  # a refresh in flight finishes first (its answer is dropped)
-            self.face.reset()
-            self.hair.reset()
+            if self._job is not None:  # not started: it never will be
+                self._job = None
+                self._busy = False
+            self._cond.wait_for(lambda: not self._busy)
 
     def close(self) -> None:
         with self._cond:

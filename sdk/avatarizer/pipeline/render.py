@@ -1,8 +1,10 @@
 """Stage 5, render: parameters → RGBA images with the native Cairo renderer.
 
-The API renders lazily (``Avatar.render``); this stage is what ``bench`` and
-batch tools time: every merged avatar of the frame (or the tracked one in video
-mode) at ``options.render_size`` pixels, on ``options.render_background``.
+Part of every pipeline, it draws only the frames that ask for it
+(``state.render_size``, e.g. ``Avatarizer.run(frame, t, render_size=256)``,
+which is how ``bench`` times it); the API's avatars draw lazily
+(``Avatar.render``). It draws every merged avatar of the frame (the tracked
+one in video mode) on ``options.render_background``.
 """
 from __future__ import annotations
 
@@ -16,13 +18,14 @@ class RenderStage(Stage):
 
     def prepare(self, options) -> None:
         super().prepare(options)
-        self.size = int(getattr(options, "render_size", 256) or 256)
         self.background = getattr(options, "render_background", None)
 
     def run(self, state: FrameState) -> None:
+        if state.render_size is None:  # the API draws lazily (Avatar.render)
+            return
         with state.timer(self.name):
-            if state.tracked is not None:
-                todo = [state.tracked.params]
+            if state.stream is not None:  # video: the tracked avatar (or none)
+                todo = [state.tracked.params] if state.tracked is not None else []
             else:
-                todo = list(state.params) if state.params is not None else []
-            state.images = [render(p, self.size, background=self.background) for p in todo]
+                todo = [f.params for f in state.faces]
+            state.images = [render(p, state.render_size, background=self.background) for p in todo]

@@ -1,6 +1,9 @@
-"""The one result object every stage fills (insightface's ``Face``, per frame)."""
+"""What the stages fill: one :class:`Face` per face (insightface's ``Face``),
+one :class:`FrameState` per frame, and one :class:`StreamState` per video
+stream (everything a stream remembers between frames, with one ``reset()``)."""
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -8,12 +11,67 @@ from typing import Any
 
 import numpy as np
 
+from .. import schema
+
+
+@dataclass(eq=False)
+class Face:
+    """One face of a frame and everything the stages found out about it.
+
+    ==================  ========  ===========================================
+    field               stage     content
+    ==================  ========  ===========================================
+    aligned             align     the :class:`avatarizer.align.AlignedFace`
+                                  (landmarks, transform, box, pose, crops)
+    face_params         face      (483,) float32: the face slice
+    artist_params       face      (629,) the auto-artist's whole fit, when the
+                                  artist estimated the face (its hair is used)
+    hair_params         hair      (80,) float32: the hair slice
+    accessory_params    hair      (66,) float32: the accessories slice
+    attributes          hair      the attribute regressor's decoded output
+                                  (:func:`avatarizer.hair.decode_attributes`),
+                                  or None where no regressor ran
+    params              merge     (629,) float32, valid (schema.clip)
+    ==================  ========  ===========================================
+
+    The aligned face's geometry reads through: ``face.box``, ``face.transform``,
+    ``face.yaw``, ``face.crop(128)``.
+    """
+
+    aligned: Any
+    face_params: np.ndarray | None = None
+    artist_params: np.ndarray | None = None
+    hair_params: np.ndarray | None = None
+    accessory_params: np.ndarray | None = None
+    attributes: dict | None = None
+    params: np.ndarray | None = None
+
+    #: the fields the identity networks (face and hair stages) fill
+    IDENTITY = ("face_params", "artist_params", "hair_params", "accessory_params", "attributes")
+
+    def __getattr__(self, name: str):
+        if name == "aligned" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.aligned, name)
+
+    def identity(self) -> dict:
+        """The identity networks' part of this face (what video mode reuses between refreshes)."""
+        return {k: getattr(self, k) for k in self.IDENTITY}
+
+
+def _stack(faces, name: str, width: int) -> np.ndarray | None:
+    """(n, width) rows of every face's ``name``; (0, width) without faces, None before a stage filled them."""
+    rows = [getattr(f, name) for f in faces]
+    if not rows:
+        return np.zeros((0, width), np.float32)
+    if any(r is None for r in rows):
+        return None
+    return np.stack(rows)
+
 
 @dataclass
 class FrameState:
     """Everything known about one frame as it goes through the pipeline.
-
-    Stages read what earlier stages wrote and add their own part:
 
     ==============  ========  ===============================================
     field           stage     content
@@ -21,38 +79,52 @@ class FrameState:
     image           (input)   H×W×3 uint8 RGB (validated; never modified)
     timestamp_ms    (input)   the frame's time in video mode, else None
     face_index      (input)   which face (largest first); None = all faces
-    faces           align     list of :class:`avatarizer.align.AlignedFace`
-    all_faces       align     every face found, largest first
-    face_params     face      (n, 483) float32: the face slice per face
-    artist_params   face/hair (n, 629) full auto-artist fits, when one ran
-    hair_params     hair      (n, 80) float32: the hair slice
-    accessory_params hair     (n, 66) float32: the accessories slice
-    attributes      hair      per face: the attribute regressor's decoded
-                              output (:func:`avatarizer.hair.decode_attributes`),
-                              or None where no regressor ran (auto-artist)
-    params          merge     (n, 629) float32, valid (schema.clip)
+    render_size     (input)   draw the avatars at this size (the render
+                              stage; None: not drawn, the API draws lazily)
+    faces           align+    list of :class:`Face`, one result per face
+    all_faces       align     every AlignedFace found, largest first
     tracked         merge     video mode: the tracker's output for face 0
                               (:class:`avatarizer.video.TrackedFrame`) or None
     images          render    list of H×W×4 uint8 RGBA renders
     timings         all       stage name → milliseconds spent on this frame
+    stream          pipeline  video mode: the :class:`StreamState`
     ==============  ========  ===============================================
+
+    ``params``, ``face_params`` (and the other slices) stack the faces' own
+    (read-only views for tools and tests).
     """
 
     image: np.ndarray
     timestamp_ms: float | None = None
     face_index: int | None = 0
+    render_size: int | None = None
     faces: list = field(default_factory=list)
     all_faces: list = field(default_factory=list)
-    face_params: np.ndarray | None = None
-    artist_params: list | None = None
-    hair_params: np.ndarray | None = None
-    accessory_params: np.ndarray | None = None
-    attributes: list | None = None
-    params: np.ndarray | None = None
     tracked: Any = None
     images: list | None = None
     timings: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    stream: Any = None
+
+    @property
+    def params(self) -> np.ndarray | None:
+        return _stack(self.faces, "params", schema.PARAM_COUNT)
+
+    @property
+    def face_params(self) -> np.ndarray | None:
+        return _stack(self.faces, "face_params", schema.FACE.stop - schema.FACE.start)
+
+    @property
+    def hair_params(self) -> np.ndarray | None:
+        return _stack(self.faces, "hair_params", schema.HAIR.stop - schema.HAIR.start)
+
+    @property
+    def accessory_params(self) -> np.ndarray | None:
+        return _stack(self.faces, "accessory_params", schema.ACCESSORIES.stop - schema.ACCESSORIES.start)
+
+    @property
+    def attributes(self) -> list:
+        return [f.attributes for f in self.faces]
 
     @contextmanager
     def timer(self, name: str):
@@ -62,3 +134,62 @@ class FrameState:
             yield
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
+
+
+class StreamState:
+    """Everything one video stream remembers between frames, in one place.
+
+    Attributes:
+        tracker: the :class:`avatarizer.video.Tracker` (identity estimate,
+            expression and pose filters, the grace period).
+        last_timestamp_ms: the stream's clock (timestamps must increase).
+        identity: the identity networks' latest answer for the tracked face
+            (:meth:`Face.identity`), or None; ``identity_asked_ms`` when it was
+            asked for (stream time).
+        hair: per face index, ``(time ms, full parameters, attributes)`` of the
+            last hair retrieval (the hair stage refreshes it at most every
+            :data:`avatarizer.pipeline.hair.VIDEO_REFRESH_MS`).
+        last_face: the :class:`avatarizer.api.FaceInfo` of the last frame that
+            had a face, and ``last_attributes`` its attributes (a stale avatar
+            repeats them).
+        generation: bumped by :meth:`reset`; answers computed for an earlier
+            generation (a refresh still running) are dropped.
+
+    :meth:`reset` forgets all of it; the pipeline's ``reset()`` also gives
+    the aligner a fresh MediaPipe graph (its face tracking).
+    """
+
+    def __init__(self, tracker_options, smoothing):
+        from ..video import Tracker
+
+        self.tracker = Tracker(tracker_options, smoothing)
+        self.lock = threading.RLock()  # the identity fields: the identity worker writes them too
+        self.generation = 0
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self._reset()
+
+    def _reset(self) -> None:
+        self.tracker.reset()
+        self.last_timestamp_ms: float | None = None
+        self.identity: dict | None = None
+        self.identity_asked_ms: float | None = None
+        self.hair: dict[int, tuple] = {}
+        self.last_face = None
+        self.last_attributes: dict | None = None
+        self.generation += 1
+
+    def accept(self, timestamp_ms: float) -> float:
+        """The frame's time on the stream's clock; ``ValueError`` unless it is a
+        finite number later than the last (:func:`avatarizer.align.check_timestamp`)."""
+        from ..align import check_timestamp
+
+        t = check_timestamp(timestamp_ms, self.last_timestamp_ms)
+        self.last_timestamp_ms = t
+        return t
+
+    def __repr__(self) -> str:
+        return (f"StreamState(t={self.last_timestamp_ms}, warm={self.tracker.warm}, "
+                f"identity={'yes' if self.identity else 'no'}, generation={self.generation})")

@@ -1,0 +1,288 @@
+"""Model files on disk: the description embedded in an ONNX file (a small
+protobuf reader: no onnx needed), the ``AVZENG1`` TensorRT engine header, and
+checksums. Standard library and numpy only."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from ..errors import ModelError
+
+#: Key of the JSON description in an ONNX model's ``metadata_props``.
+METADATA_KEY = "avatarizer"
+#: Version of the embedded description's own layout.
+METADATA_FORMAT = 1
+#: Magic bytes that start a TensorRT engine file written by avatarizer_export:
+#: ``MAGIC``, then the JSON length as uint32 little-endian, then the JSON
+#: description (UTF-8), then the serialized engine.
+ENGINE_MAGIC = b"AVZENG1\0"
+_ENGINE_HEADER = struct.Struct("<8sI")
+_MAX_HEADER_JSON = 1 << 20
+
+
+class _NotProtobuf(ValueError):
+    pass
+
+
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    value = 0
+    shift = 0
+    while True:
+        if pos >= len(buf):
+            raise _NotProtobuf("truncated varint")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise _NotProtobuf("varint longer than 10 bytes")
+
+
+def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value) of one protobuf message; raises _NotProtobuf."""
+    pos = 0
+    end = len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise _NotProtobuf("field number 0")
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 1:
+            if pos + 8 > end:
+                raise _NotProtobuf("truncated fixed64")
+            value, pos = buf[pos:pos + 8], pos + 8
+        elif wire == 2:
+            length, pos = _varint(buf, pos)
+            if pos + length > end:
+                raise _NotProtobuf(f"field {number} runs {pos + length - end} bytes past the end")
+            value, pos = buf[pos:pos + length], pos + length
+        elif wire == 5:
+            if pos + 4 > end:
+                raise _NotProtobuf("truncated fixed32")
+            value, pos = buf[pos:pos + 4], pos + 4
+        else:
+            raise _NotProtobuf(f"wire type {wire} (groups or garbage)")
+        yield number, wire, value
+
+
+def onnx_metadata_props(data: bytes | memoryview) -> dict[str, str]:
+    """``metadata_props`` of a serialized ONNX ``ModelProto``, read without onnx.
+
+    Walks only the top level of the protobuf (the graph is skipped as one
+    length-delimited field), so it costs little even for large models. Raises
+    ``ValueError`` when ``data`` is not an ONNX model (no ``ir_version`` or no
+    ``graph``, or not a well-formed protobuf).
+    """
+    buf = memoryview(data)
+    props: dict[str, str] = {}
+    seen: set[int] = set()
+    try:
+        for number, wire, value in _fields(buf):
+            # ModelProto: 1 ir_version (varint), 7 graph, 8 opset_import, 14 metadata_props.
+            expected = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2}.get(number)
+            if expected is not None and wire != expected:
+                raise _NotProtobuf(f"field {number} has wire type {wire}, ModelProto says {expected}")
+            seen.add(number)
+            if number == 14:
+                key = val = ""
+                for n2, w2, v2 in _fields(value):
+                    if w2 == 2 and n2 in (1, 2):
+                        text = bytes(v2).decode("utf-8")
+                        if n2 == 1:
+                            key = text
+                        else:
+                            val = text
+                props[key] = val
+    except (_NotProtobuf, UnicodeDecodeError) as exc:
+        raise ValueError(f"not an ONNX model (not a valid protobuf: {exc})") from None
+    missing = [name for num, name in ((1, "ir_version"), (7, "graph")) if num not in seen]
+    if missing:
+        raise ValueError(f"not an ONNX model (no {' and no '.join(missing)} field)")
+    return props
+
+
+def read_onnx_description(data: bytes | memoryview) -> dict:
+    """The avatarizer JSON description embedded in a serialized ONNX model.
+
+    Raises ``ValueError`` (with the reason) when the file is not ONNX or has no
+    valid description.
+    """
+    props = onnx_metadata_props(data)
+    if METADATA_KEY not in props:
+        raise ValueError(f"ONNX model has no {METADATA_KEY!r} metadata_props entry "
+                         f"(not exported by avatarizer_export?); keys: {sorted(props)}")
+    return _parse_description(props[METADATA_KEY])
+
+
+def _parse_description(text: str | bytes) -> dict:
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"embedded description is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("embedded description is not usable JSON (nested too deeply)") from None
+    if not isinstance(meta, dict):
+        raise ValueError("embedded description is not a JSON object")
+    return meta
+
+
+def pack_engine(description: Mapping[str, Any], engine: bytes | memoryview) -> bytes:
+    """``AVZENG1`` header (magic, uint32 LE JSON length, JSON) followed by ``engine``."""
+    text = json.dumps(dict(description), sort_keys=True, separators=(",", ":")).encode("utf-8")
+    if len(text) > _MAX_HEADER_JSON:
+        raise ValueError(f"engine description is {len(text)} bytes; the limit is {_MAX_HEADER_JSON}")
+    return _ENGINE_HEADER.pack(ENGINE_MAGIC, len(text)) + text + bytes(engine)
+
+
+def read_engine_header(data: bytes | memoryview) -> tuple[dict, int]:
+    """(description, offset of the serialized engine) of an ``AVZENG1`` engine file.
+
+    Raises ``ValueError`` with the reason when the header is missing or broken
+    (for example a raw TensorRT plan without our header).
+    """
+    buf = memoryview(data)
+    if len(buf) < _ENGINE_HEADER.size:
+        raise ValueError(f"too short for an engine header ({len(buf)} bytes)")
+    magic, length = _ENGINE_HEADER.unpack_from(buf, 0)
+    if magic != ENGINE_MAGIC:
+        raise ValueError(f"no {ENGINE_MAGIC!r} header (starts with {bytes(magic)!r}); "
+                         "not an engine written by avatarizer_export.tensorrt_build")
+    start = _ENGINE_HEADER.size
+    if length > _MAX_HEADER_JSON or start + length > len(buf):
+        raise ValueError(f"engine header claims {length} bytes of JSON; the file has "
+                         f"{len(buf) - start} after the magic (truncated or corrupt)")
+    if start + length == len(buf):
+        raise ValueError("engine header is not followed by any engine bytes (truncated)")
+    return _parse_description(bytes(buf[start:start + length])), start + length
+
+
+def read_description(path: str | os.PathLike, data: bytes | None = None, kind: str | None = None) -> dict:
+    """The embedded description of a model file (ONNX or AVZENG1 engine), by
+    its suffix (or ``kind``: ``"onnx"`` / ``"engine"``).
+
+    Without ``data`` only the parts that hold the description are read from
+    disk (the engine header; the top level of the ONNX protobuf, skipping the
+    graph and the weights), so a large file costs little memory.
+    """
+    path = Path(path)
+    kind = kind or _kind(path.name, None)
+    if data is not None:
+        return read_engine_header(data)[0] if kind == "engine" else read_onnx_description(data)
+    with open(path, "rb") as f:
+        if kind == "engine":
+            head = f.read(_ENGINE_HEADER.size)
+            if len(head) == _ENGINE_HEADER.size:
+                magic, length = _ENGINE_HEADER.unpack_from(head, 0)
+                if magic == ENGINE_MAGIC and length <= _MAX_HEADER_JSON:
+                    head += f.read(length + 1)  # one engine byte: "not followed by any engine bytes"
+            return read_engine_header(head)[0]
+        return _parse_description(_onnx_metadata_from_file(f))
+
+
+def _file_varint(f) -> int | None:
+    value = shift = 0
+    while True:
+        b = f.read(1)
+        if not b:
+            if shift == 0:
+                return None  # clean end of the message
+            raise _NotProtobuf("truncated varint")
+        value |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            raise _NotProtobuf("varint longer than 10 bytes")
+
+
+def _onnx_metadata_from_file(f) -> str:
+    """The avatarizer entry of an ONNX file's ``metadata_props``, walking the
+    top-level fields with seeks (the graph is never read)."""
+    size = os.fstat(f.fileno()).st_size
+    props: dict[str, str] = {}
+    seen: set[int] = set()
+    try:
+        while True:
+            key = _file_varint(f)
+            if key is None:
+                break
+            number, wire = key >> 3, key & 7
+            if number == 0:
+                raise _NotProtobuf("field number 0")
+            expected = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2}.get(number)
+            if expected is not None and wire != expected:
+                raise _NotProtobuf(f"field {number} has wire type {wire}, ModelProto says {expected}")
+            seen.add(number)
+            if wire == 0:
+                if _file_varint(f) is None:
+                    raise _NotProtobuf("truncated varint")
+            elif wire in (1, 5):
+                step = 8 if wire == 1 else 4
+                if f.tell() + step > size:
+                    raise _NotProtobuf("truncated fixed field")
+                f.seek(step, os.SEEK_CUR)
+            elif wire == 2:
+                length = _file_varint(f)
+                if length is None or f.tell() + length > size:
+                    raise _NotProtobuf(f"field {number} runs past the end of the file")
+                if number == 14:
+                    if length > 4 * _MAX_HEADER_JSON:
+                        raise _NotProtobuf(f"a metadata_props entry of {length} bytes")
+                    k = v = ""
+                    for n2, w2, v2 in _fields(memoryview(f.read(length))):
+                        if w2 == 2 and n2 in (1, 2):
+                            text = bytes(v2).decode("utf-8")
+                            k, v = (text, v) if n2 == 1 else (k, text)
+                    props[k] = v
+                else:
+                    f.seek(length, os.SEEK_CUR)
+            else:
+                raise _NotProtobuf(f"wire type {wire} (groups or garbage)")
+    except (_NotProtobuf, UnicodeDecodeError) as exc:
+        raise ValueError(f"not an ONNX model (not a valid protobuf: {exc})") from None
+    missing = [name for num, name in ((1, "ir_version"), (7, "graph")) if num not in seen]
+    if missing:
+        raise ValueError(f"not an ONNX model (no {' and no '.join(missing)} field)")
+    if METADATA_KEY not in props:
+        raise ValueError(f"ONNX model has no {METADATA_KEY!r} metadata_props entry "
+                         f"(not exported by avatarizer_export?); keys: {sorted(props)}")
+    return props[METADATA_KEY]
+
+
+def read_verified_bytes(path: str | os.PathLike, sha256: str) -> bytes:
+    """The bytes of a model file, read once and checked against ``sha256``:
+    what is handed to the runtime is exactly what was hashed (a file swapped
+    or edited after :meth:`Manifest.load` is refused with :class:`ModelError`)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != str(sha256).lower():
+        raise ModelError(f"{path}: changed since it was verified (sha256 is now {digest}, the manifest "
+                         f"says {sha256}); reload the manifest, or reinstall the model files")
+    return data
+
+
+def _kind(file: str, fmt: str | None) -> str:
+    if fmt:
+        return "engine" if fmt.startswith("engine") else "onnx"
+    return "engine" if file.endswith((".engine", ".plan", ".trt")) else "onnx"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, streamed in ``chunk``-byte blocks (constant memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

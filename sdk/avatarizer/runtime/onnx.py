@@ -1,0 +1,215 @@
+"""ONNX Runtime sessions (the rembg ``sessions`` pattern): execution providers
+resolved once from a device, inputs checked before ONNX Runtime sees them."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ModelError
+from .files import read_description, read_onnx_description, read_verified_bytes
+from .tensors import _ORT_DTYPES, _TensorInfo, _input_spec, check_feed, check_io, normalise_images
+
+log = logging.getLogger("avatarizer.models")
+
+DEVICES = ("auto", "cpu", "cuda")
+#: ``device="auto"`` takes the first of these that this onnxruntime build offers.
+AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def resolve_providers(device: str = "auto", available: Sequence[str] | None = None) -> list[str]:
+    """Execution providers for ``device``, resolved once.
+
+    * ``"cpu"``: ``["CPUExecutionProvider"]``.
+    * ``"cuda"``: CUDA, then CPU for any operator CUDA lacks; a ``RuntimeError``
+      when this onnxruntime has no CUDA provider (install ``avatarizer[gpu]``).
+    * ``"auto"``: TensorRT EP > CUDA EP > CPU, all that this onnxruntime offers,
+      in that order. Note that the TensorRT EP compiles an engine the first
+      time a session is made (seconds to minutes; cached, see
+      :data:`TRT_CACHE_DIR`).
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
+    available = list(available) if available is not None else available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise RuntimeError(_no_cuda_message(available))
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    chosen = [p for p in AUTO_ORDER if p in available]
+    return chosen if chosen and chosen[-1] == "CPUExecutionProvider" else chosen + ["CPUExecutionProvider"]
+
+
+def _no_cuda_message(available: Sequence[str]) -> str:
+    try:
+        from importlib.metadata import version
+
+        dist = next(d for d in ("onnxruntime-gpu", "onnxruntime") if _has_dist(d))
+        which = f"{dist} {version(dist)}"
+    except Exception:  # pragma: no cover - metadata missing
+        which = "this onnxruntime"
+    return (f"device='cuda' was asked for, but {which} has no CUDAExecutionProvider "
+            f"(available: {list(available)}); install the GPU build with "
+            "pip install 'avatarizer[gpu]' (onnxruntime-gpu) on a machine with an NVIDIA GPU, "
+            "or use device='cpu'")
+
+
+def _has_dist(name: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version(name)
+        return True
+    except PackageNotFoundError:
+        return False
+
+
+#: Where the TensorRT execution provider caches its engines (``AVATARIZER_CACHE``
+#: overrides the parent folder).
+TRT_CACHE_DIR = Path(os.environ.get("AVATARIZER_CACHE", Path.home() / ".cache" / "avatarizer")) / "ort-trt"
+
+
+def _provider_entries(providers: Sequence[Any]) -> tuple[list[str], list[dict]]:
+    names, options = [], []
+    for p in providers:
+        if isinstance(p, (tuple, list)):
+            names.append(str(p[0]))
+            options.append(dict(p[1]))
+        else:
+            names.append(str(p))
+            options.append({})
+    for i, n in enumerate(names):
+        if n == "TensorrtExecutionProvider" and not options[i]:
+            # ORT's TensorRT EP takes boolean options as the strings "True"/"False".
+            try:
+                TRT_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+                options[i] = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(TRT_CACHE_DIR)}
+            except OSError:
+                pass  # no writable cache: the EP builds its engine at every start
+    return names, options
+
+
+class Session:
+    """One ONNX Runtime model, ready to run.
+
+    ``device`` is ``"auto"``, ``"cpu"`` or ``"cuda"`` (see
+    :func:`resolve_providers`); ``providers`` (names, or ``(name, options)``
+    pairs) overrides it. :attr:`providers` lists what ONNX Runtime actually
+    uses; a ``"cuda"`` request that ONNX Runtime quietly served with the CPU
+    (for example CUDA libraries missing) raises ``RuntimeError`` instead of
+    running slowly without a word.
+
+    ``intra_op_num_threads`` defaults to 1: the SDK runs one session per
+    worker thread (as OpenSeeFace does) and each real-time stage is small, so
+    one thread per session gives the steadiest latency and leaves cores for the
+    other stages and threads. Pass 0 to let ONNX Runtime use every core (best
+    for one big batch on an otherwise idle machine).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, name: str | None = None, device: str = "auto",
+                 providers: Sequence[Any] | None = None, intra_op_num_threads: int = 1,
+                 inter_op_num_threads: int = 1, description: Mapping[str, Any] | None = None,
+                 optimization: str = "all", model_bytes: bytes | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if description is None and model_bytes is not None:
+            try:
+                description = read_onnx_description(model_bytes)
+            except ValueError:
+                description = {}
+        if description is None:
+            try:
+                description = read_description(self.path)
+            except (OSError, ValueError):
+                description = {}
+        self.description = dict(description)
+        self.name = name or self.description.get("name") or self.path.stem
+        if intra_op_num_threads < 0 or inter_op_num_threads < 0:
+            raise ValueError("thread counts must be >= 0 (0 lets ONNX Runtime choose)")
+        self.device = device
+        requested = list(providers) if providers is not None else resolve_providers(device)
+        names, options = _provider_entries(requested)
+        self.requested_providers = names
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_num_threads
+        opts.inter_op_num_threads = inter_op_num_threads
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+        if optimization not in levels:
+            raise ValueError(f"optimization must be one of {sorted(levels)}, not {optimization!r}")
+        opts.graph_optimization_level = levels[optimization]
+        self.intra_op_num_threads = intra_op_num_threads
+        try:
+            source = model_bytes if model_bytes is not None else str(self.path)
+            self._sess = ort.InferenceSession(source, sess_options=opts, providers=names,
+                                              provider_options=options)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            raise ModelError(f"{self.path}: ONNX Runtime could not load model {self.name!r}: "
+                             f"{exc}") from exc
+        self.providers: list[str] = list(self._sess.get_providers())
+        if device == "cuda" and "CUDAExecutionProvider" in names and "CUDAExecutionProvider" not in self.providers:
+            raise RuntimeError(f"model {self.name!r}: device='cuda' was asked for, but ONNX Runtime "
+                               f"fell back to {self.providers} (CUDA/cuDNN libraries missing or no "
+                               "GPU visible?)")
+        if device == "auto" and providers is None:
+            log.info("model %s: device='auto' uses %s (order: TensorRT EP > CUDA EP > CPU)",
+                     self.name, self.providers)
+        self.inputs = [_TensorInfo(i.name, tuple(i.shape), _ORT_DTYPES.get(i.type), i.type)
+                       for i in self._sess.get_inputs()]
+        self.outputs = [_TensorInfo(o.name, tuple(o.shape), _ORT_DTYPES.get(o.type), o.type)
+                        for o in self._sess.get_outputs()]
+        self.input_names = [i.name for i in self.inputs]
+        self.output_names = [o.name for o in self.outputs]
+
+    @classmethod
+    def from_entry(cls, entry, **options: Any) -> "Session":
+        """A session on exactly the bytes the manifest verified: the file is read
+        once, hashed again and handed to ONNX Runtime from memory (a file
+        swapped after :meth:`Manifest.load` is refused with
+        :class:`ModelError`); the model's inputs and outputs must be the ones
+        the manifest lists."""
+        data = read_verified_bytes(entry.path, entry.sha256)
+        sess = cls(entry.path, name=entry.name, description=entry.description, model_bytes=data, **options)
+        check_io(entry, sess.inputs, sess.outputs)
+        return sess
+
+    @property
+    def precision(self) -> str | None:
+        return self.description.get("precision")
+
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Runs the model on a dict of arrays; returns a dict of output arrays.
+
+        Every model input must be given, with the model's dtype and a shape
+        that matches its fixed dimensions; otherwise ``ValueError`` names the
+        model and the expected shape.
+        """
+        feed = check_feed(self.name, self.inputs, inputs)
+        outs = self._sess.run(self.output_names, feed)
+        return dict(zip(self.output_names, outs))
+
+    __call__ = run
+
+    def preprocess(self, images: np.ndarray, input_name: str | None = None) -> np.ndarray:
+        """uint8 RGB crop(s) (H×W×3 or N×H×W×3) → the normalised N×3×H×W float32 input,
+        following the ``normalisation`` in the model's embedded description."""
+        spec = _input_spec(self.description, input_name or self.input_names[0])
+        return normalise_images(images, spec.get("normalisation") or {})
+
+    def __repr__(self) -> str:
+        return (f"Session({self.name!r}, precision={self.precision!r}, providers={self.providers}, "
+                f"inputs={[(i.name, i.shape) for i in self.inputs]})")

@@ -1,0 +1,135 @@
+"""The pipeline that runs (issue #16): options resolved once, one build for the
+API, the CLI and bench, a result object per face, one state object per video
+stream with a real reset()."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from avatarizer import Options, schema  # noqa: E402
+from avatarizer.api import Avatarizer  # noqa: E402
+from avatarizer.pipeline import Face, FrameState, StreamState, build, resolve  # noqa: E402
+from avatarizer.video import TrackerOptions  # noqa: E402
+from conftest import two_face_canvas  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return np.ascontiguousarray(skdata.astronaut())
+
+
+def _count(monkeypatch, module, name):
+    calls = []
+    real = getattr(module, name)
+
+    def counted(*a, **k):
+        calls.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_manifest_and_providers_are_resolved_once(monkeypatch):
+    import avatarizer.runtime as R
+    import avatarizer.runtime.manifest as RM
+
+    loads = _count(monkeypatch, RM.Manifest, "load")
+    providers = _count(monkeypatch, R, "resolve_providers")
+    hashed = _count(monkeypatch, RM, "sha256_file")
+    with Avatarizer(mode="video") as av:
+        assert av.estimator in ("hybrid", "model")
+        r = av._pipeline.resolved
+        assert len(loads) == 1 and len(providers) == 1
+        assert len(hashed) == len(r.manifest.models)  # each listed file hashed once at load
+        # what was decided is visible, and it is what the sessions use
+        assert r.providers == tuple(av.providers) and r.device_resolved == av.device == "cpu"
+        assert r.precision_resolved == av.precision
+        assert [e.name for e in av._pipeline["face"].estimator.entries] == [e.name for e in r.face_entries]
+        assert av._pipeline["hair"].session.name == r.attributes_entry.name
+
+
+def test_the_artist_needs_no_manifest(monkeypatch):
+    import avatarizer.runtime.manifest as RM
+
+    loads = _count(monkeypatch, RM.Manifest, "load")
+    r, est = resolve(Options(estimator="artist"))
+    assert est.name == "artist" and r.manifest is None and r.providers == () and not loads
+    assert r.precision_resolved == "fp32"
+
+
+def test_one_pipeline_with_its_render_stage(astronaut):
+    with Avatarizer() as av:
+        pipe = av._pipeline
+        assert [s.name for s in pipe.stages] == ["align", "face", "hair", "merge", "render"]
+        lazy = av.run(astronaut)
+        assert lazy.images is None and "render" not in lazy.timings  # the API draws lazily
+        state = av.run(astronaut, render_size=64)
+        assert len(state.images) == 1 and state.images[0].shape == (64, 64, 4) and state.timings["render"] > 0
+        np.testing.assert_array_equal(state.images[0], av.from_frame(astronaut).render(64))
+        with pytest.raises(ValueError, match="render_size"):
+            av.run(astronaut, render_size=0)
+    with Avatarizer(mode="video") as av:
+        assert [s.name for s in av._pipeline.stages] == ["align", "identity", "merge", "render"]
+        assert av._pipeline["face"] is av._pipeline["identity"].face
+
+
+def test_build_takes_options_or_resolved_options(astronaut):
+    pipe = build(Options(estimator="artist", mode="image"))
+    try:
+        state = pipe.run(FrameState(image=astronaut, face_index=None))
+        assert pipe.stream is None and state.stream is None and len(state.faces) == 1
+        again = build(pipe.resolved)  # an already resolved one is taken as it is
+        try:
+            assert again.resolved is pipe.resolved and again.estimator.name == "artist"
+        finally:
+            again.close()
+    finally:
+        pipe.close()
+
+
+def test_a_result_object_per_face(astronaut):
+    canvas = two_face_canvas(astronaut)
+    with Avatarizer(estimator="artist") as av:
+        state = av.run(canvas, face_index=None)
+        assert len(state.faces) == 2 and all(isinstance(f, Face) for f in state.faces)
+        big, small = state.faces
+        assert (big.box[2] - big.box[0]) > (small.box[2] - small.box[0])  # the aligned face reads through
+        for f in state.faces:
+            assert f.face_params.shape == (schema.FACE.stop - schema.FACE.start,)
+            assert f.hair_params.shape == (schema.HAIR.stop - schema.HAIR.start,)
+            assert f.params.shape == (schema.PARAM_COUNT,) and f.artist_params is not None
+            np.testing.assert_array_equal(f.params[schema.FACE], f.face_params)
+        np.testing.assert_array_equal(state.params, np.stack([f.params for f in state.faces]))
+        assert [a.params.tolist() for a in av.faces(canvas)] == [f.params.tolist() for f in state.faces]
+        empty = av.run(np.zeros((64, 64, 3), np.uint8), face_index=None)
+        assert empty.faces == [] and empty.params.shape == (0, schema.PARAM_COUNT)
+
+
+def test_one_stream_state_and_a_real_reset(astronaut):
+    opts = TrackerOptions(identity_frames=3)
+    with Avatarizer(mode="video", tracker=opts) as av:
+        stream = av._pipeline.stream
+        assert isinstance(stream, StreamState) and stream.last_timestamp_ms is None
+        for i in range(5):
+            state = av.run(astronaut, timestamp_ms=i * 40.0)
+            assert state.stream is stream
+        assert stream.tracker.warm and stream.identity is not None and stream.hair  # the hair cache
+        assert stream.last_timestamp_ms == 160.0 and stream.last_face is None  # run() makes no Avatar
+        assert av.from_frame(astronaut, timestamp_ms=200.0) is not None and stream.last_face is not None
+        gone = av.from_frame(np.zeros_like(astronaut), timestamp_ms=240.0)
+        assert gone.stale and gone.face == stream.last_face  # the last face's place, from the stream
+        with pytest.raises(ValueError, match="strictly increasing"):
+            av.run(astronaut, timestamp_ms=240.0)
+        generation = stream.generation
+        av.reset()
+        assert av._pipeline.stream is stream and stream.generation == generation + 1
+        assert (stream.identity, stream.identity_asked_ms, stream.last_timestamp_ms, stream.last_face,
+                stream.last_attributes) == (None, None, None, None, None)
+        assert stream.hair == {} and not stream.tracker.warm and stream.tracker.identity is None
+        assert av.from_frame(astronaut, timestamp_ms=0.0) is not None  # time starts again
