@@ -314,3 +314,30 @@ def test_age_lines_follow_the_estimated_age():
     assert HR.age_lines(wide, 90.0)[w1[0]] == np.float32(0.015)
     assert np.array_equal(HR.age_lines(p, None), S.clip(p)) and np.array_equal(HR.age_lines(p, float("nan")), S.clip(p))
     S.validate(old)
+
+
+def test_the_pipeline_draws_age_lines_from_the_age_estimate(monkeypatch):
+    import avatarizer
+    from avatarizer import Avatarizer
+
+    decode = HR.decode_attributes
+
+    def aged(age):
+        def fake(*a, **kw):
+            out = decode(*a, **kw)
+            out["age"] = age
+            return out
+        return fake
+
+    photo = avatarizer.sample_photo()
+    w1 = [S.index(f"{n}.w1") for n in HR.AGE_LINE_WIDTHS]
+    full = np.array(list(HR.AGE_LINE_WIDTHS.values()), np.float32)
+    with Avatarizer() as av:
+        if av.estimator not in ("hybrid", "model"):
+            pytest.skip(f"no attribute regressor with estimator {av.estimator!r}")
+        monkeypatch.setattr(HR, "decode_attributes", aged(85.0))
+        old = av.from_frame(photo)
+        monkeypatch.setattr(HR, "decode_attributes", aged(20.0))
+        young = av.from_frame(photo)
+    assert np.all(old.params[w1] >= full - 1e-6)
+    assert np.all(young.params[w1] < 0.5 * full)

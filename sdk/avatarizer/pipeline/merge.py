@@ -1,6 +1,8 @@
 """Stage 4, merge: face + hair + accessories → 629 parameters (+ expressions in video mode).
 
-In image mode this is a concatenation followed by :func:`avatarizer.schema.clip`.
+In image mode this is a concatenation followed by :func:`avatarizer.schema.clip`
+and, where the attribute regressor ran, :func:`avatarizer.hair.age_lines`
+(nasolabial, under-eye and forehead lines from its age estimate).
 In video mode the merged raw parameters of the tracked face (``face_index``) go
 through the stream's :class:`avatarizer.video.Tracker` (``state.stream.tracker``;
 steady identity, live expressions and pose, smoothed transform),
@@ -12,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import schema
+from ..hair import age_lines
 from .base import Stage
 from .state import FrameState
 
@@ -23,6 +26,9 @@ class MergeStage(Stage):
         with state.timer(self.name):
             for f in state.faces:
                 f.params = schema.clip(np.concatenate([f.face_params, f.hair_params, f.accessory_params]))
+                if f.attributes and f.attributes.get("age") is not None:
+                    # age lines from the attribute regressor's age estimate
+                    f.params = age_lines(f.params, f.attributes["age"])
             if state.stream is None:  # image mode
                 return
             tracker = state.stream.tracker
