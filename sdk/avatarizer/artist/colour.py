@@ -63,6 +63,13 @@ def skin_colour(st, photo: Photo, lm, discs, lower=None) -> np.ndarray | None:
     meds = [robust_median(px, lo_pc, hi_pc) if len(px) >= 8 else None for px in cheeks]
     if lower is not None:
         for s, d in enumerate(lower):
+            if meds[s] is not None:
+                # cheap first look (luma medians): the lower disc is only
+                # measured in full when it may be the lighter one
+                win, m = photo.region(discs=[d])
+                if m.sum() < 8 or 100.0 * (float(np.median(photo.luma[win][m]))
+                                           - float(luma_of(meds[s]))) < 0.5 * LOWER_CHEEK_MARGIN:
+                    continue
             px = _matte(photo.region_pixels(discs=[d]))
             m = robust_median(px, lo_pc, hi_pc) if len(px) >= 8 else None
             if m is not None and (meds[s] is None or
