@@ -341,3 +341,23 @@ def test_the_pipeline_draws_age_lines_from_the_age_estimate(monkeypatch):
         young = av.from_frame(photo)
     assert np.all(old.params[w1] >= full - 1e-6)
     assert np.all(young.params[w1] < 0.5 * full)
+
+
+def test_a_small_hair_region_keeps_its_sampled_colour(monkeypatch):
+    """Tight crops show a few hair pixels, mostly background: below
+    HAIR_CLASS_MIN_AREA of the crop the colour is drawn as sampled."""
+    rng = np.random.default_rng(0)
+    crop = np.clip(np.array([0.55, 0.45, 0.30]) + rng.normal(0, 0.03, (128, 128, 3)), 0, 1)  # dark blond
+    crop = (crop * 255).astype(np.uint8)
+    lm = np.zeros((478, 2))
+    monkeypatch.setattr(HR, "hair_colour_probs", lambda px: {"black": 0.02, "brown": 0.08, "blond": 0.86,
+                                                             "red": 0.02, "gray": 0.02})
+    for share, moved in ((0.5, True), (0.5 * HR.HAIR_CLASS_MIN_AREA, False)):
+        region = np.zeros((128, 128), bool)
+        region.flat[:int(share * region.size)] = True
+        monkeypatch.setattr(HR, "hair_region", lambda *a, **k: region)
+        col, probs = HR.hair_colour(crop, np.ones((128, 128), np.float32), lm)
+        raw = HR.sample_hair_rgb(crop, np.ones((128, 128), np.float32), lm)
+        assert probs["blond"] == 0.86
+        assert (HR.hair_colour_class_of(col) == "blond") is moved
+        assert np.allclose(col, raw) is (not moved)

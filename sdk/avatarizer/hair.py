@@ -425,6 +425,11 @@ HAIR_CLASS_PALETTE = {"black": ("black",), "brown": ("dark_brown", "brown", "lig
 HAIR_CLASS_MARGIN = 0.1
 #: the classifier reads at most about this many of the region's pixels (an even subsample)
 HAIR_FEATURE_PIXELS = 1024
+#: the drawn colour is moved into a class only when the hair region covers at
+#: least this share of the crop: the classifier was fitted and checked on
+#: loose portraits (the labelled photos' regions: 9% of the crop or more, 1st
+#: percentile); a tight crop's few hair pixels are mostly background
+HAIR_CLASS_MIN_AREA = 0.06
 
 
 def hair_colour_features(px: np.ndarray) -> np.ndarray:
@@ -508,8 +513,9 @@ def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 
 def hair_colour(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray | None, dict | None]:
     """(the hair colour to draw, the classifier's class probabilities) from
     the photo's hair region: :func:`sample_hair_rgb`'s colour through
-    :func:`drawn_hair_colour`; (None, None) when the region holds too few
-    pixels."""
+    :func:`drawn_hair_colour` (as sampled when the region covers less than
+    :data:`HAIR_CLASS_MIN_AREA` of the crop); (None, None) when the region
+    holds too few pixels."""
     rgb = _float_rgb(crop)
     px = rgb[hair_region(rgb.shape[0], hair_mask, landmarks, valid)]
     raw = _robust_hair_median(px)
@@ -519,6 +525,8 @@ def hair_colour(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray | No
     # most HAIR_FEATURE_PIXELS pixels gives them within a fraction of a unit
     step = max(1, len(px) // HAIR_FEATURE_PIXELS)
     probs = hair_colour_probs(px[::step])
+    if len(px) < HAIR_CLASS_MIN_AREA * rgb.shape[0] * rgb.shape[1]:
+        return raw, probs  # too little hair to read a class from: the colour as sampled
     return drawn_hair_colour(raw, probs, min_prob=hair_colour_gate()), probs
 
 

@@ -274,7 +274,8 @@ def hair(st, p, lm, g, photo: Photo, col):
 
         px = photo.rgb[HR.hair_region(photo.size, photo.hair, lm, photo.valid)]
         probs = HR.hair_colour_probs(px)
-        hair = HR.drawn_hair_colour(hair, probs, min_prob=HR.hair_colour_gate()).astype(np.float64)
+        if len(px) >= HR.HAIR_CLASS_MIN_AREA * photo.size ** 2:
+            hair = HR.drawn_hair_colour(hair, probs, min_prob=HR.hair_colour_gate()).astype(np.float64)
         g["hair_colour_probs"] = probs
     col["hair"] = hair
     fam, volume, info = hair_style(st, lm, g, hm, photo)
