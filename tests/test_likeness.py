@@ -221,38 +221,6 @@ def test_identity_variants():
     assert M.identity_variants(faces, nan, n=20)["hits_frontal"][0] == False  # noqa: E712
 
 
-def test_skin_under_tinted_lenses_comes_from_the_lower_cheek(astronaut):
-    """Dark lenses over both upper cheeks (sunglasses) must not darken or
-    tint the skin: the cheeks at the nose wings' height stand in."""
-    from avatarizer.artist.geometry import cheek_discs, lower_cheek_discs
-
-    art = AutoArtist()
-    size = art.style.crop_size
-    rgb = [S.index(f"face.{c}") for c in "rgb"]
-    crop = astronaut.crop(size)
-    lm = astronaut.canonical.astype(np.float64)
-    plain = art.fit_landmarks(lm, crop, None, landmarks3d=astronaut.landmarks)[rgb]
-    px = (np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1) + 0.5) * 2 / size - 1
-    g = {"half_w": float(np.abs(lm[:, 0] - lm[1, 0]).max())}
-    upper = cheek_discs(lm, dict(g))
-    lower = lower_cheek_discs(lm, dict(g))
-    lens = np.zeros((size, size), bool)
-    for c, r in upper:
-        lens |= ((px - c) ** 2).sum(-1) < (1.2 * r) ** 2
-    for c, r in lower:  # the lower discs are mostly outside the lenses
-        disc = ((px - c) ** 2).sum(-1) < r ** 2
-        assert (disc & lens).sum() < 0.5 * disc.sum()
-    tinted = crop.astype(np.float64)
-    tinted[lens] = tinted[lens] * (0.35, 0.25, 0.22)  # brown lenses
-    tinted = tinted.astype(np.uint8)
-    worn = art.fit_landmarks(lm, tinted, None, landmarks3d=astronaut.landmarks)[rgb]
-    d = np.linalg.norm(to_lab(worn) - to_lab(plain))
-    # the upper-cheek pixels alone would now read far darker
-    dark = np.median(tinted[lens] / 255.0, 0)
-    assert to_lab(dark)[0] < to_lab(plain)[0] - 20
-    assert d < 8.0, (worn, plain, d)
-
-
 def test_skin_locus_takes_colour_casts_out():
     from avatarizer.artist.colour import skin_locus
 

@@ -13,7 +13,7 @@ from ..landmarks import (
     NOSE_PATCH,
     side_index,
 )
-from .geometry import cheek_discs, lower_cheek_discs
+from .geometry import cheek_discs
 from .photo import (
     Photo,
     from_lab,
@@ -39,42 +39,17 @@ def _matte(px: np.ndarray) -> np.ndarray:
     return px[keep] if keep.sum() >= 8 else px
 
 
-#: a cheek's lower disc (nose-wing height) replaces its upper one when it is
-#: this much lighter (L*): normally the cheekbone is the lighter of the two, so
-#: a much darker upper disc is a tinted lens, a rim or its shadow. On the
-#: 496 labelled photos (per cheek) the lower disc is > 8 L* lighter on 2.4%
-#: of cheeks without glasses, 6.2% with reading glasses, 27% with sunglasses
-LOWER_CHEEK_MARGIN = 8.0
-
-
-def skin_colour(st, photo: Photo, lm, discs, lower=None) -> np.ndarray | None:
+def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
     """The skin as it looks in good light: robust medians (between the
     luminance percentiles ``st.skin_percentiles``) of the two upper-cheek
     discs, where skin is rarely covered (the forehead has fringes and hats,
-    the nose highlights). A cheek's ``lower`` disc (nose-wing height) stands
-    in for its upper one when it is :data:`LOWER_CHEEK_MARGIN` L* lighter:
-    glasses, above all sunglasses, cover the upper cheek and darken or tint
-    it. Under even light both cheeks count; as they differ in lightness
-    (side light) the estimate moves to the brighter cheek, so the shadow side
-    never darkens the skin. Forehead and nose only stand in when the cheeks
+    the nose highlights). Under even light both cheeks count; as they differ
+    in lightness (side light) the estimate moves to the brighter cheek, so
+    the shadow side never darkens the skin. Forehead and nose only stand in when the cheeks
     are not in the photo."""
     lo_pc, hi_pc = st.skin_percentiles
     cheeks = [_matte(photo.region_pixels(discs=[d])) for d in discs]
     meds = [robust_median(px, lo_pc, hi_pc) if len(px) >= 8 else None for px in cheeks]
-    if lower is not None:
-        for s, d in enumerate(lower):
-            if meds[s] is not None:
-                # cheap first look (luma medians): the lower disc is only
-                # measured in full when it may be the lighter one
-                win, m = photo.region(discs=[d])
-                if m.sum() < 8 or 100.0 * (float(np.median(photo.luma[win][m]))
-                                           - float(luma_of(meds[s]))) < 0.5 * LOWER_CHEEK_MARGIN:
-                    continue
-            px = _matte(photo.region_pixels(discs=[d]))
-            m = robust_median(px, lo_pc, hi_pc) if len(px) >= 8 else None
-            if m is not None and (meds[s] is None or
-                                  to_lab(m)[0] > to_lab(meds[s])[0] + LOWER_CHEEK_MARGIN):
-                cheeks[s], meds[s] = px, m
     if any(m is None for m in meds):
         rest = [photo.region_pixels(lm[list(q)]) for q in (FOREHEAD_PATCH, NOSE_PATCH)]
         return robust_median(np.concatenate(cheeks + rest), lo_pc, hi_pc)
@@ -108,13 +83,13 @@ NECK = 0.9
 
 
 def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
-    """:func:`skin_colour` on the cheek discs (the upper ones kept in
+    """:func:`skin_colour` on the upper-cheek discs (kept in
     ``g["cheek_discs"]``), moved onto the skin locus (:func:`skin_locus`: no
     colour cast; otherwise as sampled, no colour gain); None when the photo
     shows no skin there."""
     discs = cheek_discs(lm, g)
     g["cheek_discs"] = discs
-    skin = skin_colour(st, photo, lm, discs, lower_cheek_discs(lm, g))
+    skin = skin_colour(st, photo, lm, discs)
     return None if skin is None else np.clip(skin_locus(st, np.clip(skin, 0, 1)), 0, 1)
 
 

@@ -327,17 +327,6 @@ def cheek_discs(lm, g):
     return out
 
 
-def lower_cheek_discs(lm, g):
-    """Skin discs on the cheeks at the nose wings' height, below where
-    glasses (above all sunglasses) reach and above most beards; same radii as
-    :func:`cheek_discs`."""
-    out = []
-    for s, (_, r) in zip((0, 1), g.get("cheek_discs") or cheek_discs(lm, g)):
-        c = (lm[side_index("cheek", s)] + lm[side_index("jowl", s)]) / 2.0
-        out.append((c, r))
-    return out
-
-
 def disc_luma(photo: Photo, disc) -> float | None:
     win, m = photo.region(discs=[disc])
     if m.sum() < 4:
