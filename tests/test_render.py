@@ -184,13 +184,18 @@ def test_threads_give_the_same_pictures_as_serial(samples):
         for _ in range(3):
             out[i] = render(samples[i], 128)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(samples))]
+    _in_threads(work, len(samples))
+    for a, b in zip(serial, out):
+        np.testing.assert_array_equal(a, b)
+
+
+def _in_threads(work, n):
+    """Runs ``work(i)`` for i in range(n) on n threads at once and waits."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    for a, b in zip(serial, out):
-        np.testing.assert_array_equal(a, b)
 
 
 def test_fuzz_native_renderer_with_random_and_hostile_vectors():
@@ -405,10 +410,6 @@ def test_native_overlay_threads_give_the_same_frames_as_serial(samples):
             out[i] = native.renderer().overlay_into(samples[i], _frame(seed=i), tfs[i], opacity=0.9,
                                                     fade=(1.1, 0.2))
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(samples))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(work, len(samples))
     for a, b in zip(serial, out):
         np.testing.assert_array_equal(a, b)

@@ -173,14 +173,9 @@ def check_format(name: str, **options: Any) -> Format:
             raise ValueError(f"format {name!r}: need min_batch <= opt_batch <= max_batch, got "
                              f"{lo} <= {opt} <= {hi}")
     if fmt.gpu:
-        from avatarizer.runtime.tensorrt import cuda_status, tensorrt_status
+        from avatarizer.runtime.tensorrt import require_tensorrt
 
-        ok, reason = cuda_status()
-        if not ok:
-            raise RuntimeError(f"TensorRT engines need an NVIDIA GPU with CUDA; none found: {reason}")
-        ok, reason = tensorrt_status()
-        if not ok:
-            raise RuntimeError(f"TensorRT engines need the tensorrt Python package (>= 10): {reason}")
+        require_tensorrt("TensorRT engines need")
     return fmt
 
 

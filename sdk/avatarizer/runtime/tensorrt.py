@@ -134,13 +134,16 @@ def tensorrt_status() -> tuple[bool, str]:
     return True, str(trt.__version__)
 
 
-def _require_tensorrt():
+def require_tensorrt(who: str = "TensorRT needs"):
+    """The ``tensorrt`` module, or ``RuntimeError`` saying what ``who``
+    ("TensorRT needs", "TensorRT engines need") is missing: a CUDA GPU or a
+    usable tensorrt package."""
     ok, reason = cuda_status()
     if not ok:
-        raise RuntimeError(f"TensorRT needs an NVIDIA GPU with CUDA; none found: {reason}")
+        raise RuntimeError(f"{who} an NVIDIA GPU with CUDA; none found: {reason}")
     ok, reason = tensorrt_status()
     if not ok:
-        raise RuntimeError(f"TensorRT backend unavailable: {reason}")
+        raise RuntimeError(f"{who} the tensorrt Python package (>= {MIN_TENSORRT_MAJOR}): {reason}")
     import tensorrt as trt
 
     return trt
@@ -378,7 +381,7 @@ class TensorRTSession:
                 raise ModelError(f"{self.path}: engine header says {key} {self.description.get(key)!r}, "
                                  f"expected {want!r}")
         self.name = name or self.description.get("name") or self.path.stem
-        trt = _require_tensorrt()
+        trt = require_tensorrt()
         self._trt = trt
         self._cuda = cuda_buffer_library(device_id, cuda_library)
         self.cuda_library = self._cuda.library
