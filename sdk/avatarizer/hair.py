@@ -53,7 +53,8 @@ __all__ = [
     "shape_descriptor", "head_frame", "hair_attributes_from_params", "decode_attributes",
     "model_thresholds", "public_attributes",
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
-    "drawn_hair_colour", "hair_colour_class_of", "age_lines", "hair_colour_features", "hair_region", "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
+    "drawn_hair_colour", "hair_colour_class_of", "age_lines", "hair_colour_features", "hair_region",
+    "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
     "FAMILIES",
 ]
