@@ -93,3 +93,32 @@ def test_report_findings_call_a_tie_when_the_interval_holds_zero(monkeypatch):
     # without intervals the sign decides
     lines = R._findings(M)
     assert any(" beats direct regression on render_lpips" in x for x in lines)
+
+
+def test_hair_class_reads_against_labels_beside_the_photos(tmp_path):
+    import json
+
+    from avatarizer import prior as P
+    from avatarizer import schema as S
+    from avatarizer_export.evaluate import hair_class_reads
+
+    def rec(name, colour, bald=0.0):
+        return {"file": name, "faces": [{"faceAttributes": {
+            "hair": {"bald": bald, "invisible": False, "hairColor": [{"color": colour, "confidence": 0.9}]},
+            "glasses": "NoGlasses", "facialHair": {"beard": 0, "moustache": 0}, "accessories": [],
+            "age": 30, "gender": "female"}}]}
+
+    (tmp_path / "attributes.jsonl").write_text("\n".join(json.dumps(r) for r in (
+        rec("a.jpg", "blond"), rec("b.jpg", "blond"), rec("c.jpg", "black"), rec("d.jpg", "brown", bald=0.9))))
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]
+    files = {n: tmp_path / n for n in names}
+    params = np.tile(S.default(), (5, 1))
+    params[:, S.index("hair_style.layers")] = 1.0
+    for i, col in enumerate(("blond", "brown", "black", "brown", "blond")):
+        for c, v in zip("rgb", P.HAIR_COLORS[col]):
+            params[i, S.index(f"hair_front.{c}")] = v
+    out = hair_class_reads(names, files, params)
+    # d is bald and e has no label: left out; a reads blond, b (labelled blond) reads brown
+    assert out["blond"] == "1/2" and out["black"] == "1/1" and "brown" not in out
+    assert out["balanced_accuracy"] == 0.75
+    assert hair_class_reads(names, {n: tmp_path / "elsewhere" / n for n in names}, params) == {}

@@ -88,17 +88,18 @@ def shipped_estimator(method: str) -> str:
     return est
 
 
-def shipped_faces(files: list[Path], progress: bool = True, estimator: str = "auto") -> np.ndarray:
-    """The face slice of what ships: each photo through ``Avatarizer()`` (image
-    mode, the shipped model files, the runtime's own alignment and
-    preprocessing; ``estimator`` as ``Avatarizer(estimator=...)``). NaN rows
-    where the SDK finds no face."""
+def shipped_params(files: list[Path], progress: bool = True, estimator: str = "auto") -> np.ndarray:
+    """What ships, all 629 parameters (face, the hair stage's hair and
+    accessories, age lines): each photo through ``Avatarizer()`` (image mode,
+    the shipped model files, the runtime's own alignment and preprocessing;
+    ``estimator`` as ``Avatarizer(estimator=...)``). NaN rows where the SDK
+    finds no face."""
     from tqdm import tqdm
 
     from avatarizer import Avatarizer
     from avatarizer.imageio import load_image
 
-    out = np.full((len(files), schema.FACE.stop - schema.FACE.start), np.nan, np.float32)
+    out = np.full((len(files), schema.PARAM_COUNT), np.nan, np.float32)
     with Avatarizer(max_faces=1, estimator=estimator) as av:
         for i, f in enumerate(tqdm(files, desc=f"shipped ({av.estimator})", disable=not progress)):
             try:
@@ -106,7 +107,7 @@ def shipped_faces(files: list[Path], progress: bool = True, estimator: str = "au
             except ValueError:
                 a = None
             if a is not None:
-                out[i] = a.params[schema.FACE]
+                out[i] = a.params
     return out
 
 
@@ -240,16 +241,19 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
             if method == "artist":
                 preds = gts
             else:
-                if method.split(":")[0] == "shipped":
-                    face = shipped_faces([files_by_name[n] for n in names], progress, shipped_estimator(method))
-                else:
-                    face = TorchPredictor(method)(crops) if len(crops) else np.zeros((0, 483), np.float32)
                 preds = gts.copy()
-                ok = np.isfinite(face).all(1)
-                preds[ok, schema.FACE] = face[ok]  # a photo the SDK finds no face in keeps no avatar
+                if method.split(":")[0] == "shipped":
+                    # the whole avatar that ships: its face, hair and accessories
+                    full = shipped_params([files_by_name[n] for n in names], progress, shipped_estimator(method))
+                    ok = np.isfinite(full).all(1)
+                    preds[ok] = full[ok]
+                else:  # a trained face model: its face slice with the artist's hair and accessories
+                    face = TorchPredictor(method)(crops) if len(crops) else np.zeros((0, 483), np.float32)
+                    ok = np.isfinite(face).all(1)
+                    preds[ok, schema.FACE] = face[ok]
                 preds = schema.clip(preds)
                 if not ok.all():
-                    preds[~ok] = np.nan
+                    preds[~ok] = np.nan  # a photo the SDK finds no face in keeps no avatar
             imgs = np.stack([avatarizer.render(p, M.RENDER_SIZE, background="white") if np.isfinite(p).all()
                              else np.full((M.RENDER_SIZE, M.RENDER_SIZE, 4), 255, np.uint8) for p in preds])
             r3 = np.full((len(preds), 478, 3), np.nan, np.float32)
@@ -274,6 +278,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
             if hv:
                 hcol = preds_ok[hv][:, [schema.index(f"hair_front.{c}") for c in "rgb"]]
                 out["hair_delta_e"] = float(np.mean(M.delta_e(np.stack([hairs[i] for i in hv]), hcol)))
+            reads = hair_class_reads(names, files_by_name, preds_ok)
+            if reads:
+                out["hair_colour_reads"] = reads
             if method != "artist":
                 if lp is None:
                     from .lpips import LPIPS
@@ -355,6 +362,45 @@ def _labels_beside(folder: Path) -> dict[str, dict]:
             continue
         g = {"NoGlasses": "none", "ReadingGlasses": "clear", "Sunglasses": "sun", "SwimmingGoggles": "sun"}
         out[rec["file"]] = {"age": fa.get("age"), "glasses": g.get(fa.get("glasses"))}
+    return out
+
+
+def hair_class_reads(names: list[str], files_by_name: dict, params: np.ndarray) -> dict:
+    """How the drawn hair colour reads (``hair.hair_colour_class_of``: its
+    nearest palette colour) against the hair colour label of the photos that
+    have one (an ``attributes.jsonl`` beside them, ffhq128-labelled format;
+    bald and unlabelled hair left out): per class ``"k/n"`` and the balanced
+    accuracy; {} when no photo is labelled."""
+    from avatarizer import hair as HR
+
+    from .attributes import _ffhq_targets
+
+    labels: dict[Path, dict] = {}
+    truth, read = [], []
+    for i, n in enumerate(names):
+        folder = files_by_name[n].parent
+        if folder not in labels:
+            labels[folder] = {}
+            path = folder / "attributes.jsonl"
+            if path.is_file():
+                for line in path.read_text().splitlines():
+                    try:
+                        rec = json.loads(line)
+                        labels[folder][rec["file"]] = _ffhq_targets(rec["faces"][0]["faceAttributes"])
+                    except (ValueError, KeyError, IndexError, TypeError):
+                        continue
+        t = labels[folder].get(n)
+        if t is None or t["hair_colour"] < 0 or t["bald"] or params[i, schema.index("hair_style.layers")] <= 0:
+            continue
+        rgb = params[i, [schema.index(f"hair_front.{c}") for c in "rgb"]]
+        truth.append(t["hair_colour"])
+        read.append(HR.HAIR_COLOURS.index(HR.hair_colour_class_of(rgb)))
+    if not truth:
+        return {}
+    truth, read = np.array(truth), np.array(read)
+    out = {c: f"{int((read[truth == k] == k).sum())}/{int((truth == k).sum())}"
+           for k, c in enumerate(HR.HAIR_COLOURS) if (truth == k).any()}
+    out["balanced_accuracy"] = round(float(M.balanced_accuracy(truth, read)), 4)
     return out
 
 
