@@ -301,3 +301,38 @@ def test_logistic_fit_converges():
     grad = ((p - np.eye(3)[y]) * cw[:, None]).T @ z + reg * w
     assert np.abs(grad[1:]).max() < 1e-4, np.abs(grad[1:]).max()
     assert np.mean(p.argmax(1) == y) > 0.8
+
+
+def test_hybrid_draws_the_glasses_the_artist_finds():
+    """H misses most clear glasses; the hybrid also draws the artist's own
+    glasses decision (frame, tint, transparency cues) where H draws none."""
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    from avatarizer import Avatarizer
+    from avatarizer.align import FaceAligner
+    from avatarizer.artist import crop_valid_mask
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conftest import need_shared
+
+    path = need_shared("data", "faces", "ffhq128-labelled", "69043.jpg")  # clear glasses (labelled)
+    photo = np.asarray(Image.open(path).convert("RGB"))
+    art = AutoArtist()
+    with FaceAligner() as al:
+        face = al.align(photo)
+    size = art.style.crop_size
+    kw = dict(valid=crop_valid_mask(face, size), landmarks3d=face.landmarks)
+    plain, _ = art.fit_geometry_skin(face.canonical, face.crop(size), **kw)
+    withg, _ = art.fit_geometry_skin(face.canonical, face.crop(size), glasses=True, **kw)
+    t = S.index("glasses.type")
+    assert plain[t] == 0 and withg[t] == 1
+    np.testing.assert_array_equal(np.delete(plain, np.flatnonzero([n.startswith("glasses.") for n in S.NAMES])),
+                                  np.delete(withg, np.flatnonzero([n.startswith("glasses.") for n in S.NAMES])))
+    with Avatarizer() as av:
+        if av.estimator != "hybrid":
+            pytest.skip(f"estimator {av.estimator!r}")
+        a = av.from_frame(photo)
+    assert a.params[t] == 1

@@ -84,8 +84,8 @@ class AutoArtist:
         return LM.exaggerate(geo, st.exaggeration) if st.exaggeration != 1.0 else geo
 
     def fit_geometry_skin(self, canonical: np.ndarray, crop: np.ndarray, *, valid: np.ndarray | None = None,
-                          landmarks3d: np.ndarray | None = None,
-                          frontal: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                          landmarks3d: np.ndarray | None = None, frontal: np.ndarray | None = None,
+                          glasses: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Only the face's drawn geometry (outline, eyes, irises, brows, nose,
         lips; :func:`geometry_mask`) as :meth:`fit_landmarks` draws it, and
         the skin colour as the artist measures it (the upper cheeks, specular
@@ -93,12 +93,17 @@ class AutoArtist:
         colours, shading, hair or accessories: ((629,) float32 with the
         defaults elsewhere, skin RGB in [0, 1] or None when the cheeks are not
         in the crop). The skin-derived colours (:func:`skin_mask`) are set
-        when the skin is found. The runtime's hybrid estimator takes these
-        from here and the rest of the face from the learned model."""
+        when the skin is found. With ``glasses`` the artist's glasses decision
+        (its fitted detector over the photo's frame, tint and transparency
+        cues) also fills the ``glasses`` feature. The runtime's hybrid
+        estimator takes these from here and the rest of the face from the
+        learned model."""
         p, lm, g = self._geometry(canonical, crop, None, valid, landmarks3d, frontal, S.default())
         skin = colour.measured_skin(self.style, g["photo"], lm, g)
         if skin is not None and np.isfinite(skin).all():
             P.set_skin_colours(p, skin, neck=colour.NECK)
+            if glasses:
+                accessories.glasses(self.style, p, lm, g, g["photo"], {"skin": skin})
         else:
             skin = None
         return S.clip(p), skin

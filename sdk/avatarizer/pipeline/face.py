@@ -278,6 +278,10 @@ class ModelFaceEstimator(FaceEstimator):
         self.sessions = []
 
 
+#: the parameter indices of the ``glasses`` feature
+GLASSES = np.array([i for i, n in enumerate(schema.NAMES) if n.startswith("glasses.")])
+
+
 class HybridFaceEstimator(ModelFaceEstimator):
     """Appearance from the shipped model, geometry from the landmarks (see the module doc)."""
 
@@ -304,15 +308,16 @@ class HybridFaceEstimator(ModelFaceEstimator):
         if len(self._geo_x) != len(self._geo_y) or len(self._other_x) != len(self._other_y):
             raise ModelError("schema: x and y coordinates of the face geometry do not pair up")
 
-    def geometry(self, face) -> tuple[np.ndarray, bool]:
+    def geometry(self, face) -> tuple[np.ndarray, bool, np.ndarray]:
         """((483,) the face slice the artist draws from ``face``'s landmarks:
-        geometry and skin-derived colours, whether the skin was measured)."""
+        geometry and skin-derived colours, whether the skin was measured,
+        (12,) the ``glasses`` feature the artist draws from the photo's cues)."""
         from ..artist.photo import crop_valid_mask
 
         size = self.geo_size
         p, skin = self.artist.fit_geometry_skin(face.canonical, face.crop(size), valid=crop_valid_mask(face, size),
-                                                landmarks3d=face.landmarks)
-        return p[schema.FACE], skin is not None
+                                                landmarks3d=face.landmarks, glasses=True)
+        return p[schema.FACE], skin is not None, p[GLASSES]
 
     def estimate(self, faces, state: FrameState) -> np.ndarray:
         out = super().estimate(faces, state)
@@ -320,7 +325,7 @@ class HybridFaceEstimator(ModelFaceEstimator):
             return out
         with state.timer("map_decode"):
             for i, f in enumerate(faces):
-                geo, has_skin = self.geometry(f.aligned)
+                geo, has_skin, f.artist_glasses = self.geometry(f.aligned)
                 row = out[i]
                 if has_skin:  # the skin as measured on the lit cheek (else the model's)
                     row[self._skin] = geo[self._skin]

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import schema
 from .base import Stage
+from .face import GLASSES
 from .state import FrameState
 
 HAIR_DIM = schema.HAIR.stop - schema.HAIR.start
@@ -63,7 +64,8 @@ class HairStage(Stage):
                 folder = getattr(options.manifest, "folder", options.models_dir)
                 self.reason = f"{folder} has no 'attributes' model: the auto-artist's hair is used"
 
-    def _retrieve(self, face, face_slice: np.ndarray) -> tuple[np.ndarray, dict]:
+    def _retrieve(self, face, face_slice: np.ndarray, artist_glasses: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, dict]:
         from .. import hair as H
         from ..artist import crop_valid_mask
 
@@ -80,6 +82,10 @@ class HairStage(Stage):
         base[schema.FACE] = face_slice
         full = H.merge(base, self.bank.entry(idx), FALLBACK_HAIR_RGB if rgb is None else rgb, attrs,
                        thresholds=self.draw)
+        if (artist_glasses is not None and not attrs["glasses_type"]
+                and artist_glasses[0] >= 0.5):  # glasses.type: 1 clear, 2 sunglasses
+            # H missed glasses the artist's frame, tint and transparency cues find
+            full[GLASSES] = artist_glasses
         return full, attrs
 
     def run(self, state: FrameState) -> None:
@@ -94,7 +100,7 @@ class HairStage(Stage):
                     if hit is not None and 0 <= now - hit[0] < VIDEO_REFRESH_MS:
                         full, attributes = hit[1], hit[2]
                     else:
-                        full, attributes = self._retrieve(f.aligned, f.face_params)
+                        full, attributes = self._retrieve(f.aligned, f.face_params, f.artist_glasses)
                         if cache is not None:
                             cache[i] = (now, full, attributes)
                 else:

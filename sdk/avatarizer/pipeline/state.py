@@ -26,6 +26,9 @@ class Face:
     face_params         face      (483,) float32: the face slice
     artist_params       face      (629,) the auto-artist's whole fit, when the
                                   artist estimated the face (its hair is used)
+    artist_glasses      face      (12,) the ``glasses`` feature the artist
+                                  draws from the photo's own cues (hybrid
+                                  estimator), or None
     hair_params         hair      (80,) float32: the hair slice
     accessory_params    hair      (66,) float32: the accessories slice
     attributes          hair      the attribute regressor's decoded output
@@ -41,13 +44,14 @@ class Face:
     aligned: Any
     face_params: np.ndarray | None = None
     artist_params: np.ndarray | None = None
+    artist_glasses: np.ndarray | None = None
     hair_params: np.ndarray | None = None
     accessory_params: np.ndarray | None = None
     attributes: dict | None = None
     params: np.ndarray | None = None
 
     #: the fields the identity networks (face and hair stages) fill
-    IDENTITY = ("face_params", "artist_params", "hair_params", "accessory_params", "attributes")
+    IDENTITY = ("face_params", "artist_params", "artist_glasses", "hair_params", "accessory_params", "attributes")
 
     def __getattr__(self, name: str):
         if name == "aligned" or name.startswith("__"):
