@@ -180,7 +180,7 @@ def attributes_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: in
 
     from PIL import Image
 
-    from avatarizer import Avatarizer
+    from avatarizer import Avatarizer, schema
     from avatarizer.gallery import contact_sheet
 
     from .attributes import _ffhq_targets
@@ -203,7 +203,9 @@ def attributes_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: in
                      "beard": t["beard"] > 0}
             drawn = {"glasses": False, "sunglasses": False, "headwear": False, "beard": False}
             if a is not None:
-                drawn = {"glasses": a["glasses"]["value"] == "reading", "sunglasses": a["glasses"]["value"] == "sunglasses",
+                # glasses as drawn (the hybrid adds the artist's where H draws none); the rest as H decided
+                gtype = int(round(float(avatar.params[schema.index("glasses.type")])))
+                drawn = {"glasses": gtype == 1, "sunglasses": gtype == 2,
                          "headwear": a["headwear"]["value"], "beard": a["beard"]["value"]}
             for k in invented:
                 # a pair of glasses drawn as the other kind is neither invented nor missed glasses
