@@ -170,13 +170,15 @@ def precision_threshold(prob: np.ndarray, truth: np.ndarray, precision: float) -
     return float(prob[order][ok[-1]])
 
 
-def oof(x: np.ndarray, y: np.ndarray, k: int, folds: int = 5, seed: int = 0) -> np.ndarray:
+def oof(x: np.ndarray, y: np.ndarray, k: int, folds: int = 5, seed: int = 0, l2: float = 1.0) -> np.ndarray:
+    """Out-of-fold class probabilities of :func:`fit_logistic` (L2 weight
+    ``l2``) over ``folds`` random folds (``seed``)."""
     rng = np.random.default_rng(seed)
     fold = rng.permutation(len(y)) % folds
     out = np.zeros((len(y), k))
     for f in range(folds):
         tr, te = fold != f, fold == f
-        out[te] = predict(fit_logistic(x[tr], y[tr], k), x[te])
+        out[te] = predict(fit_logistic(x[tr], y[tr], k, l2=l2), x[te])
     return out
 
 
@@ -274,15 +276,6 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     return doc
 
 
-def _oof_l2(x, y, k, l2, folds=5, seed=0):
-    fold = np.random.default_rng(seed).permutation(len(y)) % folds
-    out = np.zeros((len(y), k))
-    for f in range(folds):
-        tr, te = fold != f, fold == f
-        out[te] = predict(fit_logistic(x[tr], y[tr], k, l2=l2), x[te])
-    return out
-
-
 def _fit_hair_colour(feats: dict, labels: dict, held: np.ndarray) -> tuple[dict, dict]:
     """The hair-colour classifier (black, brown, blond, red, gray) over the
     colour statistics of the SDK's hair region (``avatarizer.hair``), L2
@@ -298,7 +291,7 @@ def _fit_hair_colour(feats: dict, labels: dict, held: np.ndarray) -> tuple[dict,
     y = np.array([labels[n]["hair_colour"] for n in feats["names"]])
     ok = (y >= 0) & np.isfinite(x).all(1) & np.isfinite(np.asarray(feats["hair_rgb"], np.float64)).all(1)
     tr, te = ok & ~held, ok & held
-    cv = {l2: float(np.mean([balanced_accuracy(y[tr], _oof_l2(x[tr], y[tr], k, l2, seed=s).argmax(1), k)
+    cv = {l2: float(np.mean([balanced_accuracy(y[tr], oof(x[tr], y[tr], k, seed=s, l2=l2).argmax(1), k)
                              for s in range(3)])) for l2 in HAIR_L2}
     l2 = max(cv, key=cv.get)
     rgb = np.asarray(feats["hair_rgb"], np.float64)  # the SDK's sampled colour (hair.sample_hair_rgb)
@@ -312,7 +305,7 @@ def _fit_hair_colour(feats: dict, labels: dict, held: np.ndarray) -> tuple[dict,
     # colours read as the labelled class with the best balanced accuracy
     # among those that keep the plain accuracy of the colours as sampled (the
     # rare blond, red and grey heads gain without brown heads paying for it)
-    po = np.mean([_oof_l2(x[tr], y[tr], k, l2, seed=s) for s in range(3)], 0)
+    po = np.mean([oof(x[tr], y[tr], k, seed=s, l2=l2) for s in range(3)], 0)
     base = float(np.mean(np.array([HAIR_COLOURS.index(HR.hair_colour_class_of(c)) for c in rgb[tr]]) == y[tr]))
     gate = {}
     for mp in HAIR_MIN_PROB:
