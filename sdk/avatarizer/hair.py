@@ -53,7 +53,8 @@ __all__ = [
     "shape_descriptor", "head_frame", "hair_attributes_from_params", "decode_attributes",
     "model_thresholds", "public_attributes",
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
-    "drawn_hair_colour", "hair_colour_class_of", "age_lines", "hair_colour_features", "hair_region",
+    "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
+    "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
     "FAMILIES",
@@ -522,11 +523,21 @@ def hair_colour(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray | No
     raw = _robust_hair_median(px)
     if raw is None:
         return None, None
+    return hair_colour_of_class(raw, px, rgb.shape[0] * rgb.shape[1])
+
+
+def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int) -> tuple[np.ndarray, dict | None]:
+    """(``raw``, a hair colour sampled from the photo, drawn as the class
+    the classifier reads in the hair region's pixels ``px``; its class
+    probabilities): :func:`drawn_hair_colour` at the fitted gate, or ``raw``
+    as it is when the region covers less than :data:`HAIR_CLASS_MIN_AREA` of
+    the crop's ``crop_pixels``. The SDK's hair stage and the auto-artist
+    both draw their hair colour through this."""
     # the classifier's statistics are percentiles: an even subsample of at
     # most HAIR_FEATURE_PIXELS pixels gives them within a fraction of a unit
     step = max(1, len(px) // HAIR_FEATURE_PIXELS)
     probs = hair_colour_probs(px[::step])
-    if len(px) < HAIR_CLASS_MIN_AREA * rgb.shape[0] * rgb.shape[1]:
+    if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels:
         return raw, probs  # too little hair to read a class from: the colour as sampled
     return drawn_hair_colour(raw, probs, min_prob=hair_colour_gate()), probs
 

@@ -273,10 +273,8 @@ def hair(st, p, lm, g, photo: Photo, col):
         from .. import hair as HR
 
         px = photo.rgb[HR.hair_region(photo.size, photo.hair, lm, photo.valid)]
-        probs = HR.hair_colour_probs(px)
-        if len(px) >= HR.HAIR_CLASS_MIN_AREA * photo.size ** 2:
-            hair = HR.drawn_hair_colour(hair, probs, min_prob=HR.hair_colour_gate()).astype(np.float64)
-        g["hair_colour_probs"] = probs
+        hair, g["hair_colour_probs"] = HR.hair_colour_of_class(hair, px, photo.size ** 2)
+        hair = np.asarray(hair, np.float64)
     col["hair"] = hair
     fam, volume, info = hair_style(st, lm, g, hm, photo)
     part = part_side(hm, g)
