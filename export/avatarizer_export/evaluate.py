@@ -350,6 +350,12 @@ def photo_groups(files: list[Path], skins: np.ndarray) -> dict[str, list[str | N
 
 
 def _labels_beside(folder: Path) -> dict[str, dict]:
+    """Per file name, the labels of an ``attributes.jsonl`` in ``folder``
+    (ffhq128-labelled format): ``age``, ``glasses`` ("none", "clear", "sun"),
+    ``hair_colour`` (index into ``hair.HAIR_COLOURS``, -1 unlabelled) and
+    ``bald``; {} without the file."""
+    from .attributes import _ffhq_targets
+
     path = folder / "attributes.jsonl"
     if not path.is_file():
         return {}
@@ -361,7 +367,9 @@ def _labels_beside(folder: Path) -> dict[str, dict]:
         except (ValueError, KeyError, IndexError, TypeError):
             continue
         g = {"NoGlasses": "none", "ReadingGlasses": "clear", "Sunglasses": "sun", "SwimmingGoggles": "sun"}
-        out[rec["file"]] = {"age": fa.get("age"), "glasses": g.get(fa.get("glasses"))}
+        t = _ffhq_targets(fa)
+        out[rec["file"]] = {"age": fa.get("age"), "glasses": g.get(fa.get("glasses")),
+                            "hair_colour": t["hair_colour"], "bald": t["bald"]}
     return out
 
 
@@ -373,22 +381,12 @@ def hair_class_reads(names: list[str], files_by_name: dict, params: np.ndarray) 
     accuracy; {} when no photo is labelled."""
     from avatarizer import hair as HR
 
-    from .attributes import _ffhq_targets
-
     labels: dict[Path, dict] = {}
     truth, read = [], []
     for i, n in enumerate(names):
         folder = files_by_name[n].parent
         if folder not in labels:
-            labels[folder] = {}
-            path = folder / "attributes.jsonl"
-            if path.is_file():
-                for line in path.read_text().splitlines():
-                    try:
-                        rec = json.loads(line)
-                        labels[folder][rec["file"]] = _ffhq_targets(rec["faces"][0]["faceAttributes"])
-                    except (ValueError, KeyError, IndexError, TypeError):
-                        continue
+            labels[folder] = _labels_beside(folder)
         t = labels[folder].get(n)
         if t is None or t["hair_colour"] < 0 or t["bald"] or params[i, schema.index("hair_style.layers")] <= 0:
             continue
