@@ -45,8 +45,8 @@ def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
     discs, where skin is rarely covered (the forehead has fringes and hats,
     the nose highlights). Under even light both cheeks count; as they differ
     in lightness (side light) the estimate moves to the brighter cheek, so
-    the shadow side never darkens the skin. Forehead and nose only stand in when the cheeks
-    are not in the photo."""
+    the shadow side never darkens the skin. Forehead and nose only stand in
+    when the cheeks are not in the photo."""
     lo_pc, hi_pc = st.skin_percentiles
     cheeks = [_matte(photo.region_pixels(discs=[d])) for d in discs]
     meds = [robust_median(px, lo_pc, hi_pc) if len(px) >= 8 else None for px in cheeks]

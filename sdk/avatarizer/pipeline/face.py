@@ -34,8 +34,10 @@ Two interchangeable estimators implement :class:`FaceEstimator`:
   :func:`avatarizer.artist.core.geometry_mask`) and the artist's skin
   measurement (the lit upper cheek, :func:`avatarizer.artist.core.skin_mask`;
   the model's skin where the cheeks are not in the crop). The landmarks exist
-  anyway (alignment computes them); this pass is booked in ``map_decode``. The model's other points (its shading) follow the
-  landmark geometry by the affine map between the two drawings. It keeps the
+  anyway (alignment computes them); this pass is booked in ``map_decode``.
+  The model's other points (its shading) follow the landmark geometry by
+  the affine map between the two drawings; the artist's glasses decision is
+  kept for the hair stage (``Face.artist_glasses``). It keeps the
   artist's likeness where the model regresses to the mean
   (``docs/report``), so it is what ``"auto"`` picks when the model ships.
 
