@@ -229,19 +229,21 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(hairbank, "build_bank", rec("hairbank"))
     monkeypatch.setattr(report, "write_report", rec("report"))
     monkeypatch.setattr(ship, "export", rec("ship"))
+    monkeypatch.setattr(detectors, "fit_glasses_fusion", rec("fusion"))
     pipeline.STAGES.clear()
     stages = pipeline.run_all(shared, cache, steps_scale=0.5)
     names = [c[0] for c in calls]
     assert names[:5] == ["data", "data", "detectors", "data", "data"]
     assert [c[1][0] for c in calls if c[0] == "data"] == ["align", "meanface", "pairs", "avatars"]
-    assert names.count("train") == 14 and names[-3:] == ["hairbank", "report", "ship"]
+    # the glasses fusion reads the shipped H: after shipping
+    assert names.count("train") == 14 and names[-4:] == ["hairbank", "report", "ship", "fusion"]
     for name, a, kw in calls:  # one cache folder everywhere
         assert cache in (*a, kw.get("cache")), (name, a, kw)
     trains = [c for c in calls if c[0] == "train"]
     assert all(kw["steps_scale"] == 0.5 for _, _, kw in trains)
     assert ("mapper", {"finetune": "mapper_full"}) in [(a[0], {k: v for k, v in kw.items() if k == "finetune"})
                                                        for _, a, kw in trains]
-    assert ship.export.__name__ == "<lambda>" and calls[-1][1][0] == "ship"
+    assert ship.export.__name__ == "<lambda>" and calls[-2][1][0] == "ship"
     assert set(stages) >= {"data align", "train mapper", "ship"}
 
     def boom(*a, **kw):

@@ -206,6 +206,10 @@ def main_detectors(args) -> int:
     if not lab_path.is_file():
         print(f"avatarizer-export detectors: {lab_path} not found", file=sys.stderr)
         return 1
+    if args.fusion:
+        fit_glasses_fusion(shared, cache_dir(args.cache), precision=args.precision,
+                           out=Path(args.out) if args.out else None, quiet=args.quiet)
+        return 0
     fit(shared, cache_dir(args.cache), precision=args.precision, out=Path(args.out) if args.out else None,
         quiet=args.quiet)
     return 0
@@ -334,6 +338,126 @@ def _fit_hair_colour(feats: dict, labels: dict, held: np.ndarray) -> tuple[dict,
     return model, report
 
 
+#: L2 weights tried for the glasses fusion (5-fold out-of-fold log loss on the training photos)
+FUSION_L2 = (1.0, 3.0, 10.0)
+FUSION_OUT = ROOT / "sdk" / "avatarizer" / "data" / "glasses_fusion.json"
+
+
+def fusion_inputs(folder: Path, names: list[str], progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Runs the SDK (``Avatarizer()``, the shipped models, image mode) on each
+    photo and returns ((n, 10) fusion inputs: the artist's glasses cues and
+    the log of H's glasses probabilities, as the runtime computes them;
+    (n,) bool: a face with cues was found; the attribute model's manifest
+    entry as {"name", "version", "sha256"})."""
+    from avatarizer import Avatarizer
+    from avatarizer.glasses import N_CUES, fusion_features
+    from avatarizer.imageio import load_image
+
+    x = np.zeros((len(names), N_CUES + 3))
+    ok = np.zeros(len(names), bool)
+    with Avatarizer() as av:
+        if av.estimator != "hybrid":
+            raise RuntimeError(f"the glasses fusion needs the hybrid estimator (shipped models), got {av.estimator!r}")
+        entry = av._pipeline.resolved.attributes_entry
+        if entry is None:
+            raise RuntimeError("the glasses fusion needs the attribute model (role 'attributes')")
+        info = {"name": entry.name, "version": str(entry.raw.get("version")), "sha256": entry.sha256}
+        for i, n in enumerate(names):
+            state = av.run(load_image(folder / n))
+            f = state.faces[0] if state.faces else None
+            if f is not None and f.glasses_cues is not None and f.attributes is not None:
+                a = f.attributes
+                x[i] = fusion_features(f.glasses_cues["glasses"], a.get("glasses_probs_model", a["glasses_probs"]))
+                ok[i] = True
+            if progress and (i + 1) % 50 == 0:
+                print(f"detectors: fusion inputs {i + 1}/{len(names)}", file=sys.stderr, flush=True)
+    return x, ok, info
+
+
+def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: float = 0.9,
+                       out: Path | None = None, quiet: bool = False) -> dict:
+    """Fits the hybrid's glasses decision (``avatarizer.glasses``): a
+    3-class logistic model over the artist's cues and H's probabilities, on
+    the labelled training photos run through the shipped SDK, L2 by 5-fold
+    out-of-fold log loss, thresholds for ``precision`` on the out-of-fold
+    probabilities; scores the held-out photos once (with each source
+    refitted alone beside it, the same way);
+    writes ``sdk/avatarizer/data/glasses_fusion.json`` (or ``out``) and
+    returns the document. Run it again whenever H or the artist's glasses
+    cues change: the SDK uses the file only with the H version it names.
+    With ``cache`` the runtime's inputs are kept there
+    (``glasses_fusion_inputs.npz``, keyed by H's sha256 and the artist's
+    source) for a quick refit."""
+    folder = Path(shared) / "data" / "faces" / "ffhq128-labelled"
+    lab_path = folder / "attributes.jsonl"
+    if not lab_path.is_file():
+        raise FileNotFoundError(f"{lab_path} not found: the glasses fusion is fitted on the labelled photos")
+    t0 = time.time()
+    labels = labels_of(lab_path)
+    names = sorted(labels)
+    store = Path(cache) / "glasses_fusion_inputs.npz" if cache is not None else None
+    from avatarizer.pipeline.config import attributes_entry
+    from avatarizer.runtime import Manifest
+
+    entry = attributes_entry(Manifest.load())
+    key = f"{entry.sha256 if entry is not None else None}:{_cue_key()}:{len(names)}"
+    if store is not None and store.exists() and str(np.load(store)["key"]) == key:
+        z = np.load(store)
+        x, ok, info = z["x"], z["ok"], json.loads(str(z["info"]))
+    else:
+        x, ok, info = fusion_inputs(folder, names, progress=not quiet)
+        if store is not None:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(store, key=key, x=x, ok=ok, info=json.dumps(info))
+    y = np.array([labels[n]["glasses"] for n in names])
+    held = np.array([is_heldout(f"ffhq128-labelled/{n}") for n in names])
+    tr = ~held & ok
+    xt, yt = x[tr], y[tr]
+
+    def log_loss(l2):
+        po = oof(xt, yt, 3, l2=l2)
+        return float(-np.mean(np.log(np.clip(po[np.arange(len(yt)), yt], 1e-9, 1))))
+
+    losses = {l2: log_loss(l2) for l2 in FUSION_L2}
+    l2 = min(losses, key=losses.get)
+    po = oof(xt, yt, 3, l2=l2)
+    th = {"clear": precision_threshold(po[:, 1], (yt == 1).astype(float), precision),
+          "sun": precision_threshold(po[:, 2], (yt == 2).astype(float), precision)}
+    model = fit_logistic(xt, yt, 3, l2=l2)
+
+    def decide(p, t):
+        return np.where(p[:, 2] >= t["sun"], 2, np.where(p[:, 1] >= t["clear"], 1, 0))
+
+    def score(pred, m):
+        yy, pp = y[m], pred[m]
+        return {"photos": int(m.sum()), "type_right": round(float(np.mean(pp == yy)), 3),
+                "balanced_accuracy": round(balanced_accuracy(yy, pp, 3), 3),
+                "found": f"{int(((pp > 0) & (yy > 0)).sum())}/{int((yy > 0).sum())}",
+                "invented": int(((pp > 0) & (yy == 0)).sum())}
+
+    hm = held & ok
+    # beside it, on the same held-out photos: each source refitted alone, the same way
+    alone = {}
+    for label, cols in (("artist_cues_alone", slice(0, 7)), ("attribute_model_alone", slice(7, 10))):
+        m_ = fit_logistic(xt[:, cols], yt, 3, l2=l2)
+        p_ = oof(xt[:, cols], yt, 3, l2=l2)
+        t_ = {"clear": precision_threshold(p_[:, 1], (yt == 1).astype(float), precision),
+              "sun": precision_threshold(p_[:, 2], (yt == 2).astype(float), precision)}
+        alone[label] = score(decide(predict(m_, x[:, cols]), t_), hm)
+    doc = {"format": 1, "attributes_version": info["version"], "attributes_model": info,
+           "fitted_on": f"{int(tr.sum())} training photos of ffhq128-labelled (runtime cues and H outputs)",
+           "precision_target": precision, "l2": l2, "oof_log_loss": {f"{k:g}": round(v, 4) for k, v in losses.items()},
+           "model": {k: np.asarray(v).tolist() for k, v in model.items()}, "thresholds": th,
+           "heldout": {"fused": score(decide(predict(model, x), th), hm), **alone,
+                       "faces_missing": int((held & ~ok).sum())},
+           "seconds": round(time.time() - t0, 1)}
+    out = Path(out) if out else FUSION_OUT
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(json.dumps(doc["heldout"]))
+    print(f"wrote {out}")
+    return doc
+
+
 def add_parser(sub):
     p = sub.add_parser("detectors", help="fit the auto-artist's accessory detectors on labelled training photos")
     p.add_argument("--shared", help="the shared folder (default ../shared)")
@@ -341,4 +465,7 @@ def add_parser(sub):
     p.add_argument("--out", help=f"where to write (default {OUT.relative_to(ROOT)})")
     p.add_argument("--cache", help="cache folder (default <repo>/cache): the measured cues are kept there")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--fusion", action="store_true",
+                   help="fit the hybrid's glasses decision (the artist's cues fused with the shipped attribute "
+                        f"model) instead; writes {FUSION_OUT.relative_to(ROOT)} (run after shipping H)")
     p.set_defaults(func=main_detectors)

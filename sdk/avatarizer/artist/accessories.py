@@ -90,7 +90,15 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
     return (bridge, float(min(rims)), tint) if ok else (0.0, 0.0, 1.0)
 
 
-def glasses(st, p, lm, g, photo: Photo, col):
+def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
+    """The artist's glasses: its fitted detector over the photo's cues
+    decides none / clear / sunglasses and draws them. With ``cues`` (a dict)
+    it also leaves the evidence for a caller that decides with more
+    information (the runtime's hybrid fuses it with the attribute model):
+    ``cues["glasses"]`` the cue vector (:func:`glasses_vector`) and
+    ``cues["glasses_shape"]`` the (12,) ``glasses`` feature drawn as clear
+    glasses whatever the artist decided (:func:`set_glasses_kind` turns it
+    into sunglasses or none)."""
     bridge, rim, tint = glasses_scores(st, lm, g, photo, col)
     g["glasses_score"] = (bridge, rim, tint)
     x = glasses_vector(g)
@@ -104,24 +112,50 @@ def glasses(st, p, lm, g, photo: Photo, col):
     else:  # no fitted detector: the conservative hand-set rule
         sun = tint < 0.3 and max(bridge, rim) > 0.06
         clear = bridge > 0.12 and rim > 0.09 and not sun
+    if cues is not None:
+        q = S.default()
+        _glasses_shape(st, q, lm, g, photo, bridge)
+        set_glasses_kind(q, 1)
+        cues["glasses"] = x
+        cues["glasses_shape"] = q[GLASSES].astype(np.float32)
     if clear or sun:
-        p[S.index("glasses.type")] = 2 if sun else 1
-        if sun:
-            set_rgb(p, "glasses", (0.08, 0.09, 0.1), prefix="lens_")
-            p[S.index("glasses.lens_opacity")] = 0.9
-        # frame colour: the darkest pixels of the bridge band
-        ex = photo.to_img(0.5 * (g["eye_l"]["center"] + g["eye_r"]["center"]))
-        px = photo.region_pixels(ex + np.array([(-0.05, -0.12), (0.05, -0.12), (0.05, 0.0), (-0.05, 0.0)]))
-        if len(px) >= 6:
-            y = luma_of(px)
-            fc = np.median(px[y <= np.percentile(y, 15)], 0)
-            set_rgb(p, "glasses", np.clip(fc * 0.8, 0, 1), prefix="frame_")
-        L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
-        ew = 0.5 * abs(L("eye_outer", 0)[0] - L("eye_inner", 0)[0]) * st.eye_scale
-        p[S.index("glasses.lens_w")] = float(np.clip(ew * 1.15, 0.08, 0.18))
-        p[S.index("glasses.lens_h")] = float(np.clip(ew * 0.8, 0.05, 0.12))
-        p[S.index("glasses.frame_width")] = float(np.clip(0.006 + 0.04 * (bridge - 0.1), 0.006, 0.02))
-        p[S.index("glasses.roundness")] = 0.5
+        _glasses_shape(st, p, lm, g, photo, bridge)
+        set_glasses_kind(p, 2 if sun else 1)
+
+
+#: the parameter indices of the ``glasses`` feature
+GLASSES = np.array([i for i, n in enumerate(S.NAMES) if n.startswith("glasses.")])
+_LENS = ("glasses.lens_r", "glasses.lens_g", "glasses.lens_b", "glasses.lens_opacity")
+_SUN_LENS = (0.08, 0.09, 0.1, 0.9)
+
+
+def set_glasses_kind(p, kind: int) -> None:
+    """Makes drawn glasses clear (1), sunglasses (2: dark lenses, opacity 0.9)
+    or none (0) in ``p`` -- a whole (629,) vector or a (12,) ``glasses``
+    feature -- keeping their shape and frame."""
+    full = len(p) == S.PARAM_COUNT
+    at = (lambda name: S.index(name)) if full else (lambda name: int(np.flatnonzero(GLASSES == S.index(name))[0]))
+    p[at("glasses.type")] = int(kind)
+    lens = _SUN_LENS if kind == 2 else tuple(S.default()[S.index(n)] for n in _LENS)
+    for name, v in zip(_LENS, lens):
+        p[at(name)] = v
+
+
+def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float) -> None:
+    """Frame colour (the darkest pixels of the bridge band), lens size from
+    the eye width, frame width from the bridge's line strength."""
+    ex = photo.to_img(0.5 * (g["eye_l"]["center"] + g["eye_r"]["center"]))
+    px = photo.region_pixels(ex + np.array([(-0.05, -0.12), (0.05, -0.12), (0.05, 0.0), (-0.05, 0.0)]))
+    if len(px) >= 6:
+        y = luma_of(px)
+        fc = np.median(px[y <= np.percentile(y, 15)], 0)
+        set_rgb(p, "glasses", np.clip(fc * 0.8, 0, 1), prefix="frame_")
+    L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
+    ew = 0.5 * abs(L("eye_outer", 0)[0] - L("eye_inner", 0)[0]) * st.eye_scale
+    p[S.index("glasses.lens_w")] = float(np.clip(ew * 1.15, 0.08, 0.18))
+    p[S.index("glasses.lens_h")] = float(np.clip(ew * 0.8, 0.05, 0.12))
+    p[S.index("glasses.frame_width")] = float(np.clip(0.006 + 0.04 * (bridge - 0.1), 0.006, 0.02))
+    p[S.index("glasses.roundness")] = 0.5
 
 
 def facial_hair_features(st, lm, g, photo: Photo) -> dict:

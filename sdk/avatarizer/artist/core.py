@@ -85,7 +85,8 @@ class AutoArtist:
 
     def fit_geometry_skin(self, canonical: np.ndarray, crop: np.ndarray, *, valid: np.ndarray | None = None,
                           landmarks3d: np.ndarray | None = None, frontal: np.ndarray | None = None,
-                          glasses: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                          glasses: bool = False, cues: dict | None = None
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
         """Only the face's drawn geometry (outline, eyes, irises, brows, nose,
         lips; :func:`geometry_mask`) as :meth:`fit_landmarks` draws it, and
         the skin colour as the artist measures it (the upper cheeks, specular
@@ -95,7 +96,10 @@ class AutoArtist:
         in the crop). The skin-derived colours (:func:`skin_mask`) are set
         when the skin is found. With ``glasses`` the artist's glasses decision
         (its fitted detector over the photo's frame, tint and transparency
-        cues) also fills the ``glasses`` feature. The runtime's hybrid
+        cues) also fills the ``glasses`` feature, and a ``cues`` dict gets the
+        evidence behind it (``accessories.glasses``: the cue vector and the
+        glasses drawn as clear) for a caller that decides with more
+        information. The runtime's hybrid
         estimator takes these from here and the rest of the face from the
         learned model."""
         p, lm, g = self._geometry(canonical, crop, None, valid, landmarks3d, frontal, S.default())
@@ -103,7 +107,7 @@ class AutoArtist:
         if skin is not None and np.isfinite(skin).all():
             P.set_skin_colours(p, skin, neck=colour.NECK)
             if glasses:
-                accessories.glasses(self.style, p, lm, g, g["photo"], {"skin": skin})
+                accessories.glasses(self.style, p, lm, g, g["photo"], {"skin": skin}, cues=cues)
         else:
             skin = None
         return S.clip(p), skin

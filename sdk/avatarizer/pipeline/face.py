@@ -310,16 +310,19 @@ class HybridFaceEstimator(ModelFaceEstimator):
         if len(self._geo_x) != len(self._geo_y) or len(self._other_x) != len(self._other_y):
             raise ModelError("schema: x and y coordinates of the face geometry do not pair up")
 
-    def geometry(self, face) -> tuple[np.ndarray, bool, np.ndarray]:
+    def geometry(self, face) -> tuple[np.ndarray, bool, np.ndarray, dict | None]:
         """((483,) the face slice the artist draws from ``face``'s landmarks:
         geometry and skin-derived colours, whether the skin was measured,
-        (12,) the ``glasses`` feature the artist draws from the photo's cues)."""
+        (12,) the ``glasses`` feature the artist draws from the photo's cues,
+        the evidence behind it (``accessories.glasses``'s ``cues``: the cue
+        vector and the glasses drawn as clear; None without skin))."""
         from ..artist.photo import crop_valid_mask
 
         size = self.geo_size
+        cues: dict = {}
         p, skin = self.artist.fit_geometry_skin(face.canonical, face.crop(size), valid=crop_valid_mask(face, size),
-                                                landmarks3d=face.landmarks, glasses=True)
-        return p[schema.FACE], skin is not None, p[GLASSES]
+                                                landmarks3d=face.landmarks, glasses=True, cues=cues)
+        return p[schema.FACE], skin is not None, p[GLASSES], (cues or None)
 
     def estimate(self, faces, state: FrameState) -> np.ndarray:
         out = super().estimate(faces, state)
@@ -327,7 +330,7 @@ class HybridFaceEstimator(ModelFaceEstimator):
             return out
         with state.timer("map_decode"):
             for i, f in enumerate(faces):
-                geo, has_skin, f.artist_glasses = self.geometry(f.aligned)
+                geo, has_skin, f.artist_glasses, f.glasses_cues = self.geometry(f.aligned)
                 row = out[i]
                 if has_skin:  # the skin as measured on the lit cheek (else the model's)
                     row[self._skin] = geo[self._skin]

@@ -58,14 +58,21 @@ class HairStage(Stage):
                 gates = tuple((name, self.draw.get(name, t), fams) for name, t, fams in H.GATES)
                 self.retriever = H.HairRetriever(self.bank, gates=gates)
                 self.mode = "retrieval"
+                # glasses: H fused with the artist's cues, when fitted with this H
+                from ..glasses import GlassesFusion
+
+                self.fusion = (GlassesFusion.load(entry.raw.get("version"))
+                               if options.estimator_resolved == "hybrid" else None)
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
                                "bank hairstyles")
             else:
                 folder = getattr(options.manifest, "folder", options.models_dir)
                 self.reason = f"{folder} has no 'attributes' model: the auto-artist's hair is used"
 
-    def _retrieve(self, face, face_slice: np.ndarray, artist_glasses: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, dict]:
+    fusion = None
+
+    def _retrieve(self, face, face_slice: np.ndarray, artist_glasses: np.ndarray | None = None,
+                  glasses_cues: dict | None = None) -> tuple[np.ndarray, dict]:
         from .. import hair as H
         from ..artist import crop_valid_mask
 
@@ -78,11 +85,22 @@ class HairStage(Stage):
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
         # the photo's hair colour, drawn so that it reads as its likeliest class
         rgb = H.hair_colour(crop, mask, face.canonical, valid)[0] if mask is not None else None
+        fused = None
+        if self.fusion is not None and glasses_cues is not None:
+            from ..artist.accessories import set_glasses_kind
+            from ..glasses import apply_decision
+
+            kind, probs = self.fusion.decide(glasses_cues["glasses"], attrs["glasses_probs"])
+            apply_decision(attrs, kind, probs)
+            fused = np.array(glasses_cues["glasses_shape"], np.float32)
+            set_glasses_kind(fused, kind)
         base = schema.default()
         base[schema.FACE] = face_slice
         full = H.merge(base, self.bank.entry(idx), FALLBACK_HAIR_RGB if rgb is None else rgb, attrs,
                        thresholds=self.draw)
-        if (artist_glasses is not None and not attrs["glasses_type"]
+        if fused is not None:  # the fused decision, drawn with the artist's frame and lens sizes
+            full[GLASSES] = fused
+        elif (artist_glasses is not None and not attrs["glasses_type"]
                 and artist_glasses[0] >= 0.5):  # glasses.type: 1 clear, 2 sunglasses
             # H missed glasses the artist's frame, tint and transparency cues find
             full[GLASSES] = artist_glasses
@@ -100,7 +118,8 @@ class HairStage(Stage):
                     if hit is not None and 0 <= now - hit[0] < VIDEO_REFRESH_MS:
                         full, attributes = hit[1], hit[2]
                     else:
-                        full, attributes = self._retrieve(f.aligned, f.face_params, f.artist_glasses)
+                        full, attributes = self._retrieve(f.aligned, f.face_params, f.artist_glasses,
+                                                          f.glasses_cues)
                         if cache is not None:
                             cache[i] = (now, full, attributes)
                 else:

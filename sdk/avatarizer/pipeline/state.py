@@ -29,6 +29,10 @@ class Face:
     artist_glasses      face      (12,) the ``glasses`` feature the artist
                                   draws from the photo's own cues (hybrid
                                   estimator), or None
+    glasses_cues        face      the evidence behind it (a dict: the
+                                  artist's cue vector ``glasses`` and the
+                                  glasses drawn as clear,
+                                  ``glasses_shape``), or None
     hair_params         hair      (80,) float32: the hair slice
     accessory_params    hair      (66,) float32: the accessories slice
     attributes          hair      the attribute regressor's decoded output
@@ -45,13 +49,15 @@ class Face:
     face_params: np.ndarray | None = None
     artist_params: np.ndarray | None = None
     artist_glasses: np.ndarray | None = None
+    glasses_cues: dict | None = None
     hair_params: np.ndarray | None = None
     accessory_params: np.ndarray | None = None
     attributes: dict | None = None
     params: np.ndarray | None = None
 
     #: the fields the identity networks (face and hair stages) fill
-    IDENTITY = ("face_params", "artist_params", "artist_glasses", "hair_params", "accessory_params", "attributes")
+    IDENTITY = ("face_params", "artist_params", "artist_glasses", "glasses_cues", "hair_params", "accessory_params",
+                "attributes")
 
     def __getattr__(self, name: str):
         if name == "aligned" or name.startswith("__"):

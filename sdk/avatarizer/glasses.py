@@ -1,0 +1,131 @@
+"""Glasses from two detectors: the attribute regressor H and the auto-artist's
+photo cues, fused.
+
+H sees the whole aligned crop and is sure of most sunglasses but misses
+thin clear frames; the artist's cues (the frame's lines across the nose and
+under the eyes, how dark the eye boxes are, how bright the eye whites show
+through: :func:`avatarizer.artist.accessories.glasses_vector`) find frames
+but are fooled by deep eye sockets and squints. A small multinomial
+logistic model over both (the artist's seven cues and H's three log
+probabilities) decides none / clear / sunglasses. It is fitted by
+``avatarizer-export detectors --fusion`` on the labelled training photos,
+with H's outputs and the cues as the runtime computes them, and its
+thresholds are chosen there for precision (an invented pair of glasses is
+worse than a missed one). The file ``data/glasses_fusion.json`` names the
+version of H it was fitted with; with any other H (a models folder of
+your own) it is not used and the hybrid falls back to H's decision plus the
+artist's where H draws none (``docs/hair.md``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+__all__ = ["GlassesFusion", "FUSION_PATH", "KINDS", "fusion_features", "apply_decision"]
+
+FUSION_PATH = Path(__file__).resolve().with_name("data") / "glasses_fusion.json"
+FORMAT = 1
+from .hair import GLASSES as KINDS  # H's ``glasses`` classes, in ``glasses.type`` order
+#: the artist's cue vector length (``accessories.glasses_vector``)
+N_CUES = 7
+#: H's probabilities are clipped here before the log
+P_FLOOR = 1e-4
+
+
+def fusion_features(cues, glasses_probs) -> np.ndarray:
+    """(10,) the fused model's input: the artist's seven cues, then the log
+    of H's (none, reading, sunglasses) probabilities (clipped at 1e-4)."""
+    c = np.asarray(cues, np.float64).reshape(-1)
+    if isinstance(glasses_probs, Mapping):
+        glasses_probs = [glasses_probs[k] for k in KINDS]
+    q = np.asarray(glasses_probs, np.float64).reshape(-1)
+    if c.size != N_CUES or q.size != len(KINDS):
+        raise ValueError(f"fusion_features: want {N_CUES} cues and {len(KINDS)} probabilities, "
+                         f"got {c.size} and {q.size}")
+    return np.concatenate([c, np.log(np.clip(q, P_FLOOR, 1.0))])
+
+
+@dataclass(frozen=True)
+class GlassesFusion:
+    """The fused glasses decision (see the module's doc)."""
+
+    mean: np.ndarray       # (10,)
+    scale: np.ndarray      # (10,)
+    W: np.ndarray          # (3, 10)
+    b: np.ndarray          # (3,)
+    clear: float           # threshold on P(reading)
+    sun: float             # threshold on P(sunglasses)
+    attributes_version: str
+
+    @classmethod
+    def from_doc(cls, doc: Mapping) -> "GlassesFusion":
+        """From the JSON document; ValueError when it is not a valid fusion file."""
+        try:
+            if int(doc["format"]) != FORMAT:
+                raise ValueError(f"format {doc['format']!r}, this SDK reads {FORMAT}")
+            m, th = doc["model"], doc["thresholds"]
+            n = N_CUES + len(KINDS)
+            mean, scale = np.asarray(m["mean"], np.float64), np.asarray(m["scale"], np.float64)
+            W, b = np.asarray(m["W"], np.float64), np.asarray(m["b"], np.float64)
+            clear, sun = float(th["clear"]), float(th["sun"])
+            version = str(doc["attributes_version"])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a glasses fusion file: {e!r}") from None
+        if mean.shape != (n,) or scale.shape != (n,) or W.shape != (len(KINDS), n) or b.shape != (len(KINDS),):
+            raise ValueError("glasses fusion file: wrong array shapes")
+        if not all(np.isfinite(a).all() for a in (mean, scale, W, b)) or (scale <= 0).any():
+            raise ValueError("glasses fusion file: non-finite weights or non-positive scales")
+        if not (0.0 <= clear <= 1.0 and 0.0 <= sun <= 1.0):
+            raise ValueError("glasses fusion file: thresholds outside [0, 1]")
+        return cls(mean, scale, W, b, clear, sun, version)
+
+    @classmethod
+    def load(cls, attributes_version: str | None, path: str | Path | None = None) -> "GlassesFusion | None":
+        """The fusion fitted with H ``attributes_version``; None when the file
+        is missing, unreadable or invalid, or was fitted with another H."""
+        try:
+            doc = json.loads(Path(path or FUSION_PATH).read_text(encoding="utf-8"))
+            fusion = cls.from_doc(doc)
+        except (OSError, ValueError):
+            return None
+        if attributes_version is None or fusion.attributes_version != str(attributes_version):
+            return None
+        return fusion
+
+    def probabilities(self, cues, glasses_probs) -> np.ndarray:
+        """(3,) P(none, reading, sunglasses) from the artist's cues and H's probabilities."""
+        z = (fusion_features(cues, glasses_probs) - self.mean) / self.scale
+        logits = self.W @ z + self.b
+        e = np.exp(logits - logits.max())
+        return e / e.sum()
+
+    def decide(self, cues, glasses_probs) -> tuple[int, np.ndarray]:
+        """(kind 0 none / 1 reading / 2 sunglasses, the (3,) probabilities)."""
+        p = self.probabilities(cues, glasses_probs)
+        kind = 2 if p[2] >= self.sun else 1 if p[1] >= self.clear else 0
+        return kind, p
+
+
+def apply_decision(attributes: dict, kind: int, probs) -> dict:
+    """Writes the fused decision into a :func:`avatarizer.hair.decode_attributes`
+    dict (in place, returned): ``glasses_probs`` / ``glasses_any`` /
+    ``sunglasses`` become the fused ones, the drawn and decided glasses
+    flags and ``glasses_type`` / ``glasses`` follow ``kind``; H's own
+    probabilities stay under ``glasses_probs_model``; ``glasses_source`` is
+    ``"fused"``."""
+    a = attributes
+    a.setdefault("glasses_probs_model", dict(a["glasses_probs"]))
+    a["glasses_probs"] = {k: float(v) for k, v in zip(KINDS, probs)}
+    a["glasses_any"] = float(1.0 - probs[0])
+    a["sunglasses"] = float(probs[2])
+    for d in ("drawn", "decided"):
+        a[d]["glasses"] = kind > 0
+        a[d]["sunglasses"] = kind == 2
+    a["glasses_type"] = int(kind)
+    a["glasses"] = KINDS[int(kind)]
+    a["glasses_source"] = "fused"
+    return a

@@ -1,0 +1,135 @@
+"""The hybrid's glasses decision: H's probabilities fused with the artist's cues."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from avatarizer import schema as S
+from avatarizer.artist.accessories import set_glasses_kind
+from avatarizer.glasses import FUSION_PATH, GlassesFusion, apply_decision, fusion_features
+
+
+def _doc(**over):
+    n = 10
+    doc = {"format": 1, "attributes_version": "9.9.9",
+           "model": {"mean": [0.0] * n, "scale": [1.0] * n, "W": [[0.0] * n, [0.0] * n, [0.0] * n],
+                     "b": [0.0, 0.0, 0.0]},
+           "thresholds": {"clear": 0.5, "sun": 0.5}}
+    doc.update(over)
+    return doc
+
+
+def test_features_are_the_cues_then_log_probabilities():
+    x = fusion_features(np.arange(7), {"none": 0.5, "reading": 0.25, "sunglasses": 0.0})
+    np.testing.assert_allclose(x[:7], np.arange(7))
+    np.testing.assert_allclose(x[7:], [math.log(0.5), math.log(0.25), math.log(1e-4)])
+    with pytest.raises(ValueError):
+        fusion_features(np.arange(6), [1, 0, 0])
+    with pytest.raises(ValueError):
+        fusion_features(np.arange(7), [1, 0])
+
+
+def test_decide_follows_the_thresholds():
+    # a model that reads only H's log probabilities: logits = log p, so the fused probabilities are H's
+    doc = _doc()
+    W = np.zeros((3, 10))
+    W[0, 7], W[1, 8], W[2, 9] = 1, 1, 1
+    doc["model"]["W"] = W.tolist()
+    f = GlassesFusion.from_doc(doc)
+    kind, p = f.decide(np.zeros(7), [0.2, 0.7, 0.1])
+    assert kind == 1 and np.allclose(p, [0.2, 0.7, 0.1], atol=1e-6)
+    assert f.decide(np.zeros(7), [0.6, 0.3, 0.1])[0] == 0  # below both thresholds
+    assert f.decide(np.zeros(7), [0.1, 0.3, 0.6])[0] == 2  # sunglasses first
+    doc["thresholds"] = {"clear": 0.4, "sun": 0.4}
+    assert GlassesFusion.from_doc(doc).decide(np.zeros(7), [0.1, 0.45, 0.45])[0] == 2  # both pass: sunglasses
+
+
+@pytest.mark.parametrize("bad", [
+    {"format": 2},
+    {"model": {"mean": [0.0] * 9, "scale": [1.0] * 9, "W": [[0.0] * 9] * 3, "b": [0.0] * 3}},
+    {"model": {"mean": [float("nan")] * 10, "scale": [1.0] * 10, "W": [[0.0] * 10] * 3, "b": [0.0] * 3}},
+    {"model": {"mean": [0.0] * 10, "scale": [0.0] * 10, "W": [[0.0] * 10] * 3, "b": [0.0] * 3}},
+    {"thresholds": {"clear": 1.5, "sun": 0.5}},
+    {"thresholds": {"clear": 0.5}},
+])
+def test_invalid_files_are_refused(bad, tmp_path):
+    with pytest.raises(ValueError):
+        GlassesFusion.from_doc(_doc(**bad))
+    path = tmp_path / "fusion.json"
+    path.write_text(json.dumps(_doc(**bad)))
+    assert GlassesFusion.load("9.9.9", path) is None
+
+
+def test_load_needs_the_same_attribute_model(tmp_path):
+    path = tmp_path / "fusion.json"
+    path.write_text(json.dumps(_doc()))
+    assert GlassesFusion.load("9.9.9", path) is not None
+    assert GlassesFusion.load("9.9.8", path) is None
+    assert GlassesFusion.load(None, path) is None
+    assert GlassesFusion.load("9.9.9", tmp_path / "missing.json") is None
+    path.write_text("{not json")
+    assert GlassesFusion.load("9.9.9", path) is None
+
+
+def test_apply_decision_keeps_the_model_probabilities_and_is_what_the_avatar_reports():
+    from avatarizer import hair as H
+
+    outputs = {"hair_colour": np.array([[0.2, 0.2, 0.2, 0.2, 0.2]]), "glasses": np.array([[0.9, 0.08, 0.02]]),
+               "binary": np.array([[0.1, 0.1, 0.1, 0.1, 0.9]]), "regress": np.array([[30, 0.5, 0.5, 0.5, 0.5]])}
+    a = H.decode_attributes(outputs)
+    assert a["glasses_type"] == 0
+    apply_decision(a, 2, np.array([0.1, 0.1, 0.8]))
+    assert a["glasses_type"] == 2 and a["glasses"] == "sunglasses" and a["drawn"]["sunglasses"]
+    assert a["glasses_probs_model"]["none"] == pytest.approx(0.9)
+    pub = H.public_attributes(a)["glasses"]
+    assert pub["value"] == "sunglasses" and pub["probability"] == pytest.approx(0.8)
+
+
+def test_set_glasses_kind_on_the_feature_and_the_vector():
+    p = S.default()
+    p[S.index("glasses.frame_r")] = 0.33
+    set_glasses_kind(p, 2)
+    assert p[S.index("glasses.type")] == 2 and p[S.index("glasses.lens_opacity")] == pytest.approx(0.9)
+    assert p[S.index("glasses.frame_r")] == pytest.approx(0.33)
+    g = p[[i for i, n in enumerate(S.NAMES) if n.startswith("glasses.")]].copy()
+    set_glasses_kind(g, 1)
+    d = S.default()
+    assert g[0] == 1 and g[-1] == pytest.approx(d[S.index("glasses.lens_opacity")])
+    assert g[S.index("glasses.lens_r") - S.index("glasses.type")] == pytest.approx(d[S.index("glasses.lens_r")])
+
+
+def test_shipped_fusion_is_fitted_with_the_shipped_attribute_model():
+    """Re-shipping H without refitting the fusion would silently drop it: the
+    file must name the shipped H's version (``avatarizer-export detectors --fusion``)."""
+    from avatarizer.pipeline.config import attributes_entry
+    from avatarizer.runtime import Manifest
+
+    try:
+        entry = attributes_entry(Manifest.load())
+    except Exception as e:  # noqa: BLE001 - no shipped models in this checkout
+        pytest.skip(f"no shipped models: {e}")
+    if entry is None:
+        pytest.skip("no attribute model shipped")
+    doc = json.loads(FUSION_PATH.read_text())
+    assert doc["attributes_version"] == str(entry.raw.get("version"))
+    assert GlassesFusion.load(entry.raw.get("version")) is not None
+    assert doc["heldout"]["fused"]["type_right"] >= 0.93
+
+
+def test_hybrid_draws_the_fused_decision():
+    from avatarizer import Avatarizer
+    from avatarizer.imageio import sample_photo
+
+    with Avatarizer() as av:
+        if av.estimator != "hybrid" or av._pipeline.resolved.attributes_entry is None:
+            pytest.skip(f"estimator {av.estimator!r}")
+        state = av.run(sample_photo())
+        f = state.faces[0]
+        assert f.glasses_cues is not None and f.glasses_cues["glasses"].shape == (7,)
+        assert f.glasses_cues["glasses_shape"].shape == (12,)
+        a = f.attributes
+        assert a["glasses_source"] == "fused"
+        assert int(f.params[S.index("glasses.type")]) == a["glasses_type"]
+        avatar = av.from_frame(sample_photo())
+        assert avatar.attributes["glasses"]["value"] == a["glasses"]
