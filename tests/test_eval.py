@@ -122,3 +122,53 @@ def test_hair_class_reads_against_labels_beside_the_photos(tmp_path):
     assert out["blond"] == "1/2" and out["black"] == "1/1" and "brown" not in out
     assert out["balanced_accuracy"] == 0.75
     assert hair_class_reads(names, {n: tmp_path / "elsewhere" / n for n in names}, params) == {}
+
+
+def test_shipped_attribute_metrics_score_what_the_avatar_reports(tmp_path):
+    import json
+
+    from avatarizer_export.evaluate import shipped_attribute_metrics
+
+    def rec(name, glasses, beard, colour, age, gender):
+        return {"file": name, "faces": [{"faceAttributes": {
+            "hair": {"bald": 0.0, "invisible": False, "hairColor": [{"color": colour, "confidence": 0.9}]},
+            "glasses": glasses, "facialHair": {"beard": beard, "moustache": 0.0}, "accessories": [],
+            "age": age, "gender": gender}}]}
+
+    def shown(glasses, p_none, beard, colour, age, gender):
+        return {"glasses": {"value": glasses, "probability": 0.9,
+                            "probabilities": {"none": p_none, "reading": 1 - p_none, "sunglasses": 0.0}},
+                "beard": {"value": beard, "probability": 0.8}, "moustache": {"value": False, "probability": 0.9},
+                "headwear": {"value": False, "probability": 0.9}, "bald": {"value": False, "probability": 0.9},
+                "hair_colour": {"value": colour, "probability": 0.7, "probabilities": {}},
+                "gender": {"value": gender, "probability": 0.9}, "age": {"value": age, "probability": None}}
+
+    (tmp_path / "attributes.jsonl").write_text("\n".join(json.dumps(r) for r in (
+        rec("a.jpg", "ReadingGlasses", 0.9, "blond", 30, "male"),
+        rec("b.jpg", "NoGlasses", 0.0, "black", 50, "female"),
+        rec("c.jpg", "Sunglasses", 0.0, "black", 40, "female"))))
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    attrs = [shown("reading", 0.1, True, "blond", 34, "male"),
+             shown("reading", 0.2, False, "black", 40, "female"),  # invented glasses
+             None,                                               # no face: left out
+             shown("none", 0.9, False, "brown", 20, "male")]     # no label: left out
+    out = shipped_attribute_metrics(names, attrs, tmp_path / "attributes.jsonl")
+    assert out["n"] == 2
+    assert out["glasses_type"] == 0.5 and out["glasses"] == 0.5
+    assert out["beard"] == 1.0 and out["hair_color"] == 1.0 and out["gender"] == 1.0
+    assert out["age_mae"] == 7.0
+    assert shipped_attribute_metrics(names, [None] * 4, tmp_path / "attributes.jsonl") == {}
+
+
+def test_read_hair_colour_reports_the_drawn_class():
+    from avatarizer import hair as H
+
+    outputs = {"hair_colour": np.array([[0.6, 0.3, 0.05, 0.03, 0.02]]), "glasses": np.array([[0.9, 0.08, 0.02]]),
+               "binary": np.array([[0.1, 0.1, 0.1, 0.1, 0.9]]), "regress": np.array([[30, 0.5, 0.5, 0.5, 0.5]])}
+    a = H.decode_attributes(outputs)
+    assert a["hair_colour"] == "black"
+    H.read_hair_colour(a, {"black": 0.1, "brown": 0.1, "blond": 0.7, "red": 0.05, "gray": 0.05})
+    assert a["hair_colour"] == "blond" and a["hair_colour_source"] == "hair region"
+    assert a["hair_colour_probs_model"]["black"] == 0.6
+    pub = H.public_attributes(a)["hair_colour"]
+    assert pub["value"] == "blond" and pub["probability"] == 0.7

@@ -88,12 +88,14 @@ def shipped_estimator(method: str) -> str:
     return est
 
 
-def shipped_params(files: list[Path], progress: bool = True, estimator: str = "auto") -> np.ndarray:
+def shipped_params(files: list[Path], progress: bool = True, estimator: str = "auto",
+                   attributes: list | None = None) -> np.ndarray:
     """What ships, all 629 parameters (face, the hair stage's hair and
     accessories, age lines): each photo through ``Avatarizer()`` (image mode,
     the shipped model files, the runtime's own alignment and preprocessing;
     ``estimator`` as ``Avatarizer(estimator=...)``). NaN rows where the SDK
-    finds no face."""
+    finds no face. A list ``attributes`` receives each photo's
+    ``Avatar.attributes`` (None without a face or regressor)."""
     from tqdm import tqdm
 
     from avatarizer import Avatarizer
@@ -108,6 +110,8 @@ def shipped_params(files: list[Path], progress: bool = True, estimator: str = "a
                 a = None
             if a is not None:
                 out[i] = a.params
+            if attributes is not None:
+                attributes.append(None if a is None else a.attributes)
     return out
 
 
@@ -236,6 +240,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
 
     gt_imgs = np.stack([avatarizer.render(g, M.RENDER_SIZE, background="white") for g in gts]) if len(gts) else None
     lp = None
+    shipped_attrs: dict[str, list] = {}
     with M.LandmarkProbe() as probe:
         for method in methods:
             if method == "artist":
@@ -244,7 +249,10 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
                 preds = gts.copy()
                 if method.split(":")[0] == "shipped":
                     # the whole avatar that ships: its face, hair and accessories
-                    full = shipped_params([files_by_name[n] for n in names], progress, shipped_estimator(method))
+                    attrs: list = []
+                    full = shipped_params([files_by_name[n] for n in names], progress, shipped_estimator(method),
+                                          attributes=attrs)
+                    shipped_attrs[method] = attrs
                     ok = np.isfinite(full).all(1)
                     preds[ok] = full[ok]
                 else:  # a trained face model: its face slice with the artist's hair and accessories
@@ -281,6 +289,10 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
             reads = hair_class_reads(names, files_by_name, preds_ok)
             if reads:
                 out["hair_colour_reads"] = reads
+            if labels and method in shipped_attrs:
+                scores = shipped_attribute_metrics(names, shipped_attrs[method], labels)
+                if scores:
+                    out["attributes"] = scores
             if method != "artist":
                 if lp is None:
                     from .lpips import LPIPS
@@ -515,17 +527,9 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
     return out
 
 
-def attribute_metrics(names: list[str], crops: np.ndarray, labels: Path) -> dict:
-    """Balanced accuracy per attribute of the shipped attribute regressor H
-    (``attributes`` model) against labels in the ffhq128-labelled format,
-    at the decision thresholds the model file carries; ``age_mae`` in years;
-    ``glasses_ece`` and ``headwear_ece``: expected calibration error of
-    P(glasses) and P(headwear). Photos without a face entry in the labels
-    are skipped."""
-    from avatarizer import hair as HR
-    from avatarizer.runtime import Manifest
-
-    from .attributes import _ffhq_targets, expected_calibration_error
+def _label_rows(names: list[str], labels: Path) -> tuple[list[int], list[dict]]:
+    """(indices of ``names`` with a face entry in the labels, their targets)."""
+    from .attributes import _ffhq_targets
 
     lab = {}
     for line in Path(labels).read_text().splitlines():
@@ -534,38 +538,90 @@ def attribute_metrics(names: list[str], crops: np.ndarray, labels: Path) -> dict
             if rec.get("faces"):
                 lab[rec["file"]] = _ffhq_targets(rec["faces"][0]["faceAttributes"])
     rows = [i for i, n in enumerate(names) if n in lab]
-    if not rows:
-        return {}
-    sess = Manifest.load().session("attributes")
-    dec, draw = HR.model_thresholds(sess.description)
-    preds = [HR.decode_attributes(sess.run({sess.input_names[0]: sess.preprocess(crops[i][None])}),
-                                  decision=dec, draw=draw) for i in rows]
-    t = [lab[names[i]] for i in rows]
+    return rows, [lab[names[i]] for i in rows]
+
+
+def _attribute_scores(t: list[dict], preds: list[dict]) -> dict:
+    """Balanced accuracies, ECEs and age MAE of flat predictions (per photo:
+    bools ``glasses``, ``sunglasses``, ``beard``, ``moustache``, ``headwear``,
+    ``bald``, ``male``; ``hair_colour`` a name; ``age``; ``p_glasses`` and
+    ``p_headwear`` probabilities) against the targets ``t``."""
+    from avatarizer import hair as HR
+
+    from .attributes import expected_calibration_error
+
     out = {}
     gl_t = np.array([x["glasses"] for x in t])
     ok = gl_t >= 0
     for name, truth in (("glasses", gl_t > 0), ("sunglasses", gl_t == 2)):
-        out[name] = M.balanced_accuracy(truth[ok].astype(int),
-                                        np.array([int(p["decided"][name]) for p in preds])[ok])
+        out[name] = M.balanced_accuracy(truth[ok].astype(int), np.array([int(p[name]) for p in preds])[ok])
+    kind = np.array([2 if p["sunglasses"] else 1 if p["glasses"] else 0 for p in preds])
+    out["glasses_type"] = float(np.mean(kind[ok] == gl_t[ok])) if ok.any() else float("nan")
     for name in ("beard", "moustache", "headwear", "bald"):
-        out[name] = M.balanced_accuracy(np.array([int(x[name]) for x in t]),
-                                        np.array([int(p["decided"][name]) for p in preds]))
+        out[name] = M.balanced_accuracy(np.array([int(x[name]) for x in t]), np.array([int(p[name]) for p in preds]))
     # expected calibration error of P(glasses) and P(headwear)
-    out["glasses_ece"] = expected_calibration_error(np.array([p["glasses_any"] for p in preds])[ok],
+    out["glasses_ece"] = expected_calibration_error(np.array([p["p_glasses"] for p in preds])[ok],
                                                     (gl_t[ok] > 0).astype(float))
-    out["headwear_ece"] = expected_calibration_error(np.array([p["headwear"] for p in preds]),
+    out["headwear_ece"] = expected_calibration_error(np.array([p["p_headwear"] for p in preds]),
                                                      np.array([x["headwear"] for x in t]))
     hc_t = np.array([x["hair_colour"] for x in t])
     hc_p = np.array([HR.HAIR_COLOURS.index(p["hair_colour"]) for p in preds])
     ok = hc_t >= 0
     out["hair_color"] = M.balanced_accuracy(hc_t[ok], hc_p[ok])
     out["gender"] = M.balanced_accuracy(np.array([int(x["male"]) for x in t]),
-                                        np.array([int(p["decided"]["male"]) for p in preds]))
+                                        np.array([int(p["male"]) for p in preds]))
     ages = np.array([x["age"] for x in t])
     ok = np.isfinite(ages)
     out["age_mae"] = M.mae(ages[ok], np.array([p["age"] for p in preds])[ok])
-    out["n"] = len(rows)
+    out["n"] = len(preds)
     return {k: (round(float(v), 4) if k != "n" else v) for k, v in out.items()}
+
+
+def attribute_metrics(names: list[str], crops: np.ndarray, labels: Path) -> dict:
+    """Balanced accuracy per attribute of the shipped attribute regressor H
+    (``attributes`` model) alone against labels in the ffhq128-labelled
+    format, at the decision thresholds the model file carries
+    (``glasses_type``: the share of photos whose none / clear / sunglasses
+    is right); ``age_mae`` in years; ``glasses_ece`` and ``headwear_ece``:
+    expected calibration error of P(glasses) and P(headwear). Photos
+    without a face entry in the labels are skipped."""
+    from avatarizer import hair as HR
+    from avatarizer.runtime import Manifest
+
+    rows, t = _label_rows(names, labels)
+    if not rows:
+        return {}
+    sess = Manifest.load().session("attributes")
+    dec, draw = HR.model_thresholds(sess.description)
+    preds = []
+    for i in rows:
+        p = HR.decode_attributes(sess.run({sess.input_names[0]: sess.preprocess(crops[i][None])}),
+                                 decision=dec, draw=draw)
+        preds.append({**{k: p["decided"][k] for k in HR.FLAGS}, "hair_colour": p["hair_colour"], "age": p["age"],
+                      "p_glasses": p["glasses_any"], "p_headwear": p["headwear"]})
+    return _attribute_scores(t, preds)
+
+
+def shipped_attribute_metrics(names: list[str], attributes: list[dict | None], labels: Path) -> dict:
+    """The same scores for what the SDK reports and draws
+    (``Avatar.attributes`` of the shipped run: glasses fused with the
+    artist's cues, the hair colour read from the hair region, the drawing
+    thresholds); photos where it found no face or ran no regressor are
+    left out."""
+    rows, t = _label_rows(names, labels)
+    keep = [(j, attributes[i]) for j, i in enumerate(rows) if attributes[i] is not None]
+    if not keep:
+        return {}
+    preds = []
+    for _, a in keep:
+        g = a["glasses"]
+        hw = a["headwear"]
+        preds.append({"glasses": g["value"] != "none", "sunglasses": g["value"] == "sunglasses",
+                      **{k: bool(a[k]["value"]) for k in ("beard", "moustache", "headwear", "bald")},
+                      "male": a["gender"]["value"] == "male", "hair_colour": a["hair_colour"]["value"],
+                      "age": a["age"]["value"], "p_glasses": 1.0 - g["probabilities"]["none"],
+                      "p_headwear": hw["probability"] if hw["value"] else 1.0 - hw["probability"]})
+    return _attribute_scores([t[j] for j, _ in keep], preds)
 
 
 def main_eval(args) -> int:

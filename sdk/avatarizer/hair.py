@@ -54,6 +54,7 @@ __all__ = [
     "model_thresholds", "public_attributes",
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
     "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
+    "read_hair_colour", "sample_beard_rgb",
     "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
@@ -416,6 +417,34 @@ def _robust_hair_median(px: np.ndarray) -> np.ndarray | None:
     return np.median(px[keep] if keep.sum() >= 10 else px, 0).astype(np.float32)
 
 
+def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None) -> np.ndarray | None:
+    """The colour of the facial hair on the chin, from the photo: in the box
+    from the lower lip to below the chin (the landmarks' canonical frame;
+    full beards hang below the chin landmark),
+    the median of the half of the pixels that differ most from the skin
+    (CIELAB) -- dark, grey and white beards alike; float RGB in [0, 1], or
+    None with fewer than 20 pixels there. Drawn where a beard or moustache
+    is drawn (``merge``'s ``beard_rgb``), so a white beard under a dark hat
+    is not drawn in the hat's colour."""
+    from .artist.photo import to_lab
+
+    rgb = _float_rgb(crop)
+    size = rgb.shape[0]
+    lm = np.asarray(landmarks, np.float64)
+    lip, chin = lm[L.LOWER_LIP_BOTTOM], lm[L.CHIN_BOTTOM]
+    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    drop = abs(chin[1] - lip[1])
+    box = ((np.abs(g[None, :] - 0.5 * (lip[0] + chin[0])) < 0.6 * drop + 0.04)
+           & (g[:, None] > lip[1] + 0.02) & (g[:, None] < chin[1] + 0.4 * drop))
+    if valid is not None:
+        box &= np.asarray(valid, bool)
+    px = rgb[box]
+    if len(px) < 20:
+        return None
+    d = np.linalg.norm(to_lab(px) - to_lab(np.asarray(skin_rgb, np.float64)), axis=1)
+    return np.median(px[d >= np.median(d)], 0).astype(np.float32)
+
+
 # ------------------------------------------------------- hair colour class
 
 #: The drawing palette's hair colours (``prior.HAIR_COLORS``) by class: a
@@ -540,6 +569,23 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int) -> tuple[np.ndar
     if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels:
         return raw, probs  # too little hair to read a class from: the colour as sampled
     return drawn_hair_colour(raw, probs, min_prob=hair_colour_gate()), probs
+
+
+def read_hair_colour(attributes: dict, probs: Mapping) -> dict:
+    """Makes a :func:`decode_attributes` dict report the hair-colour
+    classifier's reading of the hair region (``probs``, as
+    :func:`hair_colour` returns them: the class the drawn colour follows)
+    instead of H's own (in place, returned): ``hair_colour`` its likeliest
+    class, ``hair_colour_probs`` its probabilities; H's stay under
+    ``hair_colour_probs_model``; ``hair_colour_source`` is
+    ``"hair region"``. On 87 held-out labelled photos the classifier's class
+    has a balanced accuracy of 0.635 against H's 0.531 (``docs/hair.md``)."""
+    a = attributes
+    a.setdefault("hair_colour_probs_model", dict(a["hair_colour_probs"]))
+    a["hair_colour_probs"] = {k: float(probs[k]) for k in HAIR_COLOURS}
+    a["hair_colour"] = max(HAIR_COLOURS, key=lambda k: a["hair_colour_probs"][k])
+    a["hair_colour_source"] = "hair region"
+    return a
 
 
 def hair_colour_gate() -> float:

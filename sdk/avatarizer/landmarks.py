@@ -229,6 +229,9 @@ PAIR = {
     "forehead_out": (104, 333), "mouth_corner": (61, 291), "eye_outer": (33, 263), "eye_inner": (133, 362),
     "jaw": (172, 397), "chin_side": (149, 378), "temple": (162, 389), "cheek_outline": (234, 454),
 }
+#: the lower lip's lowest point on the centre line and the chin's
+LOWER_LIP_BOTTOM = 17
+CHIN_BOTTOM = 152
 LIP_UO = (61, 40, 37, 0, 267, 270, 291)
 LIP_LO = (61, 181, 17, 405, 291)
 LIP_UI = (78, 81, 13, 311, 308)

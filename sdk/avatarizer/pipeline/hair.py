@@ -29,6 +29,7 @@ ACC_DIM = schema.ACCESSORIES.stop - schema.ACCESSORIES.start
 VIDEO_REFRESH_MS = 1000.0
 #: colour used when the photo shows no hair to sample (a bald head, a hat)
 FALLBACK_HAIR_RGB = (0.25, 0.17, 0.11)
+SKIN_RGB = [schema.index(f"face.{c}") for c in "rgb"]
 
 
 class HairStage(Stage):
@@ -84,7 +85,9 @@ class HairStage(Stage):
         valid = crop_valid_mask(face, 128)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
         # the photo's hair colour, drawn so that it reads as its likeliest class
-        rgb = H.hair_colour(crop, mask, face.canonical, valid)[0] if mask is not None else None
+        rgb, colour_probs = H.hair_colour(crop, mask, face.canonical, valid) if mask is not None else (None, None)
+        if colour_probs is not None:  # report the colour class the drawing follows
+            H.read_hair_colour(attrs, colour_probs)
         fused = None
         if self.fusion is not None and glasses_cues is not None:
             from ..artist.accessories import set_glasses_kind
@@ -96,6 +99,10 @@ class HairStage(Stage):
             set_glasses_kind(fused, kind)
         base = schema.default()
         base[schema.FACE] = face_slice
+        if attrs["drawn"]["beard"] or attrs["drawn"]["moustache"]:  # the beard's own colour (white ones too)
+            beard = H.sample_beard_rgb(crop, face.canonical, base[SKIN_RGB], valid)
+            if beard is not None:
+                attrs["beard_rgb"] = beard * 0.9
         full = H.merge(base, self.bank.entry(idx), FALLBACK_HAIR_RGB if rgb is None else rgb, attrs,
                        thresholds=self.draw)
         if fused is not None:  # the fused decision, drawn with the artist's frame and lens sizes
