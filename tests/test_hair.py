@@ -361,3 +361,19 @@ def test_a_small_hair_region_keeps_its_sampled_colour(monkeypatch):
         assert probs["blond"] == 0.86
         assert (HR.hair_colour_class_of(col) == "blond") is moved
         assert np.allclose(col, raw) is (not moved)
+
+
+def test_hair_length_classes_of_bank_styles(bank, face_params):
+    """``hairbank.length_class``: bald for the bank's bald styles, long for
+    styles whose back hair reaches past the jaw, short for the rest; and
+    the confusion ``iou_table`` reports counts every photo once."""
+    from avatarizer_export.hairbank import LENGTH_CLASSES, length_class
+
+    got = {}
+    for i in range(len(bank)):
+        e = bank.entry(i)
+        p = HR.merge(face_params, e, (0.3, 0.2, 0.1))
+        got.setdefault(e.family, []).append(LENGTH_CLASSES[length_class(p)])
+    assert set(got["bald"]) == {"bald"}
+    assert np.mean([c == "long" for c in got["long"]]) > 0.8
+    assert np.mean([c == "short" for c in got["short"] + got["buzz"]]) > 0.8
