@@ -377,3 +377,22 @@ def test_hair_length_classes_of_bank_styles(bank, face_params):
     assert set(got["bald"]) == {"bald"}
     assert np.mean([c == "long" for c in got["long"]]) > 0.8
     assert np.mean([c == "short" for c in got["short"] + got["buzz"]]) > 0.8
+
+
+@pytest.mark.parametrize("beard", [(0.92, 0.92, 0.9), (0.12, 0.08, 0.06), (0.55, 0.3, 0.15)])
+def test_beard_colour_is_the_chins_hair_white_dark_or_red(beard):
+    """``sample_beard_rgb``: the half of the chin box least like the skin,
+    so a white beard is white and a dark one dark, whatever the skin."""
+    size = 128
+    skin = np.array([0.75, 0.55, 0.45])
+    crop = np.tile(skin, (size, size, 1)).astype(np.float32)
+    lm = np.zeros((478, 2))
+    lm[17], lm[152] = (0.0, 0.45), (0.0, 0.75)
+    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    chin = (np.abs(g[None, :]) < 0.25) & (g[:, None] > 0.5) & (g[:, None] < 0.95)
+    rng = np.random.default_rng(0)
+    hair = chin & (rng.random((size, size)) < 0.7)  # a beard with skin showing through
+    crop[hair] = beard
+    got = HR.sample_beard_rgb((crop * 255).astype(np.uint8), lm, skin)
+    np.testing.assert_allclose(got, beard, atol=0.02)
+    assert HR.sample_beard_rgb(crop, lm, skin, valid=np.zeros((size, size), bool)) is None

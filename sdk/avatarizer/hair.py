@@ -417,25 +417,31 @@ def _robust_hair_median(px: np.ndarray) -> np.ndarray | None:
     return np.median(px[keep] if keep.sum() >= 10 else px, 0).astype(np.float32)
 
 
-def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None) -> np.ndarray | None:
+def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.ndarray | None:
     """The colour of the facial hair on the chin, from the photo: in the box
     from the lower lip to below the chin (the landmarks' canonical frame;
     full beards hang below the chin landmark),
     the median of the half of the pixels that differ most from the skin
     (CIELAB) -- dark, grey and white beards alike; float RGB in [0, 1], or
     None with fewer than 20 pixels there. Drawn where a beard or moustache
-    is drawn (``merge``'s ``beard_rgb``), so a white beard under a dark hat
-    is not drawn in the hat's colour."""
+    is drawn (``merge``'s ``beard_rgb``; the artist's beards too), so a
+    white beard under a dark hat is not drawn in the hat's colour.
+    ``grid``: the canonical (x (1, S), y (S, 1)) of the crop's pixels when
+    the crop is not the canonical square (the artist's padded photo)."""
     from .artist.photo import to_lab
 
     rgb = _float_rgb(crop)
     size = rgb.shape[0]
     lm = np.asarray(landmarks, np.float64)
     lip, chin = lm[L.LOWER_LIP_BOTTOM], lm[L.CHIN_BOTTOM]
-    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    if grid is None:
+        g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+        gx, gy = g[None, :], g[:, None]
+    else:
+        gx, gy = grid
     drop = abs(chin[1] - lip[1])
-    box = ((np.abs(g[None, :] - 0.5 * (lip[0] + chin[0])) < 0.6 * drop + 0.04)
-           & (g[:, None] > lip[1] + 0.02) & (g[:, None] < chin[1] + 0.4 * drop))
+    box = ((np.abs(gx - 0.5 * (lip[0] + chin[0])) < 0.6 * drop + 0.04)
+           & (gy > lip[1] + 0.02) & (gy < chin[1] + 0.4 * drop))
     if valid is not None:
         box &= np.asarray(valid, bool)
     px = rgb[box]

@@ -214,11 +214,18 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
         must = 10.0 * (pm - dets["moustache"]["thresholds"]["yes"])
     g["beard_score"] = (beard, must)
     hair = col.get("hair", np.array(P.HAIR_COLORS["dark_brown"]))
+    beard_rgb = None
     if beard > 0.0:
+        from ..hair import sample_beard_rgb
+
+        # the chin's hair as it is (white and grey beards too), else the darker chin mixed with the hair
+        beard_rgb = sample_beard_rgb(photo.rgb, np.asarray(lm, np.float64)[:, :2], col["skin"],
+                                     photo.valid, grid=(photo.gx, photo.gy))
         face = g["face"]
         P.put(p, "beard", P.beard_outline(face, g["geo"][17], g["chin"]))
         p[S.index("beard.opacity")] = float(np.clip(0.5 + 0.06 * beard, 0.5, 0.95))
-        set_rgb(p, "beard", gain(st, 0.75 * g.get("chin_dark_rgb", hair) + 0.25 * hair) * 0.9)
+        set_rgb(p, "beard", gain(st, beard_rgb if beard_rgb is not None
+                                 else 0.75 * g.get("chin_dark_rgb", hair) + 0.25 * hair) * 0.9)
     if must > 0.0:
         uo = P.pts(p, "lip_upper_outer").astype(np.float64)
         ms = np.array([uo[0] + (-0.02, 0.0), uo[1] + (0, -0.03), uo[3] + (0, -0.045), uo[5] + (0, -0.03),
@@ -226,7 +233,8 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
         P.put(p, "moustache", ms)
         p[S.index("moustache.w0")] = 0.01
         p[S.index("moustache.w1")] = float(np.clip(0.03 + 0.003 * max(must, beard), 0.025, 0.05))
-        set_rgb(p, "moustache", gain(st, 0.75 * g.get("must_dark_rgb", hair) + 0.25 * hair) * 0.85)
+        set_rgb(p, "moustache", gain(st, beard_rgb * 1.05 if beard_rgb is not None
+                                     else 0.75 * g.get("must_dark_rgb", hair) + 0.25 * hair) * 0.85)
 
 
 def clothes(st, p, g, photo: Photo, col):
