@@ -47,6 +47,7 @@ import numpy as np
 from . import landmarks as L
 from . import prior as P
 from . import schema as S
+from .artist.photo import sample_beard_rgb
 
 __all__ = [
     "HairBank", "HairBankError", "HairEntry", "HairRetriever", "RetrievalWeights", "merge",
@@ -415,40 +416,6 @@ def _robust_hair_median(px: np.ndarray) -> np.ndarray | None:
     lo, hi = np.percentile(y, [15, 85])
     keep = (y >= lo) & (y <= hi)
     return np.median(px[keep] if keep.sum() >= 10 else px, 0).astype(np.float32)
-
-
-def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.ndarray | None:
-    """The colour of the facial hair on the chin, from the photo: in the box
-    from the lower lip to below the chin (the landmarks' canonical frame;
-    full beards hang below the chin landmark),
-    the median of the half of the pixels that differ most from the skin
-    (CIELAB) -- dark, grey and white beards alike; float RGB in [0, 1], or
-    None with fewer than 20 pixels there. Drawn where a beard or moustache
-    is drawn (``merge``'s ``beard_rgb``; the artist's beards too), so a
-    white beard under a dark hat is not drawn in the hat's colour.
-    ``grid``: the canonical (x (1, S), y (S, 1)) of the crop's pixels when
-    the crop is not the canonical square (the artist's padded photo)."""
-    from .artist.photo import to_lab
-
-    rgb = _float_rgb(crop)
-    size = rgb.shape[0]
-    lm = np.asarray(landmarks, np.float64)
-    lip, chin = lm[L.LOWER_LIP_BOTTOM], lm[L.CHIN_BOTTOM]
-    if grid is None:
-        g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
-        gx, gy = g[None, :], g[:, None]
-    else:
-        gx, gy = grid
-    drop = abs(chin[1] - lip[1])
-    box = ((np.abs(gx - 0.5 * (lip[0] + chin[0])) < 0.6 * drop + 0.04)
-           & (gy > lip[1] + 0.02) & (gy < chin[1] + 0.4 * drop))
-    if valid is not None:
-        box &= np.asarray(valid, bool)
-    px = rgb[box]
-    if len(px) < 20:
-        return None
-    d = np.linalg.norm(to_lab(px) - to_lab(np.asarray(skin_rgb, np.float64)), axis=1)
-    return np.median(px[d >= np.median(d)], 0).astype(np.float32)
 
 
 # ------------------------------------------------------- hair colour class

@@ -18,6 +18,7 @@ from .photo import (
     gain,
     luma_of,
     sample_at,
+    sample_beard_rgb,
     set_rgb,
     to_lab,
 )
@@ -216,8 +217,6 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
     hair = col.get("hair", np.array(P.HAIR_COLORS["dark_brown"]))
     beard_rgb = None
     if beard > 0.0:
-        from ..hair import sample_beard_rgb
-
         # the chin's hair as it is (white and grey beards too), else the darker chin mixed with the hair
         beard_rgb = sample_beard_rgb(photo.rgb, np.asarray(lm, np.float64)[:, :2], col["skin"],
                                      photo.valid, grid=(photo.gx, photo.gy))

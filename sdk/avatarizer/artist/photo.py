@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from .. import schema as S
+from ..landmarks import CHIN_BOTTOM, LOWER_LIP_BOTTOM
 
 
 def resample(poly: np.ndarray, ts) -> np.ndarray:
@@ -285,3 +286,36 @@ def gain(st, c):
         return np.clip(c, 0, 1)
     m = c.mean()
     return np.clip(m + (c - m) * k, 0, 1)
+
+
+def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.ndarray | None:
+    """The colour of the facial hair on the chin, from the photo: in the box
+    from the lower lip to below the chin (the landmarks' canonical frame;
+    full beards hang below the chin landmark),
+    the median of the half of the pixels that differ most from the skin
+    (CIELAB) -- dark, grey and white beards alike; float RGB in [0, 1], or
+    None with fewer than 20 pixels there. Drawn where a beard or moustache
+    is drawn (``merge``'s ``beard_rgb``; the artist's beards too), so a
+    white beard under a dark hat is not drawn in the hat's colour.
+    ``grid``: the canonical (x (1, S), y (S, 1)) of the crop's pixels when
+    the crop is not the canonical square (the artist's padded photo)."""
+    img = np.asarray(crop)
+    rgb = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    size = rgb.shape[0]
+    lm = np.asarray(landmarks, np.float64)
+    lip, chin = lm[LOWER_LIP_BOTTOM], lm[CHIN_BOTTOM]
+    if grid is None:
+        g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+        gx, gy = g[None, :], g[:, None]
+    else:
+        gx, gy = grid
+    drop = abs(chin[1] - lip[1])
+    box = ((np.abs(gx - 0.5 * (lip[0] + chin[0])) < 0.6 * drop + 0.04)
+           & (gy > lip[1] + 0.02) & (gy < chin[1] + 0.4 * drop))
+    if valid is not None:
+        box &= np.asarray(valid, bool)
+    px = rgb[box]
+    if len(px) < 20:
+        return None
+    d = np.linalg.norm(to_lab(px) - to_lab(np.asarray(skin_rgb, np.float64)), axis=1)
+    return np.median(px[d >= np.median(d)], 0).astype(np.float32)
