@@ -97,9 +97,10 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
     it also leaves the evidence for a caller that decides with more
     information (the runtime's hybrid fuses it with the attribute model):
     ``cues["glasses"]`` the cue vector (:func:`glasses_vector`) and
-    ``cues["glasses_shape"]`` the (12,) ``glasses`` feature drawn as clear
-    glasses whatever the artist decided (:func:`set_glasses_kind` turns it
-    into sunglasses or none)."""
+    ``cues["glasses_shape"]`` a function returning the (12,) ``glasses``
+    feature drawn as clear glasses whatever the artist decided
+    (:func:`set_glasses_kind` turns it into sunglasses or none); it is only
+    drawn when asked for (most faces have no glasses)."""
     bridge, rim, tint = glasses_scores(st, lm, g, photo, col)
     g["glasses_score"] = (bridge, rim, tint)
     x = glasses_vector(g)
@@ -114,11 +115,14 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
         sun = tint < 0.3 and max(bridge, rim) > 0.06
         clear = bridge > 0.12 and rim > 0.09 and not sun
     if cues is not None:
-        q = S.default()
-        _glasses_shape(st, q, lm, g, photo, bridge)
-        set_glasses_kind(q, 1)
+        def shape() -> np.ndarray:
+            q = S.default()
+            _glasses_shape(st, q, lm, g, photo, bridge)
+            set_glasses_kind(q, 1)
+            return q[GLASSES].astype(np.float32)
+
         cues["glasses"] = x
-        cues["glasses_shape"] = q[GLASSES].astype(np.float32)
+        cues["glasses_shape"] = shape
     if clear or sun:
         _glasses_shape(st, p, lm, g, photo, bridge)
         set_glasses_kind(p, 2 if sun else 1)

@@ -315,7 +315,8 @@ class HybridFaceEstimator(ModelFaceEstimator):
         geometry and skin-derived colours, whether the skin was measured,
         (12,) the ``glasses`` feature the artist draws from the photo's cues,
         the evidence behind it (``accessories.glasses``'s ``cues``: the cue
-        vector and the glasses drawn as clear; None without skin))."""
+        vector and a function drawing the glasses as clear ones; None
+        without skin))."""
         from ..artist.photo import crop_valid_mask
 
         size = self.geo_size

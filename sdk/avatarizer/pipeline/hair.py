@@ -95,8 +95,10 @@ class HairStage(Stage):
 
             kind, probs = self.fusion.decide(glasses_cues["glasses"], attrs["glasses_probs"])
             apply_decision(attrs, kind, probs)
-            fused = np.array(glasses_cues["glasses_shape"], np.float32)
-            set_glasses_kind(fused, kind)
+            fused = schema.default()[GLASSES].astype(np.float32)  # none
+            if kind:
+                fused = glasses_cues["glasses_shape"]()
+                set_glasses_kind(fused, kind)
         base = schema.default()
         base[schema.FACE] = face_slice
         if attrs["drawn"]["beard"] or attrs["drawn"]["moustache"]:  # the beard's own colour (white ones too)

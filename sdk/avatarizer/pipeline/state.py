@@ -30,9 +30,9 @@ class Face:
                                   draws from the photo's own cues (hybrid
                                   estimator), or None
     glasses_cues        face      the evidence behind it (a dict: the
-                                  artist's cue vector ``glasses`` and the
-                                  glasses drawn as clear,
-                                  ``glasses_shape``), or None
+                                  artist's cue vector ``glasses`` and
+                                  ``glasses_shape``, a function drawing
+                                  them as clear glasses), or None
     hair_params         hair      (80,) float32: the hair slice
     accessory_params    hair      (66,) float32: the accessories slice
     attributes          hair      the attribute regressor's decoded output
