@@ -34,6 +34,7 @@ SKIN_RGB = [schema.index(f"face.{c}") for c in "rgb"]
 
 class HairStage(Stage):
     name = "hair"
+    fusion = None  # the glasses decision (avatarizer.glasses.GlassesFusion), hybrid only
 
     def prepare(self, options) -> None:
         from ..artist import ArtistStyle, AutoArtist
@@ -70,8 +71,6 @@ class HairStage(Stage):
                 folder = getattr(options.manifest, "folder", options.models_dir)
                 self.reason = f"{folder} has no 'attributes' model: the auto-artist's hair is used"
 
-    fusion = None
-
     def _retrieve(self, face, face_slice: np.ndarray, artist_glasses: np.ndarray | None = None,
                   glasses_cues: dict | None = None) -> tuple[np.ndarray, dict]:
         from .. import hair as H
@@ -88,17 +87,12 @@ class HairStage(Stage):
         rgb, colour_probs = H.hair_colour(crop, mask, face.canonical, valid) if mask is not None else (None, None)
         if colour_probs is not None:  # report the colour class the drawing follows
             H.read_hair_colour(attrs, colour_probs)
-        fused = None
+        fused = None  # the glasses kind H and the artist's cues decide together (hybrid)
         if self.fusion is not None and glasses_cues is not None:
-            from ..artist.accessories import set_glasses_kind
             from ..glasses import apply_decision
 
-            kind, probs = self.fusion.decide(glasses_cues["glasses"], attrs["glasses_probs"])
-            apply_decision(attrs, kind, probs)
-            fused = schema.default()[GLASSES].astype(np.float32)  # none
-            if kind:
-                fused = glasses_cues["glasses_shape"]()
-                set_glasses_kind(fused, kind)
+            fused, probs = self.fusion.decide(glasses_cues["glasses"], attrs["glasses_probs"])
+            apply_decision(attrs, fused, probs)
         base = schema.default()
         base[schema.FACE] = face_slice
         if attrs["drawn"]["beard"] or attrs["drawn"]["moustache"]:  # the beard's own colour (white ones too)
@@ -107,9 +101,13 @@ class HairStage(Stage):
                 attrs["beard_rgb"] = beard * 0.9
         full = H.merge(base, self.bank.entry(idx), FALLBACK_HAIR_RGB if rgb is None else rgb, attrs,
                        thresholds=self.draw)
-        if fused is not None:  # the fused decision, drawn with the artist's frame and lens sizes
-            full[GLASSES] = fused
-        elif (artist_glasses is not None and not attrs["glasses_type"]
+        if fused:  # drawn with the artist's frame colour and lens sizes
+            from ..artist.accessories import set_glasses_kind
+
+            drawn = glasses_cues["glasses_shape"]()
+            set_glasses_kind(drawn, fused)
+            full[GLASSES] = drawn
+        elif (fused is None and artist_glasses is not None and not attrs["glasses_type"]
                 and artist_glasses[0] >= 0.5):  # glasses.type: 1 clear, 2 sunglasses
             # H missed glasses the artist's frame, tint and transparency cues find
             full[GLASSES] = artist_glasses
