@@ -182,6 +182,18 @@ def oof(x: np.ndarray, y: np.ndarray, k: int, folds: int = 5, seed: int = 0, l2:
     return out
 
 
+def glasses_thresholds(prob: np.ndarray, y: np.ndarray, precision: float) -> dict:
+    """Drawing thresholds on P(clear) and P(sunglasses) (out-of-fold
+    probabilities ``prob`` of labels ``y``: 0 none, 1 clear, 2 sun)."""
+    return {"clear": precision_threshold(prob[:, 1], (y == 1).astype(float), precision),
+            "sun": precision_threshold(prob[:, 2], (y == 2).astype(float), precision)}
+
+
+def glasses_decision(prob: np.ndarray, th: dict) -> np.ndarray:
+    """0 none / 1 clear / 2 sunglasses per row (sunglasses first), as the SDK decides."""
+    return np.where(prob[:, 2] >= th["sun"], 2, np.where(prob[:, 1] >= th["clear"], 1, 0))
+
+
 def balanced_accuracy(y, pred, k) -> float:
     return float(np.mean([np.mean(pred[y == c] == c) for c in range(k) if (y == c).any()]))
 
@@ -247,8 +259,7 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         model = fit_logistic(xt, yt, k)
         po = oof(xt, yt, k)
         if task == "glasses":
-            th = {"clear": precision_threshold(po[:, 1], (yt == 1).astype(float), precision),
-                  "sun": precision_threshold(po[:, 2], (yt == 2).astype(float), precision)}
+            th = glasses_thresholds(po, yt, precision)
         else:
             th = {"yes": precision_threshold(po[:, 1], (yt == 1).astype(float), precision)}
         model["thresholds"] = th
@@ -261,7 +272,7 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         ph = predict(model, x[held])
         yh = y[held]
         if task == "glasses":
-            pred = np.where(ph[:, 2] >= th["sun"], 2, np.where(ph[:, 1] >= th["clear"], 1, 0))
+            pred = glasses_decision(ph, th)
         else:
             pred = (ph[:, 1] >= th["yes"]).astype(int)
         inv = int(((pred > 0) & (yh == 0)).sum())
@@ -420,13 +431,8 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
 
     losses = {l2: log_loss(l2) for l2 in FUSION_L2}
     l2 = min(losses, key=losses.get)
-    po = oof(xt, yt, 3, l2=l2)
-    th = {"clear": precision_threshold(po[:, 1], (yt == 1).astype(float), precision),
-          "sun": precision_threshold(po[:, 2], (yt == 2).astype(float), precision)}
+    th = glasses_thresholds(oof(xt, yt, 3, l2=l2), yt, precision)
     model = fit_logistic(xt, yt, 3, l2=l2)
-
-    def decide(p, t):
-        return np.where(p[:, 2] >= t["sun"], 2, np.where(p[:, 1] >= t["clear"], 1, 0))
 
     def score(pred, m):
         yy, pp = y[m], pred[m]
@@ -439,16 +445,13 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     # beside it, on the same held-out photos: each source refitted alone, the same way
     alone = {}
     for label, cols in (("artist_cues_alone", slice(0, 7)), ("attribute_model_alone", slice(7, 10))):
-        m_ = fit_logistic(xt[:, cols], yt, 3, l2=l2)
-        p_ = oof(xt[:, cols], yt, 3, l2=l2)
-        t_ = {"clear": precision_threshold(p_[:, 1], (yt == 1).astype(float), precision),
-              "sun": precision_threshold(p_[:, 2], (yt == 2).astype(float), precision)}
-        alone[label] = score(decide(predict(m_, x[:, cols]), t_), hm)
+        t_ = glasses_thresholds(oof(xt[:, cols], yt, 3, l2=l2), yt, precision)
+        alone[label] = score(glasses_decision(predict(fit_logistic(xt[:, cols], yt, 3, l2=l2), x[:, cols]), t_), hm)
     doc = {"format": 1, "attributes_version": info["version"], "attributes_model": info,
            "fitted_on": f"{int(tr.sum())} training photos of ffhq128-labelled (runtime cues and H outputs)",
            "precision_target": precision, "l2": l2, "oof_log_loss": {f"{k:g}": round(v, 4) for k, v in losses.items()},
            "model": {k: np.asarray(v).tolist() for k, v in model.items()}, "thresholds": th,
-           "heldout": {"fused": score(decide(predict(model, x), th), hm), **alone,
+           "heldout": {"fused": score(glasses_decision(predict(model, x), th), hm), **alone,
                        "faces_missing": int((held & ~ok).sum())},
            "seconds": round(time.time() - t0, 1)}
     out = Path(out) if out else FUSION_OUT
