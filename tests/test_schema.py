@@ -130,7 +130,8 @@ def test_validate_rejects_bad_vectors_with_names():
 
 def test_validate_accepts_exactly_the_tolerance_interval():
     """The one-pass check of the common case and the detailed one agree at
-    the edges: lo - tol and hi + tol are in, the next float out is not."""
+    the edges: lo - tol and hi + tol are in, the next float out is not; and
+    render(), which leaves the check to the native avz_validate, agrees too."""
     tol = 1e-4 * (schema.HI - schema.LO) + 1e-6
     lo, hi = schema.LO - tol, schema.HI + tol
     for j in (0, 17, 300, 628):
@@ -141,9 +142,11 @@ def test_validate_accepts_exactly_the_tolerance_interval():
             p[j] = v
             if ok:
                 np.testing.assert_array_equal(schema.validate(p), p)
+                assert render(p, 8).shape == (8, 8, 4)
             else:
-                with pytest.raises(SchemaError, match=schema.NAMES[j].replace(".", r"\.")):
-                    schema.validate(p)
+                for fn in (schema.validate, lambda q: render(q, 8)):
+                    with pytest.raises(SchemaError, match=schema.NAMES[j].replace(".", r"\.")):
+                        fn(p)
 
 
 def test_clip_makes_anything_valid():
