@@ -241,11 +241,13 @@ static float avz__profile(int profile, float w0, float w1, float wmid, float u) 
     }
 }
 
-/* A stroke whose width varies along the curve, drawn as a filled outline. */
-static void avz__tapered_n(avz_scene *s, const avz__pt *pts, int n, int profile, float w0, float w1,
-                           float wmid, avz__rgb c, float alpha, int per) {
-    if (n < 2 || alpha <= 0.002f) return;
-    if (fmaxf(fmaxf(w0, w1), wmid) <= 1e-5f) return;
+/* The closed outline of a stroke whose width varies along the curve, appended
+ * to the path being built (no item: avz__tapered_n fills it at once; a run of
+ * strokes of one colour can be filled together). Returns 0 if nothing was added. */
+static int avz__tapered_outline(avz_scene *s, const avz__pt *pts, int n, int profile, float w0, float w1,
+                                float wmid, int per) {
+    if (n < 2) return 0;
+    if (fmaxf(fmaxf(w0, w1), wmid) <= 1e-5f) return 0;
     avz__pt smp[AVZ__MAXPTS], L[AVZ__MAXPTS], R[AVZ__MAXPTS];
     int m = avz__cr_sample(pts, n, 0, per, smp, AVZ__MAXPTS);
     float acc[AVZ__MAXPTS];
@@ -263,7 +265,14 @@ static void avz__tapered_n(avz_scene *s, const avz__pt *pts, int n, int profile,
     avz__cr_path(s, L, m, 0, 1);
     avz__cr_path(s, R, m, 0, 0);
     avz__close(s);
-    avz__fill(s, c, alpha);
+    return 1;
+}
+
+/* A stroke whose width varies along the curve, drawn as a filled outline. */
+static void avz__tapered_n(avz_scene *s, const avz__pt *pts, int n, int profile, float w0, float w1,
+                           float wmid, avz__rgb c, float alpha, int per) {
+    if (alpha <= 0.002f) return;
+    if (avz__tapered_outline(s, pts, n, profile, w0, w1, wmid, per)) avz__fill(s, c, alpha);
 }
 
 /* Samples per control-point segment: enough for a smooth outline at any
@@ -429,8 +438,11 @@ static void avz__eye(avz_scene *s, const float *p, int up, int lo, int cr, int i
             avz__pt a = smp[i], b = avz__add(a, avz__add(avz__mul(nrm, lash), avz__mul(out, lash * 0.6f * (k + 1) / 4.f)));
             avz__pt pts[3] = {a, avz__lerp(a, b, 0.5f), b};
             pts[1] = avz__add(pts[1], avz__mul(out, lash * 0.15f));
-            avz__tapered_n(s, pts, 3, AVZ__TAPER, U.w1 * 0.45f, 0.0005f, 0, U.c, 1.f, 2);
+            avz__tapered_outline(s, pts, 3, AVZ__TAPER, U.w1 * 0.45f, 0.0005f, 0, 2);
         }
+        /* the lashes filled together: one fill operation instead of four (they
+         * do not overlap one another, and they are opaque) */
+        avz__fill(s, U.c, 1.f);
     }
 }
 
@@ -458,8 +470,11 @@ static void avz__brow(avz_scene *s, const float *p, int off, int mid_idx, int ha
         avz__pt a = avz__add(smp[i], avz__mul(nrm, -0.45f * w));
         avz__pt b = avz__add(a, avz__add(avz__mul(nrm, 0.95f * w), avz__mul(t, 0.6f * w + 0.01f)));
         avz__pt pts[3] = {a, avz__add(avz__lerp(a, b, 0.5f), avz__mul(t, 0.004f)), b};
-        avz__tapered_n(s, pts, 3, AVZ__TAPER, 0.0045f + 0.05f * w, 0.0008f, 0, dark, 0.6f * hairy + 0.2f, 2);
+        avz__tapered_outline(s, pts, 3, AVZ__TAPER, 0.0045f + 0.05f * w, 0.0008f, 0, 2);
     }
+    /* the hairs filled together: one fill operation instead of nine (they are
+     * spaced along the brow and do not overlap one another) */
+    avz__fill(s, dark, 0.6f * hairy + 0.2f);
 }
 
 static void avz__mouth(avz_scene *s, const float *p) {

@@ -268,6 +268,19 @@ def test_overlay_follows_the_face_and_leaves_the_input_alone(avatar, astronaut):
         avatar.overlay(astronaut, opacity=2)
 
 
+def test_overlay_fast_antialiasing_changes_only_edges(avatar, astronaut):
+    best = avatar.overlay(astronaut).astype(int)
+    fast = avatar.overlay(astronaut, antialias="fast").astype(int)
+    d = np.abs(fast - best)
+    assert d.max() > 0                          # a different coverage at edges...
+    assert d.mean() < 0.25 and (d.max(-1) > 32).mean() < 0.001  # ...and nothing else (0.07, 0.0003)
+    bgr = np.ascontiguousarray(astronaut[..., ::-1])
+    np.testing.assert_array_equal(avatar.overlay(bgr, color_order="bgr", antialias="fast"), fast[..., ::-1])
+    for bad in ("FAST", "good", None, 1):
+        with pytest.raises(ValueError, match="antialias"):
+            avatar.overlay(astronaut, antialias=bad)
+
+
 def _overlay_full_frame(avatar, frame: np.ndarray, opacity: float = 1.0) -> np.ndarray:
     """The straightforward path ``overlay`` replaced: the avatar rendered at
     the whole frame's size and blended over every pixel in float (inside the

@@ -128,6 +128,27 @@ def test_validate_rejects_bad_vectors_with_names():
     assert isinstance(SchemaError("x"), ValueError)
 
 
+def test_validate_accepts_exactly_the_tolerance_interval():
+    """The one-pass check of the common case and the detailed one agree at
+    the edges: lo - tol and hi + tol are in, the next float out is not; and
+    render(), which leaves the check to the native avz_validate, agrees too."""
+    tol = 1e-4 * (schema.HI - schema.LO) + 1e-6
+    lo, hi = schema.LO - tol, schema.HI + tol
+    for j in (0, 17, 300, 628):
+        for v, ok in ((lo[j], True), (hi[j], True), (np.nextafter(lo[j], np.float32(-np.inf)), False),
+                      (np.nextafter(hi[j], np.float32(np.inf)), False), (np.nan, False), (np.inf, False),
+                      (-np.inf, False)):
+            p = schema.DEFAULT.copy()
+            p[j] = v
+            if ok:
+                np.testing.assert_array_equal(schema.validate(p), p)
+                assert render(p, 8).shape == (8, 8, 4)
+            else:
+                for fn in (schema.validate, lambda q: render(q, 8)):
+                    with pytest.raises(SchemaError, match=schema.NAMES[j].replace(".", r"\.")):
+                        fn(p)
+
+
 def test_clip_makes_anything_valid():
     rng = np.random.default_rng(0)
     wild = rng.normal(0, 10, (20, 629)).astype(np.float32)

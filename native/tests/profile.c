@@ -8,7 +8,9 @@
  *
  * Prints per frame: CPU microseconds (this thread) for the scene build, the
  * surface set-up and background, fills / strokes outside and inside clip
- * groups, clip set-up, the un-premultiply pass, and the counts of each.
+ * groups, clip set-up, the un-premultiply pass, and the counts of each; then
+ * the floor table: whole frames with the default antialiasing, FAST, none,
+ * and at 1x1 px, interleaved (p50 / p95 / p99 / max).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <time.h>
@@ -19,6 +21,52 @@ static double now_us(void) {
     struct timespec t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return t.tv_sec * 1e6 + t.tv_nsec * 1e-3;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The floor of a frame on cairo: the whole avz_render path (scene build, set-up,
+ * drawing, un-premultiply) with the default antialiasing, with FAST (4x4
+ * coverage), with none at all, and at 1x1 px (what does not depend on the
+ * size), interleaved scene by scene so that load swings hit all alike. */
+static void floor_table(avz_scene *s, const float *P, size_t n, int size, int reps, uint8_t *buf) {
+    enum { NV = 4 };
+    const char *name[NV] = {"antialias default", "antialias FAST", "antialias NONE", "default at 1x1 px"};
+    size_t total = n * (size_t)reps, k = 0;
+    double *T[NV];
+    for (int v = 0; v < NV; v++)
+        if (!(T[v] = malloc(total * sizeof(double)))) return;
+    avz_render_options o;
+    avz_render_options_init(&o);
+    for (int i = 0; i < 4; i++) o.background[i] = 1.f;
+    for (int rep = 0; rep < reps; rep++)
+        for (size_t i = 0; i < n; i++, k++)
+            for (int v = 0; v < NV; v++) {
+                int px = v == 3 ? 1 : size;
+                double a = now_us();
+                if (avz_scene_build(s, P + i * AVZ_PARAM_COUNT, AVZ_PARAM_COUNT) != AVZ_OK) return;
+                cairo_surface_t *surf = cairo_image_surface_create_for_data(buf, CAIRO_FORMAT_ARGB32, px, px, 4 * px);
+                cairo_t *cr = cairo_create(surf);
+                o.antialias = v == 1 ? AVZ_AA_FAST : AVZ_AA_BEST;
+                avz__setup(cr, px, px, &o);
+                if (v == 2) cairo_set_antialias(cr, CAIRO_ANTIALIAS_NONE);
+                avz__draw_scene(cr, s);
+                cairo_destroy(cr);
+                cairo_surface_flush(surf);
+                cairo_surface_destroy(surf);
+                avz__unpremultiply(buf, px, px, 4 * px);
+                T[v][k] = now_us() - a;
+            }
+    printf("floor, whole frame interleaved (CPU us p50 / p95 / p99 / max at %d px):\n", size);
+    for (int v = 0; v < NV; v++) {
+        qsort(T[v], total, sizeof(double), cmp_double);
+        printf("  %-18s %6.0f / %6.0f / %6.0f / %6.0f\n", name[v], T[v][total / 2], T[v][(size_t)(total * .95)],
+               T[v][(size_t)(total * .99)], T[v][total - 1]);
+        free(T[v]);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -111,6 +159,7 @@ int main(int argc, char **argv) {
     printf("fills %.0f (%.1f) + in clips %.0f (%.1f) | strokes %.0f (%.1f) + in clips %.0f (%.1f) | clip set-up %.0f (%.1f groups)\n",
            t[0][0] / F, cnt[0][0] / F, t[0][1] / F, cnt[0][1] / F, t[1][0] / F, cnt[1][0] / F, t[1][1] / F,
            cnt[1][1] / F, t_clip / F, clips / F);
+    floor_table(s, P, n, size, reps, buf);
     avz_scene_destroy(s);
     free(buf);
     free(P);

@@ -94,7 +94,7 @@ def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:
         )
     image = np.asarray(image)  # drop ndarray subclasses (masked, matrix); no copy
 
-    what = f"an array of shape {image.shape} and dtype {image.dtype}"
+    what = _What(image)  # formatted only into an error message
     _check_dtype(image, what)
     gray = _check_shape(image, what)
     _check_size(image.shape[0], image.shape[1], what)
@@ -173,6 +173,23 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         return to_rgb_uint8(rgb)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
+
+
+class _What:
+    """'an array of shape ... and dtype ...', formatted only when an error
+    message uses it: formatting the shape and dtype on every call cost more
+    than the checks (a video loop converts every frame)."""
+
+    __slots__ = ("image",)
+
+    def __init__(self, image: np.ndarray):
+        self.image = image
+
+    def __str__(self) -> str:
+        return f"an array of shape {self.image.shape} and dtype {self.image.dtype}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 def _check_dtype(image: np.ndarray, what: str) -> None:

@@ -90,11 +90,17 @@ def _options(background, transform, zoom, antialias="best"):
     if antialias not in ("best", "fast"):
         raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r}")
     opt.antialias = lib.AVZ_AA_FAST if antialias == "fast" else lib.AVZ_AA_BEST
-    bg = np.zeros(4, np.float64) if background is None else np.asarray(background, np.float64).ravel()
-    if bg.size == 3:
-        bg = np.append(bg, 1.0)
-    if bg.size != 4:
-        raise ValueError(f"background must be RGB or RGBA floats in [0, 1], got {background!r}")
+    if background is None:
+        bg = (0.0, 0.0, 0.0, 0.0)
+    elif isinstance(background, tuple) and len(background) in (3, 4) and all(
+            type(v) in (int, float) for v in background):
+        bg = tuple(float(v) for v in background) + ((1.0,) if len(background) == 3 else ())  # render()'s case
+    else:
+        bg = np.asarray(background, np.float64).ravel()
+        if bg.size == 3:
+            bg = np.append(bg, 1.0)
+        if bg.size != 4:
+            raise ValueError(f"background must be RGB or RGBA floats in [0, 1], got {background!r}")
     for i in range(4):
         opt.background[i] = float(bg[i])
     if transform is not None:

@@ -12,11 +12,13 @@ explicit ``transform`` (2x3, frame -> pixels) is given.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import native
 from .errors import NativeError
-from .schema import validate
+from .schema import as_params, validate
 
 BACKENDS = ("native", "pycairo", "pillow")
 TOLERANCE = 0.25  # curve flattening tolerance in pixels, as in native/avz.c
@@ -64,7 +66,7 @@ def _is_real(v) -> bool:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         return False
     try:
-        return bool(np.isfinite(float(v)))
+        return math.isfinite(float(v))
     except OverflowError:  # an int too large for a float
         return False
 
@@ -128,10 +130,20 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
         raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r:.40}")
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r:.40}; choose one of {BACKENDS}")
-    p = validate(params)
     if backend == "native":
-        return native.renderer().render(p, w, h, background=bg, transform=transform, zoom=zoom,
-                                        antialias=antialias)
+        # avz_render checks the values itself (the same float32 bounds as
+        # schema.validate); schema.validate runs only to name the bad one. Two
+        # passes of numpy per call cost ~0.1 ms after a render has pushed
+        # Python's working set out of the caches.
+        p = as_params(params)
+        try:
+            return native.renderer().render(p, w, h, background=bg, transform=transform, zoom=zoom,
+                                            antialias=antialias)
+        except NativeError as exc:
+            if exc.status in ("AVZ_E_NONFINITE", "AVZ_E_RANGE"):
+                validate(p)  # raises the SchemaError that names the parameter
+            raise
+    p = validate(params)
     scene = native.Scene(p)
     m = _fit_matrix(w, h, zoom) if transform is None else np.asarray(transform, np.float64)
     if backend == "pycairo":
