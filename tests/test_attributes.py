@@ -265,3 +265,84 @@ def test_shipped_attribute_model_runs_integer_convolutions(tmp_path):
     ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
     assert ops.count("QLinearConv") == n_quantized, ops
+
+
+def test_logit_map_reproduces_the_heads_on_whitened_components():
+    """The distillation's logit term: ``Z @ A + b`` equals every head's output
+    before its softmax / sigmoid (hair colour without its colour-block terms)."""
+    from avatarizer_export import attributes as A
+
+    rng = np.random.default_rng(0)
+    names = ("hair_colour", "glasses", *HR.BINARY_ATTRIBUTES, *HR.REGRESSED_ATTRIBUTES)
+    outs = {"hair_colour": 5, "glasses": 3}
+    heads = {}
+    for n in names:
+        k = int(rng.choice([64, 128, 256]))
+        extra = 48 if n == "hair_colour" else 0
+        heads[n] = {"k": k, "W": rng.normal(size=(k + extra, outs.get(n, 1))), "b": rng.normal(size=outs.get(n, 1))}
+    Z = rng.normal(size=(7, 256)).astype(np.float32)
+    Amap, b = A.logit_map(heads)
+    assert Amap.shape == (256, 5 + 3 + len(HR.BINARY_ATTRIBUTES) + len(HR.REGRESSED_ATTRIBUTES))
+    want = np.concatenate([Z[:, :heads[n]["k"]] @ heads[n]["W"][:heads[n]["k"]] + heads[n]["b"] for n in names], 1)
+    assert np.allclose(Z @ Amap + b, want, atol=1e-4)
+
+
+def test_distillation_resumes_to_the_same_student(tmp_path, monkeypatch):
+    """An interrupted distillation resumed from its checkpoint ends with the
+    same weights as an uninterrupted one (a toy teacher, 6 steps of 4 crops)."""
+    import torch
+
+    from avatarizer_export import attributes as A
+
+    class Teacher(torch.nn.Module):  # features: the 8×8 mean colours, a fixed linear map
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(192, 300, generator=torch.Generator().manual_seed(1)),
+                                        requires_grad=False)
+
+        def forward(self, x):
+            return torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1) @ self.w
+
+    class Crops:
+        crops = np.random.default_rng(3).integers(0, 255, (12, 128, 128, 3), dtype=np.uint8)
+        keys = [f"ffhq128/{i}.png" for i in range(12)]
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(A, "DISTIL_BATCH", 4)
+    monkeypatch.setattr(A, "DISTIL_CHECKPOINT", 3)
+    V = np.random.default_rng(4).normal(size=(300, 256)).astype(np.float32) / 20
+    Amap = np.random.default_rng(5).normal(size=(256, 18)).astype(np.float32)
+    args = (Teacher(), np.zeros(300, np.float32), np.ones(300, np.float32), V, Amap, Crops(), np.arange(12))
+
+    monkeypatch.setattr(A, "RUN", tmp_path / "whole")
+    whole = A.distil(*args, steps=6, log=lambda *_: None)
+    hist = torch.load(tmp_path / "whole" / "student.pt", weights_only=False)["hist"]
+    assert len(hist) == 6 and np.isfinite(hist).all()
+    assert not (tmp_path / "whole" / "student_ckpt.pt").exists()
+
+    monkeypatch.setattr(A, "RUN", tmp_path / "parts")
+
+    class Stop(Exception):
+        pass
+
+    calls = {"n": 0}
+    real_save = torch.save
+
+    def save_then_stop(obj, path, *a, **k):  # interrupted after the first checkpoint (step 3)
+        real_save(obj, path, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Stop
+
+    monkeypatch.setattr(torch, "save", save_then_stop)
+    with pytest.raises(Stop):
+        A.distil(*args, steps=6, log=lambda *_: None)
+    monkeypatch.setattr(torch, "save", real_save)
+    logs = []
+    resumed = A.distil(*args, steps=6, log=logs.append)
+    assert any("resumed at step 3" in m for m in logs)
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    # a finished student is reused, not trained again
+    again = A.distil(*args, steps=6, log=logs.append)
+    assert "reused" in logs[-1] and torch.equal(again.fc.weight, resumed.fc.weight)

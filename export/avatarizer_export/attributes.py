@@ -8,27 +8,40 @@ evaluates it on the held-out labelled photos, exports it to ONNX and ships
 the int8 file (role ``attributes``) in ``sdk/avatarizer/models/`` with its
 manifest entry, behind a quality gate.
 
-The graph (:class:`AttributeNet`), one input ``image`` (N×3×128×128, the
-canonical crop mapped to [-1, 1]):
+The graph (:class:`AttributeNet`, 2.2.0), one input ``image`` (N×3×128×128,
+the canonical crop mapped to [-1, 1]):
 
-* the crop resized to :data:`ALEX_SIZE` px inside the graph, through a
-  frozen **ImageNet AlexNet** (conv1-5, the weights in
-  ``../shared/weights/alexnet_lpips.npz``); relu3, relu4 and relu5
-  average-pooled to a 3×3 grid (8,064 values; one AveragePool each):
-  ImageNet features separate glasses, hats and beards where the image
-  autoencoder's code does not (``docs/hair.md``), and the grid keeps *where*
-  (eyes, chin, skull). Without conv5 the cross-validated scores were as good
-  but the held-out ones worse (glasses 0.811, sunglasses 0.825, headwear
-  0.815; hair colour better, 0.622), so it stays;
+* the crop through the **student** (:class:`Student`: seven 3×3
+  convolutions, 128 → 8 px, about 44 M multiply-adds), its 16 px and 8 px
+  maps average-pooled to a 3×3 grid and mapped by one linear layer to 256
+  values (:data:`STUDENT_OUT`), trained by :func:`distil` to reproduce the
+  **teacher**'s whitened principal components and head logits;
 * the crop itself average-pooled to 8×8 RGB (192): colour statistics for
   the hair colour;
 * the concatenation standardised with the training statistics, then one
-  linear layer per output group (trained; everything before is frozen)
-  whose weights already hold the PCA projection and the calibration:
-  ``hair_colour`` (N×5 softmax: black, brown, blond, red, gray), ``glasses``
-  (N×3 softmax: none, reading, sunglasses), ``binary`` (N×5 sigmoid: bald,
-  beard, moustache, headwear, male) and ``regress`` (N×5: age in years; hair
-  length, volume, curl, fringe in [0, 1]).
+  linear layer per output group whose weights already hold the PCA
+  projection and the calibration: ``hair_colour`` (N×5 softmax: black,
+  brown, blond, red, gray), ``glasses`` (N×3 softmax: none, reading,
+  sunglasses), ``binary`` (N×5 sigmoid: bald, beard, moustache, headwear,
+  male) and ``regress`` (N×5: age in years; hair length, volume, curl,
+  fringe in [0, 1]).
+
+The teacher is 2.1.0 (built first by the same run, :func:`fit_heads` on
+:class:`Backbone`): a frozen **ImageNet AlexNet** (conv1-5, the weights in
+``../shared/weights/alexnet_lpips.npz``) at :data:`ALEX_SIZE` px, relu3-5
+average-pooled to a 3×3 grid (8,064 values; without conv5 the
+cross-validated scores were as good but the held-out ones worse), plus the
+same colour block and heads. It costs about 196 M multiply-adds (6.3 ms per
+face on one core); the student does the same job at a quarter of that.
+
+Distillation (:func:`distil`): every training photo of every folder
+(labelled or not; never a held-out photo), drawn at random as it is,
+mirrored or with :func:`augment_crop`'s warp and jitter; the teacher runs on
+the same crop; the loss is the mean squared error of the teacher's first
+256 whitened principal components plus that of its head logits (each
+scaled to unit spread). Then the student's features of the labelled
+training rows get their own heads, calibration and thresholds by the same
+procedure as the teacher's (below): the labelled losses.
 
 Data (held-out photos never used; ``docs/split.md``): the training split of
 ``ffhq128-labelled/attributes.jsonl`` for every label; UTKFace file names
@@ -62,10 +75,11 @@ them. The report (``runs/attributes/report.json``) holds the CV scores, the
 held-out metrics of the torch model and of the shipped int8 file, the
 expected calibration errors and the thresholds.
 
-The shipped file is int8 (:func:`export`: conv2-5 and the pooling in
-integers, conv1 and the heads in fp32, unsigned activations so that ONNX
-Runtime runs every quantized convolution as a ``QLinearConv``) and passes
-the gate of :func:`gate_metrics` against the fp32 file.
+The shipped file is int8 (:func:`export`: the student's convolutions after
+the first and the pooling in integers, the first convolution, the student's
+linear layer and the heads in fp32, unsigned activations so that ONNX Runtime
+runs every quantized convolution as a ``QLinearConv``) and passes the gate
+of :func:`gate_metrics` against the fp32 file.
 """
 from __future__ import annotations
 
@@ -91,7 +105,7 @@ FP32_NAME, FP32_FILE = "attributes-onnx-fp32", "attributes-fp32.onnx"  # build a
 SHIP_NAME, SHIP_FILE = "attributes-onnx-int8", "attributes-int8.onnx"  # shipped
 #: files of earlier versions removed from the models folder (and its manifest) on export
 RETIRED = {"attributes-onnx-fp16": "attributes-fp16.onnx"}
-VERSION = "2.1.0"
+VERSION = "2.2.0"
 INPUT = 128
 ALEX_SIZE = 128
 COLOUR_POOL = 8
@@ -198,6 +212,62 @@ class Backbone(nn.Module):
                                                                  align_corners=False, antialias=False)
         col = Fn.adaptive_avg_pool2d(x, COLOUR_POOL).flatten(1)
         return torch.cat([self.alex(xs), col], 1)
+
+
+#: the student backbone of 2.2.0 (:class:`Student`): channels of its three
+#: stages after a 16-channel stem, and the size of its output (it predicts the
+#: teacher's first STUDENT_OUT whitened principal components)
+STUDENT_WIDTHS = (32, 64, 128)
+STUDENT_STEM = 16
+STUDENT_OUT = 256
+#: distillation: optimiser steps of DISTIL_BATCH crops (fixed, so that a run is
+#: reproducible; about 30 minutes on one shared core), learning rate, the
+#: weight of the logit term against the feature term, checkpoint interval
+DISTIL_STEPS = 1500
+DISTIL_BATCH = 64
+DISTIL_LR = 2e-3
+DISTIL_LOGIT_WEIGHT = 1.0
+DISTIL_CHECKPOINT = 100
+
+
+def _cbr(cin: int, cout: int, stride: int = 1) -> list:
+    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class Student(nn.Module):
+    """The small CNN of 2.2.0 (about 44 M multiply-adds at 128 px against
+    AlexNet's 196 M): seven 3×3 convolutions with batch norm (folded into the
+    convolutions on export) and ReLU, 128 → 64 → 32 → 16 → 8 px; the 16 px
+    and 8 px maps average-pooled to a 3×3 grid (one AveragePool each, as the
+    teacher's taps) and one linear layer to :data:`STUDENT_OUT` values, trained
+    (:func:`distil`) to reproduce the teacher's whitened principal components
+    and the teacher's head logits."""
+
+    def __init__(self, widths=STUDENT_WIDTHS, stem: int = STUDENT_STEM, out: int = STUDENT_OUT):
+        super().__init__()
+        a, b, c = widths
+        self.s1 = nn.Sequential(*_cbr(3, stem, 2), *_cbr(stem, a, 2), *_cbr(a, a))
+        self.s2 = nn.Sequential(*_cbr(a, b, 2), *_cbr(b, b))
+        self.s3 = nn.Sequential(*_cbr(b, c, 2), *_cbr(c, c))
+        self.fc = nn.Linear(9 * (b + c), out)
+
+    def forward(self, x):
+        h2 = self.s2(self.s1(x))
+        h3 = self.s3(h2)
+        return self.fc(torch.cat([adaptive_pool(h2, ALEX_POOL).flatten(1), adaptive_pool(h3, ALEX_POOL).flatten(1)], 1))
+
+
+class StudentBackbone(nn.Module):
+    """2.2.0's features: the student's output and the 8×8 mean colours (the
+    same colour block as :class:`Backbone`, at the end)."""
+
+    def __init__(self, student: Student):
+        super().__init__()
+        self.student = student
+
+    def forward(self, x):
+        col = Fn.adaptive_avg_pool2d(x, COLOUR_POOL).flatten(1)
+        return torch.cat([self.student(x), col], 1)
 
 
 class AttributeNet(nn.Module):
@@ -370,11 +440,16 @@ def sample_table(al, T: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return t[:, 0], t[:, 1]
 
 
-def table_features(bb: Backbone, al, photo: np.ndarray, variant: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Backbone features of every (photo, variant) row; cached in runs/attributes."""
+def table_features(bb: nn.Module, al, photo: np.ndarray, variant: np.ndarray, seed: int = 0,
+                   name: str | None = None) -> np.ndarray:
+    """Backbone features of every (photo, variant) row; cached in runs/attributes
+    (the teacher's under a name from its configuration, another backbone's
+    under ``name``: ``features_<name>_...``)."""
     RUN.mkdir(parents=True, exist_ok=True)
     taps = "".join(str(t + 1) for t in ALEX_TAPS)
-    tag = f"features_a{ALEX_SIZE}_p{ALEX_POOL}_r{taps}_n{len(photo)}_s{seed}.npz"
+    prefix = f"features_{name}_" if name else "features_a"
+    tag = (f"{prefix}{ALEX_SIZE}_p{ALEX_POOL}_r{taps}_n{len(photo)}_s{seed}.npz" if not name
+           else f"{prefix}n{len(photo)}_s{seed}.npz")
     path = RUN / tag
     if path.exists():
         with np.load(path) as z:
@@ -399,7 +474,7 @@ def table_features(bb: Backbone, al, photo: np.ndarray, variant: np.ndarray, see
         if buf:
             out.append(bb(to_input128(np.stack(buf))).numpy())
     f = np.concatenate(out).astype(np.float32)
-    for old in RUN.glob("features_*.npz"):
+    for old in RUN.glob(f"{prefix}*.npz"):
         old.unlink()
     np.savez(path, photo=photo, variant=variant, f=f)
     return f
@@ -432,17 +507,18 @@ def pca_basis(X: np.ndarray, q: int = PCA_COMPONENTS, seed: int = 0) -> tuple[np
     return V.numpy().astype(np.float32), scale.numpy().astype(np.float32)
 
 
-def _cached_pca(X: np.ndarray, tag: int) -> np.ndarray:
-    """Whitened PCA basis (D×q) of the training rows, cached beside the features."""
+def _cached_pca(X: np.ndarray, tag: int, name: str = "") -> np.ndarray:
+    """Whitened PCA basis (D×q) of the training rows, cached beside the features
+    (one file per backbone ``name``)."""
     import hashlib
 
     digest = hashlib.sha1(np.ascontiguousarray(X[::97]).tobytes()).hexdigest()[:12]
-    path = RUN / f"pca_n{tag}_{digest}.npy"
+    path = RUN / f"pca_{name}n{tag}_{digest}.npy"
     if path.exists():
         return np.load(path)
     V, sc = pca_basis(X)
     V = (V / sc).astype(np.float32)
-    for old in RUN.glob("pca_*.npy"):
+    for old in RUN.glob(f"pca_{name}n*.npy"):
         old.unlink()
     np.save(path, V)
     return V
@@ -798,8 +874,9 @@ def _metadata(extra: dict) -> dict:
                                 "(age, gender), auto-artist hair fits (pseudo-labels) of the training photos",
                        "split": "docs/split.md (held-out photos never used)",
                        "licence": "non-commercial (FFHQ CC BY-NC-SA 4.0, UTKFace research only)",
-                       "backbone": f"ImageNet AlexNet conv1-{max(ALEX_TAPS) + 1} at {ALEX_SIZE} px (frozen, "
-                                   "../shared/weights/alexnet_lpips.npz)"},
+                       "backbone": f"a {len(STUDENT_WIDTHS) * 2 + 1}-convolution student distilled from "
+                                   f"ImageNet AlexNet conv1-{max(ALEX_TAPS) + 1} at {ALEX_SIZE} px (frozen, "
+                                   "../shared/weights/alexnet_lpips.npz) with 2.1.0's heads"},
         decode="avatarizer.hair.decode_attributes", **extra)
 
 
@@ -860,9 +937,11 @@ def export(net: AttributeNet, calib_crops: np.ndarray, eval_crops: np.ndarray, e
                                   check_inputs=[xe[:8], xe[8:16]], atol=1e-4, manifest_folder=BUILD)
     fns, th = gate_metrics(decision, draw)
     evals = [{"image": xe[i:i + 16].numpy()} for i in range(0, len(xe), 16)]
-    # int8: conv2-conv5, their max pooling and the average pooling of the taps
-    # to the grid; conv1 (the raw image, 11×11) and the small tail
-    # (standardisation, heads) stay fp32: with conv1 quantized the
+    # int8: every convolution after the first (2.2.0: the student's six; 2.1.0:
+    # AlexNet conv2-5 and their max pooling) and the average pooling of the
+    # taps to the grid; the first convolution (on the raw image) and the small
+    # tail (the student's linear layer, standardisation, heads) stay fp32: with
+    # AlexNet's conv1 quantized the
     # probabilities drift by 0.022 on average and age by 3 years, with it in
     # fp32 by 0.003 and 0.5 (measured on the 96 px model of 2.0.0).
     # Activations unsigned (U8S8, ``QUANT_ACTIVATIONS``): with signed ones
@@ -890,8 +969,145 @@ def export(net: AttributeNet, calib_crops: np.ndarray, eval_crops: np.ndarray, e
 # ---------------------------------------------------------------------- CLI
 
 
+def fit_heads(feats: np.ndarray, T: dict, photo: np.ndarray, variant: np.ndarray, cv: bool = True,
+              name: str = "", log=print) -> dict:
+    """Standardisation, whitened PCA and the CV-fitted, calibrated heads on a
+    feature table (the last ``3·COLOUR_POOL²`` columns are the colour block);
+    the thresholds from their out-of-fold outputs. Returns a dict (``mean``,
+    ``std``, ``V``, ``Vc``, ``Z``, ``heads``, ``decision``, ``draw``, ``at``)."""
+    held = T["heldout"]
+    train_row = ~held[photo]
+    mean = feats[train_row].mean(0)
+    std = feats[train_row].std(0) + 1e-3
+    Xs = ((feats - mean) / std).astype(np.float32)
+    V = _cached_pca(Xs[train_row], len(photo), name)
+    Z = Xs @ V
+    # the colour block (8×8 mean RGB, the last columns) on its own, for the hair colour head
+    ncol = 3 * COLOUR_POOL * COLOUR_POOL
+    Vc_blk, sc_c = pca_basis(Xs[train_row][:, -ncol:], q=COLOUR_COMPONENTS)
+    Vc = np.zeros((Xs.shape[1], COLOUR_COMPONENTS), np.float32)
+    Vc[-ncol:] = Vc_blk / sc_c
+    Zc = Xs @ Vc
+    heads = {}
+    for h in ("hair_colour", "glasses", *HR.BINARY_ATTRIBUTES, *HR.REGRESSED_ATTRIBUTES):
+        heads[h] = train_head(Z, T, h, photo, variant, ~held, log=log, cv=cv,
+                              extra=Zc if h == "hair_colour" else None)
+    decision, draw, at = thresholds_from_oof(heads) if cv else ({k: 0.5 for k in DECIDED}, {k: 0.5 for k in DRAWN}, {})
+    return {"mean": mean.astype(np.float32), "std": std.astype(np.float32), "V": V, "Vc": Vc, "Z": Z,
+            "heads": heads, "decision": decision, "draw": draw, "at": at}
+
+
+def logit_map(heads: dict, q: int = STUDENT_OUT) -> tuple[np.ndarray, np.ndarray]:
+    """(A (q×m), b (m,)): every head's output before its softmax / sigmoid as a
+    linear function ``Z[:, :q] @ A + b`` of the whitened components (the hair
+    colour head's colour-block terms left out: the student sees the colour
+    block itself)."""
+    cols, bias = [], []
+    for name in ("hair_colour", "glasses", *HR.BINARY_ATTRIBUTES, *HR.REGRESSED_ATTRIBUTES):
+        h = heads[name]
+        W = np.zeros((q, np.asarray(h["W"]).shape[1]), np.float32)
+        k = min(h["k"], q)
+        W[:k] = np.asarray(h["W"])[:k]
+        cols.append(W)
+        bias.append(np.asarray(h["b"], np.float32).reshape(-1))
+    return np.concatenate(cols, 1), np.concatenate(bias)
+
+
+def distil_photos(al, T: dict) -> np.ndarray:
+    """Every aligned photo the student learns from: all training photos of
+    every folder, labelled or not (the held-out photos never)."""
+    return np.flatnonzero(~T["heldout"][: len(al.keys)])
+
+
+def distil(teacher: Backbone, mean: np.ndarray, std: np.ndarray, V: np.ndarray, A: np.ndarray, al,
+           photos: np.ndarray, steps: int = DISTIL_STEPS, seed: int = 0, log=print) -> Student:
+    """Trains :class:`Student` to reproduce the teacher's whitened components
+    ``Z = ((teacher(x) - mean) / std) @ V[:, :STUDENT_OUT]`` and its head
+    logits ``Z @ A`` (each logit scaled to unit spread) on crops of
+    ``photos`` drawn at random, each as it is, mirrored or with
+    :func:`augment_crop`'s warp and jitter (a third each); the teacher runs
+    on the same crop. Mean squared error of both, AdamW, a cosine learning
+    rate. Checkpointed in ``runs/attributes/student_ckpt.pt`` every
+    :data:`DISTIL_CHECKPOINT` steps and resumed from there; the finished
+    student is kept in ``runs/attributes/student.pt`` (reused while its
+    configuration and photos are the same)."""
+    import hashlib
+
+    RUN.mkdir(parents=True, exist_ok=True)
+    cfg = {"widths": list(STUDENT_WIDTHS), "stem": STUDENT_STEM, "out": STUDENT_OUT, "steps": int(steps),
+           "batch": DISTIL_BATCH, "lr": DISTIL_LR, "logit_weight": DISTIL_LOGIT_WEIGHT, "seed": int(seed),
+           "photos": hashlib.sha1(np.asarray(photos, np.int64).tobytes()).hexdigest()[:12],
+           "teacher": hashlib.sha1(np.ascontiguousarray(V[::97, :STUDENT_OUT]).tobytes()).hexdigest()[:12]}
+    final, ckpt = RUN / "student.pt", RUN / "student_ckpt.pt"
+    student = Student()
+    if final.exists():
+        d = torch.load(final, weights_only=False)
+        if d.get("config") == cfg:
+            student.load_state_dict(d["state"])
+            log(f"attributes: student reused ({final})")
+            return student.eval()
+    torch.manual_seed(seed)
+    student = Student()
+    Vq = torch.from_numpy(np.ascontiguousarray(V[:, :STUDENT_OUT]))
+    mu, sd = torch.from_numpy(mean), torch.from_numpy(std)
+    At = torch.from_numpy(A)
+    # each logit to unit spread over the teacher's components (std of Z @ A, Z whitened)
+    a_scale = torch.from_numpy(np.sqrt((A ** 2).sum(0)) + 1e-6)
+    opt = torch.optim.AdamW(student.parameters(), lr=DISTIL_LR, weight_decay=1e-4)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: min(1.0, (t + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps)))
+    rng = np.random.default_rng(seed + 7)
+    start, hist = 0, []
+    if ckpt.exists():
+        d = torch.load(ckpt, weights_only=False)
+        if d.get("config") == cfg:
+            student.load_state_dict(d["state"])
+            opt.load_state_dict(d["opt"])
+            sched.load_state_dict(d["sched"])
+            rng.bit_generator.state = d["rng"]
+            torch.set_rng_state(d["torch_rng"])
+            start, hist = d["step"], d["hist"]
+            log(f"attributes: distillation resumed at step {start}")
+    teacher.eval()
+    student.train()
+    t0 = time.time()
+    for step in range(start, steps):
+        idx = rng.choice(photos, DISTIL_BATCH)
+        kinds = rng.integers(0, 3, DISTIL_BATCH)
+        batch = []
+        for i, kd in zip(idx, kinds):
+            c = np.asarray(al.crops[i])
+            batch.append(c if kd == 0 else (np.ascontiguousarray(c[:, ::-1]) if kd == 1 else augment_crop(c, rng)))
+        x = to_input128(np.stack(batch))
+        with torch.no_grad():
+            z = ((teacher(x) - mu) / sd) @ Vq
+        zh = student(x)
+        e = zh - z
+        lf = (e ** 2).mean()
+        ll = (((e @ At) / a_scale) ** 2).mean()
+        loss = lf + DISTIL_LOGIT_WEIGHT * ll
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        hist.append((lf.item(), ll.item()))
+        if (step + 1) % DISTIL_CHECKPOINT == 0 or step + 1 == steps:
+            f, lg = np.mean(hist[-DISTIL_CHECKPOINT:], 0)
+            log(f"  distil step {step + 1}/{steps}: feature MSE {f:.3f}, logit MSE {lg:.3f} "
+                f"({(time.time() - t0) / (step + 1 - start):.2f} s/step)")
+            torch.save({"config": cfg, "state": student.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "rng": rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state(), "step": step + 1, "hist": hist}, ckpt)
+    student.eval()
+    torch.save({"config": cfg, "state": student.state_dict(), "hist": hist}, final)
+    if ckpt.exists():
+        ckpt.unlink()
+    return student
+
+
 def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, do_export: bool = True,
-        log=print) -> dict:
+        log=print, steps: int = DISTIL_STEPS) -> dict:
     from .data import load_aligned
 
     torch.set_num_threads(1)  # small dense fits: one thread is fastest on a shared machine
@@ -906,39 +1122,45 @@ def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, 
     log(f"attributes: AlexNet features at {ALEX_SIZE} px of {len(photo)} rows ({len(np.unique(photo))} photos)")
     feats = table_features(bb, al, photo, variant)
     held = T["heldout"]
-    train_row = ~held[photo]
-    mean = feats[train_row].mean(0)
-    std = feats[train_row].std(0) + 1e-3
-    Xs = ((feats - mean) / std).astype(np.float32)
-    V = _cached_pca(Xs[train_row], len(photo))
-    Z = Xs @ V
-    # the colour block (8×8 mean RGB, the last columns) on its own, for the hair colour head
-    ncol = 3 * COLOUR_POOL * COLOUR_POOL
-    Vc_blk, sc_c = pca_basis(Xs[train_row][:, -ncol:], q=COLOUR_COMPONENTS)
-    Vc = np.zeros((Xs.shape[1], COLOUR_COMPONENTS), np.float32)
-    Vc[-ncol:] = Vc_blk / sc_c
-    Zc = Xs @ Vc
-    heads = {}
-    for name in ("hair_colour", "glasses", *HR.BINARY_ATTRIBUTES, *HR.REGRESSED_ATTRIBUTES):
-        heads[name] = train_head(Z, T, name, photo, variant, ~held, log=log, cv=cv,
-                                 extra=Zc if name == "hair_colour" else None)
-    decision, draw, at = thresholds_from_oof(heads) if cv else ({k: 0.5 for k in DECIDED}, {k: 0.5 for k in DRAWN}, {})
-    log(f"attributes: decision thresholds {decision}; drawing thresholds (CV precision >= {DRAW_PRECISION}) {draw}")
-    net = assemble(bb, mean.astype(np.float32), std.astype(np.float32), V, heads, Vc)
     hc_train = T["hair_colour"][(~held) & (T["hair_colour"] >= 0)]
     priors = {c: round(float(np.mean(hc_train == j)), 4) for j, c in enumerate(HR.HAIR_COLOURS)}
     hrows = np.flatnonzero(held[photo] & (variant == 0))
     hphotos = photo[hrows]
+    # the teacher: 2.1.0's fit on the frozen AlexNet features
+    log("attributes: teacher heads (AlexNet features)")
+    tf = fit_heads(feats, T, photo, variant, cv=cv, log=log)
+    teacher = assemble(bb, tf["mean"], tf["std"], tf["V"], tf["heads"], tf["Vc"])
     with torch.no_grad():
-        pred = outputs_to_arrays(net.from_features(torch.from_numpy(feats[hrows])))
+        tpred = outputs_to_arrays(teacher.from_features(torch.from_numpy(feats[hrows])))
+    teacher_res = evaluate(tpred, T, hphotos, tf["decision"], tf["draw"], priors)
+    del feats
+    # the student, distilled from the teacher on every training photo, then
+    # its own heads, calibration and thresholds by the same procedure
+    A, _ = logit_map(tf["heads"])
+    photos = distil_photos(al, T)
+    log(f"attributes: distilling the student on {len(photos)} training photos, {steps} steps of {DISTIL_BATCH}")
+    student = distil(bb, tf["mean"], tf["std"], tf["V"], A, al, photos, steps=steps, log=log)
+    sbb = StudentBackbone(student).eval()
+    sfeats = table_features(sbb, al, photo, variant, name="student")
+    log("attributes: student heads")
+    sf = fit_heads(sfeats, T, photo, variant, cv=cv, name="student_", log=log)
+    decision, draw, at, heads = sf["decision"], sf["draw"], sf["at"], sf["heads"]
+    log(f"attributes: decision thresholds {decision}; drawing thresholds (CV precision >= {DRAW_PRECISION}) {draw}")
+    net = assemble(sbb, sf["mean"], sf["std"], sf["V"], heads, sf["Vc"])
+    with torch.no_grad():
+        pred = outputs_to_arrays(net.from_features(torch.from_numpy(sfeats[hrows])))
     res = evaluate(pred, T, hphotos, decision, draw, priors)
-    report = {"heldout": res, "decision_thresholds": decision, "draw_thresholds": draw, "draw_cv": at,
-              "hair_colour_priors": priors,
+    report = {"heldout": res, "teacher_heldout": teacher_res, "decision_thresholds": decision,
+              "draw_thresholds": draw, "draw_cv": at, "hair_colour_priors": priors,
               "heads": {k: {kk: vv for kk, vv in h.items() if kk not in ("W", "b", "oof", "oof_y")}
                         for k, h in heads.items()},
-              "rows": int(len(photo)), "alex_size": ALEX_SIZE}
+              "teacher_heads": {k: {kk: vv for kk, vv in h.items() if kk not in ("W", "b", "oof", "oof_y")}
+                                for k, h in tf["heads"].items()},
+              "rows": int(len(photo)), "alex_size": ALEX_SIZE, "distil_photos": int(len(photos)),
+              "distil_steps": int(steps), "student": {"widths": list(STUDENT_WIDTHS), "stem": STUDENT_STEM,
+                                                      "out": STUDENT_OUT}}
     RUN.mkdir(parents=True, exist_ok=True)
-    torch.save({"state": net.state_dict(), "dim": len(mean), "alex_size": ALEX_SIZE,
+    torch.save({"state": net.state_dict(), "dim": len(sf["mean"]), "student": True,
                 "decision_thresholds": decision, "draw_thresholds": draw}, RUN / "heads.pt")
     if do_export:
         folder = np.array([k.split("/", 1)[0] for k in al.keys])
@@ -988,7 +1210,8 @@ def load_predictions() -> dict:
 
 
 def main_attributes(args) -> int:
-    run(cache=args.cache, shared=args.shared, cv=not args.no_cv, do_export=not args.no_export)
+    run(cache=args.cache, shared=args.shared, cv=not args.no_cv, do_export=not args.no_export,
+        steps=args.distil_steps)
     return 0
 
 
@@ -999,4 +1222,6 @@ def add_parser(sub):
     p.add_argument("--shared")
     p.add_argument("--no-cv", action="store_true", help="skip the cross-validation (and the calibration)")
     p.add_argument("--no-export", action="store_true", help="train and evaluate only")
+    p.add_argument("--distil-steps", type=int, default=DISTIL_STEPS,
+                   help=f"optimiser steps of the student's distillation (default {DISTIL_STEPS})")
     p.set_defaults(func=main_attributes)
