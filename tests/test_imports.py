@@ -142,3 +142,19 @@ def test_restructured_modules_import_first(first):
     """Each module moved for issue #16 is importable as the first thing a program does."""
     done = _fresh(f"import {first}, avatarizer.schema as s; assert s.sample(1, seed=0).shape == (1, 629)")
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_no_module_defines_a_name_twice(package):
+    """A second top-level ``def``/``class`` of the same name silently replaces
+    the first (``hairbank.build_bank``, the make-models step, once shadowed
+    the bank's clustering and broke ``avatarizer-export hairbank build``)."""
+    twice = []
+    for name, (path, _) in _modules(PACKAGES[package], package).items():
+        seen: set[str] = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if node.name in seen:
+                    twice.append(f"{name}.{node.name}")
+                seen.add(node.name)
+    assert twice == []

@@ -204,7 +204,7 @@ def _alloc(counts: dict, total: int) -> dict:
     return {f: int(min(counts[f], max(6, round(total * v / z)))) for f, v in s.items()}
 
 
-def build_bank(m: dict, total: int = 560, dedup: float = 0.03, seed: int = SEED, log=print) -> dict:
+def cluster_bank(m: dict, total: int = 560, dedup: float = 0.03, seed: int = SEED, log=print) -> dict:
     """k-means per family, medoids, near-duplicate merging; grows ``total``
     until at least :data:`MIN_ENTRIES` distinct entries remain."""
     use = np.flatnonzero(m["seen"])
@@ -467,7 +467,7 @@ def _tune_keys(keys: list[str], n: int = 400) -> list[str]:
 
 def cmd_build(cache, shared, log=print, extra: dict | None = None) -> HR.HairBank:
     m = load_members(cache, shared, log=log)
-    arrays = build_bank(m, log=log)
+    arrays = cluster_bank(m, log=log)
     prev = {}
     js = DATA / "hair_bank.json"
     if js.exists():
@@ -486,7 +486,7 @@ def cmd_tune(cache, shared, log=print) -> dict:
     al = load_aligned(cache)
     tune = set(_tune_keys(al.keys))
     m = load_members(cache, shared, exclude_keys=tune, log=log)
-    arrays = build_bank(m, log=log)
+    arrays = cluster_bank(m, log=log)
     bank = HR.HairBank(arrays, {})
     pred = load_predictions()
     # the tuning photos' own artist fits (their faces; in pairs)
