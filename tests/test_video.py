@@ -712,3 +712,44 @@ def test_video_merge_is_reused_between_identity_answers(astronaut):
         s = av.run(astronaut, t)
         assert s.faces[0].params is not first.params
         np.testing.assert_array_equal(s.faces[0].params, merge_face(s.faces[0]))
+
+
+def test_identity_worker_rests_for_its_duty_and_uses_one_blas_thread(astronaut):
+    """After an answer that took d seconds the worker gets no job for
+    d * (1 / identity_duty - 1) seconds; its networks run with BLAS on one thread
+    (and the process's BLAS threads are as they were afterwards)."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    for duty, expect_rest in ((0.1, True), (1.0, False)):
+        opts = TrackerOptions(identity_every_ms=1.0, identity_duty=duty)
+        with Avatarizer(mode="video", max_faces=1, tracker=opts) as av:
+            stage = av._pipeline["identity"]
+            t = 0.0
+            for _ in range(opts.identity_frames):  # inline; the next frame hands the first job over
+                av.from_frame(astronaut, timestamp_ms=t)
+                t += 33.3
+            calls = _slow_face_networks(av, 0.3)
+            inside = []
+            real = av._pipeline["face"].estimator.estimate
+            av._pipeline["face"].estimator.estimate = lambda f, s: (inside.append(blas_threads()), real(f, s))[1]
+            assert stage.wait_idle(30)
+            n0 = len(calls)
+            av.from_frame(astronaut, timestamp_ms=t)  # due: a job for the worker
+            t += 33.3
+            assert stage.wait_idle(30) and len(calls) == n0 + 1 and stage.last_error is None
+            for _ in range(5):  # 0.5 s later: within 0.1's rest (>= 2.7 s), past 1.0's (none)
+                time.sleep(0.1)
+                av.from_frame(astronaut, timestamp_ms=t)
+                t += 33.3
+            assert stage.wait_idle(30)
+            assert (len(calls) == n0 + 1) == expect_rest, (duty, len(calls) - n0)
+            assert inside and all(n == [1] * len(before) for n in inside), inside
+    assert blas_threads() == before
+    with pytest.raises(ValueError, match="identity_duty"):
+        TrackerOptions(identity_duty=0)
+    with pytest.raises(ValueError, match="identity_duty"):
+        TrackerOptions(identity_duty=1.5)

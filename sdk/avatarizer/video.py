@@ -79,6 +79,12 @@ class TrackerOptions:
             thread, and frames reuse their latest answer (no frame waits for
             them; ``avatarizer.pipeline.identity``). 0 runs them inline on
             every frame.
+        identity_duty: the most of one CPU core the identity worker may
+            take, in (0, 1]: after an answer that took ``d`` seconds of wall
+            time it rests ``d * (1 / identity_duty - 1)`` seconds before the
+            next (0.25: at least 3 × ``d``), so on a small CPU it does not
+            compete with the frames for the cores (and the GIL) most of the
+            time. 1 refreshes as soon as ``identity_every_ms`` allows.
     """
 
     identity_frames: int = 15
@@ -91,6 +97,7 @@ class TrackerOptions:
     pose: bool = True
     identity_lock: bool = True
     identity_every_ms: float = 200.0
+    identity_duty: float = 0.25
 
     def __post_init__(self):
         if isinstance(self.identity_frames, bool) or not isinstance(self.identity_frames, int) \
@@ -101,6 +108,9 @@ class TrackerOptions:
         if isinstance(self.categorical_window, bool) or not isinstance(self.categorical_window, int) \
                 or self.categorical_window < 1:
             raise ValueError(f"categorical_window must be a positive integer, got {self.categorical_window!r}")
+        d = self.identity_duty
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not (0.0 < d <= 1.0):
+            raise ValueError(f"identity_duty must be a number in (0, 1], got {d!r}")
         for name in ("grace_ms", "reset_ms", "max_identity_pose", "identity_every_ms"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
