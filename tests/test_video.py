@@ -753,3 +753,16 @@ def test_identity_worker_rests_for_its_duty_and_uses_one_blas_thread(astronaut):
         TrackerOptions(identity_duty=0)
     with pytest.raises(ValueError, match="identity_duty"):
         TrackerOptions(identity_duty=1.5)
+
+
+def test_categorical_modes_match_np_unique():
+    from avatarizer.video import _modes
+
+    rng = np.random.default_rng(2)
+    for n in (1, 2, 7, 45):
+        rows = np.round(rng.uniform(0, 4, (n, 5)) ** rng.uniform(0.5, 2, 5))  # ties included
+        ref = []
+        for j in range(rows.shape[1]):
+            vals, counts = np.unique(rows[:, j], return_counts=True)
+            ref.append(vals[np.argmax(counts)])
+        np.testing.assert_array_equal(_modes(rows), ref)

@@ -214,6 +214,8 @@ _UI_XY, _LI_XY = _xys("lip_inner_upper"), _xys("lip_inner_lower")
 _MOUTH_X, _MOUTH_Y = _ys(*_MOUTH) - 1, _ys(*_MOUTH)
 _LOWER_Y = _ys("lip_inner_lower", "lip_lower_outer")
 _TEETH = S.index("teeth.show")
+_LI_BUMP, _LO_BUMP, _UI_BUMP = _bump(len(_LI_Y)), _bump(len(_LO_Y)), _bump(len(_UI_Y))
+_LI_NORM = 1.1 * float(_LI_BUMP[1:-1].mean())
 
 
 def close_mouth(params) -> np.ndarray:
@@ -234,11 +236,10 @@ def _open_by(p: np.ndarray, d: float) -> None:
     avatar's :func:`inner_lip_gap` grows by exactly ``d`` (the lower lip drops by
     10/11 of it, the upper lip lifts by 1/11), and the jaw drops by
     ``JAW_FOLLOW * d``."""
-    bump = _bump(len(_LI_Y))
-    k = d / (1.1 * float(bump[1:-1].mean()))  # the gap is measured over the middle points
-    p[_LI_Y] += k * bump
-    p[_LO_Y] += k * _bump(len(_LO_Y))
-    p[_UI_Y] -= 0.1 * k * _bump(len(_UI_Y))  # the upper lip lifts a little
+    k = d / _LI_NORM  # the gap is measured over the middle points
+    p[_LI_Y] += k * _LI_BUMP
+    p[_LO_Y] += k * _LO_BUMP
+    p[_UI_Y] -= 0.1 * k * _UI_BUMP  # the upper lip lifts a little
     # the jaw: outline, beard and their shadow below the mouth, weighted toward the chin
     mouth_y = float(p[_UO_Y].mean())
     chin_y = float(p[_FACE_Y].max())

@@ -137,6 +137,8 @@ def _real_array(params) -> np.ndarray:
     """float32 array of real numbers; SchemaError for strings, complex, objects, ragged lists."""
     try:
         raw = np.asarray(params)
+        if raw.dtype == np.float32:  # nothing to convert, nothing to overflow
+            return raw.copy()
         if raw.dtype.kind not in "iuf":
             raise TypeError(f"got an array of {raw.dtype} ({'complex numbers lose their imaginary part' if raw.dtype.kind == 'c' else 'not real numbers'})")
         with np.errstate(over="ignore"):

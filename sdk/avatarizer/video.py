@@ -57,6 +57,15 @@ _CATEGORICAL = np.array([k in ("categorical", "flag") for k in S.KINDS])
 _CAT_IDX = np.flatnonzero(_CATEGORICAL)
 
 
+def _modes(rows: np.ndarray) -> np.ndarray:
+    """The most frequent value of each column of ``rows`` (n, k), the smallest
+    of them on a tie (what ``np.unique(..., return_counts=True)`` and
+    ``argmax`` give), for all columns at once: each entry's count is the
+    number of equal entries in its column."""
+    counts = (rows[:, None, :] == rows[None, :, :]).sum(0)
+    return np.where(counts == counts.max(0), rows, np.inf).min(0)
+
+
 @dataclass(frozen=True)
 class TrackerOptions:
     """Options of the video tracker (see the module doc).
@@ -275,12 +284,7 @@ class Tracker:
             self.neutral = (1.0 - a) * self.neutral + a * raw_sig
             # categorical: the most frequent recent value (recounted only when the window changed)
             if self._cat_mode is None:
-                recent = np.stack(self._cat_hist)
-                mode = np.empty(len(_CAT_IDX))
-                for j in range(len(_CAT_IDX)):
-                    vals, counts = np.unique(recent[:, j], return_counts=True)
-                    mode[j] = vals[np.argmax(counts)]
-                self._cat_mode = mode
+                self._cat_mode = _modes(np.stack(self._cat_hist))
             ident[_CAT_IDX] = self._cat_mode
             self.identity = ident
 
