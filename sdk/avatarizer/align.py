@@ -625,6 +625,9 @@ def check_timestamp(timestamp_ms: Any, last: float | None = None) -> float:
 # -- geometry -----------------------------------------------------------------
 
 
+_sum = np.add.reduce
+
+
 def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity transform (rotation, uniform scale,
     translation; no reflection) mapping ``src`` points onto ``dst`` points.
@@ -646,18 +649,21 @@ def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"src and dst must both have shape (N, 2) with N >= 2, got {src.shape} and {dst.shape}."
         )
-    src_mean = src.mean(axis=0)
-    dst_mean = dst.mean(axis=0)
+    # ufunc reductions: what .mean() and .sum() compute, without their Python
+    # wrappers (this runs on every frame, for 3 anchors)
+    n = src.shape[0]
+    src_mean = _sum(src, 0) / n
+    dst_mean = _sum(dst, 0) / n
     src_c = src - src_mean
     dst_c = dst - dst_mean
-    src_var = float((src_c**2).sum())
+    src_var = float(_sum(src_c * src_c, None))
     if not src_var > 0.0:
         raise ValueError("Cannot fit a similarity transform: all source points coincide.")
     # Umeyama's solution in its closed 2-D form (the SVD of a 2×2 covariance,
     # reflection excluded): s·cos θ and s·sin θ are the centred dot and cross
     # sums over the source variance.
-    a = float((src_c * dst_c).sum()) / src_var
-    b = float((src_c[:, 0] * dst_c[:, 1] - src_c[:, 1] * dst_c[:, 0]).sum()) / src_var
+    a = float(_sum(src_c * dst_c, None)) / src_var
+    b = float(_sum(src_c[:, 0] * dst_c[:, 1] - src_c[:, 1] * dst_c[:, 0], None)) / src_var
     linear = np.array([[a, -b], [b, a]])
     translation = dst_mean - linear @ src_mean
     return np.concatenate([linear, translation[:, None]], axis=1)
@@ -715,8 +721,8 @@ def _build_face(
     transform = invert_affine(inverse)
     xy = landmarks[:, :2]
     canonical = (xy @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
-    x0, y0 = xy.min(axis=0)
-    x1, y1 = xy.max(axis=0)
+    x0, y0 = np.minimum.reduce(xy, 0)
+    x1, y1 = np.maximum.reduce(xy, 0)
     face = AlignedFace(
         landmarks=landmarks,
         canonical=canonical,
@@ -753,6 +759,8 @@ def _yaw_pitch(landmarks: np.ndarray) -> tuple[float, float]:
 _RECORD = 17
 _RECORD_TAGS = {0: 0x0A, 1: 0x0F, 2: 0x0D, 7: 0x15, 12: 0x1D}
 _RECORD_FLOAT_BYTES = [3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15, 16]
+_TAG_COLUMNS = np.array(list(_RECORD_TAGS))
+_TAG_VALUES = np.array(list(_RECORD_TAGS.values()), np.uint8)
 
 
 def _landmark_array(landmark_list: Any, width: int, height: int) -> np.ndarray:
@@ -772,7 +780,7 @@ def _landmark_array(landmark_list: Any, width: int, height: int) -> np.ndarray:
     xyz = None
     if len(data) == count * _RECORD:
         records = np.frombuffer(data, dtype=np.uint8).reshape(count, _RECORD)
-        if all((records[:, col] == tag).all() for col, tag in _RECORD_TAGS.items()):
+        if (records[:, _TAG_COLUMNS] == _TAG_VALUES).all():
             floats = np.ascontiguousarray(records[:, _RECORD_FLOAT_BYTES])
             xyz = floats.view("<f4").astype(np.float32, copy=False)
     if xyz is None:
