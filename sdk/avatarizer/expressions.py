@@ -169,6 +169,12 @@ assert SIGNALS[:11] == ("eye_open_l", "eye_open_r", "gaze_x", "gaze_y", "brow_l"
 
 
 # ---------------------------------------------------------------- helpers on params
+def _mean(v: np.ndarray):
+    """``v.mean()`` of a 1-D array (same value and type) without ndarray.mean's
+    Python wrapper; these run several times per video frame."""
+    return v.dtype.type(np.add.reduce(v) / v.shape[0])
+
+
 def _pts(p, feature):
     f = S.FEATURES[feature]
     return p[f.points].reshape(f.npoints, 2)  # a view
@@ -178,14 +184,14 @@ def inner_lip_gap(params) -> float:
     """The avatar's mouth opening: mean gap between the inner lips' middle points."""
     p = np.asarray(params, np.float32)
     up, lo = _pts(p, "lip_inner_upper"), _pts(p, "lip_inner_lower")
-    return float(np.mean(lo[1:4, 1] - up[1:4, 1]))
+    return float(_mean(lo[1:4, 1] - up[1:4, 1]))
 
 
 def eye_opening(params, side: str) -> float:
     """The avatar's eye opening (``side`` "l" or "r"): lower minus upper lid, middle points."""
     p = np.asarray(params, np.float32)
     up, lo = _pts(p, f"eye_{side}_upper"), _pts(p, f"eye_{side}_lower")
-    return float(np.mean(lo[1:4, 1] - up[1:4, 1]))
+    return float(_mean(lo[1:4, 1] - up[1:4, 1]))
 
 
 @lru_cache(maxsize=None)
@@ -241,7 +247,7 @@ def _open_by(p: np.ndarray, d: float) -> None:
     p[_LO_Y] += k * _LO_BUMP
     p[_UI_Y] -= 0.1 * k * _UI_BUMP  # the upper lip lifts a little
     # the jaw: outline, beard and their shadow below the mouth, weighted toward the chin
-    mouth_y = float(p[_UO_Y].mean())
+    mouth_y = float(_mean(p[_UO_Y]))
     chin_y = float(p[_FACE_Y].max())
     span = max(chin_y - mouth_y, 1e-3)
     q = p[_JAW_Y]
@@ -288,9 +294,12 @@ _LIP_ENDS = np.array([S.FEATURES["lip_upper_outer"].points.start + j for j in (0
                      [S.FEATURES["lip_upper_outer"].points.stop - 2 + j for j in (0, 1)])
 
 
+_ANCHOR_ENDS = np.concatenate([_EYE_ENDS, _LIP_ENDS[None]])
+
+
 def _anchors(p) -> np.ndarray:
     """The eye centres and the mouth centre of an avatar, (3, 2) float64."""
-    ends = np.concatenate([p[_EYE_ENDS], p[_LIP_ENDS][None]]).reshape(3, 2, 2)
+    ends = p[_ANCHOR_ENDS].reshape(3, 2, 2)
     return 0.5 * (ends[:, 0] + ends[:, 1]).astype(np.float64)
 
 
@@ -298,7 +307,7 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity src → dst, (2, 3): Umeyama's, in its closed 2-D
     form (``a = s cos θ``, ``b = s sin θ`` from the centred dot and cross sums;
     no SVD, never a reflection)."""
-    ms, md = src.mean(0), dst.mean(0)
+    ms, md = np.add.reduce(src, 0) / len(src), np.add.reduce(dst, 0) / len(dst)  # the means
     sc, dc = src - ms, dst - md
     var = float((sc ** 2).sum())
     if var <= 0:
@@ -472,7 +481,7 @@ def _apply_eyes(p, sig, neu):
     k = np.clip((k - 0.15) / 0.85, 0.0, 1.4).astype(np.float32)[:, None, None]
     pivot = lo + np.float32(0.3) * (up - lo)
     new_up = pivot + k * (up - pivot)
-    dy = (new_up[:, 1:4, 1] - up[:, 1:4, 1]).mean(1)      # (2,) float32
+    dy = np.add.reduce(new_up[:, 1:4, 1] - up[:, 1:4, 1], 1) / 3      # (2,) float32, the means
     p[_LIDS_LO] = pivot + k * (lo - pivot)
     p[_LIDS_UP] = new_up
     dy64 = dy.astype(np.float64)
