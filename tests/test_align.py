@@ -608,3 +608,30 @@ def test_landmarks_without_process_are_process_landmarks():
 
     plain = Plain()
     assert _face_landmarks(plain, astro) is None and plain.calls == 1
+
+
+def test_landmark_array_reads_bytes_and_messages_alike():
+    """The serialized landmark lists the aligner gets from MediaPipe decode as
+    their messages do, in the fixed layout (numpy) and otherwise (a field
+    more: parsed), and a list of the wrong length is refused either way."""
+    from mediapipe.framework.formats import landmark_pb2
+
+    from avatarizer.align import _landmark_array
+
+    rng = np.random.default_rng(3)
+    xyz = rng.uniform(0, 1, (478, 3)).astype(np.float32)
+    for visibility in (False, True):
+        msg = landmark_pb2.NormalizedLandmarkList()
+        for x, y, z in xyz:
+            lm = msg.landmark.add(x=x, y=y, z=z)
+            if visibility:
+                lm.visibility = 0.5
+        want = xyz * np.array([640, 480, 640], np.float32)
+        np.testing.assert_array_equal(_landmark_array(msg, 640, 480), want)
+        np.testing.assert_array_equal(_landmark_array(msg.SerializeToString(), 640, 480), want)
+    short = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in xyz[:468]:
+        short.landmark.add(x=x, y=y, z=z)
+    for item in (short, short.SerializeToString()):
+        with pytest.raises(RuntimeError, match="468 landmarks"):
+            _landmark_array(item, 640, 480)

@@ -583,14 +583,23 @@ def _face_landmarks(mesh: Any, image: np.ndarray) -> list | None:
     next simulated 30 fps timestamp, wait until the graph is idle, the output
     packet's landmark lists), without ``process()``'s per-call
     ``collections.namedtuple`` class (built with ``exec``: about 0.17 ms,
-    holding the GIL, on every frame). Falls back to ``process()`` when the
-    solution's internals are not the ones of mediapipe 0.10.21."""
+    holding the GIL, on every frame). The landmark lists come as their
+    serialized bytes (what ``process()`` parses into protobuf messages and
+    :func:`_landmark_array` would serialize again), which
+    :func:`_landmark_array` takes as they are. Falls back to ``process()``
+    when the solution's internals are not the ones of mediapipe 0.10.21."""
     try:
+        from mediapipe.python._framework_bindings import _packet_getter
+        from mediapipe.python.solution_base import PacketDataType
+
         graph, outputs = mesh._graph, mesh._graph_outputs
         ((name, kind),) = mesh._input_stream_type_info.items()
         ((out_name, out_kind),) = mesh._output_stream_type_info.items()
-        make, content = mesh._make_packet, mesh._get_packet_content
-    except (AttributeError, ValueError):
+        make = mesh._make_packet
+        serialized = _packet_getter._get_serialized_proto_list
+        if out_kind != PacketDataType.PROTO_LIST:
+            raise ValueError(out_kind)
+    except (AttributeError, ValueError, ImportError):
         return mesh.process(image).multi_face_landmarks
     if graph is None:
         raise ValueError("_graph is None in SolutionBase")  # as process() says
@@ -601,7 +610,9 @@ def _face_landmarks(mesh: Any, image: np.ndarray) -> list | None:
     graph.add_packet_to_input_stream(stream=name, packet=make(kind, image).at(mesh._simulated_timestamp))
     graph.wait_until_idle()
     packet = outputs.get(out_name)
-    return None if packet is None else content(out_kind, packet)
+    if packet is None or packet.is_empty():  # no output: no face (process() gives None too)
+        return None
+    return list(serialized(packet))
 
 
 def check_timestamp(timestamp_ms: Any, last: float | None = None) -> float:
@@ -764,26 +775,34 @@ _TAG_VALUES = np.array(list(_RECORD_TAGS.values()), np.uint8)
 
 
 def _landmark_array(landmark_list: Any, width: int, height: int) -> np.ndarray:
-    """(478, 3) float32 frame-pixel landmarks from a NormalizedLandmarkList.
+    """(478, 3) float32 frame-pixel landmarks from a NormalizedLandmarkList
+    (or its serialized bytes, as :func:`_face_landmarks` gives them).
 
     Decodes the serialised protobuf with numpy when it has the expected fixed
-    layout (about 10× faster than iterating the 478 Python objects) and falls
-    back to plain iteration otherwise.
+    layout (478 records of exactly x, y, z: about 10× faster than iterating
+    the 478 Python objects) and falls back to plain iteration otherwise.
     """
-    data = landmark_list.SerializeToString()
-    count = len(landmark_list.landmark)
-    if count != NUM_LANDMARKS:
-        raise RuntimeError(
-            f"MediaPipe returned {count} landmarks per face, expected {NUM_LANDMARKS} "
-            "(refine_landmarks=True); is the installed mediapipe 0.10.21?"
-        )
+    if isinstance(landmark_list, bytes):
+        data, landmark_list = landmark_list, None
+    else:
+        data = landmark_list.SerializeToString()
     xyz = None
-    if len(data) == count * _RECORD:
-        records = np.frombuffer(data, dtype=np.uint8).reshape(count, _RECORD)
+    if len(data) == NUM_LANDMARKS * _RECORD:  # then, with the tags checked, 478 landmarks
+        records = np.frombuffer(data, dtype=np.uint8).reshape(NUM_LANDMARKS, _RECORD)
         if (records[:, _TAG_COLUMNS] == _TAG_VALUES).all():
             floats = np.ascontiguousarray(records[:, _RECORD_FLOAT_BYTES])
             xyz = floats.view("<f4").astype(np.float32, copy=False)
     if xyz is None:
+        if landmark_list is None:
+            from mediapipe.framework.formats import landmark_pb2
+
+            landmark_list = landmark_pb2.NormalizedLandmarkList.FromString(data)
+        count = len(landmark_list.landmark)
+        if count != NUM_LANDMARKS:
+            raise RuntimeError(
+                f"MediaPipe returned {count} landmarks per face, expected {NUM_LANDMARKS} "
+                "(refine_landmarks=True); is the installed mediapipe 0.10.21?"
+            )
         xyz = np.array([(p.x, p.y, p.z) for p in landmark_list.landmark], dtype=np.float32)
     xyz *= np.array([width, height, width], dtype=np.float32)
     return xyz
