@@ -573,3 +573,65 @@ def test_a_face_that_fills_a_tight_crop_is_found_with_a_replicated_border(monkey
     np.testing.assert_allclose(face.landmarks[:, :2] + pad, ref.landmarks[:, :2], atol=1e-3)
     diff = np.abs(face.crop(128).astype(int) - ref.crop(128).astype(int))
     assert diff.mean() < 0.5, diff.mean()
+
+
+def test_landmarks_without_process_are_process_landmarks():
+    """The aligner reads the face mesh graph's output without ``process()``'s
+    per-call namedtuple (issue #16): the same landmarks, frame after frame, in
+    video mode (tracking state) and in image mode, and none where there is no
+    face; an object without mediapipe's internals goes through ``process()``."""
+    from mediapipe.python.solutions import face_mesh
+
+    from avatarizer.align import _face_landmarks, _landmark_array
+
+    astro = np.ascontiguousarray(skdata.astronaut())
+    frames = [np.ascontiguousarray(np.roll(astro, 4 * i, axis=1)) for i in range(6)]
+    frames.insert(3, np.full_like(astro, 128))  # a frame without a face
+    for static in (False, True):
+        kw = dict(static_image_mode=static, max_num_faces=2, refine_landmarks=True)
+        with face_mesh.FaceMesh(**kw) as a, face_mesh.FaceMesh(**kw) as b:
+            for frame in frames:
+                ref = a.process(frame).multi_face_landmarks
+                got = _face_landmarks(b, frame)
+                assert (ref is None) == (got is None) and len(ref or []) == len(got or [])
+                for r, g in zip(ref or [], got or []):
+                    np.testing.assert_array_equal(_landmark_array(r, 512, 512), _landmark_array(g, 512, 512))
+            assert b._simulated_timestamp == a._simulated_timestamp
+
+    class Plain:  # no SolutionBase internals
+        def __init__(self):
+            self.calls = 0
+
+        def process(self, image):
+            self.calls += 1
+            return type("R", (), {"multi_face_landmarks": None})()
+
+    plain = Plain()
+    assert _face_landmarks(plain, astro) is None and plain.calls == 1
+
+
+def test_landmark_array_reads_bytes_and_messages_alike():
+    """The serialized landmark lists the aligner gets from MediaPipe decode as
+    their messages do, in the fixed layout (numpy) and otherwise (a field
+    more: parsed), and a list of the wrong length is refused either way."""
+    from mediapipe.framework.formats import landmark_pb2
+
+    from avatarizer.align import _landmark_array
+
+    rng = np.random.default_rng(3)
+    xyz = rng.uniform(0, 1, (478, 3)).astype(np.float32)
+    for visibility in (False, True):
+        msg = landmark_pb2.NormalizedLandmarkList()
+        for x, y, z in xyz:
+            lm = msg.landmark.add(x=x, y=y, z=z)
+            if visibility:
+                lm.visibility = 0.5
+        want = xyz * np.array([640, 480, 640], np.float32)
+        np.testing.assert_array_equal(_landmark_array(msg, 640, 480), want)
+        np.testing.assert_array_equal(_landmark_array(msg.SerializeToString(), 640, 480), want)
+    short = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in xyz[:468]:
+        short.landmark.add(x=x, y=y, z=z)
+    for item in (short, short.SerializeToString()):
+        with pytest.raises(RuntimeError, match="468 landmarks"):
+            _landmark_array(item, 640, 480)

@@ -28,7 +28,8 @@ EXPORT_PYPROJECT = tomllib.loads((ROOT / "export" / "pyproject.toml").read_text(
 
 #: import name -> the runtime distribution that provides it
 RUNTIME_IMPORTS = {"numpy": "numpy", "cffi": "cffi", "onnxruntime": "onnxruntime", "mediapipe": "mediapipe",
-                   "PIL": "pillow", "cv2": "mediapipe"}  # OpenCV comes with mediapipe (opencv-contrib-python)
+                   "PIL": "pillow", "cv2": "mediapipe",  # OpenCV comes with mediapipe (opencv-contrib-python)
+                   "threadpoolctl": "threadpoolctl"}
 
 
 def _run(code: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -254,12 +254,15 @@ def test_smoothing_lowers_jitter_on_a_real_clip():
     frames, dt = read_frames(clip, 60)
     assert len(frames) == 60
     raw, unsmoothed, smoothed = [], [], []
-    with Avatarizer(mode="video", color_order="bgr", smoothing=None) as av:
+    # the networks on every frame (inline): "raw" is each frame's own estimate, and
+    # nothing depends on when an identity worker's answers arrive (wall clock)
+    inline = TrackerOptions(identity_every_ms=0)
+    with Avatarizer(mode="video", color_order="bgr", smoothing=None, tracker=inline) as av:
         for i, fr in enumerate(frames):
             st = av.run(fr, i * dt)
             raw.append(st.params[0])
             unsmoothed.append(st.tracked.params)
-    with Avatarizer(mode="video", color_order="bgr") as av:
+    with Avatarizer(mode="video", color_order="bgr", tracker=inline) as av:
         for i, fr in enumerate(frames):
             smoothed.append(av.from_frame(fr, timestamp_ms=i * dt).params)
     j_raw, j_tracked, j_smooth = _jitter(raw), _jitter(unsmoothed), _jitter(smoothed)
@@ -637,3 +640,132 @@ def test_cli_video_face_follows_the_chosen_face(tmp_path, capsys, two_face_clip)
     assert len((tmp_path / "f1.jsonl").read_text().splitlines()) == 12
     assert main(["video", str(two_face_clip), "-o", str(tmp_path / "f3.json"), "--face", "3"]) == 1
     assert "face 3 (0 = the largest) not found" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- per-frame cost (issue #16, video16b)
+def _measure_reference(canonical, yaw, pitch):
+    """measure() as the landmark tables define it, one group at a time (the
+    implementation reads them through one precomputed matrix)."""
+    from avatarizer import landmarks as L
+
+    p = np.asarray(canonical, np.float64)[:, :2]
+    corners = p[np.array(L.EYE_ENDS)]
+    widths = np.maximum(np.linalg.norm(corners[:, 1] - corners[:, 0], axis=1), 1e-6)
+    eye_c = corners.mean(1)
+    lids = np.array(L.LID_PAIRS)
+    gaps = (p[lids[..., 1], 1] - p[lids[..., 0], 1]).mean(1)
+    brow = np.array(L.SIDES["brow_up"])
+    eye_dist = max(np.linalg.norm(eye_c[1] - eye_c[0]), 1e-6)
+    lips = np.array(L.INNER_LIP_PAIRS)
+    ca, cb = p[L.MOUTH_CORNERS[0]], p[L.MOUTH_CORNERS[1]]
+    mid = p[np.array(L.LIP_MIDDLES), 1].mean()
+    return np.array([*(np.maximum(gaps, 0) / widths), *((p[np.array(L.IRIS_CENTRES)] - eye_c) / widths[:, None]).mean(0),
+                     *((eye_c[:, 1] - p[brow, 1].mean(1)) / eye_dist),
+                     max((p[lips[:, 1], 1] - p[lips[:, 0], 1]).mean(), 0.0), np.linalg.norm(cb - ca),
+                     mid - 0.5 * (ca[1] + cb[1]), yaw, pitch])
+
+
+def test_measure_matches_the_landmark_tables(face):
+    f, _ = face
+    rng = np.random.default_rng(0)
+    for k in range(20):  # the astronaut's landmarks, jittered: eyes, brows and lips moved
+        lm = f.canonical + rng.normal(0, 0.02 if k else 0.0, f.canonical.shape).astype(np.float32)
+        np.testing.assert_allclose(X.measure(lm, 3.0, -2.0), _measure_reference(lm, 3.0, -2.0), rtol=0, atol=1e-12)
+    bad = f.canonical.copy()
+    bad[159, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        X.measure(bad)
+
+
+def test_clip_is_numpys_clip_with_defaults_for_nan():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(schema.LO - 0.5, schema.HI + 0.5, (4, schema.PARAM_COUNT)).astype(np.float32)
+    x[0, 5], x[1, 7], x[2, 100] = np.nan, np.inf, -np.inf
+    ref = np.clip(np.where(np.isfinite(x), x, schema.DEFAULT), schema.LO, schema.HI)
+    cat = np.array([k in ("categorical", "flag") for k in schema.KINDS])
+    ref[:, cat] = np.round(ref[:, cat])
+    got = schema.clip(x)
+    assert got.dtype == np.float32 and got.shape == x.shape and np.isfinite(x[3]).all()
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(schema.clip(x[3].astype(np.float64).tolist()), ref[3])
+    assert not np.shares_memory(schema.clip(ref[3]), ref[3])  # always a new array
+
+
+def test_video_merge_is_reused_between_identity_answers(astronaut):
+    """Frames between two answers of the identity networks share one merged
+    vector (read-only); it equals a fresh merge, and a new answer is merged again."""
+    from avatarizer.pipeline.merge import merge_face
+
+    with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_every_ms=1e6)) as av:
+        t = 0.0
+        states = []
+        for _ in range(av.options.tracker.identity_frames + 3):
+            states.append(av.run(astronaut, t))
+            t += 33.3
+        warm = states[-3:]  # after the warm-up: the same identity answer
+        first = warm[0].faces[0]
+        assert all(s.faces[0].params is first.params for s in warm)
+        assert not first.params.flags.writeable and not first.face_params.flags.writeable
+        np.testing.assert_array_equal(first.params, merge_face(first))
+        # an answer of the warm-up (inline, every frame) was merged afresh each frame
+        assert states[0].faces[0].params is not states[1].faces[0].params
+        stream = av._pipeline.stream
+        stream.identity = {**stream.identity, "face_params": stream.identity["face_params"] + np.float32(0.01)}
+        stream.identity["face_params"].setflags(write=False)
+        s = av.run(astronaut, t)
+        assert s.faces[0].params is not first.params
+        np.testing.assert_array_equal(s.faces[0].params, merge_face(s.faces[0]))
+
+
+def test_identity_worker_rests_for_its_duty_and_uses_one_blas_thread(astronaut):
+    """After an answer that took d seconds the worker gets no job for
+    d * (1 / identity_duty - 1) seconds; its networks run with BLAS on one thread
+    (and the process's BLAS threads are as they were afterwards)."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    for duty, expect_rest in ((0.1, True), (1.0, False)):
+        opts = TrackerOptions(identity_every_ms=1.0, identity_duty=duty)
+        with Avatarizer(mode="video", max_faces=1, tracker=opts) as av:
+            stage = av._pipeline["identity"]
+            t = 0.0
+            for _ in range(opts.identity_frames):  # inline; the next frame hands the first job over
+                av.from_frame(astronaut, timestamp_ms=t)
+                t += 33.3
+            calls = _slow_face_networks(av, 0.3)
+            inside = []
+            real = av._pipeline["face"].estimator.estimate
+            av._pipeline["face"].estimator.estimate = lambda f, s: (inside.append(blas_threads()), real(f, s))[1]
+            assert stage.wait_idle(30)
+            n0 = len(calls)
+            av.from_frame(astronaut, timestamp_ms=t)  # due: a job for the worker
+            t += 33.3
+            assert stage.wait_idle(30) and len(calls) == n0 + 1 and stage.last_error is None
+            for _ in range(5):  # 0.5 s later: within 0.1's rest (>= 2.7 s), past 1.0's (none)
+                time.sleep(0.1)
+                av.from_frame(astronaut, timestamp_ms=t)
+                t += 33.3
+            assert stage.wait_idle(30)
+            assert (len(calls) == n0 + 1) == expect_rest, (duty, len(calls) - n0)
+            assert inside and all(n == [1] * len(before) for n in inside), inside
+    assert blas_threads() == before
+    with pytest.raises(ValueError, match="identity_duty"):
+        TrackerOptions(identity_duty=0)
+    with pytest.raises(ValueError, match="identity_duty"):
+        TrackerOptions(identity_duty=1.5)
+
+
+def test_categorical_modes_match_np_unique():
+    from avatarizer.video import _modes
+
+    rng = np.random.default_rng(2)
+    for n in (1, 2, 7, 45):
+        rows = np.round(rng.uniform(0, 4, (n, 5)) ** rng.uniform(0.5, 2, 5))  # ties included
+        ref = []
+        for j in range(rows.shape[1]):
+            vals, counts = np.unique(rows[:, j], return_counts=True)
+            ref.append(vals[np.argmax(counts)])
+        np.testing.assert_array_equal(_modes(rows), ref)

@@ -461,8 +461,7 @@ class FaceAligner:
         with self._lock:
             self._check_open()
             self._accept_timestamp(timestamp_ms)
-            result = self._mesh.process(image)
-        found = result.multi_face_landmarks
+            found = _face_landmarks(self._mesh, image)
         pad = 0
         if not found and self.options.mode == "image":
             # A face that fills the photo (a tight portrait crop) escapes
@@ -474,8 +473,7 @@ class FaceAligner:
             padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
             with self._lock:
                 self._check_open()
-                result = self._mesh.process(padded)
-            found = result.multi_face_landmarks
+                found = _face_landmarks(self._mesh, padded)
         if not found:
             return []
         context = _FrameContext(image, self)
@@ -579,6 +577,44 @@ class FaceAligner:
             return self._segmenter.process(image).segmentation_mask
 
 
+def _face_landmarks(mesh: Any, image: np.ndarray) -> list | None:
+    """``mesh.process(image).multi_face_landmarks`` for a MediaPipe
+    ``FaceMesh`` (a legacy ``SolutionBase``): the same steps (packet at the
+    next simulated 30 fps timestamp, wait until the graph is idle, the output
+    packet's landmark lists), without ``process()``'s per-call
+    ``collections.namedtuple`` class (built with ``exec``: about 0.17 ms,
+    holding the GIL, on every frame). The landmark lists come as their
+    serialized bytes (what ``process()`` parses into protobuf messages and
+    :func:`_landmark_array` would serialize again), which
+    :func:`_landmark_array` takes as they are. Falls back to ``process()``
+    when the solution's internals are not the ones of mediapipe 0.10.21."""
+    try:
+        from mediapipe.python._framework_bindings import _packet_getter
+        from mediapipe.python.solution_base import PacketDataType
+
+        graph, outputs = mesh._graph, mesh._graph_outputs
+        ((name, kind),) = mesh._input_stream_type_info.items()
+        ((out_name, out_kind),) = mesh._output_stream_type_info.items()
+        make = mesh._make_packet
+        serialized = _packet_getter._get_serialized_proto_list
+        if out_kind != PacketDataType.PROTO_LIST:
+            raise ValueError(out_kind)
+    except (AttributeError, ValueError, ImportError):
+        return mesh.process(image).multi_face_landmarks
+    if graph is None:
+        raise ValueError("_graph is None in SolutionBase")  # as process() says
+    if image.shape[2] != 3:
+        raise ValueError("Input image must contain three channel rgb data.")
+    outputs.clear()
+    mesh._simulated_timestamp += 33333
+    graph.add_packet_to_input_stream(stream=name, packet=make(kind, image).at(mesh._simulated_timestamp))
+    graph.wait_until_idle()
+    packet = outputs.get(out_name)
+    if packet is None or packet.is_empty():  # no output: no face (process() gives None too)
+        return None
+    return list(serialized(packet))
+
+
 def check_timestamp(timestamp_ms: Any, last: float | None = None) -> float:
     """A video frame's time as a float: ``ValueError`` unless it is a finite
     number of milliseconds (not a bool) and, given the ``last`` one, later than
@@ -598,6 +634,9 @@ def check_timestamp(timestamp_ms: Any, last: float | None = None) -> float:
 
 
 # -- geometry -----------------------------------------------------------------
+
+
+_sum = np.add.reduce
 
 
 def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -621,18 +660,21 @@ def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"src and dst must both have shape (N, 2) with N >= 2, got {src.shape} and {dst.shape}."
         )
-    src_mean = src.mean(axis=0)
-    dst_mean = dst.mean(axis=0)
+    # ufunc reductions: what .mean() and .sum() compute, without their Python
+    # wrappers (this runs on every frame, for 3 anchors)
+    n = src.shape[0]
+    src_mean = _sum(src, 0) / n
+    dst_mean = _sum(dst, 0) / n
     src_c = src - src_mean
     dst_c = dst - dst_mean
-    src_var = float((src_c**2).sum())
+    src_var = float(_sum(src_c * src_c, None))
     if not src_var > 0.0:
         raise ValueError("Cannot fit a similarity transform: all source points coincide.")
     # Umeyama's solution in its closed 2-D form (the SVD of a 2×2 covariance,
     # reflection excluded): s·cos θ and s·sin θ are the centred dot and cross
     # sums over the source variance.
-    a = float((src_c * dst_c).sum()) / src_var
-    b = float((src_c[:, 0] * dst_c[:, 1] - src_c[:, 1] * dst_c[:, 0]).sum()) / src_var
+    a = float(_sum(src_c * dst_c, None)) / src_var
+    b = float(_sum(src_c[:, 0] * dst_c[:, 1] - src_c[:, 1] * dst_c[:, 0], None)) / src_var
     linear = np.array([[a, -b], [b, a]])
     translation = dst_mean - linear @ src_mean
     return np.concatenate([linear, translation[:, None]], axis=1)
@@ -690,8 +732,8 @@ def _build_face(
     transform = invert_affine(inverse)
     xy = landmarks[:, :2]
     canonical = (xy @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
-    x0, y0 = xy.min(axis=0)
-    x1, y1 = xy.max(axis=0)
+    x0, y0 = np.minimum.reduce(xy, 0)
+    x1, y1 = np.maximum.reduce(xy, 0)
     face = AlignedFace(
         landmarks=landmarks,
         canonical=canonical,
@@ -728,29 +770,39 @@ def _yaw_pitch(landmarks: np.ndarray) -> tuple[float, float]:
 _RECORD = 17
 _RECORD_TAGS = {0: 0x0A, 1: 0x0F, 2: 0x0D, 7: 0x15, 12: 0x1D}
 _RECORD_FLOAT_BYTES = [3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15, 16]
+_TAG_COLUMNS = np.array(list(_RECORD_TAGS))
+_TAG_VALUES = np.array(list(_RECORD_TAGS.values()), np.uint8)
 
 
 def _landmark_array(landmark_list: Any, width: int, height: int) -> np.ndarray:
-    """(478, 3) float32 frame-pixel landmarks from a NormalizedLandmarkList.
+    """(478, 3) float32 frame-pixel landmarks from a NormalizedLandmarkList
+    (or its serialized bytes, as :func:`_face_landmarks` gives them).
 
     Decodes the serialised protobuf with numpy when it has the expected fixed
-    layout (about 10× faster than iterating the 478 Python objects) and falls
-    back to plain iteration otherwise.
+    layout (478 records of exactly x, y, z: about 10× faster than iterating
+    the 478 Python objects) and falls back to plain iteration otherwise.
     """
-    data = landmark_list.SerializeToString()
-    count = len(landmark_list.landmark)
-    if count != NUM_LANDMARKS:
-        raise RuntimeError(
-            f"MediaPipe returned {count} landmarks per face, expected {NUM_LANDMARKS} "
-            "(refine_landmarks=True); is the installed mediapipe 0.10.21?"
-        )
+    if isinstance(landmark_list, bytes):
+        data, landmark_list = landmark_list, None
+    else:
+        data = landmark_list.SerializeToString()
     xyz = None
-    if len(data) == count * _RECORD:
-        records = np.frombuffer(data, dtype=np.uint8).reshape(count, _RECORD)
-        if all((records[:, col] == tag).all() for col, tag in _RECORD_TAGS.items()):
+    if len(data) == NUM_LANDMARKS * _RECORD:  # then, with the tags checked, 478 landmarks
+        records = np.frombuffer(data, dtype=np.uint8).reshape(NUM_LANDMARKS, _RECORD)
+        if (records[:, _TAG_COLUMNS] == _TAG_VALUES).all():
             floats = np.ascontiguousarray(records[:, _RECORD_FLOAT_BYTES])
             xyz = floats.view("<f4").astype(np.float32, copy=False)
     if xyz is None:
+        if landmark_list is None:
+            from mediapipe.framework.formats import landmark_pb2
+
+            landmark_list = landmark_pb2.NormalizedLandmarkList.FromString(data)
+        count = len(landmark_list.landmark)
+        if count != NUM_LANDMARKS:
+            raise RuntimeError(
+                f"MediaPipe returned {count} landmarks per face, expected {NUM_LANDMARKS} "
+                "(refine_landmarks=True); is the installed mediapipe 0.10.21?"
+            )
         xyz = np.array([(p.x, p.y, p.z) for p in landmark_list.landmark], dtype=np.float32)
     xyz *= np.array([width, height, width], dtype=np.float32)
     return xyz

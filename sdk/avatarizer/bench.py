@@ -22,7 +22,9 @@ For every frame, in the same loop (so ratios survive a noisy machine):
   (native renderer, 256 px, transparent). In video mode the face and hair
   networks run inline only while the identity warms up (inside the warm-up
   frames), then at most every ``--identity-every-ms`` on a worker thread
-  (``avatarizer.pipeline.identity``), so they show up in ``encode`` and
+  (``avatarizer.pipeline.identity``; it also rests for
+  ``TrackerOptions.identity_duty``: at most a quarter of one core by
+  default), so they show up in ``encode`` and
   ``hair`` only on frames that ran them inline; ``--identity-every-ms 0``
   runs them on every frame, as before;
 * ``end_to_end``: wall time of ``Avatarizer.run(frame, t, render_size=256)``,

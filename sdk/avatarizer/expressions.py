@@ -94,24 +94,20 @@ def measure(canonical, yaw: float = 0.0, pitch: float = 0.0) -> np.ndarray:
     pts = lm[_MEASURED, :2]  # only the landmarks the signals read (index tables below)
     if not np.isfinite(pts).all():
         raise ValueError("canonical landmarks contain NaN or infinity")
-    corners = pts[_M_CORNERS]                                  # (2 eyes, 2 corners, xy)
-    across = corners[:, 1] - corners[:, 0]
-    widths = np.maximum(np.sqrt((across ** 2).sum(1)), 1e-6)
-    eye_c = 0.5 * (corners[:, 0] + corners[:, 1])
-    gaps = (pts[_M_LIDS[..., 1], 1] - pts[_M_LIDS[..., 0], 1]).mean(1)
-    out = np.empty(len(SIGNALS))
-    out[0:2] = np.maximum(gaps, 0.0) / widths
-    d = eye_c[1] - eye_c[0]
-    eye_dist = max(math.hypot(d[0], d[1]), 1e-6)
-    out[2:4] = ((pts[_M_IRIS] - eye_c) / widths[:, None]).mean(0)
-    out[4:6] = (eye_c[:, 1] - pts[_M_BROW, 1].mean(1)) / eye_dist
-    out[6] = max(float((pts[_M_LIPS[:, 1], 1] - pts[_M_LIPS[:, 0], 1]).mean()), 0.0)
-    ca, cb = pts[_M_MOUTH[0]], pts[_M_MOUTH[1]]
-    out[7] = math.hypot(cb[0] - ca[0], cb[1] - ca[1])
-    out[8] = 0.5 * (pts[_M_MID[0], 1] + pts[_M_MID[1], 1]) - 0.5 * (ca[1] + cb[1])
-    out[9] = float(yaw)
-    out[10] = float(pitch)
-    return out
+    # every linear quantity at once (one product with a precomputed matrix), then scalars
+    (ax0, ay0, ax1, ay1, cx0, cy0, cx1, cy1, gap0, gap1, ix0, iy0, ix1, iy1, by0, by1, lip,
+     max_, may, mbx, mby, mid) = (_M_LINEAR @ pts.ravel()).tolist()
+    w0 = max(math.sqrt(ax0 * ax0 + ay0 * ay0), 1e-6)
+    w1 = max(math.sqrt(ax1 * ax1 + ay1 * ay1), 1e-6)
+    eye_dist = max(math.hypot(cx1 - cx0, cy1 - cy0), 1e-6)
+    return np.array([
+        max(gap0, 0.0) / w0, max(gap1, 0.0) / w1,
+        ((ix0 - cx0) / w0 + (ix1 - cx1) / w1) / 2, ((iy0 - cy0) / w0 + (iy1 - cy1) / w1) / 2,
+        (cy0 - by0) / eye_dist, (cy1 - by1) / eye_dist,
+        max(lip, 0.0),
+        math.hypot(mbx - max_, mby - may),
+        mid - 0.5 * (may + mby),
+        float(yaw), float(pitch)])
 
 
 def _measure_tables():
@@ -125,11 +121,60 @@ def _measure_tables():
 
 
 _MEASURED, _M_CORNERS, _M_LIDS, _M_IRIS, _M_BROW, _M_LIPS, _M_MOUTH, _M_MID = _measure_tables()
+
+
+def _linear_map() -> np.ndarray:
+    """(22, 2 * len(_MEASURED)) weights of the linear quantities :func:`measure`
+    reads from the flattened (x, y) of its landmarks, in the order it unpacks
+    them: eye corner differences (x, y per eye), eye centres, mean lid gaps,
+    irises, mean brow heights, the mean inner lip gap, the mouth corners and
+    the mean outer lip middle height."""
+    rows = []
+
+    def row(terms):  # [(position, coordinate 0/1, weight)]
+        r = np.zeros(2 * len(_MEASURED))
+        for j, c, w in terms:
+            r[2 * int(j) + c] += w
+        rows.append(r)
+
+    for e in (0, 1):
+        a, b = _M_CORNERS[e]
+        row([(b, 0, 1.0), (a, 0, -1.0)])
+        row([(b, 1, 1.0), (a, 1, -1.0)])
+    for e in (0, 1):
+        a, b = _M_CORNERS[e]
+        row([(a, 0, 0.5), (b, 0, 0.5)])
+        row([(a, 1, 0.5), (b, 1, 0.5)])
+    for e in (0, 1):
+        n = len(_M_LIDS[e])
+        row([t for up, lo in _M_LIDS[e] for t in ((lo, 1, 1.0 / n), (up, 1, -1.0 / n))])
+    for e in (0, 1):
+        row([(_M_IRIS[e], 0, 1.0)])
+        row([(_M_IRIS[e], 1, 1.0)])
+    for e in (0, 1):
+        row([(j, 1, 1.0 / len(_M_BROW[e])) for j in _M_BROW[e]])
+    row([t for up, lo in _M_LIPS for t in ((lo, 1, 1.0 / len(_M_LIPS)), (up, 1, -1.0 / len(_M_LIPS)))])
+    for j in _M_MOUTH:
+        row([(j, 0, 1.0)])
+        row([(j, 1, 1.0)])
+    row([(_M_MID[0], 1, 0.5), (_M_MID[1], 1, 0.5)])
+    out = np.array(rows)
+    out.setflags(write=False)
+    return out
+
+
+_M_LINEAR = _linear_map()
 assert SIGNALS[:11] == ("eye_open_l", "eye_open_r", "gaze_x", "gaze_y", "brow_l", "brow_r", "mouth_open",
                         "mouth_width", "smile", "yaw", "pitch")  # the slots measure() fills
 
 
 # ---------------------------------------------------------------- helpers on params
+def _mean(v: np.ndarray):
+    """``v.mean()`` of a 1-D array (same value and type) without ndarray.mean's
+    Python wrapper; these run several times per video frame."""
+    return v.dtype.type(np.add.reduce(v) / v.shape[0])
+
+
 def _pts(p, feature):
     f = S.FEATURES[feature]
     return p[f.points].reshape(f.npoints, 2)  # a view
@@ -139,14 +184,14 @@ def inner_lip_gap(params) -> float:
     """The avatar's mouth opening: mean gap between the inner lips' middle points."""
     p = np.asarray(params, np.float32)
     up, lo = _pts(p, "lip_inner_upper"), _pts(p, "lip_inner_lower")
-    return float(np.mean(lo[1:4, 1] - up[1:4, 1]))
+    return float(_mean(lo[1:4, 1] - up[1:4, 1]))
 
 
 def eye_opening(params, side: str) -> float:
     """The avatar's eye opening (``side`` "l" or "r"): lower minus upper lid, middle points."""
     p = np.asarray(params, np.float32)
     up, lo = _pts(p, f"eye_{side}_upper"), _pts(p, f"eye_{side}_lower")
-    return float(np.mean(lo[1:4, 1] - up[1:4, 1]))
+    return float(_mean(lo[1:4, 1] - up[1:4, 1]))
 
 
 @lru_cache(maxsize=None)
@@ -175,6 +220,8 @@ _UI_XY, _LI_XY = _xys("lip_inner_upper"), _xys("lip_inner_lower")
 _MOUTH_X, _MOUTH_Y = _ys(*_MOUTH) - 1, _ys(*_MOUTH)
 _LOWER_Y = _ys("lip_inner_lower", "lip_lower_outer")
 _TEETH = S.index("teeth.show")
+_LI_BUMP, _LO_BUMP, _UI_BUMP = _bump(len(_LI_Y)), _bump(len(_LO_Y)), _bump(len(_UI_Y))
+_LI_NORM = 1.1 * float(_LI_BUMP[1:-1].mean())
 
 
 def close_mouth(params) -> np.ndarray:
@@ -195,13 +242,12 @@ def _open_by(p: np.ndarray, d: float) -> None:
     avatar's :func:`inner_lip_gap` grows by exactly ``d`` (the lower lip drops by
     10/11 of it, the upper lip lifts by 1/11), and the jaw drops by
     ``JAW_FOLLOW * d``."""
-    bump = _bump(len(_LI_Y))
-    k = d / (1.1 * float(bump[1:-1].mean()))  # the gap is measured over the middle points
-    p[_LI_Y] += k * bump
-    p[_LO_Y] += k * _bump(len(_LO_Y))
-    p[_UI_Y] -= 0.1 * k * _bump(len(_UI_Y))  # the upper lip lifts a little
+    k = d / _LI_NORM  # the gap is measured over the middle points
+    p[_LI_Y] += k * _LI_BUMP
+    p[_LO_Y] += k * _LO_BUMP
+    p[_UI_Y] -= 0.1 * k * _UI_BUMP  # the upper lip lifts a little
     # the jaw: outline, beard and their shadow below the mouth, weighted toward the chin
-    mouth_y = float(p[_UO_Y].mean())
+    mouth_y = float(_mean(p[_UO_Y]))
     chin_y = float(p[_FACE_Y].max())
     span = max(chin_y - mouth_y, 1e-3)
     q = p[_JAW_Y]
@@ -248,9 +294,12 @@ _LIP_ENDS = np.array([S.FEATURES["lip_upper_outer"].points.start + j for j in (0
                      [S.FEATURES["lip_upper_outer"].points.stop - 2 + j for j in (0, 1)])
 
 
+_ANCHOR_ENDS = np.concatenate([_EYE_ENDS, _LIP_ENDS[None]])
+
+
 def _anchors(p) -> np.ndarray:
     """The eye centres and the mouth centre of an avatar, (3, 2) float64."""
-    ends = np.concatenate([p[_EYE_ENDS], p[_LIP_ENDS][None]]).reshape(3, 2, 2)
+    ends = p[_ANCHOR_ENDS].reshape(3, 2, 2)
     return 0.5 * (ends[:, 0] + ends[:, 1]).astype(np.float64)
 
 
@@ -258,7 +307,7 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity src → dst, (2, 3): Umeyama's, in its closed 2-D
     form (``a = s cos θ``, ``b = s sin θ`` from the centred dot and cross sums;
     no SVD, never a reflection)."""
-    ms, md = src.mean(0), dst.mean(0)
+    ms, md = np.add.reduce(src, 0) / len(src), np.add.reduce(dst, 0) / len(dst)  # the means
     sc, dc = src - ms, dst - md
     var = float((sc ** 2).sum())
     if var <= 0:
@@ -288,15 +337,21 @@ def _point_tables():
 
 
 _PX, _PY, _KIND, _EXTRA = _point_tables()
+_PXY = np.stack([_PX, _PY], 1).ravel()  # interleaved (x, y) of every turned point: one gather
+_OUTLINE, _INNER = np.flatnonzero(_KIND == 1), np.flatnonzero(_KIND == 2)
+_INNER_EXTRA = _EXTRA[_INNER]
 
 
 def _depths(xy: np.ndarray) -> np.ndarray:
     """:func:`_depth` for all points of :func:`_point_tables` at once."""
     a, b, yc, d = _ELLIPSOID
-    outline = _OUTLINE_DEPTH * np.sqrt(np.clip(1.0 - (xy[:, 0] / a) ** 2, 0.0, None))
-    u = 1.0 - (xy[:, 0] / a) ** 2 - ((xy[:, 1] - yc) / b) ** 2
-    inner = d * np.sqrt(np.clip(u, 0.0, None)) + _EXTRA
-    return np.where(_KIND == 0, 0.0, np.where(_KIND == 1, outline, inner))
+    z = np.zeros(len(xy))  # silhouettes: 0
+    x = xy[:, 0] / a
+    xo = x[_OUTLINE]
+    z[_OUTLINE] = _OUTLINE_DEPTH * np.sqrt(np.maximum(1.0 - xo * xo, 0.0))
+    xi, yi = x[_INNER], (xy[_INNER, 1] - yc) / b
+    z[_INNER] = d * np.sqrt(np.maximum(1.0 - xi * xi - yi * yi, 0.0)) + _INNER_EXTRA
+    return z
 
 
 def pose_deform(params, yaw: float, pitch: float) -> np.ndarray:
@@ -314,21 +369,22 @@ def pose_deform(params, yaw: float, pitch: float) -> np.ndarray:
     p = np.array(params, np.float32, copy=True)
     if abs(yaw) < 1e-3 and abs(pitch) < 1e-3:
         return p
-    ty, tp = np.radians(float(yaw)), np.radians(float(pitch))
-    cy_, sy_, cp_, sp_ = np.cos(ty), np.sin(ty), np.cos(tp), np.sin(tp)
+    ty, tp = math.radians(float(yaw)), math.radians(float(pitch))
+    cy_, sy_, cp_, sp_ = math.cos(ty), math.sin(ty), math.cos(tp), math.sin(tp)
     before = _anchors(p)
 
-    # every point of the face at once (index tables built once, below)
-    xy = np.stack([p[_PX], p[_PY]], 1).astype(np.float64)
+    # every point of the face at once, as (x, y) rows of one gather (_PXY, built once below)
+    xy = p[_PXY].reshape(-1, 2).astype(np.float64)
     z = _depths(xy)
     x, y = xy[:, 0], xy[:, 1]
-    x1 = x * cy_ + z * sy_          # yaw: about the vertical axis, nose toward +x
-    z1 = -x * sy_ + z * cy_
-    y1 = y * cp_ - z1 * sp_         # pitch: looking up moves the front up (y down)
-    p[_PX], p[_PY] = x1, y1
+    turned = np.empty_like(xy)
+    turned[:, 0] = x * cy_ + z * sy_          # yaw: about the vertical axis, nose toward +x
+    z1 = z * cy_ - x * sy_
+    turned[:, 1] = y * cp_ - z1 * sp_         # pitch: looking up moves the front up (y down)
+    p[_PXY] = turned.ravel()
     m = _similarity(_anchors(p), before)
-    xy = np.stack([p[_PX], p[_PY]], 1).astype(np.float64) @ m[:, :2].T + m[:, 2]
-    p[_PX], p[_PY] = xy[:, 0], xy[:, 1]
+    xy = p[_PXY].reshape(-1, 2).astype(np.float64) @ m[:, :2].T + m[:, 2]
+    p[_PXY] = xy.ravel()
     return p
 
 
@@ -425,7 +481,7 @@ def _apply_eyes(p, sig, neu):
     k = np.clip((k - 0.15) / 0.85, 0.0, 1.4).astype(np.float32)[:, None, None]
     pivot = lo + np.float32(0.3) * (up - lo)
     new_up = pivot + k * (up - pivot)
-    dy = (new_up[:, 1:4, 1] - up[:, 1:4, 1]).mean(1)      # (2,) float32
+    dy = np.add.reduce(new_up[:, 1:4, 1] - up[:, 1:4, 1], 1) / 3      # (2,) float32, the means
     p[_LIDS_LO] = pivot + k * (lo - pivot)
     p[_LIDS_UP] = new_up
     dy64 = dy.astype(np.float64)

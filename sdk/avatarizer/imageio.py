@@ -76,6 +76,12 @@ def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:
         raise ValueError(
             f"color_order must be 'rgb' or 'bgr', got {color_order!r}."
         )
+    # the common case (a video frame already as wanted), without building the
+    # messages of the checks below: every frame goes through here, some twice
+    if (type(image) is np.ndarray and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+            and color_order == "rgb" and image.flags.c_contiguous
+            and MIN_SIDE <= min(image.shape[0], image.shape[1]) and max(image.shape[0], image.shape[1]) <= MAX_SIDE):
+        return image
 
     if isinstance(image, Image.Image):
         if color_order != "rgb":

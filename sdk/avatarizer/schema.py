@@ -51,6 +51,7 @@ _MIRROR_PERM = np.array(_DOC["mirror"]["permutation"], np.int64)
 _MIRROR_NEG = np.zeros(PARAM_COUNT, bool)
 _MIRROR_NEG[_DOC["mirror"]["negate"]] = True
 _CATEGORICAL = np.array([k in ("categorical", "flag") for k in KINDS])
+_CAT_IDX = np.flatnonzero(_CATEGORICAL)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ def _real_array(params) -> np.ndarray:
     """float32 array of real numbers; SchemaError for strings, complex, objects, ragged lists."""
     try:
         raw = np.asarray(params)
+        if raw.dtype == np.float32:  # nothing to convert, nothing to overflow
+            return raw.copy()
         if raw.dtype.kind not in "iuf":
             raise TypeError(f"got an array of {raw.dtype} ({'complex numbers lose their imaginary part' if raw.dtype.kind == 'c' else 'not real numbers'})")
         if raw.dtype == np.float32:
@@ -170,13 +173,17 @@ def validate(params) -> np.ndarray:
 def clip(params) -> np.ndarray:
     """Clamps into the schema ranges and rounds categorical and flag values.
     NaN is replaced by the default value of that parameter."""
-    arr = np.array(_real_array(params), dtype=np.float32, copy=True)
+    arr = _real_array(params)  # a new float32 array (astype copies)
     if arr.ndim == 0 or arr.shape[-1] != PARAM_COUNT:
         raise SchemaError(f"expected {PARAM_COUNT} parameters in the last axis, got {arr.shape}")
-    arr = np.where(np.isfinite(arr), arr, DEFAULT)
-    arr = np.clip(arr, LO, HI)
-    arr[..., _CATEGORICAL] = np.round(arr[..., _CATEGORICAL])
-    return arr.astype(np.float32)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        arr = np.where(finite, arr, DEFAULT)
+    # np.clip's result, in place with the ufuncs (np.clip's wrapper costs more than the work here)
+    np.maximum(arr, LO, out=arr)
+    np.minimum(arr, HI, out=arr)
+    arr[..., _CAT_IDX] = np.round(arr[..., _CAT_IDX])
+    return arr
 
 
 def normalize(params, sl: slice | None = None) -> np.ndarray:

@@ -57,6 +57,15 @@ _CATEGORICAL = np.array([k in ("categorical", "flag") for k in S.KINDS])
 _CAT_IDX = np.flatnonzero(_CATEGORICAL)
 
 
+def _modes(rows: np.ndarray) -> np.ndarray:
+    """The most frequent value of each column of ``rows`` (n, k), the smallest
+    of them on a tie (what ``np.unique(..., return_counts=True)`` and
+    ``argmax`` give), for all columns at once: each entry's count is the
+    number of equal entries in its column."""
+    counts = (rows[:, None, :] == rows[None, :, :]).sum(0)
+    return np.where(counts == counts.max(0), rows, np.inf).min(0)
+
+
 @dataclass(frozen=True)
 class TrackerOptions:
     """Options of the video tracker (see the module doc).
@@ -79,6 +88,12 @@ class TrackerOptions:
             thread, and frames reuse their latest answer (no frame waits for
             them; ``avatarizer.pipeline.identity``). 0 runs them inline on
             every frame.
+        identity_duty: the most of one CPU core the identity worker may
+            take, in (0, 1]: after an answer that took ``d`` seconds of wall
+            time it rests ``d * (1 / identity_duty - 1)`` seconds before the
+            next (0.25: at least 3 × ``d``), so on a small CPU it does not
+            compete with the frames for the cores (and the GIL) most of the
+            time. 1 refreshes as soon as ``identity_every_ms`` allows.
     """
 
     identity_frames: int = 15
@@ -91,6 +106,7 @@ class TrackerOptions:
     pose: bool = True
     identity_lock: bool = True
     identity_every_ms: float = 200.0
+    identity_duty: float = 0.25
 
     def __post_init__(self):
         if isinstance(self.identity_frames, bool) or not isinstance(self.identity_frames, int) \
@@ -101,6 +117,9 @@ class TrackerOptions:
         if isinstance(self.categorical_window, bool) or not isinstance(self.categorical_window, int) \
                 or self.categorical_window < 1:
             raise ValueError(f"categorical_window must be a positive integer, got {self.categorical_window!r}")
+        d = self.identity_duty
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not (0.0 < d <= 1.0):
+            raise ValueError(f"identity_duty must be a number in (0, 1], got {d!r}")
         for name in ("grace_ms", "reset_ms", "max_identity_pose", "identity_every_ms"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
@@ -265,12 +284,7 @@ class Tracker:
             self.neutral = (1.0 - a) * self.neutral + a * raw_sig
             # categorical: the most frequent recent value (recounted only when the window changed)
             if self._cat_mode is None:
-                recent = np.stack(self._cat_hist)
-                mode = np.empty(len(_CAT_IDX))
-                for j in range(len(_CAT_IDX)):
-                    vals, counts = np.unique(recent[:, j], return_counts=True)
-                    mode[j] = vals[np.argmax(counts)]
-                self._cat_mode = mode
+                self._cat_mode = _modes(np.stack(self._cat_hist))
             ident[_CAT_IDX] = self._cat_mode
             self.identity = ident
 

@@ -11,6 +11,20 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   ``TrackerOptions.identity_every_ms`` (stream time) a copy of the frame's
   face is handed to one worker thread, which runs them; the answer is adopted
   by the first frame after it arrives. No frame waits for the worker.
+* the worker takes at most ``TrackerOptions.identity_duty`` of one core: after
+  an answer that took ``d`` seconds (wall clock) no job is handed to it for
+  ``d * (1 / identity_duty - 1)`` seconds. Its work is mostly Python and
+  numpy holding the GIL, so every frame that overlaps it waits for the GIL
+  and shares the cores; on a 2-core machine with the default 200 ms and a
+  stream faster than real time (``bench``) it was busy on about 40% of the
+  frames, and those made the slow tail (issue #16).
+
+The networks run with numpy's BLAS limited to one thread (threadpoolctl,
+:func:`one_blas_thread`): the artist's image resizes are matrix products
+large enough for OpenBLAS to use its thread pool, whose threads then
+busy-wait for about 60 ms of CPU after each call, taking the core the
+frames need. (ONNX Runtime sessions already run on the calling thread:
+``intra_op_num_threads=1``, no pool, nothing spins.)
 
 The worker works on a copy of the frame (the caller may reuse its buffer) and
 segments with its own MediaPipe graph (so it never holds the aligner's lock
@@ -25,11 +39,28 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 
 import numpy as np
 
 from .base import Stage
 from .state import Face, FrameState
+
+_blas = None
+_blas_lock = threading.Lock()
+
+
+def one_blas_thread():
+    """A context in which numpy's BLAS uses one thread (threadpoolctl's limit;
+    the libraries are found once, on first use)."""
+    global _blas
+    with _blas_lock:
+        if _blas is None:
+            from threadpoolctl import ThreadpoolController
+
+            _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
+
 
 class _OwnSegmenter:
     """Stands in for the aligner in a copied frame context: same options, its
@@ -66,12 +97,14 @@ class IdentityStage(Stage):
         self._thread: threading.Thread | None = None
         self._closed = False
         self._segmenter = None
+        self._rest_until = 0.0                  # perf_counter time before which no job is handed over
         self.answers = 0                        # answers adopted from the worker (for tests and bench)
         self.last_error: BaseException | None = None
 
     def prepare(self, options) -> None:
         super().prepare(options)
         self.every_ms = float(options.tracker.identity_every_ms)
+        self.rest_factor = 1.0 / float(options.tracker.identity_duty) - 1.0
         self.face.prepare(options)
         self.hair.prepare(options)
 
@@ -84,7 +117,8 @@ class IdentityStage(Stage):
             res = stream.identity
             asked = stream.identity_asked_ms
         with self._cond:
-            due = not self._busy and (asked is None or not 0 <= state.timestamp_ms - asked < self.every_ms)
+            due = not self._busy and (asked is None or not 0 <= state.timestamp_ms - asked < self.every_ms) \
+                and time.perf_counter() >= self._rest_until
         if res is None or not stream.tracker.warm:
             self._compute(state)
             with stream.lock:
@@ -97,7 +131,7 @@ class IdentityStage(Stage):
             self._submit(state)
 
     def _compute(self, state: FrameState) -> None:
-        with self._compute_lock:
+        with self._compute_lock, one_blas_thread():
             self.face.run(state)
             self.hair.run(state)
 
@@ -136,11 +170,13 @@ class IdentityStage(Stage):
                     return
                 gen, job = self._job
                 self._job = None
+            t0 = time.perf_counter()
             try:
                 self._compute(job)
                 out, err = job.faces[0].identity(), None
             except BaseException as exc:  # kept; the identity stays as it was
                 out, err = None, exc
+            done = time.perf_counter()
             stream = job.stream
             with stream.lock:  # adopted only by the stream it was asked for (not after a reset)
                 adopted = out is not None and gen == stream.generation
@@ -148,6 +184,7 @@ class IdentityStage(Stage):
                     stream.identity = out
             with self._cond:
                 self._busy = False
+                self._rest_until = done + (done - t0) * self.rest_factor
                 self.last_error = err
                 self.answers += adopted
                 self._cond.notify_all()

@@ -8,6 +8,11 @@ through the stream's :class:`avatarizer.video.Tracker` (``state.stream.tracker``
 steady identity, live expressions and pose, smoothed transform),
 and a frame without a face asks it for the grace-period avatar. The result
 is ``state.tracked`` (a :class:`~avatarizer.video.TrackedFrame` or ``None``).
+
+Between two answers of the identity networks a video frame reuses the same
+face, hair and accessory arrays (read-only, ``StreamState.identity``), so
+their merge is remembered on the stream (``StreamState.merged``) and done
+again only when one of them, or the age, changes.
 """
 from __future__ import annotations
 
@@ -19,23 +24,40 @@ from .base import Stage
 from .state import FrameState
 
 
+def merge_face(f) -> np.ndarray:
+    """The (629,) valid parameters of one :class:`~avatarizer.pipeline.state.Face`."""
+    params = schema.clip(np.concatenate([f.face_params, f.hair_params, f.accessory_params]))
+    age = f.attributes.get("age") if f.attributes else None
+    if age is not None:  # age lines from the attribute regressor's age estimate
+        params = age_lines(params, age)
+    return params
+
+
 class MergeStage(Stage):
     name = "merge"
 
     def run(self, state: FrameState) -> None:
         with state.timer(self.name):
-            for f in state.faces:
-                f.params = schema.clip(np.concatenate([f.face_params, f.hair_params, f.accessory_params]))
-                if f.attributes and f.attributes.get("age") is not None:
-                    # age lines from the attribute regressor's age estimate
-                    f.params = age_lines(f.params, f.attributes["age"])
-            if state.stream is None:  # image mode
+            stream = state.stream
+            if stream is None:  # image mode
+                for f in state.faces:
+                    f.params = merge_face(f)
                 return
-            tracker = state.stream.tracker
-            if state.faces:
-                f = state.faces[0]
-                a = f.aligned
-                state.tracked = tracker.update(f.params, a.canonical, a.transform, state.timestamp_ms,
-                                               yaw=a.yaw, pitch=a.pitch)
+            if not state.faces:
+                state.tracked = stream.tracker.miss(state.timestamp_ms)
+                return
+            f = state.faces[0]
+            parts = (f.face_params, f.hair_params, f.accessory_params, f.attributes,
+                     f.attributes.get("age") if f.attributes else None)
+            memo = stream.merged
+            if memo is not None and all(a is b for a, b in zip(memo[0][:4], parts[:4])) and memo[0][4] == parts[4]:
+                f.params = memo[1]
             else:
-                state.tracked = tracker.miss(state.timestamp_ms)
+                f.params = merge_face(f)
+                f.params.setflags(write=False)
+                # only arrays nobody writes to are remembered (the identity stage's answers)
+                frozen = all(not a.flags.writeable for a in parts[:3])
+                stream.merged = (parts, f.params) if frozen else None
+            a = f.aligned
+            state.tracked = stream.tracker.update(f.params, a.canonical, a.transform, state.timestamp_ms,
+                                                  yaw=a.yaw, pitch=a.pitch)

@@ -65,8 +65,13 @@ class Face:
         return getattr(self.aligned, name)
 
     def identity(self) -> dict:
-        """The identity networks' part of this face (what video mode reuses between refreshes)."""
-        return {k: getattr(self, k) for k in self.IDENTITY}
+        """The identity networks' part of this face (what video mode reuses
+        between refreshes); its arrays are made read-only (frames share them)."""
+        out = {k: getattr(self, k) for k in self.IDENTITY}
+        for v in out.values():
+            if isinstance(v, np.ndarray):
+                v.setflags(write=False)
+        return out
 
 
 def _stack(faces, name: str, width: int) -> np.ndarray | None:
@@ -159,6 +164,9 @@ class StreamState:
         hair: per face index, ``(time ms, full parameters, attributes)`` of the
             last hair retrieval (the hair stage refreshes it at most every
             :data:`avatarizer.pipeline.hair.VIDEO_REFRESH_MS`).
+        merged: the merge stage's last merge of the identity's arrays
+            (``((face, hair, accessories, attributes, age), params)``), reused
+            while they are the same objects.
         last_face: the :class:`avatarizer.api.FaceInfo` of the last frame that
             had a face, and ``last_attributes`` its attributes (a stale avatar
             repeats them).
@@ -189,6 +197,7 @@ class StreamState:
         self.hair: dict[int, tuple] = {}
         self.last_face = None
         self.last_attributes: dict | None = None
+        self.merged: tuple | None = None
         self.generation += 1
 
     def accept(self, timestamp_ms: float) -> float:
