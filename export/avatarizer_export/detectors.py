@@ -227,17 +227,23 @@ def main_detectors(args) -> int:
     return 0
 
 
+def _labelled(shared: Path, what: str) -> tuple[Path, dict, list[str]]:
+    """(the labelled photos' folder, their labels, the names in order);
+    FileNotFoundError without the label file."""
+    folder = Path(shared) / "data" / "faces" / "ffhq128-labelled"
+    lab_path = folder / "attributes.jsonl"
+    if not lab_path.is_file():
+        raise FileNotFoundError(f"{lab_path} not found: {what} are fitted on the labelled photos")
+    labels = labels_of(lab_path)
+    return folder, labels, sorted(labels)
+
+
 def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None = None, quiet: bool = False) -> dict:
     """Fits the artist's accessory detectors on the labelled training photos
     and writes them (default ``sdk/avatarizer/data/artist_detectors.json``);
     returns the document. A missing label file raises FileNotFoundError."""
-    folder = Path(shared) / "data" / "faces" / "ffhq128-labelled"
-    lab_path = folder / "attributes.jsonl"
-    if not lab_path.is_file():
-        raise FileNotFoundError(f"{lab_path} not found: the detectors are fitted on the labelled photos")
     t0 = time.time()
-    labels = labels_of(lab_path)
-    names = sorted(labels)
+    folder, labels, names = _labelled(shared, "the detectors")
     cue_cache = Path(cache) / "detector_cues.npz"
     key = _cue_key()
     if cue_cache.exists() and str(np.load(cue_cache)["key"]) == key:
@@ -399,13 +405,8 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     With ``cache`` the runtime's inputs are kept there
     (``glasses_fusion_inputs.npz``, keyed by H's sha256 and the artist's
     source) for a quick refit."""
-    folder = Path(shared) / "data" / "faces" / "ffhq128-labelled"
-    lab_path = folder / "attributes.jsonl"
-    if not lab_path.is_file():
-        raise FileNotFoundError(f"{lab_path} not found: the glasses fusion is fitted on the labelled photos")
     t0 = time.time()
-    labels = labels_of(lab_path)
-    names = sorted(labels)
+    folder, labels, names = _labelled(shared, "the glasses fusion and its thresholds")
     store = Path(cache) / "glasses_fusion_inputs.npz" if cache is not None else None
     from avatarizer.pipeline.config import attributes_entry
     from avatarizer.runtime import Manifest
