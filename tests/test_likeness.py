@@ -336,3 +336,37 @@ def test_hybrid_draws_the_glasses_the_artist_finds():
             pytest.skip(f"estimator {av.estimator!r}")
         a = av.from_frame(photo)
     assert a.params[t] == 1
+
+
+def test_a_blown_out_cheek_does_not_whiten_the_skin():
+    """A flash hotspot or sunlit cheek (all channels near white) is not skin
+    colour: the brighter-cheek rule must not pick it, and a photo that is
+    blown out everywhere keeps its own (pale) reading."""
+    from avatarizer.artist import ArtistStyle
+    from avatarizer.artist import colour as C
+
+    rng = np.random.default_rng(0)
+    skin = np.array([0.82, 0.62, 0.52])
+    white = np.array([0.99, 0.97, 0.95])
+
+    class Stub:
+        def __init__(self, left, right):
+            self.px = {0: left, 1: right}
+
+        def region_pixels(self, *polys, discs=()):
+            if discs:
+                return self.px[discs[0]]
+            return np.tile(skin, (40, 1))
+
+    def patch(c, n=120):
+        return np.clip(c + rng.normal(0, 0.01, (n, 3)), 0, 1)
+
+    st = ArtistStyle()
+    lm = np.zeros((478, 2))
+    got = C.skin_colour(st, Stub(patch(white), patch(skin)), lm, [0, 1])
+    np.testing.assert_allclose(got, skin, atol=0.03)  # the blown cheek left out
+    half = np.concatenate([patch(white, 80), patch(skin * 1.05, 40)])
+    got = C.skin_colour(st, Stub(half, patch(skin)), lm, [0, 1])
+    assert np.abs(got - skin).max() < 0.08  # its unclipped rim still counts, nothing near white
+    got = C.skin_colour(st, Stub(patch(white), patch(white)), lm, [0, 1])
+    np.testing.assert_allclose(got, white, atol=0.03)  # all blown: as photographed

@@ -39,17 +39,41 @@ def _matte(px: np.ndarray) -> np.ndarray:
     return px[keep] if keep.sum() >= 8 else px
 
 
+#: a pixel whose darkest channel reaches this is blown out (a flash hotspot,
+#: a sunlit cheek): near white, it shows the exposure, not the skin's colour
+#: (resampling softens clipped 255s to ~0.97, so the test is on all channels)
+CLIPPED = 0.88
+
+
+def _clipped(px: np.ndarray) -> np.ndarray:
+    return px.min(1) >= CLIPPED
+
+
+def _blown(px: np.ndarray) -> bool:
+    """Most of a patch's pixels are blown out (or it has none)."""
+    return len(px) == 0 or float(np.mean(_clipped(px))) > 0.5
+
+
 def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
     """The skin as it looks in good light: robust medians (between the
     luminance percentiles ``st.skin_percentiles``) of the two upper-cheek
     discs, where skin is rarely covered (the forehead has fringes and hats,
     the nose highlights). Under even light both cheeks count; as they differ
     in lightness (side light) the estimate moves to the brighter cheek, so
-    the shadow side never darkens the skin. Forehead and nose only stand in
-    when the cheeks are not in the photo."""
+    the shadow side never darkens the skin. Blown-out pixels (a flash
+    hotspot, a sunlit cheek: all channels near white) are left out unless
+    both cheeks are mostly blown, so the brighter-cheek rule never picks an
+    overexposed white; a cheek with nothing left is replaced by the other
+    one. Forehead and nose only stand in when a cheek is not in the photo."""
     lo_pc, hi_pc = st.skin_percentiles
-    cheeks = [_matte(photo.region_pixels(discs=[d])) for d in discs]
+    raw = [photo.region_pixels(discs=[d]) for d in discs]
+    # blown-out pixels show the exposure, not the skin (unless the whole photo is)
+    kept = raw if all(_blown(px) for px in raw) else [px[~_clipped(px)] for px in raw]
+    cheeks = [_matte(px) for px in kept]
     meds = [robust_median(px, lo_pc, hi_pc) if len(px) >= 8 else None for px in cheeks]
+    lost = [m is None and len(px) >= 8 for m, px in zip(meds, raw)]  # in the photo, but blown out
+    if any(lost) and not all(m is None for m in meds):
+        return next(m for m in meds if m is not None)  # the other cheek (not forehead and fringe)
     if any(m is None for m in meds):
         rest = [photo.region_pixels(lm[list(q)]) for q in (FOREHEAD_PATCH, NOSE_PATCH)]
         return robust_median(np.concatenate(cheeks + rest), lo_pc, hi_pc)
