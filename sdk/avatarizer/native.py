@@ -114,6 +114,17 @@ def _options(background, transform, zoom, antialias="best"):
     return opt
 
 
+def _check_pixels(arr, name: str, channels: int, kind: str) -> None:
+    """ValueError unless ``arr`` is a writable H x W x ``channels`` uint8 array
+    whose pixels are contiguous (rows may be padded), as the C calls write it."""
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != channels:
+        raise ValueError(f"{name} must be an H x W x {channels} uint8 numpy array")
+    if arr.strides[2] != 1 or arr.strides[1] != channels or arr.strides[0] <= 0:
+        raise ValueError(f"{name} must have contiguous {kind} pixels (strides (stride, {channels}, 1))")
+    if not arr.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+
+
 class Renderer:
     """A native renderer handle (reuses its buffers between calls)."""
 
@@ -146,12 +157,7 @@ class Renderer:
                     antialias="best") -> np.ndarray:
         """Draws into a caller-owned H x W x 4 uint8 array (rows may be padded)."""
         ffi, lib = _need()
-        if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 3 or out.shape[2] != 4:
-            raise ValueError("out must be an H x W x 4 uint8 numpy array")
-        if out.strides[2] != 1 or out.strides[1] != 4 or out.strides[0] <= 0:
-            raise ValueError("out must have contiguous RGBA pixels (strides (stride, 4, 1))")
-        if not out.flags.writeable:
-            raise ValueError("out is read-only")
+        _check_pixels(out, "out", 4, "RGBA")
         h, w = out.shape[:2]
         p = _params_buffer(params)
         opt = _options(background, transform, zoom, antialias)
@@ -186,12 +192,7 @@ class Renderer:
         toward canonical y = end over ``width``. Each channel becomes
         round(frame + a * (avatar - frame)), a = alpha * opacity * fade."""
         ffi, lib = _need()
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError("frame must be an H x W x 3 uint8 numpy array")
-        if frame.strides[2] != 1 or frame.strides[1] != 3 or frame.strides[0] <= 0:
-            raise ValueError("frame must have contiguous 3-byte pixels (strides (stride, 3, 1))")
-        if not frame.flags.writeable:
-            raise ValueError("frame is read-only")
+        _check_pixels(frame, "frame", 3, "3-byte")
         if order not in ("rgb", "bgr"):
             raise ValueError(f"order must be 'rgb' or 'bgr', got {order!r:.40}")
         if antialias not in ("best", "fast"):
