@@ -86,6 +86,7 @@ __all__ = [
 from .landmarks import (  # noqa: E402  (the tables live in one place)
     CANONICAL_TARGET_NAMES,
     CANONICAL_TARGETS,
+    CHIN_BOTTOM,
     EYE_CORNERS,
     LANDMARK_INDICES,
     MOUTH_CORNERS,
@@ -95,7 +96,7 @@ from .landmarks import (  # noqa: E402  (the tables live in one place)
 _MODES = ("image", "video")
 # Landmarks for the head-pose estimates: forehead top and chin on the
 # midline.
-_FOREHEAD, _CHIN = 10, 152
+_FOREHEAD, _CHIN = 10, CHIN_BOTTOM
 # What the forehead→chin depth angle reads for a face with zero pitch:
 # fitted (least squares, slope 0.97, r = 0.87) against the reference head
 # pose of the 496 detected faces of ../shared/data/faces/ffhq128-labelled,

@@ -256,7 +256,7 @@ IRIS_CENTRES = (SIDES["iris"][0][0], SIDES["iris"][1][0])
 #: upper/lower inner lip pairs: the centre and one each side of it
 INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
 #: outer upper and lower lip centres
-LIP_MIDDLES = (LIP_UO[3], LIP_LO[2])
+LIP_MIDDLES = (LIP_UO[3], LOWER_LIP_BOTTOM)
 
 
 def side_index(name: str, side: int):

@@ -11,6 +11,8 @@ from .. import prior as P
 from .. import schema as S
 from ..landmarks import (
     CHEEK_PATCH,
+    CHIN_BOTTOM,
+    LOWER_LIP_BOTTOM,
     side_index,
 )
 from .photo import (
@@ -128,8 +130,8 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
         set_glasses_kind(p, 2 if sun else 1)
 
 
-#: the parameter indices of the ``glasses`` feature
-GLASSES = np.array([i for i, n in enumerate(S.NAMES) if n.startswith("glasses.")])
+#: the ``glasses`` feature's parameters (a slice of the vector)
+GLASSES = S.FEATURES["glasses"].indices
 _LENS = ("glasses.lens_r", "glasses.lens_g", "glasses.lens_b", "glasses.lens_opacity")
 _SUN_LENS = (0.08, 0.09, 0.1, 0.9)
 
@@ -139,7 +141,7 @@ def set_glasses_kind(p, kind: int) -> None:
     or none (0) in ``p`` -- a whole (629,) vector or a (12,) ``glasses``
     feature -- keeping their shape and frame."""
     full = len(p) == S.PARAM_COUNT
-    at = (lambda name: S.index(name)) if full else (lambda name: int(np.flatnonzero(GLASSES == S.index(name))[0]))
+    at = (lambda name: S.index(name)) if full else (lambda name: S.index(name) - GLASSES.start)
     p[at("glasses.type")] = int(kind)
     lens = _SUN_LENS if kind == 2 else tuple(S.default()[S.index(n)] for n in _LENS)
     for name, v in zip(_LENS, lens):
@@ -168,13 +170,13 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
     relative darkness, texture ratio (log) and loss of skin chroma."""
     L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
     hp = photo.highpass
+    lip, chin = lm[LOWER_LIP_BOTTOM], lm[CHIN_BOTTOM]
     regions = {
         "ref": [lm[list(CHEEK_PATCH[0])], lm[list(CHEEK_PATCH[1])]],
-        "chin": [np.array([lm[17] + (-0.11, 0.04), lm[17] + (0.11, 0.04), lm[152] + (0.09, -0.05),
-                           lm[152] + (-0.09, -0.05)])],
-        "jaw": [np.array([L("mouth_side", 0) + (-0.02, 0.05), lm[17] + (-0.14, 0.06),
+        "chin": [np.array([lip + (-0.11, 0.04), lip + (0.11, 0.04), chin + (0.09, -0.05), chin + (-0.09, -0.05)])],
+        "jaw": [np.array([L("mouth_side", 0) + (-0.02, 0.05), lip + (-0.14, 0.06),
                           L("chin_side", 0) + (0.03, -0.04), L("jaw", 0) + (0.05, -0.03)]),
-                np.array([L("mouth_side", 1) + (0.02, 0.05), lm[17] + (0.14, 0.06),
+                np.array([L("mouth_side", 1) + (0.02, 0.05), lip + (0.14, 0.06),
                           L("chin_side", 1) + (-0.03, -0.04), L("jaw", 1) + (-0.05, -0.03)])],
         "must": [np.array([lm[2] + (-0.09, 0.025), lm[2] + (0.09, 0.025), lm[0] + (0.09, -0.012),
                            lm[0] + (-0.09, -0.012)])],
@@ -225,7 +227,7 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
         beard_rgb = sample_beard_rgb(photo.rgb, np.asarray(lm, np.float64)[:, :2], col["skin"],
                                      photo.valid, grid=(photo.gx, photo.gy))
         face = g["face"]
-        P.put(p, "beard", P.beard_outline(face, g["geo"][17], g["chin"]))
+        P.put(p, "beard", P.beard_outline(face, g["geo"][LOWER_LIP_BOTTOM], g["chin"]))
         p[S.index("beard.opacity")] = float(np.clip(0.5 + 0.06 * beard, 0.5, 0.95))
         set_rgb(p, "beard", gain(st, beard_rgb if beard_rgb is not None
                                  else 0.75 * g.get("chin_dark_rgb", hair) + 0.25 * hair) * 0.9)

@@ -280,8 +280,8 @@ class ModelFaceEstimator(FaceEstimator):
         self.sessions = []
 
 
-#: the parameter indices of the ``glasses`` feature
-GLASSES = np.array([i for i, n in enumerate(schema.NAMES) if n.startswith("glasses.")])
+#: the ``glasses`` feature's parameters (a slice of the vector)
+GLASSES = schema.FEATURES["glasses"].indices
 
 
 class HybridFaceEstimator(ModelFaceEstimator):
@@ -323,7 +323,7 @@ class HybridFaceEstimator(ModelFaceEstimator):
         cues: dict = {}
         p, skin = self.artist.fit_geometry_skin(face.canonical, face.crop(size), valid=crop_valid_mask(face, size),
                                                 landmarks3d=face.landmarks, glasses=True, cues=cues)
-        return p[schema.FACE], skin is not None, p[GLASSES], (cues or None)
+        return p[schema.FACE], skin is not None, p[GLASSES].copy(), (cues or None)
 
     def estimate(self, faces, state: FrameState) -> np.ndarray:
         out = super().estimate(faces, state)
