@@ -47,7 +47,7 @@ import numpy as np
 from . import landmarks as L
 from . import prior as P
 from . import schema as S
-from .artist.photo import sample_beard_rgb
+from .artist.photo import float_rgb, from_lab, sample_beard_rgb, to_lab
 
 __all__ = [
     "HairBank", "HairBankError", "HairEntry", "HairRetriever", "RetrievalWeights", "merge",
@@ -395,16 +395,11 @@ def hair_region(crop_size: int, hair_mask, landmarks, valid=None) -> np.ndarray:
     return region
 
 
-def _float_rgb(crop) -> np.ndarray:
-    img = np.asarray(crop)
-    return img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
-
-
 def sample_hair_rgb(crop, hair_mask, landmarks, valid=None) -> np.ndarray | None:
     """A robust hair colour from the photo: the median of the hair-mask pixels
     above the eyes and beside/above the face (luminance 15th-85th percentile),
     float RGB in [0, 1]; None when fewer than 20 such pixels exist."""
-    rgb = _float_rgb(crop)
+    rgb = float_rgb(crop)
     px = rgb[hair_region(rgb.shape[0], hair_mask, landmarks, valid)]
     return _robust_hair_median(px)
 
@@ -440,8 +435,6 @@ def hair_colour_features(px: np.ndarray) -> np.ndarray:
     """Colour statistics of hair pixels (float RGB, N×3) for the hair-colour
     classifier: CIELAB L* percentiles 10/25/50/75/90, a* and b* quartiles,
     chroma median and 90th percentile, and the hue angle of the medians."""
-    from .artist.photo import to_lab
-
     lab = to_lab(np.asarray(px, np.float64).reshape(-1, 3))
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     chroma = np.hypot(a, b)
@@ -465,9 +458,6 @@ def hair_colour_probs(px: np.ndarray) -> dict | None:
 
 @lru_cache(maxsize=1)
 def _palette_lab():
-    from . import prior as P
-    from .artist.photo import to_lab
-
     names = [n for c in HAIR_COLOURS for n in HAIR_CLASS_PALETTE[c]]
     classes = [c for c in HAIR_COLOURS for _ in HAIR_CLASS_PALETTE[c]]
     return to_lab(np.array([P.HAIR_COLORS[n] for n in names], np.float64)), np.array(classes)
@@ -475,8 +465,6 @@ def _palette_lab():
 
 def hair_colour_class_of(rgb) -> str:
     """The class a drawn hair colour reads as: that of its nearest palette colour."""
-    from .artist.photo import to_lab
-
     pal, classes = _palette_lab()
     return str(classes[int(np.argmin(np.linalg.norm(pal - to_lab(np.asarray(rgb, np.float64)), axis=1)))])
 
@@ -488,8 +476,6 @@ def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 
     it read so, with a :data:`HAIR_CLASS_MARGIN`. Blond hair photographs
     darker than it looks (its shadows and roots are in the median), so a
     human artist draws it lighter; this does the same, by evidence."""
-    from .artist.photo import from_lab, to_lab
-
     rgb = np.asarray(rgb, np.float64)
     if not probs:
         return rgb.astype(np.float32)
@@ -520,7 +506,7 @@ def hair_colour(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray | No
     :func:`drawn_hair_colour` (as sampled when the region covers less than
     :data:`HAIR_CLASS_MIN_AREA` of the crop); (None, None) when the region
     holds too few pixels."""
-    rgb = _float_rgb(crop)
+    rgb = float_rgb(crop)
     px = rgb[hair_region(rgb.shape[0], hair_mask, landmarks, valid)]
     raw = _robust_hair_median(px)
     if raw is None:

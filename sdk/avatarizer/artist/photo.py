@@ -258,12 +258,18 @@ class Photo:
 
 
 
+def float_rgb(crop) -> np.ndarray:
+    """An image as float32 RGB: uint8 scaled to [0, 1], floats as they are."""
+    img = np.asarray(crop)
+    return img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+
+
 def make_photo(st, crop, hair_mask, valid) -> Photo:
     img = np.asarray(crop)
     if img.ndim != 3 or img.shape[2] < 3 or img.shape[0] != img.shape[1]:
         raise ValueError(f"crop must be a square S×S×3 image, got shape {img.shape}")
     img = img[..., :3]
-    rgb = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else np.clip(img.astype(np.float32), 0, 1)
+    rgb = float_rgb(img) if img.dtype == np.uint8 else np.clip(float_rgb(img), 0, 1)
     size = rgb.shape[0]
     if valid is None:
         valid = np.ones((size, size), bool)
@@ -299,8 +305,7 @@ def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.nda
     white beard under a dark hat is not drawn in the hat's colour.
     ``grid``: the canonical (x (1, S), y (S, 1)) of the crop's pixels when
     the crop is not the canonical square (the artist's padded photo)."""
-    img = np.asarray(crop)
-    rgb = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    rgb = float_rgb(crop)
     size = rgb.shape[0]
     lm = np.asarray(landmarks, np.float64)
     lip, chin = lm[LOWER_LIP_BOTTOM], lm[CHIN_BOTTOM]
