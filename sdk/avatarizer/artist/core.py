@@ -97,8 +97,8 @@ class AutoArtist:
         when the skin is found. With ``glasses`` the artist's glasses decision
         (its fitted detector over the photo's frame, tint and transparency
         cues) also fills the ``glasses`` feature, and a ``cues`` dict gets the
-        evidence behind it (``accessories.glasses``: the cue vector and the
-        glasses drawn as clear) for a caller that decides with more
+        evidence behind it (``accessories.glasses``: the cue vector and a
+        function drawing the glasses as clear ones) for a caller that decides with more
         information. The runtime's hybrid
         estimator takes these from here and the rest of the face from the
         learned model."""
