@@ -825,33 +825,36 @@ static void avz__draw_path(cairo_t *cr, const float *d, uint32_t a, uint32_t b) 
     }
 }
 
+/* One scene item; `depth` counts the open clip groups. */
+static inline void avz__draw_item(cairo_t *cr, const avz_scene *s, const avz_item *it, int *depth) {
+    switch (it->kind) {
+    case AVZ_ITEM_FILL:
+        avz__draw_path(cr, s->path, it->path_begin, it->path_end);
+        cairo_set_source_rgba(cr, it->rgba[0], it->rgba[1], it->rgba[2], it->rgba[3]);
+        cairo_fill(cr);
+        break;
+    case AVZ_ITEM_STROKE:
+        avz__draw_path(cr, s->path, it->path_begin, it->path_end);
+        cairo_set_source_rgba(cr, it->rgba[0], it->rgba[1], it->rgba[2], it->rgba[3]);
+        cairo_set_line_width(cr, it->width);
+        cairo_stroke(cr);
+        break;
+    case AVZ_ITEM_CLIP_PUSH:
+        cairo_save(cr);
+        (*depth)++;
+        avz__draw_path(cr, s->path, it->path_begin, it->path_end);
+        cairo_clip(cr);
+        break;
+    case AVZ_ITEM_CLIP_POP:
+        if (*depth > 0) { cairo_restore(cr); (*depth)--; }
+        break;
+    }
+}
+
 static void avz__draw_scene(cairo_t *cr, const avz_scene *s) {
     int depth = 0;
-    for (size_t k = 0; k < s->n_items; k++) {
-        const avz_item *it = &s->items[k];
-        switch (it->kind) {
-        case AVZ_ITEM_FILL:
-            avz__draw_path(cr, s->path, it->path_begin, it->path_end);
-            cairo_set_source_rgba(cr, it->rgba[0], it->rgba[1], it->rgba[2], it->rgba[3]);
-            cairo_fill(cr);
-            break;
-        case AVZ_ITEM_STROKE:
-            avz__draw_path(cr, s->path, it->path_begin, it->path_end);
-            cairo_set_source_rgba(cr, it->rgba[0], it->rgba[1], it->rgba[2], it->rgba[3]);
-            cairo_set_line_width(cr, it->width);
-            cairo_stroke(cr);
-            break;
-        case AVZ_ITEM_CLIP_PUSH:
-            cairo_save(cr);
-            depth++;
-            avz__draw_path(cr, s->path, it->path_begin, it->path_end);
-            cairo_clip(cr);
-            break;
-        case AVZ_ITEM_CLIP_POP:
-            if (depth > 0) { cairo_restore(cr); depth--; }
-            break;
-        }
-    }
+    for (size_t k = 0; k < s->n_items; k++)
+        avz__draw_item(cr, s, &s->items[k], &depth);
     while (depth-- > 0) cairo_restore(cr);
 }
 

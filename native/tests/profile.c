@@ -114,33 +114,15 @@ int main(int argc, char **argv) {
             for (size_t k = 0; k < s->n_items; k++) { /* avz__draw_scene, timed item by item */
                 const avz_item *it = &s->items[k];
                 double a = now_us();
-                int kind = it->kind == AVZ_ITEM_STROKE;
-                switch (it->kind) {
-                case AVZ_ITEM_FILL:
-                case AVZ_ITEM_STROKE:
-                    avz__draw_path(cr, s->path, it->path_begin, it->path_end);
-                    cairo_set_source_rgba(cr, it->rgba[0], it->rgba[1], it->rgba[2], it->rgba[3]);
-                    if (kind) {
-                        cairo_set_line_width(cr, it->width);
-                        cairo_stroke(cr);
-                    } else {
-                        cairo_fill(cr);
-                    }
-                    t[kind][depth > 0] += now_us() - a;
-                    cnt[kind][depth > 0]++;
-                    break;
-                case AVZ_ITEM_CLIP_PUSH:
-                    cairo_save(cr);
-                    depth++;
-                    avz__draw_path(cr, s->path, it->path_begin, it->path_end);
-                    cairo_clip(cr);
-                    t_clip += now_us() - a;
-                    clips++;
-                    break;
-                case AVZ_ITEM_CLIP_POP:
-                    if (depth > 0) { cairo_restore(cr); depth--; }
-                    t_clip += now_us() - a;
-                    break;
+                int kind = it->kind == AVZ_ITEM_STROKE, inside = depth > 0;
+                avz__draw_item(cr, s, it, &depth);
+                double d = now_us() - a;
+                if (it->kind == AVZ_ITEM_FILL || it->kind == AVZ_ITEM_STROKE) {
+                    t[kind][inside] += d;
+                    cnt[kind][inside]++;
+                } else {
+                    t_clip += d;
+                    clips += it->kind == AVZ_ITEM_CLIP_PUSH;
                 }
             }
             while (depth-- > 0) cairo_restore(cr);
