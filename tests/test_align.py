@@ -481,6 +481,39 @@ def test_closed_aligner_raises(astronaut):
             pass
 
 
+def test_prefetched_segmentation_is_the_same_mask(astronaut):
+    """prefetch_segmentation: the person mask starts on the aligner's own
+    thread while the landmarks run, and is the very mask of an on-demand run."""
+    import threading
+
+    with FaceAligner(prefetch_segmentation=True) as ahead, FaceAligner() as lazy:
+        early = ahead.align(astronaut)
+        ctx = early._context
+        assert ctx._pending is not None, "image mode with prefetch hands the face a mask under way"
+        seen = []
+        original = ahead._segment
+        ahead._segment = lambda image: (seen.append(threading.current_thread().name), original(image))[1]
+        second = ahead.align(astronaut)
+        np.testing.assert_array_equal(second.segmentation(128), lazy.align(astronaut).segmentation(128))
+        np.testing.assert_array_equal(early.hair_mask(128), second.hair_mask(128))
+        assert seen and all(name.startswith("avatarizer-segmentation") for name in seen), seen
+        # video mode keeps segmentation on demand (the stream's identity worker runs it)
+    with FaceAligner(mode="video", prefetch_segmentation=True) as video:
+        assert video.align(astronaut, timestamp_ms=0.0)._context._pending is None
+    with pytest.raises(ValueError, match="prefetch_segmentation"):
+        FaceAligner(prefetch_segmentation=1)
+
+
+def test_prefetch_without_a_face_is_dropped_and_close_waits():
+    blank = np.full((240, 320, 3), 127, np.uint8)
+    aligner = FaceAligner(prefetch_segmentation=True)
+    assert aligner.detect(blank) == []  # no face: the pending mask is cancelled or dropped
+    aligner.close()  # waits for a segmentation under way, then releases the graph
+    assert aligner._segmenter is None and aligner._seg_thread is None
+    with pytest.raises(RuntimeError, match="closed"):
+        aligner._segment(blank)
+
+
 # -- ../shared data --------------------------------------------------------------------
 
 

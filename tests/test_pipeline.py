@@ -133,3 +133,40 @@ def test_one_stream_state_and_a_real_reset(astronaut):
                 stream.last_attributes) == (None, None, None, None, None)
         assert stream.hair == {} and not stream.tracker.warm and stream.tracker.identity is None
         assert av.from_frame(astronaut, timestamp_ms=0.0) is not None  # time starts again
+
+
+def test_image_mode_networks_run_beside_the_python_with_the_same_result(astronaut, monkeypatch):
+    """Image mode: the face model and H run on the pipeline's side threads
+    while the calling thread fits the artist's geometry and reads the hair;
+    the avatar is exactly the one of running them in turn."""
+    import threading
+    from concurrent.futures import Future
+
+    import avatarizer.pipeline.face as PF
+    import avatarizer.pipeline.hair as PH
+    from avatarizer.pipeline.base import beside
+
+    threads = []
+
+    def watched(fn, *args):
+        def run():
+            threads.append(threading.current_thread().name)
+            return fn(*args)
+        return beside(run)
+
+    def in_turn(fn, *args):
+        done = Future()
+        done.set_result(fn(*args))
+        return done
+
+    with Avatarizer(estimator="hybrid") as av:
+        monkeypatch.setattr(PF, "beside", watched)
+        monkeypatch.setattr(PH, "beside", watched)
+        side = av.from_frame(astronaut)
+        assert len(threads) == 2 and all(t.startswith("avatarizer-side") for t in threads), threads
+        monkeypatch.setattr(PF, "beside", in_turn)
+        monkeypatch.setattr(PH, "beside", in_turn)
+        serial = av.from_frame(astronaut)
+    assert side is not None and serial is not None
+    np.testing.assert_array_equal(side.params, serial.params)
+    assert side.attributes == serial.attributes

@@ -33,7 +33,8 @@ class AlignStage(Stage):
 
     def prepare(self, options) -> None:
         super().prepare(options)
-        self.align_options = AlignOptions(mode=options.mode, max_faces=options.max_faces, segmentation=True)
+        self.align_options = AlignOptions(mode=options.mode, max_faces=options.max_faces, segmentation=True,
+                                          prefetch_segmentation=options.mode == "image")
         self.align_options.validate()
         self.aligner()  # create the first one now: errors surface at construction
 

@@ -10,9 +10,33 @@ names the ``bench`` command reports (``align``, ``encode``, ``map_decode``,
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterable, Sequence
 
 from .state import FrameState, StreamState
+
+_side_lock = threading.Lock()
+_side_pool: ThreadPoolExecutor | None = None
+#: threads of :func:`beside`'s pool: network calls (ONNX Runtime releases the
+#: GIL) that run while the calling thread does the stage's Python work
+SIDE_THREADS = 2
+
+
+def beside(fn: Callable, *args) -> Future:
+    """Runs ``fn(*args)`` on the pipeline's side threads and returns its
+    future: a stage starts a network call there (ONNX Runtime, one intra-op
+    thread, releases the GIL) and does its own Python work meanwhile on the
+    calling thread, so an image-mode frame uses a second core. Used in image
+    mode only; a video stream's identity work already runs off the frame's
+    thread. The pool is shared by every pipeline of the process and made on
+    first use."""
+    global _side_pool
+    if _side_pool is None:
+        with _side_lock:
+            if _side_pool is None:
+                _side_pool = ThreadPoolExecutor(max_workers=SIDE_THREADS, thread_name_prefix="avatarizer-side")
+    return _side_pool.submit(fn, *args)
 
 
 class Stage:

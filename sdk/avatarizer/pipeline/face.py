@@ -56,7 +56,7 @@ import numpy as np
 
 from .. import schema
 from ..errors import ModelError
-from .base import Stage
+from .base import Stage, beside
 from .state import FrameState
 
 FACE_DIM = schema.FACE.stop - schema.FACE.start
@@ -326,12 +326,25 @@ class HybridFaceEstimator(ModelFaceEstimator):
         return p[schema.FACE], skin is not None, p[GLASSES].copy(), (cues or None)
 
     def estimate(self, faces, state: FrameState) -> np.ndarray:
-        out = super().estimate(faces, state)
-        if not len(out):
-            return out
+        if not faces:
+            return super().estimate(faces, state)
+        if state.stream is None:  # image mode: the network on a side thread while the artist fits the geometry
+            probe = FrameState(image=state.image)  # its own timings: the two threads do not share a dict
+            network = beside(super().estimate, faces, probe)
+            try:
+                with state.timer("map_decode"):
+                    geos = [self.geometry(f.aligned) for f in faces]
+            finally:
+                out = network.result()
+            for k, v in probe.timings.items():
+                state.timings[k] = state.timings.get(k, 0.0) + v
+        else:
+            out = super().estimate(faces, state)
+            with state.timer("map_decode"):
+                geos = [self.geometry(f.aligned) for f in faces]
         with state.timer("map_decode"):
             for i, f in enumerate(faces):
-                geo, has_skin, f.artist_glasses, f.glasses_cues = self.geometry(f.aligned)
+                geo, has_skin, f.artist_glasses, f.glasses_cues = geos[i]
                 row = out[i]
                 if has_skin:  # the skin as measured on the lit cheek (else the model's)
                     row[self._skin] = geo[self._skin]

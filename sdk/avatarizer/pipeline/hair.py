@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import schema
-from .base import Stage
+from .base import Stage, beside
 from .face import GLASSES
 from .state import FrameState
 
@@ -72,19 +72,26 @@ class HairStage(Stage):
                 self.reason = f"{folder} has no 'attributes' model: the auto-artist's hair is used"
 
     def _retrieve(self, face, face_slice: np.ndarray, artist_glasses: np.ndarray | None = None,
-                  glasses_cues: dict | None = None) -> tuple[np.ndarray, dict]:
+                  glasses_cues: dict | None = None, overlap: bool = False) -> tuple[np.ndarray, dict]:
         from .. import hair as H
         from ..artist import crop_valid_mask
 
         crop = face.crop(128)
         x = self.session.preprocess(crop[None])
-        attrs = H.decode_attributes(self.session.run({self.session.input_names[0]: x}), decision=self.decision,
-                                    draw=self.draw)
-        mask = face.hair_mask(128)
-        valid = crop_valid_mask(face, 128)
+        feed = {self.session.input_names[0]: x}
+        # image mode: H runs on a side thread while this one reads the photo's hair
+        network = beside(self.session.run, feed) if overlap else None
+        try:
+            mask = face.hair_mask(128)
+            valid = crop_valid_mask(face, 128)
+            # the photo's hair colour, drawn so that it reads as its likeliest class
+            rgb, colour_probs = H.hair_colour(crop, mask, face.canonical, valid) if mask is not None else (None, None)
+        finally:
+            outputs = network.result() if network is not None else None
+        if outputs is None:
+            outputs = self.session.run(feed)
+        attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
-        # the photo's hair colour, drawn so that it reads as its likeliest class
-        rgb, colour_probs = H.hair_colour(crop, mask, face.canonical, valid) if mask is not None else (None, None)
         if colour_probs is not None:  # report the colour class the drawing follows
             H.read_hair_colour(attrs, colour_probs)
         fused = None  # the glasses kind H and the artist's cues decide together (hybrid)
@@ -126,7 +133,7 @@ class HairStage(Stage):
                         full, attributes = hit[1], hit[2]
                     else:
                         full, attributes = self._retrieve(f.aligned, f.face_params, f.artist_glasses,
-                                                          f.glasses_cues)
+                                                          f.glasses_cues, overlap=state.stream is None)
                         if cache is not None:
                             cache[i] = (now, full, attributes)
                 else:
