@@ -439,8 +439,9 @@ def hair_colour_features(px: np.ndarray) -> np.ndarray:
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     chroma = np.hypot(a, b)
     hue = np.degrees(np.arctan2(np.median(b), np.median(a)))
-    return np.concatenate([np.percentile(L, [10, 25, 50, 75, 90]), np.percentile(a, [25, 50, 75]),
-                           np.percentile(b, [25, 50, 75]), np.percentile(chroma, [50, 90]), [hue]])
+    # one partition for all four rows (each row's percentiles are those of its own call)
+    q = np.percentile(np.stack([L, a, b, chroma]), [10, 25, 50, 75, 90], axis=1)  # (5 q, 4 rows)
+    return np.concatenate([q[:, 0], q[1:4, 1], q[1:4, 2], q[[2, 4], 3], [hue]])
 
 
 def hair_colour_probs(px: np.ndarray) -> dict | None:
