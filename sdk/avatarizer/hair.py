@@ -348,18 +348,22 @@ def shape_descriptor(hair_mask, landmarks, valid=None) -> tuple[np.ndarray, np.n
     desc = np.empty(N_RAYS + 1, np.float64)
     obs = np.ones(N_RAYS + 1, bool)
     T = len(_RAY_RADII)
+    rays = np.arange(N_RAYS)
     start_ok = _RAY_RADII[None, :] <= r_oval[:, None] + 0.25  # hair must start near the face
-    for k in range(N_RAYS):
-        idx = np.flatnonzero(hair[k])
-        if len(idx) == 0 or not start_ok[k, idx[0]]:
-            desc[k] = r_oval[k]
-            first_out = int(np.searchsorted(_RAY_RADII, r_oval[k]))
-            obs[k] = bool(seen[k, min(first_out + 1, T - 1)])
-            continue
-        gaps = np.flatnonzero(np.diff(idx) > _GAP)
-        last = int(idx[gaps[0]] if len(gaps) else idx[-1])
-        desc[k] = max(_RAY_RADII[last], r_oval[k])
-        obs[k] = last + 1 < T and bool(seen[k, last + 1])
+    # per ray: the first hair sample, and the last one connected to it (the
+    # first hair sample whose next one lies more than _GAP samples on; the
+    # ray's last hair sample has none, so it ends the run if no gap comes first)
+    first = hair.argmax(1)
+    has = hair[rays, first] & start_ok[rays, first]
+    pos = np.where(hair, np.arange(T)[None, :], 2 * T)
+    nxt = np.minimum.accumulate(np.concatenate([pos[:, 1:], np.full((N_RAYS, 1), 2 * T)], 1)[:, ::-1],
+                                axis=1)[:, ::-1]  # nxt[k, t]: the next hair sample after t
+    ends = hair & (nxt - np.arange(T)[None, :] > _GAP)
+    last = ends.argmax(1)
+    # no hair near the face: the oval's radius, observed where the ray leaves it inside the photo
+    first_out = np.minimum(np.searchsorted(_RAY_RADII, r_oval) + 1, T - 1)
+    desc[:N_RAYS] = np.where(has, np.maximum(_RAY_RADII[last], r_oval), r_oval)
+    obs[:N_RAYS] = np.where(has, (last + 1 < T) & seen[rays, np.minimum(last + 1, T - 1)], seen[rays, first_out])
     # hairline: lowest hair row on the mid-line above the eyes, going up from the oval top
     eye_y = c[1] + 0.1
     xs = np.clip(np.floor((c[0] + np.array([-0.06, 0.0, 0.06]) + 1.0) * 0.5 * size).astype(int), 0, size - 1)
