@@ -170,3 +170,42 @@ def test_image_mode_networks_run_beside_the_python_with_the_same_result(astronau
     assert side is not None and serial is not None
     np.testing.assert_array_equal(side.params, serial.params)
     assert side.attributes == serial.attributes
+
+
+def test_image_mode_keeps_openblas_to_one_thread_while_it_runs(astronaut):
+    """OpenBLAS's pool threads busy-wait after each product on the core the
+    image-mode side threads need: the pipeline limits BLAS to one thread
+    while a frame runs (a counted, process-wide limit), and the process's
+    BLAS threads are as they were afterwards, also when frames of several
+    threads overlap."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    inside = []
+    with Avatarizer(estimator="hybrid") as av:
+        real = av._pipeline["face"].estimator.estimate
+        av._pipeline["face"].estimator.estimate = lambda f, s: (inside.append(blas_threads()), real(f, s))[1]
+        av.from_frame(astronaut)
+        assert blas_threads() == before
+        errors = []
+
+        def worker():
+            try:
+                for _ in range(3):
+                    assert av.from_frame(astronaut) is not None
+            except BaseException as exc:  # noqa: BLE001 (reported below)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+    assert len(inside) == 10 and all(n == [1] * len(before) for n in inside), inside
+    assert blas_threads() == before

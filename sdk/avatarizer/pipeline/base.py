@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from typing import Callable, Iterable, Sequence
 
 from .state import FrameState, StreamState
@@ -21,6 +22,61 @@ _side_pool: ThreadPoolExecutor | None = None
 #: threads of :func:`beside`'s pool: network calls (ONNX Runtime releases the
 #: GIL) that run while the calling thread does the stage's Python work
 SIDE_THREADS = 2
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit = None  # threadpoolctl's limit while someone holds it
+_blas_controller = None  # threadpoolctl's view of the loaded BLAS libraries (found once)
+
+
+@contextmanager
+def one_blas_thread():
+    """A context in which numpy's BLAS (OpenBLAS) uses one thread. The
+    artist's and the face model's image resizes are matrix products large
+    enough for OpenBLAS to use its thread pool, whose threads then
+    busy-wait for milliseconds after each call, on the core the pipeline's
+    other thread needs (image mode: 57-73 ms of CPU per frame with OpenBLAS's
+    two threads against 41-50 ms with one, in one run of 20 frames each).
+
+    The limit is process-wide (threadpoolctl sets OpenBLAS's thread count),
+    so it is counted: the first context to enter sets it, the last to leave
+    restores what was there, however the contexts of several threads (image
+    frames, video identity workers) interleave."""
+    global _blas_users, _blas_limit, _blas_controller
+    with _blas_lock:
+        if _blas_users == 0:
+            if _blas_controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                _blas_controller = ThreadpoolController()
+            _release_blas_control()
+            _blas_limit = _blas_controller.limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                limit, _blas_limit = _blas_limit, None
+                _release_blas_control()
+                limit.restore_original_limits()
+                _release_blas_control()
+
+
+def _release_blas_control() -> None:
+    """threadpoolctl (3.8+) lets only one thread, the first to set a limit,
+    change OpenBLAS's shared pool until that thread's ``with`` block ends;
+    the limit here is set and restored by whichever thread comes first and
+    last, under ``_blas_lock``, so the control is handed over explicitly."""
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:  # older threadpoolctl: any thread may set the limits
+        return
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
 
 
 def beside(fn: Callable, *args) -> Future:
@@ -108,19 +164,22 @@ class Pipeline:
             self._begin(state)
         else:
             stages = stages[[s.name for s in stages].index(after) + 1:]
-        for s in stages:
-            s.run(state)
-            if s.name == until:
-                break
+        # image mode runs its networks beside its Python (:func:`beside`): keep OpenBLAS off that core
+        with one_blas_thread() if self.stream is None else nullcontext():
+            for s in stages:
+                s.run(state)
+                if s.name == until:
+                    break
         return state
 
     def run_batch(self, states: Sequence[FrameState], until: str | None = None) -> Sequence[FrameState]:
         for state in states:
             self._begin(state)
-        for s in self.stages:
-            s.run_batch(states)
-            if s.name == until:
-                break
+        with one_blas_thread() if self.stream is None else nullcontext():
+            for s in self.stages:
+                s.run_batch(states)
+                if s.name == until:
+                    break
         return states
 
     def reset(self) -> None:

@@ -43,23 +43,8 @@ import time
 
 import numpy as np
 
-from .base import Stage
+from .base import Stage, one_blas_thread
 from .state import Face, FrameState
-
-_blas = None
-_blas_lock = threading.Lock()
-
-
-def one_blas_thread():
-    """A context in which numpy's BLAS uses one thread (threadpoolctl's limit;
-    the libraries are found once, on first use)."""
-    global _blas
-    with _blas_lock:
-        if _blas is None:
-            from threadpoolctl import ThreadpoolController
-
-            _blas = ThreadpoolController()
-    return _blas.limit(limits=1, user_api="blas")
 
 
 class _OwnSegmenter:
