@@ -17,13 +17,6 @@ from typing import Callable, Iterable, Sequence
 
 from .state import FrameState, StreamState
 
-_side_lock = threading.Lock()
-_side_pool: ThreadPoolExecutor | None = None
-#: threads of :func:`beside`'s pool: network calls (ONNX Runtime releases the
-#: GIL) that run while the calling thread does the stage's Python work
-SIDE_THREADS = 2
-
-
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limit = None  # threadpoolctl's limit while someone holds it
@@ -36,8 +29,8 @@ def one_blas_thread():
     artist's and the face model's image resizes are matrix products large
     enough for OpenBLAS to use its thread pool, whose threads then
     busy-wait for milliseconds after each call, on the core the pipeline's
-    other thread needs (image mode: 57-73 ms of CPU per frame with OpenBLAS's
-    two threads against 41-50 ms with one, in one run of 20 frames each).
+    other thread needs (image mode on a loaded 2-core machine: 57-73 ms of
+    CPU per frame with OpenBLAS's two threads against 41-50 ms with one).
 
     The limit is process-wide (threadpoolctl sets OpenBLAS's thread count),
     so it is counted: the first context to enter sets it, the last to leave
@@ -77,6 +70,13 @@ def _release_blas_control() -> None:
     clear = getattr(OpenBLASController, "clear_controlling_thread", None)
     if clear is not None:
         clear(force=True)
+
+
+_side_lock = threading.Lock()
+_side_pool: ThreadPoolExecutor | None = None
+#: threads of :func:`beside`'s pool: network calls (ONNX Runtime releases the
+#: GIL) that run while the calling thread does the stage's Python work
+SIDE_THREADS = 2
 
 
 def beside(fn: Callable, *args) -> Future:
