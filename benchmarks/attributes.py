@@ -2,8 +2,11 @@
 
 Frames: the talking-face clips in ``../shared/data/video`` (512×512), or
 scikit-image's ``astronaut`` when they are absent (:func:`avatarizer.bench.bench_frames`).
-The process is pinned to one CPU core and every ONNX Runtime session uses one
-thread. After ``--warmup`` untimed frames, each frame is timed for, in turn:
+The process is pinned to one CPU core (``--cores 1``, the default; ``--cores
+N`` pins it to N cores, ``--cores 0`` leaves it on every core it may use:
+image mode runs its segmentation and networks beside its Python on a second
+core) and every ONNX Runtime session uses one thread. After ``--warmup``
+untimed frames, each frame is timed for, in turn:
 
 * ``landmarks_image``: MediaPipe Face Mesh ``process()`` in image mode
   (``static_image_mode=True``, refined landmarks), the baseline;
@@ -11,7 +14,8 @@ thread. After ``--warmup`` untimed frames, each frame is timed for, in turn:
   included (``Session.preprocess`` + ``run``), for the shipped model and
   every extra ``--model FILE`` (e.g. an older H, for comparison);
 * ``from_frame_image``: ``Avatarizer(mode="image").from_frame(frame)``
-  (alignment, face model, H + hair retrieval, merge; no render);
+  (alignment, face model, H + hair retrieval, merge; no render), and its
+  process CPU time (every thread's) as ``from_frame_image_cpu``;
 * ``from_frame_video``: ``Avatarizer(mode="video").from_frame(frame, t)``
   at 30 fps timestamps, where H runs once a second per face: its p99 and
   max show whether a refresh stalls a frame.
@@ -20,7 +24,7 @@ Prints p50 / p95 / p99 / max in ms per call and the ratios to the landmarks.
 
 Usage::
 
-    python benchmarks/attributes.py [--frames N] [--warmup N] [--model FILE ...] [--json]
+    python benchmarks/attributes.py [--frames N] [--warmup N] [--cores N] [--model FILE ...] [--json]
 """
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ def stats(ms: list[float]) -> dict:
             "p99_ms": round(float(np.percentile(v, 99)), 3), "max_ms": round(float(v.max()), 3), "n": int(len(v))}
 
 
-def run(frames: int, warmup: int, models: list[str], log=print) -> dict:
+def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1) -> dict:
     from mediapipe.python.solutions import face_mesh
 
     from avatarizer import Avatarizer
@@ -53,8 +57,8 @@ def run(frames: int, warmup: int, models: list[str], log=print) -> dict:
     from avatarizer.bench import bench_frames
     from avatarizer.models import Manifest, Session
 
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    if hasattr(os, "sched_setaffinity") and cores > 0:
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
     images, source = bench_frames(frames + warmup)
     log(f"frames: {source}")
     entry = Manifest.load().find("attributes", precision="int8")
@@ -68,7 +72,7 @@ def run(frames: int, warmup: int, models: list[str], log=print) -> dict:
     av_vid = Avatarizer(mode="video", max_faces=1)
     log(f"image-mode Avatarizer: estimator {av_img.estimator}, precision {av_img.precision}")
     times: dict[str, list[float]] = {k: [] for k in ["landmarks_image", *sessions, "from_frame_image",
-                                                       "from_frame_video"]}
+                                                       "from_frame_image_cpu", "from_frame_video"]}
     missed = 0
     try:
         for i, img in enumerate(images):
@@ -85,9 +89,10 @@ def run(frames: int, warmup: int, models: list[str], log=print) -> dict:
                 t0 = time.perf_counter()
                 s.run({s.input_names[0]: s.preprocess(crop[None])})
                 rec[name] = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             av_img.from_frame(img)
             rec["from_frame_image"] = time.perf_counter() - t0
+            rec["from_frame_image_cpu"] = time.process_time() - c0
             t0 = time.perf_counter()
             av_vid.from_frame(img, timestamp_ms=i * 1000.0 / 30.0)
             rec["from_frame_video"] = time.perf_counter() - t0
@@ -112,9 +117,13 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--model", action="append", default=[], help="an extra attribute model file to time")
+    ap.add_argument("--cores", type=int, default=1,
+                    help="pin the process to this many CPU cores (default 1; 0: leave it on all it may use)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    res = run(args.frames, args.warmup, args.model, log=(lambda *_: None) if args.json else print)
+    if args.cores < 0:
+        ap.error("--cores must be 0 (all) or a positive number")
+    res = run(args.frames, args.warmup, args.model, log=(lambda *_: None) if args.json else print, cores=args.cores)
     if args.json:
         print(json.dumps(res))
         return 0
