@@ -209,3 +209,29 @@ def test_image_mode_keeps_openblas_to_one_thread_while_it_runs(astronaut):
         assert not errors, errors
     assert len(inside) == 10 and all(n == [1] * len(before) for n in inside), inside
     assert blas_threads() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_side_threads_work_in_a_forked_child():
+    """A process forked after the side pool was made (multiprocessing's
+    default start on Linux) gets its own: the parent's threads do not exist
+    there, and a call handed to them would never run."""
+    from avatarizer.pipeline.base import beside
+
+    assert beside(sum, [1, 2]).result(timeout=10) == 3
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave without running the parent's exit handlers
+        try:
+            ok = beside(sum, [3, 4]).result(timeout=10) == 7
+        except BaseException:  # noqa: BLE001 (any failure is a "no")
+            ok = False
+        os.write(w, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(w)
+    try:
+        got = os.read(r, 1)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    assert got == b"1"

@@ -10,6 +10,7 @@ names the ``bench`` command reports (``align``, ``encode``, ``map_decode``,
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -74,6 +75,7 @@ def _release_blas_control() -> None:
 
 _side_lock = threading.Lock()
 _side_pool: ThreadPoolExecutor | None = None
+_side_pid = 0  # the process that made the pool (a forked child makes its own)
 #: threads of :func:`beside`'s pool: network calls (ONNX Runtime releases the
 #: GIL) that run while the calling thread does the stage's Python work
 SIDE_THREADS = 2
@@ -86,12 +88,14 @@ def beside(fn: Callable, *args) -> Future:
     calling thread, so an image-mode frame uses a second core. Used in image
     mode only; a video stream's identity work already runs off the frame's
     thread. The pool is shared by every pipeline of the process and made on
-    first use."""
-    global _side_pool
-    if _side_pool is None:
+    first use, and again in a process forked after that (the parent's
+    threads do not exist there: its pool would never run the call)."""
+    global _side_pool, _side_pid
+    if _side_pool is None or _side_pid != os.getpid():
         with _side_lock:
-            if _side_pool is None:
+            if _side_pool is None or _side_pid != os.getpid():
                 _side_pool = ThreadPoolExecutor(max_workers=SIDE_THREADS, thread_name_prefix="avatarizer-side")
+                _side_pid = os.getpid()
     return _side_pool.submit(fn, *args)
 
 
