@@ -668,3 +668,38 @@ def test_landmark_array_reads_bytes_and_messages_alike():
     for item in (short, short.SerializeToString()):
         with pytest.raises(RuntimeError, match="468 landmarks"):
             _landmark_array(item, 640, 480)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_runtime_error_not_an_abort(astronaut):
+    """MediaPipe aborts a process forked from one where it ran ("malloc():
+    unaligned tcache chunk detected") and a graph made before the fork never
+    answers there: the aligner refuses with RuntimeError instead, old and new
+    alike, and the parent goes on."""
+    import os
+
+    parent = FaceAligner()
+    assert parent.align(astronaut) is not None
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        out = b""
+        for make in (lambda: parent, FaceAligner):
+            try:
+                make().align(astronaut)
+                out += b"ok;"
+            except RuntimeError as exc:
+                out += b"spawn;" if "spawn" in str(exc) else b"other;"
+            except BaseException:  # noqa: BLE001
+                out += b"bad;"
+        os.write(w, out)
+        os._exit(0)
+    os.close(w)
+    try:
+        got = os.read(r, 64)
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    assert status == 0 and got == b"spawn;spawn;", (status, got)
+    assert parent.align(astronaut) is not None
+    parent.close()

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -156,6 +157,38 @@ class AlignOptions:
         for name in ("segmentation", "prefetch_segmentation"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+
+
+_mediapipe_started = False  # this process has made a MediaPipe graph
+_forked_after_mediapipe = False  # ...and this is a child forked from it
+
+
+def _note_fork_in_child() -> None:
+    global _forked_after_mediapipe
+    _forked_after_mediapipe = _forked_after_mediapipe or _mediapipe_started
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_fork_in_child)
+
+
+def mediapipe_graph(make: Any) -> Any:
+    """``make()`` (a MediaPipe solution: face mesh, selfie segmentation), or
+    ``RuntimeError`` in a process forked from one where MediaPipe already
+    ran: there a new graph aborts the process (mediapipe 0.10.21: "malloc():
+    unaligned tcache chunk detected") and one made before the fork never
+    answers. The SDK's every MediaPipe graph is made through this."""
+    global _mediapipe_started
+    if _forked_after_mediapipe:
+        raise RuntimeError(FORKED_MESSAGE)
+    graph = make()
+    _mediapipe_started = True
+    return graph
+
+
+FORKED_MESSAGE = ("MediaPipe cannot run in a process forked from one where it already ran (it aborts or "
+                  "hangs there): start worker processes with multiprocessing's 'spawn' or 'forkserver' "
+                  "method, or make every Avatarizer inside the workers before any runs in the parent.")
 
 
 class _FrameContext:
@@ -536,13 +569,13 @@ class FaceAligner:
     def _new_mesh(self):
         from mediapipe.python.solutions import face_mesh  # heavy import, only when used
 
-        return face_mesh.FaceMesh(
+        return mediapipe_graph(lambda: face_mesh.FaceMesh(
             static_image_mode=self.options.mode == "image",
             max_num_faces=self.options.max_faces,
             refine_landmarks=True,
             min_detection_confidence=float(self.options.min_detection_confidence),
             min_tracking_confidence=float(self.options.min_tracking_confidence),
-        )
+        ))
 
     def close(self) -> None:
         """Release the MediaPipe graphs (after a segmentation under way has
@@ -581,6 +614,8 @@ class FaceAligner:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("This FaceAligner is closed; create a new one.")
+        if _forked_after_mediapipe:
+            raise RuntimeError(FORKED_MESSAGE)
 
     def _accept_timestamp(self, timestamp_ms: float | None) -> None:
         if self.options.mode == "image":
@@ -617,7 +652,7 @@ class FaceAligner:
             if self._segmenter is None:
                 from mediapipe.python.solutions import selfie_segmentation
 
-                self._segmenter = selfie_segmentation.SelfieSegmentation(model_selection=0)
+                self._segmenter = mediapipe_graph(lambda: selfie_segmentation.SelfieSegmentation(model_selection=0))
             return self._segmenter.process(image).segmentation_mask
 
 

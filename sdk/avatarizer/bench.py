@@ -202,6 +202,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     """Runs the benchmark; returns the DESIGN.md ``bench --json`` object."""
     from mediapipe.python.solutions import face_mesh
 
+    from .align import mediapipe_graph
     from .api import Avatarizer
 
     if frames < 1 or warmup < 0:
@@ -214,9 +215,9 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     tracker = TrackerOptions() if identity_every_ms is None else TrackerOptions(identity_every_ms=identity_every_ms)
     av = Avatarizer(mode=mode, estimator=estimator, device=device, backend=backend, precision=precision,
                     tracker=tracker)
-    mesh = face_mesh.FaceMesh(static_image_mode=mode == "image", max_num_faces=av.max_faces,
-                              refine_landmarks=True, min_detection_confidence=0.5,
-                              min_tracking_confidence=0.5)
+    mesh = mediapipe_graph(lambda: face_mesh.FaceMesh(static_image_mode=mode == "image", max_num_faces=av.max_faces,
+                                                      refine_landmarks=True, min_detection_confidence=0.5,
+                                                      min_tracking_confidence=0.5))
     if log:
         log(f"estimator: {av.estimator} ({av.estimator_reason}); mode {mode}; "
             f"providers {av.providers}; precision {av.precision}")

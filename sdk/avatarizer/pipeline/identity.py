@@ -59,7 +59,9 @@ class _OwnSegmenter:
         if self._graph is None:
             from mediapipe.python.solutions import selfie_segmentation
 
-            self._graph = selfie_segmentation.SelfieSegmentation(model_selection=0)
+            from ..align import mediapipe_graph
+
+            self._graph = mediapipe_graph(lambda: selfie_segmentation.SelfieSegmentation(model_selection=0))
         return self._graph.process(image).segmentation_mask
 
     def close(self) -> None:
