@@ -172,3 +172,60 @@ def test_read_hair_colour_reports_the_drawn_class():
     assert a["hair_colour_probs_model"]["black"] == 0.6
     pub = H.public_attributes(a)["hair_colour"]
     assert pub["value"] == "blond" and pub["probability"] == 0.7
+
+
+def test_hair_colour_from_h_and_the_hair_region_together():
+    """H's reading (balanced by its training colour frequencies) and the hair
+    region's classifier multiply as independent experts: agreement wins,
+    one confident reading outvotes a flat one, the priors count against the
+    common colours, and the result is a distribution."""
+    from avatarizer import hair as H
+
+    def probs(*v):
+        return dict(zip(H.HAIR_COLOURS, v))
+
+    flat = probs(0.2, 0.2, 0.2, 0.2, 0.2)
+    blondish = probs(0.05, 0.35, 0.5, 0.05, 0.05)
+    f = H.fuse_hair_colour(blondish, blondish)
+    assert abs(sum(f.values()) - 1) < 1e-9 and max(f, key=f.get) == "blond" and f["blond"] > 0.5
+    assert max(H.fuse_hair_colour(flat, blondish), key=lambda k: H.fuse_hair_colour(flat, blondish)[k]) == "blond"
+    brownish = probs(0.1, 0.5, 0.3, 0.05, 0.05)
+    region = probs(0.1, 0.45, 0.35, 0.05, 0.05)
+    assert max(H.fuse_hair_colour(brownish, region), key=H.fuse_hair_colour(brownish, region).get) == "brown"
+    # brown is common in the training photos: H's 0.5 for it counts for less than its 0.3 for rare blond
+    pri = [0.25, 0.48, 0.17, 0.04, 0.06]
+    g = H.fuse_hair_colour(brownish, region, pri)
+    assert g["blond"] > g["brown"], g
+    a = H.decode_attributes({"hair_colour": np.array([[0.6, 0.3, 0.05, 0.03, 0.02]]),
+                             "glasses": np.array([[0.9, 0.08, 0.02]]),
+                             "binary": np.array([[0.1, 0.1, 0.1, 0.1, 0.9]]),
+                             "regress": np.array([[30, 0.5, 0.5, 0.5, 0.5]])})
+    H.read_hair_colour(a, g, source="H x hair region")
+    assert a["hair_colour"] == "blond" and a["hair_colour_source"] == "H x hair region"
+
+
+def test_the_hair_stage_draws_and_reports_the_fused_colour(monkeypatch):
+    """With the shipped H the avatar reports (and its drawn colour follows)
+    the fusion of H's and the hair region's readings."""
+    import skimage.data
+
+    from avatarizer import Avatarizer
+    from avatarizer import hair as H
+
+    seen = []
+    real = H.fuse_hair_colour
+
+    def spy(model, region, priors=None):
+        seen.append((dict(model), dict(region), priors))
+        return real(model, region, priors)
+
+    monkeypatch.setattr(H, "fuse_hair_colour", spy)
+    with Avatarizer(estimator="hybrid") as av:
+        a = av.from_frame(skimage.data.astronaut())
+    assert a is not None and len(seen) == 1
+    model, region, priors = seen[0]
+    assert priors is not None and len(priors) == 5  # H's training colour frequencies
+    want = real(model, region, priors)
+    got = a.attributes["hair_colour"]
+    assert got["value"] == max(want, key=want.get)
+    assert abs(got["probability"] - max(want.values())) < 1e-9

@@ -55,7 +55,7 @@ __all__ = [
     "model_thresholds", "public_attributes",
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
     "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
-    "read_hair_colour", "sample_beard_rgb",
+    "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading",
     "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
@@ -505,37 +505,65 @@ def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 
     return np.clip(from_lab(x + hi * (target - x)), 0.0, 1.0).astype(np.float32)
 
 
-def hair_colour(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray | None, dict | None]:
-    """(the hair colour to draw, the classifier's class probabilities) from
-    the photo's hair region: :func:`sample_hair_rgb`'s colour through
+def hair_colour(crop, hair_mask, landmarks, valid=None, model=None) -> tuple[np.ndarray | None, dict | None]:
+    """(the hair colour to draw, its class probabilities) from the photo's
+    hair region: :func:`sample_hair_rgb`'s colour through
     :func:`drawn_hair_colour` (as sampled when the region covers less than
     :data:`HAIR_CLASS_MIN_AREA` of the crop); (None, None) when the region
-    holds too few pixels."""
+    holds too few pixels. ``model``: H's reading to fuse with the region's
+    classifier (:func:`hair_colour_of_class`)."""
+    reading = hair_region_reading(crop, hair_mask, landmarks, valid)
+    return (None, None) if reading is None else hair_colour_of_class(*reading, model=model)
+
+
+def hair_region_reading(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(the region's robust median colour, its pixels (float RGB, N×3), the
+    crop's pixel count): what :func:`hair_colour_of_class` reads; None when
+    the region holds too few pixels."""
     rgb = float_rgb(crop)
     px = rgb[hair_region(rgb.shape[0], hair_mask, landmarks, valid)]
     raw = _robust_hair_median(px)
-    if raw is None:
-        return None, None
-    return hair_colour_of_class(raw, px, rgb.shape[0] * rgb.shape[1])
+    return None if raw is None else (raw, px, rgb.shape[0] * rgb.shape[1])
 
 
-def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int) -> tuple[np.ndarray, dict | None]:
+def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str, float],
+                     priors=None) -> dict:
+    """P(black, brown, blond, red, gray) from two readings of the hair: H's
+    (the whole crop; divided by its training colour frequencies ``priors``,
+    as its balanced decision does) and the hair region's classifier (fitted
+    class-balanced), multiplied as independent experts and normalised. No
+    weight is fitted: a fusion fitted on H's outputs for its own training
+    photos trusted them (over-confident there) and lost held out
+    (``docs/hair.md``)."""
+    score = np.log(np.clip([model_probs[c] for c in HAIR_COLOURS], 1e-4, 1.0))
+    score = score + np.log(np.clip([region_probs[c] for c in HAIR_COLOURS], 1e-4, 1.0))
+    if priors is not None:
+        score = score - np.log(np.clip(np.asarray(priors, np.float64), 1e-3, 1.0))
+    p = np.exp(score - score.max())
+    return dict(zip(HAIR_COLOURS, map(float, p / p.sum())))
+
+
+def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, model=None) -> tuple[np.ndarray, dict | None]:
     """(``raw``, a hair colour sampled from the photo, drawn as the class
     the classifier reads in the hair region's pixels ``px``; its class
     probabilities): :func:`drawn_hair_colour` at the fitted gate, or ``raw``
     as it is when the region covers less than :data:`HAIR_CLASS_MIN_AREA` of
-    the crop's ``crop_pixels``. The SDK's hair stage and the auto-artist
-    both draw their hair colour through this."""
+    the crop's ``crop_pixels``. ``model``: (H's hair-colour probabilities,
+    H's training colour frequencies or None): the class is then the one of
+    :func:`fuse_hair_colour`. The SDK's hair stage (with H) and the
+    auto-artist (without) both draw their hair colour through this."""
     # the classifier's statistics are percentiles: an even subsample of at
     # most HAIR_FEATURE_PIXELS pixels gives them within a fraction of a unit
     step = max(1, len(px) // HAIR_FEATURE_PIXELS)
     probs = hair_colour_probs(px[::step])
+    if probs is not None and model is not None and model[0]:
+        probs = fuse_hair_colour(model[0], probs, model[1])
     if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels:
         return raw, probs  # too little hair to read a class from: the colour as sampled
     return drawn_hair_colour(raw, probs, min_prob=hair_colour_gate()), probs
 
 
-def read_hair_colour(attributes: dict, probs: Mapping) -> dict:
+def read_hair_colour(attributes: dict, probs: Mapping, source: str = "hair region") -> dict:
     """Makes a :func:`decode_attributes` dict report the hair-colour
     classifier's reading of the hair region (``probs``, as
     :func:`hair_colour` returns them: the class the drawn colour follows)
@@ -548,7 +576,7 @@ def read_hair_colour(attributes: dict, probs: Mapping) -> dict:
     a.setdefault("hair_colour_probs_model", dict(a["hair_colour_probs"]))
     a["hair_colour_probs"] = {k: float(probs[k]) for k in HAIR_COLOURS}
     a["hair_colour"] = max(HAIR_COLOURS, key=lambda k: a["hair_colour_probs"][k])
-    a["hair_colour_source"] = "hair region"
+    a["hair_colour_source"] = source
     return a
 
 

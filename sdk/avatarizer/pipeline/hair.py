@@ -84,16 +84,19 @@ class HairStage(Stage):
         try:
             mask = face.hair_mask(128)
             valid = crop_valid_mask(face, 128)
-            # the photo's hair colour, drawn so that it reads as its likeliest class
-            rgb, colour_probs = H.hair_colour(crop, mask, face.canonical, valid) if mask is not None else (None, None)
+            reading = H.hair_region_reading(crop, mask, face.canonical, valid) if mask is not None else None
         finally:
             outputs = network.result() if network is not None else None
         if outputs is None:
             outputs = self.session.run(feed)
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
+        # the photo's hair colour, drawn so that it reads as the class H and
+        # the hair region's classifier agree on (fuse_hair_colour)
+        rgb, colour_probs = (None, None) if reading is None else H.hair_colour_of_class(
+            *reading, model=(attrs["hair_colour_probs"], self.decision.get("hair_colour_priors")))
         if colour_probs is not None:  # report the colour class the drawing follows
-            H.read_hair_colour(attrs, colour_probs)
+            H.read_hair_colour(attrs, colour_probs, source="H x hair region")
         fused = None  # the glasses kind H and the artist's cues decide together (hybrid)
         if self.fusion is not None and glasses_cues is not None:
             from ..glasses import apply_decision
