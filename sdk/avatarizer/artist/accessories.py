@@ -24,6 +24,7 @@ from .photo import (
     set_rgb,
     to_lab,
 )
+from .stats import median, percentile
 
 # Facial-hair detectors. Each region (chin, jaw sides, upper lip) is measured
 # against the upper cheeks: relative darkness, log texture ratio and loss of
@@ -75,7 +76,7 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
         c = photo.to_img(g[f"eye_{sd}"]["center"])
         box = np.stack(np.meshgrid(np.linspace(c[0] - 0.09, c[0] + 0.09, 7),
                                    np.linspace(c[1] - 0.05, c[1] + 0.07, 5)), -1)
-        dark.append(float(np.median(sample_at(photo.luma, box))))
+        dark.append(float(median(sample_at(photo.luma, box))))
     skin_y = max(float(luma_of(col["skin"])), 0.05)
     tint = float(np.mean(dark)) / skin_y
     # transparency: how bright the eye whites show through (sunglasses hide
@@ -86,7 +87,7 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
         win, m = photo.region(opening)
         if m.sum() >= 4:
             y = photo.luma[win][m]
-            sclera.append(float(np.percentile(y, 90)) / skin_y)
+            sclera.append(float(percentile(y, 90)) / skin_y)
             detail.append(float(np.std(y)) / (float(np.mean(y)) + 0.06))
     g["glasses_extra"] = (float(np.mean(sclera)) if sclera else 1.0, float(np.mean(detail)) if detail else 0.3)
     ok = float(sample_at(photo.validf, ex[None]).min()) > 0.5
@@ -155,7 +156,7 @@ def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float) -> None:
     px = photo.region_pixels(ex + np.array([(-0.05, -0.12), (0.05, -0.12), (0.05, 0.0), (-0.05, 0.0)]))
     if len(px) >= 6:
         y = luma_of(px)
-        fc = np.median(px[y <= np.percentile(y, 15)], 0)
+        fc = median(px[y <= percentile(y, 15)], 0)
         set_rgb(p, "glasses", np.clip(fc * 0.8, 0, 1), prefix="frame_")
     L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
     ew = 0.5 * abs(L("eye_outer", 0)[0] - L("eye_inner", 0)[0]) * st.eye_scale
@@ -188,11 +189,11 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
             return {}
         px = photo.rgb[win][m]
         y = photo.luma[win][m]
-        lab = to_lab(np.median(px, 0))
-        stats[k] = (float(np.median(y)), float(hp[win][m].mean()) / (float(y.mean()) + 0.06),
+        lab = to_lab(median(px, 0))
+        stats[k] = (float(median(y)), float(hp[win][m].mean()) / (float(y.mean()) + 0.06),
                     float(np.hypot(lab[1], lab[2])))
         if k in ("chin", "must"):  # the darker half: the colour of the hair there, if any
-            g[f"{k}_dark_rgb"] = np.median(px[y <= np.median(y)], 0)
+            g[f"{k}_dark_rgb"] = median(px[y <= median(y)], 0)
     ref = stats["ref"]
     out = {}
     for k in ("chin", "jaw", "must"):
@@ -253,7 +254,7 @@ def clothes(st, p, g, photo: Photo, col):
         far = (np.linalg.norm(lab - to_lab(col["skin"]), axis=1) > 15) & \
               (np.linalg.norm(lab - to_lab(col["hair"]), axis=1) > 15)
         if far.sum() >= 10:
-            set_rgb(p, "clothes", np.median(px[far], 0))
+            set_rgb(p, "clothes", median(px[far], 0))
             return
     set_rgb(p, "clothes", P.CLOTHES[0])
 

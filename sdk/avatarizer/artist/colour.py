@@ -23,6 +23,7 @@ from .photo import (
     set_rgb,
     to_lab,
 )
+from .stats import median, percentile
 
 
 def _matte(px: np.ndarray) -> np.ndarray:
@@ -33,8 +34,8 @@ def _matte(px: np.ndarray) -> np.ndarray:
         return px
     lab = to_lab(px)
     chroma = np.hypot(lab[:, 1], lab[:, 2]) / np.maximum(lab[:, 0], 1.0)
-    bright = lab[:, 0] > np.percentile(lab[:, 0], 75)
-    ref = np.median(chroma[~bright])
+    bright = lab[:, 0] > percentile(lab[:, 0], 75)
+    ref = median(chroma[~bright])
     keep = ~(bright & (chroma < 0.7 * ref))
     return px[keep] if keep.sum() >= 8 else px
 
@@ -142,8 +143,8 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
         px = photo.region_pixels(lm[list(LIPS_INNER)])
         if len(px) >= 8:
             y = luma_of(px)
-            bright = px[y >= np.percentile(y, 70)]
-            teeth = 0.6 * teeth + 0.4 * np.clip(np.median(bright, 0) * 1.1, 0.6, 1.0)
+            bright = px[y >= percentile(y, 70)]
+            teeth = 0.6 * teeth + 0.4 * np.clip(median(bright, 0) * 1.1, 0.6, 1.0)
     set_rgb(p, "teeth", teeth)
     # irises: the visible ring inside the lids, without pupil and highlights
     iris_cols = []
@@ -168,7 +169,7 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
         px = photo.region_pixels(lm[list(BROW_OUTLINE[s])])
         if len(px) >= 8:
             y = luma_of(px)
-            bcols.append(np.median(px[y <= np.percentile(y, 30)], 0))
+            bcols.append(median(px[y <= percentile(y, 30)], 0))
     brow = np.mean(bcols, 0) if bcols else skin * 0.35
     # a faint brow (light hair, thin brows) blends with the skin in the median
     contrast = 0.5 * (g["brow_l"]["contrast"] + g["brow_r"]["contrast"])

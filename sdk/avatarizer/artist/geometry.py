@@ -24,6 +24,7 @@ from .photo import (
     to_lab,
     translate_into_range,
 )
+from .stats import median, percentile
 
 # features placed by _shading (after the main symmetrisation)
 SHADING = ("blush_l", "blush_r", "cheek_shadow_l", "cheek_shadow_r", "cheek_highlight_l", "cheek_highlight_r",
@@ -153,7 +154,7 @@ def brows(st, p, lm, g, photo):
         pts = photo.to_img(ctr[:, None, :] + us[None, :, None] * nrm[:, None, :])
         prof = sample_at(photo.luma, pts)  # (5, 31)
         ok = sample_at(photo.validf, pts).min(1) > 0.5
-        ref = np.percentile(prof, 85, axis=1, keepdims=True)
+        ref = percentile(prof, 85, axis=1, keepdims=True)
         dark = np.clip((ref - prof) / np.maximum(0.28 * ref, 0.035) - 0.15, 0, 1)
         du = us[1] - us[0]
         # only the dark run through the brow line (not the lashes or a fringe beside it)
@@ -167,7 +168,7 @@ def brows(st, p, lm, g, photo):
         dark = dark * run
         mass = dark.sum(1) * du
         shift = (dark * us[None]).sum(1) / np.maximum(dark.sum(1), 1e-6)
-        contrast = float(np.median(np.clip((ref[:, 0] - prof.min(1)) / np.maximum(ref[:, 0], 0.05), 0, 1)))
+        contrast = float(median(np.clip((ref[:, 0] - prof.min(1)) / np.maximum(ref[:, 0], 0.05), 0, 1)))
         k = st.brow_photo * ok.astype(np.float64) * float(np.clip(contrast / 0.2, 0, 1))
         thick = (1 - k) * 0.6 * band + k * np.clip(mass * 1.1, 0.008, 0.08)
         centre = ctr + (k * np.clip(shift, -0.025, 0.025))[:, None] * nrm
@@ -331,7 +332,7 @@ def disc_luma(photo: Photo, disc) -> float | None:
     win, m = photo.region(discs=[disc])
     if m.sum() < 4:
         return None
-    return float(np.median(photo.luma[win][m]))
+    return float(median(photo.luma[win][m]))
 
 
 def shading(st, p, lm, g, photo: Photo, col):
@@ -351,7 +352,7 @@ def shading(st, p, lm, g, photo: Photo, col):
         px = photo.region_pixels(discs=[(photo.to_img(c), 0.06)])
         red = 0.0
         if len(px) >= 6:
-            red = float(to_lab(np.median(px, 0))[1] - lab_skin[1])
+            red = float(to_lab(median(px, 0))[1] - lab_skin[1])
         p[S.index(f"blush_{sd}.cx")] = c[0]
         p[S.index(f"blush_{sd}.cy")] = c[1]
         p[S.index(f"blush_{sd}.rx")] = 0.085 * g["half_w"] / 0.5
@@ -444,5 +445,5 @@ def creases(photo: Photo, lines, skin_y: float) -> np.ndarray:
     allp = photo.to_img(np.stack([pts, pts + 0.035 * n[:, None], pts - 0.035 * n[:, None]]))  # (3, k, 9, 2)
     lum = sample_at(photo.luma, allp)
     ok = sample_at(photo.validf, allp[0]).min(1) > 0.5
-    v = np.median(np.maximum(lum[1], lum[2]) - lum[0], axis=1) / max(skin_y, 0.1)
+    v = median(np.maximum(lum[1], lum[2]) - lum[0], axis=1) / max(skin_y, 0.1)
     return np.where(ok, np.clip(v, 0, 1), 0.0)

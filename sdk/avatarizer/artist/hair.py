@@ -20,6 +20,7 @@ from .photo import (
     set_rgb,
     to_lab,
 )
+from .stats import median, percentile
 
 
 class CentralRng:
@@ -85,7 +86,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
             # the farther half from the skin colour: not the skin/hair transition
             cand = small[band][~sk_b]
             dc = d_skin[band][~sk_b]
-            hair = robust_median(cand[dc >= np.median(dc)], 10, 90)
+            hair = robust_median(cand[dc >= median(dc)], 10, 90)
             hair_known = True
     # hair colour from inside the segmentation's hair region (the person above
     # the brows, outside the face oval), never by contrast with the skin: blond
@@ -102,17 +103,17 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
             region &= ~band
         px, lpx, ds = small[region], lab[region], d_skin[region]
         if len(px) >= 12:
-            far = ds >= max(10.0, float(np.percentile(ds, 60)))
+            far = ds >= max(10.0, float(percentile(ds, 60)))
             if far.sum() < 6:
-                far = ds >= np.percentile(ds, 60)
-            hc = np.median(lpx[far], 0)
+                far = ds >= percentile(ds, 60)
+            hc = median(lpx[far], 0)
             is_h = far
             for _ in range(3):
                 dh = np.linalg.norm((lpx - hc) * w, axis=-1)
                 is_h = dh < ds
                 if is_h.sum() < 6:
                     break
-                hc = np.median(lpx[is_h], 0)
+                hc = median(lpx[is_h], 0)
             sel = px[is_h] if is_h.sum() >= 6 else px[far]
             hair = robust_median(sel, 10, 90)
             hair_known = True
@@ -167,12 +168,12 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     stats = {"top_tex": float(top_tex), "top_skin": 0.5 if top_skin is None else float(top_skin)}
     if region.sum() >= 12:
         big = cv2.resize(region.astype(np.uint8), (photo.size, photo.size), interpolation=cv2.INTER_NEAREST)
-        rlab = to_lab(np.median(small[region], 0))
+        rlab = to_lab(median(small[region], 0))
         hp = photo.highpass[big.astype(bool) & photo.valid]
         stats.update(region_dl=float(rlab[0] - lab_skin[0]), region_chroma=float(np.hypot(rlab[1], rlab[2])),
                      region_tex=photo.texture(big.astype(bool)),
                      top_flat=float(np.mean(hp < 0.01)) if len(hp) else 0.0,
-                     region_rgb=np.median(small[region], 0))
+                     region_rgb=median(small[region], 0))
     side = person & valid & ~oval & (np.abs(gx - g["centre_x"]) > g["half_w"] * 0.85) \
         & (gy > g["eye_y"] - 0.05) & (gy < g["eye_y"] + 0.35)
     if side.sum() >= 8:
@@ -221,7 +222,7 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
         if len(cols):
             xs = np.abs(gx[0, cols] - cx)
             wide.append(float(xs.max()) - hw)
-    vol_side = float(np.median(wide)) if wide else 0.0
+    vol_side = float(median(wide)) if wide else 0.0
     # fringe: hair over the forehead inside the face oval
     fore = hm["oval"] & (gy < hm["brow_y"] - 0.03) & (gy > lm[10, 1] - 0.05) & (np.abs(gx - cx) < 0.3) & valid
     fringe = float((hm["fringe"] & fore).sum()) / max(float(fore.sum()), 1.0)

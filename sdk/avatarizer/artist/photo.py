@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import schema as S
 from ..landmarks import CHIN_BOTTOM, LOWER_LIP_BOTTOM
+from .stats import median, percentile
 
 
 def resample(poly: np.ndarray, ts) -> np.ndarray:
@@ -77,11 +78,11 @@ def robust_median(px: np.ndarray, lo: float = 20.0, hi: float = 80.0):
         return None
     if len(px) >= 8:
         y = luma_of(px)
-        a, b = np.percentile(y, [lo, hi])
+        a, b = percentile(y, [lo, hi])
         keep = (y >= a) & (y <= b)
         if keep.sum() >= 3:
             px = px[keep]
-    return np.median(px, axis=0)
+    return median(px, axis=0)
 
 
 _RGB2XYZ = np.array([[0.412453, 0.357580, 0.180423],
@@ -323,4 +324,4 @@ def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.nda
     if len(px) < 20:
         return None
     d = np.linalg.norm(to_lab(px) - to_lab(np.asarray(skin_rgb, np.float64)), axis=1)
-    return np.median(px[d >= np.median(d)], 0).astype(np.float32)
+    return median(px[d >= median(d)], 0).astype(np.float32)
