@@ -11,10 +11,11 @@ from ..landmarks import (
     LIPS_INNER,
     LIPS_OUTER,
     NOSE_PATCH,
-    side_index,
 )
 from .geometry import cheek_discs
 from .photo import (
+    landmark_index,
+    clamp,
     Photo,
     from_lab,
     gain,
@@ -81,7 +82,7 @@ def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
     every = robust_median(np.concatenate(cheeks), lo_pc, hi_pc)
     light = to_lab(np.stack(meds))[:, 0]
     lo, hi = st.lit_side
-    t = float(np.clip((abs(light[0] - light[1]) - lo) / max(hi - lo, 1e-6), 0.0, 1.0))
+    t = clamp((abs(light[0] - light[1]) - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     return (1.0 - t) * every + t * meds[int(np.argmax(light))]
 
 
@@ -96,10 +97,10 @@ def skin_locus(st, rgb) -> np.ndarray:
     chroma = float(np.hypot(a, b))
     h_lo, h_hi = st.skin_hue
     c_lo, c_hi = st.skin_chroma
-    hue = float(np.clip(np.degrees(np.arctan2(b, a)), h_lo, h_hi))
+    hue = clamp(np.degrees(np.arctan2(b, a)), h_lo, h_hi)
     w = min(chroma / max(c_lo, 1e-6), 1.0)  # a grey has no hue of its own
     hue = w * hue + (1.0 - w) * 0.5 * (h_lo + h_hi)
-    c = float(np.clip(chroma, c_lo, c_hi))
+    c = clamp(chroma, c_lo, c_hi)
     return from_lab(np.array([L, c * np.cos(np.radians(hue)), c * np.sin(np.radians(hue))]))
 
 
@@ -149,9 +150,9 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
     # irises: the visible ring inside the lids, without pupil and highlights
     iris_cols = []
     for s, sd in ((0, "l"), (1, "r")):
-        iris_pts = lm[list(side_index("iris", s))]  # the photo's own iris ring
+        iris_pts = lm[landmark_index("iris", s)]  # the photo's own iris ring
         e = dict(iris=iris_pts[0], iris_r=float(np.linalg.norm(iris_pts[1:] - iris_pts[0], axis=1).mean()))
-        opening = np.concatenate([lm[list(side_index("eye_up", s))], lm[list(side_index("eye_lo", s))][::-1]])
+        opening = np.concatenate([lm[landmark_index("eye_up", s)], lm[landmark_index("eye_lo", s)][::-1]])
         px = photo.region_pixels(discs=[(e["iris"], e["iris_r"] * 0.92)],
                                  minus_discs=[(e["iris"], e["iris_r"] * 0.42)], within=opening)
         c = robust_median(px, 10, 75) if len(px) >= 6 else None

@@ -11,6 +11,7 @@ from ..landmarks import (
 )
 from .geometry import symmetrise
 from .photo import (
+    clamp,
     Photo,
     cr_closed,
     gain,
@@ -231,7 +232,7 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     info.update(bottom=bottom, runs_off=bool(runs_off), vol_top=vol_top, vol_side=vol_side, fringe=fringe,
                 tex=tex)
     curly = tex > 0.085 and max(vol_top, vol_side) > 0.2
-    volume = float(np.clip(0.5 + 4.0 * max(vol_top, vol_side), 0.4, 2.0))
+    volume = clamp(0.5 + 4.0 * max(vol_top, vol_side), 0.4, 2.0)
     info.update(top_hair=hm["top_hair"], hairline=hm["hairline"] if hm["hairline"] is not None else 0.0)
     if hm["top_skin"] is not None and hm["top_skin"] >= 0.7 and hm["top_tex"] < 0.01:
         style = "bald" if hm["top_hair"] <= 1 else "receding"
@@ -286,7 +287,7 @@ def hair(st, p, lm, g, photo: Photo, col):
     if hm["skull_valid"] >= 0.3 and hm["hair_known"]:
         back, front = refine_hair(st, back, front, hm, g)
     if fam in ("curly", "afro", "long_wavy"):
-        curl = float(np.clip(curl * (0.5 + 0.5 * min(info.get("tex", 0.0) / 0.2, 1.5)), 0, 1))
+        curl = clamp(curl * (0.5 + 0.5 * min(info.get("tex", 0.0) / 0.2, 1.5)), 0, 1)
     if fam == "bald":
         # hair at the sides of the head? otherwise nothing is drawn
         side = hm["hairmap"] & ~hm["oval"] & (np.abs(hm["gx"] - g["centre_x"]) > g["half_w"] * 0.85) \
@@ -324,6 +325,9 @@ def part_side(hm, g) -> int:
     return -1 if d > 0 else 1
 
 
+_RAY_R = np.linspace(0.3, 1.7, 57)  # radii sampled along each ray
+
+
 def refine_hair(st, back, front, hm, g):
     """Pulls the template's back contour onto the hair outline along rays
     from the head centre, and the front's hairline onto the photo's."""
@@ -332,7 +336,7 @@ def refine_hair(st, back, front, hm, g):
     c = np.array([g["centre_x"], g["eye_y"] - 0.1])
     H = hm["hairmap"].astype(np.float32)
     V = hm["valid"].astype(np.float32)
-    rs = np.linspace(0.3, 1.7, 57)
+    rs = _RAY_R
     ks = np.arange(2, 11)  # 0, 1 and 11 lie behind the shoulders: keep the template
     d = back[ks] - c
     r0 = np.linalg.norm(d, axis=1)

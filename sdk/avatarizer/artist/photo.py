@@ -2,13 +2,48 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from .. import schema as S
-from ..landmarks import CHIN_BOTTOM, LOWER_LIP_BOTTOM
+from ..landmarks import CHIN_BOTTOM, LOWER_LIP_BOTTOM, side_index
 from .stats import median, percentile
+
+
+def clamp(x, lo, hi) -> float:
+    """``float(np.clip(x, lo, hi))`` for one number (NaN stays NaN), without
+    NumPy's ~10 µs a call (the artist clamps ~100 numbers a face)."""
+    return float(min(max(x, lo), hi))
+
+
+@lru_cache(maxsize=None)
+def landmark_index(name: str, side: int) -> np.ndarray:
+    """``side_index(name, side)`` as an index array, made once (read-only)."""
+    idx = np.array(side_index(name, side), np.intp)
+    idx.setflags(write=False)
+    return idx
+
+
+def linspace(start: float, stop: float, num: int) -> np.ndarray:
+    """``np.linspace(start, stop, num)`` for scalars and num >= 2, with
+    NumPy's arithmetic (i * step + start, the last value exactly ``stop``)
+    but not its ~20 µs of argument handling."""
+    y = np.arange(num, dtype=np.float64)
+    y *= (stop - start) / (num - 1)
+    y += start
+    y[-1] = stop
+    return y
+
+
+def grid(x0: float, x1: float, nx: int, y0: float, y1: float, ny: int) -> np.ndarray:
+    """(ny, nx, 2) canonical points: ``np.stack(np.meshgrid(linspace(x0, x1, nx),
+    linspace(y0, y1, ny)), -1)``."""
+    out = np.empty((ny, nx, 2))
+    out[..., 0] = linspace(x0, x1, nx)[None, :]
+    out[..., 1] = linspace(y0, y1, ny)[:, None]
+    return out
 
 
 def resample(poly: np.ndarray, ts) -> np.ndarray:
@@ -98,8 +133,12 @@ def to_lab(rgb) -> np.ndarray:
     lin = np.where(a <= 0.04045, a / 12.92, ((a + 0.055) / 1.055) ** 2.4)
     xyz = lin @ _RGB2XYZ.T
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
-    L = np.where(xyz[..., 1] > 0.008856, 116.0 * f[..., 1] - 16.0, 903.3 * xyz[..., 1])
-    return np.stack([L, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
+    # written into one array (np.stack of three 0-d results costs more than the rest for one colour)
+    out = np.empty(xyz.shape)
+    out[..., 0] = np.where(xyz[..., 1] > 0.008856, 116.0 * f[..., 1] - 16.0, 903.3 * xyz[..., 1])
+    out[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
+    out[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
+    return out
 
 
 _XYZ2RGB = np.linalg.inv(_RGB2XYZ)
@@ -209,29 +248,36 @@ class Photo:
         radius)``), minus others, computed in their bounding window only.
         Returns ``(window, mask)`` for ``self.rgb[window][mask]``."""
         S_ = self.size
-        ext = [np.asarray(q, np.float64).reshape(-1, 2) for q in polys]
-        ext += [np.asarray(c, np.float64)[None] + np.array([[-r, -r], [r, r]]) for c, r in discs]
+        polys = [np.asarray(q, np.float64).reshape(-1, 2) for q in polys]
+        discs = [(np.asarray(c, np.float64), r) for c, r in discs]
+        ext = polys + [c[None] + np.array([[-r, -r], [r, r]]) for c, r in discs]
         px = to_px(np.concatenate(ext), S_)
-        x0, y0 = np.maximum(np.floor(px.min(0)).astype(int) - 1, 0)
-        x1, y1 = np.minimum(np.ceil(px.max(0)).astype(int) + 2, S_)
+        # the window: integer bounds, clipped to the crop (plain ints: NumPy's
+        # maximum / minimum on two numbers cost more than the masks below)
+        lo, hi = np.floor(px.min(0)).astype(int), np.ceil(px.max(0)).astype(int)
+        x0, y0 = max(int(lo[0]) - 1, 0), max(int(lo[1]) - 1, 0)
+        x1, y1 = min(int(hi[0]) + 2, S_), min(int(hi[1]) + 2, S_)
         if x1 <= x0 or y1 <= y0:
             return (slice(0, 0), slice(0, 0)), np.zeros((0, 0), bool)
         m = np.zeros((y1 - y0, x1 - x0), np.uint8)
         off = np.array([x0, y0], np.float64)
 
-        def fix(q):
-            return np.round((to_px(q, S_) - off) * 16).astype(np.int32)
+        def fix(q):  # window pixels in OpenCV's 4-bit fixed point (np.rint is np.round's decimals=0 path)
+            return np.rint((to_px(q, S_) - off) * 16).astype(np.int32)
+
+        def centre(c):  # the same for one point, in Python floats (same operations, same rounding)
+            return (round((((c[0] + 1.0) * 0.5 * S_ - 0.5) - x0) * 16),
+                    round((((c[1] + 1.0) * 0.5 * S_ - 0.5) - y0) * 16))
 
         if polys:
             cv2.fillPoly(m, [fix(q) for q in polys], 1, lineType=cv2.LINE_8, shift=4)
         for c, r in discs:
-            cc = fix(np.asarray(c, np.float64))
-            cv2.circle(m, (int(cc[0]), int(cc[1])), max(1, int(round(r * 0.5 * S_ * 16))), 1, -1, cv2.LINE_8, 4)
+            cv2.circle(m, centre(c), max(1, int(round(r * 0.5 * S_ * 16))), 1, -1, cv2.LINE_8, 4)
         if minus:
             cv2.fillPoly(m, [fix(q) for q in minus], 0, lineType=cv2.LINE_8, shift=4)
         for c, r in minus_discs:
-            cc = fix(np.asarray(c, np.float64))
-            cv2.circle(m, (int(cc[0]), int(cc[1])), max(1, int(round(r * 0.5 * S_ * 16))), 0, -1, cv2.LINE_8, 4)
+            cv2.circle(m, centre(np.asarray(c, np.float64)), max(1, int(round(r * 0.5 * S_ * 16))), 0, -1,
+                       cv2.LINE_8, 4)
         if within is not None:
             w = np.zeros_like(m)
             cv2.fillPoly(w, [fix(within)], 1, lineType=cv2.LINE_8, shift=4)
