@@ -24,6 +24,9 @@ from .photo import (
 from .stats import median, percentile
 
 
+_FACE_OVAL = np.array(FACE_OVAL)
+
+
 class CentralRng:
     """Stands in for a numpy Generator in the prior's helpers: every draw is
     the distribution's centre, so hairstyle templates are deterministic."""
@@ -61,7 +64,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
         person = cv2.erode(seg.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     else:
         person = np.hypot((gx - g["centre_x"]) / 0.8, (gy - g["eye_y"] + 0.1) / 0.95) < 1.0
-    oval = poly_mask(n, lm[list(FACE_OVAL)])
+    oval = poly_mask(n, lm[_FACE_OVAL])
     head = poly_mask(n, cr_closed(g["face"], 6))
     brow_y = float(min(g["brow_l"]["centre"][:, 1].min(), g["brow_r"]["centre"][:, 1].min()))
     lab = to_lab(small)
@@ -118,8 +121,8 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
             sel = px[is_h] if is_h.sum() >= 6 else px[far]
             hair = robust_median(sel, 10, 90)
             hair_known = True
-    d_hair = np.linalg.norm((lab - to_lab(hair)) * w, axis=-1)
     lab_hair = to_lab(hair)
+    d_hair = np.linalg.norm((lab - lab_hair) * w, axis=-1)
     hair_skinlike = np.hypot(lab_hair[1] - lab_skin[1], lab_hair[2] - lab_skin[2]) / 13.0 \
         + abs(lab_hair[0] - lab_skin[0]) / 40.0 < 1.0
     # skin-coloured pixels are hair only when the hair itself is skin-coloured
@@ -168,13 +171,15 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     # cues for the headwear detector: a hat's fabric is flat and uniform where hair has strands
     stats = {"top_tex": float(top_tex), "top_skin": 0.5 if top_skin is None else float(top_skin)}
     if region.sum() >= 12:
-        big = cv2.resize(region.astype(np.uint8), (photo.size, photo.size), interpolation=cv2.INTER_NEAREST)
-        rlab = to_lab(median(small[region], 0))
-        hp = photo.highpass[big.astype(bool) & photo.valid]
+        big = cv2.resize(region.astype(np.uint8), (photo.size, photo.size),
+                         interpolation=cv2.INTER_NEAREST).astype(bool)
+        region_rgb = median(small[region], 0)
+        rlab = to_lab(region_rgb)
+        hp = photo.highpass[big & photo.valid]
         stats.update(region_dl=float(rlab[0] - lab_skin[0]), region_chroma=float(np.hypot(rlab[1], rlab[2])),
-                     region_tex=photo.texture(big.astype(bool)),
+                     region_tex=photo.texture(big),
                      top_flat=float(np.mean(hp < 0.01)) if len(hp) else 0.0,
-                     region_rgb=median(small[region], 0))
+                     region_rgb=region_rgb)
     side = person & valid & ~oval & (np.abs(gx - g["centre_x"]) > g["half_w"] * 0.85) \
         & (gy > g["eye_y"] - 0.05) & (gy < g["eye_y"] + 0.35)
     if side.sum() >= 8:

@@ -59,14 +59,26 @@ def resample(poly: np.ndarray, ts) -> np.ndarray:
 def cr_closed(pts: np.ndarray, per: int = 6) -> np.ndarray:
     """Samples the renderer's closed Catmull-Rom curve through ``pts``."""
     p = np.asarray(pts, np.float64)
-    p0, p1, p2, p3 = np.roll(p, 1, 0), p, np.roll(p, -1, 0), np.roll(p, -2, 0)
+    # np.roll(p, 1), p, np.roll(p, -1), np.roll(p, -2)
+    p0, p1, p2, p3 = np.concatenate([p[-1:], p[:-1]]), p, np.concatenate([p[1:], p[:1]]), \
+        np.concatenate([p[2:], p[:2]])
     c1 = p1 + (p2 - p0) / 6.0
     c2 = p2 - (p3 - p1) / 6.0
+    b0, b1, b2, b3 = _bernstein(per)
+    out = b0 * p1[:, None] + b1 * c1[:, None] + b2 * c2[:, None] + b3 * p2[:, None]
+    return out.reshape(-1, 2)
+
+
+@lru_cache(maxsize=8)
+def _bernstein(per: int):
+    """The cubic Bezier weights at t = k / per, k < per, shaped (1, per, 1):
+    u^3, 3u^2 t, 3u t^2, t^3 (u = 1 - t), multiplied in that order."""
     t = (np.arange(per) / per)[None, :, None]
     u = 1 - t
-    out = (u ** 3 * p1[:, None] + 3 * u * u * t * c1[:, None] + 3 * u * t * t * c2[:, None]
-           + t ** 3 * p2[:, None])
-    return out.reshape(-1, 2)
+    out = (u ** 3, 3 * u * u * t, 3 * u * t * t, t ** 3)
+    for b in out:
+        b.setflags(write=False)
+    return out
 
 
 def laplace(pts: np.ndarray, w: float, keep=()) -> np.ndarray:
@@ -88,7 +100,7 @@ def to_px(xy: np.ndarray, size: int) -> np.ndarray:
 
 def poly_mask(size: int, *polys) -> np.ndarray:
     m = np.zeros((size, size), np.uint8)
-    pp = [np.round(to_px(p, size) * 16).astype(np.int32) for p in polys]
+    pp = [np.rint(to_px(p, size) * 16).astype(np.int32) for p in polys]  # np.round, decimals=0
     cv2.fillPoly(m, pp, 1, lineType=cv2.LINE_8, shift=4)
     return m.astype(bool)
 
