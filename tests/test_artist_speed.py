@@ -59,3 +59,42 @@ def test_edge_cases_follow_numpy():
         stats.percentile(np.ones(5), 101)
     with pytest.raises(ValueError):
         stats.percentile(np.ones(5), [-1, 50])
+
+
+@pytest.fixture(scope="module")
+def two_faces():
+    """The astronaut and her mirror image: two different faces, aligned."""
+    import skimage.data
+
+    from avatarizer.align import FaceAligner
+    from avatarizer.artist import crop_valid_mask
+
+    img = skimage.data.astronaut()
+    out = []
+    with FaceAligner() as al:
+        for im in (img, np.ascontiguousarray(img[:, ::-1])):  # the photo and its left-right mirror
+            f = al.align(im)
+            assert f is not None
+            out.append((f.canonical, f.crop(192), f.hair_mask(192), crop_valid_mask(f, 192), f.landmarks))
+    return out
+
+
+def test_nothing_carries_over_between_faces(two_faces):
+    """The tables made once at import (landmark index arrays, Bezier weights,
+    sample positions) hold no per-face state: one artist fitting A, B, A, B
+    gives each face the answer a fresh artist gives it, and A != B."""
+    from avatarizer.artist import AutoArtist
+
+    def fits(art, face):
+        c, crop, hair, valid, lm3 = face
+        return (art.fit_landmarks(c, crop, hair, valid=valid, landmarks3d=lm3),
+                art.fit_geometry_skin(c, crop, valid=valid, landmarks3d=lm3, glasses=True, cues={})[0])
+
+    fresh = [fits(AutoArtist(), f) for f in two_faces]
+    art = AutoArtist()
+    for _ in range(2):
+        for face, want in zip(two_faces, fresh):
+            got = fits(art, face)
+            assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    assert not np.array_equal(fresh[0][0], fresh[1][0])
+    assert not np.array_equal(fresh[0][1], fresh[1][1])
