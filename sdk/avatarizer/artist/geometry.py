@@ -88,7 +88,7 @@ def outline(st, p, lm, g):
         # the side facing away from the camera shows less ear
         side_w = abs(lm[side_index("cheek_outline", s), 0] - lm[1, 0])
         vis = clamp(side_w / max(g["half_w"], 0.2), 0.35, 1.15)
-        xo = oval_x(oval, sgn, y_top), oval_x(oval, sgn, y_bot)
+        xo = oval_x(oval, sgn, (y_top, y_bot))
         prot = 0.1 * st.ear_scale * g["half_w"] / 0.5 * vis
         e = np.array([
             (xo[0] - sgn * 0.035, y_top),
@@ -113,13 +113,17 @@ def outline(st, p, lm, g):
 
 
 def oval_x(oval, sgn, y):
-    """x of the face oval's image-left (sgn -1) or image-right (+1) side at height y."""
+    """x of the face oval's image-left (sgn -1) or image-right (+1) side at
+    height y (a number, or a tuple of them: a tuple of x)."""
+    ys = y if isinstance(y, tuple) else (y,)
     cx = 0.5 * (oval[:, 0].min() + oval[:, 0].max())
     side = oval[(oval[:, 0] - cx) * sgn > 0]
     if len(side) == 0:
-        return float(oval[:, 0].max() if sgn > 0 else oval[:, 0].min())
-    side = side[np.argsort(side[:, 1])]
-    return float(np.interp(y, side[:, 1], side[:, 0]))
+        xs = [float(oval[:, 0].max() if sgn > 0 else oval[:, 0].min())] * len(ys)
+    else:
+        side = side[np.argsort(side[:, 1])]
+        xs = [float(v) for v in np.interp(ys, side[:, 1], side[:, 0])]
+    return tuple(xs) if isinstance(y, tuple) else xs[0]
 
 
 _FIVE = np.linspace(0, 1, 5)  # lid points at these arc-length fractions

@@ -49,11 +49,17 @@ def grid(x0: float, x1: float, nx: int, y0: float, y1: float, ny: int) -> np.nda
 def resample(poly: np.ndarray, ts) -> np.ndarray:
     """Points at arc-length fractions ``ts`` along an open polyline."""
     poly = np.asarray(poly, np.float64)
-    seg = np.linalg.norm(np.diff(poly, axis=0), axis=1)
-    acc = np.concatenate([[0.0], np.cumsum(seg)])
+    d = poly[1:] - poly[:-1]
+    d *= d
+    acc = np.empty(len(poly))  # arc length at each point: 0, then the running sum of the segment lengths
+    acc[0] = 0.0
+    np.cumsum(np.sqrt(d[:, 0] + d[:, 1]), out=acc[1:])  # np.linalg.norm(np.diff(poly), axis=1), same sums
     total = acc[-1] if acc[-1] > 1e-9 else 1.0
     t = np.asarray(ts, np.float64) * total
-    return np.stack([np.interp(t, acc, poly[:, 0]), np.interp(t, acc, poly[:, 1])], axis=1)
+    out = np.empty((len(t), 2))
+    out[:, 0] = np.interp(t, acc, poly[:, 0])
+    out[:, 1] = np.interp(t, acc, poly[:, 1])
+    return out
 
 
 def cr_closed(pts: np.ndarray, per: int = 6) -> np.ndarray:
@@ -212,8 +218,16 @@ def set_rgb(p, feature: str, rgb, prefix: str = "") -> None:
 
 
 def _quad(xy: np.ndarray) -> np.ndarray:
+    """The quadratic monomials (1, x, y, x², xy, y²) of (..., 2) points, (..., 6)."""
     x, y = xy[..., 0], xy[..., 1]
-    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], -1)
+    out = np.empty(xy.shape[:-1] + (6,), xy.dtype)
+    out[..., 0] = 1.0
+    out[..., 1] = x
+    out[..., 2] = y
+    out[..., 3] = x * x
+    out[..., 4] = x * y
+    out[..., 5] = y * y
+    return out
 
 
 def fit_warp(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
