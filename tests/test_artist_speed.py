@@ -23,6 +23,7 @@ def _samples(rng):
             yield rng.random(n).astype(dtype)
             yield (rng.integers(0, 256, n) / 255.0).astype(dtype)  # ties
             yield rng.normal(50, 20, (n, 3)).astype(dtype)
+            yield rng.random((5, n)).astype(dtype)  # the brows' profiles: percentiles along axis 1
 
 
 @pytest.mark.parametrize("q", [0, 10, 15, 20, 30, 35, 50, 60, 70, 75, 85, 90, 100, 33.3,
@@ -31,20 +32,17 @@ def test_percentile_is_numpys(q):
     rng = np.random.default_rng(0)
     for x in _samples(rng):
         _same(stats.percentile(x, q), np.percentile(x, q))
-        if x.ndim == 2:
-            for ax in (0, 1, -1):
-                _same(stats.percentile(x, q, axis=ax), np.percentile(x, q, axis=ax))
-                _same(stats.percentile(x, q, axis=ax, keepdims=True),
-                      np.percentile(x, q, axis=ax, keepdims=True))
+        for ax in range(-x.ndim, x.ndim):
+            _same(stats.percentile(x, q, axis=ax), np.percentile(x, q, axis=ax))
+            _same(stats.percentile(x, q, axis=ax, keepdims=True), np.percentile(x, q, axis=ax, keepdims=True))
 
 
 def test_median_is_numpys():
     rng = np.random.default_rng(1)
     for x in _samples(rng):
         _same(stats.median(x), np.median(x))
-        if x.ndim == 2:
-            for ax in (0, 1, -1):
-                _same(stats.median(x, axis=ax), np.median(x, axis=ax))
+        for ax in range(-x.ndim, x.ndim):
+            _same(stats.median(x, axis=ax), np.median(x, axis=ax))
 
 
 def test_edge_cases_follow_numpy():

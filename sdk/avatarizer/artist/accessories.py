@@ -190,10 +190,11 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
         px = photo.rgb[win][m]
         y = photo.luma[win][m]
         lab = to_lab(median(px, 0))
-        stats[k] = (float(median(y)), float(hp[win][m].mean()) / (float(y.mean()) + 0.06),
+        y_med = median(y)
+        stats[k] = (float(y_med), float(hp[win][m].mean()) / (float(y.mean()) + 0.06),
                     float(np.hypot(lab[1], lab[2])))
         if k in ("chin", "must"):  # the darker half: the colour of the hair there, if any
-            g[f"{k}_dark_rgb"] = median(px[y <= median(y)], 0)
+            g[f"{k}_dark_rgb"] = median(px[y <= y_med], 0)
     ref = stats["ref"]
     out = {}
     for k in ("chin", "jaw", "must"):

@@ -42,49 +42,54 @@ def percentile(a, q, axis=None, keepdims: bool = False):
     return _percentile_axis(a, qf, q, axis, keepdims)
 
 
-def _percentile_flat(x: np.ndarray, qf: np.ndarray, q):
-    n = len(x)
-    # the fractional position of each quantile in the sorted values (NumPy:
-    # (n - 1) * q, in float64), its two neighbours and the weight between them
-    spots = []
+def _spots(n: int, qf: np.ndarray) -> list:
+    """(lower index, upper index, weight) of each quantile among n sorted
+    values, as NumPy's _quantile / _get_indexes / _get_gamma compute them:
+    the fractional position (n - 1) * q in float64, its two neighbours and
+    the distance from the lower one."""
+    out = []
     for v in qf.ravel().tolist():
         pos = (n - 1) * v
         if pos >= n - 1:  # NumPy takes the last value for both (and a weight of pos + 1)
-            spots.append((n - 1, n - 1, pos + 1.0))
+            out.append((n - 1, n - 1, pos + 1.0))
         else:
             i = math.floor(pos)
-            spots.append((i, i + 1, pos - i))
-    s = np.partition(x, sorted({k for i, j, _ in spots for k in (i, j)} | {n - 1}))
+            out.append((i, i + 1, pos - i))
+    return out
+
+
+def _lerp(lo, hi, t):
+    """NumPy's _lerp: the difference in the data's dtype, the weight in
+    float64; from the lower value below t = 0.5, from the upper one above."""
+    diff = hi - lo
+    return hi - diff * (1 - t) if t >= 0.5 else lo + diff * t
+
+
+def _kth(spots, n: int) -> list:
+    """The order statistics to put in place: those used, and the largest (a NaN would be there)."""
+    return sorted({k for i, j, _ in spots for k in (i, j)} | {n - 1})
+
+
+def _percentile_flat(x: np.ndarray, qf: np.ndarray, q):
+    n = len(x)
+    spots = _spots(n, qf)
+    s = np.partition(x, _kth(spots, n))
     if math.isnan(s[-1]):  # NaNs sort last; NumPy's NaN rules apply
         return np.percentile(x, q)
-    out = np.empty(len(spots))
-    for k, (i, j, t) in enumerate(spots):
-        lo, hi = s[i], s[j]
-        diff = hi - lo  # in the data's dtype, as NumPy's _lerp
-        t = np.float64(t)
-        # NumPy's _lerp: from the lower value below t = 0.5, from the upper one above
-        out[k] = hi - diff * (1 - t) if t >= 0.5 else lo + diff * t
+    out = np.array([_lerp(s[i], s[j], np.float64(t)) for i, j, t in spots])
     return out[0] if qf.ndim == 0 else out.reshape(qf.shape)
 
 
 def _percentile_axis(a: np.ndarray, qf: np.ndarray, q, axis: int, keepdims: bool):
     axis = int(axis) + a.ndim if int(axis) < 0 else int(axis)
-    s = np.moveaxis(np.sort(a, axis=axis), axis, 0)
+    n = a.shape[axis]
+    spots = _spots(n, qf)
+    s = np.moveaxis(np.partition(a, _kth(spots, n), axis=axis), axis, 0)
     if np.isnan(s[-1]).any():
         return np.percentile(a, q, axis=axis, keepdims=keepdims)
-    n = s.shape[0]
-    virtual = np.asanyarray((n - 1) * qf)
-    prev = np.asanyarray(np.floor(virtual))
-    nxt = np.asanyarray(prev + 1)
-    above = virtual >= n - 1
-    prev[above] = -1
-    nxt[above] = -1
-    prev, nxt = prev.astype(np.intp), nxt.astype(np.intp)
-    gamma = np.asanyarray(virtual - prev).reshape(virtual.shape + (1,) * (s.ndim - 1))
-    lo, hi = s[prev], s[nxt]
-    diff = np.subtract(hi, lo)
-    out = np.asanyarray(np.add(lo, diff * gamma))
-    np.subtract(hi, diff * (1 - gamma), out=out, where=gamma >= 0.5, casting="unsafe", dtype=type(out.dtype))
+    # the weight as an array of s[i]'s rank (0-d for 1-D data), as NumPy shapes gamma
+    rows = [_lerp(s[i], s[j], np.full((1,) * (s.ndim - 1), t)) for i, j, t in spots]
+    out = np.asarray(rows[0] if qf.ndim == 0 else np.stack(rows).reshape(qf.shape + rows[0].shape))
     if keepdims:
         out = np.expand_dims(out, qf.ndim + axis)
     return out[()] if out.ndim == 0 else out
