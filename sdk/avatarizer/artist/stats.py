@@ -24,11 +24,13 @@ def _plain(a: np.ndarray) -> bool:
     return a.size > 0 and a.dtype in (np.float32, np.float64)
 
 
-def _quantiles(q) -> np.ndarray:
+def _quantiles(q) -> tuple[np.ndarray, list]:
+    """q / 100 as NumPy computes it (its shape shapes the result), and its values."""
     qf = np.asanyarray(np.true_divide(q, 100))
-    if not (qf.min() >= 0 and qf.max() <= 1):  # also False for NaN
+    vals = qf.ravel().tolist()
+    if not all(0 <= v <= 1 for v in vals):  # also False for NaN
         raise ValueError("Percentiles must be in the range [0, 100]")
-    return qf
+    return qf, vals
 
 
 def percentile(a, q, axis=None, keepdims: bool = False):
@@ -36,19 +38,19 @@ def percentile(a, q, axis=None, keepdims: bool = False):
     a = np.asarray(a)
     if not _plain(a) or (keepdims and axis is None):
         return np.percentile(a, q, axis=axis, keepdims=keepdims)
-    qf = _quantiles(q)
+    qf, vals = _quantiles(q)
     if axis is None:
-        return _percentile_flat(a.ravel(), qf, q)
-    return _percentile_axis(a, qf, q, axis, keepdims)
+        return _percentile_flat(a.ravel(), qf, vals, q)
+    return _percentile_axis(a, qf, vals, q, axis, keepdims)
 
 
-def _spots(n: int, qf: np.ndarray) -> list:
+def _spots(n: int, vals: list) -> list:
     """(lower index, upper index, weight) of each quantile among n sorted
     values, as NumPy's _quantile / _get_indexes / _get_gamma compute them:
     the fractional position (n - 1) * q in float64, its two neighbours and
     the distance from the lower one."""
     out = []
-    for v in qf.ravel().tolist():
+    for v in vals:
         pos = (n - 1) * v
         if pos >= n - 1:  # NumPy takes the last value for both (and a weight of pos + 1)
             out.append((n - 1, n - 1, pos + 1.0))
@@ -70,9 +72,9 @@ def _kth(spots, n: int) -> list:
     return sorted({k for i, j, _ in spots for k in (i, j)} | {n - 1})
 
 
-def _percentile_flat(x: np.ndarray, qf: np.ndarray, q):
+def _percentile_flat(x: np.ndarray, qf: np.ndarray, vals: list, q):
     n = len(x)
-    spots = _spots(n, qf)
+    spots = _spots(n, vals)
     s = np.partition(x, _kth(spots, n))
     if math.isnan(s[-1]):  # NaNs sort last; NumPy's NaN rules apply
         return np.percentile(x, q)
@@ -80,19 +82,24 @@ def _percentile_flat(x: np.ndarray, qf: np.ndarray, q):
     return out[0] if qf.ndim == 0 else out.reshape(qf.shape)
 
 
-def _percentile_axis(a: np.ndarray, qf: np.ndarray, q, axis: int, keepdims: bool):
+def _percentile_axis(a: np.ndarray, qf: np.ndarray, vals: list, q, axis: int, keepdims: bool):
     axis = int(axis) + a.ndim if int(axis) < 0 else int(axis)
     n = a.shape[axis]
-    spots = _spots(n, qf)
-    s = np.moveaxis(np.partition(a, _kth(spots, n), axis=axis), axis, 0)
-    if np.isnan(s[-1]).any():
+    spots = _spots(n, vals)
+    s = np.partition(a, _kth(spots, n), axis=axis)
+    before = (slice(None),) * axis
+
+    def at(k):  # the k-th order statistic along the axis (kept as a length-1 axis with keepdims)
+        return s[before + ((slice(k, k + 1),) if keepdims else (k,))]
+
+    if np.isnan(at(n - 1)).any():
         return np.percentile(a, q, axis=axis, keepdims=keepdims)
-    # the weight as an array of s[i]'s rank (0-d for 1-D data), as NumPy shapes gamma
-    rows = [_lerp(s[i], s[j], np.full((1,) * (s.ndim - 1), t)) for i, j, t in spots]
-    out = np.asarray(rows[0] if qf.ndim == 0 else np.stack(rows).reshape(qf.shape + rows[0].shape))
-    if keepdims:
-        out = np.expand_dims(out, qf.ndim + axis)
-    return out[()] if out.ndim == 0 else out
+    # the weight as a float64 array broadcast like NumPy's gamma (an array, so
+    # float32 data is interpolated in float64 as there; 0-d for 1-D data)
+    t_shape = (1,) * (a.ndim if keepdims else a.ndim - 1)
+    rows = [_lerp(at(i), at(j), np.full(t_shape, t)) for i, j, t in spots]
+    out = rows[0] if qf.ndim == 0 else np.stack(rows).reshape(qf.shape + np.shape(rows[0]))
+    return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
 
 
 def median(a, axis=None):
@@ -102,12 +109,15 @@ def median(a, axis=None):
         return np.median(a, axis=axis)
     if axis is None:
         a, axis = a.ravel(), 0
+    axis = int(axis) + a.ndim if int(axis) < 0 else int(axis)
     n = a.shape[axis]
     h = n // 2
-    # the middle value(s) and the largest (a NaN would be there) in place
-    s = np.moveaxis(np.partition(a, sorted({h - 1 if h else 0, h, n - 1}), axis=axis), axis, 0)
-    if np.isnan(s[-1]).any():
+    # the middle value(s) and the largest (a NaN would be there) put in place
+    s = np.partition(a, sorted({max(h - 1, 0), h, n - 1}), axis=axis)
+    before = (slice(None),) * axis
+    if np.isnan(s[before + (n - 1,)]).any():
         return np.median(a, axis=axis)
     # NumPy takes the mean of the middle value (odd n) or the two middle
     # values (even n) in the data's own dtype: (x + y) / 2, exact halving
-    return s[h] if n % 2 else (s[h - 1] + s[h]) / s.dtype.type(2)
+    mid = s[before + (h,)]
+    return mid if n % 2 else (s[before + (h - 1,)] + mid) / s.dtype.type(2)
