@@ -127,6 +127,7 @@ def oval_x(oval, sgn, y):
 
 
 _FIVE = np.linspace(0, 1, 5)  # lid points at these arc-length fractions
+_CREASE_AT = np.array([0.12, 0.5, 0.85])  # crease points at these fractions of the lid
 
 
 def eyes(st, p, lm, g):
@@ -135,8 +136,8 @@ def eyes(st, p, lm, g):
         lo = resample(lm[landmark_index("eye_lo", s)], _FIVE)
         corner = 0.5 * (up[[0, -1]] + lo[[0, -1]])
         up[[0, -1]] = lo[[0, -1]] = corner
-        crease_ring = resample(lm[landmark_index("crease", s)], [0.12, 0.5, 0.85])
-        lid_at = resample(up, [0.12, 0.5, 0.85])
+        crease_ring = resample(lm[landmark_index("crease", s)], _CREASE_AT)
+        lid_at = resample(up, _CREASE_AT)
         crease = lid_at + st.crease_lift * (crease_ring - lid_at)
         iris = lm[landmark_index("iris", s)]
         ic = iris[0]
@@ -273,8 +274,9 @@ def stylise(st, p, g):
         up, lo, cr = (P.pts(p, f"eye_{sd}_{k}").astype(np.float64) for k in ("upper", "lower", "crease"))
         line_y = lambda x: np.interp(x, sorted([up[0, 0], up[-1, 0]]),  # noqa: E731
                                      [up[0, 1], up[-1, 1]] if up[0, 0] < up[-1, 0] else [up[-1, 1], up[0, 1]])
-        for arr in (up, lo, cr):
-            arr[:, 1] = line_y(arr[:, 0]) + (arr[:, 1] - line_y(arr[:, 0])) * st.eye_open
+        for arr in (up, lo, cr):  # (up is opened first: lo and cr open about its new corner line)
+            ly = line_y(arr[:, 0])
+            arr[:, 1] = ly + (arr[:, 1] - ly) * st.eye_open
             arr[:] = P.scale_about(arr, c, st.eye_scale)
         up = laplace(up, st.smoothing)
         lo = laplace(lo, st.smoothing)

@@ -185,13 +185,21 @@ def crop_valid_mask(face, size: int) -> np.ndarray:
 
 
 
+@lru_cache(maxsize=None)
+def _point_ranges(feature: str) -> tuple[np.ndarray, np.ndarray]:
+    """The schema's (N, 2) lower and upper bounds of a feature's points (read-only)."""
+    f = S.FEATURES[feature]
+    lo, hi = S.LO[f.points].reshape(-1, 2), S.HI[f.points].reshape(-1, 2)
+    lo.setflags(write=False)
+    hi.setflags(write=False)
+    return lo, hi
+
+
 def translate_into_range(pts: np.ndarray, feature: str) -> np.ndarray:
     """Shifts a small feature as a whole (keeping its shape) so that its points
     fit the schema ranges as well as they can, instead of clipping points one
     by one later."""
-    f = S.FEATURES[feature]
-    lo = S.LO[f.points].reshape(-1, 2)
-    hi = S.HI[f.points].reshape(-1, 2)
+    lo, hi = _point_ranges(feature)
     out = np.asarray(pts, np.float64).copy()
     for a in (0, 1):
         need_up = float(np.max(lo[:, a] - out[:, a]))  # > 0: some point is below its range
