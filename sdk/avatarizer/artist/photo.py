@@ -296,15 +296,22 @@ class Photo:
         m = np.zeros((y1 - y0, x1 - x0), np.uint8)
         off = np.array([x0, y0], np.float64)
 
-        def fix(q):  # window pixels in OpenCV's 4-bit fixed point (np.rint is np.round's decimals=0 path)
-            return np.rint((to_px(q, S_) - off) * 16).astype(np.int32)
+        def fix_px(q_px):  # window pixels in OpenCV's 4-bit fixed point (np.rint is np.round's decimals=0 path)
+            return np.rint((q_px - off) * 16).astype(np.int32)
+
+        def fix(q):
+            return fix_px(to_px(q, S_))
 
         def centre(c):  # the same for one point, in Python floats (same operations, same rounding)
             return (round((((c[0] + 1.0) * 0.5 * S_ - 0.5) - x0) * 16),
                     round((((c[1] + 1.0) * 0.5 * S_ - 0.5) - y0) * 16))
 
-        if polys:
-            cv2.fillPoly(m, [fix(q) for q in polys], 1, lineType=cv2.LINE_8, shift=4)
+        if polys:  # their pixel coordinates are the first rows of px
+            parts, start = [], 0
+            for q in polys:
+                parts.append(fix_px(px[start:start + len(q)]))
+                start += len(q)
+            cv2.fillPoly(m, parts, 1, lineType=cv2.LINE_8, shift=4)
         for c, r in discs:
             cv2.circle(m, centre(c), max(1, int(round(r * 0.5 * S_ * 16))), 1, -1, cv2.LINE_8, 4)
         if minus:
