@@ -51,9 +51,10 @@ def _clipped(px: np.ndarray) -> np.ndarray:
     return px.min(1) >= CLIPPED
 
 
-def _blown(px: np.ndarray) -> bool:
-    """Most of a patch's pixels are blown out (or it has none)."""
-    return len(px) == 0 or float(np.mean(_clipped(px))) > 0.5
+def _blown(px: np.ndarray, clipped: np.ndarray | None = None) -> bool:
+    """Most of a patch's pixels are blown out (or it has none); ``clipped``:
+    ``_clipped(px)`` when already known."""
+    return len(px) == 0 or float(np.mean(_clipped(px) if clipped is None else clipped)) > 0.5
 
 
 def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
@@ -69,8 +70,9 @@ def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
     one. Forehead and nose only stand in when a cheek is not in the photo."""
     lo_pc, hi_pc = st.skin_percentiles
     raw = [photo.region_pixels(discs=[d]) for d in discs]
+    clipped = [_clipped(px) for px in raw]
     # blown-out pixels show the exposure, not the skin (unless the whole photo is)
-    kept = raw if all(_blown(px) for px in raw) else [px[~_clipped(px)] for px in raw]
+    kept = raw if all(_blown(px, c) for px, c in zip(raw, clipped)) else [px[~c] for px, c in zip(raw, clipped)]
     cheeks = [_matte(px) for px in kept]
     meds = [robust_median(px, lo_pc, hi_pc) if len(px) >= 8 else None for px in cheeks]
     lost = [m is None and len(px) >= 8 for m, px in zip(meds, raw)]  # in the photo, but blown out

@@ -370,7 +370,7 @@ def make_photo(st, crop, hair_mask, valid) -> Photo:
         if hm.shape != (size, size):
             hm = cv2.resize(hm, (size, size), interpolation=cv2.INTER_LINEAR)
     c = ((np.arange(size) + 0.5) * 2.0 / size - 1.0).astype(np.float32)
-    return Photo(np.ascontiguousarray(rgb), luma_of(rgb).astype(np.float32), valid, hm, size,
+    return Photo(np.ascontiguousarray(rgb), luma_of(rgb).astype(np.float32, copy=False), valid, hm, size,
                   c[None, :], c[:, None])
 
 def gain(st, c):
