@@ -50,6 +50,14 @@ def test_edge_cases_follow_numpy():
     with np.errstate(all="ignore"):
         _same(stats.median(x), np.median(x))
         _same(stats.percentile(x, 50), np.percentile(x, 50))
+    inf = np.array([0.3, np.inf, 0.1, -np.inf, 0.2], np.float32)
+    with np.errstate(all="ignore"):
+        for q in (0, 10, 50, 90, 100, [25, 75]):
+            _same(stats.percentile(inf, q), np.percentile(inf, q))
+        _same(stats.median(inf), np.median(inf))
+    one = np.float64(0.5)
+    _same(stats.median(one), np.median(one))
+    _same(stats.percentile(one, 30), np.percentile(one, 30))
     ints = np.array([3, 1, 2, 8])
     _same(stats.median(ints), np.median(ints))
     _same(stats.percentile(ints, [20, 80]), np.percentile(ints, [20, 80]))

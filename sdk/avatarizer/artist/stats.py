@@ -20,8 +20,9 @@ import numpy as np
 __all__ = ["median", "percentile"]
 
 
-def _plain(a: np.ndarray) -> bool:
-    return a.size > 0 and a.dtype in (np.float32, np.float64)
+def _plain(a: np.ndarray, axis=None) -> bool:
+    """Float data these functions take (others go to NumPy)."""
+    return a.size > 0 and a.dtype in (np.float32, np.float64) and (axis is None or a.ndim > 0)
 
 
 def _quantiles(q) -> tuple[np.ndarray, list]:
@@ -36,7 +37,7 @@ def _quantiles(q) -> tuple[np.ndarray, list]:
 def percentile(a, q, axis=None, keepdims: bool = False):
     """``np.percentile(a, q, axis=axis, keepdims=keepdims)`` (method "linear")."""
     a = np.asarray(a)
-    if not _plain(a) or (keepdims and axis is None):
+    if not _plain(a, axis) or (keepdims and axis is None):
         return np.percentile(a, q, axis=axis, keepdims=keepdims)
     qf, vals = _quantiles(q)
     if axis is None:
@@ -105,7 +106,7 @@ def _percentile_axis(a: np.ndarray, qf: np.ndarray, vals: list, q, axis: int, ke
 def median(a, axis=None):
     """``np.median(a, axis=axis)``."""
     a = np.asarray(a)
-    if not _plain(a):
+    if not _plain(a, axis):
         return np.median(a, axis=axis)
     if axis is None:
         a, axis = a.ravel(), 0
