@@ -7,11 +7,14 @@ times, interleaved with the other variants so machine load hits them alike:
 
 * ``frontal``: the shipped style (head pose out in 3D, exaggeration 1.25);
 * ``as_seen``: the same without depth (``ArtistStyle(frontal=False,
-  exaggeration=1.0)``), the baseline the frontal fit's cost is judged by.
+  exaggeration=1.0)``), the baseline the frontal fit's cost is judged by;
+* ``geometry_skin``: ``AutoArtist.fit_geometry_skin`` as image mode's hybrid
+  face estimator (``pipeline/face.py``) and the video identity worker call
+  it: frontal geometry, skin and the glasses cues, no hair segmentation.
 
 Reports p50 / p95 / p99 / max wall milliseconds and the p50 of CPU time
 (``time.thread_time``, which load on other cores does not inflate) per face,
-and the ratio of the two variants in the same run. One thread.
+and the ratios of the variants' p50s in the same run. One thread.
 
     python benchmarks/artist.py [--faces N] [--rounds N] [--warmup N] [--json]
 """
@@ -75,29 +78,37 @@ def main(argv=None) -> int:
     from avatarizer.artist import ArtistStyle, AutoArtist
 
     data = faces(args.faces)
-    variants = {"frontal": (AutoArtist(), True),
-                "as_seen": (AutoArtist(ArtistStyle(frontal=False, exaggeration=1.0)), False)}
-    for art, use3d in variants.values():
-        for c, crop, hair, valid, lm3 in data[: args.warmup]:
-            art.fit_landmarks(c, crop, hair, valid=valid, landmarks3d=lm3 if use3d else None)
+    frontal, as_seen = AutoArtist(), AutoArtist(ArtistStyle(frontal=False, exaggeration=1.0))
+    variants = {
+        "frontal": lambda c, crop, hair, valid, lm3: frontal.fit_landmarks(c, crop, hair, valid=valid,
+                                                                           landmarks3d=lm3),
+        "as_seen": lambda c, crop, hair, valid, lm3: as_seen.fit_landmarks(c, crop, hair, valid=valid),
+        "geometry_skin": lambda c, crop, hair, valid, lm3: frontal.fit_geometry_skin(
+            c, crop, valid=valid, landmarks3d=lm3, glasses=True, cues={}),
+    }
+    for fit in variants.values():
+        for face in data[: args.warmup]:
+            fit(*face)
     times = {k: ([], []) for k in variants}
     for _ in range(args.rounds):
-        for c, crop, hair, valid, lm3 in data:
-            for name, (art, use3d) in variants.items():
+        for face in data:
+            for name, fit in variants.items():
                 t0, c0 = time.perf_counter(), time.thread_time()
-                art.fit_landmarks(c, crop, hair, valid=valid, landmarks3d=lm3 if use3d else None)
+                fit(*face)
                 times[name][0].append(time.perf_counter() - t0)
                 times[name][1].append(time.thread_time() - c0)
     res = {k: stats(*v) for k, v in times.items()}
     res["ratio_p50"] = round(res["frontal"]["p50_ms"] / res["as_seen"]["p50_ms"], 3)
     res["ratio_cpu_p50"] = round(res["frontal"]["cpu_p50_ms"] / res["as_seen"]["cpu_p50_ms"], 3)
+    res["geometry_skin_ratio_cpu_p50"] = round(res["geometry_skin"]["cpu_p50_ms"] / res["frontal"]["cpu_p50_ms"], 3)
     res["faces"] = len(data)
     if args.json:
         print(json.dumps(res))
     else:
         for k in variants:
-            print(f"{k:8s} " + "  ".join(f"{a}={b}" for a, b in res[k].items()))
+            print(f"{k:13s} " + "  ".join(f"{a}={b}" for a, b in res[k].items()))
         print(f"frontal / as_seen p50: {res['ratio_p50']} (CPU time {res['ratio_cpu_p50']})")
+        print(f"geometry_skin / frontal CPU p50: {res['geometry_skin_ratio_cpu_p50']}")
     return 0
 
 

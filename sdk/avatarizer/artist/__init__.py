@@ -33,7 +33,11 @@ It works in three steps:
    detectors.
 
 Everything is numpy/OpenCV on small arrays, no per-pixel Python loops: about
-5-10 ms of one CPU core per face (landmarks and crop given).
+24 ms of one CPU core per face for the full fit and 8 ms for
+:meth:`AutoArtist.fit_geometry_skin` (landmarks and crop given;
+``benchmarks/artist.py`` on a loaded 2-core machine). Most of it is NumPy's
+fixed cost per call, so small samples go through :mod:`.stats` and the
+helpers in :mod:`.photo` (same arithmetic, less overhead).
 Side naming follows the schema: ``_l`` is the feature on the *image's* left,
 which MediaPipe calls the subject's right (indices 33, 133, 468, ...).
 """

@@ -16,6 +16,9 @@ from ..landmarks import (
     side_index,
 )
 from .photo import (
+    landmark_index,
+    grid,
+    clamp,
     Photo,
     gain,
     luma_of,
@@ -24,6 +27,7 @@ from .photo import (
     set_rgb,
     to_lab,
 )
+from .stats import median, percentile
 
 # Facial-hair detectors. Each region (chin, jaw sides, upper lip) is measured
 # against the upper cheeks: relative darkness, log texture ratio and loss of
@@ -49,17 +53,15 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
     step = 2.0 / photo.size
     ex = photo.to_img(0.5 * (g["eye_l"]["center"] + g["eye_r"]["center"]))
 
-    def grid(x0, x1, y0, y1):
-        xs = np.linspace(x0, x1, 9)
-        ys = np.linspace(y0, y1, int(round((y1 - y0) / (step * 0.75))) + 1)
-        return np.stack(np.meshgrid(xs, ys), -1)
+    def rows(x0, x1, y0, y1):  # rows of 9 samples, 0.75 px apart
+        return grid(x0, x1, 9, y0, y1, int(round((y1 - y0) / (step * 0.75))) + 1)
 
-    grids = [grid(ex[0] - 0.04, ex[0] + 0.04, ex[1] - 0.16, ex[1] + 0.02)]
+    grids = [rows(ex[0] - 0.04, ex[0] + 0.04, ex[1] - 0.16, ex[1] + 0.02)]
     for sd in "lr":
         e = g[f"eye_{sd}"]
         c = photo.to_img(e["center"])
         lo_y = c[1] + 0.5 * max(e["opening"], 0.02)
-        grids.append(grid(c[0] - 0.06, c[0] + 0.06, lo_y + 0.04, lo_y + 0.17))
+        grids.append(rows(c[0] - 0.06, c[0] + 0.06, lo_y + 0.04, lo_y + 0.17))
     sizes = [q.shape[0] for q in grids]
     allg = np.concatenate(grids, 0)  # rows of 9 samples
     d = np.array([0.0, 0.02])
@@ -73,20 +75,19 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
     dark = []
     for sd in "lr":
         c = photo.to_img(g[f"eye_{sd}"]["center"])
-        box = np.stack(np.meshgrid(np.linspace(c[0] - 0.09, c[0] + 0.09, 7),
-                                   np.linspace(c[1] - 0.05, c[1] + 0.07, 5)), -1)
-        dark.append(float(np.median(sample_at(photo.luma, box))))
+        box = grid(c[0] - 0.09, c[0] + 0.09, 7, c[1] - 0.05, c[1] + 0.07, 5)
+        dark.append(float(median(sample_at(photo.luma, box))))
     skin_y = max(float(luma_of(col["skin"])), 0.05)
     tint = float(np.mean(dark)) / skin_y
     # transparency: how bright the eye whites show through (sunglasses hide
     # them) and how much detail the eye box keeps
     sclera, detail = [], []
     for s_ in (0, 1):
-        opening = np.concatenate([lm[list(side_index("eye_up", s_))], lm[list(side_index("eye_lo", s_))][::-1]])
+        opening = np.concatenate([lm[landmark_index("eye_up", s_)], lm[landmark_index("eye_lo", s_)][::-1]])
         win, m = photo.region(opening)
         if m.sum() >= 4:
             y = photo.luma[win][m]
-            sclera.append(float(np.percentile(y, 90)) / skin_y)
+            sclera.append(float(percentile(y, 90)) / skin_y)
             detail.append(float(np.std(y)) / (float(np.mean(y)) + 0.06))
     g["glasses_extra"] = (float(np.mean(sclera)) if sclera else 1.0, float(np.mean(detail)) if detail else 0.3)
     ok = float(sample_at(photo.validf, ex[None]).min()) > 0.5
@@ -155,13 +156,13 @@ def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float) -> None:
     px = photo.region_pixels(ex + np.array([(-0.05, -0.12), (0.05, -0.12), (0.05, 0.0), (-0.05, 0.0)]))
     if len(px) >= 6:
         y = luma_of(px)
-        fc = np.median(px[y <= np.percentile(y, 15)], 0)
+        fc = median(px[y <= percentile(y, 15)], 0)
         set_rgb(p, "glasses", np.clip(fc * 0.8, 0, 1), prefix="frame_")
     L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
     ew = 0.5 * abs(L("eye_outer", 0)[0] - L("eye_inner", 0)[0]) * st.eye_scale
-    p[S.index("glasses.lens_w")] = float(np.clip(ew * 1.15, 0.08, 0.18))
-    p[S.index("glasses.lens_h")] = float(np.clip(ew * 0.8, 0.05, 0.12))
-    p[S.index("glasses.frame_width")] = float(np.clip(0.006 + 0.04 * (bridge - 0.1), 0.006, 0.02))
+    p[S.index("glasses.lens_w")] = clamp(ew * 1.15, 0.08, 0.18)
+    p[S.index("glasses.lens_h")] = clamp(ew * 0.8, 0.05, 0.12)
+    p[S.index("glasses.frame_width")] = clamp(0.006 + 0.04 * (bridge - 0.1), 0.006, 0.02)
     p[S.index("glasses.roundness")] = 0.5
 
 
@@ -188,11 +189,12 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
             return {}
         px = photo.rgb[win][m]
         y = photo.luma[win][m]
-        lab = to_lab(np.median(px, 0))
-        stats[k] = (float(np.median(y)), float(hp[win][m].mean()) / (float(y.mean()) + 0.06),
+        lab = to_lab(median(px, 0))
+        y_med = median(y)
+        stats[k] = (float(y_med), float(hp[win][m].mean()) / (float(y.mean()) + 0.06),
                     float(np.hypot(lab[1], lab[2])))
         if k in ("chin", "must"):  # the darker half: the colour of the hair there, if any
-            g[f"{k}_dark_rgb"] = np.median(px[y <= np.median(y)], 0)
+            g[f"{k}_dark_rgb"] = median(px[y <= y_med], 0)
     ref = stats["ref"]
     out = {}
     for k in ("chin", "jaw", "must"):
@@ -228,7 +230,7 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
                                      photo.valid, grid=(photo.gx, photo.gy))
         face = g["face"]
         P.put(p, "beard", P.beard_outline(face, g["geo"][LOWER_LIP_BOTTOM], g["chin"]))
-        p[S.index("beard.opacity")] = float(np.clip(0.5 + 0.06 * beard, 0.5, 0.95))
+        p[S.index("beard.opacity")] = clamp(0.5 + 0.06 * beard, 0.5, 0.95)
         set_rgb(p, "beard", gain(st, beard_rgb if beard_rgb is not None
                                  else 0.75 * g.get("chin_dark_rgb", hair) + 0.25 * hair) * 0.9)
     if must > 0.0:
@@ -237,7 +239,7 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
                        uo[6] + (0.02, 0.0)])
         P.put(p, "moustache", ms)
         p[S.index("moustache.w0")] = 0.01
-        p[S.index("moustache.w1")] = float(np.clip(0.03 + 0.003 * max(must, beard), 0.025, 0.05))
+        p[S.index("moustache.w1")] = clamp(0.03 + 0.003 * max(must, beard), 0.025, 0.05)
         set_rgb(p, "moustache", gain(st, beard_rgb * 1.05 if beard_rgb is not None
                                      else 0.75 * g.get("must_dark_rgb", hair) + 0.25 * hair) * 0.85)
 
@@ -253,7 +255,7 @@ def clothes(st, p, g, photo: Photo, col):
         far = (np.linalg.norm(lab - to_lab(col["skin"]), axis=1) > 15) & \
               (np.linalg.norm(lab - to_lab(col["hair"]), axis=1) > 15)
         if far.sum() >= 10:
-            set_rgb(p, "clothes", np.median(px[far], 0))
+            set_rgb(p, "clothes", median(px[far], 0))
             return
     set_rgb(p, "clothes", P.CLOTHES[0])
 

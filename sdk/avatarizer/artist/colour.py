@@ -11,10 +11,11 @@ from ..landmarks import (
     LIPS_INNER,
     LIPS_OUTER,
     NOSE_PATCH,
-    side_index,
 )
 from .geometry import cheek_discs
 from .photo import (
+    landmark_index,
+    clamp,
     Photo,
     from_lab,
     gain,
@@ -23,6 +24,7 @@ from .photo import (
     set_rgb,
     to_lab,
 )
+from .stats import median, percentile
 
 
 def _matte(px: np.ndarray) -> np.ndarray:
@@ -33,8 +35,8 @@ def _matte(px: np.ndarray) -> np.ndarray:
         return px
     lab = to_lab(px)
     chroma = np.hypot(lab[:, 1], lab[:, 2]) / np.maximum(lab[:, 0], 1.0)
-    bright = lab[:, 0] > np.percentile(lab[:, 0], 75)
-    ref = np.median(chroma[~bright])
+    bright = lab[:, 0] > percentile(lab[:, 0], 75)
+    ref = median(chroma[~bright])
     keep = ~(bright & (chroma < 0.7 * ref))
     return px[keep] if keep.sum() >= 8 else px
 
@@ -49,9 +51,10 @@ def _clipped(px: np.ndarray) -> np.ndarray:
     return px.min(1) >= CLIPPED
 
 
-def _blown(px: np.ndarray) -> bool:
-    """Most of a patch's pixels are blown out (or it has none)."""
-    return len(px) == 0 or float(np.mean(_clipped(px))) > 0.5
+def _blown(px: np.ndarray, clipped: np.ndarray | None = None) -> bool:
+    """Most of a patch's pixels are blown out (or it has none); ``clipped``:
+    ``_clipped(px)`` when already known."""
+    return len(px) == 0 or float(np.mean(_clipped(px) if clipped is None else clipped)) > 0.5
 
 
 def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
@@ -67,8 +70,9 @@ def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
     one. Forehead and nose only stand in when a cheek is not in the photo."""
     lo_pc, hi_pc = st.skin_percentiles
     raw = [photo.region_pixels(discs=[d]) for d in discs]
+    clipped = [_clipped(px) for px in raw]
     # blown-out pixels show the exposure, not the skin (unless the whole photo is)
-    kept = raw if all(_blown(px) for px in raw) else [px[~_clipped(px)] for px in raw]
+    kept = raw if all(_blown(px, c) for px, c in zip(raw, clipped)) else [px[~c] for px, c in zip(raw, clipped)]
     cheeks = [_matte(px) for px in kept]
     meds = [robust_median(px, lo_pc, hi_pc) if len(px) >= 8 else None for px in cheeks]
     lost = [m is None and len(px) >= 8 for m, px in zip(meds, raw)]  # in the photo, but blown out
@@ -80,7 +84,7 @@ def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
     every = robust_median(np.concatenate(cheeks), lo_pc, hi_pc)
     light = to_lab(np.stack(meds))[:, 0]
     lo, hi = st.lit_side
-    t = float(np.clip((abs(light[0] - light[1]) - lo) / max(hi - lo, 1e-6), 0.0, 1.0))
+    t = clamp((abs(light[0] - light[1]) - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     return (1.0 - t) * every + t * meds[int(np.argmax(light))]
 
 
@@ -95,10 +99,10 @@ def skin_locus(st, rgb) -> np.ndarray:
     chroma = float(np.hypot(a, b))
     h_lo, h_hi = st.skin_hue
     c_lo, c_hi = st.skin_chroma
-    hue = float(np.clip(np.degrees(np.arctan2(b, a)), h_lo, h_hi))
+    hue = clamp(np.degrees(np.arctan2(b, a)), h_lo, h_hi)
     w = min(chroma / max(c_lo, 1e-6), 1.0)  # a grey has no hue of its own
     hue = w * hue + (1.0 - w) * 0.5 * (h_lo + h_hi)
-    c = float(np.clip(chroma, c_lo, c_hi))
+    c = clamp(chroma, c_lo, c_hi)
     return from_lab(np.array([L, c * np.cos(np.radians(hue)), c * np.sin(np.radians(hue))]))
 
 
@@ -142,15 +146,15 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
         px = photo.region_pixels(lm[list(LIPS_INNER)])
         if len(px) >= 8:
             y = luma_of(px)
-            bright = px[y >= np.percentile(y, 70)]
-            teeth = 0.6 * teeth + 0.4 * np.clip(np.median(bright, 0) * 1.1, 0.6, 1.0)
+            bright = px[y >= percentile(y, 70)]
+            teeth = 0.6 * teeth + 0.4 * np.clip(median(bright, 0) * 1.1, 0.6, 1.0)
     set_rgb(p, "teeth", teeth)
     # irises: the visible ring inside the lids, without pupil and highlights
     iris_cols = []
     for s, sd in ((0, "l"), (1, "r")):
-        iris_pts = lm[list(side_index("iris", s))]  # the photo's own iris ring
+        iris_pts = lm[landmark_index("iris", s)]  # the photo's own iris ring
         e = dict(iris=iris_pts[0], iris_r=float(np.linalg.norm(iris_pts[1:] - iris_pts[0], axis=1).mean()))
-        opening = np.concatenate([lm[list(side_index("eye_up", s))], lm[list(side_index("eye_lo", s))][::-1]])
+        opening = np.concatenate([lm[landmark_index("eye_up", s)], lm[landmark_index("eye_lo", s)][::-1]])
         px = photo.region_pixels(discs=[(e["iris"], e["iris_r"] * 0.92)],
                                  minus_discs=[(e["iris"], e["iris_r"] * 0.42)], within=opening)
         c = robust_median(px, 10, 75) if len(px) >= 6 else None
@@ -168,7 +172,7 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
         px = photo.region_pixels(lm[list(BROW_OUTLINE[s])])
         if len(px) >= 8:
             y = luma_of(px)
-            bcols.append(np.median(px[y <= np.percentile(y, 30)], 0))
+            bcols.append(median(px[y <= percentile(y, 30)], 0))
     brow = np.mean(bcols, 0) if bcols else skin * 0.35
     # a faint brow (light hair, thin brows) blends with the skin in the median
     contrast = 0.5 * (g["brow_l"]["contrast"] + g["brow_r"]["contrast"])

@@ -15,6 +15,8 @@ from ..landmarks import (
     side_index,
 )
 from .photo import (
+    clamp,
+    landmark_index,
     Photo,
     laplace,
     luma_of,
@@ -24,6 +26,7 @@ from .photo import (
     to_lab,
     translate_into_range,
 )
+from .stats import median, percentile
 
 # features placed by _shading (after the main symmetrisation)
 SHADING = ("blush_l", "blush_r", "cheek_shadow_l", "cheek_shadow_r", "cheek_highlight_l", "cheek_highlight_r",
@@ -84,8 +87,8 @@ def outline(st, p, lm, g):
         name = "ear_l" if s == 0 else "ear_r"
         # the side facing away from the camera shows less ear
         side_w = abs(lm[side_index("cheek_outline", s), 0] - lm[1, 0])
-        vis = float(np.clip(side_w / max(g["half_w"], 0.2), 0.35, 1.15))
-        xo = oval_x(oval, sgn, y_top), oval_x(oval, sgn, y_bot)
+        vis = clamp(side_w / max(g["half_w"], 0.2), 0.35, 1.15)
+        xo = oval_x(oval, sgn, (y_top, y_bot))
         prot = 0.1 * st.ear_scale * g["half_w"] / 0.5 * vis
         e = np.array([
             (xo[0] - sgn * 0.035, y_top),
@@ -110,25 +113,33 @@ def outline(st, p, lm, g):
 
 
 def oval_x(oval, sgn, y):
-    """x of the face oval's image-left (sgn -1) or image-right (+1) side at height y."""
+    """x of the face oval's image-left (sgn -1) or image-right (+1) side at
+    height y (a number, or a tuple of them: a tuple of x)."""
+    ys = y if isinstance(y, tuple) else (y,)
     cx = 0.5 * (oval[:, 0].min() + oval[:, 0].max())
     side = oval[(oval[:, 0] - cx) * sgn > 0]
     if len(side) == 0:
-        return float(oval[:, 0].max() if sgn > 0 else oval[:, 0].min())
-    side = side[np.argsort(side[:, 1])]
-    return float(np.interp(y, side[:, 1], side[:, 0]))
+        xs = [float(oval[:, 0].max() if sgn > 0 else oval[:, 0].min())] * len(ys)
+    else:
+        side = side[np.argsort(side[:, 1])]
+        xs = [float(v) for v in np.interp(ys, side[:, 1], side[:, 0])]
+    return tuple(xs) if isinstance(y, tuple) else xs[0]
+
+
+_FIVE = np.linspace(0, 1, 5)  # lid points at these arc-length fractions
+_CREASE_AT = np.array([0.12, 0.5, 0.85])  # crease points at these fractions of the lid
 
 
 def eyes(st, p, lm, g):
     for s, sd in ((0, "l"), (1, "r")):
-        up = resample(lm[list(side_index("eye_up", s))], np.linspace(0, 1, 5))
-        lo = resample(lm[list(side_index("eye_lo", s))], np.linspace(0, 1, 5))
+        up = resample(lm[landmark_index("eye_up", s)], _FIVE)
+        lo = resample(lm[landmark_index("eye_lo", s)], _FIVE)
         corner = 0.5 * (up[[0, -1]] + lo[[0, -1]])
         up[[0, -1]] = lo[[0, -1]] = corner
-        crease_ring = resample(lm[list(side_index("crease", s))], [0.12, 0.5, 0.85])
-        lid_at = resample(up, [0.12, 0.5, 0.85])
+        crease_ring = resample(lm[landmark_index("crease", s)], _CREASE_AT)
+        lid_at = resample(up, _CREASE_AT)
         crease = lid_at + st.crease_lift * (crease_ring - lid_at)
-        iris = lm[list(side_index("iris", s))]
+        iris = lm[landmark_index("iris", s)]
         ic = iris[0]
         ir = float(np.linalg.norm(iris[1:] - ic, axis=1).mean())
         P.put(p, f"eye_{sd}_upper", up)
@@ -138,28 +149,32 @@ def eyes(st, p, lm, g):
                               opening=float(np.mean(lo[1:4, 1] - up[1:4, 1])))
 
 
+# the brow profile: 31 samples across each brow station, the middle +-0.03 "near" the brow line
+_BROW_US = np.linspace(-0.075, 0.075, 31)
+_BROW_NEAR = np.abs(_BROW_US) <= 0.03
+_BROW_IDX = np.arange(len(_BROW_US))[None]
+
+
 def brows(st, p, lm, g, photo):
+    us, near, idx = _BROW_US, _BROW_NEAR, _BROW_IDX
     for s, sd in ((0, "l"), (1, "r")):
-        up = lm[list(side_index("brow_up", s))]
-        lo = lm[list(side_index("brow_lo", s))]
+        up = lm[landmark_index("brow_up", s)]
+        lo = lm[landmark_index("brow_lo", s)]
         ctr = 0.5 * (up + lo)
         band = np.linalg.norm(up - lo, axis=1)
         # photo: the dark band across the brow at 5 stations
-        tang = np.gradient(ctr, axis=0)
+        tang = _gradient(ctr)
         tang /= np.maximum(np.linalg.norm(tang, axis=1, keepdims=True), 1e-9)
         nrm = np.stack([tang[:, 1], -tang[:, 0]], 1)
         nrm *= np.where(nrm[:, 1:2] > 0, -1.0, 1.0)  # pointing up
-        us = np.linspace(-0.075, 0.075, 31)
         pts = photo.to_img(ctr[:, None, :] + us[None, :, None] * nrm[:, None, :])
         prof = sample_at(photo.luma, pts)  # (5, 31)
         ok = sample_at(photo.validf, pts).min(1) > 0.5
-        ref = np.percentile(prof, 85, axis=1, keepdims=True)
+        ref = percentile(prof, 85, axis=1, keepdims=True)
         dark = np.clip((ref - prof) / np.maximum(0.28 * ref, 0.035) - 0.15, 0, 1)
         du = us[1] - us[0]
         # only the dark run through the brow line (not the lashes or a fringe beside it)
-        near = np.abs(us) <= 0.03
         peak = np.where(near[None], dark, -1).argmax(1)
-        idx = np.arange(len(us))[None]
         light = dark < 0.2
         below = np.where(light & (idx < peak[:, None]), idx, -1).max(1)
         above = np.where(light & (idx > peak[:, None]), idx, len(us)).min(1)
@@ -167,18 +182,28 @@ def brows(st, p, lm, g, photo):
         dark = dark * run
         mass = dark.sum(1) * du
         shift = (dark * us[None]).sum(1) / np.maximum(dark.sum(1), 1e-6)
-        contrast = float(np.median(np.clip((ref[:, 0] - prof.min(1)) / np.maximum(ref[:, 0], 0.05), 0, 1)))
-        k = st.brow_photo * ok.astype(np.float64) * float(np.clip(contrast / 0.2, 0, 1))
+        contrast = float(median(np.clip((ref[:, 0] - prof.min(1)) / np.maximum(ref[:, 0], 0.05), 0, 1)))
+        k = st.brow_photo * ok.astype(np.float64) * clamp(contrast / 0.2, 0, 1)
         thick = (1 - k) * 0.6 * band + k * np.clip(mass * 1.1, 0.008, 0.08)
         centre = ctr + (k * np.clip(shift, -0.025, 0.025))[:, None] * nrm
         centre = laplace(centre, st.smoothing)
         thick = st.brow_weight * thick
         P.put(p, f"brow_{sd}", centre)
-        p[S.index(f"brow_{sd}.w0")] = float(np.clip(np.mean(thick[:2]) * 1.05, 0.01, 0.08))
-        p[S.index(f"brow_{sd}.mid_width")] = float(np.clip(thick[2], 0.008, 0.08))
-        p[S.index(f"brow_{sd}.w1")] = float(np.clip(thick[4] * 0.7, 0.004, 0.06))
+        p[S.index(f"brow_{sd}.w0")] = clamp(np.mean(thick[:2]) * 1.05, 0.01, 0.08)
+        p[S.index(f"brow_{sd}.mid_width")] = clamp(thick[2], 0.008, 0.08)
+        p[S.index(f"brow_{sd}.w1")] = clamp(thick[4] * 0.7, 0.004, 0.06)
         p[S.index(f"brow_{sd}.hairiness")] = st.brow_hairiness
         g[f"brow_{sd}"] = dict(centre=centre, thick=thick, contrast=contrast)
+
+
+def _gradient(xy: np.ndarray) -> np.ndarray:
+    """``np.gradient(xy, axis=0)`` for unit spacing and 3+ points, without its
+    ~40 µs of argument handling: central differences inside, one-sided at the ends."""
+    out = np.empty_like(xy)
+    out[1:-1] = (xy[2:] - xy[:-2]) / 2.0
+    out[0] = xy[1] - xy[0]
+    out[-1] = xy[-1] - xy[-2]
+    return out
 
 
 def nose(st, p, lm, g, photo):
@@ -249,8 +274,9 @@ def stylise(st, p, g):
         up, lo, cr = (P.pts(p, f"eye_{sd}_{k}").astype(np.float64) for k in ("upper", "lower", "crease"))
         line_y = lambda x: np.interp(x, sorted([up[0, 0], up[-1, 0]]),  # noqa: E731
                                      [up[0, 1], up[-1, 1]] if up[0, 0] < up[-1, 0] else [up[-1, 1], up[0, 1]])
-        for arr in (up, lo, cr):
-            arr[:, 1] = line_y(arr[:, 0]) + (arr[:, 1] - line_y(arr[:, 0])) * st.eye_open
+        for arr in (up, lo, cr):  # (up is opened first: lo and cr open about its new corner line)
+            ly = line_y(arr[:, 0])
+            arr[:, 1] = ly + (arr[:, 1] - ly) * st.eye_open
             arr[:] = P.scale_about(arr, c, st.eye_scale)
         up = laplace(up, st.smoothing)
         lo = laplace(lo, st.smoothing)
@@ -322,7 +348,7 @@ def cheek_discs(lm, g):
     for s in (0, 1):
         c = (lm[side_index("cheekbone", s)] + lm[side_index("cheek", s)] + lm[side_index("cheek_in", s)]) / 3.0
         side_w = abs(lm[side_index("cheek_outline", s), 0] - lm[1, 0])
-        r = 0.06 * float(np.clip(side_w / max(g["half_w"], 0.2), 0.5, 1.0))
+        r = 0.06 * clamp(side_w / max(g["half_w"], 0.2), 0.5, 1.0)
         out.append((c, r))
     return out
 
@@ -331,7 +357,7 @@ def disc_luma(photo: Photo, disc) -> float | None:
     win, m = photo.region(discs=[disc])
     if m.sum() < 4:
         return None
-    return float(np.median(photo.luma[win][m]))
+    return float(median(photo.luma[win][m]))
 
 
 def shading(st, p, lm, g, photo: Photo, col):
@@ -340,7 +366,7 @@ def shading(st, p, lm, g, photo: Photo, col):
     L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
     # lighting side: the brighter cheek gets the highlights, the darker the shadow
     yl, yr = (disc_luma(photo, d) for d in g["cheek_discs"])
-    light = 0.0 if yl is None or yr is None else float(np.clip((yr - yl) / max(skin_y, 0.1), -0.5, 0.5))
+    light = 0.0 if yl is None or yr is None else clamp((yr - yl) / max(skin_y, 0.1), -0.5, 0.5)
     g["light"] = light
     lab_skin = to_lab(skin)
     lines: dict = {}
@@ -351,27 +377,27 @@ def shading(st, p, lm, g, photo: Photo, col):
         px = photo.region_pixels(discs=[(photo.to_img(c), 0.06)])
         red = 0.0
         if len(px) >= 6:
-            red = float(to_lab(np.median(px, 0))[1] - lab_skin[1])
+            red = float(to_lab(median(px, 0))[1] - lab_skin[1])
         p[S.index(f"blush_{sd}.cx")] = c[0]
         p[S.index(f"blush_{sd}.cy")] = c[1]
         p[S.index(f"blush_{sd}.rx")] = 0.085 * g["half_w"] / 0.5
         p[S.index(f"blush_{sd}.ry")] = 0.058 * g["half_w"] / 0.5
-        p[S.index(f"blush_{sd}.opacity")] = float(np.clip(0.05 + 0.015 * red, 0.0, 0.25)) * st.blush_strength
+        p[S.index(f"blush_{sd}.opacity")] = clamp(0.05 + 0.015 * red, 0.0, 0.25) * st.blush_strength
         set_rgb(p, f"blush_{sd}", np.clip(0.5 * skin + 0.5 * np.array([0.92, 0.5, 0.5]), 0, 1))
         # cheek shadow: a sliver under the cheekbone along the jaw
         q = np.array([L("cheek_hi", s) + (-sgn * 0.01, 0.0), 0.5 * (L("jowl", s) + L("jowl_lo", s)),
                       L("mouth_side", s) + (sgn * 0.01, 0.0),
                       0.5 * (L("mouth_side", s) + L("jaw", s)) + (sgn * 0.02, -0.02)])
         P.put(p, f"cheek_shadow_{sd}", q)
-        dark_side = 0.5 - 0.5 * float(np.clip(light / 0.1, -1, 1)) * sgn  # continuous in the light
-        p[S.index(f"cheek_shadow_{sd}.opacity")] = float(np.clip((0.12 + 0.14 * dark_side) * st.shadow_strength,
-                                                                 0, 1))
+        dark_side = 0.5 - 0.5 * clamp(light / 0.1, -1, 1) * sgn  # continuous in the light
+        p[S.index(f"cheek_shadow_{sd}.opacity")] = clamp((0.12 + 0.14 * dark_side) * st.shadow_strength,
+                                                                 0, 1)
         # cheek highlight: a small triangle under the eye
         ec = g[f"eye_{sd}"]["center"]
         tri = np.array([(0.06, 0.16), (-0.07, 0.125), (-0.04, 0.2)]) * np.array([-sgn, 1.0]) + ec
         P.put(p, f"cheek_highlight_{sd}", tri)
-        p[S.index(f"cheek_highlight_{sd}.opacity")] = float(np.clip(
-            (0.06 + 0.06 * (1 - dark_side)) * st.highlight_strength, 0, 1))
+        p[S.index(f"cheek_highlight_{sd}.opacity")] = clamp(
+            (0.06 + 0.06 * (1 - dark_side)) * st.highlight_strength, 0, 1)
         # nasolabial fold: from beside the nose wing to outside the mouth corner
         mc = P.pts(p, "lip_upper_outer")[0 if s == 0 else -1]
         n0 = L("ala_crease", s) + (0.0, 0.04)
@@ -399,12 +425,12 @@ def shading(st, p, lm, g, photo: Photo, col):
     # forehead highlight, spread toward the lit side: continuous in the light
     # direction (it narrows to nothing under frontal light), so mirrored
     # photos give mirrored highlights
-    ls = float(np.clip(light / 0.05, -1, 1))
+    ls = clamp(light / 0.05, -1, 1)
     fy = 0.5 * (g["brow_l"]["centre"][:, 1].min() + lm[10, 1]) + 0.02
     fh = np.array([(-0.16, 0.0), (0.1, -0.05), (0.2, 0.04), (-0.05, 0.07)])
     fh = fh * np.array([ls * g["half_w"] / 0.5, 1.0]) + (g["centre_x"] + ls * 0.03, fy - 0.02)
     P.put(p, "forehead_highlight", fh)
-    p[S.index("forehead_highlight.opacity")] = float(np.clip(0.04 + 0.3 * abs(light), 0, 0.2)) \
+    p[S.index("forehead_highlight.opacity")] = clamp(0.04 + 0.3 * abs(light), 0, 0.2) \
         * abs(ls) * st.highlight_strength
     fl = np.array([(-0.2, fy + 0.01), (0.0, fy - 0.01), (0.2, fy + 0.01)]) + (g["centre_x"], 0)
     P.put(p, "forehead_line", fl)
@@ -413,11 +439,11 @@ def shading(st, p, lm, g, photo: Photo, col):
     dark = dict(zip(lines, creases(photo, list(lines.values()), skin_y)))
     for name, v in dark.items():
         if name.startswith("nasolabial"):
-            w0, w1 = 0.0005, float(np.clip(0.001 + 0.03 * v, 0, 0.005))
+            w0, w1 = 0.0005, clamp(0.001 + 0.03 * v, 0, 0.005)
         elif name.startswith("undereye"):
-            w0, w1 = 0.0, float(np.clip(0.04 * (v - 0.02), 0, 0.005))
+            w0, w1 = 0.0, clamp(0.04 * (v - 0.02), 0, 0.005)
         else:
-            w0, w1 = 0.0, float(np.clip(0.04 * (v - 0.03), 0, 0.005))
+            w0, w1 = 0.0, clamp(0.04 * (v - 0.03), 0, 0.005)
         p[S.index(f"{name}.w0")] = w0
         p[S.index(f"{name}.w1")] = w1 * st.wrinkle_strength
     # neck shadow under the chin
@@ -434,15 +460,18 @@ def shading(st, p, lm, g, photo: Photo, col):
     symmetrise(p, S.FACE, st.symmetry, SHADING)
 
 
+_CREASE_T = np.linspace(0.15, 0.85, 9)
+
+
 def creases(photo: Photo, lines, skin_y: float) -> np.ndarray:
     """For each 3-point line, how much darker the photo is along it than
     0.035 to either side (relative luminance; 0 = no crease)."""
-    t = np.linspace(0.15, 0.85, 9)
+    t = _CREASE_T
     pts = np.stack([resample(q, t) for q in lines])  # (k, 9, 2)
     d = np.stack([q[-1] - q[0] for q in lines])
     n = np.stack([-d[:, 1], d[:, 0]], 1) / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
     allp = photo.to_img(np.stack([pts, pts + 0.035 * n[:, None], pts - 0.035 * n[:, None]]))  # (3, k, 9, 2)
     lum = sample_at(photo.luma, allp)
     ok = sample_at(photo.validf, allp[0]).min(1) > 0.5
-    v = np.median(np.maximum(lum[1], lum[2]) - lum[0], axis=1) / max(skin_y, 0.1)
+    v = median(np.maximum(lum[1], lum[2]) - lum[0], axis=1) / max(skin_y, 0.1)
     return np.where(ok, np.clip(v, 0, 1), 0.0)

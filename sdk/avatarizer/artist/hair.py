@@ -11,6 +11,7 @@ from ..landmarks import (
 )
 from .geometry import symmetrise
 from .photo import (
+    clamp,
     Photo,
     cr_closed,
     gain,
@@ -20,6 +21,10 @@ from .photo import (
     set_rgb,
     to_lab,
 )
+from .stats import median, percentile
+
+
+_FACE_OVAL = np.array(FACE_OVAL)
 
 
 class CentralRng:
@@ -59,7 +64,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
         person = cv2.erode(seg.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     else:
         person = np.hypot((gx - g["centre_x"]) / 0.8, (gy - g["eye_y"] + 0.1) / 0.95) < 1.0
-    oval = poly_mask(n, lm[list(FACE_OVAL)])
+    oval = poly_mask(n, lm[_FACE_OVAL])
     head = poly_mask(n, cr_closed(g["face"], 6))
     brow_y = float(min(g["brow_l"]["centre"][:, 1].min(), g["brow_r"]["centre"][:, 1].min()))
     lab = to_lab(small)
@@ -85,7 +90,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
             # the farther half from the skin colour: not the skin/hair transition
             cand = small[band][~sk_b]
             dc = d_skin[band][~sk_b]
-            hair = robust_median(cand[dc >= np.median(dc)], 10, 90)
+            hair = robust_median(cand[dc >= median(dc)], 10, 90)
             hair_known = True
     # hair colour from inside the segmentation's hair region (the person above
     # the brows, outside the face oval), never by contrast with the skin: blond
@@ -102,22 +107,22 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
             region &= ~band
         px, lpx, ds = small[region], lab[region], d_skin[region]
         if len(px) >= 12:
-            far = ds >= max(10.0, float(np.percentile(ds, 60)))
+            far = ds >= max(10.0, float(percentile(ds, 60)))
             if far.sum() < 6:
-                far = ds >= np.percentile(ds, 60)
-            hc = np.median(lpx[far], 0)
+                far = ds >= percentile(ds, 60)
+            hc = median(lpx[far], 0)
             is_h = far
             for _ in range(3):
                 dh = np.linalg.norm((lpx - hc) * w, axis=-1)
                 is_h = dh < ds
                 if is_h.sum() < 6:
                     break
-                hc = np.median(lpx[is_h], 0)
+                hc = median(lpx[is_h], 0)
             sel = px[is_h] if is_h.sum() >= 6 else px[far]
             hair = robust_median(sel, 10, 90)
             hair_known = True
-    d_hair = np.linalg.norm((lab - to_lab(hair)) * w, axis=-1)
     lab_hair = to_lab(hair)
+    d_hair = np.linalg.norm((lab - lab_hair) * w, axis=-1)
     hair_skinlike = np.hypot(lab_hair[1] - lab_skin[1], lab_hair[2] - lab_skin[2]) / 13.0 \
         + abs(lab_hair[0] - lab_skin[0]) / 40.0 < 1.0
     # skin-coloured pixels are hair only when the hair itself is skin-coloured
@@ -166,13 +171,15 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     # cues for the headwear detector: a hat's fabric is flat and uniform where hair has strands
     stats = {"top_tex": float(top_tex), "top_skin": 0.5 if top_skin is None else float(top_skin)}
     if region.sum() >= 12:
-        big = cv2.resize(region.astype(np.uint8), (photo.size, photo.size), interpolation=cv2.INTER_NEAREST)
-        rlab = to_lab(np.median(small[region], 0))
-        hp = photo.highpass[big.astype(bool) & photo.valid]
+        big = cv2.resize(region.astype(np.uint8), (photo.size, photo.size),
+                         interpolation=cv2.INTER_NEAREST).astype(bool)
+        region_rgb = median(small[region], 0)
+        rlab = to_lab(region_rgb)
+        hp = photo.highpass[big & photo.valid]
         stats.update(region_dl=float(rlab[0] - lab_skin[0]), region_chroma=float(np.hypot(rlab[1], rlab[2])),
-                     region_tex=photo.texture(big.astype(bool)),
+                     region_tex=photo.texture(big),
                      top_flat=float(np.mean(hp < 0.01)) if len(hp) else 0.0,
-                     region_rgb=np.median(small[region], 0))
+                     region_rgb=region_rgb)
     side = person & valid & ~oval & (np.abs(gx - g["centre_x"]) > g["half_w"] * 0.85) \
         & (gy > g["eye_y"] - 0.05) & (gy < g["eye_y"] + 0.35)
     if side.sum() >= 8:
@@ -221,7 +228,7 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
         if len(cols):
             xs = np.abs(gx[0, cols] - cx)
             wide.append(float(xs.max()) - hw)
-    vol_side = float(np.median(wide)) if wide else 0.0
+    vol_side = float(median(wide)) if wide else 0.0
     # fringe: hair over the forehead inside the face oval
     fore = hm["oval"] & (gy < hm["brow_y"] - 0.03) & (gy > lm[10, 1] - 0.05) & (np.abs(gx - cx) < 0.3) & valid
     fringe = float((hm["fringe"] & fore).sum()) / max(float(fore.sum()), 1.0)
@@ -230,7 +237,7 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     info.update(bottom=bottom, runs_off=bool(runs_off), vol_top=vol_top, vol_side=vol_side, fringe=fringe,
                 tex=tex)
     curly = tex > 0.085 and max(vol_top, vol_side) > 0.2
-    volume = float(np.clip(0.5 + 4.0 * max(vol_top, vol_side), 0.4, 2.0))
+    volume = clamp(0.5 + 4.0 * max(vol_top, vol_side), 0.4, 2.0)
     info.update(top_hair=hm["top_hair"], hairline=hm["hairline"] if hm["hairline"] is not None else 0.0)
     if hm["top_skin"] is not None and hm["top_skin"] >= 0.7 and hm["top_tex"] < 0.01:
         style = "bald" if hm["top_hair"] <= 1 else "receding"
@@ -285,7 +292,7 @@ def hair(st, p, lm, g, photo: Photo, col):
     if hm["skull_valid"] >= 0.3 and hm["hair_known"]:
         back, front = refine_hair(st, back, front, hm, g)
     if fam in ("curly", "afro", "long_wavy"):
-        curl = float(np.clip(curl * (0.5 + 0.5 * min(info.get("tex", 0.0) / 0.2, 1.5)), 0, 1))
+        curl = clamp(curl * (0.5 + 0.5 * min(info.get("tex", 0.0) / 0.2, 1.5)), 0, 1)
     if fam == "bald":
         # hair at the sides of the head? otherwise nothing is drawn
         side = hm["hairmap"] & ~hm["oval"] & (np.abs(hm["gx"] - g["centre_x"]) > g["half_w"] * 0.85) \
@@ -323,6 +330,9 @@ def part_side(hm, g) -> int:
     return -1 if d > 0 else 1
 
 
+_RAY_R = np.linspace(0.3, 1.7, 57)  # radii sampled along each ray
+
+
 def refine_hair(st, back, front, hm, g):
     """Pulls the template's back contour onto the hair outline along rays
     from the head centre, and the front's hairline onto the photo's."""
@@ -331,7 +341,7 @@ def refine_hair(st, back, front, hm, g):
     c = np.array([g["centre_x"], g["eye_y"] - 0.1])
     H = hm["hairmap"].astype(np.float32)
     V = hm["valid"].astype(np.float32)
-    rs = np.linspace(0.3, 1.7, 57)
+    rs = _RAY_R
     ks = np.arange(2, 11)  # 0, 1 and 11 lie behind the shoulders: keep the template
     d = back[ks] - c
     r0 = np.linalg.norm(d, axis=1)

@@ -2,35 +2,89 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from .. import schema as S
-from ..landmarks import CHIN_BOTTOM, LOWER_LIP_BOTTOM
+from ..landmarks import CHIN_BOTTOM, LOWER_LIP_BOTTOM, side_index
+from .stats import median, percentile
+
+
+def clamp(x, lo, hi) -> float:
+    """``float(np.clip(x, lo, hi))`` for one number (NaN stays NaN), without
+    NumPy's ~10 µs a call (the artist clamps ~100 numbers a face)."""
+    return float(min(max(x, lo), hi))
+
+
+@lru_cache(maxsize=None)
+def landmark_index(name: str, side: int) -> np.ndarray:
+    """``side_index(name, side)`` as an index array, made once (read-only)."""
+    idx = np.array(side_index(name, side), np.intp)
+    idx.setflags(write=False)
+    return idx
+
+
+def linspace(start: float, stop: float, num: int) -> np.ndarray:
+    """``np.linspace(start, stop, num)`` for scalars and num >= 2, with
+    NumPy's arithmetic (i * step + start, the last value exactly ``stop``)
+    but not its ~20 µs of argument handling."""
+    y = np.arange(num, dtype=np.float64)
+    y *= (stop - start) / (num - 1)
+    y += start
+    y[-1] = stop
+    return y
+
+
+def grid(x0: float, x1: float, nx: int, y0: float, y1: float, ny: int) -> np.ndarray:
+    """(ny, nx, 2) canonical points: ``np.stack(np.meshgrid(linspace(x0, x1, nx),
+    linspace(y0, y1, ny)), -1)``."""
+    out = np.empty((ny, nx, 2))
+    out[..., 0] = linspace(x0, x1, nx)[None, :]
+    out[..., 1] = linspace(y0, y1, ny)[:, None]
+    return out
 
 
 def resample(poly: np.ndarray, ts) -> np.ndarray:
     """Points at arc-length fractions ``ts`` along an open polyline."""
     poly = np.asarray(poly, np.float64)
-    seg = np.linalg.norm(np.diff(poly, axis=0), axis=1)
-    acc = np.concatenate([[0.0], np.cumsum(seg)])
+    d = poly[1:] - poly[:-1]
+    d *= d
+    acc = np.empty(len(poly))  # arc length at each point: 0, then the running sum of the segment lengths
+    acc[0] = 0.0
+    np.cumsum(np.sqrt(d[:, 0] + d[:, 1]), out=acc[1:])  # np.linalg.norm(np.diff(poly), axis=1), same sums
     total = acc[-1] if acc[-1] > 1e-9 else 1.0
     t = np.asarray(ts, np.float64) * total
-    return np.stack([np.interp(t, acc, poly[:, 0]), np.interp(t, acc, poly[:, 1])], axis=1)
+    out = np.empty((len(t), 2))
+    out[:, 0] = np.interp(t, acc, poly[:, 0])
+    out[:, 1] = np.interp(t, acc, poly[:, 1])
+    return out
 
 
 def cr_closed(pts: np.ndarray, per: int = 6) -> np.ndarray:
     """Samples the renderer's closed Catmull-Rom curve through ``pts``."""
     p = np.asarray(pts, np.float64)
-    p0, p1, p2, p3 = np.roll(p, 1, 0), p, np.roll(p, -1, 0), np.roll(p, -2, 0)
+    # np.roll(p, 1), p, np.roll(p, -1), np.roll(p, -2)
+    p0, p1, p2, p3 = np.concatenate([p[-1:], p[:-1]]), p, np.concatenate([p[1:], p[:1]]), \
+        np.concatenate([p[2:], p[:2]])
     c1 = p1 + (p2 - p0) / 6.0
     c2 = p2 - (p3 - p1) / 6.0
+    b0, b1, b2, b3 = _bernstein(per)
+    out = b0 * p1[:, None] + b1 * c1[:, None] + b2 * c2[:, None] + b3 * p2[:, None]
+    return out.reshape(-1, 2)
+
+
+@lru_cache(maxsize=8)
+def _bernstein(per: int):
+    """The cubic Bezier weights at t = k / per, k < per, shaped (1, per, 1):
+    u^3, 3u^2 t, 3u t^2, t^3 (u = 1 - t), multiplied in that order."""
     t = (np.arange(per) / per)[None, :, None]
     u = 1 - t
-    out = (u ** 3 * p1[:, None] + 3 * u * u * t * c1[:, None] + 3 * u * t * t * c2[:, None]
-           + t ** 3 * p2[:, None])
-    return out.reshape(-1, 2)
+    out = (u ** 3, 3 * u * u * t, 3 * u * t * t, t ** 3)
+    for b in out:
+        b.setflags(write=False)
+    return out
 
 
 def laplace(pts: np.ndarray, w: float, keep=()) -> np.ndarray:
@@ -52,7 +106,7 @@ def to_px(xy: np.ndarray, size: int) -> np.ndarray:
 
 def poly_mask(size: int, *polys) -> np.ndarray:
     m = np.zeros((size, size), np.uint8)
-    pp = [np.round(to_px(p, size) * 16).astype(np.int32) for p in polys]
+    pp = [np.rint(to_px(p, size) * 16).astype(np.int32) for p in polys]  # np.round, decimals=0
     cv2.fillPoly(m, pp, 1, lineType=cv2.LINE_8, shift=4)
     return m.astype(bool)
 
@@ -77,11 +131,11 @@ def robust_median(px: np.ndarray, lo: float = 20.0, hi: float = 80.0):
         return None
     if len(px) >= 8:
         y = luma_of(px)
-        a, b = np.percentile(y, [lo, hi])
+        a, b = percentile(y, [lo, hi])
         keep = (y >= a) & (y <= b)
         if keep.sum() >= 3:
             px = px[keep]
-    return np.median(px, axis=0)
+    return median(px, axis=0)
 
 
 _RGB2XYZ = np.array([[0.412453, 0.357580, 0.180423],
@@ -97,8 +151,12 @@ def to_lab(rgb) -> np.ndarray:
     lin = np.where(a <= 0.04045, a / 12.92, ((a + 0.055) / 1.055) ** 2.4)
     xyz = lin @ _RGB2XYZ.T
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
-    L = np.where(xyz[..., 1] > 0.008856, 116.0 * f[..., 1] - 16.0, 903.3 * xyz[..., 1])
-    return np.stack([L, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
+    # written into one array (np.stack of three 0-d results costs more than the rest for one colour)
+    out = np.empty(xyz.shape)
+    out[..., 0] = np.where(xyz[..., 1] > 0.008856, 116.0 * f[..., 1] - 16.0, 903.3 * xyz[..., 1])
+    out[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
+    out[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
+    return out
 
 
 _XYZ2RGB = np.linalg.inv(_RGB2XYZ)
@@ -127,13 +185,21 @@ def crop_valid_mask(face, size: int) -> np.ndarray:
 
 
 
+@lru_cache(maxsize=None)
+def _point_ranges(feature: str) -> tuple[np.ndarray, np.ndarray]:
+    """The schema's (N, 2) lower and upper bounds of a feature's points (read-only)."""
+    f = S.FEATURES[feature]
+    lo, hi = S.LO[f.points].reshape(-1, 2), S.HI[f.points].reshape(-1, 2)
+    lo.setflags(write=False)
+    hi.setflags(write=False)
+    return lo, hi
+
+
 def translate_into_range(pts: np.ndarray, feature: str) -> np.ndarray:
     """Shifts a small feature as a whole (keeping its shape) so that its points
     fit the schema ranges as well as they can, instead of clipping points one
     by one later."""
-    f = S.FEATURES[feature]
-    lo = S.LO[f.points].reshape(-1, 2)
-    hi = S.HI[f.points].reshape(-1, 2)
+    lo, hi = _point_ranges(feature)
     out = np.asarray(pts, np.float64).copy()
     for a in (0, 1):
         need_up = float(np.max(lo[:, a] - out[:, a]))  # > 0: some point is below its range
@@ -160,8 +226,16 @@ def set_rgb(p, feature: str, rgb, prefix: str = "") -> None:
 
 
 def _quad(xy: np.ndarray) -> np.ndarray:
+    """The quadratic monomials (1, x, y, x², xy, y²) of (..., 2) points, (..., 6)."""
     x, y = xy[..., 0], xy[..., 1]
-    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], -1)
+    out = np.empty(xy.shape[:-1] + (6,), xy.dtype)
+    out[..., 0] = 1.0
+    out[..., 1] = x
+    out[..., 2] = y
+    out[..., 3] = x * x
+    out[..., 4] = x * y
+    out[..., 5] = y * y
+    return out
 
 
 def fit_warp(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -208,29 +282,43 @@ class Photo:
         radius)``), minus others, computed in their bounding window only.
         Returns ``(window, mask)`` for ``self.rgb[window][mask]``."""
         S_ = self.size
-        ext = [np.asarray(q, np.float64).reshape(-1, 2) for q in polys]
-        ext += [np.asarray(c, np.float64)[None] + np.array([[-r, -r], [r, r]]) for c, r in discs]
+        polys = [np.asarray(q, np.float64).reshape(-1, 2) for q in polys]
+        discs = [(np.asarray(c, np.float64), r) for c, r in discs]
+        ext = polys + [c[None] + np.array([[-r, -r], [r, r]]) for c, r in discs]
         px = to_px(np.concatenate(ext), S_)
-        x0, y0 = np.maximum(np.floor(px.min(0)).astype(int) - 1, 0)
-        x1, y1 = np.minimum(np.ceil(px.max(0)).astype(int) + 2, S_)
+        # the window: integer bounds, clipped to the crop (plain ints: NumPy's
+        # maximum / minimum on two numbers cost more than the masks below)
+        lo, hi = np.floor(px.min(0)).astype(int), np.ceil(px.max(0)).astype(int)
+        x0, y0 = max(int(lo[0]) - 1, 0), max(int(lo[1]) - 1, 0)
+        x1, y1 = min(int(hi[0]) + 2, S_), min(int(hi[1]) + 2, S_)
         if x1 <= x0 or y1 <= y0:
             return (slice(0, 0), slice(0, 0)), np.zeros((0, 0), bool)
         m = np.zeros((y1 - y0, x1 - x0), np.uint8)
         off = np.array([x0, y0], np.float64)
 
-        def fix(q):
-            return np.round((to_px(q, S_) - off) * 16).astype(np.int32)
+        def fix_px(q_px):  # window pixels in OpenCV's 4-bit fixed point (np.rint is np.round's decimals=0 path)
+            return np.rint((q_px - off) * 16).astype(np.int32)
 
-        if polys:
-            cv2.fillPoly(m, [fix(q) for q in polys], 1, lineType=cv2.LINE_8, shift=4)
+        def fix(q):
+            return fix_px(to_px(q, S_))
+
+        def centre(c):  # the same for one point, in Python floats (same operations, same rounding)
+            return (round((((c[0] + 1.0) * 0.5 * S_ - 0.5) - x0) * 16),
+                    round((((c[1] + 1.0) * 0.5 * S_ - 0.5) - y0) * 16))
+
+        if polys:  # their pixel coordinates are the first rows of px
+            parts, start = [], 0
+            for q in polys:
+                parts.append(fix_px(px[start:start + len(q)]))
+                start += len(q)
+            cv2.fillPoly(m, parts, 1, lineType=cv2.LINE_8, shift=4)
         for c, r in discs:
-            cc = fix(np.asarray(c, np.float64))
-            cv2.circle(m, (int(cc[0]), int(cc[1])), max(1, int(round(r * 0.5 * S_ * 16))), 1, -1, cv2.LINE_8, 4)
+            cv2.circle(m, centre(c), max(1, int(round(r * 0.5 * S_ * 16))), 1, -1, cv2.LINE_8, 4)
         if minus:
             cv2.fillPoly(m, [fix(q) for q in minus], 0, lineType=cv2.LINE_8, shift=4)
         for c, r in minus_discs:
-            cc = fix(np.asarray(c, np.float64))
-            cv2.circle(m, (int(cc[0]), int(cc[1])), max(1, int(round(r * 0.5 * S_ * 16))), 0, -1, cv2.LINE_8, 4)
+            cv2.circle(m, centre(np.asarray(c, np.float64)), max(1, int(round(r * 0.5 * S_ * 16))), 0, -1,
+                       cv2.LINE_8, 4)
         if within is not None:
             w = np.zeros_like(m)
             cv2.fillPoly(w, [fix(within)], 1, lineType=cv2.LINE_8, shift=4)
@@ -282,7 +370,7 @@ def make_photo(st, crop, hair_mask, valid) -> Photo:
         if hm.shape != (size, size):
             hm = cv2.resize(hm, (size, size), interpolation=cv2.INTER_LINEAR)
     c = ((np.arange(size) + 0.5) * 2.0 / size - 1.0).astype(np.float32)
-    return Photo(np.ascontiguousarray(rgb), luma_of(rgb).astype(np.float32), valid, hm, size,
+    return Photo(np.ascontiguousarray(rgb), luma_of(rgb).astype(np.float32, copy=False), valid, hm, size,
                   c[None, :], c[:, None])
 
 def gain(st, c):
@@ -323,4 +411,4 @@ def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.nda
     if len(px) < 20:
         return None
     d = np.linalg.norm(to_lab(px) - to_lab(np.asarray(skin_rgb, np.float64)), axis=1)
-    return np.median(px[d >= np.median(d)], 0).astype(np.float32)
+    return median(px[d >= median(d)], 0).astype(np.float32)

@@ -1,0 +1,106 @@
+"""The artist's speed-ups change no result: its percentile / median stand-ins
+give NumPy's values bit for bit, and per-face work is never reused across faces."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avatarizer.artist import stats
+
+
+def _same(got, want):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert np.array_equal(got, want, equal_nan=True), (got, want)
+
+
+def _samples(rng):
+    """Random arrays of the sizes and kinds the artist takes statistics of:
+    odd and even lengths, ties (quantised pixels), float32 and float64."""
+    for n in (1, 2, 3, 4, 5, 8, 9, 31, 35, 100, 257, 1000):
+        for dtype in (np.float32, np.float64):
+            yield rng.random(n).astype(dtype)
+            yield (rng.integers(0, 256, n) / 255.0).astype(dtype)  # ties
+            yield rng.normal(50, 20, (n, 3)).astype(dtype)
+            yield rng.random((5, n)).astype(dtype)  # the brows' profiles: percentiles along axis 1
+
+
+@pytest.mark.parametrize("q", [0, 10, 15, 20, 30, 35, 50, 60, 70, 75, 85, 90, 100, 33.3,
+                               [20, 80], [35.0, 90.0], [10, 75], (15, 85), [0, 50, 100]])
+def test_percentile_is_numpys(q):
+    rng = np.random.default_rng(0)
+    for x in _samples(rng):
+        _same(stats.percentile(x, q), np.percentile(x, q))
+        for ax in range(-x.ndim, x.ndim):
+            _same(stats.percentile(x, q, axis=ax), np.percentile(x, q, axis=ax))
+            _same(stats.percentile(x, q, axis=ax, keepdims=True), np.percentile(x, q, axis=ax, keepdims=True))
+
+
+def test_median_is_numpys():
+    rng = np.random.default_rng(1)
+    for x in _samples(rng):
+        _same(stats.median(x), np.median(x))
+        for ax in range(-x.ndim, x.ndim):
+            _same(stats.median(x, axis=ax), np.median(x, axis=ax))
+
+
+def test_edge_cases_follow_numpy():
+    x = np.array([0.3, np.nan, 0.1], np.float32)
+    with np.errstate(all="ignore"):
+        _same(stats.median(x), np.median(x))
+        _same(stats.percentile(x, 50), np.percentile(x, 50))
+    inf = np.array([0.3, np.inf, 0.1, -np.inf, 0.2], np.float32)
+    with np.errstate(all="ignore"):
+        for q in (0, 10, 50, 90, 100, [25, 75]):
+            _same(stats.percentile(inf, q), np.percentile(inf, q))
+        _same(stats.median(inf), np.median(inf))
+    one = np.float64(0.5)
+    _same(stats.median(one), np.median(one))
+    _same(stats.percentile(one, 30), np.percentile(one, 30))
+    ints = np.array([3, 1, 2, 8])
+    _same(stats.median(ints), np.median(ints))
+    _same(stats.percentile(ints, [20, 80]), np.percentile(ints, [20, 80]))
+    with pytest.raises(ValueError):
+        stats.percentile(np.ones(5), 101)
+    with pytest.raises(ValueError):
+        stats.percentile(np.ones(5), [-1, 50])
+
+
+@pytest.fixture(scope="module")
+def two_faces():
+    """The astronaut and her mirror image: two different faces, aligned."""
+    import skimage.data
+
+    from avatarizer.align import FaceAligner
+    from avatarizer.artist import crop_valid_mask
+
+    img = skimage.data.astronaut()
+    out = []
+    with FaceAligner() as al:
+        for im in (img, np.ascontiguousarray(img[:, ::-1])):  # the photo and its left-right mirror
+            f = al.align(im)
+            assert f is not None
+            out.append((f.canonical, f.crop(192), f.hair_mask(192), crop_valid_mask(f, 192), f.landmarks))
+    return out
+
+
+def test_nothing_carries_over_between_faces(two_faces):
+    """The tables made once at import (landmark index arrays, Bezier weights,
+    sample positions) hold no per-face state: one artist fitting A, B, A, B
+    gives each face the answer a fresh artist gives it, and A != B."""
+    from avatarizer.artist import AutoArtist
+
+    def fits(art, face):
+        c, crop, hair, valid, lm3 = face
+        return (art.fit_landmarks(c, crop, hair, valid=valid, landmarks3d=lm3),
+                art.fit_geometry_skin(c, crop, valid=valid, landmarks3d=lm3, glasses=True, cues={})[0])
+
+    fresh = [fits(AutoArtist(), f) for f in two_faces]
+    art = AutoArtist()
+    for _ in range(2):
+        for face, want in zip(two_faces, fresh):
+            got = fits(art, face)
+            assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    assert not np.array_equal(fresh[0][0], fresh[1][0])
+    assert not np.array_equal(fresh[0][1], fresh[1][1])
