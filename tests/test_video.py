@@ -759,13 +759,24 @@ def test_identity_worker_rests_for_its_duty_and_uses_one_blas_thread(astronaut):
 
 
 def test_categorical_modes_match_np_unique():
-    from avatarizer.video import _modes
+    """The tracker's running counts give, frame after frame, the most frequent
+    value of each categorical column of its window (the smallest on a tie), as
+    np.unique over the window does; rows repeat for a while, as between two
+    identity answers, and the window slides over changes."""
+    from avatarizer.video import _CAT_IDX
 
     rng = np.random.default_rng(2)
-    for n in (1, 2, 7, 45):
-        rows = np.round(rng.uniform(0, 4, (n, 5)) ** rng.uniform(0.5, 2, 5))  # ties included
+    tr = Tracker(TrackerOptions(categorical_window=7))
+    window = []
+    for i in range(300):
+        if i == 0 or rng.uniform() < 0.3:
+            row = np.round(rng.uniform(0, 4, len(_CAT_IDX)) ** rng.uniform(0.5, 2, len(_CAT_IDX)))  # ties
+        tr._count_categorical(row.tolist())
+        window = (window + [row])[-7:]
+        rows = np.stack(window)
         ref = []
         for j in range(rows.shape[1]):
             vals, counts = np.unique(rows[:, j], return_counts=True)
             ref.append(vals[np.argmax(counts)])
-        np.testing.assert_array_equal(_modes(rows), ref)
+        np.testing.assert_array_equal(tr._cat_mode, ref)
+        assert [sum(c.values()) for c in tr._cat_counts] == [len(window)] * len(_CAT_IDX)
