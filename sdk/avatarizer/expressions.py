@@ -172,10 +172,11 @@ assert SIGNALS[:11] == ("eye_open_l", "eye_open_r", "gaze_x", "gaze_y", "brow_l"
 
 
 # ---------------------------------------------------------------- helpers on params
-def _mean(v: np.ndarray):
-    """``v.mean()`` of a 1-D array (same value and type) without ndarray.mean's
-    Python wrapper; these run several times per video frame."""
-    return v.dtype.type(np.add.reduce(v) / v.shape[0])
+def _mean(v: np.ndarray) -> float:
+    """``float(v.mean())`` of a 1-D float32 array (the float32 sum over the
+    length, rounded to float32, as ndarray.mean computes it) without
+    ndarray.mean's Python wrapper; these run several times per video frame."""
+    return float(np.float32(float(np.add.reduce(v)) / v.shape[0]))
 
 
 def _pts(p, feature):
@@ -192,7 +193,7 @@ def _mid_ys(feature: str) -> slice:
 def inner_lip_gap(params) -> float:
     """The avatar's mouth opening: mean gap between the inner lips' middle points."""
     p = np.asarray(params, np.float32)
-    return float(_mean(p[_LI_MID] - p[_UI_MID]))
+    return _mean(p[_LI_MID] - p[_UI_MID])
 
 
 def eye_opening(params, side: str) -> float:
@@ -230,19 +231,20 @@ _MOUTH = ("lip_upper_outer", "lip_lower_outer", "lip_inner_upper", "lip_inner_lo
 # Index tables, built once. A single feature's x or y coordinates are a strided
 # slice of the parameters (a view: no gather, no scatter); several features'
 # are index arrays.
-_LI_Y, _LO_Y, _UI_Y = _y_slice("lip_inner_lower"), _y_slice("lip_lower_outer"), _y_slice("lip_inner_upper")
 _UO_Y, _FACE_Y = _y_slice("lip_upper_outer"), _y_slice("face")
 _LI_MID, _UI_MID = _mid_ys("lip_inner_lower"), _mid_ys("lip_inner_upper")
 _JAW_Y = _ys("face", "beard", "neck_shadow")  # what drops with the jaw
 _UI_XY, _LI_XY = S.FEATURES["lip_inner_upper"].points, S.FEATURES["lip_inner_lower"].points
-_MOUTH_XY = _xys(*_MOUTH)  # interleaved (x, y) of the mouth's points: one gather, one scatter
-_N_MOUTH = len(_MOUTH_XY) // 2
+_MOUTH_Y = _ys(*_MOUTH)
+_MOUTH_X = _MOUTH_Y - 1
 _LOWER_Y = _ys("lip_inner_lower", "lip_lower_outer")
 _HI_LOWER = S.HI[_LOWER_Y]
 _TEETH = S.index("teeth.show")
 _N_LI, _N_LO, _N_UI = (S.FEATURES[f].npoints for f in ("lip_inner_lower", "lip_lower_outer", "lip_inner_upper"))
 _LI_BUMP, _LO_BUMP, _UI_BUMP = _bump(_N_LI), _bump(_N_LO), _bump(_N_UI)
 _LI_NORM = 1.1 * float(_LI_BUMP[1:-1].mean())
+_LIPS_Y = _ys("lip_inner_lower", "lip_lower_outer", "lip_inner_upper")  # what _open_by moves
+_LOWER_BUMP, _N_LOWER = np.concatenate([_LI_BUMP, _LO_BUMP]), _N_LI + _N_LO
 
 
 def close_mouth(params) -> np.ndarray:
@@ -254,7 +256,7 @@ def close_mouth(params) -> np.ndarray:
 
 def _close_mouth(p: np.ndarray) -> None:
     """:func:`close_mouth`, in place on a (629,) float32 array."""
-    gap = float(_mean(p[_LI_MID] - p[_UI_MID]))  # inner_lip_gap(p)
+    gap = _mean(p[_LI_MID] - p[_UI_MID])  # inner_lip_gap(p)
     if gap > 0:
         _open_by(p, -gap)
     mid = 0.5 * (p[_UI_XY] + p[_LI_XY])
@@ -269,11 +271,14 @@ def _open_by(p: np.ndarray, d: float) -> None:
     10/11 of it, the upper lip lifts by 1/11), and the jaw drops by
     ``JAW_FOLLOW * d``."""
     k = d / _LI_NORM  # the gap is measured over the middle points
-    p[_LI_Y] += k * _LI_BUMP
-    p[_LO_Y] += k * _LO_BUMP
-    p[_UI_Y] -= 0.1 * k * _UI_BUMP  # the upper lip lifts a little
+    # the lower lips drop by k times their bump, the upper inner lip lifts by a
+    # tenth of that (p - x is p + (-x), exactly): one gather, add, scatter
+    inc = np.empty(len(_LIPS_Y))
+    np.multiply(_LOWER_BUMP, k, out=inc[:_N_LOWER])
+    np.multiply(_UI_BUMP, -(0.1 * k), out=inc[_N_LOWER:])
+    p[_LIPS_Y] += inc
     # the jaw: outline, beard and their shadow below the mouth, weighted toward the chin
-    mouth_y = float(_mean(p[_UO_Y]))
+    mouth_y = _mean(p[_UO_Y])
     chin_y = float(np.maximum.reduce(p[_FACE_Y]))
     span = max(chin_y - mouth_y, 1e-3)
     q = p[_JAW_Y]
@@ -360,15 +365,28 @@ _INNER = slice(_OUTLINE.stop, len(_KIND))
 _INNER_EXTRA = _EXTRA[_INNER]
 
 
-def _depths(xy: np.ndarray) -> np.ndarray:
-    """:func:`_depth` for all points of :func:`_point_tables` at once."""
-    a, b, yc, d = _ELLIPSOID
-    z = np.zeros(len(xy))  # silhouettes: 0
-    xo = xy[_OUTLINE, 0] / a
-    z[_OUTLINE] = _OUTLINE_DEPTH * np.sqrt(np.maximum(1.0 - xo * xo, 0.0))
-    xi, yi = xy[_INNER, 0] / a, (xy[_INNER, 1] - yc) / b
-    z[_INNER] = d * np.sqrt(np.maximum(1.0 - xi * xi - yi * yi, 0.0)) + _INNER_EXTRA
+def _depths(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`_depth` for all points of :func:`_point_tables` at once (their x and
+    y as two contiguous float64 arrays: arithmetic on strided views costs more).
+    The outline and the inner points in one pass: the outline's y term is 0,
+    its scale :data:`_OUTLINE_DEPTH` and its extra depth 0 (``1 - x² - 0`` and
+    ``s + 0`` change nothing)."""
+    a, b, yc, _ = _ELLIPSOID
+    z = np.zeros(len(x))  # silhouettes: 0
+    xs = x[_SHAPED] / a
+    ys = (y[_SHAPED] - yc) / b
+    yy = ys * ys
+    yy[:_N_OUTLINE] = 0.0
+    r = 1.0 - xs * xs - yy
+    np.maximum(r, 0.0, out=r)
+    z[_SHAPED] = _DEPTH_SCALE * np.sqrt(r) + _SHAPED_EXTRA
     return z
+
+
+_SHAPED = slice(_OUTLINE.start, _INNER.stop)  # the outline, then the inner points
+_N_OUTLINE = _OUTLINE.stop - _OUTLINE.start
+_DEPTH_SCALE = np.r_[np.full(_N_OUTLINE, _OUTLINE_DEPTH), np.full(_INNER.stop - _INNER.start, _ELLIPSOID[3])]
+_SHAPED_EXTRA = np.r_[np.zeros(_N_OUTLINE), _INNER_EXTRA]
 
 
 assert len(np.unique(_PXY)) == len(_PXY)  # every turned coordinate once: a gather and a scatter are inverse
@@ -376,6 +394,8 @@ assert len(np.unique(_PXY)) == len(_PXY)  # every turned coordinate once: a gath
 _ANCHOR_AT = np.searchsorted(_PXY, _ANCHOR_ENDS.ravel(), sorter=np.argsort(_PXY))
 _ANCHOR_AT = np.argsort(_PXY)[_ANCHOR_AT]
 assert (_PXY[_ANCHOR_AT] == _ANCHOR_ENDS.ravel()).all()
+# per anchor (x, y): where its first and its second end are in the gathered values
+_ANCHOR_A, _ANCHOR_B = _ANCHOR_AT.reshape(3, 2, 2)[:, 0].ravel(), _ANCHOR_AT.reshape(3, 2, 2)[:, 1].ravel()
 
 
 def pose_deform(params, yaw: float, pitch: float) -> np.ndarray:
@@ -399,11 +419,9 @@ def _gathered_anchors(g: np.ndarray) -> list:
     """The eye centres and the mouth centre (the middles of the upper lids' and
     of the outer upper lip's ends) of the parameters whose turned coordinates
     ``g`` (float32, in the order of ``_PXY``) holds, as three (x, y) floats:
-    the float32 sum of the two ends (a float sum rounded to float32 is the
-    float32 sum), halved."""
-    v = g[_ANCHOR_AT].tolist()
-    f32 = np.float32
-    return [(0.5 * float(f32(v[i] + v[i + 2])), 0.5 * float(f32(v[i + 1] + v[i + 3]))) for i in (0, 4, 8)]
+    the float32 sum of the two ends, halved."""
+    x0, y0, x1, y1, x2, y2 = (0.5 * (g[_ANCHOR_A] + g[_ANCHOR_B])).tolist()
+    return [(x0, y0), (x1, y1), (x2, y2)]
 
 
 def _turn(p: np.ndarray, yaw: float, pitch: float) -> None:
@@ -415,15 +433,15 @@ def _turn(p: np.ndarray, yaw: float, pitch: float) -> None:
     cy_, sy_, cp_, sp_ = math.cos(ty), math.sin(ty), math.cos(tp), math.sin(tp)
     g = p[_PXY]  # float32, every turned point's (x, y)
     before = _gathered_anchors(g)
-    xy = g.reshape(-1, 2).astype(np.float64)
-    z = _depths(xy)
-    x, y = xy[:, 0], xy[:, 1]
-    turned = np.empty_like(xy)
+    x, y = p[_PX].astype(np.float64), p[_PY].astype(np.float64)  # the same, contiguous
+    z = _depths(x, y)
+    turned = np.empty((len(x), 2))
     turned[:, 0] = x * cy_ + z * sy_          # yaw: about the vertical axis, nose toward +x
     z1 = z * cy_ - x * sy_
     turned[:, 1] = y * cp_ - z1 * sp_         # pitch: looking up moves the front up (y down)
     g = turned.astype(np.float32)             # what the parameters hold once turned
     m = _similarity(_gathered_anchors(g.ravel()), before)
+    # (a matrix product, as before: numpy's matmul rounds differently from x * a + y * b)
     xy = g.astype(np.float64) @ m[:, :2].T + m[:, 2]
     p[_PXY] = xy.ravel()
 
@@ -475,18 +493,16 @@ def _apply_mouth(p, sig, neu):
     gap = min(max(sig[6], 0.0), 0.35)                                  # mouth_open
     ratio = min(max(sig[7] / max(neu[7], 1e-6), 0.7), 1.35)            # mouth_width
     lift = min(max(sig[8] - neu[8], -0.05), 0.06)                      # smile
-    # width and smile, about the mouth centre (all the mouth's points: one gather, one scatter)
-    xy = p[_MOUTH_XY].reshape(_N_MOUTH, 2)
-    x0, x1 = xy[0, 0], xy[_N_UO - 1, 0]  # the outer upper lip's ends (float32)
+    # width and smile, about the mouth centre (x and y gathered apart: contiguous arithmetic)
+    x = p[_MOUTH_X]
+    x0, x1 = x[0], x[_N_UO - 1]  # the outer upper lip's ends (float32)
     cx = 0.5 * (x0 + x1)
     half = max(0.5 * abs(x1 - x0), 1e-3)
-    x = xy[:, 0]
     dx = x - cx
     rel = np.abs(dx / half)  # 0 .. 1 along the mouth (its clip at 0 does nothing)
     np.minimum(rel, 1, out=rel)
-    xy[:, 0] = cx + dx * ratio
-    xy[:, 1] -= lift * rel ** 2
-    p[_MOUTH_XY] = xy.ravel()
+    p[_MOUTH_X] = cx + dx * ratio
+    p[_MOUTH_Y] -= lift * rel ** 2
     if gap > 1e-4:
         _open_by(p, gap)
         _fit_mouth_in_range(p)
@@ -500,10 +516,9 @@ def _fit_mouth_in_range(p) -> None:
     over = max(0.0, float(np.maximum.reduce(p[_LOWER_Y] - _HI_LOWER)))
     if over <= 0:
         return
-    my = _MOUTH_XY[1::2]
-    room = float(np.min(p[my] - S.LO[my]))
+    room = float(np.min(p[_MOUTH_Y] - S.LO[_MOUTH_Y]))
     shift = min(over + 1e-4, max(room, 0.0))
-    p[my] -= shift
+    p[_MOUTH_Y] -= shift
 
 
 _IRIS_C = {sd: S.index(f"iris_{sd}.cx") for sd in "lr"}  # cx, and cy right after it
@@ -514,9 +529,11 @@ def _pair(feature: str) -> np.ndarray:
     return np.stack([_xys(feature.format(sd)).reshape(-1, 2) for sd in "lr"])
 
 
-_LIDS = np.stack([_pair("eye_{}_upper"), _pair("eye_{}_lower")], 1)  # (side, upper/lower, point, xy)
+_LIDS_UP, _LIDS_LO = _pair("eye_{}_upper"), _pair("eye_{}_lower")  # (side, point, xy)
 _CREASES_Y = _pair("eye_{}_crease")[..., 1]
 _IRIS_XY = np.array([[_IRIS_C[sd], _IRIS_C[sd] + 1] for sd in "lr"])  # (side, xy)
+_EYE_EXTRA = np.concatenate([_CREASES_Y.ravel(), _IRIS_XY.ravel()])  # one gather, one scatter
+_N_CREASES = _CREASES_Y.size
 _BROWS_Y = (_y_slice("brow_l"), _y_slice("brow_r"))
 _F32_03 = np.float32(0.3)
 
@@ -526,8 +543,7 @@ def _apply_eyes_brows(p, sig, neu):
     creases and irises following, irises shifted by the gaze; then the brows
     (and creases) raised or lowered, by the brow signals times the distance
     between the shifted irises."""
-    lids = p[_LIDS]                                        # (2 sides, upper/lower, points, xy) float32
-    up, lo = lids[:, 0], lids[:, 1]
+    up, lo = p[_LIDS_UP], p[_LIDS_LO]                      # (2 sides, points, xy) float32, contiguous
     e = (up[:, -1] - up[:, 0]).astype(np.float64)
     eye_w = np.hypot(e[:, 0], e[:, 1])
     # eye_open_l / _r relative to neutral; below ~15% of it the lids meet
@@ -536,21 +552,19 @@ def _apply_eyes_brows(p, sig, neu):
     k = np.array(k, np.float32)[:, None, None]
     pivot = lo + _F32_03 * (up - lo)
     new_up = pivot + k * (up - pivot)
-    dy = np.add.reduce(new_up[:, 1:4, 1] - up[:, 1:4, 1], 1) / 3      # (2,) float32, the means
-    lids[:, 1] = pivot + k * (lo - pivot)
-    lids[:, 0] = new_up
-    p[_LIDS] = lids
+    dy = np.add.reduce((new_up - up)[:, 1:4, 1], 1) / 3      # (2,) float32, the means of the middle points
+    p[_LIDS_LO] = pivot + k * (lo - pivot)
+    p[_LIDS_UP] = new_up
     dy64 = dy.astype(np.float64)
-    creases = p[_CREASES_Y]
+    extra = p[_EYE_EXTRA]                                  # creases' y, then the irises' (x, y)
+    creases, iris = extra[:_N_CREASES].reshape(2, -1), extra[_N_CREASES:].reshape(2, 2)  # views
     creases += (0.6 * dy64)[:, None]
     gx = min(max(sig[2] - neu[2], -0.3), 0.3)   # gaze_x
     gy = min(max(sig[3] - neu[3], -0.2), 0.2)   # gaze_y
-    iris = p[_IRIS_XY]
     # the iris sinks a little with a closing lid (it is clipped to the opening anyway)
     iris[:, 1] += 0.3 * dy64
     iris[:, 0] += gx * eye_w
     iris[:, 1] += gy * eye_w
-    p[_IRIS_XY] = iris
     # brows
     (lx, ly), (rx, ry) = iris.tolist()
     eye_dist = math.hypot(float(np.float32(rx) - np.float32(lx)), float(np.float32(ry) - np.float32(ly))) or 0.5
@@ -558,4 +572,4 @@ def _apply_eyes_brows(p, sig, neu):
         d = min(max(sig[4 + j] - neu[4 + j], -0.12), 0.15) * eye_dist   # brow_l / _r
         p[brow] -= d
         creases[j] -= 0.25 * d
-    p[_CREASES_Y] = creases
+    p[_EYE_EXTRA] = extra

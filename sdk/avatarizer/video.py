@@ -229,7 +229,7 @@ class Tracker:
             # X.apply without its checks and conversions (the identity is a valid float64 vector)
             p = self.identity.astype(np.float32)
             X._apply_into(p, sig.tolist(), self.neutral.tolist(), o.expressions, o.pose, X.MAX_POSE)
-            params = S.clip(p)
+            params = S._clip_into(p)
         else:
             params = S.clip(self.identity)
         out = TrackedFrame(params=params, transform=tf, signals=sig, raw_signals=raw_sig, stale=False,
