@@ -91,10 +91,11 @@ def measure(canonical, yaw: float = 0.0, pitch: float = 0.0) -> np.ndarray:
     Returns:
         float64 array of ``len(SIGNALS)`` values.
     """
-    lm = np.asarray(canonical, np.float64)
+    lm = np.asarray(canonical)
     if lm.ndim != 2 or lm.shape[0] < 478 or lm.shape[1] < 2:
         raise ValueError(f"canonical landmarks must have shape (478, 2), got {lm.shape}")
-    pts = lm[_MEASURED, :2]  # only the landmarks the signals read (index tables below)
+    # only the landmarks the signals read (index tables below), then as float64
+    pts = lm[_MEASURED, :2].astype(np.float64)
     if not np.isfinite(pts).all():
         raise ValueError("canonical landmarks contain NaN or infinity")
     # every linear quantity at once (one product with a precomputed matrix), then scalars

@@ -262,7 +262,7 @@ class Tracker:
                 self.neutral = np.median(np.stack(self._buf_signals), axis=0)
             self.warm = True
             return
-        self._count_categorical(np.round(raw[_CAT_IDX]).tolist())
+        self._count_categorical(raw[_CAT_IDX].round().tolist())
         frontal = abs(raw_sig[_YAW]) <= o.max_identity_pose and abs(raw_sig[_PITCH]) <= o.max_identity_pose
         if not self.warm:
             if frontal or not any(self._buf_frontal):
