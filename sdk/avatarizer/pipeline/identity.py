@@ -38,6 +38,8 @@ the worker.
 from __future__ import annotations
 
 import copy
+import os
+import sys
 import threading
 import time
 
@@ -48,6 +50,28 @@ from .state import Face, FrameState
 
 _blas = None
 _blas_lock = threading.Lock()
+
+#: How much lower than the rest of the process the identity worker thread runs
+#: (Linux nice levels, capped at 19; what it creates, such as its MediaPipe
+#: segmentation graph's threads, inherits it). On a small CPU the frames' thread
+#: and MediaPipe's then get the cores first, and a frame that overlaps the
+#: worker is barely slower (issue #16).
+WORKER_NICENESS = 10
+
+
+def lower_thread_priority(by: int) -> bool:
+    """Lowers the calling thread's scheduling priority by ``by`` nice levels
+    (capped at 19), on Linux only, where a thread has its own nice value
+    (``setpriority`` on its thread id). Returns whether it did; elsewhere, or
+    when the system refuses, it does nothing."""
+    if not sys.platform.startswith("linux"):  # elsewhere PRIO_PROCESS with a thread id names a process
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + int(by)))
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def one_blas_thread():
@@ -162,6 +186,7 @@ class IdentityStage(Stage):
             self._cond.notify_all()
 
     def _work(self) -> None:
+        lower_thread_priority(WORKER_NICENESS)
         while True:
             with self._cond:
                 while self._job is None and not self._closed:
