@@ -746,7 +746,7 @@ def anchor_points(landmarks: np.ndarray) -> np.ndarray:
 
 
 #: the landmarks the anchors are the midpoints of: eye a, eye b, mouth (two each)
-_ANCHOR_LANDMARKS = [*EYE_CORNERS[0], *EYE_CORNERS[1], *MOUTH_CORNERS]
+_ANCHOR_LANDMARKS = np.array([*EYE_CORNERS[0], *EYE_CORNERS[1], *MOUTH_CORNERS])
 
 
 def _anchor_rows(landmarks: np.ndarray, columns: int) -> list:
@@ -789,6 +789,7 @@ def _build_face(
 
 
 _CANONICAL_TARGET_ROWS = np.asarray(CANONICAL_TARGETS, np.float64).tolist()
+_CHIN_FOREHEAD = np.array([_CHIN, _FOREHEAD])
 
 
 def _yaw_pitch(landmarks: np.ndarray) -> tuple[float, float]:
@@ -799,7 +800,7 @@ def _yaw_pitch(landmarks: np.ndarray) -> tuple[float, float]:
 
     # Face vertical axis: forehead → chin, made orthogonal to the eye line
     # in the image plane so that roll does not leak into pitch.
-    (cx, cy, cz), (fx, fy, fz) = np.asarray(landmarks)[[_CHIN, _FOREHEAD]].astype(np.float64).tolist()
+    (cx, cy, cz), (fx, fy, fz) = np.asarray(landmarks)[_CHIN_FOREHEAD].astype(np.float64).tolist()
     dx, dy, dz = cx - fx, cy - fy, cz - fz
     n = max(math.sqrt(ax * ax + ay * ay), 1e-9)  # what np.linalg.norm gives for two values
     ux, uy = ax / n, ay / n
