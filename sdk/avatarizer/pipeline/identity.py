@@ -18,6 +18,10 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   and shares the cores; on a 2-core machine with the default 200 ms and a
   stream faster than real time (``bench``) it was busy on about 40% of the
   frames, and those made the slow tail (issue #16).
+* on Linux the worker thread runs :data:`WORKER_NICENESS` nice levels below
+  the rest of the process (:func:`lower_thread_priority`), so when it and a
+  frame both want a core the frame gets it; what the worker creates (its
+  MediaPipe segmentation graph's threads) inherits that.
 
 The networks run with numpy's BLAS limited to one thread (threadpoolctl,
 :func:`one_blas_thread`): the artist's image resizes are matrix products
