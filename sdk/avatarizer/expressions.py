@@ -397,6 +397,7 @@ _ANCHOR_AT = np.argsort(_PXY)[_ANCHOR_AT]
 assert (_PXY[_ANCHOR_AT] == _ANCHOR_ENDS.ravel()).all()
 # per anchor (x, y): where its first and its second end are in the gathered values
 _ANCHOR_A, _ANCHOR_B = _ANCHOR_AT.reshape(3, 2, 2)[:, 0].ravel(), _ANCHOR_AT.reshape(3, 2, 2)[:, 1].ravel()
+_ANCHOR_ENDS_A, _ANCHOR_ENDS_B = _PXY[_ANCHOR_A], _PXY[_ANCHOR_B]  # the same, as parameter indices
 
 
 def pose_deform(params, yaw: float, pitch: float) -> np.ndarray:
@@ -416,12 +417,13 @@ def pose_deform(params, yaw: float, pitch: float) -> np.ndarray:
     return p
 
 
-def _gathered_anchors(g: np.ndarray) -> list:
+def _gathered_anchors(g: np.ndarray, a: np.ndarray, b: np.ndarray) -> list:
     """The eye centres and the mouth centre (the middles of the upper lids' and
-    of the outer upper lip's ends) of the parameters whose turned coordinates
-    ``g`` (float32, in the order of ``_PXY``) holds, as three (x, y) floats:
-    the float32 sum of the two ends, halved."""
-    x0, y0, x1, y1, x2, y2 = (0.5 * (g[_ANCHOR_A] + g[_ANCHOR_B])).tolist()
+    of the outer upper lip's ends) as three (x, y) floats: the float32 sum of
+    the two ends, ``g[a]`` and ``g[b]``, halved (``g``: the parameters with
+    ``_ANCHOR_ENDS_A/B``, or the turned coordinates in the order of ``_PXY``
+    with ``_ANCHOR_A/B``)."""
+    x0, y0, x1, y1, x2, y2 = (0.5 * (g[a] + g[b])).tolist()
     return [(x0, y0), (x1, y1), (x2, y2)]
 
 
@@ -432,8 +434,7 @@ def _turn(p: np.ndarray, yaw: float, pitch: float) -> None:
         return
     ty, tp = math.radians(yaw), math.radians(pitch)
     cy_, sy_, cp_, sp_ = math.cos(ty), math.sin(ty), math.cos(tp), math.sin(tp)
-    g = p[_PXY]  # float32, every turned point's (x, y)
-    before = _gathered_anchors(g)
+    before = _gathered_anchors(p, _ANCHOR_ENDS_A, _ANCHOR_ENDS_B)
     x, y = p[_PX].astype(np.float64), p[_PY].astype(np.float64)  # the same, contiguous
     z = _depths(x, y)
     turned = np.empty((len(x), 2))
@@ -441,7 +442,7 @@ def _turn(p: np.ndarray, yaw: float, pitch: float) -> None:
     z1 = z * cy_ - x * sy_
     turned[:, 1] = y * cp_ - z1 * sp_         # pitch: looking up moves the front up (y down)
     g = turned.astype(np.float32)             # what the parameters hold once turned
-    m = _similarity(_gathered_anchors(g.ravel()), before)
+    m = _similarity(_gathered_anchors(g.ravel(), _ANCHOR_A, _ANCHOR_B), before)
     # (a matrix product, as before: numpy's matmul rounds differently from x * a + y * b)
     xy = g.astype(np.float64) @ m[:, :2].T + m[:, 2]
     p[_PXY] = xy.ravel()
