@@ -428,14 +428,16 @@ def _gathered_anchors(g: np.ndarray, a: np.ndarray, b: np.ndarray) -> list:
 
 
 def _turn(p: np.ndarray, yaw: float, pitch: float) -> None:
-    """:func:`pose_deform`, in place on a (629,) float32 array: one gather of the
-    turned points, one scatter (the anchors are read from the gathered values)."""
+    """:func:`pose_deform`, in place on a (629,) float32 array: the turned
+    points' x and y gathered apart (contiguous arithmetic), one scatter; the
+    anchors read from the parameters before the turn and from the turned
+    values after it (no scatter and gather in between)."""
     if abs(yaw) < 1e-3 and abs(pitch) < 1e-3:
         return
     ty, tp = math.radians(yaw), math.radians(pitch)
     cy_, sy_, cp_, sp_ = math.cos(ty), math.sin(ty), math.cos(tp), math.sin(tp)
     before = _gathered_anchors(p, _ANCHOR_ENDS_A, _ANCHOR_ENDS_B)
-    x, y = p[_PX].astype(np.float64), p[_PY].astype(np.float64)  # the same, contiguous
+    x, y = p[_PX].astype(np.float64), p[_PY].astype(np.float64)
     z = _depths(x, y)
     turned = np.empty((len(x), 2))
     turned[:, 0] = x * cy_ + z * sy_          # yaw: about the vertical axis, nose toward +x
