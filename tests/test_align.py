@@ -703,3 +703,27 @@ def test_a_forked_child_gets_runtime_error_not_an_abort(astronaut):
     assert status == 0 and got == b"spawn;spawn;", (status, got)
     assert parent.align(astronaut) is not None
     parent.close()
+
+
+def test_three_point_similarity_is_the_numpy_umeyama():
+    """estimate_similarity's float path for three points (the alignment's
+    anchors, every frame) gives the same numbers, bit for bit, as the numpy
+    reductions of the general path; coincident points still raise."""
+    def numpy_fit(src, dst):  # the general path, as written for N points
+        sm, dm = np.add.reduce(src, 0) / len(src), np.add.reduce(dst, 0) / len(dst)
+        sc, dc = src - sm, dst - dm
+        var = float(np.add.reduce(sc * sc, None))
+        a = float(np.add.reduce(sc * dc, None)) / var
+        b = float(np.add.reduce(sc[:, 0] * dc[:, 1] - sc[:, 1] * dc[:, 0], None)) / var
+        lin = np.array([[a, -b], [b, a]])
+        return np.concatenate([lin, (dm - lin @ sm)[:, None]], axis=1)
+
+    rng = np.random.default_rng(7)
+    for i in range(2000):
+        src = rng.normal(size=(3, 2)) * rng.uniform(0.01, 500)
+        if i % 2:
+            src = src.astype(np.float32).astype(np.float64)  # landmarks come as float32
+        dst = src @ rng.normal(size=(2, 2)) + rng.normal(size=2) * 100
+        np.testing.assert_array_equal(estimate_similarity(src, dst), numpy_fit(src, dst))
+    with pytest.raises(ValueError, match="coincide"):
+        estimate_similarity(np.ones((3, 2)), np.zeros((3, 2)))

@@ -9,6 +9,8 @@ beside the checkout, the talking-face clips in ``../shared/data/video``
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from avatarizer.align import FaceAligner  # noqa: E402
 from avatarizer.api import Avatarizer  # noqa: E402
 from avatarizer.artist import AutoArtist  # noqa: E402
 from avatarizer.filters import OneEuroFilter, Smoothing  # noqa: E402
+from avatarizer.pipeline.identity import WORKER_NICENESS  # noqa: E402
 from avatarizer.video import Tracker, TrackerOptions  # noqa: E402
 from conftest import need_shared  # noqa: E402
 
@@ -736,9 +739,16 @@ def test_identity_worker_rests_for_its_duty_and_uses_one_blas_thread(astronaut):
                 av.from_frame(astronaut, timestamp_ms=t)
                 t += 33.3
             calls = _slow_face_networks(av, 0.3)
-            inside = []
+            inside, nice = [], []
             real = av._pipeline["face"].estimator.estimate
-            av._pipeline["face"].estimator.estimate = lambda f, s: (inside.append(blas_threads()), real(f, s))[1]
+
+            def estimate(f, s):
+                inside.append(blas_threads())
+                if threading.current_thread() is not threading.main_thread():
+                    nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+                return real(f, s)
+
+            av._pipeline["face"].estimator.estimate = estimate
             assert stage.wait_idle(30)
             n0 = len(calls)
             av.from_frame(astronaut, timestamp_ms=t)  # due: a job for the worker
@@ -751,6 +761,9 @@ def test_identity_worker_rests_for_its_duty_and_uses_one_blas_thread(astronaut):
             assert stage.wait_idle(30)
             assert (len(calls) == n0 + 1) == expect_rest, (duty, len(calls) - n0)
             assert inside and all(n == [1] * len(before) for n in inside), inside
+            if sys.platform.startswith("linux"):  # the worker thread runs below the frames' thread
+                mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+                assert nice and set(nice) == {min(19, mine + WORKER_NICENESS)}, (mine, nice)
     assert blas_threads() == before
     with pytest.raises(ValueError, match="identity_duty"):
         TrackerOptions(identity_duty=0)
@@ -759,13 +772,83 @@ def test_identity_worker_rests_for_its_duty_and_uses_one_blas_thread(astronaut):
 
 
 def test_categorical_modes_match_np_unique():
-    from avatarizer.video import _modes
+    """The tracker's running counts give, frame after frame, the most frequent
+    value of each categorical column of its window (the smallest on a tie), as
+    np.unique over the window does; rows repeat for a while, as between two
+    identity answers, and the window slides over changes."""
+    from avatarizer.video import _CAT_IDX
 
     rng = np.random.default_rng(2)
-    for n in (1, 2, 7, 45):
-        rows = np.round(rng.uniform(0, 4, (n, 5)) ** rng.uniform(0.5, 2, 5))  # ties included
+    tr = Tracker(TrackerOptions(categorical_window=7))
+    window = []
+    for i in range(300):
+        if i == 0 or rng.uniform() < 0.3:
+            row = np.round(rng.uniform(0, 4, len(_CAT_IDX)) ** rng.uniform(0.5, 2, len(_CAT_IDX)))  # ties
+        tr._count_categorical(row.tolist())
+        window = (window + [row])[-7:]
+        rows = np.stack(window)
         ref = []
         for j in range(rows.shape[1]):
             vals, counts = np.unique(rows[:, j], return_counts=True)
             ref.append(vals[np.argmax(counts)])
-        np.testing.assert_array_equal(_modes(rows), ref)
+        np.testing.assert_array_equal(tr._cat_mode, ref)
+        assert [sum(c.values()) for c in tr._cat_counts] == [len(window)] * len(_CAT_IDX)
+
+
+def test_lower_thread_priority_is_per_thread():
+    """lower_thread_priority lowers the calling thread's nice value only (capped
+    at 19), on Linux; elsewhere it does nothing and says so."""
+    from avatarizer.pipeline.identity import lower_thread_priority
+
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = {}
+
+    def work():
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        seen["done"] = lower_thread_priority(3)
+        seen["delta"] = os.getpriority(os.PRIO_PROCESS, tid) - before
+        seen["capped"] = (lower_thread_priority(100), os.getpriority(os.PRIO_PROCESS, tid))
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
+    if sys.platform.startswith("linux"):
+        assert seen["done"] and seen["delta"] == min(3, 19 - main_before)
+        assert seen["capped"] == (True, 19)
+    else:
+        assert not seen["done"] and seen["delta"] == 0
+
+
+def test_lower_thread_priority_only_on_linux(monkeypatch):
+    from avatarizer.pipeline import identity
+
+    monkeypatch.setattr(identity.sys, "platform", "darwin")
+    called = []
+    monkeypatch.setattr(identity.os, "setpriority", lambda *a: called.append(a))
+    assert identity.lower_thread_priority(5) is False and not called
+
+
+def test_tracker_output_is_apply_of_its_identity(face):
+    """The tracker's own path (expressions._apply_into on a float32 copy, the
+    in-place clip) gives exactly what the public apply() gives for its identity,
+    filtered signals and neutral signals, warm or not, turned or not."""
+    f, ident = face
+    rng = np.random.default_rng(4)
+    tr = Tracker(TrackerOptions(identity_frames=3))
+    for i in range(12):
+        c = _moved(f.canonical, _LOWER_LIP, dy=float(rng.uniform(0, 0.04)))
+        raw = ident + rng.normal(0, 0.002, ident.shape).astype(np.float32)
+        out = tr.update(raw, c, f.transform, i * 33.3, yaw=float(rng.uniform(-20, 20)),
+                        pitch=float(rng.uniform(-15, 15)))
+        np.testing.assert_array_equal(out.params, X.apply(tr.identity, out.signals, tr.neutral))
+    assert tr.warm
+
+
+def test_mean_is_ndarray_mean():
+    rng = np.random.default_rng(5)
+    for n in (3, 5, 7, 14):
+        for _ in range(200):
+            v = rng.uniform(-1, 1, n).astype(np.float32)
+            assert X._mean(v) == float(v.mean())

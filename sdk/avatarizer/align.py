@@ -536,9 +536,12 @@ class FaceAligner:
                 pending.cancel()  # not started yet: never runs; running: its mask is dropped
             return []
         context = _FrameContext(image, self, pending)
-        shift = np.array([pad, pad, 0], np.float32)
-        faces = [_build_face(_landmark_array(item, width + 2 * pad, height + 2 * pad) - shift, (height, width),
-                             context) for item in found]
+        faces = []
+        for item in found:
+            landmarks = _landmark_array(item, width + 2 * pad, height + 2 * pad)
+            if pad:  # back to the photo's own pixels
+                landmarks -= np.array([pad, pad, 0], np.float32)
+            faces.append(_build_face(landmarks, (height, width), context))
         faces.sort(key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
         return faces
 
@@ -739,8 +742,13 @@ def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"src and dst must both have shape (N, 2) with N >= 2, got {src.shape} and {dst.shape}."
         )
+    if src.shape[0] == 3:  # the alignment's anchors, on every frame: in floats
+        m = _similarity3(src.tolist(), dst.tolist())
+        if m is None:
+            raise ValueError("Cannot fit a similarity transform: all source points coincide.")
+        return m
     # ufunc reductions: what .mean() and .sum() compute, without their Python
-    # wrappers (this runs on every frame, for 3 anchors)
+    # wrappers
     n = src.shape[0]
     src_mean = _sum(src, 0) / n
     dst_mean = _sum(dst, 0) / n
@@ -757,6 +765,32 @@ def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     linear = np.array([[a, -b], [b, a]])
     translation = dst_mean - linear @ src_mean
     return np.concatenate([linear, translation[:, None]], axis=1)
+
+
+def _similarity3(src, dst) -> np.ndarray | None:
+    """:func:`estimate_similarity` for three points (sequences of three (x, y)
+    floats), in plain float arithmetic: the same numbers as numpy's reductions
+    give (numpy sums fewer than 8 values left to right), and numpy's
+    ``dst_mean - linear @ src_mean`` for the translation. ``None`` when the
+    source points coincide. :mod:`avatarizer.expressions` fits its avatar's
+    anchors with it too."""
+    (s0x, s0y), (s1x, s1y), (s2x, s2y) = src
+    (d0x, d0y), (d1x, d1y), (d2x, d2y) = dst
+    msx, msy = (s0x + s1x + s2x) / 3, (s0y + s1y + s2y) / 3
+    mdx, mdy = (d0x + d1x + d2x) / 3, (d0y + d1y + d2y) / 3
+    a0x, a0y, a1x, a1y, a2x, a2y = s0x - msx, s0y - msy, s1x - msx, s1y - msy, s2x - msx, s2y - msy
+    b0x, b0y, b1x, b1y, b2x, b2y = d0x - mdx, d0y - mdy, d1x - mdx, d1y - mdy, d2x - mdx, d2y - mdy
+    var = a0x * a0x + a0y * a0y + a1x * a1x + a1y * a1y + a2x * a2x + a2y * a2y
+    if not var > 0.0:
+        return None
+    # Umeyama's solution in its closed 2-D form (the SVD of a 2×2 covariance,
+    # reflection excluded): s·cos θ and s·sin θ are the centred dot and cross
+    # sums over the source variance.
+    a = (a0x * b0x + a0y * b0y + a1x * b1x + a1y * b1y + a2x * b2x + a2y * b2y) / var
+    b = ((a0x * b0y - a0y * b0x) + (a1x * b1y - a1y * b1x) + (a2x * b2y - a2y * b2x)) / var
+    t = np.array([mdx, mdy]) - np.array([[a, -b], [b, a]]) @ np.array([msx, msy])
+    tx, ty = t.tolist()
+    return np.array([[a, -b, tx], [b, a, ty]])
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
@@ -786,59 +820,72 @@ def anchor_points(landmarks: np.ndarray) -> np.ndarray:
     for upside-down faces, so the fit never needs a reflection. Mirrored
     and rotated inputs are therefore handled alike.
     """
-    return _anchors(np.asarray(landmarks, dtype=np.float64)[:, :2])
+    return np.array(_anchor_rows(landmarks, 2))
 
 
-def _anchors(points: np.ndarray) -> np.ndarray:
-    """Anchors as in :func:`anchor_points`, keeping every coordinate column
-    of ``points`` (x, y decide the eye order)."""
-    (a0, a1), (b0, b1) = EYE_CORNERS
-    eye_a = (points[a0] + points[a1]) * 0.5
-    eye_b = (points[b0] + points[b1]) * 0.5
-    mouth = (points[MOUTH_CORNERS[0]] + points[MOUTH_CORNERS[1]]) * 0.5
+#: the landmarks the anchors are the midpoints of: eye a, eye b, mouth (two each)
+_ANCHOR_LANDMARKS = np.array([*EYE_CORNERS[0], *EYE_CORNERS[1], *MOUTH_CORNERS])
+
+
+def _anchor_rows(landmarks: np.ndarray, columns: int) -> list:
+    """Anchors as in :func:`anchor_points`, as three lists of ``columns`` floats
+    (x, y or x, y, z; x, y decide the eye order), from the six landmarks they
+    need (float64 arithmetic on floats, as numpy's)."""
+    (a0, a1, b0, b1, m0, m1) = np.asarray(landmarks)[_ANCHOR_LANDMARKS, :columns].astype(np.float64).tolist()
+    eye_a = [(u + v) * 0.5 for u, v in zip(a0, a1)]
+    eye_b = [(u + v) * 0.5 for u, v in zip(b0, b1)]
+    mouth = [(u + v) * 0.5 for u, v in zip(m0, m1)]
     # With y down, (right - left) × (mouth - left) > 0 for an upright face.
-    across = eye_b - eye_a
-    down = mouth - eye_a
+    across = (eye_b[0] - eye_a[0], eye_b[1] - eye_a[1])
+    down = (mouth[0] - eye_a[0], mouth[1] - eye_a[1])
     if across[0] * down[1] - across[1] * down[0] >= 0.0:
-        return np.stack([eye_a, eye_b, mouth])
-    return np.stack([eye_b, eye_a, mouth])
+        return [eye_a, eye_b, mouth]
+    return [eye_b, eye_a, mouth]
 
 
 def _build_face(
     landmarks: np.ndarray, frame_shape: tuple[int, int], context: _FrameContext | None
 ) -> AlignedFace:
-    inverse = estimate_similarity(anchor_points(landmarks), CANONICAL_TARGETS)
+    inverse = _similarity3(_anchor_rows(landmarks, 2), _CANONICAL_TARGET_ROWS)
+    if inverse is None:
+        raise ValueError("Cannot fit a similarity transform: all source points coincide.")
     transform = invert_affine(inverse)
     xy = landmarks[:, :2]
     canonical = (xy @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
-    x0, y0 = np.minimum.reduce(xy, 0)
-    x1, y1 = np.maximum.reduce(xy, 0)
+    x0, y0 = np.minimum.reduce(xy, 0).tolist()
+    x1, y1 = np.maximum.reduce(xy, 0).tolist()
     face = AlignedFace(
         landmarks=landmarks,
         canonical=canonical,
         transform=transform,
         inverse=inverse,
-        box=(float(x0), float(y0), float(x1), float(y1)),
+        box=(x0, y0, x1, y1),
         frame_shape=frame_shape,
     )
     face._context = context
     return face
 
 
+_CANONICAL_TARGET_ROWS = np.asarray(CANONICAL_TARGETS, np.float64).tolist()
+_CHIN_FOREHEAD = np.array([_CHIN, _FOREHEAD])
+
+
 def _yaw_pitch(landmarks: np.ndarray) -> tuple[float, float]:
     """Rough (yaw, pitch) in degrees from the 3-D landmarks; see AlignedFace."""
-    pts = np.asarray(landmarks, dtype=np.float64)
-    left, right, _ = _anchors(pts)
-    across = right - left  # image-left → image-right eye, 3-D
-    yaw = math.degrees(math.atan2(across[2], math.hypot(across[0], across[1])))
+    left, right, _ = _anchor_rows(landmarks, 3)
+    ax, ay, az = right[0] - left[0], right[1] - left[1], right[2] - left[2]  # image-left → right eye, 3-D
+    yaw = math.degrees(math.atan2(az, math.hypot(ax, ay)))
 
     # Face vertical axis: forehead → chin, made orthogonal to the eye line
     # in the image plane so that roll does not leak into pitch.
-    down = pts[_CHIN] - pts[_FOREHEAD]
-    unit_across = across[:2] / max(np.linalg.norm(across[:2]), 1e-9)
-    down_xy = down[:2] - (down[:2] @ unit_across) * unit_across
+    (cx, cy, cz), (fx, fy, fz) = np.asarray(landmarks)[_CHIN_FOREHEAD].astype(np.float64).tolist()
+    dx, dy, dz = cx - fx, cy - fy, cz - fz
+    n = max(math.sqrt(ax * ax + ay * ay), 1e-9)  # what np.linalg.norm gives for two values
+    ux, uy = ax / n, ay / n
+    along = dx * ux + dy * uy
+    ox, oy = dx - along * ux, dy - along * uy
     # Chin closer to the camera than the forehead (smaller z) ⇒ looking up.
-    pitch = math.degrees(math.atan2(-down[2], np.linalg.norm(down_xy))) - _PITCH_OFFSET_DEG
+    pitch = math.degrees(math.atan2(-dz, math.sqrt(ox * ox + oy * oy))) - _PITCH_OFFSET_DEG
     return yaw, pitch
 
 
@@ -848,9 +895,8 @@ def _yaw_pitch(landmarks: np.ndarray) -> tuple[float, float]:
 # 0x0A 0x0F (field 1, length 15) then 0x0D x(4) 0x15 y(4) 0x1D z(4).
 _RECORD = 17
 _RECORD_TAGS = {0: 0x0A, 1: 0x0F, 2: 0x0D, 7: 0x15, 12: 0x1D}
-_RECORD_FLOAT_BYTES = [3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15, 16]
-_TAG_COLUMNS = np.array(list(_RECORD_TAGS))
-_TAG_VALUES = np.array(list(_RECORD_TAGS.values()), np.uint8)
+# every record's byte at each tag column, as data[column::_RECORD] reads them
+_TAG_RUNS = [(column, bytes([tag]) * NUM_LANDMARKS) for column, tag in _RECORD_TAGS.items()]
 
 
 def _landmark_array(landmark_list: Any, width: int, height: int) -> np.ndarray:
@@ -858,32 +904,32 @@ def _landmark_array(landmark_list: Any, width: int, height: int) -> np.ndarray:
     (or its serialized bytes, as :func:`_face_landmarks` gives them).
 
     Decodes the serialised protobuf with numpy when it has the expected fixed
-    layout (478 records of exactly x, y, z: about 10× faster than iterating
-    the 478 Python objects) and falls back to plain iteration otherwise.
+    layout (478 records of exactly x, y, z, their tags checked with byte
+    slices): the floats are read through a strided view of the bytes (x at
+    byte 3 of each record, y 5 bytes later, z 5 more) and scaled in one
+    product, about 10× faster than iterating the 478 Python objects; it falls
+    back to plain iteration otherwise.
     """
     if isinstance(landmark_list, bytes):
         data, landmark_list = landmark_list, None
     else:
         data = landmark_list.SerializeToString()
-    xyz = None
-    if len(data) == NUM_LANDMARKS * _RECORD:  # then, with the tags checked, 478 landmarks
-        records = np.frombuffer(data, dtype=np.uint8).reshape(NUM_LANDMARKS, _RECORD)
-        if (records[:, _TAG_COLUMNS] == _TAG_VALUES).all():
-            floats = np.ascontiguousarray(records[:, _RECORD_FLOAT_BYTES])
-            xyz = floats.view("<f4").astype(np.float32, copy=False)
-    if xyz is None:
-        if landmark_list is None:
-            from mediapipe.framework.formats import landmark_pb2
+    scale = np.array([width, height, width], dtype=np.float32)
+    if len(data) == NUM_LANDMARKS * _RECORD and all(data[c::_RECORD] == run for c, run in _TAG_RUNS):
+        xyz = np.ndarray((NUM_LANDMARKS, 3), "<f4", data, 3, (_RECORD, 5))  # a read-only view
+        return (xyz * scale).astype(np.float32, copy=False)
+    if landmark_list is None:
+        from mediapipe.framework.formats import landmark_pb2
 
-            landmark_list = landmark_pb2.NormalizedLandmarkList.FromString(data)
-        count = len(landmark_list.landmark)
-        if count != NUM_LANDMARKS:
-            raise RuntimeError(
-                f"MediaPipe returned {count} landmarks per face, expected {NUM_LANDMARKS} "
-                "(refine_landmarks=True); is the installed mediapipe 0.10.21?"
-            )
-        xyz = np.array([(p.x, p.y, p.z) for p in landmark_list.landmark], dtype=np.float32)
-    xyz *= np.array([width, height, width], dtype=np.float32)
+        landmark_list = landmark_pb2.NormalizedLandmarkList.FromString(data)
+    count = len(landmark_list.landmark)
+    if count != NUM_LANDMARKS:
+        raise RuntimeError(
+            f"MediaPipe returned {count} landmarks per face, expected {NUM_LANDMARKS} "
+            "(refine_landmarks=True); is the installed mediapipe 0.10.21?"
+        )
+    xyz = np.array([(p.x, p.y, p.z) for p in landmark_list.landmark], dtype=np.float32)
+    xyz *= scale
     return xyz
 
 

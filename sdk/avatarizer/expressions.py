@@ -46,6 +46,7 @@ import numpy as np
 
 from . import landmarks as L
 from . import schema as S
+from .align import _similarity3
 
 __all__ = ["SIGNALS", "SPANS", "measure", "apply", "signal", "close_mouth", "pose_deform",
            "inner_lip_gap", "eye_opening"]
@@ -67,6 +68,8 @@ _LIP_PAIRS = L.INNER_LIP_PAIRS
 _MOUTH_CORNERS = L.MOUTH_CORNERS
 _LIP_MID = L.LIP_MIDDLES  # outer upper / lower lip centre
 
+#: Head yaw and pitch are applied up to this many degrees (either way).
+MAX_POSE = 45.0
 # Teeth show when the inner lip gap (canonical units) exceeds this.
 TEETH_GAP = 0.03
 # The jaw drops by this fraction of the lip gap.
@@ -88,10 +91,11 @@ def measure(canonical, yaw: float = 0.0, pitch: float = 0.0) -> np.ndarray:
     Returns:
         float64 array of ``len(SIGNALS)`` values.
     """
-    lm = np.asarray(canonical, np.float64)
+    lm = np.asarray(canonical)
     if lm.ndim != 2 or lm.shape[0] < 478 or lm.shape[1] < 2:
         raise ValueError(f"canonical landmarks must have shape (478, 2), got {lm.shape}")
-    pts = lm[_MEASURED, :2]  # only the landmarks the signals read (index tables below)
+    # only the landmarks the signals read (index tables below), then as float64
+    pts = lm[_MEASURED, :2].astype(np.float64)
     if not np.isfinite(pts).all():
         raise ValueError("canonical landmarks contain NaN or infinity")
     # every linear quantity at once (one product with a precomputed matrix), then scalars
@@ -169,10 +173,11 @@ assert SIGNALS[:11] == ("eye_open_l", "eye_open_r", "gaze_x", "gaze_y", "brow_l"
 
 
 # ---------------------------------------------------------------- helpers on params
-def _mean(v: np.ndarray):
-    """``v.mean()`` of a 1-D array (same value and type) without ndarray.mean's
-    Python wrapper; these run several times per video frame."""
-    return v.dtype.type(np.add.reduce(v) / v.shape[0])
+def _mean(v: np.ndarray) -> float:
+    """``float(v.mean())`` of a 1-D float32 array (the float32 sum over the
+    length, rounded to float32, as ndarray.mean computes it) without
+    ndarray.mean's Python wrapper; these run several times per video frame."""
+    return float(np.float32(float(np.add.reduce(v)) / v.shape[0]))
 
 
 def _pts(p, feature):
@@ -180,11 +185,16 @@ def _pts(p, feature):
     return p[f.points].reshape(f.npoints, 2)  # a view
 
 
+def _mid_ys(feature: str) -> slice:
+    """The y coordinates of points 1..3 of a feature's points (a strided slice of the parameters)."""
+    f = S.FEATURES[feature]
+    return slice(f.offset + 3, f.offset + 8, 2)
+
+
 def inner_lip_gap(params) -> float:
     """The avatar's mouth opening: mean gap between the inner lips' middle points."""
     p = np.asarray(params, np.float32)
-    up, lo = _pts(p, "lip_inner_upper"), _pts(p, "lip_inner_lower")
-    return float(_mean(lo[1:4, 1] - up[1:4, 1]))
+    return _mean(p[_LI_MID] - p[_UI_MID])
 
 
 def eye_opening(params, side: str) -> float:
@@ -202,6 +212,12 @@ def _bump(n: int) -> np.ndarray:
     return b
 
 
+def _y_slice(feature: str) -> slice:
+    """The y coordinates of a feature's points, as a strided slice (a view, no gather)."""
+    f = S.FEATURES[feature]
+    return slice(f.offset + 1, f.points.stop, 2)
+
+
 def _ys(*features: str) -> np.ndarray:
     """Parameter indices of the y coordinates of the points of ``features``, in order."""
     return np.concatenate([np.arange(S.FEATURES[f].offset + 1, S.FEATURES[f].points.stop, 2) for f in features])
@@ -213,28 +229,41 @@ def _xys(*features: str) -> np.ndarray:
 
 
 _MOUTH = ("lip_upper_outer", "lip_lower_outer", "lip_inner_upper", "lip_inner_lower")
-_LI_Y, _LO_Y, _UI_Y = _ys("lip_inner_lower"), _ys("lip_lower_outer"), _ys("lip_inner_upper")
-_UO_Y, _FACE_Y = _ys("lip_upper_outer"), _ys("face")
+# Index tables, built once. A single feature's x or y coordinates are a strided
+# slice of the parameters (a view: no gather, no scatter); several features'
+# are index arrays.
+_UO_Y, _FACE_Y = _y_slice("lip_upper_outer"), _y_slice("face")
+_LI_MID, _UI_MID = _mid_ys("lip_inner_lower"), _mid_ys("lip_inner_upper")
 _JAW_Y = _ys("face", "beard", "neck_shadow")  # what drops with the jaw
-_UI_XY, _LI_XY = _xys("lip_inner_upper"), _xys("lip_inner_lower")
-_MOUTH_X, _MOUTH_Y = _ys(*_MOUTH) - 1, _ys(*_MOUTH)
+_UI_XY, _LI_XY = S.FEATURES["lip_inner_upper"].points, S.FEATURES["lip_inner_lower"].points
+_MOUTH_Y = _ys(*_MOUTH)
+_MOUTH_X = _MOUTH_Y - 1
 _LOWER_Y = _ys("lip_inner_lower", "lip_lower_outer")
+_HI_LOWER = S.HI[_LOWER_Y]
 _TEETH = S.index("teeth.show")
-_LI_BUMP, _LO_BUMP, _UI_BUMP = _bump(len(_LI_Y)), _bump(len(_LO_Y)), _bump(len(_UI_Y))
+_N_LI, _N_LO, _N_UI = (S.FEATURES[f].npoints for f in ("lip_inner_lower", "lip_lower_outer", "lip_inner_upper"))
+_LI_BUMP, _LO_BUMP, _UI_BUMP = _bump(_N_LI), _bump(_N_LO), _bump(_N_UI)
 _LI_NORM = 1.1 * float(_LI_BUMP[1:-1].mean())
+_LIPS_Y = _ys("lip_inner_lower", "lip_lower_outer", "lip_inner_upper")  # what _open_by moves
+_LOWER_BUMP, _N_LOWER = np.concatenate([_LI_BUMP, _LO_BUMP]), _N_LI + _N_LO
 
 
 def close_mouth(params) -> np.ndarray:
     """The same avatar with its lips together (lower lip and jaw raised by the gap)."""
     p = np.array(params, np.float32, copy=True)
-    gap = inner_lip_gap(p)
+    _close_mouth(p)
+    return p
+
+
+def _close_mouth(p: np.ndarray) -> None:
+    """:func:`close_mouth`, in place on a (629,) float32 array."""
+    gap = _mean(p[_LI_MID] - p[_UI_MID])  # inner_lip_gap(p)
     if gap > 0:
         _open_by(p, -gap)
     mid = 0.5 * (p[_UI_XY] + p[_LI_XY])
     p[_UI_XY] = mid
     p[_LI_XY] = mid
     p[_TEETH] = 0.0
-    return p
 
 
 def _open_by(p: np.ndarray, d: float) -> None:
@@ -243,15 +272,20 @@ def _open_by(p: np.ndarray, d: float) -> None:
     10/11 of it, the upper lip lifts by 1/11), and the jaw drops by
     ``JAW_FOLLOW * d``."""
     k = d / _LI_NORM  # the gap is measured over the middle points
-    p[_LI_Y] += k * _LI_BUMP
-    p[_LO_Y] += k * _LO_BUMP
-    p[_UI_Y] -= 0.1 * k * _UI_BUMP  # the upper lip lifts a little
+    # the lower lips drop by k times their bump, the upper inner lip lifts by a
+    # tenth of that (p - x is p + (-x), exactly): one gather, add, scatter
+    inc = np.empty(len(_LIPS_Y))
+    np.multiply(_LOWER_BUMP, k, out=inc[:_N_LOWER])
+    np.multiply(_UI_BUMP, -(0.1 * k), out=inc[_N_LOWER:])
+    p[_LIPS_Y] += inc
     # the jaw: outline, beard and their shadow below the mouth, weighted toward the chin
-    mouth_y = float(_mean(p[_UO_Y]))
-    chin_y = float(p[_FACE_Y].max())
+    mouth_y = _mean(p[_UO_Y])
+    chin_y = float(np.maximum.reduce(p[_FACE_Y]))
     span = max(chin_y - mouth_y, 1e-3)
     q = p[_JAW_Y]
-    w = np.clip((q - mouth_y) / span, 0.0, 1.0)
+    w = (q - mouth_y) / span  # float32; clipped to [0, 1] in place (np.clip's wrapper costs more)
+    np.maximum(w, 0.0, out=w)
+    np.minimum(w, 1.0, out=w)
     p[_JAW_Y] = q + JAW_FOLLOW * d * w
 
 
@@ -297,25 +331,12 @@ _LIP_ENDS = np.array([S.FEATURES["lip_upper_outer"].points.start + j for j in (0
 _ANCHOR_ENDS = np.concatenate([_EYE_ENDS, _LIP_ENDS[None]])
 
 
-def _anchors(p) -> np.ndarray:
-    """The eye centres and the mouth centre of an avatar, (3, 2) float64."""
-    ends = p[_ANCHOR_ENDS].reshape(3, 2, 2)
-    return 0.5 * (ends[:, 0] + ends[:, 1]).astype(np.float64)
-
-
-def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity src → dst, (2, 3): Umeyama's, in its closed 2-D
-    form (``a = s cos θ``, ``b = s sin θ`` from the centred dot and cross sums;
-    no SVD, never a reflection)."""
-    ms, md = np.add.reduce(src, 0) / len(src), np.add.reduce(dst, 0) / len(dst)  # the means
-    sc, dc = src - ms, dst - md
-    var = float((sc ** 2).sum())
-    if var <= 0:
-        return np.array([[1.0, 0, 0], [0, 1.0, 0]])
-    a = float((sc * dc).sum()) / var
-    b = float((sc[:, 0] * dc[:, 1] - sc[:, 1] * dc[:, 0]).sum()) / var
-    r = np.array([[a, -b], [b, a]])
-    return np.concatenate([r, (md - r @ ms)[:, None]], axis=1)
+def _similarity(src, dst) -> np.ndarray:
+    """Least-squares similarity src → dst, (2, 3), for three points (sequences of
+    three (x, y) floats): the alignment's fit (Umeyama's, closed 2-D form, never
+    a reflection); the identity when the source points coincide."""
+    m = _similarity3(src, dst)
+    return np.array([[1.0, 0, 0], [0, 1.0, 0]]) if m is None else m
 
 
 def _point_tables():
@@ -333,25 +354,50 @@ def _point_tables():
         py.append(i + 1)
         kind.append(0 if name in _SILHOUETTE else 2)
         extra.append(_EXTRA_DEPTH.get(name, 0.0))
-    return np.array(px), np.array(py), np.array(kind), np.array(extra)
+    order = np.argsort(kind, kind="stable")  # silhouettes, then the outline, then the inner points
+    return np.array(px)[order], np.array(py)[order], np.array(kind)[order], np.array(extra)[order]
 
 
 _PX, _PY, _KIND, _EXTRA = _point_tables()
 _PXY = np.stack([_PX, _PY], 1).ravel()  # interleaved (x, y) of every turned point: one gather
-_OUTLINE, _INNER = np.flatnonzero(_KIND == 1), np.flatnonzero(_KIND == 2)
+# the points of each depth model are consecutive: slices, not index arrays
+_OUTLINE = slice(int(np.searchsorted(_KIND, 1)), int(np.searchsorted(_KIND, 2)))
+_INNER = slice(_OUTLINE.stop, len(_KIND))
 _INNER_EXTRA = _EXTRA[_INNER]
 
 
-def _depths(xy: np.ndarray) -> np.ndarray:
-    """:func:`_depth` for all points of :func:`_point_tables` at once."""
-    a, b, yc, d = _ELLIPSOID
-    z = np.zeros(len(xy))  # silhouettes: 0
-    x = xy[:, 0] / a
-    xo = x[_OUTLINE]
-    z[_OUTLINE] = _OUTLINE_DEPTH * np.sqrt(np.maximum(1.0 - xo * xo, 0.0))
-    xi, yi = x[_INNER], (xy[_INNER, 1] - yc) / b
-    z[_INNER] = d * np.sqrt(np.maximum(1.0 - xi * xi - yi * yi, 0.0)) + _INNER_EXTRA
+def _depths(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`_depth` for all points of :func:`_point_tables` at once (their x and
+    y as two contiguous float64 arrays: arithmetic on strided views costs more).
+    The outline and the inner points in one pass: the outline's y term is 0,
+    its scale :data:`_OUTLINE_DEPTH` and its extra depth 0 (``1 - x² - 0`` and
+    ``s + 0`` change nothing)."""
+    a, b, yc, _ = _ELLIPSOID
+    z = np.zeros(len(x))  # silhouettes: 0
+    xs = x[_SHAPED] / a
+    ys = (y[_SHAPED] - yc) / b
+    yy = ys * ys
+    yy[:_N_OUTLINE] = 0.0
+    r = 1.0 - xs * xs - yy
+    np.maximum(r, 0.0, out=r)
+    z[_SHAPED] = _DEPTH_SCALE * np.sqrt(r) + _SHAPED_EXTRA
     return z
+
+
+_SHAPED = slice(_OUTLINE.start, _INNER.stop)  # the outline, then the inner points
+_N_OUTLINE = _OUTLINE.stop - _OUTLINE.start
+_DEPTH_SCALE = np.r_[np.full(_N_OUTLINE, _OUTLINE_DEPTH), np.full(_INNER.stop - _INNER.start, _ELLIPSOID[3])]
+_SHAPED_EXTRA = np.r_[np.zeros(_N_OUTLINE), _INNER_EXTRA]
+
+
+assert len(np.unique(_PXY)) == len(_PXY)  # every turned coordinate once: a gather and a scatter are inverse
+# where the anchors' coordinates are in the gathered _PXY values (the turned points include them)
+_ANCHOR_AT = np.searchsorted(_PXY, _ANCHOR_ENDS.ravel(), sorter=np.argsort(_PXY))
+_ANCHOR_AT = np.argsort(_PXY)[_ANCHOR_AT]
+assert (_PXY[_ANCHOR_AT] == _ANCHOR_ENDS.ravel()).all()
+# per anchor (x, y): where its first and its second end are in the gathered values
+_ANCHOR_A, _ANCHOR_B = _ANCHOR_AT.reshape(3, 2, 2)[:, 0].ravel(), _ANCHOR_AT.reshape(3, 2, 2)[:, 1].ravel()
+_ANCHOR_ENDS_A, _ANCHOR_ENDS_B = _PXY[_ANCHOR_A], _PXY[_ANCHOR_B]  # the same, as parameter indices
 
 
 def pose_deform(params, yaw: float, pitch: float) -> np.ndarray:
@@ -367,30 +413,46 @@ def pose_deform(params, yaw: float, pitch: float) -> np.ndarray:
     moves most. The neck, its shadow and the clothes (the body) stay put.
     """
     p = np.array(params, np.float32, copy=True)
-    if abs(yaw) < 1e-3 and abs(pitch) < 1e-3:
-        return p
-    ty, tp = math.radians(float(yaw)), math.radians(float(pitch))
-    cy_, sy_, cp_, sp_ = math.cos(ty), math.sin(ty), math.cos(tp), math.sin(tp)
-    before = _anchors(p)
+    _turn(p, float(yaw), float(pitch))
+    return p
 
-    # every point of the face at once, as (x, y) rows of one gather (_PXY, built once below)
-    xy = p[_PXY].reshape(-1, 2).astype(np.float64)
-    z = _depths(xy)
-    x, y = xy[:, 0], xy[:, 1]
-    turned = np.empty_like(xy)
+
+def _gathered_anchors(g: np.ndarray, a: np.ndarray, b: np.ndarray) -> list:
+    """The eye centres and the mouth centre (the middles of the upper lids' and
+    of the outer upper lip's ends) as three (x, y) floats: the float32 sum of
+    the two ends, ``g[a]`` and ``g[b]``, halved (``g``: the parameters with
+    ``_ANCHOR_ENDS_A/B``, or the turned coordinates in the order of ``_PXY``
+    with ``_ANCHOR_A/B``)."""
+    x0, y0, x1, y1, x2, y2 = (0.5 * (g[a] + g[b])).tolist()
+    return [(x0, y0), (x1, y1), (x2, y2)]
+
+
+def _turn(p: np.ndarray, yaw: float, pitch: float) -> None:
+    """:func:`pose_deform`, in place on a (629,) float32 array: the turned
+    points' x and y gathered apart (contiguous arithmetic), one scatter; the
+    anchors read from the parameters before the turn and from the turned
+    values after it (no scatter and gather in between)."""
+    if abs(yaw) < 1e-3 and abs(pitch) < 1e-3:
+        return
+    ty, tp = math.radians(yaw), math.radians(pitch)
+    cy_, sy_, cp_, sp_ = math.cos(ty), math.sin(ty), math.cos(tp), math.sin(tp)
+    before = _gathered_anchors(p, _ANCHOR_ENDS_A, _ANCHOR_ENDS_B)
+    x, y = p[_PX].astype(np.float64), p[_PY].astype(np.float64)
+    z = _depths(x, y)
+    turned = np.empty((len(x), 2))
     turned[:, 0] = x * cy_ + z * sy_          # yaw: about the vertical axis, nose toward +x
     z1 = z * cy_ - x * sy_
     turned[:, 1] = y * cp_ - z1 * sp_         # pitch: looking up moves the front up (y down)
-    p[_PXY] = turned.ravel()
-    m = _similarity(_anchors(p), before)
-    xy = p[_PXY].reshape(-1, 2).astype(np.float64) @ m[:, :2].T + m[:, 2]
+    g = turned.astype(np.float32)             # what the parameters hold once turned
+    m = _similarity(_gathered_anchors(g.ravel(), _ANCHOR_A, _ANCHOR_B), before)
+    # (a matrix product, as before: numpy's matmul rounds differently from x * a + y * b)
+    xy = g.astype(np.float64) @ m[:, :2].T + m[:, 2]
     p[_PXY] = xy.ravel()
-    return p
 
 
 # ---------------------------------------------------------------- apply
 def apply(identity, signals, neutral=None, *, expressions: bool = True, pose: bool = True,
-          max_pose: float = 45.0) -> np.ndarray:
+          max_pose: float = MAX_POSE) -> np.ndarray:
     """The identity avatar with the measured expression and head pose.
 
     Args:
@@ -410,45 +472,52 @@ def apply(identity, signals, neutral=None, *, expressions: bool = True, pose: bo
     neu = sig if neutral is None else np.asarray(neutral, np.float64)
     if sig.shape != (len(SIGNALS),) or neu.shape != (len(SIGNALS),):
         raise ValueError(f"signals must have {len(SIGNALS)} values ({', '.join(SIGNALS)})")
-    p = S.as_params(identity).copy()
-    if expressions:
-        p = close_mouth(p)
-        _apply_mouth(p, sig, neu)
-        _apply_eyes(p, sig, neu)
-        _apply_brows(p, sig, neu)
-    if pose:
-        yaw = min(max(float(sig[9]) - float(neu[9]), -max_pose), max_pose)
-        pitch = min(max(float(sig[10]) - float(neu[10]), -max_pose), max_pose)
-        p = pose_deform(p, yaw, pitch)
+    p = S.as_params(identity)  # a new float32 array
+    _apply_into(p, sig.tolist(), neu.tolist(), expressions, pose, max_pose)
     return S.clip(p)
 
 
+def _apply_into(p: np.ndarray, sig: list, neu: list, expressions: bool, pose: bool, max_pose: float) -> None:
+    """:func:`apply` before the final clip, in place on a (629,) float32 array, with
+    the signals as lists of floats (the video tracker's path: no checks, no copies)."""
+    if expressions:
+        _close_mouth(p)
+        _apply_mouth(p, sig, neu)
+        _apply_eyes_brows(p, sig, neu)
+    if pose:
+        yaw = min(max(sig[9] - neu[9], -max_pose), max_pose)
+        pitch = min(max(sig[10] - neu[10], -max_pose), max_pose)
+        _turn(p, yaw, pitch)
+
+
+_N_UO = S.FEATURES["lip_upper_outer"].npoints
+
+
 def _apply_mouth(p, sig, neu):
-    gap = min(max(float(sig[6]), 0.0), 0.35)                                  # mouth_open
-    ratio = min(max(float(sig[7]) / max(float(neu[7]), 1e-6), 0.7), 1.35)    # mouth_width
-    lift = min(max(float(sig[8]) - float(neu[8]), -0.05), 0.06)              # smile
-    # width and smile, about the mouth centre
-    x0, x1 = p[_MOUTH_X[0]], p[_MOUTH_X[_N_UO - 1]]  # the outer upper lip's ends
+    gap = min(max(sig[6], 0.0), 0.35)                                  # mouth_open
+    ratio = min(max(sig[7] / max(neu[7], 1e-6), 0.7), 1.35)            # mouth_width
+    lift = min(max(sig[8] - neu[8], -0.05), 0.06)                      # smile
+    # width and smile, about the mouth centre (x and y gathered apart: contiguous arithmetic)
+    x = p[_MOUTH_X]
+    x0, x1 = x[0], x[_N_UO - 1]  # the outer upper lip's ends (float32)
     cx = 0.5 * (x0 + x1)
     half = max(0.5 * abs(x1 - x0), 1e-3)
-    x = p[_MOUTH_X]
-    rel = (x - cx) / half  # -1 .. 1 along the mouth
-    p[_MOUTH_X] = cx + (x - cx) * ratio
-    p[_MOUTH_Y] -= lift * np.clip(np.abs(rel), 0, 1) ** 2
+    dx = x - cx
+    rel = np.abs(dx / half)  # 0 .. 1 along the mouth (its clip at 0 does nothing)
+    np.minimum(rel, 1, out=rel)
+    p[_MOUTH_X] = cx + dx * ratio
+    p[_MOUTH_Y] -= lift * rel ** 2
     if gap > 1e-4:
         _open_by(p, gap)
         _fit_mouth_in_range(p)
     p[_TEETH] = 1.0 if gap > TEETH_GAP else 0.0
 
 
-_N_UO = S.FEATURES["lip_upper_outer"].npoints
-
-
 def _fit_mouth_in_range(p) -> None:
     """A wide-open mouth can push the lower lip below its schema range; then the
     whole mouth moves up by the overflow (as far as the upper lip's range
     allows), so that clipping does not eat the opening."""
-    over = max(0.0, float(np.max(p[_LOWER_Y] - S.HI[_LOWER_Y])))
+    over = max(0.0, float(np.maximum.reduce(p[_LOWER_Y] - _HI_LOWER)))
     if over <= 0:
         return
     room = float(np.min(p[_MOUTH_Y] - S.LO[_MOUTH_Y]))
@@ -464,40 +533,47 @@ def _pair(feature: str) -> np.ndarray:
     return np.stack([_xys(feature.format(sd)).reshape(-1, 2) for sd in "lr"])
 
 
-_LIDS_UP, _LIDS_LO = _pair("eye_{}_upper"), _pair("eye_{}_lower")
+_LIDS_UP, _LIDS_LO = _pair("eye_{}_upper"), _pair("eye_{}_lower")  # (side, point, xy)
 _CREASES_Y = _pair("eye_{}_crease")[..., 1]
-_IRIS_CY = np.array([_IRIS_C["l"] + 1, _IRIS_C["r"] + 1])
+_IRIS_XY = np.array([[_IRIS_C[sd], _IRIS_C[sd] + 1] for sd in "lr"])  # (side, xy)
+_EYE_EXTRA = np.concatenate([_CREASES_Y.ravel(), _IRIS_XY.ravel()])  # one gather, one scatter
+_N_CREASES = _CREASES_Y.size
+_BROWS_Y = (_y_slice("brow_l"), _y_slice("brow_r"))
+_F32_03 = np.float32(0.3)
 
 
-def _apply_eyes(p, sig, neu):
+def _apply_eyes_brows(p, sig, neu):
     """Both eyes at once: lids opened/closed about a pivot near the lower lid,
-    creases and irises following, irises shifted by the gaze."""
-    up, lo = p[_LIDS_UP], p[_LIDS_LO]                      # (2 sides, points, xy) float32
+    creases and irises following, irises shifted by the gaze; then the brows
+    (and creases) raised or lowered, by the brow signals times the distance
+    between the shifted irises."""
+    up, lo = p[_LIDS_UP], p[_LIDS_LO]                      # (2 sides, points, xy) float32, contiguous
     e = (up[:, -1] - up[:, 0]).astype(np.float64)
     eye_w = np.hypot(e[:, 0], e[:, 1])
     # eye_open_l / _r relative to neutral; below ~15% of it the lids meet
     # (MediaPipe rarely reads a full 0)
-    k = np.clip(np.asarray(sig[0:2], np.float64) / np.maximum(np.asarray(neu[0:2], np.float64), 1e-3), 0.0, 1.4)
-    k = np.clip((k - 0.15) / 0.85, 0.0, 1.4).astype(np.float32)[:, None, None]
-    pivot = lo + np.float32(0.3) * (up - lo)
+    k = [min(max((min(max(sig[i] / max(neu[i], 1e-3), 0.0), 1.4) - 0.15) / 0.85, 0.0), 1.4) for i in (0, 1)]
+    k = np.array(k, np.float32)[:, None, None]
+    pivot = lo + _F32_03 * (up - lo)
     new_up = pivot + k * (up - pivot)
-    dy = np.add.reduce(new_up[:, 1:4, 1] - up[:, 1:4, 1], 1) / 3      # (2,) float32, the means
+    dy = np.add.reduce((new_up - up)[:, 1:4, 1], 1) / 3      # (2,) float32, the means of the middle points
     p[_LIDS_LO] = pivot + k * (lo - pivot)
     p[_LIDS_UP] = new_up
     dy64 = dy.astype(np.float64)
-    p[_CREASES_Y] += (0.6 * dy64)[:, None]
-    gx = min(max(float(sig[2]) - float(neu[2]), -0.3), 0.3)   # gaze_x
-    gy = min(max(float(sig[3]) - float(neu[3]), -0.2), 0.2)   # gaze_y
+    extra = p[_EYE_EXTRA]                                  # creases' y, then the irises' (x, y)
+    creases, iris = extra[:_N_CREASES].reshape(2, -1), extra[_N_CREASES:].reshape(2, 2)  # views
+    creases += (0.6 * dy64)[:, None]
+    gx = min(max(sig[2] - neu[2], -0.3), 0.3)   # gaze_x
+    gy = min(max(sig[3] - neu[3], -0.2), 0.2)   # gaze_y
     # the iris sinks a little with a closing lid (it is clipped to the opening anyway)
-    p[_IRIS_CY] += 0.3 * dy64
-    p[_IRIS_CY - 1] += gx * eye_w
-    p[_IRIS_CY] += gy * eye_w
-
-
-def _apply_brows(p, sig, neu):
-    il, ir = _IRIS_C["l"], _IRIS_C["r"]
-    eye_dist = math.hypot(float(p[ir] - p[il]), float(p[ir + 1] - p[il + 1])) or 0.5
-    for j, sd in ((4, "l"), (5, "r")):
-        d = min(max(float(sig[j]) - float(neu[j]), -0.12), 0.15) * eye_dist   # brow_l / _r
-        _pts(p, f"brow_{sd}")[:, 1] -= d
-        _pts(p, f"eye_{sd}_crease")[:, 1] -= 0.25 * d
+    iris[:, 1] += 0.3 * dy64
+    iris[:, 0] += gx * eye_w
+    iris[:, 1] += gy * eye_w
+    # brows
+    (lx, ly), (rx, ry) = iris.tolist()
+    eye_dist = math.hypot(float(np.float32(rx) - np.float32(lx)), float(np.float32(ry) - np.float32(ly))) or 0.5
+    for j, brow in ((0, _BROWS_Y[0]), (1, _BROWS_Y[1])):
+        d = min(max(sig[4 + j] - neu[4 + j], -0.12), 0.15) * eye_dist   # brow_l / _r
+        p[brow] -= d
+        creases[j] -= 0.25 * d
+    p[_EYE_EXTRA] = extra

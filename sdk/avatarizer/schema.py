@@ -174,13 +174,19 @@ def clip(params) -> np.ndarray:
     arr = _real_array(params)  # a new float32 array (astype copies)
     if arr.ndim == 0 or arr.shape[-1] != PARAM_COUNT:
         raise SchemaError(f"expected {PARAM_COUNT} parameters in the last axis, got {arr.shape}")
+    return _clip_into(arr)
+
+
+def _clip_into(arr: np.ndarray) -> np.ndarray:
+    """:func:`clip` of a float32 array of shape (..., 629) that the caller owns:
+    in place where it can (a vector with NaN gets a new array), no checks."""
     finite = np.isfinite(arr)
     if not finite.all():
         arr = np.where(finite, arr, DEFAULT)
     # np.clip's result, in place with the ufuncs (np.clip's wrapper costs more than the work here)
     np.maximum(arr, LO, out=arr)
     np.minimum(arr, HI, out=arr)
-    arr[..., _CAT_IDX] = np.round(arr[..., _CAT_IDX])
+    arr[..., _CAT_IDX] = arr[..., _CAT_IDX].round()
     return arr
 
 

@@ -55,15 +55,7 @@ POSE_BETA_SCALE = 0.2
 
 _CATEGORICAL = np.array([k in ("categorical", "flag") for k in S.KINDS])
 _CAT_IDX = np.flatnonzero(_CATEGORICAL)
-
-
-def _modes(rows: np.ndarray) -> np.ndarray:
-    """The most frequent value of each column of ``rows`` (n, k), the smallest
-    of them on a tie (what ``np.unique(..., return_counts=True)`` and
-    ``argmax`` give), for all columns at once: each entry's count is the
-    number of equal entries in its column."""
-    counts = (rows[:, None, :] == rows[None, :, :]).sum(0)
-    return np.where(counts == counts.max(0), rows, np.inf).min(0)
+_YAW, _PITCH = X.SIGNALS.index("yaw"), X.SIGNALS.index("pitch")
 
 
 @dataclass(frozen=True)
@@ -140,9 +132,13 @@ class TrackedFrame:
 
 def decompose(transform) -> np.ndarray:
     """(2, 3) similarity → [log scale, angle (rad), tx, ty]."""
-    m = np.asarray(transform, np.float64)
-    a, b = m[0, 0], m[1, 0]
-    return np.array([math.log(max(math.hypot(a, b), 1e-9)), math.atan2(b, a), m[0, 2], m[1, 2]])
+    return np.array(_decompose(transform))
+
+
+def _decompose(transform) -> list:
+    """:func:`decompose` as a list of floats."""
+    (a, _, tx), (b, _, ty) = np.asarray(transform, np.float64).tolist()
+    return [math.log(max(math.hypot(a, b), 1e-9)), math.atan2(b, a), tx, ty]
 
 
 def compose(v) -> np.ndarray:
@@ -166,10 +162,11 @@ class Tracker:
         self.smoothing = smoothing
         n = len(X.SIGNALS)
         pose = [X.SIGNALS.index("yaw"), X.SIGNALS.index("pitch")]
-        cut, beta = np.ones(n), np.ones(n)
+        # one filter for the normalised signals and the 4 transform values (they
+        # are filtered at the same times and reset together): one call per frame
+        cut, beta = np.ones(n + 4), np.ones(n + 4)
         cut[pose], beta[pose] = POSE_CUTOFF_SCALE, POSE_BETA_SCALE
-        self._sig_filter = OneEuroFilter(n, smoothing, cut, beta) if smoothing else None
-        self._tf_filter = OneEuroFilter(4, smoothing) if smoothing else None
+        self._filter = OneEuroFilter(n + 4, smoothing, cut, beta) if smoothing else None
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -179,7 +176,10 @@ class Tracker:
         self._buf_signals: list[np.ndarray] = []
         self._buf_frontal: list[bool] = []
         self._cat_hist: deque = deque(maxlen=self.options.categorical_window)
-        self._cat_mode: np.ndarray | None = None  # the most frequent values of _cat_hist (None: recount)
+        # per categorical parameter, how often each value occurs in _cat_hist, and
+        # the most frequent (the smallest on a tie), kept up to date as rows come and go
+        self._cat_counts: list[dict] = [{} for _ in _CAT_IDX]
+        self._cat_mode = np.zeros(len(_CAT_IDX))
         self.identity: np.ndarray | None = None
         self.neutral: np.ndarray | None = None
         self.warm = False
@@ -190,9 +190,8 @@ class Tracker:
         self._reset_filters()
 
     def _reset_filters(self) -> None:
-        if self._sig_filter is not None:
-            self._sig_filter.reset()
-            self._tf_filter.reset()
+        if self._filter is not None:
+            self._filter.reset()
         self._prev_angle = None
 
     # ------------------------------------------------------------------ frames
@@ -207,23 +206,32 @@ class Tracker:
             timestamp_ms: the frame's time (increasing).
             yaw, pitch: head pose in degrees.
         """
-        raw = S.as_params(raw_params).astype(np.float64)
+        raw = np.asarray(raw_params)
+        raw = raw.astype(np.float64) if raw.dtype == np.float32 and raw.shape == (S.PARAM_COUNT,) else \
+            S.as_params(raw).astype(np.float64)  # (as_params checks and converts anything else)
         t = float(timestamp_ms) / 1000.0
         if self._last_seen_ms is not None and float(timestamp_ms) - self._last_seen_ms > self.options.grace_ms:
             self._reset_filters()  # the face is back after a gap: no glide
         raw_sig = X.measure(canonical, yaw, pitch)
         self._update_identity(raw, raw_sig)
-        # expression signals, normalised for the filter
-        if self._sig_filter is not None:
-            sig = self._sig_filter(raw_sig / X.SPANS, t) * X.SPANS
+        # expression signals, normalised, and the transform, filtered in one call
+        w = self._transform_values(transform)
+        if self._filter is not None:
+            n = len(X.SIGNALS)
+            f = self._filter(np.concatenate([raw_sig / X.SPANS, w]), t)
+            sig = f[:n] * X.SPANS
+            tf = self._compose_filtered(f[n:].tolist())
         else:
             sig = raw_sig.copy()
+            tf = compose(w)
         o = self.options
         if o.expressions or o.pose:
-            params = X.apply(self.identity, sig, self.neutral, expressions=o.expressions, pose=o.pose)
+            # X.apply without its checks and conversions (the identity is a valid float64 vector)
+            p = self.identity.astype(np.float32)
+            X._apply_into(p, sig.tolist(), self.neutral.tolist(), o.expressions, o.pose, X.MAX_POSE)
+            params = S._clip_into(p)
         else:
             params = S.clip(self.identity)
-        tf = self._smooth_transform(transform, t)
         out = TrackedFrame(params=params, transform=tf, signals=sig, raw_signals=raw_sig, stale=False,
                            warm=self.warm)
         self._last = out
@@ -254,15 +262,8 @@ class Tracker:
                 self.neutral = np.median(np.stack(self._buf_signals), axis=0)
             self.warm = True
             return
-        row = np.round(raw[_CAT_IDX])
-        hist = self._cat_hist
-        if len(hist) == hist.maxlen and np.array_equal(hist[0], row):
-            hist.append(row)  # the same values in and out: the counts, so the modes, are unchanged
-        else:
-            hist.append(row)
-            self._cat_mode = None
-        frontal = abs(raw_sig[X.SIGNALS.index("yaw")]) <= o.max_identity_pose and \
-            abs(raw_sig[X.SIGNALS.index("pitch")]) <= o.max_identity_pose
+        self._count_categorical(raw[_CAT_IDX].round().tolist())
+        frontal = abs(raw_sig[_YAW]) <= o.max_identity_pose and abs(raw_sig[_PITCH]) <= o.max_identity_pose
         if not self.warm:
             if frontal or not any(self._buf_frontal):
                 if frontal and self._buf_params and not any(self._buf_frontal):
@@ -282,22 +283,45 @@ class Tracker:
         if a > 0 and frontal:
             ident = (1.0 - a) * self.identity + a * raw
             self.neutral = (1.0 - a) * self.neutral + a * raw_sig
-            # categorical: the most frequent recent value (recounted only when the window changed)
-            if self._cat_mode is None:
-                self._cat_mode = _modes(np.stack(self._cat_hist))
-            ident[_CAT_IDX] = self._cat_mode
+            ident[_CAT_IDX] = self._cat_mode  # categorical: the most frequent recent value
             self.identity = ident
 
-    def _smooth_transform(self, transform, t: float) -> np.ndarray:
-        v = decompose(transform)
+    def _count_categorical(self, row: list) -> None:
+        """Adds this frame's rounded categorical values to the window (the oldest
+        row leaves a full one) and updates the counts and most frequent values
+        of the columns that changed (the smallest of the most frequent on a
+        tie, what ``np.unique(..., return_counts=True)`` and ``argmax`` give)."""
+        hist = self._cat_hist
+        old = hist[0] if len(hist) == hist.maxlen else None
+        hist.append(row)
+        if old == row:
+            return  # the same values in and out: the counts are unchanged
+        mode = self._cat_mode
+        for j, (counts, v) in enumerate(zip(self._cat_counts, row)):
+            if old is not None:
+                if old[j] == v:
+                    continue
+                n = counts[old[j]] - 1
+                if n:
+                    counts[old[j]] = n
+                else:
+                    del counts[old[j]]
+            counts[v] = counts.get(v, 0) + 1
+            top = max(counts.values())
+            mode[j] = min(k for k, n in counts.items() if n == top)
+
+    def _transform_values(self, transform) -> list:
+        """The transform as [log scale, angle (unwrapped), tx, ty]; with the filter,
+        the translation in units of the face size (one beta fits every resolution)."""
+        v = _decompose(transform)
         if self._prev_angle is not None:  # unwrap the angle
             v[1] = self._prev_angle + (v[1] - self._prev_angle + math.pi) % (2 * math.pi) - math.pi
         self._prev_angle = v[1]
-        if self._tf_filter is None:
-            return compose(v)
-        if self._scale_ref is None or not self._tf_filter.initialized:
+        if self._filter is None:
+            return v
+        if self._scale_ref is None or not self._filter.initialized:
             self._scale_ref = math.exp(v[0])
-        # translation in units of the face size, so one beta fits every resolution
-        w = np.array([v[0], v[1], v[2] / self._scale_ref, v[3] / self._scale_ref])
-        f = self._tf_filter(w, t)
+        return [v[0], v[1], v[2] / self._scale_ref, v[3] / self._scale_ref]
+
+    def _compose_filtered(self, f: list) -> np.ndarray:
         return compose([f[0], f[1], f[2] * self._scale_ref, f[3] * self._scale_ref])

@@ -18,6 +18,10 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   and shares the cores; on a 2-core machine with the default 200 ms and a
   stream faster than real time (``bench``) it was busy on about 40% of the
   frames, and those made the slow tail (issue #16).
+* on Linux the worker thread runs :data:`WORKER_NICENESS` nice levels below
+  the rest of the process (:func:`lower_thread_priority`), so when it and a
+  frame both want a core the frame gets it; what the worker creates (its
+  MediaPipe segmentation graph's threads) inherits that.
 
 The networks run with numpy's BLAS limited to one thread (threadpoolctl,
 :func:`one_blas_thread`): the artist's image resizes are matrix products
@@ -38,6 +42,8 @@ the worker.
 from __future__ import annotations
 
 import copy
+import os
+import sys
 import threading
 import time
 
@@ -45,6 +51,28 @@ import numpy as np
 
 from .base import Stage, one_blas_thread
 from .state import Face, FrameState
+
+#: How much lower than the rest of the process the identity worker thread runs
+#: (Linux nice levels, capped at 19; what it creates, such as its MediaPipe
+#: segmentation graph's threads, inherits it). On a small CPU the frames' thread
+#: and MediaPipe's then get the cores first, and a frame that overlaps the
+#: worker is barely slower (issue #16).
+WORKER_NICENESS = 10
+
+
+def lower_thread_priority(by: int) -> bool:
+    """Lowers the calling thread's scheduling priority by ``by`` nice levels
+    (capped at 19), on Linux only, where a thread has its own nice value
+    (``setpriority`` on its thread id). Returns whether it did; elsewhere, or
+    when the system refuses, it does nothing."""
+    if not sys.platform.startswith("linux"):  # elsewhere PRIO_PROCESS with a thread id names a process
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + int(by)))
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 class _OwnSegmenter:
@@ -149,6 +177,7 @@ class IdentityStage(Stage):
             self._cond.notify_all()
 
     def _work(self) -> None:
+        lower_thread_priority(WORKER_NICENESS)
         while True:
             with self._cond:
                 while self._job is None and not self._closed:
