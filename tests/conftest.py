@@ -37,3 +37,28 @@ def two_face_canvas(astronaut: np.ndarray) -> np.ndarray:
     canvas[32:352, 32:352] = cv2.resize(head, (320, 320), interpolation=cv2.INTER_AREA)
     canvas[32:232, 352:552] = cv2.resize(head, (200, 200), interpolation=cv2.INTER_AREA)
     return canvas
+
+
+def run_in_fork(fn) -> tuple[int, bytes]:
+    """Runs ``fn()`` (returning bytes) in a child made by ``os.fork()`` and
+    returns (the child's wait status, what ``fn`` returned; ``b"!"`` when it
+    raised). The child leaves with ``os._exit``, without the parent's exit
+    handlers."""
+    import os
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            out = fn()
+        except BaseException:  # noqa: BLE001 (reported to the parent as b"!")
+            out = b"!"
+        os.write(w, out)
+        os._exit(0)
+    os.close(w)
+    try:
+        got = os.read(r, 256)
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    return status, got

@@ -36,7 +36,7 @@ from avatarizer.align import (  # noqa: E402
     invert_affine,
 )
 from avatarizer.imageio import load_image, to_rgb_uint8  # noqa: E402
-from conftest import two_face_canvas  # noqa: E402
+from conftest import run_in_fork, two_face_canvas  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -676,13 +676,10 @@ def test_a_forked_child_gets_runtime_error_not_an_abort(astronaut):
     unaligned tcache chunk detected") and a graph made before the fork never
     answers there: the aligner refuses with RuntimeError instead, old and new
     alike, and the parent goes on."""
-    import os
-
     parent = FaceAligner()
     assert parent.align(astronaut) is not None
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+
+    def child():
         out = b""
         for make in (lambda: parent, FaceAligner):
             try:
@@ -690,16 +687,9 @@ def test_a_forked_child_gets_runtime_error_not_an_abort(astronaut):
                 out += b"ok;"
             except RuntimeError as exc:
                 out += b"spawn;" if "spawn" in str(exc) else b"other;"
-            except BaseException:  # noqa: BLE001
-                out += b"bad;"
-        os.write(w, out)
-        os._exit(0)
-    os.close(w)
-    try:
-        got = os.read(r, 64)
-    finally:
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
+        return out
+
+    status, got = run_in_fork(child)
     assert status == 0 and got == b"spawn;spawn;", (status, got)
     assert parent.align(astronaut) is not None
     parent.close()

@@ -15,7 +15,7 @@ from avatarizer import Options, schema  # noqa: E402
 from avatarizer.api import Avatarizer  # noqa: E402
 from avatarizer.pipeline import Face, FrameState, StreamState, build, resolve  # noqa: E402
 from avatarizer.video import TrackerOptions  # noqa: E402
-from conftest import two_face_canvas  # noqa: E402
+from conftest import run_in_fork, two_face_canvas  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -219,19 +219,6 @@ def test_side_threads_work_in_a_forked_child():
     from avatarizer.pipeline.base import beside
 
     assert beside(sum, [1, 2]).result(timeout=10) == 3
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report and leave without running the parent's exit handlers
-        try:
-            ok = beside(sum, [3, 4]).result(timeout=10) == 7
-        except BaseException:  # noqa: BLE001 (any failure is a "no")
-            ok = False
-        os.write(w, b"1" if ok else b"0")
-        os._exit(0)
-    os.close(w)
-    try:
-        got = os.read(r, 1)
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
+    status, got = run_in_fork(lambda: b"1" if beside(sum, [3, 4]).result(timeout=10) == 7 else b"0")
+    assert status == 0, status
     assert got == b"1"
