@@ -76,6 +76,18 @@ def _release_blas_control() -> None:
 _side_lock = threading.Lock()
 _side_pool: ThreadPoolExecutor | None = None
 _side_pid = 0  # the process that made the pool (a forked child makes its own)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's threads: no frame holds the
+    BLAS limit there and no lock is held (one held at the fork would never
+    be released)."""
+    global _blas_lock, _blas_users, _blas_limit, _side_lock
+    _blas_lock, _blas_users, _blas_limit, _side_lock = threading.Lock(), 0, None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 #: threads of :func:`beside`'s pool: network calls (ONNX Runtime releases the
 #: GIL) that run while the calling thread does the stage's Python work
 SIDE_THREADS = 2
