@@ -47,6 +47,7 @@ import numpy as np
 from . import landmarks as L
 from . import prior as P
 from . import schema as S
+from .artist import stats
 from .artist.photo import float_rgb, from_lab, sample_beard_rgb, to_lab
 
 __all__ = [
@@ -412,9 +413,9 @@ def _robust_hair_median(px: np.ndarray) -> np.ndarray | None:
     if len(px) < 20:
         return None
     y = px @ np.array([0.299, 0.587, 0.114], np.float32)
-    lo, hi = np.percentile(y, [15, 85])
+    lo, hi = stats.percentile(y, [15, 85])
     keep = (y >= lo) & (y <= hi)
-    return np.median(px[keep] if keep.sum() >= 10 else px, 0).astype(np.float32)
+    return stats.median(px[keep] if keep.sum() >= 10 else px, 0).astype(np.float32)
 
 
 # ------------------------------------------------------- hair colour class
@@ -442,9 +443,9 @@ def hair_colour_features(px: np.ndarray) -> np.ndarray:
     lab = to_lab(np.asarray(px, np.float64).reshape(-1, 3))
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     chroma = np.hypot(a, b)
-    hue = np.degrees(np.arctan2(np.median(b), np.median(a)))
+    hue = np.degrees(np.arctan2(stats.median(b), stats.median(a)))
     # one partition for all four rows (each row's percentiles are those of its own call)
-    q = np.percentile(np.stack([L, a, b, chroma]), [10, 25, 50, 75, 90], axis=1)  # (5 q, 4 rows)
+    q = stats.percentile(np.stack([L, a, b, chroma]), [10, 25, 50, 75, 90], axis=1)  # (5 q, 4 rows)
     return np.concatenate([q[:, 0], q[1:4, 1], q[1:4, 2], q[[2, 4], 3], [hue]])
 
 
