@@ -97,11 +97,13 @@ class GlassesFusion:
         return fusion
 
     def probabilities(self, cues, glasses_probs) -> np.ndarray:
-        """(3,) P(none, reading, sunglasses) from the artist's cues and H's probabilities."""
-        z = (fusion_features(cues, glasses_probs) - self.mean) / self.scale
-        logits = self.W @ z + self.b
-        e = np.exp(logits - logits.max())
-        return e / e.sum()
+        """(3,) P(none, reading, sunglasses) from the artist's cues and H's
+        probabilities: the same standardised multinomial logistic model as
+        the artist's own detectors (:func:`avatarizer.artist.accessories.probabilities`)."""
+        from .artist.accessories import probabilities
+
+        return probabilities({"mean": self.mean, "scale": self.scale, "W": self.W, "b": self.b},
+                             fusion_features(cues, glasses_probs))
 
     def decide(self, cues, glasses_probs) -> tuple[int, np.ndarray]:
         """(kind 0 none / 1 reading / 2 sunglasses, the (3,) probabilities)."""
