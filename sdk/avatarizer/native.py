@@ -87,9 +87,7 @@ def _options(background, transform, zoom, antialias="best"):
     ffi, lib = _need()
     opt = ffi.new("avz_render_options *")
     lib.avz_render_options_init(opt)
-    if antialias not in ("best", "fast"):
-        raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r}")
-    opt.antialias = lib.AVZ_AA_FAST if antialias == "fast" else lib.AVZ_AA_BEST
+    opt.antialias = _antialias_mode(lib, antialias)
     if background is None:
         bg = (0.0, 0.0, 0.0, 0.0)
     elif isinstance(background, tuple) and len(background) in (3, 4) and all(
@@ -112,6 +110,13 @@ def _options(background, transform, zoom, antialias="best"):
             opt.transform[i] = float(v)
     opt.zoom = float(zoom)
     return opt
+
+
+def _antialias_mode(lib, antialias) -> int:
+    """The C library's antialiasing constant for 'best' or 'fast'; ValueError otherwise."""
+    if not isinstance(antialias, str) or antialias not in ("best", "fast"):
+        raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r:.40}")
+    return lib.AVZ_AA_FAST if antialias == "fast" else lib.AVZ_AA_BEST
 
 
 def _check_pixels(arr, name: str, channels: int, kind: str) -> None:
@@ -195,8 +200,7 @@ class Renderer:
         _check_pixels(frame, "frame", 3, "3-byte")
         if order not in ("rgb", "bgr"):
             raise ValueError(f"order must be 'rgb' or 'bgr', got {order!r:.40}")
-        if antialias not in ("best", "fast"):
-            raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r:.40}")
+        aa = _antialias_mode(lib, antialias)
         t = np.asarray(transform, np.float64)
         if t.shape != (2, 3):
             raise ValueError(f"transform must be a 2x3 affine matrix (frame -> pixels), got shape {t.shape}")
@@ -213,7 +217,7 @@ class Renderer:
         if fade is not None:
             opt.use_fade = 1
             opt.fade_end, opt.fade_width = (float(v) for v in fade)
-        opt.antialias = lib.AVZ_AA_FAST if antialias == "fast" else lib.AVZ_AA_BEST
+        opt.antialias = aa
         p = _params_buffer(params)
         buf = ffi.cast("uint8_t *", frame.ctypes.data)
         st = lib.avz_overlay(self._handle(), ffi.from_buffer("float[]", p), p.size, buf, w, h,
