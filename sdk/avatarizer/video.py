@@ -161,7 +161,7 @@ class Tracker:
         self.options = options or TrackerOptions()
         self.smoothing = smoothing
         n = len(X.SIGNALS)
-        pose = [X.SIGNALS.index("yaw"), X.SIGNALS.index("pitch")]
+        pose = [_YAW, _PITCH]
         # one filter for the normalised signals and the 4 transform values (they
         # are filtered at the same times and reset together): one call per frame
         cut, beta = np.ones(n + 4), np.ones(n + 4)
