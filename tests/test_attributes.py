@@ -346,3 +346,103 @@ def test_distillation_resumes_to_the_same_student(tmp_path, monkeypatch):
     # a finished student is reused, not trained again
     again = A.distil(*args, steps=6, log=logs.append)
     assert "reused" in logs[-1] and torch.equal(again.fc.weight, resumed.fc.weight)
+
+
+# ---------------------------------------------------------------- labels by eye
+
+
+def test_eye_labels_are_well_formed():
+    """The project's own labels (docs/data.md): every line names a photo of a
+    known folder once per file, with 0/1 flags and a 0/1/2 glasses kind."""
+    from avatarizer_export import data as D
+
+    files = sorted(D.EYE_LABELS.glob("*.jsonl"))
+    assert [f.name for f in files] == ["ffhq128_accessories.jsonl", "utkface_facial_hair.jsonl"]
+    merged = D.eye_labels()
+    total = 0
+    for f in files:
+        seen = set()
+        for line in f.read_text().splitlines():
+            rec = json.loads(line)
+            folder, name = rec["file"].split("/", 1)
+            assert folder in D.SOURCES and folder != "ffhq128-labelled" and name.endswith(".jpg"), rec
+            assert rec["file"] not in seen, rec
+            seen.add(rec["file"])
+            assert rec["labellers"] in (1, 2)
+            fields = [k for k in D.EYE_LABEL_FIELDS if k in rec]
+            assert fields, rec
+            for k in fields:
+                assert rec[k] in ((0, 1, 2) if k == "glasses" else (0, 1)), rec
+                assert merged[rec["file"]][k] == rec[k]
+        total += len(seen)
+    assert len(merged) == total > 2500
+    beards = sum(v.get("beard", 0) for v in merged.values())
+    assert 250 < beards < 600  # ~10% of the photos: the labels are not all one class
+
+
+def test_refit_changes_only_the_refitted_head(tmp_path, monkeypatch):
+    """``attributes --refit beard`` on a copy of the shipped file: the beard
+    output moves to the new head, every other output is unchanged on the
+    same crops, and the file, its description and the manifest agree."""
+    import shutil
+
+    import onnxruntime as ort
+
+    from avatarizer_export import attributes as A
+    from avatarizer_export import formats
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (tmp_path / "data").mkdir()  # stands in for ../shared (nothing is read from it here)
+    shutil.copy(MODELS / A.SHIP_FILE, folder / A.SHIP_FILE)
+    man = json.loads((MODELS / "manifest.json").read_text())
+    man["models"] = {k: v for k, v in man["models"].items() if v.get("role") == "attributes"}
+    (folder / "manifest.json").write_text(json.dumps(man))
+
+    n = 150  # photos; with their mirror images 300 rows, enough for 256 components
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (1, 128, 128, 3), dtype=np.uint8)
+    crops = np.clip(base.astype(int) + rng.integers(-40, 40, (n, 128, 128, 3)), 0, 255).astype(np.uint8)
+    beard = (crops[:, 80:, :, :].mean((1, 2, 3)) < np.median(crops[:, 80:, :, :].mean((1, 2, 3)))).astype(float)
+
+    class Aligned:
+        keys = [f"ffhq128/{i:04d}.jpg" for i in range(n)]
+
+    Aligned.crops = crops
+    T = {"hair_colour": np.full(n, -1), "glasses": np.full(n, -1)}
+    for k in (*HR.BINARY_ATTRIBUTES, *HR.REGRESSED_ATTRIBUTES):
+        T[k] = np.full(n, np.nan)
+    T["beard"] = beard
+    T["heldout"] = np.arange(n) % 5 == 0
+    T["folder"] = np.array(["ffhq128"] * n)
+    T["eye_labelled"] = np.ones(n, bool)
+    monkeypatch.setattr("avatarizer_export.data.load_aligned", lambda cache: Aligned)
+    monkeypatch.setattr(A, "build_targets", lambda *a, **k: T)
+    monkeypatch.setattr(A, "RUN", tmp_path / "run")
+    before = ort.InferenceSession(str(folder / A.SHIP_FILE), providers=["CPUExecutionProvider"])
+    x = A.to_input128(crops[:16]).numpy()
+    old = before.run(None, {"image": x})
+    old_desc = json.loads(before.get_modelmeta().custom_metadata_map[formats.METADATA_KEY])
+
+    rep = A.refit(("beard",), cache=tmp_path, shared=tmp_path, folder=folder, log=lambda *_: None)
+
+    after = ort.InferenceSession(str(folder / A.SHIP_FILE), providers=["CPUExecutionProvider"])
+    new = after.run(None, {"image": x})
+    j = HR.BINARY_ATTRIBUTES.index("beard")
+    for o, nw, name in zip(old, new, ("hair_colour", "glasses", "binary", "regress")):
+        keep = np.ones(o.shape[1], bool)
+        if name == "binary":
+            keep[j] = False
+            assert not np.allclose(o[:, j], nw[:, j])
+        np.testing.assert_array_equal(o[:, keep], nw[:, keep], err_msg=name)
+    desc = json.loads(after.get_modelmeta().custom_metadata_map[formats.METADATA_KEY])
+    major, minor, _ = (int(v) for v in old_desc["version"].split("."))
+    assert desc["version"] == rep["version"] == f"{major}.{minor + 1}.0"
+    assert desc["draw_thresholds"]["beard"] == rep["draw_thresholds"]["beard"]
+    assert desc["draw_thresholds"]["headwear"] == old_desc["draw_thresholds"]["headwear"]
+    assert "beard" in desc["refit"] and "beard" in desc["heldout_metrics"]
+    entry = json.loads((folder / "manifest.json").read_text())["models"][desc["name"]]
+    from avatarizer.runtime import sha256_file
+
+    assert entry["sha256"] == sha256_file(folder / A.SHIP_FILE) and entry["version"] == desc["version"]
+    assert entry["quality_gate"]["passed"]

@@ -45,9 +45,14 @@ procedure as the teacher's (below): the labelled losses.
 
 Data (held-out photos never used; ``docs/split.md``): the training split of
 ``ffhq128-labelled/attributes.jsonl`` for every label; UTKFace file names
-for age and gender; the auto-artist's hair fits of the training photos
-(``cache/pairs``, or the artist run on the aligned originals when the pairs
-are not built) as pseudo-labels for hair length, volume, curl and fringe.
+for age and gender; the project's labels by eye (``labels/*.jsonl``,
+``docs/data.md``: beard and moustache of 1,049 UTKFace men, glasses,
+headwear, beard and moustache of 1,995 ``ffhq128`` photos; UTKFace women
+and children count as without facial hair); the auto-artist's hair fits of
+the training photos (``cache/pairs``, or the artist run on the aligned
+originals when the pairs are not built) as pseudo-labels for hair length,
+volume, curl and fringe. :func:`refit` refits chosen heads of the shipped
+file alone (2.3.0: beard, moustache and glasses on the labels by eye).
 Augmentation: every labelled training photo also enters mirrored and
 :data:`N_AUG` times with a random similarity warp and a colour-safe
 photometric jitter; the other training photos enter with their mirror image.
@@ -85,6 +90,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -342,13 +348,15 @@ def _artist_hair(al, rows: np.ndarray, shared: Path) -> np.ndarray:
 
 def build_targets(keys: list[str], shared: Path, cache: Path, al=None) -> dict:
     """Per aligned photo: targets (NaN / -1 = unknown) and the held-out mask."""
-    from .data import ffhq_labels, is_heldout, utk_labels
+    from .data import eye_labels, ffhq_labels, is_heldout, utk_labels
 
     n = len(keys)
     T = {"hair_colour": np.full(n, -1), "glasses": np.full(n, -1)}
     for k in (*HR.BINARY_ATTRIBUTES, *HR.REGRESSED_ATTRIBUTES):
         T[k] = np.full(n, np.nan)
     labels = ffhq_labels(shared)
+    by_eye = eye_labels()
+    T["eye_labelled"] = np.zeros(n, bool)
     for i, key in enumerate(keys):
         folder, name = key.split("/", 1)
         if folder == "ffhq128-labelled" and name in labels:
@@ -359,8 +367,15 @@ def build_targets(keys: list[str], shared: Path, cache: Path, al=None) -> dict:
             if u:
                 T["age"][i] = u["age"]
                 T["male"][i] = float(u["gender"] == "male")
+            if key not in by_eye and by_eye and u and (u["gender"] == "female" or u["age"] < 13):
+                T["beard"][i] = T["moustache"][i] = 0.0  # UTKFace women and children: no facial hair
+        if key in by_eye and folder != "ffhq128-labelled":  # the project's labels by eye (docs/data.md)
+            for k, v in by_eye[key].items():
+                T[k][i] = v
+            T["eye_labelled"][i] = True
     T["heldout"] = np.array([is_heldout(k) for k in keys])
     folder = np.array([k.split("/", 1)[0] for k in keys])
+    T["folder"] = folder
     hair_rows = np.flatnonzero(~T["heldout"] & np.isin(folder, ["ffhq128", "ffhq128-labelled"]))
     try:  # the pairs' original rows when they are built (make models builds them first)
         from .data import load_pairs
@@ -440,6 +455,16 @@ def sample_table(al, T: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return t[:, 0], t[:, 1]
 
 
+def table_crops(al, photo: np.ndarray, variant: np.ndarray, seed: int = 0):
+    """The feature table's crops in row order (uint8 H×W×3): the original
+    (variant 0), mirrored (1) or :func:`augment_crop`'s warp and jitter (2..),
+    the same for every backbone of one ``seed``."""
+    rng = np.random.default_rng(seed + 1)
+    for i, v in zip(photo, variant):
+        c = np.asarray(al.crops[i])
+        yield c if v == 0 else (np.ascontiguousarray(c[:, ::-1]) if v == 1 else augment_crop(c, rng))
+
+
 def table_features(bb: nn.Module, al, photo: np.ndarray, variant: np.ndarray, seed: int = 0,
                    name: str | None = None) -> np.ndarray:
     """Backbone features of every (photo, variant) row; cached in runs/attributes
@@ -455,18 +480,12 @@ def table_features(bb: nn.Module, al, photo: np.ndarray, variant: np.ndarray, se
         with np.load(path) as z:
             if (z["photo"] == photo).all() and (z["variant"] == variant).all():
                 return z["f"]
-    rng = np.random.default_rng(seed + 1)
-
-    def crops():
-        for i, v in zip(photo, variant):
-            c = np.asarray(al.crops[i])
-            yield c if v == 0 else (np.ascontiguousarray(c[:, ::-1]) if v == 1 else augment_crop(c, rng))
-
     out, buf = [], []
     from tqdm import tqdm
 
     with torch.no_grad():
-        for c in tqdm(crops(), total=len(photo), desc="features", unit="crop", mininterval=30):
+        for c in tqdm(table_crops(al, photo, variant, seed), total=len(photo), desc="features", unit="crop",
+                      mininterval=30):
             buf.append(c)
             if len(buf) == 128:
                 out.append(bb(to_input128(np.stack(buf))).numpy())
@@ -752,17 +771,27 @@ def thresholds_from_oof(heads: dict) -> tuple[dict, dict, dict]:
     for name in ("bald", "beard", "moustache", "headwear", "male"):
         flags[name] = (heads[name]["oof"], heads[name]["oof_y"].astype(float))
     for name, (p, y) in flags.items():
-        dec[name] = _best_ba_threshold(p, y)
-        if name in DRAWN:
-            for target in (DRAW_PRECISION, *DRAW_PRECISION_FALLBACKS):
-                t = precision_threshold(p, y, target=target)
-                m = p >= t
-                if m.sum() >= 3 and y[m].mean() >= target:
-                    break
-            draw[name] = t
-            at[name] = {"target": target, "cv_precision": round(float(y[m].mean()), 3) if m.any() else None,
-                        "cv_recall": round(float(m[y > 0].mean()), 3), "positives": int(y.sum()), "photos": len(y)}
+        dec[name], t, a = flag_thresholds(name, p, y)
+        if t is not None:
+            draw[name], at[name] = t, a
     return dec, draw, at
+
+
+def flag_thresholds(name: str, p: np.ndarray, y: np.ndarray) -> tuple[float, float | None, dict | None]:
+    """One flag's decision threshold (best balanced accuracy), drawing threshold
+    (precision >= DRAW_PRECISION, else the fallbacks; None for flags that are
+    not drawn) and the precision / recall there, from out-of-fold outputs."""
+    dec = _best_ba_threshold(p, y)
+    if name not in DRAWN:
+        return dec, None, None
+    for target in (DRAW_PRECISION, *DRAW_PRECISION_FALLBACKS):
+        t = precision_threshold(p, y, target=target)
+        m = p >= t
+        if m.sum() >= 3 and y[m].mean() >= target:
+            break
+    at = {"target": target, "cv_precision": round(float(y[m].mean()), 3) if m.any() else None,
+          "cv_recall": round(float(m[y > 0].mean()), 3), "positives": int(y.sum()), "photos": len(y)}
+    return dec, t, at
 
 
 def assemble(bb: Backbone, mean: np.ndarray, std: np.ndarray, V: np.ndarray, heads: dict,
@@ -817,19 +846,28 @@ def evaluate(pred: dict, T: dict, photos: np.ndarray, decision: dict, draw: dict
          "sunglasses": np.where(T["glasses"][photos] >= 0, (T["glasses"][photos] == 2).astype(float), np.nan)}
     for j, k in enumerate(HR.BINARY_ATTRIBUTES):
         p[k], y[k] = pred["binary"][:, j], T[k][photos]
+    # the flags over the FFHQ labels (gender also over UTKFace's names); beard
+    # and moustache once more over the men labelled by eye (docs/data.md)
+    folder = T.get("folder")
+    ffhq = np.ones(len(photos), bool) if folder is None else folder[photos] == "ffhq128-labelled"
+    eye = T["eye_labelled"][photos] if "eye_labelled" in T else np.zeros(len(photos), bool)
     for k in DECIDED:
-        m = np.isfinite(y[k])
-        if not m.any():
-            continue
-        yy, pp = y[k][m].astype(int), p[k][m]
-        r = {"balanced_accuracy": round(balanced_accuracy(yy, (pp >= decision[k]).astype(int)), 3),
-             "ece": round(expected_calibration_error(pp, yy), 3), "n": int(m.sum()), "positives": int(yy.sum())}
-        if k in draw:
-            d = pp >= draw[k]
-            r["drawn"] = int(d.sum())
-            r["drawn_wrong"] = int((d & (yy == 0)).sum())
-            r["draw_recall"] = round(float(d[yy == 1].mean()), 3) if (yy == 1).any() else None
-        res[k] = r
+        subsets = [(k, ffhq if k != "male" else np.ones(len(photos), bool))]
+        if k != "male" and eye.any():
+            subsets.append((f"{k}_eye_labels", eye))
+        for key, keep in subsets:
+            m = np.isfinite(y[k]) & keep
+            if not m.any():
+                continue
+            yy, pp = y[k][m].astype(int), p[k][m]
+            r = {"balanced_accuracy": round(balanced_accuracy(yy, (pp >= decision[k]).astype(int)), 3),
+                 "ece": round(expected_calibration_error(pp, yy), 3), "n": int(m.sum()), "positives": int(yy.sum())}
+            if k in draw:
+                d = pp >= draw[k]
+                r["drawn"] = int(d.sum())
+                r["drawn_wrong"] = int((d & (yy == 0)).sum())
+                r["draw_recall"] = round(float(d[yy == 1].mean()), 3) if (yy == 1).any() else None
+            res[key] = r
     hc = T["hair_colour"][photos]
     m = hc >= 0
     if m.any():
@@ -841,7 +879,6 @@ def evaluate(pred: dict, T: dict, photos: np.ndarray, decision: dict, draw: dict
                                                                           (pred["hair_colour"][m].argmax(1) == hc[m]).astype(float)), 3),
                               "n": int(m.sum()), "classes": {HR.HAIR_COLOURS[c]: int((hc[m] == c).sum())
                                                              for c in np.unique(hc[m])}}
-    folder = None
     for j, k in enumerate(HR.REGRESSED_ATTRIBUTES):
         t = T[k][photos]
         m = np.isfinite(t)
@@ -851,7 +888,6 @@ def evaluate(pred: dict, T: dict, photos: np.ndarray, decision: dict, draw: dict
             res["age_mae"] = {"mae_years": round(mae(t[m], pred["regress"][m, j]), 2), "n": int(m.sum())}
         else:
             res[f"{k}_mae"] = {"mae": round(mae(t[m], np.clip(pred["regress"][m, j], 0, 1)), 3), "n": int(m.sum())}
-    del folder
     return res
 
 
@@ -1183,6 +1219,166 @@ def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, 
     return report
 
 
+REFIT_FLAGS = ("beard", "moustache")
+#: the heads :func:`refit` can refit: the binary flags and the glasses softmax
+REFITTABLE = ("glasses", *HR.BINARY_ATTRIBUTES)
+
+
+def _heads_input(model) -> str:
+    """The name of the standardised feature tensor the shipped heads read."""
+    for n in model.graph.node:
+        if n.op_type == "Gemm" and n.input[1] == "heads.binary.weight":
+            return n.input[0]
+    raise ValueError("the attribute model has no Gemm reading heads.binary.weight")
+
+
+def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = None, version: str | None = None,
+          folder: Path = MODELS, log=print) -> dict:
+    """Refits some heads of the *shipped* file (binary flags and/or the
+    glasses softmax, :data:`REFITTABLE`) on its own features, leaving
+    everything else as it is: the int8 network, the standardisation and the
+    other heads stay byte for byte, so every other output is unchanged
+    (checked on the held-out crops before the file is replaced).
+
+    For new labels of a few heads (e.g. the labels by eye, docs/data.md)
+    without the teacher's and the student's retraining: the features are what
+    the shipped file computes (its heads' standardised input) on the feature
+    table's rows (:func:`sample_table`, :func:`table_crops`); each head is
+    fitted as :func:`fit_heads` fits it (whitened PCA of the training rows,
+    5-fold CV by photo, calibration, thresholds from the out-of-fold outputs)
+    and folded into its rows of ``heads.binary`` / ``heads.glasses``. Run
+    ``avatarizer-export detectors --fusion`` after it: the glasses fusion
+    names the H version it was fitted on. The file's description gets
+    the new thresholds, the held-out metrics, ``version`` (default: the minor
+    version bumped) and a ``refit`` record; the manifest entry is replaced."""
+    import onnx
+    import onnxruntime as ort
+
+    from . import formats
+    from .data import load_aligned
+
+    t0 = time.time()
+    cache, shared = cache_dir(cache), shared_dir(shared)
+    al = load_aligned(cache)
+    T = build_targets(al.keys, shared, cache, al=al)
+    photo, variant = sample_table(al, T)
+    path = Path(folder) / SHIP_FILE
+    model = onnx.load(str(path))
+    feat_name = _heads_input(model)
+    probe = onnx.load(str(path))
+    probe.graph.output.append(onnx.helper.make_tensor_value_info(feat_name, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    outs = ["hair_colour", "glasses", "binary", "regress", feat_name]
+    from tqdm import tqdm
+
+    feats, buf = [], []
+
+    def flush():
+        r = sess.run(outs, {"image": to_input128(np.stack(buf)).numpy()})
+        feats.append(r[-1])
+        buf.clear()
+
+    for c in tqdm(table_crops(al, photo, variant), total=len(photo), desc="shipped features", unit="crop",
+                  mininterval=30):
+        buf.append(c)
+        if len(buf) == 128:
+            flush()
+    if buf:
+        flush()
+    Xs = np.concatenate(feats).astype(np.float32)
+    held = T["heldout"]
+    train_row = ~held[photo]
+    V, sc = pca_basis(Xs[train_row])
+    V = (V / sc).astype(np.float32)
+    Z = Xs @ V
+    init = {t.name: t for t in model.graph.initializer}
+    Wb = {g: onnx.numpy_helper.to_array(init[f"heads.{g}.weight"]).copy() for g in ("binary", "glasses")}
+    bb = {g: onnx.numpy_helper.to_array(init[f"heads.{g}.bias"]).copy() for g in ("binary", "glasses")}
+    if Wb["binary"].shape[0] != len(HR.BINARY_ATTRIBUTES) or Wb["glasses"].shape[0] != HEADS["glasses"]:
+        raise ValueError(f"unexpected head weight shapes {Wb['binary'].shape}, {Wb['glasses'].shape}")
+    desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
+    decision, draw = dict(desc["decision_thresholds"]), dict(desc["draw_thresholds"])
+    heads, at = {}, {}
+    for name in names:
+        h = train_head(Z, T, name, photo, variant, ~held, log=log)
+        heads[name] = h
+        k = h["k"]
+        Wf, bf = (V[:, :k] @ h["W"][:k]).T, np.asarray(h["b"], np.float32).reshape(-1)
+        if name == "glasses":
+            Wb["glasses"][:], bb["glasses"][:] = Wf, bf
+            oof, y = h["oof"], h["oof_y"]
+            flags = {"glasses": (1 - oof[:, 0], (y > 0).astype(float)), "sunglasses": (oof[:, 2], (y == 2).astype(float))}
+        else:
+            j = HR.BINARY_ATTRIBUTES.index(name)
+            Wb["binary"][j], bb["binary"][j] = Wf[0], bf[0]
+            flags = {name: (h["oof"], h["oof_y"].astype(float))}
+        for flag, (pf, yf) in flags.items():
+            decision[flag], t, a = flag_thresholds(flag, pf, yf)
+            if t is not None:
+                draw[flag], at[flag] = t, a
+    log(f"attributes: refit {list(names)}: decision {decision}, drawing {draw} ({at})")
+    for g in ("binary", "glasses"):
+        for part, arr in (("weight", Wb[g]), ("bias", bb[g])):
+            init[f"heads.{g}.{part}"].CopyFrom(onnx.numpy_helper.from_array(arr.astype(np.float32), f"heads.{g}.{part}"))
+    # held-out: the refitted file against the shipped one on the same crops
+    hrows = np.flatnonzero(held[photo] & (variant == 0))
+    hphotos = photo[hrows]
+    crops = to_input128(np.asarray(al.crops[np.sort(hphotos)]))
+    order = np.argsort(np.argsort(hphotos))
+    new_sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    old_sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    names4 = outs[:4]
+    old_o = [np.concatenate(z) for z in zip(*[old_sess.run(names4, {"image": crops[i:i + 128].numpy()})
+                                              for i in range(0, len(crops), 128)])]
+    new_o = [np.concatenate(z) for z in zip(*[new_sess.run(names4, {"image": crops[i:i + 128].numpy()})
+                                              for i in range(0, len(crops), 128)])]
+    keep = [HR.BINARY_ATTRIBUTES.index(n) for n in HR.BINARY_ATTRIBUTES if n not in names]
+    for nm, o, nw in zip(names4, old_o, new_o):
+        if nm == "glasses" and "glasses" in names:
+            continue
+        same = o[:, keep] if nm == "binary" else o
+        now = nw[:, keep] if nm == "binary" else nw
+        if not np.array_equal(same, now):
+            raise RuntimeError(f"refit changed the {nm} outputs of heads it does not refit")
+    priors = desc.get("hair_colour_priors")
+    before = evaluate({k: v[order] for k, v in outputs_to_arrays(old_o).items()}, T, hphotos,
+                      desc["decision_thresholds"], desc["draw_thresholds"], priors)
+    after = evaluate({k: v[order] for k, v in outputs_to_arrays(new_o).items()}, T, hphotos, decision, draw, priors)
+    major, minor, _ = (int(v) for v in str(desc.get("version", "0.0.0")).split("."))
+    desc.update(decision_thresholds=decision, draw_thresholds=draw, created_by=formats.created_by(),
+                version=version or f"{major}.{minor + 1}.0")
+    flags_refit = {f for n in names for f in (("glasses", "sunglasses") if n == "glasses" else (n,))}
+    desc.setdefault("heldout_metrics", {}).update({k: v for k, v in after.items()
+                                                   if k.split("_eye")[0] in flags_refit})
+    labels = int(T.get("eye_labelled", np.zeros(0, bool)).sum())
+    desc["refit"] = {n: {"from": f"{SHIP_FILE} {desc.get('version')}", "k": heads[n]["k"],
+                         "lambda": heads[n]["lambda"], "cv_best": heads[n]["cv_best"],
+                         "train_photos": heads[n]["train_photos"], "draw_cv": at.get(n)} for n in names}
+    desc["refit_labels"] = (f"ffhq128-labelled attributes.jsonl (training split); {labels} photos labelled by "
+                            "eye (avatarizer_export/labels/*.jsonl, docs/data.md); UTKFace women and children "
+                            "as without facial hair")
+    td = dict(desc.get("training_data") or {})
+    note = f"labels by eye for {', '.join(names)} (avatarizer_export/labels, docs/data.md)"
+    if note not in str(td.get("faces", "")):
+        td["faces"] = f"{td.get('faces', '')}; {note}".lstrip("; ")
+    desc["training_data"] = td
+    formats.set_onnx_metadata(model, desc)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, path)
+    gate = json.loads((Path(folder) / formats.MANIFEST_NAME).read_text())["models"][desc["name"]].get("quality_gate")
+    entry = formats.add_to_manifest(path, desc, folder=folder, quality_gate=gate)
+    report = {"refit": list(names), "version": desc["version"], "before": before, "after": after,
+              "draw_cv": at, "decision_thresholds": decision, "draw_thresholds": draw,
+              "sha256": entry["sha256"], "seconds": round(time.time() - t0, 1)}
+    RUN.mkdir(parents=True, exist_ok=True)
+    (RUN / "refit_report.json").write_text(json.dumps(report, indent=1))
+    log(json.dumps({k: report[k] for k in ("before", "after")}, indent=1))
+    return report
+
+
 def onnx_predictions(path: Path, crops, batch: int = 128) -> dict:
     """Runs the exported file with ONNX Runtime (1 thread) on uint8 crops."""
     import onnxruntime as ort
@@ -1210,6 +1406,13 @@ def load_predictions() -> dict:
 
 
 def main_attributes(args) -> int:
+    if args.refit:
+        names = tuple(n.strip() for n in args.refit.split(",") if n.strip())
+        bad = [n for n in names if n not in REFITTABLE]
+        if bad or not names:
+            raise SystemExit(f"--refit takes heads from {REFITTABLE}, got {args.refit!r}")
+        refit(names, cache=args.cache, shared=args.shared)
+        return 0
     run(cache=args.cache, shared=args.shared, cv=not args.no_cv, do_export=not args.no_export,
         steps=args.distil_steps)
     return 0
@@ -1224,4 +1427,7 @@ def add_parser(sub):
     p.add_argument("--no-export", action="store_true", help="train and evaluate only")
     p.add_argument("--distil-steps", type=int, default=DISTIL_STEPS,
                    help=f"optimiser steps of the student's distillation (default {DISTIL_STEPS})")
+    p.add_argument("--refit", metavar="FLAGS",
+                   help="refit only these binary heads (e.g. beard,moustache) of the shipped file on its own "
+                        "features, everything else unchanged (after new labels)")
     p.set_defaults(func=main_attributes)

@@ -74,6 +74,27 @@ def utk_labels(name: str) -> dict | None:
     return out
 
 
+#: The project's own labels, by eye (docs/data.md): ``labels/*.jsonl``, one JSON
+#: object per line, ``{"file": "FOLDER/NAME", "labellers": n, ...}`` with any of
+#: ``beard``, ``moustache``, ``headwear`` (0/1) and ``glasses`` (0 none, 1
+#: clear, 2 sunglasses).
+EYE_LABELS = Path(__file__).resolve().parent / "labels"
+EYE_LABEL_FIELDS = ("glasses", "headwear", "beard", "moustache")
+
+
+def eye_labels(folder: Path | None = None) -> dict[str, dict]:
+    """``{"FOLDER/NAME": {field: value, ...}}`` from the project's labels by eye
+    (empty when there are none)."""
+    folder = EYE_LABELS if folder is None else Path(folder)
+    out: dict[str, dict] = {}
+    for path in sorted(folder.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                out.setdefault(rec["file"], {}).update({k: rec[k] for k in EYE_LABEL_FIELDS if k in rec})
+    return out
+
+
 def ffhq_labels(shared: Path) -> dict[str, dict]:
     """``ffhq128-labelled/attributes.jsonl`` -> {file: faceAttributes (+faceRectangle)} for
     photos with a face entry."""
