@@ -469,9 +469,11 @@ def test_video_frames_never_wait_for_the_identity_networks(astronaut):
             assert av.from_frame(astronaut, timestamp_ms=t) is not None
             took.append(time.perf_counter() - t0)
             t += 33.3
-        assert calls, "the identity networks never ran after the warm-up"
         assert max(took) < 1.0, f"a frame waited for the identity networks: {max(took):.2f} s"
+        # the job was handed over during the loop; the worker (niced, on a
+        # loaded machine) may not have reached the networks before it ended
         assert stage.wait_idle(30)
+        assert calls, "the identity networks never ran after the warm-up"
 
 
 def test_video_identity_follows_the_workers_answer_and_reset_drops_a_late_one(astronaut):

@@ -1220,8 +1220,8 @@ def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, 
 
 
 REFIT_FLAGS = ("beard", "moustache")
-#: the heads :func:`refit` can refit: the binary flags and the glasses softmax
-REFITTABLE = ("glasses", *HR.BINARY_ATTRIBUTES)
+#: the heads :func:`refit` can refit: the binary flags and the glasses and hair colour softmaxes
+REFITTABLE = ("glasses", "hair_colour", *HR.BINARY_ATTRIBUTES)
 
 
 def _heads_input(model) -> str:
@@ -1293,19 +1293,33 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     V, sc = pca_basis(Xs[train_row])
     V = (V / sc).astype(np.float32)
     Z = Xs @ V
+    # the hair colour head also sees the colour block's own whitened PCA (as fit_heads)
+    ncol = 3 * COLOUR_POOL * COLOUR_POOL
+    Vc_blk, sc_c = pca_basis(Xs[train_row][:, -ncol:], q=COLOUR_COMPONENTS)
+    Vc = np.zeros((Xs.shape[1], COLOUR_COMPONENTS), np.float32)
+    Vc[-ncol:] = Vc_blk / sc_c
     init = {t.name: t for t in model.graph.initializer}
-    Wb = {g: onnx.numpy_helper.to_array(init[f"heads.{g}.weight"]).copy() for g in ("binary", "glasses")}
-    bb = {g: onnx.numpy_helper.to_array(init[f"heads.{g}.bias"]).copy() for g in ("binary", "glasses")}
-    if Wb["binary"].shape[0] != len(HR.BINARY_ATTRIBUTES) or Wb["glasses"].shape[0] != HEADS["glasses"]:
-        raise ValueError(f"unexpected head weight shapes {Wb['binary'].shape}, {Wb['glasses'].shape}")
+    groups = ("binary", "glasses", "hair_colour")
+    Wb = {g: onnx.numpy_helper.to_array(init[f"heads.{g}.weight"]).copy() for g in groups}
+    bb = {g: onnx.numpy_helper.to_array(init[f"heads.{g}.bias"]).copy() for g in groups}
+    if Wb["binary"].shape[0] != len(HR.BINARY_ATTRIBUTES) or any(Wb[g].shape[0] != HEADS[g] for g in groups[1:]):
+        raise ValueError(f"unexpected head weight shapes {[Wb[g].shape for g in groups]}")
     desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
     decision, draw = dict(desc["decision_thresholds"]), dict(desc["draw_thresholds"])
     heads, at = {}, {}
     for name in names:
-        h = train_head(Z, T, name, photo, variant, ~held, log=log)
+        extra = Xs @ Vc if name == "hair_colour" else None
+        h = train_head(Z, T, name, photo, variant, ~held, log=log, extra=extra)
         heads[name] = h
         k = h["k"]
-        Wf, bf = (V[:, :k] @ h["W"][:k]).T, np.asarray(h["b"], np.float32).reshape(-1)
+        Wfull = V[:, :k] @ h["W"][:k] + (Vc @ h["W"][k:] if extra is not None else 0.0)
+        Wf, bf = Wfull.T, np.asarray(h["b"], np.float32).reshape(-1)
+        if name == "hair_colour":
+            Wb["hair_colour"][:], bb["hair_colour"][:] = Wf, bf
+            # the balanced decision divides by the training photos' colour frequencies
+            hc = T["hair_colour"][(~held) & (T["hair_colour"] >= 0)]
+            desc["hair_colour_priors"] = {c: round(float(np.mean(hc == j)), 4) for j, c in enumerate(HR.HAIR_COLOURS)}
+            continue
         if name == "glasses":
             Wb["glasses"][:], bb["glasses"][:] = Wf, bf
             oof, y = h["oof"], h["oof_y"]
@@ -1319,7 +1333,7 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
             if t is not None:
                 draw[flag], at[flag] = t, a
     log(f"attributes: refit {list(names)}: decision {decision}, drawing {draw} ({at})")
-    for g in ("binary", "glasses"):
+    for g in groups:
         for part, arr in (("weight", Wb[g]), ("bias", bb[g])):
             init[f"heads.{g}.{part}"].CopyFrom(onnx.numpy_helper.from_array(arr.astype(np.float32), f"heads.{g}.{part}"))
     # held-out: the refitted file against the shipped one on the same crops
@@ -1336,26 +1350,31 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
                                               for i in range(0, len(crops), 128)])]
     keep = [HR.BINARY_ATTRIBUTES.index(n) for n in HR.BINARY_ATTRIBUTES if n not in names]
     for nm, o, nw in zip(names4, old_o, new_o):
-        if nm == "glasses" and "glasses" in names:
+        if nm in ("glasses", "hair_colour") and nm in names:
             continue
         same = o[:, keep] if nm == "binary" else o
         now = nw[:, keep] if nm == "binary" else nw
         if not np.array_equal(same, now):
             raise RuntimeError(f"refit changed the {nm} outputs of heads it does not refit")
-    priors = desc.get("hair_colour_priors")
+    old_desc = json.loads(next(p.value for p in onnx.load(str(path)).metadata_props if p.key == formats.METADATA_KEY))
     before = evaluate({k: v[order] for k, v in outputs_to_arrays(old_o).items()}, T, hphotos,
-                      desc["decision_thresholds"], desc["draw_thresholds"], priors)
-    after = evaluate({k: v[order] for k, v in outputs_to_arrays(new_o).items()}, T, hphotos, decision, draw, priors)
-    major, minor, _ = (int(v) for v in str(desc.get("version", "0.0.0")).split("."))
+                      old_desc["decision_thresholds"], old_desc["draw_thresholds"], old_desc.get("hair_colour_priors"))
+    after = evaluate({k: v[order] for k, v in outputs_to_arrays(new_o).items()}, T, hphotos, decision, draw,
+                     desc.get("hair_colour_priors"))
+    from_version = str(desc.get("version", "0.0.0"))
+    major, minor, _ = (int(v) for v in from_version.split("."))
     desc.update(decision_thresholds=decision, draw_thresholds=draw, created_by=formats.created_by(),
                 version=version or f"{major}.{minor + 1}.0")
     flags_refit = {f for n in names for f in (("glasses", "sunglasses") if n == "glasses" else (n,))}
+    if "hair_colour" in names:
+        desc.setdefault("heldout_metrics", {})["hair_colour"] = after.get("hair_colour")
     desc.setdefault("heldout_metrics", {}).update({k: v for k, v in after.items()
                                                    if k.split("_eye")[0] in flags_refit})
     labels = int(T.get("eye_labelled", np.zeros(0, bool)).sum())
-    desc["refit"] = {n: {"from": f"{SHIP_FILE} {desc.get('version')}", "k": heads[n]["k"],
-                         "lambda": heads[n]["lambda"], "cv_best": heads[n]["cv_best"],
-                         "train_photos": heads[n]["train_photos"], "draw_cv": at.get(n)} for n in names}
+    desc["refit"] = {**(desc.get("refit") or {}),
+                     **{n: {"from": f"{SHIP_FILE} {from_version}", "to": desc["version"], "k": heads[n]["k"],
+                            "lambda": heads[n]["lambda"], "cv_best": heads[n]["cv_best"],
+                            "train_photos": heads[n]["train_photos"], "draw_cv": at.get(n)} for n in names}}
     desc["refit_labels"] = (f"ffhq128-labelled attributes.jsonl (training split); {labels} photos labelled by "
                             "eye (avatarizer_export/labels/*.jsonl, docs/data.md); UTKFace women and children "
                             "as without facial hair")

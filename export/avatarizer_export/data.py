@@ -76,10 +76,11 @@ def utk_labels(name: str) -> dict | None:
 
 #: The project's own labels, by eye (docs/data.md): ``labels/*.jsonl``, one JSON
 #: object per line, ``{"file": "FOLDER/NAME", "labellers": n, ...}`` with any of
-#: ``beard``, ``moustache``, ``headwear`` (0/1) and ``glasses`` (0 none, 1
-#: clear, 2 sunglasses).
+#: ``beard``, ``moustache``, ``headwear`` (0/1), ``glasses`` (0 none, 1
+#: clear, 2 sunglasses) and ``hair_colour`` (the index in
+#: ``avatarizer.hair.HAIR_COLOURS``: black, brown, blond, red, gray).
 EYE_LABELS = Path(__file__).resolve().parent / "labels"
-EYE_LABEL_FIELDS = ("glasses", "headwear", "beard", "moustache")
+EYE_LABEL_FIELDS = ("glasses", "headwear", "beard", "moustache", "hair_colour")
 
 
 def eye_labels(folder: Path | None = None) -> dict[str, dict]:

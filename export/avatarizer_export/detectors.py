@@ -306,7 +306,19 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
             pe = predict(model, ef[fkey][eok & eheld])
             pred_e = glasses_decision(pe, th) if task == "glasses" else (pe[:, 1] >= th["yes"]).astype(int)
             doc["heldout_eye_labels"][task] = _detector_report(ey[eok & eheld], pred_e, k)
-    doc["detectors"]["hair_colour"], doc["heldout"]["hair_colour"] = _fit_hair_colour(feats, labels, held)
+    # hair colour: the shared labels' photos and those labelled by eye, held-out reports apart
+    ehc = np.array([elab[n].get("hair_colour", -1) for n in ef["names"]], np.int64)
+    keep = ehc >= 0
+    both = {f: (np.concatenate([np.asarray(feats[f], np.float64), np.asarray(ef[f], np.float64)[keep]])
+                if keep.any() else feats[f]) for f in ("hair", "hair_rgb")}
+    both["names"] = list(feats["names"]) + [n for n, k_ in zip(ef["names"], keep) if k_]
+    both_labels = {**labels, **{n: {"hair_colour": int(c)} for n, c in zip(ef["names"], ehc) if c >= 0}}
+    parts = np.array(["shared"] * len(feats["names"]) + ["eye_labels"] * int(keep.sum()))
+    hc_model, hc_report = _fit_hair_colour(both, both_labels, np.concatenate([held, eheld[keep]]), parts)
+    doc["detectors"]["hair_colour"] = hc_model
+    if "eye_labels" in hc_report:
+        doc["heldout_eye_labels"]["hair_colour"] = hc_report.pop("eye_labels")
+    doc["heldout"]["hair_colour"] = hc_report
     doc["seconds"] = round(time.time() - t0, 1)
     out = Path(out) if out else OUT
     out.write_text(json.dumps(doc, indent=1) + "\n")
@@ -364,14 +376,18 @@ def _detector_report(y: np.ndarray, pred: np.ndarray, k: int) -> dict:
             "positives": int((y > 0).sum()), "found": int(((pred > 0) & (y > 0)).sum())}
 
 
-def _fit_hair_colour(feats: dict, labels: dict, held: np.ndarray) -> tuple[dict, dict]:
+def _fit_hair_colour(feats: dict, labels: dict, held: np.ndarray,
+                     parts: np.ndarray | None = None) -> tuple[dict, dict]:
     """The hair-colour classifier (black, brown, blond, red, gray) over the
     colour statistics of the SDK's hair region (``avatarizer.hair``), L2
     chosen by 5-fold CV balanced accuracy on the training photos (three fold
     seeds); with its held-out report: balanced accuracy, recall per class,
     and how often the *drawn* colour reads as the labelled class
     (``hair.hair_colour_class_of``) as sampled and after
-    ``hair.drawn_hair_colour`` with the gate ``min_prob`` chosen here."""
+    ``hair.drawn_hair_colour`` with the gate ``min_prob`` chosen here.
+    ``parts`` (a name per photo, default all ``"heldout"``): one held-out
+    report per part (e.g. the shared labels and the labels by eye); the
+    report returned is the first part's, the others under their names."""
     from avatarizer import hair as HR
 
     k = len(HAIR_COLOURS)
@@ -406,19 +422,29 @@ def _fit_hair_colour(feats: dict, labels: dict, held: np.ndarray) -> tuple[dict,
                  cv_balanced_accuracy={str(a): round(b, 3) for a, b in cv.items()},
                  cv_gate_balanced_plain={str(a): [round(b[0], 3), round(b[1], 3)] for a, b in gate.items()},
                  cv_plain_as_sampled=round(base, 3))
-    ph = predict(model, x[te])
-    yh = y[te]
-    read_raw = np.array([HAIR_COLOURS.index(HR.hair_colour_class_of(c)) for c in rgb[te]])
-    read_drawn = reads(rgb[te], ph, min_prob)
+    parts = np.array(["heldout"] * len(y)) if parts is None else np.asarray(parts)
+    reports = {}
+    for part in dict.fromkeys(parts[te]):
+        m = te & (parts == part)
+        ph = predict(model, x[m])
+        yh = y[m]
+        read_raw = np.array([HAIR_COLOURS.index(HR.hair_colour_class_of(c)) for c in rgb[m]])
+        read_drawn = reads(rgb[m], ph, min_prob)
 
-    def recall(pred):
-        return {HAIR_COLOURS[c]: f"{int((pred[yh == c] == c).sum())}/{int((yh == c).sum())}" for c in range(k)}
+        def recall(pred):
+            return {HAIR_COLOURS[c]: f"{int((pred[yh == c] == c).sum())}/{int((yh == c).sum())}" for c in range(k)}
 
-    report = {"photos": int(te.sum()), "balanced_accuracy": round(balanced_accuracy(yh, ph.argmax(1), k), 3),
-              "recall": recall(ph.argmax(1)),
-              "drawn_reads_as_label": {"as_sampled": recall(read_raw), "drawn": recall(read_drawn),
-                                       "balanced_as_sampled": round(balanced_accuracy(yh, read_raw, k), 3),
-                                       "balanced_drawn": round(balanced_accuracy(yh, read_drawn, k), 3)}}
+        reports[part] = {"photos": int(m.sum()), "balanced_accuracy": round(balanced_accuracy(yh, ph.argmax(1), k), 3),
+                         "recall": recall(ph.argmax(1)),
+                         "drawn_reads_as_label": {"as_sampled": recall(read_raw), "drawn": recall(read_drawn),
+                                                  "balanced_as_sampled": round(balanced_accuracy(yh, read_raw, k), 3),
+                                                  "balanced_drawn": round(balanced_accuracy(yh, read_drawn, k), 3)}}
+    model["trained_on"] = int(tr.sum())
+    if not reports:
+        return model, {}
+    first = next(iter(reports))
+    report = dict(reports.pop(first))
+    report.update(reports)
     return model, report
 
 
