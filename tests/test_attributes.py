@@ -357,7 +357,7 @@ def test_eye_labels_are_well_formed():
     from avatarizer_export import data as D
 
     files = sorted(D.EYE_LABELS.glob("*.jsonl"))
-    assert [f.name for f in files] == ["ffhq128_accessories.jsonl", "utkface_facial_hair.jsonl"]
+    assert [f.name for f in files] == ["ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl"]
     merged = D.eye_labels()
     total = 0
     for f in files:

@@ -125,6 +125,12 @@ N_AUG = 2
 GLASSES_LABEL = {"NoGlasses": 0, "ReadingGlasses": 1, "Sunglasses": 2}  # SwimmingGoggles: dropped
 HEADS = {"hair_colour": len(HR.HAIR_COLOURS), "glasses": len(HR.GLASSES),
          "binary": len(HR.BINARY_ATTRIBUTES), "regress": len(HR.REGRESSED_ATTRIBUTES)}
+#: the labels by eye H learns from (docs/data.md). Headwear and hair colour
+#: are labelled too but left out: refitted on them (session 6) the headwear
+#: head invented 3 hats among the held-out photos labelled by eye (none
+#: before) and the hair colour head scored 0.648 against 0.673 on the shared
+#: labels' held-out photos (0.648 against 0.529 on those labelled by eye).
+H_EYE_FIELDS = ("glasses", "beard", "moustache")
 #: UTKFace training photos used (age and gender; a random, fixed subset keeps
 #: `make models` to minutes on two cores)
 UTK_TRAIN = 3000
@@ -371,7 +377,8 @@ def build_targets(keys: list[str], shared: Path, cache: Path, al=None) -> dict:
                 T["beard"][i] = T["moustache"][i] = 0.0  # UTKFace women and children: no facial hair
         if key in by_eye and folder != "ffhq128-labelled":  # the project's labels by eye (docs/data.md)
             for k, v in by_eye[key].items():
-                T[k][i] = v
+                if k in H_EYE_FIELDS or is_heldout(key):  # the others: held-out reports only
+                    T[k][i] = v
             T["eye_labelled"][i] = True
     T["heldout"] = np.array([is_heldout(k) for k in keys])
     folder = np.array([k.split("/", 1)[0] for k in keys])
@@ -869,16 +876,19 @@ def evaluate(pred: dict, T: dict, photos: np.ndarray, decision: dict, draw: dict
                 r["draw_recall"] = round(float(d[yy == 1].mean()), 3) if (yy == 1).any() else None
             res[key] = r
     hc = T["hair_colour"][photos]
-    m = hc >= 0
-    if m.any():
+    for key, keep in (("hair_colour", ~eye), ("hair_colour_eye_labels", eye)):
+        m = (hc >= 0) & keep
+        if not m.any():
+            continue
         pr = np.array([priors[c] for c in HR.HAIR_COLOURS]) if priors else np.ones(len(HR.HAIR_COLOURS))
         dec_hc = (pred["hair_colour"][m] / np.maximum(pr, 1e-3)).argmax(1)
-        res["hair_colour"] = {"balanced_accuracy": round(balanced_accuracy(hc[m], dec_hc), 3),
-                              "balanced_accuracy_argmax": round(balanced_accuracy(hc[m], pred["hair_colour"][m].argmax(1)), 3),
-                              "ece_top": round(expected_calibration_error(pred["hair_colour"][m].max(1),
-                                                                          (pred["hair_colour"][m].argmax(1) == hc[m]).astype(float)), 3),
-                              "n": int(m.sum()), "classes": {HR.HAIR_COLOURS[c]: int((hc[m] == c).sum())
-                                                             for c in np.unique(hc[m])}}
+        res[key] = {"balanced_accuracy": round(balanced_accuracy(hc[m], dec_hc), 3),
+                    "balanced_accuracy_argmax": round(balanced_accuracy(hc[m], pred["hair_colour"][m].argmax(1)), 3),
+                    "ece_top": round(expected_calibration_error(pred["hair_colour"][m].max(1),
+                                                                (pred["hair_colour"][m].argmax(1) == hc[m]).astype(float)), 3),
+                    "n": int(m.sum()), "classes": {HR.HAIR_COLOURS[c]: int((hc[m] == c).sum()) for c in np.unique(hc[m])},
+                    "recall": {HR.HAIR_COLOURS[c]: f"{int((dec_hc[hc[m] == c] == c).sum())}/{int((hc[m] == c).sum())}"
+                               for c in np.unique(hc[m])}}
     for j, k in enumerate(HR.REGRESSED_ATTRIBUTES):
         t = T[k][photos]
         m = np.isfinite(t)
@@ -1367,7 +1377,8 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
                 version=version or f"{major}.{minor + 1}.0")
     flags_refit = {f for n in names for f in (("glasses", "sunglasses") if n == "glasses" else (n,))}
     if "hair_colour" in names:
-        desc.setdefault("heldout_metrics", {})["hair_colour"] = after.get("hair_colour")
+        desc.setdefault("heldout_metrics", {}).update({k: after[k] for k in ("hair_colour", "hair_colour_eye_labels")
+                                                       if k in after})
     desc.setdefault("heldout_metrics", {}).update({k: v for k, v in after.items()
                                                    if k.split("_eye")[0] in flags_refit})
     labels = int(T.get("eye_labelled", np.zeros(0, bool)).sum())
