@@ -415,8 +415,8 @@ def test_refit_changes_only_the_refitted_head(tmp_path, monkeypatch):
         T[k] = np.full(n, np.nan)
     T["beard"] = beard
     T["heldout"] = np.arange(n) % 5 == 0
-    T["folder"] = np.array(["ffhq128"] * n)
-    T["eye_labelled"] = np.ones(n, bool)
+    T["folder"] = np.array(["ffhq128-labelled"] * n)  # scored as the shared labels
+    T["eye_labelled"] = np.zeros(n, bool)
     monkeypatch.setattr("avatarizer_export.data.load_aligned", lambda cache: Aligned)
     monkeypatch.setattr(A, "build_targets", lambda *a, **k: T)
     monkeypatch.setattr(A, "RUN", tmp_path / "run")
@@ -437,13 +437,16 @@ def test_refit_changes_only_the_refitted_head(tmp_path, monkeypatch):
             assert not np.allclose(o[:, j], nw[:, j])
         np.testing.assert_array_equal(o[:, keep], nw[:, keep], err_msg=name)
     desc = json.loads(after.get_modelmeta().custom_metadata_map[formats.METADATA_KEY])
-    major, minor, _ = (int(v) for v in old_desc["version"].split("."))
-    assert desc["version"] == rep["version"] == f"{major}.{minor + 1}.0"
+    major, minor, patch = (int(v) for v in old_desc["version"].split("."))
+    assert desc["version"] == rep["version"] == f"{major}.{minor}.{patch + 1}"
     assert desc["draw_thresholds"]["beard"] == rep["draw_thresholds"]["beard"]
     assert desc["draw_thresholds"]["headwear"] == old_desc["draw_thresholds"]["headwear"]
-    assert "beard" in desc["refit"] and "beard" in desc["heldout_metrics"]
+    assert desc["refit"]["beard"]["from"].endswith(old_desc["version"]) and desc["refit"]["beard"]["to"] == desc["version"]
+    assert desc["heldout_metrics"]["beard"] == rep["after"]["beard"] and rep["after"]["beard"]["n"] == n // 5
+    assert desc["heldout_metrics"]["headwear"] == old_desc["heldout_metrics"]["headwear"]
     entry = json.loads((folder / "manifest.json").read_text())["models"][desc["name"]]
     from avatarizer.runtime import sha256_file
 
     assert entry["sha256"] == sha256_file(folder / A.SHIP_FILE) and entry["version"] == desc["version"]
-    assert entry["quality_gate"]["passed"]
+    assert entry["quality_gate"]["passed"] and entry["quality_gate"]["carried_from"]
+    assert (tmp_path / "run" / f"refit_{desc['version']}.json").exists()

@@ -68,6 +68,13 @@ def test_load_needs_the_same_attribute_model(tmp_path):
     assert GlassesFusion.load("9.9.8", path) is None
     assert GlassesFusion.load(None, path) is None
     assert GlassesFusion.load("9.9.9", tmp_path / "missing.json") is None
+    # the same version string on another file (e.g. a refit and a full run): the checksum decides
+    doc = _doc()
+    doc["attributes_model"] = {"name": "attributes-onnx-int8", "version": "9.9.9", "sha256": "ab" * 32}
+    path.write_text(json.dumps(doc))
+    assert GlassesFusion.load("9.9.9", path, sha256="ab" * 32) is not None
+    assert GlassesFusion.load("9.9.9", path, sha256="cd" * 32) is None
+    assert GlassesFusion.load("9.9.9", path) is not None  # a caller without a checksum: the version alone
     path.write_text("{not json")
     assert GlassesFusion.load("9.9.9", path) is None
 
@@ -113,7 +120,8 @@ def test_shipped_fusion_is_fitted_with_the_shipped_attribute_model():
         pytest.skip("no attribute model shipped")
     doc = json.loads(FUSION_PATH.read_text())
     assert doc["attributes_version"] == str(entry.raw.get("version"))
-    assert GlassesFusion.load(entry.raw.get("version")) is not None
+    assert doc["attributes_model"]["sha256"] == entry.sha256
+    assert GlassesFusion.load(entry.raw.get("version"), sha256=entry.sha256) is not None
     assert doc["heldout"]["fused"]["type_right"] >= 0.93
 
 

@@ -53,7 +53,7 @@ the training photos (``cache/pairs``, or the artist run on the aligned
 originals when the pairs are not built) as pseudo-labels for hair length,
 volume, curl and fringe. :func:`refit` refits chosen heads of the shipped
 file alone (2.3.0: beard, moustache and glasses on the labels by eye).
-Augmentation: every labelled training photo also enters mirrored and
+Augmentation: every training photo with the shared labels also enters mirrored and
 :data:`N_AUG` times with a random similarity warp and a colour-safe
 photometric jitter; the other training photos enter with their mirror image.
 
@@ -449,8 +449,8 @@ def compute_features(bb: Backbone, crops, batch: int = 128, desc: str = "feature
 
 def sample_table(al, T: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(photo index, variant) of every feature row: each used photo's original
-    (variant 0); training photos also mirrored (1); labelled training photos
-    also ``N_AUG`` random augmentations (2..)."""
+    (variant 0); training photos also mirrored (1); training photos of
+    ffhq128-labelled also ``N_AUG`` random augmentations (2..)."""
     rng = np.random.default_rng(seed)
     folder = np.array([k.split("/", 1)[0] for k in al.keys])
     held = T["heldout"]
@@ -1248,8 +1248,8 @@ def _heads_input(model) -> str:
 
 def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = None, version: str | None = None,
           folder: Path = MODELS, log=print) -> dict:
-    """Refits some heads of the *shipped* file (binary flags and/or the
-    glasses softmax, :data:`REFITTABLE`) on its own features, leaving
+    """Refits some heads of the *shipped* file (binary flags, the glasses or
+    hair colour softmax, :data:`REFITTABLE`) on its own features, leaving
     everything else as it is: the int8 network, the standardisation and the
     other heads stay byte for byte, so every other output is unchanged
     (checked on the held-out crops before the file is replaced).
@@ -1263,8 +1263,11 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     and folded into its rows of ``heads.binary`` / ``heads.glasses``. Run
     ``avatarizer-export detectors --fusion`` after it: the glasses fusion
     names the H version it was fitted on. The file's description gets
-    the new thresholds, the held-out metrics, ``version`` (default: the minor
-    version bumped) and a ``refit`` record; the manifest entry is replaced."""
+    the new thresholds, the held-out metrics, ``version`` (default: the
+    source's patch + 1) and a ``refit`` record; the manifest entry is
+    replaced (its quality gate marked as carried from the source file); the
+    report goes to ``runs/attributes/refit_<version>.json`` and, for the
+    shipped folder, H's predictions on every photo are written again."""
     import onnx
     import onnxruntime as ort
 
@@ -1353,6 +1356,8 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     # held-out: the refitted file against the shipped one on the same crops
     hrows = np.flatnonzero(held[photo] & (variant == 0))
     hphotos = photo[hrows]
+    if len(hphotos) == 0:
+        raise ValueError("refit: the feature table has no held-out photo to check the refitted file on")
     crops = to_input128(np.asarray(al.crops[np.sort(hphotos)]))
     order = np.argsort(np.argsort(hphotos))
     new_sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
@@ -1376,21 +1381,27 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     after = evaluate({k: v[order] for k, v in outputs_to_arrays(new_o).items()}, T, hphotos, decision, draw,
                      desc.get("hair_colour_priors"))
     from_version = str(desc.get("version", "0.0.0"))
-    major, minor, _ = (int(v) for v in from_version.split("."))
+    major, minor, patch = (int(v) for v in from_version.split("."))
+    # a refit is the patch after its source (a full run, VERSION, is another network)
     desc.update(decision_thresholds=decision, draw_thresholds=draw, created_by=formats.created_by(),
-                version=version or f"{major}.{minor + 1}.0")
+                version=version or f"{major}.{minor}.{patch + 1}")
     flags_refit = {f for n in names for f in (("glasses", "sunglasses") if n == "glasses" else (n,))}
-    if "hair_colour" in names:
-        desc.setdefault("heldout_metrics", {}).update({k: after[k] for k in ("hair_colour", "hair_colour_eye_labels")
-                                                       if k in after})
-    desc.setdefault("heldout_metrics", {}).update({k: v for k, v in after.items()
-                                                   if k.split("_eye")[0] in flags_refit})
-    labels = int(T.get("eye_labelled", np.zeros(0, bool)).sum())
+    flags_refit |= {"hair_colour"} & set(names)
+    metrics = {k: v for k, v in (desc.get("heldout_metrics") or {}).items() if k.split("_eye")[0] not in flags_refit}
+    metrics.update({k: v for k, v in after.items() if k.split("_eye")[0] in flags_refit})
+    desc["heldout_metrics"] = metrics
+    eye = T.get("eye_labelled", np.zeros(len(held), bool))
+    labelled = np.zeros(len(held), bool)
+    for n in names:
+        labelled |= (T[n] >= 0) if n in ("glasses", "hair_colour") else np.isfinite(T[n])
+    labels = int((eye & labelled & ~held).sum())
     desc["refit"] = {**(desc.get("refit") or {}),
                      **{n: {"from": f"{SHIP_FILE} {from_version}", "to": desc["version"], "k": heads[n]["k"],
                             "lambda": heads[n]["lambda"], "cv_best": heads[n]["cv_best"],
-                            "train_photos": heads[n]["train_photos"], "draw_cv": at.get(n)} for n in names}}
-    desc["refit_labels"] = (f"ffhq128-labelled attributes.jsonl (training split); {labels} photos labelled by "
+                            "train_photos": heads[n]["train_photos"],
+                            "draw_cv": {f: at[f] for f in (("glasses", "sunglasses") if n == "glasses" else (n,))
+                                        if f in at}} for n in names}}
+    desc["refit_labels"] = (f"ffhq128-labelled attributes.jsonl (training split); {labels} training photos labelled by "
                             "eye (avatarizer_export/labels/*.jsonl, docs/data.md); UTKFace women and children "
                             "as without facial hair")
     td = dict(desc.get("training_data") or {})
@@ -1402,13 +1413,22 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     onnx.save(model, str(tmp))
     os.replace(tmp, path)
-    gate = json.loads((Path(folder) / formats.MANIFEST_NAME).read_text())["models"][desc["name"]].get("quality_gate")
+    gate = dict(json.loads((Path(folder) / formats.MANIFEST_NAME).read_text())["models"][desc["name"]]
+                .get("quality_gate") or {})
+    # the int8 network is the source file's, gated against its fp32 file; the
+    # refitted heads are fp32 and were fitted on the int8 features themselves
+    gate.setdefault("carried_from", from_version)
+    gate["note"] = (f"int8 network and standardisation of {gate['carried_from']}, gated against its fp32 file; "
+                    "heads refitted on the int8 features (no fp32 counterpart)")
     entry = formats.add_to_manifest(path, desc, folder=folder, quality_gate=gate)
     report = {"refit": list(names), "version": desc["version"], "before": before, "after": after,
               "draw_cv": at, "decision_thresholds": decision, "draw_thresholds": draw,
               "sha256": entry["sha256"], "seconds": round(time.time() - t0, 1)}
     RUN.mkdir(parents=True, exist_ok=True)
-    (RUN / "refit_report.json").write_text(json.dumps(report, indent=1))
+    (RUN / f"refit_{desc['version']}.json").write_text(json.dumps(report, indent=1))
+    if Path(folder).resolve() == MODELS.resolve():  # what the hair bank's sheets read: the shipped file's outputs
+        pred_all = onnx_predictions(path, al.crops)
+        np.savez_compressed(RUN / "predictions.npz", keys=np.array(al.keys), **pred_all)
     log(json.dumps({k: report[k] for k in ("before", "after")}, indent=1))
     return report
 
@@ -1445,7 +1465,7 @@ def main_attributes(args) -> int:
         bad = [n for n in names if n not in REFITTABLE]
         if bad or not names:
             raise SystemExit(f"--refit takes heads from {REFITTABLE}, got {args.refit!r}")
-        refit(names, cache=args.cache, shared=args.shared)
+        refit(names, cache=args.cache, shared=args.shared, version=args.version)
         return 0
     run(cache=args.cache, shared=args.shared, cv=not args.no_cv, do_export=not args.no_export,
         steps=args.distil_steps)
@@ -1462,6 +1482,7 @@ def add_parser(sub):
     p.add_argument("--distil-steps", type=int, default=DISTIL_STEPS,
                    help=f"optimiser steps of the student's distillation (default {DISTIL_STEPS})")
     p.add_argument("--refit", metavar="FLAGS",
-                   help="refit only these binary heads (e.g. beard,moustache) of the shipped file on its own "
-                        "features, everything else unchanged (after new labels)")
+                   help="refit only these heads (binary flags, glasses, hair_colour; e.g. beard,moustache,glasses) "
+                        "of the shipped file on its own features, everything else unchanged (after new labels)")
+    p.add_argument("--version", help="the refitted file's version (default: the source's patch + 1)")
     p.set_defaults(func=main_attributes)

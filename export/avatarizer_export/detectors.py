@@ -320,9 +320,9 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     hc_model, hc_report = _fit_hair_colour(both, both_labels, np.concatenate([held, eheld[keep]]), parts,
                                            train_parts=("shared",))
     doc["detectors"]["hair_colour"] = hc_model
-    if "eye_labels" in hc_report:
-        doc["heldout_eye_labels"]["hair_colour"] = hc_report.pop("eye_labels")
-    doc["heldout"]["hair_colour"] = hc_report
+    for part, key in (("shared", "heldout"), ("eye_labels", "heldout_eye_labels")):
+        if part in hc_report:
+            doc[key]["hair_colour"] = hc_report[part]
     doc["seconds"] = round(time.time() - t0, 1)
     out = Path(out) if out else OUT
     out.write_text(json.dumps(doc, indent=1) + "\n")
@@ -357,6 +357,8 @@ def eye_features(shared: Path, cache: Path, keys: list[str], quiet: bool = False
         f = features(Path(shared) / "data" / "faces" / folder, names, progress=not quiet)
         found = {f"{folder}/{n}" for n in f["names"]}
         missing += [f"{folder}/{n}" for n in names if f"{folder}/{n}" not in found]
+        if not f["names"]:  # no face in any of them
+            continue
         have["names"] += [f"{folder}/{n}" for n in f["names"]]
         for k in fields:
             have[k] += list(np.asarray(f[k], np.float64).reshape(len(f["names"]), -1))
@@ -389,10 +391,10 @@ def _fit_hair_colour(feats: dict, labels: dict, held: np.ndarray, parts: np.ndar
     and how often the *drawn* colour reads as the labelled class
     (``hair.hair_colour_class_of``) as sampled and after
     ``hair.drawn_hair_colour`` with the gate ``min_prob`` chosen here.
-    ``parts`` (a name per photo, default all ``"heldout"``): one held-out
-    report per part (e.g. the shared labels and the labels by eye); the
-    report returned is the first part's, the others under their names.
-    ``train_parts``: the parts trained on (default: all)."""
+    ``parts`` (a name per photo, default all ``"heldout"``): the held-out
+    reports are returned by part (e.g. the shared labels and the labels by
+    eye; a part without held-out photos has none). ``train_parts``: the
+    parts trained on (default: all)."""
     from avatarizer import hair as HR
 
     k = len(HAIR_COLOURS)
@@ -445,12 +447,7 @@ def _fit_hair_colour(feats: dict, labels: dict, held: np.ndarray, parts: np.ndar
                                                   "balanced_as_sampled": round(balanced_accuracy(yh, read_raw, k), 3),
                                                   "balanced_drawn": round(balanced_accuracy(yh, read_drawn, k), 3)}}
     model["trained_on"] = int(tr.sum())
-    if not reports:
-        return model, {}
-    first = next(iter(reports))
-    report = dict(reports.pop(first))
-    report.update(reports)
-    return model, report
+    return model, reports
 
 
 #: L2 weights tried for the glasses fusion (5-fold out-of-fold log loss on the training photos)

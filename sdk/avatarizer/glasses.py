@@ -84,15 +84,20 @@ class GlassesFusion:
         return cls(mean, scale, W, b, clear, sun, version)
 
     @classmethod
-    def load(cls, attributes_version: str | None, path: str | Path | None = None) -> "GlassesFusion | None":
-        """The fusion fitted with H ``attributes_version``; None when the file
-        is missing, unreadable or invalid, or was fitted with another H."""
+    def load(cls, attributes_version: str | None, path: str | Path | None = None,
+             sha256: str | None = None) -> "GlassesFusion | None":
+        """The fusion fitted with H ``attributes_version`` (and, when both the
+        file and the caller name one, the model file's ``sha256``); None when
+        the file is missing, unreadable or invalid, or was fitted with another H."""
         try:
             doc = json.loads(Path(path or FUSION_PATH).read_text(encoding="utf-8"))
             fusion = cls.from_doc(doc)
         except (OSError, ValueError):
             return None
         if attributes_version is None or fusion.attributes_version != str(attributes_version):
+            return None
+        fitted_sha = (doc.get("attributes_model") or {}).get("sha256") if isinstance(doc, dict) else None
+        if sha256 is not None and fitted_sha is not None and str(fitted_sha) != str(sha256):
             return None
         return fusion
 

@@ -63,7 +63,7 @@ class HairStage(Stage):
                 # glasses: H fused with the artist's cues, when fitted with this H
                 from ..glasses import GlassesFusion
 
-                self.fusion = (GlassesFusion.load(entry.raw.get("version"))
+                self.fusion = (GlassesFusion.load(entry.raw.get("version"), sha256=entry.sha256)
                                if options.estimator_resolved == "hybrid" else None)
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
                                "bank hairstyles")
