@@ -450,3 +450,40 @@ def test_refit_changes_only_the_refitted_head(tmp_path, monkeypatch):
     assert entry["sha256"] == sha256_file(folder / A.SHIP_FILE) and entry["version"] == desc["version"]
     assert entry["quality_gate"]["passed"] and entry["quality_gate"]["carried_from"]
     assert (tmp_path / "run" / f"refit_{desc['version']}.json").exists()
+
+
+def test_label_files_are_the_consensus_of_the_committed_votes(tmp_path):
+    """``avatarizer-export labels merge`` remakes the committed label files
+    byte for byte from the labellers' committed answers."""
+    from avatarizer_export import data as D
+    from avatarizer_export import eyelabels as E
+
+    counts = E.merge(out=tmp_path)
+    for name, n in counts.items():
+        assert (tmp_path / name).read_bytes() == (D.EYE_LABELS / name).read_bytes(), name
+        assert n > 1000
+    rep = E.report(E.load_batch("utkface_men"))
+    agreed, total = (int(v) for v in rep["agreement"]["beard"].split("/"))
+    assert total > 1000 and 0.9 < agreed / total <= 1.0
+
+
+def test_consensus_rules():
+    from avatarizer_export import eyelabels as E
+
+    batch = {"rule": "field", "fields": ["beard", "glasses", "hair_colour"],
+             "sheets": [["ffhq128/a.jpg", "ffhq128/b.jpg", "ffhq128/c.jpg", "ffhq128-labelled/x.jpg"]],
+             "votes": {"accessories": {
+                 "P": {"0": {"beard": [0, 3], "glasses": [1], "sunglasses": [2], "unsure": []}},
+                 "Q": {"0": {"beard": [0], "glasses": [1], "sunglasses": [], "unsure": [2]}}},
+                 "hair": {"P": {"0": {"black": [0], "brown": [1], "none": [2], "blond": [3]}},
+                          "Q": {"0": {"black": [0], "blond": [1], "none": [2], "brown": [3]}}}}}
+    recs = E.consensus(batch)
+    assert "ffhq128-labelled/x.jpg" not in recs  # controls are never written
+    assert recs["ffhq128/a.jpg"] == {"file": "ffhq128/a.jpg", "labellers": 2, "beard": 1, "glasses": 0,
+                                     "hair_colour": 0}
+    assert recs["ffhq128/b.jpg"] == {"file": "ffhq128/b.jpg", "labellers": 2, "beard": 0, "glasses": 1}
+    assert "ffhq128/c.jpg" not in recs  # one labeller unsure (accessories), hair "none"
+    batch["rule"] = "record"
+    batch["fields"] = ["beard", "glasses"]
+    batch["votes"]["accessories"]["Q"]["0"]["glasses"] = []  # now they differ on b's glasses
+    assert "ffhq128/b.jpg" not in E.consensus(batch) and "ffhq128/a.jpg" in E.consensus(batch)

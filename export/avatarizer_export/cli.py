@@ -12,7 +12,8 @@ def _schema(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import attributes, data, detectors, evaluate, hairbank, pipeline, report, sheets, ship, train
+    from . import (attributes, data, detectors, evaluate, eyelabels, hairbank, pipeline, report, sheets, ship,
+                   train)
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
                                  description="Data building, training, evaluation and model export.")
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     attributes.add_parser(sub)
     hairbank.add_parser(sub)
     detectors.add_parser(sub)
+    eyelabels.add_parser(sub)
     pipeline.add_parser(sub)
     return ap
 

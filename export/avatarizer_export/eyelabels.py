@@ -1,0 +1,240 @@
+"""``avatarizer-export labels``: the project's labels by eye (docs/data.md),
+from contact sheets to the label files.
+
+    avatarizer-export labels sheets --keys FILE --out DIR [--controls N]  # numbered sheets + layout.json
+    avatarizer-export labels merge                    # votes/*.json -> labels/*.jsonl (what H trains on)
+    avatarizer-export labels report [--shared DIR]    # agreement between labellers, controls vs shared labels
+
+A *batch* (``labels/votes/NAME.json``) holds the sheets' layout (``sheets``:
+per sheet the ``FOLDER/NAME`` key of each numbered cell, controls included)
+and every labeller's answers per sheet: ``votes.accessories[labeller][sheet]``
+lists cell indices per field (``beard``, ``moustache``, ``glasses``,
+``sunglasses``, ``headwear``, ``unsure``) and ``votes.hair[labeller][sheet]``
+per colour (``black`` ... ``gray``, ``none``, ``unsure``). Controls (photos of
+``ffhq128-labelled``, which has the shared labels) are never written out.
+
+Consensus (``rule``): ``record`` keeps a photo only when its labellers agree
+on every field and none was unsure (the UTKFace batch); ``field`` keeps each
+accessory field the labellers agree on, for photos nobody was unsure of, and
+the hair colour where at least two labellers chose the same one of the five
+colours. ``merge`` writes ``utkface_facial_hair.jsonl`` (the ``utkface_men``
+batch) and ``ffhq128_by_eye.jsonl`` (the two ``ffhq128`` batches); a test
+checks that the committed files are exactly what ``merge`` makes.
+"""
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .data import EYE_LABELS
+
+VOTES = EYE_LABELS / "votes"
+HAIR = ("black", "brown", "blond", "red", "gray")
+CONTROL_FOLDER = "ffhq128-labelled"
+#: label file -> the batches it is made from
+OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
+           "ffhq128_by_eye.jsonl": ("ffhq128_heldout", "ffhq128_train")}
+ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
+
+
+def load_batch(name: str, folder: Path | None = None) -> dict:
+    return json.loads(((folder or VOTES) / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def _accessory_answers(batch: dict) -> dict:
+    """key -> labeller -> {field: value, "unsure": bool} (glasses 0/1/2)."""
+    out: dict = collections.defaultdict(dict)
+    for who, sheets in batch["votes"].get("accessories", {}).items():
+        for s, lists in sheets.items():
+            cells = batch["sheets"][int(s)]
+            sets = {k: set(v) for k, v in lists.items()}
+            for j, key in enumerate(cells):
+                ans = {"unsure": j in sets.get("unsure", ())}
+                for f in ("beard", "moustache", "headwear"):
+                    if f in sets:
+                        ans[f] = int(j in sets[f])
+                if "glasses" in sets or "sunglasses" in sets:
+                    ans["glasses"] = 2 if j in sets.get("sunglasses", ()) else int(j in sets.get("glasses", ()))
+                out[key][who] = ans
+    return out
+
+
+def _hair_answers(batch: dict) -> dict:
+    """key -> labeller -> the colour list the cell is in."""
+    out: dict = collections.defaultdict(dict)
+    for who, sheets in batch["votes"].get("hair", {}).items():
+        for s, lists in sheets.items():
+            cells = batch["sheets"][int(s)]
+            for name, idx in lists.items():
+                for j in idx:
+                    if 0 <= j < len(cells):
+                        out[cells[j]][who] = name
+    return out
+
+
+def consensus(batch: dict) -> dict[str, dict]:
+    """``{key: record}`` of one batch by its ``rule`` (module docstring)."""
+    recs: dict[str, dict] = {}
+    acc = _accessory_answers(batch)
+    fields = [f for f in batch["fields"] if f in ACCESSORY_FIELDS]
+    for key, by in acc.items():
+        if key.startswith(CONTROL_FOLDER + "/"):
+            continue
+        answers = list(by.values())
+        if any(a["unsure"] for a in answers):
+            continue
+        agreed = {f: answers[0][f] for f in fields
+                  if all(f in a for a in answers) and len({a[f] for a in answers}) == 1}
+        if batch["rule"] == "record" and len(agreed) < len(fields):
+            continue
+        if agreed:
+            recs[key] = {"file": key, "labellers": len(answers), **agreed}
+    if "hair_colour" in batch["fields"]:
+        for key, by in _hair_answers(batch).items():
+            if key.startswith(CONTROL_FOLDER + "/"):
+                continue
+            chosen = set(by.values())
+            if len(by) >= 2 and len(chosen) == 1 and (c := chosen.pop()) in HAIR:
+                recs.setdefault(key, {"file": key, "labellers": len(by)})["hair_colour"] = HAIR.index(c)
+    return recs
+
+
+def merge(votes: Path | None = None, out: Path | None = None) -> dict[str, int]:
+    """Writes every label file of :data:`OUTPUTS` from its batches; returns
+    the number of photos per file."""
+    out = Path(out) if out else EYE_LABELS
+    counts = {}
+    for fname, batches in OUTPUTS.items():
+        recs: dict[str, dict] = {}
+        for b in batches:
+            for key, r in consensus(load_batch(b, votes)).items():
+                recs.setdefault(key, {}).update(r)
+        lines = [json.dumps(recs[k], sort_keys=True) for k in sorted(recs)]
+        (out / fname).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        counts[fname] = len(lines)
+    return counts
+
+
+def report(batch: dict, shared: Path | None = None) -> dict:
+    """Agreement between labellers per field (photos with two or more
+    labellers; an unsure photo counts as a disagreement), and, with the
+    shared labels, each labeller's answers on the controls against them."""
+    acc, hair = _accessory_answers(batch), _hair_answers(batch)
+    agree: dict = collections.defaultdict(lambda: [0, 0])
+    for key, by in acc.items():
+        if key.startswith(CONTROL_FOLDER + "/") or len(by) < 2:
+            continue
+        answers = list(by.values())
+        for f in batch["fields"]:
+            if f in ACCESSORY_FIELDS and all(f in a for a in answers):
+                agree[f][1] += 1
+                agree[f][0] += len({a[f] for a in answers}) == 1 and not any(a["unsure"] for a in answers)
+    for key, by in hair.items():
+        if not key.startswith(CONTROL_FOLDER + "/") and len(by) >= 2:
+            agree["hair_colour"][1] += 1
+            agree["hair_colour"][0] += len(set(by.values())) == 1
+    out = {"agreement": {f: f"{a}/{n}" for f, (a, n) in agree.items()}}
+    if shared is not None:
+        from .detectors import labels_of
+
+        path = Path(shared) / "data" / "faces" / CONTROL_FOLDER / "attributes.jsonl"
+        if path.is_file():
+            lab = labels_of(path)
+            ctrl: dict = collections.Counter()
+            for key, by in acc.items():
+                name = key.split("/", 1)[1]
+                if key.startswith(CONTROL_FOLDER + "/") and name in lab:
+                    for a in by.values():
+                        for f in ACCESSORY_FIELDS:
+                            if f in a:
+                                ctrl[f"{f}: shared {lab[name][f]}, by eye {a[f]}"] += 1
+            for key, by in hair.items():
+                name = key.split("/", 1)[1]
+                if key.startswith(CONTROL_FOLDER + "/") and name in lab:
+                    shared_c = lab[name]["hair_colour"]
+                    for c in by.values():
+                        ctrl[f"hair_colour: shared {HAIR[shared_c] if shared_c >= 0 else 'none'}, by eye {c}"] += 1
+            out["controls"] = dict(sorted(ctrl.items()))
+    return out
+
+
+def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (), per_sheet: int = 44,
+                seed: int = 0, cell: int = 150) -> dict:
+    """Numbered contact sheets of ``keys`` (``FOLDER/NAME`` under ``faces``)
+    with ``controls`` spread over them (one sheet gets ``len(controls) //
+    sheets`` of them), shuffled; writes ``sheetNN.png`` and ``layout.json``
+    (the ``sheets`` of a batch) into ``out`` and returns the layout."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    keys = [keys[i] for i in rng.permutation(len(keys))]
+    n_sheets = max(1, -(-len(keys) // per_sheet))
+    per_ctrl = len(controls) // n_sheets
+    sheets = []
+    for s in range(n_sheets):
+        cells = keys[s * per_sheet:(s + 1) * per_sheet] + list(controls[s * per_ctrl:(s + 1) * per_ctrl])
+        sheets.append([cells[i] for i in rng.permutation(len(cells))])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cols, pad = 8, 4
+    for s, cells in enumerate(sheets):
+        rows = -(-len(cells) // cols)
+        page = np.full((rows * (cell + pad), cols * (cell + pad), 3), 255, np.uint8)
+        for j, key in enumerate(cells):
+            img = cv2.imread(str(Path(faces) / key))
+            if img is None:
+                raise FileNotFoundError(f"{Path(faces) / key} is not a readable image")
+            y, x = (j // cols) * (cell + pad), (j % cols) * (cell + pad)
+            page[y:y + cell, x:x + cell] = cv2.resize(img, (cell, cell), interpolation=cv2.INTER_AREA)
+            cv2.rectangle(page, (x, y), (x + 34, y + 22), (255, 255, 255), -1)
+            cv2.putText(page, str(j), (x + 2, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2)
+        cv2.imwrite(str(out / f"sheet{s:02d}.png"), page)
+    (out / "layout.json").write_text(json.dumps({"sheets": sheets}), encoding="utf-8")
+    return {"sheets": sheets}
+
+
+def main_labels(args) -> int:
+    if args.what == "merge":
+        print(json.dumps(merge()))
+    elif args.what == "report":
+        from .paths import shared_dir
+
+        try:
+            shared = shared_dir(args.shared)
+        except FileNotFoundError:
+            shared = None
+        for p in sorted(VOTES.glob("*.json")):
+            print(p.stem, json.dumps(report(load_batch(p.stem), shared)))
+    else:
+        from .paths import shared_dir
+
+        if not args.keys or not args.out:
+            raise SystemExit("labels sheets needs --keys FILE (one FOLDER/NAME a line) and --out DIR")
+        keys = [k.strip() for k in Path(args.keys).read_text().splitlines() if k.strip()]
+        ctrl = []
+        if args.controls:
+            lab_dir = shared_dir(args.shared) / "data" / "faces" / CONTROL_FOLDER
+            names = sorted(p.name for p in lab_dir.glob("*.jpg"))
+            from .data import is_heldout
+
+            names = [n for n in names if not is_heldout(f"{CONTROL_FOLDER}/{n}")]
+            pick = np.random.default_rng(1).permutation(len(names))[:args.controls]
+            ctrl = [f"{CONTROL_FOLDER}/{names[i]}" for i in pick]
+        lay = make_sheets(keys, shared_dir(args.shared) / "data" / "faces", Path(args.out), ctrl)
+        print(f"wrote {len(lay['sheets'])} sheets and layout.json to {args.out}")
+    return 0
+
+
+def add_parser(sub):
+    p = sub.add_parser("labels", help="the project's labels by eye: contact sheets, consensus, report "
+                                      "(docs/data.md)")
+    p.add_argument("what", choices=("sheets", "merge", "report"))
+    p.add_argument("--keys", help="sheets: a file of FOLDER/NAME keys under ../shared/data/faces, one a line")
+    p.add_argument("--out", help="sheets: the folder for sheetNN.png and layout.json")
+    p.add_argument("--controls", type=int, default=0,
+                   help="sheets: this many training photos of ffhq128-labelled spread over the sheets")
+    p.add_argument("--shared")
+    p.set_defaults(func=main_labels)
