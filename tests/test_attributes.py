@@ -487,3 +487,23 @@ def test_consensus_rules():
     batch["fields"] = ["beard", "glasses"]
     batch["votes"]["accessories"]["Q"]["0"]["glasses"] = []  # now they differ on b's glasses
     assert "ffhq128/b.jpg" not in E.consensus(batch) and "ffhq128/a.jpg" in E.consensus(batch)
+
+
+def test_make_sheets_numbers_every_photo_once(tmp_path):
+    import cv2
+
+    from avatarizer_export import eyelabels as E
+
+    faces = tmp_path / "faces"
+    (faces / "ffhq128").mkdir(parents=True)
+    keys = []
+    for i in range(11):
+        cv2.imwrite(str(faces / "ffhq128" / f"{i}.jpg"), np.full((40, 40, 3), 20 * i, np.uint8))
+        keys.append(f"ffhq128/{i}.jpg")
+    lay = E.make_sheets(keys[:9], faces, tmp_path / "out", controls=keys[9:], per_sheet=5)
+    assert len(lay["sheets"]) == 2 and sorted(k for s in lay["sheets"] for k in s) == sorted(keys)
+    assert json.loads((tmp_path / "out" / "layout.json").read_text()) == lay
+    page = cv2.imread(str(tmp_path / "out" / "sheet00.png"))
+    assert page is not None and page.shape[1] == 8 * 154
+    with pytest.raises(FileNotFoundError):
+        E.make_sheets(["ffhq128/missing.jpg"], faces, tmp_path / "bad")
