@@ -74,7 +74,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     # a missing toolchain fails the run: it never skips shipping quietly
     _timed("ship", ship.export, "ship", cache, SHIPPED_MAPPER)
     # the hybrid's glasses decision: the shipped H's outputs fused with the artist's cues
-    _timed("glasses fusion", detectors.fit_glasses_fusion, shared, cache, precision=0.9, quiet=True)
+    _timed("glasses fusion", detectors.fit_glasses_fusion, shared, cache, quiet=True)
     return dict(STAGES)
 
 
