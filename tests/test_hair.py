@@ -396,3 +396,20 @@ def test_beard_colour_is_the_chins_hair_white_dark_or_red(beard):
     got = HR.sample_beard_rgb((crop * 255).astype(np.uint8), lm, skin)
     np.testing.assert_allclose(got, beard, atol=0.02)
     assert HR.sample_beard_rgb(crop, lm, skin, valid=np.zeros((size, size), bool)) is None
+
+
+def test_grey_hair_is_weighed_by_age():
+    """The fitted age prior (``hair_colour.age_prior``): grey is rare under 25
+    and common past 55; it moves only the grey score of the fused reading."""
+    from avatarizer import hair as HR
+
+    assert HR.age_gray_ratio(None) == 1.0 and HR.age_gray_ratio(float("nan")) == 1.0
+    assert HR.age_gray_ratio(8.0) < 0.2 and HR.age_gray_ratio(20.0) < 0.2
+    assert HR.age_gray_ratio(70.0) > 2.0
+    model = {"black": 0.1, "brown": 0.2, "blond": 0.2, "red": 0.05, "gray": 0.45}
+    region = {"black": 0.1, "brown": 0.2, "blond": 0.25, "red": 0.05, "gray": 0.4}
+    young, old, none = (HR.fuse_hair_colour(model, region, age=a) for a in (10.0, 70.0, None))
+    assert max(young, key=young.get) != "gray" and max(old, key=old.get) == "gray"
+    assert old["gray"] > none["gray"] > young["gray"]
+    # the other classes keep their ratios
+    assert young["blond"] / young["brown"] == pytest.approx(none["blond"] / none["brown"])

@@ -370,3 +370,19 @@ def test_a_blown_out_cheek_does_not_whiten_the_skin():
     assert np.abs(got - skin).max() < 0.08  # its unclipped rim still counts, nothing near white
     got = C.skin_colour(st, Stub(patch(white), patch(white)), lm, [0, 1])
     np.testing.assert_allclose(got, white, atol=0.03)  # all blown: as photographed
+
+
+def test_gray_age_prior_from_predictions(tmp_path):
+    from avatarizer_export import detectors as D
+
+    rng = np.random.default_rng(0)
+    n = 400
+    age = rng.uniform(5, 80, n)
+    gray = (age > 50) & (rng.random(n) < 0.6)
+    names = [f"ffhq128/{i}.jpg" for i in range(n)]
+    labels = {k: {"hair_colour": 4 if g else 1} for k, g in zip(names, gray)}
+    np.savez(tmp_path / "p.npz", keys=np.array(names), regress=np.stack([age] + [np.zeros(n)] * 4, 1))
+    prior = D.gray_age_prior(labels, np.zeros(n, bool), names, [], predictions=tmp_path / "p.npz")
+    assert prior["bins"] == list(D.AGE_BANDS) and len(prior["gray"]) == len(D.AGE_BANDS) + 1
+    assert prior["gray"][0] < 0.2 < 2.0 < prior["gray"][-1] and sum(prior["photos"]) == n
+    assert D.gray_age_prior(labels, np.zeros(n, bool), names, [], predictions=tmp_path / "missing.npz") is None

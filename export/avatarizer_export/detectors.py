@@ -321,6 +321,9 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     parts = np.array(["shared"] * len(feats["names"]) + ["eye_labels"] * int(keep.sum()))
     hc_model, hc_report = _fit_hair_colour(both, both_labels, np.concatenate([held, eheld[keep]]), parts,
                                            train_parts=("shared",))
+    prior = gray_age_prior(both_labels, np.concatenate([held, eheld[keep]]), both["names"], list(feats["names"]))
+    if prior is not None:
+        hc_model["age_prior"] = prior
     doc["detectors"]["hair_colour"] = hc_model
     for part, key in (("shared", "heldout"), ("eye_labels", "heldout_eye_labels")):
         if part in hc_report:
@@ -375,6 +378,46 @@ def eye_features(shared: Path, cache: Path, keys: list[str], quiet: bool = False
         arr = np.array(have[k], np.float64)
         out[k] = arr[idx] if len(idx) else np.zeros((0, arr.shape[1] if arr.ndim == 2 else 1))
     return out
+
+
+#: H's regressed age bands (years) of the grey-hair prior
+AGE_BANDS = (15.0, 25.0, 35.0, 45.0, 55.0)
+#: pseudo-count pulling each band's grey share toward the overall one
+AGE_PRIOR_SMOOTHING = 5.0
+
+
+def gray_age_prior(labels: dict, held: np.ndarray, names: list, shared_names: list,
+                   predictions: Path | None = None) -> dict | None:
+    """P(gray | H's age band) / P(gray) over the training photos with a hair
+    colour (the shared labels' and those labelled by eye; ``names`` as keys
+    of ``labels``, the first ``len(shared_names)`` plain ``ffhq128-labelled``
+    names), with H's regressed age from ``runs/attributes/predictions.npz``
+    (the shipped H's outputs on every aligned photo); each band's share is
+    smoothed toward the overall one by :data:`AGE_PRIOR_SMOOTHING` photos.
+    None without the predictions."""
+    from .attributes import RUN
+
+    path = Path(predictions) if predictions else RUN / "predictions.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        age_of = dict(zip([str(k) for k in z["keys"]], z["regress"][:, 0].astype(np.float64)))
+    keys = [f"ffhq128-labelled/{n}" if i < len(shared_names) else n for i, n in enumerate(names)]
+    y = np.array([labels[n]["hair_colour"] for n in names])
+    age = np.array([age_of.get(k, np.nan) for k in keys])
+    ok = (y >= 0) & np.isfinite(age) & ~np.asarray(held, bool)
+    if ok.sum() < 100:
+        return None
+    gray = y[ok] == HAIR_COLOURS.index("gray")
+    band = np.searchsorted(np.asarray(AGE_BANDS), age[ok], side="right")
+    overall = float(gray.mean())
+    ratios, counts = [], []
+    for b in range(len(AGE_BANDS) + 1):
+        m = band == b
+        share = (gray[m].sum() + AGE_PRIOR_SMOOTHING * overall) / (m.sum() + AGE_PRIOR_SMOOTHING)
+        ratios.append(round(float(share / overall), 4))
+        counts.append(int(m.sum()))
+    return {"bins": list(AGE_BANDS), "gray": ratios, "photos": counts, "gray_share": round(overall, 4)}
 
 
 def _detector_report(y: np.ndarray, pred: np.ndarray, k: int) -> dict:

@@ -56,7 +56,7 @@ __all__ = [
     "model_thresholds", "public_attributes",
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
     "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
-    "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading",
+    "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
     "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
@@ -527,19 +527,38 @@ def hair_region_reading(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndar
     return None if raw is None else (raw, px, rgb.shape[0] * rgb.shape[1])
 
 
+def age_gray_ratio(age) -> float:
+    """How much likelier grey hair is at H's regressed ``age`` than over all
+    training photos (the hair-colour classifier's fitted ``age_prior``:
+    P(gray | age band) / P(gray), smoothed toward 1; 1.0 without it or
+    without an age). Grey hair under 25 is rare (ratio ~0.05): without it
+    the fused reading drew 35 of the training children and young adults
+    grey-haired (session 6, docs/hair.md)."""
+    from .artist.accessories import detectors
+
+    prior = (detectors().get("hair_colour") or {}).get("age_prior")
+    if prior is None or age is None or not np.isfinite(age):
+        return 1.0
+    i = int(np.searchsorted(np.asarray(prior["bins"], np.float64), float(age), side="right"))
+    return float(prior["gray"][min(i, len(prior["gray"]) - 1)])
+
+
 def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str, float],
-                     priors=None) -> dict:
+                     priors=None, age=None) -> dict:
     """P(black, brown, blond, red, gray) from two readings of the hair: H's
     (the whole crop; divided by its training colour frequencies ``priors``,
     as its balanced decision does) and the hair region's classifier (fitted
     class-balanced), multiplied as independent experts and normalised. No
     weight is fitted: a fusion fitted on H's outputs for its own training
     photos trusted them (over-confident there) and lost held out
-    (``docs/hair.md``)."""
+    (``docs/hair.md``). With H's regressed ``age`` grey is weighed by
+    :func:`age_gray_ratio` (how common grey hair is at that age)."""
     score = np.log(np.clip([model_probs[c] for c in HAIR_COLOURS], 1e-4, 1.0))
     score = score + np.log(np.clip([region_probs[c] for c in HAIR_COLOURS], 1e-4, 1.0))
     if priors is not None:
         score = score - np.log(np.clip(np.asarray(priors, np.float64), 1e-3, 1.0))
+    if age is not None:
+        score[HAIR_COLOURS.index("gray")] += np.log(max(age_gray_ratio(age), 1e-3))
     p = np.exp(score - score.max())
     return dict(zip(HAIR_COLOURS, map(float, p / p.sum())))
 
@@ -550,15 +569,15 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, model=None) -> t
     probabilities): :func:`drawn_hair_colour` at the fitted gate, or ``raw``
     as it is when the region covers less than :data:`HAIR_CLASS_MIN_AREA` of
     the crop's ``crop_pixels``. ``model``: (H's hair-colour probabilities,
-    H's training colour frequencies or None): the class is then the one of
-    :func:`fuse_hair_colour`. The SDK's hair stage (with H) and the
+    H's training colour frequencies or None[, H's regressed age]): the class
+    is then the one of :func:`fuse_hair_colour`. The SDK's hair stage (with H) and the
     auto-artist (without) both draw their hair colour through this."""
     # the classifier's statistics are percentiles: an even subsample of at
     # most HAIR_FEATURE_PIXELS pixels gives them within a fraction of a unit
     step = max(1, len(px) // HAIR_FEATURE_PIXELS)
     probs = hair_colour_probs(px[::step])
     if probs is not None and model is not None and model[0]:
-        probs = fuse_hair_colour(model[0], probs, model[1])
+        probs = fuse_hair_colour(model[0], probs, model[1], model[2] if len(model) > 2 else None)
     if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels:
         return raw, probs  # too little hair to read a class from: the colour as sampled
     return drawn_hair_colour(raw, probs, min_prob=hair_colour_gate()), probs

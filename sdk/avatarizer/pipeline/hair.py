@@ -94,7 +94,7 @@ class HairStage(Stage):
         # the photo's hair colour, drawn so that it reads as the class H and
         # the hair region's classifier agree on (fuse_hair_colour)
         rgb, colour_probs = (None, None) if reading is None else H.hair_colour_of_class(
-            *reading, model=(attrs["hair_colour_probs"], self.decision.get("hair_colour_priors")))
+            *reading, model=(attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age")))
         if colour_probs is not None:  # report the colour class the drawing follows
             H.read_hair_colour(attrs, colour_probs, source="H x hair region")
         fused = None  # the glasses kind H and the artist's cues decide together (hybrid)
