@@ -215,17 +215,18 @@ def test_the_hair_stage_draws_and_reports_the_fused_colour(monkeypatch):
     seen = []
     real = H.fuse_hair_colour
 
-    def spy(model, region, priors=None):
-        seen.append((dict(model), dict(region), priors))
-        return real(model, region, priors)
+    def spy(model, region, priors=None, age=None):
+        seen.append((dict(model), dict(region), priors, age))
+        return real(model, region, priors, age)
 
     monkeypatch.setattr(H, "fuse_hair_colour", spy)
     with Avatarizer(estimator="hybrid") as av:
         a = av.from_frame(skimage.data.astronaut())
     assert a is not None and len(seen) == 1
-    model, region, priors = seen[0]
+    model, region, priors, age = seen[0]
     assert priors is not None and len(priors) == 5  # H's training colour frequencies
-    want = real(model, region, priors)
+    assert age == a.attributes["age"]["value"]  # grey weighed by H's age
+    want = real(model, region, priors, age)
     got = a.attributes["hair_colour"]
     assert got["value"] == max(want, key=want.get)
     assert abs(got["probability"] - max(want.values())) < 1e-9
