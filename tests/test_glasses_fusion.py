@@ -75,6 +75,9 @@ def test_load_needs_the_same_attribute_model(tmp_path):
     assert GlassesFusion.load("9.9.9", path, sha256="ab" * 32) is not None
     assert GlassesFusion.load("9.9.9", path, sha256="cd" * 32) is None
     assert GlassesFusion.load("9.9.9", path) is not None  # a caller without a checksum: the version alone
+    doc["attributes_model"] = "not a mapping"  # no checksum named: no crash, the version decides
+    path.write_text(json.dumps(doc))
+    assert GlassesFusion.load("9.9.9", path, sha256="cd" * 32) is not None
     path.write_text("{not json")
     assert GlassesFusion.load("9.9.9", path) is None
 

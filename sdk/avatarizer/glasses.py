@@ -60,6 +60,7 @@ class GlassesFusion:
     clear: float           # threshold on P(reading)
     sun: float             # threshold on P(sunglasses)
     attributes_version: str
+    attributes_sha256: str | None = None  # the H file it was fitted with, when the file names it
 
     @classmethod
     def from_doc(cls, doc: Mapping) -> "GlassesFusion":
@@ -73,7 +74,9 @@ class GlassesFusion:
             W, b = np.asarray(m["W"], np.float64), np.asarray(m["b"], np.float64)
             clear, sun = float(th["clear"]), float(th["sun"])
             version = str(doc["attributes_version"])
-        except (KeyError, TypeError) as e:
+            fitted = doc.get("attributes_model")
+            sha = fitted.get("sha256") if isinstance(fitted, Mapping) else None
+        except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"not a glasses fusion file: {e!r}") from None
         if mean.shape != (n,) or scale.shape != (n,) or W.shape != (len(KINDS), n) or b.shape != (len(KINDS),):
             raise ValueError("glasses fusion file: wrong array shapes")
@@ -81,7 +84,7 @@ class GlassesFusion:
             raise ValueError("glasses fusion file: non-finite weights or non-positive scales")
         if not (0.0 <= clear <= 1.0 and 0.0 <= sun <= 1.0):
             raise ValueError("glasses fusion file: thresholds outside [0, 1]")
-        return cls(mean, scale, W, b, clear, sun, version)
+        return cls(mean, scale, W, b, clear, sun, version, None if sha is None else str(sha))
 
     @classmethod
     def load(cls, attributes_version: str | None, path: str | Path | None = None,
@@ -96,8 +99,7 @@ class GlassesFusion:
             return None
         if attributes_version is None or fusion.attributes_version != str(attributes_version):
             return None
-        fitted_sha = (doc.get("attributes_model") or {}).get("sha256") if isinstance(doc, dict) else None
-        if sha256 is not None and fitted_sha is not None and str(fitted_sha) != str(sha256):
+        if sha256 is not None and fusion.attributes_sha256 is not None and fusion.attributes_sha256 != str(sha256):
             return None
         return fusion
 
