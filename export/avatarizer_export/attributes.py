@@ -90,7 +90,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -775,10 +774,7 @@ def thresholds_from_oof(heads: dict) -> tuple[dict, dict, dict]:
     DRAW_PRECISION) thresholds from the out-of-fold calibrated outputs;
     plus the CV precision / recall at each drawing threshold."""
     dec, draw, at = {}, {}, {}
-    flags = {}
-    g = heads["glasses"]
-    flags["glasses"] = (1 - g["oof"][:, 0], (g["oof_y"] > 0).astype(float))
-    flags["sunglasses"] = (g["oof"][:, 2], (g["oof_y"] == 2).astype(float))
+    flags = _glasses_flags(heads["glasses"])
     for name in ("bald", "beard", "moustache", "headwear", "male"):
         flags[name] = (heads[name]["oof"], heads[name]["oof_y"].astype(float))
     for name, (p, y) in flags.items():
@@ -786,6 +782,18 @@ def thresholds_from_oof(heads: dict) -> tuple[dict, dict, dict]:
         if t is not None:
             draw[name], at[name] = t, a
     return dec, draw, at
+
+
+def _glasses_flags(head: dict) -> dict:
+    """The glasses head's out-of-fold outputs as its two flags: glasses of
+    any kind (1 - P(none)) and sunglasses, each with its 0/1 labels."""
+    oof, y = head["oof"], head["oof_y"]
+    return {"glasses": (1 - oof[:, 0], (y > 0).astype(float)), "sunglasses": (oof[:, 2], (y == 2).astype(float))}
+
+
+def _flags_of(head: str) -> tuple[str, ...]:
+    """The decided flags a head's outputs give (the glasses head gives two)."""
+    return ("glasses", "sunglasses") if head == "glasses" else (head,)
 
 
 def flag_thresholds(name: str, p: np.ndarray, y: np.ndarray) -> tuple[float, float | None, dict | None]:
@@ -1222,10 +1230,9 @@ def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, 
         report["export"] = export(net, np.asarray(al.crops[np.sort(calib)]), np.asarray(al.crops[lab_held]),
                                   extra, decision, draw)
         # predictions of the shipped file on every photo (what the hair bank uses)
-        pred_all = onnx_predictions(MODELS / SHIP_FILE, al.crops)
+        pred_all = write_predictions(MODELS / SHIP_FILE, al)
         report["heldout_int8"] = evaluate({k: v[hphotos] for k, v in pred_all.items()}, T, hphotos, decision, draw,
                                           priors)
-        np.savez_compressed(RUN / "predictions.npz", keys=np.array(al.keys), **pred_all)
     report["seconds"] = round(time.time() - t0, 1)
     (RUN / "report.json").write_text(json.dumps(report, indent=1))
     log(json.dumps(report.get("heldout_int8", report["heldout"]), indent=1))
@@ -1281,20 +1288,20 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     photo, variant = sample_table(al, T)
     path = Path(folder) / SHIP_FILE
     model = onnx.load(str(path))
+    old_desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
     feat_name = _heads_input(model)
-    probe = onnx.load(str(path))
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
     probe.graph.output.append(onnx.helper.make_tensor_value_info(feat_name, onnx.TensorProto.FLOAT, None))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    outs = ["hair_colour", "glasses", "binary", "regress", feat_name]
     from tqdm import tqdm
 
     feats, buf = [], []
 
     def flush():
-        r = sess.run(outs, {"image": to_input128(np.stack(buf)).numpy()})
-        feats.append(r[-1])
+        feats.append(sess.run([feat_name], {"image": to_input128(np.stack(buf)).numpy()})[0])
         buf.clear()
 
     for c in tqdm(table_crops(al, photo, variant), total=len(photo), desc="shipped features", unit="crop",
@@ -1321,7 +1328,7 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     bb = {g: onnx.numpy_helper.to_array(init[f"heads.{g}.bias"]).copy() for g in groups}
     if Wb["binary"].shape[0] != len(HR.BINARY_ATTRIBUTES) or any(Wb[g].shape[0] != HEADS[g] for g in groups[1:]):
         raise ValueError(f"unexpected head weight shapes {[Wb[g].shape for g in groups]}")
-    desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
+    desc = json.loads(json.dumps(old_desc))  # the new description, a copy to change
     decision, draw = dict(desc["decision_thresholds"]), dict(desc["draw_thresholds"])
     heads, at = {}, {}
     for name in names:
@@ -1339,8 +1346,7 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
             continue
         if name == "glasses":
             Wb["glasses"][:], bb["glasses"][:] = Wf, bf
-            oof, y = h["oof"], h["oof_y"]
-            flags = {"glasses": (1 - oof[:, 0], (y > 0).astype(float)), "sunglasses": (oof[:, 2], (y == 2).astype(float))}
+            flags = _glasses_flags(h)
         else:
             j = HR.BINARY_ATTRIBUTES.index(name)
             Wb["binary"][j], bb["binary"][j] = Wf[0], bf[0]
@@ -1358,11 +1364,10 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     hphotos = photo[hrows]
     if len(hphotos) == 0:
         raise ValueError("refit: the feature table has no held-out photo to check the refitted file on")
-    crops = to_input128(np.asarray(al.crops[np.sort(hphotos)]))
-    order = np.argsort(np.argsort(hphotos))
+    crops = to_input128(np.asarray(al.crops[hphotos]))
     new_sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     old_sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    names4 = outs[:4]
+    names4 = ["hair_colour", "glasses", "binary", "regress"]
     old_o = [np.concatenate(z) for z in zip(*[old_sess.run(names4, {"image": crops[i:i + 128].numpy()})
                                               for i in range(0, len(crops), 128)])]
     new_o = [np.concatenate(z) for z in zip(*[new_sess.run(names4, {"image": crops[i:i + 128].numpy()})
@@ -1375,18 +1380,15 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
         now = nw[:, keep] if nm == "binary" else nw
         if not np.array_equal(same, now):
             raise RuntimeError(f"refit changed the {nm} outputs of heads it does not refit")
-    old_desc = json.loads(next(p.value for p in onnx.load(str(path)).metadata_props if p.key == formats.METADATA_KEY))
-    before = evaluate({k: v[order] for k, v in outputs_to_arrays(old_o).items()}, T, hphotos,
-                      old_desc["decision_thresholds"], old_desc["draw_thresholds"], old_desc.get("hair_colour_priors"))
-    after = evaluate({k: v[order] for k, v in outputs_to_arrays(new_o).items()}, T, hphotos, decision, draw,
-                     desc.get("hair_colour_priors"))
+    before = evaluate(outputs_to_arrays(old_o), T, hphotos, old_desc["decision_thresholds"],
+                      old_desc["draw_thresholds"], old_desc.get("hair_colour_priors"))
+    after = evaluate(outputs_to_arrays(new_o), T, hphotos, decision, draw, desc.get("hair_colour_priors"))
     from_version = str(desc.get("version", "0.0.0"))
     major, minor, patch = (int(v) for v in from_version.split("."))
     # a refit is the patch after its source (a full run, VERSION, is another network)
     desc.update(decision_thresholds=decision, draw_thresholds=draw, created_by=formats.created_by(),
                 version=version or f"{major}.{minor}.{patch + 1}")
-    flags_refit = {f for n in names for f in (("glasses", "sunglasses") if n == "glasses" else (n,))}
-    flags_refit |= {"hair_colour"} & set(names)
+    flags_refit = {f for n in names for f in _flags_of(n)}
     metrics = {k: v for k, v in (desc.get("heldout_metrics") or {}).items() if k.split("_eye")[0] not in flags_refit}
     metrics.update({k: v for k, v in after.items() if k.split("_eye")[0] in flags_refit})
     desc["heldout_metrics"] = metrics
@@ -1399,8 +1401,7 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
                      **{n: {"from": f"{SHIP_FILE} {from_version}", "to": desc["version"], "k": heads[n]["k"],
                             "lambda": heads[n]["lambda"], "cv_best": heads[n]["cv_best"],
                             "train_photos": heads[n]["train_photos"],
-                            "draw_cv": {f: at[f] for f in (("glasses", "sunglasses") if n == "glasses" else (n,))
-                                        if f in at}} for n in names}}
+                            "draw_cv": {f: at[f] for f in _flags_of(n) if f in at}} for n in names}}
     desc["refit_labels"] = (f"ffhq128-labelled attributes.jsonl (training split); {labels} training photos labelled by "
                             "eye (avatarizer_export/labels/*.jsonl, docs/data.md); UTKFace women and children "
                             "as without facial hair")
@@ -1410,9 +1411,10 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
         td["faces"] = f"{td.get('faces', '')}; {note}".lstrip("; ")
     desc["training_data"] = td
     formats.set_onnx_metadata(model, desc)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
+    from .onnx_util import staged
+
+    with staged(path, "refit") as tmp:
+        onnx.save(model, str(tmp))
     gate = dict(json.loads((Path(folder) / formats.MANIFEST_NAME).read_text())["models"][desc["name"]]
                 .get("quality_gate") or {})
     # the int8 network is the source file's, gated against its fp32 file; the
@@ -1427,10 +1429,19 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     RUN.mkdir(parents=True, exist_ok=True)
     (RUN / f"refit_{desc['version']}.json").write_text(json.dumps(report, indent=1))
     if Path(folder).resolve() == MODELS.resolve():  # what the hair bank's sheets read: the shipped file's outputs
-        pred_all = onnx_predictions(path, al.crops)
-        np.savez_compressed(RUN / "predictions.npz", keys=np.array(al.keys), **pred_all)
+        write_predictions(path, al)
     log(json.dumps({k: report[k] for k in ("before", "after")}, indent=1))
     return report
+
+
+def write_predictions(path: Path, al) -> dict:
+    """The model file's outputs on every aligned photo, saved as
+    ``runs/attributes/predictions.npz`` (what the hair bank and the
+    detectors' grey-hair prior read) and returned."""
+    pred_all = onnx_predictions(path, al.crops)
+    RUN.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(RUN / "predictions.npz", keys=np.array(al.keys), **pred_all)
+    return pred_all
 
 
 def onnx_predictions(path: Path, crops, batch: int = 128) -> dict:
