@@ -380,9 +380,9 @@ def test_gray_age_prior_from_predictions(tmp_path):
     age = rng.uniform(5, 80, n)
     gray = (age > 50) & (rng.random(n) < 0.6)
     names = [f"ffhq128/{i}.jpg" for i in range(n)]
-    labels = {k: {"hair_colour": 4 if g else 1} for k, g in zip(names, gray)}
+    colours = np.where(gray, 4, 1)
     np.savez(tmp_path / "p.npz", keys=np.array(names), regress=np.stack([age] + [np.zeros(n)] * 4, 1))
-    prior = D.gray_age_prior(labels, np.zeros(n, bool), names, [], predictions=tmp_path / "p.npz")
+    prior = D.gray_age_prior(names, colours, np.zeros(n, bool), predictions=tmp_path / "p.npz")
     assert prior["bins"] == list(D.AGE_BANDS) and len(prior["gray"]) == len(D.AGE_BANDS) + 1
     assert prior["gray"][0] < 0.2 < 2.0 < prior["gray"][-1] and sum(prior["photos"]) == n
-    assert D.gray_age_prior(labels, np.zeros(n, bool), names, [], predictions=tmp_path / "missing.npz") is None
+    assert D.gray_age_prior(names, colours, np.zeros(n, bool), predictions=tmp_path / "missing.npz") is None

@@ -222,14 +222,10 @@ def main_detectors(args) -> int:
     if not lab_path.is_file():
         print(f"avatarizer-export detectors: {lab_path} not found", file=sys.stderr)
         return 1
-    if args.fusion:
-        fit_glasses_fusion(shared, cache_dir(args.cache),
-                           precision=FUSION_PRECISION if args.precision is None else args.precision,
-                           out=Path(args.out) if args.out else None, quiet=args.quiet)
-        return 0
-    fit(shared, cache_dir(args.cache), precision=0.9 if args.precision is None else args.precision,
-        out=Path(args.out) if args.out else None,
-        quiet=args.quiet)
+    # the precision each function defaults to unless given
+    kw = {} if args.precision is None else {"precision": args.precision}
+    step = fit_glasses_fusion if args.fusion else fit
+    step(shared, cache_dir(args.cache), out=Path(args.out) if args.out else None, quiet=args.quiet, **kw)
     return 0
 
 
@@ -319,9 +315,10 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     both["names"] = list(feats["names"]) + [n for n, k_ in zip(ef["names"], keep) if k_]
     both_labels = {**labels, **{n: {"hair_colour": int(c)} for n, c in zip(ef["names"], ehc) if c >= 0}}
     parts = np.array(["shared"] * len(feats["names"]) + ["eye_labels"] * int(keep.sum()))
-    hc_model, hc_report = _fit_hair_colour(both, both_labels, np.concatenate([held, eheld[keep]]), parts,
-                                           train_parts=("shared",))
-    prior = gray_age_prior(both_labels, np.concatenate([held, eheld[keep]]), both["names"], list(feats["names"]))
+    both_held = np.concatenate([held, eheld[keep]])
+    hc_model, hc_report = _fit_hair_colour(both, both_labels, both_held, parts, train_parts=("shared",))
+    prior = gray_age_prior([f"ffhq128-labelled/{n}" for n in feats["names"]] + both["names"][len(feats["names"]):],
+                           [both_labels[n]["hair_colour"] for n in both["names"]], both_held)
     if prior is not None:
         hc_model["age_prior"] = prior
     doc["detectors"]["hair_colour"] = hc_model
@@ -386,15 +383,14 @@ AGE_BANDS = (15.0, 25.0, 35.0, 45.0, 55.0)
 AGE_PRIOR_SMOOTHING = 5.0
 
 
-def gray_age_prior(labels: dict, held: np.ndarray, names: list, shared_names: list,
-                   predictions: Path | None = None) -> dict | None:
-    """P(gray | H's age band) / P(gray) over the training photos with a hair
-    colour (the shared labels' and those labelled by eye; ``names`` as keys
-    of ``labels``, the first ``len(shared_names)`` plain ``ffhq128-labelled``
-    names), with H's regressed age from ``runs/attributes/predictions.npz``
-    (the shipped H's outputs on every aligned photo); each band's share is
-    smoothed toward the overall one by :data:`AGE_PRIOR_SMOOTHING` photos.
-    None without the predictions."""
+def gray_age_prior(keys: list, colours, held, predictions: Path | None = None) -> dict | None:
+    """P(gray | H's age band) / P(gray) over the training photos (``keys``,
+    ``FOLDER/NAME``) with a hair colour (``colours``: index in
+    :data:`HAIR_COLOURS`, -1 unknown; ``held``: held out, left out), with H's
+    regressed age from ``runs/attributes/predictions.npz`` (the shipped H's
+    outputs on every aligned photo); each band's share is smoothed toward
+    the overall one by :data:`AGE_PRIOR_SMOOTHING` photos. None without the
+    predictions or with fewer than 100 such photos."""
     from .attributes import RUN
 
     path = Path(predictions) if predictions else RUN / "predictions.npz"
@@ -402,8 +398,7 @@ def gray_age_prior(labels: dict, held: np.ndarray, names: list, shared_names: li
         return None
     with np.load(path) as z:
         age_of = dict(zip([str(k) for k in z["keys"]], z["regress"][:, 0].astype(np.float64)))
-    keys = [f"ffhq128-labelled/{n}" if i < len(shared_names) else n for i, n in enumerate(names)]
-    y = np.array([labels[n]["hair_colour"] for n in names])
+    y = np.asarray(colours)
     age = np.array([age_of.get(k, np.nan) for k in keys])
     ok = (y >= 0) & np.isfinite(age) & ~np.asarray(held, bool)
     if ok.sum() < 100:
