@@ -504,6 +504,6 @@ def test_make_sheets_numbers_every_photo_once(tmp_path):
     assert len(lay["sheets"]) == 2 and sorted(k for s in lay["sheets"] for k in s) == sorted(keys)
     assert json.loads((tmp_path / "out" / "layout.json").read_text()) == lay
     page = cv2.imread(str(tmp_path / "out" / "sheet00.png"))
-    assert page is not None and page.shape[1] == 8 * 154
+    assert page is not None and page.shape[1] == 8 * (150 + 4) + 4
     with pytest.raises(FileNotFoundError):
         E.make_sheets(["ffhq128/missing.jpg"], faces, tmp_path / "bad")

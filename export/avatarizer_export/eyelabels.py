@@ -165,9 +165,15 @@ def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (
                 seed: int = 0, cell: int = 150) -> dict:
     """Numbered contact sheets of ``keys`` (``FOLDER/NAME`` under ``faces``)
     with ``controls`` spread over them (one sheet gets ``len(controls) //
-    sheets`` of them), shuffled; writes ``sheetNN.png`` and ``layout.json``
-    (the ``sheets`` of a batch) into ``out`` and returns the layout."""
+    sheets`` of them), shuffled; writes ``sheetNN.png``
+    (:func:`avatarizer.gallery.contact_sheet`, 8 photos a row, each with its
+    index under it) and ``layout.json`` (the ``sheets`` of a batch) into
+    ``out`` and returns the layout. (The committed batches were labelled on
+    sheets of the same layout with the index in each photo's corner.)"""
     import cv2
+    from PIL import Image
+
+    from avatarizer.gallery import contact_sheet
 
     rng = np.random.default_rng(seed)
     keys = [keys[i] for i in rng.permutation(len(keys))]
@@ -179,19 +185,16 @@ def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (
         sheets.append([cells[i] for i in rng.permutation(len(cells))])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cols, pad = 8, 4
     for s, cells in enumerate(sheets):
-        rows = -(-len(cells) // cols)
-        page = np.full((rows * (cell + pad), cols * (cell + pad), 3), 255, np.uint8)
-        for j, key in enumerate(cells):
+        tiles = []
+        for key in cells:
             img = cv2.imread(str(Path(faces) / key))
             if img is None:
                 raise FileNotFoundError(f"{Path(faces) / key} is not a readable image")
-            y, x = (j // cols) * (cell + pad), (j % cols) * (cell + pad)
-            page[y:y + cell, x:x + cell] = cv2.resize(img, (cell, cell), interpolation=cv2.INTER_AREA)
-            cv2.rectangle(page, (x, y), (x + 34, y + 22), (255, 255, 255), -1)
-            cv2.putText(page, str(j), (x + 2, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2)
-        cv2.imwrite(str(out / f"sheet{s:02d}.png"), page)
+            tiles.append(cv2.cvtColor(cv2.resize(img, (cell, cell), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+        # 8 a row, each photo's index under it
+        Image.fromarray(contact_sheet(tiles, cols=8, labels=[str(j) for j in range(len(cells))])).save(
+            out / f"sheet{s:02d}.png")
     (out / "layout.json").write_text(json.dumps({"sheets": sheets}), encoding="utf-8")
     return {"sheets": sheets}
 
