@@ -356,7 +356,7 @@ def test_eye_labels_are_well_formed():
     known folder once per file, with 0/1 flags and a 0/1/2 glasses kind."""
     from avatarizer_export import data as D
 
-    files = sorted(D.EYE_LABELS.glob("*.jsonl"))
+    files = sorted(f for f in D.EYE_LABELS.glob("*.jsonl") if f.name != "skin_tone_by_eye.jsonl")
     assert [f.name for f in files] == ["ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl"]
     merged = D.eye_labels()
     total = 0
@@ -487,6 +487,42 @@ def test_consensus_rules():
     batch["fields"] = ["beard", "glasses"]
     batch["votes"]["accessories"]["Q"]["0"]["glasses"] = []  # now they differ on b's glasses
     assert "ffhq128/b.jpg" not in E.consensus(batch) and "ffhq128/a.jpg" in E.consensus(batch)
+
+
+def test_skin_tone_labels_are_well_formed():
+    """The skin tone labels by eye: Monk steps 1-10 in half steps (the mean
+    of two labellers), every photo once, both light and dark skin well
+    represented, and none of them leaks into H's label dict."""
+    from avatarizer_export import data as D
+
+    lines = (D.EYE_LABELS / "skin_tone_by_eye.jsonl").read_text().splitlines()
+    tones = D.skin_tone_labels()
+    assert len(tones) == len(lines) > 2500
+    for line in lines:
+        rec = json.loads(line)
+        assert rec["file"].split("/", 1)[0] in D.SOURCES and rec["labellers"] == 2
+        assert 1 <= rec["skin_tone"] <= 10 and (2 * rec["skin_tone"]) % 1 == 0
+    t = np.array(list(tones.values()))
+    assert (t <= 3).sum() > 1000 and (t >= 6).sum() > 300
+    by_eye = D.eye_labels()
+    assert not any(k not in by_eye or "skin_tone" in by_eye[k] for k in tones if k in by_eye)
+    only_tone = set(tones) - {json.loads(x)["file"] for f in ("ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl")
+                              for x in (D.EYE_LABELS / f).read_text().splitlines()}
+    assert only_tone and not (only_tone & set(by_eye))
+
+
+def test_tone_consensus_keeps_close_pairs_as_their_mean():
+    from avatarizer_export import eyelabels as E
+
+    batch = {"rule": "tone", "fields": ["skin_tone"],
+             "sheets": [["ffhq128/a.jpg", "ffhq128/b.jpg", "ffhq128/c.jpg", "ffhq128-labelled/d.jpg"]],
+             "votes": {"skin_tone": {"P": {"0": {"0": 2, "1": 3, "2": None, "3": 7}},
+                                     "Q": {"0": {"0": 3, "1": 5, "2": 4, "3": 7}}}}}
+    recs = E.consensus(batch)
+    assert recs == {"ffhq128/a.jpg": {"file": "ffhq128/a.jpg", "labellers": 2, "skin_tone": 2.5},
+                    "ffhq128-labelled/d.jpg": {"file": "ffhq128-labelled/d.jpg", "labellers": 2, "skin_tone": 7.0}}
+    agree = E.report(batch)["agreement"]
+    assert agree["skin_tone (same step)"] == "1/4" and agree["skin_tone (within one step)"] == "2/4"
 
 
 def test_make_sheets_numbers_every_photo_once(tmp_path):

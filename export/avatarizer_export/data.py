@@ -92,8 +92,21 @@ def eye_labels(folder: Path | None = None) -> dict[str, dict]:
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 rec = json.loads(line)
-                out.setdefault(rec["file"], {}).update({k: rec[k] for k in EYE_LABEL_FIELDS if k in rec})
+                got = {k: rec[k] for k in EYE_LABEL_FIELDS if k in rec}
+                if got:  # records of other fields only (skin_tone_labels) are not H's
+                    out.setdefault(rec["file"], {}).update(got)
     return out
+
+
+def skin_tone_labels(folder: Path | None = None) -> dict[str, float]:
+    """``{"FOLDER/NAME": Monk step}`` of ``labels/skin_tone_by_eye.jsonl``: the
+    skin tone in even daylight, judged by eye (1 lightest ... 10 darkest;
+    the mean of two labellers at most one step apart, docs/data.md)."""
+    path = (EYE_LABELS if folder is None else Path(folder)) / "skin_tone_by_eye.jsonl"
+    if not path.is_file():
+        return {}
+    recs = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return {r["file"]: float(r["skin_tone"]) for r in recs if "skin_tone" in r}
 
 
 def ffhq_labels(shared: Path) -> dict[str, dict]:

@@ -17,9 +17,14 @@ Consensus (``rule``): ``record`` keeps a photo only when its labellers agree
 on every field and none was unsure (the UTKFace batch); ``field`` keeps each
 accessory field the labellers agree on, for photos nobody was unsure of, and
 the hair colour where at least two labellers chose the same one of the five
-colours. ``merge`` writes ``utkface_facial_hair.jsonl`` (the ``utkface_men``
-batch) and ``ffhq128_by_eye.jsonl`` (the two ``ffhq128`` batches); a test
-checks that the committed files are exactly what ``merge`` makes.
+colours; ``tone`` (the ``skin_tone`` batch: ``votes.skin_tone[labeller][sheet]``
+maps each cell index to a Monk Skin Tone scale step 1-10, or null) keeps a
+photo when its two labellers both answered and are at most one step apart,
+as the mean of the two (every photo of that batch is a subject, none a
+control). ``merge`` writes ``utkface_facial_hair.jsonl`` (the
+``utkface_men`` batch), ``ffhq128_by_eye.jsonl`` (the two ``ffhq128``
+batches) and ``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``); a test checks that
+the committed files are exactly what ``merge`` makes.
 """
 from __future__ import annotations
 
@@ -36,7 +41,8 @@ HAIR = ("black", "brown", "blond", "red", "gray")
 CONTROL_FOLDER = "ffhq128-labelled"
 #: label file -> the batches it is made from
 OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
-           "ffhq128_by_eye.jsonl": ("ffhq128_heldout", "ffhq128_train")}
+           "ffhq128_by_eye.jsonl": ("ffhq128_heldout", "ffhq128_train"),
+           "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2")}
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 
@@ -75,9 +81,26 @@ def _hair_answers(batch: dict) -> dict:
     return out
 
 
+def _tone_answers(batch: dict) -> dict:
+    """key -> labeller -> Monk step (1-10) or None."""
+    out: dict = collections.defaultdict(dict)
+    for who, sheets in batch["votes"].get("skin_tone", {}).items():
+        for s, cells in sheets.items():
+            keys = batch["sheets"][int(s)]
+            for j, v in cells.items():
+                out[keys[int(j)]][who] = v
+    return out
+
+
 def consensus(batch: dict) -> dict[str, dict]:
     """``{key: record}`` of one batch by its ``rule`` (module docstring)."""
     recs: dict[str, dict] = {}
+    if batch["rule"] == "tone":
+        for key, by in _tone_answers(batch).items():
+            v = list(by.values())
+            if len(v) == 2 and None not in v and abs(v[0] - v[1]) <= 1:
+                recs[key] = {"file": key, "labellers": 2, "skin_tone": (v[0] + v[1]) / 2}
+        return recs
     acc = _accessory_answers(batch)
     fields = [f for f in batch["fields"] if f in ACCESSORY_FIELDS]
     for key, by in acc.items():
@@ -136,6 +159,13 @@ def report(batch: dict, shared: Path | None = None) -> dict:
         if not key.startswith(CONTROL_FOLDER + "/") and len(by) >= 2:
             agree["hair_colour"][1] += 1
             agree["hair_colour"][0] += len(set(by.values())) == 1
+    for key, by in _tone_answers(batch).items():
+        v = list(by.values())
+        if len(v) >= 2:
+            agree["skin_tone (same step)"][1] += 1
+            agree["skin_tone (same step)"][0] += None not in v and len(set(v)) == 1
+            agree["skin_tone (within one step)"][1] += 1
+            agree["skin_tone (within one step)"][0] += None not in v and max(v) - min(v) <= 1
     out = {"agreement": {f: f"{a}/{n}" for f, (a, n) in agree.items()}}
     if shared is not None:
         from .detectors import labels_of
