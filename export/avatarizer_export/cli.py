@@ -12,7 +12,7 @@ def _schema(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import (attributes, data, detectors, evaluate, eyelabels, hairbank, pipeline, report, sheets, ship,
+    from . import (attributes, data, detectors, evaluate, eyelabels, hairbank, pipeline, report, sheets, ship, skintone,
                    train)
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     hairbank.add_parser(sub)
     detectors.add_parser(sub)
     eyelabels.add_parser(sub)
+    skintone.add_parser(sub)
     pipeline.add_parser(sub)
     return ap
 

@@ -289,6 +289,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
             reads = hair_class_reads(names, files_by_name, preds_ok)
             if reads:
                 out["hair_colour_reads"] = reads
+            tone = skin_tone_reads(names, files_by_name, preds_ok)
+            if tone:
+                out["skin_tone_by_eye"] = tone
             if labels and method in shipped_attrs:
                 scores = shipped_attribute_metrics(names, shipped_attrs[method], labels)
                 if scores:
@@ -412,6 +415,27 @@ def hair_class_reads(names: list[str], files_by_name: dict, params: np.ndarray) 
            for k, c in enumerate(HR.HAIR_COLOURS) if (truth == k).any()}
     out["balanced_accuracy"] = round(float(M.balanced_accuracy(truth, read)), 4)
     return out
+
+
+def skin_tone_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
+    """The drawn skin against the skin tone labelled by eye
+    (``labels/skin_tone_by_eye.jsonl``, the photos of ``names`` that have
+    one): |avatar L* - :func:`avatarizer.skintone.lightness_of_tone` of the
+    label|, median and mean, and the share of avatars more than 10 and 15
+    L* off (15 L* is about two Monk steps in the middle of the scale)."""
+    from avatarizer.artist.photo import to_lab
+    from avatarizer.skintone import lightness_of_tone
+
+    from .data import skin_tone_labels
+
+    tones = skin_tone_labels()
+    rgb = [schema.index(f"face.{c}") for c in "rgb"]
+    err = [abs(float(to_lab(params[i, rgb].astype(np.float64))[0]) - float(lightness_of_tone(t)))
+           for i, n in enumerate(names)
+           if (t := tones.get(f"{files_by_name[n].parent.name}/{n}")) is not None and np.isfinite(params[i]).all()]
+    from .skintone import dl_summary
+
+    return dl_summary(np.array(err)) if err else {}
 
 
 def group_metrics(per_photo: dict[str, np.ndarray], groups: dict[str, list]) -> dict:

@@ -205,7 +205,9 @@ def decode_attributes(outputs: Mapping[str, np.ndarray], i: int = 0, *, decision
     Probabilities: ``hair_colour_probs``, ``glasses_probs`` (none, reading,
     sunglasses) and one float per flag (``bald``, ``beard``, ``moustache``,
     ``headwear``, ``male``); ``glasses_any`` = 1 − P(none). Regressed:
-    ``age`` (years), ``length``, ``volume``, ``curl``, ``fringe`` (0..1).
+    ``age`` (years), ``length``, ``volume``, ``curl``, ``fringe`` (0..1);
+    ``skin_tone`` (the Monk Skin Tone step in even daylight, 1-10) when the
+    model has that output.
 
     Decisions: ``decided`` (flag → bool at the ``decision`` thresholds, the
     model's best balanced accuracy: what ``eval`` scores) and ``drawn``
@@ -235,6 +237,9 @@ def decode_attributes(outputs: Mapping[str, np.ndarray], i: int = 0, *, decision
     r = np.asarray(outputs["regress"], np.float64)[i]
     for name, v in zip(REGRESSED_ATTRIBUTES, r):
         out[name] = float(np.clip(v, 0.0, 100.0)) if name == "age" else float(np.clip(v, 0.0, 1.0))
+    if outputs.get("skin_tone") is not None:  # H 2.3.1 on: the Monk step in even daylight (avatarizer.skintone)
+        t = float(np.asarray(outputs["skin_tone"], np.float64)[i].reshape(-1)[0])
+        out["skin_tone"] = float(np.clip(t, 1.0, 10.0)) if np.isfinite(t) else None
     p = {"glasses": out["glasses_any"], "sunglasses": out["sunglasses"],
          **{k: out[k] for k in BINARY_ATTRIBUTES}}
     out["decided"] = {k: bool(p[k] >= dec[k]) for k in FLAGS}
@@ -253,7 +258,8 @@ def public_attributes(attributes: Mapping) -> dict:
     Glasses, beard, moustache, headwear and bald take the *drawing*
     decision (what the avatar shows: the thresholds chosen for precision);
     gender the balanced decision; hair colour the decoded colour; age is
-    regressed (years; its probability is ``None``)."""
+    regressed (years; its probability is ``None``), and so is ``skin_tone``
+    (the Monk step, where the model has it)."""
     a = attributes
     gp = a["glasses_probs"]
     kind = GLASSES[int(a["glasses_type"])]
@@ -266,6 +272,8 @@ def public_attributes(attributes: Mapping) -> dict:
     male = bool(a["decided"]["male"])
     out["gender"] = {"value": "male" if male else "female", "probability": float(a["male"] if male else 1 - a["male"])}
     out["age"] = {"value": float(a["age"]), "probability": None}
+    if a.get("skin_tone") is not None:
+        out["skin_tone"] = {"value": round(float(a["skin_tone"]), 2), "probability": None}
     return out
 
 

@@ -1,8 +1,11 @@
 """Stage 4, merge: face + hair + accessories → 629 parameters (+ expressions in video mode).
 
 In image mode this is a concatenation followed by :func:`avatarizer.schema.clip`
-and, where the attribute regressor ran, :func:`avatarizer.hair.age_lines`
-(nasolabial, under-eye and forehead lines from its age estimate).
+and, where the attribute regressor ran, its skin tone
+(:func:`avatarizer.skintone.skin_by_tone`: the skin's lightness kept within
+half a Monk step of H's estimate, every skin-derived colour with it) and
+:func:`avatarizer.hair.age_lines` (nasolabial, under-eye and forehead lines
+from its age estimate).
 In video mode the merged raw parameters of the tracked face (``face_index``) go
 through the stream's :class:`avatarizer.video.Tracker` (``state.stream.tracker``;
 steady identity, live expressions and pose, smoothed transform),
@@ -19,7 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import schema
+from ..artist.colour import NECK
 from ..hair import age_lines
+from ..prior import set_skin_colours
+from ..skintone import skin_by_tone
 from .base import Stage
 from .state import FrameState
 
@@ -27,10 +33,19 @@ from .state import FrameState
 def merge_face(f) -> np.ndarray:
     """The (629,) valid parameters of one :class:`~avatarizer.pipeline.state.Face`."""
     params = schema.clip(np.concatenate([f.face_params, f.hair_params, f.accessory_params]))
+    tone = f.attributes.get("skin_tone") if f.attributes else None
+    if tone is not None:  # the skin's lightness within H's skin tone band (avatarizer.skintone)
+        skin = params[_SKIN_RGB].astype(np.float64)
+        toned = skin_by_tone(skin, tone)
+        if toned is not skin:
+            set_skin_colours(params, toned, neck=NECK)
     age = f.attributes.get("age") if f.attributes else None
     if age is not None:  # age lines from the attribute regressor's age estimate
         params = age_lines(params, age)
     return params
+
+
+_SKIN_RGB = [schema.index(f"face.{c}") for c in "rgb"]
 
 
 class MergeStage(Stage):

@@ -1,0 +1,273 @@
+"""``avatarizer-export skin-tone``: adds (or refits) the ``skin_tone`` output
+of the shipped attribute regressor H: the skin tone in even daylight on the
+Monk Skin Tone scale (1-10), from the labels by eye
+(``labels/skin_tone_by_eye.jsonl``, docs/data.md), on H's own int8 features.
+
+Rows: every labelled training photo's crop, its mirror image and
+:data:`N_PHOTOMETRIC` photometric variants (:func:`photometric`: exposure
+×0.35-2.6 in linear light with clipping, white balance ±18% per channel, a
+camera-curve gamma) with the label unchanged, so that the head learns the
+tone, not the exposure. Held-out photos (the fixed split) are scored as they
+are and under two photometric variants each.
+
+The head is a ridge regression on the whitened principal components of the
+standardised features (the other heads' input), samples weighted so that
+each Monk step counts alike, the number of components and the L2 weight
+chosen by 5-fold CV grouped by photo (balanced MAE); it is appended to the
+graph as one Gemm (output ``skin_tone``, ``(batch, 1)``), every other output
+left byte for byte (checked). The report (``runs/attributes/skin_tone_<version>.json``)
+has the held-out MAE in steps and, through :func:`avatarizer.skintone.skin_by_tone`
+(what the SDK draws), the avatar's L* against the label's and against the
+measured skin alone, for the runtime's margin and the others tried.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .attributes import MODELS, RUN, SHIP_FILE, _heads_input, pca_basis, to_input128
+from .paths import cache_dir
+
+N_PHOTOMETRIC = 4
+K_GRID = (64, 128, 256)
+LAMBDA_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+MARGINS = (0.0, 0.5, 1.0, 1.5)
+OUTPUT = "skin_tone"
+
+
+def _srgb_to_linear(x):
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(x):
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.clip(x, 0, None) ** (1 / 2.4) - 0.055)
+
+
+def photometric(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The crop as another exposure and white balance would show it (module docstring)."""
+    x = _srgb_to_linear(crop.astype(np.float32) / 255.0)
+    gain = np.exp(rng.uniform(np.log(0.35), np.log(2.6)))
+    wb = np.exp(rng.uniform(-0.18, 0.18, 3))
+    x = np.clip(x * gain * wb / wb.mean(), 0, 1)
+    if rng.random() < 0.5:
+        x = x ** np.exp(rng.uniform(-0.25, 0.25))
+    return np.clip(_linear_to_srgb(x) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _rows(al, labels: dict, seed: int = 0):
+    """(keys, variant, crops): variant 0 the photo, 1 its mirror, 2.. the
+    training photometric variants, 100.. the held-out ones."""
+    from .data import is_heldout
+
+    rng = np.random.default_rng(seed)
+    keys, variant, crops = [], [], []
+    for i, k in enumerate(al.keys):
+        if k not in labels:
+            continue
+        c = np.asarray(al.crops[i])
+        held = is_heldout(k)
+        extra = ([(1, np.ascontiguousarray(c[:, ::-1]))]
+                 + [(2 + v, photometric(c if v % 2 == 0 else c[:, ::-1], rng)) for v in range(N_PHOTOMETRIC)]
+                 if not held else [(100 + v, photometric(c, rng)) for v in range(2)])
+        for v, x in [(0, c), *extra]:
+            keys.append(k)
+            variant.append(v)
+            crops.append(x)
+    return np.array(keys), np.array(variant), crops
+
+
+def _ridge(Z, y, w, lam):
+    zm, ym = (w[:, None] * Z).sum(0) / w.sum(), (w * y).sum() / w.sum()
+    Zc = Z - zm
+    A = (Zc * w[:, None]).T @ Zc + lam * w.sum() * np.eye(Z.shape[1])
+    beta = np.linalg.solve(A, (Zc * w[:, None]).T @ (y - ym))
+    return beta, float(ym - zm @ beta)
+
+
+def _balanced_mae(pred, y) -> float:
+    step = np.clip(np.round(y), 2, 8)
+    return float(np.mean([np.abs(pred - y)[step == s].mean() for s in np.unique(step)]))
+
+
+def fit_head(X: np.ndarray, y: np.ndarray, photo: np.ndarray, train: np.ndarray, seed: int = 0, log=print):
+    """(W (features,), b, k, lambda, out-of-fold predictions of the training
+    rows): the CV-chosen balanced ridge regression of ``y`` on ``X``'s
+    whitened principal components (module docstring)."""
+    step = np.clip(np.round(y), 2, 8).astype(int)
+    count = np.bincount(step[train], minlength=11).astype(np.float64)
+    weight = 1.0 / np.maximum(count[step], 1.0)
+    V, sc = pca_basis(X[train], q=max(K_GRID))
+    V = V / sc
+    Z = X @ V
+    uniq = np.unique(photo[train])
+    fold_of = dict(zip(uniq, np.random.default_rng(seed).integers(0, 5, len(uniq))))
+    fold = np.array([fold_of.get(p, -1) for p in photo])
+    best = None
+    for k in K_GRID:
+        for lam in LAMBDA_GRID:
+            oof = np.full(len(y), np.nan)
+            for f in range(5):
+                a, b = train & (fold != f), train & (fold == f)
+                beta, c = _ridge(Z[a, :k], y[a], weight[a], lam)
+                oof[b] = Z[b, :k] @ beta + c
+            score = _balanced_mae(oof[train], y[train])
+            if best is None or score < best[0]:
+                best = (score, k, lam, oof)
+    score, k, lam, oof = best
+    log(f"skin tone: CV balanced MAE {score:.3f} steps at k={k}, lambda={lam}")
+    beta, c = _ridge(Z[train, :k], y[train], weight[train], lam)
+    return (V[:, :k] @ beta).astype(np.float32), np.float32(c), k, lam, oof
+
+
+def _avatar_error(measured_rgb: np.ndarray, tone_pred: np.ndarray, label: np.ndarray, margin: float | None):
+    """|avatar L* - the label's L*| per photo, the avatar drawn from the
+    measured skin alone (``margin`` None) or through ``skin_by_tone``."""
+    from avatarizer.artist.photo import to_lab
+    from avatarizer.skintone import lightness_of_tone, skin_by_tone
+
+    out = []
+    for rgb, t, y in zip(measured_rgb, tone_pred, label):
+        drawn = rgb if margin is None else skin_by_tone(rgb, float(t), margin)
+        out.append(abs(float(to_lab(drawn)[0]) - float(lightness_of_tone(y))))
+    return np.array(out)
+
+
+def dl_summary(err: np.ndarray) -> dict:
+    """|ΔL*| per photo summarised: n, median, mean, share over 10 and over 15 L*."""
+    return {"n": int(len(err)), "median_dL": round(float(np.median(err)), 2), "mean_dL": round(float(err.mean()), 2),
+            "over_10": round(float((err > 10).mean()), 4), "over_15": round(float((err > 15).mean()), 4)}
+
+
+def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = None, log=print) -> dict:
+    """Fits the head, writes it into ``folder``'s H file and its manifest
+    entry, and returns the report (module docstring)."""
+    import onnx
+    import onnxruntime as ort
+    from tqdm import tqdm
+
+    from avatarizer.artist import AutoArtist
+
+    from . import formats
+    from .data import load_aligned, skin_tone_labels
+    from .onnx_util import staged
+
+    t0 = time.time()
+    labels = skin_tone_labels()
+    if not labels:
+        raise SystemExit("no skin tone labels (labels/skin_tone_by_eye.jsonl): run `avatarizer-export labels merge`")
+    al = load_aligned(cache_dir(cache))
+    path = Path(folder) / SHIP_FILE
+    model = onnx.load(str(path))
+    desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
+    # a refit replaces the earlier head
+    for node in [n for n in model.graph.node if OUTPUT in n.output]:
+        model.graph.node.remove(node)
+    for out in [o for o in model.graph.output if o.name == OUTPUT]:
+        model.graph.output.remove(out)
+    for init in [t for t in model.graph.initializer if t.name.startswith(f"heads.{OUTPUT}.")]:
+        model.graph.initializer.remove(init)
+    feat = _heads_input(model)
+    others = [o.name for o in model.graph.output]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.append(onnx.helper.make_tensor_value_info(feat, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    keys, variant, crops = _rows(al, labels)
+    feats = [sess.run([feat], {"image": to_input128(np.stack(crops[i:i + 128])).numpy()})[0]
+             for i in tqdm(range(0, len(crops), 128), desc="skin tone features", unit="batch")]
+    X = np.concatenate(feats).astype(np.float64)
+    from .data import is_heldout
+
+    held = np.array([is_heldout(k) for k in keys])
+    y = np.array([labels[k] for k in keys])
+    W, b, k, lam, oof = fit_head(X, y, keys, ~held, log=log)
+    pred = (X @ W + b).astype(np.float64)
+    # the head as one Gemm on the standardised features
+    model.graph.initializer.extend([onnx.numpy_helper.from_array(W[None, :].astype(np.float32), f"heads.{OUTPUT}.weight"),
+                                    onnx.numpy_helper.from_array(np.array([b], np.float32), f"heads.{OUTPUT}.bias")])
+    model.graph.node.append(onnx.helper.make_node("Gemm", [feat, f"heads.{OUTPUT}.weight", f"heads.{OUTPUT}.bias"],
+                                                  [OUTPUT], name=f"heads.{OUTPUT}", transB=1))
+    model.graph.output.append(onnx.helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.FLOAT, ["batch", 1]))
+    onnx.checker.check_model(model)
+    # every other output unchanged, and the Gemm gives what the fit predicts
+    orig = np.flatnonzero(held & (variant == 0))
+    x = to_input128(np.stack([crops[i] for i in orig])).numpy()
+    old = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(others, {"image": x})
+    new_sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    new = new_sess.run(others + [OUTPUT], {"image": x})
+    if not all(np.array_equal(a, c) for a, c in zip(old, new[:-1])):
+        raise RuntimeError("adding the skin tone head changed another output")
+    if not np.allclose(new[-1][:, 0], pred[orig], atol=1e-3):
+        raise RuntimeError("the exported skin tone head does not give the fitted predictions")
+    # what the SDK draws: the artist's measured skin moved into the band around the estimate
+    artist, idx = AutoArtist(), {key: i for i, key in enumerate(al.keys)}
+    first = np.flatnonzero(variant == 0)
+    measured = {}
+    for j in tqdm(first, desc="measured skin", unit="photo"):
+        i = idx[keys[j]]
+        _, skin = artist.fit_geometry_skin(al.landmarks[i], np.asarray(al.crops[i]), landmarks3d=al.landmarks3d[i])
+        if skin is not None:
+            measured[j] = skin
+    rows_train = np.array([j for j in first if not held[j] and j in measured])
+    rows_held = np.array([j for j in first if held[j] and j in measured])
+    rgb_t, rgb_h = np.stack([measured[j] for j in rows_train]), np.stack([measured[j] for j in rows_held])
+    from avatarizer.skintone import MARGIN
+
+    margins = {str(m): dl_summary(_avatar_error(rgb_t, oof[rows_train], y[rows_train], m))["mean_dL"]
+               for m in MARGINS}
+    steps = lambda rows: {"n": int(len(rows)), "mae_steps": round(float(np.abs(pred[rows] - y[rows]).mean()), 3),
+                          "off_2_steps": round(float((np.abs(pred[rows] - y[rows]) >= 2).mean()), 4)}
+    report = {
+        "labels": len(labels), "train_photos": int(len(np.unique(keys[~held]))),
+        "held_out_photos": int(len(orig)), "k": k, "lambda": lam,
+        "heldout": steps(orig), "heldout_exposure_variants": steps(np.flatnonzero(held & (variant >= 100))),
+        "cv_mean_dL_by_margin": margins, "margin": MARGIN,
+        "avatar_vs_label_heldout": {"measured_skin": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held], None)),
+                                    "skin_by_tone": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held],
+                                                                           MARGIN))},
+    }
+    # description, version, manifest (the int8 network's gate is carried from the source)
+    from_version = str(desc.get("version", "0.0.0"))
+    major, minor, patch = (int(v) for v in from_version.split("."))
+    desc["version"] = version or f"{major}.{minor}.{patch + 1}"
+    desc["created_by"] = formats.created_by()
+    desc["outputs"] = [o for o in desc.get("outputs", []) if o.get("name") != OUTPUT] + [
+        {"dtype": "float32", "name": OUTPUT, "names": [OUTPUT], "shape": ["batch", 1], "units": ["Monk 1..10"]}]
+    desc[OUTPUT] = {"scale": "Monk Skin Tone scale, 1 lightest .. 10 darkest, in even daylight",
+                    "labels": "labels/skin_tone_by_eye.jsonl (by eye, docs/data.md)", "from": f"{SHIP_FILE} {from_version}",
+                    **{key: report[key] for key in ("train_photos", "k", "lambda", "heldout")}}
+    td = dict(desc.get("training_data") or {})
+    note = "labels by eye for skin tone (avatarizer_export/labels/skin_tone_by_eye.jsonl, docs/data.md)"
+    if note not in str(td.get("faces", "")):
+        td["faces"] = f"{td.get('faces', '')}; {note}".lstrip("; ")
+    desc["training_data"] = td
+    formats.set_onnx_metadata(model, desc)
+    with staged(path, "skin-tone") as tmp:
+        onnx.save(model, str(tmp))
+    gate = dict(json.loads((Path(folder) / formats.MANIFEST_NAME).read_text())["models"][desc["name"]]
+                .get("quality_gate") or {})
+    gate.setdefault("carried_from", from_version)
+    entry = formats.add_to_manifest(path, desc, folder=folder, quality_gate=gate)
+    report.update(version=desc["version"], sha256=entry["sha256"], seconds=round(time.time() - t0, 1))
+    RUN.mkdir(parents=True, exist_ok=True)
+    (RUN / f"skin_tone_{desc['version']}.json").write_text(json.dumps(report, indent=1))
+    log(json.dumps(report, indent=1))
+    return report
+
+
+def main(args) -> int:
+    fit(cache=args.cache, folder=Path(args.models) if args.models else MODELS, version=args.version)
+    return 0
+
+
+def add_parser(sub):
+    p = sub.add_parser("skin-tone", help="add or refit H's skin tone output from the labels by eye")
+    p.add_argument("--cache")
+    p.add_argument("--models", help="the models folder (default: the SDK's)")
+    p.add_argument("--version", help="the new file's version (default: the source's patch + 1)")
+    p.set_defaults(func=main)

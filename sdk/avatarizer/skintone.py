@@ -1,0 +1,59 @@
+"""Skin tone as people see it, not as the camera exposed it.
+
+The artist measures the skin on the lit upper cheeks, so the drawn
+lightness is the photo's exposure as much as the person's skin: over 1,240
+photos labelled by eye (``docs/data.md``) the measured L* of people judged
+Monk Skin Tone step 2 and step 7 had the same median within 8 L*. The
+attribute regressor H (from 2.3.1) has a ``skin_tone`` output: the skin
+tone in even daylight on the Monk scale (1 lightest ... 10 darkest),
+trained on those labels with exposure and white-balance augmentation.
+
+:func:`skin_by_tone` keeps the measured colour when its lightness is within
+``margin`` steps of that estimate and otherwise moves it to the nearest
+edge of the band, keeping its chroma and hue: a dim photo of a light-skinned
+person, or a bright one of a dark-skinned person, no longer changes the
+person's skin tone category.
+
+The avatar's lightness per step (:func:`lightness_of_tone`) follows the
+Monk swatches' relative lightness, compressed by :data:`CONTRAST` around
+:data:`ANCHOR_L` (the median measured skin of the photos labelled step 2):
+a style choice that keeps the darkest tones light enough for the drawn
+shading, lids and nostrils (multiples of the skin colour) to show.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: CIELAB L* of the Monk Skin Tone scale's ten swatches (skintone.google),
+#: made non-increasing (swatch 3 is a shade lighter than 2, yellower)
+MONK_L = (94.2, 92.3, 92.3, 87.6, 77.9, 55.1, 42.5, 30.7, 21.1, 14.6)
+#: the avatar's skin L* at Monk step 2 (the median measured skin of the photos labelled 2)
+ANCHOR_L = 75.5
+#: the avatar's L* steps are this fraction of the swatches' (a style choice, module docstring)
+CONTRAST = 0.55
+#: the band, in Monk steps either side of H's estimate, in which the measured skin is kept
+MARGIN = 0.5
+
+
+def lightness_of_tone(tone) -> np.ndarray:
+    """The avatar's skin L* for a Monk step (1-10, fractional steps interpolated)."""
+    t = np.clip(np.asarray(tone, np.float64), 1.0, 10.0)
+    return ANCHOR_L + CONTRAST * (np.interp(t, np.arange(1, 11), MONK_L) - MONK_L[1])
+
+
+def skin_by_tone(rgb, tone: float, margin: float = MARGIN) -> np.ndarray:
+    """The skin colour ``rgb`` (float sRGB in [0, 1]) with its L* moved into
+    ``[lightness_of_tone(tone + margin), lightness_of_tone(tone - margin)]``,
+    its a* and b* kept (the same hue and chroma); unchanged when already in
+    it or when ``tone`` is not a finite number."""
+    from .artist.photo import from_lab, to_lab
+
+    rgb = np.asarray(rgb, np.float64)
+    if tone is None or not np.isfinite(tone):
+        return rgb
+    lab = to_lab(rgb)
+    lo, hi = float(lightness_of_tone(tone + margin)), float(lightness_of_tone(tone - margin))
+    if lo <= lab[0] <= hi:
+        return rgb
+    lab[0] = min(max(lab[0], lo), hi)
+    return np.clip(from_lab(lab), 0.0, 1.0)
