@@ -31,7 +31,7 @@ def test_lightness_falls_with_the_monk_step():
 def test_skin_by_tone_moves_only_the_lightness_and_only_out_of_band():
     tan = from_lab(np.array([45.0, 14.0, 22.0]))  # a light-skinned face in a dim photo
     for tone in (2.0, 8.0):
-        lo, hi = lightness_of_tone(tone + MARGIN), lightness_of_tone(tone - MARGIN)
+        lo, hi = lightness_of_tone(tone) - MARGIN, lightness_of_tone(tone) + MARGIN
         got = skin_by_tone(tan, tone)
         L, a, b = to_lab(got)
         assert lo - 0.3 <= L <= hi + 0.3
@@ -73,7 +73,7 @@ def test_merge_draws_the_skin_in_the_tone_band():
 
     got = merge_face(F)
     L = to_lab(got[SKIN].astype(np.float64))[0]
-    assert L <= lightness_of_tone(8 - MARGIN) + 0.5
+    assert abs(L - (lightness_of_tone(8) + MARGIN)) < 0.5  # moved to the band's light edge, no further
     neck = [schema.index(f"neck.{c}") for c in "rgb"]
     np.testing.assert_allclose(got[neck], got[SKIN] * 0.9, atol=2e-3)  # the skin-derived colours follow
     F.attributes = HR.decode_attributes(_outputs())
@@ -94,32 +94,38 @@ def test_shipped_attribute_model_has_the_skin_tone_output():
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces").is_dir(), reason="needs ../shared/data/faces")
-def test_avatars_keep_held_out_light_and_dark_skin_apart():
+def test_avatars_follow_the_skin_tone_labelled_by_eye(monkeypatch):
     """Held-out photos labelled by eye as light (Monk <= 2) and dark (>= 7),
-    through the public API: at most 3 of the 24 avatars fall on the wrong
-    side of the lightness half-way between the two (Monk 4.5): 1 with the
-    skin tone head, 5 from the measured skin alone (exposure decides),
-    2026-11-28."""
+    through the public API, against the same pipeline drawing the measured
+    skin alone: the avatars' L* are closer to their label's lightness
+    (2026-11-28, 16 + 16 photos: mean |dL*| 8.6 vs 12.3, 3 vs 7 more than
+    15 L* off)."""
     from avatarizer_export.data import is_heldout, skin_tone_labels
 
+    import avatarizer.pipeline.merge as merge
     from avatarizer import Avatarizer
     from avatarizer.imageio import load_image
 
     tones = {k: t for k, t in skin_tone_labels().items() if is_heldout(k)}
-    light = sorted(k for k, t in tones.items() if t <= 2)[:12]
-    dark = sorted(k for k, t in tones.items() if t >= 7)[:12]
-    assert len(light) == 12 and len(dark) >= 10
-    mid = float(lightness_of_tone(4.5))
-    wrong, seen = 0, 0
-    with Avatarizer(max_faces=1) as av:
-        for k in light + dark:
-            a = av.from_frame(load_image(SHARED / "data" / "faces" / k))
-            if a is None:
-                continue
-            seen += 1
-            L = float(to_lab(a.params[SKIN].astype(np.float64))[0])
-            wrong += (L < mid) if k in light else (L > mid)
-    assert seen >= 20 and wrong <= 3, (wrong, seen)
+    keys = sorted(k for k, t in tones.items() if t <= 2)[:16] + sorted(k for k, t in tones.items() if t >= 7)[:16]
+    assert len(keys) >= 30
+    images = [load_image(SHARED / "data" / "faces" / k) for k in keys]
+
+    def errors():
+        out = []
+        with Avatarizer(max_faces=1) as av:
+            for k, img in zip(keys, images):
+                a = av.from_frame(img)
+                if a is not None:
+                    out.append(abs(float(to_lab(a.params[SKIN].astype(np.float64))[0]) - float(lightness_of_tone(tones[k]))))
+        return np.array(out)
+
+    toned = errors()
+    monkeypatch.setattr(merge, "skin_by_tone", lambda rgb, tone: rgb)
+    measured = errors()
+    assert len(toned) == len(measured) >= 28
+    assert toned.mean() < measured.mean() - 2.0, (toned.mean(), measured.mean())
+    assert (toned > 15).sum() < (measured > 15).sum() and (toned > 15).mean() < 0.2
 
 
 def test_export_adds_the_head_and_leaves_every_other_output(tmp_path, monkeypatch):

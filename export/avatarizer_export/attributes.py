@@ -1253,6 +1253,21 @@ def _heads_input(model) -> str:
     raise ValueError("the attribute model has no Gemm reading heads.binary.weight")
 
 
+def features_session(model):
+    """(the heads' input tensor's name, a one-thread ONNX Runtime session of
+    a copy of ``model`` that also outputs it, the session options)."""
+    import onnx
+    import onnxruntime as ort
+
+    feat_name = _heads_input(model)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.append(onnx.helper.make_tensor_value_info(feat_name, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return feat_name, ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"]), opts
+
+
 def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = None, version: str | None = None,
           folder: Path = MODELS, log=print) -> dict:
     """Refits some heads of the *shipped* file (binary flags, the glasses or
@@ -1289,13 +1304,7 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     path = Path(folder) / SHIP_FILE
     model = onnx.load(str(path))
     old_desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
-    feat_name = _heads_input(model)
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    probe.graph.output.append(onnx.helper.make_tensor_value_info(feat_name, onnx.TensorProto.FLOAT, None))
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feat_name, sess, opts = features_session(model)
     from tqdm import tqdm
 
     feats, buf = [], []
@@ -1384,10 +1393,8 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
                       old_desc["draw_thresholds"], old_desc.get("hair_colour_priors"))
     after = evaluate(outputs_to_arrays(new_o), T, hphotos, decision, draw, desc.get("hair_colour_priors"))
     from_version = str(desc.get("version", "0.0.0"))
-    major, minor, patch = (int(v) for v in from_version.split("."))
-    # a refit is the patch after its source (a full run, VERSION, is another network)
     desc.update(decision_thresholds=decision, draw_thresholds=draw, created_by=formats.created_by(),
-                version=version or f"{major}.{minor}.{patch + 1}")
+                version=version or next_patch(from_version))
     flags_refit = {f for n in names for f in _flags_of(n)}
     metrics = {k: v for k, v in (desc.get("heldout_metrics") or {}).items() if k.split("_eye")[0] not in flags_refit}
     metrics.update({k: v for k, v in after.items() if k.split("_eye")[0] in flags_refit})
@@ -1405,24 +1412,8 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     desc["refit_labels"] = (f"ffhq128-labelled attributes.jsonl (training split); {labels} training photos labelled by "
                             "eye (avatarizer_export/labels/*.jsonl, docs/data.md); UTKFace women and children "
                             "as without facial hair")
-    td = dict(desc.get("training_data") or {})
-    note = f"labels by eye for {', '.join(names)} (avatarizer_export/labels, docs/data.md)"
-    if note not in str(td.get("faces", "")):
-        td["faces"] = f"{td.get('faces', '')}; {note}".lstrip("; ")
-    desc["training_data"] = td
-    formats.set_onnx_metadata(model, desc)
-    from .onnx_util import staged
-
-    with staged(path, "refit") as tmp:
-        onnx.save(model, str(tmp))
-    gate = dict(json.loads((Path(folder) / formats.MANIFEST_NAME).read_text())["models"][desc["name"]]
-                .get("quality_gate") or {})
-    # the int8 network is the source file's, gated against its fp32 file; the
-    # refitted heads are fp32 and were fitted on the int8 features themselves
-    gate.setdefault("carried_from", from_version)
-    gate["note"] = (f"int8 network and standardisation of {gate['carried_from']}, gated against its fp32 file; "
-                    "heads refitted on the int8 features (no fp32 counterpart)")
-    entry = formats.add_to_manifest(path, desc, folder=folder, quality_gate=gate)
+    entry = save_head_change(model, desc, path, folder, from_version,
+                             f"labels by eye for {', '.join(names)} (avatarizer_export/labels, docs/data.md)")
     report = {"refit": list(names), "version": desc["version"], "before": before, "after": after,
               "draw_cv": at, "decision_thresholds": decision, "draw_thresholds": draw,
               "sha256": entry["sha256"], "seconds": round(time.time() - t0, 1)}
@@ -1432,6 +1423,38 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
         write_predictions(path, al)
     log(json.dumps({k: report[k] for k in ("before", "after")}, indent=1))
     return report
+
+
+def next_patch(version: str) -> str:
+    """The patch after ``version`` (a refit of some heads; a full run, :data:`VERSION`, is another network)."""
+    major, minor, patch = (int(v) for v in version.split("."))
+    return f"{major}.{minor}.{patch + 1}"
+
+
+def save_head_change(model, desc: dict, path: Path, folder: Path, from_version: str, label_note: str) -> dict:
+    """Writes ``model`` with the description ``desc`` (its training data
+    noting ``label_note``) over ``path`` and its manifest entry; returns the
+    entry. The quality gate is the source file's, marked ``carried_from``:
+    the int8 network is the source's, gated against its fp32 file, and the
+    heads refitted or added are fp32, fitted on the int8 features themselves."""
+    import onnx
+
+    from . import formats
+    from .onnx_util import staged
+
+    td = dict(desc.get("training_data") or {})
+    if label_note not in str(td.get("faces", "")):
+        td["faces"] = f"{td.get('faces', '')}; {label_note}".lstrip("; ")
+    desc["training_data"] = td
+    formats.set_onnx_metadata(model, desc)
+    with staged(path, path.stem) as tmp:
+        onnx.save(model, str(tmp))
+    gate = dict(json.loads((Path(folder) / formats.MANIFEST_NAME).read_text())["models"][desc["name"]]
+                .get("quality_gate") or {})
+    gate.setdefault("carried_from", from_version)
+    gate["note"] = (f"int8 network and standardisation of {gate['carried_from']}, gated against its fp32 file; "
+                    "heads refitted on the int8 features (no fp32 counterpart)")
+    return formats.add_to_manifest(path, desc, folder=folder, quality_gate=gate)
 
 
 def write_predictions(path: Path, al) -> dict:

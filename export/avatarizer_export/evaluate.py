@@ -422,20 +422,27 @@ def skin_tone_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
     (``labels/skin_tone_by_eye.jsonl``, the photos of ``names`` that have
     one): |avatar L* - :func:`avatarizer.skintone.lightness_of_tone` of the
     label|, median and mean, and the share of avatars more than 10 and 15
-    L* off (15 L* is about two Monk steps in the middle of the scale)."""
+    L* off (15 L* is about two Monk steps in the middle of the scale), in
+    all and per group of the label (light, medium, dark)."""
     from avatarizer.artist.photo import to_lab
     from avatarizer.skintone import lightness_of_tone
 
     from .data import skin_tone_labels
+    from .skintone import dl_summary
 
     tones = skin_tone_labels()
     rgb = [schema.index(f"face.{c}") for c in "rgb"]
-    err = [abs(float(to_lab(params[i, rgb].astype(np.float64))[0]) - float(lightness_of_tone(t)))
+    got = [(t, abs(float(to_lab(params[i, rgb].astype(np.float64))[0]) - float(lightness_of_tone(t))))
            for i, n in enumerate(names)
            if (t := tones.get(f"{files_by_name[n].parent.name}/{n}")) is not None and np.isfinite(params[i]).all()]
-    from .skintone import dl_summary
-
-    return dl_summary(np.array(err)) if err else {}
+    if not got:
+        return {}
+    t, e = (np.array(v) for v in zip(*got))
+    out = dl_summary(e)
+    for name, sel in (("light (Monk <= 3)", t <= 3), ("medium (3.5-5.5)", (t > 3) & (t < 6)), ("dark (>= 6)", t >= 6)):
+        if sel.any():
+            out[name] = dl_summary(e[sel])
+    return out
 
 
 def group_metrics(per_photo: dict[str, np.ndarray], groups: dict[str, list]) -> dict:

@@ -5,6 +5,8 @@
                                         # avatars, with labels and drawn accessories
     avatarizer-export sheet shipped     # docs/shipped_sheet.png: 48 held-out photos | artist | what
                                         # Avatarizer() draws (hybrid) | the paper's model alone
+    avatarizer-export sheet skin-tone   # docs/skin_tone_sheet.png: the 24 held-out photos labelled for skin
+                                        # tone whose avatar's skin moved most from the artist's (measured)
 
 Photos are chosen from the held-out split to cover children, the elderly,
 glasses, beards, dark and light skin, open mouths and head turns (labels:
@@ -125,6 +127,47 @@ def shipped_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int =
     return _save_sheet(tiles, labels, out)
 
 
+def skin_tone_sheet(shared: Path, out: Path, n: int = 24, pool: int = 160, size: int = 128) -> Path:
+    """The held-out photos labelled by eye for skin tone (``pool`` of them,
+    a fixed random draw) whose shipped avatar's skin differs most from the
+    auto-artist's (the skin as measured on the photo): photo | artist |
+    ``Avatarizer()``, labelled with the Monk step by eye and H's estimate."""
+    from PIL import Image
+
+    from avatarizer import Avatarizer, render, schema
+    from avatarizer.artist import AutoArtist
+    from avatarizer.artist.photo import to_lab
+    from avatarizer.imageio import load_image
+
+    from .data import skin_tone_labels
+
+    tones = {k: t for k, t in skin_tone_labels().items() if is_heldout(k)}
+    keys = sorted(tones)
+    keys = [keys[i] for i in np.random.default_rng(3).permutation(len(keys))[:pool]]
+    rgb = [schema.index(f"face.{c}") for c in "rgb"]
+    from avatarizer.align import AlignOptions, FaceAligner
+
+    rows = []
+    artist = AutoArtist()
+    with Avatarizer(max_faces=1) as av, FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:
+        for k in keys:
+            img = load_image(shared / "data" / "faces" / k)
+            got, face = av.from_frame(img), al.align(img)
+            if got is None or face is None:
+                continue
+            drawn = artist.fit(face)
+            dl = abs(float(to_lab(got.params[rgb].astype(np.float64))[0] - to_lab(drawn[rgb].astype(np.float64))[0]))
+            rows.append((dl, k, img, drawn, got))
+    rows.sort(key=lambda r: -r[0])
+    tiles, labels = [], []
+    for _, k, img, drawn, got in rows[:n]:
+        tiles += [np.asarray(Image.fromarray(img).resize((size, size))), render(drawn, size, background="white"),
+                  got.render(size, background="white")]
+        labels += [f"{k.split('/', 1)[1][:10]} eye {tones[k]:g}", "artist (measured)",
+                   f"H tone {got.attributes['skin_tone']['value']:.1f}"]
+    return _save_sheet(tiles, labels, out)
+
+
 def main_sheet(args) -> int:
     shared = shared_dir(args.shared)
     cache = cache_dir(args.cache)
@@ -134,12 +177,14 @@ def main_sheet(args) -> int:
         artist_sheet(shared, cache, Path(args.out or ROOT / "docs" / "artist_sheet.png"), n=args.n)
     elif args.what == "attributes":
         attributes_sheet(shared, cache, Path(args.out or ROOT / "docs" / "attributes_sheet.png"), n=args.n)
+    elif args.what == "skin-tone":
+        skin_tone_sheet(shared, Path(args.out or ROOT / "docs" / "skin_tone_sheet.png"), n=min(args.n, 24))
     return 0
 
 
 def add_parser(sub):
     p = sub.add_parser("sheet", help="contact sheets of held-out photos and their avatars")
-    p.add_argument("what", choices=["artist", "attributes", "shipped"])
+    p.add_argument("what", choices=["artist", "attributes", "shipped", "skin-tone"])
     p.add_argument("-n", type=int, default=48)
     p.add_argument("--out")
     p.add_argument("--shared")
@@ -224,8 +269,9 @@ def attributes_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: in
                          else np.full((size, size, 3), 255, np.uint8))
             texts += [f"L:{code(truth)} {key.split('/', 1)[1][:5]}",
                       f"A:{code(drawn)}" + (f" {a['gender']['value'][0]}{a['age']['value']:.0f}" if a else " none")]
-            rows.append({"photo": key, "labels": truth, "drawn": drawn,
-                         "probabilities": None if a is None else {k: a[k]["probability"] for k in a if k != "age"}})
+            rows.append({"photo": key, "labels": truth, "drawn": drawn,  # age and skin tone are regressed
+                         "probabilities": None if a is None else {k: a[k]["probability"] for k in a
+                                                                  if k not in ("age", "skin_tone")}})
     sheet = contact_sheet(tiles, cols=12, labels=texts)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(sheet).save(out, optimize=True)

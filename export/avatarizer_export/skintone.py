@@ -18,7 +18,10 @@ graph as one Gemm (output ``skin_tone``, ``(batch, 1)``), every other output
 left byte for byte (checked). The report (``runs/attributes/skin_tone_<version>.json``)
 has the held-out MAE in steps and, through :func:`avatarizer.skintone.skin_by_tone`
 (what the SDK draws), the avatar's L* against the label's and against the
-measured skin alone, for the runtime's margin and the others tried.
+measured skin alone, for the runtime's margin, and for each margin tried
+on the training photos' out-of-fold estimates how often the avatar lands
+more than 15 L* off the label and how far the photo's own skin is moved
+(what :data:`avatarizer.skintone.MARGIN` is chosen from).
 """
 from __future__ import annotations
 
@@ -28,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .attributes import MODELS, RUN, SHIP_FILE, _heads_input, pca_basis, to_input128
+from .attributes import (MODELS, RUN, SHIP_FILE, features_session, next_patch, pca_basis, save_head_change,
+                         to_input128)
 from .paths import cache_dir
 
 N_PHOTOMETRIC = 4
 K_GRID = (64, 128, 256)
 LAMBDA_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
-MARGINS = (0.0, 0.5, 1.0, 1.5)
+MARGINS = (4.0, 6.0, 8.0, 10.0, 12.0)
 OUTPUT = "skin_tone"
 
 
@@ -123,16 +127,26 @@ def fit_head(X: np.ndarray, y: np.ndarray, photo: np.ndarray, train: np.ndarray,
 
 
 def _avatar_error(measured_rgb: np.ndarray, tone_pred: np.ndarray, label: np.ndarray, margin: float | None):
-    """|avatar L* - the label's L*| per photo, the avatar drawn from the
-    measured skin alone (``margin`` None) or through ``skin_by_tone``."""
+    """(|avatar L* - the label's L*|, |avatar L* - measured L*|) per photo,
+    the avatar drawn from the measured skin alone (``margin`` None) or
+    through ``skin_by_tone`` with that margin."""
     from avatarizer.artist.photo import to_lab
     from avatarizer.skintone import lightness_of_tone, skin_by_tone
 
-    out = []
+    to_label, moved = [], []
     for rgb, t, y in zip(measured_rgb, tone_pred, label):
         drawn = rgb if margin is None else skin_by_tone(rgb, float(t), margin)
-        out.append(abs(float(to_lab(drawn)[0]) - float(lightness_of_tone(y))))
-    return np.array(out)
+        L = float(to_lab(drawn)[0])
+        to_label.append(abs(L - float(lightness_of_tone(y))))
+        moved.append(abs(L - float(to_lab(rgb)[0])))
+    return np.array(to_label), np.array(moved)
+
+
+def _margin_row(errors) -> dict:
+    to_label, moved = errors
+    return {"over_15_vs_label": round(float((to_label > 15).mean()), 4),
+            "median_dL_vs_label": round(float(np.median(to_label)), 2),
+            "moved_median": round(float(np.median(moved)), 2), "moved_over_6": round(float((moved > 6).mean()), 4)}
 
 
 def dl_summary(err: np.ndarray) -> dict:
@@ -152,8 +166,6 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
 
     from . import formats
     from .data import load_aligned, skin_tone_labels
-    from .onnx_util import staged
-
     t0 = time.time()
     labels = skin_tone_labels()
     if not labels:
@@ -169,14 +181,8 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
         model.graph.output.remove(out)
     for init in [t for t in model.graph.initializer if t.name.startswith(f"heads.{OUTPUT}.")]:
         model.graph.initializer.remove(init)
-    feat = _heads_input(model)
     others = [o.name for o in model.graph.output]
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    probe.graph.output.append(onnx.helper.make_tensor_value_info(feat, onnx.TensorProto.FLOAT, None))
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feat, sess, opts = features_session(model)
     keys, variant, crops = _rows(al, labels)
     feats = [sess.run([feat], {"image": to_input128(np.stack(crops[i:i + 128])).numpy()})[0]
              for i in tqdm(range(0, len(crops), 128), desc="skin tone features", unit="batch")]
@@ -218,41 +224,32 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     rgb_t, rgb_h = np.stack([measured[j] for j in rows_train]), np.stack([measured[j] for j in rows_held])
     from avatarizer.skintone import MARGIN
 
-    margins = {str(m): dl_summary(_avatar_error(rgb_t, oof[rows_train], y[rows_train], m))["mean_dL"]
-               for m in MARGINS}
+    margins = {("measured" if m is None else str(m)): _margin_row(_avatar_error(rgb_t, oof[rows_train], y[rows_train], m))
+               for m in (None, *MARGINS)}
     steps = lambda rows: {"n": int(len(rows)), "mae_steps": round(float(np.abs(pred[rows] - y[rows]).mean()), 3),
                           "off_2_steps": round(float((np.abs(pred[rows] - y[rows]) >= 2).mean()), 4)}
     report = {
         "labels": len(labels), "train_photos": int(len(np.unique(keys[~held]))),
         "held_out_photos": int(len(orig)), "k": k, "lambda": lam,
         "heldout": steps(orig), "heldout_exposure_variants": steps(np.flatnonzero(held & (variant >= 100))),
-        "cv_mean_dL_by_margin": margins, "margin": MARGIN,
-        "avatar_vs_label_heldout": {"measured_skin": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held], None)),
+        "oof_by_margin": margins, "margin": MARGIN,
+        "avatar_vs_label_heldout": {"measured_skin": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held],
+                                                                              None)[0]),
                                     "skin_by_tone": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held],
-                                                                           MARGIN))},
+                                                                           MARGIN)[0])},
     }
     # description, version, manifest (the int8 network's gate is carried from the source)
     from_version = str(desc.get("version", "0.0.0"))
-    major, minor, patch = (int(v) for v in from_version.split("."))
-    desc["version"] = version or f"{major}.{minor}.{patch + 1}"
+    desc["version"] = version or next_patch(from_version)
     desc["created_by"] = formats.created_by()
     desc["outputs"] = [o for o in desc.get("outputs", []) if o.get("name") != OUTPUT] + [
         {"dtype": "float32", "name": OUTPUT, "names": [OUTPUT], "shape": ["batch", 1], "units": ["Monk 1..10"]}]
     desc[OUTPUT] = {"scale": "Monk Skin Tone scale, 1 lightest .. 10 darkest, in even daylight",
                     "labels": "labels/skin_tone_by_eye.jsonl (by eye, docs/data.md)", "from": f"{SHIP_FILE} {from_version}",
                     **{key: report[key] for key in ("train_photos", "k", "lambda", "heldout")}}
-    td = dict(desc.get("training_data") or {})
-    note = "labels by eye for skin tone (avatarizer_export/labels/skin_tone_by_eye.jsonl, docs/data.md)"
-    if note not in str(td.get("faces", "")):
-        td["faces"] = f"{td.get('faces', '')}; {note}".lstrip("; ")
-    desc["training_data"] = td
-    formats.set_onnx_metadata(model, desc)
-    with staged(path, "skin-tone") as tmp:
-        onnx.save(model, str(tmp))
-    gate = dict(json.loads((Path(folder) / formats.MANIFEST_NAME).read_text())["models"][desc["name"]]
-                .get("quality_gate") or {})
-    gate.setdefault("carried_from", from_version)
-    entry = formats.add_to_manifest(path, desc, folder=folder, quality_gate=gate)
+    entry = save_head_change(model, desc, path, folder, from_version,
+                             "labels by eye for skin tone (avatarizer_export/labels/skin_tone_by_eye.jsonl, "
+                             "docs/data.md)")
     report.update(version=desc["version"], sha256=entry["sha256"], seconds=round(time.time() - t0, 1))
     RUN.mkdir(parents=True, exist_ok=True)
     (RUN / f"skin_tone_{desc['version']}.json").write_text(json.dumps(report, indent=1))
