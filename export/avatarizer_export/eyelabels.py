@@ -23,7 +23,7 @@ photo when its two labellers both answered and are at most one step apart,
 as the mean of the two (every photo of that batch is a subject, none a
 control). ``merge`` writes ``utkface_facial_hair.jsonl`` (the
 ``utkface_men`` batch), ``ffhq128_by_eye.jsonl`` (the two ``ffhq128``
-batches) and ``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``); a test checks that
+batches) and ``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``, ``skin_tone_3``); a test checks that
 the committed files are exactly what ``merge`` makes.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ CONTROL_FOLDER = "ffhq128-labelled"
 #: label file -> the batches it is made from
 OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
            "ffhq128_by_eye.jsonl": ("ffhq128_heldout", "ffhq128_train"),
-           "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2")}
+           "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3")}
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 

@@ -6,7 +6,7 @@ first 1,240 photos labelled by eye (``docs/data.md``) the measured L* of
 people judged Monk Skin Tone step 2 and step 7 had medians of 75.5 and
 68.2. The attribute regressor H (from 2.3.1) has a ``skin_tone`` output:
 the skin tone in even daylight on the Monk scale (1 lightest ... 10
-darkest), trained on 2,091 such labels with exposure and white-balance
+darkest), trained on 2,877 such labels with exposure and white-balance
 augmentation.
 
 :func:`skin_by_tone` keeps the measured colour when its L* is within
@@ -35,9 +35,9 @@ ANCHOR_L = 75.5
 CONTRAST = 0.55
 #: the band, in L* either side of the estimate's lightness, in which the measured skin is
 #: kept: chosen on the training photos' out-of-fold estimates as the widest band
-#: that keeps avatars more than 15 L* off their label's lightness at about 6%
-#: (``avatarizer-export skin-tone``'s report: 4.3% at 4 L*, 6.0% at 8, 8.0% at 10;
-#: 21.9% with the measured skin alone); 15 L* is about two steps mid-scale
+#: that keeps avatars more than 15 L* off their label's lightness near 5%
+#: (``avatarizer-export skin-tone``'s report: 4.0% at 4 L*, 5.4% at 8, 7.5% at 10;
+#: 20.8% with the measured skin alone); 15 L* is about two steps mid-scale
 MARGIN = 8.0
 
 
