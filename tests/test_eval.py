@@ -239,16 +239,17 @@ def test_skin_tone_reads_against_the_labels_by_eye(tmp_path, monkeypatch):
     from avatarizer_export import evaluate as E
 
     monkeypatch.setattr("avatarizer_export.data.skin_tone_labels",
-                        lambda: {"ffhq128/a.jpg": 2.0, "ffhq128/b.jpg": 8.0, "utkface200/c.jpg": 4.0})
-    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
-    files = {"a.jpg": tmp_path / "ffhq128" / "a.jpg", "b.jpg": tmp_path / "ffhq128" / "b.jpg",
-             "c.jpg": tmp_path / "ffhq128" / "c.jpg", "d.jpg": tmp_path / "ffhq128" / "d.jpg"}
-    params = np.tile(S.default(), (4, 1))
+                        lambda: {"ffhq128/a.jpg": 2.0, "ffhq128/b.jpg": 8.0, "utkface200/c.jpg": 4.0,
+                                 "ffhq128/e.jpg": 5.0})
+    monkeypatch.setattr("avatarizer_export.data.is_heldout", lambda key: key != "ffhq128/e.jpg")
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]
+    files = {n: tmp_path / "ffhq128" / n for n in names}
+    params = np.tile(S.default(), (5, 1))
     rgb = [S.index(f"face.{c}") for c in "rgb"]
     params[0, rgb] = from_lab(np.array([float(lightness_of_tone(2)), 10.0, 15.0]))  # right
     params[1, rgb] = from_lab(np.array([float(lightness_of_tone(8)) + 20.0, 10.0, 15.0]))  # 20 L* too light
     out = E.skin_tone_reads(names, files, params)
-    # c's label is for another folder, d has none: two photos scored
+    # c's label is for another folder, d has none, e is a training photo: two photos scored
     assert out["n"] == 2 and out["over_15"] == 0.5 and abs(out["mean_dL"] - 10.0) < 0.1
     assert out["dark (>= 6)"]["n"] == 1 and out["light (Monk <= 3)"]["median_dL"] < 0.1
     assert E.skin_tone_reads(["d.jpg"], files, params[3:]) == {}

@@ -419,22 +419,25 @@ def hair_class_reads(names: list[str], files_by_name: dict, params: np.ndarray) 
 
 def skin_tone_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
     """The drawn skin against the skin tone labelled by eye
-    (``labels/skin_tone_by_eye.jsonl``, the photos of ``names`` that have
-    one): |avatar L* - :func:`avatarizer.skintone.lightness_of_tone` of the
+    (``labels/skin_tone_by_eye.jsonl``, the held-out photos of ``names``
+    that have one; H's skin tone head trained on the others): |avatar L* - :func:`avatarizer.skintone.lightness_of_tone` of the
     label|, median and mean, and the share of avatars more than 10 and 15
     L* off (15 L* is about two Monk steps in the middle of the scale), in
     all and per group of the label (light, medium, dark)."""
     from avatarizer.artist.photo import to_lab
     from avatarizer.skintone import lightness_of_tone
 
-    from .data import skin_tone_labels
+    from .data import is_heldout, skin_tone_labels
     from .skintone import dl_summary
 
     tones = skin_tone_labels()
     rgb = [schema.index(f"face.{c}") for c in "rgb"]
-    got = [(t, abs(float(to_lab(params[i, rgb].astype(np.float64))[0]) - float(lightness_of_tone(t))))
-           for i, n in enumerate(names)
-           if (t := tones.get(f"{files_by_name[n].parent.name}/{n}")) is not None and np.isfinite(params[i]).all()]
+    got = []
+    for i, n in enumerate(names):
+        key = f"{files_by_name[n].parent.name}/{n}"
+        if key in tones and is_heldout(key) and np.isfinite(params[i]).all():
+            t = tones[key]
+            got.append((t, abs(float(to_lab(params[i, rgb].astype(np.float64))[0]) - float(lightness_of_tone(t)))))
     if not got:
         return {}
     t, e = (np.array(v) for v in zip(*got))

@@ -163,8 +163,9 @@ def skin_tone_sheet(shared: Path, out: Path, n: int = 24, pool: int = 160, size:
     for _, k, img, drawn, got in rows[:n]:
         tiles += [np.asarray(Image.fromarray(img).resize((size, size))), render(drawn, size, background="white"),
                   got.render(size, background="white")]
+        tone = (got.attributes or {}).get("skin_tone")
         labels += [f"{k.split('/', 1)[1][:10]} eye {tones[k]:g}", "artist (measured)",
-                   f"H tone {got.attributes['skin_tone']['value']:.1f}"]
+                   f"H tone {tone['value']:.1f}" if tone else "no skin tone (H < 2.3.1)"]
     return _save_sheet(tiles, labels, out)
 
 

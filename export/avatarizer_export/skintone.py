@@ -21,7 +21,11 @@ has the held-out MAE in steps and, through :func:`avatarizer.skintone.skin_by_to
 measured skin alone, for the runtime's margin, and for each margin tried
 on the training photos' out-of-fold estimates how often the avatar lands
 more than 15 L* off the label and how far the photo's own skin is moved
-(what :data:`avatarizer.skintone.MARGIN` is chosen from).
+(what :data:`avatarizer.skintone.MARGIN` is chosen from), and ``anchor_L``
+(:data:`avatarizer.skintone.ANCHOR_L`, from training photos only); the
+file's description keeps them. The file's checksum changes, so run
+``avatarizer-export detectors --fusion`` after it (as after ``attributes
+--refit``).
 """
 from __future__ import annotations
 
@@ -36,8 +40,8 @@ from .attributes import (MODELS, RUN, SHIP_FILE, features_session, next_patch, p
 from .paths import cache_dir
 
 N_PHOTOMETRIC = 4
-K_GRID = (64, 128, 256)
-LAMBDA_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+K_GRID = (128, 256, 384)
+LAMBDA_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 MARGINS = (4.0, 6.0, 8.0, 10.0, 12.0)
 OUTPUT = "skin_tone"
 
@@ -63,14 +67,18 @@ def photometric(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _rows(al, labels: dict, seed: int = 0):
     """(keys, variant, crops): variant 0 the photo, 1 its mirror, 2.. the
-    training photometric variants, 100.. the held-out ones."""
+    training photometric variants, 100.. the held-out ones. Each photo's
+    variants come from a generator of its own (seeded by its key), so that
+    no photo's presence changes another's."""
+    import hashlib
+
     from .data import is_heldout
 
-    rng = np.random.default_rng(seed)
     keys, variant, crops = [], [], []
     for i, k in enumerate(al.keys):
         if k not in labels:
             continue
+        rng = np.random.default_rng([seed, int(hashlib.sha1(k.encode()).hexdigest()[:8], 16)])
         c = np.asarray(al.crops[i])
         held = is_heldout(k)
         extra = ([(1, np.ascontiguousarray(c[:, ::-1]))]
@@ -91,8 +99,13 @@ def _ridge(Z, y, w, lam):
     return beta, float(ym - zm @ beta)
 
 
+def _step(y):
+    """Monk steps rounded half up (2.5 -> 3) and pooled into 2..8 (1, 9 and 10 are rare)."""
+    return np.clip(np.floor(np.asarray(y) + 0.5), 2, 8).astype(int)
+
+
 def _balanced_mae(pred, y) -> float:
-    step = np.clip(np.round(y), 2, 8)
+    step = _step(y)
     return float(np.mean([np.abs(pred - y)[step == s].mean() for s in np.unique(step)]))
 
 
@@ -100,7 +113,7 @@ def fit_head(X: np.ndarray, y: np.ndarray, photo: np.ndarray, train: np.ndarray,
     """(W (features,), b, k, lambda, out-of-fold predictions of the training
     rows): the CV-chosen balanced ridge regression of ``y`` on ``X``'s
     whitened principal components (module docstring)."""
-    step = np.clip(np.round(y), 2, 8).astype(int)
+    step = _step(y)
     count = np.bincount(step[train], minlength=11).astype(np.float64)
     weight = 1.0 / np.maximum(count[step], 1.0)
     V, sc = pca_basis(X[train], q=max(K_GRID))
@@ -221,8 +234,15 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
             measured[j] = skin
     rows_train = np.array([j for j in first if not held[j] and j in measured])
     rows_held = np.array([j for j in first if held[j] and j in measured])
+    if not len(rows_train) or not len(rows_held):
+        raise ValueError("skin tone: the artist measured no skin on the training or on the held-out photos")
     rgb_t, rgb_h = np.stack([measured[j] for j in rows_train]), np.stack([measured[j] for j in rows_held])
+    from avatarizer.artist.photo import to_lab
     from avatarizer.skintone import MARGIN
+
+    # avatarizer.skintone.ANCHOR_L: the measured skin of the training photos both labellers called step 2
+    two = [j for j in rows_train if y[j] == 2.0]
+    anchor = round(float(np.median([to_lab(measured[j])[0] for j in two])), 1) if two else None
 
     margins = {("measured" if m is None else str(m)): _margin_row(_avatar_error(rgb_t, oof[rows_train], y[rows_train], m))
                for m in (None, *MARGINS)}
@@ -232,7 +252,7 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
         "labels": len(labels), "train_photos": int(len(np.unique(keys[~held]))),
         "held_out_photos": int(len(orig)), "k": k, "lambda": lam,
         "heldout": steps(orig), "heldout_exposure_variants": steps(np.flatnonzero(held & (variant >= 100))),
-        "oof_by_margin": margins, "margin": MARGIN,
+        "oof_by_margin": margins, "margin": MARGIN, "anchor_L": anchor, "anchor_photos": len(two),
         "avatar_vs_label_heldout": {"measured_skin": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held],
                                                                               None)[0]),
                                     "skin_by_tone": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held],
@@ -246,7 +266,9 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
         {"dtype": "float32", "name": OUTPUT, "names": [OUTPUT], "shape": ["batch", 1], "units": ["Monk 1..10"]}]
     desc[OUTPUT] = {"scale": "Monk Skin Tone scale, 1 lightest .. 10 darkest, in even daylight",
                     "labels": "labels/skin_tone_by_eye.jsonl (by eye, docs/data.md)", "from": f"{SHIP_FILE} {from_version}",
-                    **{key: report[key] for key in ("train_photos", "k", "lambda", "heldout")}}
+                    **{key: report[key] for key in ("train_photos", "k", "lambda", "heldout", "heldout_exposure_variants",
+                                                    "anchor_L", "anchor_photos", "margin", "oof_by_margin",
+                                                    "avatar_vs_label_heldout")}}
     entry = save_head_change(model, desc, path, folder, from_version,
                              "labels by eye for skin tone (avatarizer_export/labels/skin_tone_by_eye.jsonl, "
                              "docs/data.md)")
@@ -254,6 +276,8 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     RUN.mkdir(parents=True, exist_ok=True)
     (RUN / f"skin_tone_{desc['version']}.json").write_text(json.dumps(report, indent=1))
     log(json.dumps(report, indent=1))
+    log("skin tone: the file's checksum changed; run `avatarizer-export detectors --fusion` next "
+        "(the hybrid's glasses fusion is used only with the H file it was fitted on)")
     return report
 
 

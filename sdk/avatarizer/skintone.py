@@ -2,9 +2,10 @@
 
 The artist measures the skin on the lit upper cheeks, so the drawn
 lightness is the photo's exposure as much as the person's skin: over the
-first 1,240 photos labelled by eye (``docs/data.md``) the measured L* of
-people judged Monk Skin Tone step 2 and step 7 had medians of 75.5 and
-68.2. The attribute regressor H (from 2.3.1) has a ``skin_tone`` output:
+training photos labelled by eye (``docs/data.md``), the measured L* of
+people both labellers called Monk Skin Tone step 2, 7 and 8 have medians
+of 77.7, 64.9 and 53.9, 24 L* apart where the Monk swatches are 62 apart.
+The attribute regressor H (from 2.3.1) has a ``skin_tone`` output:
 the skin tone in even daylight on the Monk scale (1 lightest ... 10
 darkest), trained on 2,877 such labels with exposure and white-balance
 augmentation.
@@ -18,7 +19,8 @@ while a photo that already agrees keeps its own colour.
 
 The avatar's lightness per step (:func:`lightness_of_tone`) follows the
 Monk swatches' relative lightness, compressed by :data:`CONTRAST` around
-:data:`ANCHOR_L` (the median measured skin of the photos labelled step 2):
+:data:`ANCHOR_L` (the median measured skin of the training photos labelled
+step 2):
 a style choice that keeps the darkest tones light enough for the drawn
 shading, lids and nostrils (multiples of the skin colour) to show.
 """
@@ -29,15 +31,16 @@ import numpy as np
 #: CIELAB L* of the Monk Skin Tone scale's ten swatches (skintone.google),
 #: made non-increasing (swatch 3 is a shade lighter than 2, yellower)
 MONK_L = (94.2, 92.3, 92.3, 87.6, 77.9, 55.1, 42.5, 30.7, 21.1, 14.6)
-#: the avatar's skin L* at Monk step 2 (the median measured skin of the photos labelled 2)
-ANCHOR_L = 75.5
+#: the avatar's skin L* at Monk step 2: the median measured skin of the 538 training
+#: photos both labellers called step 2 (``avatarizer-export skin-tone``'s ``anchor_L``)
+ANCHOR_L = 77.7
 #: the avatar's L* steps are this fraction of the swatches' (a style choice, module docstring)
 CONTRAST = 0.55
 #: the band, in L* either side of the estimate's lightness, in which the measured skin is
 #: kept: chosen on the training photos' out-of-fold estimates as the widest band
-#: that keeps avatars more than 15 L* off their label's lightness near 5%
-#: (``avatarizer-export skin-tone``'s report: 4.0% at 4 L*, 5.4% at 8, 7.5% at 10;
-#: 20.8% with the measured skin alone); 15 L* is about two steps mid-scale
+#: that keeps avatars more than 15 L* off their label's lightness under 5%
+#: (``avatarizer-export skin-tone``'s report: 4.0% at 4 L*, 4.8% at 8, 6.7% at 10;
+#: 19.4% with the measured skin alone); 15 L* is about two steps mid-scale
 MARGIN = 8.0
 
 

@@ -2,8 +2,10 @@
 
 In image mode this is a concatenation followed by :func:`avatarizer.schema.clip`
 and, where the attribute regressor ran, its skin tone
-(:func:`avatarizer.skintone.skin_by_tone`: the skin's lightness kept within
-half a Monk step of H's estimate, every skin-derived colour with it) and
+(:func:`avatarizer.skintone.skin_by_tone`: the skin's L* kept within
+``skintone.MARGIN`` of the lightness of H's estimate, with the colours
+:func:`avatarizer.prior.set_skin_colours` derives from the skin; the upper
+lids, the lips' skin blend and a buzz cut's colour keep the measured skin's) and
 :func:`avatarizer.hair.age_lines` (nasolabial, under-eye and forehead lines
 from its age estimate).
 In video mode the merged raw parameters of the tracked face (``face_index``) go
@@ -27,6 +29,7 @@ from ..hair import age_lines
 from ..prior import set_skin_colours
 from ..skintone import skin_by_tone
 from .base import Stage
+from .hair import SKIN_RGB
 from .state import FrameState
 
 
@@ -35,7 +38,7 @@ def merge_face(f) -> np.ndarray:
     params = schema.clip(np.concatenate([f.face_params, f.hair_params, f.accessory_params]))
     tone = f.attributes.get("skin_tone") if f.attributes else None
     if tone is not None:  # the skin's lightness within H's skin tone band (avatarizer.skintone)
-        skin = params[_SKIN_RGB].astype(np.float64)
+        skin = params[SKIN_RGB].astype(np.float64)
         toned = skin_by_tone(skin, tone)
         if toned is not skin:
             set_skin_colours(params, toned, neck=NECK)
@@ -43,9 +46,6 @@ def merge_face(f) -> np.ndarray:
     if age is not None:  # age lines from the attribute regressor's age estimate
         params = age_lines(params, age)
     return params
-
-
-_SKIN_RGB = [schema.index(f"face.{c}") for c in "rgb"]
 
 
 class MergeStage(Stage):
