@@ -178,7 +178,8 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     from avatarizer.artist import AutoArtist
 
     from . import formats
-    from .data import load_aligned, skin_tone_labels
+    from .data import is_heldout, load_aligned, skin_tone_labels
+
     t0 = time.time()
     labels = skin_tone_labels()
     if not labels:
@@ -200,8 +201,6 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     feats = [sess.run([feat], {"image": to_input128(np.stack(crops[i:i + 128])).numpy()})[0]
              for i in tqdm(range(0, len(crops), 128), desc="skin tone features", unit="batch")]
     X = np.concatenate(feats).astype(np.float64)
-    from .data import is_heldout
-
     held = np.array([is_heldout(k) for k in keys])
     y = np.array([labels[k] for k in keys])
     W, b, k, lam, oof = fit_head(X, y, keys, ~held, log=log)
