@@ -23,8 +23,9 @@ photo when its two labellers both answered and are at most one step apart,
 as the mean of the two (every photo of that batch is a subject, none a
 control). ``merge`` writes ``utkface_facial_hair.jsonl`` (the
 ``utkface_men`` batch), ``ffhq128_by_eye.jsonl`` (the two ``ffhq128``
-batches) and ``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``, ``skin_tone_3``); a test checks that
-the committed files are exactly what ``merge`` makes.
+batches) and ``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``,
+``skin_tone_3``); a test checks that the committed files are exactly what
+``merge`` makes.
 """
 from __future__ import annotations
 
@@ -50,45 +51,47 @@ def load_batch(name: str, folder: Path | None = None) -> dict:
     return json.loads(((folder or VOTES) / f"{name}.json").read_text(encoding="utf-8"))
 
 
+def _sheet_votes(batch: dict, kind: str):
+    """(labeller, the sheet's cell keys, that labeller's answers on it) for
+    every sheet a labeller answered, of one kind of vote."""
+    for who, sheets in batch["votes"].get(kind, {}).items():
+        for s, answers in sheets.items():
+            yield who, batch["sheets"][int(s)], answers
+
+
 def _accessory_answers(batch: dict) -> dict:
     """key -> labeller -> {field: value, "unsure": bool} (glasses 0/1/2)."""
     out: dict = collections.defaultdict(dict)
-    for who, sheets in batch["votes"].get("accessories", {}).items():
-        for s, lists in sheets.items():
-            cells = batch["sheets"][int(s)]
-            sets = {k: set(v) for k, v in lists.items()}
-            for j, key in enumerate(cells):
-                ans = {"unsure": j in sets.get("unsure", ())}
-                for f in ("beard", "moustache", "headwear"):
-                    if f in sets:
-                        ans[f] = int(j in sets[f])
-                if "glasses" in sets or "sunglasses" in sets:
-                    ans["glasses"] = 2 if j in sets.get("sunglasses", ()) else int(j in sets.get("glasses", ()))
-                out[key][who] = ans
+    for who, cells, lists in _sheet_votes(batch, "accessories"):
+        sets = {k: set(v) for k, v in lists.items()}
+        for j, key in enumerate(cells):
+            ans = {"unsure": j in sets.get("unsure", ())}
+            for f in ("beard", "moustache", "headwear"):
+                if f in sets:
+                    ans[f] = int(j in sets[f])
+            if "glasses" in sets or "sunglasses" in sets:
+                ans["glasses"] = 2 if j in sets.get("sunglasses", ()) else int(j in sets.get("glasses", ()))
+            out[key][who] = ans
     return out
 
 
 def _hair_answers(batch: dict) -> dict:
     """key -> labeller -> the colour list the cell is in."""
     out: dict = collections.defaultdict(dict)
-    for who, sheets in batch["votes"].get("hair", {}).items():
-        for s, lists in sheets.items():
-            cells = batch["sheets"][int(s)]
-            for name, idx in lists.items():
-                for j in idx:
-                    if 0 <= j < len(cells):
-                        out[cells[j]][who] = name
+    for who, cells, lists in _sheet_votes(batch, "hair"):
+        for name, idx in lists.items():
+            for j in idx:
+                if 0 <= j < len(cells):
+                    out[cells[j]][who] = name
     return out
 
 
 def _tone_answers(batch: dict) -> dict:
     """key -> labeller -> Monk step (1-10) or None."""
     out: dict = collections.defaultdict(dict)
-    for who, sheets in batch["votes"].get("skin_tone", {}).items():
-        for s, cells in sheets.items():
-            keys = batch["sheets"][int(s)]
-            for j, v in cells.items():
-                out[keys[int(j)]][who] = v
+    for who, cells, steps in _sheet_votes(batch, "skin_tone"):
+        for j, v in steps.items():
+            out[cells[int(j)]][who] = v
     return out
 
 
