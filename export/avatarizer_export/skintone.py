@@ -46,23 +46,17 @@ MARGINS = (4.0, 6.0, 8.0, 10.0, 12.0)
 OUTPUT = "skin_tone"
 
 
-def _srgb_to_linear(x):
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def _linear_to_srgb(x):
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.clip(x, 0, None) ** (1 / 2.4) - 0.055)
-
-
 def photometric(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The crop as another exposure and white balance would show it (module docstring)."""
-    x = _srgb_to_linear(crop.astype(np.float32) / 255.0)
+    from avatarizer.artist.photo import linear_to_srgb, srgb_to_linear
+
+    x = srgb_to_linear(crop.astype(np.float32) / 255.0)
     gain = np.exp(rng.uniform(np.log(0.35), np.log(2.6)))
     wb = np.exp(rng.uniform(-0.18, 0.18, 3))
     x = np.clip(x * gain * wb / wb.mean(), 0, 1)
     if rng.random() < 0.5:
         x = x ** np.exp(rng.uniform(-0.25, 0.25))
-    return np.clip(_linear_to_srgb(x) * 255 + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(linear_to_srgb(x) * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _rows(al, labels: dict, seed: int = 0):

@@ -143,13 +143,22 @@ _RGB2XYZ = np.array([[0.412453, 0.357580, 0.180423],
                      [0.019334, 0.119193, 0.950227]]) / np.array([[0.950456], [1.0], [1.088754]])
 
 
+def srgb_to_linear(x) -> np.ndarray:
+    """The sRGB transfer function undone: linear light of sRGB values in [0, 1]."""
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x) -> np.ndarray:
+    """The sRGB transfer function: sRGB values of linear light in [0, 1]."""
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
+
+
 def to_lab(rgb) -> np.ndarray:
     """CIE L*a*b* (D65) of float sRGB in [0, 1], any leading shape, in numpy
     (matches OpenCV's RGB2LAB within 0.3; OpenCV's float path costs ~100 ms
     on its first call in a process and ~0.5 ms a call on a busy machine)."""
     a = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
-    lin = np.where(a <= 0.04045, a / 12.92, ((a + 0.055) / 1.055) ** 2.4)
-    xyz = lin @ _RGB2XYZ.T
+    xyz = srgb_to_linear(a) @ _RGB2XYZ.T
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
     # written into one array (np.stack of three 0-d results costs more than the rest for one colour)
     out = np.empty(xyz.shape)
@@ -169,8 +178,7 @@ def from_lab(lab) -> np.ndarray:
     fy = (lab[..., 0] + 16.0) / 116.0
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], -1)
     xyz = np.where(f > 0.206893, f ** 3, (f - 16.0 / 116.0) / 7.787)
-    lin = np.clip(xyz @ _XYZ2RGB.T, 0.0, 1.0)
-    return np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return linear_to_srgb(np.clip(xyz @ _XYZ2RGB.T, 0.0, 1.0))
 
 
 def crop_valid_mask(face, size: int) -> np.ndarray:
