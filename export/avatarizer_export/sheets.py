@@ -137,6 +137,7 @@ def skin_tone_sheet(shared: Path, out: Path, n: int = 24, pool: int = 160, size:
     from avatarizer import Avatarizer, render, schema
     from avatarizer.artist import AutoArtist
     from avatarizer.artist.photo import to_lab
+    from avatarizer.hair import public_attributes
     from avatarizer.imageio import load_image
 
     from .data import skin_tone_labels
@@ -145,25 +146,24 @@ def skin_tone_sheet(shared: Path, out: Path, n: int = 24, pool: int = 160, size:
     keys = sorted(tones)
     keys = [keys[i] for i in np.random.default_rng(3).permutation(len(keys))[:pool]]
     rgb = [schema.index(f"face.{c}") for c in "rgb"]
-    from avatarizer.align import AlignOptions, FaceAligner
-
     rows = []
     artist = AutoArtist()
-    with Avatarizer(max_faces=1) as av, FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:
+    with Avatarizer(max_faces=1) as av:
         for k in keys:
             img = load_image(shared / "data" / "faces" / k)
-            got, face = av.from_frame(img), al.align(img)
-            if got is None or face is None:
+            state = av.run(img)  # the SDK's avatar and the aligned face it was made from
+            if not state.faces:
                 continue
-            drawn = artist.fit(face)
-            dl = abs(float(to_lab(got.params[rgb].astype(np.float64))[0] - to_lab(drawn[rgb].astype(np.float64))[0]))
-            rows.append((dl, k, img, drawn, got))
+            f = state.faces[0]
+            drawn = artist.fit(f.aligned)
+            dl = abs(float(to_lab(f.params[rgb].astype(np.float64))[0] - to_lab(drawn[rgb].astype(np.float64))[0]))
+            rows.append((dl, k, img, drawn, f))
     rows.sort(key=lambda r: -r[0])
     tiles, labels = [], []
-    for _, k, img, drawn, got in rows[:n]:
+    for _, k, img, drawn, f in rows[:n]:
         tiles += [np.asarray(Image.fromarray(img).resize((size, size))), render(drawn, size, background="white"),
-                  got.render(size, background="white")]
-        tone = (got.attributes or {}).get("skin_tone")
+                  render(f.params, size, background="white")]
+        tone = public_attributes(f.attributes).get("skin_tone") if f.attributes else None  # as Avatar.attributes
         labels += [f"{k.split('/', 1)[1][:10]} eye {tones[k]:g}", "artist (measured)",
                    f"H tone {tone['value']:.1f}" if tone else "no skin tone (H < 2.3.1)"]
     return _save_sheet(tiles, labels, out)
