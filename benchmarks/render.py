@@ -16,9 +16,12 @@ frames); ``sampled`` are ``schema.sample`` vectors (random in the schema ranges,
 the numbers quoted before issue #16). Every backend renders the same scenes
 after a warm-up; each distribution is p50/p95/p99/max ms per frame, on white.
 
-``native`` is ``render(p, size)`` with the default antialiasing: the public call,
-parameter validation included; ``native_fast`` is ``antialias="fast"`` (4x4
-coverage). ``native_call`` and, with ``--baseline``, ``baseline_call`` are the
+``native`` is ``render(p, size, threads=1)`` with the default antialiasing: the
+public call, parameter validation included, on the calling thread;
+``native_fast`` is ``antialias="fast"`` (4x4 coverage). With ``--threads N``
+(N >= 2) the process is not pinned to one core and ``native_threads`` is
+``render(p, size, threads=N)`` (bands of rows on N threads), interleaved with
+the others, its ratio to ``native`` in ``ratios``. ``native_call`` and, with ``--baseline``, ``baseline_call`` are the
 bare ``avz_render`` of this build and of the other one (e.g. the ``_avz*.so`` of
 an older checkout), called the same way from Python into one buffer and
 interleaved frame by frame, so their ratio is the C change alone.
@@ -144,6 +147,8 @@ def main(argv=None):
     ap.add_argument("--slow-repeats", type=int, default=8, help="timed frames for pycairo and pillow")
     ap.add_argument("--no-slow", action="store_true", help="skip pycairo and pillow")
     ap.add_argument("--baseline", help="an _avz*.so of another build, timed interleaved with this one")
+    ap.add_argument("--threads", type=int, default=1, help="N >= 2: also render(threads=N), on all cores "
+                    "(the process is then not pinned to one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dump-scenes", type=Path, help="write the scenes' parameters (N x 629 float32) "
                     "for `make profile-render SCENES=FILE` and exit")
@@ -161,16 +166,20 @@ def main(argv=None):
         np.stack(params).astype("<f4").tofile(args.dump_scenes)
         print(f"wrote {len(params)} scenes ({scenes}) to {args.dump_scenes}")
         return 0
-    cpu = _pin_one_core()
+    if not 1 <= args.threads <= 8:
+        ap.error("--threads must be in 1..8")
+    cpu = _pin_one_core() if args.threads == 1 else None
     from avatarizer import _avz as this
 
     base = _load_baseline(args.baseline) if args.baseline else None
     load_before = os.getloadavg()
     detail = {}
     for s in sizes:
-        fns = {"native": lambda p, s=s: render(p, s, background="white"),
-               "native_fast": lambda p, s=s: render(p, s, background="white", antialias="fast"),
+        fns = {"native": lambda p, s=s: render(p, s, background="white", threads=1),
+               "native_fast": lambda p, s=s: render(p, s, background="white", antialias="fast", threads=1),
                "native_call": _BareCall(this, s)}
+        if args.threads > 1:
+            fns["native_threads"] = lambda p, s=s: render(p, s, background="white", threads=args.threads)
         if base is not None:
             fns["baseline_call"] = _BareCall(base, s)
         res = time_interleaved(fns, params, args.repeats, warmup=min(5, len(params)))
@@ -191,7 +200,8 @@ def main(argv=None):
         print(json.dumps({"scenes": scenes, "cpu": cpu, "load_avg": load, **summary, "detail": detail,
                           "ratios": ratios}))
         return 0
-    print(f"renderer ms per frame, one core (cpu {cpu}); scenes: {scenes}; "
+    where = f"one core (cpu {cpu})" if cpu is not None else f"not pinned, native_threads on {args.threads} threads"
+    print(f"renderer ms per frame, {where}; scenes: {scenes}; "
           f"load average {load['before'][0]} -> {load['after'][0]}")
     print(f"{'backend':14s}" + "".join(f"{s:>30d}" for s in sizes))
     print(f"{'':14s}" + "".join(f"{'p50 / p95 / p99 / max':>30s}" for _ in sizes))

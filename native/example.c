@@ -74,6 +74,11 @@ int main(int argc, char **argv) {
     fails += expect("NaN background", avz_render(r, params, AVZ_PARAM_COUNT, rgba, w, h, stride, &opt), AVZ_E_ARG, r);
     fails += expect("default still renders", avz_render(r, params, AVZ_PARAM_COUNT, rgba, w, h, stride, NULL), AVZ_OK, r);
 
+    /* (since 1.2) one image in bands on two threads: the calling one and a helper the handle keeps */
+    fails += expect("two threads", avz_renderer_set_threads(r, 2), AVZ_OK, r);
+    fails += expect("render on two threads", avz_render(r, params, AVZ_PARAM_COUNT, rgba, w, h, stride, NULL), AVZ_OK, r);
+    fails += expect("zero threads", avz_renderer_set_threads(r, 0), AVZ_E_ARG, r);
+
     free(rgba);
     avz_renderer_destroy(r);
     avz_renderer_destroy(NULL); /* destroy accepts NULL */

@@ -413,3 +413,100 @@ def test_native_overlay_threads_give_the_same_frames_as_serial(samples):
     _in_threads(work, len(samples))
     for a, b in zip(serial, out):
         np.testing.assert_array_equal(a, b)
+
+
+# -- drawing one image on several threads (avz_renderer_set_threads, render(threads=...))
+
+
+def _on_white(img):
+    a = img[..., 3:4].astype(np.float64) / 255.0
+    return img[..., :3] * a + 255.0 * (1.0 - a)
+
+
+@pytest.mark.parametrize("size", [48, 64, 97, 256, 333, 700])
+def test_banded_render_draws_the_same_picture(samples, size):
+    """Bands of rows drawn by the calling thread and helper threads: the same
+    picture but where cairo clips an outline at a band edge (within 3 levels
+    composited on white), at sizes where the bands fall anywhere; below 64
+    rows there is one band and the picture is identical."""
+    serial = native.Renderer(threads=1)
+    for n in (2, 3, 8):
+        banded = native.Renderer(threads=n)
+        assert banded.threads == n
+        for p in [schema.default(), *samples[:4]]:
+            a, b = serial.render(p, size), banded.render(p, size)
+            if size < 64:  # under 2 x 32 rows: one band, on the calling thread
+                np.testing.assert_array_equal(a, b)
+            d = np.abs(_on_white(a) - _on_white(b))
+            assert d.max() <= 3.0, (size, n, float(d.max()))
+            assert (d > 1.0).mean() < 1e-3
+            assert np.abs(a[..., 3].astype(int) - b[..., 3]).max() <= 4
+            # an opaque background: the straight colours themselves
+            wa = serial.render(p, size, background=(1, 1, 1, 1))
+            wb = banded.render(p, size, background=(1, 1, 1, 1))
+            assert _diff(wa, wb).max() <= 3.0
+
+
+def test_render_threads_option(samples):
+    p = samples[0]
+    a = render(p, 200, background="white", threads=1)
+    for t in ("auto", 2, np.int64(3)):
+        assert _diff(render(p, 200, background="white", threads=t), a).max() <= 3.0
+    assert native.auto_threads() in (1, 2)
+    assert native.resolve_threads("auto") == native.auto_threads()
+    # small images (a 256 px live render) stay on the calling thread
+    assert native.auto_threads(256 * 256) == 1 and native.resolve_threads("auto", 256 * 256) == 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    assert native.auto_threads(native.AUTO_MIN_PIXELS) == (2 if cpus >= 2 else 1)
+    for bad in (0, 9, -1, 2.0, True, "two", None):
+        with pytest.raises(ValueError, match="threads"):
+            render(p, 64, threads=bad)
+        with pytest.raises(ValueError, match="threads"):
+            native.Renderer(threads=bad)
+    r = native.Renderer()
+    assert r.threads == 1
+    with pytest.raises(ValueError):
+        r.threads = 0
+    assert r.threads == 1  # a refused value leaves the setting alone
+
+
+def test_banded_overlay_blends_the_same_frame(samples):
+    serial, banded = native.Renderer(threads=1), native.Renderer(threads=2)
+    for i, p in enumerate(samples[:4]):
+        for tf in _TFS:
+            kw = dict(opacity=0.9, fade=(1.1, 0.2), order="bgr")
+            a = serial.overlay_into(p, _frame(seed=i), tf, **kw)
+            b = banded.overlay_into(p, _frame(seed=i), tf, **kw)
+            assert _diff(a, b).max() <= 3.0
+            assert (_diff(a, b) > 1).mean() < 1e-3
+
+
+def test_banded_renderer_after_fork(samples):
+    """A renderer whose helper threads run in the parent still draws in a
+    child process made by fork() (the helpers do not exist there: the child
+    starts its own), without hanging."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork() on this platform")
+    r = native.Renderer(threads=2)
+    want = r.render(samples[1], 256, background=(1, 1, 1, 1))  # helpers started here
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 when it draws the same picture
+        code = 1
+        try:
+            got = r.render(samples[1], 256, background=(1, 1, 1, 1))
+            code = 0 if _diff(got, want).max() == 0 else 3
+        finally:
+            os._exit(code)
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("a banded render hung in a child process after fork()")
+        time.sleep(0.02)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -39,7 +39,8 @@ def _build(tmp_path, name: str, sources: list[str], flags: list[str]) -> str:
 
 def test_two_renderers_on_two_threads_are_tsan_clean(tmp_path):
     """Defect 11: the un-premultiply table was filled lazily by whichever thread
-    drew first; two renderers drawing at once raced on it (TSan: 5 of 5 runs)."""
+    drew first; two renderers drawing at once raced on it (TSan: 5 of 5 runs).
+    One of the two draws in bands on its own helper threads (C API 1.2)."""
     exe = _build(tmp_path, "threads-tsan", [str(NATIVE / "tests" / "threads.c"), str(NATIVE / "avz.c")],
                  ["-fsanitize=thread"])
     env = dict(os.environ, TSAN_OPTIONS=f"suppressions={NATIVE / 'tests' / 'tsan.supp'} halt_on_error=1 "
@@ -47,7 +48,7 @@ def test_two_renderers_on_two_threads_are_tsan_clean(tmp_path):
     for _ in range(3):
         res = subprocess.run([exe], capture_output=True, text=True, timeout=120, env=env)
         assert res.returncode == 0, res.stderr[-4000:]
-        assert "identical" in res.stdout
+        assert "the same" in res.stdout
 
 
 def test_c_api_fuzz_bounded_asan_ubsan(tmp_path):

@@ -140,11 +140,17 @@ def test_stopping_early_leaves_no_thread(clip):
             yield frames[i % len(frames)]
             i += 1
 
+    from avatarizer import native
+
+    big = native.AUTO_MIN_PIXELS
     with Avatarizer(mode="video", color_order="bgr") as av:
         for i, _ in av.stream(source()):
+            # while a stream runs, threads="auto" renders on the consumer's thread alone
+            assert native.auto_threads(big) == 1
             if i == 4:
                 break
         assert not _stream_threads()
+        assert native._streams == 0  # every way out of a stream below gives its count back
         assert len(taken) <= 5 + 1  # read ahead by at most the prefetch (1)
         gen = av.stream(source(), prefetch=3)
         next(gen)
@@ -157,6 +163,7 @@ def test_stopping_early_leaves_no_thread(clip):
                 if i == 2:
                     raise KeyError("consumer")
         assert not _stream_threads()
+        assert native._streams == 0
         # each stream went on from the last frame's time (1000/30 ms apart): a call may follow
         last = av._pipeline.stages[0].aligner()._last_timestamp_ms
         assert last > 0 and av.from_frame(frames[0], timestamp_ms=last + 1.0) is not None

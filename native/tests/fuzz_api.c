@@ -104,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     avz_renderer *r = NULL;
     if (avz_renderer_create(&r) != AVZ_OK) return 0;
+    if (o & 32u) (void)avz_renderer_set_threads(r, (int)((o >> 6) % 5u)); /* 0 is refused; 2..4 draw in bands */
     int w = pick_side(take_u32(&rd)), h = pick_side(take_u32(&rd));
     uint32_t s = take_u32(&rd);
     int ok_size = w >= 1 && h >= 1 && w <= AVZ_FUZZ_MAX_SIDE && h <= AVZ_FUZZ_MAX_SIDE;

@@ -286,20 +286,22 @@ class Avatar:
 
     # -- drawing
     def render(self, size: int = 512, background=None, *, width: int | None = None, height: int | None = None,
-               roll: bool = False, antialias: str = "best") -> np.ndarray:
-        """H×W×4 uint8 RGBA (see :func:`avatarizer.render`). ``roll=True``
-        tilts the drawing by the head roll of its frame."""
+               roll: bool = False, antialias: str = "best", threads="auto") -> np.ndarray:
+        """H×W×4 uint8 RGBA (see :func:`avatarizer.render`, also for
+        ``antialias`` and ``threads``). ``roll=True`` tilts the drawing by the
+        head roll of its frame."""
         from .render import _size, render
 
         if not roll or self.face is None:
             return render(self._params, size, width=width, height=height, background=background,
-                          antialias=antialias)
+                          antialias=antialias, threads=threads)
         w, h = _size(size, width, height)
         angle = decompose(self.face.transform)[1]
         s = 0.5 * min(w, h)
         m = np.array([[s * math.cos(angle), -s * math.sin(angle), 0.5 * w],
                       [s * math.sin(angle), s * math.cos(angle), 0.5 * h]])
-        return render(self._params, width=w, height=h, background=background, transform=m, antialias=antialias)
+        return render(self._params, width=w, height=h, background=background, transform=m, antialias=antialias,
+                      threads=threads)
 
     def to_svg(self, size: float = 512, background=None) -> str:
         """The avatar as an SVG document (a string)."""
@@ -323,7 +325,7 @@ class Avatar:
         return to_pdf(self._params, size, background=background)
 
     def overlay(self, frame, opacity: float = 1.0, *, color_order: str | None = None,
-                antialias: str = "best") -> np.ndarray:
+                antialias: str = "best", threads="auto") -> np.ndarray:
         """The avatar drawn over its face in ``frame`` (following the face's
         position, scale and roll), alpha-blended with ``opacity`` in [0, 1].
 
@@ -333,8 +335,12 @@ class Avatar:
         modified. ``antialias``: 'best' (default) or 'fast' (4x4 edge
         coverage, as ``render(antialias="fast")``: ~20% faster, for a live
         preview; faint sub-pixel lines come out a little coarser).
+        ``threads``: as for :func:`avatarizer.render` (``"auto"``: the
+        avatar's box drawn and blended in bands on 2 threads when it has 384²
+        pixels or more, two CPUs are free to this process and no stream is
+        running; 1 keeps it on the calling thread).
         """
-        from .native import renderer
+        from .native import renderer, resolve_threads
 
         if self.face is None:
             raise ValueError("this avatar has no face position (loaded without one); use render() instead")
@@ -343,6 +349,7 @@ class Avatar:
             raise ValueError(f"opacity must be a number in [0, 1], got {opacity!r}")
         if not isinstance(antialias, str) or antialias not in ("best", "fast"):
             raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r:.40}")
+        resolve_threads(threads)  # refuses a bad value before anything else
         order = color_order or self.color_order
         # A uint8 H×W×3 array is validated and composited in the caller's own
         # channel order (the avatar's colours are swapped instead of the frame:
@@ -378,9 +385,10 @@ class Avatar:
         # and blends its drawn part straight into `out` (in the caller's channel
         # order, with the opacity and the fade of the bottom edge: shoulders end
         # at canonical y = 1.1): no RGBA image, no blend in numpy
-        renderer().overlay_into(self._params, out, tf, box=(x0, y0, x1, y1), opacity=float(opacity),
-                                order="bgr" if swap else "rgb", fade=(_OVERLAY_BOTTOM, _OVERLAY_FADE),
-                                antialias=antialias)
+        r = renderer()
+        r.threads = resolve_threads(threads, (x1 - x0) * (y1 - y0))
+        r.overlay_into(self._params, out, tf, box=(x0, y0, x1, y1), opacity=float(opacity),
+                       order="bgr" if swap else "rgb", fade=(_OVERLAY_BOTTOM, _OVERLAY_FADE), antialias=antialias)
         return done(out)
 
     # -- serialisation
@@ -818,6 +826,9 @@ class Avatarizer:
                 q.put((i, None, exc))
 
         worker = threading.Thread(target=work, name="avatarizer-stream", daemon=True)
+        from . import native
+
+        native.stream_started(+1)  # threads="auto" renders stay on the consumer's thread meanwhile
         try:
             worker.start()
             while True:
@@ -835,6 +846,7 @@ class Avatarizer:
             stop.set()
             if worker.is_alive():
                 worker.join()
+            native.stream_started(-1)
             self._streaming = False
 
     def faces(self, frame) -> list[Avatar]:

@@ -8,6 +8,7 @@ are freed by ``ffi.gc`` when their Python object goes away, or at once with
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -31,6 +32,52 @@ _STATUS = {
 ITEM_FILL, ITEM_STROKE, ITEM_CLIP_PUSH, ITEM_CLIP_POP = 0, 1, 2, 3
 OP_MOVE, OP_LINE, OP_CURVE, OP_CLOSE = 0, 1, 2, 3
 MAX_SIZE = 16384
+MAX_THREADS = 8  # AVZ_MAX_THREADS
+
+
+#: ``threads="auto"`` draws in bands only images of at least this many pixels:
+#: a 256 px render in a live video loop came out no faster on two threads
+#: (the per-band set-up and the caches MediaPipe leaves cold), where a ~470 px
+#: overlay box of a 512 px frame and renders of 512-1024 px were (README,
+#: Performance; docs/render_profile.md)
+AUTO_MIN_PIXELS = 384 * 384
+_streams = 0  # Avatarizer.stream() iterations running in this process
+_streams_lock = threading.Lock()
+
+
+def stream_started(delta: int) -> None:
+    """``Avatarizer.stream`` counts its running iterations here (+1 / -1):
+    while one runs, its worker keeps another core busy finding landmarks, and
+    ``threads="auto"`` draws on the calling thread alone."""
+    global _streams
+    with _streams_lock:
+        _streams = max(_streams + delta, 0)
+
+
+def auto_threads(pixels: int | None = None) -> int:
+    """What ``threads="auto"`` draws with: 2 when this process may run on two
+    or more CPUs, no :meth:`avatarizer.Avatarizer.stream` of it is running,
+    and the image has at least :data:`AUTO_MIN_PIXELS` pixels (``pixels``,
+    when given); else 1. More than 2 were not measured (the development
+    machine has two cores), and every band repeats the set-up of the shapes
+    that cross it."""
+    if _streams or (pixels is not None and pixels < AUTO_MIN_PIXELS):
+        return 1
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return 2 if n >= 2 else 1
+
+
+def resolve_threads(threads, pixels: int | None = None) -> int:
+    """``"auto"`` (:func:`auto_threads` for an image of ``pixels``) or a whole
+    number in 1..MAX_THREADS, else ``ValueError``."""
+    if isinstance(threads, str) and threads == "auto":
+        return auto_threads(pixels)
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be 'auto' or a whole number in 1..{MAX_THREADS}, got {threads!r:.40}")
+    return int(threads)
 
 
 def available() -> bool:
@@ -131,13 +178,32 @@ def _check_pixels(arr, name: str, channels: int, kind: str) -> None:
 
 
 class Renderer:
-    """A native renderer handle (reuses its buffers between calls)."""
+    """A native renderer handle (reuses its buffers between calls).
 
-    def __init__(self):
+    ``threads``: how many threads draw one image of :meth:`render_into` /
+    :meth:`overlay_into` (``avz_renderer_set_threads``): 1 draws on the
+    calling thread; more cut the image into bands of rows drawn at the same
+    time by helper threads the handle keeps (the same pixels within one
+    level where a curve meets a band edge)."""
+
+    def __init__(self, threads=1):
         ffi, lib = _need()
         out = ffi.new("avz_renderer **")
         _check(lib.avz_renderer_create(out))
         self._h = ffi.gc(out[0], lib.avz_renderer_destroy)
+        self._threads = 1
+        self.threads = threads
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    @threads.setter
+    def threads(self, value) -> None:
+        n = resolve_threads(value)
+        if n != self._threads:
+            _check(_lib.avz_renderer_set_threads(self._handle(), n), self._error())
+            self._threads = n
 
     def close(self) -> None:
         if self._h is not None:
