@@ -109,6 +109,19 @@ def skin_tone_labels(folder: Path | None = None) -> dict[str, float]:
     return {r["file"]: float(r["skin_tone"]) for r in recs if "skin_tone" in r}
 
 
+def hair_length_labels(folder: Path | None = None) -> dict[str, str]:
+    """``{"FOLDER/NAME": label}`` of ``labels/hair_length_by_eye.jsonl``: the
+    hair's length as the photo shows it, judged by eye (``long``: to the chin
+    or jaw line or lower; ``short``; ``bald``; ``tied``: pulled back;
+    ``covered``: by headwear), where two labellers gave the same label
+    (docs/data.md)."""
+    path = (EYE_LABELS if folder is None else Path(folder)) / "hair_length_by_eye.jsonl"
+    if not path.is_file():
+        return {}
+    recs = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return {r["file"]: r["hair_length"] for r in recs if "hair_length" in r}
+
+
 def ffhq_labels(shared: Path) -> dict[str, dict]:
     """``ffhq128-labelled/attributes.jsonl`` -> {file: faceAttributes (+faceRectangle)} for
     photos with a face entry."""

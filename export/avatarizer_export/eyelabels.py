@@ -21,11 +21,16 @@ colours; ``tone`` (the ``skin_tone`` batch: ``votes.skin_tone[labeller][sheet]``
 maps each cell index to a Monk Skin Tone scale step 1-10, or null) keeps a
 photo when its two labellers both answered and are at most one step apart,
 as the mean of the two (every photo of that batch is a subject, none a
-control). ``merge`` writes ``utkface_facial_hair.jsonl`` (the
-``utkface_men`` batch), ``ffhq128_by_eye.jsonl`` (the two ``ffhq128``
-batches) and ``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``,
-``skin_tone_3``); a test checks that the committed files are exactly what
-``merge`` makes.
+control); ``length`` (the ``hair_length`` batches:
+``votes.hair_length[labeller][sheet]`` maps each cell index to ``long``,
+``short``, ``bald``, ``tied``, ``covered`` or null) keeps a photo when its two
+labellers gave the same label, not null. ``merge`` writes
+``utkface_facial_hair.jsonl`` (the ``utkface_men`` batch),
+``ffhq128_by_eye.jsonl`` (the two ``ffhq128`` batches),
+``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``, ``skin_tone_3``)
+and ``hair_length_by_eye.jsonl`` (``hair_length_train``,
+``hair_length_heldout``); a test checks that the committed files are exactly
+what ``merge`` makes.
 """
 from __future__ import annotations
 
@@ -43,7 +48,9 @@ CONTROL_FOLDER = "ffhq128-labelled"
 #: label file -> the batches it is made from
 OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
            "ffhq128_by_eye.jsonl": ("ffhq128_heldout", "ffhq128_train"),
-           "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3")}
+           "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3"),
+           "hair_length_by_eye.jsonl": ("hair_length_train", "hair_length_heldout")}
+HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 
@@ -95,9 +102,24 @@ def _tone_answers(batch: dict) -> dict:
     return out
 
 
+def _length_answers(batch: dict) -> dict:
+    """key -> labeller -> hair length label (:data:`HAIR_LENGTHS`) or None."""
+    out: dict = collections.defaultdict(dict)
+    for who, cells, labels in _sheet_votes(batch, "hair_length"):
+        for j, v in labels.items():
+            out[cells[int(j)]][who] = v
+    return out
+
+
 def consensus(batch: dict) -> dict[str, dict]:
     """``{key: record}`` of one batch by its ``rule`` (module docstring)."""
     recs: dict[str, dict] = {}
+    if batch["rule"] == "length":
+        for key, by in _length_answers(batch).items():
+            v = list(by.values())
+            if len(v) == 2 and v[0] == v[1] and v[0] in HAIR_LENGTHS:
+                recs[key] = {"file": key, "labellers": 2, "hair_length": v[0]}
+        return recs
     if batch["rule"] == "tone":
         for key, by in _tone_answers(batch).items():
             v = list(by.values())
@@ -169,6 +191,11 @@ def report(batch: dict, shared: Path | None = None) -> dict:
             agree["skin_tone (same step)"][0] += None not in v and len(set(v)) == 1
             agree["skin_tone (within one step)"][1] += 1
             agree["skin_tone (within one step)"][0] += None not in v and max(v) - min(v) <= 1
+    for key, by in _length_answers(batch).items():
+        v = list(by.values())
+        if len(v) >= 2:
+            agree["hair_length (same label)"][1] += 1
+            agree["hair_length (same label)"][0] += None not in v and len(set(v)) == 1
     out = {"agreement": {f: f"{a}/{n}" for f, (a, n) in agree.items()}}
     if shared is not None:
         from .detectors import labels_of
