@@ -356,7 +356,8 @@ def test_eye_labels_are_well_formed():
     known folder once per file, with 0/1 flags and a 0/1/2 glasses kind."""
     from avatarizer_export import data as D
 
-    files = sorted(f for f in D.EYE_LABELS.glob("*.jsonl") if f.name != "skin_tone_by_eye.jsonl")
+    files = sorted(f for f in D.EYE_LABELS.glob("*.jsonl")
+                   if f.name not in ("skin_tone_by_eye.jsonl", "hair_length_by_eye.jsonl"))
     assert [f.name for f in files] == ["ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl"]
     merged = D.eye_labels()
     total = 0
@@ -509,6 +510,40 @@ def test_skin_tone_labels_are_well_formed():
     only_tone = set(tones) - {json.loads(x)["file"] for f in ("ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl")
                               for x in (D.EYE_LABELS / f).read_text().splitlines()}
     assert only_tone and not (only_tone & set(by_eye))
+
+
+def test_hair_length_labels_are_well_formed():
+    """The hair length labels by eye: one of five labels, every photo once,
+    loose crops of both splits, long and short both well represented, and
+    none of them in H's label dict."""
+    from avatarizer_export import data as D
+    from avatarizer_export import eyelabels as E
+
+    lines = (D.EYE_LABELS / "hair_length_by_eye.jsonl").read_text().splitlines()
+    lengths = D.hair_length_labels()
+    assert len(lengths) == len(lines) > 1000
+    for line in lines:
+        rec = json.loads(line)
+        assert rec["file"].split("/", 1)[0] in ("ffhq128", "ffhq128-labelled", "stylegan128")
+        assert rec["labellers"] == 2 and rec["hair_length"] in E.HAIR_LENGTHS
+    held = [D.is_heldout(k) for k in lengths]
+    assert 400 < sum(held) < len(held) - 400  # both splits
+    v = list(lengths.values())
+    assert v.count("long") > 350 and v.count("short") > 350
+    assert not any("hair_length" in r for r in D.eye_labels().values())
+
+
+def test_length_consensus_keeps_agreeing_pairs():
+    from avatarizer_export import eyelabels as E
+
+    batch = {"rule": "length", "fields": ["hair_length"],
+             "sheets": [["ffhq128/a.jpg", "ffhq128/b.jpg", "ffhq128/c.jpg", "stylegan128/d.jpg"]],
+             "votes": {"hair_length": {"P": {"0": {"0": "long", "1": "short", "2": None, "3": "tied"}},
+                                       "Q": {"0": {"0": "long", "1": "bald", "2": None, "3": "tied"}}}}}
+    assert E.consensus(batch) == {"ffhq128/a.jpg": {"file": "ffhq128/a.jpg", "labellers": 2, "hair_length": "long"},
+                                  "stylegan128/d.jpg": {"file": "stylegan128/d.jpg", "labellers": 2,
+                                                        "hair_length": "tied"}}
+    assert E.report(batch)["agreement"]["hair_length (same label)"] == "2/4"
 
 
 def test_tone_consensus_keeps_close_pairs_as_their_mean():
