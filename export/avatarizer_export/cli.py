@@ -12,8 +12,8 @@ def _schema(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import (attributes, data, detectors, evaluate, eyelabels, hairbank, pipeline, report, sheets, ship, skintone,
-                   train)
+    from . import (attributes, data, detectors, evaluate, eyelabels, hairbank, hairlength, pipeline, report, sheets, ship,
+                   skintone, train)
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
                                  description="Data building, training, evaluation and model export.")
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     detectors.add_parser(sub)
     eyelabels.add_parser(sub)
     skintone.add_parser(sub)
+    hairlength.add_parser(sub)
     pipeline.add_parser(sub)
     return ap
 

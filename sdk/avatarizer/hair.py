@@ -185,6 +185,18 @@ DEFAULT_THRESHOLD = 0.5
 FLAGS = ("glasses", "sunglasses", "bald", "beard", "moustache", "headwear", "male")
 
 
+def length_gates(description: Mapping | None) -> tuple[float, float] | None:
+    """``(gate_long, gate_short)`` of an attribute model's ``hair_long``
+    output (its description's ``hair_long`` record, ``avatarizer-export
+    hair-length``), or None when it has none."""
+    rec = (dict(description or {}).get("hair_long") or {})
+    try:
+        hi, lo = float(rec["gate_long"]), float(rec["gate_short"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (hi, lo) if 0.0 <= lo <= hi <= 1.0 else None
+
+
 def model_thresholds(description: Mapping | None) -> tuple[dict, dict]:
     """``(decision, draw)`` thresholds from an attribute model's embedded
     description (``decision_thresholds``, ``draw_thresholds``; 0.5 for
@@ -206,8 +218,9 @@ def decode_attributes(outputs: Mapping[str, np.ndarray], i: int = 0, *, decision
     sunglasses) and one float per flag (``bald``, ``beard``, ``moustache``,
     ``headwear``, ``male``); ``glasses_any`` = 1 − P(none). Regressed:
     ``age`` (years), ``length``, ``volume``, ``curl``, ``fringe`` (0..1);
-    ``skin_tone`` (the Monk Skin Tone step in even daylight, 1-10) when the
-    model has that output.
+    ``skin_tone`` (the Monk Skin Tone step in even daylight, 1-10) and
+    ``hair_long`` (the calibrated probability that the hair hangs to the chin
+    or jaw line or lower) when the model has those outputs.
 
     Decisions: ``decided`` (flag → bool at the ``decision`` thresholds, the
     model's best balanced accuracy: what ``eval`` scores) and ``drawn``
@@ -240,6 +253,9 @@ def decode_attributes(outputs: Mapping[str, np.ndarray], i: int = 0, *, decision
     if outputs.get("skin_tone") is not None:  # H 2.3.1 on: the Monk step in even daylight (avatarizer.skintone)
         t = float(np.asarray(outputs["skin_tone"], np.float64)[i].reshape(-1)[0])
         out["skin_tone"] = float(np.clip(t, 1.0, 10.0)) if np.isfinite(t) else None
+    if outputs.get("hair_long") is not None:  # H 2.3.2 on: P(hair to the chin or lower), labels by eye
+        h = float(np.asarray(outputs["hair_long"], np.float64)[i].reshape(-1)[0])
+        out["hair_long"] = float(np.clip(h, 0.0, 1.0)) if np.isfinite(h) else None
     p = {"glasses": out["glasses_any"], "sunglasses": out["sunglasses"],
          **{k: out[k] for k in BINARY_ATTRIBUTES}}
     out["decided"] = {k: bool(p[k] >= dec[k]) for k in FLAGS}
@@ -259,7 +275,8 @@ def public_attributes(attributes: Mapping) -> dict:
     decision (what the avatar shows: the thresholds chosen for precision);
     gender the balanced decision; hair colour the decoded colour; age is
     regressed (years; its probability is ``None``), and so is ``skin_tone``
-    (the Monk step, where the model has it)."""
+    (the Monk step, where the model has it); ``hair_length`` is ``long`` or
+    ``short`` with its probability, where the model has ``hair_long``."""
     a = attributes
     gp = a["glasses_probs"]
     kind = GLASSES[int(a["glasses_type"])]
@@ -274,6 +291,10 @@ def public_attributes(attributes: Mapping) -> dict:
     out["age"] = {"value": float(a["age"]), "probability": None}
     if a.get("skin_tone") is not None:
         out["skin_tone"] = {"value": round(float(a["skin_tone"]), 2), "probability": None}
+    if a.get("hair_long") is not None:
+        long_ = float(a["hair_long"]) >= 0.5
+        out["hair_length"] = {"value": "long" if long_ else "short",
+                              "probability": float(a["hair_long"] if long_ else 1.0 - a["hair_long"])}
     return out
 
 
@@ -646,6 +667,7 @@ class HairBank:
         self.family = np.asarray(arrays["family"], np.int64)
         self.families = tuple(str(f) for f in arrays["families"])
         self.medoid_keys = tuple(str(k) for k in arrays["medoid_keys"]) if "medoid_keys" in arrays else ()
+        self._drawn_long: np.ndarray | None = None
         n = len(self.geometry)
         for name in ("attributes", "descriptors", "members", "family"):
             if len(getattr(self, name)) != n:
@@ -703,6 +725,23 @@ class HairBank:
             raise IndexError(f"hair bank entry {i} out of range 0..{len(self) - 1}")
         return HairEntry(i, self.geometry[i], self.attributes[i], self.descriptors[i],
                          self.families[self.family[i]], int(self.members[i]))
+
+    def drawn_long(self) -> np.ndarray:
+        """Whether each entry is drawn with long hair: its back hair's
+        ``length`` attribute (:func:`hair_attributes_from_params`) at least
+        0.5 once fitted to the default face, as :func:`merge` places it
+        (computed once, for all entries at a time)."""
+        if self._drawn_long is None:
+            geo = _from_head(self.geometry, GEOMETRY_INDEX, head_frame(S.default()))
+            pts = S.FEATURES["hair_back"].points
+            low = None
+            for j in (1, 11):  # hair_attributes_from_params: the lower of the back contour's two side points
+                col = int(pts.start) + 2 * j + 1
+                y = np.clip(geo[:, list(GEOMETRY_INDEX).index(col)], S.LO[col], S.HI[col])
+                low = y if low is None else np.maximum(low, y)
+            self._drawn_long = np.clip((low - 0.05) / 0.85, 0.0, 1.0) >= 0.5
+            self._drawn_long.setflags(write=False)
+        return self._drawn_long
 
     def coverage(self) -> dict[str, int]:
         """Entries per family."""
@@ -770,11 +809,15 @@ class HairRetriever:
     (the neighbourhood's medoid, more robust to a noisy query; ``k = 1``:
     the nearest; an entry at distance 0 is always returned). With ``gates`` (default :data:`GATES`) a confident bald or
     headwear score restricts the candidates to those families; ``gates=None``
-    searches the whole bank.
+    searches the whole bank. With ``length_gate`` ``(gate_long,
+    gate_short)`` (:func:`length_gates`) and a query whose ``hair_long`` is
+    given, when no family gate applies: at ``gate_long`` or above only
+    entries drawn long (:meth:`HairBank.drawn_long`) are candidates, at
+    ``gate_short`` or below only those drawn short (not bald, not headwear).
     """
 
     def __init__(self, bank: HairBank, weights: RetrievalWeights | None = None, k: int = 5,
-                 gates=GATES):
+                 gates=GATES, length_gate: tuple[float, float] | None = None):
         if k < 1:
             raise ValueError("k must be >= 1")
         self.bank = bank
@@ -787,6 +830,12 @@ class HairRetriever:
         self._A = bank.attributes.astype(np.float64) / bank.attr_scale
         self._D = bank.descriptors.astype(np.float64) / bank.desc_scale
         self._Dz = np.concatenate([bank.attributes / bank.attr_scale, bank.descriptors / bank.desc_scale], 1)
+        self._length_gate = None
+        if length_gate is not None:
+            hi, lo = (float(v) for v in length_gate)
+            long_ = bank.drawn_long()
+            short = ~long_ & ~np.isin(fam, ["bald", "receding", "headwear"])
+            self._length_gate = (hi, lo, long_, short)
 
     def distances(self, attributes=None, descriptor=None, observed=None) -> np.ndarray:
         """Distance of every bank entry to the query (see the class doc)."""
@@ -807,13 +856,21 @@ class HairRetriever:
         return d
 
     def candidates(self, attributes=None) -> np.ndarray | None:
-        """Boolean mask of the entries a query may return (None: all), from the gates."""
-        if attributes is None or not self._gates:
+        """Boolean mask of the entries a query may return (None: all), from
+        the family gates, then the length gate."""
+        if attributes is None:
             return None
         a = attribute_vector(attributes)
         for j, t, mask in self._gates:
             if np.isfinite(a[j]) and a[j] >= t and mask.any():
                 return mask
+        h = attributes.get("hair_long") if isinstance(attributes, Mapping) else None
+        if self._length_gate is not None and h is not None and np.isfinite(h):
+            hi, lo, long_, short = self._length_gate
+            if h >= hi and long_.any():
+                return long_
+            if h <= lo and short.any():
+                return short
         return None
 
     def nearest(self, attributes=None, descriptor=None, observed=None, k: int | None = None):

@@ -58,7 +58,9 @@ class HairStage(Stage):
                 self.bank = H.HairBank.load()
                 # the retrieval's family gates follow the model's drawing thresholds
                 gates = tuple((name, self.draw.get(name, t), fams) for name, t, fams in H.GATES)
-                self.retriever = H.HairRetriever(self.bank, gates=gates)
+                # long or short hair by H's hair_long (labels by eye), where the model has it
+                self.retriever = H.HairRetriever(self.bank, gates=gates,
+                                                 length_gate=H.length_gates(self.session.description))
                 self.mode = "retrieval"
                 # glasses: H fused with the artist's cues, when fitted with this H
                 from ..glasses import GlassesFusion

@@ -1,0 +1,215 @@
+"""``avatarizer-export hair-length``: adds (or refits) the ``hair_long`` output
+of the shipped attribute regressor H: the probability that the person's hair
+hangs to the chin or jaw line or lower, from the labels by eye
+(``labels/hair_length_by_eye.jsonl``, docs/data.md), on H's own int8 features.
+
+Why: the hair bank's retrieval matches the photo's hair silhouette above the
+jaw and H's ``length`` (regressed on the auto-artist's fits), and drew long
+hair short on 52 of 219 held-out long-haired photos (labels by eye); hair
+hanging beside the neck hardly shows in either (docs/hair.md).
+
+Rows: every labelled training photo (``long`` 1; ``short`` and ``tied``,
+hair pulled back, 0; ``bald`` and ``covered`` are left to the bald and
+headwear gates) and its mirror image. Held-out photos (the fixed split) are
+scored as they are.
+
+The head is a logistic regression on the whitened principal components of the
+standardised features (the other heads' input), classes weighted alike, the
+number of components and the L2 weight chosen by 5-fold CV grouped by photo
+(log loss), then Platt-calibrated on the out-of-fold logits. It is appended
+to the graph as one Gemm and a Sigmoid (output ``hair_long``, ``(batch, 1)``),
+every other output left byte for byte (checked). The retrieval's length gate
+(:class:`avatarizer.hair.HairRetriever`) takes its two thresholds from the
+file's description: ``gate_long``, the lowest probability at which the
+out-of-fold predictions of the training photos called long are right in
+:data:`GATE_PRECISION` of cases, and ``gate_short``, the highest at which
+those called short are. The report (``runs/attributes/hair_length_<version>.json``)
+has the held-out AUC, accuracy at 0.5, expected calibration error and the
+share of held-out photos each gate takes and gets right; the file's
+description keeps them. The file's checksum changes, so run
+``avatarizer-export detectors --fusion`` after it (as after ``skin-tone``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .attributes import (MODELS, RUN, SHIP_FILE, expected_calibration_error, features_session, fit_calibration,
+                         fit_head, next_patch, pca_basis, save_head_change, to_input128)
+from .paths import cache_dir
+
+K_GRID = (32, 64, 128, 192)
+LAMBDA_GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
+GATE_PRECISION = 0.9
+OUTPUT = "hair_long"
+TARGET = {"long": 1.0, "short": 0.0, "tied": 0.0}
+
+
+def _auc(p: np.ndarray, y: np.ndarray) -> float:
+    o = np.argsort(p, kind="stable")
+    r = np.empty(len(p))
+    r[o] = np.arange(len(p))
+    pos, neg = int(y.sum()), int((~y).sum())
+    return float((r[y].sum() - pos * (pos - 1) / 2) / max(pos * neg, 1))
+
+
+def _logloss(z: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.where(y, np.logaddexp(0, -z), np.logaddexp(0, z))))
+
+
+def gate_thresholds(p: np.ndarray, y: np.ndarray, precision: float = GATE_PRECISION,
+                    min_rows: int = 10) -> tuple[float, float]:
+    """(gate_long, gate_short): the lowest probability from which the photos
+    at or above it are long in ``precision`` of cases, and the highest to
+    which those at or below it are short as often (steps of 0.01 from 0.5;
+    1.0 / 0.0, no gate, when none reaches it)."""
+    hi = next((float(t) for t in np.round(np.arange(0.5, 1.0, 0.01), 2)
+               if (s := p >= t).sum() >= min_rows and y[s].mean() >= precision), 1.0)
+    lo = next((float(t) for t in np.round(np.arange(0.5, 0.0, -0.01), 2)
+               if (s := p <= t).sum() >= min_rows and (~y[s]).mean() >= precision), 0.0)
+    return hi, lo
+
+
+def fit_head_cv(X: np.ndarray, Xm: np.ndarray, y: np.ndarray, seed: int = 0, log=print):
+    """(W (features,), b, k, lambda, calibrated out-of-fold probabilities):
+    the CV-chosen logistic head on X's whitened principal components, trained
+    on every row and its mirror (``Xm``), calibrated by Platt scaling."""
+    V, sc = pca_basis(np.concatenate([X, Xm]), q=max(K_GRID), seed=seed)
+    V = V / sc
+    Z, Zm = X @ V, Xm @ V
+    fold = np.random.default_rng(seed).integers(0, 5, len(y))
+    best = None
+    for k in K_GRID:
+        for lam in LAMBDA_GRID:
+            oof = np.zeros(len(y))
+            for f in range(5):
+                t = fold != f
+                W, b = fit_head(np.concatenate([Z[t, :k], Zm[t, :k]]), np.concatenate([y[t], y[t]]).astype(float),
+                                "bce", lam)
+                oof[~t] = Z[~t, :k] @ W[:, 0] + b[0]
+            score = _logloss(oof, y)
+            if best is None or score < best[0]:
+                best = (score, k, lam, oof)
+    score, k, lam, oof = best
+    a, c = fit_calibration(oof[:, None], y.astype(float), "bce")
+    log(f"hair length: CV log loss {score:.3f}, AUC {_auc(oof, y):.3f} at k={k}, lambda={lam}")
+    W, b = fit_head(np.concatenate([Z[:, :k], Zm[:, :k]]), np.concatenate([y, y]).astype(float), "bce", lam)
+    W_full = (V[:, :k] @ W[:, 0]) * float(a[0])
+    b_full = float(a[0]) * float(b[0]) + float(c[0])
+    p_oof = 1.0 / (1.0 + np.exp(-(float(a[0]) * oof + float(c[0]))))
+    return W_full.astype(np.float32), np.float32(b_full), k, lam, p_oof
+
+
+def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = None, log=print) -> dict:
+    """Fits the head, writes it into ``folder``'s H file and its manifest
+    entry, and returns the report (module docstring)."""
+    import onnx
+    import onnxruntime as ort
+
+    from . import formats
+    from .data import hair_length_labels, is_heldout, load_aligned
+
+    t0 = time.time()
+    labels = {k: v for k, v in hair_length_labels().items() if v in TARGET}
+    if not labels:
+        raise SystemExit("no hair length labels (labels/hair_length_by_eye.jsonl): run `avatarizer-export labels merge`")
+    al = load_aligned(cache_dir(cache))
+    path = Path(folder) / SHIP_FILE
+    model = onnx.load(str(path))
+    desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
+    # a refit replaces the earlier head
+    for node in [n for n in model.graph.node if any(o in (OUTPUT, f"{OUTPUT}_logit") for o in n.output)]:
+        model.graph.node.remove(node)
+    for out in [o for o in model.graph.output if o.name == OUTPUT]:
+        model.graph.output.remove(out)
+    for init in [t for t in model.graph.initializer if t.name.startswith(f"heads.{OUTPUT}.")]:
+        model.graph.initializer.remove(init)
+    others = [o.name for o in model.graph.output]
+    feat, sess, opts = features_session(model)
+    keys = [k for k in al.keys if k in labels]
+    idx = al.index()
+    crops = np.stack([np.asarray(al.crops[idx[k]]) for k in keys])
+
+    def features(c):
+        return np.concatenate([sess.run([feat], {"image": to_input128(c[i:i + 128]).numpy()})[0]
+                               for i in range(0, len(c), 128)]).astype(np.float64)
+
+    X, Xm = features(crops), features(np.ascontiguousarray(crops[:, :, ::-1]))
+    y = np.array([TARGET[labels[k]] > 0.5 for k in keys])
+    held = np.array([is_heldout(k) for k in keys])
+    W, b, k, lam, p_oof = fit_head_cv(X[~held], Xm[~held], y[~held], log=log)
+    gate_long, gate_short = gate_thresholds(p_oof, y[~held])
+    p_held = 1.0 / (1.0 + np.exp(-(X[held] @ W + b)))
+    yh = y[held]
+    # the head as a Gemm and a Sigmoid on the standardised features
+    model.graph.initializer.extend([onnx.numpy_helper.from_array(W[None, :], f"heads.{OUTPUT}.weight"),
+                                    onnx.numpy_helper.from_array(np.array([b], np.float32), f"heads.{OUTPUT}.bias")])
+    model.graph.node.extend([
+        onnx.helper.make_node("Gemm", [feat, f"heads.{OUTPUT}.weight", f"heads.{OUTPUT}.bias"], [f"{OUTPUT}_logit"],
+                              name=f"heads.{OUTPUT}", transB=1),
+        onnx.helper.make_node("Sigmoid", [f"{OUTPUT}_logit"], [OUTPUT], name=f"heads.{OUTPUT}.sigmoid")])
+    model.graph.output.append(onnx.helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.FLOAT, ["batch", 1]))
+    onnx.checker.check_model(model)
+    # every other output unchanged, and the new output gives what the fit predicts
+    x = to_input128(crops[held]).numpy()
+    old = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(others, {"image": x})
+    new = ort.InferenceSession(model.SerializeToString(), opts,
+                               providers=["CPUExecutionProvider"]).run(others + [OUTPUT], {"image": x})
+    if not all(np.array_equal(a, c) for a, c in zip(old, new[:-1])):
+        raise RuntimeError("adding the hair length head changed another output")
+    if not np.allclose(new[-1][:, 0], p_held, atol=1e-3):
+        raise RuntimeError("the exported hair length head does not give the fitted predictions")
+
+    def gate_row(p, yy):
+        hi, lo = p >= gate_long, p <= gate_short
+        return {"long_gate_share": round(float(hi.mean()), 4),
+                "long_gate_right": round(float(yy[hi].mean()), 4) if hi.any() else None,
+                "short_gate_share": round(float(lo.mean()), 4),
+                "short_gate_right": round(float((~yy[lo]).mean()), 4) if lo.any() else None}
+
+    report = {
+        "labels": len(labels), "train_photos": int((~held).sum()), "held_out_photos": int(held.sum()),
+        "targets": "long 1; short and tied 0 (labels by eye)", "k": k, "lambda": lam,
+        "train_oof": {"auc": round(_auc(p_oof, y[~held]), 4), **gate_row(p_oof, y[~held])},
+        "heldout": {"n": int(len(yh)), "long": int(yh.sum()), "auc": round(_auc(p_held, yh), 4),
+                    "accuracy_at_0.5": round(float(((p_held >= 0.5) == yh).mean()), 4),
+                    "ece": round(expected_calibration_error(p_held, yh.astype(float)), 4),
+                    **gate_row(p_held, yh)},
+        "gate_long": gate_long, "gate_short": gate_short, "gate_precision": GATE_PRECISION,
+    }
+    from_version = str(desc.get("version", "0.0.0"))
+    desc["version"] = version or next_patch(from_version)
+    desc["created_by"] = formats.created_by()
+    desc["outputs"] = [o for o in desc.get("outputs", []) if o.get("name") != OUTPUT] + [
+        {"dtype": "float32", "name": OUTPUT, "names": [OUTPUT], "shape": ["batch", 1], "units": ["probability"]}]
+    desc[OUTPUT] = {"meaning": "P(the hair hangs to the chin or jaw line or lower), calibrated",
+                    "labels": "labels/hair_length_by_eye.jsonl (by eye, docs/data.md)",
+                    "from": f"{SHIP_FILE} {from_version}",
+                    **{key: report[key] for key in ("train_photos", "targets", "k", "lambda", "train_oof", "heldout",
+                                                    "gate_long", "gate_short", "gate_precision")}}
+    entry = save_head_change(model, desc, path, folder, from_version,
+                             "labels by eye for hair length (avatarizer_export/labels/hair_length_by_eye.jsonl, "
+                             "docs/data.md)")
+    report.update(version=desc["version"], sha256=entry["sha256"], seconds=round(time.time() - t0, 1))
+    RUN.mkdir(parents=True, exist_ok=True)
+    (RUN / f"hair_length_{desc['version']}.json").write_text(json.dumps(report, indent=1))
+    log(json.dumps(report, indent=1))
+    log("hair length: the file's checksum changed; run `avatarizer-export detectors --fusion` next "
+        "(the hybrid's glasses fusion is used only with the H file it was fitted on)")
+    return report
+
+
+def main(args) -> int:
+    fit(cache=args.cache, folder=Path(args.models) if args.models else MODELS, version=args.version)
+    return 0
+
+
+def add_parser(sub):
+    p = sub.add_parser("hair-length", help="add or refit H's hair length output from the labels by eye")
+    p.add_argument("--cache")
+    p.add_argument("--models", help="the models folder (default: the SDK's)")
+    p.add_argument("--version", help="the new file's version (default: the source's patch + 1)")
+    p.set_defaults(func=main)
