@@ -214,7 +214,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     """``avatarizer-export all``: every step gets the same --cache (a namespace
     faked in code once dropped it for training), in order, and an exception
     in any step (shipping included) fails the run instead of being skipped."""
-    from avatarizer_export import attributes, detectors, hairbank, pipeline, report, ship
+    from avatarizer_export import attributes, detectors, hairbank, hairlength, pipeline, report, ship, skintone
 
     calls: list = []
     shared, cache = tmp_path / "shared", tmp_path / "cache"
@@ -226,6 +226,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(detectors, "fit", rec("detectors"))
     monkeypatch.setattr(T, "train", rec("train"))
     monkeypatch.setattr(attributes, "run", rec("attributes"))
+    monkeypatch.setattr(skintone, "fit", rec("skin tone"))
+    monkeypatch.setattr(hairlength, "fit", rec("hair length"))
     monkeypatch.setattr(hairbank, "build_bank", rec("hairbank"))
     monkeypatch.setattr(report, "write_report", rec("report"))
     monkeypatch.setattr(ship, "export", rec("ship"))
@@ -236,7 +238,9 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     assert names[:5] == ["data", "data", "detectors", "data", "data"]
     assert [c[1][0] for c in calls if c[0] == "data"] == ["align", "meanface", "pairs", "avatars"]
     # the glasses fusion reads the shipped H: after shipping
-    assert names.count("train") == 14 and names[-4:] == ["hairbank", "report", "ship", "fusion"]
+    # H's heads from the labels by eye are added to the file H's training wrote
+    assert names.count("train") == 14 and names[-7:] == ["attributes", "skin tone", "hair length", "hairbank",
+                                                         "report", "ship", "fusion"]
     for name, a, kw in calls:  # one cache folder everywhere
         assert cache in (*a, kw.get("cache")), (name, a, kw)
     trains = [c for c in calls if c[0] == "train"]

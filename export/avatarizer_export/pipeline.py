@@ -37,7 +37,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
             report: bool = True) -> dict[str, float]:
     """Every step from the shared photos to the shipped model files; returns
     the seconds per step. Each step is a typed function of its module."""
-    from . import data, detectors, hairbank, ship, train
+    from . import data, detectors, hairbank, hairlength, ship, skintone, train
     from .attributes import run as train_attributes
 
     def data_step(stage: str):
@@ -66,6 +66,9 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     train_step("direct", pairs=500, name="direct_500")  # the data-scarce comparison
     # H on its own backbone, then the hairstyle bank (it stores H's predictions)
     _timed("attributes", train_attributes, cache=cache, shared=shared)
+    # its heads from the labels by eye: skin tone in daylight and long hair (the retrieval's length gate)
+    _timed("skin tone", skintone.fit, cache=cache)
+    _timed("hair length", hairlength.fit, cache=cache)
     _timed("hair bank", hairbank.build_bank, cache, shared)
     if report:
         from .report import write_report
