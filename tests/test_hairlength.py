@@ -202,3 +202,31 @@ def test_gate_thresholds_reach_the_precision():
     hi, lo = gate_thresholds(p, y, 0.9)
     assert y[p >= hi].mean() >= 0.9 and (~y[p <= lo]).mean() >= 0.9 and lo <= 0.5 <= hi
     assert gate_thresholds(np.full(50, 0.5), np.zeros(50, bool), 0.9) == (1.0, 0.5)  # no long gate: none reaches it
+
+
+def test_eval_scores_hair_length_against_the_labels_by_eye(tmp_path):
+    """``eval``'s ``hair_length_by_eye``: the drawn length class of held-out
+    labelled photos against their label (tied counts as short)."""
+    from avatarizer import schema
+    from avatarizer_export.data import hair_length_labels, is_heldout
+    from avatarizer_export.evaluate import hair_length_reads
+
+    labels = hair_length_labels()
+    pick = {v: sorted(k for k, x in labels.items() if x == v and is_heldout(k))[0] for v in ("long", "short", "tied")}
+    train = sorted(k for k, x in labels.items() if x == "long" and not is_heldout(k))[0]
+    bank = HR.HairBank.load()
+    long_entry = int(np.flatnonzero(bank.drawn_long())[0])
+    short_entry = int(np.flatnonzero(~bank.drawn_long() & (np.array(bank.families)[bank.family] == "short"))[0])
+
+    def drawn(e):
+        return HR.merge(schema.default(), bank.entry(e), (0.3, 0.2, 0.1))
+
+    keys = [pick["long"], pick["short"], pick["tied"], train]
+    params = np.stack([drawn(short_entry), drawn(short_entry), drawn(long_entry), drawn(short_entry)])
+    names = [k.split("/", 1)[1] for k in keys]
+    files = {n: tmp_path / k.split("/", 1)[0] / n for n, k in zip(names, keys)}
+    got = hair_length_reads(names, files, params)
+    assert got["n"] == 3  # the training photo is not scored
+    assert got["right"] == pytest.approx(1 / 3, abs=1e-3)
+    assert got["long_drawn_short"] == "1/1" and got["short_drawn_long"] == "1/2"
+    assert got["confusion"] == [[0, 0, 0], [0, 1, 1], [0, 1, 0]]

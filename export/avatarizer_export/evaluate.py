@@ -292,6 +292,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
             tone = skin_tone_reads(names, files_by_name, preds_ok)
             if tone:
                 out["skin_tone_by_eye"] = tone
+            length = hair_length_reads(names, files_by_name, preds_ok)
+            if length:
+                out["hair_length_by_eye"] = length
             if labels and method in shipped_attrs:
                 scores = shipped_attribute_metrics(names, shipped_attrs[method], labels)
                 if scores:
@@ -446,6 +449,31 @@ def skin_tone_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
         if sel.any():
             out[name] = dl_summary(e[sel])
     return out
+
+
+def hair_length_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
+    """The drawn hair's length class (bald, short, long:
+    ``hairbank.length_class``) against the hair length labelled by eye
+    (``labels/hair_length_by_eye.jsonl``, the held-out photos of ``names``
+    labelled bald, short, tied, counted as short, or long; H's hair length
+    head trained on the others): ``n``, the share ``right``, ``confusion``
+    (rows: the label, columns: drawn; bald, short, long), ``long_drawn_short``
+    and ``short_drawn_long`` as "k/n"."""
+    from .data import hair_length_labels, is_heldout
+    from .hairbank import LENGTH_CLASSES, length_class
+
+    target = {"bald": 0, "short": 1, "tied": 1, "long": 2}
+    labels = hair_length_labels()
+    conf = np.zeros((len(LENGTH_CLASSES),) * 2, int)
+    for i, n in enumerate(names):
+        key = f"{files_by_name[n].parent.name}/{n}"
+        if labels.get(key) in target and is_heldout(key) and np.isfinite(params[i]).all():
+            conf[target[labels[key]], length_class(params[i])] += 1
+    if not conf.sum():
+        return {}
+    return {"n": int(conf.sum()), "classes": list(LENGTH_CLASSES), "right": round(float(np.trace(conf) / conf.sum()), 4),
+            "confusion": conf.tolist(), "long_drawn_short": f"{int(conf[2, :2].sum())}/{int(conf[2].sum())}",
+            "short_drawn_long": f"{int(conf[1, 2])}/{int(conf[1].sum())}"}
 
 
 def group_metrics(per_photo: dict[str, np.ndarray], groups: dict[str, list]) -> dict:
