@@ -230,3 +230,30 @@ def test_eval_scores_hair_length_against_the_labels_by_eye(tmp_path):
     assert got["right"] == pytest.approx(1 / 3, abs=1e-3)
     assert got["long_drawn_short"] == "1/1" and got["short_drawn_long"] == "1/2"
     assert got["confusion"] == [[0, 0, 0], [0, 1, 1], [0, 1, 0]]
+
+
+def test_tight_crops_get_no_length_gate():
+    """The head was fitted on loose crops: where the crop's lower part lies
+    outside the photo (UTKFace-like), ``hair_long`` is not used."""
+    from avatarizer.landmarks import mean_face
+
+    lm = mean_face().points[:, :2]
+    full = np.ones((128, 128), bool)
+    assert HR.lower_face_observed(full, lm) and HR.lower_face_observed(None, lm)
+    tight = full.copy()
+    g = (np.arange(128) + 0.5) / 64 - 1
+    tight[g > 0.45] = False  # the photo ends just below the chin
+    tight[:, np.abs(g) > 0.7] = False
+    assert not HR.lower_face_observed(tight, lm)
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "faces" / "utkface200").is_dir(), reason="needs ../shared/data/faces")
+def test_hair_length_is_not_reported_for_a_tight_crop():
+    from avatarizer import Avatarizer
+    from avatarizer.imageio import load_image
+
+    tight = sorted((SHARED / "data" / "faces" / "utkface200").glob("*.jpg"))[:3]
+    loose = sorted((SHARED / "data" / "faces" / "ffhq128").glob("*.jpg"))[:3]
+    with Avatarizer(max_faces=1) as av:
+        assert all("hair_length" not in av.from_frame(load_image(p)).attributes for p in tight)
+        assert all("hair_length" in av.from_frame(load_image(p)).attributes for p in loose)

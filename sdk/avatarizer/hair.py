@@ -197,6 +197,27 @@ def length_gates(description: Mapping | None) -> tuple[float, float] | None:
     return (hi, lo) if 0.0 <= lo <= hi <= 1.0 else None
 
 
+#: H's ``hair_long`` is used only when at least this share of the crop below
+#: the mouth lies inside the photo: the head was fitted and checked on loose
+#: crops (FFHQ, StyleGAN: 0.74 or more; median 0.91), where the hair beside
+#: the jaw and neck shows; on tight ones (UTKFace: 0.33-0.44) it has nothing to
+#: see there and read two short-haired old men as long-haired on the sheet
+MIN_LOWER_VALID = 0.6
+
+
+def lower_face_observed(valid, landmarks) -> bool:
+    """Whether the crop shows the photo below the mouth (see
+    :data:`MIN_LOWER_VALID`); ``valid``: S×S bool, crop pixels inside the
+    photo (None: all are)."""
+    if valid is None:
+        return True
+    v = np.asarray(valid, bool)
+    lm = np.asarray(landmarks, np.float64)
+    g = (np.arange(v.shape[0]) + 0.5) * 2.0 / v.shape[0] - 1.0
+    rows = g >= 0.5 * (lm[61, 1] + lm[291, 1])
+    return bool(rows.any() and v[rows].mean() >= MIN_LOWER_VALID)
+
+
 def model_thresholds(description: Mapping | None) -> tuple[dict, dict]:
     """``(decision, draw)`` thresholds from an attribute model's embedded
     description (``decision_thresholds``, ``draw_thresholds``; 0.5 for

@@ -92,6 +92,8 @@ class HairStage(Stage):
         if outputs is None:
             outputs = self.session.run(feed)
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
+        if attrs.get("hair_long") is not None and not H.lower_face_observed(valid, face.canonical):
+            attrs["hair_long"] = None  # a tight crop: nothing beside the jaw to see (not reported, no length gate)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
         # the photo's hair colour, drawn so that it reads as the class H and
         # the hair region's classifier agree on (fuse_hair_colour)
