@@ -183,8 +183,8 @@ class Renderer:
     ``threads``: how many threads draw one image of :meth:`render_into` /
     :meth:`overlay_into` (``avz_renderer_set_threads``): 1 draws on the
     calling thread; more cut the image into bands of rows drawn at the same
-    time by helper threads the handle keeps (the same pixels within one
-    level where a curve meets a band edge)."""
+    time by helper threads the handle keeps (the same picture but where an
+    outline meets a band edge: within 3 levels composited on white)."""
 
     def __init__(self, threads=1):
         ffi, lib = _need()
