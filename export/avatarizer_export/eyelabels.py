@@ -95,20 +95,13 @@ def _hair_answers(batch: dict) -> dict:
     return out
 
 
-def _tone_answers(batch: dict) -> dict:
-    """key -> labeller -> Monk step (1-10) or None."""
+def _cell_answers(batch: dict, kind: str) -> dict:
+    """key -> labeller -> that labeller's value for the cell, of a kind of
+    vote that maps each cell index to one value (``skin_tone``: a Monk step
+    1-10; ``hair_length``: one of :data:`HAIR_LENGTHS`; None: cannot judge)."""
     out: dict = collections.defaultdict(dict)
-    for who, cells, steps in _sheet_votes(batch, "skin_tone"):
-        for j, v in steps.items():
-            out[cells[int(j)]][who] = v
-    return out
-
-
-def _length_answers(batch: dict) -> dict:
-    """key -> labeller -> hair length label (:data:`HAIR_LENGTHS`) or None."""
-    out: dict = collections.defaultdict(dict)
-    for who, cells, labels in _sheet_votes(batch, "hair_length"):
-        for j, v in labels.items():
+    for who, cells, values in _sheet_votes(batch, kind):
+        for j, v in values.items():
             out[cells[int(j)]][who] = v
     return out
 
@@ -117,13 +110,13 @@ def consensus(batch: dict) -> dict[str, dict]:
     """``{key: record}`` of one batch by its ``rule`` (module docstring)."""
     recs: dict[str, dict] = {}
     if batch["rule"] == "length":
-        for key, by in _length_answers(batch).items():
+        for key, by in _cell_answers(batch, "hair_length").items():
             v = list(by.values())
             if len(v) == 2 and v[0] == v[1] and v[0] in HAIR_LENGTHS:
                 recs[key] = {"file": key, "labellers": 2, "hair_length": v[0]}
         return recs
     if batch["rule"] == "tone":
-        for key, by in _tone_answers(batch).items():
+        for key, by in _cell_answers(batch, "skin_tone").items():
             v = list(by.values())
             if len(v) == 2 and None not in v and abs(v[0] - v[1]) <= 1:
                 recs[key] = {"file": key, "labellers": 2, "skin_tone": (v[0] + v[1]) / 2}
@@ -186,14 +179,14 @@ def report(batch: dict, shared: Path | None = None) -> dict:
         if not key.startswith(CONTROL_FOLDER + "/") and len(by) >= 2:
             agree["hair_colour"][1] += 1
             agree["hair_colour"][0] += len(set(by.values())) == 1
-    for key, by in _tone_answers(batch).items():
+    for key, by in _cell_answers(batch, "skin_tone").items():
         v = list(by.values())
         if len(v) >= 2:
             agree["skin_tone (same step)"][1] += 1
             agree["skin_tone (same step)"][0] += None not in v and len(set(v)) == 1
             agree["skin_tone (within one step)"][1] += 1
             agree["skin_tone (within one step)"][0] += None not in v and max(v) - min(v) <= 1
-    for key, by in _length_answers(batch).items():
+    for key, by in _cell_answers(batch, "hair_length").items():
         v = list(by.values())
         if len(v) >= 2:
             agree["hair_length (same label)"][1] += 1
