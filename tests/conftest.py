@@ -62,3 +62,68 @@ def run_in_fork(fn) -> tuple[int, bytes]:
         os.close(r)
         _, status = os.waitpid(pid, 0)
     return status, got
+
+
+def attribute_outputs(**extra) -> dict:
+    """One batch row of the attribute model's four base outputs (hair colour,
+    glasses, the binary flags, the regressed values), plus ``extra`` outputs
+    (e.g. ``skin_tone=7.3``) as (1, 1) arrays."""
+    out = {"hair_colour": np.full((1, 5), 0.2, np.float32), "glasses": np.array([[0.9, 0.05, 0.05]], np.float32),
+           "binary": np.full((1, 5), 0.1, np.float32), "regress": np.array([[30, 0.5, 0.5, 0.2, 0.3]], np.float32)}
+    out.update({k: np.array([[v]], np.float32) for k, v in extra.items()})
+    return out
+
+
+def shipped_h_without(folder: Path, output: str) -> list[str]:
+    """Copies the shipped attribute model and its manifest entry into
+    ``folder`` with its ``output`` head removed (a head tool must add it to a
+    file without one); returns the names of the copy's outputs."""
+    import json
+    import shutil
+
+    import onnx
+
+    from avatarizer_export import attributes as A
+
+    models = Path(__file__).resolve().parents[1] / "sdk" / "avatarizer" / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(models / A.SHIP_FILE, folder / A.SHIP_FILE)
+    man = json.loads((models / "manifest.json").read_text())
+    man["models"] = {k: v for k, v in man["models"].items() if v.get("role") == "attributes"}
+    (folder / "manifest.json").write_text(json.dumps(man))
+    m = onnx.load(str(folder / A.SHIP_FILE))
+    A.strip_head(m, output)
+    onnx.save(m, str(folder / A.SHIP_FILE))
+    return [o.name for o in m.graph.output]
+
+
+def fit_head_twice(tool, folder: Path, tmp_path: Path, others: list[str], x: np.ndarray, output: str,
+                   report_stem: str | None = None):
+    """Runs a head tool's ``fit`` twice on the copy in ``folder`` (a refit
+    replaces the head) and checks what every head tool promises: the output
+    appended once, every other output byte-identical on the images ``x``,
+    a new version each time, manifest and report in step. Returns (the first
+    report, the second, the new output's values on ``x``, the description)."""
+    import json
+
+    import onnxruntime as ort
+
+    from avatarizer.runtime import sha256_file
+    from avatarizer_export import attributes as A
+    from avatarizer_export import formats
+
+    old = ort.InferenceSession(str(folder / A.SHIP_FILE), providers=["CPUExecutionProvider"]).run(others, {"image": x})
+    rep = tool.fit(cache=tmp_path, folder=folder, log=lambda *_: None)
+    again = tool.fit(cache=tmp_path, folder=folder, log=lambda *_: None)
+    sess = ort.InferenceSession(str(folder / A.SHIP_FILE), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == others + [output]
+    new = sess.run(None, {"image": x})
+    for a, b, name in zip(old, new, others):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    desc = json.loads(sess.get_modelmeta().custom_metadata_map[formats.METADATA_KEY])
+    assert desc["version"] == again["version"] and rep["version"] != again["version"]
+    assert [o["name"] for o in desc["outputs"]].count(output) == 1
+    entry = json.loads((folder / "manifest.json").read_text())["models"][desc["name"]]
+    assert entry["sha256"] == sha256_file(folder / A.SHIP_FILE) and entry["version"] == desc["version"]
+    assert (A.RUN / f"{report_stem or output}_{desc['version']}.json").exists()
+    return rep, again, new[-1][:, 0], desc

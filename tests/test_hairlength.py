@@ -4,13 +4,13 @@ export tool ``avatarizer-export hair-length``)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from avatarizer import hair as HR
+from conftest import attribute_outputs, fit_head_twice, shipped_h_without
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "sdk" / "avatarizer" / "models"
@@ -18,11 +18,7 @@ SHARED = ROOT.parent / "shared"
 
 
 def _outputs(hair_long=None):
-    out = {"hair_colour": np.full((1, 5), 0.2, np.float32), "glasses": np.array([[0.9, 0.05, 0.05]], np.float32),
-           "binary": np.full((1, 5), 0.1, np.float32), "regress": np.array([[30, 0.5, 0.5, 0.2, 0.3]], np.float32)}
-    if hair_long is not None:
-        out["hair_long"] = np.array([[hair_long]], np.float32)
-    return out
+    return attribute_outputs() if hair_long is None else attribute_outputs(hair_long=hair_long)
 
 
 def test_decode_reads_hair_long_when_the_model_has_it():
@@ -126,31 +122,13 @@ def test_export_adds_the_head_and_leaves_every_other_output(tmp_path, monkeypatc
     stand-in photos whose label follows whether dark 'hair' hangs at their
     sides: the new output is appended (a refit replaces it), the other
     outputs are byte-identical, description, manifest and report agree."""
-    import onnx
-    import onnxruntime as ort
-
     from avatarizer.landmarks import mean_face
-    from avatarizer.runtime import sha256_file
 
     from avatarizer_export import attributes as A
-    from avatarizer_export import formats
     from avatarizer_export import hairlength as T
 
     folder = tmp_path / "models"
-    folder.mkdir()
-    shutil.copy(MODELS / A.SHIP_FILE, folder / A.SHIP_FILE)
-    man = json.loads((MODELS / "manifest.json").read_text())
-    man["models"] = {k: v for k, v in man["models"].items() if v.get("role") == "attributes"}
-    (folder / "manifest.json").write_text(json.dumps(man))
-    m = onnx.load(str(folder / A.SHIP_FILE))  # strip the shipped head: the tool must add it
-    for node in [x for x in m.graph.node if any(o.startswith("hair_long") for o in x.output)]:
-        m.graph.node.remove(node)
-    for out in [o for o in m.graph.output if o.name == "hair_long"]:
-        m.graph.output.remove(out)
-    for init in [t for t in m.graph.initializer if t.name.startswith("heads.hair_long.")]:
-        m.graph.initializer.remove(init)
-    onnx.save(m, str(folder / A.SHIP_FILE))
-    others = [o.name for o in m.graph.output]
+    others = shipped_h_without(folder, "hair_long")  # the tool must add the head to a file without one
 
     n = 80
     rng = np.random.default_rng(0)
@@ -172,25 +150,11 @@ def test_export_adds_the_head_and_leaves_every_other_output(tmp_path, monkeypatc
     monkeypatch.setattr("avatarizer_export.data.load_aligned", lambda cache: Aligned)
     monkeypatch.setattr("avatarizer_export.data.hair_length_labels", lambda: labels)
     monkeypatch.setattr("avatarizer_export.data.is_heldout", lambda k: int(k[8:12]) >= 60)
-    monkeypatch.setattr(T, "RUN", tmp_path / "run")
-    x = A.to_input128(crops[60:]).numpy()
-    old = ort.InferenceSession(str(folder / A.SHIP_FILE), providers=["CPUExecutionProvider"]).run(others, {"image": x})
-    rep = T.fit(cache=tmp_path, folder=folder, log=lambda *_: None)
-    again = T.fit(cache=tmp_path, folder=folder, log=lambda *_: None)  # a refit replaces the head
-    sess = ort.InferenceSession(str(folder / A.SHIP_FILE), providers=["CPUExecutionProvider"])
-    assert [o.name for o in sess.get_outputs()] == others + ["hair_long"]
-    new = sess.run(None, {"image": x})
-    for a, b, name in zip(old, new, others):
-        np.testing.assert_array_equal(a, b, err_msg=name)
-    p = new[-1][:, 0]
+    monkeypatch.setattr(A, "RUN", tmp_path / "run")
+    rep, again, p, desc = fit_head_twice(T, folder, tmp_path, others, A.to_input128(crops[60:]).numpy(), "hair_long",
+                                         report_stem="hair_length")
     assert ((p >= 0.5) == long_[60:]).mean() >= 0.9 and rep["heldout"]["auc"] > 0.9
-    desc = json.loads(sess.get_modelmeta().custom_metadata_map[formats.METADATA_KEY])
-    assert desc["version"] == again["version"] and rep["version"] != again["version"]
     assert HR.length_gates(desc) == (again["gate_long"], again["gate_short"])
-    assert [o["name"] for o in desc["outputs"]].count("hair_long") == 1
-    entry = json.loads((folder / "manifest.json").read_text())["models"][desc["name"]]
-    assert entry["sha256"] == sha256_file(folder / A.SHIP_FILE) and entry["version"] == desc["version"]
-    assert (tmp_path / "run" / f"hair_length_{desc['version']}.json").exists()
 
 
 def test_gate_thresholds_reach_the_precision():

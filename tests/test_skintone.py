@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from avatarizer import hair as HR
+from conftest import attribute_outputs, fit_head_twice, shipped_h_without
 from avatarizer import schema
 from avatarizer.artist.photo import from_lab, to_lab
 from avatarizer.skintone import ANCHOR_L, MARGIN, MONK_L, lightness_of_tone, skin_by_tone
@@ -42,11 +42,7 @@ def test_skin_by_tone_moves_only_the_lightness_and_only_out_of_band():
 
 
 def _outputs(tone=None):
-    out = {"hair_colour": np.full((1, 5), 0.2, np.float32), "glasses": np.array([[0.9, 0.05, 0.05]], np.float32),
-           "binary": np.full((1, 5), 0.1, np.float32), "regress": np.array([[30, 0.5, 0.5, 0.2, 0.3]], np.float32)}
-    if tone is not None:
-        out["skin_tone"] = np.array([[tone]], np.float32)
-    return out
+    return attribute_outputs() if tone is None else attribute_outputs(skin_tone=tone)
 
 
 def test_decode_reads_the_skin_tone_when_the_model_has_it():
@@ -140,33 +136,13 @@ def test_export_adds_the_head_and_leaves_every_other_output(tmp_path, monkeypatc
     stand-in photos whose label follows their brightness: the new output
     is appended (a refit replaces it), the other outputs are byte-identical,
     the description, manifest and report agree."""
-    import onnxruntime as ort
-
     from avatarizer.landmarks import mean_face
-    from avatarizer.runtime import sha256_file
 
     from avatarizer_export import attributes as A
-    from avatarizer_export import formats
     from avatarizer_export import skintone as T
 
     folder = tmp_path / "models"
-    folder.mkdir()
-    shutil.copy(MODELS / A.SHIP_FILE, folder / A.SHIP_FILE)
-    man = json.loads((MODELS / "manifest.json").read_text())
-    man["models"] = {k: v for k, v in man["models"].items() if v.get("role") == "attributes"}
-    (folder / "manifest.json").write_text(json.dumps(man))
-    # strip a shipped skin tone head: the tool must add it to a file without one
-    import onnx
-
-    m = onnx.load(str(folder / A.SHIP_FILE))
-    for node in [x for x in m.graph.node if "skin_tone" in x.output]:
-        m.graph.node.remove(node)
-    for out in [o for o in m.graph.output if o.name == "skin_tone"]:
-        m.graph.output.remove(out)
-    for init in [t for t in m.graph.initializer if t.name.startswith("heads.skin_tone.")]:
-        m.graph.initializer.remove(init)
-    onnx.save(m, str(folder / A.SHIP_FILE))
-    others = [o.name for o in m.graph.output]
+    others = shipped_h_without(folder, "skin_tone")  # the tool must add the head to a file without one
 
     n = 70
     rng = np.random.default_rng(0)
@@ -182,25 +158,10 @@ def test_export_adds_the_head_and_leaves_every_other_output(tmp_path, monkeypatc
     labels = {k: float(np.clip(np.round(2 * (10 - 9 * (v - 40) / 180)) / 2, 1, 10)) for k, v in zip(Aligned.keys, level)}
     monkeypatch.setattr("avatarizer_export.data.load_aligned", lambda cache: Aligned)
     monkeypatch.setattr("avatarizer_export.data.skin_tone_labels", lambda: labels)
-    monkeypatch.setattr(T, "RUN", tmp_path / "run")
-    x = A.to_input128(crops[:8]).numpy()
-    old = ort.InferenceSession(str(folder / A.SHIP_FILE), providers=["CPUExecutionProvider"]).run(others, {"image": x})
-    rep = T.fit(cache=tmp_path, folder=folder, log=lambda *_: None)
-    again = T.fit(cache=tmp_path, folder=folder, log=lambda *_: None)  # a refit replaces the head
-    sess = ort.InferenceSession(str(folder / A.SHIP_FILE), providers=["CPUExecutionProvider"])
-    assert [o.name for o in sess.get_outputs()] == others + ["skin_tone"]
-    new = sess.run(None, {"image": x})
-    for a, b, name in zip(old, new, others):
-        np.testing.assert_array_equal(a, b, err_msg=name)
-    tone = new[-1][:, 0]
+    monkeypatch.setattr(A, "RUN", tmp_path / "run")
+    rep, again, tone, desc = fit_head_twice(T, folder, tmp_path, others, A.to_input128(crops[:8]).numpy(), "skin_tone")
     assert np.corrcoef(tone, level[:8])[0, 1] < -0.8  # brighter stand-ins were labelled lighter
-    desc = json.loads(sess.get_modelmeta().custom_metadata_map[formats.METADATA_KEY])
-    assert desc["version"] == again["version"] and rep["version"] != again["version"]
     assert desc["skin_tone"]["heldout"] == again["heldout"]
-    assert [o["name"] for o in desc["outputs"]].count("skin_tone") == 1
-    entry = json.loads((folder / "manifest.json").read_text())["models"][desc["name"]]
-    assert entry["sha256"] == sha256_file(folder / A.SHIP_FILE) and entry["version"] == desc["version"]
-    assert (tmp_path / "run" / f"skin_tone_{desc['version']}.json").exists()
 
 
 def test_held_out_labels_do_not_change_the_training_rows():

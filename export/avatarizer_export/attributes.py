@@ -1457,6 +1457,93 @@ def save_head_change(model, desc: dict, path: Path, folder: Path, from_version: 
     return formats.add_to_manifest(path, desc, folder=folder, quality_gate=gate)
 
 
+def strip_head(model, output: str) -> None:
+    """Removes a head a head tool added (``skin-tone``, ``hair-length``): its
+    nodes (named ``heads.<output>`` and ``heads.<output>.*``), its graph
+    output and its ``heads.<output>.*`` initializers, in place, so that a
+    refit replaces it."""
+    for node in [n for n in model.graph.node if n.name == f"heads.{output}" or n.name.startswith(f"heads.{output}.")]:
+        model.graph.node.remove(node)
+    for out in [o for o in model.graph.output if o.name == output]:
+        model.graph.output.remove(out)
+    for init in [t for t in model.graph.initializer if t.name.startswith(f"heads.{output}.")]:
+        model.graph.initializer.remove(init)
+
+
+def open_for_head(folder: Path, output: str):
+    """The shipped H file of ``folder`` ready for a head tool: ``(path, the
+    model without an earlier ``output`` head, its description, the names of
+    its other outputs, the feature tensor's name, a session that outputs the
+    features, its options)``."""
+    import onnx
+
+    from . import formats
+
+    path = Path(folder) / SHIP_FILE
+    model = onnx.load(str(path))
+    desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
+    strip_head(model, output)  # a refit replaces the earlier head
+    feat, sess, opts = features_session(model)
+    return path, model, desc, [o.name for o in model.graph.output], feat, sess, opts
+
+
+def check_added_head(path: Path, model, others: list[str], opts, x: np.ndarray, output: str,
+                     expected: np.ndarray, what: str) -> None:
+    """``RuntimeError`` unless ``model`` (``path``'s file with a head added)
+    gives every output of ``others`` byte for byte as ``path`` does on the
+    images ``x``, and its ``output`` what the fit predicted (``expected``,
+    within 1e-3)."""
+    import onnxruntime as ort
+
+    old = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(others, {"image": x})
+    new = ort.InferenceSession(model.SerializeToString(), opts,
+                               providers=["CPUExecutionProvider"]).run(others + [output], {"image": x})
+    if not all(np.array_equal(a, c) for a, c in zip(old, new[:-1])):
+        raise RuntimeError(f"adding the {what} head changed another output")
+    if not np.allclose(new[-1][:, 0], expected, atol=1e-3):
+        raise RuntimeError(f"the exported {what} head does not give the fitted predictions")
+
+
+def save_added_head(model, desc: dict, path: Path, folder: Path, output: str, units: str, record: dict,
+                    label_note: str, version: str | None, report: dict, t0: float, log=print,
+                    report_stem: str | None = None) -> dict:
+    """The last steps of a head tool: the description gains the output
+    (``units``) and its ``record`` (plus where it came from), the file and
+    its manifest entry are written (:func:`save_head_change`), and the
+    report, completed with version, sha256 and seconds, is written to
+    ``runs/attributes/<report_stem or output>_<version>.json``, logged and returned."""
+    from . import formats
+
+    from_version = str(desc.get("version", "0.0.0"))
+    desc["version"] = version or next_patch(from_version)
+    desc["created_by"] = formats.created_by()
+    desc["outputs"] = [o for o in desc.get("outputs", []) if o.get("name") != output] + [
+        {"dtype": "float32", "name": output, "names": [output], "shape": ["batch", 1], "units": [units]}]
+    desc[output] = {**record, "from": f"{SHIP_FILE} {from_version}"}
+    entry = save_head_change(model, desc, path, folder, from_version, label_note)
+    report.update(version=desc["version"], sha256=entry["sha256"], seconds=round(time.time() - t0, 1))
+    RUN.mkdir(parents=True, exist_ok=True)
+    (RUN / f"{report_stem or output}_{desc['version']}.json").write_text(json.dumps(report, indent=1))
+    log(json.dumps(report, indent=1))
+    log(f"{output}: the file's checksum changed; run `avatarizer-export detectors --fusion` next "
+        "(the hybrid's glasses fusion is used only with the H file it was fitted on)")
+    return report
+
+
+def add_head_tool(sub, name: str, help: str, fit) -> None:
+    """The ``avatarizer-export <name>`` command of a head tool: ``fit(cache=,
+    folder=, version=)`` on the SDK's models folder or ``--models``."""
+    def main(args) -> int:
+        fit(cache=args.cache, folder=Path(args.models) if args.models else MODELS, version=args.version)
+        return 0
+
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--cache")
+    p.add_argument("--models", help="the models folder (default: the SDK's)")
+    p.add_argument("--version", help="the new file's version (default: the source's patch + 1)")
+    p.set_defaults(func=main)
+
+
 def write_predictions(path: Path, al) -> dict:
     """The model file's outputs on every aligned photo, saved as
     ``runs/attributes/predictions.npz`` (what the hair bank and the

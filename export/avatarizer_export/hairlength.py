@@ -31,14 +31,13 @@ description keeps them. The file's checksum changes, so run
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .attributes import (MODELS, RUN, SHIP_FILE, expected_calibration_error, features_session, fit_calibration,
-                         fit_head, next_patch, pca_basis, save_head_change, to_input128)
+from .attributes import (MODELS, add_head_tool, check_added_head, expected_calibration_error, fit_calibration,
+                         fit_head, open_for_head, pca_basis, save_added_head, to_input128)
 from .paths import cache_dir
 
 K_GRID = (32, 64, 128, 192)
@@ -107,9 +106,7 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     """Fits the head, writes it into ``folder``'s H file and its manifest
     entry, and returns the report (module docstring)."""
     import onnx
-    import onnxruntime as ort
 
-    from . import formats
     from .data import hair_length_labels, is_heldout, load_aligned
 
     t0 = time.time()
@@ -117,18 +114,7 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     if not labels:
         raise SystemExit("no hair length labels (labels/hair_length_by_eye.jsonl): run `avatarizer-export labels merge`")
     al = load_aligned(cache_dir(cache))
-    path = Path(folder) / SHIP_FILE
-    model = onnx.load(str(path))
-    desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
-    # a refit replaces the earlier head
-    for node in [n for n in model.graph.node if any(o in (OUTPUT, f"{OUTPUT}_logit") for o in n.output)]:
-        model.graph.node.remove(node)
-    for out in [o for o in model.graph.output if o.name == OUTPUT]:
-        model.graph.output.remove(out)
-    for init in [t for t in model.graph.initializer if t.name.startswith(f"heads.{OUTPUT}.")]:
-        model.graph.initializer.remove(init)
-    others = [o.name for o in model.graph.output]
-    feat, sess, opts = features_session(model)
+    path, model, desc, others, feat, sess, opts = open_for_head(folder, OUTPUT)
     keys = [k for k in al.keys if k in labels]
     idx = al.index()
     crops = np.stack([np.asarray(al.crops[idx[k]]) for k in keys])
@@ -154,14 +140,7 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     model.graph.output.append(onnx.helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.FLOAT, ["batch", 1]))
     onnx.checker.check_model(model)
     # every other output unchanged, and the new output gives what the fit predicts
-    x = to_input128(crops[held]).numpy()
-    old = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(others, {"image": x})
-    new = ort.InferenceSession(model.SerializeToString(), opts,
-                               providers=["CPUExecutionProvider"]).run(others + [OUTPUT], {"image": x})
-    if not all(np.array_equal(a, c) for a, c in zip(old, new[:-1])):
-        raise RuntimeError("adding the hair length head changed another output")
-    if not np.allclose(new[-1][:, 0], p_held, atol=1e-3):
-        raise RuntimeError("the exported hair length head does not give the fitted predictions")
+    check_added_head(path, model, others, opts, to_input128(crops[held]).numpy(), OUTPUT, p_held, "hair length")
 
     def gate_row(p, yy):
         hi, lo = p >= gate_long, p <= gate_short
@@ -180,36 +159,14 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
                     **gate_row(p_held, yh)},
         "gate_long": gate_long, "gate_short": gate_short, "gate_precision": GATE_PRECISION,
     }
-    from_version = str(desc.get("version", "0.0.0"))
-    desc["version"] = version or next_patch(from_version)
-    desc["created_by"] = formats.created_by()
-    desc["outputs"] = [o for o in desc.get("outputs", []) if o.get("name") != OUTPUT] + [
-        {"dtype": "float32", "name": OUTPUT, "names": [OUTPUT], "shape": ["batch", 1], "units": ["probability"]}]
-    desc[OUTPUT] = {"meaning": "P(the hair hangs to the chin or jaw line or lower), calibrated",
-                    "labels": "labels/hair_length_by_eye.jsonl (by eye, docs/data.md)",
-                    "from": f"{SHIP_FILE} {from_version}",
-                    **{key: report[key] for key in ("train_photos", "targets", "k", "lambda", "train_oof", "heldout",
-                                                    "gate_long", "gate_short", "gate_precision")}}
-    entry = save_head_change(model, desc, path, folder, from_version,
-                             "labels by eye for hair length (avatarizer_export/labels/hair_length_by_eye.jsonl, "
-                             "docs/data.md)")
-    report.update(version=desc["version"], sha256=entry["sha256"], seconds=round(time.time() - t0, 1))
-    RUN.mkdir(parents=True, exist_ok=True)
-    (RUN / f"hair_length_{desc['version']}.json").write_text(json.dumps(report, indent=1))
-    log(json.dumps(report, indent=1))
-    log("hair length: the file's checksum changed; run `avatarizer-export detectors --fusion` next "
-        "(the hybrid's glasses fusion is used only with the H file it was fitted on)")
-    return report
-
-
-def main(args) -> int:
-    fit(cache=args.cache, folder=Path(args.models) if args.models else MODELS, version=args.version)
-    return 0
+    record = {"meaning": "P(the hair hangs to the chin or jaw line or lower), calibrated",
+              "labels": "labels/hair_length_by_eye.jsonl (by eye, docs/data.md)",
+              **{key: report[key] for key in ("train_photos", "targets", "k", "lambda", "train_oof", "heldout",
+                                              "gate_long", "gate_short", "gate_precision")}}
+    return save_added_head(model, desc, path, folder, OUTPUT, "probability", record,
+                           "labels by eye for hair length (avatarizer_export/labels/hair_length_by_eye.jsonl, "
+                           "docs/data.md)", version, report, t0, log, report_stem="hair_length")
 
 
 def add_parser(sub):
-    p = sub.add_parser("hair-length", help="add or refit H's hair length output from the labels by eye")
-    p.add_argument("--cache")
-    p.add_argument("--models", help="the models folder (default: the SDK's)")
-    p.add_argument("--version", help="the new file's version (default: the source's patch + 1)")
-    p.set_defaults(func=main)
+    add_head_tool(sub, "hair-length", "add or refit H's hair length output from the labels by eye", fit)

@@ -29,13 +29,12 @@ file's description keeps them. The file's checksum changes, so run
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .attributes import (MODELS, RUN, SHIP_FILE, features_session, next_patch, pca_basis, save_head_change,
+from .attributes import (MODELS, add_head_tool, check_added_head, open_for_head, pca_basis, save_added_head,
                          to_input128)
 from .paths import cache_dir
 
@@ -166,12 +165,10 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     """Fits the head, writes it into ``folder``'s H file and its manifest
     entry, and returns the report (module docstring)."""
     import onnx
-    import onnxruntime as ort
     from tqdm import tqdm
 
     from avatarizer.artist import AutoArtist
 
-    from . import formats
     from .data import is_heldout, load_aligned, skin_tone_labels
 
     t0 = time.time()
@@ -179,18 +176,7 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     if not labels:
         raise SystemExit("no skin tone labels (labels/skin_tone_by_eye.jsonl): run `avatarizer-export labels merge`")
     al = load_aligned(cache_dir(cache))
-    path = Path(folder) / SHIP_FILE
-    model = onnx.load(str(path))
-    desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
-    # a refit replaces the earlier head
-    for node in [n for n in model.graph.node if OUTPUT in n.output]:
-        model.graph.node.remove(node)
-    for out in [o for o in model.graph.output if o.name == OUTPUT]:
-        model.graph.output.remove(out)
-    for init in [t for t in model.graph.initializer if t.name.startswith(f"heads.{OUTPUT}.")]:
-        model.graph.initializer.remove(init)
-    others = [o.name for o in model.graph.output]
-    feat, sess, opts = features_session(model)
+    path, model, desc, others, feat, sess, opts = open_for_head(folder, OUTPUT)
     keys, variant, crops = _rows(al, labels)
     feats = [sess.run([feat], {"image": to_input128(np.stack(crops[i:i + 128])).numpy()})[0]
              for i in tqdm(range(0, len(crops), 128), desc="skin tone features", unit="batch")]
@@ -208,14 +194,8 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     onnx.checker.check_model(model)
     # every other output unchanged, and the Gemm gives what the fit predicts
     orig = np.flatnonzero(held & (variant == 0))
-    x = to_input128(np.stack([crops[i] for i in orig])).numpy()
-    old = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(others, {"image": x})
-    new_sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    new = new_sess.run(others + [OUTPUT], {"image": x})
-    if not all(np.array_equal(a, c) for a, c in zip(old, new[:-1])):
-        raise RuntimeError("adding the skin tone head changed another output")
-    if not np.allclose(new[-1][:, 0], pred[orig], atol=1e-3):
-        raise RuntimeError("the exported skin tone head does not give the fitted predictions")
+    check_added_head(path, model, others, opts, to_input128(np.stack([crops[i] for i in orig])).numpy(), OUTPUT,
+                     pred[orig], "skin tone")
     # what the SDK draws: the artist's measured skin moved into the band around the estimate
     artist, idx = AutoArtist(), {key: i for i, key in enumerate(al.keys)}
     first = np.flatnonzero(variant == 0)
@@ -252,36 +232,15 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
                                                                            MARGIN)[0])},
     }
     # description, version, manifest (the int8 network's gate is carried from the source)
-    from_version = str(desc.get("version", "0.0.0"))
-    desc["version"] = version or next_patch(from_version)
-    desc["created_by"] = formats.created_by()
-    desc["outputs"] = [o for o in desc.get("outputs", []) if o.get("name") != OUTPUT] + [
-        {"dtype": "float32", "name": OUTPUT, "names": [OUTPUT], "shape": ["batch", 1], "units": ["Monk 1..10"]}]
-    desc[OUTPUT] = {"scale": "Monk Skin Tone scale, 1 lightest .. 10 darkest, in even daylight",
-                    "labels": "labels/skin_tone_by_eye.jsonl (by eye, docs/data.md)", "from": f"{SHIP_FILE} {from_version}",
-                    **{key: report[key] for key in ("train_photos", "k", "lambda", "heldout", "heldout_exposure_variants",
-                                                    "anchor_L", "anchor_photos", "margin", "oof_by_margin",
-                                                    "avatar_vs_label_heldout")}}
-    entry = save_head_change(model, desc, path, folder, from_version,
-                             "labels by eye for skin tone (avatarizer_export/labels/skin_tone_by_eye.jsonl, "
-                             "docs/data.md)")
-    report.update(version=desc["version"], sha256=entry["sha256"], seconds=round(time.time() - t0, 1))
-    RUN.mkdir(parents=True, exist_ok=True)
-    (RUN / f"skin_tone_{desc['version']}.json").write_text(json.dumps(report, indent=1))
-    log(json.dumps(report, indent=1))
-    log("skin tone: the file's checksum changed; run `avatarizer-export detectors --fusion` next "
-        "(the hybrid's glasses fusion is used only with the H file it was fitted on)")
-    return report
-
-
-def main(args) -> int:
-    fit(cache=args.cache, folder=Path(args.models) if args.models else MODELS, version=args.version)
-    return 0
+    record = {"scale": "Monk Skin Tone scale, 1 lightest .. 10 darkest, in even daylight",
+              "labels": "labels/skin_tone_by_eye.jsonl (by eye, docs/data.md)",
+              **{key: report[key] for key in ("train_photos", "k", "lambda", "heldout", "heldout_exposure_variants",
+                                              "anchor_L", "anchor_photos", "margin", "oof_by_margin",
+                                              "avatar_vs_label_heldout")}}
+    return save_added_head(model, desc, path, folder, OUTPUT, "Monk 1..10", record,
+                           "labels by eye for skin tone (avatarizer_export/labels/skin_tone_by_eye.jsonl, docs/data.md)",
+                           version, report, t0, log)
 
 
 def add_parser(sub):
-    p = sub.add_parser("skin-tone", help="add or refit H's skin tone output from the labels by eye")
-    p.add_argument("--cache")
-    p.add_argument("--models", help="the models folder (default: the SDK's)")
-    p.add_argument("--version", help="the new file's version (default: the source's patch + 1)")
-    p.set_defaults(func=main)
+    add_head_tool(sub, "skin-tone", "add or refit H's skin tone output from the labels by eye", fit)
