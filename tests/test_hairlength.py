@@ -54,7 +54,10 @@ def test_the_length_gate_picks_long_or_short_styles():
     fam = np.array(bank.families)[bank.family]
     short_query = {"length": 0.1, "volume": 0.3, "curl": 0.0, "fringe": 0.2, "bald": 0.05, "headwear": 0.05}
     long_query = {**short_query, "length": 0.9}
-    assert long_[gated.query(attributes={**short_query, "hair_long": 0.95})]
+    e = gated.query(attributes={**short_query, "hair_long": 0.95})
+    assert long_[e] and fam[e] not in ("bald", "receding", "headwear")
+    cand = gated.candidates({**short_query, "hair_long": 0.95})
+    assert cand.sum() == (long_ & ~np.isin(fam, ["bald", "receding", "headwear"])).sum() > 100
     e = gated.query(attributes={**long_query, "hair_long": 0.05})
     assert not long_[e] and fam[e] not in ("bald", "receding", "headwear")
     # between the gates, or without hair_long, retrieval decides as before

@@ -834,7 +834,8 @@ class HairRetriever:
     gate_short)`` (:func:`length_gates`) and a query whose ``hair_long`` is
     given, when no family gate applies: at ``gate_long`` or above only
     entries drawn long (:meth:`HairBank.drawn_long`) are candidates, at
-    ``gate_short`` or below only those drawn short (not bald, not headwear).
+    ``gate_short`` or below only those drawn short (neither set holds the
+    bald, receding or headwear families, which have their own gates).
     """
 
     def __init__(self, bank: HairBank, weights: RetrievalWeights | None = None, k: int = 5,
@@ -854,9 +855,9 @@ class HairRetriever:
         self._length_gate = None
         if length_gate is not None:
             hi, lo = (float(v) for v in length_gate)
+            plain = ~np.isin(fam, ["bald", "receding", "headwear"])  # those follow their own gates
             long_ = bank.drawn_long()
-            short = ~long_ & ~np.isin(fam, ["bald", "receding", "headwear"])
-            self._length_gate = (hi, lo, long_, short)
+            self._length_gate = (hi, lo, long_ & plain, ~long_ & plain)
 
     def distances(self, attributes=None, descriptor=None, observed=None) -> np.ndarray:
         """Distance of every bank entry to the query (see the class doc)."""
