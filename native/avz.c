@@ -818,7 +818,7 @@ avz_status avz_renderer_set_threads(avz_renderer *r, int threads) {
         snprintf(r->error, sizeof r->error, "threads must be in 1..%d, got %d", AVZ_MAX_THREADS, threads);
         return AVZ_E_ARG;
     }
-    r->threads = threads; /* the helpers already started stay (idle when fewer are needed) */
+    r->threads = threads; /* helpers already started stay; those beyond threads - 1 take no band */
     return AVZ_OK;
 }
 
@@ -1012,18 +1012,24 @@ static void avz__band_draw(avz__band *b) {
  * keep cairo's and pixman's per-thread caches warm (a fresh thread per call
  * cost ~0.5 ms more CPU per 256 px image). Started by the first banded call,
  * joined by destroy; a child process after fork() starts its own. */
-typedef struct avz__pool {
+typedef struct avz__pool avz__pool;
+typedef struct avz__helper { avz__pool *pool; int k; } avz__helper;
+
+struct avz__pool {
     pthread_mutex_t mu;
     pthread_cond_t go, done;
     pthread_t tid[AVZ_MAX_THREADS];
+    avz__helper helper[AVZ_MAX_THREADS];
     int n;                 /* helper threads started */
+    int wanted;            /* helper threads asked for when the pool started (n < wanted: some failed) */
+    int active;            /* helpers 0..active-1 may take this image's bands (the renderer's threads - 1) */
     unsigned long gen;     /* incremented per image */
     avz__band *bands;      /* this image's bands */
     int nbands, next;      /* bands[next..nbands) are not taken yet */
     int running;           /* bands taken by helpers and not finished */
     int quit;
     pid_t pid;
-} avz__pool;
+};
 
 /* Takes and draws bands until none is left; called and returns with p->mu held. */
 static void avz__pool_take(avz__pool *p, int helper) {
@@ -1038,14 +1044,15 @@ static void avz__pool_take(avz__pool *p, int helper) {
 }
 
 static void *avz__pool_main(void *arg) {
-    avz__pool *p = arg;
+    avz__pool *p = ((avz__helper *)arg)->pool;
+    const int k = ((avz__helper *)arg)->k;
     unsigned long seen = 0;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->quit && p->gen == seen) pthread_cond_wait(&p->go, &p->mu);
         if (p->quit) break;
         seen = p->gen;
-        avz__pool_take(p, 1);
+        if (k < p->active) avz__pool_take(p, 1); /* a helper beyond a lowered thread count stays idle */
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -1068,18 +1075,27 @@ static void avz__pool_stop(avz_renderer *r) {
     free(p);
 }
 
-/* The pool with `helpers` threads, started if needed; NULL if none could start. */
+/* The pool with `helpers` threads, started if needed; NULL if none could
+ * start. A pool that once asked for at least as many is kept (with the
+ * helpers that did start: a thread limit is not retried on every call). */
 static avz__pool *avz__pool_get(avz_renderer *r, int helpers) {
-    if (r->pool && (r->pool->pid != getpid() || r->pool->n < helpers)) avz__pool_stop(r);
+    if (r->pool && (r->pool->pid != getpid() || r->pool->wanted < helpers)) avz__pool_stop(r);
     if (r->pool) return r->pool;
     avz__pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->pid = getpid();
+    p->wanted = helpers;
     if (pthread_mutex_init(&p->mu, NULL) != 0) { free(p); return NULL; }
-    pthread_cond_init(&p->go, NULL);
-    pthread_cond_init(&p->done, NULL);
+    if (pthread_cond_init(&p->go, NULL) != 0) { pthread_mutex_destroy(&p->mu); free(p); return NULL; }
+    if (pthread_cond_init(&p->done, NULL) != 0) {
+        pthread_cond_destroy(&p->go);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return NULL;
+    }
     for (int k = 0; k < helpers; k++) {
-        if (pthread_create(&p->tid[p->n], NULL, avz__pool_main, p) != 0) break;
+        p->helper[p->n] = (avz__helper){p, p->n};
+        if (pthread_create(&p->tid[p->n], NULL, avz__pool_main, &p->helper[p->n]) != 0) break;
         p->n++;
     }
     r->pool = p;
@@ -1118,6 +1134,7 @@ static avz_status avz__draw_premultiplied(avz_renderer *r, uint8_t *buf, int wid
         p->nbands = n;
         p->next = 1; /* band 0 is this thread's */
         p->running = 0;
+        p->active = r->threads - 1;
         p->gen++;
         pthread_cond_broadcast(&p->go);
         pthread_mutex_unlock(&p->mu);

@@ -844,9 +844,11 @@ class Avatarizer:
                 yield i, avatar
         finally:
             stop.set()
-            if worker.is_alive():
-                worker.join()
-            native.stream_started(-1)
+            try:
+                if worker.is_alive():
+                    worker.join()
+            finally:  # given back even if the join is interrupted (Ctrl-C)
+                native.stream_started(-1)
             self._streaming = False
 
     def faces(self, frame) -> list[Avatar]:

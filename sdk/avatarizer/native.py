@@ -54,6 +54,15 @@ def stream_started(delta: int) -> None:
         _streams = max(_streams + delta, 0)
 
 
+def _no_streams_in_child() -> None:  # a forked child runs none of its parent's streams
+    global _streams, _streams_lock
+    _streams, _streams_lock = 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_no_streams_in_child)
+
+
 def auto_threads(pixels: int | None = None) -> int:
     """What ``threads="auto"`` draws with: 2 when this process may run on two
     or more CPUs, no :meth:`avatarizer.Avatarizer.stream` of it is running,
