@@ -37,6 +37,10 @@ def test_length_gates_from_the_description():
     assert HR.length_gates({"hair_long": {"gate_long": 0.6, "gate_short": 0.44}}) == (0.6, 0.44)
     assert HR.length_gates({"hair_long": {"gate_long": 0.3, "gate_short": 0.6}}) is None  # crossed
     assert HR.length_gates({"hair_long": {"gate_long": "x", "gate_short": 0.1}}) is None
+    # a side without a gate (no threshold reached the precision)
+    assert HR.length_gates({"hair_long": {"gate_long": None, "gate_short": 0.3}}) == (None, 0.3)
+    assert HR.length_gates({"hair_long": {"gate_long": None, "gate_short": None}}) is None
+    assert HR.length_gates({"hair_long": {"gate_long": 1.0, "gate_short": 0.0}}) is None  # the ends gate nothing
 
 
 def test_the_length_gate_picks_long_or_short_styles():
@@ -59,7 +63,13 @@ def test_the_length_gate_picks_long_or_short_styles():
     cand = gated.candidates({**short_query, "hair_long": 0.95})
     assert cand.sum() == (long_ & ~np.isin(fam, ["bald", "receding", "headwear"])).sum() > 100
     e = gated.query(attributes={**long_query, "hair_long": 0.05})
-    assert not long_[e] and fam[e] not in ("bald", "receding", "headwear")
+    assert not long_[e] and fam[e] != "headwear"
+    short = gated.candidates({**long_query, "hair_long": 0.05})
+    assert short.sum() == (~long_ & (fam != "headwear")).sum() and short[fam == "receding"].all()
+    # a side without a gate leaves those photos to retrieval
+    one_sided = HR.HairRetriever(bank, length_gate=(None, 0.44))
+    assert one_sided.candidates({**short_query, "hair_long": 1.0}) is None
+    assert one_sided.candidates({**short_query, "hair_long": 0.0}) is not None
     # between the gates, or without hair_long, retrieval decides as before
     for q in (short_query, long_query):
         assert gated.query(attributes={**q, "hair_long": 0.5}) == plain.query(attributes=q)
@@ -168,7 +178,8 @@ def test_gate_thresholds_reach_the_precision():
     p = np.clip(np.where(y, rng.normal(0.75, 0.15, 2000), rng.normal(0.3, 0.15, 2000)), 0, 1)
     hi, lo = gate_thresholds(p, y, 0.9)
     assert y[p >= hi].mean() >= 0.9 and (~y[p <= lo]).mean() >= 0.9 and lo <= 0.5 <= hi
-    assert gate_thresholds(np.full(50, 0.5), np.zeros(50, bool), 0.9) == (1.0, 0.5)  # no long gate: none reaches it
+    assert gate_thresholds(np.full(50, 0.5), np.zeros(50, bool), 0.9) == (None, 0.5)  # no long gate: none reaches it
+    assert gate_thresholds(np.full(50, 0.5), np.ones(50, bool), 0.9) == (0.5, None)
 
 
 def test_eval_scores_hair_length_against_the_labels_by_eye(tmp_path):

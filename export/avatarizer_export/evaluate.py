@@ -292,7 +292,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
             tone = skin_tone_reads(names, files_by_name, preds_ok)
             if tone:
                 out["skin_tone_by_eye"] = tone
-            length = hair_length_reads(names, files_by_name, preds_ok)
+            length = hair_length_reads(names, files_by_name, preds)  # photos without an avatar are not scored
             if length:
                 out["hair_length_by_eye"] = length
             if labels and method in shipped_attrs:
@@ -456,7 +456,8 @@ def hair_length_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
     ``hairbank.length_class``) against the hair length labelled by eye
     (``labels/hair_length_by_eye.jsonl``, the held-out photos of ``names``
     labelled bald, short, tied, counted as short, or long; H's hair length
-    head trained on the others): ``n``, the share ``right``, ``confusion``
+    head trained on the others; photos the method drew no avatar for, NaN
+    rows, are left out): ``n``, the share ``right``, ``confusion``
     (rows: the label, columns: drawn; bald, short, long), ``long_drawn_short``
     and ``short_drawn_long`` as "k/n"."""
     from .data import hair_length_labels, is_heldout

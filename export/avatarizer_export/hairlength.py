@@ -60,15 +60,15 @@ def _logloss(z: np.ndarray, y: np.ndarray) -> float:
 
 
 def gate_thresholds(p: np.ndarray, y: np.ndarray, precision: float = GATE_PRECISION,
-                    min_rows: int = 10) -> tuple[float, float]:
+                    min_rows: int = 10) -> tuple[float | None, float | None]:
     """(gate_long, gate_short): the lowest probability from which the photos
     at or above it are long in ``precision`` of cases, and the highest to
     which those at or below it are short as often (steps of 0.01 from 0.5;
-    1.0 / 0.0, no gate, when none reaches it)."""
+    None, no gate on that side, when none reaches it)."""
     hi = next((float(t) for t in np.round(np.arange(0.5, 1.0, 0.01), 2)
-               if (s := p >= t).sum() >= min_rows and y[s].mean() >= precision), 1.0)
+               if (s := p >= t).sum() >= min_rows and y[s].mean() >= precision), None)
     lo = next((float(t) for t in np.round(np.arange(0.5, 0.0, -0.01), 2)
-               if (s := p <= t).sum() >= min_rows and (~y[s]).mean() >= precision), 0.0)
+               if (s := p <= t).sum() >= min_rows and (~y[s]).mean() >= precision), None)
     return hi, lo
 
 
@@ -143,7 +143,8 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     check_added_head(path, model, others, opts, to_input128(crops[held]).numpy(), OUTPUT, p_held, "hair length")
 
     def gate_row(p, yy):
-        hi, lo = p >= gate_long, p <= gate_short
+        hi = p >= gate_long if gate_long is not None else np.zeros(len(p), bool)
+        lo = p <= gate_short if gate_short is not None else np.zeros(len(p), bool)
         return {"long_gate_share": round(float(hi.mean()), 4),
                 "long_gate_right": round(float(yy[hi].mean()), 4) if hi.any() else None,
                 "short_gate_share": round(float(lo.mean()), 4),

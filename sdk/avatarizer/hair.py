@@ -185,16 +185,22 @@ DEFAULT_THRESHOLD = 0.5
 FLAGS = ("glasses", "sunglasses", "bald", "beard", "moustache", "headwear", "male")
 
 
-def length_gates(description: Mapping | None) -> tuple[float, float] | None:
+def length_gates(description: Mapping | None) -> tuple[float | None, float | None] | None:
     """``(gate_long, gate_short)`` of an attribute model's ``hair_long``
     output (its description's ``hair_long`` record, ``avatarizer-export
-    hair-length``), or None when it has none."""
+    hair-length``; either may be None: that side has no gate, no threshold
+    having reached the precision), or None when it has none."""
     rec = (dict(description or {}).get("hair_long") or {})
-    try:
-        hi, lo = float(rec["gate_long"]), float(rec["gate_short"])
-    except (KeyError, TypeError, ValueError):
+    if not isinstance(rec, Mapping) or "gate_long" not in rec or "gate_short" not in rec:
         return None
-    return (hi, lo) if 0.0 <= lo <= hi <= 1.0 else None
+    try:
+        hi, lo = (None if rec[k] is None else float(rec[k]) for k in ("gate_long", "gate_short"))
+    except (TypeError, ValueError):
+        return None
+    if (hi is None and lo is None) or any(v is not None and not 0.0 < v < 1.0 for v in (hi, lo)) \
+            or (hi is not None and lo is not None and lo > hi):
+        return None
+    return hi, lo
 
 
 #: H's ``hair_long`` is used only when at least this share of the crop below
@@ -751,7 +757,10 @@ class HairBank:
         """Whether each entry is drawn with long hair: its back hair's
         ``length`` attribute (:func:`hair_attributes_from_params`) at least
         0.5 once fitted to the default face, as :func:`merge` places it
-        (computed once, for all entries at a time)."""
+        (computed once, for all entries at a time). On another face the
+        hair is placed by that face's head frame, so an entry near the 0.5
+        line can come out the other way (faces 0.9× or 1.1× the default's
+        size: 13 and 7 of 548 entries)."""
         if self._drawn_long is None:
             geo = _from_head(self.geometry, GEOMETRY_INDEX, head_frame(S.default()))
             pts = S.FEATURES["hair_back"].points
@@ -854,10 +863,12 @@ class HairRetriever:
         self._Dz = np.concatenate([bank.attributes / bank.attr_scale, bank.descriptors / bank.desc_scale], 1)
         self._length_gate = None
         if length_gate is not None:
-            hi, lo = (float(v) for v in length_gate)
-            plain = ~np.isin(fam, ["bald", "receding", "headwear"])  # those follow their own gates
+            hi, lo = (None if v is None else float(v) for v in length_gate)
             long_ = bank.drawn_long()
-            self._length_gate = (hi, lo, long_ & plain, ~long_ & plain)
+            # long: no bald, receding or hat-shaped style (they follow their own gates); short: any short
+            # style but the hat-shaped ones (a receding style is short hair too)
+            self._length_gate = (hi, lo, long_ & ~np.isin(fam, ["bald", "receding", "headwear"]),
+                                 ~long_ & (fam != "headwear"))
 
     def distances(self, attributes=None, descriptor=None, observed=None) -> np.ndarray:
         """Distance of every bank entry to the query (see the class doc)."""
@@ -889,9 +900,9 @@ class HairRetriever:
         h = attributes.get("hair_long") if isinstance(attributes, Mapping) else None
         if self._length_gate is not None and h is not None and np.isfinite(h):
             hi, lo, long_, short = self._length_gate
-            if h >= hi and long_.any():
+            if hi is not None and h >= hi and long_.any():
                 return long_
-            if h <= lo and short.any():
+            if lo is not None and h <= lo and short.any():
                 return short
         return None
 
