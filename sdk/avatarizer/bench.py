@@ -20,10 +20,11 @@ For every frame, in the same loop (so ratios survive a noisy machine):
   network, or the auto-artist's whole fit booked as ``encode`` when no models
   are shipped), ``hair``, ``merge`` (with the video tracker), and ``render``
   (native renderer, 256 px, transparent). In video mode the face and hair
-  networks run inline only while the identity warms up (the first
-  ``TrackerOptions.identity_frames`` frames, 15 by default, which come before
-  the ``--warmup`` frames and are reported apart as ``startup``), then at
-  most every ``--identity-every-ms`` on a worker thread
+  networks run inline only while the identity warms up (until the tracker's
+  identity is warm: ``TrackerOptions.identity_frames`` frames with a face, 15
+  by default; these come before the ``--warmup`` frames and are reported
+  apart as ``startup``), then at most every ``--identity-every-ms`` on a
+  worker thread
   (``avatarizer.pipeline.identity``; it also rests for
   ``TrackerOptions.identity_duty``: at most a quarter of one core by
   default), so they show up in ``encode`` and
@@ -215,11 +216,12 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     from .video import TrackerOptions
 
     tracker = TrackerOptions() if identity_every_ms is None else TrackerOptions(identity_every_ms=identity_every_ms)
-    # video: the identity's start-up (networks inline on every frame) comes
-    # first, then the warm-up frames; only the frames after both are timed
-    startup_n = tracker.identity_frames if mode == "video" else 0
-    lead = startup_n + warmup
-    images, source = bench_frames(frames + lead, video=video)
+    # video: the identity's start-up (networks inline on every frame, until
+    # the tracker's identity is warm: identity_frames frames with a face,
+    # more when early frames are turned away or faceless) comes first, then
+    # the warm-up frames; only the frames after both are timed
+    spare = 2 * tracker.identity_frames if mode == "video" else 0
+    images, source = bench_frames(frames + warmup + spare, video=video)
     if log:
         log(f"frames: {source}")
     av = Avatarizer(mode=mode, estimator=estimator, device=device, backend=backend, precision=precision,
@@ -233,8 +235,12 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     stages = {k: [] for k in STAGE_KEYS}
     e2e, base, merge, startup = [], [], [], []
     missed = 0
+    warm = mode != "video"
+    lead = warmup  # frames before the first timed one (set once the identity is warm in video mode)
     try:
         for i, img in enumerate(images):
+            if len(e2e) == frames:
+                break
             t0 = time.perf_counter()
             mesh.process(img)
             t1 = time.perf_counter()
@@ -242,8 +248,11 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
             t2 = time.perf_counter()
             state = av.run(img, ts, render_size=RENDER)  # the pipeline's own render stage draws it
             t3 = time.perf_counter()
-            if i < startup_n:
+            if not warm:
                 startup.append((t3 - t2) * 1e3)
+                warm = state.tracked is not None and state.tracked.warm
+                lead = i + 1 + warmup
+                continue
             if i < lead:
                 continue
             if not state.faces:
@@ -253,6 +262,9 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
             for k in STAGE_KEYS:
                 stages[k].append(state.timings.get(k, 0.0))
             merge.append(state.timings.get("merge", 0.0))
+        if not e2e:
+            raise ValueError("no frame was timed: the tracker's identity never warmed up (no face in "
+                             f"{len(startup)} frames?)")
         streamed = _stream(av, images, lead) if mode == "video" else None
     finally:
         mesh.close()
