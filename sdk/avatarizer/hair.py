@@ -843,8 +843,9 @@ class HairRetriever:
     gate_short)`` (:func:`length_gates`) and a query whose ``hair_long`` is
     given, when no family gate applies: at ``gate_long`` or above only
     entries drawn long (:meth:`HairBank.drawn_long`) are candidates, at
-    ``gate_short`` or below only those drawn short (neither set holds the
-    bald, receding or headwear families, which have their own gates).
+    ``gate_short`` or below only those drawn short. The long set holds no
+    bald, receding or headwear style, the short one no headwear style (those
+    follow the family gates); either threshold may be None (no gate there).
     """
 
     def __init__(self, bank: HairBank, weights: RetrievalWeights | None = None, k: int = 5,
