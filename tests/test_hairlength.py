@@ -3,7 +3,6 @@ retrieval to long or short styles (avatarizer.hair, the hair stage, the
 export tool ``avatarizer-export hair-length``)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ from avatarizer import hair as HR
 from conftest import attribute_outputs, fit_head_twice, shipped_h_without
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "sdk" / "avatarizer" / "models"
 SHARED = ROOT.parent / "shared"
 
 
@@ -80,13 +78,11 @@ def test_the_length_gate_picks_long_or_short_styles():
 
 
 def test_shipped_attribute_model_has_the_hair_long_output():
-    man = json.loads((MODELS / "manifest.json").read_text())
-    entry = next(v for v in man["models"].values() if v.get("role") == "attributes")
-    assert any(o["name"] == "hair_long" for o in entry["outputs"])
-    import onnxruntime as ort
+    from avatarizer.runtime import Manifest
 
-    meta = ort.InferenceSession(str(MODELS / entry["file"]), providers=["CPUExecutionProvider"]).get_modelmeta()
-    desc = json.loads(next(v for k, v in meta.custom_metadata_map.items() if "avatarizer" in k))
+    entry = next(e for e in Manifest.load().models.values() if e.role == "attributes")
+    assert any(o["name"] == "hair_long" for o in entry.outputs)
+    desc = entry.description  # what the file itself says
     gates = HR.length_gates(desc)
     assert gates is not None and gates[1] < 0.5 < gates[0]
     assert desc["hair_long"]["heldout"]["auc"] > 0.9 and desc["hair_long"]["heldout"]["ece"] < 0.05

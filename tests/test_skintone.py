@@ -2,7 +2,6 @@
 (avatarizer.skintone, the merge stage, the export tool)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ from avatarizer.artist.photo import from_lab, to_lab
 from avatarizer.skintone import ANCHOR_L, MARGIN, MONK_L, lightness_of_tone, skin_by_tone
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "sdk" / "avatarizer" / "models"
 SHARED = ROOT.parent / "shared"
 SKIN = [schema.index(f"face.{c}") for c in "rgb"]
 
@@ -77,14 +75,12 @@ def test_merge_draws_the_skin_in_the_tone_band():
 
 
 def test_shipped_attribute_model_has_the_skin_tone_output():
-    man = json.loads((MODELS / "manifest.json").read_text())
-    entry = next(v for v in man["models"].values() if v.get("role") == "attributes")
-    assert any(o["name"] == "skin_tone" for o in entry["outputs"])
-    # the runtime's constants are the ones the shipped head was fitted and reported with
-    import onnxruntime as ort
+    from avatarizer.runtime import Manifest
 
-    meta = ort.InferenceSession(str(MODELS / entry["file"]), providers=["CPUExecutionProvider"]).get_modelmeta()
-    desc = json.loads(next(v for k, v in meta.custom_metadata_map.items() if "avatarizer" in k))
+    entry = next(e for e in Manifest.load().models.values() if e.role == "attributes")
+    assert any(o["name"] == "skin_tone" for o in entry.outputs)
+    desc = entry.description  # what the file itself says
+    # the runtime's constants are the ones the shipped head was fitted and reported with
     assert desc["skin_tone"]["anchor_L"] == pytest.approx(ANCHOR_L, abs=0.05)
     assert desc["skin_tone"]["margin"] == MARGIN and desc["skin_tone"]["anchor_photos"] > 400
     from avatarizer import Avatarizer
