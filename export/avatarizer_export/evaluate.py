@@ -420,6 +420,18 @@ def hair_class_reads(names: list[str], files_by_name: dict, params: np.ndarray) 
     return out
 
 
+def _heldout_labelled(names, files_by_name: dict, params: np.ndarray, labels: dict):
+    """``(row, label)`` for each held-out photo of ``names`` that ``labels``
+    (``"FOLDER/NAME"`` -> label, the project's labels by eye) has and that
+    has an avatar (a finite row of ``params``)."""
+    from .data import is_heldout
+
+    for i, n in enumerate(names):
+        key = f"{files_by_name[n].parent.name}/{n}"
+        if key in labels and is_heldout(key) and np.isfinite(params[i]).all():
+            yield i, labels[key]
+
+
 def skin_tone_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
     """The drawn skin against the skin tone labelled by eye
     (``labels/skin_tone_by_eye.jsonl``, the held-out photos of ``names``
@@ -430,17 +442,12 @@ def skin_tone_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
     from avatarizer.artist.photo import to_lab
     from avatarizer.skintone import lightness_of_tone
 
-    from .data import is_heldout, skin_tone_labels
+    from .data import skin_tone_labels
     from .skintone import dl_summary
 
-    tones = skin_tone_labels()
     rgb = [schema.index(f"face.{c}") for c in "rgb"]
-    got = []
-    for i, n in enumerate(names):
-        key = f"{files_by_name[n].parent.name}/{n}"
-        if key in tones and is_heldout(key) and np.isfinite(params[i]).all():
-            t = tones[key]
-            got.append((t, abs(float(to_lab(params[i, rgb].astype(np.float64))[0]) - float(lightness_of_tone(t)))))
+    got = [(t, abs(float(to_lab(params[i, rgb].astype(np.float64))[0]) - float(lightness_of_tone(t))))
+           for i, t in _heldout_labelled(names, files_by_name, params, skin_tone_labels())]
     if not got:
         return {}
     t, e = (np.array(v) for v in zip(*got))
@@ -460,16 +467,14 @@ def hair_length_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
     rows, are left out): ``n``, the share ``right``, ``confusion``
     (rows: the label, columns: drawn; bald, short, long), ``long_drawn_short``
     and ``short_drawn_long`` as "k/n"."""
-    from .data import hair_length_labels, is_heldout
+    from .data import hair_length_labels
     from .hairbank import LENGTH_CLASSES, length_class
 
     target = {"bald": 0, "short": 1, "tied": 1, "long": 2}
-    labels = hair_length_labels()
+    labels = {k: v for k, v in hair_length_labels().items() if v in target}
     conf = np.zeros((len(LENGTH_CLASSES),) * 2, int)
-    for i, n in enumerate(names):
-        key = f"{files_by_name[n].parent.name}/{n}"
-        if labels.get(key) in target and is_heldout(key) and np.isfinite(params[i]).all():
-            conf[target[labels[key]], length_class(params[i])] += 1
+    for i, label in _heldout_labelled(names, files_by_name, params, labels):
+        conf[target[label], length_class(params[i])] += 1
     if not conf.sum():
         return {}
     return {"n": int(conf.sum()), "classes": list(LENGTH_CLASSES), "right": round(float(np.trace(conf) / conf.sum()), 4),
