@@ -1178,7 +1178,6 @@ avz_status avz_render(avz_renderer *r, const float *params, size_t n, uint8_t *r
     st = avz_scene_build(r->scene, params, n);
     if (st != AVZ_OK) return avz__fail(r, st, r->scene->error);
 
-    avz__unprem_init();
     return avz__draw_premultiplied(r, rgba, width, height, stride, options, avz__unpremultiply_band, NULL);
 }
 
