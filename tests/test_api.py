@@ -649,3 +649,24 @@ def test_runtime_never_imports_torch():
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_overlay_never_writes_into_a_memmap_or_a_subclass(avatar, astronaut, tmp_path):
+    path = tmp_path / "frame.raw"
+    mm = np.memmap(path, np.uint8, mode="w+", shape=astronaut.shape)
+    mm[:] = astronaut
+    mm.flush()
+    out = avatar.overlay(mm)
+    assert not np.shares_memory(out, mm) and (out != astronaut).any()
+    np.testing.assert_array_equal(np.asarray(mm), astronaut)
+    np.testing.assert_array_equal(np.fromfile(path, np.uint8).reshape(astronaut.shape), astronaut)
+    ro = np.memmap(path, np.uint8, mode="r", shape=astronaut.shape)  # read-only is fine too
+    np.testing.assert_array_equal(avatar.overlay(ro), out)
+
+    class Frame(np.ndarray):
+        pass
+
+    sub = astronaut.copy().view(Frame)
+    np.testing.assert_array_equal(avatar.overlay(sub), out)
+    np.testing.assert_array_equal(np.asarray(sub), astronaut)
+    np.testing.assert_array_equal(avatar.overlay(astronaut, np.int64(1)), out)  # a NumPy integer opacity

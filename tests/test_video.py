@@ -69,9 +69,11 @@ def test_video_mode_needs_increasing_timestamps(astronaut):
         assert av.from_frame(astronaut, timestamp_ms=0) is not None
         a = av.from_frame(astronaut, timestamp_ms=33.3)
         assert a is not None and a.expression is not None and set(a.expression) == set(X.SIGNALS)
-        for bad in (33.3, 10, float("nan"), "40"):
+        for bad in (33.3, 10, float("nan"), "40", np.timedelta64(50, "ms"), np.complex64(50), 50j):
             with pytest.raises(ValueError, match="timestamp"):
                 av.from_frame(astronaut, timestamp_ms=bad)
+        with pytest.raises(ValueError, match="fps"):
+            av.stream([astronaut], fps=np.timedelta64(5, "ms"))
         assert av.from_frame(astronaut, timestamp_ms=66.6) is not None  # still usable
         with pytest.raises(ValueError, match="video mode"):
             av.faces(astronaut)

@@ -702,7 +702,9 @@ def check_timestamp(timestamp_ms: Any, last: float | None = None) -> float:
     number of milliseconds (not a bool) and, given the ``last`` one, later than
     it. The one check of timestamps, for the aligner, the pipeline's stream
     clock and the API."""
-    if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.number)):
+    # real numbers only: not a bool, a complex number or a NumPy timedelta64 (an integer subclass)
+    if isinstance(timestamp_ms, (bool, np.timedelta64)) \
+            or not isinstance(timestamp_ms, (int, float, np.integer, np.floating)):
         raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
     try:
         t = float(timestamp_ms)

@@ -344,7 +344,7 @@ class Avatar:
 
         if self.face is None:
             raise ValueError("this avatar has no face position (loaded without one); use render() instead")
-        if isinstance(opacity, bool) or not isinstance(opacity, (int, float, np.floating)) or not (
+        if isinstance(opacity, bool) or not isinstance(opacity, (int, float, np.integer, np.floating)) or not (
                 0.0 <= float(opacity) <= 1.0):
             raise ValueError(f"opacity must be a number in [0, 1], got {opacity!r}")
         if not isinstance(antialias, str) or antialias not in ("best", "fast"):
@@ -364,7 +364,8 @@ class Avatar:
         if (h, w) != tuple(self.face.frame_shape):
             raise ValueError(f"the frame is {w}×{h} pixels but this avatar's face was found in a "
                              f"{self.face.frame_shape[1]}×{self.face.frame_shape[0]} frame")
-        out = img.copy() if img is frame else img
+        # never draw into the caller's memory (a view of it: np.memmap, a subclass, a slice)
+        out = img.copy() if _shares(img, frame) else img
 
         def done(o):
             return o if direct else _to_order(o, order)
@@ -454,6 +455,13 @@ def _invert(m: np.ndarray) -> np.ndarray:
         raise ValueError("the face transform is not invertible")
     lin = np.array([[d, -b], [-c, a]]) / det
     return np.concatenate([lin, (-lin @ np.array([tx, ty]))[:, None]], axis=1)
+
+
+def _shares(converted: np.ndarray, frame) -> bool:
+    """Whether ``converted`` (what :func:`to_rgb_uint8` made of ``frame``) is
+    ``frame`` or a view of its memory (an ``np.memmap``, a subclass, a slice),
+    so that writing to it or keeping it would reach the caller's buffer."""
+    return converted is frame or (isinstance(frame, np.ndarray) and np.may_share_memory(converted, frame))
 
 
 def _to_order(rgb: np.ndarray, order: str) -> np.ndarray:
@@ -749,7 +757,7 @@ class Avatarizer:
             raise ValueError("stream() is for video: create the Avatarizer with mode='video' "
                              "(image mode: from_frames() batches frames instead).")
         self._check_call(0.0, face_index)
-        if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) \
+        if isinstance(fps, (bool, np.timedelta64)) or not isinstance(fps, (int, float, np.integer, np.floating)) \
                 or not (_finite(fps) and 0 < float(fps) <= 1000):
             raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}.")
         if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or not 1 <= prefetch <= 64:
@@ -814,7 +822,7 @@ class Avatarizer:
                             raise ValueError(f"timestamps_ms ran out at frame {i}: give one per frame.") from None
                     self._check_call(t, face_index)
                     image = to_rgb_uint8(frame, order)
-                    if image is frame:  # read ahead: never keep a buffer the caller may reuse
+                    if _shares(image, frame):  # read ahead: never keep a buffer the caller may reuse
                         image = image.copy()
                     state = FrameState(image=image, timestamp_ms=float(t), face_index=face_index)
                     with self._using() as pipe:
