@@ -230,3 +230,46 @@ def test_the_source_and_the_landmarks_overlap_the_rest_of_the_pipeline(clip):
           f"align {np.median(aligns):.1f} ms")
     assert rest_s > 0.005
     assert saved > 0.5 * (len(frames) - 1) * min(rest_s, wait), (loop_s, stream_s, rest_s)
+
+
+def test_a_new_face_index_frame_size_or_forgotten_face_starts_a_new_track():
+    from avatarizer.filters import Smoothing
+    from avatarizer.pipeline.state import StreamState
+
+    s = StreamState(TrackerOptions(), Smoothing())
+    gen = s.generation
+    s.begin(0.0, 0, (480, 640, 3))
+    s.identity, s.hair = {"face_params": 1}, {0: (0.0, None, None)}
+    s.tracker._last_seen_ms = 0.0  # as the merge stage's Tracker.update leaves it
+    s.begin(33.0, 0, (480, 640, 3))  # the same track goes on
+    assert s.generation == gen and s.identity is not None and s.hair
+    s.tracker.reset()  # what Tracker.miss does after reset_ms without the face; the stream still holds it
+    s.begin(66.0, 0, (480, 640, 3))
+    assert s.generation == gen + 1 and s.identity is None and not s.hair
+    assert s.last_timestamp_ms == 66.0  # the clock is kept
+    s.begin(100.0, 1, (480, 640, 3))  # another face
+    assert s.generation == gen + 2
+    s.begin(101.0, 1, (640, 480, 3))  # another frame size (a rotated phone): the old transform means nothing
+    assert s.generation == gen + 3
+    s.begin(102.0, 1, (640, 480, 3))
+    assert s.generation == gen + 3
+    with pytest.raises(ValueError, match="increasing"):
+        s.begin(50.0, 1, (640, 480, 3))
+
+
+def test_after_a_long_gap_without_frames_the_next_face_is_estimated_afresh():
+    a_frames, dt = read_frames(need_shared("data", "video", "d0.mp4"), 12)
+    b_frames, _ = read_frames(need_shared("data", "video", "d10.mp4"), 12)  # somebody else
+    with Avatarizer(mode="video", color_order="bgr", tracker=INLINE) as av:
+        fresh_b = [av.from_frame(f, timestamp_ms=i * dt) for i, f in enumerate(b_frames)][-1]
+    with Avatarizer(mode="video", color_order="bgr", tracker=INLINE) as av:
+        a = [av.from_frame(f, timestamp_ms=i * dt) for i, f in enumerate(a_frames)][-1]
+        t0 = len(a_frames) * dt + TrackerOptions().reset_ms + 500.0  # no frames at all in between
+        b = [av.from_frame(f, timestamp_ms=t0 + i * dt) for i, f in enumerate(b_frames)][-1]
+
+    def dist(x, y):
+        return float(np.abs(x.params - y.params).mean())
+
+    assert dist(a, fresh_b) > 0.01  # two different people
+    assert dist(b, fresh_b) < 0.25 * dist(b, a), (dist(b, fresh_b), dist(b, a))
+    assert b.attributes["gender"]["value"] == fresh_b.attributes["gender"]["value"]

@@ -189,6 +189,11 @@ class Tracker:
         self._prev_angle: float | None = None
         self._reset_filters()
 
+    @property
+    def last_seen_ms(self) -> float | None:
+        """The time of the last frame with the face (``update``), or None."""
+        return self._last_seen_ms
+
     def _reset_filters(self) -> None:
         if self._filter is not None:
             self._filter.reset()

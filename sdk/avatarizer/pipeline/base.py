@@ -169,7 +169,7 @@ class Pipeline:
 
     def _begin(self, state: FrameState) -> None:
         if self.stream is not None:
-            self.stream.accept(state.timestamp_ms)
+            self.stream.begin(state.timestamp_ms, state.face_index, state.image.shape)
             state.stream = self.stream
 
     def run(self, state: FrameState, until: str | None = None, after: str | None = None) -> FrameState:

@@ -170,11 +170,16 @@ class StreamState:
         last_face: the :class:`avatarizer.api.FaceInfo` of the last frame that
             had a face, and ``last_attributes`` its attributes (a stale avatar
             repeats them).
-        generation: bumped by :meth:`reset`; answers computed for an earlier
-            generation (a refresh still running) are dropped.
+        generation: bumped by :meth:`reset` and :meth:`new_track`; answers
+            computed for an earlier generation (a refresh still running) are
+            dropped.
 
     :meth:`reset` forgets all of it; the pipeline's ``reset()`` also gives
-    the aligner a fresh MediaPipe graph (its face tracking).
+    the aligner a fresh MediaPipe graph (its face tracking). :meth:`begin`
+    starts a new track (:meth:`new_track`: all of it but the clock) when the
+    frame cannot continue the last one: another ``face_index``, another frame
+    size, or a face absent (no frames at all, or frames without it) for longer
+    than the tracker's ``reset_ms``, in case somebody else sat down.
     """
 
     def __init__(self, tracker_options, smoothing):
@@ -189,9 +194,18 @@ class StreamState:
         with self.lock:
             self._reset()
 
+    def new_track(self) -> None:
+        """Forgets the tracked face (identity, filters, hair, the last face)
+        but keeps the stream's clock."""
+        with self.lock:
+            t = self.last_timestamp_ms
+            self._reset()
+            self.last_timestamp_ms = t
+
     def _reset(self) -> None:
         self.tracker.reset()
         self.last_timestamp_ms: float | None = None
+        self.track: tuple | None = None  # (face_index, frame height, width) of the frames being tracked
         self.identity: dict | None = None
         self.identity_asked_ms: float | None = None
         self.hair: dict[int, tuple] = {}
@@ -199,6 +213,19 @@ class StreamState:
         self.last_attributes: dict | None = None
         self.merged: tuple | None = None
         self.generation += 1
+
+    def begin(self, timestamp_ms: float, face_index: int | None, shape: tuple) -> float:
+        """A frame arrives: :meth:`accept` its time, then :meth:`new_track`
+        if it cannot continue the track (see the class doc)."""
+        t = self.accept(timestamp_ms)
+        track = (face_index, int(shape[0]), int(shape[1]))
+        seen = self.tracker.last_seen_ms
+        if (self.track is not None and track != self.track) \
+                or (seen is not None and t - seen > self.tracker.options.reset_ms) \
+                or (seen is None and self.identity is not None):  # the tracker forgot the face (Tracker.miss)
+            self.new_track()
+        self.track = track
+        return t
 
     def accept(self, timestamp_ms: float) -> float:
         """The frame's time on the stream's clock; ``ValueError`` unless it is a
