@@ -670,3 +670,45 @@ def test_overlay_never_writes_into_a_memmap_or_a_subclass(avatar, astronaut, tmp
     np.testing.assert_array_equal(avatar.overlay(sub), out)
     np.testing.assert_array_equal(np.asarray(sub), astronaut)
     np.testing.assert_array_equal(avatar.overlay(astronaut, np.int64(1)), out)  # a NumPy integer opacity
+
+
+def test_an_avatarizer_dropped_without_close_lets_go_of_its_graphs(astronaut):
+    import gc
+    import sys
+    import weakref
+
+    a = Avatarizer()
+    assert a.from_frame(astronaut) is not None
+    aligner = a._pipeline["align"].aligner()
+    ref = weakref.ref(a)
+    del a
+    gc.collect()
+    assert ref() is None and aligner.closed
+    # MediaPipe's stored import error no longer holds the frames of whoever imported it first
+    audio = sys.modules.get("mediapipe.tasks.python.audio.core.audio_record")
+    err = getattr(audio, "sd_error", None)
+    assert not isinstance(err, BaseException) or err.__traceback__ is None
+
+
+def test_close_in_a_forked_child_returns(astronaut):
+    import signal
+
+    from conftest import run_in_fork
+
+    a = Avatarizer()
+    assert a.from_frame(astronaut) is not None
+
+    def child() -> bytes:
+        signal.alarm(30)  # a hang ends the child instead of the test run
+        try:
+            a.from_frame(astronaut)
+        except RuntimeError:
+            pass
+        a.close()
+        return b"closed"
+
+    try:
+        status, got = run_in_fork(child)
+    finally:
+        a.close()
+    assert got == b"closed" and status == 0, (status, got)

@@ -232,6 +232,41 @@ def test_the_source_and_the_landmarks_overlap_the_rest_of_the_pipeline(clip):
     assert saved > 0.5 * (len(frames) - 1) * min(rest_s, wait), (loop_s, stream_s, rest_s)
 
 
+def test_a_stream_stopped_early_gives_back_the_frames_it_read_ahead(clip):
+    frames, ts = clip
+    with Avatarizer(mode="video", color_order="bgr") as av:
+        for i, _ in av.stream(frames, ts, prefetch=3):
+            if i == 5:
+                break
+        # frames 6.. were read ahead and never handed out: a loop goes on with frame 6
+        assert av.from_frame(frames[6], timestamp_ms=ts[6]) is not None
+        assert av.from_frame(frames[7], timestamp_ms=ts[7]) is not None
+        with pytest.raises(ValueError, match="increasing"):
+            av.from_frame(frames[7], timestamp_ms=ts[7])  # the clock itself still holds
+        # a stream with default timestamps goes on after the last frame handed out
+        for i, a in av.stream(frames[8:10]):
+            assert a is not None
+        assert av._pipeline.stream.last_timestamp_ms == pytest.approx(ts[7] + 2 * 1000.0 / 30.0)
+
+
+def test_close_stops_a_stream_that_is_still_held(clip):
+    from avatarizer import native
+
+    frames, ts = clip
+    av = Avatarizer(mode="video", color_order="bgr")
+    gen = av.stream(frames, ts)
+    next(gen)
+    assert _stream_threads() and native._streams == 1
+    av.close()
+    deadline = time.monotonic() + 10.0
+    while _stream_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _stream_threads()
+    assert native._streams == 0  # threads="auto" renders are back for the process
+    gen.close()  # the generator's own end gives nothing back twice
+    assert native._streams == 0
+
+
 def test_a_new_face_index_frame_size_or_forgotten_face_starts_a_new_track():
     from avatarizer.filters import Smoothing
     from avatarizer.pipeline.state import StreamState

@@ -59,6 +59,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -183,7 +184,21 @@ def mediapipe_graph(make: Any) -> Any:
         raise RuntimeError(FORKED_MESSAGE)
     graph = make()
     _mediapipe_started = True
+    _drop_import_frames()
     return graph
+
+
+def _drop_import_frames() -> None:
+    """mediapipe 0.10.21 keeps the error of its optional ``sounddevice`` import
+    (``audio_record.sd_error``: no PortAudio here) with its traceback, whose
+    frames reach back through the import to the code that imported MediaPipe
+    first: an ``Avatarizer.__init__``, which kept that Avatarizer (its graphs,
+    sessions and worker thread) alive for good once dropped. The traceback is
+    let go; the error stays."""
+    mod = sys.modules.get("mediapipe.tasks.python.audio.core.audio_record")
+    err = getattr(mod, "sd_error", None)
+    if isinstance(err, BaseException):
+        err.__traceback__ = None
 
 
 FORKED_MESSAGE = ("MediaPipe cannot run in a process forked from one where it already ran (it aborts or "
@@ -587,6 +602,11 @@ class FaceAligner:
             if self._closed:
                 return
             self._closed = True
+            if _forked_after_mediapipe:
+                # a forked child: MediaPipe's graph threads did not survive the
+                # fork, and closing the graph would wait for them forever
+                self._mesh = self._segmenter = self._seg_thread = None
+                return
             self._mesh.close()
             self._mesh = None
             thread, self._seg_thread = self._seg_thread, None
@@ -596,6 +616,13 @@ class FaceAligner:
             if self._segmenter is not None:
                 self._segmenter.close()
                 self._segmenter = None
+
+    def rewind_clock(self, timestamp_ms: float | None) -> None:
+        """Video mode: the next frame need only be later than ``timestamp_ms``
+        (None: any time). MediaPipe's tracking is kept (its graph keeps its
+        own clock); for frames that were read ahead and never used."""
+        with self._lock:
+            self._last_timestamp_ms = None if timestamp_ms is None else float(timestamp_ms)
 
     @property
     def closed(self) -> bool:

@@ -47,9 +47,10 @@ import json
 import math
 import os
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -505,6 +506,7 @@ class Avatarizer:
         self.options.validate()
         self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
         self._streaming = False  # a stream() is being iterated (video mode): other calls are refused
+        self._stream_stop: Callable[[], None] | None = None  # stops that stream's worker (close())
         self._calls = threading.Condition(threading.Lock())  # guards _closed and _active
         self._active = 0  # calls in flight: close() waits for them
         self._closed = False
@@ -518,6 +520,10 @@ class Avatarizer:
         pipe = build(self.options)  # options resolved once: pipe.resolved
         r = pipe.resolved
         self._pipeline = pipe
+        # an Avatarizer dropped without close() still lets go of its MediaPipe
+        # graphs, sessions and worker thread when it is garbage-collected
+        self._release = weakref.finalize(self, pipe.close)
+        self._release.atexit = False  # not at interpreter exit: the process is ending anyway
         self.estimator: str = r.estimator_resolved
         self.estimator_reason: str = r.estimator_reason
         self.providers: list[str] = list(pipe.estimator.providers)
@@ -543,11 +549,13 @@ class Avatarizer:
             if self._closed:
                 return
             self._closed = True
+            stop_stream = self._stream_stop
+            if stop_stream is not None:  # a stream being iterated: its worker stops reading frames
+                stop_stream()
             while self._active:
                 self._calls.wait()
-            pipe, self._pipeline = self._pipeline, None
-        if pipe is not None:
-            pipe.close()
+            self._pipeline = None
+        self._release()  # pipe.close(), once
 
     @property
     def closed(self) -> bool:
@@ -837,6 +845,20 @@ class Avatarizer:
         from . import native
 
         native.stream_started(+1)  # threads="auto" renders stay on the consumer's thread meanwhile
+        released, release_lock = [], threading.Lock()
+
+        def stop_worker() -> None:
+            """Stops the worker and gives the stream's count back, once (the
+            generator's end, or close() while the generator is still held)."""
+            stop.set()
+            with release_lock:  # its own lock: close() calls this holding the calls' lock
+                if released:
+                    return
+                released.append(True)
+            native.stream_started(-1)
+
+        self._stream_stop = stop_worker
+        consumed = last  # the time of the last frame the consumer got (the clock before the stream: none yet)
         try:
             worker.start()
             while True:
@@ -849,15 +871,22 @@ class Avatarizer:
                 with self._lock, self._using() as pipe:
                     pipe.run(state, after="align")
                     avatar = self._avatar(state, 0)
+                consumed = state.timestamp_ms
                 yield i, avatar
         finally:
             stop.set()
             try:
                 if worker.is_alive():
                     worker.join()
+                # frames read ahead and never handed out give their time back: the
+                # next call (or stream) may start with the first frame not consumed
+                pipe = self._pipeline
+                if pipe is not None and pipe.stream is not None and pipe.stream.last_timestamp_ms != consumed:
+                    pipe.rewind_clock(consumed)
             finally:  # given back even if the join is interrupted (Ctrl-C)
-                native.stream_started(-1)
-            self._streaming = False
+                self._stream_stop = None
+                stop_worker()
+                self._streaming = False
 
     def faces(self, frame) -> list[Avatar]:
         """Avatars of every face in ``frame`` (up to ``max_faces``), largest first. Image mode only."""

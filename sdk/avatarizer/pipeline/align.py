@@ -91,6 +91,13 @@ class AlignStage(Stage):
         for al in aligners:
             al.reset()
 
+    def rewind_clock(self, timestamp_ms: float | None) -> None:
+        """Video mode: see :meth:`avatarizer.pipeline.Pipeline.rewind_clock`."""
+        with self._lock:
+            aligners = list(self._all) if self.align_options.mode == "video" else []
+        for al in aligners:
+            al.rewind_clock(timestamp_ms)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

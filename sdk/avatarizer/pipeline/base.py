@@ -208,6 +208,18 @@ class Pipeline:
         for s in self.stages:
             s.reset()
 
+    def rewind_clock(self, timestamp_ms: float | None) -> None:
+        """Video mode: the next frame need only be later than ``timestamp_ms``
+        (None: any time), on the stream's clock and the aligner's. For frames
+        a stream read ahead and never handed out (``Avatarizer.stream``)."""
+        if self.stream is not None:
+            with self.stream.lock:
+                self.stream.last_timestamp_ms = timestamp_ms
+        for s in self.stages:
+            rewind = getattr(s, "rewind_clock", None)
+            if rewind is not None:
+                rewind(timestamp_ms)
+
     def close(self) -> None:
         for s in reversed(self.stages):
             s.close()

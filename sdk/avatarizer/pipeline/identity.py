@@ -226,7 +226,8 @@ class IdentityStage(Stage):
             self._job = None
             self._cond.notify_all()
             thread = self._thread
-        if thread is not None:
+        if thread is not None and thread is not threading.current_thread():
+            # (a garbage-collected Avatarizer may be closed from the worker itself)
             thread.join()
         with self._compute_lock:
             self.hair.close()
