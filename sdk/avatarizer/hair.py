@@ -48,7 +48,7 @@ from . import landmarks as L
 from . import prior as P
 from . import schema as S
 from .artist import stats
-from .artist.photo import float_rgb, from_lab, sample_beard_rgb, to_lab
+from .artist.photo import float_rgb, from_lab, norm, sample_beard_rgb, to_lab
 
 __all__ = [
     "HairBank", "HairBankError", "HairEntry", "HairRetriever", "RetrievalWeights", "merge",
@@ -528,7 +528,7 @@ def _palette_lab():
 def hair_colour_class_of(rgb) -> str:
     """The class a drawn hair colour reads as: that of its nearest palette colour."""
     pal, classes = _palette_lab()
-    return str(classes[int(np.argmin(np.linalg.norm(pal - to_lab(np.asarray(rgb, np.float64)), axis=1)))])
+    return str(classes[int(np.argmin(norm(pal - to_lab(np.asarray(rgb, np.float64)))))])
 
 
 def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 0.5) -> np.ndarray:
@@ -549,12 +549,11 @@ def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 
     mine, other = pal[classes == cls], pal[classes != cls]
 
     def reads(y):
-        return np.linalg.norm(mine - y, axis=1).min() * (1.0 + HAIR_CLASS_MARGIN) <= \
-            np.linalg.norm(other - y, axis=1).min()
+        return norm(mine - y).min() * (1.0 + HAIR_CLASS_MARGIN) <= norm(other - y).min()
 
     if reads(x):
         return rgb.astype(np.float32)
-    target = mine[int(np.argmin(np.linalg.norm(mine - x, axis=1)))]
+    target = mine[int(np.argmin(norm(mine - x)))]
     lo, hi = 0.0, 1.0
     for _ in range(10):  # the least step along the way to the palette colour (to 1/1024 of it)
         mid = 0.5 * (lo + hi)

@@ -22,6 +22,7 @@ from .photo import (
     Photo,
     gain,
     luma_of,
+    norm,
     sample_at,
     sample_beard_rgb,
     set_rgb,
@@ -252,8 +253,7 @@ def clothes(st, p, g, photo: Photo, col):
     px = photo.rgb[region]
     if len(px) >= 20:
         lab = to_lab(px)
-        far = (np.linalg.norm(lab - to_lab(col["skin"]), axis=1) > 15) & \
-              (np.linalg.norm(lab - to_lab(col["hair"]), axis=1) > 15)
+        far = (norm(lab - to_lab(col["skin"])) > 15) & (norm(lab - to_lab(col["hair"])) > 15)
         if far.sum() >= 10:
             set_rgb(p, "clothes", median(px[far], 0))
             return

@@ -20,6 +20,7 @@ from .photo import (
     from_lab,
     gain,
     luma_of,
+    norm,
     robust_median,
     set_rgb,
     to_lab,
@@ -153,7 +154,7 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
     iris_cols = []
     for s, sd in ((0, "l"), (1, "r")):
         iris_pts = lm[landmark_index("iris", s)]  # the photo's own iris ring
-        e = dict(iris=iris_pts[0], iris_r=float(np.linalg.norm(iris_pts[1:] - iris_pts[0], axis=1).mean()))
+        e = dict(iris=iris_pts[0], iris_r=float(norm(iris_pts[1:] - iris_pts[0]).mean()))
         opening = np.concatenate([lm[landmark_index("eye_up", s)], lm[landmark_index("eye_lo", s)][::-1]])
         px = photo.region_pixels(discs=[(e["iris"], e["iris_r"] * 0.92)],
                                  minus_discs=[(e["iris"], e["iris_r"] * 0.42)], within=opening)

@@ -20,6 +20,7 @@ from .photo import (
     Photo,
     laplace,
     luma_of,
+    norm,
     resample,
     sample_at,
     set_rgb,
@@ -49,7 +50,7 @@ def outline(st, p, lm, g):
     tmpl = S.points(S.DEFAULT, "face").astype(np.float64)
     centre = np.array([0.5 * (lm[234, 0] + lm[454, 0]), 0.0])
     ang_o = np.arctan2(oval[:, 1] - centre[1], oval[:, 0] - centre[0])
-    rad_o = np.linalg.norm(oval - centre, axis=1)
+    rad_o = norm(oval - centre)
     order = np.argsort(ang_o)
     a_s, r_s = ang_o[order], rad_o[order]
     a_s = np.concatenate([a_s - 2 * np.pi, a_s, a_s + 2 * np.pi])
@@ -141,7 +142,7 @@ def eyes(st, p, lm, g):
         crease = lid_at + st.crease_lift * (crease_ring - lid_at)
         iris = lm[landmark_index("iris", s)]
         ic = iris[0]
-        ir = float(np.linalg.norm(iris[1:] - ic, axis=1).mean())
+        ir = float(norm(iris[1:] - ic).mean())
         P.put(p, f"eye_{sd}_upper", up)
         P.put(p, f"eye_{sd}_lower", lo)
         P.put(p, f"eye_{sd}_crease", crease)
@@ -161,10 +162,10 @@ def brows(st, p, lm, g, photo):
         up = lm[landmark_index("brow_up", s)]
         lo = lm[landmark_index("brow_lo", s)]
         ctr = 0.5 * (up + lo)
-        band = np.linalg.norm(up - lo, axis=1)
+        band = norm(up - lo)
         # photo: the dark band across the brow at 5 stations
         tang = _gradient(ctr)
-        tang /= np.maximum(np.linalg.norm(tang, axis=1, keepdims=True), 1e-9)
+        tang /= np.maximum(norm(tang, keepdims=True), 1e-9)
         nrm = np.stack([tang[:, 1], -tang[:, 0]], 1)
         nrm *= np.where(nrm[:, 1:2] > 0, -1.0, 1.0)  # pointing up
         pts = photo.to_img(ctr[:, None, :] + us[None, :, None] * nrm[:, None, :])
@@ -469,7 +470,7 @@ def creases(photo: Photo, lines, skin_y: float) -> np.ndarray:
     t = _CREASE_T
     pts = np.stack([resample(q, t) for q in lines])  # (k, 9, 2)
     d = np.stack([q[-1] - q[0] for q in lines])
-    n = np.stack([-d[:, 1], d[:, 0]], 1) / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
+    n = np.stack([-d[:, 1], d[:, 0]], 1) / np.maximum(norm(d), 1e-9)[:, None]
     allp = photo.to_img(np.stack([pts, pts + 0.035 * n[:, None], pts - 0.035 * n[:, None]]))  # (3, k, 9, 2)
     lum = sample_at(photo.luma, allp)
     ok = sample_at(photo.validf, allp[0]).min(1) > 0.5

@@ -15,6 +15,7 @@ from .photo import (
     Photo,
     cr_closed,
     gain,
+    norm,
     poly_mask,
     robust_median,
     sample_at,
@@ -70,7 +71,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     lab = to_lab(small)
     w = np.array([0.5, 1.0, 1.0], np.float32)
     lab_skin = to_lab(col["skin"])
-    d_skin = np.linalg.norm((lab - lab_skin) * w, axis=-1)
+    d_skin = norm((lab - lab_skin) * w)
     # skin-coloured: the skin's hue and chroma at about its lightness (a bald
     # scalp is often lighter or darker than the cheeks, hair rarely has skin's chroma)
     skinlike = np.hypot(lab[..., 1] - lab_skin[1], lab[..., 2] - lab_skin[2]) / 13.0 \
@@ -80,24 +81,26 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     # hair colour, first from the band just above the forehead (hair, or a bald scalp)
     y10 = float(lm[10, 1])
     band = (person | oval) & valid & (np.abs(gx - g["centre_x"]) < 0.25) & (gy > y10 - 0.45) & (gy < y10 - 0.12)
+    # hair colour from inside the segmentation's hair region (the person above
+    # the brows, outside the face oval), never by contrast with the skin: blond
+    # and red hair are often close to skin colours. A bald scalp gives skin
+    # here; the hairstyle decision then draws no hair. (Known first: the
+    # band's colour below is only measured when this one does not replace it.)
+    region = person & valid & ~oval & near_head & (gy < brow_y - 0.05)
+    from_region = photo.hair is not None and region.sum() >= 12
     top_skin, top_tex = None, 1.0
     if band.sum() >= 10:
         sk_b = skinlike[band]
         top_skin = float(np.mean(sk_b))
         big = cv2.resize(band.astype(np.uint8), (photo.size, photo.size), interpolation=cv2.INTER_NEAREST)
         top_tex = photo.texture(big.astype(bool))
-        if top_skin < 0.6:
+        if top_skin < 0.6 and not from_region:
             # the farther half from the skin colour: not the skin/hair transition
             cand = small[band][~sk_b]
             dc = d_skin[band][~sk_b]
             hair = robust_median(cand[dc >= median(dc)], 10, 90)
             hair_known = True
-    # hair colour from inside the segmentation's hair region (the person above
-    # the brows, outside the face oval), never by contrast with the skin: blond
-    # and red hair are often close to skin colours. A bald scalp gives skin
-    # here; the hairstyle decision then draws no hair.
-    region = person & valid & ~oval & near_head & (gy < brow_y - 0.05)
-    if photo.hair is not None and region.sum() >= 12:
+    if from_region:
         hair = robust_median(small[region], 10, 90)
         hair_known = True
     if not hair_known:
@@ -113,7 +116,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
             hc = median(lpx[far], 0)
             is_h = far
             for _ in range(3):
-                dh = np.linalg.norm((lpx - hc) * w, axis=-1)
+                dh = norm((lpx - hc) * w)
                 is_h = dh < ds
                 if is_h.sum() < 6:
                     break
@@ -122,7 +125,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
             hair = robust_median(sel, 10, 90)
             hair_known = True
     lab_hair = to_lab(hair)
-    d_hair = np.linalg.norm((lab - lab_hair) * w, axis=-1)
+    d_hair = norm((lab - lab_hair) * w)
     hair_skinlike = np.hypot(lab_hair[1] - lab_skin[1], lab_hair[2] - lab_skin[2]) / 13.0 \
         + abs(lab_hair[0] - lab_skin[0]) / 40.0 < 1.0
     # skin-coloured pixels are hair only when the hair itself is skin-coloured
@@ -344,7 +347,7 @@ def refine_hair(st, back, front, hm, g):
     rs = _RAY_R
     ks = np.arange(2, 11)  # 0, 1 and 11 lie behind the shoulders: keep the template
     d = back[ks] - c
-    r0 = np.linalg.norm(d, axis=1)
+    r0 = norm(d)
     u = d / np.maximum(r0, 1e-6)[:, None]
     pts = c + rs[None, :, None] * u[:, None, :]  # (9, R, 2)
     inside = (np.abs(pts) < 0.985).all(-1)
