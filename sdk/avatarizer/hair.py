@@ -449,8 +449,11 @@ def hair_region(crop_size: int, hair_mask, landmarks, valid=None) -> np.ndarray:
     lm = np.asarray(landmarks, np.float64)
     c, hw = _head_centre(lm)
     g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
-    region = m & (g[:, None] < c[1] + 0.05) & (np.hypot((g[None, :] - c[0]) / (hw * 1.7),
-                                                       (g[:, None] - c[1]) / (hw * 1.9)) < 1.0)
+    # m & (g[:, None] < c[1] + 0.05) & (np.hypot(...) < 1.0), the ellipse only
+    # evaluated in the rows above that line (g rises: the first `top` rows)
+    top = int(np.count_nonzero(g < c[1] + 0.05))
+    region = np.zeros((size, size), bool)
+    region[:top] = m[:top] & (np.hypot((g[None, :] - c[0]) / (hw * 1.7), (g[:top, None] - c[1]) / (hw * 1.9)) < 1.0)
     if valid is not None:
         region &= np.asarray(valid, bool)
     return region
@@ -499,7 +502,8 @@ def hair_colour_features(px: np.ndarray) -> np.ndarray:
     lab = to_lab(np.asarray(px, np.float64).reshape(-1, 3))
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     chroma = np.hypot(a, b)
-    hue = np.degrees(np.arctan2(stats.median(b), stats.median(a)))
+    med_b, med_a = stats.median(np.stack([b, a]), axis=1)  # one partition, each row's own median
+    hue = np.degrees(np.arctan2(med_b, med_a))
     # one partition for all four rows (each row's percentiles are those of its own call)
     q = stats.percentile(np.stack([L, a, b, chroma]), [10, 25, 50, 75, 90], axis=1)  # (5 q, 4 rows)
     return np.concatenate([q[:, 0], q[1:4, 1], q[1:4, 2], q[[2, 4], 3], [hue]])

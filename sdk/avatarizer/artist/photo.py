@@ -1,6 +1,7 @@
 """The aligned photo the artist samples, and small geometry and colour helpers."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -146,7 +147,7 @@ def robust_median(px: np.ndarray, lo: float = 20.0, hi: float = 80.0):
         y = luma_of(px)
         a, b = percentile(y, [lo, hi])
         keep = (y >= a) & (y <= b)
-        if keep.sum() >= 3:
+        if np.count_nonzero(keep) >= 3:
             px = px[keep]
     return median(px, axis=0)
 
@@ -322,10 +323,11 @@ class Photo:
         ext = polys + [c[None] + np.array([[-r, -r], [r, r]]) for c, r in discs]
         px = to_px(np.concatenate(ext), S_)
         # the window: integer bounds, clipped to the crop (plain ints: NumPy's
-        # maximum / minimum on two numbers cost more than the masks below)
-        lo, hi = np.floor(px.min(0)).astype(int), np.ceil(px.max(0)).astype(int)
-        x0, y0 = max(int(lo[0]) - 1, 0), max(int(lo[1]) - 1, 0)
-        x1, y1 = min(int(hi[0]) + 2, S_), min(int(hi[1]) + 2, S_)
+        # maximum / minimum on two numbers cost more than the masks below;
+        # math.floor / ceil of the finite float64 bounds = np.floor / np.ceil's)
+        (lx, ly), (hx, hy) = px.min(0).tolist(), px.max(0).tolist()
+        x0, y0 = max(math.floor(lx) - 1, 0), max(math.floor(ly) - 1, 0)
+        x1, y1 = min(math.ceil(hx) + 2, S_), min(math.ceil(hy) + 2, S_)
         if x1 <= x0 or y1 <= y0:
             return (slice(0, 0), slice(0, 0)), np.zeros((0, 0), bool)
         m = np.zeros((y1 - y0, x1 - x0), np.uint8)
@@ -359,7 +361,7 @@ class Photo:
             cv2.fillPoly(w, [fix(within)], 1, lineType=cv2.LINE_8, shift=4)
             m &= w
         win = (slice(y0, y1), slice(x0, x1))
-        return win, m.astype(bool) & self.valid[win]
+        return win, m.view(bool) & self.valid[win]  # m holds 0 / 1: its bytes are the bool mask
 
     def region_pixels(self, *polys, **kw) -> np.ndarray:
         win, m = self.region(*polys, **kw)

@@ -25,13 +25,24 @@ def _plain(a: np.ndarray, axis=None) -> bool:
     return a.size > 0 and a.dtype in (np.float32, np.float64) and (axis is None or a.ndim > 0)
 
 
-def _quantiles(q) -> tuple[np.ndarray, list]:
-    """q / 100 as NumPy computes it (its shape shapes the result), and its values."""
-    qf = np.asanyarray(np.true_divide(q, 100))
-    vals = qf.ravel().tolist()
+_NUMBER = (int, float)
+
+
+def _quantiles(q) -> tuple[tuple, list]:
+    """q / 100 as NumPy computes it: its shape (which shapes the result) and
+    its values. A number or a list / tuple of numbers (the artist's calls)
+    is divided in Python: the same correctly rounded float64 quotient as
+    ``np.true_divide``, without building arrays."""
+    if type(q) in _NUMBER:
+        shape, vals = (), [q / 100]
+    elif type(q) in (list, tuple) and all(type(v) in _NUMBER for v in q):
+        shape, vals = (len(q),), [v / 100 for v in q]
+    else:
+        qf = np.asanyarray(np.true_divide(q, 100))
+        shape, vals = qf.shape, qf.ravel().tolist()
     if not all(0 <= v <= 1 for v in vals):  # also False for NaN
         raise ValueError("Percentiles must be in the range [0, 100]")
-    return qf, vals
+    return shape, vals
 
 
 def percentile(a, q, axis=None, keepdims: bool = False):
@@ -39,10 +50,10 @@ def percentile(a, q, axis=None, keepdims: bool = False):
     a = np.asarray(a)
     if not _plain(a, axis) or (keepdims and axis is None):
         return np.percentile(a, q, axis=axis, keepdims=keepdims)
-    qf, vals = _quantiles(q)
+    qshape, vals = _quantiles(q)
     if axis is None:
-        return _percentile_flat(a.ravel(), qf, vals, q)
-    return _percentile_axis(a, qf, vals, q, axis, keepdims)
+        return _percentile_flat(a.ravel(), qshape, vals, q)
+    return _percentile_axis(a, qshape, vals, q, axis, keepdims)
 
 
 def _spots(n: int, vals: list) -> list:
@@ -73,17 +84,17 @@ def _kth(spots, n: int) -> list:
     return sorted({k for i, j, _ in spots for k in (i, j)} | {n - 1})
 
 
-def _percentile_flat(x: np.ndarray, qf: np.ndarray, vals: list, q):
+def _percentile_flat(x: np.ndarray, qshape: tuple, vals: list, q):
     n = len(x)
     spots = _spots(n, vals)
     s = np.partition(x, _kth(spots, n))
     if math.isnan(s[-1]):  # NaNs sort last; NumPy's NaN rules apply
         return np.percentile(x, q)
     out = np.array([_lerp(s[i], s[j], np.float64(t)) for i, j, t in spots])
-    return out[0] if qf.ndim == 0 else out.reshape(qf.shape)
+    return out[0] if qshape == () else out.reshape(qshape)
 
 
-def _percentile_axis(a: np.ndarray, qf: np.ndarray, vals: list, q, axis: int, keepdims: bool):
+def _percentile_axis(a: np.ndarray, qshape: tuple, vals: list, q, axis: int, keepdims: bool):
     axis = int(axis) + a.ndim if int(axis) < 0 else int(axis)
     n = a.shape[axis]
     spots = _spots(n, vals)
@@ -99,7 +110,7 @@ def _percentile_axis(a: np.ndarray, qf: np.ndarray, vals: list, q, axis: int, ke
     # float32 data is interpolated in float64 as there; 0-d for 1-D data)
     t_shape = (1,) * (a.ndim if keepdims else a.ndim - 1)
     rows = [_lerp(at(i), at(j), np.full(t_shape, t)) for i, j, t in spots]
-    out = rows[0] if qf.ndim == 0 else np.stack(rows).reshape(qf.shape + np.shape(rows[0]))
+    out = rows[0] if qshape == () else np.stack(rows).reshape(qshape + np.shape(rows[0]))
     return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
 
 
