@@ -183,15 +183,21 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
                      region_tex=photo.texture(big),
                      top_flat=float(np.mean(hp < 0.01)) if len(hp) else 0.0,
                      region_rgb=region_rgb)
+    g["hair_stats"] = stats
+    # the hair beside the face: its colour is drawn under a hat (core), and
+    # only measured then (side_rgb)
     side = person & valid & ~oval & (np.abs(gx - g["centre_x"]) > g["half_w"] * 0.85) \
         & (gy > g["eye_y"] - 0.05) & (gy < g["eye_y"] + 0.35)
-    if side.sum() >= 8:
-        stats["side_rgb"] = robust_median(small[side], 10, 90)
-    g["hair_stats"] = stats
+    g["hair_side_px"] = small[side] if np.count_nonzero(side) >= 8 else None
     return dict(n=n, gx=gx, gy=gy, valid=valid, person=person, oval=oval, head=head, brow_y=brow_y,
                 hairmap=hairmap, skull_valid=skull_valid, hair=hair, hair_known=hair_known, small=small,
                 fringe=fringe, top_y=top_y, top_known=top_known, hairline=hairline, top_hair=top_hair,
                 mid_rows=len(rows), top_skin=top_skin, top_tex=top_tex)
+
+
+def side_rgb(px: np.ndarray) -> np.ndarray:
+    """The colour of the hair beside the face (``g["hair_side_px"]`` of :func:`hair_maps`)."""
+    return robust_median(px, 10, 90)
 
 
 def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:

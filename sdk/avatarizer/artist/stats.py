@@ -20,9 +20,20 @@ import numpy as np
 __all__ = ["median", "percentile"]
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def _plain(a: np.ndarray, axis=None) -> bool:
-    """Float data these functions take (others go to NumPy)."""
-    return a.size > 0 and a.dtype in (np.float32, np.float64) and (axis is None or a.ndim > 0)
+    """Float data these functions take (others go to NumPy; an identity test
+    on NumPy's native float dtypes: anything it misses goes to NumPy too)."""
+    return a.size > 0 and (a.dtype is _F32 or a.dtype is _F64) and (axis is None or a.ndim > 0)
+
+
+def _partition(a: np.ndarray, kth, axis: int = -1) -> np.ndarray:
+    """``np.partition(a, kth, axis)``: what it does (a copy, partitioned in place) without its wrapper."""
+    s = a.copy(order="K")
+    s.partition(kth, axis=axis)
+    return s
 
 
 _NUMBER = (int, float)
@@ -87,7 +98,7 @@ def _kth(spots, n: int) -> list:
 def _percentile_flat(x: np.ndarray, qshape: tuple, vals: list, q):
     n = len(x)
     spots = _spots(n, vals)
-    s = np.partition(x, _kth(spots, n))
+    s = _partition(x, _kth(spots, n))
     if math.isnan(s[-1]):  # NaNs sort last; NumPy's NaN rules apply
         return np.percentile(x, q)
     out = np.array([_lerp(s[i], s[j], np.float64(t)) for i, j, t in spots])
@@ -98,7 +109,7 @@ def _percentile_axis(a: np.ndarray, qshape: tuple, vals: list, q, axis: int, kee
     axis = int(axis) + a.ndim if int(axis) < 0 else int(axis)
     n = a.shape[axis]
     spots = _spots(n, vals)
-    s = np.partition(a, _kth(spots, n), axis=axis)
+    s = _partition(a, _kth(spots, n), axis=axis)
     before = (slice(None),) * axis
 
     def at(k):  # the k-th order statistic along the axis (kept as a length-1 axis with keepdims)
@@ -125,9 +136,10 @@ def median(a, axis=None):
     n = a.shape[axis]
     h = n // 2
     # the middle value(s) and the largest (a NaN would be there) put in place
-    s = np.partition(a, sorted({max(h - 1, 0), h, n - 1}), axis=axis)
+    s = _partition(a, sorted({max(h - 1, 0), h, n - 1}), axis=axis)
     before = (slice(None),) * axis
-    if np.isnan(s[before + (n - 1,)]).any():
+    last = s[before + (n - 1,)]
+    if math.isnan(last) if s.ndim == 1 else np.isnan(last).any():
         return np.median(a, axis=axis)
     # NumPy takes the mean of the middle value (odd n) or the two middle
     # values (even n) in the data's own dtype: (x + y) / 2, exact halving
