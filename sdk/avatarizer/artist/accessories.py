@@ -26,6 +26,7 @@ from .photo import (
     sample_at,
     sample_beard_rgb,
     set_rgb,
+    skin_lab,
     to_lab,
 )
 from .stats import median, percentile
@@ -253,7 +254,7 @@ def clothes(st, p, g, photo: Photo, col):
     px = photo.rgb[region]
     if len(px) >= 20:
         lab = to_lab(px)
-        far = (norm(lab - to_lab(col["skin"])) > 15) & (norm(lab - to_lab(col["hair"])) > 15)
+        far = (norm(lab - skin_lab(col)) > 15) & (norm(lab - to_lab(col["hair"])) > 15)
         if far.sum() >= 10:
             set_rgb(p, "clothes", median(px[far], 0))
             return

@@ -20,6 +20,7 @@ from .photo import (
     robust_median,
     sample_at,
     set_rgb,
+    skin_lab,
     to_lab,
 )
 from .stats import median, percentile
@@ -70,7 +71,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     brow_y = float(min(g["brow_l"]["centre"][:, 1].min(), g["brow_r"]["centre"][:, 1].min()))
     lab = to_lab(small)
     w = np.array([0.5, 1.0, 1.0], np.float32)
-    lab_skin = to_lab(col["skin"])
+    lab_skin = skin_lab(col)
     d_skin = norm((lab - lab_skin) * w)
     # skin-coloured: the skin's hue and chroma at about its lightness (a bald
     # scalp is often lighter or darker than the cheeks, hair rarely has skin's chroma)
@@ -209,17 +210,19 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
         return ("short" if hm["hair_known"] or hm["skull_valid"] < 0.3 else "bald"), 0.0, info
     # length: how far down the hair reaches beside the face and neck
     side = (np.abs(gx - cx) > hw * 0.8) & (np.abs(gx - cx) < hw + 0.3) & ~hm["oval"]
-    rows = np.arange(hm["n"])
     frac = (H & side).sum(1) / np.maximum((side & valid).sum(1), 1)
     okrow = (side & valid).sum(1) >= 3
     ys = gy[:, 0]
     bottom = g["eye_y"]
-    for r in rows:
-        if ys[r] < g["eye_y"]:
+    # the row walk on Python lists (NumPy compares and adds these float32 /
+    # float64 scalars in float64 too; bottom keeps the row's own scalar)
+    ys_l, frac_l, ok_l = ys.tolist(), frac.tolist(), okrow.tolist()
+    for r in range(hm["n"]):
+        if ys_l[r] < g["eye_y"]:
             continue
-        if okrow[r] and frac[r] > 0.22:
+        if ok_l[r] and frac_l[r] > 0.22:
             bottom = ys[r]
-        elif okrow[r] and ys[r] > bottom + 0.07:
+        elif ok_l[r] and ys_l[r] > bottom + 0.07:
             break
     runs_off = bottom >= ys[okrow].max() - 0.05 if okrow.any() else False
     # volume: hair above the skull top and beside the temples

@@ -206,6 +206,16 @@ def to_lab(rgb) -> np.ndarray:
     return out
 
 
+def skin_lab(col: dict) -> np.ndarray:
+    """``to_lab(col["skin"])`` of a face's colours dict, computed once and kept
+    there (hair, shading and clothes all compare against it; the skin is
+    not changed once measured)."""
+    lab = col.get("skin_lab")
+    if lab is None:
+        lab = col["skin_lab"] = to_lab(col["skin"])
+    return lab
+
+
 _XYZ2RGB = np.linalg.inv(_RGB2XYZ)
 
 
@@ -294,6 +304,9 @@ class Photo:
 
     _hp: np.ndarray | None = None
     _vf: np.ndarray | None = None
+    #: region() of single discs already asked for (this photo's own: the cheek
+    #: discs are read for the skin colour and again for the light direction)
+    _disc_regions: dict = field(default_factory=dict)
     #: (6, 2) quadratic map from the drawn (frontal) face's canonical
     #: coordinates to the photo's; None = the identity (no head pose taken out)
     warp: np.ndarray | None = None
@@ -317,6 +330,17 @@ class Photo:
         """The valid pixels inside canonical polygons (and discs ``(centre,
         radius)``), minus others, computed in their bounding window only.
         Returns ``(window, mask)`` for ``self.rgb[window][mask]``."""
+        if len(discs) == 1 and not (polys or minus or minus_discs or within is not None):
+            c, r = discs[0]
+            key = (*np.asarray(c, np.float64).tolist(), float(r))
+            got = self._disc_regions.get(key)
+            if got is None:
+                got = self._disc_regions[key] = self._region((), minus, discs, minus_discs, within)
+                got[1].setflags(write=False)  # shared by the callers
+            return got
+        return self._region(polys, minus, discs, minus_discs, within)
+
+    def _region(self, polys, minus, discs, minus_discs, within):
         S_ = self.size
         polys = [np.asarray(q, np.float64).reshape(-1, 2) for q in polys]
         discs = [(np.asarray(c, np.float64), r) for c, r in discs]
