@@ -159,7 +159,11 @@ _BROW_IDX = np.arange(len(_BROW_US))[None]
 
 def brows(st, p, lm, g, photo):
     us, near, idx = _BROW_US, _BROW_NEAR, _BROW_IDX
-    for s, sd in ((0, "l"), (1, "r")):
+    # both brows' profiles are measured together: every step below works
+    # point by point or row by row (one row per station), so stacking the
+    # two brows' 5 stations as 10 rows gives each row what it got alone
+    sides = []
+    for s in (0, 1):
         up = lm[landmark_index("brow_up", s)]
         lo = lm[landmark_index("brow_lo", s)]
         ctr = 0.5 * (up + lo)
@@ -169,25 +173,33 @@ def brows(st, p, lm, g, photo):
         tang /= np.maximum(norm(tang, keepdims=True), 1e-9)
         nrm = np.stack([tang[:, 1], -tang[:, 0]], 1)
         nrm *= np.where(nrm[:, 1:2] > 0, -1.0, 1.0)  # pointing up
-        pts = photo.to_img(ctr[:, None, :] + us[None, :, None] * nrm[:, None, :])
-        prof = sample_at(photo.luma, pts)  # (5, 31)
-        ok = sample_at(photo.validf, pts).min(1) > 0.5
-        ref = percentile(prof, 85, axis=1, keepdims=True)
-        dark = np.clip((ref - prof) / np.maximum(0.28 * ref, 0.035) - 0.15, 0, 1)
-        du = us[1] - us[0]
-        # only the dark run through the brow line (not the lashes or a fringe beside it)
-        peak = np.where(near[None], dark, -1).argmax(1)
-        light = dark < 0.2
-        below = np.where(light & (idx < peak[:, None]), idx, -1).max(1)
-        above = np.where(light & (idx > peak[:, None]), idx, len(us)).min(1)
-        run = (idx > below[:, None]) & (idx < above[:, None])
-        dark = dark * run
-        mass = dark.sum(1) * du
-        shift = (dark * us[None]).sum(1) / np.maximum(dark.sum(1), 1e-6)
-        contrast = float(median(np.clip((ref[:, 0] - prof.min(1)) / np.maximum(ref[:, 0], 0.05), 0, 1)))
-        k = st.brow_photo * ok.astype(np.float64) * clamp(contrast / 0.2, 0, 1)
-        thick = (1 - k) * 0.6 * band + k * np.clip(mass * 1.1, 0.008, 0.08)
-        centre = ctr + (k * np.clip(shift, -0.025, 0.025))[:, None] * nrm
+        sides.append((ctr, band, nrm))
+    pts = photo.to_img(np.stack([ctr[:, None, :] + us[None, :, None] * nrm[:, None, :]
+                                 for ctr, _band, nrm in sides]))  # (2, 5, 31, 2)
+    prof = sample_at(photo.luma, pts).reshape(-1, len(us))  # (10, 31)
+    ok = sample_at(photo.validf, pts).reshape(-1, len(us)).min(1) > 0.5
+    ref = percentile(prof, 85, axis=1, keepdims=True)
+    dark = np.clip((ref - prof) / np.maximum(0.28 * ref, 0.035) - 0.15, 0, 1)
+    du = us[1] - us[0]
+    # only the dark run through the brow line (not the lashes or a fringe beside it)
+    peak = np.where(near[None], dark, -1).argmax(1)
+    light = dark < 0.2
+    below = np.where(light & (idx < peak[:, None]), idx, -1).max(1)
+    above = np.where(light & (idx > peak[:, None]), idx, len(us)).min(1)
+    run = (idx > below[:, None]) & (idx < above[:, None])
+    dark = dark * run
+    mass = dark.sum(1) * du
+    shift = (dark * us[None]).sum(1) / np.maximum(dark.sum(1), 1e-6)
+    nst = len(sides[0][0])  # stations per brow
+    contrasts = median(np.clip((ref[:, 0] - prof.min(1)) / np.maximum(ref[:, 0], 0.05), 0, 1).reshape(2, nst), axis=1)
+    for s, sd in ((0, "l"), (1, "r")):
+        ctr, band, nrm = sides[s]
+        rows = slice(nst * s, nst * (s + 1))
+        contrast = float(contrasts[s])
+        k = st.brow_photo * ok[rows].astype(np.float64) * clamp(contrast / 0.2, 0, 1)
+        mass_s, shift_s = mass[rows], shift[rows]
+        thick = (1 - k) * 0.6 * band + k * np.clip(mass_s * 1.1, 0.008, 0.08)
+        centre = ctr + (k * np.clip(shift_s, -0.025, 0.025))[:, None] * nrm
         centre = laplace(centre, st.smoothing)
         thick = st.brow_weight * thick
         P.put(p, f"brow_{sd}", centre)

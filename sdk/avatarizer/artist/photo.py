@@ -136,7 +136,12 @@ def norm(x: np.ndarray, keepdims: bool = False) -> np.ndarray:
 
 
 def luma_of(rgb: np.ndarray) -> np.ndarray:
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    """``rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114``,
+    the sums made in place (same order, same values)."""
+    y = rgb[..., 0] * 0.299
+    y += rgb[..., 1] * 0.587
+    y += rgb[..., 2] * 0.114
+    return y
 
 
 def robust_median(px: np.ndarray, lo: float = 20.0, hi: float = 80.0):
@@ -410,7 +415,11 @@ class Photo:
 def float_rgb(crop) -> np.ndarray:
     """An image as float32 RGB: uint8 scaled to [0, 1], floats as they are."""
     img = np.asarray(crop)
-    return img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    if img.dtype != np.uint8:
+        return img.astype(np.float32)
+    out = img.astype(np.float32)
+    out /= 255.0  # in place: the same float32 quotients as img.astype(np.float32) / 255.0
+    return out
 
 
 def make_photo(st, crop, hair_mask, valid) -> Photo:
