@@ -1,6 +1,8 @@
 """Geometry: the face's outline, ears, eyes, brows, nose, mouth and neck from its landmarks, the stylisation, and the shading placed on it."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .. import prior as P
@@ -346,13 +348,24 @@ def symmetrise(p, sl: slice, w: float, features=None):
     ("negate") features."""
     if w <= 0:
         return
+    at = _symmetrised(sl.start, sl.stop, sl.step, None if features is None else tuple(features))
+    m = S.mirror(p)
+    p[at] += w * (m[at] - p[at])
+
+
+@lru_cache(maxsize=None)
+def _symmetrised(start, stop, step, features: tuple | None) -> np.ndarray:
+    """The indices of the parameters :func:`symmetrise` blends in
+    ``start:stop:step`` (only those of ``features`` when given), in order,
+    made once (read-only)."""
     sel = np.zeros(S.PARAM_COUNT, bool)
-    sel[sl] = True
+    sel[start:stop:step] = True
     sel &= _SYM_OK
     if features is not None:
         sel &= np.isin(_FEATURE_OF, list(features))
-    m = S.mirror(p)
-    p[sel] += w * (m[sel] - p[sel])
+    at = np.flatnonzero(sel)
+    at.setflags(write=False)
+    return at
 
 
 def cheek_discs(lm, g):
