@@ -22,6 +22,7 @@ from .photo import (
     Photo,
     gain,
     luma_of,
+    pixel_centres,
     norm,
     sample_at,
     sample_beard_rgb,
@@ -247,8 +248,7 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
 
 
 def clothes(st, p, g, photo: Photo, col):
-    gx, gy = photo.gx, photo.gy
-    region = (gy > 0.88) & (np.abs(gx) > 0.45) & photo.valid
+    region = _clothes_box(photo.size) & photo.valid
     if photo.hair is not None:
         region &= photo.hair > 0.5
     px = photo.rgb[region]
@@ -259,6 +259,15 @@ def clothes(st, p, g, photo: Photo, col):
             set_rgb(p, "clothes", median(px[far], 0))
             return
     set_rgb(p, "clothes", P.CLOTHES[0])
+
+
+@lru_cache(maxsize=8)
+def _clothes_box(size: int) -> np.ndarray:
+    """The crop's bottom corners, where the clothes show (read-only; per crop size)."""
+    c = pixel_centres(size)
+    box = (c[:, None] > 0.88) & (np.abs(c[None, :]) > 0.45)
+    box.setflags(write=False)
+    return box
 
 
 # ------------------------------------------------------------ fitted detectors

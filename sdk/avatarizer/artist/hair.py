@@ -16,6 +16,7 @@ from .photo import (
     cr_closed,
     gain,
     norm,
+    pixel_centres,
     poly_mask,
     robust_median,
     sample_at,
@@ -57,7 +58,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     n = 64
     small = cv2.resize(photo.rgb, (n, n), interpolation=cv2.INTER_AREA)
     valid = cv2.resize(photo.validf, (n, n), interpolation=cv2.INTER_AREA) > 0.75
-    c = ((np.arange(n) + 0.5) * 2.0 / n - 1.0).astype(np.float32)
+    c = pixel_centres(n)
     gx, gy = c[None, :], c[:, None]
     near_head = np.hypot((gx - g["centre_x"]) / 1.1, (gy - g["eye_y"] + 0.1) / 1.2) < 1.0
     if photo.hair is not None:

@@ -422,6 +422,15 @@ def float_rgb(crop) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=8)
+def pixel_centres(size: int) -> np.ndarray:
+    """(size,) float32 canonical coordinate of each pixel row / column of a
+    ``size`` crop, made once per size (read-only)."""
+    c = ((np.arange(size) + 0.5) * 2.0 / size - 1.0).astype(np.float32)
+    c.setflags(write=False)
+    return c
+
+
 def make_photo(st, crop, hair_mask, valid) -> Photo:
     img = np.asarray(crop)
     if img.ndim != 3 or img.shape[2] < 3 or img.shape[0] != img.shape[1]:
@@ -439,7 +448,7 @@ def make_photo(st, crop, hair_mask, valid) -> Photo:
         hm = np.asarray(hair_mask, np.float32)
         if hm.shape != (size, size):
             hm = cv2.resize(hm, (size, size), interpolation=cv2.INTER_LINEAR)
-    c = ((np.arange(size) + 0.5) * 2.0 / size - 1.0).astype(np.float32)
+    c = pixel_centres(size)
     return Photo(np.ascontiguousarray(rgb), luma_of(rgb).astype(np.float32, copy=False), valid, hm, size,
                   c[None, :], c[:, None])
 
