@@ -45,6 +45,9 @@ _SYM_OK = np.isin(np.array(S.KINDS), ("x", "y", "width", "size", "ratio", "opaci
 
 
 
+_LOWER_FACE = np.r_[0:6, 9:14]  # the template's face points placed on the landmarks' oval
+
+
 def outline(st, p, lm, g):
     oval = lm[list(FACE_OVAL)]
     eye_c = 0.5 * (lm[list(EYE_ENDS[0])].mean(0) + lm[list(EYE_ENDS[1])].mean(0))
@@ -59,11 +62,11 @@ def outline(st, p, lm, g):
     a_s = np.concatenate([a_s - 2 * np.pi, a_s, a_s + 2 * np.pi])
     r_s = np.tile(r_s, 3)
     face = tmpl.copy()
-    for k in list(range(0, 6)) + list(range(9, 14)):
-        d = tmpl[k] - np.array([0.0, 0.0])
-        a = np.arctan2(d[1], d[0])
-        r = np.interp(a, a_s, r_s)
-        face[k] = centre + r * np.array([np.cos(a), np.sin(a)])
+    # all 11 points at once (elementwise: each gets the value it got alone)
+    ks = _LOWER_FACE
+    a = np.arctan2(tmpl[ks, 1], tmpl[ks, 0])
+    r = np.interp(a, a_s, r_s)
+    face[ks] = centre + r[:, None] * np.stack([np.cos(a), np.sin(a)], 1)
     chin = face[0, 1]
     # the skull above the forehead landmarks: an elliptic cap through the temples
     top = g["eye_y"] - st.cranium * (chin - g["eye_y"])
