@@ -19,6 +19,7 @@ from .photo import (
     landmark_index,
     grid,
     clamp,
+    clip,
     Photo,
     gain,
     luma_of,
@@ -160,7 +161,7 @@ def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float) -> None:
     if len(px) >= 6:
         y = luma_of(px)
         fc = median(px[y <= percentile(y, 15)], 0)
-        set_rgb(p, "glasses", np.clip(fc * 0.8, 0, 1), prefix="frame_")
+        set_rgb(p, "glasses", clip(fc * 0.8, 0, 1), prefix="frame_")
     L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
     ew = 0.5 * abs(L("eye_outer", 0)[0] - L("eye_inner", 0)[0]) * st.eye_scale
     p[S.index("glasses.lens_w")] = clamp(ew * 1.15, 0.08, 0.18)

@@ -16,6 +16,7 @@ from .geometry import cheek_discs
 from .photo import (
     landmark_index,
     clamp,
+    clip,
     Photo,
     from_lab,
     gain,
@@ -119,13 +120,13 @@ def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
     discs = cheek_discs(lm, g)
     g["cheek_discs"] = discs
     skin = skin_colour(st, photo, lm, discs)
-    return None if skin is None else np.clip(skin_locus(st, np.clip(skin, 0, 1)), 0, 1)
+    return None if skin is None else clip(skin_locus(st, clip(skin, 0, 1)), 0, 1)
 
 
 def colours(st, p, lm, g, photo: Photo) -> dict:
     skin = measured_skin(st, photo, lm, g)
     if skin is None:
-        skin = np.clip(P.skin_color(0.3), 0, 1)
+        skin = clip(P.skin_color(0.3), 0, 1)
     col = {"skin": skin}
     P.set_skin_colours(p, skin, neck=NECK)
     for sd in "lr":
@@ -148,7 +149,7 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
         if len(px) >= 8:
             y = luma_of(px)
             bright = px[y >= percentile(y, 70)]
-            teeth = 0.6 * teeth + 0.4 * np.clip(median(bright, 0) * 1.1, 0.6, 1.0)
+            teeth = 0.6 * teeth + 0.4 * clip(median(bright, 0) * 1.1, 0.6, 1.0)
     set_rgb(p, "teeth", teeth)
     # irises: the visible ring inside the lids, without pupil and highlights
     iris_cols = []
@@ -162,7 +163,7 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
         iris_cols.append(c)
     got = [c for c in iris_cols if c is not None]
     iris = np.mean(got, 0) if got else np.array(P.IRIS_COLORS["brown"])
-    iris = gain(st, np.clip(iris * 1.15, 0, 1))
+    iris = gain(st, clip(iris * 1.15, 0, 1))
     col["iris"] = iris
     for sd in "lr":
         set_rgb(p, f"iris_{sd}", iris)

@@ -18,6 +18,7 @@ from ..landmarks import (
 )
 from .photo import (
     clamp,
+    clip,
     landmark_index,
     Photo,
     laplace,
@@ -184,7 +185,7 @@ def brows(st, p, lm, g, photo):
     prof = sample_at(photo.luma, pts).reshape(-1, len(us))  # (10, 31)
     ok = sample_at(photo.validf, pts).reshape(-1, len(us)).min(1) > 0.5
     ref = percentile(prof, 85, axis=1, keepdims=True)
-    dark = np.clip((ref - prof) / np.maximum(0.28 * ref, 0.035) - 0.15, 0, 1)
+    dark = clip((ref - prof) / np.maximum(0.28 * ref, 0.035) - 0.15, 0, 1)
     du = us[1] - us[0]
     # only the dark run through the brow line (not the lashes or a fringe beside it)
     peak = np.where(near[None], dark, -1).argmax(1)
@@ -196,15 +197,15 @@ def brows(st, p, lm, g, photo):
     mass = dark.sum(1) * du
     shift = (dark * us[None]).sum(1) / np.maximum(dark.sum(1), 1e-6)
     nst = len(sides[0][0])  # stations per brow
-    contrasts = median(np.clip((ref[:, 0] - prof.min(1)) / np.maximum(ref[:, 0], 0.05), 0, 1).reshape(2, nst), axis=1)
+    contrasts = median(clip((ref[:, 0] - prof.min(1)) / np.maximum(ref[:, 0], 0.05), 0, 1).reshape(2, nst), axis=1)
     for s, sd in ((0, "l"), (1, "r")):
         ctr, band, nrm = sides[s]
         rows = slice(nst * s, nst * (s + 1))
         contrast = float(contrasts[s])
         k = st.brow_photo * ok[rows].astype(np.float64) * clamp(contrast / 0.2, 0, 1)
         mass_s, shift_s = mass[rows], shift[rows]
-        thick = (1 - k) * 0.6 * band + k * np.clip(mass_s * 1.1, 0.008, 0.08)
-        centre = ctr + (k * np.clip(shift_s, -0.025, 0.025))[:, None] * nrm
+        thick = (1 - k) * 0.6 * band + k * clip(mass_s * 1.1, 0.008, 0.08)
+        centre = ctr + (k * clip(shift_s, -0.025, 0.025))[:, None] * nrm
         centre = laplace(centre, st.smoothing)
         thick = st.brow_weight * thick
         P.put(p, f"brow_{sd}", centre)
@@ -413,7 +414,7 @@ def shading(st, p, lm, g, photo: Photo, col):
         p[S.index(f"blush_{sd}.rx")] = 0.085 * g["half_w"] / 0.5
         p[S.index(f"blush_{sd}.ry")] = 0.058 * g["half_w"] / 0.5
         p[S.index(f"blush_{sd}.opacity")] = clamp(0.05 + 0.015 * red, 0.0, 0.25) * st.blush_strength
-        set_rgb(p, f"blush_{sd}", np.clip(0.5 * skin + 0.5 * np.array([0.92, 0.5, 0.5]), 0, 1))
+        set_rgb(p, f"blush_{sd}", clip(0.5 * skin + 0.5 * np.array([0.92, 0.5, 0.5]), 0, 1))
         # cheek shadow: a sliver under the cheekbone along the jaw
         q = np.array([L("cheek_hi", s) + (-sgn * 0.01, 0.0), 0.5 * (L("jowl", s) + L("jowl_lo", s)),
                       L("mouth_side", s) + (sgn * 0.01, 0.0),
@@ -504,4 +505,4 @@ def creases(photo: Photo, lines, skin_y: float) -> np.ndarray:
     lum = sample_at(photo.luma, allp)
     ok = sample_at(photo.validf, allp[0]).min(1) > 0.5
     v = median(np.maximum(lum[1], lum[2]) - lum[0], axis=1) / max(skin_y, 0.1)
-    return np.where(ok, np.clip(v, 0, 1), 0.0)
+    return np.where(ok, clip(v, 0, 1), 0.0)

@@ -12,6 +12,7 @@ from ..landmarks import (
 from .geometry import symmetrise
 from .photo import (
     clamp,
+    clip,
     Photo,
     cr_closed,
     gain,
@@ -332,7 +333,7 @@ def hair(st, p, lm, g, photo: Photo, col):
         P.put(p, f"hair_strand{i}", hl)
         p[S.index(f"hair_strand{i}.w0")] = 0.004 if has else 0.0
         p[S.index(f"hair_strand{i}.w1")] = 0.016 if has else 0.0
-        set_rgb(p, f"hair_strand{i}", np.clip(hair_col * 1.25 + 0.05, 0, 1))
+        set_rgb(p, f"hair_strand{i}", clip(hair_col * 1.25 + 0.05, 0, 1))
 
 
 def part_side(hm, g) -> int:
@@ -368,7 +369,7 @@ def refine_hair(st, back, front, hm, g):
         if not h[i].any():
             continue
         # the outermost hair sample that is connected to the head (gaps up to 3 samples)
-        idx = np.flatnonzero(h[i])
+        idx = np.flatnonzero(h[i]).tolist()  # Python ints: the walk below costs less
         start = idx[0]
         last = start
         for j in idx[1:]:

@@ -231,7 +231,7 @@ def from_lab(lab) -> np.ndarray:
     fy = (lab[..., 0] + 16.0) / 116.0
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], -1)
     xyz = np.where(f > 0.206893, f ** 3, (f - 16.0 / 116.0) / 7.787)
-    return linear_to_srgb(np.clip(xyz @ _XYZ2RGB.T, 0.0, 1.0))
+    return linear_to_srgb(clip(xyz @ _XYZ2RGB.T, 0.0, 1.0))
 
 
 def crop_valid_mask(face, size: int) -> np.ndarray:
@@ -436,7 +436,7 @@ def make_photo(st, crop, hair_mask, valid) -> Photo:
     if img.ndim != 3 or img.shape[2] < 3 or img.shape[0] != img.shape[1]:
         raise ValueError(f"crop must be a square S×S×3 image, got shape {img.shape}")
     img = img[..., :3]
-    rgb = float_rgb(img) if img.dtype == np.uint8 else np.clip(float_rgb(img), 0, 1)
+    rgb = float_rgb(img) if img.dtype == np.uint8 else clip(float_rgb(img), 0, 1)
     size = rgb.shape[0]
     if valid is None:
         valid = np.ones((size, size), bool)
@@ -456,9 +456,9 @@ def gain(st, c):
     c = np.asarray(c, np.float64)
     k = st.color_gain
     if k == 1.0:
-        return np.clip(c, 0, 1)
+        return clip(c, 0, 1)
     m = c.mean()
-    return np.clip(m + (c - m) * k, 0, 1)
+    return clip(m + (c - m) * k, 0, 1)
 
 
 def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.ndarray | None:
