@@ -31,7 +31,7 @@ from .photo import (
     skin_lab,
     to_lab,
 )
-from .stats import median, percentile
+from .stats import mean, median, percentile
 
 # Facial-hair detectors. Each region (chin, jaw sides, upper lip) is measured
 # against the upper cheeks: relative darkness, log texture ratio and loss of
@@ -69,7 +69,7 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
     sizes = [q.shape[0] for q in grids]
     allg = np.concatenate(grids, 0)  # rows of 9 samples
     d = np.array([0.0, 0.02])
-    lum = sample_at(photo.luma, np.stack([allg, allg - d, allg + d])).mean(2)  # (3, rows)
+    lum = mean(sample_at(photo.luma, np.stack([allg, allg - d, allg + d])), 2)  # (3, rows)
     mean_ud = 0.5 * (lum[1] + lum[2])
     line = np.abs(mean_ud - lum[0]) / (mean_ud + 0.06)
     parts = np.split(line, np.cumsum(sizes)[:-1])
@@ -82,7 +82,7 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
         box = grid(c[0] - 0.09, c[0] + 0.09, 7, c[1] - 0.05, c[1] + 0.07, 5)
         dark.append(float(median(sample_at(photo.luma, box))))
     skin_y = max(float(luma_of(col["skin"])), 0.05)
-    tint = float(np.mean(dark)) / skin_y
+    tint = float(mean(dark)) / skin_y
     # transparency: how bright the eye whites show through (sunglasses hide
     # them) and how much detail the eye box keeps
     sclera, detail = [], []
@@ -92,8 +92,8 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
         if m.sum() >= 4:
             y = photo.luma[win][m]
             sclera.append(float(percentile(y, 90)) / skin_y)
-            detail.append(float(np.std(y)) / (float(np.mean(y)) + 0.06))
-    g["glasses_extra"] = (float(np.mean(sclera)) if sclera else 1.0, float(np.mean(detail)) if detail else 0.3)
+            detail.append(float(np.std(y)) / (float(mean(y)) + 0.06))
+    g["glasses_extra"] = (float(mean(sclera)) if sclera else 1.0, float(mean(detail)) if detail else 0.3)
     ok = float(sample_at(photo.validf, ex[None]).min()) > 0.5
     return (bridge, float(min(rims)), tint) if ok else (0.0, 0.0, 1.0)
 
@@ -195,7 +195,7 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
         y = photo.luma[win][m]
         lab = to_lab(median(px, 0))
         y_med = median(y)
-        stats[k] = (float(y_med), float(hp[win][m].mean()) / (float(y.mean()) + 0.06),
+        stats[k] = (float(y_med), float(mean(hp[win][m])) / (float(mean(y)) + 0.06),
                     float(np.hypot(lab[1], lab[2])))
         if k in ("chin", "must"):  # the darker half: the colour of the hair there, if any
             g[f"{k}_dark_rgb"] = median(px[y <= y_med], 0)

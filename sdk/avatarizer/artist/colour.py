@@ -26,7 +26,7 @@ from .photo import (
     set_rgb,
     to_lab,
 )
-from .stats import median, percentile
+from .stats import mean, median, percentile
 
 
 def _matte(px: np.ndarray) -> np.ndarray:
@@ -56,7 +56,7 @@ def _clipped(px: np.ndarray) -> np.ndarray:
 def _blown(px: np.ndarray, clipped: np.ndarray | None = None) -> bool:
     """Most of a patch's pixels are blown out (or it has none); ``clipped``:
     ``_clipped(px)`` when already known."""
-    return len(px) == 0 or float(np.mean(_clipped(px) if clipped is None else clipped)) > 0.5
+    return len(px) == 0 or float(mean(_clipped(px) if clipped is None else clipped)) > 0.5
 
 
 def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
@@ -155,14 +155,14 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
     iris_cols = []
     for s, sd in ((0, "l"), (1, "r")):
         iris_pts = lm[landmark_index("iris", s)]  # the photo's own iris ring
-        e = dict(iris=iris_pts[0], iris_r=float(norm(iris_pts[1:] - iris_pts[0]).mean()))
+        e = dict(iris=iris_pts[0], iris_r=float(mean(norm(iris_pts[1:] - iris_pts[0]))))
         opening = np.concatenate([lm[landmark_index("eye_up", s)], lm[landmark_index("eye_lo", s)][::-1]])
         px = photo.region_pixels(discs=[(e["iris"], e["iris_r"] * 0.92)],
                                  minus_discs=[(e["iris"], e["iris_r"] * 0.42)], within=opening)
         c = robust_median(px, 10, 75) if len(px) >= 6 else None
         iris_cols.append(c)
     got = [c for c in iris_cols if c is not None]
-    iris = np.mean(got, 0) if got else np.array(P.IRIS_COLORS["brown"])
+    iris = mean(got, 0) if got else np.array(P.IRIS_COLORS["brown"])
     iris = gain(st, clip(iris * 1.15, 0, 1))
     col["iris"] = iris
     for sd in "lr":
@@ -175,7 +175,7 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
         if len(px) >= 8:
             y = luma_of(px)
             bcols.append(median(px[y <= percentile(y, 30)], 0))
-    brow = np.mean(bcols, 0) if bcols else skin * 0.35
+    brow = mean(bcols, 0) if bcols else skin * 0.35
     # a faint brow (light hair, thin brows) blends with the skin in the median
     contrast = 0.5 * (g["brow_l"]["contrast"] + g["brow_r"]["contrast"])
     brow = gain(st, brow * (0.85 if contrast > 0.15 else 0.75))

@@ -31,7 +31,7 @@ from .photo import (
     to_lab,
     translate_into_range,
 )
-from .stats import median, percentile
+from .stats import mean, median, percentile
 
 # features placed by _shading (after the main symmetrisation)
 SHADING = ("blush_l", "blush_r", "cheek_shadow_l", "cheek_shadow_r", "cheek_highlight_l", "cheek_highlight_r",
@@ -51,7 +51,7 @@ _LOWER_FACE = np.r_[0:6, 9:14]  # the template's face points placed on the landm
 
 def outline(st, p, lm, g):
     oval = lm[list(FACE_OVAL)]
-    eye_c = 0.5 * (lm[list(EYE_ENDS[0])].mean(0) + lm[list(EYE_ENDS[1])].mean(0))
+    eye_c = 0.5 * (mean(lm[list(EYE_ENDS[0])], 0) + mean(lm[list(EYE_ENDS[1])], 0))
     g["eye_y"] = float(eye_c[1])
     # the lower face: oval points at the template's angles about a centre on the mid-line
     tmpl = S.points(S.DEFAULT, "face").astype(np.float64)
@@ -149,12 +149,12 @@ def eyes(st, p, lm, g):
         crease = lid_at + st.crease_lift * (crease_ring - lid_at)
         iris = lm[landmark_index("iris", s)]
         ic = iris[0]
-        ir = float(norm(iris[1:] - ic).mean())
+        ir = float(mean(norm(iris[1:] - ic)))
         P.put(p, f"eye_{sd}_upper", up)
         P.put(p, f"eye_{sd}_lower", lo)
         P.put(p, f"eye_{sd}_crease", crease)
         g[f"eye_{sd}"] = dict(center=0.5 * (corner[0] + corner[1]), iris=ic.copy(), iris_r=ir,
-                              opening=float(np.mean(lo[1:4, 1] - up[1:4, 1])))
+                              opening=float(mean(lo[1:4, 1] - up[1:4, 1])))
 
 
 # the brow profile: 31 samples across each brow station, the middle +-0.03 "near" the brow line
@@ -209,7 +209,7 @@ def brows(st, p, lm, g, photo):
         centre = laplace(centre, st.smoothing)
         thick = st.brow_weight * thick
         P.put(p, f"brow_{sd}", centre)
-        p[S.index(f"brow_{sd}.w0")] = clamp(np.mean(thick[:2]) * 1.05, 0.01, 0.08)
+        p[S.index(f"brow_{sd}.w0")] = clamp(mean(thick[:2]) * 1.05, 0.01, 0.08)
         p[S.index(f"brow_{sd}.mid_width")] = clamp(thick[2], 0.008, 0.08)
         p[S.index(f"brow_{sd}.w1")] = clamp(thick[4] * 0.7, 0.004, 0.06)
         p[S.index(f"brow_{sd}.hairiness")] = st.brow_hairiness
@@ -227,7 +227,7 @@ def _gradient(xy: np.ndarray) -> np.ndarray:
 
 
 def nose(st, p, lm, g, photo):
-    nc = lm[[2, 94]].mean(0)  # subnasale
+    nc = mean(lm[[2, 94]], 0)  # subnasale
     cx = float(nc[0])
     sx = st.nose_scale
 
@@ -281,7 +281,7 @@ def mouth(st, p, lm, g):
     P.put(p, "lip_lower_outer", lo)
     P.put(p, "lip_inner_upper", ui)
     P.put(p, "lip_inner_lower", li)
-    g["mouth_c"] = corners.mean(0)
+    g["mouth_c"] = mean(corners, 0)
     g["lip_gap"] = gap
 
 

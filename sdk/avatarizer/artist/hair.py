@@ -25,7 +25,7 @@ from .photo import (
     skin_lab,
     to_lab,
 )
-from .stats import median, percentile
+from .stats import mean, median, percentile
 
 
 _FACE_OVAL = np.array(FACE_OVAL)
@@ -94,7 +94,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     top_skin, top_tex = None, 1.0
     if band.sum() >= 10:
         sk_b = skinlike[band]
-        top_skin = float(np.mean(sk_b))
+        top_skin = float(mean(sk_b))
         big = cv2.resize(band.astype(np.uint8), (photo.size, photo.size), interpolation=cv2.INTER_NEAREST)
         top_tex = photo.texture(big.astype(bool))
         if top_skin < 0.6 and not from_region:
@@ -154,10 +154,10 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     cols = np.abs(gx[0] - g["centre_x"]) < 0.15
     if not cols.any():  # the mid-line is off the crop (degenerate landmarks)
         cols[np.argmin(np.abs(gx[0] - g["centre_x"]))] = True
-    colv = valid[:, cols].mean(1) > 0.6
-    pf = (person | oval)[:, cols].mean(1) > 0.5
-    hair_r = is_hair[:, cols].mean(1) > 0.5
-    skin_r = skinlike[:, cols].mean(1) > 0.5
+    colv = mean(valid[:, cols], 1) > 0.6
+    pf = mean((person | oval)[:, cols], 1) > 0.5
+    hair_r = mean(is_hair[:, cols], 1) > 0.5
+    skin_r = mean(skinlike[:, cols], 1) > 0.5
     above = ys < brow_y - 0.03
     rows = np.flatnonzero(pf & colv & above)
     top_y, hairline, top_hair, top_known = None, None, 0, False
@@ -184,7 +184,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
         hp = photo.highpass[big & photo.valid]
         stats.update(region_dl=float(rlab[0] - lab_skin[0]), region_chroma=float(np.hypot(rlab[1], rlab[2])),
                      region_tex=photo.texture(big),
-                     top_flat=float(np.mean(hp < 0.01)) if len(hp) else 0.0,
+                     top_flat=float(mean(hp < 0.01)) if len(hp) else 0.0,
                      region_rgb=region_rgb)
     g["hair_stats"] = stats
     # the hair beside the face: its colour is drawn under a hat (core), and
@@ -231,7 +231,7 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     col_c = np.abs(gx[0] - cx) < 0.12
     if not col_c.any():
         col_c[np.argmin(np.abs(gx[0] - cx))] = True
-    top_rows = H[:, col_c].mean(1) > 0.4
+    top_rows = mean(H[:, col_c], 1) > 0.4
     hair_top = float(ys[np.flatnonzero(top_rows)[0]]) if top_rows.any() else g["top"]
     vol_top = g["top"] - hair_top
     temple = (np.abs(gy - (g["eye_y"] - 0.25)) < 0.08)
@@ -280,8 +280,8 @@ def hair_texture(photo: Photo, hm) -> float:
         return 0.0
     y = photo.luma
     hp = photo.highpass
-    e = float(np.sqrt(np.mean(hp[H] ** 2)))
-    return e / (float(np.mean(y[H])) + 0.08)
+    e = float(np.sqrt(mean(hp[H] ** 2)))
+    return e / (float(mean(y[H])) + 0.08)
 
 
 def hair(st, p, lm, g, photo: Photo, col):

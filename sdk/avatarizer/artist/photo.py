@@ -11,7 +11,7 @@ import numpy as np
 from .. import prior as P
 from .. import schema as S
 from ..landmarks import CHIN_BOTTOM, LOWER_LIP_BOTTOM, side_index
-from .stats import median, percentile
+from .stats import mean, median, percentile
 
 
 #: the ufunc behind ``np.clip`` (which spends ~5 µs a call on argument
@@ -408,7 +408,7 @@ class Photo:
         m = mask & self.valid
         if m.sum() < 8:
             return 0.0
-        return float(self.highpass[m].mean()) / (float(self.luma[m].mean()) + 0.06)
+        return float(mean(self.highpass[m])) / (float(mean(self.luma[m])) + 0.06)
 
 
 
@@ -457,7 +457,7 @@ def gain(st, c):
     k = st.color_gain
     if k == 1.0:
         return clip(c, 0, 1)
-    m = c.mean()
+    m = mean(c)
     return clip(m + (c - m) * k, 0, 1)
 
 

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-__all__ = ["median", "percentile"]
+__all__ = ["mean", "median", "percentile"]
 
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -123,6 +123,22 @@ def _percentile_axis(a: np.ndarray, qshape: tuple, vals: list, q, axis: int, kee
     rows = [_lerp(at(i), at(j), np.full(t_shape, t)) for i, j, t in spots]
     out = rows[0] if qshape == () else np.stack(rows).reshape(qshape + np.shape(rows[0]))
     return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
+
+
+def mean(a, axis=None):
+    """``np.mean(a, axis=axis)`` for one axis or all: NumPy 1.26's own steps
+    (``_methods._mean``: the sum in the data's dtype, in float64 for bools
+    and integers, then divided by the count there) without its wrappers
+    (~4 µs a call; the artist takes ~50 means a face). Anything else (empty,
+    float16, complex, subclasses) goes to NumPy."""
+    arr = np.asanyarray(a)
+    if type(arr) is not np.ndarray or arr.size == 0 or arr.dtype.kind not in "fbiu" or arr.dtype == np.float16:
+        return np.mean(arr, axis=axis)
+    ret = np.add.reduce(arr, axis=axis, dtype=np.float64 if arr.dtype.kind in "biu" else None)
+    rcount = np.intp(arr.size if axis is None else arr.shape[axis])
+    if isinstance(ret, np.ndarray):
+        return np.true_divide(ret, rcount, out=ret, casting="unsafe", subok=False)
+    return ret.dtype.type(ret / rcount)
 
 
 def median(a, axis=None):
