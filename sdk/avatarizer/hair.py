@@ -474,7 +474,7 @@ def _robust_hair_median(px: np.ndarray) -> np.ndarray | None:
     y = px @ np.array([0.299, 0.587, 0.114], np.float32)
     lo, hi = stats.percentile(y, [15, 85])
     keep = (y >= lo) & (y <= hi)
-    return stats.median(px[keep] if keep.sum() >= 10 else px, 0).astype(np.float32)
+    return stats.median(px[keep] if np.count_nonzero(keep) >= 10 else px, 0).astype(np.float32)
 
 
 # ------------------------------------------------------- hair colour class

@@ -89,7 +89,7 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
     for s_ in (0, 1):
         opening = np.concatenate([lm[landmark_index("eye_up", s_)], lm[landmark_index("eye_lo", s_)][::-1]])
         win, m = photo.region(opening)
-        if m.sum() >= 4:
+        if np.count_nonzero(m) >= 4:
             y = photo.luma[win][m]
             sclera.append(float(percentile(y, 90)) / skin_y)
             detail.append(float(np.std(y)) / (float(mean(y)) + 0.06))
@@ -189,7 +189,7 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
     stats = {}
     for k, polys in regions.items():
         win, m = photo.region(*polys)
-        if m.sum() < 6:
+        if np.count_nonzero(m) < 6:
             return {}
         px = photo.rgb[win][m]
         y = photo.luma[win][m]
@@ -256,7 +256,7 @@ def clothes(st, p, g, photo: Photo, col):
     if len(px) >= 20:
         lab = to_lab(px)
         far = (norm(lab - skin_lab(col)) > 15) & (norm(lab - to_lab(col["hair"])) > 15)
-        if far.sum() >= 10:
+        if np.count_nonzero(far) >= 10:
             set_rgb(p, "clothes", median(px[far], 0))
             return
     set_rgb(p, "clothes", P.CLOTHES[0])

@@ -40,7 +40,7 @@ def _matte(px: np.ndarray) -> np.ndarray:
     bright = lab[:, 0] > percentile(lab[:, 0], 75)
     ref = median(chroma[~bright])
     keep = ~(bright & (chroma < 0.7 * ref))
-    return px[keep] if keep.sum() >= 8 else px
+    return px[keep] if np.count_nonzero(keep) >= 8 else px
 
 
 #: a pixel whose darkest channel reaches this is blown out (a flash hotspot,

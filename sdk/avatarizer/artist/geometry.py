@@ -386,7 +386,7 @@ def cheek_discs(lm, g):
 
 def disc_luma(photo: Photo, disc) -> float | None:
     win, m = photo.region(discs=[disc])
-    if m.sum() < 4:
+    if np.count_nonzero(m) < 4:
         return None
     return float(median(photo.luma[win][m]))
 

@@ -90,9 +90,9 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     # here; the hairstyle decision then draws no hair. (Known first: the
     # band's colour below is only measured when this one does not replace it.)
     region = person & valid & ~oval & near_head & (gy < brow_y - 0.05)
-    from_region = photo.hair is not None and region.sum() >= 12
+    from_region = photo.hair is not None and np.count_nonzero(region) >= 12
     top_skin, top_tex = None, 1.0
-    if band.sum() >= 10:
+    if np.count_nonzero(band) >= 10:
         sk_b = skinlike[band]
         top_skin = float(mean(sk_b))
         big = cv2.resize(band.astype(np.uint8), (photo.size, photo.size), interpolation=cv2.INTER_NEAREST)
@@ -114,17 +114,17 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
         px, lpx, ds = small[region], lab[region], d_skin[region]
         if len(px) >= 12:
             far = ds >= max(10.0, float(percentile(ds, 60)))
-            if far.sum() < 6:
+            if np.count_nonzero(far) < 6:
                 far = ds >= percentile(ds, 60)
             hc = median(lpx[far], 0)
             is_h = far
             for _ in range(3):
                 dh = norm((lpx - hc) * w)
                 is_h = dh < ds
-                if is_h.sum() < 6:
+                if np.count_nonzero(is_h) < 6:
                     break
                 hc = median(lpx[is_h], 0)
-            sel = px[is_h] if is_h.sum() >= 6 else px[far]
+            sel = px[is_h] if np.count_nonzero(is_h) >= 6 else px[far]
             hair = robust_median(sel, 10, 90)
             hair_known = True
     lab_hair = to_lab(hair)
@@ -148,7 +148,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
         keep[0] = False
         hairmap = keep[labels]
     skull_all = head & ~oval & (gy < brow_y - 0.05)
-    skull_valid = float((skull_all & valid).sum()) / max(float(skull_all.sum()), 1.0)
+    skull_valid = float(np.count_nonzero(skull_all & valid)) / max(float(np.count_nonzero(skull_all)), 1.0)
     # the mid-line, from the top of the person down to the brows: hair, then skin
     ys = gy[:, 0]
     cols = np.abs(gx[0] - g["centre_x"]) < 0.15
@@ -176,7 +176,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
         top_hair = seen
     # cues for the headwear detector: a hat's fabric is flat and uniform where hair has strands
     stats = {"top_tex": float(top_tex), "top_skin": 0.5 if top_skin is None else float(top_skin)}
-    if region.sum() >= 12:
+    if np.count_nonzero(region) >= 12:
         big = cv2.resize(region.astype(np.uint8), (photo.size, photo.size),
                          interpolation=cv2.INTER_NEAREST).astype(bool)
         region_rgb = median(small[region], 0)
@@ -245,7 +245,7 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     vol_side = float(median(wide)) if wide else 0.0
     # fringe: hair over the forehead inside the face oval
     fore = hm["oval"] & (gy < hm["brow_y"] - 0.03) & (gy > lm[10, 1] - 0.05) & (np.abs(gx - cx) < 0.3) & valid
-    fringe = float((hm["fringe"] & fore).sum()) / max(float(fore.sum()), 1.0)
+    fringe = float(np.count_nonzero(hm["fringe"] & fore)) / max(float(np.count_nonzero(fore)), 1.0)
     # texture: curly hair is full of small bright/dark alternations
     tex = hair_texture(photo, hm)
     info.update(bottom=bottom, runs_off=bool(runs_off), vol_top=vol_top, vol_side=vol_side, fringe=fringe,
@@ -276,7 +276,7 @@ def hair_texture(photo: Photo, hm) -> float:
     """Relative high-frequency luminance energy inside the hair region."""
     H = cv2.resize(hm["hairmap"].astype(np.uint8), (photo.size, photo.size), interpolation=cv2.INTER_NEAREST)
     H = cv2.erode(H, np.ones((5, 5), np.uint8)).astype(bool)
-    if H.sum() < 50:
+    if np.count_nonzero(H) < 50:
         return 0.0
     y = photo.luma
     hp = photo.highpass
@@ -311,7 +311,7 @@ def hair(st, p, lm, g, photo: Photo, col):
         # hair at the sides of the head? otherwise nothing is drawn
         side = hm["hairmap"] & ~hm["oval"] & (np.abs(hm["gx"] - g["centre_x"]) > g["half_w"] * 0.85) \
             & (hm["gy"] < g["eye_y"] + 0.25) & (hm["gy"] > g["eye_y"] - 0.35)
-        layers = 1.0 if side.sum() >= 6 else 0.0
+        layers = 1.0 if np.count_nonzero(side) >= 6 else 0.0
     g["hair_family"], g["hair_info"] = fam, info
     P.put(p, "hair_back", back)
     P.put(p, "hair_front", front)
@@ -340,7 +340,7 @@ def part_side(hm, g) -> int:
     """-1 when the forehead's image-left half shows less hair (a parting there), else +1."""
     f = hm["fringe"]
     gx = hm["gx"]
-    d = float((f & (gx > g["centre_x"])).sum()) - float((f & (gx < g["centre_x"])).sum())
+    d = float(np.count_nonzero(f & (gx > g["centre_x"]))) - float(np.count_nonzero(f & (gx < g["centre_x"])))
     return -1 if d > 0 else 1
 
 

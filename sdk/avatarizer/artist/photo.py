@@ -406,7 +406,7 @@ class Photo:
     def texture(self, mask: np.ndarray) -> float:
         """Mean relative fine texture inside a mask (crop resolution)."""
         m = mask & self.valid
-        if m.sum() < 8:
+        if np.count_nonzero(m) < 8:
             return 0.0
         return float(mean(self.highpass[m])) / (float(mean(self.luma[m])) + 0.06)
 
