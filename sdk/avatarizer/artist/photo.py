@@ -175,7 +175,7 @@ def srgb_to_linear(x) -> np.ndarray:
     out /= 1.055
     np.power(out, 2.4, out=out)
     low = x <= 0.04045
-    if low.any():
+    if np.count_nonzero(low):  # (cheaper than low.any() on the artist's small arrays)
         out[low] = x[low] / 12.92
     return out
 
@@ -195,7 +195,7 @@ def to_lab(rgb) -> np.ndarray:
     # dark values patched in afterwards (same values, no second full-size branch)
     f = np.cbrt(xyz)
     dark = ~(xyz > 0.008856)
-    if dark.any():
+    if np.count_nonzero(dark):
         f[dark] = 7.787 * xyz[dark] + 16.0 / 116.0
     # written into one array (np.stack of three 0-d results costs more than the rest for one colour)
     out = np.empty(xyz.shape)
@@ -204,7 +204,7 @@ def to_lab(rgb) -> np.ndarray:
     L -= 16.0
     y = xyz[..., 1]
     dark = dark[..., 1]
-    if dark.any():  # np.where(y > 0.008856, 116 f_y - 16, 903.3 y)
+    if np.count_nonzero(dark):  # np.where(y > 0.008856, 116 f_y - 16, 903.3 y)
         L[dark] = 903.3 * y[dark]
     out[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
     out[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
