@@ -19,6 +19,7 @@ from ..landmarks import (
 from .photo import (
     clamp,
     clip,
+    interp,
     landmark_index,
     Photo,
     laplace,
@@ -66,7 +67,7 @@ def outline(st, p, lm, g):
     # all 11 points at once (elementwise: each gets the value it got alone)
     ks = _LOWER_FACE
     a = np.arctan2(tmpl[ks, 1], tmpl[ks, 0])
-    r = np.interp(a, a_s, r_s)
+    r = interp(a, a_s, r_s)
     face[ks] = centre + r[:, None] * np.stack([np.cos(a), np.sin(a)], 1)
     chin = face[0, 1]
     # the skull above the forehead landmarks: an elliptic cap through the temples
@@ -130,7 +131,7 @@ def oval_x(oval, sgn, y):
         xs = [float(oval[:, 0].max() if sgn > 0 else oval[:, 0].min())] * len(ys)
     else:
         side = side[np.argsort(side[:, 1])]
-        xs = [float(v) for v in np.interp(ys, side[:, 1], side[:, 0])]
+        xs = [float(v) for v in interp(ys, side[:, 1], side[:, 0])]
     return tuple(xs) if isinstance(y, tuple) else xs[0]
 
 
@@ -292,8 +293,8 @@ def stylise(st, p, g):
         e = g[f"eye_{sd}"]
         c = e["center"]
         up, lo, cr = (P.pts(p, f"eye_{sd}_{k}").astype(np.float64) for k in ("upper", "lower", "crease"))
-        line_y = lambda x: np.interp(x, sorted([up[0, 0], up[-1, 0]]),  # noqa: E731
-                                     [up[0, 1], up[-1, 1]] if up[0, 0] < up[-1, 0] else [up[-1, 1], up[0, 1]])
+        line_y = lambda x: interp(x, sorted([up[0, 0], up[-1, 0]]),  # noqa: E731
+                                  [up[0, 1], up[-1, 1]] if up[0, 0] < up[-1, 0] else [up[-1, 1], up[0, 1]])
         for arr in (up, lo, cr):  # (up is opened first: lo and cr open about its new corner line)
             ly = line_y(arr[:, 0])
             arr[:, 1] = ly + (arr[:, 1] - ly) * st.eye_open
@@ -318,7 +319,7 @@ def stylise(st, p, g):
     for feat in ("lip_upper_outer", "lip_lower_outer", "lip_inner_upper", "lip_inner_lower"):
         q = P.pts(p, feat).astype(np.float64)
         if feat.endswith("outer"):
-            ly = np.interp(q[:, 0], lx, line[:, 1])
+            ly = interp(q[:, 0], lx, line[:, 1])
             q[:, 1] = ly + (q[:, 1] - ly) * st.lip_fullness
         q[:, 0] = mc[0] + (q[:, 0] - mc[0]) * st.mouth_width
         if feat == "lip_lower_outer":
