@@ -169,8 +169,8 @@ def srgb_to_linear(x) -> np.ndarray:
     """The sRGB transfer function undone: linear light of sRGB values in [0, 1].
 
     ``np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)``
-    computed in place (the same elementwise operations in the same dtype,
-    so the same values; a third of the time on the artist's arrays)."""
+    computed in place, the power only once per value (the same elementwise
+    operations in the same dtype, so the same values)."""
     if np.ndim(x) == 0:  # a number: NumPy's scalar promotion, the formula as it is
         return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
     x = np.asarray(x)
