@@ -45,6 +45,18 @@ def test_median_is_numpys():
             _same(stats.median(x, axis=ax), np.median(x, axis=ax))
 
 
+def test_mean_is_numpys():
+    rng = np.random.default_rng(2)
+    for x in _samples(rng):
+        _same(stats.mean(x), np.mean(x))
+        for ax in range(-x.ndim, x.ndim):
+            _same(stats.mean(x, axis=ax), np.mean(x, axis=ax))
+    for x in (rng.random((7, 5)) > 0.5, rng.integers(0, 9, (4, 3)), [0.1, 0.2, 0.4], [np.ones(3), np.zeros(3)],
+              np.float32(0.5), np.ones(4, np.float16), np.ones((3, 4))[:, ::2]):
+        _same(stats.mean(x), np.mean(x))
+        _same(stats.mean(x, axis=0) if np.ndim(x) else stats.mean(x), np.mean(x, axis=0) if np.ndim(x) else np.mean(x))
+
+
 def test_edge_cases_follow_numpy():
     x = np.array([0.3, np.nan, 0.1], np.float32)
     with np.errstate(all="ignore"):

@@ -48,7 +48,7 @@ from . import landmarks as L
 from . import prior as P
 from . import schema as S
 from .artist import stats
-from .artist.photo import float_rgb, from_lab, sample_beard_rgb, to_lab
+from .artist.photo import float_rgb, from_lab, norm, sample_beard_rgb, to_lab
 
 __all__ = [
     "HairBank", "HairBankError", "HairEntry", "HairRetriever", "RetrievalWeights", "merge",
@@ -449,8 +449,11 @@ def hair_region(crop_size: int, hair_mask, landmarks, valid=None) -> np.ndarray:
     lm = np.asarray(landmarks, np.float64)
     c, hw = _head_centre(lm)
     g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
-    region = m & (g[:, None] < c[1] + 0.05) & (np.hypot((g[None, :] - c[0]) / (hw * 1.7),
-                                                       (g[:, None] - c[1]) / (hw * 1.9)) < 1.0)
+    # m & (g[:, None] < c[1] + 0.05) & (np.hypot(...) < 1.0), the ellipse only
+    # evaluated in the rows above that line (g rises: the first `top` rows)
+    top = int(np.count_nonzero(g < c[1] + 0.05))
+    region = np.zeros((size, size), bool)
+    region[:top] = m[:top] & (np.hypot((g[None, :] - c[0]) / (hw * 1.7), (g[:top, None] - c[1]) / (hw * 1.9)) < 1.0)
     if valid is not None:
         region &= np.asarray(valid, bool)
     return region
@@ -471,7 +474,7 @@ def _robust_hair_median(px: np.ndarray) -> np.ndarray | None:
     y = px @ np.array([0.299, 0.587, 0.114], np.float32)
     lo, hi = stats.percentile(y, [15, 85])
     keep = (y >= lo) & (y <= hi)
-    return stats.median(px[keep] if keep.sum() >= 10 else px, 0).astype(np.float32)
+    return stats.median(px[keep] if np.count_nonzero(keep) >= 10 else px, 0).astype(np.float32)
 
 
 # ------------------------------------------------------- hair colour class
@@ -499,7 +502,8 @@ def hair_colour_features(px: np.ndarray) -> np.ndarray:
     lab = to_lab(np.asarray(px, np.float64).reshape(-1, 3))
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     chroma = np.hypot(a, b)
-    hue = np.degrees(np.arctan2(stats.median(b), stats.median(a)))
+    med_b, med_a = stats.median(np.stack([b, a]), axis=1)  # one partition, each row's own median
+    hue = np.degrees(np.arctan2(med_b, med_a))
     # one partition for all four rows (each row's percentiles are those of its own call)
     q = stats.percentile(np.stack([L, a, b, chroma]), [10, 25, 50, 75, 90], axis=1)  # (5 q, 4 rows)
     return np.concatenate([q[:, 0], q[1:4, 1], q[1:4, 2], q[[2, 4], 3], [hue]])
@@ -528,7 +532,7 @@ def _palette_lab():
 def hair_colour_class_of(rgb) -> str:
     """The class a drawn hair colour reads as: that of its nearest palette colour."""
     pal, classes = _palette_lab()
-    return str(classes[int(np.argmin(np.linalg.norm(pal - to_lab(np.asarray(rgb, np.float64)), axis=1)))])
+    return str(classes[int(np.argmin(norm(pal - to_lab(np.asarray(rgb, np.float64)))))])
 
 
 def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 0.5) -> np.ndarray:
@@ -549,12 +553,11 @@ def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 
     mine, other = pal[classes == cls], pal[classes != cls]
 
     def reads(y):
-        return np.linalg.norm(mine - y, axis=1).min() * (1.0 + HAIR_CLASS_MARGIN) <= \
-            np.linalg.norm(other - y, axis=1).min()
+        return norm(mine - y).min() * (1.0 + HAIR_CLASS_MARGIN) <= norm(other - y).min()
 
     if reads(x):
         return rgb.astype(np.float32)
-    target = mine[int(np.argmin(np.linalg.norm(mine - x, axis=1)))]
+    target = mine[int(np.argmin(norm(mine - x)))]
     lo, hi = 0.0, 1.0
     for _ in range(10):  # the least step along the way to the palette colour (to 1/1024 of it)
         mid = 0.5 * (lo + hi)

@@ -52,10 +52,27 @@ def put(p, feature, xy):
     S.set_points(p, feature, xy)
 
 
+_RGB_AT: dict = {}  # (feature, prefix) -> index of the colour's r (g and b follow it)
+
+
 def set_rgb(p, feature, rgb, prefix=""):
-    # one np.clip for the three channels (it runs ~25 times a face in the artist)
-    for c, v in zip("rgb", np.clip(np.asarray(rgb, np.float64), 0, 1)):
-        p[S.index(f"{feature}.{prefix}{c}")] = float(v)
+    """Writes a colour (clipped to [0, 1]) into a parameter vector. The
+    channel indices are looked up once (the artist sets ~60 colours a face)
+    and the three written as one slice: the same float64 -> dtype casts as
+    writing them one by one."""
+    key = (feature, prefix)
+    i = _RGB_AT.get(key)
+    if i is None:
+        i = S.index(f"{feature}.{prefix}r")
+        if S.NAMES[i + 1:i + 3] != (f"{feature}.{prefix}g", f"{feature}.{prefix}b"):
+            raise AssertionError(f"{feature}.{prefix}r, g, b are not consecutive parameters")
+        _RGB_AT[key] = i
+    v = np.core.umath.clip(np.asarray(rgb, np.float64), 0, 1)  # np.clip's ufunc, without its wrapper
+    if isinstance(p, np.ndarray) and p.ndim == 1 and v.shape == (3,):
+        p[i:i + 3] = v
+    else:
+        for k, c in enumerate(v):
+            p[i + k] = float(c)
 
 
 def set_skin_colours(p, skin, neck: float = 0.92) -> None:

@@ -19,15 +19,19 @@ from .photo import (
     landmark_index,
     grid,
     clamp,
+    clip,
     Photo,
     gain,
     luma_of,
+    pixel_centres,
+    norm,
     sample_at,
     sample_beard_rgb,
     set_rgb,
+    skin_lab,
     to_lab,
 )
-from .stats import median, percentile
+from .stats import mean, median, percentile
 
 # Facial-hair detectors. Each region (chin, jaw sides, upper lip) is measured
 # against the upper cheeks: relative darkness, log texture ratio and loss of
@@ -65,7 +69,7 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
     sizes = [q.shape[0] for q in grids]
     allg = np.concatenate(grids, 0)  # rows of 9 samples
     d = np.array([0.0, 0.02])
-    lum = sample_at(photo.luma, np.stack([allg, allg - d, allg + d])).mean(2)  # (3, rows)
+    lum = mean(sample_at(photo.luma, np.stack([allg, allg - d, allg + d])), 2)  # (3, rows)
     mean_ud = 0.5 * (lum[1] + lum[2])
     line = np.abs(mean_ud - lum[0]) / (mean_ud + 0.06)
     parts = np.split(line, np.cumsum(sizes)[:-1])
@@ -78,18 +82,18 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
         box = grid(c[0] - 0.09, c[0] + 0.09, 7, c[1] - 0.05, c[1] + 0.07, 5)
         dark.append(float(median(sample_at(photo.luma, box))))
     skin_y = max(float(luma_of(col["skin"])), 0.05)
-    tint = float(np.mean(dark)) / skin_y
+    tint = float(mean(dark)) / skin_y
     # transparency: how bright the eye whites show through (sunglasses hide
     # them) and how much detail the eye box keeps
     sclera, detail = [], []
     for s_ in (0, 1):
         opening = np.concatenate([lm[landmark_index("eye_up", s_)], lm[landmark_index("eye_lo", s_)][::-1]])
         win, m = photo.region(opening)
-        if m.sum() >= 4:
+        if np.count_nonzero(m) >= 4:
             y = photo.luma[win][m]
             sclera.append(float(percentile(y, 90)) / skin_y)
-            detail.append(float(np.std(y)) / (float(np.mean(y)) + 0.06))
-    g["glasses_extra"] = (float(np.mean(sclera)) if sclera else 1.0, float(np.mean(detail)) if detail else 0.3)
+            detail.append(float(np.std(y)) / (float(mean(y)) + 0.06))
+    g["glasses_extra"] = (float(mean(sclera)) if sclera else 1.0, float(mean(detail)) if detail else 0.3)
     ok = float(sample_at(photo.validf, ex[None]).min()) > 0.5
     return (bridge, float(min(rims)), tint) if ok else (0.0, 0.0, 1.0)
 
@@ -157,7 +161,7 @@ def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float) -> None:
     if len(px) >= 6:
         y = luma_of(px)
         fc = median(px[y <= percentile(y, 15)], 0)
-        set_rgb(p, "glasses", np.clip(fc * 0.8, 0, 1), prefix="frame_")
+        set_rgb(p, "glasses", clip(fc * 0.8, 0, 1), prefix="frame_")
     L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
     ew = 0.5 * abs(L("eye_outer", 0)[0] - L("eye_inner", 0)[0]) * st.eye_scale
     p[S.index("glasses.lens_w")] = clamp(ew * 1.15, 0.08, 0.18)
@@ -185,13 +189,13 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
     stats = {}
     for k, polys in regions.items():
         win, m = photo.region(*polys)
-        if m.sum() < 6:
+        if np.count_nonzero(m) < 6:
             return {}
         px = photo.rgb[win][m]
         y = photo.luma[win][m]
         lab = to_lab(median(px, 0))
         y_med = median(y)
-        stats[k] = (float(y_med), float(hp[win][m].mean()) / (float(y.mean()) + 0.06),
+        stats[k] = (float(y_med), float(mean(hp[win][m])) / (float(mean(y)) + 0.06),
                     float(np.hypot(lab[1], lab[2])))
         if k in ("chin", "must"):  # the darker half: the colour of the hair there, if any
             g[f"{k}_dark_rgb"] = median(px[y <= y_med], 0)
@@ -245,19 +249,26 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
 
 
 def clothes(st, p, g, photo: Photo, col):
-    gx, gy = photo.gx, photo.gy
-    region = (gy > 0.88) & (np.abs(gx) > 0.45) & photo.valid
+    region = _clothes_box(photo.size) & photo.valid
     if photo.hair is not None:
         region &= photo.hair > 0.5
     px = photo.rgb[region]
     if len(px) >= 20:
         lab = to_lab(px)
-        far = (np.linalg.norm(lab - to_lab(col["skin"]), axis=1) > 15) & \
-              (np.linalg.norm(lab - to_lab(col["hair"]), axis=1) > 15)
-        if far.sum() >= 10:
+        far = (norm(lab - skin_lab(col)) > 15) & (norm(lab - to_lab(col["hair"])) > 15)
+        if np.count_nonzero(far) >= 10:
             set_rgb(p, "clothes", median(px[far], 0))
             return
     set_rgb(p, "clothes", P.CLOTHES[0])
+
+
+@lru_cache(maxsize=8)
+def _clothes_box(size: int) -> np.ndarray:
+    """The crop's bottom corners, where the clothes show (read-only; per crop size)."""
+    c = pixel_centres(size)
+    box = (c[:, None] > 0.88) & (np.abs(c[None, :]) > 0.45)
+    box.setflags(write=False)
+    return box
 
 
 # ------------------------------------------------------------ fitted detectors

@@ -16,15 +16,17 @@ from .geometry import cheek_discs
 from .photo import (
     landmark_index,
     clamp,
+    clip,
     Photo,
     from_lab,
     gain,
     luma_of,
+    norm,
     robust_median,
     set_rgb,
     to_lab,
 )
-from .stats import median, percentile
+from .stats import mean, median, percentile
 
 
 def _matte(px: np.ndarray) -> np.ndarray:
@@ -38,7 +40,7 @@ def _matte(px: np.ndarray) -> np.ndarray:
     bright = lab[:, 0] > percentile(lab[:, 0], 75)
     ref = median(chroma[~bright])
     keep = ~(bright & (chroma < 0.7 * ref))
-    return px[keep] if keep.sum() >= 8 else px
+    return px[keep] if np.count_nonzero(keep) >= 8 else px
 
 
 #: a pixel whose darkest channel reaches this is blown out (a flash hotspot,
@@ -54,7 +56,7 @@ def _clipped(px: np.ndarray) -> np.ndarray:
 def _blown(px: np.ndarray, clipped: np.ndarray | None = None) -> bool:
     """Most of a patch's pixels are blown out (or it has none); ``clipped``:
     ``_clipped(px)`` when already known."""
-    return len(px) == 0 or float(np.mean(_clipped(px) if clipped is None else clipped)) > 0.5
+    return len(px) == 0 or float(mean(_clipped(px) if clipped is None else clipped)) > 0.5
 
 
 def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
@@ -118,13 +120,13 @@ def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
     discs = cheek_discs(lm, g)
     g["cheek_discs"] = discs
     skin = skin_colour(st, photo, lm, discs)
-    return None if skin is None else np.clip(skin_locus(st, np.clip(skin, 0, 1)), 0, 1)
+    return None if skin is None else clip(skin_locus(st, clip(skin, 0, 1)), 0, 1)
 
 
 def colours(st, p, lm, g, photo: Photo) -> dict:
     skin = measured_skin(st, photo, lm, g)
     if skin is None:
-        skin = np.clip(P.skin_color(0.3), 0, 1)
+        skin = clip(P.skin_color(0.3), 0, 1)
     col = {"skin": skin}
     P.set_skin_colours(p, skin, neck=NECK)
     for sd in "lr":
@@ -147,21 +149,21 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
         if len(px) >= 8:
             y = luma_of(px)
             bright = px[y >= percentile(y, 70)]
-            teeth = 0.6 * teeth + 0.4 * np.clip(median(bright, 0) * 1.1, 0.6, 1.0)
+            teeth = 0.6 * teeth + 0.4 * clip(median(bright, 0) * 1.1, 0.6, 1.0)
     set_rgb(p, "teeth", teeth)
     # irises: the visible ring inside the lids, without pupil and highlights
     iris_cols = []
     for s, sd in ((0, "l"), (1, "r")):
         iris_pts = lm[landmark_index("iris", s)]  # the photo's own iris ring
-        e = dict(iris=iris_pts[0], iris_r=float(np.linalg.norm(iris_pts[1:] - iris_pts[0], axis=1).mean()))
+        e = dict(iris=iris_pts[0], iris_r=float(mean(norm(iris_pts[1:] - iris_pts[0]))))
         opening = np.concatenate([lm[landmark_index("eye_up", s)], lm[landmark_index("eye_lo", s)][::-1]])
         px = photo.region_pixels(discs=[(e["iris"], e["iris_r"] * 0.92)],
                                  minus_discs=[(e["iris"], e["iris_r"] * 0.42)], within=opening)
         c = robust_median(px, 10, 75) if len(px) >= 6 else None
         iris_cols.append(c)
     got = [c for c in iris_cols if c is not None]
-    iris = np.mean(got, 0) if got else np.array(P.IRIS_COLORS["brown"])
-    iris = gain(st, np.clip(iris * 1.15, 0, 1))
+    iris = mean(got, 0) if got else np.array(P.IRIS_COLORS["brown"])
+    iris = gain(st, clip(iris * 1.15, 0, 1))
     col["iris"] = iris
     for sd in "lr":
         set_rgb(p, f"iris_{sd}", iris)
@@ -173,7 +175,7 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
         if len(px) >= 8:
             y = luma_of(px)
             bcols.append(median(px[y <= percentile(y, 30)], 0))
-    brow = np.mean(bcols, 0) if bcols else skin * 0.35
+    brow = mean(bcols, 0) if bcols else skin * 0.35
     # a faint brow (light hair, thin brows) blends with the skin in the median
     contrast = 0.5 * (g["brow_l"]["contrast"] + g["brow_r"]["contrast"])
     brow = gain(st, brow * (0.85 if contrast > 0.15 else 0.75))

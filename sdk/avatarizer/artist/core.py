@@ -149,9 +149,10 @@ class AutoArtist:
             accessories.glasses(st, p, lm, g, photo, col)
         if st.detect_headwear:
             accessories.headwear(st, p, lm, g, photo, col)
-            if p[S.index("headwear.type")] > 0 and "side_rgb" in g["hair_stats"]:
+            if p[S.index("headwear.type")] > 0 and g.get("hair_side_px") is not None:
                 # under a hat the hair shows at the sides, not above the brows
-                hair_rgb = gain(st, g["hair_stats"]["side_rgb"])
+                side_rgb = g["hair_stats"]["side_rgb"] = hair.side_rgb(g["hair_side_px"])
+                hair_rgb = gain(st, side_rgb)
                 col["hair"] = hair_rgb
                 P.set_rgb(p, "hair_back", hair_rgb * 0.85)
                 P.set_rgb(p, "hair_front", hair_rgb)

@@ -1,6 +1,8 @@
 """Geometry: the face's outline, ears, eyes, brows, nose, mouth and neck from its landmarks, the stylisation, and the shading placed on it."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .. import prior as P
@@ -16,17 +18,21 @@ from ..landmarks import (
 )
 from .photo import (
     clamp,
+    clip,
+    interp,
     landmark_index,
     Photo,
     laplace,
     luma_of,
+    norm,
     resample,
     sample_at,
     set_rgb,
+    skin_lab,
     to_lab,
     translate_into_range,
 )
-from .stats import median, percentile
+from .stats import mean, median, percentile
 
 # features placed by _shading (after the main symmetrisation)
 SHADING = ("blush_l", "blush_r", "cheek_shadow_l", "cheek_shadow_r", "cheek_highlight_l", "cheek_highlight_r",
@@ -41,25 +47,28 @@ _SYM_OK = np.isin(np.array(S.KINDS), ("x", "y", "width", "size", "ratio", "opaci
 
 
 
+_LOWER_FACE = np.r_[0:6, 9:14]  # the template's face points placed on the landmarks' oval
+
+
 def outline(st, p, lm, g):
     oval = lm[list(FACE_OVAL)]
-    eye_c = 0.5 * (lm[list(EYE_ENDS[0])].mean(0) + lm[list(EYE_ENDS[1])].mean(0))
+    eye_c = 0.5 * (mean(lm[list(EYE_ENDS[0])], 0) + mean(lm[list(EYE_ENDS[1])], 0))
     g["eye_y"] = float(eye_c[1])
     # the lower face: oval points at the template's angles about a centre on the mid-line
     tmpl = S.points(S.DEFAULT, "face").astype(np.float64)
     centre = np.array([0.5 * (lm[234, 0] + lm[454, 0]), 0.0])
     ang_o = np.arctan2(oval[:, 1] - centre[1], oval[:, 0] - centre[0])
-    rad_o = np.linalg.norm(oval - centre, axis=1)
+    rad_o = norm(oval - centre)
     order = np.argsort(ang_o)
     a_s, r_s = ang_o[order], rad_o[order]
     a_s = np.concatenate([a_s - 2 * np.pi, a_s, a_s + 2 * np.pi])
     r_s = np.tile(r_s, 3)
     face = tmpl.copy()
-    for k in list(range(0, 6)) + list(range(9, 14)):
-        d = tmpl[k] - np.array([0.0, 0.0])
-        a = np.arctan2(d[1], d[0])
-        r = np.interp(a, a_s, r_s)
-        face[k] = centre + r * np.array([np.cos(a), np.sin(a)])
+    # all 11 points at once (elementwise: each gets the value it got alone)
+    ks = _LOWER_FACE
+    a = np.arctan2(tmpl[ks, 1], tmpl[ks, 0])
+    r = interp(a, a_s, r_s)
+    face[ks] = centre + r[:, None] * np.stack([np.cos(a), np.sin(a)], 1)
     chin = face[0, 1]
     # the skull above the forehead landmarks: an elliptic cap through the temples
     top = g["eye_y"] - st.cranium * (chin - g["eye_y"])
@@ -122,7 +131,7 @@ def oval_x(oval, sgn, y):
         xs = [float(oval[:, 0].max() if sgn > 0 else oval[:, 0].min())] * len(ys)
     else:
         side = side[np.argsort(side[:, 1])]
-        xs = [float(v) for v in np.interp(ys, side[:, 1], side[:, 0])]
+        xs = [float(v) for v in interp(ys, side[:, 1], side[:, 0])]
     return tuple(xs) if isinstance(y, tuple) else xs[0]
 
 
@@ -141,12 +150,12 @@ def eyes(st, p, lm, g):
         crease = lid_at + st.crease_lift * (crease_ring - lid_at)
         iris = lm[landmark_index("iris", s)]
         ic = iris[0]
-        ir = float(np.linalg.norm(iris[1:] - ic, axis=1).mean())
+        ir = float(mean(norm(iris[1:] - ic)))
         P.put(p, f"eye_{sd}_upper", up)
         P.put(p, f"eye_{sd}_lower", lo)
         P.put(p, f"eye_{sd}_crease", crease)
         g[f"eye_{sd}"] = dict(center=0.5 * (corner[0] + corner[1]), iris=ic.copy(), iris_r=ir,
-                              opening=float(np.mean(lo[1:4, 1] - up[1:4, 1])))
+                              opening=float(mean(lo[1:4, 1] - up[1:4, 1])))
 
 
 # the brow profile: 31 samples across each brow station, the middle +-0.03 "near" the brow line
@@ -157,39 +166,51 @@ _BROW_IDX = np.arange(len(_BROW_US))[None]
 
 def brows(st, p, lm, g, photo):
     us, near, idx = _BROW_US, _BROW_NEAR, _BROW_IDX
-    for s, sd in ((0, "l"), (1, "r")):
+    # both brows' profiles are measured together: every step below works
+    # point by point or row by row (one row per station), so stacking the
+    # two brows' 5 stations as 10 rows gives each row what it got alone
+    sides = []
+    for s in (0, 1):
         up = lm[landmark_index("brow_up", s)]
         lo = lm[landmark_index("brow_lo", s)]
         ctr = 0.5 * (up + lo)
-        band = np.linalg.norm(up - lo, axis=1)
+        band = norm(up - lo)
         # photo: the dark band across the brow at 5 stations
         tang = _gradient(ctr)
-        tang /= np.maximum(np.linalg.norm(tang, axis=1, keepdims=True), 1e-9)
+        tang /= np.maximum(norm(tang, keepdims=True), 1e-9)
         nrm = np.stack([tang[:, 1], -tang[:, 0]], 1)
         nrm *= np.where(nrm[:, 1:2] > 0, -1.0, 1.0)  # pointing up
-        pts = photo.to_img(ctr[:, None, :] + us[None, :, None] * nrm[:, None, :])
-        prof = sample_at(photo.luma, pts)  # (5, 31)
-        ok = sample_at(photo.validf, pts).min(1) > 0.5
-        ref = percentile(prof, 85, axis=1, keepdims=True)
-        dark = np.clip((ref - prof) / np.maximum(0.28 * ref, 0.035) - 0.15, 0, 1)
-        du = us[1] - us[0]
-        # only the dark run through the brow line (not the lashes or a fringe beside it)
-        peak = np.where(near[None], dark, -1).argmax(1)
-        light = dark < 0.2
-        below = np.where(light & (idx < peak[:, None]), idx, -1).max(1)
-        above = np.where(light & (idx > peak[:, None]), idx, len(us)).min(1)
-        run = (idx > below[:, None]) & (idx < above[:, None])
-        dark = dark * run
-        mass = dark.sum(1) * du
-        shift = (dark * us[None]).sum(1) / np.maximum(dark.sum(1), 1e-6)
-        contrast = float(median(np.clip((ref[:, 0] - prof.min(1)) / np.maximum(ref[:, 0], 0.05), 0, 1)))
-        k = st.brow_photo * ok.astype(np.float64) * clamp(contrast / 0.2, 0, 1)
-        thick = (1 - k) * 0.6 * band + k * np.clip(mass * 1.1, 0.008, 0.08)
-        centre = ctr + (k * np.clip(shift, -0.025, 0.025))[:, None] * nrm
+        sides.append((ctr, band, nrm))
+    pts = photo.to_img(np.stack([ctr[:, None, :] + us[None, :, None] * nrm[:, None, :]
+                                 for ctr, _band, nrm in sides]))  # (2, 5, 31, 2)
+    prof = sample_at(photo.luma, pts).reshape(-1, len(us))  # (10, 31)
+    ok = sample_at(photo.validf, pts).reshape(-1, len(us)).min(1) > 0.5
+    ref = percentile(prof, 85, axis=1, keepdims=True)
+    dark = clip((ref - prof) / np.maximum(0.28 * ref, 0.035) - 0.15, 0, 1)
+    du = us[1] - us[0]
+    # only the dark run through the brow line (not the lashes or a fringe beside it)
+    peak = np.where(near[None], dark, -1).argmax(1)
+    light = dark < 0.2
+    below = np.where(light & (idx < peak[:, None]), idx, -1).max(1)
+    above = np.where(light & (idx > peak[:, None]), idx, len(us)).min(1)
+    run = (idx > below[:, None]) & (idx < above[:, None])
+    dark = dark * run
+    mass = dark.sum(1) * du
+    shift = (dark * us[None]).sum(1) / np.maximum(dark.sum(1), 1e-6)
+    nst = len(sides[0][0])  # stations per brow
+    contrasts = median(clip((ref[:, 0] - prof.min(1)) / np.maximum(ref[:, 0], 0.05), 0, 1).reshape(2, nst), axis=1)
+    for s, sd in ((0, "l"), (1, "r")):
+        ctr, band, nrm = sides[s]
+        rows = slice(nst * s, nst * (s + 1))
+        contrast = float(contrasts[s])
+        k = st.brow_photo * ok[rows].astype(np.float64) * clamp(contrast / 0.2, 0, 1)
+        mass_s, shift_s = mass[rows], shift[rows]
+        thick = (1 - k) * 0.6 * band + k * clip(mass_s * 1.1, 0.008, 0.08)
+        centre = ctr + (k * clip(shift_s, -0.025, 0.025))[:, None] * nrm
         centre = laplace(centre, st.smoothing)
         thick = st.brow_weight * thick
         P.put(p, f"brow_{sd}", centre)
-        p[S.index(f"brow_{sd}.w0")] = clamp(np.mean(thick[:2]) * 1.05, 0.01, 0.08)
+        p[S.index(f"brow_{sd}.w0")] = clamp(mean(thick[:2]) * 1.05, 0.01, 0.08)
         p[S.index(f"brow_{sd}.mid_width")] = clamp(thick[2], 0.008, 0.08)
         p[S.index(f"brow_{sd}.w1")] = clamp(thick[4] * 0.7, 0.004, 0.06)
         p[S.index(f"brow_{sd}.hairiness")] = st.brow_hairiness
@@ -207,7 +228,7 @@ def _gradient(xy: np.ndarray) -> np.ndarray:
 
 
 def nose(st, p, lm, g, photo):
-    nc = lm[[2, 94]].mean(0)  # subnasale
+    nc = mean(lm[[2, 94]], 0)  # subnasale
     cx = float(nc[0])
     sx = st.nose_scale
 
@@ -261,7 +282,7 @@ def mouth(st, p, lm, g):
     P.put(p, "lip_lower_outer", lo)
     P.put(p, "lip_inner_upper", ui)
     P.put(p, "lip_inner_lower", li)
-    g["mouth_c"] = corners.mean(0)
+    g["mouth_c"] = mean(corners, 0)
     g["lip_gap"] = gap
 
 
@@ -272,8 +293,8 @@ def stylise(st, p, g):
         e = g[f"eye_{sd}"]
         c = e["center"]
         up, lo, cr = (P.pts(p, f"eye_{sd}_{k}").astype(np.float64) for k in ("upper", "lower", "crease"))
-        line_y = lambda x: np.interp(x, sorted([up[0, 0], up[-1, 0]]),  # noqa: E731
-                                     [up[0, 1], up[-1, 1]] if up[0, 0] < up[-1, 0] else [up[-1, 1], up[0, 1]])
+        line_y = lambda x: interp(x, sorted([up[0, 0], up[-1, 0]]),  # noqa: E731
+                                  [up[0, 1], up[-1, 1]] if up[0, 0] < up[-1, 0] else [up[-1, 1], up[0, 1]])
         for arr in (up, lo, cr):  # (up is opened first: lo and cr open about its new corner line)
             ly = line_y(arr[:, 0])
             arr[:, 1] = ly + (arr[:, 1] - ly) * st.eye_open
@@ -298,7 +319,7 @@ def stylise(st, p, g):
     for feat in ("lip_upper_outer", "lip_lower_outer", "lip_inner_upper", "lip_inner_lower"):
         q = P.pts(p, feat).astype(np.float64)
         if feat.endswith("outer"):
-            ly = np.interp(q[:, 0], lx, line[:, 1])
+            ly = interp(q[:, 0], lx, line[:, 1])
             q[:, 1] = ly + (q[:, 1] - ly) * st.lip_fullness
         q[:, 0] = mc[0] + (q[:, 0] - mc[0]) * st.mouth_width
         if feat == "lip_lower_outer":
@@ -332,13 +353,24 @@ def symmetrise(p, sl: slice, w: float, features=None):
     ("negate") features."""
     if w <= 0:
         return
+    at = _symmetrised(sl.start, sl.stop, sl.step, None if features is None else tuple(features))
+    m = S.mirror(p)
+    p[at] += w * (m[at] - p[at])
+
+
+@lru_cache(maxsize=None)
+def _symmetrised(start, stop, step, features: tuple | None) -> np.ndarray:
+    """The indices of the parameters :func:`symmetrise` blends in
+    ``start:stop:step`` (only those of ``features`` when given), in order,
+    made once (read-only)."""
     sel = np.zeros(S.PARAM_COUNT, bool)
-    sel[sl] = True
+    sel[start:stop:step] = True
     sel &= _SYM_OK
     if features is not None:
         sel &= np.isin(_FEATURE_OF, list(features))
-    m = S.mirror(p)
-    p[sel] += w * (m[sel] - p[sel])
+    at = np.flatnonzero(sel)
+    at.setflags(write=False)
+    return at
 
 
 def cheek_discs(lm, g):
@@ -355,7 +387,7 @@ def cheek_discs(lm, g):
 
 def disc_luma(photo: Photo, disc) -> float | None:
     win, m = photo.region(discs=[disc])
-    if m.sum() < 4:
+    if np.count_nonzero(m) < 4:
         return None
     return float(median(photo.luma[win][m]))
 
@@ -368,7 +400,7 @@ def shading(st, p, lm, g, photo: Photo, col):
     yl, yr = (disc_luma(photo, d) for d in g["cheek_discs"])
     light = 0.0 if yl is None or yr is None else clamp((yr - yl) / max(skin_y, 0.1), -0.5, 0.5)
     g["light"] = light
-    lab_skin = to_lab(skin)
+    lab_skin = skin_lab(col)
     lines: dict = {}
     for s, sd in ((0, "l"), (1, "r")):
         sgn = -1 if s == 0 else 1
@@ -383,7 +415,7 @@ def shading(st, p, lm, g, photo: Photo, col):
         p[S.index(f"blush_{sd}.rx")] = 0.085 * g["half_w"] / 0.5
         p[S.index(f"blush_{sd}.ry")] = 0.058 * g["half_w"] / 0.5
         p[S.index(f"blush_{sd}.opacity")] = clamp(0.05 + 0.015 * red, 0.0, 0.25) * st.blush_strength
-        set_rgb(p, f"blush_{sd}", np.clip(0.5 * skin + 0.5 * np.array([0.92, 0.5, 0.5]), 0, 1))
+        set_rgb(p, f"blush_{sd}", clip(0.5 * skin + 0.5 * np.array([0.92, 0.5, 0.5]), 0, 1))
         # cheek shadow: a sliver under the cheekbone along the jaw
         q = np.array([L("cheek_hi", s) + (-sgn * 0.01, 0.0), 0.5 * (L("jowl", s) + L("jowl_lo", s)),
                       L("mouth_side", s) + (sgn * 0.01, 0.0),
@@ -469,9 +501,9 @@ def creases(photo: Photo, lines, skin_y: float) -> np.ndarray:
     t = _CREASE_T
     pts = np.stack([resample(q, t) for q in lines])  # (k, 9, 2)
     d = np.stack([q[-1] - q[0] for q in lines])
-    n = np.stack([-d[:, 1], d[:, 0]], 1) / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
+    n = np.stack([-d[:, 1], d[:, 0]], 1) / np.maximum(norm(d), 1e-9)[:, None]
     allp = photo.to_img(np.stack([pts, pts + 0.035 * n[:, None], pts - 0.035 * n[:, None]]))  # (3, k, 9, 2)
     lum = sample_at(photo.luma, allp)
     ok = sample_at(photo.validf, allp[0]).min(1) > 0.5
     v = median(np.maximum(lum[1], lum[2]) - lum[0], axis=1) / max(skin_y, 0.1)
-    return np.where(ok, np.clip(v, 0, 1), 0.0)
+    return np.where(ok, clip(v, 0, 1), 0.0)

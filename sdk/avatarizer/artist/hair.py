@@ -12,16 +12,20 @@ from ..landmarks import (
 from .geometry import symmetrise
 from .photo import (
     clamp,
+    clip,
     Photo,
     cr_closed,
     gain,
+    norm,
+    pixel_centres,
     poly_mask,
     robust_median,
     sample_at,
     set_rgb,
+    skin_lab,
     to_lab,
 )
-from .stats import median, percentile
+from .stats import mean, median, percentile
 
 
 _FACE_OVAL = np.array(FACE_OVAL)
@@ -55,7 +59,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     n = 64
     small = cv2.resize(photo.rgb, (n, n), interpolation=cv2.INTER_AREA)
     valid = cv2.resize(photo.validf, (n, n), interpolation=cv2.INTER_AREA) > 0.75
-    c = ((np.arange(n) + 0.5) * 2.0 / n - 1.0).astype(np.float32)
+    c = pixel_centres(n)
     gx, gy = c[None, :], c[:, None]
     near_head = np.hypot((gx - g["centre_x"]) / 1.1, (gy - g["eye_y"] + 0.1) / 1.2) < 1.0
     if photo.hair is not None:
@@ -69,8 +73,8 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     brow_y = float(min(g["brow_l"]["centre"][:, 1].min(), g["brow_r"]["centre"][:, 1].min()))
     lab = to_lab(small)
     w = np.array([0.5, 1.0, 1.0], np.float32)
-    lab_skin = to_lab(col["skin"])
-    d_skin = np.linalg.norm((lab - lab_skin) * w, axis=-1)
+    lab_skin = skin_lab(col)
+    d_skin = norm((lab - lab_skin) * w)
     # skin-coloured: the skin's hue and chroma at about its lightness (a bald
     # scalp is often lighter or darker than the cheeks, hair rarely has skin's chroma)
     skinlike = np.hypot(lab[..., 1] - lab_skin[1], lab[..., 2] - lab_skin[2]) / 13.0 \
@@ -80,24 +84,26 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     # hair colour, first from the band just above the forehead (hair, or a bald scalp)
     y10 = float(lm[10, 1])
     band = (person | oval) & valid & (np.abs(gx - g["centre_x"]) < 0.25) & (gy > y10 - 0.45) & (gy < y10 - 0.12)
+    # hair colour from inside the segmentation's hair region (the person above
+    # the brows, outside the face oval), never by contrast with the skin: blond
+    # and red hair are often close to skin colours. A bald scalp gives skin
+    # here; the hairstyle decision then draws no hair. (Known first: the
+    # band's colour below is only measured when this one does not replace it.)
+    region = person & valid & ~oval & near_head & (gy < brow_y - 0.05)
+    from_region = photo.hair is not None and np.count_nonzero(region) >= 12
     top_skin, top_tex = None, 1.0
-    if band.sum() >= 10:
+    if np.count_nonzero(band) >= 10:
         sk_b = skinlike[band]
-        top_skin = float(np.mean(sk_b))
+        top_skin = float(mean(sk_b))
         big = cv2.resize(band.astype(np.uint8), (photo.size, photo.size), interpolation=cv2.INTER_NEAREST)
         top_tex = photo.texture(big.astype(bool))
-        if top_skin < 0.6:
+        if top_skin < 0.6 and not from_region:
             # the farther half from the skin colour: not the skin/hair transition
             cand = small[band][~sk_b]
             dc = d_skin[band][~sk_b]
             hair = robust_median(cand[dc >= median(dc)], 10, 90)
             hair_known = True
-    # hair colour from inside the segmentation's hair region (the person above
-    # the brows, outside the face oval), never by contrast with the skin: blond
-    # and red hair are often close to skin colours. A bald scalp gives skin
-    # here; the hairstyle decision then draws no hair.
-    region = person & valid & ~oval & near_head & (gy < brow_y - 0.05)
-    if photo.hair is not None and region.sum() >= 12:
+    if from_region:
         hair = robust_median(small[region], 10, 90)
         hair_known = True
     if not hair_known:
@@ -108,21 +114,21 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
         px, lpx, ds = small[region], lab[region], d_skin[region]
         if len(px) >= 12:
             far = ds >= max(10.0, float(percentile(ds, 60)))
-            if far.sum() < 6:
+            if np.count_nonzero(far) < 6:
                 far = ds >= percentile(ds, 60)
             hc = median(lpx[far], 0)
             is_h = far
             for _ in range(3):
-                dh = np.linalg.norm((lpx - hc) * w, axis=-1)
+                dh = norm((lpx - hc) * w)
                 is_h = dh < ds
-                if is_h.sum() < 6:
+                if np.count_nonzero(is_h) < 6:
                     break
                 hc = median(lpx[is_h], 0)
-            sel = px[is_h] if is_h.sum() >= 6 else px[far]
+            sel = px[is_h] if np.count_nonzero(is_h) >= 6 else px[far]
             hair = robust_median(sel, 10, 90)
             hair_known = True
     lab_hair = to_lab(hair)
-    d_hair = np.linalg.norm((lab - lab_hair) * w, axis=-1)
+    d_hair = norm((lab - lab_hair) * w)
     hair_skinlike = np.hypot(lab_hair[1] - lab_skin[1], lab_hair[2] - lab_skin[2]) / 13.0 \
         + abs(lab_hair[0] - lab_skin[0]) / 40.0 < 1.0
     # skin-coloured pixels are hair only when the hair itself is skin-coloured
@@ -142,16 +148,16 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
         keep[0] = False
         hairmap = keep[labels]
     skull_all = head & ~oval & (gy < brow_y - 0.05)
-    skull_valid = float((skull_all & valid).sum()) / max(float(skull_all.sum()), 1.0)
+    skull_valid = float(np.count_nonzero(skull_all & valid)) / max(float(np.count_nonzero(skull_all)), 1.0)
     # the mid-line, from the top of the person down to the brows: hair, then skin
     ys = gy[:, 0]
     cols = np.abs(gx[0] - g["centre_x"]) < 0.15
     if not cols.any():  # the mid-line is off the crop (degenerate landmarks)
         cols[np.argmin(np.abs(gx[0] - g["centre_x"]))] = True
-    colv = valid[:, cols].mean(1) > 0.6
-    pf = (person | oval)[:, cols].mean(1) > 0.5
-    hair_r = is_hair[:, cols].mean(1) > 0.5
-    skin_r = skinlike[:, cols].mean(1) > 0.5
+    colv = mean(valid[:, cols], 1) > 0.6
+    pf = mean((person | oval)[:, cols], 1) > 0.5
+    hair_r = mean(is_hair[:, cols], 1) > 0.5
+    skin_r = mean(skinlike[:, cols], 1) > 0.5
     above = ys < brow_y - 0.03
     rows = np.flatnonzero(pf & colv & above)
     top_y, hairline, top_hair, top_known = None, None, 0, False
@@ -170,7 +176,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
         top_hair = seen
     # cues for the headwear detector: a hat's fabric is flat and uniform where hair has strands
     stats = {"top_tex": float(top_tex), "top_skin": 0.5 if top_skin is None else float(top_skin)}
-    if region.sum() >= 12:
+    if np.count_nonzero(region) >= 12:
         big = cv2.resize(region.astype(np.uint8), (photo.size, photo.size),
                          interpolation=cv2.INTER_NEAREST).astype(bool)
         region_rgb = median(small[region], 0)
@@ -178,17 +184,23 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
         hp = photo.highpass[big & photo.valid]
         stats.update(region_dl=float(rlab[0] - lab_skin[0]), region_chroma=float(np.hypot(rlab[1], rlab[2])),
                      region_tex=photo.texture(big),
-                     top_flat=float(np.mean(hp < 0.01)) if len(hp) else 0.0,
+                     top_flat=float(mean(hp < 0.01)) if len(hp) else 0.0,
                      region_rgb=region_rgb)
+    g["hair_stats"] = stats
+    # the hair beside the face: its colour is drawn under a hat (core), and
+    # only measured then (side_rgb)
     side = person & valid & ~oval & (np.abs(gx - g["centre_x"]) > g["half_w"] * 0.85) \
         & (gy > g["eye_y"] - 0.05) & (gy < g["eye_y"] + 0.35)
-    if side.sum() >= 8:
-        stats["side_rgb"] = robust_median(small[side], 10, 90)
-    g["hair_stats"] = stats
+    g["hair_side_px"] = small[side] if np.count_nonzero(side) >= 8 else None
     return dict(n=n, gx=gx, gy=gy, valid=valid, person=person, oval=oval, head=head, brow_y=brow_y,
                 hairmap=hairmap, skull_valid=skull_valid, hair=hair, hair_known=hair_known, small=small,
                 fringe=fringe, top_y=top_y, top_known=top_known, hairline=hairline, top_hair=top_hair,
                 mid_rows=len(rows), top_skin=top_skin, top_tex=top_tex)
+
+
+def side_rgb(px: np.ndarray) -> np.ndarray:
+    """The colour of the hair beside the face (``g["hair_side_px"]`` of :func:`hair_maps`)."""
+    return robust_median(px, 10, 90)
 
 
 def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
@@ -200,24 +212,26 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
         return ("short" if hm["hair_known"] or hm["skull_valid"] < 0.3 else "bald"), 0.0, info
     # length: how far down the hair reaches beside the face and neck
     side = (np.abs(gx - cx) > hw * 0.8) & (np.abs(gx - cx) < hw + 0.3) & ~hm["oval"]
-    rows = np.arange(hm["n"])
     frac = (H & side).sum(1) / np.maximum((side & valid).sum(1), 1)
     okrow = (side & valid).sum(1) >= 3
     ys = gy[:, 0]
     bottom = g["eye_y"]
-    for r in rows:
-        if ys[r] < g["eye_y"]:
+    # the row walk on Python lists (NumPy compares and adds these float32 /
+    # float64 scalars in float64 too; bottom keeps the row's own scalar)
+    ys_l, frac_l, ok_l = ys.tolist(), frac.tolist(), okrow.tolist()
+    for r in range(hm["n"]):
+        if ys_l[r] < g["eye_y"]:
             continue
-        if okrow[r] and frac[r] > 0.22:
+        if ok_l[r] and frac_l[r] > 0.22:
             bottom = ys[r]
-        elif okrow[r] and ys[r] > bottom + 0.07:
+        elif ok_l[r] and ys_l[r] > bottom + 0.07:
             break
     runs_off = bottom >= ys[okrow].max() - 0.05 if okrow.any() else False
     # volume: hair above the skull top and beside the temples
     col_c = np.abs(gx[0] - cx) < 0.12
     if not col_c.any():
         col_c[np.argmin(np.abs(gx[0] - cx))] = True
-    top_rows = H[:, col_c].mean(1) > 0.4
+    top_rows = mean(H[:, col_c], 1) > 0.4
     hair_top = float(ys[np.flatnonzero(top_rows)[0]]) if top_rows.any() else g["top"]
     vol_top = g["top"] - hair_top
     temple = (np.abs(gy - (g["eye_y"] - 0.25)) < 0.08)
@@ -231,7 +245,7 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     vol_side = float(median(wide)) if wide else 0.0
     # fringe: hair over the forehead inside the face oval
     fore = hm["oval"] & (gy < hm["brow_y"] - 0.03) & (gy > lm[10, 1] - 0.05) & (np.abs(gx - cx) < 0.3) & valid
-    fringe = float((hm["fringe"] & fore).sum()) / max(float(fore.sum()), 1.0)
+    fringe = float(np.count_nonzero(hm["fringe"] & fore)) / max(float(np.count_nonzero(fore)), 1.0)
     # texture: curly hair is full of small bright/dark alternations
     tex = hair_texture(photo, hm)
     info.update(bottom=bottom, runs_off=bool(runs_off), vol_top=vol_top, vol_side=vol_side, fringe=fringe,
@@ -262,12 +276,12 @@ def hair_texture(photo: Photo, hm) -> float:
     """Relative high-frequency luminance energy inside the hair region."""
     H = cv2.resize(hm["hairmap"].astype(np.uint8), (photo.size, photo.size), interpolation=cv2.INTER_NEAREST)
     H = cv2.erode(H, np.ones((5, 5), np.uint8)).astype(bool)
-    if H.sum() < 50:
+    if np.count_nonzero(H) < 50:
         return 0.0
     y = photo.luma
     hp = photo.highpass
-    e = float(np.sqrt(np.mean(hp[H] ** 2)))
-    return e / (float(np.mean(y[H])) + 0.08)
+    e = float(np.sqrt(mean(hp[H] ** 2)))
+    return e / (float(mean(y[H])) + 0.08)
 
 
 def hair(st, p, lm, g, photo: Photo, col):
@@ -297,7 +311,7 @@ def hair(st, p, lm, g, photo: Photo, col):
         # hair at the sides of the head? otherwise nothing is drawn
         side = hm["hairmap"] & ~hm["oval"] & (np.abs(hm["gx"] - g["centre_x"]) > g["half_w"] * 0.85) \
             & (hm["gy"] < g["eye_y"] + 0.25) & (hm["gy"] > g["eye_y"] - 0.35)
-        layers = 1.0 if side.sum() >= 6 else 0.0
+        layers = 1.0 if np.count_nonzero(side) >= 6 else 0.0
     g["hair_family"], g["hair_info"] = fam, info
     P.put(p, "hair_back", back)
     P.put(p, "hair_front", front)
@@ -319,14 +333,14 @@ def hair(st, p, lm, g, photo: Photo, col):
         P.put(p, f"hair_strand{i}", hl)
         p[S.index(f"hair_strand{i}.w0")] = 0.004 if has else 0.0
         p[S.index(f"hair_strand{i}.w1")] = 0.016 if has else 0.0
-        set_rgb(p, f"hair_strand{i}", np.clip(hair_col * 1.25 + 0.05, 0, 1))
+        set_rgb(p, f"hair_strand{i}", clip(hair_col * 1.25 + 0.05, 0, 1))
 
 
 def part_side(hm, g) -> int:
     """-1 when the forehead's image-left half shows less hair (a parting there), else +1."""
     f = hm["fringe"]
     gx = hm["gx"]
-    d = float((f & (gx > g["centre_x"])).sum()) - float((f & (gx < g["centre_x"])).sum())
+    d = float(np.count_nonzero(f & (gx > g["centre_x"]))) - float(np.count_nonzero(f & (gx < g["centre_x"])))
     return -1 if d > 0 else 1
 
 
@@ -344,7 +358,7 @@ def refine_hair(st, back, front, hm, g):
     rs = _RAY_R
     ks = np.arange(2, 11)  # 0, 1 and 11 lie behind the shoulders: keep the template
     d = back[ks] - c
-    r0 = np.linalg.norm(d, axis=1)
+    r0 = norm(d)
     u = d / np.maximum(r0, 1e-6)[:, None]
     pts = c + rs[None, :, None] * u[:, None, :]  # (9, R, 2)
     inside = (np.abs(pts) < 0.985).all(-1)
@@ -355,7 +369,7 @@ def refine_hair(st, back, front, hm, g):
         if not h[i].any():
             continue
         # the outermost hair sample that is connected to the head (gaps up to 3 samples)
-        idx = np.flatnonzero(h[i])
+        idx = np.flatnonzero(h[i]).tolist()  # Python ints: the walk below costs less
         start = idx[0]
         last = start
         for j in idx[1:]:

@@ -1,15 +1,25 @@
 """The aligned photo the artist samples, and small geometry and colour helpers."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
+from .. import prior as P
 from .. import schema as S
 from ..landmarks import CHIN_BOTTOM, LOWER_LIP_BOTTOM, side_index
-from .stats import median, percentile
+from .stats import mean, median, percentile
+
+
+#: the ufunc behind ``np.clip`` (which spends ~5 µs a call on argument
+#: handling before calling it; the artist clips ~100 small arrays a face)
+clip = np.core.umath.clip
+#: the compiled function behind ``np.interp`` for real data, which it calls
+#: after its own argument handling (~2 µs; the artist interpolates ~40 times a face)
+interp = np.core.multiarray.interp
 
 
 def clamp(x, lo, hi) -> float:
@@ -57,8 +67,8 @@ def resample(poly: np.ndarray, ts) -> np.ndarray:
     total = acc[-1] if acc[-1] > 1e-9 else 1.0
     t = np.asarray(ts, np.float64) * total
     out = np.empty((len(t), 2))
-    out[:, 0] = np.interp(t, acc, poly[:, 0])
-    out[:, 1] = np.interp(t, acc, poly[:, 1])
+    out[:, 0] = interp(t, acc, poly[:, 0])
+    out[:, 1] = interp(t, acc, poly[:, 1])
     return out
 
 
@@ -121,8 +131,20 @@ def sample_at(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return out.reshape(*shp, *img.shape[2:])
 
 
+def norm(x: np.ndarray, keepdims: bool = False) -> np.ndarray:
+    """``np.linalg.norm(x, axis=-1, keepdims=keepdims)`` of a real float
+    array: the same ``sqrt(add.reduce(x * x))`` NumPy computes there, without
+    its argument handling (~8 µs a call; the artist takes ~25 norms a face)."""
+    return np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=keepdims))
+
+
 def luma_of(rgb: np.ndarray) -> np.ndarray:
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    """``rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114``,
+    the sums made in place (same order, same values)."""
+    y = rgb[..., 0] * 0.299
+    y += rgb[..., 1] * 0.587
+    y += rgb[..., 2] * 0.114
+    return y
 
 
 def robust_median(px: np.ndarray, lo: float = 20.0, hi: float = 80.0):
@@ -133,7 +155,7 @@ def robust_median(px: np.ndarray, lo: float = 20.0, hi: float = 80.0):
         y = luma_of(px)
         a, b = percentile(y, [lo, hi])
         keep = (y >= a) & (y <= b)
-        if keep.sum() >= 3:
+        if np.count_nonzero(keep) >= 3:
             px = px[keep]
     return median(px, axis=0)
 
@@ -144,8 +166,21 @@ _RGB2XYZ = np.array([[0.412453, 0.357580, 0.180423],
 
 
 def srgb_to_linear(x) -> np.ndarray:
-    """The sRGB transfer function undone: linear light of sRGB values in [0, 1]."""
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    """The sRGB transfer function undone: linear light of sRGB values in [0, 1].
+
+    ``np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)``
+    computed in place, the power only once per value (the same elementwise
+    operations in the same dtype, so the same values)."""
+    if np.ndim(x) == 0:  # a number: NumPy's scalar promotion, the formula as it is
+        return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    x = np.asarray(x)
+    out = x + 0.055
+    out /= 1.055
+    np.power(out, 2.4, out=out)
+    low = x <= 0.04045
+    if np.count_nonzero(low):  # (cheaper than low.any() on the artist's small arrays)
+        out[low] = x[low] / 12.92
+    return out
 
 
 def linear_to_srgb(x) -> np.ndarray:
@@ -157,15 +192,36 @@ def to_lab(rgb) -> np.ndarray:
     """CIE L*a*b* (D65) of float sRGB in [0, 1], any leading shape, in numpy
     (matches OpenCV's RGB2LAB within 0.3; OpenCV's float path costs ~100 ms
     on its first call in a process and ~0.5 ms a call on a busy machine)."""
-    a = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
+    a = clip(np.asarray(rgb, np.float64), 0.0, 1.0)
     xyz = srgb_to_linear(a) @ _RGB2XYZ.T
-    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+    # f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0), the
+    # dark values patched in afterwards (same values, no second full-size branch)
+    f = np.cbrt(xyz)
+    dark = ~(xyz > 0.008856)
+    if np.count_nonzero(dark):
+        f[dark] = 7.787 * xyz[dark] + 16.0 / 116.0
     # written into one array (np.stack of three 0-d results costs more than the rest for one colour)
     out = np.empty(xyz.shape)
-    out[..., 0] = np.where(xyz[..., 1] > 0.008856, 116.0 * f[..., 1] - 16.0, 903.3 * xyz[..., 1])
+    L = out[..., 0]
+    np.multiply(f[..., 1], 116.0, out=L)
+    L -= 16.0
+    y = xyz[..., 1]
+    dark = dark[..., 1]
+    if np.count_nonzero(dark):  # np.where(y > 0.008856, 116 f_y - 16, 903.3 y)
+        L[dark] = 903.3 * y[dark]
     out[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
     out[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
     return out
+
+
+def skin_lab(col: dict) -> np.ndarray:
+    """``to_lab(col["skin"])`` of a face's colours dict, computed once and kept
+    there (hair, shading and clothes all compare against it; the skin is
+    not changed once measured)."""
+    lab = col.get("skin_lab")
+    if lab is None:
+        lab = col["skin_lab"] = to_lab(col["skin"])
+    return lab
 
 
 _XYZ2RGB = np.linalg.inv(_RGB2XYZ)
@@ -178,7 +234,7 @@ def from_lab(lab) -> np.ndarray:
     fy = (lab[..., 0] + 16.0) / 116.0
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], -1)
     xyz = np.where(f > 0.206893, f ** 3, (f - 16.0 / 116.0) / 7.787)
-    return linear_to_srgb(np.clip(xyz @ _XYZ2RGB.T, 0.0, 1.0))
+    return linear_to_srgb(clip(xyz @ _XYZ2RGB.T, 0.0, 1.0))
 
 
 def crop_valid_mask(face, size: int) -> np.ndarray:
@@ -219,18 +275,8 @@ def translate_into_range(pts: np.ndarray, feature: str) -> np.ndarray:
     return out
 
 
-_RGB_AT: dict = {}
-
-
-def set_rgb(p, feature: str, rgb, prefix: str = "") -> None:
-    """``prior.set_rgb`` with the indices cached (it runs ~40 times a face)."""
-    key = (feature, prefix)
-    i = _RGB_AT.get(key)
-    if i is None:
-        i = _RGB_AT[key] = S.index(f"{feature}.{prefix}r")
-        assert S.NAMES[i + 2] == f"{feature}.{prefix}b"
-    p[i:i + 3] = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
-
+#: ``prior.set_rgb`` (its indices cached there); the artist's modules take it from here
+set_rgb = P.set_rgb
 
 
 def _quad(xy: np.ndarray) -> np.ndarray:
@@ -266,6 +312,9 @@ class Photo:
 
     _hp: np.ndarray | None = None
     _vf: np.ndarray | None = None
+    #: region() of single discs already asked for (this photo's own: the cheek
+    #: discs are read for the skin colour and again for the light direction)
+    _disc_regions: dict = field(default_factory=dict)
     #: (6, 2) quadratic map from the drawn (frontal) face's canonical
     #: coordinates to the photo's; None = the identity (no head pose taken out)
     warp: np.ndarray | None = None
@@ -289,16 +338,28 @@ class Photo:
         """The valid pixels inside canonical polygons (and discs ``(centre,
         radius)``), minus others, computed in their bounding window only.
         Returns ``(window, mask)`` for ``self.rgb[window][mask]``."""
+        if len(discs) == 1 and not (polys or minus or minus_discs or within is not None):
+            c, r = discs[0]
+            key = (*np.asarray(c, np.float64).tolist(), float(r))
+            got = self._disc_regions.get(key)
+            if got is None:
+                got = self._disc_regions[key] = self._region((), minus, discs, minus_discs, within)
+                got[1].setflags(write=False)  # shared by the callers
+            return got
+        return self._region(polys, minus, discs, minus_discs, within)
+
+    def _region(self, polys, minus, discs, minus_discs, within):
         S_ = self.size
         polys = [np.asarray(q, np.float64).reshape(-1, 2) for q in polys]
         discs = [(np.asarray(c, np.float64), r) for c, r in discs]
         ext = polys + [c[None] + np.array([[-r, -r], [r, r]]) for c, r in discs]
         px = to_px(np.concatenate(ext), S_)
         # the window: integer bounds, clipped to the crop (plain ints: NumPy's
-        # maximum / minimum on two numbers cost more than the masks below)
-        lo, hi = np.floor(px.min(0)).astype(int), np.ceil(px.max(0)).astype(int)
-        x0, y0 = max(int(lo[0]) - 1, 0), max(int(lo[1]) - 1, 0)
-        x1, y1 = min(int(hi[0]) + 2, S_), min(int(hi[1]) + 2, S_)
+        # maximum / minimum on two numbers cost more than the masks below;
+        # math.floor / ceil of the finite float64 bounds = np.floor / np.ceil's)
+        (lx, ly), (hx, hy) = px.min(0).tolist(), px.max(0).tolist()
+        x0, y0 = max(math.floor(lx) - 1, 0), max(math.floor(ly) - 1, 0)
+        x1, y1 = min(math.ceil(hx) + 2, S_), min(math.ceil(hy) + 2, S_)
         if x1 <= x0 or y1 <= y0:
             return (slice(0, 0), slice(0, 0)), np.zeros((0, 0), bool)
         m = np.zeros((y1 - y0, x1 - x0), np.uint8)
@@ -332,7 +393,7 @@ class Photo:
             cv2.fillPoly(w, [fix(within)], 1, lineType=cv2.LINE_8, shift=4)
             m &= w
         win = (slice(y0, y1), slice(x0, x1))
-        return win, m.astype(bool) & self.valid[win]
+        return win, m.view(bool) & self.valid[win]  # m holds 0 / 1: its bytes are the bool mask
 
     def region_pixels(self, *polys, **kw) -> np.ndarray:
         win, m = self.region(*polys, **kw)
@@ -348,16 +409,29 @@ class Photo:
     def texture(self, mask: np.ndarray) -> float:
         """Mean relative fine texture inside a mask (crop resolution)."""
         m = mask & self.valid
-        if m.sum() < 8:
+        if np.count_nonzero(m) < 8:
             return 0.0
-        return float(self.highpass[m].mean()) / (float(self.luma[m].mean()) + 0.06)
+        return float(mean(self.highpass[m])) / (float(mean(self.luma[m])) + 0.06)
 
 
 
 def float_rgb(crop) -> np.ndarray:
     """An image as float32 RGB: uint8 scaled to [0, 1], floats as they are."""
     img = np.asarray(crop)
-    return img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    if img.dtype != np.uint8:
+        return img.astype(np.float32)
+    out = img.astype(np.float32)
+    out /= 255.0  # in place: the same float32 quotients as img.astype(np.float32) / 255.0
+    return out
+
+
+@lru_cache(maxsize=8)
+def pixel_centres(size: int) -> np.ndarray:
+    """(size,) float32 canonical coordinate of each pixel row / column of a
+    ``size`` crop, made once per size (read-only)."""
+    c = ((np.arange(size) + 0.5) * 2.0 / size - 1.0).astype(np.float32)
+    c.setflags(write=False)
+    return c
 
 
 def make_photo(st, crop, hair_mask, valid) -> Photo:
@@ -365,7 +439,7 @@ def make_photo(st, crop, hair_mask, valid) -> Photo:
     if img.ndim != 3 or img.shape[2] < 3 or img.shape[0] != img.shape[1]:
         raise ValueError(f"crop must be a square S×S×3 image, got shape {img.shape}")
     img = img[..., :3]
-    rgb = float_rgb(img) if img.dtype == np.uint8 else np.clip(float_rgb(img), 0, 1)
+    rgb = float_rgb(img) if img.dtype == np.uint8 else clip(float_rgb(img), 0, 1)
     size = rgb.shape[0]
     if valid is None:
         valid = np.ones((size, size), bool)
@@ -377,7 +451,7 @@ def make_photo(st, crop, hair_mask, valid) -> Photo:
         hm = np.asarray(hair_mask, np.float32)
         if hm.shape != (size, size):
             hm = cv2.resize(hm, (size, size), interpolation=cv2.INTER_LINEAR)
-    c = ((np.arange(size) + 0.5) * 2.0 / size - 1.0).astype(np.float32)
+    c = pixel_centres(size)
     return Photo(np.ascontiguousarray(rgb), luma_of(rgb).astype(np.float32, copy=False), valid, hm, size,
                   c[None, :], c[:, None])
 
@@ -385,9 +459,9 @@ def gain(st, c):
     c = np.asarray(c, np.float64)
     k = st.color_gain
     if k == 1.0:
-        return np.clip(c, 0, 1)
-    m = c.mean()
-    return np.clip(m + (c - m) * k, 0, 1)
+        return clip(c, 0, 1)
+    m = mean(c)
+    return clip(m + (c - m) * k, 0, 1)
 
 
 def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.ndarray | None:
@@ -418,5 +492,5 @@ def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.nda
     px = rgb[box]
     if len(px) < 20:
         return None
-    d = np.linalg.norm(to_lab(px) - to_lab(np.asarray(skin_rgb, np.float64)), axis=1)
+    d = norm(to_lab(px) - to_lab(np.asarray(skin_rgb, np.float64)))
     return median(px[d >= median(d)], 0).astype(np.float32)
