@@ -33,9 +33,9 @@ It works in three steps:
    detectors.
 
 Everything is numpy/OpenCV on small arrays, no per-pixel Python loops: about
-24 ms of one CPU core per face for the full fit and 8 ms for
+14-21 ms of one CPU core per face for the full fit and 5-7.5 ms for
 :meth:`AutoArtist.fit_geometry_skin` (landmarks and crop given;
-``benchmarks/artist.py`` on a loaded 2-core machine). Most of it is NumPy's
+``benchmarks/artist.py`` on a loaded 2-core machine, docs/artist.md). Most of it is NumPy's
 fixed cost per call, so small samples go through :mod:`.stats` and the
 helpers in :mod:`.photo` (same arithmetic, less overhead).
 Side naming follows the schema: ``_l`` is the feature on the *image's* left,
