@@ -16,7 +16,14 @@ Reports p50 / p95 / p99 / max wall milliseconds and the p50 of CPU time
 (``time.thread_time``, which load on other cores does not inflate) per face,
 and the ratios of the variants' p50s in the same run. One thread.
 
-    python benchmarks/artist.py [--faces N] [--rounds N] [--warmup N] [--json]
+``--baseline DIR``: also the same three variants of another version of the
+artist, DIR being that version's ``avatarizer`` package folder (for example
+``git worktree add /tmp/base REV`` and ``/tmp/base/sdk/avatarizer``; it is
+copied to a temporary folder and imported under another name), interleaved
+face by face with this checkout's (``baseline_frontal``, ...), with the ratios
+this / baseline.
+
+    python benchmarks/artist.py [--faces N] [--rounds N] [--warmup N] [--baseline DIR] [--json]
 """
 from __future__ import annotations
 
@@ -68,24 +75,50 @@ def stats(wall, cpu) -> dict:
             "cpu_p50_ms": round(float(np.percentile(np.asarray(cpu) * 1e3, 50)), 2), "n": len(w)}
 
 
+def artist_variants(artist_module, prefix: str = "") -> dict:
+    """The three timed calls of one version of ``avatarizer.artist``."""
+    frontal = artist_module.AutoArtist()
+    as_seen = artist_module.AutoArtist(artist_module.ArtistStyle(frontal=False, exaggeration=1.0))
+    return {
+        f"{prefix}frontal": lambda c, crop, hair, valid, lm3: frontal.fit_landmarks(c, crop, hair, valid=valid,
+                                                                                    landmarks3d=lm3),
+        f"{prefix}as_seen": lambda c, crop, hair, valid, lm3: as_seen.fit_landmarks(c, crop, hair, valid=valid),
+        f"{prefix}geometry_skin": lambda c, crop, hair, valid, lm3: frontal.fit_geometry_skin(
+            c, crop, valid=valid, landmarks3d=lm3, glasses=True, cues={}),
+    }
+
+
+def baseline_artist(folder: Path):
+    """``avatarizer.artist`` of another version: its package folder copied
+    to a temporary folder as ``avatarizer_baseline`` (its imports are
+    relative) and imported from there."""
+    import importlib
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    if not (folder / "__init__.py").is_file() or not (folder / "artist").is_dir():
+        raise SystemExit(f"--baseline {folder}: not an avatarizer package folder (no __init__.py / artist/)")
+    tmp = Path(tempfile.mkdtemp(prefix="artist-baseline-"))
+    shutil.copytree(folder, tmp / "avatarizer_baseline", ignore=shutil.ignore_patterns("__pycache__"))
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module("avatarizer_baseline.artist")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--faces", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--baseline", type=Path, help="another version's avatarizer package folder, interleaved")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    from avatarizer.artist import ArtistStyle, AutoArtist
+    import avatarizer.artist
 
     data = faces(args.faces)
-    frontal, as_seen = AutoArtist(), AutoArtist(ArtistStyle(frontal=False, exaggeration=1.0))
-    variants = {
-        "frontal": lambda c, crop, hair, valid, lm3: frontal.fit_landmarks(c, crop, hair, valid=valid,
-                                                                           landmarks3d=lm3),
-        "as_seen": lambda c, crop, hair, valid, lm3: as_seen.fit_landmarks(c, crop, hair, valid=valid),
-        "geometry_skin": lambda c, crop, hair, valid, lm3: frontal.fit_geometry_skin(
-            c, crop, valid=valid, landmarks3d=lm3, glasses=True, cues={}),
-    }
+    variants = artist_variants(avatarizer.artist)
+    if args.baseline is not None:
+        variants.update(artist_variants(baseline_artist(args.baseline), "baseline_"))
     for fit in variants.values():
         for face in data[: args.warmup]:
             fit(*face)
@@ -101,14 +134,21 @@ def main(argv=None) -> int:
     res["ratio_p50"] = round(res["frontal"]["p50_ms"] / res["as_seen"]["p50_ms"], 3)
     res["ratio_cpu_p50"] = round(res["frontal"]["cpu_p50_ms"] / res["as_seen"]["cpu_p50_ms"], 3)
     res["geometry_skin_ratio_cpu_p50"] = round(res["geometry_skin"]["cpu_p50_ms"] / res["frontal"]["cpu_p50_ms"], 3)
+    if args.baseline is not None:  # this checkout / the baseline, same run, interleaved
+        res["vs_baseline_p50"] = {k: round(res[k]["p50_ms"] / res[f"baseline_{k}"]["p50_ms"], 3)
+                                  for k in ("frontal", "as_seen", "geometry_skin")}
+        res["vs_baseline_cpu_p50"] = {k: round(res[k]["cpu_p50_ms"] / res[f"baseline_{k}"]["cpu_p50_ms"], 3)
+                                      for k in ("frontal", "as_seen", "geometry_skin")}
     res["faces"] = len(data)
     if args.json:
         print(json.dumps(res))
     else:
         for k in variants:
-            print(f"{k:13s} " + "  ".join(f"{a}={b}" for a, b in res[k].items()))
+            print(f"{k:22s} " + "  ".join(f"{a}={b}" for a, b in res[k].items()))
         print(f"frontal / as_seen p50: {res['ratio_p50']} (CPU time {res['ratio_cpu_p50']})")
         print(f"geometry_skin / frontal CPU p50: {res['geometry_skin_ratio_cpu_p50']}")
+        if args.baseline is not None:
+            print(f"this / baseline p50: {res['vs_baseline_p50']} (CPU time {res['vs_baseline_cpu_p50']})")
     return 0
 
 
