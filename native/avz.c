@@ -40,7 +40,7 @@ const char *avz_status_string(avz_status s) {
     return "unknown status code";
 }
 
-const char *avz_version(void) { return "1.2.0"; }
+const char *avz_version(void) { return "1.3.0"; }
 const char *avz_schema_version(void) { return AVZ_SCHEMA_VERSION; }
 
 avz_status avz_default_params(float *out, size_t n) {
@@ -879,17 +879,30 @@ static void avz__draw_scene(cairo_t *cr, const avz_scene *s) {
     while (depth-- > 0) cairo_restore(cr);
 }
 
+/* cairo keeps device coordinates in 24.8 fixed point (about +-8.4 million):
+ * with scene coordinates within +-3 frame units, coefficients up to 1e6 stay
+ * inside it; beyond, points wrap around and the picture is garbage. */
+#define AVZ__MAX_TRANSFORM 1e6
+#define AVZ__MIN_ZOOM 1e-6 /* below, cairo refuses the matrix (a zoom of 1e-6 is already a sub-pixel avatar) */
+
+static avz_status avz__check_transform(avz_renderer *r, const double *t) {
+    for (int i = 0; i < 6; i++)
+        if (!isfinite(t[i]) || fabs(t[i]) > AVZ__MAX_TRANSFORM)
+            return avz__fail(r, AVZ_E_ARG, "transform must be finite, with coefficients within +-1e6");
+    double det = t[0] * t[3] - t[1] * t[2];
+    if (fabs(det) < 1e-12) return avz__fail(r, AVZ_E_ARG, "transform is not invertible");
+    return AVZ_OK;
+}
+
 static avz_status avz__check_opts(avz_renderer *r, const avz_render_options *o) {
     for (int i = 0; i < 4; i++)
         if (!isfinite(o->background[i]) || o->background[i] < 0.f || o->background[i] > 1.f)
             return avz__fail(r, AVZ_E_ARG, "background channels must be finite values in [0, 1]");
     if (o->use_transform) {
-        for (int i = 0; i < 6; i++)
-            if (!isfinite(o->transform[i])) return avz__fail(r, AVZ_E_ARG, "transform must be finite");
-        double det = o->transform[0] * o->transform[3] - o->transform[1] * o->transform[2];
-        if (fabs(det) < 1e-12) return avz__fail(r, AVZ_E_ARG, "transform is not invertible");
-    } else if (!isfinite(o->zoom) || o->zoom <= 0.0 || o->zoom > 1000.0) {
-        return avz__fail(r, AVZ_E_ARG, "zoom must be in (0, 1000]");
+        avz_status st = avz__check_transform(r, o->transform);
+        if (st != AVZ_OK) return st;
+    } else if (!isfinite(o->zoom) || o->zoom < AVZ__MIN_ZOOM || o->zoom > 1000.0) {
+        return avz__fail(r, AVZ_E_ARG, "zoom must be in [1e-6, 1000]");
     }
     if (o->antialias != AVZ_AA_BEST && o->antialias != AVZ_AA_FAST)
         return avz__fail(r, AVZ_E_ARG, "antialias must be AVZ_AA_BEST or AVZ_AA_FAST");
@@ -1119,6 +1132,11 @@ static avz_status avz__draw_premultiplied(avz_renderer *r, uint8_t *buf, int wid
      * bands: a cut where the shapes crossing the rows balance fell within a
      * few rows of the middle of two bands and was no faster. */
     int n = r->threads > 1 ? r->threads + 1 : 1;
+    /* cairo's fast (4x4) scan converter steps over runs of rows where no edge
+     * starts or ends, so a band's bottom row changes the coverage of a
+     * vertical edge for rows above it (up to 60 levels seen): fast
+     * antialiasing is drawn whole, on the calling thread */
+    if (options->antialias == AVZ_AA_FAST) n = 1;
     if (n > height / AVZ__MIN_BAND_ROWS) n = height / AVZ__MIN_BAND_ROWS;
     if (n < 1) n = 1;
     avz__band bands[AVZ_MAX_THREADS + 1];
@@ -1171,6 +1189,8 @@ avz_status avz_render(avz_renderer *r, const float *params, size_t n, uint8_t *r
                  stride, 4 * width);
         return AVZ_E_STRIDE;
     }
+    if ((uintptr_t)rgba % 4 != 0) /* cairo draws 32-bit pixels: elsewhere the picture comes out wrong */
+        return avz__fail(r, AVZ_E_ARG, "rgba buffer must be 4-byte aligned");
     avz_render_options def;
     if (!options) { avz_render_options_init(&def); options = &def; }
     avz_status st = avz__check_opts(r, options);
@@ -1193,10 +1213,8 @@ void avz_overlay_options_init(avz_overlay_options *o) {
 }
 
 static avz_status avz__check_overlay(avz_renderer *r, const avz_overlay_options *o) {
-    for (int i = 0; i < 6; i++)
-        if (!isfinite(o->transform[i])) return avz__fail(r, AVZ_E_ARG, "transform must be finite");
-    double det = o->transform[0] * o->transform[3] - o->transform[1] * o->transform[2];
-    if (!(fabs(det) >= 1e-12) || !isfinite(1.0 / det)) return avz__fail(r, AVZ_E_ARG, "transform is not invertible");
+    avz_status st = avz__check_transform(r, o->transform);
+    if (st != AVZ_OK) return st;
     if (!(o->opacity >= 0.f && o->opacity <= 1.f)) return avz__fail(r, AVZ_E_ARG, "opacity must be in [0, 1]");
     if (o->order != AVZ_ORDER_RGB && o->order != AVZ_ORDER_BGR)
         return avz__fail(r, AVZ_E_ARG, "order must be AVZ_ORDER_RGB or AVZ_ORDER_BGR");
@@ -1206,6 +1224,43 @@ static avz_status avz__check_overlay(avz_renderer *r, const avz_overlay_options 
     if (o->antialias != AVZ_AA_BEST && o->antialias != AVZ_AA_FAST)
         return avz__fail(r, AVZ_E_ARG, "antialias must be AVZ_AA_BEST or AVZ_AA_FAST");
     return AVZ_OK;
+}
+
+/* The frame-pixel box {x0, y0, x1, y1} that holds all the scene draws through
+ * transform t ({a, b, c, d, e, f}): the bounds of every path point (a Bezier
+ * stays inside its control points' hull), grown by the widest stroke's half
+ * width, cut at frame y = ylim (below, an overlay's fade hides the avatar),
+ * through t, grown by a pixel. Returns 0 when nothing is drawn. */
+static int avz__scene_box(const avz_scene *s, const double *t, float ylim, int *box) {
+    float x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY, hw = 0.f;
+    for (size_t k = 0; k < s->n_items; k++) {
+        const avz_item *it = &s->items[k];
+        if (it->kind == AVZ_ITEM_STROKE && 0.5f * it->width > hw) hw = 0.5f * it->width;
+        for (uint32_t i = it->path_begin; i < it->path_end;) {
+            int op = (int)s->path[i], pts = op == AVZ_OP_CURVE ? 3 : op == AVZ_OP_CLOSE ? 0 : 1;
+            for (int j = 0; j < pts; j++) {
+                float x = s->path[i + 1 + 2 * j], y = s->path[i + 2 + 2 * j];
+                x0 = fminf(x0, x); x1 = fmaxf(x1, x);
+                y0 = fminf(y0, y); y1 = fmaxf(y1, y);
+            }
+            i += 1 + 2 * (uint32_t)pts;
+        }
+    }
+    if (!(x0 <= x1)) return 0;
+    x0 -= hw; y0 -= hw; x1 += hw; y1 = fminf(y1 + hw, ylim);
+    if (!(y0 <= y1)) return 0;
+    double lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
+    for (int c = 0; c < 4; c++) {
+        double u = c & 1 ? x1 : x0, v = c & 2 ? y1 : y0;
+        double X = t[0] * u + t[2] * v + t[4], Y = t[1] * u + t[3] * v + t[5];
+        lo[0] = fmin(lo[0], X); hi[0] = fmax(hi[0], X);
+        lo[1] = fmin(lo[1], Y); hi[1] = fmax(hi[1], Y);
+    }
+    for (int a = 0; a < 2; a++) { /* within int range; the caller clips to the frame */
+        box[a] = (int)fmax(floor(lo[a]) - 1.0, -1.0 - AVZ_MAX_SIZE);
+        box[a + 2] = (int)fmin(ceil(hi[a]) + 1.0, 2.0 * AVZ_MAX_SIZE + 1.0);
+    }
+    return 1;
 }
 
 /* Blends the premultiplied box image `src` (bw x bh at frame position x0, y0)
@@ -1309,6 +1364,13 @@ avz_status avz_overlay(avz_renderer *r, const float *params, size_t n, uint8_t *
     if (st != AVZ_OK) return avz__fail(r, st, r->scene->error);
     int x0 = options->box[0] > 0 ? options->box[0] : 0, y0 = options->box[1] > 0 ? options->box[1] : 0;
     int x1 = options->box[2] < width ? options->box[2] : width, y1 = options->box[3] < height ? options->box[3] : height;
+    int sb[4]; /* only where the avatar draws (above the fade's end): less to draw and blend */
+    if (!avz__scene_box(r->scene, options->transform, options->use_fade ? options->fade_end : INFINITY, sb))
+        return AVZ_OK;
+    if (sb[0] > x0) x0 = sb[0];
+    if (sb[1] > y0) y0 = sb[1];
+    if (sb[2] < x1) x1 = sb[2];
+    if (sb[3] < y1) y1 = sb[3];
     if (x1 <= x0 || y1 <= y0 || options->opacity <= 0.f) return AVZ_OK;
     int bw = x1 - x0, bh = y1 - y0;
     size_t need = (size_t)4 * bw * bh;

@@ -40,7 +40,7 @@ extern "C" {
 #endif
 
 #define AVZ_VERSION_MAJOR 1
-#define AVZ_VERSION_MINOR 2
+#define AVZ_VERSION_MINOR 3
 #define AVZ_PARAM_COUNT 629
 #define AVZ_MAX_SIZE 16384
 #define AVZ_MAX_THREADS 8
@@ -108,9 +108,12 @@ typedef struct avz_render_options {
     float background[4]; /* straight RGBA in [0, 1]; alpha 0 gives a transparent image */
     int use_transform;   /* 0: fit the frame's [-1,1] square centred in the image */
     double transform[6]; /* if use_transform: frame -> pixels, x' = a x + c y + e, y' = b x + d y + f,
-                            stored as {a, b, c, d, e, f} like cairo_matrix_t */
-    double zoom;         /* with fitting: > 1 zooms in around the centre (default 1) */
-    int antialias;       /* AVZ_AA_BEST (default) or AVZ_AA_FAST (4x4 coverage, ~25% faster) */
+                            stored as {a, b, c, d, e, f} like cairo_matrix_t; finite, invertible,
+                            each coefficient within +-1e6 (since 1.3: beyond, cairo's fixed-point
+                            coordinates overflow), else AVZ_E_ARG */
+    double zoom;         /* with fitting: > 1 zooms in around the centre (default 1); in [1e-6, 1000] */
+    int antialias;       /* AVZ_AA_BEST (default) or AVZ_AA_FAST (4x4 coverage, ~25% faster; since
+                            1.3 always drawn whole on the calling thread: see avz_renderer_set_threads) */
 } avz_render_options;
 
 enum { AVZ_AA_BEST = 0, AVZ_AA_FAST = 1 };
@@ -133,7 +136,9 @@ const char *avz_renderer_error(const avz_renderer *renderer);
  * same but where cairo clips an outline at a band edge: composited on white,
  * within 3 levels on avatars of real faces (straight RGBA of nearly
  * transparent pixels can differ more, as any alpha difference of one level
- * does). The helpers are started by the first banded call and wait, idle,
+ * does). AVZ_AA_FAST images are not cut into bands (since 1.3): cairo's 4x4
+ * scan converter changed the coverage of rows above a band edge by up to 60
+ * levels. The helpers are started by the first banded call and wait, idle,
  * between calls until avz_renderer_destroy joins them (a child process after
  * fork() starts its own); a handle is still used by one thread at a time.
  * AVZ_E_ARG outside 1..AVZ_MAX_THREADS. */
@@ -142,8 +147,9 @@ avz_status avz_renderer_set_threads(avz_renderer *renderer, int threads);
 int avz_renderer_threads(const avz_renderer *renderer);
 
 /* Draws the avatar into `rgba` (width x height pixels, rows `stride` bytes
- * apart, caller-allocated, at least stride * height bytes). options may be
- * NULL for the defaults. */
+ * apart, caller-allocated, at least stride * height bytes; since 1.3 `rgba`
+ * must be 4-byte aligned and `stride` a multiple of 4, else AVZ_E_ARG /
+ * AVZ_E_STRIDE). options may be NULL for the defaults. */
 avz_status avz_render(avz_renderer *renderer, const float *params, size_t n, uint8_t *rgba,
                       int width, int height, int stride, const avz_render_options *options);
 
@@ -170,7 +176,10 @@ typedef struct avz_overlay_options {
     double transform[6]; /* frame -> frame pixels (whole-frame coordinates), {a, b, c, d, e, f} as in
                             avz_render_options; must be invertible (init sets the identity) */
     int box[4];          /* x0, y0, x1, y1: the frame region drawn into, clipped to the frame
-                            (init: the whole frame); outside it the frame is left alone */
+                            (init: the whole frame); outside it the frame is left alone. Since 1.3
+                            only the part the avatar covers is drawn (its shapes' bounds through
+                            the transform, above fade_end with use_fade): the whole frame as the
+                            box costs no more than a tight one */
     float opacity;       /* in [0, 1] (init 1); 0 leaves the frame alone */
     int order;           /* AVZ_ORDER_RGB (init) or AVZ_ORDER_BGR: the frame's channel order */
     int use_fade;        /* 1: the avatar's alpha is also multiplied by clamp((fade_end - y) / fade_width, 0, 1),

@@ -510,3 +510,52 @@ def test_banded_renderer_after_fork(samples):
             pytest.fail("a banded render hung in a child process after fork()")
         time.sleep(0.02)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_fast_antialiasing_is_drawn_whole_so_threads_change_nothing():
+    """cairo's 4x4 scan converter changes rows above a band edge (up to 60
+    levels were seen), so fast images are never cut into bands."""
+    for p in schema.sample(6, seed=3):
+        for size in (256, 512):
+            one = render(p, size, antialias="fast", threads=1)
+            np.testing.assert_array_equal(render(p, size, antialias="fast", threads=2), one)
+            np.testing.assert_array_equal(native.Renderer(threads=4).render(p, size, size, antialias="fast"), one)
+
+
+def test_unaligned_buffers_huge_transforms_and_tiny_zooms_are_refused():
+    p = schema.default()
+    r = native.Renderer()
+    raw = np.zeros(61 * 97 * 4 + 1, np.uint8)
+    with pytest.raises(ValueError, match="4-byte"):  # (cairo drew a wrong picture into it)
+        r.render_into(p, raw[1:].reshape(61, 97, 4))
+    with pytest.raises(ValueError, match="1e6|transform"):  # cairo's fixed point overflows beyond
+        r.render(p, 64, 64, transform=np.array([[9e6, 0, 32 - 2.7e6], [0, 9e6, 32]]))
+    for zoom in (1e-200, 1e-7):
+        with pytest.raises(ValueError, match="zoom"):
+            render(p, 16, zoom=zoom)
+    assert render(p, 16, zoom=1e-6).shape == (16, 16, 4)
+    out = render(p, 32, backend="pillow")
+    assert out.flags.writeable and out.dtype == np.uint8 and out.shape == (32, 32, 4)
+
+
+def test_overlay_draws_what_is_outside_the_canonical_square():
+    """Hair drawn above canonical y = -1.1 is overlaid too (the box was
+    cut at the square and the top of the hair flat)."""
+    from avatarizer.api import Avatar, FaceInfo
+
+    tf = np.array([[100.0, 0.0, 150.0], [0.0, 100.0, 150.0]])
+    white = np.full((300, 300, 3), 255, np.uint8)
+    tall = 0
+    for p in schema.sample(300, seed=0):
+        ref = native.Renderer().render(p, 300, 300, transform=tf, background=(1, 1, 1, 1))[..., :3]
+        drawn_above = (ref[:39] != 255).any(axis=-1).sum()  # canonical y < -1.1 is row 40 and above
+        if not drawn_above:
+            continue
+        tall += 1
+        av = Avatar(p, FaceInfo((50.0, 50.0, 250.0, 250.0), 0.0, 0.0, 0.0, tf, (300, 300)))
+        got = av.overlay(white, threads=1)
+        assert (got[:39] != 255).any(axis=-1).sum() == drawn_above
+        np.testing.assert_allclose(got[:39].astype(int), ref[:39].astype(int), atol=1)
+        if tall >= 3:
+            break
+    assert tall >= 3

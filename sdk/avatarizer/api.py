@@ -374,22 +374,21 @@ class Avatar:
         if opacity == 0.0:
             return done(out)
         tf = np.asarray(self.face.transform, np.float64)
-        # the box of canonical [-1.1, 1.1]² in the frame, in plain floats: a few
-        # numpy calls here cost ~0.1 ms right after a render (cold caches)
+        # about the box the avatar covers (canonical [-1.1, 1.1]², in plain
+        # floats: a few numpy calls here cost ~0.1 ms right after a render),
+        # for the choice of threads
         (a, c, e), (b, d, f) = tf.tolist()
         xs = [a * u + c * v + e for u in (-1.1, 1.1) for v in (-1.1, 1.1)]
         ys = [b * u + d * v + f for u in (-1.1, 1.1) for v in (-1.1, 1.1)]
-        x0, y0 = max(math.floor(min(xs)), 0), max(math.floor(min(ys)), 0)
-        x1, y1 = min(math.ceil(max(xs)), w), min(math.ceil(max(ys)), h)
-        if x1 - x0 < 1 or y1 - y0 < 1:
-            return done(out)  # the face is entirely off-frame
-        # the native renderer draws only the avatar's box, at the frame's scale,
-        # and blends its drawn part straight into `out` (in the caller's channel
-        # order, with the opacity and the fade of the bottom edge: shoulders end
-        # at canonical y = 1.1): no RGBA image, no blend in numpy
+        area = max(min(max(xs), w) - max(min(xs), 0), 0) * max(min(max(ys), h) - max(min(ys), 0), 0)
+        # the native renderer draws only the box of what the avatar draws
+        # (hair above the head included; it finds the box itself), at the
+        # frame's scale, and blends it straight into `out` (in the caller's
+        # channel order, with the opacity and the fade of the bottom edge:
+        # shoulders end at canonical y = 1.1): no RGBA image, no blend in numpy
         r = renderer()
-        r.threads = resolve_threads(threads, (x1 - x0) * (y1 - y0))
-        r.overlay_into(self._params, out, tf, box=(x0, y0, x1, y1), opacity=float(opacity),
+        r.threads = resolve_threads(threads, int(area))
+        r.overlay_into(self._params, out, tf, box=(0, 0, w, h), opacity=float(opacity),
                        order="bgr" if swap else "rgb", fade=(_OVERLAY_BOTTOM, _OVERLAY_FADE), antialias=antialias)
         return done(out)
 

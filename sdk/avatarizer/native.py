@@ -184,6 +184,9 @@ def _check_pixels(arr, name: str, channels: int, kind: str) -> None:
         raise ValueError(f"{name} must have contiguous {kind} pixels (strides (stride, {channels}, 1))")
     if not arr.flags.writeable:
         raise ValueError(f"{name} is read-only")
+    if channels == 4 and (arr.ctypes.data % 4 or arr.strides[0] % 4):
+        # cairo draws 32-bit pixels (a view such as buf[1:] of a byte buffer is not aligned)
+        raise ValueError(f"{name} must start on a 4-byte boundary, with rows a multiple of 4 bytes apart")
 
 
 class Renderer:
@@ -193,7 +196,8 @@ class Renderer:
     :meth:`overlay_into` (``avz_renderer_set_threads``): 1 draws on the
     calling thread; more cut the image into bands of rows drawn at the same
     time by helper threads the handle keeps (the same picture but where an
-    outline meets a band edge: within 3 levels composited on white)."""
+    outline meets a band edge: within 3 levels composited on white; fast
+    antialiasing is never cut into bands)."""
 
     def __init__(self, threads=1):
         ffi, lib = _need()

@@ -71,9 +71,13 @@ def _is_real(v) -> bool:
         return False
 
 
+#: Smallest zoom accepted (cairo refuses the matrix of a far smaller one; at 1e-6 the avatar is a speck).
+MIN_ZOOM = 1e-6
+
+
 def _zoom(zoom) -> float:
-    if not _is_real(zoom) or not 0.0 < float(zoom) <= 1000.0:
-        raise ValueError(f"zoom must be a number in (0, 1000], got {zoom!r:.40}")
+    if not _is_real(zoom) or not MIN_ZOOM <= float(zoom) <= 1000.0:
+        raise ValueError(f"zoom must be a number in [1e-6, 1000], got {zoom!r:.40}")
     return float(zoom)
 
 
@@ -120,7 +124,9 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
     ``params``: 629 floats in schema ranges (see :mod:`avatarizer.schema`);
     wrong length, NaN/inf or out-of-range values raise ``ValueError``.
     ``background``: None/'transparent', 'white', '#rrggbb', or an RGB(A) tuple.
-    ``antialias``: 'best' (default) or 'fast' (native only: 4x4 coverage, ~25% faster).
+    ``antialias``: 'best' (default) or 'fast' (native only: 4x4 coverage, ~25% faster;
+    always drawn on one thread, whatever ``threads`` says).
+    ``zoom``: in [1e-6, 1000]; ``transform`` coefficients within ±1e6.
     ``threads``: native only, how many threads draw the image (bands of rows,
     at least 32 rows each; the picture the same within 3 levels where an
     outline meets a band edge): ``"auto"`` (default) is 2 for images of
@@ -362,4 +368,4 @@ def _render_pillow(scene: "native.Scene", w, h, bg, m) -> np.ndarray:
     while len(stack) > 1:
         layer, mask = stack.pop()
         stack[-1][0].alpha_composite(layer)
-    return np.asarray(base.resize((w, h), Image.Resampling.BOX))
+    return np.array(base.resize((w, h), Image.Resampling.BOX))  # a writable array, as the other backends give
