@@ -461,6 +461,7 @@ def _video(args) -> int:
             codec = "MPEG-4 Part 2 (browsers do not play it; install ffmpeg for H.264)"
             audio = "dropped (ffmpeg not found on PATH; install ffmpeg to keep the sound)"
         _commit(partial, out, args.overwrite, inp)
+        params_path = params_out.finish() if params_out is not None else None
     except videoio.VideoWriteError as exc:
         raise CLIError(f"could not write {out}: {exc}") from None
     finally:
@@ -469,15 +470,15 @@ def _video(args) -> int:
             encoder.abort()
         if partial is not None:
             _drop_temp(partial)
-        if params_out is not None and not params_out.done:
-            params_out.discard()
+        if params_out is not None:
+            params_out.discard()  # (nothing once finished)
     print(f"wrote {out}: {done} frames ({done / fps:.1f} s of video, {size[0]}x{size[1]}, {args.layout}, "
           f"{codec}), a face in {found}, {done / secs if secs > 0 else 0.0:.1f} fps (model loading "
           f"excluded); audio {audio}")
     if found == 0:
         _warn_no_face(args.face, done, inp)
-    if params_out is not None:
-        print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
+    if params_path is not None:
+        print(f"wrote {params_path}: the parameters of {params_out.count} frames")
     if truncated:
         print(f"avatarizer video: warning: {inp} ended after {done} of the {expected} frames its header "
               "announces (a truncated or damaged file); the output covers only the decoded part "
@@ -489,15 +490,14 @@ def _video(args) -> int:
 class _ParamsWriter:
     """``--params OUT.jsonl``: one JSON line of 629 parameters per frame (the
     last avatar again where a frame has none; frames before the first face
-    are left out), written to a temporary file beside OUT and moved into place."""
+    are left out), written to a temporary file beside OUT (registered like
+    every temporary file of the run, so a failure or a stop signal removes
+    it) and moved into place by :meth:`finish`."""
 
-    def __init__(self, path: Path):
-        import tempfile
-
-        self.path, self.count = path, 0
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        self.tmp = Path(tmp)
-        self.f = open(fd, "w", encoding="utf-8")
+    def __init__(self, path: Path, overwrite: bool, inp: Path | None):
+        self.path, self.overwrite, self.inp, self.count = path, overwrite, inp, 0
+        self.tmp = _temp_beside(path, ".jsonl")
+        self.f = open(self.tmp, "w", encoding="utf-8")
         self.last = None
         self.done = False
 
@@ -511,19 +511,17 @@ class _ParamsWriter:
             self.count += 1
 
     def finish(self) -> Path:
-        import os
-
+        """Moves the finished file into place (never over an existing file
+        without ``--overwrite``, never over the input)."""
         self.f.close()
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(self.tmp, 0o666 & ~mask)  # mkstemp makes 0600
-        self.tmp.replace(self.path)
+        _commit(self.tmp, self.path, self.overwrite, self.inp)
         self.done = True
         return self.path
 
     def discard(self) -> None:
-        self.f.close()
-        self.tmp.unlink(missing_ok=True)
+        if not self.done:
+            self.f.close()
+            _drop_temp(self.tmp)
 
 
 def _params_output(args, inp: Path, create: bool = True):
@@ -535,7 +533,7 @@ def _params_output(args, inp: Path, create: bool = True):
     if Path(args.output).resolve() == path.resolve():
         raise CLIError("--params and -o name the same file")
     _check_output(inp, path, args.overwrite)
-    return _ParamsWriter(path) if create else None
+    return _ParamsWriter(path, args.overwrite, inp) if create else None
 
 
 def _animation_options(args, out: Path):
@@ -558,7 +556,7 @@ def _video_animation(args) -> int:
     """``video IN -o OUT.json|OUT.svg``: the performance as a vector animation."""
     import time
 
-    from .animation import player_html, write_text_atomic
+    from .animation import player_html
 
     inp, out = Path(args.input), Path(args.output)
     make = _animation_options(args, out)
@@ -578,60 +576,72 @@ def _video_animation(args) -> int:
     anim = make(fps)
     frames: list = []  # parameters per input frame (None: no face yet)
     done = found = 0
-    params_out = _params_output(args, inp)
-    t0 = time.perf_counter()
+    params_out = None
     try:
-        with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
-                        exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
-            _check_stop()  # a stop signal that came while the models loaded
-            while frame is not None and (limit is None or done < limit):
-                avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / src_fps, face_index=args.face)
-                if avatar is not None and not avatar.stale:
-                    found += 1
-                if params_out is not None:
-                    params_out.add(avatar)
-                frames.append(avatar.params if avatar is not None else (frames[-1] if frames else None))
-                done += 1
-                if done % 5 == 0 or done == total:
-                    _progress(done, total, t0)
-                ok, frame = cap.read()
-                if not ok:
-                    frame = None
-    except BaseException:
-        cap.release()
+        params_out = _params_output(args, inp)
+        t0 = time.perf_counter()
+        try:
+            with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
+                            exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
+                _check_stop()  # a stop signal that came while the models loaded
+                while frame is not None and (limit is None or done < limit):
+                    avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / src_fps, face_index=args.face)
+                    if avatar is not None and not avatar.stale:
+                        found += 1
+                    if params_out is not None:
+                        params_out.add(avatar)
+                    frames.append(avatar.params if avatar is not None else (frames[-1] if frames else None))
+                    done += 1
+                    if done % 5 == 0 or done == total:
+                        _progress(done, total, t0)
+                    ok, frame = cap.read()
+                    if not ok:
+                        frame = None
+        finally:
+            cap.release()
+        sys.stderr.write("\n")
+        first = next((p for p in frames if p is not None), None)
+        if first is None:
+            which = "no face" if args.face == 0 else f"face {args.face} (0 = the largest) not"
+            raise CLIError(f"{which} found in any of the {done} frames of {inp}")
+        frames = [first if p is None else p for p in frames]
+        n_out = max(1, int(round(len(frames) / src_fps * fps)))
+        for k in range(n_out):  # resampled to --fps: the input frame showing at each output time
+            anim.add(frames[min(len(frames) - 1, int(k * src_fps / fps + 1e-6))])
+        st = _write_animation(anim, out, args.overwrite, inp)
+        print(f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
+              f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
+              f"{anim.tolerance:g} px at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
+        if html is not None:
+            _write_text(player_html(out, inp, html), html, args.overwrite, inp)
+            print(f"wrote {html}: the animation next to {inp} (open it in a browser)")
         if params_out is not None:
-            params_out.discard()
-        raise
-    cap.release()
-    sys.stderr.write("\n")
-    first = next((p for p in frames if p is not None), None)
-    if first is None:
+            print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
+    finally:
         if params_out is not None:
-            params_out.discard()
-        which = "no face" if args.face == 0 else f"face {args.face} (0 = the largest) not"
-        raise CLIError(f"{which} found in any of the {done} frames of {inp}")
-    frames = [first if p is None else p for p in frames]
-    n_out = max(1, int(round(len(frames) / src_fps * fps)))
-    for k in range(n_out):  # resampled to --fps: the input frame showing at each output time
-        anim.add(frames[min(len(frames) - 1, int(k * src_fps / fps + 1e-6))])
-    st = _write_animation(anim, out, args.overwrite)
-    print(f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
-          f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
-          f"{anim.tolerance:g} px at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
-    if html is not None:
-        write_text_atomic(html, player_html(out, inp, html), overwrite=args.overwrite)
-        print(f"wrote {html}: the animation next to {inp} (open it in a browser)")
-    if params_out is not None:
-        print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
+            params_out.discard()  # (nothing once finished)
     return 0
 
 
-def _write_animation(anim, out: Path, overwrite: bool) -> dict:
-    """Writes the animation (temp file beside OUT, then moved into place) and returns its stats."""
+def _write_text(text: str, out: Path, overwrite: bool, inp: Path | None = None) -> None:
+    """Writes ``text`` to a registered temporary file beside ``out`` and moves
+    it into place (:func:`_commit`): a failure or a stop signal at any point
+    leaves no temporary file and never replaces a file without ``overwrite``."""
+    tmp = _temp_beside(out, out.suffix)
     try:
-        anim.write(out, overwrite=overwrite)
-    except FileExistsError:
-        raise CLIError(f"{out} already exists; pass --overwrite to replace it") from None
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        _commit(tmp, out, overwrite, inp)
+    finally:
+        _drop_temp(tmp)
+
+
+def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) -> dict:
+    """Writes the animation (temp file beside OUT, then moved into place) and returns its stats."""
+    from .animation import output_format
+
+    text = anim.to_lottie_json() if output_format(out) == "lottie" else anim.to_svg()
+    _write_text(text, out, overwrite, inp)
     return anim.stats()
 
 
@@ -650,7 +660,7 @@ def _animate(args) -> int:
         raise CLIError(str(exc)) from None
     anim = make(float(args.fps or 30.0))
     anim.extend(frames)
-    st = _write_animation(anim, out, args.overwrite)
+    st = _write_animation(anim, out, args.overwrite, inp)
     print(f"wrote {out}: {len(frames)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
           f"{st['geometry_keyframes']} path keyframes within {anim.tolerance:g} px at "
           f"{anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")

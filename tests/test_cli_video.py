@@ -1,0 +1,103 @@
+"""Regression tests for the video and animation commands of the CLI
+(reviewer's report: --params with an mp4, sound shorter than the picture,
+odd file names, rotation metadata, temporary files on interrupts, ...)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import need_shared
+
+ENV = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def _need_ffmpeg():
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        pytest.skip("ffmpeg/ffprobe are not installed (make sysdeps)")
+
+
+def _ffmpeg(*args) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-nostdin", *map(str, args)], check=True)
+
+
+def _ffprobe(path, entries: str, stream: str = "v:0") -> list[str]:
+    res = subprocess.run(["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries", entries,
+                          "-of", "csv=p=0", f"file:{Path(path).resolve()}"], capture_output=True, text=True)
+    return [x for x in res.stdout.split() if x]
+
+
+def _main(*argv) -> int:
+    from avatarizer.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or p.name.endswith(".partial"))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """1 s of shared clip d11 at 256x256, H.264 + AAC (25 fps, a face throughout)."""
+    _need_ffmpeg()
+    src = need_shared("data", "video", "d11.mp4")
+    path = tmp_path_factory.mktemp("clip") / "c.mp4"
+    _ffmpeg("-i", src, "-t", "1", "-vf", "scale=256:256", "-c:v", "libx264", "-preset", "veryfast",
+            "-c:a", "aac", path)
+    return path
+
+
+# ---------------------------------------------------------------- 1: --params with an mp4
+def test_params_beside_an_mp4_is_written(tmp_path, clip, capsys):
+    out, jl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    assert _main("video", clip, "-o", out, "--params", jl) == 0, capsys.readouterr().err
+    lines = jl.read_text().splitlines()
+    assert len(lines) == 25 and out.stat().st_size > 0
+    assert f"wrote {jl}" in capsys.readouterr().out
+    assert _leftovers(tmp_path) == []
+    # and animate reads back what video wrote
+    assert _main("animate", "--params", jl, "-o", tmp_path / "a.json") == 0
+    assert json.loads((tmp_path / "a.json").read_text())["op"] == 25
+
+
+# ---------------------------------------------------------------- 10: temporary files on interrupts
+@pytest.mark.parametrize("where", ["lottie", "player"])
+def test_interrupt_while_finishing_an_animation_leaves_nothing(tmp_path, clip, monkeypatch, where, capsys):
+    import avatarizer.animation as animation
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(animation.Animation if where == "lottie" else animation,
+                        "to_lottie_json" if where == "lottie" else "player_html", stop)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    args = ["video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl"]
+    assert _main(*args, *(["--player"] if where == "player" else [])) == 130
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == ([] if where == "lottie" else ["a.json"]), left
+
+
+def test_output_that_appears_while_finishing_leaves_no_temporary_files(tmp_path, clip, monkeypatch, capsys):
+    import avatarizer.animation as animation
+
+    real = animation.Animation.to_lottie_json
+    folder = tmp_path / "f"
+    folder.mkdir()
+
+    def appear(self):
+        (folder / "a.json").write_text("theirs")
+        return real(self)
+
+    monkeypatch.setattr(animation.Animation, "to_lottie_json", appear)
+    assert _main("video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl") == 1
+    assert "appeared" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.json"]
+    assert (folder / "a.json").read_text() == "theirs"
