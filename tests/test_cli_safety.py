@@ -236,11 +236,12 @@ def test_unwritable_output_folder_in_process(tmp_path, photo_bytes, monkeypatch,
 
 
 # ---------------------------------------------------------------- defect 10: named pipes
-@pytest.mark.parametrize("command,out", [("image", "o.png"), ("video", "o.mp4")])
+@pytest.mark.parametrize("command,out", [("image", "o.png"), ("video", "o.mp4"), ("animate", "o.json")])
 def test_named_pipe_input_is_refused_not_waited_on(tmp_path, command, out):
-    fifo = tmp_path / ("in.png" if command == "image" else "in.mp4")
+    fifo = tmp_path / {"image": "in.png", "video": "in.mp4", "animate": "in.jsonl"}[command]
     os.mkfifo(fifo)
-    res = subprocess.run(CLI + [command, str(fifo), "-o", str(tmp_path / out)], capture_output=True,
+    argv = [command, "--params", str(fifo)] if command == "animate" else [command, str(fifo)]
+    res = subprocess.run(CLI + argv + ["-o", str(tmp_path / out)], capture_output=True,
                          text=True, timeout=120, env=ENV)
     assert res.returncode == 1 and "not a regular file" in res.stderr, res.stderr[-2000:]
     assert stat.S_ISFIFO(fifo.stat().st_mode) and not (tmp_path / out).exists()

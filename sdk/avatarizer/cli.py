@@ -650,8 +650,7 @@ def _animate(args) -> int:
     from .animation import read_params_jsonl
 
     inp, out = Path(args.params), Path(args.output)
-    if not inp.exists():
-        raise CLIError(f"no such file: {inp}")
+    _check_input(inp)  # a named pipe would block forever
     make = _animation_options(args, out)
     _check_output(inp, out, args.overwrite)
     try:
