@@ -101,3 +101,36 @@ def test_output_that_appears_while_finishing_leaves_no_temporary_files(tmp_path,
     assert "appeared" in capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == ["a.json"]
     assert (folder / "a.json").read_text() == "theirs"
+
+
+# ---------------------------------------------------------------- 5: numbers beyond any float
+def _line(params) -> str:
+    return json.dumps([float(v) for v in params]) + "\n"
+
+
+@pytest.mark.parametrize("bad", ["10**400", "-10**400", "deep"])
+def test_animate_refuses_unreadable_numbers_in_one_line(tmp_path, bad, capsys):
+    from avatarizer import schema
+
+    good = _line(schema.default())
+    if bad == "deep":
+        line = "[" * 100_000 + "]" * 100_000 + "\n"
+    else:
+        line = good.replace("[", "[" + str(eval(bad)) + ", ", 1).replace(", " + good[1:].split(",")[0], "", 1)
+    src = tmp_path / "in.jsonl"
+    src.write_text(good + line)
+    assert _main("animate", "--params", src, "-o", tmp_path / "a.json") == 1
+    err = capsys.readouterr().err
+    assert "line 2" in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert not (tmp_path / "a.json").exists()
+
+
+def test_read_params_jsonl_stops_at_the_frame_limit(tmp_path, monkeypatch):
+    import avatarizer.animation as animation
+    from avatarizer import schema
+
+    monkeypatch.setattr(animation, "MAX_FRAMES", 3)
+    src = tmp_path / "in.jsonl"
+    src.write_text(_line(schema.default()) * 4 + "not json: never read\n")
+    with pytest.raises(ValueError, match="more than 3 frames"):
+        animation.read_params_jsonl(src)

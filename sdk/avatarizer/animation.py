@@ -968,7 +968,9 @@ if (video) {{
 def read_params_jsonl(path) -> list[np.ndarray]:
     """One frame per line: a JSON list of 629 numbers, or an object with
     ``"params"`` (a list, or a name -> value object as in ``Avatar.to_json``).
-    Blank lines are skipped; a bad line raises ``ValueError`` naming it."""
+    Blank lines are skipped; a bad line (also a number too large for a
+    float) raises ``ValueError`` naming it. The file is read line by line and
+    refused as soon as it holds more than ``MAX_FRAMES`` frames."""
     from .schema import NAMES
 
     frames = []
@@ -976,9 +978,12 @@ def read_params_jsonl(path) -> list[np.ndarray]:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            if len(frames) >= MAX_FRAMES:
+                raise ValueError(f"{path} holds more than {MAX_FRAMES} frames (an animation holds at most "
+                                 f"{MAX_FRAMES})")
             try:
                 doc = json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise ValueError(f"{path}, line {n}: not JSON ({exc})") from None
             if isinstance(doc, dict):
                 doc = doc.get("params")
@@ -993,6 +998,8 @@ def read_params_jsonl(path) -> list[np.ndarray]:
                                  "with \"params\")")
             try:
                 frames.append(validate(np.array(doc, np.float32)))
+            except (OverflowError, TypeError) as exc:  # an integer beyond any float (10**400)
+                raise ValueError(f"{path}, line {n}: a number is out of range ({exc})") from None
             except ValueError as exc:
                 raise ValueError(f"{path}, line {n}: {exc}") from None
     if not frames:
