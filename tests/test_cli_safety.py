@@ -388,3 +388,24 @@ def test_a_stop_signal_inside_an_import_waits_for_the_next_check():
             cli._on_signal(signal.SIGHUP, sys._getframe())
     finally:
         cli._STOP.clear()
+
+
+# ---------------------------------------------------------------- demo: the same rules as the other commands
+def test_demo_never_replaces_files_without_overwrite_nor_writes_through_links(tmp_path, capsys):
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"not the demo's")
+    folder = _user_folder(tmp_path, {"default.svg": b"<svg>mine</svg>", "notes.txt": b"keep"})
+    (folder / "default.png").symlink_to(outside)
+    before = _snapshot(folder)
+    assert _main("demo", "-o", folder) == 1
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and "Traceback" not in err
+    _expect(folder, before)
+    assert outside.read_bytes() == b"not the demo's"
+    # with --overwrite the files are replaced, a link by a file: never written through
+    assert _main("demo", "-o", folder, "--overwrite") == 0, capsys.readouterr().err
+    assert outside.read_bytes() == b"not the demo's"
+    assert not (folder / "default.png").is_symlink()
+    assert Image.open(folder / "default.png").size == (512, 512)
+    assert (folder / "notes.txt").read_bytes() == b"keep"
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]

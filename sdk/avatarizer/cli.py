@@ -31,6 +31,21 @@ from . import __version__
 from .errors import AvatarizerError
 
 
+#: What ``demo`` writes into its folder.
+_DEMO_FILES = ("gallery.png", "default.png", "default.svg", "astronaut_avatar.png", "astronaut_avatar.svg",
+               "astronaut_side_by_side.png")
+
+
+def _save_png(image, out: Path, overwrite: bool) -> None:
+    """A PIL image to ``out`` through a registered temporary file (:func:`_commit`)."""
+    tmp = _temp_beside(out, ".png")
+    try:
+        image.save(tmp, format="PNG")
+        _commit(tmp, out, overwrite)
+    finally:
+        _drop_temp(tmp)
+
+
 def _demo(args) -> int:
     from PIL import Image
 
@@ -39,17 +54,26 @@ def _demo(args) -> int:
     from .render import render, to_svg
 
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    g = gallery(out / "gallery.png", n=24, size=256)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{out} is a file, not a folder")
+    for name in _DEMO_FILES:  # all checked before anything is written
+        _check_output(None, out / name, args.overwrite)
+    g = out / "gallery.png"
+    tmp = _temp_beside(g, ".png")
+    try:
+        gallery(tmp, n=24, size=256)
+        _commit(tmp, g, args.overwrite)
+    finally:
+        _drop_temp(tmp)
     default = schema.default()
-    Image.fromarray(render(default, 512, background="white")).save(out / "default.png")
-    (out / "default.svg").write_text(to_svg(default, 512, background="white"))
+    _save_png(Image.fromarray(render(default, 512, background="white")), out / "default.png", args.overwrite)
+    _write_text(to_svg(default, 512, background="white"), out / "default.svg", args.overwrite)
     print(f"wrote {g} (24 sampled avatars)")
     print(f"wrote {out / 'default.png'} and {out / 'default.svg'} (the canonical default face)")
-    return _demo_photo(out)
+    return _demo_photo(out, args.overwrite)
 
 
-def _demo_photo(out: Path) -> int:
+def _demo_photo(out: Path, overwrite: bool = False) -> int:
     """The main job on a real portrait: the bundled NASA astronaut photo (public domain)."""
     import numpy as np
     from PIL import Image
@@ -73,11 +97,11 @@ def _demo_photo(out: Path) -> int:
         print("avatarizer demo: no face found in the astronaut photo", file=sys.stderr)
         return 1
     png, svg, side = out / "astronaut_avatar.png", out / "astronaut_avatar.svg", out / "astronaut_side_by_side.png"
-    Image.fromarray(avatar.render(512, background="white")).save(png)
-    svg.write_text(avatar.to_svg(512, background="white"))
+    _save_png(Image.fromarray(avatar.render(512, background="white")), png, overwrite)
+    _write_text(avatar.to_svg(512, background="white"), svg, overwrite)
     h = photo.shape[0]
     pic = avatar.render(h, background="white")[..., :3]
-    Image.fromarray(np.concatenate([photo, pic], axis=1)).save(side)
+    _save_png(Image.fromarray(np.concatenate([photo, pic], axis=1)), side, overwrite)
     print(f"wrote {png} and {svg} (the avatar of the bundled astronaut photo; {how})")
     print(f"wrote {side} (photo | avatar)")
     return 0
@@ -761,6 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser("demo", help="render the demo outputs and say where they are")
     d.add_argument("-o", "--output", default="out/demo", help="output folder (default out/demo)")
+    d.add_argument("--overwrite", action="store_true", help="replace the demo's files if the folder has them")
     d.set_defaults(func=_demo)
     s = sub.add_parser("render-samples", help="a contact sheet of sampled avatars")
     s.add_argument("-o", "--output", default="gallery.png")
