@@ -134,3 +134,43 @@ def test_read_params_jsonl_stops_at_the_frame_limit(tmp_path, monkeypatch):
     src.write_text(_line(schema.default()) * 4 + "not json: never read\n")
     with pytest.raises(ValueError, match="more than 3 frames"):
         animation.read_params_jsonl(src)
+
+
+# ---------------------------------------------------------------- 2: sound shorter than the picture
+def test_sound_that_ends_before_the_picture_keeps_the_whole_video(tmp_path, capsys):
+    _need_ffmpeg()
+    src = need_shared("data", "video", "d11.mp4")
+    short = tmp_path / "shortaud.mp4"  # 2 s of picture, 1 s of sound
+    _ffmpeg("-t", "2", "-i", src, "-t", "1", "-i", src, "-map", "0:v", "-map", "1:a", "-vf", "scale=256:256",
+            "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", short)
+    out = tmp_path / "o.mp4"
+    assert _main("video", short, "-o", out) == 0, capsys.readouterr().err
+    assert _ffprobe(out, "stream=nb_frames") == ["50"]
+    assert 0.8 < float(_ffprobe(out, "stream=duration", "a:0")[0]) < 1.2  # the sound as far as it goes
+    # and a sound track longer than the picture is cut at the picture's end
+    long = tmp_path / "longaud.mp4"
+    _ffmpeg("-t", "1", "-i", src, "-t", "2", "-i", src, "-map", "0:v", "-map", "1:a", "-vf", "scale=256:256",
+            "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", long)
+    out = tmp_path / "o2.mp4"
+    assert _main("video", long, "-o", out) == 0, capsys.readouterr().err
+    assert _ffprobe(out, "stream=nb_frames") == ["25"]
+    assert float(_ffprobe(out, "stream=duration", "a:0")[0]) < 1.2
+
+
+# ---------------------------------------------------------------- 12: names ffmpeg would misread
+def test_a_name_starting_with_a_dash_keeps_its_sound(tmp_path, clip, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(clip, tmp_path / "-dash.mp4")
+    assert _main("video", "./-dash.mp4", "-o", "o.mp4") == 0, capsys.readouterr().err
+    assert "audio copied" in capsys.readouterr().out
+    assert _ffprobe(tmp_path / "o.mp4", "stream=codec_name", "a:0") == ["aac"]
+
+
+def test_ffprobe_missing_says_so(tmp_path, clip, monkeypatch, capsys):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "ffmpeg").symlink_to(shutil.which("ffmpeg"))
+    monkeypatch.setenv("PATH", str(bindir))
+    assert _main("video", clip, "-o", tmp_path / "o.mp4") == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "ffprobe not found" in out and "no sound track" not in out

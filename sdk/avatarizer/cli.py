@@ -429,7 +429,7 @@ def _video(args) -> int:
             rate = info.video_bitrate and int(info.video_bitrate * (size[0] * size[1]) / (w * h))
             encoder = videoio.H264Writer(partial, size, info.rate or fps, audio_from=inp,
                                          audio_codec=info.audio_codec, bitrate=rate,
-                                         max_seconds=limit / fps if limit else None)
+                                         max_seconds=limit / fps if limit else None, duration=info.duration)
             write = encoder.write
         else:
             writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
@@ -480,7 +480,7 @@ def _video(args) -> int:
             except videoio.VideoWriteError as exc:
                 raise CLIError(f"could not write {out}: {exc}") from None
             codec = "H.264"
-            audio = enc.audio
+            audio = f"dropped ({info.problem})" if info.problem else enc.audio
         else:
             codec = "MPEG-4 Part 2 (browsers do not play it; install ffmpeg for H.264)"
             audio = "dropped (ffmpeg not found on PATH; install ffmpeg to keep the sound)"
