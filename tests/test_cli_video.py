@@ -174,3 +174,22 @@ def test_ffprobe_missing_says_so(tmp_path, clip, monkeypatch, capsys):
     assert _main("video", clip, "-o", tmp_path / "o.mp4") == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "ffprobe not found" in out and "no sound track" not in out
+
+
+def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, clip, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(clip, tmp_path / "clip:1.mp4")
+    assert _main("video", "clip:1.mp4", "-o", "o.mp4") == 0, capsys.readouterr().err
+    assert _ffprobe(tmp_path / "o.mp4", "stream=codec_name", "a:0") == ["aac"]
+    assert _main("video", "clip:1.mp4", "-o", "o.json") == 0, capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- 3: a name that is not UTF-8
+@pytest.mark.skipif(sys.platform != "linux", reason="a non-UTF-8 file name needs a Linux file system")
+def test_a_name_that_is_not_utf8_works(tmp_path, clip):
+    name = os.fsdecode(b"\xff.mp4")  # '\udcff.mp4'
+    shutil.copy(clip, tmp_path / name)
+    res = subprocess.run([sys.executable, "-m", "avatarizer.cli", "video", name, "-o", "u.mp4"], cwd=tmp_path,
+                         capture_output=True, text=True, env=ENV, timeout=300)
+    assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
+    assert _ffprobe(tmp_path / "u.mp4", "stream=nb_frames") == ["25"]

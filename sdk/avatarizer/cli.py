@@ -308,6 +308,29 @@ def _progress(done: int, total: int | None, t0: float, stream=None) -> None:
     stream.flush()
 
 
+def _capture(inp: Path):
+    """``cv2.VideoCapture`` of the file ``inp``, whatever its name: by its
+    absolute path (FFmpeg would read ``clip:1.mp4`` as the protocol ``clip``),
+    and by ``/proc/self/fd/N`` when the name is not valid UTF-8 (OpenCV takes
+    the name as UTF-8; a lone surrogate from such a name crashed it)."""
+    import cv2
+
+    name = os.path.abspath(inp)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        fd = os.open(inp, os.O_RDONLY)
+        try:
+            link = f"/proc/self/fd/{fd}"
+            if not os.path.exists(link):
+                raise CLIError(f"{inp!s} has a name that is not valid UTF-8, which OpenCV cannot open on this "
+                               "system; rename the file") from None
+            return cv2.VideoCapture(link)  # FFmpeg opens the file anew: fd is not needed after
+        finally:
+            os.close(fd)
+    return cv2.VideoCapture(name)
+
+
 def _open_video(inp: Path, max_seconds: float | None):
     """(capture, first frame, source fps (30 where the file gives none that is
     sane), frame count (0 if unknown), frame limit for ``--max-seconds``
@@ -315,7 +338,7 @@ def _open_video(inp: Path, max_seconds: float | None):
     import cv2
     import numpy as np
 
-    cap = cv2.VideoCapture(str(inp))
+    cap = _capture(inp)
     ok, first = cap.read() if cap.isOpened() else (False, None)
     if not ok or first is None:
         cap.release()
@@ -979,6 +1002,11 @@ def main(argv=None) -> int:
     2 usage (and ``live`` without a display), 3 the input video was truncated (output written for the decoded
     part), 130 interrupted (Ctrl-C), 128+N killed by signal N (SIGTERM, SIGHUP).
     Temporary files are removed on every path out."""
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not valid UTF-8 is printed escaped
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):  # pragma: no cover - a replaced stream
+            pass
     ap = build_parser()
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):
