@@ -193,3 +193,17 @@ def test_a_name_that_is_not_utf8_works(tmp_path, clip):
                          capture_output=True, text=True, env=ENV, timeout=300)
     assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
     assert _ffprobe(tmp_path / "u.mp4", "stream=nb_frames") == ["25"]
+
+
+# ---------------------------------------------------------------- 11: truncated input, animation output
+@pytest.mark.parametrize("out", ["t.json", "t.svg"])
+def test_truncated_input_to_an_animation_warns_and_exits_3(tmp_path, clip, out, capsys):
+    fast = tmp_path / "fast.mp4"  # index first, so a cut file still opens and announces 25 frames
+    _ffmpeg("-i", clip, "-c", "copy", "-movflags", "+faststart", fast)
+    data = fast.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    assert _main("video", cut, "-o", tmp_path / out) == 3
+    err = capsys.readouterr().err
+    assert "of the 25 frames" in err and "truncated" in err
+    assert (tmp_path / out).stat().st_size > 0

@@ -493,9 +493,7 @@ def _video(args) -> int:
         sys.stderr.write("\n")
         if done == 0:
             raise CLIError(f"no frames could be decoded from {inp}")
-        expected = min(count, limit) if limit else count
-        # the container's frame count may be an estimate: allow one frame of slack
-        truncated = count > 0 and done < expected - 1
+        expected = _expected_frames(count, limit, done)
         if encoder is not None:
             enc, encoder = encoder, None
             try:
@@ -526,12 +524,25 @@ def _video(args) -> int:
         _warn_no_face(args.face, done, inp)
     if params_path is not None:
         print(f"wrote {params_path}: the parameters of {params_out.count} frames")
-    if truncated:
-        print(f"avatarizer video: warning: {inp} ended after {done} of the {expected} frames its header "
-              "announces (a truncated or damaged file); the output covers only the decoded part "
-              f"(exit status {EXIT_TRUNCATED})", file=sys.stderr)
-        return EXIT_TRUNCATED
-    return 0
+    return _truncation_status(inp, done, expected)
+
+
+def _expected_frames(count: int, limit: int | None, done: int) -> int | None:
+    """The frame count the header announced (within ``--max-seconds``) when
+    fewer were decoded, i.e. the input is truncated; else None. The
+    container's count may be an estimate: one frame of slack."""
+    expected = min(count, limit) if limit else count
+    return expected if count > 0 and done < expected - 1 else None
+
+
+def _truncation_status(inp: Path, done: int, expected: int | None) -> int:
+    """Warns about a truncated input (see :func:`_expected_frames`): exit status 3, else 0."""
+    if expected is None:
+        return 0
+    print(f"avatarizer video: warning: {inp} ended after {done} of the {expected} frames its header "
+          "announces (a truncated or damaged file); the output covers only the decoded part "
+          f"(exit status {EXIT_TRUNCATED})", file=sys.stderr)
+    return EXIT_TRUNCATED
 
 
 class _ParamsWriter:
@@ -667,7 +678,7 @@ def _video_animation(args) -> int:
     finally:
         if params_out is not None:
             params_out.discard()  # (nothing once finished)
-    return 0
+    return _truncation_status(inp, done, _expected_frames(count, limit, done))
 
 
 def _write_text(text: str, out: Path, overwrite: bool, inp: Path | None = None) -> None:
