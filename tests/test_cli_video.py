@@ -207,3 +207,42 @@ def test_truncated_input_to_an_animation_warns_and_exits_3(tmp_path, clip, out, 
     err = capsys.readouterr().err
     assert "of the 25 frames" in err and "truncated" in err
     assert (tmp_path / out).stat().st_size > 0
+
+
+# ---------------------------------------------------------------- 16: messages and exit codes
+@pytest.mark.parametrize("argv", [
+    ["video", "IN", "-o", "t.mp4", "--size", "20"],
+    ["video", "IN", "-o", "t.mp4", "--size", "9000"],
+    ["video", "IN", "-o", "t.mp4", "--max-seconds", "-1"],
+    ["video", "IN", "-o", "t.mp4", "--max-seconds", "nan"],
+    ["video", "IN", "-o", "t.json", "--fps", "-1"],
+    ["video", "IN", "-o", "t.json", "--fps", "inf"],
+    ["video", "IN", "-o", "t.json", "--tolerance", "-1"],
+    ["animate", "--params", "IN", "-o", "t.json", "--tolerance", "nan"],
+    ["live", "IN", "--max-seconds", "0"],
+    ["render-samples", "-o", "g.png", "--seed", "-5"],
+])
+def test_bad_values_are_usage_errors(tmp_path, clip, argv, capsys):
+    argv = [str(clip) if a == "IN" else str(tmp_path / a) if "." in a and a[0] != "-" else a for a in argv]
+    try:
+        status = _main(*argv)
+    except SystemExit as exc:  # argparse
+        status = exc.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(f"avatarizer {argv[0]}: error:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_video_too_small_says_so_not_size(tmp_path, capsys):
+    _need_ffmpeg()
+    tiny = tmp_path / "tiny.mp4"
+    _ffmpeg("-t", "0.2", "-i", need_shared("data", "video", "d11.mp4"), "-vf", "scale=16:16", "-an", tiny)
+    assert _main("video", tiny, "-o", tmp_path / "o.mp4") == 1
+    err = capsys.readouterr().err
+    assert "too small" in err and "16x16" in err and "--size None" not in err
+
+
+def test_max_seconds_under_one_frame_takes_one_frame(tmp_path, clip, capsys):
+    assert _main("video", clip, "-o", tmp_path / "o.mp4", "--max-seconds", "0.01") == 0, capsys.readouterr().err
+    assert _ffprobe(tmp_path / "o.mp4", "stream=nb_frames") == ["1"]

@@ -118,6 +118,13 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 1."""
 
 
+class _UsageError(CLIError):
+    """A bad option value found after parsing (it depends on another option,
+    e.g. the output type): exit status 2, like argparse's own errors."""
+
+    status = 2
+
+
 #: Exit status when the input video ended before the frame count in its header
 #: (the output is written for the decoded part, with a warning).
 EXIT_TRUNCATED = 3
@@ -348,7 +355,8 @@ def _open_video(inp: Path, max_seconds: float | None):
     if not fps or not np.isfinite(fps) or fps <= 0 or fps > 1000:
         fps = 30.0
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    limit = int(round(max_seconds * fps)) if max_seconds else None
+    # at least one frame: a limit shorter than a frame still takes the first
+    limit = max(1, int(round(max_seconds * fps))) if max_seconds else None
     total = min(count, limit) if count > 0 and limit else (limit or count or None)
     return cap, first, fps, count, limit, total
 
@@ -411,15 +419,13 @@ def _video(args) -> int:
     from .live import compose
 
     inp, out = Path(args.input), Path(args.output)
-    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
-        raise CLIError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
     _check_input(inp)
     if out.suffix.lower() in (".json", ".svg"):
         return _video_animation(args)
     if out.suffix.lower() != ".mp4":
         raise CLIError(f"the output must be an .mp4, .json (Lottie) or .svg (animated SVG) file, got {out.name!r}")
     if args.size is not None and not MIN_VIDEO_SIDE <= args.size <= MAX_VIDEO_SIDE:
-        raise CLIError(f"--size for a video is the output frame's longer side, {MIN_VIDEO_SIDE}..{MAX_VIDEO_SIDE} "
+        raise _UsageError(f"--size for a video is the output frame's longer side, {MIN_VIDEO_SIDE}..{MAX_VIDEO_SIDE} "
                        f"pixels; got {args.size}")
     _check_output(inp, out, args.overwrite)
     _params_output(args, inp, create=False)
@@ -434,9 +440,12 @@ def _video(args) -> int:
     pw, ph = video_frame_size(w, h, 2 if side else 1, args.size)  # one panel, after --size
     if min(pw, ph) < MIN_VIDEO_SIDE:
         cap.release()
-        raise CLIError(f"--size {args.size} makes {w}x{h} frames {pw}x{ph} "
-                       f"{'per panel ' if side else ''}pixels; the shorter side must be at least "
-                       f"{MIN_VIDEO_SIDE}: give a larger --size")
+        if args.size is None:
+            raise CLIError(f"{inp} is too small: its frames are {w}x{h} pixels; the shorter side must be at "
+                           f"least {MIN_VIDEO_SIDE} (give --size to scale it up)")
+        raise _UsageError(f"--size {args.size} makes {w}x{h} frames {pw}x{ph} "
+                          f"{'per panel ' if side else ''}pixels; the shorter side must be at least "
+                          f"{MIN_VIDEO_SIDE}: give a larger --size")
     scaled = (pw, ph) != (w, h)
     size = (2 * pw if side else pw, ph)
     from . import videoio
@@ -601,10 +610,6 @@ def _animation_options(args, out: Path):
         output_format(out)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    if args.fps is not None and not 0 < args.fps <= 1000:
-        raise CLIError(f"--fps must be in (0, 1000], got {args.fps}")
-    if args.tolerance is not None and not 0 <= args.tolerance <= 64:
-        raise CLIError(f"--tolerance must be in [0, 64] pixels, got {args.tolerance}")
     bg = None if args.background == "transparent" else args.background
     size = args.size or 512
     return lambda fps: Animation(size, fps=fps, tolerance=args.tolerance, background=bg)
@@ -628,7 +633,6 @@ def _video_animation(args) -> int:
     _quiet_mediapipe()
     from .api import Avatarizer
 
-    # (--max-seconds was checked by _video, the only caller)
     cap, frame, src_fps, count, limit, total = _open_video(inp, args.max_seconds)
     fps = float(args.fps or src_fps)
     anim = make(fps)
@@ -735,8 +739,6 @@ def _live(args) -> int:
     from . import live
 
     source = live.parse_source(args.source)
-    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
-        raise CLIError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
     shot = Path(args.screenshot) if args.screenshot else None
     if isinstance(source, str) and not live.is_stream(source):
         _check_input(Path(source))
@@ -825,7 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="gallery.png")
     s.add_argument("-n", type=_count, default=24, help="how many avatars (1..1000)")
     s.add_argument("--size", type=_positive_int, default=256, help="tile size in pixels")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0, help="random seed, a whole number >= 0 (default 0)")
     s.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     s.set_defaults(func=_render_samples)
 
@@ -853,7 +855,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="OUT.mp4 (video), OUT.json (Lottie animation) or OUT.svg (animated SVG)")
     v.add_argument("--layout", choices=("overlay", "side-by-side"), default="overlay")
-    v.add_argument("--max-seconds", type=float, default=None, metavar="S", help="stop after S seconds of video")
+    v.add_argument("--max-seconds", type=_seconds, default=None, metavar="S",
+                   help="stop after S seconds of video (at least one frame)")
     v.add_argument("--face", type=_face_index, default=0, metavar="K",
                    help="which face to follow: the K-th largest in each frame, 0 = the largest (default); "
                         f"up to {_MAX_FACE}. Frames without a K-th face count as frames without a face "
@@ -885,7 +888,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--face", type=_face_index, default=0, metavar="K",
                     help="which face to follow: the K-th largest in each frame, 0 = the largest (default)")
     lv.add_argument("--frames", type=_frame_count, default=None, metavar="N", help="stop after N frames shown")
-    lv.add_argument("--max-seconds", type=float, default=None, metavar="S",
+    lv.add_argument("--max-seconds", type=_seconds, default=None, metavar="S",
                     help="stop after S seconds (wall clock, after the models are loaded)")
     lv.add_argument("--screenshot", metavar="PATH.png", default=None,
                     help="write the last frame shown (with the avatar and the fps) as a PNG at the end")
@@ -926,6 +929,47 @@ def _likeness(text: str) -> float:
     return v
 
 
+def _float(text: str, what: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    v = _float(text, "a positive number of seconds")
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return v
+
+
+def _fps(text: str) -> float:
+    v = _float(text, "frames per second in (0, 1000]")
+    if not 0 < v <= 1000:
+        raise argparse.ArgumentTypeError(f"expected frames per second in (0, 1000], got {text!r}")
+    return v
+
+
+def _tolerance(text: str) -> float:
+    v = _float(text, "a tolerance in pixels, 0..64")
+    if not 0 <= v <= 64:
+        raise argparse.ArgumentTypeError(f"expected a tolerance in pixels, 0..64, got {text!r}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if not 0 <= v < 2 ** 64:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**64 - 1, got {text!r}")
+    return v
+
+
 def _count(text: str) -> int:
     try:
         v = int(text)
@@ -947,11 +991,11 @@ def _frame_count(text: str) -> int:
 
 
 def _animation_arguments(p, fps_help: str, size_help: str | None = None, size_default: int | None = 512) -> None:
-    p.add_argument("--fps", type=float, default=None, help=fps_help)
+    p.add_argument("--fps", type=_fps, default=None, help=fps_help)
     p.add_argument("--size", type=_positive_int, default=size_default, metavar="N",
                    help=size_help or "animation width and height in pixels (default 512; vector, scales to "
                                      "any size)")
-    p.add_argument("--tolerance", type=float, default=None, metavar="PX",
+    p.add_argument("--tolerance", type=_tolerance, default=None, metavar="PX",
                    help="keyframe/path reduction tolerance in pixels at --size (default size/256, 2 px at 512)")
     p.add_argument("--background", default="transparent",
                    help="animation background: transparent (default), white, black or #rrggbb")
