@@ -246,3 +246,27 @@ def test_a_video_too_small_says_so_not_size(tmp_path, capsys):
 def test_max_seconds_under_one_frame_takes_one_frame(tmp_path, clip, capsys):
     assert _main("video", clip, "-o", tmp_path / "o.mp4", "--max-seconds", "0.01") == 0, capsys.readouterr().err
     assert _ffprobe(tmp_path / "o.mp4", "stream=nb_frames") == ["1"]
+
+
+# ---------------------------------------------------------------- 14: render-samples' sheet size
+def test_render_samples_bounds_the_sheet_and_fits_columns_to_n(tmp_path, capsys):
+    from PIL import Image
+
+    assert _main("render-samples", "-n", "1", "--size", "16384", "-o", tmp_path / "g.png") == 2
+    err = capsys.readouterr().err
+    assert "16392x16392" in err and "Traceback" not in err and not list(tmp_path.iterdir())
+    assert _main("render-samples", "-n", "2", "--size", "32", "-o", tmp_path / "g.png") == 0
+    assert Image.open(tmp_path / "g.png").size == (2 * 36 + 4, 36 + 4)
+
+
+def test_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
+    import avatarizer.gallery as gallery
+
+    def boom(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(gallery, "render", boom)
+    assert _main("render-samples", "-n", "2", "--size", "32", "-o", tmp_path / "g.png") == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "avatarizer render-samples: error: out of memory"
+    assert not list(tmp_path.iterdir())

@@ -799,11 +799,15 @@ def _bench(args) -> int:
 
 
 def _render_samples(args) -> int:
-    from .gallery import gallery
+    from .gallery import MAX_SHEET_PIXELS, gallery, sheet_size
 
     out = Path(args.output)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise CLIError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .jpg or .webp")
+    w, h = sheet_size(args.n, args.size)
+    if w * h > MAX_SHEET_PIXELS:
+        raise _UsageError(f"-n {args.n} --size {args.size} makes a {w}x{h} sheet, more than "
+                          f"{MAX_SHEET_PIXELS:,} pixels: ask for fewer or smaller avatars")
     _check_output(None, out, args.overwrite)
     tmp = _temp_beside(out, out.suffix)
     try:
@@ -1093,6 +1097,9 @@ def main(argv=None) -> int:
     except OSError as exc:  # the file system said no (permissions, full disk, ...)
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"avatarizer {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"avatarizer {args.command}: error: out of memory", file=sys.stderr)
         return 1
     except RuntimeError as exc:  # e.g. device='cuda' without CUDA
         print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)
