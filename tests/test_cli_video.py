@@ -270,3 +270,18 @@ def test_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.strip() == "avatarizer render-samples: error: out of memory"
     assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- 15: the player page links the video by URL
+@pytest.mark.parametrize("video,src", [("take#1.mp4", "take%231.mp4"), ("a?b%20 c.mp4", "a%3Fb%2520%20c.mp4"),
+                                       ("sub/é&.mp4", "sub/%C3%A9%26.mp4"),
+                                       (os.fsdecode(b"\xff.mp4"), "%FF.mp4")])
+def test_player_page_links_the_video_as_a_url(tmp_path, video, src):
+    from avatarizer import schema
+    from avatarizer.animation import Animation, player_html
+
+    anim = tmp_path / "a.json"
+    Animation(64).extend([schema.default()]).write(anim)
+    page = player_html(anim, tmp_path / video, tmp_path / "a.html", inline_player=False)
+    assert f'<video id="video" src="{src}"' in page
+    page.encode("utf-8")  # writable as UTF-8

@@ -932,10 +932,14 @@ def player_html(animation_path, video_path=None, html_path=None, *, inline_playe
               else f'<script src="{_LOTTIE_CDN}"></script>')
     video = ""
     if video_path is not None:
+        from urllib.parse import quote
+
         rel = os.path.relpath(Path(video_path).resolve(), base)
-        video = (f'<figure><video id="video" src="{_html.escape(Path(rel).as_posix())}" controls muted playsinline '
+        # a URL, not a file name: '#', '?', '%' (and any byte of a name that is not UTF-8) percent-encoded
+        url = quote(os.fsencode(Path(rel).as_posix()), safe="/")
+        video = (f'<figure><video id="video" src="{_html.escape(url)}" controls muted playsinline '
                  f'width="{w}"></video><figcaption>source video</figcaption></figure>')
-    name = _html.escape(animation_path.name)
+    name = _html.escape(os.fsencode(animation_path.name).decode("utf-8", "replace"))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{name} - avatarizer</title>
 <style>body{{font:14px system-ui,sans-serif;margin:16px;background:#f4f4f4}}main{{display:flex;gap:16px;flex-wrap:wrap}}
