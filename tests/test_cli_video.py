@@ -285,3 +285,24 @@ def test_player_page_links_the_video_as_a_url(tmp_path, video, src):
     page = player_html(anim, tmp_path / video, tmp_path / "a.html", inline_player=False)
     assert f'<video id="video" src="{src}"' in page
     page.encode("utf-8")  # writable as UTF-8
+
+
+# ---------------------------------------------------------------- 13: 16-bit and 32-bit grayscale images
+def test_high_bit_depth_grayscale_is_scaled_not_clipped(tmp_path, capsys):
+    from PIL import Image
+    from skimage import data as skdata
+
+    from avatarizer.imageio import load_image, to_rgb_uint8
+
+    gray = np.asarray(Image.fromarray(skdata.astronaut()).convert("L").resize((256, 256)))
+    Image.fromarray(gray).save(tmp_path / "g8.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    want = load_image(tmp_path / "g8.png")
+    got = load_image(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    assert np.abs(got.astype(int) - want).max() <= 1
+    for im in (Image.fromarray(gray.astype(np.int32) * 257, "I"), Image.fromarray(gray.astype(np.float32) / 255, "F"),
+               Image.fromarray(gray.astype(np.int32), "I")):
+        assert np.abs(to_rgb_uint8(im).astype(int) - want).max() <= 1, im.mode
+    assert _main("image", tmp_path / "g16.png", "-o", tmp_path / "a.png", "--size", "64") == 0, \
+        capsys.readouterr().err
