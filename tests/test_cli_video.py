@@ -58,8 +58,8 @@ def clip(tmp_path_factory) -> Path:
 def test_params_beside_an_mp4_is_written(tmp_path, clip, capsys):
     out, jl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
     assert _main("video", clip, "-o", out, "--params", jl) == 0, capsys.readouterr().err
-    lines = jl.read_text().splitlines()
-    assert len(lines) == 25 and out.stat().st_size > 0
+    lines = [json.loads(x) for x in jl.read_text().splitlines()]
+    assert len(lines) == 25 and out.stat().st_size > 0 and all(len(d["params"]) == 629 for d in lines)
     assert f"wrote {jl}" in capsys.readouterr().out
     assert _leftovers(tmp_path) == []
     # and animate reads back what video wrote
@@ -306,3 +306,42 @@ def test_high_bit_depth_grayscale_is_scaled_not_clipped(tmp_path, capsys):
         assert np.abs(to_rgb_uint8(im).astype(int) - want).max() <= 1, im.mode
     assert _main("image", tmp_path / "g16.png", "-o", tmp_path / "a.png", "--size", "64") == 0, \
         capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- 8: --params has one line per frame
+@pytest.mark.parametrize("out", ["o.mp4", "o.json"])
+def test_params_has_one_line_per_frame_and_animate_reads_it(tmp_path, clip, out, capsys):
+    late = tmp_path / "late.mp4"  # the first 0.4 s (10 frames) black: no face there
+    _ffmpeg("-i", clip, "-vf", "drawbox=enable='lt(t,0.4)':color=black:t=fill", "-c:v", "libx264",
+            "-preset", "veryfast", "-c:a", "copy", late)
+    jl = tmp_path / "p.jsonl"
+    assert _main("video", late, "-o", tmp_path / out, "--params", jl) == 0, capsys.readouterr().err
+    lines = [json.loads(x) for x in jl.read_text().splitlines()]
+    assert [d["frame"] for d in lines] == list(range(25))
+    assert [d["time_ms"] for d in lines] == pytest.approx([40.0 * i for i in range(25)])
+    assert all(d["params"] is None and not d["face"] for d in lines[:9])
+    assert all(d["face"] and len(d["params"]) == 629 for d in lines[12:])
+    anim = tmp_path / "back.json"
+    assert _main("animate", "--params", jl, "-o", anim) == 0, capsys.readouterr().err
+    doc = json.loads(anim.read_text())
+    assert (doc["op"], doc["fr"]) == (25, 25)  # every frame, at the video's rate
+
+
+def test_read_params_jsonl_holds_the_avatar_over_frames_without_one(tmp_path):
+    from avatarizer import schema
+    from avatarizer.animation import read_params_jsonl
+
+    a, b = schema.sample(2, seed=3)
+    src = tmp_path / "p.jsonl"
+    rows = [None, {"params": None}, a.tolist(), {"frame": 3, "params": None}, {"params": b.tolist()}, None]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = read_params_jsonl(src)
+    assert len(got) == 6
+    for g, want in zip(got, [a, a, a, a, b, b]):
+        assert np.allclose(g, want, atol=1e-6)
+    src.write_text("null\n" + json.dumps({"params": None}) + "\n")
+    with pytest.raises(ValueError, match="no frame with an avatar"):
+        read_params_jsonl(src)
+    src.write_text(json.dumps({"frame": 0}) + "\n")
+    with pytest.raises(ValueError, match="line 1"):
+        read_params_jsonl(src)

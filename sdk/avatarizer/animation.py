@@ -969,15 +969,21 @@ if (video) {{
 # ----------------------------------------------------------------- convenience
 
 
-def read_params_jsonl(path) -> list[np.ndarray]:
+def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
     """One frame per line: a JSON list of 629 numbers, or an object with
-    ``"params"`` (a list, or a name -> value object as in ``Avatar.to_json``).
+    ``"params"`` (a list, or a name -> value object as in ``Avatar.to_json``),
+    as ``avatarizer video --params`` writes. A frame without an avatar
+    (``"params": null``, or a bare ``null`` line) shows the avatar of the
+    frame before it (the first avatar for frames before the first one), so
+    the frames keep their times; a file without any avatar is refused.
     Blank lines are skipped; a bad line (also a number too large for a
     float) raises ``ValueError`` naming it. The file is read line by line and
-    refused as soon as it holds more than ``MAX_FRAMES`` frames."""
+    refused as soon as it holds more than ``MAX_FRAMES`` frames.
+    ``times_ms``: a list that gets each frame's ``"time_ms"`` (None where a
+    line has none)."""
     from .schema import NAMES
 
-    frames = []
+    frames: list = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -989,25 +995,37 @@ def read_params_jsonl(path) -> list[np.ndarray]:
                 doc = json.loads(line)
             except (ValueError, RecursionError) as exc:
                 raise ValueError(f"{path}, line {n}: not JSON ({exc})") from None
+            if times_ms is not None:
+                t = doc.get("time_ms") if isinstance(doc, dict) else None
+                ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+                times_ms.append(float(t) if ok else None)
             if isinstance(doc, dict):
-                doc = doc.get("params")
+                doc = doc.get("params", ...)  # (an object without "params" is refused below)
                 if isinstance(doc, dict):
                     missing = [k for k in NAMES if k not in doc]
                     if missing:
                         raise ValueError(f"{path}, line {n}: {len(missing)} parameter(s) missing, e.g. {missing[:3]}")
                     doc = [doc[k] for k in NAMES]
+            if doc is None:  # a frame without an avatar
+                frames.append(frames[-1] if frames else None)
+                continue
             if not isinstance(doc, list) or len(doc) != PARAM_COUNT \
                     or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in doc):
                 raise ValueError(f"{path}, line {n}: expected a list of {PARAM_COUNT} numbers (or an object "
                                  "with \"params\")")
             try:
-                frames.append(validate(np.array(doc, np.float32)))
+                params = validate(np.array(doc, np.float32))
             except (OverflowError, TypeError) as exc:  # an integer beyond any float (10**400)
                 raise ValueError(f"{path}, line {n}: a number is out of range ({exc})") from None
             except ValueError as exc:
                 raise ValueError(f"{path}, line {n}: {exc}") from None
+            if frames and frames[-1] is None:  # frames before the first avatar show it
+                frames = [params if p is None else p for p in frames]
+            frames.append(params)
     if not frames:
         raise ValueError(f"{path} holds no frames")
+    if frames[-1] is None:
+        raise ValueError(f"{path} holds no frame with an avatar (every \"params\" is null)")
     return frames
 
 

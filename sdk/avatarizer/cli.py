@@ -482,7 +482,7 @@ def _video(args) -> int:
                     if avatar is not None and not avatar.stale:
                         found += 1
                     if params_out is not None:
-                        params_out.add(avatar)
+                        params_out.add(avatar, done, done * 1000.0 / fps)
                     if scaled:
                         frame = cv2.resize(frame, (pw, ph), interpolation=cv2.INTER_AREA if pw < w
                                            else cv2.INTER_LINEAR)
@@ -554,10 +554,22 @@ def _truncation_status(inp: Path, done: int, expected: int | None) -> int:
     return EXIT_TRUNCATED
 
 
+def params_line(avatar, frame: int, time_ms: float) -> str:
+    """One line of ``video --params``: ``{"frame": N, "time_ms": T, "face":
+    true|false, "params": [629 numbers] | null}``. ``face``: a face was found
+    in this frame; ``params``: the avatar drawn on it (also one kept from an
+    earlier frame for up to 0.5 s), ``null`` where none is (before the first
+    face, or after it was lost). ``animate --params`` reads these lines."""
+    import json
+
+    params = None if avatar is None else [round(float(v), 6) for v in avatar.params]
+    face = avatar is not None and not avatar.stale
+    return json.dumps({"frame": int(frame), "time_ms": round(float(time_ms), 3), "face": face, "params": params})
+
+
 class _ParamsWriter:
-    """``--params OUT.jsonl``: one JSON line of 629 parameters per frame (the
-    last avatar again where a frame has none; frames before the first face
-    are left out), written to a temporary file beside OUT (registered like
+    """``--params OUT.jsonl``: one JSON line per input frame, every frame
+    (:func:`params_line`), written to a temporary file beside OUT (registered like
     every temporary file of the run, so a failure or a stop signal removes
     it) and moved into place by :meth:`finish`."""
 
@@ -565,17 +577,11 @@ class _ParamsWriter:
         self.path, self.overwrite, self.inp, self.count = path, overwrite, inp, 0
         self.tmp = _temp_beside(path, ".jsonl")
         self.f = open(self.tmp, "w", encoding="utf-8")
-        self.last = None
         self.done = False
 
-    def add(self, avatar) -> None:
-        import json
-
-        if avatar is not None:
-            self.last = json.dumps([round(float(v), 6) for v in avatar.params])
-        if self.last is not None:
-            self.f.write(self.last + "\n")
-            self.count += 1
+    def add(self, avatar, frame: int, time_ms: float) -> None:
+        self.f.write(params_line(avatar, frame, time_ms) + "\n")
+        self.count += 1
 
     def finish(self) -> Path:
         """Moves the finished file into place (never over an existing file
@@ -651,7 +657,7 @@ def _video_animation(args) -> int:
                     if avatar is not None and not avatar.stale:
                         found += 1
                     if params_out is not None:
-                        params_out.add(avatar)
+                        params_out.add(avatar, done, done * 1000.0 / src_fps)
                     frames.append(avatar.params if avatar is not None else (frames[-1] if frames else None))
                     done += 1
                     if done % 5 == 0 or done == total:
@@ -707,6 +713,15 @@ def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) 
     return anim.stats()
 
 
+def _rate_of(times: list) -> float | None:
+    """Frames per second of lines stamped with ``time_ms`` (as ``video
+    --params`` writes them), or None when they are not all stamped, increasing."""
+    if len(times) < 2 or any(t is None for t in times) or any(b <= a for a, b in zip(times, times[1:])):
+        return None
+    fps = (len(times) - 1) * 1000.0 / (times[-1] - times[0])
+    return fps if 0 < fps <= 1000 else None
+
+
 def _animate(args) -> int:
     """``animate --params IN.jsonl -o OUT.json|OUT.svg``."""
     from .animation import read_params_jsonl
@@ -715,11 +730,12 @@ def _animate(args) -> int:
     _check_input(inp)  # a named pipe would block forever
     make = _animation_options(args, out)
     _check_output(inp, out, args.overwrite)
+    times: list = []
     try:
-        frames = read_params_jsonl(inp)
+        frames = read_params_jsonl(inp, times)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CLIError(str(exc)) from None
-    anim = make(float(args.fps or 30.0))
+    anim = make(float(args.fps or _rate_of(times) or 30.0))
     anim.extend(frames)
     st = _write_animation(anim, out, args.overwrite, inp)
     print(f"wrote {out}: {len(frames)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
@@ -868,7 +884,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
     v.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                    help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
-    v.add_argument("--params", metavar="OUT.jsonl", help="also write one JSON line of parameters per frame")
+    v.add_argument("--params", metavar="OUT.jsonl",
+                   help='also write one JSON line per frame, {"frame": N, "time_ms": T, "face": true|false, '
+                        '"params": [629 numbers] or null where the frame shows no avatar}')
     _animation_arguments(v, fps_help="frame rate of a .json/.svg animation (default: the video's)",
                          size_help="OUT.mp4: the output frame's longer side in pixels (side by side: of "
                                    "both panels together), the other side in proportion, both even "
@@ -906,9 +924,11 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Exports any sequence of avatars (one JSON line of 629 parameters per "
                                     "frame, as `video --params` writes) as a vector animation.")
     an.add_argument("--params", required=True, metavar="IN.jsonl",
-                    help="one frame per line: a list of 629 numbers, or an object with \"params\"")
+                    help="one frame per line: a list of 629 numbers, or an object with \"params\" (null: no "
+                         "avatar in that frame, the last one is held)")
     an.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.json (Lottie) or OUT.svg (SMIL)")
-    _animation_arguments(an, fps_help="frames per second of the lines (default 30)")
+    _animation_arguments(an, fps_help="frames per second of the lines (default: their \"time_ms\" rate, as "
+                                      "video --params writes it, else 30)")
     an.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     an.set_defaults(func=_animate)
 
