@@ -345,3 +345,57 @@ def test_read_params_jsonl_holds_the_avatar_over_frames_without_one(tmp_path):
     src.write_text(json.dumps({"frame": 0}) + "\n")
     with pytest.raises(ValueError, match="line 1"):
         read_params_jsonl(src)
+
+
+# ---------------------------------------------------------------- 6: phone videos with a rotation
+@pytest.fixture(scope="module")
+def phone(clip, tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """``clip`` at 320x240 stored sideways (240x320) with a 90 degree rotation
+    in the file, as phones write it; and its first frame as players show it."""
+    folder = tmp_path_factory.mktemp("phone")
+    wide, side, rot = folder / "wide.mp4", folder / "side.mp4", folder / "phone.mp4"
+    _ffmpeg("-i", clip, "-vf", "scale=320:240", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "copy", wide)
+    _ffmpeg("-i", wide, "-vf", "transpose=1", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "copy", side)
+    _ffmpeg("-i", side, "-c", "copy", "-metadata:s:v:0", "rotate=90", rot)
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(rot), "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "bgr24", "-"], capture_output=True, check=True).stdout
+    shown = np.frombuffer(raw, np.uint8)
+    assert shown.size == 320 * 240 * 3, "this ffmpeg did not apply the rotation it wrote"
+    return rot, shown.reshape(240, 320, 3)
+
+
+def _first_frame(path: Path) -> np.ndarray:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    return frame
+
+
+@pytest.mark.parametrize("auto", [True, False])
+def test_a_phone_video_comes_out_upright(tmp_path, phone, auto, monkeypatch, capsys):
+    import cv2
+
+    rot, shown = phone
+    if not auto:  # an OpenCV build that reads the rotation but cannot apply it: the CLI turns the frames
+        real = cv2.VideoCapture
+
+        class NoAuto:
+            def __init__(self, *a):
+                self.cap = real(*a)
+
+            def set(self, prop, value):
+                return False if prop == cv2.CAP_PROP_ORIENTATION_AUTO else self.cap.set(prop, value)
+
+            def __getattr__(self, name):
+                return getattr(self.cap, name)
+
+        monkeypatch.setattr(cv2, "VideoCapture", NoAuto)
+    out = tmp_path / "o.mp4"
+    assert _main("video", rot, "-o", out, "--layout", "side-by-side") == 0, capsys.readouterr().err
+    frame = _first_frame(out)
+    assert frame.shape == (240, 640, 3)  # two 320x240 panels: upright, not 240x320
+    assert np.abs(frame[:, :320].astype(int) - shown).mean() < 8
+    assert _ffprobe(out, "stream_side_data=rotation") == []  # no rotation left for a player to apply twice

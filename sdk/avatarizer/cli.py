@@ -315,6 +315,38 @@ def _progress(done: int, total: int | None, t0: float, stream=None) -> None:
     stream.flush()
 
 
+class _Rotated:
+    """A capture whose frames are turned by ``code`` (``cv2.rotate``): for
+    an OpenCV build that reads a file's rotation but cannot apply it."""
+
+    def __init__(self, cap, code: int):
+        self.cap, self.code = cap, code
+
+    def read(self):
+        import cv2
+
+        ok, frame = self.cap.read()
+        return (ok, cv2.rotate(frame, self.code)) if ok and frame is not None else (ok, frame)
+
+    def __getattr__(self, name):
+        return getattr(self.cap, name)
+
+
+def _upright(cap):
+    """``cap`` giving frames as players show them: phone videos store the
+    picture sideways with a rotation (display matrix) in the file, which this
+    OpenCV build does not apply unless asked (CAP_PROP_ORIENTATION_AUTO reads
+    0). Asked to; where that does not take, the frames are turned here by the
+    rotation OpenCV reads (CAP_PROP_ORIENTATION_META, degrees clockwise)."""
+    import cv2
+
+    meta = int(round(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0)) % 360
+    if cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1) and cap.get(cv2.CAP_PROP_ORIENTATION_AUTO) == 1:
+        return cap
+    code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}.get(meta)
+    return cap if code is None else _Rotated(cap, code)
+
+
 def _capture(inp: Path):
     """``cv2.VideoCapture`` of the file ``inp``, whatever its name: by its
     absolute path (FFmpeg would read ``clip:1.mp4`` as the protocol ``clip``),
@@ -345,7 +377,7 @@ def _open_video(inp: Path, max_seconds: float | None):
     import cv2
     import numpy as np
 
-    cap = _capture(inp)
+    cap = _upright(_capture(inp))
     ok, first = cap.read() if cap.isOpened() else (False, None)
     if not ok or first is None:
         cap.release()
@@ -778,6 +810,8 @@ def _live(args) -> int:
             " (not a video, or a codec or protocol this OpenCV build cannot read)"))
     if live.is_stream(source):
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # show the newest frame, not a queue of old ones
+    else:
+        cap = _upright(cap)  # a phone video's rotation applied
     try:
         with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                         exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
