@@ -286,7 +286,8 @@ def test_ctrl_c_while_the_encoder_hangs_leaves_nothing_behind(tmp_path, clip_byt
     bindir = tmp_path / "bin"
     bindir.mkdir()
     fake = bindir / "ffmpeg"
-    fake.write_text('#!/bin/sh\nfor last; do :; done\necho partial > "$last"\nexec sleep 60\n')
+    # (the output comes last, as a file: URL)
+    fake.write_text('#!/bin/sh\nfor last; do :; done\necho partial > "${last#file:}"\nexec sleep 60\n')
     fake.chmod(0o755)
     folder = _user_folder(tmp_path, {"in.mp4": clip_bytes, "out.muxed.partial.mp4": b"decoy"})
     before = _snapshot(folder)
