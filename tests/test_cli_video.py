@@ -399,3 +399,64 @@ def test_a_phone_video_comes_out_upright(tmp_path, phone, auto, monkeypatch, cap
     assert frame.shape == (240, 640, 3)  # two 320x240 panels: upright, not 240x320
     assert np.abs(frame[:, :320].astype(int) - shown).mean() < 8
     assert _ffprobe(out, "stream_side_data=rotation") == []  # no rotation left for a player to apply twice
+
+
+# ---------------------------------------------------------------- 7: timing (variable frame rate, start offset)
+def _frames(path: Path, size=(256, 256), fps: int | None = None) -> np.ndarray:
+    """Every frame of ``path`` as ffmpeg decodes it (at ``fps``: ffmpeg's own constant-rate conversion)."""
+    cmd = ["ffmpeg", "-v", "error", "-i", str(path)] + (["-vf", f"fps={fps}"] if fps else []) + [
+        "-f", "rawvideo", "-pix_fmt", "gray", "-"]
+    raw = subprocess.run(cmd, capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, size[1], size[0]).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def counter(tmp_path_factory) -> Path:
+    """2 s of ffmpeg's test picture (a frame counter and moving patterns; no face) at 25 fps, with a tone."""
+    _need_ffmpeg()
+    path = tmp_path_factory.mktemp("counter") / "src.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=256x256:rate=25:duration=2", "-f", "lavfi", "-i", "sine=duration=2",
+            "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", path)
+    return path
+
+
+def test_a_variable_frame_rate_video_keeps_its_timing(tmp_path, counter, capsys):
+    vfr = tmp_path / "vfr.mp4"  # 25 fps for 1 s, then 5 fps
+    _ffmpeg("-i", counter, "-vf", r"select='lt(t\,1)+not(mod(n\,5))'", "-fps_mode", "vfr", "-c:v", "libx264",
+            "-preset", "veryfast", "-c:a", "copy", vfr)
+    out = tmp_path / "o.mp4"
+    assert _main("video", vfr, "-o", out) == 0, capsys.readouterr().err
+    got, want = _frames(out), _frames(vfr, fps=25)  # what a player shows at each 1/25 s
+    assert abs(len(got) - len(want)) <= 1, (len(got), len(want))
+    n = min(len(got), len(want))
+    diff = [float(np.abs(got[k] - want[k]).mean()) for k in range(n)]
+    assert max(diff) < 6, [round(d, 1) for d in diff]
+
+
+def test_animate_follows_the_lines_times(tmp_path, capsys):
+    from avatarizer import schema
+
+    p = schema.sample(4, seed=2)
+    src = tmp_path / "p.jsonl"  # a variable rate: 40 ms apart, then 120 ms
+    src.write_text("".join(json.dumps({"frame": i, "time_ms": t, "face": True, "params": p[i].tolist()}) + "\n"
+                           for i, t in enumerate([0, 40, 80, 200])))
+    assert _main("animate", "--params", src, "-o", tmp_path / "a.json", "--fps", "25") == 0
+    assert json.loads((tmp_path / "a.json").read_text())["op"] == 7  # 0.2 s + one frame (1/15 s) at 25 fps
+    assert _main("animate", "--params", src, "-o", tmp_path / "b.json") == 0  # default: the lines' rate
+    assert json.loads((tmp_path / "b.json").read_text())["fr"] == pytest.approx(15)
+
+
+def test_a_video_that_starts_after_its_sound_keeps_the_offset(tmp_path, counter, capsys):
+    v1, a15, off = tmp_path / "v1.mp4", tmp_path / "a.m4a", tmp_path / "off.mp4"
+    _ffmpeg("-t", "1", "-i", counter, "-an", "-c:v", "libx264", "-preset", "veryfast", v1)
+    _ffmpeg("-f", "lavfi", "-i", "sine=duration=1.5", "-c:a", "aac", a15)
+    _ffmpeg("-itsoffset", "0.5", "-i", v1, "-i", a15, "-map", "0:v", "-map", "1:a", "-c", "copy", off)
+    assert _ffprobe(off, "stream=start_time") == ["0.500000"]
+    out = tmp_path / "o.mp4"
+    assert _main("video", off, "-o", out) == 0, capsys.readouterr().err
+    got = _frames(out)
+    assert len(got) == 12 + 25  # the first frame shown from 0 until the video starts (0.5 s), then 25
+    assert all(np.abs(got[k] - got[12]).mean() < 1 for k in range(12))
+    assert np.abs(got[11] - got[36]).mean() > 3  # (the picture moves once the video starts)
+    assert float(_ffprobe(out, "stream=duration")[0]) == pytest.approx(1.48, abs=0.05)
+    assert float(_ffprobe(out, "stream=start_time", "a:0")[0]) == pytest.approx(0.0, abs=0.03)

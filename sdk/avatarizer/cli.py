@@ -25,6 +25,7 @@ import signal
 import stat
 import sys
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 from . import __version__
@@ -393,6 +394,64 @@ def _open_video(inp: Path, max_seconds: float | None):
     return cap, first, fps, count, limit, total
 
 
+#: Longest gap between two frames' times taken as real; longer ones are a
+#: broken timestamp and count as one frame interval.
+MAX_FRAME_GAP_S = 10.0
+
+
+class _Clock:
+    """Each decoded frame's time in seconds on the input file's clock (the
+    video's start offset after the sound included): OpenCV's position of the
+    frame just read, kept increasing (a missing, repeated or wild timestamp
+    becomes one frame interval after the previous one)."""
+
+    def __init__(self, cap, fps: float, start: float = 0.0):
+        self.cap, self.step, self.start, self.last = cap, 1.0 / fps, start, None
+
+    def time(self) -> float:
+        """The time of the frame read last (call once per frame, after its read)."""
+        import cv2
+
+        t = self.start + (self.cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0
+        if self.last is None:
+            t = t if math.isfinite(t) and 0 <= t - self.start < MAX_FRAME_GAP_S else self.start
+        elif not (math.isfinite(t) and 0 < t - self.last <= MAX_FRAME_GAP_S):
+            t = self.last + self.step
+        self.last = t
+        return t
+
+
+class _ConstantRate:
+    """Writes frames stamped with times (:class:`_Clock`) as a video of a
+    constant ``rate``: each frame is shown from its time until the next
+    one's, so a variable-frame-rate input keeps its timing (a frame is
+    repeated over a gap, dropped when two fall on one output frame) and a
+    video that starts after its sound starts there (its first frame is shown
+    from 0). ``written``: output frames so far."""
+
+    def __init__(self, write, rate: float):
+        self._write, self.rate, self.written, self._held = write, rate, 0, None
+
+    def add(self, frame, t: float) -> None:
+        slot = max(0, int(round(t * self.rate)))
+        if self._held is not None:
+            self._emit(self._held, slot - self.written)  # the held frame up to this one's time
+        elif slot > 0:
+            self._emit(frame, slot)  # before the first frame: the first frame
+        self._held = frame
+
+    def finish(self) -> None:
+        if self._held is not None:
+            self._emit(self._held, 1)
+            self._held = None
+
+    def _emit(self, frame, n: int) -> None:
+        for _ in range(n):
+            _check_stop()
+            self._write(frame)
+            self.written += 1
+
+
 #: Output frame sides ``video -o OUT.mp4 --size`` allows (the SDK's frame limits).
 MIN_VIDEO_SIDE, MAX_VIDEO_SIDE = 32, 8192
 
@@ -484,48 +543,61 @@ def _video(args) -> int:
 
     h264 = videoio.available()
     info = videoio.probe(inp) if h264 else videoio.Probe()
+    out_rate = info.output_rate() or fps  # constant; a variable-rate input is re-timed to it (_ConstantRate)
+    try:
+        rate_f = float(Fraction(out_rate)) if isinstance(out_rate, str) else float(out_rate)
+    except (ValueError, ZeroDivisionError):
+        out_rate = rate_f = fps
     partial = params_out = encoder = writer = None
     secs = 0.0
     try:
         partial = _temp_beside(out, ".mp4")  # cv2 picks the container by suffix
         if h264:
             # the input's video bitrate, scaled by the pixel count (side by side is twice as wide)
-            rate = info.video_bitrate and int(info.video_bitrate * (size[0] * size[1]) / (w * h))
-            encoder = videoio.H264Writer(partial, size, info.rate or fps, audio_from=inp,
-                                         audio_codec=info.audio_codec, bitrate=rate,
-                                         max_seconds=limit / fps if limit else None, duration=info.duration)
+            bitrate = info.video_bitrate and int(info.video_bitrate * (size[0] * size[1]) / (w * h))
+            # the sound on the file's clock: up to the video's end (its start offset included)
+            encoder = videoio.H264Writer(
+                partial, size, out_rate, audio_from=inp, audio_codec=info.audio_codec, bitrate=bitrate,
+                max_seconds=info.start + args.max_seconds if args.max_seconds else None,
+                duration=info.start + info.duration if info.duration else None)
             write = encoder.write
         else:
-            writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+            writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), rate_f, size)
             if not writer.isOpened():
                 raise CLIError(f"could not open {out} for writing an mp4 video")
             write = writer.write
         done = found = 0
         params_out = _params_output(args, inp)
+        clock, frames_out = _Clock(cap, fps, info.start), _ConstantRate(write, rate_f)
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                             exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
                 _check_stop()  # a stop signal that came while the models loaded
                 t0 = time.perf_counter()  # after model loading: fps is frames per second of work
-                frame = first
+                frame, t_first = first, None
                 while frame is not None and (limit is None or done < limit):
+                    t = clock.time()
+                    t_first = t if t_first is None else t_first
+                    if args.max_seconds is not None and t - t_first >= args.max_seconds:
+                        break  # (a variable frame rate: the time is up before the frame count)
                     # the landmarks come from the source frame; --size scales the picture after
-                    avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / fps, face_index=args.face)
+                    avatar = av.from_frame(frame, timestamp_ms=t * 1000.0, face_index=args.face)
                     if avatar is not None and not avatar.stale:
                         found += 1
                     if params_out is not None:
-                        params_out.add(avatar, done, done * 1000.0 / fps)
+                        params_out.add(avatar, done, t * 1000.0)
                     if scaled:
                         frame = cv2.resize(frame, (pw, ph), interpolation=cv2.INTER_AREA if pw < w
                                            else cv2.INTER_LINEAR)
                         avatar = _rescaled(avatar, pw, ph)
-                    write(compose(frame, avatar, side))
+                    frames_out.add(compose(frame, avatar, side), t)
                     done += 1
                     if done % 5 == 0 or done == total:
                         _progress(done, total, t0)
                     ok, frame = cap.read()
                     if not ok:
                         frame = None
+                frames_out.finish()
                 secs = time.perf_counter() - t0
         finally:
             if writer is not None:
@@ -534,7 +606,7 @@ def _video(args) -> int:
         sys.stderr.write("\n")
         if done == 0:
             raise CLIError(f"no frames could be decoded from {inp}")
-        expected = _expected_frames(count, limit, done)
+        expected = _expected_frames(count, limit, done) if frame is None else None  # (None: stopped by the limit)
         if encoder is not None:
             enc, encoder = encoder, None
             try:
@@ -558,7 +630,8 @@ def _video(args) -> int:
             _drop_temp(partial)
         if params_out is not None:
             params_out.discard()  # (nothing once finished)
-    print(f"wrote {out}: {done} frames ({done / fps:.1f} s of video, {size[0]}x{size[1]}, {args.layout}, "
+    print(f"wrote {out}: {frames_out.written} frames ({frames_out.written / rate_f:.1f} s of video, "
+          f"{size[0]}x{size[1]}, {args.layout}, "
           f"{codec}), a face in {found}, {done / secs if secs > 0 else 0.0:.1f} fps (model loading "
           f"excluded); audio {audio}")
     if found == 0:
@@ -675,8 +748,12 @@ def _video_animation(args) -> int:
     fps = float(args.fps or src_fps)
     anim = make(fps)
     frames: list = []  # parameters per input frame (None: no face yet)
+    times: list = []  # each input frame's time, seconds after the first one's
     done = found = 0
     params_out = None
+    from . import videoio
+
+    clock = _Clock(cap, src_fps, videoio.probe(inp).start)
     try:
         params_out = _params_output(args, inp)
         t0 = time.perf_counter()
@@ -685,11 +762,16 @@ def _video_animation(args) -> int:
                             exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
                 _check_stop()  # a stop signal that came while the models loaded
                 while frame is not None and (limit is None or done < limit):
-                    avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / src_fps, face_index=args.face)
+                    t = clock.time()
+                    times.append(t)
+                    if args.max_seconds is not None and t - times[0] >= args.max_seconds:
+                        times.pop()
+                        break  # (a variable frame rate: the time is up before the frame count)
+                    avatar = av.from_frame(frame, timestamp_ms=t * 1000.0, face_index=args.face)
                     if avatar is not None and not avatar.stale:
                         found += 1
                     if params_out is not None:
-                        params_out.add(avatar, done, done * 1000.0 / src_fps)
+                        params_out.add(avatar, done, t * 1000.0)
                     frames.append(avatar.params if avatar is not None else (frames[-1] if frames else None))
                     done += 1
                     if done % 5 == 0 or done == total:
@@ -705,9 +787,12 @@ def _video_animation(args) -> int:
             which = "no face" if args.face == 0 else f"face {args.face} (0 = the largest) not"
             raise CLIError(f"{which} found in any of the {done} frames of {inp}")
         frames = [first if p is None else p for p in frames]
-        n_out = max(1, int(round(len(frames) / src_fps * fps)))
+        import bisect
+
+        rel = [t - times[0] for t in times]  # the animation starts with the video's first frame
+        n_out = max(1, int(round((rel[-1] + 1.0 / src_fps) * fps)))
         for k in range(n_out):  # resampled to --fps: the input frame showing at each output time
-            anim.add(frames[min(len(frames) - 1, int(k * src_fps / fps + 1e-6))])
+            anim.add(frames[max(0, bisect.bisect_right(rel, k / fps + 1e-6) - 1)])
         st = _write_animation(anim, out, args.overwrite, inp)
         print(f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
               f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
@@ -720,7 +805,7 @@ def _video_animation(args) -> int:
     finally:
         if params_out is not None:
             params_out.discard()  # (nothing once finished)
-    return _truncation_status(inp, done, _expected_frames(count, limit, done))
+    return _truncation_status(inp, done, _expected_frames(count, limit, done) if frame is None else None)
 
 
 def _write_text(text: str, out: Path, overwrite: bool, inp: Path | None = None) -> None:
@@ -767,10 +852,18 @@ def _animate(args) -> int:
         frames = read_params_jsonl(inp, times)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CLIError(str(exc)) from None
-    anim = make(float(args.fps or _rate_of(times) or 30.0))
-    anim.extend(frames)
+    rate = _rate_of(times)
+    anim = make(float(args.fps or rate or 30.0))
+    if rate is None:  # lines without times: one frame each
+        anim.extend(frames)
+    else:  # stamped lines (a variable frame rate too): the line showing at each frame's time
+        import bisect
+
+        rel = [(t - times[0]) / 1000.0 for t in times]
+        n_out = max(1, int(round((rel[-1] + 1.0 / rate) * anim.fps)))
+        anim.extend(frames[max(0, bisect.bisect_right(rel, k / anim.fps + 1e-6) - 1)] for k in range(n_out))
     st = _write_animation(anim, out, args.overwrite, inp)
-    print(f"wrote {out}: {len(frames)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
+    print(f"wrote {out}: {len(anim)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
           f"{st['geometry_keyframes']} path keyframes within {anim.tolerance:g} px at "
           f"{anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
     return 0

@@ -55,10 +55,25 @@ class Probe:
     width: int | None = None
     height: int | None = None
     rate: str | None = None              # frame rate as a rational, e.g. "30000/1001"
+    base_rate: str | None = None         # r_frame_rate: the rate every frame time fits (VFR: above ``rate``)
+    start: float = 0.0                   # seconds from the file's start to the video's first frame
     video_bitrate: int | None = None     # bits per second
     audio_codec: str | None = None       # None: no sound track (or unknown: see ``problem``)
     duration: float | None = None        # seconds of the video stream (of the file when it does not say)
     problem: str | None = None           # why nothing is known (ffprobe missing), else None
+
+    def output_rate(self) -> str:
+        """The constant frame rate to write a video at (``rate``, or the base
+        rate of a variable-frame-rate input when it is a sane rate that every
+        frame time fits: no frame is dropped), as a rational; None if unknown."""
+        try:
+            avg = Fraction(self.rate) if self.rate else None
+            base = Fraction(self.base_rate) if self.base_rate else None
+        except (ValueError, ZeroDivisionError):
+            return self.rate
+        if avg and base and avg < base <= 60:
+            return self.base_rate
+        return self.rate
 
 
 def probe(path: Path) -> Probe:
@@ -68,8 +83,8 @@ def probe(path: Path) -> Probe:
     if exe is None:
         return Probe(problem="ffprobe not found on PATH; install ffmpeg's ffprobe to keep the sound")
     cmd = [exe, "-v", "error", "-show_entries",
-           "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,bit_rate,duration",
-           "-show_entries", "format=bit_rate,duration", "-of", "json", file_url(path)]
+           "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,bit_rate,duration,start_time",
+           "-show_entries", "format=bit_rate,duration,start_time", "-of", "json", file_url(path)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
         doc = json.loads(res.stdout or "{}")
@@ -87,8 +102,14 @@ def probe(path: Path) -> Probe:
             except (ValueError, ZeroDivisionError):
                 continue
             if 0 < r <= 1000:
-                out.rate = f"{r.numerator}/{r.denominator}"
-                break
+                out.rate = out.rate or f"{r.numerator}/{r.denominator}"
+                if key == "r_frame_rate":
+                    out.base_rate = f"{r.numerator}/{r.denominator}"
+        try:  # a video that starts after its sound: where its first frame is on the file's clock
+            start = float(video.get("start_time")) - float((doc.get("format") or {}).get("start_time"))
+        except (TypeError, ValueError):
+            start = 0.0
+        out.start = start if 0 < start < 1e6 else 0.0
         out.duration = _seconds(video.get("duration")) or _seconds((doc.get("format") or {}).get("duration"))
         out.video_bitrate = _int(video.get("bit_rate"))
         if out.video_bitrate is None:  # some containers only know the total
