@@ -25,7 +25,6 @@ import signal
 import stat
 import sys
 import tempfile
-from fractions import Fraction
 from pathlib import Path
 
 from . import __version__
@@ -543,7 +542,11 @@ def _video(args) -> int:
 
     h264 = videoio.available()
     info = videoio.probe(inp) if h264 else videoio.Probe()
+    from fractions import Fraction
+
     out_rate = info.output_rate() or fps  # constant; a variable-rate input is re-timed to it (_ConstantRate)
+    # a video that starts after its sound (a longer offset is taken as a broken timestamp)
+    start = info.start if info.start <= MAX_FRAME_GAP_S else 0.0
     try:
         rate_f = float(Fraction(out_rate)) if isinstance(out_rate, str) else float(out_rate)
     except (ValueError, ZeroDivisionError):
@@ -558,8 +561,8 @@ def _video(args) -> int:
             # the sound on the file's clock: up to the video's end (its start offset included)
             encoder = videoio.H264Writer(
                 partial, size, out_rate, audio_from=inp, audio_codec=info.audio_codec, bitrate=bitrate,
-                max_seconds=info.start + args.max_seconds if args.max_seconds else None,
-                duration=info.start + info.duration if info.duration else None)
+                max_seconds=start + args.max_seconds if args.max_seconds else None,
+                duration=start + info.duration if info.duration else None)
             write = encoder.write
         else:
             writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), rate_f, size)
@@ -568,7 +571,7 @@ def _video(args) -> int:
             write = writer.write
         done = found = 0
         params_out = _params_output(args, inp)
-        clock, frames_out = _Clock(cap, fps, info.start), _ConstantRate(write, rate_f)
+        clock, frames_out = _Clock(cap, fps, start), _ConstantRate(write, rate_f)
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                             exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
@@ -753,7 +756,8 @@ def _video_animation(args) -> int:
     params_out = None
     from . import videoio
 
-    clock = _Clock(cap, src_fps, videoio.probe(inp).start)
+    start = videoio.probe(inp).start
+    clock = _Clock(cap, src_fps, start if start <= MAX_FRAME_GAP_S else 0.0)
     try:
         params_out = _params_output(args, inp)
         t0 = time.perf_counter()
