@@ -340,7 +340,9 @@ def test_cli_video_to_animated_svg_resampled(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["video", str(clip), "-o", str(tmp_path / "p.svg"), "--player"]) == 1
     assert "--player" in capsys.readouterr().err
-    assert main(["video", str(clip), "-o", str(tmp_path / "p.json"), "--fps", "0"]) == 1
+    with pytest.raises(SystemExit) as exc:  # a bad value is a usage error (exit 2)
+        main(["video", str(clip), "-o", str(tmp_path / "p.json"), "--fps", "0"])
+    assert exc.value.code == 2
     assert not (tmp_path / "p.svg").exists() and not (tmp_path / "p.json").exists()
     assert sorted(x.name for x in tmp_path.iterdir()) == ["v.svg"]
 

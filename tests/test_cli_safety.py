@@ -161,8 +161,6 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path, photo_bytes, clip_byte
     cases = [
         ("image", folder / "in.png", "-o", folder / "afile" / "out.png"),  # output under a regular file
         ("video", folder / "in.mp4", "-o", folder / "afile" / "out.mp4"),
-        ("video", folder / "in.mp4", "-o", folder / "o.mp4", "--max-seconds", "inf"),
-        ("video", folder / "in.mp4", "-o", folder / "o.mp4", "--max-seconds", "nan"),
         ("image", folder, "-o", folder / "o.png"),  # a folder as input
         ("image", folder / "missing.png", "-o", folder / "o.png"),
     ]
@@ -170,6 +168,10 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path, photo_bytes, clip_byte
         assert _main(*argv) == 1, argv
         err = capsys.readouterr().err
         assert "Traceback" not in err and err.strip().count("\n") == 0 and "error:" in err, (argv, err)
+    for bad in ("inf", "nan"):  # bad values are usage errors (exit 2)
+        with pytest.raises(SystemExit) as exc:
+            _main("video", folder / "in.mp4", "-o", folder / "o.mp4", "--max-seconds", bad)
+        assert exc.value.code == 2 and "--max-seconds" in capsys.readouterr().err
     _expect(folder, before)
 
 
@@ -236,11 +238,12 @@ def test_unwritable_output_folder_in_process(tmp_path, photo_bytes, monkeypatch,
 
 
 # ---------------------------------------------------------------- defect 10: named pipes
-@pytest.mark.parametrize("command,out", [("image", "o.png"), ("video", "o.mp4")])
+@pytest.mark.parametrize("command,out", [("image", "o.png"), ("video", "o.mp4"), ("animate", "o.json")])
 def test_named_pipe_input_is_refused_not_waited_on(tmp_path, command, out):
-    fifo = tmp_path / ("in.png" if command == "image" else "in.mp4")
+    fifo = tmp_path / {"image": "in.png", "video": "in.mp4", "animate": "in.jsonl"}[command]
     os.mkfifo(fifo)
-    res = subprocess.run(CLI + [command, str(fifo), "-o", str(tmp_path / out)], capture_output=True,
+    argv = [command, "--params", str(fifo)] if command == "animate" else [command, str(fifo)]
+    res = subprocess.run(CLI + argv + ["-o", str(tmp_path / out)], capture_output=True,
                          text=True, timeout=120, env=ENV)
     assert res.returncode == 1 and "not a regular file" in res.stderr, res.stderr[-2000:]
     assert stat.S_ISFIFO(fifo.stat().st_mode) and not (tmp_path / out).exists()
@@ -283,7 +286,8 @@ def test_ctrl_c_while_the_encoder_hangs_leaves_nothing_behind(tmp_path, clip_byt
     bindir = tmp_path / "bin"
     bindir.mkdir()
     fake = bindir / "ffmpeg"
-    fake.write_text('#!/bin/sh\nfor last; do :; done\necho partial > "$last"\nexec sleep 60\n')
+    # (the output comes last, as a file: URL)
+    fake.write_text('#!/bin/sh\nfor last; do :; done\necho partial > "${last#file:}"\nexec sleep 60\n')
     fake.chmod(0o755)
     folder = _user_folder(tmp_path, {"in.mp4": clip_bytes, "out.muxed.partial.mp4": b"decoy"})
     before = _snapshot(folder)
@@ -387,3 +391,24 @@ def test_a_stop_signal_inside_an_import_waits_for_the_next_check():
             cli._on_signal(signal.SIGHUP, sys._getframe())
     finally:
         cli._STOP.clear()
+
+
+# ---------------------------------------------------------------- demo: the same rules as the other commands
+def test_demo_never_replaces_files_without_overwrite_nor_writes_through_links(tmp_path, capsys):
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"not the demo's")
+    folder = _user_folder(tmp_path, {"default.svg": b"<svg>mine</svg>", "notes.txt": b"keep"})
+    (folder / "default.png").symlink_to(outside)
+    before = _snapshot(folder)
+    assert _main("demo", "-o", folder) == 1
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and "Traceback" not in err
+    _expect(folder, before)
+    assert outside.read_bytes() == b"not the demo's"
+    # with --overwrite the files are replaced, a link by a file: never written through
+    assert _main("demo", "-o", folder, "--overwrite") == 0, capsys.readouterr().err
+    assert outside.read_bytes() == b"not the demo's"
+    assert not (folder / "default.png").is_symlink()
+    assert Image.open(folder / "default.png").size == (512, 512)
+    assert (folder / "notes.txt").read_bytes() == b"keep"
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]

@@ -81,7 +81,7 @@ def test_refusals_before_any_window(tmp_path):
         res = run(str(clip), *bad)
         assert res.returncode == 2 and "expected" in res.stderr, bad
     res = run(str(clip), "--max-seconds", "nan")
-    assert res.returncode == 1 and "--max-seconds" in res.stderr
+    assert res.returncode == 2 and "--max-seconds" in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shot.png"]
 
 

@@ -578,10 +578,10 @@ def test_cli_video_size_and_face_refusals(tmp_path, capsys):
             main(["video", str(clip), "-o", str(out)] + bad)
         assert exc.value.code == 2, bad
         assert "expected" in capsys.readouterr().err
-    assert main(["video", str(clip), "-o", str(out), "--size", "16"]) == 1
+    assert main(["video", str(clip), "-o", str(out), "--size", "16"]) == 2  # a usage error
     assert "32..8192" in capsys.readouterr().err
     # a side-by-side frame 40 px wide would have 20 px panels
-    assert main(["video", str(clip), "-o", str(out), "--size", "40", "--layout", "side-by-side"]) == 1
+    assert main(["video", str(clip), "-o", str(out), "--size", "40", "--layout", "side-by-side"]) == 2
     assert "at least 32" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.iterdir())
 

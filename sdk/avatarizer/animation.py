@@ -932,10 +932,14 @@ def player_html(animation_path, video_path=None, html_path=None, *, inline_playe
               else f'<script src="{_LOTTIE_CDN}"></script>')
     video = ""
     if video_path is not None:
+        from urllib.parse import quote
+
         rel = os.path.relpath(Path(video_path).resolve(), base)
-        video = (f'<figure><video id="video" src="{_html.escape(Path(rel).as_posix())}" controls muted playsinline '
+        # a URL, not a file name: '#', '?', '%' (and any byte of a name that is not UTF-8) percent-encoded
+        url = quote(os.fsencode(Path(rel).as_posix()), safe="/")
+        video = (f'<figure><video id="video" src="{_html.escape(url)}" controls muted playsinline '
                  f'width="{w}"></video><figcaption>source video</figcaption></figure>')
-    name = _html.escape(animation_path.name)
+    name = _html.escape(os.fsencode(animation_path.name).decode("utf-8", "replace"))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{name} - avatarizer</title>
 <style>body{{font:14px system-ui,sans-serif;margin:16px;background:#f4f4f4}}main{{display:flex;gap:16px;flex-wrap:wrap}}
@@ -965,38 +969,63 @@ if (video) {{
 # ----------------------------------------------------------------- convenience
 
 
-def read_params_jsonl(path) -> list[np.ndarray]:
+def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
     """One frame per line: a JSON list of 629 numbers, or an object with
-    ``"params"`` (a list, or a name -> value object as in ``Avatar.to_json``).
-    Blank lines are skipped; a bad line raises ``ValueError`` naming it."""
+    ``"params"`` (a list, or a name -> value object as in ``Avatar.to_json``),
+    as ``avatarizer video --params`` writes. A frame without an avatar
+    (``"params": null``, or a bare ``null`` line) shows the avatar of the
+    frame before it (the first avatar for frames before the first one), so
+    the frames keep their times; a file without any avatar is refused.
+    Blank lines are skipped; a bad line (also a number too large for a
+    float) raises ``ValueError`` naming it. The file is read line by line and
+    refused as soon as it holds more than ``MAX_FRAMES`` frames.
+    ``times_ms``: a list that gets each frame's ``"time_ms"`` (None where a
+    line has none)."""
     from .schema import NAMES
 
-    frames = []
+    frames: list = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            if len(frames) >= MAX_FRAMES:
+                raise ValueError(f"{path} holds more than {MAX_FRAMES} frames (an animation holds at most "
+                                 f"{MAX_FRAMES})")
             try:
                 doc = json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise ValueError(f"{path}, line {n}: not JSON ({exc})") from None
+            if times_ms is not None:
+                t = doc.get("time_ms") if isinstance(doc, dict) else None
+                ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+                times_ms.append(float(t) if ok else None)
             if isinstance(doc, dict):
-                doc = doc.get("params")
+                doc = doc.get("params", ...)  # (an object without "params" is refused below)
                 if isinstance(doc, dict):
                     missing = [k for k in NAMES if k not in doc]
                     if missing:
                         raise ValueError(f"{path}, line {n}: {len(missing)} parameter(s) missing, e.g. {missing[:3]}")
                     doc = [doc[k] for k in NAMES]
+            if doc is None:  # a frame without an avatar
+                frames.append(frames[-1] if frames else None)
+                continue
             if not isinstance(doc, list) or len(doc) != PARAM_COUNT \
                     or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in doc):
                 raise ValueError(f"{path}, line {n}: expected a list of {PARAM_COUNT} numbers (or an object "
                                  "with \"params\")")
             try:
-                frames.append(validate(np.array(doc, np.float32)))
+                params = validate(np.array(doc, np.float32))
+            except (OverflowError, TypeError) as exc:  # an integer beyond any float (10**400)
+                raise ValueError(f"{path}, line {n}: a number is out of range ({exc})") from None
             except ValueError as exc:
                 raise ValueError(f"{path}, line {n}: {exc}") from None
+            if frames and frames[-1] is None:  # frames before the first avatar show it
+                frames = [params if p is None else p for p in frames]
+            frames.append(params)
     if not frames:
         raise ValueError(f"{path} holds no frames")
+    if frames[-1] is None:
+        raise ValueError(f"{path} holds no frame with an avatar (every \"params\" is null)")
     return frames
 
 

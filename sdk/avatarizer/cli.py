@@ -31,6 +31,21 @@ from . import __version__
 from .errors import AvatarizerError
 
 
+#: What ``demo`` writes into its folder.
+_DEMO_FILES = ("gallery.png", "default.png", "default.svg", "astronaut_avatar.png", "astronaut_avatar.svg",
+               "astronaut_side_by_side.png")
+
+
+def _save_png(image, out: Path, overwrite: bool) -> None:
+    """A PIL image to ``out`` through a registered temporary file (:func:`_commit`)."""
+    tmp = _temp_beside(out, ".png")
+    try:
+        image.save(tmp, format="PNG")
+        _commit(tmp, out, overwrite)
+    finally:
+        _drop_temp(tmp)
+
+
 def _demo(args) -> int:
     from PIL import Image
 
@@ -39,17 +54,26 @@ def _demo(args) -> int:
     from .render import render, to_svg
 
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    g = gallery(out / "gallery.png", n=24, size=256)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{out} is a file, not a folder")
+    for name in _DEMO_FILES:  # all checked before anything is written
+        _check_output(None, out / name, args.overwrite)
+    g = out / "gallery.png"
+    tmp = _temp_beside(g, ".png")
+    try:
+        gallery(tmp, n=24, size=256)
+        _commit(tmp, g, args.overwrite)
+    finally:
+        _drop_temp(tmp)
     default = schema.default()
-    Image.fromarray(render(default, 512, background="white")).save(out / "default.png")
-    (out / "default.svg").write_text(to_svg(default, 512, background="white"))
+    _save_png(Image.fromarray(render(default, 512, background="white")), out / "default.png", args.overwrite)
+    _write_text(to_svg(default, 512, background="white"), out / "default.svg", args.overwrite)
     print(f"wrote {g} (24 sampled avatars)")
     print(f"wrote {out / 'default.png'} and {out / 'default.svg'} (the canonical default face)")
-    return _demo_photo(out)
+    return _demo_photo(out, args.overwrite)
 
 
-def _demo_photo(out: Path) -> int:
+def _demo_photo(out: Path, overwrite: bool = False) -> int:
     """The main job on a real portrait: the bundled NASA astronaut photo (public domain)."""
     import numpy as np
     from PIL import Image
@@ -73,11 +97,11 @@ def _demo_photo(out: Path) -> int:
         print("avatarizer demo: no face found in the astronaut photo", file=sys.stderr)
         return 1
     png, svg, side = out / "astronaut_avatar.png", out / "astronaut_avatar.svg", out / "astronaut_side_by_side.png"
-    Image.fromarray(avatar.render(512, background="white")).save(png)
-    svg.write_text(avatar.to_svg(512, background="white"))
+    _save_png(Image.fromarray(avatar.render(512, background="white")), png, overwrite)
+    _write_text(avatar.to_svg(512, background="white"), svg, overwrite)
     h = photo.shape[0]
     pic = avatar.render(h, background="white")[..., :3]
-    Image.fromarray(np.concatenate([photo, pic], axis=1)).save(side)
+    _save_png(Image.fromarray(np.concatenate([photo, pic], axis=1)), side, overwrite)
     print(f"wrote {png} and {svg} (the avatar of the bundled astronaut photo; {how})")
     print(f"wrote {side} (photo | avatar)")
     return 0
@@ -92,6 +116,13 @@ def _quiet_mediapipe() -> None:
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 1."""
+
+
+class _UsageError(CLIError):
+    """A bad option value found after parsing (it depends on another option,
+    e.g. the output type): exit status 2, like argparse's own errors."""
+
+    status = 2
 
 
 #: Exit status when the input video ended before the frame count in its header
@@ -284,6 +315,61 @@ def _progress(done: int, total: int | None, t0: float, stream=None) -> None:
     stream.flush()
 
 
+class _Rotated:
+    """A capture whose frames are turned by ``code`` (``cv2.rotate``): for
+    an OpenCV build that reads a file's rotation but cannot apply it."""
+
+    def __init__(self, cap, code: int):
+        self.cap, self.code = cap, code
+
+    def read(self):
+        import cv2
+
+        ok, frame = self.cap.read()
+        return (ok, cv2.rotate(frame, self.code)) if ok and frame is not None else (ok, frame)
+
+    def __getattr__(self, name):
+        return getattr(self.cap, name)
+
+
+def _upright(cap):
+    """``cap`` giving frames as players show them: phone videos store the
+    picture sideways with a rotation (display matrix) in the file, which this
+    OpenCV build does not apply unless asked (CAP_PROP_ORIENTATION_AUTO reads
+    0). Asked to; where that does not take, the frames are turned here by the
+    rotation OpenCV reads (CAP_PROP_ORIENTATION_META, degrees clockwise)."""
+    import cv2
+
+    meta = int(round(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0)) % 360
+    if cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1) and cap.get(cv2.CAP_PROP_ORIENTATION_AUTO) == 1:
+        return cap
+    code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}.get(meta)
+    return cap if code is None else _Rotated(cap, code)
+
+
+def _capture(inp: Path):
+    """``cv2.VideoCapture`` of the file ``inp``, whatever its name: by its
+    absolute path (FFmpeg would read ``clip:1.mp4`` as the protocol ``clip``),
+    and by ``/proc/self/fd/N`` when the name is not valid UTF-8 (OpenCV takes
+    the name as UTF-8; a lone surrogate from such a name crashed it)."""
+    import cv2
+
+    name = os.path.abspath(inp)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        fd = os.open(inp, os.O_RDONLY)
+        try:
+            link = f"/proc/self/fd/{fd}"
+            if not os.path.exists(link):
+                raise CLIError(f"{inp!s} has a name that is not valid UTF-8, which OpenCV cannot open on this "
+                               "system; rename the file") from None
+            return cv2.VideoCapture(link)  # FFmpeg opens the file anew: fd is not needed after
+        finally:
+            os.close(fd)
+    return cv2.VideoCapture(name)
+
+
 def _open_video(inp: Path, max_seconds: float | None):
     """(capture, first frame, source fps (30 where the file gives none that is
     sane), frame count (0 if unknown), frame limit for ``--max-seconds``
@@ -291,7 +377,7 @@ def _open_video(inp: Path, max_seconds: float | None):
     import cv2
     import numpy as np
 
-    cap = cv2.VideoCapture(str(inp))
+    cap = _upright(_capture(inp))
     ok, first = cap.read() if cap.isOpened() else (False, None)
     if not ok or first is None:
         cap.release()
@@ -301,9 +387,68 @@ def _open_video(inp: Path, max_seconds: float | None):
     if not fps or not np.isfinite(fps) or fps <= 0 or fps > 1000:
         fps = 30.0
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    limit = int(round(max_seconds * fps)) if max_seconds else None
+    # at least one frame: a limit shorter than a frame still takes the first
+    limit = max(1, int(round(max_seconds * fps))) if max_seconds else None
     total = min(count, limit) if count > 0 and limit else (limit or count or None)
     return cap, first, fps, count, limit, total
+
+
+#: Longest gap between two frames' times taken as real; longer ones are a
+#: broken timestamp and count as one frame interval.
+MAX_FRAME_GAP_S = 10.0
+
+
+class _Clock:
+    """Each decoded frame's time in seconds on the input file's clock (the
+    video's start offset after the sound included): OpenCV's position of the
+    frame just read, kept increasing (a missing, repeated or wild timestamp
+    becomes one frame interval after the previous one)."""
+
+    def __init__(self, cap, fps: float, start: float = 0.0):
+        self.cap, self.step, self.start, self.last = cap, 1.0 / fps, start, None
+
+    def time(self) -> float:
+        """The time of the frame read last (call once per frame, after its read)."""
+        import cv2
+
+        t = self.start + (self.cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0
+        if self.last is None:
+            t = t if math.isfinite(t) and 0 <= t - self.start < MAX_FRAME_GAP_S else self.start
+        elif not (math.isfinite(t) and 0 < t - self.last <= MAX_FRAME_GAP_S):
+            t = self.last + self.step
+        self.last = t
+        return t
+
+
+class _ConstantRate:
+    """Writes frames stamped with times (:class:`_Clock`) as a video of a
+    constant ``rate``: each frame is shown from its time until the next
+    one's, so a variable-frame-rate input keeps its timing (a frame is
+    repeated over a gap, dropped when two fall on one output frame) and a
+    video that starts after its sound starts there (its first frame is shown
+    from 0). ``written``: output frames so far."""
+
+    def __init__(self, write, rate: float):
+        self._write, self.rate, self.written, self._held = write, rate, 0, None
+
+    def add(self, frame, t: float) -> None:
+        slot = max(0, int(round(t * self.rate)))
+        if self._held is not None:
+            self._emit(self._held, slot - self.written)  # the held frame up to this one's time
+        elif slot > 0:
+            self._emit(frame, slot)  # before the first frame: the first frame
+        self._held = frame
+
+    def finish(self) -> None:
+        if self._held is not None:
+            self._emit(self._held, 1)
+            self._held = None
+
+    def _emit(self, frame, n: int) -> None:
+        for _ in range(n):
+            _check_stop()
+            self._write(frame)
+            self.written += 1
 
 
 #: Output frame sides ``video -o OUT.mp4 --size`` allows (the SDK's frame limits).
@@ -364,15 +509,13 @@ def _video(args) -> int:
     from .live import compose
 
     inp, out = Path(args.input), Path(args.output)
-    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
-        raise CLIError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
     _check_input(inp)
     if out.suffix.lower() in (".json", ".svg"):
         return _video_animation(args)
     if out.suffix.lower() != ".mp4":
         raise CLIError(f"the output must be an .mp4, .json (Lottie) or .svg (animated SVG) file, got {out.name!r}")
     if args.size is not None and not MIN_VIDEO_SIDE <= args.size <= MAX_VIDEO_SIDE:
-        raise CLIError(f"--size for a video is the output frame's longer side, {MIN_VIDEO_SIDE}..{MAX_VIDEO_SIDE} "
+        raise _UsageError(f"--size for a video is the output frame's longer side, {MIN_VIDEO_SIDE}..{MAX_VIDEO_SIDE} "
                        f"pixels; got {args.size}")
     _check_output(inp, out, args.overwrite)
     _params_output(args, inp, create=False)
@@ -387,57 +530,77 @@ def _video(args) -> int:
     pw, ph = video_frame_size(w, h, 2 if side else 1, args.size)  # one panel, after --size
     if min(pw, ph) < MIN_VIDEO_SIDE:
         cap.release()
-        raise CLIError(f"--size {args.size} makes {w}x{h} frames {pw}x{ph} "
-                       f"{'per panel ' if side else ''}pixels; the shorter side must be at least "
-                       f"{MIN_VIDEO_SIDE}: give a larger --size")
+        if args.size is None:
+            raise CLIError(f"{inp} is too small: its frames are {w}x{h} pixels; the shorter side must be at "
+                           f"least {MIN_VIDEO_SIDE} (give --size to scale it up)")
+        raise _UsageError(f"--size {args.size} makes {w}x{h} frames {pw}x{ph} "
+                          f"{'per panel ' if side else ''}pixels; the shorter side must be at least "
+                          f"{MIN_VIDEO_SIDE}: give a larger --size")
     scaled = (pw, ph) != (w, h)
     size = (2 * pw if side else pw, ph)
     from . import videoio
 
     h264 = videoio.available()
     info = videoio.probe(inp) if h264 else videoio.Probe()
+    from fractions import Fraction
+
+    out_rate = info.output_rate() or fps  # constant; a variable-rate input is re-timed to it (_ConstantRate)
+    # a video that starts after its sound (a longer offset is taken as a broken timestamp)
+    start = info.start if info.start <= MAX_FRAME_GAP_S else 0.0
+    try:
+        rate_f = float(Fraction(out_rate)) if isinstance(out_rate, str) else float(out_rate)
+    except (ValueError, ZeroDivisionError):
+        out_rate = rate_f = fps
     partial = params_out = encoder = writer = None
     secs = 0.0
     try:
         partial = _temp_beside(out, ".mp4")  # cv2 picks the container by suffix
         if h264:
             # the input's video bitrate, scaled by the pixel count (side by side is twice as wide)
-            rate = info.video_bitrate and int(info.video_bitrate * (size[0] * size[1]) / (w * h))
-            encoder = videoio.H264Writer(partial, size, info.rate or fps, audio_from=inp,
-                                         audio_codec=info.audio_codec, bitrate=rate,
-                                         max_seconds=limit / fps if limit else None)
+            bitrate = info.video_bitrate and int(info.video_bitrate * (size[0] * size[1]) / (w * h))
+            # the sound on the file's clock: up to the video's end (its start offset included)
+            encoder = videoio.H264Writer(
+                partial, size, out_rate, audio_from=inp, audio_codec=info.audio_codec, bitrate=bitrate,
+                max_seconds=start + args.max_seconds if args.max_seconds else None,
+                duration=start + info.duration if info.duration else None)
             write = encoder.write
         else:
-            writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+            writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), rate_f, size)
             if not writer.isOpened():
                 raise CLIError(f"could not open {out} for writing an mp4 video")
             write = writer.write
         done = found = 0
         params_out = _params_output(args, inp)
+        clock, frames_out = _Clock(cap, fps, start), _ConstantRate(write, rate_f)
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                             exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
                 _check_stop()  # a stop signal that came while the models loaded
                 t0 = time.perf_counter()  # after model loading: fps is frames per second of work
-                frame = first
+                frame, t_first = first, None
                 while frame is not None and (limit is None or done < limit):
+                    t = clock.time()
+                    t_first = t if t_first is None else t_first
+                    if args.max_seconds is not None and t - t_first >= args.max_seconds:
+                        break  # (a variable frame rate: the time is up before the frame count)
                     # the landmarks come from the source frame; --size scales the picture after
-                    avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / fps, face_index=args.face)
+                    avatar = av.from_frame(frame, timestamp_ms=t * 1000.0, face_index=args.face)
                     if avatar is not None and not avatar.stale:
                         found += 1
                     if params_out is not None:
-                        params_out.add(avatar)
+                        params_out.add(avatar, done, t * 1000.0)
                     if scaled:
                         frame = cv2.resize(frame, (pw, ph), interpolation=cv2.INTER_AREA if pw < w
                                            else cv2.INTER_LINEAR)
                         avatar = _rescaled(avatar, pw, ph)
-                    write(compose(frame, avatar, side))
+                    frames_out.add(compose(frame, avatar, side), t)
                     done += 1
                     if done % 5 == 0 or done == total:
                         _progress(done, total, t0)
                     ok, frame = cap.read()
                     if not ok:
                         frame = None
+                frames_out.finish()
                 secs = time.perf_counter() - t0
         finally:
             if writer is not None:
@@ -446,9 +609,7 @@ def _video(args) -> int:
         sys.stderr.write("\n")
         if done == 0:
             raise CLIError(f"no frames could be decoded from {inp}")
-        expected = min(count, limit) if limit else count
-        # the container's frame count may be an estimate: allow one frame of slack
-        truncated = count > 0 and done < expected - 1
+        expected = _expected_frames(count, limit, done) if frame is None else None  # (None: stopped by the limit)
         if encoder is not None:
             enc, encoder = encoder, None
             try:
@@ -456,11 +617,12 @@ def _video(args) -> int:
             except videoio.VideoWriteError as exc:
                 raise CLIError(f"could not write {out}: {exc}") from None
             codec = "H.264"
-            audio = enc.audio
+            audio = f"dropped ({info.problem})" if info.problem else enc.audio
         else:
             codec = "MPEG-4 Part 2 (browsers do not play it; install ffmpeg for H.264)"
             audio = "dropped (ffmpeg not found on PATH; install ffmpeg to keep the sound)"
         _commit(partial, out, args.overwrite, inp)
+        params_path = params_out.finish() if params_out is not None else None
     except videoio.VideoWriteError as exc:
         raise CLIError(f"could not write {out}: {exc}") from None
     finally:
@@ -469,61 +631,78 @@ def _video(args) -> int:
             encoder.abort()
         if partial is not None:
             _drop_temp(partial)
-        if params_out is not None and not params_out.done:
-            params_out.discard()
-    print(f"wrote {out}: {done} frames ({done / fps:.1f} s of video, {size[0]}x{size[1]}, {args.layout}, "
+        if params_out is not None:
+            params_out.discard()  # (nothing once finished)
+    print(f"wrote {out}: {frames_out.written} frames ({frames_out.written / rate_f:.1f} s of video, "
+          f"{size[0]}x{size[1]}, {args.layout}, "
           f"{codec}), a face in {found}, {done / secs if secs > 0 else 0.0:.1f} fps (model loading "
           f"excluded); audio {audio}")
     if found == 0:
         _warn_no_face(args.face, done, inp)
-    if params_out is not None:
-        print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
-    if truncated:
-        print(f"avatarizer video: warning: {inp} ended after {done} of the {expected} frames its header "
-              "announces (a truncated or damaged file); the output covers only the decoded part "
-              f"(exit status {EXIT_TRUNCATED})", file=sys.stderr)
-        return EXIT_TRUNCATED
-    return 0
+    if params_path is not None:
+        print(f"wrote {params_path}: the parameters of {params_out.count} frames")
+    return _truncation_status(inp, done, expected)
+
+
+def _expected_frames(count: int, limit: int | None, done: int) -> int | None:
+    """The frame count the header announced (within ``--max-seconds``) when
+    fewer were decoded, i.e. the input is truncated; else None. The
+    container's count may be an estimate: one frame of slack."""
+    expected = min(count, limit) if limit else count
+    return expected if count > 0 and done < expected - 1 else None
+
+
+def _truncation_status(inp: Path, done: int, expected: int | None) -> int:
+    """Warns about a truncated input (see :func:`_expected_frames`): exit status 3, else 0."""
+    if expected is None:
+        return 0
+    print(f"avatarizer video: warning: {inp} ended after {done} of the {expected} frames its header "
+          "announces (a truncated or damaged file); the output covers only the decoded part "
+          f"(exit status {EXIT_TRUNCATED})", file=sys.stderr)
+    return EXIT_TRUNCATED
+
+
+def params_line(avatar, frame: int, time_ms: float) -> str:
+    """One line of ``video --params``: ``{"frame": N, "time_ms": T, "face":
+    true|false, "params": [629 numbers] | null}``. ``face``: a face was found
+    in this frame; ``params``: the avatar drawn on it (also one kept from an
+    earlier frame for up to 0.5 s), ``null`` where none is (before the first
+    face, or after it was lost). ``animate --params`` reads these lines."""
+    import json
+
+    params = None if avatar is None else [round(float(v), 6) for v in avatar.params]
+    face = avatar is not None and not avatar.stale
+    return json.dumps({"frame": int(frame), "time_ms": round(float(time_ms), 3), "face": face, "params": params})
 
 
 class _ParamsWriter:
-    """``--params OUT.jsonl``: one JSON line of 629 parameters per frame (the
-    last avatar again where a frame has none; frames before the first face
-    are left out), written to a temporary file beside OUT and moved into place."""
+    """``--params OUT.jsonl``: one JSON line per input frame, every frame
+    (:func:`params_line`), written to a temporary file beside OUT (registered like
+    every temporary file of the run, so a failure or a stop signal removes
+    it) and moved into place by :meth:`finish`."""
 
-    def __init__(self, path: Path):
-        import tempfile
-
-        self.path, self.count = path, 0
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        self.tmp = Path(tmp)
-        self.f = open(fd, "w", encoding="utf-8")
-        self.last = None
+    def __init__(self, path: Path, overwrite: bool, inp: Path | None):
+        self.path, self.overwrite, self.inp, self.count = path, overwrite, inp, 0
+        self.tmp = _temp_beside(path, ".jsonl")
+        self.f = open(self.tmp, "w", encoding="utf-8")
         self.done = False
 
-    def add(self, avatar) -> None:
-        import json
-
-        if avatar is not None:
-            self.last = json.dumps([round(float(v), 6) for v in avatar.params])
-        if self.last is not None:
-            self.f.write(self.last + "\n")
-            self.count += 1
+    def add(self, avatar, frame: int, time_ms: float) -> None:
+        self.f.write(params_line(avatar, frame, time_ms) + "\n")
+        self.count += 1
 
     def finish(self) -> Path:
-        import os
-
+        """Moves the finished file into place (never over an existing file
+        without ``--overwrite``, never over the input)."""
         self.f.close()
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(self.tmp, 0o666 & ~mask)  # mkstemp makes 0600
-        self.tmp.replace(self.path)
+        _commit(self.tmp, self.path, self.overwrite, self.inp)
         self.done = True
         return self.path
 
     def discard(self) -> None:
-        self.f.close()
-        self.tmp.unlink(missing_ok=True)
+        if not self.done:
+            self.f.close()
+            _drop_temp(self.tmp)
 
 
 def _params_output(args, inp: Path, create: bool = True):
@@ -535,7 +714,7 @@ def _params_output(args, inp: Path, create: bool = True):
     if Path(args.output).resolve() == path.resolve():
         raise CLIError("--params and -o name the same file")
     _check_output(inp, path, args.overwrite)
-    return _ParamsWriter(path) if create else None
+    return _ParamsWriter(path, args.overwrite, inp) if create else None
 
 
 def _animation_options(args, out: Path):
@@ -545,10 +724,6 @@ def _animation_options(args, out: Path):
         output_format(out)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    if args.fps is not None and not 0 < args.fps <= 1000:
-        raise CLIError(f"--fps must be in (0, 1000], got {args.fps}")
-    if args.tolerance is not None and not 0 <= args.tolerance <= 64:
-        raise CLIError(f"--tolerance must be in [0, 64] pixels, got {args.tolerance}")
     bg = None if args.background == "transparent" else args.background
     size = args.size or 512
     return lambda fps: Animation(size, fps=fps, tolerance=args.tolerance, background=bg)
@@ -558,7 +733,7 @@ def _video_animation(args) -> int:
     """``video IN -o OUT.json|OUT.svg``: the performance as a vector animation."""
     import time
 
-    from .animation import player_html, write_text_atomic
+    from .animation import player_html
 
     inp, out = Path(args.input), Path(args.output)
     make = _animation_options(args, out)
@@ -572,67 +747,100 @@ def _video_animation(args) -> int:
     _quiet_mediapipe()
     from .api import Avatarizer
 
-    # (--max-seconds was checked by _video, the only caller)
     cap, frame, src_fps, count, limit, total = _open_video(inp, args.max_seconds)
     fps = float(args.fps or src_fps)
     anim = make(fps)
     frames: list = []  # parameters per input frame (None: no face yet)
+    times: list = []  # each input frame's time, seconds after the first one's
     done = found = 0
-    params_out = _params_output(args, inp)
-    t0 = time.perf_counter()
+    params_out = None
+    from . import videoio
+
+    start = videoio.probe(inp).start
+    clock = _Clock(cap, src_fps, start if start <= MAX_FRAME_GAP_S else 0.0)
     try:
-        with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
-                        exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
-            _check_stop()  # a stop signal that came while the models loaded
-            while frame is not None and (limit is None or done < limit):
-                avatar = av.from_frame(frame, timestamp_ms=done * 1000.0 / src_fps, face_index=args.face)
-                if avatar is not None and not avatar.stale:
-                    found += 1
-                if params_out is not None:
-                    params_out.add(avatar)
-                frames.append(avatar.params if avatar is not None else (frames[-1] if frames else None))
-                done += 1
-                if done % 5 == 0 or done == total:
-                    _progress(done, total, t0)
-                ok, frame = cap.read()
-                if not ok:
-                    frame = None
-    except BaseException:
-        cap.release()
+        params_out = _params_output(args, inp)
+        t0 = time.perf_counter()
+        try:
+            with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
+                            exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
+                _check_stop()  # a stop signal that came while the models loaded
+                while frame is not None and (limit is None or done < limit):
+                    t = clock.time()
+                    times.append(t)
+                    if args.max_seconds is not None and t - times[0] >= args.max_seconds:
+                        times.pop()
+                        break  # (a variable frame rate: the time is up before the frame count)
+                    avatar = av.from_frame(frame, timestamp_ms=t * 1000.0, face_index=args.face)
+                    if avatar is not None and not avatar.stale:
+                        found += 1
+                    if params_out is not None:
+                        params_out.add(avatar, done, t * 1000.0)
+                    frames.append(avatar.params if avatar is not None else (frames[-1] if frames else None))
+                    done += 1
+                    if done % 5 == 0 or done == total:
+                        _progress(done, total, t0)
+                    ok, frame = cap.read()
+                    if not ok:
+                        frame = None
+        finally:
+            cap.release()
+        sys.stderr.write("\n")
+        first = next((p for p in frames if p is not None), None)
+        if first is None:
+            which = "no face" if args.face == 0 else f"face {args.face} (0 = the largest) not"
+            raise CLIError(f"{which} found in any of the {done} frames of {inp}")
+        frames = [first if p is None else p for p in frames]
+        import bisect
+
+        rel = [t - times[0] for t in times]  # the animation starts with the video's first frame
+        n_out = max(1, int(round((rel[-1] + 1.0 / src_fps) * fps)))
+        for k in range(n_out):  # resampled to --fps: the input frame showing at each output time
+            anim.add(frames[max(0, bisect.bisect_right(rel, k / fps + 1e-6) - 1)])
+        st = _write_animation(anim, out, args.overwrite, inp)
+        print(f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
+              f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
+              f"{anim.tolerance:g} px at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
+        if html is not None:
+            _write_text(player_html(out, inp, html), html, args.overwrite, inp)
+            print(f"wrote {html}: the animation next to {inp} (open it in a browser)")
         if params_out is not None:
-            params_out.discard()
-        raise
-    cap.release()
-    sys.stderr.write("\n")
-    first = next((p for p in frames if p is not None), None)
-    if first is None:
+            print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
+    finally:
         if params_out is not None:
-            params_out.discard()
-        which = "no face" if args.face == 0 else f"face {args.face} (0 = the largest) not"
-        raise CLIError(f"{which} found in any of the {done} frames of {inp}")
-    frames = [first if p is None else p for p in frames]
-    n_out = max(1, int(round(len(frames) / src_fps * fps)))
-    for k in range(n_out):  # resampled to --fps: the input frame showing at each output time
-        anim.add(frames[min(len(frames) - 1, int(k * src_fps / fps + 1e-6))])
-    st = _write_animation(anim, out, args.overwrite)
-    print(f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
-          f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
-          f"{anim.tolerance:g} px at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
-    if html is not None:
-        write_text_atomic(html, player_html(out, inp, html), overwrite=args.overwrite)
-        print(f"wrote {html}: the animation next to {inp} (open it in a browser)")
-    if params_out is not None:
-        print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
-    return 0
+            params_out.discard()  # (nothing once finished)
+    return _truncation_status(inp, done, _expected_frames(count, limit, done) if frame is None else None)
 
 
-def _write_animation(anim, out: Path, overwrite: bool) -> dict:
+def _write_text(text: str, out: Path, overwrite: bool, inp: Path | None = None) -> None:
+    """Writes ``text`` to a registered temporary file beside ``out`` and moves
+    it into place (:func:`_commit`): a failure or a stop signal at any point
+    leaves no temporary file and never replaces a file without ``overwrite``."""
+    tmp = _temp_beside(out, out.suffix)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        _commit(tmp, out, overwrite, inp)
+    finally:
+        _drop_temp(tmp)
+
+
+def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) -> dict:
     """Writes the animation (temp file beside OUT, then moved into place) and returns its stats."""
-    try:
-        anim.write(out, overwrite=overwrite)
-    except FileExistsError:
-        raise CLIError(f"{out} already exists; pass --overwrite to replace it") from None
+    from .animation import output_format
+
+    text = anim.to_lottie_json() if output_format(out) == "lottie" else anim.to_svg()
+    _write_text(text, out, overwrite, inp)
     return anim.stats()
+
+
+def _rate_of(times: list) -> float | None:
+    """Frames per second of lines stamped with ``time_ms`` (as ``video
+    --params`` writes them), or None when they are not all stamped, increasing."""
+    if len(times) < 2 or any(t is None for t in times) or any(b <= a for a, b in zip(times, times[1:])):
+        return None
+    fps = (len(times) - 1) * 1000.0 / (times[-1] - times[0])
+    return fps if 0 < fps <= 1000 else None
 
 
 def _animate(args) -> int:
@@ -640,18 +848,26 @@ def _animate(args) -> int:
     from .animation import read_params_jsonl
 
     inp, out = Path(args.params), Path(args.output)
-    if not inp.exists():
-        raise CLIError(f"no such file: {inp}")
+    _check_input(inp)  # a named pipe would block forever
     make = _animation_options(args, out)
     _check_output(inp, out, args.overwrite)
+    times: list = []
     try:
-        frames = read_params_jsonl(inp)
+        frames = read_params_jsonl(inp, times)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CLIError(str(exc)) from None
-    anim = make(float(args.fps or 30.0))
-    anim.extend(frames)
-    st = _write_animation(anim, out, args.overwrite)
-    print(f"wrote {out}: {len(frames)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
+    rate = _rate_of(times)
+    anim = make(float(args.fps or rate or 30.0))
+    if rate is None:  # lines without times: one frame each
+        anim.extend(frames)
+    else:  # stamped lines (a variable frame rate too): the line showing at each frame's time
+        import bisect
+
+        rel = [(t - times[0]) / 1000.0 for t in times]
+        n_out = max(1, int(round((rel[-1] + 1.0 / rate) * anim.fps)))
+        anim.extend(frames[max(0, bisect.bisect_right(rel, k / anim.fps + 1e-6) - 1)] for k in range(n_out))
+    st = _write_animation(anim, out, args.overwrite, inp)
+    print(f"wrote {out}: {len(anim)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
           f"{st['geometry_keyframes']} path keyframes within {anim.tolerance:g} px at "
           f"{anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
     return 0
@@ -668,8 +884,6 @@ def _live(args) -> int:
     from . import live
 
     source = live.parse_source(args.source)
-    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
-        raise CLIError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
     shot = Path(args.screenshot) if args.screenshot else None
     if isinstance(source, str) and not live.is_stream(source):
         _check_input(Path(source))
@@ -693,6 +907,8 @@ def _live(args) -> int:
             " (not a video, or a codec or protocol this OpenCV build cannot read)"))
     if live.is_stream(source):
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # show the newest frame, not a queue of old ones
+    else:
+        cap = _upright(cap)  # a phone video's rotation applied
     try:
         with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                         exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
@@ -730,11 +946,15 @@ def _bench(args) -> int:
 
 
 def _render_samples(args) -> int:
-    from .gallery import gallery
+    from .gallery import MAX_SHEET_PIXELS, gallery, sheet_size
 
     out = Path(args.output)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise CLIError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .jpg or .webp")
+    w, h = sheet_size(args.n, args.size)
+    if w * h > MAX_SHEET_PIXELS:
+        raise _UsageError(f"-n {args.n} --size {args.size} makes a {w}x{h} sheet, more than "
+                          f"{MAX_SHEET_PIXELS:,} pixels: ask for fewer or smaller avatars")
     _check_output(None, out, args.overwrite)
     tmp = _temp_beside(out, out.suffix)
     try:
@@ -752,12 +972,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser("demo", help="render the demo outputs and say where they are")
     d.add_argument("-o", "--output", default="out/demo", help="output folder (default out/demo)")
+    d.add_argument("--overwrite", action="store_true", help="replace the demo's files if the folder has them")
     d.set_defaults(func=_demo)
     s = sub.add_parser("render-samples", help="a contact sheet of sampled avatars")
     s.add_argument("-o", "--output", default="gallery.png")
     s.add_argument("-n", type=_count, default=24, help="how many avatars (1..1000)")
     s.add_argument("--size", type=_positive_int, default=256, help="tile size in pixels")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0, help="random seed, a whole number >= 0 (default 0)")
     s.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     s.set_defaults(func=_render_samples)
 
@@ -785,7 +1006,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="OUT.mp4 (video), OUT.json (Lottie animation) or OUT.svg (animated SVG)")
     v.add_argument("--layout", choices=("overlay", "side-by-side"), default="overlay")
-    v.add_argument("--max-seconds", type=float, default=None, metavar="S", help="stop after S seconds of video")
+    v.add_argument("--max-seconds", type=_seconds, default=None, metavar="S",
+                   help="stop after S seconds of video (at least one frame)")
     v.add_argument("--face", type=_face_index, default=0, metavar="K",
                    help="which face to follow: the K-th largest in each frame, 0 = the largest (default); "
                         f"up to {_MAX_FACE}. Frames without a K-th face count as frames without a face "
@@ -793,7 +1015,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
     v.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                    help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
-    v.add_argument("--params", metavar="OUT.jsonl", help="also write one JSON line of parameters per frame")
+    v.add_argument("--params", metavar="OUT.jsonl",
+                   help='also write one JSON line per frame, {"frame": N, "time_ms": T, "face": true|false, '
+                        '"params": [629 numbers] or null where the frame shows no avatar}')
     _animation_arguments(v, fps_help="frame rate of a .json/.svg animation (default: the video's)",
                          size_help="OUT.mp4: the output frame's longer side in pixels (side by side: of "
                                    "both panels together), the other side in proportion, both even "
@@ -817,7 +1041,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--face", type=_face_index, default=0, metavar="K",
                     help="which face to follow: the K-th largest in each frame, 0 = the largest (default)")
     lv.add_argument("--frames", type=_frame_count, default=None, metavar="N", help="stop after N frames shown")
-    lv.add_argument("--max-seconds", type=float, default=None, metavar="S",
+    lv.add_argument("--max-seconds", type=_seconds, default=None, metavar="S",
                     help="stop after S seconds (wall clock, after the models are loaded)")
     lv.add_argument("--screenshot", metavar="PATH.png", default=None,
                     help="write the last frame shown (with the avatar and the fps) as a PNG at the end")
@@ -831,9 +1055,11 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Exports any sequence of avatars (one JSON line of 629 parameters per "
                                     "frame, as `video --params` writes) as a vector animation.")
     an.add_argument("--params", required=True, metavar="IN.jsonl",
-                    help="one frame per line: a list of 629 numbers, or an object with \"params\"")
+                    help="one frame per line: a list of 629 numbers, or an object with \"params\" (null: no "
+                         "avatar in that frame, the last one is held)")
     an.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.json (Lottie) or OUT.svg (SMIL)")
-    _animation_arguments(an, fps_help="frames per second of the lines (default 30)")
+    _animation_arguments(an, fps_help="frames per second of the lines (default: their \"time_ms\" rate, as "
+                                      "video --params writes it, else 30)")
     an.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     an.set_defaults(func=_animate)
 
@@ -858,6 +1084,47 @@ def _likeness(text: str) -> float:
     return v
 
 
+def _float(text: str, what: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    v = _float(text, "a positive number of seconds")
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return v
+
+
+def _fps(text: str) -> float:
+    v = _float(text, "frames per second in (0, 1000]")
+    if not 0 < v <= 1000:
+        raise argparse.ArgumentTypeError(f"expected frames per second in (0, 1000], got {text!r}")
+    return v
+
+
+def _tolerance(text: str) -> float:
+    v = _float(text, "a tolerance in pixels, 0..64")
+    if not 0 <= v <= 64:
+        raise argparse.ArgumentTypeError(f"expected a tolerance in pixels, 0..64, got {text!r}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if not 0 <= v < 2 ** 64:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**64 - 1, got {text!r}")
+    return v
+
+
 def _count(text: str) -> int:
     try:
         v = int(text)
@@ -879,11 +1146,11 @@ def _frame_count(text: str) -> int:
 
 
 def _animation_arguments(p, fps_help: str, size_help: str | None = None, size_default: int | None = 512) -> None:
-    p.add_argument("--fps", type=float, default=None, help=fps_help)
+    p.add_argument("--fps", type=_fps, default=None, help=fps_help)
     p.add_argument("--size", type=_positive_int, default=size_default, metavar="N",
                    help=size_help or "animation width and height in pixels (default 512; vector, scales to "
                                      "any size)")
-    p.add_argument("--tolerance", type=float, default=None, metavar="PX",
+    p.add_argument("--tolerance", type=_tolerance, default=None, metavar="PX",
                    help="keyframe/path reduction tolerance in pixels at --size (default size/256, 2 px at 512)")
     p.add_argument("--background", default="transparent",
                    help="animation background: transparent (default), white, black or #rrggbb")
@@ -945,6 +1212,11 @@ def main(argv=None) -> int:
     2 usage (and ``live`` without a display), 3 the input video was truncated (output written for the decoded
     part), 130 interrupted (Ctrl-C), 128+N killed by signal N (SIGTERM, SIGHUP).
     Temporary files are removed on every path out."""
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not valid UTF-8 is printed escaped
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):  # pragma: no cover - a replaced stream
+            pass
     ap = build_parser()
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):
@@ -976,6 +1248,9 @@ def main(argv=None) -> int:
     except OSError as exc:  # the file system said no (permissions, full disk, ...)
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"avatarizer {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"avatarizer {args.command}: error: out of memory", file=sys.stderr)
         return 1
     except RuntimeError as exc:  # e.g. device='cuda' without CUDA
         print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)

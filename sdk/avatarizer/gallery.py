@@ -69,9 +69,28 @@ def diverse_samples(n: int = 24, pool: int = 600, seed: int = 0) -> np.ndarray:
     return P[chosen]
 
 
+#: The largest contact sheet :func:`gallery` makes (width x height pixels; 300 MB as RGB).
+MAX_SHEET_PIXELS = 100_000_000
+
+
+def sheet_size(n: int, size: int, cols: int = 6, pad: int = 4) -> tuple[int, int]:
+    """(width, height) of the sheet of ``n`` tiles of ``size`` pixels: at most
+    ``cols`` columns, fewer when there are fewer tiles."""
+    cols = max(1, min(cols, n))
+    rows = (n + cols - 1) // cols
+    return cols * (size + pad) + pad, rows * (size + pad) + pad
+
+
 def gallery(path: Path, n: int = 24, size: int = 256, cols: int = 6, seed: int = 0) -> Path:
+    """Writes a sheet of ``n`` diverse sampled avatars (``ValueError`` when
+    it would be larger than ``MAX_SHEET_PIXELS``)."""
     from PIL import Image
 
+    w, h = sheet_size(n, size, cols)
+    if w * h > MAX_SHEET_PIXELS:
+        raise ValueError(f"a sheet of {n} avatars of {size} px would be {w}x{h} pixels, more than "
+                         f"{MAX_SHEET_PIXELS:,}; ask for fewer or smaller avatars")
+    cols = max(1, min(cols, n))
     P = diverse_samples(n, seed=seed)
     tiles = [render(p, size, background="white") for p in P]
     path = Path(path)

@@ -90,7 +90,7 @@ def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:
                 "always RGB; pass color_order='rgb'."
             )
         _check_size(image.height, image.width, f"a PIL image of size {image.width}×{image.height}")
-        return np.array(image.convert("RGB"), dtype=np.uint8, order="C")
+        return np.array(_pil_rgb(image), dtype=np.uint8, order="C")
 
     if not isinstance(image, np.ndarray):
         raise ValueError(
@@ -168,7 +168,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             width, height = opened.size
             _check_size(height, width, "an image file")
             opened.load()
-            rgb = ImageOps.exif_transpose(opened).convert("RGB")
+            rgb = _pil_rgb(ImageOps.exif_transpose(opened))
             opened.close()
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
@@ -196,6 +196,35 @@ class _What:
 
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)
+
+
+def _pil_rgb(image: Image.Image) -> Image.Image:
+    """``image.convert("RGB")``, except for Pillow's 16-bit (``I;16*``),
+    32-bit integer (``I``) and float (``F``) grayscale modes, which
+    ``convert`` clips at 255 instead of scaling (a 16-bit PNG came out almost
+    all white). Those are scaled to 8 bits: ``I;16*`` from 0..65535; ``I``
+    and ``F`` from the range their values fit (0..1 for float, 0..255,
+    0..65535), else from their own minimum..maximum."""
+    mode = image.mode
+    if not (mode.startswith("I;16") or mode in ("I", "F")):
+        return image.convert("RGB")
+    a = np.asarray(image).astype(np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError(f"the {mode} image has NaN or infinite values")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if mode.startswith("I;16"):
+        lo, scale = 0.0, 65535.0
+    elif lo >= 0 and hi <= (1.0 if mode == "F" else 0.0):
+        lo, scale = 0.0, 1.0
+    elif lo >= 0 and hi <= 255:
+        lo, scale = 0.0, 255.0
+    elif lo >= 0 and hi <= 65535:
+        scale = 65535.0  # 16-bit data in a 32-bit mode (how some files and Pillow versions give it)
+        lo = 0.0
+    else:
+        scale = max(hi - lo, 1e-12)
+    gray = np.clip(np.rint((a - lo) * (255.0 / scale)), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray, "L").convert("RGB")
 
 
 def _check_dtype(image: np.ndarray, what: str) -> None:

@@ -38,6 +38,16 @@ def available() -> bool:
     return shutil.which("ffmpeg") is not None
 
 
+def file_url(path) -> str:
+    """``path`` as ffmpeg's ``file:`` URL of its absolute path: a name that
+    starts with ``-`` is not read as an option, and one with a colon
+    (``clip:1.mp4``) not as a protocol. (``os.fsencode`` of the argument,
+    which subprocess does, gives back any non-UTF-8 bytes of the name.)"""
+    import os
+
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
 @dataclass
 class Probe:
     """What ``ffprobe`` says about an input file (``None`` where it does not know)."""
@@ -45,8 +55,25 @@ class Probe:
     width: int | None = None
     height: int | None = None
     rate: str | None = None              # frame rate as a rational, e.g. "30000/1001"
+    base_rate: str | None = None         # r_frame_rate: the rate every frame time fits (VFR: above ``rate``)
+    start: float = 0.0                   # seconds from the file's start to the video's first frame
     video_bitrate: int | None = None     # bits per second
-    audio_codec: str | None = None       # None: no sound track
+    audio_codec: str | None = None       # None: no sound track (or unknown: see ``problem``)
+    duration: float | None = None        # seconds of the video stream (of the file when it does not say)
+    problem: str | None = None           # why nothing is known (ffprobe missing), else None
+
+    def output_rate(self) -> str:
+        """The constant frame rate to write a video at (``rate``, or the base
+        rate of a variable-frame-rate input when it is a sane rate that every
+        frame time fits: no frame is dropped), as a rational; None if unknown."""
+        try:
+            avg = Fraction(self.rate) if self.rate else None
+            base = Fraction(self.base_rate) if self.base_rate else None
+        except (ValueError, ZeroDivisionError):
+            return self.rate
+        if avg and base and avg < base <= 60:
+            return self.base_rate
+        return self.rate
 
 
 def probe(path: Path) -> Probe:
@@ -54,10 +81,10 @@ def probe(path: Path) -> Probe:
     :class:`Probe` when ``ffprobe`` is missing or cannot read the file)."""
     exe = shutil.which("ffprobe")
     if exe is None:
-        return Probe()
+        return Probe(problem="ffprobe not found on PATH; install ffmpeg's ffprobe to keep the sound")
     cmd = [exe, "-v", "error", "-show_entries",
-           "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,bit_rate",
-           "-show_entries", "format=bit_rate", "-of", "json", str(path)]
+           "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,bit_rate,duration,start_time",
+           "-show_entries", "format=bit_rate,duration,start_time", "-of", "json", file_url(path)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
         doc = json.loads(res.stdout or "{}")
@@ -75,8 +102,15 @@ def probe(path: Path) -> Probe:
             except (ValueError, ZeroDivisionError):
                 continue
             if 0 < r <= 1000:
-                out.rate = f"{r.numerator}/{r.denominator}"
-                break
+                out.rate = out.rate or f"{r.numerator}/{r.denominator}"
+                if key == "r_frame_rate":
+                    out.base_rate = f"{r.numerator}/{r.denominator}"
+        try:  # a video that starts after its sound: where its first frame is on the file's clock
+            start = float(video.get("start_time")) - float((doc.get("format") or {}).get("start_time"))
+        except (TypeError, ValueError):
+            start = 0.0
+        out.start = start if 0 < start < 1e6 else 0.0
+        out.duration = _seconds(video.get("duration")) or _seconds((doc.get("format") or {}).get("duration"))
         out.video_bitrate = _int(video.get("bit_rate"))
         if out.video_bitrate is None:  # some containers only know the total
             total = _int((doc.get("format") or {}).get("bit_rate"))
@@ -84,6 +118,14 @@ def probe(path: Path) -> Probe:
             if total and total > sound:
                 out.video_bitrate = total - sound
     return out
+
+
+def _seconds(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if 0 < f < 1e7 else None  # (also refuses nan and inf)
 
 
 def _int(v) -> int | None:
@@ -97,13 +139,15 @@ def _int(v) -> int | None:
 class H264Writer:
     """Writes BGR uint8 frames of ``size`` (width, height) to ``path`` as
     H.264/yuv420p MP4 at ``rate`` frames per second, with the sound track of
-    ``audio_from`` (limited to ``max_seconds`` when given), through one
-    ``ffmpeg`` process. ``path`` should be a fresh temporary file: ffmpeg
+    ``audio_from`` (limited to ``max_seconds`` and to ``duration``, the
+    video's length, when given), through one ``ffmpeg`` process. A sound
+    track shorter than the picture ends early: the video is whole. ``path`` should be a fresh temporary file: ffmpeg
     writes it in place. Call :meth:`close` to finish (raises
     :class:`VideoWriteError` when ffmpeg failed) or :meth:`abort` to stop it."""
 
     def __init__(self, path: Path, size: tuple[int, int], rate: str | float, *, audio_from: Path | None = None,
-                 audio_codec: str | None = None, bitrate: int | None = None, max_seconds: float | None = None):
+                 audio_codec: str | None = None, bitrate: int | None = None, max_seconds: float | None = None,
+                 duration: float | None = None):
         exe = shutil.which("ffmpeg")
         if exe is None:
             raise VideoWriteError("ffmpeg is not installed (make sysdeps installs it)")
@@ -117,9 +161,11 @@ class H264Writer:
                "-framerate", rate, "-i", "pipe:0"]
         maps = ["-map", "0:v:0"]
         if audio_from is not None and audio_codec is not None:
-            if max_seconds is not None:
-                cmd += ["-t", f"{max_seconds:.3f}"]
-            cmd += ["-i", str(audio_from)]
+            # not -shortest: ffmpeg would stop (and cut the video) where the sound ends
+            limits = [t for t in (max_seconds, duration) if t is not None]
+            if limits:
+                cmd += ["-t", f"{min(limits):.3f}"]
+            cmd += ["-i", file_url(audio_from)]
             maps += ["-map", "1:a:0"]
             if audio_codec in BROWSER_AUDIO:
                 maps += ["-c:a", "copy"]
@@ -127,7 +173,6 @@ class H264Writer:
             else:
                 maps += ["-c:a", "aac", "-b:a", "128k"]
                 self.audio = f"re-encoded to AAC (the input's {audio_codec} does not play in browsers)"
-            maps += ["-shortest"]
         video = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
         if self.size[0] % 2 or self.size[1] % 2:  # 4:2:0 needs even sides: one black row/column more
             video += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0:color=black"]
@@ -138,7 +183,7 @@ class H264Writer:
         else:
             self.bitrate = None
             video += ["-crf", str(FALLBACK_CRF)]
-        cmd += maps + video + ["-movflags", "+faststart", "-f", "mp4", str(path)]
+        cmd += maps + video + ["-movflags", "+faststart", "-f", "mp4", file_url(path)]
         self._err = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err)
 

@@ -1,0 +1,462 @@
+"""Regression tests for the video and animation commands of the CLI
+(reviewer's report: --params with an mp4, sound shorter than the picture,
+odd file names, rotation metadata, temporary files on interrupts, ...)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import need_shared
+
+ENV = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def _need_ffmpeg():
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        pytest.skip("ffmpeg/ffprobe are not installed (make sysdeps)")
+
+
+def _ffmpeg(*args) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-nostdin", *map(str, args)], check=True)
+
+
+def _ffprobe(path, entries: str, stream: str = "v:0") -> list[str]:
+    res = subprocess.run(["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries", entries,
+                          "-of", "csv=p=0", f"file:{Path(path).resolve()}"], capture_output=True, text=True)
+    return [x for x in res.stdout.split() if x]
+
+
+def _main(*argv) -> int:
+    from avatarizer.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or p.name.endswith(".partial"))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """1 s of shared clip d11 at 256x256, H.264 + AAC (25 fps, a face throughout)."""
+    _need_ffmpeg()
+    src = need_shared("data", "video", "d11.mp4")
+    path = tmp_path_factory.mktemp("clip") / "c.mp4"
+    _ffmpeg("-i", src, "-t", "1", "-vf", "scale=256:256", "-c:v", "libx264", "-preset", "veryfast",
+            "-c:a", "aac", path)
+    return path
+
+
+# ---------------------------------------------------------------- 1: --params with an mp4
+def test_params_beside_an_mp4_is_written(tmp_path, clip, capsys):
+    out, jl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    assert _main("video", clip, "-o", out, "--params", jl) == 0, capsys.readouterr().err
+    lines = [json.loads(x) for x in jl.read_text().splitlines()]
+    assert len(lines) == 25 and out.stat().st_size > 0 and all(len(d["params"]) == 629 for d in lines)
+    assert f"wrote {jl}" in capsys.readouterr().out
+    assert _leftovers(tmp_path) == []
+    # and animate reads back what video wrote
+    assert _main("animate", "--params", jl, "-o", tmp_path / "a.json") == 0
+    assert json.loads((tmp_path / "a.json").read_text())["op"] == 25
+
+
+# ---------------------------------------------------------------- 10: temporary files on interrupts
+@pytest.mark.parametrize("where", ["lottie", "player"])
+def test_interrupt_while_finishing_an_animation_leaves_nothing(tmp_path, clip, monkeypatch, where, capsys):
+    import avatarizer.animation as animation
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(animation.Animation if where == "lottie" else animation,
+                        "to_lottie_json" if where == "lottie" else "player_html", stop)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    args = ["video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl"]
+    assert _main(*args, *(["--player"] if where == "player" else [])) == 130
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == ([] if where == "lottie" else ["a.json"]), left
+
+
+def test_output_that_appears_while_finishing_leaves_no_temporary_files(tmp_path, clip, monkeypatch, capsys):
+    import avatarizer.animation as animation
+
+    real = animation.Animation.to_lottie_json
+    folder = tmp_path / "f"
+    folder.mkdir()
+
+    def appear(self):
+        (folder / "a.json").write_text("theirs")
+        return real(self)
+
+    monkeypatch.setattr(animation.Animation, "to_lottie_json", appear)
+    assert _main("video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl") == 1
+    assert "appeared" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.json"]
+    assert (folder / "a.json").read_text() == "theirs"
+
+
+# ---------------------------------------------------------------- 5: numbers beyond any float
+def _line(params) -> str:
+    return json.dumps([float(v) for v in params]) + "\n"
+
+
+@pytest.mark.parametrize("bad", ["10**400", "-10**400", "deep"])
+def test_animate_refuses_unreadable_numbers_in_one_line(tmp_path, bad, capsys):
+    from avatarizer import schema
+
+    good = _line(schema.default())
+    if bad == "deep":
+        line = "[" * 100_000 + "]" * 100_000 + "\n"
+    else:
+        line = good.replace("[", "[" + str(eval(bad)) + ", ", 1).replace(", " + good[1:].split(",")[0], "", 1)
+    src = tmp_path / "in.jsonl"
+    src.write_text(good + line)
+    assert _main("animate", "--params", src, "-o", tmp_path / "a.json") == 1
+    err = capsys.readouterr().err
+    assert "line 2" in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert not (tmp_path / "a.json").exists()
+
+
+def test_read_params_jsonl_stops_at_the_frame_limit(tmp_path, monkeypatch):
+    import avatarizer.animation as animation
+    from avatarizer import schema
+
+    monkeypatch.setattr(animation, "MAX_FRAMES", 3)
+    src = tmp_path / "in.jsonl"
+    src.write_text(_line(schema.default()) * 4 + "not json: never read\n")
+    with pytest.raises(ValueError, match="more than 3 frames"):
+        animation.read_params_jsonl(src)
+
+
+# ---------------------------------------------------------------- 2: sound shorter than the picture
+def test_sound_that_ends_before_the_picture_keeps_the_whole_video(tmp_path, capsys):
+    _need_ffmpeg()
+    src = need_shared("data", "video", "d11.mp4")
+    short = tmp_path / "shortaud.mp4"  # 2 s of picture, 1 s of sound
+    _ffmpeg("-t", "2", "-i", src, "-t", "1", "-i", src, "-map", "0:v", "-map", "1:a", "-vf", "scale=256:256",
+            "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", short)
+    out = tmp_path / "o.mp4"
+    assert _main("video", short, "-o", out) == 0, capsys.readouterr().err
+    assert _ffprobe(out, "stream=nb_frames") == ["50"]
+    assert 0.8 < float(_ffprobe(out, "stream=duration", "a:0")[0]) < 1.2  # the sound as far as it goes
+    # and a sound track longer than the picture is cut at the picture's end
+    long = tmp_path / "longaud.mp4"
+    _ffmpeg("-t", "1", "-i", src, "-t", "2", "-i", src, "-map", "0:v", "-map", "1:a", "-vf", "scale=256:256",
+            "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", long)
+    out = tmp_path / "o2.mp4"
+    assert _main("video", long, "-o", out) == 0, capsys.readouterr().err
+    assert _ffprobe(out, "stream=nb_frames") == ["25"]
+    assert float(_ffprobe(out, "stream=duration", "a:0")[0]) < 1.2
+
+
+# ---------------------------------------------------------------- 12: names ffmpeg would misread
+def test_a_name_starting_with_a_dash_keeps_its_sound(tmp_path, clip, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(clip, tmp_path / "-dash.mp4")
+    assert _main("video", "./-dash.mp4", "-o", "o.mp4") == 0, capsys.readouterr().err
+    assert "audio copied" in capsys.readouterr().out
+    assert _ffprobe(tmp_path / "o.mp4", "stream=codec_name", "a:0") == ["aac"]
+
+
+def test_ffprobe_missing_says_so(tmp_path, clip, monkeypatch, capsys):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "ffmpeg").symlink_to(shutil.which("ffmpeg"))
+    monkeypatch.setenv("PATH", str(bindir))
+    assert _main("video", clip, "-o", tmp_path / "o.mp4") == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "ffprobe not found" in out and "no sound track" not in out
+
+
+def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, clip, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(clip, tmp_path / "clip:1.mp4")
+    assert _main("video", "clip:1.mp4", "-o", "o.mp4") == 0, capsys.readouterr().err
+    assert _ffprobe(tmp_path / "o.mp4", "stream=codec_name", "a:0") == ["aac"]
+    assert _main("video", "clip:1.mp4", "-o", "o.json") == 0, capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- 3: a name that is not UTF-8
+@pytest.mark.skipif(sys.platform != "linux", reason="a non-UTF-8 file name needs a Linux file system")
+def test_a_name_that_is_not_utf8_works(tmp_path, clip):
+    name = os.fsdecode(b"\xff.mp4")  # '\udcff.mp4'
+    shutil.copy(clip, tmp_path / name)
+    res = subprocess.run([sys.executable, "-m", "avatarizer.cli", "video", name, "-o", "u.mp4"], cwd=tmp_path,
+                         capture_output=True, text=True, env=ENV, timeout=300)
+    assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
+    assert _ffprobe(tmp_path / "u.mp4", "stream=nb_frames") == ["25"]
+
+
+# ---------------------------------------------------------------- 11: truncated input, animation output
+@pytest.mark.parametrize("out", ["t.json", "t.svg"])
+def test_truncated_input_to_an_animation_warns_and_exits_3(tmp_path, clip, out, capsys):
+    fast = tmp_path / "fast.mp4"  # index first, so a cut file still opens and announces 25 frames
+    _ffmpeg("-i", clip, "-c", "copy", "-movflags", "+faststart", fast)
+    data = fast.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    assert _main("video", cut, "-o", tmp_path / out) == 3
+    err = capsys.readouterr().err
+    assert "of the 25 frames" in err and "truncated" in err
+    assert (tmp_path / out).stat().st_size > 0
+
+
+# ---------------------------------------------------------------- 16: messages and exit codes
+@pytest.mark.parametrize("argv", [
+    ["video", "IN", "-o", "t.mp4", "--size", "20"],
+    ["video", "IN", "-o", "t.mp4", "--size", "9000"],
+    ["video", "IN", "-o", "t.mp4", "--max-seconds", "-1"],
+    ["video", "IN", "-o", "t.mp4", "--max-seconds", "nan"],
+    ["video", "IN", "-o", "t.json", "--fps", "-1"],
+    ["video", "IN", "-o", "t.json", "--fps", "inf"],
+    ["video", "IN", "-o", "t.json", "--tolerance", "-1"],
+    ["animate", "--params", "IN", "-o", "t.json", "--tolerance", "nan"],
+    ["live", "IN", "--max-seconds", "0"],
+    ["render-samples", "-o", "g.png", "--seed", "-5"],
+])
+def test_bad_values_are_usage_errors(tmp_path, clip, argv, capsys):
+    argv = [str(clip) if a == "IN" else str(tmp_path / a) if "." in a and a[0] != "-" else a for a in argv]
+    try:
+        status = _main(*argv)
+    except SystemExit as exc:  # argparse
+        status = exc.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(f"avatarizer {argv[0]}: error:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_video_too_small_says_so_not_size(tmp_path, capsys):
+    _need_ffmpeg()
+    tiny = tmp_path / "tiny.mp4"
+    _ffmpeg("-t", "0.2", "-i", need_shared("data", "video", "d11.mp4"), "-vf", "scale=16:16", "-an", tiny)
+    assert _main("video", tiny, "-o", tmp_path / "o.mp4") == 1
+    err = capsys.readouterr().err
+    assert "too small" in err and "16x16" in err and "--size None" not in err
+
+
+def test_max_seconds_under_one_frame_takes_one_frame(tmp_path, clip, capsys):
+    assert _main("video", clip, "-o", tmp_path / "o.mp4", "--max-seconds", "0.01") == 0, capsys.readouterr().err
+    assert _ffprobe(tmp_path / "o.mp4", "stream=nb_frames") == ["1"]
+
+
+# ---------------------------------------------------------------- 14: render-samples' sheet size
+def test_render_samples_bounds_the_sheet_and_fits_columns_to_n(tmp_path, capsys):
+    from PIL import Image
+
+    assert _main("render-samples", "-n", "1", "--size", "16384", "-o", tmp_path / "g.png") == 2
+    err = capsys.readouterr().err
+    assert "16392x16392" in err and "Traceback" not in err and not list(tmp_path.iterdir())
+    assert _main("render-samples", "-n", "2", "--size", "32", "-o", tmp_path / "g.png") == 0
+    assert Image.open(tmp_path / "g.png").size == (2 * 36 + 4, 36 + 4)
+
+
+def test_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
+    import avatarizer.gallery as gallery
+
+    def boom(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(gallery, "render", boom)
+    assert _main("render-samples", "-n", "2", "--size", "32", "-o", tmp_path / "g.png") == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "avatarizer render-samples: error: out of memory"
+    assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- 15: the player page links the video by URL
+@pytest.mark.parametrize("video,src", [("take#1.mp4", "take%231.mp4"), ("a?b%20 c.mp4", "a%3Fb%2520%20c.mp4"),
+                                       ("sub/é&.mp4", "sub/%C3%A9%26.mp4"),
+                                       (os.fsdecode(b"\xff.mp4"), "%FF.mp4")])
+def test_player_page_links_the_video_as_a_url(tmp_path, video, src):
+    from avatarizer import schema
+    from avatarizer.animation import Animation, player_html
+
+    anim = tmp_path / "a.json"
+    Animation(64).extend([schema.default()]).write(anim)
+    page = player_html(anim, tmp_path / video, tmp_path / "a.html", inline_player=False)
+    assert f'<video id="video" src="{src}"' in page
+    page.encode("utf-8")  # writable as UTF-8
+
+
+# ---------------------------------------------------------------- 13: 16-bit and 32-bit grayscale images
+def test_high_bit_depth_grayscale_is_scaled_not_clipped(tmp_path, capsys):
+    from PIL import Image
+    from skimage import data as skdata
+
+    from avatarizer.imageio import load_image, to_rgb_uint8
+
+    gray = np.asarray(Image.fromarray(skdata.astronaut()).convert("L").resize((256, 256)))
+    Image.fromarray(gray).save(tmp_path / "g8.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    want = load_image(tmp_path / "g8.png")
+    got = load_image(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    assert np.abs(got.astype(int) - want).max() <= 1
+    for im in (Image.fromarray(gray.astype(np.int32) * 257, "I"), Image.fromarray(gray.astype(np.float32) / 255, "F"),
+               Image.fromarray(gray.astype(np.int32), "I")):
+        assert np.abs(to_rgb_uint8(im).astype(int) - want).max() <= 1, im.mode
+    assert _main("image", tmp_path / "g16.png", "-o", tmp_path / "a.png", "--size", "64") == 0, \
+        capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- 8: --params has one line per frame
+@pytest.mark.parametrize("out", ["o.mp4", "o.json"])
+def test_params_has_one_line_per_frame_and_animate_reads_it(tmp_path, clip, out, capsys):
+    late = tmp_path / "late.mp4"  # the first 0.4 s (10 frames) black: no face there
+    _ffmpeg("-i", clip, "-vf", "drawbox=enable='lt(t,0.4)':color=black:t=fill", "-c:v", "libx264",
+            "-preset", "veryfast", "-c:a", "copy", late)
+    jl = tmp_path / "p.jsonl"
+    assert _main("video", late, "-o", tmp_path / out, "--params", jl) == 0, capsys.readouterr().err
+    lines = [json.loads(x) for x in jl.read_text().splitlines()]
+    assert [d["frame"] for d in lines] == list(range(25))
+    assert [d["time_ms"] for d in lines] == pytest.approx([40.0 * i for i in range(25)])
+    assert all(d["params"] is None and not d["face"] for d in lines[:9])
+    assert all(d["face"] and len(d["params"]) == 629 for d in lines[12:])
+    anim = tmp_path / "back.json"
+    assert _main("animate", "--params", jl, "-o", anim) == 0, capsys.readouterr().err
+    doc = json.loads(anim.read_text())
+    assert (doc["op"], doc["fr"]) == (25, 25)  # every frame, at the video's rate
+
+
+def test_read_params_jsonl_holds_the_avatar_over_frames_without_one(tmp_path):
+    from avatarizer import schema
+    from avatarizer.animation import read_params_jsonl
+
+    a, b = schema.sample(2, seed=3)
+    src = tmp_path / "p.jsonl"
+    rows = [None, {"params": None}, a.tolist(), {"frame": 3, "params": None}, {"params": b.tolist()}, None]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = read_params_jsonl(src)
+    assert len(got) == 6
+    for g, want in zip(got, [a, a, a, a, b, b]):
+        assert np.allclose(g, want, atol=1e-6)
+    src.write_text("null\n" + json.dumps({"params": None}) + "\n")
+    with pytest.raises(ValueError, match="no frame with an avatar"):
+        read_params_jsonl(src)
+    src.write_text(json.dumps({"frame": 0}) + "\n")
+    with pytest.raises(ValueError, match="line 1"):
+        read_params_jsonl(src)
+
+
+# ---------------------------------------------------------------- 6: phone videos with a rotation
+@pytest.fixture(scope="module")
+def phone(clip, tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """``clip`` at 320x240 stored sideways (240x320) with a 90 degree rotation
+    in the file, as phones write it; and its first frame as players show it."""
+    folder = tmp_path_factory.mktemp("phone")
+    wide, side, rot = folder / "wide.mp4", folder / "side.mp4", folder / "phone.mp4"
+    _ffmpeg("-i", clip, "-vf", "scale=320:240", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "copy", wide)
+    _ffmpeg("-i", wide, "-vf", "transpose=1", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "copy", side)
+    _ffmpeg("-i", side, "-c", "copy", "-metadata:s:v:0", "rotate=90", rot)
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(rot), "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "bgr24", "-"], capture_output=True, check=True).stdout
+    shown = np.frombuffer(raw, np.uint8)
+    assert shown.size == 320 * 240 * 3, "this ffmpeg did not apply the rotation it wrote"
+    return rot, shown.reshape(240, 320, 3)
+
+
+def _first_frame(path: Path) -> np.ndarray:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    return frame
+
+
+@pytest.mark.parametrize("auto", [True, False])
+def test_a_phone_video_comes_out_upright(tmp_path, phone, auto, monkeypatch, capsys):
+    import cv2
+
+    rot, shown = phone
+    if not auto:  # an OpenCV build that reads the rotation but cannot apply it: the CLI turns the frames
+        real = cv2.VideoCapture
+
+        class NoAuto:
+            def __init__(self, *a):
+                self.cap = real(*a)
+
+            def set(self, prop, value):
+                return False if prop == cv2.CAP_PROP_ORIENTATION_AUTO else self.cap.set(prop, value)
+
+            def __getattr__(self, name):
+                return getattr(self.cap, name)
+
+        monkeypatch.setattr(cv2, "VideoCapture", NoAuto)
+    out = tmp_path / "o.mp4"
+    assert _main("video", rot, "-o", out, "--layout", "side-by-side") == 0, capsys.readouterr().err
+    frame = _first_frame(out)
+    assert frame.shape == (240, 640, 3)  # two 320x240 panels: upright, not 240x320
+    assert np.abs(frame[:, :320].astype(int) - shown).mean() < 8
+    assert _ffprobe(out, "stream_side_data=rotation") == []  # no rotation left for a player to apply twice
+
+
+# ---------------------------------------------------------------- 7: timing (variable frame rate, start offset)
+def _frames(path: Path, size=(256, 256), fps: int | None = None) -> np.ndarray:
+    """Every frame of ``path`` as ffmpeg decodes it (at ``fps``: ffmpeg's own constant-rate conversion)."""
+    cmd = ["ffmpeg", "-v", "error", "-i", str(path)] + (["-vf", f"fps={fps}"] if fps else []) + [
+        "-f", "rawvideo", "-pix_fmt", "gray", "-"]
+    raw = subprocess.run(cmd, capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, size[1], size[0]).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def counter(tmp_path_factory) -> Path:
+    """2 s of ffmpeg's test picture (a frame counter and moving patterns; no face) at 25 fps, with a tone."""
+    _need_ffmpeg()
+    path = tmp_path_factory.mktemp("counter") / "src.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=256x256:rate=25:duration=2", "-f", "lavfi", "-i", "sine=duration=2",
+            "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", path)
+    return path
+
+
+def test_a_variable_frame_rate_video_keeps_its_timing(tmp_path, counter, capsys):
+    vfr = tmp_path / "vfr.mp4"  # 25 fps for 1 s, then 5 fps
+    _ffmpeg("-i", counter, "-vf", r"select='lt(t\,1)+not(mod(n\,5))'", "-fps_mode", "vfr", "-c:v", "libx264",
+            "-preset", "veryfast", "-c:a", "copy", vfr)
+    out = tmp_path / "o.mp4"
+    assert _main("video", vfr, "-o", out) == 0, capsys.readouterr().err
+    got, want = _frames(out), _frames(vfr, fps=25)  # what a player shows at each 1/25 s
+    assert abs(len(got) - len(want)) <= 1, (len(got), len(want))
+    n = min(len(got), len(want))
+    diff = [float(np.abs(got[k] - want[k]).mean()) for k in range(n)]
+    assert max(diff) < 6, [round(d, 1) for d in diff]
+
+
+def test_animate_follows_the_lines_times(tmp_path, capsys):
+    from avatarizer import schema
+
+    p = schema.sample(4, seed=2)
+    src = tmp_path / "p.jsonl"  # a variable rate: 40 ms apart, then 120 ms
+    src.write_text("".join(json.dumps({"frame": i, "time_ms": t, "face": True, "params": p[i].tolist()}) + "\n"
+                           for i, t in enumerate([0, 40, 80, 200])))
+    assert _main("animate", "--params", src, "-o", tmp_path / "a.json", "--fps", "25") == 0
+    assert json.loads((tmp_path / "a.json").read_text())["op"] == 7  # 0.2 s + one frame (1/15 s) at 25 fps
+    assert _main("animate", "--params", src, "-o", tmp_path / "b.json") == 0  # default: the lines' rate
+    assert json.loads((tmp_path / "b.json").read_text())["fr"] == pytest.approx(15)
+
+
+def test_a_video_that_starts_after_its_sound_keeps_the_offset(tmp_path, counter, capsys):
+    v1, a15, off = tmp_path / "v1.mp4", tmp_path / "a.m4a", tmp_path / "off.mp4"
+    _ffmpeg("-t", "1", "-i", counter, "-an", "-c:v", "libx264", "-preset", "veryfast", v1)
+    _ffmpeg("-f", "lavfi", "-i", "sine=duration=1.5", "-c:a", "aac", a15)
+    _ffmpeg("-itsoffset", "0.5", "-i", v1, "-i", a15, "-map", "0:v", "-map", "1:a", "-c", "copy", off)
+    assert _ffprobe(off, "stream=start_time") == ["0.500000"]
+    out = tmp_path / "o.mp4"
+    assert _main("video", off, "-o", out) == 0, capsys.readouterr().err
+    got = _frames(out)
+    assert len(got) == 12 + 25  # the first frame shown from 0 until the video starts (0.5 s), then 25
+    assert all(np.abs(got[k] - got[12]).mean() < 1 for k in range(12))
+    assert np.abs(got[11] - got[36]).mean() > 3  # (the picture moves once the video starts)
+    assert float(_ffprobe(out, "stream=duration")[0]) == pytest.approx(1.48, abs=0.05)
+    assert float(_ffprobe(out, "stream=start_time", "a:0")[0]) == pytest.approx(0.0, abs=0.03)
