@@ -123,7 +123,7 @@ sanitize: sanitize-deps
 	@echo "sanitize: ASan+UBSan (example, threads, fuzz) and TSan (two renderers, 5 runs) clean"
 
 demo: native
-	$(VENV)/bin/avatarizer demo
+	$(VENV)/bin/avatarizer demo -o out/demo --overwrite   # the demo's own folder: a second run replaces its files
 
 # Pinned lottie-web and playwright-core (web/package-lock.json) into the
 # ignored web/node_modules: the animation tests and the player page use them.
