@@ -42,7 +42,7 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from avatarizer import native, render, schema  # noqa: E402
+from avatarizer import render, schema  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -38,7 +38,6 @@ from avatarizer import native  # noqa: E402
 from avatarizer.api import Avatarizer  # noqa: E402
 from avatarizer.bench import _pct, bench_frames  # noqa: E402
 from avatarizer.pipeline import render as render_stage  # noqa: E402
-from avatarizer.render import render  # noqa: E402
 
 
 def bare(params, sizes, threads: int, repeats: int) -> dict:

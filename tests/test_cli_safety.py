@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from conftest import ROOT, need_shared
+from conftest import need_shared
 
 CLI = [sys.executable, "-m", "avatarizer.cli"]
 ENV = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")

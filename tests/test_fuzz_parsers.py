@@ -13,10 +13,8 @@ import json
 import os
 import random
 import time
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import ROOT
 

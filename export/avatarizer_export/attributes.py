@@ -99,7 +99,6 @@ import torch.nn.functional as Fn
 from torch import nn
 
 from avatarizer import hair as HR
-from avatarizer import schema as S
 
 from .paths import ROOT, cache_dir, shared_dir
 

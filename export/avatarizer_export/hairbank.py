@@ -579,7 +579,6 @@ def _pick_sheet(al, rows, pred, faces, T) -> list[tuple[int, int, str]]:
     each group; labelled photos' labels where there are any, else the
     regressor's predictions and the artist's fit (the caption is the reason
     a photo was picked, not a ground truth)."""
-    from .data import is_heldout  # noqa: F401  (rows are held out already)
 
     idx = {int(i): j for j, i in enumerate(rows)}
     labelled = [int(i) for i in rows if not np.isnan(T["male"][i]) or T["glasses"][i] >= 0]

@@ -13,7 +13,6 @@ a model rebuilt from the checkpoint alone) and ``loss.png``.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields

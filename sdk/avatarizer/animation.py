@@ -923,7 +923,7 @@ def player_html(animation_path, video_path=None, html_path=None, *, inline_playe
     animation_path = Path(animation_path)
     data = animation_path.read_text(encoding="utf-8")
     doc = json.loads(data)
-    fr, w, h = float(doc["fr"]), int(doc["w"]), int(doc["h"])
+    w, h = int(doc["w"]), int(doc["h"])
     base = Path(html_path).resolve().parent if html_path else animation_path.resolve().parent
     local = _local_lottie_web() if inline_player in (None, True) else None
     if inline_player and local is None:
