@@ -253,3 +253,51 @@ def test_skin_tone_reads_against_the_labels_by_eye(tmp_path, monkeypatch):
     assert out["n"] == 2 and out["over_15"] == 0.5 and abs(out["mean_dL"] - 10.0) < 0.1
     assert out["dark (>= 6)"]["n"] == 1 and out["light (Monk <= 3)"]["median_dL"] < 0.1
     assert E.skin_tone_reads(["d.jpg"], files, params[3:]) == {}
+
+
+# ------------------------------------------------------------ review fixes
+
+
+def _photos(tmp_path, layout: dict) -> dict:
+    """Copies of ffhq128 photos into tmp folders: ``{"a/p.jpg": "ffhq-0001.jpg", ...}``."""
+    import shutil
+
+    src = need_shared("data", "faces", "ffhq128")
+    out = {}
+    for rel, name in layout.items():
+        dst = tmp_path / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / name, dst)
+        out[rel] = dst
+    return out
+
+
+def _eval_json(capsys, *argv) -> tuple[int, dict | None, str]:
+    from avatarizer_export.cli import main
+
+    rc = main(["eval", *argv])
+    cap = capsys.readouterr()
+    lines = cap.out.strip().splitlines()
+    return rc, (json.loads(lines[-1]) if lines else None), cap.err
+
+
+def test_eval_folders_sharing_a_file_name_keep_their_own_photos(tmp_path, monkeypatch):
+    """Two folders each with a p.jpg: every row is scored against its own
+    photo (the shipped run, the labels beside the photos), not the last
+    folder's photo of that name."""
+    from avatarizer_export import evaluate as E
+
+    f = _photos(tmp_path, {"fa/p.jpg": "ffhq-0001.jpg", "fb/p.jpg": "ffhq-0002.jpg"})
+    seen = []
+    monkeypatch.setattr(E, "shipped_params", lambda files, *a, **k: (
+        seen.extend(files), np.full((len(files), E.schema.PARAM_COUNT), np.nan, np.float32))[1])
+    E.evaluate([f["fa/p.jpg"], f["fb/p.jpg"]], ["shipped"], progress=False)
+    assert seen == [f["fa/p.jpg"], f["fb/p.jpg"]]
+    # the group labels beside each folder belong to that folder's photo
+    for folder, age in (("fa", 8.0), ("fb", 75.0)):
+        (tmp_path / folder / "attributes.jsonl").write_text(json.dumps(
+            {"file": "p.jpg", "faces": [{"faceAttributes": {"age": age, "glasses": "NoGlasses"}}]}) + "\n")
+    g = E.photo_groups([f["fa/p.jpg"], f["fb/p.jpg"]], np.array([[0.8, 0.6, 0.5]] * 2))
+    assert g["age"] == ["0-12", "70+"]
+    res = E.evaluate([f["fa/p.jpg"], f["fb/p.jpg"]], ["artist"], progress=False, groups=True, identity_n=2)
+    assert res["aligned"] == 2 and sorted(res["groups"]["artist"]["age"]) == ["0-12", "70+"]

@@ -174,7 +174,7 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
     from avatarizer.artist import ArtistStyle
 
     artist = AutoArtist(ArtistStyle() if exaggeration is None else ArtistStyle(exaggeration=exaggeration))
-    crops, gts, lms, lm3s, skins, hairs, names = [], [], [], [], [], [], []
+    crops, gts, lms, lm3s, skins, hairs, names, paths = [], [], [], [], [], [], [], []
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:
         for f in tqdm(files, desc="align+artist", disable=not progress):
             try:
@@ -191,7 +191,8 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
             h = photo_hair(face.crop(128), face.hair_mask(128))
             hairs.append(np.full(3, np.nan, np.float32) if h is None else h)
             names.append(f.name)
-    return {"faces": len(files), "names": names,
+            paths.append(str(f))
+    return {"faces": len(files), "names": names, "paths": paths,
             "crops": np.stack(crops) if crops else np.zeros((0, 128, 128, 3), np.uint8),
             "gts": np.stack(gts) if gts else np.zeros((0, schema.PARAM_COUNT), np.float32),
             "lms": np.stack(lms) if lms else np.zeros((0, 478, 2), np.float32),
@@ -206,16 +207,17 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
 
     if cache is None:
         return prepare(files, progress, exaggeration)
-    key = hashlib.sha256((f"v2 {exaggeration}\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
+    key = hashlib.sha256((f"v3 {exaggeration}\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
         if str(z["key"]) == key:
             out = {k: z[k] for k in ("crops", "gts", "lms", "lm3s", "skins", "hairs")}
-            out.update(names=[str(n) for n in z["names"]], faces=int(z["faces"]))
+            out.update(names=[str(n) for n in z["names"]], paths=[str(n) for n in z["paths"]],
+                       faces=int(z["faces"]))
             return out
     out = prepare(files, progress, exaggeration)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, key=key, **{k: (np.array(v) if k == "names" else v) for k, v in out.items()})
+    np.savez(cache, key=key, **{k: (np.array(v) if k in ("names", "paths") else v) for k, v in out.items()})
     return out
 
 
@@ -232,7 +234,8 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
 
     prep = prepared(files, cache, progress, exaggeration)
     names, crops, gts, lm3s, skins = prep["names"], prep["crops"], prep["gts"], prep["lm3s"], prep["skins"]
-    files_by_name = {Path(f).name: Path(f) for f in files}
+    # the aligned photos' own paths, row by row: several folders may hold the same file name
+    paths = [Path(p) for p in prep["paths"]]
     hairs = [None if not np.isfinite(h).all() else h for h in prep["hairs"]]
     result = {"faces": prep["faces"], "aligned": len(names), "methods": {}}
     per_photo: dict[str, dict[str, np.ndarray]] = {}
@@ -250,7 +253,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
                 if method.split(":")[0] == "shipped":
                     # the whole avatar that ships: its face, hair and accessories
                     attrs: list = []
-                    full = shipped_params([files_by_name[n] for n in names], progress, shipped_estimator(method),
+                    full = shipped_params(paths, progress, shipped_estimator(method),
                                           attributes=attrs)
                     shipped_attrs[method] = attrs
                     ok = np.isfinite(full).all(1)
@@ -286,13 +289,13 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
             if hv:
                 hcol = preds_ok[hv][:, [schema.index(f"hair_front.{c}") for c in "rgb"]]
                 out["hair_delta_e"] = float(np.mean(M.delta_e(np.stack([hairs[i] for i in hv]), hcol)))
-            reads = hair_class_reads(names, files_by_name, preds_ok)
+            reads = hair_class_reads(names, paths, preds_ok)
             if reads:
                 out["hair_colour_reads"] = reads
-            tone = skin_tone_reads(names, files_by_name, preds_ok)
+            tone = skin_tone_reads(names, paths, preds_ok)
             if tone:
                 out["skin_tone_by_eye"] = tone
-            length = hair_length_reads(names, files_by_name, preds)  # photos without an avatar are not scored
+            length = hair_length_reads(names, paths, preds)  # photos without an avatar are not scored
             if length:
                 out["hair_length_by_eye"] = length
             if labels and method in shipped_attrs:
@@ -323,7 +326,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
         keep.update(names=names, crops=crops, gts=gts)
     result["attributes"] = attribute_metrics(names, crops, labels) if labels else {}
     if groups and len(names):
-        g = photo_groups([files_by_name[n] for n in names], skins)
+        g = photo_groups(paths, skins)
         result["groups"] = {m: group_metrics(per_photo[m], g) for m in per_photo}
     return result
 
@@ -391,7 +394,19 @@ def _labels_beside(folder: Path) -> dict[str, dict]:
     return out
 
 
-def hair_class_reads(names: list[str], files_by_name: dict, params: np.ndarray) -> dict:
+def _paths_of(names: list[str], files) -> list[Path]:
+    """Each row's photo path: ``files`` is either the list of paths, row by
+    row (what :func:`evaluate` passes: names can repeat across folders), or a
+    dict file name -> path (one folder)."""
+    if isinstance(files, dict):
+        return [Path(files[n]) for n in names]
+    files = [Path(f) for f in files]
+    if len(files) != len(names):
+        raise ValueError(f"need one path per photo, got {len(files)} for {len(names)}.")
+    return files
+
+
+def hair_class_reads(names: list[str], files, params: np.ndarray) -> dict:
     """How the drawn hair colour reads (``hair.hair_colour_class_of``: its
     nearest palette colour) against the hair colour label of the photos that
     have one (an ``attributes.jsonl`` beside them, ffhq128-labelled format;
@@ -401,11 +416,11 @@ def hair_class_reads(names: list[str], files_by_name: dict, params: np.ndarray) 
 
     labels: dict[Path, dict] = {}
     truth, read = [], []
-    for i, n in enumerate(names):
-        folder = files_by_name[n].parent
+    for i, (n, f) in enumerate(zip(names, _paths_of(names, files))):
+        folder = f.parent
         if folder not in labels:
             labels[folder] = _labels_beside(folder)
-        t = labels[folder].get(n)
+        t = labels[folder].get(f.name)
         if t is None or t["hair_colour"] < 0 or t["bald"] or params[i, schema.index("hair_style.layers")] <= 0:
             continue
         rgb = params[i, [schema.index(f"hair_front.{c}") for c in "rgb"]]
@@ -420,19 +435,19 @@ def hair_class_reads(names: list[str], files_by_name: dict, params: np.ndarray) 
     return out
 
 
-def _heldout_labelled(names, files_by_name: dict, params: np.ndarray, labels: dict):
+def _heldout_labelled(names, files, params: np.ndarray, labels: dict):
     """``(row, label)`` for each held-out photo of ``names`` that ``labels``
     (``"FOLDER/NAME"`` -> label, the project's labels by eye) has and that
     has an avatar (a finite row of ``params``)."""
     from .data import is_heldout
 
-    for i, n in enumerate(names):
-        key = f"{files_by_name[n].parent.name}/{n}"
+    for i, f in enumerate(_paths_of(names, files)):
+        key = f"{f.parent.name}/{f.name}"
         if key in labels and is_heldout(key) and np.isfinite(params[i]).all():
             yield i, labels[key]
 
 
-def skin_tone_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
+def skin_tone_reads(names, files, params: np.ndarray) -> dict:
     """The drawn skin against the skin tone labelled by eye
     (``labels/skin_tone_by_eye.jsonl``, the held-out photos of ``names``
     that have one; H's skin tone head trained on the others): |avatar L* - :func:`avatarizer.skintone.lightness_of_tone` of the
@@ -447,7 +462,7 @@ def skin_tone_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
 
     rgb = [schema.index(f"face.{c}") for c in "rgb"]
     got = [(t, abs(float(to_lab(params[i, rgb].astype(np.float64))[0]) - float(lightness_of_tone(t))))
-           for i, t in _heldout_labelled(names, files_by_name, params, skin_tone_labels())]
+           for i, t in _heldout_labelled(names, files, params, skin_tone_labels())]
     if not got:
         return {}
     t, e = (np.array(v) for v in zip(*got))
@@ -458,7 +473,7 @@ def skin_tone_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
     return out
 
 
-def hair_length_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
+def hair_length_reads(names, files, params: np.ndarray) -> dict:
     """The drawn hair's length class (bald, short, long:
     ``hairbank.length_class``) against the hair length labelled by eye
     (``labels/hair_length_by_eye.jsonl``, the held-out photos of ``names``
@@ -473,7 +488,7 @@ def hair_length_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
     target = {"bald": 0, "short": 1, "tied": 1, "long": 2}
     labels = {k: v for k, v in hair_length_labels().items() if v in target}
     conf = np.zeros((len(LENGTH_CLASSES),) * 2, int)
-    for i, label in _heldout_labelled(names, files_by_name, params, labels):
+    for i, label in _heldout_labelled(names, files, params, labels):
         conf[target[label], length_class(params[i])] += 1
     if not conf.sum():
         return {}
