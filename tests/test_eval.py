@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from conftest import need_shared
 
@@ -301,3 +302,99 @@ def test_eval_folders_sharing_a_file_name_keep_their_own_photos(tmp_path, monkey
     assert g["age"] == ["0-12", "70+"]
     res = E.evaluate([f["fa/p.jpg"], f["fb/p.jpg"]], ["artist"], progress=False, groups=True, identity_n=2)
     assert res["aligned"] == 2 and sorted(res["groups"]["artist"]["age"]) == ["0-12", "70+"]
+
+
+def test_eval_refuses_unknown_methods_and_missing_runs_before_any_work(tmp_path, capsys, monkeypatch):
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    (tmp_path / "f").mkdir()
+    for methods in ("shiped", "artist,shipped:nope", "mapper:no_such_run", "model:no_such_run", "direct:",
+                    "mapper", ","):
+        rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", methods, "--json")
+        assert rc == 2 and res is None, methods
+        assert len(err.strip().splitlines()) == 1, err
+        assert ("shipped, shipped:hybrid" in err) != ("needs the training run 'no_such_run'" in err), err
+    E.check_methods(["shipped", "shipped:model", "artist"], runs=tmp_path / "runs")
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    (tmp_path / "runs" / "mine" / "ckpt.pt").write_bytes(b"")
+    E.check_methods(["mapper:mine", "model:mine", "direct:mine"], runs=tmp_path / "runs")
+    with pytest.raises(E.UsageError, match="mapper_full"):
+        E.check_methods(["model"], runs=tmp_path / "runs")
+
+
+def test_eval_refuses_empty_faces_entries(tmp_path, capsys, monkeypatch):
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated the current folder"))
+    monkeypatch.chdir(tmp_path)
+    for faces in (f"{tmp_path},", "", ",", f"{tmp_path}, ,{tmp_path}"):
+        rc, res, err = _eval_json(capsys, "--faces", faces, "--methods", "artist", "--json")
+        assert rc == 2 and res is None and "empty entry" in err, faces
+
+
+def test_eval_checks_labels_and_out_before_any_work(tmp_path, capsys, monkeypatch):
+    """--labels and --out are checked before a photo is read: one line on
+    stderr, no traceback (1: a labels file that is missing, a folder or not
+    in the format, naming the line; 2: --out naming a folder)."""
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    (tmp_path / "f").mkdir()
+    bad = {"nofile.jsonl": '{"faces": [{"faceAttributes": {}}]}\n',
+           "hairlist.jsonl": '{"file": "a.jpg", "faces": [{"faceAttributes": {"age": 3}}]}\n'
+                             '{"file": "p.jpg", "faces": [{"faceAttributes": {"hair": [1]}}]}\n',
+           "notjson.jsonl": "not json\n"}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"file": "\xe9.jpg", "faces": []}\n')
+    cases = [(str(tmp_path), 1, "not a labels file"), (str(tmp_path / "missing.jsonl"), 1, "not a labels file"),
+             (str(tmp_path / "nofile.jsonl"), 1, "line 1"), (str(tmp_path / "hairlist.jsonl"), 1, "line 2"),
+             (str(tmp_path / "notjson.jsonl"), 1, "line 1"), (str(tmp_path / "latin1.jsonl"), 1, "UTF-8")]
+    for labels, code, words in cases:
+        rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--labels", labels, "--json")
+        assert rc == code and res is None and words in err and len(err.strip().splitlines()) == 1, (labels, err)
+    for out in (str(tmp_path), str(tmp_path / "no" / "such" / "out.json")):
+        rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--out", out, "--json")
+        assert rc == 2 and res is None and "--out" in err, out
+
+
+def test_eval_counts_must_be_positive_and_identity_n_at_least_two(tmp_path):
+    from avatarizer_export.cli import main
+
+    (tmp_path / "f").mkdir()
+    for flag, value in (("--limit", "0"), ("--limit", "-1"), ("--sample", "-1"), ("--sample", "0"),
+                        ("--identity-n", "0"), ("--identity-n", "1"), ("--limit", "x")):
+        with pytest.raises(SystemExit) as exc:
+            main(["eval", "--faces", str(tmp_path / "f"), flag, value, "--json"])
+        assert exc.value.code == 2, (flag, value)
+
+
+def test_a_malformed_labels_file_beside_the_photos_is_skipped_with_a_warning(tmp_path, capsys):
+    """Not the user's explicit input: the bad lines of an attributes.jsonl
+    found beside the photos are skipped (the good ones kept), a file that is
+    not UTF-8 is skipped whole, each with one warning naming it."""
+    from avatarizer_export.evaluate import hair_class_reads, photo_groups
+
+    good = {"file": "a.jpg", "faces": [{"faceAttributes": {"age": 8.0, "glasses": "Sunglasses"}}]}
+    (tmp_path / "attributes.jsonl").write_text("\n".join([
+        json.dumps(good), '{"file": "b.jpg", "faces": [{"faceAttributes": {"hair": [1]}}]}', "not json",
+        '{"faces": [{"faceAttributes": {}}]}', '{"file": "c.jpg", "faces": []}']) + "\n")
+    skins = np.array([[0.8, 0.6, 0.5]] * 2)
+    g = photo_groups([tmp_path / "a.jpg", tmp_path / "b.jpg"], skins)
+    assert g["age"] == ["0-12", None] and g["glasses"] == ["sun", None]
+    err = capsys.readouterr().err
+    assert "skipped 3 line(s)" in err and str(tmp_path / "attributes.jsonl") in err
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "attributes.jsonl").write_bytes(b"\xff\xfe{")
+    g = photo_groups([tmp_path / "x" / "a.jpg"], skins[:1])
+    assert g["age"] == [None] and "UTF-8" in capsys.readouterr().err
+    assert hair_class_reads(["a.jpg"], [tmp_path / "x" / "a.jpg"], np.zeros((1, 629), np.float32)) == {}
+
+
+def test_eval_json_has_no_nan():
+    from avatarizer_export.evaluate import _json_safe
+
+    res = _json_safe({"a": float("nan"), "b": [np.float32(np.inf), 1.5, np.int64(3)], "c": {"d": np.nan}})
+    assert res == {"a": None, "b": [None, 1.5, 3], "c": {"d": None}}
+    json.dumps(res, allow_nan=False)

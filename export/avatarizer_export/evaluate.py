@@ -221,7 +221,7 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
     return out
 
 
-def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, identity_n: int = 100,
+def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None = None, identity_n: int = 100,
              progress: bool = True, keep: dict | None = None, cache: Path | None = None,
              exaggeration: float | None = None, groups: bool = False) -> dict:
     """Metrics for ``methods`` on the photos ``files``. When ``keep`` is a dict it
@@ -229,9 +229,12 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
     method's avatars) for figures. ``cache``: an .npz keeping the aligned
     photos and their pseudo ground truth between calls on the same files.
     ``groups``: also the metrics per age band, skin-tone group and glasses
-    type (:func:`photo_groups`) under ``result["groups"]``."""
+    type (:func:`photo_groups`) under ``result["groups"]``. ``labels``: a
+    labels file (ffhq128-labelled format) or :func:`read_labels` of one."""
     from tqdm import tqdm
 
+    if labels is not None and not isinstance(labels, dict):
+        labels = read_labels(Path(labels))
     prep = prepared(files, cache, progress, exaggeration)
     names, crops, gts, lm3s, skins = prep["names"], prep["crops"], prep["gts"], prep["lm3s"], prep["skins"]
     # the aligned photos' own paths, row by row: several folders may hold the same file name
@@ -380,18 +383,41 @@ def _labels_beside(folder: Path) -> dict[str, dict]:
     path = folder / "attributes.jsonl"
     if not path.is_file():
         return {}
-    out = {}
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        _warn(f"skipped {path} (not a readable UTF-8 labels file: {exc})")
+        return {}
+    out, bad = {}, 0
+    g = {"NoGlasses": "none", "ReadingGlasses": "clear", "Sunglasses": "sun", "SwimmingGoggles": "sun"}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
         try:
             rec = json.loads(line)
+            if isinstance(rec, dict) and rec.get("faces") == [] and isinstance(rec.get("file"), str):
+                continue  # a photo the labeller found no face in
             fa = rec["faces"][0]["faceAttributes"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            continue
-        g = {"NoGlasses": "none", "ReadingGlasses": "clear", "Sunglasses": "sun", "SwimmingGoggles": "sun"}
-        t = _ffhq_targets(fa)
-        out[rec["file"]] = {"age": fa.get("age"), "glasses": g.get(fa.get("glasses")),
-                            "hair_colour": t["hair_colour"], "bald": t["bald"]}
+            t = _ffhq_targets(fa)
+            age = fa.get("age")
+            out[str(rec["file"])] = {"age": float(age) if age is not None else None,
+                                     "glasses": g.get(fa.get("glasses")) if isinstance(fa.get("glasses"), str)
+                                     else None, "hair_colour": t["hair_colour"], "bald": t["bald"]}
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            bad += 1
+    if bad:
+        _warn(f"skipped {bad} line(s) of {path} that are not records of the ffhq128-labelled format")
     return out
+
+
+_WARNED: set[str] = set()
+
+
+def _warn(msg: str) -> None:
+    """One line on stderr, once per message in a process."""
+    if msg not in _WARNED:
+        _WARNED.add(msg)
+        print(f"avatarizer-export eval: warning: {msg}", file=sys.stderr)
 
 
 def _paths_of(names: list[str], files) -> list[Path]:
@@ -610,16 +636,10 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
     return out
 
 
-def _label_rows(names: list[str], labels: Path) -> tuple[list[int], list[dict]]:
-    """(indices of ``names`` with a face entry in the labels, their targets)."""
-    from .attributes import _ffhq_targets
-
-    lab = {}
-    for line in Path(labels).read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if rec.get("faces"):
-                lab[rec["file"]] = _ffhq_targets(rec["faces"][0]["faceAttributes"])
+def _label_rows(names: list[str], labels: Path | dict) -> tuple[list[int], list[dict]]:
+    """(indices of ``names`` with a face entry in the labels, their targets);
+    ``labels`` a labels file or what :func:`read_labels` made of it."""
+    lab = labels if isinstance(labels, dict) else read_labels(Path(labels))
     rows = [i for i, n in enumerate(names) if n in lab]
     return rows, [lab[names[i]] for i in rows]
 
@@ -707,29 +727,162 @@ def shipped_attribute_metrics(names: list[str], attributes: list[dict | None], l
     return _attribute_scores([t[j] for j, _ in keep], preds)
 
 
+class UsageError(ValueError):
+    """A bad argument value of ``eval`` (exit 2)."""
+
+
+#: the methods ``eval --methods`` takes: fixed names, and the prefixes that name a training run
+METHODS = ("shipped", *(f"shipped:{e}" for e in SHIPPED_ESTIMATORS), "artist", "model", "direct", "nearest")
+RUN_PREFIXES = ("mapper", "model", "direct")
+#: the training run each fixed training method loads
+METHOD_RUNS = {"model": MODEL_RUN, "direct": "direct", "nearest": "image_ae"}
+
+
+def check_methods(methods: list[str], runs: Path | None = None) -> None:
+    """Raises :class:`UsageError` naming the valid methods for an unknown
+    method name, and for a training-run method whose run is not in ``runs``
+    (``<repo>/runs``, where ``make models`` writes them)."""
+    if runs is None:
+        from .paths import ROOT
+
+        runs = ROOT / "runs"  # train.RUNS, without importing torch
+    valid = ", ".join((*METHODS, *(f"{p}:RUN" for p in RUN_PREFIXES)))
+    if not methods:
+        raise UsageError(f"--methods names no method (valid: {valid})")
+    for m in methods:
+        head, _, run = m.partition(":")
+        if m in METHODS:
+            run = METHOD_RUNS.get(m, "")
+        elif head not in RUN_PREFIXES or not run:
+            raise UsageError(f"unknown method {m!r} (valid: {valid})")
+        if run and not (runs / run / "ckpt.pt").is_file():
+            raise UsageError(f"method {m!r} needs the training run {run!r}, which is not in {runs} "
+                             f"(`make models` trains it; 'shipped' and 'artist' need no training run)")
+
+
+def read_labels(path: Path) -> dict[str, dict]:
+    """The targets (``attributes._ffhq_targets``) per ``"file"`` of a labels
+    file in the ffhq128-labelled format; records without faces are left out.
+    Raises ValueError naming the file and line for anything else."""
+    from .attributes import _ffhq_targets
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text (labels in the ffhq128-labelled JSON lines format)") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the labels: {exc.strerror or exc}") from None
+    lab = {}
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or not isinstance(rec.get("file"), str):
+                raise ValueError('no "file" name')
+            if rec.get("faces"):
+                fa = rec["faces"][0]["faceAttributes"]
+                if not isinstance(fa, dict):
+                    raise ValueError('"faceAttributes" is not an object')
+                lab[rec["file"]] = _ffhq_targets(fa)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:120]
+            raise ValueError(f"{path} line {no}: not a record of the ffhq128-labelled format ({what})") from None
+    return lab
+
+
+def _json_safe(obj):
+    """``obj`` with every NaN or infinite float as None (JSON has no NaN:
+    a metric that cannot be computed is null)."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _fail(msg: str, code: int) -> int:
+    print(f"avatarizer-export eval: {msg}", file=sys.stderr)
+    return code
+
+
 def main_eval(args) -> int:
+    """Exit status: 0 done, 1 error (an input that is missing, not the right
+    kind of file or unreadable: one line on stderr), 2 usage (an argument
+    value eval cannot take), all checked before any photo is read."""
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    files: list[Path] = []
-    for part in args.faces.split(","):
-        faces = Path(part)
+    try:
+        check_methods(methods)
+    except UsageError as exc:
+        return _fail(str(exc), 2)
+    parts = args.faces.split(",")
+    if any(not p.strip() for p in parts):
+        return _fail(f"--faces {args.faces!r} has an empty entry (a comma-separated list of folders)", 2)
+    for name in ("out", "prepared"):
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if not value or Path(value).is_dir():
+            return _fail(f"--{name} {value!r} must name a file, not a folder", 2)
+        if name == "out" and not Path(value).resolve().parent.is_dir():
+            return _fail(f"--out {value}: the folder {Path(value).parent} does not exist", 2)
+    folders = [Path(p) for p in parts]
+    for faces in folders:
         if not faces.is_dir():
-            print(f"avatarizer-export eval: {faces} is not a folder of face photos", file=sys.stderr)
-            return 1
+            return _fail(f"{faces} is not a folder of face photos", 1)
+    if args.clips and not Path(args.clips).is_dir():
+        return _fail(f"{args.clips} is not a folder of video clips", 1)
+    labels = None
+    if args.labels is not None:
+        if not args.labels or not Path(args.labels).is_file():
+            return _fail(f"--labels {args.labels!r} is not a labels file (attributes.jsonl in the "
+                         "ffhq128-labelled format)", 1)
+        try:
+            labels = read_labels(Path(args.labels))
+        except ValueError as exc:
+            return _fail(str(exc), 1)
+    files: list[Path] = []
+    for faces in folders:
         files += list_photos(faces, args.heldout, args.limit, args.sample)
-    res = evaluate(files, methods,
-                   labels=Path(args.labels) if args.labels else None, identity_n=args.identity_n,
+    res = evaluate(files, methods, labels=labels, identity_n=args.identity_n,
                    progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None,
                    exaggeration=args.exaggeration, groups=args.groups)
     if args.clips:
-        if not Path(args.clips).is_dir():
-            print(f"avatarizer-export eval: {args.clips} is not a folder of video clips", file=sys.stderr)
-            return 1
         res["clips"] = clip_metrics(Path(args.clips), methods, progress=not args.json)
-    text = json.dumps(res, indent=None if args.json else 1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    text = json.dumps(_json_safe(res), indent=None if args.json else 1, allow_nan=False)
     print(text)
+    if args.out:
+        try:
+            Path(args.out).write_text(text + "\n")
+        except OSError as exc:
+            return _fail(f"--out {args.out}: could not write the JSON: {exc.strerror or exc}", 1)
     return 0
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def _identity_n(text: str) -> int:
+    import argparse
+
+    v = _positive_int(text)
+    if v < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (an avatar picked among 1 photo is always "
+                                         f"right), got {text!r}")
+    return v
 
 
 def add_parser(sub):
@@ -742,11 +895,13 @@ def add_parser(sub):
                    help="comma list of shipped (what Avatarizer() runs: the SDK's own model files, no training "
                         "runs needed), shipped:hybrid|model|artist (Avatarizer(estimator=...)), artist, and the "
                         "training runs model, direct, nearest, mapper:<run>, direct:<run>")
-    p.add_argument("--limit", type=int, help="only the first N photos of each folder (name order)")
-    p.add_argument("--sample", type=int, metavar="N",
+    p.add_argument("--limit", type=_positive_int, metavar="N",
+                   help="only the first N photos of each folder (name order)")
+    p.add_argument("--sample", type=_positive_int, metavar="N",
                    help="N photos of each folder drawn at random (seed 0): an unbiased subset")
     p.add_argument("--heldout", action="store_true", help="only the held-out split's photos of that folder")
-    p.add_argument("--identity-n", type=int, default=100)
+    p.add_argument("--identity-n", type=_identity_n, default=100, metavar="N",
+                   help="identity top-1 among groups of N photos (at least 2; default 100)")
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
     p.add_argument("--out", help="also write the JSON here")
     p.add_argument("--exaggeration", type=float, default=None, metavar="K",
