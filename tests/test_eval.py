@@ -398,3 +398,64 @@ def test_eval_json_has_no_nan():
     res = _json_safe({"a": float("nan"), "b": [np.float32(np.inf), 1.5, np.int64(3)], "c": {"d": np.nan}})
     assert res == {"a": None, "b": [None, 1.5, 3], "c": {"d": None}}
     json.dumps(res, allow_nan=False)
+
+
+def test_eval_without_any_face_prints_null_metrics(tmp_path, capsys):
+    """A folder with no detected face, or no photo at all: one JSON object,
+    ``aligned`` 0 and every metric null, exit 0."""
+    from PIL import Image
+
+    (tmp_path / "white").mkdir()
+    Image.new("RGB", (160, 160), "white").save(tmp_path / "white" / "w.jpg")
+    (tmp_path / "empty").mkdir()
+    for folder, faces in (("white", 1), ("empty", 0)):
+        rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / folder), "--methods", "shipped,artist", "--json")
+        assert rc == 0 and res["faces"] == faces and res["aligned"] == 0, err
+        shipped, artist = res["methods"]["shipped"], res["methods"]["artist"]
+        assert shipped["param_l1"] is None and shipped["identity_top1"] is None and shipped["identity_n"] == 0
+        assert artist["skin_delta_e"] is None and "param_l1" not in artist
+
+
+def test_photos_without_an_avatar_are_left_out_of_the_means_not_scored_perfect(tmp_path, monkeypatch):
+    from avatarizer import schema as S
+    from avatarizer_export import evaluate as E
+    from avatarizer_export import metrics as M
+
+    f = _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg", "f/b.jpg": "ffhq-0002.jpg"})
+    files = [f["f/a.jpg"], f["f/b.jpg"]]
+    drawn = S.default()
+
+    def shipped(files, *a, attributes=None, **k):  # no face in a.jpg, a fixed avatar for b.jpg
+        out = np.full((len(files), S.PARAM_COUNT), np.nan, np.float32)
+        out[1] = drawn
+        if attributes is not None:
+            attributes.extend([None, None])
+        return out
+
+    monkeypatch.setattr(E, "shipped_params", shipped)
+    keep: dict = {}
+    res = E.evaluate(files, ["shipped"], progress=False, keep=keep, identity_n=2)["methods"]["shipped"]
+    gts = keep["gts"]
+    want = float(M.param_l1(S.clip(drawn[None]), gts[1:]))  # b.jpg alone (a.jpg scored 0 before)
+    assert abs(res["param_l1"] - want) < 1e-6 and res["param_l1"] > 0
+    assert res["no_avatar"] == 1
+    assert res["skin_delta_e"] > 0  # b.jpg's default skin against its photo, a.jpg left out
+    # no avatar at all: nothing to average
+    monkeypatch.setattr(E, "shipped_params", lambda files, *a, attributes=None, **k: np.full(
+        (len(files), S.PARAM_COUNT), np.nan, np.float32))
+    res = E.evaluate(files, ["shipped"], progress=False, identity_n=2)["methods"]["shipped"]
+    assert res["no_avatar"] == 2 and np.isnan(res["param_l1"]) and np.isnan(res["skin_delta_e"])
+    assert "hair_delta_e" not in res and res["identity_top1"] == 0.0
+
+
+def test_identity_among_fewer_than_two_photos_is_null(tmp_path, capsys):
+    from avatarizer_export import metrics as M
+
+    one = np.random.default_rng(0).normal(size=(1, 478, 3))
+    v = M.identity_variants(one, one, n=100)
+    assert v["identity_n"] == 1 and np.isnan(v["identity_top1"]) and np.isnan(v["identity_top1_frontal"])
+    _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg"})
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json")
+    art = res["methods"]["artist"]
+    assert rc == 0 and art["identity_n"] == 1 and art["identity_top1"] is None and art["identity_top1_frontal"] is None
+    assert "at least 2" in art["identity_note"]

@@ -78,6 +78,12 @@ class TorchPredictor:
 
 
 SHIPPED_ESTIMATORS = ("hybrid", "model", "artist")
+#: what ``eval`` reports per method (DESIGN.md), ``no_avatar`` added; the
+#: artist itself has no pseudo ground truth to be compared with
+METRIC_KEYS = ("param_l1", "render_l1", "render_lpips", "identity_top1", "identity_top1_frontal",
+               "identity_top1_symmetric", "identity_n", "render_detect_rate", "skin_delta_e", "hair_delta_e",
+               "no_avatar")
+ARTIST_KEYS = tuple(k for k in METRIC_KEYS if k not in ("param_l1", "render_l1", "render_lpips"))
 
 
 def shipped_estimator(method: str) -> str:
@@ -241,6 +247,15 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
     paths = [Path(p) for p in prep["paths"]]
     hairs = [None if not np.isfinite(h).all() else h for h in prep["hairs"]]
     result = {"faces": prep["faces"], "aligned": len(names), "methods": {}}
+    if not len(names):
+        # nothing to score: every metric null (DESIGN.md's keys), not a crash
+        for method in methods:
+            keys = ARTIST_KEYS if method == "artist" else METRIC_KEYS
+            result["methods"][method] = {k: (0 if k in ("identity_n", "no_avatar") else None) for k in keys}
+        result["attributes"] = {}
+        if keep is not None:
+            keep.update(names=names, crops=crops, gts=gts)
+        return result
     per_photo: dict[str, dict[str, np.ndarray]] = {}
     import avatarizer
 
@@ -277,25 +292,35 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
                     r3[i] = got
             idv = M.identity_variants(lm3s, r3, n=identity_n)
             hits, n = idv["hits"]["identity_top1"], idv["identity_n"]
-            preds_ok = np.where(np.isfinite(preds).all(1, keepdims=True), preds, gts)
-            skin_de = np.asarray(M.delta_e(skins, preds_ok[:, [schema.index(f"face.{c}") for c in "rgb"]]),
-                                 np.float64)
+            # photos the method drew no avatar for (the SDK found no face) are misses for the
+            # renders and identity, and left out of the means against the photo or the pseudo
+            # ground truth (filled with it they scored as perfect); counted in no_avatar
+            has = np.isfinite(preds).all(1)
+            preds_ok = np.where(has[:, None], preds, gts)
+            skin_de = np.full(len(preds), np.nan)
+            if has.any():
+                skin_de[has] = M.delta_e(skins[has], preds[has][:, [schema.index(f"face.{c}") for c in "rgb"]])
+            few = n < 2  # among fewer than 2 photos every avatar is nearest to its own: no identity number
             out = {
                 "identity_top1": idv["identity_top1"],
                 "identity_top1_frontal": idv["identity_top1_frontal"],
                 "identity_top1_symmetric": idv["identity_top1_symmetric"],
                 "identity_n": n,
                 "render_detect_rate": float(np.isfinite(r3[:, 0, 0]).mean()) if len(r3) else float("nan"),
-                "skin_delta_e": float(np.mean(skin_de)),
+                "skin_delta_e": float(np.mean(skin_de[has])) if has.any() else float("nan"),
+                "no_avatar": int((~has).sum()),
             }
-            hv = [i for i, h in enumerate(hairs) if h is not None and preds_ok[i, schema.index("hair_style.layers")] > 0]
+            if few:
+                out["identity_note"] = "fewer than 2 photos with a face: identity top-1 needs at least 2"
+            hv = [i for i, h in enumerate(hairs)
+                  if h is not None and has[i] and preds[i, schema.index("hair_style.layers")] > 0]
             if hv:
-                hcol = preds_ok[hv][:, [schema.index(f"hair_front.{c}") for c in "rgb"]]
+                hcol = preds[hv][:, [schema.index(f"hair_front.{c}") for c in "rgb"]]
                 out["hair_delta_e"] = float(np.mean(M.delta_e(np.stack([hairs[i] for i in hv]), hcol)))
-            reads = hair_class_reads(names, paths, preds_ok)
+            reads = hair_class_reads(names, paths, preds)
             if reads:
                 out["hair_colour_reads"] = reads
-            tone = skin_tone_reads(names, paths, preds_ok)
+            tone = skin_tone_reads(names, paths, preds)
             if tone:
                 out["skin_tone_by_eye"] = tone
             length = hair_length_reads(names, paths, preds)  # photos without an avatar are not scored
@@ -310,7 +335,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
                     from .lpips import LPIPS
 
                     lp = LPIPS.from_npz(net="alex")
-                out["param_l1"] = float(M.param_l1(preds_ok, gts))
+                out["param_l1"] = float(M.param_l1(preds[has], gts[has])) if has.any() else float("nan")
                 out["render_l1"] = float(np.mean([M.render_l1(a, b) for a, b in zip(imgs, gt_imgs)]))
                 per_lpips = np.asarray(M.render_lpips(imgs, gt_imgs, model=lp), np.float64)
                 out["render_lpips"] = float(np.mean(per_lpips))
@@ -321,6 +346,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
             per_photo[method] = {"identity_top1_frontal": idv["hits_frontal"].astype(np.float64),
                                  "identity_top1_symmetric": idv["hits"]["identity_top1_symmetric"].astype(np.float64),
                                  "skin_delta_e": skin_de}
+            if few:
+                for k in ("identity_top1_frontal", "identity_top1_symmetric"):
+                    per_photo[method][k][:] = np.nan
             if method != "artist":
                 per_photo[method]["render_lpips"] = per_lpips
             if keep is not None:
@@ -447,7 +475,8 @@ def hair_class_reads(names: list[str], files, params: np.ndarray) -> dict:
         if folder not in labels:
             labels[folder] = _labels_beside(folder)
         t = labels[folder].get(f.name)
-        if t is None or t["hair_colour"] < 0 or t["bald"] or params[i, schema.index("hair_style.layers")] <= 0:
+        if t is None or t["hair_colour"] < 0 or t["bald"] or not np.isfinite(params[i]).all() \
+                or params[i, schema.index("hair_style.layers")] <= 0:
             continue
         rgb = params[i, [schema.index(f"hair_front.{c}") for c in "rgb"]]
         truth.append(t["hair_colour"])
