@@ -459,3 +459,25 @@ def test_identity_among_fewer_than_two_photos_is_null(tmp_path, capsys):
     art = res["methods"]["artist"]
     assert rc == 0 and art["identity_n"] == 1 and art["identity_top1"] is None and art["identity_top1_frontal"] is None
     assert "at least 2" in art["identity_note"]
+
+
+def test_eval_takes_every_format_load_image_reads_and_counts_unreadable_files(tmp_path, capsys):
+    from PIL import Image
+
+    from avatarizer_export.evaluate import IMG_EXT, list_photos
+
+    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"} <= set(IMG_EXT)
+    assert ".jsonl" not in IMG_EXT and ".mp4" not in IMG_EXT
+    src = need_shared("data", "faces", "ffhq128")
+    f = tmp_path / "f"
+    f.mkdir()
+    img = Image.open(src / "ffhq-0001.jpg")
+    for ext in ("webp", "bmp", "tif"):
+        img.save(f / f"a.{ext}")
+    (f / "notes.txt").write_text("not a photo")
+    (f / "garbage.png").write_bytes(b"\x89PNG not really")
+    (f / "empty.jpg").write_bytes(b"")
+    assert [p.name for p in list_photos(f, False, None)] == ["a.bmp", "a.tif", "a.webp", "empty.jpg", "garbage.png"]
+    rc, res, err = _eval_json(capsys, "--faces", str(f), "--methods", "artist", "--json")
+    assert rc == 0 and res["faces"] == 5 and res["unreadable"] == 2 and res["aligned"] == 3
+    assert "skipped 2 of 5 file(s)" in err and "garbage.png" in err

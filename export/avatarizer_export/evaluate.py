@@ -23,7 +23,24 @@ from avatarizer import schema
 from . import metrics as M
 from .data import is_heldout
 
-IMG_EXT = (".jpg", ".jpeg", ".png")
+
+
+def image_extensions() -> tuple[str, ...]:
+    """File name extensions of the photos ``eval`` takes: every format
+    ``avatarizer.imageio.load_image`` reads, which is every format Pillow
+    opens (JPEG, PNG, WebP, BMP, TIFF, GIF, ...), less Pillow's stub formats
+    (HDF5, GRIB, BUFR, WMF: no decoder without a handler) and MPEG video."""
+    from PIL import Image, ImageFile
+
+    def reads(fmt: str) -> bool:
+        factory = Image.OPEN.get(fmt, (None,))[0]
+        return factory is not None and fmt != "MPEG" and not (
+            isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))
+
+    return tuple(sorted(e for e, fmt in Image.registered_extensions().items() if reads(fmt)))
+
+
+IMG_EXT = image_extensions()
 MODEL_RUN = "mapper_full"  # the run behind method "model"
 
 
@@ -181,10 +198,16 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
 
     artist = AutoArtist(ArtistStyle() if exaggeration is None else ArtistStyle(exaggeration=exaggeration))
     crops, gts, lms, lm3s, skins, hairs, names, paths = [], [], [], [], [], [], [], []
+    unreadable = []
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:
         for f in tqdm(files, desc="align+artist", disable=not progress):
             try:
-                face = al.align(load_image(f))
+                image = load_image(f)
+            except ValueError:  # not an image Pillow can decode, empty, truncated, too small or huge
+                unreadable.append(str(f))
+                continue
+            try:
+                face = al.align(image)
             except ValueError:
                 face = None
             if face is None:
@@ -198,7 +221,7 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
             hairs.append(np.full(3, np.nan, np.float32) if h is None else h)
             names.append(f.name)
             paths.append(str(f))
-    return {"faces": len(files), "names": names, "paths": paths,
+    return {"faces": len(files), "names": names, "paths": paths, "unreadable": unreadable,
             "crops": np.stack(crops) if crops else np.zeros((0, 128, 128, 3), np.uint8),
             "gts": np.stack(gts) if gts else np.zeros((0, schema.PARAM_COUNT), np.float32),
             "lms": np.stack(lms) if lms else np.zeros((0, 478, 2), np.float32),
@@ -213,17 +236,18 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
 
     if cache is None:
         return prepare(files, progress, exaggeration)
-    key = hashlib.sha256((f"v3 {exaggeration}\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
+    key = hashlib.sha256((f"v4 {exaggeration}\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
         if str(z["key"]) == key:
             out = {k: z[k] for k in ("crops", "gts", "lms", "lm3s", "skins", "hairs")}
             out.update(names=[str(n) for n in z["names"]], paths=[str(n) for n in z["paths"]],
+                       unreadable=[str(n) for n in z["unreadable"]],
                        faces=int(z["faces"]))
             return out
     out = prepare(files, progress, exaggeration)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, key=key, **{k: (np.array(v) if k in ("names", "paths") else v) for k, v in out.items()})
+    np.savez(cache, key=key, **{k: (np.array(v, dtype=str) if k in ("names", "paths", "unreadable") else v) for k, v in out.items()})
     return out
 
 
@@ -246,7 +270,11 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
     # the aligned photos' own paths, row by row: several folders may hold the same file name
     paths = [Path(p) for p in prep["paths"]]
     hairs = [None if not np.isfinite(h).all() else h for h in prep["hairs"]]
-    result = {"faces": prep["faces"], "aligned": len(names), "methods": {}}
+    result = {"faces": prep["faces"], "unreadable": len(prep["unreadable"]), "aligned": len(names), "methods": {}}
+    if prep["unreadable"]:
+        bad = prep["unreadable"]
+        _warn(f"skipped {len(bad)} of {prep['faces']} file(s) that could not be read as images: "
+              + ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else ""))
     if not len(names):
         # nothing to score: every metric null (DESIGN.md's keys), not a crash
         for method in methods:
