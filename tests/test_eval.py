@@ -481,3 +481,24 @@ def test_eval_takes_every_format_load_image_reads_and_counts_unreadable_files(tm
     rc, res, err = _eval_json(capsys, "--faces", str(f), "--methods", "artist", "--json")
     assert rc == 0 and res["faces"] == 5 and res["unreadable"] == 2 and res["aligned"] == 3
     assert "skipped 2 of 5 file(s)" in err and "garbage.png" in err
+
+
+def test_eval_reports_hair_iou(tmp_path, capsys):
+    """DESIGN.md's hair_iou: the avatar's drawn hair against the photo's hair
+    segmentation, hairbank's silhouette IoU."""
+    from avatarizer import schema as S
+    from avatarizer_export.evaluate import hair_ious
+    from avatarizer_export.hairbank import avatar_hair_mask
+
+    p = S.default()[None].repeat(3, 0)
+    p[:, S.index("hair_style.layers")] = 1.0
+    p[1] = np.nan
+    drawn = avatar_hair_mask(p[0], 128)
+    region = np.ones((3, 128, 128), bool)
+    photo = np.stack([drawn, drawn, np.zeros_like(drawn)])
+    photo[2, :2, :2] = True  # 4 hair pixels: too few to score
+    got = hair_ious(p, photo, region)
+    assert drawn.sum() > 30 and got[0] == 1.0 and np.isnan(got[1]) and np.isnan(got[2])
+    _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg", "f/b.jpg": "ffhq-0003.jpg"})
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json")
+    assert rc == 0 and 0.0 < res["methods"]["artist"]["hair_iou"] <= 1.0, err

@@ -99,7 +99,7 @@ SHIPPED_ESTIMATORS = ("hybrid", "model", "artist")
 #: artist itself has no pseudo ground truth to be compared with
 METRIC_KEYS = ("param_l1", "render_l1", "render_lpips", "identity_top1", "identity_top1_frontal",
                "identity_top1_symmetric", "identity_n", "render_detect_rate", "skin_delta_e", "hair_delta_e",
-               "no_avatar")
+               "hair_iou", "no_avatar")
 ARTIST_KEYS = tuple(k for k in METRIC_KEYS if k not in ("param_l1", "render_l1", "render_lpips"))
 
 
@@ -197,7 +197,11 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
     from avatarizer.artist import ArtistStyle
 
     artist = AutoArtist(ArtistStyle() if exaggeration is None else ArtistStyle(exaggeration=exaggeration))
+    from .data import valid_mask
+    from .hairbank import eval_region
+
     crops, gts, lms, lm3s, skins, hairs, names, paths = [], [], [], [], [], [], [], []
+    hair_photo, hair_region = [], []
     unreadable = []
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:
         for f in tqdm(files, desc="align+artist", disable=not progress):
@@ -219,6 +223,13 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
             skins.append(photo_skin(face.crop(128), face.canonical))
             h = photo_hair(face.crop(128), face.hair_mask(128))
             hairs.append(np.full(3, np.nan, np.float32) if h is None else h)
+            # the hair silhouette as hairbank's IoU takes it: the segmentation's hair, compared
+            # outside the face oval, above the chin, where the crop shows the photo
+            hm = face.hair_mask(128)
+            region = eval_region(face.canonical, valid_mask(face.transform, face.frame_shape), 128)
+            hair_region.append(region)
+            hair_photo.append((np.zeros((128, 128), bool) if hm is None else (hm * 255).astype(np.uint8) >= 128)
+                              & region)
             names.append(f.name)
             paths.append(str(f))
     return {"faces": len(files), "names": names, "paths": paths, "unreadable": unreadable,
@@ -227,7 +238,9 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
             "lms": np.stack(lms) if lms else np.zeros((0, 478, 2), np.float32),
             "lm3s": np.stack(lm3s) if lm3s else np.zeros((0, 478, 3), np.float32),
             "skins": np.stack(skins) if skins else np.zeros((0, 3), np.float32),
-            "hairs": np.stack(hairs) if hairs else np.zeros((0, 3), np.float32)}
+            "hairs": np.stack(hairs) if hairs else np.zeros((0, 3), np.float32),
+            "hair_photo": np.stack(hair_photo) if hair_photo else np.zeros((0, 128, 128), bool),
+            "hair_region": np.stack(hair_region) if hair_region else np.zeros((0, 128, 128), bool)}
 
 
 def prepared(files: list[Path], cache: Path | None, progress: bool = True, exaggeration: float | None = None) -> dict:
@@ -236,11 +249,11 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
 
     if cache is None:
         return prepare(files, progress, exaggeration)
-    key = hashlib.sha256((f"v4 {exaggeration}\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
+    key = hashlib.sha256((f"v5 {exaggeration}\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
         if str(z["key"]) == key:
-            out = {k: z[k] for k in ("crops", "gts", "lms", "lm3s", "skins", "hairs")}
+            out = {k: z[k] for k in ("crops", "gts", "lms", "lm3s", "skins", "hairs", "hair_photo", "hair_region")}
             out.update(names=[str(n) for n in z["names"]], paths=[str(n) for n in z["paths"]],
                        unreadable=[str(n) for n in z["unreadable"]],
                        faces=int(z["faces"]))
@@ -345,6 +358,8 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
             if hv:
                 hcol = preds[hv][:, [schema.index(f"hair_front.{c}") for c in "rgb"]]
                 out["hair_delta_e"] = float(np.mean(M.delta_e(np.stack([hairs[i] for i in hv]), hcol)))
+            ious = hair_ious(preds, prep["hair_photo"], prep["hair_region"])
+            out["hair_iou"] = float(np.nanmean(ious)) if np.isfinite(ious).any() else float("nan")
             reads = hair_class_reads(names, paths, preds)
             if reads:
                 out["hair_colour_reads"] = reads
@@ -474,6 +489,22 @@ def _warn(msg: str) -> None:
     if msg not in _WARNED:
         _WARNED.add(msg)
         print(f"avatarizer-export eval: warning: {msg}", file=sys.stderr)
+
+
+def hair_ious(params: np.ndarray, photo: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Per photo, the hair-silhouette IoU of ``avatarizer-export hairbank
+    evaluate`` (:func:`hairbank.iou` of the pixels the avatar's hair layers
+    draw, :func:`hairbank.avatar_hair_mask`, against the photo's hair
+    segmentation, both within the photo's :func:`hairbank.eval_region`, 128
+    px). NaN where the method drew no avatar or the photo shows under 30
+    hair pixels there (as hairbank leaves them out)."""
+    from .hairbank import avatar_hair_mask, iou
+
+    out = np.full(len(params), np.nan)
+    for i, p in enumerate(params):
+        if np.isfinite(p).all() and photo[i].sum() >= 30:
+            out[i] = iou(avatar_hair_mask(p, 128) & region[i], photo[i])
+    return out
 
 
 def _paths_of(names: list[str], files) -> list[Path]:
