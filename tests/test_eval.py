@@ -445,7 +445,7 @@ def test_photos_without_an_avatar_are_left_out_of_the_means_not_scored_perfect(t
         (len(files), S.PARAM_COUNT), np.nan, np.float32))
     res = E.evaluate(files, ["shipped"], progress=False, identity_n=2)["methods"]["shipped"]
     assert res["no_avatar"] == 2 and np.isnan(res["param_l1"]) and np.isnan(res["skin_delta_e"])
-    assert "hair_delta_e" not in res and res["identity_top1"] == 0.0
+    assert np.isnan(res["hair_delta_e"]) and np.isnan(res["hair_iou"]) and res["identity_top1"] == 0.0
 
 
 def test_identity_among_fewer_than_two_photos_is_null(tmp_path, capsys):

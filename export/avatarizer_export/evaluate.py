@@ -355,6 +355,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
                 out["identity_note"] = "fewer than 2 photos with a face: identity top-1 needs at least 2"
             hv = [i for i, h in enumerate(hairs)
                   if h is not None and has[i] and preds[i, schema.index("hair_style.layers")] > 0]
+            out["hair_delta_e"] = float("nan")  # null: no photo with hair and an avatar with hair
             if hv:
                 hcol = preds[hv][:, [schema.index(f"hair_front.{c}") for c in "rgb"]]
                 out["hair_delta_e"] = float(np.mean(M.delta_e(np.stack([hairs[i] for i in hv]), hcol)))
