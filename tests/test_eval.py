@@ -502,3 +502,15 @@ def test_eval_reports_hair_iou(tmp_path, capsys):
     _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg", "f/b.jpg": "ffhq-0003.jpg"})
     rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json")
     assert rc == 0 and 0.0 < res["methods"]["artist"]["hair_iou"] <= 1.0, err
+
+
+def test_prepared_cache_keeps_each_photos_path_and_what_it_could_not_read(tmp_path):
+    from avatarizer_export import evaluate as E
+
+    f = _photos(tmp_path, {"fa/p.jpg": "ffhq-0001.jpg", "fb/p.jpg": "ffhq-0002.jpg"})
+    (tmp_path / "fb" / "q.png").write_bytes(b"")
+    files = [f["fa/p.jpg"], f["fb/p.jpg"], tmp_path / "fb" / "q.png"]
+    first = E.prepared(files, tmp_path / "c.npz", progress=False)
+    again = E.prepared(files, tmp_path / "c.npz", progress=False)
+    assert again["paths"] == first["paths"] == [str(f["fa/p.jpg"]), str(f["fb/p.jpg"])]
+    assert again["unreadable"] == [str(tmp_path / "fb" / "q.png")] and again["hair_photo"].shape == (2, 128, 128)

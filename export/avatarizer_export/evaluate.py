@@ -253,10 +253,9 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
         if str(z["key"]) == key:
-            out = {k: z[k] for k in ("crops", "gts", "lms", "lm3s", "skins", "hairs", "hair_photo", "hair_region")}
-            out.update(names=[str(n) for n in z["names"]], paths=[str(n) for n in z["paths"]],
-                       unreadable=[str(n) for n in z["unreadable"]],
-                       faces=int(z["faces"]))
+            lists = ("names", "paths", "unreadable")
+            out = {k: z[k] for k in z.files if k not in ("key", "faces", *lists)}
+            out.update({k: [str(n) for n in z[k]] for k in lists if k in z.files}, faces=int(z["faces"]))
             return out
     out = prepare(files, progress, exaggeration)
     cache.parent.mkdir(parents=True, exist_ok=True)
