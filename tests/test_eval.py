@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from conftest import need_shared
 
@@ -253,3 +254,263 @@ def test_skin_tone_reads_against_the_labels_by_eye(tmp_path, monkeypatch):
     assert out["n"] == 2 and out["over_15"] == 0.5 and abs(out["mean_dL"] - 10.0) < 0.1
     assert out["dark (>= 6)"]["n"] == 1 and out["light (Monk <= 3)"]["median_dL"] < 0.1
     assert E.skin_tone_reads(["d.jpg"], files, params[3:]) == {}
+
+
+# ------------------------------------------------------------ review fixes
+
+
+def _photos(tmp_path, layout: dict) -> dict:
+    """Copies of ffhq128 photos into tmp folders: ``{"a/p.jpg": "ffhq-0001.jpg", ...}``."""
+    import shutil
+
+    src = need_shared("data", "faces", "ffhq128")
+    out = {}
+    for rel, name in layout.items():
+        dst = tmp_path / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / name, dst)
+        out[rel] = dst
+    return out
+
+
+def _eval_json(capsys, *argv) -> tuple[int, dict | None, str]:
+    from avatarizer_export.cli import main
+
+    rc = main(["eval", *argv])
+    cap = capsys.readouterr()
+    lines = cap.out.strip().splitlines()
+    return rc, (json.loads(lines[-1]) if lines else None), cap.err
+
+
+def test_eval_folders_sharing_a_file_name_keep_their_own_photos(tmp_path, monkeypatch):
+    """Two folders each with a p.jpg: every row is scored against its own
+    photo (the shipped run, the labels beside the photos), not the last
+    folder's photo of that name."""
+    from avatarizer_export import evaluate as E
+
+    f = _photos(tmp_path, {"fa/p.jpg": "ffhq-0001.jpg", "fb/p.jpg": "ffhq-0002.jpg"})
+    seen = []
+    monkeypatch.setattr(E, "shipped_params", lambda files, *a, **k: (
+        seen.extend(files), np.full((len(files), E.schema.PARAM_COUNT), np.nan, np.float32))[1])
+    E.evaluate([f["fa/p.jpg"], f["fb/p.jpg"]], ["shipped"], progress=False)
+    assert seen == [f["fa/p.jpg"], f["fb/p.jpg"]]
+    # the group labels beside each folder belong to that folder's photo
+    for folder, age in (("fa", 8.0), ("fb", 75.0)):
+        (tmp_path / folder / "attributes.jsonl").write_text(json.dumps(
+            {"file": "p.jpg", "faces": [{"faceAttributes": {"age": age, "glasses": "NoGlasses"}}]}) + "\n")
+    g = E.photo_groups([f["fa/p.jpg"], f["fb/p.jpg"]], np.array([[0.8, 0.6, 0.5]] * 2))
+    assert g["age"] == ["0-12", "70+"]
+    res = E.evaluate([f["fa/p.jpg"], f["fb/p.jpg"]], ["artist"], progress=False, groups=True, identity_n=2)
+    assert res["aligned"] == 2 and sorted(res["groups"]["artist"]["age"]) == ["0-12", "70+"]
+
+
+def test_eval_refuses_unknown_methods_and_missing_runs_before_any_work(tmp_path, capsys, monkeypatch):
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    (tmp_path / "f").mkdir()
+    for methods in ("shiped", "artist,shipped:nope", "mapper:no_such_run", "model:no_such_run", "direct:",
+                    "mapper", ","):
+        rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", methods, "--json")
+        assert rc == 2 and res is None, methods
+        assert len(err.strip().splitlines()) == 1, err
+        assert ("shipped, shipped:hybrid" in err) != ("needs the training run 'no_such_run'" in err), err
+    E.check_methods(["shipped", "shipped:model", "artist"], runs=tmp_path / "runs")
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    (tmp_path / "runs" / "mine" / "ckpt.pt").write_bytes(b"")
+    E.check_methods(["mapper:mine", "model:mine", "direct:mine"], runs=tmp_path / "runs")
+    with pytest.raises(E.UsageError, match="mapper_full"):
+        E.check_methods(["model"], runs=tmp_path / "runs")
+
+
+def test_eval_refuses_empty_faces_entries(tmp_path, capsys, monkeypatch):
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated the current folder"))
+    monkeypatch.chdir(tmp_path)
+    for faces in (f"{tmp_path},", "", ",", f"{tmp_path}, ,{tmp_path}"):
+        rc, res, err = _eval_json(capsys, "--faces", faces, "--methods", "artist", "--json")
+        assert rc == 2 and res is None and "empty entry" in err, faces
+
+
+def test_eval_checks_labels_and_out_before_any_work(tmp_path, capsys, monkeypatch):
+    """--labels and --out are checked before a photo is read: one line on
+    stderr, no traceback (1: a labels file that is missing, a folder or not
+    in the format, naming the line; 2: --out naming a folder)."""
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    (tmp_path / "f").mkdir()
+    bad = {"nofile.jsonl": '{"faces": [{"faceAttributes": {}}]}\n',
+           "hairlist.jsonl": '{"file": "a.jpg", "faces": [{"faceAttributes": {"age": 3}}]}\n'
+                             '{"file": "p.jpg", "faces": [{"faceAttributes": {"hair": [1]}}]}\n',
+           "notjson.jsonl": "not json\n"}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"file": "\xe9.jpg", "faces": []}\n')
+    cases = [(str(tmp_path), 1, "not a labels file"), (str(tmp_path / "missing.jsonl"), 1, "not a labels file"),
+             (str(tmp_path / "nofile.jsonl"), 1, "line 1"), (str(tmp_path / "hairlist.jsonl"), 1, "line 2"),
+             (str(tmp_path / "notjson.jsonl"), 1, "line 1"), (str(tmp_path / "latin1.jsonl"), 1, "UTF-8")]
+    for labels, code, words in cases:
+        rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--labels", labels, "--json")
+        assert rc == code and res is None and words in err and len(err.strip().splitlines()) == 1, (labels, err)
+    for out in (str(tmp_path), str(tmp_path / "no" / "such" / "out.json")):
+        rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--out", out, "--json")
+        assert rc == 2 and res is None and "--out" in err, out
+
+
+def test_eval_counts_must_be_positive_and_identity_n_at_least_two(tmp_path):
+    from avatarizer_export.cli import main
+
+    (tmp_path / "f").mkdir()
+    for flag, value in (("--limit", "0"), ("--limit", "-1"), ("--sample", "-1"), ("--sample", "0"),
+                        ("--identity-n", "0"), ("--identity-n", "1"), ("--limit", "x")):
+        with pytest.raises(SystemExit) as exc:
+            main(["eval", "--faces", str(tmp_path / "f"), flag, value, "--json"])
+        assert exc.value.code == 2, (flag, value)
+
+
+def test_a_malformed_labels_file_beside_the_photos_is_skipped_with_a_warning(tmp_path, capsys):
+    """Not the user's explicit input: the bad lines of an attributes.jsonl
+    found beside the photos are skipped (the good ones kept), a file that is
+    not UTF-8 is skipped whole, each with one warning naming it."""
+    from avatarizer_export.evaluate import hair_class_reads, photo_groups
+
+    good = {"file": "a.jpg", "faces": [{"faceAttributes": {"age": 8.0, "glasses": "Sunglasses"}}]}
+    (tmp_path / "attributes.jsonl").write_text("\n".join([
+        json.dumps(good), '{"file": "b.jpg", "faces": [{"faceAttributes": {"hair": [1]}}]}', "not json",
+        '{"faces": [{"faceAttributes": {}}]}', '{"file": "c.jpg", "faces": []}']) + "\n")
+    skins = np.array([[0.8, 0.6, 0.5]] * 2)
+    g = photo_groups([tmp_path / "a.jpg", tmp_path / "b.jpg"], skins)
+    assert g["age"] == ["0-12", None] and g["glasses"] == ["sun", None]
+    err = capsys.readouterr().err
+    assert "skipped 3 line(s)" in err and str(tmp_path / "attributes.jsonl") in err
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "attributes.jsonl").write_bytes(b"\xff\xfe{")
+    g = photo_groups([tmp_path / "x" / "a.jpg"], skins[:1])
+    assert g["age"] == [None] and "UTF-8" in capsys.readouterr().err
+    assert hair_class_reads(["a.jpg"], [tmp_path / "x" / "a.jpg"], np.zeros((1, 629), np.float32)) == {}
+
+
+def test_eval_json_has_no_nan():
+    from avatarizer_export.evaluate import _json_safe
+
+    res = _json_safe({"a": float("nan"), "b": [np.float32(np.inf), 1.5, np.int64(3)], "c": {"d": np.nan}})
+    assert res == {"a": None, "b": [None, 1.5, 3], "c": {"d": None}}
+    json.dumps(res, allow_nan=False)
+
+
+def test_eval_without_any_face_prints_null_metrics(tmp_path, capsys):
+    """A folder with no detected face, or no photo at all: one JSON object,
+    ``aligned`` 0 and every metric null, exit 0."""
+    from PIL import Image
+
+    (tmp_path / "white").mkdir()
+    Image.new("RGB", (160, 160), "white").save(tmp_path / "white" / "w.jpg")
+    (tmp_path / "empty").mkdir()
+    for folder, faces in (("white", 1), ("empty", 0)):
+        rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / folder), "--methods", "shipped,artist", "--json")
+        assert rc == 0 and res["faces"] == faces and res["aligned"] == 0, err
+        shipped, artist = res["methods"]["shipped"], res["methods"]["artist"]
+        assert shipped["param_l1"] is None and shipped["identity_top1"] is None and shipped["identity_n"] == 0
+        assert artist["skin_delta_e"] is None and "param_l1" not in artist
+
+
+def test_photos_without_an_avatar_are_left_out_of_the_means_not_scored_perfect(tmp_path, monkeypatch):
+    from avatarizer import schema as S
+    from avatarizer_export import evaluate as E
+    from avatarizer_export import metrics as M
+
+    f = _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg", "f/b.jpg": "ffhq-0002.jpg"})
+    files = [f["f/a.jpg"], f["f/b.jpg"]]
+    drawn = S.default()
+
+    def shipped(files, *a, attributes=None, **k):  # no face in a.jpg, a fixed avatar for b.jpg
+        out = np.full((len(files), S.PARAM_COUNT), np.nan, np.float32)
+        out[1] = drawn
+        if attributes is not None:
+            attributes.extend([None, None])
+        return out
+
+    monkeypatch.setattr(E, "shipped_params", shipped)
+    keep: dict = {}
+    res = E.evaluate(files, ["shipped"], progress=False, keep=keep, identity_n=2)["methods"]["shipped"]
+    gts = keep["gts"]
+    want = float(M.param_l1(S.clip(drawn[None]), gts[1:]))  # b.jpg alone (a.jpg scored 0 before)
+    assert abs(res["param_l1"] - want) < 1e-6 and res["param_l1"] > 0
+    assert res["no_avatar"] == 1
+    assert res["skin_delta_e"] > 0  # b.jpg's default skin against its photo, a.jpg left out
+    # no avatar at all: nothing to average
+    monkeypatch.setattr(E, "shipped_params", lambda files, *a, attributes=None, **k: np.full(
+        (len(files), S.PARAM_COUNT), np.nan, np.float32))
+    res = E.evaluate(files, ["shipped"], progress=False, identity_n=2)["methods"]["shipped"]
+    assert res["no_avatar"] == 2 and np.isnan(res["param_l1"]) and np.isnan(res["skin_delta_e"])
+    assert np.isnan(res["hair_delta_e"]) and np.isnan(res["hair_iou"]) and res["identity_top1"] == 0.0
+
+
+def test_identity_among_fewer_than_two_photos_is_null(tmp_path, capsys):
+    from avatarizer_export import metrics as M
+
+    one = np.random.default_rng(0).normal(size=(1, 478, 3))
+    v = M.identity_variants(one, one, n=100)
+    assert v["identity_n"] == 1 and np.isnan(v["identity_top1"]) and np.isnan(v["identity_top1_frontal"])
+    _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg"})
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json")
+    art = res["methods"]["artist"]
+    assert rc == 0 and art["identity_n"] == 1 and art["identity_top1"] is None and art["identity_top1_frontal"] is None
+    assert "at least 2" in art["identity_note"]
+
+
+def test_eval_takes_every_format_load_image_reads_and_counts_unreadable_files(tmp_path, capsys):
+    from PIL import Image
+
+    from avatarizer_export.evaluate import IMG_EXT, list_photos
+
+    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"} <= set(IMG_EXT)
+    assert ".jsonl" not in IMG_EXT and ".mp4" not in IMG_EXT
+    src = need_shared("data", "faces", "ffhq128")
+    f = tmp_path / "f"
+    f.mkdir()
+    img = Image.open(src / "ffhq-0001.jpg")
+    for ext in ("webp", "bmp", "tif"):
+        img.save(f / f"a.{ext}")
+    (f / "notes.txt").write_text("not a photo")
+    (f / "garbage.png").write_bytes(b"\x89PNG not really")
+    (f / "empty.jpg").write_bytes(b"")
+    assert [p.name for p in list_photos(f, False, None)] == ["a.bmp", "a.tif", "a.webp", "empty.jpg", "garbage.png"]
+    rc, res, err = _eval_json(capsys, "--faces", str(f), "--methods", "artist", "--json")
+    assert rc == 0 and res["faces"] == 5 and res["unreadable"] == 2 and res["aligned"] == 3
+    assert "skipped 2 of 5 file(s)" in err and "garbage.png" in err
+
+
+def test_eval_reports_hair_iou(tmp_path, capsys):
+    """DESIGN.md's hair_iou: the avatar's drawn hair against the photo's hair
+    segmentation, hairbank's silhouette IoU."""
+    from avatarizer import schema as S
+    from avatarizer_export.evaluate import hair_ious
+    from avatarizer_export.hairbank import avatar_hair_mask
+
+    p = S.default()[None].repeat(3, 0)
+    p[:, S.index("hair_style.layers")] = 1.0
+    p[1] = np.nan
+    drawn = avatar_hair_mask(p[0], 128)
+    region = np.ones((3, 128, 128), bool)
+    photo = np.stack([drawn, drawn, np.zeros_like(drawn)])
+    photo[2, :2, :2] = True  # 4 hair pixels: too few to score
+    got = hair_ious(p, photo, region)
+    assert drawn.sum() > 30 and got[0] == 1.0 and np.isnan(got[1]) and np.isnan(got[2])
+    _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg", "f/b.jpg": "ffhq-0003.jpg"})
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json")
+    assert rc == 0 and 0.0 < res["methods"]["artist"]["hair_iou"] <= 1.0, err
+
+
+def test_prepared_cache_keeps_each_photos_path_and_what_it_could_not_read(tmp_path):
+    from avatarizer_export import evaluate as E
+
+    f = _photos(tmp_path, {"fa/p.jpg": "ffhq-0001.jpg", "fb/p.jpg": "ffhq-0002.jpg"})
+    (tmp_path / "fb" / "q.png").write_bytes(b"")
+    files = [f["fa/p.jpg"], f["fb/p.jpg"], tmp_path / "fb" / "q.png"]
+    first = E.prepared(files, tmp_path / "c.npz", progress=False)
+    again = E.prepared(files, tmp_path / "c.npz", progress=False)
+    assert again["paths"] == first["paths"] == [str(f["fa/p.jpg"]), str(f["fb/p.jpg"])]
+    assert again["unreadable"] == [str(tmp_path / "fb" / "q.png")] and again["hair_photo"].shape == (2, 128, 128)

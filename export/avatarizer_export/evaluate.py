@@ -23,7 +23,24 @@ from avatarizer import schema
 from . import metrics as M
 from .data import is_heldout
 
-IMG_EXT = (".jpg", ".jpeg", ".png")
+
+
+def image_extensions() -> tuple[str, ...]:
+    """File name extensions of the photos ``eval`` takes: every format
+    ``avatarizer.imageio.load_image`` reads, which is every format Pillow
+    opens (JPEG, PNG, WebP, BMP, TIFF, GIF, ...), less Pillow's stub formats
+    (HDF5, GRIB, BUFR, WMF: no decoder without a handler) and MPEG video."""
+    from PIL import Image, ImageFile
+
+    def reads(fmt: str) -> bool:
+        factory = Image.OPEN.get(fmt, (None,))[0]
+        return factory is not None and fmt != "MPEG" and not (
+            isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))
+
+    return tuple(sorted(e for e, fmt in Image.registered_extensions().items() if reads(fmt)))
+
+
+IMG_EXT = image_extensions()
 MODEL_RUN = "mapper_full"  # the run behind method "model"
 
 
@@ -78,6 +95,12 @@ class TorchPredictor:
 
 
 SHIPPED_ESTIMATORS = ("hybrid", "model", "artist")
+#: what ``eval`` reports per method (DESIGN.md), ``no_avatar`` added; the
+#: artist itself has no pseudo ground truth to be compared with
+METRIC_KEYS = ("param_l1", "render_l1", "render_lpips", "identity_top1", "identity_top1_frontal",
+               "identity_top1_symmetric", "identity_n", "render_detect_rate", "skin_delta_e", "hair_delta_e",
+               "hair_iou", "no_avatar")
+ARTIST_KEYS = tuple(k for k in METRIC_KEYS if k not in ("param_l1", "render_l1", "render_lpips"))
 
 
 def shipped_estimator(method: str) -> str:
@@ -174,11 +197,21 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
     from avatarizer.artist import ArtistStyle
 
     artist = AutoArtist(ArtistStyle() if exaggeration is None else ArtistStyle(exaggeration=exaggeration))
-    crops, gts, lms, lm3s, skins, hairs, names = [], [], [], [], [], [], []
+    from .data import valid_mask
+    from .hairbank import eval_region
+
+    crops, gts, lms, lm3s, skins, hairs, names, paths = [], [], [], [], [], [], [], []
+    hair_photo, hair_region = [], []
+    unreadable = []
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:
         for f in tqdm(files, desc="align+artist", disable=not progress):
             try:
-                face = al.align(load_image(f))
+                image = load_image(f)
+            except ValueError:  # not an image Pillow can decode, empty, truncated, too small or huge
+                unreadable.append(str(f))
+                continue
+            try:
+                face = al.align(image)
             except ValueError:
                 face = None
             if face is None:
@@ -190,14 +223,24 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
             skins.append(photo_skin(face.crop(128), face.canonical))
             h = photo_hair(face.crop(128), face.hair_mask(128))
             hairs.append(np.full(3, np.nan, np.float32) if h is None else h)
+            # the hair silhouette as hairbank's IoU takes it: the segmentation's hair, compared
+            # outside the face oval, above the chin, where the crop shows the photo
+            hm = face.hair_mask(128)
+            region = eval_region(face.canonical, valid_mask(face.transform, face.frame_shape), 128)
+            hair_region.append(region)
+            hair_photo.append((np.zeros((128, 128), bool) if hm is None else (hm * 255).astype(np.uint8) >= 128)
+                              & region)
             names.append(f.name)
-    return {"faces": len(files), "names": names,
+            paths.append(str(f))
+    return {"faces": len(files), "names": names, "paths": paths, "unreadable": unreadable,
             "crops": np.stack(crops) if crops else np.zeros((0, 128, 128, 3), np.uint8),
             "gts": np.stack(gts) if gts else np.zeros((0, schema.PARAM_COUNT), np.float32),
             "lms": np.stack(lms) if lms else np.zeros((0, 478, 2), np.float32),
             "lm3s": np.stack(lm3s) if lm3s else np.zeros((0, 478, 3), np.float32),
             "skins": np.stack(skins) if skins else np.zeros((0, 3), np.float32),
-            "hairs": np.stack(hairs) if hairs else np.zeros((0, 3), np.float32)}
+            "hairs": np.stack(hairs) if hairs else np.zeros((0, 3), np.float32),
+            "hair_photo": np.stack(hair_photo) if hair_photo else np.zeros((0, 128, 128), bool),
+            "hair_region": np.stack(hair_region) if hair_region else np.zeros((0, 128, 128), bool)}
 
 
 def prepared(files: list[Path], cache: Path | None, progress: bool = True, exaggeration: float | None = None) -> dict:
@@ -206,20 +249,21 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
 
     if cache is None:
         return prepare(files, progress, exaggeration)
-    key = hashlib.sha256((f"v2 {exaggeration}\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
+    key = hashlib.sha256((f"v5 {exaggeration}\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
         if str(z["key"]) == key:
-            out = {k: z[k] for k in ("crops", "gts", "lms", "lm3s", "skins", "hairs")}
-            out.update(names=[str(n) for n in z["names"]], faces=int(z["faces"]))
+            lists = ("names", "paths", "unreadable")
+            out = {k: z[k] for k in z.files if k not in ("key", "faces", *lists)}
+            out.update({k: [str(n) for n in z[k]] for k in lists if k in z.files}, faces=int(z["faces"]))
             return out
     out = prepare(files, progress, exaggeration)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, key=key, **{k: (np.array(v) if k == "names" else v) for k, v in out.items()})
+    np.savez(cache, key=key, **{k: (np.array(v, dtype=str) if k in ("names", "paths", "unreadable") else v) for k, v in out.items()})
     return out
 
 
-def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, identity_n: int = 100,
+def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None = None, identity_n: int = 100,
              progress: bool = True, keep: dict | None = None, cache: Path | None = None,
              exaggeration: float | None = None, groups: bool = False) -> dict:
     """Metrics for ``methods`` on the photos ``files``. When ``keep`` is a dict it
@@ -227,14 +271,31 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
     method's avatars) for figures. ``cache``: an .npz keeping the aligned
     photos and their pseudo ground truth between calls on the same files.
     ``groups``: also the metrics per age band, skin-tone group and glasses
-    type (:func:`photo_groups`) under ``result["groups"]``."""
+    type (:func:`photo_groups`) under ``result["groups"]``. ``labels``: a
+    labels file (ffhq128-labelled format) or :func:`read_labels` of one."""
     from tqdm import tqdm
 
+    if labels is not None and not isinstance(labels, dict):
+        labels = read_labels(Path(labels))
     prep = prepared(files, cache, progress, exaggeration)
     names, crops, gts, lm3s, skins = prep["names"], prep["crops"], prep["gts"], prep["lm3s"], prep["skins"]
-    files_by_name = {Path(f).name: Path(f) for f in files}
+    # the aligned photos' own paths, row by row: several folders may hold the same file name
+    paths = [Path(p) for p in prep["paths"]]
     hairs = [None if not np.isfinite(h).all() else h for h in prep["hairs"]]
-    result = {"faces": prep["faces"], "aligned": len(names), "methods": {}}
+    result = {"faces": prep["faces"], "unreadable": len(prep["unreadable"]), "aligned": len(names), "methods": {}}
+    if prep["unreadable"]:
+        bad = prep["unreadable"]
+        _warn(f"skipped {len(bad)} of {prep['faces']} file(s) that could not be read as images: "
+              + ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else ""))
+    if not len(names):
+        # nothing to score: every metric null (DESIGN.md's keys), not a crash
+        for method in methods:
+            keys = ARTIST_KEYS if method == "artist" else METRIC_KEYS
+            result["methods"][method] = {k: (0 if k in ("identity_n", "no_avatar") else None) for k in keys}
+        result["attributes"] = {}
+        if keep is not None:
+            keep.update(names=names, crops=crops, gts=gts)
+        return result
     per_photo: dict[str, dict[str, np.ndarray]] = {}
     import avatarizer
 
@@ -250,7 +311,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
                 if method.split(":")[0] == "shipped":
                     # the whole avatar that ships: its face, hair and accessories
                     attrs: list = []
-                    full = shipped_params([files_by_name[n] for n in names], progress, shipped_estimator(method),
+                    full = shipped_params(paths, progress, shipped_estimator(method),
                                           attributes=attrs)
                     shipped_attrs[method] = attrs
                     ok = np.isfinite(full).all(1)
@@ -271,28 +332,41 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
                     r3[i] = got
             idv = M.identity_variants(lm3s, r3, n=identity_n)
             hits, n = idv["hits"]["identity_top1"], idv["identity_n"]
-            preds_ok = np.where(np.isfinite(preds).all(1, keepdims=True), preds, gts)
-            skin_de = np.asarray(M.delta_e(skins, preds_ok[:, [schema.index(f"face.{c}") for c in "rgb"]]),
-                                 np.float64)
+            # photos the method drew no avatar for (the SDK found no face) are misses for the
+            # renders and identity, and left out of the means against the photo or the pseudo
+            # ground truth (filled with it they scored as perfect); counted in no_avatar
+            has = np.isfinite(preds).all(1)
+            preds_ok = np.where(has[:, None], preds, gts)
+            skin_de = np.full(len(preds), np.nan)
+            if has.any():
+                skin_de[has] = M.delta_e(skins[has], preds[has][:, [schema.index(f"face.{c}") for c in "rgb"]])
+            few = n < 2  # among fewer than 2 photos every avatar is nearest to its own: no identity number
             out = {
                 "identity_top1": idv["identity_top1"],
                 "identity_top1_frontal": idv["identity_top1_frontal"],
                 "identity_top1_symmetric": idv["identity_top1_symmetric"],
                 "identity_n": n,
                 "render_detect_rate": float(np.isfinite(r3[:, 0, 0]).mean()) if len(r3) else float("nan"),
-                "skin_delta_e": float(np.mean(skin_de)),
+                "skin_delta_e": float(np.mean(skin_de[has])) if has.any() else float("nan"),
+                "no_avatar": int((~has).sum()),
             }
-            hv = [i for i, h in enumerate(hairs) if h is not None and preds_ok[i, schema.index("hair_style.layers")] > 0]
+            if few:
+                out["identity_note"] = "fewer than 2 photos with a face: identity top-1 needs at least 2"
+            hv = [i for i, h in enumerate(hairs)
+                  if h is not None and has[i] and preds[i, schema.index("hair_style.layers")] > 0]
+            out["hair_delta_e"] = float("nan")  # null: no photo with hair and an avatar with hair
             if hv:
-                hcol = preds_ok[hv][:, [schema.index(f"hair_front.{c}") for c in "rgb"]]
+                hcol = preds[hv][:, [schema.index(f"hair_front.{c}") for c in "rgb"]]
                 out["hair_delta_e"] = float(np.mean(M.delta_e(np.stack([hairs[i] for i in hv]), hcol)))
-            reads = hair_class_reads(names, files_by_name, preds_ok)
+            ious = hair_ious(preds, prep["hair_photo"], prep["hair_region"])
+            out["hair_iou"] = float(np.nanmean(ious)) if np.isfinite(ious).any() else float("nan")
+            reads = hair_class_reads(names, paths, preds)
             if reads:
                 out["hair_colour_reads"] = reads
-            tone = skin_tone_reads(names, files_by_name, preds_ok)
+            tone = skin_tone_reads(names, paths, preds)
             if tone:
                 out["skin_tone_by_eye"] = tone
-            length = hair_length_reads(names, files_by_name, preds)  # photos without an avatar are not scored
+            length = hair_length_reads(names, paths, preds)  # photos without an avatar are not scored
             if length:
                 out["hair_length_by_eye"] = length
             if labels and method in shipped_attrs:
@@ -304,7 +378,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
                     from .lpips import LPIPS
 
                     lp = LPIPS.from_npz(net="alex")
-                out["param_l1"] = float(M.param_l1(preds_ok, gts))
+                out["param_l1"] = float(M.param_l1(preds[has], gts[has])) if has.any() else float("nan")
                 out["render_l1"] = float(np.mean([M.render_l1(a, b) for a, b in zip(imgs, gt_imgs)]))
                 per_lpips = np.asarray(M.render_lpips(imgs, gt_imgs, model=lp), np.float64)
                 out["render_lpips"] = float(np.mean(per_lpips))
@@ -315,6 +389,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
             per_photo[method] = {"identity_top1_frontal": idv["hits_frontal"].astype(np.float64),
                                  "identity_top1_symmetric": idv["hits"]["identity_top1_symmetric"].astype(np.float64),
                                  "skin_delta_e": skin_de}
+            if few:
+                for k in ("identity_top1_frontal", "identity_top1_symmetric"):
+                    per_photo[method][k][:] = np.nan
             if method != "artist":
                 per_photo[method]["render_lpips"] = per_lpips
             if keep is not None:
@@ -323,7 +400,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | None = None, 
         keep.update(names=names, crops=crops, gts=gts)
     result["attributes"] = attribute_metrics(names, crops, labels) if labels else {}
     if groups and len(names):
-        g = photo_groups([files_by_name[n] for n in names], skins)
+        g = photo_groups(paths, skins)
         result["groups"] = {m: group_metrics(per_photo[m], g) for m in per_photo}
     return result
 
@@ -377,21 +454,72 @@ def _labels_beside(folder: Path) -> dict[str, dict]:
     path = folder / "attributes.jsonl"
     if not path.is_file():
         return {}
-    out = {}
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        _warn(f"skipped {path} (not a readable UTF-8 labels file: {exc})")
+        return {}
+    out, bad = {}, 0
+    g = {"NoGlasses": "none", "ReadingGlasses": "clear", "Sunglasses": "sun", "SwimmingGoggles": "sun"}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
         try:
             rec = json.loads(line)
+            if isinstance(rec, dict) and rec.get("faces") == [] and isinstance(rec.get("file"), str):
+                continue  # a photo the labeller found no face in
             fa = rec["faces"][0]["faceAttributes"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            continue
-        g = {"NoGlasses": "none", "ReadingGlasses": "clear", "Sunglasses": "sun", "SwimmingGoggles": "sun"}
-        t = _ffhq_targets(fa)
-        out[rec["file"]] = {"age": fa.get("age"), "glasses": g.get(fa.get("glasses")),
-                            "hair_colour": t["hair_colour"], "bald": t["bald"]}
+            t = _ffhq_targets(fa)
+            age = fa.get("age")
+            out[str(rec["file"])] = {"age": float(age) if age is not None else None,
+                                     "glasses": g.get(fa.get("glasses")) if isinstance(fa.get("glasses"), str)
+                                     else None, "hair_colour": t["hair_colour"], "bald": t["bald"]}
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            bad += 1
+    if bad:
+        _warn(f"skipped {bad} line(s) of {path} that are not records of the ffhq128-labelled format")
     return out
 
 
-def hair_class_reads(names: list[str], files_by_name: dict, params: np.ndarray) -> dict:
+_WARNED: set[str] = set()
+
+
+def _warn(msg: str) -> None:
+    """One line on stderr, once per message in a process."""
+    if msg not in _WARNED:
+        _WARNED.add(msg)
+        print(f"avatarizer-export eval: warning: {msg}", file=sys.stderr)
+
+
+def hair_ious(params: np.ndarray, photo: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Per photo, the hair-silhouette IoU of ``avatarizer-export hairbank
+    evaluate`` (:func:`hairbank.iou` of the pixels the avatar's hair layers
+    draw, :func:`hairbank.avatar_hair_mask`, against the photo's hair
+    segmentation, both within the photo's :func:`hairbank.eval_region`, 128
+    px). NaN where the method drew no avatar or the photo shows under 30
+    hair pixels there (as hairbank leaves them out)."""
+    from .hairbank import avatar_hair_mask, iou
+
+    out = np.full(len(params), np.nan)
+    for i, p in enumerate(params):
+        if np.isfinite(p).all() and photo[i].sum() >= 30:
+            out[i] = iou(avatar_hair_mask(p, 128) & region[i], photo[i])
+    return out
+
+
+def _paths_of(names: list[str], files) -> list[Path]:
+    """Each row's photo path: ``files`` is either the list of paths, row by
+    row (what :func:`evaluate` passes: names can repeat across folders), or a
+    dict file name -> path (one folder)."""
+    if isinstance(files, dict):
+        return [Path(files[n]) for n in names]
+    files = [Path(f) for f in files]
+    if len(files) != len(names):
+        raise ValueError(f"need one path per photo, got {len(files)} for {len(names)}.")
+    return files
+
+
+def hair_class_reads(names: list[str], files, params: np.ndarray) -> dict:
     """How the drawn hair colour reads (``hair.hair_colour_class_of``: its
     nearest palette colour) against the hair colour label of the photos that
     have one (an ``attributes.jsonl`` beside them, ffhq128-labelled format;
@@ -401,12 +529,13 @@ def hair_class_reads(names: list[str], files_by_name: dict, params: np.ndarray) 
 
     labels: dict[Path, dict] = {}
     truth, read = [], []
-    for i, n in enumerate(names):
-        folder = files_by_name[n].parent
+    for i, (n, f) in enumerate(zip(names, _paths_of(names, files))):
+        folder = f.parent
         if folder not in labels:
             labels[folder] = _labels_beside(folder)
-        t = labels[folder].get(n)
-        if t is None or t["hair_colour"] < 0 or t["bald"] or params[i, schema.index("hair_style.layers")] <= 0:
+        t = labels[folder].get(f.name)
+        if t is None or t["hair_colour"] < 0 or t["bald"] or not np.isfinite(params[i]).all() \
+                or params[i, schema.index("hair_style.layers")] <= 0:
             continue
         rgb = params[i, [schema.index(f"hair_front.{c}") for c in "rgb"]]
         truth.append(t["hair_colour"])
@@ -420,19 +549,19 @@ def hair_class_reads(names: list[str], files_by_name: dict, params: np.ndarray) 
     return out
 
 
-def _heldout_labelled(names, files_by_name: dict, params: np.ndarray, labels: dict):
+def _heldout_labelled(names, files, params: np.ndarray, labels: dict):
     """``(row, label)`` for each held-out photo of ``names`` that ``labels``
     (``"FOLDER/NAME"`` -> label, the project's labels by eye) has and that
     has an avatar (a finite row of ``params``)."""
     from .data import is_heldout
 
-    for i, n in enumerate(names):
-        key = f"{files_by_name[n].parent.name}/{n}"
+    for i, f in enumerate(_paths_of(names, files)):
+        key = f"{f.parent.name}/{f.name}"
         if key in labels and is_heldout(key) and np.isfinite(params[i]).all():
             yield i, labels[key]
 
 
-def skin_tone_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
+def skin_tone_reads(names, files, params: np.ndarray) -> dict:
     """The drawn skin against the skin tone labelled by eye
     (``labels/skin_tone_by_eye.jsonl``, the held-out photos of ``names``
     that have one; H's skin tone head trained on the others): |avatar L* - :func:`avatarizer.skintone.lightness_of_tone` of the
@@ -447,7 +576,7 @@ def skin_tone_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
 
     rgb = [schema.index(f"face.{c}") for c in "rgb"]
     got = [(t, abs(float(to_lab(params[i, rgb].astype(np.float64))[0]) - float(lightness_of_tone(t))))
-           for i, t in _heldout_labelled(names, files_by_name, params, skin_tone_labels())]
+           for i, t in _heldout_labelled(names, files, params, skin_tone_labels())]
     if not got:
         return {}
     t, e = (np.array(v) for v in zip(*got))
@@ -458,7 +587,7 @@ def skin_tone_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
     return out
 
 
-def hair_length_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
+def hair_length_reads(names, files, params: np.ndarray) -> dict:
     """The drawn hair's length class (bald, short, long:
     ``hairbank.length_class``) against the hair length labelled by eye
     (``labels/hair_length_by_eye.jsonl``, the held-out photos of ``names``
@@ -473,7 +602,7 @@ def hair_length_reads(names, files_by_name: dict, params: np.ndarray) -> dict:
     target = {"bald": 0, "short": 1, "tied": 1, "long": 2}
     labels = {k: v for k, v in hair_length_labels().items() if v in target}
     conf = np.zeros((len(LENGTH_CLASSES),) * 2, int)
-    for i, label in _heldout_labelled(names, files_by_name, params, labels):
+    for i, label in _heldout_labelled(names, files, params, labels):
         conf[target[label], length_class(params[i])] += 1
     if not conf.sum():
         return {}
@@ -595,16 +724,10 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
     return out
 
 
-def _label_rows(names: list[str], labels: Path) -> tuple[list[int], list[dict]]:
-    """(indices of ``names`` with a face entry in the labels, their targets)."""
-    from .attributes import _ffhq_targets
-
-    lab = {}
-    for line in Path(labels).read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if rec.get("faces"):
-                lab[rec["file"]] = _ffhq_targets(rec["faces"][0]["faceAttributes"])
+def _label_rows(names: list[str], labels: Path | dict) -> tuple[list[int], list[dict]]:
+    """(indices of ``names`` with a face entry in the labels, their targets);
+    ``labels`` a labels file or what :func:`read_labels` made of it."""
+    lab = labels if isinstance(labels, dict) else read_labels(Path(labels))
     rows = [i for i, n in enumerate(names) if n in lab]
     return rows, [lab[names[i]] for i in rows]
 
@@ -692,29 +815,162 @@ def shipped_attribute_metrics(names: list[str], attributes: list[dict | None], l
     return _attribute_scores([t[j] for j, _ in keep], preds)
 
 
+class UsageError(ValueError):
+    """A bad argument value of ``eval`` (exit 2)."""
+
+
+#: the methods ``eval --methods`` takes: fixed names, and the prefixes that name a training run
+METHODS = ("shipped", *(f"shipped:{e}" for e in SHIPPED_ESTIMATORS), "artist", "model", "direct", "nearest")
+RUN_PREFIXES = ("mapper", "model", "direct")
+#: the training run each fixed training method loads
+METHOD_RUNS = {"model": MODEL_RUN, "direct": "direct", "nearest": "image_ae"}
+
+
+def check_methods(methods: list[str], runs: Path | None = None) -> None:
+    """Raises :class:`UsageError` naming the valid methods for an unknown
+    method name, and for a training-run method whose run is not in ``runs``
+    (``<repo>/runs``, where ``make models`` writes them)."""
+    if runs is None:
+        from .paths import ROOT
+
+        runs = ROOT / "runs"  # train.RUNS, without importing torch
+    valid = ", ".join((*METHODS, *(f"{p}:RUN" for p in RUN_PREFIXES)))
+    if not methods:
+        raise UsageError(f"--methods names no method (valid: {valid})")
+    for m in methods:
+        head, _, run = m.partition(":")
+        if m in METHODS:
+            run = METHOD_RUNS.get(m, "")
+        elif head not in RUN_PREFIXES or not run:
+            raise UsageError(f"unknown method {m!r} (valid: {valid})")
+        if run and not (runs / run / "ckpt.pt").is_file():
+            raise UsageError(f"method {m!r} needs the training run {run!r}, which is not in {runs} "
+                             f"(`make models` trains it; 'shipped' and 'artist' need no training run)")
+
+
+def read_labels(path: Path) -> dict[str, dict]:
+    """The targets (``attributes._ffhq_targets``) per ``"file"`` of a labels
+    file in the ffhq128-labelled format; records without faces are left out.
+    Raises ValueError naming the file and line for anything else."""
+    from .attributes import _ffhq_targets
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text (labels in the ffhq128-labelled JSON lines format)") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the labels: {exc.strerror or exc}") from None
+    lab = {}
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or not isinstance(rec.get("file"), str):
+                raise ValueError('no "file" name')
+            if rec.get("faces"):
+                fa = rec["faces"][0]["faceAttributes"]
+                if not isinstance(fa, dict):
+                    raise ValueError('"faceAttributes" is not an object')
+                lab[rec["file"]] = _ffhq_targets(fa)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:120]
+            raise ValueError(f"{path} line {no}: not a record of the ffhq128-labelled format ({what})") from None
+    return lab
+
+
+def _json_safe(obj):
+    """``obj`` with every NaN or infinite float as None (JSON has no NaN:
+    a metric that cannot be computed is null)."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _fail(msg: str, code: int) -> int:
+    print(f"avatarizer-export eval: {msg}", file=sys.stderr)
+    return code
+
+
 def main_eval(args) -> int:
+    """Exit status: 0 done, 1 error (an input that is missing, not the right
+    kind of file or unreadable: one line on stderr), 2 usage (an argument
+    value eval cannot take), all checked before any photo is read."""
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    files: list[Path] = []
-    for part in args.faces.split(","):
-        faces = Path(part)
+    try:
+        check_methods(methods)
+    except UsageError as exc:
+        return _fail(str(exc), 2)
+    parts = args.faces.split(",")
+    if any(not p.strip() for p in parts):
+        return _fail(f"--faces {args.faces!r} has an empty entry (a comma-separated list of folders)", 2)
+    for name in ("out", "prepared"):
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if not value or Path(value).is_dir():
+            return _fail(f"--{name} {value!r} must name a file, not a folder", 2)
+        if name == "out" and not Path(value).resolve().parent.is_dir():
+            return _fail(f"--out {value}: the folder {Path(value).parent} does not exist", 2)
+    folders = [Path(p) for p in parts]
+    for faces in folders:
         if not faces.is_dir():
-            print(f"avatarizer-export eval: {faces} is not a folder of face photos", file=sys.stderr)
-            return 1
+            return _fail(f"{faces} is not a folder of face photos", 1)
+    if args.clips and not Path(args.clips).is_dir():
+        return _fail(f"{args.clips} is not a folder of video clips", 1)
+    labels = None
+    if args.labels is not None:
+        if not args.labels or not Path(args.labels).is_file():
+            return _fail(f"--labels {args.labels!r} is not a labels file (attributes.jsonl in the "
+                         "ffhq128-labelled format)", 1)
+        try:
+            labels = read_labels(Path(args.labels))
+        except ValueError as exc:
+            return _fail(str(exc), 1)
+    files: list[Path] = []
+    for faces in folders:
         files += list_photos(faces, args.heldout, args.limit, args.sample)
-    res = evaluate(files, methods,
-                   labels=Path(args.labels) if args.labels else None, identity_n=args.identity_n,
+    res = evaluate(files, methods, labels=labels, identity_n=args.identity_n,
                    progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None,
                    exaggeration=args.exaggeration, groups=args.groups)
     if args.clips:
-        if not Path(args.clips).is_dir():
-            print(f"avatarizer-export eval: {args.clips} is not a folder of video clips", file=sys.stderr)
-            return 1
         res["clips"] = clip_metrics(Path(args.clips), methods, progress=not args.json)
-    text = json.dumps(res, indent=None if args.json else 1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    text = json.dumps(_json_safe(res), indent=None if args.json else 1, allow_nan=False)
     print(text)
+    if args.out:
+        try:
+            Path(args.out).write_text(text + "\n")
+        except OSError as exc:
+            return _fail(f"--out {args.out}: could not write the JSON: {exc.strerror or exc}", 1)
     return 0
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def _identity_n(text: str) -> int:
+    import argparse
+
+    v = _positive_int(text)
+    if v < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (an avatar picked among 1 photo is always "
+                                         f"right), got {text!r}")
+    return v
 
 
 def add_parser(sub):
@@ -727,11 +983,13 @@ def add_parser(sub):
                    help="comma list of shipped (what Avatarizer() runs: the SDK's own model files, no training "
                         "runs needed), shipped:hybrid|model|artist (Avatarizer(estimator=...)), artist, and the "
                         "training runs model, direct, nearest, mapper:<run>, direct:<run>")
-    p.add_argument("--limit", type=int, help="only the first N photos of each folder (name order)")
-    p.add_argument("--sample", type=int, metavar="N",
+    p.add_argument("--limit", type=_positive_int, metavar="N",
+                   help="only the first N photos of each folder (name order)")
+    p.add_argument("--sample", type=_positive_int, metavar="N",
                    help="N photos of each folder drawn at random (seed 0): an unbiased subset")
     p.add_argument("--heldout", action="store_true", help="only the held-out split's photos of that folder")
-    p.add_argument("--identity-n", type=int, default=100)
+    p.add_argument("--identity-n", type=_identity_n, default=100, metavar="N",
+                   help="identity top-1 among groups of N photos (at least 2; default 100)")
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
     p.add_argument("--out", help="also write the JSON here")
     p.add_argument("--exaggeration", type=float, default=None, metavar="K",

@@ -282,7 +282,9 @@ def identity_variants(photo3d, render3d, n: int = 100,
     ``identity_top1_frontal`` (pose out in 3D), ``identity_top1_symmetric``
     (frontal shapes averaged with their mirror), plus ``identity_n``,
     ``hits`` (per view, per avatar: its own photo strictly nearest) and
-    ``hits_frontal`` (the frontal view's), for paired comparisons."""
+    ``hits_frontal`` (the frontal view's), for paired comparisons. With
+    fewer than 2 photos (``identity_n`` < 2) every avatar is trivially
+    nearest to its own photo: the three numbers are NaN (no number)."""
     from avatarizer import landmarks as LM
 
     p3, r3 = np.asarray(photo3d, np.float64), np.asarray(render3d, np.float64)
@@ -304,7 +306,7 @@ def identity_variants(photo3d, render3d, n: int = 100,
             b = a + n if a + 2 * n <= m else m
             hits[a:b] = identity_ranks(ph[a:b], rd[a:b], groups) == 0  # misses (-1) are not hits
         groups_top1 = [hits[a:(a + n if a + 2 * n <= m else m)].mean() for a in range(0, m - n + 1, n)] if n else []
-        out[key] = float(np.mean(groups_top1)) if groups_top1 else float("nan")
+        out[key] = float(np.mean(groups_top1)) if groups_top1 and n >= 2 else float("nan")
         out["hits"][key] = hits
     out["hits_frontal"] = out["hits"]["identity_top1_frontal"]
     return out
