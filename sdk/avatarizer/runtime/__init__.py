@@ -54,7 +54,7 @@ torch, no onnx): it is the runtime side.
 """
 from __future__ import annotations
 
-from .files import (ENGINE_MAGIC, METADATA_FORMAT, METADATA_KEY, onnx_metadata_props, pack_engine,
+from .files import (ENGINE_MAGIC, METADATA_FORMAT, METADATA_KEY, onnx_external_data, onnx_metadata_props, pack_engine,
                     read_description, read_engine_header, read_onnx_description, read_verified_bytes,
                     sha256_file)
 from .manifest import DEFAULT_FOLDER, MANIFEST_NAME, PRECISIONS, ROLES, Manifest, ModelEntry, Role
@@ -75,6 +75,6 @@ def __getattr__(name: str):
 
 __all__ = ["AUTO_ORDER", "DEFAULT_FOLDER", "DEVICES", "ENGINE_MAGIC", "MANIFEST_NAME", "METADATA_FORMAT",
            "METADATA_KEY", "PRECISIONS", "ROLES", "TRT_CACHE_DIR", "Manifest", "ModelEntry", "Role", "Session",
-           "available_providers", "check_feed", "check_io", "normalise_images", "onnx_metadata_props",
+           "available_providers", "check_feed", "check_io", "normalise_images", "onnx_external_data", "onnx_metadata_props",
            "pack_engine", "read_description", "read_engine_header", "read_onnx_description",
            "read_verified_bytes", "resolve_providers", "sha256_file", *_TENSORRT]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import ModelError
-from .files import _kind, read_description, sha256_file
+from .files import _kind, external_data_refusal, onnx_external_data_file, read_description, sha256_file
 
 #: Folder of the shipped models (``sdk/avatarizer/models``).
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "models"
@@ -252,6 +252,15 @@ def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: 
             raise _EntryProblem(file, f"cannot be read: {exc}") from None
         except ValueError as exc:
             raise _EntryProblem(file, str(exc)) from None
+        if kind == "onnx":
+            try:
+                external = onnx_external_data_file(path)
+            except OSError as exc:
+                raise _EntryProblem(file, f"cannot be read: {exc}") from None
+            except ValueError as exc:
+                raise _EntryProblem(file, str(exc)) from None
+            if external:
+                raise _EntryProblem(file, external_data_refusal(external))
         checks = [("name", name), ("precision", precision),
                   ("schema_version", raw.get("schema_version", schema_version))]
         if fmt is not None:

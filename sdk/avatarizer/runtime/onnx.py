@@ -10,7 +10,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ModelError
-from .files import read_description, read_onnx_description, read_verified_bytes
+from .files import (external_data_refusal, onnx_external_data, read_description, read_onnx_description,
+                    read_verified_bytes)
 from .tensors import _ORT_DTYPES, _TensorInfo, _input_spec, check_feed, check_io, normalise_images
 
 log = logging.getLogger("avatarizer.models")
@@ -153,6 +154,14 @@ class Session:
             raise ValueError(f"optimization must be one of {sorted(levels)}, not {optimization!r}")
         opts.graph_optimization_level = levels[optimization]
         self.intra_op_num_threads = intra_op_num_threads
+        if model_bytes is not None:
+            # from memory ONNX Runtime would look for external data beside the current directory
+            try:
+                external = onnx_external_data(model_bytes)
+            except ValueError as exc:
+                raise ModelError(f"{self.path}: {exc}") from None
+            if external:
+                raise ModelError(f"{self.path}: model {self.name!r} {external_data_refusal(external)}")
         try:
             source = model_bytes if model_bytes is not None else str(self.path)
             self._sess = ort.InferenceSession(source, sess_options=opts, providers=names,

@@ -1,0 +1,142 @@
+"""Model-file handling found wanting by a review: what the runtime accepts
+from a models folder (manifest entries, embedded descriptions, the ONNX
+files themselves) and what it refuses with ModelError. Every test copies the
+shipped models folder to tmp_path and swaps in tiny ONNX models built with
+onnx.helper."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto as TP  # noqa: E402
+from onnx import helper as oh  # noqa: E402
+from onnx import numpy_helper as nh  # noqa: E402
+
+from avatarizer.errors import ModelError  # noqa: E402
+from avatarizer.runtime import Manifest, Session  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "sdk" / "avatarizer" / "models"
+FACE = "image_to_face-onnx-int8"
+ATTR = "attributes-onnx-int8"
+
+pytestmark = pytest.mark.skipif(not (MODELS / "manifest.json").exists(), reason="shipped models not installed")
+
+
+def _description(file: str) -> dict:
+    from avatarizer.runtime import read_description
+
+    return read_description(MODELS / file)
+
+
+def _folder(tmp_path: Path, keep=(FACE, ATTR)) -> Path:
+    """A copy of the shipped models folder listing only ``keep``."""
+    folder = tmp_path / "models"
+    shutil.copytree(MODELS, folder)
+    man = json.loads((folder / "manifest.json").read_text())
+    man["models"] = {k: v for k, v in man["models"].items() if k in keep}
+    (folder / "manifest.json").write_text(json.dumps(man))
+    return folder
+
+
+def _edit(folder: Path, fn) -> None:
+    path = folder / "manifest.json"
+    man = json.loads(path.read_text())
+    fn(man["models"])
+    path.write_text(json.dumps(man))
+
+
+def _face_model(W=None, *, desc=None, in_name="crop", out_name="face", size=96, initializers=None,
+                nodes=None) -> onnx.ModelProto:
+    """A tiny image_to_face stand-in: the crop's channel means times W (3×483)."""
+    W = np.zeros((3, 483), np.float32) if W is None else np.asarray(W, np.float32)
+    g = oh.make_graph(
+        nodes or [oh.make_node("ReduceMean", [in_name], ["m"], axes=[2, 3], keepdims=0),
+                  oh.make_node("MatMul", ["m", "W"], [out_name])],
+        "g", [oh.make_tensor_value_info(in_name, TP.FLOAT, ["batch", 3, size, size])],
+        [oh.make_tensor_value_info(out_name, TP.FLOAT, ["batch", 483])],
+        initializers if initializers is not None else [nh.from_array(W, "W")])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    oh.set_model_props(m, {"avatarizer": json.dumps(desc or _description("image_to_face-int8.onnx"))})
+    return m
+
+
+def _install(folder: Path, model, name: str = FACE, **entry_changes) -> bytes:
+    """Writes ``model`` (ModelProto or bytes) as the file of entry ``name`` and
+    lists its size and sha256 in the manifest."""
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    man = json.loads((folder / "manifest.json").read_text())
+    entry = man["models"][name]
+    (folder / entry["file"]).write_bytes(data)
+    entry.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    entry.update(entry_changes)
+    (folder / "manifest.json").write_text(json.dumps(man))
+    return data
+
+
+def _load_error(folder: Path) -> str:
+    with pytest.raises(ModelError) as info:
+        Manifest.load(folder)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------------------
+# 1. ONNX external data: weights in a side file are never hashed, so they are refused
+# --------------------------------------------------------------------------------------
+
+def _external(tensor, location: str, length: int):
+    tensor.ClearField("raw_data")
+    tensor.data_location = TP.EXTERNAL
+    tensor.external_data.add(key="location", value=location)
+    tensor.external_data.add(key="length", value=str(length))
+    return tensor
+
+
+def test_external_data_initializer_is_refused(tmp_path, monkeypatch):
+    folder = _folder(tmp_path, keep=(FACE,))
+    W = _external(nh.from_array(np.zeros((3, 483), np.float32), "W"), "w.bin", 3 * 483 * 4)
+    data = _install(folder, _face_model(initializers=[W]))
+    np.zeros((3, 483), np.float32).tofile(folder / "w.bin")
+    msg = _load_error(folder)
+    assert "image_to_face-int8.onnx" in msg and "external data" in msg and "'W' in 'w.bin'" in msg
+    # a side file in the current directory is never used either: a session from these bytes is refused
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    np.full((3, 483), 7, np.float32).tofile(elsewhere / "w.bin")
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ModelError, match="external data"):
+        Session(folder / "image_to_face-int8.onnx", device="cpu", model_bytes=data)
+
+
+def test_external_data_in_a_subgraph_or_constant_is_refused(tmp_path):
+    """Tensors hide in node attributes (Constant) and in subgraphs (If branches)."""
+    folder = _folder(tmp_path, keep=(FACE,))
+    t = _external(nh.from_array(np.zeros((3, 483), np.float32), "Wc"), "sub/c.bin", 3 * 483 * 4)
+    then_g = oh.make_graph([oh.make_node("Constant", [], ["Wt"], value=t)], "then", [],
+                           [oh.make_tensor_value_info("Wt", TP.FLOAT, [3, 483])])
+    else_g = oh.make_graph([oh.make_node("Constant", [], ["We"], value=nh.from_array(
+        np.zeros((3, 483), np.float32), "We0"))], "else", [], [oh.make_tensor_value_info("We", TP.FLOAT, [3, 483])])
+    nodes = [oh.make_node("ReduceMean", ["crop"], ["m"], axes=[2, 3], keepdims=0),
+             oh.make_node("If", ["cond"], ["W"], then_branch=then_g, else_branch=else_g),
+             oh.make_node("MatMul", ["m", "W"], ["face"])]
+    cond = nh.from_array(np.array(True), "cond")
+    _install(folder, _face_model(nodes=nodes, initializers=[cond]))
+    msg = _load_error(folder)
+    assert "external data" in msg and "'Wc' in 'sub/c.bin'" in msg
+
+
+def test_self_contained_models_are_not_flagged():
+    from avatarizer.runtime import onnx_external_data
+
+    for file in ("image_to_face-int8.onnx", "image_to_face-fp16.onnx", "attributes-int8.onnx"):
+        assert onnx_external_data((MODELS / file).read_bytes()) == []
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        onnx_external_data(b"\x3a\xff\xff\xff\x0f")
