@@ -140,3 +140,29 @@ def test_self_contained_models_are_not_flagged():
         assert onnx_external_data((MODELS / file).read_bytes()) == []
     with pytest.raises(ValueError, match="not an ONNX model"):
         onnx_external_data(b"\x3a\xff\xff\xff\x0f")
+
+
+# --------------------------------------------------------------------------------------
+# 2. a manifest entry must list its inputs and outputs
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["inputs", "outputs"])
+@pytest.mark.parametrize("how", ["missing", "empty"])
+def test_entry_without_inputs_or_outputs_is_refused(tmp_path, key, how):
+    folder = _folder(tmp_path)
+    _edit(folder, lambda m: m[ATTR].pop(key) if how == "missing" else m[ATTR].update({key: []}))
+    msg = _load_error(folder)
+    assert "attributes-int8.onnx" in msg and f"lists no {key}" in msg
+
+
+def test_mismatched_model_with_unlisted_outputs_never_reaches_from_frame(tmp_path):
+    """The review's case: an attribute model with one output and a manifest
+    entry without outputs crashed in from_frame (KeyError 'glasses')."""
+    from avatarizer.runtime import check_io
+
+    folder = _folder(tmp_path)
+    entry = Manifest.load(folder)[ATTR]
+    sess = Session.from_entry(entry, device="cpu")
+    bare = type(entry)(**{**entry.__dict__, "outputs": ()})
+    with pytest.raises(ModelError, match="lists no outputs"):
+        check_io(bare, sess.inputs, sess.outputs)

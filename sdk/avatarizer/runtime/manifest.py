@@ -195,6 +195,14 @@ def _tensor_specs(file: str, raw: dict, key: str) -> tuple:
     return tuple(specs)
 
 
+def _require_io(file: str, name: str, inputs: tuple, outputs: tuple) -> None:
+    """DESIGN: an entry lists its model's inputs and outputs (sessions are checked against them)."""
+    for key, specs in (("inputs", inputs), ("outputs", outputs)):
+        if not specs:
+            raise _EntryProblem(file, f"manifest entry {name!r} lists no {key} (each entry names its "
+                                      f"model's {key}: [{{\"name\", \"shape\", ...}}])")
+
+
 def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: bool) -> ModelEntry:
     label = raw.get("file", f"<entry {name}>") if isinstance(raw, dict) else f"<entry {name}>"
     label = label if isinstance(label, str) else f"<entry {name}>"
@@ -271,10 +279,13 @@ def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: 
             if description.get(key) != want:
                 raise _EntryProblem(file, f"embedded metadata says {key} {description.get(key)!r:.80}, "
                                           f"the manifest says {want!r:.80}")
+        _require_io(file, name, inputs, outputs)
         if description.get("schema_version") != schema_version:
             raise _EntryProblem(file, f"exported for parameter schema "
                                       f"{description.get('schema_version')!r}; this SDK has schema "
                                       f"{schema_version!r} (re-export the model)")
+    if not verify:
+        _require_io(file, name, inputs, outputs)  # also without verify: sessions are checked against them
     return ModelEntry(name=name, path=path, file=file, sha256=sha.lower(), size=size,
                       precision=precision, format=fmt or f"{_kind(file, None)}-{precision}",
                       role=role, inputs=inputs, outputs=outputs, description=description, raw=dict(raw))

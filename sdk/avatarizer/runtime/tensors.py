@@ -67,11 +67,12 @@ def check_feed(model: str, expected: Sequence[_TensorInfo], inputs: Mapping[str,
 def check_io(entry, inputs: Sequence["_TensorInfo"], outputs: Sequence["_TensorInfo"]) -> None:
     """Compares the manifest's ``inputs``/``outputs`` (names, order, shapes,
     dtypes) with what the loaded model declares; :class:`ModelError` on any
-    difference. A fixed dimension must match exactly; a named one (``"batch"``)
-    must be dynamic in the model."""
+    difference, and when the manifest lists none. A fixed dimension must
+    match exactly; a named one (``"batch"``) must be dynamic in the model."""
     for key, listed, actual in (("inputs", entry.inputs, inputs), ("outputs", entry.outputs, outputs)):
         if not listed:
-            continue
+            raise ModelError(f"{entry.path}: the manifest lists no {key} for model {entry.name!r}; "
+                             f"the model has {[t.name for t in actual]}")
         want = [spec["name"] for spec in listed]
         have = [t.name for t in actual]
         if want != have:
