@@ -166,3 +166,71 @@ def test_mismatched_model_with_unlisted_outputs_never_reaches_from_frame(tmp_pat
     bare = type(entry)(**{**entry.__dict__, "outputs": ()})
     with pytest.raises(ModelError, match="lists no outputs"):
         check_io(bare, sess.inputs, sess.outputs)
+
+
+# --------------------------------------------------------------------------------------
+# 6. the embedded description must agree with the manifest on inputs and outputs
+#    (3. and be usable: inputs a list of specs, a normalisation of numbers)
+# --------------------------------------------------------------------------------------
+
+def _face_desc(**io_changes) -> dict:
+    desc = _description("image_to_face-int8.onnx")
+    for key, fn in io_changes.items():
+        desc[key] = fn(json.loads(json.dumps(desc[key])))
+    return desc
+
+
+def _with_input(**fields):
+    return lambda specs: [dict(specs[0], **fields)] + specs[1:]
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"inputs": _with_input(normalisation={"mean": [0, 0, 0], "std": [1, 1, 1], "scale": 1.0})},
+     "input 'crop' normalisation"),
+])
+def test_embedded_inputs_outputs_must_agree_with_the_manifest(tmp_path, change, says):
+    """The review's p11: embedded normalisation mean 0 / std 1 while the
+    manifest says 0.5 loaded, and the runtime used the embedded values."""
+    folder = _folder(tmp_path, keep=(FACE,))
+    _install(folder, _face_model(desc=_face_desc(**change)))
+    msg = _load_error(folder)
+    assert "image_to_face-int8.onnx: embedded description" in msg and says in msg
+
+
+@pytest.mark.parametrize("value", ["x", None, [5], [{"shape": [1]}], {"name": "crop"}])
+def test_embedded_inputs_that_are_not_a_list_of_specs_are_a_model_error(tmp_path, value):
+    folder = _folder(tmp_path, keep=(FACE,))
+    desc = _description("image_to_face-int8.onnx")
+    if value is None:
+        del desc["inputs"]
+    else:
+        desc["inputs"] = value
+    _install(folder, _face_model(desc=desc))
+    assert "embedded description field inputs" in _load_error(folder)
+
+
+@pytest.mark.parametrize("norm, says", [
+    ({"mean": "abc"}, "mean 'abc'"), ({"std": [0.5, 0, 0.5]}, "has a zero"), ({"std": [1, 1]}, "std [1, 1]"),
+    ({"scale": -1}, "scale -1"), ({"scale": True}, "scale True"), ({"colour_order": "GRB"}, "colour_order"),
+    ("abc", "not an object"), ({"mean": 10 ** 400}, "mean 1000"),
+])
+def test_unusable_normalisation_is_a_model_error(tmp_path, norm, says):
+    """Manifest and embedded description agree, but on nothing usable."""
+    folder = _folder(tmp_path, keep=(FACE,))
+    new = norm if not isinstance(norm, dict) else dict(
+        _description("image_to_face-int8.onnx")["inputs"][0]["normalisation"], **norm)
+    _install(folder, _face_model(desc=_face_desc(inputs=_with_input(normalisation=new))))
+    _edit(folder, lambda m: m[FACE]["inputs"][0].update(normalisation=new))
+    msg = _load_error(folder)
+    assert "input 'crop' normalisation" in msg and says in msg
+
+
+def test_session_preprocess_refuses_an_unusable_description():
+    """A Session made straight from a file (no manifest) reads its own description."""
+    from avatarizer.runtime.tensors import _input_spec
+
+    with pytest.raises(ModelError, match="field inputs"):
+        _input_spec({"name": "m", "inputs": "x"}, "crop")
+    with pytest.raises(ModelError, match="normalisation: mean"):
+        _input_spec({"name": "m", "inputs": [{"name": "crop", "normalisation": {"mean": "abc"}}]}, "crop")
+    assert _input_spec({"inputs": [{"name": "crop"}]}, "crop") == {"name": "crop"}

@@ -30,9 +30,11 @@ written by ``avatarizer_export``.
 
 :meth:`Manifest.load` checks every listed file *before* any session is made:
 it exists, has the listed size and sha256, is what its format says (an ONNX
-protobuf or an ``AVZENG1`` engine), and its embedded description agrees with
-the manifest on name, precision and parameter-schema version, and that schema
-version is the installed :data:`avatarizer.schema.VERSION`. Anything wrong is
+protobuf or an ``AVZENG1`` engine, with no weights in side files), and its
+embedded description agrees with the manifest on name, precision, format,
+role, parameter-schema version and the normalisation of each input (a
+usable one: numbers), and that schema version is the installed
+:data:`avatarizer.schema.VERSION`. Anything wrong is
 one :class:`~avatarizer.errors.ModelError` that names each file and what is
 wrong with it.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from pathlib import Path
@@ -219,6 +220,34 @@ def _parse_description(text: str | bytes) -> dict:
     if not isinstance(meta, dict):
         raise ValueError("embedded description is not a JSON object")
     return meta
+
+
+def _real(v: Any) -> bool:
+    """A finite real number that float32 holds (bools and huge integers are not)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e30 and math.isfinite(v)
+
+
+def normalisation_problem(norm: Any) -> str | None:
+    """What is wrong with a description's ``normalisation`` (see
+    :func:`normalise_images`), or None when it is usable: ``scale`` a positive
+    real number, ``mean``/``std`` a real number or three (``std`` non-zero),
+    ``colour_order`` ``"RGB"`` or ``"BGR"``."""
+    if not isinstance(norm, Mapping):
+        return f"{norm!r:.80} is not an object"
+    if "scale" in norm and not (_real(norm["scale"]) and norm["scale"] > 0):
+        return f"scale {norm['scale']!r:.80} is not a positive number"
+    for key in ("mean", "std"):
+        if key not in norm:
+            continue
+        v = norm[key]
+        values = v if isinstance(v, list) else [v]
+        if not (len(values) == (3 if isinstance(v, list) else 1) and all(_real(x) for x in values)):
+            return f"{key} {v!r:.80} is not a number or a list of 3 numbers"
+        if key == "std" and any(x == 0 for x in values):
+            return f"std {v!r:.80} has a zero"
+    if norm.get("colour_order", "RGB") not in ("RGB", "BGR"):
+        return f"colour_order {norm.get('colour_order')!r:.80} is not 'RGB' or 'BGR'"
+    return None
 
 
 def pack_engine(description: Mapping[str, Any], engine: bytes | memoryview) -> bytes:

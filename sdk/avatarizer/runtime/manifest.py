@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import ModelError
-from .files import _kind, external_data_refusal, onnx_external_data_file, read_description, sha256_file
+from .files import (_kind, external_data_refusal, normalisation_problem, onnx_external_data_file, read_description,
+                    sha256_file)
 
 #: Folder of the shipped models (``sdk/avatarizer/models``).
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "models"
@@ -80,7 +81,8 @@ class Manifest:
 
         ``folder`` defaults to the package's ``models`` folder. With ``verify``
         (the default) each file's existence, size, sha256, file format and
-        embedded description (name, precision, schema version) are checked;
+        embedded description (name, precision, format, role, schema version,
+        inputs' normalisation) are checked;
         ``verify=False`` checks only that the files exist (for tools that
         repair a folder). Raises :class:`ModelError` naming every bad file.
         """
@@ -203,6 +205,26 @@ def _require_io(file: str, name: str, inputs: tuple, outputs: tuple) -> None:
                                       f"model's {key}: [{{\"name\", \"shape\", ...}}])")
 
 
+def _compare_io(file: str, key: str, listed: tuple, embedded: Any) -> None:
+    """The embedded description's ``inputs``/``outputs`` against the manifest's:
+    a list of named specs, the same normalisation for every input both name
+    (the runtime normalises crops with the embedded one), and a usable one."""
+    if not isinstance(embedded, list) or not all(
+            isinstance(spec, dict) and isinstance(spec.get("name"), str) for spec in embedded):
+        raise _EntryProblem(file, f"embedded description field {key} is {embedded!r:.80}, not a list of "
+                                  "{\"name\", \"shape\", ...} objects")
+    own = {spec["name"]: spec for spec in embedded}
+    for spec in listed:
+        if spec["name"] in own and spec.get("normalisation") != own[spec["name"]].get("normalisation"):
+            raise _EntryProblem(file, f"embedded description says {key[:-1]} {spec['name']!r} normalisation "
+                                      f"{own[spec['name']].get('normalisation')!r:.120}, the manifest says "
+                                      f"{spec.get('normalisation')!r:.120}")
+        norm = spec.get("normalisation")
+        problem = normalisation_problem(norm) if norm is not None else None
+        if problem:
+            raise _EntryProblem(file, f"{key[:-1]} {spec['name']!r} normalisation: {problem}")
+
+
 def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: bool) -> ModelEntry:
     label = raw.get("file", f"<entry {name}>") if isinstance(raw, dict) else f"<entry {name}>"
     label = label if isinstance(label, str) else f"<entry {name}>"
@@ -280,6 +302,8 @@ def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: 
                 raise _EntryProblem(file, f"embedded metadata says {key} {description.get(key)!r:.80}, "
                                           f"the manifest says {want!r:.80}")
         _require_io(file, name, inputs, outputs)
+        _compare_io(file, "inputs", inputs, description.get("inputs"))
+        _compare_io(file, "outputs", outputs, description.get("outputs"))
         if description.get("schema_version") != schema_version:
             raise _EntryProblem(file, f"exported for parameter schema "
                                       f"{description.get('schema_version')!r}; this SDK has schema "

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ModelError
+from .files import normalisation_problem
 
 _ORT_DTYPES = {
     "tensor(float)": np.dtype(np.float32),
@@ -93,10 +94,20 @@ def check_io(entry, inputs: Sequence["_TensorInfo"], outputs: Sequence["_TensorI
 
 
 def _input_spec(description: Mapping[str, Any], name: str) -> dict:
-    for spec in description.get("inputs", ()):
-        if spec.get("name") == name:
-            return spec
+    specs = description.get("inputs", ())
+    if not isinstance(specs, (list, tuple)):
+        raise ModelError(f"model {description.get('name')!r}: embedded description field inputs is "
+                         f"{specs!r:.80}, not a list of {{\"name\", ...}} objects")
+    for spec in specs:
+        if isinstance(spec, Mapping) and spec.get("name") == name:
+            norm = spec.get("normalisation")
+            problem = normalisation_problem(norm) if norm is not None else None
+            if problem:
+                raise ModelError(f"model {description.get('name')!r}: embedded description field "
+                                 f"inputs[{name!r}].normalisation: {problem}")
+            return dict(spec)
     raise ValueError(f"model has no described input {name!r}")
+
 
 
 def normalise_images(images: np.ndarray, norm: Mapping[str, Any]) -> np.ndarray:
