@@ -234,3 +234,54 @@ def test_session_preprocess_refuses_an_unusable_description():
     with pytest.raises(ModelError, match="normalisation: mean"):
         _input_spec({"name": "m", "inputs": [{"name": "crop", "normalisation": {"mean": "abc"}}]}, "crop")
     assert _input_spec({"inputs": [{"name": "crop"}]}, "crop") == {"name": "crop"}
+
+
+# --------------------------------------------------------------------------------------
+# 3. odd values in an attribute model's embedded description are ModelError naming the field
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, field", [
+    ({"decision_thresholds": "abc"}, "decision_thresholds"),
+    ({"decision_thresholds": {"beard": "high"}}, "decision_thresholds['beard']"),
+    ({"draw_thresholds": {"glasses": 2.0}}, "draw_thresholds['glasses']"),
+    ({"draw_thresholds": {"glasses": float("nan")}}, "draw_thresholds['glasses']"),
+    ({"decision_thresholds": {"male": True}}, "decision_thresholds['male']"),
+    ({"hair_colour_priors": {"black": 1}}, "hair_colour_priors"),
+    ({"hair_colour_priors": [0.2] * 5}, "hair_colour_priors"),
+    ({"hair_colour_priors": dict.fromkeys(("black", "brown", "blond", "red", "gray"), -1)},
+     "hair_colour_priors['black']"),
+])
+def test_odd_thresholds_and_priors_are_a_model_error(change, field):
+    from avatarizer.hair import model_thresholds
+
+    desc = dict(_description("attributes-int8.onnx"), **change)
+    with pytest.raises(ModelError, match=f"embedded description field {field}".replace("[", r"\[")
+                       .replace("]", r"\]")):
+        model_thresholds(desc)
+
+
+def test_shipped_thresholds_are_unchanged():
+    from avatarizer.hair import FLAGS, HAIR_COLOURS, model_thresholds
+
+    desc = _description("attributes-int8.onnx")
+    dec, draw = model_thresholds(desc)
+    assert dec == {**{k: float(desc["decision_thresholds"].get(k, 0.5)) for k in FLAGS},
+                   "hair_colour_priors": [float(desc["hair_colour_priors"][c]) for c in HAIR_COLOURS]}
+    assert draw == {k: float(desc["draw_thresholds"].get(k, 0.5)) for k in FLAGS}
+    assert model_thresholds(None) == ({k: 0.5 for k in FLAGS}, {k: 0.5 for k in FLAGS})
+
+
+def test_odd_priors_refuse_the_avatarizer_not_its_first_frame(tmp_path):
+    """The review's p5: a partial hair_colour_priors was a KeyError while
+    building the Avatarizer; now a ModelError naming the field."""
+    from avatarizer import Avatarizer
+
+    folder = _folder(tmp_path)
+    m = onnx.load(str(MODELS / "attributes-int8.onnx"))
+    desc = dict(_description("attributes-int8.onnx"), hair_colour_priors={"black": 1})
+    for p in m.metadata_props:
+        if p.key == "avatarizer":
+            p.value = json.dumps(desc)
+    _install(folder, m, ATTR)
+    with pytest.raises(ModelError, match="hair_colour_priors"):
+        Avatarizer(models_dir=folder, device="cpu", estimator="model", precision="int8")
