@@ -285,3 +285,57 @@ def test_odd_priors_refuse_the_avatarizer_not_its_first_frame(tmp_path):
     _install(folder, m, ATTR)
     with pytest.raises(ModelError, match="hair_colour_priors"):
         Avatarizer(models_dir=folder, device="cpu", estimator="model", precision="int8")
+
+
+# --------------------------------------------------------------------------------------
+# 4. the newest attribute model is chosen by numeric version
+# --------------------------------------------------------------------------------------
+
+def _two_attribute_entries(tmp_path, v_old, v_new, precision_new="int8"):
+    folder = _folder(tmp_path, keep=(ATTR,))
+
+    def add(models):
+        models[ATTR]["version"] = v_old
+        other = dict(models[ATTR], version=v_new)
+        shutil.copy(folder / models[ATTR]["file"], folder / "attributes-b.onnx")
+        other["file"] = "attributes-b.onnx"
+        models["attributes-b"] = other
+
+    _edit(folder, add)
+    # the copy's embedded name must match its manifest name
+    m = onnx.load(str(folder / "attributes-b.onnx"))
+    for p in m.metadata_props:
+        if p.key == "avatarizer":
+            p.value = json.dumps(dict(json.loads(p.value), name="attributes-b"))
+    _install(folder, m, "attributes-b")
+    return Manifest.load(folder)
+
+
+@pytest.mark.parametrize("old, new", [("2.3.2", "10.0.0"), ("2.3.2", 10), (2, "2.3.2"), (None, "0.1"),
+                                      ("9.9.9", "10")])
+def test_newest_attribute_model_by_numeric_version(tmp_path, old, new):
+    from avatarizer.pipeline.config import attributes_entry
+
+    assert attributes_entry(_two_attribute_entries(tmp_path, old, new)).name == "attributes-b"
+
+
+@pytest.mark.parametrize("bad", ["abc", "2.3.2-rc1", 2.5, True, "", "1..2", -1, "٣"])
+def test_a_version_that_is_not_one_is_a_model_error(tmp_path, bad):
+    from avatarizer.pipeline.config import attributes_entry
+
+    with pytest.raises(ModelError, match="is not a version"):
+        attributes_entry(_two_attribute_entries(tmp_path, "2.3.2", bad))
+
+
+def test_equal_versions_prefer_int8():
+    from types import SimpleNamespace
+
+    from avatarizer.pipeline.config import attributes_entry, model_version
+
+    def e(name, version, precision):
+        return SimpleNamespace(name=name, role="attributes", kind="onnx", precision=precision, path=Path(name),
+                               raw={"version": version})
+
+    man = SimpleNamespace(models={"a": e("a", "2.0", "fp32"), "b": e("b", 2, "int8")})
+    assert model_version(man.models["a"]) == model_version(man.models["b"]) == (2,)
+    assert attributes_entry(man).name == "b"
