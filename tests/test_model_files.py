@@ -339,3 +339,29 @@ def test_equal_versions_prefer_int8():
     man = SimpleNamespace(models={"a": e("a", "2.0", "fp32"), "b": e("b", 2, "int8")})
     assert model_version(man.models["a"]) == model_version(man.models["b"]) == (2,)
     assert attributes_entry(man).name == "b"
+
+
+# --------------------------------------------------------------------------------------
+# 5. a face model that returns NaN or infinity is a ModelError, never a ValueError
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_face_model_output_is_a_model_error(tmp_path, bad):
+    """The review's p4: NaN from the model was a LinAlgError (a ValueError,
+    the documented type for bad input) in the hybrid estimator, which the
+    eval tool counted as "no face"."""
+    from avatarizer import Avatarizer
+    from avatarizer.imageio import load_image
+
+    folder = _folder(tmp_path, keep=(FACE,))
+    W = np.zeros((3, 483), np.float32)
+    W[:, 5] = bad
+    _install(folder, _face_model(W))
+    photo = load_image(sorted(Path("/work/shared/data/faces/ffhq128").glob("*.jpg"))[0]) \
+        if Path("/work/shared/data/faces/ffhq128").is_dir() else pytest.importorskip("skimage.data").astronaut()
+    for estimator in ("hybrid", "model"):
+        with Avatarizer(models_dir=folder, device="cpu", estimator=estimator, precision="int8", max_faces=1) as a:
+            with pytest.raises(ModelError, match="non-finite") as info:
+                a.from_frame(photo)
+            assert not isinstance(info.value, ValueError)
+            assert FACE in str(info.value)
