@@ -365,3 +365,28 @@ def test_non_finite_face_model_output_is_a_model_error(tmp_path, bad):
                 a.from_frame(photo)
             assert not isinstance(info.value, ValueError)
             assert FACE in str(info.value)
+
+
+# --------------------------------------------------------------------------------------
+# 7. a manifest Python cannot parse (an integer over 4300 digits) is a ModelError
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["size", "other"])
+def test_manifest_with_a_huge_integer_is_a_model_error(tmp_path, where):
+    folder = _folder(tmp_path, keep=(FACE,))
+    text = (folder / "manifest.json").read_text()
+    huge = "9" * 5000
+    text = text.replace('"size": ', f'"size": {huge}, "was": ', 1) if where == "size" \
+        else text.replace('{"models"', f'{{"x": {huge}, "models"', 1)
+    (folder / "manifest.json").write_text(text)
+    assert "unreadable manifest" in _load_error(folder)
+
+
+def test_embedded_description_with_a_huge_integer_is_a_model_error(tmp_path):
+    folder = _folder(tmp_path, keep=(FACE,))
+    m = _face_model()
+    for p in m.metadata_props:
+        if p.key == "avatarizer":
+            p.value = p.value[:-1] + ', "x": ' + "9" * 5000 + "}"
+    _install(folder, m)
+    assert "image_to_face-int8.onnx" in _load_error(folder)

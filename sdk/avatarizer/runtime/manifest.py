@@ -102,7 +102,7 @@ class Manifest:
                 raise ModelError(f"{manifest_path}: {manifest_path.stat().st_size} bytes; a manifest is "
                                  f"at most {_MAX_MANIFEST}")
             doc = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # also UTF-8, JSON, and integers over Python's 4300 digits
             raise ModelError(f"{manifest_path}: unreadable manifest: {exc}") from None
         except RecursionError:
             raise ModelError(f"{manifest_path}: unreadable manifest: JSON nested too deeply") from None
