@@ -390,3 +390,21 @@ def test_embedded_description_with_a_huge_integer_is_a_model_error(tmp_path):
             p.value = p.value[:-1] + ', "x": ' + "9" * 5000 + "}"
     _install(folder, m)
     assert "image_to_face-int8.onnx" in _load_error(folder)
+
+
+# --------------------------------------------------------------------------------------
+# 8. session options of the wrong type are a ValueError (bad options), not a TypeError
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option", ["intra_op_num_threads", "inter_op_num_threads"])
+@pytest.mark.parametrize("value", ["2", 2.0, None, True, -1, 2 ** 31, [1]])
+def test_thread_counts_of_the_wrong_type_are_a_value_error(option, value):
+    manifest = Manifest.load()
+    with pytest.raises(ValueError, match=f"{option} must be an integer"):
+        manifest.session(FACE, device="cpu", **{option: value})
+
+
+def test_thread_counts_accept_numpy_integers():
+    sess = Manifest.load().session(FACE, device="cpu", intra_op_num_threads=np.int64(2),
+                                   inter_op_num_threads=np.uint8(1))
+    assert sess.intra_op_num_threads == 2 and type(sess.intra_op_num_threads) is int

@@ -3,6 +3,7 @@ resolved once from a device, inputs checked before ONNX Runtime sees them."""
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -100,6 +101,14 @@ def _provider_entries(providers: Sequence[Any]) -> tuple[list[str], list[dict]]:
     return names, options
 
 
+def _thread_count(name: str, n: Any) -> int:
+    """A thread-count option as an int; ``ValueError`` (the SDK's type for bad
+    options) for anything but an integer from 0 (ONNX Runtime chooses) to 2**31 - 1."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= 2 ** 31 - 1:
+        raise ValueError(f"{name} must be an integer >= 0 (0 lets ONNX Runtime choose), not {n!r:.40}")
+    return int(n)
+
+
 class Session:
     """One ONNX Runtime model, ready to run.
 
@@ -136,8 +145,8 @@ class Session:
                 description = {}
         self.description = dict(description)
         self.name = name or self.description.get("name") or self.path.stem
-        if intra_op_num_threads < 0 or inter_op_num_threads < 0:
-            raise ValueError("thread counts must be >= 0 (0 lets ONNX Runtime choose)")
+        intra_op_num_threads = _thread_count("intra_op_num_threads", intra_op_num_threads)
+        inter_op_num_threads = _thread_count("inter_op_num_threads", inter_op_num_threads)
         self.device = device
         requested = list(providers) if providers is not None else resolve_providers(device)
         names, options = _provider_entries(requested)
