@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -408,3 +407,110 @@ def test_thread_counts_accept_numpy_integers():
     sess = Manifest.load().session(FACE, device="cpu", intra_op_num_threads=np.int64(2),
                                    inter_op_num_threads=np.uint8(1))
     assert sess.intra_op_num_threads == 2 and type(sess.intra_op_num_threads) is int
+
+
+# --------------------------------------------------------------------------------------
+# 9. TensorRT engine sessions are checked against the manifest's inputs/outputs too
+#    (no GPU here: a stub tensorrt module and buffer library stand in)
+# --------------------------------------------------------------------------------------
+
+class _StubTrt:
+    """The parts of the tensorrt module TensorRTSession's constructor uses; the
+    engine declares ``io``: [(name, shape, is_input)], float32."""
+    __version__ = "10.0-stub"
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            pass
+
+    class TensorIOMode:
+        INPUT, OUTPUT = "INPUT", "OUTPUT"
+
+    class DataType:
+        FLOAT = "DataType.FLOAT"
+
+    def __init__(self, io):
+        stub = self
+
+        class Engine:
+            num_io_tensors = len(io)
+
+            def get_tensor_name(self, i):
+                return io[i][0]
+
+            def get_tensor_shape(self, name):
+                return next(shape for n, shape, _ in io if n == name)
+
+            def get_tensor_dtype(self, name):
+                return stub.DataType.FLOAT
+
+            def get_tensor_mode(self, name):
+                inp = next(i for n, _, i in io if n == name)
+                return stub.TensorIOMode.INPUT if inp else stub.TensorIOMode.OUTPUT
+
+            def get_tensor_profile_shape(self, name, profile):
+                shape = list(self.get_tensor_shape(name))
+                return [1 if d < 0 else d for d in shape], shape, [16 if d < 0 else d for d in shape]
+
+            def create_execution_context(self):
+                return object()
+
+        class Runtime:
+            def __init__(self, logger):
+                pass
+
+            def deserialize_cuda_engine(self, data):
+                return Engine()
+
+        self.Runtime = Runtime
+
+    @staticmethod
+    def nptype(dtype):
+        return np.float32
+
+
+def _engine_folder(tmp_path: Path) -> tuple[Path, str]:
+    from avatarizer.runtime import pack_engine
+
+    folder = _folder(tmp_path, keep=(FACE,))
+    name = "image_to_face-engine-fp16"
+    desc = dict(_description("image_to_face-int8.onnx"), name=name, precision="fp16", format="engine-fp16")
+    data = pack_engine(desc, b"stub engine bytes")
+    (folder / "x-fp16.engine").write_bytes(data)
+
+    def add(models):
+        models[name] = dict(models[FACE], file="x-fp16.engine", precision="fp16", format="engine-fp16",
+                            sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+    _edit(folder, add)
+    return folder, name
+
+
+@pytest.mark.parametrize("io, ok", [
+    ([("crop", (-1, 3, 96, 96), True), ("face", (-1, 483), False)], True),
+    ([("crop", (-1, 3, 128, 128), True), ("face", (-1, 483), False)], False),
+    ([("image", (-1, 3, 96, 96), True), ("face", (-1, 483), False)], False),
+    ([("crop", (-1, 3, 96, 96), True), ("face", (-1, 482), False)], False),
+    ([("crop", (-1, 3, 96, 96), True), ("face", (-1, 483), False), ("extra", (-1, 1), False)], False),
+])
+def test_engine_sessions_are_checked_against_the_manifest(tmp_path, monkeypatch, io, ok):
+    from types import SimpleNamespace
+
+    from avatarizer.runtime import tensorrt as RT
+
+    folder, name = _engine_folder(tmp_path)
+    monkeypatch.setattr(RT, "require_tensorrt", lambda *a, **k: _StubTrt(io))
+    monkeypatch.setattr(RT, "cuda_buffer_library", lambda *a, **k: SimpleNamespace(library="stub"))
+    manifest = Manifest.load(folder)
+    if ok:
+        sess = manifest.session(name)
+        assert sess.input_names == ["crop"] and sess.output_names == ["face"]
+    else:
+        with pytest.raises(ModelError, match="x-fp16.engine"):
+            manifest.session(name)
+        from avatarizer.pipeline.face import ModelFaceEstimator
+
+        with pytest.raises(ModelError, match="x-fp16.engine"):  # backend="tensorrt" opens engines here
+            ModelFaceEstimator._open(manifest[name], None)

@@ -237,7 +237,7 @@ class ModelFaceEstimator(FaceEstimator):
         if entry.kind == "engine":
             from ..runtime.tensorrt import TensorRTSession
 
-            return TensorRTSession(entry.path, name=entry.name, expected=entry.description, sha256=entry.sha256)
+            return TensorRTSession.from_entry(entry)
         from ..runtime import Session
 
         return Session.from_entry(entry, device=options.device, providers=options.providers or None)

@@ -164,13 +164,13 @@ class Manifest:
         role in ``precision`` order). ONNX files give an ONNX Runtime :class:`Session`
         (``options``: device, providers, intra_op_num_threads, ...); engine entries a
         :class:`avatarizer.runtime.TensorRTSession` (``options``: device_id,
-        cuda_library), whose header must match the manifest."""
+        cuda_library), whose header must match the manifest. Either way the
+        model's inputs and outputs must be the ones the manifest lists."""
         entry = self.models.get(name_or_role) or self.find(name_or_role, precision)
         if entry.kind == "engine":
             from .tensorrt import TensorRTSession  # lazy: tensorrt only where engines are used
 
-            return TensorRTSession(entry.path, name=entry.name, expected=entry.description,
-                                   sha256=entry.sha256, **options)
+            return TensorRTSession.from_entry(entry, **options)
         from .onnx import Session
 
         return Session.from_entry(entry, **options)
