@@ -514,3 +514,47 @@ def test_engine_sessions_are_checked_against_the_manifest(tmp_path, monkeypatch,
 
         with pytest.raises(ModelError, match="x-fp16.engine"):  # backend="tensorrt" opens engines here
             ModelFaceEstimator._open(manifest[name], None)
+
+
+# --------------------------------------------------------------------------------------
+# 6 (continued). names, shapes and dtypes of the embedded description: checked when the
+# session is made, so that manifest, description and model all agree
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, says", [
+    ({"inputs": _with_input(shape=["batch", 3, 128, 128])}, "input 'crop' shape"),
+    ({"inputs": _with_input(dtype="float16")}, "input 'crop' dtype"),
+    ({"inputs": _with_input(name="image")}, "lists inputs ['image']"),
+    ({"outputs": lambda specs: specs + [dict(specs[0], name="extra")]}, "lists outputs ['face', 'extra']"),
+    ({"outputs": lambda specs: [dict(specs[0], shape=["batch", 482])]}, "output 'face' shape"),
+])
+def test_embedded_names_shapes_dtypes_must_agree_with_the_manifest(tmp_path, change, says):
+    """The review's p11 also changed the embedded shape (128 against the manifest's 96)."""
+    from avatarizer import Avatarizer
+
+    folder = _folder(tmp_path, keep=(FACE,))
+    _install(folder, _face_model(desc=_face_desc(**change)))
+    entry = Manifest.load(folder)[FACE]
+    with pytest.raises(ModelError, match="image_to_face-int8.onnx: the embedded description") as info:
+        Session.from_entry(entry, device="cpu")
+    assert says in str(info.value)
+    with pytest.raises(ModelError, match="embedded description"):
+        Avatarizer(models_dir=folder, device="cpu", estimator="model", precision="int8")
+
+
+def test_engine_description_is_checked_too(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from avatarizer.runtime import pack_engine
+    from avatarizer.runtime import tensorrt as RT
+
+    folder, name = _engine_folder(tmp_path)
+    desc = _face_desc(outputs=lambda specs: [dict(specs[0], shape=["batch", 482])])
+    data = pack_engine(dict(desc, name=name, precision="fp16", format="engine-fp16"), b"stub engine bytes")
+    (folder / "x-fp16.engine").write_bytes(data)
+    _edit(folder, lambda m: m[name].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
+    io = [("crop", (-1, 3, 96, 96), True), ("face", (-1, 483), False)]
+    monkeypatch.setattr(RT, "require_tensorrt", lambda *a, **k: _StubTrt(io))
+    monkeypatch.setattr(RT, "cuda_buffer_library", lambda *a, **k: SimpleNamespace(library="stub"))
+    with pytest.raises(ModelError, match="output 'face' shape"):
+        Manifest.load(folder).session(name)

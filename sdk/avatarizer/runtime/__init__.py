@@ -38,6 +38,10 @@ usable one: numbers), and that schema version is the installed
 one :class:`~avatarizer.errors.ModelError` that names each file and what is
 wrong with it.
 
+A session made from a manifest entry (ONNX or engine) also checks that the
+model's inputs and outputs, and those of its embedded description, are the
+ones the manifest lists (names, order, shapes, dtypes).
+
 :class:`Session` wraps one ONNX Runtime ``InferenceSession`` (the rembg
 pattern): execution providers are resolved once from a ``device`` option,
 visible as :attr:`Session.providers` and overridable with ``providers=``;

@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import ModelError
 from .files import (external_data_refusal, onnx_external_data, read_description, read_onnx_description,
                     read_verified_bytes)
-from .tensors import _ORT_DTYPES, _TensorInfo, _input_spec, check_feed, check_io, normalise_images
+from .tensors import (_ORT_DTYPES, _TensorInfo, _input_spec, check_description_io, check_feed, check_io,
+                      normalise_images)
 
 log = logging.getLogger("avatarizer.models")
 
@@ -199,10 +200,11 @@ class Session:
         once, hashed again and handed to ONNX Runtime from memory (a file
         swapped after :meth:`Manifest.load` is refused with
         :class:`ModelError`); the model's inputs and outputs must be the ones
-        the manifest lists."""
+        the manifest lists, and so must its embedded description's."""
         data = read_verified_bytes(entry.path, entry.sha256)
         sess = cls(entry.path, name=entry.name, description=entry.description, model_bytes=data, **options)
         check_io(entry, sess.inputs, sess.outputs)
+        check_description_io(entry)
         return sess
 
     @property

@@ -93,6 +93,29 @@ def check_io(entry, inputs: Sequence["_TensorInfo"], outputs: Sequence["_TensorI
                                  f"model, the manifest says {dtype}")
 
 
+def check_description_io(entry) -> None:
+    """Compares the ``inputs``/``outputs`` of the entry's embedded description
+    with the manifest's (names, order, shapes, dtypes); :class:`ModelError` on
+    any difference. Run with :func:`check_io` when a session is made, so that
+    manifest, embedded description and model all agree (:meth:`Manifest.load`
+    already compared the normalisation)."""
+    description = entry.description or {}
+    for key, listed in (("inputs", entry.inputs), ("outputs", entry.outputs)):
+        own = description.get(key)
+        if not isinstance(own, (list, tuple)) or not all(isinstance(s, Mapping) for s in own):
+            raise ModelError(f"{entry.path}: embedded description field {key} is {own!r:.80}, not a list of "
+                             "{\"name\", \"shape\", ...} objects")
+        want, have = [spec.get("name") for spec in listed], [spec.get("name") for spec in own]
+        if want != have:
+            raise ModelError(f"{entry.path}: the embedded description lists {key} {have!r:.120}, the "
+                             f"manifest says {want!r:.120}")
+        for spec, mine in zip(listed, own):
+            for field in ("shape", "dtype"):
+                if spec.get(field) != mine.get(field):
+                    raise ModelError(f"{entry.path}: the embedded description says {key[:-1]} {spec['name']!r} "
+                                     f"{field} {mine.get(field)!r:.80}, the manifest says {spec.get(field)!r:.80}")
+
+
 def _input_spec(description: Mapping[str, Any], name: str) -> dict:
     specs = description.get("inputs", ())
     if not isinstance(specs, (list, tuple)):
