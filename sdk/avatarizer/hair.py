@@ -227,13 +227,35 @@ def lower_face_observed(valid, landmarks) -> bool:
 def model_thresholds(description: Mapping | None) -> tuple[dict, dict]:
     """``(decision, draw)`` thresholds from an attribute model's embedded
     description (``decision_thresholds``, ``draw_thresholds``; 0.5 for
-    any flag a model does not name)."""
+    any flag a model does not name). :class:`ModelError` naming the field
+    when one is not what it should be: thresholds an object of numbers in
+    [0, 1], ``hair_colour_priors`` an object with a number >= 0 for every
+    colour of :data:`HAIR_COLOURS`."""
+    from .errors import ModelError
+
     d = dict(description or {})
-    dec = {k: float((d.get("decision_thresholds") or {}).get(k, DEFAULT_THRESHOLD)) for k in FLAGS}
-    draw = {k: float((d.get("draw_thresholds") or {}).get(k, DEFAULT_THRESHOLD)) for k in FLAGS}
+    where = f"attribute model {d.get('name')!r}: embedded description field"
+
+    def number(field: str, key: str, v, lo: float, hi: float) -> float:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
+        if not ok:
+            raise ModelError(f"{where} {field}[{key!r}] is {v!r:.80}, not a number in [{lo:g}, {hi:g}]")
+        return float(v)
+
+    out = []
+    for field in ("decision_thresholds", "draw_thresholds"):
+        given = d.get(field) or {}
+        if not isinstance(given, Mapping):
+            raise ModelError(f"{where} {field} is {given!r:.80}, not an object {{flag: threshold}}")
+        out.append({k: number(field, k, given.get(k, DEFAULT_THRESHOLD), 0.0, 1.0) for k in FLAGS})
+    dec, draw = out
     priors = d.get("hair_colour_priors")
     if priors is not None:
-        dec["hair_colour_priors"] = [float(priors[c]) for c in HAIR_COLOURS]
+        if not isinstance(priors, Mapping) or any(c not in priors for c in HAIR_COLOURS):
+            raise ModelError(f"{where} hair_colour_priors is {priors!r:.80}, not an object with a prior "
+                             f"for each of {list(HAIR_COLOURS)}")
+        dec["hair_colour_priors"] = [number("hair_colour_priors", c, priors[c], 0.0, float("inf"))
+                                     for c in HAIR_COLOURS]
     return dec, draw
 
 

@@ -88,12 +88,33 @@ def face_entries(manifest, role: str, backend: str, precision: str, device: str)
     return tuple(manifest.find(r, prefs, kind=kind) for r in chain)
 
 
+def model_version(entry) -> tuple:
+    """A manifest entry's ``version`` as numbers for comparing: ``"2.3.2"`` →
+    ``(2, 3, 2)``, ``10`` → ``(10,)`` (trailing zeros dropped: ``"2.0"`` equals
+    ``2``); no version → ``()``, older than any. :class:`ModelError` naming the
+    entry for anything else (``"2.3.2-rc1"``, ``"abc"``, ``2.5``, ``true``)."""
+    v = entry.raw.get("version")
+    if v is None:
+        parts: list = []
+    elif isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        parts = [v]
+    elif isinstance(v, str) and v and len(v) <= 64 and all(p.isascii() and p.isdigit() for p in v.split(".")):
+        parts = [int(p) for p in v.split(".")]
+    else:
+        raise ModelError(f"{entry.path}: manifest version {v!r:.80} of {entry.name!r} is not a version "
+                         "(dotted non-negative integers, such as \"2.3.2\")")
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
 def attributes_entry(manifest):
-    """The attribute regressor's ONNX entry (the newest; int8 first among equals), or None."""
+    """The attribute regressor's ONNX entry (the newest by :func:`model_version`;
+    int8 first among equals), or None."""
     entries = [e for e in manifest.models.values() if e.role == "attributes" and e.kind == "onnx"]
     if not entries:
         return None
-    entries.sort(key=lambda e: (e.raw.get("version") or "", e.precision == "int8"), reverse=True)
+    entries.sort(key=lambda e: (model_version(e), e.precision == "int8"), reverse=True)
     return entries[0]
 
 

@@ -237,7 +237,7 @@ class ModelFaceEstimator(FaceEstimator):
         if entry.kind == "engine":
             from ..runtime.tensorrt import TensorRTSession
 
-            return TensorRTSession(entry.path, name=entry.name, expected=entry.description, sha256=entry.sha256)
+            return TensorRTSession.from_entry(entry)
         from ..runtime import Session
 
         return Session.from_entry(entry, device=options.device, providers=options.providers or None)
@@ -253,6 +253,18 @@ class ModelFaceEstimator(FaceEstimator):
             return np.concatenate([p[key] for p in parts])
         return sess.run({name: x})[_output_name(sess)]
 
+    def _finite(self, i: int, y) -> np.ndarray:
+        """``y``, a network's output; :class:`ModelError` when it holds NaN or
+        infinity (a broken model file: no face estimate is made from it, and
+        it is not bad input, so never a ``ValueError``)."""
+        y = np.asarray(y)
+        if not np.isfinite(y).all():
+            bad = int(np.size(y) - np.isfinite(y).sum())
+            raise ModelError(f"model {self.entries[i].name!r} ({self.entries[i].path}) returned {bad} "
+                             f"non-finite value(s) (NaN or infinity) of {np.size(y)}: the model file is "
+                             "broken (re-export it)")
+        return y
+
     def estimate(self, faces, state: FrameState) -> np.ndarray:
         if not faces:
             return np.zeros((0, FACE_DIM), np.float32)
@@ -261,10 +273,10 @@ class ModelFaceEstimator(FaceEstimator):
         with state.timer("encode"):
             crops = resize_aa(np.stack([f.aligned.crop(SOURCE_CROP) for f in faces]), self.crop_size)
             x = normalise_images(crops, self.normalisation)
-            y = self._run(self.sessions[0], x)
+            y = self._finite(0, self._run(self.sessions[0], x))
         with state.timer("map_decode"):
             if len(self.sessions) > 1:
-                y = self._run(self.sessions[1], np.asarray(y, np.float32))
+                y = self._finite(1, self._run(self.sessions[1], np.asarray(y, np.float32)))
             y = np.asarray(y, np.float32).reshape(len(faces), -1)
             if y.shape[1] != FACE_DIM:
                 raise ModelError(f"model {self.entries[-1].name!r} returned {y.shape[1]} values per face; "

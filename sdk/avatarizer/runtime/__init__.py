@@ -30,11 +30,17 @@ written by ``avatarizer_export``.
 
 :meth:`Manifest.load` checks every listed file *before* any session is made:
 it exists, has the listed size and sha256, is what its format says (an ONNX
-protobuf or an ``AVZENG1`` engine), and its embedded description agrees with
-the manifest on name, precision and parameter-schema version, and that schema
-version is the installed :data:`avatarizer.schema.VERSION`. Anything wrong is
+protobuf or an ``AVZENG1`` engine, with no weights in side files), and its
+embedded description agrees with the manifest on name, precision, format,
+role, parameter-schema version and the normalisation of each input (a
+usable one: numbers), and that schema version is the installed
+:data:`avatarizer.schema.VERSION`. Anything wrong is
 one :class:`~avatarizer.errors.ModelError` that names each file and what is
 wrong with it.
+
+A session made from a manifest entry (ONNX or engine) also checks that the
+model's inputs and outputs, and those of its embedded description, are the
+ones the manifest lists (names, order, shapes, dtypes).
 
 :class:`Session` wraps one ONNX Runtime ``InferenceSession`` (the rembg
 pattern): execution providers are resolved once from a ``device`` option,
@@ -54,7 +60,7 @@ torch, no onnx): it is the runtime side.
 """
 from __future__ import annotations
 
-from .files import (ENGINE_MAGIC, METADATA_FORMAT, METADATA_KEY, onnx_metadata_props, pack_engine,
+from .files import (ENGINE_MAGIC, METADATA_FORMAT, METADATA_KEY, onnx_external_data, onnx_metadata_props, pack_engine,
                     read_description, read_engine_header, read_onnx_description, read_verified_bytes,
                     sha256_file)
 from .manifest import DEFAULT_FOLDER, MANIFEST_NAME, PRECISIONS, ROLES, Manifest, ModelEntry, Role
@@ -75,6 +81,6 @@ def __getattr__(name: str):
 
 __all__ = ["AUTO_ORDER", "DEFAULT_FOLDER", "DEVICES", "ENGINE_MAGIC", "MANIFEST_NAME", "METADATA_FORMAT",
            "METADATA_KEY", "PRECISIONS", "ROLES", "TRT_CACHE_DIR", "Manifest", "ModelEntry", "Role", "Session",
-           "available_providers", "check_feed", "check_io", "normalise_images", "onnx_metadata_props",
+           "available_providers", "check_feed", "check_io", "normalise_images", "onnx_external_data", "onnx_metadata_props",
            "pack_engine", "read_description", "read_engine_header", "read_onnx_description",
            "read_verified_bytes", "resolve_providers", "sha256_file", *_TENSORRT]

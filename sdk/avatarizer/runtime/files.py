@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from pathlib import Path
@@ -109,6 +110,93 @@ def onnx_metadata_props(data: bytes | memoryview) -> dict[str, str]:
     return props
 
 
+# Which fields of which ONNX message hold messages that can hold tensors
+# (onnx.proto): every TensorProto of a model is reached through these, also in
+# subgraphs (If/Loop/Scan attributes), functions and training graphs.
+_ONNX_CHILDREN = {
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "training": {1: "graph", 2: "graph"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "function": {7: "node", 11: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+}
+_TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION, _EXTERNAL = 8, 13, 14, 1
+
+
+def onnx_external_data(data: bytes | memoryview) -> list[str]:
+    """The tensors of a serialized ONNX model whose data is stored outside it
+    (ONNX "external data": ``data_location = EXTERNAL`` or ``external_data``
+    entries), as ``"'name' in 'location'"``; empty for a self-contained model.
+
+    Walks every graph, subgraph (node attributes), function and training
+    graph without onnx and without recursion (constant stack for any
+    nesting). Raises ``ValueError`` when ``data`` is not a well-formed
+    protobuf along the way; only inside ``training_info`` (which inference
+    never reads) is a part this reader cannot parse skipped.
+    """
+    found: list[str] = []
+    stack: list[tuple[str, memoryview, bool]] = [("model", memoryview(data), True)]
+    while stack:
+        kind, buf, strict = stack.pop()
+        try:
+            if kind == "tensor":
+                name, location, external = "?", "?", False
+                for number, wire, value in _fields(buf):
+                    if number == _TENSOR_NAME and wire == 2:
+                        name = bytes(value).decode("utf-8", "replace")
+                    elif number == _TENSOR_EXTERNAL_DATA and wire == 2:
+                        external = True
+                        key = val = ""
+                        for n2, w2, v2 in _fields(value):
+                            if w2 == 2 and n2 in (1, 2):
+                                text = bytes(v2).decode("utf-8", "replace")
+                                key, val = (text, val) if n2 == 1 else (key, text)
+                        if key == "location":
+                            location = val
+                    elif number == _TENSOR_DATA_LOCATION and wire == 0 and value == _EXTERNAL:
+                        external = True
+                if external:
+                    found.append(f"{name!r} in {location!r}")
+                continue
+            children = _ONNX_CHILDREN[kind]
+            for number, wire, value in _fields(buf):
+                child = children.get(number)
+                if child is not None and wire == 2:
+                    stack.append((child, value, strict and child != "training"))
+        except _NotProtobuf as exc:
+            if strict:
+                raise ValueError(f"not an ONNX model (not a valid protobuf: {exc})") from None
+    return found
+
+
+def external_data_refusal(external: list[str]) -> str:
+    """Why a model with external data (see :func:`onnx_external_data`) is refused."""
+    more = f" and {len(external) - 3} more" if len(external) > 3 else ""
+    return (f"stores weights outside the file (ONNX external data: tensor {', '.join(external[:3])}{more}); "
+            "refused: a session is made only from the bytes the manifest verified, and ONNX Runtime "
+            "would read those side files unverified (from the current directory). Re-export with the "
+            "weights inside the .onnx file")
+
+
+def onnx_external_data_file(path: str | os.PathLike) -> list[str]:
+    """:func:`onnx_external_data` of a file, memory-mapped (not read into memory)."""
+    import mmap
+
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return onnx_external_data(b"")
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        return onnx_external_data(mm)
+    finally:
+        try:
+            mm.close()
+        except BufferError:  # a view still alive somewhere: the garbage collector closes it
+            pass
+
+
 def read_onnx_description(data: bytes | memoryview) -> dict:
     """The avatarizer JSON description embedded in a serialized ONNX model.
 
@@ -132,6 +220,34 @@ def _parse_description(text: str | bytes) -> dict:
     if not isinstance(meta, dict):
         raise ValueError("embedded description is not a JSON object")
     return meta
+
+
+def _real(v: Any) -> bool:
+    """A finite real number that float32 holds (bools and huge integers are not)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e30 and math.isfinite(v)
+
+
+def normalisation_problem(norm: Any) -> str | None:
+    """What is wrong with a description's ``normalisation`` (see
+    :func:`normalise_images`), or None when it is usable: ``scale`` a positive
+    real number, ``mean``/``std`` a real number or three (``std`` non-zero),
+    ``colour_order`` ``"RGB"`` or ``"BGR"``."""
+    if not isinstance(norm, Mapping):
+        return f"{norm!r:.80} is not an object"
+    if "scale" in norm and not (_real(norm["scale"]) and norm["scale"] > 0):
+        return f"scale {norm['scale']!r:.80} is not a positive number"
+    for key in ("mean", "std"):
+        if key not in norm:
+            continue
+        v = norm[key]
+        values = v if isinstance(v, list) else [v]
+        if not (len(values) == (3 if isinstance(v, list) else 1) and all(_real(x) for x in values)):
+            return f"{key} {v!r:.80} is not a number or a list of 3 numbers"
+        if key == "std" and any(x == 0 for x in values):
+            return f"std {v!r:.80} has a zero"
+    if norm.get("colour_order", "RGB") not in ("RGB", "BGR"):
+        return f"colour_order {norm.get('colour_order')!r:.80} is not 'RGB' or 'BGR'"
+    return None
 
 
 def pack_engine(description: Mapping[str, Any], engine: bytes | memoryview) -> bytes:

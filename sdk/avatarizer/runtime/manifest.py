@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import ModelError
-from .files import _kind, read_description, sha256_file
+from .files import (_kind, external_data_refusal, normalisation_problem, onnx_external_data_file, read_description,
+                    sha256_file)
 
 #: Folder of the shipped models (``sdk/avatarizer/models``).
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "models"
@@ -80,7 +81,8 @@ class Manifest:
 
         ``folder`` defaults to the package's ``models`` folder. With ``verify``
         (the default) each file's existence, size, sha256, file format and
-        embedded description (name, precision, schema version) are checked;
+        embedded description (name, precision, format, role, schema version,
+        inputs' normalisation) are checked;
         ``verify=False`` checks only that the files exist (for tools that
         repair a folder). Raises :class:`ModelError` naming every bad file.
         """
@@ -100,7 +102,7 @@ class Manifest:
                 raise ModelError(f"{manifest_path}: {manifest_path.stat().st_size} bytes; a manifest is "
                                  f"at most {_MAX_MANIFEST}")
             doc = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # also UTF-8, JSON, and integers over Python's 4300 digits
             raise ModelError(f"{manifest_path}: unreadable manifest: {exc}") from None
         except RecursionError:
             raise ModelError(f"{manifest_path}: unreadable manifest: JSON nested too deeply") from None
@@ -162,13 +164,13 @@ class Manifest:
         role in ``precision`` order). ONNX files give an ONNX Runtime :class:`Session`
         (``options``: device, providers, intra_op_num_threads, ...); engine entries a
         :class:`avatarizer.runtime.TensorRTSession` (``options``: device_id,
-        cuda_library), whose header must match the manifest."""
+        cuda_library), whose header must match the manifest. Either way the
+        model's inputs and outputs must be the ones the manifest lists."""
         entry = self.models.get(name_or_role) or self.find(name_or_role, precision)
         if entry.kind == "engine":
             from .tensorrt import TensorRTSession  # lazy: tensorrt only where engines are used
 
-            return TensorRTSession(entry.path, name=entry.name, expected=entry.description,
-                                   sha256=entry.sha256, **options)
+            return TensorRTSession.from_entry(entry, **options)
         from .onnx import Session
 
         return Session.from_entry(entry, **options)
@@ -193,6 +195,34 @@ def _tensor_specs(file: str, raw: dict, key: str) -> tuple:
                 for d in shape)):
             raise _EntryProblem(file, f"manifest {key} {spec['name']!r} has a bad shape {shape!r:.80}")
     return tuple(specs)
+
+
+def _require_io(file: str, name: str, inputs: tuple, outputs: tuple) -> None:
+    """DESIGN: an entry lists its model's inputs and outputs (sessions are checked against them)."""
+    for key, specs in (("inputs", inputs), ("outputs", outputs)):
+        if not specs:
+            raise _EntryProblem(file, f"manifest entry {name!r} lists no {key} (each entry names its "
+                                      f"model's {key}: [{{\"name\", \"shape\", ...}}])")
+
+
+def _compare_io(file: str, key: str, listed: tuple, embedded: Any) -> None:
+    """The embedded description's ``inputs``/``outputs`` against the manifest's:
+    a list of named specs, the same normalisation for every input both name
+    (the runtime normalises crops with the embedded one), and a usable one."""
+    if not isinstance(embedded, list) or not all(
+            isinstance(spec, dict) and isinstance(spec.get("name"), str) for spec in embedded):
+        raise _EntryProblem(file, f"embedded description field {key} is {embedded!r:.80}, not a list of "
+                                  "{\"name\", \"shape\", ...} objects")
+    own = {spec["name"]: spec for spec in embedded}
+    for spec in listed:
+        if spec["name"] in own and spec.get("normalisation") != own[spec["name"]].get("normalisation"):
+            raise _EntryProblem(file, f"embedded description says {key[:-1]} {spec['name']!r} normalisation "
+                                      f"{own[spec['name']].get('normalisation')!r:.120}, the manifest says "
+                                      f"{spec.get('normalisation')!r:.120}")
+        norm = spec.get("normalisation")
+        problem = normalisation_problem(norm) if norm is not None else None
+        if problem:
+            raise _EntryProblem(file, f"{key[:-1]} {spec['name']!r} normalisation: {problem}")
 
 
 def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: bool) -> ModelEntry:
@@ -252,6 +282,15 @@ def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: 
             raise _EntryProblem(file, f"cannot be read: {exc}") from None
         except ValueError as exc:
             raise _EntryProblem(file, str(exc)) from None
+        if kind == "onnx":
+            try:
+                external = onnx_external_data_file(path)
+            except OSError as exc:
+                raise _EntryProblem(file, f"cannot be read: {exc}") from None
+            except ValueError as exc:
+                raise _EntryProblem(file, str(exc)) from None
+            if external:
+                raise _EntryProblem(file, external_data_refusal(external))
         checks = [("name", name), ("precision", precision),
                   ("schema_version", raw.get("schema_version", schema_version))]
         if fmt is not None:
@@ -262,10 +301,15 @@ def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: 
             if description.get(key) != want:
                 raise _EntryProblem(file, f"embedded metadata says {key} {description.get(key)!r:.80}, "
                                           f"the manifest says {want!r:.80}")
+        _require_io(file, name, inputs, outputs)
+        _compare_io(file, "inputs", inputs, description.get("inputs"))
+        _compare_io(file, "outputs", outputs, description.get("outputs"))
         if description.get("schema_version") != schema_version:
             raise _EntryProblem(file, f"exported for parameter schema "
                                       f"{description.get('schema_version')!r}; this SDK has schema "
                                       f"{schema_version!r} (re-export the model)")
+    if not verify:
+        _require_io(file, name, inputs, outputs)  # also without verify: sessions are checked against them
     return ModelEntry(name=name, path=path, file=file, sha256=sha.lower(), size=size,
                       precision=precision, format=fmt or f"{_kind(file, None)}-{precision}",
                       role=role, inputs=inputs, outputs=outputs, description=description, raw=dict(raw))

@@ -3,6 +3,7 @@ resolved once from a device, inputs checked before ONNX Runtime sees them."""
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -10,8 +11,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ModelError
-from .files import read_description, read_onnx_description, read_verified_bytes
-from .tensors import _ORT_DTYPES, _TensorInfo, _input_spec, check_feed, check_io, normalise_images
+from .files import (external_data_refusal, onnx_external_data, read_description, read_onnx_description,
+                    read_verified_bytes)
+from .tensors import (_ORT_DTYPES, _TensorInfo, _input_spec, check_description_io, check_feed, check_io,
+                      normalise_images)
 
 log = logging.getLogger("avatarizer.models")
 
@@ -99,6 +102,14 @@ def _provider_entries(providers: Sequence[Any]) -> tuple[list[str], list[dict]]:
     return names, options
 
 
+def _thread_count(name: str, n: Any) -> int:
+    """A thread-count option as an int; ``ValueError`` (the SDK's type for bad
+    options) for anything but an integer from 0 (ONNX Runtime chooses) to 2**31 - 1."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= 2 ** 31 - 1:
+        raise ValueError(f"{name} must be an integer >= 0 (0 lets ONNX Runtime choose), not {n!r:.40}")
+    return int(n)
+
+
 class Session:
     """One ONNX Runtime model, ready to run.
 
@@ -135,8 +146,8 @@ class Session:
                 description = {}
         self.description = dict(description)
         self.name = name or self.description.get("name") or self.path.stem
-        if intra_op_num_threads < 0 or inter_op_num_threads < 0:
-            raise ValueError("thread counts must be >= 0 (0 lets ONNX Runtime choose)")
+        intra_op_num_threads = _thread_count("intra_op_num_threads", intra_op_num_threads)
+        inter_op_num_threads = _thread_count("inter_op_num_threads", inter_op_num_threads)
         self.device = device
         requested = list(providers) if providers is not None else resolve_providers(device)
         names, options = _provider_entries(requested)
@@ -153,6 +164,14 @@ class Session:
             raise ValueError(f"optimization must be one of {sorted(levels)}, not {optimization!r}")
         opts.graph_optimization_level = levels[optimization]
         self.intra_op_num_threads = intra_op_num_threads
+        if model_bytes is not None:
+            # from memory ONNX Runtime would look for external data beside the current directory
+            try:
+                external = onnx_external_data(model_bytes)
+            except ValueError as exc:
+                raise ModelError(f"{self.path}: {exc}") from None
+            if external:
+                raise ModelError(f"{self.path}: model {self.name!r} {external_data_refusal(external)}")
         try:
             source = model_bytes if model_bytes is not None else str(self.path)
             self._sess = ort.InferenceSession(source, sess_options=opts, providers=names,
@@ -181,10 +200,11 @@ class Session:
         once, hashed again and handed to ONNX Runtime from memory (a file
         swapped after :meth:`Manifest.load` is refused with
         :class:`ModelError`); the model's inputs and outputs must be the ones
-        the manifest lists."""
+        the manifest lists, and so must its embedded description's."""
         data = read_verified_bytes(entry.path, entry.sha256)
         sess = cls(entry.path, name=entry.name, description=entry.description, model_bytes=data, **options)
         check_io(entry, sess.inputs, sess.outputs)
+        check_description_io(entry)
         return sess
 
     @property

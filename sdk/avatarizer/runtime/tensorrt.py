@@ -49,7 +49,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .files import ENGINE_MAGIC, read_engine_header, read_verified_bytes
-from .tensors import _TensorInfo, check_feed
+from .tensors import _TensorInfo, check_description_io, check_feed, check_io
 
 __all__ = ["TensorRTSession", "cuda_status", "gpu_info", "tensorrt_status", "cuda_buffer_library", "ENGINE_MAGIC"]
 
@@ -416,6 +416,17 @@ class TensorRTSession:
         self.providers = [f"TensorRT {trt.__version__} ({self.cuda_library} buffers)"]
         self._buffers: dict[str, tuple[Any, int]] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_entry(cls, entry, **options: Any) -> "TensorRTSession":
+        """A session on exactly the bytes the manifest verified (see
+        :meth:`avatarizer.runtime.Session.from_entry`): the header must match
+        the entry's description, and the engine's inputs and outputs (and the
+        description's) the ones the manifest lists (:class:`ModelError` otherwise)."""
+        sess = cls(entry.path, name=entry.name, expected=entry.description, sha256=entry.sha256, **options)
+        check_io(entry, sess.inputs, sess.outputs)
+        check_description_io(entry)
+        return sess
 
     @property
     def precision(self) -> str | None:

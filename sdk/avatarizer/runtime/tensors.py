@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ModelError
+from .files import normalisation_problem
 
 _ORT_DTYPES = {
     "tensor(float)": np.dtype(np.float32),
@@ -67,11 +68,12 @@ def check_feed(model: str, expected: Sequence[_TensorInfo], inputs: Mapping[str,
 def check_io(entry, inputs: Sequence["_TensorInfo"], outputs: Sequence["_TensorInfo"]) -> None:
     """Compares the manifest's ``inputs``/``outputs`` (names, order, shapes,
     dtypes) with what the loaded model declares; :class:`ModelError` on any
-    difference. A fixed dimension must match exactly; a named one (``"batch"``)
-    must be dynamic in the model."""
+    difference, and when the manifest lists none. A fixed dimension must
+    match exactly; a named one (``"batch"``) must be dynamic in the model."""
     for key, listed, actual in (("inputs", entry.inputs, inputs), ("outputs", entry.outputs, outputs)):
         if not listed:
-            continue
+            raise ModelError(f"{entry.path}: the manifest lists no {key} for model {entry.name!r}; "
+                             f"the model has {[t.name for t in actual]}")
         want = [spec["name"] for spec in listed]
         have = [t.name for t in actual]
         if want != have:
@@ -91,11 +93,44 @@ def check_io(entry, inputs: Sequence["_TensorInfo"], outputs: Sequence["_TensorI
                                  f"model, the manifest says {dtype}")
 
 
+def check_description_io(entry) -> None:
+    """Compares the ``inputs``/``outputs`` of the entry's embedded description
+    with the manifest's (names, order, shapes, dtypes); :class:`ModelError` on
+    any difference. Run with :func:`check_io` when a session is made, so that
+    manifest, embedded description and model all agree (:meth:`Manifest.load`
+    already compared the normalisation)."""
+    description = entry.description or {}
+    for key, listed in (("inputs", entry.inputs), ("outputs", entry.outputs)):
+        own = description.get(key)
+        if not isinstance(own, (list, tuple)) or not all(isinstance(s, Mapping) for s in own):
+            raise ModelError(f"{entry.path}: embedded description field {key} is {own!r:.80}, not a list of "
+                             "{\"name\", \"shape\", ...} objects")
+        want, have = [spec.get("name") for spec in listed], [spec.get("name") for spec in own]
+        if want != have:
+            raise ModelError(f"{entry.path}: the embedded description lists {key} {have!r:.120}, the "
+                             f"manifest says {want!r:.120}")
+        for spec, mine in zip(listed, own):
+            for field in ("shape", "dtype"):
+                if spec.get(field) != mine.get(field):
+                    raise ModelError(f"{entry.path}: the embedded description says {key[:-1]} {spec['name']!r} "
+                                     f"{field} {mine.get(field)!r:.80}, the manifest says {spec.get(field)!r:.80}")
+
+
 def _input_spec(description: Mapping[str, Any], name: str) -> dict:
-    for spec in description.get("inputs", ()):
-        if spec.get("name") == name:
-            return spec
+    specs = description.get("inputs", ())
+    if not isinstance(specs, (list, tuple)):
+        raise ModelError(f"model {description.get('name')!r}: embedded description field inputs is "
+                         f"{specs!r:.80}, not a list of {{\"name\", ...}} objects")
+    for spec in specs:
+        if isinstance(spec, Mapping) and spec.get("name") == name:
+            norm = spec.get("normalisation")
+            problem = normalisation_problem(norm) if norm is not None else None
+            if problem:
+                raise ModelError(f"model {description.get('name')!r}: embedded description field "
+                                 f"inputs[{name!r}].normalisation: {problem}")
+            return dict(spec)
     raise ValueError(f"model has no described input {name!r}")
+
 
 
 def normalise_images(images: np.ndarray, norm: Mapping[str, Any]) -> np.ndarray:

@@ -1,0 +1,560 @@
+"""Model-file handling found wanting by a review: what the runtime accepts
+from a models folder (manifest entries, embedded descriptions, the ONNX
+files themselves) and what it refuses with ModelError. Every test copies the
+shipped models folder to tmp_path and swaps in tiny ONNX models built with
+onnx.helper."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto as TP  # noqa: E402
+from onnx import helper as oh  # noqa: E402
+from onnx import numpy_helper as nh  # noqa: E402
+
+from avatarizer.errors import ModelError  # noqa: E402
+from avatarizer.runtime import Manifest, Session  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "sdk" / "avatarizer" / "models"
+FACE = "image_to_face-onnx-int8"
+ATTR = "attributes-onnx-int8"
+
+pytestmark = pytest.mark.skipif(not (MODELS / "manifest.json").exists(), reason="shipped models not installed")
+
+
+def _description(file: str) -> dict:
+    from avatarizer.runtime import read_description
+
+    return read_description(MODELS / file)
+
+
+def _folder(tmp_path: Path, keep=(FACE, ATTR)) -> Path:
+    """A copy of the shipped models folder listing only ``keep``."""
+    folder = tmp_path / "models"
+    shutil.copytree(MODELS, folder)
+    man = json.loads((folder / "manifest.json").read_text())
+    man["models"] = {k: v for k, v in man["models"].items() if k in keep}
+    (folder / "manifest.json").write_text(json.dumps(man))
+    return folder
+
+
+def _edit(folder: Path, fn) -> None:
+    path = folder / "manifest.json"
+    man = json.loads(path.read_text())
+    fn(man["models"])
+    path.write_text(json.dumps(man))
+
+
+def _face_model(W=None, *, desc=None, in_name="crop", out_name="face", size=96, initializers=None,
+                nodes=None) -> onnx.ModelProto:
+    """A tiny image_to_face stand-in: the crop's channel means times W (3×483)."""
+    W = np.zeros((3, 483), np.float32) if W is None else np.asarray(W, np.float32)
+    g = oh.make_graph(
+        nodes or [oh.make_node("ReduceMean", [in_name], ["m"], axes=[2, 3], keepdims=0),
+                  oh.make_node("MatMul", ["m", "W"], [out_name])],
+        "g", [oh.make_tensor_value_info(in_name, TP.FLOAT, ["batch", 3, size, size])],
+        [oh.make_tensor_value_info(out_name, TP.FLOAT, ["batch", 483])],
+        initializers if initializers is not None else [nh.from_array(W, "W")])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    oh.set_model_props(m, {"avatarizer": json.dumps(desc or _description("image_to_face-int8.onnx"))})
+    return m
+
+
+def _install(folder: Path, model, name: str = FACE, **entry_changes) -> bytes:
+    """Writes ``model`` (ModelProto or bytes) as the file of entry ``name`` and
+    lists its size and sha256 in the manifest."""
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    man = json.loads((folder / "manifest.json").read_text())
+    entry = man["models"][name]
+    (folder / entry["file"]).write_bytes(data)
+    entry.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    entry.update(entry_changes)
+    (folder / "manifest.json").write_text(json.dumps(man))
+    return data
+
+
+def _load_error(folder: Path) -> str:
+    with pytest.raises(ModelError) as info:
+        Manifest.load(folder)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------------------
+# 1. ONNX external data: weights in a side file are never hashed, so they are refused
+# --------------------------------------------------------------------------------------
+
+def _external(tensor, location: str, length: int):
+    tensor.ClearField("raw_data")
+    tensor.data_location = TP.EXTERNAL
+    tensor.external_data.add(key="location", value=location)
+    tensor.external_data.add(key="length", value=str(length))
+    return tensor
+
+
+def test_external_data_initializer_is_refused(tmp_path, monkeypatch):
+    folder = _folder(tmp_path, keep=(FACE,))
+    W = _external(nh.from_array(np.zeros((3, 483), np.float32), "W"), "w.bin", 3 * 483 * 4)
+    data = _install(folder, _face_model(initializers=[W]))
+    np.zeros((3, 483), np.float32).tofile(folder / "w.bin")
+    msg = _load_error(folder)
+    assert "image_to_face-int8.onnx" in msg and "external data" in msg and "'W' in 'w.bin'" in msg
+    # a side file in the current directory is never used either: a session from these bytes is refused
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    np.full((3, 483), 7, np.float32).tofile(elsewhere / "w.bin")
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ModelError, match="external data"):
+        Session(folder / "image_to_face-int8.onnx", device="cpu", model_bytes=data)
+
+
+def test_external_data_in_a_subgraph_or_constant_is_refused(tmp_path):
+    """Tensors hide in node attributes (Constant) and in subgraphs (If branches)."""
+    folder = _folder(tmp_path, keep=(FACE,))
+    t = _external(nh.from_array(np.zeros((3, 483), np.float32), "Wc"), "sub/c.bin", 3 * 483 * 4)
+    then_g = oh.make_graph([oh.make_node("Constant", [], ["Wt"], value=t)], "then", [],
+                           [oh.make_tensor_value_info("Wt", TP.FLOAT, [3, 483])])
+    else_g = oh.make_graph([oh.make_node("Constant", [], ["We"], value=nh.from_array(
+        np.zeros((3, 483), np.float32), "We0"))], "else", [], [oh.make_tensor_value_info("We", TP.FLOAT, [3, 483])])
+    nodes = [oh.make_node("ReduceMean", ["crop"], ["m"], axes=[2, 3], keepdims=0),
+             oh.make_node("If", ["cond"], ["W"], then_branch=then_g, else_branch=else_g),
+             oh.make_node("MatMul", ["m", "W"], ["face"])]
+    cond = nh.from_array(np.array(True), "cond")
+    _install(folder, _face_model(nodes=nodes, initializers=[cond]))
+    msg = _load_error(folder)
+    assert "external data" in msg and "'Wc' in 'sub/c.bin'" in msg
+
+
+def test_self_contained_models_are_not_flagged():
+    from avatarizer.runtime import onnx_external_data
+
+    for file in ("image_to_face-int8.onnx", "image_to_face-fp16.onnx", "attributes-int8.onnx"):
+        assert onnx_external_data((MODELS / file).read_bytes()) == []
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        onnx_external_data(b"\x3a\xff\xff\xff\x0f")
+
+
+# --------------------------------------------------------------------------------------
+# 2. a manifest entry must list its inputs and outputs
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["inputs", "outputs"])
+@pytest.mark.parametrize("how", ["missing", "empty"])
+def test_entry_without_inputs_or_outputs_is_refused(tmp_path, key, how):
+    folder = _folder(tmp_path)
+    _edit(folder, lambda m: m[ATTR].pop(key) if how == "missing" else m[ATTR].update({key: []}))
+    msg = _load_error(folder)
+    assert "attributes-int8.onnx" in msg and f"lists no {key}" in msg
+
+
+def test_mismatched_model_with_unlisted_outputs_never_reaches_from_frame(tmp_path):
+    """The review's case: an attribute model with one output and a manifest
+    entry without outputs crashed in from_frame (KeyError 'glasses')."""
+    from avatarizer.runtime import check_io
+
+    folder = _folder(tmp_path)
+    entry = Manifest.load(folder)[ATTR]
+    sess = Session.from_entry(entry, device="cpu")
+    bare = type(entry)(**{**entry.__dict__, "outputs": ()})
+    with pytest.raises(ModelError, match="lists no outputs"):
+        check_io(bare, sess.inputs, sess.outputs)
+
+
+# --------------------------------------------------------------------------------------
+# 6. the embedded description must agree with the manifest on inputs and outputs
+#    (3. and be usable: inputs a list of specs, a normalisation of numbers)
+# --------------------------------------------------------------------------------------
+
+def _face_desc(**io_changes) -> dict:
+    desc = _description("image_to_face-int8.onnx")
+    for key, fn in io_changes.items():
+        desc[key] = fn(json.loads(json.dumps(desc[key])))
+    return desc
+
+
+def _with_input(**fields):
+    return lambda specs: [dict(specs[0], **fields)] + specs[1:]
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"inputs": _with_input(normalisation={"mean": [0, 0, 0], "std": [1, 1, 1], "scale": 1.0})},
+     "input 'crop' normalisation"),
+])
+def test_embedded_inputs_outputs_must_agree_with_the_manifest(tmp_path, change, says):
+    """The review's p11: embedded normalisation mean 0 / std 1 while the
+    manifest says 0.5 loaded, and the runtime used the embedded values."""
+    folder = _folder(tmp_path, keep=(FACE,))
+    _install(folder, _face_model(desc=_face_desc(**change)))
+    msg = _load_error(folder)
+    assert "image_to_face-int8.onnx: embedded description" in msg and says in msg
+
+
+@pytest.mark.parametrize("value", ["x", None, [5], [{"shape": [1]}], {"name": "crop"}])
+def test_embedded_inputs_that_are_not_a_list_of_specs_are_a_model_error(tmp_path, value):
+    folder = _folder(tmp_path, keep=(FACE,))
+    desc = _description("image_to_face-int8.onnx")
+    if value is None:
+        del desc["inputs"]
+    else:
+        desc["inputs"] = value
+    _install(folder, _face_model(desc=desc))
+    assert "embedded description field inputs" in _load_error(folder)
+
+
+@pytest.mark.parametrize("norm, says", [
+    ({"mean": "abc"}, "mean 'abc'"), ({"std": [0.5, 0, 0.5]}, "has a zero"), ({"std": [1, 1]}, "std [1, 1]"),
+    ({"scale": -1}, "scale -1"), ({"scale": True}, "scale True"), ({"colour_order": "GRB"}, "colour_order"),
+    ("abc", "not an object"), ({"mean": 10 ** 400}, "mean 1000"),
+])
+def test_unusable_normalisation_is_a_model_error(tmp_path, norm, says):
+    """Manifest and embedded description agree, but on nothing usable."""
+    folder = _folder(tmp_path, keep=(FACE,))
+    new = norm if not isinstance(norm, dict) else dict(
+        _description("image_to_face-int8.onnx")["inputs"][0]["normalisation"], **norm)
+    _install(folder, _face_model(desc=_face_desc(inputs=_with_input(normalisation=new))))
+    _edit(folder, lambda m: m[FACE]["inputs"][0].update(normalisation=new))
+    msg = _load_error(folder)
+    assert "input 'crop' normalisation" in msg and says in msg
+
+
+def test_session_preprocess_refuses_an_unusable_description():
+    """A Session made straight from a file (no manifest) reads its own description."""
+    from avatarizer.runtime.tensors import _input_spec
+
+    with pytest.raises(ModelError, match="field inputs"):
+        _input_spec({"name": "m", "inputs": "x"}, "crop")
+    with pytest.raises(ModelError, match="normalisation: mean"):
+        _input_spec({"name": "m", "inputs": [{"name": "crop", "normalisation": {"mean": "abc"}}]}, "crop")
+    assert _input_spec({"inputs": [{"name": "crop"}]}, "crop") == {"name": "crop"}
+
+
+# --------------------------------------------------------------------------------------
+# 3. odd values in an attribute model's embedded description are ModelError naming the field
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, field", [
+    ({"decision_thresholds": "abc"}, "decision_thresholds"),
+    ({"decision_thresholds": {"beard": "high"}}, "decision_thresholds['beard']"),
+    ({"draw_thresholds": {"glasses": 2.0}}, "draw_thresholds['glasses']"),
+    ({"draw_thresholds": {"glasses": float("nan")}}, "draw_thresholds['glasses']"),
+    ({"decision_thresholds": {"male": True}}, "decision_thresholds['male']"),
+    ({"hair_colour_priors": {"black": 1}}, "hair_colour_priors"),
+    ({"hair_colour_priors": [0.2] * 5}, "hair_colour_priors"),
+    ({"hair_colour_priors": dict.fromkeys(("black", "brown", "blond", "red", "gray"), -1)},
+     "hair_colour_priors['black']"),
+])
+def test_odd_thresholds_and_priors_are_a_model_error(change, field):
+    from avatarizer.hair import model_thresholds
+
+    desc = dict(_description("attributes-int8.onnx"), **change)
+    with pytest.raises(ModelError, match=f"embedded description field {field}".replace("[", r"\[")
+                       .replace("]", r"\]")):
+        model_thresholds(desc)
+
+
+def test_shipped_thresholds_are_unchanged():
+    from avatarizer.hair import FLAGS, HAIR_COLOURS, model_thresholds
+
+    desc = _description("attributes-int8.onnx")
+    dec, draw = model_thresholds(desc)
+    assert dec == {**{k: float(desc["decision_thresholds"].get(k, 0.5)) for k in FLAGS},
+                   "hair_colour_priors": [float(desc["hair_colour_priors"][c]) for c in HAIR_COLOURS]}
+    assert draw == {k: float(desc["draw_thresholds"].get(k, 0.5)) for k in FLAGS}
+    assert model_thresholds(None) == ({k: 0.5 for k in FLAGS}, {k: 0.5 for k in FLAGS})
+
+
+def test_odd_priors_refuse_the_avatarizer_not_its_first_frame(tmp_path):
+    """The review's p5: a partial hair_colour_priors was a KeyError while
+    building the Avatarizer; now a ModelError naming the field."""
+    from avatarizer import Avatarizer
+
+    folder = _folder(tmp_path)
+    m = onnx.load(str(MODELS / "attributes-int8.onnx"))
+    desc = dict(_description("attributes-int8.onnx"), hair_colour_priors={"black": 1})
+    for p in m.metadata_props:
+        if p.key == "avatarizer":
+            p.value = json.dumps(desc)
+    _install(folder, m, ATTR)
+    with pytest.raises(ModelError, match="hair_colour_priors"):
+        Avatarizer(models_dir=folder, device="cpu", estimator="model", precision="int8")
+
+
+# --------------------------------------------------------------------------------------
+# 4. the newest attribute model is chosen by numeric version
+# --------------------------------------------------------------------------------------
+
+def _two_attribute_entries(tmp_path, v_old, v_new, precision_new="int8"):
+    folder = _folder(tmp_path, keep=(ATTR,))
+
+    def add(models):
+        models[ATTR]["version"] = v_old
+        other = dict(models[ATTR], version=v_new)
+        shutil.copy(folder / models[ATTR]["file"], folder / "attributes-b.onnx")
+        other["file"] = "attributes-b.onnx"
+        models["attributes-b"] = other
+
+    _edit(folder, add)
+    # the copy's embedded name must match its manifest name
+    m = onnx.load(str(folder / "attributes-b.onnx"))
+    for p in m.metadata_props:
+        if p.key == "avatarizer":
+            p.value = json.dumps(dict(json.loads(p.value), name="attributes-b"))
+    _install(folder, m, "attributes-b")
+    return Manifest.load(folder)
+
+
+@pytest.mark.parametrize("old, new", [("2.3.2", "10.0.0"), ("2.3.2", 10), (2, "2.3.2"), (None, "0.1"),
+                                      ("9.9.9", "10")])
+def test_newest_attribute_model_by_numeric_version(tmp_path, old, new):
+    from avatarizer.pipeline.config import attributes_entry
+
+    assert attributes_entry(_two_attribute_entries(tmp_path, old, new)).name == "attributes-b"
+
+
+@pytest.mark.parametrize("bad", ["abc", "2.3.2-rc1", 2.5, True, "", "1..2", -1, "٣"])
+def test_a_version_that_is_not_one_is_a_model_error(tmp_path, bad):
+    from avatarizer.pipeline.config import attributes_entry
+
+    with pytest.raises(ModelError, match="is not a version"):
+        attributes_entry(_two_attribute_entries(tmp_path, "2.3.2", bad))
+
+
+def test_equal_versions_prefer_int8():
+    from types import SimpleNamespace
+
+    from avatarizer.pipeline.config import attributes_entry, model_version
+
+    def e(name, version, precision):
+        return SimpleNamespace(name=name, role="attributes", kind="onnx", precision=precision, path=Path(name),
+                               raw={"version": version})
+
+    man = SimpleNamespace(models={"a": e("a", "2.0", "fp32"), "b": e("b", 2, "int8")})
+    assert model_version(man.models["a"]) == model_version(man.models["b"]) == (2,)
+    assert attributes_entry(man).name == "b"
+
+
+# --------------------------------------------------------------------------------------
+# 5. a face model that returns NaN or infinity is a ModelError, never a ValueError
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_face_model_output_is_a_model_error(tmp_path, bad):
+    """The review's p4: NaN from the model was a LinAlgError (a ValueError,
+    the documented type for bad input) in the hybrid estimator, which the
+    eval tool counted as "no face"."""
+    from avatarizer import Avatarizer
+    from avatarizer.imageio import load_image
+
+    folder = _folder(tmp_path, keep=(FACE,))
+    W = np.zeros((3, 483), np.float32)
+    W[:, 5] = bad
+    _install(folder, _face_model(W))
+    photo = load_image(sorted(Path("/work/shared/data/faces/ffhq128").glob("*.jpg"))[0]) \
+        if Path("/work/shared/data/faces/ffhq128").is_dir() else pytest.importorskip("skimage.data").astronaut()
+    for estimator in ("hybrid", "model"):
+        with Avatarizer(models_dir=folder, device="cpu", estimator=estimator, precision="int8", max_faces=1) as a:
+            with pytest.raises(ModelError, match="non-finite") as info:
+                a.from_frame(photo)
+            assert not isinstance(info.value, ValueError)
+            assert FACE in str(info.value)
+
+
+# --------------------------------------------------------------------------------------
+# 7. a manifest Python cannot parse (an integer over 4300 digits) is a ModelError
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["size", "other"])
+def test_manifest_with_a_huge_integer_is_a_model_error(tmp_path, where):
+    folder = _folder(tmp_path, keep=(FACE,))
+    text = (folder / "manifest.json").read_text()
+    huge = "9" * 5000
+    text = text.replace('"size": ', f'"size": {huge}, "was": ', 1) if where == "size" \
+        else text.replace('{"models"', f'{{"x": {huge}, "models"', 1)
+    (folder / "manifest.json").write_text(text)
+    assert "unreadable manifest" in _load_error(folder)
+
+
+def test_embedded_description_with_a_huge_integer_is_a_model_error(tmp_path):
+    folder = _folder(tmp_path, keep=(FACE,))
+    m = _face_model()
+    for p in m.metadata_props:
+        if p.key == "avatarizer":
+            p.value = p.value[:-1] + ', "x": ' + "9" * 5000 + "}"
+    _install(folder, m)
+    assert "image_to_face-int8.onnx" in _load_error(folder)
+
+
+# --------------------------------------------------------------------------------------
+# 8. session options of the wrong type are a ValueError (bad options), not a TypeError
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option", ["intra_op_num_threads", "inter_op_num_threads"])
+@pytest.mark.parametrize("value", ["2", 2.0, None, True, -1, 2 ** 31, [1]])
+def test_thread_counts_of_the_wrong_type_are_a_value_error(option, value):
+    manifest = Manifest.load()
+    with pytest.raises(ValueError, match=f"{option} must be an integer"):
+        manifest.session(FACE, device="cpu", **{option: value})
+
+
+def test_thread_counts_accept_numpy_integers():
+    sess = Manifest.load().session(FACE, device="cpu", intra_op_num_threads=np.int64(2),
+                                   inter_op_num_threads=np.uint8(1))
+    assert sess.intra_op_num_threads == 2 and type(sess.intra_op_num_threads) is int
+
+
+# --------------------------------------------------------------------------------------
+# 9. TensorRT engine sessions are checked against the manifest's inputs/outputs too
+#    (no GPU here: a stub tensorrt module and buffer library stand in)
+# --------------------------------------------------------------------------------------
+
+class _StubTrt:
+    """The parts of the tensorrt module TensorRTSession's constructor uses; the
+    engine declares ``io``: [(name, shape, is_input)], float32."""
+    __version__ = "10.0-stub"
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            pass
+
+    class TensorIOMode:
+        INPUT, OUTPUT = "INPUT", "OUTPUT"
+
+    class DataType:
+        FLOAT = "DataType.FLOAT"
+
+    def __init__(self, io):
+        stub = self
+
+        class Engine:
+            num_io_tensors = len(io)
+
+            def get_tensor_name(self, i):
+                return io[i][0]
+
+            def get_tensor_shape(self, name):
+                return next(shape for n, shape, _ in io if n == name)
+
+            def get_tensor_dtype(self, name):
+                return stub.DataType.FLOAT
+
+            def get_tensor_mode(self, name):
+                inp = next(i for n, _, i in io if n == name)
+                return stub.TensorIOMode.INPUT if inp else stub.TensorIOMode.OUTPUT
+
+            def get_tensor_profile_shape(self, name, profile):
+                shape = list(self.get_tensor_shape(name))
+                return [1 if d < 0 else d for d in shape], shape, [16 if d < 0 else d for d in shape]
+
+            def create_execution_context(self):
+                return object()
+
+        class Runtime:
+            def __init__(self, logger):
+                pass
+
+            def deserialize_cuda_engine(self, data):
+                return Engine()
+
+        self.Runtime = Runtime
+
+    @staticmethod
+    def nptype(dtype):
+        return np.float32
+
+
+def _engine_folder(tmp_path: Path) -> tuple[Path, str]:
+    from avatarizer.runtime import pack_engine
+
+    folder = _folder(tmp_path, keep=(FACE,))
+    name = "image_to_face-engine-fp16"
+    desc = dict(_description("image_to_face-int8.onnx"), name=name, precision="fp16", format="engine-fp16")
+    data = pack_engine(desc, b"stub engine bytes")
+    (folder / "x-fp16.engine").write_bytes(data)
+
+    def add(models):
+        models[name] = dict(models[FACE], file="x-fp16.engine", precision="fp16", format="engine-fp16",
+                            sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+    _edit(folder, add)
+    return folder, name
+
+
+@pytest.mark.parametrize("io, ok", [
+    ([("crop", (-1, 3, 96, 96), True), ("face", (-1, 483), False)], True),
+    ([("crop", (-1, 3, 128, 128), True), ("face", (-1, 483), False)], False),
+    ([("image", (-1, 3, 96, 96), True), ("face", (-1, 483), False)], False),
+    ([("crop", (-1, 3, 96, 96), True), ("face", (-1, 482), False)], False),
+    ([("crop", (-1, 3, 96, 96), True), ("face", (-1, 483), False), ("extra", (-1, 1), False)], False),
+])
+def test_engine_sessions_are_checked_against_the_manifest(tmp_path, monkeypatch, io, ok):
+    from types import SimpleNamespace
+
+    from avatarizer.runtime import tensorrt as RT
+
+    folder, name = _engine_folder(tmp_path)
+    monkeypatch.setattr(RT, "require_tensorrt", lambda *a, **k: _StubTrt(io))
+    monkeypatch.setattr(RT, "cuda_buffer_library", lambda *a, **k: SimpleNamespace(library="stub"))
+    manifest = Manifest.load(folder)
+    if ok:
+        sess = manifest.session(name)
+        assert sess.input_names == ["crop"] and sess.output_names == ["face"]
+    else:
+        with pytest.raises(ModelError, match="x-fp16.engine"):
+            manifest.session(name)
+        from avatarizer.pipeline.face import ModelFaceEstimator
+
+        with pytest.raises(ModelError, match="x-fp16.engine"):  # backend="tensorrt" opens engines here
+            ModelFaceEstimator._open(manifest[name], None)
+
+
+# --------------------------------------------------------------------------------------
+# 6 (continued). names, shapes and dtypes of the embedded description: checked when the
+# session is made, so that manifest, description and model all agree
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, says", [
+    ({"inputs": _with_input(shape=["batch", 3, 128, 128])}, "input 'crop' shape"),
+    ({"inputs": _with_input(dtype="float16")}, "input 'crop' dtype"),
+    ({"inputs": _with_input(name="image")}, "lists inputs ['image']"),
+    ({"outputs": lambda specs: specs + [dict(specs[0], name="extra")]}, "lists outputs ['face', 'extra']"),
+    ({"outputs": lambda specs: [dict(specs[0], shape=["batch", 482])]}, "output 'face' shape"),
+])
+def test_embedded_names_shapes_dtypes_must_agree_with_the_manifest(tmp_path, change, says):
+    """The review's p11 also changed the embedded shape (128 against the manifest's 96)."""
+    from avatarizer import Avatarizer
+
+    folder = _folder(tmp_path, keep=(FACE,))
+    _install(folder, _face_model(desc=_face_desc(**change)))
+    entry = Manifest.load(folder)[FACE]
+    with pytest.raises(ModelError, match="image_to_face-int8.onnx: the embedded description") as info:
+        Session.from_entry(entry, device="cpu")
+    assert says in str(info.value)
+    with pytest.raises(ModelError, match="embedded description"):
+        Avatarizer(models_dir=folder, device="cpu", estimator="model", precision="int8")
+
+
+def test_engine_description_is_checked_too(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from avatarizer.runtime import pack_engine
+    from avatarizer.runtime import tensorrt as RT
+
+    folder, name = _engine_folder(tmp_path)
+    desc = _face_desc(outputs=lambda specs: [dict(specs[0], shape=["batch", 482])])
+    data = pack_engine(dict(desc, name=name, precision="fp16", format="engine-fp16"), b"stub engine bytes")
+    (folder / "x-fp16.engine").write_bytes(data)
+    _edit(folder, lambda m: m[name].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
+    io = [("crop", (-1, 3, 96, 96), True), ("face", (-1, 483), False)]
+    monkeypatch.setattr(RT, "require_tensorrt", lambda *a, **k: _StubTrt(io))
+    monkeypatch.setattr(RT, "cuda_buffer_library", lambda *a, **k: SimpleNamespace(library="stub"))
+    with pytest.raises(ModelError, match="output 'face' shape"):
+        Manifest.load(folder).session(name)
