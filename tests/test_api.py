@@ -439,7 +439,10 @@ def _tiny_image_to_face(folder: Path) -> np.ndarray:
     model.ir_version = 8
     name = "image_to_face-onnx-fp32"
     meta = {"name": name, "precision": "fp32", "format": "onnx-fp32", "role": "image_to_face",
-            "schema_version": schema.VERSION}
+            "schema_version": schema.VERSION,
+            # a manifest entry names its tensors (required: a model without them is refused)
+            "inputs": [{"name": "crop", "shape": ["batch", 3, 96, 96]}],
+            "outputs": [{"name": "face", "shape": ["batch", 483]}]}
     helper.set_model_props(model, {"avatarizer": json.dumps(meta)})
     path = folder / "tiny.onnx"
     onnx.save(model, str(path))
