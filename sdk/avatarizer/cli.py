@@ -1094,6 +1094,22 @@ def _float(text: str, what: str) -> float:
     return v
 
 
+def _int_in(lo: int, hi: int | None, what: str, out_of_range: str):
+    """An argparse type: a whole number (else "expected WHAT") from ``lo`` to
+    ``hi`` (None: no upper bound), else ``out_of_range`` formatted with ``v``
+    (the number) and ``text`` (as given)."""
+    def check(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(out_of_range.format(v=v, text=text))
+        return v
+
+    return check
+
+
 def _seconds(text: str) -> float:
     v = _float(text, "a positive number of seconds")
     if v <= 0:
@@ -1115,34 +1131,13 @@ def _tolerance(text: str) -> float:
     return v
 
 
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if not 0 <= v < 2 ** 64:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**64 - 1, got {text!r}")
-    return v
+_seed = _int_in(0, 2 ** 64 - 1, "a whole number >= 0", "expected a whole number from 0 to 2**64 - 1, got {text!r}")
 
 
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= v <= 1000:
-        raise argparse.ArgumentTypeError(f"expected 1..1000, got {v}")
-    return v
+_count = _int_in(1, 1000, "a whole number", "expected 1..1000, got {v}")
 
 
-def _frame_count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of frames, got {v}")
-    return v
+_frame_count = _int_in(1, None, "a whole number", "expected a positive number of frames, got {v}")
 
 
 def _animation_arguments(p, fps_help: str, size_help: str | None = None, size_default: int | None = 512) -> None:
@@ -1160,24 +1155,10 @@ def _animation_arguments(p, fps_help: str, size_help: str | None = None, size_de
 _MAX_FACE = 63
 
 
-def _face_index(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= v <= _MAX_FACE:
-        raise argparse.ArgumentTypeError(f"expected a face index 0..{_MAX_FACE} (0 = the largest), got {v}")
-    return v
+_face_index = _int_in(0, _MAX_FACE, "a whole number", f"expected a face index 0..{_MAX_FACE} (0 = the largest), got {{v}}")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= v <= 16384:
-        raise argparse.ArgumentTypeError(f"expected 1..16384, got {v}")
-    return v
+_positive_int = _int_in(1, 16384, "a whole number", "expected 1..16384, got {v}")
 
 
 #: The signals (SIGTERM, SIGHUP) that asked this run to stop, as they arrived.
