@@ -272,24 +272,49 @@ def test_a_new_face_index_frame_size_or_forgotten_face_starts_a_new_track():
     from avatarizer.pipeline.state import StreamState
 
     s = StreamState(TrackerOptions(), Smoothing())
+
+    def frame(t, index, shape):  # what the pipeline does: the clock (align), then the track (after align)
+        s.accept(t)
+        s.continue_track(t, index, shape)
+
     gen = s.generation
-    s.begin(0.0, 0, (480, 640, 3))
+    frame(0.0, 0, (480, 640, 3))
     s.identity, s.hair = {"face_params": 1}, {0: (0.0, None, None)}
     s.tracker._last_seen_ms = 0.0  # as the merge stage's Tracker.update leaves it
-    s.begin(33.0, 0, (480, 640, 3))  # the same track goes on
+    frame(33.0, 0, (480, 640, 3))  # the same track goes on
     assert s.generation == gen and s.identity is not None and s.hair
     s.tracker.reset()  # what Tracker.miss does after reset_ms without the face; the stream still holds it
-    s.begin(66.0, 0, (480, 640, 3))
+    frame(66.0, 0, (480, 640, 3))
     assert s.generation == gen + 1 and s.identity is None and not s.hair
     assert s.last_timestamp_ms == 66.0  # the clock is kept
-    s.begin(100.0, 1, (480, 640, 3))  # another face
+    frame(100.0, 1, (480, 640, 3))  # another face
     assert s.generation == gen + 2
-    s.begin(101.0, 1, (640, 480, 3))  # another frame size (a rotated phone): the old transform means nothing
+    frame(101.0, 1, (640, 480, 3))  # another frame size (a rotated phone): the old transform means nothing
     assert s.generation == gen + 3
-    s.begin(102.0, 1, (640, 480, 3))
+    frame(102.0, 1, (640, 480, 3))
     assert s.generation == gen + 3
     with pytest.raises(ValueError, match="increasing"):
-        s.begin(50.0, 1, (640, 480, 3))
+        s.accept(50.0)
+
+
+def test_frames_read_ahead_do_not_start_new_tracks(clip):
+    """A stream finds landmarks frames ahead; whether a frame continues the
+    track is decided when its turn comes, so frames further apart than the
+    read-ahead, but closer than reset_ms, keep one track (they started a new
+    track on nearly every frame) and match a loop."""
+    frames, _ = clip
+    frames = frames[:10]  # a face in each
+    ts = [i * 1400.0 for i in range(len(frames))]  # 1.4 s apart: read ahead by 2.8 s with prefetch 2
+    loop = _loop(frames, ts, tracker=INLINE)
+    with Avatarizer(mode="video", color_order="bgr", tracker=INLINE) as av:
+        got = []
+        for i, a in av.stream(frames, ts, prefetch=2):
+            got.append(a)
+            if i == 0:
+                gen = av._pipeline.stream.generation
+        assert av._pipeline.stream.generation == gen
+    for i, (a, b) in enumerate(zip(loop, got)):
+        np.testing.assert_array_equal(a.params, b.params, err_msg=f"frame {i}")
 
 
 def test_after_a_long_gap_without_frames_the_next_face_is_estimated_afresh():

@@ -159,6 +159,10 @@ class Pipeline:
     def __init__(self, stages: Iterable[Stage], stream: StreamState | None = None):
         self.stages = list(stages)
         self.by_name = {s.name: s for s in self.stages}
+        # video mode: the first stage after the landmarks decides whether a frame continues the track
+        names = [s.name for s in self.stages]
+        after_align = names.index("align") + 1 if "align" in names else 0
+        self._tracked_from = self.stages[after_align] if after_align < len(self.stages) else None
         self.stream = stream
         self.resolved = None
         self.estimator = None
@@ -169,7 +173,7 @@ class Pipeline:
 
     def _begin(self, state: FrameState) -> None:
         if self.stream is not None:
-            self.stream.begin(state.timestamp_ms, state.face_index, state.image.shape)
+            self.stream.accept(state.timestamp_ms)
             state.stream = self.stream
 
     def run(self, state: FrameState, until: str | None = None, after: str | None = None) -> FrameState:
@@ -183,6 +187,10 @@ class Pipeline:
         # image mode runs its networks beside its Python (:func:`beside`): keep OpenBLAS off that core
         with one_blas_thread() if self.stream is None else nullcontext():
             for s in stages:
+                if s is self._tracked_from and self.stream is not None:
+                    # here, not in _begin: a stream finds landmarks frames ahead, but
+                    # whether a frame continues the track depends on the frames before it
+                    self.stream.continue_track(state.timestamp_ms, state.face_index, state.image.shape)
                 s.run(state)
                 if s.name == until:
                     break

@@ -175,7 +175,7 @@ class StreamState:
             dropped.
 
     :meth:`reset` forgets all of it; the pipeline's ``reset()`` also gives
-    the aligner a fresh MediaPipe graph (its face tracking). :meth:`begin`
+    the aligner a fresh MediaPipe graph (its face tracking). :meth:`continue_track`
     starts a new track (:meth:`new_track`: all of it but the clock) when the
     frame cannot continue the last one: another ``face_index``, another frame
     size, or a face absent (no frames at all, or frames without it) for longer
@@ -214,10 +214,12 @@ class StreamState:
         self.merged: tuple | None = None
         self.generation += 1
 
-    def begin(self, timestamp_ms: float, face_index: int | None, shape: tuple) -> float:
-        """A frame arrives: :meth:`accept` its time, then :meth:`new_track`
-        if it cannot continue the track (see the class doc)."""
-        t = self.accept(timestamp_ms)
+    def continue_track(self, timestamp_ms: float, face_index: int | None, shape: tuple) -> None:
+        """Before a frame's identity and tracking (on the thread that runs
+        them, after its time was accepted and its landmarks found, which a
+        stream does ahead of time): :meth:`new_track` if the frame cannot
+        continue the track (see the class doc)."""
+        t = float(timestamp_ms)
         track = (face_index, int(shape[0]), int(shape[1]))
         seen = self.tracker.last_seen_ms
         if (self.track is not None and track != self.track) \
@@ -225,7 +227,6 @@ class StreamState:
                 or (seen is None and self.identity is not None):  # the tracker forgot the face (Tracker.miss)
             self.new_track()
         self.track = track
-        return t
 
     def accept(self, timestamp_ms: float) -> float:
         """The frame's time on the stream's clock; ``ValueError`` unless it is a
