@@ -11,6 +11,7 @@ names the ``bench`` command reports (``align``, ``encode``, ``map_decode``,
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -21,7 +22,8 @@ from .state import FrameState, StreamState
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limit = None  # threadpoolctl's limit while someone holds it
-_blas_controller = None  # threadpoolctl's view of the loaded BLAS libraries (found once)
+_blas_controller = None  # threadpoolctl's view of the loaded BLAS libraries
+_blas_modules = 0  # len(sys.modules) when that view was taken: an import since may have loaded another BLAS
 
 
 @contextmanager
@@ -37,13 +39,16 @@ def one_blas_thread():
     so it is counted: the first context to enter sets it, the last to leave
     restores what was there, however the contexts of several threads (image
     frames, video identity workers) interleave."""
-    global _blas_users, _blas_limit, _blas_controller
+    global _blas_users, _blas_limit, _blas_controller, _blas_modules
     with _blas_lock:
         if _blas_users == 0:
-            if _blas_controller is None:
+            if _blas_controller is None or len(sys.modules) != _blas_modules:
+                # (found again after imports: a BLAS loaded later, e.g. by another
+                # package, was left at its own thread count)
                 from threadpoolctl import ThreadpoolController
 
                 _blas_controller = ThreadpoolController()
+                _blas_modules = len(sys.modules)
             _release_blas_control()
             _blas_limit = _blas_controller.limit(limits=1, user_api="blas")
         _blas_users += 1
