@@ -558,3 +558,14 @@ def test_engine_description_is_checked_too(tmp_path, monkeypatch):
     monkeypatch.setattr(RT, "cuda_buffer_library", lambda *a, **k: SimpleNamespace(library="stub"))
     with pytest.raises(ModelError, match="output 'face' shape"):
         Manifest.load(folder).session(name)
+
+
+def test_the_export_tools_write_only_versions_the_sdk_reads():
+    import argparse
+
+    from avatarizer_export.attributes import _version_arg
+
+    assert _version_arg("2.4.0") == "2.4.0"
+    for bad in ("2.4.0-rc1", "abc", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="not a version"):
+            _version_arg(bad)

@@ -1539,7 +1539,7 @@ def add_head_tool(sub, name: str, help: str, fit) -> None:
     p = sub.add_parser(name, help=help)
     p.add_argument("--cache")
     p.add_argument("--models", help="the models folder (default: the SDK's)")
-    p.add_argument("--version", help="the new file's version (default: the source's patch + 1)")
+    p.add_argument("--version", type=_version_arg, help="the new file's version (default: the source's patch + 1)")
     p.set_defaults(func=main)
 
 
@@ -1592,6 +1592,20 @@ def main_attributes(args) -> int:
     return 0
 
 
+def _version_arg(text: str) -> str:
+    """``--version``: dotted non-negative integers, as the SDK compares them
+    (:func:`avatarizer.pipeline.config.parse_version`; it refuses others)."""
+    import argparse
+
+    from avatarizer.pipeline.config import parse_version
+
+    try:
+        parse_version(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_parser(sub):
     p = sub.add_parser("attributes", help="train, evaluate and export the attribute regressor H "
                                           "(docs/hair.md)")
@@ -1604,5 +1618,5 @@ def add_parser(sub):
     p.add_argument("--refit", metavar="FLAGS",
                    help="refit only these heads (binary flags, glasses, hair_colour; e.g. beard,moustache,glasses) "
                         "of the shipped file on its own features, everything else unchanged (after new labels)")
-    p.add_argument("--version", help="the refitted file's version (default: the source's patch + 1)")
+    p.add_argument("--version", type=_version_arg, help="the refitted file's version (default: the source's patch + 1)")
     p.set_defaults(func=main_attributes)

@@ -88,12 +88,12 @@ def face_entries(manifest, role: str, backend: str, precision: str, device: str)
     return tuple(manifest.find(r, prefs, kind=kind) for r in chain)
 
 
-def model_version(entry) -> tuple:
-    """A manifest entry's ``version`` as numbers for comparing: ``"2.3.2"`` →
-    ``(2, 3, 2)``, ``10`` → ``(10,)`` (trailing zeros dropped: ``"2.0"`` equals
-    ``2``); no version → ``()``, older than any. :class:`ModelError` naming the
-    entry for anything else (``"2.3.2-rc1"``, ``"abc"``, ``2.5``, ``true``)."""
-    v = entry.raw.get("version")
+def parse_version(v) -> tuple:
+    """A model ``version`` as numbers for comparing: ``"2.3.2"`` → ``(2, 3,
+    2)``, ``10`` → ``(10,)`` (trailing zeros dropped: ``"2.0"`` equals ``2``);
+    None → ``()``, older than any. ``ValueError`` for anything else
+    (``"2.3.2-rc1"``, ``"abc"``, ``2.5``, ``true``): what the export tools
+    accept for ``--version`` too."""
     if v is None:
         parts: list = []
     elif isinstance(v, int) and not isinstance(v, bool) and v >= 0:
@@ -101,11 +101,19 @@ def model_version(entry) -> tuple:
     elif isinstance(v, str) and v and len(v) <= 64 and all(p.isascii() and p.isdigit() for p in v.split(".")):
         parts = [int(p) for p in v.split(".")]
     else:
-        raise ModelError(f"{entry.path}: manifest version {v!r:.80} of {entry.name!r} is not a version "
-                         "(dotted non-negative integers, such as \"2.3.2\")")
+        raise ValueError(f"{v!r:.80} is not a version (dotted non-negative integers, such as \"2.3.2\")")
     while parts and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
+
+
+def model_version(entry) -> tuple:
+    """A manifest entry's ``version`` by :func:`parse_version`; :class:`ModelError`
+    naming the entry when it is not a version."""
+    try:
+        return parse_version(entry.raw.get("version"))
+    except ValueError as exc:
+        raise ModelError(f"{entry.path}: manifest version of {entry.name!r}: {exc}") from None
 
 
 def attributes_entry(manifest):
