@@ -134,7 +134,7 @@ const char *avz_renderer_error(const avz_renderer *renderer);
  * a time: sooner on a multi-core machine with a free core, with more CPU time
  * in all (each band sets up the shapes that cross it). The picture is the
  * same but where cairo clips an outline at a band edge: composited on white,
- * within 3 levels on avatars of real faces (straight RGBA of nearly
+ * within 3 levels on avatars of real faces (3.5 at most seen) (straight RGBA of nearly
  * transparent pixels can differ more, as any alpha difference of one level
  * does). AVZ_AA_FAST images are not cut into bands (since 1.3): cairo's 4x4
  * scan converter changed the coverage of rows above a band edge by up to 60
@@ -179,7 +179,7 @@ typedef struct avz_overlay_options {
                             (init: the whole frame); outside it the frame is left alone. Since 1.3
                             only the part the avatar covers is drawn (its shapes' bounds through
                             the transform, above fade_end with use_fade): the whole frame as the
-                            box costs no more than a tight one */
+                            box costs about what a tight one does */
     float opacity;       /* in [0, 1] (init 1); 0 leaves the frame alone */
     int order;           /* AVZ_ORDER_RGB (init) or AVZ_ORDER_BGR: the frame's channel order */
     int use_fade;        /* 1: the avatar's alpha is also multiplied by clamp((fade_end - y) / fade_width, 0, 1),

@@ -334,8 +334,10 @@ class Avatar:
         in ``color_order`` (default: the Avatarizer's, normally RGB). Returns a
         new H×W×3 uint8 frame in the same colour order; the input is never
         modified. ``antialias``: 'best' (default) or 'fast' (4x4 edge
-        coverage, as ``render(antialias="fast")``: ~20% faster, for a live
-        preview; faint sub-pixel lines come out a little coarser).
+        coverage, as ``render(antialias="fast")``: ~20% faster on one thread,
+        for a live preview; faint sub-pixel lines come out a little coarser;
+        always drawn on the calling thread, so "best" on two threads can be
+        quicker on large boxes).
         ``threads``: as for :func:`avatarizer.render` (``"auto"``: the
         avatar's box drawn and blended in bands on 2 threads when it has 384²
         pixels or more, two CPUs are free to this process and no stream is

@@ -128,7 +128,7 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
     always drawn on one thread, whatever ``threads`` says).
     ``zoom``: in [1e-6, 1000]; ``transform`` coefficients within ±1e6.
     ``threads``: native only, how many threads draw the image (bands of rows,
-    at least 32 rows each; the picture the same within 3 levels where an
+    at least 32 rows each; the picture the same within 3 levels (3.5 at most seen) where an
     outline meets a band edge): ``"auto"`` (default) is 2 for images of
     384² pixels or more where the process may run on two or more CPUs and no
     ``Avatarizer.stream()`` is running, else 1

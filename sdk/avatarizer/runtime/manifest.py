@@ -83,8 +83,8 @@ class Manifest:
         (the default) each file's existence, size, sha256, file format and
         embedded description (name, precision, format, role, schema version,
         inputs' normalisation) are checked;
-        ``verify=False`` checks only that the files exist (for tools that
-        repair a folder). Raises :class:`ModelError` naming every bad file.
+        ``verify=False`` checks that the files exist and that each entry
+        lists its ``inputs`` and ``outputs`` (for tools that repair a folder). Raises :class:`ModelError` naming every bad file.
         """
         from .. import schema
 
