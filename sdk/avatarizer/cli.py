@@ -398,6 +398,23 @@ def _open_video(inp: Path, max_seconds: float | None):
 MAX_FRAME_GAP_S = 10.0
 
 
+def _video_start(info) -> float:
+    """Seconds from the file's start to its video's first frame (a video that
+    starts after its sound); a longer offset than MAX_FRAME_GAP_S is taken as
+    a broken timestamp: 0."""
+    return info.start if info.start <= MAX_FRAME_GAP_S else 0.0
+
+
+def _resampled(items: list, times: list, last_duration: float, fps: float) -> list:
+    """``items`` shown at ``times`` (seconds from the first, increasing; the
+    last shown for ``last_duration``) as a constant ``fps`` sequence: at each
+    output frame's time, the item showing then."""
+    import bisect
+
+    n = max(1, int(round((times[-1] + last_duration) * fps)))
+    return [items[max(0, bisect.bisect_right(times, k / fps + 1e-6) - 1)] for k in range(n)]
+
+
 class _Clock:
     """Each decoded frame's time in seconds on the input file's clock (the
     video's start offset after the sound included): OpenCV's position of the
@@ -545,8 +562,7 @@ def _video(args) -> int:
     from fractions import Fraction
 
     out_rate = info.output_rate() or fps  # constant; a variable-rate input is re-timed to it (_ConstantRate)
-    # a video that starts after its sound (a longer offset is taken as a broken timestamp)
-    start = info.start if info.start <= MAX_FRAME_GAP_S else 0.0
+    start = _video_start(info)
     try:
         rate_f = float(Fraction(out_rate)) if isinstance(out_rate, str) else float(out_rate)
     except (ValueError, ZeroDivisionError):
@@ -756,8 +772,7 @@ def _video_animation(args) -> int:
     params_out = None
     from . import videoio
 
-    start = videoio.probe(inp).start
-    clock = _Clock(cap, src_fps, start if start <= MAX_FRAME_GAP_S else 0.0)
+    clock = _Clock(cap, src_fps, _video_start(videoio.probe(inp)))
     try:
         params_out = _params_output(args, inp)
         t0 = time.perf_counter()
@@ -791,12 +806,10 @@ def _video_animation(args) -> int:
             which = "no face" if args.face == 0 else f"face {args.face} (0 = the largest) not"
             raise CLIError(f"{which} found in any of the {done} frames of {inp}")
         frames = [first if p is None else p for p in frames]
-        import bisect
-
-        rel = [t - times[0] for t in times]  # the animation starts with the video's first frame
-        n_out = max(1, int(round((rel[-1] + 1.0 / src_fps) * fps)))
-        for k in range(n_out):  # resampled to --fps: the input frame showing at each output time
-            anim.add(frames[max(0, bisect.bisect_right(rel, k / fps + 1e-6) - 1)])
+        # (the animation starts with the video's first frame)
+        shown = _resampled(frames, [t - times[0] for t in times], 1.0 / src_fps, fps)
+        n_out = len(shown)
+        anim.extend(shown)
         st = _write_animation(anim, out, args.overwrite, inp)
         print(f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
               f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
@@ -861,11 +874,7 @@ def _animate(args) -> int:
     if rate is None:  # lines without times: one frame each
         anim.extend(frames)
     else:  # stamped lines (a variable frame rate too): the line showing at each frame's time
-        import bisect
-
-        rel = [(t - times[0]) / 1000.0 for t in times]
-        n_out = max(1, int(round((rel[-1] + 1.0 / rate) * anim.fps)))
-        anim.extend(frames[max(0, bisect.bisect_right(rel, k / anim.fps + 1e-6) - 1)] for k in range(n_out))
+        anim.extend(_resampled(frames, [(t - times[0]) / 1000.0 for t in times], 1.0 / rate, anim.fps))
     st = _write_animation(anim, out, args.overwrite, inp)
     print(f"wrote {out}: {len(anim)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
           f"{st['geometry_keyframes']} path keyframes within {anim.tolerance:g} px at "
