@@ -593,31 +593,17 @@ def _video(args) -> int:
                             exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
                 _check_stop()  # a stop signal that came while the models loaded
                 t0 = time.perf_counter()  # after model loading: fps is frames per second of work
-                frame, t_first = first, None
-                while frame is not None and (limit is None or done < limit):
-                    t = clock.time()
-                    t_first = t if t_first is None else t_first
-                    if args.max_seconds is not None and t - t_first >= args.max_seconds:
-                        break  # (a variable frame rate: the time is up before the frame count)
+                walk = _VideoWalk(cap, first, clock, limit, args.max_seconds, total, t0)
+                for frame, t, avatar in walk.avatars(av, args.face, params_out):
                     # the landmarks come from the source frame; --size scales the picture after
-                    avatar = av.from_frame(frame, timestamp_ms=t * 1000.0, face_index=args.face)
-                    if avatar is not None and not avatar.stale:
-                        found += 1
-                    if params_out is not None:
-                        params_out.add(avatar, done, t * 1000.0)
                     if scaled:
                         frame = cv2.resize(frame, (pw, ph), interpolation=cv2.INTER_AREA if pw < w
                                            else cv2.INTER_LINEAR)
                         avatar = _rescaled(avatar, pw, ph)
                     frames_out.add(compose(frame, avatar, side), t)
-                    done += 1
-                    if done % 5 == 0 or done == total:
-                        _progress(done, total, t0)
-                    ok, frame = cap.read()
-                    if not ok:
-                        frame = None
                 frames_out.finish()
                 secs = time.perf_counter() - t0
+                done, found, frame = walk.done, walk.found, walk.frame
         finally:
             if writer is not None:
                 writer.release()
@@ -658,6 +644,42 @@ def _video(args) -> int:
     if params_path is not None:
         print(f"wrote {params_path}: the parameters of {params_out.count} frames")
     return _truncation_status(inp, done, expected)
+
+
+class _VideoWalk:
+    """The input video's frames, from ``first`` on, with their times
+    (``clock``) and video-mode avatars, as both ``video`` outputs take them:
+    up to ``limit`` frames and ``max_seconds`` after the first frame's time
+    (a variable frame rate: the time may be up before the count), the
+    progress shown every 5 frames, ``--params`` lines written. After the
+    walk, ``done`` frames were taken, ``found`` had a face (not a kept
+    one), and ``frame`` is None when the input ran out (else the limit
+    stopped it)."""
+
+    def __init__(self, cap, first, clock, limit, max_seconds, total, t0):
+        self.cap, self.frame, self.clock = cap, first, clock
+        self.limit, self.max_seconds, self.total, self.t0 = limit, max_seconds, total, t0
+        self.done = self.found = 0
+
+    def avatars(self, av, face: int, params_out):
+        """Yields ``(frame, time in s, Avatar | None)``."""
+        t_first = None
+        while self.frame is not None and (self.limit is None or self.done < self.limit):
+            t = self.clock.time()
+            t_first = t if t_first is None else t_first
+            if self.max_seconds is not None and t - t_first >= self.max_seconds:
+                break
+            avatar = av.from_frame(self.frame, timestamp_ms=t * 1000.0, face_index=face)
+            if avatar is not None and not avatar.stale:
+                self.found += 1
+            if params_out is not None:
+                params_out.add(avatar, self.done, t * 1000.0)
+            yield self.frame, t, avatar
+            self.done += 1
+            if self.done % 5 == 0 or self.done == self.total:
+                _progress(self.done, self.total, self.t0)
+            ok, frame = self.cap.read()
+            self.frame = frame if ok else None
 
 
 def _expected_frames(count: int, limit: int | None, done: int) -> int | None:
@@ -780,24 +802,11 @@ def _video_animation(args) -> int:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                             exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
                 _check_stop()  # a stop signal that came while the models loaded
-                while frame is not None and (limit is None or done < limit):
-                    t = clock.time()
+                walk = _VideoWalk(cap, frame, clock, limit, args.max_seconds, total, t0)
+                for _, t, avatar in walk.avatars(av, args.face, params_out):
                     times.append(t)
-                    if args.max_seconds is not None and t - times[0] >= args.max_seconds:
-                        times.pop()
-                        break  # (a variable frame rate: the time is up before the frame count)
-                    avatar = av.from_frame(frame, timestamp_ms=t * 1000.0, face_index=args.face)
-                    if avatar is not None and not avatar.stale:
-                        found += 1
-                    if params_out is not None:
-                        params_out.add(avatar, done, t * 1000.0)
                     frames.append(avatar.params if avatar is not None else (frames[-1] if frames else None))
-                    done += 1
-                    if done % 5 == 0 or done == total:
-                        _progress(done, total, t0)
-                    ok, frame = cap.read()
-                    if not ok:
-                        frame = None
+                done, found, frame = walk.done, walk.found, walk.frame
         finally:
             cap.release()
         sys.stderr.write("\n")
