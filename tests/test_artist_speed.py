@@ -37,20 +37,17 @@ def test_percentile_is_numpys(q):
             _same(stats.percentile(x, q, axis=ax, keepdims=True), np.percentile(x, q, axis=ax, keepdims=True))
 
 
-def test_median_is_numpys():
-    rng = np.random.default_rng(1)
+@pytest.mark.parametrize("ours, numpys, seed", [(stats.median, np.median, 1), (stats.mean, np.mean, 2)])
+def test_median_and_mean_are_numpys(ours, numpys, seed):
+    rng = np.random.default_rng(seed)
     for x in _samples(rng):
-        _same(stats.median(x), np.median(x))
+        _same(ours(x), numpys(x))
         for ax in range(-x.ndim, x.ndim):
-            _same(stats.median(x, axis=ax), np.median(x, axis=ax))
+            _same(ours(x, axis=ax), numpys(x, axis=ax))
 
 
-def test_mean_is_numpys():
+def test_mean_of_other_inputs_is_numpys():
     rng = np.random.default_rng(2)
-    for x in _samples(rng):
-        _same(stats.mean(x), np.mean(x))
-        for ax in range(-x.ndim, x.ndim):
-            _same(stats.mean(x, axis=ax), np.mean(x, axis=ax))
     for x in (rng.random((7, 5)) > 0.5, rng.integers(0, 9, (4, 3)), [0.1, 0.2, 0.4], [np.ones(3), np.zeros(3)],
               np.float32(0.5), np.ones(4, np.float16), np.ones((3, 4))[:, ::2]):
         _same(stats.mean(x), np.mean(x))
