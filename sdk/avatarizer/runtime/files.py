@@ -227,6 +227,15 @@ def _real(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e30 and math.isfinite(v)
 
 
+def spec_list_problem(key: str, value: Any) -> str | None:
+    """What is wrong with a description's ``inputs`` / ``outputs`` (``key``)
+    ``value``, or None when it is a list of ``{"name": str, ...}`` objects."""
+    if isinstance(value, (list, tuple)) and all(isinstance(s, dict) and isinstance(s.get("name"), str)
+                                                for s in value):
+        return None
+    return f"embedded description field {key} is {value!r:.80}, not a list of {{\"name\", \"shape\", ...}} objects"
+
+
 def normalisation_problem(norm: Any) -> str | None:
     """What is wrong with a description's ``normalisation`` (see
     :func:`normalise_images`), or None when it is usable: ``scale`` a positive

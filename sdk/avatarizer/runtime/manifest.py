@@ -11,7 +11,7 @@ from typing import Any, Iterator, Sequence
 
 from ..errors import ModelError
 from .files import (_kind, external_data_refusal, normalisation_problem, onnx_external_data_file, read_description,
-                    sha256_file)
+                    sha256_file, spec_list_problem)
 
 #: Folder of the shipped models (``sdk/avatarizer/models``).
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "models"
@@ -209,10 +209,9 @@ def _compare_io(file: str, key: str, listed: tuple, embedded: Any) -> None:
     """The embedded description's ``inputs``/``outputs`` against the manifest's:
     a list of named specs, the same normalisation for every input both name
     (the runtime normalises crops with the embedded one), and a usable one."""
-    if not isinstance(embedded, list) or not all(
-            isinstance(spec, dict) and isinstance(spec.get("name"), str) for spec in embedded):
-        raise _EntryProblem(file, f"embedded description field {key} is {embedded!r:.80}, not a list of "
-                                  "{\"name\", \"shape\", ...} objects")
+    problem = spec_list_problem(key, embedded)
+    if problem:
+        raise _EntryProblem(file, problem)
     own = {spec["name"]: spec for spec in embedded}
     for spec in listed:
         if spec["name"] in own and spec.get("normalisation") != own[spec["name"]].get("normalisation"):

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ModelError
-from .files import normalisation_problem
+from .files import normalisation_problem, spec_list_problem
 
 _ORT_DTYPES = {
     "tensor(float)": np.dtype(np.float32),
@@ -102,9 +102,9 @@ def check_description_io(entry) -> None:
     description = entry.description or {}
     for key, listed in (("inputs", entry.inputs), ("outputs", entry.outputs)):
         own = description.get(key)
-        if not isinstance(own, (list, tuple)) or not all(isinstance(s, Mapping) for s in own):
-            raise ModelError(f"{entry.path}: embedded description field {key} is {own!r:.80}, not a list of "
-                             "{\"name\", \"shape\", ...} objects")
+        problem = spec_list_problem(key, own)
+        if problem:
+            raise ModelError(f"{entry.path}: {problem}")
         want, have = [spec.get("name") for spec in listed], [spec.get("name") for spec in own]
         if want != have:
             raise ModelError(f"{entry.path}: the embedded description lists {key} {have!r:.120}, the "
@@ -118,9 +118,9 @@ def check_description_io(entry) -> None:
 
 def _input_spec(description: Mapping[str, Any], name: str) -> dict:
     specs = description.get("inputs", ())
-    if not isinstance(specs, (list, tuple)):
-        raise ModelError(f"model {description.get('name')!r}: embedded description field inputs is "
-                         f"{specs!r:.80}, not a list of {{\"name\", ...}} objects")
+    problem = spec_list_problem("inputs", specs)
+    if problem:
+        raise ModelError(f"model {description.get('name')!r}: {problem}")
     for spec in specs:
         if isinstance(spec, Mapping) and spec.get("name") == name:
             norm = spec.get("normalisation")
