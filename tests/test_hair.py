@@ -413,3 +413,25 @@ def test_grey_hair_is_weighed_by_age():
     assert old["gray"] > none["gray"] > young["gray"]
     # the other classes keep their ratios
     assert young["blond"] / young["brown"] == pytest.approx(none["blond"] / none["brown"])
+
+
+def test_no_bald_or_receding_style_without_some_bald_score(bank):
+    """A silhouette of hair pulled back from a high forehead matches a
+    receding hairline; below hair.BALD_FLOOR the retrieval leaves the bald and
+    receding families out (a long-haired woman in a clip frame was drawn
+    receding at P(bald) 0.014)."""
+    i = next(i for i in range(len(bank)) if bank.entry(i).family == "receding")
+    j = HR.RETRIEVAL_ATTRIBUTES.index("bald")
+
+    def own(bald):  # the entry's own attributes and silhouette, with this bald score
+        a = np.array(bank.attributes[i], np.float64)
+        a[j] = bald
+        return a, bank.descriptors[i]
+
+    floorless = HR.HairRetriever(bank, k=1, bald_floor=None)
+    retr = HR.HairRetriever(bank, k=1)
+    assert floorless.query_descriptor(*own(bank.attributes[i][j])) == i  # itself
+    assert bank.entry(floorless.query_descriptor(*own(0.01))).family == "receding"
+    assert bank.entry(retr.query_descriptor(*own(0.01))).family not in ("bald", "receding")
+    assert bank.entry(retr.query_descriptor(*own(HR.BALD_FLOOR + 0.01))).family == "receding"
+    assert retr.candidates(own(0.3)[0]) is None  # above the floor, under the gate: the whole bank

@@ -848,6 +848,15 @@ class RetrievalWeights:
 #: and a hat needs a hat-shaped hairstyle. Checked in this order.
 GATES = (("headwear", 0.678, ("headwear",)), ("bald", 0.587, ("bald", "receding")))
 
+#: A bald or receding style needs at least this much of the query's bald score
+#: (else the retrieval leaves those families out): the silhouette of hair
+#: pulled back from a high forehead matches a receding hairline. On the 1,151
+#: photos labelled by eye (``labels/hair_length_by_eye.jsonl``), through the
+#: shipped pipeline, every bald or receding style drawn had P(bald) >= 0.041
+#: (training photos) and >= 0.034 (held out), and none went to long hair; on
+#: clip frames a long-haired woman (d3) was drawn receding at P(bald) 0.014.
+BALD_FLOOR = 0.03
+
 
 class HairRetriever:
     """k-nearest-neighbour search in a :class:`HairBank`.
@@ -871,10 +880,13 @@ class HairRetriever:
     ``gate_short`` or below only those drawn short. The long set holds no
     bald, receding or headwear style, the short one no headwear style (those
     follow the family gates); either threshold may be None (no gate there).
+    With ``bald_floor`` (default :data:`BALD_FLOOR`; None: none), a query
+    whose bald score is below it gets no bald or receding style.
     """
 
     def __init__(self, bank: HairBank, weights: RetrievalWeights | None = None, k: int = 5,
-                 gates=GATES, length_gate: tuple[float, float] | None = None):
+                 gates=GATES, length_gate: tuple[float, float] | None = None,
+                 bald_floor: float | None = BALD_FLOOR):
         if k < 1:
             raise ValueError("k must be >= 1")
         self.bank = bank
@@ -887,6 +899,9 @@ class HairRetriever:
         self._A = bank.attributes.astype(np.float64) / bank.attr_scale
         self._D = bank.descriptors.astype(np.float64) / bank.desc_scale
         self._Dz = np.concatenate([bank.attributes / bank.attr_scale, bank.descriptors / bank.desc_scale], 1)
+        self._bald = RETRIEVAL_ATTRIBUTES.index("bald")
+        self._bald_floor = None if bald_floor is None else float(bald_floor)
+        self._not_bald = ~np.isin(fam, ["bald", "receding"])
         self._length_gate = None
         if length_gate is not None:
             hi, lo = (None if v is None else float(v) for v in length_gate)
@@ -916,21 +931,25 @@ class HairRetriever:
 
     def candidates(self, attributes=None) -> np.ndarray | None:
         """Boolean mask of the entries a query may return (None: all), from
-        the family gates, then the length gate."""
+        the family gates, then the bald floor (:data:`BALD_FLOOR`) and the
+        length gate."""
         if attributes is None:
             return None
         a = attribute_vector(attributes)
         for j, t, mask in self._gates:
             if np.isfinite(a[j]) and a[j] >= t and mask.any():
                 return mask
+        b = a[self._bald]
+        keep = self._not_bald if self._bald_floor is not None and np.isfinite(b) and b < self._bald_floor \
+            and self._not_bald.any() else None
         h = attributes.get("hair_long") if isinstance(attributes, Mapping) else None
         if self._length_gate is not None and h is not None and np.isfinite(h):
             hi, lo, long_, short = self._length_gate
             if hi is not None and h >= hi and long_.any():
-                return long_
+                return long_  # (no bald or receding style in it)
             if lo is not None and h <= lo and short.any():
-                return short
-        return None
+                return short if keep is None or not (short & keep).any() else short & keep
+        return keep
 
     def nearest(self, attributes=None, descriptor=None, observed=None, k: int | None = None):
         """``(indices, distances)`` of the ``k`` nearest candidate entries,
