@@ -530,7 +530,7 @@ def test_unaligned_buffers_huge_transforms_and_tiny_zooms_are_refused():
         r.render_into(p, raw[1:].reshape(61, 97, 4))
     with pytest.raises(ValueError, match="1e6|transform"):  # cairo's fixed point overflows beyond
         r.render(p, 64, 64, transform=np.array([[9e6, 0, 32 - 2.7e6], [0, 9e6, 32]]))
-    for zoom in (1e-200, 1e-7):
+    for zoom in (1e-200, 1e-7, np.timedelta64(1, "ms")):
         with pytest.raises(ValueError, match="zoom"):
             render(p, 16, zoom=zoom)
     assert render(p, 16, zoom=1e-6).shape == (16, 16, 4)

@@ -68,6 +68,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .checks import is_real
 from .imageio import to_rgb_uint8
 
 __all__ = [
@@ -729,16 +730,9 @@ def check_timestamp(timestamp_ms: Any, last: float | None = None) -> float:
     number of milliseconds (not a bool) and, given the ``last`` one, later than
     it. The one check of timestamps, for the aligner, the pipeline's stream
     clock and the API."""
-    # real numbers only: not a bool, a complex number or a NumPy timedelta64 (an integer subclass)
-    if isinstance(timestamp_ms, (bool, np.timedelta64)) \
-            or not isinstance(timestamp_ms, (int, float, np.integer, np.floating)):
+    if not is_real(timestamp_ms):  # (not a bool, a complex number, a timedelta64, NaN or inf)
         raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
-    try:
-        t = float(timestamp_ms)
-    except OverflowError:  # an int beyond float range
-        t = math.inf
-    if not math.isfinite(t):
-        raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
+    t = float(timestamp_ms)
     if last is not None and t <= last:
         raise ValueError(f"timestamp_ms must be strictly increasing in video mode: got {t:g} after {last:g}.")
     return t

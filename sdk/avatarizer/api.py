@@ -57,6 +57,7 @@ import numpy as np
 from . import schema
 from .filters import Smoothing
 from .align import check_timestamp
+from .checks import is_real
 from .imageio import COLOR_ORDERS, load_image, to_rgb_uint8
 from .video import TrackerOptions, decompose
 
@@ -347,8 +348,7 @@ class Avatar:
 
         if self.face is None:
             raise ValueError("this avatar has no face position (loaded without one); use render() instead")
-        if isinstance(opacity, bool) or not isinstance(opacity, (int, float, np.integer, np.floating)) or not (
-                0.0 <= float(opacity) <= 1.0):
+        if not is_real(opacity) or not 0.0 <= float(opacity) <= 1.0:
             raise ValueError(f"opacity must be a number in [0, 1], got {opacity!r}")
         if not isinstance(antialias, str) or antialias not in ("best", "fast"):
             raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r:.40}")
@@ -766,8 +766,7 @@ class Avatarizer:
             raise ValueError("stream() is for video: create the Avatarizer with mode='video' "
                              "(image mode: from_frames() batches frames instead).")
         self._check_call(0.0, face_index)
-        if isinstance(fps, (bool, np.timedelta64)) or not isinstance(fps, (int, float, np.integer, np.floating)) \
-                or not (_finite(fps) and 0 < float(fps) <= 1000):
+        if not is_real(fps) or not 0 < float(fps) <= 1000:
             raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}.")
         if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or not 1 <= prefetch <= 64:
             raise ValueError(f"prefetch must be an integer in 1..64, got {prefetch!r}.")
@@ -896,13 +895,6 @@ class Avatarizer:
                              "(from_frame with face_index).")
         state = self.run(frame, None, None)
         return [self._avatar(state, i) for i in range(len(state.faces))]
-
-
-def _finite(v) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except OverflowError:  # an int beyond float range
-        return False
 
 
 def _face_info(face, transform, index: int) -> FaceInfo:

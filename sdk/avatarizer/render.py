@@ -12,11 +12,11 @@ explicit ``transform`` (2x3, frame -> pixels) is given.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from . import native
+from .checks import is_real
 from .errors import NativeError
 from .schema import as_params, validate
 
@@ -52,7 +52,7 @@ def _background(background):
         raise ValueError(f"unknown background {background!r:.40}: use 'white', 'black', 'transparent', "
                          "'#rrggbb[aa]' or an RGB(A) tuple of floats in [0, 1]")
     ok = isinstance(background, (tuple, list, np.ndarray)) and len(background) in (3, 4) and all(
-        _is_real(v) and 0.0 <= float(v) <= 1.0 for v in np.asarray(background, dtype=object).ravel()) \
+        is_real(v) and 0.0 <= float(v) <= 1.0 for v in np.asarray(background, dtype=object).ravel()) \
         and np.asarray(background, dtype=object).ndim == 1
     if not ok:
         raise ValueError(f"background must be None, a name ('white', 'black', 'transparent'), '#rrggbb[aa]' "
@@ -61,22 +61,12 @@ def _background(background):
     return bg + ((1.0,) if len(bg) == 3 else ())
 
 
-def _is_real(v) -> bool:
-    """A finite real number (int, float or numpy scalar; not bool, str or complex)."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        return False
-    try:
-        return math.isfinite(float(v))
-    except OverflowError:  # an int too large for a float
-        return False
-
-
 #: Smallest zoom accepted (cairo refuses the matrix of a far smaller one; at 1e-6 the avatar is a speck).
 MIN_ZOOM = 1e-6
 
 
 def _zoom(zoom) -> float:
-    if not _is_real(zoom) or not MIN_ZOOM <= float(zoom) <= 1000.0:
+    if not is_real(zoom) or not MIN_ZOOM <= float(zoom) <= 1000.0:
         raise ValueError(f"zoom must be a number in [1e-6, 1000], got {zoom!r:.40}")
     return float(zoom)
 
@@ -106,7 +96,7 @@ def _vector_size(size, width, height):
     w = size if width is None else width
     h = w if height is None else height
     for name, v in (("size" if width is None else "width", w), ("height", h)):
-        if not _is_real(v) or not 1.0 <= float(v) <= native.MAX_SIZE:
+        if not is_real(v) or not 1.0 <= float(v) <= native.MAX_SIZE:
             raise ValueError(f"{name} must be a number of points in 1..{native.MAX_SIZE}, got {v!r:.40}")
     return float(w), float(h)
 
