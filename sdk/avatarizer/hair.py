@@ -148,6 +148,16 @@ def hair_to_head_frame(params) -> np.ndarray:
 # --------------------------------------------------------------- attributes
 
 
+#: The back contour's two side points whose lower one says how far the hair
+#: comes down (``length``: :func:`hair_attributes_from_params`, :meth:`HairBank.drawn_long`).
+_BACK_LOW_POINTS = (1, 11)
+
+
+def _length_of(low):
+    """The ``length`` attribute of the back contour's lowest side point's y."""
+    return np.clip((low - 0.05) / 0.85, 0.0, 1.0)
+
+
 def hair_attributes_from_params(params) -> np.ndarray:
     """Hair attributes of an avatar vector (the auto-artist's hair fit), in
     :data:`RETRIEVAL_ATTRIBUTES` order except ``headwear`` (NaN: not in the
@@ -166,8 +176,7 @@ def hair_attributes_from_params(params) -> np.ndarray:
     cx, top, hw = head_frame(p)
     back = S.points(p, "hair_back").astype(np.float64)
     front = S.points(p, "hair_front").astype(np.float64)
-    low = max(back[1, 1], back[11, 1])
-    length = np.clip((low - 0.05) / 0.85, 0.0, 1.0)
+    length = _length_of(max(back[j, 1] for j in _BACK_LOW_POINTS))
     c = np.array([cx, top + hw])
     vol = np.linalg.norm(back[3:10] - c, axis=1).mean() / hw - 1.0
     volume = np.clip(vol / 0.8, 0.0, 1.0)
@@ -220,7 +229,8 @@ def lower_face_observed(valid, landmarks) -> bool:
     v = np.asarray(valid, bool)
     lm = np.asarray(landmarks, np.float64)
     g = (np.arange(v.shape[0]) + 0.5) * 2.0 / v.shape[0] - 1.0
-    rows = g >= 0.5 * (lm[61, 1] + lm[291, 1])
+    a, b = L.MOUTH_CORNERS
+    rows = g >= 0.5 * (lm[a, 1] + lm[b, 1])
     return bool(rows.any() and v[rows].mean() >= MIN_LOWER_VALID)
 
 
@@ -299,12 +309,12 @@ def decode_attributes(outputs: Mapping[str, np.ndarray], i: int = 0, *, decision
     r = np.asarray(outputs["regress"], np.float64)[i]
     for name, v in zip(REGRESSED_ATTRIBUTES, r):
         out[name] = float(np.clip(v, 0.0, 100.0)) if name == "age" else float(np.clip(v, 0.0, 1.0))
-    if outputs.get("skin_tone") is not None:  # H 2.3.1 on: the Monk step in even daylight (avatarizer.skintone)
-        t = float(np.asarray(outputs["skin_tone"], np.float64)[i].reshape(-1)[0])
-        out["skin_tone"] = float(np.clip(t, 1.0, 10.0)) if np.isfinite(t) else None
-    if outputs.get("hair_long") is not None:  # H 2.3.2 on: P(hair to the chin or lower), labels by eye
-        h = float(np.asarray(outputs["hair_long"], np.float64)[i].reshape(-1)[0])
-        out["hair_long"] = float(np.clip(h, 0.0, 1.0)) if np.isfinite(h) else None
+    # the optional heads: H 2.3.1 on, the Monk step in even daylight (avatarizer.skintone); H 2.3.2 on,
+    # P(hair to the chin or lower) from the labels by eye
+    for name, lo, hi in (("skin_tone", 1.0, 10.0), ("hair_long", 0.0, 1.0)):
+        if outputs.get(name) is not None:
+            v = float(np.asarray(outputs[name], np.float64)[i].reshape(-1)[0])
+            out[name] = float(np.clip(v, lo, hi)) if np.isfinite(v) else None
     p = {"glasses": out["glasses_any"], "sunglasses": out["sunglasses"],
          **{k: out[k] for k in BINARY_ATTRIBUTES}}
     out["decided"] = {k: bool(p[k] >= dec[k]) for k in FLAGS}
@@ -790,11 +800,11 @@ class HairBank:
             geo = _from_head(self.geometry, GEOMETRY_INDEX, head_frame(S.default()))
             pts = S.FEATURES["hair_back"].points
             low = None
-            for j in (1, 11):  # hair_attributes_from_params: the lower of the back contour's two side points
+            for j in _BACK_LOW_POINTS:  # as hair_attributes_from_params, for every entry at once
                 col = int(pts.start) + 2 * j + 1
                 y = np.clip(geo[:, list(GEOMETRY_INDEX).index(col)], S.LO[col], S.HI[col])
                 low = y if low is None else np.maximum(low, y)
-            self._drawn_long = np.clip((low - 0.05) / 0.85, 0.0, 1.0) >= 0.5
+            self._drawn_long = _length_of(low) >= 0.5
             self._drawn_long.setflags(write=False)
         return self._drawn_long
 
@@ -908,8 +918,8 @@ class HairRetriever:
             long_ = bank.drawn_long()
             # long: no bald, receding or hat-shaped style (they follow their own gates); short: any short
             # style but the hat-shaped ones (a receding style is short hair too)
-            self._length_gate = (hi, lo, long_ & ~np.isin(fam, ["bald", "receding", "headwear"]),
-                                 ~long_ & (fam != "headwear"))
+            not_hat = fam != "headwear"
+            self._length_gate = (hi, lo, long_ & self._not_bald & not_hat, ~long_ & not_hat)
 
     def distances(self, attributes=None, descriptor=None, observed=None) -> np.ndarray:
         """Distance of every bank entry to the query (see the class doc)."""
