@@ -42,7 +42,7 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from avatarizer import render, schema  # noqa: E402
+from avatarizer import native, render, schema  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,8 +166,8 @@ def main(argv=None):
         np.stack(params).astype("<f4").tofile(args.dump_scenes)
         print(f"wrote {len(params)} scenes ({scenes}) to {args.dump_scenes}")
         return 0
-    if not 1 <= args.threads <= 8:
-        ap.error("--threads must be in 1..8")
+    if not 1 <= args.threads <= native.MAX_THREADS:
+        ap.error(f"--threads must be in 1..{native.MAX_THREADS}")
     cpu = _pin_one_core() if args.threads == 1 else None
     from avatarizer import _avz as this
 

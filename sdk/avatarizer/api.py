@@ -352,7 +352,7 @@ class Avatar:
             raise ValueError(f"opacity must be a number in [0, 1], got {opacity!r}")
         if not isinstance(antialias, str) or antialias not in ("best", "fast"):
             raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r:.40}")
-        resolve_threads(threads)  # refuses a bad value before anything else
+        resolve_threads(threads, 0)  # refuses a bad value before anything else (0 px: no CPU count asked)
         order = color_order or self.color_order
         # A uint8 H×W×3 array is validated and composited in the caller's own
         # channel order (the avatar's colours are swapped instead of the frame:

@@ -365,7 +365,6 @@ def command(args) -> int:
     row("landmarks", b)
     if res.get("startup"):
         row("startup", res["startup"])
-    if res.get("startup"):
         print(f"startup: the first {res['startup']['frames']} frames of a stream, the identity networks inline "
               "on each (not in end_to_end)")
     print(f"end to end: {e['fps']:.1f} fps (model loading and warm-up excluded); "

@@ -84,18 +84,18 @@ class AlignStage(Stage):
             chosen = [faces[state.face_index]] if state.face_index < len(faces) else []
         state.faces = [Face(a) for a in chosen]
 
+    def _video_aligners(self) -> list[FaceAligner]:
+        with self._lock:
+            return list(self._all) if self.align_options.mode == "video" else []
+
     def reset(self) -> None:
         """Video mode: the stream's aligner starts over (fresh tracking, timestamps from any value)."""
-        with self._lock:
-            aligners = list(self._all) if self.align_options.mode == "video" else []
-        for al in aligners:
+        for al in self._video_aligners():
             al.reset()
 
     def rewind_clock(self, timestamp_ms: float | None) -> None:
         """Video mode: see :meth:`avatarizer.pipeline.Pipeline.rewind_clock`."""
-        with self._lock:
-            aligners = list(self._all) if self.align_options.mode == "video" else []
-        for al in aligners:
+        for al in self._video_aligners():
             al.rewind_clock(timestamp_ms)
 
     def close(self) -> None:

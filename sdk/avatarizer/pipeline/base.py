@@ -133,6 +133,10 @@ class Stage:
         for s in states:
             self.run(s)
 
+    def rewind_clock(self, timestamp_ms: float | None) -> None:
+        """Video mode: the next frame need only be later than ``timestamp_ms``
+        (stages with a clock of their own: the aligner)."""
+
     def reset(self) -> None:
         """Forget per-stream state (video mode): the next frame starts a new stream."""
 
@@ -229,9 +233,7 @@ class Pipeline:
             with self.stream.lock:
                 self.stream.last_timestamp_ms = timestamp_ms
         for s in self.stages:
-            rewind = getattr(s, "rewind_clock", None)
-            if rewind is not None:
-                rewind(timestamp_ms)
+            s.rewind_clock(timestamp_ms)
 
     def close(self) -> None:
         for s in reversed(self.stages):
