@@ -294,6 +294,10 @@ def test_read_params_jsonl_formats_and_errors(tmp_path):
         f.write_text(text)
         with pytest.raises(ValueError, match=what):
             read_params_jsonl(f)
+    # a time that is no finite number is no time (10**400 raised OverflowError)
+    f.write_text("".join(json.dumps({"time_ms": t, "params": p[0].tolist()}) + "\n" for t in (0, 10 ** 400, 66.7)))
+    times = []
+    assert len(read_params_jsonl(f, times)) == 3 and times == [0.0, None, 66.7]
 
 
 def test_cli_animate_and_refusals(tmp_path, capsys):

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from . import native
+from .checks import is_real
 from .schema import PARAM_COUNT, validate
 
 FORMATS = {".json": "lottie", ".lottie.json": "lottie", ".svg": "svg"}
@@ -997,8 +998,7 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
                 raise ValueError(f"{path}, line {n}: not JSON ({exc})") from None
             if times_ms is not None:
                 t = doc.get("time_ms") if isinstance(doc, dict) else None
-                ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
-                times_ms.append(float(t) if ok else None)
+                times_ms.append(float(t) if is_real(t) else None)  # (10**400 raised OverflowError)
             if isinstance(doc, dict):
                 doc = doc.get("params", ...)  # (an object without "params" is refused below)
                 if isinstance(doc, dict):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import struct
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from ..checks import is_real
 from ..errors import ModelError
 
 #: Key of the JSON description in an ONNX model's ``metadata_props``.
@@ -224,7 +224,7 @@ def _parse_description(text: str | bytes) -> dict:
 
 def _real(v: Any) -> bool:
     """A finite real number that float32 holds (bools and huge integers are not)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e30 and math.isfinite(v)
+    return is_real(v) and abs(v) < 1e30
 
 
 def spec_list_problem(key: str, value: Any) -> str | None:
