@@ -585,7 +585,6 @@ def _video(args) -> int:
             if not writer.isOpened():
                 raise CLIError(f"could not open {out} for writing an mp4 video")
             write = writer.write
-        done = found = 0
         params_out = _params_output(args, inp)
         clock, frames_out = _Clock(cap, fps, start), _ConstantRate(write, rate_f)
         try:
@@ -790,7 +789,6 @@ def _video_animation(args) -> int:
     anim = make(fps)
     frames: list = []  # parameters per input frame (None: no face yet)
     times: list = []  # each input frame's time, seconds after the first one's
-    done = found = 0
     params_out = None
     from . import videoio
 
@@ -1092,24 +1090,19 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _likeness(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0.5 to 2, got {text!r}") from None
-    if not 0.5 <= v <= 2.0:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"expected a number from 0.5 to 2, got {text!r}")
-    return v
+def _float_where(what: str, ok):
+    """An argparse type: a finite number for which ``ok`` holds, else
+    "expected WHAT" (the text as given)."""
+    def check(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not (math.isfinite(v) and ok(v)):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
 
-
-def _float(text: str, what: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return v
+    return check
 
 
 def _int_in(lo: int, hi: int | None, what: str, out_of_range: str):
@@ -1128,25 +1121,10 @@ def _int_in(lo: int, hi: int | None, what: str, out_of_range: str):
     return check
 
 
-def _seconds(text: str) -> float:
-    v = _float(text, "a positive number of seconds")
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return v
-
-
-def _fps(text: str) -> float:
-    v = _float(text, "frames per second in (0, 1000]")
-    if not 0 < v <= 1000:
-        raise argparse.ArgumentTypeError(f"expected frames per second in (0, 1000], got {text!r}")
-    return v
-
-
-def _tolerance(text: str) -> float:
-    v = _float(text, "a tolerance in pixels, 0..64")
-    if not 0 <= v <= 64:
-        raise argparse.ArgumentTypeError(f"expected a tolerance in pixels, 0..64, got {text!r}")
-    return v
+_likeness = _float_where("a number from 0.5 to 2", lambda v: 0.5 <= v <= 2.0)
+_seconds = _float_where("a positive number of seconds", lambda v: v > 0)
+_fps = _float_where("frames per second in (0, 1000]", lambda v: 0 < v <= 1000)
+_tolerance = _float_where("a tolerance in pixels, 0..64", lambda v: 0 <= v <= 64)
 
 
 _seed = _int_in(0, 2 ** 64 - 1, "a whole number >= 0", "expected a whole number from 0 to 2**64 - 1, got {text!r}")
