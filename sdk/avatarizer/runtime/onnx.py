@@ -145,6 +145,7 @@ class Session:
             except (OSError, ValueError):
                 description = {}
         self.description = dict(description)
+        self._normalisations: dict[str, Mapping[str, Any]] = {}  # per input, checked once (preprocess)
         self.name = name or self.description.get("name") or self.path.stem
         intra_op_num_threads = _thread_count("intra_op_num_threads", intra_op_num_threads)
         inter_op_num_threads = _thread_count("inter_op_num_threads", inter_op_num_threads)
@@ -227,8 +228,11 @@ class Session:
     def preprocess(self, images: np.ndarray, input_name: str | None = None) -> np.ndarray:
         """uint8 RGB crop(s) (H×W×3 or N×H×W×3) → the normalised N×3×H×W float32 input,
         following the ``normalisation`` in the model's embedded description."""
-        spec = _input_spec(self.description, input_name or self.input_names[0])
-        return normalise_images(images, spec.get("normalisation") or {})
+        name = input_name or self.input_names[0]
+        norm = self._normalisations.get(name)
+        if norm is None:  # (the description does not change: its checks run on the first frame only)
+            norm = self._normalisations[name] = _input_spec(self.description, name).get("normalisation") or {}
+        return normalise_images(images, norm)
 
     def __repr__(self) -> str:
         return (f"Session({self.name!r}, precision={self.precision!r}, providers={self.providers}, "
