@@ -1269,6 +1269,7 @@ static int avz__scene_box(const avz_scene *s, const double *t, float ylim, int *
  * a = alpha / 255 * opacity * fade. Transparent pixels cost one load. */
 static void avz__blend(const uint8_t *src, int bw, int bh, uint8_t *frame, int stride, int x0, int y0,
                        const avz_overlay_options *o) {
+    avz__unprem_init(); /* the table it reads, made once (as avz__unpremultiply does) */
     const int ri = o->order == AVZ_ORDER_BGR ? 2 : 0, bi = 2 - ri;
     /* canonical y at a pixel centre: yc = ib * x + id * y + iff (the inverse's second row) */
     const double *m = o->transform;
@@ -1388,7 +1389,6 @@ avz_status avz_overlay(avz_renderer *r, const float *params, size_t n, uint8_t *
     ro.transform[4] -= x0;
     ro.transform[5] -= y0;
     ro.antialias = options->antialias;
-    avz__unprem_init();
     avz__blend_ctx bc = {frame, stride, x0, y0, options};
     return avz__draw_premultiplied(r, r->scratch, bw, bh, 4 * bw, &ro, avz__blend_band, &bc);
 }
