@@ -311,6 +311,46 @@ def test_ctrl_c_while_the_encoder_hangs_leaves_nothing_behind(tmp_path, clip_byt
     _expect(folder, before)
 
 
+_CTRL_C_IN_IMPORT = """
+import argparse, sys
+from avatarizer import cli
+
+def probe(args):
+    import ctrl_c_while_loading  # Ctrl-C arrives while this module loads
+    cli._check_stop()
+    print("not stopped")
+    return 0
+
+def parser():
+    ap = argparse.ArgumentParser(prog="avatarizer")
+    sub = ap.add_subparsers(dest="command")
+    sub.add_parser("probe").set_defaults(func=probe)
+    return ap
+
+cli.build_parser = parser
+sys.exit(cli.main(["probe"]))
+"""
+
+
+def test_ctrl_c_inside_an_import_exits_130_with_one_line(tmp_path):
+    """Ctrl-C while the models' libraries load (an encoder is started before
+    them): Python's KeyboardInterrupt escaping code made from source text there
+    (a dataclass being made) made CPython end the process by SIGINT (status -2,
+    not 130) whatever main returned; inside MediaPipe's import it became
+    "ImportError: initialization failed" (status 1 and a traceback)."""
+    (tmp_path / "ctrl_c_while_loading.py").write_text(
+        "import os, signal\n"
+        "exec('os.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(10000): pass')\n")
+    (tmp_path / "ctrl_c_probe.py").write_text(_CTRL_C_IN_IMPORT)
+    env = dict(ENV, PYTHONPATH=os.pathsep.join([str(tmp_path), ENV.get("PYTHONPATH", "")]))
+    # run with -m, as the CLI is (python -c would exit through SystemExit before CPython's check)
+    proc = subprocess.run([sys.executable, "-m", "ctrl_c_probe"], capture_output=True, text=True, env=env,
+                          timeout=120, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == "avatarizer probe: interrupted"
+    assert "Traceback" not in proc.stderr and "not stopped" not in proc.stdout
+
+
 def test_an_encoder_that_fails_is_one_line_and_leaves_nothing(tmp_path, clip_bytes, capsys, monkeypatch):
     bindir = tmp_path / "bin"
     bindir.mkdir()

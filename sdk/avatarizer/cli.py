@@ -131,7 +131,7 @@ EXIT_TRUNCATED = 3
 
 
 class _Signalled(BaseException):
-    """SIGTERM (or SIGHUP) arrived: unwinds like Ctrl-C so temporary files are removed."""
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP arrived: unwinds the run so temporary files are removed."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
@@ -1157,7 +1157,7 @@ _face_index = _int_in(0, _MAX_FACE, "a whole number", f"expected a face index 0.
 _positive_int = _int_in(1, 16384, "a whole number", "expected 1..16384, got {v}")
 
 
-#: The signals (SIGTERM, SIGHUP) that asked this run to stop, as they arrived.
+#: The signals (SIGINT, SIGTERM, SIGHUP) that asked this run to stop, as they arrived.
 _STOP: list[int] = []
 
 
@@ -1202,7 +1202,14 @@ def main(argv=None) -> int:
     handlers = {}
     _STOP.clear()
     if _in_main_thread():
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        # Ctrl-C too: Python's own KeyboardInterrupt, raised inside an import, becomes "ImportError:
+        # initialization failed" (MediaPipe's extension) or, escaping a dataclass being made there,
+        # makes CPython end the process by SIGINT whatever status main returns. An ignored SIGINT
+        # (a background job, nohup) stays ignored.
+        stops = [signal.SIGTERM, signal.SIGHUP]
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            stops.append(signal.SIGINT)
+        for sig in stops:
             try:
                 handlers[sig] = signal.signal(sig, _on_signal)
             except (OSError, ValueError):  # pragma: no cover - platform without it
@@ -1236,7 +1243,10 @@ def main(argv=None) -> int:
         print(f"\navatarizer {args.command}: interrupted", file=sys.stderr)
         return 130
     except _Signalled as exc:
-        print(f"\navatarizer {args.command}: stopped by signal {exc.signum}", file=sys.stderr)
+        if exc.signum == signal.SIGINT:
+            print(f"\navatarizer {args.command}: interrupted", file=sys.stderr)
+        else:
+            print(f"\navatarizer {args.command}: stopped by signal {exc.signum}", file=sys.stderr)
         return 128 + exc.signum
     finally:
         _cleanup_temps(failed=status not in (0, EXIT_TRUNCATED))
