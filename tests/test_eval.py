@@ -440,6 +440,16 @@ def test_photos_without_an_avatar_are_left_out_of_the_means_not_scored_perfect(t
     assert abs(res["param_l1"] - want) < 1e-6 and res["param_l1"] > 0
     assert res["no_avatar"] == 1
     assert res["skin_delta_e"] > 0  # b.jpg's default skin against its photo, a.jpg left out
+    # the report's grid draws a blank "no face" tile for a.jpg, not the artist's avatar under "shipped"
+    from avatarizer_export import report as R
+
+    shown = {}
+    monkeypatch.setattr("avatarizer.gallery.contact_sheet",
+                        lambda tiles, cols, labels: shown.update(tiles=tiles, labels=labels) or np.zeros((8, 8, 3),
+                                                                                                         np.uint8))
+    R._grid(keep, ["shipped"], n=2, path=tmp_path / "grid.png")
+    assert shown["labels"][1] == "shipped: no face" and (shown["tiles"][1] == 255).all()
+    assert shown["labels"][3] == "shipped" and not (shown["tiles"][3] == 255).all()
     # no avatar at all: nothing to average
     monkeypatch.setattr(E, "shipped_params", lambda files, *a, attributes=None, **k: np.full(
         (len(files), S.PARAM_COUNT), np.nan, np.float32))

@@ -336,7 +336,6 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
             # renders and identity, and left out of the means against the photo or the pseudo
             # ground truth (filled with it they scored as perfect); counted in no_avatar
             has = np.isfinite(preds).all(1)
-            preds_ok = np.where(has[:, None], preds, gts)
             skin_de = np.full(len(preds), np.nan)
             if has.any():
                 skin_de[has] = M.delta_e(skins[has], preds[has][:, [schema.index(f"face.{c}") for c in "rgb"]])
@@ -395,7 +394,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
             if method != "artist":
                 per_photo[method]["render_lpips"] = per_lpips
             if keep is not None:
-                keep.setdefault("preds", {})[method] = preds_ok
+                keep.setdefault("preds", {})[method] = preds  # NaN rows: no avatar (the grid says so)
     if keep is not None:
         keep.update(names=names, crops=crops, gts=gts)
     result["attributes"] = attribute_metrics(names, crops, labels) if labels else {}

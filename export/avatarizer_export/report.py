@@ -76,8 +76,14 @@ def _grid(keep: dict, methods: list[str], n: int = 24, path: Path = OUT / "grid.
         tiles.append(np.asarray(keep["crops"][i]))
         labels.append(keep["names"][i][:14])
         for m in methods:
-            tiles.append(render(keep["preds"][m][i], 128, background="white"))
-            labels.append({SHIPPED: "shipped (ft)", "model": "paper (frozen)"}.get(m, m.split(":")[-1]))
+            name = {SHIPPED: "shipped (ft)", "model": "paper (frozen)"}.get(m, m.split(":")[-1])
+            params = keep["preds"][m][i]
+            if np.isfinite(params).all():
+                tiles.append(render(params, 128, background="white"))
+            else:  # the method drew no avatar (the SDK found no face): a blank tile, not another's avatar
+                tiles.append(np.full((128, 128, 3), 255, np.uint8))
+                name += ": no face"
+            labels.append(name)
     # two faces side by side per row: the sheet stays viewable at 24 faces
     sheet = contact_sheet(tiles, cols=2 * (len(methods) + 1), labels=labels)
     from PIL import Image
