@@ -50,12 +50,13 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from . import schema
 from .filters import Smoothing
+from .hair import check_settings
 from .align import check_timestamp
 from .checks import is_real
 from .imageio import COLOR_ORDERS, load_image, to_rgb_uint8
@@ -107,6 +108,17 @@ class Options:
             mean face is scaled by it. ``None`` = the artist's default (1.25,
             chosen where identity peaks; ``docs/artist.md``), which the
             shipped model was trained on.
+        attributes: what the app knows about the person, drawn instead of
+            what the attribute regressor decides (a user's correction):
+            ``{"glasses": "none" | "reading" | "sunglasses", "beard": bool,
+            "moustache": bool, "headwear": bool, "bald": bool, "hair_colour":
+            "black" | "brown" | "blond" | "red" | "gray", "hair_length":
+            "long" | "short", "age": years 0-100, "skin_tone": Monk step
+            1-10}``, any subset (``None`` values: the regressor decides).
+            For every frame and face; ``from_frame(..., attributes=...)``
+            adds to it per call. ``Avatar.attributes`` reports a set value
+            with probability 1 and ``"source": "app"``. Needs the attribute
+            regressor (the shipped models; not ``estimator="artist"``).
     """
 
     backend: str = "onnxruntime"
@@ -121,6 +133,7 @@ class Options:
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
     models_dir: str | Path | None = None
     exaggeration: float | None = None
+    attributes: Mapping[str, Any] | None = None
 
     def validate(self) -> None:
         """Raises ``ValueError`` with a plain sentence for any bad option."""
@@ -141,9 +154,15 @@ class Options:
         if e is not None and (isinstance(e, bool) or not isinstance(e, (int, float, np.floating, np.integer))
                               or not 0.5 <= float(e) <= 2.0):
             raise ValueError(f"exaggeration must be None or a number in [0.5, 2], got {e!r}.")
+        check_settings(self.attributes)
         Smoothing.coerce(self.smoothing)
         if not isinstance(self.tracker, TrackerOptions):
             raise ValueError(f"tracker must be a TrackerOptions, got {type(self.tracker).__name__}.")
+
+
+#: why ``attributes`` cannot be set (the pipeline's hair stage says what it uses instead)
+_NO_SETTINGS = ("attributes can only be set with the attribute regressor (the shipped models, estimator "
+                "'hybrid' or 'model'); here {}.")
 
 
 # --------------------------------------------------------------------------- Avatar
@@ -244,12 +263,16 @@ class Avatar:
         attributes: what the attribute regressor H saw in the photo, or
             ``None`` (no regressor: auto-artist estimator, or loaded from
             JSON): ``{"glasses", "beard", "moustache", "headwear", "bald",
-            "hair_colour", "gender", "age"}``, each ``{"value",
+            "hair_colour", "gender", "age"}`` plus ``"skin_tone"`` and
+            ``"hair_length"`` where the model has them, each ``{"value",
             "probability"}`` (the calibrated probability of that value; age
-            is regressed, its probability ``None``), with ``probabilities``
-            of every class for glasses and hair colour and ``drawn`` for the
-            accessories (what the avatar shows: drawn only when the
-            probability clears a threshold chosen for precision). See
+            and skin tone are regressed, their probability ``None``), with
+            ``probabilities`` of every class for glasses and hair colour.
+            For glasses, beard, moustache, headwear and bald the value is
+            what the avatar shows (drawn only when the probability clears a
+            threshold chosen for precision). An attribute the app set
+            (``Options.attributes``) has that value, probability 1 (``None``
+            for age and skin tone) and ``"source": "app"``. See
             :func:`avatarizer.hair.public_attributes`.
     """
 
@@ -521,6 +544,11 @@ class Avatarizer:
         pipe = build(self.options)  # options resolved once: pipe.resolved
         r = pipe.resolved
         self._pipeline = pipe
+        self._settings = check_settings(self.options.attributes)
+        self._can_set = getattr(pipe["hair"], "mode", None) == "retrieval"
+        if self._settings and not self._can_set:
+            pipe.close()
+            raise ValueError(_NO_SETTINGS.format(pipe["hair"].reason))
         # an Avatarizer dropped without close() still lets go of its MediaPipe
         # graphs, sessions and worker thread when it is garbage-collected
         self._release = weakref.finalize(self, pipe.close)
@@ -604,14 +632,15 @@ class Avatarizer:
 
     # -- the work
     def run(self, frame, timestamp_ms: float | None = None, face_index: int | None = 0, *,
-            render_size: int | None = None):
+            render_size: int | None = None, attributes: Mapping[str, Any] | None = None):
         """Lower level: runs the pipeline on one frame and returns its
         :class:`avatarizer.pipeline.FrameState` (one
         :class:`~avatarizer.pipeline.state.Face` result per face in
         ``faces``, the tracker's output in ``tracked``, per-stage timings in
         ms). ``face_index=None`` processes every face (image mode).
         ``render_size``: the render stage also draws the avatar(s) at this size
-        (``state.images``, RGBA), as ``bench`` times it."""
+        (``state.images``, RGBA), as ``bench`` times it. ``attributes``: as
+        :meth:`from_frame`'s."""
         from .pipeline import FrameState
 
         self._check_open()
@@ -621,7 +650,8 @@ class Avatarizer:
                 render_size, (int, np.integer)) or not 1 <= render_size <= 8192):
             raise ValueError(f"render_size must be None or a whole number of pixels in 1..8192, got {render_size!r}.")
         state = FrameState(image=image, timestamp_ms=None if timestamp_ms is None else float(timestamp_ms),
-                           face_index=face_index, render_size=None if render_size is None else int(render_size))
+                           face_index=face_index, render_size=None if render_size is None else int(render_size),
+                           settings=self._settings_for(attributes))
         if self.mode == "video":
             with self._lock, self._using() as pipe:
                 self._check_not_streaming("from_frame()/run()")
@@ -630,6 +660,17 @@ class Avatarizer:
             with self._using() as pipe:
                 pipe.run(state)
         return state
+
+    def _settings_for(self, attributes) -> dict:
+        """The attributes set for one call: the options' with the call's on top
+        (a ``None`` value takes an option's setting back)."""
+        if attributes is None:
+            return self._settings
+        call = check_settings(attributes)  # names checked, None values left out
+        if call and not self._can_set:
+            raise ValueError(_NO_SETTINGS.format(self._pipeline["hair"].reason))
+        cleared = {k for k, v in attributes.items() if v is None}
+        return {k: v for k, v in self._settings.items() if k not in cleared} | call
 
     def _check_call(self, timestamp_ms, face_index) -> None:
         if face_index is not None and (isinstance(face_index, bool) or not isinstance(face_index, (int, np.integer))
@@ -646,7 +687,8 @@ class Avatarizer:
             raise ValueError("timestamp_ms is only used in video mode; create the Avatarizer with "
                              "mode='video' to track a face over time.")
 
-    def from_frame(self, frame, timestamp_ms: float | None = None, face_index: int = 0) -> Avatar | None:
+    def from_frame(self, frame, timestamp_ms: float | None = None, face_index: int = 0, *,
+                   attributes: Mapping[str, Any] | None = None) -> Avatar | None:
         """The avatar of one face in ``frame`` (``face_index`` 0 = the largest),
         or ``None`` when there is no such face.
 
@@ -654,11 +696,18 @@ class Avatarizer:
         otherwise); its avatar has a steady identity and live expressions, and
         a frame without a face repeats the last avatar (``stale=True``) for the
         grace period (``tracker.grace_ms``, 0.5 s) before returning ``None``.
+
+        ``attributes``: what the app knows about this person, drawn instead
+        of the regressor's decision, on top of ``Options.attributes`` (same
+        names and values; ``None`` for a name takes an option's setting back),
+        e.g. ``{"glasses": "none", "skin_tone": 6}``. In video mode a frame
+        with other settings than the last starts a new track (the identity
+        is estimated again from that frame on).
         """
         if self.mode == "video":
             with self._lock:  # the avatar is built from the stream's state
-                return self._avatar(self.run(frame, timestamp_ms, face_index), 0)
-        return self._avatar(self.run(frame, timestamp_ms, face_index), 0)
+                return self._avatar(self.run(frame, timestamp_ms, face_index, attributes=attributes), 0)
+        return self._avatar(self.run(frame, timestamp_ms, face_index, attributes=attributes), 0)
 
     def _avatar(self, state, i: int) -> Avatar | None:
         from .expressions import SIGNALS
@@ -684,16 +733,18 @@ class Avatarizer:
         return Avatar(f.params, _face_info(f.aligned, f.aligned.transform, idx), color_order=order,
                       attributes=_public_attributes(f))
 
-    def from_image(self, path: str | Path, face_index: int = 0) -> Avatar | None:
+    def from_image(self, path: str | Path, face_index: int = 0, *,
+                   attributes: Mapping[str, Any] | None = None) -> Avatar | None:
         """The avatar of the largest face (or ``face_index``) in an image file
-        (EXIF orientation applied); ``None`` if there is no face. Image mode only."""
+        (EXIF orientation applied); ``None`` if there is no face. Image mode
+        only. ``attributes``: as :meth:`from_frame`'s."""
         if self.mode != "image":
             raise ValueError("from_image() is for photos; this Avatarizer is in video mode. "
                              "Create one with mode='image'.")
         image = load_image(path)  # RGB whatever color_order says: files are decoded here
         if self.options.color_order == "bgr":
             image = np.ascontiguousarray(image[..., ::-1])
-        return self.from_frame(image, face_index=face_index)
+        return self.from_frame(image, face_index=face_index, attributes=attributes)
 
     def from_frames(self, frames: Iterable, timestamps_ms: Sequence[float] | None = None,
                     face_index: int = 0) -> list[Avatar | None]:
@@ -719,7 +770,7 @@ class Avatarizer:
         self._check_call(None, face_index)
         self._check_open()
         images = [to_rgb_uint8(f, self.options.color_order) for f in frames]  # all validated first
-        states = [FrameState(image=im, face_index=face_index) for im in images]
+        states = [FrameState(image=im, face_index=face_index, settings=self._settings) for im in images]
         if not states:
             return []
         with self._using() as pipe:
@@ -832,7 +883,8 @@ class Avatarizer:
                     image = to_rgb_uint8(frame, order)
                     if _shares(image, frame):  # read ahead: never keep a buffer the caller may reuse
                         image = image.copy()
-                    state = FrameState(image=image, timestamp_ms=float(t), face_index=face_index)
+                    state = FrameState(image=image, timestamp_ms=float(t), face_index=face_index,
+                                       settings=self._settings)
                     with self._using() as pipe:
                         pipe.run(state, until="align")  # the stream's clock, then the landmarks
                     q.put((i, state, None))

@@ -270,7 +270,7 @@ def _image(args) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     with Avatarizer(estimator=args.estimator, exaggeration=args.exaggeration,
-                    max_faces=max(4, args.face + 1)) as av:
+                    max_faces=max(4, args.face + 1), attributes=dict(args.set or ())) as av:
         _check_stop()  # a stop signal that came while the models loaded
         avatar = av.from_frame(photo, face_index=args.face)
     if avatar is None:
@@ -589,7 +589,8 @@ def _video(args) -> int:
         clock, frames_out = _Clock(cap, fps, start), _ConstantRate(write, rate_f)
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
-                            exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
+                            exaggeration=args.exaggeration, max_faces=args.face + 1,
+                            attributes=dict(args.set or ())) as av:
                 _check_stop()  # a stop signal that came while the models loaded
                 t0 = time.perf_counter()  # after model loading: fps is frames per second of work
                 walk = _VideoWalk(cap, first, clock, limit, args.max_seconds, total, t0)
@@ -798,7 +799,8 @@ def _video_animation(args) -> int:
         t0 = time.perf_counter()
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
-                            exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
+                            exaggeration=args.exaggeration, max_faces=args.face + 1,
+                            attributes=dict(args.set or ())) as av:
                 _check_stop()  # a stop signal that came while the models loaded
                 walk = _VideoWalk(cap, frame, clock, limit, args.max_seconds, total, t0)
                 for _, t, avatar in walk.avatars(av, args.face, params_out):
@@ -927,7 +929,8 @@ def _live(args) -> int:
         cap = _upright(cap)  # a phone video's rotation applied
     try:
         with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
-                        exaggeration=args.exaggeration, max_faces=args.face + 1) as av:
+                        exaggeration=args.exaggeration, max_faces=args.face + 1,
+                        attributes=dict(args.set or ())) as av:
             _check_stop()  # a stop signal that came while the models loaded
             res = live.run(av, cap, source, side=args.layout == "side-by-side", face=args.face,
                            max_frames=args.frames, max_seconds=args.max_seconds)
@@ -1009,6 +1012,7 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
     im.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                     help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
+    _set_argument(im)
     im.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     im.set_defaults(func=_image)
 
@@ -1031,6 +1035,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
     v.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                    help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
+    _set_argument(v)
     v.add_argument("--params", metavar="OUT.jsonl",
                    help='also write one JSON line per frame, {"frame": N, "time_ms": T, "face": true|false, '
                         '"params": [629 numbers] or null where the frame shows no avatar}')
@@ -1064,6 +1069,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
     lv.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                     help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
+    _set_argument(lv)
     lv.add_argument("--overwrite", action="store_true", help="replace an existing --screenshot file")
     lv.set_defaults(func=_live)
 
@@ -1119,6 +1125,42 @@ def _int_in(lo: int, hi: int | None, what: str, out_of_range: str):
         return v
 
     return check
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """An argparse type for ``--set NAME=VALUE``: an attribute the avatar
+    shows whatever the regressor decides (``Options.attributes``): yes/no for
+    beard, moustache, headwear and bald, a number for age and skin_tone, a
+    name for the others."""
+    from .hair import SETTABLE, check_settings
+
+    name, sep, raw = text.partition("=")
+    name, raw = name.strip(), raw.strip()
+    if not sep or name not in SETTABLE:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of {', '.join(SETTABLE)}, "
+                                         f"got {text!r}")
+    allowed = SETTABLE[name]
+    value: object = raw
+    if allowed is bool:
+        value = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}.get(raw.lower(), raw)
+    elif not isinstance(allowed[0], str):
+        try:
+            value = float(raw)
+        except ValueError:
+            pass
+    try:
+        check_settings({name: value}, what="--set")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("True or False", "yes or no")) from None
+    return name, value
+
+
+def _set_argument(p) -> None:
+    p.add_argument("--set", type=_setting, action="append", default=None, metavar="NAME=VALUE",
+                   help="draw this instead of what the attribute model decides (repeat for more): "
+                        "glasses=none|reading|sunglasses, beard|moustache|headwear|bald=yes|no, "
+                        "hair_colour=black|brown|blond|red|gray, hair_length=long|short, age=YEARS, "
+                        "skin_tone=1..10 (Monk scale)")
 
 
 _likeness = _float_where("a number from 0.5 to 2", lambda v: 0.5 <= v <= 2.0)

@@ -335,7 +335,9 @@ def public_attributes(attributes: Mapping) -> dict:
     gender the balanced decision; hair colour the decoded colour; age is
     regressed (years; its probability is ``None``), and so is ``skin_tone``
     (the Monk step, where the model has it); ``hair_length`` is ``long`` or
-    ``short`` with its probability, where the model has ``hair_long``."""
+    ``short`` with its probability, where the model has ``hair_long``. An
+    attribute the app set (:func:`apply_settings`) has the set value,
+    probability 1 (``None`` for age and skin tone) and ``source`` ``"app"``."""
     a = attributes
     gp = a["glasses_probs"]
     kind = GLASSES[int(a["glasses_type"])]
@@ -354,7 +356,96 @@ def public_attributes(attributes: Mapping) -> dict:
         long_ = float(a["hair_long"]) >= 0.5
         out["hair_length"] = {"value": "long" if long_ else "short",
                               "probability": float(a["hair_long"] if long_ else 1.0 - a["hair_long"])}
+    for name in a.get("set_by_app", ()):  # what the app set: that value, sure, marked so
+        if name in BINARY_ATTRIBUTES:
+            value = bool(a["drawn"][name])
+        elif name == "hair_length":
+            value = "long" if a["hair_long"] >= 0.5 else "short"
+        elif name in ("age", "skin_tone"):
+            value = round(float(a[name]), 2) if name == "skin_tone" else float(a[name])
+        else:  # glasses, hair_colour
+            value = a[name]
+        out.setdefault(name, {}).update(value=value, probability=None if name in ("age", "skin_tone") else 1.0,
+                                        source="app")
     return out
+
+
+#: What an app can set instead of the regressor's decision (``Options.attributes``,
+#: ``from_frame(..., attributes=...)``): name → the allowed values (a tuple of
+#: names, ``bool``, or the ``(low, high)`` range of a number)
+SETTABLE = {"glasses": GLASSES, "beard": bool, "moustache": bool, "headwear": bool, "bald": bool,
+            "hair_colour": HAIR_COLOURS, "hair_length": ("long", "short"), "age": (0.0, 100.0),
+            "skin_tone": (1.0, 10.0)}
+
+
+def check_settings(settings, what: str = "attributes") -> dict:
+    """``settings`` (a mapping of :data:`SETTABLE` names, or None) checked and
+    normalised: names as given, booleans as ``bool``, numbers as ``float``;
+    a ``None`` value is left out (the regressor decides). ``ValueError``
+    with a plain sentence for anything else."""
+    if settings is None:
+        return {}
+    if not isinstance(settings, Mapping):
+        raise ValueError(f"{what} must be None or a mapping such as {{'glasses': 'none'}}, "
+                         f"got {type(settings).__name__}.")
+    out = {}
+    for name, v in settings.items():
+        allowed = SETTABLE.get(name) if isinstance(name, str) else None
+        if allowed is None:
+            raise ValueError(f"{what}: unknown attribute {name!r}; the settable ones are "
+                             f"{', '.join(SETTABLE)}.")
+        if v is None:
+            continue
+        if allowed is bool:
+            if not isinstance(v, (bool, np.bool_)):
+                raise ValueError(f"{what}[{name!r}] must be True or False, got {v!r:.60}.")
+            out[name] = bool(v)
+        elif isinstance(allowed[0], str):
+            if not isinstance(v, str) or v not in allowed:
+                raise ValueError(f"{what}[{name!r}] must be one of {', '.join(map(repr, allowed))}, got {v!r:.60}.")
+            out[name] = v
+        else:
+            lo, hi = allowed
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not lo <= float(v) <= hi:
+                raise ValueError(f"{what}[{name!r}] must be a number from {lo:g} to {hi:g}, got {v!r:.60}.")
+            out[name] = float(v)
+    return out
+
+
+def apply_settings(attributes: dict, settings: Mapping) -> dict:
+    """Makes a :func:`decode_attributes` dict follow what the app set
+    (:func:`check_settings`'s dict; in place, returned): the drawn and
+    decided flags, ``glasses_type`` / ``glasses``, ``hair_colour``,
+    ``hair_long`` (1 long, 0 short), ``age`` and ``skin_tone`` take the
+    set values, and a set flag's probability becomes 1 or 0 so that
+    :func:`merge` and the retrieval's gates draw it. The regressor's own
+    values stay under ``<name>_model``; ``set_by_app`` lists the names."""
+    a = attributes
+    for name, v in settings.items():
+        if name == "glasses":
+            kind = GLASSES.index(v)
+            a.setdefault("glasses_model", a.get("glasses"))
+            for d in ("drawn", "decided"):
+                a[d]["glasses"], a[d]["sunglasses"] = kind > 0, kind == 2
+            a["glasses_type"], a["glasses"] = kind, v
+            a["glasses_source"] = "app"
+        elif name in BINARY_ATTRIBUTES:
+            a.setdefault(f"{name}_model", a.get(name))
+            a[name] = 1.0 if v else 0.0
+            a["drawn"][name] = a["decided"][name] = bool(v)
+        elif name == "hair_colour":
+            a.setdefault("hair_colour_model", a.get("hair_colour"))
+            a["hair_colour"] = v
+            a["hair_colour_source"] = "app"
+        elif name == "hair_length":
+            a.setdefault("hair_long_model", a.get("hair_long"))
+            a["hair_long"] = 1.0 if v == "long" else 0.0
+        else:  # age, skin_tone
+            a.setdefault(f"{name}_model", a.get(name))
+            a[name] = float(v)
+    a["set_by_app"] = sorted(set(a.get("set_by_app", ())) | set(settings))
+    return a
 
 
 def attribute_vector(attributes) -> np.ndarray:

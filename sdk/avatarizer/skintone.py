@@ -15,7 +15,8 @@ augmentation.
 and otherwise moves it to the nearest edge of that band, keeping its a*
 and b*: a dim photo of a light-skinned person, or a bright one of a
 dark-skinned person, no longer changes the person's skin tone category,
-while a photo that already agrees keeps its own colour.
+while a photo that already agrees keeps its own colour. A tone the app
+set is drawn at its own lightness (:func:`skin_of_set_tone`).
 
 The avatar's lightness per step (:func:`lightness_of_tone`) follows the
 Monk swatches' relative lightness, compressed by :data:`CONTRAST` around
@@ -31,6 +32,13 @@ import numpy as np
 #: CIELAB L* of the Monk Skin Tone scale's ten swatches (skintone.google),
 #: made non-increasing (swatch 3 is a shade lighter than 2, yellower)
 MONK_L = (94.2, 92.3, 92.3, 87.6, 77.9, 55.1, 42.5, 30.7, 21.1, 14.6)
+#: CIELAB a* and b* of the same swatches (their sRGB codes f6ede4, f3e7db, f7ead0, eadaba, d7bd96,
+#: a07e56, 825c43, 604134, 3a312a, 292420)
+MONK_AB = ((1.5, 5.4), (2.1, 7.3), (0.2, 14.2), (0.5, 17.8), (3.5, 23.1), (7.8, 26.7), (12.3, 20.5),
+           (11.7, 13.3), (2.7, 6.0), (1.5, 3.5))
+#: a tone set by the app takes the swatch's a* and b* in proportion to how far
+#: the lightness moves, wholly from this many L* (:func:`skin_of_set_tone`)
+SWATCH_HUE_DL = 25.0
 #: the avatar's skin L* at Monk step 2: the median measured skin of the 538 training
 #: photos both labellers called step 2 (``avatarizer-export skin-tone``'s ``anchor_L``)
 ANCHOR_L = 77.7
@@ -66,3 +74,23 @@ def skin_by_tone(rgb, tone: float, margin: float = MARGIN) -> np.ndarray:
         return rgb
     lab[0] = min(max(lab[0], centre - margin), centre + margin)
     return np.clip(from_lab(lab), 0.0, 1.0)
+
+
+def skin_of_set_tone(rgb, tone: float) -> np.ndarray:
+    """The skin colour ``rgb`` (float sRGB in [0, 1]) drawn at the Monk step
+    ``tone`` an app set (``Options.attributes``): the lightness of that step
+    (:func:`lightness_of_tone`), and a* and b* moved from the measured
+    skin's toward the swatch's (interpolated between steps) in proportion to
+    how far the lightness moves (wholly from :data:`SWATCH_HUE_DL` L*): a
+    photo whose lightness was near keeps its undertone, while a pale pink
+    measured under bright light drawn dark brown is not a dull mauve."""
+    from .artist.photo import from_lab, to_lab
+
+    lab = to_lab(np.asarray(rgb, np.float64))
+    t = float(np.clip(tone, 1.0, 10.0))
+    target = float(lightness_of_tone(t))
+    w = min(1.0, abs(lab[0] - target) / SWATCH_HUE_DL)
+    steps = np.arange(1, 11)
+    swatch = np.array([np.interp(t, steps, [ab[k] for ab in MONK_AB]) for k in (0, 1)])
+    out = np.array([target, *((1.0 - w) * lab[1:] + w * swatch)])
+    return np.clip(from_lab(out), 0.0, 1.0)

@@ -199,7 +199,8 @@ class Pipeline:
                 if s is self._tracked_from and self.stream is not None:
                     # here, not in _begin: a stream finds landmarks frames ahead, but
                     # whether a frame continues the track depends on the frames before it
-                    self.stream.continue_track(state.timestamp_ms, state.face_index, state.image.shape)
+                    self.stream.continue_track(state.timestamp_ms, state.face_index, state.image.shape,
+                                               state.settings)
                 s.run(state)
                 if s.name == until:
                     break

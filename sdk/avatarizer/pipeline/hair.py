@@ -74,7 +74,8 @@ class HairStage(Stage):
                 self.reason = f"{folder} has no 'attributes' model: the auto-artist's hair is used"
 
     def _retrieve(self, face, face_slice: np.ndarray, artist_glasses: np.ndarray | None = None,
-                  glasses_cues: dict | None = None, overlap: bool = False) -> tuple[np.ndarray, dict]:
+                  glasses_cues: dict | None = None, overlap: bool = False,
+                  settings: dict | None = None) -> tuple[np.ndarray, dict]:
         from .. import hair as H
         from ..artist import crop_valid_mask
 
@@ -94,15 +95,25 @@ class HairStage(Stage):
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
         if attrs.get("hair_long") is not None and not H.lower_face_observed(valid, face.canonical):
             attrs["hair_long"] = None  # a tight crop: nothing beside the jaw to see (not reported, no length gate)
+        settings = settings or {}
+        if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...))
+            H.apply_settings(attrs, settings)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
-        # the photo's hair colour, drawn so that it reads as the class H and
-        # the hair region's classifier agree on (fuse_hair_colour)
-        rgb, colour_probs = (None, None) if reading is None else H.hair_colour_of_class(
-            *reading, model=(attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age")))
-        if colour_probs is not None:  # report the colour class the drawing follows
-            H.read_hair_colour(attrs, colour_probs, source="H x hair region")
+        if "hair_colour" in settings:  # the photo's hair colour moved into the class the app set
+            raw = FALLBACK_HAIR_RGB if reading is None else reading[0]
+            rgb = H.drawn_hair_colour(raw, {settings["hair_colour"]: 1.0})
+        else:
+            # the photo's hair colour, drawn so that it reads as the class H and
+            # the hair region's classifier agree on (fuse_hair_colour)
+            rgb, colour_probs = (None, None) if reading is None else H.hair_colour_of_class(
+                *reading, model=(attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"),
+                                 attrs.get("age")))
+            if colour_probs is not None:  # report the colour class the drawing follows
+                H.read_hair_colour(attrs, colour_probs, source="H x hair region")
         fused = None  # the glasses kind H and the artist's cues decide together (hybrid)
-        if self.fusion is not None and glasses_cues is not None:
+        if "glasses" in settings:  # set by the app: drawn in the artist's shape where it measured one
+            fused = attrs["glasses_type"] if glasses_cues is not None else None
+        elif self.fusion is not None and glasses_cues is not None:
             from ..glasses import apply_decision
 
             fused, probs = self.fusion.decide(glasses_cues["glasses"], attrs["glasses_probs"])
@@ -121,28 +132,32 @@ class HairStage(Stage):
             drawn = glasses_cues["glasses_shape"]()
             set_glasses_kind(drawn, fused)
             full[GLASSES] = drawn
-        elif (fused is None and artist_glasses is not None and not attrs["glasses_type"]
-                and artist_glasses[0] >= 0.5):  # glasses.type: 1 clear, 2 sunglasses
+        elif (fused is None and "glasses" not in settings and artist_glasses is not None
+                and not attrs["glasses_type"] and artist_glasses[0] >= 0.5):  # glasses.type: 1 clear, 2 sunglasses
             # H missed glasses the artist's frame, tint and transparency cues find
             full[GLASSES] = artist_glasses
         return full, attrs
 
     def run(self, state: FrameState) -> None:
         with state.timer(self.name):
-            # video: the stream's cache of retrievals (hair is identity)
-            cache = state.stream.hair if state.stream is not None and state.timestamp_ms is not None else None
+            # video: the stream's cache of retrievals (hair is identity), of this track only: an
+            # identity worker's job asked before a new track neither reads nor writes the new one's
+            stream = state.stream
+            cache = stream.hair if stream is not None and state.timestamp_ms is not None else None
+            gen = None if cache is None else stream.generation if state.generation is None else state.generation
             now = state.timestamp_ms
             for i, f in enumerate(state.faces):
                 attributes = None
                 if self.mode == "retrieval":
                     hit = cache.get(i) if cache is not None else None
-                    if hit is not None and 0 <= now - hit[0] < VIDEO_REFRESH_MS:
+                    if hit is not None and hit[3] == gen and 0 <= now - hit[0] < VIDEO_REFRESH_MS:
                         full, attributes = hit[1], hit[2]
                     else:
                         full, attributes = self._retrieve(f.aligned, f.face_params, f.artist_glasses,
-                                                          f.glasses_cues, overlap=state.stream is None)
-                        if cache is not None:
-                            cache[i] = (now, full, attributes)
+                                                          f.glasses_cues, overlap=stream is None,
+                                                          settings=state.settings)
+                        if cache is not None and gen == stream.generation:
+                            cache[i] = (now, full, attributes, gen)
                 else:
                     if f.artist_params is None:
                         f.artist_params = self.artist.fit(f.aligned)

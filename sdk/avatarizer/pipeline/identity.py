@@ -160,12 +160,12 @@ class IdentityStage(Stage):
         mine = copy.copy(face)
         mine._cache = {}
         mine._context = None if ctx is None else _FrameContext(ctx.image.copy(), self._segmenter)
-        job = FrameState(image=mine._context.image if ctx is not None else state.image,
-                         timestamp_ms=state.timestamp_ms, face_index=state.face_index,
-                         faces=[Face(mine)], all_faces=[mine], stream=state.stream)
         with state.stream.lock:
             gen = state.stream.generation
             state.stream.identity_asked_ms = state.timestamp_ms
+        job = FrameState(image=mine._context.image if ctx is not None else state.image,
+                         timestamp_ms=state.timestamp_ms, face_index=state.face_index, settings=state.settings,
+                         generation=gen, faces=[Face(mine)], all_faces=[mine], stream=state.stream)
         with self._cond:
             if self._closed:
                 return

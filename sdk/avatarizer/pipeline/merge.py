@@ -3,8 +3,9 @@
 In image mode this is a concatenation followed by :func:`avatarizer.schema.clip`
 and, where the attribute regressor ran, its skin tone
 (:func:`avatarizer.skintone.skin_by_tone`: the skin's L* kept within
-``skintone.MARGIN`` of the lightness of H's estimate, with the colours
-:func:`avatarizer.prior.set_skin_colours` derives from the skin; the upper
+``skintone.MARGIN`` of the lightness of H's estimate, or at the lightness
+of a tone the app set: :func:`~avatarizer.skintone.skin_of_set_tone`),
+with the colours :func:`avatarizer.prior.set_skin_colours` derives from the skin; the upper
 lids, the lips' skin blend and a buzz cut's colour keep the measured skin's) and
 :func:`avatarizer.hair.age_lines` (nasolabial, under-eye and forehead lines
 from its age estimate).
@@ -27,7 +28,7 @@ from .. import schema
 from ..artist.colour import NECK
 from ..hair import age_lines
 from ..prior import set_skin_colours
-from ..skintone import skin_by_tone
+from ..skintone import skin_by_tone, skin_of_set_tone
 from .base import Stage
 from .hair import SKIN_RGB
 from .state import FrameState
@@ -39,7 +40,8 @@ def merge_face(f) -> np.ndarray:
     tone = f.attributes.get("skin_tone") if f.attributes else None
     if tone is not None:  # the skin's lightness within H's skin tone band (avatarizer.skintone)
         skin = params[SKIN_RGB].astype(np.float64)
-        toned = skin_by_tone(skin, tone)
+        toned = skin_of_set_tone(skin, tone) if "skin_tone" in f.attributes.get("set_by_app", ()) \
+            else skin_by_tone(skin, tone)
         if toned is not skin:
             set_skin_colours(params, toned, neck=NECK)
     age = f.attributes.get("age") if f.attributes else None

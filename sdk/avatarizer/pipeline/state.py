@@ -96,6 +96,12 @@ class FrameState:
     face_index      (input)   which face (largest first); None = all faces
     render_size     (input)   draw the avatars at this size (the render
                               stage; None: not drawn, the API draws lazily)
+    settings        (input)   attributes the app set, drawn instead of the
+                              regressor's decision (checked:
+                              :func:`avatarizer.hair.check_settings`)
+    generation      identity  video mode, the identity worker's copy of a
+                              frame: the stream's generation it was asked
+                              in (None: the stream's current one)
     faces           align+    list of :class:`Face`, one result per face
     all_faces       align     every AlignedFace found, largest first
     tracked         merge     video mode: the tracker's output for face 0
@@ -113,6 +119,8 @@ class FrameState:
     timestamp_ms: float | None = None
     face_index: int | None = 0
     render_size: int | None = None
+    settings: dict = field(default_factory=dict)
+    generation: int | None = None
     faces: list = field(default_factory=list)
     all_faces: list = field(default_factory=list)
     tracked: Any = None
@@ -178,8 +186,9 @@ class StreamState:
     the aligner a fresh MediaPipe graph (its face tracking). :meth:`continue_track`
     starts a new track (:meth:`new_track`: all of it but the clock) when the
     frame cannot continue the last one: another ``face_index``, another frame
-    size, or a face absent (no frames at all, or frames without it) for longer
-    than the tracker's ``reset_ms``, in case somebody else sat down.
+    size, other attributes set by the app, or a face absent (no frames at
+    all, or frames without it) for longer than the tracker's ``reset_ms``, in
+    case somebody else sat down.
     """
 
     def __init__(self, tracker_options, smoothing):
@@ -205,7 +214,7 @@ class StreamState:
     def _reset(self) -> None:
         self.tracker.reset()
         self.last_timestamp_ms: float | None = None
-        self.track: tuple | None = None  # (face_index, frame height, width) of the frames being tracked
+        self.track: tuple | None = None  # (face_index, frame height, width, settings) of the tracked frames
         self.identity: dict | None = None
         self.identity_asked_ms: float | None = None
         self.hair: dict[int, tuple] = {}
@@ -214,13 +223,16 @@ class StreamState:
         self.merged: tuple | None = None
         self.generation += 1
 
-    def continue_track(self, timestamp_ms: float, face_index: int | None, shape: tuple) -> None:
+    def continue_track(self, timestamp_ms: float, face_index: int | None, shape: tuple,
+                       settings: dict | None = None) -> None:
         """Before a frame's identity and tracking (on the thread that runs
         them, after its time was accepted and its landmarks found, which a
         stream does ahead of time): :meth:`new_track` if the frame cannot
-        continue the track (see the class doc)."""
+        continue the track (see the class doc). Other attributes set by the
+        app (``settings``) start a new track too: the avatar shows them from
+        that frame on, not once the identity window has forgotten the old ones."""
         t = float(timestamp_ms)
-        track = (face_index, int(shape[0]), int(shape[1]))
+        track = (face_index, int(shape[0]), int(shape[1]), tuple(sorted((settings or {}).items())))
         seen = self.tracker.last_seen_ms
         if (self.track is not None and track != self.track) \
                 or (seen is not None and t - seen > self.tracker.options.reset_ms) \

@@ -1,0 +1,259 @@
+"""Attributes the app sets (``Options.attributes``, ``from_frame(..., attributes=...)``):
+drawn instead of the attribute regressor's decision, reported as the app's."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from avatarizer import Avatarizer, sample_photo
+from avatarizer import schema as S
+from avatarizer.artist.photo import to_lab
+from avatarizer.hair import SETTABLE, apply_settings, check_settings, hair_colour_class_of
+from avatarizer.skintone import MONK_AB, lightness_of_tone, skin_of_set_tone
+from avatarizer.video import TrackerOptions
+
+SKIN = [S.index(f"face.{c}") for c in "rgb"]
+HAIR = [S.index(f"hair_front.{c}") for c in "rgb"]
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return sample_photo()
+
+
+@pytest.fixture(scope="module")
+def av():
+    with Avatarizer() as a:
+        if a.estimator == "artist":
+            pytest.skip("the shipped models are not installed here (the attribute regressor is needed)")
+        yield a
+
+
+def _skin_L(params) -> float:
+    return float(to_lab(np.asarray(params[SKIN], np.float64))[0])
+
+
+# ------------------------------------------------------------------ checking
+@pytest.mark.parametrize("bad, match", [
+    ({"glasses": "monocle"}, "glasses.*one of 'none', 'reading', 'sunglasses'"),
+    ({"beard": 1}, "beard.*True or False"),
+    ({"beard": "yes"}, "beard.*True or False"),
+    ({"age": True}, "age.*number from 0 to 100"),
+    ({"age": 130}, "age.*number from 0 to 100"),
+    ({"skin_tone": float("nan")}, "skin_tone.*number from 1 to 10"),
+    ({"skin_tone": "6"}, "skin_tone.*number from 1 to 10"),
+    ({"gender": "female"}, "unknown attribute 'gender'.*glasses, beard"),
+    ({3: True}, "unknown attribute 3"),
+    (["glasses", "none"], "mapping"),
+])
+def test_settings_are_checked_with_a_plain_sentence(bad, match):
+    with pytest.raises(ValueError, match=match):
+        check_settings(bad)
+    with pytest.raises(ValueError, match=match):  # at construction, before any model loads
+        Avatarizer(attributes=bad, estimator="artist")
+
+
+def test_settings_are_normalised_and_none_leaves_the_decision_to_the_regressor():
+    got = check_settings({"beard": np.bool_(True), "age": np.int64(70), "glasses": "none", "headwear": None})
+    assert got == {"beard": True, "age": 70.0, "glasses": "none"}
+    assert type(got["beard"]) is bool and type(got["age"]) is float
+    assert check_settings(None) == {} and check_settings({}) == {}
+    assert set(SETTABLE) == {"glasses", "beard", "moustache", "headwear", "bald", "hair_colour", "hair_length",
+                             "age", "skin_tone"}
+
+
+def test_apply_settings_keeps_the_regressors_values_beside():
+    a = {"glasses": "reading", "glasses_type": 1, "beard": 0.2, "hair_long": 0.3, "age": 30.0,
+         "drawn": {"glasses": True, "sunglasses": False, "beard": False},
+         "decided": {"glasses": True, "sunglasses": False, "beard": False}}
+    apply_settings(a, {"glasses": "none", "beard": True, "hair_length": "long", "age": 71.0})
+    assert (a["glasses"], a["glasses_type"], a["drawn"]["glasses"], a["glasses_model"]) == ("none", 0, False, "reading")
+    assert (a["beard"], a["drawn"]["beard"], a["decided"]["beard"], a["beard_model"]) == (1.0, True, True, 0.2)
+    assert (a["hair_long"], a["hair_long_model"], a["age"], a["age_model"]) == (1.0, 0.3, 71.0, 30.0)
+    assert a["set_by_app"] == ["age", "beard", "glasses", "hair_length"]
+
+
+def test_a_set_skin_tone_has_its_lightness_and_moves_toward_the_swatch_as_far_as_the_lightness_moves():
+    pink = np.array([0.93, 0.78, 0.76])  # a pale, pink measured skin
+    for tone in (1.0, 4.5, 8.0, 10.0):
+        got = to_lab(skin_of_set_tone(pink, tone))
+        assert abs(got[0] - float(lightness_of_tone(tone))) < 0.5
+    # lightness near the measured: mostly the photo's undertone (here 5.5 L*: 22% of the way to the swatch)
+    measured = to_lab(pink)
+    w = abs(measured[0] - float(lightness_of_tone(2.0))) / 25.0
+    near = to_lab(skin_of_set_tone(pink, 2.0))
+    assert 0.1 < w < 0.4 and np.allclose(near[1:], (1 - w) * measured[1:] + w * np.array(MONK_AB[1]), atol=0.3)
+    far = to_lab(skin_of_set_tone(pink, 7.0))  # 35 L* darker: the swatch's a*, b*, not a dull mauve
+    assert np.allclose(far[1:], MONK_AB[6], atol=1.5)
+
+
+# ------------------------------------------------------------------ image mode
+def test_nothing_set_draws_as_before_and_a_setting_does_not_outlive_its_call(av, photo):
+    base = av.from_frame(photo)
+    assert np.array_equal(av.from_frame(photo, attributes={}).params, base.params)
+    assert np.array_equal(av.from_frame(photo, attributes={"beard": None}).params, base.params)
+    assert not np.array_equal(av.from_frame(photo, attributes={"glasses": "sunglasses"}).params, base.params)
+    again = av.from_frame(photo)
+    assert np.array_equal(again.params, base.params) and again.attributes == base.attributes
+    assert all("source" not in v for v in base.attributes.values())
+
+
+@pytest.mark.parametrize("kind, code", [("none", 0), ("reading", 1), ("sunglasses", 2)])
+def test_glasses_as_set(av, photo, kind, code):
+    a = av.from_frame(photo, attributes={"glasses": kind})
+    assert int(a.params[S.index("glasses.type")]) == code
+    g = a.attributes["glasses"]
+    assert g["value"] == kind and g["probability"] == 1.0 and g["source"] == "app"
+    assert set(g["probabilities"]) == {"none", "reading", "sunglasses"}  # the model's, as it read the photo
+
+
+def test_facial_hair_and_headwear_as_set(av, photo):
+    beard = av.from_frame(photo, attributes={"beard": True})
+    assert beard.params[S.index("beard.opacity")] > 0.5 and beard.attributes["beard"]["value"] is True
+    assert beard.params[S.index("moustache.w0")] > 0  # a beard is drawn with its moustache
+    must = av.from_frame(photo, attributes={"moustache": True, "beard": False})
+    assert must.params[S.index("beard.opacity")] == 0 and must.params[S.index("moustache.w0")] > 0
+    hat = av.from_frame(photo, attributes={"headwear": True})
+    assert hat.params[S.index("headwear.type")] > 0 and hat.attributes["headwear"]["source"] == "app"
+    bare = av.from_frame(photo, attributes={"headwear": False, "beard": False, "moustache": False})
+    assert bare.params[S.index("headwear.type")] == 0 and bare.params[S.index("beard.opacity")] == 0
+
+
+@pytest.mark.parametrize("colour", ["black", "brown", "blond", "red", "gray"])
+def test_hair_colour_as_set(av, photo, colour):
+    a = av.from_frame(photo, attributes={"hair_colour": colour})
+    assert hair_colour_class_of(a.params[HAIR]) == colour
+    assert a.attributes["hair_colour"]["value"] == colour and a.attributes["hair_colour"]["source"] == "app"
+
+
+def test_hair_length_as_set(av, photo):
+    from avatarizer.hair import HairBank
+
+    bank = HairBank.load()
+    long_ = av.from_frame(photo, attributes={"hair_length": "long"})
+    short = av.from_frame(photo, attributes={"hair_length": "short"})
+    assert bank.drawn_long()[int(long_.params[S.index("hair_style.bank_id")])]
+    assert not bank.drawn_long()[int(short.params[S.index("hair_style.bank_id")])]
+    assert long_.attributes["hair_length"] == {"value": "long", "probability": 1.0, "source": "app"}
+
+
+def test_skin_tone_and_age_as_set(av, photo):
+    dark = av.from_frame(photo, attributes={"skin_tone": 8})
+    assert abs(_skin_L(dark.params) - float(lightness_of_tone(8))) < 0.5
+    assert dark.attributes["skin_tone"] == {"value": 8.0, "probability": None, "source": "app"}
+    light = av.from_frame(photo, attributes={"skin_tone": 2})
+    assert abs(_skin_L(light.params) - float(lightness_of_tone(2))) < 0.5
+    old, young = (av.from_frame(photo, attributes={"age": a}) for a in (80, 20))
+    assert old.attributes["age"]["value"] == 80.0 and old.attributes["age"]["source"] == "app"
+    assert old.params[S.index("nasolabial_l.w0")] > young.params[S.index("nasolabial_l.w0")]
+
+
+def test_options_attributes_hold_for_every_call_and_a_call_adds_to_them_or_takes_them_back(photo):
+    with Avatarizer(attributes={"glasses": "sunglasses", "beard": True}) as av:
+        if av.estimator == "artist":
+            pytest.skip("the shipped models are not installed here")
+        a = av.from_frame(photo)
+        assert int(a.params[S.index("glasses.type")]) == 2 and a.params[S.index("beard.opacity")] > 0
+        b = av.from_frame(photo, attributes={"glasses": "reading", "beard": None})
+        assert int(b.params[S.index("glasses.type")]) == 1 and "source" not in b.attributes["beard"]
+        batch = av.from_frames([photo, photo])
+        assert all(int(x.params[S.index("glasses.type")]) == 2 for x in batch)
+        with pytest.raises(ValueError, match="glasses"):
+            av.from_frame(photo, attributes={"glasses": "goggles"})
+
+
+def test_the_artist_alone_cannot_take_settings(photo):
+    with pytest.raises(ValueError, match="attribute regressor"):
+        Avatarizer(estimator="artist", attributes={"glasses": "none"})
+    with Avatarizer(estimator="artist") as av:
+        assert av.from_frame(photo, attributes={}) is not None
+        assert av.from_frame(photo, attributes={"beard": None}) is not None
+        with pytest.raises(ValueError, match="attribute regressor"):
+            av.from_frame(photo, attributes={"glasses": "none"})
+
+
+# ------------------------------------------------------------------ video mode
+def test_video_a_change_of_settings_shows_from_that_frame(photo):
+    with Avatarizer(mode="video", tracker=TrackerOptions(identity_frames=3)) as av:
+        if av.estimator == "artist":
+            pytest.skip("the shipped models are not installed here")
+        stream = av._pipeline.stream
+        kinds, gens = [], []
+        for i in range(12):
+            setting = {"glasses": "sunglasses"} if 5 <= i < 9 else None
+            a = av.from_frame(photo, timestamp_ms=i * 40.0, attributes=setting)
+            kinds.append(int(a.params[S.index("glasses.type")]))
+            gens.append(stream.generation)
+        base = kinds[0]
+        assert base != 2 and kinds[5:9] == [2] * 4 and kinds[9:] == [base] * 3 and set(kinds[:5]) == {base}
+        assert gens[5] == gens[4] + 1 and gens[9] == gens[8] + 1 and gens[5] == gens[8]  # new tracks
+
+
+def test_video_an_identity_job_asked_before_a_new_track_does_not_feed_it(photo, monkeypatch):
+    """A refresh of the identity networks still running when a new track
+    starts (another person, another face_index, other settings) stored its
+    hair and attributes in the new track's cache, and the new track's first
+    frame took them: here the glasses the app had just set were not drawn."""
+    opts = TrackerOptions(identity_frames=2, identity_every_ms=1.0, identity_duty=1.0)
+    with Avatarizer(mode="video", tracker=opts) as av:
+        if av.estimator == "artist":
+            pytest.skip("the shipped models are not installed here")
+        pipe = av._pipeline
+        stage, face, stream = pipe.stages[1], pipe["face"], pipe.stream
+        gate, entered = threading.Event(), threading.Event()
+        gate.set()
+        real_run, real_new_track = face.run, stream.new_track
+
+        def run(state):  # the worker's job waits until the new track has begun
+            if threading.current_thread().name == "avatarizer-identity":
+                entered.set()
+                assert gate.wait(30)
+            return real_run(state)
+
+        def new_track():
+            real_new_track()
+            gate.set()
+
+        monkeypatch.setattr(face, "run", run)
+        monkeypatch.setattr(stream, "new_track", new_track)
+        t = 0.0
+        for _ in range(4):
+            av.from_frame(photo, timestamp_ms=t)
+            t += 40.0
+        assert stage.wait_idle(30)
+        gate.clear()
+        entered.clear()
+        av.from_frame(photo, timestamp_ms=t)  # hands a job to the worker, which starts it and waits
+        t += 40.0
+        assert entered.wait(30)
+        for _ in range(3):  # the new track's first frame, and the ones after the stale job has ended
+            a = av.from_frame(photo, timestamp_ms=t, attributes={"glasses": "sunglasses"})
+            t += 40.0
+            assert int(a.params[S.index("glasses.type")]) == 2
+            assert a.attributes["glasses"]["source"] == "app"
+            assert stage.wait_idle(30)
+
+
+# ------------------------------------------------------------------ command line
+def test_cli_set_draws_what_was_set_and_refuses_what_cannot_be(tmp_path, photo, capsys, av):
+    from PIL import Image
+
+    from avatarizer.cli import main
+
+    src = tmp_path / "me.png"
+    Image.fromarray(photo).save(src)
+    assert main(["image", str(src), "-o", str(tmp_path / "plain.png")]) == 0
+    assert main(["image", str(src), "-o", str(tmp_path / "set.png"), "--set", "glasses=sunglasses",
+                 "--set", "beard=yes", "--set", "skin_tone=7.5"]) == 0
+    want = av.from_frame(photo, attributes={"glasses": "sunglasses", "beard": True, "skin_tone": 7.5})
+    got = np.asarray(Image.open(tmp_path / "set.png"))
+    assert np.array_equal(got, want.render(512, background="white"))
+    assert not np.array_equal(got, np.asarray(Image.open(tmp_path / "plain.png")))
+    capsys.readouterr()
+    for bad in ("beard=maybe", "gender=male", "age=old", "glasses", "skin_tone=11"):
+        with pytest.raises(SystemExit) as e:
+            main(["image", str(src), "-o", str(tmp_path / "x.svg"), "--set", bad])
+        assert e.value.code == 2 and "--set" in capsys.readouterr().err
+    assert not (tmp_path / "x.svg").exists()
