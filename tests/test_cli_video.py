@@ -241,6 +241,13 @@ def test_a_video_too_small_says_so_not_size(tmp_path, capsys):
     assert _main("video", tiny, "-o", tmp_path / "o.mp4") == 1
     err = capsys.readouterr().err
     assert "too small" in err and "16x16" in err and "--size None" not in err
+    # --size does not help (the landmarks run on the frames as they are), and no hint says it would;
+    # an animation is refused the same way, before any model loads
+    for out, size in (("o.mp4", "512"), ("o.json", "512")):
+        assert _main("video", tiny, "-o", tmp_path / out, "--size", size) == 1
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "too small" in err and "16x16" in err and "--size" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.mp4"]
 
 
 def test_max_seconds_under_one_frame_takes_one_frame(tmp_path, clip, capsys):

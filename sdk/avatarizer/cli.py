@@ -383,6 +383,11 @@ def _open_video(inp: Path, max_seconds: float | None):
         cap.release()
         raise CLIError(f"could not decode {inp} as a video (not a video file, or a codec this OpenCV "
                        "build cannot read)")
+    h, w = first.shape[:2]
+    if min(h, w) < MIN_VIDEO_SIDE:  # the landmarks run on the frames as they are: no face is found in fewer
+        cap.release()
+        raise CLIError(f"{inp} is too small: its frames are {w}x{h} pixels; the shorter side must be at "
+                       f"least {MIN_VIDEO_SIDE} to find a face in them")
     fps = cap.get(cv2.CAP_PROP_FPS)
     if not fps or not np.isfinite(fps) or fps <= 0 or fps > 1000:
         fps = 30.0
@@ -545,11 +550,8 @@ def _video(args) -> int:
     h, w = first.shape[:2]
     side = args.layout == "side-by-side"
     pw, ph = video_frame_size(w, h, 2 if side else 1, args.size)  # one panel, after --size
-    if min(pw, ph) < MIN_VIDEO_SIDE:
+    if min(pw, ph) < MIN_VIDEO_SIDE:  # (the source's own frames are at least that: _open_video)
         cap.release()
-        if args.size is None:
-            raise CLIError(f"{inp} is too small: its frames are {w}x{h} pixels; the shorter side must be at "
-                           f"least {MIN_VIDEO_SIDE} (give --size to scale it up)")
         raise _UsageError(f"--size {args.size} makes {w}x{h} frames {pw}x{ph} "
                           f"{'per panel ' if side else ''}pixels; the shorter side must be at least "
                           f"{MIN_VIDEO_SIDE}: give a larger --size")
