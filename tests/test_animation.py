@@ -342,7 +342,7 @@ def test_cli_video_to_animated_svg_resampled(tmp_path, capsys):
     stamp = out.stat().st_mtime_ns
     assert main(args) == 1 and out.stat().st_mtime_ns == stamp
     assert "--overwrite" in capsys.readouterr().err
-    assert main(["video", str(clip), "-o", str(tmp_path / "p.svg"), "--player"]) == 1
+    assert main(["video", str(clip), "-o", str(tmp_path / "p.svg"), "--player"]) == 2
     assert "--player" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # a bad value is a usage error (exit 2)
         main(["video", str(clip), "-o", str(tmp_path / "p.json"), "--fps", "0"])

@@ -221,6 +221,14 @@ def test_truncated_input_to_an_animation_warns_and_exits_3(tmp_path, clip, out, 
     ["animate", "--params", "IN", "-o", "t.json", "--tolerance", "nan"],
     ["live", "IN", "--max-seconds", "0"],
     ["render-samples", "-o", "g.png", "--seed", "-5"],
+    # options the output type would not use (they were silently ignored)
+    ["video", "IN", "-o", "t.mp4", "--player"],
+    ["video", "IN", "-o", "t.mp4", "--fps", "10"],
+    ["video", "IN", "-o", "t.mp4", "--tolerance", "1"],
+    ["video", "IN", "-o", "t.mp4", "--background", "white"],
+    ["video", "IN", "-o", "t.json", "--layout", "side-by-side"],
+    ["video", "IN", "-o", "t.svg", "--player"],
+    ["video", "IN", "-o", "t.svg", "--set", "glasses=monocle"],
 ])
 def test_bad_values_are_usage_errors(tmp_path, clip, argv, capsys):
     argv = [str(clip) if a == "IN" else str(tmp_path / a) if "." in a and a[0] != "-" else a for a in argv]

@@ -525,6 +525,22 @@ def _warn_no_face(face: int, done: int, inp: Path) -> None:
           "shows no avatar", file=sys.stderr)
 
 
+def _check_applicable(args, kind: str) -> None:
+    """A usage error (exit 2) for options given that the output type ``kind``
+    (``.mp4``, ``.json``, ``.svg``) would not use, rather than ignoring them."""
+    unused = []
+    if kind == ".mp4":
+        unused += [f"--{n}" for n in ("fps", "tolerance") if getattr(args, n) is not None]
+        unused += ["--background"] * (args.background != "transparent") + ["--player"] * bool(args.player)
+    elif kind in (".json", ".svg"):
+        unused += ["--layout side-by-side"] * (args.layout != "overlay")
+        unused += ["--player (it plays a Lottie animation: OUT.json)"] * (bool(args.player) and kind == ".svg")
+    if unused:
+        raise _UsageError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to {kind} "
+                          "output (--fps, --tolerance, --background: animations; --layout: videos; "
+                          "--player: OUT.json)")
+
+
 def _video(args) -> int:
     import time
 
@@ -532,6 +548,7 @@ def _video(args) -> int:
 
     inp, out = Path(args.input), Path(args.output)
     _check_input(inp)
+    _check_applicable(args, out.suffix.lower())
     if out.suffix.lower() in (".json", ".svg"):
         return _video_animation(args)
     if out.suffix.lower() != ".mp4":
@@ -777,8 +794,6 @@ def _video_animation(args) -> int:
 
     inp, out = Path(args.input), Path(args.output)
     make = _animation_options(args, out)
-    if args.player and out.suffix.lower() != ".json":
-        raise CLIError("--player plays a Lottie animation: use it with OUT.json")
     html = out.with_suffix(".html") if args.player else None
     _check_output(inp, out, args.overwrite)
     if html is not None:
