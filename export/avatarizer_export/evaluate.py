@@ -981,7 +981,7 @@ def add_parser(sub):
     p.add_argument("--methods", default="shipped,artist",
                    help="comma list of shipped (what Avatarizer() runs: the SDK's own model files, no training "
                         "runs needed), shipped:hybrid|model|artist (Avatarizer(estimator=...)), artist, and the "
-                        "training runs model, direct, nearest, mapper:<run>, direct:<run>")
+                        "training runs model, direct, nearest, model:<run>, mapper:<run>, direct:<run>")
     p.add_argument("--limit", type=_positive_int, metavar="N",
                    help="only the first N photos of each folder (name order)")
     p.add_argument("--sample", type=_positive_int, metavar="N",
