@@ -845,10 +845,7 @@ def _write_text(text: str, out: Path, overwrite: bool, inp: Path | None = None) 
 
 def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) -> dict:
     """Writes the animation (temp file beside OUT, then moved into place) and returns its stats."""
-    from .animation import output_format
-
-    text = anim.to_lottie_json() if output_format(out) == "lottie" else anim.to_svg()
-    _write_text(text, out, overwrite, inp)
+    _write_text(anim.text_for(out), out, overwrite, inp)
     return anim.stats()
 
 
