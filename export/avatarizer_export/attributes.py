@@ -1486,6 +1486,40 @@ def open_for_head(folder: Path, output: str):
     return path, model, desc, [o.name for o in model.graph.output], feat, sess, opts
 
 
+def head_features(sess, feat: str, crops, batch: int = 128, desc: str | None = None) -> np.ndarray:
+    """``(len(crops), features)`` float64: what ``sess`` (of :func:`open_for_head`)
+    gives as ``feat`` for the uint8 crops (an array or a list of them),
+    ``batch`` at a time, with a progress bar named ``desc`` when given."""
+    starts = range(0, len(crops), batch)
+    if desc is not None:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=desc, unit="batch")
+    return np.concatenate([sess.run([feat], {"image": to_input128(np.stack(crops[i:i + batch])).numpy()})[0]
+                           for i in starts]).astype(np.float64)
+
+
+def append_head(model, feat: str, output: str, W: np.ndarray, b, sigmoid: bool = False) -> None:
+    """Appends a head tool's head to ``model`` in place and checks the graph:
+    the initializers ``heads.<output>.weight`` (``W`` as ``(1, features)``)
+    and ``heads.<output>.bias`` (``b``), a Gemm ``heads.<output>`` on the
+    tensor ``feat`` (with ``sigmoid``, into ``<output>_logit`` and then a
+    Sigmoid ``heads.<output>.sigmoid``) and the graph output ``output``,
+    ``(batch, 1)`` float32 (what :func:`strip_head` removes)."""
+    import onnx
+
+    model.graph.initializer.extend([
+        onnx.numpy_helper.from_array(W[None, :].astype(np.float32), f"heads.{output}.weight"),
+        onnx.numpy_helper.from_array(np.array([b], np.float32), f"heads.{output}.bias")])
+    gemm = f"{output}_logit" if sigmoid else output
+    model.graph.node.append(onnx.helper.make_node("Gemm", [feat, f"heads.{output}.weight", f"heads.{output}.bias"],
+                                                  [gemm], name=f"heads.{output}", transB=1))
+    if sigmoid:
+        model.graph.node.append(onnx.helper.make_node("Sigmoid", [gemm], [output], name=f"heads.{output}.sigmoid"))
+    model.graph.output.append(onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, ["batch", 1]))
+    onnx.checker.check_model(model)
+
+
 def check_added_head(path: Path, model, others: list[str], opts, x: np.ndarray, output: str,
                      expected: np.ndarray, what: str) -> None:
     """``RuntimeError`` unless ``model`` (``path``'s file with a head added)

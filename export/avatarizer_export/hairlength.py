@@ -36,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .attributes import (MODELS, add_head_tool, check_added_head, expected_calibration_error, fit_calibration,
-                         fit_head, open_for_head, pca_basis, save_added_head, to_input128)
+from .attributes import (MODELS, add_head_tool, append_head, check_added_head, expected_calibration_error,
+                         fit_calibration, fit_head, head_features, open_for_head, pca_basis, save_added_head,
+                         to_input128)
 from .paths import cache_dir
 
 K_GRID = (32, 64, 128, 192)
@@ -105,8 +106,6 @@ def fit_head_cv(X: np.ndarray, Xm: np.ndarray, y: np.ndarray, seed: int = 0, log
 def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = None, log=print) -> dict:
     """Fits the head, writes it into ``folder``'s H file and its manifest
     entry, and returns the report (module docstring)."""
-    import onnx
-
     from .data import hair_length_labels, is_heldout, load_aligned
 
     t0 = time.time()
@@ -118,27 +117,15 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     keys = [k for k in al.keys if k in labels]
     idx = al.index()
     crops = np.stack([np.asarray(al.crops[idx[k]]) for k in keys])
-
-    def features(c):
-        return np.concatenate([sess.run([feat], {"image": to_input128(c[i:i + 128]).numpy()})[0]
-                               for i in range(0, len(c), 128)]).astype(np.float64)
-
-    X, Xm = features(crops), features(np.ascontiguousarray(crops[:, :, ::-1]))
+    X = head_features(sess, feat, crops)
+    Xm = head_features(sess, feat, np.ascontiguousarray(crops[:, :, ::-1]))
     y = np.array([TARGET[labels[k]] > 0.5 for k in keys])
     held = np.array([is_heldout(k) for k in keys])
     W, b, k, lam, p_oof = fit_head_cv(X[~held], Xm[~held], y[~held], log=log)
     gate_long, gate_short = gate_thresholds(p_oof, y[~held])
     p_held = 1.0 / (1.0 + np.exp(-(X[held] @ W + b)))
     yh = y[held]
-    # the head as a Gemm and a Sigmoid on the standardised features
-    model.graph.initializer.extend([onnx.numpy_helper.from_array(W[None, :], f"heads.{OUTPUT}.weight"),
-                                    onnx.numpy_helper.from_array(np.array([b], np.float32), f"heads.{OUTPUT}.bias")])
-    model.graph.node.extend([
-        onnx.helper.make_node("Gemm", [feat, f"heads.{OUTPUT}.weight", f"heads.{OUTPUT}.bias"], [f"{OUTPUT}_logit"],
-                              name=f"heads.{OUTPUT}", transB=1),
-        onnx.helper.make_node("Sigmoid", [f"{OUTPUT}_logit"], [OUTPUT], name=f"heads.{OUTPUT}.sigmoid")])
-    model.graph.output.append(onnx.helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.FLOAT, ["batch", 1]))
-    onnx.checker.check_model(model)
+    append_head(model, feat, OUTPUT, W, b, sigmoid=True)  # a Gemm and a Sigmoid on the standardised features
     # every other output unchanged, and the new output gives what the fit predicts
     check_added_head(path, model, others, opts, to_input128(crops[held]).numpy(), OUTPUT, p_held, "hair length")
 

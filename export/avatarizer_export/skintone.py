@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .attributes import (MODELS, add_head_tool, check_added_head, open_for_head, pca_basis, save_added_head,
-                         to_input128)
+from .attributes import (MODELS, add_head_tool, append_head, check_added_head, head_features, open_for_head,
+                         pca_basis, save_added_head, to_input128)
 from .paths import cache_dir
 
 N_PHOTOMETRIC = 4
@@ -164,7 +164,6 @@ def dl_summary(err: np.ndarray) -> dict:
 def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = None, log=print) -> dict:
     """Fits the head, writes it into ``folder``'s H file and its manifest
     entry, and returns the report (module docstring)."""
-    import onnx
     from tqdm import tqdm
 
     from avatarizer.artist import AutoArtist
@@ -178,20 +177,12 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     al = load_aligned(cache_dir(cache))
     path, model, desc, others, feat, sess, opts = open_for_head(folder, OUTPUT)
     keys, variant, crops = _rows(al, labels)
-    feats = [sess.run([feat], {"image": to_input128(np.stack(crops[i:i + 128])).numpy()})[0]
-             for i in tqdm(range(0, len(crops), 128), desc="skin tone features", unit="batch")]
-    X = np.concatenate(feats).astype(np.float64)
+    X = head_features(sess, feat, crops, desc="skin tone features")
     held = np.array([is_heldout(k) for k in keys])
     y = np.array([labels[k] for k in keys])
     W, b, k, lam, oof = fit_head(X, y, keys, ~held, log=log)
     pred = (X @ W + b).astype(np.float64)
-    # the head as one Gemm on the standardised features
-    model.graph.initializer.extend([onnx.numpy_helper.from_array(W[None, :].astype(np.float32), f"heads.{OUTPUT}.weight"),
-                                    onnx.numpy_helper.from_array(np.array([b], np.float32), f"heads.{OUTPUT}.bias")])
-    model.graph.node.append(onnx.helper.make_node("Gemm", [feat, f"heads.{OUTPUT}.weight", f"heads.{OUTPUT}.bias"],
-                                                  [OUTPUT], name=f"heads.{OUTPUT}", transB=1))
-    model.graph.output.append(onnx.helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.FLOAT, ["batch", 1]))
-    onnx.checker.check_model(model)
+    append_head(model, feat, OUTPUT, W, b)  # one Gemm on the standardised features
     # every other output unchanged, and the Gemm gives what the fit predicts
     orig = np.flatnonzero(held & (variant == 0))
     check_added_head(path, model, others, opts, to_input128(np.stack([crops[i] for i in orig])).numpy(), OUTPUT,

@@ -767,13 +767,16 @@ class Animation:
         return _compact("\n".join(out)) + "\n"
 
     # ------------------------------------------------------------------ files
+    def text_for(self, path) -> str:
+        """What a file named ``path`` holds: Lottie JSON for .json, animated
+        SVG for .svg (``ValueError`` otherwise, :func:`output_format`)."""
+        return self.to_lottie_json() if output_format(path) == "lottie" else self.to_svg()
+
     def write(self, path, *, overwrite: bool = False) -> Path:
         """Writes ``path`` (.json: Lottie, .svg: animated SVG) through a
         temporary file in the same folder, moved into place when complete."""
         path = Path(path)
-        fmt = output_format(path)
-        text = self.to_lottie_json() if fmt == "lottie" else self.to_svg()
-        return write_text_atomic(path, text, overwrite=overwrite)
+        return write_text_atomic(path, self.text_for(path), overwrite=overwrite)
 
 
 def output_format(path) -> str:

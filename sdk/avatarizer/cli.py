@@ -19,6 +19,7 @@ Heavy modules (MediaPipe, the pipeline) are imported inside the commands, so
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import signal
@@ -38,12 +39,8 @@ _DEMO_FILES = ("gallery.png", "default.png", "default.svg", "astronaut_avatar.pn
 
 def _save_png(image, out: Path, overwrite: bool) -> None:
     """A PIL image to ``out`` through a registered temporary file (:func:`_commit`)."""
-    tmp = _temp_beside(out, ".png")
-    try:
+    with _staged(out, ".png", overwrite) as tmp:
         image.save(tmp, format="PNG")
-        _commit(tmp, out, overwrite)
-    finally:
-        _drop_temp(tmp)
 
 
 def _demo(args) -> int:
@@ -59,12 +56,8 @@ def _demo(args) -> int:
     for name in _DEMO_FILES:  # all checked before anything is written
         _check_output(None, out / name, args.overwrite)
     g = out / "gallery.png"
-    tmp = _temp_beside(g, ".png")
-    try:
+    with _staged(g, ".png", args.overwrite) as tmp:
         gallery(tmp, n=24, size=256)
-        _commit(tmp, g, args.overwrite)
-    finally:
-        _drop_temp(tmp)
     default = schema.default()
     _save_png(Image.fromarray(render(default, 512, background="white")), out / "default.png", args.overwrite)
     _write_text(to_svg(default, 512, background="white"), out / "default.svg", args.overwrite)
@@ -251,6 +244,19 @@ def _commit(tmp: Path, out: Path, overwrite: bool, inp: Path | None = None) -> N
     _drop_temp(tmp)
 
 
+@contextlib.contextmanager
+def _staged(out: Path, suffix: str, overwrite: bool, inp: Path | None = None):
+    """A registered temporary file beside ``out`` (:func:`_temp_beside`) for
+    the block to write, moved into place when the block succeeds
+    (:func:`_commit`) and removed in every case."""
+    tmp = _temp_beside(out, suffix)
+    try:
+        yield tmp
+        _commit(tmp, out, overwrite, inp)
+    finally:
+        _drop_temp(tmp)
+
+
 _IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 
 
@@ -284,15 +290,11 @@ def _image(args) -> int:
         data = avatar.to_svg(args.size, background=bg).encode("utf-8")
     else:
         data = avatar.to_pdf(args.size, background=bg)
-    tmp = _temp_beside(out, suffix)
-    try:
+    with _staged(out, suffix, args.overwrite, inp) as tmp:
         if suffix == ".png":
             data.save(tmp, format="PNG")
         else:
             tmp.write_bytes(data)
-        _commit(tmp, out, args.overwrite, inp)
-    finally:
-        _drop_temp(tmp)
     print(f"wrote {out}")
     return 0
 
@@ -855,21 +857,14 @@ def _write_text(text: str, out: Path, overwrite: bool, inp: Path | None = None) 
     """Writes ``text`` to a registered temporary file beside ``out`` and moves
     it into place (:func:`_commit`): a failure or a stop signal at any point
     leaves no temporary file and never replaces a file without ``overwrite``."""
-    tmp = _temp_beside(out, out.suffix)
-    try:
+    with _staged(out, out.suffix, overwrite, inp) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
-        _commit(tmp, out, overwrite, inp)
-    finally:
-        _drop_temp(tmp)
 
 
 def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) -> dict:
     """Writes the animation (temp file beside OUT, then moved into place) and returns its stats."""
-    from .animation import output_format
-
-    text = anim.to_lottie_json() if output_format(out) == "lottie" else anim.to_svg()
-    _write_text(text, out, overwrite, inp)
+    _write_text(anim.text_for(out), out, overwrite, inp)
     return anim.stats()
 
 
@@ -961,12 +956,8 @@ def _live(args) -> int:
         ok, png = cv2.imencode(".png", res.last)
         if not ok:
             raise CLIError(f"could not encode the screenshot {shot}")
-        tmp = _temp_beside(shot, ".png")
-        try:
+        with _staged(shot, ".png", args.overwrite) as tmp:
             tmp.write_bytes(png.tobytes())
-            _commit(tmp, shot, args.overwrite)
-        finally:
-            _drop_temp(tmp)
         h, w = res.last.shape[:2]
         print(f"wrote {shot}: the last frame shown ({w}x{h})")
     if res.stopped_by == "read-error":
@@ -992,12 +983,8 @@ def _render_samples(args) -> int:
         raise _UsageError(f"-n {args.n} --size {args.size} makes a {w}x{h} sheet, more than "
                           f"{MAX_SHEET_PIXELS:,} pixels: ask for fewer or smaller avatars")
     _check_output(None, out, args.overwrite)
-    tmp = _temp_beside(out, out.suffix)
-    try:
+    with _staged(out, out.suffix, args.overwrite) as tmp:
         gallery(tmp, n=args.n, size=args.size, seed=args.seed)
-        _commit(tmp, out, args.overwrite)
-    finally:
-        _drop_temp(tmp)
     print(f"wrote {out}")
     return 0
 
