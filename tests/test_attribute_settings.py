@@ -257,3 +257,22 @@ def test_cli_set_draws_what_was_set_and_refuses_what_cannot_be(tmp_path, photo, 
             main(["image", str(src), "-o", str(tmp_path / "x.svg"), "--set", bad])
         assert e.value.code == 2 and "--set" in capsys.readouterr().err
     assert not (tmp_path / "x.svg").exists()
+
+
+def test_cli_image_attributes_prints_what_was_read_and_what_was_set(tmp_path, photo, capsys, av):
+    from PIL import Image
+
+    from avatarizer.cli import main
+
+    src = tmp_path / "me.png"
+    Image.fromarray(photo).save(src)
+    assert main(["image", str(src), "-o", str(tmp_path / "a.png"), "--attributes", "--set", "beard=yes"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    read = av.from_frame(photo).attributes
+    assert out[0] == f"wrote {tmp_path / 'a.png'}" and "--set NAME=VALUE" in out[1]
+    assert "  beard: yes (set)" in out
+    g = read["glasses"]
+    assert f"  glasses: {g['value']} (p {g['probability']:.2f})" in out
+    assert f"  age: {read['age']['value']:.0f} years" in out
+    assert main(["image", str(src), "-o", str(tmp_path / "b.png"), "--estimator", "artist", "--attributes"]) == 0
+    assert "attributes: none" in capsys.readouterr().out

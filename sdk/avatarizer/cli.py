@@ -296,7 +296,24 @@ def _image(args) -> int:
         else:
             tmp.write_bytes(data)
     print(f"wrote {out}")
+    if args.attributes:
+        print(_attribute_lines(avatar.attributes))
     return 0
+
+
+def _attribute_lines(attributes) -> str:
+    """``image --attributes``: what the attribute model read (and what was
+    set), one line each, in the names ``--set`` takes."""
+    if attributes is None:
+        return "attributes: none (no attribute model: the auto-artist drew this avatar)"
+    lines = []
+    for name, entry in attributes.items():
+        v, p = entry["value"], entry.get("probability")
+        v = ("yes" if v else "no") if isinstance(v, bool) else f"{v:.0f} years" if name == "age" else \
+            f"{v:.1f} (Monk scale 1-10)" if name == "skin_tone" else v
+        note = " (set)" if entry.get("source") == "app" else f" (p {p:.2f})" if p is not None else ""
+        lines.append(f"  {name}: {v}{note}")
+    return "attributes (change one with --set NAME=VALUE):\n" + "\n".join(lines)
 
 
 def _progress(done: int, total: int | None, t0: float, stream=None) -> None:
@@ -1017,6 +1034,8 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                     help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
     _set_argument(im)
+    im.add_argument("--attributes", action="store_true",
+                    help="also print what the attribute model read (glasses, beard, hair colour, skin tone, ...)")
     im.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     im.set_defaults(func=_image)
 
