@@ -7,6 +7,8 @@
                                         # Avatarizer() draws (hybrid) | the paper's model alone
     avatarizer-export sheet skin-tone   # docs/skin_tone_sheet.png: the 24 held-out photos labelled for skin
                                         # tone whose avatar's skin moved most from the artist's (measured)
+    avatarizer-export sheet corrected   # docs/corrected_sheet.png: the attributes sheet's photos whose avatar
+                                        # draws an accessory wrong | Avatarizer() | with the labels set
 
 Photos are chosen from the held-out split to cover children, the elderly,
 glasses, beards, dark and light skin, open mouths and head turns (labels:
@@ -180,12 +182,14 @@ def main_sheet(args) -> int:
         attributes_sheet(shared, cache, Path(args.out or ROOT / "docs" / "attributes_sheet.png"), n=args.n)
     elif args.what == "skin-tone":
         skin_tone_sheet(shared, Path(args.out or ROOT / "docs" / "skin_tone_sheet.png"), n=min(args.n, 24))
+    elif args.what == "corrected":
+        corrected_sheet(shared, cache, Path(args.out or ROOT / "docs" / "corrected_sheet.png"), n=args.n)
     return 0
 
 
 def add_parser(sub):
     p = sub.add_parser("sheet", help="contact sheets of held-out photos and their avatars")
-    p.add_argument("what", choices=["artist", "attributes", "shipped", "skin-tone"])
+    p.add_argument("what", choices=["artist", "attributes", "shipped", "skin-tone", "corrected"])
     p.add_argument("-n", type=int, default=48)
     p.add_argument("--out")
     p.add_argument("--shared")
@@ -281,3 +285,52 @@ def attributes_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: in
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     print(f"wrote {out}: invented {invented}, missed {missed}")
     return summary
+
+
+def corrected_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128) -> int:
+    """Of the photos of :func:`attributes_sheet` (:func:`pick_accessories`),
+    those whose avatar draws glasses, headwear or a beard unlike the labels:
+    photo | ``Avatarizer().from_frame`` | the same with the labels set as an
+    app would (``attributes={"glasses", "headwear", "beard"}``, from the
+    photo's labels). Returns how many rows it drew."""
+    from PIL import Image
+
+    from avatarizer import Avatarizer, schema
+    from avatarizer.gallery import contact_sheet
+
+    from .attributes import _ffhq_targets
+    from .data import _load_rgb
+
+    al = load_aligned(cache)
+    labels = ffhq_labels(shared)
+    tiles, texts = [], []
+    with Avatarizer() as av:
+        for i in pick_accessories(shared, cache, n):
+            key = al.keys[i]
+            img = _load_rgb(shared / "data" / "faces" / key)
+            t = _ffhq_targets(labels[key.split("/", 1)[1]])
+            want = {"glasses": ("none", "reading", "sunglasses")[int(t["glasses"])] if t["glasses"] >= 0 else None,
+                    "headwear": bool(t["headwear"] > 0), "beard": bool(t["beard"] > 0)}
+            avatar = av.from_frame(img)
+            if avatar is None or avatar.attributes is None:
+                continue
+            kind = ("none", "reading", "sunglasses")[int(round(float(avatar.params[schema.index("glasses.type")])))]
+            drawn = {"glasses": kind, "headwear": avatar.attributes["headwear"]["value"],
+                     "beard": avatar.attributes["beard"]["value"]}
+            wrong = [k for k, v in want.items() if v is not None and drawn[k] != v]
+            if not wrong:
+                continue
+            fixed = av.from_frame(img, attributes=want)
+            tiles += [np.asarray(Image.fromarray(np.asarray(al.crops[i])).resize((size, size))),
+                      avatar.render(size, background="white"), fixed.render(size, background="white")]
+            texts += [key.split("/", 1)[1][:9], "Avatarizer()",
+                      "set " + ",".join(f"{k}={'yes' if want[k] is True else 'no' if want[k] is False else want[k]}"
+                                        for k in wrong)]
+    if not tiles:
+        print("no photo with an accessory drawn wrong: nothing to show")
+        return 0
+    sheet = contact_sheet(tiles, cols=9, labels=texts)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(out, optimize=True)
+    print(f"wrote {out}: {len(tiles) // 3} photos whose avatar drew an accessory unlike the labels")
+    return len(tiles) // 3
