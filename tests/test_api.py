@@ -415,8 +415,11 @@ def test_model_estimator_unavailable_without_manifest(tmp_path):
     with Avatarizer(models_dir=tmp_path, max_faces=1) as a:
         assert a.estimator == "artist" and "manifest.json" in a.estimator_reason
     # a folder that is not there at all (a typo) is an error, not a quiet fall back to the artist
-    with pytest.raises(ModelError, match="does not exist"):
+    with pytest.raises(ModelError, match="not a folder"):
         Avatarizer(models_dir=tmp_path / "modles", max_faces=1)
+    (tmp_path / "manifest.json").write_text("{}")  # the file instead of its folder
+    with pytest.raises(ModelError, match="not a folder"):
+        Avatarizer(models_dir=tmp_path / "manifest.json", max_faces=1)
 
 
 def _tiny_image_to_face(folder: Path) -> np.ndarray:

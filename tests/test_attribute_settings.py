@@ -42,6 +42,7 @@ def _skin_L(params) -> float:
     ({"beard": "yes"}, "beard.*True or False"),
     ({"age": True}, "age.*number from 0 to 100"),
     ({"age": 130}, "age.*number from 0 to 100"),
+    ({"age": 10 ** 400}, "age.*number from 0 to 100"),  # (float() of it overflows)
     ({"skin_tone": float("nan")}, "skin_tone.*number from 1 to 10"),
     ({"skin_tone": "6"}, "skin_tone.*number from 1 to 10"),
     ({"gender": "female"}, "unknown attribute 'gender'.*glasses, beard"),
@@ -115,6 +116,11 @@ def test_facial_hair_and_headwear_as_set(av, photo):
     assert beard.params[S.index("moustache.w0")] > 0  # a beard is drawn with its moustache
     must = av.from_frame(photo, attributes={"moustache": True, "beard": False})
     assert must.params[S.index("beard.opacity")] == 0 and must.params[S.index("moustache.w0")] > 0
+    # a set moustache is drawn as set, also beside a beard; a beard's moustache is reported as drawn
+    no_must = av.from_frame(photo, attributes={"beard": True, "moustache": False})
+    assert no_must.params[S.index("beard.opacity")] > 0.5 and no_must.params[S.index("moustache.w0")] == 0
+    assert no_must.attributes["moustache"]["value"] is False
+    assert beard.attributes["moustache"]["value"] is True and "source" not in beard.attributes["moustache"]
     hat = av.from_frame(photo, attributes={"headwear": True})
     assert hat.params[S.index("headwear.type")] > 0 and hat.attributes["headwear"]["source"] == "app"
     bare = av.from_frame(photo, attributes={"headwear": False, "beard": False, "moustache": False})
@@ -136,13 +142,17 @@ def test_hair_length_as_set(av, photo):
     short = av.from_frame(photo, attributes={"hair_length": "short"})
     assert bank.drawn_long()[int(long_.params[S.index("hair_style.bank_id")])]
     assert not bank.drawn_long()[int(short.params[S.index("hair_style.bank_id")])]
-    assert long_.attributes["hair_length"] == {"value": "long", "probability": 1.0, "source": "app"}
+    got = dict(long_.attributes["hair_length"])
+    assert got.pop("model")["value"] in ("long", "short")
+    assert got == {"value": "long", "probability": 1.0, "source": "app"}
 
 
 def test_skin_tone_and_age_as_set(av, photo):
     dark = av.from_frame(photo, attributes={"skin_tone": 8})
     assert abs(_skin_L(dark.params) - float(lightness_of_tone(8))) < 0.5
-    assert dark.attributes["skin_tone"] == {"value": 8.0, "probability": None, "source": "app"}
+    got = dict(dark.attributes["skin_tone"])
+    assert got.pop("model")["probability"] is None
+    assert got == {"value": 8.0, "probability": None, "source": "app"}
     light = av.from_frame(photo, attributes={"skin_tone": 2})
     assert abs(_skin_L(light.params) - float(lightness_of_tone(2))) < 0.5
     old, young = (av.from_frame(photo, attributes={"age": a}) for a in (80, 20))
@@ -274,5 +284,67 @@ def test_cli_image_attributes_prints_what_was_read_and_what_was_set(tmp_path, ph
     g = read["glasses"]
     assert f"  glasses: {g['value']} (p {g['probability']:.2f})" in out
     assert f"  age: {read['age']['value']:.0f} years" in out
+    assert any(line.startswith("  gender: ") and "read only" in line for line in out)
     assert main(["image", str(src), "-o", str(tmp_path / "b.png"), "--estimator", "artist", "--attributes"]) == 0
     assert "attributes: none" in capsys.readouterr().out
+    # before any model loads
+    assert main(["image", str(src), "-o", str(tmp_path / "c.png"), "--estimator", "artist", "--set", "beard=yes"]) == 2
+    assert "--set needs the attribute model" in capsys.readouterr().err and not (tmp_path / "c.png").exists()
+
+
+def test_a_set_attribute_keeps_what_the_model_read_beside_it(av, photo):
+    base = av.from_frame(photo).attributes
+    got = av.from_frame(photo, attributes={"beard": not base["beard"]["value"], "hair_colour": "red",
+                                           "glasses": "sunglasses", "age": 70, "skin_tone": 9,
+                                           "hair_length": "long"}).attributes
+    for name in ("beard", "hair_colour", "glasses", "age", "skin_tone", "hair_length"):
+        if name in base:
+            want = {"value": base[name]["value"], "probability": base[name]["probability"]}
+            assert got[name]["model"] == want, name
+    # the model's class probabilities as it read the photo (the fused readings), not H's raw ones
+    assert got["hair_colour"]["probabilities"] == base["hair_colour"]["probabilities"]
+    assert got["glasses"]["probabilities"] == base["glasses"]["probabilities"]
+    assert "model" not in got["gender"] and "source" not in got["gender"]
+
+
+def test_a_set_age_draws_age_lines_only(av):
+    """The age an app sets is not the hair colour's age prior: the drawn hair
+    colour stays the model's reading (a black-haired person set to 90 was drawn grey)."""
+    from avatarizer import load_image
+
+    from conftest import need_shared
+
+    img = load_image(need_shared("data", "faces", "ffhq128-labelled", "69030.jpg"))
+    base = av.from_frame(img)
+    hair = [S.index(n) for n in S.NAMES if n.split(".")[0] in ("hair_back", "hair_front", "hair_strand0",
+                                                                "hair_strand1")]
+    for age in (5, 90):
+        a = av.from_frame(img, attributes={"age": age})
+        assert np.array_equal(a.params[hair], base.params[hair]), age
+        assert a.attributes["hair_colour"] == base.attributes["hair_colour"]
+
+
+def test_options_attributes_are_a_read_only_copy():
+    mine = {"glasses": "sunglasses"}
+    with Avatarizer(attributes=mine) as av:
+        if av.estimator == "artist":
+            pytest.skip("the shipped models are not installed here")
+        mine["glasses"] = "not a kind"
+        assert av.options.attributes == {"glasses": "sunglasses"}
+        with pytest.raises(TypeError):
+            av.options.attributes["beard"] = True
+        av.options.validate()
+
+
+def test_video_a_change_of_settings_on_a_frame_without_a_face_keeps_the_last_avatar(photo):
+    with Avatarizer(mode="video", tracker=TrackerOptions(identity_frames=3)) as av:
+        if av.estimator == "artist":
+            pytest.skip("the shipped models are not installed here")
+        for i in range(6):
+            av.from_frame(photo, timestamp_ms=i * 40.0)
+        gen = av._pipeline.stream.generation
+        blank = np.zeros_like(photo)
+        stale = av.from_frame(blank, timestamp_ms=240.0, attributes={"glasses": "sunglasses"})
+        assert stale is not None and stale.stale and av._pipeline.stream.generation == gen
+        back = av.from_frame(photo, timestamp_ms=280.0, attributes={"glasses": "sunglasses"})
+        assert int(back.params[S.index("glasses.type")]) == 2 and av._pipeline.stream.generation == gen + 1

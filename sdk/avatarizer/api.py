@@ -47,6 +47,7 @@ import json
 import math
 import os
 import threading
+import types
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -528,6 +529,9 @@ class Avatarizer:
             raise ValueError(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(sorted(names))}.")
         self.options = dataclasses.replace(options or Options(), **overrides)
         self.options.validate()
+        if self.options.attributes is not None:  # a read-only copy: the caller's dict may change later
+            self.options = dataclasses.replace(self.options, attributes=types.MappingProxyType(
+                check_settings(self.options.attributes)))
         self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
         self._streaming = False  # a stream() is being iterated (video mode): other calls are refused
         self._stream_stop: Callable[[], None] | None = None  # stops that stream's worker (close())

@@ -266,6 +266,7 @@ def _image(args) -> int:
     if suffix not in _IMAGE_SUFFIXES:
         raise CLIError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .svg or .pdf")
     _check_input(inp)
+    _check_settable(args)
     _check_output(inp, out, args.overwrite)
     _quiet_mediapipe()
     from .api import Avatarizer
@@ -304,6 +305,8 @@ def _image(args) -> int:
 def _attribute_lines(attributes) -> str:
     """``image --attributes``: what the attribute model read (and what was
     set), one line each, in the names ``--set`` takes."""
+    from .hair import SETTABLE
+
     if attributes is None:
         return "attributes: none (no attribute model: the auto-artist drew this avatar)"
     lines = []
@@ -312,6 +315,8 @@ def _attribute_lines(attributes) -> str:
         v = ("yes" if v else "no") if isinstance(v, bool) else f"{v:.0f} years" if name == "age" else \
             f"{v:.1f} (Monk scale 1-10)" if name == "skin_tone" else v
         note = " (set)" if entry.get("source") == "app" else f" (p {p:.2f})" if p is not None else ""
+        if name not in SETTABLE:
+            note += " (read only: nothing drawn depends on it)"
         lines.append(f"  {name}: {v}{note}")
     return "attributes (change one with --set NAME=VALUE):\n" + "\n".join(lines)
 
@@ -544,6 +549,13 @@ def _warn_no_face(face: int, done: int, inp: Path) -> None:
           "shows no avatar", file=sys.stderr)
 
 
+def _check_settable(args) -> None:
+    """``--set`` needs the attribute model: a usage error (exit 2) with
+    ``--estimator artist``, before any model loads."""
+    if getattr(args, "set", None) and args.estimator == "artist":
+        raise _UsageError("--set needs the attribute model, which --estimator artist does not run")
+
+
 def _check_applicable(args, kind: str) -> None:
     """A usage error (exit 2) for options given that the output type ``kind``
     (``.mp4``, ``.json``, ``.svg``) would not use, rather than ignoring them."""
@@ -567,6 +579,7 @@ def _video(args) -> int:
 
     inp, out = Path(args.input), Path(args.output)
     _check_input(inp)
+    _check_settable(args)
     _check_applicable(args, out.suffix.lower())
     if out.suffix.lower() in (".json", ".svg"):
         return _video_animation(args)
@@ -930,6 +943,7 @@ def _live(args) -> int:
     """``live [SOURCE]``: the preview window (see :mod:`avatarizer.live`)."""
     from . import live
 
+    _check_settable(args)
     source = live.parse_source(args.source)
     shot = Path(args.screenshot) if args.screenshot else None
     if isinstance(source, str) and not live.is_stream(source):
@@ -1286,6 +1300,7 @@ def main(argv=None) -> int:
         except BaseException:
             _check_stop()  # whatever the signal's exception became, the run stops for the signal
             raise
+        _check_stop()  # one deferred in an import and never checked after: the run still stops for it
         return status
     except CLIError as exc:
         print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)

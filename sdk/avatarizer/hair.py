@@ -331,20 +331,37 @@ def public_attributes(attributes: Mapping) -> dict:
     per attribute its ``value`` and the calibrated ``probability`` of that
     value, plus ``probabilities`` of every class for glasses and hair colour.
     Glasses, beard, moustache, headwear and bald take the *drawing*
-    decision (what the avatar shows: the thresholds chosen for precision);
-    gender the balanced decision; hair colour the decoded colour; age is
+    decision (what the avatar shows: the thresholds chosen for precision; a
+    moustache is drawn with a beard); gender the balanced decision; hair
+    colour the decoded colour; age is
     regressed (years; its probability is ``None``), and so is ``skin_tone``
     (the Monk step, where the model has it); ``hair_length`` is ``long`` or
     ``short`` with its probability, where the model has ``hair_long``. An
     attribute the app set (:func:`apply_settings`) has the set value,
-    probability 1 (``None`` for age and skin tone) and ``source`` ``"app"``."""
+    probability 1 (``None`` for age and skin tone), ``source`` ``"app"``
+    and under ``model`` the value and probability the model gave it."""
     a = attributes
+    out = _public_view(a)
+    given = a.get("set_by_app", ())
+    model = _public_view(_as_the_model_read(a)) if given else {}
+    for name in given:
+        entry = out.setdefault(name, {})
+        entry.update(probability=None if name in ("age", "skin_tone") else 1.0, source="app")
+        if name in model:
+            entry["model"] = {"value": model[name]["value"], "probability": model[name]["probability"]}
+    return out
+
+
+def _public_view(a: Mapping) -> dict:
     gp = a["glasses_probs"]
     kind = GLASSES[int(a["glasses_type"])]
     out = {"glasses": {"value": kind, "probability": float(gp[kind]), "probabilities": dict(gp)}}
     for k in ("beard", "moustache", "headwear", "bald"):
         on = bool(a["drawn"][k])
         out[k] = {"value": on, "probability": float(a[k] if on else 1.0 - a[k])}
+    if a["drawn"]["beard"] and not a["drawn"]["moustache"] and "moustache" not in a.get("set_by_app", ()):
+        # merge draws a beard with its moustache
+        out["moustache"] = {"value": True, "probability": float(max(a["moustache"], a["beard"]))}
     out["hair_colour"] = {"value": a["hair_colour"], "probability": float(a["hair_colour_probs"][a["hair_colour"]]),
                           "probabilities": dict(a["hair_colour_probs"])}
     male = bool(a["decided"]["male"])
@@ -356,18 +373,34 @@ def public_attributes(attributes: Mapping) -> dict:
         long_ = float(a["hair_long"]) >= 0.5
         out["hair_length"] = {"value": "long" if long_ else "short",
                               "probability": float(a["hair_long"] if long_ else 1.0 - a["hair_long"])}
-    for name in a.get("set_by_app", ()):  # what the app set: that value, sure, marked so
-        if name in BINARY_ATTRIBUTES:
-            value = bool(a["drawn"][name])
-        elif name == "hair_length":
-            value = "long" if a["hair_long"] >= 0.5 else "short"
-        elif name in ("age", "skin_tone"):
-            value = round(float(a[name]), 2) if name == "skin_tone" else float(a[name])
-        else:  # glasses, hair_colour
-            value = a[name]
-        out.setdefault(name, {}).update(value=value, probability=None if name in ("age", "skin_tone") else 1.0,
-                                        source="app")
     return out
+
+
+def _as_the_model_read(a: Mapping) -> dict:
+    """A copy of an :func:`apply_settings` dict with the model's own values
+    back in place of what the app set (what :func:`public_attributes` shows
+    under ``model``)."""
+    m = dict(a)
+    m["drawn"], m["decided"] = dict(a["drawn"]), dict(a["decided"])
+    draw = (a.get("thresholds") or {}).get("draw", {})
+    decide = (a.get("thresholds") or {}).get("decision", {})
+    for name in a.get("set_by_app", ()):
+        if name == "glasses":
+            kind = GLASSES.index(a["glasses_model"])
+            for d in ("drawn", "decided"):
+                m[d]["glasses"], m[d]["sunglasses"] = kind > 0, kind == 2
+            m["glasses_type"], m["glasses"] = kind, a["glasses_model"]
+        elif name in BINARY_ATTRIBUTES:
+            p = a[f"{name}_model"]
+            m[name] = p
+            m["drawn"][name] = p >= draw.get(name, DEFAULT_THRESHOLD)
+            m["decided"][name] = p >= decide.get(name, DEFAULT_THRESHOLD)
+        elif name == "hair_length":
+            m["hair_long"] = a["hair_long_model"]
+        else:  # hair_colour, age, skin_tone
+            m[name] = a[f"{name}_model"]
+    m["set_by_app"] = []
+    return m
 
 
 #: What an app can set instead of the regressor's decision (``Options.attributes``,
@@ -406,10 +439,14 @@ def check_settings(settings, what: str = "attributes") -> dict:
             out[name] = v
         else:
             lo, hi = allowed
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                    or not lo <= float(v) <= hi:
+            try:
+                x = None if isinstance(v, (bool, np.bool_)) else float(v) if isinstance(
+                    v, (int, float, np.integer, np.floating)) else None
+            except OverflowError:  # an integer too large for a float
+                x = None
+            if x is None or not lo <= x <= hi:
                 raise ValueError(f"{what}[{name!r}] must be a number from {lo:g} to {hi:g}, got {v!r:.60}.")
-            out[name] = float(v)
+            out[name] = x
     return out
 
 
@@ -1226,7 +1263,10 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
         else:
             p[S.index("beard.opacity")] = 0.0
     if "moustache" in a or "beard" in a:
-        pm = max(_flag(a, "moustache") - th["moustache"], _flag(a, "beard") - th["beard"]) + 0.5
+        pm = _flag(a, "moustache") - th["moustache"]
+        if "moustache" not in a.get("set_by_app", ()):  # a beard is drawn with its moustache, unless set
+            pm = max(pm, _flag(a, "beard") - th["beard"])
+        pm += 0.5
         if pm >= 0.5:
             uo = S.points(p, "lip_upper_outer").astype(np.float64)
             ms = np.array([uo[0] + (-0.02, 0.0), uo[1] + (0, -0.03), uo[3] + (0, -0.045), uo[5] + (0, -0.03),

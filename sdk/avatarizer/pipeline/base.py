@@ -200,7 +200,7 @@ class Pipeline:
                     # here, not in _begin: a stream finds landmarks frames ahead, but
                     # whether a frame continues the track depends on the frames before it
                     self.stream.continue_track(state.timestamp_ms, state.face_index, state.image.shape,
-                                               state.settings)
+                                               state.settings, bool(state.faces))
                 s.run(state)
                 if s.name == until:
                     break

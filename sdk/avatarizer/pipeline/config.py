@@ -182,7 +182,7 @@ def resolve(options, *, render_size: int = 256, render_background: Any = None):
 def _load_manifest(folder):
     """The verified manifest of ``folder`` (the package's by default), or None
     when there is none; a manifest that exists but fails verification, or a
-    ``folder`` that does not exist, raises :class:`ModelError` (never a
+    ``folder`` that is not a folder, raises :class:`ModelError` (never a
     silent fallback to the artist)."""
     from ..runtime import DEFAULT_FOLDER, MANIFEST_NAME, Manifest
     from pathlib import Path
@@ -190,13 +190,13 @@ def _load_manifest(folder):
     try:
         path = (Path(folder) if folder is not None else DEFAULT_FOLDER) / MANIFEST_NAME
         present = path.is_file()
-        missing = folder is not None and not path.parent.exists()
+        missing = folder is not None and not path.parent.is_dir()
     except (OSError, TypeError, ValueError):
         present, missing = True, False  # let Manifest.load say what is wrong with the folder
-    if missing:  # a folder the app named that is not there (a typo): not a quiet fall back to the artist
+    if missing:  # a folder the app named that is not there (a typo, a file): not a quiet fall back to the artist
         from ..errors import ModelError
 
-        raise ModelError(f"models_dir {str(folder)!r:.200} does not exist")
+        raise ModelError(f"models_dir {str(folder)!r:.200} is not a folder (it does not exist, or is a file)")
     if not present:
         return None
     return Manifest.load(folder)

@@ -95,29 +95,28 @@ class HairStage(Stage):
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
         if attrs.get("hair_long") is not None and not H.lower_face_observed(valid, face.canonical):
             attrs["hair_long"] = None  # a tight crop: nothing beside the jaw to see (not reported, no length gate)
-        settings = settings or {}
-        if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...))
-            H.apply_settings(attrs, settings)
-        idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
-        if "hair_colour" in settings:  # the photo's hair colour moved into the class the app set
-            raw = FALLBACK_HAIR_RGB if reading is None else reading[0]
-            rgb = H.drawn_hair_colour(raw, {settings["hair_colour"]: 1.0})
-        else:
-            # the photo's hair colour, drawn so that it reads as the class H and
-            # the hair region's classifier agree on (fuse_hair_colour)
-            rgb, colour_probs = (None, None) if reading is None else H.hair_colour_of_class(
-                *reading, model=(attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"),
-                                 attrs.get("age")))
-            if colour_probs is not None:  # report the colour class the drawing follows
-                H.read_hair_colour(attrs, colour_probs, source="H x hair region")
-        fused = None  # the glasses kind H and the artist's cues decide together (hybrid)
-        if "glasses" in settings:  # set by the app: drawn in the artist's shape where it measured one
-            fused = attrs["glasses_type"] if glasses_cues is not None else None
-        elif self.fusion is not None and glasses_cues is not None:
+        # what the model reads: the photo's hair colour, drawn so that it reads as the class H and the
+        # hair region's classifier agree on (fuse_hair_colour), and the glasses kind H and the artist's
+        # cues decide together (hybrid)
+        rgb, colour_probs = (None, None) if reading is None else H.hair_colour_of_class(
+            *reading, model=(attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age")))
+        if colour_probs is not None:  # report the colour class the drawing follows
+            H.read_hair_colour(attrs, colour_probs, source="H x hair region")
+        fused = None
+        if self.fusion is not None and glasses_cues is not None:
             from ..glasses import apply_decision
 
             fused, probs = self.fusion.decide(glasses_cues["glasses"], attrs["glasses_probs"])
             apply_decision(attrs, fused, probs)
+        settings = settings or {}
+        if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...)); the model's stays
+            H.apply_settings(attrs, settings)
+            if "hair_colour" in settings:  # the photo's hair colour moved into the class the app set
+                rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB if reading is None else reading[0],
+                                          {settings["hair_colour"]: 1.0})
+            if "glasses" in settings:  # drawn in the artist's shape where it measured one
+                fused = attrs["glasses_type"] if glasses_cues is not None else None
+        idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
         base = schema.default()
         base[schema.FACE] = face_slice
         if attrs["drawn"]["beard"] or attrs["drawn"]["moustache"]:  # the beard's own colour (white ones too)

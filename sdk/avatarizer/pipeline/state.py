@@ -224,15 +224,20 @@ class StreamState:
         self.generation += 1
 
     def continue_track(self, timestamp_ms: float, face_index: int | None, shape: tuple,
-                       settings: dict | None = None) -> None:
+                       settings: dict | None = None, has_face: bool = True) -> None:
         """Before a frame's identity and tracking (on the thread that runs
         them, after its time was accepted and its landmarks found, which a
         stream does ahead of time): :meth:`new_track` if the frame cannot
         continue the track (see the class doc). Other attributes set by the
-        app (``settings``) start a new track too: the avatar shows them from
-        that frame on, not once the identity window has forgotten the old ones."""
+        app (``settings``) start a new track too, on the first frame with a
+        face (``has_face``; until then the last avatar stays for the grace
+        period): the avatar shows them from that frame on, not once the
+        identity window has forgotten the old ones."""
         t = float(timestamp_ms)
-        track = (face_index, int(shape[0]), int(shape[1]), tuple(sorted((settings or {}).items())))
+        given = tuple(sorted((settings or {}).items()))
+        if not has_face and self.track is not None:
+            given = self.track[3]
+        track = (face_index, int(shape[0]), int(shape[1]), given)
         seen = self.tracker.last_seen_ms
         if (self.track is not None and track != self.track) \
                 or (seen is not None and t - seen > self.tracker.options.reset_ms) \
