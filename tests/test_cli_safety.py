@@ -187,8 +187,11 @@ def test_bench_cuda_without_cuda_is_one_line(capsys):
 
 def test_read_only_output_folder_as_a_normal_user(tmp_path, photo_bytes):
     """Run as ``nobody`` when the tests run as root (root may write anywhere)."""
-    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"avz-ro-{os.getpid()}"
-    folder.mkdir()
+    import tempfile
+
+    # outside tmp_path (0700, which 'nobody' cannot enter); a new name each run, never one made
+    # from the pid, which repeats (a container's pid namespace) and may be left by a killed run
+    folder = Path(tempfile.mkdtemp(prefix="avz-ro-"))
     try:
         (folder / "in.png").write_bytes(photo_bytes)
         ro = folder / "ro"
