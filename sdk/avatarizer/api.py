@@ -529,9 +529,9 @@ class Avatarizer:
             raise ValueError(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(sorted(names))}.")
         self.options = dataclasses.replace(options or Options(), **overrides)
         self.options.validate()
+        self._settings = check_settings(self.options.attributes)  # what the app set, normalised
         if self.options.attributes is not None:  # a read-only copy: the caller's dict may change later
-            self.options = dataclasses.replace(self.options, attributes=types.MappingProxyType(
-                check_settings(self.options.attributes)))
+            self.options = dataclasses.replace(self.options, attributes=types.MappingProxyType(self._settings))
         self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
         self._streaming = False  # a stream() is being iterated (video mode): other calls are refused
         self._stream_stop: Callable[[], None] | None = None  # stops that stream's worker (close())
@@ -548,7 +548,6 @@ class Avatarizer:
         pipe = build(self.options)  # options resolved once: pipe.resolved
         r = pipe.resolved
         self._pipeline = pipe
-        self._settings = check_settings(self.options.attributes)
         self._can_set = getattr(pipe["hair"], "mode", None) == "retrieval"
         if self._settings and not self._can_set:
             pipe.close()
