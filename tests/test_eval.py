@@ -524,3 +524,52 @@ def test_prepared_cache_keeps_each_photos_path_and_what_it_could_not_read(tmp_pa
     again = E.prepared(files, tmp_path / "c.npz", progress=False)
     assert again["paths"] == first["paths"] == [str(f["fa/p.jpg"]), str(f["fb/p.jpg"])]
     assert again["unreadable"] == [str(tmp_path / "fb" / "q.png")] and again["hair_photo"].shape == (2, 128, 128)
+
+
+def test_eval_never_writes_over_a_file_it_was_given(tmp_path, capsys):
+    """``--out`` over an existing file needs ``--overwrite``, and is refused
+    for a photo being evaluated or the labels file whatever the flags;
+    ``--prepared`` naming a file that is not an eval cache (a photo) is
+    refused instead of overwritten, and a cache name without ``.npz`` is
+    kept as given (np.savez added the suffix, so the cache was never found)."""
+    f = _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg", "f/b.jpg": "ffhq-0002.jpg"})
+    photo = f["f/a.jpg"].read_bytes()
+    old = tmp_path / "old.json"
+    old.write_text("mine")
+    args = ["--faces", str(tmp_path / "f"), "--methods", "artist", "--json"]
+    rc, _, err = _eval_json(capsys, *args, "--out", str(old))
+    assert rc == 1 and "--overwrite" in err and old.read_text() == "mine"
+    for flags, why in (([], "--overwrite"), (["--overwrite"], "one of the inputs")):
+        rc, _, err = _eval_json(capsys, *args, "--out", str(f["f/a.jpg"]), *flags)
+        assert rc == 1 and why in err and f["f/a.jpg"].read_bytes() == photo
+    rc, _, err = _eval_json(capsys, *args, "--prepared", str(f["f/b.jpg"]))
+    assert rc == 1 and "one of the inputs" in err and f["f/b.jpg"].read_bytes() != b""
+    notes = tmp_path / "notes.npz"  # somebody's file, not an eval cache
+    notes.write_text("my notes")
+    rc, _, err = _eval_json(capsys, *args, "--prepared", str(notes))
+    assert rc == 1 and "not an eval cache" in err and len(err.strip().splitlines()) == 1
+    assert notes.read_text() == "my notes"
+    rc, _, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json",
+                            "--prepared", str(tmp_path / "p" / "x"))
+    assert rc == 0, err
+    assert (tmp_path / "p" / "x").is_file() and not (tmp_path / "p" / "x.npz").exists()
+    rc, res, err = _eval_json(capsys, *args, "--out", str(old), "--overwrite")
+    assert rc == 0 and json.loads(old.read_text())["faces"] == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["data", "align", "--limit", "0"],
+    ["data", "align", "--limit", "-3"],
+    ["detectors", "--precision", "5"],
+    ["detectors", "--precision", "0"],
+    ["sheet", "artist", "-n", "-3"],
+    ["labels", "sheets", "--keys", "k.txt", "--out", "o", "--controls", "-3"],
+])
+def test_export_counts_and_fractions_out_of_range_are_usage_errors(argv, capsys):
+    """They started a full 15k-photo build (``--limit 0``), wrote a detectors
+    file without detectors (``--precision 5``) or drew sheets anyway."""
+    from avatarizer_export.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "must be" in capsys.readouterr().err

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args)
-    except (FileNotFoundError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError) as exc:  # (a missing file, a folder where a file belongs, ...)
         print(f"avatarizer-export {args.command}: {exc}", file=sys.stderr)
         return 1
 

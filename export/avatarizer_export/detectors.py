@@ -619,9 +619,11 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
 
 
 def add_parser(sub):
+    from .argtypes import precision
+
     p = sub.add_parser("detectors", help="fit the auto-artist's accessory detectors on labelled training photos")
     p.add_argument("--shared", help="the shared folder (default ../shared)")
-    p.add_argument("--precision", type=float, default=None,
+    p.add_argument("--precision", type=precision, default=None,
                    help="precision each drawing threshold keeps out of fold (default 0.9; with --fusion "
                         f"{FUSION_PRECISION})")
     p.add_argument("--out", help=f"where to write (default {OUT.relative_to(ROOT)})")

@@ -20,6 +20,7 @@ import numpy as np
 
 from avatarizer import schema
 
+from .argtypes import positive_int
 from . import metrics as M
 from .data import is_heldout
 
@@ -251,15 +252,22 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
         return prepare(files, progress, exaggeration)
     key = hashlib.sha256((f"v5 {exaggeration}\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
     if cache.exists():
-        z = np.load(cache, allow_pickle=False)
-        if str(z["key"]) == key:
+        try:
+            z = np.load(cache, allow_pickle=False)
+            stored = str(z["key"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # another file (a photo, someone's array): never written over
+            raise ValueError(f"--prepared {cache} is not an eval cache ({exc}); name a new file") from None
+        if stored == key:
             lists = ("names", "paths", "unreadable")
             out = {k: z[k] for k in z.files if k not in ("key", "faces", *lists)}
             out.update({k: [str(n) for n in z[k]] for k in lists if k in z.files}, faces=int(z["faces"]))
             return out
     out = prepare(files, progress, exaggeration)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, key=key, **{k: (np.array(v, dtype=str) if k in ("names", "paths", "unreadable") else v) for k, v in out.items()})
+    with open(cache, "wb") as fh:  # (np.savez would add .npz to any other name: the cache never found again)
+        np.savez(fh, key=key, **{k: (np.array(v, dtype=str) if k in ("names", "paths", "unreadable") else v)
+                                 for k, v in out.items()})
     return out
 
 
@@ -917,6 +925,13 @@ def main_eval(args) -> int:
             return _fail(f"--{name} {value!r} must name a file, not a folder", 2)
         if name == "out" and not Path(value).resolve().parent.is_dir():
             return _fail(f"--out {value}: the folder {Path(value).parent} does not exist", 2)
+        if name == "out" and Path(value).exists() and not args.overwrite:
+            return _fail(f"--out {value} exists: give --overwrite to replace it", 1)
+        if name == "prepared":
+            try:
+                Path(value).resolve().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                return _fail(f"--prepared {value}: cannot make its folder ({exc.strerror or exc})", 2)
     folders = [Path(p) for p in parts]
     for faces in folders:
         if not faces.is_dir():
@@ -935,6 +950,11 @@ def main_eval(args) -> int:
     files: list[Path] = []
     for faces in folders:
         files += list_photos(faces, args.heldout, args.limit, args.sample)
+    given = {f.resolve() for f in files} | ({Path(args.labels).resolve()} if args.labels else set())
+    for name in ("out", "prepared"):  # never written over a photo or the labels being read
+        value = getattr(args, name, None)
+        if value and Path(value).resolve() in given:
+            return _fail(f"--{name} {value} is one of the inputs (a photo or the labels file)", 1)
     res = evaluate(files, methods, labels=labels, identity_n=args.identity_n,
                    progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None,
                    exaggeration=args.exaggeration, groups=args.groups)
@@ -950,22 +970,10 @@ def main_eval(args) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    import argparse
-
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return v
-
-
 def _identity_n(text: str) -> int:
     import argparse
 
-    v = _positive_int(text)
+    v = positive_int(text)
     if v < 2:
         raise argparse.ArgumentTypeError(f"must be at least 2 (an avatar picked among 1 photo is always "
                                          f"right), got {text!r}")
@@ -982,15 +990,16 @@ def add_parser(sub):
                    help="comma list of shipped (what Avatarizer() runs: the SDK's own model files, no training "
                         "runs needed), shipped:hybrid|model|artist (Avatarizer(estimator=...)), artist, and the "
                         "training runs model, direct, nearest, model:<run>, mapper:<run>, direct:<run>")
-    p.add_argument("--limit", type=_positive_int, metavar="N",
+    p.add_argument("--limit", type=positive_int, metavar="N",
                    help="only the first N photos of each folder (name order)")
-    p.add_argument("--sample", type=_positive_int, metavar="N",
+    p.add_argument("--sample", type=positive_int, metavar="N",
                    help="N photos of each folder drawn at random (seed 0): an unbiased subset")
     p.add_argument("--heldout", action="store_true", help="only the held-out split's photos of that folder")
     p.add_argument("--identity-n", type=_identity_n, default=100, metavar="N",
                    help="identity top-1 among groups of N photos (at least 2; default 100)")
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
-    p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--out", help="also write the JSON here (an existing file only with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--exaggeration", type=float, default=None, metavar="K",
                    help="the artist's exaggeration for the pseudo ground truth (default: ArtistStyle's)")
     p.add_argument("--clips", metavar="DIR",

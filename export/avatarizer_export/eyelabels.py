@@ -287,12 +287,14 @@ def main_labels(args) -> int:
 
 
 def add_parser(sub):
+    from .argtypes import count
+
     p = sub.add_parser("labels", help="the project's labels by eye: contact sheets, consensus, report "
                                       "(docs/data.md)")
     p.add_argument("what", choices=("sheets", "merge", "report"))
     p.add_argument("--keys", help="sheets: a file of FOLDER/NAME keys under ../shared/data/faces, one a line")
     p.add_argument("--out", help="sheets: the folder for sheetNN.png and layout.json")
-    p.add_argument("--controls", type=int, default=0,
+    p.add_argument("--controls", type=count, default=0,
                    help="sheets: this many training photos of ffhq128-labelled spread over the sheets")
     p.add_argument("--shared")
     p.set_defaults(func=main_labels)

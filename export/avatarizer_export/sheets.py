@@ -188,9 +188,11 @@ def main_sheet(args) -> int:
 
 
 def add_parser(sub):
+    from .argtypes import positive_int
+
     p = sub.add_parser("sheet", help="contact sheets of held-out photos and their avatars")
     p.add_argument("what", choices=["artist", "attributes", "shipped", "skin-tone", "corrected"])
-    p.add_argument("-n", type=int, default=48)
+    p.add_argument("-n", type=positive_int, default=48)
     p.add_argument("--out")
     p.add_argument("--shared")
     p.add_argument("--cache")
