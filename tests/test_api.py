@@ -658,6 +658,28 @@ def test_bench_fps_excludes_model_loading(monkeypatch):
     assert (e["p50_ms"] + e["max_ms"]) / 3 * 0.99 <= mean_ms <= (2 * e["p50_ms"] + e["max_ms"]) / 3 * 1.01, e
 
 
+def test_bench_stream_times_the_same_frames_as_the_sequential_loop(monkeypatch):
+    """stream.vs_sequential compares like with like: the stream times exactly the
+    ``--frames`` frames the sequential loop timed, not also the spare start-up
+    frames left at the end of the frame list."""
+    from avatarizer import bench
+
+    real_pct, real_stream, counts = bench._pct, bench._stream, {}
+
+    def stream(av, images, lead):
+        counts["images"], counts["lead"] = len(images), lead
+        monkeypatch.setattr(bench, "_pct", lambda v: (counts.__setitem__("stream", len(v)), real_pct(v))[1])
+        try:
+            return real_stream(av, images, lead)
+        finally:
+            monkeypatch.setattr(bench, "_pct", real_pct)
+
+    monkeypatch.setattr(bench, "_stream", stream)
+    res = bench.run(frames=3, warmup=1)
+    assert counts["stream"] == 3 and counts["images"] == counts["lead"] + 3, counts
+    assert res["stream"]["fps"] > 0
+
+
 def test_runtime_never_imports_torch():
     code = ("import os, sys; os.environ['GLOG_minloglevel']='2'\n"
             "import numpy as np; from skimage import data\n"

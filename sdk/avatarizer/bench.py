@@ -265,7 +265,9 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         if not e2e:
             raise ValueError("no frame was timed: the tracker's identity never warmed up (no face in "
                              f"{len(startup)} frames?)")
-        streamed = _stream(av, images, lead) if mode == "video" else None
+        # the stream times the same frames as the loop above (lead .. lead + frames - 1), not the spare
+        # start-up frames left over at the end of ``images``
+        streamed = _stream(av, images[:lead + frames], lead) if mode == "video" else None
     finally:
         mesh.close()
         out_device = av.device
