@@ -592,25 +592,28 @@ def test_cli_bench_json_schema(capsys):
     for v in [*res["stages"].values(), res["end_to_end"], res["baseline"]["landmarks_only"]]:
         assert dist <= set(v) and v["max_ms"] >= v["p99_ms"] >= v["p95_ms"] >= v["p50_ms"] >= 0
     e = res["end_to_end"]
-    assert set(e) == dist | {"fps", "hitch_ratio", "max_frame", "vs_landmarks"} and e["fps"] > 0
+    assert set(e) == dist | {"n", "fps", "hitch_ratio", "max_frame", "vs_landmarks"} and e["fps"] > 0
     assert e["hitch_ratio"] == pytest.approx(e["p99_ms"] / e["p50_ms"], rel=0.01) and e["hitch_ratio"] >= 1
     assert e["vs_landmarks"] == pytest.approx(e["p50_ms"] / res["baseline"]["landmarks_only"]["p50_ms"], rel=0.01)
     assert e["max_frame"] in range(3)
     assert set(res["baseline"]) == {"landmarks_only"} and res["baseline"]["landmarks_only"]["p50_ms"] > 0
-    assert set(res["baseline"]["landmarks_only"]) == dist
+    assert set(res["baseline"]["landmarks_only"]) == dist | {"n"}
+    # each distribution says how many frames it holds: the 3 timed ones
+    assert [v["n"] for v in [*res["stages"].values(), e, res["baseline"]["landmarks_only"]]] == [3] * 7
     assert isinstance(res["providers"], list) and isinstance(res["device"], str)
     # video mode (the default): the identity's start-up (its networks inline on every
     # frame) is reported apart and kept out of the timed frames, which run no network
     from avatarizer.video import TrackerOptions
 
     st = res["startup"]
-    assert set(st) == dist | {"frames"} and st["frames"] == TrackerOptions().identity_frames
+    assert set(st) == dist | {"frames", "n"} and st["frames"] == st["n"] == TrackerOptions().identity_frames
     assert st["p50_ms"] > 0
     assert res["stages"]["encode"]["max_ms"] == 0 and res["stages"]["map_decode"]["max_ms"] == 0
     s = res["stream"]  # the same frames through Avatarizer.stream()
     assert set(s) == {"fps", "vs_sequential", "latency"} and s["fps"] > 0
     assert s["vs_sequential"] == pytest.approx(s["fps"] / e["fps"], rel=0.02)
-    assert set(s["latency"]) == dist and s["latency"]["max_ms"] >= s["latency"]["p50_ms"] > 0
+    assert set(s["latency"]) == dist | {"n"} and s["latency"]["max_ms"] >= s["latency"]["p50_ms"] > 0
+    assert s["latency"]["n"] == 3  # the same frames as the sequential loop
 
 
 def test_bench_image_mode_has_no_stream(capsys):
@@ -626,7 +629,14 @@ def test_bench_percentiles_and_worst_frame():
     d = _pct(ms)
     assert d["p50_ms"] == 1.0 and d["p95_ms"] == 1.0
     assert d["p99_ms"] == pytest.approx(np.percentile(ms, 99), abs=1e-3) and d["p99_ms"] > 30.0
-    assert d["max_ms"] == 50.0
+    assert d["max_ms"] == 50.0 and d["n"] == 100
+
+
+def test_bench_table_notes_a_short_run(capsys):
+    """With fewer than 100 timed frames p99 is nearly the worst frame: the table says so."""
+    assert _cli("bench", "--frames", "2", "--warmup", "1", "--mode", "image") == 0
+    out = capsys.readouterr().out
+    assert "note: 2 timed frames (< 100): p99 and the hitch ratio are close to the worst frame" in out
 
 
 def test_bench_fps_excludes_model_loading(monkeypatch):
