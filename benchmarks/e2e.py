@@ -19,4 +19,4 @@ if importlib.util.find_spec("avatarizer") is None:  # not installed: use the che
 from avatarizer.bench import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="e2e.py"))

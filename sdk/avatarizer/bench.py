@@ -385,10 +385,24 @@ def command(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="avatarizer bench", description=__doc__.split("\n\n")[0])
+def main(argv=None, prog: str = "avatarizer bench") -> int:
+    """``python -m avatarizer.bench`` and ``benchmarks/e2e.py``: as the CLI's ``bench`` command,
+    a plain-sentence error (a bad ``--frames``, a missing ``--video``, no CUDA) is one line on
+    stderr and exit status 1; a usage error is argparse's, status 2."""
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     add_arguments(ap)
-    return command(ap.parse_args(argv))
+    args = ap.parse_args(argv)
+    from .errors import AvatarizerError
+
+    try:
+        return command(args)
+    except (ValueError, AvatarizerError, RuntimeError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"{prog}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,38 @@
+"""The scripts in benchmarks/: nonsense arguments and unusable inputs end in one line
+on stderr and a non-zero status (2: usage, 1: the run cannot be done), never a traceback."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+BENCH = ROOT / "benchmarks"
+
+
+def _script(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "sdk"), os.environ.get("PYTHONPATH", "")]),
+           "GLOG_minloglevel": "2"}
+    return subprocess.run([sys.executable, str(BENCH / name), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def _error_lines(res: subprocess.CompletedProcess, prog: str) -> list[str]:
+    assert "Traceback" not in res.stderr, res.stderr
+    return [line for line in res.stderr.splitlines() if line.startswith(f"{prog}: error:")]
+
+
+def test_e2e_bad_frames_is_one_line():
+    res = _script("e2e.py", "--frames", "0")
+    assert res.returncode == 1
+    assert _error_lines(res, "e2e.py") == ["e2e.py: error: frames must be >= 1 and warmup >= 0"], res.stderr
+
+
+def test_bench_main_missing_video_is_one_line(tmp_path, capsys):
+    from avatarizer.bench import main
+
+    assert main(["--video", str(tmp_path / "no.mp4"), "--frames", "1"], prog="e2e.py") == 1
+    err = capsys.readouterr().err
+    assert f"e2e.py: error: no such video file or folder: {tmp_path / 'no.mp4'}" in err.splitlines(), err
+    assert "Traceback" not in err
