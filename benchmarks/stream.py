@@ -117,6 +117,9 @@ def measure(frames, warmup: int, repeats: int, camera: bool = False, clip: str |
         order = ("sequential", "stream") if r % 2 == 0 else ("stream", "sequential")
         for name in order:
             t_in, t_out, cpu = runs[name](frames, camera, clip)
+            if not t_out.all():  # the clip ended early: the frames never delivered would count as time 0
+                raise ValueError(f"the {name} run got {int(np.count_nonzero(t_out))} of {len(frames)} frames "
+                                 "from the source")
             wall = t_out[-1] - t_in[0]
             got[name]["cores"].append(cpu / wall if wall > 0 else 0.0)
             t_in, t_out = t_in[warmup:], t_out[warmup:]
@@ -132,6 +135,20 @@ def measure(frames, warmup: int, repeats: int, camera: bool = False, clip: str |
     seq = out["sequential"]["fps"]
     out["throughput_ratio"] = round(out["stream"]["fps"] / seq, 3) if seq > 0 else None
     return out
+
+
+def _clip_frames(clip: str, most: int) -> int:
+    """How many frames OpenCV decodes from ``clip`` (counting stops at ``most``)."""
+    import cv2
+
+    cap = cv2.VideoCapture(clip)
+    n = 0
+    try:
+        while n < most and cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    return n
 
 
 def main(argv=None) -> int:
@@ -151,15 +168,23 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not 2 <= args.frames - args.warmup or args.warmup < 0 or args.repeats < 1:
         ap.error("need --frames at least --warmup + 2, --warmup >= 0 and --repeats >= 1")
-    frames, source = bench_frames(args.frames, 512, args.video)
     clip = None
     if args.decode:
         if not args.video or not Path(args.video).is_file():
             ap.error("--decode needs --video naming one clip")
         clip = str(args.video)
-        source = f"{source}, decoded in the loop"
-    load_before = os.getloadavg()
-    res = measure(frames, args.warmup, args.repeats, args.camera, clip)
+        have = _clip_frames(clip, args.frames)
+        if have < args.frames:  # decoded in the loop, a clip is not looped: the run would stop short
+            ap.error(f"--decode: {clip} has only {have} frames, fewer than --frames {args.frames}")
+    try:
+        frames, source = bench_frames(args.frames, 512, args.video)
+        if clip:
+            source = f"{source}, decoded in the loop"
+        load_before = os.getloadavg()
+        res = measure(frames, args.warmup, args.repeats, args.camera, clip)
+    except ValueError as exc:
+        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
+        return 1
     doc = {"frames": len(frames), "source": source, "warmup": args.warmup, "repeats": args.repeats,
            "delivery": "camera, 25 fps" if args.camera else "as fast as taken",
            "cpus": os.cpu_count(), "load_avg": {"before": [round(v, 2) for v in load_before],

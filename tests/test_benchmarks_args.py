@@ -36,3 +36,16 @@ def test_bench_main_missing_video_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"e2e.py: error: no such video file or folder: {tmp_path / 'no.mp4'}" in err.splitlines(), err
     assert "Traceback" not in err
+
+
+def test_stream_decode_refuses_a_clip_shorter_than_frames():
+    """Decoded in the loop, a clip is not looped: with fewer frames than --frames the
+    runs would stop short and the undelivered frames count as time 0 (fps 0.0)."""
+    from conftest import need_shared
+
+    clip = need_shared("data", "video", "d0.mp4")  # 78 frames
+    res = _script("stream.py", "--decode", "--video", str(clip), "--frames", "90", "--warmup", "10",
+                  "--repeats", "1")
+    assert res.returncode == 2
+    assert _error_lines(res, "stream.py") == [f"stream.py: error: --decode: {clip} has only 78 frames, "
+                                              "fewer than --frames 90"], res.stderr
