@@ -94,12 +94,11 @@ def run(folder: Path, role: str, batches: list[int], runs: int, warmup: int, thr
             "p95_ms": round(float(np.percentile(arr, 95)), 3),
             "p50_ms_per_image": round(float(np.percentile(arr, 50)) / b, 3),
         }
-    ratios = {}
-    if "fp32" in results:
-        for p in results:
-            if p != "fp32":
-                ratios[p] = {b: round(results[p][b]["p50_ms"] / results["fp32"][b]["p50_ms"], 3)
-                             for b in results[p]}
+    ratios: dict[str, dict[str, float | None]] = {}
+    for p in results:  # null: no fp32 model to compare with (the shipped set is fp16 and int8)
+        if p != "fp32":
+            ratios[p] = {b: round(results[p][b]["p50_ms"] / results["fp32"][b]["p50_ms"], 3)
+                         if "fp32" in results else None for b in results[p]}
     first = next(iter(sessions.values()))
     return {
         "device": "cpu",
@@ -149,9 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'precision':<10}{'batch':>6}{'p50 ms':>10}{'p95 ms':>10}{'ms/img':>10}{'vs fp32':>9}")
     for p, by_batch in report["results"].items():
         for b, r in by_batch.items():
-            ratio = report["p50_ratio_vs_fp32"].get(p, {}).get(b, 1.0)
+            ratio = 1.0 if p == "fp32" else report["p50_ratio_vs_fp32"].get(p, {}).get(b)
+            shown = "n/a" if ratio is None else f"{ratio:.2f}"
             print(f"{p:<10}{b:>6}{r['p50_ms']:>10.2f}{r['p95_ms']:>10.2f}{r['p50_ms_per_image']:>10.2f}"
-                  f"{ratio:>9.2f}")
+                  f"{shown:>9}")
+    if "fp32" not in report["results"]:
+        print("vs fp32: n/a, no fp32 model in this folder")
     return 0
 
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 BENCH = ROOT / "benchmarks"
@@ -49,3 +50,25 @@ def test_stream_decode_refuses_a_clip_shorter_than_frames():
     assert res.returncode == 2
     assert _error_lines(res, "stream.py") == [f"stream.py: error: --decode: {clip} has only 78 frames, "
                                               "fewer than --frames 90"], res.stderr
+
+
+def test_onnx_cpu_without_fp32_prints_no_ratio():
+    """The shipped models are fp16 and int8 only: "vs fp32" is n/a (null in the JSON), not 1.00."""
+    import json
+
+    from avatarizer.models import DEFAULT_FOLDER, Manifest
+
+    try:
+        Manifest.load(DEFAULT_FOLDER).find("image_to_face", "fp32")
+        has_fp32 = True
+    except Exception:
+        has_fp32 = False
+    if has_fp32:
+        pytest.skip("this models folder has an fp32 image_to_face model")
+    res = _script("onnx_cpu.py", "--runs", "2", "--warmup", "0", "--batches", "1")
+    assert res.returncode == 0, res.stderr
+    rows = [line.split() for line in res.stdout.splitlines() if line.startswith(("fp16", "int8"))]
+    assert rows and all(r[-1] == "n/a" for r in rows), res.stdout
+    res = _script("onnx_cpu.py", "--runs", "2", "--warmup", "0", "--batches", "1", "--json")
+    ratios = json.loads(res.stdout)["p50_ratio_vs_fp32"]
+    assert ratios and all(v == {"1": None} for v in ratios.values()), ratios
