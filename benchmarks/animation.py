@@ -134,10 +134,21 @@ def baseline_render(P, repeats: int) -> list[float]:
     return times
 
 
+def _positive_int(text: str) -> int:
+    """argparse ``type=``: an integer >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {n}")
+    return n
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--repeats", type=int, default=3, help="timed exports per clip and format")
+    ap.add_argument("--repeats", type=_positive_int, default=3, help="timed exports per clip and format")
     ap.add_argument("--clips", default=None, help="comma-separated clip names (default: every 30 fps clip)")
     args = ap.parse_args(argv)
     if not (SHARED / "data" / "video").is_dir():
@@ -146,7 +157,14 @@ def main(argv=None) -> int:
     clips = _clips()
     if args.clips:
         want = set(args.clips.split(","))
+        unknown = sorted(want - {c.stem for c in clips})
+        if unknown:
+            ap.error(f"--clips: no 30 fps clip of >= {FRAMES} frames named {', '.join(unknown)} "
+                     f"(there are: {', '.join(c.stem for c in clips) or 'none'})")
         clips = [c for c in clips if c.stem in want]
+    if not clips:
+        print(f"no 30 fps clip of >= {FRAMES} frames in {SHARED / 'data' / 'video'}", file=sys.stderr)
+        return 2
     perfs = {c.stem: performance(c) for c in clips}  # before pinning: the pipeline may use both cores
     cpu = _pin_one_core()
     first = next(iter(perfs.values()))

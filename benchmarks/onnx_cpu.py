@@ -116,16 +116,39 @@ def run(folder: Path, role: str, batches: list[int], runs: int, warmup: int, thr
     }
 
 
+def _positive_int(text: str) -> int:
+    """argparse ``type=``: an integer >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {n}")
+    return n
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse ``type=``: an integer >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {n}")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", type=Path, default=DEFAULT_FOLDER, help="models folder (with manifest.json)")
     ap.add_argument("--standin", action="store_true",
                     help="export the test stand-in networks to a temporary folder and time those")
     ap.add_argument("--role", choices=sorted(ROLES), default="image_to_face")
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    ap.add_argument("--runs", type=int, default=200, help="timed calls per (precision, batch)")
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1, help="intra_op_num_threads (0: ONNX Runtime decides)")
+    ap.add_argument("--batches", type=_positive_int, nargs="+", default=[1, 8])
+    ap.add_argument("--runs", type=_positive_int, default=200, help="timed calls per (precision, batch)")
+    ap.add_argument("--warmup", type=_non_negative_int, default=5)
+    ap.add_argument("--threads", type=_non_negative_int, default=1,
+                    help="intra_op_num_threads (0: ONNX Runtime decides)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="avz-standin-") as tmp:

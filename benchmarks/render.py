@@ -135,16 +135,44 @@ def time_interleaved(fns: dict, params, repeats: int, warmup: int) -> dict:
     return {k: _pct(v) for k, v in times.items()}
 
 
+def _positive_int(text: str) -> int:
+    """argparse ``type=``: an integer >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {n}")
+    return n
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse ``type=``: an integer >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {n}")
+    return n
+
+
+def _sizes(text: str) -> list[int]:
+    """argparse ``type=`` for ``--sizes``: comma-separated pixel sizes, each >= 1."""
+    return [_positive_int(s.strip()) for s in text.split(",")]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--sizes", default="256,512,1024")
+    ap.add_argument("--sizes", type=_sizes, default=[256, 512, 1024], help="comma-separated sizes in px "
+                    "(default 256,512,1024)")
     ap.add_argument("--scenes", choices=("real", "sampled"), default="real")
     ap.add_argument("--faces", type=Path, default=ROOT.parent / "shared" / "data" / "faces" / "ffhq128")
-    ap.add_argument("--photos", type=int, default=40, help="real scenes: photos (image mode)")
-    ap.add_argument("--frames", type=int, default=40, help="real scenes: clip frames (video mode)")
-    ap.add_argument("--repeats", type=int, default=240, help="timed frames per native backend and size")
-    ap.add_argument("--slow-repeats", type=int, default=8, help="timed frames for pycairo and pillow")
+    ap.add_argument("--photos", type=_non_negative_int, default=40, help="real scenes: photos (image mode)")
+    ap.add_argument("--frames", type=_positive_int, default=40, help="real scenes: clip frames (video mode)")
+    ap.add_argument("--repeats", type=_positive_int, default=240, help="timed frames per native backend and size")
+    ap.add_argument("--slow-repeats", type=_positive_int, default=8, help="timed frames for pycairo and pillow")
     ap.add_argument("--no-slow", action="store_true", help="skip pycairo and pillow")
     ap.add_argument("--baseline", help="an _avz*.so of another build, timed interleaved with this one")
     ap.add_argument("--threads", type=int, default=1, help="N >= 2: also render(threads=N), on all cores "
@@ -153,7 +181,7 @@ def main(argv=None):
     ap.add_argument("--dump-scenes", type=Path, help="write the scenes' parameters (N x 629 float32) "
                     "for `make profile-render SCENES=FILE` and exit")
     args = ap.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = args.sizes
     if args.scenes == "real":
         params, scenes = real_scenes(args.faces, args.photos, args.frames)
     else:

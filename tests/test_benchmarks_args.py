@@ -72,3 +72,25 @@ def test_onnx_cpu_without_fp32_prints_no_ratio():
     res = _script("onnx_cpu.py", "--runs", "2", "--warmup", "0", "--batches", "1", "--json")
     ratios = json.loads(res.stdout)["p50_ratio_vs_fp32"]
     assert ratios and all(v == {"1": None} for v in ratios.values()), ratios
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("onnx_cpu.py", ["--runs", "0"], "argument --runs: must be >= 1, not 0"),
+    ("render.py", ["--sizes", "abc"], "argument --sizes: not an integer: 'abc'"),
+    ("render.py", ["--repeats", "0"], "argument --repeats: must be >= 1, not 0"),
+    ("animation.py", ["--repeats", "0"], "argument --repeats: must be >= 1, not 0"),
+])
+def test_nonsense_counts_are_usage_errors(script, args, message):
+    res = _script(script, *args)
+    assert res.returncode == 2
+    assert _error_lines(res, script) == [f"{script}: error: {message}"], res.stderr
+
+
+def test_animation_unknown_clip_is_a_usage_error():
+    from conftest import need_shared
+
+    need_shared("data", "video")
+    res = _script("animation.py", "--clips", "nope")
+    assert res.returncode == 2
+    lines = _error_lines(res, "animation.py")
+    assert len(lines) == 1 and "--clips: no 30 fps clip of >= 300 frames named nope" in lines[0], res.stderr
