@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avatarizer.checks import int_at_least  # (light: no models, no MediaPipe)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 CACHE = ROOT / "cache" / "animation"
@@ -134,15 +136,7 @@ def baseline_render(P, repeats: int) -> list[float]:
     return times
 
 
-def _positive_int(text: str) -> int:
-    """argparse ``type=``: an integer >= 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {n}")
-    return n
+_positive_int = int_at_least(1)  # argparse type= (avatarizer.checks)
 
 
 def main(argv=None) -> int:

@@ -38,6 +38,7 @@ if importlib.util.find_spec("avatarizer") is None:  # not installed: use the che
     sys.path.insert(0, str(ROOT / "sdk"))
     sys.path.insert(0, str(ROOT / "export"))
 
+from avatarizer.checks import int_at_least  # noqa: E402
 from avatarizer.errors import ModelError  # noqa: E402
 from avatarizer.models import DEFAULT_FOLDER, ROLES, Manifest, Session  # noqa: E402
 
@@ -116,26 +117,10 @@ def run(folder: Path, role: str, batches: list[int], runs: int, warmup: int, thr
     }
 
 
-def _positive_int(text: str) -> int:
-    """argparse ``type=``: an integer >= 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {n}")
-    return n
+_positive_int = int_at_least(1)  # argparse type= (avatarizer.checks)
 
 
-def _non_negative_int(text: str) -> int:
-    """argparse ``type=``: an integer >= 0."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {n}")
-    return n
+_non_negative_int = int_at_least(0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,7 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from avatarizer import native, render, schema  # noqa: E402
+from avatarizer.checks import int_at_least  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,26 +136,10 @@ def time_interleaved(fns: dict, params, repeats: int, warmup: int) -> dict:
     return {k: _pct(v) for k, v in times.items()}
 
 
-def _positive_int(text: str) -> int:
-    """argparse ``type=``: an integer >= 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {n}")
-    return n
+_positive_int = int_at_least(1)  # argparse type= (avatarizer.checks)
 
 
-def _non_negative_int(text: str) -> int:
-    """argparse ``type=``: an integer >= 0."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {n}")
-    return n
+_non_negative_int = int_at_least(0)
 
 
 def _sizes(text: str) -> list[int]:

@@ -5,28 +5,11 @@ from __future__ import annotations
 import argparse
 import math
 
+from avatarizer.checks import int_at_least
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return v
-
-
-def count(text: str) -> int:
-    """A whole number >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
-    return v
-
+#: a whole number >= 1 / >= 0 (the SDK's checker, shared with the benchmarks)
+positive_int = int_at_least(1)
+count = int_at_least(0)
 
 def precision(text: str) -> float:
     """A precision target in (0, 1]."""

@@ -17,3 +17,20 @@ def is_real(v) -> bool:
         return math.isfinite(float(v))
     except OverflowError:  # an int too large for a float
         return False
+
+
+def int_at_least(lo: int):
+    """An argparse ``type=`` for the command-line tools (benchmarks, the
+    export commands): a whole number >= ``lo``, else a usage error naming it."""
+    import argparse
+
+    def check(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if n < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, not {n}")
+        return n
+
+    return check
