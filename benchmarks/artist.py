@@ -123,9 +123,12 @@ def main(argv=None) -> int:
         for face in data[: args.warmup]:
             fit(*face)
     times = {k: ([], []) for k in variants}
-    for _ in range(args.rounds):
-        for face in data:
-            for name, fit in variants.items():
+    names = list(variants)
+    for r in range(args.rounds):
+        for i, face in enumerate(data):
+            turn = (r * len(data) + i) % len(names)  # the order rotated face by face: none always first
+            for name in names[turn:] + names[:turn]:
+                fit = variants[name]
                 t0, c0 = time.perf_counter(), time.thread_time()
                 fit(*face)
                 times[name][0].append(time.perf_counter() - t0)

@@ -122,14 +122,18 @@ def _load_baseline(path: str):
 
 
 def time_interleaved(fns: dict, params, repeats: int, warmup: int) -> dict:
-    """Each frame rendered by every function in turn (so load swings hit all alike)."""
+    """Each frame rendered by every function in turn (so load swings hit all
+    alike), the order rotated frame by frame (none always runs right after
+    another on the same scene)."""
     for p in params[:warmup]:
         for fn in fns.values():
             fn(p)
     times = {k: [] for k in fns}
+    names = list(fns)
     for r in range(repeats):
         p = params[r % len(params)]
-        for k, fn in fns.items():
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            fn = fns[k]
             t0 = time.perf_counter()
             fn(p)
             times[k].append((time.perf_counter() - t0) * 1000)
