@@ -16,9 +16,10 @@ the export. Reported per clip over ``--repeats`` exports: p50/p95/p99/max of
 the per-frame ``add`` time, the finishing time, and export fps; the animated
 SVG is timed the same way. Both wall-clock and CPU-time (process_time) rates
 are reported: on a shared machine the wall clock also counts the time other
-processes ran on the pinned core. Baseline in the same run: the native renderer
+processes ran on the pinned core. Baseline in the same process, timed in its
+own block after the exports (not interleaved with them): the native renderer
 rasterising the same frames at 512 px (what an exporter that rasterised would
-pay per frame), so the ratio holds on a noisy machine.
+pay per frame); on a noisy machine the ratio moves with the load between the blocks.
 
 Size: bytes of the Lottie JSON and of the SVG for 300 frames (10 s at 30 fps)
 at the default settings (512 px, tolerance 1/256 of the size = 2 px), and at

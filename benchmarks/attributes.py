@@ -1,7 +1,8 @@
 """Latency of the attribute regressor H, against MediaPipe's landmarks in the same run.
 
-Frames: the talking-face clips in ``../shared/data/video`` (512×512), or
-scikit-image's ``astronaut`` when they are absent (:func:`avatarizer.bench.bench_frames`).
+Frames: those of :func:`avatarizer.bench.bench_frames`: the clips named by
+``$AVATARIZER_BENCH_VIDEO`` (e.g. ``../shared/data/video``; 512×512), else the
+bundled sample portrait with synthetic head motion (the JSON's ``source`` says which).
 The process is pinned to one CPU core (``--cores 1``, the default; ``--cores
 N`` pins it to N cores, ``--cores 0`` leaves it on every core it may use:
 image mode runs its segmentation and networks beside its Python on a second

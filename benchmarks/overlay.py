@@ -9,8 +9,9 @@ hold on a loaded machine), after a warm-up.
                                             #  "ratio_p50_fast", "ratio_p50_threads", "max_abs_difference",
                                             #  "max_abs_difference_threads"}
 
-Frames are those of ``avatarizer bench`` (the shared clips, centre-cropped to
-512×512; the astronaut when there are none), their avatars made once in video
+Frames are those of ``avatarizer bench`` (the clips named by
+``$AVATARIZER_BENCH_VIDEO``, centre-cropped to 512×512; else the bundled sample
+portrait with synthetic head motion), their avatars made once in video
 mode beforehand (only ``overlay`` is timed). ``before`` is the previous code:
 the avatar's box rendered, then a float32 blend over the whole box with a
 per-pixel fade computed from a full coordinate grid (and the transform
