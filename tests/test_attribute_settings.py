@@ -43,6 +43,7 @@ def _skin_L(params) -> float:
     ({"age": True}, "age.*number from 0 to 100"),
     ({"age": 130}, "age.*number from 0 to 100"),
     ({"age": 10 ** 400}, "age.*number from 0 to 100"),  # (float() of it overflows)
+    ({"age": np.timedelta64(30)}, "age.*number from 0 to 100"),  # (NumPy counts it an integer)
     ({"skin_tone": float("nan")}, "skin_tone.*number from 1 to 10"),
     ({"skin_tone": "6"}, "skin_tone.*number from 1 to 10"),
     ({"gender": "female"}, "unknown attribute 'gender'.*glasses, beard"),

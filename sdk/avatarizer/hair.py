@@ -45,6 +45,7 @@ from typing import Mapping
 import numpy as np
 
 from . import landmarks as L
+from .checks import is_real
 from . import prior as P
 from . import schema as S
 from .artist import stats
@@ -439,14 +440,9 @@ def check_settings(settings, what: str = "attributes") -> dict:
             out[name] = v
         else:
             lo, hi = allowed
-            try:
-                x = None if isinstance(v, (bool, np.bool_)) else float(v) if isinstance(
-                    v, (int, float, np.integer, np.floating)) else None
-            except OverflowError:  # an integer too large for a float
-                x = None
-            if x is None or not lo <= x <= hi:
+            if not is_real(v) or not lo <= float(v) <= hi:
                 raise ValueError(f"{what}[{name!r}] must be a number from {lo:g} to {hi:g}, got {v!r:.60}.")
-            out[name] = x
+            out[name] = float(v)
     return out
 
 
