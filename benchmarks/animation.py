@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatarizer.checks import int_at_least  # (light: no models, no MediaPipe)
+from avatarizer.checks import int_arg  # (light: no models, no MediaPipe)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -137,7 +137,7 @@ def baseline_render(P, repeats: int) -> list[float]:
     return times
 
 
-_positive_int = int_at_least(1)  # argparse type= (avatarizer.checks)
+_positive_int = int_arg(1)  # argparse type= (avatarizer.checks)
 
 
 def main(argv=None) -> int:

@@ -38,7 +38,7 @@ if importlib.util.find_spec("avatarizer") is None:  # not installed: use the che
     sys.path.insert(0, str(ROOT / "sdk"))
     sys.path.insert(0, str(ROOT / "export"))
 
-from avatarizer.checks import int_at_least  # noqa: E402
+from avatarizer.checks import int_arg  # noqa: E402
 from avatarizer.errors import ModelError  # noqa: E402
 from avatarizer.models import DEFAULT_FOLDER, ROLES, Manifest, Session  # noqa: E402
 
@@ -117,10 +117,10 @@ def run(folder: Path, role: str, batches: list[int], runs: int, warmup: int, thr
     }
 
 
-_positive_int = int_at_least(1)  # argparse type= (avatarizer.checks)
+_positive_int = int_arg(1)  # argparse type= (avatarizer.checks)
 
 
-_non_negative_int = int_at_least(0)
+_non_negative_int = int_arg(0)
 
 
 def main(argv: list[str] | None = None) -> int:

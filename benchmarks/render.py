@@ -43,7 +43,7 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from avatarizer import native, render, schema  # noqa: E402
-from avatarizer.checks import int_at_least  # noqa: E402
+from avatarizer.checks import int_arg  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,10 +140,10 @@ def time_interleaved(fns: dict, params, repeats: int, warmup: int) -> dict:
     return {k: _pct(v) for k, v in times.items()}
 
 
-_positive_int = int_at_least(1)  # argparse type= (avatarizer.checks)
+_positive_int = int_arg(1)  # argparse type= (avatarizer.checks)
 
 
-_non_negative_int = int_at_least(0)
+_non_negative_int = int_arg(0)
 
 
 def _sizes(text: str) -> list[int]:

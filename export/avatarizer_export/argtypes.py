@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import math
 
-from avatarizer.checks import int_at_least
+from avatarizer.checks import int_arg
 
 #: a whole number >= 1 / >= 0 (the SDK's checker, shared with the benchmarks)
-positive_int = int_at_least(1)
-count = int_at_least(0)
+positive_int = int_arg(1)
+count = int_arg(0)
 
 def precision(text: str) -> float:
     """A precision target in (0, 1]."""

@@ -19,18 +19,22 @@ def is_real(v) -> bool:
         return False
 
 
-def int_at_least(lo: int):
-    """An argparse ``type=`` for the command-line tools (benchmarks, the
-    export commands): a whole number >= ``lo``, else a usage error naming it."""
+def int_arg(lo: int, hi: int | None = None, *, not_int: str = "not an integer: {text!r}",
+            out_of_range: str = "must be >= {lo}, not {v}"):
+    """An argparse ``type=`` for the command-line tools (the CLI, the
+    benchmarks, the export commands): a whole number from ``lo`` to ``hi``
+    (None: no upper bound), else a usage error: ``not_int`` or
+    ``out_of_range`` formatted with ``text`` (as given), ``v`` (the number)
+    and ``lo``."""
     import argparse
 
     def check(text: str) -> int:
         try:
-            n = int(text)
+            v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if n < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, not {n}")
-        return n
+            raise argparse.ArgumentTypeError(not_int.format(text=text)) from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(out_of_range.format(v=v, text=text, lo=lo))
+        return v
 
     return check

@@ -1151,17 +1151,10 @@ def _float_where(what: str, ok):
 def _int_in(lo: int, hi: int | None, what: str, out_of_range: str):
     """An argparse type: a whole number (else "expected WHAT") from ``lo`` to
     ``hi`` (None: no upper bound), else ``out_of_range`` formatted with ``v``
-    (the number) and ``text`` (as given)."""
-    def check(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if v < lo or (hi is not None and v > hi):
-            raise argparse.ArgumentTypeError(out_of_range.format(v=v, text=text))
-        return v
+    (the number) and ``text`` (as given): :func:`avatarizer.checks.int_arg`."""
+    from .checks import int_arg
 
-    return check
+    return int_arg(lo, hi, not_int=f"expected {what}, got {{text!r}}", out_of_range=out_of_range)
 
 
 def _setting(text: str) -> tuple[str, object]:
