@@ -28,7 +28,6 @@ from .photo import (
     sample_at,
     sample_beard_rgb,
     set_rgb,
-    skin_lab,
     to_lab,
 )
 from .stats import mean, median, percentile
@@ -255,7 +254,7 @@ def clothes(st, p, g, photo: Photo, col):
     px = photo.rgb[region]
     if len(px) >= 20:
         lab = to_lab(px)
-        far = (norm(lab - skin_lab(col)) > 15) & (norm(lab - to_lab(col["hair"])) > 15)
+        far = (norm(lab - col["skin_lab"]) > 15) & (norm(lab - to_lab(col["hair"])) > 15)
         if np.count_nonzero(far) >= 10:
             set_rgb(p, "clothes", median(px[far], 0))
             return

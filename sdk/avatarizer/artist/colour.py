@@ -127,7 +127,7 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
     skin = measured_skin(st, photo, lm, g)
     if skin is None:
         skin = clip(P.skin_color(0.3), 0, 1)
-    col = {"skin": skin}
+    col = {"skin": skin, "skin_lab": to_lab(skin)}  # (hair, shading and clothes all compare against it)
     P.set_skin_colours(p, skin, neck=NECK)
     for sd in "lr":
         set_rgb(p, f"eye_{sd}_upper", np.minimum(skin * 0.25, (0.14, 0.09, 0.08)) + 0.02)

@@ -28,7 +28,6 @@ from .photo import (
     resample,
     sample_at,
     set_rgb,
-    skin_lab,
     to_lab,
     translate_into_range,
 )
@@ -400,7 +399,7 @@ def shading(st, p, lm, g, photo: Photo, col):
     yl, yr = (disc_luma(photo, d) for d in g["cheek_discs"])
     light = 0.0 if yl is None or yr is None else clamp((yr - yl) / max(skin_y, 0.1), -0.5, 0.5)
     g["light"] = light
-    lab_skin = skin_lab(col)
+    lab_skin = col["skin_lab"]
     lines: dict = {}
     for s, sd in ((0, "l"), (1, "r")):
         sgn = -1 if s == 0 else 1

@@ -22,7 +22,6 @@ from .photo import (
     robust_median,
     sample_at,
     set_rgb,
-    skin_lab,
     to_lab,
 )
 from .stats import mean, median, percentile
@@ -73,7 +72,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     brow_y = float(min(g["brow_l"]["centre"][:, 1].min(), g["brow_r"]["centre"][:, 1].min()))
     lab = to_lab(small)
     w = np.array([0.5, 1.0, 1.0], np.float32)
-    lab_skin = skin_lab(col)
+    lab_skin = col["skin_lab"]
     d_skin = norm((lab - lab_skin) * w)
     # skin-coloured: the skin's hue and chroma at about its lightness (a bald
     # scalp is often lighter or darker than the cheeks, hair rarely has skin's chroma)

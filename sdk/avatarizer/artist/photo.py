@@ -214,16 +214,6 @@ def to_lab(rgb) -> np.ndarray:
     return out
 
 
-def skin_lab(col: dict) -> np.ndarray:
-    """``to_lab(col["skin"])`` of a face's colours dict, computed once and kept
-    there (hair, shading and clothes all compare against it; the skin is
-    not changed once measured)."""
-    lab = col.get("skin_lab")
-    if lab is None:
-        lab = col["skin_lab"] = to_lab(col["skin"])
-    return lab
-
-
 _XYZ2RGB = np.linalg.inv(_RGB2XYZ)
 
 
