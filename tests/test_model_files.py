@@ -249,6 +249,8 @@ def test_session_preprocess_refuses_an_unusable_description():
     ({"hair_colour_priors": [0.2] * 5}, "hair_colour_priors"),
     ({"hair_colour_priors": dict.fromkeys(("black", "brown", "blond", "red", "gray"), -1)},
      "hair_colour_priors['black']"),
+    ({"hair_colour_priors": dict.fromkeys(("black", "brown", "blond", "red", "gray"), float("inf"))},
+     "hair_colour_priors['black']"),
 ])
 def test_odd_thresholds_and_priors_are_a_model_error(change, field):
     from avatarizer.hair import model_thresholds

@@ -248,8 +248,7 @@ def model_thresholds(description: Mapping | None) -> tuple[dict, dict]:
     where = f"attribute model {d.get('name')!r}: embedded description field"
 
     def number(field: str, key: str, v, lo: float, hi: float) -> float:
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
-        if not ok:
+        if not (is_real(v) and lo <= float(v) <= hi):
             raise ModelError(f"{where} {field}[{key!r}] is {v!r:.80}, not a number in [{lo:g}, {hi:g}]")
         return float(v)
 
