@@ -30,6 +30,7 @@ __all__ = ["GlassesFusion", "FUSION_PATH", "KINDS", "fusion_features", "apply_de
 FUSION_PATH = Path(__file__).resolve().with_name("data") / "glasses_fusion.json"
 FORMAT = 1
 from .hair import GLASSES as KINDS  # H's ``glasses`` classes, in ``glasses.type`` order
+from .hair import decide_glasses
 #: the artist's cue vector length (``accessories.glasses_vector``)
 N_CUES = 7
 #: H's probabilities are clipped here before the log
@@ -131,10 +132,6 @@ def apply_decision(attributes: dict, kind: int, probs) -> dict:
     a["glasses_probs"] = {k: float(v) for k, v in zip(KINDS, probs)}
     a["glasses_any"] = float(1.0 - probs[0])
     a["sunglasses"] = float(probs[2])
-    for d in ("drawn", "decided"):
-        a[d]["glasses"] = kind > 0
-        a[d]["sunglasses"] = kind == 2
-    a["glasses_type"] = int(kind)
-    a["glasses"] = KINDS[int(kind)]
+    decide_glasses(a, kind)
     a["glasses_source"] = "fused"
     return a

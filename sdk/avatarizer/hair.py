@@ -376,6 +376,15 @@ def _public_view(a: Mapping) -> dict:
     return out
 
 
+def decide_glasses(attributes: dict, kind: int) -> None:
+    """Makes a :func:`decode_attributes` dict say glasses ``kind`` (0 none,
+    1 reading, 2 sunglasses): its drawn and decided ``glasses`` and
+    ``sunglasses`` flags, ``glasses_type`` and ``glasses`` (in place)."""
+    for d in ("drawn", "decided"):
+        attributes[d]["glasses"], attributes[d]["sunglasses"] = kind > 0, kind == 2
+    attributes["glasses_type"], attributes["glasses"] = int(kind), GLASSES[int(kind)]
+
+
 def _as_the_model_read(a: Mapping) -> dict:
     """A copy of an :func:`apply_settings` dict with the model's own values
     back in place of what the app set (what :func:`public_attributes` shows
@@ -386,10 +395,7 @@ def _as_the_model_read(a: Mapping) -> dict:
     decide = (a.get("thresholds") or {}).get("decision", {})
     for name in a.get("set_by_app", ()):
         if name == "glasses":
-            kind = GLASSES.index(a["glasses_model"])
-            for d in ("drawn", "decided"):
-                m[d]["glasses"], m[d]["sunglasses"] = kind > 0, kind == 2
-            m["glasses_type"], m["glasses"] = kind, a["glasses_model"]
+            decide_glasses(m, GLASSES.index(a["glasses_model"]))
         elif name in BINARY_ATTRIBUTES:
             p = a[f"{name}_model"]
             m[name] = p
@@ -456,11 +462,8 @@ def apply_settings(attributes: dict, settings: Mapping) -> dict:
     a = attributes
     for name, v in settings.items():
         if name == "glasses":
-            kind = GLASSES.index(v)
             a.setdefault("glasses_model", a.get("glasses"))
-            for d in ("drawn", "decided"):
-                a[d]["glasses"], a[d]["sunglasses"] = kind > 0, kind == 2
-            a["glasses_type"], a["glasses"] = kind, v
+            decide_glasses(a, GLASSES.index(v))
             a["glasses_source"] = "app"
         elif name in BINARY_ATTRIBUTES:
             a.setdefault(f"{name}_model", a.get(name))
