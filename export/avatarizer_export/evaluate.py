@@ -917,21 +917,21 @@ def main_eval(args) -> int:
     parts = args.faces.split(",")
     if any(not p.strip() for p in parts):
         return _fail(f"--faces {args.faces!r} has an empty entry (a comma-separated list of folders)", 2)
-    for name in ("out", "prepared"):
-        value = getattr(args, name, None)
-        if value is None:
-            continue
-        if not value or Path(value).is_dir():
-            return _fail(f"--{name} {value!r} must name a file, not a folder", 2)
-        if name == "out" and not Path(value).resolve().parent.is_dir():
-            return _fail(f"--out {value}: the folder {Path(value).parent} does not exist", 2)
-        if name == "out" and Path(value).exists() and not args.overwrite:
-            return _fail(f"--out {value} exists: give --overwrite to replace it", 1)
-        if name == "prepared":
-            try:
-                Path(value).resolve().parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                return _fail(f"--prepared {value}: cannot make its folder ({exc.strerror or exc})", 2)
+    out, prep = args.out, getattr(args, "prepared", None)
+    if out is not None:
+        if not out or Path(out).is_dir():
+            return _fail(f"--out {out!r} must name a file, not a folder", 2)
+        if not Path(out).resolve().parent.is_dir():
+            return _fail(f"--out {out}: the folder {Path(out).parent} does not exist", 2)
+        if Path(out).exists() and not args.overwrite:
+            return _fail(f"--out {out} exists: give --overwrite to replace it", 1)
+    if prep is not None:
+        if not prep or Path(prep).is_dir():
+            return _fail(f"--prepared {prep!r} must name a file, not a folder", 2)
+        try:
+            Path(prep).resolve().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return _fail(f"--prepared {prep}: cannot make its folder ({exc.strerror or exc})", 2)
     folders = [Path(p) for p in parts]
     for faces in folders:
         if not faces.is_dir():

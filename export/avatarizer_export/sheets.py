@@ -298,6 +298,7 @@ def corrected_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int
     from PIL import Image
 
     from avatarizer import Avatarizer, schema
+    from avatarizer.hair import GLASSES
     from avatarizer.gallery import contact_sheet
 
     from .attributes import _ffhq_targets
@@ -311,12 +312,12 @@ def corrected_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int
             key = al.keys[i]
             img = _load_rgb(shared / "data" / "faces" / key)
             t = _ffhq_targets(labels[key.split("/", 1)[1]])
-            want = {"glasses": ("none", "reading", "sunglasses")[int(t["glasses"])] if t["glasses"] >= 0 else None,
+            want = {"glasses": GLASSES[int(t["glasses"])] if t["glasses"] >= 0 else None,
                     "headwear": bool(t["headwear"] > 0), "beard": bool(t["beard"] > 0)}
             avatar = av.from_frame(img)
             if avatar is None or avatar.attributes is None:
                 continue
-            kind = ("none", "reading", "sunglasses")[int(round(float(avatar.params[schema.index("glasses.type")])))]
+            kind = GLASSES[int(round(float(avatar.params[schema.index("glasses.type")])))]
             drawn = {"glasses": kind, "headwear": avatar.attributes["headwear"]["value"],
                      "beard": avatar.attributes["beard"]["value"]}
             wrong = [k for k, v in want.items() if v is not None and drawn[k] != v]
