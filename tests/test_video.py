@@ -872,3 +872,39 @@ def test_mean_is_ndarray_mean():
         for _ in range(200):
             v = rng.uniform(-1, 1, n).astype(np.float32)
             assert X._mean(v) == float(v.mean())
+
+
+def test_cli_video_damaged_input_sound_cut_to_the_frames(tmp_path, capsys):
+    """An input whose video stops decoding part way (bytes overwritten in the
+    middle): exit status 3 (truncated), and the copied sound is cut to the
+    frames written instead of running on to the header's duration."""
+    import subprocess
+
+    from avatarizer.cli import EXIT_TRUNCATED, main
+
+    _need_ffmpeg()
+    clip = need_shared("data", "video", "d10.mp4")
+    src = tmp_path / "src.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-t", "3", "-i", str(clip), "-c", "copy",
+                    "-movflags", "+faststart", str(src)], check=True)
+    data = bytearray(src.read_bytes())
+    a, b = int(len(data) * 0.4), int(len(data) * 0.75)
+    data[a:b] = b"\xff" * (b - a)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    assert _ffprobe(damaged)["audio"]["duration"] and float(_ffprobe(damaged)["audio"]["duration"]) > 2.9
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(damaged), "-o", str(out)]) == EXIT_TRUNCATED
+    assert "cut to the video's" in capsys.readouterr().out
+    got = _ffprobe(out)
+    video, sound = float(got["video"]["duration"]), float(got["audio"]["duration"])
+    assert video < 2.5 and abs(sound - video) < 0.1, (video, sound)
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    import os
+
+    m = os.umask(0)
+    os.umask(m)
+    return m

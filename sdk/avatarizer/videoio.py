@@ -141,7 +141,11 @@ class H264Writer:
     H.264/yuv420p MP4 at ``rate`` frames per second, with the sound track of
     ``audio_from`` (limited to ``max_seconds`` and to ``duration``, the
     video's length, when given), through one ``ffmpeg`` process. A sound
-    track shorter than the picture ends early: the video is whole. ``path`` should be a fresh temporary file: ffmpeg
+    track shorter than the picture ends early: the video is whole. Fewer
+    frames than ``duration`` promised (a damaged input that stopped
+    decoding early) leave the sound longer than the picture: :meth:`close`
+    then cuts it to the frames written, in a second, copying pass (no
+    re-encoding). ``path`` should be a fresh temporary file: ffmpeg
     writes it in place. Call :meth:`close` to finish (raises
     :class:`VideoWriteError` when ffmpeg failed) or :meth:`abort` to stop it."""
 
@@ -153,6 +157,10 @@ class H264Writer:
             raise VideoWriteError("ffmpeg is not installed (make sysdeps installs it)")
         self.size = (int(size[0]), int(size[1]))
         self.frames = 0
+        self.path = Path(path)
+        self._rate = float(Fraction(rate)) if isinstance(rate, str) else float(rate)
+        self._sound_until: float | None = None  # seconds of sound asked of ffmpeg (None: all of it)
+        self._sound = False
         self.audio = "none (the input has no sound track)" if audio_from is not None and audio_codec is None \
             else "none"
         rate = rate if isinstance(rate, str) else f"{float(rate):.6f}"
@@ -164,9 +172,11 @@ class H264Writer:
             # not -shortest: ffmpeg would stop (and cut the video) where the sound ends
             limits = [t for t in (max_seconds, duration) if t is not None]
             if limits:
-                cmd += ["-t", f"{min(limits):.3f}"]
+                self._sound_until = min(limits)
+                cmd += ["-t", f"{self._sound_until:.3f}"]
             cmd += ["-i", file_url(audio_from)]
             maps += ["-map", "1:a:0"]
+            self._sound = True
             if audio_codec in BROWSER_AUDIO:
                 maps += ["-c:a", "copy"]
                 self.audio = f"copied from the input ({audio_codec})"
@@ -208,6 +218,38 @@ class H264Writer:
         if rc != 0:
             raise VideoWriteError(f"ffmpeg failed: {self._why()}")
         self._err.close()
+        seconds = self.frames / self._rate
+        if self._sound and self.frames and (self._sound_until is None
+                                            or seconds < self._sound_until - 0.5 / self._rate):
+            self._cut_sound(seconds)
+
+    def _cut_sound(self, seconds: float) -> None:
+        """Cuts the written file to ``seconds`` (the picture's length), both
+        tracks copied: the sound of a damaged input outlasted its frames.
+        ffmpeg cannot do it in the first pass, which does not know how many
+        frames will come."""
+        import os
+
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".mp4", dir=self.path.parent)
+        os.close(fd)
+        cmd = [shutil.which("ffmpeg") or "ffmpeg", "-v", "error", "-y", "-nostdin", "-i", file_url(self.path),
+               "-map", "0", "-c", "copy", "-t", f"{seconds:.3f}", "-movflags", "+faststart", "-f", "mp4",
+               file_url(tmp)]
+        try:
+            res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, timeout=600)
+            if res.returncode != 0:
+                lines = res.stderr.decode("utf-8", "replace").strip().splitlines()
+                raise VideoWriteError("ffmpeg could not cut the sound to the video's length: "
+                                      + (lines[-1] if lines else f"exit status {res.returncode}"))
+            os.chmod(tmp, os.stat(self.path).st_mode & 0o7777)  # (mkstemp's file is 0600)
+            os.replace(tmp, self.path)
+        except subprocess.TimeoutExpired:
+            raise VideoWriteError("ffmpeg took too long cutting the sound to the video's length") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self.audio += f", cut to the video's {seconds:.1f} s"
 
     def abort(self) -> None:
         """Stops ffmpeg at once (its partial output is the caller's to remove)."""
