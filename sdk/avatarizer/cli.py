@@ -1179,7 +1179,7 @@ def _setting(text: str) -> tuple[str, object]:
         except ValueError:
             pass
     try:
-        check_settings({name: value}, what="--set")
+        check_settings({name: value}, what="{name}")  # argparse says "argument --set:"
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc).replace("True or False", "yes or no")) from None
     return name, value

@@ -421,7 +421,9 @@ def check_settings(settings, what: str = "attributes") -> dict:
     """``settings`` (a mapping of :data:`SETTABLE` names, or None) checked and
     normalised: names as given, booleans as ``bool``, numbers as ``float``;
     a ``None`` value is left out (the regressor decides). ``ValueError``
-    with a plain sentence for anything else."""
+    with a plain sentence for anything else, naming the value
+    ``what[name]`` (or ``what`` with ``{name}`` filled in, when it has
+    that placeholder: the CLI's ``{name}`` after argparse's "argument --set:")."""
     if settings is None:
         return {}
     if not isinstance(settings, Mapping):
@@ -435,18 +437,19 @@ def check_settings(settings, what: str = "attributes") -> dict:
                              f"{', '.join(SETTABLE)}.")
         if v is None:
             continue
+        subject = what.format(name=name) if "{name}" in what else f"{what}[{name!r}]"
         if allowed is bool:
             if not isinstance(v, (bool, np.bool_)):
-                raise ValueError(f"{what}[{name!r}] must be True or False, got {v!r:.60}.")
+                raise ValueError(f"{subject} must be True or False, got {v!r:.60}.")
             out[name] = bool(v)
         elif isinstance(allowed[0], str):
             if not isinstance(v, str) or v not in allowed:
-                raise ValueError(f"{what}[{name!r}] must be one of {', '.join(map(repr, allowed))}, got {v!r:.60}.")
+                raise ValueError(f"{subject} must be one of {', '.join(map(repr, allowed))}, got {v!r:.60}.")
             out[name] = v
         else:
             lo, hi = allowed
             if not is_real(v) or not lo <= float(v) <= hi:
-                raise ValueError(f"{what}[{name!r}] must be a number from {lo:g} to {hi:g}, got {v!r:.60}.")
+                raise ValueError(f"{subject} must be a number from {lo:g} to {hi:g}, got {v!r:.60}.")
             out[name] = float(v)
     return out
 
