@@ -435,3 +435,35 @@ def test_no_bald_or_receding_style_without_some_bald_score(bank):
     assert bank.entry(retr.query_descriptor(*own(0.01))).family not in ("bald", "receding")
     assert bank.entry(retr.query_descriptor(*own(HR.BALD_FLOOR + 0.01))).family == "receding"
     assert retr.candidates(own(0.3)[0]) is None  # above the floor, under the gate: the whole bank
+
+
+def test_no_hair_rises_above_a_drawn_hat():
+    """With a hat drawn, every bank style's hair points above the hat's band
+    lie inside its crown (within the crown's width) or below its top (beside
+    it): the curly hat-shaped styles drew a zigzag of curls over the hat.
+    The hair below the band is untouched, and without a hat nothing moves."""
+    from avatarizer import prior as P
+
+    bank = HR.HairBank.load()
+    moved = 0
+    for i in range(len(bank)):
+        e = bank.entry(i)
+        bare = HR.merge(S.default(), e, (0.2, 0.1, 0.05))
+        hat = HR.merge(S.default(), e, (0.2, 0.1, 0.05), {"headwear": 1.0})
+        cx, half, band, ytop = P.hat_crown(hat)
+        assert hat[S.index("headwear.type")] > 0
+        for name in ("hair_back", "hair_front", "hair_strand0", "hair_strand1"):
+            a, b = S.points(bare, name).astype(np.float64), S.points(hat, name).astype(np.float64)
+            assert np.array_equal(a[:, 0], b[:, 0])  # x never moves
+            below = a[:, 1] >= band
+            assert np.array_equal(a[below], b[below])
+            assert (b[~below, 1] >= ytop).all(), (i, name)
+            inside = np.abs(b[:, 0] - cx) <= half - 0.07  # (more than the curls' margin within the crown)
+            u = np.clip((b[:, 0] - cx) / half, -1, 1)
+            dome = band - (band - ytop) * np.sqrt(1 - u * u)
+            assert (b[inside, 1] >= dome[inside] - 1e-6).all(), (i, name)
+            moved += int((a != b).any())
+    assert moved > 0  # (some styles did rise above it)
+    e = bank.entry(536)  # a curly hat-shaped style: its curls rose above the crown
+    assert not np.array_equal(HR.merge(S.default(), e, (0.2, 0.1, 0.05), {"headwear": 1.0})[S.HAIR],
+                              HR.merge(S.default(), e, (0.2, 0.1, 0.05), {"headwear": 0.0})[S.HAIR])

@@ -1289,6 +1289,7 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
             p[S.index("headwear.crown")] = 0.2
             p[S.index("headwear.width")] = 1.1
             p[S.index("headwear.brim")] = 0.2
+            P.hair_under_the_hat(p)
         else:
             p[S.index("headwear.type")] = 0
     if "clothes_rgb" in a:

@@ -93,6 +93,41 @@ def set_skin_colours(p, skin, neck: float = 0.92) -> None:
         set_rgb(p, f"eye_{side}_lower", skin * 0.6)
 
 
+def hat_crown(p) -> tuple[float, float, float, float]:
+    """The crown the native renderer draws for ``p``'s headwear (``avz.c``,
+    ``avz__headwear``): (centre x, half width, band y, top y), canonical units."""
+    face = S.points(p, "face").astype(np.float64)
+    kind = int(round(float(p[S.index("headwear.type")])))
+    cx = 0.5 * (face[5, 0] + face[9, 0])
+    half = 0.5 * abs(face[5, 0] - face[9, 0]) * float(p[S.index("headwear.width")])
+    ytop = face[7, 1] - float(p[S.index("headwear.crown")]) * (0.5 if kind == 3 else 0.35) - 0.06
+    return cx, half, float(p[S.index("headwear.band_y")]), ytop
+
+
+def hair_under_the_hat(p: np.ndarray) -> None:
+    """Moves, in place, the hair's points above the hat's band line inside
+    its crown (:func:`hat_crown`, less a margin for the curls' zigzag and
+    the outline's width), so that no hair shows above or beside the hat:
+    the bank's curly hat-shaped styles (fitted to photos where hat and hair
+    were one silhouette) otherwise drew a ragged fringe of curls around it.
+    Hair below the band (at the sides, down the back) is untouched."""
+    cx, half, band, ytop = hat_crown(p)
+    curl = float(p[S.index("hair_style.curl")])
+    for name in ("hair_back", "hair_front", "hair_strand0", "hair_strand1"):
+        pts = S.points(p, name).astype(np.float64)
+        width = float(p[S.index(f"{name}.w0")]) if f"{name}.w0" in S.NAMES else 0.0
+        margin = 0.045 * curl + 0.5 * width + 0.01
+        h, top = max(half - margin, 0.05), ytop + margin
+        above = pts[:, 1] < band
+        if not above.any():
+            continue
+        u = (pts[above, 0] - cx) / h
+        crown = band - max(band - top, 0.0) * np.sqrt(np.clip(1.0 - u * u, 0.0, 1.0))
+        crown[np.abs(u) > 1.0] = top  # beside the crown: hair may puff out, not rise above it
+        pts[above, 1] = np.maximum(pts[above, 1], crown)
+        S.set_points(p, name, pts)
+
+
 def beard_outline(face, lip_point, chin_y: float) -> np.ndarray:
     """The beard polygon (6 points) from the face outline, the lower-lip point
     it hangs below and the chin height; used by the artist and by hair merge."""

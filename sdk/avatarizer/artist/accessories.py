@@ -329,3 +329,4 @@ def headwear(st, p, lm, g, photo: Photo, col):
     p[S.index("headwear.crown")] = 0.2
     p[S.index("headwear.width")] = 1.1
     p[S.index("headwear.brim")] = 0.2
+    P.hair_under_the_hat(p)  # (the hair is drawn already)
