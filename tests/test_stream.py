@@ -336,3 +336,18 @@ def test_after_a_long_gap_without_frames_the_next_face_is_estimated_afresh():
     assert dist(a, fresh_b) > 0.01  # two different people
     assert dist(b, fresh_b) < 0.25 * dist(b, a), (dist(b, fresh_b), dist(b, a))
     assert b.attributes["gender"]["value"] == fresh_b.attributes["gender"]["value"]
+
+
+def test_video_the_first_frame_of_another_size_finds_its_face():
+    """A frame of another size (a padded, cropped or rotated stream) starts a
+    new track, and its face is found on that very frame: MediaPipe's video
+    graph, which looks where it tracked the face in the old frame's
+    proportions, is replaced (it missed the face, and the frame got None)."""
+    from avatarizer import Avatarizer, sample_photo
+
+    fr = sample_photo()
+    big = np.pad(fr, ((0, 160), (0, 96), (0, 0)))  # the face at the same pixels, another frame size
+    with Avatarizer(mode="video") as av:
+        got = [av.from_frame(f, 33.0 * i) for i, f in
+               enumerate([fr, fr, big, big, fr[:400, :400].copy(), fr, fr])]
+    assert all(a is not None and not a.stale for a in got), [None if a is None else a.stale for a in got]

@@ -496,6 +496,7 @@ class FaceAligner:
         self._seg_lock = threading.Lock()  # the segmentation graph (runs beside the mesh when prefetched)
         self._seg_thread: ThreadPoolExecutor | None = None  # prefetch_segmentation's one thread
         self._last_timestamp_ms: float | None = None
+        self._last_shape: tuple[int, int] | None = None  # video mode: the last frame's (height, width)
         self._closed = False
 
     # -- public API ---------------------------------------------------------
@@ -534,6 +535,13 @@ class FaceAligner:
         with self._lock:
             self._check_open()
             self._accept_timestamp(timestamp_ms)
+            if self.options.mode == "video":
+                if self._last_shape not in (None, (height, width)):
+                    # another frame size: MediaPipe would look for the face where it was
+                    # tracked, in the old frame's proportions, and miss it on this frame
+                    old, self._mesh = self._mesh, self._new_mesh()
+                    old.close()
+                self._last_shape = (height, width)
             found = _face_landmarks(self._mesh, image)
         pad = 0
         if not found and self.options.mode == "image":
@@ -583,6 +591,7 @@ class FaceAligner:
             self._check_open()
             old, self._mesh = self._mesh, self._new_mesh()
             self._last_timestamp_ms = None
+            self._last_shape = None
         old.close()
 
     def _new_mesh(self):
