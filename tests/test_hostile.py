@@ -59,6 +59,28 @@ def test_decompression_bomb_is_refused_from_the_header(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
 
 
+def test_an_icon_hiding_a_bomb_is_refused_before_decoding(tmp_path):
+    """An ICO whose header says 256x256 but holds a 13000x13000 PNG: refused
+    (ValueError) without decoding it (it took ~650 MB and 4 s before), and
+    an ordinary icon too: icon files are not read."""
+    from PIL import Image
+
+    from avatarizer.imageio import load_image
+
+    png = _png_declaring(tmp_path / "inner.png", 13000, 13000).read_bytes()
+    ico = tmp_path / "bomb.ico"
+    ico.write_bytes(struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 22) + png)
+    small = tmp_path / "small.ico"
+    Image.new("RGB", (64, 64), (200, 150, 120)).save(small)
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for path in (ico, small):
+        with pytest.raises(ValueError, match="icon files are not read"):
+            load_image(path)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 100
+
+
 def test_load_image_refuses_pipes_and_odd_paths(tmp_path):
     from avatarizer.imageio import load_image
 

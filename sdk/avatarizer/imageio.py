@@ -127,7 +127,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file into a ``(H, W, 3)`` ``uint8`` RGB array.
 
     The EXIF orientation tag is applied, so phone photos come out upright.
-    Any format Pillow reads is accepted; alpha is dropped, grayscale and
+    Any format Pillow reads is accepted but icon files (ICO, CUR, ICNS); alpha is dropped, grayscale and
     palette images are converted to RGB.
 
     The size is read from the file's header and checked against
@@ -141,7 +141,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             ``ValueError``).
         ValueError: if ``path`` is a directory or not a regular file (a named
             pipe or device, which could block forever), cannot be decoded as an
-            image, declares a size outside ``MIN_SIDE``..``MAX_SIDE``, or
+            image, is an icon file (:data:`ICON_FORMATS`), declares a size
+            outside ``MIN_SIDE``..``MAX_SIDE``, or
             decodes to an image :func:`to_rgb_uint8` rejects; the message
             names the path.
     """
@@ -163,22 +164,49 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         with open(path, "rb") as f, warnings.catch_warnings():
             # Pillow only warns below 2x its own pixel limit; the check below refuses first
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(f)
+            opened = Image.open(f, formats=_formats())
             # Image.open reads only the header: refuse a bad size before decoding
             width, height = opened.size
             _check_size(height, width, "an image file")
             opened.load()
+            _check_size(*opened.size[::-1], "an image file")  # (what was decoded, should a header lie)
             rgb = _pil_rgb(ImageOps.exif_transpose(opened))
             opened.close()
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError,
-            EOFError, MemoryError) as exc:
+    except UnidentifiedImageError as exc:
+        raise ValueError(f"Could not read {path} as an image: {exc}"
+                         + (" (icon files are not read: their header does not give the size of the "
+                            "image they hold; save the picture as PNG or JPEG)" if _is_icon(path) else "")
+                         ) from exc
+    except (OSError, Image.DecompressionBombError, SyntaxError, EOFError, MemoryError) as exc:
         raise ValueError(f"Could not read {path} as an image: {exc}") from exc
     try:
         return to_rgb_uint8(rgb)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
+
+
+#: Pillow formats refused by :func:`load_image`: icon containers hold images
+#: of any size (an embedded PNG) behind a header that says at most 256×256,
+#: so the size check before decoding cannot see a decompression bomb there.
+ICON_FORMATS = ("ICO", "CUR", "ICNS")
+
+
+def _formats() -> list[str]:
+    """Every format Pillow reads but :data:`ICON_FORMATS` (Pillow decodes an
+    icon's image when it opens the file, so they are never tried)."""
+    Image.init()
+    return [f for f in Image.ID if f not in ICON_FORMATS]
+
+
+def _is_icon(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00", b"icns")
 
 
 class _What:
