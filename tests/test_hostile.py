@@ -290,6 +290,8 @@ def _avatar_doc():
     lambda d: d["face"].update(frame_shape=[1e400, 10]),
     lambda d: d["face"].update(frame_shape=[10 ** 30, 10]),
     lambda d: d["face"].update(roll=float("nan")),                     # accepted before
+    lambda d: d["face"].update(roll=10 ** 400),                        # OverflowError before
+    lambda d: d["face"].update(pitch=True),
     lambda d: d["face"].update(yaw="north"),
     lambda d: d["face"].update(transform={"a": 1}),
     lambda d: d["face"].update(transform=[[0, 0, 0], [0, 0, 0]]),

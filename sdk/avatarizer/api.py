@@ -216,8 +216,7 @@ class FaceInfo:
 
         def angle(key):
             v = d[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)) \
-                    or abs(float(v)) > 360.0:
+            if not is_real(v) or abs(float(v)) > 360.0:  # (JSON gives int, float: never numpy)
                 raise ValueError(f"face.{key} must be a finite angle in degrees, got {v!r:.80}")
             return float(v)
 
