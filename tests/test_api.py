@@ -420,6 +420,17 @@ def test_model_estimator_unavailable_without_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text("{}")  # the file instead of its folder
     with pytest.raises(ModelError, match="not a folder"):
         Avatarizer(models_dir=tmp_path / "manifest.json", max_faces=1)
+    with pytest.raises(ValueError, match="models_dir"):  # "" would be the working folder: an unset setting
+        Avatarizer(models_dir="", max_faces=1)
+    # a manifest.json that is there but not a file: an error, not "not found" and the artist
+    for kind in ("folder", "device", "broken link"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        m = folder / "manifest.json"
+        {"folder": m.mkdir, "device": lambda: m.symlink_to("/dev/zero"),
+         "broken link": lambda: m.symlink_to(folder / "nowhere")}[kind]()
+        with pytest.raises(ModelError, match="not a regular file"):
+            Avatarizer(models_dir=folder, max_faces=1)
 
 
 def _tiny_image_to_face(folder: Path) -> np.ndarray:

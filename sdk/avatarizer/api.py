@@ -149,7 +149,9 @@ class Options:
         if self.max_faces is not None and (isinstance(self.max_faces, bool) or not isinstance(
                 self.max_faces, (int, np.integer)) or not 1 <= self.max_faces <= MAX_FACES):
             raise ValueError(f"max_faces must be None or an integer in 1..{MAX_FACES}, got {self.max_faces!r}.")
-        if self.models_dir is not None and not isinstance(self.models_dir, (str, os.PathLike)):
+        if self.models_dir is not None and (not isinstance(self.models_dir, (str, os.PathLike))
+                                            or not os.fspath(self.models_dir)):
+            # ("" would be the working folder: an unset setting, not a choice)
             raise ValueError(f"models_dir must be None or a folder path, got {self.models_dir!r:.60}.")
         e = self.exaggeration
         if e is not None and (isinstance(e, bool) or not isinstance(e, (int, float, np.floating, np.integer))

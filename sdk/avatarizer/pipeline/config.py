@@ -184,12 +184,14 @@ def _load_manifest(folder):
     when there is none; a manifest that exists but fails verification, or a
     ``folder`` that is not a folder, raises :class:`ModelError` (never a
     silent fallback to the artist)."""
-    from ..runtime import DEFAULT_FOLDER, MANIFEST_NAME, Manifest
+    import os
     from pathlib import Path
+
+    from ..runtime import DEFAULT_FOLDER, MANIFEST_NAME, Manifest
 
     try:
         path = (Path(folder) if folder is not None else DEFAULT_FOLDER) / MANIFEST_NAME
-        present = path.is_file()
+        present = os.path.lexists(path)  # (a folder, a device or a broken link there: Manifest.load refuses it)
         missing = folder is not None and not path.parent.is_dir()
     except (OSError, TypeError, ValueError):
         present, missing = True, False  # let Manifest.load say what is wrong with the folder

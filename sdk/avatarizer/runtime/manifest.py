@@ -95,6 +95,8 @@ class Manifest:
         except (OSError, TypeError, ValueError) as exc:  # NUL bytes, over-long names, not a path
             raise ModelError(f"{folder!r}: not a usable models folder: {exc}") from None
         if not present:
+            if os.path.lexists(manifest_path):  # a folder, a device, a broken link
+                raise ModelError(f"{manifest_path}: not a regular file (a model manifest is a JSON file)")
             raise ModelError(f"{manifest_path}: no model manifest (the trained models are not "
                              "installed in this folder; export them with avatarizer-export)")
         try:
