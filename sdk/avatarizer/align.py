@@ -154,7 +154,7 @@ class AlignOptions:
             raise ValueError(f"max_faces must be a positive integer, got {self.max_faces!r}.")
         for name in ("min_detection_confidence", "min_tracking_confidence"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            if not is_real(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1], got {value!r}.")
         for name in ("segmentation", "prefetch_segmentation"):
             if not isinstance(getattr(self, name), bool):

@@ -555,11 +555,10 @@ class Animation:
         self.width, self.height = _size(size, width, height)
         if tolerance is None:
             tolerance = TOLERANCE_FRACTION * min(self.width, self.height)
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) \
-                or not 0 < fps <= 1000:
+        if not is_real(fps) or not 0 < fps <= 1000:
             raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}")
         for name, v in (("tolerance", tolerance), ("color_tolerance", color_tolerance)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 64:
+            if not is_real(v) or not 0 <= v <= 64:
                 raise ValueError(f"{name} must be a number in [0, 64], got {v!r}")
         self.fps = float(fps)
         self.tolerance = float(tolerance)

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import is_real
+
 __all__ = ["DEFAULT_MIN_CUTOFF", "DEFAULT_BETA", "DEFAULT_D_CUTOFF", "Smoothing", "OneEuroFilter"]
 
 #: Cutoff frequency at rest, Hz (for signals normalised to a span of about 1).
@@ -73,10 +75,9 @@ class Smoothing:
     def __post_init__(self):
         for name in ("min_cutoff", "d_cutoff"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+            if not is_real(v) or not v > 0:
                 raise ValueError(f"smoothing {name} must be a positive number of Hz, got {v!r}")
-        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not (
-                math.isfinite(self.beta) and self.beta >= 0):
+        if not is_real(self.beta) or not self.beta >= 0:
             raise ValueError(f"smoothing beta must be a number >= 0, got {self.beta!r}")
 
     @classmethod

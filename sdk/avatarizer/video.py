@@ -43,6 +43,7 @@ import numpy as np
 
 from . import expressions as X
 from . import schema as S
+from .checks import is_real
 from .filters import OneEuroFilter, Smoothing
 
 __all__ = ["TrackerOptions", "TrackedFrame", "Tracker", "decompose", "compose"]
@@ -110,11 +111,11 @@ class TrackerOptions:
                 or self.categorical_window < 1:
             raise ValueError(f"categorical_window must be a positive integer, got {self.categorical_window!r}")
         d = self.identity_duty
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not (0.0 < d <= 1.0):
+        if not is_real(d) or not (0.0 < d <= 1.0):
             raise ValueError(f"identity_duty must be a number in (0, 1], got {d!r}")
         for name in ("grace_ms", "reset_ms", "max_identity_pose", "identity_every_ms"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
+            if not is_real(v) or not v >= 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
 
 

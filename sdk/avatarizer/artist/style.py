@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from ..checks import is_real
+
 
 @dataclass(frozen=True)
 class ArtistStyle:
@@ -145,7 +147,7 @@ class ArtistStyle:
 
     def __post_init__(self):
         e = self.exaggeration
-        if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0.5 <= float(e) <= 2.0:
+        if not is_real(e) or not 0.5 <= float(e) <= 2.0:
             raise ValueError(f"exaggeration must be a number in [0.5, 2], got {e!r}")
 
     def replace(self, **changes) -> "ArtistStyle":
