@@ -475,3 +475,72 @@ def test_a_video_that_starts_after_its_sound_keeps_the_offset(tmp_path, counter,
     assert np.abs(got[11] - got[36]).mean() > 3  # (the picture moves once the video starts)
     assert float(_ffprobe(out, "stream=duration")[0]) == pytest.approx(1.48, abs=0.05)
     assert float(_ffprobe(out, "stream=start_time", "a:0")[0]) == pytest.approx(0.0, abs=0.03)
+
+
+def test_constant_rate_places_a_half_frame_offset_without_dropping_frames():
+    """Frames of a video that starts half a frame after its sound (times
+    k + 0.5 frames, with float noise either way) go to consecutive output
+    frames, each once: rounding each time alone dropped every other one
+    and doubled its neighbour."""
+    from avatarizer.cli import _ConstantRate
+
+    written = []
+    rate = 25.0
+    out = _ConstantRate(written.append, rate)
+    rng = np.random.default_rng(0)
+    for k in range(50):
+        out.add(k, (k + 0.5) / rate + rng.uniform(-1e-9, 1e-9))
+    out.finish()
+    # the first frame from the sound's start (half a frame rounds either way), then each frame once
+    assert written in (list(range(50)), [0] + list(range(50)))
+
+
+class _FakeCap:
+    def __init__(self, times_ms):
+        self.times, self.i = list(times_ms), -1
+
+    def read(self):
+        self.i += 1
+
+    def get(self, prop):
+        return self.times[self.i]
+
+
+def test_clock_keeps_a_long_pause_and_refuses_wild_times():
+    """A 12 s pause without frames in a variable-frame-rate video keeps its
+    timing when the file is that long (the clock took every time after it
+    for a broken one and ran 12 s early), and a time beyond the video's
+    length is still wild (one frame interval after the last)."""
+    from avatarizer.cli import MAX_FRAME_GAP_S, _Clock
+
+    times = [0, 40, 80, 14_000, 14_040, 9e9, 14_120]
+    cap = _FakeCap(times)
+    clock = _Clock(cap, 25.0, 0.0, duration=16.0)
+    got = []
+    for _ in times:
+        cap.read()
+        got.append(round(clock.time(), 3))
+    assert got == [0.0, 0.04, 0.08, 14.0, 14.04, 14.08, 14.12]
+    cap = _FakeCap(times)
+    clock = _Clock(cap, 25.0, 0.0)  # length unknown: a gap over MAX_FRAME_GAP_S is a broken time
+    assert 14.0 > MAX_FRAME_GAP_S
+    for _ in range(4):
+        cap.read()
+        t = clock.time()
+    assert round(t, 3) == 0.12
+
+
+def test_size_beyond_what_h264_holds_is_a_usage_error(tmp_path, capsys):
+    """--size 8192 on a 3:2 clip makes 8192x5462 frames, beyond H.264's
+    largest level (139,264 macroblocks): exit 2 before any model loads, no
+    output; 5888 on the same clip fits."""
+    from avatarizer import videoio
+
+    _need_ffmpeg()
+    clip = tmp_path / "wide.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=384x256:rate=25", "-t", "0.2", clip)
+    out = tmp_path / "out.mp4"
+    assert _main("video", clip, "-o", out, "--size", 8192) == 2
+    assert "macroblocks" in capsys.readouterr().err and not out.exists()
+    assert videoio.macroblocks(8192, 5462) > videoio.MAX_MACROBLOCKS >= videoio.macroblocks(5888, 3926)
+    assert videoio.macroblocks(8192, 4352) == videoio.MAX_MACROBLOCKS

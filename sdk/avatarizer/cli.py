@@ -448,10 +448,20 @@ class _Clock:
     """Each decoded frame's time in seconds on the input file's clock (the
     video's start offset after the sound included): OpenCV's position of the
     frame just read, kept increasing (a missing, repeated or wild timestamp
-    becomes one frame interval after the previous one)."""
+    becomes one frame interval after the previous one). A timestamp is wild
+    when it lies beyond the video's length (``duration``, from the file's
+    header, plus a second) or, when that is unknown, more than
+    ``MAX_FRAME_GAP_S`` after the previous frame: a real pause in a
+    variable-frame-rate video (12 s without a frame) keeps its timing."""
 
-    def __init__(self, cap, fps: float, start: float = 0.0):
+    def __init__(self, cap, fps: float, start: float = 0.0, duration: float | None = None):
         self.cap, self.step, self.start, self.last = cap, 1.0 / fps, start, None
+        self.end = None if not duration else start + float(duration) + 1.0
+
+    def _plausible(self, t: float, after: float) -> bool:
+        if not math.isfinite(t) or t <= after:
+            return False
+        return t <= self.end if self.end is not None else t - after <= MAX_FRAME_GAP_S
 
     def time(self) -> float:
         """The time of the frame read last (call once per frame, after its read)."""
@@ -459,8 +469,8 @@ class _Clock:
 
         t = self.start + (self.cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0
         if self.last is None:
-            t = t if math.isfinite(t) and 0 <= t - self.start < MAX_FRAME_GAP_S else self.start
-        elif not (math.isfinite(t) and 0 < t - self.last <= MAX_FRAME_GAP_S):
+            t = t if t == self.start or self._plausible(t, self.start) else self.start
+        elif not self._plausible(t, self.last):
             t = self.last + self.step
         self.last = t
         return t
@@ -476,9 +486,15 @@ class _ConstantRate:
 
     def __init__(self, write, rate: float):
         self._write, self.rate, self.written, self._held = write, rate, 0, None
+        self._first: tuple[float, int] | None = None  # the first frame's time and output frame
 
     def add(self, frame, t: float) -> None:
-        slot = max(0, int(round(t * self.rate)))
+        # frames are placed from the first one's output frame: a video half a frame after its
+        # sound would otherwise round each time up or down by float noise, dropping every other frame
+        if self._first is None:
+            self._first = (t, max(0, int(round(t * self.rate))))
+        t0, s0 = self._first
+        slot = max(0, s0 + int(round((t - t0) * self.rate)))
         if self._held is not None:
             self._emit(self._held, slot - self.written)  # the held frame up to this one's time
         elif slot > 0:
@@ -609,6 +625,12 @@ def _video(args) -> int:
     from . import videoio
 
     h264 = videoio.available()
+    if h264 and videoio.macroblocks(*size) > videoio.MAX_MACROBLOCKS:
+        cap.release()
+        raise _UsageError(f"{'--size ' + str(args.size) + ' makes' if args.size else 'the input makes'} "
+                          f"{size[0]}x{size[1]} frames{' (side by side)' if side else ''}: H.264 holds at most "
+                          f"{videoio.MAX_MACROBLOCKS:,} macroblocks a frame (level 6.2, e.g. 8192x4352); "
+                          "give a smaller --size")
     info = videoio.probe(inp) if h264 else videoio.Probe()
     from fractions import Fraction
 
@@ -637,7 +659,7 @@ def _video(args) -> int:
                 raise CLIError(f"could not open {out} for writing an mp4 video")
             write = writer.write
         params_out = _params_output(args, inp)
-        clock, frames_out = _Clock(cap, fps, start), _ConstantRate(write, rate_f)
+        clock, frames_out = _Clock(cap, fps, start, info.duration), _ConstantRate(write, rate_f)
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                             exaggeration=args.exaggeration, max_faces=args.face + 1,
@@ -842,7 +864,8 @@ def _video_animation(args) -> int:
     params_out = None
     from . import videoio
 
-    clock = _Clock(cap, src_fps, _video_start(videoio.probe(inp)))
+    info = videoio.probe(inp)
+    clock = _Clock(cap, src_fps, _video_start(info), info.duration)
     try:
         params_out = _params_output(args, inp)
         t0 = time.perf_counter()

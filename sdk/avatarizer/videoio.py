@@ -28,6 +28,14 @@ import numpy as np
 BROWSER_AUDIO = ("aac", "mp3")
 #: x264 quality used when the input's bitrate is unknown.
 FALLBACK_CRF = 20
+#: The largest frame H.264 allows (level 6.2, MaxFS), in 16×16 macroblocks:
+#: 8192×4352, or 5888×5888; larger frames encode but decoders may refuse them.
+MAX_MACROBLOCKS = 139_264
+
+
+def macroblocks(width: int, height: int) -> int:
+    """The 16×16 macroblocks of a ``width`` × ``height`` H.264 frame."""
+    return -(-int(width) // 16) * -(-int(height) // 16)
 
 
 class VideoWriteError(RuntimeError):
