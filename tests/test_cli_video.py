@@ -369,7 +369,8 @@ def phone(clip, tmp_path_factory) -> tuple[Path, np.ndarray]:
     in the file, as phones write it; and its first frame as players show it."""
     folder = tmp_path_factory.mktemp("phone")
     wide, side, rot = folder / "wide.mp4", folder / "side.mp4", folder / "phone.mp4"
-    _ffmpeg("-i", clip, "-vf", "scale=320:240", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "copy", wide)
+    _ffmpeg("-i", clip, "-vf", "scale=320:240,setsar=1", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "copy",
+            wide)  # (square pixels: scale alone keeps the 1:1 picture with 3:4 pixels)
     _ffmpeg("-i", wide, "-vf", "transpose=1", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "copy", side)
     _ffmpeg("-i", side, "-c", "copy", "-metadata:s:v:0", "rotate=90", rot)
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(rot), "-frames:v", "1", "-f", "rawvideo",
@@ -414,6 +415,35 @@ def test_a_phone_video_comes_out_upright(tmp_path, phone, auto, monkeypatch, cap
     assert frame.shape == (240, 640, 3)  # two 320x240 panels: upright, not 240x320
     assert np.abs(frame[:, :320].astype(int) - shown).mean() < 8
     assert _ffprobe(out, "stream_side_data=rotation") == []  # no rotation left for a player to apply twice
+
+
+@pytest.mark.parametrize("turned", [False, True])
+def test_non_square_pixels_come_out_as_players_show_them(tmp_path, clip, turned, capsys):
+    """A clip stored 240x240 with 4:3 pixels (shown 320x240; anamorphic
+    video, and one of the shared clips, d9, has 15:16 pixels) is written at
+    320x240 with square pixels, picture as ffmpeg shows it; with a quarter
+    turn in the file too, upright at 240x320."""
+    import cv2
+
+    src = tmp_path / "anamorphic.mp4"
+    _ffmpeg("-i", clip, "-t", "0.5", "-vf", "scale=240:240,setsar=4/3", "-c:v", "libx264", "-preset", "veryfast",
+            "-an", src)
+    if turned:
+        rot = tmp_path / "turned.mp4"
+        _ffmpeg("-i", src, "-c", "copy", "-metadata:s:v:0", "rotate=90", rot)
+        src = rot
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-frames:v", "1", "-vf", "scale='if(gt(sar,1),iw*sar,iw)':'if(gt(sar,1),ih,ih/sar)',setsar=1",
+                          "-f", "rawvideo", "-pix_fmt", "bgr24", "-"], capture_output=True, check=True).stdout
+    shape = (320, 240, 3) if turned else (240, 320, 3)
+    shown = np.frombuffer(raw, np.uint8).reshape(shape)
+    out = tmp_path / "o.mp4"
+    assert _main("video", src, "-o", out, "--layout", "side-by-side") == 0, capsys.readouterr().err
+    frame = _first_frame(out)
+    assert frame.shape == (shape[0], 2 * shape[1], 3)
+    frame = frame[:, :shape[1]]  # the photo's panel
+    assert _ffprobe(out, "stream=sample_aspect_ratio") in ([], ["1:1"], ["N/A"])
+    assert np.abs(cv2.GaussianBlur(frame, (5, 5), 0).astype(int)
+                  - cv2.GaussianBlur(shown, (5, 5), 0).astype(int)).mean() < 8
 
 
 # ---------------------------------------------------------------- 7: timing (variable frame rate, start offset)

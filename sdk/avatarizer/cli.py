@@ -356,19 +356,51 @@ class _Rotated:
         return getattr(self.cap, name)
 
 
+class _SquarePixels:
+    """A capture whose (upright) frames are stretched to square pixels by
+    the sample aspect ratio ``sar`` of the stored picture: along their
+    width, or along their height when ``turned`` (a quarter turn put the
+    stored width upright)."""
+
+    def __init__(self, cap, sar: float, turned: bool):
+        self.cap, self.sar, self.turned = cap, sar, turned
+
+    def read(self):
+        import cv2
+
+        ok, frame = self.cap.read()
+        if not ok or frame is None:
+            return ok, frame
+        h, w = frame.shape[:2]
+        size = (w, max(1, int(round(h * self.sar)))) if self.turned else (max(1, int(round(w * self.sar))), h)
+        shrink = size[0] * size[1] < w * h
+        return ok, cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+    def __getattr__(self, name):
+        return getattr(self.cap, name)
+
+
 def _upright(cap):
-    """``cap`` giving frames as players show them: phone videos store the
+    """``cap`` giving frames as players show them. Phone videos store the
     picture sideways with a rotation (display matrix) in the file, which this
     OpenCV build does not apply unless asked (CAP_PROP_ORIENTATION_AUTO reads
-    0). Asked to; where that does not take, the frames are turned here by the
-    rotation OpenCV reads (CAP_PROP_ORIENTATION_META, degrees clockwise)."""
+    0): asked to; where that does not take, the frames are turned here by the
+    rotation OpenCV reads (CAP_PROP_ORIENTATION_META, degrees clockwise).
+    A video with non-square pixels (a sample aspect ratio other than 1:1:
+    anamorphic DV and broadcast video, some editors' exports) is stretched
+    to square pixels, as players show it: its stored width times the ratio
+    (the height, once a quarter turn has put it upright)."""
     import cv2
 
     meta = int(round(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0)) % 360
-    if cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1) and cap.get(cv2.CAP_PROP_ORIENTATION_AUTO) == 1:
+    if not (cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1) and cap.get(cv2.CAP_PROP_ORIENTATION_AUTO) == 1):
+        code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}.get(meta)
+        cap = cap if code is None else _Rotated(cap, code)
+    num, den = (cap.get(cv2.CAP_PROP_SAR_NUM) or 0), (cap.get(cv2.CAP_PROP_SAR_DEN) or 0)
+    sar = num / den if num > 0 and den > 0 else 1.0
+    if not 1 / 16 <= sar <= 16 or abs(sar - 1.0) < 1e-3:  # (a wilder ratio is a broken header)
         return cap
-    code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}.get(meta)
-    return cap if code is None else _Rotated(cap, code)
+    return _SquarePixels(cap, sar, meta in (90, 270))
 
 
 def _capture(inp: Path):
