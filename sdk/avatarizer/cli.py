@@ -101,10 +101,14 @@ def _demo_photo(out: Path, overwrite: bool = False) -> int:
 
 
 def _quiet_mediapipe() -> None:
-    import os
+    """Before MediaPipe loads: its start-up log lines are kept off stderr
+    until the command ends (:mod:`avatarizer.logfilter`; the environment
+    variables still quiet older builds)."""
+    from .logfilter import FILTER
 
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    FILTER.start()
 
 
 class CLIError(Exception):
@@ -1378,6 +1382,9 @@ def main(argv=None) -> int:
         return 128 + exc.signum
     finally:
         _cleanup_temps(failed=status not in (0, EXIT_TRUNCATED))
+        from .logfilter import FILTER
+
+        FILTER.stop()
         for sig, old in handlers.items():
             signal.signal(sig, old)
 

@@ -1,0 +1,156 @@
+"""Keeps MediaPipe's start-up log lines off a command's stderr.
+
+MediaPipe's graphs (and the TensorFlow Lite runtime inside them) write
+informational and warning lines straight to file descriptor 2 from C++
+through Abseil logging, which no environment variable silences in
+``mediapipe==0.10.21`` (``GLOG_minloglevel`` and ``TF_CPP_MIN_LOG_LEVEL``
+no longer reach it; upstream issues google-ai-edge/mediapipe#5371, #5737,
+#6040). A command-line run then shows half a dozen lines such as::
+
+    INFO: Created TensorFlow Lite XNNPACK delegate for CPU.
+    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+    W0000 00:00:1795939045.795445   31640 inference_feedback_manager.cc:114] Feedback manager ...
+
+around its one line of output or of error. :class:`StderrFilter` puts a
+pipe in place of file descriptor 2 and a thread that copies what comes
+through it to the real stderr, line by line, except those lines: Abseil's
+``I`` (info) and ``W`` (warning) lines and the two TensorFlow Lite banners.
+Errors (``E``, ``F`` lines), Python's own messages, progress bars (partial
+lines are passed on at once) and anything else go through unchanged.
+
+Only the command line (:mod:`avatarizer.cli`) uses it, for the duration of
+one command: a library must not take over its host's file descriptors.
+Set ``AVATARIZER_MEDIAPIPE_LOGS=1`` to see MediaPipe's lines.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+
+#: Whole lines that are dropped.
+NOISE = re.compile(
+    rb"^(?:[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./+-]+:\d+\] .*"
+    rb"|INFO: Created TensorFlow Lite \w+ delegate for \w+\."
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)\r?$")
+#: A partial line that starts so may become a dropped line: held until its end.
+_MAYBE = re.compile(rb"^(?:[IW]\d{0,4}(?: |$)|[IW]\d{4} |I(?:N(?:F(?:O(?::.*)?)?)?)?$|INFO: |"
+                    rb"W(?:A(?:R(?:N(?:I(?:N(?:G(?::.*)?)?)?)?)?)?)?$|WARNING: )")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class StderrFilter:
+    """File descriptor 2 through a filter (see the module doc). ``start()``
+    and ``stop()`` may be called any number of times; ``stop()`` restores
+    the real stderr and passes on what is left in the pipe."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._real: int | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._real is not None
+
+    def start(self) -> bool:
+        """Routes file descriptor 2 through the filter (not when
+        ``AVATARIZER_MEDIAPIPE_LOGS`` is set, or when the system refuses);
+        returns whether it is on."""
+        if os.environ.get("AVATARIZER_MEDIAPIPE_LOGS", "") not in ("", "0"):
+            return False
+        with self._lock:
+            if self._real is not None:
+                return True
+            try:
+                _flush()
+                real = os.dup(2)
+            except OSError:
+                return False
+            try:
+                r, w = os.pipe()
+            except OSError:
+                os.close(real)
+                return False
+            try:
+                os.dup2(w, 2)
+            except OSError:
+                os.close(real), os.close(r), os.close(w)
+                return False
+            os.close(w)
+            thread = threading.Thread(target=self._pump, args=(r, real), name="avatarizer-stderr", daemon=True)
+            thread.start()
+            self._real, self._thread = real, thread
+            return True
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Puts the real stderr back on file descriptor 2; what was written
+        before is passed on first (the copying thread ends when the pipe is
+        empty and closed)."""
+        with self._lock:
+            if self._real is None:
+                return
+            _flush()
+            real, thread = self._real, self._thread
+            self._real = self._thread = None
+            os.dup2(real, 2)  # the pipe's last write end closes (unless a child process still holds it)
+        thread.join(timeout)
+        if not thread.is_alive():
+            os.close(real)  # (else the thread still writes to it: left open)
+
+    @staticmethod
+    def _pump(r: int, out: int) -> None:
+        held = b""
+        broken = False  # the real stderr is gone (a closed pipe): keep draining, so writers never block
+
+        def emit(data: bytes) -> None:
+            nonlocal broken
+            if data and not broken:
+                try:
+                    _write_all(out, data)
+                except OSError:
+                    broken = True
+
+        try:
+            while True:
+                try:
+                    chunk = os.read(r, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                held += chunk
+                *lines, held = held.split(b"\n")
+                emit(b"".join(line + b"\n" for line in lines if not NOISE.match(line)))
+                if held and not _MAYBE.match(held):
+                    emit(held)  # a progress bar's partial line: at once
+                    held = b""
+            if held and not NOISE.match(held):
+                emit(held)
+        except BaseException:  # never leave the writers blocked on a full pipe
+            while True:
+                try:
+                    if not os.read(r, 65536):
+                        break
+                except OSError:
+                    break
+        finally:
+            os.close(r)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+
+
+#: The command line's one filter.
+FILTER = StderrFilter()

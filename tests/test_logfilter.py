@@ -1,0 +1,76 @@
+"""The command line keeps MediaPipe's start-up log lines off stderr
+(avatarizer.logfilter), and passes everything else on."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from avatarizer.logfilter import NOISE, StderrFilter
+from conftest import ROOT
+
+W = (b"W0000 00:00:1795939107.896234   32450 inference_feedback_manager.cc:114] Feedback manager requires a "
+     b"model with a single signature inference. Disabling support for feedback tensors.\n")
+I = b"I0000 00:00:1752489631.572373  129295 gl_context_egl.cc:85] Successfully initialized EGL. Major : 1\n"
+BANNERS = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+           b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+E = b"E0000 00:00:1752489631.572373  129295 calculator_graph.cc:887] a real error\n"
+
+
+def _through_filter(*writes: bytes) -> bytes:
+    """What reaches file descriptor 2 (a temporary file here) when ``writes``
+    are written to it, one os.write each, while the filter is on."""
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            f = StderrFilter()
+            assert f.start() and f.active
+            for w in writes:
+                os.write(2, w)
+            f.stop()
+            assert not f.active
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        return sink.read()
+
+
+def test_mediapipe_lines_are_dropped_and_the_rest_passes():
+    got = _through_filter(BANNERS, W, b"avatarizer image: error: something\n", I, E, W[:10], W[10:],
+                          b"[####----] 5/10 frames\r", b"[########] 10/10 frames\n", b"no newline at the end")
+    assert got == (b"avatarizer image: error: something\n" + E + b"[####----] 5/10 frames\r"
+                   b"[########] 10/10 frames\nno newline at the end")
+
+
+def test_a_partial_line_that_may_become_noise_is_held_then_judged_whole():
+    assert _through_filter(b"W", b"0000 00:00:1.5 1 a.cc:1] x\n", b"WARN", b"ING: real\n", b"I", b"\n") == \
+        b"WARNING: real\nI\n"
+    assert NOISE.match(W.rstrip()) and NOISE.match(I.rstrip()) and not NOISE.match(E.rstrip())
+
+
+def test_stop_without_start_and_twice_is_harmless():
+    f = StderrFilter()
+    f.stop()
+    assert _through_filter(b"x\n") == b"x\n"
+
+
+def test_the_command_line_prints_no_mediapipe_lines(tmp_path):
+    """A real run: `avatarizer image` on the bundled portrait writes one line
+    on stdout and nothing on stderr (MediaPipe wrote half a dozen lines
+    there); with AVATARIZER_MEDIAPIPE_LOGS=1 they are shown."""
+    from avatarizer.imageio import SAMPLE_PHOTO as photo
+
+    def run(**env):
+        return subprocess.run([sys.executable, "-m", "avatarizer.cli", "image", str(photo), "-o",
+                               str(tmp_path / "a.png"), "--overwrite"], capture_output=True, timeout=300,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT / "sdk"), **env), cwd=tmp_path)
+
+    quiet = run()
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert quiet.stderr == b"" and quiet.stdout.startswith(b"wrote ")
+    loud = run(AVATARIZER_MEDIAPIPE_LOGS="1")
+    assert loud.returncode == 0
+    assert all(NOISE.match(line) for line in loud.stderr.splitlines())  # what the filter drops, nothing else
