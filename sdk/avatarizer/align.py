@@ -50,8 +50,11 @@ Notes on MediaPipe 0.10.21's legacy solutions, as measured here:
   calls with a lock. Use one aligner per thread for parallelism.
 * MediaPipe's C++ logging writes a few harmless warnings to stderr when a
   graph starts (``inference_feedback_manager``,
-  ``landmark_projection_calculator`` about NORM_RECT); set the environment
-  variable ``GLOG_minloglevel=2`` before importing mediapipe to hide them.
+  ``landmark_projection_calculator`` about NORM_RECT) through Abseil
+  logging, which no environment variable of ``mediapipe==0.10.21`` silences;
+  the ``avatarizer`` command line filters them out of its stderr
+  (:mod:`avatarizer.logfilter`), the library leaves the process's file
+  descriptors alone.
 """
 
 from __future__ import annotations
