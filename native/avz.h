@@ -184,7 +184,9 @@ typedef struct avz_overlay_options {
     int order;           /* AVZ_ORDER_RGB (init) or AVZ_ORDER_BGR: the frame's channel order */
     int use_fade;        /* 1: the avatar's alpha is also multiplied by clamp((fade_end - y) / fade_width, 0, 1),
                             y the canonical frame y at the pixel centre (init 0) */
-    float fade_end, fade_width; /* finite; fade_width > 0 when use_fade */
+    float fade_end, fade_width; /* finite; fade_width > 0 when use_fade. Any positive width works,
+                            down to the smallest denormal float: a fade narrower than a pixel
+                            is a hard edge at fade_end (nothing drawn at or past it) */
     int antialias;       /* AVZ_AA_BEST (init) or AVZ_AA_FAST */
 } avz_overlay_options;
 

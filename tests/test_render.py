@@ -381,6 +381,26 @@ def test_native_overlay_bad_options_raise(samples, kwargs, match):
         native.Renderer().overlay_into(samples[0], _frame(), tf, **kw)
 
 
+@pytest.mark.parametrize("width", [1e-45, 1e-30, 1e-9])
+def test_native_overlay_tiny_fade_width_is_a_hard_edge(width):
+    """A fade narrower than a pixel is a hard edge at fade_end, also with a
+    rotated transform: a denormal fade_width (1e-45) once overflowed the fade
+    to +-inf in float, inf - inf made it NaN, and the pixels past fade_end were
+    drawn at full alpha."""
+    p, th = schema.default(), np.radians(20)
+    tf = np.array([[70 * np.cos(th), -70 * np.sin(th), 120], [70 * np.sin(th), 70 * np.cos(th), 90]])
+    frame = _frame()
+    got = native.Renderer().overlay_into(p, frame.copy(), tf, fade=(0.0, width))
+    inv = np.linalg.inv(np.vstack([tf, [0, 0, 1]]))
+    ys, xs = np.mgrid[0:frame.shape[0], 0:frame.shape[1]] + 0.5
+    yc = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    changed = (got != frame).any(-1)
+    assert not changed[yc > 1e-6].any()                                  # nothing past fade_end
+    assert changed[yc < 0].mean() > 0.2                                  # the avatar above it is drawn
+    hard = native.Renderer().overlay_into(p, frame.copy(), tf, fade=(0.0, 1e-6))
+    np.testing.assert_array_equal(got, hard)                             # all of them the same edge
+
+
 def test_native_overlay_bad_frames_and_params_raise(samples):
     r = native.Renderer()
     for bad in (np.zeros((10, 10, 4), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((10, 10), np.uint8),
