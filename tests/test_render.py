@@ -401,6 +401,55 @@ def test_native_overlay_tiny_fade_width_is_a_hard_edge(width):
     np.testing.assert_array_equal(got, hard)                             # all of them the same edge
 
 
+_TF0 = [[70.0, 0, 120], [0, 70.0, 90]]
+_FAR_ROWS = np.lib.stride_tricks.as_strided  # one row, its stride over INT_MAX bytes (never read)
+
+
+@pytest.mark.parametrize("call", [
+    lambda r, p: r.render(p, 32, zoom="2"),
+    lambda r, p: r.render(p, 32, zoom=True),
+    lambda r, p: r.render(p, 32, zoom=2j),
+    lambda r, p: r.render(p, 32, background=["1", "0", "0"]),
+    lambda r, p: r.render(p, 32, background=(1, 0, 0j)),
+    lambda r, p: r.render(p, 32, background="white"),
+    lambda r, p: r.render(p, 32, transform=[["1", "0", "0"], ["0", "1", "0"]]),
+    lambda r, p: r.render(p.astype(complex), 32),
+    lambda r, p: r.render([object()] * 629, 32),
+    lambda r, p: r.render([str(v) for v in p], 32),
+    lambda r, p: r.render_into(p, _FAR_ROWS(np.zeros(64, np.uint8), (1, 2, 4), (2**31, 4, 1), writeable=True)),
+    lambda r, p: r.vector(p, "svg", "10", "10"),
+    lambda r, p: r.vector(p, "svg", True, 10),
+    lambda r, p: r.vector(p, ["svg"], 10, 10),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, opacity="0.5"),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, opacity=True),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, opacity=0.5j),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, box=(0, 0, float("inf"), 1)),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, box=(0, 0, "10", 1)),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, box=(0, 0, 10.5, 1)),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, box=5),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, fade=("1", "0.2")),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, fade=(1.0, 0.2j)),
+    lambda r, p: r.overlay_into(p, _frame(), [["70", "0", "0"], ["0", "70", "0"]]),
+    lambda r, p: r.overlay_into(p, _frame(), None),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, order=["rgb"]),
+    lambda r, p: r.overlay_into(p, _FAR_ROWS(np.zeros(64, np.uint8), (1, 2, 3), (2**31, 3, 1), writeable=True),
+                                _TF0),
+    lambda r, p: r.overlay_into(p.astype(complex), _frame(), _TF0),
+])
+def test_native_renderer_refuses_what_the_error_contract_refuses(call):
+    """README's contract holds for native.Renderer too: bools, strings and
+    complex numbers are refused, never coerced, with a one-line ValueError
+    (complex parameters were cast with only a warning, an infinite box
+    coordinate or a row stride over INT_MAX raised OverflowError, parameters of
+    objects TypeError)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # a ComplexWarning is not a refusal
+        with pytest.raises(ValueError) as ei:
+            call(native.Renderer(), schema.default())
+    assert "\n" not in str(ei.value)
+
+
 def test_native_overlay_bad_frames_and_params_raise(samples):
     r = native.Renderer()
     for bad in (np.zeros((10, 10, 4), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((10, 10), np.uint8),
