@@ -450,6 +450,18 @@ def test_native_renderer_refuses_what_the_error_contract_refuses(call):
     assert "\n" not in str(ei.value)
 
 
+def test_native_renderer_after_close_raises_runtime_error(samples):
+    """README: use after close() is a RuntimeError (as for a closed Avatarizer or FaceAligner)."""
+    r = native.Renderer()
+    r.render(samples[0], 8)
+    r.close()
+    r.close()  # twice is fine
+    for call in (lambda: r.render(samples[0], 8), lambda: r.vector(samples[0], "svg", 8, 8),
+                 lambda: r.overlay_into(samples[0], _frame(), _TF0), lambda: setattr(r, "threads", 2)):
+        with pytest.raises(RuntimeError, match="closed"):
+            call()
+
+
 def test_native_overlay_bad_frames_and_params_raise(samples):
     r = native.Renderer()
     for bad in (np.zeros((10, 10, 4), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((10, 10), np.uint8),

@@ -235,8 +235,8 @@ class Renderer:
         self.close()
 
     def _handle(self):
-        if self._h is None:
-            raise AvatarizerError("this renderer was closed")
+        if self._h is None:  # as a closed Avatarizer or FaceAligner (README: errors)
+            raise RuntimeError("This renderer is closed; create a new one.")
         return self._h
 
     def _error(self) -> str:
