@@ -1279,17 +1279,23 @@ static void avz__blend(const uint8_t *src, int bw, int bh, uint8_t *frame, int s
     for (int y = 0; y < bh; y++) {
         const uint8_t *srow = src + (size_t)y * 4 * bw;
         uint8_t *drow = frame + (size_t)(y0 + y) * stride + 3 * (size_t)x0;
-        /* fade along the row: k(x) = clamp((end - yc(x)) / width, 0, 1), yc affine in x */
+        /* fade along the row: k(x) = clamp((end - yc(x)) / width, 0, 1), yc affine in x.
+         * k0 and dk stay double: in float they overflow to +-inf for a tiny fade_width
+         * (a denormal such as 1e-45), and inf + -inf * x is NaN, which passed both clamp
+         * tests at full alpha. In double they are finite: the checked transform (each
+         * coefficient within +-1e6, |det| >= 1e-12) bounds |ib| by 1e18 and |yc| by
+         * ~1e31, and fade_width >= FLT_TRUE_MIN (~1.4e-45) bounds k by ~1e76, so k is
+         * never NaN and a fade_width below a pixel's size is a hard edge at fade_end. */
         int fade_row = 0;
-        float k0 = 1.f, dk = 0.f;
+        double k0 = 1.0, dk = 0.0;
         if (o->use_fade) {
             double yc0 = ib * (x0 + 0.5) + id * (y0 + y + 0.5) + iff, yc1 = yc0 + ib * (bw - 1);
             double lo = fmin(yc0, yc1), hi = fmax(yc0, yc1);
             if (lo >= o->fade_end) continue;                 /* the whole row is past the fade */
             if (hi > (double)o->fade_end - o->fade_width) {  /* some pixels are in the band */
                 fade_row = 1;
-                k0 = (float)(((double)o->fade_end - yc0) / o->fade_width);
-                dk = (float)(-ib / o->fade_width);
+                k0 = ((double)o->fade_end - yc0) / o->fade_width;
+                dk = -ib / o->fade_width;
             }
         }
         /* rows outside the fade band at opacity 1 copy opaque pixels as they are */
@@ -1316,9 +1322,9 @@ static void avz__blend(const uint8_t *src, int bw, int bh, uint8_t *frame, int s
             }
             float a = op * (float)pa * (1.f / 255.f);
             if (fade_row) {
-                float k = k0 + dk * (float)x;
-                if (k <= 0.f) continue;
-                if (k < 1.f) a *= k;
+                double k = k0 + dk * x;
+                if (!(k > 0.0)) continue; /* past fade_end (and, were k ever NaN, not drawn) */
+                if (k < 1.0) a *= (float)k;
             }
             if (pa != 255) {
                 const uint8_t *t = avz__unprem[pa];

@@ -184,7 +184,9 @@ typedef struct avz_overlay_options {
     int order;           /* AVZ_ORDER_RGB (init) or AVZ_ORDER_BGR: the frame's channel order */
     int use_fade;        /* 1: the avatar's alpha is also multiplied by clamp((fade_end - y) / fade_width, 0, 1),
                             y the canonical frame y at the pixel centre (init 0) */
-    float fade_end, fade_width; /* finite; fade_width > 0 when use_fade */
+    float fade_end, fade_width; /* finite; fade_width > 0 when use_fade. Any positive width works,
+                            down to the smallest denormal float: a fade narrower than a pixel
+                            is a hard edge at fade_end (nothing drawn at or past it) */
     int antialias;       /* AVZ_AA_BEST (init) or AVZ_AA_FAST */
 } avz_overlay_options;
 
@@ -192,8 +194,14 @@ void avz_overlay_options_init(avz_overlay_options *options);
 
 /* frame: width x height pixels of 3 bytes, rows `stride` bytes apart (stride >=
  * 3 * width), modified in place: each channel becomes
- * round(frame + a * (avatar - frame)), a = avatar alpha * opacity * fade, the
- * same blend as straight RGBA from avz_render composited by the caller. An
+ * round(frame + a * (avatar - frame)), a = avatar alpha * opacity * fade: the
+ * blend a caller would do with straight RGBA from avz_render of the box, within
+ * 1 level (rounding). The avatar is drawn on a scratch image whose origin is the
+ * box's corner cut to the shapes' bounds, and cairo's coverage of an outline
+ * pixel depends on the image's origin: against one avz_render of the whole frame
+ * composited in the box, a few outline pixels differ (measured over 48 random
+ * boxes and rolled transforms of 13 avatars of real faces: up to 12 levels with
+ * AVZ_AA_BEST, 52 with AVZ_AA_FAST, 2e-5 of the channel values over 1). An
  * argument refused leaves the frame as it was; after AVZ_E_CAIRO (cairo out
  * of memory) with several threads, some bands may already be blended. */
 avz_status avz_overlay(avz_renderer *renderer, const float *params, size_t n, uint8_t *frame, int width,

@@ -334,6 +334,38 @@ def test_native_overlay_matches_the_reference_blend(samples, k):
             np.testing.assert_array_equal(got[mask], frame[mask])
 
 
+@pytest.mark.parametrize("antialias, limit", [("best", 16), ("fast", 64)])
+def test_native_overlay_vs_one_render_of_the_whole_frame(samples, antialias, limit):
+    """avz.h's tolerance: the overlay's scratch image starts at the box (cut to
+    the shapes), and cairo's coverage of outline pixels depends on the origin,
+    so against one render of the whole frame composited in the box a few
+    outline pixels differ (measured: up to 12 levels best, 52 fast, 2e-5 of the
+    values over 1); against a render of the box itself, within 1 (above)."""
+    rng = np.random.default_rng(5)
+    r = native.Renderer()
+    worst, over1, total = 0, 0, 0
+    for i in range(16):
+        p = schema.default() if i % 4 == 0 else samples[i % len(samples)]
+        th, s = np.radians(rng.uniform(-35, 35)), rng.uniform(40, 130)
+        tf = np.array([[s * np.cos(th), -s * np.sin(th), rng.uniform(60, 180)],
+                       [s * np.sin(th), s * np.cos(th), rng.uniform(50, 130)]])
+        x0, y0 = int(rng.integers(-20, 120)), int(rng.integers(-20, 90))
+        box = (x0, y0, x0 + int(rng.integers(40, 240)), y0 + int(rng.integers(40, 180)))
+        frame = _frame(seed=i)
+        got = r.overlay_into(p, frame.copy(), tf, box=box, antialias=antialias)
+        whole = native.Renderer().render(p, frame.shape[1], frame.shape[0], transform=tf, antialias=antialias)
+        ref = frame.copy()
+        bx0, by0, bx1, by1 = max(box[0], 0), max(box[1], 0), min(box[2], 240), min(box[3], 180)
+        if bx1 > bx0 and by1 > by0:
+            a = whole[by0:by1, bx0:bx1].astype(np.float64)
+            reg = ref[by0:by1, bx0:bx1].astype(np.float64)
+            ref[by0:by1, bx0:bx1] = np.floor(reg + a[..., 3:] / 255 * (a[..., :3] - reg) + 0.5).astype(np.uint8)
+        d = np.abs(got.astype(int) - ref.astype(int))
+        worst, over1, total = max(worst, int(d.max())), over1 + int((d > 1).sum()), total + d.size
+    assert worst <= limit, worst
+    assert over1 / total < 1e-3, over1 / total
+
+
 def test_native_overlay_order_opacity_box_and_stride(samples):
     p, tf, r = samples[0], _TFS[1], native.Renderer()
     frame = _frame()
@@ -379,6 +411,87 @@ def test_native_overlay_bad_options_raise(samples, kwargs, match):
     tf = kw.pop("transform")
     with pytest.raises(ValueError, match=match):
         native.Renderer().overlay_into(samples[0], _frame(), tf, **kw)
+
+
+@pytest.mark.parametrize("width", [1e-45, 1e-30, 1e-9])
+def test_native_overlay_tiny_fade_width_is_a_hard_edge(width):
+    """A fade narrower than a pixel is a hard edge at fade_end, also with a
+    rotated transform: a denormal fade_width (1e-45) once overflowed the fade
+    to +-inf in float, inf - inf made it NaN, and the pixels past fade_end were
+    drawn at full alpha."""
+    p, th = schema.default(), np.radians(20)
+    tf = np.array([[70 * np.cos(th), -70 * np.sin(th), 120], [70 * np.sin(th), 70 * np.cos(th), 90]])
+    frame = _frame()
+    got = native.Renderer().overlay_into(p, frame.copy(), tf, fade=(0.0, width))
+    inv = np.linalg.inv(np.vstack([tf, [0, 0, 1]]))
+    ys, xs = np.mgrid[0:frame.shape[0], 0:frame.shape[1]] + 0.5
+    yc = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    changed = (got != frame).any(-1)
+    assert not changed[yc > 1e-6].any()                                  # nothing past fade_end
+    assert changed[yc < 0].mean() > 0.2                                  # the avatar above it is drawn
+    hard = native.Renderer().overlay_into(p, frame.copy(), tf, fade=(0.0, 1e-6))
+    np.testing.assert_array_equal(got, hard)                             # all of them the same edge
+
+
+_TF0 = [[70.0, 0, 120], [0, 70.0, 90]]
+_FAR_ROWS = np.lib.stride_tricks.as_strided  # one row, its stride over INT_MAX bytes (never read)
+
+
+@pytest.mark.parametrize("call", [
+    lambda r, p: r.render(p, 32, zoom="2"),
+    lambda r, p: r.render(p, 32, zoom=True),
+    lambda r, p: r.render(p, 32, zoom=2j),
+    lambda r, p: r.render(p, 32, background=["1", "0", "0"]),
+    lambda r, p: r.render(p, 32, background=(1, 0, 0j)),
+    lambda r, p: r.render(p, 32, background="white"),
+    lambda r, p: r.render(p, 32, transform=[["1", "0", "0"], ["0", "1", "0"]]),
+    lambda r, p: r.render(p.astype(complex), 32),
+    lambda r, p: r.render([object()] * 629, 32),
+    lambda r, p: r.render([str(v) for v in p], 32),
+    lambda r, p: r.render_into(p, _FAR_ROWS(np.zeros(64, np.uint8), (1, 2, 4), (2**31, 4, 1), writeable=True)),
+    lambda r, p: r.vector(p, "svg", "10", "10"),
+    lambda r, p: r.vector(p, "svg", True, 10),
+    lambda r, p: r.vector(p, ["svg"], 10, 10),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, opacity="0.5"),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, opacity=True),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, opacity=0.5j),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, box=(0, 0, float("inf"), 1)),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, box=(0, 0, "10", 1)),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, box=(0, 0, 10.5, 1)),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, box=5),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, fade=("1", "0.2")),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, fade=(1.0, 0.2j)),
+    lambda r, p: r.overlay_into(p, _frame(), [["70", "0", "0"], ["0", "70", "0"]]),
+    lambda r, p: r.overlay_into(p, _frame(), None),
+    lambda r, p: r.overlay_into(p, _frame(), _TF0, order=["rgb"]),
+    lambda r, p: r.overlay_into(p, _FAR_ROWS(np.zeros(64, np.uint8), (1, 2, 3), (2**31, 3, 1), writeable=True),
+                                _TF0),
+    lambda r, p: r.overlay_into(p.astype(complex), _frame(), _TF0),
+])
+def test_native_renderer_refuses_what_the_error_contract_refuses(call):
+    """README's contract holds for native.Renderer too: bools, strings and
+    complex numbers are refused, never coerced, with a one-line ValueError
+    (complex parameters were cast with only a warning, an infinite box
+    coordinate or a row stride over INT_MAX raised OverflowError, parameters of
+    objects TypeError)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # a ComplexWarning is not a refusal
+        with pytest.raises(ValueError) as ei:
+            call(native.Renderer(), schema.default())
+    assert "\n" not in str(ei.value)
+
+
+def test_native_renderer_after_close_raises_runtime_error(samples):
+    """README: use after close() is a RuntimeError (as for a closed Avatarizer or FaceAligner)."""
+    r = native.Renderer()
+    r.render(samples[0], 8)
+    r.close()
+    r.close()  # twice is fine
+    for call in (lambda: r.render(samples[0], 8), lambda: r.vector(samples[0], "svg", 8, 8),
+                 lambda: r.overlay_into(samples[0], _frame(), _TF0), lambda: setattr(r, "threads", 2)):
+        with pytest.raises(RuntimeError, match="closed"):
+            call()
 
 
 def test_native_overlay_bad_frames_and_params_raise(samples):

@@ -6,7 +6,8 @@
  * inputs are padded with the defaults), the element count, the output size and
  * stride, the options (background, transform, zoom, antialias) and the vector
  * format, and an overlay into a 3-channel frame (its options and stride). Every
- * call must return a status code; the sanitizers catch the rest.
+ * call must return a status code, and an overlay with a fade must leave the
+ * pixels past fade_end alone; the sanitizers catch the rest.
  *
  * Two builds:
  *   clang -fsanitize=fuzzer,address,undefined ... fuzz_api.c avz.c   (libFuzzer)
@@ -66,6 +67,27 @@ static int pick_side(uint32_t v) {
 }
 
 static long rendered; /* inputs that drew an avatar (the driver reports it) */
+
+/* After an overlay with a fade: no pixel whose centre lies past fade_end (canonical y,
+ * through the inverse transform; a margin for rounding) may have changed from 0x80.
+ * A fade_width of 1e-45 with a rotated transform once made the fade NaN there and
+ * drew those pixels at full alpha (native/tests/corpus/overlay_denormal_fade). */
+static void check_fade(const uint8_t *frame, int w, int h, int stride, const avz_overlay_options *o) {
+    const double *m = o->transform;
+    double det = m[0] * m[3] - m[1] * m[2];
+    double ib = -m[1] / det, id = m[0] / det, iff = (m[1] * m[4] - m[0] * m[5]) / det;
+    double slack = 1e-9 * (fabs(ib) * w + fabs(id) * h + fabs(iff) + fabs(o->fade_end) + 1.0);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            double yc = ib * (x + 0.5) + id * (y + 0.5) + iff;
+            const uint8_t *d = frame + (size_t)y * stride + 3 * (size_t)x;
+            if (yc - o->fade_end > slack && (d[0] != 0x80 || d[1] != 0x80 || d[2] != 0x80)) {
+                fprintf(stderr, "fuzz_api: overlay drew pixel (%d, %d) past fade_end %g (y %g, fade_width %g)\n",
+                        x, y, (double)o->fade_end, yc, (double)o->fade_width);
+                abort();
+            }
+        }
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     reader rd = {data, size};
@@ -144,7 +166,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint8_t *frame = malloc(fbytes);
         if (frame) {
             memset(frame, 0x80, fbytes);
-            (void)avz_overlay(r, params, n, frame, w, h, fstride, (ov >> 16) % 8u == 0 ? NULL : &oo);
+            const avz_overlay_options *po = (ov >> 16) % 8u == 0 ? NULL : &oo;
+            if (avz_overlay(r, params, n, frame, w, h, fstride, po) == AVZ_OK && po && oo.use_fade == 1)
+                check_fade(frame, w, h, fstride, &oo);
             (void)avz_overlay(r, params, n, NULL, w, h, fstride, &oo); /* AVZ_E_NULL */
             free(frame);
         }

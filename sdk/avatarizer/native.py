@@ -13,8 +13,9 @@ import threading
 
 import numpy as np
 
+from .checks import is_real
 from .errors import AvatarizerError, NativeError
-from .schema import PARAM_COUNT
+from .schema import PARAM_COUNT, _real_array
 
 try:
     from ._avz import ffi as _ffi, lib as _lib
@@ -33,6 +34,7 @@ ITEM_FILL, ITEM_STROKE, ITEM_CLIP_PUSH, ITEM_CLIP_POP = 0, 1, 2, 3
 OP_MOVE, OP_LINE, OP_CURVE, OP_CLOSE = 0, 1, 2, 3
 MAX_SIZE = 16384
 MAX_THREADS = 8  # AVZ_MAX_THREADS
+INT_MAX = 2**31 - 1  # a C int: the row strides the C calls take
 
 
 #: ``threads="auto"`` draws in bands only images of at least this many pixels:
@@ -133,38 +135,37 @@ def default_params() -> np.ndarray:
 
 
 def _params_buffer(params) -> np.ndarray:
-    arr = np.ascontiguousarray(params, dtype=np.float32)
+    """A contiguous float32 copy; SchemaError (a ValueError) for strings,
+    complex numbers, objects and ragged lists, as everywhere in the SDK (the
+    count is left to the C library: AVZ_E_PARAM_COUNT)."""
+    arr = _real_array(params)
     if arr.ndim != 1:
         raise NativeError("AVZ_E_PARAM_COUNT", f"expected a flat vector of {PARAM_COUNT} parameters, got shape {arr.shape}")
     return arr
 
 
 def _options(background, transform, zoom, antialias="best"):
+    """The C render options, from arguments checked as render() checks them
+    (render.py's helpers: real numbers only, ValueError otherwise)."""
+    from .render import _background, _transform, _zoom  # render imports this module
     ffi, lib = _need()
     opt = ffi.new("avz_render_options *")
     lib.avz_render_options_init(opt)
     opt.antialias = _antialias_mode(lib, antialias)
-    if background is None:
-        bg = (0.0, 0.0, 0.0, 0.0)
-    elif isinstance(background, tuple) and len(background) in (3, 4) and all(
-            type(v) in (int, float) for v in background):
-        bg = tuple(float(v) for v in background) + ((1.0,) if len(background) == 3 else ())  # render()'s case
-    else:
-        bg = np.asarray(background, np.float64).ravel()
-        if bg.size == 3:
-            bg = np.append(bg, 1.0)
-        if bg.size != 4:
-            raise ValueError(f"background must be RGB or RGBA floats in [0, 1], got {background!r}")
+    try:
+        if isinstance(background, str):  # names ('white', '#rrggbb') are render()'s; here numbers only
+            raise ValueError
+        bg = _background(background) or (0.0, 0.0, 0.0, 0.0)
+    except ValueError:
+        raise ValueError(f"background must be None or 3 or 4 floats in [0, 1], got {background!r:.60}") from None
     for i in range(4):
-        opt.background[i] = float(bg[i])
-    if transform is not None:
-        t = np.asarray(transform, np.float64)
-        if t.shape != (2, 3):
-            raise ValueError(f"transform must be a 2x3 affine matrix (frame -> pixels), got shape {t.shape}")
+        opt.background[i] = bg[i]
+    t = _transform(transform)
+    if t is not None:
         opt.use_transform = 1
         for i, v in enumerate((t[0, 0], t[1, 0], t[0, 1], t[1, 1], t[0, 2], t[1, 2])):
             opt.transform[i] = float(v)
-    opt.zoom = float(zoom)
+    opt.zoom = _zoom(zoom)
     return opt
 
 
@@ -184,6 +185,9 @@ def _check_pixels(arr, name: str, channels: int, kind: str) -> None:
         raise ValueError(f"{name} must have contiguous {kind} pixels (strides (stride, {channels}, 1))")
     if not arr.flags.writeable:
         raise ValueError(f"{name} is read-only")
+    if max(arr.strides[0], arr.shape[0], arr.shape[1]) > INT_MAX:  # C ints (sizes over 16384 are AVZ_E_SIZE)
+        raise ValueError(f"{name} rows are {arr.strides[0]} bytes apart, more than the {INT_MAX} the renderer takes"
+                         if arr.strides[0] > INT_MAX else f"{name} is larger than the renderer takes")
     if channels == 4 and (arr.ctypes.data % 4 or arr.strides[0] % 4):
         # cairo draws 32-bit pixels (a view such as buf[1:] of a byte buffer is not aligned)
         raise ValueError(f"{name} must start on a 4-byte boundary, with rows a multiple of 4 bytes apart")
@@ -231,8 +235,8 @@ class Renderer:
         self.close()
 
     def _handle(self):
-        if self._h is None:
-            raise AvatarizerError("this renderer was closed")
+        if self._h is None:  # as a closed Avatarizer or FaceAligner (README: errors)
+            raise RuntimeError("This renderer is closed; create a new one.")
         return self._h
 
     def _error(self) -> str:
@@ -276,23 +280,33 @@ class Renderer:
         frame); ``fade``: None or (end, width), the avatar's alpha fading to 0
         toward canonical y = end over ``width``. Each channel becomes
         round(frame + a * (avatar - frame)), a = alpha * opacity * fade."""
+        from .render import _transform  # render imports this module
         ffi, lib = _need()
         _check_pixels(frame, "frame", 3, "3-byte")
-        if order not in ("rgb", "bgr"):
+        if not isinstance(order, str) or order not in ("rgb", "bgr"):
             raise ValueError(f"order must be 'rgb' or 'bgr', got {order!r:.40}")
         aa = _antialias_mode(lib, antialias)
-        t = np.asarray(transform, np.float64)
-        if t.shape != (2, 3):
-            raise ValueError(f"transform must be a 2x3 affine matrix (frame -> pixels), got shape {t.shape}")
+        t = _transform(transform)
+        if t is None:
+            raise ValueError("transform is required (2x3, canonical frame -> frame pixels)")
         h, w = frame.shape[:2]
+        if box is None:
+            box = (0, 0, w, h)
+        if not (isinstance(box, (tuple, list, np.ndarray)) and len(box) == 4 and all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in box)):
+            raise ValueError(f"box must be 4 whole numbers of pixels (x0, y0, x1, y1), got {box!r:.60}")
+        if not is_real(opacity):
+            raise ValueError(f"opacity must be a number in [0, 1], got {opacity!r:.40}")
+        if fade is not None and not (isinstance(fade, (tuple, list, np.ndarray)) and len(fade) == 2
+                                     and all(is_real(v) for v in fade)):
+            raise ValueError(f"fade must be None or two numbers (end, width), got {fade!r:.60}")
         opt = ffi.new("avz_overlay_options *")
         lib.avz_overlay_options_init(opt)
         for i, v in enumerate((t[0, 0], t[1, 0], t[0, 1], t[1, 1], t[0, 2], t[1, 2])):
             opt.transform[i] = float(v)
-        x0, y0, x1, y1 = (0, 0, w, h) if box is None else (int(v) for v in box)
-        for i, v in enumerate((x0, y0, x1, y1)):
+        for i, v in enumerate(box):
             opt.box[i] = max(-1, min(int(v), MAX_SIZE + 1))
-        opt.opacity = float(opacity)
+        opt.opacity = float(opacity)  # beyond a float: inf, refused by the C check ([0, 1])
         opt.order = lib.AVZ_ORDER_BGR if order == "bgr" else lib.AVZ_ORDER_RGB
         if fade is not None:
             opt.use_fade = 1
@@ -307,11 +321,14 @@ class Renderer:
 
     def vector(self, params, fmt: str, width: float, height: float, *, background=None,
                transform=None, zoom=1.0) -> bytes:
-        """The same picture as an SVG or PDF document (bytes)."""
+        """The same picture as an SVG or PDF document (bytes); ``width`` and
+        ``height`` in points, 1..16384."""
+        from .render import _vector_size  # render imports this module
         ffi, lib = _need()
         fmts = {"svg": lib.AVZ_FORMAT_SVG, "pdf": lib.AVZ_FORMAT_PDF}
-        if fmt not in fmts:
-            raise ValueError(f"format must be 'svg' or 'pdf', got {fmt!r}")
+        if not isinstance(fmt, str) or fmt not in fmts:
+            raise ValueError(f"format must be 'svg' or 'pdf', got {fmt!r:.40}")
+        width, height = _vector_size(None, width, height)
         p = _params_buffer(params)
         opt = _options(background, transform, zoom)
         data = ffi.new("const uint8_t **")
