@@ -43,11 +43,16 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         ap.print_help()
         return 2
+    from avatarizer.logfilter import FILTER
+
+    FILTER.start()  # MediaPipe's start-up lines off stderr (avatarizer.logfilter)
     try:
         return args.func(args)
     except (OSError, RuntimeError, ValueError) as exc:  # (a missing file, a folder where a file belongs, ...)
         print(f"avatarizer-export {args.command}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        FILTER.stop()
 
 
 if __name__ == "__main__":
