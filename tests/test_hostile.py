@@ -532,3 +532,31 @@ def test_tensorrt_engine_bytes_are_checked_before_anything_loads(tmp_path):
     path.write_bytes(pack_engine({"name": "m"}, b"\x01" * 32))  # swapped after verification
     with pytest.raises(ModelError, match="changed since it was verified"):
         TensorRTSession(path, sha256=good)
+
+
+def test_a_cut_short_native_library_is_refused_not_a_crash(tmp_path):
+    """A copy of the package whose built renderer is cut short (a download or
+    copy that stopped): the loader would map it and the process die of SIGBUS
+    at import; instead `import avatarizer` works, the renderer is reported
+    unavailable with the reason, and drawing raises AvatarizerError."""
+    import shutil
+
+    pkg = tmp_path / "avatarizer"
+    shutil.copytree(ROOT / "sdk" / "avatarizer", pkg, ignore=shutil.ignore_patterns("__pycache__", "models"))
+    so = next(pkg.glob("_avz*.so"), None)
+    if so is None:
+        pytest.skip("the native extension is not built (make native)")
+    so.write_bytes(so.read_bytes()[:20000])
+    code = textwrap.dedent("""
+        import avatarizer, avatarizer.native as n
+        from avatarizer.errors import AvatarizerError
+        assert not n.available()
+        try:
+            avatarizer.render(avatarizer.schema.default(), 32)
+        except AvatarizerError as exc:
+            assert "cut short" in str(exc), exc
+            print("refused")
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert res.returncode == 0 and res.stdout.strip() == "refused", (res.returncode, res.stderr[-2000:])

@@ -17,13 +17,49 @@ from .checks import is_real
 from .errors import AvatarizerError, NativeError
 from .schema import PARAM_COUNT, _real_array
 
-try:
-    from ._avz import ffi as _ffi, lib as _lib
-except ImportError as exc:  # pragma: no cover - depends on the build
+def _truncated_extension() -> str | None:
+    """Why the built extension cannot be loaded safely, or None. A shared
+    library cut short (a copy or download that stopped) is not refused by
+    the loader: it maps the file and the process dies of SIGBUS on the first
+    page past its end, before Python can raise anything. An ELF file ends at
+    its section header table or later, so a file shorter than that is cut."""
+    import importlib.util
+    import os
+    import struct
+
+    try:
+        spec = importlib.util.find_spec(f"{__package__}._avz")
+        path = spec.origin if spec is not None else None
+        if not path or not os.path.isfile(path):
+            return None  # (the import says what is missing)
+        with open(path, "rb") as f:
+            head = f.read(64)
+        size = os.path.getsize(path)
+    except (ImportError, OSError, ValueError):
+        return None
+    if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2:
+        return None  # not a 64-bit ELF file: left to the loader (which refuses such files cleanly)
+    order = "<" if head[5] == 1 else ">"
+    shoff, = struct.unpack_from(order + "Q", head, 0x28)
+    shentsize, shnum = struct.unpack_from(order + "HH", head, 0x3A)
+    if shoff and size < shoff + shentsize * shnum:
+        return (f"{path} is cut short ({size} bytes; its own header says at least "
+                f"{shoff + shentsize * shnum}): a copy or download that stopped; rebuild it with `make native`")
+    return None
+
+
+_TRUNCATED = _truncated_extension()
+if _TRUNCATED is not None:
     _ffi = _lib = None
-    _IMPORT_ERROR = exc
+    _IMPORT_ERROR = ImportError(_TRUNCATED)
 else:
-    _IMPORT_ERROR = None
+    try:
+        from ._avz import ffi as _ffi, lib as _lib
+    except ImportError as exc:  # pragma: no cover - depends on the build
+        _ffi = _lib = None
+        _IMPORT_ERROR = exc
+    else:
+        _IMPORT_ERROR = None
 
 _STATUS = {
     0: "AVZ_OK", 1: "AVZ_E_NULL", 2: "AVZ_E_PARAM_COUNT", 3: "AVZ_E_NONFINITE", 4: "AVZ_E_RANGE",
