@@ -105,12 +105,14 @@ def hat_crown(p) -> tuple[float, float, float, float]:
 
 
 def hair_under_the_hat(p: np.ndarray) -> None:
-    """Moves, in place, the hair's points above the hat's band line inside
-    its crown (:func:`hat_crown`, less a margin for the curls' zigzag and
-    the outline's width), so that no hair shows above or beside the hat:
-    the bank's curly hat-shaped styles (fitted to photos where hat and hair
-    were one silhouette) otherwise drew a ragged fringe of curls around it.
-    Hair below the band (at the sides, down the back) is untouched."""
+    """Moves, in place, the hair's points above the hat's band line down:
+    within the crown's width (less a margin for the curls' zigzag and the
+    outline's width) under the crown (:func:`hat_crown`), beside it no
+    higher than its top, so that no hair rises over the hat: the bank's
+    curly hat-shaped styles (fitted to photos where hat and hair were one
+    silhouette) drew a ragged fringe of curls over it. Hair may still puff
+    out beside the hat; hair below the band (at the sides, down the back)
+    is untouched. Only y moves."""
     cx, half, band, ytop = hat_crown(p)
     curl = float(p[S.index("hair_style.curl")])
     for name in ("hair_back", "hair_front", "hair_strand0", "hair_strand1"):
