@@ -123,6 +123,8 @@ def test_astronaut_avatar_is_valid_and_reads_as_a_face(avatar):
     assert found is not None, "MediaPipe finds no face in the avatar's render"
     assert avatar.render(width=300, height=200).shape == (200, 300, 4)
     assert avatar.render(128, roll=True).shape == (128, 128, 4)
+    with pytest.raises(ValueError, match="roll"):
+        avatar.render(128, roll="no")  # (a string would read as True)
     svg = avatar.to_svg(256)
     assert svg.lstrip().startswith("<?xml") or "<svg" in svg[:200]
     assert avatar.to_pdf(256)[:5] == b"%PDF-"

@@ -126,7 +126,8 @@ def test_one_euro_filter_basics():
     np.testing.assert_allclose(sm[:, 1], [alone(np.array([np.sin(t)]), t)[0] for t in ts], atol=1e-12)
     # a repeated time does not move the state
     np.testing.assert_array_equal(g(np.array([9.0, 9.0]), ts[-1]), sm[-1])
-    for bad in (dict(min_cutoff=0), dict(beta=-1), dict(d_cutoff=float("nan"))):
+    for bad in (dict(min_cutoff=0), dict(beta=-1), dict(d_cutoff=float("nan")), dict(min_cutoff=1e308),
+                dict(beta=1e300)):  # (the huge ones overflowed the filter's arithmetic, with warnings)
         with pytest.raises(ValueError):
             Smoothing(**bad)
     assert Smoothing.coerce(None) is None and Smoothing.coerce((2.0, 1.0)) == Smoothing(2.0, 1.0)

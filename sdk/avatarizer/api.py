@@ -319,6 +319,8 @@ class Avatar:
         head roll of its frame."""
         from .render import _size, render
 
+        if not isinstance(roll, (bool, np.bool_)):  # ("no" would read as True)
+            raise ValueError(f"roll must be True or False, got {roll!r:.40}")
         if not roll or self.face is None:
             return render(self._params, size, width=width, height=height, background=background,
                           antialias=antialias, threads=threads)

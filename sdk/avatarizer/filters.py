@@ -57,6 +57,10 @@ DEFAULT_BETA = 4.0
 DEFAULT_D_CUTOFF = 1.0
 
 
+#: The largest cutoff (Hz) and beta :class:`Smoothing` takes.
+MAX_KNOB = 1e6
+
+
 @dataclass(frozen=True)
 class Smoothing:
     """The One Euro filter's knobs (see the module doc).
@@ -73,12 +77,14 @@ class Smoothing:
     d_cutoff: float = DEFAULT_D_CUTOFF
 
     def __post_init__(self):
+        # (above MAX_KNOB the filter passes the signal through as it is; far above, its
+        # arithmetic overflows)
         for name in ("min_cutoff", "d_cutoff"):
             v = getattr(self, name)
-            if not is_real(v) or not v > 0:
-                raise ValueError(f"smoothing {name} must be a positive number of Hz, got {v!r}")
-        if not is_real(self.beta) or not self.beta >= 0:
-            raise ValueError(f"smoothing beta must be a number >= 0, got {self.beta!r}")
+            if not is_real(v) or not 0 < v <= MAX_KNOB:
+                raise ValueError(f"smoothing {name} must be a number of Hz in (0, {MAX_KNOB:g}], got {v!r}")
+        if not is_real(self.beta) or not 0 <= self.beta <= MAX_KNOB:
+            raise ValueError(f"smoothing beta must be a number in [0, {MAX_KNOB:g}], got {self.beta!r}")
 
     @classmethod
     def coerce(cls, value) -> "Smoothing | None":
