@@ -128,6 +128,24 @@ def test_facial_hair_and_headwear_as_set(av, photo):
     assert bare.params[S.index("headwear.type")] == 0 and bare.params[S.index("beard.opacity")] == 0
 
 
+def test_a_hat_in_its_own_colour_over_the_hair_beside_the_face(av):
+    """A hat is drawn in the photo's hat colour, and the hair in the colour
+    beside the face: the hair region above the brows is the hat, which was
+    drawn a navy beanie (whatever the hat) over hair of the hat's colour (a
+    white hard hat: grey hair). Headwear set, so that H's decision is not
+    what is tested."""
+    from conftest import need_shared
+
+    HAT = [S.index(f"headwear.{c}") for c in "rgb"]
+    white = av.from_image(need_shared("data", "faces", "ffhq128-labelled", "69161.jpg"), attributes={"headwear": True})
+    red = av.from_image(need_shared("data", "faces", "ffhq128-labelled", "69203.jpg"), attributes={"headwear": True})
+    hat_w, hat_r = white.params[HAT].astype(float), red.params[HAT].astype(float)
+    assert hat_w.min() > 0.6, hat_w  # a white hard hat
+    assert hat_r[0] > hat_r[1] + 0.2 and hat_r[0] > hat_r[2] + 0.2, hat_r  # a red helmet
+    hair_w = to_lab(white.params[HAIR].astype(np.float64))
+    assert hair_w[0] < to_lab(hat_w)[0] - 25, (hair_w, hat_w)  # his dark hair, not the hat's white
+
+
 @pytest.mark.parametrize("colour", ["black", "brown", "blond", "red", "gray"])
 def test_hair_colour_as_set(av, photo, colour):
     a = av.from_frame(photo, attributes={"hair_colour": colour})

@@ -737,6 +737,34 @@ def hair_colour(crop, hair_mask, landmarks, valid=None, model=None) -> tuple[np.
     return (None, None) if reading is None else hair_colour_of_class(*reading, model=model)
 
 
+def headwear_colours(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Under a hat, what the hair region's colour (:func:`hair_region_reading`)
+    mixes up: (the hat's colour, the hair's), each a median RGB in [0, 1] or
+    None when too few pixels show it. The hat is the hair mask above the
+    forehead's top (landmark 10) over the head's width; the hair is the mask
+    beside the face between the eyes and the cheeks, where hair shows under
+    a hat (as the artist reads it: ``artist.hair.side_rgb``). A white hard hat
+    was drawn as a navy beanie over grey hair."""
+    rgb = float_rgb(crop)
+    size = rgb.shape[0]
+    m = _mask01(hair_mask)
+    if m.shape[0] != size:
+        idx = (np.arange(size) * m.shape[0] // size)
+        m = m[idx][:, idx]
+    if valid is not None:
+        m = m & np.asarray(valid, bool)
+    lm = np.asarray(landmarks, np.float64)
+    c, hw = _head_centre(lm)
+    eye_y = float(lm[list(_EYE_CORNERS), 1].mean())
+    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    gx, gy = g[None, :], g[:, None]
+    hat = m & (gy < lm[10, 1] - 0.02) & (np.abs(gx - c[0]) < hw * 1.3)
+    side = m & (np.abs(gx - c[0]) > hw * 0.85) & (gy > eye_y - 0.05) & (gy < eye_y + 0.35)
+    hat_px, side_px = rgb[hat], rgb[side]
+    return (stats.median(hat_px, 0).astype(np.float32) if len(hat_px) >= 12 else None,
+            _robust_hair_median(side_px))
+
+
 def hair_region_reading(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray, np.ndarray, int] | None:
     """(the region's robust median colour, its pixels (float RGB, N×3), the
     crop's pixel count): what :func:`hair_colour_of_class` reads; None when

@@ -116,6 +116,13 @@ class HairStage(Stage):
                                           {settings["hair_colour"]: 1.0})
             if "glasses" in settings:  # drawn in the artist's shape where it measured one
                 fused = attrs["glasses_type"] if glasses_cues is not None else None
+        if attrs["drawn"]["headwear"] and mask is not None:
+            # the hair region was the hat: the hat in its colour, the hair in the colour beside the face
+            hat, side = H.headwear_colours(crop, mask, face.canonical, valid)
+            if hat is not None:
+                attrs["headwear_rgb"] = hat
+            if "hair_colour" not in settings:
+                rgb = side
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
         base = schema.default()
         base[schema.FACE] = face_slice
