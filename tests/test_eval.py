@@ -573,3 +573,21 @@ def test_export_counts_and_fractions_out_of_range_are_usage_errors(argv, capsys)
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and "must be" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in any avatarizer-export command: "CMD: interrupted" on
+    stderr, exit 130, no traceback; the stderr filter is stopped again."""
+    from avatarizer.logfilter import FILTER
+    from avatarizer_export import evaluate as E
+    from avatarizer_export.cli import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(E, "evaluate", interrupted)
+    (tmp_path / "f").mkdir()
+    assert main(["eval", "--faces", str(tmp_path / "f"), "--methods", "artist", "--json"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "avatarizer-export eval: interrupted" and "Traceback" not in err
+    assert not FILTER.active
