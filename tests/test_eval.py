@@ -364,10 +364,17 @@ def test_eval_counts_must_be_positive_and_identity_n_at_least_two(tmp_path):
 
     (tmp_path / "f").mkdir()
     for flag, value in (("--limit", "0"), ("--limit", "-1"), ("--sample", "-1"), ("--sample", "0"),
-                        ("--identity-n", "0"), ("--identity-n", "1"), ("--limit", "x")):
+                        ("--identity-n", "0"), ("--identity-n", "1"), ("--limit", "x"),
+                        # ArtistStyle's range [0.5, 2]: these ran to a ValueError in the artist (exit 1)
+                        ("--exaggeration", "-50"), ("--exaggeration", "nan"), ("--exaggeration", "inf"),
+                        ("--exaggeration", "0.49"), ("--exaggeration", "x")):
         with pytest.raises(SystemExit) as exc:
             main(["eval", "--faces", str(tmp_path / "f"), flag, value, "--json"])
         assert exc.value.code == 2, (flag, value)
+    from avatarizer_export.cli import build_parser
+
+    args = build_parser().parse_args(["eval", "--faces", "f", "--exaggeration", "1.5"])
+    assert args.exaggeration == 1.5
 
 
 def test_a_malformed_labels_file_beside_the_photos_is_skipped_with_a_warning(tmp_path, capsys):

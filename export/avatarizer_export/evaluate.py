@@ -20,6 +20,7 @@ import numpy as np
 
 from avatarizer import schema
 
+from .argtypes import exaggeration as _exaggeration
 from .argtypes import positive_int
 from . import metrics as M
 from .data import is_heldout
@@ -1000,8 +1001,8 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
     p.add_argument("--out", help="also write the JSON here (an existing file only with --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.add_argument("--exaggeration", type=float, default=None, metavar="K",
-                   help="the artist's exaggeration for the pseudo ground truth (default: ArtistStyle's)")
+    p.add_argument("--exaggeration", type=_exaggeration, default=None, metavar="K",
+                   help="the artist's exaggeration for the pseudo ground truth, 0.5 to 2 (default: ArtistStyle's)")
     p.add_argument("--clips", metavar="DIR",
                    help="also measure skin under real light and cross-moment identity on the talking-head clips "
                         "in DIR (one person per clip; e.g. ../shared/data/video)")
