@@ -598,3 +598,47 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.strip() == "avatarizer-export eval: interrupted" and "Traceback" not in err
     assert not FILTER.active
+
+
+def test_prepared_cache_is_keyed_on_the_files_not_the_names_typed(tmp_path, capsys, monkeypatch):
+    """A cache made in folder a is not reused in folder b for other photos
+    under the same relative names, nor after a photo is replaced under its
+    name: prepared anew, with a line on stderr; the same files again reuse
+    it. A file name that is not UTF-8 is keyed by its bytes."""
+    import os
+    import shutil
+
+    from avatarizer_export import evaluate as E
+
+    f = _photos(tmp_path, {"a/p.jpg": "ffhq-0001.jpg", "a/q.jpg": "ffhq-0002.jpg",
+                           "b/p.jpg": "ffhq-0003.jpg", "b/q.jpg": "ffhq-0004.jpg"})
+    calls = []
+    real_prepare = E.prepare
+    monkeypatch.setattr(E, "prepare", lambda files, *a, **k: calls.append(list(files)) or real_prepare(files, *a, **k))
+    cache = tmp_path / "c.npz"
+    rel = [E.Path("p.jpg"), E.Path("q.jpg")]
+    monkeypatch.chdir(tmp_path / "a")
+    first = E.prepared(rel, cache, progress=False)
+    assert E.prepared(rel, cache, progress=False)["gts"].tolist() == first["gts"].tolist() and len(calls) == 1
+    assert "--prepared" not in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path / "b")  # the same names typed, other photos
+    other = E.prepared(rel, cache, progress=False)
+    assert len(calls) == 2 and not np.array_equal(other["crops"], first["crops"])
+    err = capsys.readouterr().err
+    assert f"--prepared {cache} was made for other photos" in err and len(err.strip().splitlines()) == 1
+    shutil.copy(f["a/p.jpg"], f["b/p.jpg"])  # a photo replaced under its name
+    again = E.prepared(rel, cache, progress=False)
+    assert len(calls) == 3 and np.array_equal(again["crops"][0], first["crops"][0])
+    E.prepared(rel, cache, progress=False, exaggeration=1.5)  # other settings
+    assert len(calls) == 4
+    assert E.cache_key(rel) != E.cache_key(rel, 1.5) and E.cache_key(rel) == E.cache_key([tmp_path / "b" / "p.jpg",
+                                                                                         tmp_path / "b" / "q.jpg"])
+    # a folder holding a file name that is not UTF-8 ('utf-8' codec can't encode ... surrogates)
+    latin = tmp_path / "b" / os.fsdecode(b"\xe9t\xe9.jpg")
+    shutil.copy(f["a/q.jpg"], latin)
+    files = E.list_photos(tmp_path / "b", False, None)
+    assert latin in files
+    E.prepared(files, cache, progress=False)
+    got = E.prepared(files, cache, progress=False)
+    assert len(calls) == 5 and got["paths"][-1] == str(latin) and got["names"][-1] == latin.name
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".avatarizer-")]  # no temporary file left

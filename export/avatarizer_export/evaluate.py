@@ -245,30 +245,82 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
             "hair_region": np.stack(hair_region) if hair_region else np.zeros((0, 128, 128), bool)}
 
 
-def prepared(files: list[Path], cache: Path | None, progress: bool = True, exaggeration: float | None = None) -> dict:
-    """``prepare`` with its result kept in ``cache`` (an .npz), keyed by the file list."""
+#: the version of what :func:`prepare` keeps; a cache of another version is prepared anew
+CACHE_VERSION = "v6"
+
+
+def _real(f: Path) -> Path | None:
+    """``f`` with every link followed (``Path.resolve``); None for a link
+    loop (RuntimeError on Python 3.11) or a path the system refuses."""
+    try:
+        return Path(f).resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
+def cache_key(files: list[Path], exaggeration: float | None = None) -> str:
+    """What a ``--prepared`` cache is keyed on: :data:`CACHE_VERSION`, the
+    exaggeration, and per photo, in order, its path with every link
+    followed, its size and its modification time (ns): other photos under
+    the same names (another folder, a replaced or edited file) or another
+    list mean a fresh preparation. Names are encoded as the system gives
+    them (``os.fsencode``: a name that is not UTF-8 is its own bytes)."""
     import hashlib
+    import os
+
+    h = hashlib.sha256(f"{CACHE_VERSION} {exaggeration!r}\n".encode())
+    for f in files:
+        real = _real(f)
+        try:
+            st = os.stat(f)
+            stamp = f"{st.st_size} {st.st_mtime_ns}"
+        except OSError:  # missing, a link loop: prepare counts it unreadable
+            stamp = "-"
+        h.update(os.fsencode(real if real is not None else Path(f).absolute()) + b"\0" + stamp.encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def prepared(files: list[Path], cache: Path | None, progress: bool = True, exaggeration: float | None = None) -> dict:
+    """``prepare`` with its result kept in ``cache`` (an .npz, whatever its
+    name), reused while :func:`cache_key` is the same; a cache made for
+    other photos or settings is prepared anew and replaced (a line on
+    stderr says so). A file that is not an eval cache is never written
+    over (ValueError). The cache is written through a temporary file in
+    its folder (made then, if missing), so it is never left half-written."""
+    import os
+    import tempfile
 
     if cache is None:
         return prepare(files, progress, exaggeration)
-    key = hashlib.sha256((f"v5 {exaggeration}\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
+    key = cache_key(files, exaggeration)
     if cache.exists():
         try:
-            z = np.load(cache, allow_pickle=False)
-            stored = str(z["key"])
+            with np.load(cache, allow_pickle=False) as z:
+                stored = str(z["key"])
+                lists = ("names", "paths", "unreadable")
+                if stored == key:
+                    out = {k: z[k] for k in z.files if k not in ("key", "faces", *lists)}
+                    out.update({k: [str(n) for n in z[k]] for k in lists if k in z.files}, faces=int(z["faces"]))
+                    return out
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # another file (a photo, someone's array): never written over
             raise ValueError(f"--prepared {cache} is not an eval cache ({exc}); name a new file") from None
-        if stored == key:
-            lists = ("names", "paths", "unreadable")
-            out = {k: z[k] for k in z.files if k not in ("key", "faces", *lists)}
-            out.update({k: [str(n) for n in z[k]] for k in lists if k in z.files}, faces=int(z["faces"]))
-            return out
+        print(f"avatarizer-export eval: --prepared {cache} was made for other photos (another list, or files "
+              "changed since) or other settings: preparing them anew and replacing it", file=sys.stderr)
     out = prepare(files, progress, exaggeration)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache, "wb") as fh:  # (np.savez would add .npz to any other name: the cache never found again)
-        np.savez(fh, key=key, **{k: (np.array(v, dtype=str) if k in ("names", "paths", "unreadable") else v)
-                                 for k, v in out.items()})
+    fd, tmp = tempfile.mkstemp(prefix=".avatarizer-", suffix=".npz", dir=cache.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:  # (np.savez would add .npz to any other name: the cache never found again)
+            np.savez(fh, key=key, **{k: (np.array(v, dtype=str) if k in ("names", "paths", "unreadable") else v)
+                                     for k, v in out.items()})
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # as a file opened for writing would be (mkstemp makes it 0600)
+        os.replace(tmp, cache)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return out
 
 
@@ -1007,5 +1059,7 @@ def add_parser(sub):
                    help="also measure skin under real light and cross-moment identity on the talking-head clips "
                         "in DIR (one person per clip; e.g. ../shared/data/video)")
     p.add_argument("--prepared", metavar="NPZ",
-                   help="keep the aligned photos and pseudo ground truth here, reused on the same file list")
+                   help="keep the aligned photos and pseudo ground truth here (in an existing folder), reused while "
+                        "the photos (each file's real path, size and time) and --exaggeration are the same, else "
+                        "prepared anew and replaced")
     p.set_defaults(func=main_eval)
