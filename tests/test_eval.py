@@ -642,3 +642,15 @@ def test_prepared_cache_is_keyed_on_the_files_not_the_names_typed(tmp_path, caps
     got = E.prepared(files, cache, progress=False)
     assert len(calls) == 5 and got["paths"][-1] == str(latin) and got["names"][-1] == latin.name
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".avatarizer-")]  # no temporary file left
+
+
+def test_a_link_loop_among_the_photos_is_counted_unreadable(tmp_path, capsys):
+    """``given = {f.resolve() ...}`` raised RuntimeError (Python 3.11) on a
+    link loop and ended the whole eval."""
+    import os
+
+    _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg", "f/b.jpg": "ffhq-0002.jpg"})
+    os.symlink("loop.jpg", tmp_path / "f" / "loop.jpg")
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json")
+    assert rc == 0 and res["faces"] == 3 and res["unreadable"] == 1 and res["aligned"] == 2, err
+    assert "skipped 1 of 3 file(s)" in err and "loop.jpg" in err

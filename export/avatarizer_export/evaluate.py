@@ -1003,7 +1003,8 @@ def main_eval(args) -> int:
     files: list[Path] = []
     for faces in folders:
         files += list_photos(faces, args.heldout, args.limit, args.sample)
-    given = {f.resolve() for f in files} | ({Path(args.labels).resolve()} if args.labels else set())
+    # (a link loop among the photos resolves to nothing here; prepare counts it unreadable)
+    given = {r for r in map(_real, files) if r is not None} | ({Path(args.labels).resolve()} if args.labels else set())
     for name in ("out", "prepared"):  # never written over a photo or the labels being read
         value = getattr(args, name, None)
         if value and Path(value).resolve() in given:
