@@ -644,6 +644,30 @@ def test_prepared_cache_is_keyed_on_the_files_not_the_names_typed(tmp_path, caps
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".avatarizer-")]  # no temporary file left
 
 
+def test_a_photo_reached_twice_or_copied_is_scored_once(tmp_path, capsys, monkeypatch):
+    """``--faces f,f``, ``--faces f,./f`` and byte-identical copies
+    (IMG.jpg and "IMG copy.jpg") tied with themselves in identity, which
+    counts ties against the avatar (identity 0): each photo is scored once,
+    the first kept, with one warning saying how many were left out."""
+    import shutil
+
+    from avatarizer_export import evaluate as E
+
+    f = _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg", "f/b.jpg": "ffhq-0002.jpg", "f/c.jpg": "ffhq-0003.jpg"})
+    shutil.copy(f["f/b.jpg"], tmp_path / "f" / "b copy.jpg")
+    (tmp_path / "f" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "f" / "empty2.jpg").write_bytes(b"")  # not the same photo: both unreadable
+    monkeypatch.chdir(tmp_path)
+    for faces in ("f,f", "f,./f", f"f,{tmp_path / 'f'}"):
+        rc, res, err = _eval_json(capsys, "--faces", faces, "--methods", "artist", "--identity-n", "3", "--json")
+        assert rc == 0 and res["faces"] == 5 and res["unreadable"] == 2 and res["aligned"] == 3, (faces, err)
+        assert "left out 7 of 12 photo(s) already in the list" in err, err
+        assert res["methods"]["artist"]["identity_n"] == 3 and res["methods"]["artist"]["identity_top1_frontal"] > 0
+        E._WARNED.clear()
+    kept, dropped = E.unique_photos([E.Path("f/b copy.jpg"), E.Path("f/b.jpg"), tmp_path / "f" / "b copy.jpg"])
+    assert kept == [E.Path("f/b copy.jpg")] and dropped == 2
+
+
 def test_a_link_loop_among_the_photos_is_counted_unreadable(tmp_path, capsys):
     """``given = {f.resolve() ...}`` raised RuntimeError (Python 3.11) on a
     link loop and ended the whole eval."""

@@ -258,6 +258,38 @@ def _real(f: Path) -> Path | None:
         return None
 
 
+def unique_photos(files: list[Path]) -> tuple[list[Path], int]:
+    """``files`` with each photo once, keeping the first: the same file
+    reached twice (another spelling, a link: the same path with links
+    followed) or a byte-identical copy (the same SHA-256 of a non-empty
+    file) is left out, since a photo among its own copies ties with them
+    and ties count against the avatar (identity 0). Entries that cannot be
+    resolved or read stay (:func:`prepare` counts them unreadable).
+    Returns (the photos, how many were left out)."""
+    import hashlib
+
+    paths: set[Path] = set()
+    digests: set[bytes] = set()
+    out = []
+    for f in files:
+        real = _real(f)
+        if real is not None:
+            if real in paths:
+                continue
+            paths.add(real)
+        try:
+            data = Path(f).read_bytes()
+        except OSError:
+            data = b""
+        if data:
+            digest = hashlib.sha256(data).digest()
+            if digest in digests:
+                continue
+            digests.add(digest)
+        out.append(f)
+    return out, len(files) - len(out)
+
+
 def cache_key(files: list[Path], exaggeration: float | None = None) -> str:
     """What a ``--prepared`` cache is keyed on: :data:`CACHE_VERSION`, the
     exaggeration, and per photo, in order, its path with every link
@@ -333,11 +365,18 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
     photos and their pseudo ground truth between calls on the same files.
     ``groups``: also the metrics per age band, skin-tone group and glasses
     type (:func:`photo_groups`) under ``result["groups"]``. ``labels``: a
-    labels file (ffhq128-labelled format) or :func:`read_labels` of one."""
+    labels file (ffhq128-labelled format) or :func:`read_labels` of one.
+    A photo in ``files`` twice (or a byte-identical copy) is scored once
+    (:func:`unique_photos`, with a warning); ``faces`` counts it once."""
     from tqdm import tqdm
 
     if labels is not None and not isinstance(labels, dict):
         labels = read_labels(Path(labels))
+    given = len(files)
+    files, dropped = unique_photos(files)
+    if dropped:
+        _warn(f"left out {dropped} of {given} photo(s) already in the list (the same file reached twice, or a "
+              "byte-identical copy): each photo is scored once")
     prep = prepared(files, cache, progress, exaggeration)
     names, crops, gts, lm3s, skins = prep["names"], prep["crops"], prep["gts"], prep["lm3s"], prep["skins"]
     # the aligned photos' own paths, row by row: several folders may hold the same file name
