@@ -678,3 +678,16 @@ def test_a_link_loop_among_the_photos_is_counted_unreadable(tmp_path, capsys):
     rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json")
     assert rc == 0 and res["faces"] == 3 and res["unreadable"] == 1 and res["aligned"] == 2, err
     assert "skipped 1 of 3 file(s)" in err and "loop.jpg" in err
+
+
+def test_identity_n_is_the_largest_group_used(tmp_path):
+    """The last group takes the remainder (N to 2N - 1 photos): identity_n
+    said N (min(N, photos)) while avatars were picked among up to 2N - 1."""
+    from avatarizer_export import metrics as M
+
+    faces = np.random.default_rng(0).normal(size=(7, 478, 3))
+    for photos, n, want in ((7, 2, 3), (7, 3, 4), (6, 3, 3), (7, 100, 7), (7, 7, 7), (0, 100, 0)):
+        v = M.identity_variants(faces[:photos], faces[:photos], n=n)
+        assert v["identity_n"] == want, (photos, n)
+    v = M.identity_variants(faces, faces, n=2)  # groups of 2, 2 and 3; every avatar its own photo
+    assert v["identity_top1"] == 1.0 and v["hits"]["identity_top1"].all()

@@ -7,7 +7,9 @@ Methods predict the *face slice*; every method's avatar takes its hair and
 accessory slices from the same pseudo ground truth, so the render metrics
 compare faces (hair retrieval is evaluated separately). Renders are 256 px on
 white. Identity top-1 is computed within consecutive groups of N photos (100
-by default) and averaged; N is reported.
+by default; the last group takes the remainder, so it holds N to 2N - 1
+photos) and averaged; ``identity_n`` reports the largest group used (all the
+photos when there are fewer than N).
 """
 from __future__ import annotations
 
@@ -1089,7 +1091,8 @@ def add_parser(sub):
                    help="N photos of each folder drawn at random (seed 0): an unbiased subset")
     p.add_argument("--heldout", action="store_true", help="only the held-out split's photos of that folder")
     p.add_argument("--identity-n", type=_identity_n, default=100, metavar="N",
-                   help="identity top-1 among groups of N photos (at least 2; default 100)")
+                   help="identity top-1 among consecutive groups of N photos, the last taking the remainder "
+                        "(at least 2; default 100); identity_n reports the largest group")
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
     p.add_argument("--out", help="also write the JSON here (an existing file only with --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
