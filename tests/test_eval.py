@@ -556,6 +556,7 @@ def test_eval_never_writes_over_a_file_it_was_given(tmp_path, capsys):
     rc, _, err = _eval_json(capsys, *args, "--prepared", str(notes))
     assert rc == 1 and "not an eval cache" in err and len(err.strip().splitlines()) == 1
     assert notes.read_text() == "my notes"
+    (tmp_path / "p").mkdir()
     rc, _, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json",
                             "--prepared", str(tmp_path / "p" / "x"))
     assert rc == 0, err
@@ -691,3 +692,24 @@ def test_identity_n_is_the_largest_group_used(tmp_path):
         assert v["identity_n"] == want, (photos, n)
     v = M.identity_variants(faces, faces, n=2)  # groups of 2, 2 and 3; every avatar its own photo
     assert v["identity_top1"] == 1.0 and v["hits"]["identity_top1"].all()
+
+
+def test_prepared_is_checked_like_out(tmp_path, capsys, monkeypatch):
+    """--prepared in a missing folder is a usage error like --out's (it made
+    the folders before the other checks, so a failed run left them): exit
+    2, one line, nothing made."""
+    import os
+
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    (tmp_path / "f").mkdir()
+    before = sorted(os.walk(tmp_path))
+    args = ["--faces", str(tmp_path / "f"), "--methods", "artist", "--json"]
+    for extra in (["--prepared", str(tmp_path / "new" / "deeper" / "c.npz")],
+                  # a later check failing: no cache and no folder made
+                  ["--prepared", str(tmp_path / "c.npz"), "--faces", str(tmp_path / "missing")]):
+        rc, res, err = _eval_json(capsys, *args, *extra)
+        assert rc in (1, 2) and res is None and len(err.strip().splitlines()) == 1, (extra, err)
+        assert rc == (1 if str(tmp_path / "missing") in extra else 2), (extra, err)
+        assert sorted(os.walk(tmp_path)) == before, extra

@@ -1022,10 +1022,9 @@ def main_eval(args) -> int:
     if prep is not None:
         if not prep or Path(prep).is_dir():
             return _fail(f"--prepared {prep!r} must name a file, not a folder", 2)
-        try:
-            Path(prep).resolve().parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            return _fail(f"--prepared {prep}: cannot make its folder ({exc.strerror or exc})", 2)
+        # as --out: nothing is made before every check passed (the cache is written at the end)
+        if not Path(prep).resolve().parent.is_dir():
+            return _fail(f"--prepared {prep}: the folder {Path(prep).parent} does not exist", 2)
     folders = [Path(p) for p in parts]
     for faces in folders:
         if not faces.is_dir():
