@@ -694,10 +694,11 @@ def test_identity_n_is_the_largest_group_used(tmp_path):
     assert v["identity_top1"] == 1.0 and v["hits"]["identity_top1"].all()
 
 
-def test_prepared_is_checked_like_out(tmp_path, capsys, monkeypatch):
+def test_prepared_is_checked_like_out_and_never_the_same_file(tmp_path, capsys, monkeypatch):
     """--prepared in a missing folder is a usage error like --out's (it made
-    the folders before the other checks, so a failed run left them): exit
-    2, one line, nothing made."""
+    the folders before the other checks, so a failed run left them), and
+    --out naming the --prepared file (the cache written, then replaced by
+    the JSON) is refused: exit 2, one line, nothing made."""
     import os
 
     from avatarizer_export import evaluate as E
@@ -708,8 +709,13 @@ def test_prepared_is_checked_like_out(tmp_path, capsys, monkeypatch):
     args = ["--faces", str(tmp_path / "f"), "--methods", "artist", "--json"]
     for extra in (["--prepared", str(tmp_path / "new" / "deeper" / "c.npz")],
                   # a later check failing: no cache and no folder made
-                  ["--prepared", str(tmp_path / "c.npz"), "--faces", str(tmp_path / "missing")]):
+                  ["--prepared", str(tmp_path / "c.npz"), "--faces", str(tmp_path / "missing")],
+                  ["--prepared", str(tmp_path / "c.npz"), "--out", str(tmp_path / "c.npz")],
+                  ["--prepared", str(tmp_path / "c.npz"), "--out", str(tmp_path / "f" / ".." / "c.npz"),
+                   "--overwrite"]):
         rc, res, err = _eval_json(capsys, *args, *extra)
         assert rc in (1, 2) and res is None and len(err.strip().splitlines()) == 1, (extra, err)
         assert rc == (1 if str(tmp_path / "missing") in extra else 2), (extra, err)
         assert sorted(os.walk(tmp_path)) == before, extra
+    rc, _, err = _eval_json(capsys, *args, "--prepared", str(tmp_path / "c.npz"), "--out", str(tmp_path / "c.npz"))
+    assert "same file" in err

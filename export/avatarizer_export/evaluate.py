@@ -1012,6 +1012,8 @@ def main_eval(args) -> int:
     if any(not p.strip() for p in parts):
         return _fail(f"--faces {args.faces!r} has an empty entry (a comma-separated list of folders)", 2)
     out, prep = args.out, getattr(args, "prepared", None)
+    if out and prep and Path(out).resolve() == Path(prep).resolve():
+        return _fail(f"--out and --prepared name the same file {out} (the cache would be replaced by the JSON)", 2)
     if out is not None:
         if not out or Path(out).is_dir():
             return _fail(f"--out {out!r} must name a file, not a folder", 2)
