@@ -719,3 +719,46 @@ def test_prepared_is_checked_like_out_and_never_the_same_file(tmp_path, capsys, 
         assert sorted(os.walk(tmp_path)) == before, extra
     rc, _, err = _eval_json(capsys, *args, "--prepared", str(tmp_path / "c.npz"), "--out", str(tmp_path / "c.npz"))
     assert "same file" in err
+
+
+def test_sheet_writes_over_nothing_without_overwrite_and_never_an_input(tmp_path, capsys, monkeypatch):
+    """``sheet`` replaced its PNG, and the attributes sheet's JSON beside it
+    (a file it was never given), without asking: now eval --out's rule,
+    checked before any work."""
+    from avatarizer_export import sheets as S
+    from avatarizer_export.cli import main
+
+    drawn = []
+    for name in ("artist_sheet", "attributes_sheet", "shipped_sheet", "corrected_sheet"):
+        monkeypatch.setattr(S, name, lambda shared, cache, out, **k: drawn.append(out))
+    monkeypatch.setattr(S, "skin_tone_sheet", lambda shared, out, **k: drawn.append(out))
+    shared = tmp_path / "shared"
+    (shared / "data" / "faces").mkdir(parents=True)
+    (shared / "data" / "faces" / "p.png").write_bytes(b"photo")
+    base = ["--shared", str(shared), "--cache", str(tmp_path / "cache")]
+
+    def sheet(*argv):
+        rc = main(["sheet", *argv, *base])
+        return rc, capsys.readouterr().err
+
+    png, side = tmp_path / "s.png", tmp_path / "s.json"
+    png.write_bytes(b"mine")
+    for what in ("artist", "attributes", "shipped", "skin-tone", "corrected"):
+        rc, err = sheet(what, "--out", str(png))
+        assert rc == 1 and "--overwrite" in err and len(err.strip().splitlines()) == 1, (what, err)
+    rc, err = sheet("artist")  # the committed docs/ sheet
+    assert rc == 1 and "artist_sheet.png exists" in err
+    png.unlink()
+    side.write_text("my notes")  # the attributes sheet's JSON goes beside the PNG
+    rc, err = sheet("attributes", "--out", str(png))
+    assert rc == 1 and "s.json exists" in err and side.read_text() == "my notes"
+    assert sheet("artist", "--out", str(png)) == (0, "") and drawn == [png]
+    assert sheet("attributes", "--out", str(png), "--overwrite")[0] == 0 and drawn[-1] == png
+    for out in (shared / "data" / "faces" / "p.png", tmp_path / "cache" / "aligned" / "crops.png"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rc, err = sheet("artist", "--out", str(out), "--overwrite")
+        assert rc == 1 and "one of the inputs" in err, err
+    for out in (str(tmp_path), str(tmp_path / "no" / "such" / "s.png"), ""):
+        rc, err = sheet("artist", "--out", out)
+        assert rc == 2 and "--out" in err, (out, err)
+    assert len(drawn) == 2 and (shared / "data" / "faces" / "p.png").read_bytes() == b"photo"
