@@ -364,10 +364,17 @@ def test_eval_counts_must_be_positive_and_identity_n_at_least_two(tmp_path):
 
     (tmp_path / "f").mkdir()
     for flag, value in (("--limit", "0"), ("--limit", "-1"), ("--sample", "-1"), ("--sample", "0"),
-                        ("--identity-n", "0"), ("--identity-n", "1"), ("--limit", "x")):
+                        ("--identity-n", "0"), ("--identity-n", "1"), ("--limit", "x"),
+                        # ArtistStyle's range [0.5, 2]: these ran to a ValueError in the artist (exit 1)
+                        ("--exaggeration", "-50"), ("--exaggeration", "nan"), ("--exaggeration", "inf"),
+                        ("--exaggeration", "0.49"), ("--exaggeration", "x")):
         with pytest.raises(SystemExit) as exc:
             main(["eval", "--faces", str(tmp_path / "f"), flag, value, "--json"])
         assert exc.value.code == 2, (flag, value)
+    from avatarizer_export.cli import build_parser
+
+    args = build_parser().parse_args(["eval", "--faces", "f", "--exaggeration", "1.5"])
+    assert args.exaggeration == 1.5
 
 
 def test_a_malformed_labels_file_beside_the_photos_is_skipped_with_a_warning(tmp_path, capsys):
@@ -549,6 +556,7 @@ def test_eval_never_writes_over_a_file_it_was_given(tmp_path, capsys):
     rc, _, err = _eval_json(capsys, *args, "--prepared", str(notes))
     assert rc == 1 and "not an eval cache" in err and len(err.strip().splitlines()) == 1
     assert notes.read_text() == "my notes"
+    (tmp_path / "p").mkdir()
     rc, _, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json",
                             "--prepared", str(tmp_path / "p" / "x"))
     assert rc == 0, err
@@ -573,3 +581,184 @@ def test_export_counts_and_fractions_out_of_range_are_usage_errors(argv, capsys)
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and "must be" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in any avatarizer-export command: "CMD: interrupted" on
+    stderr, exit 130, no traceback; the stderr filter is stopped again."""
+    from avatarizer.logfilter import FILTER
+    from avatarizer_export import evaluate as E
+    from avatarizer_export.cli import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(E, "evaluate", interrupted)
+    (tmp_path / "f").mkdir()
+    assert main(["eval", "--faces", str(tmp_path / "f"), "--methods", "artist", "--json"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "avatarizer-export eval: interrupted" and "Traceback" not in err
+    assert not FILTER.active
+
+
+def test_prepared_cache_is_keyed_on_the_files_not_the_names_typed(tmp_path, capsys, monkeypatch):
+    """A cache made in folder a is not reused in folder b for other photos
+    under the same relative names, nor after a photo is replaced under its
+    name: prepared anew, with a line on stderr; the same files again reuse
+    it. A file name that is not UTF-8 is keyed by its bytes."""
+    import os
+    import shutil
+
+    from avatarizer_export import evaluate as E
+
+    f = _photos(tmp_path, {"a/p.jpg": "ffhq-0001.jpg", "a/q.jpg": "ffhq-0002.jpg",
+                           "b/p.jpg": "ffhq-0003.jpg", "b/q.jpg": "ffhq-0004.jpg"})
+    calls = []
+    real_prepare = E.prepare
+    monkeypatch.setattr(E, "prepare", lambda files, *a, **k: calls.append(list(files)) or real_prepare(files, *a, **k))
+    cache = tmp_path / "c.npz"
+    rel = [E.Path("p.jpg"), E.Path("q.jpg")]
+    monkeypatch.chdir(tmp_path / "a")
+    first = E.prepared(rel, cache, progress=False)
+    assert E.prepared(rel, cache, progress=False)["gts"].tolist() == first["gts"].tolist() and len(calls) == 1
+    assert "--prepared" not in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path / "b")  # the same names typed, other photos
+    other = E.prepared(rel, cache, progress=False)
+    assert len(calls) == 2 and not np.array_equal(other["crops"], first["crops"])
+    err = capsys.readouterr().err
+    assert f"--prepared {cache} was made for other photos" in err and len(err.strip().splitlines()) == 1
+    shutil.copy(f["a/p.jpg"], f["b/p.jpg"])  # a photo replaced under its name
+    again = E.prepared(rel, cache, progress=False)
+    assert len(calls) == 3 and np.array_equal(again["crops"][0], first["crops"][0])
+    E.prepared(rel, cache, progress=False, exaggeration=1.5)  # other settings
+    assert len(calls) == 4
+    assert E.cache_key(rel) != E.cache_key(rel, 1.5) and E.cache_key(rel) == E.cache_key([tmp_path / "b" / "p.jpg",
+                                                                                         tmp_path / "b" / "q.jpg"])
+    # a folder holding a file name that is not UTF-8 ('utf-8' codec can't encode ... surrogates)
+    latin = tmp_path / "b" / os.fsdecode(b"\xe9t\xe9.jpg")
+    shutil.copy(f["a/q.jpg"], latin)
+    files = E.list_photos(tmp_path / "b", False, None)
+    assert latin in files
+    E.prepared(files, cache, progress=False)
+    got = E.prepared(files, cache, progress=False)
+    assert len(calls) == 5 and got["paths"][-1] == str(latin) and got["names"][-1] == latin.name
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".avatarizer-")]  # no temporary file left
+
+
+def test_a_photo_reached_twice_or_copied_is_scored_once(tmp_path, capsys, monkeypatch):
+    """``--faces f,f``, ``--faces f,./f`` and byte-identical copies
+    (IMG.jpg and "IMG copy.jpg") tied with themselves in identity, which
+    counts ties against the avatar (identity 0): each photo is scored once,
+    the first kept, with one warning saying how many were left out."""
+    import shutil
+
+    from avatarizer_export import evaluate as E
+
+    f = _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg", "f/b.jpg": "ffhq-0002.jpg", "f/c.jpg": "ffhq-0003.jpg"})
+    shutil.copy(f["f/b.jpg"], tmp_path / "f" / "b copy.jpg")
+    (tmp_path / "f" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "f" / "empty2.jpg").write_bytes(b"")  # not the same photo: both unreadable
+    monkeypatch.chdir(tmp_path)
+    for faces in ("f,f", "f,./f", f"f,{tmp_path / 'f'}"):
+        rc, res, err = _eval_json(capsys, "--faces", faces, "--methods", "artist", "--identity-n", "3", "--json")
+        assert rc == 0 and res["faces"] == 5 and res["unreadable"] == 2 and res["aligned"] == 3, (faces, err)
+        assert "left out 7 of 12 photo(s) already in the list" in err, err
+        assert res["methods"]["artist"]["identity_n"] == 3 and res["methods"]["artist"]["identity_top1_frontal"] > 0
+        E._WARNED.clear()
+    kept, dropped = E.unique_photos([E.Path("f/b copy.jpg"), E.Path("f/b.jpg"), tmp_path / "f" / "b copy.jpg"])
+    assert kept == [E.Path("f/b copy.jpg")] and dropped == 2
+
+
+def test_a_link_loop_among_the_photos_is_counted_unreadable(tmp_path, capsys):
+    """``given = {f.resolve() ...}`` raised RuntimeError (Python 3.11) on a
+    link loop and ended the whole eval."""
+    import os
+
+    _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg", "f/b.jpg": "ffhq-0002.jpg"})
+    os.symlink("loop.jpg", tmp_path / "f" / "loop.jpg")
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json")
+    assert rc == 0 and res["faces"] == 3 and res["unreadable"] == 1 and res["aligned"] == 2, err
+    assert "skipped 1 of 3 file(s)" in err and "loop.jpg" in err
+
+
+def test_identity_n_is_the_largest_group_used(tmp_path):
+    """The last group takes the remainder (N to 2N - 1 photos): identity_n
+    said N (min(N, photos)) while avatars were picked among up to 2N - 1."""
+    from avatarizer_export import metrics as M
+
+    faces = np.random.default_rng(0).normal(size=(7, 478, 3))
+    for photos, n, want in ((7, 2, 3), (7, 3, 4), (6, 3, 3), (7, 100, 7), (7, 7, 7), (0, 100, 0)):
+        v = M.identity_variants(faces[:photos], faces[:photos], n=n)
+        assert v["identity_n"] == want, (photos, n)
+    v = M.identity_variants(faces, faces, n=2)  # groups of 2, 2 and 3; every avatar its own photo
+    assert v["identity_top1"] == 1.0 and v["hits"]["identity_top1"].all()
+
+
+def test_prepared_is_checked_like_out_and_never_the_same_file(tmp_path, capsys, monkeypatch):
+    """--prepared in a missing folder is a usage error like --out's (it made
+    the folders before the other checks, so a failed run left them), and
+    --out naming the --prepared file (the cache written, then replaced by
+    the JSON) is refused: exit 2, one line, nothing made."""
+    import os
+
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    (tmp_path / "f").mkdir()
+    before = sorted(os.walk(tmp_path))
+    args = ["--faces", str(tmp_path / "f"), "--methods", "artist", "--json"]
+    for extra in (["--prepared", str(tmp_path / "new" / "deeper" / "c.npz")],
+                  # a later check failing: no cache and no folder made
+                  ["--prepared", str(tmp_path / "c.npz"), "--faces", str(tmp_path / "missing")],
+                  ["--prepared", str(tmp_path / "c.npz"), "--out", str(tmp_path / "c.npz")],
+                  ["--prepared", str(tmp_path / "c.npz"), "--out", str(tmp_path / "f" / ".." / "c.npz"),
+                   "--overwrite"]):
+        rc, res, err = _eval_json(capsys, *args, *extra)
+        assert rc in (1, 2) and res is None and len(err.strip().splitlines()) == 1, (extra, err)
+        assert rc == (1 if str(tmp_path / "missing") in extra else 2), (extra, err)
+        assert sorted(os.walk(tmp_path)) == before, extra
+    rc, _, err = _eval_json(capsys, *args, "--prepared", str(tmp_path / "c.npz"), "--out", str(tmp_path / "c.npz"))
+    assert "same file" in err
+
+
+def test_sheet_writes_over_nothing_without_overwrite_and_never_an_input(tmp_path, capsys, monkeypatch):
+    """``sheet`` replaced its PNG, and the attributes sheet's JSON beside it
+    (a file it was never given), without asking: now eval --out's rule,
+    checked before any work."""
+    from avatarizer_export import sheets as S
+    from avatarizer_export.cli import main
+
+    drawn = []
+    for name in ("artist_sheet", "attributes_sheet", "shipped_sheet", "corrected_sheet"):
+        monkeypatch.setattr(S, name, lambda shared, cache, out, **k: drawn.append(out))
+    monkeypatch.setattr(S, "skin_tone_sheet", lambda shared, out, **k: drawn.append(out))
+    shared = tmp_path / "shared"
+    (shared / "data" / "faces").mkdir(parents=True)
+    (shared / "data" / "faces" / "p.png").write_bytes(b"photo")
+    base = ["--shared", str(shared), "--cache", str(tmp_path / "cache")]
+
+    def sheet(*argv):
+        rc = main(["sheet", *argv, *base])
+        return rc, capsys.readouterr().err
+
+    png, side = tmp_path / "s.png", tmp_path / "s.json"
+    png.write_bytes(b"mine")
+    for what in ("artist", "attributes", "shipped", "skin-tone", "corrected"):
+        rc, err = sheet(what, "--out", str(png))
+        assert rc == 1 and "--overwrite" in err and len(err.strip().splitlines()) == 1, (what, err)
+    rc, err = sheet("artist")  # the committed docs/ sheet
+    assert rc == 1 and "artist_sheet.png exists" in err
+    png.unlink()
+    side.write_text("my notes")  # the attributes sheet's JSON goes beside the PNG
+    rc, err = sheet("attributes", "--out", str(png))
+    assert rc == 1 and "s.json exists" in err and side.read_text() == "my notes"
+    assert sheet("artist", "--out", str(png)) == (0, "") and drawn == [png]
+    assert sheet("attributes", "--out", str(png), "--overwrite")[0] == 0 and drawn[-1] == png
+    for out in (shared / "data" / "faces" / "p.png", tmp_path / "cache" / "aligned" / "crops.png"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rc, err = sheet("artist", "--out", str(out), "--overwrite")
+        assert rc == 1 and "one of the inputs" in err, err
+    for out in (str(tmp_path), str(tmp_path / "no" / "such" / "s.png"), ""):
+        rc, err = sheet("artist", "--out", out)
+        assert rc == 2 and "--out" in err, (out, err)
+    assert len(drawn) == 2 and (shared / "data" / "faces" / "p.png").read_bytes() == b"photo"

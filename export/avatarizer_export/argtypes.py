@@ -20,3 +20,14 @@ def precision(text: str) -> float:
     if not 0.0 < v <= 1.0:
         raise argparse.ArgumentTypeError(f"must be a precision in (0, 1], got {text!r}")
     return v
+
+
+def exaggeration(text: str) -> float:
+    """The artist's exaggeration: a number in [0.5, 2] (``ArtistStyle``'s range)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not 0.5 <= v <= 2.0:  # (NaN fails every comparison)
+        raise argparse.ArgumentTypeError(f"must be a number from 0.5 to 2, got {text!r}")
+    return v

@@ -51,6 +51,9 @@ def main(argv=None) -> int:
     except (OSError, RuntimeError, ValueError) as exc:  # (a missing file, a folder where a file belongs, ...)
         print(f"avatarizer-export {args.command}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; 130 as a shell reports SIGINT
+        print(f"avatarizer-export {args.command}: interrupted", file=sys.stderr)
+        return 130
     finally:
         FILTER.stop()
 

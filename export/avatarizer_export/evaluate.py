@@ -7,7 +7,9 @@ Methods predict the *face slice*; every method's avatar takes its hair and
 accessory slices from the same pseudo ground truth, so the render metrics
 compare faces (hair retrieval is evaluated separately). Renders are 256 px on
 white. Identity top-1 is computed within consecutive groups of N photos (100
-by default) and averaged; N is reported.
+by default; the last group takes the remainder, so it holds N to 2N - 1
+photos) and averaged; ``identity_n`` reports the largest group used (all the
+photos when there are fewer than N).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from avatarizer import schema
 
+from .argtypes import exaggeration as _exaggeration
 from .argtypes import positive_int
 from . import metrics as M
 from .data import is_heldout
@@ -244,30 +247,114 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
             "hair_region": np.stack(hair_region) if hair_region else np.zeros((0, 128, 128), bool)}
 
 
-def prepared(files: list[Path], cache: Path | None, progress: bool = True, exaggeration: float | None = None) -> dict:
-    """``prepare`` with its result kept in ``cache`` (an .npz), keyed by the file list."""
+#: the version of what :func:`prepare` keeps; a cache of another version is prepared anew
+CACHE_VERSION = "v6"
+
+
+def _real(f: Path) -> Path | None:
+    """``f`` with every link followed (``Path.resolve``); None for a link
+    loop (RuntimeError on Python 3.11) or a path the system refuses."""
+    try:
+        return Path(f).resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
+def unique_photos(files: list[Path]) -> tuple[list[Path], int]:
+    """``files`` with each photo once, keeping the first: the same file
+    reached twice (another spelling, a link: the same path with links
+    followed) or a byte-identical copy (the same SHA-256 of a non-empty
+    file) is left out, since a photo among its own copies ties with them
+    and ties count against the avatar (identity 0). Entries that cannot be
+    resolved or read stay (:func:`prepare` counts them unreadable).
+    Returns (the photos, how many were left out)."""
     import hashlib
+
+    paths: set[Path] = set()
+    digests: set[bytes] = set()
+    out = []
+    for f in files:
+        real = _real(f)
+        if real is not None:
+            if real in paths:
+                continue
+            paths.add(real)
+        try:
+            data = Path(f).read_bytes()
+        except OSError:
+            data = b""
+        if data:
+            digest = hashlib.sha256(data).digest()
+            if digest in digests:
+                continue
+            digests.add(digest)
+        out.append(f)
+    return out, len(files) - len(out)
+
+
+def cache_key(files: list[Path], exaggeration: float | None = None) -> str:
+    """What a ``--prepared`` cache is keyed on: :data:`CACHE_VERSION`, the
+    exaggeration, and per photo, in order, its path with every link
+    followed, its size and its modification time (ns): other photos under
+    the same names (another folder, a replaced or edited file) or another
+    list mean a fresh preparation. Names are encoded as the system gives
+    them (``os.fsencode``: a name that is not UTF-8 is its own bytes)."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256(f"{CACHE_VERSION} {exaggeration!r}\n".encode())
+    for f in files:
+        real = _real(f)
+        try:
+            st = os.stat(f)
+            stamp = f"{st.st_size} {st.st_mtime_ns}"
+        except OSError:  # missing, a link loop: prepare counts it unreadable
+            stamp = "-"
+        h.update(os.fsencode(real if real is not None else Path(f).absolute()) + b"\0" + stamp.encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def prepared(files: list[Path], cache: Path | None, progress: bool = True, exaggeration: float | None = None) -> dict:
+    """``prepare`` with its result kept in ``cache`` (an .npz, whatever its
+    name), reused while :func:`cache_key` is the same; a cache made for
+    other photos or settings is prepared anew and replaced (a line on
+    stderr says so). A file that is not an eval cache is never written
+    over (ValueError). The cache is written through a temporary file in
+    its folder (made then, if missing), so it is never left half-written."""
+    import os
+    import tempfile
 
     if cache is None:
         return prepare(files, progress, exaggeration)
-    key = hashlib.sha256((f"v5 {exaggeration}\n" + "\n".join(str(f) for f in files)).encode()).hexdigest()[:16]
+    key = cache_key(files, exaggeration)
     if cache.exists():
         try:
-            z = np.load(cache, allow_pickle=False)
-            stored = str(z["key"])
+            with np.load(cache, allow_pickle=False) as z:
+                stored = str(z["key"])
+                lists = ("names", "paths", "unreadable")
+                if stored == key:
+                    out = {k: z[k] for k in z.files if k not in ("key", "faces", *lists)}
+                    out.update({k: [str(n) for n in z[k]] for k in lists if k in z.files}, faces=int(z["faces"]))
+                    return out
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # another file (a photo, someone's array): never written over
             raise ValueError(f"--prepared {cache} is not an eval cache ({exc}); name a new file") from None
-        if stored == key:
-            lists = ("names", "paths", "unreadable")
-            out = {k: z[k] for k in z.files if k not in ("key", "faces", *lists)}
-            out.update({k: [str(n) for n in z[k]] for k in lists if k in z.files}, faces=int(z["faces"]))
-            return out
+        print(f"avatarizer-export eval: --prepared {cache} was made for other photos (another list, or files "
+              "changed since) or other settings: preparing them anew and replacing it", file=sys.stderr)
     out = prepare(files, progress, exaggeration)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache, "wb") as fh:  # (np.savez would add .npz to any other name: the cache never found again)
-        np.savez(fh, key=key, **{k: (np.array(v, dtype=str) if k in ("names", "paths", "unreadable") else v)
-                                 for k, v in out.items()})
+    fd, tmp = tempfile.mkstemp(prefix=".avatarizer-", suffix=".npz", dir=cache.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:  # (np.savez would add .npz to any other name: the cache never found again)
+            np.savez(fh, key=key, **{k: (np.array(v, dtype=str) if k in ("names", "paths", "unreadable") else v)
+                                     for k, v in out.items()})
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # as a file opened for writing would be (mkstemp makes it 0600)
+        os.replace(tmp, cache)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return out
 
 
@@ -280,11 +367,18 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
     photos and their pseudo ground truth between calls on the same files.
     ``groups``: also the metrics per age band, skin-tone group and glasses
     type (:func:`photo_groups`) under ``result["groups"]``. ``labels``: a
-    labels file (ffhq128-labelled format) or :func:`read_labels` of one."""
+    labels file (ffhq128-labelled format) or :func:`read_labels` of one.
+    A photo in ``files`` twice (or a byte-identical copy) is scored once
+    (:func:`unique_photos`, with a warning); ``faces`` counts it once."""
     from tqdm import tqdm
 
     if labels is not None and not isinstance(labels, dict):
         labels = read_labels(Path(labels))
+    given = len(files)
+    files, dropped = unique_photos(files)
+    if dropped:
+        _warn(f"left out {dropped} of {given} photo(s) already in the list (the same file reached twice, or a "
+              "byte-identical copy): each photo is scored once")
     prep = prepared(files, cache, progress, exaggeration)
     names, crops, gts, lm3s, skins = prep["names"], prep["crops"], prep["gts"], prep["lm3s"], prep["skins"]
     # the aligned photos' own paths, row by row: several folders may hold the same file name
@@ -918,6 +1012,8 @@ def main_eval(args) -> int:
     if any(not p.strip() for p in parts):
         return _fail(f"--faces {args.faces!r} has an empty entry (a comma-separated list of folders)", 2)
     out, prep = args.out, getattr(args, "prepared", None)
+    if out and prep and Path(out).resolve() == Path(prep).resolve():
+        return _fail(f"--out and --prepared name the same file {out} (the cache would be replaced by the JSON)", 2)
     if out is not None:
         if not out or Path(out).is_dir():
             return _fail(f"--out {out!r} must name a file, not a folder", 2)
@@ -928,10 +1024,9 @@ def main_eval(args) -> int:
     if prep is not None:
         if not prep or Path(prep).is_dir():
             return _fail(f"--prepared {prep!r} must name a file, not a folder", 2)
-        try:
-            Path(prep).resolve().parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            return _fail(f"--prepared {prep}: cannot make its folder ({exc.strerror or exc})", 2)
+        # as --out: nothing is made before every check passed (the cache is written at the end)
+        if not Path(prep).resolve().parent.is_dir():
+            return _fail(f"--prepared {prep}: the folder {Path(prep).parent} does not exist", 2)
     folders = [Path(p) for p in parts]
     for faces in folders:
         if not faces.is_dir():
@@ -950,7 +1045,8 @@ def main_eval(args) -> int:
     files: list[Path] = []
     for faces in folders:
         files += list_photos(faces, args.heldout, args.limit, args.sample)
-    given = {f.resolve() for f in files} | ({Path(args.labels).resolve()} if args.labels else set())
+    # (a link loop among the photos resolves to nothing here; prepare counts it unreadable)
+    given = {r for r in map(_real, files) if r is not None} | ({Path(args.labels).resolve()} if args.labels else set())
     for name in ("out", "prepared"):  # never written over a photo or the labels being read
         value = getattr(args, name, None)
         if value and Path(value).resolve() in given:
@@ -996,15 +1092,18 @@ def add_parser(sub):
                    help="N photos of each folder drawn at random (seed 0): an unbiased subset")
     p.add_argument("--heldout", action="store_true", help="only the held-out split's photos of that folder")
     p.add_argument("--identity-n", type=_identity_n, default=100, metavar="N",
-                   help="identity top-1 among groups of N photos (at least 2; default 100)")
+                   help="identity top-1 among consecutive groups of N photos, the last taking the remainder "
+                        "(at least 2; default 100); identity_n reports the largest group")
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
     p.add_argument("--out", help="also write the JSON here (an existing file only with --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.add_argument("--exaggeration", type=float, default=None, metavar="K",
-                   help="the artist's exaggeration for the pseudo ground truth (default: ArtistStyle's)")
+    p.add_argument("--exaggeration", type=_exaggeration, default=None, metavar="K",
+                   help="the artist's exaggeration for the pseudo ground truth, 0.5 to 2 (default: ArtistStyle's)")
     p.add_argument("--clips", metavar="DIR",
                    help="also measure skin under real light and cross-moment identity on the talking-head clips "
                         "in DIR (one person per clip; e.g. ../shared/data/video)")
     p.add_argument("--prepared", metavar="NPZ",
-                   help="keep the aligned photos and pseudo ground truth here, reused on the same file list")
+                   help="keep the aligned photos and pseudo ground truth here (in an existing folder), reused while "
+                        "the photos (each file's real path, size and time) and --exaggeration are the same, else "
+                        "prepared anew and replaced")
     p.set_defaults(func=main_eval)

@@ -278,9 +278,12 @@ def identity_variants(photo3d, render3d, n: int = 100,
                       groups: Iterable[str] = IDENTITY_GROUPS) -> dict[str, Any]:
     """DESIGN.md's three identity numbers from 3D landmarks (NaN rows where
     no face was found), in consecutive groups of ``n`` (the last group takes
-    the remainder), averaged: ``identity_top1`` (canonical 2D, pose in),
-    ``identity_top1_frontal`` (pose out in 3D), ``identity_top1_symmetric``
-    (frontal shapes averaged with their mirror), plus ``identity_n``,
+    the remainder, so it holds ``n`` to ``2n - 1`` photos; fewer than ``n``
+    photos are one group), averaged: ``identity_top1`` (canonical 2D, pose
+    in), ``identity_top1_frontal`` (pose out in 3D),
+    ``identity_top1_symmetric`` (frontal shapes averaged with their mirror),
+    plus ``identity_n`` (the size of the largest group: the most photos an
+    avatar was picked among; 0 without photos),
     ``hits`` (per view, per avatar: its own photo strictly nearest) and
     ``hits_frontal`` (the frontal view's), for paired comparisons. With
     fewer than 2 photos (``identity_n`` < 2) every avatar is trivially
@@ -298,14 +301,15 @@ def identity_variants(photo3d, render3d, n: int = 100,
     views["identity_top1_symmetric"] = (symmetric(pf), symmetric(rf))
     m = len(p3)
     n = min(int(n), m)
-    out: dict[str, Any] = {"identity_n": n}
+    bounds = [(a, a + n if a + 2 * n <= m else m) for a in range(0, m - n + 1, n)] if n else []
+    # what was used, not what was asked: the last group holds up to 2n - 1 photos
+    out: dict[str, Any] = {"identity_n": max((b - a for a, b in bounds), default=0)}
     out["hits"] = {}
     for key, (ph, rd) in views.items():
         hits = np.zeros(m, bool)
-        for a in range(0, m - n + 1, n) if n else []:
-            b = a + n if a + 2 * n <= m else m
+        for a, b in bounds:
             hits[a:b] = identity_ranks(ph[a:b], rd[a:b], groups) == 0  # misses (-1) are not hits
-        groups_top1 = [hits[a:(a + n if a + 2 * n <= m else m)].mean() for a in range(0, m - n + 1, n)] if n else []
+        groups_top1 = [hits[a:b].mean() for a, b in bounds]
         out[key] = float(np.mean(groups_top1)) if groups_top1 and n >= 2 else float("nan")
         out["hits"][key] = hits
     out["hits_frontal"] = out["hits"]["identity_top1_frontal"]

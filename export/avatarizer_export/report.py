@@ -216,8 +216,8 @@ def write_report(shared: Path, utk: int = 300, cache: Path | None = None) -> dic
         f"and the first {utk} held-out utkface200 photos (split: `docs/split.md`). Pseudo ground truth is the "
         "auto-artist's avatar of the un-augmented photo; every method's avatar takes hair and accessories from it, "
         "so render metrics compare faces. Renders 256 px on white; LPIPS AlexNet v0.1 (checked against the "
-        "reference triplet in `tests/test_metrics.py`). Identity top-1 within groups of "
-        f"{M['artist']['identity_n']} photos.", "",
+        "reference triplet in `tests/test_metrics.py`). Identity top-1 within consecutive groups of 100 photos, "
+        f"the last taking the remainder (the largest: {M['artist']['identity_n']} photos).", "",
         f"Produced by `avatarizer-export report` in {res['seconds']} s.", "",
         "## Full model against baselines", "", _table(main_rows, cols), "",
         "## Ablation (paper's Table 3)", "", _table(abl_rows, cols), "",

@@ -10,6 +10,14 @@
     avatarizer-export sheet corrected   # docs/corrected_sheet.png: the attributes sheet's photos whose avatar
                                         # draws an accessory wrong | Avatarizer() | with the labels set
 
+Each writes ``--out`` (default: the docs/ file named) and ``attributes`` a
+``.json`` beside it. An existing output, the PNG or that JSON, is replaced
+only with ``--overwrite`` (``sheet artist --overwrite`` regenerates
+docs/artist_sheet.png), and never when it is an input (a file under
+``--shared``, the aligned faces in the cache, the labels by eye): exit 1,
+one line; ``--out`` naming a folder or in a missing folder is a usage error
+(exit 2); all checked before any work, as ``eval --out``.
+
 Photos are chosen from the held-out split to cover children, the elderly,
 glasses, beards, dark and light skin, open mouths and head turns (labels:
 UTKFace file names, ffhq128-labelled attributes, head pose and mouth opening
@@ -171,19 +179,55 @@ def skin_tone_sheet(shared: Path, out: Path, n: int = 24, pool: int = 160, size:
     return _save_sheet(tiles, labels, out)
 
 
+#: where each sheet goes without --out
+DEFAULT_OUT = {"artist": "artist_sheet.png", "attributes": "attributes_sheet.png", "shipped": "shipped_sheet.png",
+               "skin-tone": "skin_tone_sheet.png", "corrected": "corrected_sheet.png"}
+
+
+def outputs(what: str, out: Path) -> list[Path]:
+    """The files ``sheet WHAT --out OUT`` writes: the PNG, and for
+    ``attributes`` the JSON of its counts beside it."""
+    return [out, out.with_suffix(".json")] if what == "attributes" else [out]
+
+
+def _fail(msg: str, code: int) -> int:
+    import sys
+
+    print(f"avatarizer-export sheet: {msg}", file=sys.stderr)
+    return code
+
+
 def main_sheet(args) -> int:
+    """Exit status: 0 done, 1 error (an existing output without
+    ``--overwrite``, an output that is an input), 2 usage (``--out`` naming
+    a folder or in a missing folder); checked before any work."""
+    from .data import EYE_LABELS
+
+    if args.out is not None and (not args.out or Path(args.out).is_dir()):
+        return _fail(f"--out {args.out!r} must name a file, not a folder", 2)
+    out = Path(args.out) if args.out else ROOT / "docs" / DEFAULT_OUT[args.what]
+    if not out.resolve().parent.is_dir():
+        return _fail(f"--out {out}: the folder {out.parent} does not exist", 2)
     shared = shared_dir(args.shared)
     cache = cache_dir(args.cache)
+    inputs = [shared.resolve(), (cache / "aligned").resolve(), EYE_LABELS.resolve()]
+    for f in outputs(args.what, out):
+        real = f.resolve()
+        if any(real == d or d in real.parents for d in inputs):
+            return _fail(f"{f} is one of the inputs (under {next(d for d in inputs if real == d or d in real.parents)}):"
+                         " name another --out", 1)
+        if f.exists() and not args.overwrite:
+            return _fail(f"{f} exists: give --overwrite to replace it", 1)
     if args.what == "shipped":
-        shipped_sheet(shared, cache, Path(args.out or ROOT / "docs" / "shipped_sheet.png"), n=args.n)
+        shipped_sheet(shared, cache, out, n=args.n)
     elif args.what == "artist":
-        artist_sheet(shared, cache, Path(args.out or ROOT / "docs" / "artist_sheet.png"), n=args.n)
+        artist_sheet(shared, cache, out, n=args.n)
     elif args.what == "attributes":
-        attributes_sheet(shared, cache, Path(args.out or ROOT / "docs" / "attributes_sheet.png"), n=args.n)
+        attributes_sheet(shared, cache, out, n=args.n)
     elif args.what == "skin-tone":
-        skin_tone_sheet(shared, Path(args.out or ROOT / "docs" / "skin_tone_sheet.png"), n=min(args.n, 24))
+        skin_tone_sheet(shared, out, n=min(args.n, 24))
     elif args.what == "corrected":
-        corrected_sheet(shared, cache, Path(args.out or ROOT / "docs" / "corrected_sheet.png"), n=args.n)
+        corrected_sheet(shared, cache, out, n=args.n)
     return 0
 
 
@@ -193,7 +237,9 @@ def add_parser(sub):
     p = sub.add_parser("sheet", help="contact sheets of held-out photos and their avatars")
     p.add_argument("what", choices=["artist", "attributes", "shipped", "skin-tone", "corrected"])
     p.add_argument("-n", type=positive_int, default=48)
-    p.add_argument("--out")
+    p.add_argument("--out", help="the PNG (default: docs/<what>_sheet.png); an existing one only with --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output (the PNG, and the .json beside it of 'attributes')")
     p.add_argument("--shared")
     p.add_argument("--cache")
     p.set_defaults(func=main_sheet)
