@@ -435,17 +435,27 @@ def test_browser_frames_match_native_real_performance(tmp_path):
 
 def test_player_page_follows_the_video(tmp_path):
     """``video --player``: the page loads without errors and the avatar shows
-    the frame of the video's current time."""
+    the frame of the video's current time; on a video that starts 0.5 s after
+    its sound, the frame of that time less 0.5 s (frame 0 is the video's
+    first frame), and frame 0 before the video starts."""
     _need_browser()
-    clip = need_shared("data", "video", "d0.mp4")
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg (make sysdeps)")
+    src = need_shared("data", "video", "d0.mp4")
     from avatarizer.cli import main
 
+    clip = tmp_path / "off.mp4"  # a tone from 0, the video from 0.5 s
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "sine=frequency=440:duration=3",
+                    "-itsoffset", "0.5", "-i", str(src), "-map", "0:a", "-map", "1:v", "-c:v", "copy",
+                    "-c:a", "aac", "-shortest", str(clip)], check=True)
     out = tmp_path / "perf.json"
     jl = tmp_path / "perf.jsonl"
     assert main(["video", str(clip), "-o", str(out), "--max-seconds", "1.2", "--player", "--params", str(jl)]) == 0
     doc = json.loads(out.read_text())
-    assert doc["op"] == 30 and len(jl.read_text().splitlines()) == 30
+    lines = [json.loads(x) for x in jl.read_text().splitlines()]
+    assert doc["op"] == 30 and len(lines) == 30 and lines[0]["time_ms"] == pytest.approx(500, abs=1)
     html = tmp_path / "perf.html"
+    assert "const start = 0.5;" in html.read_text()
     script = tmp_path / "check.js"
     script.write_text(f"""
 const {{ chromium }} = require({json.dumps(str(WEB / 'node_modules' / 'playwright-core'))});
@@ -458,13 +468,16 @@ const {{ chromium }} = require({json.dumps(str(WEB / 'node_modules' / 'playwrigh
   p.on('pageerror', (e) => errors.push(e.message));
   await p.goto('file://{html}');
   await p.waitForFunction(() => typeof anim !== "undefined" && anim.isLoaded);
-  const dur = await p.evaluate(() => new Promise((ok) => {{
+  const seek = (t) => p.evaluate((t) => new Promise((ok) => {{
     const v = document.getElementById('video');
-    const go = () => {{ v.currentTime = 0.8; v.addEventListener('seeked', () => setTimeout(() => ok(v.duration), 300)); }};
-    if (v.readyState >= 1) go(); else v.addEventListener('loadedmetadata', go);
-  }}));
-  const frame = await p.evaluate(() => anim.currentFrame);
-  console.log(JSON.stringify({{ errors, frame, dur }}));
+    const go = () => {{ v.addEventListener('seeked', () => setTimeout(() => ok([v.duration, anim.currentFrame]), 300),
+                                           {{ once: true }});
+                       v.currentTime = t; }};
+    if (v.readyState >= 1) go(); else v.addEventListener('loadedmetadata', go, {{ once: true }});
+  }}), t);
+  const [dur, before] = await seek(0.2);
+  const [, frame] = await seek(1.3);
+  console.log(JSON.stringify({{ errors, before, frame, dur }}));
   await b.close();
 }})().catch((e) => {{ console.error(e); process.exit(1); }});
 """)
@@ -472,4 +485,5 @@ const {{ chromium }} = require({json.dumps(str(WEB / 'node_modules' / 'playwrigh
     assert res.returncode == 0, res.stderr[-2000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
     assert got["errors"] == [] and got["dur"] > 1
-    assert abs(got["frame"] - 0.8 * doc["fr"]) <= 1.0, got
+    assert got["before"] == 0, got  # before the video's first frame: the first avatar frame
+    assert abs(got["frame"] - (1.3 - 0.5) * doc["fr"]) <= 1.0, got  # not 1.3 * fr (0.5 s ahead)

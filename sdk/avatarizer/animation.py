@@ -915,13 +915,23 @@ def _local_lottie_web() -> Path | None:
     return p if p.is_file() else None
 
 
-def player_html(animation_path, video_path=None, html_path=None, *, inline_player: bool | None = None) -> str:
+def player_html(animation_path, video_path=None, html_path=None, *, inline_player: bool | None = None,
+                video_start: float = 0.0) -> str:
     """A small self-contained page that plays a Lottie export with lottie-web,
     next to its source video (kept in step with the video's clock when there
     is one). The animation is embedded; the video is linked relative to the
     page. lottie-web is embedded from the checkout's pinned copy when present
-    (``inline_player``), else loaded from jsDelivr at the pinned version."""
+    (``inline_player``), else loaded from jsDelivr at the pinned version.
+
+    ``video_start``: seconds on the video's clock (its ``currentTime``) of the
+    animation's frame 0, e.g. the start offset of a video that starts after
+    its sound (``avatarizer video`` passes its first frame's time). The page
+    shows the frame for ``currentTime - video_start``, and frame 0 before
+    it."""
     import html as _html
+
+    if not is_real(video_start) or not 0 <= video_start < 1e6:
+        raise ValueError(f"video_start must be a number of seconds in [0, 1e6), got {video_start!r}")
 
     animation_path = Path(animation_path)
     data = animation_path.read_text(encoding="utf-8")
@@ -956,9 +966,12 @@ const anim = lottie.loadAnimation({{container: document.getElementById('anim'), 
   autoplay: false, animationData: data}});
 const video = document.getElementById('video');
 if (video) {{
-  // the video is the clock: the avatar shows the frame of the video's current time
-  const follow = () => {{ anim.goToAndStop(Math.min(video.currentTime * data.fr, data.op - 1), true);
-                         requestAnimationFrame(follow); }};
+  // the video is the clock: the avatar shows the frame of the video's current time, less the
+  // time of the animation's frame 0 on that clock (a video that starts after its sound); frame 0 before it
+  const start = {float(video_start)!r};
+  const follow = () => {{
+    anim.goToAndStop(Math.min(Math.max(0, (video.currentTime - start) * data.fr), data.op - 1), true);
+    requestAnimationFrame(follow); }};
   anim.addEventListener('DOMLoaded', follow);
   document.getElementById('play').onclick = () => video.paused ? video.play() : video.pause();
 }} else {{

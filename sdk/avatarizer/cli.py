@@ -932,7 +932,8 @@ def _video_animation(args) -> int:
               f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
               f"{anim.tolerance:g} px at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
         if html is not None:
-            _write_text(player_html(out, inp, html), html, args.overwrite, inp)
+            # (the page shows frame 0 at the video's first frame: its time on the file's clock)
+            _write_text(player_html(out, inp, html, video_start=times[0]), html, args.overwrite, inp)
             print(f"wrote {html}: the animation next to {inp} (open it in a browser)")
         if params_out is not None:
             print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
