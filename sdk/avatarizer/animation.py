@@ -34,6 +34,14 @@ and colours, opacities and widths that do not change are static values
 (``color_tolerance`` in 1/255). Lottie and SMIL interpolate linearly between
 keyframes, so every frame of the export is within the tolerance of the
 native scene.
+
+The quantum is never finer than 1/64 px, so under 1/16 px it is more than
+tolerance/4, and under 1/128 px (tolerance 0 included) its rounding alone
+(1/128 px) exceeds the tolerance: nothing is left for the reduction, so
+every vertex is kept and a keyframe on every frame except runs that are
+exactly linear (keyframe times still strictly increase), and the export is
+within 1/128 px of the scene. Colours are written to 3 decimals (0.13/255),
+so a ``color_tolerance`` under that keeps every colour change.
 """
 from __future__ import annotations
 
@@ -294,7 +302,10 @@ def reduce_keyframes(x: np.ndarray, tol: float, care: np.ndarray | None = None):
     non-empty, and ends with the middle slope. Keyframe values are therefore
     not the samples themselves but anywhere within their band, which allows
     much longer segments on noisy tracks. A series that stays within tol of one
-    value keeps a single keyframe (frame 0)."""
+    value keeps a single keyframe (frame 0). ``tol`` 0 keeps every frame where
+    the series is not exactly linear; a negative ``tol`` counts as 0, so the
+    keyframe indices always strictly increase."""
+    tol = max(0.0, float(tol))  # (a negative band would end a segment on its own first frame: a key twice)
     T = len(x)
     x = np.asarray(x, np.float64).reshape(T, -1)
     cared = np.ones(T, bool) if care is None else np.asarray(care, bool)
@@ -350,6 +361,7 @@ def reduce_keyframes_many(xs, tol: float, cares=None, *, max_floats: int = 20_00
     series' segment together, so the cost per frame is a few array operations
     however many tracks there are. ``cares``: None or one mask (or None) per
     series. Series are batched to at most ``max_floats`` numbers at a time."""
+    tol = max(0.0, float(tol))  # as reduce_keyframes: never a key twice
     out: list = [None] * len(xs)
     todo = []
     for n, x in enumerate(xs):
@@ -543,7 +555,9 @@ class Animation:
     ``fps``: frames per second of the added frames. ``tolerance``: how far
     (output pixels) any vertex or Bezier control point of the export may be
     from the native scene on any frame (default: 1/256 of the shorter side,
-    2 px at 512); ``color_tolerance`` the same for colour channels, in 1/255.
+    2 px at 512; 0 allowed, but coordinates are rounded to 1/64 px at the
+    finest, so the export is within max(tolerance, 1/128) px of the scene);
+    ``color_tolerance`` the same for colour channels, in 1/255.
     ``background``: None (transparent), 'white', '#rrggbb' or an RGB tuple.
     """
 
@@ -595,8 +609,10 @@ class Animation:
             raise ValueError("the animation has no frames (add at least one parameter vector)")
         q = self._q
         # error budget per axis: rounding to the quantum (<= tol / 8), then the
-        # rest split between fewer vertices and fewer keyframes
-        budget = self.tolerance - 0.5 / q
+        # rest split between fewer vertices and fewer keyframes; none left under
+        # half the finest quantum (1/128 px): every vertex, and every key but
+        # exactly linear runs, kept
+        budget = max(0.0, self.tolerance - 0.5 / q)
         out = {}
         self._shapes = {}
         series = self._rec.series()
@@ -608,7 +624,7 @@ class Animation:
             flats.append(geo.reshape(len(geo), -1))
             press.append(pres)
             stys.append(sty)
-        ctol = self.color_tolerance / 255.0 - 0.0005  # values are written to 3 decimals
+        ctol = max(0.0, self.color_tolerance / 255.0 - 0.0005)  # values are written to 3 decimals
         geo_r = reduce_keyframes_many(flats, budget * (1 - _SIMPLIFY_SHARE), press)
         col_r = reduce_keyframes_many([s_[:, :3] for s_ in stys], ctol)
         op_r = reduce_keyframes_many([s_[:, 3:4] for s_ in stys], ctol)

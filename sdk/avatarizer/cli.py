@@ -1274,7 +1274,9 @@ def _animation_arguments(p, fps_help: str, size_help: str | None = None, size_de
                    help=size_help or "animation width and height in pixels (default 512; vector, scales to "
                                      "any size)")
     p.add_argument("--tolerance", type=_tolerance, default=None, metavar="PX",
-                   help="keyframe/path reduction tolerance in pixels at --size (default size/256, 2 px at 512)")
+                   help="keyframe/path reduction tolerance in pixels at --size (default size/256, 2 px at 512; "
+                        "coordinates are rounded to 1/64 px at the finest, so under 1/128 px, 0 included, "
+                        "every vertex and every keyframe but exactly linear runs is kept, within 1/128 px)")
     p.add_argument("--background", default="transparent",
                    help="animation background: transparent (default), white, black or #rrggbb")
 
