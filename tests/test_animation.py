@@ -160,6 +160,61 @@ def test_exported_keyframes_stay_within_tolerance_of_the_scene():
     assert checked > 100
 
 
+def _keyframe_times(doc):
+    """The "t" lists of every animated property of a Lottie document."""
+    if isinstance(doc, dict):
+        if doc.get("a") == 1 and isinstance(doc.get("k"), list):
+            yield [k["t"] for k in doc["k"]]
+        for v in doc.values():
+            yield from _keyframe_times(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _keyframe_times(v)
+
+
+def _geometry_per_frame(anim):
+    """Each unsimplified track's vertices (px) on every frame where it shows, as
+    the written keyframes interpolate them."""
+    red, series, q = anim._reduced(), anim._rec.series(), anim._q
+    out = {}
+    for tid, (pres, geo, _) in series.items():
+        if anim._shapes[tid] != anim._rec.tracks[tid].shape:
+            continue
+        keys, vals = red[tid][0], red[tid][1][..., 0:2] / q
+        got = np.stack([np.stack([np.interp(np.arange(len(pres)), keys, vals[:, i, d]) for d in range(2)], 1)
+                        for i in range(vals.shape[1])], 1)
+        out[tid] = (pres, got, geo[..., 0:2])
+    return out
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-4])
+def test_tolerance_under_the_finest_quantum_keeps_keyframe_times_increasing(tol):
+    """A tolerance under half the finest quantum (1/128 px; 0 is allowed) left a
+    negative budget: every animated path (and colour, with color_tolerance 0)
+    began with two keyframes at t=0. Now the times strictly increase in both
+    formats, and the picture is the scene's within half a quantum, the same as
+    at tolerance 0.01 within that tolerance."""
+    import re
+
+    frames = _performance(12, seed=1)
+    anim = Animation(128, tolerance=tol, color_tolerance=0).extend(frames)
+    assert anim._q == 64
+    times = list(_keyframe_times(anim.to_lottie()))
+    assert len(times) > 100 and all(np.all(np.diff(t) > 0) for t in times)
+    kts = re.findall(r'keyTimes="([^"]*)"', anim.to_svg())
+    assert len(kts) > 100 and all(np.all(np.diff([float(x) for x in kt.split(";")]) > 0) for kt in kts)
+    ref = _geometry_per_frame(Animation(128, tolerance=0.01, color_tolerance=0).extend(frames))
+    mine = _geometry_per_frame(anim)
+    assert len(mine) == len(anim._reduced())  # nothing simplified below the quantum
+    compared = 0
+    for tid, (pres, got, scene) in mine.items():
+        assert np.abs(got - scene)[pres].max() <= 0.5 / 64 + 1e-9, tid
+        if tid in ref:
+            assert np.abs(got - ref[tid][1])[pres].max() <= 0.5 / 64 + 0.01 + 1e-9, tid
+            compared += 1
+    assert compared > 30
+
+
 def test_reduce_keyframes_error_bound_and_static():
     rng = np.random.default_rng(0)
     t = np.linspace(0, 4 * np.pi, 300)[:, None]
@@ -203,11 +258,12 @@ def test_reduce_keyframes_many_equals_one_by_one():
         xs.append(walk)
         care = rng.uniform(size=T) > 0.2 if n % 3 == 0 else None
         cares.append(care)
-    for tol in (0.3, 1.5):
+    for tol in (0.3, 1.5, 0.0, -1.0):  # (a negative tolerance counts as 0: never a key twice)
         many = reduce_keyframes_many(xs, tol, cares, max_floats=300)  # several batches
         for x, care, (keys, vals) in zip(xs, cares, many):
             k1, v1 = reduce_keyframes(x, tol, care)
             assert np.array_equal(keys, k1) and np.array_equal(vals, v1)
+            assert np.all(np.diff(keys) > 0)
 
 
 def _sample_curve(v, n=16):
@@ -435,17 +491,27 @@ def test_browser_frames_match_native_real_performance(tmp_path):
 
 def test_player_page_follows_the_video(tmp_path):
     """``video --player``: the page loads without errors and the avatar shows
-    the frame of the video's current time."""
+    the frame of the video's current time; on a video that starts 0.5 s after
+    its sound, the frame of that time less 0.5 s (frame 0 is the video's
+    first frame), and frame 0 before the video starts."""
     _need_browser()
-    clip = need_shared("data", "video", "d0.mp4")
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg (make sysdeps)")
+    src = need_shared("data", "video", "d0.mp4")
     from avatarizer.cli import main
 
+    clip = tmp_path / "off.mp4"  # a tone from 0, the video from 0.5 s
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "sine=frequency=440:duration=3",
+                    "-itsoffset", "0.5", "-i", str(src), "-map", "0:a", "-map", "1:v", "-c:v", "copy",
+                    "-c:a", "aac", "-shortest", str(clip)], check=True)
     out = tmp_path / "perf.json"
     jl = tmp_path / "perf.jsonl"
     assert main(["video", str(clip), "-o", str(out), "--max-seconds", "1.2", "--player", "--params", str(jl)]) == 0
     doc = json.loads(out.read_text())
-    assert doc["op"] == 30 and len(jl.read_text().splitlines()) == 30
+    lines = [json.loads(x) for x in jl.read_text().splitlines()]
+    assert doc["op"] == 30 and len(lines) == 30 and lines[0]["time_ms"] == pytest.approx(500, abs=1)
     html = tmp_path / "perf.html"
+    assert "const start = 0.5;" in html.read_text()
     script = tmp_path / "check.js"
     script.write_text(f"""
 const {{ chromium }} = require({json.dumps(str(WEB / 'node_modules' / 'playwright-core'))});
@@ -458,13 +524,16 @@ const {{ chromium }} = require({json.dumps(str(WEB / 'node_modules' / 'playwrigh
   p.on('pageerror', (e) => errors.push(e.message));
   await p.goto('file://{html}');
   await p.waitForFunction(() => typeof anim !== "undefined" && anim.isLoaded);
-  const dur = await p.evaluate(() => new Promise((ok) => {{
+  const seek = (t) => p.evaluate((t) => new Promise((ok) => {{
     const v = document.getElementById('video');
-    const go = () => {{ v.currentTime = 0.8; v.addEventListener('seeked', () => setTimeout(() => ok(v.duration), 300)); }};
-    if (v.readyState >= 1) go(); else v.addEventListener('loadedmetadata', go);
-  }}));
-  const frame = await p.evaluate(() => anim.currentFrame);
-  console.log(JSON.stringify({{ errors, frame, dur }}));
+    const go = () => {{ v.addEventListener('seeked', () => setTimeout(() => ok([v.duration, anim.currentFrame]), 300),
+                                           {{ once: true }});
+                       v.currentTime = t; }};
+    if (v.readyState >= 1) go(); else v.addEventListener('loadedmetadata', go, {{ once: true }});
+  }}), t);
+  const [dur, before] = await seek(0.2);
+  const [, frame] = await seek(1.3);
+  console.log(JSON.stringify({{ errors, before, frame, dur }}));
   await b.close();
 }})().catch((e) => {{ console.error(e); process.exit(1); }});
 """)
@@ -472,4 +541,5 @@ const {{ chromium }} = require({json.dumps(str(WEB / 'node_modules' / 'playwrigh
     assert res.returncode == 0, res.stderr[-2000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
     assert got["errors"] == [] and got["dur"] > 1
-    assert abs(got["frame"] - 0.8 * doc["fr"]) <= 1.0, got
+    assert got["before"] == 0, got  # before the video's first frame: the first avatar frame
+    assert abs(got["frame"] - (1.3 - 0.5) * doc["fr"]) <= 1.0, got  # not 1.3 * fr (0.5 s ahead)

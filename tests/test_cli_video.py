@@ -302,6 +302,31 @@ def test_player_page_links_the_video_as_a_url(tmp_path, video, src):
     page.encode("utf-8")  # writable as UTF-8
 
 
+def test_player_page_of_a_video_that_starts_after_its_sound_carries_the_offset(tmp_path, clip, capsys):
+    """The page draws the frame for currentTime less the video's start (its first
+    frame's time, as --params' time_ms), frame 0 before it; the browser check is
+    test_animation.test_player_page_follows_the_video."""
+    from avatarizer import schema
+    from avatarizer.animation import Animation, player_html
+
+    off = tmp_path / "off.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "sine=duration=2", "-itsoffset", "0.5", "-i", clip, "-map", "0:a", "-map", "1:v",
+            "-c:v", "copy", "-c:a", "aac", "-shortest", off)
+    assert _ffprobe(off, "stream=start_time") == ["0.500000"]
+    out, jl = tmp_path / "o.json", tmp_path / "o.jsonl"
+    assert _main("video", off, "-o", out, "--player", "--params", jl, "--max-seconds", "0.2") == 0, \
+        capsys.readouterr().err
+    assert json.loads(jl.read_text().splitlines()[0])["time_ms"] == pytest.approx(500)
+    page = (tmp_path / "o.html").read_text()
+    assert "const start = 0.5;" in page and "Math.max(0, (video.currentTime - start) * data.fr)" in page
+    anim = tmp_path / "a.json"
+    Animation(64).extend([schema.default()]).write(anim)
+    assert "const start = 0.0;" in player_html(anim, clip, inline_player=False)
+    for bad in (-1, float("nan"), float("inf"), "0.5"):
+        with pytest.raises(ValueError, match="video_start"):
+            player_html(anim, clip, inline_player=False, video_start=bad)
+
+
 # ---------------------------------------------------------------- 13: 16-bit and 32-bit grayscale images
 def test_high_bit_depth_grayscale_is_scaled_not_clipped(tmp_path, capsys):
     from PIL import Image

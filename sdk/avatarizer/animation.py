@@ -34,6 +34,14 @@ and colours, opacities and widths that do not change are static values
 (``color_tolerance`` in 1/255). Lottie and SMIL interpolate linearly between
 keyframes, so every frame of the export is within the tolerance of the
 native scene.
+
+The quantum is never finer than 1/64 px, so under 1/16 px it is more than
+tolerance/4, and under 1/128 px (tolerance 0 included) its rounding alone
+(1/128 px) exceeds the tolerance: nothing is left for the reduction, so
+every vertex is kept and a keyframe on every frame except runs that are
+exactly linear (keyframe times still strictly increase), and the export is
+within 1/128 px of the scene. Colours are written to 3 decimals (0.13/255),
+so a ``color_tolerance`` under that keeps every colour change.
 """
 from __future__ import annotations
 
@@ -294,7 +302,10 @@ def reduce_keyframes(x: np.ndarray, tol: float, care: np.ndarray | None = None):
     non-empty, and ends with the middle slope. Keyframe values are therefore
     not the samples themselves but anywhere within their band, which allows
     much longer segments on noisy tracks. A series that stays within tol of one
-    value keeps a single keyframe (frame 0)."""
+    value keeps a single keyframe (frame 0). ``tol`` 0 keeps every frame where
+    the series is not exactly linear; a negative ``tol`` counts as 0, so the
+    keyframe indices always strictly increase."""
+    tol = max(0.0, float(tol))  # (a negative band would end a segment on its own first frame: a key twice)
     T = len(x)
     x = np.asarray(x, np.float64).reshape(T, -1)
     cared = np.ones(T, bool) if care is None else np.asarray(care, bool)
@@ -350,6 +361,7 @@ def reduce_keyframes_many(xs, tol: float, cares=None, *, max_floats: int = 20_00
     series' segment together, so the cost per frame is a few array operations
     however many tracks there are. ``cares``: None or one mask (or None) per
     series. Series are batched to at most ``max_floats`` numbers at a time."""
+    tol = max(0.0, float(tol))  # as reduce_keyframes: never a key twice
     out: list = [None] * len(xs)
     todo = []
     for n, x in enumerate(xs):
@@ -543,7 +555,9 @@ class Animation:
     ``fps``: frames per second of the added frames. ``tolerance``: how far
     (output pixels) any vertex or Bezier control point of the export may be
     from the native scene on any frame (default: 1/256 of the shorter side,
-    2 px at 512); ``color_tolerance`` the same for colour channels, in 1/255.
+    2 px at 512; 0 allowed, but coordinates are rounded to 1/64 px at the
+    finest, so the export is within max(tolerance, 1/128) px of the scene);
+    ``color_tolerance`` the same for colour channels, in 1/255.
     ``background``: None (transparent), 'white', '#rrggbb' or an RGB tuple.
     """
 
@@ -595,8 +609,10 @@ class Animation:
             raise ValueError("the animation has no frames (add at least one parameter vector)")
         q = self._q
         # error budget per axis: rounding to the quantum (<= tol / 8), then the
-        # rest split between fewer vertices and fewer keyframes
-        budget = self.tolerance - 0.5 / q
+        # rest split between fewer vertices and fewer keyframes; none left under
+        # half the finest quantum (1/128 px): every vertex, and every key but
+        # exactly linear runs, kept
+        budget = max(0.0, self.tolerance - 0.5 / q)
         out = {}
         self._shapes = {}
         series = self._rec.series()
@@ -608,7 +624,7 @@ class Animation:
             flats.append(geo.reshape(len(geo), -1))
             press.append(pres)
             stys.append(sty)
-        ctol = self.color_tolerance / 255.0 - 0.0005  # values are written to 3 decimals
+        ctol = max(0.0, self.color_tolerance / 255.0 - 0.0005)  # values are written to 3 decimals
         geo_r = reduce_keyframes_many(flats, budget * (1 - _SIMPLIFY_SHARE), press)
         col_r = reduce_keyframes_many([s_[:, :3] for s_ in stys], ctol)
         op_r = reduce_keyframes_many([s_[:, 3:4] for s_ in stys], ctol)
@@ -915,13 +931,23 @@ def _local_lottie_web() -> Path | None:
     return p if p.is_file() else None
 
 
-def player_html(animation_path, video_path=None, html_path=None, *, inline_player: bool | None = None) -> str:
+def player_html(animation_path, video_path=None, html_path=None, *, inline_player: bool | None = None,
+                video_start: float = 0.0) -> str:
     """A small self-contained page that plays a Lottie export with lottie-web,
     next to its source video (kept in step with the video's clock when there
     is one). The animation is embedded; the video is linked relative to the
     page. lottie-web is embedded from the checkout's pinned copy when present
-    (``inline_player``), else loaded from jsDelivr at the pinned version."""
+    (``inline_player``), else loaded from jsDelivr at the pinned version.
+
+    ``video_start``: seconds on the video's clock (its ``currentTime``) of the
+    animation's frame 0, e.g. the start offset of a video that starts after
+    its sound (``avatarizer video`` passes its first frame's time). The page
+    shows the frame for ``currentTime - video_start``, and frame 0 before
+    it."""
     import html as _html
+
+    if not is_real(video_start) or not 0 <= video_start < 1e6:
+        raise ValueError(f"video_start must be a number of seconds in [0, 1e6), got {video_start!r}")
 
     animation_path = Path(animation_path)
     data = animation_path.read_text(encoding="utf-8")
@@ -956,9 +982,12 @@ const anim = lottie.loadAnimation({{container: document.getElementById('anim'), 
   autoplay: false, animationData: data}});
 const video = document.getElementById('video');
 if (video) {{
-  // the video is the clock: the avatar shows the frame of the video's current time
-  const follow = () => {{ anim.goToAndStop(Math.min(video.currentTime * data.fr, data.op - 1), true);
-                         requestAnimationFrame(follow); }};
+  // the video is the clock: the avatar shows the frame of the video's current time, less the
+  // time of the animation's frame 0 on that clock (a video that starts after its sound); frame 0 before it
+  const start = {float(video_start)!r};
+  const follow = () => {{
+    anim.goToAndStop(Math.min(Math.max(0, (video.currentTime - start) * data.fr), data.op - 1), true);
+    requestAnimationFrame(follow); }};
   anim.addEventListener('DOMLoaded', follow);
   document.getElementById('play').onclick = () => video.paused ? video.play() : video.pause();
 }} else {{

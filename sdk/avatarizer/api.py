@@ -813,7 +813,12 @@ class Avatarizer:
         early (``break``, ``close()`` on the iterator, an exception in the
         loop) stops the worker and waits for it: no thread is left running
         (it first finishes the frame it is on, including a ``next()`` on the
-        source). Errors from the source, a bad frame (``ValueError``) or a
+        source); frames read ahead and never handed out give their time back,
+        so a loop or stream may go on with the first frame not received, but
+        MediaPipe's landmark tracking has already seen them, so the avatars
+        from there are close to an unbroken loop's, not the same (within
+        about 0.007 on a test clip; a threshold flag such as ``teeth.show``
+        may flip). Errors from the source, a bad frame (``ValueError``) or a
         bad timestamp are raised at that frame's place, after the frames
         before it. While a stream is being iterated, :meth:`from_frame`,
         :meth:`run`, :meth:`reset` and a second :meth:`stream` raise

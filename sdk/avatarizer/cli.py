@@ -932,7 +932,8 @@ def _video_animation(args) -> int:
               f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
               f"{anim.tolerance:g} px at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
         if html is not None:
-            _write_text(player_html(out, inp, html), html, args.overwrite, inp)
+            # (the page shows frame 0 at the video's first frame: its time on the file's clock)
+            _write_text(player_html(out, inp, html, video_start=times[0]), html, args.overwrite, inp)
             print(f"wrote {html}: the animation next to {inp} (open it in a browser)")
         if params_out is not None:
             print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
@@ -1273,7 +1274,9 @@ def _animation_arguments(p, fps_help: str, size_help: str | None = None, size_de
                    help=size_help or "animation width and height in pixels (default 512; vector, scales to "
                                      "any size)")
     p.add_argument("--tolerance", type=_tolerance, default=None, metavar="PX",
-                   help="keyframe/path reduction tolerance in pixels at --size (default size/256, 2 px at 512)")
+                   help="keyframe/path reduction tolerance in pixels at --size (default size/256, 2 px at 512; "
+                        "coordinates are rounded to 1/64 px at the finest, so under 1/128 px, 0 included, "
+                        "every vertex and every keyframe but exactly linear runs is kept, within 1/128 px)")
     p.add_argument("--background", default="transparent",
                    help="animation background: transparent (default), white, black or #rrggbb")
 
