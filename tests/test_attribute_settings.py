@@ -299,7 +299,9 @@ def test_cli_image_attributes_prints_what_was_read_and_what_was_set(tmp_path, ph
     out = capsys.readouterr().out.splitlines()
     read = av.from_frame(photo).attributes
     assert out[0] == f"wrote {tmp_path / 'a.png'}" and "--set NAME=VALUE" in out[1]
-    assert "  beard: yes (set)" in out
+    b = read["beard"]  # what the model read beside what was set (the model's own beard reading)
+    assert f"  beard: yes (set; the model read {'yes' if b['value'] else 'no'}, p {b['probability']:.2f})" in out
+    assert "  moustache: yes (drawn with the beard)" in out  # not "p 1.00": neither read nor set
     g = read["glasses"]
     assert f"  glasses: {g['value']} (p {g['probability']:.2f})" in out
     assert f"  age: {read['age']['value']:.0f} years" in out

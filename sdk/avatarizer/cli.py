@@ -306,6 +306,12 @@ def _image(args) -> int:
     return 0
 
 
+def _shown(name: str, v) -> str:
+    """An attribute's value as ``image --attributes`` prints it."""
+    return ("yes" if v else "no") if isinstance(v, bool) else f"{v:.0f} years" if name == "age" else \
+        f"{v:.1f} (Monk scale 1-10)" if name == "skin_tone" else str(v)
+
+
 def _attribute_lines(attributes) -> str:
     """``image --attributes``: what the attribute model read (and what was
     set), one line each, in the names ``--set`` takes."""
@@ -316,9 +322,15 @@ def _attribute_lines(attributes) -> str:
     lines = []
     for name, entry in attributes.items():
         v, p = entry["value"], entry.get("probability")
-        v = ("yes" if v else "no") if isinstance(v, bool) else f"{v:.0f} years" if name == "age" else \
-            f"{v:.1f} (Monk scale 1-10)" if name == "skin_tone" else v
-        note = " (set)" if entry.get("source") == "app" else f" (p {p:.2f})" if p is not None else ""
+        v = _shown(name, v)
+        if entry.get("source") == "app":
+            m = entry.get("model")
+            note = " (set)" if not m else f" (set; the model read {_shown(name, m['value'])}" + (
+                f", p {m['probability']:.2f})" if m.get("probability") is not None else ")")
+        elif entry.get("drawn_with"):
+            note = f" (drawn with the {entry['drawn_with']})"
+        else:
+            note = f" (p {p:.2f})" if p is not None else ""
         if name not in SETTABLE:
             note += " (read only: nothing drawn depends on it)"
         lines.append(f"  {name}: {v}{note}")

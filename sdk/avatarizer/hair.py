@@ -336,7 +336,9 @@ def public_attributes(attributes: Mapping) -> dict:
     colour the decoded colour; age is
     regressed (years; its probability is ``None``), and so is ``skin_tone``
     (the Monk step, where the model has it); ``hair_length`` is ``long`` or
-    ``short`` with its probability, where the model has ``hair_long``. An
+    ``short`` with its probability, where the model has ``hair_long``. A
+    moustache drawn only because a beard is has ``drawn_with`` ``"beard"``
+    (its probability then the larger of the two). An
     attribute the app set (:func:`apply_settings`) has the set value,
     probability 1 (``None`` for age and skin tone), ``source`` ``"app"``
     and under ``model`` the value and probability the model gave it."""
@@ -361,7 +363,8 @@ def _public_view(a: Mapping) -> dict:
         out[k] = {"value": on, "probability": float(a[k] if on else 1.0 - a[k])}
     if a["drawn"]["beard"] and not a["drawn"]["moustache"] and "moustache" not in a.get("set_by_app", ()):
         # merge draws a beard with its moustache
-        out["moustache"] = {"value": True, "probability": float(max(a["moustache"], a["beard"]))}
+        out["moustache"] = {"value": True, "probability": float(max(a["moustache"], a["beard"])),
+                            "drawn_with": "beard"}
     out["hair_colour"] = {"value": a["hair_colour"], "probability": float(a["hair_colour_probs"][a["hair_colour"]]),
                           "probabilities": dict(a["hair_colour_probs"])}
     male = bool(a["decided"]["male"])
