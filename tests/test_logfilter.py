@@ -1,5 +1,5 @@
-"""The command line keeps MediaPipe's start-up log lines off stderr
-(avatarizer.logfilter), and passes everything else on."""
+"""The command line keeps MediaPipe's start-up log lines and FFmpeg's
+decoder lines off stderr (avatarizer.logfilter), and passes everything else on."""
 from __future__ import annotations
 
 import os
@@ -16,6 +16,8 @@ I = b"I0000 00:00:1752489631.572373  129295 gl_context_egl.cc:85] Successfully i
 BANNERS = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
            b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
 E = b"E0000 00:00:1752489631.572373  129295 calculator_graph.cc:887] a real error\n"
+FFMPEG = (b"[h264 @ 0x555e41c98f80] Invalid NAL unit size (-1 > 4053).\n"
+          b"[mov,mp4,m4a,3gp,3g2,mj2 @ 0x558101988740] moov atom not found\n")
 
 
 def _through_filter(*writes: bytes) -> bytes:
@@ -39,7 +41,7 @@ def _through_filter(*writes: bytes) -> bytes:
 
 
 def test_mediapipe_lines_are_dropped_and_the_rest_passes():
-    got = _through_filter(BANNERS, W, b"avatarizer image: error: something\n", I, E, W[:10], W[10:],
+    got = _through_filter(BANNERS, W, FFMPEG, b"avatarizer image: error: something\n", I, E, W[:10], W[10:],
                           b"[####----] 5/10 frames\r", b"[########] 10/10 frames\n", b"no newline at the end")
     assert got == (b"avatarizer image: error: something\n" + E + b"[####----] 5/10 frames\r"
                    b"[########] 10/10 frames\nno newline at the end")
@@ -60,7 +62,7 @@ def test_stop_without_start_and_twice_is_harmless():
 def test_the_command_line_prints_no_mediapipe_lines(tmp_path):
     """A real run: `avatarizer image` on the bundled portrait writes one line
     on stdout and nothing on stderr (MediaPipe wrote half a dozen lines
-    there); with AVATARIZER_MEDIAPIPE_LOGS=1 they are shown."""
+    there); with AVATARIZER_LIBRARY_LOGS=1 they are shown."""
     from avatarizer.imageio import SAMPLE_PHOTO as photo
 
     def run(**env):
@@ -71,6 +73,6 @@ def test_the_command_line_prints_no_mediapipe_lines(tmp_path):
     quiet = run()
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert quiet.stderr == b"" and quiet.stdout.startswith(b"wrote ")
-    loud = run(AVATARIZER_MEDIAPIPE_LOGS="1")
+    loud = run(AVATARIZER_LIBRARY_LOGS="1")
     assert loud.returncode == 0
     assert all(NOISE.match(line) for line in loud.stderr.splitlines())  # what the filter drops, nothing else

@@ -1,4 +1,4 @@
-"""Keeps MediaPipe's start-up log lines off a command's stderr.
+"""Keeps the libraries' own log lines (MediaPipe, FFmpeg) off a command's stderr.
 
 MediaPipe's graphs (and the TensorFlow Lite runtime inside them) write
 informational and warning lines straight to file descriptor 2 from C++
@@ -11,16 +11,20 @@ no longer reach it; upstream issues google-ai-edge/mediapipe#5371, #5737,
     WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
     W0000 00:00:1795939045.795445   31640 inference_feedback_manager.cc:114] Feedback manager ...
 
-around its one line of output or of error. :class:`StderrFilter` puts a
+around its one line of output or of error; OpenCV's FFmpeg adds its
+decoder's complaints about a damaged file (``[h264 @ 0x55...] Invalid NAL
+unit size``) before the command's own message says the same in one line.
+:class:`StderrFilter` puts a
 pipe in place of file descriptor 2 and a thread that copies what comes
 through it to the real stderr, line by line, except those lines: Abseil's
-``I`` (info) and ``W`` (warning) lines and the two TensorFlow Lite banners.
+``I`` (info) and ``W`` (warning) lines, the two TensorFlow Lite banners
+and FFmpeg's ``[codec @ address]`` lines.
 Errors (``E``, ``F`` lines), Python's own messages, progress bars (partial
 lines are passed on at once) and anything else go through unchanged.
 
 Only the command line (:mod:`avatarizer.cli`) uses it, for the duration of
 one command: a library must not take over its host's file descriptors.
-Set ``AVATARIZER_MEDIAPIPE_LOGS=1`` to see MediaPipe's lines.
+Set ``AVATARIZER_LIBRARY_LOGS=1`` to see those lines.
 """
 from __future__ import annotations
 
@@ -31,11 +35,12 @@ import threading
 
 #: Whole lines that are dropped.
 NOISE = re.compile(
-    rb"^(?:[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./+-]+:\d+\] .*"
+    rb"^(?:\[[^\]\n]+ @ 0x[0-9a-f]+\] .*"  # FFmpeg's decoder inside OpenCV: "[h264 @ 0x55..] Invalid NAL unit"
+    rb"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./+-]+:\d+\] .*"
     rb"|INFO: Created TensorFlow Lite \w+ delegate for \w+\."
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)\r?$")
 #: A partial line that starts so may become a dropped line: held until its end.
-_MAYBE = re.compile(rb"^(?:[IW]\d{0,4}(?: |$)|[IW]\d{4} |I(?:N(?:F(?:O(?::.*)?)?)?)?$|INFO: |"
+_MAYBE = re.compile(rb"^(?:\[[^\]\n]*(?:\] ?)?$|\[[^\]\n]+ @ |[IW]\d{0,4}(?: |$)|[IW]\d{4} |I(?:N(?:F(?:O(?::.*)?)?)?)?$|INFO: |"
                     rb"W(?:A(?:R(?:N(?:I(?:N(?:G(?::.*)?)?)?)?)?)?)?$|WARNING: )")
 
 
@@ -61,9 +66,9 @@ class StderrFilter:
 
     def start(self) -> bool:
         """Routes file descriptor 2 through the filter (not when
-        ``AVATARIZER_MEDIAPIPE_LOGS`` is set, or when the system refuses);
+        ``AVATARIZER_LIBRARY_LOGS`` is set, or when the system refuses);
         returns whether it is on."""
-        if os.environ.get("AVATARIZER_MEDIAPIPE_LOGS", "") not in ("", "0"):
+        if os.environ.get("AVATARIZER_LIBRARY_LOGS", "") not in ("", "0"):
             return False
         with self._lock:
             if self._real is not None:

@@ -127,6 +127,86 @@ def resolve_threads(threads, pixels: int | None = None) -> int:
     return int(threads)
 
 
+# ------------------------------------------------------------ argument checks (render() and Renderer)
+
+def _size(size, width, height):
+    if width is None and height is None:
+        width = height = size
+    width = size if width is None else width
+    height = width if height is None else height
+    for name, v in (("width", width), ("height", height)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer number of pixels, got {v!r:.40}")
+        if not 1 <= int(v) <= MAX_SIZE:
+            raise ValueError(f"{name} must be between 1 and {MAX_SIZE} pixels, got {v}")
+    return int(width), int(height)
+
+
+def _background(background):
+    if background is None:
+        return None
+    if isinstance(background, str):
+        named = {"white": (1, 1, 1, 1), "black": (0, 0, 0, 1), "transparent": (0, 0, 0, 0)}
+        if background in named:
+            return named[background]
+        hexdigits = background[1:]
+        if background.startswith("#") and len(hexdigits) in (6, 8) and all(
+                c in "0123456789abcdefABCDEF" for c in hexdigits):
+            vals = [int(hexdigits[i:i + 2], 16) / 255 for i in range(0, len(hexdigits), 2)]
+            return tuple(vals) + ((1.0,) if len(vals) == 3 else ())
+        raise ValueError(f"unknown background {background!r:.40}: use 'white', 'black', 'transparent', "
+                         "'#rrggbb[aa]' or an RGB(A) tuple of floats in [0, 1]")
+    ok = isinstance(background, (tuple, list, np.ndarray)) and len(background) in (3, 4) and all(
+        is_real(v) and 0.0 <= float(v) <= 1.0 for v in np.asarray(background, dtype=object).ravel()) \
+        and np.asarray(background, dtype=object).ndim == 1
+    if not ok:
+        raise ValueError(f"background must be None, a name ('white', 'black', 'transparent'), '#rrggbb[aa]' "
+                         f"or 3 or 4 floats in [0, 1]; got {background!r:.60}")
+    bg = tuple(float(v) for v in background)
+    return bg + ((1.0,) if len(bg) == 3 else ())
+
+
+#: Smallest zoom accepted (cairo refuses the matrix of a far smaller one; at 1e-6 the avatar is a speck).
+MIN_ZOOM = 1e-6
+
+
+def _zoom(zoom) -> float:
+    if not is_real(zoom) or not MIN_ZOOM <= float(zoom) <= 1000.0:
+        raise ValueError(f"zoom must be a number in [1e-6, 1000], got {zoom!r:.40}")
+    return float(zoom)
+
+
+#: Largest transform coefficient accepted (pixels per frame unit, or pixels of offset).
+MAX_TRANSFORM = 1e6
+
+
+def _transform(transform):
+    if transform is None:
+        return None
+    try:
+        t = np.array(transform, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        t = None
+    if t is None or t.shape != (2, 3) or np.asarray(transform).dtype.kind not in "iuf":
+        raise ValueError(f"transform must be a 2x3 affine matrix of real numbers (frame -> pixels), "
+                         f"got {transform!r:.60}")
+    if not np.isfinite(t).all() or np.abs(t).max() > MAX_TRANSFORM:
+        raise ValueError(f"transform must be finite, with coefficients within ±{MAX_TRANSFORM:g}")
+    if abs(t[0, 0] * t[1, 1] - t[0, 1] * t[1, 0]) < 1e-12:  # det (np.linalg is slow per call)
+        raise ValueError("transform is not invertible (its 2x2 part has determinant 0)")
+    return t
+
+
+def _vector_size(size, width, height):
+    w = size if width is None else width
+    h = w if height is None else height
+    for name, v in (("size" if width is None else "width", w), ("height", h)):
+        if not is_real(v) or not 1.0 <= float(v) <= MAX_SIZE:
+            raise ValueError(f"{name} must be a number of points in 1..{MAX_SIZE}, got {v!r:.40}")
+    return float(w), float(h)
+
+
+
 def available() -> bool:
     return _lib is not None
 
@@ -183,7 +263,6 @@ def _params_buffer(params) -> np.ndarray:
 def _options(background, transform, zoom, antialias="best"):
     """The C render options, from arguments checked as render() checks them
     (render.py's helpers: real numbers only, ValueError otherwise)."""
-    from .render import _background, _transform, _zoom  # render imports this module
     ffi, lib = _need()
     opt = ffi.new("avz_render_options *")
     lib.avz_render_options_init(opt)
@@ -316,7 +395,6 @@ class Renderer:
         frame); ``fade``: None or (end, width), the avatar's alpha fading to 0
         toward canonical y = end over ``width``. Each channel becomes
         round(frame + a * (avatar - frame)), a = alpha * opacity * fade."""
-        from .render import _transform  # render imports this module
         ffi, lib = _need()
         _check_pixels(frame, "frame", 3, "3-byte")
         if not isinstance(order, str) or order not in ("rgb", "bgr"):
@@ -359,7 +437,6 @@ class Renderer:
                transform=None, zoom=1.0) -> bytes:
         """The same picture as an SVG or PDF document (bytes); ``width`` and
         ``height`` in points, 1..16384."""
-        from .render import _vector_size  # render imports this module
         ffi, lib = _need()
         fmts = {"svg": lib.AVZ_FORMAT_SVG, "pdf": lib.AVZ_FORMAT_PDF}
         if not isinstance(fmt, str) or fmt not in fmts:
