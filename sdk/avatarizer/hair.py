@@ -740,14 +740,20 @@ def hair_colour(crop, hair_mask, landmarks, valid=None, model=None) -> tuple[np.
     return (None, None) if reading is None else hair_colour_of_class(*reading, model=model)
 
 
-def headwear_colours(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray | None, np.ndarray | None]:
+def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
+                     ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Under a hat, what the hair region's colour (:func:`hair_region_reading`)
     mixes up: (the hat's colour, the hair's), each a median RGB in [0, 1] or
     None when too few pixels show it. The hat is the hair mask above the
     forehead's top (landmark 10) over the head's width; the hair is the mask
     beside the face between the eyes and the cheeks, where hair shows under
-    a hat (as the artist reads it: ``artist.hair.side_rgb``). A white hard hat
-    was drawn as a navy beanie over grey hair."""
+    a hat (as the artist reads it: ``artist.hair.side_rgb``); the hat from
+    its crown (0.1 higher) where that shows. Pixels within
+    :data:`SKIN_DE` of ``skin_rgb`` (ears, a forehead under a high brim) are
+    neither, when given, and a hair reading within twice that of the skin is
+    None (the caller then draws the attribute model's hair colour class). A
+    white hard hat was drawn as a navy beanie over grey hair; a cap's short
+    hair read beside the face was the ears' skin."""
     rgb = float_rgb(crop)
     size = rgb.shape[0]
     m = _mask01(hair_mask)
@@ -762,10 +768,25 @@ def headwear_colours(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray
     g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
     gx, gy = g[None, :], g[:, None]
     hat = m & (gy < lm[10, 1] - 0.02) & (np.abs(gx - c[0]) < hw * 1.3)
+    crown = hat & (gy < lm[10, 1] - 0.1)  # the hat's crown, clear of a brim's shadow and the hair under it
+    if np.count_nonzero(crown) >= 24:
+        hat = crown
     side = m & (np.abs(gx - c[0]) > hw * 0.85) & (gy > eye_y - 0.05) & (gy < eye_y + 0.35)
     hat_px, side_px = rgb[hat], rgb[side]
-    return (stats.median(hat_px, 0).astype(np.float32) if len(hat_px) >= 12 else None,
-            _robust_hair_median(side_px))
+    hair = _robust_hair_median(side_px)
+    if skin_rgb is not None:
+        skin = to_lab(np.asarray(skin_rgb, np.float64))
+        hat_px = hat_px[norm(to_lab(hat_px) - skin) > SKIN_DE] if len(hat_px) else hat_px
+        side_px = side_px[norm(to_lab(side_px) - skin) > SKIN_DE] if len(side_px) else side_px
+        hair = _robust_hair_median(side_px)
+        if hair is not None and norm(to_lab(hair.astype(np.float64)) - skin) <= 2 * SKIN_DE:
+            hair = None  # still the ears' or the temples' skin, in brighter or dimmer light
+    return stats.median(hat_px, 0).astype(np.float32) if len(hat_px) >= 12 else None, hair
+
+
+#: CIELAB distance under which a pixel reads as the skin (:func:`headwear_colours`;
+#: a reading of the hair under a hat within twice that is taken for skin).
+SKIN_DE = 15.0
 
 
 def hair_region_reading(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray, np.ndarray, int] | None:

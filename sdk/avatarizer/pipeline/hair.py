@@ -30,6 +30,7 @@ VIDEO_REFRESH_MS = 1000.0
 #: colour used when the photo shows no hair to sample (a bald head, a hat)
 FALLBACK_HAIR_RGB = (0.25, 0.17, 0.11)
 SKIN_RGB = [schema.index(f"face.{c}") for c in "rgb"]
+SKIN_SLICE = [i - schema.FACE.start for i in SKIN_RGB]  # the same within the face slice
 
 
 class HairStage(Stage):
@@ -118,11 +119,12 @@ class HairStage(Stage):
                 fused = attrs["glasses_type"] if glasses_cues is not None else None
         if attrs["drawn"]["headwear"] and mask is not None:
             # the hair region was the hat: the hat in its colour, the hair in the colour beside the face
-            hat, side = H.headwear_colours(crop, mask, face.canonical, valid)
+            hat, side = H.headwear_colours(crop, mask, face.canonical, valid, skin_rgb=face_slice[SKIN_SLICE])
             if hat is not None:
                 attrs["headwear_rgb"] = hat
-            if "hair_colour" not in settings:
-                rgb = side
+            if "hair_colour" not in settings:  # no hair beside the face: H's colour class, not the hat's
+                rgb = side if side is not None else H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"],
+                                                                        min_prob=0.0)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
         base = schema.default()
         base[schema.FACE] = face_slice
