@@ -371,6 +371,9 @@ def test_eval_counts_must_be_positive_and_identity_n_at_least_two(tmp_path):
         with pytest.raises(SystemExit) as exc:
             main(["eval", "--faces", str(tmp_path / "f"), flag, value, "--json"])
         assert exc.value.code == 2, (flag, value)
+    with pytest.raises(SystemExit) as exc:  # one or the other (together: the first 3 of a random 5)
+        main(["eval", "--faces", str(tmp_path / "f"), "--limit", "3", "--sample", "5", "--json"])
+    assert exc.value.code == 2
     from avatarizer_export.cli import build_parser
 
     args = build_parser().parse_args(["eval", "--faces", "f", "--exaggeration", "1.5"])

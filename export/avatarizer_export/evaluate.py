@@ -1086,10 +1086,11 @@ def add_parser(sub):
                    help="comma list of shipped (what Avatarizer() runs: the SDK's own model files, no training "
                         "runs needed), shipped:hybrid|model|artist (Avatarizer(estimator=...)), artist, and the "
                         "training runs model, direct, nearest, model:<run>, mapper:<run>, direct:<run>")
-    p.add_argument("--limit", type=positive_int, metavar="N",
-                   help="only the first N photos of each folder (name order)")
-    p.add_argument("--sample", type=positive_int, metavar="N",
-                   help="N photos of each folder drawn at random (seed 0): an unbiased subset")
+    subset = p.add_mutually_exclusive_group()  # (together they took the first N of a random M)
+    subset.add_argument("--limit", type=positive_int, metavar="N",
+                        help="only the first N photos of each folder (name order)")
+    subset.add_argument("--sample", type=positive_int, metavar="N",
+                        help="N photos of each folder drawn at random (seed 0): an unbiased subset")
     p.add_argument("--heldout", action="store_true", help="only the held-out split's photos of that folder")
     p.add_argument("--identity-n", type=_identity_n, default=100, metavar="N",
                    help="identity top-1 among consecutive groups of N photos, the last taking the remainder "
