@@ -23,6 +23,7 @@ from .photo import (
     Photo,
     gain,
     luma_of,
+    masked,
     pixel_centres,
     norm,
     sample_at,
@@ -190,7 +191,7 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
         win, m = photo.region(*polys)
         if np.count_nonzero(m) < 6:
             return {}
-        px = photo.rgb[win][m]
+        px = masked(photo.rgb[win], m)
         y = photo.luma[win][m]
         lab = to_lab(median(px, 0))
         y_med = median(y)
@@ -251,7 +252,7 @@ def clothes(st, p, g, photo: Photo, col):
     region = _clothes_box(photo.size) & photo.valid
     if photo.hair is not None:
         region &= photo.hair > 0.5
-    px = photo.rgb[region]
+    px = masked(photo.rgb, region)
     if len(px) >= 20:
         lab = to_lab(px)
         far = (norm(lab - col["skin_lab"]) > 15) & (norm(lab - to_lab(col["hair"])) > 15)

@@ -16,6 +16,7 @@ from .photo import (
     Photo,
     cr_closed,
     gain,
+    masked,
     norm,
     pixel_centres,
     poly_mask,
@@ -98,19 +99,19 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
         top_tex = photo.texture(big.astype(bool))
         if top_skin < 0.6 and not from_region:
             # the farther half from the skin colour: not the skin/hair transition
-            cand = small[band][~sk_b]
+            cand = masked(small, band)[~sk_b]
             dc = d_skin[band][~sk_b]
             hair = robust_median(cand[dc >= median(dc)], 10, 90)
             hair_known = True
     if from_region:
-        hair = robust_median(small[region], 10, 90)
+        hair = robust_median(masked(small, region), 10, 90)
         hair_known = True
     if not hair_known:
         # else two clusters (skin, hair) over the head ring above the eyes
         region = person & valid & ~oval & near_head & (gy < g["eye_y"] + 0.05)
         if top_skin is not None:
             region &= ~band
-        px, lpx, ds = small[region], lab[region], d_skin[region]
+        px, lpx, ds = masked(small, region), masked(lab, region), d_skin[region]
         if len(px) >= 12:
             far = ds >= max(10.0, float(percentile(ds, 60)))
             if np.count_nonzero(far) < 6:
@@ -178,7 +179,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     if np.count_nonzero(region) >= 12:
         big = cv2.resize(region.astype(np.uint8), (photo.size, photo.size),
                          interpolation=cv2.INTER_NEAREST).astype(bool)
-        region_rgb = median(small[region], 0)
+        region_rgb = median(masked(small, region), 0)
         rlab = to_lab(region_rgb)
         hp = photo.highpass[big & photo.valid]
         stats.update(region_dl=float(rlab[0] - lab_skin[0]), region_chroma=float(np.hypot(rlab[1], rlab[2])),
@@ -190,7 +191,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
     # only measured then (side_rgb)
     side = person & valid & ~oval & (np.abs(gx - g["centre_x"]) > g["half_w"] * 0.85) \
         & (gy > g["eye_y"] - 0.05) & (gy < g["eye_y"] + 0.35)
-    g["hair_side_px"] = small[side] if np.count_nonzero(side) >= 8 else None
+    g["hair_side_px"] = masked(small, side) if np.count_nonzero(side) >= 8 else None
     return dict(n=n, gx=gx, gy=gy, valid=valid, person=person, oval=oval, head=head, brow_y=brow_y,
                 hairmap=hairmap, skull_valid=skull_valid, hair=hair, hair_known=hair_known, small=small,
                 fringe=fringe, top_y=top_y, top_known=top_known, hairline=hairline, top_hair=top_hair,
@@ -292,7 +293,7 @@ def hair(st, p, lm, g, photo: Photo, col):
         # darker than it looks), from the hair region the SDK's hair stage samples
         from .. import hair as HR
 
-        px = photo.rgb[HR.hair_region(photo.size, photo.hair, lm, photo.valid)]
+        px = masked(photo.rgb, HR.hair_region(photo.size, photo.hair, lm, photo.valid))
         hair, g["hair_colour_probs"] = HR.hair_colour_of_class(hair, px, photo.size ** 2)
         hair = np.asarray(hair, np.float64)
     col["hair"] = hair

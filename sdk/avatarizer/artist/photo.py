@@ -138,6 +138,13 @@ def norm(x: np.ndarray, keepdims: bool = False) -> np.ndarray:
     return np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=keepdims))
 
 
+def masked(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``img[mask]`` for an H×W×C image and an H×W bool mask: the same pixels
+    in the same (row-major) order, as ``compress`` on the image flattened to
+    (H·W, C) (NumPy's 2-D boolean index into a 3-D array costs 3-5x as much)."""
+    return img.reshape(-1, img.shape[-1]).compress(mask.ravel(), axis=0)
+
+
 def luma_of(rgb: np.ndarray) -> np.ndarray:
     """``rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114``,
     the sums made in place (same order, same values)."""
@@ -322,7 +329,7 @@ class Photo:
         return self._vf
 
     def pixels(self, mask: np.ndarray) -> np.ndarray:
-        return self.rgb[mask & self.valid]
+        return masked(self.rgb, mask & self.valid)
 
     def region(self, *polys, minus=(), discs=(), minus_discs=(), within=None):
         """The valid pixels inside canonical polygons (and discs ``(centre,
@@ -387,7 +394,7 @@ class Photo:
 
     def region_pixels(self, *polys, **kw) -> np.ndarray:
         win, m = self.region(*polys, **kw)
-        return self.rgb[win][m]
+        return masked(self.rgb[win], m)
 
     @property
     def highpass(self) -> np.ndarray:
@@ -479,7 +486,7 @@ def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.nda
            & (gy > lip[1] + 0.02) & (gy < chin[1] + 0.4 * drop))
     if valid is not None:
         box &= np.asarray(valid, bool)
-    px = rgb[box]
+    px = masked(rgb, box)
     if len(px) < 20:
         return None
     d = norm(to_lab(px) - to_lab(np.asarray(skin_rgb, np.float64)))
