@@ -773,14 +773,13 @@ def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
         hat = crown
     side = m & (np.abs(gx - c[0]) > hw * 0.85) & (gy > eye_y - 0.05) & (gy < eye_y + 0.35)
     hat_px, side_px = rgb[hat], rgb[side]
-    hair = _robust_hair_median(side_px)
-    if skin_rgb is not None:
-        skin = to_lab(np.asarray(skin_rgb, np.float64))
+    skin = None if skin_rgb is None else to_lab(np.asarray(skin_rgb, np.float64))
+    if skin is not None:
         hat_px = hat_px[norm(to_lab(hat_px) - skin) > SKIN_DE] if len(hat_px) else hat_px
         side_px = side_px[norm(to_lab(side_px) - skin) > SKIN_DE] if len(side_px) else side_px
-        hair = _robust_hair_median(side_px)
-        if hair is not None and norm(to_lab(hair.astype(np.float64)) - skin) <= 2 * SKIN_DE:
-            hair = None  # still the ears' or the temples' skin, in brighter or dimmer light
+    hair = _robust_hair_median(side_px)
+    if hair is not None and skin is not None and norm(to_lab(hair.astype(np.float64)) - skin) <= 2 * SKIN_DE:
+        hair = None  # still the ears' or the temples' skin, in brighter or dimmer light
     return stats.median(hat_px, 0).astype(np.float32) if len(hat_px) >= 12 else None, hair
 
 

@@ -262,7 +262,7 @@ def _params_buffer(params) -> np.ndarray:
 
 def _options(background, transform, zoom, antialias="best"):
     """The C render options, from arguments checked as render() checks them
-    (render.py's helpers: real numbers only, ValueError otherwise)."""
+    (the checks above, which render() uses too: real numbers only, ValueError otherwise)."""
     ffi, lib = _need()
     opt = ffi.new("avz_render_options *")
     lib.avz_render_options_init(opt)

@@ -122,7 +122,14 @@ class HairStage(Stage):
             hat, side = H.headwear_colours(crop, mask, face.canonical, valid, skin_rgb=face_slice[SKIN_SLICE])
             if hat is not None:
                 attrs["headwear_rgb"] = hat
-            if "hair_colour" not in settings:  # no hair beside the face: H's colour class, not the hat's
+            if "hair_colour" not in settings:
+                # the hair region's class reading was of the hat: H's own hair colour class stands,
+                # and without hair beside the face the hair is drawn in it
+                own = attrs.pop("hair_colour_probs_model", None)
+                if own is not None:
+                    attrs["hair_colour_probs"] = own
+                    attrs["hair_colour"] = max(own, key=own.get)
+                    attrs.pop("hair_colour_source", None)
                 rgb = side if side is not None else H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"],
                                                                         min_prob=0.0)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
