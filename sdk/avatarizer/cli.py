@@ -1396,10 +1396,12 @@ def main(argv=None) -> int:
             print(f"\navatarizer {args.command}: stopped by signal {exc.signum}", file=sys.stderr)
         return 128 + exc.signum
     finally:
-        _cleanup_temps(failed=status not in (0, EXIT_TRUNCATED))
-        from .logfilter import FILTER
+        try:
+            _cleanup_temps(failed=status not in (0, EXIT_TRUNCATED))
+        finally:  # (also when a second signal interrupts the clean-up)
+            from .logfilter import FILTER
 
-        FILTER.stop()
+            FILTER.stop()
         for sig, old in handlers.items():
             signal.signal(sig, old)
 

@@ -15,8 +15,8 @@ around its one line of output or of error; OpenCV's FFmpeg adds its
 decoder's complaints about a damaged file (``[h264 @ 0x55...] Invalid NAL
 unit size``) before the command's own message says the same in one line.
 :class:`StderrFilter` puts a
-pipe in place of file descriptor 2 and a thread that copies what comes
-through it to the real stderr, line by line, except those lines: Abseil's
+pipe in place of file descriptor 2 and a small child process that copies
+what comes through it to the real stderr, line by line, except those lines: Abseil's
 ``I`` (info) and ``W`` (warning) lines, the two TensorFlow Lite banners
 and FFmpeg's ``[codec @ address]`` lines.
 Errors (``E``, ``F`` lines), Python's own messages, progress bars (partial
@@ -44,21 +44,66 @@ _MAYBE = re.compile(rb"^(?:\[[^\]\n]*(?:\] ?)?$|\[[^\]\n]+ @ |[IW]\d{0,4}(?: |$)
                     rb"W(?:A(?:R(?:N(?:I(?:N(?:G(?::.*)?)?)?)?)?)?)?$|WARNING: )")
 
 
-def _write_all(fd: int, data: bytes) -> None:
+#: The filter process's program: it copies its stdin (the pipe that is file
+#: descriptor 2 of the command) to its stdout (the real stderr), without the
+#: lines :data:`NOISE` matches, until every writer has closed the pipe. It
+#: ignores the signals a terminal sends the whole process group (Ctrl-C),
+#: so it drains what the command writes while it stops.
+_PROGRAM = """
+import os, re, signal
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+    signal.signal(s, signal.SIG_IGN)
+NOISE, MAYBE = re.compile(%r), re.compile(%r)
+held, broken = b"", False
+
+def emit(data):
+    global broken
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    while view and not broken:
+        try:
+            view = view[os.write(1, view):]
+        except InterruptedError:
+            continue
+        except OSError:
+            broken = True  # the real stderr is gone: keep draining, so the writers never block
+
+while True:
+    try:
+        chunk = os.read(0, 65536)
+    except InterruptedError:
+        continue
+    except OSError:
+        break
+    if not chunk:
+        break
+    held += chunk
+    *lines, held = held.split(b"\\n")
+    emit(b"".join(line + b"\\n" for line in lines if not NOISE.match(line)))
+    if held and not MAYBE.match(held):
+        emit(held)  # a progress bar's partial line: at once
+        held = b""
+if held and not NOISE.match(held):
+    emit(held)
+""" % (NOISE.pattern, _MAYBE.pattern)
 
 
 class StderrFilter:
     """File descriptor 2 through a filter (see the module doc). ``start()``
     and ``stop()`` may be called any number of times; ``stop()`` restores
-    the real stderr and passes on what is left in the pipe."""
+    the real stderr and waits (a moment) for the filter to pass on what is
+    left in the pipe.
+
+    The filter is a small child process (this Python, ``-S -E``), not a
+    thread: when the command dies (a crash, ``os._exit``, SIGKILL) the
+    pipe's write ends close, the child reads what is left and passes it
+    on, so a fatal message is never lost; and it needs no lock of this
+    process (a thread would wait for the GIL while a native call holding
+    it fills the pipe)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._real: int | None = None
-        self._thread: threading.Thread | None = None
+        self._proc = None
 
     @property
     def active(self) -> bool:
@@ -68,7 +113,9 @@ class StderrFilter:
         """Routes file descriptor 2 through the filter (not when
         ``AVATARIZER_LIBRARY_LOGS`` is set, or when the system refuses);
         returns whether it is on."""
-        if os.environ.get("AVATARIZER_LIBRARY_LOGS", "") not in ("", "0"):
+        import subprocess
+
+        if os.environ.get("AVATARIZER_LIBRARY_LOGS", "") not in ("", "0") or not sys.executable:
             return False
         with self._lock:
             if self._real is not None:
@@ -84,69 +131,42 @@ class StderrFilter:
                 os.close(real)
                 return False
             try:
-                os.dup2(w, 2)
-            except OSError:
+                proc = subprocess.Popen([sys.executable, "-S", "-E", "-c", _PROGRAM], stdin=r, stdout=real,
+                                        stderr=subprocess.DEVNULL, close_fds=True)
+            except (OSError, ValueError, subprocess.SubprocessError):
                 os.close(real), os.close(r), os.close(w)
                 return False
-            os.close(w)
-            thread = threading.Thread(target=self._pump, args=(r, real), name="avatarizer-stderr", daemon=True)
-            thread.start()
-            self._real, self._thread = real, thread
+            os.close(r)
+            try:
+                os.dup2(w, 2)
+            except OSError:
+                os.close(w)
+                proc.wait()
+                os.close(real)
+                return False
+            os.close(w)  # fd 2 is now the pipe's one write end here
+            self._real, self._proc = real, proc
             return True
 
     def stop(self, timeout: float = 2.0) -> None:
         """Puts the real stderr back on file descriptor 2; what was written
-        before is passed on first (the copying thread ends when the pipe is
-        empty and closed)."""
+        before is passed on (the filter ends when the pipe is empty and no
+        process holds it any more; a child of the command that still does
+        delays that, not this call beyond ``timeout``)."""
+        import subprocess
+
         with self._lock:
             if self._real is None:
                 return
             _flush()
-            real, thread = self._real, self._thread
-            self._real = self._thread = None
-            os.dup2(real, 2)  # the pipe's last write end closes (unless a child process still holds it)
-        thread.join(timeout)
-        if not thread.is_alive():
-            os.close(real)  # (else the thread still writes to it: left open)
-
-    @staticmethod
-    def _pump(r: int, out: int) -> None:
-        held = b""
-        broken = False  # the real stderr is gone (a closed pipe): keep draining, so writers never block
-
-        def emit(data: bytes) -> None:
-            nonlocal broken
-            if data and not broken:
-                try:
-                    _write_all(out, data)
-                except OSError:
-                    broken = True
-
+            real, proc = self._real, self._proc
+            self._real = self._proc = None
+            os.dup2(real, 2)  # the pipe's last write end here closes
+            os.close(real)
         try:
-            while True:
-                try:
-                    chunk = os.read(r, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                held += chunk
-                *lines, held = held.split(b"\n")
-                emit(b"".join(line + b"\n" for line in lines if not NOISE.match(line)))
-                if held and not _MAYBE.match(held):
-                    emit(held)  # a progress bar's partial line: at once
-                    held = b""
-            if held and not NOISE.match(held):
-                emit(held)
-        except BaseException:  # never leave the writers blocked on a full pipe
-            while True:
-                try:
-                    if not os.read(r, 65536):
-                        break
-                except OSError:
-                    break
-        finally:
-            os.close(r)
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass  # it ends when the last writer does
 
 
 def _flush() -> None:
