@@ -909,3 +909,30 @@ def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def test_h264_writer_cuts_the_sound_only_when_it_outlasts_the_frames(tmp_path):
+    """With no length known (duration and max_seconds None), the writer
+    measures the sound it wrote: longer than the frames, cut to them and
+    said so; shorter, left alone and nothing said (it said "cut" and ran a
+    second pass either way)."""
+    import subprocess
+
+    from avatarizer.videoio import H264Writer
+
+    _need_ffmpeg()
+    long_sound = need_shared("data", "video", "d10.mp4")  # several seconds of AAC
+    short_sound = tmp_path / "short.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=duration=0.2", "-f", "lavfi",
+                    "-i", "color=size=64x64:duration=0.2", "-c:a", "aac", "-c:v", "libx264", str(short_sound)],
+                   check=True)
+    frame = np.zeros((64, 64, 3), np.uint8)
+    for src, cut in ((long_sound, True), (short_sound, False)):
+        out = tmp_path / f"out_{cut}.mp4"
+        w = H264Writer(out, (64, 64), "25", audio_from=src, audio_codec="aac")
+        for _ in range(25):  # 1 s of picture
+            w.write(frame)
+        w.close()
+        sound = float(_ffprobe(out)["audio"]["duration"])
+        assert ("cut to the video's" in w.audio) == cut, w.audio
+        assert (abs(sound - 1.0) < 0.1) if cut else sound < 0.5, (src, sound)

@@ -128,6 +128,21 @@ def probe(path: Path) -> Probe:
     return out
 
 
+def _sound_seconds(path: Path) -> float | None:
+    """The length of ``path``'s first sound track by ``ffprobe``, or None."""
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        return None
+    cmd = [exe, "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=duration", "-of", "json",
+           file_url(path)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+        streams = json.loads(res.stdout or "{}").get("streams") or []
+    except (OSError, subprocess.SubprocessError, ValueError, AttributeError):
+        return None
+    return _seconds(streams[0].get("duration")) if streams and isinstance(streams[0], dict) else None
+
+
 def _seconds(v) -> float | None:
     try:
         f = float(v)
@@ -227,9 +242,11 @@ class H264Writer:
             raise VideoWriteError(f"ffmpeg failed: {self._why()}")
         self._err.close()
         seconds = self.frames / self._rate
-        if self._sound and self.frames and (self._sound_until is None
-                                            or seconds < self._sound_until - 0.5 / self._rate):
-            self._cut_sound(seconds)
+        if self._sound and self.frames:
+            # the sound asked for, or (no length known) the sound written, longer than the frames
+            sound = self._sound_until if self._sound_until is not None else _sound_seconds(self.path)
+            if sound is not None and seconds < sound - 0.5 / self._rate:
+                self._cut_sound(seconds)
 
     def _cut_sound(self, seconds: float) -> None:
         """Cuts the written file to ``seconds`` (the picture's length), both
