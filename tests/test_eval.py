@@ -761,7 +761,8 @@ def test_sheet_writes_over_nothing_without_overwrite_and_never_an_input(tmp_path
         out.parent.mkdir(parents=True, exist_ok=True)
         rc, err = sheet("artist", "--out", str(out), "--overwrite")
         assert rc == 1 and "one of the inputs" in err, err
-    for out in (str(tmp_path), str(tmp_path / "no" / "such" / "s.png"), ""):
+    for out in (str(tmp_path), str(tmp_path / "no" / "such" / "s.png"), "", str(tmp_path / "s.json"),
+                str(tmp_path / "s")):  # (a .json out was the PNG and its counts in one file; no suffix: Pillow)
         rc, err = sheet("artist", "--out", out)
         assert rc == 2 and "--out" in err, (out, err)
     assert len(drawn) == 2 and (shared / "data" / "faces" / "p.png").read_bytes() == b"photo"

@@ -206,6 +206,8 @@ def main_sheet(args) -> int:
     if args.out is not None and (not args.out or Path(args.out).is_dir()):
         return _fail(f"--out {args.out!r} must name a file, not a folder", 2)
     out = Path(args.out) if args.out else ROOT / "docs" / DEFAULT_OUT[args.what]
+    if out.suffix.lower() != ".png":  # (Pillow refused any other name only after all the work)
+        return _fail(f"--out {out}: a sheet is a PNG: name a .png file", 2)
     if not out.resolve().parent.is_dir():
         return _fail(f"--out {out}: the folder {out.parent} does not exist", 2)
     shared = shared_dir(args.shared)
