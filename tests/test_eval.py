@@ -722,6 +722,11 @@ def test_prepared_is_checked_like_out_and_never_the_same_file(tmp_path, capsys, 
         assert sorted(os.walk(tmp_path)) == before, extra
     rc, _, err = _eval_json(capsys, *args, "--prepared", str(tmp_path / "c.npz"), "--out", str(tmp_path / "c.npz"))
     assert "same file" in err
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")  # a link loop as an output: one line, exit 2
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    for flag in ("--out", "--prepared"):
+        rc, res, err = _eval_json(capsys, *args, flag, str(tmp_path / "loop_a"))
+        assert rc == 2 and "link loop" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_sheet_writes_over_nothing_without_overwrite_and_never_an_input(tmp_path, capsys, monkeypatch):

@@ -1012,6 +1012,9 @@ def main_eval(args) -> int:
     if any(not p.strip() for p in parts):
         return _fail(f"--faces {args.faces!r} has an empty entry (a comma-separated list of folders)", 2)
     out, prep = args.out, getattr(args, "prepared", None)
+    for name, value in (("out", out), ("prepared", prep)):
+        if value and _real(Path(value)) is None:  # (Path.resolve raises on a link loop)
+            return _fail(f"--{name} {value}: a link loop or a path the system refuses", 2)
     if out and prep and Path(out).resolve() == Path(prep).resolve():
         return _fail(f"--out and --prepared name the same file {out} (the cache would be replaced by the JSON)", 2)
     if out is not None:
