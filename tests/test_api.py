@@ -97,6 +97,26 @@ def test_artist_refuses_gpu_and_low_precision_requests(tmp_path):
         Avatarizer(backend="tensorrt", models_dir=tmp_path)
 
 
+def test_without_a_gpu_tensorrt_and_cuda_say_so(monkeypatch):
+    """No usable GPU: backend='tensorrt' is a RuntimeError saying why (it was
+    a ModelError about missing engines, 'listed roles: []'); and an
+    onnxruntime that lists the CUDA provider anyway (onnxruntime-gpu on a
+    machine without the driver) runs device='auto' on the CPU, saying so,
+    instead of reporting 'cuda' and picking fp16 for a GPU."""
+    from avatarizer.runtime import onnx as RO
+    from avatarizer.runtime import tensorrt as RT
+
+    monkeypatch.setattr(RT, "cuda_status", lambda: (False, "no driver here (test)"))
+    with pytest.raises(RuntimeError, match="no driver here"):
+        Avatarizer(backend="tensorrt")
+    monkeypatch.setattr(RO, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with Avatarizer(max_faces=1) as a:
+        if a.estimator != "artist":
+            assert a.device == "cpu" and a.providers == ["CPUExecutionProvider"] and a.precision == "int8"
+    with pytest.raises(RuntimeError, match="no usable GPU: no driver here"):
+        Avatarizer(device="cuda")
+
+
 # ----------------------------------------------------------------- from_frame
 def test_astronaut_avatar_is_valid_and_reads_as_a_face(avatar):
     p = avatar.params

@@ -533,10 +533,15 @@ def test_role_registry():
 def test_provider_resolution():
     assert resolve_providers("cpu") == ["CPUExecutionProvider"]
     everything = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
-    assert resolve_providers("auto", everything) == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                                     "CPUExecutionProvider"]
+    gpu, none = (True, "1 CUDA device(s)"), (False, "the NVIDIA driver library (libcuda) could not be loaded")
+    assert resolve_providers("auto", everything, gpu) == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                                          "CPUExecutionProvider"]
     assert resolve_providers("auto", ["AzureExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
-    assert resolve_providers("cuda", everything) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert resolve_providers("cuda", everything, gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    # onnxruntime-gpu on a machine without a usable GPU: the CPU, not 'cuda' with a quiet fall back
+    assert resolve_providers("auto", everything, none) == ["CPUExecutionProvider"]
+    with pytest.raises(RuntimeError, match="no usable GPU: the NVIDIA driver"):
+        resolve_providers("cuda", everything, none)
     with pytest.raises(RuntimeError, match="no CUDAExecutionProvider"):
         resolve_providers("cuda", ["CPUExecutionProvider"])
     with pytest.raises(ValueError, match="device must be one of"):

@@ -159,6 +159,11 @@ def resolve(options, *, render_size: int = 256, render_background: Any = None):
         if o.backend == "tensorrt":
             if o.device == "cpu":
                 raise ValueError("backend='tensorrt' needs an NVIDIA GPU; device='cpu' contradicts it.")
+            from ..runtime.tensorrt import cuda_status
+
+            ok, why = cuda_status()
+            if not ok:  # (before the engines are looked for: no engine ships for a machine without a GPU)
+                raise RuntimeError(f"backend='tensorrt' needs an NVIDIA GPU with CUDA; none found: {why}")
             device = "cuda"
         else:
             from ..runtime import resolve_providers

@@ -29,28 +29,43 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def resolve_providers(device: str = "auto", available: Sequence[str] | None = None) -> list[str]:
+def resolve_providers(device: str = "auto", available: Sequence[str] | None = None,
+                      gpu: tuple[bool, str] | None = None) -> list[str]:
     """Execution providers for ``device``, resolved once.
 
     * ``"cpu"``: ``["CPUExecutionProvider"]``.
     * ``"cuda"``: CUDA, then CPU for any operator CUDA lacks; a ``RuntimeError``
-      when this onnxruntime has no CUDA provider (install ``avatarizer[gpu]``).
+      when this onnxruntime has no CUDA provider (install ``avatarizer[gpu]``)
+      or the NVIDIA driver reports no CUDA device.
     * ``"auto"``: TensorRT EP > CUDA EP > CPU, all that this onnxruntime offers,
-      in that order. Note that the TensorRT EP compiles an engine the first
-      time a session is made (seconds to minutes; cached, see
-      :data:`TRT_CACHE_DIR`).
+      in that order, the GPU ones only when the driver reports a CUDA device
+      (``onnxruntime-gpu`` lists them on any machine; its sessions then fall
+      back to the CPU, and the device and precision chosen for a GPU were
+      wrong). Note that the TensorRT EP compiles an engine the first time a
+      session is made (seconds to minutes; cached, see :data:`TRT_CACHE_DIR`).
+
+    ``gpu``: ``(present, why)`` as :func:`avatarizer.runtime.tensorrt.cuda_status`
+    gives it (asked of the driver when None and a GPU provider is listed).
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
     available = list(available) if available is not None else available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
+    gpu_listed = [p for p in AUTO_ORDER if p in available and p != "CPUExecutionProvider"]
+    if gpu_listed and gpu is None:
+        from .tensorrt import cuda_status
+
+        gpu = cuda_status()
     if device == "cuda":
         if "CUDAExecutionProvider" not in available:
             raise RuntimeError(_no_cuda_message(available))
+        if not gpu[0]:
+            raise RuntimeError(f"device='cuda' was asked for, and this onnxruntime has the CUDA provider, but "
+                               f"there is no usable GPU: {gpu[1]}; use device='auto' or 'cpu'")
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    chosen = [p for p in AUTO_ORDER if p in available]
-    return chosen if chosen and chosen[-1] == "CPUExecutionProvider" else chosen + ["CPUExecutionProvider"]
+    chosen = gpu_listed if gpu_listed and gpu[0] else []
+    return chosen + ["CPUExecutionProvider"]
 
 
 def _no_cuda_message(available: Sequence[str]) -> str:
