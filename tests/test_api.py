@@ -615,6 +615,11 @@ def test_cli_version_and_help_do_not_load_models():
 
 
 def test_cli_bench_json_schema(capsys):
+    for bad in (("--frames", "0"), ("--frames", "-3"), ("--warmup", "-1"), ("--identity-every-ms", "-5"),
+                ("--identity-every-ms", "nan")):  # usage errors (exit 2), as elsewhere in the CLI (were exit 1)
+        with pytest.raises(SystemExit) as exc:
+            _cli("bench", *bad)
+        assert exc.value.code == 2, bad
     assert _cli("bench", "--json", "--frames", "3", "--warmup", "1") == 0
     res = json.loads(capsys.readouterr().out)
     assert set(res) == {"device", "providers", "precision", "input", "stages", "end_to_end", "baseline", "startup",
@@ -833,3 +838,23 @@ def test_close_in_a_forked_child_returns(astronaut):
     finally:
         a.close()
     assert got == b"closed" and status == 0, (status, got)
+
+
+def test_cli_prints_a_multi_line_model_error_on_one_line(tmp_path, astronaut, capsys, monkeypatch):
+    """A ModelError lists each bad model file on a line of its own; the CLI's
+    error is one line (README: exit 1, one line on stderr)."""
+    import avatarizer.api as api
+    from avatarizer.errors import ModelError
+
+    def broken(self, *a, **k):
+        raise ModelError("manifest.json: 2 of 3 model file(s) failed verification:\n  a.onnx: sha256\n  b.onnx: size")
+
+    monkeypatch.setattr(api.Avatarizer, "__init__", broken)
+    src = tmp_path / "me.png"
+    from PIL import Image
+
+    Image.fromarray(astronaut).save(src)
+    assert _cli("image", str(src), "-o", str(tmp_path / "a.png")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["avatarizer image: error: manifest.json: 2 of 3 model file(s) failed verification: "
+                   "a.onnx: sha256; b.onnx: size"], err

@@ -336,11 +336,24 @@ def _stream(av, images, warmup: int) -> dict:
     return {"fps": round(len(latency) / wall, 2), "latency": _pct(latency)}
 
 
+def _ms(text: str) -> float:
+    """An argparse type for ``--identity-every-ms``: a finite number >= 0 (else a usage error)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (v >= 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number of milliseconds >= 0, got {text!r}")
+    return v
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
+    from .checks import int_arg
+
     ap.add_argument("--json", action="store_true", help="print one JSON object (the DESIGN.md schema)")
-    ap.add_argument("--frames", type=int, default=100, help="timed frames (default 100)")
-    ap.add_argument("--warmup", type=int, default=10, help="untimed frames first, after the identity's start-up "
-                    "in video mode (default 10)")
+    ap.add_argument("--frames", type=int_arg(1, 100_000), default=100, help="timed frames (default 100)")
+    ap.add_argument("--warmup", type=int_arg(0, 100_000), default=10,
+                    help="untimed frames first, after the identity's start-up in video mode (default 10)")
     ap.add_argument("--mode", choices=("video", "image"), default="video",
                     help="pipeline mode (default video: tracking, as a live app)")
     ap.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
@@ -350,7 +363,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--video", metavar="PATH", default=None,
                     help="a video file or a folder of .mp4 clips to take frames from (default: "
                          "$AVATARIZER_BENCH_VIDEO, else built-in frames of the bundled portrait)")
-    ap.add_argument("--identity-every-ms", type=float, default=None, metavar="MS",
+    ap.add_argument("--identity-every-ms", type=_ms, default=None, metavar="MS",
                     help="video mode: run the face and hair networks at most this often, on a worker thread "
                          "(default 200; 0 runs them inline on every frame)")
 
@@ -395,8 +408,9 @@ def command(args) -> int:
 
 def main(argv=None, prog: str = "avatarizer bench") -> int:
     """``python -m avatarizer.bench`` and ``benchmarks/e2e.py``: as the CLI's ``bench`` command,
-    a plain-sentence error (a bad ``--frames``, a missing ``--video``, no CUDA) is one line on
-    stderr and exit status 1; a usage error is argparse's, status 2."""
+    a plain-sentence error (a missing ``--video``, no CUDA) is one line on stderr and exit
+    status 1; a usage error (a bad ``--frames``, ``--warmup`` or ``--identity-every-ms``) is
+    argparse's, status 2."""
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     add_arguments(ap)
     args = ap.parse_args(argv)

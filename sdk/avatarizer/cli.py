@@ -1374,7 +1374,11 @@ def main(argv=None) -> int:
         status = getattr(exc, "status", 1)
         return status
     except (ValueError, AvatarizerError) as exc:  # the SDK's plain-sentence errors
-        print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)
+        # (one line: a ModelError lists each bad model file on a line of its own)
+        text = ""
+        for part in filter(None, (line.strip() for line in str(exc).splitlines())):
+            text += (" " if not text or text.endswith(":") else "; ") + part if text else part
+        print(f"avatarizer {args.command}: error: {text}", file=sys.stderr)
         return 1
     except OSError as exc:  # the file system said no (permissions, full disk, ...)
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
