@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -555,6 +556,12 @@ def test_session_providers_threads_and_input_checks(exported):
     assert sess.intra_op_num_threads == 1 and sess.name == "image_to_face-onnx-fp32"
     override = Session(path, providers=["CPUExecutionProvider"], intra_op_num_threads=2)
     assert override.providers == ["CPUExecutionProvider"]
+    assert Session(path, providers=[("CPUExecutionProvider", {})]).providers == ["CPUExecutionProvider"]
+    # refused, not a banner and the CPU: a name onnxruntime lacks, none, a string (read letter by letter)
+    for bad, says in ((["NoSuchProvider"], "not in this onnxruntime"), ([], "non-empty"),
+                      ("CPUExecutionProvider", "non-empty list"), ([("CPUExecutionProvider",)], "(name, dict)")):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            Session(path, providers=bad)
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(RuntimeError, match="device='cuda'"):
             Session(path, device="cuda")

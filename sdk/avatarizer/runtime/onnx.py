@@ -98,8 +98,19 @@ TRT_CACHE_DIR = Path(os.environ.get("AVATARIZER_CACHE", Path.home() / ".cache" /
 
 
 def _provider_entries(providers: Sequence[Any]) -> tuple[list[str], list[dict]]:
+    """(names, options) of a ``providers`` list; ``ValueError`` for a string
+    (it would be read letter by letter), an empty list, a malformed entry or
+    a name this onnxruntime does not have (ONNX Runtime itself only prints a
+    banner and runs on the CPU)."""
+    if isinstance(providers, (str, bytes)) or not isinstance(providers, Sequence) or not providers:
+        raise ValueError(f"providers must be a non-empty list of provider names or (name, options) pairs, "
+                         f"got {providers!r:.80}")
     names, options = [], []
     for p in providers:
+        if isinstance(p, (tuple, list)) and (len(p) != 2 or not isinstance(p[0], str) or not isinstance(p[1], Mapping)):
+            raise ValueError(f"a provider with options is a (name, dict) pair, got {p!r:.80}")
+        if not isinstance(p, (tuple, list, str)):
+            raise ValueError(f"a provider is a name or a (name, dict) pair, got {p!r:.80}")
         if isinstance(p, (tuple, list)):
             names.append(str(p[0]))
             options.append(dict(p[1]))
@@ -165,8 +176,13 @@ class Session:
         intra_op_num_threads = _thread_count("intra_op_num_threads", intra_op_num_threads)
         inter_op_num_threads = _thread_count("inter_op_num_threads", inter_op_num_threads)
         self.device = device
-        requested = list(providers) if providers is not None else resolve_providers(device)
+        requested = providers if providers is not None else resolve_providers(device)
         names, options = _provider_entries(requested)
+        unknown = [n for n in names if n not in available_providers()]
+        if unknown:
+            raise ValueError(f"provider(s) {unknown} are not in this onnxruntime (it has {available_providers()})")
+        if device == "auto" and providers is not None and "CUDAExecutionProvider" in names:
+            device = "cuda"  # asked for by name: a quiet fall back to the CPU is an error, as for device='cuda'
         self.requested_providers = names
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_num_threads
