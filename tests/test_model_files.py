@@ -303,12 +303,17 @@ def _two_attribute_entries(tmp_path, v_old, v_new, precision_new="int8"):
         models["attributes-b"] = other
 
     _edit(folder, add)
-    # the copy's embedded name must match its manifest name
-    m = onnx.load(str(folder / "attributes-b.onnx"))
-    for p in m.metadata_props:
-        if p.key == "avatarizer":
-            p.value = json.dumps(dict(json.loads(p.value), name="attributes-b"))
-    _install(folder, m, "attributes-b")
+    # the embedded name and version must match the manifest's (the version only where it gives one)
+    for name, file, version in ((ATTR, None, v_old), ("attributes-b", "attributes-b.onnx", v_new)):
+        path = folder / (file or json.loads((folder / "manifest.json").read_text())["models"][ATTR]["file"])
+        m = onnx.load(str(path))
+        for p in m.metadata_props:
+            if p.key == "avatarizer":
+                meta = dict(json.loads(p.value), name=name)
+                if version is not None:
+                    meta["version"] = version
+                p.value = json.dumps(meta)
+        _install(folder, m, name)
     return Manifest.load(folder)
 
 
@@ -318,6 +323,25 @@ def test_newest_attribute_model_by_numeric_version(tmp_path, old, new):
     from avatarizer.pipeline.config import attributes_entry
 
     assert attributes_entry(_two_attribute_entries(tmp_path, old, new)).name == "attributes-b"
+
+
+def test_a_version_or_metadata_format_the_file_does_not_have_is_a_model_error(tmp_path):
+    """The manifest's version is what the runtime acts on (the attribute
+    model's glasses fusion and gates follow it), so a file whose embedded
+    version disagrees, or whose metadata a newer exporter wrote, is refused
+    naming the file (both loaded before)."""
+    folder = _folder(tmp_path, keep=(ATTR,))
+    _edit(folder, lambda models: models[ATTR].update(version="99.0.0"))
+    assert "embedded metadata says version '2.3.2', the manifest says '99.0.0'" in _load_error(folder)
+    folder = _folder(tmp_path / "fmt", keep=(ATTR,))
+    file = json.loads((folder / "manifest.json").read_text())["models"][ATTR]["file"]
+    m = onnx.load(str(folder / file))
+    for p in m.metadata_props:
+        if p.key == "avatarizer":
+            p.value = json.dumps(dict(json.loads(p.value), metadata_format=99))
+    _install(folder, m, ATTR)
+    err = _load_error(folder)
+    assert file in err and "metadata format 99" in err, err
 
 
 @pytest.mark.parametrize("bad", ["abc", "2.3.2-rc1", 2.5, True, "", "1..2", -1, "٣"])

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import ModelError
-from .files import (_kind, external_data_refusal, normalisation_problem, onnx_external_data_file, read_description,
+from .files import (METADATA_FORMAT, _kind, external_data_refusal, normalisation_problem, onnx_external_data_file, read_description,
                     sha256_file, spec_list_problem)
 
 #: Folder of the shipped models (``sdk/avatarizer/models``).
@@ -292,8 +292,14 @@ def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: 
                 raise _EntryProblem(file, str(exc)) from None
             if external:
                 raise _EntryProblem(file, external_data_refusal(external))
+        fmt_no = description.get("metadata_format", METADATA_FORMAT)
+        if not isinstance(fmt_no, int) or isinstance(fmt_no, bool) or fmt_no > METADATA_FORMAT:
+            raise _EntryProblem(file, f"embedded metadata format {fmt_no!r:.40}: this SDK reads format "
+                                      f"{METADATA_FORMAT} or older (a newer avatarizer-export wrote it)")
         checks = [("name", name), ("precision", precision),
                   ("schema_version", raw.get("schema_version", schema_version))]
+        if raw.get("version") is not None:  # (what the runtime acts on: the attribute model's fusions and gates)
+            checks.append(("version", raw["version"]))
         if fmt is not None:
             checks.append(("format", fmt))
         if role is not None:
