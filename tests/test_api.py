@@ -444,6 +444,8 @@ def test_model_estimator_unavailable_without_manifest(tmp_path):
         Avatarizer(models_dir=tmp_path / "manifest.json", max_faces=1)
     with pytest.raises(ValueError, match="models_dir"):  # "" would be the working folder: an unset setting
         Avatarizer(models_dir="", max_faces=1)
+    with pytest.raises(ModelError, match="not a folder"):  # with the artist too (unused, but a typo)
+        Avatarizer(models_dir=tmp_path / "modles", estimator="artist", max_faces=1)
     # a manifest.json that is there but not a file: an error, not "not found" and the artist
     for kind in ("folder", "device", "broken link"):
         folder = tmp_path / kind

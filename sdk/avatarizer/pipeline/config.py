@@ -19,6 +19,7 @@ nothing themselves):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
@@ -138,6 +139,8 @@ def resolve(options, *, render_size: int = 256, render_background: Any = None):
     manifest = None
     if o.estimator != "artist":
         manifest = _load_manifest(o.models_dir)
+    elif o.models_dir is not None and not Path(o.models_dir).is_dir():  # (unused, but a typo all the same)
+        raise ModelError(f"models_dir {str(o.models_dir)!r:.200} is not a folder (it does not exist, or is a file)")
     estimator, reason = resolve_estimator(o, manifest)
     providers: tuple = ()
     entries: tuple = ()
