@@ -1017,19 +1017,16 @@ def main_eval(args) -> int:
             return _fail(f"--{name} {value}: a link loop or a path the system refuses", 2)
     if out and prep and Path(out).resolve() == Path(prep).resolve():
         return _fail(f"--out and --prepared name the same file {out} (the cache would be replaced by the JSON)", 2)
-    if out is not None:
-        if not out or Path(out).is_dir():
-            return _fail(f"--out {out!r} must name a file, not a folder", 2)
-        if not Path(out).resolve().parent.is_dir():
-            return _fail(f"--out {out}: the folder {Path(out).parent} does not exist", 2)
-        if Path(out).exists() and not args.overwrite:
-            return _fail(f"--out {out} exists: give --overwrite to replace it", 1)
-    if prep is not None:
-        if not prep or Path(prep).is_dir():
-            return _fail(f"--prepared {prep!r} must name a file, not a folder", 2)
-        # as --out: nothing is made before every check passed (the cache is written at the end)
-        if not Path(prep).resolve().parent.is_dir():
-            return _fail(f"--prepared {prep}: the folder {Path(prep).parent} does not exist", 2)
+    # the same rule for both (nothing is made before every check passed: the cache is written at the end)
+    for name, value in (("out", out), ("prepared", prep)):
+        if value is None:
+            continue
+        if not value or Path(value).is_dir():
+            return _fail(f"--{name} {value!r} must name a file, not a folder", 2)
+        if not Path(value).resolve().parent.is_dir():
+            return _fail(f"--{name} {value}: the folder {Path(value).parent} does not exist", 2)
+        if name == "out" and Path(value).exists() and not args.overwrite:
+            return _fail(f"--out {value} exists: give --overwrite to replace it", 1)
     folders = [Path(p) for p in parts]
     for faces in folders:
         if not faces.is_dir():
