@@ -336,19 +336,8 @@ def _stream(av, images, warmup: int) -> dict:
     return {"fps": round(len(latency) / wall, 2), "latency": _pct(latency)}
 
 
-def _ms(text: str) -> float:
-    """An argparse type for ``--identity-every-ms``: a finite number >= 0 (else a usage error)."""
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not (v >= 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a number of milliseconds >= 0, got {text!r}")
-    return v
-
-
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    from .checks import int_arg
+    from .checks import float_arg, int_arg
 
     ap.add_argument("--json", action="store_true", help="print one JSON object (the DESIGN.md schema)")
     ap.add_argument("--frames", type=int_arg(1, 100_000), default=100, help="timed frames (default 100)")
@@ -363,7 +352,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--video", metavar="PATH", default=None,
                     help="a video file or a folder of .mp4 clips to take frames from (default: "
                          "$AVATARIZER_BENCH_VIDEO, else built-in frames of the bundled portrait)")
-    ap.add_argument("--identity-every-ms", type=_ms, default=None, metavar="MS",
+    ap.add_argument("--identity-every-ms", type=float_arg(lambda v: v >= 0, "expected a number of milliseconds >= 0, got {text!r}"), default=None, metavar="MS",
                     help="video mode: run the face and hair networks at most this often, on a worker thread "
                          "(default 200; 0 runs them inline on every frame)")
 

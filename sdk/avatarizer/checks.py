@@ -38,3 +38,21 @@ def int_arg(lo: int, hi: int | None = None, *, not_int: str = "not an integer: {
         return v
 
     return check
+
+
+def float_arg(ok, message: str = "expected a number, got {text!r}"):
+    """An argparse ``type=`` for the command-line tools: a finite number for
+    which ``ok`` holds, else a usage error: ``message`` formatted with
+    ``text`` (as given). The float twin of :func:`int_arg`."""
+    import argparse
+
+    def check(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not (math.isfinite(v) and ok(v)):
+            raise argparse.ArgumentTypeError(message.format(text=text))
+        return v
+
+    return check

@@ -1205,21 +1205,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _float_where(what: str, ok):
-    """An argparse type: a finite number for which ``ok`` holds, else
-    "expected WHAT" (the text as given)."""
-    def check(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            v = math.nan
-        if not (math.isfinite(v) and ok(v)):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return v
-
-    return check
-
-
 def _int_in(lo: int, hi: int | None, what: str, out_of_range: str):
     """An argparse type: a whole number (else "expected WHAT") from ``lo`` to
     ``hi`` (None: no upper bound), else ``out_of_range`` formatted with ``v``
@@ -1265,10 +1250,12 @@ def _set_argument(p) -> None:
                         "skin_tone=1..10 (Monk scale)")
 
 
-_likeness = _float_where("a number from 0.5 to 2", lambda v: 0.5 <= v <= 2.0)
-_seconds = _float_where("a positive number of seconds", lambda v: v > 0)
-_fps = _float_where("frames per second in (0, 1000]", lambda v: 0 < v <= 1000)
-_tolerance = _float_where("a tolerance in pixels, 0..64", lambda v: 0 <= v <= 64)
+from .checks import float_arg  # noqa: E402 (light: the package has numpy loaded already)
+
+_likeness = float_arg(lambda v: 0.5 <= v <= 2.0, "expected a number from 0.5 to 2, got {text!r}")
+_seconds = float_arg(lambda v: v > 0, "expected a positive number of seconds, got {text!r}")
+_fps = float_arg(lambda v: 0 < v <= 1000, "expected frames per second in (0, 1000], got {text!r}")
+_tolerance = float_arg(lambda v: 0 <= v <= 64, "expected a tolerance in pixels, 0..64, got {text!r}")
 
 
 _seed = _int_in(0, 2 ** 64 - 1, "a whole number >= 0", "expected a whole number from 0 to 2**64 - 1, got {text!r}")
