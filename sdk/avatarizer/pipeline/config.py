@@ -139,8 +139,8 @@ def resolve(options, *, render_size: int = 256, render_background: Any = None):
     manifest = None
     if o.estimator != "artist":
         manifest = _load_manifest(o.models_dir)
-    elif o.models_dir is not None and not Path(o.models_dir).is_dir():  # (unused, but a typo all the same)
-        raise ModelError(f"models_dir {str(o.models_dir)!r:.200} is not a folder (it does not exist, or is a file)")
+    else:
+        _check_models_dir(o.models_dir)  # (unused by the artist, but a typo all the same)
     estimator, reason = resolve_estimator(o, manifest)
     providers: tuple = ()
     entries: tuple = ()
@@ -187,13 +187,18 @@ def resolve(options, *, render_size: int = 256, render_background: Any = None):
     return resolved, estimator
 
 
+def _check_models_dir(folder) -> None:
+    """:class:`ModelError` when the app named a ``models_dir`` that is not a folder."""
+    if folder is not None and not Path(folder).is_dir():
+        raise ModelError(f"models_dir {str(folder)!r:.200} is not a folder (it does not exist, or is a file)")
+
+
 def _load_manifest(folder):
     """The verified manifest of ``folder`` (the package's by default), or None
     when there is none; a manifest that exists but fails verification, or a
     ``folder`` that is not a folder, raises :class:`ModelError` (never a
     silent fallback to the artist)."""
     import os
-    from pathlib import Path
 
     from ..runtime import DEFAULT_FOLDER, MANIFEST_NAME, Manifest
 
@@ -204,9 +209,7 @@ def _load_manifest(folder):
     except (OSError, TypeError, ValueError):
         present, missing = True, False  # let Manifest.load say what is wrong with the folder
     if missing:  # a folder the app named that is not there (a typo, a file): not a quiet fall back to the artist
-        from ..errors import ModelError
-
-        raise ModelError(f"models_dir {str(folder)!r:.200} is not a folder (it does not exist, or is a file)")
+        _check_models_dir(folder)
     if not present:
         return None
     return Manifest.load(folder)
