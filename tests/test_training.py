@@ -57,7 +57,10 @@ def fake(tmp_path, monkeypatch):
     from avatarizer_export import lpips
 
     monkeypatch.setattr(lpips, "vgg16_features", TinyVGG)
-    return SimpleNamespace(crops=crops, params=params, runs=tmp_path / "runs")
+    stages = {"aligned": "a1", "pairs": "p1", "avatars": "v1"}  # the data stages' identities (data.stage_key)
+    monkeypatch.setattr(D, "stage_key", lambda cache, stage: stages[stage])
+    return SimpleNamespace(crops=crops, params=params, source=source, augs=augs, runs=tmp_path / "runs",
+                           stages=stages)
 
 
 def cfg(name, kind, steps=4, **kw):
@@ -99,6 +102,51 @@ def test_runs_resume_and_restart_on_config_change(fake):
     torch.save(ck, path)
     T.train_param_ae(cfg("pae", "param_ae", steps=3, lr=1e-3))
     assert T.load_run("pae")["step"] == 3
+
+
+def test_runs_start_over_when_their_inputs_change(fake, capsys):
+    """A finished run is reused only for the data and upstream checkpoints it
+    was trained on: rebuilt avatars, or a retrained E_s, start it over."""
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    assert "resumed at step 2" in capsys.readouterr().out
+    fake.stages["avatars"] = "v2"  # the avatars were rebuilt
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    assert "pae: inputs changed (data avatars), starting over" in capsys.readouterr().out
+    assert T.load_run("pae")["inputs"] == {"data pairs": "p1", "data avatars": "v2"}
+    T.train_image_ae(cfg("img", "image_ae", steps=2))
+    T.train_mapper(cfg("map", "mapper", steps=2, image_ae="img", param_ae="pae"))
+    T.train_mapper(cfg("map", "mapper", steps=2, image_ae="img", param_ae="pae"))
+    assert "map: resumed at step 2" in capsys.readouterr().out
+    T.train_image_ae(cfg("img", "image_ae", steps=4))  # E_s trained on: another checkpoint
+    with pytest.raises(ValueError, match="train the mapper again"):
+        T.load_image_to_face("map")  # F was fitted to the old E_s
+    T.train_mapper(cfg("map", "mapper", steps=2, image_ae="img", param_ae="pae"))
+    assert "map: inputs changed (run image_ae), starting over" in capsys.readouterr().out
+    T.load_image_to_face("map")
+    # a checkpoint written before inputs were recorded: nothing says it is current
+    path = fake.runs / "pae" / "ckpt.pt"
+    ck = torch.load(path, weights_only=False)
+    del ck["inputs"]
+    torch.save(ck, path)
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    assert "pae: inputs changed (not recorded in its checkpoint), starting over" in capsys.readouterr().out
+
+
+def test_pair_encodings_follow_the_pairs_and_the_encoder(fake, monkeypatch):
+    T.train_image_ae(cfg("img", "image_ae", steps=2))
+    assert T.pair_encodings(image_ae="img")["z_pairs"].shape == (24, 16)
+    # the pairs rebuilt with fewer rows: encoded again, not the old 24
+    fake.stages["pairs"] = "p2"
+    monkeypatch.setattr(D, "load_pairs", lambda cache=None: (fake.crops[:12], fake.params[:12], fake.source[:12],
+                                                             fake.augs[:12]))
+    z = T.pair_encodings(image_ae="img")["z_pairs"]
+    assert z.shape == (12, 16) and T.pair_encodings(image_ae="img")["z_pairs"].shape == (12, 16)
+    # E_s trained on: encoded again under the new weights
+    T.train_image_ae(cfg("img", "image_ae", steps=4))
+    mods, _ = T.load_modules("img")
+    z2 = T.pair_encodings(image_ae="img")["z_pairs"]
+    assert not np.array_equal(z, z2) and np.allclose(z2, T.encode(mods["enc"], fake.crops[:12], 32), atol=1e-6)
 
 
 def test_geometry_weight_reweights_the_reconstruction_loss(fake):
@@ -152,9 +200,9 @@ def test_direct_from_pretrained_encoder(fake, monkeypatch):
     seen = {}
     orig = T._setup
 
-    def spy(c, mods, params=None):  # the encoder's weights when training starts
+    def spy(c, mods, params=None, **kw):  # the encoder's weights when training starts
         seen["enc"] = {k: v.clone() for k, v in mods["net"].encoder.state_dict().items()}
-        return orig(c, mods, params)
+        return orig(c, mods, params, **kw)
 
     monkeypatch.setattr(T, "_setup", spy)
     T.train_direct(cfg("dir", "direct", steps=2, init_encoder="img"))

@@ -37,6 +37,17 @@ DATA_VERSION = 2  # 2: 3D landmarks kept; the artist draws the frontal face
 PRIOR_OVER = "pairs"  # the avatar prior's kernels: every pair's avatar (originals and augmented)
 
 
+# ------------------------------------------------------------------ stages
+
+
+def stage_key(cache: Path | None, stage: str) -> str:
+    """The identity of a built data stage (``aligned``, ``pairs``,
+    ``avatars``): the SHA-256 (16 hex digits) of its ``meta.json``, written
+    last by every build (empty when the stage is not built)."""
+    path = (cache or cache_dir()) / stage / "meta.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
+
+
 # ------------------------------------------------------------------ split
 
 
