@@ -304,3 +304,88 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(ship, "export", boom)
     with pytest.raises(RuntimeError, match="no toolchain"):
         pipeline.run_all(shared, cache, report=False)
+
+
+@pytest.fixture
+def tiny_aligned(tmp_path, monkeypatch):
+    """cache/aligned of 12 photos, with the alignment and the artist faked:
+    ``calls`` counts the photos aligned and the photos drawn."""
+    keys = [f"ffhq128/{i:05d}.png" for i in range(12)]
+    calls = SimpleNamespace(align=0, pairs=0, fail_at=None)
+    artist = {"source": "s1", "detectors": "d1", "mean_face": "m1"}
+
+    def align_one(job):
+        calls.align += 1
+        z = np.zeros
+        return job[0], dict(crop=z((128, 128, 3), np.uint8), hair=z((128, 128), np.uint8),
+                            landmarks=z((478, 2), np.float32), landmarks3d=z((478, 3), np.float32),
+                            transform=z((2, 3)), pose=z(3, np.float32), pad=0, faces=1), None
+
+    def pairs_worker(job):
+        calls.pairs += 1
+        if calls.fail_at == calls.pairs:
+            raise KeyboardInterrupt  # the build cut short
+        return job[0], [(job[7], schema.sample(1, seed=job[-1])[0], "original")]
+
+    monkeypatch.setattr(D, "list_faces", lambda shared: list(keys))
+    monkeypatch.setattr(D, "_align_one", align_one)
+    monkeypatch.setattr(D, "_pairs_worker", pairs_worker)
+    monkeypatch.setattr(D, "artist_key", lambda: dict(artist))
+    cache = tmp_path / "cache"
+    D.build_aligned(tmp_path, cache, workers=1)
+    return SimpleNamespace(cache=cache, keys=keys, calls=calls, artist=artist, shared=tmp_path)
+
+
+def test_data_stages_are_rebuilt_when_their_inputs_change(tiny_aligned, capsys):
+    t = tiny_aligned
+    cache, calls = t.cache, t.calls
+    D.build_aligned(t.shared, cache, workers=1)
+    assert calls.align == 12 and "align: reusing" in capsys.readouterr().out
+    t.keys[3] = "ffhq128/other.png"  # as many photos, not the same ones
+    D.build_aligned(t.shared, cache, workers=1)
+    assert calls.align == 24
+    D.build_pairs(t.shared, cache, workers=1)
+    D.build_avatars(cache, n=40)
+    built = calls.pairs
+    D.build_pairs(t.shared, cache, workers=1)
+    D.build_avatars(cache, n=40)
+    out = capsys.readouterr().out
+    assert calls.pairs == built and "pairs: reusing" in out and "avatars: reusing" in out
+    # the artist changed (source, detectors or mean face): same counts, other avatars
+    t.artist["mean_face"] = "m2"
+    D.build_pairs(t.shared, cache, workers=1)
+    assert calls.pairs == 2 * built
+    key = D.stage_key(cache, "avatars")
+    D.build_avatars(cache, n=40)  # over the new pairs
+    assert "avatars: reusing" not in capsys.readouterr().out and D.stage_key(cache, "avatars") != key
+    # the photos aligned again: the pairs follow
+    D.build_aligned(t.shared, cache, workers=1, force=True)
+    D.build_pairs(t.shared, cache, workers=1)
+    assert calls.pairs == 3 * built
+
+
+def test_a_data_stage_cut_short_is_never_reused(tiny_aligned):
+    t = tiny_aligned
+    D.build_pairs(t.shared, t.cache, workers=1)
+    t.calls.fail_at = t.calls.pairs + 3
+    with pytest.raises(KeyboardInterrupt):
+        D.build_pairs(t.shared, t.cache, workers=1, force=True)
+    with pytest.raises(FileNotFoundError, match="no pairs yet"):
+        D.load_pairs(t.cache)
+    n = t.calls.pairs
+    D.build_pairs(t.shared, t.cache, workers=1)  # built again, not reused
+    assert t.calls.pairs > n and len(D.load_pairs(t.cache)[1]) == t.calls.pairs - n
+
+
+def test_artist_key_follows_the_mean_face_contents(tmp_path, monkeypatch):
+    from avatarizer import landmarks as LM
+
+    key = D.artist_key()
+    assert key == D.artist_key() and all(key.values())
+    mf = LM.MeanFace.load()
+    path = tmp_path / "mean_face.npz"
+    mf.save(path)
+    monkeypatch.setattr(LM, "_DATA", path)
+    assert D.artist_key() == key  # saved again: the same arrays
+    LM.MeanFace(mf.points * 1.01, mf.mirror, mf.rigid).save(path)
+    assert D.artist_key()["mean_face"] != key["mean_face"]
