@@ -389,3 +389,44 @@ def test_artist_key_follows_the_mean_face_contents(tmp_path, monkeypatch):
     assert D.artist_key() == key  # saved again: the same arrays
     LM.MeanFace(mf.points * 1.01, mf.mirror, mf.rigid).save(path)
     assert D.artist_key()["mean_face"] != key["mean_face"]
+
+
+def test_checkpoints_are_written_whole_and_a_damaged_one_is_named(fake, monkeypatch):
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    path = fake.runs / "pae" / "ckpt.pt"
+    good = path.read_bytes()
+    real = torch.save
+
+    def killed(obj, f):  # the save cut short half-way
+        real(obj, f)
+        Path(f).write_bytes(Path(f).read_bytes()[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        T.train_param_ae(cfg("pae", "param_ae", steps=4))
+    monkeypatch.setattr(torch, "save", real)
+    assert path.read_bytes() == good and sorted(p.name for p in path.parent.iterdir()) == ["ckpt.pt", "loss.png"]
+    assert T.load_run("pae")["step"] == 2
+    path.write_bytes(good[: len(good) // 2])  # cut short by a save before they were atomic
+    with pytest.raises(RuntimeError, match=f"{path}: not a readable checkpoint"):
+        T.load_run("pae")
+    with pytest.raises(RuntimeError, match=f"{path}: not a readable checkpoint"):
+        T.train_param_ae(cfg("pae", "param_ae", steps=4))
+    with pytest.raises(FileNotFoundError):
+        T.load_run("no_such_run")
+
+
+def test_the_hair_bank_is_written_whole(tmp_path):
+    from avatarizer import hair as HR
+    from avatarizer_export import hairbank
+
+    with np.load(hairbank.DATA / "hair_bank.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    hairbank.save_bank(arrays, {"note": "first"}, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["hair_bank.json", "hair_bank.npz"]
+    with pytest.raises(TypeError):  # the json cannot be written: neither file changes
+        hairbank.save_bank({**arrays, "geometry": arrays["geometry"][:3]}, {"note": object()}, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert len(HR.HairBank.load(tmp_path / "hair_bank.npz").geometry) == len(arrays["geometry"])

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .onnx_util import staged
 from .paths import ROOT, cache_dir, shared_dir
 
 CROP = 128
@@ -82,8 +83,6 @@ def artist_key() -> dict:
 def _write_meta(path: Path, meta: dict):
     """``meta.json``, the last file of a stage, written whole or not at all,
     with a token new to every build (so :func:`stage_key` tells builds apart)."""
-    from .onnx_util import staged
-
     with staged(path, "part") as tmp:
         tmp.write_text(json.dumps({**meta, "build": os.urandom(8).hex()}, indent=1))
 
@@ -332,7 +331,8 @@ def build_mean_face(cache: Path, out: Path | None = None):
     t0 = time.time()
     mf = meanface.build(al.landmarks3d[train])
     path = out or LM._DATA
-    mf.save(path)
+    with staged(Path(path), "part") as tmp:  # the SDK's data: whole or not at all
+        mf.save(tmp)
     LM.mean_face.cache_clear()
     print(f"meanface: {len(train)} training faces, {len(mf.rigid)} rigid landmarks, "
           f"{int((mf.mirror == np.arange(len(mf.mirror))).sum())} on the mid-line, "

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import is_heldout
+from .onnx_util import staged
 from .paths import ROOT, cache_dir, shared_dir
 
 OUT = ROOT / "sdk" / "avatarizer" / "data" / "artist_detectors.json"
@@ -327,7 +328,8 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
             doc[key]["hair_colour"] = hc_report[part]
     doc["seconds"] = round(time.time() - t0, 1)
     out = Path(out) if out else OUT
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    with staged(out, "part") as tmp:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
     from avatarizer.artist import accessories
 
     accessories.detectors.cache_clear()
@@ -612,7 +614,8 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
            "model": {k: np.asarray(v).tolist() for k, v in model.items()}, "thresholds": th, **report,
            "seconds": round(time.time() - t0, 1)}
     out = Path(out) if out else FUSION_OUT
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    with staged(out, "part") as tmp:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps(report))
     print(f"wrote {out}")
     return doc

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .onnx_util import staged
 from .paths import ROOT, cache_dir
 from .train import SHIPPED_MAPPER
 
@@ -185,7 +186,8 @@ def _summary(results: dict):
     path = MODELS / "gate_report.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     old.update(results)
-    path.write_text(json.dumps(old, indent=1, default=str) + "\n")
+    with staged(path, "part") as tmp:
+        tmp.write_text(json.dumps(old, indent=1, default=str) + "\n")
 
 
 def export(what: str, cache: Path, mapper: str = SHIPPED_MAPPER) -> dict:

@@ -17,6 +17,7 @@ it starts over, saying why.
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -151,7 +152,7 @@ class Run:
     def resume(self) -> bool:
         if not self.ckpt.exists():
             return False
-        ck = torch.load(self.ckpt, map_location="cpu", weights_only=False)
+        ck = read_ckpt(self.ckpt)
         # the step budget may change between runs (extend or cut a run); nothing else may
         free = ("steps", "threads")
         # a field added since the checkpoint was written counts as its default
@@ -177,11 +178,15 @@ class Run:
         return True
 
     def save(self):
-        torch.save(dict(config=asdict(self.cfg), inputs=self.inputs,
-                        state={k: m.state_dict() for k, m in self.modules.items()},
-                        optim=self.opt.state_dict(), sched=self.sched.state_dict(), step=self.step,
-                        history=self.history, rng=torch.get_rng_state(),
-                        seconds=self.seconds + time.time() - self.t0), self.ckpt)
+        """``ckpt.pt``, written whole or not at all (a save cut short leaves the last one)."""
+        from .onnx_util import staged
+
+        with staged(self.ckpt, "part") as tmp:
+            torch.save(dict(config=asdict(self.cfg), inputs=self.inputs,
+                            state={k: m.state_dict() for k, m in self.modules.items()},
+                            optim=self.opt.state_dict(), sched=self.sched.state_dict(), step=self.step,
+                            history=self.history, rng=torch.get_rng_state(),
+                            seconds=self.seconds + time.time() - self.t0), tmp)
 
     def log(self, **vals):
         self.history.append(dict(step=self.step, lr=self.opt.param_groups[0]["lr"], **vals))
@@ -207,9 +212,20 @@ class Run:
         plt.close(fig)
 
 
+def read_ckpt(path: Path) -> dict:
+    """A checkpoint; RuntimeError naming the file when it is there but cannot
+    be read (cut short by a save before saves were atomic, a damaged disk)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise RuntimeError(f"{path}: not a readable checkpoint ({exc}); delete it to train the run "
+                           "again") from None
+
+
 def load_run(name: str) -> dict:
-    ck = torch.load(RUNS / name / "ckpt.pt", map_location="cpu", weights_only=False)
-    return ck
+    return read_ckpt(RUNS / name / "ckpt.pt")
 
 
 def build(kind: str, net_cfg: dict):
