@@ -293,6 +293,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
         assert cache in (*a, kw.get("cache")), (name, a, kw)
     trains = [c for c in calls if c[0] == "train"]
     assert all(kw["steps_scale"] == 0.5 for _, _, kw in trains)
+    # the long steps show their progress bars (they ran quiet for minutes)
+    assert all(not kw.get("quiet") for name, _, kw in calls if name in ("detectors", "fusion"))
     assert ("mapper", {"finetune": "mapper_full"}) in [(a[0], {k: v for k, v in kw.items() if k == "finetune"})
                                                        for _, a, kw in trains]
     assert ship.export.__name__ == "<lambda>" and calls[-2][1][0] == "ship"
