@@ -432,3 +432,25 @@ def test_the_hair_bank_is_written_whole(tmp_path):
         hairbank.save_bank({**arrays, "geometry": arrays["geometry"][:3]}, {"note": object()}, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     assert len(HR.HairBank.load(tmp_path / "hair_bank.npz").geometry) == len(arrays["geometry"])
+
+
+def test_nearest_and_lpips_read_the_folders_given(fake, tmp_path, monkeypatch):
+    """``nearest`` reads the pairs of the data cache given (report's --cache),
+    and the LPIPS / VGG weights come from the shared folder given (--shared)."""
+    from avatarizer_export import evaluate as E
+    from avatarizer_export import lpips, paths
+
+    T.train_image_ae(cfg("image_ae", "image_ae", steps=2))
+    seen = []
+    monkeypatch.setattr(D, "load_pairs", lambda cache=None: seen.append(cache) or (
+        fake.crops, fake.params, fake.source, fake.augs))
+    cache = tmp_path / "my_cache"
+    E.TorchPredictor("nearest", cache)
+    assert seen == [cache, cache]  # the pairs' rows, and their encodings
+    shared = tmp_path / "my_shared"
+    (shared / "data").mkdir(parents=True)
+    (shared / "weights").mkdir()
+    monkeypatch.setattr(paths, "_SHARED", None)
+    assert paths.shared_dir(shared) == shared
+    with pytest.raises(FileNotFoundError, match="my_shared"):
+        lpips.weights_path(net="alex")
