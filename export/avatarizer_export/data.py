@@ -56,16 +56,26 @@ def stage_key(cache: Path | None, stage: str) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
 
 
+def artist_source_key() -> str:
+    """The artist's source (``avatarizer/artist/*.py`` and ``avatarizer/hair.py``):
+    SHA-256, 16 hex digits."""
+    import avatarizer.artist as pkg
+    import avatarizer.hair as hair_module
+
+    h = hashlib.sha256()
+    for p in sorted(Path(pkg.__file__).parent.glob("*.py")) + [Path(hair_module.__file__)]:
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def artist_key() -> dict:
     """What the auto-artist's parameters depend on: its source
-    (:func:`~avatarizer_export.detectors._cue_key`), its fitted detectors
+    (:func:`artist_source_key`, the key of the detectors' cue caches too), its fitted detectors
     (``artist_detectors.json`` but its ``seconds``) and the mean face (the
     arrays of ``mean_face.npz``, not the zip's time stamps): SHA-256, 16 hex
     digits each, empty when the file is absent."""
     from avatarizer import landmarks as LM
     from avatarizer.artist import accessories
-
-    from .detectors import _cue_key
 
     det, mean = Path(accessories._DETECTORS_PATH), Path(LM._DATA)
     h_det = h_mean = ""
@@ -77,7 +87,7 @@ def artist_key() -> dict:
         for a in (mf.points, mf.mirror, mf.rigid):
             h.update(np.ascontiguousarray(a).tobytes())
         h_mean = h.hexdigest()[:16]
-    return {"source": _cue_key(), "detectors": h_det, "mean_face": h_mean}
+    return {"source": artist_source_key(), "detectors": h_det, "mean_face": h_mean}
 
 
 def _write_meta(path: Path, meta: dict):

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import artist_source_key as _cue_key  # cues are measured again whenever the artist changes
 from .data import is_heldout
 from .onnx_util import staged
 from .paths import ROOT, cache_dir, shared_dir
@@ -201,20 +202,6 @@ def glasses_decision(prob: np.ndarray, th: dict) -> np.ndarray:
 
 def balanced_accuracy(y, pred, k) -> float:
     return float(np.mean([np.mean(pred[y == c] == c) for c in range(k) if (y == c).any()]))
-
-
-def _cue_key() -> str:
-    """The artist's source: cues are measured again whenever it changes."""
-    import hashlib
-
-    import avatarizer.artist as pkg
-
-    h = hashlib.sha256()
-    import avatarizer.hair as hair_module
-
-    for p in sorted(Path(pkg.__file__).parent.glob("*.py")) + [Path(hair_module.__file__)]:
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def main_detectors(args) -> int:
