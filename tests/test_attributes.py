@@ -578,3 +578,48 @@ def test_make_sheets_numbers_every_photo_once(tmp_path):
     assert page is not None and page.shape[1] == 8 * (150 + 4) + 4
     with pytest.raises(FileNotFoundError):
         E.make_sheets(["ffhq128/missing.jpg"], faces, tmp_path / "bad")
+
+
+def test_student_features_and_student_follow_its_weights_and_logit_map(tmp_path, monkeypatch):
+    """The student's cached features belong to its weights (a retrained
+    student was given the last one's), and the finished student to the logit
+    map ``A`` it was distilled against."""
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from avatarizer_export import attributes as A
+
+    monkeypatch.setattr(A, "RUN", tmp_path / "run")
+    al = SimpleNamespace(crops=np.random.default_rng(0).integers(0, 255, (4, 128, 128, 3), dtype=np.uint8))
+    photo, variant = np.arange(4), np.zeros(4, np.int64)
+
+    class Const(torch.nn.Module):
+        def __init__(self, v):
+            super().__init__()
+            self.v = torch.nn.Parameter(torch.tensor(float(v)))
+
+        def forward(self, x):
+            return self.v.expand(len(x), 3)
+
+    assert (A.table_features(Const(1), al, photo, variant, name="student") == 1).all()
+    assert (A.table_features(Const(7), al, photo, variant, name="student") == 7).all()
+    assert len(list((tmp_path / "run").glob("*.npz"))) == 1
+    monkeypatch.setattr(A, "DISTIL_BATCH", 2)
+
+    class Teacher(torch.nn.Module):
+        def forward(self, x):
+            return x.mean((2, 3)).repeat(1, 100)[:, :A.STUDENT_OUT]
+
+    rng = np.random.default_rng(1)
+    mean, std = np.zeros(A.STUDENT_OUT, np.float32), np.ones(A.STUDENT_OUT, np.float32)
+    V = np.eye(A.STUDENT_OUT, dtype=np.float32)
+    logit_map = rng.normal(size=(A.STUDENT_OUT, 5)).astype(np.float32)
+    args = (Teacher(), mean, std, V)
+    kw = dict(al=al, photos=photo, steps=1, log=print)
+    A.distil(*args, logit_map, **kw)
+    msgs = []
+    A.distil(*args, logit_map, **{**kw, "log": msgs.append})
+    assert any("student reused" in m for m in msgs)
+    msgs.clear()
+    A.distil(*args, 2 * logit_map, **{**kw, "log": msgs.append})
+    assert not any("student reused" in m for m in msgs)

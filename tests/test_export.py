@@ -687,3 +687,28 @@ def test_a_refused_export_drops_the_previous_file_of_that_format(exported, tmp_p
                                                       "sha256": "0"}))
     assert formats.remove_from_manifest("escape", folder) is True
     assert (tmp_path / "outside.onnx").read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("int8_passes", [True, False])
+def test_ship_fails_when_the_gate_leaves_nothing_for_the_cpu_default(exported, tmp_path, monkeypatch, capsys,
+                                                                     int8_passes):
+    """fp32 stays a build artefact and the SDK on the CPU (precision auto)
+    loads fp32 or int8: with int8 refused, shipping fp16 alone fails the ship
+    (it printed REFUSED and exited 0)."""
+    from avatarizer_export import cli, ship
+
+    models = _copy(exported["folder"], tmp_path)
+    formats.remove_from_manifest(formats.model_name("image_to_face", "onnx-fp32"), models)
+    monkeypatch.setattr(ship, "MODELS", models)
+    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: None)
+    monkeypatch.setattr(ship, "export_fp32", lambda ctx: {"passed": True})
+    monkeypatch.setattr(ship, "export_fp16", lambda ctx: {"passed": True})
+    monkeypatch.setattr(ship, "export_int8", lambda ctx: {"passed": True} if int8_passes else
+                        {"passed": False, "error": "render_lpips drift 0.03 over 0.005"})
+    rc = cli.main(["ship", "--cache", str(tmp_path)])
+    err = capsys.readouterr().err
+    if int8_passes:
+        assert rc == 0 and not err
+    else:
+        assert rc == 1 and "runs with the SDK's default on the CPU (precision fp32/int8)" in err
+        assert json.loads((models / "gate_report.json").read_text())["onnx-int8"]["passed"] is False

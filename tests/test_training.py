@@ -57,7 +57,10 @@ def fake(tmp_path, monkeypatch):
     from avatarizer_export import lpips
 
     monkeypatch.setattr(lpips, "vgg16_features", TinyVGG)
-    return SimpleNamespace(crops=crops, params=params, runs=tmp_path / "runs")
+    stages = {"aligned": "a1", "pairs": "p1", "avatars": "v1"}  # the data stages' identities (data.stage_key)
+    monkeypatch.setattr(D, "stage_key", lambda cache, stage: stages[stage])
+    return SimpleNamespace(crops=crops, params=params, source=source, augs=augs, runs=tmp_path / "runs",
+                           stages=stages)
 
 
 def cfg(name, kind, steps=4, **kw):
@@ -99,6 +102,51 @@ def test_runs_resume_and_restart_on_config_change(fake):
     torch.save(ck, path)
     T.train_param_ae(cfg("pae", "param_ae", steps=3, lr=1e-3))
     assert T.load_run("pae")["step"] == 3
+
+
+def test_runs_start_over_when_their_inputs_change(fake, capsys):
+    """A finished run is reused only for the data and upstream checkpoints it
+    was trained on: rebuilt avatars, or a retrained E_s, start it over."""
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    assert "resumed at step 2" in capsys.readouterr().out
+    fake.stages["avatars"] = "v2"  # the avatars were rebuilt
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    assert "pae: inputs changed (data avatars), starting over" in capsys.readouterr().out
+    assert T.load_run("pae")["inputs"] == {"data pairs": "p1", "data avatars": "v2"}
+    T.train_image_ae(cfg("img", "image_ae", steps=2))
+    T.train_mapper(cfg("map", "mapper", steps=2, image_ae="img", param_ae="pae"))
+    T.train_mapper(cfg("map", "mapper", steps=2, image_ae="img", param_ae="pae"))
+    assert "map: resumed at step 2" in capsys.readouterr().out
+    T.train_image_ae(cfg("img", "image_ae", steps=4))  # E_s trained on: another checkpoint
+    with pytest.raises(ValueError, match="train the mapper again"):
+        T.load_image_to_face("map")  # F was fitted to the old E_s
+    T.train_mapper(cfg("map", "mapper", steps=2, image_ae="img", param_ae="pae"))
+    assert "map: inputs changed (run image_ae), starting over" in capsys.readouterr().out
+    T.load_image_to_face("map")
+    # a checkpoint written before inputs were recorded: nothing says it is current
+    path = fake.runs / "pae" / "ckpt.pt"
+    ck = torch.load(path, weights_only=False)
+    del ck["inputs"]
+    torch.save(ck, path)
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    assert "pae: inputs changed (not recorded in its checkpoint), starting over" in capsys.readouterr().out
+
+
+def test_pair_encodings_follow_the_pairs_and_the_encoder(fake, monkeypatch):
+    T.train_image_ae(cfg("img", "image_ae", steps=2))
+    assert T.pair_encodings(image_ae="img")["z_pairs"].shape == (24, 16)
+    # the pairs rebuilt with fewer rows: encoded again, not the old 24
+    fake.stages["pairs"] = "p2"
+    monkeypatch.setattr(D, "load_pairs", lambda cache=None: (fake.crops[:12], fake.params[:12], fake.source[:12],
+                                                             fake.augs[:12]))
+    z = T.pair_encodings(image_ae="img")["z_pairs"]
+    assert z.shape == (12, 16) and T.pair_encodings(image_ae="img")["z_pairs"].shape == (12, 16)
+    # E_s trained on: encoded again under the new weights
+    T.train_image_ae(cfg("img", "image_ae", steps=4))
+    mods, _ = T.load_modules("img")
+    z2 = T.pair_encodings(image_ae="img")["z_pairs"]
+    assert not np.array_equal(z, z2) and np.allclose(z2, T.encode(mods["enc"], fake.crops[:12], 32), atol=1e-6)
 
 
 def test_geometry_weight_reweights_the_reconstruction_loss(fake):
@@ -152,9 +200,9 @@ def test_direct_from_pretrained_encoder(fake, monkeypatch):
     seen = {}
     orig = T._setup
 
-    def spy(c, mods, params=None):  # the encoder's weights when training starts
+    def spy(c, mods, params=None, **kw):  # the encoder's weights when training starts
         seen["enc"] = {k: v.clone() for k, v in mods["net"].encoder.state_dict().items()}
-        return orig(c, mods, params)
+        return orig(c, mods, params, **kw)
 
     monkeypatch.setattr(T, "_setup", spy)
     T.train_direct(cfg("dir", "direct", steps=2, init_encoder="img"))
@@ -245,6 +293,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
         assert cache in (*a, kw.get("cache")), (name, a, kw)
     trains = [c for c in calls if c[0] == "train"]
     assert all(kw["steps_scale"] == 0.5 for _, _, kw in trains)
+    # the long steps show their progress bars (they ran quiet for minutes)
+    assert all(not kw.get("quiet") for name, _, kw in calls if name in ("detectors", "fusion"))
     assert ("mapper", {"finetune": "mapper_full"}) in [(a[0], {k: v for k, v in kw.items() if k == "finetune"})
                                                        for _, a, kw in trains]
     assert ship.export.__name__ == "<lambda>" and calls[-2][1][0] == "ship"
@@ -256,3 +306,151 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(ship, "export", boom)
     with pytest.raises(RuntimeError, match="no toolchain"):
         pipeline.run_all(shared, cache, report=False)
+
+
+@pytest.fixture
+def tiny_aligned(tmp_path, monkeypatch):
+    """cache/aligned of 12 photos, with the alignment and the artist faked:
+    ``calls`` counts the photos aligned and the photos drawn."""
+    keys = [f"ffhq128/{i:05d}.png" for i in range(12)]
+    calls = SimpleNamespace(align=0, pairs=0, fail_at=None)
+    artist = {"source": "s1", "detectors": "d1", "mean_face": "m1"}
+
+    def align_one(job):
+        calls.align += 1
+        z = np.zeros
+        return job[0], dict(crop=z((128, 128, 3), np.uint8), hair=z((128, 128), np.uint8),
+                            landmarks=z((478, 2), np.float32), landmarks3d=z((478, 3), np.float32),
+                            transform=z((2, 3)), pose=z(3, np.float32), pad=0, faces=1), None
+
+    def pairs_worker(job):
+        calls.pairs += 1
+        if calls.fail_at == calls.pairs:
+            raise KeyboardInterrupt  # the build cut short
+        return job[0], [(job[7], schema.sample(1, seed=job[-1])[0], "original")]
+
+    monkeypatch.setattr(D, "list_faces", lambda shared: list(keys))
+    monkeypatch.setattr(D, "_align_one", align_one)
+    monkeypatch.setattr(D, "_pairs_worker", pairs_worker)
+    monkeypatch.setattr(D, "artist_key", lambda: dict(artist))
+    cache = tmp_path / "cache"
+    D.build_aligned(tmp_path, cache, workers=1)
+    return SimpleNamespace(cache=cache, keys=keys, calls=calls, artist=artist, shared=tmp_path)
+
+
+def test_data_stages_are_rebuilt_when_their_inputs_change(tiny_aligned, capsys):
+    t = tiny_aligned
+    cache, calls = t.cache, t.calls
+    D.build_aligned(t.shared, cache, workers=1)
+    assert calls.align == 12 and "align: reusing" in capsys.readouterr().out
+    t.keys[3] = "ffhq128/other.png"  # as many photos, not the same ones
+    D.build_aligned(t.shared, cache, workers=1)
+    assert calls.align == 24
+    D.build_pairs(t.shared, cache, workers=1)
+    D.build_avatars(cache, n=40)
+    built = calls.pairs
+    D.build_pairs(t.shared, cache, workers=1)
+    D.build_avatars(cache, n=40)
+    out = capsys.readouterr().out
+    assert calls.pairs == built and "pairs: reusing" in out and "avatars: reusing" in out
+    # the artist changed (source, detectors or mean face): same counts, other avatars
+    t.artist["mean_face"] = "m2"
+    D.build_pairs(t.shared, cache, workers=1)
+    assert calls.pairs == 2 * built
+    key = D.stage_key(cache, "avatars")
+    D.build_avatars(cache, n=40)  # over the new pairs
+    assert "avatars: reusing" not in capsys.readouterr().out and D.stage_key(cache, "avatars") != key
+    # the photos aligned again: the pairs follow
+    D.build_aligned(t.shared, cache, workers=1, force=True)
+    D.build_pairs(t.shared, cache, workers=1)
+    assert calls.pairs == 3 * built
+
+
+def test_a_data_stage_cut_short_is_never_reused(tiny_aligned):
+    t = tiny_aligned
+    D.build_pairs(t.shared, t.cache, workers=1)
+    t.calls.fail_at = t.calls.pairs + 3
+    with pytest.raises(KeyboardInterrupt):
+        D.build_pairs(t.shared, t.cache, workers=1, force=True)
+    with pytest.raises(FileNotFoundError, match="no pairs yet"):
+        D.load_pairs(t.cache)
+    n = t.calls.pairs
+    D.build_pairs(t.shared, t.cache, workers=1)  # built again, not reused
+    assert t.calls.pairs > n and len(D.load_pairs(t.cache)[1]) == t.calls.pairs - n
+
+
+def test_artist_key_follows_the_mean_face_contents(tmp_path, monkeypatch):
+    from avatarizer import landmarks as LM
+
+    key = D.artist_key()
+    assert key == D.artist_key() and all(key.values())
+    mf = LM.MeanFace.load()
+    path = tmp_path / "mean_face.npz"
+    mf.save(path)
+    monkeypatch.setattr(LM, "_DATA", path)
+    assert D.artist_key() == key  # saved again: the same arrays
+    LM.MeanFace(mf.points * 1.01, mf.mirror, mf.rigid).save(path)
+    assert D.artist_key()["mean_face"] != key["mean_face"]
+
+
+def test_checkpoints_are_written_whole_and_a_damaged_one_is_named(fake, monkeypatch):
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    path = fake.runs / "pae" / "ckpt.pt"
+    good = path.read_bytes()
+    real = torch.save
+
+    def killed(obj, f):  # the save cut short half-way
+        real(obj, f)
+        Path(f).write_bytes(Path(f).read_bytes()[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        T.train_param_ae(cfg("pae", "param_ae", steps=4))
+    monkeypatch.setattr(torch, "save", real)
+    assert path.read_bytes() == good and sorted(p.name for p in path.parent.iterdir()) == ["ckpt.pt", "loss.png"]
+    assert T.load_run("pae")["step"] == 2
+    path.write_bytes(good[: len(good) // 2])  # cut short by a save before they were atomic
+    with pytest.raises(RuntimeError, match=f"{path}: not a readable checkpoint"):
+        T.load_run("pae")
+    with pytest.raises(RuntimeError, match=f"{path}: not a readable checkpoint"):
+        T.train_param_ae(cfg("pae", "param_ae", steps=4))
+    with pytest.raises(FileNotFoundError):
+        T.load_run("no_such_run")
+
+
+def test_the_hair_bank_is_written_whole(tmp_path):
+    from avatarizer import hair as HR
+    from avatarizer_export import hairbank
+
+    with np.load(hairbank.DATA / "hair_bank.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    hairbank.save_bank(arrays, {"note": "first"}, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["hair_bank.json", "hair_bank.npz"]
+    with pytest.raises(TypeError):  # the json cannot be written: neither file changes
+        hairbank.save_bank({**arrays, "geometry": arrays["geometry"][:3]}, {"note": object()}, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert len(HR.HairBank.load(tmp_path / "hair_bank.npz").geometry) == len(arrays["geometry"])
+
+
+def test_nearest_and_lpips_read_the_folders_given(fake, tmp_path, monkeypatch):
+    """``nearest`` reads the pairs of the data cache given (report's --cache),
+    and the LPIPS / VGG weights come from the shared folder given (--shared)."""
+    from avatarizer_export import evaluate as E
+    from avatarizer_export import lpips, paths
+
+    T.train_image_ae(cfg("image_ae", "image_ae", steps=2))
+    seen = []
+    monkeypatch.setattr(D, "load_pairs", lambda cache=None: seen.append(cache) or (
+        fake.crops, fake.params, fake.source, fake.augs))
+    cache = tmp_path / "my_cache"
+    E.TorchPredictor("nearest", cache)
+    assert seen == [cache, cache]  # the pairs' rows, and their encodings
+    shared = tmp_path / "my_shared"
+    (shared / "data").mkdir(parents=True)
+    (shared / "weights").mkdir()
+    monkeypatch.setattr(paths, "_SHARED", None)
+    assert paths.shared_dir(shared) == shared
+    with pytest.raises(FileNotFoundError, match="my_shared"):
+        lpips.weights_path(net="alex")

@@ -100,6 +100,7 @@ from torch import nn
 
 from avatarizer import hair as HR
 
+from .onnx_util import staged
 from .paths import ROOT, cache_dir, shared_dir
 
 RUN = ROOT / "runs" / "attributes"
@@ -474,12 +475,25 @@ def table_crops(al, photo: np.ndarray, variant: np.ndarray, seed: int = 0):
         yield c if v == 0 else (np.ascontiguousarray(c[:, ::-1]) if v == 1 else augment_crop(c, rng))
 
 
+def weights_key(m: nn.Module) -> str:
+    """SHA-1 (12 hex digits) of a module's parameters and buffers, by name."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for k, v in m.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
 def table_features(bb: nn.Module, al, photo: np.ndarray, variant: np.ndarray, seed: int = 0,
                    name: str | None = None) -> np.ndarray:
     """Backbone features of every (photo, variant) row; cached in runs/attributes
     (the teacher's under a name from its configuration, another backbone's
-    under ``name``: ``features_<name>_...``)."""
+    under ``name``: ``features_<name>_...``) for those rows and the backbone's
+    weights (:func:`weights_key`: a retrained student is run again)."""
     RUN.mkdir(parents=True, exist_ok=True)
+    wk = weights_key(bb)
     taps = "".join(str(t + 1) for t in ALEX_TAPS)
     prefix = f"features_{name}_" if name else "features_a"
     tag = (f"{prefix}{ALEX_SIZE}_p{ALEX_POOL}_r{taps}_n{len(photo)}_s{seed}.npz" if not name
@@ -487,7 +501,8 @@ def table_features(bb: nn.Module, al, photo: np.ndarray, variant: np.ndarray, se
     path = RUN / tag
     if path.exists():
         with np.load(path) as z:
-            if (z["photo"] == photo).all() and (z["variant"] == variant).all():
+            if "weights" in z.files and str(z["weights"]) == wk and z["photo"].shape == photo.shape \
+                    and (z["photo"] == photo).all() and (z["variant"] == variant).all():
                 return z["f"]
     out, buf = [], []
     from tqdm import tqdm
@@ -504,7 +519,8 @@ def table_features(bb: nn.Module, al, photo: np.ndarray, variant: np.ndarray, se
     f = np.concatenate(out).astype(np.float32)
     for old in RUN.glob(f"{prefix}*.npz"):
         old.unlink()
-    np.savez(path, photo=photo, variant=variant, f=f)
+    with staged(path, "part") as tmp:
+        np.savez(tmp, photo=photo, variant=variant, weights=wk, f=f)
     return f
 
 
@@ -1087,14 +1103,16 @@ def distil(teacher: Backbone, mean: np.ndarray, std: np.ndarray, V: np.ndarray, 
     rate. Checkpointed in ``runs/attributes/student_ckpt.pt`` every
     :data:`DISTIL_CHECKPOINT` steps and resumed from there; the finished
     student is kept in ``runs/attributes/student.pt`` (reused while its
-    configuration and photos are the same)."""
+    configuration, photos, teacher components and logit map ``A`` are the
+    same)."""
     import hashlib
 
     RUN.mkdir(parents=True, exist_ok=True)
     cfg = {"widths": list(STUDENT_WIDTHS), "stem": STUDENT_STEM, "out": STUDENT_OUT, "steps": int(steps),
            "batch": DISTIL_BATCH, "lr": DISTIL_LR, "logit_weight": DISTIL_LOGIT_WEIGHT, "seed": int(seed),
            "photos": hashlib.sha1(np.asarray(photos, np.int64).tobytes()).hexdigest()[:12],
-           "teacher": hashlib.sha1(np.ascontiguousarray(V[::97, :STUDENT_OUT]).tobytes()).hexdigest()[:12]}
+           "teacher": hashlib.sha1(np.ascontiguousarray(V[::97, :STUDENT_OUT]).tobytes()).hexdigest()[:12],
+           "logits": hashlib.sha1(np.ascontiguousarray(A, np.float64).tobytes()).hexdigest()[:12]}
     final, ckpt = RUN / "student.pt", RUN / "student_ckpt.pt"
     student = Student()
     if final.exists():
@@ -1439,7 +1457,6 @@ def save_head_change(model, desc: dict, path: Path, folder: Path, from_version: 
     import onnx
 
     from . import formats
-    from .onnx_util import staged
 
     td = dict(desc.get("training_data") or {})
     if label_note not in str(td.get("faces", "")):

@@ -1,7 +1,8 @@
 """Datasets built from the real faces in ``../shared/data/faces``.
 
-Stages (each cached under ``cache/``; a second run reuses what is there,
-``--force`` rebuilds), run by ``avatarizer-export data STAGE``:
+Stages (each cached under ``cache/``; a second run reuses what is there
+when it was built from the same inputs, ``--force`` rebuilds), run by
+``avatarizer-export data STAGE``:
 
 ``align``    every face photo -> MediaPipe landmarks, canonical 128 px crop,
              hair mask, pose; failures recorded with their reason.
@@ -12,6 +13,11 @@ Stages (each cached under ``cache/``; a second run reuses what is there,
              grayscale). Photometric changes touch the photo only.
 ``avatars``  100,000 unpaired avatar vectors from a prior fitted to the
              artist's outputs on the training photos.
+
+Each stage's ``meta.json`` records its inputs (the photos' names, the
+artist's source and data, the mean face, the identity of the stage it reads:
+:func:`stage_key`) and is written last: a rebuild deletes it first, so a
+stage cut short is never taken for a built one.
 
 The held-out split is fixed by file name (:func:`is_heldout`) and written to
 ``docs/split.md``; held-out photos never enter ``pairs`` or ``avatars``.
@@ -29,12 +35,66 @@ from pathlib import Path
 
 import numpy as np
 
+from .onnx_util import staged
 from .paths import ROOT, cache_dir, shared_dir
 
 CROP = 128
 SOURCES = ("ffhq128", "ffhq128-labelled", "stylegan128", "utkface200")
 DATA_VERSION = 2  # 2: 3D landmarks kept; the artist draws the frontal face
 PRIOR_OVER = "pairs"  # the avatar prior's kernels: every pair's avatar (originals and augmented)
+
+
+# ------------------------------------------------------------------ stages
+
+
+def stage_key(cache: Path | None, stage: str) -> str:
+    """The identity of a built data stage (``aligned``, ``pairs``,
+    ``avatars``): the SHA-256 (16 hex digits) of its ``meta.json``, written
+    last by every build with a token of its own (empty when the stage is not
+    built)."""
+    path = (cache or cache_dir()) / stage / "meta.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
+
+
+def artist_source_key() -> str:
+    """The artist's source (``avatarizer/artist/*.py`` and ``avatarizer/hair.py``):
+    SHA-256, 16 hex digits."""
+    import avatarizer.artist as pkg
+    import avatarizer.hair as hair_module
+
+    h = hashlib.sha256()
+    for p in sorted(Path(pkg.__file__).parent.glob("*.py")) + [Path(hair_module.__file__)]:
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def artist_key() -> dict:
+    """What the auto-artist's parameters depend on: its source
+    (:func:`artist_source_key`, the key of the detectors' cue caches too), its fitted detectors
+    (``artist_detectors.json`` but its ``seconds``) and the mean face (the
+    arrays of ``mean_face.npz``, not the zip's time stamps): SHA-256, 16 hex
+    digits each, empty when the file is absent."""
+    from avatarizer import landmarks as LM
+    from avatarizer.artist import accessories
+
+    det, mean = Path(accessories._DETECTORS_PATH), Path(LM._DATA)
+    h_det = h_mean = ""
+    if det.is_file():
+        doc = {k: v for k, v in json.loads(det.read_text(encoding="utf-8")).items() if k != "seconds"}
+        h_det = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    if mean.is_file():
+        mf, h = LM.MeanFace.load(mean), hashlib.sha256()
+        for a in (mf.points, mf.mirror, mf.rigid):
+            h.update(np.ascontiguousarray(a).tobytes())
+        h_mean = h.hexdigest()[:16]
+    return {"source": artist_source_key(), "detectors": h_det, "mean_face": h_mean}
+
+
+def _write_meta(path: Path, meta: dict):
+    """``meta.json``, the last file of a stage, written whole or not at all,
+    with a token new to every build (so :func:`stage_key` tells builds apart)."""
+    with staged(path, "part") as tmp:
+        tmp.write_text(json.dumps({**meta, "build": os.urandom(8).hex()}, indent=1))
 
 
 # ------------------------------------------------------------------ split
@@ -214,11 +274,14 @@ def build_aligned(shared: Path, cache: Path, workers: int = 2, limit: int | None
     keys_all = list_faces(shared)
     if limit:
         keys_all = keys_all[:limit]
+    names = hashlib.sha256("\n".join(keys_all).encode()).hexdigest()[:16]  # the photos, by name
     if meta_path.exists() and not force:
         meta = json.loads(meta_path.read_text())
-        if meta.get("version") == DATA_VERSION and meta.get("inputs") == len(keys_all):
+        if meta.get("version") == DATA_VERSION and meta.get("inputs") == len(keys_all) \
+                and meta.get("names") == names:
             print(f"align: reusing {out_dir} ({meta['aligned']} faces)")
             return load_aligned(cache)
+    meta_path.unlink(missing_ok=True)  # until the new one is whole
     from tqdm import tqdm
 
     jobs = [(k, str(shared / "data" / "faces" / k)) for k in keys_all]
@@ -257,10 +320,10 @@ def build_aligned(shared: Path, cache: Path, workers: int = 2, limit: int | None
     reasons = {}
     for f in failures:
         reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
-    meta = dict(version=DATA_VERSION, inputs=len(keys_all), aligned=len(keys), failed=len(failures),
+    meta = dict(version=DATA_VERSION, inputs=len(keys_all), names=names, aligned=len(keys), failed=len(failures),
                 reasons=reasons, per_source=per_source, seconds=round(time.time() - t0, 1), crop=CROP)
     (out_dir / "failures.json").write_text(json.dumps(failures, indent=1))
-    meta_path.write_text(json.dumps(meta, indent=1))
+    _write_meta(meta_path, meta)
     print(f"align: {len(keys)} of {len(keys_all)} faces aligned in {meta['seconds']} s; failures: {reasons}")
     return load_aligned(cache)
 
@@ -278,7 +341,8 @@ def build_mean_face(cache: Path, out: Path | None = None):
     t0 = time.time()
     mf = meanface.build(al.landmarks3d[train])
     path = out or LM._DATA
-    mf.save(path)
+    with staged(Path(path), "part") as tmp:  # the SDK's data: whole or not at all
+        mf.save(tmp)
     LM.mean_face.cache_clear()
     print(f"meanface: {len(train)} training faces, {len(mf.rigid)} rigid landmarks, "
           f"{int((mf.mirror == np.arange(len(mf.mirror))).sum())} on the mid-line, "
@@ -436,12 +500,14 @@ def build_pairs(shared: Path, cache: Path, n_aug: int = 1, workers: int = 2, for
     meta_path = out_dir / "meta.json"
     al = load_aligned(cache)
     train = [i for i, k in enumerate(al.keys) if not is_heldout(k)]
+    inputs = dict(aligned=stage_key(cache, "aligned"), artist=artist_key())
     if meta_path.exists() and not force:
         meta = json.loads(meta_path.read_text())
         if meta.get("version") == DATA_VERSION and meta.get("train_photos") == len(train) \
-                and meta.get("augment_per_photo") == n_aug:
+                and meta.get("augment_per_photo") == n_aug and meta.get("inputs") == inputs:
             print(f"pairs: reusing {out_dir} ({meta['pairs']} pairs)")
             return
+    meta_path.unlink(missing_ok=True)  # until the new one is whole
     from tqdm import tqdm
 
     jobs = [(al.keys[i], str(shared / "data" / "faces" / al.keys[i]), al.transforms[i], al.pad[i],
@@ -482,8 +548,8 @@ def build_pairs(shared: Path, cache: Path, n_aug: int = 1, workers: int = 2, for
     np.save(out_dir / "source.npy", source[:row])
     (out_dir / "augment.json").write_text(json.dumps(augs))
     meta = dict(version=DATA_VERSION, train_photos=len(train), augment_per_photo=n_aug, pairs=row,
-                seconds=round(time.time() - t0, 1))
-    meta_path.write_text(json.dumps(meta, indent=1))
+                seconds=round(time.time() - t0, 1), inputs=inputs)
+    _write_meta(meta_path, meta)
     print(f"pairs: {row} pairs from {len(train)} training photos in {meta['seconds']} s")
 
 
@@ -528,11 +594,14 @@ def build_avatars(cache: Path, n: int = 100_000, seed: int = 0, force: bool = Fa
 
     out_dir = cache / "avatars"
     meta_path = out_dir / "meta.json"
+    pairs = stage_key(cache, "pairs")
     if meta_path.exists() and not force:
         meta = json.loads(meta_path.read_text())
-        if meta.get("version") == DATA_VERSION and meta.get("n") == n and meta.get("prior_over") == PRIOR_OVER:
+        if meta.get("version") == DATA_VERSION and meta.get("n") == n and meta.get("prior_over") == PRIOR_OVER \
+                and meta.get("seed") == seed and meta.get("pairs") == pairs:
             print(f"avatars: reusing {out_dir} ({n} vectors)")
             return
+    meta_path.unlink(missing_ok=True)  # until the new one is whole
     _, params, source, augs = load_pairs(cache)
     real = params[[i for i, a in enumerate(augs) if a == "original"]]
     # the prior covers every pair's avatar, the warped and flipped ones too: a
@@ -556,14 +625,14 @@ def build_avatars(cache: Path, n: int = 100_000, seed: int = 0, force: bool = Fa
     np.save(out_dir / "params.npy", out)
     np.savez(out_dir / "prior.npz", **{k: v for k, v in prior.items() if k != "data"})
     meta = dict(version=DATA_VERSION, n=n, seed=seed, prior_components=prior["k"], real_vectors=len(params),
-                prior_over=PRIOR_OVER, bandwidth=0.5)
-    meta_path.write_text(json.dumps(meta, indent=1))
+                prior_over=PRIOR_OVER, bandwidth=0.5, pairs=pairs)
+    _write_meta(meta_path, meta)
     print(f"avatars: {n} vectors from a {prior['k']}-component kernel prior over {len(params)} artist outputs")
 
 
 def load_avatars(cache: Path | None = None) -> np.ndarray:
     d = (cache or cache_dir()) / "avatars"
-    if not (d / "params.npy").exists():
+    if not (d / "meta.json").exists():
         raise FileNotFoundError(f"{d} has no avatars yet: run `avatarizer-export data avatars`")
     return np.load(d / "params.npy", mmap_mode="r")
 

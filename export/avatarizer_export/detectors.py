@@ -31,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import artist_source_key as _cue_key  # cues are measured again whenever the artist changes
 from .data import is_heldout
+from .onnx_util import staged
 from .paths import ROOT, cache_dir, shared_dir
 
 OUT = ROOT / "sdk" / "avatarizer" / "data" / "artist_detectors.json"
@@ -202,20 +204,6 @@ def balanced_accuracy(y, pred, k) -> float:
     return float(np.mean([np.mean(pred[y == c] == c) for c in range(k) if (y == c).any()]))
 
 
-def _cue_key() -> str:
-    """The artist's source: cues are measured again whenever it changes."""
-    import hashlib
-
-    import avatarizer.artist as pkg
-
-    h = hashlib.sha256()
-    import avatarizer.hair as hair_module
-
-    for p in sorted(Path(pkg.__file__).parent.glob("*.py")) + [Path(hair_module.__file__)]:
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def main_detectors(args) -> int:
     shared = shared_dir(args.shared)
     lab_path = shared / "data" / "faces" / "ffhq128-labelled" / "attributes.jsonl"
@@ -327,7 +315,8 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
             doc[key]["hair_colour"] = hc_report[part]
     doc["seconds"] = round(time.time() - t0, 1)
     out = Path(out) if out else OUT
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    with staged(out, "part") as tmp:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
     from avatarizer.artist import accessories
 
     accessories.detectors.cache_clear()
@@ -612,7 +601,8 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
            "model": {k: np.asarray(v).tolist() for k, v in model.items()}, "thresholds": th, **report,
            "seconds": round(time.time() - t0, 1)}
     out = Path(out) if out else FUSION_OUT
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    with staged(out, "part") as tmp:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps(report))
     print(f"wrote {out}")
     return doc

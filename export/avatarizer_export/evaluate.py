@@ -52,9 +52,10 @@ MODEL_RUN = "mapper_full"  # the run behind method "model"
 
 
 class TorchPredictor:
-    """Face-slice predictors from training runs (export side)."""
+    """Face-slice predictors from training runs (export side); ``nearest``
+    reads the pairs of the data cache ``cache`` (default: cache_dir())."""
 
-    def __init__(self, method: str):
+    def __init__(self, method: str, cache: Path | None = None):
         import torch
 
         from . import train as T
@@ -73,9 +74,9 @@ class TorchPredictor:
             self.size = ck["config"]["net"]["image_size"]
             from .data import load_pairs
 
-            _, params, source, augs = load_pairs()
+            _, params, source, augs = load_pairs(cache)
             orig = np.array([a == "original" for a in augs])
-            z = T.pair_encodings()["z_pairs"][orig]
+            z = T.pair_encodings(cache)["z_pairs"][orig]
             self.bank_z = z / np.linalg.norm(z, axis=1, keepdims=True)
             self.bank_y = params[orig][:, schema.FACE]
             self.kind = "nearest"
@@ -360,11 +361,12 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
 
 def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None = None, identity_n: int = 100,
              progress: bool = True, keep: dict | None = None, cache: Path | None = None,
-             exaggeration: float | None = None, groups: bool = False) -> dict:
+             exaggeration: float | None = None, groups: bool = False, data_cache: Path | None = None) -> dict:
     """Metrics for ``methods`` on the photos ``files``. When ``keep`` is a dict it
     receives the per-photo arrays (names, crops, pseudo ground truth, and each
     method's avatars) for figures. ``cache``: an .npz keeping the aligned
-    photos and their pseudo ground truth between calls on the same files.
+    photos and their pseudo ground truth between calls on the same files;
+    ``data_cache``: the data cache folder the ``nearest`` method reads.
     ``groups``: also the metrics per age band, skin-tone group and glasses
     type (:func:`photo_groups`) under ``result["groups"]``. ``labels``: a
     labels file (ffhq128-labelled format) or :func:`read_labels` of one.
@@ -419,7 +421,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
                     ok = np.isfinite(full).all(1)
                     preds[ok] = full[ok]
                 else:  # a trained face model: its face slice with the artist's hair and accessories
-                    face = TorchPredictor(method)(crops) if len(crops) else np.zeros((0, 483), np.float32)
+                    face = TorchPredictor(method, data_cache)(crops) if len(crops) else np.zeros((0, 483), np.float32)
                     ok = np.isfinite(face).all(1)
                     preds[ok, schema.FACE] = face[ok]
                 preds = schema.clip(preds)

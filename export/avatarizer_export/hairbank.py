@@ -37,6 +37,7 @@ from avatarizer import hair as HR
 from avatarizer import prior as P
 from avatarizer import schema as S
 
+from .onnx_util import staged
 from .paths import ROOT, cache_dir, shared_dir
 
 DATA = ROOT / "sdk" / "avatarizer" / "data"
@@ -275,8 +276,15 @@ def cluster_bank(m: dict, total: int = 560, dedup: float = 0.03, seed: int = SEE
 
 
 def save_bank(arrays: dict, extra: dict, folder: Path = DATA) -> dict:
+    """``hair_bank.npz`` and ``hair_bank.json``, each written whole or not at
+    all (both only when both could be written); returns the json's dict."""
     folder.mkdir(parents=True, exist_ok=True)
-    npz = folder / "hair_bank.npz"
+    with staged(folder / "hair_bank.npz", "part") as npz, staged(folder / "hair_bank.json", "part") as js:
+        info = _write_bank(arrays, extra, npz, js)
+    return info
+
+
+def _write_bank(arrays: dict, extra: dict, npz: Path, js: Path) -> dict:
     np.savez_compressed(npz, **arrays)
     sha = hashlib.sha256(npz.read_bytes()).hexdigest()
     fam = arrays["family"]
@@ -305,7 +313,7 @@ def save_bank(arrays: dict, extra: dict, folder: Path = DATA) -> dict:
         "members_total": int(arrays["members"].sum()),
     }
     info.update(extra)
-    (folder / "hair_bank.json").write_text(json.dumps(info, indent=1) + "\n")
+    js.write_text(json.dumps(info, indent=1) + "\n")
     return info
 
 
@@ -520,7 +528,8 @@ def cmd_tune(cache, shared, log=print) -> dict:
                           "defaults": {"attributes": w.attributes, "shape": w.shape,
                                        "k": HR.HairRetriever(bank).k},
                           "defaults_in_code": "avatarizer.hair.RetrievalWeights / HairRetriever(k=...)"}
-        js.write_text(json.dumps(info, indent=1) + "\n")
+        with staged(js, "part") as tmp:
+            tmp.write_text(json.dumps(info, indent=1) + "\n")
     log(f"hairbank: best weights {best}")
     return out
 

@@ -50,7 +50,9 @@ __all__ = [
     "weights_path",
 ]
 
-#: ``<repo>/../shared/weights``: where the weights are looked for by default.
+#: ``<repo>/../shared/weights``: where the weights are looked for by default
+#: when no shared folder was given (``--shared``, ``$AVATARIZER_SHARED``:
+#: :func:`avatarizer_export.paths.weights_dir`).
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "weights"
 
 #: Backbone name → (weights file, npz prefix).
@@ -69,11 +71,14 @@ _VGG_BLOCKS = (2, 2, 3, 3, 3)
 
 def weights_path(path: str | Path | None = None, net: str = "alex") -> Path:
     """Resolves the ``.npz`` file of ``net`` from a file, a folder or ``None``
-    (:data:`DEFAULT_WEIGHTS_DIR`), raising ``FileNotFoundError`` if missing."""
+    (the shared folder's ``weights/``: :func:`avatarizer_export.paths.weights_dir`,
+    by default :data:`DEFAULT_WEIGHTS_DIR`), raising ``FileNotFoundError`` if missing."""
+    from .paths import weights_dir
+
     if net not in NETS:
         raise ValueError(f"net must be one of {sorted(NETS)}, got {net!r}.")
     filename = NETS[net][0]
-    path = Path(DEFAULT_WEIGHTS_DIR if path is None else path)
+    path = Path(weights_dir() if path is None else path)
     if path.suffix == ".npz":
         if not path.is_file():
             raise FileNotFoundError(f"LPIPS weights file {path} not found.")

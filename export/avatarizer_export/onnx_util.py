@@ -2,7 +2,9 @@
 ONNX Runtime outputs on the CPU, their differences, and the staged write
 (a temporary file beside the target, moved onto it only when every check
 passed). Used by :mod:`~avatarizer_export.onnx_export` and
-:mod:`~avatarizer_export.quantize`, which import it and not each other."""
+:mod:`~avatarizer_export.quantize`, which import it and not each other; the
+staged write also by every step that writes a checkpoint, a cache's
+``meta.json`` or a file the SDK ships."""
 from __future__ import annotations
 
 import contextlib

@@ -12,14 +12,29 @@ ROOT = Path(__file__).resolve().parents[2]
 IN_CHECKOUT = (ROOT / "export" / "pyproject.toml").is_file() and (ROOT / "sdk" / "avatarizer").is_dir()
 
 
+_SHARED: Path | None = None  # the shared folder the running command resolved (shared_dir)
+
+
 def shared_dir(override: str | os.PathLike | None = None) -> Path:
-    """The shared data folder: ``--shared``, ``$AVATARIZER_SHARED`` or ``../shared``."""
+    """The shared data folder: ``--shared``, ``$AVATARIZER_SHARED`` or
+    ``../shared``; remembered for :func:`weights_dir`."""
+    global _SHARED
     path = Path(override or os.environ.get("AVATARIZER_SHARED") or ROOT.parent / "shared")
     if not (path / "data").is_dir():
         raise FileNotFoundError(
             f"the shared data folder {path} is missing (expected {path / 'data'}): the training side "
             "reads real faces from ../shared beside the checkout, or from --shared DIR")
+    _SHARED = path
     return path
+
+
+def weights_dir() -> Path:
+    """``weights/`` of the shared folder: of the one :func:`shared_dir` last
+    resolved (a command's ``--shared``) where it has one, else of
+    ``$AVATARIZER_SHARED`` or ``../shared``."""
+    if _SHARED is not None and (_SHARED / "weights").is_dir():
+        return _SHARED / "weights"
+    return Path(os.environ.get("AVATARIZER_SHARED") or ROOT.parent / "shared") / "weights"
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:

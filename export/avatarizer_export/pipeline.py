@@ -49,7 +49,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     data_step("align")
     data_step("meanface")  # the artist draws frontal faces onto this mean face
     # the artist's accessory detectors, before the pairs record its accessories
-    _timed("detectors", detectors.fit, shared, cache, precision=0.9, quiet=True)
+    _timed("detectors", detectors.fit, shared, cache, precision=0.9)  # with its progress bars: minutes
     data_step("pairs")
     data_step("avatars")
     train_step("image-ae")
@@ -77,7 +77,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     # a missing toolchain fails the run: it never skips shipping quietly
     _timed("ship", ship.export, "ship", cache, SHIPPED_MAPPER)
     # the hybrid's glasses decision: the shipped H's outputs fused with the artist's cues
-    _timed("glasses fusion", detectors.fit_glasses_fusion, shared, cache, quiet=True)
+    _timed("glasses fusion", detectors.fit_glasses_fusion, shared, cache)
     return dict(STAGES)
 
 

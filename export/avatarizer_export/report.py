@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .evaluate import evaluate, list_photos
-from .paths import ROOT, shared_dir
+from .paths import ROOT, cache_dir, shared_dir
 from .train import RUNS, SHIPPED_MAPPER
 
 OUT = ROOT / "docs" / "report"
@@ -52,8 +52,6 @@ SWEEP = [("paper's model: E_s frozen (image AE 1,500 steps)", "model", "baseline
 
 def prep_cache(utk: int, cache: Path | None = None) -> Path:
     """Where the aligned held-out photos and their pseudo ground truth are kept."""
-    from .paths import cache_dir
-
     return cache_dir(cache) / "eval" / f"heldout_utk{utk}.npz"
 
 
@@ -146,7 +144,8 @@ def compare(pairs: list[tuple[str, str]], shared: Path, utk: int = 300, cache: P
     without rewriting the report."""
     methods = list(dict.fromkeys(m for p in pairs for m in p))
     keep = {}
-    res = evaluate(heldout_files(shared, utk=utk), methods, keep=keep, cache=prep_cache(utk, cache), progress=False)
+    res = evaluate(heldout_files(shared, utk=utk), methods, keep=keep, cache=prep_cache(utk, cache), progress=False,
+                   data_cache=cache_dir(cache))
     out = []
     for a, b in pairs:
         d = _paired(keep["per_photo"], a, b)
@@ -180,7 +179,7 @@ def write_report(shared: Path, utk: int = 300, cache: Path | None = None) -> dic
                or (RUNS / m.split(":", 1)[1] / "ckpt.pt").exists()]
     t0 = time.time()
     keep = {}
-    res = evaluate(files, methods, keep=keep, identity_n=100, cache=prep_cache(utk, cache))
+    res = evaluate(files, methods, keep=keep, identity_n=100, cache=prep_cache(utk, cache), data_cache=cache_dir(cache))
     res["seconds"] = round(time.time() - t0, 1)
     res["photos"] = [str(f.relative_to(shared)) for f in files]
     (OUT / "results.json").write_text(json.dumps({k: v for k, v in res.items() if k != "photos"}, indent=1))

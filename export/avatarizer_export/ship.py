@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .onnx_util import staged
 from .paths import ROOT, cache_dir
 from .train import SHIPPED_MAPPER
 
@@ -185,13 +186,16 @@ def _summary(results: dict):
     path = MODELS / "gate_report.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     old.update(results)
-    path.write_text(json.dumps(old, indent=1, default=str) + "\n")
+    with staged(path, "part") as tmp:
+        tmp.write_text(json.dumps(old, indent=1, default=str) + "\n")
 
 
 def export(what: str, cache: Path, mapper: str = SHIPPED_MAPPER) -> dict:
     """``onnx`` (fp32 + fp16), ``quantize`` (int8), ``tensorrt`` (engines) or
     ``ship`` (all that this machine can) into ``sdk/avatarizer/models/``;
-    returns the gate results per file. A missing toolchain raises."""
+    returns the gate results per file. A missing toolchain raises, and so
+    does ``quantize`` or ``ship`` leaving no file the SDK's default on the
+    CPU loads (RuntimeError, after the gate report is written)."""
     from . import formats
 
     if what not in ("onnx", "quantize", "tensorrt", "ship"):
@@ -214,7 +218,24 @@ def export(what: str, cache: Path, mapper: str = SHIPPED_MAPPER) -> dict:
     if what == "tensorrt":
         results.update(build_engines(ctx))
     _summary(results)
+    if what in ("quantize", "ship"):
+        _check_cpu_default()
     return results
+
+
+def _check_cpu_default():
+    """The SDK's default on the CPU (``precision="auto"``) must find a face
+    network among the shipped files: RuntimeError when the gate refused them
+    all (fp32 stays a build artefact, so that is int8 refused)."""
+    from avatarizer.models import Manifest, ModelError
+    from avatarizer.pipeline.config import face_entries, precision_preferences
+
+    try:
+        face_entries(Manifest.load(MODELS, verify=False), ROLE, "onnxruntime", "auto", "cpu")
+    except ModelError as exc:
+        raise RuntimeError(f"nothing shipped in {MODELS} runs with the SDK's default on the CPU "
+                           f"(precision {'/'.join(precision_preferences('auto', 'cpu'))}): the quality gate "
+                           f"refused it (gate_report.json); {exc}") from None
 
 
 def main_export(args) -> int:

@@ -2,9 +2,12 @@
 paper's ablations and paired-data-size study) and the direct-regression
 baseline. Small enough to read in one sitting.
 
-Every run lives in ``runs/<name>/`` with ``ckpt.pt`` (config, weights,
-optimiser, scheduler, step, loss history, RNG state: a run can be resumed and
-a model rebuilt from the checkpoint alone) and ``loss.png``.
+Every run lives in ``runs/<name>/`` with ``ckpt.pt`` (config, inputs,
+weights, optimiser, scheduler, step, loss history, RNG state: a run can be
+resumed and a model rebuilt from the checkpoint alone) and ``loss.png``. A run
+resumes only when its config and its inputs (the data it reads, the
+checkpoints of the runs it builds on) are those of its checkpoint; otherwise
+it starts over, saying why.
 
     avatarizer-export train image-ae  [--steps N]
     avatarizer-export train param-ae
@@ -14,6 +17,7 @@ a model rebuilt from the checkpoint alone) and ``loss.png``.
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -100,11 +104,41 @@ def augment_images(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return x
 
 
-class Run:
-    """Checkpointing, history and the loss plot of one training run."""
+def ckpt_sha256(name: str) -> str:
+    """The SHA-256 (16 hex digits) of run ``name``'s checkpoint."""
+    from avatarizer.models import sha256_file
 
-    def __init__(self, cfg: TrainConfig, modules: dict, opt, sched):
+    return sha256_file(RUNS / name / "ckpt.pt")[:16]
+
+
+#: the data stages (``cache/<stage>/``) and the upstream runs (TrainConfig
+#: fields naming them) each kind of run reads
+DATA_STAGES = {"image_ae": ("aligned",), "param_ae": ("pairs", "avatars"), "mapper": ("pairs",),
+               "direct": ("pairs",)}
+UPSTREAM_RUNS = {"mapper": ("image_ae", "param_ae", "finetune"), "direct": ("init_encoder",)}
+
+
+def run_inputs(cfg: TrainConfig, cache: Path | None = None) -> dict:
+    """What a run's result depends on besides its config: the identity of
+    each data stage it reads (:func:`~avatarizer_export.data.stage_key`) and
+    the SHA-256 of each upstream run's checkpoint (E_s, E_t / D_t, the mapper
+    it fine-tunes, the encoder it starts from)."""
+    from . import data
+
+    out = {f"data {st}": data.stage_key(cache, st) for st in DATA_STAGES.get(cfg.kind, ())}
+    for f in UPSTREAM_RUNS.get(cfg.kind, ()):
+        if getattr(cfg, f):
+            out[f"run {f}"] = ckpt_sha256(getattr(cfg, f))
+    return out
+
+
+class Run:
+    """Checkpointing, history and the loss plot of one training run;
+    ``inputs`` (:func:`run_inputs`) is kept in the checkpoint."""
+
+    def __init__(self, cfg: TrainConfig, modules: dict, opt, sched, inputs: dict | None = None):
         self.cfg, self.modules, self.opt, self.sched = cfg, modules, opt, sched
+        self.inputs = dict(inputs or {})
         self.dir = RUNS / cfg.name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.step, self.history = 0, []
@@ -118,7 +152,7 @@ class Run:
     def resume(self) -> bool:
         if not self.ckpt.exists():
             return False
-        ck = torch.load(self.ckpt, map_location="cpu", weights_only=False)
+        ck = read_ckpt(self.ckpt)
         # the step budget may change between runs (extend or cut a run); nothing else may
         free = ("steps", "threads")
         # a field added since the checkpoint was written counts as its default
@@ -127,6 +161,12 @@ class Run:
             {k: v for k, v in asdict(self.cfg).items() if k not in free}
         if not same:
             print(f"{self.cfg.name}: config changed, starting over")
+            return False
+        if ck.get("inputs") != self.inputs:
+            was = ck.get("inputs")
+            why = "not recorded in its checkpoint" if was is None else ", ".join(
+                k for k in sorted(set(was) | set(self.inputs)) if was.get(k) != self.inputs.get(k))
+            print(f"{self.cfg.name}: inputs changed ({why}), starting over")
             return False
         for k, m in self.modules.items():
             m.load_state_dict(ck["state"][k])
@@ -138,10 +178,15 @@ class Run:
         return True
 
     def save(self):
-        torch.save(dict(config=asdict(self.cfg), state={k: m.state_dict() for k, m in self.modules.items()},
-                        optim=self.opt.state_dict(), sched=self.sched.state_dict(), step=self.step,
-                        history=self.history, rng=torch.get_rng_state(),
-                        seconds=self.seconds + time.time() - self.t0), self.ckpt)
+        """``ckpt.pt``, written whole or not at all (a save cut short leaves the last one)."""
+        from .onnx_util import staged
+
+        with staged(self.ckpt, "part") as tmp:
+            torch.save(dict(config=asdict(self.cfg), inputs=self.inputs,
+                            state={k: m.state_dict() for k, m in self.modules.items()},
+                            optim=self.opt.state_dict(), sched=self.sched.state_dict(), step=self.step,
+                            history=self.history, rng=torch.get_rng_state(),
+                            seconds=self.seconds + time.time() - self.t0), tmp)
 
     def log(self, **vals):
         self.history.append(dict(step=self.step, lr=self.opt.param_groups[0]["lr"], **vals))
@@ -167,9 +212,20 @@ class Run:
         plt.close(fig)
 
 
+def read_ckpt(path: Path) -> dict:
+    """A checkpoint; RuntimeError naming the file when it is there but cannot
+    be read (cut short by a save before saves were atomic, a damaged disk)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise RuntimeError(f"{path}: not a readable checkpoint ({exc}); delete it to train the run "
+                           "again") from None
+
+
 def load_run(name: str) -> dict:
-    ck = torch.load(RUNS / name / "ckpt.pt", map_location="cpu", weights_only=False)
-    return ck
+    return read_ckpt(RUNS / name / "ckpt.pt")
 
 
 def build(kind: str, net_cfg: dict):
@@ -196,9 +252,17 @@ def load_modules(name: str) -> tuple[dict, dict]:
 
 def load_image_to_face(mapper: str = "mapper_full") -> tuple[nets.ImageToFace, int]:
     """crop -> face slice of a mapper run, with the E_s and D_t it was trained
-    against (a fine-tuned run carries its own E_s). Returns (net, crop size)."""
+    against (a fine-tuned run carries its own E_s). Returns (net, crop size).
+    ValueError when the run of E_s or D_t was retrained since (its checkpoint
+    is not the one the mapper's checkpoint records)."""
     mp, ck = load_modules(mapper)
     cfg = ck["config"]
+    for field_ in ("param_ae",) if "enc" in mp else ("param_ae", "image_ae"):
+        was = (ck.get("inputs") or {}).get(f"run {field_}")
+        run = cfg.get(field_, field_)
+        if was is not None and was != ckpt_sha256(run):
+            raise ValueError(f"{mapper}: trained against another checkpoint of {RUNS / run / 'ckpt.pt'} "
+                             f"than the one there now: train the mapper again")
     pae, _ = load_modules(cfg.get("param_ae", "param_ae"))
     if "enc" in mp:  # fine-tuned: its E_s was built from its own net config
         enc, size = mp["enc"], cfg["net"]["image_size"]
@@ -231,13 +295,13 @@ def _loop(run: Run, step_fn, val_fn, total_steps: int):
     bar.close()
 
 
-def _setup(cfg: TrainConfig, modules: dict, params=None):
+def _setup(cfg: TrainConfig, modules: dict, params=None, cache: Path | None = None):
     seed_all(cfg.seed)
     torch.set_num_threads(cfg.threads)
     ps = params if params is not None else [p for m in modules.values() for p in m.parameters()]
     opt = torch.optim.Adam(ps, lr=cfg.lr, betas=tuple(cfg.betas))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1)
-    run = Run(cfg, modules, opt, sched)
+    run = Run(cfg, modules, opt, sched, run_inputs(cfg, cache))
     run.resume()
     return run
 
@@ -263,7 +327,7 @@ def train_image_ae(cfg: TrainConfig, cache: Path | None = None):
     size = cfg.net["image_size"]
     vgg = vgg16_features()
     vgg.slices = vgg.slices[:2]  # relu1_2, relu2_2: cheap enough for CPU training
-    run = _setup(cfg, mods)
+    run = _setup(cfg, mods, cache=cache)
     g = torch.Generator().manual_seed(cfg.seed + run.step)
     rng = np.random.default_rng(cfg.seed + run.step)
     val_x = to_input(crops[held_idx[:256]], size)
@@ -309,7 +373,7 @@ def train_param_ae(cfg: TrainConfig, cache: Path | None = None):
     _, pparams, psource, _ = load_pairs(cache)
     val_y = torch.from_numpy(schema.normalize(pparams[:2048, schema.FACE], schema.FACE))
     mods = build("param_ae", cfg.net)
-    run = _setup(cfg, mods)
+    run = _setup(cfg, mods, cache=cache)
     rng = np.random.default_rng(cfg.seed + run.step)
 
     def step():
@@ -345,18 +409,23 @@ def encode(enc: nn.Module, crops: np.ndarray, size: int, batch: int = 256) -> np
 
 
 def pair_encodings(cache: Path | None = None, image_ae: str = "image_ae") -> dict:
-    """z_s of every pair under the frozen E_s (cached in the run folder)."""
-    from .data import load_pairs
+    """z_s of every pair under the frozen E_s (cached in the run folder, for
+    that checkpoint of E_s and that build of the pairs)."""
+    from . import data
+    from .onnx_util import staged
 
     path = RUNS / image_ae / "encodings.npz"
-    ck_time = (RUNS / image_ae / "ckpt.pt").stat().st_mtime
-    if path.exists() and path.stat().st_mtime > ck_time:
-        return dict(np.load(path))
+    key = f"{ckpt_sha256(image_ae)} {data.stage_key(cache, 'pairs')}"
+    if path.exists():
+        with np.load(path) as z:
+            if "key" in z and str(z["key"]) == key:
+                return {"z_pairs": z["z_pairs"]}
     mods, ck = load_modules(image_ae)
     size = ck["config"]["net"]["image_size"]
-    crops = load_pairs(cache)[0]
+    crops = data.load_pairs(cache)[0]
     z_pairs = encode(mods["enc"], crops, size)
-    np.savez(path, z_pairs=z_pairs)
+    with staged(path, "part") as tmp:
+        np.savez(tmp, key=key, z_pairs=z_pairs)
     return dict(z_pairs=z_pairs)
 
 
@@ -416,7 +485,7 @@ def train_mapper(cfg: TrainConfig, cache: Path | None = None):
         zs = torch.from_numpy(pair_encodings(cache, cfg.image_ae)["z_pairs"])
         if cfg.variant != "no_w":  # start F's last layer where L_w pulls it
             F.last.load_state_dict(et.last.state_dict())
-    run = _setup(cfg, mods)
+    run = _setup(cfg, mods, cache=cache)
     rng = np.random.default_rng(cfg.seed + run.step)
     use_mse = cfg.variant not in ("no_align", "no_mse")
     use_cos = cfg.variant not in ("no_align", "no_cos")
@@ -472,7 +541,7 @@ def train_direct(cfg: TrainConfig, cache: Path | None = None):
     size = cfg.net["image_size"]
     if cfg.init_encoder:
         net.encoder.load_state_dict(load_modules(cfg.init_encoder)[0]["enc"].state_dict())
-    run = _setup(cfg, mods)
+    run = _setup(cfg, mods, cache=cache)
     rng = np.random.default_rng(cfg.seed + run.step)
     val_x = to_input(crops[val_rows], size)
 
