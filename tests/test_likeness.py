@@ -386,3 +386,94 @@ def test_gray_age_prior_from_predictions(tmp_path):
     assert prior["bins"] == list(D.AGE_BANDS) and len(prior["gray"]) == len(D.AGE_BANDS) + 1
     assert prior["gray"][0] < 0.2 < 2.0 < prior["gray"][-1] and sum(prior["photos"]) == n
     assert D.gray_age_prior(names, colours, np.zeros(n, bool), predictions=tmp_path / "missing.npz") is None
+
+
+# ------------------------------------------------------------------ beards
+
+
+def _painted_beard(face, size=192, seed=0):
+    """The astronaut's crop, and the same crop with a rough white beard
+    painted from below the lower lip to the chin."""
+    from avatarizer.artist.photo import pixel_centres
+
+    crop = face.crop(size).copy()
+    lm = face.canonical[:, :2].astype(np.float64)
+    c = pixel_centres(size)
+    gx, gy = c[None, :], c[:, None]
+    chin, lip = lm[LM.CHIN_BOTTOM], lm[LM.LOWER_LIP_BOTTOM]
+    region = (np.abs(gx - chin[0]) < 0.27) & (gy > lip[1] + 0.03) & (gy < chin[1] + 0.02)
+    rng = np.random.default_rng(seed)
+    grey = np.clip(215 + rng.normal(0, 25, (size, size)), 0, 255)
+    painted = crop.copy()
+    painted[region] = np.repeat(grey[region][:, None], 3, 1).astype(np.uint8)
+    return crop, painted, lm, region
+
+
+def test_beard_grid_reads_a_white_beard(astronaut):
+    """The grid's cells below the mouth see a white beard (greyer and rougher
+    than the cheeks, not darker); the cells it does not reach are unchanged."""
+    from avatarizer.artist import accessories as A
+    from avatarizer.artist.photo import make_photo
+
+    st = ArtistStyle()
+    crop, painted, lm, _ = _painted_beard(astronaut)
+    valid = crop_valid_mask(astronaut, 192)
+    nx, ny = A.BEARD_GRID
+    cues = [np.reshape(A.facial_hair_features(st, lm, {}, make_photo(st, c, None, valid))["grid"], (ny, nx, 4))
+            for c in (crop, painted)]
+    before, after = cues
+    mid = nx // 2
+    assert after[-1, mid, 1] > before[-1, mid, 1] + 0.3  # chroma lost
+    assert after[-1, mid, 2] > before[-1, mid, 2] + 0.3  # rougher
+    assert after[-1, mid, 0] < before[-1, mid, 0]  # lighter, not darker
+    np.testing.assert_allclose(after[0], before[0])  # beside the nose: not painted
+    vec = A.beard_vector(A.facial_hair_features(st, lm, {}, make_photo(st, crop, None, valid)))
+    assert vec.shape == (12 + 4 * nx * ny,) and np.isfinite(vec).all()
+
+
+def test_a_detector_of_other_cues_leaves_the_rule_in_charge(astronaut, monkeypatch):
+    """A detectors file fitted on another cue vector (an older artist's) is
+    not applied to this one's cues: the hand-set rule decides."""
+    from avatarizer.artist import accessories as A
+
+    old = {"mean": [0.0] * 12, "scale": [1.0] * 12, "W": [[0.0] * 12, [0.0] * 12], "b": [0.0, 9.0],
+           "thresholds": {"yes": 0.5}}
+    monkeypatch.setattr(A, "detectors", lambda: {"beard": old, "moustache": old})
+    _, g = AutoArtist(ArtistStyle())._fit(astronaut.canonical, astronaut.crop(192), None,
+                                          crop_valid_mask(astronaut, 192), astronaut.landmarks)
+    assert g["beard_prob"] == (None, None)
+    assert g["beard_score"][0] < 0  # the rule: no beard on the astronaut
+
+
+def test_the_fitted_beard_detector_sees_a_white_beard_the_rule_missed(astronaut):
+    """A white beard is not darker than the cheeks: the hand-set rule (the
+    regions' darkness, texture and chroma) misses it, the fitted detector
+    over the lower face's grid of cues finds it; the bare chin stays bare."""
+    from avatarizer.artist import accessories as A
+
+    det = A.detectors()
+    assert "beard" in det and len(det["beard"]["mean"]) == 12 + 4 * int(np.prod(A.BEARD_GRID))
+    crop, painted, _, _ = _painted_beard(astronaut)
+    probs, rules = [], []
+    for c in (crop, painted):
+        _, g = AutoArtist(ArtistStyle())._fit(astronaut.canonical, c, None, crop_valid_mask(astronaut, 192),
+                                              astronaut.landmarks)
+        probs.append(g["beard_prob"][0])
+        rules.append(A.rule_scores(A.beard_vector(g["beard_features"]))[0])
+    assert probs[0] < 0.1 < 0.9 < probs[1], probs
+    assert rules[0] < 0 and rules[1] < 0, rules
+
+
+def test_the_age_prior_is_kept_without_predictions(tmp_path):
+    """A refit without H's predictions (a fresh clone before its first H)
+    keeps the grey-hair age prior of the file it replaces."""
+    from avatarizer.artist import accessories as A
+    from avatarizer_export import detectors as D
+
+    shipped = json.loads(A._DETECTORS_PATH.read_text())["detectors"]["hair_colour"]["age_prior"]
+    assert D._previous_age_prior(A._DETECTORS_PATH) == shipped
+    assert len(shipped["gray"]) == len(D.AGE_BANDS) + 1
+    for text in ("", "{}", '{"detectors": {"hair_colour": {}}}', "[1]"):
+        (tmp_path / "d.json").write_text(text)
+        assert D._previous_age_prior(tmp_path / "d.json") is None
+    assert D._previous_age_prior(tmp_path / "missing.json") is None

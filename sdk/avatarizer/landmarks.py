@@ -229,7 +229,9 @@ PAIR = {
     "forehead_out": (104, 333), "mouth_corner": (61, 291), "eye_outer": (33, 263), "eye_inner": (133, 362),
     "jaw": (172, 397), "chin_side": (149, 378), "temple": (162, 389), "cheek_outline": (234, 454),
 }
-#: the lower lip's lowest point on the centre line and the chin's
+#: the nose's bottom (where it meets the upper lip), the lower lip's lowest
+#: point on the centre line and the chin's
+NOSE_BOTTOM = 2
 LOWER_LIP_BOTTOM = 17
 CHIN_BOTTOM = 152
 LIP_UO = (61, 40, 37, 0, 267, 270, 291)

@@ -5,6 +5,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .. import prior as P
@@ -13,6 +14,7 @@ from ..landmarks import (
     CHEEK_PATCH,
     CHIN_BOTTOM,
     LOWER_LIP_BOTTOM,
+    NOSE_BOTTOM,
     side_index,
 )
 from .photo import (
@@ -170,9 +172,66 @@ def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float) -> None:
     p[S.index("glasses.roundness")] = 0.5
 
 
+#: the beard cues' grid over the lower face (columns, rows): from the nose's
+#: bottom to a quarter of the lip-chin drop below the chin, 1.9 mouth widths
+#: wide. A cell's four cues against the upper cheeks tell where the lower
+#: face differs from them, which regions' medians cannot: a white beard is
+#: not darker than the cheeks, it is greyer and rougher, and only below the
+#: mouth (a linear model over these cells: held-out ROC AUC 0.84 -> 0.90 on
+#: 3,510 labelled photos, session 12)
+BEARD_GRID = (3, 3)
+
+
+def beard_grid(lm, photo: Photo, ref_px: np.ndarray, ref_tex: float) -> list[float]:
+    """Per cell of :data:`BEARD_GRID` (row by row) against the upper cheeks'
+    pixels ``ref_px`` and fine texture ``ref_tex``: darkness (mean L*
+    against the cheeks' median, / 20), loss of chroma (/ 20), texture ratio
+    (log) and L* spread ratio (log); zeros for a cell with fewer than 4
+    valid pixels. Read at half the crop's resolution (2x2 means; the
+    texture measured at full resolution)."""
+    nx, ny = BEARD_GRID
+    lm = np.asarray(lm, np.float64)
+    ml, mr = lm[side_index("mouth_corner", 0)], lm[side_index("mouth_corner", 1)]
+    cx, hw = 0.5 * (ml[0] + mr[0]), 0.95 * abs(mr[0] - ml[0])
+    chin = lm[CHIN_BOTTOM][1]
+    y0, y1 = lm[NOSE_BOTTOM][1], chin + 0.25 * (chin - lm[LOWER_LIP_BOTTOM][1])
+    k = nx * ny
+    out = np.zeros((k, 4))
+    gx, gy = photo.gx.ravel(), photo.gy.ravel()
+    c0, c1 = np.searchsorted(gx, (cx - hw, cx + hw))
+    r0, r1 = np.searchsorted(gy, (y0, y1))
+    c1, r1 = c0 + (c1 - c0) // 2 * 2, r0 + (r1 - r0) // 2 * 2  # whole 2x2 blocks
+    if not (hw > 1e-3 and y1 - y0 > 1e-3 and c1 > c0 and r1 > r0):
+        return out.ravel().tolist()
+    win, half = np.s_[r0:r1, c0:c1], ((c1 - c0) // 2, (r1 - r0) // 2)
+
+    def pool(a):  # 2x2 block means
+        return cv2.resize(np.ascontiguousarray(a[win]), half, interpolation=cv2.INTER_AREA)
+
+    valid = pool(photo.validf) > 0.99
+    if np.count_nonzero(valid) < 4:
+        return out.ravel().tolist()
+    lab = to_lab(masked(pool(photo.rgb), valid))
+    ix = np.minimum((gx[c0:c1].reshape(-1, 2).mean(1) - (cx - hw)) * (nx / (2 * hw)), nx - 1)
+    iy = np.minimum((gy[r0:r1].reshape(-1, 2).mean(1) - y0) * (ny / (y1 - y0)), ny - 1)
+    cell = (np.maximum(iy, 0).astype(np.intp)[:, None] * nx + np.maximum(ix, 0).astype(np.intp)[None, :])[valid]
+    n = np.bincount(cell, minlength=k).astype(np.float64)
+    m = np.maximum(n, 1.0)
+    big_l, big_a, big_b = (np.bincount(cell, lab[:, i], k) / m for i in range(3))
+    sd = np.sqrt(np.maximum(np.bincount(cell, lab[:, 0] ** 2, k) / m - big_l ** 2, 0.0))
+    tex = np.bincount(cell, pool(photo.highpass)[valid], k) / (np.bincount(cell, pool(photo.luma)[valid], k) + 0.06 * m)
+    ref = to_lab(ref_px)
+    r_l, r_c, r_sd = median(ref[:, 0]), float(np.hypot(median(ref[:, 1]), median(ref[:, 2]))), float(np.std(ref[:, 0]))
+    out[:] = np.stack([(r_l - big_l) / 20.0, (r_c - np.hypot(big_a, big_b)) / 20.0,
+                       np.log((tex + 1e-3) / (ref_tex + 1e-3)), np.log((sd + 1.0) / (r_sd + 1.0))], 1)
+    out[n < 4] = 0.0
+    return out.ravel().tolist()
+
+
 def facial_hair_features(st, lm, g, photo: Photo) -> dict:
     """Per region (chin, jaw sides, upper lip) against the upper cheeks:
-    relative darkness, texture ratio (log) and loss of skin chroma."""
+    relative darkness, texture ratio (log) and loss of skin chroma; and the
+    cells of :func:`beard_grid` (``"grid"``)."""
     L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
     hp = photo.highpass
     lip, chin = lm[LOWER_LIP_BOTTOM], lm[CHIN_BOTTOM]
@@ -183,7 +242,7 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
                           L("chin_side", 0) + (0.03, -0.04), L("jaw", 0) + (0.05, -0.03)]),
                 np.array([L("mouth_side", 1) + (0.02, 0.05), lip + (0.14, 0.06),
                           L("chin_side", 1) + (-0.03, -0.04), L("jaw", 1) + (-0.05, -0.03)])],
-        "must": [np.array([lm[2] + (-0.09, 0.025), lm[2] + (0.09, 0.025), lm[0] + (0.09, -0.012),
+        "must": [np.array([lm[NOSE_BOTTOM] + (-0.09, 0.025), lm[NOSE_BOTTOM] + (0.09, 0.025), lm[0] + (0.09, -0.012),
                            lm[0] + (-0.09, -0.012)])],
     }
     stats = {}
@@ -199,12 +258,15 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
                     float(np.hypot(lab[1], lab[2])))
         if k in ("chin", "must"):  # the darker half: the colour of the hair there, if any
             g[f"{k}_dark_rgb"] = median(px[y <= y_med], 0)
+        elif k == "ref":
+            ref_px = px
     ref = stats["ref"]
     out = {}
     for k in ("chin", "jaw", "must"):
         y, t, c = stats[k]
         out[k] = (float((ref[0] - y) / max(ref[0], 0.05)), float(np.log((t + 1e-3) / (ref[1] + 1e-3))),
                   float((ref[2] - c) / 20.0))
+    out["grid"] = beard_grid(lm, photo, ref_px, ref[1])
     return out
 
 
@@ -215,16 +277,18 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
     g["beard_features"] = f
     if not f:
         return
-    beard = float(((np.array([*f["chin"], *f["jaw"]]) - _BEARD_MED) / _BEARD_IQR).sum()) - _BEARD_T
-    must = float(((np.array([*f["must"], *f["chin"]]) - _MOUSTACHE_MED) / _MOUSTACHE_IQR).sum()) - _MOUSTACHE_T
+    x = beard_vector(f)
+    beard, must = rule_scores(x)
+    # a fitted detector, where there is one for these cues (light and grey
+    # beards too), decides in place of the hand-set rule: its score is the
+    # probability past the drawing threshold
     dets = detectors()
-    if "beard" in dets and "moustache" in dets:
-        # fitted detectors (light and grey beards too): scores as log-odds past the drawing threshold
-        x = beard_vector(f)
-        pb, pm = probabilities(dets["beard"], x)[1], probabilities(dets["moustache"], x)[1]
-        g["beard_prob"] = (pb, pm)
-        beard = 10.0 * (pb - dets["beard"]["thresholds"]["yes"])
-        must = 10.0 * (pm - dets["moustache"]["thresholds"]["yes"])
+    fitted = [dets.get(k) if k in dets and len(dets[k]["mean"]) == len(x) else None for k in ("beard", "moustache")]
+    g["beard_prob"] = tuple(None if d is None else float(probabilities(d, x)[1]) for d in fitted)
+    if fitted[0] is not None:
+        beard = 10.0 * (g["beard_prob"][0] - fitted[0]["thresholds"]["yes"])
+    if fitted[1] is not None:
+        must = 10.0 * (g["beard_prob"][1] - fitted[1]["thresholds"]["yes"])
     g["beard_score"] = (beard, must)
     hair = col.get("hair", np.array(P.HAIR_COLORS["dark_brown"]))
     beard_rgb = None
@@ -304,7 +368,18 @@ def glasses_vector(g) -> np.ndarray:
 
 def beard_vector(f) -> np.ndarray:
     v = [*f["chin"], *f["jaw"], *f["must"]]
-    return np.array(v + [abs(f["chin"][0]), abs(f["jaw"][0]), abs(f["must"][0])])
+    return np.array(v + [abs(f["chin"][0]), abs(f["jaw"][0]), abs(f["must"][0])] + list(f["grid"]))
+
+
+def rule_scores(x) -> tuple[float, float]:
+    """The hand-set rule's (beard, moustache) scores (> 0: drawn) of a
+    :func:`beard_vector`: the sums of its chin + jaw (beard) and upper lip +
+    chin (moustache) cues, standardised, past a threshold. Decides where no
+    fitted detector for these cues is at hand."""
+    chin, jaw, must = x[0:3], x[3:6], x[6:9]
+    beard = float(((np.concatenate([chin, jaw]) - _BEARD_MED) / _BEARD_IQR).sum()) - _BEARD_T
+    moustache = float(((np.concatenate([must, chin]) - _MOUSTACHE_MED) / _MOUSTACHE_IQR).sum()) - _MOUSTACHE_T
+    return beard, moustache
 
 
 def headwear_vector(g) -> np.ndarray:
