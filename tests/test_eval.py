@@ -96,6 +96,30 @@ def test_report_findings_call_a_tie_when_the_interval_holds_zero(monkeypatch):
     assert any(" beats direct regression on render_lpips" in x for x in lines)
 
 
+def test_report_findings_verdict_and_identity_means_come_from_the_per_photo_values():
+    """The verdict follows the paired interval, not the group-averaged identity_top1 beside it, and the
+    per-photo hit rates the paired difference is taken between are shown, so the numbers cannot disagree."""
+    from avatarizer_export import report as R
+
+    n = 200
+    hit_a, hit_b = np.zeros(n), np.zeros(n)
+    hit_a[:40], hit_b[:120] = 1, 1  # per photo: 0.20 against 0.60, every photo paired
+    lp = np.linspace(0.04, 0.06, n)
+    per = {R.SHIPPED: {"render_lpips": lp, "identity_hit": hit_a},
+           "direct": {"render_lpips": lp + 0.01, "identity_hit": hit_b}}
+    # group averages weighted otherwise (a large last group) could even order the two the other way
+    M = {R.SHIPPED: {"render_lpips": float(lp.mean()), "identity_top1": 0.30},
+         "direct": {"render_lpips": float(lp.mean()) + 0.01, "identity_top1": 0.25}}
+    lines = R._findings(M, per)
+    ident = next(x for x in lines if "direct regression on identity_top1" in x)
+    assert "does NOT beat" in ident  # the paired difference is -0.40, its interval well below zero
+    assert "per-photo hit rate 0.200 vs 0.600" in ident and "group-averaged identity_top1 0.300 vs 0.250" in ident
+    lpips = next(x for x in lines if "direct regression on render_lpips" in x)
+    assert " beats " in lpips and "paired difference -0.0100" in lpips
+    d = R._paired(per, R.SHIPPED, "direct")
+    assert d["identity_top1"]["excludes_zero"] and abs(d["identity_top1"]["mean_b"] - 0.6) < 1e-12
+
+
 def test_hair_class_reads_against_labels_beside_the_photos(tmp_path):
     import json
 
