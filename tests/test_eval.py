@@ -120,6 +120,85 @@ def test_report_findings_verdict_and_identity_means_come_from_the_per_photo_valu
     assert d["identity_top1"]["excludes_zero"] and abs(d["identity_top1"]["mean_b"] - 0.6) < 1e-12
 
 
+def test_report_pairs_every_ablation_and_size_row_with_its_reference(monkeypatch, tmp_path):
+    """Each Table-3 row is paired against "full" and each data-size row against all paired photos
+    (render LPIPS and per-photo identity, 95% paired bootstrap interval, whether it excludes zero),
+    in results.json and in README.md alike, and the Findings word them from the intervals."""
+    from avatarizer_export import report as R
+
+    n, rng = 300, np.random.default_rng(0)
+    base, hits = rng.uniform(0.04, 0.08, n), (rng.random(n) < 0.1).astype(float)
+
+    def zero_mean(scale):
+        e = rng.normal(0, scale, n)
+        return e - e.mean()
+
+    more = hits.copy()
+    more[np.flatnonzero(hits == 0)[:60]] = 1  # 60 more photos found: identity +0.2
+    per = {"model": (base, hits),
+           "mapper:mapper_no_align": (base - 0.005, hits),  # better LPIPS; identity the same photos: a tie
+           "mapper:mapper_no_mse": (base + 0.01, more),  # worse LPIPS, better identity
+           "mapper:mapper_no_cos": (base + zero_mean(0.002), hits),
+           "mapper:mapper_no_w": (base + zero_mean(0.002), hits),
+           "mapper:mapper_full_500": (base + 0.01, hits * 0),
+           "mapper:mapper_full_1000": (base + 0.005, hits),
+           "mapper:mapper_full_4000": (base + zero_mean(0.002), hits),
+           "direct:direct_500": (base + 0.01, more),
+           "direct": (base, hits), "nearest": (base + 0.05, hits * 0)}
+    per = {m: {"render_lpips": lp, "identity_hit": h} for m, (lp, h) in per.items()}
+    M = {m: {"render_lpips": float(v["render_lpips"].mean()), "identity_top1": float(v["identity_hit"].mean()) + 0.01,
+             "identity_n": 100} for m, v in per.items()}
+    M["artist"] = {"identity_top1": 0.3, "identity_n": 100}
+
+    def evaluate(files, methods, keep=None, **kw):
+        keep.update(per_photo=per, preds={})
+        return {"faces": n, "aligned": n, "methods": M}
+
+    monkeypatch.setattr(R, "evaluate", evaluate)
+    monkeypatch.setattr(R, "heldout_files", lambda shared, utk=300: [])
+    monkeypatch.setattr(R, "_grid", lambda keep, methods: None)
+    monkeypatch.setattr(R, "OUT", tmp_path / "report")
+    monkeypatch.setattr(R, "RUNS", tmp_path / "runs")
+    R.write_report(tmp_path, cache=tmp_path / "cache")
+    res = json.loads((tmp_path / "report" / "results.json").read_text())["paired"]
+    abl = {e["method"]: e for e in res["ablation"]["rows"]}
+    assert res["ablation"]["reference"] == "model" and len(abl) == 4 and "model" not in abl
+    e = abl["mapper:mapper_no_align"]
+    assert abs(e["render_lpips"]["diff"] + 0.005) < 1e-9 and e["render_lpips"]["excludes_zero"]
+    assert e["render_lpips"]["hi"] < 0 and not e["identity_hit"]["excludes_zero"]
+    assert abs(abl["mapper:mapper_no_mse"]["identity_hit"]["diff"] - 0.2) < 1e-9
+    assert abs(abl["mapper:mapper_no_mse"]["identity_hit"]["mean_b"] - hits.mean()) < 1e-12  # per photo
+    assert not abl["mapper:mapper_no_cos"]["render_lpips"]["excludes_zero"]
+    size = {e["method"]: e for e in res["size"]["rows"]}
+    assert res["size"]["reference"] == "model"
+    assert set(size) == {"mapper:mapper_full_500", "mapper:mapper_full_1000", "mapper:mapper_full_4000",
+                         "direct:direct_500"}
+    assert size["mapper:mapper_full_500"]["identity_hit"]["excludes_zero"]
+    assert [(b["a"], b["b"]) for b in res["baselines"]] == [("model", "direct"), ("model", "nearest"),
+                                                                 ("mapper:mapper_full_500", "direct:direct_500")]
+    md = (tmp_path / "report" / "README.md").read_text()
+    abl_md = md.split("## Ablation")[1].split("## Paired-data size")[0]
+    size_md = md.split("## Paired-data size")[1].split("## What moved")[0]
+    assert "Δ render LPIPS vs full, 95% CI" in abl_md and "Δ identity hit rate vs full, 95% CI" in abl_md
+    assert "Δ render LPIPS vs all paired photos, 95% CI" in size_md
+    row = next(x for x in abl_md.splitlines() if x.startswith("| without alignment losses |") and "[" in x)
+    assert "-0.0050 [" in row and "] better |" in row and "+0.0000 [+0.0000, +0.0000] tie (includes 0)" in row
+    row = next(x for x in abl_md.splitlines() if x.startswith("| without the MSE term |") and "[" in x)
+    assert "] worse |" in row and f"| {hits.mean() + 0.2:.3f} | +0.2000 [" in row and row.endswith("] better |")
+    assert any(x.startswith("| full (reference) |") for x in abl_md.splitlines())
+    row = next(x for x in size_md.splitlines() if x.startswith("| 500 paired photos |") and "[" in x)
+    assert "] worse |" in row and row.endswith("] worse |")
+    assert any(x.startswith("| all paired photos (reference) |") for x in size_md.splitlines())
+    findings = md.split("## Findings")[1]
+    assert ("- Table 3: the paper's model without alignment losses beats the full model (E_s frozen) "
+            "on render_lpips") in findings
+    assert ("- Table 3: the paper's model without alignment losses ties with (the interval includes zero) "
+            "the full model (E_s frozen) on identity_top1") in findings
+    assert ("- Data size: the paper's model (E_s frozen) on 500 paired photos does NOT beat the paper's model "
+            "on all paired photos on identity_top1") in findings
+    assert "- Data size: direct regression on 500 paired photos" in findings
+
+
 def test_hair_class_reads_against_labels_beside_the_photos(tmp_path):
     import json
 

@@ -3,9 +3,12 @@
 Evaluates, on the held-out photos of ffhq128, ffhq128-labelled and
 stylegan128 (and a slice of utkface200), the full model against direct
 regression, nearest-neighbour retrieval and the auto-artist, the paper's
-Table 3 ablation and the paired-data-size study; writes ``docs/report/
-results.json``, the tables in ``docs/report/README.md`` and figures (loss
-curves, a photo | artist | full model | direct grid of 24 faces).
+Table 3 ablation and the paired-data-size study (each of their rows also
+paired against its reference run, "full" / all paired photos, with a paired
+bootstrap 95% interval over photos); writes ``docs/report/results.json``
+(the paired comparisons under ``paired``), the tables in ``docs/report/
+README.md`` and figures (loss curves, a photo | artist | full model | direct
+grid of 24 faces).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ ABLATIONS = [("without alignment losses", "mapper:mapper_no_align"), ("without t
              ("without the cosine term", "mapper:mapper_no_cos"), ("without weight alignment", "mapper:mapper_no_w"),
              ("full", "model")]
 SIZES = [500, 1000, 4000]
+ABLATION_REF, SIZE_REF = "model", "model"  # the runs each ablation / data-size row is paired against
 SHIPPED = f"mapper:{SHIPPED_MAPPER}"
 LOSS_RUNS = ("image_ae", "param_ae", "mapper_full", "mapper_full_ft", "direct")  # their loss.png go in the report
 PER_PHOTO = {"render_lpips": "render_lpips", "identity_top1": "identity_hit"}  # metric -> per-photo values
@@ -51,6 +55,82 @@ def _verdict(d: dict, better: str) -> str:
     if d["lo"] <= 0.0 <= d["hi"]:  # the interval holds zero: no winner either way
         return "ties with (the interval includes zero)"
     return "beats" if (d["diff"] < 0 if better == "lower" else d["diff"] > 0) else "does NOT beat"
+
+
+def _size_rows(M: dict) -> list[tuple[str, str]]:
+    """(label, method) of the paired-data size table, smallest first; "all paired photos" is SIZE_REF."""
+    rows = [(f"{n} paired photos", f"mapper:mapper_full_{n}") for n in SIZES if f"mapper:mapper_full_{n}" in M]
+    rows.append(("all paired photos", SIZE_REF))
+    if "direct:direct_500" in M:
+        rows.append(("direct regression, 500 paired photos", "direct:direct_500"))
+    return rows
+
+
+def _against(per: dict, rows: list[tuple[str, str]], ref: str) -> list[dict]:
+    """Each row's paired difference against the reference run (row − ``ref``, 95% paired bootstrap
+    interval over photos; see ``_paired``) for the rows with per-photo values, the reference left out;
+    ``identity_hit`` is the per-photo hit rate (its ``mean_a`` / ``mean_b``), not the group-averaged
+    identity_top1 of the tables."""
+    if ref not in per:
+        return []
+    out = []
+    for label, m in rows:
+        if m != ref and m in per:
+            d = _paired(per, m, ref)
+            out.append({"label": label, "method": m, "render_lpips": d["render_lpips"],
+                        "identity_hit": d["identity_top1"]})
+    return out
+
+
+def _against_table(rows: list[tuple[str, str]], ref: str, ref_label: str, paired: list[dict]) -> str:
+    """The paired table of an ablation / size study: per-photo means and each row's difference against
+    ``ref`` with its 95% interval, marked "tie" where the interval includes zero, else "better" / "worse"."""
+    by = {e["method"]: e for e in paired}
+
+    def cell(d, better):
+        mark = {"beats": "better", "does NOT beat": "worse"}.get(_verdict(d, better), "tie (includes 0)")
+        return f"{d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}] {mark}"
+
+    out = []
+    for label, m in rows:
+        if m in by:
+            e = by[m]
+            out.append([label, fmt(e["render_lpips"]["mean_a"]), cell(e["render_lpips"], "lower"),
+                        fmt(e["identity_hit"]["mean_a"]), cell(e["identity_hit"], "higher")])
+        elif m == ref and paired:
+            e = paired[0]
+            out.append([f"{label} (reference)", fmt(e["render_lpips"]["mean_b"]), "—",
+                        fmt(e["identity_hit"]["mean_b"]), "—"])
+    return _table(out, ["method", "render LPIPS ↓", f"Δ render LPIPS vs {ref_label}, 95% CI",
+                        "identity hit rate (per photo) ↑", f"Δ identity hit rate vs {ref_label}, 95% CI"])
+
+
+# the Findings' comparisons of the full model with the baselines: (A, B, label of A, label of B)
+FINDINGS = [(SHIPPED, "direct", "The full model with E_s fine-tuned (shipped)", "direct regression"),
+            (SHIPPED, "nearest", "The full model with E_s fine-tuned (shipped)", "nearest-neighbour retrieval"),
+            ("model", "direct", "The paper's full model (E_s frozen)", "direct regression"),
+            ("model", "nearest", "The paper's full model (E_s frozen)", "nearest-neighbour retrieval"),
+            ("mapper:mapper_full_500_ft", "direct:direct_500", "With 500 paired photos the fine-tuned full model",
+             "direct regression trained on the same 500"),
+            ("mapper:mapper_full_500", "direct:direct_500", "With 500 paired photos the paper's full model",
+             "direct regression trained on the same 500")]
+
+
+def paired_results(M: dict, per: dict | None) -> dict:
+    """The report's paired comparisons for ``results.json`` (``paired``): the Findings' pairs
+    (``baselines``), and every ablation / data-size row against its reference run, each metric as
+    ``_paired`` gives it (diff, lo, hi, n, mean_a, mean_b, excludes_zero; ``identity_hit``: per photo)."""
+    per = per or {}
+    base = []
+    for a, b, _, _ in FINDINGS:
+        if a in per and b in per:
+            d = _paired(per, a, b)
+            base.append({"a": a, "b": b, "render_lpips": d["render_lpips"], "identity_hit": d["identity_top1"]})
+    return {"baselines": base,
+            "ablation": {"reference": ABLATION_REF, "rows": _against(per, ABLATIONS, ABLATION_REF)},
+            "size": {"reference": SIZE_REF, "rows": _against(per, _size_rows(M), SIZE_REF)}}
+
+
 # what we tried to make the model beat direct regression: (label, method, lever);
 # rows appear when their run exists (the controls are not part of `make models`,
 # their commands are in docs/report/investigation.md)
@@ -148,14 +228,16 @@ def _findings(M: dict, per: dict | None = None) -> list[str]:
             wins = x < y if better == "lower" else x > y
             out.append(f"- {label_a} {'beats' if wins else 'does NOT beat'} {label_b} on {key} ({x:.3f} vs {y:.3f}).")
 
-    cmp(SHIPPED, "direct", "The full model with E_s fine-tuned (shipped)", "direct regression")
-    cmp(SHIPPED, "nearest", "The full model with E_s fine-tuned (shipped)", "nearest-neighbour retrieval")
-    cmp("model", "direct", "The paper's full model (E_s frozen)", "direct regression")
-    cmp("model", "nearest", "The paper's full model (E_s frozen)", "nearest-neighbour retrieval")
-    cmp("mapper:mapper_full_500_ft", "direct:direct_500", "With 500 paired photos the fine-tuned full model",
-        "direct regression trained on the same 500")
-    cmp("mapper:mapper_full_500", "direct:direct_500", "With 500 paired photos the paper's full model",
-        "direct regression trained on the same 500")
+    for a, b, label_a, label_b in FINDINGS:
+        cmp(a, b, label_a, label_b)
+    for label, m in ABLATIONS:  # Table 3: each variant against the full model
+        if m != ABLATION_REF:
+            cmp(m, ABLATION_REF, f"Table 3: the paper's model {label}", "the full model (E_s frozen)")
+    for label, m in _size_rows(M):  # data size: each row against the model on all paired photos
+        if m != SIZE_REF:
+            name = "direct regression" if m.startswith("direct") else "the paper's model (E_s frozen)"
+            cmp(m, SIZE_REF, f"Data size: {name} on {label.split(', ')[-1]}",
+                "the paper's model on all paired photos")
     return out
 
 
@@ -205,6 +287,7 @@ def write_report(shared: Path, utk: int = 300, cache: Path | None = None) -> dic
     res = evaluate(files, methods, keep=keep, identity_n=100, cache=prep_cache(utk, cache), data_cache=cache_dir(cache))
     res["seconds"] = round(time.time() - t0, 1)
     res["photos"] = [str(f.relative_to(shared)) for f in files]
+    res["paired"] = paired_results(res["methods"], keep.get("per_photo"))
     (OUT / "results.json").write_text(json.dumps({k: v for k, v in res.items() if k != "photos"}, indent=1))
     _grid(keep, [m for m in ("artist", SHIPPED, "model", "direct") if m in keep["preds"]])
     for run in LOSS_RUNS:
@@ -228,10 +311,18 @@ def write_report(shared: Path, utk: int = 300, cache: Path | None = None) -> dic
                   row("direct regression", "direct"), row("nearest neighbour in E_s space", "nearest")]
     sweep_rows = [[lever] + row(label, m) for label, m, lever in SWEEP if m in M]
     abl_rows = [row(label, m) for label, m in ABLATIONS if m in M]
-    size_rows = [row(f"{n} paired photos", f"mapper:mapper_full_{n}") for n in SIZES if f"mapper:mapper_full_{n}" in M]
-    size_rows.append(row("all paired photos", "model"))
-    if "direct:direct_500" in M:
-        size_rows.append(row("direct regression, 500 paired photos", "direct:direct_500"))
+    size_rows = [row(label, m) for label, m in _size_rows(M)]
+    paired_note = ("Paired against {ref} (Δ = row − {ref}, the mean over photos, with its paired bootstrap 95% "
+                   "interval over photos; `results.json` `paired.{key}`): \"tie\" where the interval includes zero, "
+                   "else \"better\" / \"worse\" for the row. Identity here is the per-photo hit rate (the share "
+                   "of avatars whose own photo is strictly nearest), which the paired difference is taken "
+                   "between; the table above gives identity top-1 averaged over the groups of 100, which weights "
+                   "each photo of the last, larger group less.")
+    abl, size = res["paired"]["ablation"]["rows"], res["paired"]["size"]["rows"]
+    abl_paired = [paired_note.format(ref="full", key="ablation"), "",
+                  _against_table(ABLATIONS, ABLATION_REF, "full", abl), ""] if abl else []
+    size_paired = [paired_note.format(ref="all paired photos", key="size"), "",
+                   _against_table(_size_rows(M), SIZE_REF, "all paired photos", size), ""] if size else []
     text = [
         "# Evaluation report", "",
         f"Held-out photos: {res['faces']} ({res['aligned']} aligned) from ffhq128, ffhq128-labelled, stylegan128 "
@@ -242,8 +333,8 @@ def write_report(shared: Path, utk: int = 300, cache: Path | None = None) -> dic
         f"the last taking the remainder (the largest: {M['artist']['identity_n']} photos).", "",
         f"Produced by `avatarizer-export report` in {res['seconds']} s.", "",
         "## Full model against baselines", "", _table(main_rows, cols), "",
-        "## Ablation (paper's Table 3)", "", _table(abl_rows, cols), "",
-        "## Paired-data size", "", _table(size_rows, cols), "",
+        "## Ablation (paper's Table 3)", "", _table(abl_rows, cols), "", *abl_paired,
+        "## Paired-data size", "", _table(size_rows, cols), "", *size_paired,
         "## What moved the numbers", "",
         "Runs trained to find out why the paper's model loses to direct regression here (the story and the "
         "commands: `docs/report/investigation.md`).", "",
