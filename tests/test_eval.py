@@ -740,6 +740,15 @@ def test_prepared_cache_is_keyed_on_the_files_not_the_names_typed(tmp_path, caps
     assert len(calls) == 4
     assert E.cache_key(rel) != E.cache_key(rel, 1.5) and E.cache_key(rel) == E.cache_key([tmp_path / "b" / "p.jpg",
                                                                                          tmp_path / "b" / "q.jpg"])
+    from avatarizer_export import data as D
+
+    artist = D.artist_key()  # another artist (its source, detectors or mean face): other references
+    key = E.cache_key(rel)
+    monkeypatch.setattr(D, "artist_key", lambda: {**artist, "detectors": "other"})
+    assert E.cache_key(rel) != key
+    E.prepared(rel, cache, progress=False, exaggeration=1.5)
+    assert len(calls) == 5
+    monkeypatch.setattr(D, "artist_key", lambda: artist)
     # a folder holding a file name that is not UTF-8 ('utf-8' codec can't encode ... surrogates)
     latin = tmp_path / "b" / os.fsdecode(b"\xe9t\xe9.jpg")
     shutil.copy(f["a/q.jpg"], latin)
@@ -747,7 +756,7 @@ def test_prepared_cache_is_keyed_on_the_files_not_the_names_typed(tmp_path, caps
     assert latin in files
     E.prepared(files, cache, progress=False)
     got = E.prepared(files, cache, progress=False)
-    assert len(calls) == 5 and got["paths"][-1] == str(latin) and got["names"][-1] == latin.name
+    assert len(calls) == 6 and got["paths"][-1] == str(latin) and got["names"][-1] == latin.name
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".avatarizer-")]  # no temporary file left
 
 

@@ -295,7 +295,9 @@ def unique_photos(files: list[Path]) -> tuple[list[Path], int]:
 
 def cache_key(files: list[Path], exaggeration: float | None = None) -> str:
     """What a ``--prepared`` cache is keyed on: :data:`CACHE_VERSION`, the
-    exaggeration, and per photo, in order, its path with every link
+    exaggeration, the auto-artist that drew the references (its source,
+    fitted detectors and mean face: ``data.artist_key``), and per photo, in
+    order, its path with every link
     followed, its size and its modification time (ns): other photos under
     the same names (another folder, a replaced or edited file) or another
     list mean a fresh preparation. Names are encoded as the system gives
@@ -303,7 +305,10 @@ def cache_key(files: list[Path], exaggeration: float | None = None) -> str:
     import hashlib
     import os
 
+    from .data import artist_key
+
     h = hashlib.sha256(f"{CACHE_VERSION} {exaggeration!r}\n".encode())
+    h.update(json.dumps(artist_key(), sort_keys=True).encode() + b"\n")
     for f in files:
         real = _real(f)
         try:
