@@ -228,6 +228,25 @@ def test_retire_old_files_removes_file_and_manifest_entry(tmp_path):
     assert retire_old_files(tmp_path) == []  # nothing left to retire
 
 
+def test_retire_old_files_keeps_a_file_the_manifest_does_not_list(tmp_path):
+    """A file of a retired name that the manifest does not list is not ours
+    (a user's): it stays, and so does the manifest."""
+    from avatarizer_export.attributes import RETIRED, retire_old_files
+
+    (name, file), = RETIRED.items()
+    (tmp_path / file).write_bytes(b"a user's file")
+    man = {"models": {"other": {"file": "keep.onnx"}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    assert retire_old_files(tmp_path) == []
+    assert (tmp_path / file).read_bytes() == b"a user's file"
+    assert json.loads((tmp_path / "manifest.json").read_text()) == man
+    # listed under another file name: that file goes, the user's stays
+    (tmp_path / "old.onnx").write_bytes(b"ours")
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": {name: {"file": "old.onnx"}}}))
+    assert retire_old_files(tmp_path) == [name]
+    assert not (tmp_path / "old.onnx").exists() and (tmp_path / file).read_bytes() == b"a user's file"
+
+
 def test_grid_pooling_matches_adaptive_average_pooling():
     """The taps' 3×3 grid pooling: one AveragePool where adaptive_avg_pool2d's
     bins are a sliding window (7×7 at 128 px), the same numbers."""

@@ -980,20 +980,12 @@ def gate_metrics(decision: dict, draw: dict):
 
 
 def retire_old_files(folder: Path = MODELS) -> list[str]:
-    """Removes earlier versions' files (``RETIRED``) and their manifest entries."""
-    mpath = folder / "manifest.json"
-    gone = []
-    if mpath.exists():
-        man = json.loads(mpath.read_text())
-        for name, file in RETIRED.items():
-            if man.get("models", {}).pop(name, None) is not None:
-                gone.append(name)
-            if (folder / file).exists():
-                (folder / file).unlink()
-        tmp = mpath.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(man, indent=2, sort_keys=True) + "\n")
-        tmp.replace(mpath)
-    return gone
+    """Removes earlier versions' entries (``RETIRED``) from ``folder``'s
+    manifest, with the files they list; a file of a retired name that the
+    manifest does not list is not ours and stays."""
+    from . import formats
+
+    return [name for name in RETIRED if formats.remove_from_manifest(name, folder)]
 
 
 def export(net: AttributeNet, calib_crops: np.ndarray, eval_crops: np.ndarray, extra: dict,
