@@ -1022,10 +1022,18 @@ def export(net: AttributeNet, calib_crops: np.ndarray, eval_crops: np.ndarray, e
     convs = [n.name for n in nodes if n.op_type == "Conv"]
     keep_fp32 = convs[:1] + [n.name for n in nodes if n.op_type not in ("Conv", "MaxPool", "Relu", "AveragePool")]
     keep_fp32 += [n.name for n in nodes if n.op_type == "AveragePool" and n.input[0] == "image"]
-    q = quantize_gated(BUILD / FP32_FILE, folder / SHIP_FILE, {"image": to_input128(calib_crops).numpy()},
-                       evals, fns, th, name=SHIP_NAME, manifest_folder=folder, nodes_to_exclude=keep_fp32,
-                       activation_type=QUANT_ACTIVATIONS)
-    retired = retire_old_files(folder)
+    from .ship import drop_stale
+    from .staging import staged_folder
+
+    # into a staging copy of the folder, swapped in whole at the end: a failed or
+    # interrupted export leaves the shipped H and its manifest entry as they were
+    with staged_folder(folder) as stage:
+        q = quantize_gated(BUILD / FP32_FILE, stage / SHIP_FILE, {"image": to_input128(calib_crops).numpy()},
+                           evals, fns, th, name=SHIP_NAME, manifest_folder=stage, nodes_to_exclude=keep_fp32,
+                           activation_type=QUANT_ACTIVATIONS)
+        # H's other entries (earlier versions' files, engines) belong to the previous network
+        retired = retire_old_files(stage)
+        retired += drop_stale(stage, ROLE, {SHIP_NAME})
     return {"fp32": {k: rep.get(k) for k in ("max_abs_diff", "size")},
             "int8": {k: q.get(k) for k in ("metrics", "thresholds", "passed", "inputs", "size", "sha256")},
             "retired": retired}
