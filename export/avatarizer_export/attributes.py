@@ -1182,7 +1182,9 @@ def distil(teacher: Backbone, mean: np.ndarray, std: np.ndarray, V: np.ndarray, 
 
 
 def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, do_export: bool = True,
-        log=print, steps: int = DISTIL_STEPS) -> dict:
+        log=print, steps: int = DISTIL_STEPS, folder: Path = MODELS) -> dict:
+    """H's training, and with ``do_export`` its int8 file into ``folder``
+    (the SDK's models folder, or ``make models``' staging copy of it)."""
     from .data import load_aligned
 
     torch.set_num_threads(1)  # small dense fits: one thread is fastest on a shared machine
@@ -1245,9 +1247,9 @@ def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, 
         extra = {"decision_thresholds": decision, "draw_thresholds": draw, "draw_precision_target": DRAW_PRECISION,
                  "hair_colour_priors": priors, "heldout_metrics": res}
         report["export"] = export(net, np.asarray(al.crops[np.sort(calib)]), np.asarray(al.crops[lab_held]),
-                                  extra, decision, draw)
+                                  extra, decision, draw, folder=folder)
         # predictions of the shipped file on every photo (what the hair bank uses)
-        pred_all = write_predictions(MODELS / SHIP_FILE, al)
+        pred_all = write_predictions(Path(folder) / SHIP_FILE, al)
         report["heldout_int8"] = evaluate({k: v[hphotos] for k, v in pred_all.items()}, T, hphotos, decision, draw,
                                           priors)
     report["seconds"] = round(time.time() - t0, 1)

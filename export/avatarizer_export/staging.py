@@ -102,22 +102,33 @@ def commit(target: Path, extra: Iterable[str] = ()) -> list[str]:
     deleted (listed before, no longer listed). ``RuntimeError``, with nothing
     changed, when a staged file would overwrite one of ``target``'s files
     that its manifest does not list (nor names in ``extra``)."""
-    target = Path(target)
-    stage = staging_path(target)
-    if not stage.is_dir():
-        raise RuntimeError(f"{target}: nothing staged to commit")
-    old = listed_files(target)
-    ours = old | set(extra)
-    clash = [rel for rel in _staged(stage) if (target / rel).exists() and rel not in ours]
-    if clash:
-        raise RuntimeError(f"{target}: not shipping: {', '.join(clash)} there is not listed in its manifest "
-                           f"(a file of someone else's; move it away and run again); nothing was changed, "
-                           f"the staged files are in {stage}")
-    new = listed_files(stage) if (stage / MANIFEST).is_file() else old
-    tmp = stage / f"{MARKER}.tmp"
-    tmp.write_text(json.dumps({"delete": sorted(old - new)}))
-    os.replace(tmp, stage / MARKER)
-    return _finish(stage, target)
+    return commit_all([(target, extra)])
+
+
+def commit_all(targets: Iterable[tuple[Path, Iterable[str]]]) -> list[str]:
+    """:func:`commit` of several folders (each ``(target, extra)``): every
+    folder is checked before any is changed, and the last one's manifest is
+    the last file moved (pass the models folder last)."""
+    plans = []
+    for target, extra in targets:
+        target = Path(target)
+        stage = staging_path(target)
+        if not stage.is_dir():
+            raise RuntimeError(f"{target}: nothing staged to commit")
+        old = listed_files(target)
+        ours = old | set(extra)
+        clash = [rel for rel in _staged(stage) if (target / rel).exists() and rel not in ours]
+        if clash:
+            raise RuntimeError(f"{target}: not shipping: {', '.join(clash)} there is not listed in its manifest "
+                               f"(a file of someone else's; move it away and run again); nothing was changed, "
+                               f"the staged files are in {stage}")
+        new = listed_files(stage) if (stage / MANIFEST).is_file() else old
+        plans.append((stage, target, sorted(old - new)))
+    for stage, _, delete in plans:
+        tmp = stage / f"{MARKER}.tmp"
+        tmp.write_text(json.dumps({"delete": delete}))
+        os.replace(tmp, stage / MARKER)
+    return [rel for stage, target, _ in plans for rel in _finish(stage, target)]
 
 
 def _finish(stage: Path, target: Path) -> list[str]:
