@@ -228,6 +228,78 @@ def test_retire_old_files_removes_file_and_manifest_entry(tmp_path):
     assert retire_old_files(tmp_path) == []  # nothing left to retire
 
 
+def test_retire_old_files_keeps_a_file_the_manifest_does_not_list(tmp_path):
+    """A file of a retired name that the manifest does not list is not ours
+    (a user's): it stays, and so does the manifest."""
+    from avatarizer_export.attributes import RETIRED, retire_old_files
+
+    (name, file), = RETIRED.items()
+    (tmp_path / file).write_bytes(b"a user's file")
+    man = {"models": {"other": {"file": "keep.onnx"}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    assert retire_old_files(tmp_path) == []
+    assert (tmp_path / file).read_bytes() == b"a user's file"
+    assert json.loads((tmp_path / "manifest.json").read_text()) == man
+    # listed under another file name: that file goes, the user's stays
+    (tmp_path / "old.onnx").write_bytes(b"ours")
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": {name: {"file": "old.onnx"}}}))
+    assert retire_old_files(tmp_path) == [name]
+    assert not (tmp_path / "old.onnx").exists() and (tmp_path / file).read_bytes() == b"a user's file"
+
+
+@pytest.mark.parametrize("gate_passes", [True, False])
+def test_export_stages_h_and_drops_its_previous_entries(tmp_path, monkeypatch, gate_passes):
+    """H's export writes into a staging copy of the models folder: an export
+    that fails or is cut short leaves the folder as it was; a shipped one drops H's
+    other entries (an engine of the previous H) with the files the manifest
+    listed, and leaves the files it does not list alone."""
+    import onnx
+
+    from avatarizer_export import attributes as A, onnx_export, quantize, ship
+
+    build, models = tmp_path / "build", tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setattr(ship, "BUILD", build)
+    monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **kw: onnx.save(onnx.helper.make_model(
+        onnx.helper.make_graph([onnx.helper.make_node("Relu", ["image"], ["y"], name="r")], "g",
+                               [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, None)],
+                               [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])),
+        str(a[2])) or {})
+
+    def quantize_gated(src, dst, *a, manifest_folder, **kw):
+        Path(dst).write_bytes(b"the new H")
+        doc = json.loads((manifest_folder / "manifest.json").read_text())
+        doc["models"][A.SHIP_NAME] = {"file": A.SHIP_FILE, "role": "attributes"}
+        (manifest_folder / "manifest.json").write_text(json.dumps(doc))
+        if not gate_passes:
+            raise KeyboardInterrupt  # cut short after the file was written
+        return {"passed": True}
+
+    monkeypatch.setattr(quantize, "quantize_gated", quantize_gated)
+    (models / A.SHIP_FILE).write_bytes(b"the old H")
+    (models / "attributes-int8.engine").write_bytes(b"the old H's engine")
+    (models / "attributes-fp16.onnx").write_bytes(b"a user's file")
+    (models / "manifest.json").write_text(json.dumps({"models": {
+        A.SHIP_NAME: {"file": A.SHIP_FILE, "role": "attributes"},
+        "attributes-engine-int8": {"file": "attributes-int8.engine", "role": "attributes"},
+        "image_to_face-onnx-fp16": {"file": "f.onnx", "role": "image_to_face"}}}))
+    before = {p.name: p.read_bytes() for p in models.iterdir()}
+    crops = np.zeros((16, 128, 128, 3), np.uint8)
+    if not gate_passes:
+        with pytest.raises(KeyboardInterrupt):
+            A.export(None, crops, crops, {}, {}, {}, folder=models)
+        assert {p.name: p.read_bytes() for p in models.iterdir()} == before
+    else:
+        rep = A.export(None, crops, crops, {}, {}, {}, folder=models)
+        assert rep["retired"] == ["attributes-engine-int8"]
+        assert set(json.loads((models / "manifest.json").read_text())["models"]) == {A.SHIP_NAME,
+                                                                                    "image_to_face-onnx-fp16"}
+        assert (models / A.SHIP_FILE).read_bytes() == b"the new H"
+        assert not (models / "attributes-int8.engine").exists()
+        assert (models / "attributes-fp16.onnx").read_bytes() == b"a user's file"
+    assert [p.name for p in tmp_path.iterdir() if "staging" in p.name] == []
+
+
 def test_grid_pooling_matches_adaptive_average_pooling():
     """The taps' 3×3 grid pooling: one AveragePool where adaptive_avg_pool2d's
     bins are a sliding window (7×7 at 128 px), the same numbers."""

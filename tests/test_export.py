@@ -700,15 +700,113 @@ def test_ship_fails_when_the_gate_leaves_nothing_for_the_cpu_default(exported, t
     models = _copy(exported["folder"], tmp_path)
     formats.remove_from_manifest(formats.model_name("image_to_face", "onnx-fp32"), models)
     monkeypatch.setattr(ship, "MODELS", models)
+    monkeypatch.setattr(ship, "BUILD", tmp_path / "build")
     monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: None)
     monkeypatch.setattr(ship, "export_fp32", lambda ctx: {"passed": True})
-    monkeypatch.setattr(ship, "export_fp16", lambda ctx: {"passed": True})
-    monkeypatch.setattr(ship, "export_int8", lambda ctx: {"passed": True} if int8_passes else
+    monkeypatch.setattr(ship, "export_fp16", lambda ctx, folder: {"passed": True})
+    monkeypatch.setattr(ship, "export_int8", lambda ctx, folder: {"passed": True} if int8_passes else
                         {"passed": False, "error": "render_lpips drift 0.03 over 0.005"})
+    before = _folder_bytes(models)
     rc = cli.main(["ship", "--cache", str(tmp_path)])
     err = capsys.readouterr().err
     if int8_passes:
         assert rc == 0 and not err
     else:
-        assert rc == 1 and "runs with the SDK's default on the CPU (precision fp32/int8)" in err
-        assert json.loads((models / "gate_report.json").read_text())["onnx-int8"]["passed"] is False
+        assert rc == 1 and "would run with the SDK's default on the CPU (precision fp32/int8)" in err
+        # nothing shipped: the folder is as it was (its int8 was not dropped), the report is in the build folder
+        assert _folder_bytes(models) == before
+        assert json.loads((tmp_path / "build" / "gate_report.json").read_text())["onnx-int8"]["passed"] is False
+    assert not list(tmp_path.glob(".*staging*"))
+
+
+def _folder_bytes(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _fake_engine(folder: Path, name: str = "image_to_face-engine-fp16", file: str = "image_to_face-fp16.engine"):
+    """A manifest entry of an earlier `avatarizer-export tensorrt` (its file listed, its bytes a stand-in)."""
+    (folder / file).write_bytes(b"an engine of the previous network")
+    fp16 = json.loads((folder / MANIFEST_NAME).read_text())["models"]["image_to_face-onnx-fp16"]
+    _edit_manifest(folder, lambda m: m.update({name: {**fp16, "file": file, "format": "engine-fp16",
+                                                      "size": 33, "sha256": "0" * 64}}))
+
+
+def test_ship_interrupted_partway_leaves_the_models_folder_as_it_was(exported, tmp_path, monkeypatch):
+    """The new fp16 written, then int8 cut short: the old fp16, int8, manifest
+    and gate report stay (the CPU SDK must not run the old int8 beside a new fp16)."""
+    from avatarizer_export import ship
+
+    models = _copy(exported["folder"], tmp_path)
+    (models / "gate_report.json").write_text("{}\n")
+    monkeypatch.setattr(ship, "MODELS", models)
+    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: None)
+    monkeypatch.setattr(ship, "export_fp32", lambda ctx: {"passed": True})
+
+    def new_fp16(ctx, folder):
+        (folder / "image_to_face-fp16.onnx").write_bytes(b"the new network")
+        return {"passed": True}
+
+    def cut_short(ctx, folder):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ship, "export_fp16", new_fp16)
+    monkeypatch.setattr(ship, "export_int8", cut_short)
+    before = _folder_bytes(models)
+    with pytest.raises(KeyboardInterrupt):
+        ship.export("ship", tmp_path)
+    assert _folder_bytes(models) == before
+    assert not list(tmp_path.glob(".*staging*"))
+    Manifest.load(models)
+
+
+def test_ship_drops_the_previous_networks_engines_and_keeps_a_users_files(exported, tmp_path, monkeypatch):
+    """Re-shipping the role's network drops its entries that were not rebuilt
+    (TensorRT engines of the previous network) and the files they list;
+    files the manifest does not list stay, byte for byte."""
+    from avatarizer_export import ship
+
+    models = _copy(exported["folder"], tmp_path)
+    _fake_engine(models)
+    (models / "notes.txt").write_bytes(b"a user's file")
+    (models / "image_to_face-int8.engine").write_bytes(b"a user's engine, not listed")
+    monkeypatch.setattr(ship, "MODELS", models)
+    monkeypatch.setattr(ship, "BUILD", tmp_path / "build")
+    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: None)
+    monkeypatch.setattr(ship, "export_fp32", lambda ctx: {"passed": True})
+    monkeypatch.setattr(ship, "export_fp16", lambda ctx, folder: {"passed": True})
+    monkeypatch.setattr(ship, "export_int8", lambda ctx, folder: {"passed": True})
+    ship.export("ship", tmp_path)
+    names = set(json.loads((models / MANIFEST_NAME).read_text())["models"])
+    assert "image_to_face-engine-fp16" not in names and not (models / "image_to_face-fp16.engine").exists()
+    assert {"image_to_face-onnx-fp16", "image_to_face-onnx-int8"} <= names
+    assert (models / "notes.txt").read_bytes() == b"a user's file"
+    assert (models / "image_to_face-int8.engine").read_bytes() == b"a user's engine, not listed"
+    Manifest.load(models)
+    assert not list(tmp_path.glob(".*staging*"))
+
+
+def test_staging_commit_refuses_to_overwrite_a_users_file_and_finishes_a_cut_short_commit(exported, tmp_path):
+    from avatarizer_export import staging
+
+    models = _copy(exported["folder"], tmp_path)
+    (models / "mine.onnx").write_bytes(b"a user's file")
+    before = _folder_bytes(models)
+    stage = staging.begin(models)
+    assert "mine.onnx" not in {p.name for p in stage.iterdir()}  # only what the manifest lists is copied
+    (stage / "mine.onnx").write_bytes(b"ours")
+    with pytest.raises(RuntimeError, match="mine.onnx there is not listed"):
+        staging.commit(models)
+    assert _folder_bytes(models) == before
+    # a commit cut short after the marker (a file moved, the manifest not yet): the next begin finishes it
+    (stage / "mine.onnx").unlink()
+    (stage / "image_to_face-fp16.onnx").write_bytes(b"new")
+    _edit_manifest(stage, lambda m: m.pop("image_to_face-onnx-int8"))
+    (stage / staging.MARKER).write_text(json.dumps({"delete": ["image_to_face-int8.onnx"]}))
+    os_replace = __import__("os").replace
+    os_replace(stage / "image_to_face-fp16.onnx", models / "image_to_face-fp16.onnx")
+    staging.begin(models)
+    staging.discard(models)
+    assert (models / "image_to_face-fp16.onnx").read_bytes() == b"new"
+    assert "image_to_face-onnx-int8" not in json.loads((models / MANIFEST_NAME).read_text())["models"]
+    assert not (models / "image_to_face-int8.onnx").exists() and (models / "mine.onnx").read_bytes() == b"a user's file"
+    assert not staging.staging_path(models).exists()

@@ -4,6 +4,7 @@ from a pretrained encoder, and the held-out cache of ``evaluate``. Seconds,
 not minutes: networks a few channels wide, a handful of steps."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -266,6 +267,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
 
     calls: list = []
     shared, cache = tmp_path / "shared", tmp_path / "cache"
+    monkeypatch.setattr(ship, "MODELS", tmp_path / "sdk" / "models")  # (staged and committed: not the SDK's)
+    monkeypatch.setattr(hairbank, "DATA", tmp_path / "sdk" / "data")
 
     def rec(name):
         return lambda *a, **kw: calls.append((name, a, kw))
@@ -285,10 +288,10 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     names = [c[0] for c in calls]
     assert names[:5] == ["data", "data", "detectors", "data", "data"]
     assert [c[1][0] for c in calls if c[0] == "data"] == ["align", "meanface", "pairs", "avatars"]
-    # the glasses fusion reads the shipped H: after shipping
+    # the glasses fusion reads the staged H: after shipping; the report what is shipped: after the commit
     # H's heads from the labels by eye are added to the file H's training wrote
     assert names.count("train") == 14 and names[-7:] == ["attributes", "skin tone", "hair length", "hairbank",
-                                                         "report", "ship", "fusion"]
+                                                         "ship", "fusion", "report"]
     for name, a, kw in calls:  # one cache folder everywhere
         assert cache in (*a, kw.get("cache")), (name, a, kw)
     trains = [c for c in calls if c[0] == "train"]
@@ -297,7 +300,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     assert all(not kw.get("quiet") for name, _, kw in calls if name in ("detectors", "fusion"))
     assert ("mapper", {"finetune": "mapper_full"}) in [(a[0], {k: v for k, v in kw.items() if k == "finetune"})
                                                        for _, a, kw in trains]
-    assert ship.export.__name__ == "<lambda>" and calls[-2][1][0] == "ship"
+    assert ship.export.__name__ == "<lambda>" and calls[-3][1][0] == "ship"
     assert set(stages) >= {"data align", "train mapper", "ship"}
 
     def boom(*a, **kw):
@@ -306,6 +309,89 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(ship, "export", boom)
     with pytest.raises(RuntimeError, match="no toolchain"):
         pipeline.run_all(shared, cache, report=False)
+
+
+def _tree(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fail_at", ["attributes", "hair bank", "ship", "glasses fusion", None])
+def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, fail_at):
+    """``make models``' shipping steps write into staging copies of the models
+    and data folders, swapped in together at the end: a step that fails (or
+    a run cut short) leaves both folders byte for byte as they were (a new H
+    beside the old glasses fusion made the SDK drop the fusion silently);
+    a run that succeeds ships what every step wrote, and files the manifest
+    does not list are never touched."""
+    from avatarizer_export import attributes, detectors, hairbank, hairlength, pipeline, report, ship, skintone
+
+    models, data = tmp_path / "sdk" / "models", tmp_path / "sdk" / "data"
+    models.mkdir(parents=True), data.mkdir()
+    monkeypatch.setattr(ship, "MODELS", models)
+    monkeypatch.setattr(hairbank, "DATA", data)
+    (models / "attributes-int8.onnx").write_bytes(b"old H")
+    (models / "image_to_face-fp16.onnx").write_bytes(b"old F")
+    (models / "image_to_face-fp16.engine").write_bytes(b"old F's engine")
+    (models / "notes.txt").write_bytes(b"a user's file")
+    (models / "manifest.json").write_text(json.dumps({"models": {
+        "attributes-onnx-int8": {"file": "attributes-int8.onnx", "role": "attributes", "version": "1"},
+        "image_to_face-onnx-fp16": {"file": "image_to_face-fp16.onnx", "role": "image_to_face"},
+        "image_to_face-engine-fp16": {"file": "image_to_face-fp16.engine", "role": "image_to_face"}}}))
+    (data / "glasses_fusion.json").write_text(json.dumps({"attributes_version": "1"}))
+    (data / "hair_bank.npz").write_bytes(b"old bank")
+    before = {"models": _tree(models), "data": _tree(data)}
+    seen = {}
+
+    def step(name, fn):
+        def run(*a, **kw):
+            if name == fail_at:
+                raise KeyboardInterrupt  # cut short after the earlier steps wrote
+            seen[name] = kw
+            fn(*a, **kw)
+        return run
+
+    def write_h(**kw):
+        folder = kw["folder"]
+        (folder / "attributes-int8.onnx").write_bytes(b"new H")
+        doc = json.loads((folder / "manifest.json").read_text())
+        doc["models"]["attributes-onnx-int8"]["version"] = "2"
+        (folder / "manifest.json").write_text(json.dumps(doc))
+
+    def write_f(what, cache, mapper, folder):
+        (folder / "image_to_face-fp16.onnx").write_bytes(b"new F")
+        ship.drop_stale(folder, "image_to_face", {"image_to_face-onnx-fp16"})
+
+    nothing = lambda *a, **kw: None  # noqa: E731
+    monkeypatch.setattr(D, "build", nothing)
+    monkeypatch.setattr(T, "train", nothing)
+    monkeypatch.setattr(detectors, "fit", nothing)
+    monkeypatch.setattr(attributes, "run", step("attributes", write_h))
+    monkeypatch.setattr(skintone, "fit", step("skin tone", nothing))
+    monkeypatch.setattr(hairlength, "fit", step("hair length", nothing))
+    monkeypatch.setattr(hairbank, "build_bank", step("hair bank", lambda c, s, data: (
+        data / "hair_bank.npz").write_bytes(b"new bank")))
+    monkeypatch.setattr(ship, "export", step("ship", write_f))
+    monkeypatch.setattr(detectors, "fit_glasses_fusion", step("glasses fusion", lambda s, c, models, out: (
+        out.write_text(json.dumps({"attributes_version": json.loads((models / "manifest.json").read_text())
+                                   ["models"]["attributes-onnx-int8"]["version"]})))))
+    monkeypatch.setattr(report, "write_report", step("report", lambda *a, **kw: seen.update(
+        report_sees=(models / "attributes-int8.onnx").read_bytes())))
+    pipeline.STAGES.clear()
+    if fail_at:
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.run_all(tmp_path / "shared", tmp_path / "cache")
+        assert {"models": _tree(models), "data": _tree(data)} == before
+    else:
+        pipeline.run_all(tmp_path / "shared", tmp_path / "cache")
+        assert seen["attributes"]["folder"] != models and seen["hair bank"]["data"] != data  # staged
+        assert (models / "attributes-int8.onnx").read_bytes() == b"new H"
+        assert (models / "image_to_face-fp16.onnx").read_bytes() == b"new F"
+        assert not (models / "image_to_face-fp16.engine").exists()  # the previous network's
+        assert (models / "notes.txt").read_bytes() == b"a user's file"
+        assert json.loads((data / "glasses_fusion.json").read_text()) == {"attributes_version": "2"}
+        assert (data / "hair_bank.npz").read_bytes() == b"new bank"
+        assert seen["report_sees"] == b"new H"  # the report evaluates what is shipped
+    assert [p.name for p in (tmp_path / "sdk").iterdir()] in (["models", "data"], ["data", "models"])
 
 
 @pytest.fixture

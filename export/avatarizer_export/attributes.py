@@ -980,20 +980,12 @@ def gate_metrics(decision: dict, draw: dict):
 
 
 def retire_old_files(folder: Path = MODELS) -> list[str]:
-    """Removes earlier versions' files (``RETIRED``) and their manifest entries."""
-    mpath = folder / "manifest.json"
-    gone = []
-    if mpath.exists():
-        man = json.loads(mpath.read_text())
-        for name, file in RETIRED.items():
-            if man.get("models", {}).pop(name, None) is not None:
-                gone.append(name)
-            if (folder / file).exists():
-                (folder / file).unlink()
-        tmp = mpath.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(man, indent=2, sort_keys=True) + "\n")
-        tmp.replace(mpath)
-    return gone
+    """Removes earlier versions' entries (``RETIRED``) from ``folder``'s
+    manifest, with the files they list; a file of a retired name that the
+    manifest does not list is not ours and stays."""
+    from . import formats
+
+    return [name for name in RETIRED if formats.remove_from_manifest(name, folder)]
 
 
 def export(net: AttributeNet, calib_crops: np.ndarray, eval_crops: np.ndarray, extra: dict,
@@ -1030,10 +1022,18 @@ def export(net: AttributeNet, calib_crops: np.ndarray, eval_crops: np.ndarray, e
     convs = [n.name for n in nodes if n.op_type == "Conv"]
     keep_fp32 = convs[:1] + [n.name for n in nodes if n.op_type not in ("Conv", "MaxPool", "Relu", "AveragePool")]
     keep_fp32 += [n.name for n in nodes if n.op_type == "AveragePool" and n.input[0] == "image"]
-    q = quantize_gated(BUILD / FP32_FILE, folder / SHIP_FILE, {"image": to_input128(calib_crops).numpy()},
-                       evals, fns, th, name=SHIP_NAME, manifest_folder=folder, nodes_to_exclude=keep_fp32,
-                       activation_type=QUANT_ACTIVATIONS)
-    retired = retire_old_files(folder)
+    from .ship import drop_stale
+    from .staging import staged_folder
+
+    # into a staging copy of the folder, swapped in whole at the end: a failed or
+    # interrupted export leaves the shipped H and its manifest entry as they were
+    with staged_folder(folder) as stage:
+        q = quantize_gated(BUILD / FP32_FILE, stage / SHIP_FILE, {"image": to_input128(calib_crops).numpy()},
+                           evals, fns, th, name=SHIP_NAME, manifest_folder=stage, nodes_to_exclude=keep_fp32,
+                           activation_type=QUANT_ACTIVATIONS)
+        # H's other entries (earlier versions' files, engines) belong to the previous network
+        retired = retire_old_files(stage)
+        retired += drop_stale(stage, ROLE, {SHIP_NAME})
     return {"fp32": {k: rep.get(k) for k in ("max_abs_diff", "size")},
             "int8": {k: q.get(k) for k in ("metrics", "thresholds", "passed", "inputs", "size", "sha256")},
             "retired": retired}
@@ -1182,7 +1182,9 @@ def distil(teacher: Backbone, mean: np.ndarray, std: np.ndarray, V: np.ndarray, 
 
 
 def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, do_export: bool = True,
-        log=print, steps: int = DISTIL_STEPS) -> dict:
+        log=print, steps: int = DISTIL_STEPS, folder: Path = MODELS) -> dict:
+    """H's training, and with ``do_export`` its int8 file into ``folder``
+    (the SDK's models folder, or ``make models``' staging copy of it)."""
     from .data import load_aligned
 
     torch.set_num_threads(1)  # small dense fits: one thread is fastest on a shared machine
@@ -1245,9 +1247,9 @@ def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, 
         extra = {"decision_thresholds": decision, "draw_thresholds": draw, "draw_precision_target": DRAW_PRECISION,
                  "hair_colour_priors": priors, "heldout_metrics": res}
         report["export"] = export(net, np.asarray(al.crops[np.sort(calib)]), np.asarray(al.crops[lab_held]),
-                                  extra, decision, draw)
+                                  extra, decision, draw, folder=folder)
         # predictions of the shipped file on every photo (what the hair bank uses)
-        pred_all = write_predictions(MODELS / SHIP_FILE, al)
+        pred_all = write_predictions(Path(folder) / SHIP_FILE, al)
         report["heldout_int8"] = evaluate({k: v[hphotos] for k, v in pred_all.items()}, T, hphotos, decision, draw,
                                           priors)
     report["seconds"] = round(time.time() - t0, 1)

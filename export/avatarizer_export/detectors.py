@@ -524,7 +524,8 @@ FUSION_L2 = (1.0, 3.0, 10.0)
 FUSION_OUT = ROOT / "sdk" / "avatarizer" / "data" / "glasses_fusion.json"
 
 
-def fusion_inputs(folder: Path, names: list[str], progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+def fusion_inputs(folder: Path, names: list[str], progress: bool = True,
+                  models: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Runs the SDK (``Avatarizer()``, the shipped models, image mode) on each
     photo (``folder / name``; a name may hold a sub-folder) and returns ((n, 10) fusion inputs: the artist's glasses cues and
     the log of H's glasses probabilities, as the runtime computes them;
@@ -536,7 +537,7 @@ def fusion_inputs(folder: Path, names: list[str], progress: bool = True) -> tupl
 
     x = np.zeros((len(names), N_CUES + 3))
     ok = np.zeros(len(names), bool)
-    with Avatarizer() as av:
+    with Avatarizer(models_dir=models) as av:
         if av.estimator != "hybrid":
             raise RuntimeError(f"the glasses fusion needs the hybrid estimator (shipped models), got {av.estimator!r}")
         entry = av._pipeline.resolved.attributes_entry
@@ -556,7 +557,7 @@ def fusion_inputs(folder: Path, names: list[str], progress: bool = True) -> tupl
 
 
 def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: float = FUSION_PRECISION,
-                       out: Path | None = None, quiet: bool = False) -> dict:
+                       out: Path | None = None, quiet: bool = False, models: Path | None = None) -> dict:
     """Fits the hybrid's glasses decision (``avatarizer.glasses``): a
     3-class logistic model over the artist's cues and H's probabilities, on
     the labelled training photos run through the shipped SDK, L2 by 5-fold
@@ -568,7 +569,8 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     cues change: the SDK uses the file only with the H version it names.
     With ``cache`` the runtime's inputs are kept there
     (``glasses_fusion_inputs.npz``, keyed by H's sha256 and the artist's
-    source) for a quick refit."""
+    source) for a quick refit. ``models``: the models folder whose H it is
+    fitted with (default the SDK's; ``make models`` passes its staging copy)."""
     import hashlib
 
     from .data import eye_labels
@@ -582,14 +584,14 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     from avatarizer.pipeline.config import attributes_entry
     from avatarizer.runtime import Manifest
 
-    entry = attributes_entry(Manifest.load())
+    entry = attributes_entry(Manifest.load(models))
     key = (f"{entry.sha256 if entry is not None else None}:{_cue_key()}:"
            f"{hashlib.sha1(chr(10).join(keys).encode()).hexdigest()[:12]}")
     if store is not None and store.exists() and str(np.load(store)["key"]) == key:
         z = np.load(store)
         x, ok, info = z["x"], z["ok"], json.loads(str(z["info"]))
     else:
-        x, ok, info = fusion_inputs(folder.parent, keys, progress=not quiet)
+        x, ok, info = fusion_inputs(folder.parent, keys, progress=not quiet, models=models)
         if store is not None:
             store.parent.mkdir(parents=True, exist_ok=True)
             np.savez(store, key=key, x=x, ok=ok, info=json.dumps(info))

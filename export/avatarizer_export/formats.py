@@ -382,7 +382,9 @@ def add_to_manifest(path: str | os.PathLike, meta: Mapping[str, Any], *,
 def remove_from_manifest(name: str, folder: str | os.PathLike) -> bool:
     """Drops the entry ``name`` from ``folder/manifest.json`` and deletes its
     file (a model left over from an earlier export that the new one did not
-    replace must not ship beside it). Returns whether there was one."""
+    replace must not ship beside it). Only a file the entry lists, inside
+    ``folder``, that no other entry lists is deleted. Returns whether there
+    was one."""
     folder = Path(folder).resolve()
     manifest_path = folder / MANIFEST_NAME
     if not manifest_path.exists():
@@ -392,7 +394,8 @@ def remove_from_manifest(name: str, folder: str | os.PathLike) -> bool:
     if entry is None:
         return False
     f = (folder / str(entry.get("file", ""))).resolve()
-    if f.is_file() and f.parent == folder:
+    still_listed = {(folder / str(e.get("file", ""))).resolve() for e in doc["models"].values() if isinstance(e, dict)}
+    if f.is_file() and f.parent == folder and f not in still_listed:
         f.unlink()
     tmp = manifest_path.with_name(f".{MANIFEST_NAME}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")

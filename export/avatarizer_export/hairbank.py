@@ -473,21 +473,21 @@ def _tune_keys(keys: list[str], n: int = 400) -> list[str]:
     return cand[:n]
 
 
-def cmd_build(cache, shared, log=print, extra: dict | None = None) -> HR.HairBank:
+def cmd_build(cache, shared, log=print, extra: dict | None = None, data: Path = DATA) -> HR.HairBank:
     m = load_members(cache, shared, log=log)
     arrays = cluster_bank(m, log=log)
     prev = {}
-    js = DATA / "hair_bank.json"
+    js = Path(data) / "hair_bank.json"
     if js.exists():
         prev = {k: v for k, v in json.loads(js.read_text()).items() if k in ("retrieval_weights", "tuning")}
     info = save_bank(arrays, {"members_eligible": int(m["seen"].sum()), "training_photos": len(m["rows"]),
                               "seed": SEED, "built_by": "avatarizer-export hairbank build", **prev,
-                              **(extra or {})})
+                              **(extra or {})}, folder=Path(data))
     log(f"hairbank: {info['count']} entries, {info['size_bytes'] / 1024:.0f} KiB, coverage {info['coverage']}")
-    return HR.HairBank.load()
+    return HR.HairBank.load(Path(data) / "hair_bank.npz")
 
 
-def cmd_tune(cache, shared, log=print) -> dict:
+def cmd_tune(cache, shared, log=print, data: Path = DATA) -> dict:
     from .attributes import load_predictions
     from .data import load_aligned
 
@@ -519,7 +519,7 @@ def cmd_tune(cache, shared, log=print) -> dict:
            "note": "training photos left out of a tuning bank; choose by mean hair IoU"}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "tune.json").write_text(json.dumps(out, indent=1))
-    js = DATA / "hair_bank.json"
+    js = Path(data) / "hair_bank.json"
     if js.exists():  # recorded beside the bank (the json is not covered by the npz checksum)
         info = json.loads(js.read_text())
         w = HR.RetrievalWeights()
@@ -534,12 +534,12 @@ def cmd_tune(cache, shared, log=print) -> dict:
     return out
 
 
-def cmd_evaluate(cache, shared, log=print) -> dict:
+def cmd_evaluate(cache, shared, log=print, data: Path = DATA) -> dict:
     from .attributes import load_predictions
     from .data import load_aligned
 
     al = load_aligned(cache)
-    bank = HR.HairBank.load()
+    bank = HR.HairBank.load(Path(data) / "hair_bank.npz")
     pred = load_predictions()
     shapes = frame_shapes(al.keys, shared, al.pad)
     rows = _heldout_rows(al)
@@ -627,7 +627,7 @@ def _pick_sheet(al, rows, pred, faces, T) -> list[tuple[int, int, str]]:
     return out[:48]
 
 
-def make_sheet(cache, shared, path: Path = ROOT / "docs" / "hair_sheet.png", log=print) -> Path:
+def make_sheet(cache, shared, path: Path = ROOT / "docs" / "hair_sheet.png", log=print, data: Path = DATA) -> Path:
     """48 held-out photos | avatar: the artist's face with hair from retrieval
     and accessories from the attribute regressor."""
     import cv2
@@ -639,7 +639,7 @@ def make_sheet(cache, shared, path: Path = ROOT / "docs" / "hair_sheet.png", log
     from .data import load_aligned
 
     al = load_aligned(cache)
-    bank = HR.HairBank.load()
+    bank = HR.HairBank.load(Path(data) / "hair_bank.npz")
     retr = HR.HairRetriever(bank)
     pred = load_predictions()
     shapes = frame_shapes(al.keys, shared, al.pad)
@@ -694,18 +694,19 @@ def cmd_all(args) -> int:
     return 0
 
 
-def build_bank(cache: Path, shared: Path, stage: str = "all") -> None:
-    """The hairstyle bank: ``build``, ``tune``, ``evaluate``, ``sheet`` or ``all``."""
+def build_bank(cache: Path, shared: Path, stage: str = "all", data: Path = DATA) -> None:
+    """The hairstyle bank: ``build``, ``tune``, ``evaluate``, ``sheet`` or ``all``,
+    in ``data`` (the SDK's data folder, or ``make models``' staging copy of it)."""
     stages = ["build", "tune", "evaluate", "sheet"] if stage == "all" else [stage]
     for st in stages:
         if st == "build":
-            cmd_build(cache, shared)
+            cmd_build(cache, shared, data=data)
         elif st == "tune":
-            cmd_tune(cache, shared)
+            cmd_tune(cache, shared, data=data)
         elif st == "evaluate":
-            cmd_evaluate(cache, shared)
+            cmd_evaluate(cache, shared, data=data)
         elif st == "sheet":
-            make_sheet(cache, shared)
+            make_sheet(cache, shared, data=data)
         else:
             raise ValueError(f"unknown hair bank stage {st!r}")
 

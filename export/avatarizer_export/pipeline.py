@@ -5,12 +5,20 @@ shared photos to the model files the SDK ships, each resumable and cached.
 2. train: image AE, parameter AE, mapper F (full, the four ablations, 500 /
    1,000 / 4,000 paired photos), F + E_s fine-tuning (all and 500 photos;
    the shipped model), direct regression (all and 500)   (runs/)
-3. attribute regressor H and the hairstyle bank      (docs/hair.md)
-4. report: evaluation of all of them                  (docs/report/)
-5. shipped models: export, quantize, manifest         (sdk/avatarizer/models/)
+3. attribute regressor H, its heads and the hairstyle bank (docs/hair.md)
+4. shipped models: export, quantize, manifest, the glasses fusion
+5. one commit swaps them into sdk/avatarizer/models/ and sdk/avatarizer/data/
+6. report: evaluation of all of them (what is shipped) (docs/report/)
 
 Stages whose output is current are skipped, so a second run is quick and an
 interrupted run resumes where it stopped.
+
+Steps 3 and 4 write into staging copies of the two shipped folders
+(:mod:`~avatarizer_export.staging`, ``sdk/avatarizer/.models.staging`` and
+``.data.staging``), and step 5 swaps them in at once, the manifest last: a
+step that fails and a run that is interrupted leave the shipped folders as
+they were (never a new H beside a glasses fusion fitted with the old one,
+nor a new face network's fp16 beside the old one's int8).
 """
 from __future__ import annotations
 
@@ -33,11 +41,15 @@ def _timed(stage: str, fn, *a, **kw):
     return out
 
 
+#: the data files ``make models`` rewrites (staged with the models)
+DATA_FILES = ("hair_bank.npz", "hair_bank.json", "glasses_fusion.json")
+
+
 def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float = 1.0,
             report: bool = True) -> dict[str, float]:
     """Every step from the shared photos to the shipped model files; returns
     the seconds per step. Each step is a typed function of its module."""
-    from . import data, detectors, hairbank, hairlength, ship, skintone, train
+    from . import data, detectors, hairbank, hairlength, ship, skintone, staging, train
     from .attributes import run as train_attributes
 
     def data_step(stage: str):
@@ -64,20 +76,30 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     train_step("mapper", pairs=500, finetune="mapper_full_500")
     train_step("direct")
     train_step("direct", pairs=500, name="direct_500")  # the data-scarce comparison
-    # H on its own backbone, then the hairstyle bank (it stores H's predictions)
-    _timed("attributes", train_attributes, cache=cache, shared=shared)
-    # its heads from the labels by eye: skin tone in daylight and long hair (the retrieval's length gate)
-    _timed("skin tone", skintone.fit, cache=cache)
-    _timed("hair length", hairlength.fit, cache=cache)
-    _timed("hair bank", hairbank.build_bank, cache, shared)
-    if report:
+    # what ships: into staging copies of the two folders, swapped in together at the end
+    shipped = [(hairbank.DATA, DATA_FILES), (ship.MODELS, (ship.GATE_REPORT,))]  # the models last: the manifest
+    data_dir, models = (staging.begin(folder, extra) for folder, extra in shipped)
+    try:
+        # H on its own backbone, then the hairstyle bank (it stores H's predictions)
+        _timed("attributes", train_attributes, cache=cache, shared=shared, folder=models)
+        # its heads from the labels by eye: skin tone in daylight and long hair (the retrieval's length gate)
+        _timed("skin tone", skintone.fit, cache=cache, folder=models)
+        _timed("hair length", hairlength.fit, cache=cache, folder=models)
+        _timed("hair bank", hairbank.build_bank, cache, shared, data=data_dir)
+        # a missing toolchain fails the run: it never skips shipping quietly
+        _timed("ship", ship.export, "ship", cache, SHIPPED_MAPPER, folder=models)
+        # the hybrid's glasses decision: the staged H's outputs fused with the artist's cues
+        _timed("glasses fusion", detectors.fit_glasses_fusion, shared, cache, models=models,
+               out=data_dir / "glasses_fusion.json")
+    except BaseException:
+        for folder, _ in shipped:
+            staging.discard(folder)
+        raise
+    _timed("commit", staging.commit_all, shipped)
+    if report:  # of what is shipped now
         from .report import write_report
 
         _timed("report", write_report, shared, utk=300, cache=cache)
-    # a missing toolchain fails the run: it never skips shipping quietly
-    _timed("ship", ship.export, "ship", cache, SHIPPED_MAPPER)
-    # the hybrid's glasses decision: the shipped H's outputs fused with the artist's cues
-    _timed("glasses fusion", detectors.fit_glasses_fusion, shared, cache)
     return dict(STAGES)
 
 

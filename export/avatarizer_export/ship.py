@@ -18,12 +18,14 @@ ships (``sdk/avatarizer/models/``) with their manifest.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from .onnx_util import staged
 from .paths import ROOT, cache_dir
+from .staging import unstaged
 from .train import SHIPPED_MAPPER
 
 MODELS = ROOT / "sdk" / "avatarizer" / "models"
@@ -32,6 +34,7 @@ MODELS = ROOT / "sdk" / "avatarizer" / "models"
 # it passes the gate
 BUILD = ROOT / "runs" / "export"
 VERSION = "2.0.0"  # 2.0: trained on the frontal, exaggerated artist (pairs DATA_VERSION 2); 1.1: E_s fine-tuned with F
+GATE_REPORT = "gate_report.json"
 LPIPS_GATE = 0.005
 PARAM_GATE = 0.01
 
@@ -118,21 +121,21 @@ def export_fp32(ctx: _Ctx) -> dict:
     return {"passed": True, **{k: v for k, v in rep.items() if k in ("max_abs_diff", "size", "sha256")}}
 
 
-def export_fp16(ctx: _Ctx) -> dict:
+def export_fp16(ctx: _Ctx, folder: Path) -> dict:
     from . import formats
     from .onnx_export import convert_fp16
     from .quantize import QualityGateError
 
     fns, th = ctx.gate()
     try:
-        return convert_fp16(BUILD / formats.file_name(ROLE, "onnx-fp32"), MODELS / formats.file_name(ROLE, "onnx-fp16"),
+        return convert_fp16(BUILD / formats.file_name(ROLE, "onnx-fp32"), folder / formats.file_name(ROLE, "onnx-fp16"),
                             name=formats.model_name(ROLE, "onnx-fp16"), check_inputs=ctx.evals, metric_fns=fns,
-                            thresholds=th, manifest_folder=MODELS)
+                            thresholds=th, manifest_folder=folder)
     except QualityGateError as exc:
         return {"passed": False, "error": str(exc)}
 
 
-def export_int8(ctx: _Ctx) -> dict:
+def export_int8(ctx: _Ctx, folder: Path) -> dict:
     from . import formats
     from .quantize import QualityGateError, quantize_gated
 
@@ -150,14 +153,14 @@ def export_int8(ctx: _Ctx) -> dict:
                  if (n.name.startswith("/dec/") and n.op_type in ("Gemm", "MatMul"))
                  or (n.op_type == "Conv" and inputs & set(n.input))]
     try:
-        return quantize_gated(fp32, MODELS / formats.file_name(ROLE, "onnx-int8"),
+        return quantize_gated(fp32, folder / formats.file_name(ROLE, "onnx-int8"),
                               {"crop": ctx.calib}, ctx.evals, fns, th, name=formats.model_name(ROLE, "onnx-int8"),
-                              manifest_folder=MODELS, nodes_to_exclude=keep_fp32)
+                              manifest_folder=folder, nodes_to_exclude=keep_fp32)
     except QualityGateError as exc:
         return {"passed": False, "error": str(exc)}
 
 
-def build_engines(ctx: _Ctx) -> dict:
+def build_engines(ctx: _Ctx, folder: Path) -> dict:
     """TensorRT engines (fp16, int8) from the ONNX files; needs an NVIDIA GPU."""
     from . import formats
     from .tensorrt_build import build_engine
@@ -166,15 +169,15 @@ def build_engines(ctx: _Ctx) -> dict:
     for fmt, src in (("engine-fp16", "onnx-fp16"), ("engine-int8", "onnx-fp32")):
         formats.check_format(fmt, calibration={"crop": ctx.calib} if fmt == "engine-int8" else None)
         fns, th = ctx.gate()
-        srcdir = BUILD if src == "onnx-fp32" else MODELS
-        out[fmt] = build_engine(srcdir / formats.file_name(ROLE, src), MODELS / formats.file_name(ROLE, fmt), fmt,
+        srcdir = BUILD if src == "onnx-fp32" else folder
+        out[fmt] = build_engine(srcdir / formats.file_name(ROLE, src), folder / formats.file_name(ROLE, fmt), fmt,
                                 name=formats.model_name(ROLE, fmt),
                                 calibration={"crop": ctx.calib} if fmt == "engine-int8" else None,
-                                check_inputs=ctx.evals, metric_fns=fns, thresholds=th, manifest_folder=MODELS)
+                                check_inputs=ctx.evals, metric_fns=fns, thresholds=th, manifest_folder=folder)
     return out
 
 
-def _summary(results: dict):
+def _summary(results: dict, folder: Path):
     for k, v in results.items():
         m = v.get("metrics") or {}
         print(f"{k}: {'passed' if v.get('passed', True) else 'REFUSED'} "
@@ -182,60 +185,98 @@ def _summary(results: dict):
     for v in results.values():  # paths relative to the repository: the report is committed
         path = v.get("path")
         if isinstance(path, str) and Path(path).is_absolute():
-            v["path"] = str(Path(path).relative_to(ROOT)) if Path(path).is_relative_to(ROOT) else Path(path).name
-    path = MODELS / "gate_report.json"
+            path = unstaged(Path(path))  # where the file is shipped, not where it was staged
+            v["path"] = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+    path = folder / GATE_REPORT
     old = json.loads(path.read_text()) if path.exists() else {}
     old.update(results)
     with staged(path, "part") as tmp:
         tmp.write_text(json.dumps(old, indent=1, default=str) + "\n")
 
 
-def export(what: str, cache: Path, mapper: str = SHIPPED_MAPPER) -> dict:
+def export(what: str, cache: Path, mapper: str = SHIPPED_MAPPER, folder: Path | None = None) -> dict:
     """``onnx`` (fp32 + fp16), ``quantize`` (int8), ``tensorrt`` (engines) or
-    ``ship`` (all that this machine can) into ``sdk/avatarizer/models/``;
-    returns the gate results per file. A missing toolchain raises, and so
-    does ``quantize`` or ``ship`` leaving no file the SDK's default on the
-    CPU loads (RuntimeError, after the gate report is written)."""
+    ``ship`` (all that this machine can) into ``folder`` (default
+    ``sdk/avatarizer/models/``); returns the gate results per file. A missing
+    toolchain raises, and so does ``quantize`` or ``ship`` leaving no file
+    the SDK's default on the CPU loads (RuntimeError; the gate report is in
+    ``runs/export/gate_report.json``).
+
+    Every file is written into a staging copy of the folder
+    (:mod:`~avatarizer_export.staging`), swapped in at the end, the manifest
+    last: a failure or an interruption leaves the folder as it was. ``onnx``
+    and ``ship`` export a new network: the role's entries they did not
+    rebuild (the other precisions, TensorRT engines) belong to the previous
+    one and are dropped, with the files the manifest listed for them; so is
+    an entry of a format the gate refused."""
     from . import formats
+    from .staging import staged_folder
 
     if what not in ("onnx", "quantize", "tensorrt", "ship"):
         raise ValueError(f"unknown export {what!r}")
     if what == "tensorrt":
         # refuse before loading anything when there is no GPU
         formats.check_format("engine-fp16")
-    MODELS.mkdir(parents=True, exist_ok=True)
+    target = Path(folder) if folder is not None else MODELS
+    target.mkdir(parents=True, exist_ok=True)
     ctx = _Ctx(Path(cache), mapper or SHIPPED_MAPPER)
-    results = {}
-    if what in ("onnx", "ship"):
-        results["onnx-fp32"] = export_fp32(ctx)
-        results["onnx-fp16"] = export_fp16(ctx)
-    if what in ("quantize", "ship"):
-        results["onnx-int8"] = export_int8(ctx)
-    for fmt, res in results.items():
-        if not res.get("passed", True) and formats.remove_from_manifest(formats.model_name(ROLE, fmt), MODELS):
-            # the previous export's file of this format belongs to the previous network
-            res["removed_previous"] = True
-    if what == "tensorrt":
-        results.update(build_engines(ctx))
-    _summary(results)
-    if what in ("quantize", "ship"):
-        _check_cpu_default()
+    with staged_folder(target, extra=(GATE_REPORT,)) as stage:
+        results = {}
+        if what in ("onnx", "ship"):
+            results["onnx-fp32"] = export_fp32(ctx)
+            results["onnx-fp16"] = export_fp16(ctx, stage)
+        if what in ("quantize", "ship"):
+            results["onnx-int8"] = export_int8(ctx, stage)
+        if what == "tensorrt":
+            results.update(build_engines(ctx, stage))
+        for fmt, res in results.items():
+            if not res.get("passed", True) and formats.remove_from_manifest(formats.model_name(ROLE, fmt), stage):
+                # the previous export's file of this format belongs to the previous network
+                res["removed_previous"] = True
+        if what in ("onnx", "ship"):
+            rebuilt = {formats.model_name(ROLE, f) for f, r in results.items() if r.get("passed", True)}
+            dropped = drop_stale(stage, ROLE, rebuilt)
+            if dropped:
+                print(f"{what}: dropped the previous network's {', '.join(dropped)}")
+        _summary(results, stage)
+        if what in ("quantize", "ship"):
+            try:
+                _check_cpu_default(stage, target)
+            except RuntimeError:
+                BUILD.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(stage / GATE_REPORT, BUILD / GATE_REPORT)
+                raise
     return results
 
 
-def _check_cpu_default():
+def drop_stale(folder: Path, role: str, keep: set[str]) -> list[str]:
+    """Drops ``folder``'s manifest entries of ``role`` not in ``keep`` (a
+    network's files from before it was re-shipped), deleting the files the
+    manifest listed for them (only those); returns their names."""
+    from . import formats
+
+    path = folder / formats.MANIFEST_NAME
+    if not path.is_file():
+        return []
+    models = json.loads(path.read_text(encoding="utf-8")).get("models", {})
+    stale = sorted(n for n, e in models.items() if isinstance(e, dict) and e.get("role") == role and n not in keep)
+    return [n for n in stale if formats.remove_from_manifest(n, folder)]
+
+
+def _check_cpu_default(folder: Path = MODELS, shipped: Path | None = None):
     """The SDK's default on the CPU (``precision="auto"``) must find a face
-    network among the shipped files: RuntimeError when the gate refused them
+    network among the files in ``folder``: RuntimeError when the gate refused them
     all (fp32 stays a build artefact, so that is int8 refused)."""
     from avatarizer.models import Manifest, ModelError
     from avatarizer.pipeline.config import face_entries, precision_preferences
 
     try:
-        face_entries(Manifest.load(MODELS, verify=False), ROLE, "onnxruntime", "auto", "cpu")
+        face_entries(Manifest.load(folder, verify=False), ROLE, "onnxruntime", "auto", "cpu")
     except ModelError as exc:
-        raise RuntimeError(f"nothing shipped in {MODELS} runs with the SDK's default on the CPU "
-                           f"(precision {'/'.join(precision_preferences('auto', 'cpu'))}): the quality gate "
-                           f"refused it (gate_report.json); {exc}") from None
+        raise RuntimeError(f"not shipped to {shipped or folder}: nothing in it would run with the SDK's default "
+                           f"on the CPU (precision {'/'.join(precision_preferences('auto', 'cpu'))}): the "
+                           f"quality gate refused it ({BUILD / GATE_REPORT}); the folder is unchanged; "
+                           f"{exc}") from None
 
 
 def main_export(args) -> int:

@@ -1,0 +1,165 @@
+"""Staged shipping: the steps that change a shipped folder
+(``sdk/avatarizer/models``, ``sdk/avatarizer/data``) write into a staging
+copy of it, and one commit swaps the copy in, so a step that fails or a run
+that is interrupted leaves the shipped folder exactly as it was.
+
+* :func:`begin` makes the copy, ``.<name>.staging`` beside the folder (the
+  same file system, so the commit is a few renames): the folder's
+  ``manifest.json``, every file it lists and the ``extra`` files named (the
+  gate report; the data files the steps rewrite). Files the manifest does
+  not list (a user's) are not copied and never touched.
+* :func:`commit` moves the staged files onto the folder's, the manifest
+  last, then deletes the files the old manifest listed and the new one does
+  not (only those). It refuses, before changing anything, to overwrite a
+  file the old manifest did not list. It first writes a marker into the
+  copy: a commit cut short is finished by the next :func:`begin`.
+* :func:`discard` removes the copy.
+
+:func:`staged_folder` is the one-folder form: a copy, committed when the
+block succeeds, discarded when it raises.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable, Iterator
+
+MANIFEST = "manifest.json"
+MARKER = ".commit.json"
+
+
+def staging_path(target: Path) -> Path:
+    """Where :func:`begin` stages ``target``: ``.<name>.staging`` beside it."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.staging")
+
+
+def unstaged(path: Path) -> Path:
+    """``path`` with its staging folders named as the folders they stage
+    (where a staged file will be once committed)."""
+    parts = list(Path(path).parts)
+    for i, part in enumerate(parts):
+        while part.startswith(".") and part.endswith(".staging") and len(part) > len("..staging"):
+            part = part[1:-len(".staging")]
+        parts[i] = part
+    return Path(*parts)
+
+
+def listed_files(folder: Path) -> set[str]:
+    """The files ``folder/manifest.json`` lists (relative, inside the folder)."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        return set()
+    models = json.loads(path.read_text(encoding="utf-8")).get("models", {})
+    root = folder.resolve()
+    out = set()
+    for entry in models.values():
+        rel = entry.get("file") if isinstance(entry, dict) else None
+        if isinstance(rel, str) and rel and root in (root / rel).resolve().parents:
+            out.add(Path(rel).as_posix())
+    return out
+
+
+def begin(target: Path, extra: Iterable[str] = ()) -> Path:
+    """A fresh staging copy of ``target`` (see the module); returns its path.
+    A commit cut short is finished first; an uncommitted copy left by an
+    interrupted run is discarded."""
+    target = Path(target)
+    stage = staging_path(target)
+    if (stage / MARKER).is_file():
+        _finish(stage, target)
+    discard(target)
+    stage.mkdir(parents=True)
+    names = listed_files(target) | {n for n in extra if (target / n).is_file()}
+    if (target / MANIFEST).is_file():
+        names.add(MANIFEST)
+    for rel in sorted(names):
+        src = target / rel
+        if src.is_file():
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, stage / rel)
+    return stage
+
+
+def discard(target: Path) -> None:
+    """Removes ``target``'s staging copy (nothing shipped changes)."""
+    stage = staging_path(Path(target))
+    if stage.exists():
+        shutil.rmtree(stage)
+
+
+def _staged(stage: Path) -> list[str]:
+    return sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*")
+                  if p.is_file() and p.name not in (MANIFEST, MARKER) and not p.name.startswith("."))
+
+
+def commit(target: Path, extra: Iterable[str] = ()) -> list[str]:
+    """Swaps ``target``'s staging copy in (see the module); returns the files
+    deleted (listed before, no longer listed). ``RuntimeError``, with nothing
+    changed, when a staged file would overwrite one of ``target``'s files
+    that its manifest does not list (nor names in ``extra``)."""
+    return commit_all([(target, extra)])
+
+
+def commit_all(targets: Iterable[tuple[Path, Iterable[str]]]) -> list[str]:
+    """:func:`commit` of several folders (each ``(target, extra)``): every
+    folder is checked before any is changed, and the last one's manifest is
+    the last file moved (pass the models folder last)."""
+    plans = []
+    for target, extra in targets:
+        target = Path(target)
+        stage = staging_path(target)
+        if not stage.is_dir():
+            raise RuntimeError(f"{target}: nothing staged to commit")
+        old = listed_files(target)
+        ours = old | set(extra)
+        clash = [rel for rel in _staged(stage) if (target / rel).exists() and rel not in ours]
+        if clash:
+            raise RuntimeError(f"{target}: not shipping: {', '.join(clash)} there is not listed in its manifest "
+                               f"(a file of someone else's; move it away and run again); nothing was changed, "
+                               f"the staged files are in {stage}")
+        new = listed_files(stage) if (stage / MANIFEST).is_file() else old
+        plans.append((stage, target, sorted(old - new)))
+    for stage, _, delete in plans:
+        tmp = stage / f"{MARKER}.tmp"
+        tmp.write_text(json.dumps({"delete": delete}))
+        os.replace(tmp, stage / MARKER)
+    return [rel for stage, target, _ in plans for rel in _finish(stage, target)]
+
+
+def _finish(stage: Path, target: Path) -> list[str]:
+    """The moves of a commit (idempotent: a commit cut short is run again)."""
+    delete = json.loads((stage / MARKER).read_text())["delete"]
+    target.mkdir(parents=True, exist_ok=True)
+    for rel in _staged(stage):
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stage / rel, target / rel)
+    if (stage / MANIFEST).is_file():
+        os.replace(stage / MANIFEST, target / MANIFEST)  # last: what the SDK reads
+    root = target.resolve()
+    gone = []
+    for rel in delete:
+        f = (target / rel).resolve()
+        if f.is_file() and root in f.parents:
+            f.unlink()
+            gone.append(rel)
+    shutil.rmtree(stage)
+    return gone
+
+
+@contextlib.contextmanager
+def staged_folder(target: Path, extra: Iterable[str] = ()) -> Iterator[Path]:
+    """A staging copy of ``target``: committed when the block succeeds,
+    discarded when it raises."""
+    extra = tuple(extra)
+    stage = begin(target, extra)
+    try:
+        yield stage
+    except BaseException:
+        discard(target)
+        raise
+    commit(target, extra)
