@@ -477,3 +477,19 @@ def test_the_age_prior_is_kept_without_predictions(tmp_path):
         (tmp_path / "d.json").write_text(text)
         assert D._previous_age_prior(tmp_path / "d.json") is None
     assert D._previous_age_prior(tmp_path / "missing.json") is None
+
+
+@pytest.mark.parametrize("prob", [0.51, 0.99])
+def test_a_fitted_beard_is_as_opaque_as_the_detector_is_sure(astronaut, monkeypatch, prob):
+    """Opacity 0.7 at the drawing threshold up to 0.95 when sure (at 0.5 a
+    white beard over the skin drew as a pink shadow)."""
+    from avatarizer.artist import accessories as A
+
+    n = 12 + 4 * int(np.prod(A.BEARD_GRID))
+    det = {"mean": [0.0] * n, "scale": [1.0] * n, "W": [[0.0] * n, [0.0] * n],
+           "b": [0.0, float(np.log(prob / (1 - prob)))], "thresholds": {"yes": 0.5}}
+    monkeypatch.setattr(A, "detectors", lambda: {"beard": det})
+    p, _ = AutoArtist(ArtistStyle())._fit(astronaut.canonical, astronaut.crop(192), None,
+                                          crop_valid_mask(astronaut, 192), astronaut.landmarks)
+    want = 0.7 + 0.25 * (prob - 0.5) / 0.5
+    assert abs(float(p[S.index("beard.opacity")]) - want) < 1e-4

@@ -285,8 +285,13 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
     dets = detectors()
     fitted = [dets.get(k) if k in dets and len(dets[k]["mean"]) == len(x) else None for k in ("beard", "moustache")]
     g["beard_prob"] = tuple(None if d is None else float(probabilities(d, x)[1]) for d in fitted)
+    opacity = None
     if fitted[0] is not None:
-        beard = 10.0 * (g["beard_prob"][0] - fitted[0]["thresholds"]["yes"])
+        th = fitted[0]["thresholds"]["yes"]
+        beard = 10.0 * (g["beard_prob"][0] - th)
+        # as sure as the detector is: its probability across [threshold, 1]
+        # (at 0.5 a white beard over the skin drew as a pink shadow)
+        opacity = clamp(0.7 + 0.25 * (g["beard_prob"][0] - th) / max(1.0 - th, 1e-6), 0.7, 0.95)
     if fitted[1] is not None:
         must = 10.0 * (g["beard_prob"][1] - fitted[1]["thresholds"]["yes"])
     g["beard_score"] = (beard, must)
@@ -298,7 +303,7 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
                                      photo.valid, grid=(photo.gx, photo.gy))
         face = g["face"]
         P.put(p, "beard", P.beard_outline(face, g["geo"][LOWER_LIP_BOTTOM], g["chin"]))
-        p[S.index("beard.opacity")] = clamp(0.5 + 0.06 * beard, 0.5, 0.95)
+        p[S.index("beard.opacity")] = clamp(0.5 + 0.06 * beard, 0.5, 0.95) if opacity is None else opacity
         set_rgb(p, "beard", gain(st, beard_rgb if beard_rgb is not None
                                  else 0.75 * g.get("chin_dark_rgb", hair) + 0.25 * hair) * 0.9)
     if must > 0.0:
