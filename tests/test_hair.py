@@ -467,3 +467,23 @@ def test_no_hair_rises_above_a_drawn_hat():
     e = bank.entry(536)  # a curly hat-shaped style: its curls rose above the crown
     assert not np.array_equal(HR.merge(S.default(), e, (0.2, 0.1, 0.05), {"headwear": 1.0})[S.HAIR],
                               HR.merge(S.default(), e, (0.2, 0.1, 0.05), {"headwear": 0.0})[S.HAIR])
+
+
+def test_a_white_beard_with_shadows_between_its_strands_is_drawn_white():
+    """A white beard is strands of every grey from lit white to shadow: its
+    colour is the lit strands' (upper quartile of the grey pixels' L*), not
+    the half least like the skin (the shadows: a mid grey, L* 55 here)."""
+    from avatarizer.artist.photo import to_lab
+
+    size = 128
+    skin = np.array([0.85, 0.62, 0.5])
+    crop = np.tile(skin, (size, size, 1)).astype(np.float32)
+    lm = np.zeros((478, 2))
+    lm[17], lm[152] = (0.0, 0.45), (0.0, 0.75)
+    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    chin = (np.abs(g[None, :]) < 0.25) & (g[:, None] > 0.5) & (g[:, None] < 0.95)
+    v = np.random.default_rng(0).uniform(0.35, 0.95, (size, size))
+    crop[chin] = np.stack([v, v * 0.99, v * 0.98], -1)[chin]
+    got = HR.sample_beard_rgb((crop * 255).astype(np.uint8), lm, skin)
+    lab = to_lab(got.astype(np.float64))
+    assert lab[0] > 75 and np.hypot(lab[1], lab[2]) < 3, lab
