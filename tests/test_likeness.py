@@ -493,3 +493,31 @@ def test_a_fitted_beard_is_as_opaque_as_the_detector_is_sure(astronaut, monkeypa
                                           crop_valid_mask(astronaut, 192), astronaut.landmarks)
     want = 0.7 + 0.25 * (prob - 0.5) / 0.5
     assert abs(float(p[S.index("beard.opacity")]) - want) < 1e-4
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_hair_whose_colour_could_not_be_read_takes_the_beards(astronaut, monkeypatch, known):
+    """Where the hair's colour cannot be read (no hair region: a tight crop,
+    a bright background), a drawn beard's colour is the person's hair
+    colour, not the default dark brown; hair read from the photo keeps its own."""
+    from avatarizer.artist import accessories as A
+    from avatarizer.artist import core, photo as PH
+
+    n = 12 + 4 * int(np.prod(A.BEARD_GRID))
+    sure = {"mean": [0.0] * n, "scale": [1.0] * n, "W": [[0.0] * n, [0.0] * n], "b": [0.0, 9.0],
+            "thresholds": {"yes": 0.5}}
+    monkeypatch.setattr(A, "detectors", lambda: {"beard": sure})
+    real_hair = core.hair.hair
+
+    def hair(st, p, lm, g, photo, col):
+        real_hair(st, p, lm, g, photo, col)
+        g["hair_known"] = known
+
+    monkeypatch.setattr(core.hair, "hair", hair)
+    _, painted, _, _ = _painted_beard(astronaut)
+    st = ArtistStyle()
+    p, g = AutoArtist(st)._fit(astronaut.canonical, painted, None, crop_valid_mask(astronaut, 192), astronaut.landmarks)
+    front = p[[S.index(f"hair_front.{c}") for c in "rgb"]]
+    assert g["beard_rgb"] is not None and to_lab(np.asarray(g["beard_rgb"], np.float64))[0] > 75
+    beardlike = np.abs(front - PH.gain(st, g["beard_rgb"])).max() < 1e-5
+    assert beardlike == (not known)

@@ -299,8 +299,8 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
     beard_rgb = None
     if beard > 0.0:
         # the chin's hair as it is (white and grey beards too), else the darker chin mixed with the hair
-        beard_rgb = sample_beard_rgb(photo.rgb, np.asarray(lm, np.float64)[:, :2], col["skin"],
-                                     photo.valid, grid=(photo.gx, photo.gy))
+        beard_rgb = g["beard_rgb"] = sample_beard_rgb(photo.rgb, np.asarray(lm, np.float64)[:, :2], col["skin"],
+                                                      photo.valid, grid=(photo.gx, photo.gy))
         face = g["face"]
         P.put(p, "beard", P.beard_outline(face, g["geo"][LOWER_LIP_BOTTOM], g["chin"]))
         p[S.index("beard.opacity")] = clamp(0.5 + 0.06 * beard, 0.5, 0.95) if opacity is None else opacity

@@ -158,6 +158,14 @@ class AutoArtist:
                 P.set_rgb(p, "hair_front", hair_rgb)
         if st.detect_beard:
             accessories.facial_hair(st, p, lm, g, photo, col)
+            if not g.get("hair_known", True) and g.get("beard_rgb") is not None \
+                    and p[S.index("headwear.type")] == 0:
+                # the hair's colour could not be read (no hair region: a
+                # tight crop, a bright background): the beard's is this
+                # person's, not the default dark brown (white-bearded men
+                # were drawn dark-haired)
+                col["hair"] = gain(st, g["beard_rgb"])
+                hair.set_hair_rgb(p, col["hair"], g.get("hair_family", ""), col["skin"])
         accessories.clothes(st, p, g, photo, col)
         return S.clip(p), g
 

@@ -284,6 +284,17 @@ def hair_texture(photo: Photo, hm) -> float:
     return e / (float(mean(y[H])) + 0.08)
 
 
+def set_hair_rgb(p, hair, family: str, skin) -> None:
+    """The drawn hair's colours (back a shade darker, strands lighter; a
+    buzz cut shows the skin through)."""
+    hair = np.asarray(hair, np.float64)
+    hair_col = hair if family != "buzz" else hair * 0.6 + np.asarray(skin, np.float64) * 0.4
+    set_rgb(p, "hair_back", hair_col * 0.85)
+    set_rgb(p, "hair_front", hair_col)
+    for i in (0, 1):
+        set_rgb(p, f"hair_strand{i}", clip(hair_col * 1.25 + 0.05, 0, 1))
+
+
 def hair(st, p, lm, g, photo: Photo, col):
     skin = col["skin"]
     hm = hair_maps(st, lm, g, photo, col)
@@ -297,6 +308,7 @@ def hair(st, p, lm, g, photo: Photo, col):
         hair, g["hair_colour_probs"] = HR.hair_colour_of_class(hair, px, photo.size ** 2)
         hair = np.asarray(hair, np.float64)
     col["hair"] = hair
+    g["hair_known"] = hm["hair_known"]
     fam, volume, info = hair_style(st, lm, g, hm, photo)
     part = part_side(hm, g)
     back, front, curl, layers = P.hairstyle_contours(p, fam, CentralRng(choice=part),
@@ -320,9 +332,7 @@ def hair(st, p, lm, g, photo: Photo, col):
     p[S.index("hair_style.layers")] = layers
     p[S.index("hair_style.bank_id")] = P.HAIRSTYLES.index(fam)
     p[S.index("hair_style.part_x")] = float(P.pts(p, "hair_front")[0, 0]) if fam == "side_part" else 0.0
-    hair_col = hair if fam != "buzz" else hair * 0.6 + skin * 0.4
-    set_rgb(p, "hair_back", hair_col * 0.85)
-    set_rgb(p, "hair_front", hair_col)
+    set_hair_rgb(p, hair, fam, skin)
     has = layers > 1 and fam not in ("buzz", "bald", "receding")
     fr = P.pts(p, "hair_front")
     top = float(fr[:, 1].min())
@@ -333,7 +343,6 @@ def hair(st, p, lm, g, photo: Photo, col):
         P.put(p, f"hair_strand{i}", hl)
         p[S.index(f"hair_strand{i}.w0")] = 0.004 if has else 0.0
         p[S.index(f"hair_strand{i}.w1")] = 0.016 if has else 0.0
-        set_rgb(p, f"hair_strand{i}", clip(hair_col * 1.25 + 0.05, 0, 1))
 
 
 def part_side(hm, g) -> int:
