@@ -521,3 +521,49 @@ def test_hair_whose_colour_could_not_be_read_takes_the_beards(astronaut, monkeyp
     assert g["beard_rgb"] is not None and to_lab(np.asarray(g["beard_rgb"], np.float64))[0] > 75
     beardlike = np.abs(front - PH.gain(st, g["beard_rgb"])).max() < 1e-5
     assert beardlike == (not known)
+
+
+# ------------------------------------------------------------------ glasses
+
+
+def test_glasses_grid_sees_frames_where_they_are(astronaut):
+    """Dark rims painted round the astronaut's eyes: the grid's cells on the
+    eyes' row get darker and edgier; the artist's detector reads the seven
+    cues and the grid, and a detectors file of the seven cues alone still
+    applies to them."""
+    import cv2
+
+    from avatarizer.artist import accessories as A
+    from avatarizer.artist.photo import make_photo, to_px
+
+    st = ArtistStyle()
+    crop = astronaut.crop(192)
+    lm = astronaut.canonical[:, :2].astype(np.float64)
+    framed = crop.copy()
+    for s in (0, 1):
+        c = to_px(0.5 * (lm[LM.side_index("eye_outer", s)] + lm[LM.side_index("eye_inner", s)]), 192)
+        w = abs(lm[LM.side_index("eye_outer", s)][0] - lm[LM.side_index("eye_inner", s)][0]) * 192 / 2
+        cv2.ellipse(framed, (int(c[0]), int(c[1])), (int(0.75 * w), int(0.5 * w)), 0, 0, 360, (20, 20, 20), 3)
+    valid = crop_valid_mask(astronaut, 192)
+    skin_lab = to_lab(np.array([0.8, 0.6, 0.5]))
+    nx, ny = A.GLASSES_GRID
+    before, after = (np.reshape(A.glasses_grid(lm, make_photo(st, c, None, valid), skin_lab, 0.1), (ny, nx, 6))
+                     for c in (crop, framed))
+    row = ny // 2 if ny % 2 else ny // 2 - 1  # the eyes' row
+    assert (after[row, :, 3] - before[row, :, 3]).max() > 0.1  # dark pixels
+    assert (after[row, :, 4:] - before[row, :, 4:]).max() > 0.1  # edges
+    _, g = AutoArtist(st)._fit(astronaut.canonical, framed, None, valid, astronaut.landmarks)
+    assert A.glasses_detector_vector(g).shape == (7 + 6 * nx * ny,)
+    det = A.detectors()["glasses"]
+    assert len(det["mean"]) == 7 + 6 * nx * ny
+
+
+def test_a_glasses_detector_of_the_seven_cues_still_decides(astronaut, monkeypatch):
+    from avatarizer.artist import accessories as A
+
+    sure_sun = {"mean": [0.0] * 7, "scale": [1.0] * 7, "W": [[0.0] * 7] * 3, "b": [0.0, 0.0, 9.0],
+                "thresholds": {"clear": 0.5, "sun": 0.5}}
+    monkeypatch.setattr(A, "detectors", lambda: {"glasses": sure_sun})
+    p, g = AutoArtist(ArtistStyle())._fit(astronaut.canonical, astronaut.crop(192), None,
+                                          crop_valid_mask(astronaut, 192), astronaut.landmarks)
+    assert len(g["glasses_prob"]) == 3 and int(p[S.index("glasses.type")]) == 2

@@ -100,7 +100,7 @@ def features(folder: Path, names: list[str], progress: bool = True) -> dict:
             if "glasses_score" not in g or not g.get("beard_features"):
                 continue
             out["names"].append(n)
-            out["glasses"].append(A.glasses_vector(g))
+            out["glasses"].append(A.glasses_detector_vector(g))
             out["beard"].append(A.beard_vector(g["beard_features"]))
             out["headwear"].append(A.headwear_vector(g))
             # the hair region the SDK's hair stage samples (128 px crop)
