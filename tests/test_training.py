@@ -479,6 +479,52 @@ def test_artist_key_follows_the_mean_face_contents(tmp_path, monkeypatch):
     assert D.artist_key()["mean_face"] != key["mean_face"]
 
 
+def test_artist_key_follows_what_the_artist_draws_with(tmp_path, monkeypatch):
+    """The detectors' models change the key; their reports and the grey-hair
+    age prior (which a refit after H rewrites; the artist does not read it)
+    do not: a resumed make models would otherwise rebuild the pairs and
+    retrain everything."""
+    import json
+
+    from avatarizer.artist import accessories
+
+    doc = json.loads(accessories._DETECTORS_PATH.read_text())
+    path = tmp_path / "artist_detectors.json"
+    monkeypatch.setattr(accessories, "_DETECTORS_PATH", path)
+
+    def key(d):
+        path.write_text(json.dumps(d))
+        return D.artist_key()["detectors"]
+
+    base = key(doc)
+    other = json.loads(json.dumps(doc))
+    other["detectors"]["hair_colour"]["age_prior"]["gray"][0] += 0.5
+    other["heldout"] = {}
+    other["seconds"] = 1.0
+    other["detectors"]["glasses"]["cv_recall"] = 0.1
+    assert key(other) == base
+    other["detectors"]["glasses"]["thresholds"]["clear"] += 0.01
+    assert key(other) != base
+
+
+def test_artist_source_key_follows_the_modules_the_artist_draws_with(tmp_path, monkeypatch):
+    import shutil
+
+    import avatarizer.artist as pkg
+
+    sdk = Path(pkg.__file__).parent.parent
+    copy = tmp_path / "avatarizer"
+    shutil.copytree(sdk / "artist", copy / "artist", ignore=shutil.ignore_patterns("__pycache__"))
+    for m in D.ARTIST_MODULES:
+        shutil.copy(sdk / m, copy / m)
+    monkeypatch.setattr(pkg, "__file__", str(copy / "artist" / "__init__.py"))
+    base = D.artist_source_key()
+    for m in ("prior.py", "landmarks.py"):
+        (copy / m).write_text((copy / m).read_text() + "\n# changed\n")
+        assert D.artist_source_key() != base
+        base = D.artist_source_key()
+
+
 def test_checkpoints_are_written_whole_and_a_damaged_one_is_named(fake, monkeypatch):
     T.train_param_ae(cfg("pae", "param_ae", steps=2))
     path = fake.runs / "pae" / "ckpt.pt"

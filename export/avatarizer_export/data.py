@@ -56,14 +56,24 @@ def stage_key(cache: Path | None, stage: str) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
 
 
-def artist_source_key() -> str:
-    """The artist's source (``avatarizer/artist/*.py`` and ``avatarizer/hair.py``):
-    SHA-256, 16 hex digits."""
-    import avatarizer.artist as pkg
-    import avatarizer.hair as hair_module
+#: the SDK modules besides ``avatarizer/artist/`` whose code the artist's
+#: drawing runs (its hair colour classes, the hairstyle and feature priors,
+#: the landmark tables and mean face, the parameter layout)
+ARTIST_MODULES = ("hair.py", "prior.py", "landmarks.py", "schema.py")
+#: the fields of ``artist_detectors.json``'s detectors the artist does not
+#: read: reports, and the grey-hair age prior (the SDK's, with H's age)
+_NOT_DRAWN_WITH = ("age_prior", "cv_recall", "cv_balanced_accuracy", "cv_gate_balanced_plain",
+                   "cv_plain_as_sampled", "trained_on")
 
+
+def artist_source_key() -> str:
+    """The artist's source (``avatarizer/artist/*.py`` and
+    :data:`ARTIST_MODULES`): SHA-256, 16 hex digits."""
+    import avatarizer.artist as pkg
+
+    sdk = Path(pkg.__file__).parent.parent
     h = hashlib.sha256()
-    for p in sorted(Path(pkg.__file__).parent.glob("*.py")) + [Path(hair_module.__file__)]:
+    for p in sorted(Path(pkg.__file__).parent.glob("*.py")) + [sdk / m for m in ARTIST_MODULES]:
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
@@ -71,7 +81,9 @@ def artist_source_key() -> str:
 def artist_key() -> dict:
     """What the auto-artist's parameters depend on: its source
     (:func:`artist_source_key`, the key of the detectors' cue caches too), its fitted detectors
-    (``artist_detectors.json`` but its ``seconds``) and the mean face (the
+    (``artist_detectors.json``'s detectors, without the fields it does not
+    draw with: reports and the grey-hair age prior, which a refit after H
+    changes; not the file's reports or time) and the mean face (the
     arrays of ``mean_face.npz``, not the zip's time stamps): SHA-256, 16 hex
     digits each, empty when the file is absent."""
     from avatarizer import landmarks as LM
@@ -80,8 +92,10 @@ def artist_key() -> dict:
     det, mean = Path(accessories._DETECTORS_PATH), Path(LM._DATA)
     h_det = h_mean = ""
     if det.is_file():
-        doc = {k: v for k, v in json.loads(det.read_text(encoding="utf-8")).items() if k != "seconds"}
-        h_det = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+        doc = json.loads(det.read_text(encoding="utf-8"))
+        drawn = {name: {k: v for k, v in model.items() if k not in _NOT_DRAWN_WITH}
+                 for name, model in doc.get("detectors", {}).items()}
+        h_det = hashlib.sha256(json.dumps([doc.get("format"), drawn], sort_keys=True).encode()).hexdigest()[:16]
     if mean.is_file():
         mf, h = LM.MeanFace.load(mean), hashlib.sha256()
         for a in (mf.points, mf.mirror, mf.rigid):
