@@ -487,3 +487,23 @@ def test_a_white_beard_with_shadows_between_its_strands_is_drawn_white():
     got = HR.sample_beard_rgb((crop * 255).astype(np.uint8), lm, skin)
     lab = to_lab(got.astype(np.float64))
     assert lab[0] > 75 and np.hypot(lab[1], lab[2]) < 3, lab
+
+
+@pytest.mark.parametrize("skin", [(0.7, 0.7, 0.7), (0.72, 0.69, 0.66)])
+def test_a_dark_beard_on_grey_skin_is_dark(skin):
+    """A black-and-white or washed-out photo: the skin is grey too, and is
+    not taken for a grey beard's lit strands (a guard: this passed before
+    the grey branch's "unlike the skin" condition too)."""
+    from avatarizer.artist.photo import to_lab
+
+    size = 128
+    skin = np.array(skin)
+    crop = np.tile(skin, (size, size, 1)).astype(np.float32)
+    lm = np.zeros((478, 2))
+    lm[17], lm[152] = (0.0, 0.45), (0.0, 0.75)
+    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    goatee = (np.abs(g[None, :]) < 0.2) & (g[:, None] > 0.5) & (g[:, None] < 0.85)
+    v = np.random.default_rng(0).uniform(0.08, 0.25, (size, size))
+    crop[goatee] = np.stack([v, v, v], -1)[goatee]
+    got = HR.sample_beard_rgb((crop * 255).astype(np.uint8), lm, skin)
+    assert to_lab(got.astype(np.float64))[0] < 40

@@ -467,6 +467,8 @@ def gain(st, c):
 #: or white (:func:`sample_beard_rgb`; dark beards are below it)
 BEARD_GREY_C = 10.0
 BEARD_GREY_L = 50.0
+#: ... and at least this CIELAB distance from the skin
+BEARD_UNLIKE_SKIN = 12.0
 
 
 def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.ndarray | None:
@@ -501,8 +503,11 @@ def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.nda
         return None
     lab, skin = to_lab(px), to_lab(np.asarray(skin_rgb, np.float64))
     d = norm(lab - skin)
-    # grey: well below the skin's chroma (a warm light tints white hair too)
-    grey = np.hypot(lab[:, 1], lab[:, 2]) < max(BEARD_GREY_C, 0.55 * float(np.hypot(skin[1], skin[2])))
+    # grey: well below the skin's chroma (a warm light tints white hair
+    # too), and unlike the skin (in a black-and-white or washed-out photo
+    # the skin is grey too)
+    grey = (np.hypot(lab[:, 1], lab[:, 2]) < max(BEARD_GREY_C, 0.55 * float(np.hypot(skin[1], skin[2])))) \
+        & (d > BEARD_UNLIKE_SKIN)
     if np.count_nonzero(grey) >= max(20, 0.25 * len(px)) and median(lab[grey, 0]) > BEARD_GREY_L:
         # a grey or white beard: drawn as its lit strands look (the 75th
         # percentile of their L*), not as their median with the shadows
