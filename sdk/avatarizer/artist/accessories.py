@@ -100,6 +100,38 @@ def glasses_scores(st, lm, g, photo: Photo, col) -> tuple[float, float, float]:
     return (bridge, float(min(rims)), tint) if ok else (0.0, 0.0, 1.0)
 
 
+def _grid_cells(photo: Photo, box, nx: int, ny: int):
+    """The valid pixels of the canonical box ``(x0, x1, y0, y1)`` at half the
+    crop's resolution, each with its cell of an ``nx`` × ``ny`` grid (row by
+    row): ``(win, pool, valid, cell, n)`` -- ``win`` the box's slice of the
+    crop, ``pool(a)`` the 2x2 block means of a
+    crop-sized array in the box (``a`` already cut to the box with
+    ``cut=False``), ``valid`` the half-resolution mask, ``cell`` each valid
+    pixel's cell and ``n`` the pixels per cell -- or None when the box holds
+    fewer than 4 valid pixels."""
+    x0, x1, y0, y1 = box
+    if not (x1 - x0 > 1e-3 and y1 - y0 > 1e-3):
+        return None
+    gx, gy = photo.gx.ravel(), photo.gy.ravel()
+    c0, c1 = np.searchsorted(gx, (x0, x1))
+    r0, r1 = np.searchsorted(gy, (y0, y1))
+    c1, r1 = c0 + (c1 - c0) // 2 * 2, r0 + (r1 - r0) // 2 * 2  # whole 2x2 blocks
+    if not (c1 > c0 and r1 > r0):
+        return None
+    win, half = np.s_[r0:r1, c0:c1], ((c1 - c0) // 2, (r1 - r0) // 2)
+
+    def pool(a, cut: bool = True):  # 2x2 block means
+        return cv2.resize(np.ascontiguousarray(a[win] if cut else a), half, interpolation=cv2.INTER_AREA)
+
+    valid = pool(photo.validf) > 0.99
+    if np.count_nonzero(valid) < 4:
+        return None
+    ix = np.minimum((gx[c0:c1].reshape(-1, 2).mean(1) - x0) * (nx / (x1 - x0)), nx - 1)
+    iy = np.minimum((gy[r0:r1].reshape(-1, 2).mean(1) - y0) * (ny / (y1 - y0)), ny - 1)
+    cell = (np.maximum(iy, 0).astype(np.intp)[:, None] * nx + np.maximum(ix, 0).astype(np.intp)[None, :])[valid]
+    return win, pool, valid, cell, np.bincount(cell, minlength=nx * ny).astype(np.float64)
+
+
 #: the glasses cues' grid over the eyes (columns, rows): 1.45 times the outer
 #: eye corners' half span each side of their middle, from 0.6 of it above
 #: the eyes to 0.45 below. A cell's cues against the skin (darkness,
@@ -122,34 +154,19 @@ def glasses_grid(lm, photo: Photo, skin_lab, ref_tex: float) -> list[float]:
     eo_l, eo_r = lm[side_index("eye_outer", 0)], lm[side_index("eye_outer", 1)]
     cx, hw = 0.5 * (eo_l[0] + eo_r[0]), 0.725 * abs(eo_r[0] - eo_l[0])
     ey = 0.5 * (eo_l[1] + eo_r[1])
-    y0, y1 = ey - 0.6 * hw, ey + 0.45 * hw
     k = nx * ny
     out = np.zeros((k, 6))
-    gx, gy = photo.gx.ravel(), photo.gy.ravel()
-    c0, c1 = np.searchsorted(gx, (cx - hw, cx + hw))
-    r0, r1 = np.searchsorted(gy, (y0, y1))
-    c1, r1 = c0 + (c1 - c0) // 2 * 2, r0 + (r1 - r0) // 2 * 2  # whole 2x2 blocks
-    if not (hw > 1e-3 and c1 > c0 and r1 > r0):
+    grid = _grid_cells(photo, (cx - hw, cx + hw, ey - 0.6 * hw, ey + 0.45 * hw), nx, ny)
+    if grid is None:
         return out.ravel().tolist()
-    win, half = np.s_[r0:r1, c0:c1], ((c1 - c0) // 2, (r1 - r0) // 2)
-
-    def pool(a):  # 2x2 block means
-        return cv2.resize(np.ascontiguousarray(a), half, interpolation=cv2.INTER_AREA)
-
-    valid = pool(photo.validf[win]) > 0.99
-    if np.count_nonzero(valid) < 4:
-        return out.ravel().tolist()
-    lab = to_lab(masked(pool(photo.rgb[win]), valid))
+    win, pool, valid, cell, n = grid
+    lab = to_lab(masked(pool(photo.rgb), valid))
     luma = photo.luma[win]
-    edge_x = pool(np.abs(cv2.Sobel(luma, cv2.CV_32F, 1, 0)))[valid]
-    edge_y = pool(np.abs(cv2.Sobel(luma, cv2.CV_32F, 0, 1)))[valid]
-    ix = np.minimum((gx[c0:c1].reshape(-1, 2).mean(1) - (cx - hw)) * (nx / (2 * hw)), nx - 1)
-    iy = np.minimum((gy[r0:r1].reshape(-1, 2).mean(1) - y0) * (ny / (y1 - y0)), ny - 1)
-    cell = (np.maximum(iy, 0).astype(np.intp)[:, None] * nx + np.maximum(ix, 0).astype(np.intp)[None, :])[valid]
-    n = np.bincount(cell, minlength=k).astype(np.float64)
+    edge_x = pool(np.abs(cv2.Sobel(luma, cv2.CV_32F, 1, 0)), cut=False)[valid]
+    edge_y = pool(np.abs(cv2.Sobel(luma, cv2.CV_32F, 0, 1)), cut=False)[valid]
     m = np.maximum(n, 1.0)
     big_l, big_a, big_b = (np.bincount(cell, lab[:, i], k) / m for i in range(3))
-    tex = np.bincount(cell, pool(photo.highpass[win])[valid], k) / (np.bincount(cell, pool(luma)[valid], k) + 0.06 * m)
+    tex = np.bincount(cell, pool(photo.highpass)[valid], k) / (np.bincount(cell, pool(photo.luma)[valid], k) + 0.06 * m)
     s_l, s_c = float(skin_lab[0]), float(np.hypot(skin_lab[1], skin_lab[2]))
     out[:] = np.stack([(s_l - big_l) / 20.0, (s_c - np.hypot(big_a, big_b)) / 20.0,
                        np.log((tex + 1e-3) / (ref_tex + 1e-3)),
@@ -261,28 +278,14 @@ def beard_grid(lm, photo: Photo, ref_px: np.ndarray, ref_tex: float) -> list[flo
     ml, mr = lm[side_index("mouth_corner", 0)], lm[side_index("mouth_corner", 1)]
     cx, hw = 0.5 * (ml[0] + mr[0]), 0.95 * abs(mr[0] - ml[0])
     chin = lm[CHIN_BOTTOM][1]
-    y0, y1 = lm[NOSE_BOTTOM][1], chin + 0.25 * (chin - lm[LOWER_LIP_BOTTOM][1])
     k = nx * ny
     out = np.zeros((k, 4))
-    gx, gy = photo.gx.ravel(), photo.gy.ravel()
-    c0, c1 = np.searchsorted(gx, (cx - hw, cx + hw))
-    r0, r1 = np.searchsorted(gy, (y0, y1))
-    c1, r1 = c0 + (c1 - c0) // 2 * 2, r0 + (r1 - r0) // 2 * 2  # whole 2x2 blocks
-    if not (hw > 1e-3 and y1 - y0 > 1e-3 and c1 > c0 and r1 > r0):
+    grid = _grid_cells(photo, (cx - hw, cx + hw, lm[NOSE_BOTTOM][1], chin + 0.25 * (chin - lm[LOWER_LIP_BOTTOM][1])),
+                       nx, ny)
+    if grid is None:
         return out.ravel().tolist()
-    win, half = np.s_[r0:r1, c0:c1], ((c1 - c0) // 2, (r1 - r0) // 2)
-
-    def pool(a):  # 2x2 block means
-        return cv2.resize(np.ascontiguousarray(a[win]), half, interpolation=cv2.INTER_AREA)
-
-    valid = pool(photo.validf) > 0.99
-    if np.count_nonzero(valid) < 4:
-        return out.ravel().tolist()
+    _, pool, valid, cell, n = grid
     lab = to_lab(masked(pool(photo.rgb), valid))
-    ix = np.minimum((gx[c0:c1].reshape(-1, 2).mean(1) - (cx - hw)) * (nx / (2 * hw)), nx - 1)
-    iy = np.minimum((gy[r0:r1].reshape(-1, 2).mean(1) - y0) * (ny / (y1 - y0)), ny - 1)
-    cell = (np.maximum(iy, 0).astype(np.intp)[:, None] * nx + np.maximum(ix, 0).astype(np.intp)[None, :])[valid]
-    n = np.bincount(cell, minlength=k).astype(np.float64)
     m = np.maximum(n, 1.0)
     big_l, big_a, big_b = (np.bincount(cell, lab[:, i], k) / m for i in range(3))
     sd = np.sqrt(np.maximum(np.bincount(cell, lab[:, 0] ** 2, k) / m - big_l ** 2, 0.0))
