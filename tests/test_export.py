@@ -719,6 +719,25 @@ def test_ship_fails_when_the_gate_leaves_nothing_for_the_cpu_default(exported, t
     assert not list(tmp_path.glob(".*staging*"))
 
 
+def test_onnx_alone_says_the_cpu_default_needs_quantize(exported, tmp_path, monkeypatch, capsys):
+    """`avatarizer-export onnx` drops the previous network's int8 (it belongs
+    to the old network) and fp32 stays a build artefact: it says that the
+    SDK's CPU default loads nothing until `quantize` (it exited silently)."""
+    from avatarizer_export import cli, ship
+
+    models = _copy(exported["folder"], tmp_path)
+    formats.remove_from_manifest(formats.model_name("image_to_face", "onnx-fp32"), models)
+    monkeypatch.setattr(ship, "MODELS", models)
+    monkeypatch.setattr(ship, "BUILD", tmp_path / "build")
+    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: None)
+    monkeypatch.setattr(ship, "export_fp32", lambda ctx: {"passed": True})
+    monkeypatch.setattr(ship, "export_fp16", lambda ctx, folder: {"passed": True})
+    rc = cli.main(["onnx", "--cache", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 0 and "until `avatarizer-export quantize` runs" in err
+    assert "image_to_face-onnx-int8" not in json.loads((models / MANIFEST_NAME).read_text())["models"]
+
+
 def _folder_bytes(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 

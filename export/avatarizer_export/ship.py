@@ -18,6 +18,7 @@ ships (``sdk/avatarizer/models/``) with their manifest.
 from __future__ import annotations
 
 import json
+import sys
 import shutil
 from pathlib import Path
 
@@ -239,6 +240,12 @@ def export(what: str, cache: Path, mapper: str = SHIPPED_MAPPER, folder: Path | 
             if dropped:
                 print(f"{what}: dropped the previous network's {', '.join(dropped)}")
         _summary(results, stage)
+        if what == "onnx":
+            try:
+                _check_cpu_default(stage, target)
+            except RuntimeError:  # the previous network's int8 was dropped: quantize is the next step
+                print(f"onnx: {target} has no face network the SDK's default on the CPU loads (int8) until "
+                      f"`avatarizer-export quantize` runs", file=sys.stderr)
         if what in ("quantize", "ship"):
             try:
                 _check_cpu_default(stage, target)
