@@ -689,13 +689,11 @@ def test_a_refused_export_drops_the_previous_file_of_that_format(exported, tmp_p
     assert (tmp_path / "outside.onnx").read_bytes() == b"keep me"
 
 
-@pytest.mark.parametrize("int8_passes", [True, False])
-def test_ship_fails_when_the_gate_leaves_nothing_for_the_cpu_default(exported, tmp_path, monkeypatch, capsys,
-                                                                     int8_passes):
-    """fp32 stays a build artefact and the SDK on the CPU (precision auto)
-    loads fp32 or int8: with int8 refused, shipping fp16 alone fails the ship
-    (it printed REFUSED and exited 0)."""
-    from avatarizer_export import cli, ship
+def _shipped_without_fp32(exported, tmp_path, monkeypatch) -> Path:
+    """A copy of the exported models folder as shipped (fp32 a build
+    artefact, not listed), made ship's target, with the fp32 and fp16
+    exports faked as passing; returns the folder."""
+    from avatarizer_export import ship
 
     models = _copy(exported["folder"], tmp_path)
     formats.remove_from_manifest(formats.model_name("image_to_face", "onnx-fp32"), models)
@@ -704,6 +702,18 @@ def test_ship_fails_when_the_gate_leaves_nothing_for_the_cpu_default(exported, t
     monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: None)
     monkeypatch.setattr(ship, "export_fp32", lambda ctx: {"passed": True})
     monkeypatch.setattr(ship, "export_fp16", lambda ctx, folder: {"passed": True})
+    return models
+
+
+@pytest.mark.parametrize("int8_passes", [True, False])
+def test_ship_fails_when_the_gate_leaves_nothing_for_the_cpu_default(exported, tmp_path, monkeypatch, capsys,
+                                                                     int8_passes):
+    """fp32 stays a build artefact and the SDK on the CPU (precision auto)
+    loads fp32 or int8: with int8 refused, shipping fp16 alone fails the ship
+    (it printed REFUSED and exited 0)."""
+    from avatarizer_export import cli, ship
+
+    models = _shipped_without_fp32(exported, tmp_path, monkeypatch)
     monkeypatch.setattr(ship, "export_int8", lambda ctx, folder: {"passed": True} if int8_passes else
                         {"passed": False, "error": "render_lpips drift 0.03 over 0.005"})
     before = _folder_bytes(models)
@@ -723,15 +733,9 @@ def test_onnx_alone_says_the_cpu_default_needs_quantize(exported, tmp_path, monk
     """`avatarizer-export onnx` drops the previous network's int8 (it belongs
     to the old network) and fp32 stays a build artefact: it says that the
     SDK's CPU default loads nothing until `quantize` (it exited silently)."""
-    from avatarizer_export import cli, ship
+    from avatarizer_export import cli
 
-    models = _copy(exported["folder"], tmp_path)
-    formats.remove_from_manifest(formats.model_name("image_to_face", "onnx-fp32"), models)
-    monkeypatch.setattr(ship, "MODELS", models)
-    monkeypatch.setattr(ship, "BUILD", tmp_path / "build")
-    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: None)
-    monkeypatch.setattr(ship, "export_fp32", lambda ctx: {"passed": True})
-    monkeypatch.setattr(ship, "export_fp16", lambda ctx, folder: {"passed": True})
+    models = _shipped_without_fp32(exported, tmp_path, monkeypatch)
     rc = cli.main(["onnx", "--cache", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 0 and "until `avatarizer-export quantize` runs" in err

@@ -379,16 +379,22 @@ def test_hair_length_classes_of_bank_styles(bank, face_params):
     assert np.mean([c == "short" for c in got["short"] + got["buzz"]]) > 0.8
 
 
+def _flat_face(skin, size: int):
+    """A crop of flat skin, the lower lip's and chin's landmarks (all others
+    at 0) and the canonical coordinate of each pixel row / column."""
+    crop = np.tile(skin, (size, size, 1)).astype(np.float32)
+    lm = np.zeros((478, 2))
+    lm[17], lm[152] = (0.0, 0.45), (0.0, 0.75)
+    return crop, lm, (np.arange(size) + 0.5) * 2.0 / size - 1.0
+
+
 @pytest.mark.parametrize("beard", [(0.92, 0.92, 0.9), (0.12, 0.08, 0.06), (0.55, 0.3, 0.15)])
 def test_beard_colour_is_the_chins_hair_white_dark_or_red(beard):
     """``sample_beard_rgb``: the half of the chin box least like the skin,
     so a white beard is white and a dark one dark, whatever the skin."""
     size = 128
     skin = np.array([0.75, 0.55, 0.45])
-    crop = np.tile(skin, (size, size, 1)).astype(np.float32)
-    lm = np.zeros((478, 2))
-    lm[17], lm[152] = (0.0, 0.45), (0.0, 0.75)
-    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    crop, lm, g = _flat_face(skin, size)
     chin = (np.abs(g[None, :]) < 0.25) & (g[:, None] > 0.5) & (g[:, None] < 0.95)
     rng = np.random.default_rng(0)
     hair = chin & (rng.random((size, size)) < 0.7)  # a beard with skin showing through
@@ -477,10 +483,7 @@ def test_a_white_beard_with_shadows_between_its_strands_is_drawn_white():
 
     size = 128
     skin = np.array([0.85, 0.62, 0.5])
-    crop = np.tile(skin, (size, size, 1)).astype(np.float32)
-    lm = np.zeros((478, 2))
-    lm[17], lm[152] = (0.0, 0.45), (0.0, 0.75)
-    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    crop, lm, g = _flat_face(skin, size)
     chin = (np.abs(g[None, :]) < 0.25) & (g[:, None] > 0.5) & (g[:, None] < 0.95)
     v = np.random.default_rng(0).uniform(0.35, 0.95, (size, size))
     crop[chin] = np.stack([v, v * 0.99, v * 0.98], -1)[chin]
@@ -498,10 +501,7 @@ def test_a_dark_beard_on_grey_skin_is_dark(skin):
 
     size = 128
     skin = np.array(skin)
-    crop = np.tile(skin, (size, size, 1)).astype(np.float32)
-    lm = np.zeros((478, 2))
-    lm[17], lm[152] = (0.0, 0.45), (0.0, 0.75)
-    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    crop, lm, g = _flat_face(skin, size)
     goatee = (np.abs(g[None, :]) < 0.2) & (g[:, None] > 0.5) & (g[:, None] < 0.85)
     v = np.random.default_rng(0).uniform(0.08, 0.25, (size, size))
     crop[goatee] = np.stack([v, v, v], -1)[goatee]
