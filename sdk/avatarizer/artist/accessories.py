@@ -191,8 +191,7 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
     x = glasses_vector(g)
     det = detectors().get("glasses")
     win, m = photo.region(lm[list(CHEEK_PATCH[0])], lm[list(CHEEK_PATCH[1])])
-    ref_tex = float(mean(photo.highpass[win][m])) / (float(mean(photo.luma[win][m])) + 0.06) \
-        if np.count_nonzero(m) >= 8 else 0.0
+    ref_tex = photo.region_texture(win, m) if np.count_nonzero(m) >= 8 else 0.0
     skin_lab = col["skin_lab"] if "skin_lab" in col else to_lab(np.asarray(col["skin"], np.float64))
     g["glasses_grid"] = glasses_grid(lm, photo, skin_lab, ref_tex)
     x_det = glasses_detector_vector(g)
@@ -303,7 +302,6 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
     relative darkness, texture ratio (log) and loss of skin chroma; and the
     cells of :func:`beard_grid` (``"grid"``)."""
     L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
-    hp = photo.highpass
     lip, chin = lm[LOWER_LIP_BOTTOM], lm[CHIN_BOTTOM]
     regions = {
         "ref": [lm[list(CHEEK_PATCH[0])], lm[list(CHEEK_PATCH[1])]],
@@ -324,7 +322,7 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
         y = photo.luma[win][m]
         lab = to_lab(median(px, 0))
         y_med = median(y)
-        stats[k] = (float(y_med), float(mean(hp[win][m])) / (float(mean(y)) + 0.06),
+        stats[k] = (float(y_med), photo.region_texture(win, m),
                     float(np.hypot(lab[1], lab[2])))
         if k in ("chin", "must"):  # the darker half: the colour of the hair there, if any
             g[f"{k}_dark_rgb"] = median(px[y <= y_med], 0)

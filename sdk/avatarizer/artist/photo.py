@@ -403,6 +403,10 @@ class Photo:
             self._hp = np.abs(self.luma - cv2.GaussianBlur(self.luma, (0, 0), 1.2 * self.size / 192.0))
         return self._hp
 
+    def region_texture(self, window, mask: np.ndarray) -> float:
+        """Mean relative fine texture of a :meth:`region` (``window``, ``mask``)."""
+        return float(mean(self.highpass[window][mask])) / (float(mean(self.luma[window][mask])) + 0.06)
+
     def texture(self, mask: np.ndarray) -> float:
         """Mean relative fine texture inside a mask (crop resolution)."""
         m = mask & self.valid
