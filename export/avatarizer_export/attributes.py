@@ -1602,7 +1602,7 @@ def write_predictions(path: Path, al) -> dict:
     detectors' grey-hair prior read) and returned."""
     pred_all = onnx_predictions(path, al.crops)
     RUN.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(RUN / "predictions.npz", keys=np.array(al.keys), **pred_all)
+    np.savez_compressed(predictions_path(), keys=np.array(al.keys), **pred_all)
     return pred_all
 
 
@@ -1623,9 +1623,15 @@ def onnx_predictions(path: Path, crops, batch: int = 128) -> dict:
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
+def predictions_path() -> Path:
+    """Where the shipped H's outputs on every aligned photo are kept
+    (``RUN/predictions.npz``; :func:`load_predictions`)."""
+    return RUN / "predictions.npz"
+
+
 def load_predictions() -> dict:
     """The shipped model's predictions for every aligned photo (``runs/attributes/predictions.npz``)."""
-    path = RUN / "predictions.npz"
+    path = predictions_path()
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `avatarizer-export attributes` first")
     with np.load(path) as z:

@@ -329,9 +329,11 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
                            [both_labels[n]["hair_colour"] for n in both["names"]], both_held)
     out = Path(out) if out else OUT
     if prior is None:  # no H predictions (a fresh clone before its first H): the prior the file has
+        from .attributes import predictions_path
+
         prior = _previous_age_prior(out)
         if prior is not None:
-            print(f"detectors: no H predictions ({RUN_PREDICTIONS}); the grey-hair age prior is kept from {out}",
+            print(f"detectors: no H predictions ({predictions_path()}); the grey-hair age prior is kept from {out}",
                   file=sys.stderr)
     if prior is not None:
         hc_model["age_prior"] = prior
@@ -389,8 +391,6 @@ def eye_features(shared: Path, cache: Path, keys: list[str], quiet: bool = False
     return out
 
 
-#: the shipped H's outputs on every aligned photo (``avatarizer-export attributes``)
-RUN_PREDICTIONS = ROOT / "runs" / "attributes" / "predictions.npz"
 #: H's regressed age bands (years) of the grey-hair prior
 AGE_BANDS = (15.0, 25.0, 35.0, 45.0, 55.0)
 #: pseudo-count pulling each band's grey share toward the overall one
@@ -414,7 +414,9 @@ def gray_age_prior(keys: list, colours, held, predictions: Path | None = None) -
     outputs on every aligned photo); each band's share is smoothed toward
     the overall one by :data:`AGE_PRIOR_SMOOTHING` photos. None without the
     predictions or with fewer than 100 such photos."""
-    path = Path(predictions) if predictions else RUN_PREDICTIONS
+    from .attributes import predictions_path
+
+    path = Path(predictions) if predictions else predictions_path()
     if not path.exists():
         return None
     with np.load(path) as z:
