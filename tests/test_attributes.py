@@ -300,6 +300,96 @@ def test_export_stages_h_and_drops_its_previous_entries(tmp_path, monkeypatch, g
     assert [p.name for p in tmp_path.iterdir() if "staging" in p.name] == []
 
 
+def _fake_h_training(tmp_path, monkeypatch, gate_passes: bool = True):
+    """``attributes.run`` with its training faked (photos, targets, features,
+    heads, distillation) and its export real but for the ONNX export and the
+    int8 gate: the new H file is b"new H", and a file's predictions are
+    :func:`_age` of its bytes in every output. Returns (the models folder,
+    holding the old H, the shared folder, the cache)."""
+    import types
+
+    import onnx
+    import torch
+
+    from avatarizer_export import attributes as A, data, onnx_export, quantize, ship
+
+    n = 300
+    keys = [f"ffhq128{'-labelled' if i % 2 else ''}/{i:05d}.png" for i in range(n)]
+    al = types.SimpleNamespace(keys=keys, crops=np.zeros((n, 2, 2, 3), np.uint8))
+    T = {"heldout": np.arange(n) % 10 == 0, "hair_colour": np.arange(n) % len(HR.HAIR_COLOURS)}
+    monkeypatch.setattr(data, "load_aligned", lambda cache: al)
+    monkeypatch.setattr(A, "build_targets", lambda *a, **kw: T)
+    monkeypatch.setattr(A, "load_backbone", lambda: None)
+    monkeypatch.setattr(A, "sample_table", lambda al, T: (np.arange(n), np.zeros(n, np.int64)))
+    monkeypatch.setattr(A, "table_features", lambda *a, **kw: np.zeros((n, 2), np.float32))
+    fitted = {"mean": np.zeros(2), "std": np.ones(2), "V": None, "Vc": None, "heads": {}, "decision": {},
+              "draw": {}, "at": {}}
+    monkeypatch.setattr(A, "fit_heads", lambda *a, **kw: fitted)
+    monkeypatch.setattr(A, "assemble", lambda *a: types.SimpleNamespace(from_features=lambda x: None,
+                                                                       state_dict=lambda: {}))
+    monkeypatch.setattr(A, "outputs_to_arrays", lambda outs: {})
+    monkeypatch.setattr(A, "evaluate", lambda *a, **kw: {})
+    monkeypatch.setattr(A, "logit_map", lambda heads: (None, None))
+    monkeypatch.setattr(A, "distil_photos", lambda al, T: np.arange(n))
+    monkeypatch.setattr(A, "distil", lambda *a, **kw: None)
+    monkeypatch.setattr(A, "StudentBackbone", lambda student: torch.nn.Identity())
+    monkeypatch.setattr(A, "onnx_predictions", lambda path, crops, batch=128: {
+        k: np.full((len(crops), 5), float(_age(Path(path).read_bytes())), np.float32)
+        for k in ("hair_colour", "glasses", "binary", "regress")})
+    monkeypatch.setattr(A, "RUN", tmp_path / "run")
+    monkeypatch.setattr(ship, "BUILD", tmp_path / "build")
+    monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **kw: onnx.save(onnx.helper.make_model(
+        onnx.helper.make_graph([onnx.helper.make_node("Relu", ["image"], ["y"], name="r")], "g",
+                               [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, None)],
+                               [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])),
+        str(a[2])) or {})
+
+    def quantize_gated(src, dst, *a, manifest_folder, **kw):
+        Path(dst).write_bytes(b"new H")
+        doc = json.loads((manifest_folder / "manifest.json").read_text())
+        doc["models"][A.SHIP_NAME] = {"file": A.SHIP_FILE, "role": "attributes", "version": "new"}
+        (manifest_folder / "manifest.json").write_text(json.dumps(doc))
+        if not gate_passes:
+            raise RuntimeError("int8 gate failed")
+        return {"passed": True}
+
+    monkeypatch.setattr(quantize, "quantize_gated", quantize_gated)
+    models, shared, cache = tmp_path / "sdk" / "models", tmp_path / "shared", tmp_path / "cache"
+    models.mkdir(parents=True)
+    (shared / "data").mkdir(parents=True)
+    (models / A.SHIP_FILE).write_bytes(b"old H")
+    (models / "manifest.json").write_text(json.dumps({"models": {
+        A.SHIP_NAME: {"file": A.SHIP_FILE, "role": "attributes", "version": "old"}}}))
+    return models, shared, cache
+
+
+def _age(h_file: bytes) -> float:
+    """The fake H's every output: 1 for the old H's file, 2 for the new one's."""
+    return {b"old H": 1.0, b"new H": 2.0}[h_file]
+
+
+def _predicted_age(path) -> float:
+    with np.load(path) as z:
+        assert z["regress"].shape == (300, 5)
+        return float(np.unique(z["regress"]).item())
+
+
+def test_attributes_run_ships_h_and_its_predictions_into_the_folder_given(tmp_path, monkeypatch):
+    """``avatarizer-export attributes`` (and ``make models``' H step): the
+    new H lands in the models folder it was given with its predictions on
+    every photo (the ``folder`` argument was once shadowed by the photos'
+    source folders, and the export failed with a TypeError)."""
+    from avatarizer_export import attributes as A
+
+    models, shared, cache = _fake_h_training(tmp_path, monkeypatch)
+    rep = A.run(cache=cache, shared=shared, cv=False, folder=models, log=lambda *a: None)
+    assert (models / A.SHIP_FILE).read_bytes() == b"new H"
+    assert json.loads((models / "manifest.json").read_text())["models"][A.SHIP_NAME]["version"] == "new"
+    assert _predicted_age(A.predictions_path()) == 2.0
+    assert "heldout_int8" in rep and (A.RUN / "report.json").is_file()
+    assert [p.name for p in models.parent.iterdir()] == ["models"]  # no staging copy left
+
+
 def test_grid_pooling_matches_adaptive_average_pooling():
     """The taps' 3×3 grid pooling: one AveragePool where adaptive_avg_pool2d's
     bins are a sliding window (7×7 at 128 px), the same numbers."""

@@ -1240,9 +1240,9 @@ def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, 
     torch.save({"state": net.state_dict(), "dim": len(sf["mean"]), "student": True,
                 "decision_thresholds": decision, "draw_thresholds": draw}, RUN / "heads.pt")
     if do_export:
-        folder = np.array([k.split("/", 1)[0] for k in al.keys])
-        lab_held = np.flatnonzero(held & (folder == "ffhq128-labelled"))
-        calib = np.flatnonzero(~held & np.isin(folder, ["ffhq128-labelled", "ffhq128"]))
+        source = np.array([k.split("/", 1)[0] for k in al.keys])  # each photo's folder under data/faces
+        lab_held = np.flatnonzero(held & (source == "ffhq128-labelled"))
+        calib = np.flatnonzero(~held & np.isin(source, ["ffhq128-labelled", "ffhq128"]))
         calib = np.random.default_rng(2).choice(calib, 256, replace=False)
         extra = {"decision_thresholds": decision, "draw_thresholds": draw, "draw_precision_target": DRAW_PRECISION,
                  "hair_colour_priors": priors, "heldout_metrics": res}
