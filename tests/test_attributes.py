@@ -390,6 +390,77 @@ def test_attributes_run_ships_h_and_its_predictions_into_the_folder_given(tmp_pa
     assert [p.name for p in models.parent.iterdir()] == ["models"]  # no staging copy left
 
 
+@pytest.mark.parametrize("outcome", ["discarded", "committed", "gate fails", "commit cut short"])
+def test_h_predictions_follow_the_h_that_is_shipped(tmp_path, monkeypatch, outcome):
+    """H's predictions file (``predictions_path()``: what the detectors'
+    grey-hair prior and a later ``hairbank`` read) changes only when the H
+    that made them is shipped: ``make models``' H step stages them with H
+    (its hair bank reads them from there) and the commit moves them into
+    place; a run whose staging is discarded, or whose gate fails, leaves the
+    previous H's predictions as they were. (They were written from the
+    staged H as soon as it was exported, even when the run then failed.)"""
+    from avatarizer_export import attributes as A, staging
+
+    models, shared, cache = _fake_h_training(tmp_path, monkeypatch, gate_passes=outcome != "gate fails")
+    A.RUN.mkdir(parents=True)
+    np.savez(A.predictions_path(), keys=np.array(["old"]), regress=np.ones((300, 5), np.float32))
+    before = A.predictions_path().read_bytes()
+    run = dict(cache=cache, shared=shared, cv=False, log=lambda *a: None)
+    if outcome == "gate fails":  # alone (avatarizer-export attributes)
+        with pytest.raises(RuntimeError, match="gate"):
+            A.run(folder=models, **run)
+        assert (models / A.SHIP_FILE).read_bytes() == b"old H"
+        assert A.predictions_path().read_bytes() == before
+    else:  # make models: into its staging copy, committed (or not) at the end
+        stage = staging.begin(models)
+        A.run(folder=stage, **run)
+        assert A.predictions_path().read_bytes() == before  # not before the commit
+        assert _predicted_age(A.predictions_path(stage)) == 2.0  # what its hair bank reads
+        assert A.load_predictions(stage)["keys"].shape == (300,)
+        if outcome == "discarded":
+            staging.discard(models)
+            assert A.predictions_path().read_bytes() == before
+            assert (models / A.SHIP_FILE).read_bytes() == b"old H"
+        elif outcome == "committed":
+            staging.commit_all([(models, ())])
+            assert (models / A.SHIP_FILE).read_bytes() == b"new H"
+            assert _predicted_age(A.predictions_path()) == 2.0
+        else:  # cut short after the models folder's files: the next begin finishes the move
+            real = staging._move
+            monkeypatch.setattr(staging, "_move", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+            with pytest.raises(KeyboardInterrupt):
+                staging.commit_all([(models, ())])
+            assert (models / A.SHIP_FILE).read_bytes() == b"new H"
+            assert A.predictions_path().read_bytes() == before
+            monkeypatch.setattr(staging, "_move", real)
+            staging.begin(models)
+            staging.discard(models)
+            assert _predicted_age(A.predictions_path()) == 2.0
+    assert not [p.name for p in A.RUN.iterdir() if p.name != "predictions.npz" and p.suffix == ".npz"]
+    assert sorted(p.name for p in models.parent.iterdir()) == ["models"]  # no staging copy left
+
+
+def test_staging_discard_takes_a_copy_staged_inside_the_copy(tmp_path):
+    """A step staged inside ``make models``' copy (H's export) and cut short
+    leaves a copy of the copy; discarding the run discards it too, so the
+    next run's H step does not finish it into its fresh copy."""
+    from avatarizer_export import staging
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "manifest.json").write_text(json.dumps({"models": {}}))
+    stage = staging.begin(models)
+    inner = staging.begin(stage)
+    (inner / "h.onnx").write_bytes(b"an interrupted run's H")
+    (inner / staging.MARKER).write_text(json.dumps({"delete": []}))
+    staging.begin(models)  # the next run
+    assert not staging.staging_path(stage).exists()
+    staging.begin(staging.staging_path(models))
+    assert not (staging.staging_path(models) / "h.onnx").exists()
+    staging.discard(models)
+    assert [p.name for p in tmp_path.iterdir()] == ["models"]
+
+
 def test_grid_pooling_matches_adaptive_average_pooling():
     """The taps' 3×3 grid pooling: one AveragePool where adaptive_avg_pool2d's
     bins are a sliding window (7×7 at 128 px), the same numbers."""

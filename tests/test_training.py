@@ -368,7 +368,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(attributes, "run", step("attributes", write_h))
     monkeypatch.setattr(skintone, "fit", step("skin tone", nothing))
     monkeypatch.setattr(hairlength, "fit", step("hair length", nothing))
-    monkeypatch.setattr(hairbank, "build_bank", step("hair bank", lambda c, s, data: (
+    monkeypatch.setattr(hairbank, "build_bank", step("hair bank", lambda c, s, data, models: (
         data / "hair_bank.npz").write_bytes(b"new bank")))
     monkeypatch.setattr(ship, "export", step("ship", write_f))
     monkeypatch.setattr(detectors, "fit_glasses_fusion", step("glasses fusion", lambda s, c, models, out: (
@@ -384,6 +384,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     else:
         pipeline.run_all(tmp_path / "shared", tmp_path / "cache")
         assert seen["attributes"]["folder"] != models and seen["hair bank"]["data"] != data  # staged
+        assert seen["hair bank"]["models"] == seen["attributes"]["folder"]  # the staged H's predictions
         assert (models / "attributes-int8.onnx").read_bytes() == b"new H"
         assert (models / "image_to_face-fp16.onnx").read_bytes() == b"new F"
         assert not (models / "image_to_face-fp16.engine").exists()  # the previous network's

@@ -100,6 +100,7 @@ from torch import nn
 
 from avatarizer import hair as HR
 
+from . import staging
 from .onnx_util import staged
 from .paths import ROOT, cache_dir, shared_dir
 
@@ -989,7 +990,12 @@ def retire_old_files(folder: Path = MODELS) -> list[str]:
 
 
 def export(net: AttributeNet, calib_crops: np.ndarray, eval_crops: np.ndarray, extra: dict,
-           decision: dict, draw: dict, folder: Path = MODELS) -> dict:
+           decision: dict, draw: dict, folder: Path = MODELS, al=None) -> dict:
+    """The int8 H into ``folder`` (the SDK's models folder, or a staging
+    copy of it), through a staging copy swapped in whole when it passed its
+    gate. With ``al`` (the aligned photos) the staged file's outputs on every
+    photo are staged with it (:func:`write_predictions`): what the hair bank
+    and the detectors' grey-hair prior read then follows the file shipped."""
     from . import onnx_export
     from .quantize import quantize_gated
     from .ship import BUILD
@@ -1034,6 +1040,8 @@ def export(net: AttributeNet, calib_crops: np.ndarray, eval_crops: np.ndarray, e
         # H's other entries (earlier versions' files, engines) belong to the previous network
         retired = retire_old_files(stage)
         retired += drop_stale(stage, ROLE, {SHIP_NAME})
+        if al is not None:  # committed with the file (and its manifest entry), or discarded with it
+            write_predictions(stage / SHIP_FILE, al, folder=stage)
     return {"fp32": {k: rep.get(k) for k in ("max_abs_diff", "size")},
             "int8": {k: q.get(k) for k in ("metrics", "thresholds", "passed", "inputs", "size", "sha256")},
             "retired": retired}
@@ -1246,10 +1254,10 @@ def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, 
         calib = np.random.default_rng(2).choice(calib, 256, replace=False)
         extra = {"decision_thresholds": decision, "draw_thresholds": draw, "draw_precision_target": DRAW_PRECISION,
                  "hair_colour_priors": priors, "heldout_metrics": res}
+        # with the file, its predictions on every photo (what the hair bank uses), staged and committed with it
         report["export"] = export(net, np.asarray(al.crops[np.sort(calib)]), np.asarray(al.crops[lab_held]),
-                                  extra, decision, draw, folder=folder)
-        # predictions of the shipped file on every photo (what the hair bank uses)
-        pred_all = write_predictions(Path(folder) / SHIP_FILE, al)
+                                  extra, decision, draw, folder=folder, al=al)
+        pred_all = {k: v for k, v in load_predictions(folder).items() if k != "keys"}
         report["heldout_int8"] = evaluate({k: v[hphotos] for k, v in pred_all.items()}, T, hphotos, decision, draw,
                                           priors)
     report["seconds"] = round(time.time() - t0, 1)
@@ -1596,13 +1604,20 @@ def add_head_tool(sub, name: str, help: str, fit) -> None:
     p.set_defaults(func=main)
 
 
-def write_predictions(path: Path, al) -> dict:
-    """The model file's outputs on every aligned photo, saved as
-    ``runs/attributes/predictions.npz`` (what the hair bank and the
-    detectors' grey-hair prior read) and returned."""
+def write_predictions(path: Path, al, folder: Path | None = None) -> dict:
+    """The model file's outputs on every aligned photo, saved (atomically)
+    as :func:`predictions_path` of ``folder``, the models folder the file is
+    in (``runs/attributes/predictions.npz``, what the hair bank and the
+    detectors' grey-hair prior read; for a staging copy, staged with it and
+    moved there by its commit), and returned."""
     pred_all = onnx_predictions(path, al.crops)
-    RUN.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(predictions_path(), keys=np.array(al.keys), **pred_all)
+    if folder is not None and staging.is_staging(folder):
+        out = staging.outside(folder, predictions_path())
+    else:
+        out = predictions_path()
+        out.parent.mkdir(parents=True, exist_ok=True)
+    with staged(out, "part") as tmp:
+        np.savez_compressed(tmp, keys=np.array(al.keys), **pred_all)
     return pred_all
 
 
@@ -1623,15 +1638,23 @@ def onnx_predictions(path: Path, crops, batch: int = 128) -> dict:
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
-def predictions_path() -> Path:
-    """Where the shipped H's outputs on every aligned photo are kept
-    (``RUN/predictions.npz``; :func:`load_predictions`)."""
-    return RUN / "predictions.npz"
+def predictions_path(folder: Path | None = None) -> Path:
+    """Where the outputs on every aligned photo of the H in ``folder`` are
+    kept (:func:`load_predictions`): the shipped H's (``folder`` None or the
+    SDK's models folder) in ``RUN/predictions.npz``; a staged H's (``folder``
+    a staging copy: ``make models``) in the copy, moved to
+    ``RUN/predictions.npz`` when it is committed (:func:`staging.outside`)."""
+    path = RUN / "predictions.npz"
+    if folder is not None and staging.is_staging(folder):
+        return staging.outside_path(folder, path)
+    return path
 
 
-def load_predictions() -> dict:
-    """The shipped model's predictions for every aligned photo (``runs/attributes/predictions.npz``)."""
-    path = predictions_path()
+def load_predictions(folder: Path | None = None) -> dict:
+    """The predictions for every aligned photo of the H in ``folder``
+    (default the shipped one: ``runs/attributes/predictions.npz``;
+    :func:`predictions_path`)."""
+    path = predictions_path(folder)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `avatarizer-export attributes` first")
     with np.load(path) as z:

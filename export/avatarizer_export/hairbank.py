@@ -128,8 +128,10 @@ def predicted_attributes(pred: dict, rows) -> np.ndarray:
     return np.stack(out, 1).astype(np.float32)
 
 
-def load_members(cache: Path, shared: Path, exclude_keys: set | None = None, log=print) -> dict:
-    """The training photos' hair fits with everything the bank needs."""
+def load_members(cache: Path, shared: Path, exclude_keys: set | None = None, log=print,
+                 models: Path | None = None) -> dict:
+    """The training photos' hair fits with everything the bank needs (with
+    the predictions of the H in ``models``, default the shipped one)."""
     from .attributes import load_predictions
     from .data import is_heldout, load_aligned, load_pairs
 
@@ -147,7 +149,7 @@ def load_members(cache: Path, shared: Path, exclude_keys: set | None = None, log
     t0 = time.time()
     desc, obs = descriptors(al, rows, shapes)
     log(f"hairbank: descriptors of {len(rows)} training photos in {time.time() - t0:.0f} s")
-    pred = load_predictions()
+    pred = load_predictions(models)
     if list(pred["keys"]) != list(al.keys):
         raise ValueError("attribute predictions are for another aligned set: rerun `avatarizer-export attributes`")
     headwear = pred["binary"][rows, HR.BINARY_ATTRIBUTES.index("headwear")]
@@ -473,8 +475,9 @@ def _tune_keys(keys: list[str], n: int = 400) -> list[str]:
     return cand[:n]
 
 
-def cmd_build(cache, shared, log=print, extra: dict | None = None, data: Path = DATA) -> HR.HairBank:
-    m = load_members(cache, shared, log=log)
+def cmd_build(cache, shared, log=print, extra: dict | None = None, data: Path = DATA,
+              models: Path | None = None) -> HR.HairBank:
+    m = load_members(cache, shared, log=log, models=models)
     arrays = cluster_bank(m, log=log)
     prev = {}
     js = Path(data) / "hair_bank.json"
@@ -487,16 +490,16 @@ def cmd_build(cache, shared, log=print, extra: dict | None = None, data: Path = 
     return HR.HairBank.load(Path(data) / "hair_bank.npz")
 
 
-def cmd_tune(cache, shared, log=print, data: Path = DATA) -> dict:
+def cmd_tune(cache, shared, log=print, data: Path = DATA, models: Path | None = None) -> dict:
     from .attributes import load_predictions
     from .data import load_aligned
 
     al = load_aligned(cache)
     tune = set(_tune_keys(al.keys))
-    m = load_members(cache, shared, exclude_keys=tune, log=log)
+    m = load_members(cache, shared, exclude_keys=tune, log=log, models=models)
     arrays = cluster_bank(m, log=log)
     bank = HR.HairBank(arrays, {})
-    pred = load_predictions()
+    pred = load_predictions(models)
     # the tuning photos' own artist fits (their faces; in pairs)
     from .data import load_pairs
 
@@ -534,13 +537,13 @@ def cmd_tune(cache, shared, log=print, data: Path = DATA) -> dict:
     return out
 
 
-def cmd_evaluate(cache, shared, log=print, data: Path = DATA) -> dict:
+def cmd_evaluate(cache, shared, log=print, data: Path = DATA, models: Path | None = None) -> dict:
     from .attributes import load_predictions
     from .data import load_aligned
 
     al = load_aligned(cache)
     bank = HR.HairBank.load(Path(data) / "hair_bank.npz")
-    pred = load_predictions()
+    pred = load_predictions(models)
     shapes = frame_shapes(al.keys, shared, al.pad)
     rows = _heldout_rows(al)
     t0 = time.time()
@@ -627,7 +630,8 @@ def _pick_sheet(al, rows, pred, faces, T) -> list[tuple[int, int, str]]:
     return out[:48]
 
 
-def make_sheet(cache, shared, path: Path = ROOT / "docs" / "hair_sheet.png", log=print, data: Path = DATA) -> Path:
+def make_sheet(cache, shared, path: Path = ROOT / "docs" / "hair_sheet.png", log=print, data: Path = DATA,
+               models: Path | None = None) -> Path:
     """48 held-out photos | avatar: the artist's face with hair from retrieval
     and accessories from the attribute regressor."""
     import cv2
@@ -641,7 +645,7 @@ def make_sheet(cache, shared, path: Path = ROOT / "docs" / "hair_sheet.png", log
     al = load_aligned(cache)
     bank = HR.HairBank.load(Path(data) / "hair_bank.npz")
     retr = HR.HairRetriever(bank)
-    pred = load_predictions()
+    pred = load_predictions(models)
     shapes = frame_shapes(al.keys, shared, al.pad)
     rows = _heldout_rows(al)
     if (OUT / "heldout_rows.npy").exists() and np.array_equal(np.load(OUT / "heldout_rows.npy"), rows):
@@ -694,19 +698,21 @@ def cmd_all(args) -> int:
     return 0
 
 
-def build_bank(cache: Path, shared: Path, stage: str = "all", data: Path = DATA) -> None:
+def build_bank(cache: Path, shared: Path, stage: str = "all", data: Path = DATA, models: Path | None = None) -> None:
     """The hairstyle bank: ``build``, ``tune``, ``evaluate``, ``sheet`` or ``all``,
-    in ``data`` (the SDK's data folder, or ``make models``' staging copy of it)."""
+    in ``data`` (the SDK's data folder, or ``make models``' staging copy of it),
+    from the predictions of the H in ``models`` (default the shipped one;
+    ``make models`` passes its staging copy, whose H's predictions are staged)."""
     stages = ["build", "tune", "evaluate", "sheet"] if stage == "all" else [stage]
     for st in stages:
         if st == "build":
-            cmd_build(cache, shared, data=data)
+            cmd_build(cache, shared, data=data, models=models)
         elif st == "tune":
-            cmd_tune(cache, shared, data=data)
+            cmd_tune(cache, shared, data=data, models=models)
         elif st == "evaluate":
-            cmd_evaluate(cache, shared, data=data)
+            cmd_evaluate(cache, shared, data=data, models=models)
         elif st == "sheet":
-            make_sheet(cache, shared, data=data)
+            make_sheet(cache, shared, data=data, models=models)
         else:
             raise ValueError(f"unknown hair bank stage {st!r}")
 

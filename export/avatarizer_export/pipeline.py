@@ -85,7 +85,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         # its heads from the labels by eye: skin tone in daylight and long hair (the retrieval's length gate)
         _timed("skin tone", skintone.fit, cache=cache, folder=models)
         _timed("hair length", hairlength.fit, cache=cache, folder=models)
-        _timed("hair bank", hairbank.build_bank, cache, shared, data=data_dir)
+        _timed("hair bank", hairbank.build_bank, cache, shared, data=data_dir, models=models)  # the staged H's
         # a missing toolchain fails the run: it never skips shipping quietly
         _timed("ship", ship.export, "ship", cache, SHIPPED_MAPPER, folder=models)
         # the hybrid's glasses decision: the staged H's outputs fused with the artist's cues

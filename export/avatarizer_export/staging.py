@@ -14,6 +14,12 @@ that is interrupted leaves the shipped folder exactly as it was.
   file the old manifest did not list. It first writes a marker into the
   copy: a commit cut short is finished by the next :func:`begin`.
 * :func:`discard` removes the copy.
+* :func:`outside` stages a file that lives outside the folder but must
+  follow what it ships (H's predictions, ``runs/attributes/predictions.npz``):
+  written into the copy, moved onto its place by the commit (after the
+  manifest), discarded with the copy. Committed into a copy (a step staged
+  inside ``make models``' staging copy), it moves into that copy's own
+  outside files and waits for the outer commit.
 
 :func:`staged_folder` is the one-folder form: a copy, committed when the
 block succeeds, discarded when it raises.
@@ -21,6 +27,8 @@ block succeeds, discarded when it raises.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +37,8 @@ from typing import Iterable, Iterator
 
 MANIFEST = "manifest.json"
 MARKER = ".commit.json"
+#: the copy's files outside the folder (:func:`outside`): {name in the copy: destination}
+OUTSIDE = ".outside.json"
 
 
 def staging_path(target: Path) -> Path:
@@ -46,6 +56,12 @@ def unstaged(path: Path) -> Path:
             part = part[1:-len(".staging")]
         parts[i] = part
     return Path(*parts)
+
+
+def is_staging(path: Path) -> bool:
+    """True when ``path`` is a staging copy (``.<name>.staging``)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".staging") and len(name) > len("..staging")
 
 
 def listed_files(folder: Path) -> set[str]:
@@ -86,10 +102,62 @@ def begin(target: Path, extra: Iterable[str] = ()) -> Path:
 
 
 def discard(target: Path) -> None:
-    """Removes ``target``'s staging copy (nothing shipped changes)."""
+    """Removes ``target``'s staging copy (nothing shipped changes), with a
+    copy of that copy a step staged inside it left behind (it belongs to
+    the run being discarded)."""
     stage = staging_path(Path(target))
+    if staging_path(stage).exists():
+        discard(stage)
     if stage.exists():
         shutil.rmtree(stage)
+
+
+def outside(stage: Path, dest: Path) -> Path:
+    """Where to write, inside the staging copy ``stage``, a file that belongs
+    at ``dest`` outside the folder and must follow the commit (see the
+    module): the commit moves it onto ``dest`` (after the manifest), a
+    discard deletes it; a file not written by then is left out. The name is
+    the same for the same ``dest`` (a step can read what it staged with
+    :func:`outside_path`). Write it atomically: the commit moves what is there."""
+    stage, dest = Path(stage), Path(dest).resolve()
+    path = outside_path(stage, dest)
+    index = _outside(stage)
+    if index.get(path.name) != str(dest):
+        index[path.name] = str(dest)
+        _write_json(stage / OUTSIDE, index)
+    return path
+
+
+def outside_path(stage: Path, dest: Path) -> Path:
+    """The path :func:`outside` gives ``dest`` in ``stage`` (hidden: never
+    moved into the folder itself)."""
+    dest = Path(dest).resolve()
+    return Path(stage) / f".outside.{hashlib.sha1(str(dest).encode()).hexdigest()[:10]}.{dest.name}"
+
+
+def _outside(stage: Path) -> dict:
+    path = Path(stage) / OUTSIDE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _write_json(path: Path, doc) -> None:
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+def _move(src: Path, dst: Path) -> None:
+    """``os.replace``; across file systems a copy beside ``dst`` renamed onto it."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.moving")
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+        os.unlink(src)
 
 
 def _staged(stage: Path) -> list[str]:
@@ -125,9 +193,7 @@ def commit_all(targets: Iterable[tuple[Path, Iterable[str]]]) -> list[str]:
         new = listed_files(stage) if (stage / MANIFEST).is_file() else old
         plans.append((stage, target, sorted(old - new)))
     for stage, _, delete in plans:
-        tmp = stage / f"{MARKER}.tmp"
-        tmp.write_text(json.dumps({"delete": delete}))
-        os.replace(tmp, stage / MARKER)
+        _write_json(stage / MARKER, {"delete": delete})
     return [rel for stage, target, _ in plans for rel in _finish(stage, target)]
 
 
@@ -147,6 +213,9 @@ def _finish(stage: Path, target: Path) -> list[str]:
         if f.is_file() and root in f.parents:
             f.unlink()
             gone.append(rel)
+    for name, dest in _outside(stage).items():  # the files outside the folder that follow it
+        if (stage / name).is_file():
+            _move(stage / name, outside(target, dest) if is_staging(target) else Path(dest))
     shutil.rmtree(stage)
     return gone
 
