@@ -395,6 +395,66 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     assert [p.name for p in (tmp_path / "sdk").iterdir()] in (["models", "data"], ["data", "models"])
 
 
+def _cut_short_commit(tmp_path, monkeypatch, cut_at):
+    """``make models``' two folders staged with new files and committed with
+    ``staging.commit_all`` cut short where ``cut_at(stage, target)`` raises
+    (``_finish`` of a folder); returns (models, data)."""
+    from avatarizer_export import hairbank, pipeline, ship, staging
+
+    models, data = tmp_path / "sdk" / "models", tmp_path / "sdk" / "data"
+    models.mkdir(parents=True), data.mkdir()
+    monkeypatch.setattr(ship, "MODELS", models)
+    monkeypatch.setattr(hairbank, "DATA", data)
+    (models / "attributes-int8.onnx").write_bytes(b"old H")
+    (models / "manifest.json").write_text(json.dumps({"models": {
+        "attributes-onnx-int8": {"file": "attributes-int8.onnx", "role": "attributes", "version": "1"}}}))
+    (data / "glasses_fusion.json").write_text(json.dumps({"attributes_version": "1"}))
+    shipped = [(data, pipeline.DATA_FILES), (models, (ship.GATE_REPORT,))]  # as make models commits them
+    data_stage, models_stage = (staging.begin(folder, extra) for folder, extra in shipped)
+    (data_stage / "glasses_fusion.json").write_text(json.dumps({"attributes_version": "2"}))
+    (models_stage / "attributes-int8.onnx").write_bytes(b"new H")
+    real = staging._finish
+
+    def finish(stage, target):
+        cut_at(stage, target)
+        return real(stage, target)
+
+    monkeypatch.setattr(staging, "_finish", finish)
+    with pytest.raises(KeyboardInterrupt):
+        staging.commit_all(shipped)
+    monkeypatch.setattr(staging, "_finish", real)
+    return models, data
+
+
+def test_a_commit_cut_short_between_folders_is_finished_by_the_next_command(tmp_path, monkeypatch, capsys):
+    """``make models``' commit cut short after the data folder, before the
+    models folder: the next ``avatarizer-export`` command (any: this one
+    fails at once) finishes it before it reads the folders, and says so in
+    one line; with nothing to finish it does nothing and says nothing. (It
+    was finished only by the next run that staged the models folder: until
+    then the new glasses fusion sat beside the old H.)"""
+    from avatarizer_export import cli, staging
+
+    def cut_at(stage, target):
+        if target.name == "models":
+            raise KeyboardInterrupt
+
+    models, data = _cut_short_commit(tmp_path, monkeypatch, cut_at)
+    assert json.loads((data / "glasses_fusion.json").read_text()) == {"attributes_version": "2"}
+    assert (models / "attributes-int8.onnx").read_bytes() == b"old H"
+    capsys.readouterr()
+    argv = ["detectors", "--shared", str(tmp_path / "no shared folder")]
+    assert cli.main(argv) == 1  # (no labels: fails after the recovery)
+    err = capsys.readouterr().err
+    assert (models / "attributes-int8.onnx").read_bytes() == b"new H"
+    assert not staging.staging_path(models).exists() and not staging.staging_path(data).exists()
+    assert [line for line in err.splitlines() if "cut short" in line] == [
+        f"staging: finished the commit an earlier run cut short (into {models})"]
+    assert cli.main(argv) == 1
+    assert "cut short" not in capsys.readouterr().err
+    assert staging.recover([models, data]) == []
+
+
 @pytest.fixture
 def tiny_aligned(tmp_path, monkeypatch):
     """cache/aligned of 12 photos, with the alignment and the artist faked:

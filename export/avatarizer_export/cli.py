@@ -11,6 +11,15 @@ def _schema(args) -> int:
     return schemagen.main(["--check"] if args.check else [])
 
 
+def _recover() -> None:
+    """Finishes a commit into the shipped folders that an earlier run cut
+    short (``make models`` commits two folders one after the other), before
+    any command reads or writes them; nothing without a commit marker."""
+    from . import pipeline, staging
+
+    staging.recover(folder for folder, _ in pipeline.shipped_folders())
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import (attributes, data, detectors, evaluate, eyelabels, hairbank, hairlength, pipeline, report, sheets, ship,
                    skintone, train)
@@ -47,6 +56,7 @@ def main(argv=None) -> int:
 
     FILTER.start()  # MediaPipe's start-up lines off stderr (avatarizer.logfilter)
     try:
+        _recover()
         return args.func(args)
     except (OSError, RuntimeError, ValueError) as exc:  # (a missing file, a folder where a file belongs, ...)
         print(f"avatarizer-export {args.command}: {exc}", file=sys.stderr)

@@ -45,6 +45,15 @@ def _timed(stage: str, fn, *a, **kw):
 DATA_FILES = ("hair_bank.npz", "hair_bank.json", "glasses_fusion.json")
 
 
+def shipped_folders() -> list[tuple[Path, tuple[str, ...]]]:
+    """The folders ``make models`` stages and commits together, each with
+    the files it rewrites that the manifest does not list: the data folder,
+    then the models folder (its manifest is the last file a commit moves)."""
+    from . import hairbank, ship
+
+    return [(hairbank.DATA, DATA_FILES), (ship.MODELS, (ship.GATE_REPORT,))]
+
+
 def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float = 1.0,
             report: bool = True) -> dict[str, float]:
     """Every step from the shared photos to the shipped model files; returns
@@ -77,7 +86,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     train_step("direct")
     train_step("direct", pairs=500, name="direct_500")  # the data-scarce comparison
     # what ships: into staging copies of the two folders, swapped in together at the end
-    shipped = [(hairbank.DATA, DATA_FILES), (ship.MODELS, (ship.GATE_REPORT,))]  # the models last: the manifest
+    shipped = shipped_folders()  # the models last: the manifest
     data_dir, models = (staging.begin(folder, extra) for folder, extra in shipped)
     try:
         # H on its own backbone, then the hairstyle bank (it stores H's predictions)

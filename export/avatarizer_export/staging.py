@@ -12,7 +12,8 @@ that is interrupted leaves the shipped folder exactly as it was.
   last, then deletes the files the old manifest listed and the new one does
   not (only those). It refuses, before changing anything, to overwrite a
   file the old manifest did not list. It first writes a marker into the
-  copy: a commit cut short is finished by the next :func:`begin`.
+  copy: a commit cut short is finished by the next :func:`begin` of the
+  folder or :func:`recover`.
 * :func:`discard` removes the copy.
 * :func:`outside` stages a file that lives outside the folder but must
   follow what it ships (H's predictions, ``runs/attributes/predictions.npz``):
@@ -20,6 +21,9 @@ that is interrupted leaves the shipped folder exactly as it was.
   manifest), discarded with the copy. Committed into a copy (a step staged
   inside ``make models``' staging copy), it moves into that copy's own
   outside files and waits for the outer commit.
+* :func:`recover` finishes the commits cut short (a marker in the copy) of
+  some folders; every ``avatarizer-export`` command runs it first on the
+  shipped folders (:func:`avatarizer_export.pipeline.shipped_folders`).
 
 :func:`staged_folder` is the one-folder form: a copy, committed when the
 block succeeds, discarded when it raises.
@@ -32,6 +36,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -158,6 +163,30 @@ def _move(src: Path, dst: Path) -> None:
         shutil.copy2(src, tmp)
         os.replace(tmp, dst)
         os.unlink(src)
+
+
+def recover(targets: Iterable[Path], log=None) -> list[Path]:
+    """Finishes the commits of ``targets`` that were cut short (their copy
+    holds the commit's marker), in the order given (pass the models folder
+    last, as :func:`commit_all` takes it); returns the folders finished and,
+    when there are any, says so in one line on stderr (or to ``log``). A
+    copy without a marker (a run in progress, or one interrupted before its
+    commit) is left alone: the next :func:`begin` discards it. Without a
+    marker it costs a ``stat`` per folder."""
+    done = []
+    for target in targets:
+        target = Path(target)
+        stage = staging_path(target)
+        if (stage / MARKER).is_file():
+            _finish(stage, target)
+            done.append(target)
+    if done:
+        msg = f"staging: finished the commit an earlier run cut short (into {', '.join(map(str, done))})"
+        if log is None:
+            print(msg, file=sys.stderr, flush=True)
+        else:
+            log(msg)
+    return done
 
 
 def _staged(stage: Path) -> list[str]:
