@@ -455,6 +455,48 @@ def test_a_commit_cut_short_between_folders_is_finished_by_the_next_command(tmp_
     assert staging.recover([models, data]) == []
 
 
+def test_a_commit_cut_short_before_it_was_decided_ships_nothing(tmp_path, monkeypatch, capsys):
+    """``make models``' commit cut short after the data folder's marker was
+    written, before the models folder's: the commit was never decided, so
+    neither the next command nor the next run ships its data half (the new
+    glasses fusion beside the old H); the next run discards both copies.
+    (The data folder was committed alone.) Cut short once every marker is
+    written, the next run's first folder to stage finishes both, in order."""
+    from avatarizer_export import cli, pipeline, staging
+
+    real = staging._write_json
+
+    def cut_at_the_models_marker(path, doc):
+        if path.parent.name == ".models.staging" and path.name == staging.MARKER:
+            raise KeyboardInterrupt
+        real(path, doc)
+
+    monkeypatch.setattr(staging, "_write_json", cut_at_the_models_marker)
+    models, data = _cut_short_commit(tmp_path, monkeypatch, lambda stage, target: None)
+    monkeypatch.setattr(staging, "_write_json", real)
+    before = {"models": _tree(models), "data": _tree(data)}
+    assert (staging.staging_path(data) / staging.MARKER).is_file()
+    assert cli.main(["detectors", "--shared", str(tmp_path / "no shared folder")]) == 1
+    assert "cut short" not in capsys.readouterr().err
+    assert {"models": _tree(models), "data": _tree(data)} == before
+    for folder, extra in pipeline.shipped_folders():  # the next make models
+        staging.begin(folder, extra)
+        staging.discard(folder)
+    assert {"models": _tree(models), "data": _tree(data)} == before
+    assert sorted(p.name for p in models.parent.iterdir()) == ["data", "models"]
+
+    def cut_before_any_folder(stage, target):
+        raise KeyboardInterrupt
+
+    monkeypatch.undo()
+    models, data = _cut_short_commit(tmp_path / "again", monkeypatch, cut_before_any_folder)
+    staging.begin(models)  # (the models folder first): the data folder's half is finished too, first
+    staging.discard(models)
+    assert json.loads((data / "glasses_fusion.json").read_text()) == {"attributes_version": "2"}
+    assert (models / "attributes-int8.onnx").read_bytes() == b"new H"
+    assert not staging.staging_path(data).exists()
+
+
 @pytest.fixture
 def tiny_aligned(tmp_path, monkeypatch):
     """cache/aligned of 12 photos, with the alignment and the artist faked:

@@ -13,7 +13,8 @@ that is interrupted leaves the shipped folder exactly as it was.
   not (only those). It refuses, before changing anything, to overwrite a
   file the old manifest did not list. It first writes a marker into the
   copy: a commit cut short is finished by the next :func:`begin` of the
-  folder or :func:`recover`.
+  folder or :func:`recover`. :func:`commit_all` writes one marker per
+  folder; one cut short before the last marker was written is not applied.
 * :func:`discard` removes the copy.
 * :func:`outside` stages a file that lives outside the folder but must
   follow what it ships (H's predictions, ``runs/attributes/predictions.npz``):
@@ -87,12 +88,12 @@ def listed_files(folder: Path) -> set[str]:
 
 def begin(target: Path, extra: Iterable[str] = ()) -> Path:
     """A fresh staging copy of ``target`` (see the module); returns its path.
-    A commit cut short is finished first; an uncommitted copy left by an
-    interrupted run is discarded."""
+    A commit cut short is finished first (:func:`_finish_cut_short`); an
+    uncommitted copy left by an interrupted run is discarded."""
     target = Path(target)
     stage = staging_path(target)
     if (stage / MARKER).is_file():
-        _finish(stage, target)
+        _finish_cut_short(stage, target)
     discard(target)
     stage.mkdir(parents=True)
     names = listed_files(target) | {n for n in extra if (target / n).is_file()}
@@ -167,8 +168,8 @@ def _move(src: Path, dst: Path) -> None:
 
 def recover(targets: Iterable[Path], log=None) -> list[Path]:
     """Finishes the commits of ``targets`` that were cut short (their copy
-    holds the commit's marker), in the order given (pass the models folder
-    last, as :func:`commit_all` takes it); returns the folders finished and,
+    holds the commit's marker; each with its other folders, in its order:
+    :func:`_finish_cut_short`); returns the folders finished and,
     when there are any, says so in one line on stderr (or to ``log``). A
     copy without a marker (a run in progress, or one interrupted before its
     commit) is left alone: the next :func:`begin` discards it. Without a
@@ -178,8 +179,7 @@ def recover(targets: Iterable[Path], log=None) -> list[Path]:
         target = Path(target)
         stage = staging_path(target)
         if (stage / MARKER).is_file():
-            _finish(stage, target)
-            done.append(target)
+            done += _finish_cut_short(stage, target)
     if done:
         msg = f"staging: finished the commit an earlier run cut short (into {', '.join(map(str, done))})"
         if log is None:
@@ -221,9 +221,43 @@ def commit_all(targets: Iterable[tuple[Path, Iterable[str]]]) -> list[str]:
                                f"the staged files are in {stage}")
         new = listed_files(stage) if (stage / MANIFEST).is_file() else old
         plans.append((stage, target, sorted(old - new)))
+    # one marker per folder, naming the commit and its folders in order: the
+    # commit is decided once the last one is written (_finish_cut_short)
+    group = [[str(stage.absolute()), str(target.absolute())] for stage, target, _ in plans]
+    commit_id = os.urandom(8).hex()
     for stage, _, delete in plans:
-        _write_json(stage / MARKER, {"delete": delete})
+        _write_json(stage / MARKER, {"delete": delete, "commit": commit_id, "folders": group})
     return [rel for stage, target, _ in plans for rel in _finish(stage, target)]
+
+
+def _marker(stage: Path) -> dict | None:
+    try:
+        return json.loads((Path(stage) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _finish_cut_short(stage: Path, target: Path) -> list[Path]:
+    """Finishes the commit whose marker ``stage`` holds, with the other
+    folders of the same :func:`commit_all`, in its order; returns the
+    folders finished. A commit cut short while its markers were being
+    written (the last folder's marker missing) was never decided: nothing of
+    it is applied (``[]``) and the next :func:`begin` discards its copies,
+    so the folders never ship half of one commit."""
+    mark = _marker(stage)
+    if mark is None:
+        return []
+    folders = mark.get("folders") or [[str(stage), str(target)]]  # (a marker of one folder, before "folders")
+    last = _marker(Path(folders[-1][0]))
+    if last is None or last.get("commit") != mark.get("commit"):
+        return []
+    done = []
+    for s, t in folders:  # the earlier folders first: the same order as commit_all
+        m = _marker(Path(s))
+        if m is not None and m.get("commit") == mark.get("commit"):
+            _finish(Path(s), Path(t))
+            done.append(Path(t))
+    return done
 
 
 def _finish(stage: Path, target: Path) -> list[str]:
