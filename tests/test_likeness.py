@@ -567,3 +567,139 @@ def test_a_glasses_detector_of_the_seven_cues_still_decides(astronaut, monkeypat
     p, g = AutoArtist(ArtistStyle())._fit(astronaut.canonical, astronaut.crop(192), None,
                                           crop_valid_mask(astronaut, 192), astronaut.landmarks)
     assert len(g["glasses_prob"]) == 3 and int(p[S.index("glasses.type")]) == 2
+
+
+def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int = 40):
+    """A shared folder whose ffhq128-labelled ``attributes.jsonl`` labels
+    ``n`` photos, labels by eye of ``n_eye`` more, and the cue caches of
+    ``avatarizer-export detectors`` already holding their (synthetic,
+    label-dependent) cue vectors under the current artist's key, so
+    ``detectors.fit`` runs end to end without measuring a photo. Returns
+    (shared, cache, the keys of the photos with a hair colour, their colours)."""
+    from avatarizer_export import data
+    from avatarizer_export import detectors as D
+
+    rng = np.random.default_rng(0)
+    shared, cache, labels_by_eye = tmp_path / "shared", tmp_path / "cache", tmp_path / "labels"
+    faces = shared / "data" / "faces" / "ffhq128-labelled"
+    faces.mkdir(parents=True), cache.mkdir(), labels_by_eye.mkdir()
+    monkeypatch.setattr(data, "EYE_LABELS", labels_by_eye)
+    rgb = {0: (0.1, 0.08, 0.07), 1: (0.35, 0.22, 0.13), 2: (0.75, 0.6, 0.4), 3: (0.6, 0.25, 0.12), 4: (0.7, 0.7, 0.7)}
+    glasses_names = ("NoGlasses", "ReadingGlasses", "Sunglasses")
+
+    def photo(i):
+        lab = {"glasses": int(rng.choice(3, p=(0.6, 0.25, 0.15))), "beard": int(rng.random() < 0.3),
+               "moustache": int(rng.random() < 0.3), "headwear": int(rng.random() < 0.2),
+               "hair_colour": int(i % 5)}
+        cues = {"glasses": rng.normal(0, 1, 115) + 3.0 * np.r_[np.eye(3)[lab["glasses"]].repeat(5), np.zeros(100)],
+                "beard": rng.normal(0, 1, 48) + 3.0 * np.r_[lab["beard"], lab["moustache"], np.zeros(46)],
+                "headwear": rng.normal(0, 1, 6) + 3.0 * lab["headwear"],
+                "hair": rng.normal(0, 1, 14) + 3.0 * np.eye(14)[lab["hair_colour"]],
+                "hair_rgb": np.clip(np.array(rgb[lab["hair_colour"]]) + rng.normal(0, 0.02, 3), 0, 1)}
+        return lab, cues
+
+    fields = ("glasses", "beard", "headwear", "hair", "hair_rgb")
+    names, cues, records = [f"{i:05d}.png" for i in range(n)], {f: [] for f in fields}, []
+    colour_keys, colours = [], []
+    for name in names:
+        lab, c = photo(len(records))
+        records.append({"file": name, "faces": [{"faceAttributes": {
+            "glasses": glasses_names[lab["glasses"]],
+            "hair": {"hairColor": [{"color": D.HAIR_COLOURS[lab["hair_colour"]], "confidence": 0.9}],
+                     "bald": 0.0, "invisible": False},
+            "facialHair": {"beard": float(lab["beard"]), "moustache": float(lab["moustache"])},
+            "accessories": [{"type": "headwear", "confidence": 1.0}] if lab["headwear"] else []}}]})
+        for f in fields:
+            cues[f].append(c[f])
+        colour_keys.append(f"ffhq128-labelled/{name}")
+        colours.append(lab["hair_colour"])
+    (faces / "attributes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    np.savez(cache / "detector_cues.npz", key=D._cue_key(), names=np.array(names),
+             **{f: np.array(v, np.float64) for f, v in cues.items()})
+    eye_keys, eye_cues, eye_records = [f"ffhq128/e{i:04d}.png" for i in range(n_eye)], {f: [] for f in fields}, []
+    for key in eye_keys:
+        lab, c = photo(len(records) + len(eye_records))
+        eye_records.append({"file": key, **lab})
+        for f in fields:
+            eye_cues[f].append(c[f])
+        colour_keys.append(key)
+        colours.append(lab["hair_colour"])
+    (labels_by_eye / "by_eye.jsonl").write_text("".join(json.dumps(r) + "\n" for r in eye_records))
+    np.savez(cache / "detector_cues_eye.npz", key=D._cue_key(), names=np.array(eye_keys),
+             missing=np.array([], dtype=str), **{f: np.array(v, np.float64) for f, v in eye_cues.items()})
+    return shared, cache, colour_keys, np.array(colours)
+
+
+def _strict_json(text: str):
+    """The document, refusing NaN and Infinity (not JSON: other readers refuse them)."""
+    def refuse(token):
+        raise ValueError(f"{token} in the detectors file")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("predictions", [False, True])
+def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monkeypatch, capsys, predictions):
+    """``avatarizer-export detectors`` end to end (labels, cue caches, every
+    detector's fit, the hair-colour classifier, the file written), the
+    photos' cues given: without H's predictions (a fresh clone before its
+    first H) the hair-colour classifier keeps the grey-hair age prior of the
+    file it replaces, says so in one line, and the file is otherwise whole
+    and read by the SDK; with them, the prior is fitted from H's ages."""
+    from avatarizer import hair as HR
+    from avatarizer.artist import accessories as A
+    from avatarizer_export import attributes
+    from avatarizer_export import detectors as D
+
+    shared, cache, keys, colours = _synthetic_detector_inputs(tmp_path, monkeypatch)
+    out = tmp_path / "artist_detectors.json"
+    old = json.loads(A._DETECTORS_PATH.read_text())  # the file it replaces (its prior not the SDK's own)
+    previous = {**old["detectors"]["hair_colour"]["age_prior"], "gray": [0.1, 0.2, 0.5, 1.5, 3.0, 6.0]}
+    old["detectors"]["hair_colour"]["age_prior"] = previous
+    out.write_text(json.dumps(old))
+    monkeypatch.setattr(attributes, "RUN", tmp_path / "run")
+    if predictions:  # H's ages: the grey-haired photos old, the others young
+        attributes.RUN.mkdir()
+        age = np.where(colours == D.HAIR_COLOURS.index("gray"), 70.0, 20.0)
+        np.savez(attributes.predictions_path(), keys=np.array(keys),
+                 regress=np.stack([age] + [np.zeros(len(keys))] * 4, 1))
+    else:
+        assert not attributes.predictions_path().exists()
+    monkeypatch.setattr(D, "features", lambda *a, **kw: pytest.fail("measured cues the cache holds"))
+    capsys.readouterr()
+    doc = D.fit(shared, cache, out=out, quiet=True)
+    err = capsys.readouterr().err
+    written = _strict_json(out.read_text())
+    assert written == json.loads(json.dumps(doc))
+    prior = written["detectors"]["hair_colour"]["age_prior"]
+    kept = f"no H predictions ({attributes.predictions_path()}); the grey-hair age prior is kept from {out}"
+    if predictions:
+        assert prior != previous and kept not in err
+        assert prior["gray"][-1] > 1.5 > 0.5 > prior["gray"][1]  # grey: old heads
+    else:
+        assert prior == previous and err.count(kept) == 1
+    # otherwise a whole file: the photos it was fitted on, a model per detector, the held-out reports
+    training = sum(not D.is_heldout(k) for k in keys if k.startswith("ffhq128-labelled/"))
+    assert written["format"] == 1 and written["fitted_on"].startswith(f"{training} training photos of ffhq128-labelled")
+    assert "labelled by eye" in written["fitted_on"]
+    det = written["detectors"]
+    assert set(det) | set(written.get("not_reliable", [])) == {"glasses", "beard", "moustache", "headwear",
+                                                               "hair_colour"}
+    assert {"glasses", "beard", "hair_colour"} <= set(det)
+    for name, model in det.items():
+        k = len(model["b"])
+        assert np.asarray(model["W"]).shape == (k, len(model["mean"])) == (k, len(model["scale"]))
+        assert all(0 < t <= 1 for t in model.get("thresholds", {}).values())
+    assert det["hair_colour"]["classes"] == list(D.HAIR_COLOURS) and det["hair_colour"]["min_prob"] in D.HAIR_MIN_PROB
+    assert {"glasses", "beard", "hair_colour"} <= set(written["heldout"]) and written["heldout_eye_labels"]
+    # the SDK reads it: its detectors, and the prior where the hair colour is fused
+    monkeypatch.setattr(A, "_DETECTORS_PATH", out)
+    A.detectors.cache_clear()
+    try:
+        assert set(A.detectors()) == set(det)
+        p = A.probabilities(A.detectors()["glasses"], np.zeros(115))
+        assert p.shape == (3,) and abs(p.sum() - 1) < 1e-9
+        assert HR.age_gray_ratio(70.0) == prior["gray"][-1] and HR.age_gray_ratio(20.0) == prior["gray"][1]
+    finally:
+        monkeypatch.undo()
+        A.detectors.cache_clear()
