@@ -414,23 +414,74 @@ _DETECTORS_PATH = Path(__file__).resolve().parent.parent / "data" / "artist_dete
 
 @lru_cache(maxsize=1)
 def detectors() -> dict:
-    """The artist's accessory detectors: logistic models over the measured
-    cues above (``data/artist_detectors.json``, fitted on the labelled
-    training photos by ``avatarizer-export detectors``; thresholds chosen
-    for precision: an invented accessory is worse than a missed one).
-    Empty when the file is absent (the hand-set rules then decide)."""
+    """The artist's accessory detectors over the measured cues above
+    (``data/artist_detectors.json``, fitted on the labelled training photos
+    by ``avatarizer-export detectors``; thresholds chosen for precision: an
+    invented accessory is worse than a missed one): logistic models, or
+    small networks (``"kind": "mlp"``: an ensemble of one-hidden-layer ReLU
+    networks whose softmaxes are averaged; the beard, moustache and glasses
+    detectors), their weights as arrays. Empty when the file is absent or
+    unreadable (the hand-set rules then decide); a detector whose weights do
+    not fit together is left out."""
     try:
-        return json.loads(_DETECTORS_PATH.read_text(encoding="utf-8"))["detectors"]
+        dets = json.loads(_DETECTORS_PATH.read_text(encoding="utf-8"))["detectors"]
     except (OSError, ValueError, KeyError):
         return {}
+    out = {}
+    for name, model in dets.items():
+        try:
+            out[name] = _checked(model)
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def _checked(model: dict) -> dict:
+    """``model`` with its weights as float64 arrays, checked to fit together
+    (ValueError, KeyError or TypeError when they do not)."""
+    m = dict(model)
+    mean, scale = np.asarray(m["mean"], np.float64), np.asarray(m["scale"], np.float64)
+    if mean.ndim != 1 or scale.shape != mean.shape or not (np.isfinite(mean).all() and (scale > 0).all()):
+        raise ValueError("mean and scale")
+    m["mean"], m["scale"] = mean, scale
+    if m.get("kind", "logistic") == "mlp":
+        members = []
+        for mem in m["members"]:
+            W1, b1 = np.asarray(mem["W1"], np.float64), np.asarray(mem["b1"], np.float64)
+            W2, b2 = np.asarray(mem["W2"], np.float64), np.asarray(mem["b2"], np.float64)
+            if W1.shape != (len(b1), len(mean)) or W2.shape != (len(b2), len(b1)):
+                raise ValueError("layer shapes")
+            members.append((W1, b1, W2, b2))
+        if not members or len({mem[3].shape for mem in members}) != 1:
+            raise ValueError("members")
+        m["members"] = members
+    elif m.get("kind", "logistic") == "logistic":
+        m["W"], m["b"] = np.asarray(m["W"], np.float64), np.asarray(m["b"], np.float64)
+        if m["W"].shape != (len(m["b"]), len(mean)):
+            raise ValueError("W and b")
+    else:
+        raise ValueError(f"unknown kind {m.get('kind')!r}")
+    return m
+
+
+def _softmax(lg: np.ndarray) -> np.ndarray:
+    e = np.exp(lg - lg.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
 
 
 def probabilities(model: dict, x) -> np.ndarray:
-    """Class probabilities of one detector for the feature vector ``x``."""
-    z = (np.asarray(x, np.float64) - np.asarray(model["mean"])) / np.asarray(model["scale"])
-    logits = np.asarray(model["W"], np.float64) @ z + np.asarray(model["b"], np.float64)
-    e = np.exp(logits - logits.max())
-    return e / e.sum()
+    """Class probabilities of one detector (as :func:`detectors` gives it,
+    or as fitted: lists) for the feature vector ``x`` (k,), or for each row
+    of ``x`` (n, k)."""
+    if not isinstance(model.get("mean"), np.ndarray):
+        model = _checked(model)
+    z = (np.asarray(x, np.float64) - model["mean"]) / model["scale"]
+    if model.get("kind", "logistic") == "mlp":
+        p = 0.0
+        for W1, b1, W2, b2 in model["members"]:
+            p = p + _softmax(np.maximum(z @ W1.T + b1, 0.0) @ W2.T + b2)
+        return p / len(model["members"])
+    return _softmax(z @ model["W"].T + model["b"])
 
 
 def glasses_vector(g) -> np.ndarray:
