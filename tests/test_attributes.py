@@ -131,6 +131,48 @@ def test_merge_draws_headwear_only_above_the_draw_threshold():
     assert HR.merge(face, bank.entry(0), (0.2, 0.1, 0.1), attrs, thresholds={"headwear": 0.55})[hat] > 0
 
 
+def test_a_beard_the_artist_finds_is_drawn_where_h_missed_it():
+    """The hybrid's beard: H's drawing decision, or the artist's facial-hair
+    detector over its threshold (``add_artist_beard``): drawn (with its
+    moustache) at an opacity from the detector's margin, reported with that
+    probability and ``decided_by``; not below its threshold, not without
+    evidence, and not when the app set the beard off."""
+    from avatarizer.hair import HairBank
+
+    bank = HairBank.load()
+    face = S.sample(1, seed=2)[0]
+    draw = {"beard": 0.78, "moustache": 0.77}
+    beard, w1 = S.index("beard.opacity"), S.index("moustache.w1")
+
+    def attrs():  # H: P(beard) 0.3, P(moustache) 0.1: neither drawn
+        return HR.decode_attributes(_outputs(binary=(0.1, 0.3, 0.1, 0.1, 0.9)), draw=draw)
+
+    def drawn(a):
+        p = HR.merge(face, bank.entry(0), (0.2, 0.1, 0.1), a, thresholds=draw)
+        return float(p[beard]), float(p[w1])
+
+    assert drawn(attrs()) == (0.0, 0.0)
+    for evidence in (None, (0.4, 0.5), (float("nan"), 0.5)):
+        a = HR.add_artist_beard(attrs(), evidence)
+        assert drawn(a) == (0.0, 0.0) and "beard_by" not in a
+    a = HR.add_artist_beard(attrs(), (0.9, 0.5))
+    op, must = drawn(a)
+    assert op == pytest.approx(0.6 + 0.8 * 0.4) and must > 0  # the margin 0.4 past its own threshold
+    pub = HR.public_attributes(a)
+    assert pub["beard"] == {"value": True, "probability": pytest.approx(0.9), "decided_by": "artist cues"}
+    assert pub["moustache"]["value"] is True and pub["moustache"]["drawn_with"] == "beard"
+    assert a["beard_model_read"] == pytest.approx(0.3)
+    # H drew it already: H's decision and probability stand
+    h = HR.decode_attributes(_outputs(binary=(0.1, 0.9, 0.1, 0.1, 0.9)), draw=draw)
+    assert HR.add_artist_beard(h, (0.99, 0.5))["beard"] == pytest.approx(0.9) and "beard_by" not in h
+    # the app set no beard: none, whatever the detector says; the model's reading is the detector's
+    a = HR.apply_settings(HR.add_artist_beard(attrs(), (0.9, 0.5)), {"beard": False})
+    assert drawn(a)[0] == 0.0
+    pub = HR.public_attributes(a)["beard"]
+    assert pub["value"] is False and pub["source"] == "app" and "decided_by" not in pub
+    assert pub["model"] == {"value": True, "probability": pytest.approx(0.9)}
+
+
 # ------------------------------------------------------------- shipped model
 
 

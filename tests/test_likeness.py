@@ -522,13 +522,30 @@ def test_the_fitted_beard_detector_sees_a_white_beard_the_rule_missed(astronaut)
     assert rules[0] < 0 and rules[1] < 0, rules
 
 
+def test_geometry_skin_gives_the_facial_hair_readings(astronaut):
+    """The hybrid's geometry fit hands over the facial-hair detectors'
+    (probability, threshold) with the glasses cues; the astronaut is
+    clean-shaven; a painted beard reads higher than his bare chin."""
+    got = []
+    for crop in (astronaut.crop(192), _painted_beard(astronaut)[1]):
+        cues: dict = {}
+        AutoArtist().fit_geometry_skin(astronaut.canonical, crop, valid=crop_valid_mask(astronaut, 192),
+                                       landmarks3d=astronaut.landmarks, glasses=True, cues=cues)
+        assert {"glasses", "glasses_shape", "beard", "moustache"} <= set(cues)
+        for k in ("beard", "moustache"):
+            prob, th = cues[k]
+            assert 0.0 <= prob <= 1.0 and 0.0 < th < 1.0
+        got.append(cues["beard"])
+    assert got[0][0] < got[0][1] and got[1][0] > 10 * got[0][0], got
+
+
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "utkface200").is_dir(), reason="needs ../shared/data/faces")
 def test_the_artist_finds_most_held_out_white_beards():
     """The held-out UTKFace men of 55 and over whom both labellers saw with a
     beard (``labels/utkface_facial_hair.jsonl``; white and grey beards,
     which the hand-set rule and the logistic detector mostly missed: 4 of 15
-    for the logistic one): the artist draws most of them, and no beard on
-    the held-out women of 55 and over."""
+    for the logistic one): the artist draws most of them, what ships half
+    or more, and neither a beard on the held-out women of 55 and over."""
     import sys
 
     sys.path.insert(0, str(ROOT / "export"))
@@ -551,6 +568,12 @@ def test_the_artist_finds_most_held_out_white_beards():
         found = sum(beard(k) for k in old)
         invented = sum(beard(f"utkface200/{n}") for n in women)
     assert found >= 0.6 * len(old), (found, len(old))
+    assert invented <= 1, invented
+    # what ships (the hybrid: H's beard, or the artist's detector where H missed it): 9 of 15, H alone 4
+    with Avatarizer() as av:
+        found = sum(beard(k) for k in old)
+        invented = sum(beard(f"utkface200/{n}") for n in women)
+    assert found >= 0.5 * len(old), (found, len(old))
     assert invented <= 1, invented
 
 

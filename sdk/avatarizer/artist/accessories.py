@@ -338,30 +338,51 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
     return out
 
 
-def facial_hair(st, p, lm, g, photo: Photo, col):
-    """Beard and moustache: chin/jaw and upper-lip regions that are darker,
-    more textured and less skin-coloured than the upper cheeks."""
+def facial_hair_evidence(st, lm, g, photo: Photo) -> dict | None:
+    """The facial-hair cues (``g["beard_features"]``) and, for the beard and
+    the moustache, (probability, drawing threshold) of the fitted detector
+    over them, or None where no detector for these cues is fitted
+    (``g["beard_prob"]`` the probabilities); None when the lower face is not
+    in the crop."""
     f = facial_hair_features(st, lm, g, photo)
     g["beard_features"] = f
     if not f:
-        return
+        return None
     x = beard_vector(f)
-    beard, must = rule_scores(x)
+    dets = detectors()
+    out = {}
+    for k in ("beard", "moustache"):
+        d = dets.get(k)
+        out[k] = (float(probabilities(d, x)[1]), float(d["thresholds"]["yes"])) \
+            if d is not None and len(d["mean"]) == len(x) else None
+    g["beard_prob"] = tuple(None if out[k] is None else out[k][0] for k in ("beard", "moustache"))
+    return out
+
+
+def beard_opacity(prob: float, threshold: float) -> float:
+    """A drawn beard's opacity from its detector: as sure as the detector is,
+    its probability across [threshold, 1] onto [0.7, 0.95] (at 0.5 a white
+    beard over the skin drew as a pink shadow)."""
+    return clamp(0.7 + 0.25 * (prob - threshold) / max(1.0 - threshold, 1e-6), 0.7, 0.95)
+
+
+def facial_hair(st, p, lm, g, photo: Photo, col):
+    """Beard and moustache: chin/jaw and upper-lip regions that are darker,
+    more textured and less skin-coloured than the upper cheeks."""
+    ev = facial_hair_evidence(st, lm, g, photo)
+    if ev is None:
+        return
+    beard, must = rule_scores(beard_vector(g["beard_features"]))
     # a fitted detector, where there is one for these cues (light and grey
     # beards too), decides in place of the hand-set rule: its score is the
     # probability past the drawing threshold
-    dets = detectors()
-    fitted = [dets.get(k) if k in dets and len(dets[k]["mean"]) == len(x) else None for k in ("beard", "moustache")]
-    g["beard_prob"] = tuple(None if d is None else float(probabilities(d, x)[1]) for d in fitted)
     opacity = None
-    if fitted[0] is not None:
-        th = fitted[0]["thresholds"]["yes"]
-        beard = 10.0 * (g["beard_prob"][0] - th)
-        # as sure as the detector is: its probability across [threshold, 1]
-        # (at 0.5 a white beard over the skin drew as a pink shadow)
-        opacity = clamp(0.7 + 0.25 * (g["beard_prob"][0] - th) / max(1.0 - th, 1e-6), 0.7, 0.95)
-    if fitted[1] is not None:
-        must = 10.0 * (g["beard_prob"][1] - fitted[1]["thresholds"]["yes"])
+    if ev["beard"] is not None:
+        prob, th = ev["beard"]
+        beard = 10.0 * (prob - th)
+        opacity = beard_opacity(prob, th)
+    if ev["moustache"] is not None:
+        must = 10.0 * (ev["moustache"][0] - ev["moustache"][1])
     g["beard_score"] = (beard, must)
     hair = col.get("hair", np.array(P.HAIR_COLORS["dark_brown"]))
     beard_rgb = None

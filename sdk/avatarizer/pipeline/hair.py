@@ -109,6 +109,9 @@ class HairStage(Stage):
 
             fused, probs = self.fusion.decide(glasses_cues["glasses"], attrs["glasses_probs"])
             apply_decision(attrs, fused, probs)
+        if glasses_cues is not None:
+            # a beard H missed that the artist's facial-hair detector finds
+            H.add_artist_beard(attrs, glasses_cues.get("beard"))
         settings = settings or {}
         if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...)); the model's stays
             H.apply_settings(attrs, settings)
