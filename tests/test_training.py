@@ -455,6 +455,28 @@ def test_a_commit_cut_short_between_folders_is_finished_by_the_next_command(tmp_
     assert staging.recover([models, data]) == []
 
 
+def test_a_commit_cut_short_is_finished_after_the_checkout_moved(tmp_path, monkeypatch):
+    """The commit markers name the folders relative to their copy: cut
+    short between the folders, then the checkout moved (renamed), the next
+    run still finishes it (absolute paths in the markers named the old place:
+    the commit counted as undecided and the new data stayed beside the old H)."""
+    from avatarizer_export import staging
+
+    def cut_at(stage, target):
+        if target.name == "models":
+            raise KeyboardInterrupt
+
+    models, data = _cut_short_commit(tmp_path, monkeypatch, cut_at)
+    moved = tmp_path / "moved"
+    (tmp_path / "sdk").rename(moved)
+    models, data = moved / "models", moved / "data"
+    assert (models / "attributes-int8.onnx").read_bytes() == b"old H"
+    assert staging.recover([models, data], log=lambda msg: None) == [models]
+    assert (models / "attributes-int8.onnx").read_bytes() == b"new H"
+    assert json.loads((data / "glasses_fusion.json").read_text()) == {"attributes_version": "2"}
+    assert not staging.staging_path(models).exists()
+
+
 def test_a_commit_cut_short_before_it_was_decided_ships_nothing(tmp_path, monkeypatch, capsys):
     """``make models``' commit cut short after the data folder's marker was
     written, before the models folder's: the commit was never decided, so

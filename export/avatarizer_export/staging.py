@@ -223,9 +223,10 @@ def commit_all(targets: Iterable[tuple[Path, Iterable[str]]]) -> list[str]:
         plans.append((stage, target, sorted(old - new)))
     # one marker per folder, naming the commit and its folders in order: the
     # commit is decided once the last one is written (_finish_cut_short)
-    group = [[str(stage.absolute()), str(target.absolute())] for stage, target, _ in plans]
     commit_id = os.urandom(8).hex()
     for stage, _, delete in plans:
+        # the folders relative to this copy's parent: a checkout moved before the next run still finishes it
+        group = [[os.path.relpath(s, stage.parent), os.path.relpath(t, stage.parent)] for s, t, _ in plans]
         _write_json(stage / MARKER, {"delete": delete, "commit": commit_id, "folders": group})
     return [rel for stage, target, _ in plans for rel in _finish(stage, target)]
 
@@ -247,7 +248,9 @@ def _finish_cut_short(stage: Path, target: Path) -> list[Path]:
     mark = _marker(stage)
     if mark is None:
         return []
-    folders = mark.get("folders") or [[str(stage), str(target)]]  # (a marker of one folder, before "folders")
+    # relative to this copy's parent (absolute in markers written before), or one folder's
+    folders = [[Path(stage).parent / s, Path(stage).parent / t] for s, t in mark.get("folders") or []] \
+        or [[Path(stage), Path(target)]]
     last = _marker(Path(folders[-1][0]))
     if last is None or last.get("commit") != mark.get("commit"):
         return []
