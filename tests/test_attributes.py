@@ -157,7 +157,9 @@ def test_a_beard_the_artist_finds_is_drawn_where_h_missed_it():
         assert drawn(a) == (0.0, 0.0) and "beard_by" not in a
     a = HR.add_artist_beard(attrs(), (0.9, 0.5))
     op, must = drawn(a)
-    assert op == pytest.approx(0.6 + 0.8 * 0.4) and must > 0  # the margin 0.4 past its own threshold
+    # the artist's own opacity for it (0.7 + 0.25 x 0.4 / 0.5: white beards stay visible), with its moustache
+    assert op == pytest.approx(0.9) and must > 0
+    assert a["drawn"]["beard"] and a["decided"]["beard"]
     pub = HR.public_attributes(a)
     assert pub["beard"] == {"value": True, "probability": pytest.approx(0.9), "decided_by": "artist cues"}
     assert pub["moustache"]["value"] is True and pub["moustache"]["drawn_with"] == "beard"
@@ -170,7 +172,14 @@ def test_a_beard_the_artist_finds_is_drawn_where_h_missed_it():
     assert drawn(a)[0] == 0.0
     pub = HR.public_attributes(a)["beard"]
     assert pub["value"] is False and pub["source"] == "app" and "decided_by" not in pub
-    assert pub["model"] == {"value": True, "probability": pytest.approx(0.9)}
+    assert pub["model"] == {"value": True, "probability": pytest.approx(0.9), "decided_by": "artist cues"}
+    # the app set a beard on top of the detector's: drawn as set (H's opacity rule, probability 1)
+    a = HR.apply_settings(HR.add_artist_beard(attrs(), (0.9, 0.5)), {"beard": True})
+    assert drawn(a)[0] == pytest.approx(0.6 + 0.8 * (1.0 - 0.78)) and HR.public_attributes(a)["beard"]["value"] is True
+    # the app set no moustache: the detector's beard without one
+    a = HR.apply_settings(HR.add_artist_beard(attrs(), (0.9, 0.5)), {"moustache": False})
+    op, must = drawn(a)
+    assert op == pytest.approx(0.9) and must == 0.0
 
 
 # ------------------------------------------------------------- shipped model

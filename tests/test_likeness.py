@@ -215,16 +215,34 @@ def test_network_detectors_match_torch_and_refuse_bad_weights(tmp_path, monkeypa
     assert np.abs(p - want).max() < 1e-9
     assert np.abs(A.probabilities(m, x[7]) - want[7]).max() < 1e-9  # one vector
 
-    bad = json.loads(json.dumps(m))
+    good = {**json.loads(json.dumps(m)), "thresholds": {"clear": 0.3, "sun": 0.5}}
+    bad = json.loads(json.dumps(good))
     bad["members"][1]["W2"] = bad["members"][1]["W2"][:2]  # two classes' rows in a three-class ensemble
-    odd = {**m, "kind": "forest"}
-    good = {"mean": [0.0] * 3, "scale": [1.0] * 3, "W": [[0.0] * 3] * 2, "b": [0.0, 1.0]}
+    nan = json.loads(json.dumps(good))
+    nan["members"][0]["W1"][0][0] = float("nan")
+    two = {"mean": [0.0] * 3, "scale": [1.0] * 3, "W": [[0.0] * 3] * 2, "b": [0.0, 1.0], "thresholds": {"yes": 0.5}}
     path = tmp_path / "artist_detectors.json"
-    path.write_text(json.dumps({"detectors": {"glasses": bad, "beard": odd, "headwear": good}}))
     monkeypatch.setattr(A, "_DETECTORS_PATH", path)
-    A.detectors.cache_clear()
+    cases = [  # (the file, the detectors the SDK keeps)
+        ({"detectors": {"glasses": good, "headwear": two}}, ["glasses", "headwear"]),
+        ({"detectors": {"glasses": bad, "beard": {**two, "kind": "forest"}, "headwear": two}}, ["headwear"]),
+        ({"detectors": {"glasses": nan, "moustache": {**two, "b": [[0.0, 1.0]]}}}, []),  # NaN weight, 2-D bias
+        ({"detectors": {"glasses": {**good, "thresholds": {"clear": "abc", "sun": 0.5}},
+                        "beard": {k: v for k, v in two.items() if k != "thresholds"},
+                        "moustache": {**two, "thresholds": {"yes": float("nan")}}}}, []),
+        ({"detectors": {"glasses": two, "beard": good}}, []),  # two classes for glasses, three for a beard
+        ({"detectors": {"hair_colour": {**good, "min_prob": 2.0}, "headwear": {**two, "thresholds": {"yes": 1.5}}}},
+         []),
+        ([1, 2], []), ({"detectors": [1, 2]}, []), ({"detectors": {"beard": [1]}}, []),
+    ]
     try:
-        assert sorted(A.detectors()) == ["headwear"]
+        for doc, kept in cases:
+            path.write_text(json.dumps(doc))
+            A.detectors.cache_clear()
+            assert sorted(A.detectors()) == kept, doc
+        path.write_text("{not json")
+        A.detectors.cache_clear()
+        assert A.detectors() == {}
     finally:
         A.detectors.cache_clear()
 
@@ -356,6 +374,42 @@ def test_logistic_fit_converges():
     grad = ((p - np.eye(3)[y]) * cw[:, None]).T @ z + reg * w
     assert np.abs(grad[1:]).max() < 1e-4, np.abs(grad[1:]).max()
     assert np.mean(p.argmax(1) == y) > 0.8
+
+
+def test_a_threshold_keeps_its_precision_in_every_group():
+    """``precision_threshold(..., groups=)``: the lowest threshold at which
+    every group (a crop size) keeps the precision with 3 finds, as a brute
+    force over the candidates finds it; the larger of the groups' own
+    thresholds can miss the precision in one of them (precision is not
+    monotone in the threshold)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+    from avatarizer_export.detectors import precision_threshold
+
+    def brute(p, t, g, prec):
+        for c in np.unique(p):
+            m = p >= c
+            if all(t[m & (g == k)].sum() >= max(3, prec * (m & (g == k)).sum()) and (m & (g == k)).any()
+                   for k in np.unique(g)):
+                return float(c)
+        return 1.0
+
+    rng = np.random.default_rng(5)
+    larger_misses = 0
+    for _ in range(300):
+        n = int(rng.integers(10, 120))
+        p = np.round(rng.random(n), 2)
+        t = (rng.random(n) < p).astype(float)
+        g = rng.random(n) < 0.5
+        prec = float(rng.choice([0.6, 0.8, 0.9]))
+        th = precision_threshold(p, t, prec, groups=g)
+        assert th == brute(p, t, g, prec)
+        own = max(precision_threshold(p[g == k], t[g == k], prec) for k in (False, True))
+        m = (p >= own) & g
+        larger_misses += own < 1.0 and m.any() and t[m].sum() < prec * m.sum()
+    assert larger_misses > 0  # why the groups are scanned together
 
 
 def test_hybrid_draws_the_glasses_the_artist_finds():
@@ -500,10 +554,12 @@ def test_a_detector_of_other_cues_leaves_the_rule_in_charge(astronaut, monkeypat
     assert g["beard_score"][0] < 0  # the rule: no beard on the astronaut
 
 
-def test_the_fitted_beard_detector_sees_a_white_beard_the_rule_missed(astronaut):
+def test_a_painted_white_beard_rises_above_the_bare_chin_and_the_rule_misses_it(astronaut):
     """A white beard is not darker than the cheeks: the hand-set rule (the
-    regions' darkness, texture and chroma) misses it, the fitted detector
-    over the lower face's grid of cues finds it; the bare chin stays bare."""
+    regions' darkness, texture and chroma) misses a painted one; the fitted
+    detector over the lower face's grid of cues reads it far above the bare
+    chin (it does not draw these flat painted strokes: real white beards,
+    :func:`test_the_artist_finds_most_held_out_white_beards`)."""
     from avatarizer.artist import accessories as A
 
     det = A.detectors()
@@ -523,20 +579,23 @@ def test_the_fitted_beard_detector_sees_a_white_beard_the_rule_missed(astronaut)
 
 
 def test_geometry_skin_gives_the_facial_hair_readings(astronaut):
-    """The hybrid's geometry fit hands over the facial-hair detectors'
-    (probability, threshold) with the glasses cues; the astronaut is
-    clean-shaven; a painted beard reads higher than his bare chin."""
-    got = []
+    """The hybrid's geometry fit hands over the beard detector's
+    (probability, threshold) with the glasses cues: the same reading the
+    full artist fit decides with."""
+    from avatarizer.artist import accessories as A
+
+    valid = crop_valid_mask(astronaut, 192)
     for crop in (astronaut.crop(192), _painted_beard(astronaut)[1]):
         cues: dict = {}
-        AutoArtist().fit_geometry_skin(astronaut.canonical, crop, valid=crop_valid_mask(astronaut, 192),
-                                       landmarks3d=astronaut.landmarks, glasses=True, cues=cues)
-        assert {"glasses", "glasses_shape", "beard", "moustache"} <= set(cues)
-        for k in ("beard", "moustache"):
-            prob, th = cues[k]
-            assert 0.0 <= prob <= 1.0 and 0.0 < th < 1.0
-        got.append(cues["beard"])
-    assert got[0][0] < got[0][1] and got[1][0] > 10 * got[0][0], got
+        AutoArtist().fit_geometry_skin(astronaut.canonical, crop, valid=valid, landmarks3d=astronaut.landmarks,
+                                       glasses=True, cues=cues)
+        assert {"glasses", "glasses_shape", "beard"} <= set(cues)
+        prob, th = cues["beard"]
+        assert 0.0 <= prob <= 1.0 and th == A.detectors()["beard"]["thresholds"]["yes"]
+        # the reading the full artist fit draws from
+        _, g = AutoArtist()._fit(astronaut.canonical, crop, None, valid, astronaut.landmarks, None)
+        assert prob == pytest.approx(g["beard_prob"][0], abs=1e-12)
+        assert prob < th  # no beard on the astronaut, and the painted grey strokes are not one either
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "utkface200").is_dir(), reason="needs ../shared/data/faces")
@@ -556,8 +615,9 @@ def test_the_artist_finds_most_held_out_white_beards():
     labels = eye_labels()
     old = [k for k, v in labels.items() if k.startswith("utkface200/") and v.get("beard") == 1 and is_heldout(k)
            and int(k.split("/")[-1].split("_")[0]) >= 55]
-    women = sorted(p.name for p in (SHARED / "data" / "faces" / "utkface200").glob("*_1_*.jpg")
-                   if int(p.name.split("_")[0]) >= 55 and is_heldout(f"utkface200/{p.name}"))[:40]
+    women = sorted(p.name for p in (SHARED / "data" / "faces" / "utkface200").glob("*.jpg")  # AGE_GENDER_RACE_...
+                   if p.name.split("_")[1] == "1" and int(p.name.split("_")[0]) >= 55
+                   and is_heldout(f"utkface200/{p.name}"))[:40]
     assert len(old) >= 10 and len(women) >= 20
 
     def beard(key):
@@ -821,6 +881,9 @@ def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monke
         assert all(0 < t <= 1 for t in model.get("thresholds", {}).values())
     assert det["hair_colour"]["classes"] == list(D.HAIR_COLOURS) and det["hair_colour"]["min_prob"] in D.HAIR_MIN_PROB
     assert {"glasses", "beard", "hair_colour"} <= set(written["heldout"]) and written["heldout_eye_labels"]
+    # the same held-out photos at the toolchain's crop size too
+    small = D._suffixes()[1]
+    assert {"glasses", "beard"} <= set(written[f"heldout{small}"]) and written[f"heldout_eye_labels{small}"]
     # the SDK reads it: its detectors, and the prior where the hair colour is fused
     monkeypatch.setattr(A, "_DETECTORS_PATH", out)
     A.detectors.cache_clear()

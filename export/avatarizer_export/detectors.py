@@ -219,8 +219,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, k: int, l2: float = 1.0, iters: i
 #: the detectors that are small networks (:func:`fit_mlp`) rather than
 #: logistic models: at the same precision they find far more of the
 #: held-out labelled beards, moustaches and glasses than the logistic
-#: models over the same cues (session 13: beards 27 -> 47 of 92 found with
-#: 7 and 3-7 invented; glasses type right 0.902 -> 0.94-0.96 on the shared
+#: models over the same cues (session 13: beards 27 -> 46 of 92 found with
+#: 7 and 4 invented; glasses type right 0.902 -> 0.951 on the shared
 #: labels), whose linear score ranks stubble, masks and squints too high
 MLP_TASKS = ("glasses", "beard", "moustache")
 #: the networks' size and weight decay, and how many are averaged per
@@ -230,6 +230,23 @@ MLP_TASKS = ("glasses", "beard", "moustache")
 #: this one is the best or near it for all three detectors
 MLP_HIDDEN, MLP_WEIGHT_DECAY, MLP_MEMBERS = 32, 0.1, 5
 MLP_EPOCHS, MLP_DROPOUT = 300, 0.2
+
+
+def _short(a: np.ndarray) -> list:
+    """A float32 weight array as nested lists of numbers with 7 significant
+    digits (float32's precision: the file stays small)."""
+    a = np.asarray(a, np.float32)
+    return np.array([float(f"{v:.7g}") for v in a.ravel()], np.float64).reshape(a.shape).tolist()
+
+
+def dumps(doc: dict) -> str:
+    """The detectors file's JSON: indented, with every innermost list of
+    numbers on one line (the networks' weights would take a line a number)."""
+    import re
+
+    text = json.dumps(doc, indent=1)
+    return re.sub(r"\[\s*(-?[0-9][-0-9.eE]*(?:,\s*-?[0-9][-0-9.eE]*)*)\s*\]",
+                  lambda m: "[" + re.sub(r"\s+", "", m.group(1)).replace(",", ", ") + "]", text) + "\n"
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, k: int, hidden: int | None = None, weight_decay: float | None = None,
@@ -268,8 +285,8 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, k: int, hidden: int | None = None, wei
         # the members' mean losses summed: each member's gradient is its own
         (nn.functional.cross_entropy(lg.reshape(-1, k), t) * members).backward()
         opt.step()
-    out = [{"W1": w1[m].detach().double().numpy().T.tolist(), "b1": b1[m, 0].detach().double().numpy().tolist(),
-            "W2": w2[m].detach().double().numpy().T.tolist(), "b2": b2[m, 0].detach().double().numpy().tolist()}
+    out = [{"W1": _short(w1[m].detach().numpy().T), "b1": _short(b1[m, 0].detach().numpy()),
+            "W2": _short(w2[m].detach().numpy().T), "b2": _short(b2[m, 0].detach().numpy())}
            for m in range(members)]
     return {"kind": "mlp", "mean": mean.tolist(), "scale": scale.tolist(), "members": out,
             "hidden": int(hidden), "weight_decay": float(weight_decay)}
@@ -286,9 +303,28 @@ def predict(model: dict, x: np.ndarray) -> np.ndarray:
     return p / p.sum(1, keepdims=True)
 
 
-def precision_threshold(prob: np.ndarray, truth: np.ndarray, precision: float) -> float:
+def precision_threshold(prob: np.ndarray, truth: np.ndarray, precision: float,
+                        groups: np.ndarray | None = None) -> float:
     """Lowest threshold at which the out-of-fold precision is still >=
-    ``precision`` (1.0: never draw, when no threshold reaches it)."""
+    ``precision`` (1.0: never draw, when no threshold reaches it), with at
+    least 3 true finds above it. ``groups`` (a label per row, e.g. the crop
+    size the cues were measured at): the lowest at which every group's
+    rows keep that precision and have 3 finds (precision is not monotone
+    in the threshold, so the larger of the groups' own thresholds need
+    not)."""
+    if groups is not None:
+        cand = np.unique(prob)  # ascending
+        ok = np.ones(len(cand), bool)
+        for g in np.unique(groups):
+            p, t = prob[groups == g], truth[groups == g]
+            if not len(p):
+                continue
+            tps = np.cumsum(t[np.argsort(-p, kind="stable")])
+            n = len(p) - np.searchsorted(np.sort(p), cand, side="left")  # rows with p >= each candidate
+            tp = np.where(n > 0, tps[np.maximum(n - 1, 0)], 0.0)
+            ok &= (n > 0) & (tp >= 3) & (tp >= precision * n)
+        idx = np.flatnonzero(ok)
+        return float(cand[idx[0]]) if len(idx) else 1.0
     order = np.argsort(-prob)
     tp = np.cumsum(truth[order])
     prec = tp / np.arange(1, len(order) + 1)
@@ -318,11 +354,12 @@ def oof(x: np.ndarray, y: np.ndarray, k: int, folds: int = 5, seed: int = 0, l2:
     return out
 
 
-def glasses_thresholds(prob: np.ndarray, y: np.ndarray, precision: float) -> dict:
+def glasses_thresholds(prob: np.ndarray, y: np.ndarray, precision: float, groups: np.ndarray | None = None) -> dict:
     """Drawing thresholds on P(clear) and P(sunglasses) (out-of-fold
-    probabilities ``prob`` of labels ``y``: 0 none, 1 clear, 2 sun)."""
-    return {"clear": precision_threshold(prob[:, 1], (y == 1).astype(float), precision),
-            "sun": precision_threshold(prob[:, 2], (y == 2).astype(float), precision)}
+    probabilities ``prob`` of labels ``y``: 0 none, 1 clear, 2 sun;
+    ``groups`` as :func:`precision_threshold`'s)."""
+    return {"clear": precision_threshold(prob[:, 1], (y == 1).astype(float), precision, groups),
+            "sun": precision_threshold(prob[:, 2], (y == 2).astype(float), precision, groups)}
 
 
 def glasses_decision(prob: np.ndarray, th: dict) -> np.ndarray:
@@ -396,26 +433,30 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         x = feats[fkey]
         y = np.array([labels[n][task] for n in feats["names"]])
         ey = np.array([elab[n].get(task, -1) for n in ef["names"]], np.int64)
-        eok = (ey >= 0) & (np.isfinite(ef[fkey]).all(1) if len(ey) else np.zeros(0, bool))
-        # every training photo at both crop sizes, its two rows in one fold
-        xs, ys, photo = [x[~held], feats[fkey + small][~held]], [y[~held]] * 2, [np.flatnonzero(~held)] * 2
-        if eok.any():
-            xs += [ef[fkey][eok & ~eheld], ef[fkey + small][eok & ~eheld]]
-            ys += [ey[eok & ~eheld]] * 2
-            photo += [len(y) + np.flatnonzero(eok & ~eheld)] * 2
-        xt, yt, groups = np.concatenate(xs), np.concatenate(ys), np.concatenate(photo)
-        at_small = np.concatenate([np.full(len(v), i % 2 == 1) for i, v in enumerate(ys)])
+        eok = (ey >= 0) & (np.isfinite(ef[fkey]).all(1) & np.isfinite(ef[fkey + small]).all(1)
+                           if len(ey) else np.zeros(0, bool))
+        # every training photo at both crop sizes, its two rows in one fold (a photo with a
+        # non-finite cue at either size is left out: one such row would make the fit NaN)
+        fin = np.isfinite(x).all(1) & np.isfinite(feats[fkey + small]).all(1)
+        left_out = int((~held & ~fin).sum() + ((ey >= 0) & ~eheld & ~eok).sum())
+        if left_out:
+            print(f"detectors: {task}: {left_out} training photos with non-finite cues left out", file=sys.stderr)
+        rows = []  # (cues, labels, photo ids, at the small size)
+        for ids, mine, cues, labels_ in ((np.flatnonzero(~held & fin), ~held & fin, feats, y),
+                                         (len(y) + np.flatnonzero(eok & ~eheld), eok & ~eheld, ef, ey)):
+            if mine.any():
+                rows += [(cues[fkey][mine], labels_[mine], ids, False), (cues[fkey + small][mine], labels_[mine], ids, True)]
+        xt, yt, groups = (np.concatenate([r[i] for r in rows]) for i in range(3))
+        at_small = np.concatenate([np.full(len(r[1]), r[3]) for r in rows])
         if task in MLP_TASKS:
             model, po = fit_mlp(xt, yt, k), oof(xt, yt, k, fit=fit_mlp, groups=groups)
         else:
             model, po = fit_logistic(xt, yt, k), oof(xt, yt, k, groups=groups)
-        # each threshold keeps the precision at both crop sizes (the stricter of the two)
+        # each threshold keeps the precision at both crop sizes
         if task == "glasses":
-            th = {c: max(glasses_thresholds(po[m], yt[m], targets[task])[c] for m in (at_small, ~at_small))
-                  for c in ("clear", "sun")}
+            th = glasses_thresholds(po, yt, targets[task], groups=at_small)
         else:
-            th = {"yes": max(precision_threshold(po[m, 1], (yt[m] == 1).astype(float), targets[task])
-                             for m in (at_small, ~at_small))}
+            th = {"yes": precision_threshold(po[:, 1], (yt == 1).astype(float), targets[task], groups=at_small)}
         model["thresholds"] = th
         pred_cv = glasses_decision(po, th) if task == "glasses" else (po[:, 1] >= th["yes"]).astype(int)
         model["cv_recall"] = round(float(np.mean(pred_cv[yt > 0] > 0)), 3) if (yt > 0).any() else 0.0
@@ -482,7 +523,7 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
             doc[key]["hair_colour"] = hc_report[part]
     doc["seconds"] = round(time.time() - t0, 1)
     with staged(out, "part") as tmp:
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        tmp.write_text(dumps(doc))
     A.detectors.cache_clear()
     print(json.dumps({"heldout": doc["heldout"], "heldout_eye_labels": doc["heldout_eye_labels"]}))
     print(f"wrote {out}")
@@ -777,7 +818,7 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
            "seconds": round(time.time() - t0, 1)}
     out = Path(out) if out else FUSION_OUT
     with staged(out, "part") as tmp:
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        tmp.write_text(dumps(doc))
     print(json.dumps(report))
     print(f"wrote {out}")
     return doc

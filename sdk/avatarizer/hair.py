@@ -351,6 +351,8 @@ def public_attributes(attributes: Mapping) -> dict:
         entry.update(probability=None if name in ("age", "skin_tone") else 1.0, source="app")
         if name in model:
             entry["model"] = {"value": model[name]["value"], "probability": model[name]["probability"]}
+            if name == "beard" and a.get("beard_by"):  # the model's reading came from the artist's detector
+                entry["model"]["decided_by"] = a["beard_by"]
     return out
 
 
@@ -407,7 +409,7 @@ def _as_the_model_read(a: Mapping) -> dict:
             m["drawn"][name] = p >= draw.get(name, DEFAULT_THRESHOLD)
             m["decided"][name] = p >= decide.get(name, DEFAULT_THRESHOLD)
             if name == "beard" and a.get("beard_by") == "artist cues":  # the detector that drew it
-                m["drawn"][name] = True
+                m["drawn"][name] = m["decided"][name] = True
         elif name == "hair_length":
             m["hair_long"] = a["hair_long_model"]
         else:  # hair_colour, age, skin_tone
@@ -468,7 +470,9 @@ def apply_settings(attributes: dict, settings: Mapping) -> dict:
     ``hair_long`` (1 long, 0 short), ``age`` and ``skin_tone`` take the
     set values, and a set flag's probability becomes 1 or 0 so that
     :func:`merge` and the retrieval's gates draw it. The regressor's own
-    values stay under ``<name>_model``; ``set_by_app`` lists the names."""
+    values (for a beard the artist's detector drew, :func:`add_artist_beard`,
+    that detector's) stay under ``<name>_model``; ``set_by_app`` lists the
+    names."""
     a = attributes
     for name, v in settings.items():
         if name == "glasses":
@@ -1211,34 +1215,40 @@ def add_artist_beard(attributes: dict, evidence) -> dict:
     """A beard H did not draw, drawn where the artist's facial-hair detector
     finds one (``evidence``: its (probability, drawing threshold), or None;
     ``accessories.facial_hair_evidence``). On the held-out labelled photos
-    (shared labels and labels by eye, session 13) H drew 24 of 92 beards (3
-    invented in 470 without), the artist's detector 46 (4), the two together
-    48 (6). In place, returned: ``beard`` becomes the detector's
-    probability, the drawn flag is set, ``beard_by`` is ``"artist cues"``
-    and ``beard_margin`` how far past its threshold it is (the drawn
-    beard's opacity); H's own probability stays under ``beard_model_read``."""
+    (shared labels and labels by eye, session 13) ``Avatarizer()`` drew 24
+    of 92 beards with H alone (3 invented in 470 without), 48 (7) with
+    this. In place, returned: ``beard`` becomes the detector's probability,
+    the drawn and decided flags are set, ``beard_by`` is ``"artist cues"``,
+    ``beard_margin`` how far past its threshold it is (a moustache is drawn
+    with it) and ``beard_opacity`` the artist's own opacity for it
+    (``accessories.beard_opacity``: 0.7-0.95, white beards stay visible);
+    H's own probability stays under ``beard_model_read``."""
+    from .artist.accessories import beard_opacity
+
     a = attributes
     if evidence is None or a["drawn"]["beard"]:
         return a
     prob, threshold = float(evidence[0]), float(evidence[1])
-    if not (np.isfinite(prob) and prob >= threshold):
+    if not (np.isfinite(prob) and np.isfinite(threshold) and prob >= threshold):
         return a
     a["beard_model_read"] = float(a["beard"])
     a["beard"] = prob
-    a["drawn"]["beard"] = True
+    a["drawn"]["beard"] = a["decided"]["beard"] = True
     a["beard_by"] = "artist cues"
     a["beard_margin"] = prob - threshold
+    a["beard_opacity"] = beard_opacity(prob, threshold)
     return a
 
 
-def _beard_drawn(a: Mapping, th: float) -> tuple[bool, float]:
+def _beard_drawn(a: Mapping, th: float) -> tuple[bool, float, float]:
     """(whether :func:`merge` draws a beard, how far past its drawing
-    threshold): H's probability against ``th``, or the artist's detector's
-    decision (:func:`add_artist_beard`) unless the app set the beard."""
+    threshold, its opacity): H's probability against ``th``, or the
+    artist's detector's decision (:func:`add_artist_beard`) unless the app
+    set the beard."""
     if a.get("beard_by") == "artist cues" and "beard" not in a.get("set_by_app", ()):
-        return True, float(a.get("beard_margin", 0.0))
+        return True, float(a.get("beard_margin", 0.0)), float(a.get("beard_opacity", 0.7))
     pb = _flag(a, "beard")
-    return pb >= th, pb - th
+    return pb >= th, pb - th, float(np.clip(0.6 + 0.8 * (pb - th), 0.6, 0.95))
 
 
 def _flag(attributes: Mapping, name: str) -> float:
@@ -1343,12 +1353,12 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
     # facial hair following the jaw and the lips
     face = S.points(p, "face").astype(np.float64)
     beard_rgb = np.asarray(a.get("beard_rgb", hair_col * 0.9), np.float64)
-    beard_on, beard_margin = _beard_drawn(a, th["beard"]) if "beard" in a else (False, -1.0)
+    beard_on, beard_margin, opacity = _beard_drawn(a, th["beard"]) if "beard" in a else (False, -1.0, 0.0)
     if "beard" in a:
         if beard_on:
             lo = S.points(p, "lip_lower_outer").astype(np.float64)
             S.set_points(p, "beard", P.beard_outline(face, lo[2], face[0, 1]))
-            p[S.index("beard.opacity")] = np.clip(0.6 + 0.8 * beard_margin, 0.6, 0.95)
+            p[S.index("beard.opacity")] = opacity
             P.set_rgb(p, "beard", beard_rgb)
         else:
             p[S.index("beard.opacity")] = 0.0

@@ -445,31 +445,48 @@ def detectors() -> dict:
     unreadable (the hand-set rules then decide); a detector whose weights do
     not fit together is left out."""
     try:
-        dets = json.loads(_DETECTORS_PATH.read_text(encoding="utf-8"))["detectors"]
-    except (OSError, ValueError, KeyError):
+        doc = json.loads(_DETECTORS_PATH.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    dets = doc.get("detectors") if isinstance(doc, dict) else None
+    if not isinstance(dets, dict):
         return {}
     out = {}
     for name, model in dets.items():
         try:
-            out[name] = _checked(model)
-        except (KeyError, TypeError, ValueError):
+            out[name] = _checked(model, name)
+        except (KeyError, TypeError, ValueError, AttributeError):
             continue
     return out
 
 
-def _checked(model: dict) -> dict:
+#: classes of each detector the artist reads, and its drawing thresholds' names
+_CLASSES = {"glasses": 3, "beard": 2, "moustache": 2, "headwear": 2, "hair_colour": 5}
+_THRESHOLDS = {"glasses": ("clear", "sun"), "beard": ("yes",), "moustache": ("yes",), "headwear": ("yes",)}
+
+
+def _array(v, ndim: int) -> np.ndarray:
+    a = np.asarray(v, np.float64)
+    if a.ndim != ndim or not np.isfinite(a).all():
+        raise ValueError("weights of the wrong rank or not finite")
+    return a
+
+
+def _checked(model: dict, name: str | None = None) -> dict:
     """``model`` with its weights as float64 arrays, checked to fit together
-    (ValueError, KeyError or TypeError when they do not)."""
+    and to be finite, with ``name``'s number of classes and drawing
+    thresholds (finite, in [0, 1]) where ``name`` is a detector the artist
+    reads (ValueError, KeyError, TypeError or AttributeError when not)."""
     m = dict(model)
-    mean, scale = np.asarray(m["mean"], np.float64), np.asarray(m["scale"], np.float64)
-    if mean.ndim != 1 or scale.shape != mean.shape or not (np.isfinite(mean).all() and (scale > 0).all()):
+    mean, scale = _array(m["mean"], 1), _array(m["scale"], 1)
+    if scale.shape != mean.shape or not (scale > 0).all():
         raise ValueError("mean and scale")
     m["mean"], m["scale"] = mean, scale
-    if m.get("kind", "logistic") == "mlp":
+    kind = m.get("kind", "logistic")
+    if kind == "mlp":
         members = []
         for mem in m["members"]:
-            W1, b1 = np.asarray(mem["W1"], np.float64), np.asarray(mem["b1"], np.float64)
-            W2, b2 = np.asarray(mem["W2"], np.float64), np.asarray(mem["b2"], np.float64)
+            W1, b1, W2, b2 = _array(mem["W1"], 2), _array(mem["b1"], 1), _array(mem["W2"], 2), _array(mem["b2"], 1)
             if W1.shape != (len(b1), len(mean)) or W2.shape != (len(b2), len(b1)):
                 raise ValueError("layer shapes")
             members.append((W1, b1, W2, b2))
@@ -478,12 +495,25 @@ def _checked(model: dict) -> dict:
         m["members"] = members
         # the members stacked: one batched product per layer (~0.1 ms a call less than one by one)
         m["stacked"] = tuple(np.stack([mem[i] for mem in members]) for i in range(4))
-    elif m.get("kind", "logistic") == "logistic":
-        m["W"], m["b"] = np.asarray(m["W"], np.float64), np.asarray(m["b"], np.float64)
+        k = len(members[0][3])
+    elif kind == "logistic":
+        m["W"], m["b"] = _array(m["W"], 2), _array(m["b"], 1)
         if m["W"].shape != (len(m["b"]), len(mean)):
             raise ValueError("W and b")
+        k = len(m["b"])
     else:
-        raise ValueError(f"unknown kind {m.get('kind')!r}")
+        raise ValueError(f"unknown kind {kind!r}")
+    if name in _CLASSES and k != _CLASSES[name]:
+        raise ValueError(f"{name}: {k} classes, not {_CLASSES[name]}")
+    if name in _THRESHOLDS:
+        th = {t: float(m["thresholds"][t]) for t in _THRESHOLDS[name]}
+        if not all(0.0 <= v <= 1.0 for v in th.values()):  # (NaN fails too)
+            raise ValueError(f"{name}: thresholds outside [0, 1]")
+        m["thresholds"] = {**m["thresholds"], **th}
+    if name == "hair_colour" and "min_prob" in m:
+        m["min_prob"] = float(m["min_prob"])
+        if not 0.0 <= m["min_prob"] <= 1.0:
+            raise ValueError("hair_colour: min_prob outside [0, 1]")
     return m
 
 

@@ -98,11 +98,12 @@ class AutoArtist:
         (its fitted detector over the photo's frame, tint and transparency
         cues) also fills the ``glasses`` feature, and a ``cues`` dict gets the
         evidence behind it (``accessories.glasses``: the cue vector and a
-        function drawing the glasses as clear ones) and the facial-hair
-        detectors' readings (``"beard"``, ``"moustache"``: (probability,
-        drawing threshold), or None;
-        :func:`accessories.facial_hair_evidence`) for a caller that decides
-        with more information. The runtime's hybrid
+        function drawing the glasses as clear ones) and the beard
+        detector's reading (``"beard"``: (probability, drawing threshold),
+        or None; :func:`accessories.facial_hair_evidence`; the moustache's
+        is not handed over: drawn alone where H missed it, it invented
+        twice as many as it found more, session 13) for a caller that
+        decides with more information. The runtime's hybrid
         estimator takes these from here and the rest of the face from the
         learned model."""
         p, lm, g = self._geometry(canonical, crop, None, valid, landmarks3d, frontal, S.default())
@@ -111,9 +112,9 @@ class AutoArtist:
             P.set_skin_colours(p, skin, neck=colour.NECK)
             if glasses:
                 accessories.glasses(self.style, p, lm, g, g["photo"], {"skin": skin}, cues=cues)
-                if cues is not None:  # the facial-hair detectors' readings, for the caller to decide with
+                if cues is not None:  # the beard detector's reading, for the caller to decide with
                     ev = accessories.facial_hair_evidence(self.style, lm, g, g["photo"])
-                    cues.update({"beard": None, "moustache": None} if ev is None else ev)
+                    cues["beard"] = None if ev is None else ev["beard"]
         else:
             skin = None
         return S.clip(p), skin
