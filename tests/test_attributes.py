@@ -152,9 +152,17 @@ def test_a_beard_the_artist_finds_is_drawn_where_h_missed_it():
         return float(p[beard]), float(p[w1])
 
     assert drawn(attrs()) == (0.0, 0.0)
-    for evidence in (None, (0.4, 0.5), (float("nan"), 0.5)):
+    for evidence in (None, (0.4, 0.5), (float("nan"), 0.5), lambda: None, lambda: (0.4, 0.5)):
         a = HR.add_artist_beard(attrs(), evidence)
         assert drawn(a) == (0.0, 0.0) and "beard_by" not in a
+    # H all but sure there is none (P below the gate): the detector is not even asked
+    unasked = HR.decode_attributes(_outputs(binary=(0.1, HR.ARTIST_BEARD_GATE / 2, 0.1, 0.1, 0.9)), draw=draw)
+
+    def asked():
+        raise AssertionError("measured the lower face for a face H rules out")
+
+    assert "beard_by" not in HR.add_artist_beard(unasked, asked)
+    assert HR.add_artist_beard(attrs(), lambda: (0.9, 0.5))["beard_by"] == "artist cues"
     a = HR.add_artist_beard(attrs(), (0.9, 0.5))
     op, must = drawn(a)
     # the artist's own opacity for it (0.7 + 0.25 x 0.4 / 0.5: white beards stay visible), with its moustache

@@ -15,6 +15,21 @@ from .style import ArtistStyle
 __all__ = ["AutoArtist", "exaggerate_params", "geometry_mask", "mean_avatar", "skin_mask"]
 
 
+def _beard_reading(style, lm, g):
+    """A function returning the beard detector's (probability, threshold)
+    for the face measured in ``g`` (None when the lower face is not in the
+    crop or no detector is fitted), computed once, when first called."""
+    got = []
+
+    def reading():
+        if not got:
+            ev = accessories.facial_hair_evidence(style, lm, g, g["photo"])
+            got.append(None if ev is None else ev["beard"])
+        return got[0]
+
+    return reading
+
+
 class AutoArtist:
     """Fits the 629 avatar parameters to one aligned photo (see the package doc).
 
@@ -99,8 +114,9 @@ class AutoArtist:
         cues) also fills the ``glasses`` feature, and a ``cues`` dict gets the
         evidence behind it (``accessories.glasses``: the cue vector and a
         function drawing the glasses as clear ones) and the beard
-        detector's reading (``"beard"``: (probability, drawing threshold),
-        or None; :func:`accessories.facial_hair_evidence`; the moustache's
+        detector's reading (``"beard"``: a function returning (probability,
+        drawing threshold), or None; :func:`accessories.facial_hair_evidence`,
+        ~2 ms, measured only when called; the moustache's
         is not handed over: drawn alone where H missed it, it invented
         twice as many as it found more, session 13) for a caller that
         decides with more information. The runtime's hybrid
@@ -112,9 +128,8 @@ class AutoArtist:
             P.set_skin_colours(p, skin, neck=colour.NECK)
             if glasses:
                 accessories.glasses(self.style, p, lm, g, g["photo"], {"skin": skin}, cues=cues)
-                if cues is not None:  # the beard detector's reading, for the caller to decide with
-                    ev = accessories.facial_hair_evidence(self.style, lm, g, g["photo"])
-                    cues["beard"] = None if ev is None else ev["beard"]
+                if cues is not None:  # the beard detector's reading, for the caller to decide with (on demand)
+                    cues["beard"] = _beard_reading(self.style, lm, g)
         else:
             skin = None
         return S.clip(p), skin
