@@ -1224,8 +1224,8 @@ def add_artist_beard(attributes: dict, evidence) -> dict:
     returning that, or None; ``accessories.facial_hair_evidence``), asked
     only where H's P(beard) is at least :data:`ARTIST_BEARD_GATE`. On the held-out labelled photos
     (shared labels and labels by eye, session 13) ``Avatarizer()`` drew 24
-    of 92 beards with H alone (3 invented in 470 without), 48 (7) with
-    this. In place, returned: ``beard`` becomes the detector's probability,
+    of 92 beards with H alone (3 invented in 470 without), 45 (6) with
+    this (48 (7) asking on every face). In place, returned: ``beard`` becomes the detector's probability,
     the drawn and decided flags are set, ``beard_by`` is ``"artist cues"``,
     ``beard_margin`` how far past its threshold it is (a moustache is drawn
     with it) and ``beard_opacity`` the artist's own opacity for it
