@@ -306,24 +306,31 @@ def test_retire_old_files_keeps_a_file_the_manifest_does_not_list(tmp_path):
     assert not (tmp_path / "old.onnx").exists() and (tmp_path / file).read_bytes() == b"a user's file"
 
 
+def _fake_export_onnx(*a, **kw) -> dict:
+    """``onnx_export.export_onnx``'s stand-in: a one-node ONNX graph written
+    where it was asked for (its third argument)."""
+    import onnx
+
+    onnx.save(onnx.helper.make_model(
+        onnx.helper.make_graph([onnx.helper.make_node("Relu", ["image"], ["y"], name="r")], "g",
+                               [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, None)],
+                               [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])),
+        str(a[2]))
+    return {}
+
+
 @pytest.mark.parametrize("gate_passes", [True, False])
 def test_export_stages_h_and_drops_its_previous_entries(tmp_path, monkeypatch, gate_passes):
     """H's export writes into a staging copy of the models folder: an export
     that fails or is cut short leaves the folder as it was; a shipped one drops H's
     other entries (an engine of the previous H) with the files the manifest
     listed, and leaves the files it does not list alone."""
-    import onnx
-
     from avatarizer_export import attributes as A, onnx_export, quantize, ship
 
     build, models = tmp_path / "build", tmp_path / "models"
     models.mkdir()
     monkeypatch.setattr(ship, "BUILD", build)
-    monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **kw: onnx.save(onnx.helper.make_model(
-        onnx.helper.make_graph([onnx.helper.make_node("Relu", ["image"], ["y"], name="r")], "g",
-                               [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, None)],
-                               [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])),
-        str(a[2])) or {})
+    monkeypatch.setattr(onnx_export, "export_onnx", _fake_export_onnx)
 
     def quantize_gated(src, dst, *a, manifest_folder, **kw):
         Path(dst).write_bytes(b"the new H")
@@ -367,7 +374,6 @@ def _fake_h_training(tmp_path, monkeypatch, gate_passes: bool = True):
     holding the old H, the shared folder, the cache)."""
     import types
 
-    import onnx
     import torch
 
     from avatarizer_export import attributes as A, data, onnx_export, quantize, ship
@@ -397,11 +403,7 @@ def _fake_h_training(tmp_path, monkeypatch, gate_passes: bool = True):
         for k in ("hair_colour", "glasses", "binary", "regress")})
     monkeypatch.setattr(A, "RUN", tmp_path / "run")
     monkeypatch.setattr(ship, "BUILD", tmp_path / "build")
-    monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **kw: onnx.save(onnx.helper.make_model(
-        onnx.helper.make_graph([onnx.helper.make_node("Relu", ["image"], ["y"], name="r")], "g",
-                               [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, None)],
-                               [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])),
-        str(a[2])) or {})
+    monkeypatch.setattr(onnx_export, "export_onnx", _fake_export_onnx)
 
     def quantize_gated(src, dst, *a, manifest_folder, **kw):
         Path(dst).write_bytes(b"new H")
