@@ -190,6 +190,18 @@ def test_a_beard_the_artist_finds_is_drawn_where_h_missed_it():
     assert op == pytest.approx(0.9) and must == 0.0
 
 
+def test_the_cli_says_which_beards_the_artist_found():
+    """``avatarizer image --attributes`` lines: a beard the artist's detector
+    drew says so beside its probability; H's own read as before."""
+    from avatarizer.cli import _attribute_lines
+
+    a = HR.add_artist_beard(HR.decode_attributes(_outputs(binary=(0.1, 0.3, 0.1, 0.1, 0.9))), (0.9, 0.5))
+    lines = _attribute_lines(HR.public_attributes(a)).splitlines()
+    assert "  beard: yes (p 0.90, from the artist's cues)" in lines
+    h = HR.decode_attributes(_outputs(binary=(0.1, 0.9, 0.1, 0.1, 0.9)))
+    assert "  beard: yes (p 0.90)" in _attribute_lines(HR.public_attributes(h)).splitlines()
+
+
 # ------------------------------------------------------------- shipped model
 
 

@@ -331,6 +331,8 @@ def _attribute_lines(attributes) -> str:
             note = f" (drawn with the {entry['drawn_with']})"
         else:
             note = f" (p {p:.2f})" if p is not None else ""
+            if entry.get("decided_by") == "artist cues":  # a beard H missed that the artist's detector found
+                note = f" (p {p:.2f}, from the artist's cues)"
         if name not in SETTABLE:
             note += " (read only: nothing drawn depends on it)"
         lines.append(f"  {name}: {v}{note}")
