@@ -1,4 +1,4 @@
-"""The hybrid's glasses decision: H's probabilities fused with the artist's cues."""
+"""The hybrid's glasses decision: H's probabilities fused with the artist's glasses network's."""
 import json
 import math
 
@@ -11,8 +11,8 @@ from avatarizer.glasses import FUSION_PATH, GlassesFusion, apply_decision, fusio
 
 
 def _doc(**over):
-    n = 10
-    doc = {"format": 1, "attributes_version": "9.9.9",
+    n = 6
+    doc = {"format": 2, "attributes_version": "9.9.9",
            "model": {"mean": [0.0] * n, "scale": [1.0] * n, "W": [[0.0] * n, [0.0] * n, [0.0] * n],
                      "b": [0.0, 0.0, 0.0]},
            "thresholds": {"clear": 0.5, "sun": 0.5}}
@@ -20,36 +20,38 @@ def _doc(**over):
     return doc
 
 
-def test_features_are_the_cues_then_log_probabilities():
-    x = fusion_features(np.arange(7), {"none": 0.5, "reading": 0.25, "sunglasses": 0.0})
-    np.testing.assert_allclose(x[:7], np.arange(7))
-    np.testing.assert_allclose(x[7:], [math.log(0.5), math.log(0.25), math.log(1e-4)])
+def test_features_are_the_log_probabilities_of_the_artist_then_h():
+    x = fusion_features([0.7, 0.2, 0.1], {"none": 0.5, "reading": 0.25, "sunglasses": 0.0})
+    np.testing.assert_allclose(x[:3], np.log([0.7, 0.2, 0.1]))
+    np.testing.assert_allclose(x[3:], [math.log(0.5), math.log(0.25), math.log(1e-4)])
     with pytest.raises(ValueError):
-        fusion_features(np.arange(6), [1, 0, 0])
+        fusion_features(np.arange(7), [1, 0, 0])  # the seven raw cues of format 1
     with pytest.raises(ValueError):
-        fusion_features(np.arange(7), [1, 0])
+        fusion_features([1, 0, 0], [1, 0])
 
 
 def test_decide_follows_the_thresholds():
     # a model that reads only H's log probabilities: logits = log p, so the fused probabilities are H's
     doc = _doc()
-    W = np.zeros((3, 10))
-    W[0, 7], W[1, 8], W[2, 9] = 1, 1, 1
+    W = np.zeros((3, 6))
+    W[0, 3], W[1, 4], W[2, 5] = 1, 1, 1
     doc["model"]["W"] = W.tolist()
     f = GlassesFusion.from_doc(doc)
-    kind, p = f.decide(np.zeros(7), [0.2, 0.7, 0.1])
+    artist = [0.9, 0.05, 0.05]
+    kind, p = f.decide(artist, [0.2, 0.7, 0.1])
     assert kind == 1 and np.allclose(p, [0.2, 0.7, 0.1], atol=1e-6)
-    assert f.decide(np.zeros(7), [0.6, 0.3, 0.1])[0] == 0  # below both thresholds
-    assert f.decide(np.zeros(7), [0.1, 0.3, 0.6])[0] == 2  # sunglasses first
+    assert f.decide(artist, [0.6, 0.3, 0.1])[0] == 0  # below both thresholds
+    assert f.decide(artist, [0.1, 0.3, 0.6])[0] == 2  # sunglasses first
     doc["thresholds"] = {"clear": 0.4, "sun": 0.4}
-    assert GlassesFusion.from_doc(doc).decide(np.zeros(7), [0.1, 0.45, 0.45])[0] == 2  # both pass: sunglasses
+    assert GlassesFusion.from_doc(doc).decide(artist, [0.1, 0.45, 0.45])[0] == 2  # both pass: sunglasses
 
 
 @pytest.mark.parametrize("bad", [
-    {"format": 2},
-    {"model": {"mean": [0.0] * 9, "scale": [1.0] * 9, "W": [[0.0] * 9] * 3, "b": [0.0] * 3}},
-    {"model": {"mean": [float("nan")] * 10, "scale": [1.0] * 10, "W": [[0.0] * 10] * 3, "b": [0.0] * 3}},
-    {"model": {"mean": [0.0] * 10, "scale": [0.0] * 10, "W": [[0.0] * 10] * 3, "b": [0.0] * 3}},
+    {"format": 1},  # the seven raw cues: an older file
+    {"format": 3},
+    {"model": {"mean": [0.0] * 10, "scale": [1.0] * 10, "W": [[0.0] * 10] * 3, "b": [0.0] * 3}},
+    {"model": {"mean": [float("nan")] * 6, "scale": [1.0] * 6, "W": [[0.0] * 6] * 3, "b": [0.0] * 3}},
+    {"model": {"mean": [0.0] * 6, "scale": [0.0] * 6, "W": [[0.0] * 6] * 3, "b": [0.0] * 3}},
     {"thresholds": {"clear": 1.5, "sun": 0.5}},
     {"thresholds": {"clear": 0.5}},
 ])
@@ -138,6 +140,8 @@ def test_hybrid_draws_the_fused_decision():
         state = av.run(sample_photo())
         f = state.faces[0]
         assert f.glasses_cues is not None and f.glasses_cues["glasses"].shape == (7,)
+        gp = f.glasses_cues["glasses_probs"]  # what the fusion reads: the artist's network
+        assert gp.shape == (3,) and abs(gp.sum() - 1.0) < 1e-9
         shape = f.glasses_cues["glasses_shape"]()
         assert shape.shape == (12,) and shape[0] == 1  # drawn as clear glasses on demand
         a = f.attributes

@@ -812,6 +812,59 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
     return shared, cache, colour_keys, np.array(colours)
 
 
+def test_the_glasses_fusion_trains_on_the_networks_out_of_fold_probabilities(tmp_path, monkeypatch):
+    """``detectors --fusion``: the artist network's part of each training
+    photo's input is its out-of-fold probability, which ``detectors`` wrote
+    beside its cue caches for that very network (the network's
+    probabilities on its own training photos are too sure: fused with H
+    they invented glasses); without them, or for another network, it
+    refuses with a message; the file it writes is format 2, which the SDK
+    reads."""
+    from avatarizer.glasses import GlassesFusion
+    from avatarizer_export import detectors as D
+
+    monkeypatch.setattr(D, "MLP_MEMBERS", 2)
+    monkeypatch.setattr(D, "MLP_EPOCHS", 150)
+    shared, cache, _, _ = _synthetic_detector_inputs(tmp_path, monkeypatch)
+    monkeypatch.setattr(D, "features", lambda *a, **kw: pytest.fail("measured cues the cache holds"))
+    det_file, fusion_file = tmp_path / "artist_detectors.json", tmp_path / "glasses_fusion.json"
+    det_file.write_text(_sdk_detectors_text())
+    monkeypatch.setattr(D, "OUT", det_file)
+    rng = np.random.default_rng(1)
+
+    def inputs(folder, keys, progress=True, models=None):  # the runtime's (network's, H's) log probabilities
+        return np.log(rng.dirichlet(np.ones(3), (len(keys), 2)).reshape(len(keys), 6)), np.ones(len(keys), bool), \
+            {"name": "attributes-onnx-int8", "version": "9.9.9", "sha256": "ab" * 32}
+
+    monkeypatch.setattr(D, "fusion_inputs", inputs)
+    with pytest.raises(RuntimeError, match="out-of-fold"):
+        D.fit_glasses_fusion(shared, cache, out=fusion_file, quiet=True)  # no detectors fit yet
+    D.fit(shared, cache, out=det_file, quiet=True)
+    oof = D._glasses_oof(cache)
+    fits = []
+    real = D.fit_logistic
+    monkeypatch.setattr(D, "fit_logistic", lambda x, y, k, l2=1.0: fits.append(x) or real(x, y, k, l2=l2))
+    doc = D.fit_glasses_fusion(shared, cache, out=fusion_file, quiet=True)
+    assert doc["format"] == 2 and "out of fold" in doc["fitted_on"]
+    full = max((x for x in fits if x.shape[1] == 6), key=len)  # the model's own fit: every training photo
+    want = np.log(np.clip(np.array(list(oof.values())), 1e-4, 1.0))
+    assert len(full) == len(want) and np.allclose(np.sort(full[:, :3], 0), np.sort(want, 0))
+    assert GlassesFusion.from_doc(json.loads(fusion_file.read_text())).W.shape == (3, 6)
+    # the detectors refitted to another network: the out-of-fold file no longer fits it
+    other = json.loads(det_file.read_text())
+    other["detectors"]["glasses"]["mean"][0] += 1.0
+    det_file.write_text(json.dumps(other))
+    with pytest.raises(RuntimeError, match="another glasses network"):
+        D.fit_glasses_fusion(shared, cache, out=fusion_file, quiet=True)
+
+
+def _sdk_detectors_text() -> str:
+    """The SDK's detectors file as text (a detectors run keeps its age prior)."""
+    from avatarizer.artist import accessories as A
+
+    return A._DETECTORS_PATH.read_text()
+
+
 def _strict_json(text: str):
     """The document, refusing NaN and Infinity (not JSON: other readers refuse them)."""
     def refuse(token):

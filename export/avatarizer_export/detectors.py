@@ -467,6 +467,8 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
             doc.setdefault("not_reliable", []).append(task)
             continue
         doc["detectors"][task] = model
+        if task == "glasses":  # the glasses fusion trains on these (the network is too sure of its own photos)
+            _save_glasses_oof(cache, model, po[~at_small], groups[~at_small], feats["names"], ef["names"])
         ph = predict(model, x[held])
         yh = y[held]
         if task == "glasses":
@@ -706,11 +708,50 @@ FUSION_L2 = (1.0, 3.0, 10.0)
 FUSION_OUT = ROOT / "sdk" / "avatarizer" / "data" / "glasses_fusion.json"
 
 
+GLASSES_OOF = "glasses_detector_oof.npz"
+
+
+def _detector_key(model: dict) -> str:
+    """A fitted detector's identity: the hash of its weights as written."""
+    import hashlib
+
+    return hashlib.sha1(json.dumps({k: model[k] for k in ("mean", "scale", "members", "W", "b") if k in model},
+                                   sort_keys=True).encode()).hexdigest()
+
+
+def _save_glasses_oof(cache: Path, model: dict, po: np.ndarray, photo: np.ndarray, names: list, eye_names: list):
+    """The glasses network's out-of-fold probabilities on its training
+    photos at the artist's own crop size (``cache/glasses_detector_oof.npz``,
+    by photo key, under the network's :func:`_detector_key`)."""
+    keys = [f"ffhq128-labelled/{names[i]}" if i < len(names) else str(eye_names[i - len(names)]) for i in photo]
+    path = Path(cache) / GLASSES_OOF
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with staged(path, "part") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, key=_detector_key(model), keys=np.array(keys), probs=po)
+
+
+def _glasses_oof(cache: Path | None) -> dict:
+    """{photo key: the glasses network's out-of-fold (none, clear, sun)
+    probabilities} of the network in ``artist_detectors.json``;
+    RuntimeError when ``detectors`` has not written them for it."""
+    model = json.loads(OUT.read_text())["detectors"].get("glasses")
+    path = Path(cache) / GLASSES_OOF if cache is not None else None
+    if model is None or path is None or not path.is_file():
+        raise RuntimeError(f"the glasses fusion needs the artist's glasses network's out-of-fold probabilities "
+                           f"({path}): run `avatarizer-export detectors` first")
+    with np.load(path) as z:
+        if str(z["key"]) != _detector_key(model):
+            raise RuntimeError(f"{path} is of another glasses network than {OUT}'s: run `avatarizer-export "
+                               f"detectors` again")
+        return dict(zip((str(k) for k in z["keys"]), z["probs"]))
+
+
 def fusion_inputs(folder: Path, names: list[str], progress: bool = True,
                   models: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Runs the SDK (``Avatarizer()``, the shipped models, image mode) on each
-    photo (``folder / name``; a name may hold a sub-folder) and returns ((n, 10) fusion inputs: the artist's glasses cues and
-    the log of H's glasses probabilities, as the runtime computes them;
+    photo (``folder / name``; a name may hold a sub-folder) and returns ((n, 6) fusion inputs: the log of the artist's
+    glasses network's and of H's glasses probabilities, as the runtime computes them;
     (n,) bool: a face with cues was found; the attribute model's manifest
     entry as {"name", "version", "sha256"})."""
     from avatarizer import Avatarizer
@@ -729,9 +770,10 @@ def fusion_inputs(folder: Path, names: list[str], progress: bool = True,
         for i, n in enumerate(names):
             state = av.run(load_image(folder / n))
             f = state.faces[0] if state.faces else None
-            if f is not None and f.glasses_cues is not None and f.attributes is not None:
+            if f is not None and f.glasses_cues is not None and f.glasses_cues.get("glasses_probs") is not None \
+                    and f.attributes is not None:
                 a = f.attributes
-                x[i] = fusion_features(f.glasses_cues["glasses"], a.get("glasses_probs_model", a["glasses_probs"]))
+                x[i] = fusion_features(f.glasses_cues["glasses_probs"], a.get("glasses_probs_model", a["glasses_probs"]))
                 ok[i] = True
             if progress and (i + 1) % 50 == 0:
                 print(f"detectors: fusion inputs {i + 1}/{len(names)}", file=sys.stderr, flush=True)
@@ -741,8 +783,10 @@ def fusion_inputs(folder: Path, names: list[str], progress: bool = True,
 def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: float = FUSION_PRECISION,
                        out: Path | None = None, quiet: bool = False, models: Path | None = None) -> dict:
     """Fits the hybrid's glasses decision (``avatarizer.glasses``): a
-    3-class logistic model over the artist's cues and H's probabilities, on
-    the labelled training photos run through the shipped SDK, L2 by 5-fold
+    3-class logistic model over the log of the artist's glasses network's
+    probabilities and of H's, on the labelled training photos run through
+    the shipped SDK (the network's part from its out-of-fold probabilities,
+    :func:`_glasses_oof`: on its own training photos it is too sure), L2 by 5-fold
     out-of-fold log loss, thresholds for ``precision`` on the out-of-fold
     probabilities; scores the held-out photos once (with each source
     refitted alone beside it, the same way);
@@ -750,8 +794,8 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     returns the document. Run it again whenever H or the artist's glasses
     cues change: the SDK uses the file only with the H version it names.
     With ``cache`` the runtime's inputs are kept there
-    (``glasses_fusion_inputs.npz``, keyed by H's sha256 and the artist's
-    source) for a quick refit. ``models``: the models folder whose H it is
+    (``glasses_fusion_inputs.npz``, keyed by H's sha256, the artist's
+    source and its glasses network) for a quick refit. ``models``: the models folder whose H it is
     fitted with (default the SDK's; ``make models`` passes its staging copy)."""
     import hashlib
 
@@ -767,7 +811,10 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     from avatarizer.runtime import Manifest
 
     entry = attributes_entry(Manifest.load(models))
+    # (the runtime's inputs hang on H, the artist's code and its glasses network)
+    glasses_net = json.loads(OUT.read_text())["detectors"].get("glasses") if OUT.is_file() else None
     key = (f"{entry.sha256 if entry is not None else None}:{_cue_key()}:"
+           f"{_detector_key(glasses_net) if glasses_net else None}:"
            f"{hashlib.sha1(chr(10).join(keys).encode()).hexdigest()[:12]}")
     if store is not None and store.exists() and str(np.load(store)["key"]) == key:
         z = np.load(store)
@@ -780,7 +827,15 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     y = np.array([labels[n]["glasses"] for n in names] + [elab[k] for k in keys[len(names):]])
     held = np.array([is_heldout(k) for k in keys])
     ffhq = np.arange(len(keys)) < len(names)
-    tr = ~held & ok
+    # the training photos' artist part: the network's out-of-fold probabilities (a photo without them is left out)
+    from avatarizer.glasses import N_CUES, P_FLOOR
+
+    oof_probs = _glasses_oof(cache)
+    x = x.copy()
+    has = np.array([k in oof_probs for k in keys])
+    for i in np.flatnonzero(~held & ok & has):
+        x[i, :N_CUES] = np.log(np.clip(oof_probs[keys[i]], P_FLOOR, 1.0))
+    tr = ~held & ok & has
     xt, yt = x[tr], y[tr]
 
     def log_loss(l2):
@@ -802,7 +857,7 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     # held out: the FFHQ labels (the issues' measure) and, apart, the photos labelled by eye;
     # beside the fusion, each source refitted alone the same way
     preds = {"fused": glasses_decision(predict(model, x), th)}
-    for label, cols in (("artist_cues_alone", slice(0, 7)), ("attribute_model_alone", slice(7, 10))):
+    for label, cols in (("artist_network_alone", slice(0, N_CUES)), ("attribute_model_alone", slice(N_CUES, None))):
         t_ = glasses_thresholds(oof(xt[:, cols], yt, 3, l2=l2), yt, precision)
         preds[label] = glasses_decision(predict(fit_logistic(xt[:, cols], yt, 3, l2=l2), x[:, cols]), t_)
     report = {}
@@ -810,9 +865,12 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
         if (held & ok & m).any():
             report[part] = {k: score(v, held & ok & m) for k, v in preds.items()}
             report[part]["faces_missing"] = int((held & ~ok & m).sum())
-    doc = {"format": 1, "attributes_version": info["version"], "attributes_model": info,
+    from avatarizer.glasses import FORMAT
+
+    doc = {"format": FORMAT, "attributes_version": info["version"], "attributes_model": info,
            "fitted_on": f"{int((tr & ffhq).sum())} training photos of ffhq128-labelled and "
-                        f"{int((tr & ~ffhq).sum())} labelled by eye (runtime cues and H outputs)",
+                        f"{int((tr & ~ffhq).sum())} labelled by eye (H's outputs as the runtime computes them, "
+                        f"the artist network's out of fold)",
            "precision_target": precision, "l2": l2, "oof_log_loss": {f"{k:g}": round(v, 4) for k, v in losses.items()},
            "model": {k: np.asarray(v).tolist() for k, v in model.items()}, "thresholds": th, **report,
            "seconds": round(time.time() - t0, 1)}

@@ -1,20 +1,23 @@
 """Glasses from two detectors: the attribute regressor H and the auto-artist's
-photo cues, fused.
+glasses network, fused.
 
 H sees the whole aligned crop and is sure of most sunglasses but misses
-thin clear frames; the artist's cues (the frame's lines across the nose and
-under the eyes, how dark the eye boxes are, how bright the eye whites show
-through: :func:`avatarizer.artist.accessories.glasses_vector`) find frames
-but are fooled by deep eye sockets and squints. A small multinomial
-logistic model over both (the artist's seven cues and H's three log
-probabilities) decides none / clear / sunglasses. It is fitted by
-``avatarizer-export detectors --fusion`` on the labelled training photos,
-with H's outputs and the cues as the runtime computes them, and its
-thresholds are chosen there for precision (an invented pair of glasses is
-worse than a missed one). The file ``data/glasses_fusion.json`` names the
-version of H it was fitted with; with any other H (a models folder of
-your own) it is not used and the hybrid falls back to H's decision plus the
-artist's where H draws none (``docs/hair.md``).
+thin clear frames; the artist's network over its photo cues (the frame's
+lines across the nose and under the eyes, a grid of darkness, texture and
+edges over the eyes, how bright the eye whites show through:
+:func:`avatarizer.artist.accessories.glasses`) finds frames but is fooled
+by deep eye sockets and squints. A small multinomial logistic model over
+both (the log of each one's none / clear / sunglasses probabilities)
+decides. It is fitted by ``avatarizer-export detectors --fusion`` on the
+labelled training photos, with H's outputs as the runtime computes them
+and the artist network's out-of-fold probabilities (its probabilities on
+the photos it was trained on would be too sure), and its thresholds are
+chosen there for precision (an invented pair of glasses is worse than a
+missed one). The file ``data/glasses_fusion.json`` names the version of H
+it was fitted with; with any other H (a models folder of your own), or an
+older file (format 1 read the artist's seven raw cues), it is not used and
+the hybrid falls back to H's decision plus the artist's where H draws none
+(``docs/hair.md``).
 """
 from __future__ import annotations
 
@@ -28,35 +31,35 @@ import numpy as np
 __all__ = ["GlassesFusion", "FUSION_PATH", "KINDS", "fusion_features", "apply_decision"]
 
 FUSION_PATH = Path(__file__).resolve().with_name("data") / "glasses_fusion.json"
-FORMAT = 1
+FORMAT = 2
 from .hair import GLASSES as KINDS  # H's ``glasses`` classes, in ``glasses.type`` order
 from .hair import decide_glasses
-#: the artist's cue vector length (``accessories.glasses_vector``)
-N_CUES = 7
-#: H's probabilities are clipped here before the log
+#: the artist's part of the input: its glasses network's (none, clear, sun) probabilities
+N_CUES = 3
+#: both detectors' probabilities are clipped here before the log
 P_FLOOR = 1e-4
 
 
-def fusion_features(cues, glasses_probs) -> np.ndarray:
-    """(10,) the fused model's input: the artist's seven cues, then the log
-    of H's (none, reading, sunglasses) probabilities (clipped at 1e-4)."""
-    c = np.asarray(cues, np.float64).reshape(-1)
+def fusion_features(artist_probs, glasses_probs) -> np.ndarray:
+    """(6,) the fused model's input: the log of the artist's glasses
+    network's (none, reading, sunglasses) probabilities, then the log of
+    H's (each clipped at 1e-4)."""
+    c = np.asarray(artist_probs, np.float64).reshape(-1)
     if isinstance(glasses_probs, Mapping):
         glasses_probs = [glasses_probs[k] for k in KINDS]
     q = np.asarray(glasses_probs, np.float64).reshape(-1)
     if c.size != N_CUES or q.size != len(KINDS):
-        raise ValueError(f"fusion_features: want {N_CUES} cues and {len(KINDS)} probabilities, "
-                         f"got {c.size} and {q.size}")
-    return np.concatenate([c, np.log(np.clip(q, P_FLOOR, 1.0))])
+        raise ValueError(f"fusion_features: want {N_CUES} and {len(KINDS)} probabilities, got {c.size} and {q.size}")
+    return np.log(np.clip(np.concatenate([c, q]), P_FLOOR, 1.0))
 
 
 @dataclass(frozen=True)
 class GlassesFusion:
     """The fused glasses decision (see the module's doc)."""
 
-    mean: np.ndarray       # (10,)
-    scale: np.ndarray      # (10,)
-    W: np.ndarray          # (3, 10)
+    mean: np.ndarray       # (6,)
+    scale: np.ndarray      # (6,)
+    W: np.ndarray          # (3, 6)
     b: np.ndarray          # (3,)
     clear: float           # threshold on P(reading)
     sun: float             # threshold on P(sunglasses)
@@ -104,18 +107,18 @@ class GlassesFusion:
             return None
         return fusion
 
-    def probabilities(self, cues, glasses_probs) -> np.ndarray:
-        """(3,) P(none, reading, sunglasses) from the artist's cues and H's
-        probabilities: the same standardised multinomial logistic model as
-        the artist's own detectors (:func:`avatarizer.artist.accessories.probabilities`)."""
+    def probabilities(self, artist_probs, glasses_probs) -> np.ndarray:
+        """(3,) P(none, reading, sunglasses) from the artist's glasses
+        network's probabilities and H's: a standardised multinomial logistic
+        model (:func:`avatarizer.artist.accessories.probabilities`)."""
         from .artist.accessories import probabilities
 
         return probabilities({"mean": self.mean, "scale": self.scale, "W": self.W, "b": self.b},
-                             fusion_features(cues, glasses_probs))
+                             fusion_features(artist_probs, glasses_probs))
 
-    def decide(self, cues, glasses_probs) -> tuple[int, np.ndarray]:
+    def decide(self, artist_probs, glasses_probs) -> tuple[int, np.ndarray]:
         """(kind 0 none / 1 reading / 2 sunglasses, the (3,) probabilities)."""
-        p = self.probabilities(cues, glasses_probs)
+        p = self.probabilities(artist_probs, glasses_probs)
         kind = 2 if p[2] >= self.sun else 1 if p[1] >= self.clear else 0
         return kind, p
 

@@ -214,6 +214,8 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
             return q[GLASSES].astype(np.float32)
 
         cues["glasses"] = x
+        # the glasses network's (none, clear, sun) probabilities: what the hybrid's fusion reads
+        cues["glasses_probs"] = g.get("glasses_prob") if det is not None and len(det["mean"]) == len(x_det) else None
         cues["glasses_shape"] = shape
     if clear or sun:
         _glasses_shape(st, p, lm, g, photo, bridge)

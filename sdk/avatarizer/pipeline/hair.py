@@ -104,10 +104,10 @@ class HairStage(Stage):
         if colour_probs is not None:  # report the colour class the drawing follows
             H.read_hair_colour(attrs, colour_probs, source="H x hair region")
         fused = None
-        if self.fusion is not None and glasses_cues is not None:
+        if self.fusion is not None and glasses_cues is not None and glasses_cues.get("glasses_probs") is not None:
             from ..glasses import apply_decision
 
-            fused, probs = self.fusion.decide(glasses_cues["glasses"], attrs["glasses_probs"])
+            fused, probs = self.fusion.decide(glasses_cues["glasses_probs"], attrs["glasses_probs"])
             apply_decision(attrs, fused, probs)
         if glasses_cues is not None:
             # a beard H missed that the artist's facial-hair detector finds
