@@ -10,7 +10,11 @@ times, interleaved with the other variants so machine load hits them alike:
   exaggeration=1.0)``), the baseline the frontal fit's cost is judged by;
 * ``geometry_skin``: ``AutoArtist.fit_geometry_skin`` as image mode's hybrid
   face estimator (``pipeline/face.py``) and the video identity worker call
-  it: frontal geometry, skin and the glasses cues, no hair segmentation.
+  it: frontal geometry, skin and the glasses cues, no hair segmentation;
+* ``geometry_skin_beard``: the same and the beard network's reading the
+  hybrid asks for where H's P(beard) is not low (``cues["beard"]``, measured
+  on demand since session 13; a version that measured it always, or never,
+  is timed the same way).
 
 Reports p50 / p95 / p99 / max wall milliseconds and the p50 of CPU time
 (``time.thread_time``, which load on other cores does not inflate) per face,
@@ -79,12 +83,19 @@ def artist_variants(artist_module, prefix: str = "") -> dict:
     """The three timed calls of one version of ``avatarizer.artist``."""
     frontal = artist_module.AutoArtist()
     as_seen = artist_module.AutoArtist(artist_module.ArtistStyle(frontal=False, exaggeration=1.0))
+    def with_beard(c, crop, hair, valid, lm3):
+        cues: dict = {}
+        frontal.fit_geometry_skin(c, crop, valid=valid, landmarks3d=lm3, glasses=True, cues=cues)
+        beard = cues.get("beard")
+        return beard() if callable(beard) else beard
+
     return {
         f"{prefix}frontal": lambda c, crop, hair, valid, lm3: frontal.fit_landmarks(c, crop, hair, valid=valid,
                                                                                     landmarks3d=lm3),
         f"{prefix}as_seen": lambda c, crop, hair, valid, lm3: as_seen.fit_landmarks(c, crop, hair, valid=valid),
         f"{prefix}geometry_skin": lambda c, crop, hair, valid, lm3: frontal.fit_geometry_skin(
             c, crop, valid=valid, landmarks3d=lm3, glasses=True, cues={}),
+        f"{prefix}geometry_skin_beard": with_beard,
     }
 
 
@@ -139,9 +150,9 @@ def main(argv=None) -> int:
     res["geometry_skin_ratio_cpu_p50"] = round(res["geometry_skin"]["cpu_p50_ms"] / res["frontal"]["cpu_p50_ms"], 3)
     if args.baseline is not None:  # this checkout / the baseline, same run, interleaved
         res["vs_baseline_p50"] = {k: round(res[k]["p50_ms"] / res[f"baseline_{k}"]["p50_ms"], 3)
-                                  for k in ("frontal", "as_seen", "geometry_skin")}
+                                  for k in ("frontal", "as_seen", "geometry_skin", "geometry_skin_beard")}
         res["vs_baseline_cpu_p50"] = {k: round(res[k]["cpu_p50_ms"] / res[f"baseline_{k}"]["cpu_p50_ms"], 3)
-                                      for k in ("frontal", "as_seen", "geometry_skin")}
+                                      for k in ("frontal", "as_seen", "geometry_skin", "geometry_skin_beard")}
     res["faces"] = len(data)
     if args.json:
         print(json.dumps(res))

@@ -1,4 +1,5 @@
 """The hybrid's glasses decision: H's probabilities fused with the artist's glasses network's."""
+import functools
 import json
 import math
 
@@ -12,7 +13,7 @@ from avatarizer.glasses import FUSION_PATH, GlassesFusion, apply_decision, fusio
 
 def _doc(**over):
     n = 6
-    doc = {"format": 2, "attributes_version": "9.9.9",
+    doc = {"format": 2, "attributes_version": "9.9.9", "artist_network": "net",
            "model": {"mean": [0.0] * n, "scale": [1.0] * n, "W": [[0.0] * n, [0.0] * n, [0.0] * n],
                      "b": [0.0, 0.0, 0.0]},
            "thresholds": {"clear": 0.5, "sun": 0.5}}
@@ -60,28 +61,32 @@ def test_invalid_files_are_refused(bad, tmp_path):
         GlassesFusion.from_doc(_doc(**bad))
     path = tmp_path / "fusion.json"
     path.write_text(json.dumps(_doc(**bad)))
-    assert GlassesFusion.load("9.9.9", path) is None
+    assert GlassesFusion.load("9.9.9", path, artist_network="net") is None
 
 
 def test_load_needs_the_same_attribute_model(tmp_path):
     path = tmp_path / "fusion.json"
     path.write_text(json.dumps(_doc()))
-    assert GlassesFusion.load("9.9.9", path) is not None
-    assert GlassesFusion.load("9.9.8", path) is None
-    assert GlassesFusion.load(None, path) is None
-    assert GlassesFusion.load("9.9.9", tmp_path / "missing.json") is None
+    load = functools.partial(GlassesFusion.load, artist_network="net")
+    assert load("9.9.9", path) is not None
+    assert load("9.9.8", path) is None
+    assert load(None, path) is None
+    assert load("9.9.9", tmp_path / "missing.json") is None
+    # fitted on another artist glasses network (detectors refitted alone), or the caller has none: not used
+    assert GlassesFusion.load("9.9.9", path, artist_network="another") is None
+    assert GlassesFusion.load("9.9.9", path) is None
     # the same version string on another file (e.g. a refit and a full run): the checksum decides
     doc = _doc()
     doc["attributes_model"] = {"name": "attributes-onnx-int8", "version": "9.9.9", "sha256": "ab" * 32}
     path.write_text(json.dumps(doc))
-    assert GlassesFusion.load("9.9.9", path, sha256="ab" * 32) is not None
-    assert GlassesFusion.load("9.9.9", path, sha256="cd" * 32) is None
-    assert GlassesFusion.load("9.9.9", path) is not None  # a caller without a checksum: the version alone
+    assert load("9.9.9", path, sha256="ab" * 32) is not None
+    assert load("9.9.9", path, sha256="cd" * 32) is None
+    assert load("9.9.9", path) is not None  # a caller without a checksum: the version alone
     doc["attributes_model"] = "not a mapping"  # no checksum named: no crash, the version decides
     path.write_text(json.dumps(doc))
-    assert GlassesFusion.load("9.9.9", path, sha256="cd" * 32) is not None
+    assert load("9.9.9", path, sha256="cd" * 32) is not None
     path.write_text("{not json")
-    assert GlassesFusion.load("9.9.9", path) is None
+    assert load("9.9.9", path) is None
 
 
 def test_apply_decision_keeps_the_model_probabilities_and_is_what_the_avatar_reports():
@@ -112,8 +117,10 @@ def test_set_glasses_kind_on_the_feature_and_the_vector():
 
 
 def test_shipped_fusion_is_fitted_with_the_shipped_attribute_model():
-    """Re-shipping H without refitting the fusion would silently drop it: the
-    file must name the shipped H's version (``avatarizer-export detectors --fusion``)."""
+    """Re-shipping H, or refitting the artist's detectors, without refitting
+    the fusion would silently drop it: the file must name the shipped H's
+    version and the shipped glasses network (``avatarizer-export detectors
+    --fusion``)."""
     from avatarizer.pipeline.config import attributes_entry
     from avatarizer.runtime import Manifest
 
@@ -123,15 +130,21 @@ def test_shipped_fusion_is_fitted_with_the_shipped_attribute_model():
         pytest.skip(f"no shipped models: {e}")
     if entry is None:
         pytest.skip("no attribute model shipped")
+    from avatarizer.artist.accessories import detectors
+
     doc = json.loads(FUSION_PATH.read_text())
     assert doc["attributes_version"] == str(entry.raw.get("version"))
     assert doc["attributes_model"]["sha256"] == entry.sha256
-    assert GlassesFusion.load(entry.raw.get("version"), sha256=entry.sha256) is not None
+    # and with the artist's shipped glasses network (refitting `detectors` alone would drop the fusion)
+    assert doc["artist_network"] == detectors()["glasses"]["key"]
+    assert GlassesFusion.load(entry.raw.get("version"), sha256=entry.sha256,
+                              artist_network=detectors()["glasses"]["key"]) is not None
     assert doc["heldout"]["fused"]["type_right"] >= 0.93
 
 
 def test_hybrid_draws_the_fused_decision():
     from avatarizer import Avatarizer
+    from avatarizer.artist.accessories import detectors
     from avatarizer.imageio import sample_photo
 
     with Avatarizer() as av:
@@ -146,6 +159,31 @@ def test_hybrid_draws_the_fused_decision():
         assert shape.shape == (12,) and shape[0] == 1  # drawn as clear glasses on demand
         a = f.attributes
         assert a["glasses_source"] == "fused"
+        # the decision is the fusion's over the network's and H's own probabilities
+        kind, probs = GlassesFusion.load(
+            av._pipeline.resolved.attributes_entry.raw.get("version"),
+            artist_network=detectors()["glasses"]["key"]).decide(gp, a["glasses_probs_model"])
+        assert kind == a["glasses_type"] and np.allclose(probs, [a["glasses_probs"][k] for k in ("none", "reading",
+                                                                                              "sunglasses")])
         assert int(f.params[S.index("glasses.type")]) == a["glasses_type"]
         avatar = av.from_frame(sample_photo())
         assert avatar.attributes["glasses"]["value"] == a["glasses"]
+
+
+def test_hybrid_falls_back_without_the_network_it_was_fitted_with(monkeypatch):
+    """A detectors file without the glasses network (or with another one
+    than the fusion names): no fusion, the hybrid decides with H (and the
+    artist's own decision where H draws none), nothing fails."""
+    from avatarizer import Avatarizer
+    from avatarizer.artist import accessories as A
+    from avatarizer.imageio import sample_photo
+
+    dets = {k: v for k, v in A.detectors().items() if k != "glasses"}
+    monkeypatch.setattr(A, "detectors", lambda: dets)
+    with Avatarizer() as av:
+        if av.estimator != "hybrid" or av._pipeline.resolved.attributes_entry is None:
+            pytest.skip(f"estimator {av.estimator!r}")
+        f = av.run(sample_photo()).faces[0]
+        assert f.glasses_cues["glasses_probs"] is None
+        assert f.attributes.get("glasses_source") != "fused"
+        assert av.from_frame(sample_photo()).attributes["glasses"]["value"] in ("none", "reading", "sunglasses")

@@ -635,7 +635,7 @@ def test_the_artist_finds_most_held_out_white_beards():
     with Avatarizer() as av:
         found = sum(beard(k) for k in old)
         invented = sum(beard(f"utkface200/{n}") for n in women)
-    assert found >= 0.4 * len(old), (found, len(old))
+    assert found >= 0.5 * len(old), (found, len(old))
     assert invented <= 1, invented
 
 
@@ -832,9 +832,13 @@ def test_the_glasses_fusion_trains_on_the_networks_out_of_fold_probabilities(tmp
     monkeypatch.setattr(D, "OUT", det_file)
     rng = np.random.default_rng(1)
 
+    order = {}
+
     def inputs(folder, keys, progress=True, models=None):  # the runtime's (network's, H's) log probabilities
-        return np.log(rng.dirichlet(np.ones(3), (len(keys), 2)).reshape(len(keys), 6)), np.ones(len(keys), bool), \
-            {"name": "attributes-onnx-int8", "version": "9.9.9", "sha256": "ab" * 32}
+        x = np.log(rng.dirichlet(np.ones(3), (len(keys), 2)).reshape(len(keys), 6))
+        x[:, 3] = -1.0 - np.arange(len(keys)) * 1e-3  # a mark per photo in H's part: which row is which
+        order.update(keys=list(keys))
+        return x, np.ones(len(keys), bool), {"name": "attributes-onnx-int8", "version": "9.9.9", "sha256": "ab" * 32}
 
     monkeypatch.setattr(D, "fusion_inputs", inputs)
     with pytest.raises(RuntimeError, match="out-of-fold"):
@@ -847,15 +851,24 @@ def test_the_glasses_fusion_trains_on_the_networks_out_of_fold_probabilities(tmp
     doc = D.fit_glasses_fusion(shared, cache, out=fusion_file, quiet=True)
     assert doc["format"] == 2 and "out of fold" in doc["fitted_on"]
     full = max((x for x in fits if x.shape[1] == 6), key=len)  # the model's own fit: every training photo
-    want = np.log(np.clip(np.array(list(oof.values())), 1e-4, 1.0))
-    assert len(full) == len(want) and np.allclose(np.sort(full[:, :3], 0), np.sort(want, 0))
-    assert GlassesFusion.from_doc(json.loads(fusion_file.read_text())).W.shape == (3, 6)
+    assert len(full) == len(oof)
+    for row in full:  # each row's network part is that very photo's out-of-fold probability
+        key = order["keys"][int(round((-1.0 - row[3]) / 1e-3))]
+        assert np.allclose(row[:3], np.log(np.clip(oof[key], 1e-4, 1.0))), key
+    fusion = GlassesFusion.from_doc(json.loads(fusion_file.read_text()))
+    assert fusion.W.shape == (3, 6) and fusion.artist_network == D._detector_key(
+        json.loads(det_file.read_text())["detectors"]["glasses"])
     # the detectors refitted to another network: the out-of-fold file no longer fits it
     other = json.loads(det_file.read_text())
     other["detectors"]["glasses"]["mean"][0] += 1.0
     det_file.write_text(json.dumps(other))
     with pytest.raises(RuntimeError, match="another glasses network"):
         D.fit_glasses_fusion(shared, cache, out=fusion_file, quiet=True)
+    # no glasses network at all: nothing fitted, nothing written, said once
+    del other["detectors"]["glasses"]
+    det_file.write_text(json.dumps(other))
+    fusion_file.unlink()
+    assert D.fit_glasses_fusion(shared, cache, out=fusion_file, quiet=True) == {} and not fusion_file.exists()
 
 
 def _sdk_detectors_text() -> str:

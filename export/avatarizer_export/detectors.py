@@ -467,7 +467,9 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
             doc.setdefault("not_reliable", []).append(task)
             continue
         doc["detectors"][task] = model
-        if task == "glasses":  # the glasses fusion trains on these (the network is too sure of its own photos)
+        if task == "glasses" and Path(out or OUT).resolve() == OUT.resolve():
+            # the glasses fusion trains on these (the network is too sure of its own photos); only for the
+            # network the SDK ships (a fit written elsewhere would leave the shipped one's without them)
             _save_glasses_oof(cache, model, po[~at_small], groups[~at_small], feats["names"], ef["names"])
         ph = predict(model, x[held])
         yh = y[held]
@@ -712,11 +714,11 @@ GLASSES_OOF = "glasses_detector_oof.npz"
 
 
 def _detector_key(model: dict) -> str:
-    """A fitted detector's identity: the hash of its weights as written."""
-    import hashlib
+    """A fitted detector's identity: the hash of its weights as written
+    (``accessories.detector_key``, which the SDK checks the fusion against)."""
+    from avatarizer.artist.accessories import detector_key
 
-    return hashlib.sha1(json.dumps({k: model[k] for k in ("mean", "scale", "members", "W", "b") if k in model},
-                                   sort_keys=True).encode()).hexdigest()
+    return detector_key(model)
 
 
 def _save_glasses_oof(cache: Path, model: dict, po: np.ndarray, photo: np.ndarray, names: list, eye_names: list):
@@ -736,10 +738,13 @@ def _glasses_oof(cache: Path | None) -> dict:
     probabilities} of the network in ``artist_detectors.json``;
     RuntimeError when ``detectors`` has not written them for it."""
     model = json.loads(OUT.read_text())["detectors"].get("glasses")
-    path = Path(cache) / GLASSES_OOF if cache is not None else None
-    if model is None or path is None or not path.is_file():
+    if cache is None:
+        raise RuntimeError("the glasses fusion needs the cache folder `avatarizer-export detectors` wrote the "
+                           "glasses network's out-of-fold probabilities into (--cache)")
+    path = Path(cache) / GLASSES_OOF
+    if model is None or not path.is_file():
         raise RuntimeError(f"the glasses fusion needs the artist's glasses network's out-of-fold probabilities "
-                           f"({path}): run `avatarizer-export detectors` first")
+                           f"({path}): run `avatarizer-export detectors` first, with the same --cache")
     with np.load(path) as z:
         if str(z["key"]) != _detector_key(model):
             raise RuntimeError(f"{path} is of another glasses network than {OUT}'s: run `avatarizer-export "
@@ -792,17 +797,26 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     refitted alone beside it, the same way);
     writes ``sdk/avatarizer/data/glasses_fusion.json`` (or ``out``) and
     returns the document. Run it again whenever H or the artist's glasses
-    cues change: the SDK uses the file only with the H version it names.
-    With ``cache`` the runtime's inputs are kept there
-    (``glasses_fusion_inputs.npz``, keyed by H's sha256, the artist's
-    source and its glasses network) for a quick refit. ``models``: the models folder whose H it is
-    fitted with (default the SDK's; ``make models`` passes its staging copy)."""
+    network change: the SDK uses the file only with the H version and the
+    network it names. ``cache`` (required): where ``detectors`` wrote the
+    network's out-of-fold probabilities; the runtime's inputs are kept there
+    too (``glasses_fusion_inputs.npz``, keyed by H's sha256, the artist's
+    source and its glasses network) for a quick refit. Without a glasses
+    network in the detectors file nothing is fitted (``{}``, a line on
+    stderr). ``models``: the models folder whose H it is fitted with
+    (default the SDK's; ``make models`` passes its staging copy)."""
     import hashlib
 
     from .data import eye_labels
 
     t0 = time.time()
     folder, labels, names = _labelled(shared, "the glasses fusion and its thresholds")
+    glasses_net = json.loads(OUT.read_text())["detectors"].get("glasses") if OUT.is_file() else None
+    if glasses_net is None:  # nothing to fuse H with: the hybrid uses H (and the artist's hand-set rule)
+        print(f"detectors --fusion: {OUT} has no glasses network (not reliable, or not fitted): no fusion fitted, "
+              f"the hybrid decides glasses with H", file=sys.stderr)
+        return {}
+    oof_probs = _glasses_oof(cache)  # before the minutes of fusion_inputs: fails fast
     # the labelled FFHQ photos, then the photos labelled by eye (docs/data.md), as keys under data/faces
     elab = {k: v["glasses"] for k, v in eye_labels().items() if "glasses" in v}
     keys = [f"{folder.name}/{n}" for n in names] + sorted(elab)
@@ -812,9 +826,7 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
 
     entry = attributes_entry(Manifest.load(models))
     # (the runtime's inputs hang on H, the artist's code and its glasses network)
-    glasses_net = json.loads(OUT.read_text())["detectors"].get("glasses") if OUT.is_file() else None
-    key = (f"{entry.sha256 if entry is not None else None}:{_cue_key()}:"
-           f"{_detector_key(glasses_net) if glasses_net else None}:"
+    key = (f"{entry.sha256 if entry is not None else None}:{_cue_key()}:{_detector_key(glasses_net)}:"
            f"{hashlib.sha1(chr(10).join(keys).encode()).hexdigest()[:12]}")
     if store is not None and store.exists() and str(np.load(store)["key"]) == key:
         z = np.load(store)
@@ -830,7 +842,6 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     # the training photos' artist part: the network's out-of-fold probabilities (a photo without them is left out)
     from avatarizer.glasses import N_CUES, P_FLOOR
 
-    oof_probs = _glasses_oof(cache)
     x = x.copy()
     has = np.array([k in oof_probs for k in keys])
     for i in np.flatnonzero(~held & ok & has):
@@ -868,6 +879,7 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     from avatarizer.glasses import FORMAT
 
     doc = {"format": FORMAT, "attributes_version": info["version"], "attributes_model": info,
+           "artist_network": _detector_key(glasses_net),
            "fitted_on": f"{int((tr & ffhq).sum())} training photos of ffhq128-labelled and "
                         f"{int((tr & ~ffhq).sum())} labelled by eye (H's outputs as the runtime computes them, "
                         f"the artist network's out of fold)",
@@ -894,6 +906,8 @@ def add_parser(sub):
     p.add_argument("--cache", help="cache folder (default <repo>/cache): the measured cues are kept there")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--fusion", action="store_true",
-                   help="fit the hybrid's glasses decision (the artist's cues fused with the shipped attribute "
-                        f"model) instead; writes {FUSION_OUT.relative_to(ROOT)} (run after shipping H)")
+                   help="fit the hybrid's glasses decision (the artist's glasses network fused with the shipped "
+                        f"attribute model) instead; writes {FUSION_OUT.relative_to(ROOT)} (run after shipping H, "
+                        "and after `detectors` with the same --cache: it trains on the network's out-of-fold "
+                        "probabilities that run writes there)")
     p.set_defaults(func=main_detectors)

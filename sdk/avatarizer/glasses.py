@@ -65,6 +65,7 @@ class GlassesFusion:
     sun: float             # threshold on P(sunglasses)
     attributes_version: str
     attributes_sha256: str | None = None  # the H file it was fitted with, when the file names it
+    artist_network: str | None = None  # the artist's glasses network it was fitted with (accessories.detector_key)
 
     @classmethod
     def from_doc(cls, doc: Mapping) -> "GlassesFusion":
@@ -80,6 +81,8 @@ class GlassesFusion:
             version = str(doc["attributes_version"])
             fitted = doc.get("attributes_model")
             sha = fitted.get("sha256") if isinstance(fitted, Mapping) else None
+            net = doc.get("artist_network")
+            net = None if net is None else str(net)
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"not a glasses fusion file: {e!r}") from None
         if mean.shape != (n,) or scale.shape != (n,) or W.shape != (len(KINDS), n) or b.shape != (len(KINDS),):
@@ -88,14 +91,17 @@ class GlassesFusion:
             raise ValueError("glasses fusion file: non-finite weights or non-positive scales")
         if not (0.0 <= clear <= 1.0 and 0.0 <= sun <= 1.0):
             raise ValueError("glasses fusion file: thresholds outside [0, 1]")
-        return cls(mean, scale, W, b, clear, sun, version, None if sha is None else str(sha))
+        return cls(mean, scale, W, b, clear, sun, version, None if sha is None else str(sha), net)
 
     @classmethod
     def load(cls, attributes_version: str | None, path: str | Path | None = None,
-             sha256: str | None = None) -> "GlassesFusion | None":
+             sha256: str | None = None, artist_network: str | None = None) -> "GlassesFusion | None":
         """The fusion fitted with H ``attributes_version`` (and, when both the
-        file and the caller name one, the model file's ``sha256``); None when
-        the file is missing, unreadable or invalid, or was fitted with another H."""
+        file and the caller name one, the model file's ``sha256``) and with
+        the artist's glasses network ``artist_network`` (its
+        ``accessories.detector_key``; the file must name the same); None
+        when the file is missing, unreadable or invalid, or was fitted with
+        another H or another network (or none is given)."""
         try:
             doc = json.loads(Path(path or FUSION_PATH).read_text(encoding="utf-8"))
             fusion = cls.from_doc(doc)
@@ -105,6 +111,8 @@ class GlassesFusion:
             return None
         if sha256 is not None and fusion.attributes_sha256 is not None and fusion.attributes_sha256 != str(sha256):
             return None
+        if artist_network is None or fusion.artist_network != str(artist_network):
+            return None  # its input is that network's probabilities: another network's are not what it learned
         return fusion
 
     def probabilities(self, artist_probs, glasses_probs) -> np.ndarray:

@@ -181,7 +181,9 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
     decides none / clear / sunglasses and draws them. With ``cues`` (a dict)
     it also leaves the evidence for a caller that decides with more
     information (the runtime's hybrid fuses it with the attribute model):
-    ``cues["glasses"]`` the cue vector (:func:`glasses_vector`) and
+    ``cues["glasses"]`` the cue vector (:func:`glasses_vector`),
+    ``cues["glasses_probs"]`` the fitted network's (none, clear, sun)
+    probabilities (None without one for these cues) and
     ``cues["glasses_shape"]`` a function returning the (12,) ``glasses``
     feature drawn as clear glasses whatever the artist decided
     (:func:`set_glasses_kind` turns it into sunglasses or none); it is only
@@ -457,9 +459,20 @@ def detectors() -> dict:
     for name, model in dets.items():
         try:
             out[name] = _checked(model, name)
+            out[name]["key"] = detector_key(model)
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
     return out
+
+
+def detector_key(model: dict) -> str:
+    """A fitted detector's identity as written in the detectors file: the
+    hash of its weights (what the glasses fusion names the network it was
+    fitted with)."""
+    import hashlib
+
+    return hashlib.sha1(json.dumps({k: model[k] for k in ("mean", "scale", "members", "W", "b") if k in model},
+                                   sort_keys=True).encode()).hexdigest()
 
 
 #: classes of each detector the artist reads, and its drawing thresholds' names

@@ -63,10 +63,12 @@ class HairStage(Stage):
                 self.retriever = H.HairRetriever(self.bank, gates=gates,
                                                  length_gate=H.length_gates(self.session.description))
                 self.mode = "retrieval"
-                # glasses: H fused with the artist's cues, when fitted with this H
+                # glasses: H fused with the artist's glasses network, when fitted with this H and this network
+                from ..artist.accessories import detectors
                 from ..glasses import GlassesFusion
 
-                self.fusion = (GlassesFusion.load(entry.raw.get("version"), sha256=entry.sha256)
+                self.fusion = (GlassesFusion.load(entry.raw.get("version"), sha256=entry.sha256,
+                                                  artist_network=detectors().get("glasses", {}).get("key"))
                                if options.estimator_resolved == "hybrid" else None)
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
                                "bank hairstyles")
@@ -104,15 +106,16 @@ class HairStage(Stage):
         if colour_probs is not None:  # report the colour class the drawing follows
             H.read_hair_colour(attrs, colour_probs, source="H x hair region")
         fused = None
-        if self.fusion is not None and glasses_cues is not None and glasses_cues.get("glasses_probs") is not None:
+        artist_probs = None if glasses_cues is None else glasses_cues.get("glasses_probs")
+        if self.fusion is not None and artist_probs is not None and np.isfinite(artist_probs).all():
             from ..glasses import apply_decision
 
-            fused, probs = self.fusion.decide(glasses_cues["glasses_probs"], attrs["glasses_probs"])
+            fused, probs = self.fusion.decide(artist_probs, attrs["glasses_probs"])
             apply_decision(attrs, fused, probs)
-        if glasses_cues is not None:
-            # a beard H missed that the artist's facial-hair detector finds
-            H.add_artist_beard(attrs, glasses_cues.get("beard"))
         settings = settings or {}
+        if glasses_cues is not None and "beard" not in settings:
+            # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
+            H.add_artist_beard(attrs, glasses_cues.get("beard"))
         if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...)); the model's stays
             H.apply_settings(attrs, settings)
             if "hair_colour" in settings:  # the photo's hair colour moved into the class the app set

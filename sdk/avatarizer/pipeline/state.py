@@ -30,9 +30,14 @@ class Face:
                                   draws from the photo's own cues (hybrid
                                   estimator), or None
     glasses_cues        face      the evidence behind it (a dict: the
-                                  artist's cue vector ``glasses`` and
-                                  ``glasses_shape``, a function drawing
-                                  them as clear glasses), or None
+                                  artist's cue vector ``glasses``, its
+                                  glasses network's probabilities
+                                  ``glasses_probs`` (or None), which the
+                                  fusion reads, ``glasses_shape``, a
+                                  function drawing them as clear glasses,
+                                  and ``beard``, a function measuring the
+                                  beard network's (probability,
+                                  threshold)), or None
     hair_params         hair      (80,) float32: the hair slice
     accessory_params    hair      (66,) float32: the accessories slice
     attributes          hair      the attribute regressor's decoded output
