@@ -14,10 +14,11 @@ and the artist network's out-of-fold probabilities (its probabilities on
 the photos it was trained on would be too sure), and its thresholds are
 chosen there for precision (an invented pair of glasses is worse than a
 missed one). The file ``data/glasses_fusion.json`` names the version of H
-it was fitted with; with any other H (a models folder of your own), or an
-older file (format 1 read the artist's seven raw cues), it is not used and
-the hybrid falls back to H's decision plus the artist's where H draws none
-(``docs/hair.md``).
+and the artist glasses network (``accessories.detector_key``) it was
+fitted with; with any other H (a models folder of your own) or network
+(the detectors refitted alone), or an older file (format 1 read the
+artist's seven raw cues), it is not used and the hybrid falls back to H's
+decision plus the artist's where H draws none (``docs/hair.md``).
 """
 from __future__ import annotations
 
