@@ -97,7 +97,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         _timed("hair bank", hairbank.build_bank, cache, shared, data=data_dir, models=models)  # the staged H's
         # a missing toolchain fails the run: it never skips shipping quietly
         _timed("ship", ship.export, "ship", cache, SHIPPED_MAPPER, folder=models)
-        # the hybrid's glasses decision: the staged H's outputs fused with the artist's cues
+        # the hybrid's glasses decision: the staged H's outputs fused with the artist's glasses network
         _timed("glasses fusion", detectors.fit_glasses_fusion, shared, cache, models=models,
                out=data_dir / "glasses_fusion.json")
     except BaseException:
