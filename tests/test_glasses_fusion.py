@@ -130,21 +130,21 @@ def test_shipped_fusion_is_fitted_with_the_shipped_attribute_model():
         pytest.skip(f"no shipped models: {e}")
     if entry is None:
         pytest.skip("no attribute model shipped")
-    from avatarizer.artist.accessories import detectors
+    from avatarizer.artist.accessories import loaded_detector_key
 
     doc = json.loads(FUSION_PATH.read_text())
     assert doc["attributes_version"] == str(entry.raw.get("version"))
     assert doc["attributes_model"]["sha256"] == entry.sha256
     # and with the artist's shipped glasses network (refitting `detectors` alone would drop the fusion)
-    assert doc["artist_network"] == detectors()["glasses"]["key"]
+    assert doc["artist_network"] == loaded_detector_key("glasses")
     assert GlassesFusion.load(entry.raw.get("version"), sha256=entry.sha256,
-                              artist_network=detectors()["glasses"]["key"]) is not None
+                              artist_network=loaded_detector_key("glasses")) is not None
     assert doc["heldout"]["fused"]["type_right"] >= 0.93
 
 
 def test_hybrid_draws_the_fused_decision():
     from avatarizer import Avatarizer
-    from avatarizer.artist.accessories import detectors
+    from avatarizer.artist.accessories import loaded_detector_key
     from avatarizer.imageio import sample_photo
 
     with Avatarizer() as av:
@@ -162,7 +162,7 @@ def test_hybrid_draws_the_fused_decision():
         # the decision is the fusion's over the network's and H's own probabilities
         kind, probs = GlassesFusion.load(
             av._pipeline.resolved.attributes_entry.raw.get("version"),
-            artist_network=detectors()["glasses"]["key"]).decide(gp, a["glasses_probs_model"])
+            artist_network=loaded_detector_key("glasses")).decide(gp, a["glasses_probs_model"])
         assert kind == a["glasses_type"] and np.allclose(probs, [a["glasses_probs"][k] for k in ("none", "reading",
                                                                                               "sunglasses")])
         assert int(f.params[S.index("glasses.type")]) == a["glasses_type"]

@@ -216,8 +216,8 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
             return q[GLASSES].astype(np.float32)
 
         cues["glasses"] = x
-        # the glasses network's (none, clear, sun) probabilities: what the hybrid's fusion reads
-        cues["glasses_probs"] = g.get("glasses_prob") if det is not None and len(det["mean"]) == len(x_det) else None
+        # the glasses network's (none, clear, sun) probabilities (set above where it decided): what the fusion reads
+        cues["glasses_probs"] = g.get("glasses_prob")
         cues["glasses_shape"] = shape
     if clear or sun:
         _glasses_shape(st, p, lm, g, photo, bridge)
@@ -459,10 +459,23 @@ def detectors() -> dict:
     for name, model in dets.items():
         try:
             out[name] = _checked(model, name)
-            out[name]["key"] = detector_key(model)
+            out[name]["raw"] = model  # as written: for detector_key, when asked
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
     return out
+
+
+def loaded_detector_key(name: str) -> str | None:
+    """:func:`detector_key` of the detector ``name`` :func:`detectors`
+    loaded (None without one): hashed when first asked (the hybrid's glasses
+    fusion checks the network it was fitted with), not at every load (~22
+    ms for all of them)."""
+    m = detectors().get(name)
+    if m is None:
+        return None
+    if "key" not in m:
+        m["key"] = detector_key(m["raw"])
+    return m["key"]
 
 
 def detector_key(model: dict) -> str:

@@ -64,11 +64,11 @@ class HairStage(Stage):
                                                  length_gate=H.length_gates(self.session.description))
                 self.mode = "retrieval"
                 # glasses: H fused with the artist's glasses network, when fitted with this H and this network
-                from ..artist.accessories import detectors
+                from ..artist.accessories import loaded_detector_key
                 from ..glasses import GlassesFusion
 
                 self.fusion = (GlassesFusion.load(entry.raw.get("version"), sha256=entry.sha256,
-                                                  artist_network=detectors().get("glasses", {}).get("key"))
+                                                  artist_network=loaded_detector_key("glasses"))
                                if options.estimator_resolved == "hybrid" else None)
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
                                "bank hairstyles")
