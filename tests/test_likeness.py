@@ -820,6 +820,7 @@ def test_the_glasses_fusion_trains_on_the_networks_out_of_fold_probabilities(tmp
     they invented glasses); without them, or for another network, it
     refuses with a message; the file it writes is format 2, which the SDK
     reads."""
+    from avatarizer.artist import accessories as A
     from avatarizer.glasses import GlassesFusion
     from avatarizer_export import detectors as D
 
@@ -844,7 +845,8 @@ def test_the_glasses_fusion_trains_on_the_networks_out_of_fold_probabilities(tmp
     with pytest.raises(RuntimeError, match="out-of-fold"):
         D.fit_glasses_fusion(shared, cache, out=fusion_file, quiet=True)  # no detectors fit yet
     D.fit(shared, cache, out=det_file, quiet=True)
-    oof = D._glasses_oof(cache)
+    network = A.detector_key(json.loads(det_file.read_text())["detectors"]["glasses"])
+    oof = D._glasses_oof(cache, network)
     fits = []
     real = D.fit_logistic
     monkeypatch.setattr(D, "fit_logistic", lambda x, y, k, l2=1.0: fits.append(x) or real(x, y, k, l2=l2))
@@ -856,8 +858,7 @@ def test_the_glasses_fusion_trains_on_the_networks_out_of_fold_probabilities(tmp
         key = order["keys"][int(round((-1.0 - row[3]) / 1e-3))]
         assert np.allclose(row[:3], np.log(np.clip(oof[key], 1e-4, 1.0))), key
     fusion = GlassesFusion.from_doc(json.loads(fusion_file.read_text()))
-    assert fusion.W.shape == (3, 6) and fusion.artist_network == D._detector_key(
-        json.loads(det_file.read_text())["detectors"]["glasses"])
+    assert fusion.W.shape == (3, 6) and fusion.artist_network == network
     # the detectors refitted to another network: the out-of-fold file no longer fits it
     other = json.loads(det_file.read_text())
     other["detectors"]["glasses"]["mean"][0] += 1.0

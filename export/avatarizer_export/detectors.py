@@ -293,14 +293,11 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, k: int, hidden: int | None = None, wei
 
 
 def predict(model: dict, x: np.ndarray) -> np.ndarray:
-    if model.get("kind") == "mlp":
-        from avatarizer.artist.accessories import probabilities
+    """Class probabilities per row of ``x``: the SDK's own reading of the
+    fitted model (``accessories.probabilities``, logistic or network)."""
+    from avatarizer.artist.accessories import probabilities
 
-        return probabilities(model, x)
-    z = (x - np.asarray(model["mean"])) / np.asarray(model["scale"])
-    lg = z @ np.asarray(model["W"]).T + np.asarray(model["b"])
-    p = np.exp(lg - lg.max(1, keepdims=True))
-    return p / p.sum(1, keepdims=True)
+    return probabilities(model, np.asarray(x, np.float64))
 
 
 def precision_threshold(prob: np.ndarray, truth: np.ndarray, precision: float,
@@ -365,6 +362,12 @@ def glasses_thresholds(prob: np.ndarray, y: np.ndarray, precision: float, groups
 def glasses_decision(prob: np.ndarray, th: dict) -> np.ndarray:
     """0 none / 1 clear / 2 sunglasses per row (sunglasses first), as the SDK decides."""
     return np.where(prob[:, 2] >= th["sun"], 2, np.where(prob[:, 1] >= th["clear"], 1, 0))
+
+
+def _decide(task: str, prob: np.ndarray, th: dict) -> np.ndarray:
+    """What a detector draws per row of its probabilities ``prob`` at its
+    thresholds ``th``: glasses 0 none / 1 clear / 2 sun, the others 0 / 1."""
+    return glasses_decision(prob, th) if task == "glasses" else (prob[:, 1] >= th["yes"]).astype(int)
 
 
 def balanced_accuracy(y, pred, k) -> float:
@@ -458,7 +461,7 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         else:
             th = {"yes": precision_threshold(po[:, 1], (yt == 1).astype(float), targets[task], groups=at_small)}
         model["thresholds"] = th
-        pred_cv = glasses_decision(po, th) if task == "glasses" else (po[:, 1] >= th["yes"]).astype(int)
+        pred_cv = _decide(task, po, th)
         model["cv_recall"] = round(float(np.mean(pred_cv[yt > 0] > 0)), 3) if (yt > 0).any() else 0.0
         if min(th.values()) >= 1.0 or model["cv_recall"] < MIN_CV_RECALL:
             # no threshold keeps the precision, or the few photos above it are
@@ -471,18 +474,12 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
             # the glasses fusion trains on these (the network is too sure of its own photos); only for the
             # network the SDK ships (a fit written elsewhere would leave the shipped one's without them)
             _save_glasses_oof(cache, model, po[~at_small], groups[~at_small], feats["names"], ef["names"])
-        ph = predict(model, x[held])
         yh = y[held]
-        if task == "glasses":
-            pred = glasses_decision(ph, th)
-        else:
-            pred = (ph[:, 1] >= th["yes"]).astype(int)
-        doc["heldout"][task] = _detector_report(yh, pred, k)
 
         def decide(xs):
-            p = predict(model, xs)
-            return glasses_decision(p, th) if task == "glasses" else (p[:, 1] >= th["yes"]).astype(int)
+            return _decide(task, predict(model, xs), th)
 
+        doc["heldout"][task] = _detector_report(yh, decide(x[held]), k)
         # the same photos' crops at the toolchain's size (the pairs' artist)
         doc.setdefault(f"heldout{small}", {})[task] = _detector_report(yh, decide(feats[fkey + small][held]), k)
         if (eok & eheld).any():
@@ -713,40 +710,34 @@ FUSION_OUT = ROOT / "sdk" / "avatarizer" / "data" / "glasses_fusion.json"
 GLASSES_OOF = "glasses_detector_oof.npz"
 
 
-def _detector_key(model: dict) -> str:
-    """A fitted detector's identity: the hash of its weights as written
-    (``accessories.detector_key``, which the SDK checks the fusion against)."""
-    from avatarizer.artist.accessories import detector_key
-
-    return detector_key(model)
-
-
 def _save_glasses_oof(cache: Path, model: dict, po: np.ndarray, photo: np.ndarray, names: list, eye_names: list):
     """The glasses network's out-of-fold probabilities on its training
     photos at the artist's own crop size (``cache/glasses_detector_oof.npz``,
-    by photo key, under the network's :func:`_detector_key`)."""
+    by photo key, under the network's ``accessories.detector_key``)."""
+    from avatarizer.artist.accessories import detector_key
+
     keys = [f"ffhq128-labelled/{names[i]}" if i < len(names) else str(eye_names[i - len(names)]) for i in photo]
     path = Path(cache) / GLASSES_OOF
     path.parent.mkdir(parents=True, exist_ok=True)
     with staged(path, "part") as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, key=_detector_key(model), keys=np.array(keys), probs=po)
+            np.savez(f, key=detector_key(model), keys=np.array(keys), probs=po)
 
 
-def _glasses_oof(cache: Path | None) -> dict:
+def _glasses_oof(cache: Path | None, network: str) -> dict:
     """{photo key: the glasses network's out-of-fold (none, clear, sun)
-    probabilities} of the network in ``artist_detectors.json``;
-    RuntimeError when ``detectors`` has not written them for it."""
-    model = json.loads(OUT.read_text())["detectors"].get("glasses")
+    probabilities} of the network whose ``accessories.detector_key`` is
+    ``network`` (``artist_detectors.json``'s); RuntimeError when
+    ``detectors`` has not written them for it."""
     if cache is None:
         raise RuntimeError("the glasses fusion needs the cache folder `avatarizer-export detectors` wrote the "
                            "glasses network's out-of-fold probabilities into (--cache)")
     path = Path(cache) / GLASSES_OOF
-    if model is None or not path.is_file():
+    if not path.is_file():
         raise RuntimeError(f"the glasses fusion needs the artist's glasses network's out-of-fold probabilities "
                            f"({path}): run `avatarizer-export detectors` first, with the same --cache")
     with np.load(path) as z:
-        if str(z["key"]) != _detector_key(model):
+        if str(z["key"]) != network:
             raise RuntimeError(f"{path} is of another glasses network than {OUT}'s: run `avatarizer-export "
                                f"detectors` again")
         return dict(zip((str(k) for k in z["keys"]), z["probs"]))
@@ -816,7 +807,10 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
         print(f"detectors --fusion: {OUT} has no glasses network (not reliable, or not fitted): no fusion fitted, "
               f"the hybrid decides glasses with H", file=sys.stderr)
         return {}
-    oof_probs = _glasses_oof(cache)  # before the minutes of fusion_inputs: fails fast
+    from avatarizer.artist.accessories import detector_key
+
+    network = detector_key(glasses_net)  # what the fusion is fitted with, and names
+    oof_probs = _glasses_oof(cache, network)  # before the minutes of fusion_inputs: fails fast
     # the labelled FFHQ photos, then the photos labelled by eye (docs/data.md), as keys under data/faces
     elab = {k: v["glasses"] for k, v in eye_labels().items() if "glasses" in v}
     keys = [f"{folder.name}/{n}" for n in names] + sorted(elab)
@@ -826,7 +820,7 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
 
     entry = attributes_entry(Manifest.load(models))
     # (the runtime's inputs hang on H, the artist's code and its glasses network)
-    key = (f"{entry.sha256 if entry is not None else None}:{_cue_key()}:{_detector_key(glasses_net)}:"
+    key = (f"{entry.sha256 if entry is not None else None}:{_cue_key()}:{network}:"
            f"{hashlib.sha1(chr(10).join(keys).encode()).hexdigest()[:12]}")
     if store is not None and store.exists() and str(np.load(store)["key"]) == key:
         z = np.load(store)
@@ -879,7 +873,7 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     from avatarizer.glasses import FORMAT
 
     doc = {"format": FORMAT, "attributes_version": info["version"], "attributes_model": info,
-           "artist_network": _detector_key(glasses_net),
+           "artist_network": network,
            "fitted_on": f"{int((tr & ffhq).sum())} training photos of ffhq128-labelled and "
                         f"{int((tr & ~ffhq).sum())} labelled by eye (H's outputs as the runtime computes them, "
                         f"the artist network's out of fold)",
