@@ -41,6 +41,8 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .onnx_util import staged
+
 MANIFEST = "manifest.json"
 MARKER = ".commit.json"
 #: the copy's files outside the folder (:func:`outside`): {name in the copy: destination}
@@ -58,7 +60,7 @@ def unstaged(path: Path) -> Path:
     (where a staged file will be once committed)."""
     parts = list(Path(path).parts)
     for i, part in enumerate(parts):
-        while part.startswith(".") and part.endswith(".staging") and len(part) > len("..staging"):
+        while is_staging(part):
             part = part[1:-len(".staging")]
         parts[i] = part
     return Path(*parts)
@@ -147,9 +149,8 @@ def _outside(stage: Path) -> dict:
 
 
 def _write_json(path: Path, doc) -> None:
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
+    with staged(path, "part") as tmp:  # atomic
+        tmp.write_text(json.dumps(doc))
 
 
 def _move(src: Path, dst: Path) -> None:
