@@ -315,15 +315,18 @@ def _tree(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("fail_at", ["attributes", "hair bank", "ship", "glasses fusion", None])
+@pytest.mark.parametrize("fail_at", ["attributes", "hair bank", "ship", "glasses fusion", "busy", None])
 def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, fail_at):
     """``make models``' shipping steps write into staging copies of the models
     and data folders, swapped in together at the end: a step that fails (or
     a run cut short) leaves both folders byte for byte as they were (a new H
     beside the old glasses fusion made the SDK drop the fusion silently);
     a run that succeeds ships what every step wrote, and files the manifest
-    does not list are never touched."""
-    from avatarizer_export import attributes, detectors, hairbank, hairlength, pipeline, report, ship, skintone
+    does not list are never touched. ``busy``: another run ships into the
+    models folder: this one stops before its first shipping step, and lets
+    go of the data folder it had staged (copy and lock)."""
+    from avatarizer_export import (attributes, detectors, hairbank, hairlength, pipeline, report, ship, skintone,
+                                   staging)
 
     models, data = tmp_path / "sdk" / "models", tmp_path / "sdk" / "data"
     models.mkdir(parents=True), data.mkdir()
@@ -377,6 +380,18 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(report, "write_report", step("report", lambda *a, **kw: seen.update(
         report_sees=(models / "attributes-int8.onnx").read_bytes())))
     pipeline.STAGES.clear()
+    if fail_at == "busy":
+        other = _holder(models, "lock")
+        try:
+            with pytest.raises(staging.Busy):
+                pipeline.run_all(tmp_path / "shared", tmp_path / "cache")
+            assert not seen
+            assert {"models": _tree(models), "data": _tree(data)} == before
+            assert not staging.staging_path(data).exists() and not staging.lock_path(data).exists()
+        finally:
+            other.kill()
+            other.wait()
+        return
     if fail_at:
         with pytest.raises(KeyboardInterrupt):
             pipeline.run_all(tmp_path / "shared", tmp_path / "cache")
@@ -711,3 +726,100 @@ def test_nearest_and_lpips_read_the_folders_given(fake, tmp_path, monkeypatch):
     assert paths.shared_dir(shared) == shared
     with pytest.raises(FileNotFoundError, match="my_shared"):
         lpips.weights_path(net="alex")
+
+
+_HOLDER = """
+import sys
+from pathlib import Path
+from avatarizer_export import staging
+folder = Path(sys.argv[1])
+if sys.argv[2] == "stage":  # a run shipping into the folder: its copy, a new file, then the commit
+    stage = staging.begin(folder)
+    (stage / "attributes-int8.onnx").write_bytes(b"new H")
+else:  # only the lock (a run committing now)
+    assert staging._lock(folder)
+print("ready", flush=True)
+sys.stdin.readline()
+if sys.argv[2] == "stage":
+    staging.commit(folder)
+print("done", flush=True)
+"""
+
+
+def _holder(folder, what):
+    """A second process holding ``folder``'s staging lock (``what``:
+    "stage" begins a copy and commits it when told, "lock" only holds the
+    lock); returns the process once it holds it."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "sdk"), str(ROOT / "export")])}
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder), what], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_second_run_cannot_discard_the_staging_copy_of_a_run_in_progress(tmp_path):
+    """Two ``avatarizer-export`` runs shipping into one folder: the second
+    stops at once (``staging.Busy``, one line from the CLI) and the first
+    run's staging copy and its commit are untouched (the second run's
+    ``begin`` discarded the first's copy: its commit then failed, or shipped
+    what the second had staged). Once the first has committed, its lock
+    file is gone and a run can stage again."""
+    from avatarizer_export import staging
+
+    models = tmp_path / "sdk" / "models"
+    models.mkdir(parents=True)
+    (models / "attributes-int8.onnx").write_bytes(b"old H")
+    (models / "manifest.json").write_text(json.dumps({"models": {
+        "attributes-onnx-int8": {"file": "attributes-int8.onnx", "role": "attributes", "version": "1"}}}))
+    first = _holder(models, "stage")
+    try:
+        stage = staging.staging_path(models)
+        staged = _tree(stage)
+        assert staged["attributes-int8.onnx"] == b"new H"
+        with pytest.raises(staging.Busy, match="another avatarizer-export run is shipping into it"):
+            staging.begin(models)
+        with pytest.raises(staging.Busy):
+            staging.discard(models)
+        assert _tree(stage) == staged and (models / "attributes-int8.onnx").read_bytes() == b"old H"
+        first.stdin.write("\n")
+        first.stdin.flush()
+        assert first.stdout.readline().strip() == "done"
+        assert first.wait(30) == 0
+    finally:
+        first.kill()
+        first.wait()
+    assert (models / "attributes-int8.onnx").read_bytes() == b"new H"
+    assert not stage.exists() and not staging.lock_path(models).exists()
+    staging.begin(models)
+    staging.discard(models)
+    assert sorted(p.name for p in models.parent.iterdir()) == ["models"]
+
+
+def test_recover_leaves_a_commit_another_run_is_making_alone(tmp_path, monkeypatch, capsys):
+    """A commit marker in a folder whose lock another process holds is that
+    run's commit in progress, not one cut short: the next command leaves it
+    alone (finishing it beside the run moved the files under it). Once that
+    process is gone (killed: the system drops its lock, its lock file stays),
+    the commit counts as cut short and is finished."""
+    from avatarizer_export import staging
+
+    def cut_at(stage, target):
+        if target.name == "models":
+            raise KeyboardInterrupt
+
+    models, data = _cut_short_commit(tmp_path, monkeypatch, cut_at)
+    before = {"models": _tree(models), "data": _tree(data)}
+    other = _holder(models, "lock")
+    try:
+        assert staging.recover([models, data], log=lambda msg: None) == []
+        assert {"models": _tree(models), "data": _tree(data)} == before
+    finally:
+        other.kill()
+        other.wait()
+    assert staging.lock_path(models).exists()  # (left by the killed process; no longer locked)
+    assert staging.recover([models, data], log=lambda msg: None) == [models]
+    assert (models / "attributes-int8.onnx").read_bytes() == b"new H"
+    assert not staging.lock_path(models).exists()

@@ -87,8 +87,11 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     train_step("direct", pairs=500, name="direct_500")  # the data-scarce comparison
     # what ships: into staging copies of the two folders, swapped in together at the end
     shipped = shipped_folders()  # the models last: the manifest
-    data_dir, models = (staging.begin(folder, extra) for folder, extra in shipped)
+    begun = []  # (each staging copy holds its folder's lock until committed or discarded)
     try:
+        for folder, extra in shipped:
+            begun.append(staging.begin(folder, extra))
+        data_dir, models = begun
         # H on its own backbone, then the hairstyle bank (it stores H's predictions)
         _timed("attributes", train_attributes, cache=cache, shared=shared, folder=models)
         # its heads from the labels by eye: skin tone in daylight and long hair (the retrieval's length gate)
@@ -101,7 +104,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         _timed("glasses fusion", detectors.fit_glasses_fusion, shared, cache, models=models,
                out=data_dir / "glasses_fusion.json")
     except BaseException:
-        for folder, _ in shipped:
+        for (folder, _), _copy in zip(shipped, begun):  # only the copies this run made
             staging.discard(folder)
         raise
     _timed("commit", staging.commit_all, shipped)

@@ -26,6 +26,15 @@ that is interrupted leaves the shipped folder exactly as it was.
   some folders; every ``avatarizer-export`` command runs it first on the
   shipped folders (:func:`avatarizer_export.pipeline.shipped_folders`).
 
+One run ships into a folder at a time: :func:`begin` takes an exclusive
+lock on the folder (``.<name>.lock`` beside it, an ``flock``: the system
+drops it when the process ends, however it ends), held until the copy is
+committed or discarded. A second run that stages the same folder stops at
+once with :class:`Busy` instead of discarding the first run's copy, and
+:func:`recover` leaves a folder another run holds alone (its commit is in
+progress, not cut short). Staging copies of staging copies (a step staged
+inside ``make models``' copy) are covered by the outer run's lock.
+
 :func:`staged_folder` is the one-folder form: a copy, committed when the
 block succeeds, discarded when it raises.
 """
@@ -44,6 +53,8 @@ from typing import Iterable, Iterator
 from .onnx_util import staged
 
 MANIFEST = "manifest.json"
+#: the locks this process holds: {resolved folder: open lock file}
+_LOCKS: dict = {}
 MARKER = ".commit.json"
 #: the copy's files outside the folder (:func:`outside`): {name in the copy: destination}
 OUTSIDE = ".outside.json"
@@ -88,15 +99,95 @@ def listed_files(folder: Path) -> set[str]:
     return out
 
 
+class Busy(RuntimeError):
+    """Another process is shipping into the folder (holds its lock)."""
+
+
+def lock_path(target: Path) -> Path:
+    """The lock file of ``target``: ``.<name>.lock`` beside it."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.lock")
+
+
+def _lock(target: Path, wait: bool = False) -> bool:
+    """Takes ``target``'s lock for this process (see the module); True when
+    taken (or held already), False when another process holds it. Staging
+    copies are not locked (their run holds the folder's lock): True."""
+    target = Path(target)
+    key = str(target.resolve())
+    if key in _LOCKS or is_staging(target):
+        return True
+    try:
+        import fcntl
+    except ImportError:  # (no flock: Windows) unlocked, as before
+        return True
+    path = lock_path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            f.close()
+            return False
+        except BaseException:
+            f.close()
+            raise
+        try:  # the file we locked is still the lock (not unlinked by a holder releasing it meanwhile)
+            same = os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    _LOCKS[key] = f
+    return True
+
+
+def _unlock(target: Path) -> None:
+    """Lets go of ``target``'s lock if this process holds it (the file removed first)."""
+    f = _LOCKS.pop(str(Path(target).resolve()), None)
+    if f is None:
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(lock_path(target))
+    f.close()  # (closing drops the flock)
+
+
+def _holder(target: Path) -> str:
+    try:
+        pid = lock_path(target).read_text().strip()
+    except OSError:
+        pid = ""
+    return f" (process {pid})" if pid.isdigit() else ""
+
+
 def begin(target: Path, extra: Iterable[str] = ()) -> Path:
     """A fresh staging copy of ``target`` (see the module); returns its path.
-    A commit cut short is finished first (:func:`_finish_cut_short`); an
-    uncommitted copy left by an interrupted run is discarded."""
+    Takes the folder's lock (:class:`Busy` when another run holds it:
+    nothing is changed). A commit cut short is finished first
+    (:func:`_finish_cut_short`); an uncommitted copy left by an interrupted
+    run is discarded."""
     target = Path(target)
+    if not _lock(target):
+        raise Busy(f"{target}: another avatarizer-export run is shipping into it{_holder(target)}; "
+                   f"let it finish (or stop it) and run this again. Nothing was changed.")
+    try:
+        return _begin(target, extra)
+    except BaseException:
+        _unlock(target)
+        raise
+
+
+def _begin(target: Path, extra: Iterable[str]) -> Path:
     stage = staging_path(target)
     if (stage / MARKER).is_file():
         _finish_cut_short(stage, target)
-    discard(target)
+    _remove_copy(target)
     stage.mkdir(parents=True)
     names = listed_files(target) | {n for n in extra if (target / n).is_file()}
     if (target / MANIFEST).is_file():
@@ -112,10 +203,22 @@ def begin(target: Path, extra: Iterable[str] = ()) -> Path:
 def discard(target: Path) -> None:
     """Removes ``target``'s staging copy (nothing shipped changes), with a
     copy of that copy a step staged inside it left behind (it belongs to
-    the run being discarded)."""
+    the run being discarded), and lets go of the folder's lock. A copy
+    another process holds the lock of is left alone (:class:`Busy`)."""
+    target = Path(target)
+    if not _lock(target):
+        raise Busy(f"{target}: another avatarizer-export run is shipping into it{_holder(target)}: "
+                   f"its staging copy is left alone")
+    try:
+        _remove_copy(target)
+    finally:
+        _unlock(target)
+
+
+def _remove_copy(target: Path) -> None:
     stage = staging_path(Path(target))
     if staging_path(stage).exists():
-        discard(stage)
+        _remove_copy(stage)
     if stage.exists():
         shutil.rmtree(stage)
 
@@ -206,7 +309,17 @@ def commit(target: Path, extra: Iterable[str] = ()) -> list[str]:
 def commit_all(targets: Iterable[tuple[Path, Iterable[str]]]) -> list[str]:
     """:func:`commit` of several folders (each ``(target, extra)``): every
     folder is checked before any is changed, and the last one's manifest is
-    the last file moved (pass the models folder last)."""
+    the last file moved (pass the models folder last). The folders' locks
+    are let go of afterwards, whether it succeeds or not."""
+    targets = [(Path(t), e) for t, e in targets]
+    try:
+        return _commit_all(targets)
+    finally:
+        for target, _ in targets:
+            _unlock(target)
+
+
+def _commit_all(targets: list) -> list[str]:
     plans = []
     for target, extra in targets:
         target = Path(target)
@@ -245,7 +358,9 @@ def _finish_cut_short(stage: Path, target: Path) -> list[Path]:
     folders finished. A commit cut short while its markers were being
     written (the last folder's marker missing) was never decided: nothing of
     it is applied (``[]``) and the next :func:`begin` discards its copies,
-    so the folders never ship half of one commit."""
+    so the folders never ship half of one commit. Nothing either when
+    another process holds the lock of one of its folders (that run is
+    committing now)."""
     mark = _marker(stage)
     if mark is None:
         return []
@@ -255,13 +370,24 @@ def _finish_cut_short(stage: Path, target: Path) -> list[Path]:
     last = _marker(Path(folders[-1][0]))
     if last is None or last.get("commit") != mark.get("commit"):
         return []
-    done = []
-    for s, t in folders:  # the earlier folders first: the same order as commit_all
-        m = _marker(Path(s))
-        if m is not None and m.get("commit") == mark.get("commit"):
-            _finish(Path(s), Path(t))
-            done.append(Path(t))
-    return done
+    taken = []  # the other folders' locks, for as long as their halves are moved
+    try:
+        for _, t in folders:
+            held = str(Path(t).resolve()) in _LOCKS
+            if not _lock(Path(t)):
+                return []
+            if not held:
+                taken.append(Path(t))
+        done = []
+        for s, t in folders:  # the earlier folders first: the same order as commit_all
+            m = _marker(Path(s))
+            if m is not None and m.get("commit") == mark.get("commit"):
+                _finish(Path(s), Path(t))
+                done.append(Path(t))
+        return done
+    finally:
+        for t in taken:
+            _unlock(t)
 
 
 def _finish(stage: Path, target: Path) -> list[str]:
