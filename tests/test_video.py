@@ -517,6 +517,84 @@ def test_video_identity_follows_the_workers_answer_and_reset_drops_a_late_one(as
         assert stage.wait_idle(30) and stage.answers == 1 and av._pipeline.stream.identity is None
 
 
+def test_an_avatarizer_closed_from_its_own_identity_worker_does_not_hang_it(astronaut):
+    """An Avatarizer dropped in a reference cycle is closed by its finalizer
+    on whichever thread the garbage collector runs, also the identity
+    worker while it computes (holding the networks' lock). Closed there (the
+    networks call the pipeline's close, as a collection inside them would),
+    the worker finishes its job, leaves its loop and lets go of the face and
+    hair networks itself (it waited for its own lock forever: the worker
+    hung, its graphs and sessions never let go of)."""
+    from avatarizer.pipeline.identity import IdentityStage
+
+    av = Avatarizer(mode="video", max_faces=1)
+    stage = av._pipeline["identity"]
+    assert isinstance(stage, IdentityStage)
+    t = 0.0
+    for _ in range(av.options.tracker.identity_frames + 1):  # warm-up: inline
+        av.from_frame(astronaut, timestamp_ms=t)
+        t += 33.3
+    est = av._pipeline["face"].estimator
+    real, closed_on = est.estimate, []
+    hair_closed = []
+    real_hair_close = stage.hair.close
+    stage.hair.close = lambda: (hair_closed.append(threading.current_thread().name), real_hair_close())
+
+    def networks(faces, state):
+        out = real(faces, state)
+        if faces and threading.current_thread().name == "avatarizer-identity" and not closed_on:
+            closed_on.append(threading.current_thread().name)
+            av._release()  # the Avatarizer's finalizer (weakref.finalize(self, pipe.close))
+        return out
+
+    est.estimate = networks
+    stage._rest_until = 0.0
+    t += 1000.0
+    av.from_frame(astronaut, timestamp_ms=t)  # due: hands the frame to the worker
+    thread = stage._thread
+    assert stage.wait_idle(30), "the identity worker hung"
+    thread.join(30)
+    assert closed_on == ["avatarizer-identity"] and not thread.is_alive()
+    assert hair_closed == ["avatarizer-identity"]  # the worker let go of the networks, once
+
+
+def test_aligner_closed_from_inside_its_own_segmentation_lets_go_of_the_graph(astronaut):
+    """The same for the aligner's segmentation: closed on the thread that is
+    segmenting (holding the segmentation's lock), close() returns at once and
+    the segmentation lets go of its graph when it is done, its mask intact
+    (it waited for its own lock forever)."""
+    from avatarizer.align import AlignOptions, FaceAligner
+
+    al = FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True))
+    face = al.align(astronaut)
+    real = al._segment
+    graphs = []
+
+    class Closing:  # the segmentation graph, closing the aligner while it runs (a collection there)
+        def __init__(self, graph):
+            self.graph = graph
+
+        def process(self, image):
+            out = self.graph.process(image)
+            al.close()
+            return out
+
+        def close(self):
+            graphs.append("closed")
+            self.graph.close()
+
+    real(astronaut)  # the graph made
+    al._segmenter = Closing(al._segmenter)
+    done = []
+    worker = threading.Thread(target=lambda: done.append(real(astronaut)))
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the segmentation hung in close()"
+    assert al.closed and graphs == ["closed"] and al._segmenter is None
+    assert done and done[0].shape == astronaut.shape[:2] and np.isfinite(done[0]).all()
+    assert face is not None
+
+
 def test_video_identity_inline_when_asked():
     with Avatarizer(mode="video", tracker=TrackerOptions(identity_every_ms=0)) as av:
         assert "identity" not in av._pipeline.by_name and av._pipeline["face"] is av._pipeline.stages[1]

@@ -497,6 +497,7 @@ class FaceAligner:
         self._segmenter = None  # created on first use
         self._lock = threading.RLock()  # the face mesh graph and the stream's clock
         self._seg_lock = threading.Lock()  # the segmentation graph (runs beside the mesh when prefetched)
+        self._seg_owner: int | None = None  # the thread inside _segment (holding _seg_lock), if any
         self._seg_thread: ThreadPoolExecutor | None = None  # prefetch_segmentation's one thread
         self._last_timestamp_ms: float | None = None
         self._last_shape: tuple[int, int] | None = None  # video mode: the last frame's (height, width)
@@ -625,10 +626,18 @@ class FaceAligner:
             thread, self._seg_thread = self._seg_thread, None
         if thread is not None:
             thread.shutdown(wait=False, cancel_futures=True)
+        if self._seg_owner == threading.get_ident():
+            # closed from inside _segment on this thread (an aligner dropped in a reference cycle is
+            # finalized by whichever thread the garbage collector runs on): waiting for the lock
+            # would wait for itself; _segment lets go of the graph when its call is done
+            return
         with self._seg_lock:  # waits for a segmentation in progress
-            if self._segmenter is not None:
-                self._segmenter.close()
-                self._segmenter = None
+            self._close_segmenter()
+
+    def _close_segmenter(self) -> None:
+        if self._segmenter is not None:
+            self._segmenter.close()
+            self._segmenter = None
 
     def rewind_clock(self, timestamp_ms: float | None) -> None:
         """Video mode: the next frame need only be later than ``timestamp_ms``
@@ -692,11 +701,20 @@ class FaceAligner:
         """Full-frame person mask (H×W float32, read-only view owned by MediaPipe)."""
         with self._seg_lock:
             self._check_open()
-            if self._segmenter is None:
-                from mediapipe.python.solutions import selfie_segmentation
+            self._seg_owner = threading.get_ident()
+            try:
+                if self._segmenter is None:
+                    from mediapipe.python.solutions import selfie_segmentation
 
-                self._segmenter = mediapipe_graph(lambda: selfie_segmentation.SelfieSegmentation(model_selection=0))
-            return self._segmenter.process(image).segmentation_mask
+                    self._segmenter = mediapipe_graph(
+                        lambda: selfie_segmentation.SelfieSegmentation(model_selection=0))
+                mask = self._segmenter.process(image).segmentation_mask
+                if self._closed:  # closed on this thread meanwhile (close): the graph goes now
+                    mask = np.array(mask)  # (a copy: the graph's own buffer goes with it)
+                    self._close_segmenter()
+                return mask
+            finally:
+                self._seg_owner = None
 
 
 def _face_landmarks(mesh: Any, image: np.ndarray) -> list | None:

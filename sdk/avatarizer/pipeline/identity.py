@@ -111,6 +111,7 @@ class IdentityStage(Stage):
         self._busy = False
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._close_here = False                # close() ran on the worker thread: it closes the networks
         self._segmenter = None
         self._rest_until = 0.0                  # perf_counter time before which no job is handed over
         self.answers = 0                        # answers adopted from the worker (for tests and bench)
@@ -183,7 +184,8 @@ class IdentityStage(Stage):
                 while self._job is None and not self._closed:
                     self._cond.wait()
                 if self._closed:
-                    return
+                    closing = self._close_here
+                    break
                 gen, job = self._job
                 self._job = None
             t0 = time.perf_counter()
@@ -204,6 +206,8 @@ class IdentityStage(Stage):
                 self.last_error = err
                 self.answers += adopted
                 self._cond.notify_all()
+        if closing:  # close() ran on this thread (see close): the networks are let go of here
+            self._close_networks()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Blocks until no answer is being computed (tests, benchmarks)."""
@@ -221,14 +225,26 @@ class IdentityStage(Stage):
             self._cond.wait_for(lambda: not self._busy)
 
     def close(self) -> None:
+        """Stops the worker and lets go of the networks. Called on the worker
+        thread itself (an Avatarizer dropped in a reference cycle is
+        finalized by whichever thread the garbage collector runs on, and the
+        worker allocates most while it computes, holding the networks' lock)
+        it only marks the stage closed: the worker lets go of the networks
+        when it is back in its loop (closing them there deadlocked the worker
+        on its own lock, and the graphs and sessions were never let go of)."""
         with self._cond:
             self._closed = True
             self._job = None
-            self._cond.notify_all()
             thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            # (a garbage-collected Avatarizer may be closed from the worker itself)
+            self._close_here = thread is threading.current_thread()
+            self._cond.notify_all()
+        if self._close_here:
+            return
+        if thread is not None:
             thread.join()
+        self._close_networks()
+
+    def _close_networks(self) -> None:
         with self._compute_lock:
             self.hair.close()
             self.face.close()
