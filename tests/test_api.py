@@ -176,6 +176,15 @@ def test_two_faces_largest_first(av, astronaut):
     second = av.from_frame(canvas, face_index=1)
     np.testing.assert_allclose(second.params, faces[1].params, atol=1e-6)
     assert av.from_frame(canvas, face_index=2) is None
+    # a face past max_faces is never found: said at once, not None forever (video mode finds one by default)
+    with Avatarizer(mode="video") as video:
+        assert video.max_faces == 1
+        with pytest.raises(ValueError, match="max_faces=2 or more"):
+            video.from_frame(canvas, timestamp_ms=0.0, face_index=1)
+        with pytest.raises(ValueError, match="max_faces=2 or more"):
+            next(iter(video.stream([canvas], face_index=1)))
+    with pytest.raises(ValueError, match=f"max_faces={av.max_faces + 1} or more"):
+        av.from_frame(canvas, face_index=av.max_faces)
 
 
 def test_bad_input_raises_plain_value_errors(av, astronaut):

@@ -682,6 +682,10 @@ class Avatarizer:
         if face_index is not None and (isinstance(face_index, bool) or not isinstance(face_index, (int, np.integer))
                                        or face_index < 0):
             raise ValueError(f"face_index must be a non-negative integer, got {face_index!r}.")
+        if face_index is not None and face_index >= self.max_faces:  # a face that is never found: not "no face"
+            raise ValueError(f"face_index {int(face_index)} is never found: this Avatarizer finds at most "
+                             f"max_faces={self.max_faces} faces per frame (the largest first); create it with "
+                             f"max_faces={int(face_index) + 1} or more.")
         if self.mode == "video":
             if timestamp_ms is None:
                 raise ValueError("In video mode from_frame() needs timestamp_ms, the frame's time in "
@@ -696,7 +700,8 @@ class Avatarizer:
     def from_frame(self, frame, timestamp_ms: float | None = None, face_index: int = 0, *,
                    attributes: Mapping[str, Any] | None = None) -> Avatar | None:
         """The avatar of one face in ``frame`` (``face_index`` 0 = the largest),
-        or ``None`` when there is no such face.
+        or ``None`` when there is no such face (``ValueError`` for a
+        ``face_index`` of ``max_faces`` or more: that face is never found).
 
         Video mode needs ``timestamp_ms`` (strictly increasing; ``ValueError``
         otherwise); its avatar has a steady identity and live expressions, and
