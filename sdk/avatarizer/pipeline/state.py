@@ -255,8 +255,9 @@ class StreamState:
         finite number later than the last (:func:`avatarizer.align.check_timestamp`)."""
         from ..align import check_timestamp
 
-        t = check_timestamp(timestamp_ms, self.last_timestamp_ms)
-        self.last_timestamp_ms = t
+        with self.lock:  # (a stream's read-ahead thread accepts frames while its consumer may rewind the clock)
+            t = check_timestamp(timestamp_ms, self.last_timestamp_ms)
+            self.last_timestamp_ms = t
         return t
 
     def __repr__(self) -> str:
