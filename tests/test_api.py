@@ -869,3 +869,33 @@ def test_cli_prints_a_multi_line_model_error_on_one_line(tmp_path, astronaut, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["avatarizer image: error: manifest.json: 2 of 3 model file(s) failed verification: "
                    "a.onnx: sha256; b.onnx: size"], err
+
+
+def test_crafted_face_metadata_and_options_are_refused_not_coerced(av, astronaut):
+    """Strings and bools where numbers belong in an avatar's JSON face, a
+    string for a tracker switch ("false" is a true value) and a face that is
+    not a FaceInfo are refused with ValueError (they were coerced, or failed
+    later with AttributeError from overlay / to_json)."""
+    from avatarizer.video import TrackerOptions
+
+    avatar = av.from_frame(astronaut)
+    doc = json.loads(avatar.to_json())
+    assert Avatar.from_json(json.dumps(doc)).face.box == avatar.face.box
+    for key, bad in (("box", [str(v) for v in doc["face"]["box"]]),
+                     ("box", [True, 0, 10, 10]),
+                     ("transform", [[True, "0", "256"], [0, 1, 0]])):
+        crafted = json.loads(json.dumps(doc))
+        crafted["face"][key] = bad
+        with pytest.raises(ValueError, match=f"face.{key}"):
+            Avatar.from_json(json.dumps(crafted))
+    for name in ("expressions", "pose", "identity_lock"):
+        with pytest.raises(ValueError, match=name):
+            TrackerOptions(**{name: "false"})
+    for bad in ("0.5", None, [0.5], 0.5j):
+        with pytest.raises(ValueError, match="identity_refresh"):
+            TrackerOptions(identity_refresh=bad)
+    assert TrackerOptions(expressions=np.bool_(False)).expressions == np.bool_(False)
+    with pytest.raises(ValueError, match="FaceInfo"):
+        Avatar(avatar.params, face="x")
+    with pytest.raises(ValueError, match="color_order"):
+        Avatar(avatar.params, color_order="hsv")

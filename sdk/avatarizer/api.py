@@ -207,8 +207,12 @@ class FaceInfo:
             raise ValueError(f"face lacks {', '.join(missing)}")
 
         def numbers(key, shape):
+            v = d[key]
+            rows = v if isinstance(v, list) and all(isinstance(r, list) for r in v) else [v]
+            # numbers only, as JSON gives them (np.array(..., float64) read "100" and true as numbers)
+            ok = all(isinstance(r, list) and all(is_real(x) for x in r) for r in rows)
             try:
-                arr = np.array(d[key], dtype=np.float64)
+                arr = np.array(v, dtype=np.float64) if ok else None
             except (TypeError, ValueError, OverflowError):
                 arr = None
             if arr is None or arr.shape != shape or not np.isfinite(arr).all():
@@ -284,6 +288,10 @@ class Avatar:
                  expression: dict | None = None, color_order: str = "rgb", attributes: dict | None = None):
         p = schema.validate(params).copy()
         p.setflags(write=False)
+        if face is not None and not isinstance(face, FaceInfo):  # (else overlay() and to_json() failed later)
+            raise ValueError(f"face must be a FaceInfo or None, got {type(face).__name__}")
+        if color_order not in COLOR_ORDERS:
+            raise ValueError(f"color_order must be one of {', '.join(COLOR_ORDERS)}, got {color_order!r}")
         self._params = p
         self.face = face
         self.stale = bool(stale)

@@ -105,8 +105,12 @@ class TrackerOptions:
         if isinstance(self.identity_frames, bool) or not isinstance(self.identity_frames, int) \
                 or self.identity_frames < 1:
             raise ValueError(f"identity_frames must be a positive integer, got {self.identity_frames!r}")
-        if not 0.0 <= float(self.identity_refresh) <= 1.0:
-            raise ValueError(f"identity_refresh must be in [0, 1], got {self.identity_refresh!r}")
+        if not is_real(self.identity_refresh) or not 0.0 <= float(self.identity_refresh) <= 1.0:
+            raise ValueError(f"identity_refresh must be a number in [0, 1], got {self.identity_refresh!r}")
+        for name in ("expressions", "pose", "identity_lock"):  # ("false" is a true value: never coerced)
+            v = getattr(self, name)
+            if not isinstance(v, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {v!r}")
         if isinstance(self.categorical_window, bool) or not isinstance(self.categorical_window, int) \
                 or self.categorical_window < 1:
             raise ValueError(f"categorical_window must be a positive integer, got {self.categorical_window!r}")
