@@ -413,6 +413,30 @@ def test_render_samples_needs_overwrite_and_failed_runs_leave_no_folders(tmp_pat
     assert (folder / "made" / "g.png").is_file()
 
 
+@pytest.mark.parametrize("via", ["dotdot", "link"])
+def test_a_failed_run_removes_only_the_folders_it_made(tmp_path, monkeypatch, via, capsys):
+    """``-o newsub/../keepme/x.png``: the path as typed names ``keepme``
+    through a folder that does not exist yet, so ``keepme`` looked missing
+    before the run made ``newsub``; a failed run removed the user's empty
+    ``keepme``. Only the folders the run itself made go (``newsub``; through
+    a link, the one made where the link points)."""
+    folder = _user_folder(tmp_path, {"bad.png": b"hello"})
+    (folder / "keepme").mkdir()
+    for sub in ("inner", "keep"):
+        (folder / "elsewhere" / sub).mkdir(parents=True)
+    monkeypatch.chdir(folder)
+    if via == "dotdot":
+        out = "newsub/../keepme/x.png"
+    else:  # link/.. is elsewhere (the OS follows the link first), not the folder the link is in
+        os.symlink("elsewhere/inner", "link")
+        out = "link/../newsub/../keep/x.png"
+    assert _main("image", "bad.png", "-o", out) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["bad.png", "keepme", "elsewhere"]
+                                                             + (["link"] if via == "link" else []))
+    assert sorted(p.name for p in (folder / "elsewhere").iterdir()) == ["inner", "keep"]
+
+
 def test_a_stop_signal_inside_an_import_waits_for_the_next_check():
     """A SIGTERM whose exception would be raised inside an import is kept
     (libraries print and drop it there, or turn it into an ImportError) and

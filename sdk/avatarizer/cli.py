@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import math
 import os
 import signal
@@ -137,8 +138,9 @@ class _Signalled(BaseException):
 
 #: Temporary files this run created (and has not yet moved into place).
 _TEMPS: set[Path] = set()
-#: Folders this run created for its output (removed again, when still empty, if it fails).
-_DIRS: list[Path] = []
+#: Folders this run created for its output, as the OS resolved them, with their (device, inode):
+#: removed again if it fails, when still empty and still the same folder (:func:`_make_folders`).
+_DIRS: list[tuple[Path, tuple[int, int]]] = []
 
 
 def _temp_beside(out: Path, suffix: str) -> Path:
@@ -169,10 +171,12 @@ def _cleanup_temps(failed: bool = True) -> None:
     for path in list(_TEMPS):
         _drop_temp(path)
     while _DIRS:
-        d = _DIRS.pop()
+        d, made = _DIRS.pop()
         if failed:
             try:
-                d.rmdir()  # only when empty: never anything of the user's
+                st = os.lstat(d)
+                if (st.st_dev, st.st_ino) == made:  # (not one put in its place since)
+                    d.rmdir()  # only when empty: never anything of the user's
             except OSError:
                 pass
 
@@ -212,19 +216,37 @@ def _check_output(inp: Path | None, out: Path, overwrite: bool) -> None:
     parent = out.parent
     if parent.exists() and not parent.is_dir():
         raise CLIError(f"cannot write {out}: {parent} is a file, not a folder")
-    missing = []
-    p = parent
-    while not p.exists() and p != p.parent:
-        missing.append(p)
-        p = p.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(parent)
     except OSError as exc:
         raise CLIError(f"cannot create the folder {parent}: {exc.strerror or exc}") from None
-    finally:
-        _DIRS.extend(d for d in reversed(missing) if d.is_dir())
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CLIError(f"cannot write into {parent}: permission denied")
+
+
+def _make_folders(folder: Path) -> None:
+    """Creates ``folder`` and the missing folders on its way, one level at a
+    time, and records each one this run made (:data:`_DIRS`) so that a
+    failed run removes those and nothing else. Which ones are missing cannot
+    be read off the path as typed: in ``new/../keep`` the user's ``keep``
+    does not exist until ``new`` does, and ``link/..`` is the folder above
+    the link's target. So each level is made as the OS walks it (a failed
+    ``mkdir`` of an existing one is not ours) and recorded as it resolves
+    (``os.path.realpath``: links, then ``..``)."""
+    parts = folder.parts
+    for i in range(1, len(parts) + 1):
+        level = Path(*parts[:i])
+        if level.is_dir():
+            continue
+        try:
+            level.mkdir()
+        except FileExistsError:
+            if level.is_dir():  # made meanwhile by someone else: not ours
+                continue
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(level)) from None
+        made = Path(os.path.realpath(level))
+        st = os.lstat(made)
+        _DIRS.append((made, (st.st_dev, st.st_ino)))
 
 
 def _commit(tmp: Path, out: Path, overwrite: bool, inp: Path | None = None) -> None:
