@@ -516,6 +516,40 @@ def test_animate_follows_the_lines_times(tmp_path, capsys):
     assert json.loads((tmp_path / "b.json").read_text())["fr"] == pytest.approx(15)
 
 
+@pytest.mark.parametrize("command", ["animate", "video"])
+def test_frames_beyond_an_animations_limit_are_refused_before_any_is_made(tmp_path, clip, command, monkeypatch,
+                                                                          capsys):
+    """Two lines 10**10 ms apart at ``--fps 1000`` made 2e10 frames (a hang,
+    then out of memory) before the animation's frame limit was asked: the
+    count is worked out from the times and refused first, for ``animate``
+    and for ``video -o OUT.json``. (Here the limit is lowered to 100 so the
+    old way ran out quickly: it made the frames and added 100 of them.)"""
+    import avatarizer.animation as animation
+    from avatarizer import schema
+
+    monkeypatch.setattr(animation, "MAX_FRAMES", 100)
+    added = []
+    real_add = animation.Animation.add
+    monkeypatch.setattr(animation.Animation, "add", lambda self, p: (added.append(1), real_add(self, p)))
+    if command == "animate":  # 60 s at 1000 fps
+        src = tmp_path / "p.jsonl"
+        p = [round(float(v), 6) for v in schema.default()]
+        src.write_text("".join(json.dumps({"time_ms": t, "params": p}) + "\n" for t in (0, 60_000)))
+        argv = ["animate", "--params", src]
+    else:  # 1 s of video at 1000 fps
+        argv = ["video", clip]
+    assert _main(*argv, "-o", tmp_path / "a.json", "--fps", "1000") == 1
+    err = capsys.readouterr().err  # (video: the progress line before it)
+    line = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and "at most 100 frames" in line and "--fps" in line, err
+    assert added == [] and not (tmp_path / "a.json").exists()
+    # far beyond any float's frame count: refused as fast
+    from avatarizer import cli
+
+    with pytest.raises(cli.CLIError, match="at most 100 frames"):
+        cli._resampled(["a", "b"], [0.0, 1e300], 1e300, 1000.0)
+
+
 def test_a_video_that_starts_after_its_sound_keeps_the_offset(tmp_path, counter, capsys):
     v1, a15, off = tmp_path / "v1.mp4", tmp_path / "a.m4a", tmp_path / "off.mp4"
     _ffmpeg("-t", "1", "-i", counter, "-an", "-c:v", "libx264", "-preset", "veryfast", v1)

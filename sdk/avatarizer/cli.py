@@ -506,13 +506,24 @@ def _video_start(info) -> float:
     return info.start if info.start <= MAX_FRAME_GAP_S else 0.0
 
 
-def _resampled(items: list, times: list, last_duration: float, fps: float) -> list:
+def _resampled(items: list, times: list, last_duration: float, fps: float, shorter: str = "") -> list:
     """``items`` shown at ``times`` (seconds from the first, increasing; the
     last shown for ``last_duration``) as a constant ``fps`` sequence: at each
-    output frame's time, the item showing then."""
+    output frame's time, the item showing then. More frames than an
+    animation holds (``animation.MAX_FRAMES``) are refused before any is
+    made: two lines 10**10 ms apart at 1000 fps would be 2e10 of them (a
+    hang, then out of memory). ``shorter``: how else the user can ask for
+    fewer (added to "give a lower --fps")."""
     import bisect
 
-    n = max(1, int(round((times[-1] + last_duration) * fps)))
+    from . import animation
+
+    seconds = times[-1] + last_duration
+    span = seconds * fps
+    if not math.isfinite(span) or span > animation.MAX_FRAMES + 0.5:
+        raise CLIError(f"{seconds:g} s at {fps:g} fps is {span:,.0f} frames; an animation holds at most "
+                       f"{animation.MAX_FRAMES} frames: give a lower --fps{shorter}")
+    n = max(1, int(round(span)))
     return [items[max(0, bisect.bisect_right(times, k / fps + 1e-6) - 1)] for k in range(n)]
 
 
@@ -960,7 +971,7 @@ def _video_animation(args) -> int:
             raise CLIError(f"{which} found in any of the {done} frames of {inp}")
         frames = [first if p is None else p for p in frames]
         # (the animation starts with the video's first frame)
-        shown = _resampled(frames, [t - times[0] for t in times], 1.0 / src_fps, fps)
+        shown = _resampled(frames, [t - times[0] for t in times], 1.0 / src_fps, fps, " or --max-seconds")
         n_out = len(shown)
         anim.extend(shown)
         st = _write_animation(anim, out, args.overwrite, inp)
