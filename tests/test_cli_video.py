@@ -220,6 +220,10 @@ def test_truncated_input_to_an_animation_warns_and_exits_3(tmp_path, clip, out, 
     ["video", "IN", "-o", "t.json", "--tolerance", "-1"],
     ["animate", "--params", "IN", "-o", "t.json", "--tolerance", "nan"],
     ["live", "IN", "--max-seconds", "0"],
+    # beyond any frame count (an OverflowError traceback): at most 10**7 s, as the sound's length is read
+    ["video", "IN", "-o", "t.mp4", "--max-seconds", "1e308"],
+    ["video", "IN", "-o", "t.json", "--max-seconds", "1e308"],
+    ["live", "IN", "--max-seconds", "1e308"],
     ["render-samples", "-o", "g.png", "--seed", "-5"],
     # options the output type would not use (they were silently ignored)
     ["video", "IN", "-o", "t.mp4", "--player"],
@@ -239,6 +243,7 @@ def test_bad_values_are_usage_errors(tmp_path, clip, argv, capsys):
     assert status == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(f"avatarizer {argv[0]}: error:")
+    assert "1e308" not in argv or "--max-seconds" in err, err  # (live: not only for want of a display)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 

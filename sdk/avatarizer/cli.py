@@ -1288,7 +1288,12 @@ def _set_argument(p) -> None:
 from .checks import float_arg  # noqa: E402 (light: the package has numpy loaded already)
 
 _likeness = float_arg(lambda v: 0.5 <= v <= 2.0, "expected a number from 0.5 to 2, got {text!r}")
-_seconds = float_arg(lambda v: v > 0, "expected a positive number of seconds, got {text!r}")
+#: Longest ``--max-seconds`` (about 115 days; videoio reads no longer length from a file): a larger
+#: one made no frame limit (1e308 s times the frame rate is beyond any integer: a traceback).
+MAX_SECONDS = 1e7
+_seconds = float_arg(lambda v: 0 < v <= MAX_SECONDS,
+                     f"expected a positive number of seconds, at most {MAX_SECONDS:,.0f} (115 days), "
+                     "got {text!r}")
 _fps = float_arg(lambda v: 0 < v <= 1000, "expected frames per second in (0, 1000], got {text!r}")
 _tolerance = float_arg(lambda v: 0 <= v <= 64, "expected a tolerance in pixels, 0..64, got {text!r}")
 
