@@ -508,6 +508,27 @@ def test_a_variable_frame_rate_video_keeps_its_timing(tmp_path, counter, capsys)
     assert max(diff) < 6, [round(d, 1) for d in diff]
 
 
+@pytest.mark.parametrize("out", ["o.mp4", "o.json"])
+def test_max_seconds_of_a_variable_frame_rate_video_counts_its_times(tmp_path, clip, out, capsys):
+    """``--max-seconds`` is time on the video's clock, not a frame count at
+    OpenCV's frame rate (the average of a variable-rate file): 0.6 s of a
+    clip that is 25 fps up to 0.6 s and thinner after (20 fps on average)
+    is its first 15 frames, not 0.6 * 20 = 12 of them (0.48 s)."""
+    vfr = tmp_path / "vfr.mp4"  # frames 15..19 (0.6 s to 0.8 s) dropped
+    _ffmpeg("-i", clip, "-vf", r"select='not(between(n\,15\,19))'", "-fps_mode", "vfr", "-c:v", "libx264",
+            "-preset", "veryfast", "-c:a", "copy", vfr)
+    jl = tmp_path / "p.jsonl"
+    assert _main("video", vfr, "-o", tmp_path / out, "--max-seconds", "0.6", "--params", jl,
+                 *(["--fps", "25"] if out == "o.json" else [])) == 0, capsys.readouterr().err
+    times = [json.loads(x)["time_ms"] for x in jl.read_text().splitlines()]
+    assert len(times) == 15 and times[-1] < 600, times
+    if out == "o.mp4":
+        assert _ffprobe(tmp_path / out, "stream=nb_frames") == ["15"]
+        assert float(_ffprobe(tmp_path / out, "stream=duration", "a:0")[0]) == pytest.approx(0.6, abs=0.05)
+    else:
+        assert json.loads((tmp_path / out).read_text())["op"] == 15
+
+
 def test_animate_follows_the_lines_times(tmp_path, capsys):
     from avatarizer import schema
 
