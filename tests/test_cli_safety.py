@@ -154,6 +154,32 @@ def test_an_output_that_appears_meanwhile_is_not_replaced(tmp_path, monkeypatch)
     assert out.read_bytes() == b"appeared meanwhile" and not tmp.exists()
 
 
+def test_outputs_moved_together_are_moved_all_or_none(tmp_path, monkeypatch):
+    """``video -o OUT.mp4 --params OUT.jsonl``: when the second output
+    appears between the two moves, the first is taken back (it is this
+    run's: nothing was there), so the message that nothing was written is
+    true; what appeared is left alone."""
+    from avatarizer import cli
+
+    a, b = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    ta, tb = cli._temp_beside(a, ".mp4"), cli._temp_beside(b, ".jsonl")
+    ta.write_bytes(b"video")
+    tb.write_bytes(b"params")
+    real = cli._place
+
+    def place(tmp, out, overwrite):
+        if out == b:
+            b.write_bytes(b"appeared between the moves")
+        real(tmp, out, overwrite)
+
+    monkeypatch.setattr(cli, "_place", place)
+    with pytest.raises(cli.CLIError, match="o.jsonl appeared.*nothing was written"):
+        cli._commit_all([(ta, a), (tb, b)], overwrite=False)
+    cli._cleanup_temps()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jsonl"]
+    assert b.read_bytes() == b"appeared between the moves"
+
+
 # ---------------------------------------------------------------- defect 8: no raw tracebacks
 def test_cli_errors_are_one_line_not_tracebacks(tmp_path, photo_bytes, clip_bytes, capsys):
     folder = _user_folder(tmp_path, {"in.png": photo_bytes, "in.mp4": clip_bytes, "afile": b"x"})

@@ -103,6 +103,51 @@ def test_output_that_appears_while_finishing_leaves_no_temporary_files(tmp_path,
     assert (folder / "a.json").read_text() == "theirs"
 
 
+def test_a_params_file_that_appears_meanwhile_keeps_the_video_back_too(tmp_path, clip, monkeypatch, capsys):
+    """``video -o OUT.mp4 --params OUT.jsonl`` moves both into place or
+    neither: the jsonl appearing while the command ran left OUT.mp4 written
+    under a message that said nothing was."""
+    from avatarizer import videoio
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    real = videoio.H264Writer.close
+
+    def appear(self):
+        (folder / "o.jsonl").write_text("theirs")
+        return real(self)
+
+    monkeypatch.setattr(videoio.H264Writer, "close", appear)
+    assert _main("video", clip, "-o", folder / "o.mp4", "--params", folder / "o.jsonl", "--max-seconds", "0.2") == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "o.jsonl appeared" in err and "nothing was written" in err, err
+    assert sorted(p.name for p in folder.iterdir()) == ["o.jsonl"]
+    assert (folder / "o.jsonl").read_text() == "theirs"
+
+
+def test_an_output_that_appears_after_another_was_written_says_so(tmp_path, clip, monkeypatch, capsys):
+    """An animation, its player page and ``--params`` are moved into place
+    one after another: when a later one appeared meanwhile, the message says
+    which were written (it said nothing was)."""
+    import avatarizer.animation as animation
+
+    real = animation.Animation.to_lottie_json
+    folder = tmp_path / "f"
+    folder.mkdir()
+
+    def appear(self):
+        (folder / "a.jsonl").write_text("theirs")
+        return real(self)
+
+    monkeypatch.setattr(animation.Animation, "to_lottie_json", appear)
+    assert _main("video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl", "--max-seconds", "0.2") == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "a.jsonl appeared" in err and "nothing was written" not in err and f"{folder / 'a.json'} was written" \
+        in err, err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.json", "a.jsonl"]
+    assert (folder / "a.jsonl").read_text() == "theirs"
+
+
 # ---------------------------------------------------------------- 5: numbers beyond any float
 def _line(params) -> str:
     return json.dumps([float(v) for v in params]) + "\n"

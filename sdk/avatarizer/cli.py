@@ -138,6 +138,8 @@ class _Signalled(BaseException):
 
 #: Temporary files this run created (and has not yet moved into place).
 _TEMPS: set[Path] = set()
+#: Outputs this run has moved into place (a later failure's message says they were written).
+_WRITTEN: list[Path] = []
 #: Folders this run created for its output, as the OS resolved them, with their (device, inode):
 #: removed again if it fails, when still empty and still the same folder (:func:`_make_folders`).
 _DIRS: list[tuple[Path, tuple[int, int]]] = []
@@ -170,6 +172,7 @@ def _drop_temp(path: Path) -> None:
 def _cleanup_temps(failed: bool = True) -> None:
     for path in list(_TEMPS):
         _drop_temp(path)
+    _WRITTEN.clear()
     while _DIRS:
         d, made = _DIRS.pop()
         if failed:
@@ -250,24 +253,64 @@ def _make_folders(folder: Path) -> None:
 
 
 def _commit(tmp: Path, out: Path, overwrite: bool, inp: Path | None = None) -> None:
-    """Moves a finished temporary file to ``out``. Without ``overwrite`` an
-    existing ``out`` is never replaced, not even one that appeared while this
-    run was working (``os.link`` fails on an existing name); never the input."""
-    if inp is not None and _same_file(inp, out):
-        raise CLIError(f"the output {out} is the input file; refusing to overwrite it")
+    """Moves a finished temporary file to ``out`` (:func:`_commit_all`)."""
+    _commit_all([(tmp, out)], overwrite, inp)
+
+
+def _commit_all(moves: list[tuple[Path, Path]], overwrite: bool, inp: Path | None = None) -> None:
+    """Moves finished temporary files to their outputs (``moves``: pairs of
+    temporary file and output). Without ``overwrite`` an existing output is
+    never replaced, not even one that appeared while this run was working
+    (``os.link`` fails on an existing name), and the outputs are moved all
+    or none: every one is checked first, and one that appears meanwhile
+    takes back those already in place (still this run's files: nothing was
+    there before), so ``video --params`` does not leave OUT.mp4 behind an
+    error. Never the input. With ``overwrite`` the old files are gone once
+    replaced, so nothing is taken back."""
+    for _, out in moves:
+        if inp is not None and _same_file(inp, out):
+            raise CLIError(f"the output {out} is the input file; refusing to overwrite it")
+        if not overwrite and (out.exists() or out.is_symlink()):
+            raise _appeared(out)
+    placed: list[tuple[Path, tuple[int, int]]] = []  # outputs moved (or moving), with their (device, inode)
+    try:
+        for tmp, out in moves:
+            st = os.stat(tmp)
+            placed.append((out, (st.st_dev, st.st_ino)))  # (before: a signal may end the move)
+            _place(tmp, out, overwrite)
+    except BaseException:  # (also a stop signal: an interrupted run writes nothing)
+        for out, made in reversed(placed if not overwrite else []):
+            with contextlib.suppress(OSError):
+                st = os.lstat(out)
+                if (st.st_dev, st.st_ino) == made:
+                    out.unlink()
+        raise
+    for tmp, out in moves:
+        _drop_temp(tmp)
+        _WRITTEN.append(out)
+
+
+def _place(tmp: Path, out: Path, overwrite: bool) -> None:
+    """One move of :func:`_commit_all`."""
     if overwrite:
         os.replace(tmp, out)
-    else:
-        try:
-            os.link(tmp, out)
-        except FileExistsError:
-            raise CLIError(f"{out} appeared while this command ran; pass --overwrite to replace it, "
-                           "nothing was written") from None
-        except OSError:  # a file system without hard links: check, then rename
-            if out.exists() or out.is_symlink():
-                raise CLIError(f"{out} already exists; pass --overwrite to replace it") from None
-            os.replace(tmp, out)
-    _drop_temp(tmp)
+        return
+    try:
+        os.link(tmp, out)
+    except FileExistsError:
+        raise _appeared(out) from None
+    except OSError:  # a file system without hard links: check, then rename
+        if out.exists() or out.is_symlink():
+            raise _appeared(out) from None
+        os.replace(tmp, out)
+
+
+def _appeared(out: Path) -> CLIError:
+    """``out`` exists (it appeared while this run worked, if it was checked
+    before): the error, saying truly what this run has written."""
+    done = "nothing was written" if not _WRITTEN else \
+        f"{', '.join(map(str, _WRITTEN))} {'was' if len(_WRITTEN) == 1 else 'were'} written, {out} was not"
+    return CLIError(f"{out} appeared while this command ran; pass --overwrite to replace it, {done}")
 
 
 @contextlib.contextmanager
@@ -782,8 +825,11 @@ def _video(args) -> int:
         else:
             codec = "MPEG-4 Part 2 (browsers do not play it; install ffmpeg for H.264)"
             audio = "dropped (ffmpeg not found on PATH; install ffmpeg to keep the sound)"
-        _commit(partial, out, args.overwrite, inp)
-        params_path = params_out.finish() if params_out is not None else None
+        if params_out is not None:  # both or neither
+            params_path = params_out.finish((partial, out))
+        else:
+            _commit(partial, out, args.overwrite, inp)
+            params_path = None
     except videoio.VideoWriteError as exc:
         raise CLIError(f"could not write {out}: {exc}") from None
     finally:
@@ -889,11 +935,13 @@ class _ParamsWriter:
         self.f.write(params_line(avatar, frame, time_ms) + "\n")
         self.count += 1
 
-    def finish(self) -> Path:
+    def finish(self, *before: tuple[Path, Path]) -> Path:
         """Moves the finished file into place (never over an existing file
-        without ``--overwrite``, never over the input)."""
+        without ``--overwrite``, never over the input), together with
+        ``before`` (pairs of temporary file and output, moved first): all or
+        none (:func:`_commit_all`)."""
         self.f.close()
-        _commit(self.tmp, self.path, self.overwrite, self.inp)
+        _commit_all([*before, (self.tmp, self.path)], self.overwrite, self.inp)
         self.done = True
         return self.path
 
