@@ -154,6 +154,32 @@ def test_an_output_that_appears_meanwhile_is_not_replaced(tmp_path, monkeypatch)
     assert out.read_bytes() == b"appeared meanwhile" and not tmp.exists()
 
 
+def test_outputs_moved_together_are_moved_all_or_none(tmp_path, monkeypatch):
+    """``video -o OUT.mp4 --params OUT.jsonl``: when the second output
+    appears between the two moves, the first is taken back (it is this
+    run's: nothing was there), so the message that nothing was written is
+    true; what appeared is left alone."""
+    from avatarizer import cli
+
+    a, b = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    ta, tb = cli._temp_beside(a, ".mp4"), cli._temp_beside(b, ".jsonl")
+    ta.write_bytes(b"video")
+    tb.write_bytes(b"params")
+    real = cli._place
+
+    def place(tmp, out, overwrite):
+        if out == b:
+            b.write_bytes(b"appeared between the moves")
+        real(tmp, out, overwrite)
+
+    monkeypatch.setattr(cli, "_place", place)
+    with pytest.raises(cli.CLIError, match="o.jsonl appeared.*nothing was written"):
+        cli._commit_all([(ta, a), (tb, b)], overwrite=False)
+    cli._cleanup_temps()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jsonl"]
+    assert b.read_bytes() == b"appeared between the moves"
+
+
 # ---------------------------------------------------------------- defect 8: no raw tracebacks
 def test_cli_errors_are_one_line_not_tracebacks(tmp_path, photo_bytes, clip_bytes, capsys):
     folder = _user_folder(tmp_path, {"in.png": photo_bytes, "in.mp4": clip_bytes, "afile": b"x"})
@@ -411,6 +437,30 @@ def test_render_samples_needs_overwrite_and_failed_runs_leave_no_folders(tmp_pat
     _expect(folder, before)
     assert _main("render-samples", "-n", "1", "--size", "32", "-o", folder / "made" / "g.png") == 0
     assert (folder / "made" / "g.png").is_file()
+
+
+@pytest.mark.parametrize("via", ["dotdot", "link"])
+def test_a_failed_run_removes_only_the_folders_it_made(tmp_path, monkeypatch, via, capsys):
+    """``-o newsub/../keepme/x.png``: the path as typed names ``keepme``
+    through a folder that does not exist yet, so ``keepme`` looked missing
+    before the run made ``newsub``; a failed run removed the user's empty
+    ``keepme``. Only the folders the run itself made go (``newsub``; through
+    a link, the one made where the link points)."""
+    folder = _user_folder(tmp_path, {"bad.png": b"hello"})
+    (folder / "keepme").mkdir()
+    for sub in ("inner", "keep"):
+        (folder / "elsewhere" / sub).mkdir(parents=True)
+    monkeypatch.chdir(folder)
+    if via == "dotdot":
+        out = "newsub/../keepme/x.png"
+    else:  # link/.. is elsewhere (the OS follows the link first), not the folder the link is in
+        os.symlink("elsewhere/inner", "link")
+        out = "link/../newsub/../keep/x.png"
+    assert _main("image", "bad.png", "-o", out) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["bad.png", "keepme", "elsewhere"]
+                                                             + (["link"] if via == "link" else []))
+    assert sorted(p.name for p in (folder / "elsewhere").iterdir()) == ["inner", "keep"]
 
 
 def test_a_stop_signal_inside_an_import_waits_for_the_next_check():

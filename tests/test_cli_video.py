@@ -103,6 +103,51 @@ def test_output_that_appears_while_finishing_leaves_no_temporary_files(tmp_path,
     assert (folder / "a.json").read_text() == "theirs"
 
 
+def test_a_params_file_that_appears_meanwhile_keeps_the_video_back_too(tmp_path, clip, monkeypatch, capsys):
+    """``video -o OUT.mp4 --params OUT.jsonl`` moves both into place or
+    neither: the jsonl appearing while the command ran left OUT.mp4 written
+    under a message that said nothing was."""
+    from avatarizer import videoio
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    real = videoio.H264Writer.close
+
+    def appear(self):
+        (folder / "o.jsonl").write_text("theirs")
+        return real(self)
+
+    monkeypatch.setattr(videoio.H264Writer, "close", appear)
+    assert _main("video", clip, "-o", folder / "o.mp4", "--params", folder / "o.jsonl", "--max-seconds", "0.2") == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "o.jsonl appeared" in err and "nothing was written" in err, err
+    assert sorted(p.name for p in folder.iterdir()) == ["o.jsonl"]
+    assert (folder / "o.jsonl").read_text() == "theirs"
+
+
+def test_an_output_that_appears_after_another_was_written_says_so(tmp_path, clip, monkeypatch, capsys):
+    """An animation, its player page and ``--params`` are moved into place
+    one after another: when a later one appeared meanwhile, the message says
+    which were written (it said nothing was)."""
+    import avatarizer.animation as animation
+
+    real = animation.Animation.to_lottie_json
+    folder = tmp_path / "f"
+    folder.mkdir()
+
+    def appear(self):
+        (folder / "a.jsonl").write_text("theirs")
+        return real(self)
+
+    monkeypatch.setattr(animation.Animation, "to_lottie_json", appear)
+    assert _main("video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl", "--max-seconds", "0.2") == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "a.jsonl appeared" in err and "nothing was written" not in err and f"{folder / 'a.json'} was written" \
+        in err, err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.json", "a.jsonl"]
+    assert (folder / "a.jsonl").read_text() == "theirs"
+
+
 # ---------------------------------------------------------------- 5: numbers beyond any float
 def _line(params) -> str:
     return json.dumps([float(v) for v in params]) + "\n"
@@ -220,6 +265,10 @@ def test_truncated_input_to_an_animation_warns_and_exits_3(tmp_path, clip, out, 
     ["video", "IN", "-o", "t.json", "--tolerance", "-1"],
     ["animate", "--params", "IN", "-o", "t.json", "--tolerance", "nan"],
     ["live", "IN", "--max-seconds", "0"],
+    # beyond any frame count (an OverflowError traceback): at most 10**7 s, as the sound's length is read
+    ["video", "IN", "-o", "t.mp4", "--max-seconds", "1e308"],
+    ["video", "IN", "-o", "t.json", "--max-seconds", "1e308"],
+    ["live", "IN", "--max-seconds", "1e308"],
     ["render-samples", "-o", "g.png", "--seed", "-5"],
     # options the output type would not use (they were silently ignored)
     ["video", "IN", "-o", "t.mp4", "--player"],
@@ -239,6 +288,7 @@ def test_bad_values_are_usage_errors(tmp_path, clip, argv, capsys):
     assert status == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(f"avatarizer {argv[0]}: error:")
+    assert "1e308" not in argv or "--max-seconds" in err, err  # (live: not only for want of a display)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -503,6 +553,27 @@ def test_a_variable_frame_rate_video_keeps_its_timing(tmp_path, counter, capsys)
     assert max(diff) < 6, [round(d, 1) for d in diff]
 
 
+@pytest.mark.parametrize("out", ["o.mp4", "o.json"])
+def test_max_seconds_of_a_variable_frame_rate_video_counts_its_times(tmp_path, clip, out, capsys):
+    """``--max-seconds`` is time on the video's clock, not a frame count at
+    OpenCV's frame rate (the average of a variable-rate file): 0.6 s of a
+    clip that is 25 fps up to 0.6 s and thinner after (20 fps on average)
+    is its first 15 frames, not 0.6 * 20 = 12 of them (0.48 s)."""
+    vfr = tmp_path / "vfr.mp4"  # frames 15..19 (0.6 s to 0.8 s) dropped
+    _ffmpeg("-i", clip, "-vf", r"select='not(between(n\,15\,19))'", "-fps_mode", "vfr", "-c:v", "libx264",
+            "-preset", "veryfast", "-c:a", "copy", vfr)
+    jl = tmp_path / "p.jsonl"
+    assert _main("video", vfr, "-o", tmp_path / out, "--max-seconds", "0.6", "--params", jl,
+                 *(["--fps", "25"] if out == "o.json" else [])) == 0, capsys.readouterr().err
+    times = [json.loads(x)["time_ms"] for x in jl.read_text().splitlines()]
+    assert len(times) == 15 and times[-1] < 600, times
+    if out == "o.mp4":
+        assert _ffprobe(tmp_path / out, "stream=nb_frames") == ["15"]
+        assert float(_ffprobe(tmp_path / out, "stream=duration", "a:0")[0]) == pytest.approx(0.6, abs=0.05)
+    else:
+        assert json.loads((tmp_path / out).read_text())["op"] == 15
+
+
 def test_animate_follows_the_lines_times(tmp_path, capsys):
     from avatarizer import schema
 
@@ -514,6 +585,40 @@ def test_animate_follows_the_lines_times(tmp_path, capsys):
     assert json.loads((tmp_path / "a.json").read_text())["op"] == 7  # 0.2 s + one frame (1/15 s) at 25 fps
     assert _main("animate", "--params", src, "-o", tmp_path / "b.json") == 0  # default: the lines' rate
     assert json.loads((tmp_path / "b.json").read_text())["fr"] == pytest.approx(15)
+
+
+@pytest.mark.parametrize("command", ["animate", "video"])
+def test_frames_beyond_an_animations_limit_are_refused_before_any_is_made(tmp_path, clip, command, monkeypatch,
+                                                                          capsys):
+    """Two lines 10**10 ms apart at ``--fps 1000`` made 2e10 frames (a hang,
+    then out of memory) before the animation's frame limit was asked: the
+    count is worked out from the times and refused first, for ``animate``
+    and for ``video -o OUT.json``. (Here the limit is lowered to 100 so the
+    old way ran out quickly: it made the frames and added 100 of them.)"""
+    import avatarizer.animation as animation
+    from avatarizer import schema
+
+    monkeypatch.setattr(animation, "MAX_FRAMES", 100)
+    added = []
+    real_add = animation.Animation.add
+    monkeypatch.setattr(animation.Animation, "add", lambda self, p: (added.append(1), real_add(self, p)))
+    if command == "animate":  # 60 s at 1000 fps
+        src = tmp_path / "p.jsonl"
+        p = [round(float(v), 6) for v in schema.default()]
+        src.write_text("".join(json.dumps({"time_ms": t, "params": p}) + "\n" for t in (0, 60_000)))
+        argv = ["animate", "--params", src]
+    else:  # 1 s of video at 1000 fps
+        argv = ["video", clip]
+    assert _main(*argv, "-o", tmp_path / "a.json", "--fps", "1000") == 1
+    err = capsys.readouterr().err  # (video: the progress line before it)
+    line = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and "at most 100 frames" in line and "--fps" in line, err
+    assert added == [] and not (tmp_path / "a.json").exists()
+    # far beyond any float's frame count: refused as fast
+    from avatarizer import cli
+
+    with pytest.raises(cli.CLIError, match="at most 100 frames"):
+        cli._resampled(["a", "b"], [0.0, 1e300], 1e300, 1000.0)
 
 
 def test_a_video_that_starts_after_its_sound_keeps_the_offset(tmp_path, counter, capsys):

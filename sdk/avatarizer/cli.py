@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import math
 import os
 import signal
@@ -137,8 +138,11 @@ class _Signalled(BaseException):
 
 #: Temporary files this run created (and has not yet moved into place).
 _TEMPS: set[Path] = set()
-#: Folders this run created for its output (removed again, when still empty, if it fails).
-_DIRS: list[Path] = []
+#: Outputs this run has moved into place (a later failure's message says they were written).
+_WRITTEN: list[Path] = []
+#: Folders this run created for its output, as the OS resolved them, with their (device, inode):
+#: removed again if it fails, when still empty and still the same folder (:func:`_make_folders`).
+_DIRS: list[tuple[Path, tuple[int, int]]] = []
 
 
 def _temp_beside(out: Path, suffix: str) -> Path:
@@ -168,11 +172,14 @@ def _drop_temp(path: Path) -> None:
 def _cleanup_temps(failed: bool = True) -> None:
     for path in list(_TEMPS):
         _drop_temp(path)
+    _WRITTEN.clear()
     while _DIRS:
-        d = _DIRS.pop()
+        d, made = _DIRS.pop()
         if failed:
             try:
-                d.rmdir()  # only when empty: never anything of the user's
+                st = os.lstat(d)
+                if (st.st_dev, st.st_ino) == made:  # (not one put in its place since)
+                    d.rmdir()  # only when empty: never anything of the user's
             except OSError:
                 pass
 
@@ -212,40 +219,98 @@ def _check_output(inp: Path | None, out: Path, overwrite: bool) -> None:
     parent = out.parent
     if parent.exists() and not parent.is_dir():
         raise CLIError(f"cannot write {out}: {parent} is a file, not a folder")
-    missing = []
-    p = parent
-    while not p.exists() and p != p.parent:
-        missing.append(p)
-        p = p.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(parent)
     except OSError as exc:
         raise CLIError(f"cannot create the folder {parent}: {exc.strerror or exc}") from None
-    finally:
-        _DIRS.extend(d for d in reversed(missing) if d.is_dir())
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CLIError(f"cannot write into {parent}: permission denied")
 
 
+def _make_folders(folder: Path) -> None:
+    """Creates ``folder`` and the missing folders on its way, one level at a
+    time, and records each one this run made (:data:`_DIRS`) so that a
+    failed run removes those and nothing else. Which ones are missing cannot
+    be read off the path as typed: in ``new/../keep`` the user's ``keep``
+    does not exist until ``new`` does, and ``link/..`` is the folder above
+    the link's target. So each level is made as the OS walks it (a failed
+    ``mkdir`` of an existing one is not ours) and recorded as it resolves
+    (``os.path.realpath``: links, then ``..``)."""
+    parts = folder.parts
+    for i in range(1, len(parts) + 1):
+        level = Path(*parts[:i])
+        if level.is_dir():
+            continue
+        try:
+            level.mkdir()
+        except FileExistsError:
+            if level.is_dir():  # made meanwhile by someone else: not ours
+                continue
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(level)) from None
+        made = Path(os.path.realpath(level))
+        st = os.lstat(made)
+        _DIRS.append((made, (st.st_dev, st.st_ino)))
+
+
 def _commit(tmp: Path, out: Path, overwrite: bool, inp: Path | None = None) -> None:
-    """Moves a finished temporary file to ``out``. Without ``overwrite`` an
-    existing ``out`` is never replaced, not even one that appeared while this
-    run was working (``os.link`` fails on an existing name); never the input."""
-    if inp is not None and _same_file(inp, out):
-        raise CLIError(f"the output {out} is the input file; refusing to overwrite it")
+    """Moves a finished temporary file to ``out`` (:func:`_commit_all`)."""
+    _commit_all([(tmp, out)], overwrite, inp)
+
+
+def _commit_all(moves: list[tuple[Path, Path]], overwrite: bool, inp: Path | None = None) -> None:
+    """Moves finished temporary files to their outputs (``moves``: pairs of
+    temporary file and output). Without ``overwrite`` an existing output is
+    never replaced, not even one that appeared while this run was working
+    (``os.link`` fails on an existing name), and the outputs are moved all
+    or none: every one is checked first, and one that appears meanwhile
+    takes back those already in place (still this run's files: nothing was
+    there before), so ``video --params`` does not leave OUT.mp4 behind an
+    error. Never the input. With ``overwrite`` the old files are gone once
+    replaced, so nothing is taken back."""
+    for _, out in moves:
+        if inp is not None and _same_file(inp, out):
+            raise CLIError(f"the output {out} is the input file; refusing to overwrite it")
+        if not overwrite and (out.exists() or out.is_symlink()):
+            raise _appeared(out)
+    placed: list[tuple[Path, tuple[int, int]]] = []  # outputs moved (or moving), with their (device, inode)
+    try:
+        for tmp, out in moves:
+            st = os.stat(tmp)
+            placed.append((out, (st.st_dev, st.st_ino)))  # (before: a signal may end the move)
+            _place(tmp, out, overwrite)
+    except BaseException:  # (also a stop signal: an interrupted run writes nothing)
+        for out, made in reversed(placed if not overwrite else []):
+            with contextlib.suppress(OSError):
+                st = os.lstat(out)
+                if (st.st_dev, st.st_ino) == made:
+                    out.unlink()
+        raise
+    for tmp, out in moves:
+        _drop_temp(tmp)
+        _WRITTEN.append(out)
+
+
+def _place(tmp: Path, out: Path, overwrite: bool) -> None:
+    """One move of :func:`_commit_all`."""
     if overwrite:
         os.replace(tmp, out)
-    else:
-        try:
-            os.link(tmp, out)
-        except FileExistsError:
-            raise CLIError(f"{out} appeared while this command ran; pass --overwrite to replace it, "
-                           "nothing was written") from None
-        except OSError:  # a file system without hard links: check, then rename
-            if out.exists() or out.is_symlink():
-                raise CLIError(f"{out} already exists; pass --overwrite to replace it") from None
-            os.replace(tmp, out)
-    _drop_temp(tmp)
+        return
+    try:
+        os.link(tmp, out)
+    except FileExistsError:
+        raise _appeared(out) from None
+    except OSError:  # a file system without hard links: check, then rename
+        if out.exists() or out.is_symlink():
+            raise _appeared(out) from None
+        os.replace(tmp, out)
+
+
+def _appeared(out: Path) -> CLIError:
+    """``out`` exists (it appeared while this run worked, if it was checked
+    before): the error, saying truly what this run has written."""
+    done = "nothing was written" if not _WRITTEN else \
+        f"{', '.join(map(str, _WRITTEN))} {'was' if len(_WRITTEN) == 1 else 'were'} written, {out} was not"
+    return CLIError(f"{out} appeared while this command ran; pass --overwrite to replace it, {done}")
 
 
 @contextlib.contextmanager
@@ -346,8 +411,8 @@ def _progress(done: int, total: int | None, t0: float, stream=None) -> None:
     stream = stream or sys.stderr
     el = time.perf_counter() - t0
     fps = done / el if el > 0 else 0.0
-    if total:
-        frac = min(done / total, 1.0)
+    if total and done <= total:  # (an estimate: a variable-rate video's can be passed, then just counted)
+        frac = done / total
         bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
         eta = (total - done) / fps if fps > 0 else 0.0
         msg = f"\r[{bar}] {done}/{total} frames  {fps:5.1f} fps  eta {eta:4.0f} s"
@@ -446,8 +511,11 @@ def _capture(inp: Path):
 
 def _open_video(inp: Path, max_seconds: float | None):
     """(capture, first frame, source fps (30 where the file gives none that is
-    sane), frame count (0 if unknown), frame limit for ``--max-seconds``
-    (None: none), expected total frames (None if unknown))."""
+    sane), frame count (0 if unknown), the frames ``--max-seconds`` makes at
+    that rate (None: none), expected total frames (None if unknown)). The
+    last two are estimates, for the progress bar and the truncation check
+    only: the fps of a variable-frame-rate file is its average, so the
+    video is stopped by its frames' times (:class:`_VideoWalk`)."""
     import cv2
     import numpy as np
 
@@ -484,13 +552,24 @@ def _video_start(info) -> float:
     return info.start if info.start <= MAX_FRAME_GAP_S else 0.0
 
 
-def _resampled(items: list, times: list, last_duration: float, fps: float) -> list:
+def _resampled(items: list, times: list, last_duration: float, fps: float, shorter: str = "") -> list:
     """``items`` shown at ``times`` (seconds from the first, increasing; the
     last shown for ``last_duration``) as a constant ``fps`` sequence: at each
-    output frame's time, the item showing then."""
+    output frame's time, the item showing then. More frames than an
+    animation holds (``animation.MAX_FRAMES``) are refused before any is
+    made: two lines 10**10 ms apart at 1000 fps would be 2e10 of them (a
+    hang, then out of memory). ``shorter``: how else the user can ask for
+    fewer (added to "give a lower --fps")."""
     import bisect
 
-    n = max(1, int(round((times[-1] + last_duration) * fps)))
+    from . import animation
+
+    seconds = times[-1] + last_duration
+    span = seconds * fps
+    if not math.isfinite(span) or span > animation.MAX_FRAMES + 0.5:
+        raise CLIError(f"{seconds:g} s at {fps:g} fps is {span:,.0f} frames; an animation holds at most "
+                       f"{animation.MAX_FRAMES} frames: give a lower --fps{shorter}")
+    n = max(1, int(round(span)))
     return [items[max(0, bisect.bisect_right(times, k / fps + 1e-6) - 1)] for k in range(n)]
 
 
@@ -716,7 +795,7 @@ def _video(args) -> int:
                             attributes=dict(args.set or ())) as av:
                 _check_stop()  # a stop signal that came while the models loaded
                 t0 = time.perf_counter()  # after model loading: fps is frames per second of work
-                walk = _VideoWalk(cap, first, clock, limit, args.max_seconds, total, t0)
+                walk = _VideoWalk(cap, first, clock, args.max_seconds, total, t0)
                 for frame, t, avatar in walk.avatars(av, args.face, params_out):
                     # the landmarks come from the source frame; --size scales the picture after
                     if scaled:
@@ -734,7 +813,7 @@ def _video(args) -> int:
         sys.stderr.write("\n")
         if done == 0:
             raise CLIError(f"no frames could be decoded from {inp}")
-        expected = _expected_frames(count, limit, done) if frame is None else None  # (None: stopped by the limit)
+        expected = _expected_frames(count, limit, done) if frame is None else None  # (None: --max-seconds stopped it)
         if encoder is not None:
             enc, encoder = encoder, None
             try:
@@ -746,8 +825,11 @@ def _video(args) -> int:
         else:
             codec = "MPEG-4 Part 2 (browsers do not play it; install ffmpeg for H.264)"
             audio = "dropped (ffmpeg not found on PATH; install ffmpeg to keep the sound)"
-        _commit(partial, out, args.overwrite, inp)
-        params_path = params_out.finish() if params_out is not None else None
+        if params_out is not None:  # both or neither
+            params_path = params_out.finish((partial, out))
+        else:
+            _commit(partial, out, args.overwrite, inp)
+            params_path = None
     except videoio.VideoWriteError as exc:
         raise CLIError(f"could not write {out}: {exc}") from None
     finally:
@@ -772,22 +854,23 @@ def _video(args) -> int:
 class _VideoWalk:
     """The input video's frames, from ``first`` on, with their times
     (``clock``) and video-mode avatars, as both ``video`` outputs take them:
-    up to ``limit`` frames and ``max_seconds`` after the first frame's time
-    (a variable frame rate: the time may be up before the count), the
-    progress shown every 5 frames, ``--params`` lines written. After the
-    walk, ``done`` frames were taken, ``found`` had a face (not a kept
-    one), and ``frame`` is None when the input ran out (else the limit
-    stopped it)."""
+    those less than ``max_seconds`` after the first frame's time (the first
+    always), the progress shown every 5 frames against ``total`` (an
+    estimate), ``--params`` lines written. Only the times stop it: a frame
+    count from the average rate of a variable-frame-rate video cut 1.5 s
+    of one dense at first to 1.08 s. After the walk, ``done`` frames were
+    taken, ``found`` had a face (not a kept one), and ``frame`` is None
+    when the input ran out (else ``max_seconds`` stopped it)."""
 
-    def __init__(self, cap, first, clock, limit, max_seconds, total, t0):
+    def __init__(self, cap, first, clock, max_seconds, total, t0):
         self.cap, self.frame, self.clock = cap, first, clock
-        self.limit, self.max_seconds, self.total, self.t0 = limit, max_seconds, total, t0
+        self.max_seconds, self.total, self.t0 = max_seconds, total, t0
         self.done = self.found = 0
 
     def avatars(self, av, face: int, params_out):
         """Yields ``(frame, time in s, Avatar | None)``."""
         t_first = None
-        while self.frame is not None and (self.limit is None or self.done < self.limit):
+        while self.frame is not None:
             t = self.clock.time()
             t_first = t if t_first is None else t_first
             if self.max_seconds is not None and t - t_first >= self.max_seconds:
@@ -852,11 +935,13 @@ class _ParamsWriter:
         self.f.write(params_line(avatar, frame, time_ms) + "\n")
         self.count += 1
 
-    def finish(self) -> Path:
+    def finish(self, *before: tuple[Path, Path]) -> Path:
         """Moves the finished file into place (never over an existing file
-        without ``--overwrite``, never over the input)."""
+        without ``--overwrite``, never over the input), together with
+        ``before`` (pairs of temporary file and output, moved first): all or
+        none (:func:`_commit_all`)."""
         self.f.close()
-        _commit(self.tmp, self.path, self.overwrite, self.inp)
+        _commit_all([*before, (self.tmp, self.path)], self.overwrite, self.inp)
         self.done = True
         return self.path
 
@@ -924,7 +1009,7 @@ def _video_animation(args) -> int:
                             exaggeration=args.exaggeration, max_faces=args.face + 1,
                             attributes=dict(args.set or ())) as av:
                 _check_stop()  # a stop signal that came while the models loaded
-                walk = _VideoWalk(cap, frame, clock, limit, args.max_seconds, total, t0)
+                walk = _VideoWalk(cap, frame, clock, args.max_seconds, total, t0)
                 for _, t, avatar in walk.avatars(av, args.face, params_out):
                     times.append(t)
                     frames.append(avatar.params if avatar is not None else (frames[-1] if frames else None))
@@ -938,7 +1023,7 @@ def _video_animation(args) -> int:
             raise CLIError(f"{which} found in any of the {done} frames of {inp}")
         frames = [first if p is None else p for p in frames]
         # (the animation starts with the video's first frame)
-        shown = _resampled(frames, [t - times[0] for t in times], 1.0 / src_fps, fps)
+        shown = _resampled(frames, [t - times[0] for t in times], 1.0 / src_fps, fps, " or --max-seconds")
         n_out = len(shown)
         anim.extend(shown)
         st = _write_animation(anim, out, args.overwrite, inp)
@@ -1255,7 +1340,12 @@ def _set_argument(p) -> None:
 from .checks import float_arg  # noqa: E402 (light: the package has numpy loaded already)
 
 _likeness = float_arg(lambda v: 0.5 <= v <= 2.0, "expected a number from 0.5 to 2, got {text!r}")
-_seconds = float_arg(lambda v: v > 0, "expected a positive number of seconds, got {text!r}")
+#: Longest ``--max-seconds`` (about 115 days; videoio reads no longer length from a file): a larger
+#: one made no frame limit (1e308 s times the frame rate is beyond any integer: a traceback).
+MAX_SECONDS = 1e7
+_seconds = float_arg(lambda v: 0 < v <= MAX_SECONDS,
+                     f"expected a positive number of seconds, at most {MAX_SECONDS:,.0f} (115 days), "
+                     "got {text!r}")
 _fps = float_arg(lambda v: 0 < v <= 1000, "expected frames per second in (0, 1000], got {text!r}")
 _tolerance = float_arg(lambda v: 0 <= v <= 64, "expected a tolerance in pixels, 0..64, got {text!r}")
 
