@@ -12,6 +12,7 @@ import io
 import json
 import os
 import random
+import struct
 import time
 
 import numpy as np
@@ -155,6 +156,11 @@ def test_fuzz_image_files(tmp_path):
         b = io.BytesIO()
         Image.fromarray(rgb).save(b, format=fmt)
         seeds.append(b.getvalue())
+    # a phone photo's EXIF: orientation 6 beside a broken tag (XPosition, a RATIONAL, as text)
+    ifd = struct.pack("<HHHIHH", 2, 0x0112, 3, 1, 6, 0) + struct.pack("<HHI4s", 0x011F, 2, 4, b"abc")
+    b = io.BytesIO()
+    Image.fromarray(rgb).save(b, format="JPEG", exif=b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + bytes(4))
+    seeds.append(b.getvalue())
     path = tmp_path / "f.img"
 
     def load(data: bytes):

@@ -22,7 +22,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import MissingFileError
 
@@ -126,7 +126,9 @@ def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file into a ``(H, W, 3)`` ``uint8`` RGB array.
 
-    The EXIF orientation tag is applied, so phone photos come out upright.
+    The EXIF orientation tag is applied, so phone photos come out upright
+    (one that cannot be read leaves the image as stored; other EXIF tags,
+    broken or not, do not matter).
     Any format Pillow reads is accepted but icon files (ICO, CUR, ICNS); alpha is dropped, grayscale and
     palette images are converted to RGB.
 
@@ -170,7 +172,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             _check_size(height, width, "an image file")
             opened.load()
             _check_size(*opened.size[::-1], "an image file")  # (what was decoded, should a header lie)
-            rgb = _pil_rgb(ImageOps.exif_transpose(opened))
+            rgb = _pil_rgb(_upright(opened))
             opened.close()
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
@@ -198,6 +200,36 @@ def _formats() -> list[str]:
     icon's image when it opens the file, so they are never tried)."""
     Image.init()
     return [f for f in Image.ID if f not in ICON_FORMATS]
+
+
+#: How to turn an image for each value of the EXIF orientation tag (0x0112)
+#: but 1 (as stored), as ``ImageOps.exif_transpose`` does.
+_ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation tag says, so phone photos come
+    out upright; as stored when the tag is missing, cannot be read or is not
+    2..8.
+
+    Not ``ImageOps.exif_transpose``: after turning it writes the EXIF again
+    without the tag, and one broken tag anywhere in it (text where a number
+    belongs, common in phone photos) made that raise TypeError. Here only
+    the orientation tag's value is decoded, and the EXIF is not written.
+    """
+    try:
+        method = _ORIENTATIONS.get(image.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - an unreadable orientation is no orientation
+        return image
+    return image if method is None else image.transpose(method)
 
 
 def _is_icon(path: Path) -> bool:
