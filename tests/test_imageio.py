@@ -84,3 +84,34 @@ def test_the_orientation_of_other_formats_is_applied_too(tmp_path, fmt):
     path = tmp_path / f"o.{fmt.lower()}"
     path.write_bytes(out.getvalue())
     np.testing.assert_array_equal(load_image(path), np.rot90(RGB))
+
+
+# ---------------------------------------------------------------- crafted files Pillow fails on in other ways
+def _float_tiff_with_float_offsets() -> bytes:
+    """A 40×48 float TIFF whose StripOffsets entry is typed FLOAT: Pillow
+    raised TypeError ('float' object cannot be interpreted as an integer)."""
+    out = io.BytesIO()
+    Image.fromarray(np.zeros((48, 40), np.float32)).save(out, "TIFF")
+    data = bytearray(out.getvalue())
+    entry = data.index(struct.pack("<HHI", 273, 4, 1))  # StripOffsets, LONG, one value
+    data[entry + 2:entry + 4] = struct.pack("<H", 11)   # FLOAT
+    return bytes(data)
+
+
+def _dds_with_unknown_pixel_format() -> bytes:
+    """A 40×48 DDS whose pixel format flags are 0xFF000000: Pillow raised
+    NotImplementedError (Unknown pixel format flags)."""
+    out = io.BytesIO()
+    Image.new("RGB", (40, 48)).save(out, "DDS")
+    data = bytearray(out.getvalue())
+    data[80:84] = struct.pack("<I", 0xFF000000)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("make, name", [(_float_tiff_with_float_offsets, "offsets.tif"),
+                                        (_dds_with_unknown_pixel_format, "format.dds")])
+def test_crafted_files_pillow_fails_on_give_value_error_naming_the_path(tmp_path, make, name):
+    path = tmp_path / name
+    path.write_bytes(make())
+    with pytest.raises(ValueError, match=f"Could not read {path} as an image: [A-Za-z]+Error: "):
+        load_image(path)

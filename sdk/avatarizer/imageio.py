@@ -143,7 +143,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             ``ValueError``).
         ValueError: if ``path`` is a directory or not a regular file (a named
             pipe or device, which could block forever), cannot be decoded as an
-            image, is an icon file (:data:`ICON_FORMATS`), declares a size
+            image (whatever Pillow raised on it), is an icon file (:data:`ICON_FORMATS`), declares a size
             outside ``MIN_SIDE``..``MAX_SIDE``, or
             decodes to an image :func:`to_rgb_uint8` rejects; the message
             names the path.
@@ -183,6 +183,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                          ) from exc
     except (OSError, Image.DecompressionBombError, SyntaxError, EOFError, MemoryError) as exc:
         raise ValueError(f"Could not read {path} as an image: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise what they like on crafted files
+        # (TypeError for a TIFF's offsets typed float, NotImplementedError for a DDS pixel format, ...)
+        raise ValueError(f"Could not read {path} as an image: {type(exc).__name__}: {exc}") from exc
     try:
         return to_rgb_uint8(rgb)
     except ValueError as exc:
