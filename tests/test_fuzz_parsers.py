@@ -161,11 +161,13 @@ def test_fuzz_image_files(tmp_path):
     b = io.BytesIO()
     Image.fromarray(rgb).save(b, format="JPEG", exif=b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + bytes(4))
     seeds.append(b.getvalue())
-    # formats whose mutations Pillow answered with other types (TypeError, NotImplementedError)
+    # formats whose mutations Pillow answered with other types (TypeError, NotImplementedError);
+    # a progressive JPEG (its scans are counted before decoding)
     exif = Image.Exif()
     exif[0x0112] = 6
     for image, fmt, options in ((Image.fromarray(rgb[..., 0].astype(np.float32) / 255), "TIFF", {"exif": exif}),
-                                (Image.fromarray(rgb), "DDS", {})):
+                                (Image.fromarray(rgb), "DDS", {}),
+                                (Image.fromarray(rgb), "JPEG", {"progressive": True})):
         b = io.BytesIO()
         image.save(b, format=fmt, **options)
         seeds.append(b.getvalue())

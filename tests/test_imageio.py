@@ -115,3 +115,85 @@ def test_crafted_files_pillow_fails_on_give_value_error_naming_the_path(tmp_path
     path.write_bytes(make())
     with pytest.raises(ValueError, match=f"Could not read {path} as an image: [A-Za-z]+Error: "):
         load_image(path)
+
+
+# ---------------------------------------------------------------- progressive JPEG "scan bombs"
+def _progressive(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", progressive=True, quality=90)
+    return out.getvalue()
+
+
+def _scans(jpeg: bytes, total: int, before: bytes = b"") -> bytes:
+    """``jpeg`` (one Pillow wrote: no thumbnail) with its last scan repeated
+    until it has ``total`` scans, each repeat preceded by ``before``. Every
+    scan is a pass over the whole image: a 99-byte scan cost 0.1 s at
+    8192×8192, and a 500 KB file minutes."""
+    have = jpeg.count(b"\xff\xda")
+    last = jpeg[jpeg.rfind(b"\xff\xda"):-2]
+    return jpeg[:-2] + (before + last) * (total - have) + b"\xff\xd9"
+
+
+def _with_thumbnail(jpeg: bytes, thumbnail: bytes) -> bytes:
+    """``jpeg`` with an EXIF block (APP1) whose IFD1 holds ``thumbnail``."""
+    ifd0 = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, 1, 0) + struct.pack("<I", 26)
+    ifd1 = struct.pack("<H", 2) + struct.pack("<HHII", 0x0201, 4, 1, 56) + struct.pack("<HHII", 0x0202, 4, 1, len(thumbnail))
+    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd0 + ifd1 + struct.pack("<I", 0) + thumbnail
+    assert tiff.index(thumbnail) == 56
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+def test_a_jpeg_with_more_scans_than_the_limit_is_refused_before_decoding(tmp_path):
+    from avatarizer.imageio import MAX_JPEG_SCANS
+
+    jpeg = _progressive(RGB)
+    path = tmp_path / "scans.jpg"
+    path.write_bytes(_scans(jpeg, MAX_JPEG_SCANS))
+    assert load_image(path).shape == RGB.shape  # up to the limit: loads
+    # one more; and (decoders skip them) fill bytes or garbage before each repeat
+    for before in (b"", b"\xff\xff", b"junk"):
+        path.write_bytes(_scans(jpeg, MAX_JPEG_SCANS + 1, before))
+        with pytest.raises(ValueError, match=f"{path}: .*more than {MAX_JPEG_SCANS} scans"):
+            load_image(path)
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "gray progressive", "cmyk", "thumbnail", "mpo"])
+def test_ordinary_jpegs_still_load(tmp_path, kind):
+    """Including one whose EXIF thumbnail (a JPEG of its own) has more scans
+    than the limit: the thumbnail's scans are not the image's."""
+    from avatarizer.imageio import MAX_JPEG_SCANS
+
+    out = io.BytesIO()
+    image = Image.fromarray(RGB)
+    if kind == "baseline":
+        image.save(out, "JPEG")
+    elif kind == "progressive":
+        image.save(out, "JPEG", progressive=True)
+    elif kind == "gray progressive":
+        image.convert("L").save(out, "JPEG", progressive=True)
+    elif kind == "cmyk":
+        image.convert("CMYK").save(out, "JPEG", progressive=True)
+    elif kind == "mpo":
+        image.save(out, "MPO", save_all=True, append_images=[image.transpose(Image.Transpose.ROTATE_180)])
+    else:
+        thumbnail = _scans(_progressive(RGB[:16, :16]), 2 * MAX_JPEG_SCANS)
+        out.write(_with_thumbnail(_progressive(RGB), thumbnail))
+    path = tmp_path / "ok.jpg"
+    path.write_bytes(out.getvalue())
+    assert load_image(path).shape == RGB.shape
+
+
+def test_the_scan_count_does_not_depend_on_where_the_reads_fall(monkeypatch):
+    """The marker walk reads a window at a time: with windows of a few
+    bytes (every marker, length and fill run split across two) it counts
+    what it counts with one window holding the file."""
+    import avatarizer.imageio as imageio
+
+    jpeg = _progressive(RGB)
+    files = {jpeg: 10, _scans(jpeg, 150): 150, _scans(jpeg, 150, b"\xff\xff\xff"): 150,
+             _scans(jpeg, 150, b"junk\xff"): 150,
+             _with_thumbnail(jpeg, _scans(_progressive(RGB[:16, :16]), 200)): 10}
+    for chunk in (4, 5, 7, 16, 1 << 20):
+        monkeypatch.setattr(imageio, "_CHUNK", chunk)
+        assert {data: imageio._jpeg_scans(io.BytesIO(data), 1000) for data in files} == files, chunk
