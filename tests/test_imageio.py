@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -197,3 +198,106 @@ def test_the_scan_count_does_not_depend_on_where_the_reads_fall(monkeypatch):
     for chunk in (4, 5, 7, 16, 1 << 20):
         monkeypatch.setattr(imageio, "_CHUNK", chunk)
         assert {data: imageio._jpeg_scans(io.BytesIO(data), 1000) for data in files} == files, chunk
+
+
+# ---------------------------------------------------------------- PNGs whose data is short
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png(pixels: np.ndarray, interlace: bool = False, drop: int = 0, idat_size: int = 0) -> bytes:
+    """An 8-bit RGB PNG of ``pixels`` (no filters, Adam7 passes if
+    ``interlace``) whose zlib stream, complete and valid, lacks the last
+    ``drop`` rows (of the last pass); in IDAT chunks of ``idat_size`` bytes
+    (0: one)."""
+    h, w = pixels.shape[:2]
+    parts = ([pixels[y::dy, x::dx] for x, y, dx, dy in
+              ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))]
+             if interlace else [pixels])
+    raw = b"".join(b"\x00" + row.tobytes() for part in parts if part.size for row in part)
+    data = zlib.compress(raw[:len(raw) - drop * (1 + 3 * w)])
+    step = idat_size or len(data)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, int(interlace)))
+            + b"".join(_chunk(b"IDAT", data[i:i + step]) for i in range(0, len(data), step))
+            + _chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+def test_a_png_whose_data_holds_fewer_rows_than_its_header_is_refused(tmp_path, interlace):
+    """The zlib stream is valid and ends after a whole row (40 of 48 rows,
+    or 16 of the 24 rows of the last interlaced pass), IEND follows: Pillow
+    gave the missing rows black without a word."""
+    path = tmp_path / "short.png"
+    path.write_bytes(_png(RGB, interlace, drop=8))
+    with pytest.raises(ValueError, match=f"{path}: the PNG's image data ends after"):
+        load_image(path)
+    path.write_bytes(_png(RGB, interlace))
+    np.testing.assert_array_equal(load_image(path), RGB)  # the same file whole
+
+
+def test_a_tiny_png_declaring_a_huge_image_is_refused_before_it_is_allocated(tmp_path):
+    """A file of a few hundred bytes holding 16 rows of an 8192×8192 image
+    (Pillow took 7 s and ~1 GB to make it a black image)."""
+    import resource
+
+    row = b"\x00" * (1 + 3 * 8192)
+    path = tmp_path / "edge.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 8192, 8192, 8, 2, 0, 0, 0))
+                     + _chunk(b"IDAT", zlib.compress(row * 16, 9)) + _chunk(b"IEND", b""))
+    assert path.stat().st_size < 1000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match="ends after 393232 of the 201334784 bytes its 8192×8192 header needs"):
+        load_image(path)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 100
+
+
+def test_a_png_with_a_corrupt_stream_gives_value_error(tmp_path):
+    data = bytearray(_png(RGB))
+    data[60:70] = b"\xff" * 10  # inside the deflate data
+    path = tmp_path / "corrupt.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=str(path)):
+        load_image(path)
+
+
+def _pillow_png(image: Image.Image, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG", **options)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["RGB", "RGBA", "L", "LA", "1", "P 4-bit", "P with transparency", "I;16",
+                                  "RGB 16-bit", "interlaced", "many IDATs", "animated"])
+def test_ordinary_pngs_still_load(tmp_path, kind):
+    image = Image.fromarray(RGB)
+    want = None
+    if kind in ("RGB", "RGBA", "L", "LA", "1"):
+        data = _pillow_png(image.convert(kind))
+        want = np.asarray(image.convert(kind).convert("RGB"))
+    elif kind == "P 4-bit":
+        data = _pillow_png(image.quantize(16), bits=4)
+        want = np.asarray(image.quantize(16).convert("RGB"))
+    elif kind == "P with transparency":
+        data = _pillow_png(image.quantize(256), transparency=0)
+    elif kind == "I;16":
+        data = _pillow_png(Image.fromarray(RGB[..., 0].astype(np.uint16) * 257))
+        want = np.repeat(RGB[..., :1], 3, axis=2)
+    elif kind == "RGB 16-bit":
+        import cv2
+
+        data = cv2.imencode(".png", RGB.astype(np.uint16) * 257)[1].tobytes()
+    elif kind == "interlaced":
+        data = _png(RGB, interlace=True, idat_size=100)
+        want = RGB
+    elif kind == "many IDATs":
+        data = _png(RGB, idat_size=7)
+        want = RGB
+    else:
+        data = _pillow_png(image, save_all=True, append_images=[image.transpose(Image.Transpose.ROTATE_180)])
+        want = RGB
+    path = tmp_path / "ok.png"
+    path.write_bytes(data)
+    out = load_image(path)
+    assert out.shape == RGB.shape
+    if want is not None:
+        np.testing.assert_array_equal(out, want)
