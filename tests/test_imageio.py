@@ -138,7 +138,8 @@ def _scans(jpeg: bytes, total: int, before: bytes = b"") -> bytes:
 def _with_thumbnail(jpeg: bytes, thumbnail: bytes) -> bytes:
     """``jpeg`` with an EXIF block (APP1) whose IFD1 holds ``thumbnail``."""
     ifd0 = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, 1, 0) + struct.pack("<I", 26)
-    ifd1 = struct.pack("<H", 2) + struct.pack("<HHII", 0x0201, 4, 1, 56) + struct.pack("<HHII", 0x0202, 4, 1, len(thumbnail))
+    ifd1 = (struct.pack("<H", 2) + struct.pack("<HHII", 0x0201, 4, 1, 56)
+            + struct.pack("<HHII", 0x0202, 4, 1, len(thumbnail)))
     tiff = b"II*\x00" + struct.pack("<I", 8) + ifd0 + ifd1 + struct.pack("<I", 0) + thumbnail
     assert tiff.index(thumbnail) == 56
     app1 = b"Exif\x00\x00" + tiff
@@ -301,3 +302,22 @@ def test_ordinary_pngs_still_load(tmp_path, kind):
     assert out.shape == RGB.shape
     if want is not None:
         np.testing.assert_array_equal(out, want)
+
+
+def test_a_png_whose_image_data_was_changed_is_refused_by_its_crc(tmp_path):
+    """A byte of the image data changed (in a stored block: zlib cannot
+    tell), zlib's own checksum in an IDAT chunk of its own: Pillow does not
+    read IDAT CRCs and stops inflating at the last row, so it gave the
+    changed pixels without a word. The chunk's CRC says so; libpng refuses
+    such a file too."""
+    whole = _png(RGB)
+    start = whole.index(b"IDAT") + 4
+    stream = whole[start:start + struct.unpack(">I", whole[start - 8:start - 4])[0]]
+    assert stream[2] & 0b110 == 0  # a stored block
+    changed = bytearray(stream[:-4])
+    changed[500] ^= 0x40
+    path = tmp_path / "changed.png"
+    first = _chunk(b"IDAT", bytes(changed))[:-4] + struct.pack(">I", zlib.crc32(b"IDAT" + stream[:-4]))
+    path.write_bytes(whole[:start - 8] + first + _chunk(b"IDAT", stream[-4:]) + _chunk(b"IEND", b""))
+    with pytest.raises(ValueError, match=f"{path}: the PNG's image data is corrupt .*CRC"):
+        load_image(path)

@@ -299,7 +299,10 @@ def _check_png_data(f) -> None:
     long enough: no memory beyond that, and a short file is refused before
     the image is allocated; inflating is most of decoding a PNG, so this
     adds about a fifth to the time a PNG photo takes to load. A stream
-    zlib finds corrupt is refused too (Pillow refuses it while decoding).
+    zlib finds corrupt is refused too (Pillow refuses it while decoding),
+    and so is a chunk whose CRC does not match its data (Pillow does not
+    read IDAT CRCs, and stops inflating at the last row, before zlib's own
+    checksum: changed image data came out as changed pixels).
     """
     f.seek(8)
     head = f.read(25)
@@ -311,12 +314,10 @@ def _check_png_data(f) -> None:
         return
     inflate, got = zlib.decompressobj(), 0
     try:
-        for piece in _png_idat(f):
+        for piece in _png_idat(f):  # to the end of the run: each chunk's CRC is checked
             while piece and got < need and not inflate.eof:
                 got += len(inflate.decompress(piece, min(_CHUNK, need - got)))
                 piece = inflate.unconsumed_tail
-            if got >= need or inflate.eof:
-                break
     except zlib.error as exc:
         raise ValueError(f"the PNG's image data is corrupt ({exc})") from None
     if got < need:
@@ -350,7 +351,8 @@ def _png_data_size(width: int, height: int, depth: int, color: int, interlace: i
 def _png_idat(f):
     """The data of the first run of IDAT chunks of the PNG in ``f`` (where
     Pillow reads the image: it takes DDAT chunks for IDAT and stops at any
-    other chunk), in pieces of at most :data:`_CHUNK` bytes."""
+    other chunk), in pieces of at most :data:`_CHUNK` bytes; ValueError
+    when a chunk's CRC does not match (read after its last piece)."""
     f.seek(8)
     seen = False
     while True:
@@ -363,14 +365,17 @@ def _png_idat(f):
                 return
             f.seek(length + 4, os.SEEK_CUR)  # the chunk and its CRC
             continue
-        seen = True
+        seen, crc = True, zlib.crc32(kind)
         while length:
             piece = f.read(min(length, _CHUNK))
             if not piece:
                 return
             length -= len(piece)
+            crc = zlib.crc32(piece, crc)
             yield piece
-        f.seek(4, os.SEEK_CUR)
+        if f.read(4) != struct.pack(">I", crc):
+            raise ValueError(f"the PNG's image data is corrupt (the CRC of one of its {kind.decode()} chunks "
+                             "does not match)")
 
 
 def _formats() -> list[str]:
