@@ -218,9 +218,9 @@ _CHUNK = 1 << 20
 def _check_data(f, fmt: str | None) -> None:
     """Refuse, before Pillow decodes it, a file whose decoding would take
     far longer than its size and header say (:func:`_check_jpeg_scans`) or
-    that holds less than its header says (:func:`_check_png_data`), which
-    Pillow decodes without a word. Reads ``f`` from the start and leaves it
-    where it was."""
+    a PNG whose image data is short or damaged (:func:`_check_png_data`),
+    which Pillow decodes without a word. Reads ``f`` from the start and
+    leaves it where it was."""
     check = {"JPEG": _check_jpeg_scans, "MPO": _check_jpeg_scans,  # MPO: JPEGs in a row, Pillow decodes the first
              "PNG": _check_png_data}.get(fmt)
     if check is None:
@@ -240,9 +240,11 @@ def _check_jpeg_scans(f) -> None:
                          "decoding each is a pass over the whole image, so such a file can take minutes)")
 
 
-#: A marker where the decoder looks for one: 0xFF and a code but 0x00 (a
-#: stuffed 0xFF in a scan's data), 0xFF (fill) and the restart markers
-#: 0xD0..0xD7 inside a scan, which libjpeg skips as these are skipped here.
+#: A JPEG marker: 0xFF and a code other than 0x00 (a stuffed 0xFF in a
+#: scan's data), 0xFF (a fill byte: the marker starts at the last one) and
+#: 0xD0..0xD7 (restart markers, part of a scan's data). Searched for from
+#: where the decoder looks for the next marker, skipping what is before it
+#: as libjpeg does.
 _JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
 
 
