@@ -12,6 +12,7 @@ import io
 import json
 import os
 import random
+import struct
 import time
 
 import numpy as np
@@ -154,6 +155,21 @@ def test_fuzz_image_files(tmp_path):
     for fmt in ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP"):
         b = io.BytesIO()
         Image.fromarray(rgb).save(b, format=fmt)
+        seeds.append(b.getvalue())
+    # a phone photo's EXIF: orientation 6 beside a broken tag (XPosition, a RATIONAL, as text)
+    ifd = struct.pack("<HHHIHH", 2, 0x0112, 3, 1, 6, 0) + struct.pack("<HHI4s", 0x011F, 2, 4, b"abc")
+    b = io.BytesIO()
+    Image.fromarray(rgb).save(b, format="JPEG", exif=b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + bytes(4))
+    seeds.append(b.getvalue())
+    # formats whose mutations Pillow answered with other types (TypeError, NotImplementedError);
+    # a progressive JPEG (its scans are counted before decoding)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for image, fmt, options in ((Image.fromarray(rgb[..., 0].astype(np.float32) / 255), "TIFF", {"exif": exif}),
+                                (Image.fromarray(rgb), "DDS", {}),
+                                (Image.fromarray(rgb), "JPEG", {"progressive": True})):
+        b = io.BytesIO()
+        image.save(b, format=fmt, **options)
         seeds.append(b.getvalue())
     path = tmp_path / "f.img"
 

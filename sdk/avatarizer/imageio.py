@@ -15,14 +15,17 @@ result may share memory with the input.
 from __future__ import annotations
 
 import os
+import re
 import stat
+import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import MissingFileError
 
@@ -126,14 +129,17 @@ def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file into a ``(H, W, 3)`` ``uint8`` RGB array.
 
-    The EXIF orientation tag is applied, so phone photos come out upright.
+    The EXIF orientation tag is applied, so phone photos come out upright
+    (one that cannot be read leaves the image as stored; other EXIF tags,
+    broken or not, do not matter).
     Any format Pillow reads is accepted but icon files (ICO, CUR, ICNS); alpha is dropped, grayscale and
     palette images are converted to RGB.
 
     The size is read from the file's header and checked against
     ``MIN_SIDE``/``MAX_SIDE`` *before* any pixel is decoded, so a small file
     that declares a huge image (a decompression bomb) is refused without
-    allocating it.
+    allocating it. So is a JPEG with more than :data:`MAX_JPEG_SCANS` scans
+    (each is a pass over the whole image: a small file could take minutes).
 
     Raises:
         FileNotFoundError: if nothing exists at ``path`` (a
@@ -141,8 +147,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             ``ValueError``).
         ValueError: if ``path`` is a directory or not a regular file (a named
             pipe or device, which could block forever), cannot be decoded as an
-            image, is an icon file (:data:`ICON_FORMATS`), declares a size
-            outside ``MIN_SIDE``..``MAX_SIDE``, or
+            image (whatever Pillow raised on it), is an icon file (:data:`ICON_FORMATS`), declares a size
+            outside ``MIN_SIDE``..``MAX_SIDE``, is a JPEG with more than
+            :data:`MAX_JPEG_SCANS` scans, or
             decodes to an image :func:`to_rgb_uint8` rejects; the message
             names the path.
     """
@@ -168,9 +175,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             # Image.open reads only the header: refuse a bad size before decoding
             width, height = opened.size
             _check_size(height, width, "an image file")
+            _check_data(f, opened.format)
             opened.load()
             _check_size(*opened.size[::-1], "an image file")  # (what was decoded, should a header lie)
-            rgb = _pil_rgb(ImageOps.exif_transpose(opened))
+            rgb = _pil_rgb(_upright(opened))
             opened.close()
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
@@ -181,6 +189,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                          ) from exc
     except (OSError, Image.DecompressionBombError, SyntaxError, EOFError, MemoryError) as exc:
         raise ValueError(f"Could not read {path} as an image: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise what they like on crafted files
+        # (TypeError for a TIFF's offsets typed float, NotImplementedError for a DDS pixel format, ...)
+        raise ValueError(f"Could not read {path} as an image: {type(exc).__name__}: {exc}") from exc
     try:
         return to_rgb_uint8(rgb)
     except ValueError as exc:
@@ -193,11 +204,217 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 ICON_FORMATS = ("ICO", "CUR", "ICNS")
 
 
+#: Most scans a JPEG read by :func:`load_image` may have. The decoder goes
+#: over the whole image once per scan of a progressive JPEG, so a file that
+#: repeats a scan (99 bytes each) costs 0.1 s a scan at 8192×8192: 270 KB
+#: took 14 s, 500 KB would take minutes. Encoders write 1 to 3 scans
+#: (baseline) or about 10 (progressive).
+MAX_JPEG_SCANS = 100
+
+#: How much of a file the checks before decoding read at a time.
+_CHUNK = 1 << 20
+
+
+def _check_data(f, fmt: str | None) -> None:
+    """Refuse, before Pillow decodes it, a file whose decoding would take
+    far longer than its size and header say (:func:`_check_jpeg_scans`) or
+    a PNG whose image data is short or damaged (:func:`_check_png_data`),
+    which Pillow decodes without a word. Reads ``f`` from the start and
+    leaves it where it was."""
+    check = {"JPEG": _check_jpeg_scans, "MPO": _check_jpeg_scans,  # MPO: JPEGs in a row, Pillow decodes the first
+             "PNG": _check_png_data}.get(fmt)
+    if check is None:
+        return
+    at = f.tell()
+    try:
+        check(f)
+    finally:
+        f.seek(at)
+
+
+def _check_jpeg_scans(f) -> None:
+    """Refuse a JPEG with more than :data:`MAX_JPEG_SCANS` scans."""
+    scans = _jpeg_scans(f, MAX_JPEG_SCANS + 1)
+    if scans > MAX_JPEG_SCANS:
+        raise ValueError(f"the JPEG has more than {MAX_JPEG_SCANS} scans (a photo has 1 to about 10; "
+                         "decoding each is a pass over the whole image, so such a file can take minutes)")
+
+
+#: A JPEG marker: 0xFF and a code other than 0x00 (a stuffed 0xFF in a
+#: scan's data), 0xFF (a fill byte: the marker starts at the last one) and
+#: 0xD0..0xD7 (restart markers, part of a scan's data). Searched for from
+#: where the decoder looks for the next marker, skipping what is before it
+#: as libjpeg does.
+_JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
+
+
+def _jpeg_scans(f, stop: int) -> int:
+    """The number of scans (SOS markers) in the JPEG in ``f``, counting no
+    further than ``stop``.
+
+    Walks the markers from the start of the file to its first EOI as libjpeg
+    does (a marker segment is skipped by its length, a scan's data and
+    anything between segments up to the next marker), so a JPEG inside a
+    segment (an EXIF thumbnail) or after the image (MPO) does not count.
+    Reads the file once, a megabyte at a time: the regular expression runs
+    at ~1 ms per MB (10 ms per MB of nothing but stuffed 0xFF bytes).
+    """
+    scans, pos, start, buf = 0, 2, 0, b""  # after SOI
+    while scans < stop:
+        if not start <= pos <= start + len(buf) - 4:  # the window must hold a marker and its length
+            f.seek(pos)
+            start, buf = pos, f.read(_CHUNK)
+            if len(buf) < 2:
+                break
+        found = _JPEG_MARKER.search(buf, pos - start)
+        if found is None:
+            if len(buf) < _CHUNK:  # the end of the file
+                break
+            pos = start + len(buf) - 1  # its last byte may be the 0xFF of a marker
+            buf = b""
+            continue
+        code, at = buf[found.start() + 1], found.end()
+        if code == 0xD9:  # EOI
+            break
+        if code == 0x01 or 0xD0 <= code <= 0xD8:  # markers without a length (TEM, RSTn, SOI)
+            pos = start + at
+            continue
+        if at + 2 > len(buf):  # the length is past the window: read on from the marker
+            if len(buf) < _CHUNK:
+                break
+            pos, buf = start + found.start(), b""
+            continue
+        pos = start + at + int.from_bytes(buf[at:at + 2], "big")
+        if code == 0xDA:  # SOS
+            scans += 1
+    return scans
+
+
+def _check_png_data(f) -> None:
+    """Refuse a PNG whose image data inflates to fewer bytes than its header's
+    size needs.
+
+    Pillow decodes such a file without a word, the rows the data lacks left
+    black: a 207-byte file holding a few rows of an 8192×8192 image took 7 s
+    and 1 GB. The data (the first run of IDAT chunks, which Pillow reads) is
+    inflated here and thrown away a megabyte at a time, stopping once it is
+    long enough: no memory beyond that, and a short file is refused before
+    the image is allocated; inflating is most of decoding a PNG, so this
+    adds about a fifth to the time a PNG photo takes to load. A stream
+    zlib finds corrupt is refused too (Pillow refuses it while decoding),
+    and so is a chunk whose CRC does not match its data (Pillow does not
+    read IDAT CRCs, and stops inflating at the last row, before zlib's own
+    checksum: changed image data came out as changed pixels).
+    """
+    f.seek(8)
+    head = f.read(25)
+    if len(head) < 25 or head[4:8] != b"IHDR":
+        return  # Pillow's own checks refuse it
+    width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", head[8:21])
+    need = _png_data_size(width, height, depth, color, interlace)
+    if need is None:
+        return
+    inflate, got = zlib.decompressobj(), 0
+    try:
+        for piece in _png_idat(f):  # to the end of the run: each chunk's CRC is checked
+            while piece and got < need and not inflate.eof:
+                got += len(inflate.decompress(piece, min(_CHUNK, need - got)))
+                piece = inflate.unconsumed_tail
+    except zlib.error as exc:
+        raise ValueError(f"the PNG's image data is corrupt ({exc})") from None
+    if got < need:
+        raise ValueError(f"the PNG's image data ends after {got} of the {need} bytes its {width}×{height} "
+                         "header needs (a cut or crafted file)")
+
+
+#: Channels of each PNG colour type: gray, RGB, palette, gray and alpha, RGBA.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: The seven passes of an Adam7-interlaced PNG: first column and row, steps.
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_data_size(width: int, height: int, depth: int, color: int, interlace: int) -> int | None:
+    """How many bytes a PNG's image data inflates to: a filter byte and the
+    packed pixels of each row, of the image or of each of its seven
+    interlaced passes; None for a header PNG does not allow (Pillow decides)."""
+    channels = _PNG_CHANNELS.get(color)
+    if channels is None or depth not in (1, 2, 4, 8, 16) or interlace not in (0, 1):
+        return None
+    bits = channels * depth
+
+    def rows(w: int, h: int) -> int:
+        return h * (1 + (w * bits + 7) // 8) if w > 0 and h > 0 else 0
+
+    if not interlace:
+        return rows(width, height)
+    return sum(rows((width - x + dx - 1) // dx, (height - y + dy - 1) // dy) for x, y, dx, dy in _ADAM7)
+
+
+def _png_idat(f):
+    """The data of the first run of IDAT chunks of the PNG in ``f`` (where
+    Pillow reads the image: it takes DDAT chunks for IDAT and stops at any
+    other chunk), in pieces of at most :data:`_CHUNK` bytes; ValueError
+    when a chunk's CRC does not match (read after its last piece)."""
+    f.seek(8)
+    seen = False
+    while True:
+        head = f.read(8)
+        if len(head) < 8:
+            return
+        length, kind = struct.unpack(">I4s", head)
+        if kind not in (b"IDAT", b"DDAT"):
+            if seen:
+                return
+            f.seek(length + 4, os.SEEK_CUR)  # the chunk and its CRC
+            continue
+        seen, crc = True, zlib.crc32(kind)
+        while length:
+            piece = f.read(min(length, _CHUNK))
+            if not piece:
+                return
+            length -= len(piece)
+            crc = zlib.crc32(piece, crc)
+            yield piece
+        if f.read(4) != struct.pack(">I", crc):
+            raise ValueError(f"the PNG's image data is corrupt (the CRC of one of its {kind.decode()} chunks "
+                             "does not match)")
+
+
 def _formats() -> list[str]:
     """Every format Pillow reads but :data:`ICON_FORMATS` (Pillow decodes an
     icon's image when it opens the file, so they are never tried)."""
     Image.init()
     return [f for f in Image.ID if f not in ICON_FORMATS]
+
+
+#: How to turn an image for each value of the EXIF orientation tag (0x0112)
+#: but 1 (as stored), as ``ImageOps.exif_transpose`` does.
+_ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation tag says, so phone photos come
+    out upright; as stored when the tag is missing, cannot be read or is not
+    2..8.
+
+    Not ``ImageOps.exif_transpose``: after turning it writes the EXIF again
+    without the tag, and one broken tag anywhere in it (text where a number
+    belongs, common in phone photos) made that raise TypeError. Here only
+    the orientation tag's value is decoded, and the EXIF is not written.
+    """
+    try:
+        method = _ORIENTATIONS.get(image.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - an unreadable orientation is no orientation
+        return image
+    return image if method is None else image.transpose(method)
 
 
 def _is_icon(path: Path) -> bool:

@@ -1,0 +1,323 @@
+"""load_image on files people have and files made to break it: phone photos
+with broken EXIF still load upright; crafted files Pillow fails on in
+unexpected ways give ValueError naming the path, never another type."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from avatarizer.imageio import load_image
+
+RGB = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
+
+
+def _exif(*entries: tuple[int, int, int, bytes]) -> bytes:
+    """An EXIF block (little-endian TIFF header, one IFD) holding the given
+    (tag, type, count, 4-byte value) entries as they are, right or wrong."""
+    ifd = b"".join(struct.pack("<HHI", tag, kind, count) + value for tag, kind, count, value in entries)
+    return b"Exif\x00\x00II*\x00" + struct.pack("<IH", 8, len(entries)) + ifd + struct.pack("<I", 0)
+
+
+def _orientation(value: int) -> tuple[int, int, int, bytes]:
+    return (0x0112, 3, 1, struct.pack("<HH", value, 0))
+
+
+def _jpeg(exif: bytes, pixels: np.ndarray = RGB) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=95, exif=exif)
+    return out.getvalue()
+
+
+def _plain(data: bytes) -> np.ndarray:
+    """The pixels as stored, orientation not applied."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+# ---------------------------------------------------------------- EXIF orientation
+def test_a_photo_whose_exif_has_a_broken_tag_loads_upright(tmp_path):
+    """Orientation 6 beside XPosition (a RATIONAL tag) stored as text, as
+    phone photos have: ImageOps.exif_transpose raised TypeError rewriting
+    the EXIF; the photo loads, turned 90° clockwise."""
+    data = _jpeg(_exif(_orientation(6), (0x011F, 2, 4, b"abc\x00")))
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(data)
+    out = load_image(path)
+    assert out.shape == (64, 48, 3)
+    np.testing.assert_array_equal(out, np.rot90(_plain(data), k=-1))
+
+
+@pytest.mark.parametrize("value", range(0, 10))
+def test_every_orientation_is_applied_as_exif_transpose_does(tmp_path, value):
+    """Values 2..8 turn and flip the image as Pillow's exif_transpose does
+    with an intact EXIF; 1 and values outside 1..8 leave it as stored."""
+    data = _jpeg(_exif(_orientation(value)))
+    path = tmp_path / "o.jpg"
+    path.write_bytes(data)
+    want = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    np.testing.assert_array_equal(load_image(path), want)
+    if value not in range(2, 9):
+        np.testing.assert_array_equal(load_image(path), _plain(data))
+
+
+@pytest.mark.parametrize("entry", [
+    (0x0112, 2, 4, b"six\x00"),                     # orientation as text
+    (0x0112, 3, 1000, struct.pack("<I", 4000)),     # values past the end of the block
+    (0x0112, 99, 1, struct.pack("<I", 6)),          # an unknown type
+])
+def test_an_orientation_that_cannot_be_read_leaves_the_photo_as_stored(tmp_path, entry):
+    data = _jpeg(_exif(entry))
+    path = tmp_path / "o.jpg"
+    path.write_bytes(data)
+    np.testing.assert_array_equal(load_image(path), _plain(data))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "WEBP"])
+def test_the_orientation_of_other_formats_is_applied_too(tmp_path, fmt):
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    out = io.BytesIO()
+    Image.fromarray(RGB).save(out, fmt, exif=exif, lossless=True)
+    path = tmp_path / f"o.{fmt.lower()}"
+    path.write_bytes(out.getvalue())
+    np.testing.assert_array_equal(load_image(path), np.rot90(RGB))
+
+
+# ---------------------------------------------------------------- crafted files Pillow fails on in other ways
+def _float_tiff_with_float_offsets() -> bytes:
+    """A 40×48 float TIFF whose StripOffsets entry is typed FLOAT: Pillow
+    raised TypeError ('float' object cannot be interpreted as an integer)."""
+    out = io.BytesIO()
+    Image.fromarray(np.zeros((48, 40), np.float32)).save(out, "TIFF")
+    data = bytearray(out.getvalue())
+    entry = data.index(struct.pack("<HHI", 273, 4, 1))  # StripOffsets, LONG, one value
+    data[entry + 2:entry + 4] = struct.pack("<H", 11)   # FLOAT
+    return bytes(data)
+
+
+def _dds_with_unknown_pixel_format() -> bytes:
+    """A 40×48 DDS whose pixel format flags are 0xFF000000: Pillow raised
+    NotImplementedError (Unknown pixel format flags)."""
+    out = io.BytesIO()
+    Image.new("RGB", (40, 48)).save(out, "DDS")
+    data = bytearray(out.getvalue())
+    data[80:84] = struct.pack("<I", 0xFF000000)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("make, name", [(_float_tiff_with_float_offsets, "offsets.tif"),
+                                        (_dds_with_unknown_pixel_format, "format.dds")])
+def test_crafted_files_pillow_fails_on_give_value_error_naming_the_path(tmp_path, make, name):
+    path = tmp_path / name
+    path.write_bytes(make())
+    with pytest.raises(ValueError, match=f"Could not read {path} as an image: [A-Za-z]+Error: "):
+        load_image(path)
+
+
+# ---------------------------------------------------------------- progressive JPEG "scan bombs"
+def _progressive(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", progressive=True, quality=90)
+    return out.getvalue()
+
+
+def _scans(jpeg: bytes, total: int, before: bytes = b"") -> bytes:
+    """``jpeg`` (one Pillow wrote: no thumbnail) with its last scan repeated
+    until it has ``total`` scans, each repeat preceded by ``before``. Every
+    scan is a pass over the whole image: a 99-byte scan cost 0.1 s at
+    8192×8192, and a 500 KB file minutes."""
+    have = jpeg.count(b"\xff\xda")
+    last = jpeg[jpeg.rfind(b"\xff\xda"):-2]
+    return jpeg[:-2] + (before + last) * (total - have) + b"\xff\xd9"
+
+
+def _with_thumbnail(jpeg: bytes, thumbnail: bytes) -> bytes:
+    """``jpeg`` with an EXIF block (APP1) whose IFD1 holds ``thumbnail``."""
+    ifd0 = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, 1, 0) + struct.pack("<I", 26)
+    ifd1 = (struct.pack("<H", 2) + struct.pack("<HHII", 0x0201, 4, 1, 56)
+            + struct.pack("<HHII", 0x0202, 4, 1, len(thumbnail)))
+    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd0 + ifd1 + struct.pack("<I", 0) + thumbnail
+    assert tiff.index(thumbnail) == 56
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+def test_a_jpeg_with_more_scans_than_the_limit_is_refused_before_decoding(tmp_path):
+    from avatarizer.imageio import MAX_JPEG_SCANS
+
+    jpeg = _progressive(RGB)
+    path = tmp_path / "scans.jpg"
+    path.write_bytes(_scans(jpeg, MAX_JPEG_SCANS))
+    assert load_image(path).shape == RGB.shape  # up to the limit: loads
+    # one more; and (decoders skip them) fill bytes or garbage before each repeat
+    for before in (b"", b"\xff\xff", b"junk"):
+        path.write_bytes(_scans(jpeg, MAX_JPEG_SCANS + 1, before))
+        with pytest.raises(ValueError, match=f"{path}: .*more than {MAX_JPEG_SCANS} scans"):
+            load_image(path)
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "gray progressive", "cmyk", "thumbnail", "mpo"])
+def test_ordinary_jpegs_still_load(tmp_path, kind):
+    """Including one whose EXIF thumbnail (a JPEG of its own) has more scans
+    than the limit: the thumbnail's scans are not the image's."""
+    from avatarizer.imageio import MAX_JPEG_SCANS
+
+    out = io.BytesIO()
+    image = Image.fromarray(RGB)
+    if kind == "baseline":
+        image.save(out, "JPEG")
+    elif kind == "progressive":
+        image.save(out, "JPEG", progressive=True)
+    elif kind == "gray progressive":
+        image.convert("L").save(out, "JPEG", progressive=True)
+    elif kind == "cmyk":
+        image.convert("CMYK").save(out, "JPEG", progressive=True)
+    elif kind == "mpo":
+        image.save(out, "MPO", save_all=True, append_images=[image.transpose(Image.Transpose.ROTATE_180)])
+    else:
+        thumbnail = _scans(_progressive(RGB[:16, :16]), 2 * MAX_JPEG_SCANS)
+        out.write(_with_thumbnail(_progressive(RGB), thumbnail))
+    path = tmp_path / "ok.jpg"
+    path.write_bytes(out.getvalue())
+    assert load_image(path).shape == RGB.shape
+
+
+def test_the_scan_count_does_not_depend_on_where_the_reads_fall(monkeypatch):
+    """The marker walk reads a window at a time: with windows of a few
+    bytes (every marker, length and fill run split across two) it counts
+    what it counts with one window holding the file."""
+    import avatarizer.imageio as imageio
+
+    jpeg = _progressive(RGB)
+    files = {jpeg: 10, _scans(jpeg, 150): 150, _scans(jpeg, 150, b"\xff\xff\xff"): 150,
+             _scans(jpeg, 150, b"junk\xff"): 150,
+             _with_thumbnail(jpeg, _scans(_progressive(RGB[:16, :16]), 200)): 10}
+    for chunk in (4, 5, 7, 16, 1 << 20):
+        monkeypatch.setattr(imageio, "_CHUNK", chunk)
+        assert {data: imageio._jpeg_scans(io.BytesIO(data), 1000) for data in files} == files, chunk
+
+
+# ---------------------------------------------------------------- PNGs whose data is short
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png(pixels: np.ndarray, interlace: bool = False, drop: int = 0, idat_size: int = 0) -> bytes:
+    """An 8-bit RGB PNG of ``pixels`` (no filters, Adam7 passes if
+    ``interlace``) whose zlib stream, complete and valid, lacks the last
+    ``drop`` rows (of the last pass); in IDAT chunks of ``idat_size`` bytes
+    (0: one)."""
+    h, w = pixels.shape[:2]
+    parts = ([pixels[y::dy, x::dx] for x, y, dx, dy in
+              ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))]
+             if interlace else [pixels])
+    raw = b"".join(b"\x00" + row.tobytes() for part in parts if part.size for row in part)
+    data = zlib.compress(raw[:len(raw) - drop * (1 + 3 * w)])
+    step = idat_size or len(data)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, int(interlace)))
+            + b"".join(_chunk(b"IDAT", data[i:i + step]) for i in range(0, len(data), step))
+            + _chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+def test_a_png_whose_data_holds_fewer_rows_than_its_header_is_refused(tmp_path, interlace):
+    """The zlib stream is valid and ends after a whole row (40 of 48 rows,
+    or 16 of the 24 rows of the last interlaced pass), IEND follows: Pillow
+    gave the missing rows black without a word."""
+    path = tmp_path / "short.png"
+    path.write_bytes(_png(RGB, interlace, drop=8))
+    with pytest.raises(ValueError, match=f"{path}: the PNG's image data ends after"):
+        load_image(path)
+    path.write_bytes(_png(RGB, interlace))
+    np.testing.assert_array_equal(load_image(path), RGB)  # the same file whole
+
+
+def test_a_tiny_png_declaring_a_huge_image_is_refused_before_it_is_allocated(tmp_path):
+    """A file of a few hundred bytes holding 16 rows of an 8192×8192 image
+    (Pillow took 7 s and ~1 GB to make it a black image)."""
+    import resource
+
+    row = b"\x00" * (1 + 3 * 8192)
+    path = tmp_path / "edge.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 8192, 8192, 8, 2, 0, 0, 0))
+                     + _chunk(b"IDAT", zlib.compress(row * 16, 9)) + _chunk(b"IEND", b""))
+    assert path.stat().st_size < 1000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match="ends after 393232 of the 201334784 bytes its 8192×8192 header needs"):
+        load_image(path)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 100
+
+
+def test_a_png_with_a_corrupt_stream_gives_value_error(tmp_path):
+    data = bytearray(_png(RGB))
+    data[60:70] = b"\xff" * 10  # inside the deflate data
+    path = tmp_path / "corrupt.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=str(path)):
+        load_image(path)
+
+
+def _pillow_png(image: Image.Image, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG", **options)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["RGB", "RGBA", "L", "LA", "1", "P 4-bit", "P with transparency", "I;16",
+                                  "RGB 16-bit", "interlaced", "many IDATs", "animated"])
+def test_ordinary_pngs_still_load(tmp_path, kind):
+    image = Image.fromarray(RGB)
+    want = None
+    if kind in ("RGB", "RGBA", "L", "LA", "1"):
+        data = _pillow_png(image.convert(kind))
+        want = np.asarray(image.convert(kind).convert("RGB"))
+    elif kind == "P 4-bit":
+        data = _pillow_png(image.quantize(16), bits=4)
+        want = np.asarray(image.quantize(16).convert("RGB"))
+    elif kind == "P with transparency":
+        data = _pillow_png(image.quantize(256), transparency=0)
+    elif kind == "I;16":
+        data = _pillow_png(Image.fromarray(RGB[..., 0].astype(np.uint16) * 257))
+        want = np.repeat(RGB[..., :1], 3, axis=2)
+    elif kind == "RGB 16-bit":
+        import cv2
+
+        data = cv2.imencode(".png", RGB.astype(np.uint16) * 257)[1].tobytes()
+    elif kind == "interlaced":
+        data = _png(RGB, interlace=True, idat_size=100)
+        want = RGB
+    elif kind == "many IDATs":
+        data = _png(RGB, idat_size=7)
+        want = RGB
+    else:
+        data = _pillow_png(image, save_all=True, append_images=[image.transpose(Image.Transpose.ROTATE_180)])
+        want = RGB
+    path = tmp_path / "ok.png"
+    path.write_bytes(data)
+    out = load_image(path)
+    assert out.shape == RGB.shape
+    if want is not None:
+        np.testing.assert_array_equal(out, want)
+
+
+def test_a_png_whose_image_data_was_changed_is_refused_by_its_crc(tmp_path):
+    """A byte of the image data changed (in a stored block: zlib cannot
+    tell), zlib's own checksum in an IDAT chunk of its own: Pillow does not
+    read IDAT CRCs and stops inflating at the last row, so it gave the
+    changed pixels without a word. The chunk's CRC says so; libpng refuses
+    such a file too."""
+    whole = _png(RGB)
+    start = whole.index(b"IDAT") + 4
+    stream = whole[start:start + struct.unpack(">I", whole[start - 8:start - 4])[0]]
+    assert stream[2] & 0b110 == 0  # a stored block
+    changed = bytearray(stream[:-4])
+    changed[500] ^= 0x40
+    path = tmp_path / "changed.png"
+    first = _chunk(b"IDAT", bytes(changed))[:-4] + struct.pack(">I", zlib.crc32(b"IDAT" + stream[:-4]))
+    path.write_bytes(whole[:start - 8] + first + _chunk(b"IDAT", stream[-4:]) + _chunk(b"IEND", b""))
+    with pytest.raises(ValueError, match=f"{path}: the PNG's image data is corrupt .*CRC"):
+        load_image(path)
