@@ -85,18 +85,23 @@ def test_interrupt_while_finishing_an_animation_leaves_nothing(tmp_path, clip, m
     assert left == ([] if where == "lottie" else ["a.json"]), left
 
 
+def _appears_when(monkeypatch, owner, name: str, path, text: str = "theirs") -> None:
+    """Makes ``path`` appear (a user's file) when ``owner.name`` is called."""
+    real = getattr(owner, name)
+
+    def appear(self, *a, **kw):
+        path.write_text(text)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(owner, name, appear)
+
+
 def test_output_that_appears_while_finishing_leaves_no_temporary_files(tmp_path, clip, monkeypatch, capsys):
     import avatarizer.animation as animation
 
-    real = animation.Animation.to_lottie_json
     folder = tmp_path / "f"
     folder.mkdir()
-
-    def appear(self):
-        (folder / "a.json").write_text("theirs")
-        return real(self)
-
-    monkeypatch.setattr(animation.Animation, "to_lottie_json", appear)
+    _appears_when(monkeypatch, animation.Animation, "to_lottie_json", folder / "a.json")
     assert _main("video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl") == 1
     assert "appeared" in capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == ["a.json"]
@@ -111,13 +116,7 @@ def test_a_params_file_that_appears_meanwhile_keeps_the_video_back_too(tmp_path,
 
     folder = tmp_path / "f"
     folder.mkdir()
-    real = videoio.H264Writer.close
-
-    def appear(self):
-        (folder / "o.jsonl").write_text("theirs")
-        return real(self)
-
-    monkeypatch.setattr(videoio.H264Writer, "close", appear)
+    _appears_when(monkeypatch, videoio.H264Writer, "close", folder / "o.jsonl")
     assert _main("video", clip, "-o", folder / "o.mp4", "--params", folder / "o.jsonl", "--max-seconds", "0.2") == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "o.jsonl appeared" in err and "nothing was written" in err, err
@@ -131,15 +130,9 @@ def test_an_output_that_appears_after_another_was_written_says_so(tmp_path, clip
     which were written (it said nothing was)."""
     import avatarizer.animation as animation
 
-    real = animation.Animation.to_lottie_json
     folder = tmp_path / "f"
     folder.mkdir()
-
-    def appear(self):
-        (folder / "a.jsonl").write_text("theirs")
-        return real(self)
-
-    monkeypatch.setattr(animation.Animation, "to_lottie_json", appear)
+    _appears_when(monkeypatch, animation.Animation, "to_lottie_json", folder / "a.jsonl")
     assert _main("video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl", "--max-seconds", "0.2") == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "a.jsonl appeared" in err and "nothing was written" not in err and f"{folder / 'a.json'} was written" \
