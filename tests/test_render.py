@@ -5,6 +5,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -174,6 +175,46 @@ def test_render_into_caller_buffer_with_padded_stride(samples):
     assert (big[:, 90:] == 0).all()  # nothing written past the given width
     with pytest.raises(ValueError):
         native.Renderer().render_into(samples[0], np.zeros((10, 10, 3), np.uint8))
+
+
+# Rows gigabytes apart in a lazily backed mapping (only the touched pages are
+# ever allocated): stride, height, width, threads. 2**30 x 9 rows crashed
+# (SIGSEGV); the others are a banded render and the largest legal stride.
+_FAR_APART_ROWS = r"""
+import mmap, sys
+import numpy as np
+from avatarizer import native, schema
+p = schema.sample(1, seed=7)[0]
+for stride, h, w, threads in ((1 << 30, 9, 16, 1), (1 << 27, 64, 24, 2), (2**31 - 4, 3, 8, 1)):
+    flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_NORESERVE", 0)
+    try:
+        mm = mmap.mmap(-1, stride * (h - 1) + 4 * w, flags=flags)
+    except (OSError, OverflowError) as e:
+        print("no mapping:", e)
+        sys.exit(3)
+    out = np.ndarray((h, w, 4), np.uint8, buffer=mm, strides=(stride, 4, 1))
+    native.Renderer(threads=threads).render_into(p, out, background=(1, 1, 1, 1))
+    ref = native.Renderer().render(p, w, h, background=(1, 1, 1, 1))
+    print(stride, h, w, threads, int(np.abs(out.astype(int) - ref).max()), flush=True)
+"""
+
+
+def test_render_into_rows_any_legal_stride_apart():
+    """A row stride is any multiple of 4 up to INT_MAX, but cairo and pixman
+    find a row as y * stride in int: with (stride / 4) * (height - 1) over
+    2**31 the rows past it were written out of bounds (SIGSEGV: stride 2**30,
+    9 rows). The renderer now draws such an image as surfaces of at most
+    INT_MAX / stride rows: every row is drawn, as in a render of the same size
+    (within the 3 levels where an outline meets a band edge). In a child
+    process, so a crash fails this test and not the run."""
+    res = subprocess.run([sys.executable, "-c", _FAR_APART_ROWS], capture_output=True, text=True, timeout=300)
+    if res.returncode == 3:
+        pytest.skip(res.stdout.strip())
+    assert res.returncode == 0, (res.returncode, res.stdout[-2000:], res.stderr[-2000:])
+    rows = [line.split() for line in res.stdout.splitlines()]
+    assert len(rows) == 3, res.stdout
+    for stride, h, w, threads, diff in rows:
+        assert int(diff) <= 3, (stride, h, w, threads, diff)
 
 
 def test_threads_give_the_same_pictures_as_serial(samples):
