@@ -335,6 +335,43 @@ def test_bad_input_raises_value_error(tmp_path):
     assert json.loads(out.read_text())["op"] == 1
 
 
+def test_write_never_replaces_a_file_that_appears_or_a_dangling_link(tmp_path, monkeypatch):
+    """``write(path)`` without ``overwrite`` checked ``path.exists()`` and
+    later ``os.replace``d: a file made in between (another process) was
+    replaced, and so was a dangling symlink (``exists()`` is False). The
+    finished file is now linked into place (``os.link`` fails on any
+    existing name) and a link of any kind counts as existing."""
+    import os
+    import tempfile
+
+    from avatarizer import animation
+
+    anim = Animation(SIZE)
+    anim.add(schema.default())
+    out = tmp_path / "race.json"
+    real = tempfile.mkstemp
+
+    def other_writer_meanwhile(*a, **k):
+        out.write_text("theirs")
+        return real(*a, **k)
+
+    monkeypatch.setattr(animation.tempfile, "mkstemp", other_writer_meanwhile)
+    with pytest.raises(FileExistsError, match="race.json"):
+        anim.write(out)
+    assert out.read_text() == "theirs"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["race.json"]  # no temporary file left
+    monkeypatch.setattr(animation.tempfile, "mkstemp", real)
+
+    link = tmp_path / "link.svg"
+    os.symlink(tmp_path / "not-yet.svg", link)
+    with pytest.raises(FileExistsError, match="link.svg"):
+        anim.write(link)
+    assert link.is_symlink() and not (tmp_path / "not-yet.svg").exists()
+    anim.write(link, overwrite=True)  # asked: the link itself is replaced
+    assert not link.is_symlink() and link.read_text().startswith("<svg")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["link.svg", "race.json"]
+
+
 def test_read_params_jsonl_formats_and_errors(tmp_path):
     from avatarizer.api import Avatar
 

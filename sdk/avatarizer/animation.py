@@ -789,7 +789,10 @@ class Animation:
 
     def write(self, path, *, overwrite: bool = False) -> Path:
         """Writes ``path`` (.json: Lottie, .svg: animated SVG) through a
-        temporary file in the same folder, moved into place when complete."""
+        temporary file in the same folder, moved into place when complete;
+        an existing ``path`` (also one that appears meanwhile, or a dangling
+        symlink) is ``FileExistsError`` unless ``overwrite``
+        (:func:`write_text_atomic`)."""
         path = Path(path)
         return write_text_atomic(path, self.text_for(path), overwrite=overwrite)
 
@@ -805,13 +808,17 @@ def output_format(path) -> str:
 
 
 def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
-    """Writes ``text`` to a temporary file beside ``path``, then renames it
-    into place (never leaves a half-written file; refuses to replace an
-    existing file unless ``overwrite``)."""
+    """Writes ``text`` to a temporary file beside ``path``, then moves it into
+    place (never leaves a half-written file). Without ``overwrite`` nothing
+    at ``path`` is ever replaced, not even a file that appears while the text
+    is written or a symlink whose target does not exist (``exists()`` is
+    False for it): the file is linked into place with ``os.link``, which
+    fails on any existing name (``FileExistsError``), where a check followed
+    by a rename would replace what appeared in between."""
     path = Path(path)
-    if path.exists() and path.is_dir():
+    if path.is_dir():
         raise ValueError(f"{path} is a directory")
-    if path.exists() and not overwrite:
+    if not overwrite and (path.exists() or path.is_symlink()):
         raise FileExistsError(f"{path} already exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
@@ -819,11 +826,31 @@ def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """Gives the finished temporary file ``tmp`` the name ``path`` only if no
+    file (nor link) has it, then drops the temporary name. On a file system
+    without hard links (``os.link`` fails otherwise) it checks, then
+    renames: the best that file system allows."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists (it appeared while the file was written)") from None
+    except OSError:
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(f"{path} already exists (it appeared while the file was written)") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 # ------------------------------------------------------------------ helpers
