@@ -372,6 +372,36 @@ def test_write_never_replaces_a_file_that_appears_or_a_dangling_link(tmp_path, m
     assert sorted(x.name for x in tmp_path.iterdir()) == ["link.svg", "race.json"]
 
 
+def test_player_page_embeds_a_foreign_lottie_file_as_data_only(tmp_path):
+    """player_html embedded the animation file's text as it was inside
+    <script>: a string holding "</script>" ended the element and the rest ran
+    as the page's script (a foreign Lottie file could inject one). The
+    document is now embedded as JSON with <, >, & and every non-ASCII
+    character (U+2028 and U+2029 too) escaped, so it reads back the same and
+    no string can end or open an element; text that is not JSON is a
+    ValueError."""
+    import re
+
+    from avatarizer.animation import player_html
+
+    anim = Animation(64)
+    anim.add(schema.default())
+    doc = anim.to_lottie()
+    doc["nm"] = "clip</script><script>alert('injected')</script><!-- & \u2028\u2029 é"
+    src = tmp_path / "foreign.json"
+    src.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    page = player_html(src, inline_player=False)
+    assert page.count("<script") == 2 and page.count("</script>") == 2  # lottie-web and the page's own
+    m = re.search(r"^const data = (.*);$", page, re.M)
+    assert m and not set(m.group(1)) & set("<>&\u2028\u2029é")
+    assert json.loads(m.group(1)) == doc
+    page.encode("utf-8")
+    for text in ("{not json", "[1, 2]", '{"w": "x", "h": 1}', '{"fr": 30}', ""):
+        src.write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError):
+            player_html(src, inline_player=False)
+
+
 def test_read_params_jsonl_formats_and_errors(tmp_path):
     from avatarizer.api import Avatar
 

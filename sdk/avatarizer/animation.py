@@ -977,9 +977,13 @@ def player_html(animation_path, video_path=None, html_path=None, *, inline_playe
         raise ValueError(f"video_start must be a number of seconds in [0, 1e6), got {video_start!r}")
 
     animation_path = Path(animation_path)
-    data = animation_path.read_text(encoding="utf-8")
-    doc = json.loads(data)
-    w, h = int(doc["w"]), int(doc["h"])
+    doc = json.loads(animation_path.read_text(encoding="utf-8"))  # (not JSON: ValueError)
+    try:
+        w, h = int(doc["w"]), int(doc["h"])
+    except (TypeError, KeyError, ValueError, OverflowError):
+        raise ValueError(f"{animation_path} is not a Lottie animation (an object with a width \"w\" and a "
+                         f"height \"h\")") from None
+    data = _script_json(doc)
     base = Path(html_path).resolve().parent if html_path else animation_path.resolve().parent
     local = _local_lottie_web() if inline_player in (None, True) else None
     if inline_player and local is None:
@@ -1023,6 +1027,22 @@ if (video) {{
 }}
 </script></body></html>
 """
+
+
+#: The characters of JSON text that the HTML parser reads inside <script>: "</script" ends the
+#: element, "<!--" changes how the rest is parsed (json.dumps escapes the non-ASCII ones).
+_SCRIPT_UNSAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def _script_json(doc) -> str:
+    """``doc`` as a JavaScript expression safe inside a <script> element:
+    JSON with every non-ASCII character (U+2028 and U+2029 among them: line
+    ends in older JavaScript; a lone surrogate could not be written as UTF-8)
+    and <, > and & written as \\uXXXX escapes, which only strings can hold,
+    so the value is the same and no string ends or opens an element. The
+    page embeds a file the user names (possibly someone else's): its text as
+    it was let a string holding "</script>" run as the page's script."""
+    return json.dumps(doc, separators=(",", ":")).translate(_SCRIPT_UNSAFE)
 
 
 # ----------------------------------------------------------------- convenience
