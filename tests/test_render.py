@@ -692,6 +692,22 @@ def test_unaligned_buffers_huge_transforms_and_tiny_zooms_are_refused():
     assert out.flags.writeable and out.dtype == np.uint8 and out.shape == (32, 32, 4)
 
 
+def test_pillow_backend_refuses_sizes_over_its_limit():
+    """The pillow reference backend draws at 4x with full-size layers and
+    masks: at the 16384 px the others take, 65536² RGBA layers (16 GiB each).
+    Sides over render.PILLOW_MAX_SIZE (2048) are a ValueError saying the
+    limit, before anything is drawn (a 2049 x 1 image was drawn before)."""
+    import importlib
+
+    p = schema.default()
+    for w, h in ((2049, 1), (1, 2049), (16384, 16384)):
+        with pytest.raises(ValueError, match="pillow backend draws at most 2048 x 2048"):
+            render(p, width=w, height=h, backend="pillow")
+    assert render(p, width=2048, height=1, backend="pillow").shape == (1, 2048, 4)
+    assert render(p, width=2049, height=1).shape == (1, 2049, 4)  # the native backend draws it
+    assert importlib.import_module("avatarizer.render").PILLOW_MAX_SIZE == 2048  # (`render` is the function)
+
+
 def test_overlay_draws_what_is_outside_the_canonical_square():
     """Hair drawn above canonical y = -1.1 is overlaid too (the box was
     cut at the square and the top of the hair flat)."""
