@@ -454,12 +454,13 @@ def test_native_overlay_bad_options_raise(samples, kwargs, match):
         native.Renderer().overlay_into(samples[0], _frame(), tf, **kw)
 
 
-@pytest.mark.parametrize("width", [1e-45, 1e-30, 1e-9])
+@pytest.mark.parametrize("width", [5e-324, 1e-300, 5e-46, 1e-45, 1e-30, 1e-9])
 def test_native_overlay_tiny_fade_width_is_a_hard_edge(width):
     """A fade narrower than a pixel is a hard edge at fade_end, also with a
     rotated transform: a denormal fade_width (1e-45) once overflowed the fade
     to +-inf in float, inf - inf made it NaN, and the pixels past fade_end were
-    drawn at full alpha."""
+    drawn at full alpha. A positive width under ~7e-46 rounded to 0 as a C
+    float and was refused as not > 0 (AVZ_E_ARG): it is the same hard edge."""
     p, th = schema.default(), np.radians(20)
     tf = np.array([[70 * np.cos(th), -70 * np.sin(th), 120], [70 * np.sin(th), 70 * np.cos(th), 90]])
     frame = _frame()
