@@ -8,6 +8,7 @@
 #include <cairo.h>
 #include <cairo-pdf.h>
 #include <cairo-svg.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -1001,20 +1002,34 @@ typedef struct avz__band {
 } avz__band;
 
 static void avz__band_draw(avz__band *b) {
-    cairo_surface_t *surf = cairo_image_surface_create_for_data(b->buf + (size_t)b->y0 * b->stride,
-                                                                CAIRO_FORMAT_ARGB32, b->width, b->y1 - b->y0,
-                                                                b->stride);
-    b->status = cairo_surface_status(surf);
-    if (b->status == CAIRO_STATUS_SUCCESS) {
-        cairo_t *cr = cairo_create(surf);
-        if (b->y0) cairo_translate(cr, 0, -b->y0);
-        avz__setup(cr, b->width, b->height, b->opt);
-        avz__draw_scene(cr, b->scene);
-        b->status = cairo_status(cr);
-        cairo_destroy(cr);
-        cairo_surface_flush(surf);
+    /* cairo and pixman find a row as data + y * stride computed in int (cairo's
+     * span fillers in bytes, pixman in 32-bit words), so on a surface whose
+     * stride * rows passes INT_MAX the rows past it were written at a wrapped
+     * offset (a stride of 2^30 and 9 rows: SIGSEGV). A legal stride is any
+     * multiple of 4 up to INT_MAX, so the band is drawn as surfaces of at most
+     * INT_MAX / stride rows (at least one), each starting at its own first row
+     * (offset in size_t): rows however far apart are all drawn. Only such
+     * strides cut a band; fast antialiasing cut there may differ by a few
+     * levels along a vertical edge, as bands would (see avz__draw_premultiplied). */
+    const int most = INT_MAX / b->stride;
+    b->status = CAIRO_STATUS_SUCCESS;
+    for (int y0 = b->y0; y0 < b->y1 && b->status == CAIRO_STATUS_SUCCESS;) {
+        const int rows = b->y1 - y0 < most ? b->y1 - y0 : most;
+        cairo_surface_t *surf = cairo_image_surface_create_for_data(b->buf + (size_t)y0 * b->stride,
+                                                                    CAIRO_FORMAT_ARGB32, b->width, rows, b->stride);
+        b->status = cairo_surface_status(surf);
+        if (b->status == CAIRO_STATUS_SUCCESS) {
+            cairo_t *cr = cairo_create(surf);
+            if (y0) cairo_translate(cr, 0, -y0);
+            avz__setup(cr, b->width, b->height, b->opt);
+            avz__draw_scene(cr, b->scene);
+            b->status = cairo_status(cr);
+            cairo_destroy(cr);
+            cairo_surface_flush(surf);
+        }
+        cairo_surface_destroy(surf);
+        y0 += rows;
     }
-    cairo_surface_destroy(surf);
     if (b->status == CAIRO_STATUS_SUCCESS && b->post) b->post(b, b->ctx);
 }
 

@@ -287,6 +287,40 @@ def _to_polyline(pts, line):
     return np.sqrt(((pts[:, None] - near) ** 2).sum(-1)).min(1)
 
 
+def test_export_memory_stays_near_the_recording(monkeypatch):
+    """Exporting held every track's frames at once (float32, then float64
+    simplified, then a float64 batch) and fitted each outline's curves on all
+    frames at once: ~0.145 MB a frame at its peak, ~5 GB at MAX_FRAMES, for
+    ~0.03 MB a frame recorded. Tracks are now exported a few at a time
+    (``_EXPORT_FLOATS`` numbers of frames) and curves fitted on blocks of
+    frames (``_FIT_FLOATS``), both made small here as a long animation makes
+    them: the peak past the recording is a fraction of it, and the document
+    is the same, bit for bit."""
+    import tracemalloc
+
+    from avatarizer import animation
+
+    S = np.asarray(schema.sample(8, seed=3), np.float32)
+    anim = Animation(256)
+    for k in range(480):  # a smooth performance: interpolated between samples
+        f = (k % 60) / 60
+        anim.add(S[k // 60 % 7] * (1 - f) + S[k // 60 % 7 + 1] * f)
+    recorded = sum(a.nbytes for seg in anim._rec.segments for part in seg[2:] for a in part)
+    whole = anim.to_lottie_json()
+    anim._cache = None
+    monkeypatch.setattr(animation, "_EXPORT_FLOATS", 100_000, raising=False)
+    monkeypatch.setattr(animation, "_FIT_FLOATS", 20_000, raising=False)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        parts = anim.to_lottie_json()
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert parts == whole
+    assert peak < 0.6 * recorded, (peak / 1e6, recorded / 1e6)
+
+
 def test_simplify_track_within_tolerance():
     anim = Animation(512).extend(_performance(12, seed=7))
     series = anim._rec.series()
@@ -333,6 +367,73 @@ def test_bad_input_raises_value_error(tmp_path):
     assert out.read_text() == "precious" and sorted(x.name for x in tmp_path.iterdir()) == ["keep.json"]
     anim.write(out, overwrite=True)
     assert json.loads(out.read_text())["op"] == 1
+
+
+def test_write_never_replaces_a_file_that_appears_or_a_dangling_link(tmp_path, monkeypatch):
+    """``write(path)`` without ``overwrite`` checked ``path.exists()`` and
+    later ``os.replace``d: a file made in between (another process) was
+    replaced, and so was a dangling symlink (``exists()`` is False). The
+    finished file is now linked into place (``os.link`` fails on any
+    existing name) and a link of any kind counts as existing."""
+    import os
+    import tempfile
+
+    from avatarizer import animation
+
+    anim = Animation(SIZE)
+    anim.add(schema.default())
+    out = tmp_path / "race.json"
+    real = tempfile.mkstemp
+
+    def other_writer_meanwhile(*a, **k):
+        out.write_text("theirs")
+        return real(*a, **k)
+
+    monkeypatch.setattr(animation.tempfile, "mkstemp", other_writer_meanwhile)
+    with pytest.raises(FileExistsError, match="race.json"):
+        anim.write(out)
+    assert out.read_text() == "theirs"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["race.json"]  # no temporary file left
+    monkeypatch.setattr(animation.tempfile, "mkstemp", real)
+
+    link = tmp_path / "link.svg"
+    os.symlink(tmp_path / "not-yet.svg", link)
+    with pytest.raises(FileExistsError, match="link.svg"):
+        anim.write(link)
+    assert link.is_symlink() and not (tmp_path / "not-yet.svg").exists()
+    anim.write(link, overwrite=True)  # asked: the link itself is replaced
+    assert not link.is_symlink() and link.read_text().startswith("<svg")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["link.svg", "race.json"]
+
+
+def test_player_page_embeds_a_foreign_lottie_file_as_data_only(tmp_path):
+    """player_html embedded the animation file's text as it was inside
+    <script>: a string holding "</script>" ended the element and the rest ran
+    as the page's script (a foreign Lottie file could inject one). The
+    document is now embedded as JSON with <, >, & and every non-ASCII
+    character (U+2028 and U+2029 too) escaped, so it reads back the same and
+    no string can end or open an element; text that is not JSON is a
+    ValueError."""
+    import re
+
+    from avatarizer.animation import player_html
+
+    anim = Animation(64)
+    anim.add(schema.default())
+    doc = anim.to_lottie()
+    doc["nm"] = "clip</script><script>alert('injected')</script><!-- & \u2028\u2029 é"
+    src = tmp_path / "foreign.json"
+    src.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    page = player_html(src, inline_player=False)
+    assert page.count("<script") == 2 and page.count("</script>") == 2  # lottie-web and the page's own
+    m = re.search(r"^const data = (.*);$", page, re.M)
+    assert m and not set(m.group(1)) & set("<>&\u2028\u2029é")
+    assert json.loads(m.group(1)) == doc
+    page.encode("utf-8")
+    for text in ("{not json", "[1, 2]", '{"w": "x", "h": 1}', '{"fr": 30}', ""):
+        src.write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError):
+            player_html(src, inline_player=False)
 
 
 def test_read_params_jsonl_formats_and_errors(tmp_path):

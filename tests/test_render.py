@@ -5,6 +5,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -174,6 +175,46 @@ def test_render_into_caller_buffer_with_padded_stride(samples):
     assert (big[:, 90:] == 0).all()  # nothing written past the given width
     with pytest.raises(ValueError):
         native.Renderer().render_into(samples[0], np.zeros((10, 10, 3), np.uint8))
+
+
+# Rows gigabytes apart in a lazily backed mapping (only the touched pages are
+# ever allocated): stride, height, width, threads. 2**30 x 9 rows crashed
+# (SIGSEGV); the others are a banded render and the largest legal stride.
+_FAR_APART_ROWS = r"""
+import mmap, sys
+import numpy as np
+from avatarizer import native, schema
+p = schema.sample(1, seed=7)[0]
+for stride, h, w, threads in ((1 << 30, 9, 16, 1), (1 << 27, 64, 24, 2), (2**31 - 4, 3, 8, 1)):
+    flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_NORESERVE", 0)
+    try:
+        mm = mmap.mmap(-1, stride * (h - 1) + 4 * w, flags=flags)
+    except (OSError, OverflowError) as e:
+        print("no mapping:", e)
+        sys.exit(3)
+    out = np.ndarray((h, w, 4), np.uint8, buffer=mm, strides=(stride, 4, 1))
+    native.Renderer(threads=threads).render_into(p, out, background=(1, 1, 1, 1))
+    ref = native.Renderer().render(p, w, h, background=(1, 1, 1, 1))
+    print(stride, h, w, threads, int(np.abs(out.astype(int) - ref).max()), flush=True)
+"""
+
+
+def test_render_into_rows_any_legal_stride_apart():
+    """A row stride is any multiple of 4 up to INT_MAX, but cairo and pixman
+    find a row as y * stride in int: with (stride / 4) * (height - 1) over
+    2**31 the rows past it were written out of bounds (SIGSEGV: stride 2**30,
+    9 rows). The renderer now draws such an image as surfaces of at most
+    INT_MAX / stride rows: every row is drawn, as in a render of the same size
+    (within the 3 levels where an outline meets a band edge). In a child
+    process, so a crash fails this test and not the run."""
+    res = subprocess.run([sys.executable, "-c", _FAR_APART_ROWS], capture_output=True, text=True, timeout=300)
+    if res.returncode == 3:
+        pytest.skip(res.stdout.strip())
+    assert res.returncode == 0, (res.returncode, res.stdout[-2000:], res.stderr[-2000:])
+    rows = [line.split() for line in res.stdout.splitlines()]
+    assert len(rows) == 3, res.stdout
+    for stride, h, w, threads, diff in rows:
+        assert int(diff) <= 3, (stride, h, w, threads, diff)
 
 
 def test_threads_give_the_same_pictures_as_serial(samples):
@@ -413,12 +454,13 @@ def test_native_overlay_bad_options_raise(samples, kwargs, match):
         native.Renderer().overlay_into(samples[0], _frame(), tf, **kw)
 
 
-@pytest.mark.parametrize("width", [1e-45, 1e-30, 1e-9])
+@pytest.mark.parametrize("width", [5e-324, 1e-300, 5e-46, 1e-45, 1e-30, 1e-9])
 def test_native_overlay_tiny_fade_width_is_a_hard_edge(width):
     """A fade narrower than a pixel is a hard edge at fade_end, also with a
     rotated transform: a denormal fade_width (1e-45) once overflowed the fade
     to +-inf in float, inf - inf made it NaN, and the pixels past fade_end were
-    drawn at full alpha."""
+    drawn at full alpha. A positive width under ~7e-46 rounded to 0 as a C
+    float and was refused as not > 0 (AVZ_E_ARG): it is the same hard edge."""
     p, th = schema.default(), np.radians(20)
     tf = np.array([[70 * np.cos(th), -70 * np.sin(th), 120], [70 * np.sin(th), 70 * np.cos(th), 90]])
     frame = _frame()
@@ -649,6 +691,22 @@ def test_unaligned_buffers_huge_transforms_and_tiny_zooms_are_refused():
     assert render(p, 16, zoom=1e-6).shape == (16, 16, 4)
     out = render(p, 32, backend="pillow")
     assert out.flags.writeable and out.dtype == np.uint8 and out.shape == (32, 32, 4)
+
+
+def test_pillow_backend_refuses_sizes_over_its_limit():
+    """The pillow reference backend draws at 4x with full-size layers and
+    masks: at the 16384 px the others take, 65536² RGBA layers (16 GiB each).
+    Sides over render.PILLOW_MAX_SIZE (2048) are a ValueError saying the
+    limit, before anything is drawn (a 2049 x 1 image was drawn before)."""
+    import importlib
+
+    p = schema.default()
+    for w, h in ((2049, 1), (1, 2049), (16384, 16384)):
+        with pytest.raises(ValueError, match="pillow backend draws at most 2048 x 2048"):
+            render(p, width=w, height=h, backend="pillow")
+    assert render(p, width=2048, height=1, backend="pillow").shape == (1, 2048, 4)
+    assert render(p, width=2049, height=1).shape == (1, 2049, 4)  # the native backend draws it
+    assert importlib.import_module("avatarizer.render").PILLOW_MAX_SIZE == 2048  # (`render` is the function)
 
 
 def test_overlay_draws_what_is_outside_the_canonical_square():

@@ -66,3 +66,16 @@ def test_c_api_fuzz_bounded_asan_ubsan(tmp_path):
     assert m, res.stdout
     runs, drew = int(m.group(1)), int(m.group(2))
     assert runs > 500 and drew > 20, res.stdout  # the fuzzer reached the drawing code
+
+
+def test_rows_any_legal_stride_apart_asan_ubsan(tmp_path):
+    """avz_render with rows up to INT_MAX bytes apart (native/tests/far_rows.c,
+    lazily backed mappings): cairo's and pixman's int y * stride wrapped past
+    2**31 and the rows beyond were written out of bounds (SIGSEGV at stride
+    2**30, 9 rows); every row must now be drawn as a tight render draws it."""
+    exe = _build(tmp_path, "far_rows", [str(NATIVE / "tests" / "far_rows.c"), str(NATIVE / "avz.c")],
+                 ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"])
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
+    res = subprocess.run([exe], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    assert "every row drawn" in res.stdout, res.stdout

@@ -63,7 +63,11 @@ from .schema import PARAM_COUNT, validate
 FORMATS = {".json": "lottie", ".lottie.json": "lottie", ".svg": "svg"}
 TOLERANCE_FRACTION = 1 / 256   # default keyframe tolerance: this much of the shorter output side
 DEFAULT_COLOR_TOLERANCE = 1.0  # in 1/255 of a colour channel
-MAX_FRAMES = 36_000            # 20 minutes at 30 fps (about 1 GB of recorded geometry)
+# 20 minutes at 30 fps: about 1.1 GB of recorded geometry; exporting it peaks at about 1.8 GB
+# (resident, measured on a smooth 109-track performance at 512 px: ~0.05 MB a frame)
+MAX_FRAMES = 36_000
+_SERIES_BLOCK = 256            # frames of a recorded segment copied at a time into the tracks' series
+_EXPORT_FLOATS = 10_000_000    # numbers of the tracks' frames exported at a time (40 MB in float32)
 _SIMPLIFY_SHARE = 0.2         # of the tolerance spent on fewer vertices, the rest on fewer keyframes
 _SIMPLIFY_SAMPLE = 16          # frames that choose the vertices of a simplified path
 
@@ -241,23 +245,34 @@ class _Recorder:
         known[:] = merged
 
     # -- per track time series
-    def series(self):
-        """track id -> (present[T] bool, geo[T, 6 * n_vertices], style[T, 5])."""
+    def series(self, tids=None):
+        """track id -> (present[T] bool, geo[T, n_vertices, 6], style[T, 5]),
+        for the tracks ``tids`` (default: all). The exporter asks for a few
+        tracks at a time: every track's frames at once were as much memory
+        again as the recording (more: absent frames are filled)."""
         T = self.n
         out = {}
-        for t in self.tracks:
-            nv = sum(n for _, n in t.shape)
-            out[t.id] = (np.zeros(T, bool), np.zeros((T, nv, 6), np.float32), np.zeros((T, 5)))
+        for tid in range(len(self.tracks)) if tids is None else tids:
+            nv = sum(n for _, n in self.tracks[tid].shape)
+            out[tid] = (np.zeros(T, bool), np.zeros((T, nv, 6), np.float32), np.zeros((T, 5)))
         for lay, frames, geos, styles in self.segments:
-            fr = np.array(frames)
-            G = np.stack(geos)
-            S = np.stack(styles)
-            for j, tid in enumerate(lay.tracks):
-                a, b = lay.vslices[j]
-                pres, geo, sty = out[tid]
-                pres[fr] = True
-                geo[fr] = G[:, a:b]
-                sty[fr] = S[:, j]
+            wanted = [(j, tid) for j, tid in enumerate(lay.tracks) if tid in out]
+            if not wanted:
+                continue
+            # the frames' vertices from the first wanted track's to the last's, a block of
+            # frames at a time (a whole segment stacked was one more copy of the recording)
+            lo = min(lay.vslices[j][0] for j, _ in wanted)
+            hi = max(lay.vslices[j][1] for j, _ in wanted)
+            for s in range(0, len(frames), _SERIES_BLOCK):
+                fr = np.array(frames[s:s + _SERIES_BLOCK])
+                G = np.stack([g[lo:hi] for g in geos[s:s + _SERIES_BLOCK]])
+                S = np.stack(styles[s:s + _SERIES_BLOCK])
+                for j, tid in wanted:
+                    a, b = lay.vslices[j]
+                    pres, geo, sty = out[tid]
+                    pres[fr] = True
+                    geo[fr] = G[:, a - lo:b - lo]
+                    sty[fr] = S[:, j]
         for tid, (pres, geo, sty) in out.items():
             _fill_absent(pres, geo)
             _fill_absent(pres, sty)
@@ -366,14 +381,18 @@ def reduce_keyframes_many(xs, tol: float, cares=None, *, max_floats: int = 20_00
     todo = []
     for n, x in enumerate(xs):
         T = len(x)
-        x = np.asarray(x, np.float64).reshape(T, -1)
+        # kept as given (float32 from the recorder where nothing is simplified): a batch is
+        # made float64 when it is reduced, not every series at once (a copy of them all)
+        x = np.asarray(x)
+        x = (x if x.dtype.kind == "f" else x.astype(np.float64)).reshape(T, -1)
         care = None if cares is None else cares[n]
         cared = np.ones(T, bool) if care is None else np.asarray(care, bool)
         if not cared.any():
-            out[n] = (np.arange(1), x[:1].copy())
+            out[n] = (np.arange(1), x[:1].astype(np.float64))
             continue
         xs_ = x[cared]
-        lo_all, hi_all = xs_.min(0), xs_.max(0)
+        # (min and max of float32 numbers widened to float64 are those of the widened numbers)
+        lo_all, hi_all = xs_.min(0).astype(np.float64), xs_.max(0).astype(np.float64)
         if float((hi_all - lo_all).max()) <= 2 * tol:
             out[n] = (np.arange(1), ((lo_all + hi_all) / 2)[None])
             continue
@@ -392,7 +411,7 @@ def reduce_keyframes_many(xs, tol: float, cares=None, *, max_floats: int = 20_00
 
 def _reduce_batch(items, tol, out) -> None:
     T = len(items[0][1])
-    X = np.concatenate([x for _, x, _ in items], 1)
+    X = np.concatenate([x for _, x, _ in items], 1, dtype=np.float64)
     widths = np.array([x.shape[1] for _, x, _ in items])
     starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
     G, C = len(items), X.shape[1]
@@ -440,34 +459,63 @@ def _reduce_batch(items, tol, out) -> None:
 # ------------------------------------------------------------ path simplification
 
 _FIT_T = np.array([0.2, 0.4, 0.6, 0.8])[None, None, :, None]
+_FIT_FLOATS = 1 << 20  # numbers per array of a block of frames in _Fitter (8 MB in float64)
 
 
 class _Fitter:
     """Samples of a sub-path's segments, precomputed once, so that fitting one
-    cubic over any span of segments is a few array operations on all frames."""
+    cubic over any span of segments is a few array operations on all frames.
+    Both run over blocks of frames of at most ``_FIT_FLOATS`` numbers per
+    array (one block for all but long animations): each frame's numbers are
+    its own, so the results are the same, and the dozen frames x samples
+    float64 arrays of one fit stay small (over all frames at once they were
+    ~1 GB for a 38-vertex outline at MAX_FRAMES)."""
 
     def __init__(self, sub: np.ndarray):
         self.sub = sub
         T, n, _ = sub.shape
-        p0, p1, p2, p3 = sub[:, :-1, None, 0:2], sub[:, :-1, None, 4:6], sub[:, 1:, None, 2:4], sub[:, 1:, None, 0:2]
-        t = _FIT_T
-        u = 1 - t
-        smp = u ** 3 * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t ** 3 * p3       # T, n-1, 4, 2
         k = _FIT_T.shape[2] + 1
-        body = np.concatenate([sub[:, :-1, None, 0:2], smp], 2).reshape(T, (n - 1) * k, 2)
-        F = np.concatenate([body, sub[:, -1:, 0:2]], 1)  # vertex, samples, vertex, ..., last vertex
-        self.F, self.k = F, k
-        self.C = np.concatenate([np.zeros((T, 1)), np.cumsum(np.linalg.norm(np.diff(F, axis=1), axis=2), 1)], 1)
+        M = (n - 1) * k + 1
+        self.F = F = np.empty((T, M, 2), np.result_type(sub, _FIT_T))  # vertex, samples, vertex, ..., last
+        self.C = C = np.empty((T, M), F.dtype)                            # chord length from the first vertex
+        self.k = k
+        step = max(1, _FIT_FLOATS // (2 * M))
+        for t0 in range(0, T, step):
+            s = sub[t0:t0 + step]
+            p0, p1, p2, p3 = s[:, :-1, None, 0:2], s[:, :-1, None, 4:6], s[:, 1:, None, 2:4], s[:, 1:, None, 0:2]
+            t = _FIT_T
+            u = 1 - t
+            smp = u ** 3 * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t ** 3 * p3       # t, n-1, 4, 2
+            body = np.concatenate([s[:, :-1, None, 0:2], smp], 2).reshape(len(s), (n - 1) * k, 2)
+            Fs = F[t0:t0 + step]
+            Fs[:] = np.concatenate([body, s[:, -1:, 0:2]], 1)
+            C[t0:t0 + step, 0] = 0.0
+            C[t0:t0 + step, 1:] = np.cumsum(np.linalg.norm(np.diff(Fs, axis=1), axis=2), 1)
 
     def fit(self, a: int, b: int):
         """(out control at a, in control at b, max distance to the samples) of
         one cubic from vertex a to b that keeps the end points and tangent
         directions; tangent lengths by least squares, chord-length parameters."""
-        g, k = self.sub, self.k
+        T = len(self.sub)
+        step = max(1, _FIT_FLOATS // (self.k * (b - a) + 1))
+        if step >= T:
+            return self._fit(a, b, slice(None))
+        outs, err = [], 0.0
+        for t0 in range(0, T, step):
+            o, i, e = self._fit(a, b, slice(t0, t0 + step))
+            if o is None:
+                return None, None, np.inf
+            outs.append((o, i))
+            err = max(err, e)
+        return np.concatenate([o for o, _ in outs]), np.concatenate([i for _, i in outs]), err
+
+    def _fit(self, a: int, b: int, rows: slice):
+        """:meth:`fit` on the frames ``rows``."""
+        g, k = self.sub[rows], self.k
         A, B = g[:, a, 0:2], g[:, b, 0:2]
         d1, d2 = g[:, a, 4:6] - A, g[:, b, 2:4] - B
-        Q = self.F[:, k * a + 1:k * b]                               # T, K, 2
-        C = self.C[:, k * a:k * b + 1]
+        Q = self.F[rows, k * a + 1:k * b]                            # T, K, 2
+        C = self.C[rows, k * a:k * b + 1]
         u = (C[:, 1:-1] - C[:, :1]) / np.maximum(C[:, -1:] - C[:, :1], 1e-12)
         v = 1 - u
         b1, b2 = 3 * v * v * u, 3 * v * u * u
@@ -615,23 +663,37 @@ class Animation:
         budget = max(0.0, self.tolerance - 0.5 / q)
         out = {}
         self._shapes = {}
-        series = self._rec.series()
-        tids = list(series)
-        flats, press, stys = [], [], []
-        for tid in tids:
-            pres, geo, sty = series[tid]
-            geo, self._shapes[tid] = simplify_track(geo, self._rec.tracks[tid].shape, budget * _SIMPLIFY_SHARE)
-            flats.append(geo.reshape(len(geo), -1))
-            press.append(pres)
-            stys.append(sty)
+        tids = [t.id for t in self._rec.tracks]
+        press, stys, nvs, geo_r = [], [], [], []
+        # a few tracks at a time (_EXPORT_FLOATS numbers of their frames): their series,
+        # simplified and reduced, then dropped, so what the export holds past the recording
+        # is mostly its output (all tracks at once, in float32 and again in float64, peaked
+        # at ~5x the recording: ~0.145 MB a frame, ~5 GB at MAX_FRAMES; now ~1.8 GB)
+        chunks, size = [[]], 0
+        for t in self._rec.tracks:
+            if chunks[-1] and size >= _EXPORT_FLOATS:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(t.id)
+            size += 6 * self._rec.n * sum(n for _, n in t.shape)
+        for chunk in chunks:
+            series, flats = self._rec.series(chunk), []
+            for tid in chunk:
+                pres, geo, sty = series.pop(tid)
+                geo, self._shapes[tid] = simplify_track(geo, self._rec.tracks[tid].shape,
+                                                        budget * _SIMPLIFY_SHARE)
+                flats.append(geo.reshape(len(geo), -1))
+                nvs.append(flats[-1].shape[1] // 6)
+                press.append(pres)
+                stys.append(sty)
+            geo_r += reduce_keyframes_many(flats, budget * (1 - _SIMPLIFY_SHARE), press[len(geo_r):])
         ctol = max(0.0, self.color_tolerance / 255.0 - 0.0005)  # values are written to 3 decimals
-        geo_r = reduce_keyframes_many(flats, budget * (1 - _SIMPLIFY_SHARE), press)
         col_r = reduce_keyframes_many([s_[:, :3] for s_ in stys], ctol)
         op_r = reduce_keyframes_many([s_[:, 3:4] for s_ in stys], ctol)
         w_r = reduce_keyframes_many([s_[:, 4:] for s_ in stys], budget, press)
         for n, tid in enumerate(tids):
             gkeys, gv = geo_r[n]
-            nv = flats[n].shape[1] // 6
+            nv = nvs[n]
             gvals = np.rint(gv * q).astype(np.int64).reshape(len(gkeys), nv, 6)
             if (gvals == gvals[:1]).all():
                 gkeys, gvals = gkeys[:1], gvals[:1]
@@ -789,7 +851,10 @@ class Animation:
 
     def write(self, path, *, overwrite: bool = False) -> Path:
         """Writes ``path`` (.json: Lottie, .svg: animated SVG) through a
-        temporary file in the same folder, moved into place when complete."""
+        temporary file in the same folder, moved into place when complete;
+        an existing ``path`` (also one that appears meanwhile, or a dangling
+        symlink) is ``FileExistsError`` unless ``overwrite``
+        (:func:`write_text_atomic`)."""
         path = Path(path)
         return write_text_atomic(path, self.text_for(path), overwrite=overwrite)
 
@@ -805,13 +870,17 @@ def output_format(path) -> str:
 
 
 def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
-    """Writes ``text`` to a temporary file beside ``path``, then renames it
-    into place (never leaves a half-written file; refuses to replace an
-    existing file unless ``overwrite``)."""
+    """Writes ``text`` to a temporary file beside ``path``, then moves it into
+    place (never leaves a half-written file). Without ``overwrite`` nothing
+    at ``path`` is ever replaced, not even a file that appears while the text
+    is written or a symlink whose target does not exist (``exists()`` is
+    False for it): the file is linked into place with ``os.link``, which
+    fails on any existing name (``FileExistsError``), where a check followed
+    by a rename would replace what appeared in between."""
     path = Path(path)
-    if path.exists() and path.is_dir():
+    if path.is_dir():
         raise ValueError(f"{path} is a directory")
-    if path.exists() and not overwrite:
+    if not overwrite and (path.exists() or path.is_symlink()):
         raise FileExistsError(f"{path} already exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
@@ -819,11 +888,31 @@ def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """Gives the finished temporary file ``tmp`` the name ``path`` only if no
+    file (nor link) has it, then drops the temporary name. On a file system
+    without hard links (``os.link`` fails otherwise) it checks, then
+    renames: the best that file system allows."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists (it appeared while the file was written)") from None
+    except OSError:
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(f"{path} already exists (it appeared while the file was written)") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 # ------------------------------------------------------------------ helpers
@@ -950,9 +1039,13 @@ def player_html(animation_path, video_path=None, html_path=None, *, inline_playe
         raise ValueError(f"video_start must be a number of seconds in [0, 1e6), got {video_start!r}")
 
     animation_path = Path(animation_path)
-    data = animation_path.read_text(encoding="utf-8")
-    doc = json.loads(data)
-    w, h = int(doc["w"]), int(doc["h"])
+    doc = json.loads(animation_path.read_text(encoding="utf-8"))  # (not JSON: ValueError)
+    try:
+        w, h = int(doc["w"]), int(doc["h"])
+    except (TypeError, KeyError, ValueError, OverflowError):
+        raise ValueError(f"{animation_path} is not a Lottie animation (an object with a width \"w\" and a "
+                         f"height \"h\")") from None
+    data = _script_json(doc)
     base = Path(html_path).resolve().parent if html_path else animation_path.resolve().parent
     local = _local_lottie_web() if inline_player in (None, True) else None
     if inline_player and local is None:
@@ -996,6 +1089,22 @@ if (video) {{
 }}
 </script></body></html>
 """
+
+
+#: The characters of JSON text that the HTML parser reads inside <script>: "</script" ends the
+#: element, "<!--" changes how the rest is parsed (json.dumps escapes the non-ASCII ones).
+_SCRIPT_UNSAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def _script_json(doc) -> str:
+    """``doc`` as a JavaScript expression safe inside a <script> element:
+    JSON with every non-ASCII character (U+2028 and U+2029 among them: line
+    ends in older JavaScript; a lone surrogate could not be written as UTF-8)
+    and <, > and & written as \\uXXXX escapes, which only strings can hold,
+    so the value is the same and no string ends or opens an element. The
+    page embeds a file the user names (possibly someone else's): its text as
+    it was let a string holding "</script>" run as the page's script."""
+    return json.dumps(doc, separators=(",", ":")).translate(_SCRIPT_UNSAFE)
 
 
 # ----------------------------------------------------------------- convenience

@@ -71,6 +71,7 @@ OP_MOVE, OP_LINE, OP_CURVE, OP_CLOSE = 0, 1, 2, 3
 MAX_SIZE = 16384
 MAX_THREADS = 8  # AVZ_MAX_THREADS
 INT_MAX = 2**31 - 1  # a C int: the row strides the C calls take
+_FLOAT_TINY = float(np.nextafter(np.float32(0), np.float32(1)))  # the smallest positive C float (~1.4e-45)
 
 
 #: ``threads="auto"`` draws in bands only images of at least this many pixels:
@@ -393,7 +394,8 @@ class Renderer:
         or 'bgr'). ``transform``: 2x3, canonical frame -> frame pixels;
         ``box``: (x0, y0, x1, y1), the region drawn into (default: the whole
         frame); ``fade``: None or (end, width), the avatar's alpha fading to 0
-        toward canonical y = end over ``width``. Each channel becomes
+        toward canonical y = end over ``width`` (> 0; any width under a pixel,
+        however small, is a hard edge at ``end``). Each channel becomes
         round(frame + a * (avatar - frame)), a = alpha * opacity * fade."""
         ffi, lib = _need()
         _check_pixels(frame, "frame", 3, "3-byte")
@@ -424,7 +426,11 @@ class Renderer:
         opt.order = lib.AVZ_ORDER_BGR if order == "bgr" else lib.AVZ_ORDER_RGB
         if fade is not None:
             opt.use_fade = 1
-            opt.fade_end, opt.fade_width = (float(v) for v in fade)
+            opt.fade_end, width = (float(v) for v in fade)
+            # the C option is a float: a positive width under half the smallest one (~7e-46)
+            # would round to 0 and be refused as not > 0; any width that small is the same
+            # hard edge at fade_end (avz.h), so it is given as the smallest positive float
+            opt.fade_width = _FLOAT_TINY if 0.0 < width < _FLOAT_TINY else width
         opt.antialias = aa
         p = _params_buffer(params)
         buf = ffi.cast("uint8_t *", frame.ctypes.data)

@@ -4,7 +4,8 @@ that draw the *same* scene (built by the native code) from Python.
 * ``"native"``  -- C on libcairo (default, fastest).
 * ``"pycairo"`` -- the scene drawn through pycairo from Python.
 * ``"pillow"``  -- the scene flattened to polygons and drawn by Pillow at 4x,
-  then downsampled (a baseline with no Cairo at all).
+  then downsampled (a baseline with no Cairo at all; sides up to
+  ``PILLOW_MAX_SIZE``, 2048 px).
 
 All backends return H x W x 4 uint8 straight-alpha RGBA. The canonical frame's
 [-1, 1] square is fitted, centred, into the output (any aspect), unless an
@@ -23,6 +24,11 @@ from .native import _background, _size, _transform, _vector_size, _zoom
 from .schema import as_params, validate
 
 BACKENDS = ("native", "pycairo", "pillow")
+#: The largest side the pillow backend draws. It draws at 4x, with a full-size RGBA layer and mask
+#: per clip group: ~0.4 GB of memory at 1024 px (measured), growing with the square of the side
+#: (at the 16384 the other backends take, layers of 65536² RGBA: 16 GiB each). A reference
+#: backend: the native one draws every size.
+PILLOW_MAX_SIZE = 2048
 TOLERANCE = 0.25  # curve flattening tolerance in pixels, as in native/avz.c
 
 
@@ -42,6 +48,7 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
     ``antialias``: 'best' (default) or 'fast' (native only: 4x4 coverage, ~25% faster;
     always drawn on one thread, whatever ``threads`` says).
     ``zoom``: in [1e-6, 1000]; ``transform`` coefficients within ±1e6.
+    ``backend="pillow"`` draws sides up to ``PILLOW_MAX_SIZE`` (2048) only.
     ``threads``: native only, how many threads draw the image (bands of rows,
     at least 32 rows each; the picture the same within 3 levels (3.5 at most seen) where an
     outline meets a band edge): ``"auto"`` (default) is 2 for images of
@@ -58,6 +65,9 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
         raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r:.40}")
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r:.40}; choose one of {BACKENDS}")
+    if backend == "pillow" and max(w, h) > PILLOW_MAX_SIZE:
+        raise ValueError(f"the pillow backend draws at most {PILLOW_MAX_SIZE} x {PILLOW_MAX_SIZE} pixels "
+                         f"(it supersamples 4x), got {w} x {h}; backend='native' draws up to 16384")
     n_threads = native.resolve_threads(threads, w * h)
     if backend == "native":
         # avz_render checks the values itself (the same float32 bounds as
