@@ -166,6 +166,18 @@ def test_hair_length_as_set(av, photo):
     assert got == {"value": "long", "probability": 1.0, "source": "app"}
 
 
+def test_bald_as_set_is_a_bald_style(av, photo):
+    """bald=True draws a style of the bald family (no front hair layer), not
+    a receding one; bald=False neither."""
+    from avatarizer.hair import HairBank
+
+    bank = HairBank.load()
+    for setting, families in ((True, {"bald"}), (False, set(bank.families) - {"bald", "receding"})):
+        a = av.from_frame(photo, attributes={"bald": setting})
+        assert bank.entry(int(a.params[S.index("hair_style.bank_id")])).family in families
+        assert a.attributes["bald"]["value"] is setting and a.attributes["bald"]["source"] == "app"
+
+
 def test_skin_tone_and_age_as_set(av, photo):
     dark = av.from_frame(photo, attributes={"skin_tone": 8})
     assert abs(_skin_L(dark.params) - float(lightness_of_tone(8))) < 0.5

@@ -443,6 +443,28 @@ def test_no_bald_or_receding_style_without_some_bald_score(bank):
     assert retr.candidates(own(0.3)[0]) is None  # above the floor, under the gate: the whole bank
 
 
+def test_a_bald_head_the_app_sets_is_drawn_bald_and_one_it_unsets_has_hair(bank):
+    """bald=True set by the app (hair.apply_settings) gets a style of the bald
+    family: the gate's receding styles have a full front hair layer, and the
+    set probability 1.0, far past every entry's bald score (H's, 0.01-0.25),
+    made the receding ones the nearest. bald=False gets neither family."""
+    fam = np.array(bank.families)[bank.family]
+    retr = HR.HairRetriever(bank, length_gate=(0.6, 0.44))
+    base = dict(length=0.1, volume=0.25, curl=0.0, fringe=0.25, bald=0.05, headwear=0.05, hair_long=0.3)
+    for i in range(0, len(bank), 23):  # each entry's own silhouette, as a photo's
+        for setting in (True, False):
+            q = {**base, "drawn": {"bald": False}, "decided": {"bald": False}}
+            HR.apply_settings(q, {"bald": setting})
+            e = retr.query_descriptor(q, bank.descriptors[i])
+            if setting:
+                assert fam[e] == "bald", (i, fam[e])
+            else:
+                assert fam[e] not in ("bald", "receding"), (i, fam[e])
+    # H's own confident bald score still has both families
+    own = retr.candidates({**base, "bald": 0.95})
+    assert own[fam == "receding"].all() and own[fam == "bald"].all()
+
+
 def test_no_hair_rises_above_a_drawn_hat():
     """With a hat drawn, every bank style's hair points above the hat's band
     lie inside its crown (within the crown's width) or below its top (beside

@@ -1056,6 +1056,12 @@ GATES = (("headwear", 0.678, ("headwear",)), ("bald", 0.587, ("bald", "receding"
 BALD_FLOOR = 0.03
 
 
+def _set_by_app(attributes) -> tuple:
+    """The names the app set (:func:`apply_settings`'s ``set_by_app``) of a
+    query's attributes; none for a vector."""
+    return tuple(attributes.get("set_by_app", ())) if isinstance(attributes, Mapping) else ()
+
+
 class HairRetriever:
     """k-nearest-neighbour search in a :class:`HairBank`.
 
@@ -1100,6 +1106,7 @@ class HairRetriever:
         self._bald = RETRIEVAL_ATTRIBUTES.index("bald")
         self._bald_floor = None if bald_floor is None else float(bald_floor)
         self._not_bald = ~np.isin(fam, ["bald", "receding"])
+        self._bald_family = fam == "bald"
         self._length_gate = None
         if length_gate is not None:
             hi, lo = (None if v is None else float(v) for v in length_gate)
@@ -1115,6 +1122,11 @@ class HairRetriever:
         d = np.zeros(len(self.bank))
         if attributes is not None and w.attributes > 0:
             a = attribute_vector(attributes)
+            if "bald" in _set_by_app(attributes):
+                # a set bald flag is 1 or 0, many bank spreads from every entry's score (H's own, 0.01-0.25):
+                # its term would rank the entries by their distance to an impossible value. The gates
+                # (candidates) draw it instead
+                a[self._bald] = np.nan
             m = np.isfinite(a)
             if m.any():
                 diff = self._A[:, m] - (a[m] / self.bank.attr_scale[m])
@@ -1130,12 +1142,18 @@ class HairRetriever:
     def candidates(self, attributes=None) -> np.ndarray | None:
         """Boolean mask of the entries a query may return (None: all), from
         the family gates, then the bald floor (:data:`BALD_FLOOR`) and the
-        length gate."""
+        length gate. A bald head the app set (``"bald"`` in the dict's
+        ``set_by_app``, :func:`apply_settings`) gets only the ``bald``
+        family: a receding style has a full front hair layer, so the bald
+        gate's receding entries would draw hair on a head said to be bald."""
         if attributes is None:
             return None
         a = attribute_vector(attributes)
+        given = _set_by_app(attributes)
         for j, t, mask in self._gates:
             if np.isfinite(a[j]) and a[j] >= t and mask.any():
+                if j == self._bald and "bald" in given and (mask & self._bald_family).any():
+                    mask = mask & self._bald_family
                 return mask
         b = a[self._bald]
         keep = self._not_bald if self._bald_floor is not None and np.isfinite(b) and b < self._bald_floor \
