@@ -164,6 +164,10 @@ def test_hair_length_as_set(av, photo):
     got = dict(long_.attributes["hair_length"])
     assert got.pop("model")["value"] in ("long", "short")
     assert got == {"value": "long", "probability": 1.0, "source": "app"}
+    for length in ("long", "short"):  # under a hat too (the hat-shaped styles have both lengths)
+        hat = av.from_frame(photo, attributes={"hair_length": length, "headwear": True})
+        i = int(hat.params[S.index("hair_style.bank_id")])
+        assert bank.entry(i).family == "headwear" and bank.drawn_long()[i] == (length == "long")
 
 
 def test_bald_as_set_is_a_bald_style(av, photo):

@@ -1107,14 +1107,15 @@ class HairRetriever:
         self._bald_floor = None if bald_floor is None else float(bald_floor)
         self._not_bald = ~np.isin(fam, ["bald", "receding"])
         self._bald_family = fam == "bald"
+        self._drawn_long = bank.drawn_long()
+        # long: no bald, receding or hat-shaped style (they follow their own gates); short: any short
+        # style but the hat-shaped ones (a receding style is short hair too)
+        not_hat = fam != "headwear"
+        self._length_sets = (self._drawn_long & self._not_bald & not_hat, ~self._drawn_long & not_hat)
         self._length_gate = None
         if length_gate is not None:
             hi, lo = (None if v is None else float(v) for v in length_gate)
-            long_ = bank.drawn_long()
-            # long: no bald, receding or hat-shaped style (they follow their own gates); short: any short
-            # style but the hat-shaped ones (a receding style is short hair too)
-            not_hat = fam != "headwear"
-            self._length_gate = (hi, lo, long_ & self._not_bald & not_hat, ~long_ & not_hat)
+            self._length_gate = (hi, lo, *self._length_sets)
 
     def distances(self, attributes=None, descriptor=None, observed=None) -> np.ndarray:
         """Distance of every bank entry to the query (see the class doc)."""
@@ -1145,26 +1146,41 @@ class HairRetriever:
         length gate. A bald head the app set (``"bald"`` in the dict's
         ``set_by_app``, :func:`apply_settings`) gets only the ``bald``
         family: a receding style has a full front hair layer, so the bald
-        gate's receding entries would draw hair on a head said to be bald."""
+        gate's receding entries would draw hair on a head said to be bald.
+        A length the app set (``"hair_length"`` there) holds under a family
+        gate too, where that family has styles of that length (a hat over
+        long hair: 9 of the 37 hat-shaped styles), and also without a
+        length gate; H's own length keeps the order above."""
         if attributes is None:
             return None
         a = attribute_vector(attributes)
         given = _set_by_app(attributes)
+        h = attributes.get("hair_long") if isinstance(attributes, Mapping) else None
+        # a length the app set (hair_long 1 or 0) holds under a family gate too, where the family has
+        # styles of that length (a hat over long hair); H's own length keeps the gates' order
+        set_length = None
+        if "hair_length" in given and h is not None and np.isfinite(h):
+            set_length = self._drawn_long if h >= 0.5 else ~self._drawn_long
         for j, t, mask in self._gates:
             if np.isfinite(a[j]) and a[j] >= t and mask.any():
                 if j == self._bald and "bald" in given and (mask & self._bald_family).any():
                     mask = mask & self._bald_family
+                if set_length is not None and (mask & set_length).any():
+                    mask = mask & set_length
                 return mask
         b = a[self._bald]
         keep = self._not_bald if self._bald_floor is not None and np.isfinite(b) and b < self._bald_floor \
             and self._not_bald.any() else None
-        h = attributes.get("hair_long") if isinstance(attributes, Mapping) else None
-        if self._length_gate is not None and h is not None and np.isfinite(h):
+        if set_length is not None:  # the app's length, also where the model has no length gate
+            hi, lo, long_, short = (0.5, 0.5, *self._length_sets)
+        elif self._length_gate is not None and h is not None and np.isfinite(h):
             hi, lo, long_, short = self._length_gate
-            if hi is not None and h >= hi and long_.any():
-                return long_  # (no bald or receding style in it)
-            if lo is not None and h <= lo and short.any():
-                return short if keep is None or not (short & keep).any() else short & keep
+        else:
+            return keep
+        if hi is not None and h >= hi and long_.any():
+            return long_  # (no bald or receding style in it)
+        if lo is not None and h <= lo and short.any():
+            return short if keep is None or not (short & keep).any() else short & keep
         return keep
 
     def nearest(self, attributes=None, descriptor=None, observed=None, k: int | None = None):
