@@ -187,3 +187,30 @@ def test_hybrid_falls_back_without_the_network_it_was_fitted_with(monkeypatch):
         assert f.glasses_cues["glasses_probs"] is None
         assert f.attributes.get("glasses_source") != "fused"
         assert av.from_frame(sample_photo()).attributes["glasses"]["value"] in ("none", "reading", "sunglasses")
+
+
+def test_without_the_fusion_the_glasses_the_artist_draws_are_reported(monkeypatch):
+    """No fusion (here a missing glasses_fusion.json): where H draws no
+    glasses and the artist's cues find some, the artist's are drawn, and
+    Avatar.attributes says so (it said 'none'), decided by the artist's cues
+    with its network's probabilities (H's stay beside)."""
+    from conftest import need_shared
+
+    import avatarizer.glasses as G
+    from avatarizer import Avatarizer
+    from avatarizer.imageio import load_image
+
+    path = need_shared("data", "faces", "ffhq128-labelled", "69162.jpg")  # reading glasses H misses
+    monkeypatch.setattr(G, "FUSION_PATH", G.FUSION_PATH.with_name("no_such_fusion.json"))
+    with Avatarizer() as av:
+        if av.estimator != "hybrid" or av._pipeline.resolved.attributes_entry is None:
+            pytest.skip(f"estimator {av.estimator!r}")
+        assert av._pipeline["hair"].fusion is None
+        state = av.run(load_image(path))
+        a = state.faces[0].attributes
+        drawn = int(round(state.faces[0].params[S.index("glasses.type")]))
+        assert drawn > 0 and a["glasses_type"] == drawn and a["glasses_by"] == "artist cues"
+        assert a["glasses_probs"]["none"] == pytest.approx(state.faces[0].glasses_cues["glasses_probs"][0])
+        assert a["glasses_probs_model"]["none"] > 0.5  # H's own: none
+        got = av.from_image(path).attributes["glasses"]
+        assert got["value"] == ("none", "reading", "sunglasses")[drawn] and got["decided_by"] == "artist cues"

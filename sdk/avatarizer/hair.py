@@ -365,6 +365,8 @@ def _public_view(a: Mapping) -> dict:
         out[k] = {"value": on, "probability": float(a[k] if on else 1.0 - a[k])}
     if a.get("beard_by") and "beard" not in a.get("set_by_app", ()):  # drawn by the artist's detector
         out["beard"]["decided_by"] = a["beard_by"]
+    if a.get("glasses_by") and "glasses" not in a.get("set_by_app", ()):  # drawn from the artist's cues
+        out["glasses"]["decided_by"] = a["glasses_by"]
     if a["drawn"]["beard"] and not a["drawn"]["moustache"] and "moustache" not in a.get("set_by_app", ()):
         # merge draws a beard with its moustache
         out["moustache"] = {"value": True, "probability": float(max(a["moustache"], a["beard"])),
@@ -390,6 +392,28 @@ def decide_glasses(attributes: dict, kind: int) -> None:
     for d in ("drawn", "decided"):
         attributes[d]["glasses"], attributes[d]["sunglasses"] = kind > 0, kind == 2
     attributes["glasses_type"], attributes["glasses"] = int(kind), GLASSES[int(kind)]
+
+
+def add_artist_glasses(attributes: dict, glasses_type: float, probs=None) -> dict:
+    """Makes a :func:`decode_attributes` dict report the glasses the hair
+    stage draws from the artist's frame, tint and transparency cues where H
+    drew none and no fusion decided (``glasses_type``: the artist's
+    ``glasses.type``, 1 clear, 2 sunglasses; ``probs``: its network's
+    (none, clear, sun) probabilities, or None), as :func:`add_artist_beard`
+    reports a beard: the drawn and decided flags and ``glasses_type`` /
+    ``glasses`` follow the kind, ``glasses_by`` is ``"artist cues"``, and
+    with finite ``probs`` ``glasses_probs`` become the network's (H's stay
+    under ``glasses_probs_model``). In place, returned."""
+    a = attributes
+    kind = 2 if float(glasses_type) >= 1.5 else 1
+    p = None if probs is None else np.asarray(probs, np.float64).reshape(-1)
+    if p is not None and p.shape == (len(GLASSES),) and np.isfinite(p).all():
+        a.setdefault("glasses_probs_model", dict(a["glasses_probs"]))
+        a["glasses_probs"] = {k: float(v) for k, v in zip(GLASSES, p)}
+        a["glasses_any"], a["sunglasses"] = float(1.0 - p[0]), float(p[2])
+    decide_glasses(a, kind)
+    a["glasses_by"] = "artist cues"
+    return a
 
 
 def _as_the_model_read(a: Mapping) -> dict:

@@ -157,8 +157,10 @@ class HairStage(Stage):
             full[GLASSES] = drawn
         elif (fused is None and "glasses" not in settings and artist_glasses is not None
                 and not attrs["glasses_type"] and artist_glasses[0] >= 0.5):  # glasses.type: 1 clear, 2 sunglasses
-            # H missed glasses the artist's frame, tint and transparency cues find
+            # H missed glasses the artist's frame, tint and transparency cues find (no fusion: a
+            # missing or unreadable glasses_fusion.json, an H it was not fitted with): reported as drawn
             full[GLASSES] = artist_glasses
+            H.add_artist_glasses(attrs, artist_glasses[0], artist_probs)
         return full, attrs
 
     def run(self, state: FrameState) -> None:
