@@ -930,29 +930,55 @@ class HairBank:
     """The shipped hairstyle bank (see the module doc); build with :meth:`load`."""
 
     def __init__(self, arrays: Mapping[str, np.ndarray], info: Mapping):
+        """Checks what retrieval and :func:`merge` index and divide by, so
+        that a bank rebuilt wrong (its sha256 then matches) is refused here
+        with :class:`HairBankError` rather than failing at a query: every
+        array present, of its shape, at least one entry, the geometry
+        finite, families in range, spreads finite and above 0."""
+        if not isinstance(info, Mapping):
+            raise HairBankError(f"hair bank: its description is a {type(info).__name__}, not a mapping")
         self.info = dict(info)
-        self.geometry = np.asarray(arrays["geometry"], np.float32)
-        self.geometry_index = np.asarray(arrays["geometry_index"], np.int64)
-        self.attributes = np.asarray(arrays["attributes"], np.float32)
-        self.descriptors = np.asarray(arrays["descriptors"], np.float32)
-        self.attr_scale = np.asarray(arrays["attr_scale"], np.float32)
-        self.desc_scale = np.asarray(arrays["desc_scale"], np.float32)
-        self.members = np.asarray(arrays["members"], np.int64)
-        self.family = np.asarray(arrays["family"], np.int64)
-        self.families = tuple(str(f) for f in arrays["families"])
-        self.medoid_keys = tuple(str(k) for k in arrays["medoid_keys"]) if "medoid_keys" in arrays else ()
+        missing = [k for k in ("geometry", "geometry_index", "attributes", "descriptors", "attr_scale",
+                               "desc_scale", "members", "family", "families") if k not in arrays]
+        if missing:
+            raise HairBankError(f"hair bank: no {', '.join(missing)} array")
+        try:
+            self.geometry = np.asarray(arrays["geometry"], np.float32)
+            self.geometry_index = np.asarray(arrays["geometry_index"], np.int64)
+            self.attributes = np.asarray(arrays["attributes"], np.float32)
+            self.descriptors = np.asarray(arrays["descriptors"], np.float32)
+            self.attr_scale = np.asarray(arrays["attr_scale"], np.float32)
+            self.desc_scale = np.asarray(arrays["desc_scale"], np.float32)
+            self.members = np.asarray(arrays["members"], np.int64)
+            self.family = np.asarray(arrays["family"], np.int64)
+            self.families = tuple(str(f) for f in np.asarray(arrays["families"]).reshape(-1))
+            self.medoid_keys = tuple(str(k) for k in np.asarray(arrays["medoid_keys"]).reshape(-1)) \
+                if "medoid_keys" in arrays else ()
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise HairBankError(f"hair bank: an array of the wrong type: {exc}") from None
         self._drawn_long: np.ndarray | None = None
-        n = len(self.geometry)
-        for name in ("attributes", "descriptors", "members", "family"):
-            if len(getattr(self, name)) != n:
-                raise HairBankError(f"hair bank: {name} has {len(getattr(self, name))} rows, geometry {n}")
         if not np.array_equal(self.geometry_index, GEOMETRY_INDEX):
             raise HairBankError("hair bank: its geometry columns do not match this schema's hair slice "
                                 "(rebuild it with `avatarizer-export hairbank`)")
-        if self.descriptors.shape[1] != N_RAYS + 1 or self.attributes.shape[1] != len(RETRIEVAL_ATTRIBUTES):
-            raise HairBankError(f"hair bank: descriptor/attribute widths {self.descriptors.shape[1]}/"
-                                f"{self.attributes.shape[1]} differ from this SDK's "
-                                f"{N_RAYS + 1}/{len(RETRIEVAL_ATTRIBUTES)}")
+        n = len(self.geometry) if self.geometry.ndim else 0
+        if n < 1:
+            raise HairBankError("hair bank: no entries")
+        shapes = {"geometry": (n, len(GEOMETRY_INDEX)), "attributes": (n, len(RETRIEVAL_ATTRIBUTES)),
+                  "descriptors": (n, N_RAYS + 1), "members": (n,), "family": (n,),
+                  "attr_scale": (len(RETRIEVAL_ATTRIBUTES),), "desc_scale": (N_RAYS + 1,)}
+        for name, shape in shapes.items():
+            if getattr(self, name).shape != shape:
+                raise HairBankError(f"hair bank: {name} has shape {getattr(self, name).shape}, this SDK reads "
+                                    f"{shape} (geometry's {n} rows; descriptor/attribute widths "
+                                    f"{N_RAYS + 1}/{len(RETRIEVAL_ATTRIBUTES)})")
+        if not np.isfinite(self.geometry).all():  # what merge draws (an entry's NaN attribute only ranks it last)
+            raise HairBankError("hair bank: geometry holds values that are not finite")
+        for name in ("attr_scale", "desc_scale"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) & (v > 0)).all():
+                raise HairBankError(f"hair bank: {name} holds spreads that are not finite numbers above 0")
+        if not ((self.family >= 0) & (self.family < len(self.families))).all():
+            raise HairBankError(f"hair bank: family indices outside 0..{len(self.families) - 1}")
 
     def __len__(self) -> int:
         return len(self.geometry)
@@ -973,6 +999,8 @@ class HairBank:
             info = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise HairBankError(f"{meta_path}: unreadable: {exc}") from None
+        if not isinstance(info, dict):
+            raise HairBankError(f"{meta_path}: holds a {type(info).__name__}, not the bank's description")
         data = npz.read_bytes()
         got = hashlib.sha256(data).hexdigest()
         if got != info.get("sha256"):
