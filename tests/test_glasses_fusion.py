@@ -55,6 +55,10 @@ def test_decide_follows_the_thresholds():
     {"model": {"mean": [0.0] * 6, "scale": [0.0] * 6, "W": [[0.0] * 6] * 3, "b": [0.0] * 3}},
     {"thresholds": {"clear": 1.5, "sun": 0.5}},
     {"thresholds": {"clear": 0.5}},
+    # numbers that int() or float() would coerce: written by something else
+    {"format": 2.9}, {"format": "2"}, {"format": 2.0},
+    {"thresholds": {"clear": "0.3", "sun": 0.5}}, {"thresholds": {"clear": 0.3, "sun": True}},
+    {"model": {"mean": ["0.0"] * 6, "scale": [1.0] * 6, "W": [[0.0] * 6] * 3, "b": [0.0] * 3}},
 ])
 def test_invalid_files_are_refused(bad, tmp_path):
     with pytest.raises(ValueError):
@@ -214,3 +218,28 @@ def test_without_the_fusion_the_glasses_the_artist_draws_are_reported(monkeypatc
         assert a["glasses_probs_model"]["none"] > 0.5  # H's own: none
         got = av.from_image(path).attributes["glasses"]
         assert got["value"] == ("none", "reading", "sunglasses")[drawn] and got["decided_by"] == "artist cues"
+
+
+def test_json_nested_too_deep_is_an_unreadable_file(tmp_path, monkeypatch):
+    """A data file of deeply nested JSON (json.loads raises RecursionError):
+    the documented fallback of each loader, not a RecursionError: no
+    fusion, no fitted detectors, a HairBankError."""
+    from avatarizer import hair as HR
+    from avatarizer.artist import accessories as A
+
+    deep = "[" * 100000 + "]" * 100000
+    path = tmp_path / "fusion.json"
+    path.write_text(deep)
+    assert GlassesFusion.load("9.9.9", path, artist_network="net") is None
+    dets = tmp_path / "artist_detectors.json"
+    dets.write_text(deep)
+    monkeypatch.setattr(A, "_DETECTORS_PATH", dets)
+    A.detectors.cache_clear()
+    try:
+        assert A.detectors() == {}
+    finally:
+        A.detectors.cache_clear()
+    (tmp_path / "hair_bank.npz").write_bytes((HR.DATA / "hair_bank.npz").read_bytes())
+    (tmp_path / "hair_bank.json").write_text(deep)
+    with pytest.raises(HR.HairBankError, match="unreadable"):
+        HR.HairBank.load(tmp_path / "hair_bank.npz")

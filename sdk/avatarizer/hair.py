@@ -997,8 +997,9 @@ class HairBank:
             raise HairBankError(f"{meta_path}: the bank's description (with its sha256) is missing")
         try:
             info = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HairBankError(f"{meta_path}: unreadable: {exc}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            # (RecursionError: JSON nested too deep to parse)
+            raise HairBankError(f"{meta_path}: unreadable: {exc!s:.200}") from None
         if not isinstance(info, dict):
             raise HairBankError(f"{meta_path}: holds a {type(info).__name__}, not the bank's description")
         data = npz.read_bytes()

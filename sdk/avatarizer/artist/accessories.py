@@ -450,7 +450,7 @@ def detectors() -> dict:
     not fit together is left out."""
     try:
         doc = json.loads(_DETECTORS_PATH.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (RecursionError: JSON nested too deep to parse)
         return {}
     dets = doc.get("detectors") if isinstance(doc, dict) else None
     if not isinstance(dets, dict):
