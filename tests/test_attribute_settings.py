@@ -146,6 +146,28 @@ def test_a_hat_in_its_own_colour_over_the_hair_beside_the_face(av):
     assert hair_w[0] < to_lab(hat_w)[0] - 25, (hair_w, hat_w)  # his dark hair, not the hat's white
 
 
+def test_a_hair_colour_set_under_a_hat_is_the_hair_beside_the_face_in_that_class(av):
+    """Under a hat the hair region is the hat: a set hair colour moves the
+    hair beside the face into the class (it moved the hat's colour: a blue
+    hat's, over dark hair, was drawn a blue-grey "black"), and what the
+    model read is H's own class, not the hat's."""
+    from conftest import need_shared
+
+    from avatarizer.hair import drawn_hair_colour
+
+    path = need_shared("data", "faces", "ffhq128-labelled", "69076.jpg")  # a blue cap over dark hair
+    own = av.from_image(path)
+    assert own.attributes["headwear"]["value"] is True
+    read = own.attributes["hair_colour"]
+    for colour in ("black", "blond"):
+        a = av.from_image(path, attributes={"hair_colour": colour})
+        want = drawn_hair_colour(own.params[HAIR].astype(np.float64), {colour: 1.0})
+        assert np.allclose(a.params[HAIR], want, atol=2e-3), (colour, a.params[HAIR], want)
+        got = a.attributes["hair_colour"]
+        assert got["value"] == colour and got["model"]["value"] == read["value"]
+        assert got["probabilities"] == read["probabilities"]
+
+
 @pytest.mark.parametrize("colour", ["black", "brown", "blond", "red", "gray"])
 def test_hair_colour_as_set(av, photo, colour):
     a = av.from_frame(photo, attributes={"hair_colour": colour})
@@ -164,6 +186,22 @@ def test_hair_length_as_set(av, photo):
     got = dict(long_.attributes["hair_length"])
     assert got.pop("model")["value"] in ("long", "short")
     assert got == {"value": "long", "probability": 1.0, "source": "app"}
+    for length in ("long", "short"):  # under a hat too (the hat-shaped styles have both lengths)
+        hat = av.from_frame(photo, attributes={"hair_length": length, "headwear": True})
+        i = int(hat.params[S.index("hair_style.bank_id")])
+        assert bank.entry(i).family == "headwear" and bank.drawn_long()[i] == (length == "long")
+
+
+def test_bald_as_set_is_a_bald_style(av, photo):
+    """bald=True draws a style of the bald family (no front hair layer), not
+    a receding one; bald=False neither."""
+    from avatarizer.hair import HairBank
+
+    bank = HairBank.load()
+    for setting, families in ((True, {"bald"}), (False, set(bank.families) - {"bald", "receding"})):
+        a = av.from_frame(photo, attributes={"bald": setting})
+        assert bank.entry(int(a.params[S.index("hair_style.bank_id")])).family in families
+        assert a.attributes["bald"]["value"] is setting and a.attributes["bald"]["source"] == "app"
 
 
 def test_skin_tone_and_age_as_set(av, photo):

@@ -55,6 +55,10 @@ def test_decide_follows_the_thresholds():
     {"model": {"mean": [0.0] * 6, "scale": [0.0] * 6, "W": [[0.0] * 6] * 3, "b": [0.0] * 3}},
     {"thresholds": {"clear": 1.5, "sun": 0.5}},
     {"thresholds": {"clear": 0.5}},
+    # numbers that int() or float() would coerce: written by something else
+    {"format": 2.9}, {"format": "2"}, {"format": 2.0},
+    {"thresholds": {"clear": "0.3", "sun": 0.5}}, {"thresholds": {"clear": 0.3, "sun": True}},
+    {"model": {"mean": ["0.0"] * 6, "scale": [1.0] * 6, "W": [[0.0] * 6] * 3, "b": [0.0] * 3}},
 ])
 def test_invalid_files_are_refused(bad, tmp_path):
     with pytest.raises(ValueError):
@@ -187,3 +191,55 @@ def test_hybrid_falls_back_without_the_network_it_was_fitted_with(monkeypatch):
         assert f.glasses_cues["glasses_probs"] is None
         assert f.attributes.get("glasses_source") != "fused"
         assert av.from_frame(sample_photo()).attributes["glasses"]["value"] in ("none", "reading", "sunglasses")
+
+
+def test_without_the_fusion_the_glasses_the_artist_draws_are_reported(monkeypatch):
+    """No fusion (here a missing glasses_fusion.json): where H draws no
+    glasses and the artist's cues find some, the artist's are drawn, and
+    Avatar.attributes says so (it said 'none'), decided by the artist's cues
+    with its network's probabilities (H's stay beside)."""
+    from conftest import need_shared
+
+    import avatarizer.glasses as G
+    from avatarizer import Avatarizer
+    from avatarizer.imageio import load_image
+
+    path = need_shared("data", "faces", "ffhq128-labelled", "69162.jpg")  # reading glasses H misses
+    monkeypatch.setattr(G, "FUSION_PATH", G.FUSION_PATH.with_name("no_such_fusion.json"))
+    with Avatarizer() as av:
+        if av.estimator != "hybrid" or av._pipeline.resolved.attributes_entry is None:
+            pytest.skip(f"estimator {av.estimator!r}")
+        assert av._pipeline["hair"].fusion is None
+        state = av.run(load_image(path))
+        a = state.faces[0].attributes
+        drawn = int(round(state.faces[0].params[S.index("glasses.type")]))
+        assert drawn > 0 and a["glasses_type"] == drawn and a["glasses_by"] == "artist cues"
+        assert a["glasses_probs"]["none"] == pytest.approx(state.faces[0].glasses_cues["glasses_probs"][0])
+        assert a["glasses_probs_model"]["none"] > 0.5  # H's own: none
+        got = av.from_image(path).attributes["glasses"]
+        assert got["value"] == ("none", "reading", "sunglasses")[drawn] and got["decided_by"] == "artist cues"
+
+
+def test_json_nested_too_deep_is_an_unreadable_file(tmp_path, monkeypatch):
+    """A data file of deeply nested JSON (json.loads raises RecursionError):
+    the documented fallback of each loader, not a RecursionError: no
+    fusion, no fitted detectors, a HairBankError."""
+    from avatarizer import hair as HR
+    from avatarizer.artist import accessories as A
+
+    deep = "[" * 100000 + "]" * 100000
+    path = tmp_path / "fusion.json"
+    path.write_text(deep)
+    assert GlassesFusion.load("9.9.9", path, artist_network="net") is None
+    dets = tmp_path / "artist_detectors.json"
+    dets.write_text(deep)
+    monkeypatch.setattr(A, "_DETECTORS_PATH", dets)
+    A.detectors.cache_clear()
+    try:
+        assert A.detectors() == {}
+    finally:
+        A.detectors.cache_clear()
+    (tmp_path / "hair_bank.npz").write_bytes((HR.DATA / "hair_bank.npz").read_bytes())
+    (tmp_path / "hair_bank.json").write_text(deep)
+    with pytest.raises(HR.HairBankError, match="unreadable"):
+        HR.HairBank.load(tmp_path / "hair_bank.npz")

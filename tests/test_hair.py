@@ -66,6 +66,58 @@ def test_corrupt_bank_is_refused(tmp_path, bank):
         HR.HairBank.load(tmp_path / "nothing.npz")
 
 
+def _crafted(tmp_path, name, arrays, info=None, raw=None):
+    """A bank rebuilt wrong: its own sha256 in its description, so only the
+    checks of what it holds can refuse it."""
+    import hashlib
+    import io
+    import json
+
+    d = tmp_path / name
+    d.mkdir()
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    (d / "hair_bank.npz").write_bytes(buf.getvalue())
+    doc = {**json.loads((HR.DATA / "hair_bank.json").read_text()),
+           "sha256": hashlib.sha256(buf.getvalue()).hexdigest(), **(info or {})}
+    (d / "hair_bank.json").write_text(raw if raw is not None else json.dumps(doc))
+    return d / "hair_bank.npz"
+
+
+def test_a_bank_rebuilt_wrong_is_refused_with_a_hair_bank_error(tmp_path):
+    """Arrays that do not fit together, with a matching sha256, raise
+    HairBankError at load (they raised KeyError, IndexError or
+    AttributeError, or divided by zero at a query)."""
+    with np.load(HR.DATA / "hair_bank.npz", allow_pickle=False) as z:
+        base = {k: z[k] for k in z.files}
+    fam = base["family"].copy()
+    fam[0] = len(base["families"])
+    geo = base["geometry"].copy()
+    geo[3, 1] = np.nan
+    empty = {**base, **{k: base[k][:0] for k in ("geometry", "attributes", "descriptors", "members", "family")}}
+    cases = {
+        "no_members": ({k: v for k, v in base.items() if k != "members"}, None, None, "no members"),
+        "attributes_1d": ({**base, "attributes": base["attributes"][:, 0]}, None, None, "attributes has shape"),
+        "descriptors_narrow": ({**base, "descriptors": base["descriptors"][:, :-1]}, None, None, "descriptors"),
+        "attr_scale_short": ({**base, "attr_scale": base["attr_scale"][:-1]}, None, None, "attr_scale"),
+        "family_out_of_range": ({**base, "family": fam}, None, None, "family indices"),
+        "negative_family": ({**base, "family": fam * 0 - 1}, None, None, "family indices"),
+        "geometry_nan": ({**base, "geometry": geo}, None, None, "not finite"),
+        "attr_scale_zero": ({**base, "attr_scale": base["attr_scale"] * 0}, None, None, "spreads"),
+        "desc_scale_inf": ({**base, "desc_scale": base["desc_scale"] + np.inf}, None, None, "spreads"),
+        "strings": ({**base, "members": np.array(["a"] * len(base["members"]))}, None, None, "wrong type"),
+        "empty": (empty, {"count": 0}, None, "no entries"),
+        "json_array": (base, None, "[1, 2, 3]", "not the bank's description"),
+        "json_string": (base, None, '"bank"', "not the bank's description"),
+    }
+    for name, (arrays, info, raw, match) in cases.items():
+        with pytest.raises(HR.HairBankError, match=match):
+            HR.HairBank.load(_crafted(tmp_path, name, arrays, info, raw))
+    with pytest.raises(HR.HairBankError, match="mapping"):
+        HR.HairBank(base, [1, 2])
+    assert len(HR.HairBank.load(_crafted(tmp_path, "intact", base))) == len(base["geometry"])
+
+
 # -------------------------------------------------------------- retrieval
 
 
@@ -441,6 +493,28 @@ def test_no_bald_or_receding_style_without_some_bald_score(bank):
     assert bank.entry(retr.query_descriptor(*own(0.01))).family not in ("bald", "receding")
     assert bank.entry(retr.query_descriptor(*own(HR.BALD_FLOOR + 0.01))).family == "receding"
     assert retr.candidates(own(0.3)[0]) is None  # above the floor, under the gate: the whole bank
+
+
+def test_a_bald_head_the_app_sets_is_drawn_bald_and_one_it_unsets_has_hair(bank):
+    """bald=True set by the app (hair.apply_settings) gets a style of the bald
+    family: the gate's receding styles have a full front hair layer, and the
+    set probability 1.0, far past every entry's bald score (H's, 0.01-0.25),
+    made the receding ones the nearest. bald=False gets neither family."""
+    fam = np.array(bank.families)[bank.family]
+    retr = HR.HairRetriever(bank, length_gate=(0.6, 0.44))
+    base = dict(length=0.1, volume=0.25, curl=0.0, fringe=0.25, bald=0.05, headwear=0.05, hair_long=0.3)
+    for i in range(0, len(bank), 23):  # each entry's own silhouette, as a photo's
+        for setting in (True, False):
+            q = {**base, "drawn": {"bald": False}, "decided": {"bald": False}}
+            HR.apply_settings(q, {"bald": setting})
+            e = retr.query_descriptor(q, bank.descriptors[i])
+            if setting:
+                assert fam[e] == "bald", (i, fam[e])
+            else:
+                assert fam[e] not in ("bald", "receding"), (i, fam[e])
+    # H's own confident bald score still has both families
+    own = retr.candidates({**base, "bald": 0.95})
+    assert own[fam == "receding"].all() and own[fam == "bald"].all()
 
 
 def test_no_hair_rises_above_a_drawn_hat():

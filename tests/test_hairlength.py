@@ -77,6 +77,29 @@ def test_the_length_gate_picks_long_or_short_styles():
     assert fam[hat] == "headwear"
 
 
+def test_a_length_the_app_sets_holds_under_a_hat_and_without_a_length_gate():
+    """hair_length set by the app (hair.apply_settings) is drawn under a
+    family gate too (a hat over long hair; the headwear family has both
+    lengths), and by a retriever without a length gate (a model without
+    hair_long); H's own length under a hat is left to the retrieval."""
+    bank = HR.HairBank.load()
+    long_ = bank.drawn_long()
+    fam = np.array(bank.families)[bank.family]
+    hats = fam == "headwear"
+    assert long_[hats].any() and (~long_[hats]).any()
+    q = {"length": 0.1, "volume": 0.3, "curl": 0.0, "fringe": 0.2, "bald": 0.05, "headwear": 0.99, "hair_long": 0.2}
+    for retr in (HR.HairRetriever(bank, length_gate=(0.6, 0.44)), HR.HairRetriever(bank)):
+        for length in ("long", "short"):
+            for i in np.flatnonzero(hats)[::3]:  # each hat-shaped style's own silhouette, as a photo's
+                a = HR.apply_settings(dict(q), {"hair_length": length})
+                e = retr.query_descriptor(a, bank.descriptors[i])
+                assert fam[e] == "headwear" and long_[e] == (length == "long"), (i, e)
+            no_hat = HR.apply_settings({**q, "headwear": 0.05}, {"hair_length": length})
+            assert long_[retr.query(attributes=no_hat)] == (length == "long")
+    # H's own length under a hat: the whole headwear family
+    assert (HR.HairRetriever(bank, length_gate=(0.6, 0.44)).candidates({**q, "hair_long": 0.99}) == hats).all()
+
+
 def test_shipped_attribute_model_has_the_hair_long_output():
     from avatarizer.runtime import Manifest
 

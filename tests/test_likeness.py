@@ -221,17 +221,30 @@ def test_network_detectors_match_torch_and_refuse_bad_weights(tmp_path, monkeypa
     nan = json.loads(json.dumps(good))
     nan["members"][0]["W1"][0][0] = float("nan")
     two = {"mean": [0.0] * 3, "scale": [1.0] * 3, "W": [[0.0] * 3] * 2, "b": [0.0, 1.0], "thresholds": {"yes": 0.5}}
+    hat = {"mean": [0.0] * 6, "scale": [1.0] * 6, "W": [[0.0] * 6] * 2, "b": [0.0, 1.0], "thresholds": {"yes": 0.5}}
+    # the hair colour's 14 colour statistics (hair.hair_colour_features), 5 classes, a grey-hair age prior
+    hc = {"mean": [0.0] * 14, "scale": [1.0] * 14, "W": [[0.0] * 14] * 5, "b": [0.0] * 5, "min_prob": 0.4,
+          "age_prior": {"bins": [15.0, 25.0], "gray": [0.1, 1.0, 2.0]}}
     path = tmp_path / "artist_detectors.json"
     monkeypatch.setattr(A, "_DETECTORS_PATH", path)
     cases = [  # (the file, the detectors the SDK keeps)
-        ({"detectors": {"glasses": good, "headwear": two}}, ["glasses", "headwear"]),
-        ({"detectors": {"glasses": bad, "beard": {**two, "kind": "forest"}, "headwear": two}}, ["headwear"]),
+        ({"detectors": {"glasses": good, "headwear": hat, "hair_colour": hc}}, ["glasses", "hair_colour", "headwear"]),
+        # as many inputs as the code computes (a broadcast error at every photo), an age prior that fits
+        ({"detectors": {"headwear": {**hat, "mean": [0.0] * 5, "scale": [1.0] * 5, "W": [[0.0] * 5] * 2}}}, []),
+        ({"detectors": {"hair_colour": {**hc, "mean": [0.0] * 13, "scale": [1.0] * 13, "W": [[0.0] * 13] * 5}}},
+         []),
+        *[({"detectors": {"hair_colour": {**hc, "age_prior": prior}}}, []) for prior in (
+            {"bins": [15.0, 25.0], "gray": []}, {"bins": "young", "gray": [1.0]}, [1, 2],
+            {"bins": [15.0, 25.0], "gray": [0.1, 1.0]}, {"bins": [15.0, 25.0], "gray": [0.1, -1.0, 2.0]},
+            {"bins": [15.0, 25.0], "gray": [0.1, float("nan"), 2.0]}, {"bins": [25.0, 15.0], "gray": [0.1, 1.0, 2.0]},
+            {"bins": [15.0, 25.0], "gray": ["0.1", 1.0, 2.0]})],
+        ({"detectors": {"glasses": bad, "beard": {**two, "kind": "forest"}, "headwear": hat}}, ["headwear"]),
         ({"detectors": {"glasses": nan, "moustache": {**two, "b": [[0.0, 1.0]]}}}, []),  # NaN weight, 2-D bias
         ({"detectors": {"glasses": {**good, "thresholds": {"clear": "abc", "sun": 0.5}},
                         "beard": {k: v for k, v in two.items() if k != "thresholds"},
                         "moustache": {**two, "thresholds": {"yes": float("nan")}}}}, []),
         ({"detectors": {"glasses": two, "beard": good}}, []),  # two classes for glasses, three for a beard
-        ({"detectors": {"hair_colour": {**good, "min_prob": 2.0}, "headwear": {**two, "thresholds": {"yes": 1.5}}}},
+        ({"detectors": {"hair_colour": {**hc, "min_prob": 2.0}, "headwear": {**hat, "thresholds": {"yes": 1.5}}}},
          []),
         ([1, 2], []), ({"detectors": [1, 2]}, []), ({"detectors": {"beard": [1]}}, []),
     ]
@@ -240,6 +253,12 @@ def test_network_detectors_match_torch_and_refuse_bad_weights(tmp_path, monkeypa
             path.write_text(json.dumps(doc))
             A.detectors.cache_clear()
             assert sorted(A.detectors()) == kept, doc
+        # a kept age prior is what hair.age_gray_ratio reads
+        from avatarizer.hair import age_gray_ratio
+
+        path.write_text(json.dumps({"detectors": {"hair_colour": hc}}))
+        A.detectors.cache_clear()
+        assert [age_gray_ratio(a) for a in (10, 20, 60)] == [0.1, 1.0, 2.0]
         path.write_text("{not json")
         A.detectors.cache_clear()
         assert A.detectors() == {}

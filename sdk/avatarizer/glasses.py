@@ -41,6 +41,23 @@ N_CUES = 3
 P_FLOOR = 1e-4
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _numbers(v) -> np.ndarray:
+    """``v`` as a float64 array; ValueError unless it holds numbers only
+    (NumPy would read the strings "0.3" and "nan" as numbers)."""
+    a = np.asarray(v)
+    if a.dtype.kind not in "iuf":
+        raise ValueError("glasses fusion file: weights that are not numbers")
+    return a.astype(np.float64)
+
+
 def fusion_features(artist_probs, glasses_probs) -> np.ndarray:
     """(6,) the fused model's input: the log of the artist's glasses
     network's (none, reading, sunglasses) probabilities, then the log of
@@ -70,14 +87,18 @@ class GlassesFusion:
 
     @classmethod
     def from_doc(cls, doc: Mapping) -> "GlassesFusion":
-        """From the JSON document; ValueError when it is not a valid fusion file."""
+        """From the JSON document; ValueError when it is not a valid fusion
+        file. Numbers must be JSON numbers (the format an integer): a string
+        or a 2.9 that int() or float() would coerce is a file written by
+        something else."""
         try:
-            if int(doc["format"]) != FORMAT:
-                raise ValueError(f"format {doc['format']!r}, this SDK reads {FORMAT}")
+            if not _is_int(doc["format"]) or doc["format"] != FORMAT:
+                raise ValueError(f"format {doc['format']!r:.40}, this SDK reads {FORMAT}")
             m, th = doc["model"], doc["thresholds"]
             n = N_CUES + len(KINDS)
-            mean, scale = np.asarray(m["mean"], np.float64), np.asarray(m["scale"], np.float64)
-            W, b = np.asarray(m["W"], np.float64), np.asarray(m["b"], np.float64)
+            mean, scale, W, b = (_numbers(m[k]) for k in ("mean", "scale", "W", "b"))
+            if not all(_is_real(th[k]) for k in ("clear", "sun")):
+                raise ValueError("glasses fusion file: thresholds that are not numbers")
             clear, sun = float(th["clear"]), float(th["sun"])
             version = str(doc["attributes_version"])
             fitted = doc.get("attributes_model")
@@ -106,7 +127,7 @@ class GlassesFusion:
         try:
             doc = json.loads(Path(path or FUSION_PATH).read_text(encoding="utf-8"))
             fusion = cls.from_doc(doc)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # (RecursionError: JSON nested too deep to parse)
             return None
         if attributes_version is None or fusion.attributes_version != str(attributes_version):
             return None

@@ -365,6 +365,8 @@ def _public_view(a: Mapping) -> dict:
         out[k] = {"value": on, "probability": float(a[k] if on else 1.0 - a[k])}
     if a.get("beard_by") and "beard" not in a.get("set_by_app", ()):  # drawn by the artist's detector
         out["beard"]["decided_by"] = a["beard_by"]
+    if a.get("glasses_by") and "glasses" not in a.get("set_by_app", ()):  # drawn from the artist's cues
+        out["glasses"]["decided_by"] = a["glasses_by"]
     if a["drawn"]["beard"] and not a["drawn"]["moustache"] and "moustache" not in a.get("set_by_app", ()):
         # merge draws a beard with its moustache
         out["moustache"] = {"value": True, "probability": float(max(a["moustache"], a["beard"])),
@@ -390,6 +392,28 @@ def decide_glasses(attributes: dict, kind: int) -> None:
     for d in ("drawn", "decided"):
         attributes[d]["glasses"], attributes[d]["sunglasses"] = kind > 0, kind == 2
     attributes["glasses_type"], attributes["glasses"] = int(kind), GLASSES[int(kind)]
+
+
+def add_artist_glasses(attributes: dict, glasses_type: float, probs=None) -> dict:
+    """Makes a :func:`decode_attributes` dict report the glasses the hair
+    stage draws from the artist's frame, tint and transparency cues where H
+    drew none and no fusion decided (``glasses_type``: the artist's
+    ``glasses.type``, 1 clear, 2 sunglasses; ``probs``: its network's
+    (none, clear, sun) probabilities, or None), as :func:`add_artist_beard`
+    reports a beard: the drawn and decided flags and ``glasses_type`` /
+    ``glasses`` follow the kind, ``glasses_by`` is ``"artist cues"``, and
+    with finite ``probs`` ``glasses_probs`` become the network's (H's stay
+    under ``glasses_probs_model``). In place, returned."""
+    a = attributes
+    kind = 2 if float(glasses_type) >= 1.5 else 1
+    p = None if probs is None else np.asarray(probs, np.float64).reshape(-1)
+    if p is not None and p.shape == (len(GLASSES),) and np.isfinite(p).all():
+        a.setdefault("glasses_probs_model", dict(a["glasses_probs"]))
+        a["glasses_probs"] = {k: float(v) for k, v in zip(GLASSES, p)}
+        a["glasses_any"], a["sunglasses"] = float(1.0 - p[0]), float(p[2])
+    decide_glasses(a, kind)
+    a["glasses_by"] = "artist cues"
+    return a
 
 
 def _as_the_model_read(a: Mapping) -> dict:
@@ -906,29 +930,55 @@ class HairBank:
     """The shipped hairstyle bank (see the module doc); build with :meth:`load`."""
 
     def __init__(self, arrays: Mapping[str, np.ndarray], info: Mapping):
+        """Checks what retrieval and :func:`merge` index and divide by, so
+        that a bank rebuilt wrong (its sha256 then matches) is refused here
+        with :class:`HairBankError` rather than failing at a query: every
+        array present, of its shape, at least one entry, the geometry
+        finite, families in range, spreads finite and above 0."""
+        if not isinstance(info, Mapping):
+            raise HairBankError(f"hair bank: its description is a {type(info).__name__}, not a mapping")
         self.info = dict(info)
-        self.geometry = np.asarray(arrays["geometry"], np.float32)
-        self.geometry_index = np.asarray(arrays["geometry_index"], np.int64)
-        self.attributes = np.asarray(arrays["attributes"], np.float32)
-        self.descriptors = np.asarray(arrays["descriptors"], np.float32)
-        self.attr_scale = np.asarray(arrays["attr_scale"], np.float32)
-        self.desc_scale = np.asarray(arrays["desc_scale"], np.float32)
-        self.members = np.asarray(arrays["members"], np.int64)
-        self.family = np.asarray(arrays["family"], np.int64)
-        self.families = tuple(str(f) for f in arrays["families"])
-        self.medoid_keys = tuple(str(k) for k in arrays["medoid_keys"]) if "medoid_keys" in arrays else ()
+        missing = [k for k in ("geometry", "geometry_index", "attributes", "descriptors", "attr_scale",
+                               "desc_scale", "members", "family", "families") if k not in arrays]
+        if missing:
+            raise HairBankError(f"hair bank: no {', '.join(missing)} array")
+        try:
+            self.geometry = np.asarray(arrays["geometry"], np.float32)
+            self.geometry_index = np.asarray(arrays["geometry_index"], np.int64)
+            self.attributes = np.asarray(arrays["attributes"], np.float32)
+            self.descriptors = np.asarray(arrays["descriptors"], np.float32)
+            self.attr_scale = np.asarray(arrays["attr_scale"], np.float32)
+            self.desc_scale = np.asarray(arrays["desc_scale"], np.float32)
+            self.members = np.asarray(arrays["members"], np.int64)
+            self.family = np.asarray(arrays["family"], np.int64)
+            self.families = tuple(str(f) for f in np.asarray(arrays["families"]).reshape(-1))
+            self.medoid_keys = tuple(str(k) for k in np.asarray(arrays["medoid_keys"]).reshape(-1)) \
+                if "medoid_keys" in arrays else ()
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise HairBankError(f"hair bank: an array of the wrong type: {exc}") from None
         self._drawn_long: np.ndarray | None = None
-        n = len(self.geometry)
-        for name in ("attributes", "descriptors", "members", "family"):
-            if len(getattr(self, name)) != n:
-                raise HairBankError(f"hair bank: {name} has {len(getattr(self, name))} rows, geometry {n}")
         if not np.array_equal(self.geometry_index, GEOMETRY_INDEX):
             raise HairBankError("hair bank: its geometry columns do not match this schema's hair slice "
                                 "(rebuild it with `avatarizer-export hairbank`)")
-        if self.descriptors.shape[1] != N_RAYS + 1 or self.attributes.shape[1] != len(RETRIEVAL_ATTRIBUTES):
-            raise HairBankError(f"hair bank: descriptor/attribute widths {self.descriptors.shape[1]}/"
-                                f"{self.attributes.shape[1]} differ from this SDK's "
-                                f"{N_RAYS + 1}/{len(RETRIEVAL_ATTRIBUTES)}")
+        n = len(self.geometry) if self.geometry.ndim else 0
+        if n < 1:
+            raise HairBankError("hair bank: no entries")
+        shapes = {"geometry": (n, len(GEOMETRY_INDEX)), "attributes": (n, len(RETRIEVAL_ATTRIBUTES)),
+                  "descriptors": (n, N_RAYS + 1), "members": (n,), "family": (n,),
+                  "attr_scale": (len(RETRIEVAL_ATTRIBUTES),), "desc_scale": (N_RAYS + 1,)}
+        for name, shape in shapes.items():
+            if getattr(self, name).shape != shape:
+                raise HairBankError(f"hair bank: {name} has shape {getattr(self, name).shape}, this SDK reads "
+                                    f"{shape} (geometry's {n} rows; descriptor/attribute widths "
+                                    f"{N_RAYS + 1}/{len(RETRIEVAL_ATTRIBUTES)})")
+        if not np.isfinite(self.geometry).all():  # what merge draws (an entry's NaN attribute only ranks it last)
+            raise HairBankError("hair bank: geometry holds values that are not finite")
+        for name in ("attr_scale", "desc_scale"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) & (v > 0)).all():
+                raise HairBankError(f"hair bank: {name} holds spreads that are not finite numbers above 0")
+        if not ((self.family >= 0) & (self.family < len(self.families))).all():
+            raise HairBankError(f"hair bank: family indices outside 0..{len(self.families) - 1}")
 
     def __len__(self) -> int:
         return len(self.geometry)
@@ -947,8 +997,11 @@ class HairBank:
             raise HairBankError(f"{meta_path}: the bank's description (with its sha256) is missing")
         try:
             info = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HairBankError(f"{meta_path}: unreadable: {exc}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            # (RecursionError: JSON nested too deep to parse)
+            raise HairBankError(f"{meta_path}: unreadable: {exc!s:.200}") from None
+        if not isinstance(info, dict):
+            raise HairBankError(f"{meta_path}: holds a {type(info).__name__}, not the bank's description")
         data = npz.read_bytes()
         got = hashlib.sha256(data).hexdigest()
         if got != info.get("sha256"):
@@ -1056,6 +1109,12 @@ GATES = (("headwear", 0.678, ("headwear",)), ("bald", 0.587, ("bald", "receding"
 BALD_FLOOR = 0.03
 
 
+def _set_by_app(attributes) -> tuple:
+    """The names the app set (:func:`apply_settings`'s ``set_by_app``) of a
+    query's attributes; none for a vector."""
+    return tuple(attributes.get("set_by_app", ())) if isinstance(attributes, Mapping) else ()
+
+
 class HairRetriever:
     """k-nearest-neighbour search in a :class:`HairBank`.
 
@@ -1100,14 +1159,16 @@ class HairRetriever:
         self._bald = RETRIEVAL_ATTRIBUTES.index("bald")
         self._bald_floor = None if bald_floor is None else float(bald_floor)
         self._not_bald = ~np.isin(fam, ["bald", "receding"])
+        self._bald_family = fam == "bald"
+        self._drawn_long = bank.drawn_long()
+        # long: no bald, receding or hat-shaped style (they follow their own gates); short: any short
+        # style but the hat-shaped ones (a receding style is short hair too)
+        not_hat = fam != "headwear"
+        self._length_sets = (self._drawn_long & self._not_bald & not_hat, ~self._drawn_long & not_hat)
         self._length_gate = None
         if length_gate is not None:
             hi, lo = (None if v is None else float(v) for v in length_gate)
-            long_ = bank.drawn_long()
-            # long: no bald, receding or hat-shaped style (they follow their own gates); short: any short
-            # style but the hat-shaped ones (a receding style is short hair too)
-            not_hat = fam != "headwear"
-            self._length_gate = (hi, lo, long_ & self._not_bald & not_hat, ~long_ & not_hat)
+            self._length_gate = (hi, lo, *self._length_sets)
 
     def distances(self, attributes=None, descriptor=None, observed=None) -> np.ndarray:
         """Distance of every bank entry to the query (see the class doc)."""
@@ -1115,6 +1176,11 @@ class HairRetriever:
         d = np.zeros(len(self.bank))
         if attributes is not None and w.attributes > 0:
             a = attribute_vector(attributes)
+            if "bald" in _set_by_app(attributes):
+                # a set bald flag is 1 or 0, many bank spreads from every entry's score (H's own, 0.01-0.25):
+                # its term would rank the entries by their distance to an impossible value. The gates
+                # (candidates) draw it instead
+                a[self._bald] = np.nan
             m = np.isfinite(a)
             if m.any():
                 diff = self._A[:, m] - (a[m] / self.bank.attr_scale[m])
@@ -1130,23 +1196,44 @@ class HairRetriever:
     def candidates(self, attributes=None) -> np.ndarray | None:
         """Boolean mask of the entries a query may return (None: all), from
         the family gates, then the bald floor (:data:`BALD_FLOOR`) and the
-        length gate."""
+        length gate. A bald head the app set (``"bald"`` in the dict's
+        ``set_by_app``, :func:`apply_settings`) gets only the ``bald``
+        family: a receding style has a full front hair layer, so the bald
+        gate's receding entries would draw hair on a head said to be bald.
+        A length the app set (``"hair_length"`` there) holds under a family
+        gate too, where that family has styles of that length (a hat over
+        long hair: 9 of the 37 hat-shaped styles), and also without a
+        length gate; H's own length keeps the order above."""
         if attributes is None:
             return None
         a = attribute_vector(attributes)
+        given = _set_by_app(attributes)
+        h = attributes.get("hair_long") if isinstance(attributes, Mapping) else None
+        # a length the app set (hair_long 1 or 0) holds under a family gate too, where the family has
+        # styles of that length (a hat over long hair); H's own length keeps the gates' order
+        set_length = None
+        if "hair_length" in given and h is not None and np.isfinite(h):
+            set_length = self._drawn_long if h >= 0.5 else ~self._drawn_long
         for j, t, mask in self._gates:
             if np.isfinite(a[j]) and a[j] >= t and mask.any():
+                if j == self._bald and "bald" in given and (mask & self._bald_family).any():
+                    mask = mask & self._bald_family
+                if set_length is not None and (mask & set_length).any():
+                    mask = mask & set_length
                 return mask
         b = a[self._bald]
         keep = self._not_bald if self._bald_floor is not None and np.isfinite(b) and b < self._bald_floor \
             and self._not_bald.any() else None
-        h = attributes.get("hair_long") if isinstance(attributes, Mapping) else None
-        if self._length_gate is not None and h is not None and np.isfinite(h):
+        if set_length is not None:  # the app's length, also where the model has no length gate
+            hi, lo, long_, short = (0.5, 0.5, *self._length_sets)
+        elif self._length_gate is not None and h is not None and np.isfinite(h):
             hi, lo, long_, short = self._length_gate
-            if hi is not None and h >= hi and long_.any():
-                return long_  # (no bald or receding style in it)
-            if lo is not None and h <= lo and short.any():
-                return short if keep is None or not (short & keep).any() else short & keep
+        else:
+            return keep
+        if hi is not None and h >= hi and long_.any():
+            return long_  # (no bald or receding style in it)
+        if lo is not None and h <= lo and short.any():
+            return short if keep is None or not (short & keep).any() else short & keep
         return keep
 
     def nearest(self, attributes=None, descriptor=None, observed=None, k: int | None = None):

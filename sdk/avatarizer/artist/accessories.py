@@ -450,7 +450,7 @@ def detectors() -> dict:
     not fit together is left out."""
     try:
         doc = json.loads(_DETECTORS_PATH.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (RecursionError: JSON nested too deep to parse)
         return {}
     dets = doc.get("detectors") if isinstance(doc, dict) else None
     if not isinstance(dets, dict):
@@ -500,15 +500,51 @@ def _array(v, ndim: int) -> np.ndarray:
     return a
 
 
+def _feature_count(name: str | None) -> int | None:
+    """How many features the code computes for detector ``name``'s input
+    (None: not checked here): a file fitted on another feature set would
+    fail at its first photo (a broadcast error in every ``from_frame``)."""
+    if name == "headwear":
+        return len(headwear_vector({}))
+    if name == "hair_colour":
+        from ..hair import hair_colour_features
+
+        return len(hair_colour_features(np.full((4, 3), 0.5)))
+    return None
+
+
+def _age_prior(prior) -> dict:
+    """The hair-colour classifier's ``age_prior`` checked (ValueError when
+    not as :func:`avatarizer.hair.age_gray_ratio` reads it): ``bins``
+    (increasing ages) and ``gray`` (one ratio per band, one more than the
+    bins), finite numbers, none negative."""
+    if not isinstance(prior, dict):
+        raise ValueError("hair_colour: age_prior is not a mapping")
+    bins, gray = prior.get("bins"), prior.get("gray")
+    if not (isinstance(bins, list) and isinstance(gray, list)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in bins + gray):
+        raise ValueError("hair_colour: age_prior's bins and gray are not lists of numbers")
+    b, g = np.asarray(bins, np.float64), np.asarray(gray, np.float64)
+    if len(g) != len(b) + 1 or not (np.isfinite(b).all() and np.isfinite(g).all()) \
+            or (b < 0).any() or (g < 0).any() or (np.diff(b) <= 0).any():
+        raise ValueError("hair_colour: age_prior's bins and gray do not fit together")
+    return {**prior, "bins": b, "gray": g}
+
+
 def _checked(model: dict, name: str | None = None) -> dict:
     """``model`` with its weights as float64 arrays, checked to fit together
     and to be finite, with ``name``'s number of classes and drawing
     thresholds (finite, in [0, 1]) where ``name`` is a detector the artist
-    reads (ValueError, KeyError, TypeError or AttributeError when not)."""
+    reads, and as many inputs as the code computes for it (hair colour and
+    headwear; the hair colour's ``age_prior`` checked too), ValueError,
+    KeyError, TypeError or AttributeError when not."""
     m = dict(model)
     mean, scale = _array(m["mean"], 1), _array(m["scale"], 1)
     if scale.shape != mean.shape or not (scale > 0).all():
         raise ValueError("mean and scale")
+    n = _feature_count(name)
+    if n is not None and len(mean) != n:
+        raise ValueError(f"{name}: {len(mean)} inputs, the code computes {n}")
     m["mean"], m["scale"] = mean, scale
     kind = m.get("kind", "logistic")
     if kind == "mlp":
@@ -542,6 +578,8 @@ def _checked(model: dict, name: str | None = None) -> dict:
         m["min_prob"] = float(m["min_prob"])
         if not 0.0 <= m["min_prob"] <= 1.0:
             raise ValueError("hair_colour: min_prob outside [0, 1]")
+    if name == "hair_colour" and "age_prior" in m:
+        m["age_prior"] = _age_prior(m["age_prior"])
     return m
 
 

@@ -116,28 +116,30 @@ class HairStage(Stage):
         if glasses_cues is not None and "beard" not in settings:
             # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
             H.add_artist_beard(attrs, glasses_cues.get("beard"))
+        hair_rgb = None if reading is None else reading[0]  # the photo's hair colour as sampled
+        # a hat is decided (by H or the app) before the hair colour is: under it the hair region is the hat
+        if settings.get("headwear", attrs["drawn"]["headwear"]) and mask is not None:
+            # the hat in its colour, the hair in the colour beside the face
+            hat, hair_rgb = H.headwear_colours(crop, mask, face.canonical, valid, skin_rgb=face_slice[SKIN_SLICE])
+            if hat is not None:
+                attrs["headwear_rgb"] = hat
+            # the hair region's class reading was of the hat: H's own hair colour class stands (also as
+            # what the model read beside a colour the app set), and without hair beside the face the
+            # hair is drawn in it
+            own = attrs.pop("hair_colour_probs_model", None)
+            if own is not None:
+                attrs["hair_colour_probs"] = own
+                attrs["hair_colour"] = max(own, key=own.get)
+                attrs.pop("hair_colour_source", None)
+            rgb = hair_rgb if hair_rgb is not None else H.drawn_hair_colour(
+                FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...)); the model's stays
             H.apply_settings(attrs, settings)
-            if "hair_colour" in settings:  # the photo's hair colour moved into the class the app set
-                rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB if reading is None else reading[0],
+            if "hair_colour" in settings:  # the photo's hair colour (beside a hat) moved into the class set
+                rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB if hair_rgb is None else hair_rgb,
                                           {settings["hair_colour"]: 1.0})
             if "glasses" in settings:  # drawn in the artist's shape where it measured one
                 fused = attrs["glasses_type"] if glasses_cues is not None else None
-        if attrs["drawn"]["headwear"] and mask is not None:
-            # the hair region was the hat: the hat in its colour, the hair in the colour beside the face
-            hat, side = H.headwear_colours(crop, mask, face.canonical, valid, skin_rgb=face_slice[SKIN_SLICE])
-            if hat is not None:
-                attrs["headwear_rgb"] = hat
-            if "hair_colour" not in settings:
-                # the hair region's class reading was of the hat: H's own hair colour class stands,
-                # and without hair beside the face the hair is drawn in it
-                own = attrs.pop("hair_colour_probs_model", None)
-                if own is not None:
-                    attrs["hair_colour_probs"] = own
-                    attrs["hair_colour"] = max(own, key=own.get)
-                    attrs.pop("hair_colour_source", None)
-                rgb = side if side is not None else H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"],
-                                                                        min_prob=0.0)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
         base = schema.default()
         base[schema.FACE] = face_slice
@@ -155,8 +157,10 @@ class HairStage(Stage):
             full[GLASSES] = drawn
         elif (fused is None and "glasses" not in settings and artist_glasses is not None
                 and not attrs["glasses_type"] and artist_glasses[0] >= 0.5):  # glasses.type: 1 clear, 2 sunglasses
-            # H missed glasses the artist's frame, tint and transparency cues find
+            # H missed glasses the artist's frame, tint and transparency cues find (no fusion: a
+            # missing or unreadable glasses_fusion.json, an H it was not fitted with): reported as drawn
             full[GLASSES] = artist_glasses
+            H.add_artist_glasses(attrs, artist_glasses[0], artist_probs)
         return full, attrs
 
     def run(self, state: FrameState) -> None:
