@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -883,3 +884,31 @@ def test_sheet_writes_over_nothing_without_overwrite_and_never_an_input(tmp_path
         rc, err = sheet("artist", "--out", out)
         assert rc == 2 and "--out" in err, (out, err)
     assert len(drawn) == 2 and (shared / "data" / "faces" / "p.png").read_bytes() == b"photo"
+
+
+def test_heldout_split_does_not_depend_on_how_the_folder_is_spelled(tmp_path, monkeypatch):
+    """--heldout keys each photo by its folder's real name: ``--faces .``
+    (name "") or a link of another name picked a different split."""
+    from avatarizer_export import data as D
+    from avatarizer_export import evaluate as E
+
+    src = tmp_path / "ffhq128"
+    src.mkdir()
+    for n in "abcdef":
+        (src / f"{n}.jpg").write_bytes(b"")
+    held = {"ffhq128/b.jpg", "ffhq128/e.jpg"}
+    monkeypatch.setattr(E, "is_heldout", lambda key: key in held)
+    monkeypatch.setattr(D, "is_heldout", lambda key: key in held)
+    (tmp_path / "mylink").symlink_to(src)
+    want = [p.name for p in E.list_photos(src, True, None)]
+    assert want == ["b.jpg", "e.jpg"]
+    monkeypatch.chdir(src)
+    assert [p.name for p in E.list_photos(Path("."), True, None)] == want
+    monkeypatch.chdir(tmp_path)
+    assert [p.name for p in E.list_photos(Path("mylink"), True, None)] == want
+    assert [p.name for p in E.list_photos(Path("ffhq128/../mylink"), True, None)] == want
+    # the labels by eye of held-out photos: the same keys
+    params = np.zeros((2, 3), np.float32)
+    rows = list(E._heldout_labelled(["b.jpg", "e.jpg"], [Path("mylink/b.jpg"), Path("mylink/e.jpg")], params,
+                                    {"ffhq128/b.jpg": 1, "ffhq128/e.jpg": 2}))
+    assert rows == [(0, 1), (1, 2)]

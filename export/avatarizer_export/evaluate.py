@@ -177,13 +177,21 @@ def photo_hair(crop: np.ndarray, hair: np.ndarray | None) -> np.ndarray | None:
 # ------------------------------------------------------------------- eval
 
 
+def _folder_name(folder: Path) -> str:
+    """The name of ``folder`` with every link followed (``.``, ``..`` and a
+    link of another name give the real folder's name)."""
+    real = _real(folder)
+    return (real if real is not None else Path(folder).absolute()).name
+
+
 def list_photos(faces: Path, heldout: bool, limit: int | None, sample: int | None = None) -> list[Path]:
     """The photos of ``faces`` in name order (held-out ones only with ``heldout``):
     the first ``limit``, or ``sample`` of them drawn at random (seed 0, kept in
     name order; file names can sort by a label, as UTKFace's start with the age)."""
     files = sorted(p for p in faces.iterdir() if p.suffix.lower() in IMG_EXT)
-    if heldout:
-        files = [p for p in files if is_heldout(f"{faces.name}/{p.name}")]
+    if heldout:  # keyed by the folder's real name: "." or a link of another name is the same split
+        folder = _folder_name(faces)
+        files = [p for p in files if is_heldout(f"{folder}/{p.name}")]
     if sample and sample < len(files):
         keep = np.sort(np.random.default_rng(0).choice(len(files), sample, replace=False))
         files = [files[i] for i in keep]
@@ -664,7 +672,7 @@ def _heldout_labelled(names, files, params: np.ndarray, labels: dict):
     from .data import is_heldout
 
     for i, f in enumerate(_paths_of(names, files)):
-        key = f"{f.parent.name}/{f.name}"
+        key = f"{_folder_name(f.parent)}/{f.name}"
         if key in labels and is_heldout(key) and np.isfinite(params[i]).all():
             yield i, labels[key]
 
