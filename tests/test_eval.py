@@ -912,3 +912,38 @@ def test_heldout_split_does_not_depend_on_how_the_folder_is_spelled(tmp_path, mo
     rows = list(E._heldout_labelled(["b.jpg", "e.jpg"], [Path("mylink/b.jpg"), Path("mylink/e.jpg")], params,
                                     {"ffhq128/b.jpg": 1, "ffhq128/e.jpg": 2}))
     assert rows == [(0, 1), (1, 2)]
+
+
+def test_a_named_pipe_or_device_among_the_photos_is_never_read_whole(tmp_path, capsys, monkeypatch):
+    """unique_photos read every file whole before load_image refused pipes
+    and devices: a named pipe hung eval, a link to /dev/zero ate the memory.
+    Only regular files that share their size with another are hashed."""
+    import os
+    import threading
+
+    from avatarizer_export import evaluate as E
+
+    f = _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg"})
+    os.mkfifo(tmp_path / "f" / "pipe.jpg")
+    os.symlink("/dev/null", tmp_path / "f" / "null.jpg")
+    (tmp_path / "f" / "x.png").write_bytes(b"1234")
+    (tmp_path / "f" / "y.png").write_bytes(b"1234")  # a copy: left out
+    (tmp_path / "f" / "z.png").write_bytes(b"12345")  # a size of its own: never opened
+    files = E.list_photos(tmp_path / "f", False, None)
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda p, *a, **k: (opened.append(Path(p).name), real_open(p, *a, **k))[1])
+    got = []
+    t = threading.Thread(target=lambda: got.append(E.unique_photos(files)), daemon=True)
+    t.start()
+    t.join(30)
+    if t.is_alive():  # unblock the reader before failing
+        os.close(os.open(tmp_path / "f" / "pipe.jpg", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("unique_photos blocked on a named pipe")
+    monkeypatch.undo()
+    kept, dropped = got[0]
+    assert [p.name for p in kept] == ["a.jpg", "null.jpg", "pipe.jpg", "x.png", "z.png"] and dropped == 1
+    assert sorted(opened) == ["x.png", "y.png"]
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json")
+    assert rc == 0 and res["faces"] == 5 and res["unreadable"] == 4 and res["aligned"] == 1, err
+    assert "pipe.jpg" in err

@@ -273,15 +273,18 @@ def unique_photos(files: list[Path]) -> tuple[list[Path], int]:
     """``files`` with each photo once, keeping the first: the same file
     reached twice (another spelling, a link: the same path with links
     followed) or a byte-identical copy (the same SHA-256 of a non-empty
-    file) is left out, since a photo among its own copies ties with them
-    and ties count against the avatar (identity 0). Entries that cannot be
-    resolved or read stay (:func:`prepare` counts them unreadable).
-    Returns (the photos, how many were left out)."""
+    regular file; only files that share their size with another are read,
+    a megabyte at a time) is left out, since a photo among its own copies
+    ties with them and ties count against the avatar (identity 0). Entries
+    that cannot be resolved or read, and anything not a regular file (a
+    named pipe, a device: never opened here), stay (:func:`prepare` counts
+    them unreadable). Returns (the photos, how many were left out)."""
     import hashlib
+    import os
+    import stat
 
     paths: set[Path] = set()
-    digests: set[bytes] = set()
-    out = []
+    kept = []
     for f in files:
         real = _real(f)
         if real is not None:
@@ -289,14 +292,34 @@ def unique_photos(files: list[Path]) -> tuple[list[Path], int]:
                 continue
             paths.add(real)
         try:
-            data = Path(f).read_bytes()
+            st = os.stat(f)
+            size = st.st_size if stat.S_ISREG(st.st_mode) else 0
         except OSError:
-            data = b""
-        if data:
-            digest = hashlib.sha256(data).digest()
-            if digest in digests:
-                continue
-            digests.add(digest)
+            size = 0
+        kept.append((f, size))
+    sizes: dict[int, int] = {}
+    for _, size in kept:
+        sizes[size] = sizes.get(size, 0) + 1
+
+    def digest(f: Path) -> bytes | None:
+        h = hashlib.sha256()
+        try:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            return None
+        return h.digest()
+
+    digests: set[bytes] = set()
+    out = []
+    for f, size in kept:
+        if size and sizes[size] > 1:
+            d = digest(f)
+            if d is not None:
+                if d in digests:
+                    continue
+                digests.add(d)
         out.append(f)
     return out, len(files) - len(out)
 
