@@ -947,3 +947,28 @@ def test_a_named_pipe_or_device_among_the_photos_is_never_read_whole(tmp_path, c
     rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json")
     assert rc == 0 and res["faces"] == 5 and res["unreadable"] == 4 and res["aligned"] == 1, err
     assert "pipe.jpg" in err
+
+
+def test_labels_apply_to_their_own_folder_not_every_photo_of_that_name(tmp_path, capsys):
+    """--labels names bare files: with several --faces folders holding a
+    p.jpg, another folder's p.jpg (another person) was scored against them."""
+    from avatarizer_export import evaluate as E
+
+    f = _photos(tmp_path, {"fa/p.jpg": "ffhq-0001.jpg", "fb/p.jpg": "ffhq-0002.jpg", "fb/q.jpg": "ffhq-0003.jpg"})
+    rec = {"faces": [{"faceAttributes": {"age": 30, "glasses": "NoGlasses", "gender": "male"}}]}
+    text = "".join(json.dumps({"file": n, **rec}) + "\n" for n in ("p.jpg", "q.jpg"))
+    lab = {n: {"n": n} for n in ("p.jpg", "q.jpg")}
+    paths = [f["fa/p.jpg"], f["fb/p.jpg"], f["fb/q.jpg"]]
+    # in the folder it labels: that folder's photos only
+    assert E.row_labels(paths, lab, tmp_path / "fa") == [lab["p.jpg"], None, None]
+    assert E.row_labels(paths, lab, tmp_path / "fb") == [None, lab["p.jpg"], lab["q.jpg"]]
+    # elsewhere: a name in two folders is ambiguous (warned), a name in one is its photo
+    E._WARNED.clear()
+    assert E.row_labels(paths, lab, tmp_path) == [None, None, lab["q.jpg"]]
+    assert "p.jpg" in capsys.readouterr().err
+    assert E.row_labels(paths[:1], lab, tmp_path) == [lab["p.jpg"]]
+    (tmp_path / "fa" / "attributes.jsonl").write_text(text)
+    args = ["--faces", f"{tmp_path / 'fa'},{tmp_path / 'fb'}", "--methods", "artist", "--json",
+            "--prepared", str(tmp_path / "c.npz")]
+    rc, res, err = _eval_json(capsys, *args, "--labels", str(tmp_path / "fa" / "attributes.jsonl"))
+    assert rc == 0 and res["attributes"]["n"] == 1, err

@@ -397,7 +397,8 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
 
 def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None = None, identity_n: int = 100,
              progress: bool = True, keep: dict | None = None, cache: Path | None = None,
-             exaggeration: float | None = None, groups: bool = False, data_cache: Path | None = None) -> dict:
+             exaggeration: float | None = None, groups: bool = False, data_cache: Path | None = None,
+             labels_home: Path | None = None) -> dict:
     """Metrics for ``methods`` on the photos ``files``. When ``keep`` is a dict it
     receives the per-photo arrays (names, crops, pseudo ground truth, and each
     method's avatars) for figures. ``cache``: an .npz keeping the aligned
@@ -405,12 +406,15 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
     ``data_cache``: the data cache folder the ``nearest`` method reads.
     ``groups``: also the metrics per age band, skin-tone group and glasses
     type (:func:`photo_groups`) under ``result["groups"]``. ``labels``: a
-    labels file (ffhq128-labelled format) or :func:`read_labels` of one.
+    labels file (ffhq128-labelled format) or :func:`read_labels` of one;
+    ``labels_home``: the folder holding it (default: a file's own folder),
+    see :func:`row_labels` for the photos it applies to.
     A photo in ``files`` twice (or a byte-identical copy) is scored once
     (:func:`unique_photos`, with a warning); ``faces`` counts it once."""
     from tqdm import tqdm
 
     if labels is not None and not isinstance(labels, dict):
+        labels_home = Path(labels).parent if labels_home is None else labels_home
         labels = read_labels(Path(labels))
     given = len(files)
     files, dropped = unique_photos(files)
@@ -422,6 +426,8 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
     # the aligned photos' own paths, row by row: several folders may hold the same file name
     paths = [Path(p) for p in prep["paths"]]
     hairs = [None if not np.isfinite(h).all() else h for h in prep["hairs"]]
+    if labels:
+        labels = row_labels(paths, labels, labels_home)
     result = {"faces": prep["faces"], "unreadable": len(prep["unreadable"]), "aligned": len(names), "methods": {}}
     if prep["unreadable"]:
         bad = prep["unreadable"]
@@ -863,9 +869,36 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
     return out
 
 
-def _label_rows(names: list[str], labels: Path | dict) -> tuple[list[int], list[dict]]:
+def row_labels(paths: list[Path], labels: dict[str, dict], home: Path | None = None) -> list[dict | None]:
+    """Each photo's targets from a labels file (``labels``: :func:`read_labels`,
+    keyed by bare file name), None where it has none. The labels belong to
+    one folder: when ``home`` (the folder holding the file) is one of the
+    photos' folders, only that folder's photos take them; otherwise a name
+    found in several of the photos' folders is ambiguous and left out, with a
+    warning (another folder's p.jpg is another person)."""
+    folders = [_real(Path(p).parent) or Path(p).parent.absolute() for p in paths]
+    home_real = _real(Path(home)) if home is not None else None
+    if home_real is not None and home_real in folders:
+        return [labels.get(Path(p).name) if d == home_real else None for p, d in zip(paths, folders)]
+    seen: dict[str, set] = {}
+    for p, d in zip(paths, folders):
+        if Path(p).name in labels:
+            seen.setdefault(Path(p).name, set()).add(d)
+    ambiguous = {n for n, ds in seen.items() if len(ds) > 1}
+    if ambiguous:
+        _warn(f"--labels: left out {len(ambiguous)} file name(s) found in more than one --faces folder (the labels "
+              "name files, not folders: put the labels file in the folder it labels): "
+              + ", ".join(sorted(ambiguous)[:5]) + (", ..." if len(ambiguous) > 5 else ""))
+    return [None if Path(p).name in ambiguous else labels.get(Path(p).name) for p in paths]
+
+
+def _label_rows(names: list[str], labels: Path | dict | list) -> tuple[list[int], list[dict]]:
     """(indices of ``names`` with a face entry in the labels, their targets);
-    ``labels`` a labels file or what :func:`read_labels` made of it."""
+    ``labels`` a labels file, what :func:`read_labels` made of it (matched
+    by file name), or :func:`row_labels` (one entry per row)."""
+    if isinstance(labels, list):
+        rows = [i for i, t in enumerate(labels) if t is not None]
+        return rows, [labels[i] for i in rows]
     lab = labels if isinstance(labels, dict) else read_labels(Path(labels))
     rows = [i for i, n in enumerate(names) if n in lab]
     return rows, [lab[names[i]] for i in rows]
@@ -1089,7 +1122,8 @@ def main_eval(args) -> int:
         value = getattr(args, name, None)
         if value and Path(value).resolve() in given:
             return _fail(f"--{name} {value} is one of the inputs (a photo or the labels file)", 1)
-    res = evaluate(files, methods, labels=labels, identity_n=args.identity_n,
+    res = evaluate(files, methods, labels=labels, labels_home=Path(args.labels).parent if args.labels else None,
+                   identity_n=args.identity_n,
                    progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None,
                    exaggeration=args.exaggeration, groups=args.groups)
     if args.clips:
