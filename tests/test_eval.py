@@ -972,3 +972,26 @@ def test_labels_apply_to_their_own_folder_not_every_photo_of_that_name(tmp_path,
             "--prepared", str(tmp_path / "c.npz")]
     rc, res, err = _eval_json(capsys, *args, "--labels", str(tmp_path / "fa" / "attributes.jsonl"))
     assert rc == 0 and res["attributes"]["n"] == 1, err
+
+
+def test_eval_out_never_replaces_a_clip_the_labels_beside_or_a_photo_left_out(tmp_path, capsys, monkeypatch):
+    """--out --overwrite checked only the selected photos and --labels: it
+    wrote over a --clips video, a folder's attributes.jsonl, or a photo
+    --limit/--sample/--heldout left out."""
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    f = tmp_path / "f"
+    f.mkdir()
+    for n in ("a.jpg", "b.jpg", "attributes.jsonl"):
+        (f / n).write_bytes(b"mine")
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "c.mp4").write_bytes(b"mine")
+    base = ["--faces", str(f), "--methods", "artist", "--json", "--clips", str(tmp_path / "clips")]
+    for target, flags in ((tmp_path / "clips" / "c.mp4", []), (f / "attributes.jsonl", []),
+                          (f / "b.jpg", ["--limit", "1"]), (f / "b.jpg", ["--sample", "1"]),
+                          (f / "a.jpg", ["--heldout"])):
+        for name in ("--out", "--prepared"):
+            extra = ["--overwrite"] if name == "--out" else []
+            rc, res, err = _eval_json(capsys, *base, *flags, name, str(target), *extra)
+            assert rc == 1 and "one of the inputs" in err and target.read_bytes() == b"mine", (target, flags, err)

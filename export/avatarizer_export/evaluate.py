@@ -788,6 +788,14 @@ def lit_cheek(crop: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, float]:
     return meds[int(np.argmax(to_lab(meds)[:, 0]))], uq
 
 
+CLIP_EXT = (".mp4", ".mov", ".avi", ".mkv")
+
+
+def clip_files(clips: Path) -> list[Path]:
+    """The video clips of the folder ``clips`` that ``--clips`` reads, in name order."""
+    return sorted(p for p in Path(clips).iterdir() if p.suffix.lower() in CLIP_EXT)
+
+
 def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: bool = True) -> dict:
     """Skin under real (often uneven) light and cross-moment identity on
     talking-head clips (one person per clip), for ``artist`` and
@@ -810,7 +818,7 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
     from avatarizer.artist import AutoArtist
     from avatarizer.artist.photo import to_lab
 
-    files = sorted(p for p in Path(clips).iterdir() if p.suffix.lower() in (".mp4", ".mov", ".avi", ".mkv"))
+    files = clip_files(Path(clips))
     frames: list[list] = []
     for f in files:
         cap = cv2.VideoCapture(str(f))
@@ -1116,12 +1124,17 @@ def main_eval(args) -> int:
     files: list[Path] = []
     for faces in folders:
         files += list_photos(faces, args.heldout, args.limit, args.sample)
+    # every file eval reads or could be pointed at: each folder's photos (also those --limit, --sample or
+    # --heldout leave out), the labels beside them, the clips and --labels
     # (a link loop among the photos resolves to nothing here; prepare counts it unreadable)
-    given = {r for r in map(_real, files) if r is not None} | ({Path(args.labels).resolve()} if args.labels else set())
-    for name in ("out", "prepared"):  # never written over a photo or the labels being read
+    inputs = [*files, *(p for faces in folders for p in list_photos(faces, False, None)),
+              *(faces / "attributes.jsonl" for faces in folders),
+              *(clip_files(Path(args.clips)) if args.clips else []), *([Path(args.labels)] if args.labels else [])]
+    given = {r for r in map(_real, inputs) if r is not None}
+    for name in ("out", "prepared"):  # never written over a photo, a clip or a labels file being read
         value = getattr(args, name, None)
         if value and Path(value).resolve() in given:
-            return _fail(f"--{name} {value} is one of the inputs (a photo or the labels file)", 1)
+            return _fail(f"--{name} {value} is one of the inputs (a photo, a clip or a labels file)", 1)
     res = evaluate(files, methods, labels=labels, labels_home=Path(args.labels).parent if args.labels else None,
                    identity_n=args.identity_n,
                    progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None,
