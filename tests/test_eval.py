@@ -995,3 +995,19 @@ def test_eval_out_never_replaces_a_clip_the_labels_beside_or_a_photo_left_out(tm
             extra = ["--overwrite"] if name == "--out" else []
             rc, res, err = _eval_json(capsys, *base, *flags, name, str(target), *extra)
             assert rc == 1 and "one of the inputs" in err and target.read_bytes() == b"mine", (target, flags, err)
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04truncated", b"\x93NUMPY\x01\x00"])
+def test_an_empty_or_truncated_prepared_file_is_one_line(tmp_path, capsys, monkeypatch, content):
+    """An empty (touched) or truncated --prepared file: np.load's EOFError or
+    BadZipFile was a traceback, not "not an eval cache"."""
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "prepare", lambda *a, **k: pytest.fail("prepared"))
+    (tmp_path / "f").mkdir()
+    cache = tmp_path / "c.npz"
+    cache.write_bytes(content)
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json",
+                              "--prepared", str(cache))
+    assert rc == 1 and res is None and "not an eval cache" in err and len(err.strip().splitlines()) == 1, err
+    assert cache.read_bytes() == content

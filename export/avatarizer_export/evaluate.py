@@ -360,6 +360,8 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
     its folder (made then, if missing), so it is never left half-written."""
     import os
     import tempfile
+    import zipfile
+    import zlib
 
     if cache is None:
         return prepare(files, progress, exaggeration)
@@ -373,8 +375,10 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
                     out = {k: z[k] for k in z.files if k not in ("key", "faces", *lists)}
                     out.update({k: [str(n) for n in z[k]] for k in lists if k in z.files}, faces=int(z["faces"]))
                     return out
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            # another file (a photo, someone's array): never written over
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile,
+                zlib.error, NotImplementedError) as exc:
+            # another file (a photo, someone's array, an empty or truncated one): never written over
+            exc = exc if str(exc) else type(exc).__name__
             raise ValueError(f"--prepared {cache} is not an eval cache ({exc}); name a new file") from None
         print(f"avatarizer-export eval: --prepared {cache} was made for other photos (another list, or files "
               "changed since) or other settings: preparing them anew and replacing it", file=sys.stderr)
