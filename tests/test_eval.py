@@ -1011,3 +1011,30 @@ def test_an_empty_or_truncated_prepared_file_is_one_line(tmp_path, capsys, monke
                               "--prepared", str(cache))
     assert rc == 1 and res is None and "not an eval cache" in err and len(err.strip().splitlines()) == 1, err
     assert cache.read_bytes() == content
+
+
+def test_clips_without_a_readable_frame_report_null_not_zero(tmp_path, capsys):
+    """--clips whose videos cannot be read reported cross_moment_top1 0.0
+    (as if measured) and every clip as a person."""
+    from avatarizer_export import evaluate as E
+
+    for n in ("a.mp4", "b.mp4"):
+        (tmp_path / n).write_text("not a video")
+    E._WARNED.clear()
+    out = E.clip_metrics(tmp_path, ["artist"], per_clip=2, progress=False)["artist"]
+    assert out["frames"] == 0 and np.isnan(out["cross_moment_top1"]) and out["people"] == 0
+    assert "cross_moment_top1 is null" in capsys.readouterr().err
+
+
+def test_cross_moment_top1_counts_only_people_seen_at_both_moments():
+    from avatarizer_export import evaluate as E
+
+    rng = np.random.default_rng(0)
+    photo = np.repeat(rng.normal(size=(3, 1, 478, 2)), 2, axis=1)
+    render = photo.copy()
+    drew = np.ones((3, 2), bool)
+    assert E.cross_moment_top1(photo, render, drew) == 1.0
+    photo[2], render[2], drew[2] = np.nan, np.nan, False  # no face in the third clip: not a miss
+    assert E.cross_moment_top1(photo, render, drew) == 1.0
+    photo[1, 1], render[1, 1], drew[1, 1] = np.nan, np.nan, False  # one person left at each pair
+    assert np.isnan(E.cross_moment_top1(photo, render, drew))

@@ -846,6 +846,7 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
             av = Avatarizer(max_faces=1, estimator=shipped_estimator(method)) if method != "artist" else None
             dl, de = [], []
             photo3 = np.full((len(files), per_clip, 478, 3), np.nan)
+            drew = np.zeros((len(files), per_clip), bool)  # an avatar at that moment
             rend3 = np.full((len(files), per_clip, 478, 3), np.nan)
             for c, clip in enumerate(tqdm(faces, desc=f"{method}: clips", disable=not progress)):
                 for j, face in enumerate(clip):
@@ -862,6 +863,7 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
                     dl.append(abs(float(to_lab(p[face_rgb])[0] - to_lab(lit)[0])))
                     de.append(float(M.delta_e(lit[None], p[face_rgb][None])[0]))
                     photo3[c, j] = face.landmarks
+                    drew[c, j] = True
                     got = probe.landmarks3d(avatarizer.render(p, M.RENDER_SIZE, background="white"))
                     if got is not None:
                         rend3[c, j] = got
@@ -869,16 +871,32 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
                 av.close()
             pf = M.pose_free(photo3.reshape(-1, 478, 3)).reshape(len(files), per_clip, 478, 2)
             rf = M.pose_free(rend3.reshape(-1, 478, 3)).reshape(len(files), per_clip, 478, 2)
-            tops = []
-            for a in range(per_clip):
-                for b in range(per_clip):
-                    if a != b and len(files) > 1:
-                        tops.append(M.identity_top1(pf[:, b], rf[:, a])["top1"])
+            top = cross_moment_top1(pf, rf, drew)
+            if not np.isfinite(top):
+                _warn(f"--clips: {method}: no two clips with a face and an avatar at the same moments: "
+                      "cross_moment_top1 is null")
             out[method] = {"frames": len(dl), "skin_lit_dL_worst": float(np.max(dl)) if dl else float("nan"),
                            "skin_lit_dE_median": float(np.median(de)) if de else float("nan"),
-                           "cross_moment_top1": float(np.mean(tops)) if tops else float("nan"),
-                           "people": len(files)}
+                           "cross_moment_top1": top,
+                           "people": int(drew.any(1).sum())}
     return out
+
+
+def cross_moment_top1(photo: np.ndarray, render: np.ndarray, drew: np.ndarray) -> float:
+    """Mean over ordered pairs of moments (a, b), a != b, of identity top-1
+    of the avatars at moment a among the photos at moment b, over the people
+    (clips) with a face at b and an avatar at a (an avatar whose render shows
+    no face is a miss); pairs with fewer than 2 such people are left out.
+    ``photo``, ``render``: (people, moments, 478, 2) pose-free landmarks,
+    NaN where none; ``drew``: (people, moments). NaN when no pair counts."""
+    has_photo = np.isfinite(photo).all((2, 3))
+    tops = []
+    for a in range(photo.shape[1]):
+        for b in range(photo.shape[1]):
+            sel = has_photo[:, b] & drew[:, a]
+            if a != b and sel.sum() > 1:
+                tops.append(M.identity_top1(photo[sel, b], render[sel, a])["top1"])
+    return float(np.mean(tops)) if tops else float("nan")
 
 
 def row_labels(paths: list[Path], labels: dict[str, dict], home: Path | None = None) -> list[dict | None]:
