@@ -1038,3 +1038,39 @@ def test_cross_moment_top1_counts_only_people_seen_at_both_moments():
     assert E.cross_moment_top1(photo, render, drew) == 1.0
     photo[1, 1], render[1, 1], drew[1, 1] = np.nan, np.nan, False  # one person left at each pair
     assert np.isnan(E.cross_moment_top1(photo, render, drew))
+
+
+def test_report_compare_checks_its_methods_before_any_work(tmp_path, capsys, monkeypatch):
+    """report --compare artist/shipped prepared every photo, then KeyError;
+    foo/shipped evaluated 'foo' as the model run."""
+    from avatarizer_export import evaluate as E
+    from avatarizer_export import report as R
+    from avatarizer_export.cli import main
+
+    monkeypatch.setattr(R, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    monkeypatch.setattr(R, "heldout_files", lambda *a, **k: pytest.fail("listed photos"))
+    monkeypatch.setattr(R, "RUNS", tmp_path / "runs")
+    for pairs, words in (("artist/shipped", "pseudo ground truth"), ("foo/shipped", "unknown method 'foo'"),
+                         ("shipped/mapper:nope", "'nope'"), ("shipped", "A/B"), ("shipped/", "A/B")):
+        rc = main(["report", "--shared", str(tmp_path), "--compare", pairs])
+        err = capsys.readouterr().err
+        assert rc == 2 and words in err and len(err.strip().splitlines()) == 1, (pairs, err)
+    with pytest.raises(ValueError, match="unknown"):
+        E.TorchPredictor("foo")
+
+
+@pytest.mark.parametrize("utk", ["-5", "x"])
+def test_report_utk_is_a_count(utk, capsys):
+    from avatarizer_export.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["report", "--utk", utk])
+    assert e.value.code == 2 and "--utk" in capsys.readouterr().err
+
+
+def test_list_photos_limit_0_takes_none(tmp_path):
+    from avatarizer_export import evaluate as E
+
+    for n in "abc":
+        (tmp_path / f"{n}.jpg").write_bytes(b"")
+    assert E.list_photos(tmp_path, False, 0) == [] and len(E.list_photos(tmp_path, False, None)) == 3

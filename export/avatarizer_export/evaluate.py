@@ -80,10 +80,13 @@ class TorchPredictor:
             self.bank_z = z / np.linalg.norm(z, axis=1, keepdims=True)
             self.bank_y = params[orig][:, schema.FACE]
             self.kind = "nearest"
-        else:  # model or mapper:<run>
+        elif method == "model" or (method.partition(":")[0] in ("model", "mapper") and method.partition(":")[2]):
             run = method.split(":", 1)[1] if ":" in method else MODEL_RUN
             self.net, self.size = T.load_image_to_face(run)
             self.kind = "model"
+        else:  # (an unknown name was evaluated as the model run)
+            raise ValueError(f"unknown training-run method {method!r} (model, direct, nearest, model:RUN, "
+                             "mapper:RUN, direct:RUN)")
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         from .train import to_input
@@ -195,7 +198,7 @@ def list_photos(faces: Path, heldout: bool, limit: int | None, sample: int | Non
     if sample and sample < len(files):
         keep = np.sort(np.random.default_rng(0).choice(len(files), sample, replace=False))
         files = [files[i] for i in keep]
-    return files[:limit] if limit else files
+    return files[:limit] if limit is not None else files  # (0 is none, not all)
 
 
 def prepare(files: list[Path], progress: bool = True, exaggeration: float | None = None) -> dict:
