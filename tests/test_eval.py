@@ -1074,3 +1074,24 @@ def test_list_photos_limit_0_takes_none(tmp_path):
     for n in "abc":
         (tmp_path / f"{n}.jpg").write_bytes(b"")
     assert E.list_photos(tmp_path, False, 0) == [] and len(E.list_photos(tmp_path, False, None)) == 3
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04truncated"])
+def test_detectors_measure_again_over_an_unreadable_cue_cache(tmp_path, capsys, monkeypatch, content):
+    """An empty or truncated detector_cues.npz (np.savez was not atomic) was
+    an EOFError/BadZipFile traceback; it is stale: measured again, one line."""
+    from avatarizer_export import detectors as D
+
+    class Measured(Exception):
+        pass
+
+    monkeypatch.setattr(D, "_labelled", lambda shared, what: (tmp_path, {}, []))
+    monkeypatch.setattr(D, "features", lambda *a, **k: (_ for _ in ()).throw(Measured()))
+    (tmp_path / "detector_cues.npz").write_bytes(content)
+    with pytest.raises(Measured):
+        D.fit(tmp_path, tmp_path, quiet=True)
+    assert "unreadable" in capsys.readouterr().err
+    # written whole through a temporary file, and read back
+    D._write_cache(tmp_path / "c.npz", key="k", x=np.arange(3))
+    assert list(D._read_cache(tmp_path / "c.npz", "k")["x"]) == [0, 1, 2] and D._read_cache(tmp_path / "c.npz", "j") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "detector_cues.npz"]
