@@ -1095,3 +1095,17 @@ def test_detectors_measure_again_over_an_unreadable_cue_cache(tmp_path, capsys, 
     D._write_cache(tmp_path / "c.npz", key="k", x=np.arange(3))
     assert list(D._read_cache(tmp_path / "c.npz", "k")["x"]) == [0, 1, 2] and D._read_cache(tmp_path / "c.npz", "j") is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "detector_cues.npz"]
+
+
+def test_eval_without_the_lpips_weights_stops_before_any_photo(tmp_path, capsys, monkeypatch):
+    """Without ../shared/weights, eval of a non-artist method aligned,
+    rendered and probed every photo, then failed with no JSON."""
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    monkeypatch.setattr(E, "list_photos", lambda *a, **k: pytest.fail("listed photos"))
+    monkeypatch.setenv("AVATARIZER_SHARED", str(tmp_path / "noshared"))
+    monkeypatch.setattr("avatarizer_export.paths._SHARED", None)
+    (tmp_path / "f").mkdir()
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "shipped,artist", "--json")
+    assert rc == 1 and res is None and "LPIPS weights" in err and len(err.strip().splitlines()) == 1, err

@@ -1137,6 +1137,14 @@ def main_eval(args) -> int:
             return _fail(f"{faces} is not a folder of face photos", 1)
     if args.clips and not Path(args.clips).is_dir():
         return _fail(f"{args.clips} is not a folder of video clips", 1)
+    if any(m != "artist" for m in methods):  # render_lpips: the weights, before hours of photos
+        from .lpips import weights_path
+
+        try:
+            weights_path(None, "alex")
+        except (FileNotFoundError, ValueError) as exc:
+            return _fail(f"render_lpips of {', '.join(m for m in methods if m != 'artist')} needs the LPIPS "
+                         f"weights: {str(exc).splitlines()[0]} (`--methods artist` needs none)", 1)
     labels = None
     if args.labels is not None:
         if not args.labels or not Path(args.labels).is_file():
