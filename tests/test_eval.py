@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -883,3 +884,228 @@ def test_sheet_writes_over_nothing_without_overwrite_and_never_an_input(tmp_path
         rc, err = sheet("artist", "--out", out)
         assert rc == 2 and "--out" in err, (out, err)
     assert len(drawn) == 2 and (shared / "data" / "faces" / "p.png").read_bytes() == b"photo"
+
+
+def test_heldout_split_does_not_depend_on_how_the_folder_is_spelled(tmp_path, monkeypatch):
+    """--heldout keys each photo by its folder's real name: ``--faces .``
+    (name "") or a link of another name picked a different split."""
+    from avatarizer_export import data as D
+    from avatarizer_export import evaluate as E
+
+    src = tmp_path / "ffhq128"
+    src.mkdir()
+    for n in "abcdef":
+        (src / f"{n}.jpg").write_bytes(b"")
+    held = {"ffhq128/b.jpg", "ffhq128/e.jpg"}
+    monkeypatch.setattr(E, "is_heldout", lambda key: key in held)
+    monkeypatch.setattr(D, "is_heldout", lambda key: key in held)
+    (tmp_path / "mylink").symlink_to(src)
+    want = [p.name for p in E.list_photos(src, True, None)]
+    assert want == ["b.jpg", "e.jpg"]
+    monkeypatch.chdir(src)
+    assert [p.name for p in E.list_photos(Path("."), True, None)] == want
+    monkeypatch.chdir(tmp_path)
+    assert [p.name for p in E.list_photos(Path("mylink"), True, None)] == want
+    assert [p.name for p in E.list_photos(Path("ffhq128/../mylink"), True, None)] == want
+    # the labels by eye of held-out photos: the same keys
+    params = np.zeros((2, 3), np.float32)
+    rows = list(E._heldout_labelled(["b.jpg", "e.jpg"], [Path("mylink/b.jpg"), Path("mylink/e.jpg")], params,
+                                    {"ffhq128/b.jpg": 1, "ffhq128/e.jpg": 2}))
+    assert rows == [(0, 1), (1, 2)]
+
+
+def test_a_named_pipe_or_device_among_the_photos_is_never_read_whole(tmp_path, capsys, monkeypatch):
+    """unique_photos read every file whole before load_image refused pipes
+    and devices: a named pipe hung eval, a link to /dev/zero ate the memory.
+    Only regular files that share their size with another are hashed."""
+    import os
+    import threading
+
+    from avatarizer_export import evaluate as E
+
+    f = _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg"})
+    os.mkfifo(tmp_path / "f" / "pipe.jpg")
+    os.symlink("/dev/null", tmp_path / "f" / "null.jpg")
+    (tmp_path / "f" / "x.png").write_bytes(b"1234")
+    (tmp_path / "f" / "y.png").write_bytes(b"1234")  # a copy: left out
+    (tmp_path / "f" / "z.png").write_bytes(b"12345")  # a size of its own: never opened
+    files = E.list_photos(tmp_path / "f", False, None)
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda p, *a, **k: (opened.append(Path(p).name), real_open(p, *a, **k))[1])
+    got = []
+    t = threading.Thread(target=lambda: got.append(E.unique_photos(files)), daemon=True)
+    t.start()
+    t.join(30)
+    if t.is_alive():  # unblock the reader before failing
+        os.close(os.open(tmp_path / "f" / "pipe.jpg", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("unique_photos blocked on a named pipe")
+    monkeypatch.undo()
+    kept, dropped = got[0]
+    assert [p.name for p in kept] == ["a.jpg", "null.jpg", "pipe.jpg", "x.png", "z.png"] and dropped == 1
+    assert sorted(opened) == ["x.png", "y.png"]
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json")
+    assert rc == 0 and res["faces"] == 5 and res["unreadable"] == 4 and res["aligned"] == 1, err
+    assert "pipe.jpg" in err
+
+
+def test_labels_apply_to_their_own_folder_not_every_photo_of_that_name(tmp_path, capsys):
+    """--labels names bare files: with several --faces folders holding a
+    p.jpg, another folder's p.jpg (another person) was scored against them."""
+    from avatarizer_export import evaluate as E
+
+    f = _photos(tmp_path, {"fa/p.jpg": "ffhq-0001.jpg", "fb/p.jpg": "ffhq-0002.jpg", "fb/q.jpg": "ffhq-0003.jpg"})
+    rec = {"faces": [{"faceAttributes": {"age": 30, "glasses": "NoGlasses", "gender": "male"}}]}
+    text = "".join(json.dumps({"file": n, **rec}) + "\n" for n in ("p.jpg", "q.jpg"))
+    lab = {n: {"n": n} for n in ("p.jpg", "q.jpg")}
+    paths = [f["fa/p.jpg"], f["fb/p.jpg"], f["fb/q.jpg"]]
+    # in the folder it labels: that folder's photos only
+    assert E.row_labels(paths, lab, tmp_path / "fa") == [lab["p.jpg"], None, None]
+    assert E.row_labels(paths, lab, tmp_path / "fb") == [None, lab["p.jpg"], lab["q.jpg"]]
+    # elsewhere: a name in two folders is ambiguous (warned), a name in one is its photo
+    E._WARNED.clear()
+    assert E.row_labels(paths, lab, tmp_path) == [None, None, lab["q.jpg"]]
+    assert "p.jpg" in capsys.readouterr().err
+    assert E.row_labels(paths[:1], lab, tmp_path) == [lab["p.jpg"]]
+    (tmp_path / "fa" / "attributes.jsonl").write_text(text)
+    args = ["--faces", f"{tmp_path / 'fa'},{tmp_path / 'fb'}", "--methods", "artist", "--json",
+            "--prepared", str(tmp_path / "c.npz")]
+    rc, res, err = _eval_json(capsys, *args, "--labels", str(tmp_path / "fa" / "attributes.jsonl"))
+    assert rc == 0 and res["attributes"]["n"] == 1, err
+
+
+def test_eval_out_never_replaces_a_clip_the_labels_beside_or_a_photo_left_out(tmp_path, capsys, monkeypatch):
+    """--out --overwrite checked only the selected photos and --labels: it
+    wrote over a --clips video, a folder's attributes.jsonl, or a photo
+    --limit/--sample/--heldout left out."""
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    f = tmp_path / "f"
+    f.mkdir()
+    for n in ("a.jpg", "b.jpg", "attributes.jsonl"):
+        (f / n).write_bytes(b"mine")
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "c.mp4").write_bytes(b"mine")
+    base = ["--faces", str(f), "--methods", "artist", "--json", "--clips", str(tmp_path / "clips")]
+    for target, flags in ((tmp_path / "clips" / "c.mp4", []), (f / "attributes.jsonl", []),
+                          (f / "b.jpg", ["--limit", "1"]), (f / "b.jpg", ["--sample", "1"]),
+                          (f / "a.jpg", ["--heldout"])):
+        for name in ("--out", "--prepared"):
+            extra = ["--overwrite"] if name == "--out" else []
+            rc, res, err = _eval_json(capsys, *base, *flags, name, str(target), *extra)
+            assert rc == 1 and "one of the inputs" in err and target.read_bytes() == b"mine", (target, flags, err)
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04truncated", b"\x93NUMPY\x01\x00"])
+def test_an_empty_or_truncated_prepared_file_is_one_line(tmp_path, capsys, monkeypatch, content):
+    """An empty (touched) or truncated --prepared file: np.load's EOFError or
+    BadZipFile was a traceback, not "not an eval cache"."""
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "prepare", lambda *a, **k: pytest.fail("prepared"))
+    (tmp_path / "f").mkdir()
+    cache = tmp_path / "c.npz"
+    cache.write_bytes(content)
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json",
+                              "--prepared", str(cache))
+    assert rc == 1 and res is None and "not an eval cache" in err and len(err.strip().splitlines()) == 1, err
+    assert cache.read_bytes() == content
+
+
+def test_clips_without_a_readable_frame_report_null_not_zero(tmp_path, capsys):
+    """--clips whose videos cannot be read reported cross_moment_top1 0.0
+    (as if measured) and every clip as a person."""
+    from avatarizer_export import evaluate as E
+
+    for n in ("a.mp4", "b.mp4"):
+        (tmp_path / n).write_text("not a video")
+    E._WARNED.clear()
+    out = E.clip_metrics(tmp_path, ["artist"], per_clip=2, progress=False)["artist"]
+    assert out["frames"] == 0 and np.isnan(out["cross_moment_top1"]) and out["people"] == 0
+    assert "cross_moment_top1 is null" in capsys.readouterr().err
+
+
+def test_cross_moment_top1_counts_only_people_seen_at_both_moments():
+    from avatarizer_export import evaluate as E
+
+    rng = np.random.default_rng(0)
+    photo = np.repeat(rng.normal(size=(3, 1, 478, 2)), 2, axis=1)
+    render = photo.copy()
+    drew = np.ones((3, 2), bool)
+    assert E.cross_moment_top1(photo, render, drew) == 1.0
+    photo[2], render[2], drew[2] = np.nan, np.nan, False  # no face in the third clip: not a miss
+    assert E.cross_moment_top1(photo, render, drew) == 1.0
+    photo[1, 1], render[1, 1], drew[1, 1] = np.nan, np.nan, False  # one person left at each pair
+    assert np.isnan(E.cross_moment_top1(photo, render, drew))
+
+
+def test_report_compare_checks_its_methods_before_any_work(tmp_path, capsys, monkeypatch):
+    """report --compare artist/shipped prepared every photo, then KeyError;
+    foo/shipped evaluated 'foo' as the model run."""
+    from avatarizer_export import evaluate as E
+    from avatarizer_export import report as R
+    from avatarizer_export.cli import main
+
+    monkeypatch.setattr(R, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    monkeypatch.setattr(R, "heldout_files", lambda *a, **k: pytest.fail("listed photos"))
+    monkeypatch.setattr(R, "RUNS", tmp_path / "runs")
+    for pairs, words in (("artist/shipped", "pseudo ground truth"), ("foo/shipped", "unknown method 'foo'"),
+                         ("shipped/mapper:nope", "'nope'"), ("shipped", "A/B"), ("shipped/", "A/B")):
+        rc = main(["report", "--shared", str(tmp_path), "--compare", pairs])
+        err = capsys.readouterr().err
+        assert rc == 2 and words in err and len(err.strip().splitlines()) == 1, (pairs, err)
+    with pytest.raises(ValueError, match="unknown"):
+        E.TorchPredictor("foo")
+
+
+@pytest.mark.parametrize("utk", ["-5", "x"])
+def test_report_utk_is_a_count(utk, capsys):
+    from avatarizer_export.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["report", "--utk", utk])
+    assert e.value.code == 2 and "--utk" in capsys.readouterr().err
+
+
+def test_list_photos_limit_0_takes_none(tmp_path):
+    from avatarizer_export import evaluate as E
+
+    for n in "abc":
+        (tmp_path / f"{n}.jpg").write_bytes(b"")
+    assert E.list_photos(tmp_path, False, 0) == [] and len(E.list_photos(tmp_path, False, None)) == 3
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04truncated"])
+def test_detectors_measure_again_over_an_unreadable_cue_cache(tmp_path, capsys, monkeypatch, content):
+    """An empty or truncated detector_cues.npz (np.savez was not atomic) was
+    an EOFError/BadZipFile traceback; it is stale: measured again, one line."""
+    from avatarizer_export import detectors as D
+
+    class Measured(Exception):
+        pass
+
+    monkeypatch.setattr(D, "_labelled", lambda shared, what: (tmp_path, {}, []))
+    monkeypatch.setattr(D, "features", lambda *a, **k: (_ for _ in ()).throw(Measured()))
+    (tmp_path / "detector_cues.npz").write_bytes(content)
+    with pytest.raises(Measured):
+        D.fit(tmp_path, tmp_path, quiet=True)
+    assert "unreadable" in capsys.readouterr().err
+    # written whole through a temporary file, and read back
+    D._write_cache(tmp_path / "c.npz", key="k", x=np.arange(3))
+    assert list(D._read_cache(tmp_path / "c.npz", "k")["x"]) == [0, 1, 2] and D._read_cache(tmp_path / "c.npz", "j") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "detector_cues.npz"]
+
+
+def test_eval_without_the_lpips_weights_stops_before_any_photo(tmp_path, capsys, monkeypatch):
+    """Without ../shared/weights, eval of a non-artist method aligned,
+    rendered and probed every photo, then failed with no JSON."""
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    monkeypatch.setattr(E, "list_photos", lambda *a, **k: pytest.fail("listed photos"))
+    monkeypatch.setenv("AVATARIZER_SHARED", str(tmp_path / "noshared"))
+    monkeypatch.setattr("avatarizer_export.paths._SHARED", None)
+    (tmp_path / "f").mkdir()
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "shipped,artist", "--json")
+    assert rc == 1 and res is None and "LPIPS weights" in err and len(err.strip().splitlines()) == 1, err

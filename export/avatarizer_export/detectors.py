@@ -398,6 +398,39 @@ def _labelled(shared: Path, what: str) -> tuple[Path, dict, list[str]]:
     return folder, labels, sorted(labels)
 
 
+def _read_cache(path: Path, key: str, need: tuple[str, ...] = ()) -> dict | None:
+    """The arrays of the cache ``path`` (an .npz) when it was made under
+    ``key``; None when it is missing, of another key, or unreadable (empty,
+    truncated, not an .npz: a line on stderr says it is measured again)."""
+    import zipfile
+    import zlib
+
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) != key:
+                return None
+            out = {k: z[k] for k in z.files}
+        for k in need:
+            out[k]  # noqa: B018 (a cache without them is unreadable)
+        return out
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile,
+            zlib.error, NotImplementedError) as exc:
+        print(f"avatarizer-export detectors: the cache {path} is unreadable ({str(exc) or type(exc).__name__}): "
+              "measuring again", file=sys.stderr)
+        return None
+
+
+def _write_cache(path: Path, **arrays) -> None:
+    """``np.savez`` of ``arrays`` into ``path`` through a temporary file
+    beside it (:func:`staged`): an interrupted run never leaves it half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with staged(path, "part") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
 def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None = None, quiet: bool = False) -> dict:
     """Fits the artist's accessory detectors on the labelled training photos
     and writes them (default ``sdk/avatarizer/data/artist_detectors.json``);
@@ -408,14 +441,13 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     folder, labels, names = _labelled(shared, "the detectors")
     cue_cache = Path(cache) / "detector_cues.npz"
     key = _cache_key()
-    if cue_cache.exists() and str(np.load(cue_cache)["key"]) == key:
-        z = np.load(cue_cache)
+    z = _read_cache(cue_cache, key)
+    if z is not None:
         feats = {k: z[k] for k in _fields()}
         feats["names"] = [str(n) for n in z["names"]]
     else:
         feats = features(folder, names, progress=not quiet)
-        cue_cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cue_cache, key=key, **{k: (np.array(v) if k == "names" else v) for k, v in feats.items()})
+        _write_cache(cue_cache, key=key, **{k: (np.array(v) if k == "names" else v) for k, v in feats.items()})
     held = np.array([is_heldout(f"ffhq128-labelled/{n}") for n in feats["names"]])
     tasks = {"glasses": ("glasses", 3), "beard": ("beard", 2), "moustache": ("beard", 2), "headwear": ("headwear", 2)}
     # the project's labels by eye (docs/data.md): more training photos, and a second held-out report
@@ -542,11 +574,10 @@ def eye_features(shared: Path, cache: Path, keys: list[str], quiet: bool = False
     fields = _fields()
     have: dict = {"names": [], **{k: [] for k in fields}}
     missing: list[str] = []  # photos measured before without a face
-    if path.exists():
-        with np.load(path) as z:
-            if str(z["key"]) == key:
-                have = {"names": [str(n) for n in z["names"]], **{k: list(z[k]) for k in fields}}
-                missing = [str(n) for n in z["missing"]]
+    z = _read_cache(path, key)
+    if z is not None:
+        have = {"names": [str(n) for n in z["names"]], **{k: list(z[k]) for k in fields}}
+        missing = [str(n) for n in z["missing"]]
     tried = set(have["names"]) | set(missing)
     todo = [k for k in dict.fromkeys(keys) if k not in tried]
     for folder in sorted({k.split("/", 1)[0] for k in todo}):
@@ -560,9 +591,8 @@ def eye_features(shared: Path, cache: Path, keys: list[str], quiet: bool = False
         for k in fields:
             have[k] += list(np.asarray(f[k], np.float64).reshape(len(f["names"]), -1))
     if todo:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, key=key, names=np.array(have["names"]), missing=np.array(missing, dtype=str),
-                 **{k: np.array(have[k], np.float64) for k in fields})
+        _write_cache(path, key=key, names=np.array(have["names"]), missing=np.array(missing, dtype=str),
+                     **{k: np.array(have[k], np.float64) for k in fields})
     row = {n: i for i, n in enumerate(have["names"])}
     idx = [row[k] for k in dict.fromkeys(keys) if k in row]
     out = {"names": [have["names"][i] for i in idx]}
@@ -822,14 +852,13 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     # (the runtime's inputs hang on H, the artist's code and its glasses network)
     key = (f"{entry.sha256 if entry is not None else None}:{_cue_key()}:{network}:"
            f"{hashlib.sha1(chr(10).join(keys).encode()).hexdigest()[:12]}")
-    if store is not None and store.exists() and str(np.load(store)["key"]) == key:
-        z = np.load(store)
+    z = _read_cache(store, key, ("x", "ok", "info")) if store is not None else None
+    if z is not None:
         x, ok, info = z["x"], z["ok"], json.loads(str(z["info"]))
     else:
         x, ok, info = fusion_inputs(folder.parent, keys, progress=not quiet, models=models)
         if store is not None:
-            store.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(store, key=key, x=x, ok=ok, info=json.dumps(info))
+            _write_cache(store, key=key, x=x, ok=ok, info=json.dumps(info))
     y = np.array([labels[n]["glasses"] for n in names] + [elab[k] for k in keys[len(names):]])
     held = np.array([is_heldout(k) for k in keys])
     ffhq = np.arange(len(keys)) < len(names)

@@ -80,10 +80,13 @@ class TorchPredictor:
             self.bank_z = z / np.linalg.norm(z, axis=1, keepdims=True)
             self.bank_y = params[orig][:, schema.FACE]
             self.kind = "nearest"
-        else:  # model or mapper:<run>
+        elif method == "model" or (method.partition(":")[0] in ("model", "mapper") and method.partition(":")[2]):
             run = method.split(":", 1)[1] if ":" in method else MODEL_RUN
             self.net, self.size = T.load_image_to_face(run)
             self.kind = "model"
+        else:  # (an unknown name was evaluated as the model run)
+            raise ValueError(f"unknown training-run method {method!r} (model, direct, nearest, model:RUN, "
+                             "mapper:RUN, direct:RUN)")
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         from .train import to_input
@@ -177,17 +180,25 @@ def photo_hair(crop: np.ndarray, hair: np.ndarray | None) -> np.ndarray | None:
 # ------------------------------------------------------------------- eval
 
 
+def _folder_name(folder: Path) -> str:
+    """The name of ``folder`` with every link followed (``.``, ``..`` and a
+    link of another name give the real folder's name)."""
+    real = _real(folder)
+    return (real if real is not None else Path(folder).absolute()).name
+
+
 def list_photos(faces: Path, heldout: bool, limit: int | None, sample: int | None = None) -> list[Path]:
     """The photos of ``faces`` in name order (held-out ones only with ``heldout``):
     the first ``limit``, or ``sample`` of them drawn at random (seed 0, kept in
     name order; file names can sort by a label, as UTKFace's start with the age)."""
     files = sorted(p for p in faces.iterdir() if p.suffix.lower() in IMG_EXT)
-    if heldout:
-        files = [p for p in files if is_heldout(f"{faces.name}/{p.name}")]
+    if heldout:  # keyed by the folder's real name: "." or a link of another name is the same split
+        folder = _folder_name(faces)
+        files = [p for p in files if is_heldout(f"{folder}/{p.name}")]
     if sample and sample < len(files):
         keep = np.sort(np.random.default_rng(0).choice(len(files), sample, replace=False))
         files = [files[i] for i in keep]
-    return files[:limit] if limit else files
+    return files[:limit] if limit is not None else files  # (0 is none, not all)
 
 
 def prepare(files: list[Path], progress: bool = True, exaggeration: float | None = None) -> dict:
@@ -265,15 +276,18 @@ def unique_photos(files: list[Path]) -> tuple[list[Path], int]:
     """``files`` with each photo once, keeping the first: the same file
     reached twice (another spelling, a link: the same path with links
     followed) or a byte-identical copy (the same SHA-256 of a non-empty
-    file) is left out, since a photo among its own copies ties with them
-    and ties count against the avatar (identity 0). Entries that cannot be
-    resolved or read stay (:func:`prepare` counts them unreadable).
-    Returns (the photos, how many were left out)."""
+    regular file; only files that share their size with another are read,
+    a megabyte at a time) is left out, since a photo among its own copies
+    ties with them and ties count against the avatar (identity 0). Entries
+    that cannot be resolved or read, and anything not a regular file (a
+    named pipe, a device: never opened here), stay (:func:`prepare` counts
+    them unreadable). Returns (the photos, how many were left out)."""
     import hashlib
+    import os
+    import stat
 
     paths: set[Path] = set()
-    digests: set[bytes] = set()
-    out = []
+    kept = []
     for f in files:
         real = _real(f)
         if real is not None:
@@ -281,14 +295,34 @@ def unique_photos(files: list[Path]) -> tuple[list[Path], int]:
                 continue
             paths.add(real)
         try:
-            data = Path(f).read_bytes()
+            st = os.stat(f)
+            size = st.st_size if stat.S_ISREG(st.st_mode) else 0
         except OSError:
-            data = b""
-        if data:
-            digest = hashlib.sha256(data).digest()
-            if digest in digests:
-                continue
-            digests.add(digest)
+            size = 0
+        kept.append((f, size))
+    sizes: dict[int, int] = {}
+    for _, size in kept:
+        sizes[size] = sizes.get(size, 0) + 1
+
+    def digest(f: Path) -> bytes | None:
+        h = hashlib.sha256()
+        try:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            return None
+        return h.digest()
+
+    digests: set[bytes] = set()
+    out = []
+    for f, size in kept:
+        if size and sizes[size] > 1:
+            d = digest(f)
+            if d is not None:
+                if d in digests:
+                    continue
+                digests.add(d)
         out.append(f)
     return out, len(files) - len(out)
 
@@ -329,6 +363,8 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
     its folder (made then, if missing), so it is never left half-written."""
     import os
     import tempfile
+    import zipfile
+    import zlib
 
     if cache is None:
         return prepare(files, progress, exaggeration)
@@ -342,8 +378,10 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
                     out = {k: z[k] for k in z.files if k not in ("key", "faces", *lists)}
                     out.update({k: [str(n) for n in z[k]] for k in lists if k in z.files}, faces=int(z["faces"]))
                     return out
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            # another file (a photo, someone's array): never written over
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile,
+                zlib.error, NotImplementedError) as exc:
+            # another file (a photo, someone's array, an empty or truncated one): never written over
+            exc = exc if str(exc) else type(exc).__name__
             raise ValueError(f"--prepared {cache} is not an eval cache ({exc}); name a new file") from None
         print(f"avatarizer-export eval: --prepared {cache} was made for other photos (another list, or files "
               "changed since) or other settings: preparing them anew and replacing it", file=sys.stderr)
@@ -366,7 +404,8 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
 
 def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None = None, identity_n: int = 100,
              progress: bool = True, keep: dict | None = None, cache: Path | None = None,
-             exaggeration: float | None = None, groups: bool = False, data_cache: Path | None = None) -> dict:
+             exaggeration: float | None = None, groups: bool = False, data_cache: Path | None = None,
+             labels_home: Path | None = None) -> dict:
     """Metrics for ``methods`` on the photos ``files``. When ``keep`` is a dict it
     receives the per-photo arrays (names, crops, pseudo ground truth, and each
     method's avatars) for figures. ``cache``: an .npz keeping the aligned
@@ -374,12 +413,15 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
     ``data_cache``: the data cache folder the ``nearest`` method reads.
     ``groups``: also the metrics per age band, skin-tone group and glasses
     type (:func:`photo_groups`) under ``result["groups"]``. ``labels``: a
-    labels file (ffhq128-labelled format) or :func:`read_labels` of one.
+    labels file (ffhq128-labelled format) or :func:`read_labels` of one;
+    ``labels_home``: the folder holding it (default: a file's own folder),
+    see :func:`row_labels` for the photos it applies to.
     A photo in ``files`` twice (or a byte-identical copy) is scored once
     (:func:`unique_photos`, with a warning); ``faces`` counts it once."""
     from tqdm import tqdm
 
     if labels is not None and not isinstance(labels, dict):
+        labels_home = Path(labels).parent if labels_home is None else labels_home
         labels = read_labels(Path(labels))
     given = len(files)
     files, dropped = unique_photos(files)
@@ -391,6 +433,8 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
     # the aligned photos' own paths, row by row: several folders may hold the same file name
     paths = [Path(p) for p in prep["paths"]]
     hairs = [None if not np.isfinite(h).all() else h for h in prep["hairs"]]
+    if labels:
+        labels = row_labels(paths, labels, labels_home)
     result = {"faces": prep["faces"], "unreadable": len(prep["unreadable"]), "aligned": len(names), "methods": {}}
     if prep["unreadable"]:
         bad = prep["unreadable"]
@@ -664,7 +708,7 @@ def _heldout_labelled(names, files, params: np.ndarray, labels: dict):
     from .data import is_heldout
 
     for i, f in enumerate(_paths_of(names, files)):
-        key = f"{f.parent.name}/{f.name}"
+        key = f"{_folder_name(f.parent)}/{f.name}"
         if key in labels and is_heldout(key) and np.isfinite(params[i]).all():
             yield i, labels[key]
 
@@ -751,6 +795,14 @@ def lit_cheek(crop: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, float]:
     return meds[int(np.argmax(to_lab(meds)[:, 0]))], uq
 
 
+CLIP_EXT = (".mp4", ".mov", ".avi", ".mkv")
+
+
+def clip_files(clips: Path) -> list[Path]:
+    """The video clips of the folder ``clips`` that ``--clips`` reads, in name order."""
+    return sorted(p for p in Path(clips).iterdir() if p.suffix.lower() in CLIP_EXT)
+
+
 def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: bool = True) -> dict:
     """Skin under real (often uneven) light and cross-moment identity on
     talking-head clips (one person per clip), for ``artist`` and
@@ -773,7 +825,7 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
     from avatarizer.artist import AutoArtist
     from avatarizer.artist.photo import to_lab
 
-    files = sorted(p for p in Path(clips).iterdir() if p.suffix.lower() in (".mp4", ".mov", ".avi", ".mkv"))
+    files = clip_files(Path(clips))
     frames: list[list] = []
     for f in files:
         cap = cv2.VideoCapture(str(f))
@@ -797,6 +849,7 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
             av = Avatarizer(max_faces=1, estimator=shipped_estimator(method)) if method != "artist" else None
             dl, de = [], []
             photo3 = np.full((len(files), per_clip, 478, 3), np.nan)
+            drew = np.zeros((len(files), per_clip), bool)  # an avatar at that moment
             rend3 = np.full((len(files), per_clip, 478, 3), np.nan)
             for c, clip in enumerate(tqdm(faces, desc=f"{method}: clips", disable=not progress)):
                 for j, face in enumerate(clip):
@@ -813,6 +866,7 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
                     dl.append(abs(float(to_lab(p[face_rgb])[0] - to_lab(lit)[0])))
                     de.append(float(M.delta_e(lit[None], p[face_rgb][None])[0]))
                     photo3[c, j] = face.landmarks
+                    drew[c, j] = True
                     got = probe.landmarks3d(avatarizer.render(p, M.RENDER_SIZE, background="white"))
                     if got is not None:
                         rend3[c, j] = got
@@ -820,21 +874,64 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
                 av.close()
             pf = M.pose_free(photo3.reshape(-1, 478, 3)).reshape(len(files), per_clip, 478, 2)
             rf = M.pose_free(rend3.reshape(-1, 478, 3)).reshape(len(files), per_clip, 478, 2)
-            tops = []
-            for a in range(per_clip):
-                for b in range(per_clip):
-                    if a != b and len(files) > 1:
-                        tops.append(M.identity_top1(pf[:, b], rf[:, a])["top1"])
+            top = cross_moment_top1(pf, rf, drew)
+            if not np.isfinite(top):
+                _warn(f"--clips: {method}: no two clips with a face and an avatar at the same moments: "
+                      "cross_moment_top1 is null")
             out[method] = {"frames": len(dl), "skin_lit_dL_worst": float(np.max(dl)) if dl else float("nan"),
                            "skin_lit_dE_median": float(np.median(de)) if de else float("nan"),
-                           "cross_moment_top1": float(np.mean(tops)) if tops else float("nan"),
-                           "people": len(files)}
+                           "cross_moment_top1": top,
+                           "people": int(drew.any(1).sum())}
     return out
 
 
-def _label_rows(names: list[str], labels: Path | dict) -> tuple[list[int], list[dict]]:
+def cross_moment_top1(photo: np.ndarray, render: np.ndarray, drew: np.ndarray) -> float:
+    """Mean over ordered pairs of moments (a, b), a != b, of identity top-1
+    of the avatars at moment a among the photos at moment b, over the people
+    (clips) with a face at b and an avatar at a (an avatar whose render shows
+    no face is a miss); pairs with fewer than 2 such people are left out.
+    ``photo``, ``render``: (people, moments, 478, 2) pose-free landmarks,
+    NaN where none; ``drew``: (people, moments). NaN when no pair counts."""
+    has_photo = np.isfinite(photo).all((2, 3))
+    tops = []
+    for a in range(photo.shape[1]):
+        for b in range(photo.shape[1]):
+            sel = has_photo[:, b] & drew[:, a]
+            if a != b and sel.sum() > 1:
+                tops.append(M.identity_top1(photo[sel, b], render[sel, a])["top1"])
+    return float(np.mean(tops)) if tops else float("nan")
+
+
+def row_labels(paths: list[Path], labels: dict[str, dict], home: Path | None = None) -> list[dict | None]:
+    """Each photo's targets from a labels file (``labels``: :func:`read_labels`,
+    keyed by bare file name), None where it has none. The labels belong to
+    one folder: when ``home`` (the folder holding the file) is one of the
+    photos' folders, only that folder's photos take them; otherwise a name
+    found in several of the photos' folders is ambiguous and left out, with a
+    warning (another folder's p.jpg is another person)."""
+    folders = [_real(Path(p).parent) or Path(p).parent.absolute() for p in paths]
+    home_real = _real(Path(home)) if home is not None else None
+    if home_real is not None and home_real in folders:
+        return [labels.get(Path(p).name) if d == home_real else None for p, d in zip(paths, folders)]
+    seen: dict[str, set] = {}
+    for p, d in zip(paths, folders):
+        if Path(p).name in labels:
+            seen.setdefault(Path(p).name, set()).add(d)
+    ambiguous = {n for n, ds in seen.items() if len(ds) > 1}
+    if ambiguous:
+        _warn(f"--labels: left out {len(ambiguous)} file name(s) found in more than one --faces folder (the labels "
+              "name files, not folders: put the labels file in the folder it labels): "
+              + ", ".join(sorted(ambiguous)[:5]) + (", ..." if len(ambiguous) > 5 else ""))
+    return [None if Path(p).name in ambiguous else labels.get(Path(p).name) for p in paths]
+
+
+def _label_rows(names: list[str], labels: Path | dict | list) -> tuple[list[int], list[dict]]:
     """(indices of ``names`` with a face entry in the labels, their targets);
-    ``labels`` a labels file or what :func:`read_labels` made of it."""
+    ``labels`` a labels file, what :func:`read_labels` made of it (matched
+    by file name), or :func:`row_labels` (one entry per row)."""
+    if isinstance(labels, list):
+        rows = [i for i, t in enumerate(labels) if t is not None]
+        return rows, [labels[i] for i in rows]
     lab = labels if isinstance(labels, dict) else read_labels(Path(labels))
     rows = [i for i, n in enumerate(names) if n in lab]
     return rows, [lab[names[i]] for i in rows]
@@ -1040,6 +1137,14 @@ def main_eval(args) -> int:
             return _fail(f"{faces} is not a folder of face photos", 1)
     if args.clips and not Path(args.clips).is_dir():
         return _fail(f"{args.clips} is not a folder of video clips", 1)
+    if any(m != "artist" for m in methods):  # render_lpips: the weights, before hours of photos
+        from .lpips import weights_path
+
+        try:
+            weights_path(None, "alex")
+        except (FileNotFoundError, ValueError) as exc:
+            return _fail(f"render_lpips of {', '.join(m for m in methods if m != 'artist')} needs the LPIPS "
+                         f"weights: {str(exc).splitlines()[0]} (`--methods artist` needs none)", 1)
     labels = None
     if args.labels is not None:
         if not args.labels or not Path(args.labels).is_file():
@@ -1052,13 +1157,19 @@ def main_eval(args) -> int:
     files: list[Path] = []
     for faces in folders:
         files += list_photos(faces, args.heldout, args.limit, args.sample)
+    # every file eval reads or could be pointed at: each folder's photos (also those --limit, --sample or
+    # --heldout leave out), the labels beside them, the clips and --labels
     # (a link loop among the photos resolves to nothing here; prepare counts it unreadable)
-    given = {r for r in map(_real, files) if r is not None} | ({Path(args.labels).resolve()} if args.labels else set())
-    for name in ("out", "prepared"):  # never written over a photo or the labels being read
+    inputs = [*files, *(p for faces in folders for p in list_photos(faces, False, None)),
+              *(faces / "attributes.jsonl" for faces in folders),
+              *(clip_files(Path(args.clips)) if args.clips else []), *([Path(args.labels)] if args.labels else [])]
+    given = {r for r in map(_real, inputs) if r is not None}
+    for name in ("out", "prepared"):  # never written over a photo, a clip or a labels file being read
         value = getattr(args, name, None)
         if value and Path(value).resolve() in given:
-            return _fail(f"--{name} {value} is one of the inputs (a photo or the labels file)", 1)
-    res = evaluate(files, methods, labels=labels, identity_n=args.identity_n,
+            return _fail(f"--{name} {value} is one of the inputs (a photo, a clip or a labels file)", 1)
+    res = evaluate(files, methods, labels=labels, labels_home=Path(args.labels).parent if args.labels else None,
+                   identity_n=args.identity_n,
                    progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None,
                    exaggeration=args.exaggeration, groups=args.groups)
     if args.clips:

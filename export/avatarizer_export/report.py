@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import count
 from .evaluate import evaluate, list_photos
 from .paths import ROOT, cache_dir, shared_dir
 from .train import RUNS, SHIPPED_MAPPER
@@ -260,14 +261,30 @@ def compare(pairs: list[tuple[str, str]], shared: Path, utk: int = 300, cache: P
 
 
 def main_report(args) -> int:
-    shared = shared_dir(args.shared)
     if getattr(args, "compare", None):
-        pairs = [tuple(p.split("/")) for p in args.compare.split(",")]
-        if any(len(p) != 2 for p in pairs):
-            print("report --compare: give pairs as A/B,C/D (methods as in eval --methods)")
+        import sys
+
+        from .evaluate import UsageError, check_methods
+
+        pairs = [tuple(p.strip() for p in p.split("/")) for p in args.compare.split(",")]
+        if any(len(p) != 2 or not all(p) for p in pairs):
+            print("avatarizer-export report: --compare: give pairs as A/B,C/D (methods as in eval --methods)",
+                  file=sys.stderr)
             return 2
+        methods = list(dict.fromkeys(m for p in pairs for m in p))
+        if "artist" in methods:  # the pseudo ground truth: no render LPIPS or identity per photo against itself
+            print("avatarizer-export report: --compare: 'artist' is the pseudo ground truth every method is "
+                  "measured against, not a method to compare", file=sys.stderr)
+            return 2
+        try:
+            check_methods(methods, runs=RUNS)
+        except UsageError as exc:
+            print(f"avatarizer-export report: --compare: {exc}", file=sys.stderr)
+            return 2
+        shared = shared_dir(args.shared)
         print(json.dumps(compare(pairs, shared, args.utk, getattr(args, "cache", None)), indent=1))
         return 0
+    shared = shared_dir(args.shared)
     write_report(shared, utk=args.utk, cache=getattr(args, "cache", None))
     return 0
 
@@ -354,7 +371,8 @@ def write_report(shared: Path, utk: int = 300, cache: Path | None = None) -> dic
 def add_parser(sub):
     p = sub.add_parser("report", help="evaluate all methods and ablations on the held-out split (docs/report/)")
     p.add_argument("--shared")
-    p.add_argument("--utk", type=int, default=300, help="held-out utkface200 photos to include")
+    p.add_argument("--utk", type=count, default=300, metavar="N",
+                   help="held-out utkface200 photos to include (0: none; default 300)")
     p.add_argument("--cache", help="cache folder (default <repo>/cache): the prepared held-out photos are kept there")
     p.add_argument("--compare", metavar="A/B,...",
                    help="only print paired bootstrap differences A − B (95%% CI over photos) for these method pairs")
