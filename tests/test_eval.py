@@ -923,7 +923,7 @@ def test_a_named_pipe_or_device_among_the_photos_is_never_read_whole(tmp_path, c
 
     from avatarizer_export import evaluate as E
 
-    f = _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg"})
+    _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg"})
     os.mkfifo(tmp_path / "f" / "pipe.jpg")
     os.symlink("/dev/null", tmp_path / "f" / "null.jpg")
     (tmp_path / "f" / "x.png").write_bytes(b"1234")
