@@ -183,6 +183,10 @@ def test_fitted_detectors_file():
         assert p.shape == (k,) and abs(p.sum() - 1) < 1e-9
     assert 0 < g["thresholds"]["clear"] <= 1 and 0 < g["thresholds"]["sun"] <= 1
     assert 0 < det["beard"]["thresholds"]["yes"] < 1 and 0 < det["moustache"]["thresholds"]["yes"] < 1
+    # the hair-colour detector's input length, as the loader checks it, is what the hair module computes
+    from avatarizer.hair import hair_colour_features
+
+    assert len(hair_colour_features(np.full((4, 3), 0.5))) == A.HAIR_COLOUR_FEATURES == len(det["hair_colour"]["mean"])
 
 
 def test_network_detectors_match_torch_and_refuse_bad_weights(tmp_path, monkeypatch):

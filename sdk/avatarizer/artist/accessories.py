@@ -507,10 +507,14 @@ def _feature_count(name: str | None) -> int | None:
     if name == "headwear":
         return len(headwear_vector({}))
     if name == "hair_colour":
-        from ..hair import hair_colour_features
-
-        return len(hair_colour_features(np.full((4, 3), 0.5)))
+        return HAIR_COLOUR_FEATURES
     return None
+
+
+#: The length of :func:`avatarizer.hair.hair_colour_features` (the hair-colour
+#: detector's input; a number here, not a call: the hair module imports this
+#: one; a test checks they agree)
+HAIR_COLOUR_FEATURES = 14
 
 
 def _age_prior(prior) -> dict:
