@@ -887,8 +887,10 @@ def test_sheet_writes_over_nothing_without_overwrite_and_never_an_input(tmp_path
 
 
 def test_heldout_split_does_not_depend_on_how_the_folder_is_spelled(tmp_path, monkeypatch):
-    """--heldout keys each photo by its folder's real name: ``--faces .``
-    (name "") or a link of another name picked a different split."""
+    """--heldout keys each photo by its folder's name: ``--faces .``
+    (name "") or a link of another name to a source picked a different
+    split; and a source folder that is itself a link to a folder of another
+    name (data on another disk) keeps the source's name, as training keys it."""
     from avatarizer_export import data as D
     from avatarizer_export import evaluate as E
 
@@ -907,6 +909,14 @@ def test_heldout_split_does_not_depend_on_how_the_folder_is_spelled(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     assert [p.name for p in E.list_photos(Path("mylink"), True, None)] == want
     assert [p.name for p in E.list_photos(Path("ffhq128/../mylink"), True, None)] == want
+    # shared/data/faces/ffhq128 a link to the data elsewhere, under another name
+    elsewhere = tmp_path / "disk" / "FFHQ-thumbs"
+    elsewhere.parent.mkdir()
+    src.rename(elsewhere)
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / "ffhq128").symlink_to(elsewhere)
+    assert [p.name for p in E.list_photos(tmp_path / "faces" / "ffhq128", True, None)] == want
+    assert E._folder_name(elsewhere) == "FFHQ-thumbs"  # (reached by its own name: not a source's)
     # the labels by eye of held-out photos: the same keys
     params = np.zeros((2, 3), np.float32)
     rows = list(E._heldout_labelled(["b.jpg", "e.jpg"], [Path("mylink/b.jpg"), Path("mylink/e.jpg")], params,

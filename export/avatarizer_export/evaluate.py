@@ -14,6 +14,7 @@ photos when there are fewer than N).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -181,10 +182,26 @@ def photo_hair(crop: np.ndarray, hair: np.ndarray | None) -> np.ndarray | None:
 
 
 def _folder_name(folder: Path) -> str:
-    """The name of ``folder`` with every link followed (``.``, ``..`` and a
-    link of another name give the real folder's name)."""
+    """The name the held-out split keys ``folder``'s photos by: the name as
+    the path reads once ``.`` and ``..`` are taken out (``--faces .`` has
+    the folder's own name, not ""), unless that is not one of the project's
+    sources (:data:`avatarizer_export.data.SOURCES`) and a name along its
+    chain of links is: training keys ``shared/data/faces/<source>`` by the
+    source's name whatever the folder is a link to (data kept on another
+    disk), and a link of another name to a source is that source."""
+    from .data import SOURCES
+
+    path = Path(os.path.normpath(Path(folder).absolute()))
+    seen = set()
+    names = [path.name]
+    while path.is_symlink() and path not in seen and len(seen) < 40:  # (a loop of links ends)
+        seen.add(path)
+        path = Path(os.path.normpath(path.parent / os.readlink(path)))
+        names.append(path.name)
     real = _real(folder)
-    return (real if real is not None else Path(folder).absolute()).name
+    if real is not None:
+        names.append(real.name)
+    return next((n for n in names if n in SOURCES), names[0])
 
 
 def list_photos(faces: Path, heldout: bool, limit: int | None, sample: int | None = None) -> list[Path]:
