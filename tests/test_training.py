@@ -823,3 +823,31 @@ def test_recover_leaves_a_commit_another_run_is_making_alone(tmp_path, monkeypat
     assert staging.recover([models, data], log=lambda msg: None) == [models]
     assert (models / "attributes-int8.onnx").read_bytes() == b"new H"
     assert not staging.lock_path(models).exists()
+
+
+def test_a_decided_commit_is_kept_while_another_run_holds_its_other_folder(tmp_path, monkeypatch):
+    """``make models``' commit cut short after the data folder (decided),
+    while another process holds the data folder's lock: a run that stages
+    the models folder stops (``Busy``) instead of discarding the models half
+    (the data folder then kept the new glasses fusion beside the old H for
+    good); once the other process is gone, the commit is finished."""
+    from avatarizer_export import staging
+
+    def cut_at(stage, target):
+        if target.name == "models":
+            raise KeyboardInterrupt
+
+    models, data = _cut_short_commit(tmp_path, monkeypatch, cut_at)
+    other = _holder(data, "lock")
+    try:
+        assert staging.recover([models, data], log=lambda msg: None) == []
+        with pytest.raises(staging.Busy, match="cut short"):
+            staging.begin(models)  # e.g. `avatarizer-export ship` run alone meanwhile
+        assert (staging.staging_path(models) / staging.MARKER).is_file()
+        assert (staging.staging_path(models) / "attributes-int8.onnx").read_bytes() == b"new H"
+    finally:
+        other.kill()
+        other.wait()
+    assert staging.recover([models, data], log=lambda msg: None) == [models]
+    assert (models / "attributes-int8.onnx").read_bytes() == b"new H"
+    assert json.loads((data / "glasses_fusion.json").read_text()) == {"attributes_version": "2"}

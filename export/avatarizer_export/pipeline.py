@@ -22,6 +22,7 @@ nor a new face network's fp16 beside the old one's int8).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -104,8 +105,9 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         _timed("glasses fusion", detectors.fit_glasses_fusion, shared, cache, models=models,
                out=data_dir / "glasses_fusion.json")
     except BaseException:
-        for (folder, _), _copy in zip(shipped, begun):  # only the copies this run made
-            staging.discard(folder)
+        for (folder, _), _copy in zip(shipped, begun):  # only the copies this run made, each whatever the other did
+            with contextlib.suppress(Exception):
+                staging.discard(folder)
         raise
     _timed("commit", staging.commit_all, shipped)
     if report:  # of what is shipped now

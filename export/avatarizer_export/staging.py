@@ -137,13 +137,20 @@ def _lock(target: Path, wait: bool = False) -> bool:
             same = os.path.samestat(os.fstat(f.fileno()), os.stat(path))
         except FileNotFoundError:
             same = False
+        except BaseException:
+            f.close()
+            raise
         if same:
             break
         f.close()
-    f.seek(0)
-    f.truncate()
-    f.write(f"{os.getpid()}\n")
-    f.flush()
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+    except BaseException:
+        f.close()
+        raise
     _LOCKS[key] = f
     return True
 
@@ -185,8 +192,11 @@ def begin(target: Path, extra: Iterable[str] = ()) -> Path:
 
 def _begin(target: Path, extra: Iterable[str]) -> Path:
     stage = staging_path(target)
-    if (stage / MARKER).is_file():
-        _finish_cut_short(stage, target)
+    if (stage / MARKER).is_file() and _finish_cut_short(stage, target) is None:
+        # a decided commit whose other folder another run holds: removing this half would ship the
+        # other half alone for good
+        raise Busy(f"{target}: its last commit was cut short and another avatarizer-export run holds one of "
+                   f"its folders; let that run finish and run this again. Nothing was changed.")
     _remove_copy(target)
     stage.mkdir(parents=True)
     names = listed_files(target) | {n for n in extra if (target / n).is_file()}
@@ -283,7 +293,7 @@ def recover(targets: Iterable[Path], log=None) -> list[Path]:
         target = Path(target)
         stage = staging_path(target)
         if (stage / MARKER).is_file():
-            done += _finish_cut_short(stage, target)
+            done += _finish_cut_short(stage, target) or []  # (None: another run holds one of its folders)
     if done:
         msg = f"staging: finished the commit an earlier run cut short (into {', '.join(map(str, done))})"
         if log is None:
@@ -352,15 +362,15 @@ def _marker(stage: Path) -> dict | None:
         return None
 
 
-def _finish_cut_short(stage: Path, target: Path) -> list[Path]:
+def _finish_cut_short(stage: Path, target: Path) -> list[Path] | None:
     """Finishes the commit whose marker ``stage`` holds, with the other
     folders of the same :func:`commit_all`, in its order; returns the
     folders finished. A commit cut short while its markers were being
     written (the last folder's marker missing) was never decided: nothing of
     it is applied (``[]``) and the next :func:`begin` discards its copies,
-    so the folders never ship half of one commit. Nothing either when
-    another process holds the lock of one of its folders (that run is
-    committing now)."""
+    so the folders never ship half of one commit. None (nothing done, and
+    the copies must be kept: not discarded by :func:`begin`) when another
+    process holds the lock of one of its folders."""
     mark = _marker(stage)
     if mark is None:
         return []
@@ -375,7 +385,7 @@ def _finish_cut_short(stage: Path, target: Path) -> list[Path]:
         for _, t in folders:
             held = str(Path(t).resolve()) in _LOCKS
             if not _lock(Path(t)):
-                return []
+                return None
             if not held:
                 taken.append(Path(t))
         done = []
