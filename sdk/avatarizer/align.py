@@ -700,9 +700,9 @@ class FaceAligner:
     def _segment(self, image: np.ndarray) -> np.ndarray:
         """Full-frame person mask (H×W float32, read-only view owned by MediaPipe)."""
         with self._seg_lock:
-            self._check_open()
             self._seg_owner = threading.get_ident()
             try:
+                self._check_open()
                 if self._segmenter is None:
                     from mediapipe.python.solutions import selfie_segmentation
 

@@ -236,13 +236,15 @@ class IdentityStage(Stage):
             self._closed = True
             self._job = None
             thread = self._thread
-            self._close_here = thread is threading.current_thread()
+            here = thread is threading.current_thread()
+            self._close_here = self._close_here or here  # (sticky: the worker reads it when back in its loop)
             self._cond.notify_all()
-        if self._close_here:
+        if here:
             return
         if thread is not None:
             thread.join()
-        self._close_networks()
+        if not self._close_here:  # (else the worker let go of them: closed on it first)
+            self._close_networks()
 
     def _close_networks(self) -> None:
         with self._compute_lock:
