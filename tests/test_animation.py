@@ -430,7 +430,8 @@ def test_player_page_embeds_a_foreign_lottie_file_as_data_only(tmp_path):
     assert m and not set(m.group(1)) & set("<>&\u2028\u2029é")
     assert json.loads(m.group(1)) == doc
     page.encode("utf-8")
-    for text in ("{not json", "[1, 2]", '{"w": "x", "h": 1}', '{"fr": 30}', ""):
+    for text in ("{not json", "[1, 2]", '{"w": "x", "h": 1}', '{"fr": 30}', "",
+                 '{"w": 10, "h": 10, "x": ' + "[" * 5000 + "]" * 5000 + "}"):  # (nested deeper than json reads)
         src.write_text(text, encoding="utf-8")
         with pytest.raises(ValueError):
             player_html(src, inline_player=False)

@@ -77,5 +77,7 @@ def test_rows_any_legal_stride_apart_asan_ubsan(tmp_path):
                  ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"])
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
     res = subprocess.run([exe], capture_output=True, text=True, timeout=300, env=env)
+    if res.returncode == 3:  # (the system would not map the sparse buffers: nothing was checked)
+        pytest.skip("could not map the sparse test buffers here: " + res.stdout.strip()[-300:])
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     assert "every row drawn" in res.stdout, res.stdout

@@ -1039,13 +1039,20 @@ def player_html(animation_path, video_path=None, html_path=None, *, inline_playe
         raise ValueError(f"video_start must be a number of seconds in [0, 1e6), got {video_start!r}")
 
     animation_path = Path(animation_path)
-    doc = json.loads(animation_path.read_text(encoding="utf-8"))  # (not JSON: ValueError)
+    too_deep = ValueError(f"{animation_path} is not a Lottie animation (nested deeper than JSON is read)")
+    try:
+        doc = json.loads(animation_path.read_text(encoding="utf-8"))  # (not JSON: ValueError)
+    except RecursionError:
+        raise too_deep from None
     try:
         w, h = int(doc["w"]), int(doc["h"])
     except (TypeError, KeyError, ValueError, OverflowError):
         raise ValueError(f"{animation_path} is not a Lottie animation (an object with a width \"w\" and a "
                          f"height \"h\")") from None
-    data = _script_json(doc)
+    try:
+        data = _script_json(doc)
+    except RecursionError:
+        raise too_deep from None
     base = Path(html_path).resolve().parent if html_path else animation_path.resolve().parent
     local = _local_lottie_web() if inline_player in (None, True) else None
     if inline_player and local is None:

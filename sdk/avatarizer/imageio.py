@@ -300,7 +300,9 @@ def _check_png_data(f) -> None:
     inflated here and thrown away a megabyte at a time, stopping once it is
     long enough: no memory beyond that, and a short file is refused before
     the image is allocated; inflating is most of decoding a PNG, so this
-    adds about a fifth to the time a PNG photo takes to load. A stream
+    adds a fifth to four fifths to the time a PNG photo takes to load
+    (measured: +23% for a Pillow-written 3000², +80% for a 4000×3000 one
+    OpenCV wrote with light compression). A stream
     zlib finds corrupt is refused too (Pillow refuses it while decoding),
     and so is a chunk whose CRC does not match its data (Pillow does not
     read IDAT CRCs, and stops inflating at the last row, before zlib's own
