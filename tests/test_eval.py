@@ -160,6 +160,11 @@ def test_report_pairs_every_ablation_and_size_row_with_its_reference(monkeypatch
     monkeypatch.setattr(R, "_grid", lambda keep, methods: None)
     monkeypatch.setattr(R, "OUT", tmp_path / "report")
     monkeypatch.setattr(R, "RUNS", tmp_path / "runs")
+    from avatarizer_export import evaluate as E
+    from avatarizer_export import lpips
+
+    monkeypatch.setattr(E, "check_methods", lambda methods, runs=None: None)  # (no training runs here)
+    monkeypatch.setattr(lpips, "weights_path", lambda *a: tmp_path / "weights.npz")
     R.write_report(tmp_path, cache=tmp_path / "cache")
     res = json.loads((tmp_path / "report" / "results.json").read_text())["paired"]
     abl = {e["method"]: e for e in res["ablation"]["rows"]}
@@ -1067,6 +1072,36 @@ def test_report_compare_checks_its_methods_before_any_work(tmp_path, capsys, mon
         assert rc == 2 and words in err and len(err.strip().splitlines()) == 1, (pairs, err)
     with pytest.raises(ValueError, match="unknown"):
         E.TorchPredictor("foo")
+
+
+def test_report_checks_its_runs_and_weights_before_any_work(tmp_path, capsys, monkeypatch):
+    """report without the training runs (a fresh clone before make models)
+    or the LPIPS weights stops before it lists or reads a photo or touches
+    docs/report/ (it aligned every held-out photo first)."""
+    from avatarizer_export import lpips
+    from avatarizer_export import report as R
+    from avatarizer_export.cli import main
+
+    monkeypatch.setattr(R, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    monkeypatch.setattr(R, "heldout_files", lambda *a, **k: pytest.fail("listed photos"))
+    monkeypatch.setattr(R, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(R, "OUT", tmp_path / "report")
+    (tmp_path / "data").mkdir()  # (a shared folder, without photos: none is read)
+    rc = main(["report", "--shared", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "needs the training run" in err and len(err.strip().splitlines()) == 1, err
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "check_methods", lambda methods, runs=None: None)
+
+    def no_weights(*a):
+        raise FileNotFoundError("no LPIPS weights in the shared folder")
+
+    monkeypatch.setattr(lpips, "weights_path", no_weights)
+    rc = main(["report", "--shared", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "LPIPS weights" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "report").exists()
 
 
 @pytest.mark.parametrize("utk", ["-5", "x"])

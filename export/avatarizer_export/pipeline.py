@@ -68,6 +68,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     def train_step(what: str, **kw):
         _timed(f"train {what}", train.train, what, cache, steps_scale=steps_scale, **kw)
 
+    for folder, _ in shipped_folders():  # another run shipping into them: said now, not after hours of training
+        staging.check_free(folder)
     data_step("align")
     data_step("meanface")  # the artist draws frontal faces onto this mean face
     # the artist's accessory detectors, before the pairs record its accessories

@@ -285,20 +285,38 @@ def main_report(args) -> int:
         print(json.dumps(compare(pairs, shared, args.utk, getattr(args, "cache", None)), indent=1))
         return 0
     shared = shared_dir(args.shared)
-    write_report(shared, utk=args.utk, cache=getattr(args, "cache", None))
+    from .evaluate import UsageError
+
+    try:
+        write_report(shared, utk=args.utk, cache=getattr(args, "cache", None))
+    except UsageError as exc:
+        import sys
+
+        print(f"avatarizer-export report: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
 def write_report(shared: Path, utk: int = 300, cache: Path | None = None) -> dict:
-    """Evaluates every training run on the held-out photos and writes ``docs/report/``; returns the results."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    files = heldout_files(shared, utk=utk)
+    """Evaluates every training run on the held-out photos and writes ``docs/report/``; returns the results.
+
+    What it cannot do without is checked before any photo is read or
+    ``docs/report/`` is touched (it failed after minutes of aligning): the
+    training runs of the model and the direct baseline (:class:`UsageError`)
+    and the LPIPS weights (``FileNotFoundError``)."""
+    from .evaluate import check_methods
+    from .lpips import weights_path
+
     methods = ["artist", "model", "direct", "nearest"] + [m for _, m in ABLATIONS if m != "model"]
     methods += [f"mapper:mapper_full_{n}" for n in SIZES if (RUNS / f"mapper_full_{n}" / "ckpt.pt").exists()]
     methods += ["direct:direct_500"] if (RUNS / "direct_500" / "ckpt.pt").exists() else []
     methods += [m for _, m, _ in SWEEP if m not in methods]
     methods = [m for m in methods if m in ("artist", "model", "direct", "nearest")
                or (RUNS / m.split(":", 1)[1] / "ckpt.pt").exists()]
+    check_methods(methods, runs=RUNS)
+    weights_path(None, "alex")
+    files = heldout_files(shared, utk=utk)
+    OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     keep = {}
     res = evaluate(files, methods, keep=keep, identity_n=100, cache=prep_cache(utk, cache), data_cache=cache_dir(cache))

@@ -173,6 +173,19 @@ def _holder(target: Path) -> str:
     return f" (process {pid})" if pid.isdigit() else ""
 
 
+def check_free(target: Path) -> None:
+    """:class:`Busy` when another process holds ``target``'s lock now (a run
+    about to spend hours before it stages, ``make models``, asks first; the
+    lock is not kept)."""
+    target = Path(target)
+    held = str(target.resolve()) in _LOCKS
+    if not _lock(target):
+        raise Busy(f"{target}: another avatarizer-export run is shipping into it{_holder(target)}; "
+                   f"let it finish (or stop it) and run this again. Nothing was changed.")
+    if not held:
+        _unlock(target)
+
+
 def begin(target: Path, extra: Iterable[str] = ()) -> Path:
     """A fresh staging copy of ``target`` (see the module); returns its path.
     Takes the folder's lock (:class:`Busy` when another run holds it:
