@@ -33,6 +33,7 @@ __all__ = ["GlassesFusion", "FUSION_PATH", "KINDS", "fusion_features", "apply_de
 
 FUSION_PATH = Path(__file__).resolve().with_name("data") / "glasses_fusion.json"
 FORMAT = 2
+from .checks import is_real
 from .hair import GLASSES as KINDS  # H's ``glasses`` classes, in ``glasses.type`` order
 from .hair import decide_glasses
 #: the artist's part of the input: its glasses network's (none, clear, sun) probabilities
@@ -43,10 +44,6 @@ P_FLOOR = 1e-4
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _numbers(v) -> np.ndarray:
@@ -97,7 +94,7 @@ class GlassesFusion:
             m, th = doc["model"], doc["thresholds"]
             n = N_CUES + len(KINDS)
             mean, scale, W, b = (_numbers(m[k]) for k in ("mean", "scale", "W", "b"))
-            if not all(_is_real(th[k]) for k in ("clear", "sun")):
+            if not all(is_real(th[k]) for k in ("clear", "sun")):
                 raise ValueError("glasses fusion file: thresholds that are not numbers")
             clear, sun = float(th["clear"]), float(th["sun"])
             version = str(doc["attributes_version"])

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from .. import prior as P
+from ..checks import is_real
 from .. import schema as S
 from ..landmarks import (
     CHEEK_PATCH,
@@ -526,11 +527,10 @@ def _age_prior(prior) -> dict:
         raise ValueError("hair_colour: age_prior is not a mapping")
     bins, gray = prior.get("bins"), prior.get("gray")
     if not (isinstance(bins, list) and isinstance(gray, list)) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in bins + gray):
+            is_real(v) for v in bins + gray):  # (is_real: finite too)
         raise ValueError("hair_colour: age_prior's bins and gray are not lists of numbers")
     b, g = np.asarray(bins, np.float64), np.asarray(gray, np.float64)
-    if len(g) != len(b) + 1 or not (np.isfinite(b).all() and np.isfinite(g).all()) \
-            or (b < 0).any() or (g < 0).any() or (np.diff(b) <= 0).any():
+    if len(g) != len(b) + 1 or (b < 0).any() or (g < 0).any() or (np.diff(b) <= 0).any():
         raise ValueError("hair_colour: age_prior's bins and gray do not fit together")
     return {**prior, "bins": b, "gray": g}
 
