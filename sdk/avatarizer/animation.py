@@ -891,18 +891,19 @@ def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
         if overwrite:
             os.replace(tmp, path)
         else:
-            _link_new(tmp, path)
+            link_new(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
-def _link_new(tmp: str, path: Path) -> None:
+def link_new(tmp, path: Path) -> None:
     """Gives the finished temporary file ``tmp`` the name ``path`` only if no
     file (nor link) has it, then drops the temporary name. On a file system
     without hard links (``os.link`` fails otherwise) it checks, then
-    renames: the best that file system allows."""
+    renames: the best that file system allows. (The CLI's outputs are
+    moved into place by it too.)"""
     try:
         os.link(tmp, path)
     except FileExistsError:

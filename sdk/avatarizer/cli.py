@@ -291,18 +291,17 @@ def _commit_all(moves: list[tuple[Path, Path]], overwrite: bool, inp: Path | Non
 
 
 def _place(tmp: Path, out: Path, overwrite: bool) -> None:
-    """One move of :func:`_commit_all`."""
+    """One move of :func:`_commit_all`: without ``overwrite`` never onto a
+    name that exists (:func:`avatarizer.animation.link_new`)."""
     if overwrite:
         os.replace(tmp, out)
         return
+    from .animation import link_new
+
     try:
-        os.link(tmp, out)
+        link_new(tmp, out)
     except FileExistsError:
         raise _appeared(out) from None
-    except OSError:  # a file system without hard links: check, then rename
-        if out.exists() or out.is_symlink():
-            raise _appeared(out) from None
-        os.replace(tmp, out)
 
 
 def _appeared(out: Path) -> CLIError:
