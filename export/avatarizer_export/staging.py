@@ -173,15 +173,20 @@ def _holder(target: Path) -> str:
     return f" (process {pid})" if pid.isdigit() else ""
 
 
+def _lock_or_busy(target: Path) -> None:
+    """Takes ``target``'s lock (:func:`_lock`), or :class:`Busy` when another process holds it."""
+    if not _lock(target):
+        raise Busy(f"{target}: another avatarizer-export run is shipping into it{_holder(target)}; "
+                   f"let it finish (or stop it) and run this again. Nothing was changed.")
+
+
 def check_free(target: Path) -> None:
     """:class:`Busy` when another process holds ``target``'s lock now (a run
     about to spend hours before it stages, ``make models``, asks first; the
     lock is not kept)."""
     target = Path(target)
     held = str(target.resolve()) in _LOCKS
-    if not _lock(target):
-        raise Busy(f"{target}: another avatarizer-export run is shipping into it{_holder(target)}; "
-                   f"let it finish (or stop it) and run this again. Nothing was changed.")
+    _lock_or_busy(target)
     if not held:
         _unlock(target)
 
@@ -193,9 +198,7 @@ def begin(target: Path, extra: Iterable[str] = ()) -> Path:
     (:func:`_finish_cut_short`); an uncommitted copy left by an interrupted
     run is discarded."""
     target = Path(target)
-    if not _lock(target):
-        raise Busy(f"{target}: another avatarizer-export run is shipping into it{_holder(target)}; "
-                   f"let it finish (or stop it) and run this again. Nothing was changed.")
+    _lock_or_busy(target)
     try:
         return _begin(target, extra)
     except BaseException:
