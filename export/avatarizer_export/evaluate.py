@@ -299,9 +299,9 @@ def unique_photos(files: list[Path]) -> tuple[list[Path], int]:
     that cannot be resolved or read, and anything not a regular file (a
     named pipe, a device: never opened here), stay (:func:`prepare` counts
     them unreadable). Returns (the photos, how many were left out)."""
-    import hashlib
-    import os
     import stat
+
+    from avatarizer.runtime.files import sha256_file  # (streamed, a megabyte at a time)
 
     paths: set[Path] = set()
     kept = []
@@ -321,17 +321,13 @@ def unique_photos(files: list[Path]) -> tuple[list[Path], int]:
     for _, size in kept:
         sizes[size] = sizes.get(size, 0) + 1
 
-    def digest(f: Path) -> bytes | None:
-        h = hashlib.sha256()
+    def digest(f: Path) -> str | None:
         try:
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
+            return sha256_file(f)
         except OSError:
             return None
-        return h.digest()
 
-    digests: set[bytes] = set()
+    digests: set[str] = set()
     out = []
     for f, size in kept:
         if size and sizes[size] > 1:
@@ -354,7 +350,6 @@ def cache_key(files: list[Path], exaggeration: float | None = None) -> str:
     list mean a fresh preparation. Names are encoded as the system gives
     them (``os.fsencode``: a name that is not UTF-8 is its own bytes)."""
     import hashlib
-    import os
 
     from .data import artist_key
 
@@ -378,7 +373,6 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
     stderr says so). A file that is not an eval cache is never written
     over (ValueError). The cache is written through a temporary file in
     its folder (made then, if missing), so it is never left half-written."""
-    import os
     import tempfile
     import zipfile
     import zlib
