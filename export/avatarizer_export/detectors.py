@@ -747,11 +747,7 @@ def _save_glasses_oof(cache: Path, model: dict, po: np.ndarray, photo: np.ndarra
     from avatarizer.artist.accessories import detector_key
 
     keys = [f"ffhq128-labelled/{names[i]}" if i < len(names) else str(eye_names[i - len(names)]) for i in photo]
-    path = Path(cache) / GLASSES_OOF
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with staged(path, "part") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, key=detector_key(model), keys=np.array(keys), probs=po)
+    _write_cache(Path(cache) / GLASSES_OOF, key=detector_key(model), keys=np.array(keys), probs=po)
 
 
 def _glasses_oof(cache: Path | None, network: str) -> dict:
