@@ -535,8 +535,12 @@ def test_provider_resolution():
     assert resolve_providers("cpu") == ["CPUExecutionProvider"]
     everything = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
     gpu, none = (True, "1 CUDA device(s)"), (False, "the NVIDIA driver library (libcuda) could not be loaded")
-    assert resolve_providers("auto", everything, gpu) == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                                          "CPUExecutionProvider"]
+    trt, no_trt = (True, "TensorRT libraries load"), (False, "libnvinfer.so.10: cannot open shared object file")
+    assert resolve_providers("auto", everything, gpu, trt) == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                                               "CPUExecutionProvider"]
+    # onnxruntime-gpu lists the TensorRT EP without TensorRT installed (each session then prints an
+    # "EP Error" banner and retries): 'auto' leaves it out; 'cuda' never takes it
+    assert resolve_providers("auto", everything, gpu, no_trt) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert resolve_providers("auto", ["AzureExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     assert resolve_providers("cuda", everything, gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     # onnxruntime-gpu on a machine without a usable GPU: the CPU, not 'cuda' with a quiet fall back
@@ -833,3 +837,95 @@ def test_staging_commit_refuses_to_overwrite_a_users_file_and_finishes_a_cut_sho
     assert "image_to_face-onnx-int8" not in json.loads((models / MANIFEST_NAME).read_text())["models"]
     assert not (models / "image_to_face-int8.onnx").exists() and (models / "mine.onnx").read_bytes() == b"a user's file"
     assert not staging.staging_path(models).exists()
+
+
+def test_tensorrt_ep_status_is_asked_once_and_says_why(monkeypatch):
+    from avatarizer.runtime import tensorrt as RT
+
+    monkeypatch.setattr(RT, "_TRT_EP_STATUS", [])
+    loaded = []
+
+    def fake_cdll(name):
+        loaded.append(name)
+        raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(RT.ctypes, "CDLL", fake_cdll)
+    monkeypatch.setattr(RT, "tensorrt_status", lambda: (False, "not installed"))
+    ok, why = RT.tensorrt_ep_status()
+    assert not ok and "libnvinfer.so.10: cannot open" in why and "libnvonnxparser.so.10" in why
+    assert RT.tensorrt_ep_status() == (ok, why) and len(loaded) == 2  # once per process
+    # the tensorrt wheel loads its own copies: looked for again after importing it
+    monkeypatch.setattr(RT, "_TRT_EP_STATUS", [])
+    state = {"imported": False}
+    monkeypatch.setattr(RT.ctypes, "CDLL", lambda name: None if state["imported"] else fake_cdll(name))
+
+    def fake_status():
+        state["imported"] = True
+        return True, "10.13"
+
+    monkeypatch.setattr(RT, "tensorrt_status", fake_status)
+    assert RT.tensorrt_ep_status()[0]
+
+
+def test_compare_outputs_gates_by_what_the_outputs_are():
+    from types import SimpleNamespace
+
+    from avatarizer.runtime import compare_outputs
+
+    rng = np.random.default_rng(0)
+    face = rng.uniform(-1, 1, (4, 483)).astype(np.float32)
+    same = compare_outputs({"face": face}, {"face": face + 0.005})
+    assert same["passed"] and same["metrics"] == {"param_l1": pytest.approx(0.005, rel=1e-3)}
+    assert same["thresholds"] == {"param_l1": 0.01}
+    moved = compare_outputs({"face": face}, {"face": face + 0.02})
+    assert not moved["passed"] and moved["failed"] == ["param_l1"] and moved["max_abs"] == pytest.approx(0.02, rel=1e-3)
+    # the manifest entry's own gate sets the threshold
+    strict = SimpleNamespace(raw={"quality_gate": {"thresholds": {"param_l1": 0.001}}})
+    assert compare_outputs({"face": face}, {"face": face + 0.005}, strict)["failed"] == ["param_l1"]
+    # attributes: probabilities and age in years, one value far off is reported but not gated
+    probs = {"hair_colour": np.full((4, 5), 0.2), "glasses": np.full((4, 3), 1 / 3), "binary": np.full((4, 5), 0.5),
+             "regress": np.array([[30.0, .5, .5, .5, .5]] * 4)}
+    cand = {k: v.copy() for k, v in probs.items()}
+    cand["regress"][:, 0] += 0.9
+    cand["binary"][0, 0] += 0.3
+    got = compare_outputs(probs, cand)
+    assert set(got["metrics"]) == {"prob_drift", "age_drift_years"} and got["passed"]
+    assert got["max_abs"] == pytest.approx(0.9)
+    cand["regress"][:, 0] += 0.2
+    assert compare_outputs(probs, cand)["failed"] == ["age_drift_years"]
+    # NaN fails; different outputs are refused
+    nan = {"face": face.copy()}
+    nan["face"][0, 0] = np.nan
+    assert "finite" in compare_outputs({"face": face}, nan)["failed"]
+    with pytest.raises(ValueError, match="different outputs"):
+        compare_outputs({"face": face}, {"z": face})
+    with pytest.raises(ValueError, match="shapes"):
+        compare_outputs({"face": face}, {"face": face[:2]})
+
+
+def test_gpu_libraries_are_preloaded_once_and_quietly(monkeypatch, capsys):
+    import sys
+    from types import SimpleNamespace
+
+    from avatarizer.runtime import onnx as O
+
+    calls = []
+
+    def preload_dlls(**kw):
+        calls.append(kw)
+        print("Failed to load libcublasLt.so.13")
+
+    monkeypatch.setattr(O, "_PRELOADED", [])
+    monkeypatch.setitem(sys.modules, "onnxruntime", SimpleNamespace(preload_dlls=preload_dlls, __version__="1.31"))
+    assert O.preload_gpu_libraries() == "Failed to load libcublasLt.so.13"
+    assert O.preload_gpu_libraries() == "Failed to load libcublasLt.so.13"
+    assert calls == [{"cuda": True, "cudnn": True, "msvc": False}]
+    assert capsys.readouterr().out == ""  # ONNX Runtime's print is the SDK's log, not the app's stdout
+    monkeypatch.setattr(O, "_PRELOADED", [])
+    monkeypatch.setitem(sys.modules, "onnxruntime", SimpleNamespace(__version__="1.17.0"))
+    assert "has no preload_dlls" in O.preload_gpu_libraries()
+
+
+def test_sessions_keep_onnxruntime_warnings_to_themselves(exported):
+    sess = Session(exported["folder"] / "image_to_face-fp32.onnx", device="cpu")
+    assert sess._sess.get_session_options().log_severity_level == 3

@@ -63,11 +63,14 @@ from __future__ import annotations
 from .files import (ENGINE_MAGIC, METADATA_FORMAT, METADATA_KEY, onnx_external_data, onnx_metadata_props, pack_engine,
                     read_description, read_engine_header, read_onnx_description, read_verified_bytes,
                     sha256_file)
+from .gate import compare_outputs
 from .manifest import DEFAULT_FOLDER, MANIFEST_NAME, PRECISIONS, ROLES, Manifest, ModelEntry, Role
-from .onnx import AUTO_ORDER, DEVICES, TRT_CACHE_DIR, Session, available_providers, resolve_providers
+from .onnx import (AUTO_ORDER, DEVICES, TRT_CACHE_DIR, Session, available_providers, preload_gpu_libraries,
+                   resolve_providers)
 from .tensors import check_feed, check_io, normalise_images
 
-_TENSORRT = ("TensorRTSession", "cuda_status", "gpu_info", "tensorrt_status", "cuda_buffer_library")
+_TENSORRT = ("TensorRTSession", "cuda_status", "gpu_info", "tensorrt_status", "tensorrt_ep_status",
+             "cuda_buffer_library")
 
 
 def __getattr__(name: str):
@@ -81,6 +84,6 @@ def __getattr__(name: str):
 
 __all__ = ["AUTO_ORDER", "DEFAULT_FOLDER", "DEVICES", "ENGINE_MAGIC", "MANIFEST_NAME", "METADATA_FORMAT",
            "METADATA_KEY", "PRECISIONS", "ROLES", "TRT_CACHE_DIR", "Manifest", "ModelEntry", "Role", "Session",
-           "available_providers", "check_feed", "check_io", "normalise_images", "onnx_external_data", "onnx_metadata_props",
-           "pack_engine", "read_description", "read_engine_header", "read_onnx_description",
+           "available_providers", "check_feed", "check_io", "compare_outputs", "normalise_images", "onnx_external_data", "onnx_metadata_props",
+           "pack_engine", "preload_gpu_libraries", "read_description", "read_engine_header", "read_onnx_description",
            "read_verified_bytes", "resolve_providers", "sha256_file", *_TENSORRT]

@@ -2,9 +2,12 @@
 resolved once from a device, inputs checked before ONNX Runtime sees them."""
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import numbers
 import os
+import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -30,7 +33,7 @@ def available_providers() -> list[str]:
 
 
 def resolve_providers(device: str = "auto", available: Sequence[str] | None = None,
-                      gpu: tuple[bool, str] | None = None) -> list[str]:
+                      gpu: tuple[bool, str] | None = None, trt: tuple[bool, str] | None = None) -> list[str]:
     """Execution providers for ``device``, resolved once.
 
     * ``"cpu"``: ``["CPUExecutionProvider"]``.
@@ -41,11 +44,15 @@ def resolve_providers(device: str = "auto", available: Sequence[str] | None = No
       in that order, the GPU ones only when the driver reports a CUDA device
       (``onnxruntime-gpu`` lists them on any machine; its sessions then fall
       back to the CPU, and the device and precision chosen for a GPU were
-      wrong). Note that the TensorRT EP compiles an engine the first time a
+      wrong), and the TensorRT EP only when TensorRT's libraries load (it is
+      listed without them too, and each session then prints an "EP Error"
+      and retries without it). Note that the TensorRT EP compiles an engine the first time a
       session is made (seconds to minutes; cached, see :data:`TRT_CACHE_DIR`).
 
     ``gpu``: ``(present, why)`` as :func:`avatarizer.runtime.tensorrt.cuda_status`
-    gives it (asked of the driver when None and a GPU provider is listed).
+    gives it (asked of the driver when None and a GPU provider is listed);
+    ``trt``: as :func:`avatarizer.runtime.tensorrt.tensorrt_ep_status` gives it
+    (asked when None and ``"auto"`` would take the TensorRT EP).
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
@@ -65,6 +72,14 @@ def resolve_providers(device: str = "auto", available: Sequence[str] | None = No
                                f"there is no usable GPU: {gpu[1]}; use device='auto' or 'cpu'")
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     chosen = gpu_listed if gpu_listed and gpu[0] else []
+    if "TensorrtExecutionProvider" in chosen:
+        if trt is None:
+            from .tensorrt import tensorrt_ep_status
+
+            trt = tensorrt_ep_status()
+        if not trt[0]:
+            log.info("device='auto' leaves out the TensorRT execution provider: %s", trt[1])
+            chosen.remove("TensorrtExecutionProvider")
     return chosen + ["CPUExecutionProvider"]
 
 
@@ -80,6 +95,43 @@ def _no_cuda_message(available: Sequence[str]) -> str:
             f"(available: {list(available)}); install the GPU build with "
             "pip install 'avatarizer[gpu]' (onnxruntime-gpu) on a machine with an NVIDIA GPU, "
             "or use device='cpu'")
+
+
+_PRELOAD_LOCK = threading.Lock()
+_PRELOADED: list[str] = []  # what preload_gpu_libraries said, once per process
+
+
+def preload_gpu_libraries() -> str:
+    """Loads the CUDA and cuDNN libraries that ``onnxruntime-gpu`` needs from
+    NVIDIA's pip packages (``nvidia-*-cu12``/``-cu13``, as ``pip install
+    onnxruntime-gpu[cuda,cudnn]`` or PyTorch bring them), through
+    ``onnxruntime.preload_dlls()`` (ONNX Runtime >= 1.21), once per process.
+
+    Without this the CUDA provider finds only libraries on the system's
+    loader path, and ONNX Runtime quietly falls back to the CPU when they are
+    elsewhere. Libraries already loaded (by PyTorch, say) are left alone.
+    Returns what ONNX Runtime printed (it prints rather than raises), ``""``
+    when it printed nothing, or why nothing was preloaded."""
+    with _PRELOAD_LOCK:
+        if _PRELOADED:
+            return _PRELOADED[0]
+        import onnxruntime as ort
+
+        preload = getattr(ort, "preload_dlls", None)
+        if preload is None:
+            said = f"onnxruntime {getattr(ort, '__version__', '?')} has no preload_dlls (needs >= 1.21)"
+        else:
+            buf = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(buf):
+                    preload(cuda=True, cudnn=True, msvc=False)
+                said = buf.getvalue().strip()
+            except Exception as exc:  # a missing package is its print; anything else: the session says more
+                said = f"{buf.getvalue().strip()} onnxruntime.preload_dlls failed: {exc!r}".strip()
+        if said:
+            log.debug("preloading CUDA/cuDNN for onnxruntime: %s", said)
+        _PRELOADED.append(said)
+        return said
 
 
 def _has_dist(name: str) -> bool:
@@ -184,10 +236,13 @@ class Session:
         if device == "auto" and providers is not None and "CUDAExecutionProvider" in names:
             device = "cuda"  # asked for by name: a quiet fall back to the CPU is an error, as for device='cuda'
         self.requested_providers = names
+        if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(names):
+            preload_gpu_libraries()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_num_threads
         opts.inter_op_num_threads = inter_op_num_threads
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3  # errors only: ONNX Runtime's warnings (memcpy nodes added...) are not the app's
         levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

@@ -51,7 +51,8 @@ from ..errors import ModelError
 from .files import ENGINE_MAGIC, read_engine_header, read_verified_bytes
 from .tensors import _TensorInfo, check_description_io, check_feed, check_io
 
-__all__ = ["TensorRTSession", "cuda_status", "gpu_info", "tensorrt_status", "cuda_buffer_library", "ENGINE_MAGIC"]
+__all__ = ["TensorRTSession", "cuda_status", "gpu_info", "tensorrt_status", "tensorrt_ep_status", "cuda_buffer_library",
+           "ENGINE_MAGIC"]
 
 MIN_TENSORRT_MAJOR = 10
 
@@ -132,6 +133,44 @@ def tensorrt_status() -> tuple[bool, str]:
     if major < MIN_TENSORRT_MAJOR:
         return False, f"tensorrt {trt.__version__} is too old; need >= {MIN_TENSORRT_MAJOR}"
     return True, str(trt.__version__)
+
+
+#: What ONNX Runtime's TensorRT execution provider links against (onnxruntime-gpu's
+#: ``libonnxruntime_providers_tensorrt.so``: TensorRT 10's runtime and ONNX parser).
+TRT_EP_LIBRARIES = ("libnvinfer.so.10", "libnvonnxparser.so.10")
+_TRT_EP_STATUS: list[tuple[bool, str]] = []
+
+
+def tensorrt_ep_status() -> tuple[bool, str]:
+    """``(True, ...)`` when ONNX Runtime's TensorRT execution provider can load
+    the TensorRT libraries it links against; ``(False, why)`` otherwise.
+
+    ``onnxruntime-gpu`` lists ``TensorrtExecutionProvider`` whether or not
+    TensorRT is installed; without it every session asked for that provider
+    prints an "EP Error" banner and retries without it. The libraries are
+    looked for on the loader path, then after ``import tensorrt`` (the
+    ``tensorrt`` wheels load their own copies). Asked once per process."""
+    if _TRT_EP_STATUS:
+        return _TRT_EP_STATUS[0]
+    if os.name == "nt":  # pragma: no cover - DLL names differ; ONNX Runtime reports it
+        _TRT_EP_STATUS.append((True, "not checked on Windows"))
+        return _TRT_EP_STATUS[0]
+
+    def missing() -> list[str]:
+        out = []
+        for name in TRT_EP_LIBRARIES:
+            try:
+                ctypes.CDLL(name)
+            except OSError as exc:
+                out.append(str(exc))
+        return out
+
+    gone = missing()
+    if gone and tensorrt_status()[0]:
+        gone = missing()
+    _TRT_EP_STATUS.append((False, "TensorRT's libraries could not be loaded: " + "; ".join(gone)) if gone
+                          else (True, "TensorRT libraries " + ", ".join(TRT_EP_LIBRARIES) + " load"))
+    return _TRT_EP_STATUS[0]
 
 
 def require_tensorrt(who: str = "TensorRT needs"):
