@@ -19,7 +19,7 @@ SHARED ?= ../shared
 APT_DEMO := build-essential pkg-config libcairo2-dev python3 python3-dev python3-venv ca-certificates libgl1 libglib2.0-0
 APT_TEST := ffmpeg valgrind git xz-utils patch chromium xvfb xauth libsm6 libice6 libxext6
 
-.PHONY: all demo test native sysdeps sysdeps-test venv dev models clean valgrind bench-render profile-render example gallery \
+.PHONY: all demo test test-gpu native sysdeps sysdeps-test venv dev models clean valgrind bench-render profile-render example gallery \
 	dist-check dist sanitize sanitize-deps webdeps bench-animation
 
 all: native
@@ -136,6 +136,14 @@ webdeps: $(WEBSTAMP)
 
 test: $(DEV_STAMP) native example webdeps
 	$(VPY) -m pytest -q -ra
+
+# NVIDIA GPU (README "GPU"; needs onnxruntime-gpu in the venv): the GPU tests, then
+# benchmarks/gpu.py's report (CUDA against the CPU on real photos; PHOTOS=DIR,
+# default the bundled portrait). Fails, saying why, where no GPU is usable.
+PHOTOS ?=
+test-gpu: $(DEV_STAMP) native
+	$(VPY) -m pytest -q -ra -m gpu tests/test_gpu.py
+	$(VPY) benchmarks/gpu.py $(if $(PHOTOS),--photos $(PHOTOS))
 
 bench-animation: $(DEV_STAMP) native
 	$(VPY) benchmarks/animation.py
