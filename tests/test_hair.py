@@ -415,6 +415,48 @@ def test_a_small_hair_region_keeps_its_sampled_colour(monkeypatch):
         assert np.allclose(col, raw) is (not moved)
 
 
+def test_a_small_hair_region_beside_h_reads_as_the_class_reported(monkeypatch):
+    """With H's reading fused in, a tight crop's colour is drawn in the class
+    reported (an 86-year-old reported grey was drawn in the few pixels' brown)."""
+    rng = np.random.default_rng(0)
+    crop = (np.clip(np.array([0.45, 0.34, 0.26]) + rng.normal(0, 0.02, (128, 128, 3)), 0, 1) * 255).astype(np.uint8)
+    lm = np.zeros((478, 2))
+    monkeypatch.setattr(HR, "hair_colour_probs", lambda px: {"black": 0.1, "brown": 0.5, "blond": 0.1,
+                                                             "red": 0.05, "gray": 0.25})
+    region = np.zeros((128, 128), bool)
+    region.flat[:int(0.5 * HR.HAIR_CLASS_MIN_AREA * region.size)] = True
+    monkeypatch.setattr(HR, "hair_region", lambda *a, **k: region)
+    h_grey = {"black": 0.01, "brown": 0.02, "blond": 0.02, "red": 0.01, "gray": 0.94}
+    col, probs = HR.hair_colour(crop, np.ones((128, 128), np.float32), lm, model=(h_grey, None, 86.0))
+    assert max(probs, key=probs.get) == "gray"
+    assert HR.hair_colour_class_of(col) == "gray"
+
+
+def test_no_hair_region_draws_the_class_h_reports(monkeypatch):
+    """No person mask (segmentation off, or a crop it misses): the hair is
+    drawn in H's reported class, not a fixed dark brown (a white-haired
+    92-year-old and a blonde were drawn #402b1c)."""
+    from avatarizer import Avatarizer
+    from avatarizer.align import AlignedFace
+    from avatarizer.imageio import sample_photo
+
+    monkeypatch.setattr(AlignedFace, "hair_mask", lambda self, size=128: None)
+    real = HR.decode_attributes
+
+    def grey(outputs, *a, **k):
+        out = real(outputs, *a, **k)
+        out["hair_colour_probs"] = {"black": 0.01, "brown": 0.02, "blond": 0.02, "red": 0.01, "gray": 0.94}
+        out["hair_colour"] = "gray"
+        return out
+
+    monkeypatch.setattr(HR, "decode_attributes", grey)
+    with Avatarizer() as av:
+        a = av.from_frame(sample_photo())
+    assert a is not None and a.attributes["hair_colour"]["value"] == "gray"
+    drawn = [a["hair_front." + c] for c in "rgb"]
+    assert HR.hair_colour_class_of(drawn) == "gray", drawn
+
+
 def test_hair_length_classes_of_bank_styles(bank, face_params):
     """``hairbank.length_class``: bald for the bank's bald styles, long for
     styles whose back hair reaches past the jaw, short for the rest; and

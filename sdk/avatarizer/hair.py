@@ -871,7 +871,7 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, model=None) -> t
     the classifier reads in the hair region's pixels ``px``; its class
     probabilities): :func:`drawn_hair_colour` at the fitted gate, or ``raw``
     as it is when the region covers less than :data:`HAIR_CLASS_MIN_AREA` of
-    the crop's ``crop_pixels``. ``model``: (H's hair-colour probabilities,
+    the crop's ``crop_pixels`` and there is no ``model`` reading to fuse. ``model``: (H's hair-colour probabilities,
     H's training colour frequencies or None[, H's regressed age]): the class
     is then the one of :func:`fuse_hair_colour`. The SDK's hair stage (with H) and the
     auto-artist (without) both draw their hair colour through this."""
@@ -881,8 +881,10 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, model=None) -> t
     probs = hair_colour_probs(px[::step])
     if probs is not None and model is not None and model[0]:
         probs = fuse_hair_colour(model[0], probs, model[1], model[2] if len(model) > 2 else None)
-    if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels:
+    if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels and (model is None or not model[0]):
         return raw, probs  # too little hair to read a class from: the colour as sampled
+    # (with H's reading the class is fused from both, and the drawing reads as the class reported:
+    # an 86-year-old reported grey in a tight crop was drawn in the few pixels' brown)
     return drawn_hair_colour(raw, probs, min_prob=hair_colour_gate()), probs
 
 

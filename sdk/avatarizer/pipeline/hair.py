@@ -140,6 +140,8 @@ class HairStage(Stage):
                                           {settings["hair_colour"]: 1.0})
             if "glasses" in settings:  # drawn in the artist's shape where it measured one
                 fused = attrs["glasses_type"] if glasses_cues is not None else None
+        if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
+            rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
         base = schema.default()
         base[schema.FACE] = face_slice
@@ -147,7 +149,7 @@ class HairStage(Stage):
             beard = H.sample_beard_rgb(crop, face.canonical, base[SKIN_RGB], valid)
             if beard is not None:
                 attrs["beard_rgb"] = beard * 0.9
-        full = H.merge(base, self.bank.entry(idx), FALLBACK_HAIR_RGB if rgb is None else rgb, attrs,
+        full = H.merge(base, self.bank.entry(idx), rgb, attrs,
                        thresholds=self.draw)
         if fused:  # drawn with the artist's frame colour and lens sizes
             from ..artist.accessories import set_glasses_kind
