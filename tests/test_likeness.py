@@ -987,3 +987,51 @@ def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monke
     finally:
         monkeypatch.undo()
         A.detectors.cache_clear()
+
+
+def test_exposure_gain_only_for_clearly_underexposed_frames():
+    from avatarizer.align import EXPOSURE_DIM, exposure_gain
+    from avatarizer.imageio import sample_photo
+
+    photo = sample_photo()
+    assert exposure_gain(photo) == 1.0
+    assert exposure_gain(np.zeros((64, 64, 3), np.uint8)) == 1.0  # black: nothing to bring up
+    gains = [exposure_gain((photo * k).astype(np.uint8)) for k in (0.5, 0.36, 0.3, 0.2, 0.1)]
+    assert gains[0] == 1.0 and all(a <= b for a, b in zip(gains, gains[1:])) and 1.0 < gains[-1] <= 6.0
+    # gradual at the threshold: just under it, the gain is near 1
+    flat = np.full((32, 32, 3), int(EXPOSURE_DIM * 255) - 1, np.uint8)
+    assert 1.0 < exposure_gain(flat) < 1.1
+
+
+def test_auto_exposure_brightens_the_crops_of_a_dim_frame_only_when_on():
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.imageio import sample_photo
+
+    with pytest.raises(ValueError, match="auto_exposure must be True or False"):
+        AlignOptions(auto_exposure="yes").validate()
+    dim = (sample_photo() * 0.15).astype(np.uint8)
+    means = {}
+    for on in (True, False):
+        with FaceAligner(max_faces=1, segmentation=False, auto_exposure=on) as al:
+            faces = al.detect(dim)
+        assert faces
+        means[on] = float(faces[0].crop(128).mean())
+    assert means[True] > 3.0 * means[False]
+
+
+def test_a_very_dim_frame_draws_the_hair_and_age_of_the_lit_one():
+    """At 15% exposure (a dark room) the avatar was a black-haired child with
+    sunglasses (review, session 15); the crops are now read as if lit."""
+    from avatarizer import Avatarizer
+    from avatarizer.artist.photo import to_lab
+    from avatarizer.imageio import sample_photo
+
+    photo = sample_photo()
+    with Avatarizer() as av:
+        lit, dim = av.from_frame(photo), av.from_frame((photo * 0.15).astype(np.uint8))
+    assert lit is not None and dim is not None
+    for key in ("hair_colour", "glasses"):
+        assert dim.attributes[key]["value"] == lit.attributes[key]["value"], key
+    assert abs(dim.attributes["age"]["value"] - lit.attributes["age"]["value"]) < 10
+    hair = [np.array([a["hair_front." + c] for c in "rgb"], np.float64) for a in (lit, dim)]
+    assert np.linalg.norm(to_lab(hair[0]) - to_lab(hair[1])) < 10
