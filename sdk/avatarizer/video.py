@@ -30,6 +30,18 @@ back (no glide from an old position); the identity is kept for
 ``reset_ms`` (default 3 s) of absence and estimated afresh after that, in case
 somebody else sits down.
 
+**Another person.** When somebody else takes the place without a gap (a cut
+in a clip, a second person leaning in as the first leaves), the estimates'
+colours (skin, eyes, lips, hair, clothes: the ``color`` parameters,
+normalised) stay further than ``switch_distance`` (mean |Δ|, default 0.07)
+from the identity for ``switch_ms`` (default 600 ms): the identity is then
+estimated afresh (:attr:`Tracker.switches` counts it), instead of blending the
+two people for seconds; while they are that far the identity is not
+refreshed (an odd estimate of the same person is not blended in either). On 7 talking-head clips a frame's estimate was at
+most 0.051 from its own clip's median (p95 0.045) and 0.031-0.21 from the
+other six people's (median 0.11); people as alike as 0.03-0.05 are not told
+apart and blend as before.
+
 The tracker is not thread-safe on its own; :class:`avatarizer.api.Avatarizer`
 serialises calls in video mode.
 """
@@ -56,6 +68,8 @@ POSE_BETA_SCALE = 0.2
 
 _CATEGORICAL = np.array([k in ("categorical", "flag") for k in S.KINDS])
 _CAT_IDX = np.flatnonzero(_CATEGORICAL)
+_COLOR_IDX = np.flatnonzero(np.array(S.KINDS) == "color")
+_COLOR_SCALE = 2.0 / (S.HI[_COLOR_IDX] - S.LO[_COLOR_IDX]).astype(np.float64)  # as schema.normalize
 _YAW, _PITCH = X.SIGNALS.index("yaw"), X.SIGNALS.index("pitch")
 
 
@@ -87,6 +101,11 @@ class TrackerOptions:
             next (0.25: at least 3 × ``d``), so on a small CPU it does not
             compete with the frames for the cores (and the GIL) most of the
             time. 1 refreshes as soon as ``identity_every_ms`` allows.
+        switch_distance: how far (mean |Δ| of the normalised colour
+            parameters) the estimates must stay from the identity, for
+            ``switch_ms``, to be taken for another person (the identity is
+            then estimated afresh); ``None`` never does.
+        switch_ms: how long they must stay that far.
     """
 
     identity_frames: int = 15
@@ -100,6 +119,8 @@ class TrackerOptions:
     identity_lock: bool = True
     identity_every_ms: float = 200.0
     identity_duty: float = 0.25
+    switch_distance: float | None = 0.07
+    switch_ms: float = 600.0
 
     def __post_init__(self):
         if isinstance(self.identity_frames, bool) or not isinstance(self.identity_frames, int) \
@@ -117,7 +138,10 @@ class TrackerOptions:
         d = self.identity_duty
         if not is_real(d) or not (0.0 < d <= 1.0):
             raise ValueError(f"identity_duty must be a number in (0, 1], got {d!r}")
-        for name in ("grace_ms", "reset_ms", "max_identity_pose", "identity_every_ms"):
+        sd = self.switch_distance
+        if sd is not None and (not is_real(sd) or not 0.0 < sd <= 2.0):
+            raise ValueError(f"switch_distance must be None or a number in (0, 2], got {sd!r}")
+        for name in ("grace_ms", "reset_ms", "max_identity_pose", "identity_every_ms", "switch_ms"):
             v = getattr(self, name)
             if not is_real(v) or not v >= 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -172,6 +196,8 @@ class Tracker:
         cut, beta = np.ones(n + 4), np.ones(n + 4)
         cut[pose], beta[pose] = POSE_CUTOFF_SCALE, POSE_BETA_SCALE
         self._filter = OneEuroFilter(n + 4, smoothing, cut, beta) if smoothing else None
+        #: how often another person was taken for the one tracked (the identity estimated afresh)
+        self.switches = 0
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -192,6 +218,7 @@ class Tracker:
         self._last_seen_ms: float | None = None
         self._scale_ref: float | None = None
         self._prev_angle: float | None = None
+        self._far_since_ms: float | None = None
         self._reset_filters()
 
     @property
@@ -219,6 +246,9 @@ class Tracker:
         raw = np.asarray(raw_params)
         raw = raw.astype(np.float64) if raw.dtype == np.float32 and raw.shape == (S.PARAM_COUNT,) else \
             S.as_params(raw).astype(np.float64)  # (as_params checks and converts anything else)
+        if self._another_person(raw, float(timestamp_ms)):
+            self.reset()  # somebody else: their identity afresh, no glide from the last one's place
+            self.switches += 1
         t = float(timestamp_ms) / 1000.0
         if self._last_seen_ms is not None and float(timestamp_ms) - self._last_seen_ms > self.options.grace_ms:
             self._reset_filters()  # the face is back after a gap: no glide
@@ -263,6 +293,20 @@ class Tracker:
         return None
 
     # ------------------------------------------------------------------ internals
+    def _another_person(self, raw: np.ndarray, ms: float) -> bool:
+        """Whether ``raw`` has stayed ``switch_distance`` away from the warm
+        identity for ``switch_ms`` (see the module doc)."""
+        o = self.options
+        if not self.warm or not o.identity_lock or o.switch_distance is None or self.identity is None:
+            return False
+        d = float(np.mean(np.abs(raw[_COLOR_IDX] - self.identity[_COLOR_IDX]) * _COLOR_SCALE))
+        if not d > o.switch_distance:
+            self._far_since_ms = None
+            return False
+        if self._far_since_ms is None:
+            self._far_since_ms = ms
+        return ms - self._far_since_ms >= o.switch_ms
+
     def _update_identity(self, raw: np.ndarray, raw_sig: np.ndarray) -> None:
         o = self.options
         if not o.identity_lock:
@@ -290,7 +334,7 @@ class Tracker:
                 self._buf_params, self._buf_signals, self._buf_frontal = [], [], []
             return
         a = float(o.identity_refresh)
-        if a > 0 and frontal:
+        if a > 0 and frontal and self._far_since_ms is None:  # (not while it may be somebody else)
             ident = (1.0 - a) * self.identity + a * raw
             self.neutral = (1.0 - a) * self.neutral + a * raw_sig
             ident[_CAT_IDX] = self._cat_mode  # categorical: the most frequent recent value
