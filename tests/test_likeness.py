@@ -330,6 +330,12 @@ def test_skin_locus_takes_colour_casts_out():
         assert abs(L0 - L1) < 1.0, (cast, out)
         assert h_lo - 0.5 <= hue <= h_hi + 0.5, (cast, out, hue)
         assert np.hypot(lab[1], lab[2]) >= st.skin_chroma[0] - 0.5
+    # a cool white balance on typical skin was drawn pink (hue clipped to 20 deg with the cast's chroma)
+    for gain in ((0.8, 0.9, 1.2), (0.7, 0.85, 1.35)):
+        cast = np.clip(np.array([0.87, 0.68, 0.58]) * gain, 0, 1)
+        lab = to_lab(skin_locus(st, cast))
+        hue = np.degrees(np.arctan2(lab[2], lab[1]))
+        assert 30 <= hue <= 60 and np.hypot(lab[1], lab[2]) <= 20, (gain, hue, lab)
     # skin within the locus is left as it is
     for skin in ((0.87, 0.68, 0.58), (0.45, 0.30, 0.22), (0.95, 0.80, 0.72)):
         np.testing.assert_allclose(skin_locus(st, np.array(skin)), skin, atol=2e-3)

@@ -92,8 +92,10 @@ def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
 
 def skin_locus(st, rgb) -> np.ndarray:
     """``rgb`` moved onto the colours skin has in white light: its CIELAB hue
-    angle clipped to ``st.skin_hue`` and its chroma to ``st.skin_chroma``,
-    at the same lightness. A colour cast (blue or purple skin under a cold
+    angle clipped to ``st.skin_hue`` and, of its chroma, what lies along
+    that hue (the rest is the cast's), clipped to ``st.skin_chroma``, at the
+    same lightness; the further the hue was outside the range, the nearer
+    the range's middle it goes. A colour cast (blue or purple skin under a cold
     white balance, a green fluorescent tint) is taken out; a black-and-white
     photo gets a neutral skin tone (hue the range's middle) of its own
     lightness; skin within the range is not touched."""
@@ -101,10 +103,15 @@ def skin_locus(st, rgb) -> np.ndarray:
     chroma = float(np.hypot(a, b))
     h_lo, h_hi = st.skin_hue
     c_lo, c_hi = st.skin_chroma
-    hue = clamp(np.degrees(np.arctan2(b, a)), h_lo, h_hi)
-    w = min(chroma / max(c_lo, 1e-6), 1.0)  # a grey has no hue of its own
+    measured = np.degrees(np.arctan2(b, a))
+    hue = clamp(measured, h_lo, h_hi)
+    # of the chroma, what lies along the skin hue is kept; the rest is the cast's (a cool white
+    # balance read hue -35 deg, chroma 14: clipped to 20 deg with all of it, the skin was pink)
+    kept = max(float(np.cos(np.radians(measured - hue))), 0.0)
+    # a grey has no hue of its own, and the further outside the range, the less the hue tells
+    w = min(chroma / max(c_lo, 1e-6), 1.0) * kept
     hue = w * hue + (1.0 - w) * 0.5 * (h_lo + h_hi)
-    c = clamp(chroma, c_lo, c_hi)
+    c = clamp(chroma * kept, c_lo, c_hi)
     return from_lab(np.array([L, c * np.cos(np.radians(hue)), c * np.sin(np.radians(hue))]))
 
 
