@@ -1041,3 +1041,35 @@ def test_a_very_dim_frame_draws_the_hair_and_age_of_the_lit_one():
     assert abs(dim.attributes["age"]["value"] - lit.attributes["age"]["value"]) < 10
     hair = [np.array([a["hair_front." + c] for c in "rgb"], np.float64) for a in (lit, dim)]
     assert np.linalg.norm(to_lab(hair[0]) - to_lab(hair[1])) < 10
+
+
+def test_a_turned_head_is_not_drawn_winking():
+    """At 48-54 degrees of yaw MediaPipe read one eye's lids half-closed over a
+    high iris (drawn as a drowsy wink, whichever way the head turned); the
+    less open eye now takes the other's shape from FAR_EYE_TURN on."""
+    from avatarizer import prior as P
+    from avatarizer.align import FaceAligner
+    from avatarizer.artist import AutoArtist
+    from avatarizer.artist.geometry import FAR_EYE_TURN, even_eyes
+    from avatarizer.imageio import load_image
+    from conftest import need_shared
+
+    def ratio(p, sd):
+        up, lo = P.pts(p, f"eye_{sd}_upper"), P.pts(p, f"eye_{sd}_lower")
+        return float(np.abs(up[1:-1, 1].mean() - lo[1:-1, 1].mean()) / np.linalg.norm(up[-1] - up[0]))
+
+    art = AutoArtist()
+    folder = need_shared("data", "faces", "ffhq128-labelled")
+    with FaceAligner(max_faces=1) as al:
+        for name in ("69053", "69412"):  # turned right, turned left
+            f = al.detect(load_image(folder / f"{name}.jpg"))[0]
+            assert abs(f.yaw) > 45
+            p = art.fit(f)
+            opening = sorted([ratio(p, "l"), ratio(p, "r")])
+            assert opening[0] > 0.8 * opening[1], (name, opening)
+    # a frontal face is left as measured
+    p = S.default().copy()
+    g = {"turn": 0.5 * FAR_EYE_TURN[0], "eye_l": {"opening": 0.01}, "eye_r": {"opening": 0.05}}
+    before = p.copy()
+    even_eyes(p, g)
+    np.testing.assert_array_equal(p, before)
