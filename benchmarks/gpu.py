@@ -168,8 +168,8 @@ def check_avatars(device: str, photos, calls: int, warmup: int) -> dict:
     from avatarizer import Avatarizer, schema
     from avatarizer.runtime import Manifest
 
-    precisions = sorted({Manifest.load()[n].precision for n in Manifest.load()
-                         if Manifest.load()[n].role == "image_to_face"})
+    manifest = Manifest.load()
+    precisions = sorted({manifest[n].precision for n in manifest if manifest[n].role == "image_to_face"})
     report = {}
     for precision in precisions:
         try:
