@@ -271,6 +271,10 @@ def test_truncated_input_to_an_animation_warns_and_exits_3(tmp_path, clip, out, 
     ["video", "IN", "-o", "t.json", "--layout", "side-by-side"],
     ["video", "IN", "-o", "t.svg", "--player"],
     ["video", "IN", "-o", "t.svg", "--set", "glasses=monocle"],
+    # ... also when given with the value that is their default for the other output type (were ignored)
+    ["video", "IN", "-o", "t.mp4", "--background", "transparent"],
+    ["video", "IN", "-o", "t.json", "--layout", "overlay"],
+    ["video", "IN", "-o", "t.svg", "--layout", "overlay"],
 ])
 def test_bad_values_are_usage_errors(tmp_path, clip, argv, capsys):
     argv = [str(clip) if a == "IN" else str(tmp_path / a) if "." in a and a[0] != "-" else a for a in argv]

@@ -704,11 +704,12 @@ def _check_applicable(args, kind: str) -> None:
     """A usage error (exit 2) for options given that the output type ``kind``
     (``.mp4``, ``.json``, ``.svg``) would not use, rather than ignoring them."""
     unused = []
+    # (their parser defaults are None: given at all, even with the value that is their default, they count)
     if kind == ".mp4":
-        unused += [f"--{n}" for n in ("fps", "tolerance") if getattr(args, n) is not None]
-        unused += ["--background"] * (args.background != "transparent") + ["--player"] * bool(args.player)
+        unused += [f"--{n}" for n in ("fps", "tolerance", "background") if getattr(args, n) is not None]
+        unused += ["--player"] * bool(args.player)
     elif kind in (".json", ".svg"):
-        unused += ["--layout side-by-side"] * (args.layout != "overlay")
+        unused += [f"--layout {args.layout}"] * (args.layout is not None)
         unused += ["--player (it plays a Lottie animation: OUT.json)"] * (bool(args.player) and kind == ".svg")
     if unused:
         raise _UsageError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to {kind} "
@@ -725,6 +726,7 @@ def _video(args) -> int:
     _check_input(inp)
     _check_settable(args)
     _check_applicable(args, out.suffix.lower())
+    args.layout = args.layout or "overlay"  # (None on the command line: given, it is checked above)
     if out.suffix.lower() in (".json", ".svg"):
         return _video_animation(args)
     if out.suffix.lower() != ".mp4":
@@ -969,7 +971,7 @@ def _animation_options(args, out: Path):
         output_format(out)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    bg = None if args.background == "transparent" else args.background
+    bg = None if args.background in (None, "transparent") else args.background  # (None: not given)
     size = args.size or 512
     return lambda fps: Animation(size, fps=fps, tolerance=args.tolerance, background=bg)
 
@@ -1220,7 +1222,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("input", metavar="IN", help="a video file OpenCV can decode")
     v.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="OUT.mp4 (video), OUT.json (Lottie animation) or OUT.svg (animated SVG)")
-    v.add_argument("--layout", choices=("overlay", "side-by-side"), default="overlay")
+    v.add_argument("--layout", choices=("overlay", "side-by-side"), default=None,
+                   help="OUT.mp4 only: the avatar over the face (overlay, the default) or beside the frame")
     v.add_argument("--max-seconds", type=_seconds, default=None, metavar="S",
                    help="stop after S seconds of video (at least one frame)")
     v.add_argument("--face", type=_face_index, default=0, metavar="K",
@@ -1367,7 +1370,7 @@ def _animation_arguments(p, fps_help: str, size_help: str | None = None, size_de
                    help="keyframe/path reduction tolerance in pixels at --size (default size/256, 2 px at 512; "
                         "coordinates are rounded to 1/64 px at the finest, so under 1/128 px, 0 included, "
                         "every vertex and every keyframe but exactly linear runs is kept, within 1/128 px)")
-    p.add_argument("--background", default="transparent",
+    p.add_argument("--background", default=None,
                    help="animation background: transparent (default), white, black or #rrggbb")
 
 
