@@ -332,9 +332,9 @@ def _image(args) -> int:
     inp, out = Path(args.input), Path(args.output)
     suffix = out.suffix.lower()
     if suffix not in _IMAGE_SUFFIXES:
-        raise CLIError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .svg or .pdf")
-    _check_input(inp)
+        raise _UsageError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .svg or .pdf")
     _check_settable(args)
+    _check_input(inp)
     _check_output(inp, out, args.overwrite)
     _quiet_mediapipe()
     from .api import Avatarizer
@@ -723,14 +723,17 @@ def _video(args) -> int:
     from .live import compose
 
     inp, out = Path(args.input), Path(args.output)
-    _check_input(inp)
+    # usage errors (exit 2) first, before the input is looked at
+    if out.suffix.lower() not in (".mp4", ".json", ".svg"):
+        raise _UsageError(f"the output must be an .mp4, .json (Lottie) or .svg (animated SVG) file, "
+                          f"got {out.name!r}")
+    _check_params_name(args)
     _check_settable(args)
     _check_applicable(args, out.suffix.lower())
     args.layout = args.layout or "overlay"  # (None on the command line: given, it is checked above)
+    _check_input(inp)
     if out.suffix.lower() in (".json", ".svg"):
         return _video_animation(args)
-    if out.suffix.lower() != ".mp4":
-        raise CLIError(f"the output must be an .mp4, .json (Lottie) or .svg (animated SVG) file, got {out.name!r}")
     if args.size is not None and not MIN_VIDEO_SIDE <= args.size <= MAX_VIDEO_SIDE:
         raise _UsageError(f"--size for a video is the output frame's longer side, {MIN_VIDEO_SIDE}..{MAX_VIDEO_SIDE} "
                        f"pixels; got {args.size}")
@@ -952,12 +955,17 @@ class _ParamsWriter:
             _drop_temp(self.tmp)
 
 
+def _check_params_name(args) -> None:
+    """``video --params`` must name a .jsonl file: a usage error (exit 2) otherwise."""
+    if getattr(args, "params", None) and Path(args.params).suffix.lower() != ".jsonl":
+        raise _UsageError(f"--params writes JSON lines: give a .jsonl file, got {Path(args.params).name!r}")
+
+
 def _params_output(args, inp: Path, create: bool = True):
     if not getattr(args, "params", None):
         return None
     path = Path(args.params)
-    if path.suffix.lower() != ".jsonl":
-        raise CLIError(f"--params writes JSON lines: give a .jsonl file, got {path.name!r}")
+    _check_params_name(args)
     if Path(args.output).resolve() == path.resolve():
         raise CLIError("--params and -o name the same file")
     _check_output(inp, path, args.overwrite)
@@ -970,7 +978,7 @@ def _animation_options(args, out: Path):
     try:
         output_format(out)
     except ValueError as exc:
-        raise CLIError(str(exc)) from None
+        raise _UsageError(str(exc)) from None
     bg = None if args.background in (None, "transparent") else args.background  # (None: not given)
     size = args.size or 512
     return lambda fps: Animation(size, fps=fps, tolerance=args.tolerance, background=bg)
@@ -1072,8 +1080,8 @@ def _animate(args) -> int:
     from .animation import read_params_jsonl
 
     inp, out = Path(args.params), Path(args.output)
+    make = _animation_options(args, out)  # (a bad output type: a usage error, first)
     _check_input(inp)  # a named pipe would block forever
-    make = _animation_options(args, out)
     _check_output(inp, out, args.overwrite)
     times: list = []
     try:
@@ -1104,13 +1112,13 @@ def _live(args) -> int:
     from . import live
 
     _check_settable(args)
-    source = live.parse_source(args.source)
     shot = Path(args.screenshot) if args.screenshot else None
+    if shot is not None and shot.suffix.lower() != ".png":
+        raise _UsageError(f"--screenshot writes a PNG: give a .png file, got {shot.name!r}")
+    source = live.parse_source(args.source)
     if isinstance(source, str) and not live.is_stream(source):
         _check_input(Path(source))
     if shot is not None:
-        if shot.suffix.lower() != ".png":
-            raise CLIError(f"--screenshot writes a PNG: give a .png file, got {shot.name!r}")
         _check_output(Path(source) if isinstance(source, str) else None, shot, args.overwrite)
     why = live.display_problem()
     if why is not None:
@@ -1168,7 +1176,7 @@ def _render_samples(args) -> int:
 
     out = Path(args.output)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise CLIError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .jpg or .webp")
+        raise _UsageError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .jpg or .webp")
     w, h = sheet_size(args.n, args.size)
     if w * h > MAX_SHEET_PIXELS:
         raise _UsageError(f"-n {args.n} --size {args.size} makes a {w}x{h} sheet, more than "
@@ -1201,7 +1209,8 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("input", metavar="IN", help="a photo (any format Pillow reads but icons)")
     im.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.png, OUT.svg or OUT.pdf")
     im.add_argument("--size", type=_positive_int, default=512, help="pixels (PNG) or points (SVG/PDF); default 512")
-    im.add_argument("--background", default="white", help="white (default), transparent, black or #rrggbb")
+    im.add_argument("--background", type=_background, default="white",
+                    help="white (default), transparent, black or a hex colour #rrggbb (#rgb, #rrggbbaa)")
     im.add_argument("--face", type=_face_index, default=0, metavar="K",
                     help=f"which face, 0 = the largest (default), up to {_MAX_FACE}")
     im.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
@@ -1352,6 +1361,22 @@ _fps = float_arg(lambda v: 0 < v <= 1000, "expected frames per second in (0, 100
 _tolerance = float_arg(lambda v: 0 <= v <= 64, "expected a tolerance in pixels, 0..64, got {text!r}")
 
 
+def _background(text: str) -> str:
+    """An argparse type for ``--background``: white, black, transparent (any
+    case) or a hex colour ``#rgb``, ``#rgba``, ``#rrggbb``, ``#rrggbbaa``
+    (quote it in a shell: ``#`` starts a comment), returned as the renderer
+    takes it (a name, ``#rrggbb`` or ``#rrggbbaa``). The renderer's own error
+    offers an RGB(A) tuple, which a command line cannot give."""
+    name = text.strip().lower()
+    if name in ("white", "black", "transparent"):
+        return name
+    digits = name[1:]
+    if name.startswith("#") and len(digits) in (3, 4, 6, 8) and all(c in "0123456789abcdef" for c in digits):
+        return "#" + ("".join(c + c for c in digits) if len(digits) in (3, 4) else digits)
+    raise argparse.ArgumentTypeError(f"expected white, black, transparent or a hex colour '#rrggbb' (also "
+                                     f"'#rgb', '#rrggbbaa', '#rgba'), got {text!r}")
+
+
 _seed = _int_in(0, 2 ** 64 - 1, "a whole number >= 0", "expected a whole number from 0 to 2**64 - 1, got {text!r}")
 
 
@@ -1370,8 +1395,9 @@ def _animation_arguments(p, fps_help: str, size_help: str | None = None, size_de
                    help="keyframe/path reduction tolerance in pixels at --size (default size/256, 2 px at 512; "
                         "coordinates are rounded to 1/64 px at the finest, so under 1/128 px, 0 included, "
                         "every vertex and every keyframe but exactly linear runs is kept, within 1/128 px)")
-    p.add_argument("--background", default=None,
-                   help="animation background: transparent (default), white, black or #rrggbb")
+    p.add_argument("--background", type=_background, default=None,
+                   help="animation background: transparent (default), white, black or a hex colour #rrggbb "
+                        "(#rgb, #rrggbbaa)")
 
 
 #: Highest --face index (the SDK finds at most api.MAX_FACES faces per frame).
