@@ -80,7 +80,7 @@ def _demo_photo(out: Path, overwrite: bool = False) -> int:
         print(f"avatarizer demo: error: the bundled sample portrait {SAMPLE_PHOTO} cannot be read ({exc}); "
               "reinstall the package", file=sys.stderr)
         return 1
-    _quiet_mediapipe()
+    _quiet_libraries()
     from .api import Avatarizer
 
     with Avatarizer() as av:
@@ -101,15 +101,18 @@ def _demo_photo(out: Path, overwrite: bool = False) -> int:
     return 0
 
 
-def _quiet_mediapipe() -> None:
-    """Before MediaPipe loads: its start-up log lines are kept off stderr
-    until the command ends (:mod:`avatarizer.logfilter`; the environment
-    variables still quiet older builds)."""
-    from .logfilter import FILTER
+def _quiet_libraries() -> None:
+    """Before MediaPipe loads and OpenCV opens anything: their log lines are
+    kept off stderr until the command ends (:mod:`avatarizer.logfilter`:
+    MediaPipe's and FFmpeg's by the filter on file descriptor 2, OpenCV's
+    own logging silenced; the environment variables still quiet older
+    MediaPipe builds)."""
+    from .logfilter import FILTER, QUIET
 
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     FILTER.start()
+    QUIET.opencv()
 
 
 class CLIError(Exception):
@@ -336,7 +339,7 @@ def _image(args) -> int:
     _check_settable(args)
     _check_input(inp)
     _check_output(inp, out, args.overwrite)
-    _quiet_mediapipe()
+    _quiet_libraries()
     from .api import Avatarizer
     from .imageio import load_image
 
@@ -739,7 +742,7 @@ def _video(args) -> int:
                        f"pixels; got {args.size}")
     _check_output(inp, out, args.overwrite)
     _params_output(args, inp, create=False)
-    _quiet_mediapipe()
+    _quiet_libraries()
     import cv2
 
     from .api import Avatarizer
@@ -997,7 +1000,7 @@ def _video_animation(args) -> int:
     if html is not None:
         _check_output(inp, html, args.overwrite)
     _params_output(args, inp, create=False)
-    _quiet_mediapipe()
+    _quiet_libraries()
     from .api import Avatarizer
 
     cap, frame, src_fps, count, limit, total = _open_video(inp, args.max_seconds)
@@ -1123,7 +1126,7 @@ def _live(args) -> int:
     why = live.display_problem()
     if why is not None:
         raise _NoDisplay(why)
-    _quiet_mediapipe()
+    _quiet_libraries()
     import cv2
 
     from .api import Avatarizer
@@ -1165,7 +1168,7 @@ def _live(args) -> int:
 
 
 def _bench(args) -> int:
-    _quiet_mediapipe()
+    _quiet_libraries()
     from .bench import command
 
     return command(args)
@@ -1468,6 +1471,9 @@ def main(argv=None) -> int:
             except (OSError, ValueError):  # pragma: no cover - platform without it
                 pass
     status = 1
+    from .logfilter import QUIET
+
+    QUIET.start(f"avatarizer {args.command}")  # the libraries' Python warnings to logging (logfilter)
     try:
         try:
             status = args.func(args)
@@ -1512,6 +1518,7 @@ def main(argv=None) -> int:
         finally:  # (also when a second signal interrupts the clean-up)
             from .logfilter import FILTER
 
+            QUIET.stop()
             FILTER.stop()
         for sig, old in handlers.items():
             signal.signal(sig, old)
