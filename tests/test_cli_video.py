@@ -332,6 +332,27 @@ def test_background_takes_the_hex_forms_a_command_line_can_give():
     assert tuple(render(default(), 16, background=parse(image, "#abc"))[0, 0]) == (0xaa, 0xbb, 0xcc, 255)
 
 
+@pytest.mark.parametrize("command", ["animate", "video"])
+def test_tolerance_0_says_what_holds_not_0_px(tmp_path, clip, command, capsys):
+    """Coordinates are whole steps of 1/64 px at the finest, so under 1/128 px
+    (0 included) the export is within 1/128 px, not the tolerance asked for:
+    the summary said "path keyframes within 0 px"."""
+    from avatarizer import schema
+
+    out = tmp_path / "par.svg"
+    if command == "animate":
+        lines = tmp_path / "p.jsonl"
+        lines.write_text("".join(_line(p) for p in schema.sample(3, seed=1)))
+        argv = ["animate", "--params", lines, "-o", out]
+    else:
+        argv = ["video", clip, "-o", out, "--max-seconds", "0.1"]
+    assert _main(*argv, "--tolerance", "0") == 0, capsys.readouterr().err
+    said = capsys.readouterr().out
+    assert "within 0 px" not in said and "path keyframes within 1/128 px (the finest coordinate step" in said, said
+    assert _main(*argv, "--tolerance", "0.5", "--overwrite") == 0
+    assert "path keyframes within 0.5 px at 512x512" in capsys.readouterr().out
+
+
 def test_a_video_too_small_says_so_not_size(tmp_path, capsys):
     _need_ffmpeg()
     tiny = tmp_path / "tiny.mp4"

@@ -1041,7 +1041,7 @@ def _video_animation(args) -> int:
         st = _write_animation(anim, out, args.overwrite, inp)
         print(f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
               f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
-              f"{anim.tolerance:g} px at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
+              f"{_within(anim)} at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
         if html is not None:
             # (the page shows frame 0 at the video's first frame: its time on the file's clock)
             _write_text(player_html(out, inp, html, video_start=times[0]), html, args.overwrite, inp)
@@ -1052,6 +1052,17 @@ def _video_animation(args) -> int:
         if params_out is not None:
             params_out.discard()  # (nothing once finished)
     return _truncation_status(inp, done, _expected_frames(count, limit, done) if frame is None else None)
+
+
+def _within(anim) -> str:
+    """How close the written animation is to the scene, for the command's
+    summary: the tolerance, or what holds when it is under the finest
+    coordinate step (``--tolerance 0`` is not 0 px: 1/128 px)."""
+    bound = anim.error_bound
+    if bound <= anim.tolerance:
+        return f"{anim.tolerance:g} px"
+    return (f"1/{1 / bound:g} px (the finest coordinate step, more than --tolerance {anim.tolerance:g}: "
+            "every vertex kept, a keyframe on every frame but exactly linear runs)")
 
 
 def _write_text(text: str, out: Path, overwrite: bool, inp: Path | None = None) -> None:
@@ -1099,7 +1110,7 @@ def _animate(args) -> int:
         anim.extend(_resampled(frames, [(t - times[0]) / 1000.0 for t in times], 1.0 / rate, anim.fps))
     st = _write_animation(anim, out, args.overwrite, inp)
     print(f"wrote {out}: {len(anim)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
-          f"{st['geometry_keyframes']} path keyframes within {anim.tolerance:g} px at "
+          f"{st['geometry_keyframes']} path keyframes within {_within(anim)} at "
           f"{anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
     return 0
 
