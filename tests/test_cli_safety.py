@@ -286,6 +286,31 @@ def test_bench_cuda_without_cuda_is_one_line(capsys):
     assert "Traceback" not in err and "error: device='cuda'" in err
 
 
+def test_bench_fp32_says_what_ships_and_how_to_build_it_in_one_line(capsys):
+    """The package ships int8 and fp16 ONNX files only; --precision fp32
+    said only that no fp32 model was listed."""
+    assert _main("bench", "--precision", "fp32", "--frames", "1", "--warmup", "0") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    last = err[-1]
+    assert last.startswith("avatarizer bench: error:") and "Traceback" not in "".join(err), err
+    assert "ships int8 and fp16 ONNX files, no fp32" in last and "make models" in last and "runs/export" in last
+
+
+def test_tensorrt_without_engines_says_how_to_build_them():
+    """(On a machine with a GPU, ``--backend tensorrt`` gets this far.)"""
+    from avatarizer.errors import ModelError
+    from avatarizer.pipeline.config import face_entries
+    from avatarizer.runtime import DEFAULT_FOLDER, Manifest
+
+    manifest = Manifest.load(DEFAULT_FOLDER, verify=False)
+    if any(e.kind == "engine" for e in manifest.models.values()):  # pragma: no cover
+        pytest.skip("this checkout has TensorRT engines")
+    with pytest.raises(ModelError) as exc:
+        face_entries(manifest, "image_to_face", "tensorrt", "auto", "cuda")
+    text = str(exc.value)
+    assert "\n" not in text and "no TensorRT engines: `avatarizer-export tensorrt` builds them" in text
+
+
 def test_read_only_output_folder_as_a_normal_user(tmp_path, photo_bytes):
     """Run as ``nobody`` when the tests run as root (root may write anywhere)."""
     import tempfile
