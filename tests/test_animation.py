@@ -475,9 +475,13 @@ def test_cli_animate_and_refusals(tmp_path, capsys):
     stamp = out.stat().st_mtime_ns
     assert main(["animate", "--params", str(src), "-o", str(out)]) == 1
     assert "--overwrite" in capsys.readouterr().err and out.stat().st_mtime_ns == stamp
-    assert main(["animate", "--params", str(src), "-o", str(tmp_path / "a.gif")]) == 1
-    assert main(["animate", "--params", str(src), "-o", str(src), "--overwrite"]) == 1
-    assert src.read_text().count("\n") == 10  # the input is never overwritten
+    assert main(["animate", "--params", str(src), "-o", str(tmp_path / "a.gif")]) == 2  # a usage error
+    assert main(["animate", "--params", str(src), "-o", str(src), "--overwrite"]) == 2  # (.jsonl: not an output type)
+    same = tmp_path / "same.json"  # lines in a file named like an output
+    same.write_text(src.read_text())
+    assert main(["animate", "--params", str(same), "-o", str(same), "--overwrite"]) == 1
+    assert "is the input file" in capsys.readouterr().err
+    assert src.read_text().count("\n") == 10 and same.read_text() == src.read_text()  # never overwritten
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(frames[0].tolist()) + "\n[0, 1]\n")
     assert main(["animate", "--params", str(bad), "-o", str(tmp_path / "b.json")]) == 1

@@ -602,7 +602,7 @@ def test_cli_image_writes_png_svg_and_refuses_to_overwrite(tmp_path, astronaut, 
     assert png.stat().st_mtime_ns == stamp
     assert _cli("image", str(src), "-o", str(png), "--overwrite", "--size", "100") == 0
     assert Image.open(png).size == (100, 100)
-    assert _cli("image", str(src), "-o", str(src.with_suffix(".gif"))) == 1
+    assert _cli("image", str(src), "-o", str(src.with_suffix(".gif"))) == 2  # a usage error
     blank = tmp_path / "blank.png"
     Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(blank)
     assert _cli("image", str(blank), "-o", str(tmp_path / "b.png")) == 1

@@ -201,6 +201,81 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path, photo_bytes, clip_byte
     _expect(folder, before)
 
 
+# ---------------------------------------------------------------- library log lines off stderr (review, session 15)
+#: The environment of a user who asked for nothing: the libraries' own log settings unset.
+_PLAIN = {k: v for k, v in ENV.items() if k not in ("AVATARIZER_LIBRARY_LOGS", "OPENCV_LOG_LEVEL")}
+
+_LIVE_WITHOUT_A_WINDOW = """
+import sys
+import avatarizer.live
+avatarizer.live.display_problem = lambda *a, **k: None  # (no window is reached: the camera does not open)
+from avatarizer.cli import main
+sys.exit(main(["live", sys.argv[1]]))
+"""
+
+
+def test_opencv_log_lines_are_kept_off_stderr():
+    """``live`` on a camera that is not there said its one line after
+    OpenCV's own ``[ WARN:0@0.19] global cap_v4l.cpp:913 ...`` and
+    ``[ERROR:0@0.19] global obsensor_uvc_stream_channel.cpp:158
+    getStreamChannelGroup Camera index out of range``."""
+    index = next((i for i in range(9, 64) if not os.path.exists(f"/dev/video{i}")), None)
+    if index is None:  # pragma: no cover
+        pytest.skip("every camera index has a device")
+    argv = [sys.executable, "-c", _LIVE_WITHOUT_A_WINDOW, str(index)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=_PLAIN, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [f"avatarizer live: error: could not open camera {index} (no such camera, "
+                                        "or it is in use)"], proc.stderr
+    shown = subprocess.run(argv, capture_output=True, text=True, env=dict(_PLAIN, AVATARIZER_LIBRARY_LOGS="1"),
+                           timeout=120)
+    if "global " not in shown.stderr:  # pragma: no cover - an OpenCV build that says nothing here
+        pytest.skip("this OpenCV logs nothing for a missing camera")
+    assert shown.returncode == 1 and shown.stderr.strip().splitlines()[-1].startswith("avatarizer live: error:")
+
+
+def test_a_library_warning_is_kept_off_stderr(tmp_path):
+    """A JPEG whose EXIF block is cut short: Pillow warns ``UserWarning:
+    Corrupt EXIF data`` (with its source line) while the orientation is read;
+    the command succeeded and printed that on stderr."""
+    photo = tmp_path / "cut_exif.jpg"
+    Image.fromarray(skdata.astronaut()).resize((256, 256)).save(
+        photo, exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00\x12\x01\x03")
+    with pytest.warns(UserWarning, match="Corrupt EXIF"):
+        Image.open(photo).getexif()
+    proc = subprocess.run(CLI + ["image", str(photo), "-o", str(tmp_path / "o.png"), "--estimator", "artist"],
+                          capture_output=True, text=True, env=_PLAIN, timeout=300)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.strip() == f"wrote {tmp_path / 'o.png'}"
+
+
+def test_warnings_during_a_command_go_to_logging_and_avatarizers_own_are_one_line(capsys, caplog, monkeypatch):
+    import logging
+    import warnings
+
+    import avatarizer
+    from avatarizer.logfilter import QuietLibraries
+
+    monkeypatch.delenv("AVATARIZER_LIBRARY_LOGS", raising=False)
+    ours = os.path.join(os.path.dirname(avatarizer.__file__), "imageio.py")
+    theirs = os.path.join(os.path.dirname(Image.__file__), "TiffImagePlugin.py")
+    quiet = QuietLibraries()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        before = warnings.showwarning
+        quiet.start("avatarizer image")
+        try:
+            with caplog.at_level(logging.WARNING, logger="py.warnings"):
+                warnings.warn_explicit("Corrupt EXIF data.  Expecting 12 bytes", UserWarning, theirs, 982)
+                warnings.warn_explicit("a thing\n  the SDK says", UserWarning, ours, 1)
+        finally:
+            quiet.stop()
+        assert warnings.showwarning is before
+    err = capsys.readouterr().err
+    assert err == "avatarizer image: warning: a thing the SDK says\n"
+    assert [r.name for r in caplog.records] == ["py.warnings"] and "Corrupt EXIF" in caplog.records[0].getMessage()
+
+
 def test_bench_cuda_without_cuda_is_one_line(capsys):
     import onnxruntime as ort
 
@@ -209,6 +284,31 @@ def test_bench_cuda_without_cuda_is_one_line(capsys):
     assert _main("bench", "--device", "cuda", "--frames", "1", "--warmup", "0") == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and "error: device='cuda'" in err
+
+
+def test_bench_fp32_says_what_ships_and_how_to_build_it_in_one_line(capsys):
+    """The package ships int8 and fp16 ONNX files only; --precision fp32
+    said only that no fp32 model was listed."""
+    assert _main("bench", "--precision", "fp32", "--frames", "1", "--warmup", "0") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    last = err[-1]
+    assert last.startswith("avatarizer bench: error:") and "Traceback" not in "".join(err), err
+    assert "ships int8 and fp16 ONNX files, no fp32" in last and "make models" in last and "runs/export" in last
+
+
+def test_tensorrt_without_engines_says_how_to_build_them():
+    """(On a machine with a GPU, ``--backend tensorrt`` gets this far.)"""
+    from avatarizer.errors import ModelError
+    from avatarizer.pipeline.config import face_entries
+    from avatarizer.runtime import DEFAULT_FOLDER, Manifest
+
+    manifest = Manifest.load(DEFAULT_FOLDER, verify=False)
+    if any(e.kind == "engine" for e in manifest.models.values()):  # pragma: no cover
+        pytest.skip("this checkout has TensorRT engines")
+    with pytest.raises(ModelError) as exc:
+        face_entries(manifest, "image_to_face", "tensorrt", "auto", "cuda")
+    text = str(exc.value)
+    assert "\n" not in text and "no TensorRT engines: `avatarizer-export tensorrt` builds them" in text
 
 
 def test_read_only_output_folder_as_a_normal_user(tmp_path, photo_bytes):

@@ -271,6 +271,10 @@ def test_truncated_input_to_an_animation_warns_and_exits_3(tmp_path, clip, out, 
     ["video", "IN", "-o", "t.json", "--layout", "side-by-side"],
     ["video", "IN", "-o", "t.svg", "--player"],
     ["video", "IN", "-o", "t.svg", "--set", "glasses=monocle"],
+    # ... also when given with the value that is their default for the other output type (were ignored)
+    ["video", "IN", "-o", "t.mp4", "--background", "transparent"],
+    ["video", "IN", "-o", "t.json", "--layout", "overlay"],
+    ["video", "IN", "-o", "t.svg", "--layout", "overlay"],
 ])
 def test_bad_values_are_usage_errors(tmp_path, clip, argv, capsys):
     argv = [str(clip) if a == "IN" else str(tmp_path / a) if "." in a and a[0] != "-" else a for a in argv]
@@ -283,6 +287,70 @@ def test_bad_values_are_usage_errors(tmp_path, clip, argv, capsys):
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(f"avatarizer {argv[0]}: error:")
     assert "1e308" not in argv or "--max-seconds" in err, err  # (live: not only for want of a display)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv,needle", [
+    # an output type the command does not write (were exit 1)
+    (["image", "MISSING", "-o", "x.gif"], "'.gif'"),
+    (["video", "MISSING", "-o", "x.mov"], "'x.mov'"),
+    (["render-samples", "-o", "x.svg"], "'.svg'"),
+    (["animate", "--params", "MISSING", "-o", "x.mp4"], "'.mp4'"),
+    (["video", "MISSING", "-o", "x.mp4", "--params", "x.mp4"], "--params"),
+    (["live", "MISSING", "--screenshot", "x.jpg"], "--screenshot"),
+    # a background the renderer does not know (was exit 1, after the models loaded)
+    (["image", "MISSING", "-o", "x.png", "--background", "pink"], "--background"),
+    (["image", "MISSING", "-o", "x.png", "--background", "#12345"], "--background"),
+    (["video", "MISSING", "-o", "x.json", "--background", "pink"], "--background"),
+    (["animate", "--params", "MISSING", "-o", "x.svg", "--background", "pink"], "--background"),
+])
+def test_bad_output_types_and_backgrounds_are_usage_errors_before_any_work(tmp_path, argv, needle, capsys):
+    """Exit 2 with one argparse-style line, checked before the input is
+    looked at (MISSING does not exist: that would be exit 1)."""
+    argv = [str(tmp_path / a) if a == "MISSING" or "." in a and a[0] != "-" else a for a in argv]
+    try:
+        status = _main(*argv)
+    except SystemExit as exc:  # argparse
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith(f"avatarizer {argv[0]}: error:") and needle in last, err
+    assert "tuple" not in err  # (the renderer's message offers an RGB(A) tuple, which a command line cannot give)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_background_takes_the_hex_forms_a_command_line_can_give():
+    from avatarizer.cli import build_parser
+    from avatarizer.render import render
+    from avatarizer.schema import default
+
+    parse = lambda cmd, value: build_parser().parse_args([*cmd, "--background", value]).background  # noqa: E731
+    image, anim = ["image", "a.jpg", "-o", "b.png"], ["animate", "--params", "a.jsonl", "-o", "b.json"]
+    for value, want in (("#abc", "#aabbcc"), ("#ABCD", "#aabbccdd"), ("#A0B1C2", "#a0b1c2"),
+                        ("#a0b1c2e3", "#a0b1c2e3"), ("White", "white"), ("transparent", "transparent")):
+        assert parse(image, value) == want and parse(anim, value) == want
+    assert tuple(render(default(), 16, background=parse(image, "#abc"))[0, 0]) == (0xaa, 0xbb, 0xcc, 255)
+
+
+@pytest.mark.parametrize("command", ["animate", "video"])
+def test_tolerance_0_says_what_holds_not_0_px(tmp_path, clip, command, capsys):
+    """Coordinates are whole steps of 1/64 px at the finest, so under 1/128 px
+    (0 included) the export is within 1/128 px, not the tolerance asked for:
+    the summary said "path keyframes within 0 px"."""
+    from avatarizer import schema
+
+    out = tmp_path / "par.svg"
+    if command == "animate":
+        lines = tmp_path / "p.jsonl"
+        lines.write_text("".join(_line(p) for p in schema.sample(3, seed=1)))
+        argv = ["animate", "--params", lines, "-o", out]
+    else:
+        argv = ["video", clip, "-o", out, "--max-seconds", "0.1"]
+    assert _main(*argv, "--tolerance", "0") == 0, capsys.readouterr().err
+    said = capsys.readouterr().out
+    assert "within 0 px" not in said and "path keyframes within 1/128 px (the finest coordinate step" in said, said
+    assert _main(*argv, "--tolerance", "0.5", "--overwrite") == 0
+    assert "path keyframes within 0.5 px at 512x512" in capsys.readouterr().out
 
 
 def test_a_video_too_small_says_so_not_size(tmp_path, capsys):

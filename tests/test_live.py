@@ -74,7 +74,7 @@ def test_refusals_before_any_window(tmp_path):
     res = run(str(clip), "--frames", "3", "--screenshot", str(shot))
     assert res.returncode == 1 and "--overwrite" in res.stderr and shot.read_bytes() == b"mine"
     res = run(str(clip), "--screenshot", str(tmp_path / "shot.jpg"))
-    assert res.returncode == 1 and "PNG" in res.stderr
+    assert res.returncode == 2 and "PNG" in res.stderr  # a usage error
     res = run(str(tmp_path / "missing.mp4"))
     assert res.returncode == 1 and "no such file" in res.stderr
     for bad in (["--frames", "0"], ["--frames", "-2"], ["--face", "-1"]):

@@ -637,6 +637,13 @@ class Animation:
     def __len__(self) -> int:
         return self._rec.n
 
+    @property
+    def error_bound(self) -> float:
+        """How far (output pixels, per axis) the export may be from the scene:
+        the tolerance, or half the finest coordinate quantum (1/128 px) when the
+        tolerance is below it (0 included: rounding alone may go that far)."""
+        return max(self.tolerance, 0.5 / self._q)
+
     def add(self, params) -> None:
         """Appends one frame (629 parameters; ``ValueError`` names a bad one)."""
         if self._rec.n >= MAX_FRAMES:

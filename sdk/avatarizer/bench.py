@@ -347,8 +347,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="pipeline mode (default video: tracking, as a live app)")
     ap.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    ap.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
-    ap.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto")
+    ap.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime",
+                    help="onnxruntime (default): the shipped ONNX files; tensorrt: TensorRT engines, which do not "
+                         "ship (avatarizer-export tensorrt builds them on an NVIDIA GPU, after make models)")
+    ap.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+                    help="auto (default): int8 on the CPU, fp16 on a GPU. The package ships int8 and fp16 files "
+                         "only; fp32 is a build artefact of make models (runs/export/, for the API's models_dir)")
     ap.add_argument("--video", metavar="PATH", default=None,
                     help="a video file or a folder of .mp4 clips to take frames from (default: "
                          "$AVATARIZER_BENCH_VIDEO, else built-in frames of the bundled portrait)")

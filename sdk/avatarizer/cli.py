@@ -80,7 +80,7 @@ def _demo_photo(out: Path, overwrite: bool = False) -> int:
         print(f"avatarizer demo: error: the bundled sample portrait {SAMPLE_PHOTO} cannot be read ({exc}); "
               "reinstall the package", file=sys.stderr)
         return 1
-    _quiet_mediapipe()
+    _quiet_libraries()
     from .api import Avatarizer
 
     with Avatarizer() as av:
@@ -101,15 +101,18 @@ def _demo_photo(out: Path, overwrite: bool = False) -> int:
     return 0
 
 
-def _quiet_mediapipe() -> None:
-    """Before MediaPipe loads: its start-up log lines are kept off stderr
-    until the command ends (:mod:`avatarizer.logfilter`; the environment
-    variables still quiet older builds)."""
-    from .logfilter import FILTER
+def _quiet_libraries() -> None:
+    """Before MediaPipe loads and OpenCV opens anything: their log lines are
+    kept off stderr until the command ends (:mod:`avatarizer.logfilter`:
+    MediaPipe's and FFmpeg's by the filter on file descriptor 2, OpenCV's
+    own logging silenced; the environment variables still quiet older
+    MediaPipe builds)."""
+    from .logfilter import FILTER, QUIET
 
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     FILTER.start()
+    QUIET.opencv()
 
 
 class CLIError(Exception):
@@ -332,11 +335,11 @@ def _image(args) -> int:
     inp, out = Path(args.input), Path(args.output)
     suffix = out.suffix.lower()
     if suffix not in _IMAGE_SUFFIXES:
-        raise CLIError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .svg or .pdf")
-    _check_input(inp)
+        raise _UsageError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .svg or .pdf")
     _check_settable(args)
+    _check_input(inp)
     _check_output(inp, out, args.overwrite)
-    _quiet_mediapipe()
+    _quiet_libraries()
     from .api import Avatarizer
     from .imageio import load_image
 
@@ -704,11 +707,12 @@ def _check_applicable(args, kind: str) -> None:
     """A usage error (exit 2) for options given that the output type ``kind``
     (``.mp4``, ``.json``, ``.svg``) would not use, rather than ignoring them."""
     unused = []
+    # (their parser defaults are None: given at all, even with the value that is their default, they count)
     if kind == ".mp4":
-        unused += [f"--{n}" for n in ("fps", "tolerance") if getattr(args, n) is not None]
-        unused += ["--background"] * (args.background != "transparent") + ["--player"] * bool(args.player)
+        unused += [f"--{n}" for n in ("fps", "tolerance", "background") if getattr(args, n) is not None]
+        unused += ["--player"] * bool(args.player)
     elif kind in (".json", ".svg"):
-        unused += ["--layout side-by-side"] * (args.layout != "overlay")
+        unused += [f"--layout {args.layout}"] * (args.layout is not None)
         unused += ["--player (it plays a Lottie animation: OUT.json)"] * (bool(args.player) and kind == ".svg")
     if unused:
         raise _UsageError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to {kind} "
@@ -722,19 +726,23 @@ def _video(args) -> int:
     from .live import compose
 
     inp, out = Path(args.input), Path(args.output)
-    _check_input(inp)
+    # usage errors (exit 2) first, before the input is looked at
+    if out.suffix.lower() not in (".mp4", ".json", ".svg"):
+        raise _UsageError(f"the output must be an .mp4, .json (Lottie) or .svg (animated SVG) file, "
+                          f"got {out.name!r}")
+    _check_params_name(args)
     _check_settable(args)
     _check_applicable(args, out.suffix.lower())
+    args.layout = args.layout or "overlay"  # (None on the command line: given, it is checked above)
+    _check_input(inp)
     if out.suffix.lower() in (".json", ".svg"):
         return _video_animation(args)
-    if out.suffix.lower() != ".mp4":
-        raise CLIError(f"the output must be an .mp4, .json (Lottie) or .svg (animated SVG) file, got {out.name!r}")
     if args.size is not None and not MIN_VIDEO_SIDE <= args.size <= MAX_VIDEO_SIDE:
         raise _UsageError(f"--size for a video is the output frame's longer side, {MIN_VIDEO_SIDE}..{MAX_VIDEO_SIDE} "
                        f"pixels; got {args.size}")
     _check_output(inp, out, args.overwrite)
     _params_output(args, inp, create=False)
-    _quiet_mediapipe()
+    _quiet_libraries()
     import cv2
 
     from .api import Avatarizer
@@ -950,12 +958,17 @@ class _ParamsWriter:
             _drop_temp(self.tmp)
 
 
+def _check_params_name(args) -> None:
+    """``video --params`` must name a .jsonl file: a usage error (exit 2) otherwise."""
+    if getattr(args, "params", None) and Path(args.params).suffix.lower() != ".jsonl":
+        raise _UsageError(f"--params writes JSON lines: give a .jsonl file, got {Path(args.params).name!r}")
+
+
 def _params_output(args, inp: Path, create: bool = True):
     if not getattr(args, "params", None):
         return None
     path = Path(args.params)
-    if path.suffix.lower() != ".jsonl":
-        raise CLIError(f"--params writes JSON lines: give a .jsonl file, got {path.name!r}")
+    _check_params_name(args)
     if Path(args.output).resolve() == path.resolve():
         raise CLIError("--params and -o name the same file")
     _check_output(inp, path, args.overwrite)
@@ -968,8 +981,8 @@ def _animation_options(args, out: Path):
     try:
         output_format(out)
     except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    bg = None if args.background == "transparent" else args.background
+        raise _UsageError(str(exc)) from None
+    bg = None if args.background in (None, "transparent") else args.background  # (None: not given)
     size = args.size or 512
     return lambda fps: Animation(size, fps=fps, tolerance=args.tolerance, background=bg)
 
@@ -987,7 +1000,7 @@ def _video_animation(args) -> int:
     if html is not None:
         _check_output(inp, html, args.overwrite)
     _params_output(args, inp, create=False)
-    _quiet_mediapipe()
+    _quiet_libraries()
     from .api import Avatarizer
 
     cap, frame, src_fps, count, limit, total = _open_video(inp, args.max_seconds)
@@ -1028,7 +1041,7 @@ def _video_animation(args) -> int:
         st = _write_animation(anim, out, args.overwrite, inp)
         print(f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
               f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
-              f"{anim.tolerance:g} px at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
+              f"{_within(anim)} at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
         if html is not None:
             # (the page shows frame 0 at the video's first frame: its time on the file's clock)
             _write_text(player_html(out, inp, html, video_start=times[0]), html, args.overwrite, inp)
@@ -1039,6 +1052,17 @@ def _video_animation(args) -> int:
         if params_out is not None:
             params_out.discard()  # (nothing once finished)
     return _truncation_status(inp, done, _expected_frames(count, limit, done) if frame is None else None)
+
+
+def _within(anim) -> str:
+    """How close the written animation is to the scene, for the command's
+    summary: the tolerance, or what holds when it is under the finest
+    coordinate step (``--tolerance 0`` is not 0 px: 1/128 px)."""
+    bound = anim.error_bound
+    if bound <= anim.tolerance:
+        return f"{anim.tolerance:g} px"
+    return (f"1/{1 / bound:g} px (the finest coordinate step, more than --tolerance {anim.tolerance:g}: "
+            "every vertex kept, a keyframe on every frame but exactly linear runs)")
 
 
 def _write_text(text: str, out: Path, overwrite: bool, inp: Path | None = None) -> None:
@@ -1070,8 +1094,8 @@ def _animate(args) -> int:
     from .animation import read_params_jsonl
 
     inp, out = Path(args.params), Path(args.output)
+    make = _animation_options(args, out)  # (a bad output type: a usage error, first)
     _check_input(inp)  # a named pipe would block forever
-    make = _animation_options(args, out)
     _check_output(inp, out, args.overwrite)
     times: list = []
     try:
@@ -1086,7 +1110,7 @@ def _animate(args) -> int:
         anim.extend(_resampled(frames, [(t - times[0]) / 1000.0 for t in times], 1.0 / rate, anim.fps))
     st = _write_animation(anim, out, args.overwrite, inp)
     print(f"wrote {out}: {len(anim)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
-          f"{st['geometry_keyframes']} path keyframes within {anim.tolerance:g} px at "
+          f"{st['geometry_keyframes']} path keyframes within {_within(anim)} at "
           f"{anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
     return 0
 
@@ -1102,18 +1126,18 @@ def _live(args) -> int:
     from . import live
 
     _check_settable(args)
-    source = live.parse_source(args.source)
     shot = Path(args.screenshot) if args.screenshot else None
+    if shot is not None and shot.suffix.lower() != ".png":
+        raise _UsageError(f"--screenshot writes a PNG: give a .png file, got {shot.name!r}")
+    source = live.parse_source(args.source)
     if isinstance(source, str) and not live.is_stream(source):
         _check_input(Path(source))
     if shot is not None:
-        if shot.suffix.lower() != ".png":
-            raise CLIError(f"--screenshot writes a PNG: give a .png file, got {shot.name!r}")
         _check_output(Path(source) if isinstance(source, str) else None, shot, args.overwrite)
     why = live.display_problem()
     if why is not None:
         raise _NoDisplay(why)
-    _quiet_mediapipe()
+    _quiet_libraries()
     import cv2
 
     from .api import Avatarizer
@@ -1155,7 +1179,7 @@ def _live(args) -> int:
 
 
 def _bench(args) -> int:
-    _quiet_mediapipe()
+    _quiet_libraries()
     from .bench import command
 
     return command(args)
@@ -1166,7 +1190,7 @@ def _render_samples(args) -> int:
 
     out = Path(args.output)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise CLIError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .jpg or .webp")
+        raise _UsageError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .jpg or .webp")
     w, h = sheet_size(args.n, args.size)
     if w * h > MAX_SHEET_PIXELS:
         raise _UsageError(f"-n {args.n} --size {args.size} makes a {w}x{h} sheet, more than "
@@ -1199,7 +1223,8 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("input", metavar="IN", help="a photo (any format Pillow reads but icons)")
     im.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.png, OUT.svg or OUT.pdf")
     im.add_argument("--size", type=_positive_int, default=512, help="pixels (PNG) or points (SVG/PDF); default 512")
-    im.add_argument("--background", default="white", help="white (default), transparent, black or #rrggbb")
+    im.add_argument("--background", type=_background, default="white",
+                    help="white (default), transparent, black or a hex colour #rrggbb (#rgb, #rrggbbaa)")
     im.add_argument("--face", type=_face_index, default=0, metavar="K",
                     help=f"which face, 0 = the largest (default), up to {_MAX_FACE}")
     im.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
@@ -1220,7 +1245,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("input", metavar="IN", help="a video file OpenCV can decode")
     v.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="OUT.mp4 (video), OUT.json (Lottie animation) or OUT.svg (animated SVG)")
-    v.add_argument("--layout", choices=("overlay", "side-by-side"), default="overlay")
+    v.add_argument("--layout", choices=("overlay", "side-by-side"), default=None,
+                   help="OUT.mp4 only: the avatar over the face (overlay, the default) or beside the frame")
     v.add_argument("--max-seconds", type=_seconds, default=None, metavar="S",
                    help="stop after S seconds of video (at least one frame)")
     v.add_argument("--face", type=_face_index, default=0, metavar="K",
@@ -1349,6 +1375,22 @@ _fps = float_arg(lambda v: 0 < v <= 1000, "expected frames per second in (0, 100
 _tolerance = float_arg(lambda v: 0 <= v <= 64, "expected a tolerance in pixels, 0..64, got {text!r}")
 
 
+def _background(text: str) -> str:
+    """An argparse type for ``--background``: white, black, transparent (any
+    case) or a hex colour ``#rgb``, ``#rgba``, ``#rrggbb``, ``#rrggbbaa``
+    (quote it in a shell: ``#`` starts a comment), returned as the renderer
+    takes it (a name, ``#rrggbb`` or ``#rrggbbaa``). The renderer's own error
+    offers an RGB(A) tuple, which a command line cannot give."""
+    name = text.strip().lower()
+    if name in ("white", "black", "transparent"):
+        return name
+    digits = name[1:]
+    if name.startswith("#") and len(digits) in (3, 4, 6, 8) and all(c in "0123456789abcdef" for c in digits):
+        return "#" + ("".join(c + c for c in digits) if len(digits) in (3, 4) else digits)
+    raise argparse.ArgumentTypeError(f"expected white, black, transparent or a hex colour '#rrggbb' (also "
+                                     f"'#rgb', '#rrggbbaa', '#rgba'), got {text!r}")
+
+
 _seed = _int_in(0, 2 ** 64 - 1, "a whole number >= 0", "expected a whole number from 0 to 2**64 - 1, got {text!r}")
 
 
@@ -1367,8 +1409,9 @@ def _animation_arguments(p, fps_help: str, size_help: str | None = None, size_de
                    help="keyframe/path reduction tolerance in pixels at --size (default size/256, 2 px at 512; "
                         "coordinates are rounded to 1/64 px at the finest, so under 1/128 px, 0 included, "
                         "every vertex and every keyframe but exactly linear runs is kept, within 1/128 px)")
-    p.add_argument("--background", default="transparent",
-                   help="animation background: transparent (default), white, black or #rrggbb")
+    p.add_argument("--background", type=_background, default=None,
+                   help="animation background: transparent (default), white, black or a hex colour #rrggbb "
+                        "(#rgb, #rrggbbaa)")
 
 
 #: Highest --face index (the SDK finds at most api.MAX_FACES faces per frame).
@@ -1439,6 +1482,9 @@ def main(argv=None) -> int:
             except (OSError, ValueError):  # pragma: no cover - platform without it
                 pass
     status = 1
+    from .logfilter import QUIET
+
+    QUIET.start(f"avatarizer {args.command}")  # the libraries' Python warnings to logging (logfilter)
     try:
         try:
             status = args.func(args)
@@ -1483,6 +1529,7 @@ def main(argv=None) -> int:
         finally:  # (also when a second signal interrupts the clean-up)
             from .logfilter import FILTER
 
+            QUIET.stop()
             FILTER.stop()
         for sig, old in handlers.items():
             signal.signal(sig, old)

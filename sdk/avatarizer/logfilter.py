@@ -22,8 +22,21 @@ and FFmpeg's ``[codec @ address]`` lines.
 Errors (``E``, ``F`` lines), Python's own messages, progress bars (partial
 lines are passed on at once) and anything else go through unchanged.
 
-Only the command line (:mod:`avatarizer.cli`) uses it, for the duration of
-one command: a library must not take over its host's file descriptors.
+Two more kinds of library log lines are kept off by :class:`QuietLibraries`
+in the command's own process: OpenCV's logging (``[ WARN:0@0.199] global
+cap_v4l.cpp:913 open VIDEOIO(V4L2:/dev/video7): can't open camera by
+index``, ``[ERROR:0@0.200] global obsensor_uvc_stream_channel.cpp:158 ...
+Camera index out of range`` before ``live``'s own "could not open camera 7")
+is set to ``LOG_LEVEL_SILENT``; and Python warnings raised inside other
+packages (Pillow's ``UserWarning: Corrupt EXIF data`` with its source line)
+go to the logging system (the ``py.warnings`` logger, as
+``logging.captureWarnings`` sends them; with no handler configured they are
+dropped) instead of being printed raw. A warning raised in avatarizer's own
+code is the command's to say: one line, ``avatarizer COMMAND: warning: ...``.
+
+Only the command line (:mod:`avatarizer.cli`) uses them, for the duration of
+one command: a library must not take over its host's file descriptors,
+log levels or warning display.
 Set ``AVATARIZER_LIBRARY_LOGS=1`` to see those lines.
 """
 from __future__ import annotations
@@ -115,7 +128,7 @@ class StderrFilter:
         returns whether it is on."""
         import subprocess
 
-        if os.environ.get("AVATARIZER_LIBRARY_LOGS", "") not in ("", "0") or not sys.executable:
+        if library_logs_shown() or not sys.executable:
             return False
         with self._lock:
             if self._real is not None:
@@ -169,6 +182,100 @@ class StderrFilter:
             pass  # it ends when the last writer does
 
 
+def library_logs_shown() -> bool:
+    """``AVATARIZER_LIBRARY_LOGS`` is set (to anything but 0): nothing is filtered."""
+    return os.environ.get("AVATARIZER_LIBRARY_LOGS", "") not in ("", "0")
+
+
+#: This package's folder: a warning raised in a file under it is avatarizer's own.
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class QuietLibraries:
+    """The libraries' log lines that do not pass through file descriptor 2
+    as the filter sees them (see the module doc): OpenCV's log level
+    (:meth:`opencv`, once ``cv2`` is about to be used) and Python warnings
+    (:meth:`start`); :meth:`stop` puts both back as they were. Nothing is
+    changed when ``AVATARIZER_LIBRARY_LOGS`` is set."""
+
+    def __init__(self):
+        self._cv2_level = None
+        self._cv2_env = False  # OPENCV_LOG_LEVEL was set here
+        self._showwarning = None
+        self._handler = None
+        self.prefix = "avatarizer"
+
+    def start(self, prefix: str = "avatarizer") -> None:
+        """Python warnings: a library's to the ``py.warnings`` logger (with no
+        handler configured anywhere, a :class:`logging.NullHandler` there
+        until :meth:`stop`, so that logging's last resort does not print them),
+        avatarizer's own as one line ``PREFIX: warning: MESSAGE`` on stderr."""
+        import logging
+        import warnings
+
+        if library_logs_shown() or self._showwarning is not None:
+            return
+        self.prefix = prefix
+        self._showwarning = warnings.showwarning
+        warnings.showwarning = self._show
+        logger = logging.getLogger("py.warnings")
+        if not logger.hasHandlers():
+            self._handler = logging.NullHandler()
+            logger.addHandler(self._handler)
+
+    def _show(self, message, category, filename, lineno, file=None, line=None) -> None:
+        import logging
+        import warnings
+
+        if os.path.abspath(str(filename)).startswith(_PACKAGE):
+            text = " ".join(str(message).split())
+            try:
+                print(f"{self.prefix}: warning: {text}", file=file or sys.stderr, flush=True)
+            except (OSError, ValueError):
+                pass
+            return
+        logging.getLogger("py.warnings").warning(
+            "%s", warnings.formatwarning(message, category, filename, lineno, line).rstrip())
+
+    def opencv(self) -> None:
+        """OpenCV's own logging silenced (imports ``cv2``), unless the user
+        set ``OPENCV_LOG_LEVEL``. OpenCV reads that variable when it first
+        logs, and then sets its level from it, over an earlier
+        ``setLogLevel``: so both are set (``cv2.setLogLevel``; the
+        ``cv2.utils.logging`` module of the docs is missing from the
+        opencv-python wheels)."""
+        if library_logs_shown() or self._cv2_level is not None or "OPENCV_LOG_LEVEL" in os.environ:
+            return
+        try:
+            import cv2
+
+            level = cv2.getLogLevel()  # (before the variable is set: its first reading may take it)
+        except (ImportError, AttributeError):  # pragma: no cover - a build without it
+            return
+        os.environ["OPENCV_LOG_LEVEL"] = "SILENT"
+        self._cv2_env = True
+        cv2.setLogLevel(0)  # LOG_LEVEL_SILENT
+        self._cv2_level = level
+
+    def stop(self) -> None:
+        import logging
+        import warnings
+
+        if self._showwarning is not None:
+            warnings.showwarning, self._showwarning = self._showwarning, None
+        if self._handler is not None:
+            logging.getLogger("py.warnings").removeHandler(self._handler)
+            self._handler = None
+        if self._cv2_env:
+            os.environ.pop("OPENCV_LOG_LEVEL", None)
+            self._cv2_env = False
+        if self._cv2_level is not None:
+            import cv2
+
+            cv2.setLogLevel(self._cv2_level)
+            self._cv2_level = None
+
+
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -179,3 +286,5 @@ def _flush() -> None:
 
 #: The command line's one filter.
 FILTER = StderrFilter()
+#: ... and its one switch for the libraries' logging inside its own process.
+QUIET = QuietLibraries()

@@ -85,8 +85,36 @@ def face_entries(manifest, role: str, backend: str, precision: str, device: str)
         chain = ["encoder", "mapper_decoder"]
     else:
         raise ModelError(f"{manifest.folder}: no {kind} model for role {role!r} "
-                         f"(backend={backend!r}); listed roles: {sorted(set(filter(None, roles)))}")
-    return tuple(manifest.find(r, prefs, kind=kind) for r in chain)
+                         f"(backend={backend!r}); listed roles: {sorted(set(filter(None, roles)))}"
+                         + _how_to_build(manifest, kind, prefs))
+    try:
+        return tuple(manifest.find(r, prefs, kind=kind) for r in chain)
+    except ModelError as exc:
+        raise ModelError(f"{exc}{_how_to_build(manifest, kind, prefs)}") from None
+
+
+def _how_to_build(manifest, kind: str, wanted) -> str:
+    """For the package's own models folder, what :func:`face_entries` did not
+    find and how it is made: it ships int8 and fp16 ONNX files only (fp32 is a
+    build artefact, TensorRT engines are built for a GPU). "" for an app's
+    ``models_dir`` (its owner knows what is in it)."""
+    from ..runtime import DEFAULT_FOLDER
+
+    try:
+        if Path(manifest.folder).resolve() != DEFAULT_FOLDER.resolve():
+            return ""
+    except (OSError, TypeError):
+        return ""
+    have = " and ".join(sorted({e.precision for e in manifest.models.values() if e.kind == "onnx"}, reverse=True))
+    if kind == "engine":
+        return (f". The package ships {have} ONNX files and no TensorRT engines: `avatarizer-export tensorrt` "
+                "builds them into its models folder on a machine with an NVIDIA GPU, after `make models`; "
+                "or use backend='onnxruntime'")
+    if "fp32" in wanted:
+        return (f". The package ships {have} ONNX files, no fp32: fp32 is a build artefact that `make models` "
+                "(`avatarizer-export ship`) writes to runs/export/ with its own manifest.json "
+                "(Avatarizer(models_dir='runs/export', precision='fp32') loads it); or use precision='auto'")
+    return ""
 
 
 def parse_version(v) -> tuple:
