@@ -239,9 +239,9 @@ def exposure_gain(image: np.ndarray) -> float:
     a black frame. Read from an even subsample of about 16k pixels."""
     h, w = image.shape[:2]
     step = max(1, int(np.sqrt(h * w / 16384.0)))
-    px = image[::step, ::step].reshape(-1, 3).astype(np.uint32)
-    lum = (77 * px[:, 0] + 150 * px[:, 1] + 29 * px[:, 2] + 128) >> 8  # Rec. 601 luma, 0-255
-    counts = np.cumsum(np.bincount(lum, minlength=256))
+    small = np.ascontiguousarray(image[::step, ::step])
+    lum = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)  # Rec. 601 luma, 0-255
+    counts = np.cumsum(cv2.calcHist([lum], [0], None, [256], [0, 256]).ravel())
     p99 = float(np.searchsorted(counts, 0.99 * counts[-1])) / 255.0
     if p99 >= EXPOSURE_DIM or p99 < 2.0 / 255.0:
         return 1.0
