@@ -588,6 +588,36 @@ def test_video_identity_follows_the_workers_answer_and_reset_drops_a_late_one(as
         assert stage.wait_idle(30) and stage.answers == 1 and av._pipeline.stream.identity is None
 
 
+def test_a_face_cut_by_the_frame_edge_is_not_handed_to_the_identity_networks(astronaut):
+    """A person leaving by the frame's edge: the crop's replicated border read
+    as a hat and darker hair, and such answers could start a new identity
+    (another person); once warm, such faces are not handed to the worker."""
+    from avatarizer.pipeline.identity import MAX_OUTSIDE
+
+    cut = np.zeros_like(astronaut)
+    cut[:, :-200] = astronaut[:, 200:]  # the face cut by the left edge, same frame size
+    with FaceAligner(max_faces=1, segmentation=False) as al:
+        assert al.align(cut).outside_fraction > MAX_OUTSIDE >= al.align(astronaut).outside_fraction
+    opts = TrackerOptions(identity_every_ms=1.0, identity_duty=1.0)
+    with Avatarizer(mode="video", max_faces=1, tracker=opts) as av:
+        stage = av._pipeline["identity"]
+        t = 0.0
+        for _ in range(opts.identity_frames + 1):
+            av.from_frame(astronaut, timestamp_ms=t)
+            t += 33.3
+        for _ in range(6):  # whole face: handed over
+            av.from_frame(astronaut, timestamp_ms=t)
+            t += 33.3
+            assert stage.wait_idle(30)
+        whole = stage.answers
+        assert whole >= 1
+        for _ in range(6):  # cut by the edge: not handed over, the avatar still drawn
+            assert av.from_frame(cut, timestamp_ms=t) is not None
+            t += 33.3
+            assert stage.wait_idle(30)
+        assert stage.answers == whole
+
+
 def test_an_avatarizer_closed_from_its_own_identity_worker_does_not_hang_it(astronaut):
     """An Avatarizer dropped in a reference cycle is closed by its finalizer
     on whichever thread the garbage collector runs, also the identity

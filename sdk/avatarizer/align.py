@@ -364,6 +364,16 @@ class AlignedFace:
             context = _FrameContext(image, None)
         return _build_face(landmarks, (height, width), context)
 
+    @property
+    def outside_fraction(self) -> float:
+        """The share of the 468 face-mesh landmarks outside the frame (0 for a
+        face wholly in it): MediaPipe extrapolates a face cut by the frame's
+        edge, and the crop's replicated border then shows streaks (of 260
+        dataset portraits, none had more than 0.036 outside)."""
+        h, w = self.frame_shape
+        xy = self.landmarks[:468, :2]
+        return float(np.mean((xy[:, 0] < 0) | (xy[:, 0] > w) | (xy[:, 1] < 0) | (xy[:, 1] > h)))
+
     # -- derived images ---------------------------------------------------
 
     def crop(self, size: int = 128) -> np.ndarray:

@@ -10,7 +10,8 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
 * afterwards every frame reuses the latest answer, and at most every
   ``TrackerOptions.identity_every_ms`` (stream time) a copy of the frame's
   face is handed to one worker thread, which runs them; the answer is adopted
-  by the first frame after it arrives. No frame waits for the worker.
+  by the first frame after it arrives. No frame waits for the worker. A face
+  cut by the frame's edge (:data:`MAX_OUTSIDE`) is not handed over.
 * the worker takes at most ``TrackerOptions.identity_duty`` of one core: after
   an answer that took ``d`` seconds (wall clock) no job is handed to it for
   ``d * (1 / identity_duty - 1)`` seconds. Its work is mostly Python and
@@ -58,6 +59,12 @@ from .state import Face, FrameState
 #: and MediaPipe's then get the cores first, and a frame that overlaps the
 #: worker is barely slower (issue #16).
 WORKER_NICENESS = 10
+#: A face with more of its landmarks outside the frame than this is not handed
+#: to the identity networks once the identity is warm (a person leaving by the
+#: frame's edge): its crop's replicated border read as a hat and darker hair,
+#: and such answers could take the identity for somebody else's
+#: (``TrackerOptions.switch_distance``). See ``AlignedFace.outside_fraction``.
+MAX_OUTSIDE = 0.1
 
 
 def lower_thread_priority(by: int) -> bool:
@@ -143,7 +150,7 @@ class IdentityStage(Stage):
             return
         for k, v in res.items():
             setattr(state.faces[0], k, v)
-        if due:
+        if due and state.faces[0].aligned.outside_fraction <= MAX_OUTSIDE:
             self._submit(state)
 
     def _compute(self, state: FrameState) -> None:
