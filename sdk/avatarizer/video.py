@@ -37,10 +37,10 @@ normalised) stay further than ``switch_distance`` (mean |Δ|, default 0.07)
 from the identity for ``switch_ms`` (default 600 ms): the identity is then
 estimated afresh (:attr:`Tracker.switches` counts it), instead of blending the
 two people for seconds; while they are that far the identity is not
-refreshed (an odd estimate of the same person is not blended in either). On 7 talking-head clips a frame's estimate was at
-most 0.051 from its own clip's median (p95 0.045) and 0.031-0.21 from the
-other six people's (median 0.11); people as alike as 0.03-0.05 are not told
-apart and blend as before.
+refreshed (an odd estimate of the same person is not blended in either). On
+7 talking-head clips a frame's estimate was at most 0.051 from its own clip's
+median (p95 0.045) and 0.031-0.21 from the other six people's (median 0.11);
+people as alike as 0.03-0.05 are not told apart and blend as before.
 
 The tracker is not thread-safe on its own; :class:`avatarizer.api.Avatarizer`
 serialises calls in video mode.
