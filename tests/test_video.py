@@ -275,16 +275,33 @@ def test_another_person_is_estimated_afresh_not_blended(face):
         tr.update(_recoloured(ident, rng.normal(0, 0.04, 1)[0]), f.canonical, f.transform, t)
         t += 40.0
     assert tr.warm and tr.switches == 0
-    for _ in range(7):  # an outlier estimate for 280 ms (one answer of the identity worker): kept
+    for _ in range(7):  # an outlier estimate for 280 ms: kept
+        tr.update(_recoloured(other, rng.normal(0, 0.01, 1)[0]), f.canonical, f.transform, t)
+        t += 40.0
+    assert tr.switches == 0
+    for _ in range(10):
+        tr.update(ident, f.canonical, f.transform, t)
+        t += 40.0
+    for _ in range(30):  # one odd answer of the identity worker, reused by every frame for 1.2 s: kept
         tr.update(other, f.canonical, f.transform, t)
         t += 40.0
     assert tr.switches == 0
     for _ in range(10):
         tr.update(ident, f.canonical, f.transform, t)
         t += 40.0
+    # far, then the face lost for longer than the grace period, then far again: not "staying" far
+    tr.update(_recoloured(other, 0.01), f.canonical, f.transform, t)
+    assert tr.miss(t + 400.0) is not None and tr.miss(t + 760.0) is None
+    t += 800.0
+    tr.update(_recoloured(other, -0.01), f.canonical, f.transform, t)
+    t += 40.0
+    assert tr.switches == 0
+    for _ in range(10):
+        tr.update(ident, f.canonical, f.transform, t)
+        t += 40.0
     assert tr.switches == 0 and dist(tr.identity, ident) < 0.05
-    for _ in range(30):  # another person for 1.2 s
-        tr.update(other, f.canonical, f.transform, t)
+    for _ in range(30):  # another person for 1.2 s (estimates vary a little from frame to frame)
+        tr.update(_recoloured(other, rng.normal(0, 0.005, 1)[0]), f.canonical, f.transform, t)
         t += 40.0
     assert tr.switches == 1 and tr.warm
     assert dist(tr.identity, other) < 0.01, dist(tr.identity, other)

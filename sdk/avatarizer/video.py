@@ -34,7 +34,9 @@ somebody else sits down.
 in a clip, a second person leaning in as the first leaves), the estimates'
 colours (skin, eyes, lips, hair, clothes: the ``color`` parameters,
 normalised) stay further than ``switch_distance`` (mean |Δ|, default 0.07)
-from the identity for ``switch_ms`` (default 600 ms): the identity is then
+from the identity for ``switch_ms`` (default 600 ms) of frames with the face,
+over at least two different estimates (frames between two answers of the
+identity worker reuse the last one): the identity is then
 estimated afresh (:attr:`Tracker.switches` counts it), instead of blending the
 two people for seconds; while they are that far the identity is not
 refreshed (an odd estimate of the same person is not blended in either). On
@@ -219,6 +221,8 @@ class Tracker:
         self._scale_ref: float | None = None
         self._prev_angle: float | None = None
         self._far_since_ms: float | None = None
+        self._far_last: np.ndarray | None = None  # the colours of the last estimate that far
+        self._far_seen = 0  # how many different estimates that far since _far_since_ms
         self._reset_filters()
 
     @property
@@ -281,6 +285,7 @@ class Tracker:
     def miss(self, timestamp_ms: float) -> TrackedFrame | None:
         """A frame without a face: the last avatar (``stale=True``) within the
         grace period, else ``None``."""
+        self._far_since_ms = None  # another person is judged over frames with the face, in a row
         if self._last is None or self._last_seen_ms is None:
             return None
         gone = float(timestamp_ms) - self._last_seen_ms
@@ -299,13 +304,18 @@ class Tracker:
         o = self.options
         if not self.warm or not o.identity_lock or o.switch_distance is None or self.identity is None:
             return False
-        d = float(np.mean(np.abs(raw[_COLOR_IDX] - self.identity[_COLOR_IDX]) * _COLOR_SCALE))
+        colours = raw[_COLOR_IDX]
+        d = float(np.mean(np.abs(colours - self.identity[_COLOR_IDX]) * _COLOR_SCALE))
         if not d > o.switch_distance:
             self._far_since_ms = None
             return False
         if self._far_since_ms is None:
-            self._far_since_ms = ms
-        return ms - self._far_since_ms >= o.switch_ms
+            self._far_since_ms, self._far_last, self._far_seen = ms, colours, 1
+        elif not np.array_equal(colours, self._far_last):
+            # a new estimate (in video mode frames reuse the identity worker's last answer
+            # until the next arrives: one odd answer, however long it is reused, is not enough)
+            self._far_last, self._far_seen = colours, self._far_seen + 1
+        return self._far_seen >= 2 and ms - self._far_since_ms >= o.switch_ms
 
     def _update_identity(self, raw: np.ndarray, raw_sig: np.ndarray) -> None:
         o = self.options
