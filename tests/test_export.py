@@ -889,10 +889,26 @@ def test_compare_outputs_gates_by_what_the_outputs_are():
     cand["regress"][:, 0] += 0.9
     cand["binary"][0, 0] += 0.3
     got = compare_outputs(probs, cand)
-    assert set(got["metrics"]) == {"prob_drift", "age_drift_years"} and got["passed"]
+    assert set(got["metrics"]) == {"prob_drift", "age_drift_years", "other_drift"} and got["passed"]
     assert got["max_abs"] == pytest.approx(0.9)
     cand["regress"][:, 0] += 0.2
     assert compare_outputs(probs, cand)["failed"] == ["age_drift_years"]
+    # every output counts (review): skin tone (Monk 1..10), hair_long, the hair-shape columns
+    entry = SimpleNamespace(raw={}, outputs=({"name": "skin_tone", "units": ["Monk 1..10"]},
+                                             {"name": "regress", "units": ["years", "0..1", "0..1", "0..1", "0..1"]}))
+    full = {**probs, "skin_tone": np.full((4, 1), 3.0), "hair_long": np.full((4, 1), 0.1)}
+    for key, moved in (("skin_tone", np.full((4, 1), 8.0)), ("hair_long", np.full((4, 1), 0.9)),
+                       ("regress", probs["regress"] + np.array([0, .5, .5, .5, .5]))):
+        res = compare_outputs(full, {**full, key: moved}, entry)
+        assert not res["passed"], (key, res)
+    small = {**full, "skin_tone": np.full((4, 1), 3.1)}  # 0.1 of a Monk step: 0.011 of its span
+    assert compare_outputs(full, small, entry)["metrics"]["other_drift"] == pytest.approx(0.1 / 9)
+    assert compare_outputs({"regress": np.array([30.0, .5, .5, .5, .5]), "binary": np.full(5, .5)},
+                           {"regress": np.array([30.5, .5, .5, .5, .5]), "binary": np.full(5, .5)})["passed"]
+    with pytest.raises(ValueError, match="no outputs"):
+        compare_outputs({}, {})
+    with pytest.raises(ValueError, match="empty"):
+        compare_outputs({"face": np.zeros((0, 483))}, {"face": np.zeros((0, 483))})
     # NaN fails; different outputs are refused
     nan = {"face": face.copy()}
     nan["face"][0, 0] = np.nan
@@ -903,24 +919,35 @@ def test_compare_outputs_gates_by_what_the_outputs_are():
         compare_outputs({"face": face}, {"face": face[:2]})
 
 
-def test_gpu_libraries_are_preloaded_once_and_quietly(monkeypatch, capsys):
+def test_gpu_libraries_are_preloaded_once_and_only_from_nvidia_packages(monkeypatch):
+    import importlib.util
     import sys
+    import threading
     from types import SimpleNamespace
 
     from avatarizer.runtime import onnx as O
 
-    calls = []
+    calls, printed = [], []
 
     def preload_dlls(**kw):
         calls.append(kw)
-        print("Failed to load libcublasLt.so.13")
+        t = threading.Thread(target=lambda: printed.append(sys.stdout))  # another thread's stdout
+        t.start()
+        t.join()
 
+    real_find = importlib.util.find_spec
     monkeypatch.setattr(O, "_PRELOADED", [])
     monkeypatch.setitem(sys.modules, "onnxruntime", SimpleNamespace(preload_dlls=preload_dlls, __version__="1.31"))
-    assert O.preload_gpu_libraries() == "Failed to load libcublasLt.so.13"
-    assert O.preload_gpu_libraries() == "Failed to load libcublasLt.so.13"
-    assert calls == [{"cuda": True, "cudnn": True, "msvc": False}]
-    assert capsys.readouterr().out == ""  # ONNX Runtime's print is the SDK's log, not the app's stdout
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "nvidia"
+                        else real_find(name, *a))
+    assert O.preload_gpu_libraries() == "" and O.preload_gpu_libraries() == ""
+    assert calls == [{"cuda": True, "cudnn": True, "msvc": False}]  # once per process
+    assert printed == [sys.stdout]  # nobody's stdout was swapped meanwhile
+    # no NVIDIA pip packages: nothing to preload (the loader finds system libraries)
+    monkeypatch.setattr(O, "_PRELOADED", [])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nvidia"
+                        else real_find(name, *a))
+    assert "no NVIDIA pip packages" in O.preload_gpu_libraries() and len(calls) == 1
     monkeypatch.setattr(O, "_PRELOADED", [])
     monkeypatch.setitem(sys.modules, "onnxruntime", SimpleNamespace(__version__="1.17.0"))
     assert "has no preload_dlls" in O.preload_gpu_libraries()

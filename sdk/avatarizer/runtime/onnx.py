@@ -2,8 +2,6 @@
 resolved once from a device, inputs checked before ONNX Runtime sees them."""
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import numbers
 import os
@@ -105,29 +103,38 @@ def preload_gpu_libraries() -> str:
     """Loads the CUDA and cuDNN libraries that ``onnxruntime-gpu`` needs from
     NVIDIA's pip packages (``nvidia-*-cu12``/``-cu13``, as ``pip install
     onnxruntime-gpu[cuda,cudnn]`` or PyTorch bring them), through
-    ``onnxruntime.preload_dlls()`` (ONNX Runtime >= 1.21), once per process.
+    ``onnxruntime.preload_dlls()`` (ONNX Runtime >= 1.21), once per process,
+    when such packages are installed (otherwise the loader's own search finds
+    system libraries, and there is nothing to preload).
 
     Without this the CUDA provider finds only libraries on the system's
     loader path, and ONNX Runtime quietly falls back to the CPU when they are
     elsewhere. Libraries already loaded (by PyTorch, say) are left alone.
-    Returns what ONNX Runtime printed (it prints rather than raises), ``""``
-    when it printed nothing, or why nothing was preloaded."""
+    ONNX Runtime prints (on stdout) what it could not load; nothing else is
+    printed. Returns why nothing was preloaded, or ``""``."""
     with _PRELOAD_LOCK:
         if _PRELOADED:
             return _PRELOADED[0]
+        import importlib.util
+
         import onnxruntime as ort
 
         preload = getattr(ort, "preload_dlls", None)
+        try:
+            pip_cuda = importlib.util.find_spec("nvidia") is not None
+        except (ImportError, ValueError):
+            pip_cuda = False
         if preload is None:
             said = f"onnxruntime {getattr(ort, '__version__', '?')} has no preload_dlls (needs >= 1.21)"
+        elif not pip_cuda:
+            said = "no NVIDIA pip packages (nvidia-*): the loader's own search finds CUDA and cuDNN"
         else:
-            buf = io.StringIO()
+            # (its prints are left alone: capturing them would swap sys.stdout for every thread)
             try:
-                with contextlib.redirect_stdout(buf):
-                    preload(cuda=True, cudnn=True, msvc=False)
-                said = buf.getvalue().strip()
-            except Exception as exc:  # a missing package is its print; anything else: the session says more
-                said = f"{buf.getvalue().strip()} onnxruntime.preload_dlls failed: {exc!r}".strip()
+                preload(cuda=True, cudnn=True, msvc=False)
+                said = ""
+            except Exception as exc:  # the session says more if the provider then cannot load
+                said = f"onnxruntime.preload_dlls failed: {exc!r}"
         if said:
             log.debug("preloading CUDA/cuDNN for onnxruntime: %s", said)
         _PRELOADED.append(said)
