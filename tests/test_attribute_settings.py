@@ -407,3 +407,27 @@ def test_video_a_change_of_settings_on_a_frame_without_a_face_keeps_the_last_ava
         assert stale is not None and stale.stale and av._pipeline.stream.generation == gen
         back = av.from_frame(photo, timestamp_ms=280.0, attributes={"glasses": "sunglasses"})
         assert int(back.params[S.index("glasses.type")]) == 2 and av._pipeline.stream.generation == gen + 1
+
+
+def test_a_face_cut_by_the_frame_edge_gets_no_hat_from_its_replicated_border():
+    """The sample portrait cut 40% at the left (23% of its mesh outside the
+    frame) was drawn with a beanie (headwear 0.76): the crop's replicated
+    border reads as a hat. The model's reading is reported, not drawn; an
+    app's setting still is."""
+    from avatarizer import Avatarizer
+    from avatarizer.align import MAX_OUTSIDE, FaceAligner
+    from avatarizer.imageio import sample_photo
+
+    photo = sample_photo()
+    cut = np.ascontiguousarray(photo[:, int(0.4 * photo.shape[1]):])
+    with FaceAligner(max_faces=1, segmentation=False) as al:
+        assert al.align(cut).outside_fraction > MAX_OUTSIDE
+    with Avatarizer() as av:
+        a = av.from_frame(cut)
+        assert a is not None and a["headwear.type"] == 0
+        hw = a.attributes["headwear"]
+        assert hw["value"] is False and hw.get("decided_by") == "not drawn: the face is cut by the frame's edge"
+        whole = av.from_frame(photo)
+        assert "decided_by" not in whole.attributes["headwear"]
+        hat = av.from_frame(cut, attributes={"headwear": True})
+        assert hat["headwear.type"] > 0 and hat.attributes["headwear"]["source"] == "app"

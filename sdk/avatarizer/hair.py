@@ -367,6 +367,8 @@ def _public_view(a: Mapping) -> dict:
         out["beard"]["decided_by"] = a["beard_by"]
     if a.get("glasses_by") and "glasses" not in a.get("set_by_app", ()):  # drawn from the artist's cues
         out["glasses"]["decided_by"] = a["glasses_by"]
+    if a.get("headwear_by") and "headwear" not in a.get("set_by_app", ()):  # not drawn (a face cut by the edge)
+        out["headwear"]["decided_by"] = a["headwear_by"]
     if a["drawn"]["beard"] and not a["drawn"]["moustache"] and "moustache" not in a.get("set_by_app", ()):
         # merge draws a beard with its moustache
         out["moustache"] = {"value": True, "probability": float(max(a["moustache"], a["beard"])),

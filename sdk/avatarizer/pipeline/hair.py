@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import schema
+from ..align import MAX_OUTSIDE
 from .base import Stage, beside
 from .face import GLASSES
 from .state import FrameState
@@ -98,6 +99,13 @@ class HairStage(Stage):
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
         if attrs.get("hair_long") is not None and not H.lower_face_observed(valid, face.canonical):
             attrs["hair_long"] = None  # a tight crop: nothing beside the jaw to see (not reported, no length gate)
+        settings = settings or {}
+        cut = face.outside_fraction > MAX_OUTSIDE and "headwear" not in settings
+        if cut and attrs["drawn"]["headwear"]:
+            # a face cut by the frame's edge: its crop's replicated border reads as a hat (the sample
+            # portrait cut 40% at the side: a beanie at 0.76); the model's reading is reported, not drawn
+            attrs["drawn"]["headwear"] = False
+            attrs["headwear_by"] = "not drawn: the face is cut by the frame's edge"
         # what the model reads: the photo's hair colour, drawn so that it reads as the class H and the
         # hair region's classifier agree on (fuse_hair_colour), and the glasses kind H and the artist's
         # cues decide together (hybrid)
@@ -112,7 +120,6 @@ class HairStage(Stage):
 
             fused, probs = self.fusion.decide(artist_probs, attrs["glasses_probs"])
             apply_decision(attrs, fused, probs)
-        settings = settings or {}
         if glasses_cues is not None and "beard" not in settings:
             # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
             H.add_artist_beard(attrs, glasses_cues.get("beard"))
@@ -150,7 +157,7 @@ class HairStage(Stage):
             if beard is not None:
                 attrs["beard_rgb"] = beard * 0.9
         full = H.merge(base, self.bank.entry(idx), rgb, attrs,
-                       thresholds=self.draw)
+                       thresholds={**self.draw, "headwear": np.inf} if attrs.get("headwear_by") else self.draw)
         if fused:  # drawn with the artist's frame colour and lens sizes
             from ..artist.accessories import set_glasses_kind
 

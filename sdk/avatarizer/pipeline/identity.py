@@ -50,6 +50,7 @@ import time
 
 import numpy as np
 
+from ..align import MAX_OUTSIDE  # a face cut by the frame's edge is not handed to the worker
 from .base import Stage, one_blas_thread
 from .state import Face, FrameState
 
@@ -59,12 +60,6 @@ from .state import Face, FrameState
 #: and MediaPipe's then get the cores first, and a frame that overlaps the
 #: worker is barely slower (issue #16).
 WORKER_NICENESS = 10
-#: A face with more of its landmarks outside the frame than this is not handed
-#: to the identity networks once the identity is warm (a person leaving by the
-#: frame's edge): its crop's replicated border read as a hat and darker hair,
-#: and such answers could take the identity for somebody else's
-#: (``TrackerOptions.switch_distance``). See ``AlignedFace.outside_fraction``.
-MAX_OUTSIDE = 0.1
 
 
 def lower_thread_priority(by: int) -> bool:
