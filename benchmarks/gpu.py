@@ -44,10 +44,19 @@ FLIP_RATE = 0.02  # the attribute regressor's int8 gate: decisions that may diff
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
-def stats(ms: list[float]) -> dict:
-    a = np.asarray(ms, np.float64)
-    return {"p50_ms": round(float(np.percentile(a, 50)), 4), "p95_ms": round(float(np.percentile(a, 95)), 4),
-            "p99_ms": round(float(np.percentile(a, 99)), 4), "max_ms": round(float(a.max()), 4), "n": int(a.size)}
+def interleaved(fns: dict, calls: int, warmup: int) -> dict:
+    """``{name: p50/p95/p99/max}`` of each callable in ``fns``, called in turn
+    (round robin) ``warmup`` untimed then ``calls`` timed times."""
+    from avatarizer.bench import _pct
+
+    times: dict = {k: [] for k in fns}
+    for i in range(warmup + calls):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            if i >= warmup:
+                times[key].append((time.perf_counter() - t0) * 1e3)
+    return {k: _pct(v) for k, v in times.items()}
 
 
 def environment(device: str) -> dict:
@@ -106,70 +115,55 @@ def model_inputs(entry, crops128: np.ndarray) -> np.ndarray:
     return normalise_images(resize_aa(crops128, size), norm)
 
 
-def check_models(device: str, crops128: np.ndarray, calls: int, warmup: int) -> dict:
-    from avatarizer.runtime import Manifest, Session, compare_outputs
+def check_models(entries, device: str, crops128: np.ndarray, calls: int, warmup: int) -> dict:
+    from avatarizer.bench import _ratio
+    from avatarizer.runtime import Session, compare_outputs
 
-    manifest = Manifest.load()
     report = {}
-    for name in manifest:
-        entry = manifest[name]
-        if entry.kind != "onnx":
-            continue
+    for entry in entries:
         x = model_inputs(entry, crops128)
         cpu = Session.from_entry(entry, device="cpu")
         try:
             dev = Session.from_entry(entry, device=device)
         except Exception as exc:
-            report[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            report[entry.name] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
         feed = dev.input_names[0]
         want = dev.inputs[0].dtype or np.dtype(np.float32)
         ref = cpu.run({feed: x.astype(want)})
         got = dev.run({feed: x.astype(want)})
         gate = compare_outputs(ref, got, entry)
-        drift = {k: {"mean_abs": float(np.mean(np.abs(np.asarray(ref[k], np.float64) - np.asarray(got[k], np.float64)))),
-                     "max_abs": float(np.max(np.abs(np.asarray(ref[k], np.float64) - np.asarray(got[k], np.float64))))}
-                 for k in ref}
+        drift = {}
+        for k in ref:
+            diff = np.abs(np.asarray(ref[k], np.float64) - np.asarray(got[k], np.float64))
+            drift[k] = {"mean_abs": float(diff.mean()), "max_abs": float(diff.max())}
         timings = {}
         for batch in (1, 8):
-            xb = np.resize(x, (batch,) + x.shape[1:]).astype(want)
-            times = {"device": [], "cpu": []}
-            for i in range(warmup + calls):
-                for key, sess in (("device", dev), ("cpu", cpu)):
-                    t0 = time.perf_counter()
-                    sess.run({feed: xb})
-                    if i >= warmup:
-                        times[key].append((time.perf_counter() - t0) * 1e3)
-            d, c = stats(times["device"]), stats(times["cpu"])
-            timings[f"batch{batch}"] = {"device": d, "cpu": c, "cpu_over_device_p50": round(c["p50_ms"] / d["p50_ms"], 3)}
-        report[name] = {"file": entry.file, "precision": entry.precision, "providers": dev.providers,
-                        "inputs": int(len(x)), "gate": gate, "drift": drift, "passed": gate["passed"],
-                        "latency": timings}
+            xb = {feed: np.resize(x, (batch,) + x.shape[1:]).astype(want)}
+            t = interleaved({"device": lambda: dev.run(xb), "cpu": lambda: cpu.run(xb)}, calls, warmup)
+            timings[f"batch{batch}"] = {**t, "cpu_over_device_p50": _ratio(t["cpu"]["p50_ms"], t["device"]["p50_ms"])}
+        report[entry.name] = {"file": entry.file, "precision": entry.precision, "providers": dev.providers,
+                              "inputs": int(len(x)), "gate": gate, "drift": drift, "passed": gate["passed"],
+                              "latency": timings}
     return report
 
 
-def check_auto() -> dict:
-    from avatarizer.runtime import Manifest, Session
+def check_auto(entries) -> dict:
+    from avatarizer.runtime import Session
 
-    manifest = Manifest.load()
     out = {}
-    for name in manifest:
-        entry = manifest[name]
-        if entry.kind != "onnx":
-            continue
+    for entry in entries:
         try:
-            out[name] = {"providers": Session.from_entry(entry, device="auto").providers}
+            out[entry.name] = {"providers": Session.from_entry(entry, device="auto").providers}
         except Exception as exc:
-            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            out[entry.name] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
 
 
-def check_avatars(device: str, photos, calls: int, warmup: int) -> dict:
+def check_avatars(entries, device: str, photos, calls: int, warmup: int) -> dict:
     from avatarizer import Avatarizer, schema
-    from avatarizer.runtime import Manifest
 
-    manifest = Manifest.load()
-    precisions = sorted({manifest[n].precision for n in manifest if manifest[n].role == "image_to_face"})
+    precisions = sorted({e.precision for e in entries if e.role == "image_to_face"})
     report = {}
     for precision in precisions:
         try:
@@ -199,14 +193,9 @@ def check_avatars(device: str, photos, calls: int, warmup: int) -> dict:
                 vb = tb.get(key, {}).get("value") if isinstance(tb.get(key), dict) else tb.get(key)
                 if va != vb and not (isinstance(va, float) and isinstance(vb, float) and abs(va - vb) < 0.5):
                     differ.append({"photo": name, "attribute": key, "cpu": va, "device": vb})
-        times = {"device": [], "cpu": []}
         frame = photos[0][1]
-        for i in range(warmup + calls):
-            for key, av in (("device", gpu), ("cpu", cpu)):
-                t0 = time.perf_counter()
-                av.from_frame(frame)
-                if i >= warmup:
-                    times[key].append((time.perf_counter() - t0) * 1e3)
+        timed = interleaved({"device": lambda: gpu.from_frame(frame), "cpu": lambda: cpu.from_frame(frame)},
+                            calls, warmup)
         providers = list(gpu.providers)
         report[precision] = {
             "faces": n, "param_l1_mean": float(np.mean(l1)) if l1 else None,
@@ -215,7 +204,7 @@ def check_avatars(device: str, photos, calls: int, warmup: int) -> dict:
             "gate_param_l1": PARAM_L1, "decisions": decisions, "gate_flip_rate": FLIP_RATE,
             "passed": bool(l1) and max(l1) <= PARAM_L1 and len(differ) <= FLIP_RATE * max(decisions, 1),
             "decisions_that_differ": differ, "providers": providers,
-            "from_frame": {"device": stats(times["device"]), "cpu": stats(times["cpu"])}}
+            "from_frame": timed}
         gpu.close()
         cpu.close()
     return report
@@ -244,13 +233,16 @@ def main(argv=None) -> int:
         status = 2
     else:
         from avatarizer.imageio import sample_photo
+        from avatarizer.runtime import Manifest
 
+        manifest = Manifest.load()  # verified once: every ONNX file the checks below run
+        entries = [manifest[n] for n in manifest if manifest[n].kind == "onnx"]
         photos = load_photos(args.photos, args.limit) if args.photos else [("sample", sample_photo())]
         names, c128 = crops(photos)
         report["photos"] = {"given": len(photos), "with_face": len(names)}
-        report["models"] = check_models(args.device, c128, args.calls, args.warmup)
-        report["avatars"] = check_avatars(args.device, photos, args.frames, max(2, args.warmup // 4))
-        report["auto"] = check_auto()
+        report["models"] = check_models(entries, args.device, c128, args.calls, args.warmup)
+        report["avatars"] = check_avatars(entries, args.device, photos, args.frames, max(2, args.warmup // 4))
+        report["auto"] = check_auto(entries)
         failed = [k for k, v in {**report["models"], **report["avatars"]}.items() if not v.get("passed")]
         report["failed"] = failed
         status = 1 if failed else 0
