@@ -839,10 +839,24 @@ def test_staging_commit_refuses_to_overwrite_a_users_file_and_finishes_a_cut_sho
     assert not staging.staging_path(models).exists()
 
 
-def test_tensorrt_ep_status_is_asked_once_and_says_why(monkeypatch):
+@pytest.fixture
+def fresh_caches():
+    """The once-per-process answers asked afresh, and forgotten after the test
+    (it fakes what they find)."""
+    from avatarizer.runtime import onnx as O
     from avatarizer.runtime import tensorrt as RT
 
-    monkeypatch.setattr(RT, "_TRT_EP_STATUS", [])
+    caches = (RT.tensorrt_ep_status, O.preload_gpu_libraries)
+    for c in caches:
+        c.cache_clear()
+    yield
+    for c in caches:
+        c.cache_clear()
+
+
+def test_tensorrt_ep_status_is_asked_once_and_says_why(monkeypatch, fresh_caches):
+    from avatarizer.runtime import tensorrt as RT
+
     loaded = []
 
     def fake_cdll(name):
@@ -855,7 +869,7 @@ def test_tensorrt_ep_status_is_asked_once_and_says_why(monkeypatch):
     assert not ok and "libnvinfer.so.10: cannot open" in why and "libnvonnxparser.so.10" in why
     assert RT.tensorrt_ep_status() == (ok, why) and len(loaded) == 2  # once per process
     # the tensorrt wheel loads its own copies: looked for again after importing it
-    monkeypatch.setattr(RT, "_TRT_EP_STATUS", [])
+    RT.tensorrt_ep_status.cache_clear()
     state = {"imported": False}
     monkeypatch.setattr(RT.ctypes, "CDLL", lambda name: None if state["imported"] else fake_cdll(name))
 
@@ -919,7 +933,7 @@ def test_compare_outputs_gates_by_what_the_outputs_are():
         compare_outputs({"face": face}, {"face": face[:2]})
 
 
-def test_gpu_libraries_are_preloaded_once_and_only_from_nvidia_packages(monkeypatch):
+def test_gpu_libraries_are_preloaded_once_and_only_from_nvidia_packages(monkeypatch, fresh_caches):
     import importlib.util
     import sys
     import threading
@@ -936,7 +950,6 @@ def test_gpu_libraries_are_preloaded_once_and_only_from_nvidia_packages(monkeypa
         t.join()
 
     real_find = importlib.util.find_spec
-    monkeypatch.setattr(O, "_PRELOADED", [])
     monkeypatch.setitem(sys.modules, "onnxruntime", SimpleNamespace(preload_dlls=preload_dlls, __version__="1.31"))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "nvidia"
                         else real_find(name, *a))
@@ -944,11 +957,11 @@ def test_gpu_libraries_are_preloaded_once_and_only_from_nvidia_packages(monkeypa
     assert calls == [{"cuda": True, "cudnn": True, "msvc": False}]  # once per process
     assert printed == [sys.stdout]  # nobody's stdout was swapped meanwhile
     # no NVIDIA pip packages: nothing to preload (the loader finds system libraries)
-    monkeypatch.setattr(O, "_PRELOADED", [])
+    O.preload_gpu_libraries.cache_clear()
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nvidia"
                         else real_find(name, *a))
     assert "no NVIDIA pip packages" in O.preload_gpu_libraries() and len(calls) == 1
-    monkeypatch.setattr(O, "_PRELOADED", [])
+    O.preload_gpu_libraries.cache_clear()
     monkeypatch.setitem(sys.modules, "onnxruntime", SimpleNamespace(__version__="1.17.0"))
     assert "has no preload_dlls" in O.preload_gpu_libraries()
 

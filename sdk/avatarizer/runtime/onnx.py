@@ -2,10 +2,10 @@
 resolved once from a device, inputs checked before ONNX Runtime sees them."""
 from __future__ import annotations
 
+import functools
 import logging
 import numbers
 import os
-import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -95,10 +95,7 @@ def _no_cuda_message(available: Sequence[str]) -> str:
             "or use device='cpu'")
 
 
-_PRELOAD_LOCK = threading.Lock()
-_PRELOADED: list[str] = []  # what preload_gpu_libraries said, once per process
-
-
+@functools.lru_cache(maxsize=None)  # once per process (two threads' first calls both preloading is harmless)
 def preload_gpu_libraries() -> str:
     """Loads the CUDA and cuDNN libraries that ``onnxruntime-gpu`` needs from
     NVIDIA's pip packages (``nvidia-*-cu12``/``-cu13``, as ``pip install
@@ -112,33 +109,29 @@ def preload_gpu_libraries() -> str:
     elsewhere. Libraries already loaded (by PyTorch, say) are left alone.
     ONNX Runtime prints (on stdout) what it could not load; nothing else is
     printed. Returns why nothing was preloaded, or ``""``."""
-    with _PRELOAD_LOCK:
-        if _PRELOADED:
-            return _PRELOADED[0]
-        import importlib.util
+    import importlib.util
 
-        import onnxruntime as ort
+    import onnxruntime as ort
 
-        preload = getattr(ort, "preload_dlls", None)
+    preload = getattr(ort, "preload_dlls", None)
+    try:
+        pip_cuda = importlib.util.find_spec("nvidia") is not None
+    except (ImportError, ValueError):
+        pip_cuda = False
+    if preload is None:
+        said = f"onnxruntime {getattr(ort, '__version__', '?')} has no preload_dlls (needs >= 1.21)"
+    elif not pip_cuda:
+        said = "no NVIDIA pip packages (nvidia-*): the loader's own search finds CUDA and cuDNN"
+    else:
+        # (its prints are left alone: capturing them would swap sys.stdout for every thread)
         try:
-            pip_cuda = importlib.util.find_spec("nvidia") is not None
-        except (ImportError, ValueError):
-            pip_cuda = False
-        if preload is None:
-            said = f"onnxruntime {getattr(ort, '__version__', '?')} has no preload_dlls (needs >= 1.21)"
-        elif not pip_cuda:
-            said = "no NVIDIA pip packages (nvidia-*): the loader's own search finds CUDA and cuDNN"
-        else:
-            # (its prints are left alone: capturing them would swap sys.stdout for every thread)
-            try:
-                preload(cuda=True, cudnn=True, msvc=False)
-                said = ""
-            except Exception as exc:  # the session says more if the provider then cannot load
-                said = f"onnxruntime.preload_dlls failed: {exc!r}"
-        if said:
-            log.debug("preloading CUDA/cuDNN for onnxruntime: %s", said)
-        _PRELOADED.append(said)
-        return said
+            preload(cuda=True, cudnn=True, msvc=False)
+            said = ""
+        except Exception as exc:  # the session says more if the provider then cannot load
+            said = f"onnxruntime.preload_dlls failed: {exc!r}"
+    if said:
+        log.debug("preloading CUDA/cuDNN for onnxruntime: %s", said)
+    return said
 
 
 def _has_dist(name: str) -> bool:

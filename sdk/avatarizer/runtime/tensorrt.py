@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 import threading
@@ -138,9 +139,7 @@ def tensorrt_status() -> tuple[bool, str]:
 #: What ONNX Runtime's TensorRT execution provider links against (onnxruntime-gpu's
 #: ``libonnxruntime_providers_tensorrt.so``: TensorRT 10's runtime and ONNX parser).
 TRT_EP_LIBRARIES = ("libnvinfer.so.10", "libnvonnxparser.so.10")
-_TRT_EP_STATUS: list[tuple[bool, str]] = []
-
-
+@functools.lru_cache(maxsize=None)
 def tensorrt_ep_status() -> tuple[bool, str]:
     """``(True, ...)`` when ONNX Runtime's TensorRT execution provider can load
     the TensorRT libraries it links against; ``(False, why)`` otherwise.
@@ -150,11 +149,8 @@ def tensorrt_ep_status() -> tuple[bool, str]:
     prints an "EP Error" banner and retries without it. The libraries are
     looked for on the loader path, then after ``import tensorrt`` (the
     ``tensorrt`` wheels load their own copies). Asked once per process."""
-    if _TRT_EP_STATUS:
-        return _TRT_EP_STATUS[0]
     if os.name == "nt":  # pragma: no cover - DLL names differ; ONNX Runtime reports it
-        _TRT_EP_STATUS.append((True, "not checked on Windows"))
-        return _TRT_EP_STATUS[0]
+        return True, "not checked on Windows"
 
     def missing() -> list[str]:
         out = []
@@ -168,9 +164,9 @@ def tensorrt_ep_status() -> tuple[bool, str]:
     gone = missing()
     if gone and tensorrt_status()[0]:
         gone = missing()
-    _TRT_EP_STATUS.append((False, "TensorRT's libraries could not be loaded: " + "; ".join(gone)) if gone
-                          else (True, "TensorRT libraries " + ", ".join(TRT_EP_LIBRARIES) + " load"))
-    return _TRT_EP_STATUS[0]
+    if gone:
+        return False, "TensorRT's libraries could not be loaded: " + "; ".join(gone)
+    return True, "TensorRT libraries " + ", ".join(TRT_EP_LIBRARIES) + " load"
 
 
 def require_tensorrt(who: str = "TensorRT needs"):
