@@ -1381,14 +1381,17 @@ def _background(text: str) -> str:
     (quote it in a shell: ``#`` starts a comment), returned as the renderer
     takes it (a name, ``#rrggbb`` or ``#rrggbbaa``). The renderer's own error
     offers an RGB(A) tuple, which a command line cannot give."""
+    from .native import _background as renderers_background
+
     name = text.strip().lower()
-    if name in ("white", "black", "transparent"):
-        return name
-    digits = name[1:]
-    if name.startswith("#") and len(digits) in (3, 4, 6, 8) and all(c in "0123456789abcdef" for c in digits):
-        return "#" + ("".join(c + c for c in digits) if len(digits) in (3, 4) else digits)
-    raise argparse.ArgumentTypeError(f"expected white, black, transparent or a hex colour '#rrggbb' (also "
-                                     f"'#rgb', '#rrggbbaa', '#rgba'), got {text!r}")
+    if name.startswith("#") and len(name) in (4, 5):  # #rgb, #rgba: each digit doubled
+        name = "#" + "".join(c + c for c in name[1:])
+    try:
+        renderers_background(name)  # the renderer's own check of names and #rrggbb[aa]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected white, black, transparent or a hex colour '#rrggbb' (also "
+                                         f"'#rgb', '#rrggbbaa', '#rgba'), got {text!r}") from None
+    return name
 
 
 _seed = _int_in(0, 2 ** 64 - 1, "a whole number >= 0", "expected a whole number from 0 to 2**64 - 1, got {text!r}")
