@@ -718,8 +718,11 @@ def _heldout_labelled(names, files, params: np.ndarray, labels: dict):
     has an avatar (a finite row of ``params``)."""
     from .data import is_heldout
 
+    folders: dict[Path, str] = {}  # each folder's name resolved once, not once per photo
     for i, f in enumerate(_paths_of(names, files)):
-        key = f"{_folder_name(f.parent)}/{f.name}"
+        if f.parent not in folders:
+            folders[f.parent] = _folder_name(f.parent)
+        key = f"{folders[f.parent]}/{f.name}"
         if key in labels and is_heldout(key) and np.isfinite(params[i]).all():
             yield i, labels[key]
 
