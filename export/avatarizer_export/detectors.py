@@ -38,7 +38,7 @@ import numpy as np
 
 from .data import artist_source_key as _cue_key  # cues are measured again whenever the artist changes
 from .data import is_heldout
-from .onnx_util import staged
+from .onnx_util import NPZ_UNREADABLE, staged
 from .paths import ROOT, cache_dir, shared_dir
 
 OUT = ROOT / "sdk" / "avatarizer" / "data" / "artist_detectors.json"
@@ -402,9 +402,6 @@ def _read_cache(path: Path, key: str, need: tuple[str, ...] = ()) -> dict | None
     """The arrays of the cache ``path`` (an .npz) when it was made under
     ``key``; None when it is missing, of another key, or unreadable (empty,
     truncated, not an .npz: a line on stderr says it is measured again)."""
-    import zipfile
-    import zlib
-
     if not path.exists():
         return None
     try:
@@ -415,8 +412,7 @@ def _read_cache(path: Path, key: str, need: tuple[str, ...] = ()) -> dict | None
         for k in need:
             out[k]  # noqa: B018 (a cache without them is unreadable)
         return out
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile,
-            zlib.error, NotImplementedError) as exc:
+    except NPZ_UNREADABLE as exc:
         print(f"avatarizer-export detectors: the cache {path} is unreadable ({str(exc) or type(exc).__name__}): "
               "measuring again", file=sys.stderr)
         return None

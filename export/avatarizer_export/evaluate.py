@@ -374,8 +374,8 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
     over (ValueError). The cache is written through a temporary file in
     its folder (made then, if missing), so it is never left half-written."""
     import tempfile
-    import zipfile
-    import zlib
+
+    from .onnx_util import NPZ_UNREADABLE
 
     if cache is None:
         return prepare(files, progress, exaggeration)
@@ -389,8 +389,7 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
                     out = {k: z[k] for k in z.files if k not in ("key", "faces", *lists)}
                     out.update({k: [str(n) for n in z[k]] for k in lists if k in z.files}, faces=int(z["faces"]))
                     return out
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile,
-                zlib.error, NotImplementedError) as exc:
+        except NPZ_UNREADABLE as exc:
             # another file (a photo, someone's array, an empty or truncated one): never written over
             exc = exc if str(exc) else type(exc).__name__
             raise ValueError(f"--prepared {cache} is not an eval cache ({exc}); name a new file") from None

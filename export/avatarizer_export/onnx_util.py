@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -55,6 +57,12 @@ def ort_outputs(path: str | os.PathLike, feeds: Sequence[Mapping[str, np.ndarray
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     return [dict(zip(names, sess.run(names, dict(f)))) for f in feeds]
+
+
+#: What ``np.load`` of an .npz raises for a file that is not one (a photo,
+#: someone's array, an empty, truncated or corrupt file) or lacks a key read from it.
+NPZ_UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile,
+                  zlib.error, NotImplementedError)
 
 
 @contextlib.contextmanager
