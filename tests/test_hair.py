@@ -8,6 +8,7 @@ the ONNX test skips when no ``attributes`` model is in the models folder.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -535,6 +536,68 @@ def test_no_bald_or_receding_style_without_some_bald_score(bank):
     assert bank.entry(retr.query_descriptor(*own(0.01))).family not in ("bald", "receding")
     assert bank.entry(retr.query_descriptor(*own(HR.BALD_FLOOR + 0.01))).family == "receding"
     assert retr.candidates(own(0.3)[0]) is None  # above the floor, under the gate: the whole bank
+
+
+def test_a_tight_crop_gets_no_bald_or_receding_style_below_the_bald_gate(bank):
+    """On a crop that ends at the chin (UTKFace's chips, webcam close-ups) the
+    silhouette cannot tell hair from scalp: 96 of 996 held-out UTKFace faces,
+    most of them women and children with hair, were drawn bald or receding
+    at P(bald) 0.03-0.16. There those styles need the bald gate."""
+    from avatarizer.landmarks import mean_face
+
+    fam = np.array(bank.families)[bank.family]
+    i = next(i for i in range(len(bank)) if fam[i] == "receding")
+    j = HR.RETRIEVAL_ATTRIBUTES.index("bald")
+    a = np.array(bank.attributes[i], np.float64)
+    a[j] = 0.12  # above the loose crops' floor, under the gate
+    retr = HR.HairRetriever(bank, k=1)
+    assert HR.BALD_FLOOR < 0.12 < HR.TIGHT_CROP_BALD_FLOOR
+    assert fam[retr.query_descriptor(a, bank.descriptors[i])] == "receding"  # a loose crop: its silhouette
+    assert fam[retr.query_descriptor(a, bank.descriptors[i], tight=True)] not in ("bald", "receding")
+    tight = retr.candidates(a, tight=True)
+    assert not tight[np.isin(fam, ["bald", "receding"])].any() and tight.sum() > 400
+    a[j] = HR.TIGHT_CROP_BALD_FLOOR + 0.01  # H's confident bald score: the gate's families, tight or not
+    assert (retr.candidates(a, tight=True) == np.isin(fam, ["bald", "receding"])).all()
+    # query() tells the tight crop from the crop's valid pixels and the landmarks
+    lm = mean_face().points[:, :2]
+    full = np.ones((128, 128), bool)
+    cut = full.copy()
+    g = (np.arange(128) + 0.5) / 64 - 1
+    cut[g > 0.45] = False  # the photo ends just below the chin
+    a[j] = 0.12
+    assert retr.query(a, None, lm, valid=full) == retr.query_descriptor(a)
+    assert retr.query(a, None, lm, valid=cut) == retr.query_descriptor(a, tight=True)
+    own = next(k for k in range(len(bank)) if fam[k] in ("bald", "receding")
+               and HR.BALD_FLOOR < bank.attributes[k][j] < HR.TIGHT_CROP_BALD_FLOOR)
+    assert retr.query(bank.attributes[own], None, lm, valid=full) == own  # its own attributes: itself
+    assert fam[retr.query(bank.attributes[own], None, lm, valid=cut)] not in ("bald", "receding")
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces" / "utkface200")
+                    .is_dir(), reason="needs ../shared/data/faces")
+def test_held_out_women_and_children_in_tight_crops_keep_their_hair(bank, monkeypatch):
+    """Through Avatarizer(): three held-out UTKFace faces (two young women with
+    long dark hair, a small child) that were drawn wholly bald."""
+    from avatarizer import Avatarizer
+    from avatarizer.imageio import load_image
+
+    folder = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces" / "utkface200"
+    names = ["24_1_4_20170103223935080.jpg.chip.jpg", "21_1_4_20170103230000841.jpg.chip.jpg",
+             "1_0_2_20161219142002631.jpg.chip.jpg"]
+    drawn = []
+    query = HR.HairRetriever.query
+
+    def spy(self, *a, **kw):
+        e = query(self, *a, **kw)
+        drawn.append(self.bank.families[self.bank.family[e]])
+        return e
+
+    monkeypatch.setattr(HR.HairRetriever, "query", spy)
+    with Avatarizer(max_faces=1) as av:
+        for n in names:
+            got = av.from_frame(load_image(folder / n))
+            assert got is not None and got.attributes["bald"]["value"] is False
+    assert len(drawn) == 3 and not set(drawn) & {"bald", "receding"}, drawn
 
 
 def test_a_bald_head_the_app_sets_is_drawn_bald_and_one_it_unsets_has_hair(bank):

@@ -1112,6 +1112,17 @@ GATES = (("headwear", 0.678, ("headwear",)), ("bald", 0.587, ("bald", "receding"
 #: clip frames a long-haired woman (d3) was drawn receding at P(bald) 0.014.
 BALD_FLOOR = 0.03
 
+#: On a tight crop (:func:`lower_face_observed` False: the photo ends at the
+#: chin and the hairline, as UTKFace's chips and webcam close-ups do) the
+#: silhouette shows too little of the head to tell hair from scalp: the
+#: search drew bald or receding styles on 96 of the 996 held-out UTKFace
+#: faces (65 wholly bald; 38 children, 30 women with long hair, 28 men, most
+#: with hair showing at the crop's top), all at P(bald) 0.03-0.16. There
+#: bald and receding styles come only through the bald gate (:data:`GATES`:
+#: H's bald score at its drawing threshold, or a bald head the app sets),
+#: never from the silhouette alone (H's score stays under 0.29 on all 996).
+TIGHT_CROP_BALD_FLOOR = dict((n, t) for n, t, _ in GATES)["bald"]
+
 
 def _set_by_app(attributes) -> tuple:
     """The names the app set (:func:`apply_settings`'s ``set_by_app``) of a
@@ -1197,10 +1208,11 @@ class HairRetriever:
                 d += w.shape * (diff * diff).sum(1) / o.sum()
         return d
 
-    def candidates(self, attributes=None) -> np.ndarray | None:
+    def candidates(self, attributes=None, tight: bool = False) -> np.ndarray | None:
         """Boolean mask of the entries a query may return (None: all), from
-        the family gates, then the bald floor (:data:`BALD_FLOOR`) and the
-        length gate. A bald head the app set (``"bald"`` in the dict's
+        the family gates, then the bald floor (:data:`BALD_FLOOR`;
+        :data:`TIGHT_CROP_BALD_FLOOR` when ``tight``, a crop that does not
+        show the lower face) and the length gate. A bald head the app set (``"bald"`` in the dict's
         ``set_by_app``, :func:`apply_settings`) gets only the ``bald``
         family: a receding style has a full front hair layer, so the bald
         gate's receding entries would draw hair on a head said to be bald.
@@ -1226,7 +1238,10 @@ class HairRetriever:
                     mask = mask & set_length
                 return mask
         b = a[self._bald]
-        keep = self._not_bald if self._bald_floor is not None and np.isfinite(b) and b < self._bald_floor \
+        floor = self._bald_floor
+        if tight and floor is not None:
+            floor = max(floor, TIGHT_CROP_BALD_FLOOR)
+        keep = self._not_bald if floor is not None and np.isfinite(b) and b < floor \
             and self._not_bald.any() else None
         if set_length is not None:  # the app's length, also where the model has no length gate
             hi, lo, long_, short = (0.5, 0.5, *self._length_sets)
@@ -1240,11 +1255,13 @@ class HairRetriever:
             return short if keep is None or not (short & keep).any() else short & keep
         return keep
 
-    def nearest(self, attributes=None, descriptor=None, observed=None, k: int | None = None):
+    def nearest(self, attributes=None, descriptor=None, observed=None, k: int | None = None,
+                tight: bool = False):
         """``(indices, distances)`` of the ``k`` nearest candidate entries,
-        nearest first (equal distances: lower index first)."""
+        nearest first (equal distances: lower index first); ``tight``: see
+        :meth:`candidates`."""
         d = self.distances(attributes, descriptor, observed)
-        cand = self.candidates(attributes)
+        cand = self.candidates(attributes, tight=tight)
         if cand is not None:
             d = np.where(cand, d, np.inf)
         k = min(self.k if k is None else int(k), len(d) if cand is None else int(cand.sum()))
@@ -1268,21 +1285,28 @@ class HairRetriever:
             hair_mask_crop: the photo's S×S hair mask, or None to match on
                 attributes only.
             canonical_landmarks: (478, 2), needed with a mask.
-            valid: optional S×S bool mask of crop pixels inside the photo.
+            valid: optional S×S bool mask of crop pixels inside the photo;
+                with the landmarks it also tells a tight crop
+                (:func:`lower_face_observed`), where bald and receding
+                styles need the bald gate (:data:`TIGHT_CROP_BALD_FLOOR`).
             k: neighbourhood size (default the retriever's ``k``).
         """
         desc = obs = None
+        tight = valid is not None and canonical_landmarks is not None and \
+            not lower_face_observed(valid, canonical_landmarks)
         if hair_mask_crop is not None:
             if canonical_landmarks is None:
                 raise ValueError("a hair mask needs the canonical landmarks to compute its descriptor")
             desc, obs = shape_descriptor(hair_mask_crop, canonical_landmarks, valid)
         if attributes is None and desc is None:
             raise ValueError("query needs attributes, a hair mask, or both")
-        return self.query_descriptor(attributes, desc, obs, k=k)
+        return self.query_descriptor(attributes, desc, obs, k=k, tight=tight)
 
-    def query_descriptor(self, attributes=None, descriptor=None, observed=None, k: int | None = None) -> int:
-        """:meth:`query` with a precomputed descriptor."""
-        idx, dist = self.nearest(attributes, descriptor, observed, k)
+    def query_descriptor(self, attributes=None, descriptor=None, observed=None, k: int | None = None,
+                         tight: bool = False) -> int:
+        """:meth:`query` with a precomputed descriptor (``tight``: a crop
+        that does not show the lower face, :meth:`candidates`)."""
+        idx, dist = self.nearest(attributes, descriptor, observed, k, tight=tight)
         if len(idx) <= 1 or dist[0] <= 1e-9:  # an exact match is the answer
             return int(idx[0])
         z = self._Dz[idx]
