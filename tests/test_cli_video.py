@@ -233,6 +233,29 @@ def test_a_name_that_is_not_utf8_works(tmp_path, clip):
     assert _ffprobe(tmp_path / "u.mp4", "stream=nb_frames") == ["25"]
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="a non-UTF-8 file name and a named pipe need Linux")
+def test_clip_folders_of_bench_and_eval_take_odd_names_and_skip_pipes(tmp_path, clip):
+    """``bench --video DIR`` and ``eval --clips DIR`` crashed OpenCV (SIGSEGV)
+    on a clip whose name is not UTF-8, and waited forever on a named pipe
+    called ``*.mp4`` in the folder: the clip is read, the pipe left out (a
+    child process, so that a crash fails this test rather than the run)."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    shutil.copy(clip, folder / os.fsdecode(b"\xff.mp4"))
+    os.mkfifo(folder / "pipe.mp4")
+    code = ("import sys; from avatarizer import bench; from avatarizer_export.evaluate import clip_files\n"
+            "frames, where = bench.bench_frames(4, size=64, video=sys.argv[1])\n"
+            "assert len(frames) == 4 and frames[0].shape == (64, 64, 3), where\n"
+            "files = clip_files(sys.argv[1])\n"
+            "assert [f.name for f in files] == ['\\udcff.mp4'], files\n"
+            "from avatarizer.videoio import capture\n"
+            "assert capture(files[0]).read()[0]\n"
+            "print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, env=ENV,
+                         timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", (res.returncode, res.stderr[-2000:])
+
+
 # ---------------------------------------------------------------- 11: truncated input, animation output
 @pytest.mark.parametrize("out", ["t.json", "t.svg"])
 def test_truncated_input_to_an_animation_warns_and_exits_3(tmp_path, clip, out, capsys):

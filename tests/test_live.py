@@ -148,3 +148,17 @@ def test_fps_meter_and_source_parsing():
     frame = np.zeros((240, 320, 3), np.uint8)
     live.draw_label(frame, "12.3 fps")
     assert frame[:40, :120].max() > 200 and frame[60:].max() == 0  # the text, only in the corner
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a non-UTF-8 file name needs a Linux file system")
+@pytest.mark.parametrize("name", [os.fsdecode(b"\xff.mp4"), "take:1.mp4"])
+def test_live_opens_a_file_whatever_its_name(tmp_path, name):
+    """A name that is not UTF-8 crashed OpenCV (SIGSEGV) and ``take:1.mp4``
+    was read as FFmpeg's protocol ``take``: ``live`` opens files as
+    ``video`` does (``videoio.capture``)."""
+    xvfb = _xvfb()
+    shutil.copy(need_shared("data", "video", "d0.mp4"), tmp_path / name)
+    res = subprocess.run(xvfb + CLI + ["live", name, "--frames", "2"], cwd=tmp_path, capture_output=True,
+                         text=True, env=ENV, timeout=300, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
+    assert "shown 2 frames" in res.stdout + res.stderr

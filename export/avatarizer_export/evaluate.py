@@ -813,7 +813,9 @@ CLIP_EXT = (".mp4", ".mov", ".avi", ".mkv")
 
 def clip_files(clips: Path) -> list[Path]:
     """The video clips of the folder ``clips`` that ``--clips`` reads, in name order."""
-    return sorted(p for p in Path(clips).iterdir() if p.suffix.lower() in CLIP_EXT)
+    from avatarizer.videoio import video_files
+
+    return video_files(clips, CLIP_EXT)
 
 
 def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: bool = True) -> dict:
@@ -837,11 +839,12 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
     from avatarizer.align import AlignOptions, FaceAligner
     from avatarizer.artist import AutoArtist
     from avatarizer.artist.photo import to_lab
+    from avatarizer.videoio import capture
 
     files = clip_files(Path(clips))
     frames: list[list] = []
     for f in files:
-        cap = cv2.VideoCapture(str(f))
+        cap = capture(f)
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         got = []
         for j in np.linspace(0, max(n - 1, 0), per_clip).astype(int):

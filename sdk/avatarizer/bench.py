@@ -133,6 +133,8 @@ def bench_frames(n: int, size: int = INPUT, video: str | os.PathLike | None = No
     """
     import cv2
 
+    from . import videoio
+
     source = video_source(video)
     if source is None:
         return builtin_frames(n, size), (f"{n} built-in frames (the bundled sample portrait with synthetic "
@@ -140,15 +142,17 @@ def bench_frames(n: int, size: int = INPUT, video: str | os.PathLike | None = No
     if source.is_file():
         clips = [source]
     elif source.is_dir():
-        clips = sorted(source.glob("*.mp4"))
+        clips = videoio.video_files(source, (".mp4",))
         if not clips:
             raise ValueError(f"no .mp4 clips in the folder {source}")
+    elif source.exists():
+        raise ValueError(f"{source} is not a regular file or a folder (a pipe or a device cannot be timed)")
     else:
         raise ValueError(f"no such video file or folder: {source}")
     frames: list[np.ndarray] = []
     used = []
     for clip in clips:
-        cap = cv2.VideoCapture(str(clip))
+        cap = videoio.capture(clip)
         got = 0
         while len(frames) < n:
             ok, bgr = cap.read()

@@ -489,26 +489,13 @@ def _upright(cap):
 
 
 def _capture(inp: Path):
-    """``cv2.VideoCapture`` of the file ``inp``, whatever its name: by its
-    absolute path (FFmpeg would read ``clip:1.mp4`` as the protocol ``clip``),
-    and by ``/proc/self/fd/N`` when the name is not valid UTF-8 (OpenCV takes
-    the name as UTF-8; a lone surrogate from such a name crashed it)."""
-    import cv2
+    """:func:`videoio.capture`, its refusal a :class:`CLIError`."""
+    from . import videoio
 
-    name = os.path.abspath(inp)
     try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        fd = os.open(inp, os.O_RDONLY)
-        try:
-            link = f"/proc/self/fd/{fd}"
-            if not os.path.exists(link):
-                raise CLIError(f"{inp!s} has a name that is not valid UTF-8, which OpenCV cannot open on this "
-                               "system; rename the file") from None
-            return cv2.VideoCapture(link)  # FFmpeg opens the file anew: fd is not needed after
-        finally:
-            os.close(fd)
-    return cv2.VideoCapture(name)
+        return videoio.capture(inp)
+    except OSError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _open_video(inp: Path, max_seconds: float | None):
@@ -1142,7 +1129,7 @@ def _live(args) -> int:
 
     from .api import Avatarizer
 
-    cap = cv2.VideoCapture(source)
+    cap = cv2.VideoCapture(source) if live.is_stream(source) else _capture(Path(source))
     if not cap.isOpened():
         cap.release()
         raise CLIError(f"could not open {live.describe(source)}" + (

@@ -8,13 +8,15 @@ re-encoded to AAC. The video bitrate follows the input's (scaled by the pixel
 count when the output is larger, as side by side is); when the input's bitrate
 is unknown, x264's constant quality (CRF 20) is used instead.
 
-``probe(path)`` asks ``ffprobe`` about a file; ``H264Writer`` is the encoder.
+``probe(path)`` asks ``ffprobe`` about a file; ``H264Writer`` is the encoder;
+:func:`capture` opens a video file for reading with OpenCV, whatever its name.
 Both need ``ffmpeg``/``ffprobe`` on PATH (``make sysdeps`` installs them);
 :func:`available` says whether they are.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -31,6 +33,37 @@ FALLBACK_CRF = 20
 #: The largest frame H.264 allows (level 6.2, MaxFS), in 16×16 macroblocks:
 #: 8192×4352, or 5888×5888; larger frames encode but decoders may refuse them.
 MAX_MACROBLOCKS = 139_264
+
+
+def capture(path):
+    """``cv2.VideoCapture`` of the file ``path``, whatever its name: by its
+    absolute path (FFmpeg would read ``take:1.mp4`` as the protocol
+    ``take``), and by ``/proc/self/fd/N`` when the name is not valid UTF-8
+    (OpenCV takes the name as UTF-8; a lone surrogate from such a name
+    crashed it). ``OSError`` when it cannot be opened so."""
+    import cv2
+
+    name = os.path.abspath(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            link = f"/proc/self/fd/{fd}"
+            if not os.path.exists(link):
+                raise OSError(f"{os.fsdecode(path)!r} has a name that is not valid UTF-8, which OpenCV cannot "
+                              "open on this system; rename the file") from None
+            return cv2.VideoCapture(link)  # FFmpeg opens the file anew: fd is not needed after
+        finally:
+            os.close(fd)
+    return cv2.VideoCapture(name)
+
+
+def video_files(folder, suffixes) -> list[Path]:
+    """The regular files of ``folder`` whose suffix (lower case) is one of
+    ``suffixes``, in name order: a named pipe or a device there is left out
+    (opening one would wait for a writer forever)."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in suffixes and p.is_file())
 
 
 def macroblocks(width: int, height: int) -> int:
