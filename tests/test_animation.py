@@ -266,6 +266,28 @@ def test_reduce_keyframes_many_equals_one_by_one():
             assert np.all(np.diff(keys) > 0)
 
 
+@pytest.mark.parametrize("T", [600, 1000])
+def test_keys_of_a_shape_that_comes_and_goes_stay_near_its_values(T):
+    """A vertex jittering +-5 px and shown on a third of the frames: segments
+    ended on hidden frames were extrapolated, and the next segment's slopes
+    from there, without bound (key values 2e5 after 100 frames, 4e9 after
+    1,000; Lottie and SVG files held INT64_MIN). Keys now lie on frames that
+    count (or hold the last value), within the band of the values."""
+    rng = np.random.default_rng(7)
+    x = 100.0 + rng.uniform(-5, 5, (T, 2))
+    care = rng.uniform(size=T) < 0.3
+    care[0] = False  # hidden at the start and at the end, too
+    care[-3:] = False
+    many = reduce_keyframes_many([x, x[:, :1]], 1.0, [care, care])
+    for (keys, vals), xx in zip(many, (x, x[:, :1])):
+        k1, v1 = reduce_keyframes(xx, 1.0, care)
+        assert np.array_equal(keys, k1) and np.array_equal(vals, v1)
+        assert keys[0] == 0 and keys[-1] == T - 1 and np.all(np.diff(keys) > 0)
+        assert np.all(np.abs(vals - 100.0) <= 6.0), float(np.abs(vals - 100.0).max())
+        interp = np.stack([np.interp(np.arange(T), keys, vals[:, d]) for d in range(vals.shape[1])], 1)
+        assert np.all(np.abs(interp - xx)[care] <= 1.0 + 1e-9)
+
+
 def _sample_curve(v, n=16):
     """Points along the cubic segments of an open vertex chain (n per segment)."""
     t = np.linspace(0, 1, n)[:, None]

@@ -348,13 +348,29 @@ def reduce_keyframes(x: np.ndarray, tol: float, care: np.ndarray | None = None):
                 hi = np.minimum.accumulate(np.where(c, rel + band * tol, np.inf), 0)
             bad = np.flatnonzero((lo > hi).any(1))
             if bad.size:
-                f = int(bad[0])  # frame i + 1 + f cannot be reached: end at i + f
-                j, lo, hi = i + f, lo[f - 1], hi[f - 1]
+                # frame i + 1 + f cannot be reached: end at the last frame before it that counts
+                # (a key on a frame that does not count would be extrapolated, and the next segment's
+                # slopes from it, without bound: a shape shown on a third of 600 frames reached 1e18)
+                f = int(bad[0])
+                j = i + f if all_cared else i + 1 + int(np.flatnonzero(cared[i + 1:i + f + 1])[-1])
+                lo, hi = lo[f - 1], hi[f - 1]
                 break
             if i + w == T - 1:
                 j, lo, hi = T - 1, lo[-1], hi[-1]
                 break
             w = min(2 * w, T - 1 - i)
+        if j == T - 1 and not all_cared:  # the last segment ends on its last frame that counts, then holds
+            left = np.flatnonzero(cared[i + 1:])
+            if left.size:
+                jc = i + 1 + int(left[-1])
+                v = v + _mid(lo, hi) * (jc - i)
+                keys.append(jc)
+                vals.append(v)
+                i = jc
+            if i < T - 1:
+                keys.append(T - 1)
+                vals.append(v.copy())
+            break
         m = _mid(lo, hi)
         v = v + m * (j - i)
         keys.append(j)
@@ -420,6 +436,7 @@ def _reduce_batch(items, tol, out) -> None:
     first = CARE.argmax(0)
     v = X[first[col], np.arange(C)]
     i_g = np.zeros(G, np.int64)
+    last = np.zeros(G, np.int64)  # each series' last frame that counts, since its segment began
     lo, hi = np.full(C, -np.inf), np.full(C, np.inf)
     keys = [[0] for _ in range(G)]
     vals = [[v[a:a + w].copy()] for a, w in zip(starts, widths)]
@@ -437,22 +454,27 @@ def _reduce_batch(items, tol, out) -> None:
             bc[gs] = True
             bc = bc[col]
             m = _mid(lo, hi)
-            j = k - 1
-            v = np.where(bc, v + m * (j - i_g)[col], v)
-            i_g[gs] = j
+            # ends at its last frame that counts (k - 1 where every frame does; reduce_keyframes)
+            v = np.where(bc, v + m * (last - i_g)[col], v)
+            i_g[gs] = last[gs]
             for g in gs.tolist():
-                keys[g].append(j)
+                keys[g].append(int(last[g]))
                 vals[g].append(v[starts[g]:starts[g] + widths[g]].copy())
-            rel1 = (X[k] - v) * 1.0
-            nlo = np.where(bc, np.where(c, rel1 - 1.0 * tol, -np.inf), nlo)
-            nhi = np.where(bc, np.where(c, rel1 + 1.0 * tol, np.inf), nhi)
+            inv1 = 1.0 / (k - i_g)[col]
+            rel1 = (X[k] - v) * inv1
+            nlo = np.where(bc, np.where(c, rel1 - inv1 * tol, -np.inf), nlo)
+            nhi = np.where(bc, np.where(c, rel1 + inv1 * tol, np.inf), nhi)
         lo, hi = nlo, nhi
+        last[CARE[k]] = k
     m = _mid(lo, hi)
-    end = v + m * (T - 1 - i_g)[col]
+    end = v + m * (last - i_g)[col]
     for g, (n, _, _) in enumerate(items):
-        if i_g[g] < T - 1:
-            keys[g].append(T - 1)
+        if last[g] > i_g[g]:  # the last segment ends on its last frame that counts
+            keys[g].append(int(last[g]))
             vals[g].append(end[starts[g]:starts[g] + widths[g]].copy())
+        if keys[g][-1] < T - 1:  # then holds to the end
+            keys[g].append(T - 1)
+            vals[g].append(vals[g][-1].copy())
         out[n] = (np.array(keys[g]), np.stack(vals[g]))
 
 
