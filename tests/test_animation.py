@@ -474,10 +474,24 @@ def test_read_params_jsonl_formats_and_errors(tmp_path):
         f.write_text(text)
         with pytest.raises(ValueError, match=what):
             read_params_jsonl(f)
-    # a time that is no finite number is no time (10**400 raised OverflowError)
+    # a time that is no finite number is no time (10**400 raised OverflowError): among stamped lines, a
+    # line without one is refused (the frames are placed by their times)
     f.write_text("".join(json.dumps({"time_ms": t, "params": p[0].tolist()}) + "\n" for t in (0, 10 ** 400, 66.7)))
     times = []
-    assert len(read_params_jsonl(f, times)) == 3 and times == [0.0, None, 66.7]
+    with pytest.raises(ValueError, match="line 2: no \"time_ms\""):
+        read_params_jsonl(f, times)
+    assert len(read_params_jsonl(f)) == 3  # (the times not asked for: not checked)
+    # a repeated line, lines out of order, a stamp after unstamped lines: refused naming the line (a
+    # repeated line made the CLI drop every time and draw one frame a line, at another length, exit 0)
+    line = lambda t: (json.dumps(p[0].tolist()) if t is None else json.dumps({"time_ms": t, "params": p[0].tolist()}))
+    for stamps, where in (((0, 40, 40, 80), "line 3: time_ms 40 is not after"), ((0, 80, 40), "line 3"),
+                          ((None, None, 80), "line 3: a \"time_ms\", where the lines before have none")):
+        f.write_text("".join(line(t) + "\n" for t in stamps))
+        with pytest.raises(ValueError, match=where):
+            read_params_jsonl(f, [])
+    f.write_text("".join(line(t) + "\n" for t in (0, 40.5, 1000)))
+    times = []
+    assert len(read_params_jsonl(f, times)) == 3 and times == [0.0, 40.5, 1000.0]
 
 
 def test_cli_animate_and_refusals(tmp_path, capsys):

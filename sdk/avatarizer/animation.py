@@ -1158,10 +1158,14 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
     float) raises ``ValueError`` naming it. The file is read line by line and
     refused as soon as it holds more than ``MAX_FRAMES`` frames.
     ``times_ms``: a list that gets each frame's ``"time_ms"`` (None where a
-    line has none)."""
+    file stamps no line); the frames are then placed by those times, so a
+    file that stamps some lines and not others, or a stamp not after the
+    one before it (a line repeated, lines out of order), raises
+    ``ValueError`` naming the line."""
     from .schema import NAMES
 
     frames: list = []
+    stamped = last = None  # whether the first frame line had a time, and the latest time
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -1175,7 +1179,18 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
                 raise ValueError(f"{path}, line {n}: not JSON ({exc})") from None
             if times_ms is not None:
                 t = doc.get("time_ms") if isinstance(doc, dict) else None
-                times_ms.append(float(t) if is_real(t) else None)  # (10**400 raised OverflowError)
+                t = float(t) if is_real(t) else None  # (10**400 raised OverflowError)
+                if stamped is None:
+                    stamped = t is not None
+                elif stamped != (t is not None):
+                    raise ValueError(f"{path}, line {n}: " + ("no \"time_ms\", where the lines before have one"
+                                                                if stamped else "a \"time_ms\", where the lines "
+                                                                "before have none") + ": stamp every line or none")
+                if t is not None and last is not None and not t > last:
+                    raise ValueError(f"{path}, line {n}: time_ms {t:g} is not after the line before's ({last:g}): "
+                                     "stamped lines must be in time order, each once")
+                last = t if t is not None else last
+                times_ms.append(t)
             if isinstance(doc, dict):
                 doc = doc.get("params", ...)  # (an object without "params" is refused below)
                 if isinstance(doc, dict):
