@@ -685,3 +685,14 @@ const {{ chromium }} = require({json.dumps(str(WEB / 'node_modules' / 'playwrigh
     assert got["errors"] == [] and got["dur"] > 1
     assert got["before"] == 0, got  # before the video's first frame: the first avatar frame
     assert abs(got["frame"] - (1.3 - 0.5) * doc["fr"]) <= 1.0, got  # not 1.3 * fr (0.5 s ahead)
+
+
+@pytest.mark.parametrize("name", ["a" * 250 + ".json", "\u00e9" * 125 + ".svg"])
+def test_write_takes_a_name_near_the_file_systems_limit(tmp_path, name):
+    """A valid 255-byte name: its temporary file ``.{name}.XXXX.partial``
+    was longer than the limit (OSError ENAMETOOLONG)."""
+    from avatarizer import schema
+
+    out = Animation(64).extend(schema.sample(3, seed=1)).write(tmp_path / name)
+    assert out.name == name and out.stat().st_size > 1000
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left

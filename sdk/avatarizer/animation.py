@@ -912,7 +912,9 @@ def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
     if not overwrite and (path.exists() or path.is_symlink()):
         raise FileExistsError(f"{path} already exists")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    from .videoio import temp_prefix
+
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

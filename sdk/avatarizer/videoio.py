@@ -59,6 +59,14 @@ def capture(path):
     return cv2.VideoCapture(name)
 
 
+def temp_prefix(path) -> str:
+    """The prefix of a temporary file written beside ``path`` before it is
+    moved into place: a dot and at most the first 64 bytes of its name (a
+    valid name near the file system's 255-byte limit left no room for the
+    prefix and suffix around it: ENAMETOOLONG)."""
+    return "." + os.fsencode(Path(path).name)[:64].decode("utf-8", errors="ignore") + "."
+
+
 def video_files(folder, suffixes) -> list[Path]:
     """The regular files of ``folder`` whose suffix (lower case) is one of
     ``suffixes``, in name order: a named pipe or a device there is left out
@@ -288,7 +296,7 @@ class H264Writer:
         frames will come."""
         import os
 
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".mp4", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=".mp4", dir=self.path.parent)
         os.close(fd)
         cmd = [shutil.which("ffmpeg") or "ffmpeg", "-v", "error", "-y", "-nostdin", "-i", file_url(self.path),
                "-map", "0", "-c", "copy", "-t", f"{seconds:.3f}", "-movflags", "+faststart", "-f", "mp4",
