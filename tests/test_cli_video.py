@@ -256,6 +256,22 @@ def test_clip_folders_of_bench_and_eval_take_odd_names_and_skip_pipes(tmp_path, 
     assert res.returncode == 0 and res.stdout.strip() == "ok", (res.returncode, res.stderr[-2000:])
 
 
+def test_bench_holds_a_bounded_number_of_distinct_frames(tmp_path, clip, monkeypatch):
+    """``bench --frames`` (up to 100,000) read every frame into memory (79 GB
+    at the maximum): at most ``MAX_DISTINCT_FRAMES`` are held, the rest are
+    the same arrays again (the clip or the built-in motion loops)."""
+    from avatarizer import bench
+
+    monkeypatch.setattr(bench, "MAX_DISTINCT_FRAMES", 7)
+    frames, where = bench.bench_frames(30, size=32, video=clip)
+    assert len(frames) == 30 and len({id(f) for f in frames}) == 7 and "looped from 7" in where
+    assert frames[7] is frames[0] and frames[29] is frames[29 % 7]
+    built = bench.builtin_frames(20, size=32)
+    assert len(built) == 20 and len({id(f) for f in built}) == 7
+    few, _ = bench.bench_frames(5, size=32, video=clip)
+    assert len({id(f) for f in few}) == 5
+
+
 # ---------------------------------------------------------------- 11: truncated input, animation output
 @pytest.mark.parametrize("out", ["t.json", "t.svg"])
 def test_truncated_input_to_an_animation_warns_and_exits_3(tmp_path, clip, out, capsys):
