@@ -13,7 +13,10 @@ are and under two photometric variants each.
 The head is a ridge regression on the whitened principal components of the
 standardised features (the other heads' input), samples weighted so that
 each Monk step counts alike, the number of components and the L2 weight
-chosen by 5-fold CV grouped by photo (balanced MAE); it is appended to the
+chosen by 5-fold CV grouped by photo (balanced MAE), then de-attenuated
+(:func:`deattenuation`: the training rows' out-of-fold estimates regressed
+on their labels, undone, so that no step is drawn lighter or darker on
+average: dark skin was drawn too light); it is appended to the
 graph as one Gemm (output ``skin_tone``, ``(batch, 1)``), every other output
 left byte for byte (checked). The report (``runs/attributes/skin_tone_<version>.json``)
 has the held-out MAE in steps and, through :func:`avatarizer.skintone.skin_by_tone`
@@ -132,6 +135,30 @@ def fit_head(X: np.ndarray, y: np.ndarray, photo: np.ndarray, train: np.ndarray,
     return (V[:, :k] @ beta).astype(np.float32), np.float32(c), k, lam, oof
 
 
+def deattenuation(oof: np.ndarray, y: np.ndarray, train: np.ndarray) -> tuple[float, float]:
+    """(intercept, slope) of the training rows' out-of-fold estimates
+    regressed on their labels, each Monk step weighted alike: the ridge's
+    estimates regress toward the middle of the scale (out of fold, +0.8
+    steps at step 2, -0.9 at step 8: dark skin drawn lighter, light skin
+    darker), and ``(estimate - intercept) / slope`` undoes that on average
+    at every step (the head is refitted so, :func:`fit`)."""
+    step = _step(y[train])
+    count = np.bincount(step, minlength=11).astype(np.float64)
+    w = np.sqrt(1.0 / np.maximum(count[step], 1.0))
+    A = np.stack([np.ones(int(train.sum())), y[train]], 1) * w[:, None]
+    intercept, slope = np.linalg.lstsq(A, oof[train] * w, rcond=None)[0]
+    if not (np.isfinite(slope) and 0.2 <= slope <= 1.5):
+        raise ValueError(f"skin tone: out-of-fold estimates against labels have slope {slope:.3f}: "
+                         "not a head to de-attenuate")
+    return float(intercept), float(slope)
+
+
+def step_bias(pred: np.ndarray, y: np.ndarray) -> dict:
+    """Mean estimate - label per Monk step (rounded and pooled as :func:`_step`)."""
+    step = _step(y)
+    return {str(int(k)): round(float((pred - y)[step == k].mean()), 3) for k in np.unique(step)}
+
+
 def _avatar_error(measured_rgb: np.ndarray, tone_pred: np.ndarray, label: np.ndarray, margin: float | None):
     """(|avatar L* - the label's L*|, |avatar L* - measured L*|) per photo,
     the avatar drawn from the measured skin alone (``margin`` None) or
@@ -181,6 +208,11 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     held = np.array([is_heldout(k) for k in keys])
     y = np.array([labels[k] for k in keys])
     W, b, k, lam, oof = fit_head(X, y, keys, ~held, log=log)
+    raw = (X @ W + b).astype(np.float64)
+    intercept, slope = deattenuation(oof, y, ~held)
+    log(f"skin tone: de-attenuated, (estimate - {intercept:.3f}) / {slope:.3f}")
+    W, b = (W / slope).astype(np.float32), np.float32((b - intercept) / slope)
+    oof_raw, oof = oof, (oof - intercept) / slope
     pred = (X @ W + b).astype(np.float64)
     append_head(model, feat, OUTPUT, W, b)  # one Gemm on the standardised features
     # every other output unchanged, and the Gemm gives what the fit predicts
@@ -216,6 +248,12 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
         "labels": len(labels), "train_photos": int(len(np.unique(keys[~held]))),
         "held_out_photos": int(len(orig)), "k": k, "lambda": lam,
         "heldout": steps(orig), "heldout_exposure_variants": steps(np.flatnonzero(held & (variant >= 100))),
+        "deattenuation": {"intercept": round(intercept, 4), "slope": round(slope, 4),
+                          "bias_by_step_oof": {"before": step_bias(oof_raw[~held], y[~held]),
+                                               "after": step_bias(oof[~held], y[~held])},
+                          "bias_by_step_heldout": {"before": step_bias(raw[orig], y[orig]),
+                                                   "after": step_bias(pred[orig], y[orig])},
+                          "heldout_before": {"mae_steps": round(float(np.abs(raw[orig] - y[orig]).mean()), 3)}},
         "oof_by_margin": margins, "margin": MARGIN, "anchor_L": anchor, "anchor_photos": len(two),
         "avatar_vs_label_heldout": {"measured_skin": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held],
                                                                               None)[0]),
@@ -226,6 +264,7 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     record = {"scale": "Monk Skin Tone scale, 1 lightest .. 10 darkest, in even daylight",
               "labels": "labels/skin_tone_by_eye.jsonl (by eye, docs/data.md)",
               **{key: report[key] for key in ("train_photos", "k", "lambda", "heldout", "heldout_exposure_variants",
+                                              "deattenuation",
                                               "anchor_L", "anchor_photos", "margin", "oof_by_margin",
                                               "avatar_vs_label_heldout")}}
     return save_added_head(model, desc, path, folder, OUTPUT, "Monk 1..10", record,
