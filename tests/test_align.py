@@ -433,6 +433,7 @@ def test_from_landmarks_reproduces_alignment(face):
     [
         ({"mode": "stream"}, "mode"),
         ({"max_faces": 0}, "max_faces"),
+        ({"max_faces": 2 ** 31}, "max_faces must be an integer in 1..64"),  # (MediaPipe's OverflowError)
         ({"min_detection_confidence": 1.5}, "min_detection_confidence"),
         ({"segmentation": "yes"}, "segmentation"),
         ({"colour": "rgb"}, "Unknown option"),

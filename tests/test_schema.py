@@ -197,3 +197,14 @@ def test_schema_json_is_shipped_as_package_data():
 
     doc = json.loads(resources.files("avatarizer").joinpath("data/schema.json").read_text())
     assert doc["count"] == 629 and doc["version"] == schema.VERSION
+
+
+def test_an_unknown_feature_is_an_unknown_parameter_error():
+    """``Params.feature`` raised a bare KeyError for a name that is no
+    feature; now the SDK's ``UnknownParameterError`` (a KeyError and a
+    ValueError) with the names it might mean."""
+    p = schema.Params(schema.default())
+    assert set(p.feature("iris_l")) >= {"cx", "cy", "radius"}
+    for bad, hint in (("iris", "iris_l"), ("nope", "the features are"), (3, "the features are")):
+        with pytest.raises(schema.UnknownParameterError, match=hint):
+            p.feature(bad)

@@ -117,6 +117,10 @@ _PITCH_OFFSET_DEG = -4.3
 PAD_RETRY_DIVISOR = 4
 
 
+#: most faces a frame is searched for (``AlignOptions.max_faces``, ``Avatarizer(max_faces=)``)
+MAX_FACES = 64
+
+
 @dataclass
 class AlignOptions:
     """Options of :class:`FaceAligner`.
@@ -162,8 +166,9 @@ class AlignOptions:
         """Raise ``ValueError`` with a plain sentence if an option is invalid."""
         if self.mode not in _MODES:
             raise ValueError(f"mode must be 'image' or 'video', got {self.mode!r}.")
-        if isinstance(self.max_faces, bool) or not isinstance(self.max_faces, int) or self.max_faces < 1:
-            raise ValueError(f"max_faces must be a positive integer, got {self.max_faces!r}.")
+        if isinstance(self.max_faces, bool) or not isinstance(self.max_faces, int) \
+                or not 1 <= self.max_faces <= MAX_FACES:  # (MediaPipe raised OverflowError from 2**31)
+            raise ValueError(f"max_faces must be an integer in 1..{MAX_FACES}, got {self.max_faces!r}.")
         for name in ("min_detection_confidence", "min_tracking_confidence"):
             value = getattr(self, name)
             if not is_real(value) or not 0.0 <= value <= 1.0:

@@ -269,7 +269,14 @@ class Params:
         self.array[index(name)] = value
 
     def feature(self, name: str) -> dict[str, float]:
-        f = FEATURES[name]
+        """The named feature's parameters (``"iris_l"`` -> {``"radius"``: ...});
+        :class:`UnknownParameterError` for a name that is no feature."""
+        f = FEATURES.get(name) if isinstance(name, str) else None
+        if f is None:
+            close = [n for n in FEATURES if isinstance(name, str) and name and (name in n or n in name)][:5]
+            raise UnknownParameterError(f"no feature named {name!r:.60}" +
+                                        (f"; did you mean one of {close}?" if close else
+                                         f"; the features are {list(FEATURES)[:6]} ..."))
         return {NAMES[i].split(".", 1)[1]: float(self.array[i]) for i in range(f.offset, f.offset + f.count)}
 
     def to_dict(self) -> dict[str, float]:
