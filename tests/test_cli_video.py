@@ -272,6 +272,18 @@ def test_bench_holds_a_bounded_number_of_distinct_frames(tmp_path, clip, monkeyp
     assert len({id(f) for f in few}) == 5
 
 
+@pytest.mark.parametrize("out", ["m.mp4", "m.json"])
+def test_an_intact_mkv_whose_sound_outlasts_the_picture_is_not_called_truncated(tmp_path, clip, out, capsys):
+    """MKV has no frame count of its own: OpenCV's is the file's duration
+    (the sound's 3 s) times the rate, and an intact 2 s picture was reported
+    as "ended after 50 of the 75 frames its header announces", exit 3."""
+    mkv = tmp_path / "av.mkv"
+    _ffmpeg("-i", clip, "-f", "lavfi", "-i", "sine=duration=3", "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
+            "-c:a", "libopus", "-t", "3", mkv)
+    assert _main("video", mkv, "-o", tmp_path / out) == 0
+    assert "truncated" not in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- 11: truncated input, animation output
 @pytest.mark.parametrize("out", ["t.json", "t.svg"])
 def test_truncated_input_to_an_animation_warns_and_exits_3(tmp_path, clip, out, capsys):

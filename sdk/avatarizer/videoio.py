@@ -110,6 +110,9 @@ class Probe:
     audio_codec: str | None = None       # None: no sound track (or unknown: see ``problem``)
     duration: float | None = None        # seconds of the video stream (of the file when it does not say)
     problem: str | None = None           # why nothing is known (ffprobe missing), else None
+    #: frames of the video stream by its own count or its own duration; None when
+    #: only the file's duration is known (MKV, WebM: a longer sound track in it too)
+    video_frames: int | None = None
 
     def output_rate(self) -> str:
         """The constant frame rate to write a video at (``rate``, or the base
@@ -132,7 +135,8 @@ def probe(path: Path) -> Probe:
     if exe is None:
         return Probe(problem="ffprobe not found on PATH; install ffmpeg's ffprobe to keep the sound")
     cmd = [exe, "-v", "error", "-show_entries",
-           "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,bit_rate,duration,start_time",
+           "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,bit_rate,duration,start_time,"
+           "nb_frames",
            "-show_entries", "format=bit_rate,duration,start_time", "-of", "json", file_url(path)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
@@ -159,7 +163,11 @@ def probe(path: Path) -> Probe:
         except (TypeError, ValueError):
             start = 0.0
         out.start = start if 0 < start < 1e6 else 0.0
-        out.duration = _seconds(video.get("duration")) or _seconds((doc.get("format") or {}).get("duration"))
+        own = _seconds(video.get("duration"))
+        out.duration = own or _seconds((doc.get("format") or {}).get("duration"))
+        out.video_frames = _int(video.get("nb_frames"))
+        if out.video_frames is None and own and out.rate:
+            out.video_frames = round(own * float(Fraction(out.rate)))
         out.video_bitrate = _int(video.get("bit_rate"))
         if out.video_bitrate is None:  # some containers only know the total
             total = _int((doc.get("format") or {}).get("bit_rate"))
