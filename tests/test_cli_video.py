@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -282,6 +283,27 @@ def test_an_intact_mkv_whose_sound_outlasts_the_picture_is_not_called_truncated(
             "-c:a", "libopus", "-t", "3", mkv)
     assert _main("video", mkv, "-o", tmp_path / out) == 0
     assert "truncated" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ffmpeg_on_path", [True, False])
+def test_the_reported_size_is_the_files_for_odd_sizes(tmp_path, clip, monkeypatch, capsys, ffmpeg_on_path):
+    """A 201x155 input: H.264 pads it to 202x156, the fallback MPEG-4 writer
+    (no ffmpeg) drops a row and column (200x154); both said 201x155."""
+    odd = tmp_path / "odd.mp4"
+    _ffmpeg("-i", clip, "-vf", "scale=201:155,setsar=1", "-c:v", "mpeg4", odd)
+    if not ffmpeg_on_path:
+        from avatarizer import videoio
+
+        monkeypatch.setattr(videoio, "available", lambda: False)
+    out = tmp_path / "o.mp4"
+    assert _main("video", odd, "-o", out) == 0
+    cap = cv2.VideoCapture(str(out))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    w, h = frame.shape[1], frame.shape[0]
+    assert (w, h) == ((202, 156) if ffmpeg_on_path else (200, 154))
+    assert f"{w}x{h}, overlay" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- 11: truncated input, animation output

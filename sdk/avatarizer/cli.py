@@ -835,8 +835,11 @@ def _video(args) -> int:
             _drop_temp(partial)
         if params_out is not None:
             params_out.discard()  # (nothing once finished)
+    # the size the file holds: H.264 (4:2:0) pads an odd side by a black row or column; the fallback's
+    # MPEG-4 encoder drops one (a 101x77 input was reported as such and written 100x76)
+    held = tuple(v + v % 2 if h264 else v - v % 2 for v in size)
     print(f"wrote {out}: {frames_out.written} frames ({frames_out.written / rate_f:.1f} s of video, "
-          f"{size[0]}x{size[1]}, {args.layout}, "
+          f"{held[0]}x{held[1]}, {args.layout}, "
           f"{codec}), a face in {found}, {done / secs if secs > 0 else 0.0:.1f} fps (model loading "
           f"excluded); audio {audio}")
     if found == 0:
