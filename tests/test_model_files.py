@@ -266,6 +266,8 @@ def test_shipped_thresholds_are_unchanged():
 
     desc = _description("attributes-int8.onnx")
     dec, draw = model_thresholds(desc)
+    tone = dec.pop("hair_colour_tone_prior")  # (the skin tone record's hair colour prior, H 2.3.4 on)
+    assert tone["ratios"].tolist() == desc["skin_tone"]["hair_colour_by_tone"]["ratios"]
     assert dec == {**{k: float(desc["decision_thresholds"].get(k, 0.5)) for k in FLAGS},
                    "hair_colour_priors": [float(desc["hair_colour_priors"][c]) for c in HAIR_COLOURS]}
     assert draw == {k: float(desc["draw_thresholds"].get(k, 0.5)) for k in FLAGS}

@@ -183,3 +183,45 @@ def test_held_out_labels_do_not_change_the_training_rows():
     for a, b in zip([c for c, t in zip(with_held[2], train) if t], without[2]):
         np.testing.assert_array_equal(a, b)
     assert len(with_held[0]) == len(without[0]) + 3 * len(held)  # a held-out photo, and two exposures of it
+
+
+def test_the_hair_colour_prior_by_skin_tone():
+    """``avatarizer-export skin-tone`` fits P(hair colour | band of H's skin
+    tone estimate) / P(hair colour) (smoothed); the SDK weighs the classes by
+    it: blond and red hair are rare on darker skin (tight crops drew
+    dark-skinned people blond and red from their foreheads' pixels)."""
+    from avatarizer.errors import ModelError
+    from avatarizer_export import skintone as T
+
+    rng = np.random.default_rng(1)
+    tones = np.concatenate([rng.uniform(1, 3, 300), rng.uniform(6, 9, 100)])
+    colours = np.concatenate([rng.choice(5, 300, p=[0.1, 0.4, 0.3, 0.1, 0.1]), rng.choice(5, 100, p=[0.9, 0.1, 0, 0, 0])])
+    prior = T.hair_tone_prior(colours, tones)
+    r = np.array(prior["ratios"])
+    assert r.shape == (3, 5) and prior["photos"] == [300, 0, 100]
+    assert r[2, 0] > 2 and r[2, 2] < 0.2 and r[0, 2] > 1  # dark: black likelier, blond rarer; light: blond likelier
+    assert np.allclose(r[1], 1.0)  # a band without photos: the overall shares
+    assert T.hair_tone_prior(colours[:99], tones[:99]) is None
+    # the shipped file carries one, and the runtime reads it from the file's description
+    from avatarizer.runtime import Manifest
+
+    entry = next(e for e in Manifest.load().models.values() if e.role == "attributes")
+    dec, _ = HR.model_thresholds(entry.description)
+    got = dec["hair_colour_tone_prior"]
+    assert got["ratios"].shape == (len(got["bins"]) + 1, len(HR.HAIR_COLOURS))
+    dark = HR.tone_colour_ratios(8.0, got)
+    light = HR.tone_colour_ratios(2.0, got)
+    blond, black = HR.HAIR_COLOURS.index("blond"), HR.HAIR_COLOURS.index("black")
+    assert dark[blond] < 0.5 < 1.0 < light[blond] and dark[black] > 1.5
+    assert HR.tone_colour_ratios(None, got) is None and HR.tone_colour_ratios(5.0, None) is None
+    # fused: an even reading goes black on dark skin, and the ratios change nothing else
+    even = dict.fromkeys(HR.HAIR_COLOURS, 0.2)
+    fused = HR.fuse_hair_colour(even, even, tone_ratios=dark)
+    assert max(fused, key=fused.get) == "black"
+    assert HR.fuse_hair_colour(even, even, tone_ratios=None) == pytest.approx(even)
+    # a crafted description is a ModelError naming the field
+    for bad in ({"bins": [3.0], "ratios": [[1] * 5]}, {"bins": [3.0, 2.0], "ratios": [[1] * 5] * 3},
+                {"bins": [3.0], "ratios": [[1] * 5, [1, 1, 1, 1, -1]]}, {"bins": [3.0], "ratios": [[1] * 4] * 2},
+                [1, 2], {"bins": ["x"], "ratios": [[1] * 5] * 2}):
+        with pytest.raises(ModelError, match="hair_colour_by_tone"):
+            HR.model_thresholds({"name": "h", "skin_tone": {"hair_colour_by_tone": bad}})

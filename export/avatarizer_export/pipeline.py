@@ -98,7 +98,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         # H on its own backbone, then the hairstyle bank (it stores H's predictions)
         _timed("attributes", train_attributes, cache=cache, shared=shared, folder=models)
         # its heads from the labels by eye: skin tone in daylight and long hair (the retrieval's length gate)
-        _timed("skin tone", skintone.fit, cache=cache, folder=models)
+        _timed("skin tone", skintone.fit, cache=cache, folder=models, shared=shared)
         _timed("hair length", hairlength.fit, cache=cache, folder=models)
         _timed("hair bank", hairbank.build_bank, cache, shared, data=data_dir, models=models)  # the staged H's
         # a missing toolchain fails the run: it never skips shipping quietly

@@ -39,7 +39,7 @@ import numpy as np
 
 from .attributes import (MODELS, add_head_tool, append_head, check_added_head, head_features, open_for_head,
                          pca_basis, save_added_head, to_input128)
-from .paths import cache_dir
+from .paths import cache_dir, shared_dir
 
 N_PHOTOMETRIC = 4
 K_GRID = (128, 256, 384)
@@ -188,7 +188,59 @@ def dl_summary(err: np.ndarray) -> dict:
             "over_10": round(float((err > 10).mean()), 4), "over_15": round(float((err > 15).mean()), 4)}
 
 
-def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = None, log=print) -> dict:
+#: Monk bands of H's skin tone estimate over which the hair colour prior is taken
+TONE_BANDS = (3.25, 5.25)
+#: each band's colour shares are smoothed toward the overall ones by this many photos
+TONE_PRIOR_SMOOTHING = 10.0
+
+
+def hair_colour_labels(shared: Path | None) -> dict[str, int]:
+    """``{"FOLDER/NAME": hair colour index}`` (``avatarizer.hair.HAIR_COLOURS``):
+    the shared labels of ``ffhq128-labelled`` (bald and unknown hair left
+    out; none without ``shared``) and the labels by eye, which win where
+    both have one."""
+    from .data import eye_labels
+    from .detectors import labels_of
+
+    out = {}
+    path = None if shared is None else Path(shared) / "data" / "faces" / "ffhq128-labelled" / "attributes.jsonl"
+    if path is not None and path.is_file():
+        out = {f"ffhq128-labelled/{n}": int(v["hair_colour"]) for n, v in labels_of(path).items()
+               if v["hair_colour"] >= 0}
+    out.update({k: int(v["hair_colour"]) for k, v in eye_labels().items()
+                if isinstance(v.get("hair_colour"), int) and v["hair_colour"] >= 0})
+    return out
+
+
+def hair_tone_prior(colours: np.ndarray, tones: np.ndarray) -> dict | None:
+    """P(hair colour | band of H's skin tone estimate) / P(hair colour) over
+    training photos (``colours`` their labelled indices, ``tones`` H's
+    estimates of them), each band's shares smoothed toward the overall ones
+    by :data:`TONE_PRIOR_SMOOTHING` photos: what the SDK weighs the hair
+    colour classes by (``avatarizer.hair.tone_colour_ratios``). Against H's
+    own estimates, not the labelled tones, so that the estimate's errors are
+    in the prior (a tanned blond estimated darker). None with fewer than
+    100 photos."""
+    from avatarizer.hair import HAIR_COLOURS
+
+    y, t = np.asarray(colours, np.int64), np.asarray(tones, np.float64)
+    if len(y) < 100:
+        return None
+    k = len(HAIR_COLOURS)
+    band = np.searchsorted(np.asarray(TONE_BANDS), t, side="right")
+    overall = np.bincount(y, minlength=k) / len(y)
+    ratios, counts = [], []
+    for b in range(len(TONE_BANDS) + 1):
+        m = band == b
+        share = (np.bincount(y[m], minlength=k) + TONE_PRIOR_SMOOTHING * overall) / (m.sum() + TONE_PRIOR_SMOOTHING)
+        ratios.append([round(float(v), 4) for v in share / np.maximum(overall, 1e-9)])
+        counts.append(int(m.sum()))
+    return {"bins": list(TONE_BANDS), "classes": list(HAIR_COLOURS), "ratios": ratios, "photos": counts,
+            "against": "H's own skin tone estimates of the training photos labelled for hair colour"}
+
+
+def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = None, log=print,
+        shared: Path | None = None) -> dict:
     """Fits the head, writes it into ``folder``'s H file and its manifest
     entry, and returns the report (module docstring)."""
     from tqdm import tqdm
@@ -214,6 +266,17 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     W, b = (W / slope).astype(np.float32), np.float32((b - intercept) / slope)
     oof_raw, oof = oof, (oof - intercept) / slope
     pred = (X @ W + b).astype(np.float64)
+    # the hair colour classes by skin tone, against this head's estimates of the training photos with a hair colour
+    try:  # (the shared labels too, where ../shared or --shared is there)
+        where = shared_dir(shared)
+    except FileNotFoundError:
+        where = None
+    hc = hair_colour_labels(where)
+    rows = [i for i, key in enumerate(al.keys) if key in hc and not is_heldout(key)]
+    tone_prior = None
+    if rows:
+        est = head_features(sess, feat, [np.asarray(al.crops[i]) for i in rows], desc="hair colour photos") @ W + b
+        tone_prior = hair_tone_prior([hc[al.keys[i]] for i in rows], est)
     append_head(model, feat, OUTPUT, W, b)  # one Gemm on the standardised features
     # every other output unchanged, and the Gemm gives what the fit predicts
     orig = np.flatnonzero(held & (variant == 0))
@@ -261,7 +324,9 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
                                                                            MARGIN)[0])},
     }
     # description, version, manifest (the int8 network's gate is carried from the source)
+    report["hair_colour_by_tone"] = tone_prior
     record = {"scale": "Monk Skin Tone scale, 1 lightest .. 10 darkest, in even daylight",
+              **({"hair_colour_by_tone": tone_prior} if tone_prior is not None else {}),
               "labels": "labels/skin_tone_by_eye.jsonl (by eye, docs/data.md)",
               **{key: report[key] for key in ("train_photos", "k", "lambda", "heldout", "heldout_exposure_variants",
                                               "deattenuation",

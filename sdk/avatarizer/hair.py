@@ -241,7 +241,9 @@ def model_thresholds(description: Mapping | None) -> tuple[dict, dict]:
     any flag a model does not name). :class:`ModelError` naming the field
     when one is not what it should be: thresholds an object of numbers in
     [0, 1], ``hair_colour_priors`` an object with a number >= 0 for every
-    colour of :data:`HAIR_COLOURS`."""
+    colour of :data:`HAIR_COLOURS`, ``skin_tone.hair_colour_by_tone`` (when
+    there) bins and ratios (``decision["hair_colour_tone_prior"]``,
+    :func:`tone_colour_ratios`)."""
     from .errors import ModelError
 
     d = dict(description or {})
@@ -266,6 +268,19 @@ def model_thresholds(description: Mapping | None) -> tuple[dict, dict]:
                              f"for each of {list(HAIR_COLOURS)}")
         dec["hair_colour_priors"] = [number("hair_colour_priors", c, priors[c], 0.0, float("inf"))
                                      for c in HAIR_COLOURS]
+    rec = d.get("skin_tone")
+    prior = rec.get("hair_colour_by_tone") if isinstance(rec, Mapping) else None
+    if prior is not None:  # (avatarizer-export skin-tone, H 2.3.4 on)
+        bins, ratios = (prior.get(k) if isinstance(prior, Mapping) else None for k in ("bins", "ratios"))
+        ok = isinstance(bins, list) and isinstance(ratios, list) and len(ratios) == len(bins) + 1 \
+            and all(is_real(v) for v in bins) and all(
+                isinstance(r, list) and len(r) == len(HAIR_COLOURS) and all(is_real(v) and v >= 0 for v in r)
+                for r in ratios) and bool(np.all(np.diff(np.asarray(bins, np.float64)) > 0))
+        if not ok:
+            raise ModelError(f"{where} skin_tone.hair_colour_by_tone is {prior!r:.80}, not an object with "
+                             f"increasing 'bins' and one row of {len(HAIR_COLOURS)} ratios >= 0 per band")
+        dec["hair_colour_tone_prior"] = {"bins": np.asarray(bins, np.float64),
+                                         "ratios": np.asarray(ratios, np.float64)}
     return dec, draw
 
 
@@ -848,8 +863,22 @@ def age_gray_ratio(age) -> float:
     return float(prior["gray"][min(i, len(prior["gray"]) - 1)])
 
 
+def tone_colour_ratios(tone, prior) -> np.ndarray | None:
+    """How much likelier each hair colour (:data:`HAIR_COLOURS`) is at H's
+    Monk skin tone estimate ``tone`` than over all training photos: the row
+    of ``prior`` (``model_thresholds``' ``hair_colour_tone_prior``, fitted by
+    ``avatarizer-export skin-tone`` against H's own estimates) for that
+    band; None without a prior or a tone. Blond and red hair are rare on
+    darker skin, and tight crops drew dark-skinned children blond from their
+    foreheads' pixels."""
+    if prior is None or tone is None or not is_real(tone):
+        return None
+    i = int(np.searchsorted(prior["bins"], float(tone), side="right"))
+    return prior["ratios"][min(i, len(prior["ratios"]) - 1)]
+
+
 def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str, float],
-                     priors=None, age=None) -> dict:
+                     priors=None, age=None, tone_ratios=None) -> dict:
     """P(black, brown, blond, red, gray) from two readings of the hair: H's
     (the whole crop; divided by its training colour frequencies ``priors``,
     as its balanced decision does) and the hair region's classifier (fitted
@@ -857,13 +886,17 @@ def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str
     weight is fitted: a fusion fitted on H's outputs for its own training
     photos trusted them (over-confident there) and lost held out
     (``docs/hair.md``). With H's regressed ``age`` grey is weighed by
-    :func:`age_gray_ratio` (how common grey hair is at that age)."""
+    :func:`age_gray_ratio` (how common grey hair is at that age); with
+    ``tone_ratios`` (:func:`tone_colour_ratios` at H's skin tone) every class
+    by its ratio."""
     score = np.log(np.clip([model_probs[c] for c in HAIR_COLOURS], 1e-4, 1.0))
     score = score + np.log(np.clip([region_probs[c] for c in HAIR_COLOURS], 1e-4, 1.0))
     if priors is not None:
         score = score - np.log(np.clip(np.asarray(priors, np.float64), 1e-3, 1.0))
     if age is not None:
         score[HAIR_COLOURS.index("gray")] += np.log(max(age_gray_ratio(age), 1e-3))
+    if tone_ratios is not None:
+        score = score + np.log(np.clip(np.asarray(tone_ratios, np.float64), 1e-3, None))
     p = np.exp(score - score.max())
     return dict(zip(HAIR_COLOURS, map(float, p / p.sum())))
 
@@ -874,7 +907,7 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, model=None) -> t
     probabilities): :func:`drawn_hair_colour` at the fitted gate, or ``raw``
     as it is when the region covers less than :data:`HAIR_CLASS_MIN_AREA` of
     the crop's ``crop_pixels`` and there is no ``model`` reading to fuse. ``model``: (H's hair-colour probabilities,
-    H's training colour frequencies or None[, H's regressed age]): the class
+    H's training colour frequencies or None[, H's regressed age[, :func:`tone_colour_ratios`]]): the class
     is then the one of :func:`fuse_hair_colour`. The SDK's hair stage (with H) and the
     auto-artist (without) both draw their hair colour through this."""
     # the classifier's statistics are percentiles: an even subsample of at
@@ -882,7 +915,7 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, model=None) -> t
     step = max(1, len(px) // HAIR_FEATURE_PIXELS)
     probs = hair_colour_probs(px[::step])
     if probs is not None and model is not None and model[0]:
-        probs = fuse_hair_colour(model[0], probs, model[1], model[2] if len(model) > 2 else None)
+        probs = fuse_hair_colour(model[0], probs, model[1], *model[2:4])
     if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels and (model is None or not model[0]):
         return raw, probs  # too little hair to read a class from: the colour as sampled
     # (with H's reading the class is fused from both, and the drawing reads as the class reported:

@@ -110,7 +110,8 @@ class HairStage(Stage):
         # hair region's classifier agree on (fuse_hair_colour), and the glasses kind H and the artist's
         # cues decide together (hybrid)
         rgb, colour_probs = (None, None) if reading is None else H.hair_colour_of_class(
-            *reading, model=(attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age")))
+            *reading, model=(attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age"),
+                             H.tone_colour_ratios(attrs.get("skin_tone"), self.decision.get("hair_colour_tone_prior"))))
         if colour_probs is not None:  # report the colour class the drawing follows
             H.read_hair_colour(attrs, colour_probs, source="H x hair region")
         fused = None
