@@ -558,6 +558,14 @@ def test_a_tight_crop_gets_no_bald_or_receding_style_below_the_bald_gate(bank):
     assert not tight[np.isin(fam, ["bald", "receding"])].any() and tight.sum() > 400
     a[j] = HR.TIGHT_CROP_BALD_FLOOR + 0.01  # H's confident bald score: the gate's families, tight or not
     assert (retr.candidates(a, tight=True) == np.isin(fam, ["bald", "receding"])).all()
+    # the floor is the retriever's own bald gate (the pipeline's follows H's drawing threshold)
+    high = HR.HairRetriever(bank, k=1, gates=(("bald", 0.7, ("bald", "receding")),))
+    a[j] = 0.62
+    assert not high.candidates(a, tight=True)[np.isin(fam, ["bald", "receding"])].any()
+    low = HR.HairRetriever(bank, k=1, gates=(("bald", 0.5, ("bald", "receding")),))
+    assert (low.candidates(a, tight=True) == np.isin(fam, ["bald", "receding"])).all()
+    assert not HR.HairRetriever(bank, k=1, bald_floor=None).candidates(
+        {**dict(zip(HR.RETRIEVAL_ATTRIBUTES, a)), "bald": 0.2}, tight=True)[np.isin(fam, ["bald", "receding"])].any()
     # query() tells the tight crop from the crop's valid pixels and the landmarks
     lm = mean_face().points[:, :2]
     full = np.ones((128, 128), bool)

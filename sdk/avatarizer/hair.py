@@ -1151,9 +1151,11 @@ BALD_FLOOR = 0.03
 #: search drew bald or receding styles on 96 of the 996 held-out UTKFace
 #: faces (65 wholly bald; 38 children, 30 women with long hair, 28 men, most
 #: with hair showing at the crop's top), all at P(bald) 0.03-0.16. There
-#: bald and receding styles come only through the bald gate (:data:`GATES`:
-#: H's bald score at its drawing threshold, or a bald head the app sets),
-#: never from the silhouette alone (H's score stays under 0.29 on all 996).
+#: bald and receding styles come only through the retriever's bald gate
+#: (H's bald score at its drawing threshold, 0.5 for the shipped H, or a
+#: bald head the app sets), never from the silhouette alone (H's score stays
+#: under 0.29 on all 996). This is the floor of a retriever without a bald
+#: gate (:data:`GATES`' default).
 TIGHT_CROP_BALD_FLOOR = dict((n, t) for n, t, _ in GATES)["bald"]
 
 
@@ -1206,6 +1208,8 @@ class HairRetriever:
         self._Dz = np.concatenate([bank.attributes / bank.attr_scale, bank.descriptors / bank.desc_scale], 1)
         self._bald = RETRIEVAL_ATTRIBUTES.index("bald")
         self._bald_floor = None if bald_floor is None else float(bald_floor)
+        # a tight crop's floor: this retriever's own bald gate (the pipeline's follows H's drawing threshold)
+        self._tight_floor = next((t for j, t, _ in self._gates if j == self._bald), TIGHT_CROP_BALD_FLOOR)
         self._not_bald = ~np.isin(fam, ["bald", "receding"])
         self._bald_family = fam == "bald"
         self._drawn_long = bank.drawn_long()
@@ -1243,9 +1247,10 @@ class HairRetriever:
 
     def candidates(self, attributes=None, tight: bool = False) -> np.ndarray | None:
         """Boolean mask of the entries a query may return (None: all), from
-        the family gates, then the bald floor (:data:`BALD_FLOOR`;
-        :data:`TIGHT_CROP_BALD_FLOOR` when ``tight``, a crop that does not
-        show the lower face) and the length gate. A bald head the app set (``"bald"`` in the dict's
+        the family gates, then the bald floor (:data:`BALD_FLOOR`; when
+        ``tight``, a crop that does not show the lower face, the
+        retriever's own bald gate, :data:`TIGHT_CROP_BALD_FLOOR` without
+        one, also with ``bald_floor=None``) and the length gate. A bald head the app set (``"bald"`` in the dict's
         ``set_by_app``, :func:`apply_settings`) gets only the ``bald``
         family: a receding style has a full front hair layer, so the bald
         gate's receding entries would draw hair on a head said to be bald.
@@ -1272,8 +1277,8 @@ class HairRetriever:
                 return mask
         b = a[self._bald]
         floor = self._bald_floor
-        if tight and floor is not None:
-            floor = max(floor, TIGHT_CROP_BALD_FLOOR)
+        if tight:
+            floor = max(floor or 0.0, self._tight_floor)
         keep = self._not_bald if floor is not None and np.isfinite(b) and b < floor \
             and self._not_bald.any() else None
         if set_length is not None:  # the app's length, also where the model has no length gate
