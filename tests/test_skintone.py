@@ -202,6 +202,8 @@ def test_the_hair_colour_prior_by_skin_tone():
     assert r[2, 0] > 2 and r[2, 2] < 0.2 and r[0, 2] > 1  # dark: black likelier, blond rarer; light: blond likelier
     assert np.allclose(r[1], 1.0)  # a band without photos: the overall shares
     assert T.hair_tone_prior(colours[:99], tones[:99]) is None
+    no_red = T.hair_tone_prior(np.where(colours == 3, 1, colours), tones)  # a class no photo has: ratio 1
+    assert all(row[3] == 1.0 for row in no_red["ratios"])
     # the shipped file carries one, and the runtime reads it from the file's description
     from avatarizer.runtime import Manifest
 

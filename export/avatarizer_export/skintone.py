@@ -233,7 +233,8 @@ def hair_tone_prior(colours: np.ndarray, tones: np.ndarray) -> dict | None:
     for b in range(len(TONE_BANDS) + 1):
         m = band == b
         share = (np.bincount(y[m], minlength=k) + TONE_PRIOR_SMOOTHING * overall) / (m.sum() + TONE_PRIOR_SMOOTHING)
-        ratios.append([round(float(v), 4) for v in share / np.maximum(overall, 1e-9)])
+        # (a class no photo has: no evidence either way, ratio 1, not 0)
+        ratios.append([round(float(v), 4) for v in np.where(overall > 0, share / np.maximum(overall, 1e-9), 1.0)])
         counts.append(int(m.sum()))
     return {"bins": list(TONE_BANDS), "classes": list(HAIR_COLOURS), "ratios": ratios, "photos": counts,
             "against": "H's own skin tone estimates of the training photos labelled for hair colour"}

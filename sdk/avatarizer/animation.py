@@ -1185,7 +1185,8 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
                 if stamped is None:
                     stamped = t is not None
                 elif stamped != (t is not None):
-                    raise ValueError(f"{path}, line {n}: " + ("no \"time_ms\", where the lines before have one"
+                    raise ValueError(f"{path}, line {n}: " + ("no \"time_ms\" (a finite number), where the lines "
+                                                                "before have one"
                                                                 if stamped else "a \"time_ms\", where the lines "
                                                                 "before have none") + ": stamp every line or none")
                 if t is not None and last is not None and not t > last:
