@@ -325,18 +325,25 @@ def test_the_hair_stage_draws_and_reports_the_fused_colour(monkeypatch):
     seen = []
     real = H.fuse_hair_colour
 
-    def spy(model, region, priors=None, age=None):
-        seen.append((dict(model), dict(region), priors, age))
-        return real(model, region, priors, age)
+    def spy(model, region, priors=None, age=None, tone_ratios=None):
+        seen.append((dict(model), dict(region), priors, age, tone_ratios))
+        return real(model, region, priors, age, tone_ratios)
 
     monkeypatch.setattr(H, "fuse_hair_colour", spy)
     with Avatarizer(estimator="hybrid") as av:
         a = av.from_frame(skimage.data.astronaut())
+    from avatarizer.runtime import Manifest
+
+    entry = next(e for e in Manifest.load().models.values() if e.role == "attributes")
+    prior = H.model_thresholds(entry.description)[0]["hair_colour_tone_prior"]
     assert a is not None and len(seen) == 1
-    model, region, priors, age = seen[0]
+    model, region, priors, age, tone_ratios = seen[0]
     assert priors is not None and len(priors) == 5  # H's training colour frequencies
     assert age == a.attributes["age"]["value"]  # grey weighed by H's age
-    want = real(model, region, priors, age)
+    # every class weighed by how common it is at H's skin tone (H 2.3.4 on)
+    tone = a.attributes["skin_tone"]["value"]  # (rounded to 2 places: the same band unless at its edge)
+    assert np.array_equal(tone_ratios, H.tone_colour_ratios(tone, prior))
+    want = real(model, region, priors, age, tone_ratios)
     got = a.attributes["hair_colour"]
     assert got["value"] == max(want, key=want.get)
     assert abs(got["probability"] - max(want.values())) < 1e-9
