@@ -1132,3 +1132,51 @@ def test_h264_writer_cuts_the_sound_only_when_it_outlasts_the_frames(tmp_path):
         sound = float(_ffprobe(out)["audio"]["duration"])
         assert ("cut to the video's" in w.audio) == cut, w.audio
         assert (abs(sound - 1.0) < 0.1) if cut else sound < 0.5, (src, sound)
+
+
+# ----------------------------------------------------------------- a steady hairstyle
+def test_steady_style_shows_another_family_only_when_found_twice():
+    from avatarizer.hair import steady_style
+
+    fam = ["short", "short", "buzz", "long", "headwear", "bald", "buzz"]
+    assert steady_style(fam, None, None, 3) == (3, None)  # the first: at once
+    assert steady_style(fam, 0, None, 1) == (0, None)  # the same family: the style shown stays
+    assert steady_style(fam, 0, None, 2) == (0, 2)  # another family, once: kept, noted
+    assert steady_style(fam, 0, 2, 6) == (6, None)  # the same family again: shown
+    assert steady_style(fam, 0, 2, 3) == (0, 3)  # another again: the newer noted
+    assert steady_style(fam, 0, 2, 0) == (0, None)  # back: nothing pending
+    assert steady_style(fam, 0, None, 4) == (4, None) and steady_style(fam, 4, None, 0) == (0, None)  # hats
+    assert steady_style(fam, 0, None, 5) == (5, None)  # a bald head: its own gate decided
+
+
+def test_a_streams_hairstyle_does_not_flip_between_refreshes(monkeypatch):
+    """Each refresh retrieved a style from that moment's silhouette: on clip
+    d6 a woman's bun was drawn short, then buzz, then short again. A stream
+    now changes family only when two refreshes in a row find it."""
+    from avatarizer import hair as H
+
+    found, shown = [], []
+    real_query, real_steady = H.HairRetriever.query, H.steady_style
+
+    def query(self, *a, **kw):
+        e = real_query(self, *a, **kw)
+        found.append(self.bank.families[self.bank.family[e]])
+        return e
+
+    def steady(families, *a):
+        out = real_steady(families, *a)
+        shown.append(families[out[0]])
+        return out
+
+    monkeypatch.setattr(H.HairRetriever, "query", query)
+    monkeypatch.setattr(H, "steady_style", steady)
+    frames, dt = read_frames(need_shared("data", "video", "d6.mp4"), 400)
+    with Avatarizer(mode="video", color_order="bgr", tracker=TrackerOptions(identity_every_ms=0)) as av:
+        for i, fr in enumerate(frames):
+            av.from_frame(fr, timestamp_ms=i * dt)
+    assert len(found) == len(shown) >= 8
+    for k in range(1, len(shown)):  # a change of family only to one found twice in a row
+        if shown[k] != shown[k - 1]:
+            assert found[k] == shown[k] and found[k - 1] == shown[k], (found, shown)
+    flips = lambda s: sum(a != b for a, b in zip(s, s[1:]))
+    assert flips(shown) <= flips(found) and flips(shown) <= 2, (found, shown)

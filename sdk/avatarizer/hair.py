@@ -58,6 +58,7 @@ __all__ = [
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
     "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
+    "steady_style", "tone_colour_ratios",
     "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
@@ -1350,6 +1351,35 @@ class HairRetriever:
         z = self._Dz[idx]
         dd = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1).sum(1)
         return int(idx[np.lexsort((np.arange(len(idx)), dd))[0]])
+
+
+#: Families a stream switches to (or from) at once, without
+#: :func:`steady_style`'s second look: a hat put on or taken off, a bald head
+#: (their own gates decide them)
+UNSTEADY_FAMILIES = ("headwear", "bald", "receding")
+
+
+def steady_style(families, shown: int | None, pending: int | None, new: int) -> tuple[int, int | None]:
+    """The hairstyle a stream keeps showing, ``(shown, pending)``, after a
+    refresh retrieved ``new`` (``families``: each bank entry's family name).
+    A face's hair does not change between refreshes of one stream, but the
+    retrieval from each moment's silhouette did: on the shared clips a
+    woman's bun became a buzz cut and back, a long-haired woman's style
+    changed family on 4 of 5 refreshes. So a style of another family is
+    shown only when the next refresh finds that family too (``pending``
+    holds the first finding); one of the same family keeps the style shown;
+    the first, and hats and bald heads (:data:`UNSTEADY_FAMILIES`, on either
+    side), are shown at once."""
+    if shown is None or new == shown:
+        return new, None
+    old_f, new_f = families[shown], families[new]
+    if old_f in UNSTEADY_FAMILIES or new_f in UNSTEADY_FAMILIES:
+        return new, None
+    if new_f == old_f:
+        return shown, None
+    if pending is not None and families[pending] == new_f:
+        return new, None
+    return shown, new
 
 
 # -------------------------------------------------------------------- merge

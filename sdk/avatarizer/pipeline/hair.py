@@ -58,6 +58,7 @@ class HairStage(Stage):
                                                   providers=options.providers or None)
                 self.decision, self.draw = H.model_thresholds(self.session.description)
                 self.bank = H.HairBank.load()
+                self._families = [self.bank.families[j] for j in self.bank.family]
                 # the retrieval's family gates follow the model's drawing thresholds
                 gates = tuple((name, self.draw.get(name, t), fams) for name, t, fams in H.GATES)
                 # long or short hair by H's hair_long (labels by eye), where the model has it
@@ -79,7 +80,11 @@ class HairStage(Stage):
 
     def _retrieve(self, face, face_slice: np.ndarray, artist_glasses: np.ndarray | None = None,
                   glasses_cues: dict | None = None, overlap: bool = False,
-                  settings: dict | None = None) -> tuple[np.ndarray, dict]:
+                  settings: dict | None = None, style: tuple | None = None) -> tuple[np.ndarray, dict, tuple]:
+        """(the full vector, the attributes, the stream's ``(shown, pending)``
+        hairstyle): ``style`` is the stream's so far (video; None: none, the
+        style retrieved is drawn), kept steady by :func:`hair.steady_style`
+        unless the app sets attributes."""
         from .. import hair as H
         from ..artist import crop_valid_mask
 
@@ -151,6 +156,10 @@ class HairStage(Stage):
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
+        if style is not None and not settings:  # a stream: the style shown only changes when found twice
+            idx, pending = H.steady_style(self._families, *style, idx)
+        else:
+            pending = None
         base = schema.default()
         base[schema.FACE] = face_slice
         if attrs["drawn"]["beard"] or attrs["drawn"]["moustache"]:  # the beard's own colour (white ones too)
@@ -171,7 +180,7 @@ class HairStage(Stage):
             # missing or unreadable glasses_fusion.json, an H it was not fitted with): reported as drawn
             full[GLASSES] = artist_glasses
             H.add_artist_glasses(attrs, artist_glasses[0], artist_probs)
-        return full, attrs
+        return full, attrs, (idx, pending)
 
     def run(self, state: FrameState) -> None:
         with state.timer(self.name):
@@ -188,11 +197,14 @@ class HairStage(Stage):
                     if hit is not None and hit[3] == gen and 0 <= now - hit[0] < VIDEO_REFRESH_MS:
                         full, attributes = hit[1], hit[2]
                     else:
-                        full, attributes = self._retrieve(f.aligned, f.face_params, f.artist_glasses,
-                                                          f.glasses_cues, overlap=stream is None,
-                                                          settings=state.settings)
+                        # this track's style so far (a stream's): kept unless found changed twice
+                        style = None if cache is None else hit[4] if hit is not None and hit[3] == gen \
+                            else (None, None)
+                        full, attributes, style = self._retrieve(f.aligned, f.face_params, f.artist_glasses,
+                                                                 f.glasses_cues, overlap=stream is None,
+                                                                 settings=state.settings, style=style)
                         if cache is not None and gen == stream.generation:
-                            cache[i] = (now, full, attributes, gen)
+                            cache[i] = (now, full, attributes, gen, style)
                 else:
                     if f.artist_params is None:
                         f.artist_params = self.artist.fit(f.aligned)
