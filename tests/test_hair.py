@@ -694,3 +694,12 @@ def test_a_dark_beard_on_grey_skin_is_dark(skin):
     crop[goatee] = np.stack([v, v, v], -1)[goatee]
     got = HR.sample_beard_rgb((crop * 255).astype(np.uint8), lm, skin)
     assert to_lab(got.astype(np.float64))[0] < 40
+
+
+def test_gated_families_are_the_first_gate_that_fires(bank):
+    retr = HR.HairRetriever(bank)
+    base = dict(length=0.1, volume=0.25, curl=0.0, fringe=0.25, bald=0.05, headwear=0.05)
+    assert retr.gated_families(base) == frozenset() and retr.gated_families(None) == frozenset()
+    assert retr.gated_families({**base, "headwear": 0.9, "bald": 0.9}) == {"headwear"}
+    assert retr.gated_families({**base, "bald": 0.9}) == {"bald", "receding"}
+    assert HR.HairRetriever(bank, gates=None).gated_families({**base, "bald": 0.9}) == frozenset()

@@ -1145,8 +1145,12 @@ def test_steady_style_shows_another_family_only_when_found_twice():
     assert steady_style(fam, 0, 2, 6) == (6, None)  # the same family again: shown
     assert steady_style(fam, 0, 2, 3) == (0, 3)  # another again: the newer noted
     assert steady_style(fam, 0, 2, 0) == (0, None)  # back: nothing pending
-    assert steady_style(fam, 0, None, 4) == (4, None) and steady_style(fam, 4, None, 0) == (0, None)  # hats
-    assert steady_style(fam, 0, None, 5) == (5, None)  # a bald head: its own gate decided
+    # a hat or a bald head its gate decided: at once; found by the silhouette alone: like any family
+    assert steady_style(fam, 0, None, 4, {"headwear"}) == (4, None)
+    assert steady_style(fam, 0, None, 5, {"bald", "receding"}) == (5, None)
+    assert steady_style(fam, 0, None, 4) == (0, 4) and steady_style(fam, 0, None, 5) == (0, 5)
+    assert steady_style(fam, 4, None, 0) == (0, None)  # the hat's gate no longer fires: taken off at once
+    assert steady_style(fam, 4, None, 0, {"headwear"}) == (4, 0)  # (a gate that still fires: as any family)
 
 
 def test_a_streams_hairstyle_does_not_flip_between_refreshes(monkeypatch):

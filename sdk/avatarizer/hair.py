@@ -1203,6 +1203,7 @@ class HairRetriever:
         fam = np.array(bank.families)[bank.family]
         self._gates = [(RETRIEVAL_ATTRIBUTES.index(n), float(t), np.isin(fam, list(fs)))
                        for n, t, fs in (gates or ())]
+        self._gate_families = [frozenset(fs) for _, _, fs in (gates or ())]
         self._fa = self.weights.attribute_factors()
         self._A = bank.attributes.astype(np.float64) / bank.attr_scale
         self._D = bank.descriptors.astype(np.float64) / bank.desc_scale
@@ -1294,6 +1295,18 @@ class HairRetriever:
             return short if keep is None or not (short & keep).any() else short & keep
         return keep
 
+    def gated_families(self, attributes=None) -> frozenset:
+        """The families a family gate restricts this query to (the first
+        that fires, as :meth:`candidates` checks them: H's score at the
+        gate's threshold, or a bald head the app set), or none."""
+        if attributes is None:
+            return frozenset()
+        a = attribute_vector(attributes)
+        for (j, t, mask), fams in zip(self._gates, self._gate_families):
+            if np.isfinite(a[j]) and a[j] >= t and mask.any():
+                return fams
+        return frozenset()
+
     def nearest(self, attributes=None, descriptor=None, observed=None, k: int | None = None,
                 tight: bool = False):
         """``(indices, distances)`` of the ``k`` nearest candidate entries,
@@ -1353,27 +1366,29 @@ class HairRetriever:
         return int(idx[np.lexsort((np.arange(len(idx)), dd))[0]])
 
 
-#: Families a stream switches to (or from) at once, without
-#: :func:`steady_style`'s second look: a hat put on or taken off, a bald head
-#: (their own gates decide them)
+#: Families a gate decides (:data:`GATES`): a stream leaves a style of
+#: these at once when its gate no longer fires (:func:`steady_style`)
 UNSTEADY_FAMILIES = ("headwear", "bald", "receding")
 
 
-def steady_style(families, shown: int | None, pending: int | None, new: int) -> tuple[int, int | None]:
+def steady_style(families, shown: int | None, pending: int | None, new: int,
+                 gated=frozenset()) -> tuple[int, int | None]:
     """The hairstyle a stream keeps showing, ``(shown, pending)``, after a
-    refresh retrieved ``new`` (``families``: each bank entry's family name).
-    A face's hair does not change between refreshes of one stream, but the
-    retrieval from each moment's silhouette did: on the shared clips a
-    woman's bun became a buzz cut and back, a long-haired woman's style
-    changed family on 4 of 5 refreshes. So a style of another family is
-    shown only when the next refresh finds that family too (``pending``
-    holds the first finding); one of the same family keeps the style shown;
-    the first, and hats and bald heads (:data:`UNSTEADY_FAMILIES`, on either
-    side), are shown at once."""
+    refresh retrieved ``new`` (``families``: each bank entry's family name;
+    ``gated``: the families a gate restricted this retrieval to,
+    :meth:`HairRetriever.gated_families`). A face's hair does not change
+    between refreshes of one stream, but the retrieval from each moment's
+    silhouette did: on the shared clips a woman's bun became a buzz cut and
+    back, a long-haired woman's style changed family on 4 of 5 refreshes. So
+    a style of another family is shown only when the next refresh finds
+    that family too (``pending`` holds the first finding); one of the same
+    family keeps the style shown; the first is shown at once, and so are a
+    style a gate decided (a hat put on, H's bald head) and any style after
+    a gated one whose gate no longer fires (the hat taken off)."""
     if shown is None or new == shown:
         return new, None
     old_f, new_f = families[shown], families[new]
-    if old_f in UNSTEADY_FAMILIES or new_f in UNSTEADY_FAMILIES:
+    if new_f in gated or (old_f in UNSTEADY_FAMILIES and old_f not in gated):
         return new, None
     if new_f == old_f:
         return shown, None

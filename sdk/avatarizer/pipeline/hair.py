@@ -83,8 +83,7 @@ class HairStage(Stage):
                   settings: dict | None = None, style: tuple | None = None) -> tuple[np.ndarray, dict, tuple]:
         """(the full vector, the attributes, the stream's ``(shown, pending)``
         hairstyle): ``style`` is the stream's so far (video; None: none, the
-        style retrieved is drawn), kept steady by :func:`hair.steady_style`
-        unless the app sets attributes."""
+        style retrieved is drawn), kept steady by :func:`hair.steady_style`."""
         from .. import hair as H
         from ..artist import crop_valid_mask
 
@@ -156,8 +155,8 @@ class HairStage(Stage):
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
-        if style is not None and not settings:  # a stream: the style shown only changes when found twice
-            idx, pending = H.steady_style(self._families, *style, idx)
+        if style is not None:  # a stream: the style shown only changes when found twice (or a gate decides)
+            idx, pending = H.steady_style(self._families, *style, idx, self.retriever.gated_families(attrs))
         else:
             pending = None
         base = schema.default()

@@ -174,9 +174,11 @@ class StreamState:
         identity: the identity networks' latest answer for the tracked face
             (:meth:`Face.identity`), or None; ``identity_asked_ms`` when it was
             asked for (stream time).
-        hair: per face index, ``(time ms, full parameters, attributes)`` of the
-            last hair retrieval (the hair stage refreshes it at most every
-            :data:`avatarizer.pipeline.hair.VIDEO_REFRESH_MS`).
+        hair: per face index, ``(time ms, full parameters, attributes,
+            generation, (shown, pending) hairstyle)`` of the last hair
+            retrieval (the hair stage refreshes it at most every
+            :data:`avatarizer.pipeline.hair.VIDEO_REFRESH_MS`; the style kept
+            steady between refreshes by :func:`avatarizer.hair.steady_style`).
         merged: the merge stage's last merge of the identity's arrays
             (``((face, hair, accessories, attributes, age), params)``), reused
             while they are the same objects.
