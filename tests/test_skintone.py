@@ -227,3 +227,16 @@ def test_the_hair_colour_prior_by_skin_tone():
                 [1, 2], {"bins": ["x"], "ratios": [[1] * 5] * 2}):
         with pytest.raises(ModelError, match="hair_colour_by_tone"):
             HR.model_thresholds({"name": "h", "skin_tone": {"hair_colour_by_tone": bad}})
+
+
+def test_skin_tone_tool_refuses_a_missing_shared_folder_at_once(tmp_path):
+    """``avatarizer-export skin-tone --shared DIR`` (the hair colour prior's
+    shared labels): a folder that is not there is said before the fit, not
+    after its minutes of work."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "avatarizer_export.cli", "skin-tone", "--shared", str(tmp_path / "no"),
+                          "--models", str(tmp_path / "models"), "--cache", str(tmp_path / "cache")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "shared data folder" in res.stderr and "Traceback" not in res.stderr

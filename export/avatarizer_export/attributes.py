@@ -1590,15 +1590,19 @@ def save_added_head(model, desc: dict, path: Path, folder: Path, output: str, un
     return report
 
 
-def add_head_tool(sub, name: str, help: str, fit) -> None:
+def add_head_tool(sub, name: str, help: str, fit, shared: str | None = None) -> None:
     """The ``avatarizer-export <name>`` command of a head tool: ``fit(cache=,
-    folder=, version=)`` on the SDK's models folder or ``--models``."""
+    folder=, version=)`` on the SDK's models folder or ``--models``; with
+    ``shared`` (its help) also ``--shared``, passed as ``fit(shared=)``."""
     def main(args) -> int:
-        fit(cache=args.cache, folder=Path(args.models) if args.models else MODELS, version=args.version)
+        kw = {"shared": args.shared} if shared is not None else {}
+        fit(cache=args.cache, folder=Path(args.models) if args.models else MODELS, version=args.version, **kw)
         return 0
 
     p = sub.add_parser(name, help=help)
     p.add_argument("--cache")
+    if shared is not None:
+        p.add_argument("--shared", help=shared)
     p.add_argument("--models", help="the models folder (default: the SDK's)")
     p.add_argument("--version", type=_version_arg, help="the new file's version (default: the source's patch + 1)")
     p.set_defaults(func=main)

@@ -251,6 +251,14 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     from .data import is_heldout, load_aligned, skin_tone_labels
 
     t0 = time.time()
+    try:  # (the shared labels join the hair colour prior's, where ../shared or --shared is there)
+        where = shared_dir(shared)
+    except FileNotFoundError:
+        if shared is not None:  # asked for and missing: said at once, not after the fit
+            raise
+        where = None
+        log("skin tone: no shared folder (../shared, $AVATARIZER_SHARED, --shared): the hair colour prior by "
+            "skin tone is fitted on the labels by eye only")
     labels = skin_tone_labels()
     if not labels:
         raise SystemExit("no skin tone labels (labels/skin_tone_by_eye.jsonl): run `avatarizer-export labels merge`")
@@ -268,10 +276,6 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     oof_raw, oof = oof, (oof - intercept) / slope
     pred = (X @ W + b).astype(np.float64)
     # the hair colour classes by skin tone, against this head's estimates of the training photos with a hair colour
-    try:  # (the shared labels too, where ../shared or --shared is there)
-        where = shared_dir(shared)
-    except FileNotFoundError:
-        where = None
     hc = hair_colour_labels(where)
     rows = [i for i, key in enumerate(al.keys) if key in hc and not is_heldout(key)]
     tone_prior = None
@@ -339,4 +343,6 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
 
 
 def add_parser(sub):
-    add_head_tool(sub, "skin-tone", "add or refit H's skin tone output from the labels by eye", fit)
+    add_head_tool(sub, "skin-tone", "add or refit H's skin tone output from the labels by eye", fit,
+                  shared="the shared folder (default $AVATARIZER_SHARED or ../shared): its ffhq128-labelled hair "
+                         "colours join the labels by eye in the hair colour prior by skin tone")
