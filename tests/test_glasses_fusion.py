@@ -44,7 +44,32 @@ def test_decide_follows_the_thresholds():
     assert f.decide(artist, [0.6, 0.3, 0.1])[0] == 0  # below both thresholds
     assert f.decide(artist, [0.1, 0.3, 0.6])[0] == 2  # sunglasses first
     doc["thresholds"] = {"clear": 0.4, "sun": 0.4}
-    assert GlassesFusion.from_doc(doc).decide(artist, [0.1, 0.45, 0.45])[0] == 2  # both pass: sunglasses
+    both = GlassesFusion.from_doc(doc)
+    assert both.kind_at_thresholds(both.decide(artist, [0.1, 0.45, 0.45])[1]) == 2  # both pass: sunglasses
+    assert both.decide(artist, [0.1, 0.45, 0.45])[0] == 1  # (which nobody ranks first: clear, H's first)
+
+
+def test_a_kind_neither_expert_ranks_first_is_not_drawn():
+    """The fused model reads only H's log probabilities here; the artist
+    ranks "none" first. A kind H ranks first stands; sunglasses neither
+    ranks first become clear glasses where one ranks glasses first, else
+    none (a man both called "none" was drawn with sunglasses at 0.89)."""
+    from avatarizer.glasses import consensus
+
+    doc = _doc()
+    W = np.zeros((3, 6))
+    W[0, 3], W[1, 4], W[2, 5] = 1, 1, 1
+    doc["model"]["W"] = W.tolist()
+    doc["thresholds"] = {"clear": 0.3, "sun": 0.3}
+    f = GlassesFusion.from_doc(doc)
+    none_first = [0.7, 0.2, 0.1]
+    assert f.decide(none_first, [0.1, 0.2, 0.7])[0] == 2  # H ranks sunglasses first
+    kind, p = f.decide(none_first, [0.4, 0.25, 0.35])  # sunglasses pass the threshold, nobody's first
+    assert f.kind_at_thresholds(p) == 2 and kind == 0
+    assert f.decide([0.2, 0.7, 0.1], [0.4, 0.25, 0.35])[0] == 1  # the artist ranks clear glasses first
+    assert consensus(0, [0, 0, 1], [0, 0, 1]) == 0
+    assert consensus(1, [0.1, 0.1, 0.8], {"none": 0.6, "reading": 0.3, "sunglasses": 0.1}) == 0
+    assert consensus(2, [0.1, 0.1, 0.8], {"none": 0.6, "reading": 0.3, "sunglasses": 0.1}) == 2
 
 
 @pytest.mark.parametrize("bad", [

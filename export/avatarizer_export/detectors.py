@@ -882,7 +882,12 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
 
     # held out: the FFHQ labels (the issues' measure) and, apart, the photos labelled by eye;
     # beside the fusion, each source refitted alone the same way
-    preds = {"fused": glasses_decision(predict(model, x), th)}
+    from avatarizer.glasses import consensus
+
+    # the fused decision as the runtime makes it: the thresholds, then the experts' consensus
+    probs_x = np.exp(x)
+    preds = {"fused": np.array([consensus(int(k), probs_x[i, :N_CUES], probs_x[i, N_CUES:])
+                                for i, k in enumerate(glasses_decision(predict(model, x), th))])}
     for label, cols in (("artist_network_alone", slice(0, N_CUES)), ("attribute_model_alone", slice(N_CUES, None))):
         t_ = glasses_thresholds(oof(xt[:, cols], yt, 3, l2=l2), yt, precision)
         preds[label] = glasses_decision(predict(fit_logistic(xt[:, cols], yt, 3, l2=l2), x[:, cols]), t_)

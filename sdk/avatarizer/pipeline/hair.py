@@ -125,6 +125,8 @@ class HairStage(Stage):
 
             fused, probs = self.fusion.decide(artist_probs, attrs["glasses_probs"])
             apply_decision(attrs, fused, probs)
+            if fused != self.fusion.kind_at_thresholds(probs):  # (reported: the probabilities said otherwise)
+                attrs["glasses_by"] = "fusion, kept only as the artist's cues or the model rank it"
         if glasses_cues is not None and "beard" not in settings:
             # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
             H.add_artist_beard(attrs, glasses_cues.get("beard"))
