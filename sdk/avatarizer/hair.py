@@ -1201,9 +1201,11 @@ class HairRetriever:
         self.weights = weights or RetrievalWeights()
         self.k = int(k)
         fam = np.array(bank.families)[bank.family]
-        self._gates = [(RETRIEVAL_ATTRIBUTES.index(n), float(t), np.isin(fam, list(fs)))
+        #: each entry's family name
+        self.families = fam
+        # (attribute index, threshold, entries of its families, the family names)
+        self._gates = [(RETRIEVAL_ATTRIBUTES.index(n), float(t), np.isin(fam, list(fs)), frozenset(fs))
                        for n, t, fs in (gates or ())]
-        self._gate_families = [frozenset(fs) for _, _, fs in (gates or ())]
         self._fa = self.weights.attribute_factors()
         self._A = bank.attributes.astype(np.float64) / bank.attr_scale
         self._D = bank.descriptors.astype(np.float64) / bank.desc_scale
@@ -1211,7 +1213,7 @@ class HairRetriever:
         self._bald = RETRIEVAL_ATTRIBUTES.index("bald")
         self._bald_floor = None if bald_floor is None else float(bald_floor)
         # a tight crop's floor: this retriever's own bald gate (the pipeline's follows H's drawing threshold)
-        self._tight_floor = next((t for j, t, _ in self._gates if j == self._bald), TIGHT_CROP_BALD_FLOOR)
+        self._tight_floor = next((t for j, t, _, _ in self._gates if j == self._bald), TIGHT_CROP_BALD_FLOOR)
         self._not_bald = ~np.isin(fam, ["bald", "receding"])
         self._bald_family = fam == "bald"
         self._drawn_long = bank.drawn_long()
@@ -1270,13 +1272,14 @@ class HairRetriever:
         set_length = None
         if "hair_length" in given and h is not None and np.isfinite(h):
             set_length = self._drawn_long if h >= 0.5 else ~self._drawn_long
-        for j, t, mask in self._gates:
-            if np.isfinite(a[j]) and a[j] >= t and mask.any():
-                if j == self._bald and "bald" in given and (mask & self._bald_family).any():
-                    mask = mask & self._bald_family
-                if set_length is not None and (mask & set_length).any():
-                    mask = mask & set_length
-                return mask
+        gate = self._gate_firing(a)
+        if gate is not None:
+            j, _, mask, _ = gate
+            if j == self._bald and "bald" in given and (mask & self._bald_family).any():
+                mask = mask & self._bald_family
+            if set_length is not None and (mask & set_length).any():
+                mask = mask & set_length
+            return mask
         b = a[self._bald]
         floor = self._bald_floor
         if tight:
@@ -1295,17 +1298,16 @@ class HairRetriever:
             return short if keep is None or not (short & keep).any() else short & keep
         return keep
 
+    def _gate_firing(self, a: np.ndarray):
+        """The first family gate whose attribute in the vector ``a`` is at its
+        threshold (as :meth:`candidates` checks them), or None."""
+        return next((g for g in self._gates if np.isfinite(a[g[0]]) and a[g[0]] >= g[1] and g[2].any()), None)
+
     def gated_families(self, attributes=None) -> frozenset:
         """The families a family gate restricts this query to (the first
-        that fires, as :meth:`candidates` checks them: H's score at the
-        gate's threshold, or a bald head the app set), or none."""
-        if attributes is None:
-            return frozenset()
-        a = attribute_vector(attributes)
-        for (j, t, mask), fams in zip(self._gates, self._gate_families):
-            if np.isfinite(a[j]) and a[j] >= t and mask.any():
-                return fams
-        return frozenset()
+        that fires), or none."""
+        gate = None if attributes is None else self._gate_firing(attribute_vector(attributes))
+        return frozenset() if gate is None else gate[3]
 
     def nearest(self, attributes=None, descriptor=None, observed=None, k: int | None = None,
                 tight: bool = False):

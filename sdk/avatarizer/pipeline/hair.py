@@ -58,7 +58,6 @@ class HairStage(Stage):
                                                   providers=options.providers or None)
                 self.decision, self.draw = H.model_thresholds(self.session.description)
                 self.bank = H.HairBank.load()
-                self._families = [self.bank.families[j] for j in self.bank.family]
                 # the retrieval's family gates follow the model's drawing thresholds
                 gates = tuple((name, self.draw.get(name, t), fams) for name, t, fams in H.GATES)
                 # long or short hair by H's hair_long (labels by eye), where the model has it
@@ -158,7 +157,7 @@ class HairStage(Stage):
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
         if style is not None:  # a stream: the style shown only changes when found twice (or a gate decides)
-            idx, pending = H.steady_style(self._families, *style, idx, self.retriever.gated_families(attrs))
+            idx, pending = H.steady_style(self.retriever.families, *style, idx, self.retriever.gated_families(attrs))
         else:
             pending = None
         base = schema.default()
