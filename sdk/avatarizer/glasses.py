@@ -55,14 +55,20 @@ def _numbers(v) -> np.ndarray:
     return a.astype(np.float64)
 
 
+def _kind_probs(glasses_probs) -> np.ndarray:
+    """H's glasses probabilities, a ``{kind: p}`` mapping or a sequence, as a
+    flat array in :data:`KINDS` order."""
+    if isinstance(glasses_probs, Mapping):
+        glasses_probs = [glasses_probs[k] for k in KINDS]
+    return np.asarray(glasses_probs, np.float64).reshape(-1)
+
+
 def fusion_features(artist_probs, glasses_probs) -> np.ndarray:
     """(6,) the fused model's input: the log of the artist's glasses
     network's (none, reading, sunglasses) probabilities, then the log of
     H's (each clipped at 1e-4)."""
     c = np.asarray(artist_probs, np.float64).reshape(-1)
-    if isinstance(glasses_probs, Mapping):
-        glasses_probs = [glasses_probs[k] for k in KINDS]
-    q = np.asarray(glasses_probs, np.float64).reshape(-1)
+    q = _kind_probs(glasses_probs)
     if c.size != N_CUES or q.size != len(KINDS):
         raise ValueError(f"fusion_features: want {N_CUES} and {len(KINDS)} probabilities, got {c.size} and {q.size}")
     return np.log(np.clip(np.concatenate([c, q]), P_FLOOR, 1.0))
@@ -168,9 +174,7 @@ def consensus(kind: int, artist_probs, glasses_probs) -> int:
     reports the fused decision with it)."""
     if kind == 0:
         return 0
-    if isinstance(glasses_probs, Mapping):
-        glasses_probs = [glasses_probs[k] for k in KINDS]
-    tops = {int(np.argmax(np.asarray(artist_probs, np.float64))), int(np.argmax(np.asarray(glasses_probs, np.float64)))}
+    tops = {int(np.argmax(np.asarray(artist_probs, np.float64))), int(np.argmax(_kind_probs(glasses_probs)))}
     if kind in tops:
         return kind
     return 1 if kind == 2 and (tops - {0}) else 0
