@@ -807,7 +807,7 @@ def _video(args) -> int:
         sys.stderr.write("\n")
         if done == 0:
             raise CLIError(f"no frames could be decoded from {inp}")
-        expected = _expected_frames(_announced_frames(count, info), limit, done) if frame is None else None
+        expected = _expected_frames(count, info, limit, done) if frame is None else None
         # (None: --max-seconds stopped it)
         if encoder is not None:
             enc, encoder = encoder, None
@@ -886,23 +886,20 @@ class _VideoWalk:
             self.frame = frame if ok else None
 
 
-def _expected_frames(count: int, limit: int | None, done: int) -> int | None:
+def _expected_frames(count: int, info, limit: int | None, done: int) -> int | None:
     """The frame count the header announced (within ``--max-seconds``) when
-    fewer were decoded, i.e. the input is truncated; else None. The
+    fewer were decoded, i.e. the input is truncated; else None. The count is
+    the video stream's own (``info.video_frames``, ffprobe's) where it has
+    one; else, for a file with a sound track, unknown: OpenCV's ``count`` is
+    then the file's duration times the rate, and the sound may outlast the
+    picture (an intact MKV was reported truncated); else OpenCV's. The
     container's count may be an estimate: one frame of slack."""
+    if info.video_frames is not None and info.video_frames > 0:
+        count = info.video_frames
+    elif info.audio_codec is not None:
+        count = 0
     expected = min(count, limit) if limit else count
     return expected if count > 0 and done < expected - 1 else None
-
-
-def _announced_frames(count: int, info) -> int:
-    """The frame count to check a decoded video against: the video stream's
-    own (``info.video_frames``, ffprobe's) where it has one; else, for a file
-    with a sound track, 0 (unknown): OpenCV's count is then the file's
-    duration times the rate, and the sound may outlast the picture (an
-    intact MKV was reported truncated); else OpenCV's ``count``."""
-    if info.video_frames is not None and info.video_frames > 0:
-        return info.video_frames
-    return 0 if info.audio_codec is not None else count
 
 
 def _truncation_status(inp: Path, done: int, expected: int | None) -> int:
@@ -1053,8 +1050,7 @@ def _video_animation(args) -> int:
     finally:
         if params_out is not None:
             params_out.discard()  # (nothing once finished)
-    return _truncation_status(inp, done, _expected_frames(_announced_frames(count, info), limit, done)
-                              if frame is None else None)
+    return _truncation_status(inp, done, _expected_frames(count, info, limit, done) if frame is None else None)
 
 
 def _within(anim) -> str:
