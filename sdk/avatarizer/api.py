@@ -58,8 +58,7 @@ import numpy as np
 from . import schema
 from .filters import Smoothing
 from .hair import check_settings
-from . import align
-from .align import check_timestamp
+from .align import MAX_FACES, check_timestamp
 from .checks import is_real
 from .imageio import COLOR_ORDERS, load_image, to_rgb_uint8
 from .video import TrackerOptions, decompose
@@ -72,7 +71,6 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8")
 ESTIMATORS = ("auto", "hybrid", "model", "artist")
 MODES = ("image", "video")
 AVATAR_JSON_FORMAT = "avatarizer.avatar"
-MAX_FACES = align.MAX_FACES
 
 
 @dataclass

@@ -92,8 +92,6 @@ def file_url(path) -> str:
     starts with ``-`` is not read as an option, and one with a colon
     (``clip:1.mp4``) not as a protocol. (``os.fsencode`` of the argument,
     which subprocess does, gives back any non-UTF-8 bytes of the name.)"""
-    import os
-
     return "file:" + os.path.abspath(os.fspath(path))
 
 
@@ -302,8 +300,6 @@ class H264Writer:
         tracks copied: the sound of a damaged input outlasted its frames.
         ffmpeg cannot do it in the first pass, which does not know how many
         frames will come."""
-        import os
-
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=".mp4", dir=self.path.parent)
         os.close(fd)
         cmd = [shutil.which("ffmpeg") or "ffmpeg", "-v", "error", "-y", "-nostdin", "-i", file_url(self.path),
