@@ -44,6 +44,7 @@ if importlib.util.find_spec("avatarizer") is None:  # not installed: use the che
     sys.path.insert(0, str(ROOT / "sdk"))
 
 from avatarizer.align import FaceAligner  # noqa: E402
+from avatarizer.videoio import capture as open_clip  # noqa: E402
 
 SHARED_VIDEO = ROOT.parent / "shared" / "data" / "video"
 SIZE = 512
@@ -55,7 +56,7 @@ def load_frames(count: int) -> tuple[list[np.ndarray], str]:
     clips = sorted(SHARED_VIDEO.glob("*.mp4")) if SHARED_VIDEO.is_dir() else []
     used = []
     for clip in clips:
-        capture = cv2.VideoCapture(str(clip))
+        capture = open_clip(clip)
         taken = 0
         while len(frames) < count:
             ok, frame = capture.read()

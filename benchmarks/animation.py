@@ -59,9 +59,11 @@ def _pin_one_core():
 def _clips() -> list[Path]:
     import cv2
 
+    from avatarizer.videoio import capture
+
     out = []
     for p in sorted((SHARED / "data" / "video").glob("*.mp4")):
-        cap = cv2.VideoCapture(str(p))
+        cap = capture(p)
         fps, n = cap.get(cv2.CAP_PROP_FPS), cap.get(cv2.CAP_PROP_FRAME_COUNT)
         cap.release()
         if abs(fps - 30) < 0.5 and n >= FRAMES:
@@ -79,8 +81,9 @@ def performance(clip: Path) -> np.ndarray:
 
     os.environ.setdefault("GLOG_minloglevel", "2")
     from avatarizer import Avatarizer
+    from avatarizer.videoio import capture
 
-    cap = cv2.VideoCapture(str(clip))
+    cap = capture(clip)
     fps = cap.get(cv2.CAP_PROP_FPS)
     frames, last = [], None
     with Avatarizer(mode="video", color_order="bgr") as av:

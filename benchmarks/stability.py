@@ -51,6 +51,7 @@ from avatarizer import expressions as X  # noqa: E402
 from avatarizer import schema  # noqa: E402
 from avatarizer.filters import Smoothing  # noqa: E402
 from avatarizer.video import Tracker, TrackerOptions  # noqa: E402
+from avatarizer.videoio import capture  # noqa: E402
 
 SHARED_VIDEO = ROOT.parent / "shared" / "data" / "video"
 EXPRESSION_FEATURES = ("eye_l_upper", "eye_l_lower", "eye_l_crease", "eye_r_upper", "eye_r_lower",
@@ -76,7 +77,7 @@ def read_clip(path: Path, max_frames: int | None = None):
     """(frames as RGB uint8, timestamps in ms) of a video file."""
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    cap = capture(path)
     if not cap.isOpened():
         raise ValueError(f"could not open {path} as a video")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0

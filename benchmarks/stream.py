@@ -56,7 +56,9 @@ def _source(frames, t_in: np.ndarray, camera: bool, clip: str | None, store: dic
     from that file here (OpenCV), as a player would, instead of from memory."""
     import cv2
 
-    cap = cv2.VideoCapture(clip) if clip else None
+    from avatarizer.videoio import capture
+
+    cap = capture(clip) if clip else None
     t0 = None
     try:
         for i in range(len(frames)):
@@ -139,9 +141,9 @@ def measure(frames, warmup: int, repeats: int, camera: bool = False, clip: str |
 
 def _clip_frames(clip: str, most: int) -> int:
     """How many frames OpenCV decodes from ``clip`` (counting stops at ``most``)."""
-    import cv2
+    from avatarizer.videoio import capture
 
-    cap = cv2.VideoCapture(clip)
+    cap = capture(clip)
     n = 0
     try:
         while n < most and cap.grab():
