@@ -100,6 +100,14 @@ def _step(y):
     return np.clip(np.floor(np.asarray(y) + 0.5), 2, 8).astype(int)
 
 
+def _step_weights(y, train) -> np.ndarray:
+    """Each row's weight so that every Monk step of the ``train`` rows counts
+    alike: 1 / the number of training rows at its step (:func:`_step`)."""
+    step = _step(y)
+    count = np.bincount(step[train], minlength=11).astype(np.float64)
+    return 1.0 / np.maximum(count[step], 1.0)
+
+
 def _balanced_mae(pred, y) -> float:
     step = _step(y)
     return float(np.mean([np.abs(pred - y)[step == s].mean() for s in np.unique(step)]))
@@ -109,9 +117,7 @@ def fit_head(X: np.ndarray, y: np.ndarray, photo: np.ndarray, train: np.ndarray,
     """(W (features,), b, k, lambda, out-of-fold predictions of the training
     rows): the CV-chosen balanced ridge regression of ``y`` on ``X``'s
     whitened principal components (module docstring)."""
-    step = _step(y)
-    count = np.bincount(step[train], minlength=11).astype(np.float64)
-    weight = 1.0 / np.maximum(count[step], 1.0)
+    weight = _step_weights(y, train)
     V, sc = pca_basis(X[train], q=max(K_GRID))
     V = V / sc
     Z = X @ V
@@ -142,9 +148,7 @@ def deattenuation(oof: np.ndarray, y: np.ndarray, train: np.ndarray) -> tuple[fl
     steps at step 2, -0.9 at step 8: dark skin drawn lighter, light skin
     darker), and ``(estimate - intercept) / slope`` undoes that on average
     at every step (the head is refitted so, :func:`fit`)."""
-    step = _step(y[train])
-    count = np.bincount(step, minlength=11).astype(np.float64)
-    w = np.sqrt(1.0 / np.maximum(count[step], 1.0))
+    w = np.sqrt(_step_weights(y, train)[train])
     A = np.stack([np.ones(int(train.sum())), y[train]], 1) * w[:, None]
     intercept, slope = np.linalg.lstsq(A, oof[train] * w, rcond=None)[0]
     if not (np.isfinite(slope) and 0.2 <= slope <= 1.5):
