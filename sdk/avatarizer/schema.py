@@ -273,7 +273,7 @@ class Params:
         :class:`UnknownParameterError` for a name that is no feature."""
         f = FEATURES.get(name) if isinstance(name, str) else None
         if f is None:
-            close = [n for n in FEATURES if isinstance(name, str) and name and (name in n or n in name)][:5]
+            close = [n for n in FEATURES if name in n or n in name][:5] if isinstance(name, str) and name else []
             raise UnknownParameterError(f"no feature named {name!r:.60}" +
                                         (f"; did you mean one of {close}?" if close else
                                          f"; the features are {list(FEATURES)[:6]} ..."))
