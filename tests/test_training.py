@@ -263,7 +263,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     """``avatarizer-export all``: every step gets the same --cache (a namespace
     faked in code once dropped it for training), in order, and an exception
     in any step (shipping included) fails the run instead of being skipped."""
-    from avatarizer_export import attributes, detectors, hairbank, hairlength, pipeline, report, ship, skintone
+    from avatarizer_export import (attributes, detectors, hairbank, hairlength, pipeline, report, rethreshold, ship,
+                                   skintone)
 
     calls: list = []
     shared, cache = tmp_path / "shared", tmp_path / "cache"
@@ -279,6 +280,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(attributes, "run", rec("attributes"))
     monkeypatch.setattr(skintone, "fit", rec("skin tone"))
     monkeypatch.setattr(hairlength, "fit", rec("hair length"))
+    monkeypatch.setattr(rethreshold, "rethreshold", rec("headwear threshold"))
     monkeypatch.setattr(hairbank, "build_bank", rec("hairbank"))
     monkeypatch.setattr(report, "write_report", rec("report"))
     monkeypatch.setattr(ship, "export", rec("ship"))
@@ -290,8 +292,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     assert [c[1][0] for c in calls if c[0] == "data"] == ["align", "meanface", "pairs", "avatars"]
     # the glasses fusion reads the staged H: after shipping; the report what is shipped: after the commit
     # H's heads from the labels by eye are added to the file H's training wrote
-    assert names.count("train") == 14 and names[-7:] == ["attributes", "skin tone", "hair length", "hairbank",
-                                                         "ship", "fusion", "report"]
+    assert names.count("train") == 14 and names[-8:] == ["attributes", "skin tone", "hair length",
+                                                         "headwear threshold", "hairbank", "ship", "fusion", "report"]
     for name, a, kw in calls:  # one cache folder everywhere
         assert cache in (*a, kw.get("cache")), (name, a, kw)
     trains = [c for c in calls if c[0] == "train"]
@@ -325,8 +327,8 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     does not list are never touched. ``busy``: another run ships into the
     models folder: this one stops before its first step (it learnt it only
     once its trainings were done), leaving no copy or lock behind."""
-    from avatarizer_export import (attributes, detectors, hairbank, hairlength, pipeline, report, ship, skintone,
-                                   staging)
+    from avatarizer_export import (attributes, detectors, hairbank, hairlength, pipeline, report, rethreshold, ship,
+                                   skintone, staging)
 
     models, data = tmp_path / "sdk" / "models", tmp_path / "sdk" / "data"
     models.mkdir(parents=True), data.mkdir()
@@ -371,6 +373,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(attributes, "run", step("attributes", write_h))
     monkeypatch.setattr(skintone, "fit", step("skin tone", nothing))
     monkeypatch.setattr(hairlength, "fit", step("hair length", nothing))
+    monkeypatch.setattr(rethreshold, "rethreshold", step("headwear threshold", nothing))
     monkeypatch.setattr(hairbank, "build_bank", step("hair bank", lambda c, s, data, models: (
         data / "hair_bank.npz").write_bytes(b"new bank")))
     monkeypatch.setattr(ship, "export", step("ship", write_f))

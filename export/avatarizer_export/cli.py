@@ -21,8 +21,8 @@ def _recover() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import (attributes, data, detectors, evaluate, eyelabels, hairbank, hairlength, pipeline, report, sheets, ship,
-                   skintone, train)
+    from . import (attributes, data, detectors, evaluate, eyelabels, hairbank, hairlength, pipeline, report, rethreshold,
+                   sheets, ship, skintone, train)
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
                                  description="Data building, training, evaluation and model export.")
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sheets.add_parser(sub)
     ship.add_parser(sub)
     attributes.add_parser(sub)
+    rethreshold.add_parser(sub)
     hairbank.add_parser(sub)
     detectors.add_parser(sub)
     eyelabels.add_parser(sub)

@@ -59,7 +59,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
             report: bool = True) -> dict[str, float]:
     """Every step from the shared photos to the shipped model files; returns
     the seconds per step. Each step is a typed function of its module."""
-    from . import data, detectors, hairbank, hairlength, ship, skintone, staging, train
+    from . import data, detectors, hairbank, hairlength, rethreshold, ship, skintone, staging, train
     from .attributes import run as train_attributes
 
     def data_step(stage: str):
@@ -100,6 +100,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         # its heads from the labels by eye: skin tone in daylight and long hair (the retrieval's length gate)
         _timed("skin tone", skintone.fit, cache=cache, folder=models, shared=shared)
         _timed("hair length", hairlength.fit, cache=cache, folder=models)
+        # the hats' drawing threshold, on the photos labelled by eye its head never trained on
+        _timed("headwear threshold", rethreshold.rethreshold, cache=cache, shared=shared, folder=models)
         _timed("hair bank", hairbank.build_bank, cache, shared, data=data_dir, models=models)  # the staged H's
         # a missing toolchain fails the run: it never skips shipping quietly
         _timed("ship", ship.export, "ship", cache, SHIPPED_MAPPER, folder=models)
