@@ -217,7 +217,8 @@ def test_shipped_attribute_model_is_int8_with_thresholds():
     sess = Manifest.load().session("attributes")
     dec, draw = HR.model_thresholds(sess.description)
     for k in ("glasses", "sunglasses", "beard", "moustache", "headwear"):
-        assert 0.5 <= draw[k] < 1.0, (k, draw[k])
+        # (hats: chosen on photos labelled by eye H never trained on, where its P runs low: tests/test_rethreshold.py)
+        assert (dec[k] < draw[k] if k == "headwear" else 0.5 <= draw[k]) and draw[k] < 1.0, (k, draw[k])
         assert 0.0 < dec[k] < 1.0
     assert sum(dec["hair_colour_priors"]) == pytest.approx(1.0, abs=1e-3)
     assert not (MODELS / "attributes-fp16.onnx").exists()
