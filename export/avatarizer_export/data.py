@@ -157,18 +157,42 @@ EYE_LABELS = Path(__file__).resolve().parent / "labels"
 EYE_LABEL_FIELDS = ("glasses", "headwear", "beard", "moustache", "hair_colour")
 
 
+#: label files that only ``eval`` reads (:func:`hair_colour_by_eye`), never a
+#: training step: the hair colour of 420 UTKFace tight crops (session 17),
+#: where nothing was fitted on them (a UTKFace woman or child with a record in
+#: :func:`eye_labels` would also lose H's "no facial hair" target)
+EVAL_ONLY_LABELS = ("utkface_hair_colour.jsonl",)
+
+
 def eye_labels(folder: Path | None = None) -> dict[str, dict]:
     """``{"FOLDER/NAME": {field: value, ...}}`` from the project's labels by eye
-    (empty when there are none)."""
+    (empty when there are none), what training reads: without
+    :data:`EVAL_ONLY_LABELS`."""
     folder = EYE_LABELS if folder is None else Path(folder)
     out: dict[str, dict] = {}
-    for path in sorted(folder.glob("*.jsonl")):
+    for path in sorted(p for p in folder.glob("*.jsonl") if p.name not in EVAL_ONLY_LABELS):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 rec = json.loads(line)
                 got = {k: rec[k] for k in EYE_LABEL_FIELDS if k in rec}
                 if got:  # records of other fields only (skin_tone_labels) are not H's
                     out.setdefault(rec["file"], {}).update(got)
+    return out
+
+
+def hair_colour_by_eye(folder: Path | None = None) -> dict[str, int]:
+    """``{"FOLDER/NAME": hair colour index}`` (``avatarizer.hair.HAIR_COLOURS``)
+    of every photo a label file by eye gives one, :data:`EVAL_ONLY_LABELS`
+    included (``ffhq128`` loose crops and UTKFace tight crops): what ``eval``
+    scores the drawn hair colour against."""
+    folder = EYE_LABELS if folder is None else Path(folder)
+    out: dict[str, int] = {}
+    for path in sorted(folder.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                if isinstance(rec.get("hair_colour"), int) and rec["hair_colour"] >= 0:
+                    out[rec["file"]] = rec["hair_colour"]
     return out
 
 

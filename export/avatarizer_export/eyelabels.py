@@ -27,10 +27,12 @@ control); ``length`` (the ``hair_length`` batches:
 labellers gave the same label, not null. ``merge`` writes
 ``utkface_facial_hair.jsonl`` (the ``utkface_men`` batch),
 ``ffhq128_by_eye.jsonl`` (the two ``ffhq128`` batches),
-``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``, ``skin_tone_3``)
-and ``hair_length_by_eye.jsonl`` (``hair_length_train``,
-``hair_length_heldout``); a test checks that the committed files are exactly
-what ``merge`` makes. The batch ``hair_length_train_2`` (616 more training
+``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``, ``skin_tone_3``),
+``hair_length_by_eye.jsonl`` (``hair_length_train``,
+``hair_length_heldout``) and ``utkface_hair_colour.jsonl``
+(``utkface_hair_colour``: tight crops, for evaluation only,
+``data.EVAL_ONLY_LABELS``); a test checks that the committed files are
+exactly what ``merge`` makes. The batch ``hair_length_train_2`` (616 more training
 photos) is committed but not merged: the head refitted with it was not
 shipped (docs/hair.md, "Hair length").
 """
@@ -51,7 +53,8 @@ CONTROL_FOLDER = "ffhq128-labelled"
 OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
            "ffhq128_by_eye.jsonl": ("ffhq128_heldout", "ffhq128_train"),
            "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3"),
-           "hair_length_by_eye.jsonl": ("hair_length_train", "hair_length_heldout")}
+           "hair_length_by_eye.jsonl": ("hair_length_train", "hair_length_heldout"),
+           "utkface_hair_colour.jsonl": ("utkface_hair_colour",)}
 HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
