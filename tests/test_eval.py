@@ -234,6 +234,55 @@ def test_hair_class_reads_against_labels_beside_the_photos(tmp_path):
     assert hair_class_reads(names, {n: tmp_path / "elsewhere" / n for n in names}, params) == {}
 
 
+def test_hair_colour_by_eye_reads_per_folder_on_held_out_photos(tmp_path, monkeypatch):
+    """The drawn hair colour against the hair colour labelled by eye (loose
+    ``ffhq128`` and tight UTKFace crops, the latter for evaluation only):
+    held-out photos with a label and an avatar with hair, per folder."""
+    from avatarizer import prior as P
+    from avatarizer import schema as S
+    from avatarizer_export.data import is_heldout
+    from avatarizer_export.evaluate import hair_colour_by_eye_reads
+
+    utk = tmp_path / "utkface200"
+    ffhq = tmp_path / "ffhq128"
+    utk.mkdir(), ffhq.mkdir()
+    names_u = [f"{i}_0_1_2017.jpg.chip.jpg" for i in range(400)]
+    held_u = [n for n in names_u if is_heldout(f"utkface200/{n}")][:3]
+    train_u = next(n for n in names_u if not is_heldout(f"utkface200/{n}"))
+    held_f = next(f"ffhq-{i:04d}.jpg" for i in range(400) if is_heldout(f"ffhq128/ffhq-{i:04d}.jpg"))
+    labels = {f"utkface200/{held_u[0]}": 0, f"utkface200/{held_u[1]}": 0, f"utkface200/{held_u[2]}": 2,
+              f"utkface200/{train_u}": 0, f"ffhq128/{held_f}": 4}
+    monkeypatch.setattr("avatarizer_export.data.hair_colour_by_eye", lambda: labels)
+    files = [utk / n for n in (*held_u, train_u)] + [ffhq / held_f, ffhq / "unlabelled.jpg"]
+    names = [f.name for f in files]
+    params = np.tile(S.default(), (len(files), 1))
+    params[:, S.index("hair_style.layers")] = 1.0
+    for i, col in enumerate(("black", "blond", "blond", "black", "gray", "black")):
+        for c, v in zip("rgb", P.HAIR_COLORS[col]):
+            params[i, S.index(f"hair_front.{c}")] = v
+    out = hair_colour_by_eye_reads(names, files, params)
+    # the training photo and the unlabelled one are left out; black read 1 of 2, blond 1 of 1
+    assert out == {"ffhq128": {"gray": "1/1", "balanced_accuracy": 1.0},
+                   "utkface200": {"black": "1/2", "blond": "1/1", "balanced_accuracy": 0.75}}
+    params[1, S.index("hair_style.layers")] = 0.0  # no hair drawn: not scored
+    assert hair_colour_by_eye_reads(names, files, params)["utkface200"]["black"] == "1/1"
+    params[:] = np.nan  # no avatars: nothing to score
+    assert hair_colour_by_eye_reads(names, files, params) == {}
+
+
+def test_eval_only_labels_are_not_training_labels():
+    """The UTKFace hair colour labels are read by eval only: no training step
+    sees them (a UTKFace woman or child with a record by eye would lose H's
+    "no facial hair" target), eval sees them and the other files' colours."""
+    from avatarizer_export.data import EVAL_ONLY_LABELS, EYE_LABELS, eye_labels, hair_colour_by_eye
+
+    assert (EYE_LABELS / "utkface_hair_colour.jsonl").exists() and "utkface_hair_colour.jsonl" in EVAL_ONLY_LABELS
+    train, colours = eye_labels(), hair_colour_by_eye()
+    assert not any(k.startswith("utkface200/") and "hair_colour" in v for k, v in train.items())
+    assert len([k for k in colours if k.startswith("utkface200/")]) > 250
+    assert {k: v["hair_colour"] for k, v in train.items() if "hair_colour" in v}.items() <= colours.items()
+
+
 def test_shipped_attribute_metrics_score_what_the_avatar_reports(tmp_path):
     import json
 

@@ -525,6 +525,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
             reads = hair_class_reads(names, paths, preds)
             if reads:
                 out["hair_colour_reads"] = reads
+            reads = hair_colour_by_eye_reads(names, paths, preds)
+            if reads:
+                out["hair_colour_by_eye"] = reads
             tone = skin_tone_reads(names, paths, preds)
             if tone:
                 out["skin_tone_by_eye"] = tone
@@ -708,6 +711,35 @@ def hair_class_reads(names: list[str], files, params: np.ndarray) -> dict:
     out = {c: f"{int((read[truth == k] == k).sum())}/{int((truth == k).sum())}"
            for k, c in enumerate(HR.HAIR_COLOURS) if (truth == k).any()}
     out["balanced_accuracy"] = round(float(M.balanced_accuracy(truth, read)), 4)
+    return out
+
+
+def hair_colour_by_eye_reads(names, files, params: np.ndarray) -> dict:
+    """How the drawn hair colour reads (as :func:`hair_class_reads`) against
+    the hair colour labelled by eye (``data.hair_colour_by_eye``: ``ffhq128``
+    loose crops, UTKFace tight crops), the held-out photos of ``names`` that
+    have one and an avatar with hair; per folder: per class ``"k/n"`` and the
+    balanced accuracy; {} when none."""
+    from avatarizer import hair as HR
+
+    from .data import hair_colour_by_eye
+
+    names = list(names)
+    files = _paths_of(names, files)
+    rgb = [schema.index(f"hair_front.{c}") for c in "rgb"]
+    by: dict[str, tuple[list, list]] = {}
+    for i, t in _heldout_labelled(names, files, params, hair_colour_by_eye()):
+        if params[i, schema.index("hair_style.layers")] <= 0:
+            continue
+        truth, read = by.setdefault(_folder_name(files[i].parent), ([], []))
+        truth.append(t)
+        read.append(HR.HAIR_COLOURS.index(HR.hair_colour_class_of(params[i, rgb])))
+    out = {}
+    for folder, (truth, read) in sorted(by.items()):
+        truth, read = np.array(truth), np.array(read)
+        out[folder] = {c: f"{int((read[truth == k] == k).sum())}/{int((truth == k).sum())}"
+                       for k, c in enumerate(HR.HAIR_COLOURS) if (truth == k).any()}
+        out[folder]["balanced_accuracy"] = round(float(M.balanced_accuracy(truth, read)), 4)
     return out
 
 
