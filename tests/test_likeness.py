@@ -1073,3 +1073,31 @@ def test_a_turned_head_is_not_drawn_winking():
     before = p.copy()
     even_eyes(p, g)
     np.testing.assert_array_equal(p, before)
+
+
+def test_without_a_hair_region_the_drawn_hair_colour_is_the_one_reported(monkeypatch):
+    """No hair region read (no person mask, a crop that ends at the
+    hairline): the hair is drawn in the class ``avatar.attributes`` reports,
+    H's reading weighed by its training frequencies and the age as with a
+    region. White-haired 85- to 92-year-olds reported grey were drawn dark
+    brown (H's raw likeliest class, which its training frequencies favour)."""
+    import skimage.data
+
+    from avatarizer import Avatarizer
+    from avatarizer import hair as H
+
+    real = H.decode_attributes
+
+    def decode(*a, **kw):  # H reads an old person with hair most likely brown before the balancing
+        out = real(*a, **kw)
+        out["hair_colour_probs"] = {"black": 0.2, "brown": 0.4, "blond": 0.05, "red": 0.05, "gray": 0.3}
+        out["age"] = 85.0
+        return out
+
+    monkeypatch.setattr(H, "decode_attributes", decode)
+    monkeypatch.setattr(H, "hair_region_reading", lambda *a, **kw: None)
+    with Avatarizer() as av:
+        avatar = av.from_frame(skimage.data.astronaut())
+    assert avatar.attributes["hair_colour"]["value"] == "gray"
+    drawn = avatar.params[[S.index(f"hair_front.{c}") for c in "rgb"]]
+    assert H.hair_colour_class_of(drawn) == "gray"

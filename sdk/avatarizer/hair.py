@@ -58,7 +58,7 @@ __all__ = [
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
     "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
-    "steady_style", "tone_colour_ratios",
+    "steady_style", "tone_colour_ratios", "model_hair_colour",
     "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
@@ -900,6 +900,18 @@ def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str
         score = score + np.log(np.clip(np.asarray(tone_ratios, np.float64), 1e-3, None))
     p = np.exp(score - score.max())
     return dict(zip(HAIR_COLOURS, map(float, p / p.sum())))
+
+
+def model_hair_colour(model_probs: Mapping[str, float], priors=None, age=None, tone_ratios=None) -> dict:
+    """P(black, brown, blond, red, gray) from H's reading alone, weighed as
+    :func:`fuse_hair_colour` weighs it (divided by H's training colour
+    frequencies ``priors``, grey by :func:`age_gray_ratio`, every class by
+    ``tone_ratios``): where no hair region is read (no person mask, a crop
+    that ends at the hairline). Its likeliest class is
+    :func:`decode_attributes`' balanced ``hair_colour`` where neither age nor
+    tone weighs in; drawing H's raw likeliest class instead drew white-haired
+    85- to 92-year-olds reported grey in dark brown."""
+    return fuse_hair_colour(model_probs, {c: 1.0 for c in HAIR_COLOURS}, priors, age, tone_ratios)
 
 
 def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, model=None) -> tuple[np.ndarray, dict | None]:

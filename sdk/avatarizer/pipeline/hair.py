@@ -112,11 +112,13 @@ class HairStage(Stage):
         # what the model reads: the photo's hair colour, drawn so that it reads as the class H and the
         # hair region's classifier agree on (fuse_hair_colour), and the glasses kind H and the artist's
         # cues decide together (hybrid)
-        rgb, colour_probs = (None, None) if reading is None else H.hair_colour_of_class(
-            *reading, model=(attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age"),
-                             H.tone_colour_ratios(attrs.get("skin_tone"), self.decision.get("hair_colour_tone_prior"))))
+        model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age"),
+                 H.tone_colour_ratios(attrs.get("skin_tone"), self.decision.get("hair_colour_tone_prior")))
+        rgb, colour_probs = (None, None) if reading is None else H.hair_colour_of_class(*reading, model=model)
         if colour_probs is not None:  # report the colour class the drawing follows
             H.read_hair_colour(attrs, colour_probs, source="H x hair region")
+        elif attrs["hair_colour_probs"]:  # no hair region read: H's reading weighed alike, reported and drawn
+            H.read_hair_colour(attrs, H.model_hair_colour(*model), source="H")
         fused = None
         artist_probs = None if glasses_cues is None else glasses_cues.get("glasses_probs")
         if self.fusion is not None and artist_probs is not None and np.isfinite(artist_probs).all():
