@@ -1101,3 +1101,44 @@ def test_without_a_hair_region_the_drawn_hair_colour_is_the_one_reported(monkeyp
     assert avatar.attributes["hair_colour"]["value"] == "gray"
     drawn = avatar.params[[S.index(f"hair_front.{c}") for c in "rgb"]]
     assert H.hair_colour_class_of(drawn) == "gray"
+
+
+def test_a_colour_cast_does_not_colour_the_hair():
+    """Hair keeps a natural hue: a cool cast (blue light, a blue background
+    in the hair region) is drawn near neutral at its lightness; natural
+    colours (the palette, browns, red, blond, a warm black) are left as they
+    are."""
+    from avatarizer import hair as H
+    from avatarizer import prior as P
+
+    for name, rgb in P.HAIR_COLORS.items():
+        np.testing.assert_allclose(H.natural_hair_colour(rgb), rgb, atol=1e-6, err_msg=name)
+    warm = (0.30, 0.16, 0.08)  # a saturated auburn: natural
+    np.testing.assert_allclose(H.natural_hair_colour(warm), warm, atol=1e-6)
+    for cast in ((0.12, 0.10, 0.35), (0.30, 0.12, 0.40), (0.10, 0.30, 0.20)):  # navy, purple, green
+        out = H.natural_hair_colour(cast)
+        lab, before = to_lab(np.asarray(out, np.float64)), to_lab(np.asarray(cast, np.float64))
+        assert np.hypot(lab[1], lab[2]) <= H.HAIR_COOL_CHROMA + 0.3
+        assert abs(lab[0] - before[0]) < 1.0  # its lightness kept
+
+
+def test_the_drawn_hair_has_a_natural_colour(astronaut, monkeypatch):
+    """Both estimators draw the photo's hair colour through the natural
+    hue: a purple region reading is drawn near neutral."""
+    from avatarizer import Avatarizer
+    from avatarizer import hair as H
+
+    real = H.hair_colour_of_class
+
+    def purple(raw, px, crop_pixels, model=None):
+        rgb, probs = real(raw, px, crop_pixels, model)
+        return np.array([0.30, 0.12, 0.40], np.float32), probs
+
+    monkeypatch.setattr(H, "hair_colour_of_class", purple)
+    import skimage.data
+
+    for est in ("hybrid", "artist"):
+        with Avatarizer(estimator=est) as av:
+            p = av.from_frame(skimage.data.astronaut()).params
+        lab = to_lab(np.asarray(p[[S.index(f"hair_front.{c}") for c in "rgb"]], np.float64))
+        assert np.hypot(lab[1], lab[2]) <= H.HAIR_COOL_CHROMA + 0.3, est

@@ -174,7 +174,9 @@ class AutoArtist:
             if p[S.index("headwear.type")] > 0 and g.get("hair_side_px") is not None:
                 # under a hat the hair shows at the sides, not above the brows
                 side_rgb = g["hair_stats"]["side_rgb"] = hair.side_rgb(g["hair_side_px"])
-                hair_rgb = gain(st, side_rgb)
+                from .. import hair as HR  # (here: avatarizer.hair imports the artist)
+
+                hair_rgb = np.asarray(HR.natural_hair_colour(gain(st, side_rgb)), np.float64)
                 col["hair"] = hair_rgb
                 P.set_rgb(p, "hair_back", hair_rgb * 0.85)
                 P.set_rgb(p, "hair_front", hair_rgb)

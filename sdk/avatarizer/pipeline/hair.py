@@ -157,6 +157,8 @@ class HairStage(Stage):
                 fused = attrs["glasses_type"] if glasses_cues is not None else None
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
+        if "hair_colour" not in settings:  # the photo's colour, not a colour cast of it
+            rgb = H.natural_hair_colour(rgb)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
         if style is not None:  # a stream: the style shown only changes when found twice (or a gate decides)
             idx, pending = H.steady_style(self.retriever.families, *style, idx, self.retriever.gated_families(attrs))
