@@ -15,7 +15,7 @@ import skimage.data
 from avatarizer import landmarks as LM
 from avatarizer import schema as S
 from avatarizer.artist import ArtistStyle, AutoArtist, crop_valid_mask, exaggerate_params, mean_avatar
-from avatarizer.artist.photo import to_lab
+from avatarizer.artist.photo import from_lab, to_lab
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -1122,23 +1122,84 @@ def test_a_colour_cast_does_not_colour_the_hair():
         assert abs(lab[0] - before[0]) < 1.0  # its lightness kept
 
 
-def test_the_drawn_hair_has_a_natural_colour(astronaut, monkeypatch):
-    """Both estimators draw the photo's hair colour through the natural
-    hue: a purple region reading is drawn near neutral."""
+def test_the_drawn_hair_has_a_natural_colour(monkeypatch):
+    """Both estimators read the photo's hair colour through the natural hue
+    before moving it into its class: a purple sample is drawn near neutral,
+    and (the hybrid) in the class ``avatar.attributes`` reports."""
+    import skimage.data
+
     from avatarizer import Avatarizer
     from avatarizer import hair as H
 
     real = H.hair_colour_of_class
+    calls = []
 
     def purple(raw, px, crop_pixels, model=None):
-        rgb, probs = real(raw, px, crop_pixels, model)
-        return np.array([0.30, 0.12, 0.40], np.float32), probs
+        calls.append(1)
+        return real(np.array([0.30, 0.12, 0.40], np.float32), px, crop_pixels, model)
 
     monkeypatch.setattr(H, "hair_colour_of_class", purple)
-    import skimage.data
-
     for est in ("hybrid", "artist"):
         with Avatarizer(estimator=est) as av:
-            p = av.from_frame(skimage.data.astronaut()).params
-        lab = to_lab(np.asarray(p[[S.index(f"hair_front.{c}") for c in "rgb"]], np.float64))
-        assert np.hypot(lab[1], lab[2]) <= H.HAIR_COOL_CHROMA + 0.3, est
+            avatar = av.from_frame(skimage.data.astronaut())
+        rgb = np.asarray(avatar.params[[S.index(f"hair_front.{c}") for c in "rgb"]], np.float64)
+        lab = to_lab(rgb)
+        hue = np.degrees(np.arctan2(lab[2], lab[1]))
+        assert np.hypot(lab[1], lab[2]) <= H.HAIR_COOL_CHROMA + 0.3 or \
+            H.HAIR_HUE_RANGE[0] <= hue <= H.HAIR_HUE_RANGE[1], (est, lab)
+        if est == "hybrid":
+            assert H.hair_colour_class_of(rgb) == avatar.attributes["hair_colour"]["value"]
+    assert len(calls) == 2
+
+
+def test_under_a_hat_without_a_hair_region_the_hair_colour_is_hs_weighed(monkeypatch):
+    """A hat drawn and no hair region read: the hair colour reported (and
+    drawn where no hair shows beside the face) is H's reading weighed by its
+    training frequencies and the age, not its raw likeliest class."""
+    import skimage.data
+
+    from avatarizer import Avatarizer
+    from avatarizer import hair as H
+
+    real = H.decode_attributes
+
+    def decode(*a, **kw):
+        out = real(*a, **kw)
+        out["hair_colour_probs"] = {"black": 0.2, "brown": 0.4, "blond": 0.05, "red": 0.05, "gray": 0.3}
+        out["age"] = 85.0
+        return out
+
+    monkeypatch.setattr(H, "decode_attributes", decode)
+    monkeypatch.setattr(H, "hair_region_reading", lambda *a, **kw: None)
+    monkeypatch.setattr(H, "headwear_colours", lambda *a, **kw: ((0.8, 0.1, 0.1), None))
+    with Avatarizer(attributes={"headwear": True}) as av:
+        avatar = av.from_frame(skimage.data.astronaut())
+    assert avatar["headwear.type"] > 0
+    assert avatar.attributes["hair_colour"]["value"] == "gray"
+    drawn = avatar.params[[S.index(f"hair_front.{c}") for c in "rgb"]]
+    assert H.hair_colour_class_of(drawn) == "gray"
+
+
+def test_a_cast_sample_is_drawn_in_the_class_it_is_read_as():
+    """The cast is taken out before the class is read into the colour, so the
+    drawn colour reads as the class reported (capping after the move turned
+    black drawn hair brown and brown grey on some 1,000 of 6,000 casts)."""
+    from avatarizer import hair as H
+
+    rng = np.random.default_rng(0)
+    gate = H.hair_colour_gate()
+    checked = 0
+    for _ in range(300):
+        L, c, h = rng.uniform(5, 60), rng.uniform(7, 30), np.radians(rng.uniform(120, 340))
+        cast = np.clip(from_lab(np.array([L, c * np.cos(h), c * np.sin(h)])), 0, 1)
+        px = np.clip(cast + rng.normal(0, 0.02, (200, 3)), 0, 1).astype(np.float32)
+        model = ({"black": 0.3, "brown": 0.3, "blond": 0.1, "red": 0.1, "gray": 0.2}, None)
+        drawn, probs = H.hair_colour_of_class(cast, px, 10_000, model=model)
+        if probs is None or max(probs.values()) < gate:
+            continue
+        checked += 1
+        assert H.hair_colour_class_of(drawn) == max(probs, key=probs.get), (cast, probs)
+        lab = to_lab(np.asarray(drawn, np.float64))
+        hue = np.degrees(np.arctan2(lab[2], lab[1]))
+        assert np.hypot(lab[1], lab[2]) <= H.HAIR_COOL_CHROMA + 0.3 or H.HAIR_HUE_RANGE[0] <= hue <= H.HAIR_HUE_RANGE[1]
+    assert checked > 100

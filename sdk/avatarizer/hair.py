@@ -951,6 +951,7 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, model=None) -> t
     H's training colour frequencies or None[, H's regressed age[, :func:`tone_colour_ratios`]]): the class
     is then the one of :func:`fuse_hair_colour`. The SDK's hair stage (with H) and the
     auto-artist (without) both draw their hair colour through this."""
+    raw = natural_hair_colour(raw)  # without a colour cast, before the class is read into it
     # the classifier's statistics are percentiles: an even subsample of at
     # most HAIR_FEATURE_PIXELS pixels gives them within a fraction of a unit
     step = max(1, len(px) // HAIR_FEATURE_PIXELS)
@@ -970,8 +971,9 @@ def read_hair_colour(attributes: dict, probs: Mapping, source: str = "hair regio
     :func:`hair_colour` returns them: the class the drawn colour follows)
     instead of H's own (in place, returned): ``hair_colour`` its likeliest
     class, ``hair_colour_probs`` its probabilities; H's stay under
-    ``hair_colour_probs_model``; ``hair_colour_source`` is
-    ``"hair region"``. On 87 held-out labelled photos the classifier's class
+    ``hair_colour_probs_model``; ``hair_colour_source`` is ``source``
+    (``"hair region"``: the artist's; ``"H x hair region"``: the hair stage's
+    fusion; ``"H"``: H's reading alone, :func:`model_hair_colour`). On 87 held-out labelled photos the classifier's class
     has a balanced accuracy of 0.635 against H's 0.531 (``docs/hair.md``)."""
     a = attributes
     a.setdefault("hair_colour_probs_model", dict(a["hair_colour_probs"]))

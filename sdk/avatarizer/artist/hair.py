@@ -300,13 +300,13 @@ def hair(st, p, lm, g, photo: Photo, col):
 
     skin = col["skin"]
     hm = hair_maps(st, lm, g, photo, col)
-    hair = gain(st, hm["hair"])
+    hair = HR.natural_hair_colour(gain(st, hm["hair"]))  # without a colour cast, before any class is read into it
     if photo.hair is not None and hm["hair_known"]:
         # drawn so that it reads as its likeliest class (blond hair photographs
         # darker than it looks), from the hair region the SDK's hair stage samples
         px = masked(photo.rgb, HR.hair_region(photo.size, photo.hair, lm, photo.valid))
         hair, g["hair_colour_probs"] = HR.hair_colour_of_class(hair, px, photo.size ** 2)
-    hair = np.asarray(HR.natural_hair_colour(hair), np.float64)  # the photo's colour, not a colour cast of it
+    hair = np.asarray(hair, np.float64)
     col["hair"] = hair
     g["hair_known"] = hm["hair_known"]
     fam, volume, info = hair_style(st, lm, g, hm, photo)

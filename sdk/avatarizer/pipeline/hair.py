@@ -131,21 +131,22 @@ class HairStage(Stage):
         if glasses_cues is not None and "beard" not in settings:
             # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
             H.add_artist_beard(attrs, glasses_cues.get("beard"))
-        hair_rgb = None if reading is None else reading[0]  # the photo's hair colour as sampled
+        # the photo's hair colour as sampled, without a colour cast (before any class is read into it)
+        hair_rgb = None if reading is None else H.natural_hair_colour(reading[0])
         # a hat is decided (by H or the app) before the hair colour is: under it the hair region is the hat
         if settings.get("headwear", attrs["drawn"]["headwear"]) and mask is not None:
             # the hat in its colour, the hair in the colour beside the face
             hat, hair_rgb = H.headwear_colours(crop, mask, face.canonical, valid, skin_rgb=face_slice[SKIN_SLICE])
             if hat is not None:
                 attrs["headwear_rgb"] = hat
-            # the hair region's class reading was of the hat: H's own hair colour class stands (also as
+            if hair_rgb is not None:
+                hair_rgb = H.natural_hair_colour(hair_rgb)
+            # the hair region's class reading was of the hat: H's reading weighed alike stands (also as
             # what the model read beside a colour the app set), and without hair beside the face the
             # hair is drawn in it
-            own = attrs.pop("hair_colour_probs_model", None)
-            if own is not None:
-                attrs["hair_colour_probs"] = own
-                attrs["hair_colour"] = max(own, key=own.get)
-                attrs.pop("hair_colour_source", None)
+            if attrs.get("hair_colour_source") == "H x hair region":
+                attrs["hair_colour_probs"] = attrs.pop("hair_colour_probs_model")
+                H.read_hair_colour(attrs, H.model_hair_colour(*model), source="H")
             rgb = hair_rgb if hair_rgb is not None else H.drawn_hair_colour(
                 FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...)); the model's stays
@@ -157,8 +158,6 @@ class HairStage(Stage):
                 fused = attrs["glasses_type"] if glasses_cues is not None else None
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
-        if "hair_colour" not in settings:  # the photo's colour, not a colour cast of it
-            rgb = H.natural_hair_colour(rgb)
         idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
         if style is not None:  # a stream: the style shown only changes when found twice (or a gate decides)
             idx, pending = H.steady_style(self.retriever.families, *style, idx, self.retriever.gated_families(attrs))
