@@ -279,7 +279,12 @@ def test_eval_only_labels_are_not_training_labels():
     assert (EYE_LABELS / "utkface_hair_colour.jsonl").exists() and "utkface_hair_colour.jsonl" in EVAL_ONLY_LABELS
     train, colours = eye_labels(), hair_colour_by_eye()
     assert not any(k.startswith("utkface200/") and "hair_colour" in v for k, v in train.items())
-    assert len([k for k in colours if k.startswith("utkface200/")]) > 250
+    utk = {k: v for k, v in colours.items() if k.startswith("utkface200/")}
+    assert len(utk) > 250 and set(utk.values()) == set(range(5))  # every class, as indices of HAIR_COLOURS
+    from avatarizer_export.data import is_heldout
+
+    held = sum(is_heldout(k) for k in utk)
+    assert 100 < held < len(utk) - 100  # both splits
     assert {k: v["hair_colour"] for k, v in train.items() if "hair_colour" in v}.items() <= colours.items()
 
 

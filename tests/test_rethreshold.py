@@ -111,6 +111,14 @@ def test_rethreshold_changes_only_the_drawing_threshold(tmp_path, monkeypatch):
     assert desc["rethreshold"]["headwear"]["train_photos"] == int(train.sum())
     assert rep["heldout_after"]["headwear_eye_labels"]["n"] == int((~train).sum())
     assert "headwear" not in rep["heldout_after"]  # (no shared labels)
+    # the shared labels' entry keeps its threshold-free numbers; its drawing ones were of the old threshold
+    old_m, new_m = old_desc["heldout_metrics"]["headwear"], desc["heldout_metrics"]["headwear"]
+    assert {k: v for k, v in old_m.items() if k not in ("drawn", "drawn_wrong", "draw_recall")} == new_m
+    # the photos labelled by eye: what is drawn measured again, the rest as the file had it (if it had it)
+    draw_keys = ("drawn", "drawn_wrong", "draw_recall")
+    eye_new, eye_rep = desc["heldout_metrics"]["headwear_eye_labels"], rep["heldout_after"]["headwear_eye_labels"]
+    eye_old = old_desc["heldout_metrics"].get("headwear_eye_labels") or eye_rep
+    assert eye_new == {**eye_old, **{k: eye_rep[k] for k in draw_keys}}
     # what the SDK reads
     assert HR.model_thresholds(desc)[1]["headwear"] == pytest.approx(t)
     entry = json.loads((folder / "manifest.json").read_text())["models"][desc["name"]]
@@ -141,5 +149,5 @@ def test_the_shipped_headwear_threshold_is_the_tools():
     m = onnx.load(str(MODELS / A.SHIP_FILE), load_external_data=False)
     desc = json.loads(next(p.value for p in m.metadata_props if p.key == formats.METADATA_KEY))
     rec = desc["rethreshold"]["headwear"]
-    assert desc["draw_thresholds"]["headwear"] == rec["draw_to"] < 0.5
+    assert desc["draw_thresholds"]["headwear"] == rec["draw_to"]
     assert rec["draw_at"]["target"] == PRECISION["headwear"] <= rec["draw_at"]["precision"]

@@ -101,7 +101,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         _timed("skin tone", skintone.fit, cache=cache, folder=models, shared=shared)
         _timed("hair length", hairlength.fit, cache=cache, folder=models)
         # the hats' drawing threshold, on the photos labelled by eye its head never trained on
-        _timed("headwear threshold", rethreshold.rethreshold, cache=cache, shared=shared, folder=models)
+        if rethreshold.RETHRESHOLDABLE:
+            _timed("headwear threshold", rethreshold.rethreshold, cache=cache, shared=shared, folder=models)
         _timed("hair bank", hairbank.build_bank, cache, shared, data=data_dir, models=models)  # the staged H's
         # a missing toolchain fails the run: it never skips shipping quietly
         _timed("ship", ship.export, "ship", cache, SHIPPED_MAPPER, folder=models)
