@@ -1075,12 +1075,15 @@ def test_a_turned_head_is_not_drawn_winking():
     np.testing.assert_array_equal(p, before)
 
 
-def test_without_a_hair_region_the_drawn_hair_colour_is_the_one_reported(monkeypatch):
+@pytest.mark.parametrize("hat", [False, True])
+def test_without_a_hair_region_the_drawn_hair_colour_is_the_one_reported(monkeypatch, hat):
     """No hair region read (no person mask, a crop that ends at the
-    hairline): the hair is drawn in the class ``avatar.attributes`` reports,
-    H's reading weighed by its training frequencies and the age as with a
-    region. White-haired 85- to 92-year-olds reported grey were drawn dark
-    brown (H's raw likeliest class, which its training frequencies favour)."""
+    hairline), with or without a hat drawn: the hair is drawn in the class
+    ``avatar.attributes`` reports, H's reading weighed by its training
+    frequencies and the age as with a region. White-haired 85- to
+    92-year-olds reported grey were drawn dark brown (H's raw likeliest
+    class, which its training frequencies favour); under a hat the raw
+    class was reported."""
     import skimage.data
 
     from avatarizer import Avatarizer
@@ -1096,8 +1099,11 @@ def test_without_a_hair_region_the_drawn_hair_colour_is_the_one_reported(monkeyp
 
     monkeypatch.setattr(H, "decode_attributes", decode)
     monkeypatch.setattr(H, "hair_region_reading", lambda *a, **kw: None)
-    with Avatarizer() as av:
+    if hat:  # no hair beside the face under it either
+        monkeypatch.setattr(H, "headwear_colours", lambda *a, **kw: ((0.8, 0.1, 0.1), None))
+    with Avatarizer(attributes={"headwear": True} if hat else None) as av:
         avatar = av.from_frame(skimage.data.astronaut())
+    assert (avatar["headwear.type"] > 0) == hat
     assert avatar.attributes["hair_colour"]["value"] == "gray"
     drawn = avatar.params[[S.index(f"hair_front.{c}") for c in "rgb"]]
     assert H.hair_colour_class_of(drawn) == "gray"
@@ -1150,34 +1156,6 @@ def test_the_drawn_hair_has_a_natural_colour(monkeypatch):
         if est == "hybrid":
             assert H.hair_colour_class_of(rgb) == avatar.attributes["hair_colour"]["value"]
     assert len(calls) == 2
-
-
-def test_under_a_hat_without_a_hair_region_the_hair_colour_is_hs_weighed(monkeypatch):
-    """A hat drawn and no hair region read: the hair colour reported (and
-    drawn where no hair shows beside the face) is H's reading weighed by its
-    training frequencies and the age, not its raw likeliest class."""
-    import skimage.data
-
-    from avatarizer import Avatarizer
-    from avatarizer import hair as H
-
-    real = H.decode_attributes
-
-    def decode(*a, **kw):
-        out = real(*a, **kw)
-        out["hair_colour_probs"] = {"black": 0.2, "brown": 0.4, "blond": 0.05, "red": 0.05, "gray": 0.3}
-        out["age"] = 85.0
-        return out
-
-    monkeypatch.setattr(H, "decode_attributes", decode)
-    monkeypatch.setattr(H, "hair_region_reading", lambda *a, **kw: None)
-    monkeypatch.setattr(H, "headwear_colours", lambda *a, **kw: ((0.8, 0.1, 0.1), None))
-    with Avatarizer(attributes={"headwear": True}) as av:
-        avatar = av.from_frame(skimage.data.astronaut())
-    assert avatar["headwear.type"] > 0
-    assert avatar.attributes["hair_colour"]["value"] == "gray"
-    drawn = avatar.params[[S.index(f"hair_front.{c}") for c in "rgb"]]
-    assert H.hair_colour_class_of(drawn) == "gray"
 
 
 def test_a_cast_sample_is_drawn_in_the_class_it_is_read_as():
