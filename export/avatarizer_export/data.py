@@ -168,16 +168,22 @@ def eye_labels(folder: Path | None = None) -> dict[str, dict]:
     """``{"FOLDER/NAME": {field: value, ...}}`` from the project's labels by eye
     (empty when there are none), what training reads: without
     :data:`EVAL_ONLY_LABELS`."""
-    folder = EYE_LABELS if folder is None else Path(folder)
     out: dict[str, dict] = {}
-    for path in sorted(p for p in folder.glob("*.jsonl") if p.name not in EVAL_ONLY_LABELS):
+    for rec in _label_records(folder, skip=EVAL_ONLY_LABELS):
+        got = {k: rec[k] for k in EYE_LABEL_FIELDS if k in rec}
+        if got:  # records of other fields only (skin_tone_labels) are not H's
+            out.setdefault(rec["file"], {}).update(got)
+    return out
+
+
+def _label_records(folder: Path | None = None, skip=()):
+    """Every record of the label files by eye in ``folder`` (default
+    :data:`EYE_LABELS`), file by file in name order, but those named in ``skip``."""
+    folder = EYE_LABELS if folder is None else Path(folder)
+    for path in sorted(p for p in folder.glob("*.jsonl") if p.name not in skip):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
-                rec = json.loads(line)
-                got = {k: rec[k] for k in EYE_LABEL_FIELDS if k in rec}
-                if got:  # records of other fields only (skin_tone_labels) are not H's
-                    out.setdefault(rec["file"], {}).update(got)
-    return out
+                yield json.loads(line)
 
 
 def hair_colour_by_eye(folder: Path | None = None) -> dict[str, int]:
@@ -185,15 +191,8 @@ def hair_colour_by_eye(folder: Path | None = None) -> dict[str, int]:
     of every photo a label file by eye gives one, :data:`EVAL_ONLY_LABELS`
     included (``ffhq128`` loose crops and UTKFace tight crops): what ``eval``
     scores the drawn hair colour against."""
-    folder = EYE_LABELS if folder is None else Path(folder)
-    out: dict[str, int] = {}
-    for path in sorted(folder.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                if isinstance(rec.get("hair_colour"), int) and rec["hair_colour"] >= 0:
-                    out[rec["file"]] = rec["hair_colour"]
-    return out
+    return {rec["file"]: rec["hair_colour"] for rec in _label_records(folder)
+            if isinstance(rec.get("hair_colour"), int) and rec["hair_colour"] >= 0}
 
 
 def skin_tone_labels(folder: Path | None = None) -> dict[str, float]:

@@ -216,8 +216,8 @@ def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path |
     RUN.mkdir(parents=True, exist_ok=True)
     (RUN / f"rethreshold_{desc['version']}.json").write_text(json.dumps(report, indent=1))
     log(json.dumps(report, indent=1))
-    log("rethreshold: the file's checksum changed; refit the glasses fusion (`avatarizer-export detectors --fusion`) "
-        "next (its outputs are unchanged: the hair bank stays valid)")
+    log("rethreshold: the file's checksum changed; refit the glasses fusion (`avatarizer-export detectors "
+        "--fusion`) next (its outputs are unchanged: the hair bank stays valid)")
     return report
 
 
@@ -233,8 +233,8 @@ def main_rethreshold(args) -> int:
 def add_parser(sub):
     from .attributes import _version_arg
 
-    p = sub.add_parser("rethreshold", help="choose a flag's drawing threshold of the shipped attribute regressor H again, "
-                                           "on photos labelled by eye it never trained on (docs/hair.md)")
+    p = sub.add_parser("rethreshold", help="choose a flag's drawing threshold of the shipped attribute regressor H "
+                                           "again, on photos labelled by eye it never trained on (docs/MODEL_CARD.md)")
     p.add_argument("--flags", default=",".join(RETHRESHOLDABLE), help=f"flags (of {RETHRESHOLDABLE})")
     p.add_argument("--cache")
     p.add_argument("--shared", help="for the held-out report on the shared labels too")

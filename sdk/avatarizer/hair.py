@@ -972,8 +972,9 @@ def read_hair_colour(attributes: dict, probs: Mapping, source: str = "hair regio
     instead of H's own (in place, returned): ``hair_colour`` its likeliest
     class, ``hair_colour_probs`` its probabilities; H's stay under
     ``hair_colour_probs_model``; ``hair_colour_source`` is ``source``
-    (``"hair region"``: the artist's; ``"H x hair region"``: the hair stage's
-    fusion; ``"H"``: H's reading alone, :func:`model_hair_colour`). On 87 held-out labelled photos the classifier's class
+    (``"hair region"``: the artist's; ``"H x hair region"``: the hair
+    stage's fusion; ``"H"``: H's reading alone, :func:`model_hair_colour`).
+    On 87 held-out labelled photos the classifier's class
     has a balanced accuracy of 0.635 against H's 0.531 (``docs/hair.md``)."""
     a = attributes
     a.setdefault("hair_colour_probs_model", dict(a["hair_colour_probs"]))
