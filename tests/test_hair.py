@@ -703,3 +703,26 @@ def test_gated_families_are_the_first_gate_that_fires(bank):
     assert retr.gated_families({**base, "headwear": 0.9, "bald": 0.9}) == {"headwear"}
     assert retr.gated_families({**base, "bald": 0.9}) == {"bald", "receding"}
     assert HR.HairRetriever(bank, gates=None).gated_families({**base, "bald": 0.9}) == frozenset()
+
+
+def test_video_attributes_say_what_the_tracker_draws():
+    """In video mode the drawing keeps glasses and hats at their most frequent
+    recent value: the attributes report that (with the refresh's probability
+    of it), not the last refresh's reading; values the app set stay."""
+    pub = {"glasses": {"value": "none", "probability": 0.6,
+                       "probabilities": {"none": 0.6, "reading": 0.39, "sunglasses": 0.01}},
+           "headwear": {"value": True, "probability": 0.7}, "beard": {"value": False, "probability": 0.9}}
+    p = S.default()
+    p[S.index("glasses.type")], p[S.index("headwear.type")] = 1.0, 0.0
+    out = HR.attributes_as_drawn(pub, p)
+    assert out["glasses"]["value"] == "reading" and out["glasses"]["probability"] == 0.39
+    assert out["glasses"]["decided_by"] == "kept from earlier refreshes"
+    assert out["headwear"] == {"value": False, "probability": pytest.approx(0.3),
+                               "decided_by": "kept from earlier refreshes"}
+    assert out["beard"] == {"value": False, "probability": 0.9}
+    same = {"glasses": {"value": "reading", "probability": 0.8, "probabilities": {"reading": 0.8}}}
+    assert HR.attributes_as_drawn(same, p) == {"glasses": {"value": "reading", "probability": 0.8,
+                                                          "probabilities": {"reading": 0.8}}}
+    app = {"glasses": {"value": "none", "probability": 1.0, "source": "app"}}
+    assert HR.attributes_as_drawn(app, p)["glasses"]["value"] == "none"
+    assert HR.attributes_as_drawn(None, p) is None

@@ -739,7 +739,10 @@ class Avatarizer:
             if state.faces:
                 f = state.faces[0]
                 stream.last_face = _face_info(f.aligned, tr.transform, state.face_index or 0)
-                stream.last_attributes = _public_attributes(f)
+                from .hair import attributes_as_drawn
+
+                # the glasses and hat the tracker draws (kept between refreshes), as drawn
+                stream.last_attributes = attributes_as_drawn(_public_attributes(f), tr.params)
             # else stale: the last face's place and attributes, from the stream
             expression = {n: float(v) for n, v in zip(SIGNALS, tr.signals)}
             return Avatar(tr.params, stream.last_face, stale=tr.stale, expression=expression, color_order=order,
