@@ -57,7 +57,7 @@ import numpy as np
 
 from . import schema
 from .filters import Smoothing
-from .hair import check_settings
+from .hair import attributes_as_drawn, check_settings
 from .align import MAX_FACES, check_timestamp
 from .checks import is_real
 from .imageio import COLOR_ORDERS, load_image, to_rgb_uint8
@@ -739,8 +739,6 @@ class Avatarizer:
             if state.faces:
                 f = state.faces[0]
                 stream.last_face = _face_info(f.aligned, tr.transform, state.face_index or 0)
-                from .hair import attributes_as_drawn
-
                 # the glasses and hat the tracker draws (kept between refreshes), as drawn
                 stream.last_attributes = attributes_as_drawn(_public_attributes(f), tr.params)
             # else stale: the last face's place and attributes, from the stream

@@ -300,12 +300,15 @@ def hair(st, p, lm, g, photo: Photo, col):
 
     skin = col["skin"]
     hm = hair_maps(st, lm, g, photo, col)
-    hair = HR.natural_hair_colour(gain(st, hm["hair"]))  # without a colour cast, before any class is read into it
+    hair = gain(st, hm["hair"])
     if photo.hair is not None and hm["hair_known"]:
         # drawn so that it reads as its likeliest class (blond hair photographs
         # darker than it looks), from the hair region the SDK's hair stage samples
+        # (without a colour cast: hair_colour_of_class takes it out first)
         px = masked(photo.rgb, HR.hair_region(photo.size, photo.hair, lm, photo.valid))
         hair, g["hair_colour_probs"] = HR.hair_colour_of_class(hair, px, photo.size ** 2)
+    else:
+        hair = HR.natural_hair_colour(hair)  # without a colour cast
     hair = np.asarray(hair, np.float64)
     col["hair"] = hair
     g["hair_known"] = hm["hair_known"]
