@@ -867,6 +867,24 @@ def outputs_to_arrays(outs) -> dict:
     return {k: (v.numpy() if hasattr(v, "numpy") else np.asarray(v)) for k, v in zip(names, outs)}
 
 
+def flag_metrics(p: np.ndarray, y: np.ndarray, decision: float, draw: float | None = None) -> dict:
+    """One flag's held-out record (what :func:`evaluate` writes per flag):
+    balanced accuracy at ``decision``, ECE, photos and positives; with a
+    ``draw`` threshold also the photos drawn, those drawn without the label
+    and the recall of drawing."""
+    from .metrics import balanced_accuracy
+
+    p, y = np.asarray(p, np.float64), np.asarray(y).astype(int)
+    r = {"balanced_accuracy": round(balanced_accuracy(y, (p >= decision).astype(int)), 3),
+         "ece": round(expected_calibration_error(p, y), 3), "n": int(len(y)), "positives": int(y.sum())}
+    if draw is not None:
+        d = p >= draw
+        r["drawn"] = int(d.sum())
+        r["drawn_wrong"] = int((d & (y == 0)).sum())
+        r["draw_recall"] = round(float(d[y == 1].mean()), 3) if (y == 1).any() else None
+    return r
+
+
 def evaluate(pred: dict, T: dict, photos: np.ndarray, decision: dict, draw: dict,
              priors: dict | None = None) -> dict:
     """Held-out metrics of predictions ``pred`` (rows = ``photos``): balanced
@@ -894,15 +912,7 @@ def evaluate(pred: dict, T: dict, photos: np.ndarray, decision: dict, draw: dict
             m = np.isfinite(y[k]) & keep
             if not m.any():
                 continue
-            yy, pp = y[k][m].astype(int), p[k][m]
-            r = {"balanced_accuracy": round(balanced_accuracy(yy, (pp >= decision[k]).astype(int)), 3),
-                 "ece": round(expected_calibration_error(pp, yy), 3), "n": int(m.sum()), "positives": int(yy.sum())}
-            if k in draw:
-                d = pp >= draw[k]
-                r["drawn"] = int(d.sum())
-                r["drawn_wrong"] = int((d & (yy == 0)).sum())
-                r["draw_recall"] = round(float(d[yy == 1].mean()), 3) if (yy == 1).any() else None
-            res[key] = r
+            res[key] = flag_metrics(p[k][m], y[k][m], decision[k], draw.get(k))
     hc = T["hair_colour"][photos]
     for key, keep in (("hair_colour", ~eye), ("hair_colour_eye_labels", eye)):
         m = (hc >= 0) & keep

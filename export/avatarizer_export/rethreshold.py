@@ -50,8 +50,7 @@ import numpy as np
 from avatarizer import hair as HR
 
 from .attributes import (DRAW_PRECISION, DRAW_PRECISION_FALLBACKS, H_EYE_FIELDS, MODELS, RUN, SHIP_FILE, _ffhq_targets,
-                         expected_calibration_error, next_patch, save_head_change,
-                         to_input128)
+                         flag_metrics, next_patch, onnx_predictions, save_head_change)
 from .paths import cache_dir, shared_dir
 
 #: binary flags of H that have labels by eye H was not trained on
@@ -63,20 +62,6 @@ RETHRESHOLDABLE = tuple(f for f in ("headwear",) if f not in H_EYE_FIELDS)
 #: 5 (its own 0.508: 79 and 1): the last 10 hats cost 7 invented ones, and
 #: an invented hat is worse than a missed one.
 PRECISION = {"headwear": 0.95}
-
-
-def flag_metrics(p: np.ndarray, y: np.ndarray, decision: float, draw: float) -> dict:
-    """One flag's metrics on labelled photos, as ``attributes.evaluate``
-    writes them (balanced accuracy at ``decision``, ECE, photos drawn at
-    ``draw`` and how many of those have no such label, the recall there)."""
-    from .metrics import balanced_accuracy
-
-    p, y = np.asarray(p, np.float64), np.asarray(y).astype(int)
-    d = p >= draw
-    return {"balanced_accuracy": round(balanced_accuracy(y, (p >= decision).astype(int)), 3),
-            "ece": round(expected_calibration_error(p, y), 3), "n": int(len(y)), "positives": int(y.sum()),
-            "drawn": int(d.sum()), "drawn_wrong": int((d & (y == 0)).sum()),
-            "draw_recall": round(float(d[y == 1].mean()), 3) if (y == 1).any() else None}
 
 
 def draw_threshold(p: np.ndarray, y: np.ndarray, precision: float, min_hits: int = 3) -> tuple[float | None, dict]:
@@ -108,12 +93,6 @@ def draw_threshold(p: np.ndarray, y: np.ndarray, precision: float, min_hits: int
                "positives": int(y.sum()), "photos": int(len(y))}
 
 
-def _binary(sess, crops, batch: int = 128) -> np.ndarray:
-    out = [sess.run(["binary"], {"image": to_input128(np.asarray(crops[i:i + batch])).numpy()})[0]
-           for i in range(0, len(crops), batch)]
-    return np.concatenate(out) if out else np.zeros((0, len(HR.BINARY_ATTRIBUTES)), np.float32)
-
-
 def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path | None = None,
                 version: str | None = None, folder: Path = MODELS, log=print) -> dict:
     """Chooses the drawing thresholds of the flags ``names`` of ``folder``'s H file
@@ -121,7 +100,6 @@ def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path |
     the report. ``shared``: for the held-out report on the shared labels too
     (left out, and said, without it)."""
     import onnx
-    import onnxruntime as ort
 
     from . import formats
     from .data import eye_labels, ffhq_labels, is_heldout, load_aligned
@@ -146,9 +124,6 @@ def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path |
     old_desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
     desc = json.loads(json.dumps(old_desc))
     decision, draw = dict(desc["decision_thresholds"]), dict(desc["draw_thresholds"])
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     report: dict = {"flags": list(names), "from": f"{SHIP_FILE} {old_desc.get('version')}",
                     "precision_target": {n: PRECISION.get(n, DRAW_PRECISION) for n in names},
                     "heldout_before": {}, "heldout_after": {}, "thresholds": {}}
@@ -161,7 +136,7 @@ def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path |
         if train.sum() < 50 or y[train].sum() < 10:
             raise ValueError(f"rethreshold {name}: {int(train.sum())} training photos labelled by eye with "
                              f"{int(y[train].sum())} positive: too few to choose thresholds on")
-        p = _binary(sess, al.crops[[where[k] for k in keys]])[:, j].astype(np.float64)
+        p = onnx_predictions(path, al.crops[[where[k] for k in keys]])["binary"][:, j].astype(np.float64)
         dec_t = decision.get(name, 0.5)
         draw_t, at = draw_threshold(p[train], y[train].astype(float), PRECISION.get(name, DRAW_PRECISION))
         if draw_t is None:  # no threshold reaches even the lowest target: the file's own stays, said
@@ -180,8 +155,8 @@ def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path |
                   and f"ffhq128-labelled/{n}" in where]
             sy = np.array([_ffhq_targets(shared_labels[k.split("/", 1)[1]])[name] for k in sk], np.float64)
             ok = np.isfinite(sy)
-            sp = _binary(sess, al.crops[[where[k] for k, o in zip(sk, ok) if o]])[:, j].astype(np.float64)
-            sets.append(("shared", sp, sy[ok].astype(int)))
+            sp = onnx_predictions(path, al.crops[[where[k] for k, o in zip(sk, ok) if o]])["binary"][:, j]
+            sets.append(("shared", sp.astype(np.float64), sy[ok].astype(int)))
         for label_set, pp, yy in sets:
             if not len(yy):
                 continue
