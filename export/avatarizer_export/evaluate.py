@@ -705,8 +705,14 @@ def hair_class_reads(names: list[str], files, params: np.ndarray) -> dict:
         rgb = params[i, [schema.index(f"hair_front.{c}") for c in "rgb"]]
         truth.append(t["hair_colour"])
         read.append(HR.HAIR_COLOURS.index(HR.hair_colour_class_of(rgb)))
-    if not truth:
-        return {}
+    return _class_reads(truth, read) if truth else {}
+
+
+def _class_reads(truth, read) -> dict:
+    """Per hair colour class of the labels ``truth``, ``"k/n"`` read as it
+    (``read``: class indices), and the balanced accuracy."""
+    from avatarizer import hair as HR
+
     truth, read = np.array(truth), np.array(read)
     out = {c: f"{int((read[truth == k] == k).sum())}/{int((truth == k).sum())}"
            for k, c in enumerate(HR.HAIR_COLOURS) if (truth == k).any()}
@@ -734,13 +740,7 @@ def hair_colour_by_eye_reads(names, files, params: np.ndarray) -> dict:
         truth, read = by.setdefault(_folder_name(files[i].parent), ([], []))
         truth.append(t)
         read.append(HR.HAIR_COLOURS.index(HR.hair_colour_class_of(params[i, rgb])))
-    out = {}
-    for folder, (truth, read) in sorted(by.items()):
-        truth, read = np.array(truth), np.array(read)
-        out[folder] = {c: f"{int((read[truth == k] == k).sum())}/{int((truth == k).sum())}"
-                       for k, c in enumerate(HR.HAIR_COLOURS) if (truth == k).any()}
-        out[folder]["balanced_accuracy"] = round(float(M.balanced_accuracy(truth, read)), 4)
-    return out
+    return {folder: _class_reads(truth, read) for folder, (truth, read) in sorted(by.items())}
 
 
 def _heldout_labelled(names, files, params: np.ndarray, labels: dict):
