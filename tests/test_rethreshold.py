@@ -87,7 +87,7 @@ def test_rethreshold_changes_only_the_drawing_threshold(tmp_path, monkeypatch):
     def no_shared(override=None):
         raise FileNotFoundError("no shared folder")
 
-    monkeypatch.setattr(R, "shared_dir", no_shared)
+    monkeypatch.setattr("avatarizer_export.paths.shared_dir", no_shared)
     monkeypatch.setattr(R, "RUN", tmp_path / "run")
     old_desc = json.loads(sess.get_modelmeta().custom_metadata_map[formats.METADATA_KEY])
     said = []

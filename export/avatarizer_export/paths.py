@@ -37,6 +37,21 @@ def weights_dir() -> Path:
     return Path(os.environ.get("AVATARIZER_SHARED") or ROOT.parent / "shared") / "weights"
 
 
+def optional_shared_dir(override: str | os.PathLike | None, log, without: str) -> Path | None:
+    """:func:`shared_dir` for a step that can do without it: None where there
+    is none, after ``log``-ging ``without`` (what the step then does) with the
+    places looked at; a folder asked for (``override``) and missing raises at
+    once (not after the step's minutes)."""
+    try:
+        return shared_dir(override)
+    except FileNotFoundError:
+        if override is not None:
+            raise
+        head, _, rest = without.partition(": ")
+        log(f"{head}: no shared folder (../shared, $AVATARIZER_SHARED, --shared): {rest}")
+        return None
+
+
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
     """Built datasets: ``--cache``, ``$AVATARIZER_CACHE`` or ``<repo>/cache`` (not committed; outside a
     checkout ``~/.cache/avatarizer-export``)."""

@@ -51,7 +51,7 @@ from avatarizer import hair as HR
 
 from .attributes import (DRAW_PRECISION, DRAW_PRECISION_FALLBACKS, H_EYE_FIELDS, MODELS, RUN, SHIP_FILE, _ffhq_targets,
                          flag_metrics, next_patch, onnx_predictions, save_head_change)
-from .paths import cache_dir, shared_dir
+from .paths import cache_dir, optional_shared_dir
 
 #: binary flags of H that have labels by eye H was not trained on
 RETHRESHOLDABLE = tuple(f for f in ("headwear",) if f not in H_EYE_FIELDS)
@@ -111,14 +111,8 @@ def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path |
     al = load_aligned(cache_dir(cache))
     where = {k: i for i, k in enumerate(al.keys)}
     elab = eye_labels()
-    try:
-        shared_labels = ffhq_labels(shared_dir(shared))
-    except FileNotFoundError:
-        if shared is not None:
-            raise
-        shared_labels = {}
-        log("rethreshold: no shared folder (../shared, $AVATARIZER_SHARED, --shared): the held-out report is of "
-            "the photos labelled by eye only")
+    shared = optional_shared_dir(shared, log, "rethreshold: the held-out report is of the photos labelled by eye only")
+    shared_labels = {} if shared is None else ffhq_labels(shared)
     path = Path(folder) / SHIP_FILE
     model = onnx.load(str(path))
     old_desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))

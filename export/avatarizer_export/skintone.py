@@ -39,7 +39,7 @@ import numpy as np
 
 from .attributes import (MODELS, add_head_tool, append_head, check_added_head, head_features, open_for_head,
                          pca_basis, save_added_head, to_input128)
-from .paths import cache_dir, shared_dir
+from .paths import cache_dir, optional_shared_dir
 
 N_PHOTOMETRIC = 4
 K_GRID = (128, 256, 384)
@@ -255,14 +255,9 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     from .data import is_heldout, load_aligned, skin_tone_labels
 
     t0 = time.time()
-    try:  # (the shared labels join the hair colour prior's, where ../shared or --shared is there)
-        where = shared_dir(shared)
-    except FileNotFoundError:
-        if shared is not None:  # asked for and missing: said at once, not after the fit
-            raise
-        where = None
-        log("skin tone: no shared folder (../shared, $AVATARIZER_SHARED, --shared): the hair colour prior by "
-            "skin tone is fitted on the labels by eye only")
+    # (the shared labels join the hair colour prior's, where ../shared or --shared is there)
+    where = optional_shared_dir(shared, log, "skin tone: the hair colour prior by skin tone is fitted on the "
+                                             "labels by eye only")
     labels = skin_tone_labels()
     if not labels:
         raise SystemExit("no skin tone labels (labels/skin_tone_by_eye.jsonl): run `avatarizer-export labels merge`")
