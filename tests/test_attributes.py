@@ -665,9 +665,9 @@ def test_eye_labels_are_well_formed():
 
     files = sorted(f for f in D.EYE_LABELS.glob("*.jsonl")
                    if f.name not in ("skin_tone_by_eye.jsonl", "hair_length_by_eye.jsonl", *D.EVAL_ONLY_LABELS))
-    assert [f.name for f in files] == ["ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl"]
+    assert [f.name for f in files] == ["ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl", "utkface_glasses.jsonl"]
     merged = D.eye_labels()
-    total = 0
+    every: set = set()  # a photo may be in two files (an elderly man's beard and his glasses)
     for f in files:
         seen = set()
         for line in f.read_text().splitlines():
@@ -683,8 +683,8 @@ def test_eye_labels_are_well_formed():
                 allowed = {"glasses": (0, 1, 2), "hair_colour": tuple(range(len(HR.HAIR_COLOURS)))}
                 assert rec[k] in allowed.get(k, (0, 1)), rec
                 assert merged[rec["file"]][k] == rec[k]
-        total += len(seen)
-    assert len(merged) == total > 2500
+        every |= seen
+    assert set(merged) == every and len(every) > 2500
     beards = sum(v.get("beard", 0) for v in merged.values())
     assert 250 < beards < 600  # ~10% of the photos: the labels are not all one class
 
@@ -769,7 +769,7 @@ def test_label_files_are_the_consensus_of_the_committed_votes(tmp_path):
     counts = E.merge(out=tmp_path)
     for name, n in counts.items():
         assert (tmp_path / name).read_bytes() == (D.EYE_LABELS / name).read_bytes(), name
-        assert n > (250 if name in D.EVAL_ONLY_LABELS else 1000)
+        assert n > (250 if name in D.EVAL_ONLY_LABELS else 900)
     rep = E.report(E.load_batch("utkface_men"))
     agreed, total = (int(v) for v in rep["agreement"]["beard"].split("/"))
     assert total > 1000 and 0.9 < agreed / total <= 1.0
@@ -814,7 +814,8 @@ def test_skin_tone_labels_are_well_formed():
     assert (t <= 3).sum() > 1000 and (t >= 6).sum() > 300
     by_eye = D.eye_labels()
     assert not any("skin_tone" in v for v in by_eye.values())
-    only_tone = set(tones) - {json.loads(x)["file"] for f in ("ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl")
+    only_tone = set(tones) - {json.loads(x)["file"] for f in ("ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl",
+                                                              "utkface_glasses.jsonl")
                               for x in (D.EYE_LABELS / f).read_text().splitlines()}
     assert only_tone and not (only_tone & set(by_eye))
 
@@ -930,3 +931,22 @@ def test_student_features_and_student_follow_its_weights_and_logit_map(tmp_path,
     msgs.clear()
     A.distil(*args, 2 * logit_map, **{**kw, "log": msgs.append})
     assert not any("student reused" in m for m in msgs)
+
+
+def test_a_label_by_eye_of_another_field_keeps_the_no_facial_hair_default(monkeypatch, tmp_path):
+    """UTKFace women and children count as having no facial hair in H's
+    targets; a label by eye of their glasses (the elderly batch) keeps that,
+    one of facial hair replaces it, and men get no default."""
+    from avatarizer_export import attributes as A
+    from avatarizer_export import data as D
+
+    woman, girl, man, woman_b = ("utkface200/70_1_0_1.jpg.chip.jpg", "utkface200/8_1_0_2.jpg.chip.jpg",
+                                 "utkface200/72_0_0_3.jpg.chip.jpg", "utkface200/30_1_0_4.jpg.chip.jpg")
+    monkeypatch.setattr(D, "eye_labels", lambda folder=None: {woman: {"glasses": 1}, man: {"glasses": 0},
+                                                               woman_b: {"beard": 1, "moustache": 0}})
+    monkeypatch.setattr(D, "ffhq_labels", lambda shared: {})
+    monkeypatch.setattr(D, "load_pairs", lambda cache: (_ for _ in ()).throw(FileNotFoundError()))
+    T = A.build_targets([woman, girl, man, woman_b], tmp_path, tmp_path)
+    assert T["beard"][:2].tolist() == [0.0, 0.0] and T["moustache"][:2].tolist() == [0.0, 0.0]
+    assert np.isnan(T["beard"][2]) and T["glasses"][0] == 1 and T["glasses"][2] == 0
+    assert T["beard"][3] == 1.0 and T["moustache"][3] == 0.0

@@ -272,8 +272,7 @@ def test_hair_colour_by_eye_reads_per_folder_on_held_out_photos(tmp_path, monkey
 
 def test_eval_only_labels_are_not_training_labels():
     """The UTKFace hair colour labels are read by eval only: no training step
-    sees them (a UTKFace woman or child with a record by eye would lose H's
-    "no facial hair" target), eval sees them and the other files' colours."""
+    sees them, eval sees them and the other files' colours."""
     from avatarizer_export.data import EVAL_ONLY_LABELS, EYE_LABELS, eye_labels, hair_colour_by_eye
 
     assert (EYE_LABELS / "utkface_hair_colour.jsonl").exists() and "utkface_hair_colour.jsonl" in EVAL_ONLY_LABELS

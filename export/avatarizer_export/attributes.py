@@ -377,8 +377,11 @@ def build_targets(keys: list[str], shared: Path, cache: Path, al=None) -> dict:
             if u:
                 T["age"][i] = u["age"]
                 T["male"][i] = float(u["gender"] == "male")
-            if key not in by_eye and by_eye and u and (u["gender"] == "female" or u["age"] < 13):
-                T["beard"][i] = T["moustache"][i] = 0.0  # UTKFace women and children: no facial hair
+            if by_eye and u and (u["gender"] == "female" or u["age"] < 13) \
+                    and not {"beard", "moustache"} & set(by_eye.get(key, ())):
+                # UTKFace women and children: no facial hair (a label by eye of another
+                # field, as glasses, leaves this default; one of facial hair replaces it)
+                T["beard"][i] = T["moustache"][i] = 0.0
         if key in by_eye and folder != "ffhq128-labelled":  # the project's labels by eye (docs/data.md)
             for k, v in by_eye[key].items():
                 if k in H_EYE_FIELDS or is_heldout(key):  # the others: held-out reports only

@@ -159,8 +159,7 @@ EYE_LABEL_FIELDS = ("glasses", "headwear", "beard", "moustache", "hair_colour")
 
 #: label files that only ``eval`` reads (:func:`hair_colour_by_eye`), never a
 #: training step: the hair colour of 420 UTKFace tight crops (session 17),
-#: where nothing was fitted on them (a UTKFace woman or child with a record in
-#: :func:`eye_labels` would also lose H's "no facial hair" target)
+#: where nothing was fitted on them
 EVAL_ONLY_LABELS = ("utkface_hair_colour.jsonl",)
 
 

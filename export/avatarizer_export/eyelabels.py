@@ -31,7 +31,8 @@ labellers gave the same label, not null. ``merge`` writes
 ``hair_length_by_eye.jsonl`` (``hair_length_train``,
 ``hair_length_heldout``) and ``utkface_hair_colour.jsonl``
 (``utkface_hair_colour``: tight crops, for evaluation only,
-``data.EVAL_ONLY_LABELS``); a test checks that the committed files are
+``data.EVAL_ONLY_LABELS``) and ``utkface_glasses.jsonl`` (``utkface_glasses``:
+glasses of 1,000 UTKFace photos aged 55 and over); a test checks that the committed files are
 exactly what ``merge`` makes. The batch ``hair_length_train_2`` (616 more training
 photos) is committed but not merged: the head refitted with it was not
 shipped (docs/hair.md, "Hair length").
@@ -54,7 +55,8 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
            "ffhq128_by_eye.jsonl": ("ffhq128_heldout", "ffhq128_train"),
            "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3"),
            "hair_length_by_eye.jsonl": ("hair_length_train", "hair_length_heldout"),
-           "utkface_hair_colour.jsonl": ("utkface_hair_colour",)}
+           "utkface_hair_colour.jsonl": ("utkface_hair_colour",),
+           "utkface_glasses.jsonl": ("utkface_glasses",)}
 HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
