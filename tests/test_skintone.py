@@ -11,7 +11,8 @@ from avatarizer import hair as HR
 from conftest import attribute_outputs, fit_head_twice, shipped_h_without
 from avatarizer import schema
 from avatarizer.artist.photo import from_lab, to_lab
-from avatarizer.skintone import ANCHOR_L, MARGIN, MONK_L, lightness_of_tone, skin_by_tone
+from avatarizer.skintone import (ANCHOR_L, LIT_AB_DL, MARGIN, MONK_L, WELL_LIT_SKIN_LAB, lightness_of_tone,
+                                 skin_by_tone, well_lit_ab)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -26,17 +27,46 @@ def test_lightness_falls_with_the_monk_step():
     assert list(MONK_L) == sorted(MONK_L, reverse=True)
 
 
-def test_skin_by_tone_moves_only_the_lightness_and_only_out_of_band():
+def test_skin_by_tone_moves_out_of_band_lightness_and_the_colour_with_it():
+    """Out of the band the lightness moves to its edge and a*, b* move toward
+    skin in good light at that lightness (:func:`well_lit_ab`) in proportion
+    to how far (wholly from LIT_AB_DL); in the band, or without a tone,
+    nothing changes."""
     tan = from_lab(np.array([45.0, 14.0, 22.0]))  # a light-skinned face in a dim photo
     for tone in (2.0, 8.0):
         lo, hi = lightness_of_tone(tone) - MARGIN, lightness_of_tone(tone) + MARGIN
         got = skin_by_tone(tan, tone)
         L, a, b = to_lab(got)
         assert lo - 0.3 <= L <= hi + 0.3
-        np.testing.assert_allclose((a, b), to_lab(tan)[1:], atol=1.5)  # hue and chroma kept
+        w = min(1.0, abs(L - 45.0) / LIT_AB_DL)
+        np.testing.assert_allclose((a, b), (1 - w) * to_lab(tan)[1:] + w * well_lit_ab(L), atol=1.0)
     inside = from_lab(np.array([float(lightness_of_tone(4)), 10.0, 18.0]))
     assert skin_by_tone(inside, 4.2) is not None and np.array_equal(skin_by_tone(inside, 4.2), inside)
     assert np.array_equal(skin_by_tone(tan, float("nan")), tan) and np.array_equal(skin_by_tone(tan, None), tan)
+    # just past the band's edge the colour barely moves
+    edge = from_lab(np.array([float(lightness_of_tone(2)) - MARGIN - 1.0, 14.0, 22.0]))
+    np.testing.assert_allclose(to_lab(skin_by_tone(edge, 2.0))[1:], (14.0, 22.0), atol=1.0)
+
+
+def test_shade_lifted_to_a_light_tone_is_not_drawn_salmon_or_mauve():
+    """Skin in shade is redder for its lightness than skin in good light
+    (session 18: hue angle median 41° against 48°): lifted with its a* and
+    b* kept it was drawn salmon (too red, too saturated) or dusty mauve (too
+    little yellow). Lifted 25 L* or more it takes the hue and chroma of skin in
+    good light at its new lightness."""
+    def hue_chroma(rgb):
+        _, a, b = to_lab(rgb)
+        return np.degrees(np.arctan2(b, a)), np.hypot(a, b)
+
+    for shade in ((42.0, 24.0, 18.0), (44.0, 13.0, 6.0)):  # salmon-red shade, mauve shade
+        got = skin_by_tone(from_lab(np.array(shade)), 2.0)
+        L = to_lab(got)[0]
+        h, c = hue_chroma(got)
+        a0, b0 = well_lit_ab(L)
+        assert L > 65 and abs(h - np.degrees(np.arctan2(b0, a0))) < 2.0 and abs(c - np.hypot(a0, b0)) < 1.5
+    t = np.asarray(WELL_LIT_SKIN_LAB)
+    assert np.all(np.diff(t[:, 0]) > 0) and np.all((t[:, 1:] > 5) & (t[:, 1:] < 35))
+    assert np.all((np.degrees(np.arctan2(t[:, 2], t[:, 1])) > 35) & (np.degrees(np.arctan2(t[:, 2], t[:, 1])) < 60))
 
 
 def _outputs(tone=None):

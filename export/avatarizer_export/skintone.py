@@ -248,10 +248,6 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
         shared: Path | None = None) -> dict:
     """Fits the head, writes it into ``folder``'s H file and its manifest
     entry, and returns the report (module docstring)."""
-    from tqdm import tqdm
-
-    from avatarizer.artist import AutoArtist
-
     from .data import is_heldout, load_aligned, skin_tone_labels
 
     t0 = time.time()
@@ -287,14 +283,10 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     check_added_head(path, model, others, opts, to_input128(np.stack([crops[i] for i in orig])).numpy(), OUTPUT,
                      pred[orig], "skin tone")
     # what the SDK draws: the artist's measured skin moved into the band around the estimate
-    artist, idx = AutoArtist(), {key: i for i, key in enumerate(al.keys)}
+    idx = {key: i for i, key in enumerate(al.keys)}
     first = np.flatnonzero(variant == 0)
-    measured = {}
-    for j in tqdm(first, desc="measured skin", unit="photo"):
-        i = idx[keys[j]]
-        _, skin = artist.fit_geometry_skin(al.landmarks[i], np.asarray(al.crops[i]), landmarks3d=al.landmarks3d[i])
-        if skin is not None:
-            measured[j] = skin
+    by_row = measured_skin(al, [idx[keys[j]] for j in first])
+    measured = {j: by_row[idx[keys[j]]] for j in first if idx[keys[j]] in by_row}
     rows_train = np.array([j for j in first if not held[j] and j in measured])
     rows_held = np.array([j for j in first if held[j] and j in measured])
     if not len(rows_train) or not len(rows_held):
@@ -322,6 +314,7 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
                                                    "after": step_bias(pred[orig], y[orig])},
                           "heldout_before": {"mae_steps": round(float(np.abs(raw[orig] - y[orig]).mean()), 3)}},
         "oof_by_margin": margins, "margin": MARGIN, "anchor_L": anchor, "anchor_photos": len(two),
+        "well_lit_skin_lab": well_lit_skin_lab(rgb_t, y[rows_train]),
         "avatar_vs_label_heldout": {"measured_skin": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held],
                                                                               None)[0]),
                                     "skin_by_tone": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held],
@@ -334,11 +327,58 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
               "labels": "labels/skin_tone_by_eye.jsonl (by eye, docs/data.md)",
               **{key: report[key] for key in ("train_photos", "k", "lambda", "heldout", "heldout_exposure_variants",
                                               "deattenuation",
-                                              "anchor_L", "anchor_photos", "margin", "oof_by_margin",
+                                              "anchor_L", "anchor_photos", "well_lit_skin_lab", "margin",
+                                              "oof_by_margin",
                                               "avatar_vs_label_heldout")}}
     return save_added_head(model, desc, path, folder, OUTPUT, "Monk 1..10", record,
                            "labels by eye for skin tone (avatarizer_export/labels/skin_tone_by_eye.jsonl, docs/data.md)",
                            version, report, t0, log)
+
+
+def measured_skin(al, rows) -> dict[int, np.ndarray]:
+    """``{row: sRGB in [0, 1]}``: the artist's measured skin (what the SDK
+    then moves by :func:`avatarizer.skintone.skin_by_tone`) of the aligned
+    photos ``rows`` of ``al`` (indices of ``al.keys``); photos where it
+    measures none are left out."""
+    from tqdm import tqdm
+
+    from avatarizer.artist import AutoArtist
+
+    artist, out = AutoArtist(), {}
+    for i in tqdm(rows, desc="measured skin", unit="photo"):
+        _, skin = artist.fit_geometry_skin(al.landmarks[i], np.asarray(al.crops[i]), landmarks3d=al.landmarks3d[i])
+        if skin is not None:
+            out[i] = skin
+    return out
+
+
+#: :func:`well_lit_skin_lab`'s lightness bins: centres, half width, fewest photos
+WELL_LIT_CENTRES = tuple(float(c) for c in range(40, 95, 5))
+WELL_LIT_HALF = 5.0
+WELL_LIT_MIN_PHOTOS = 20
+
+
+def well_lit_skin_lab(rgb: np.ndarray, tone: np.ndarray, margin: float | None = None) -> list[list[float]]:
+    """``[[L*, a*, b*], ...]``: the median a* and b* of measured skin
+    ``rgb`` ((n, 3) sRGB in [0, 1]) by lightness, over the photos whose
+    measured L* is within ``margin`` (default
+    :data:`avatarizer.skintone.MARGIN`) of the lightness of their labelled
+    Monk step ``tone`` (photos the camera exposed as the labellers saw the
+    skin: the colour of skin in good light at each lightness), in bins
+    :data:`WELL_LIT_CENTRES` ± :data:`WELL_LIT_HALF` with at least
+    :data:`WELL_LIT_MIN_PHOTOS` photos (:data:`avatarizer.skintone.WELL_LIT_SKIN_LAB`)."""
+    from avatarizer.artist.photo import to_lab
+    from avatarizer.skintone import MARGIN, lightness_of_tone
+
+    lab = np.array([to_lab(np.asarray(c, np.float64)) for c in rgb]).reshape(-1, 3)
+    tone = np.asarray(tone, np.float64).reshape(-1)
+    well = np.abs(lab[:, 0] - lightness_of_tone(tone)) <= (MARGIN if margin is None else margin)
+    out = []
+    for c in WELL_LIT_CENTRES:
+        s = well & (np.abs(lab[:, 0] - c) <= WELL_LIT_HALF)
+        if s.sum() >= WELL_LIT_MIN_PHOTOS:
+            out.append([c, round(float(np.median(lab[s, 1])), 1), round(float(np.median(lab[s, 2])), 1)])
+    return out
 
 
 def add_parser(sub):

@@ -12,10 +12,12 @@ augmentation.
 
 :func:`skin_by_tone` keeps the measured colour when its L* is within
 :data:`MARGIN` of the lightness of that estimate (:func:`lightness_of_tone`)
-and otherwise moves it to the nearest edge of that band, keeping its a*
-and b*: a dim photo of a light-skinned person, or a bright one of a
-dark-skinned person, no longer changes the person's skin tone category,
-while a photo that already agrees keeps its own colour. A tone the app
+and otherwise moves it to the nearest edge of that band, its a* and b*
+toward those of skin in good light at that lightness
+(:data:`WELL_LIT_SKIN_LAB`) as far as the lightness moved: a dim photo of a
+light-skinned person, or a bright one of a dark-skinned person, no longer
+changes the person's skin tone category (nor draws the shade's redder hue
+on daylight skin), while a photo that already agrees keeps its own colour. A tone the app
 set is drawn at its own lightness (:func:`skin_of_set_tone`).
 
 The avatar's lightness per step (:func:`lightness_of_tone`) follows the
@@ -58,11 +60,39 @@ def lightness_of_tone(tone) -> np.ndarray:
     return ANCHOR_L + CONTRAST * (np.interp(t, np.arange(1, 11), MONK_L) - MONK_L[1])
 
 
+#: (L*, a*, b*): the colour of skin in good light by lightness, the median
+#: a* and b* of the measured skin of those of the 2,877 training photos labelled
+#: by eye for skin tone whose measured L* is within :data:`MARGIN` of their label's
+#: lightness, in bins of ±5 L* (``avatarizer-export skin-tone``'s report
+#: ``well_lit_skin_lab``, :func:`avatarizer_export.skintone.well_lit_skin_lab`;
+#: session 18). Skin the camera left in shade is redder and more saturated
+#: for its lightness (hue angle median 41° where these are 48°): lifted
+#: with its a* and b* kept, it was drawn salmon, hot pink or dusty mauve
+WELL_LIT_SKIN_LAB = ((40.0, 18.0, 18.6), (45.0, 18.0, 21.7), (50.0, 20.5, 23.8), (55.0, 21.5, 25.9),
+                     (60.0, 19.7, 25.0), (65.0, 18.9, 23.9), (70.0, 17.4, 19.1), (75.0, 15.7, 17.7),
+                     (80.0, 14.2, 15.6), (85.0, 13.1, 14.2), (90.0, 10.1, 11.9))
+#: :func:`skin_by_tone` moves a* and b* toward :func:`well_lit_ab` in proportion to
+#: how far it moves the lightness, wholly from this many L* (as
+#: :data:`SWATCH_HUE_DL` for a tone the app sets)
+LIT_AB_DL = 25.0
+
+
+def well_lit_ab(L: float) -> np.ndarray:
+    """(a*, b*) of skin in good light at lightness ``L`` (:data:`WELL_LIT_SKIN_LAB`,
+    interpolated; the end bins' beyond them)."""
+    t = np.asarray(WELL_LIT_SKIN_LAB, np.float64)
+    return np.array([np.interp(L, t[:, 0], t[:, 1]), np.interp(L, t[:, 0], t[:, 2])])
+
+
 def skin_by_tone(rgb, tone: float, margin: float = MARGIN) -> np.ndarray:
     """The skin colour ``rgb`` (float sRGB in [0, 1]) with its L* moved into
-    ``lightness_of_tone(tone) ± margin``, its a* and b* kept (the same hue
-    and chroma); ``rgb`` itself when already in it or when ``tone`` is not
-    a finite number."""
+    ``lightness_of_tone(tone) ± margin`` and its a* and b* moved toward
+    those of skin in good light at the new lightness (:func:`well_lit_ab`)
+    in proportion to how far the lightness moved, wholly from
+    :data:`LIT_AB_DL` L* (a photo whose lightness was near keeps its
+    undertone; shade lifted to daylight is not drawn salmon or mauve);
+    ``rgb`` itself when already in the band or when ``tone`` is not a
+    finite number."""
     from .artist.photo import from_lab, to_lab
 
     rgb = np.asarray(rgb, np.float64)
@@ -72,7 +102,10 @@ def skin_by_tone(rgb, tone: float, margin: float = MARGIN) -> np.ndarray:
     centre = float(lightness_of_tone(tone))
     if abs(lab[0] - centre) <= margin:
         return rgb
-    lab[0] = min(max(lab[0], centre - margin), centre + margin)
+    L = min(max(lab[0], centre - margin), centre + margin)
+    w = min(1.0, abs(L - lab[0]) / LIT_AB_DL)
+    lab[1:] = (1.0 - w) * lab[1:] + w * well_lit_ab(L)
+    lab[0] = L
     return np.clip(from_lab(lab), 0.0, 1.0)
 
 
