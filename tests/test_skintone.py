@@ -270,3 +270,25 @@ def test_skin_tone_tool_refuses_a_missing_shared_folder_at_once(tmp_path):
                           "--models", str(tmp_path / "models"), "--cache", str(tmp_path / "cache")],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "shared data folder" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_well_lit_skin_lab_takes_the_medians_of_photos_exposed_as_labelled():
+    """The table behind WELL_LIT_SKIN_LAB: per lightness bin, the median a*
+    and b* of photos whose measured L* agrees with their label's lightness;
+    photos the camera exposed otherwise, and bins with too few photos, are
+    left out."""
+    from avatarizer_export.skintone import WELL_LIT_MIN_PHOTOS, well_lit_skin_lab
+
+    rng = np.random.default_rng(0)
+    L2 = float(lightness_of_tone(2.0))
+    n = 3 * WELL_LIT_MIN_PHOTOS
+    good = [from_lab(np.array([L2 + rng.uniform(-2, 2), 15.0 + rng.normal(0, 0.5), 17.0 + rng.normal(0, 0.5)]))
+            for _ in range(n)]
+    # the same label in shade: darker and redder, not well lit, so not in the table
+    shade = [from_lab(np.array([L2 - 25.0, 25.0, 15.0])) for _ in range(n)]
+    rows = well_lit_skin_lab(np.array(good + shade), np.full(2 * n, 2.0))
+    centres = [r[0] for r in rows]
+    assert all(abs(c - L2) <= 5.0 + 2.0 for c in centres) and len(centres) >= 1
+    for _, a, b in rows:
+        assert abs(a - 15.0) < 0.6 and abs(b - 17.0) < 0.6
+    assert well_lit_skin_lab(np.array(good[:WELL_LIT_MIN_PHOTOS - 1]), np.full(WELL_LIT_MIN_PHOTOS - 1, 2.0)) == []
