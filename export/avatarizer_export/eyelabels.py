@@ -29,7 +29,7 @@ labellers gave the same label, not null. ``merge`` writes
 ``ffhq128_by_eye.jsonl`` (the two ``ffhq128`` batches),
 ``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``, ``skin_tone_3``),
 ``hair_length_by_eye.jsonl`` (``hair_length_train``,
-``hair_length_heldout``) and ``utkface_hair_colour.jsonl``
+``hair_length_heldout``), ``utkface_hair_colour.jsonl``
 (``utkface_hair_colour``: tight crops, for evaluation only,
 ``data.EVAL_ONLY_LABELS``) and ``utkface_glasses.jsonl`` (``utkface_glasses``:
 glasses of 1,000 UTKFace photos aged 55 and over); a test checks that the committed files are
@@ -58,6 +58,10 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
            "utkface_hair_colour.jsonl": ("utkface_hair_colour",),
            "utkface_glasses.jsonl": ("utkface_glasses",)}
 HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
+#: the ``scalp`` batches' labels: the top of the head as the photo shows it
+SCALP = ("bald", "receding", "hair", "covered")
+#: rules of one value per cell: rule -> (the kind of vote and the record's field, its labels)
+CELL_RULES = {"length": ("hair_length", HAIR_LENGTHS), "scalp": ("scalp", SCALP)}
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 
@@ -114,11 +118,12 @@ def _cell_answers(batch: dict, kind: str) -> dict:
 def consensus(batch: dict) -> dict[str, dict]:
     """``{key: record}`` of one batch by its ``rule`` (module docstring)."""
     recs: dict[str, dict] = {}
-    if batch["rule"] == "length":
-        for key, by in _cell_answers(batch, "hair_length").items():
+    if batch["rule"] in CELL_RULES:
+        kind, allowed = CELL_RULES[batch["rule"]]
+        for key, by in _cell_answers(batch, kind).items():
             v = list(by.values())
-            if len(v) == 2 and v[0] == v[1] and v[0] in HAIR_LENGTHS:
-                recs[key] = {"file": key, "labellers": 2, "hair_length": v[0]}
+            if len(v) == 2 and v[0] == v[1] and v[0] in allowed:
+                recs[key] = {"file": key, "labellers": 2, kind: v[0]}
         return recs
     if batch["rule"] == "tone":
         for key, by in _cell_answers(batch, "skin_tone").items():
@@ -191,11 +196,12 @@ def report(batch: dict, shared: Path | None = None) -> dict:
             agree["skin_tone (same step)"][0] += None not in v and len(set(v)) == 1
             agree["skin_tone (within one step)"][1] += 1
             agree["skin_tone (within one step)"][0] += None not in v and max(v) - min(v) <= 1
-    for key, by in _cell_answers(batch, "hair_length").items():
-        v = list(by.values())
-        if len(v) >= 2:
-            agree["hair_length (same label)"][1] += 1
-            agree["hair_length (same label)"][0] += None not in v and len(set(v)) == 1
+    for kind, _ in CELL_RULES.values():
+        for key, by in _cell_answers(batch, kind).items():
+            v = list(by.values())
+            if len(v) >= 2:
+                agree[f"{kind} (same label)"][1] += 1
+                agree[f"{kind} (same label)"][0] += None not in v and len(set(v)) == 1
     out = {"agreement": {f: f"{a}/{n}" for f, (a, n) in agree.items()}}
     if shared is not None:
         from .detectors import labels_of
