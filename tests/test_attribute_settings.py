@@ -11,7 +11,7 @@ from avatarizer import Avatarizer, sample_photo
 from avatarizer import schema as S
 from avatarizer.artist.photo import to_lab
 from avatarizer.hair import SETTABLE, apply_settings, check_settings, hair_colour_class_of
-from avatarizer.skintone import MONK_AB, lightness_of_tone, skin_of_set_tone
+from avatarizer.skintone import LIT_AB_DL, lightness_of_tone, skin_of_set_tone, well_lit_ab
 from avatarizer.video import TrackerOptions
 
 SKIN = [S.index(f"face.{c}") for c in "rgb"]
@@ -77,18 +77,25 @@ def test_apply_settings_keeps_the_regressors_values_beside():
     assert a["set_by_app"] == ["age", "beard", "glasses", "hair_length"]
 
 
-def test_a_set_skin_tone_has_its_lightness_and_moves_toward_the_swatch_as_far_as_the_lightness_moves():
+def test_a_set_skin_tone_has_its_lightness_and_moves_toward_skin_in_good_light_as_far_as_the_lightness_moves():
     pink = np.array([0.93, 0.78, 0.76])  # a pale, pink measured skin
     for tone in (1.0, 4.5, 8.0, 10.0):
         got = to_lab(skin_of_set_tone(pink, tone))
         assert abs(got[0] - float(lightness_of_tone(tone))) < 0.5
-    # lightness near the measured: mostly the photo's undertone (here 5.5 L*: 22% of the way to the swatch)
+    # lightness near the measured: mostly the photo's undertone (here 5.5 L*: 22% of the way)
     measured = to_lab(pink)
-    w = abs(measured[0] - float(lightness_of_tone(2.0))) / 25.0
+    L2 = float(lightness_of_tone(2.0))
+    w = abs(measured[0] - L2) / LIT_AB_DL
     near = to_lab(skin_of_set_tone(pink, 2.0))
-    assert 0.1 < w < 0.4 and np.allclose(near[1:], (1 - w) * measured[1:] + w * np.array(MONK_AB[1]), atol=0.3)
-    far = to_lab(skin_of_set_tone(pink, 7.0))  # 35 L* darker: the swatch's a*, b*, not a dull mauve
-    assert np.allclose(far[1:], MONK_AB[6], atol=1.5)
+    assert 0.1 < w < 0.4 and np.allclose(near[1:], (1 - w) * measured[1:] + w * well_lit_ab(L2), atol=0.3)
+    far = to_lab(skin_of_set_tone(pink, 7.0))  # 35 L* darker: skin in good light there, not a dull mauve
+    assert np.allclose(far[1:], well_lit_ab(far[0]), atol=1.5)
+    # the darkest steps are brown, not ash grey (the Monk swatches' own a*, b* drew them (35, 1.5, 3.5))
+    for tone in (9.0, 10.0):
+        _, a, b = to_lab(skin_of_set_tone(pink, tone))
+        assert np.hypot(a, b) > 15 and 30 < np.degrees(np.arctan2(b, a)) < 65
+    assert np.array_equal(skin_of_set_tone(np.array([np.nan, 0.5, 0.5]), 3.0), [np.nan, 0.5, 0.5], equal_nan=True)
+    assert np.allclose(skin_of_set_tone(pink, np.array([7.0])), skin_of_set_tone(pink, 7.0))
 
 
 # ------------------------------------------------------------------ image mode

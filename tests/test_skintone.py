@@ -292,3 +292,13 @@ def test_well_lit_skin_lab_takes_the_medians_of_photos_exposed_as_labelled():
     for _, a, b in rows:
         assert abs(a - 15.0) < 0.6 and abs(b - 17.0) < 0.6
     assert well_lit_skin_lab(np.array(good[:WELL_LIT_MIN_PHOTOS - 1]), np.full(WELL_LIT_MIN_PHOTOS - 1, 2.0)) == []
+
+
+def test_skin_by_tone_leaves_what_it_cannot_read():
+    """A non-finite colour or tone comes back as it is (no NaN spread, no
+    exception); a one-element array is a tone."""
+    nan = np.array([np.nan, 0.5, 0.5])
+    assert np.array_equal(skin_by_tone(nan, 3.0), nan, equal_nan=True)
+    tan = from_lab(np.array([45.0, 14.0, 22.0]))
+    assert np.allclose(skin_by_tone(tan, np.array([2.0])), skin_by_tone(tan, 2.0))
+    assert np.array_equal(skin_by_tone(tan, np.array([np.inf])), tan)

@@ -34,13 +34,6 @@ import numpy as np
 #: CIELAB L* of the Monk Skin Tone scale's ten swatches (skintone.google),
 #: made non-increasing (swatch 3 is a shade lighter than 2, yellower)
 MONK_L = (94.2, 92.3, 92.3, 87.6, 77.9, 55.1, 42.5, 30.7, 21.1, 14.6)
-#: CIELAB a* and b* of the same swatches (their sRGB codes f6ede4, f3e7db, f7ead0, eadaba, d7bd96,
-#: a07e56, 825c43, 604134, 3a312a, 292420)
-MONK_AB = ((1.5, 5.4), (2.1, 7.3), (0.2, 14.2), (0.5, 17.8), (3.5, 23.1), (7.8, 26.7), (12.3, 20.5),
-           (11.7, 13.3), (2.7, 6.0), (1.5, 3.5))
-#: a tone set by the app takes the swatch's a* and b* in proportion to how far
-#: the lightness moves, wholly from this many L* (:func:`skin_of_set_tone`)
-SWATCH_HUE_DL = 25.0
 #: the avatar's skin L* at Monk step 2: the median measured skin of the 538 training
 #: photos both labellers called step 2 (``avatarizer-export skin-tone``'s ``anchor_L``)
 ANCHOR_L = 77.7
@@ -71,9 +64,9 @@ def lightness_of_tone(tone) -> np.ndarray:
 WELL_LIT_SKIN_LAB = ((40.0, 18.0, 18.6), (45.0, 18.0, 21.7), (50.0, 20.5, 23.8), (55.0, 21.5, 25.9),
                      (60.0, 19.7, 25.0), (65.0, 18.9, 23.9), (70.0, 17.4, 19.1), (75.0, 15.7, 17.7),
                      (80.0, 14.2, 15.6), (85.0, 13.1, 14.2), (90.0, 10.1, 11.9))
-#: :func:`skin_by_tone` moves a* and b* toward :func:`well_lit_ab` in proportion to
-#: how far it moves the lightness, wholly from this many L* (as
-#: :data:`SWATCH_HUE_DL` for a tone the app sets)
+#: :func:`skin_by_tone` and :func:`skin_of_set_tone` move a* and b* toward
+#: :func:`well_lit_ab` in proportion to how far they move the lightness, wholly
+#: from this many L*
 LIT_AB_DL = 25.0
 
 
@@ -84,46 +77,59 @@ def well_lit_ab(L: float) -> np.ndarray:
     return np.array([np.interp(L, t[:, 0], t[:, 1]), np.interp(L, t[:, 0], t[:, 2])])
 
 
+def _tone(tone) -> float | None:
+    """``tone`` as a float (a number or a one-element array), None when it
+    is missing or not finite."""
+    if tone is None:
+        return None
+    t = np.asarray(tone, np.float64).reshape(-1)
+    return float(t[0]) if t.size == 1 and np.isfinite(t[0]) else None
+
+
+def _skin_at(lab: np.ndarray, L: float) -> np.ndarray:
+    """The skin colour of CIELAB ``lab`` drawn at lightness ``L``: its a* and
+    b* moved toward those of skin in good light there (:func:`well_lit_ab`)
+    in proportion to how far the lightness moves, wholly from
+    :data:`LIT_AB_DL` L*; float sRGB in [0, 1]."""
+    from .artist.photo import from_lab
+
+    w = min(1.0, abs(L - lab[0]) / LIT_AB_DL)
+    out = np.array([L, *((1.0 - w) * lab[1:] + w * well_lit_ab(L))])
+    return np.clip(from_lab(out), 0.0, 1.0)
+
+
 def skin_by_tone(rgb, tone: float, margin: float = MARGIN) -> np.ndarray:
-    """The skin colour ``rgb`` (float sRGB in [0, 1]) with its L* moved into
-    ``lightness_of_tone(tone) ± margin`` and its a* and b* moved toward
-    those of skin in good light at the new lightness (:func:`well_lit_ab`)
-    in proportion to how far the lightness moved, wholly from
-    :data:`LIT_AB_DL` L* (a photo whose lightness was near keeps its
-    undertone; shade lifted to daylight is not drawn salmon or mauve);
-    ``rgb`` itself when already in the band or when ``tone`` is not a
-    finite number."""
-    from .artist.photo import from_lab, to_lab
+    """The skin colour ``rgb`` (one float sRGB colour in [0, 1]) with its L*
+    moved into ``lightness_of_tone(tone) ± margin`` and its a* and b* moved
+    toward those of skin in good light at the new lightness
+    (:func:`_skin_at`: a photo whose lightness was near keeps its undertone;
+    shade lifted to daylight is not drawn salmon or mauve); ``rgb`` itself
+    when already in the band, or when ``tone`` or ``rgb`` is not finite."""
+    from .artist.photo import to_lab
 
     rgb = np.asarray(rgb, np.float64)
-    if tone is None or not np.isfinite(tone):
+    t = _tone(tone)
+    if t is None or rgb.shape != (3,) or not np.isfinite(rgb).all():
         return rgb
     lab = to_lab(rgb)
-    centre = float(lightness_of_tone(tone))
+    centre = float(lightness_of_tone(t))
     if abs(lab[0] - centre) <= margin:
         return rgb
-    L = min(max(lab[0], centre - margin), centre + margin)
-    w = min(1.0, abs(L - lab[0]) / LIT_AB_DL)
-    lab[1:] = (1.0 - w) * lab[1:] + w * well_lit_ab(L)
-    lab[0] = L
-    return np.clip(from_lab(lab), 0.0, 1.0)
+    return _skin_at(lab, min(max(lab[0], centre - margin), centre + margin))
 
 
 def skin_of_set_tone(rgb, tone: float) -> np.ndarray:
-    """The skin colour ``rgb`` (float sRGB in [0, 1]) drawn at the Monk step
-    ``tone`` an app set (``Options.attributes``): the lightness of that step
-    (:func:`lightness_of_tone`), and a* and b* moved from the measured
-    skin's toward the swatch's (interpolated between steps) in proportion to
-    how far the lightness moves (wholly from :data:`SWATCH_HUE_DL` L*): a
-    photo whose lightness was near keeps its undertone, while a pale pink
-    measured under bright light drawn dark brown is not a dull mauve."""
-    from .artist.photo import from_lab, to_lab
+    """The skin colour ``rgb`` (one float sRGB colour in [0, 1]) drawn at the
+    Monk step ``tone`` an app set (``Options.attributes``): the lightness of
+    that step (:func:`lightness_of_tone`), a* and b* moved toward those of
+    skin in good light at that lightness as far as the lightness moves
+    (:func:`_skin_at`; the Monk swatches' own a* and b*, measured at their
+    much darker lightness, drew steps 9 and 10 ash grey at the avatar's);
+    ``rgb`` itself when it is not finite."""
+    from .artist.photo import to_lab
 
-    lab = to_lab(np.asarray(rgb, np.float64))
-    t = float(np.clip(tone, 1.0, 10.0))
-    target = float(lightness_of_tone(t))
-    w = min(1.0, abs(lab[0] - target) / SWATCH_HUE_DL)
-    steps = np.arange(1, 11)
-    swatch = np.array([np.interp(t, steps, [ab[k] for ab in MONK_AB]) for k in (0, 1)])
-    out = np.array([target, *((1.0 - w) * lab[1:] + w * swatch)])
-    return np.clip(from_lab(out), 0.0, 1.0)
+    rgb = np.asarray(rgb, np.float64)
+    t = _tone(tone)
+    if t is None or rgb.shape != (3,) or not np.isfinite(rgb).all():
+        return rgb
+    return _skin_at(to_lab(rgb), float(lightness_of_tone(float(np.clip(t, 1.0, 10.0)))))
