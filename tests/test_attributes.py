@@ -884,6 +884,12 @@ def test_make_sheets_numbers_every_photo_once(tmp_path):
     assert json.loads((tmp_path / "out" / "layout.json").read_text()) == lay
     page = cv2.imread(str(tmp_path / "out" / "sheet00.png"))
     assert page is not None and page.shape[1] == 8 * (150 + 4) + 4
+    # fewer controls than sheets, or a number they do not divide: every control is placed
+    for n_ctrl in (1, 3):
+        lay = E.make_sheets(keys[:9], faces, tmp_path / f"c{n_ctrl}", controls=keys[9:9 + n_ctrl] + keys[:0],
+                            per_sheet=3)
+        placed = [k for s in lay["sheets"] for k in s if k in keys[9:]]
+        assert sorted(placed) == sorted(keys[9:9 + n_ctrl]), n_ctrl
     with pytest.raises(FileNotFoundError):
         E.make_sheets(["ffhq128/missing.jpg"], faces, tmp_path / "bad")
 

@@ -230,8 +230,8 @@ def report(batch: dict, shared: Path | None = None) -> dict:
 def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (), per_sheet: int = 44,
                 seed: int = 0, cell: int = 150) -> dict:
     """Numbered contact sheets of ``keys`` (``FOLDER/NAME`` under ``faces``)
-    with ``controls`` spread over them (one sheet gets ``len(controls) //
-    sheets`` of them), shuffled; writes ``sheetNN.png``
+    with all of ``controls`` spread over them (as evenly as they go: the
+    first sheets get one more where they do not divide), shuffled; writes ``sheetNN.png``
     (:func:`avatarizer.gallery.contact_sheet`, 8 photos a row, each with its
     index under it) and ``layout.json`` (the ``sheets`` of a batch) into
     ``out`` and returns the layout. (The committed batches were labelled on
@@ -244,10 +244,10 @@ def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (
     rng = np.random.default_rng(seed)
     keys = [keys[i] for i in rng.permutation(len(keys))]
     n_sheets = max(1, -(-len(keys) // per_sheet))
-    per_ctrl = len(controls) // n_sheets
+    ctrl = np.array_split(np.arange(len(controls)), n_sheets)
     sheets = []
     for s in range(n_sheets):
-        cells = keys[s * per_sheet:(s + 1) * per_sheet] + list(controls[s * per_ctrl:(s + 1) * per_ctrl])
+        cells = keys[s * per_sheet:(s + 1) * per_sheet] + [controls[i] for i in ctrl[s]]
         sheets.append([cells[i] for i in rng.permutation(len(cells))])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
