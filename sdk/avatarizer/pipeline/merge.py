@@ -4,7 +4,8 @@ In image mode this is a concatenation followed by :func:`avatarizer.schema.clip`
 and, where the attribute regressor ran, its skin tone
 (:func:`avatarizer.skintone.skin_by_tone`: the skin's L* kept within
 ``skintone.MARGIN`` of the lightness of H's estimate, or at the lightness
-of a tone the app set: :func:`~avatarizer.skintone.skin_of_set_tone`),
+of a tone the app set: :func:`~avatarizer.skintone.skin_of_set_tone`; a*
+and b* move toward those of skin in good light as far as L* moves),
 with the colours :func:`avatarizer.prior.set_skin_colours` derives from the skin; the upper
 lids, the lips' skin blend and a buzz cut's colour keep the measured skin's) and
 :func:`avatarizer.hair.age_lines` (nasolabial, under-eye and forehead lines
