@@ -417,6 +417,49 @@ def test_two_faces_largest_first(aligner, astronaut):
     assert faces[0]._context is faces[1]._context
 
 
+def test_small_faces_in_a_wide_or_large_photo_are_found(aligner, astronaut):
+    """FaceMesh's own detector is short-range: the astronaut's head in a
+    wide canvas, four heads side by side, or one head in a big photo were
+    not found (image mode searches such photos with the full-range detector,
+    over overlapping squares, then FaceMesh around each box); the landmarks
+    are in the photo's own pixels and align the face as usual."""
+    head = cv2.resize(astronaut[20:260, 110:350], (240, 240), interpolation=cv2.INTER_AREA)
+    wide = np.full((256, 1400, 3), 200, np.uint8)
+    wide[8:248, 900:1140] = head
+    strip = np.concatenate([cv2.resize(head, (200, 200))] * 4, 1)
+    big = np.full((1300, 2000, 3), 200, np.uint8)
+    big[500:740, 1200:1440] = head
+    for image, n, box in ((wide, 1, (900, 8, 1140, 248)), (strip, 4, None), (big, 1, (1200, 500, 1440, 740))):
+        faces = aligner.detect(image)
+        assert len(faces) == n, (image.shape, len(faces))
+        for f in faces:
+            assert_at_targets(f)
+            assert (f.landmarks[:, :2] >= 0).all() and (f.landmarks[:, 0] < image.shape[1]).all()
+        if box is not None:
+            x0, y0, x1, y1 = box
+            cx, cy = faces[0].landmarks[:, :2].mean(0)
+            assert x0 < cx < x1 and y0 < cy < y1
+    xs = sorted(f.landmarks[:, 0].mean() for f in aligner.detect(strip))
+    assert np.allclose(np.diff(xs), 200, atol=20)  # one each, not one found twice
+
+
+def test_detection_tiles_cover_the_photo_inside_it():
+    from avatarizer.align import SMALL_FACE_MIN_TILE, _detection_tiles
+
+    assert _detection_tiles(3, 900) == [(0, 0, 900)] and _detection_tiles(20000, 200) == [(0, 0, 20000)]
+    assert len(_detection_tiles(6000, 200)) <= 65
+    for w, h in ((512, 512), (1400, 256), (256, 1400), (2000, 1300), (1920, 1080), (4000, 3000), (6000, 200)):
+        tiles = _detection_tiles(w, h)
+        assert tiles[0] == (0, 0, max(w, h))
+        for x, y, side in tiles[1:]:
+            assert 0 <= x and 0 <= y and x + side <= w and y + side <= h, (w, h, x, y, side)
+        cover = np.zeros((h, w), bool)
+        for x, y, side in tiles[1:]:
+            cover[y:y + side, x:x + side] = True
+        assert w == h or cover.all(), (w, h)
+        assert (min(w, h) // 2 >= SMALL_FACE_MIN_TILE) == any(side == min(w, h) // 2 for _, _, side in tiles[1:])
+
+
 def test_from_landmarks_reproduces_alignment(face):
     again = AlignedFace.from_landmarks(face.landmarks[:, :2], face.frame_shape)
     np.testing.assert_allclose(again.transform, face.transform)
