@@ -664,7 +664,8 @@ def test_eye_labels_are_well_formed():
     from avatarizer_export import data as D
 
     files = sorted(f for f in D.EYE_LABELS.glob("*.jsonl")
-                   if f.name not in ("skin_tone_by_eye.jsonl", "hair_length_by_eye.jsonl", *D.EVAL_ONLY_LABELS))
+                   if f.name not in ("skin_tone_by_eye.jsonl", "hair_length_by_eye.jsonl", "scalp_by_eye.jsonl",
+                                     *D.EVAL_ONLY_LABELS))
     assert [f.name for f in files] == ["ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl", "utkface_glasses.jsonl"]
     merged = D.eye_labels()
     every: set = set()  # a photo may be in two files (an elderly man's beard and his glasses)
@@ -769,7 +770,11 @@ def test_label_files_are_the_consensus_of_the_committed_votes(tmp_path):
     counts = E.merge(out=tmp_path)
     for name, n in counts.items():
         assert (tmp_path / name).read_bytes() == (D.EYE_LABELS / name).read_bytes(), name
-        assert n > (250 if name in D.EVAL_ONLY_LABELS else 900)
+        assert n > (250 if name in D.EVAL_ONLY_LABELS else 700)
+    scalp = [json.loads(x) for x in (D.EYE_LABELS / "scalp_by_eye.jsonl").read_text().splitlines()]
+    assert {r["scalp"] for r in scalp} == set(E.SCALP) and not any(r["file"].startswith("ffhq128-labelled/")
+                                                                   for r in scalp)  # controls are not written
+    assert not any("scalp" in v for v in D.eye_labels().values())  # not one of H's label fields
     rep = E.report(E.load_batch("utkface_men"))
     agreed, total = (int(v) for v in rep["agreement"]["beard"].split("/"))
     assert total > 1000 and 0.9 < agreed / total <= 1.0

@@ -108,7 +108,7 @@ def labels_of(path: Path) -> dict:
         colour = HAIR_COLOURS.index(max(hc, key=lambda c: c["confidence"])["color"]) \
             if hc and a["hair"]["bald"] < 0.5 and not a["hair"]["invisible"] else -1
         out[r["file"]] = dict(glasses=GLASSES.get(a["glasses"], 0), beard=int(a["facialHair"]["beard"] >= 0.5),
-                              hair_colour=colour,
+                              hair_colour=colour, bald=int(a["hair"]["bald"] >= 0.5),
                               moustache=int(a["facialHair"]["moustache"] >= 0.5),
                               headwear=int(any(x["type"] == "headwear" and x["confidence"] >= 0.5
                                                for x in a.get("accessories", []))))

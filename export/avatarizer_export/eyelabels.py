@@ -32,7 +32,10 @@ labellers gave the same label, not null. ``merge`` writes
 ``hair_length_heldout``), ``utkface_hair_colour.jsonl``
 (``utkface_hair_colour``: tight crops, for evaluation only,
 ``data.EVAL_ONLY_LABELS``) and ``utkface_glasses.jsonl`` (``utkface_glasses``:
-glasses of 1,000 UTKFace photos aged 55 and over); a test checks that the committed files are
+glasses of 1,000 UTKFace photos aged 55 and over) and ``scalp_by_eye.jsonl``
+(``scalp``, rule ``scalp``: ``votes.scalp[labeller][sheet]`` maps each cell
+index to ``bald``, ``receding``, ``hair``, ``covered`` or null, kept when the
+two labellers agree, not null); a test checks that the committed files are
 exactly what ``merge`` makes. The batch ``hair_length_train_2`` (616 more training
 photos) is committed but not merged: the head refitted with it was not
 shipped (docs/hair.md, "Hair length").
@@ -56,12 +59,14 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
            "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3"),
            "hair_length_by_eye.jsonl": ("hair_length_train", "hair_length_heldout"),
            "utkface_hair_colour.jsonl": ("utkface_hair_colour",),
-           "utkface_glasses.jsonl": ("utkface_glasses",)}
+           "utkface_glasses.jsonl": ("utkface_glasses",),
+           "scalp_by_eye.jsonl": ("scalp",)}
 HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
 #: the ``scalp`` batches' labels: the top of the head as the photo shows it
 SCALP = ("bald", "receding", "hair", "covered")
-#: rules of one value per cell: rule -> (the kind of vote and the record's field, its labels)
-CELL_RULES = {"length": ("hair_length", HAIR_LENGTHS), "scalp": ("scalp", SCALP)}
+#: rules of one value per cell: rule -> (the kind of vote and the record's field, its labels,
+#: whether the cells of CONTROL_FOLDER are controls: the hair length batches label its photos)
+CELL_RULES = {"length": ("hair_length", HAIR_LENGTHS, False), "scalp": ("scalp", SCALP, True)}
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 
@@ -119,9 +124,11 @@ def consensus(batch: dict) -> dict[str, dict]:
     """``{key: record}`` of one batch by its ``rule`` (module docstring)."""
     recs: dict[str, dict] = {}
     if batch["rule"] in CELL_RULES:
-        kind, allowed = CELL_RULES[batch["rule"]]
+        kind, allowed, controls = CELL_RULES[batch["rule"]]
         for key, by in _cell_answers(batch, kind).items():
             v = list(by.values())
+            if controls and key.startswith(CONTROL_FOLDER + "/"):
+                continue
             if len(v) == 2 and v[0] == v[1] and v[0] in allowed:
                 recs[key] = {"file": key, "labellers": 2, kind: v[0]}
         return recs
@@ -196,10 +203,10 @@ def report(batch: dict, shared: Path | None = None) -> dict:
             agree["skin_tone (same step)"][0] += None not in v and len(set(v)) == 1
             agree["skin_tone (within one step)"][1] += 1
             agree["skin_tone (within one step)"][0] += None not in v and max(v) - min(v) <= 1
-    for kind, _ in CELL_RULES.values():
+    for kind, _, controls in CELL_RULES.values():
         for key, by in _cell_answers(batch, kind).items():
             v = list(by.values())
-            if len(v) >= 2:
+            if len(v) >= 2 and not (controls and key.startswith(CONTROL_FOLDER + "/")):
                 agree[f"{kind} (same label)"][1] += 1
                 agree[f"{kind} (same label)"][0] += None not in v and len(set(v)) == 1
     out = {"agreement": {f: f"{a}/{n}" for f, (a, n) in agree.items()}}
@@ -217,6 +224,11 @@ def report(batch: dict, shared: Path | None = None) -> dict:
                         for f in ACCESSORY_FIELDS:
                             if f in a:
                                 ctrl[f"{f}: shared {lab[name][f]}, by eye {a[f]}"] += 1
+            for key, by in _cell_answers(batch, "scalp").items():  # the shared labels' bald (>= 0.5) against it
+                name = key.split("/", 1)[1]
+                if key.startswith(CONTROL_FOLDER + "/") and name in lab:
+                    for v in by.values():
+                        ctrl[f"scalp: shared bald {lab[name]['bald']}, by eye {v}"] += 1
             for key, by in hair.items():
                 name = key.split("/", 1)[1]
                 if key.startswith(CONTROL_FOLDER + "/") and name in lab:
