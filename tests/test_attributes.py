@@ -131,6 +131,51 @@ def test_merge_draws_headwear_only_above_the_draw_threshold():
     assert HR.merge(face, bank.entry(0), (0.2, 0.1, 0.1), attrs, thresholds={"headwear": 0.55})[hat] > 0
 
 
+def test_a_bald_head_the_artist_finds_is_drawn_where_h_missed_it():
+    """The hybrid's bald head: H's drawing decision, or the artist's bald
+    detector over its threshold (``add_artist_bald``): reported with its
+    probability and ``decided_by``, and retrieved from the bank's bald
+    family (``bald_query``); not below its threshold, not without evidence,
+    not where H all but rules it out, not under a hat, and not when the app
+    set it off."""
+    from avatarizer.hair import HairBank, HairRetriever
+
+    bank = HairBank.load()
+    draw = {"bald": 0.5, "headwear": 0.678}
+
+    def attrs(bald=0.1, hat=0.1):  # H: P(bald) 0.1, under its drawing threshold
+        return HR.decode_attributes(_outputs(binary=(bald, 0.1, 0.1, hat, 0.9)), draw=draw)
+
+    for evidence in (None, (0.4, 0.5), (float("nan"), 0.5), lambda m: None, lambda m: (0.4, 0.5)):
+        a = HR.add_artist_bald(attrs(), evidence)
+        assert not a["drawn"]["bald"] and "bald_by" not in a and HR.bald_query(a) is a
+
+    def asked(mask):
+        raise AssertionError("measured the hair region for a face H rules out or a hat covers")
+
+    for a in (attrs(bald=HR.ARTIST_BALD_GATE / 2), attrs(hat=0.9)):
+        assert "bald_by" not in HR.add_artist_bald(a, asked)
+    seen = []
+    a = HR.add_artist_bald(attrs(), lambda m: seen.append(m) or (0.8, 0.7), hair_mask="the mask")
+    assert seen == ["the mask"] and a["bald_by"] == "artist cues" and a["drawn"]["bald"] and a["decided"]["bald"]
+    assert a["bald"] == pytest.approx(0.8) and a["bald_model_read"] == pytest.approx(0.1)
+    assert HR.public_attributes(a)["bald"] == {"value": True, "probability": pytest.approx(0.8),
+                                               "decided_by": "artist cues"}
+    q = HR.bald_query(a)
+    assert q["bald"] == 1.0 and "bald" in q["set_by_app"] and a["bald"] == pytest.approx(0.8)  # a itself unchanged
+    retriever = HairRetriever(bank, gates=tuple((n, draw.get(n, t), f) for n, t, f in HR.GATES))
+    cand = retriever.candidates(q)
+    assert cand is not None and set(retriever.families[cand]) == {"bald"}
+    c = retriever.candidates(attrs())
+    assert c is None or set(retriever.families[c]) != {"bald"}
+    # the app set no bald head: none, whatever the detector says; the model's reading is the detector's
+    a = HR.apply_settings(HR.add_artist_bald(attrs(), (0.8, 0.7)), {"bald": False})
+    pub = HR.public_attributes(a)["bald"]
+    assert pub["value"] is False and pub["source"] == "app" and "decided_by" not in pub
+    assert pub["model"]["value"] is True and pub["model"]["decided_by"] == "artist cues"
+    assert "bald" not in HR.bald_query(a) or HR.bald_query(a) is a
+
+
 def test_a_beard_the_artist_finds_is_drawn_where_h_missed_it():
     """The hybrid's beard: H's drawing decision, or the artist's facial-hair
     detector over its threshold (``add_artist_beard``): drawn (with its

@@ -194,6 +194,27 @@ def hair_colour_by_eye(folder: Path | None = None) -> dict[str, int]:
             if isinstance(rec.get("hair_colour"), int) and rec["hair_colour"] >= 0}
 
 
+def bald_labels(folder: Path | None = None) -> dict[str, dict]:
+    """``{"FOLDER/NAME": {"bald": 0 or 1}}`` from the labels by eye of the top
+    of the head (``scalp_by_eye.jsonl``: bald 1; receding and hair 0) and of
+    hair length (``hair_length_by_eye.jsonl``: bald 1; long, short and tied
+    0); covered heads are left out, and so are photos of
+    ``ffhq128-labelled``, whose shared labels have a bald score of their own
+    (the artist's bald detector, ``avatarizer-export detectors``)."""
+    out: dict[str, dict] = {}
+    for name, field in (("hair_length_by_eye.jsonl", "hair_length"), ("scalp_by_eye.jsonl", "scalp")):
+        path = (EYE_LABELS if folder is None else Path(folder)) / name
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line) if line.strip() else {}
+            v, key = rec.get(field), rec.get("file", "")
+            if v in (None, "covered") or key.startswith("ffhq128-labelled/"):
+                continue
+            out[key] = {"bald": int(v == "bald")}
+    return out
+
+
 def skin_tone_labels(folder: Path | None = None) -> dict[str, float]:
     """``{"FOLDER/NAME": Monk step}`` of ``labels/skin_tone_by_eye.jsonl``: the
     skin tone in even daylight, judged by eye (1 lightest ... 10 darkest;

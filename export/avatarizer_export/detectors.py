@@ -222,7 +222,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, k: int, l2: float = 1.0, iters: i
 #: models over the same cues (session 13: beards 27 -> 46 of 92 found with
 #: 7 and 4 invented; glasses type right 0.902 -> 0.951 on the shared
 #: labels), whose linear score ranks stubble, masks and squints too high
-MLP_TASKS = ("glasses", "beard", "moustache")
+MLP_TASKS = ("glasses", "beard", "moustache", "bald")
 #: the networks' size and weight decay, and how many are averaged per
 #: detector; training epochs (full batch, AdamW, lr 0.01) and dropout.
 #: Chosen among (16, 32) units x (0.01, 0.1) decay on the session-13 cue
@@ -445,13 +445,20 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         feats = features(folder, names, progress=not quiet)
         _write_cache(cue_cache, key=key, **{k: (np.array(v) if k == "names" else v) for k, v in feats.items()})
     held = np.array([is_heldout(f"ffhq128-labelled/{n}") for n in feats["names"]])
-    tasks = {"glasses": ("glasses", 3), "beard": ("beard", 2), "moustache": ("beard", 2), "headwear": ("headwear", 2)}
+    tasks = {"glasses": ("glasses", 3), "beard": ("beard", 2), "moustache": ("beard", 2), "headwear": ("headwear", 2),
+             "bald": ("headwear", 2)}
     # the project's labels by eye (docs/data.md): more training photos, and a second held-out report
-    from .data import eye_labels
+    from .data import bald_labels, eye_labels
 
     elab = eye_labels()
     ef = eye_features(shared, cache, sorted(elab), quiet=quiet) if elab else {"names": []}
     eheld = np.array([is_heldout(n) for n in ef["names"]], bool)
+    # bald: over the same cues as headwear, from the labels by eye of the top of the head and of hair
+    # length (photos of their own: the other tasks' rows stay as they were)
+    blab = bald_labels()
+    bf = eye_features(shared, cache, sorted(blab), quiet=quiet) if blab else {"names": []}
+    bheld = np.array([is_heldout(n) for n in bf["names"]], bool)
+    ef_all, eheld_all = ef, eheld
     doc = {"format": 1, "fitted_on": f"{int((~held).sum())} training photos of ffhq128-labelled"
                                      + (f" and {int((~eheld).sum())} training photos labelled by eye"
                                         if len(eheld) else ""),
@@ -463,7 +470,8 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     for task, (fkey, k) in tasks.items():
         x = feats[fkey]
         y = np.array([labels[n][task] for n in feats["names"]])
-        ey = np.array([elab[n].get(task, -1) for n in ef["names"]], np.int64)
+        ef, eheld = (bf, bheld) if task == "bald" else (ef_all, eheld_all)
+        ey = np.array([(blab if task == "bald" else elab)[n].get(task, -1) for n in ef["names"]], np.int64)
         eok = (ey >= 0) & (np.isfinite(ef[fkey]).all(1) & np.isfinite(ef[fkey + small]).all(1)
                            if len(ey) else np.zeros(0, bool))
         # every training photo at both crop sizes, its two rows in one fold (a photo with a
@@ -525,6 +533,7 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     # too it was no better: held-out balanced accuracy 0.635 -> 0.616 on the
     # shared labels, session 6); the photos labelled by eye give a second
     # held-out report
+    ef, eheld = ef_all, eheld_all  # (the bald task's photos were its own)
     ehc = np.array([elab[n].get("hair_colour", -1) for n in ef["names"]], np.int64)
     keep = ehc >= 0
     both = {f: (np.concatenate([np.asarray(feats[f], np.float64), np.asarray(ef[f], np.float64)[keep]])

@@ -642,6 +642,23 @@ def headwear_vector(g) -> np.ndarray:
                      h.get("region_chroma", 0.0), h.get("region_tex", 0.0), h.get("top_flat", 0.0)])
 
 
+def bald_evidence(g) -> tuple[float, float] | None:
+    """(probability, drawing threshold) of the fitted bald detector over the
+    hair region's cues (:func:`headwear_vector`: how much of the head's top is
+    skin-coloured, its texture, lightness and chroma against the skin), or
+    None without a detector or without those cues (``g["hair_stats"]``,
+    :func:`avatarizer.artist.hair.hair_maps`). Fitted on the shared labels'
+    bald and the labels by eye of the top of the head and of hair length
+    (``avatarizer-export detectors``, session 18)."""
+    det = detectors().get("bald")
+    if det is None or "hair_stats" not in g:
+        return None
+    x = headwear_vector(g)
+    if len(det["mean"]) != len(x) or not np.isfinite(x).all():
+        return None
+    return float(probabilities(det, x)[1]), float(det["thresholds"]["yes"])
+
+
 def headwear(st, p, lm, g, photo: Photo, col):
     """A hat, cap or scarf when the head's top is covered (fitted detector on
     the hair region's cues: fabric is flat and uniform, hair has strands)."""

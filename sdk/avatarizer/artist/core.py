@@ -1,6 +1,7 @@
 """The orchestrator: one aligned photo → all 629 avatar parameters."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .. import schema as S
@@ -9,7 +10,7 @@ from functools import lru_cache
 
 from .. import landmarks as LM
 from .. import prior as P
-from .photo import crop_valid_mask, fit_warp, gain, make_photo
+from .photo import crop_valid_mask, fit_warp, gain, make_photo, to_lab
 from .style import ArtistStyle
 
 __all__ = ["AutoArtist", "exaggerate_params", "geometry_mask", "mean_avatar", "skin_mask"]
@@ -26,6 +27,31 @@ def _beard_reading(style, lm, g):
             ev = accessories.facial_hair_evidence(style, lm, g, g["photo"])
             got.append(None if ev is None else ev["beard"])
         return got[0]
+
+    return reading
+
+
+def _bald_reading(style, lm, g, skin):
+    """A function of the face's person-minus-face mask (an array of any size,
+    or a function of the size returning it: ``AlignedFace.hair_mask``) returning the bald detector's (probability, drawing threshold)
+    for the face measured in ``g`` (:func:`accessories.bald_evidence`; None
+    without a detector or a hair region): the artist's hair measurements
+    (:func:`hair.hair_maps`, ~1-2 ms) run only when it is called."""
+    from dataclasses import replace
+
+    def reading(hair_mask):
+        if hair_mask is None:
+            return None
+        photo = g["photo"]
+        hm = hair_mask(photo.size) if callable(hair_mask) else hair_mask
+        if hm is None:
+            return None
+        hm = np.asarray(hm, np.float32)
+        if hm.shape != (photo.size, photo.size):
+            hm = cv2.resize(hm, (photo.size, photo.size), interpolation=cv2.INTER_LINEAR)
+        g2 = dict(g)  # (hair_maps writes its cues into g: the face's own g keeps none)
+        hair.hair_maps(style, lm, g2, replace(photo, hair=hm, _disc_regions={}), {"skin_lab": to_lab(skin)})
+        return accessories.bald_evidence(g2)
 
     return reading
 
@@ -128,8 +154,9 @@ class AutoArtist:
             P.set_skin_colours(p, skin, neck=colour.NECK)
             if glasses:
                 accessories.glasses(self.style, p, lm, g, g["photo"], {"skin": skin}, cues=cues)
-                if cues is not None:  # the beard detector's reading, for the caller to decide with (on demand)
+                if cues is not None:  # the beard and bald detectors' readings, for the caller to decide with
                     cues["beard"] = _beard_reading(self.style, lm, g)
+                    cues["bald"] = _bald_reading(self.style, lm, g, skin)
         else:
             skin = None
         return S.clip(p), skin

@@ -9,6 +9,7 @@ from .. import schema as S
 from ..landmarks import (
     FACE_OVAL,
 )
+from . import accessories
 from .geometry import symmetrise
 from .photo import (
     clamp,
@@ -253,8 +254,11 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     curly = tex > 0.085 and max(vol_top, vol_side) > 0.2
     volume = clamp(0.5 + 4.0 * max(vol_top, vol_side), 0.4, 2.0)
     info.update(top_hair=hm["top_hair"], hairline=hm["hairline"] if hm["hairline"] is not None else 0.0)
-    if hm["top_skin"] is not None and hm["top_skin"] >= 0.7 and hm["top_tex"] < 0.01:
-        style = "bald" if hm["top_hair"] <= 1 else "receding"
+    bald = accessories.bald_evidence(g)  # the fitted detector where there is one, else the hand-set rule
+    if bald is not None and bald[0] >= bald[1]:
+        style = "bald"
+    elif hm["top_skin"] is not None and hm["top_skin"] >= 0.7 and hm["top_tex"] < 0.01:
+        style = "bald" if hm["top_hair"] <= 1 and bald is None else "receding"
     elif hm["top_skin"] is None and hm["top_hair"] <= 1 and hm["mid_rows"] >= 3:
         style = "bald"
     elif curly and max(vol_top, vol_side) > 0.16 and bottom < 0.45:

@@ -131,6 +131,9 @@ class HairStage(Stage):
         if glasses_cues is not None and "beard" not in settings:
             # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
             H.add_artist_beard(attrs, glasses_cues.get("beard"))
+        if glasses_cues is not None and "bald" not in settings and not settings.get("headwear"):
+            # a bald head H missed that the artist's bald detector finds over the hair region's cues
+            H.add_artist_bald(attrs, glasses_cues.get("bald"), face.hair_mask)
         # the photo's hair colour as sampled, without a colour cast (before any class is read into it)
         hair_rgb = None if reading is None else H.natural_hair_colour(reading[0])
         # a hat is decided (by H or the app) before the hair colour is: under it the hair region is the hat
@@ -158,9 +161,10 @@ class HairStage(Stage):
                 fused = attrs["glasses_type"] if glasses_cues is not None else None
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
-        idx = self.retriever.query(attrs, mask, face.canonical, valid=valid)
+        query = H.bald_query(attrs)
+        idx = self.retriever.query(query, mask, face.canonical, valid=valid)
         if style is not None:  # a stream: the style shown only changes when found twice (or a gate decides)
-            idx, pending = H.steady_style(self.retriever.families, *style, idx, self.retriever.gated_families(attrs))
+            idx, pending = H.steady_style(self.retriever.families, *style, idx, self.retriever.gated_families(query))
         else:
             pending = None
         base = schema.default()
