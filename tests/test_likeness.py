@@ -794,10 +794,12 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
     def photo(i):
         lab = {"glasses": int(rng.choice(3, p=(0.6, 0.25, 0.15))), "beard": int(rng.random() < 0.3),
                "moustache": int(rng.random() < 0.3), "headwear": int(rng.random() < 0.2),
-               "hair_colour": int(i % 5)}
+               "hair_colour": int(i % 5), "bald": int(rng.random() < 0.2)}
         cues = {"glasses": rng.normal(0, 1, 115) + 3.0 * np.r_[np.eye(3)[lab["glasses"]].repeat(5), np.zeros(100)],
                 "beard": rng.normal(0, 1, 48) + 6.0 * np.r_[lab["beard"], lab["moustache"], np.zeros(46)],
-                "headwear": rng.normal(0, 1, 6) + 3.0 * lab["headwear"],
+                # (the bald detector reads the headwear cues too: a skin-coloured top, on other cues)
+                "headwear": rng.normal(0, 1, 6) + 3.0 * lab["headwear"] * np.r_[1, 1, 1, 0, 0, 0]
+                + 6.0 * lab["bald"] * np.r_[0, 0, 0, 1, 1, 1],
                 "hair": rng.normal(0, 1, 14) + 3.0 * np.eye(14)[lab["hair_colour"]],
                 "hair_rgb": np.clip(np.array(rgb[lab["hair_colour"]]) + rng.normal(0, 0.02, 3), 0, 1)}
         return lab, cues
@@ -817,7 +819,7 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
         records.append({"file": name, "faces": [{"faceAttributes": {
             "glasses": glasses_names[lab["glasses"]],
             "hair": {"hairColor": [{"color": D.HAIR_COLOURS[lab["hair_colour"]], "confidence": 0.9}],
-                     "bald": 0.0, "invisible": False},
+                     "bald": float(lab["bald"]), "invisible": False},
             "facialHair": {"beard": float(lab["beard"]), "moustache": float(lab["moustache"])},
             "accessories": [{"type": "headwear", "confidence": 1.0}] if lab["headwear"] else []}}]})
         for f in fields:
@@ -964,8 +966,8 @@ def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monke
     assert "labelled by eye" in written["fitted_on"]
     det = written["detectors"]
     assert set(det) | set(written.get("not_reliable", [])) == {"glasses", "beard", "moustache", "headwear",
-                                                               "hair_colour"}
-    assert {"glasses", "beard", "hair_colour"} <= set(det)
+                                                               "hair_colour", "bald"}
+    assert {"glasses", "beard", "hair_colour", "bald"} <= set(det)
     for name, model in det.items():
         if name in D.MLP_TASKS:  # small networks: members of one hidden layer
             assert model["kind"] == "mlp" and len(model["members"]) == 2
