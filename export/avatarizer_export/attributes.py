@@ -358,7 +358,7 @@ def _artist_hair(al, rows: np.ndarray, shared: Path) -> np.ndarray:
 
 def build_targets(keys: list[str], shared: Path, cache: Path, al=None) -> dict:
     """Per aligned photo: targets (NaN / -1 = unknown) and the held-out mask."""
-    from .data import eye_labels, ffhq_labels, is_heldout, utk_labels
+    from .data import EYE_LABEL_FIELDS, eye_labels, ffhq_labels, is_heldout, utk_labels
 
     n = len(keys)
     T = {"hair_colour": np.full(n, -1), "glasses": np.full(n, -1)}
@@ -367,6 +367,8 @@ def build_targets(keys: list[str], shared: Path, cache: Path, al=None) -> dict:
     labels = ffhq_labels(shared)
     by_eye = eye_labels()
     T["eye_labelled"] = np.zeros(n, bool)
+    # per field, the photos whose label of it is by eye (a defaulted "no facial hair" is not)
+    eye_fields = {k: np.zeros(n, bool) for k in EYE_LABEL_FIELDS}
     for i, key in enumerate(keys):
         folder, name = key.split("/", 1)
         if folder == "ffhq128-labelled" and name in labels:
@@ -386,7 +388,9 @@ def build_targets(keys: list[str], shared: Path, cache: Path, al=None) -> dict:
             for k, v in by_eye[key].items():
                 if k in H_EYE_FIELDS or is_heldout(key):  # the others: held-out reports only
                     T[k][i] = v
+                eye_fields[k][i] = True
             T["eye_labelled"][i] = True
+    T["eye_fields"] = eye_fields
     T["heldout"] = np.array([is_heldout(k) for k in keys])
     folder = np.array([k.split("/", 1)[0] for k in keys])
     T["folder"] = folder
@@ -907,17 +911,23 @@ def evaluate(pred: dict, T: dict, photos: np.ndarray, decision: dict, draw: dict
     folder = T.get("folder")
     ffhq = np.ones(len(photos), bool) if folder is None else folder[photos] == "ffhq128-labelled"
     eye = T["eye_labelled"][photos] if "eye_labelled" in T else np.zeros(len(photos), bool)
+
+    def by_eye(field):  # the photos whose label of this field is by eye (not a UTKFace default)
+        m = (T.get("eye_fields") or {}).get(field)
+        return eye if m is None else m[photos]
+
     for k in DECIDED:
         subsets = [(k, ffhq if k != "male" else np.ones(len(photos), bool))]
-        if k != "male" and eye.any():
-            subsets.append((f"{k}_eye_labels", eye))
+        keep_eye = by_eye("glasses" if k == "sunglasses" else k)
+        if k != "male" and keep_eye.any():
+            subsets.append((f"{k}_eye_labels", keep_eye))
         for key, keep in subsets:
             m = np.isfinite(y[k]) & keep
             if not m.any():
                 continue
             res[key] = flag_metrics(p[k][m], y[k][m], decision[k], draw.get(k))
     hc = T["hair_colour"][photos]
-    for key, keep in (("hair_colour", ~eye), ("hair_colour_eye_labels", eye)):
+    for key, keep in (("hair_colour", ~eye), ("hair_colour_eye_labels", by_eye("hair_colour"))):
         m = (hc >= 0) & keep
         if not m.any():
             continue
@@ -1440,9 +1450,10 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     metrics.update({k: v for k, v in after.items() if k.split("_eye")[0] in flags_refit})
     desc["heldout_metrics"] = metrics
     eye = T.get("eye_labelled", np.zeros(len(held), bool))
+    eye_fields = T.get("eye_fields") or {}
     labelled = np.zeros(len(held), bool)
-    for n in names:
-        labelled |= (T[n] >= 0) if n in ("glasses", "hair_colour") else np.isfinite(T[n])
+    for n in names:  # (a defaulted "no facial hair" is not a label by eye)
+        labelled |= ((T[n] >= 0) if n in ("glasses", "hair_colour") else np.isfinite(T[n])) & eye_fields.get(n, eye)
     labels = int((eye & labelled & ~held).sum())
     desc["refit"] = {**(desc.get("refit") or {}),
                      **{n: {"from": f"{SHIP_FILE} {from_version}", "to": desc["version"], "k": heads[n]["k"],

@@ -31,7 +31,7 @@ labellers gave the same label, not null. ``merge`` writes
 ``hair_length_by_eye.jsonl`` (``hair_length_train``,
 ``hair_length_heldout``), ``utkface_hair_colour.jsonl``
 (``utkface_hair_colour``: tight crops, for evaluation only,
-``data.EVAL_ONLY_LABELS``) and ``utkface_glasses.jsonl`` (``utkface_glasses``:
+``data.EVAL_ONLY_LABELS``), ``utkface_glasses.jsonl`` (``utkface_glasses``:
 glasses of 1,000 UTKFace photos aged 55 and over) and ``scalp_by_eye.jsonl``
 (``scalp``, rule ``scalp``: ``votes.scalp[labeller][sheet]`` maps each cell
 index to ``bald``, ``receding``, ``hair``, ``covered`` or null, kept when the

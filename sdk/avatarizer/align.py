@@ -148,7 +148,9 @@ class AlignOptions:
         max_faces: most faces returned per frame. In video mode keep it at
             the number of faces expected: while fewer are tracked, MediaPipe
             runs the detector on every frame.
-        min_detection_confidence: face detector score threshold in [0, 1].
+        min_detection_confidence: face detector score threshold in [0, 1]
+            (FaceMesh's, and in image mode the full-range detector's that
+            looks for small faces where FaceMesh finds none).
         min_tracking_confidence: landmark presence threshold in [0, 1]; below
             it a tracked face is dropped and re-detected (video mode).
         segmentation: whether :meth:`AlignedFace.segmentation` and
@@ -614,8 +616,10 @@ class FaceAligner:
             The faces, largest landmark bounding box first; ``[]`` if none.
             In image mode a photo where none is found is searched once more
             with a replicated border (a face that fills a tight portrait
-            crop escapes the detector otherwise); the landmarks are always in
-            the frame's own pixels.
+            crop escapes the detector otherwise), then for small faces
+            (:meth:`_small_faces`: the full-range detector, at
+            ``min_detection_confidence`` too, over the photo and squares of
+            it); the landmarks are always in the frame's own pixels.
 
         Raises:
             ValueError: bad image, or a timestamp that does not fit the mode.
@@ -733,9 +737,12 @@ class FaceAligner:
         for cx, cy, size in boxes:
             side = max(8, int(round(SMALL_FACE_CONTEXT * size)))
             x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-            pad = side  # the square may leave the photo by less than its side
-            crop = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)[
-                y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
+            # the part of the square inside the photo, its overhang replicated (not the whole photo padded)
+            inside = image[max(0, y0):min(height, y0 + side), max(0, x0):min(width, x0 + side)]
+            if inside.size == 0:
+                continue
+            crop = cv2.copyMakeBorder(inside, max(0, -y0), max(0, y0 + side - height), max(0, -x0),
+                                      max(0, x0 + side - width), cv2.BORDER_REPLICATE)
             scale = SMALL_FACE_CROP / side
             crop = np.ascontiguousarray(cv2.resize(crop, (SMALL_FACE_CROP, SMALL_FACE_CROP),
                                                    interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC))

@@ -1489,6 +1489,27 @@ _HEADWEAR_RGB = (0.22, 0.24, 0.3)
 ARTIST_BEARD_GATE = 0.05
 
 
+def _artist_flag(a: dict, name: str, evidence, gate: float, *args) -> tuple[float, float] | None:
+    """The artist's detector's (probability, threshold) for flag ``name``
+    where it fires (``evidence``: that pair, a function of ``args``
+    returning it, or None), asked only where H did not draw the flag and
+    H's P(name) is at least ``gate``; else None."""
+    if evidence is None or a["drawn"][name] or not _flag(a, name) >= gate:
+        return None
+    if callable(evidence):
+        evidence = evidence(*args)
+        if evidence is None:
+            return None
+    prob, threshold = float(evidence[0]), float(evidence[1])
+    if not (np.isfinite(prob) and np.isfinite(threshold) and prob >= threshold):
+        return None
+    a[f"{name}_model_read"] = float(a[name])
+    a[name] = prob
+    a["drawn"][name] = a["decided"][name] = True
+    a[f"{name}_by"] = "artist cues"
+    return prob, threshold
+
+
 def add_artist_beard(attributes: dict, evidence) -> dict:
     """A beard H did not draw, drawn where the artist's facial-hair detector
     finds one (``evidence``: its (probability, drawing threshold), a function
@@ -1504,23 +1525,11 @@ def add_artist_beard(attributes: dict, evidence) -> dict:
     H's own probability stays under ``beard_model_read``."""
     from .artist.accessories import beard_opacity
 
-    a = attributes
-    if evidence is None or a["drawn"]["beard"] or not _flag(a, "beard") >= ARTIST_BEARD_GATE:
-        return a
-    if callable(evidence):
-        evidence = evidence()
-        if evidence is None:
-            return a
-    prob, threshold = float(evidence[0]), float(evidence[1])
-    if not (np.isfinite(prob) and np.isfinite(threshold) and prob >= threshold):
-        return a
-    a["beard_model_read"] = float(a["beard"])
-    a["beard"] = prob
-    a["drawn"]["beard"] = a["decided"]["beard"] = True
-    a["beard_by"] = "artist cues"
-    a["beard_margin"] = prob - threshold
-    a["beard_opacity"] = beard_opacity(prob, threshold)
-    return a
+    got = _artist_flag(attributes, "beard", evidence, ARTIST_BEARD_GATE)
+    if got is not None:
+        attributes["beard_margin"] = got[0] - got[1]
+        attributes["beard_opacity"] = beard_opacity(*got)
+    return attributes
 
 
 #: H's P(bald) below which the artist's bald detector is not asked
@@ -1529,36 +1538,24 @@ def add_artist_beard(attributes: dict, evidence) -> dict:
 ARTIST_BALD_GATE = BALD_FLOOR
 
 
-def add_artist_bald(attributes: dict, evidence, hair_mask=None) -> dict:
+def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None = None) -> dict:
     """A bald head H did not draw, drawn where the artist's bald detector
     finds one (``evidence``: its (probability, drawing threshold), a function
     of the face's ``hair_mask`` returning that, or None;
     ``accessories.bald_evidence``), asked only where H's P(bald) is at
-    least :data:`ARTIST_BALD_GATE` and no hat is drawn. H's bald output
-    barely separates bald heads (its P(bald) 0.07-0.28 on clearly bald men,
-    under its drawing threshold of 0.5: none drawn); the detector over the
-    hair region's cues reaches ROC AUC 0.98 out of fold on labelled men
+    least :data:`ARTIST_BALD_GATE` and no hat is drawn (``hat``: the hat
+    decision when the app set it, else H's). H's bald output barely
+    separates bald heads (its P(bald) 0.07-0.28 on clearly bald men, under
+    its drawing threshold of 0.5: none drawn); the detector over the hair
+    region's cues reaches ROC AUC 0.98 out of fold on labelled men
     (docs/data.md). In place, returned: ``bald`` becomes the detector's
     probability, the drawn and decided flags are set, ``bald_by`` is
     ``"artist cues"`` (the retrieval then takes a style of the bald family,
-    as for a bald head the app sets); H's own probability stays under
-    ``bald_model_read``."""
-    a = attributes
-    if (evidence is None or a["drawn"]["bald"] or a["drawn"]["headwear"]
-            or not _flag(a, "bald") >= ARTIST_BALD_GATE):
-        return a
-    if callable(evidence):
-        evidence = evidence(hair_mask)
-        if evidence is None:
-            return a
-    prob, threshold = float(evidence[0]), float(evidence[1])
-    if not (np.isfinite(prob) and np.isfinite(threshold) and prob >= threshold):
-        return a
-    a["bald_model_read"] = float(a["bald"])
-    a["bald"] = prob
-    a["drawn"]["bald"] = a["decided"]["bald"] = True
-    a["bald_by"] = "artist cues"
-    return a
+    as for a bald head the app sets, :func:`bald_query`); H's own
+    probability stays under ``bald_model_read``."""
+    if not (attributes["drawn"]["headwear"] if hat is None else hat):
+        _artist_flag(attributes, "bald", evidence, ARTIST_BALD_GATE, hair_mask)
+    return attributes
 
 
 def bald_query(attributes: dict) -> dict:

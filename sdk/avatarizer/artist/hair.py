@@ -260,7 +260,7 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     elif hm["top_skin"] is not None and hm["top_skin"] >= 0.7 and hm["top_tex"] < 0.01:
         style = "bald" if hm["top_hair"] <= 1 and bald is None else "receding"
     elif hm["top_skin"] is None and hm["top_hair"] <= 1 and hm["mid_rows"] >= 3:
-        style = "bald"
+        style = "bald" if bald is None else "receding"
     elif curly and max(vol_top, vol_side) > 0.16 and bottom < 0.45:
         style = "afro"
     elif bottom > 0.62 or runs_off and bottom > 0.4:

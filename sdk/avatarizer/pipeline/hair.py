@@ -131,9 +131,11 @@ class HairStage(Stage):
         if glasses_cues is not None and "beard" not in settings:
             # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
             H.add_artist_beard(attrs, glasses_cues.get("beard"))
-        if glasses_cues is not None and "bald" not in settings and not settings.get("headwear"):
+        if glasses_cues is not None and "bald" not in settings and "hair_length" not in settings:
             # a bald head H missed that the artist's bald detector finds over the hair region's cues
-            H.add_artist_bald(attrs, glasses_cues.get("bald"), face.hair_mask)
+            # (not where the app set the hair's length: a bald style is neither)
+            H.add_artist_bald(attrs, glasses_cues.get("bald"), face.hair_mask,
+                              hat=settings.get("headwear", attrs["drawn"]["headwear"]))
         # the photo's hair colour as sampled, without a colour cast (before any class is read into it)
         hair_rgb = None if reading is None else H.natural_hair_colour(reading[0])
         # a hat is decided (by H or the app) before the hair colour is: under it the hair region is the hat
