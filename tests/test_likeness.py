@@ -964,6 +964,7 @@ def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monke
     training = sum(not D.is_heldout(k) for k in keys if k.startswith("ffhq128-labelled/"))
     assert written["format"] == 1 and written["fitted_on"].startswith(f"{training} training photos of ffhq128-labelled")
     assert "labelled by eye" in written["fitted_on"]
+    assert "fitted_on_bald" not in written  # (no labels by eye of the top of the head here)
     det = written["detectors"]
     assert set(det) | set(written.get("not_reliable", [])) == {"glasses", "beard", "moustache", "headwear",
                                                                "hair_colour", "bald"}

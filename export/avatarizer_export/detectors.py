@@ -463,6 +463,10 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
                                      + (f" and {int((~eheld).sum())} training photos labelled by eye"
                                         if len(eheld) else ""),
            "precision_target": precision, "detectors": {}, "heldout": {}, "heldout_eye_labels": {}}
+    if len(bheld):  # the bald detector's photos by eye are its own (data.bald_labels)
+        doc["fitted_on_bald"] = (f"{int((~held).sum())} training photos of ffhq128-labelled and "
+                                 f"{int((~bheld).sum())} training photos labelled by eye for the top of the head "
+                                 f"or hair length")
     targets = {t: min(precision, FACIAL_HAIR_PRECISION) if t in ("beard", "moustache") else precision for t in tasks}
     if any(v != precision for v in targets.values()):
         doc["precision_targets"] = {t: v for t, v in targets.items() if v != precision}
