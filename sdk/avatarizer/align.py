@@ -722,9 +722,9 @@ class FaceAligner:
             with self._lock:
                 self._check_open()
                 detections = self._detector.process(tile).detections or []
+            th, tw = tile.shape[:2]
             for d in detections:
                 b = d.location_data.relative_bounding_box
-                th, tw = tile.shape[:2]
                 x, y, w, h = b.xmin * tw, b.ymin * th, b.width * tw, b.height * th
                 if w > 1 and h > 1 and np.isfinite([x, y, w, h]).all():
                     found.append((float(d.score[0]), x0 + x + w / 2, y0 + y + h / 2, max(w, h)))
@@ -748,11 +748,11 @@ class FaceAligner:
                                                    interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC))
             with self._lock:
                 self._check_open()
-                found = _face_landmarks(self._mesh, crop)
-            if not found:
+                meshes = _face_landmarks(self._mesh, crop)
+            if not meshes:
                 continue
             # the face nearest the square's centre (a neighbour may show at its edge)
-            lms = [_landmark_array(item, SMALL_FACE_CROP, SMALL_FACE_CROP) for item in found]
+            lms = [_landmark_array(item, SMALL_FACE_CROP, SMALL_FACE_CROP) for item in meshes]
             lm = min(lms, key=lambda a: float(np.hypot(*(a[:, :2].mean(0) - SMALL_FACE_CROP / 2))))
             lm = lm / np.float32(scale) + np.array([x0, y0, 0], np.float32)
             centre, extent = lm[:, :2].mean(0), float(np.ptp(lm[:, 0]))

@@ -77,13 +77,15 @@ def well_lit_ab(L: float) -> np.ndarray:
     return np.array([np.interp(L, t[:, 0], t[:, 1]), np.interp(L, t[:, 0], t[:, 2])])
 
 
-def _tone(tone) -> float | None:
-    """``tone`` as a float (a number or a one-element array), None when it
-    is missing or not finite."""
-    if tone is None:
-        return None
-    t = np.asarray(tone, np.float64).reshape(-1)
-    return float(t[0]) if t.size == 1 and np.isfinite(t[0]) else None
+def _readable(rgb, tone) -> tuple[np.ndarray, float | None]:
+    """(``rgb`` as a float64 array, ``tone`` as a float: a number or a
+    one-element array); the tone None when it is missing or not finite, or
+    when ``rgb`` is not one finite colour (nothing to move then)."""
+    rgb = np.asarray(rgb, np.float64)
+    t = None if tone is None else np.asarray(tone, np.float64).reshape(-1)
+    if t is None or t.size != 1 or not np.isfinite(t[0]) or rgb.shape != (3,) or not np.isfinite(rgb).all():
+        return rgb, None
+    return rgb, float(t[0])
 
 
 def _skin_at(lab: np.ndarray, L: float) -> np.ndarray:
@@ -107,9 +109,8 @@ def skin_by_tone(rgb, tone: float, margin: float = MARGIN) -> np.ndarray:
     when already in the band, or when ``tone`` or ``rgb`` is not finite."""
     from .artist.photo import to_lab
 
-    rgb = np.asarray(rgb, np.float64)
-    t = _tone(tone)
-    if t is None or rgb.shape != (3,) or not np.isfinite(rgb).all():
+    rgb, t = _readable(rgb, tone)
+    if t is None:
         return rgb
     lab = to_lab(rgb)
     centre = float(lightness_of_tone(t))
@@ -128,8 +129,7 @@ def skin_of_set_tone(rgb, tone: float) -> np.ndarray:
     ``rgb`` itself when it is not finite."""
     from .artist.photo import to_lab
 
-    rgb = np.asarray(rgb, np.float64)
-    t = _tone(tone)
-    if t is None or rgb.shape != (3,) or not np.isfinite(rgb).all():
+    rgb, t = _readable(rgb, tone)
+    if t is None:
         return rgb
-    return _skin_at(to_lab(rgb), float(lightness_of_tone(float(np.clip(t, 1.0, 10.0)))))
+    return _skin_at(to_lab(rgb), float(lightness_of_tone(t)))  # (lightness_of_tone clips to 1..10)
