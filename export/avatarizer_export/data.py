@@ -201,18 +201,9 @@ def bald_labels(folder: Path | None = None) -> dict[str, dict]:
     0); covered heads are left out, and so are photos of
     ``ffhq128-labelled``, whose shared labels have a bald score of their own
     (the artist's bald detector, ``avatarizer-export detectors``)."""
-    out: dict[str, dict] = {}
-    for name, field in (("hair_length_by_eye.jsonl", "hair_length"), ("scalp_by_eye.jsonl", "scalp")):
-        path = (EYE_LABELS if folder is None else Path(folder)) / name
-        if not path.is_file():
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            rec = json.loads(line) if line.strip() else {}
-            v, key = rec.get(field), rec.get("file", "")
-            if v in (None, "covered") or key.startswith("ffhq128-labelled/"):
-                continue
-            out[key] = {"bald": int(v == "bald")}
-    return out
+    scalp = {rec["file"]: rec["scalp"] for rec in _label_records(folder) if "scalp" in rec}
+    return {key: {"bald": int(v == "bald")} for key, v in {**hair_length_labels(folder), **scalp}.items()
+            if v != "covered" and not key.startswith("ffhq128-labelled/")}
 
 
 def skin_tone_labels(folder: Path | None = None) -> dict[str, float]:

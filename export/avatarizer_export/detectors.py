@@ -458,7 +458,6 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     blab = bald_labels()
     bf = eye_features(shared, cache, sorted(blab), quiet=quiet) if blab else {"names": []}
     bheld = np.array([is_heldout(n) for n in bf["names"]], bool)
-    ef_all, eheld_all = ef, eheld
     doc = {"format": 1, "fitted_on": f"{int((~held).sum())} training photos of ffhq128-labelled"
                                      + (f" and {int((~eheld).sum())} training photos labelled by eye"
                                         if len(eheld) else ""),
@@ -474,19 +473,19 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     for task, (fkey, k) in tasks.items():
         x = feats[fkey]
         y = np.array([labels[n][task] for n in feats["names"]])
-        ef, eheld = (bf, bheld) if task == "bald" else (ef_all, eheld_all)
-        ey = np.array([(blab if task == "bald" else elab)[n].get(task, -1) for n in ef["names"]], np.int64)
-        eok = (ey >= 0) & (np.isfinite(ef[fkey]).all(1) & np.isfinite(ef[fkey + small]).all(1)
+        tf, theld = (bf, bheld) if task == "bald" else (ef, eheld)  # the task's photos by eye
+        ey = np.array([(blab if task == "bald" else elab)[n].get(task, -1) for n in tf["names"]], np.int64)
+        eok = (ey >= 0) & (np.isfinite(tf[fkey]).all(1) & np.isfinite(tf[fkey + small]).all(1)
                            if len(ey) else np.zeros(0, bool))
         # every training photo at both crop sizes, its two rows in one fold (a photo with a
         # non-finite cue at either size is left out: one such row would make the fit NaN)
         fin = np.isfinite(x).all(1) & np.isfinite(feats[fkey + small]).all(1)
-        left_out = int((~held & ~fin).sum() + ((ey >= 0) & ~eheld & ~eok).sum())
+        left_out = int((~held & ~fin).sum() + ((ey >= 0) & ~theld & ~eok).sum())
         if left_out:
             print(f"detectors: {task}: {left_out} training photos with non-finite cues left out", file=sys.stderr)
         rows = []  # (cues, labels, photo ids, at the small size)
         for ids, mine, cues, labels_ in ((np.flatnonzero(~held & fin), ~held & fin, feats, y),
-                                         (len(y) + np.flatnonzero(eok & ~eheld), eok & ~eheld, ef, ey)):
+                                         (len(y) + np.flatnonzero(eok & ~theld), eok & ~theld, tf, ey)):
             if mine.any():
                 rows += [(cues[fkey][mine], labels_[mine], ids, False), (cues[fkey + small][mine], labels_[mine], ids, True)]
         xt, yt, groups = (np.concatenate([r[i] for r in rows]) for i in range(3))
@@ -513,7 +512,7 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         if task == "glasses" and Path(out or OUT).resolve() == OUT.resolve():
             # the glasses fusion trains on these (the network is too sure of its own photos); only for the
             # network the SDK ships (a fit written elsewhere would leave the shipped one's without them)
-            _save_glasses_oof(cache, model, po[~at_small], groups[~at_small], feats["names"], ef["names"])
+            _save_glasses_oof(cache, model, po[~at_small], groups[~at_small], feats["names"], tf["names"])
         yh = y[held]
 
         def decide(xs):
@@ -522,22 +521,21 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         doc["heldout"][task] = _detector_report(yh, decide(x[held]), k)
         # the same photos' crops at the toolchain's size (the pairs' artist)
         doc.setdefault(f"heldout{small}", {})[task] = _detector_report(yh, decide(feats[fkey + small][held]), k)
-        if (eok & eheld).any():
-            doc["heldout_eye_labels"][task] = _detector_report(ey[eok & eheld], decide(ef[fkey][eok & eheld]), k)
+        if (eok & theld).any():
+            doc["heldout_eye_labels"][task] = _detector_report(ey[eok & theld], decide(tf[fkey][eok & theld]), k)
             doc.setdefault(f"heldout_eye_labels{small}", {})[task] = _detector_report(
-                ey[eok & eheld], decide(ef[fkey + small][eok & eheld]), k)
+                ey[eok & theld], decide(tf[fkey + small][eok & theld]), k)
         if task in ("beard", "moustache"):  # the hand-set rule it replaces, on the same photos
             col = 0 if task == "beard" else 1
             rule = lambda xs: np.array([A.rule_scores(v)[col] > 0 for v in xs], int)  # noqa: E731
             doc["heldout"][f"{task}_hand_rule"] = _detector_report(yh, rule(x[held]), k)
-            if (eok & eheld).any():
+            if (eok & theld).any():
                 doc["heldout_eye_labels"][f"{task}_hand_rule"] = _detector_report(
-                    ey[eok & eheld], rule(ef[fkey][eok & eheld]), k)
+                    ey[eok & theld], rule(tf[fkey][eok & theld]), k)
     # hair colour: trained on the shared labels only (with the labels by eye
     # too it was no better: held-out balanced accuracy 0.635 -> 0.616 on the
     # shared labels, session 6); the photos labelled by eye give a second
     # held-out report
-    ef, eheld = ef_all, eheld_all  # (the bald task's photos were its own)
     ehc = np.array([elab[n].get("hair_colour", -1) for n in ef["names"]], np.int64)
     keep = ehc >= 0
     both = {f: (np.concatenate([np.asarray(feats[f], np.float64), np.asarray(ef[f], np.float64)[keep]])
