@@ -21,8 +21,8 @@ def _recover() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import (attributes, data, detectors, evaluate, eyelabels, hairbank, hairlength, pipeline, report, rethreshold,
-                   sheets, ship, skintone, train)
+    from . import (attributes, data, detectors, evaluate, eyelabels, hairbank, hairlength, hats, pipeline, report,
+                   rethreshold, sheets, ship, skintone, train)
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
                                  description="Data building, training, evaluation and model export.")
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     hairbank.add_parser(sub)
     detectors.add_parser(sub)
     eyelabels.add_parser(sub)
+    hats.add_parser(sub)
     skintone.add_parser(sub)
     hairlength.add_parser(sub)
     pipeline.add_parser(sub)

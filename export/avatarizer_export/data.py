@@ -58,8 +58,8 @@ def stage_key(cache: Path | None, stage: str) -> str:
 
 #: the SDK modules besides ``avatarizer/artist/`` whose code the artist's
 #: drawing runs (its hair colour classes, the hairstyle and feature priors,
-#: the landmark tables and mean face, the parameter layout)
-ARTIST_MODULES = ("hair.py", "prior.py", "landmarks.py", "schema.py")
+#: the landmark tables and mean face, the parameter layout, the hat's kind and place)
+ARTIST_MODULES = ("hair.py", "headwear.py", "prior.py", "landmarks.py", "schema.py")
 #: the fields of ``artist_detectors.json``'s detectors the artist does not
 #: read: reports, and the grey-hair age prior (the SDK's, with H's age)
 _NOT_DRAWN_WITH = ("age_prior", "cv_recall", "cv_balanced_accuracy", "cv_gate_balanced_plain",
@@ -83,14 +83,16 @@ def artist_key() -> dict:
     (:func:`artist_source_key`, the key of the detectors' cue caches too), its fitted detectors
     (``artist_detectors.json``'s detectors, without the fields it does not
     draw with: reports and the grey-hair age prior, which a refit after H
-    changes; not the file's reports or time) and the mean face (the
-    arrays of ``mean_face.npz``, not the zip's time stamps): SHA-256, 16 hex
+    changes; not the file's reports or time), the mean face (the
+    arrays of ``mean_face.npz``, not the zip's time stamps) and the hat kind
+    model (``headwear_kinds.json``'s model, not its report): SHA-256, 16 hex
     digits each, empty when the file is absent."""
+    from avatarizer import headwear as HW
     from avatarizer import landmarks as LM
     from avatarizer.artist import accessories
 
-    det, mean = Path(accessories._DETECTORS_PATH), Path(LM._DATA)
-    h_det = h_mean = ""
+    det, mean, hats = Path(accessories._DETECTORS_PATH), Path(LM._DATA), Path(HW._DATA)
+    h_det = h_mean = h_hats = ""
     if det.is_file():
         doc = json.loads(det.read_text(encoding="utf-8"))
         drawn = {name: {k: v for k, v in model.items() if k not in _NOT_DRAWN_WITH}
@@ -101,7 +103,11 @@ def artist_key() -> dict:
         for a in (mf.points, mf.mirror, mf.rigid):
             h.update(np.ascontiguousarray(a).tobytes())
         h_mean = h.hexdigest()[:16]
-    return {"source": artist_source_key(), "detectors": h_det, "mean_face": h_mean}
+    if hats.is_file():
+        doc = json.loads(hats.read_text(encoding="utf-8"))
+        h_hats = hashlib.sha256(json.dumps([doc.get(k) for k in ("cues", "kinds", "mean", "scale", "w", "b")]
+                                           ).encode()).hexdigest()[:16]
+    return {"source": artist_source_key(), "detectors": h_det, "mean_face": h_mean, "hat_kinds": h_hats}
 
 
 def _write_meta(path: Path, meta: dict):

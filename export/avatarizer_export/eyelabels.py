@@ -35,7 +35,10 @@ labellers gave the same label, not null. ``merge`` writes
 glasses of 1,000 UTKFace photos aged 55 and over) and ``scalp_by_eye.jsonl``
 (``scalp``, rule ``scalp``: ``votes.scalp[labeller][sheet]`` maps each cell
 index to ``bald``, ``receding``, ``hair``, ``covered`` or null, kept when the
-two labellers agree, not null); a test checks that the committed files are
+two labellers agree, not null) and ``headwear_kind_by_eye.jsonl`` (``hats``,
+rule ``hat``: ``votes.hat[labeller][sheet]`` maps each cell index to ``cap``,
+``beanie``, ``brimmed``, ``other``, ``none`` or null, kept when the two agree,
+not null; every photo is a subject); a test checks that the committed files are
 exactly what ``merge`` makes. The batch ``hair_length_train_2`` (616 more training
 photos) is committed but not merged: the head refitted with it was not
 shipped (docs/hair.md, "Hair length").
@@ -60,13 +63,18 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
            "hair_length_by_eye.jsonl": ("hair_length_train", "hair_length_heldout"),
            "utkface_hair_colour.jsonl": ("utkface_hair_colour",),
            "utkface_glasses.jsonl": ("utkface_glasses",),
-           "scalp_by_eye.jsonl": ("scalp",)}
+           "scalp_by_eye.jsonl": ("scalp",),
+           "headwear_kind_by_eye.jsonl": ("hats",)}
 HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
 #: the ``scalp`` batches' labels: the top of the head as the photo shows it
 SCALP = ("bald", "receding", "hair", "covered")
 #: rules of one value per cell: rule -> (the kind of vote and the record's field, its labels,
 #: whether the cells of CONTROL_FOLDER are controls: the hair length batches label its photos)
-CELL_RULES = {"length": ("hair_length", HAIR_LENGTHS, False), "scalp": ("scalp", SCALP, True)}
+#: the ``hats`` batch's labels: what is on the head (``headwear.type`` 1-3, or another
+#: covering: a hood, a scarf, a helmet, a headband)
+HATS = ("cap", "beanie", "brimmed", "other", "none")
+CELL_RULES = {"length": ("hair_length", HAIR_LENGTHS, False), "scalp": ("scalp", SCALP, True),
+              "hat": ("hat", HATS, False)}
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 

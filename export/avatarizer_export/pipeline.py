@@ -59,7 +59,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
             report: bool = True) -> dict[str, float]:
     """Every step from the shared photos to the shipped model files; returns
     the seconds per step. Each step is a typed function of its module."""
-    from . import data, detectors, hairbank, hairlength, rethreshold, ship, skintone, staging, train
+    from . import data, detectors, hairbank, hairlength, hats, rethreshold, ship, skintone, staging, train
     from .attributes import run as train_attributes
 
     def data_step(stage: str):
@@ -74,6 +74,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     data_step("meanface")  # the artist draws frontal faces onto this mean face
     # the artist's accessory detectors, before the pairs record its accessories
     _timed("detectors", detectors.fit, shared, cache, precision=0.9)  # with its progress bars: minutes
+    _timed("hat kinds", hats.fit, shared)  # which hat the artist and the hybrid draw (labels by eye)
     data_step("pairs")
     data_step("avatars")
     train_step("image-ae")

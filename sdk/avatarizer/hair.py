@@ -396,6 +396,14 @@ def attributes_as_drawn(public: dict | None, params) -> dict | None:
     if h is not None and h.get("source") != "app" and bool(h["value"]) != hat:
         h["value"], h["probability"] = hat, 1.0 - float(h["probability"])
         h["decided_by"] = "kept from earlier refreshes"
+    if h is not None and "kind" in h:  # the kind drawn (kept, as the hat itself, over refreshes)
+        if hat:
+            from .headwear import KINDS
+
+            h["kind"] = KINDS[int(np.clip(round(float(p[S.index("headwear.type")])), 0, len(KINDS) - 1))]
+        else:
+            h.pop("kind")
+            h.pop("kind_probabilities", None)
     return public
 
 
@@ -413,6 +421,11 @@ def _public_view(a: Mapping) -> dict:
         out["glasses"]["decided_by"] = a["glasses_by"]
     if a.get("headwear_by") and "headwear" not in a.get("set_by_app", ()):  # not drawn (a face cut by the edge)
         out["headwear"]["decided_by"] = a["headwear_by"]
+    if a.get("headwear_kind_probs") and out["headwear"]["value"]:  # the kind drawn (headwear.read_kind)
+        from .headwear import KINDS
+
+        out["headwear"]["kind"] = KINDS[int(a["headwear_type"])]
+        out["headwear"]["kind_probabilities"] = dict(a["headwear_kind_probs"])
     if a["drawn"]["beard"] and not a["drawn"]["moustache"] and "moustache" not in a.get("set_by_app", ()):
         # merge draws a beard with its moustache
         out["moustache"] = {"value": True, "probability": float(max(a["moustache"], a["beard"])),
@@ -1619,7 +1632,8 @@ def age_lines(params: np.ndarray, age: float | None) -> np.ndarray:
 
 
 def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = None, *,
-          skin_rgb=None, thresholds: Mapping[str, float] | None = None) -> np.ndarray:
+          skin_rgb=None, thresholds: Mapping[str, float] | None = None, hat_shape: dict | None = None
+          ) -> np.ndarray:
     """A full avatar vector: the face from ``face_params``, the hair geometry of
     a bank ``entry`` fitted to the face outline's skull top and width, the
     hair colour ``hair_rgb`` (from the photo) and accessories from the
@@ -1631,8 +1645,11 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
       ``thresholds``): a shape along the jaw, from the face outline's lower
       points to under the lower lip; ``moustache`` (or a beard): a stroke
       above the upper lip;
-    * headwear (``headwear`` >= its threshold): ``headwear_type`` (default 2,
-      a beanie) on the skull, band at the hairline, colour ``headwear_rgb``;
+    * headwear (``headwear`` >= its threshold): ``headwear_type`` (1 a cap,
+      2 a beanie, the default, 3 a brimmed hat), colour ``headwear_rgb``,
+      placed where ``hat_shape`` (:func:`avatarizer.headwear.shape_cues` of
+      the photo) shows it, else on the skull with its band at the hairline
+      (:func:`avatarizer.headwear.place`);
     * optional ``beard_rgb``, ``frame_rgb``, ``clothes_rgb``.
 
     Without attributes the accessories of ``face_params`` are kept. The
@@ -1641,7 +1658,6 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
     p = np.array(S.as_params(face_params), np.float64)
     rgb = np.clip(np.asarray(hair_rgb, np.float64).reshape(3), 0, 1)
     frame = head_frame(p)
-    cx, top, hw = frame
     # hair geometry from the bank
     geo = _from_head(entry.geometry, GEOMETRY_INDEX, frame)
     p[GEOMETRY_INDEX] = geo
@@ -1709,14 +1725,10 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
     # headwear on the skull
     if "headwear" in a:
         if _flag(a, "headwear") >= th["headwear"]:
-            htype = int(a.get("headwear_type", 2))
-            p[S.index("headwear.type")] = htype
+            from . import headwear as HW
+
             P.set_rgb(p, "headwear", a.get("headwear_rgb", _HEADWEAR_RGB))
-            p[S.index("headwear.band_y")] = top + 0.62 * hw
-            p[S.index("headwear.crown")] = 0.2
-            p[S.index("headwear.width")] = 1.1
-            p[S.index("headwear.brim")] = 0.2
-            P.hair_under_the_hat(p)
+            HW.place(p, hat_shape, int(a.get("headwear_type", HW.DEFAULT_KIND)))
         else:
             p[S.index("headwear.type")] = 0
     if "clothes_rgb" in a:

@@ -661,7 +661,9 @@ def bald_evidence(g) -> tuple[float, float] | None:
 
 def headwear(st, p, lm, g, photo: Photo, col):
     """A hat, cap or scarf when the head's top is covered (fitted detector on
-    the hair region's cues: fabric is flat and uniform, hair has strands)."""
+    the hair region's cues: fabric is flat and uniform, hair has strands),
+    of the kind and placed where the person mask's shape says
+    (:mod:`avatarizer.headwear`)."""
     det = detectors().get("headwear")
     if det is None or "hair_stats" not in g:
         return
@@ -669,11 +671,10 @@ def headwear(st, p, lm, g, photo: Photo, col):
     g["headwear_prob"] = prob
     if prob < det["thresholds"]["yes"]:
         return
-    top, hw = g["top"], g["half_w"]
-    p[S.index("headwear.type")] = 2
+    from .. import headwear as HW
+
+    # its kind and where it sits, from the person mask's shape above the forehead
+    shape = None if photo.hair is None else HW.shape_cues(photo.rgb, photo.hair, lm, photo.valid)
+    g["headwear_shape"] = shape
     set_rgb(p, "headwear", g["hair_stats"].get("region_rgb", (0.2, 0.2, 0.25)))
-    p[S.index("headwear.band_y")] = top + 0.62 * hw
-    p[S.index("headwear.crown")] = 0.2
-    p[S.index("headwear.width")] = 1.1
-    p[S.index("headwear.brim")] = 0.2
-    P.hair_under_the_hat(p)  # (the hair is drawn already)
+    HW.place(p, shape, HW.kind_of(shape))  # (the hair is drawn already: tucked under the hat)

@@ -84,6 +84,7 @@ class HairStage(Stage):
         hairstyle): ``style`` is the stream's so far (video; None: none, the
         style retrieved is drawn), kept steady by :func:`hair.steady_style`."""
         from .. import hair as H
+        from .. import headwear as HW
         from ..artist import crop_valid_mask
 
         crop = face.crop(128)
@@ -139,7 +140,11 @@ class HairStage(Stage):
         # the photo's hair colour as sampled, without a colour cast (before any class is read into it)
         hair_rgb = None if reading is None else H.natural_hair_colour(reading[0])
         # a hat is decided (by H or the app) before the hair colour is: under it the hair region is the hat
+        hat_shape = None
         if settings.get("headwear", attrs["drawn"]["headwear"]) and mask is not None:
+            # the hat of its kind where the photo shows it (the person mask above the forehead)
+            hat_shape = HW.shape_cues(crop, mask, face.canonical, valid)
+            HW.read_kind(attrs, hat_shape)
             # the hat in its colour, the hair in the colour beside the face
             hat, hair_rgb = H.headwear_colours(crop, mask, face.canonical, valid, skin_rgb=face_slice[SKIN_SLICE])
             if hat is not None:
@@ -176,7 +181,8 @@ class HairStage(Stage):
             if beard is not None:
                 attrs["beard_rgb"] = beard * 0.9
         full = H.merge(base, self.bank.entry(idx), rgb, attrs,
-                       thresholds={**self.draw, "headwear": np.inf} if attrs.get("headwear_by") else self.draw)
+                       thresholds={**self.draw, "headwear": np.inf} if attrs.get("headwear_by") else self.draw,
+                       hat_shape=hat_shape)
         if fused:  # drawn with the artist's frame colour and lens sizes
             from ..artist.accessories import set_glasses_kind
 

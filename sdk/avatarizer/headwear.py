@@ -1,0 +1,279 @@
+"""The hat as the photo shows it: its kind (a cap, a beanie, a brimmed hat)
+and where it sits on the head (docs/hair.md, "Headwear").
+
+Both the auto-artist and the shipped hybrid decided *whether* a hat is there
+and drew every hat as a beanie perched on the skull's top, over a hairline
+the photo hides. Here the person mask of the aligned crop (the hair mask: the
+person outside the face oval) and the crop's colours say:
+
+* **where the hat meets the forehead** (its band): going down the forehead's
+  mid-line from above landmark 10, the first rows that read as skin;
+* **how high and how wide it is**: the mask's top over the mid-line and its
+  half-width at a few heights between the top and the band, in units of the
+  head's half-width (the cheeks' landmarks 234 and 454);
+* **its kind**, from those shape cues and the shade on the forehead (a peak
+  or a brim throws one): a multinomial logistic model fitted on hats
+  labelled by eye (``avatarizer-export hats``) over those cues and a coarse
+  picture of the outline and horizontal edges above the brows
+  (:func:`pixel_features`), shipped as ``data/headwear_kinds.json``; a cap
+  or a brimmed hat is drawn only where its probability clears a threshold
+  chosen for precision, else a beanie (also without that file, as before).
+
+:func:`place` writes the measured band, crown height and width (and a brimmed
+hat's brim) into an avatar vector whose ``headwear.type`` is set.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import landmarks as L
+from . import schema as S
+from .artist.photo import float_rgb, to_lab
+
+#: ``headwear.type`` values, by name (the renderer draws 1 a cap with a peak,
+#: 2 a beanie with a cuff, 3 a hat with a brim all round)
+KINDS = ("none", "cap", "beanie", "brimmed")
+#: the classes the fitted model tells apart: the three kinds and any other
+#: covering (a scarf, a hood, a helmet), drawn as the beanie
+MODEL_KINDS = KINDS[1:] + ("other",)
+#: the kind drawn when no fitted model is at hand (what was drawn before)
+DEFAULT_KIND = 2
+#: the cues, in the order of the fitted model's inputs
+CUES = ("top", "band", "w_band", "w_mid", "w_top", "w_max", "shade", "hat_dl", "hat_chroma", "top_cut")
+_DATA = Path(__file__).resolve().with_name("data") / "headwear_kinds.json"
+#: a forehead pixel reads as skin within these of the cheeks' colour: its
+#: a*b* distance over SKIN_AB plus its L* difference over SKIN_DL under 1
+SKIN_AB, SKIN_DL = 13.0, 40.0
+_BROW_TOPS = tuple(L.BROW_OUTLINE[0][:5]) + tuple(L.BROW_OUTLINE[1][:5])
+
+
+def _grid(size: int) -> np.ndarray:
+    return (np.arange(size) + 0.5) * 2.0 / size - 1.0
+
+
+def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | None:
+    """The hat's shape cues (:data:`CUES`) and its measured placement, or
+    None when the mask shows nothing above the forehead. ``crop``: the
+    aligned S×S RGB crop; ``hair_mask``: its person-minus-face mask (any
+    square size); ``landmarks``: canonical landmarks ([-1, 1], y down);
+    ``skin_rgb``: the face colour (RGB in [0, 1]; else the cheeks' median).
+
+    Heights are in units of the face's height (landmark 10 to the chin,
+    152), up from landmark 10; widths in units of the head's half-width."""
+    rgb = float_rgb(crop)
+    size = rgb.shape[0]
+    m = np.asarray(hair_mask)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"hair mask must be a square S×S array, got shape {m.shape}")
+    m = (m >= 128) if m.dtype == np.uint8 else (m.astype(np.float32) >= 0.5)
+    if m.shape[0] != size:
+        idx = np.arange(size) * m.shape[0] // size
+        m = m[idx][:, idx]
+    ok = np.ones((size, size), bool) if valid is None else np.asarray(valid, bool)
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    g = _grid(size)
+    cx = 0.5 * (lm[234, 0] + lm[454, 0])
+    hw = max(0.5 * abs(lm[454, 0] - lm[234, 0]), 0.2)
+    y10 = float(lm[10, 1])
+    fh = max(float(lm[L.CHIN_BOTTOM, 1]) - y10, 0.3)
+    brow = float(lm[list(_BROW_TOPS), 1].min())
+    lab = to_lab(rgb)
+    if skin_rgb is None:
+        cheeks = np.concatenate([lm[list(c)] for c in L.CHEEK_PATCH])
+        px = np.clip(((cheeks + 1.0) * 0.5 * size).astype(int), 0, size - 1)
+        skin = np.median(lab[px[:, 1], px[:, 0]], 0)
+    else:
+        skin = to_lab(np.asarray(skin_rgb, np.float64).reshape(3))
+    mid = np.abs(g - cx) < 0.35 * hw
+    rows_ok = ok[:, mid].mean(1) > 0.6
+    person = (m & ok)[:, mid].mean(1) > 0.5
+    above = g < y10 - 0.02
+    r = np.flatnonzero(person & rows_ok & above)
+    if len(r) < 3:
+        return None
+    r0 = int(r[0])
+    top_y = float(g[r0])
+    top_cut = float(r0 == 0 or not rows_ok[r0 - 1])
+    # the band: going up the forehead's mid-line from the brows, the first
+    # rows that are not skin (skin-coloured at about its lightness: a peak's
+    # or a brim's shade stays skin; a fringe under the hat ends it early)
+    skinlike = np.hypot(lab[..., 1] - skin[1], lab[..., 2] - skin[2]) / SKIN_AB \
+        + np.abs(lab[..., 0] - skin[0]) / SKIN_DL < 1.0
+    sk_rows = (skinlike & ok)[:, mid].mean(1)
+    band_y = top_y
+    start = int(np.searchsorted(g, brow - 0.03)) - 1
+    for i in range(start, r0, -1):
+        if sk_rows[i] < 0.5 and sk_rows[i - 1] < 0.5:
+            band_y = float(g[i + 1]) - 1.0 / size
+            break
+
+    def half_width(y: float) -> float:
+        i = int(np.clip(np.searchsorted(g, y) - 1, 0, size - 1))  # the last row above y
+        row = (m[i] | (np.abs(g - cx) < 0.5 * hw)) & ok[i]
+        # the run of mask pixels through the centre column
+        c = int(np.clip(np.searchsorted(g, cx), 0, size - 1))
+        left = right = c
+        while left > 0 and row[left - 1]:
+            left -= 1
+        while right < size - 1 and row[right + 1]:
+            right += 1
+        return float(max(cx - g[left], g[right] - cx)) / hw
+
+    # widths above the face oval (it is not in the mask), the band's row or higher
+    low = min(band_y, y10 - 0.04)
+    widths = [half_width(y) for y in (low, 0.5 * (low + top_y), top_y + 0.04)]
+    w_max = max(half_width(y) for y in np.linspace(top_y + 0.02, low, 8))
+    # shade on the forehead under the band (a peak's or a brim's shadow), against the skin
+    fore = (g[:, None] > band_y + 0.02) & (g[:, None] < brow - 0.01) & (np.abs(g[None, :] - cx) < 0.5 * hw) & ok
+    shade = float(np.median(lab[fore][:, 0]) - skin[0]) if np.count_nonzero(fore) >= 6 else 0.0
+    hat = m & ok & (g[:, None] < band_y - 0.03) & (np.abs(g[None, :] - cx) < 1.2 * hw)
+    if np.count_nonzero(hat) >= 12:
+        hl = np.median(lab[hat], 0)
+        hat_dl, hat_chroma = float(hl[0] - skin[0]), float(np.hypot(hl[1], hl[2]))
+    else:
+        hat_dl = hat_chroma = 0.0
+    cues = {"top": (y10 - top_y) / fh, "band": (y10 - band_y) / fh, "w_band": widths[0], "w_mid": widths[1],
+            "w_top": widths[2], "w_max": w_max, "shade": shade, "hat_dl": hat_dl, "hat_chroma": hat_chroma,
+            "top_cut": top_cut}
+    return {"cues": cues, "pixels": pixel_features(rgb, m), "top_y": top_y, "band_y": band_y, "brow_y": brow, "chin_y": float(lm[L.CHIN_BOTTOM, 1]),
+            "top_cut": bool(top_cut), "w_band": widths[0], "w_max": w_max}
+
+
+#: the pixel block's grid (columns, rows) over the crop's top (:func:`pixel_features`)
+PIXEL_GRID = (16, 8)
+
+
+def pixel_features(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The outline and the horizontal edges above the brows, coarsely: the
+    person mask over the crop's top 7/16 and the grey level's vertical
+    gradient over its top half, each averaged on a :data:`PIXEL_GRID` grid
+    (256 values; a brim and a peak are wide horizontal shapes and edges)."""
+    import cv2
+
+    size = rgb.shape[0]
+    m = np.ascontiguousarray(mask[: size * 7 // 16], np.float32)
+    grey = rgb[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    edges = np.ascontiguousarray(np.abs(np.diff(grey[: size // 2], axis=0)), np.float32)
+    return np.concatenate([cv2.resize(a, PIXEL_GRID, interpolation=cv2.INTER_AREA).ravel() for a in (m, edges)]
+                          ).astype(np.float64)
+
+
+def cue_vector(shape: dict) -> np.ndarray:
+    return np.array([shape["cues"][k] for k in CUES], np.float64)
+
+
+@lru_cache(maxsize=2)
+def _model(path: str):
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+        if tuple(doc.get("cues", ())) != CUES or tuple(doc.get("kinds", ())) != MODEL_KINDS:
+            return None
+        mdl = {k: np.asarray(doc[k], np.float64) for k in ("pixel_mean", "pixel_scale", "pixel_basis",
+                                                             "mean", "scale", "w", "b")}
+        mdl["thresholds"] = {k: float(doc["thresholds"][k]) for k in ("cap", "brimmed")}
+    except (ValueError, KeyError, TypeError):
+        return None
+    q = mdl["pixel_basis"].shape[1] if mdl["pixel_basis"].ndim == 2 else -1
+    n = len(CUES) + q
+    if mdl["pixel_basis"].shape != (len(mdl["pixel_mean"]), q) or mdl["w"].shape != (n, len(MODEL_KINDS)) \
+            or len(mdl["mean"]) != n or len(mdl["scale"]) != n or len(mdl["b"]) != len(MODEL_KINDS):
+        return None
+    return mdl
+
+
+def model_inputs(shape: dict, mdl: dict) -> np.ndarray:
+    """The logistic model's inputs: the pixel block's principal components, then the cues."""
+    px = (shape["pixels"] - mdl["pixel_mean"]) / mdl["pixel_scale"]
+    return np.concatenate([px @ mdl["pixel_basis"], cue_vector(shape)])
+
+
+def kind_probabilities(shape: dict | None, path: Path | None = None) -> np.ndarray | None:
+    """P(cap), P(beanie), P(brimmed), P(other covering) of a measured hat
+    (:data:`MODEL_KINDS`), or None without a
+    fitted model (``data/headwear_kinds.json``, or one of another layout) or
+    a measurement."""
+    mdl = _model(str(path or _DATA))
+    if mdl is None or shape is None or len(shape["pixels"]) != len(mdl["pixel_mean"]):
+        return None
+    x = (model_inputs(shape, mdl) - mdl["mean"]) / mdl["scale"]
+    if not np.isfinite(x).all():
+        return None
+    z = x @ mdl["w"] + mdl["b"]
+    z = np.exp(z - z.max())
+    return z / z.sum()
+
+
+def decide(probs: np.ndarray, thresholds: dict) -> int:
+    """``headwear.type`` from the kind probabilities: a brimmed hat or a cap
+    only when its probability clears its threshold (chosen on held-out
+    folds for precision: a brim drawn on a beanie is worse than a beanie
+    drawn for a brim), a brimmed hat first; else the beanie."""
+    if probs[2] >= thresholds["brimmed"] and probs[2] >= probs[0]:
+        return 3
+    if probs[0] >= thresholds["cap"]:
+        return 1
+    return DEFAULT_KIND
+
+
+def read_kind(attributes: dict, shape: dict | None, path: Path | None = None) -> None:
+    """Sets, in place, a decoded attributes dict's ``headwear_type`` (what
+    :func:`avatarizer.hair.merge` draws) and ``headwear_kind_probs`` (what
+    ``Avatar.attributes["headwear"]`` reports) from a measured hat; leaves
+    them unset without a fitted model or a measurement (a beanie is drawn)."""
+    pr = kind_probabilities(shape, path)
+    if pr is None:
+        return
+    attributes["headwear_type"] = decide(pr, _model(str(path or _DATA))["thresholds"])
+    attributes["headwear_kind_probs"] = {k: float(v) for k, v in zip(MODEL_KINDS, pr)}
+
+
+def kind_of(shape: dict | None, path: Path | None = None) -> int:
+    """``headwear.type`` of a measured hat: the likeliest kind, else :data:`DEFAULT_KIND`."""
+    pr = kind_probabilities(shape, path)
+    return DEFAULT_KIND if pr is None else decide(pr, _model(str(path or _DATA))["thresholds"])
+
+
+def place(p: np.ndarray, shape: dict | None, kind: int) -> None:
+    """Sets, in place, ``p``'s hat (``headwear.type`` = ``kind``, 1-3) where
+    the photo shows it (``shape``: :func:`shape_cues`): the band at the
+    height above the brows it has in the photo (in units of brow-to-chin),
+    the crown up to the photo's top of the hat (no lower than the
+    renderer's default where the crop cuts the hat off), the width of the
+    hat at the band and, for a brimmed hat, the brim's reach. Without a
+    ``shape`` the hat sits where it was drawn before (band at the skull's
+    top + 0.62 half-widths, default crown, width and brim). The hair is
+    then tucked under it (``prior.hair_under_the_hat``)."""
+    from . import prior as P
+
+    face = S.points(p, "face").astype(np.float64)
+    cx_top, hw = float(face[7, 1]), max(0.5 * abs(face[5, 0] - face[9, 0]), 0.15)
+    p[S.index("headwear.type")] = kind
+    band, crown, width, brim = face[7, 1] + 0.62 * hw, 0.2, 1.1, 0.2
+    if shape is not None:
+        brows = np.concatenate([S.points(p, "brow_l"), S.points(p, "brow_r")]).astype(np.float64)
+        brow_av, chin_av = float(brows[:, 1].min()), float(face[0, 1])
+        unit_photo = max(shape["chin_y"] - shape["brow_y"], 0.3)
+        unit_av = max(chin_av - brow_av, 0.3)
+        to_av = lambda y: brow_av - (shape["brow_y"] - y) / unit_photo * unit_av  # noqa: E731
+        band = float(np.clip(to_av(shape["band_y"]), cx_top + 0.12, brow_av - 0.04))
+        ytop = to_av(shape["top_y"])
+        lift = 0.5 if kind == 3 else 0.35
+        crown = (cx_top - 0.06 - ytop) / lift
+        if shape["top_cut"]:
+            crown = max(crown, 0.2)
+        crown = float(np.clip(crown, 0.05, 0.6))
+        width = float(np.clip(shape["w_band"], 1.0, 1.3)) if kind != 3 else 1.1
+        if kind == 3:  # brim half-width = the crown's + brim * 0.8 + 0.05 (avz.c)
+            brim = float(np.clip((shape["w_max"] * hw - hw * width - 0.05) / 0.8, 0.1, 0.5))
+    p[S.index("headwear.band_y")] = band
+    p[S.index("headwear.crown")] = crown
+    p[S.index("headwear.width")] = width
+    p[S.index("headwear.brim")] = brim
+    P.hair_under_the_hat(p)

@@ -1,0 +1,184 @@
+"""The hat's kind and placement (avatarizer.headwear): synthetic hats on the
+mean face, the drawing in the avatar vector, the reported kind, and a
+missing or broken model file. (Through real photos: test_likeness.py.)"""
+import json
+
+import numpy as np
+import pytest
+
+from avatarizer import hair as H
+from avatarizer import headwear as HW
+from avatarizer import landmarks as L
+from avatarizer import prior as P
+from avatarizer import schema as S
+
+SIZE = 128
+SKIN = np.array([224, 172, 140], np.uint8)
+HAT = np.array([40, 60, 150], np.uint8)
+
+
+def _grid():
+    return (np.arange(SIZE) + 0.5) * 2.0 / SIZE - 1.0
+
+
+def _photo(band_above: float, half_width: float, brim_half: float | None = None):
+    """(crop, person mask, landmarks) of the mean face under a synthetic hat:
+    skin on the face and the forehead, the hat from the crop's top down to
+    ``band_above`` canonical units above landmark 10, ``half_width`` times
+    the head's half-width, a brim ``brim_half`` wide at its band."""
+    lm = L.mean_face().points[:, :2].copy()
+    g = _grid()
+    gx, gy = g[None, :], g[:, None]
+    cx = 0.5 * (lm[234, 0] + lm[454, 0])
+    hw = 0.5 * abs(lm[454, 0] - lm[234, 0])
+    band = lm[10, 1] - band_above
+    crop = np.full((SIZE, SIZE, 3), 235, np.uint8)  # a pale background
+    head = np.hypot((gx - cx) / (hw * 1.05), (gy - lm[10, 1] - 0.5) / 1.15) < 1.0
+    crop[head] = SKIN
+    hat = (gy < band) & (np.abs(gx - cx) < half_width * hw)
+    if brim_half is not None:
+        hat |= (gy < band) & (gy > band - 0.08) & (np.abs(gx - cx) < brim_half * hw)
+    crop[hat] = HAT
+    mask = (hat | head).astype(np.float32)
+    return crop, mask, lm
+
+
+def test_the_band_and_widths_are_read_from_the_mask():
+    crop, mask, lm = _photo(0.10, 1.05)
+    s = HW.shape_cues(crop, mask, lm)
+    fh = lm[L.CHIN_BOTTOM, 1] - lm[10, 1]
+    assert s["band_y"] == pytest.approx(lm[10, 1] - 0.10, abs=0.04)
+    assert s["cues"]["band"] == pytest.approx(0.10 / fh, abs=0.04)
+    assert 0.95 <= s["w_band"] <= 1.15 and s["w_max"] < 1.2
+    assert s["top_cut"]  # the hat runs off the crop's top
+    wide, wmask, _ = _photo(0.10, 1.05, brim_half=1.9)
+    b = HW.shape_cues(wide, wmask, lm)
+    assert b["w_max"] > 1.7 > s["w_max"]
+
+
+def test_a_lower_hat_is_measured_lower():
+    bands = [HW.shape_cues(*_photo(a, 1.05))["band_y"] for a in (0.2, 0.1, 0.0)]
+    assert bands[0] < bands[1] < bands[2]
+
+
+def test_nothing_above_the_forehead_is_no_measurement():
+    crop, mask, lm = _photo(0.1, 1.05)
+    assert HW.shape_cues(crop, np.zeros_like(mask), lm) is None
+    with pytest.raises(ValueError):
+        HW.shape_cues(crop, mask[:, :100], lm)
+
+
+def _avatar():
+    p = S.default().astype(np.float64)
+    p[S.index("hair_style.layers")] = 2
+    return p
+
+
+def test_place_without_a_shape_is_the_old_beanie():
+    p = _avatar()
+    HW.place(p, None, HW.DEFAULT_KIND)
+    face = S.points(p, "face")
+    hw = 0.5 * abs(face[5, 0] - face[9, 0])
+    assert p[S.index("headwear.type")] == 2
+    assert p[S.index("headwear.band_y")] == pytest.approx(face[7, 1] + 0.62 * hw, abs=1e-5)
+    assert p[S.index("headwear.crown")] == pytest.approx(0.2)
+    assert p[S.index("headwear.width")] == pytest.approx(1.1)
+
+
+def test_place_follows_the_photo_and_tucks_the_hair_under():
+    low, high = (HW.shape_cues(*_photo(a, 1.05)) for a in (0.0, 0.25))
+    bands = []
+    for s in (low, high):
+        p = _avatar()
+        HW.place(p, s, 2)
+        bands.append(float(p[S.index("headwear.band_y")]))
+        cx, half, band, ytop = P.hat_crown(p)
+        for name in ("hair_back", "hair_front"):  # no hair rises over the crown
+            pts = S.points(p, name)
+            assert (pts[:, 1] >= ytop - 1e-6).all()
+        lo, hi = S.LO[S.index("headwear.band_y")], S.HI[S.index("headwear.band_y")]
+        assert lo <= bands[-1] <= hi
+    assert bands[0] > bands[1]  # the lower hat in the photo is drawn lower
+    brimmed = HW.shape_cues(*_photo(0.1, 1.05, brim_half=2.0))
+    p = _avatar()
+    HW.place(p, brimmed, 3)
+    assert p[S.index("headwear.type")] == 3 and p[S.index("headwear.brim")] > 0.2
+
+
+def test_kind_without_a_model_file_is_a_beanie(tmp_path):
+    s = HW.shape_cues(*_photo(0.1, 1.05))
+    missing = tmp_path / "none.json"
+    assert HW.kind_probabilities(s, missing) is None and HW.kind_of(s, missing) == HW.DEFAULT_KIND
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"cues": ["x"], "kinds": list(HW.MODEL_KINDS)}))
+    assert HW.kind_probabilities(s, broken) is None
+    attrs = {}
+    HW.read_kind(attrs, s, missing)
+    assert attrs == {}
+
+
+def _model_doc(w_max_weight: float, thresholds: dict) -> dict:
+    """A model that reads only the widest point's width: brimmed as it grows."""
+    n = len(HW.CUES) + 1
+    w = np.zeros((n, len(HW.MODEL_KINDS)))
+    w[1 + HW.CUES.index("w_max"), 2] = w_max_weight
+    npx = 2 * HW.PIXEL_GRID[0] * HW.PIXEL_GRID[1]
+    return {"cues": list(HW.CUES), "kinds": list(HW.MODEL_KINDS), "pixel_mean": [0.0] * npx,
+            "pixel_scale": [1.0] * npx, "pixel_basis": np.zeros((npx, 1)).tolist(), "mean": [0.0] * n,
+            "scale": [1.0] * n, "w": w.tolist(), "b": [0.0, 3.0, -5.0, -9.0], "thresholds": thresholds}
+
+
+def test_a_fitted_model_decides_with_its_margins_and_is_reported(tmp_path):
+    """The kind drawn and reported in Avatar.attributes' headwear entry; a
+    brimmed hat only above its threshold, else the beanie."""
+    path = tmp_path / "kinds.json"
+    path.write_text(json.dumps(_model_doc(5.0, {"cap": 0.6, "brimmed": 0.5})))
+    narrow = HW.shape_cues(*_photo(0.1, 1.05))
+    wide = HW.shape_cues(*_photo(0.1, 1.05, brim_half=2.0))
+    assert HW.kind_of(narrow, path) == 2 and HW.kind_of(wide, path) == 3
+    attrs = {}
+    HW.read_kind(attrs, wide, path)
+    assert attrs["headwear_type"] == 3 and sum(attrs["headwear_kind_probs"].values()) == pytest.approx(1.0)
+    strict = tmp_path / "strict.json"
+    strict.write_text(json.dumps(_model_doc(5.0, {"cap": 0.6, "brimmed": 0.99})))
+    assert HW.kind_probabilities(wide, strict)[2] < 0.99 and HW.kind_of(wide, strict) == HW.DEFAULT_KIND
+    assert HW.decide(np.array([0.7, 0.2, 0.1]), {"cap": 0.6, "brimmed": 0.5}) == 1
+    assert HW.decide(np.array([0.5, 0.4, 0.1]), {"cap": 0.6, "brimmed": 0.5}) == HW.DEFAULT_KIND
+
+
+def test_a_model_file_of_another_layout_is_not_read(tmp_path):
+    wide = HW.shape_cues(*_photo(0.1, 1.05, brim_half=2.0))
+    doc = _model_doc(5.0, {"cap": 0.6, "brimmed": 0.5})
+    for broken in ({**doc, "w": doc["w"][:-1]}, {**doc, "pixel_basis": [[0.0]]},
+                   {k: v for k, v in doc.items() if k != "thresholds"}, {**doc, "thresholds": None}):
+        path = tmp_path / f"m{len(list(tmp_path.iterdir()))}.json"
+        path.write_text(json.dumps(broken))
+        assert HW.kind_probabilities(wide, path) is None and HW.kind_of(wide, path) == HW.DEFAULT_KIND
+    path = tmp_path / "garbage.json"
+    path.write_bytes(b"\xff{not json")
+    assert HW.kind_probabilities(wide, path) is None
+
+
+def test_the_shipped_model_reads_its_own_format():
+    doc = json.loads(HW._DATA.read_text())
+    assert tuple(doc["cues"]) == HW.CUES and tuple(doc["kinds"]) == HW.MODEL_KINDS
+    assert HW.kind_probabilities(HW.shape_cues(*_photo(0.1, 1.05))) is not None
+
+
+def test_public_attributes_report_the_kind_only_of_a_drawn_hat():
+    probs = {"cap": 0.1, "beanie": 0.2, "brimmed": 0.6, "other": 0.1}
+    a = {"glasses_probs": {"none": 1.0, "reading": 0.0, "sunglasses": 0.0}, "glasses_type": 0,
+         "drawn": {"beard": False, "moustache": False, "headwear": True, "bald": False},
+         "decided": {"male": True}, "beard": 0.0, "moustache": 0.0, "headwear": 0.9, "bald": 0.0, "male": 0.9,
+         "hair_colour": "brown", "hair_colour_probs": {"brown": 1.0}, "age": 30.0,
+         "headwear_type": 3, "headwear_kind_probs": probs}
+    out = H.public_attributes(a)
+    assert out["headwear"]["kind"] == "brimmed" and out["headwear"]["kind_probabilities"] == probs
+    p = S.default()
+    p[S.index("headwear.type")] = 1  # video: a cap kept from earlier refreshes
+    assert H.attributes_as_drawn(out, p)["headwear"]["kind"] == "cap"
+    p[S.index("headwear.type")] = 0
+    gone = H.attributes_as_drawn(H.public_attributes(a), p)["headwear"]
+    assert gone["value"] is False and "kind" not in gone
+    a["drawn"]["headwear"] = False
+    assert "kind" not in H.public_attributes(a)["headwear"]
