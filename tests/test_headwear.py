@@ -182,3 +182,17 @@ def test_public_attributes_report_the_kind_only_of_a_drawn_hat():
     assert gone["value"] is False and "kind" not in gone
     a["drawn"]["headwear"] = False
     assert "kind" not in H.public_attributes(a)["headwear"]
+
+
+def test_hostile_landmarks_and_masks_give_none_or_a_hat_never_an_error():
+    crop, mask, lm = _photo(0.1, 1.05)
+    assert HW.shape_cues(crop, mask, np.full_like(lm, np.nan)) is None
+    assert HW.shape_cues(crop, mask, lm[:100]) is None
+    for odd in (lm + (0.0, 1.2), lm - (0.0, 1.5), np.zeros_like(lm), lm * 5.0):  # brows off the crop, one point
+        s = HW.shape_cues(crop, mask, odd)
+        if s is not None:
+            p = _avatar()
+            HW.place(p, s, HW.kind_of(s))
+            assert np.isfinite(p).all() and (S.clip(p) == p.astype(np.float32)).all()
+    for m in (np.ones((64, 64), bool), np.full((128, 128), 255, np.uint8), np.ones((200, 200), np.float32)):
+        assert HW.shape_cues(crop, m, lm) is not None

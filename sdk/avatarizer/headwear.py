@@ -75,6 +75,8 @@ def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | 
         m = m[idx][:, idx]
     ok = np.ones((size, size), bool) if valid is None else np.asarray(valid, bool)
     lm = np.asarray(landmarks, np.float64)[:, :2]
+    if lm.shape[0] < L.NUM_LANDMARKS or not np.isfinite(lm).all():
+        return None
     g = _grid(size)
     cx = 0.5 * (lm[234, 0] + lm[454, 0])
     hw = max(0.5 * abs(lm[454, 0] - lm[234, 0]), 0.2)
@@ -105,7 +107,7 @@ def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | 
         + np.abs(lab[..., 0] - skin[0]) / SKIN_DL < 1.0
     sk_rows = (skinlike & ok)[:, mid].mean(1)
     band_y = top_y
-    start = int(np.searchsorted(g, brow - 0.03)) - 1
+    start = min(int(np.searchsorted(g, brow - 0.03)) - 1, size - 2)
     for i in range(start, r0, -1):
         if sk_rows[i] < 0.5 and sk_rows[i - 1] < 0.5:
             band_y = float(g[i + 1]) - 1.0 / size
@@ -272,7 +274,8 @@ def place(p: np.ndarray, shape: dict | None, kind: int) -> None:
         width = float(np.clip(shape["w_band"], 1.0, 1.3)) if kind != 3 else 1.1
         if kind == 3:  # brim half-width = the crown's + brim * 0.8 + 0.05 (avz.c)
             brim = float(np.clip((shape["w_max"] * hw - hw * width - 0.05) / 0.8, 0.1, 0.5))
-    p[S.index("headwear.band_y")] = band
+    i = S.index("headwear.band_y")
+    p[i] = float(np.clip(band, S.LO[i], S.HI[i]))
     p[S.index("headwear.crown")] = crown
     p[S.index("headwear.width")] = width
     p[S.index("headwear.brim")] = brim
