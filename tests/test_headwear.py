@@ -196,3 +196,45 @@ def test_hostile_landmarks_and_masks_give_none_or_a_hat_never_an_error():
             assert np.isfinite(p).all() and (S.clip(p) == p.astype(np.float32)).all()
     for m in (np.ones((64, 64), bool), np.full((128, 128), 255, np.uint8), np.ones((200, 200), np.float32)):
         assert HW.shape_cues(crop, m, lm) is not None
+    assert HW.shape_cues(crop, mask, lm, valid=np.ones((64, 64), bool)) is not None  # resampled as the mask
+    with pytest.raises(ValueError):
+        HW.shape_cues(crop, mask, lm, valid=np.ones((64, 32), bool))
+
+
+def test_brows_below_the_crop_with_a_hat_everywhere_is_measured_not_an_index_error():
+    """(Reviewer's case: every row above the brows not skin, the brows past
+    the crop's last row: the band search began at the last row and read past it.)"""
+    lm = L.mean_face().points[:, :2] + (0.0, 1.4)
+    crop = np.zeros((SIZE, SIZE, 3), np.uint8)
+    crop[...] = HAT
+    s = HW.shape_cues(crop, np.ones((SIZE, SIZE), np.float32), lm, skin_rgb=(0.9, 0.6, 0.5))
+    assert s is not None and np.isfinite(HW.cue_vector(s)).all()
+
+
+@pytest.mark.parametrize("text", ["[]", "null", "3", "[" * 100000 + "]" * 100000])
+def test_a_model_file_that_is_not_an_object_is_not_read(tmp_path, text):
+    path = tmp_path / "kinds.json"
+    path.write_text(text)
+    wide = HW.shape_cues(*_photo(0.1, 1.05, brim_half=2.0))
+    assert HW.kind_probabilities(wide, path) is None and HW.kind_of(wide, path) == HW.DEFAULT_KIND
+
+
+def test_a_model_with_nan_weights_reports_no_probabilities(tmp_path):
+    doc = _model_doc(5.0, {"cap": 0.6, "brimmed": 0.5})
+    doc["b"] = [None, 0.0, 0.0, 0.0]
+    path = tmp_path / "kinds.json"
+    path.write_text(json.dumps(doc))
+    wide = HW.shape_cues(*_photo(0.1, 1.05, brim_half=2.0))
+    attrs = {}
+    HW.read_kind(attrs, wide, path)
+    assert HW.kind_probabilities(wide, path) is None and attrs == {}
+
+
+def test_a_hat_kept_by_the_tracker_reports_the_kind_it_draws():
+    """Video: the refresh drew no hat, the tracker keeps the earlier one:
+    the attributes say a hat of the kind drawn."""
+    public = {"headwear": {"value": False, "probability": 0.7}}
+    p = S.default()
+    p[S.index("headwear.type")] = 3
+    h = H.attributes_as_drawn(public, p)["headwear"]
+    assert h["value"] is True and h["kind"] == "brimmed" and h["decided_by"] == "kept from earlier refreshes"

@@ -85,7 +85,7 @@ def artist_key() -> dict:
     draw with: reports and the grey-hair age prior, which a refit after H
     changes; not the file's reports or time), the mean face (the
     arrays of ``mean_face.npz``, not the zip's time stamps) and the hat kind
-    model (``headwear_kinds.json``'s model, not its report): SHA-256, 16 hex
+    model (``headwear_kinds.json`` without its report and time): SHA-256, 16 hex
     digits each, empty when the file is absent."""
     from avatarizer import headwear as HW
     from avatarizer import landmarks as LM
@@ -104,9 +104,12 @@ def artist_key() -> dict:
             h.update(np.ascontiguousarray(a).tobytes())
         h_mean = h.hexdigest()[:16]
     if hats.is_file():
-        doc = json.loads(hats.read_text(encoding="utf-8"))
-        h_hats = hashlib.sha256(json.dumps([doc.get(k) for k in ("cues", "kinds", "mean", "scale", "w", "b")]
-                                           ).encode()).hexdigest()[:16]
+        try:  # everything the drawing reads: not the report or the time
+            doc = json.loads(hats.read_text(encoding="utf-8"))
+            drawn = {k: v for k, v in doc.items() if k not in ("report", "seconds")} if isinstance(doc, dict) else doc
+        except (ValueError, RecursionError):
+            drawn = "unreadable"
+        h_hats = hashlib.sha256(json.dumps(drawn, sort_keys=True).encode()).hexdigest()[:16]
     return {"source": artist_source_key(), "detectors": h_det, "mean_face": h_mean, "hat_kinds": h_hats}
 
 

@@ -8,9 +8,11 @@ above the forehead and the shade under the band
 (:func:`avatarizer.headwear.shape_cues`), measured on the aligned 128-px
 crop the SDK's hair stage reads. The model is a class-balanced multinomial
 logistic regression (:func:`avatarizer_export.detectors.fit_logistic`) over
-the three kinds, fitted on the training split; photos labelled ``other``
-(scarves, hoods, helmets) or ``none`` are not fitted (a hat is drawn only
-where the attribute model decides one; this model only says which kind).
+the three kinds, fitted on the training split, with a fourth class ``other``
+(scarves, hoods, helmets: drawn as the beanie, and counted against a cap's
+or a brim's precision when the thresholds are chosen); photos labelled
+``none`` are not fitted (a hat is drawn only where the attribute model
+decides one; this model only says which kind).
 The held-out split (:func:`avatarizer_export.data.is_heldout`) is scored
 once for the report, beside 5-fold out-of-fold scores of the training
 photos and the accuracy of always drawing a beanie.
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import EYE_LABELS, is_heldout
+from .onnx_util import staged
 from .paths import ROOT, shared_dir
 
 OUT = ROOT / "sdk" / "avatarizer" / "data" / "headwear_kinds.json"
@@ -163,7 +166,9 @@ def fit(shared: Path, *, out: Path | None = None, labels: Path | None = None, qu
                           "pixel_components": PIXEL_COMPONENTS, "precision": PRECISION},
            "report": report, "seconds": round(time.time() - t0, 1)}
     path = Path(out or OUT)
-    path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+    with staged(path, "part") as tmp:  # never half-written (the SDK and data.artist_key read it)
+        tmp.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+    HW._model.cache_clear()  # this process draws with the new model from now on (make models' artist)
     if not quiet:
         print(json.dumps(report, indent=1))
         print(f"wrote {path}")

@@ -396,14 +396,14 @@ def attributes_as_drawn(public: dict | None, params) -> dict | None:
     if h is not None and h.get("source") != "app" and bool(h["value"]) != hat:
         h["value"], h["probability"] = hat, 1.0 - float(h["probability"])
         h["decided_by"] = "kept from earlier refreshes"
-    if h is not None and "kind" in h:  # the kind drawn (kept, as the hat itself, over refreshes)
-        if hat:
-            from .headwear import KINDS
+    if h is not None and hat and ("kind" in h or h.get("decided_by") == "kept from earlier refreshes"):
+        # the kind drawn (kept, as the hat itself, over refreshes; also where this refresh drew none)
+        from .headwear import KINDS
 
-            h["kind"] = KINDS[int(np.clip(round(float(p[S.index("headwear.type")])), 0, len(KINDS) - 1))]
-        else:
-            h.pop("kind")
-            h.pop("kind_probabilities", None)
+        h["kind"] = KINDS[int(np.clip(round(float(p[S.index("headwear.type")])), 0, len(KINDS) - 1))]
+    elif h is not None and not hat:
+        h.pop("kind", None)
+        h.pop("kind_probabilities", None)
     return public
 
 

@@ -74,6 +74,11 @@ def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | 
         idx = np.arange(size) * m.shape[0] // size
         m = m[idx][:, idx]
     ok = np.ones((size, size), bool) if valid is None else np.asarray(valid, bool)
+    if ok.ndim != 2 or ok.shape[0] != ok.shape[1]:
+        raise ValueError(f"valid must be a square S×S array, got shape {ok.shape}")
+    if ok.shape[0] != size:  # resampled as the mask is
+        idx = np.arange(size) * ok.shape[0] // size
+        ok = ok[idx][:, idx]
     lm = np.asarray(landmarks, np.float64)[:, :2]
     if lm.shape[0] < L.NUM_LANDMARKS or not np.isfinite(lm).all():
         return None
@@ -175,12 +180,17 @@ def _model(path: str):
         return None
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
-        if tuple(doc.get("cues", ())) != CUES or tuple(doc.get("kinds", ())) != MODEL_KINDS:
+        if not isinstance(doc, dict) or tuple(doc.get("cues", ())) != CUES \
+                or tuple(doc.get("kinds", ())) != MODEL_KINDS:
             return None
         mdl = {k: np.asarray(doc[k], np.float64) for k in ("pixel_mean", "pixel_scale", "pixel_basis",
                                                              "mean", "scale", "w", "b")}
         mdl["thresholds"] = {k: float(doc["thresholds"][k]) for k in ("cap", "brimmed")}
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError):
+        return None
+    if not all(np.isfinite(a).all() for a in mdl.values() if isinstance(a, np.ndarray)) \
+            or (mdl["scale"] <= 0).any() or (mdl["pixel_scale"] <= 0).any() \
+            or np.isnan(list(mdl["thresholds"].values())).any():
         return None
     q = mdl["pixel_basis"].shape[1] if mdl["pixel_basis"].ndim == 2 else -1
     n = len(CUES) + q
@@ -208,6 +218,8 @@ def kind_probabilities(shape: dict | None, path: Path | None = None) -> np.ndarr
     if not np.isfinite(x).all():
         return None
     z = x @ mdl["w"] + mdl["b"]
+    if not np.isfinite(z).all():
+        return None
     z = np.exp(z - z.max())
     return z / z.sum()
 
