@@ -49,11 +49,11 @@ def test_the_band_and_widths_are_read_from_the_mask():
     fh = lm[L.CHIN_BOTTOM, 1] - lm[10, 1]
     assert s["band_y"] == pytest.approx(lm[10, 1] - 0.10, abs=0.04)
     assert s["cues"]["band"] == pytest.approx(0.10 / fh, abs=0.04)
-    assert 0.95 <= s["w_band"] <= 1.15 and s["w_max"] < 1.2
-    assert s["top_cut"]  # the hat runs off the crop's top
+    assert 0.95 <= s["cues"]["w_band"] <= 1.15 and s["cues"]["w_max"] < 1.2
+    assert s["cues"]["top_cut"]  # the hat runs off the crop's top
     wide, wmask, _ = _photo(0.10, 1.05, brim_half=1.9)
     b = HW.shape_cues(wide, wmask, lm)
-    assert b["w_max"] > 1.7 > s["w_max"]
+    assert b["cues"]["w_max"] > 1.7 > s["cues"]["w_max"]
 
 
 def test_a_lower_hat_is_measured_lower():

@@ -49,7 +49,7 @@ from .checks import is_real
 from . import prior as P
 from . import schema as S
 from .artist import stats
-from .artist.photo import float_rgb, from_lab, norm, sample_beard_rgb, to_lab
+from .artist.photo import at_size, float_rgb, from_lab, mask01, norm, sample_beard_rgb, to_lab
 
 __all__ = [
     "HairBank", "HairBankError", "HairEntry", "HairRetriever", "RetrievalWeights", "merge",
@@ -603,15 +603,6 @@ def _head_centre(lm: np.ndarray) -> tuple[np.ndarray, float]:
     return np.array([cx, eye_y - 0.1]), float(hw)
 
 
-def _mask01(mask) -> np.ndarray:
-    m = np.asarray(mask)
-    if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"hair mask must be a square S×S array, got shape {m.shape}")
-    if m.dtype == np.uint8:
-        return m >= 128
-    return m.astype(np.float32) >= 0.5
-
-
 def shape_descriptor(hair_mask, landmarks, valid=None) -> tuple[np.ndarray, np.ndarray]:
     """The hair-shape descriptor of an aligned photo and which of its values
     were observed.
@@ -632,7 +623,7 @@ def shape_descriptor(hair_mask, landmarks, valid=None) -> tuple[np.ndarray, np.n
     ``observed`` is False where the silhouette runs out of the crop (or the
     valid region), so the value is only a lower bound.
     """
-    m = _mask01(hair_mask)
+    m = mask01(hair_mask)
     lm = np.asarray(landmarks, np.float64)[:, :2]
     if lm.shape[0] < 478 or not np.isfinite(lm[:478]).all():
         raise ValueError("landmarks must be (478, 2) finite canonical coordinates")
@@ -697,10 +688,7 @@ def hair_region(crop_size: int, hair_mask, landmarks, valid=None) -> np.ndarray:
     """Where :func:`sample_hair_rgb` looks for hair: the hair-mask pixels
     above the eyes and beside/above the face, as a ``crop_size``² bool mask."""
     size = int(crop_size)
-    m = _mask01(hair_mask)
-    if m.shape[0] != size:
-        idx = (np.arange(size) * m.shape[0] // size)
-        m = m[idx][:, idx]
+    m = at_size(mask01(hair_mask), size)
     lm = np.asarray(landmarks, np.float64)
     c, hw = _head_centre(lm)
     g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
@@ -875,10 +863,7 @@ def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
     hair read beside the face was the ears' skin."""
     rgb = float_rgb(crop)
     size = rgb.shape[0]
-    m = _mask01(hair_mask)
-    if m.shape[0] != size:
-        idx = (np.arange(size) * m.shape[0] // size)
-        m = m[idx][:, idx]
+    m = at_size(mask01(hair_mask), size)
     if valid is not None:
         m = m & np.asarray(valid, bool)
     lm = np.asarray(landmarks, np.float64)

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import landmarks as L
 from . import schema as S
-from .artist.photo import float_rgb, to_lab
+from .artist.photo import at_size, float_rgb, mask01, to_lab
 
 #: ``headwear.type`` values, by name (the renderer draws 1 a cap with a peak,
 #: 2 a beanie with a cuff, 3 a hat with a brim all round)
@@ -66,19 +66,11 @@ def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | 
     152), up from landmark 10; widths in units of the head's half-width."""
     rgb = float_rgb(crop)
     size = rgb.shape[0]
-    m = np.asarray(hair_mask)
-    if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"hair mask must be a square S×S array, got shape {m.shape}")
-    m = (m >= 128) if m.dtype == np.uint8 else (m.astype(np.float32) >= 0.5)
-    if m.shape[0] != size:
-        idx = np.arange(size) * m.shape[0] // size
-        m = m[idx][:, idx]
+    m = at_size(mask01(hair_mask), size)
     ok = np.ones((size, size), bool) if valid is None else np.asarray(valid, bool)
     if ok.ndim != 2 or ok.shape[0] != ok.shape[1]:
         raise ValueError(f"valid must be a square S×S array, got shape {ok.shape}")
-    if ok.shape[0] != size:  # resampled as the mask is
-        idx = np.arange(size) * ok.shape[0] // size
-        ok = ok[idx][:, idx]
+    ok = at_size(ok, size)  # resampled as the mask is
     lm = np.asarray(landmarks, np.float64)[:, :2]
     if lm.shape[0] < L.NUM_LANDMARKS or not np.isfinite(lm).all():
         return None
@@ -146,8 +138,8 @@ def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | 
     cues = {"top": (y10 - top_y) / fh, "band": (y10 - band_y) / fh, "w_band": widths[0], "w_mid": widths[1],
             "w_top": widths[2], "w_max": w_max, "shade": shade, "hat_dl": hat_dl, "hat_chroma": hat_chroma,
             "top_cut": top_cut}
-    return {"cues": cues, "pixels": pixel_features(rgb, m), "top_y": top_y, "band_y": band_y, "brow_y": brow, "chin_y": float(lm[L.CHIN_BOTTOM, 1]),
-            "top_cut": bool(top_cut), "w_band": widths[0], "w_max": w_max}
+    return {"cues": cues, "pixels": pixel_features(rgb, m), "top_y": top_y, "band_y": band_y, "brow_y": brow,
+            "chin_y": float(lm[L.CHIN_BOTTOM, 1])}
 
 
 #: the pixel block's grid (columns, rows) over the crop's top (:func:`pixel_features`)
@@ -236,22 +228,29 @@ def decide(probs: np.ndarray, thresholds: dict) -> int:
     return DEFAULT_KIND
 
 
+def _decided(shape: dict | None, path: Path | None) -> tuple[int, np.ndarray | None]:
+    """(``headwear.type`` as :func:`decide` reads the model, its
+    probabilities), or (:data:`DEFAULT_KIND`, None) without a model or a
+    measurement."""
+    pr = kind_probabilities(shape, path)
+    return (DEFAULT_KIND, None) if pr is None else (decide(pr, _model(str(path or _DATA))["thresholds"]), pr)
+
+
 def read_kind(attributes: dict, shape: dict | None, path: Path | None = None) -> None:
     """Sets, in place, a decoded attributes dict's ``headwear_type`` (what
     :func:`avatarizer.hair.merge` draws) and ``headwear_kind_probs`` (what
     ``Avatar.attributes["headwear"]`` reports) from a measured hat; leaves
     them unset without a fitted model or a measurement (a beanie is drawn)."""
-    pr = kind_probabilities(shape, path)
-    if pr is None:
-        return
-    attributes["headwear_type"] = decide(pr, _model(str(path or _DATA))["thresholds"])
-    attributes["headwear_kind_probs"] = {k: float(v) for k, v in zip(MODEL_KINDS, pr)}
+    kind, pr = _decided(shape, path)
+    if pr is not None:
+        attributes["headwear_type"] = kind
+        attributes["headwear_kind_probs"] = {k: float(v) for k, v in zip(MODEL_KINDS, pr)}
 
 
 def kind_of(shape: dict | None, path: Path | None = None) -> int:
-    """``headwear.type`` of a measured hat: the likeliest kind, else :data:`DEFAULT_KIND`."""
-    pr = kind_probabilities(shape, path)
-    return DEFAULT_KIND if pr is None else decide(pr, _model(str(path or _DATA))["thresholds"])
+    """``headwear.type`` of a measured hat as :func:`decide` reads the model,
+    else :data:`DEFAULT_KIND`."""
+    return _decided(shape, path)[0]
 
 
 def place(p: np.ndarray, shape: dict | None, kind: int) -> None:
@@ -267,25 +266,26 @@ def place(p: np.ndarray, shape: dict | None, kind: int) -> None:
     from . import prior as P
 
     face = S.points(p, "face").astype(np.float64)
-    cx_top, hw = float(face[7, 1]), max(0.5 * abs(face[5, 0] - face[9, 0]), 0.15)
+    skull_top, hw = float(face[7, 1]), max(0.5 * abs(face[5, 0] - face[9, 0]), 0.15)
     p[S.index("headwear.type")] = kind
-    band, crown, width, brim = face[7, 1] + 0.62 * hw, 0.2, 1.1, 0.2
+    band, crown, width, brim = skull_top + 0.62 * hw, 0.2, 1.1, 0.2
     if shape is not None:
+        cues = shape["cues"]
         brows = np.concatenate([S.points(p, "brow_l"), S.points(p, "brow_r")]).astype(np.float64)
         brow_av, chin_av = float(brows[:, 1].min()), float(face[0, 1])
         unit_photo = max(shape["chin_y"] - shape["brow_y"], 0.3)
         unit_av = max(chin_av - brow_av, 0.3)
         to_av = lambda y: brow_av - (shape["brow_y"] - y) / unit_photo * unit_av  # noqa: E731
-        band = float(np.clip(to_av(shape["band_y"]), cx_top + 0.12, brow_av - 0.04))
+        band = float(np.clip(to_av(shape["band_y"]), skull_top + 0.12, brow_av - 0.04))
         ytop = to_av(shape["top_y"])
         lift = 0.5 if kind == 3 else 0.35
-        crown = (cx_top - 0.06 - ytop) / lift
-        if shape["top_cut"]:
+        crown = (skull_top - 0.06 - ytop) / lift
+        if cues["top_cut"]:
             crown = max(crown, 0.2)
         crown = float(np.clip(crown, 0.05, 0.6))
-        width = float(np.clip(shape["w_band"], 1.0, 1.3)) if kind != 3 else 1.1
+        width = float(np.clip(cues["w_band"], 1.0, 1.3)) if kind != 3 else 1.1
         if kind == 3:  # brim half-width = the crown's + brim * 0.8 + 0.05 (avz.c)
-            brim = float(np.clip((shape["w_max"] * hw - hw * width - 0.05) / 0.8, 0.1, 0.5))
+            brim = float(np.clip((cues["w_max"] * hw - hw * width - 0.05) / 0.8, 0.1, 0.5))
     i = S.index("headwear.band_y")
     p[i] = float(np.clip(band, S.LO[i], S.HI[i]))
     p[S.index("headwear.crown")] = crown

@@ -416,6 +416,26 @@ class Photo:
 
 
 
+def at_size(a: np.ndarray, size: int) -> np.ndarray:
+    """A square S×S array at ``size``² by nearest pixel (rows and columns
+    ``i * S // size``), as it is when already that size."""
+    if a.shape[0] == size:
+        return a
+    idx = np.arange(size) * a.shape[0] // size
+    return a[idx][:, idx]
+
+
+def mask01(mask) -> np.ndarray:
+    """A square person or hair mask as bool: uint8 at >= 128, any other
+    dtype at >= 0.5 (``ValueError`` unless S×S)."""
+    m = np.asarray(mask)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"hair mask must be a square S×S array, got shape {m.shape}")
+    if m.dtype == np.uint8:
+        return m >= 128
+    return m.astype(np.float32) >= 0.5
+
+
 def float_rgb(crop) -> np.ndarray:
     """An image as float32 RGB: uint8 scaled to [0, 1], floats as they are."""
     img = np.asarray(crop)
