@@ -80,11 +80,14 @@ def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | 
     y10 = float(lm[10, 1])
     fh = max(float(lm[L.CHIN_BOTTOM, 1]) - y10, 0.3)
     brow = float(lm[list(_BROW_TOPS), 1].min())
-    lab = to_lab(rgb)
+    # L*a*b* of the rows above the brows and landmark 10 only: every colour read below is of them
+    # (the forehead, the band, the hat; the widths read the mask)
+    nb = int(np.clip(np.searchsorted(g, max(brow, y10)), 1, size))
+    lab, gb, okb = to_lab(rgb[:nb]), g[:nb], ok[:nb]
     if skin_rgb is None:
         cheeks = np.concatenate([lm[list(c)] for c in L.CHEEK_PATCH])
         px = np.clip(((cheeks + 1.0) * 0.5 * size).astype(int), 0, size - 1)
-        skin = np.median(lab[px[:, 1], px[:, 0]], 0)
+        skin = np.median(to_lab(rgb[px[:, 1], px[:, 0]]), 0)
     else:
         skin = to_lab(np.asarray(skin_rgb, np.float64).reshape(3))
     mid = np.abs(g - cx) < 0.35 * hw
@@ -102,7 +105,7 @@ def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | 
     # or a brim's shade stays skin; a fringe under the hat ends it early)
     skinlike = np.hypot(lab[..., 1] - skin[1], lab[..., 2] - skin[2]) / SKIN_AB \
         + np.abs(lab[..., 0] - skin[0]) / SKIN_DL < 1.0
-    sk_rows = (skinlike & ok)[:, mid].mean(1)
+    sk_rows = (skinlike & okb)[:, mid].mean(1)
     band_y = top_y
     start = min(int(np.searchsorted(g, brow - 0.03)) - 1, size - 2)
     for i in range(start, r0, -1):
@@ -127,9 +130,9 @@ def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | 
     widths = [half_width(y) for y in (low, 0.5 * (low + top_y), top_y + 0.04)]
     w_max = max(half_width(y) for y in np.linspace(top_y + 0.02, low, 8))
     # shade on the forehead under the band (a peak's or a brim's shadow), against the skin
-    fore = (g[:, None] > band_y + 0.02) & (g[:, None] < brow - 0.01) & (np.abs(g[None, :] - cx) < 0.5 * hw) & ok
+    fore = (gb[:, None] > band_y + 0.02) & (gb[:, None] < brow - 0.01) & (np.abs(g[None, :] - cx) < 0.5 * hw) & okb
     shade = float(np.median(lab[fore][:, 0]) - skin[0]) if np.count_nonzero(fore) >= 6 else 0.0
-    hat = m & ok & (g[:, None] < band_y - 0.03) & (np.abs(g[None, :] - cx) < 1.2 * hw)
+    hat = m[:nb] & okb & (gb[:, None] < band_y - 0.03) & (np.abs(g[None, :] - cx) < 1.2 * hw)
     if np.count_nonzero(hat) >= 12:
         hl = np.median(lab[hat], 0)
         hat_dl, hat_chroma = float(hl[0] - skin[0]), float(np.hypot(hl[1], hl[2]))
