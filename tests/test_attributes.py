@@ -712,7 +712,8 @@ def test_eye_labels_are_well_formed():
 
     files = sorted(f for f in D.EYE_LABELS.glob("*.jsonl")
                    if f.name not in ("skin_tone_by_eye.jsonl", "hair_length_by_eye.jsonl", "scalp_by_eye.jsonl",
-                                     "headwear_kind_by_eye.jsonl", *D.EVAL_ONLY_LABELS))
+                                     "headwear_kind_by_eye.jsonl", "beard_style_by_eye.jsonl",
+                                     *D.EVAL_ONLY_LABELS))
     assert [f.name for f in files] == ["ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl", "utkface_glasses.jsonl"]
     merged = D.eye_labels()
     every: set = set()  # a photo may be in two files (an elderly man's beard and his glasses)
@@ -735,6 +736,26 @@ def test_eye_labels_are_well_formed():
     assert set(merged) == every and len(every) > 2500
     beards = sum(v.get("beard", 0) for v in merged.values())
     assert 250 < beards < 600  # ~10% of the photos: the labels are not all one class
+
+
+def test_beard_style_labels_are_well_formed_and_not_read_as_h_labels():
+    """``beard_style_by_eye.jsonl``: one known photo per line, two
+    labellers, a style of ``eyelabels.BEARD_STYLES`` and / or a colour of
+    ``BEARD_COLOURS``; none of H's fields, so H's training labels do not change."""
+    from avatarizer_export import data as D
+    from avatarizer_export.eyelabels import BEARD_COLOURS, BEARD_STYLES
+
+    seen, styles = set(), set()
+    for line in (D.EYE_LABELS / "beard_style_by_eye.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        assert {"file", "labellers"} < set(rec) <= {"file", "labellers", "beard_style", "beard_colour"}, rec
+        assert rec["labellers"] == 2 and rec.get("beard_style", "full") in BEARD_STYLES, rec
+        assert rec.get("beard_colour", "dark") in BEARD_COLOURS, rec
+        assert rec["file"].split("/", 1)[0] in D.SOURCES and rec["file"] not in seen
+        seen.add(rec["file"])
+        styles.add(rec.get("beard_style"))
+    assert len(seen) > 400 and {"full", "goatee", "stubble", "moustache"} <= styles
+    assert all("beard_style" not in v and "beard_colour" not in v for v in D.eye_labels().values())
 
 
 def test_hat_kind_labels_are_well_formed_and_not_read_as_h_labels():
@@ -840,13 +861,17 @@ def test_label_files_are_the_consensus_of_the_committed_votes(tmp_path):
     counts = E.merge(out=tmp_path)
     for name, n in counts.items():
         assert (tmp_path / name).read_bytes() == (D.EYE_LABELS / name).read_bytes(), name
-        assert n > (250 if name in D.EVAL_ONLY_LABELS else 400 if name == "headwear_kind_by_eye.jsonl" else 700)
+        assert n > (250 if name in D.EVAL_ONLY_LABELS
+                    else 400 if name in ("headwear_kind_by_eye.jsonl", "beard_style_by_eye.jsonl") else 700)
     scalp = [json.loads(x) for x in (D.EYE_LABELS / "scalp_by_eye.jsonl").read_text().splitlines()]
     assert {r["scalp"] for r in scalp} == set(E.SCALP) and not any(r["file"].startswith("ffhq128-labelled/")
                                                                    for r in scalp)  # controls are not written
     assert not any("scalp" in v for v in D.eye_labels().values())  # not one of H's label fields
     hats = E.report(E.load_batch("hats"))["agreement"]["hat (same label)"]
     assert 0.85 < eval(hats) <= 1.0, hats  # "agreed/total"
+    for batch, field in (("beard_style", "beard_style"), ("beard_colour", "beard_colour")):
+        agreed = E.report(E.load_batch(batch))["agreement"][f"{field} (same label)"]
+        assert 0.85 < eval(agreed) <= 1.0, agreed
     rep = E.report(E.load_batch("utkface_men"))
     agreed, total = (int(v) for v in rep["agreement"]["beard"].split("/"))
     assert total > 1000 and 0.9 < agreed / total <= 1.0

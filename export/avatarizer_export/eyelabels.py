@@ -38,7 +38,12 @@ index to ``bald``, ``receding``, ``hair``, ``covered`` or null, kept when the
 two labellers agree, not null) and ``headwear_kind_by_eye.jsonl`` (``hats``,
 rule ``hat``: ``votes.hat[labeller][sheet]`` maps each cell index to ``cap``,
 ``beanie``, ``brimmed``, ``other``, ``none`` or null, kept when the two agree,
-not null; every photo is a subject); a test checks that the committed files are
+not null; every photo is a subject) and ``beard_style_by_eye.jsonl``
+(``beard_style`` and ``beard_colour``, rules of the same names, one sheet
+layout: the 513 photos labelled by eye or in the shared labels as bearded
+or moustached; per cell one of :data:`BEARD_STYLES` and one of
+:data:`BEARD_COLOURS` or null, each field kept where the two labellers
+agree); a test checks that the committed files are
 exactly what ``merge`` makes. The batch ``hair_length_train_2`` (616 more training
 photos) is committed but not merged: the head refitted with it was not
 shipped (docs/hair.md, "Hair length").
@@ -64,17 +69,26 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
            "utkface_hair_colour.jsonl": ("utkface_hair_colour",),
            "utkface_glasses.jsonl": ("utkface_glasses",),
            "scalp_by_eye.jsonl": ("scalp",),
-           "headwear_kind_by_eye.jsonl": ("hats",)}
+           "headwear_kind_by_eye.jsonl": ("hats",),
+           "beard_style_by_eye.jsonl": ("beard_style", "beard_colour")}
 HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
 #: the ``scalp`` batches' labels: the top of the head as the photo shows it
 SCALP = ("bald", "receding", "hair", "covered")
-#: rules of one value per cell: rule -> (the kind of vote and the record's field, its labels,
-#: whether the cells of CONTROL_FOLDER are controls: the hair length batches label its photos)
 #: the ``hats`` batch's labels: what is on the head (``headwear.type`` 1-3, or another
 #: covering: a hood, a scarf, a helmet, a headband)
 HATS = ("cap", "beanie", "brimmed", "other", "none")
+#: the ``beard_style`` batch's labels: the facial hair as it is (``full``: the chin and the
+#: jaw up toward the ears; ``goatee``: the chin, maybe with a moustache, the jaw bare;
+#: ``stubble``: short growth over chin, jaw and lip, skin showing through; ``moustache``
+#: alone; ``none``), and the ``beard_colour`` batch's (the same photos): dark (black, dark
+#: brown), brown (mid or light brown, blond, red), grey (grey or white)
+BEARD_STYLES = ("full", "goatee", "stubble", "moustache", "none")
+BEARD_COLOURS = ("dark", "brown", "grey")
+#: rules of one value per cell: rule -> (the kind of vote and the record's field, its labels,
+#: whether the cells of CONTROL_FOLDER are controls: the hair length batches label its photos)
 CELL_RULES = {"length": ("hair_length", HAIR_LENGTHS, False), "scalp": ("scalp", SCALP, True),
-              "hat": ("hat", HATS, False)}
+              "hat": ("hat", HATS, False), "beard_style": ("beard_style", BEARD_STYLES, False),
+              "beard_colour": ("beard_colour", BEARD_COLOURS, False)}
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 
