@@ -238,3 +238,108 @@ def test_a_hat_kept_by_the_tracker_reports_the_kind_it_draws():
     p[S.index("headwear.type")] = 3
     h = H.attributes_as_drawn(public, p)["headwear"]
     assert h["value"] is True and h["kind"] == "brimmed" and h["decided_by"] == "kept from earlier refreshes"
+
+
+# ----------------------------------------------------- the artist's hat detector
+
+
+def _hat_detector(q: int = 3, threshold: float = 0.5, bias: float = 0.0) -> dict:
+    """A tiny logistic hat detector over :func:`accessories.hat_inputs`: it says hat when the
+    first pixel component (the standardised pixel block summed) is large."""
+    from avatarizer.artist import accessories as A
+
+    n = A.HAT_CUES + q
+    w = np.zeros(n)
+    w[A.HAT_CUES] = 1.0
+    basis = np.zeros((HW.PIXEL_COUNT, q))
+    basis[:, 0] = 1.0 / HW.PIXEL_COUNT
+    return {"mean": [0.0] * n, "scale": [1.0] * n, "W": [[0.0] * n, w.tolist()], "b": [0.0, bias],
+            "thresholds": {"yes": threshold},
+            "pixels": {"mean": [0.0] * HW.PIXEL_COUNT, "scale": [1.0] * HW.PIXEL_COUNT, "basis": basis.tolist()}}
+
+
+def test_the_hat_detector_reads_the_cues_and_the_projected_pixel_block():
+    from avatarizer.artist import accessories as A
+
+    crop, mask, lm = _photo(0.10, 1.05)
+    shape = HW.shape_cues(crop, mask, lm)
+    g = {"hair_stats": {"top_tex": 0.1, "top_skin": 0.2}}
+    x = A.hat_vector(g, shape)
+    assert x.shape == (A.HAT_CUES + HW.PIXEL_COUNT,) and np.isfinite(x).all()
+    assert A.HAT_CUES == len(A.headwear_vector({})) + len(HW.CUES) + 1
+    assert x[A.HAT_CUES - 1] == 0.0 and np.array_equal(x[A.HAT_CUES:], shape["pixels"])
+    none = A.hat_vector(g, None)  # nothing above the forehead: zeros and the flag
+    assert none[A.HAT_CUES - 1] == 1.0 and not none[6:A.HAT_CUES - 1].any() and not none[A.HAT_CUES:].any()
+    det = A._checked(_hat_detector(), "headwear")
+    z = A.hat_inputs(x, det)
+    assert z.shape == (A.HAT_CUES + 3,)
+    assert z[A.HAT_CUES] == pytest.approx(shape["pixels"].mean())
+    assert A.hat_inputs(np.stack([x, none]), det).shape == (2, A.HAT_CUES + 3)  # rows too
+    assert A.probabilities(det, z)[1] > A.probabilities(det, A.hat_inputs(none, det))[1]
+
+
+@pytest.mark.parametrize("broken", ["no pixels", "short basis", "zero scale", "nan mean", "wrong inputs"])
+def test_a_hat_detector_whose_projection_does_not_fit_is_left_out(tmp_path, monkeypatch, broken):
+    from avatarizer.artist import accessories as A
+
+    det = _hat_detector()
+    if broken == "no pixels":
+        del det["pixels"]
+    elif broken == "short basis":
+        det["pixels"]["basis"] = det["pixels"]["basis"][:-1]
+    elif broken == "zero scale":
+        det["pixels"]["scale"][5] = 0.0
+    elif broken == "nan mean":
+        det["pixels"]["mean"][0] = float("nan")
+    else:  # fitted on more components than its basis gives
+        det["mean"].append(0.0)
+        det["scale"].append(1.0)
+        det["W"] = [r + [0.0] for r in det["W"]]
+    path = tmp_path / "artist_detectors.json"
+    path.write_text(json.dumps({"detectors": {"headwear": det}}))
+    monkeypatch.setattr(A, "_DETECTORS_PATH", path)
+    A.detectors.cache_clear()
+    try:
+        assert "headwear" not in A.detectors()
+        path.write_text(json.dumps({"detectors": {"headwear": _hat_detector()}}))
+        A.detectors.cache_clear()
+        assert "headwear" in A.detectors()
+    finally:
+        A.detectors.cache_clear()
+
+
+def test_the_artist_draws_the_hat_its_detector_finds_where_the_photo_shows_it(tmp_path, monkeypatch):
+    """The artist's headwear step: measured with or without a detector (the
+    toolchain's cue tables read it), drawn only past the detector's
+    threshold, of the kind and at the band the photo shows."""
+    from avatarizer.artist import accessories as A
+    from avatarizer.artist.photo import make_photo
+
+    crop, mask, lm = _photo(0.10, 1.05)
+    from avatarizer.artist import ArtistStyle
+
+    photo = make_photo(ArtistStyle(), crop, mask, None)
+    path = tmp_path / "artist_detectors.json"
+    monkeypatch.setattr(A, "_DETECTORS_PATH", path)
+
+    def run(doc):
+        path.write_text(json.dumps(doc))
+        A.detectors.cache_clear()
+        p, g = _avatar(), {"hair_stats": {"region_rgb": (0.1, 0.2, 0.5)}}
+        A.headwear(None, p, lm, g, photo, {})
+        return p, g
+
+    try:
+        p, g = run({"detectors": {}})
+        assert p[S.index("headwear.type")] == 0 and g["hat_vector"].shape == (A.HAT_CUES + HW.PIXEL_COUNT,)
+        assert g["headwear_shape"] is not None and "headwear_prob" not in g
+        p, g = run({"detectors": {"headwear": _hat_detector(threshold=0.999)}})
+        assert p[S.index("headwear.type")] == 0 and 0.0 < g["headwear_prob"] < 0.999
+        p, g = run({"detectors": {"headwear": _hat_detector(threshold=0.5, bias=50.0)}})
+        assert p[S.index("headwear.type")] == HW.DEFAULT_KIND or p[S.index("headwear.type")] in (1, 3)
+        assert g["headwear_prob"] > 0.5
+        placed = _avatar()
+        HW.place(placed, g["headwear_shape"], int(p[S.index("headwear.type")]))
+        assert np.array_equal(P.hat_crown(p), P.hat_crown(placed))  # where the photo's hat sits
+    finally:
+        A.detectors.cache_clear()

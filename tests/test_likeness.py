@@ -225,7 +225,9 @@ def test_network_detectors_match_torch_and_refuse_bad_weights(tmp_path, monkeypa
     nan = json.loads(json.dumps(good))
     nan["members"][0]["W1"][0][0] = float("nan")
     two = {"mean": [0.0] * 3, "scale": [1.0] * 3, "W": [[0.0] * 3] * 2, "b": [0.0, 1.0], "thresholds": {"yes": 0.5}}
-    hat = {"mean": [0.0] * 6, "scale": [1.0] * 6, "W": [[0.0] * 6] * 2, "b": [0.0, 1.0], "thresholds": {"yes": 0.5}}
+    # the hat detector's 17 cues and 2 components of its 256-value pixel block (accessories.hat_inputs)
+    hat = {"mean": [0.0] * 19, "scale": [1.0] * 19, "W": [[0.0] * 19] * 2, "b": [0.0, 1.0], "thresholds": {"yes": 0.5},
+           "pixels": {"mean": [0.0] * 256, "scale": [1.0] * 256, "basis": [[0.0, 0.0]] * 256}}
     # the hair colour's 14 colour statistics (hair.hair_colour_features), 5 classes, a grey-hair age prior
     hc = {"mean": [0.0] * 14, "scale": [1.0] * 14, "W": [[0.0] * 14] * 5, "b": [0.0] * 5, "min_prob": 0.4,
           "age_prior": {"bins": [15.0, 25.0], "gray": [0.1, 1.0, 2.0]}}
@@ -234,7 +236,7 @@ def test_network_detectors_match_torch_and_refuse_bad_weights(tmp_path, monkeypa
     cases = [  # (the file, the detectors the SDK keeps)
         ({"detectors": {"glasses": good, "headwear": hat, "hair_colour": hc}}, ["glasses", "hair_colour", "headwear"]),
         # as many inputs as the code computes (a broadcast error at every photo), an age prior that fits
-        ({"detectors": {"headwear": {**hat, "mean": [0.0] * 5, "scale": [1.0] * 5, "W": [[0.0] * 5] * 2}}}, []),
+        ({"detectors": {"headwear": {**hat, "mean": [0.0] * 18, "scale": [1.0] * 18, "W": [[0.0] * 18] * 2}}}, []),
         ({"detectors": {"hair_colour": {**hc, "mean": [0.0] * 13, "scale": [1.0] * 13, "W": [[0.0] * 13] * 5}}},
          []),
         *[({"detectors": {"hair_colour": {**hc, "age_prior": prior}}}, []) for prior in (
@@ -800,6 +802,8 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
                 # (the bald detector reads the headwear cues too: a skin-coloured top, on other cues)
                 "headwear": rng.normal(0, 1, 6) + 3.0 * lab["headwear"] * np.r_[1, 1, 1, 0, 0, 0]
                 + 6.0 * lab["bald"] * np.r_[0, 0, 0, 1, 1, 1],
+                # the hat detector's: the headwear cues, the hat's shape cues, the pixel block
+                "hat": rng.normal(0, 1, 17 + 256) + 3.0 * lab["headwear"] * np.r_[1, 1, 1, np.zeros(14), np.ones(256)],
                 "hair": rng.normal(0, 1, 14) + 3.0 * np.eye(14)[lab["hair_colour"]],
                 "hair_rgb": np.clip(np.array(rgb[lab["hair_colour"]]) + rng.normal(0, 0.02, 3), 0, 1)}
         return lab, cues
@@ -1258,3 +1262,33 @@ def test_held_out_hats_are_drawn_of_their_kind_where_they_sit():
     assert right >= 0.6 * drawn and right >= beanie + 5, (right, beanie, drawn)
     assert len(brims_invented) <= 2, brims_invented
     assert lower >= 0.7 * drawn, (lower, drawn)
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "faces" / "ffhq128").is_dir(), reason="needs ../shared/data/faces")
+def test_the_artist_alone_draws_held_out_hats_and_invents_none():
+    """The artist drew no hat at all (its detector over the hair region's six
+    cues kept no precision: left out as not reliable). Over the hat's shape
+    cues and a coarse picture of the mask and edges above the brows
+    (``accessories.hat_vector``), fitted on the labels by eye of covered
+    heads, it finds 11 of the 40 held-out hats labelled by eye and invents
+    none among the 440 held-out uncovered heads (session 20, all of them);
+    here the hats and the first 120 uncovered heads."""
+    sys.path.insert(0, str(ROOT / "export"))
+    from avatarizer_export.data import headwear_labels, is_heldout
+
+    from avatarizer.api import Avatarizer
+
+    labels = {k: v["headwear"] for k, v in headwear_labels().items() if is_heldout(k)}
+    hats = sorted(k for k, v in labels.items() if v)
+    bare = sorted(k for k, v in labels.items() if not v)[:120]
+    assert len(hats) >= 30 and len(bare) == 120
+    drawn = {}
+    with Avatarizer(estimator="artist") as av:
+        for key in hats + bare:
+            a = av.from_image(SHARED / "data" / "faces" / key)
+            if a is not None:
+                drawn[key] = a.params[S.index("headwear.type")] > 0
+    found = [k for k in hats if drawn.get(k)]
+    invented = [k for k in bare if drawn.get(k)]
+    assert len(found) >= 8, found
+    assert not invented, invented

@@ -226,6 +226,33 @@ def skin_tone_labels(folder: Path | None = None) -> dict[str, float]:
     return {r["file"]: float(r["skin_tone"]) for r in recs if "skin_tone" in r}
 
 
+def headwear_labels(folder: Path | None = None) -> dict[str, dict]:
+    """``{"FOLDER/NAME": {"headwear": 0 or 1}}`` from every label by eye that
+    says whether the head is covered: the hat kinds (``hat``: ``none`` 0,
+    a cap, beanie, brimmed hat or other covering 1), then the accessories of
+    ``ffhq128_by_eye.jsonl`` (``headwear``), then the top of the head and hair
+    length (``covered`` 1, any other answer 0); the first that has a photo
+    wins. Photos of ``ffhq128-labelled`` are left out (their shared labels
+    are the artist's headwear detector's own, ``avatarizer-export
+    detectors``)."""
+    out: dict[str, dict] = {}
+    for rec in _label_records(folder):
+        key = rec["file"]
+        if key.startswith("ffhq128-labelled/") or key in out:
+            continue
+        if "hat" in rec:
+            out[key] = {"headwear": int(rec["hat"] != "none")}
+    for rec in _label_records(folder):
+        key = rec["file"]
+        if not key.startswith("ffhq128-labelled/") and key not in out and rec.get("headwear") in (0, 1):
+            out[key] = {"headwear": int(rec["headwear"])}
+    for key, v in {**hair_length_labels(folder), **{r["file"]: r["scalp"] for r in _label_records(folder)
+                                                    if "scalp" in r}}.items():
+        if not key.startswith("ffhq128-labelled/") and key not in out:
+            out[key] = {"headwear": int(v == "covered")}
+    return out
+
+
 def hair_length_labels(folder: Path | None = None) -> dict[str, str]:
     """``{"FOLDER/NAME": label}`` of ``labels/hair_length_by_eye.jsonl``: the
     hair's length as the photo shows it, judged by eye (``long``: to the chin

@@ -9,9 +9,15 @@ fitted here on the labelled FFHQ photos of the *training* split only:
 
 * glasses: none / clear / sunglasses (3 classes); beard; moustache;
   headwear (binary);
-* glasses, beard and moustache: small networks (an ensemble of five
-  one-hidden-layer ReLU networks, :func:`fit_mlp`); headwear: class-balanced L2 logistic
-  regression (full Newton steps with a line search); features standardised;
+* glasses, beard, moustache, bald and headwear: small networks (an
+  ensemble of five one-hidden-layer ReLU networks, :func:`fit_mlp`) over
+  standardised features; headwear's are the hair region's six cues, the
+  hat's shape cues and the first :data:`HAT_PIXEL_COMPONENTS` principal
+  components of a coarse picture of the mask and edges above the brows
+  (:func:`avatarizer.artist.accessories.hat_vector`), trained on the shared
+  labels and every label by eye of a covered head (:func:`avatarizer_export.data.headwear_labels`);
+  the hair colour: class-balanced L2 logistic regression (full Newton steps
+  with a line search);
 * every photo's cues at both crop sizes the artist runs at (:func:`cue_sizes`)
   are training rows (a photo's two in one fold);
 * each drawing threshold is chosen on 5-fold out-of-fold probabilities of
@@ -49,7 +55,7 @@ GLASSES = {"NoGlasses": 0, "ReadingGlasses": 1, "Sunglasses": 2, "SwimmingGoggle
 MIN_CV_RECALL = 0.2
 #: the cue vectors measured at each of :func:`cue_sizes` (the others, the
 #: hair's, at the SDK hair stage's 128 px)
-SIZED = ("glasses", "beard", "headwear")
+SIZED = ("glasses", "beard", "headwear", "hat")
 
 
 def cue_sizes() -> tuple[int, int]:
@@ -124,8 +130,12 @@ def _cues(art, face, size: int, suffix: str) -> dict | None:
     _, g = art._fit(face.canonical, face.crop(size), face.hair_mask(size), crop_valid_mask(face, size), face.landmarks)
     if "glasses_score" not in g or not g.get("beard_features"):
         return None
+    from avatarizer.headwear import PIXEL_COUNT
+
+    hat = g.get("hat_vector")  # (None where the hair region's cues are not measured)
     return {"glasses" + suffix: A.glasses_detector_vector(g), "beard" + suffix: A.beard_vector(g["beard_features"]),
-            "headwear" + suffix: A.headwear_vector(g)}
+            "headwear" + suffix: A.headwear_vector(g),
+            "hat" + suffix: np.full(A.HAT_CUES + PIXEL_COUNT, np.nan) if hat is None else hat}
 
 
 def features(folder: Path, names: list[str], progress: bool = True) -> dict:
@@ -222,7 +232,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, k: int, l2: float = 1.0, iters: i
 #: models over the same cues (session 13: beards 27 -> 46 of 92 found with
 #: 7 and 4 invented; glasses type right 0.902 -> 0.951 on the shared
 #: labels), whose linear score ranks stubble, masks and squints too high
-MLP_TASKS = ("glasses", "beard", "moustache", "bald")
+MLP_TASKS = ("glasses", "beard", "moustache", "bald", "headwear")
 #: the networks' size and weight decay, and how many are averaged per
 #: detector; training epochs (full batch, AdamW, lr 0.01) and dropout.
 #: Chosen among (16, 32) units x (0.01, 0.1) decay on the session-13 cue
@@ -427,6 +437,25 @@ def _write_cache(path: Path, **arrays) -> None:
             np.savez(f, **arrays)
 
 
+#: how many principal components of the hat detector's pixel block
+#: (:func:`avatarizer.headwear.pixel_features`) it reads
+#: (:func:`hat_projection`; session 20, scratch over the same labels, 5-fold
+#: out of fold at 90% precision: 12 components found 0.275 of the training
+#: hats, 24 0.295, 48 0.320 with twice the held-out inventions, the whole
+#: block 0.196)
+HAT_PIXEL_COMPONENTS = 24
+
+
+def hat_projection(px: np.ndarray, q: int = HAT_PIXEL_COMPONENTS) -> dict:
+    """``{"mean", "scale", "basis"}``: the pixel block's standardisation and
+    its first ``q`` principal components over the rows ``px`` (what
+    :func:`avatarizer.artist.accessories.hat_inputs` projects on)."""
+    px = np.asarray(px, np.float64)
+    mean, scale = px.mean(0), px.std(0) + 1e-3
+    _, _, vt = np.linalg.svd((px - mean) / scale, full_matrices=False)
+    return {"mean": mean, "scale": scale, "basis": vt[:q].T}
+
+
 def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None = None, quiet: bool = False) -> dict:
     """Fits the artist's accessory detectors on the labelled training photos
     and writes them (default ``sdk/avatarizer/data/artist_detectors.json``);
@@ -445,10 +474,10 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         feats = features(folder, names, progress=not quiet)
         _write_cache(cue_cache, key=key, **{k: (np.array(v) if k == "names" else v) for k, v in feats.items()})
     held = np.array([is_heldout(f"ffhq128-labelled/{n}") for n in feats["names"]])
-    tasks = {"glasses": ("glasses", 3), "beard": ("beard", 2), "moustache": ("beard", 2), "headwear": ("headwear", 2),
+    tasks = {"glasses": ("glasses", 3), "beard": ("beard", 2), "moustache": ("beard", 2), "headwear": ("hat", 2),
              "bald": ("headwear", 2)}
     # the project's labels by eye (docs/data.md): more training photos, and a second held-out report
-    from .data import bald_labels, eye_labels
+    from .data import bald_labels, eye_labels, headwear_labels
 
     elab = eye_labels()
     ef = eye_features(shared, cache, sorted(elab), quiet=quiet) if elab else {"names": []}
@@ -458,6 +487,12 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     blab = bald_labels()
     bf = eye_features(shared, cache, sorted(blab), quiet=quiet) if blab else {"names": []}
     bheld = np.array([is_heldout(n) for n in bf["names"]], bool)
+    # headwear: from every label by eye of a covered head (hat kinds, accessories, the top of the head, hair
+    # length), photos of their own too
+    hlab = headwear_labels()
+    hf = eye_features(shared, cache, sorted(hlab), quiet=quiet) if hlab else {"names": []}
+    hheld = np.array([is_heldout(n) for n in hf["names"]], bool)
+    own = {"bald": (blab, bf, bheld), "headwear": (hlab, hf, hheld)}
     doc = {"format": 1, "fitted_on": f"{int((~held).sum())} training photos of ffhq128-labelled"
                                      + (f" and {int((~eheld).sum())} training photos labelled by eye"
                                         if len(eheld) else ""),
@@ -466,6 +501,10 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         doc["fitted_on_bald"] = (f"{int((~held).sum())} training photos of ffhq128-labelled and "
                                  f"{int((~bheld).sum())} training photos labelled by eye for the top of the head "
                                  f"or hair length")
+    if len(hheld):
+        doc["fitted_on_headwear"] = (f"{int((~held).sum())} training photos of ffhq128-labelled and "
+                                     f"{int((~hheld).sum())} training photos labelled by eye for a covered head "
+                                     f"(hat kinds, accessories, the top of the head, hair length)")
     targets = {t: min(precision, FACIAL_HAIR_PRECISION) if t in ("beard", "moustache") else precision for t in tasks}
     if any(v != precision for v in targets.values()):
         doc["precision_targets"] = {t: v for t, v in targets.items() if v != precision}
@@ -473,8 +512,8 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     for task, (fkey, k) in tasks.items():
         x = feats[fkey]
         y = np.array([labels[n][task] for n in feats["names"]])
-        tf, theld = (bf, bheld) if task == "bald" else (ef, eheld)  # the task's photos by eye
-        ey = np.array([(blab if task == "bald" else elab)[n].get(task, -1) for n in tf["names"]], np.int64)
+        tlab, tf, theld = own.get(task, (elab, ef, eheld))  # the task's photos by eye
+        ey = np.array([tlab[n].get(task, -1) for n in tf["names"]], np.int64)
         eok = (ey >= 0) & (np.isfinite(tf[fkey]).all(1) & np.isfinite(tf[fkey + small]).all(1)
                            if len(ey) else np.zeros(0, bool))
         # every training photo at both crop sizes, its two rows in one fold (a photo with a
@@ -490,6 +529,11 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
                 rows += [(cues[fkey][mine], labels_[mine], ids, False), (cues[fkey + small][mine], labels_[mine], ids, True)]
         xt, yt, groups = (np.concatenate([r[i] for r in rows]) for i in range(3))
         at_small = np.concatenate([np.full(len(r[1]), r[3]) for r in rows])
+        prep, pixels = (lambda xs: xs), None
+        if task == "headwear":  # the pixel block on its principal components over the training rows
+            pixels = hat_projection(xt[:, A.HAT_CUES:])
+            prep = lambda xs: A.hat_inputs(xs, {"pixels": pixels})  # noqa: E731
+            xt = prep(xt)
         if task in MLP_TASKS:
             model, po = fit_mlp(xt, yt, k), oof(xt, yt, k, fit=fit_mlp, groups=groups)
         else:
@@ -500,6 +544,8 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         else:
             th = {"yes": precision_threshold(po[:, 1], (yt == 1).astype(float), targets[task], groups=at_small)}
         model["thresholds"] = th
+        if pixels is not None:
+            model["pixels"] = {k: _short(v) for k, v in pixels.items()}
         pred_cv = _decide(task, po, th)
         model["cv_recall"] = round(float(np.mean(pred_cv[yt > 0] > 0)), 3) if (yt > 0).any() else 0.0
         if min(th.values()) >= 1.0 or model["cv_recall"] < MIN_CV_RECALL:
@@ -516,7 +562,7 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         yh = y[held]
 
         def decide(xs):
-            return _decide(task, predict(model, xs), th)
+            return _decide(task, predict(model, prep(xs)), th)
 
         doc["heldout"][task] = _detector_report(yh, decide(x[held]), k)
         # the same photos' crops at the toolchain's size (the pairs' artist)

@@ -147,6 +147,8 @@ def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | 
 
 #: the pixel block's grid (columns, rows) over the crop's top (:func:`pixel_features`)
 PIXEL_GRID = (16, 8)
+#: the pixel block's length: the mask's and the edges' grids
+PIXEL_COUNT = 2 * PIXEL_GRID[0] * PIXEL_GRID[1]
 
 
 def pixel_features(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -505,8 +505,6 @@ def _feature_count(name: str | None) -> int | None:
     """How many features the code computes for detector ``name``'s input
     (None: not checked here): a file fitted on another feature set would
     fail at its first photo (a broadcast error in every ``from_frame``)."""
-    if name == "headwear":
-        return len(headwear_vector({}))
     if name == "hair_colour":
         return HAIR_COLOUR_FEATURES
     return None
@@ -547,6 +545,15 @@ def _checked(model: dict, name: str | None = None) -> dict:
     if scale.shape != mean.shape or not (scale > 0).all():
         raise ValueError("mean and scale")
     n = _feature_count(name)
+    if name == "headwear":  # its pixel block's projection (hat_inputs), then as many inputs as it gives
+        from ..headwear import PIXEL_COUNT
+
+        px = m["pixels"]
+        pm, ps, basis = _array(px["mean"], 1), _array(px["scale"], 1), _array(px["basis"], 2)
+        if pm.shape != (PIXEL_COUNT,) or ps.shape != pm.shape or not (ps > 0).all() or basis.shape[0] != PIXEL_COUNT:
+            raise ValueError("headwear: pixel projection")
+        m["pixels"] = {"mean": pm, "scale": ps, "basis": basis}
+        n = HAT_CUES + basis.shape[1]
     if n is not None and len(mean) != n:
         raise ValueError(f"{name}: {len(mean)} inputs, the code computes {n}")
     m["mean"], m["scale"] = mean, scale
@@ -659,22 +666,79 @@ def bald_evidence(g) -> tuple[float, float] | None:
     return float(probabilities(det, x)[1]), float(det["thresholds"]["yes"])
 
 
+#: the side of the crop the hat's shape is read at (:func:`hat_shape`):
+#: the SDK hair stage's 128 px, which the hat kind model was fitted at,
+#: whatever the artist's own crop size (and ~3 ms a face rather than ~4.5 at
+#: 192 px)
+HAT_CUE_SIZE = 128
+#: the hat detector's inputs before its pixel block: :func:`headwear_vector`'s
+#: six cues, the hat's shape cues (:data:`avatarizer.headwear.CUES`, zeros
+#: where the mask shows nothing above the forehead) and whether it shows nothing
+HAT_CUES = 6 + 10 + 1
+
+
+def hat_shape(photo: Photo, lm) -> dict | None:
+    """:func:`avatarizer.headwear.shape_cues` of the photo seen at
+    :data:`HAT_CUE_SIZE` px (area-resampled; the person mask and the valid
+    pixels as ``shape_cues`` resamples them); None without a person mask or
+    where it shows nothing above the forehead."""
+    from .. import headwear as HW
+
+    if photo.hair is None:
+        return None
+    rgb = photo.rgb
+    if rgb.shape[0] != HAT_CUE_SIZE:
+        import cv2
+
+        rgb = cv2.resize(np.ascontiguousarray(rgb), (HAT_CUE_SIZE, HAT_CUE_SIZE), interpolation=cv2.INTER_AREA)
+    return HW.shape_cues(rgb, photo.hair, np.asarray(lm, np.float64)[:, :2], photo.valid)
+
+
+def hat_vector(g, shape: dict | None) -> np.ndarray:
+    """The hat detector's raw input: :data:`HAT_CUES` values, then the pixel
+    block (:func:`avatarizer.headwear.pixel_features`, zeros without a shape)
+    that :func:`hat_inputs` projects."""
+    from .. import headwear as HW
+
+    if shape is None:
+        cues, pixels = np.zeros(len(HW.CUES)), np.zeros(HW.PIXEL_COUNT)
+    else:
+        cues, pixels = np.nan_to_num(HW.cue_vector(shape)), np.nan_to_num(np.asarray(shape["pixels"], np.float64))
+    return np.concatenate([np.nan_to_num(headwear_vector(g)), cues, [float(shape is None)], pixels])
+
+
+def hat_inputs(x, det: dict) -> np.ndarray:
+    """The hat detector's inputs from :func:`hat_vector`'s (one vector or
+    rows): the cues as they are, the pixel block standardised and projected
+    on the detector's principal components (``det["pixels"]``: ``mean``,
+    ``scale``, ``basis``)."""
+    x = np.asarray(x, np.float64)
+    px = det["pixels"]
+    return np.concatenate([x[..., :HAT_CUES], ((x[..., HAT_CUES:] - px["mean"]) / px["scale"]) @ px["basis"]], -1)
+
+
 def headwear(st, p, lm, g, photo: Photo, col):
-    """A hat, cap or scarf when the head's top is covered (fitted detector on
-    the hair region's cues: fabric is flat and uniform, hair has strands),
-    of the kind and placed where the person mask's shape says
-    (:mod:`avatarizer.headwear`)."""
-    det = detectors().get("headwear")
-    if det is None or "hair_stats" not in g:
-        return
-    prob = probabilities(det, headwear_vector(g))[1]
-    g["headwear_prob"] = prob
-    if prob < det["thresholds"]["yes"]:
+    """A hat, cap or scarf when the head's top is covered, of the kind and
+    placed where the person mask's shape says (:mod:`avatarizer.headwear`).
+    The detector (``avatarizer-export detectors``, session 20) is a small
+    network over the hair region's cues (fabric is flat and uniform, hair
+    has strands), the hat's shape cues and a coarse picture of the mask and
+    the horizontal edges above the brows (:func:`hat_vector`), fitted on
+    the labels by eye of hats and uncovered heads; drawn at its threshold
+    for 90% precision out of fold."""
+    if "hair_stats" not in g:
         return
     from .. import headwear as HW
 
-    # its kind and where it sits, from the person mask's shape above the forehead
-    shape = None if photo.hair is None else HW.shape_cues(photo.rgb, photo.hair, lm, photo.valid)
-    g["headwear_shape"] = shape
+    # measured whether or not a detector is fitted: the toolchain's cue tables read it
+    shape = g["headwear_shape"] = hat_shape(photo, lm)
+    x = g["hat_vector"] = hat_vector(g, shape)
+    det = detectors().get("headwear")
+    if det is None:
+        return
+    prob = float(probabilities(det, hat_inputs(x, det))[1])
+    g["headwear_prob"] = prob
+    if prob < det["thresholds"]["yes"]:
+        return
     set_rgb(p, "headwear", g["hair_stats"].get("region_rgb", (0.2, 0.2, 0.25)))
     HW.place(p, shape, HW.kind_of(shape))  # (the hair is drawn already: tucked under the hat)
