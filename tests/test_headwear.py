@@ -338,6 +338,9 @@ def test_the_artist_draws_the_hat_its_detector_finds_where_the_photo_shows_it(tm
         p, g = run({"detectors": {"headwear": _hat_detector(threshold=0.5, bias=50.0)}})
         assert p[S.index("headwear.type")] == HW.DEFAULT_KIND or p[S.index("headwear.type")] in (1, 3)
         assert g["headwear_prob"] > 0.5
+        # in the hat's own colour (its crown, as the hybrid reads it), not the hair region's given one
+        hat_rgb = [p[S.index(f"headwear.{c}")] for c in "rgb"]
+        assert np.allclose(hat_rgb, HAT / 255.0, atol=0.02), hat_rgb
         placed = _avatar()
         HW.place(placed, g["headwear_shape"], int(p[S.index("headwear.type")]))
         assert np.array_equal(P.hat_crown(p), P.hat_crown(placed))  # where the photo's hat sits
