@@ -258,6 +258,29 @@ def _hat_detector(q: int = 3, threshold: float = 0.5, bias: float = 0.0) -> dict
             "pixels": {"mean": [0.0] * HW.PIXEL_COUNT, "scale": [1.0] * HW.PIXEL_COUNT, "basis": basis.tolist()}}
 
 
+def test_the_artist_reads_the_hat_at_128_px_whatever_its_crop_size():
+    """``accessories.hat_shape``: the crop area-resampled to 128 px, the mask
+    and the valid pixels as ``shape_cues`` resamples them: a 192-px crop of
+    the same synthetic hat reads as its 128-px crop does."""
+    import cv2
+
+    from avatarizer.artist import ArtistStyle
+    from avatarizer.artist import accessories as A
+    from avatarizer.artist.photo import make_photo
+
+    crop, mask, lm = _photo(0.10, 1.05)
+    big = cv2.resize(crop, (192, 192), interpolation=cv2.INTER_NEAREST)
+    big_mask = cv2.resize(mask, (192, 192), interpolation=cv2.INTER_NEAREST)
+    at128 = A.hat_shape(make_photo(ArtistStyle(), crop, mask, None), lm)
+    at192 = A.hat_shape(make_photo(ArtistStyle(), big, big_mask, None), lm)
+    assert at192["pixels"].shape == at128["pixels"].shape == (HW.PIXEL_COUNT,)
+    assert at192["band_y"] == pytest.approx(at128["band_y"], abs=2.5 / 128)
+    for k in ("top", "band", "w_band", "w_max"):
+        assert at192["cues"][k] == pytest.approx(at128["cues"][k], abs=0.05), k
+    assert np.abs(at192["pixels"] - at128["pixels"]).mean() < 0.05
+    assert A.hat_shape(make_photo(ArtistStyle(), crop, None, None), lm) is None  # no person mask
+
+
 def test_the_hat_detector_reads_the_cues_and_the_projected_pixel_block():
     from avatarizer.artist import accessories as A
 
@@ -276,6 +299,9 @@ def test_the_hat_detector_reads_the_cues_and_the_projected_pixel_block():
     assert z[A.HAT_CUES] == pytest.approx(shape["pixels"].mean())
     assert A.hat_inputs(np.stack([x, none]), det).shape == (2, A.HAT_CUES + 3)  # rows too
     assert A.probabilities(det, z)[1] > A.probabilities(det, A.hat_inputs(none, det))[1]
+    far = x.copy()
+    far[A.HAT_CUES:] = 1e6  # a cell far outside the training photos' spread: clipped, not extrapolated
+    assert A.hat_inputs(far, det)[A.HAT_CUES] == pytest.approx(A.HAT_PIXEL_CLIP)
 
 
 @pytest.mark.parametrize("broken", ["no pixels", "short basis", "zero scale", "nan mean", "wrong inputs"])
@@ -344,5 +370,8 @@ def test_the_artist_draws_the_hat_its_detector_finds_where_the_photo_shows_it(tm
         placed = _avatar()
         HW.place(placed, g["headwear_shape"], int(p[S.index("headwear.type")]))
         assert np.array_equal(P.hat_crown(p), P.hat_crown(placed))  # where the photo's hat sits
+        assert g["headwear_shape"]["band_y"] == pytest.approx(lm[10, 1] - 0.10, abs=0.04)
+        p, g = run({"detectors": {"headwear": {**_hat_detector(), "b": [0.0, float("nan")]}}})
+        assert p[S.index("headwear.type")] == 0  # (a NaN probability is no hat)
     finally:
         A.detectors.cache_clear()

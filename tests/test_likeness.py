@@ -972,7 +972,13 @@ def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monke
     det = written["detectors"]
     assert set(det) | set(written.get("not_reliable", [])) == {"glasses", "beard", "moustache", "headwear",
                                                                "hair_colour", "bald"}
-    assert {"glasses", "beard", "hair_colour", "bald"} <= set(det)
+    assert {"glasses", "beard", "hair_colour", "bald", "headwear"} <= set(det)
+    assert written["fitted_on_headwear"].endswith("labelled by eye for a covered head "
+                                                  "(hat kinds, accessories, the top of the head, hair length)")
+    # the hat detector's projection travels in the file: the SDK reads it as the toolchain predicts with it
+    hat = D._read_cache(cache / "detector_cues.npz", D._cache_key())["hat"][:20]
+    sdk_det = A._checked(json.loads(json.dumps(det["headwear"])), "headwear")
+    assert np.allclose(D.predict(det["headwear"], hat), A.probabilities(sdk_det, A.hat_inputs(hat, sdk_det)))
     for name, model in det.items():
         if name in D.MLP_TASKS:  # small networks: members of one hidden layer
             assert model["kind"] == "mlp" and len(model["members"]) == 2
@@ -1270,9 +1276,10 @@ def test_the_artist_alone_draws_held_out_hats_and_invents_none():
     cues kept no precision: left out as not reliable). Over the hat's shape
     cues and a coarse picture of the mask and edges above the brows
     (``accessories.hat_vector``), fitted on the labels by eye of covered
-    heads, it finds 11 of the 40 held-out hats labelled by eye and invents
-    none among the 440 held-out uncovered heads (session 20, all of them);
-    here the hats and the first 120 uncovered heads."""
+    heads, it finds 15 of the 40 held-out hats labelled by eye and invents
+    none among the 168 held-out uncovered heads (session 20, all of them;
+    nor among 272 more held-out photos labelled for long, short or tied
+    hair); here the hats and the first 120 uncovered heads."""
     sys.path.insert(0, str(ROOT / "export"))
     from avatarizer_export.data import headwear_labels, is_heldout
 
@@ -1290,5 +1297,5 @@ def test_the_artist_alone_draws_held_out_hats_and_invents_none():
                 drawn[key] = a.params[S.index("headwear.type")] > 0
     found = [k for k in hats if drawn.get(k)]
     invented = [k for k in bare if drawn.get(k)]
-    assert len(found) >= 8, found
+    assert len(found) >= 11, found
     assert not invented, invented

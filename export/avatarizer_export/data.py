@@ -230,24 +230,27 @@ def headwear_labels(folder: Path | None = None) -> dict[str, dict]:
     """``{"FOLDER/NAME": {"headwear": 0 or 1}}`` from every label by eye that
     says whether the head is covered: the hat kinds (``hat``: ``none`` 0,
     a cap, beanie, brimmed hat or other covering 1), then the accessories of
-    ``ffhq128_by_eye.jsonl`` (``headwear``), then the top of the head and hair
-    length (``covered`` 1, any other answer 0); the first that has a photo
-    wins. Photos of ``ffhq128-labelled`` are left out (their shared labels
+    ``ffhq128_by_eye.jsonl`` (``headwear``), then the top of the head
+    (``covered`` 1, any other answer 0) and hair length (``covered`` 1,
+    ``bald`` 0; not long or short hair, which may show under a hat); the
+    first that has a photo wins. Photos of ``ffhq128-labelled`` are left out (their shared labels
     are the artist's headwear detector's own, ``avatarizer-export
     detectors``)."""
     out: dict[str, dict] = {}
-    for rec in _label_records(folder):
+    recs = list(_label_records(folder, skip=EVAL_ONLY_LABELS))
+    for rec in recs:
         key = rec["file"]
-        if key.startswith("ffhq128-labelled/") or key in out:
-            continue
-        if "hat" in rec:
+        if not key.startswith("ffhq128-labelled/") and key not in out and "hat" in rec:
             out[key] = {"headwear": int(rec["hat"] != "none")}
-    for rec in _label_records(folder):
+    for rec in recs:
         key = rec["file"]
         if not key.startswith("ffhq128-labelled/") and key not in out and rec.get("headwear") in (0, 1):
             out[key] = {"headwear": int(rec["headwear"])}
-    for key, v in {**hair_length_labels(folder), **{r["file"]: r["scalp"] for r in _label_records(folder)
-                                                    if "scalp" in r}}.items():
+    # the top of the head: covered or not; hair length: covered, or bald (long or short hair may be
+    # seen under a hat: labellers gave it for 15 of 78 photos labelled with a hat)
+    top = {r["file"]: r["scalp"] for r in recs if "scalp" in r}
+    length = {k: v for k, v in hair_length_labels(folder).items() if v in ("covered", "bald")}
+    for key, v in {**length, **top}.items():
         if not key.startswith("ffhq128-labelled/") and key not in out:
             out[key] = {"headwear": int(v == "covered")}
     return out

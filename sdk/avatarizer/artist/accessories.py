@@ -675,6 +675,9 @@ HAT_CUE_SIZE = 128
 #: six cues, the hat's shape cues (:data:`avatarizer.headwear.CUES`, zeros
 #: where the mask shows nothing above the forehead) and whether it shows nothing
 HAT_CUES = 6 + 10 + 1
+#: the standardised pixel block is clipped to this many standard deviations
+#: before its projection (:func:`hat_inputs`)
+HAT_PIXEL_CLIP = 5.0
 
 
 def hat_shape(photo: Photo, lm) -> dict | None:
@@ -714,7 +717,10 @@ def hat_inputs(x, det: dict) -> np.ndarray:
     ``scale``, ``basis``)."""
     x = np.asarray(x, np.float64)
     px = det["pixels"]
-    return np.concatenate([x[..., :HAT_CUES], ((x[..., HAT_CUES:] - px["mean"]) / px["scale"]) @ px["basis"]], -1)
+    # clipped: a cell the training photos hardly ever covered (the forehead inside the face oval, on a
+    # strongly turned head) would otherwise push a component far outside what the network saw
+    z = np.clip((x[..., HAT_CUES:] - px["mean"]) / px["scale"], -HAT_PIXEL_CLIP, HAT_PIXEL_CLIP)
+    return np.concatenate([x[..., :HAT_CUES], z @ px["basis"]], -1)
 
 
 def headwear(st, p, lm, g, photo: Photo, col):
@@ -738,7 +744,7 @@ def headwear(st, p, lm, g, photo: Photo, col):
         return
     prob = float(probabilities(det, hat_inputs(x, det))[1])
     g["headwear_prob"] = prob
-    if prob < det["thresholds"]["yes"]:
+    if not prob >= det["thresholds"]["yes"]:  # (a NaN probability draws nothing, as the toolchain decides)
         return
     from .. import hair as HR  # (here: avatarizer.hair imports the artist)
 
