@@ -339,6 +339,7 @@ def test_the_artist_draws_the_hat_its_detector_finds_where_the_photo_shows_it(tm
     toolchain's cue tables read it), drawn only past the detector's
     threshold, of the kind and at the band the photo shows."""
     from avatarizer.artist import accessories as A
+    from avatarizer.artist import core
     from avatarizer.artist.photo import make_photo
 
     crop, mask, lm = _photo(0.10, 1.05)
@@ -364,9 +365,14 @@ def test_the_artist_draws_the_hat_its_detector_finds_where_the_photo_shows_it(tm
         p, g = run({"detectors": {"headwear": _hat_detector(threshold=0.5, bias=50.0)}})
         assert p[S.index("headwear.type")] == HW.DEFAULT_KIND or p[S.index("headwear.type")] in (1, 3)
         assert g["headwear_prob"] > 0.5
-        # in the hat's own colour (its crown, as the hybrid reads it), not the hair region's given one
+        # then in the hat's own colour (its crown, as the hybrid reads it), not the hair region's given one
+        assert np.allclose([p[S.index(f"headwear.{c}")] for c in "rgb"], (0.1, 0.2, 0.5), atol=0.01)
+        core.hat_colour(p, photo, lm, SKIN / 255.0)
         hat_rgb = [p[S.index(f"headwear.{c}")] for c in "rgb"]
         assert np.allclose(hat_rgb, HAT / 255.0, atol=0.02), hat_rgb
+        bare = _avatar()
+        core.hat_colour(bare, photo, lm)  # no hat drawn: nothing to colour
+        assert np.array_equal(bare, _avatar())
         placed = _avatar()
         HW.place(placed, g["headwear_shape"], int(p[S.index("headwear.type")]))
         assert np.array_equal(P.hat_crown(p), P.hat_crown(placed))  # where the photo's hat sits

@@ -746,10 +746,6 @@ def headwear(st, p, lm, g, photo: Photo, col):
     g["headwear_prob"] = prob
     if not prob >= det["thresholds"]["yes"]:  # (a NaN probability draws nothing, as the toolchain decides)
         return
-    from .. import hair as HR  # (here: avatarizer.hair imports the artist)
-
-    # the hat in its own colour, as the hybrid reads it (its crown, not the hair region's mix of hat,
-    # hair and brim shadow; the skin left out), else the hair region's
-    hat_rgb, _ = HR.headwear_colours(photo.rgb, photo.hair, lm, photo.valid, skin_rgb=col.get("skin"))
-    set_rgb(p, "headwear", hat_rgb if hat_rgb is not None else g["hair_stats"].get("region_rgb", (0.2, 0.2, 0.25)))
+    # the hair region's colour; the orchestrator then reads the hat's own (core.hat_colour)
+    set_rgb(p, "headwear", g["hair_stats"].get("region_rgb", (0.2, 0.2, 0.25)))
     HW.place(p, shape, HW.kind_of(shape))  # (the hair is drawn already: tucked under the hat)

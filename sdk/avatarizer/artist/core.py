@@ -56,6 +56,20 @@ def _bald_reading(style, lm, g, skin):
     return reading
 
 
+def hat_colour(p: np.ndarray, photo, lm, skin_rgb=None) -> None:
+    """A drawn hat (``headwear.type`` > 0) in its own colour, as the hybrid
+    reads it (:func:`avatarizer.hair.headwear_colours`: its crown, not the
+    hair region's mix of hat, hair and brim shadow; the skin left out), where
+    enough of it shows; else its colour stays."""
+    if p[S.index("headwear.type")] <= 0 or photo.hair is None:
+        return
+    from .. import hair as HR  # (here: avatarizer.hair imports the artist)
+
+    hat_rgb, _ = HR.headwear_colours(photo.rgb, photo.hair, lm, photo.valid, skin_rgb=skin_rgb)
+    if hat_rgb is not None:
+        P.set_rgb(p, "headwear", hat_rgb)
+
+
 class AutoArtist:
     """Fits the 629 avatar parameters to one aligned photo (see the package doc).
 
@@ -198,6 +212,7 @@ class AutoArtist:
             accessories.glasses(st, p, lm, g, photo, col)
         if st.detect_headwear:
             accessories.headwear(st, p, lm, g, photo, col)
+            hat_colour(p, photo, lm, col.get("skin"))
             if p[S.index("headwear.type")] > 0 and g.get("hair_side_px") is not None:
                 # under a hat the hair shows at the sides, not above the brows
                 side_rgb = g["hair_stats"]["side_rgb"] = hair.side_rgb(g["hair_side_px"])
