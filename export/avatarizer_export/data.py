@@ -210,9 +210,15 @@ def bald_labels(folder: Path | None = None) -> dict[str, dict]:
     0); covered heads are left out, and so are photos of
     ``ffhq128-labelled``, whose shared labels have a bald score of their own
     (the artist's bald detector, ``avatarizer-export detectors``)."""
-    scalp = {rec["file"]: rec["scalp"] for rec in _label_records(folder) if "scalp" in rec}
-    return {key: {"bald": int(v == "bald")} for key, v in {**hair_length_labels(folder), **scalp}.items()
+    top = {**hair_length_labels(folder), **scalp_labels(folder)}  # (the top of the head's label wins)
+    return {key: {"bald": int(v == "bald")} for key, v in top.items()
             if v != "covered" and not key.startswith("ffhq128-labelled/")}
+
+
+def scalp_labels(folder: Path | None = None) -> dict[str, str]:
+    """``{"FOLDER/NAME": label}`` of the labels by eye of the top of the head
+    (``scalp_by_eye.jsonl``: ``bald``, ``receding``, ``hair``, ``covered``)."""
+    return {rec["file"]: rec["scalp"] for rec in _label_records(folder, skip=EVAL_ONLY_LABELS) if "scalp" in rec}
 
 
 def skin_tone_labels(folder: Path | None = None) -> dict[str, float]:
@@ -236,23 +242,17 @@ def headwear_labels(folder: Path | None = None) -> dict[str, dict]:
     first that has a photo wins. Photos of ``ffhq128-labelled`` are left out (their shared labels
     are the artist's headwear detector's own, ``avatarizer-export
     detectors``)."""
-    out: dict[str, dict] = {}
     recs = list(_label_records(folder, skip=EVAL_ONLY_LABELS))
-    for rec in recs:
-        key = rec["file"]
-        if not key.startswith("ffhq128-labelled/") and key not in out and "hat" in rec:
-            out[key] = {"headwear": int(rec["hat"] != "none")}
-    for rec in recs:
-        key = rec["file"]
-        if not key.startswith("ffhq128-labelled/") and key not in out and rec.get("headwear") in (0, 1):
-            out[key] = {"headwear": int(rec["headwear"])}
-    # the top of the head: covered or not; hair length: covered, or bald (long or short hair may be
-    # seen under a hat: labellers gave it for 15 of 78 photos labelled with a hat)
-    top = {r["file"]: r["scalp"] for r in recs if "scalp" in r}
+    # (photo, covered) in the order of precedence; hair length: covered, or bald (long or short hair
+    # may be seen under a hat: labellers gave it for 15 of 78 photos labelled with a hat)
     length = {k: v for k, v in hair_length_labels(folder).items() if v in ("covered", "bald")}
-    for key, v in {**length, **top}.items():
-        if not key.startswith("ffhq128-labelled/") and key not in out:
-            out[key] = {"headwear": int(v == "covered")}
+    answers = [(r["file"], int(r["hat"] != "none")) for r in recs if "hat" in r]
+    answers += [(r["file"], int(r["headwear"])) for r in recs if r.get("headwear") in (0, 1)]
+    answers += [(k, int(v == "covered")) for k, v in {**length, **scalp_labels(folder)}.items()]
+    out: dict[str, dict] = {}
+    for key, covered in answers:
+        if not key.startswith("ffhq128-labelled/"):
+            out.setdefault(key, {"headwear": covered})
     return out
 
 
