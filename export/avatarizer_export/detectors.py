@@ -510,29 +510,22 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     elab = eye_labels()
     ef = eye_features(shared, cache, sorted(elab), quiet=quiet) if elab else {"names": []}
     eheld = np.array([is_heldout(n) for n in ef["names"]], bool)
-    # bald: over the same cues as headwear, from the labels by eye of the top of the head and of hair
-    # length (photos of their own: the other tasks' rows stay as they were)
-    blab = bald_labels()
-    bf = eye_features(shared, cache, sorted(blab), quiet=quiet) if blab else {"names": []}
-    bheld = np.array([is_heldout(n) for n in bf["names"]], bool)
-    # headwear: from every label by eye of a covered head (hat kinds, accessories, the top of the head, hair
-    # length), photos of their own too
-    hlab = headwear_labels()
-    hf = eye_features(shared, cache, sorted(hlab), quiet=quiet) if hlab else {"names": []}
-    hheld = np.array([is_heldout(n) for n in hf["names"]], bool)
-    own = {"bald": (blab, bf, bheld), "headwear": (hlab, hf, hheld)}
     doc = {"format": 1, "fitted_on": f"{int((~held).sum())} training photos of ffhq128-labelled"
                                      + (f" and {int((~eheld).sum())} training photos labelled by eye"
                                         if len(eheld) else ""),
            "precision_target": precision, "detectors": {}, "heldout": {}, "heldout_eye_labels": {}}
-    if len(bheld):  # the bald detector's photos by eye are its own (data.bald_labels)
-        doc["fitted_on_bald"] = (f"{int((~held).sum())} training photos of ffhq128-labelled and "
-                                 f"{int((~bheld).sum())} training photos labelled by eye for the top of the head "
-                                 f"or hair length")
-    if len(hheld):
-        doc["fitted_on_headwear"] = (f"{int((~held).sum())} training photos of ffhq128-labelled and "
-                                     f"{int((~hheld).sum())} training photos labelled by eye for a covered head "
-                                     f"(hat kinds, accessories, the top of the head, hair length)")
+    # photos labelled by eye of their own (the other tasks' rows stay as they were): bald over the same
+    # cues as headwear, from the top of the head and hair length (data.bald_labels); headwear from every
+    # label of a covered head (data.headwear_labels); task -> (labels, cue table, held out)
+    own = {}
+    for task, lab, what in (("bald", bald_labels(), "the top of the head or hair length"),
+                            ("headwear", headwear_labels(), "a covered head (hat kinds, accessories, the top of "
+                                                            "the head, hair length)")):
+        tf = eye_features(shared, cache, sorted(lab), quiet=quiet) if lab else {"names": []}
+        own[task] = (lab, tf, np.array([is_heldout(n) for n in tf["names"]], bool))
+        if len(own[task][2]):
+            doc[f"fitted_on_{task}"] = (f"{int((~held).sum())} training photos of ffhq128-labelled and "
+                                        f"{int((~own[task][2]).sum())} training photos labelled by eye for {what}")
     targets = {t: min(precision, FACIAL_HAIR_PRECISION) if t in ("beard", "moustache") else precision for t in tasks}
     if any(v != precision for v in targets.values()):
         doc["precision_targets"] = {t: v for t, v in targets.items() if v != precision}
