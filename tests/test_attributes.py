@@ -237,6 +237,38 @@ def test_a_beard_the_artist_finds_is_drawn_where_h_missed_it():
     assert op == pytest.approx(0.9) and must == 0.0
 
 
+def test_a_drawn_beards_shape_is_read_from_the_artists_goatee_detector():
+    """``read_beard_style``: a drawn beard's shape from the goatee detector's
+    (probability, threshold) -- a goatee at or past the threshold, else a
+    full beard, with the probability of that shape, shown on the public
+    attributes; nothing without a drawn beard or without a reading (and the
+    detector is not asked then)."""
+    draw = {"beard": 0.78, "moustache": 0.77}
+
+    def attrs(p_beard):
+        return HR.decode_attributes(_outputs(binary=(0.1, p_beard, 0.1, 0.1, 0.9)), draw=draw)
+
+    def never():
+        raise AssertionError("asked the goatee detector about a face without a drawn beard")
+
+    a = HR.read_beard_style(attrs(0.3), never)
+    assert "beard_style" not in a and "style" not in HR.public_attributes(a)["beard"]
+    for evidence in (None, lambda: None, (float("nan"), 0.5)):
+        a = HR.read_beard_style(attrs(0.9), evidence)
+        assert "beard_style" not in a and "style" not in HR.public_attributes(a)["beard"]
+    a = HR.read_beard_style(attrs(0.9), lambda: (0.8, 0.6))
+    assert a["beard_style"] == "goatee" and a["beard_style_probability"] == pytest.approx(0.8)
+    pub = HR.public_attributes(a)["beard"]
+    assert pub["value"] is True and pub["style"] == "goatee" and pub["style_probability"] == pytest.approx(0.8)
+    a = HR.read_beard_style(attrs(0.9), (0.3, 0.6))
+    assert a["beard_style"] == "full" and a["beard_style_probability"] == pytest.approx(0.7)
+    # the threshold itself draws the goatee
+    assert HR.read_beard_style(attrs(0.9), (0.6, 0.6))["beard_style"] == "goatee"
+    # the app set no beard after the reading: none shown, no style
+    a = HR.apply_settings(HR.read_beard_style(attrs(0.9), (0.8, 0.6)), {"beard": False})
+    assert "style" not in HR.public_attributes(a)["beard"]
+
+
 def test_the_cli_says_which_beards_the_artist_found():
     """``avatarizer image --attributes`` lines: a beard the artist's detector
     drew says so beside its probability; H's own read as before."""

@@ -483,6 +483,33 @@ def _flat_face(skin, size: int):
     return crop, lm, (np.arange(size) + 0.5) * 2.0 / size - 1.0
 
 
+def test_a_goatee_is_drawn_at_the_chin_the_jaw_bare(bank, face_params):
+    """A beard read as a goatee (``beard_style``, ``read_beard_style``) is
+    drawn around the chin from the mouth's corners, the jaw's sides bare,
+    within the schema's ranges on any face; a full beard follows the jaw."""
+    import avatarizer.prior as P
+
+    e = _family_entry(bank, "short")
+    full = HR.merge(face_params, e, (0.3, 0.2, 0.1), {"beard": 0.9, "moustache": 0.2})
+    goatee = HR.merge(face_params, e, (0.3, 0.2, 0.1), {"beard": 0.9, "moustache": 0.2, "beard_style": "goatee"})
+    S.validate(goatee)
+    assert goatee[S.index("beard.opacity")] == full[S.index("beard.opacity")] > 0.5
+    face, lo = S.points(goatee, "face"), S.points(goatee, "lip_lower_outer")
+    bd, bf = S.points(goatee, "beard"), S.points(full, "beard")
+    np.testing.assert_allclose(bd, P.goatee_outline(lo, face[0, 1]), atol=1e-6)
+    assert np.ptp(bd[:, 0]) < np.ptp(bf[:, 0]) - 0.2  # narrower than the jaw's beard
+    # its sides hug the mouth's corners, far inside the jaw
+    assert np.abs(bd[[1, 2, 4, 5], 0]).max() < 0.5 * (np.abs(face[[2, 12], 0]).min() + np.abs(lo[[0, -1], 0]).max())
+    assert abs(bd[0, 1] - face[0, 1]) < 0.06  # down to the chin
+    # the moustache is drawn with it
+    assert goatee[S.index("moustache.w1")] > 0
+    # any face: in range (the sides kept from the middle as the schema's beard.x1 / x2 ranges ask)
+    for p in S.sample(200, seed=5):
+        q = p.copy()
+        S.set_points(q, "beard", P.goatee_outline(S.points(p, "lip_lower_outer"), S.points(p, "face")[0, 1]))
+        S.validate(q)
+
+
 @pytest.mark.parametrize("beard", [(0.92, 0.92, 0.9), (0.12, 0.08, 0.06), (0.55, 0.3, 0.15)])
 def test_beard_colour_is_the_chins_hair_white_dark_or_red(beard):
     """``sample_beard_rgb``: the half of the chin box least like the skin,

@@ -215,6 +215,17 @@ def bald_labels(folder: Path | None = None) -> dict[str, dict]:
             if v != "covered" and not key.startswith("ffhq128-labelled/")}
 
 
+def goatee_labels(folder: Path | None = None) -> dict[str, dict]:
+    """``{"FOLDER/NAME": {"goatee": 0 or 1}}`` of the photos whose beard is
+    labelled by eye (``beard_style_by_eye.jsonl``): a goatee 1 (the chin's
+    hair, the jaw bare), a full beard or stubble 0 (hair on the jaw's sides
+    too); a moustache alone, no facial hair or no agreed style is left out
+    (the artist's goatee detector decides the shape of a beard it draws,
+    ``avatarizer-export detectors``)."""
+    return {rec["file"]: {"goatee": int(rec["beard_style"] == "goatee")} for rec in _label_records(folder)
+            if rec.get("beard_style") in ("full", "goatee", "stubble")}
+
+
 def scalp_labels(folder: Path | None = None) -> dict[str, str]:
     """``{"FOLDER/NAME": label}`` of the labels by eye of the top of the head
     (``scalp_by_eye.jsonl``: ``bald``, ``receding``, ``hair``, ``covered``)."""

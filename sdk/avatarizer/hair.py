@@ -417,6 +417,9 @@ def _public_view(a: Mapping) -> dict:
     for k in ("beard", "bald"):
         if a.get(f"{k}_by") and k not in a.get("set_by_app", ()):  # drawn by the artist's detector
             out[k]["decided_by"] = a[f"{k}_by"]
+    if out["beard"]["value"] and a.get("beard_style"):  # the drawn beard's shape (read_beard_style)
+        out["beard"]["style"] = a["beard_style"]
+        out["beard"]["style_probability"] = float(a["beard_style_probability"])
     if a.get("glasses_by") and "glasses" not in a.get("set_by_app", ()):  # drawn from the artist's cues
         out["glasses"]["decided_by"] = a["glasses_by"]
     if a.get("headwear_by") and "headwear" not in a.get("set_by_app", ()):  # not drawn (a face cut by the edge)
@@ -1530,6 +1533,27 @@ def add_artist_beard(attributes: dict, evidence) -> dict:
     return attributes
 
 
+def read_beard_style(attributes: dict, evidence) -> dict:
+    """The shape of a drawn beard from the artist's goatee detector
+    (``evidence``: its (probability, drawing threshold), a function
+    returning that, or None; ``accessories.goatee_evidence``): in place,
+    returned, ``beard_style`` ``"goatee"`` (the chin's hair, the jaw's sides
+    bare: :func:`merge` draws ``prior.goatee_outline``) or ``"full"``, and
+    ``beard_style_probability`` the probability of that shape; nothing where
+    no beard is drawn or there is no reading."""
+    from .artist.accessories import is_goatee
+
+    if not attributes["drawn"].get("beard"):
+        return attributes
+    ev = evidence() if callable(evidence) else evidence
+    if ev is None or not all(np.isfinite(ev)):
+        return attributes
+    goatee = is_goatee(ev)
+    attributes["beard_style"] = "goatee" if goatee else "full"
+    attributes["beard_style_probability"] = float(ev[0] if goatee else 1.0 - ev[0])
+    return attributes
+
+
 #: H's P(bald) below which the artist's bald detector is not asked
 #: (:func:`add_artist_bald`; its hair measurements cost ~1-2 ms a face): the
 #: retrieval's own floor for a bald or receding style (:data:`BALD_FLOOR`)
@@ -1686,7 +1710,8 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
     if "beard" in a:
         if beard_on:
             lo = S.points(p, "lip_lower_outer").astype(np.float64)
-            S.set_points(p, "beard", P.beard_outline(face, lo[2], face[0, 1]))
+            S.set_points(p, "beard", P.goatee_outline(lo, face[0, 1]) if a.get("beard_style") == "goatee"
+                         else P.beard_outline(face, lo[2], face[0, 1]))
             p[S.index("beard.opacity")] = opacity
             P.set_rgb(p, "beard", beard_rgb)
         else:

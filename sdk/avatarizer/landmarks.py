@@ -94,6 +94,9 @@ LANDMARK_INDICES: dict[str, tuple[int, ...]] = {
     "left_iris": (473, 474, 475, 476, 477),
 }
 FACE_OVAL = LANDMARK_INDICES["face_oval"]
+#: the face's outline below the ears per side (image-left, image-right): from
+#: the ear's level (234, 454) down to the chin's bottom (152), from FACE_OVAL
+LOWER_OUTLINE = (FACE_OVAL[18:29][::-1], FACE_OVAL[8:19])
 
 _DATA = Path(__file__).resolve().with_name("data") / "mean_face.npz"
 

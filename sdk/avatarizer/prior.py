@@ -143,6 +143,29 @@ def beard_outline(face, lip_point, chin_y: float) -> np.ndarray:
     ], np.float64)
 
 
+def goatee_outline(lip_lower, chin_y: float) -> np.ndarray:
+    """A goatee's polygon (the 6 points of :func:`beard_outline`, in its
+    order): the chin's hair from the mouth's corners down to just below the
+    chin, hugging the lower lip, the jaw's sides bare (its sides at least
+    0.16 / 0.21 from the face's middle: the schema's ranges). ``lip_lower``: the
+    lower lip's outer points (``lip_lower_outer``, corner to corner);
+    ``chin_y`` the chin's height."""
+    lo = np.asarray(lip_lower, np.float64)
+    left, right = (lo[0], lo[-1]) if lo[0, 0] <= lo[-1, 0] else (lo[-1], lo[0])
+    mid, bottom = lo[len(lo) // 2], max(float(chin_y), float(lo[:, 1].max()) + 0.08)
+    # the sides no nearer the middle than the schema's ranges allow (beard.x1 >= 0.15, x2 >= 0.2, mirrored)
+    lo_x, hi_x = max(right[0] + 0.01, 0.16), max(right[0] + 0.025, 0.21)
+    lo_xl, hi_xl = min(left[0] - 0.01, -0.16), min(left[0] - 0.025, -0.21)
+    return np.array([
+        (mid[0], bottom + 0.03),
+        (lo_x, bottom - 0.06),
+        (hi_x, right[1] + 0.03),
+        (mid[0], mid[1] + 0.01),
+        (hi_xl, left[1] + 0.03),
+        (lo_xl, bottom - 0.06),
+    ], np.float64)
+
+
 def scale_about(xy, center, sx, sy=None):
     sy = sx if sy is None else sy
     c = np.asarray(center, np.float32)

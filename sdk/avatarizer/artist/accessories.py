@@ -15,6 +15,8 @@ from ..landmarks import (
     CHEEK_PATCH,
     CHIN_BOTTOM,
     LOWER_LIP_BOTTOM,
+    LOWER_OUTLINE,
+    MOUTH_CORNERS,
     NOSE_BOTTOM,
     side_index,
 )
@@ -270,9 +272,9 @@ def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float) -> None:
 BEARD_GRID = (3, 3)
 
 
-def beard_grid(lm, photo: Photo, ref_px: np.ndarray, ref_tex: float) -> list[float]:
+def beard_grid(lm, photo: Photo, ref: tuple, ref_tex: float) -> list[float]:
     """Per cell of :data:`BEARD_GRID` (row by row) against the upper cheeks'
-    pixels ``ref_px`` and fine texture ``ref_tex``: darkness (mean L*
+    pixels (``ref``: :func:`_ref_cues`) and fine texture ``ref_tex``: darkness (mean L*
     against the cheeks' median, / 20), loss of chroma (/ 20), texture ratio
     (log) and L* spread ratio (log); zeros for a cell with fewer than 4
     valid pixels. Read at half the crop's resolution (2x2 means; the
@@ -289,23 +291,95 @@ def beard_grid(lm, photo: Photo, ref_px: np.ndarray, ref_tex: float) -> list[flo
     if grid is None:
         return out.ravel().tolist()
     _, pool, valid, cell, n = grid
+    out[:] = _cell_cues(pool, valid, cell, n, photo, ref, ref_tex)
+    return out.ravel().tolist()
+
+
+def _ref_cues(ref_px: np.ndarray) -> tuple[float, float, float]:
+    """The upper cheeks' pixels' median L*, chroma of the median a*, b*, and
+    L* spread: what the lower face's cells are measured against."""
+    ref = to_lab(ref_px)
+    return median(ref[:, 0]), float(np.hypot(median(ref[:, 1]), median(ref[:, 2]))), float(np.std(ref[:, 0]))
+
+
+def _cell_cues(pool, valid, cell, n, photo: Photo, ref: tuple, ref_tex: float) -> np.ndarray:
+    """Per cell (``len(n)``) of pooled crop pixels (``pool``, ``valid``,
+    ``cell``: as :func:`_grid_cells` gives them) the four cues of
+    :func:`beard_grid` against the cheeks' ``ref`` (:func:`_ref_cues`) and
+    texture ``ref_tex``; zeros for a cell of fewer than 4 pixels."""
+    k = len(n)
     lab = to_lab(masked(pool(photo.rgb), valid))
     m = np.maximum(n, 1.0)
     big_l, big_a, big_b = (np.bincount(cell, lab[:, i], k) / m for i in range(3))
     sd = np.sqrt(np.maximum(np.bincount(cell, lab[:, 0] ** 2, k) / m - big_l ** 2, 0.0))
     tex = np.bincount(cell, pool(photo.highpass)[valid], k) / (np.bincount(cell, pool(photo.luma)[valid], k) + 0.06 * m)
-    ref = to_lab(ref_px)
-    r_l, r_c, r_sd = median(ref[:, 0]), float(np.hypot(median(ref[:, 1]), median(ref[:, 2]))), float(np.std(ref[:, 0]))
-    out[:] = np.stack([(r_l - big_l) / 20.0, (r_c - np.hypot(big_a, big_b)) / 20.0,
-                       np.log((tex + 1e-3) / (ref_tex + 1e-3)), np.log((sd + 1.0) / (r_sd + 1.0))], 1)
+    r_l, r_c, r_sd = ref
+    out = np.stack([(r_l - big_l) / 20.0, (r_c - np.hypot(big_a, big_b)) / 20.0,
+                    np.log((tex + 1e-3) / (ref_tex + 1e-3)), np.log((sd + 1.0) / (r_sd + 1.0))], 1)
     out[n < 4] = 0.0
-    return out.ravel().tolist()
+    return out
+
+
+#: the beard fan's rows (:func:`beard_fan`): from the nose's bottom to the
+#: mouth corners, to the lower lip's bottom, to just above the chin's bottom
+FAN_ROWS = 3
+#: the fan's columns per side: these fractions of the way from the face's
+#: middle to its outline (the outermost stops short of the outline, where
+#: the background or the neck's shadow begins)
+FAN_COLUMNS = (0.0, 0.35, 0.65, 0.92)
+
+
+def beard_fan(lm, photo: Photo, ref: tuple, ref_tex: float) -> list[float]:
+    """The lower face cut into cells that follow its outline
+    (:data:`FAN_ROWS` rows by the :data:`FAN_COLUMNS` columns on each side),
+    each cell's four cues of :func:`beard_grid` against the upper cheeks
+    (``ref``: :func:`_ref_cues`, ``ref_tex``); the cells' cues averaged over
+    the two sides, then their minimum over the two sides (a beard is on both
+    sides; a shadow or a turned head darkens one). Where :data:`BEARD_GRID`
+    stops at the mouth's width, the fan reaches the jaw's sides: bare jaw
+    sides under a dark chin are a goatee (on 463 photos labelled by eye, the
+    goatee told from full beards and stubble at balanced accuracy 0.54
+    without the fan, 0.65 with it, out of fold, session 21). Zeros where the
+    lower face is not in the crop."""
+    lm = np.asarray(lm, np.float64)
+    ncol = len(FAN_COLUMNS) - 1
+    per_side = FAN_ROWS * ncol
+    zeros = [0.0] * (2 * 4 * per_side)
+    ys = np.array([lm[NOSE_BOTTOM][1], 0.5 * (lm[MOUTH_CORNERS[0]][1] + lm[MOUTH_CORNERS[1]][1]),
+                   lm[LOWER_LIP_BOTTOM][1], lm[CHIN_BOTTOM][1] - 0.01])
+    if not (np.diff(ys) > 1e-3).all():
+        return zeros
+    mid = 0.5 * (lm[CHIN_BOTTOM][0] + lm[NOSE_BOTTOM][0])
+    outlines = [lm[list(o)] for o in LOWER_OUTLINE]
+    grid = _grid_cells(photo, (min(o[:, 0].min() for o in outlines), max(o[:, 0].max() for o in outlines),
+                               ys[0], ys[-1]), 1, 1)
+    if grid is None:
+        return zeros
+    win, pool, valid, _, _ = grid
+    cx = photo.gx.ravel()[win[1]].reshape(-1, 2).mean(1)  # the pooled pixels' centres
+    cy = photo.gy.ravel()[win[0]].reshape(-1, 2).mean(1)
+    row = np.searchsorted(ys, cy, side="right") - 1  # (rows,)
+    side = (cx >= mid).astype(np.intp)  # (cols,)
+    # each pooled pixel's fraction of the way from the middle to its side's outline at its height
+    edge = np.stack([np.interp(cy, o[np.argsort(o[:, 1]), 1], o[np.argsort(o[:, 1]), 0]) for o in outlines])
+    reach = edge[side].T - mid  # (rows, cols)
+    t = (cx[None, :] - mid) / np.where(np.abs(reach) > 1e-6, reach, np.inf)
+    col = np.searchsorted(FAN_COLUMNS, t, side="right") - 1
+    inside = valid & (row[:, None] >= 0) & (row[:, None] < FAN_ROWS) & (col >= 0) & (col < ncol)
+    if np.count_nonzero(inside) < 4:
+        return zeros
+    cell_map = side[None, :] * per_side + row[:, None] * ncol + col
+    cell = cell_map[inside]
+    n = np.bincount(cell, minlength=2 * per_side).astype(np.float64)
+    cues = _cell_cues(pool, inside, cell, n, photo, ref, ref_tex).reshape(2, per_side, 4)
+    return np.concatenate([cues.mean(0).ravel(), cues.min(0).ravel()]).tolist()
 
 
 def facial_hair_features(st, lm, g, photo: Photo) -> dict:
     """Per region (chin, jaw sides, upper lip) against the upper cheeks:
-    relative darkness, texture ratio (log) and loss of skin chroma; and the
-    cells of :func:`beard_grid` (``"grid"``)."""
+    relative darkness, texture ratio (log) and loss of skin chroma; the
+    cells of :func:`beard_grid` (``"grid"``) and of :func:`beard_fan`
+    (``"fan"``)."""
     L = lambda name, s: lm[side_index(name, s)]  # noqa: E731
     lip, chin = lm[LOWER_LIP_BOTTOM], lm[CHIN_BOTTOM]
     regions = {
@@ -339,7 +413,9 @@ def facial_hair_features(st, lm, g, photo: Photo) -> dict:
         y, t, c = stats[k]
         out[k] = (float((ref[0] - y) / max(ref[0], 0.05)), float(np.log((t + 1e-3) / (ref[1] + 1e-3))),
                   float((ref[2] - c) / 20.0))
-    out["grid"] = beard_grid(lm, photo, ref_px, ref[1])
+    ref_cues = _ref_cues(ref_px)
+    out["grid"] = beard_grid(lm, photo, ref_cues, ref[1])
+    out["fan"] = beard_fan(lm, photo, ref_cues, ref[1])
     return out
 
 
@@ -362,6 +438,30 @@ def facial_hair_evidence(st, lm, g, photo: Photo) -> dict | None:
             if d is not None and len(d["mean"]) == len(x) else None
     g["beard_prob"] = tuple(None if out[k] is None else out[k][0] for k in ("beard", "moustache"))
     return out
+
+
+def goatee_evidence(f: dict) -> tuple[float, float] | None:
+    """(probability, drawing threshold) of the fitted goatee detector (the
+    chin's hair with the jaw's sides bare, against a full beard or stubble)
+    over a beard's cues ``f`` (:func:`facial_hair_features`), or None where
+    no detector for these cues is fitted or the cues are not measured. Asked
+    only of a beard that is drawn: it decides its shape, not whether it is
+    there (``avatarizer-export detectors``, task ``goatee``: logistic, on the
+    beard styles labelled by eye, threshold chosen for precision)."""
+    det = detectors().get("goatee")
+    if det is None or not f or "fan" not in f:
+        return None
+    x = goatee_vector(f)
+    if len(det["mean"]) != len(x) or not np.isfinite(x).all():
+        return None
+    return float(probabilities(det, x)[1]), float(det["thresholds"]["yes"])
+
+
+def is_goatee(evidence) -> bool:
+    """Whether a drawn beard is drawn as a goatee: the goatee detector's
+    probability (``evidence``: :func:`goatee_evidence`'s pair, or None) at
+    or past its threshold."""
+    return evidence is not None and evidence[0] >= evidence[1]
 
 
 def beard_opacity(prob: float, threshold: float) -> float:
@@ -396,7 +496,11 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
         beard_rgb = g["beard_rgb"] = sample_beard_rgb(photo.rgb, np.asarray(lm, np.float64)[:, :2], col["skin"],
                                                       photo.valid, grid=(photo.gx, photo.gy))
         face = g["face"]
-        P.put(p, "beard", P.beard_outline(face, g["geo"][LOWER_LIP_BOTTOM], g["chin"]))
+        g["goatee"] = goatee_evidence(g["beard_features"])
+        if is_goatee(g["goatee"]):  # the chin's hair, the jaw's sides bare
+            P.put(p, "beard", P.goatee_outline(P.pts(p, "lip_lower_outer"), g["chin"]))
+        else:
+            P.put(p, "beard", P.beard_outline(face, g["geo"][LOWER_LIP_BOTTOM], g["chin"]))
         p[S.index("beard.opacity")] = clamp(0.5 + 0.06 * beard, 0.5, 0.95) if opacity is None else opacity
         set_rgb(p, "beard", gain(st, beard_rgb if beard_rgb is not None
                                  else 0.75 * g.get("chin_dark_rgb", hair) + 0.25 * hair) * 0.9)
@@ -630,6 +734,12 @@ def glasses_detector_vector(g) -> np.ndarray:
 def beard_vector(f) -> np.ndarray:
     v = [*f["chin"], *f["jaw"], *f["must"]]
     return np.array(v + [abs(f["chin"][0]), abs(f["jaw"][0]), abs(f["must"][0])] + list(f["grid"]))
+
+
+def goatee_vector(f) -> np.ndarray:
+    """The goatee detector's input: :func:`beard_vector` and the cells of
+    :func:`beard_fan`, which reach the jaw's sides."""
+    return np.concatenate([beard_vector(f), np.asarray(f["fan"], np.float64)])
 
 
 def rule_scores(x) -> tuple[float, float]:

@@ -16,19 +16,27 @@ from .style import ArtistStyle
 __all__ = ["AutoArtist", "exaggerate_params", "geometry_mask", "mean_avatar", "skin_mask"]
 
 
-def _beard_reading(style, lm, g):
-    """A function returning the beard detector's (probability, threshold)
-    for the face measured in ``g`` (None when the lower face is not in the
-    crop or no detector is fitted), computed once, when first called."""
+def _facial_hair_readings(style, lm, g):
+    """Two functions: the beard detector's (probability, threshold) for the
+    face measured in ``g``, and the goatee detector's
+    (:func:`accessories.goatee_evidence`: the shape of a drawn beard), each
+    None when the lower face is not in the crop or no detector is fitted;
+    the lower face's cues are measured once, when either is first called."""
     got = []
 
-    def reading():
+    def evidence():
         if not got:
-            ev = accessories.facial_hair_evidence(style, lm, g, g["photo"])
-            got.append(None if ev is None else ev["beard"])
+            got.append(accessories.facial_hair_evidence(style, lm, g, g["photo"]))
         return got[0]
 
-    return reading
+    def beard():
+        ev = evidence()
+        return None if ev is None else ev["beard"]
+
+    def goatee():
+        return None if evidence() is None else accessories.goatee_evidence(g["beard_features"])
+
+    return beard, goatee
 
 
 def _bald_reading(style, lm, g, skin):
@@ -169,7 +177,7 @@ class AutoArtist:
             if glasses:
                 accessories.glasses(self.style, p, lm, g, g["photo"], {"skin": skin}, cues=cues)
                 if cues is not None:  # the beard and bald detectors' readings, for the caller to decide with
-                    cues["beard"] = _beard_reading(self.style, lm, g)
+                    cues["beard"], cues["goatee"] = _facial_hair_readings(self.style, lm, g)
                     cues["bald"] = _bald_reading(self.style, lm, g, skin)
         else:
             skin = None

@@ -166,6 +166,8 @@ class HairStage(Stage):
                                           {settings["hair_colour"]: 1.0})
             if "glasses" in settings:  # drawn in the artist's shape where it measured one
                 fused = attrs["glasses_type"] if glasses_cues is not None else None
+        if glasses_cues is not None:  # a drawn beard's shape (H, the artist's detector or the app drew it)
+            H.read_beard_style(attrs, glasses_cues.get("goatee"))
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         query = H.bald_query(attrs)
