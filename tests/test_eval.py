@@ -593,6 +593,7 @@ def test_eval_without_any_face_prints_null_metrics(tmp_path, capsys):
         shipped, artist = res["methods"]["shipped"], res["methods"]["artist"]
         assert shipped["param_l1"] is None and shipped["identity_top1"] is None and shipped["identity_n"] == 0
         assert artist["skin_delta_e"] is None and "param_l1" not in artist
+        assert shipped["identity_top1_frontal_hatless"] is None and shipped["hats_drawn"] == 0
 
 
 def test_photos_without_an_avatar_are_left_out_of_the_means_not_scored_perfect(tmp_path, monkeypatch):
@@ -635,6 +636,43 @@ def test_photos_without_an_avatar_are_left_out_of_the_means_not_scored_perfect(t
     res = E.evaluate(files, ["shipped"], progress=False, identity_n=2)["methods"]["shipped"]
     assert res["no_avatar"] == 2 and np.isnan(res["param_l1"]) and np.isnan(res["skin_delta_e"])
     assert np.isnan(res["hair_delta_e"]) and np.isnan(res["hair_iou"]) and res["identity_top1"] == 0.0
+
+
+def test_the_hat_free_identity_scores_the_same_avatars_drawn_without_their_hats(tmp_path, monkeypatch):
+    """``identity_top1_frontal_hatless`` and ``_symmetric_hatless``: the
+    same avatars, those drawn with a hat drawn again without it (the hair
+    as drawn), scored by the same landmark probe; ``hats_drawn`` counts
+    them. Without a hat they are the main numbers; with hats on some
+    avatars, exactly the numbers of the same avatars never given one."""
+    from avatarizer import schema as S
+    from avatarizer_export import evaluate as E
+
+    names = ["ffhq-0001.jpg", "ffhq-0002.jpg", "ffhq-0003.jpg", "ffhq-0004.jpg"]
+    f = _photos(tmp_path, {f"f/{n}": n for n in names})
+    files = [f[f"f/{n}"] for n in names]
+    keep: dict = {}
+    E.evaluate(files, ["artist"], progress=False, keep=keep, identity_n=4)
+    avatars = np.asarray(keep["gts"], np.float32)
+    assert (avatars[:, S.index("headwear.type")] == 0).all()  # (these four: no hat)
+
+    def run(params):
+        monkeypatch.setattr(E, "shipped_params", lambda files, *a, attributes=None, **k: params.copy())
+        return E.evaluate(files, ["shipped"], progress=False, identity_n=4)["methods"]["shipped"]
+
+    bare = run(avatars)
+    assert bare["hats_drawn"] == 0
+    for k in ("frontal", "symmetric"):
+        assert bare[f"identity_top1_{k}_hatless"] == bare[f"identity_top1_{k}"]
+    hatted = avatars.copy()
+    for i in (0, 2):  # a beanie down to the brows on two of them
+        hatted[i, S.index("headwear.type")] = 2
+        hatted[i, S.index("headwear.band_y")] = -0.45
+        hatted[i, S.index("headwear.crown")] = 0.3
+    hatted = S.clip(hatted)
+    res = run(hatted)
+    assert res["hats_drawn"] == 2
+    for k in ("frontal", "symmetric"):
+        assert res[f"identity_top1_{k}_hatless"] == bare[f"identity_top1_{k}"]
 
 
 def test_identity_among_fewer_than_two_photos_is_null(tmp_path, capsys):
