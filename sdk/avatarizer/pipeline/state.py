@@ -35,9 +35,12 @@ class Face:
                                   ``glasses_probs`` (or None), which the
                                   fusion reads, ``glasses_shape``, a
                                   function drawing them as clear glasses,
-                                  and ``beard``, a function measuring the
+                                  ``beard``, a function measuring the
                                   beard network's (probability,
-                                  threshold)), or None
+                                  threshold), ``goatee``, the goatee
+                                  detector's (the shape of a drawn
+                                  beard), and ``bald``, the bald
+                                  detector's), or None
     hair_params         hair      (80,) float32: the hair slice
     accessory_params    hair      (66,) float32: the accessories slice
     attributes          hair      the attribute regressor's decoded output
