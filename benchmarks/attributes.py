@@ -50,7 +50,7 @@ def stats(ms: list[float]) -> dict:
             "p99_ms": round(float(np.percentile(v, 99)), 3), "max_ms": round(float(v.max()), 3), "n": int(len(v))}
 
 
-def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1) -> dict:
+def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, video=None) -> dict:
     from mediapipe.python.solutions import face_mesh
 
     from avatarizer import Avatarizer
@@ -60,7 +60,7 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1) 
 
     if hasattr(os, "sched_setaffinity") and cores > 0:
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
-    images, source = bench_frames(frames + warmup)
+    images, source = bench_frames(frames + warmup, video=video)
     log(f"frames: {source}")
     entry = Manifest.load().find("attributes", precision="int8")
     sessions = {f"h_{entry.name}": Session.from_entry(entry)}
@@ -121,10 +121,15 @@ def main(argv=None) -> int:
     ap.add_argument("--cores", type=int, default=1,
                     help="pin the process to this many CPU cores (default 1; 0: leave it on all it may use)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--video", default=None, help="a clip or a folder of .mp4 clips, centre-cropped to 512x512 (default $AVATARIZER_BENCH_VIDEO, else the bundled portrait with synthetic head motion)")
     args = ap.parse_args(argv)
     if args.cores < 0:
         ap.error("--cores must be 0 (all) or a positive number")
-    res = run(args.frames, args.warmup, args.model, log=(lambda *_: None) if args.json else print, cores=args.cores)
+    try:
+        res = run(args.frames, args.warmup, args.model, log=(lambda *_: None) if args.json else print,
+                  cores=args.cores, video=args.video)
+    except (OSError, ValueError) as exc:  # a missing or unreadable clip or model: one line, not a traceback
+        ap.exit(1, f"{ap.prog}: error: {exc}\n")
     if args.json:
         print(json.dumps(res))
         return 0

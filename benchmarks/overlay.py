@@ -9,7 +9,7 @@ hold on a loaded machine), after a warm-up.
                                             #  "ratio_p50_fast", "ratio_p50_threads", "max_abs_difference",
                                             #  "max_abs_difference_threads"}
 
-Frames are those of ``avatarizer bench`` (the clips named by
+Frames are those of ``avatarizer bench`` (the clips named by ``--video`` or
 ``$AVATARIZER_BENCH_VIDEO``, centre-cropped to 512×512; else the bundled sample
 portrait with synthetic head motion), their avatars made once in video
 mode beforehand (only ``overlay`` is timed). ``before`` is the previous code:
@@ -128,8 +128,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed passes over the frames (default 3)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--order", choices=("rgb", "bgr"), default="rgb")
+    ap.add_argument("--video", default=None, help="a clip or a folder of .mp4 clips, centre-cropped to 512x512 (default $AVATARIZER_BENCH_VIDEO, else the bundled portrait with synthetic head motion)")
     args = ap.parse_args(argv)
-    images, source = bench_frames(args.frames)
+    try:
+        images, source = bench_frames(args.frames, video=args.video)
+    except (OSError, ValueError) as exc:  # a missing or unreadable clip: one line, not a traceback
+        ap.exit(1, f"{ap.prog}: error: {exc}\n")
     pairs = []
     with Avatarizer(mode="video", max_faces=1) as av:
         for i, img in enumerate(images):

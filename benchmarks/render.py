@@ -64,7 +64,7 @@ def _pct(times) -> dict:
             "max_ms": round(float(t.max()), 3), "n": int(t.size)}
 
 
-def real_scenes(faces: Path, n_photos: int, n_frames: int) -> tuple[list[np.ndarray], str]:
+def real_scenes(faces: Path, n_photos: int, n_frames: int, video=None) -> tuple[list[np.ndarray], str]:
     """Avatars of real faces: photos (image mode) and clip frames (video mode)."""
     import cv2
 
@@ -78,7 +78,7 @@ def real_scenes(faces: Path, n_photos: int, n_frames: int) -> tuple[list[np.ndar
             got = [av.from_frame(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)) for f in photos]
         params += [a.params for a in got if a is not None]
         parts.append(f"{sum(a is not None for a in got)} photos of {faces}")
-    frames, source = bench_frames(n_frames)
+    frames, source = bench_frames(n_frames, video=video)
     with Avatarizer(mode="video", max_faces=1) as av:
         got = [av.from_frame(img, timestamp_ms=i * 1000.0 / 30) for i, img in enumerate(frames)]
     params += [a.params for a in got if a is not None]
@@ -160,6 +160,9 @@ def main(argv=None):
     ap.add_argument("--faces", type=Path, default=ROOT.parent / "shared" / "data" / "faces" / "ffhq128")
     ap.add_argument("--photos", type=_non_negative_int, default=40, help="real scenes: photos (image mode)")
     ap.add_argument("--frames", type=_positive_int, default=40, help="real scenes: clip frames (video mode)")
+    ap.add_argument("--video", default=None, help="real scenes: a clip or a folder of .mp4 clips for the video-mode "
+                                                  "frames (default $AVATARIZER_BENCH_VIDEO, else the bundled "
+                                                  "portrait with synthetic head motion)")
     ap.add_argument("--repeats", type=_positive_int, default=240, help="timed frames per native backend and size")
     ap.add_argument("--slow-repeats", type=_positive_int, default=8, help="timed frames for pycairo and pillow")
     ap.add_argument("--no-slow", action="store_true", help="skip pycairo and pillow")
@@ -172,7 +175,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     sizes = args.sizes
     if args.scenes == "real":
-        params, scenes = real_scenes(args.faces, args.photos, args.frames)
+        try:
+            params, scenes = real_scenes(args.faces, args.photos, args.frames, video=args.video)
+        except (OSError, ValueError) as exc:  # a missing or unreadable clip: one line, not a traceback
+            ap.exit(1, f"{ap.prog}: error: {exc}\n")
     else:
         params, scenes = list(schema.sample(24, seed=args.seed)), "24 schema.sample avatars"
     params = [np.ascontiguousarray(p, np.float32) for p in params]

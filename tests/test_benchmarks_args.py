@@ -39,6 +39,17 @@ def test_bench_main_missing_video_is_one_line(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("script", ["overlay.py", "attributes.py", "render.py"])
+def test_a_missing_video_is_one_line(script, tmp_path):
+    """The benchmarks that time ``avatarizer bench``'s frames take ``--video``
+    as it does (its frames' source line names the option); a path that is
+    not there ends in one line and status 1."""
+    missing = tmp_path / "no.mp4"
+    res = _script(script, "--video", str(missing), "--frames", "2")
+    assert res.returncode == 1
+    assert _error_lines(res, script) == [f"{script}: error: no such video file or folder: {missing}"], res.stderr
+
+
 def test_stream_decode_refuses_a_clip_shorter_than_frames():
     """Decoded in the loop, a clip is not looped: with fewer frames than --frames the
     runs would stop short and the undelivered frames count as time 0 (fps 0.0)."""
