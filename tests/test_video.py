@@ -1153,6 +1153,42 @@ def test_steady_style_shows_another_family_only_when_found_twice():
     assert steady_style(fam, 4, None, 0, {"headwear"}) == (4, 0)  # (a gate that still fires: as any family)
 
 
+def test_a_streams_beard_shape_changes_only_when_read_twice():
+    """``steady_beard_style``: the first shape read is shown at once; another
+    only when the next refresh reads it too (a goatee probability near its
+    threshold flipped the outline between refreshes while the tracker
+    blended the two polygons); a refresh that read none keeps the stream's;
+    where the shape shown is not the one read, the attributes say the shown
+    one, its probability from that refresh, and that it was kept."""
+    from avatarizer.hair import public_attributes, steady_beard_style
+
+    def read(style, prob):
+        return {"beard_style": style, "beard_style_probability": prob}
+
+    a = read("goatee", 0.8)
+    assert steady_beard_style(a, None, None) == ("goatee", None) and a["beard_style"] == "goatee"
+    a = read("full", 0.7)  # once: the goatee stays, "full" noted
+    assert steady_beard_style(a, "goatee", None) == ("goatee", "full")
+    assert a == {"beard_style": "goatee", "beard_style_probability": pytest.approx(0.3),
+                 "beard_style_by": "kept from earlier refreshes"}
+    a = read("full", 0.75)  # twice in a row: shown
+    assert steady_beard_style(a, "goatee", "full") == ("full", None) and a["beard_style"] == "full"
+    assert "beard_style_by" not in a
+    a = read("goatee", 0.9)  # back to the shape shown: nothing pending
+    assert steady_beard_style(a, "goatee", "full") == ("goatee", None)
+    assert steady_beard_style({}, "goatee", "full") == ("goatee", "full")  # no beard read this time
+    # the public attributes say it was kept
+    from avatarizer import hair as HR
+    from test_attributes import _outputs
+
+    attrs = HR.decode_attributes(_outputs(binary=(0.1, 0.9, 0.1, 0.1, 0.9)), draw={"beard": 0.78, "moustache": 0.77})
+    HR.read_beard_style(attrs, (0.5, 0.6))  # full, this refresh
+    steady_beard_style(attrs, "goatee", None)
+    pub = public_attributes(attrs)["beard"]
+    assert pub["style"] == "goatee" and pub["style_probability"] == pytest.approx(0.5)
+    assert pub["style_decided_by"] == "kept from earlier refreshes"
+
+
 def test_a_streams_hairstyle_does_not_flip_between_refreshes(monkeypatch):
     """Each refresh retrieved a style from that moment's silhouette: on clip
     d6 a woman's bun was drawn short, then buzz, then short again. A stream

@@ -58,7 +58,7 @@ __all__ = [
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
     "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
-    "steady_style", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn",
+    "steady_style", "steady_beard_style", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn",
     "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
@@ -420,6 +420,8 @@ def _public_view(a: Mapping) -> dict:
     if out["beard"]["value"] and a.get("beard_style"):  # the drawn beard's shape (read_beard_style)
         out["beard"]["style"] = a["beard_style"]
         out["beard"]["style_probability"] = float(a["beard_style_probability"])
+        if a.get("beard_style_by"):  # a stream's shape kept over a refresh that read the other
+            out["beard"]["style_decided_by"] = a["beard_style_by"]
     if a.get("glasses_by") and "glasses" not in a.get("set_by_app", ()):  # drawn from the artist's cues
         out["glasses"]["decided_by"] = a["glasses_by"]
     if a.get("headwear_by") and "headwear" not in a.get("set_by_app", ()):  # not drawn (a face cut by the edge)
@@ -1552,6 +1554,28 @@ def read_beard_style(attributes: dict, evidence) -> dict:
     attributes["beard_style"] = "goatee" if goatee else "full"
     attributes["beard_style_probability"] = float(ev[0] if goatee else 1.0 - ev[0])
     return attributes
+
+
+def steady_beard_style(attributes: dict, shown: str | None, pending: str | None) -> tuple[str | None, str | None]:
+    """The drawn beard's shape a stream keeps, ``(shown, pending)``, after a
+    refresh read ``attributes["beard_style"]`` (:func:`read_beard_style`;
+    none read: the stream's kept as it is). As :func:`steady_style` keeps the
+    hair: the first shape is shown at once, another only when the next
+    refresh reads it too (``pending`` holds the first reading), so a goatee
+    probability near its threshold does not flip the beard's outline between
+    refreshes. In place: where the shape shown is not the one read,
+    ``beard_style`` is the one shown, its ``beard_style_probability`` that
+    refresh's probability of it, and ``beard_style_by`` ``"kept from earlier
+    refreshes"``."""
+    new = attributes.get("beard_style")
+    if new is None:
+        return shown, pending
+    if shown is None or new == shown or pending == new:
+        return new, None
+    attributes["beard_style"] = shown
+    attributes["beard_style_probability"] = 1.0 - float(attributes["beard_style_probability"])
+    attributes["beard_style_by"] = "kept from earlier refreshes"
+    return shown, new
 
 
 #: H's P(bald) below which the artist's bald detector is not asked

@@ -80,9 +80,11 @@ class HairStage(Stage):
     def _retrieve(self, face, face_slice: np.ndarray, artist_glasses: np.ndarray | None = None,
                   glasses_cues: dict | None = None, overlap: bool = False,
                   settings: dict | None = None, style: tuple | None = None) -> tuple[np.ndarray, dict, tuple]:
-        """(the full vector, the attributes, the stream's ``(shown, pending)``
-        hairstyle): ``style`` is the stream's so far (video; None: none, the
-        style retrieved is drawn), kept steady by :func:`hair.steady_style`."""
+        """(the full vector, the attributes, the stream's ``(shown, pending,
+        (beard shown, beard pending))`` hairstyle and beard shape): ``style``
+        is the stream's so far (video; None: none, the style retrieved and
+        the beard read are drawn), kept steady by :func:`hair.steady_style`
+        and :func:`hair.steady_beard_style`."""
         from .. import hair as H
         from .. import headwear as HW
         from ..artist import crop_valid_mask
@@ -168,12 +170,15 @@ class HairStage(Stage):
                 fused = attrs["glasses_type"] if glasses_cues is not None else None
         if glasses_cues is not None:  # a drawn beard's shape (H, the artist's detector or the app drew it)
             H.read_beard_style(attrs, glasses_cues.get("goatee"))
+        # a stream's beard shape changes only when two refreshes in a row read it
+        beard = (None, None) if style is None else H.steady_beard_style(attrs, *style[2])
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         query = H.bald_query(attrs)
         idx = self.retriever.query(query, mask, face.canonical, valid=valid)
         if style is not None:  # a stream: the style shown only changes when found twice (or a gate decides)
-            idx, pending = H.steady_style(self.retriever.families, *style, idx, self.retriever.gated_families(query))
+            idx, pending = H.steady_style(self.retriever.families, *style[:2], idx,
+                                          self.retriever.gated_families(query))
         else:
             pending = None
         base = schema.default()
@@ -197,7 +202,7 @@ class HairStage(Stage):
             # missing or unreadable glasses_fusion.json, an H it was not fitted with): reported as drawn
             full[GLASSES] = artist_glasses
             H.add_artist_glasses(attrs, artist_glasses[0], artist_probs)
-        return full, attrs, (idx, pending)
+        return full, attrs, (idx, pending, beard)
 
     def run(self, state: FrameState) -> None:
         with state.timer(self.name):
@@ -216,7 +221,7 @@ class HairStage(Stage):
                     else:
                         # this track's style so far (a stream's): kept unless found changed twice
                         style = None if cache is None else hit[4] if hit is not None and hit[3] == gen \
-                            else (None, None)
+                            else (None, None, (None, None))
                         full, attributes, style = self._retrieve(f.aligned, f.face_params, f.artist_glasses,
                                                                  f.glasses_cues, overlap=stream is None,
                                                                  settings=state.settings, style=style)

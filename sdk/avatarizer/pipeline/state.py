@@ -178,10 +178,11 @@ class StreamState:
             (:meth:`Face.identity`), or None; ``identity_asked_ms`` when it was
             asked for (stream time).
         hair: per face index, ``(time ms, full parameters, attributes,
-            generation, (shown, pending) hairstyle)`` of the last hair
-            retrieval (the hair stage refreshes it at most every
+            generation, (shown, pending, (beard shown, beard pending)))`` of
+            the last hair retrieval (the hair stage refreshes it at most every
             :data:`avatarizer.pipeline.hair.VIDEO_REFRESH_MS`; the style kept
-            steady between refreshes by :func:`avatarizer.hair.steady_style`).
+            steady between refreshes by :func:`avatarizer.hair.steady_style`,
+            the beard's shape by :func:`avatarizer.hair.steady_beard_style`).
         merged: the merge stage's last merge of the identity's arrays
             (``((face, hair, accessories, attributes, age), params)``), reused
             while they are the same objects.
