@@ -50,6 +50,10 @@ def stats(ms: list[float]) -> dict:
             "p99_ms": round(float(np.percentile(v, 99)), 3), "max_ms": round(float(v.max()), 3), "n": int(len(v))}
 
 
+class BenchInputError(Exception):
+    """The frames to time could not be read (``--video``)."""
+
+
 def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, video=None) -> dict:
     from mediapipe.python.solutions import face_mesh
 
@@ -60,7 +64,10 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, 
 
     if hasattr(os, "sched_setaffinity") and cores > 0:
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
-    images, source = bench_frames(frames + warmup, video=video)
+    try:
+        images, source = bench_frames(frames + warmup, video=video)
+    except (OSError, ValueError) as exc:  # a missing or unreadable clip: the caller says it in one line
+        raise BenchInputError(str(exc)) from exc
     log(f"frames: {source}")
     entry = Manifest.load().find("attributes", precision="int8")
     sessions = {f"h_{entry.name}": Session.from_entry(entry)}
@@ -128,7 +135,7 @@ def main(argv=None) -> int:
     try:
         res = run(args.frames, args.warmup, args.model, log=(lambda *_: None) if args.json else print,
                   cores=args.cores, video=args.video)
-    except (OSError, ValueError) as exc:  # a missing or unreadable clip or model: one line, not a traceback
+    except BenchInputError as exc:  # a missing or unreadable clip: one line, not a traceback
         ap.exit(1, f"{ap.prog}: error: {exc}\n")
     if args.json:
         print(json.dumps(res))

@@ -1157,7 +1157,8 @@ def test_a_streams_beard_shape_changes_only_when_read_twice():
     """``steady_beard_style``: the first shape read is shown at once; another
     only when the next refresh reads it too (a goatee probability near its
     threshold flipped the outline between refreshes while the tracker
-    blended the two polygons); a refresh that read none keeps the stream's;
+    blended the two polygons); a refresh that read none keeps the stream's
+    shape and forgets the pending one;
     where the shape shown is not the one read, the attributes say the shown
     one, its probability from that refresh, and that it was kept."""
     from avatarizer.hair import public_attributes, steady_beard_style
@@ -1176,7 +1177,7 @@ def test_a_streams_beard_shape_changes_only_when_read_twice():
     assert "beard_style_by" not in a
     a = read("goatee", 0.9)  # back to the shape shown: nothing pending
     assert steady_beard_style(a, "goatee", "full") == ("goatee", None)
-    assert steady_beard_style({}, "goatee", "full") == ("goatee", "full")  # no beard read this time
+    assert steady_beard_style({}, "goatee", "full") == ("goatee", None)  # none read: the next must read twice
     # the public attributes say it was kept
     from avatarizer import hair as HR
     from test_attributes import _outputs
@@ -1187,6 +1188,36 @@ def test_a_streams_beard_shape_changes_only_when_read_twice():
     pub = public_attributes(attrs)["beard"]
     assert pub["style"] == "goatee" and pub["style_probability"] == pytest.approx(0.5)
     assert pub["style_decided_by"] == "kept from earlier refreshes"
+
+
+def test_a_stream_with_a_drawn_beard_keeps_refreshing(monkeypatch):
+    """A stream whose face has a drawn beard (here the app sets one) refreshes
+    its identity again and again: the beard's shape kept in the stream's hair
+    cache is a (shown, pending) pair of shapes (a refresh once stored the
+    beard's sampled colour there, and the next refresh failed unpacking it:
+    a TypeError out of ``from_frame`` while warming up, the identity worker's
+    answers stopped after)."""
+    from avatarizer import Avatarizer
+    from avatarizer import hair as H
+    from avatarizer.bench import builtin_frames
+    from avatarizer.video import TrackerOptions
+
+    seen = []
+    real = H.steady_beard_style
+
+    def steady(attributes, shown, pending):
+        seen.append((shown, pending))
+        return real(attributes, shown, pending)
+
+    monkeypatch.setattr(H, "steady_beard_style", steady)
+    frames = builtin_frames(8)
+    with Avatarizer(mode="video", max_faces=1, attributes={"beard": True},
+                    tracker=TrackerOptions(identity_every_ms=0)) as av:
+        for i, frame in enumerate(frames):
+            a = av.from_frame(frame, timestamp_ms=i * 600.0)  # each frame past the hair's refresh interval
+            assert a is not None and a.attributes["beard"]["value"] is True
+    assert len(seen) >= 3, seen  # refreshed on several frames, each with the stream's pair
+    assert all(len(pair) == 2 and all(v in (None, "goatee", "full") for v in pair) for pair in seen), seen
 
 
 def test_a_streams_hairstyle_does_not_flip_between_refreshes(monkeypatch):

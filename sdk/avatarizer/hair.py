@@ -1563,13 +1563,14 @@ def steady_beard_style(attributes: dict, shown: str | None, pending: str | None)
     hair: the first shape is shown at once, another only when the next
     refresh reads it too (``pending`` holds the first reading), so a goatee
     probability near its threshold does not flip the beard's outline between
-    refreshes. In place: where the shape shown is not the one read,
+    refreshes; a refresh that reads none (no beard drawn) keeps the shape
+    shown and forgets the pending one. In place: where the shape shown is not the one read,
     ``beard_style`` is the one shown, its ``beard_style_probability`` that
     refresh's probability of it, and ``beard_style_by`` ``"kept from earlier
     refreshes"``."""
     new = attributes.get("beard_style")
     if new is None:
-        return shown, pending
+        return shown, None
     if shown is None or new == shown or pending == new:
         return new, None
     attributes["beard_style"] = shown

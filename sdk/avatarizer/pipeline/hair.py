@@ -171,7 +171,7 @@ class HairStage(Stage):
         if glasses_cues is not None:  # a drawn beard's shape (H, the artist's detector or the app drew it)
             H.read_beard_style(attrs, glasses_cues.get("goatee"))
         # a stream's beard shape changes only when two refreshes in a row read it
-        beard = (None, None) if style is None else H.steady_beard_style(attrs, *style[2])
+        beard_shape = (None, None) if style is None else H.steady_beard_style(attrs, *style[2])
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         query = H.bald_query(attrs)
@@ -202,7 +202,7 @@ class HairStage(Stage):
             # missing or unreadable glasses_fusion.json, an H it was not fitted with): reported as drawn
             full[GLASSES] = artist_glasses
             H.add_artist_glasses(attrs, artist_glasses[0], artist_probs)
-        return full, attrs, (idx, pending, beard)
+        return full, attrs, (idx, pending, beard_shape)
 
     def run(self, state: FrameState) -> None:
         with state.timer(self.name):
