@@ -499,22 +499,23 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
                     r3[i] = got
             idv = M.identity_variants(lm3s, r3, n=identity_n)
             hits, n = idv["hits"]["identity_top1"], idv["identity_n"]
-            # the same avatars with no hat drawn (the hair as drawn): a crown down to the forehead hides
-            # the brows' tops the landmark probe reads on the render, while it reads the photo's face
-            # under the real hat (session 20: the shipped frontal identity 0.697 -> 0.670 with hats
-            # placed where the photo shows them, 0.702 with the same avatars drawn without them)
-            hatted = np.flatnonzero(np.isfinite(preds).all(1) & (preds[:, schema.index("headwear.type")] > 0.5))
-            r3_bare = r3.copy()
-            for i in hatted:
-                bare = preds[i].copy()
-                bare[schema.index("headwear.type")] = 0.0
-                got = probe.landmarks3d(avatarizer.render(bare, M.RENDER_SIZE, background="white"))
-                r3_bare[i] = np.nan if got is None else got
-            idv_bare = M.identity_variants(lm3s, r3_bare, n=identity_n) if len(hatted) else idv
             # photos the method drew no avatar for (the SDK found no face) are misses for the
             # renders and identity, and left out of the means against the photo or the pseudo
             # ground truth (filled with it they scored as perfect); counted in no_avatar
             has = np.isfinite(preds).all(1)
+            # the same avatars with no hat drawn (the hair as drawn): a crown down to the forehead hides
+            # the brows' tops the landmark probe reads on the render, while it reads the photo's face
+            # under the real hat (session 20: the shipped frontal identity 0.697 -> 0.670 with hats
+            # placed where the photo shows them, 0.702 with the same avatars drawn without them)
+            hat_type = schema.index("headwear.type")
+            hatted = np.flatnonzero(has & (preds[:, hat_type] > 0.5))
+            r3_bare = r3.copy()
+            for i in hatted:
+                bare = preds[i].copy()
+                bare[hat_type] = 0.0
+                got = probe.landmarks3d(avatarizer.render(bare, M.RENDER_SIZE, background="white"))
+                r3_bare[i] = np.nan if got is None else got
+            idv_bare = M.identity_variants(lm3s, r3_bare, n=identity_n) if len(hatted) else idv
             skin_de = np.full(len(preds), np.nan)
             if has.any():
                 skin_de[has] = M.delta_e(skins[has], preds[has][:, [schema.index(f"face.{c}") for c in "rgb"]])

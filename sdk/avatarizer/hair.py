@@ -1492,6 +1492,18 @@ _HEADWEAR_RGB = (0.22, 0.24, 0.3)
 ARTIST_BEARD_GATE = 0.05
 
 
+def _evidence(evidence, *args) -> tuple[float, float] | None:
+    """An artist detector's (probability, threshold) as finite floats, from
+    the pair or a function of ``args`` returning it; None for None or a
+    pair that is not finite."""
+    if callable(evidence):
+        evidence = evidence(*args)
+    if evidence is None:
+        return None
+    prob, threshold = float(evidence[0]), float(evidence[1])
+    return (prob, threshold) if np.isfinite(prob) and np.isfinite(threshold) else None
+
+
 def _artist_flag(a: dict, name: str, evidence, gate: float, *args) -> tuple[float, float] | None:
     """The artist's detector's (probability, threshold) for flag ``name``
     where it fires (``evidence``: that pair, a function of ``args``
@@ -1499,13 +1511,10 @@ def _artist_flag(a: dict, name: str, evidence, gate: float, *args) -> tuple[floa
     H's P(name) is at least ``gate``; else None."""
     if evidence is None or a["drawn"][name] or not _flag(a, name) >= gate:
         return None
-    if callable(evidence):
-        evidence = evidence(*args)
-        if evidence is None:
-            return None
-    prob, threshold = float(evidence[0]), float(evidence[1])
-    if not (np.isfinite(prob) and np.isfinite(threshold) and prob >= threshold):
+    got = _evidence(evidence, *args)
+    if got is None or not got[0] >= got[1]:
         return None
+    prob, threshold = got
     a[f"{name}_model_read"] = float(a[name])
     a[name] = prob
     a["drawn"][name] = a["decided"][name] = True
@@ -1547,8 +1556,8 @@ def read_beard_style(attributes: dict, evidence) -> dict:
 
     if not attributes["drawn"].get("beard"):
         return attributes
-    ev = evidence() if callable(evidence) else evidence
-    if ev is None or not all(np.isfinite(ev)):
+    ev = _evidence(evidence)
+    if ev is None:
         return attributes
     goatee = is_goatee(ev)
     attributes["beard_style"] = "goatee" if goatee else "full"

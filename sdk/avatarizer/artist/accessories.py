@@ -363,10 +363,12 @@ def beard_fan(lm, photo: Photo, ref: tuple, ref_tex: float) -> list[float]:
     row = np.searchsorted(ys, cy, side="right") - 1  # (rows,)
     side = (cx >= mid).astype(np.intp)  # (cols,)
     # each pooled pixel's fraction of the way from the middle to its side's outline at its height
-    edge = np.stack([np.interp(cy, o[np.argsort(o[:, 1]), 1], o[np.argsort(o[:, 1]), 0]) for o in outlines])
+    by_y = [o[np.argsort(o[:, 1])] for o in outlines]
+    edge = np.stack([np.interp(cy, o[:, 1], o[:, 0]) for o in by_y])
     reach = edge[side].T - mid  # (rows, cols)
     # (where the outline meets the middle, no column: the row's pixels are left out)
-    t = np.where(np.abs(reach) > 1e-6, (cx[None, :] - mid) / np.where(np.abs(reach) > 1e-6, reach, 1.0), np.inf)
+    apart = np.abs(reach) > 1e-6
+    t = np.where(apart, (cx[None, :] - mid) / np.where(apart, reach, 1.0), np.inf)
     col = np.searchsorted(FAN_COLUMNS, t, side="right") - 1
     inside = valid & (row[:, None] >= 0) & (row[:, None] < FAN_ROWS) & (col >= 0) & (col < ncol)
     if np.count_nonzero(inside) < 4:
