@@ -403,7 +403,7 @@ def test_a_small_hair_region_keeps_its_sampled_colour(monkeypatch):
     crop = np.clip(np.array([0.55, 0.45, 0.30]) + rng.normal(0, 0.03, (128, 128, 3)), 0, 1)  # dark blond
     crop = (crop * 255).astype(np.uint8)
     lm = np.zeros((478, 2))
-    monkeypatch.setattr(HR, "hair_colour_probs", lambda px: {"black": 0.02, "brown": 0.08, "blond": 0.86,
+    monkeypatch.setattr(HR, "hair_colour_probs", lambda px, skin=None: {"black": 0.02, "brown": 0.08, "blond": 0.86,
                                                              "red": 0.02, "gray": 0.02})
     for share, moved in ((0.5, True), (0.5 * HR.HAIR_CLASS_MIN_AREA, False)):
         region = np.zeros((128, 128), bool)
@@ -422,7 +422,7 @@ def test_a_small_hair_region_beside_h_reads_as_the_class_reported(monkeypatch):
     rng = np.random.default_rng(0)
     crop = (np.clip(np.array([0.45, 0.34, 0.26]) + rng.normal(0, 0.02, (128, 128, 3)), 0, 1) * 255).astype(np.uint8)
     lm = np.zeros((478, 2))
-    monkeypatch.setattr(HR, "hair_colour_probs", lambda px: {"black": 0.1, "brown": 0.5, "blond": 0.1,
+    monkeypatch.setattr(HR, "hair_colour_probs", lambda px, skin=None: {"black": 0.1, "brown": 0.5, "blond": 0.1,
                                                              "red": 0.05, "gray": 0.25})
     region = np.zeros((128, 128), bool)
     region.flat[:int(0.5 * HR.HAIR_CLASS_MIN_AREA * region.size)] = True

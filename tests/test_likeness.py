@@ -228,8 +228,9 @@ def test_network_detectors_match_torch_and_refuse_bad_weights(tmp_path, monkeypa
     # the hat detector's 17 cues and 2 components of its 256-value pixel block (accessories.hat_inputs)
     hat = {"mean": [0.0] * 19, "scale": [1.0] * 19, "W": [[0.0] * 19] * 2, "b": [0.0, 1.0], "thresholds": {"yes": 0.5},
            "pixels": {"mean": [0.0] * 256, "scale": [1.0] * 256, "basis": [[0.0, 0.0]] * 256}}
-    # the hair colour's 14 colour statistics (hair.hair_colour_features), 5 classes, a grey-hair age prior
-    hc = {"mean": [0.0] * 14, "scale": [1.0] * 14, "W": [[0.0] * 14] * 5, "b": [0.0] * 5, "min_prob": 0.4,
+    # the hair colour's 22 colour statistics (hair.hair_colour_features), 5 classes, a grey-hair age prior
+    n = A.HAIR_COLOUR_FEATURES
+    hc = {"mean": [0.0] * n, "scale": [1.0] * n, "W": [[0.0] * n] * 5, "b": [0.0] * 5, "min_prob": 0.4,
           "age_prior": {"bins": [15.0, 25.0], "gray": [0.1, 1.0, 2.0]}}
     path = tmp_path / "artist_detectors.json"
     monkeypatch.setattr(A, "_DETECTORS_PATH", path)
@@ -237,7 +238,8 @@ def test_network_detectors_match_torch_and_refuse_bad_weights(tmp_path, monkeypa
         ({"detectors": {"glasses": good, "headwear": hat, "hair_colour": hc}}, ["glasses", "hair_colour", "headwear"]),
         # as many inputs as the code computes (a broadcast error at every photo), an age prior that fits
         ({"detectors": {"headwear": {**hat, "mean": [0.0] * 18, "scale": [1.0] * 18, "W": [[0.0] * 18] * 2}}}, []),
-        ({"detectors": {"hair_colour": {**hc, "mean": [0.0] * 13, "scale": [1.0] * 13, "W": [[0.0] * 13] * 5}}},
+        # (a file of session 21 or before: 14 colour statistics, no skin)
+        ({"detectors": {"hair_colour": {**hc, "mean": [0.0] * 14, "scale": [1.0] * 14, "W": [[0.0] * 14] * 5}}},
          []),
         *[({"detectors": {"hair_colour": {**hc, "age_prior": prior}}}, []) for prior in (
             {"bins": [15.0, 25.0], "gray": []}, {"bins": "young", "gray": [1.0]}, [1, 2],
@@ -346,22 +348,28 @@ def test_skin_locus_takes_colour_casts_out():
 def test_hair_colour_classifier_file():
     from avatarizer import hair as H
     from avatarizer.artist import accessories as A
+    from avatarizer.artist.photo import to_lab
 
     doc = json.loads(A._DETECTORS_PATH.read_text())
     m = A.detectors()["hair_colour"]
     assert m["classes"] == list(H.HAIR_COLOURS)
-    assert np.asarray(m["W"]).shape == (5, len(m["mean"])) == (5, 14)
+    assert np.asarray(m["W"]).shape == (5, len(m["mean"])) == (5, 22)
     assert 0.0 < m["min_prob"] < 1.0 and H.hair_colour_gate() == m["min_prob"]
     rep = doc["heldout"]["hair_colour"]
     assert rep["photos"] > 50 and 0.0 <= rep["drawn_reads_as_label"]["balanced_drawn"] <= 1.0
-    # a golden patch reads blond, a near-black one black
+    # a golden patch beside light skin reads blond, a near-black one black; in
+    # a dim photo (hair and skin alike at 60% of the light) still so: the
+    # classifier reads the hair against the skin (session 22)
     rng = np.random.default_rng(0)
     golden = np.clip(np.array([0.80, 0.66, 0.40]) + rng.normal(0, 0.05, (200, 3)), 0, 1)
     black = np.clip(np.array([0.07, 0.06, 0.06]) + rng.normal(0, 0.02, (200, 3)), 0, 1)
-    for px, want in ((golden, "blond"), (black, "black")):
-        p = H.hair_colour_probs(px)
-        assert abs(sum(p.values()) - 1) < 1e-9 and max(p, key=p.get) == want, p
-    assert H.hair_colour_probs(golden[:5]) is None  # too few pixels
+    skin = np.array([0.85, 0.68, 0.58])
+    for gain in (1.0, 0.6):
+        for px, want in ((golden, "blond"), (black, "black")):
+            p = H.hair_colour_probs(px * gain, to_lab(skin * gain))
+            assert abs(sum(p.values()) - 1) < 1e-9 and max(p, key=p.get) == want, (gain, p)
+    assert H.hair_colour_probs(golden[:5], to_lab(skin)) is None  # too few pixels
+    assert H.hair_colour_probs(golden) is None  # no skin to read it against
 
 
 def test_drawn_hair_colour_moves_the_least_way_into_the_class():
@@ -889,6 +897,7 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
     label-dependent) cue vectors under the current artist's key, so
     ``detectors.fit`` runs end to end without measuring a photo. Returns
     (shared, cache, the keys of the photos with a hair colour, their colours)."""
+    from avatarizer.artist import accessories as A
     from avatarizer_export import data
     from avatarizer_export import detectors as D
 
@@ -915,7 +924,8 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
                 + 6.0 * lab["bald"] * np.r_[0, 0, 0, 1, 1, 1],
                 # the hat detector's: the headwear cues, the hat's shape cues, the pixel block
                 "hat": rng.normal(0, 1, 17 + 256) + 3.0 * lab["headwear"] * np.r_[1, 1, 1, np.zeros(14), np.ones(256)],
-                "hair": rng.normal(0, 1, 14) + 3.0 * np.eye(14)[lab["hair_colour"]],
+                # (14 colour statistics and 8 against the skin: the first 8 again, no more draws from rng)
+                "hair": np.resize(rng.normal(0, 1, 14) + 3.0 * np.eye(14)[lab["hair_colour"]], A.HAIR_COLOUR_FEATURES),
                 "hair_rgb": np.clip(np.array(rgb[lab["hair_colour"]]) + rng.normal(0, 0.02, 3), 0, 1)}
         if lab["beard"]:
             lab["beard_style"] = "goatee" if goatee else "full"
@@ -1274,9 +1284,9 @@ def test_the_drawn_hair_has_a_natural_colour(monkeypatch):
     real = H.hair_colour_of_class
     calls = []
 
-    def purple(raw, px, crop_pixels, model=None):
+    def purple(raw, px, crop_pixels, skin_lab=None, model=None):
         calls.append(1)
-        return real(np.array([0.30, 0.12, 0.40], np.float32), px, crop_pixels, model)
+        return real(np.array([0.30, 0.12, 0.40], np.float32), px, crop_pixels, skin_lab, model)
 
     monkeypatch.setattr(H, "hair_colour_of_class", purple)
     for est in ("hybrid", "artist"):
@@ -1301,12 +1311,13 @@ def test_a_cast_sample_is_drawn_in_the_class_it_is_read_as():
     rng = np.random.default_rng(0)
     gate = H.hair_colour_gate()
     checked = 0
+    skin = to_lab(np.array([0.80, 0.62, 0.52]))  # the cheeks the classifier reads the hair against
     for _ in range(300):
         L, c, h = rng.uniform(5, 60), rng.uniform(7, 30), np.radians(rng.uniform(120, 340))
         cast = np.clip(from_lab(np.array([L, c * np.cos(h), c * np.sin(h)])), 0, 1)
         px = np.clip(cast + rng.normal(0, 0.02, (200, 3)), 0, 1).astype(np.float32)
         model = ({"black": 0.3, "brown": 0.3, "blond": 0.1, "red": 0.1, "gray": 0.2}, None)
-        drawn, probs = H.hair_colour_of_class(cast, px, 10_000, model=model)
+        drawn, probs = H.hair_colour_of_class(cast, px, 10_000, skin, model=model)
         if probs is None or max(probs.values()) < gate:
             continue
         checked += 1

@@ -49,7 +49,7 @@ from .checks import is_real
 from . import prior as P
 from . import schema as S
 from .artist import stats
-from .artist.photo import at_size, float_rgb, from_lab, mask01, norm, sample_beard_rgb, to_lab
+from .artist.photo import at_size, float_rgb, from_lab, mask01, norm, poly_mask, sample_beard_rgb, to_lab
 
 __all__ = [
     "HairBank", "HairBankError", "HairEntry", "HairRetriever", "RetrievalWeights", "merge",
@@ -743,10 +743,17 @@ HAIR_FEATURE_PIXELS = 1024
 HAIR_CLASS_MIN_AREA = 0.06
 
 
-def hair_colour_features(px: np.ndarray) -> np.ndarray:
+def hair_colour_features(px: np.ndarray, skin_lab=None) -> np.ndarray:
     """Colour statistics of hair pixels (float RGB, N×3) for the hair-colour
     classifier: CIELAB L* percentiles 10/25/50/75/90, a* and b* quartiles,
-    chroma median and 90th percentile, and the hue angle of the medians."""
+    chroma median and 90th percentile, the hue angle of the medians; then
+    the same hair against the skin under the same light (``skin_lab``, the
+    cheeks' CIELAB: :func:`cheek_skin_lab`): the hair's median, 10th and
+    90th percentile L* less the skin's, its median a* and b* less the
+    skin's, and the skin's L*, a*, b* (NaN without ``skin_lab``). A colour
+    alone does not tell dark blond from light brown in a dim photo, nor
+    platinum from grey; its lightness against the skin does better
+    (``docs/hair.md``, session 22)."""
     lab = to_lab(np.asarray(px, np.float64).reshape(-1, 3))
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     chroma = np.hypot(a, b)
@@ -754,20 +761,58 @@ def hair_colour_features(px: np.ndarray) -> np.ndarray:
     hue = np.degrees(np.arctan2(med_b, med_a))
     # one partition for all four rows (each row's percentiles are those of its own call)
     q = stats.percentile(np.stack([L, a, b, chroma]), [10, 25, 50, 75, 90], axis=1)  # (5 q, 4 rows)
-    return np.concatenate([q[:, 0], q[1:4, 1], q[1:4, 2], q[[2, 4], 3], [hue]])
+    colour = np.concatenate([q[:, 0], q[1:4, 1], q[1:4, 2], q[[2, 4], 3], [hue]])
+    sk = np.full(3, np.nan) if skin_lab is None else np.asarray(skin_lab, np.float64).reshape(3)
+    against = np.array([q[2, 0] - sk[0], q[0, 0] - sk[0], q[4, 0] - sk[0], q[2, 1] - sk[1], q[2, 2] - sk[2]])
+    return np.concatenate([colour, against, sk])
 
 
-def hair_colour_probs(px: np.ndarray) -> dict | None:
-    """P(black, brown, blond, red, gray) of hair pixels (float RGB, N×3) from
-    the fitted hair-colour classifier (``data/artist_detectors.json``,
-    ``avatarizer-export detectors``); None with fewer than 20 pixels or no
-    fitted classifier."""
+#: the rows of the face oval whose median colour is the skin the hair is
+#: read against (:func:`cheek_skin_lab`): this far below the eye line, in
+#: canonical units (the cheeks and the nose, clear of brows, fringe and beard)
+CHEEK_ROWS = (0.05, 0.35)
+#: the cheeks' median reads at most about this many pixels (an even subsample)
+CHEEK_PIXELS = 1024
+
+
+def cheek_skin_lab(crop, landmarks, valid=None) -> np.ndarray | None:
+    """The skin the hair-colour classifier reads the hair against: the
+    median CIELAB colour of the aligned ``crop``'s pixels inside the face
+    oval between :data:`CHEEK_ROWS` below the eye line (``valid``: the crop
+    pixels inside the photo, when given); the whole oval's when fewer than
+    20 of those show; None when the oval shows fewer than 20 pixels."""
+    rgb = float_rgb(crop)
+    size = rgb.shape[0]
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    oval = poly_mask(size, lm[list(_FACE_OVAL)])
+    if valid is not None:
+        oval &= np.asarray(valid, bool)
+    eye_y = float(lm[list(_EYE_CORNERS), 1].mean())
+    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    rows = (g >= eye_y + CHEEK_ROWS[0]) & (g < eye_y + CHEEK_ROWS[1])
+    cheeks = oval & rows[:, None]
+    px = rgb[cheeks] if np.count_nonzero(cheeks) >= 20 else rgb[oval]
+    if len(px) < 20:
+        return None
+    px = px[::max(1, len(px) // CHEEK_PIXELS)]
+    return stats.median(to_lab(px.astype(np.float64)), 0)
+
+
+def hair_colour_probs(px: np.ndarray, skin_lab=None) -> dict | None:
+    """P(black, brown, blond, red, gray) of hair pixels (float RGB, N×3)
+    against the skin ``skin_lab`` (:func:`cheek_skin_lab`) from the fitted
+    hair-colour classifier (``data/artist_detectors.json``,
+    ``avatarizer-export detectors``); None with fewer than 20 pixels, no
+    skin, or no fitted classifier."""
     from .artist.accessories import detectors, probabilities
 
     model = detectors().get("hair_colour")
-    if model is None or len(px) < 20:
+    if model is None or len(px) < 20 or skin_lab is None:
         return None
-    return dict(zip(HAIR_COLOURS, map(float, probabilities(model, hair_colour_features(px)))))
+    x = hair_colour_features(px, skin_lab)
+    if not np.isfinite(x).all():
+        return None
+    return dict(zip(HAIR_COLOURS, map(float, probabilities(model, x))))
 
 
 @lru_cache(maxsize=1)
@@ -897,14 +942,16 @@ def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
 SKIN_DE = 15.0
 
 
-def hair_region_reading(crop, hair_mask, landmarks, valid=None) -> tuple[np.ndarray, np.ndarray, int] | None:
+def hair_region_reading(crop, hair_mask, landmarks, valid=None
+                        ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None] | None:
     """(the region's robust median colour, its pixels (float RGB, N×3), the
-    crop's pixel count): what :func:`hair_colour_of_class` reads; None when
-    the region holds too few pixels."""
+    crop's pixel count, the cheeks' CIELAB (:func:`cheek_skin_lab`)): what
+    :func:`hair_colour_of_class` reads; None when the region holds too few
+    pixels."""
     rgb = float_rgb(crop)
     px = rgb[hair_region(rgb.shape[0], hair_mask, landmarks, valid)]
     raw = _robust_hair_median(px)
-    return None if raw is None else (raw, px, rgb.shape[0] * rgb.shape[1])
+    return None if raw is None else (raw, px, rgb.shape[0] * rgb.shape[1], cheek_skin_lab(rgb, landmarks, valid))
 
 
 def age_gray_ratio(age) -> float:
@@ -973,9 +1020,12 @@ def model_hair_colour(model_probs: Mapping[str, float], priors=None, age=None, t
     return fuse_hair_colour(model_probs, {c: 1.0 for c in HAIR_COLOURS}, priors, age, tone_ratios)
 
 
-def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, model=None) -> tuple[np.ndarray, dict | None]:
+def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, skin_lab=None, model=None
+                         ) -> tuple[np.ndarray, dict | None]:
     """(``raw``, a hair colour sampled from the photo, drawn as the class
-    the classifier reads in the hair region's pixels ``px``; its class
+    the classifier reads in the hair region's pixels ``px`` against the
+    cheeks' ``skin_lab`` (:func:`cheek_skin_lab`; without it the classifier
+    reads nothing and ``raw`` is drawn as it is); its class
     probabilities): :func:`drawn_hair_colour` at the fitted gate, or ``raw``
     as it is when the region covers less than :data:`HAIR_CLASS_MIN_AREA` of
     the crop's ``crop_pixels`` and there is no ``model`` reading to fuse. ``model``: (H's hair-colour probabilities,
@@ -986,7 +1036,7 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, model=None) -> t
     # the classifier's statistics are percentiles: an even subsample of at
     # most HAIR_FEATURE_PIXELS pixels gives them within a fraction of a unit
     step = max(1, len(px) // HAIR_FEATURE_PIXELS)
-    probs = hair_colour_probs(px[::step])
+    probs = hair_colour_probs(px[::step], skin_lab)
     if probs is not None and model is not None and model[0]:
         probs = fuse_hair_colour(model[0], probs, model[1], *model[2:4])
     if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels and (model is None or not model[0]):

@@ -630,7 +630,7 @@ def _feature_count(name: str | None) -> int | None:
 #: The length of :func:`avatarizer.hair.hair_colour_features` (the hair-colour
 #: detector's input; a number here, not a call: the hair module imports this
 #: one; a test checks they agree)
-HAIR_COLOUR_FEATURES = 14
+HAIR_COLOUR_FEATURES = 22
 
 
 def _age_prior(prior) -> dict:
