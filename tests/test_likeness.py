@@ -357,19 +357,54 @@ def test_hair_colour_classifier_file():
     assert 0.0 < m["min_prob"] < 1.0 and H.hair_colour_gate() == m["min_prob"]
     rep = doc["heldout"]["hair_colour"]
     assert rep["photos"] > 50 and 0.0 <= rep["drawn_reads_as_label"]["balanced_drawn"] <= 1.0
-    # a golden patch beside light skin reads blond, a near-black one black; in
-    # a dim photo (hair and skin alike at 60% of the light) still so: the
-    # classifier reads the hair against the skin (session 22)
+    # a golden patch beside light skin reads blond, a near-black one black
+    # (the classifier reads the hair against the cheeks' colour, session 22)
     rng = np.random.default_rng(0)
     golden = np.clip(np.array([0.80, 0.66, 0.40]) + rng.normal(0, 0.05, (200, 3)), 0, 1)
     black = np.clip(np.array([0.07, 0.06, 0.06]) + rng.normal(0, 0.02, (200, 3)), 0, 1)
-    skin = np.array([0.85, 0.68, 0.58])
-    for gain in (1.0, 0.6):
-        for px, want in ((golden, "blond"), (black, "black")):
-            p = H.hair_colour_probs(px * gain, to_lab(skin * gain))
-            assert abs(sum(p.values()) - 1) < 1e-9 and max(p, key=p.get) == want, (gain, p)
-    assert H.hair_colour_probs(golden[:5], to_lab(skin)) is None  # too few pixels
+    skin = to_lab(np.array([0.85, 0.68, 0.58]))
+    for px, want in ((golden, "blond"), (black, "black")):
+        p = H.hair_colour_probs(px, skin)
+        assert abs(sum(p.values()) - 1) < 1e-9 and max(p, key=p.get) == want, p
+    assert H.hair_colour_probs(golden[:5], skin) is None  # too few pixels
     assert H.hair_colour_probs(golden) is None  # no skin to read it against
+    assert H.hair_colour_probs(golden, np.array([np.nan, 0.0, 0.0])) is None
+    assert H.region_classifier_reads(skin) and not H.region_classifier_reads(None)
+    # without a skin reading the region's classifier reads nothing: with H's reading the colour is
+    # drawn in H's class (as the avatar then reports it, source "H"), without it as sampled
+    brown = np.clip(np.array([0.30, 0.20, 0.12]) + rng.normal(0, 0.02, (400, 3)), 0, 1)
+    h_grey = ({"black": 0.01, "brown": 0.02, "blond": 0.02, "red": 0.01, "gray": 0.94}, None, 80.0)
+    drawn, probs = H.hair_colour_of_class(brown.mean(0), brown, 1000, skin_lab=None, model=h_grey)
+    assert probs == H.model_hair_colour(*h_grey) and H.hair_colour_class_of(drawn) == "gray"
+    drawn, probs = H.hair_colour_of_class(brown.mean(0), brown, 1000)
+    assert probs is None and np.allclose(drawn, H.natural_hair_colour(brown.mean(0)))
+    with pytest.raises(TypeError):  # (skin_lab and model by keyword only: a model passed 4th is refused)
+        H.hair_colour_of_class(brown.mean(0), brown, 1000, h_grey)
+
+
+def test_cheek_skin_lab_reads_the_cheeks_inside_the_photo():
+    """The skin the hair is read against: the face oval's median between
+    0.05 and 0.35 below the eye line; the whole oval's when those rows are
+    outside the photo; None when the oval is."""
+    from avatarizer import hair as H
+    from avatarizer.artist.photo import to_lab
+
+    lm = LM.mean_face().points[:, :2].astype(np.float64)
+    size = 128
+    g = (np.arange(size) + 0.5) * 2 / size - 1
+    eye_y = float(lm[[*LM.EYE_ENDS[0], *LM.EYE_ENDS[1]], 1].mean())
+    crop = np.zeros((size, size, 3), np.uint8)
+    crop[:] = (40, 90, 200)  # background and forehead: blue
+    cheeks = (g >= eye_y + H.CHEEK_ROWS[0]) & (g < eye_y + H.CHEEK_ROWS[1])
+    crop[cheeks] = (200, 150, 120)  # the cheek rows, across the whole crop: skin
+    got = H.cheek_skin_lab(crop, lm)
+    np.testing.assert_allclose(got, to_lab(np.array([200, 150, 120]) / 255.0), atol=0.5)
+    assert np.allclose(H.cheek_skin_lab(crop.astype(np.float32) / 255, lm), got, atol=0.5)  # float crops alike
+    # the cheek rows outside the photo: the rest of the oval (here blue)
+    valid = np.ones((size, size), bool)
+    valid[cheeks] = False
+    np.testing.assert_allclose(H.cheek_skin_lab(crop, lm, valid), to_lab(np.array([40, 90, 200]) / 255.0), atol=0.5)
+    assert H.cheek_skin_lab(crop, lm, np.zeros((size, size), bool)) is None
 
 
 def test_drawn_hair_colour_moves_the_least_way_into_the_class():
@@ -1284,9 +1319,9 @@ def test_the_drawn_hair_has_a_natural_colour(monkeypatch):
     real = H.hair_colour_of_class
     calls = []
 
-    def purple(raw, px, crop_pixels, skin_lab=None, model=None):
+    def purple(raw, px, crop_pixels, *, skin_lab=None, model=None):
         calls.append(1)
-        return real(np.array([0.30, 0.12, 0.40], np.float32), px, crop_pixels, skin_lab, model)
+        return real(np.array([0.30, 0.12, 0.40], np.float32), px, crop_pixels, skin_lab=skin_lab, model=model)
 
     monkeypatch.setattr(H, "hair_colour_of_class", purple)
     for est in ("hybrid", "artist"):
@@ -1317,7 +1352,7 @@ def test_a_cast_sample_is_drawn_in_the_class_it_is_read_as():
         cast = np.clip(from_lab(np.array([L, c * np.cos(h), c * np.sin(h)])), 0, 1)
         px = np.clip(cast + rng.normal(0, 0.02, (200, 3)), 0, 1).astype(np.float32)
         model = ({"black": 0.3, "brown": 0.3, "blond": 0.1, "red": 0.1, "gray": 0.2}, None)
-        drawn, probs = H.hair_colour_of_class(cast, px, 10_000, skin, model=model)
+        drawn, probs = H.hair_colour_of_class(cast, px, 10_000, skin_lab=skin, model=model)
         if probs is None or max(probs.values()) < gate:
             continue
         checked += 1

@@ -58,6 +58,7 @@ __all__ = [
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
     "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
+    "cheek_skin_lab", "region_classifier_reads",
     "steady_style", "steady_beard_style", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn",
     "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
@@ -894,7 +895,10 @@ def hair_colour(crop, hair_mask, landmarks, valid=None, model=None) -> tuple[np.
     holds too few pixels. ``model``: H's reading to fuse with the region's
     classifier (:func:`hair_colour_of_class`)."""
     reading = hair_region_reading(crop, hair_mask, landmarks, valid)
-    return (None, None) if reading is None else hair_colour_of_class(*reading, model=model)
+    if reading is None:
+        return None, None
+    raw, px, crop_pixels, skin = reading
+    return hair_colour_of_class(raw, px, crop_pixels, skin_lab=skin, model=model)
 
 
 def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
@@ -1020,12 +1024,13 @@ def model_hair_colour(model_probs: Mapping[str, float], priors=None, age=None, t
     return fuse_hair_colour(model_probs, {c: 1.0 for c in HAIR_COLOURS}, priors, age, tone_ratios)
 
 
-def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, skin_lab=None, model=None
+def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None, model=None
                          ) -> tuple[np.ndarray, dict | None]:
     """(``raw``, a hair colour sampled from the photo, drawn as the class
     the classifier reads in the hair region's pixels ``px`` against the
     cheeks' ``skin_lab`` (:func:`cheek_skin_lab`; without it the classifier
-    reads nothing and ``raw`` is drawn as it is); its class
+    reads nothing: H's reading alone decides where ``model`` gives one,
+    :func:`model_hair_colour`, else ``raw`` is drawn as it is); its class
     probabilities): :func:`drawn_hair_colour` at the fitted gate, or ``raw``
     as it is when the region covers less than :data:`HAIR_CLASS_MIN_AREA` of
     the crop's ``crop_pixels`` and there is no ``model`` reading to fuse. ``model``: (H's hair-colour probabilities,
@@ -1037,13 +1042,27 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, skin_lab=None, m
     # most HAIR_FEATURE_PIXELS pixels gives them within a fraction of a unit
     step = max(1, len(px) // HAIR_FEATURE_PIXELS)
     probs = hair_colour_probs(px[::step], skin_lab)
-    if probs is not None and model is not None and model[0]:
-        probs = fuse_hair_colour(model[0], probs, model[1], *model[2:4])
+    if model is not None and model[0]:
+        # (no reading of the region's classifier: H's alone, weighed alike, so that
+        # the colour drawn still reads as the class the avatar reports)
+        probs = model_hair_colour(model[0], *model[1:4]) if probs is None else \
+            fuse_hair_colour(model[0], probs, model[1], *model[2:4])
     if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels and (model is None or not model[0]):
         return raw, probs  # too little hair to read a class from: the colour as sampled
     # (with H's reading the class is fused from both, and the drawing reads as the class reported:
     # an 86-year-old reported grey in a tight crop was drawn in the few pixels' brown)
     return drawn_hair_colour(raw, probs, min_prob=hair_colour_gate()), probs
+
+
+def region_classifier_reads(skin_lab) -> bool:
+    """Whether the hair region's classifier reads a region beside the cheeks'
+    ``skin_lab`` (:func:`hair_region_reading`'s 4th item): a skin reading
+    and a fitted classifier (else :func:`hair_colour_of_class` follows H's
+    reading alone)."""
+    from .artist.accessories import detectors
+
+    return skin_lab is not None and bool(np.isfinite(np.asarray(skin_lab, np.float64)).all()) \
+        and detectors().get("hair_colour") is not None
 
 
 def read_hair_colour(attributes: dict, probs: Mapping, source: str = "hair region") -> dict:

@@ -311,7 +311,7 @@ def hair(st, p, lm, g, photo: Photo, col):
         # (without a colour cast: hair_colour_of_class takes it out first)
         px = masked(photo.rgb, HR.hair_region(photo.size, photo.hair, lm, photo.valid))
         hair, g["hair_colour_probs"] = HR.hair_colour_of_class(
-            hair, px, photo.size ** 2, HR.cheek_skin_lab(photo.rgb, lm, photo.valid))
+            hair, px, photo.size ** 2, skin_lab=HR.cheek_skin_lab(photo.rgb, lm, photo.valid))
     else:
         hair = HR.natural_hair_colour(hair)  # without a colour cast
     hair = np.asarray(hair, np.float64)

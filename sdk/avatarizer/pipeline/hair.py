@@ -117,9 +117,13 @@ class HairStage(Stage):
         # cues decide together (hybrid)
         model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age"),
                  H.tone_colour_ratios(attrs.get("skin_tone"), self.decision.get("hair_colour_tone_prior")))
-        rgb, colour_probs = (None, None) if reading is None else H.hair_colour_of_class(*reading, model=model)
+        rgb, colour_probs, skin = None, None, None
+        if reading is not None:
+            raw, px, crop_pixels, skin = reading
+            rgb, colour_probs = H.hair_colour_of_class(raw, px, crop_pixels, skin_lab=skin, model=model)
         if colour_probs is not None:  # report the colour class the drawing follows
-            H.read_hair_colour(attrs, colour_probs, source="H x hair region")
+            H.read_hair_colour(attrs, colour_probs,
+                               source="H x hair region" if H.region_classifier_reads(skin) else "H")
         elif attrs["hair_colour_probs"]:  # no hair region read: H's reading weighed alike, reported and drawn
             H.read_hair_colour(attrs, H.model_hair_colour(*model), source="H")
         fused = None
