@@ -376,10 +376,49 @@ def test_hair_colour_classifier_file():
     h_grey = ({"black": 0.01, "brown": 0.02, "blond": 0.02, "red": 0.01, "gray": 0.94}, None, 80.0)
     drawn, probs = H.hair_colour_of_class(brown.mean(0), brown, 1000, skin_lab=None, model=h_grey)
     assert probs == H.model_hair_colour(*h_grey) and H.hair_colour_class_of(drawn) == "gray"
+    # (at any probability: H's weak reading of black is drawn black, not the sampled brown)
+    weak = ({"black": 0.24, "brown": 0.2, "blond": 0.2, "red": 0.16, "gray": 0.2}, None)
+    drawn, probs = H.hair_colour_of_class(brown.mean(0), brown, 1000, model=weak)
+    assert max(probs, key=probs.get) == "black" == H.hair_colour_class_of(drawn)
     drawn, probs = H.hair_colour_of_class(brown.mean(0), brown, 1000)
     assert probs is None and np.allclose(drawn, H.natural_hair_colour(brown.mean(0)))
     with pytest.raises(TypeError):  # (skin_lab and model by keyword only: a model passed 4th is refused)
         H.hair_colour_of_class(brown.mean(0), brown, 1000, h_grey)
+
+
+def test_without_a_skin_reading_what_ships_draws_the_hair_colour_it_reports(monkeypatch):
+    """Where the cheeks give no skin reading the hair region's classifier
+    reads nothing: the hair stage then draws and reports H's class (source
+    "H"), not the sampled colour beside H's class (4 of 5 photos disagreed
+    before, reviewer)."""
+    import skimage.data
+
+    from avatarizer import Avatarizer
+    from avatarizer import hair as H
+
+    reported = []
+    real_read = H.read_hair_colour
+
+    def read(attributes, probs, source="hair region"):
+        reported.append(source)
+        return real_read(attributes, probs, source)
+
+    monkeypatch.setattr(H, "cheek_skin_lab", lambda *a, **k: None)
+    monkeypatch.setattr(H, "read_hair_colour", read)
+    photos = [skimage.data.astronaut()]
+    folder = SHARED / "data" / "faces" / "ffhq128"
+    if folder.is_dir():
+        from avatarizer.imageio import load_image
+
+        photos += [load_image(folder / f"ffhq-{i:04d}.jpg") for i in (1005, 1010, 1013)]
+    rgb = [S.index(f"hair_front.{c}") for c in "rgb"]
+    with Avatarizer() as av:
+        for img in photos:
+            avatar = av.from_frame(img)
+            if avatar.params[S.index("hair_style.layers")] <= 0 or avatar.params[S.index("headwear.type")] > 0:
+                continue
+            assert H.hair_colour_class_of(avatar.params[rgb]) == avatar.attributes["hair_colour"]["value"]
+    assert reported and set(reported) == {"H"}
 
 
 def test_cheek_skin_lab_reads_the_cheeks_inside_the_photo():

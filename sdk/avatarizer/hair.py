@@ -807,9 +807,9 @@ def hair_colour_probs(px: np.ndarray, skin_lab=None) -> dict | None:
     skin, or no fitted classifier."""
     from .artist.accessories import detectors, probabilities
 
-    model = detectors().get("hair_colour")
-    if model is None or len(px) < 20 or skin_lab is None:
+    if len(px) < 20 or not region_classifier_reads(skin_lab):
         return None
+    model = detectors()["hair_colour"]
     x = hair_colour_features(px, skin_lab)
     if not np.isfinite(x).all():
         return None
@@ -1042,23 +1042,28 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None
     # most HAIR_FEATURE_PIXELS pixels gives them within a fraction of a unit
     step = max(1, len(px) // HAIR_FEATURE_PIXELS)
     probs = hair_colour_probs(px[::step], skin_lab)
+    gate = hair_colour_gate()
     if model is not None and model[0]:
-        # (no reading of the region's classifier: H's alone, weighed alike, so that
-        # the colour drawn still reads as the class the avatar reports)
-        probs = model_hair_colour(model[0], *model[1:4]) if probs is None else \
-            fuse_hair_colour(model[0], probs, model[1], *model[2:4])
+        if probs is None:
+            # the region's classifier reads nothing (no skin reading, no fitted classifier): H's
+            # reading alone, weighed alike and drawn at any probability, as where no hair region is
+            # read at all (the pipeline's hair stage), so that the colour reads as the class reported
+            probs, gate = model_hair_colour(model[0], *model[1:4]), 0.0
+        else:
+            probs = fuse_hair_colour(model[0], probs, model[1], *model[2:4])
     if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels and (model is None or not model[0]):
         return raw, probs  # too little hair to read a class from: the colour as sampled
     # (with H's reading the class is fused from both, and the drawing reads as the class reported:
     # an 86-year-old reported grey in a tight crop was drawn in the few pixels' brown)
-    return drawn_hair_colour(raw, probs, min_prob=hair_colour_gate()), probs
+    return drawn_hair_colour(raw, probs, min_prob=gate), probs
 
 
 def region_classifier_reads(skin_lab) -> bool:
-    """Whether the hair region's classifier reads a region beside the cheeks'
-    ``skin_lab`` (:func:`hair_region_reading`'s 4th item): a skin reading
-    and a fitted classifier (else :func:`hair_colour_of_class` follows H's
-    reading alone)."""
+    """Whether the hair region's classifier reads a region (of at least 20
+    pixels, as :func:`hair_region_reading` gives) beside the cheeks'
+    ``skin_lab`` (its 4th item): a finite skin reading and a fitted
+    classifier (else :func:`hair_colour_probs` gives None and
+    :func:`hair_colour_of_class` follows H's reading alone)."""
     from .artist.accessories import detectors
 
     return skin_lab is not None and bool(np.isfinite(np.asarray(skin_lab, np.float64)).all()) \
