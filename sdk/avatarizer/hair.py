@@ -753,8 +753,8 @@ def hair_colour_features(px: np.ndarray, skin_lab=None) -> np.ndarray:
     90th percentile L* less the skin's, its median a* and b* less the
     skin's, and the skin's L*, a*, b* (NaN without ``skin_lab``). A colour
     alone does not tell dark blond from light brown in a dim photo, nor
-    platinum from grey; its lightness against the skin does better
-    (``docs/hair.md``, session 22)."""
+    platinum from grey; read with the skin beside it, the classifier does
+    better held out (``docs/hair.md``, "Read against the skin")."""
     lab = to_lab(np.asarray(px, np.float64).reshape(-1, 3))
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     chroma = np.hypot(a, b)
