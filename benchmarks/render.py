@@ -72,13 +72,14 @@ def real_scenes(faces: Path, n_photos: int, n_frames: int, video=None) -> tuple[
     from avatarizer.bench import bench_frames
 
     params, parts = [], []
+    # the clip first: a missing or unreadable --video fails at once, not after the photos' work
+    frames, source = bench_frames(n_frames, video=video)
     photos = sorted(faces.glob("*.jpg"))[:n_photos] if faces.is_dir() else []
     if photos:
         with Avatarizer() as av:
             got = [av.from_frame(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)) for f in photos]
         params += [a.params for a in got if a is not None]
         parts.append(f"{sum(a is not None for a in got)} photos of {faces}")
-    frames, source = bench_frames(n_frames, video=video)
     with Avatarizer(mode="video", max_faces=1) as av:
         got = [av.from_frame(img, timestamp_ms=i * 1000.0 / 30) for i, img in enumerate(frames)]
     params += [a.params for a in got if a is not None]

@@ -50,6 +50,19 @@ def test_a_missing_video_is_one_line(script, tmp_path):
     assert _error_lines(res, script) == [f"{script}: error: no such video file or folder: {missing}"], res.stderr
 
 
+def test_render_reads_the_video_before_the_photos(tmp_path):
+    """``benchmarks/render.py`` reads ``--video`` before it runs its photos
+    through ``Avatarizer``: a missing clip is its one line at once (a folder
+    of photos it cannot read is not reached)."""
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "x.jpg").write_bytes(b"not a jpeg")  # read first, this would fail with another error
+    missing = tmp_path / "no.mp4"
+    res = _script("render.py", "--faces", str(faces), "--video", str(missing), "--frames", "2")
+    assert res.returncode == 1
+    assert _error_lines(res, "render.py") == [f"render.py: error: no such video file or folder: {missing}"], res.stderr
+
+
 def test_stream_decode_refuses_a_clip_shorter_than_frames():
     """Decoded in the loop, a clip is not looped: with fewer frames than --frames the
     runs would stop short and the undelivered frames count as time 0 (fps 0.0)."""
