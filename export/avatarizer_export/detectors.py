@@ -175,16 +175,17 @@ def features(folder: Path, names: list[str], progress: bool = True) -> dict:
             for c in cues:
                 for k, v in c.items():
                     out[k].append(v)
-            # the hair region the SDK's hair stage samples (128 px crop)
+            # the hair region the SDK's hair stage reads (128 px crop): its colour features and median
             mask = face.hair_mask(128)
-            valid = crop_valid_mask(face, 128)
-            px = np.zeros((0, 3), np.float32) if mask is None else (face.crop(128)[HR.hair_region(
-                128, mask, face.canonical, valid)].astype(np.float32) / 255.0)
-            out["hair"].append(HR.hair_colour_features(px, HR.cheek_skin_lab(face.crop(128), face.canonical, valid))
-                               if len(px) >= 20 else np.full(A.HAIR_COLOUR_FEATURES, np.nan))
-            raw = HR.sample_hair_rgb(face.crop(128), mask, face.canonical, crop_valid_mask(face, 128)) \
-                if mask is not None else None
-            out["hair_rgb"].append(np.full(3, np.nan) if raw is None else raw)
+            reading = None if mask is None else HR.hair_region_reading(
+                face.crop(128), mask, face.canonical, crop_valid_mask(face, 128))
+            if reading is None:  # (no person mask, or fewer than 20 pixels)
+                out["hair"].append(np.full(A.HAIR_COLOUR_FEATURES, np.nan))
+                out["hair_rgb"].append(np.full(3, np.nan))
+            else:
+                raw, px, _, skin = reading
+                out["hair"].append(HR.hair_colour_features(px, skin))
+                out["hair_rgb"].append(raw)
     return {k: (v if k == "names" else np.array(v, np.float64)) for k, v in out.items()}
 
 

@@ -602,11 +602,15 @@ def attribute_vector(attributes) -> np.ndarray:
 # --------------------------------------------------------------- descriptor
 
 
+def _eye_line(lm: np.ndarray) -> float:
+    """The eye line's height: the mean y of the four eye corners (canonical landmarks ``lm``)."""
+    return float(lm[list(_EYE_CORNERS), 1].mean())
+
+
 def _head_centre(lm: np.ndarray) -> tuple[np.ndarray, float]:
     cx = 0.5 * (lm[234, 0] + lm[454, 0])
-    eye_y = float(lm[list(_EYE_CORNERS), 1].mean())
     hw = max(0.5 * abs(lm[454, 0] - lm[234, 0]), 0.2)
-    return np.array([cx, eye_y - 0.1]), float(hw)
+    return np.array([cx, _eye_line(lm) - 0.1]), float(hw)
 
 
 def shape_descriptor(hair_mask, landmarks, valid=None) -> tuple[np.ndarray, np.ndarray]:
@@ -782,20 +786,21 @@ def cheek_skin_lab(crop, landmarks, valid=None) -> np.ndarray | None:
     oval between :data:`CHEEK_ROWS` below the eye line (``valid``: the crop
     pixels inside the photo, when given); the whole oval's when fewer than
     20 of those show; None when the oval shows fewer than 20 pixels."""
-    rgb = float_rgb(crop)
-    size = rgb.shape[0]
+    img = np.asarray(crop)
+    size = img.shape[0]
     lm = np.asarray(landmarks, np.float64)[:, :2]
     oval = poly_mask(size, lm[list(_FACE_OVAL)])
     if valid is not None:
         oval &= np.asarray(valid, bool)
-    eye_y = float(lm[list(_EYE_CORNERS), 1].mean())
+    eye_y = _eye_line(lm)
     g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
     rows = (g >= eye_y + CHEEK_ROWS[0]) & (g < eye_y + CHEEK_ROWS[1])
     cheeks = oval & rows[:, None]
-    px = rgb[cheeks] if np.count_nonzero(cheeks) >= 20 else rgb[oval]
+    px = img[cheeks] if np.count_nonzero(cheeks) >= 20 else img[oval]
     if len(px) < 20:
         return None
-    px = px[::max(1, len(px) // CHEEK_PIXELS)]
+    # (only the pixels read are made float, not the whole crop)
+    px = float_rgb(px[::max(1, len(px) // CHEEK_PIXELS)])
     return stats.median(to_lab(px.astype(np.float64)), 0)
 
 
@@ -922,7 +927,7 @@ def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
         m = m & np.asarray(valid, bool)
     lm = np.asarray(landmarks, np.float64)
     c, hw = _head_centre(lm)
-    eye_y = float(lm[list(_EYE_CORNERS), 1].mean())
+    eye_y = _eye_line(lm)
     g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
     gx, gy = g[None, :], g[:, None]
     hat = m & (gy < lm[10, 1] - 0.02) & (np.abs(gx - c[0]) < hw * 1.3)
