@@ -903,23 +903,3 @@ def test_crafted_face_metadata_and_options_are_refused_not_coerced(av, astronaut
         Avatar(avatar.params, face="x")
     with pytest.raises(ValueError, match="color_order"):
         Avatar(avatar.params, color_order="hsv")
-
-
-def test_bench_idle_priority_reaches_the_tracker(monkeypatch, capsys):
-    """``bench --idle-priority`` runs the identity worker as
-    ``TrackerOptions(identity_idle_priority=True)`` asks (off without it)."""
-    from avatarizer import api as A
-    from avatarizer.video import TrackerOptions
-
-    seen = []
-    real = A.Avatarizer.__init__
-
-    def init(self, *a, **k):
-        seen.append(k.get("tracker"))
-        real(self, *a, **k)
-
-    monkeypatch.setattr(A.Avatarizer, "__init__", init)
-    for flag, want in ((("--idle-priority",), True), ((), False)):
-        assert _cli("bench", "--json", "--frames", "2", "--warmup", "1", *flag) == 0
-        json.loads(capsys.readouterr().out)
-        assert isinstance(seen[-1], TrackerOptions) and seen[-1].identity_idle_priority is want

@@ -962,8 +962,7 @@ def test_identity_worker_rests_for_its_duty_and_uses_one_blas_thread(astronaut):
             def estimate(f, s):
                 inside.append(blas_threads())
                 if threading.current_thread() is not threading.main_thread():
-                    tid = threading.get_native_id()
-                    nice.append((os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)))
+                    nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
                 return real(f, s)
 
             av._pipeline["face"].estimator.estimate = estimate
@@ -981,136 +980,12 @@ def test_identity_worker_rests_for_its_duty_and_uses_one_blas_thread(astronaut):
             assert inside and all(n == [1] * len(before) for n in inside), inside
             if sys.platform.startswith("linux"):  # the worker thread runs below the frames' thread
                 mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-                want = (os.SCHED_OTHER, min(19, mine + WORKER_NICENESS))
-                assert nice and set(nice) == {want}, (want, nice)
-                assert stage.starved == 0
+                assert nice and set(nice) == {min(19, mine + WORKER_NICENESS)}, (mine, nice)
     assert blas_threads() == before
     with pytest.raises(ValueError, match="identity_duty"):
         TrackerOptions(identity_duty=0)
     with pytest.raises(ValueError, match="identity_duty"):
         TrackerOptions(identity_duty=1.5)
-    with pytest.raises(ValueError, match="identity_idle_priority"):
-        TrackerOptions(identity_idle_priority="yes")
-
-
-def _held_worker(av):
-    """Holds the identity worker inside the face networks (as a starved
-    worker is held) until the returned Event is set; returns (release, entered)."""
-    est = av._pipeline["face"].estimator
-    real, release, entered = est.estimate, threading.Event(), threading.Event()
-
-    def held(faces, state):
-        out = real(faces, state)
-        if faces and threading.current_thread().name == "avatarizer-identity":
-            entered.set()
-            release.wait(60)
-        return out
-
-    est.estimate = held
-    return release, entered
-
-
-def test_nothing_waits_long_for_a_held_identity_worker(astronaut):
-    """A worker at idle priority can be starved for seconds on a busy CPU:
-    reset() waits for its job at most WORKER_WAIT_S, the next frame (a new
-    stream: its identity computed inline) runs the networks beside the job
-    instead of after it, and close() returns; the worker lets go of the
-    networks itself when its job is done."""
-    from avatarizer.pipeline.identity import WORKER_WAIT_S
-
-    opts = TrackerOptions(identity_every_ms=1.0, identity_duty=1.0)
-    av = Avatarizer(mode="video", max_faces=1, tracker=opts)
-    stage = av._pipeline["identity"]
-    assert stage.shared_networks  # ONNX Runtime: the networks may run from two threads
-    t = 0.0
-    for _ in range(opts.identity_frames + 1):
-        av.from_frame(astronaut, timestamp_ms=t)
-        t += 33.3
-    assert stage.wait_idle(30)
-    answers = stage.answers
-    release, entered = _held_worker(av)
-    closed_on = []
-    real_close = stage.hair.close
-    stage.hair.close = lambda: (closed_on.append(threading.current_thread().name), real_close())
-    try:
-        t += 1000.0
-        av.from_frame(astronaut, timestamp_ms=t)  # due: hands the frame to the worker, which is held
-        assert entered.wait(30)
-        t0 = time.perf_counter()
-        av.reset()
-        waited = time.perf_counter() - t0
-        assert WORKER_WAIT_S - 0.05 <= waited < WORKER_WAIT_S + 5.0 and stage._busy
-        t0 = time.perf_counter()
-        new = av.from_frame(astronaut, timestamp_ms=t + 33.3)  # inline: beside the held job
-        assert new is not None and stage._busy and not release.is_set()
-        assert time.perf_counter() - t0 < WORKER_WAIT_S + 10.0
-        thread = stage._thread
-        av.close()
-        assert stage._busy and thread.is_alive() and not closed_on  # left to the worker
-    finally:
-        release.set()
-    thread.join(30)
-    assert not thread.is_alive() and closed_on == ["avatarizer-identity"]
-    assert stage.answers == answers  # the held job's answer belonged to the stream before reset()
-
-
-def test_a_starved_identity_worker_hands_over_to_a_niced_one(astronaut, monkeypatch):
-    """TrackerOptions(identity_idle_priority=True): a job that waited past STARVED_DELAY_S for a core at idle priority
-    (faked: the run delay read grows by 0.3 s a read) ends that worker; the
-    next job runs on a new one niced by WORKER_NICENESS, the starved one's
-    segmentation graph closed; IDLE_RETRY_S later the niced one hands back
-    to an idle one."""
-    from avatarizer.pipeline import identity
-
-    if identity.run_delay_s() is None:
-        pytest.skip("no per-thread run delay here (not Linux): the worker is niced from the start")
-    opts = TrackerOptions(identity_every_ms=1.0, identity_duty=1.0, identity_idle_priority=True)
-    with Avatarizer(mode="video", max_faces=1, tracker=opts) as av:
-        stage = av._pipeline["identity"]
-        t = 0.0
-        for _ in range(opts.identity_frames + 1):
-            av.from_frame(astronaut, timestamp_ms=t)
-            t += 33.3
-        assert stage.wait_idle(30) and stage.starved == 0  # (a job may have run: not starved)
-        delay = {"idle": 0.0}
-        real_delay = identity.run_delay_s
-        monkeypatch.setattr(identity, "run_delay_s", lambda: (delay.__setitem__("idle", delay["idle"] + 0.3),
-                                                              real_delay() + delay["idle"])[1])
-        est = av._pipeline["face"].estimator
-        real, seen = est.estimate, []
-
-        def estimate(faces, state):
-            if faces and threading.current_thread().name == "avatarizer-identity":
-                tid = threading.get_native_id()
-                seen.append((threading.current_thread(), os.sched_getscheduler(tid),
-                             os.getpriority(os.PRIO_PROCESS, tid)))
-            return real(faces, state)
-
-        est.estimate = estimate
-        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-        def job():
-            nonlocal t
-            av.from_frame(astronaut, timestamp_ms=t)
-            t += 1000.0
-            assert stage.wait_idle(30) and stage.last_error is None
-
-        job()
-        first = seen[-1][0]
-        assert seen[-1][1:] == (os.SCHED_IDLE, mine) and stage.starved == 1 and stage._thread is None
-        old_seg = stage._retired[0] if stage._retired else None
-        first.join(30)
-        assert not first.is_alive()
-        job()
-        second = seen[-1][0]
-        assert second is not first and seen[-1][1:] == (os.SCHED_OTHER, min(19, mine + WORKER_NICENESS))
-        assert stage._retired == [] and (old_seg is None or old_seg._graph is None)
-        stage._idle_after = 0.0  # IDLE_RETRY_S have passed
-        job()  # still niced (it decides after its job), then hands back
-        assert seen[-1][0] is second and stage._thread is None
-        job()
-        assert seen[-1][0] not in (first, second) and seen[-1][1] == os.SCHED_IDLE
-        assert stage.answers >= 4
 
 
 def test_categorical_modes_match_np_unique():

@@ -224,8 +224,7 @@ def describe_device(device: str) -> str:
 
 def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str = "auto",
         device: str = "auto", backend: str = "onnxruntime", precision: str = "auto",
-        log=None, video: str | os.PathLike | None = None, identity_every_ms: float | None = None,
-        identity_idle_priority: bool = False) -> dict:
+        log=None, video: str | os.PathLike | None = None, identity_every_ms: float | None = None) -> dict:
     """Runs the benchmark; returns the DESIGN.md ``bench --json`` object."""
     from mediapipe.python.solutions import face_mesh
 
@@ -236,8 +235,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         raise ValueError("frames must be >= 1 and warmup >= 0")
     from .video import TrackerOptions
 
-    tracker = TrackerOptions(identity_idle_priority=bool(identity_idle_priority)) if identity_every_ms is None else \
-        TrackerOptions(identity_every_ms=identity_every_ms, identity_idle_priority=bool(identity_idle_priority))
+    tracker = TrackerOptions() if identity_every_ms is None else TrackerOptions(identity_every_ms=identity_every_ms)
     # video: the identity's start-up (networks inline on every frame, until
     # the tracker's identity is warm: identity_frames frames with a face,
     # more when early frames are turned away or faceless) comes first, then
@@ -378,9 +376,6 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--identity-every-ms", type=float_arg(lambda v: v >= 0, "expected a number of milliseconds >= 0, got {text!r}"), default=None, metavar="MS",
                     help="video mode: run the face and hair networks at most this often, on a worker thread "
                          "(default 200; 0 runs them inline on every frame)")
-    ap.add_argument("--idle-priority", action="store_true",
-                    help="video mode: run that worker at Linux's idle priority "
-                         "(TrackerOptions.identity_idle_priority; see its caveat)")
 
 
 def command(args) -> int:
@@ -388,8 +383,7 @@ def command(args) -> int:
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     res = run(frames=args.frames, warmup=args.warmup, mode=args.mode, estimator=args.estimator,
               device=args.device, backend=args.backend, precision=args.precision, log=log,
-              video=args.video, identity_every_ms=args.identity_every_ms,
-              identity_idle_priority=args.idle_priority)
+              video=args.video, identity_every_ms=args.identity_every_ms)
     if args.json:
         print(json.dumps(res))
         return 0

@@ -103,16 +103,6 @@ class TrackerOptions:
             next (0.25: at least 3 × ``d``), so on a small CPU it does not
             compete with the frames for the cores (and the GIL) most of the
             time. 1 refreshes as soon as ``identity_every_ms`` allows.
-        identity_idle_priority: run the identity worker at Linux's idle
-            priority (``SCHED_IDLE``) instead of niced: on a machine with
-            cores to spare the frames that overlap its work are no longer the
-            slow tail (``avatarizer bench --idle-priority`` on 2 cores:
-            p99/p50 1.38-2.29, median 1.67 in 10 runs, against 2.11-2.38
-            in 6; landmarks-only p99 2.5 against 4.6 ms), but on a CPU
-            kept busy by other processes it is starved, and while starved it
-            can hold Python's GIL: one frame took 2.7 s (4 busy processes on
-            2 cores). A starved worker hands over to a niced one (retried 60
-            s later; ``avatarizer.pipeline.identity``). Off by default.
         switch_distance: how far (mean |Δ| of the normalised colour
             parameters) the estimates must stay from the identity, for
             ``switch_ms``, to be taken for another person (the identity is
@@ -131,7 +121,6 @@ class TrackerOptions:
     identity_lock: bool = True
     identity_every_ms: float = 200.0
     identity_duty: float = 0.25
-    identity_idle_priority: bool = False
     switch_distance: float | None = 0.07
     switch_ms: float = 600.0
 
@@ -141,7 +130,7 @@ class TrackerOptions:
             raise ValueError(f"identity_frames must be a positive integer, got {self.identity_frames!r}")
         if not is_real(self.identity_refresh) or not 0.0 <= float(self.identity_refresh) <= 1.0:
             raise ValueError(f"identity_refresh must be a number in [0, 1], got {self.identity_refresh!r}")
-        for name in ("expressions", "pose", "identity_lock", "identity_idle_priority"):  # ("false": never coerced)
+        for name in ("expressions", "pose", "identity_lock"):  # ("false" is a true value: never coerced)
             v = getattr(self, name)
             if not isinstance(v, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {v!r}")

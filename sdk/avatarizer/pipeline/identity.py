@@ -20,35 +20,9 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   stream faster than real time (``bench``) it was busy on about 40% of the
   frames, and those made the slow tail (issue #16).
 * on Linux the worker thread runs :data:`WORKER_NICENESS` nice levels below
-  the rest of the process (:func:`lower_thread_priority`); what the worker
-  creates (its MediaPipe segmentation graph's threads) inherits that. On a
-  current kernel (6.18, EEVDF: a woken thread waits for the running one's
-  time slice whatever their nice values) this barely shows: on a 2-core
-  machine the frames that overlap a job are still the slow tail (``bench``,
-  6 runs each, median p99/p50 2.04 with nice 19; landmarks alone in the same
-  loop 2.46).
-* ``TrackerOptions(identity_idle_priority=True)`` runs it at idle priority
-  instead (``SCHED_IDLE``, :func:`idle_thread_priority`): it gets a core only
-  when no other thread wants it, and a woken frame's thread (or MediaPipe's)
-  takes the core from it at once (median p99/p50 1.56, landmarks alone
-  1.42, same runs). Not the default: an idle thread can be starved, and one
-  starved while it holds Python's GIL stalls every thread of the process.
-  On a CPU kept busy by other processes (4 busy processes on 2 cores) one
-  job took 2.2 s where it takes 13 ms (6 ms of CPU), one frame 2.7 s and one
-  ``reset()`` 4.1 s. So the idle worker reads how long each job waited for
-  a core (Linux's per-thread ``schedstat``) and, past
-  :data:`STARVED_DELAY_S`, hands over to a new, niced worker thread (idle
-  priority is tried again :data:`IDLE_RETRY_S` later). Where the run delay
-  cannot be read, or idle priority cannot be set, the worker is niced.
-* nothing waits long for a slow job: :meth:`IdentityStage.reset` and
-  :meth:`IdentityStage.close` wait at most :data:`WORKER_WAIT_S` for it (its
-  answer is dropped by the stream's generation; the networks are let go of
-  by the worker when it is done), and a frame that must compute the
-  identity inline (a new stream or a new person) runs the networks beside
-  the job after that long rather than after it (ONNX Runtime sessions run
-  from several threads at once; with the TensorRT backend, whose engines do
-  not, it waits). (The GIL is the limit: a starved worker holding it still
-  stalls them.)
+  the rest of the process (:func:`lower_thread_priority`), so when it and a
+  frame both want a core the frame gets it; what the worker creates (its
+  MediaPipe segmentation graph's threads) inherits that.
 
 The networks run with numpy's BLAS limited to one thread (threadpoolctl,
 :func:`one_blas_thread`): the artist's image resizes are matrix products
@@ -86,16 +60,6 @@ from .state import Face, FrameState
 #: and MediaPipe's then get the cores first, and a frame that overlaps the
 #: worker is barely slower (issue #16).
 WORKER_NICENESS = 10
-#: Run delay (seconds a job waited for a core) past which the idle-priority
-#: worker counts as starved and hands over to a niced one. A job waits ~4 ms
-#: (14 ms at most) on a 2-core machine running ``bench`` (41 jobs), over 2 s
-#: with two busy processes beside it (``identity_idle_priority``).
-STARVED_DELAY_S = 0.1
-#: Seconds after a starved job before idle priority is tried again.
-IDLE_RETRY_S = 60.0
-#: The longest :meth:`IdentityStage.reset`, :meth:`IdentityStage.close` and a
-#: frame computing the identity inline wait for a job being computed.
-WORKER_WAIT_S = 0.5
 
 
 def lower_thread_priority(by: int) -> bool:
@@ -111,31 +75,6 @@ def lower_thread_priority(by: int) -> bool:
     except (OSError, AttributeError):
         return False
     return True
-
-
-def idle_thread_priority() -> bool:
-    """Puts the calling thread under Linux's ``SCHED_IDLE`` policy (it runs
-    only on a core no other thread wants) where its run delay can be read
-    (:func:`run_delay_s`, so that a starved worker is noticed). Returns
-    whether it did; elsewhere, or when the system refuses, it does nothing."""
-    if not sys.platform.startswith("linux") or run_delay_s() is None:
-        return False
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: the calling thread
-    except (OSError, AttributeError):
-        return False
-    return True
-
-
-def run_delay_s() -> float | None:
-    """Seconds the calling thread has waited on a run queue for a core since
-    it started (Linux ``/proc/thread-self/schedstat``), or None where that
-    cannot be read."""
-    try:
-        with open("/proc/thread-self/schedstat", "rb") as f:
-            return int(f.read().split()[1]) * 1e-9
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 class _OwnSegmenter:
@@ -177,19 +116,13 @@ class IdentityStage(Stage):
         self._close_here = False                # close() ran on the worker thread: it closes the networks
         self._segmenter = None
         self._rest_until = 0.0                  # perf_counter time before which no job is handed over
-        self._idle_after = 0.0                  # perf_counter time before which the worker is niced, not idle
-        self.starved = 0                        # jobs that waited past STARVED_DELAY_S at idle priority
-        self._retired = []                      # starved workers' segmenters, closed by the next worker
         self.answers = 0                        # answers adopted from the worker (for tests and bench)
         self.last_error: BaseException | None = None
 
     def prepare(self, options) -> None:
         super().prepare(options)
         self.every_ms = float(options.tracker.identity_every_ms)
-        self.idle_priority = bool(getattr(options.tracker, "identity_idle_priority", False))
         self.rest_factor = 1.0 / float(options.tracker.identity_duty) - 1.0
-        # ONNX Runtime sessions can run from two threads at once; TensorRT engines cannot
-        self.shared_networks = getattr(options, "backend", "onnxruntime") != "tensorrt"
         self.face.prepare(options)
         self.hair.prepare(options)
 
@@ -205,7 +138,7 @@ class IdentityStage(Stage):
             due = not self._busy and (asked is None or not 0 <= state.timestamp_ms - asked < self.every_ms) \
                 and time.perf_counter() >= self._rest_until
         if res is None or not stream.tracker.warm:
-            self._compute(state, wait=WORKER_WAIT_S if self.shared_networks else None)
+            self._compute(state)
             with stream.lock:
                 stream.identity = state.faces[0].identity()
                 stream.identity_asked_ms = state.timestamp_ms
@@ -215,18 +148,10 @@ class IdentityStage(Stage):
         if due and state.faces[0].aligned.outside_fraction <= MAX_OUTSIDE:
             self._submit(state)
 
-    def _compute(self, state: FrameState, wait: float | None = None) -> None:
-        """Runs the face and hair stages on ``state``, holding the networks'
-        lock; ``wait``: seconds to wait for it (a starved worker's job), after
-        which they run beside that job without it (None: as long as it takes)."""
-        locked = self._compute_lock.acquire(timeout=-1 if wait is None else wait)
-        try:
-            with one_blas_thread():
-                self.face.run(state)
-                self.hair.run(state)
-        finally:
-            if locked:
-                self._compute_lock.release()
+    def _compute(self, state: FrameState) -> None:
+        with self._compute_lock, one_blas_thread():
+            self.face.run(state)
+            self.hair.run(state)
 
     def _submit(self, state: FrameState) -> None:
         from ..align import _FrameContext
@@ -250,25 +175,12 @@ class IdentityStage(Stage):
             self._job = (gen, job)
             self._busy = True
             if self._thread is None:
-                idle = self.idle_priority and time.perf_counter() >= self._idle_after
-                self._thread = threading.Thread(target=self._work, args=(idle,), name="avatarizer-identity",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._work, name="avatarizer-identity", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
 
-    def _work(self, idle: bool = False) -> None:
-        """The worker's loop: at idle priority where it can (``idle``), else
-        niced. A starved idle worker leaves the loop after its job (the next
-        job starts a niced one), and so does a niced one :data:`IDLE_RETRY_S`
-        after that (the next job starts an idle one)."""
-        idle = idle and idle_thread_priority()
-        if not idle:
-            lower_thread_priority(WORKER_NICENESS)
-        with self._cond:
-            retired, self._retired = self._retired, []
-        for seg in retired:  # a starved worker's segmentation graph (its threads idle-priority too)
-            seg.close()
-        retire = False
+    def _work(self) -> None:
+        lower_thread_priority(WORKER_NICENESS)
         while True:
             with self._cond:
                 while self._job is None and not self._closed:
@@ -279,18 +191,12 @@ class IdentityStage(Stage):
                 gen, job = self._job
                 self._job = None
             t0 = time.perf_counter()
-            delay0 = run_delay_s() if idle else None
             try:
                 self._compute(job)
                 out, err = job.faces[0].identity(), None
             except BaseException as exc:  # kept; the identity stays as it was
                 out, err = None, exc
             done = time.perf_counter()
-            delay1 = run_delay_s() if delay0 is not None else None
-            starved = delay1 is not None and delay1 - delay0 > STARVED_DELAY_S
-            # a worker niced after a starved one hands back to an idle one once IDLE_RETRY_S have passed
-            retry = not idle and self.starved > 0 and done >= self._idle_after
-            retire = starved or retry
             stream = job.stream
             with stream.lock:  # adopted only by the stream it was asked for (not after a reset)
                 adopted = out is not None and gen == stream.generation
@@ -301,20 +207,8 @@ class IdentityStage(Stage):
                 self._rest_until = done + (done - t0) * self.rest_factor
                 self.last_error = err
                 self.answers += adopted
-                if retire:  # the next job starts a worker at the other priority (niced when starved)
-                    if starved:
-                        self.starved += 1
-                        self._idle_after = done + IDLE_RETRY_S
-                    if self._thread is threading.current_thread():
-                        self._thread = None
-                    if self._segmenter is not None:  # its graph's threads are idle-priority too: the
-                        self._retired.append(self._segmenter)  # next worker closes it and makes its own
-                        self._segmenter = None
-                    closing = self._closed and self._close_here
                 self._cond.notify_all()
-            if retire:
-                break
-        if closing:  # close() ran on this thread, or left the networks to it (see close): let go of here
+        if closing:  # close() ran on this thread (see close): the networks are let go of here
             self._close_networks()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -324,14 +218,13 @@ class IdentityStage(Stage):
 
     # -- lifecycle
     def reset(self) -> None:
-        """Drops a job not yet started and waits for one being computed, at
-        most :data:`WORKER_WAIT_S` (the pipeline has reset the stream first:
-        its new generation drops that answer)."""
+        """Drops a job not yet started and waits for one being computed (the
+        pipeline has reset the stream first: its new generation drops that answer)."""
         with self._cond:
             if self._job is not None:  # not started: it never will be
                 self._job = None
                 self._busy = False
-            self._cond.wait_for(lambda: not self._busy, WORKER_WAIT_S)
+            self._cond.wait_for(lambda: not self._busy)
 
     def close(self) -> None:
         """Stops the worker and lets go of the networks. Called on the worker
@@ -340,22 +233,14 @@ class IdentityStage(Stage):
         worker allocates most while it computes, holding the networks' lock)
         it only marks the stage closed: the worker lets go of the networks
         when it is back in its loop (closing them there deadlocked the worker
-        on its own lock, and the graphs and sessions were never let go of).
-        Elsewhere it waits at most :data:`WORKER_WAIT_S` for a job being
-        computed (a starved worker's may take seconds), then leaves the
-        networks to the worker likewise."""
+        on its own lock, and the graphs and sessions were never let go of)."""
         with self._cond:
             self._closed = True
-            if self._job is not None:  # not started: it never will be
-                self._job = None
-                self._busy = False
+            self._job = None
             thread = self._thread
             here = thread is threading.current_thread()
             self._close_here = self._close_here or here  # (sticky: the worker reads it when back in its loop)
             self._cond.notify_all()
-            if not here and not self._cond.wait_for(lambda: not self._busy, WORKER_WAIT_S):
-                self._close_here = True  # still computing: the worker lets go of the networks when done
-                return
         if here:
             return
         if thread is not None:
@@ -364,11 +249,8 @@ class IdentityStage(Stage):
             self._close_networks()
 
     def _close_networks(self) -> None:
-        with self._cond:
-            segmenters, self._segmenter, self._retired = [self._segmenter, *self._retired], None, []
         with self._compute_lock:
             self.hair.close()
             self.face.close()
-            for seg in segmenters:
-                if seg is not None:
-                    seg.close()
+            if self._segmenter is not None:
+                self._segmenter.close()
