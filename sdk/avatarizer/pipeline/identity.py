@@ -22,7 +22,19 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
 * on Linux the worker thread runs :data:`WORKER_NICENESS` nice levels below
   the rest of the process (:func:`lower_thread_priority`), so when it and a
   frame both want a core the frame gets it; what the worker creates (its
-  MediaPipe segmentation graph's threads) inherits that.
+  MediaPipe segmentation graph's threads) inherits that. On a current kernel
+  (6.18, EEVDF: a thread that wakes waits for the running one's time slice
+  whatever their nice values) this barely shows: on 2 cores the frames that
+  overlap a job stay the slow tail (session 23, ``bench`` 6 runs each:
+  median p99/p50 2.04 niced 19, no better than 10; the landmarks-only
+  baseline in the same loop 2.46, against 1.52-2.02 alone). Linux's idle
+  policy (``SCHED_IDLE``) for the worker cut that to 1.56 (landmarks 1.42),
+  but was not adopted: an idle thread is starved when other processes keep
+  the CPU busy, and one starved while it holds the GIL stalls every thread
+  of the process (4 busy processes on 2 cores: a 13 ms job took 2.2 s, a
+  frame 2.7 s, a ``reset()`` 4.1 s; closing a segmentation graph made at
+  idle priority stalled other threads 0.13-0.37 s). A worker process would
+  take the GIL out of it.
 
 The networks run with numpy's BLAS limited to one thread (threadpoolctl,
 :func:`one_blas_thread`): the artist's image resizes are matrix products
