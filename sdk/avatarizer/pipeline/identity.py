@@ -27,8 +27,9 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   whatever their nice values) this barely shows: on 2 cores the frames that
   overlap a job stay the slow tail (session 23, ``bench`` 6 runs each:
   median p99/p50 2.04 niced 19, no better than 10; the landmarks-only
-  baseline in the same loop 2.46, against 1.72 with no pipeline beside it). Linux's idle
-  policy (``SCHED_IDLE``) for the worker cut that to 1.56 (landmarks 1.42),
+  baseline in the same loop 2.46, against 1.72 with no pipeline beside
+  it). Linux's idle policy (``SCHED_IDLE``) for the worker cut that to
+  1.56 (landmarks 1.42),
   but was not adopted: an idle thread is starved when other processes keep
   the CPU busy, and one starved while it holds the GIL stalls every thread
   of the process (4 busy processes on 2 cores: a 13 ms job took 2.2 s, a
