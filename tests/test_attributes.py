@@ -43,6 +43,37 @@ def test_precision_threshold_reaches_the_target():
     assert 0.5 <= t2 <= 0.9
 
 
+def test_bare_top_threshold_is_the_lowest_floor_whose_band_is_mostly_bald_or_receding():
+    from avatarizer_export.detectors import BARE_TOP_MIN, BARE_TOP_PRECISION, bare_top_threshold
+
+    # heads with hair near 0, receding and bald spread between 0.15 and 0.7, two with hair inside that
+    rng = np.random.default_rng(0)
+    prob = np.r_[rng.uniform(0.0, 0.12, 300), [0.18, 0.42], np.linspace(0.15, 0.7, 20), [0.9, 0.95]]
+    tops = np.r_[np.zeros(300, int), [0, 0], np.tile([1, 2], 10), [2, 2]]
+    r = bare_top_threshold(prob, tops, threshold=0.73)
+    band = (prob >= r) & (prob < 0.73)
+    assert (tops[band] > 0).mean() >= BARE_TOP_PRECISION and (tops[band] > 0).sum() >= BARE_TOP_MIN
+    lower = r - 0.05  # the floor below it lets too much hair in
+    band = (prob >= lower) & (prob < 0.73)
+    assert lower < 0.05 or (tops[band] > 0).mean() < BARE_TOP_PRECISION
+    assert 0.1 <= r < 0.73
+    unknown = np.where(np.arange(len(tops)) % 2, tops, -1)  # unlabelled heads count for nothing
+    assert bare_top_threshold(prob, unknown, threshold=0.73) is not None
+    # too few bald or receding heads in any band, or none below the threshold: no band
+    assert bare_top_threshold(prob, np.where(prob < 0.8, np.minimum(tops, 0), tops), 0.73) is None
+    assert bare_top_threshold(prob, tops, threshold=0.05) is None
+
+
+def test_a_bare_top_threshold_above_the_bald_one_is_refused():
+    from avatarizer.artist.accessories import _DETECTORS_PATH, _checked
+
+    bald = json.loads(_DETECTORS_PATH.read_text())["detectors"]["bald"]
+    assert 0.0 <= _checked(bald, "bald")["thresholds"]["bare_top"] < bald["thresholds"]["yes"]
+    for bad in (bald["thresholds"]["yes"] + 0.01, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="bare_top"):
+            _checked({**bald, "thresholds": {**bald["thresholds"], "bare_top": bad}}, "bald")
+
+
 def test_fit_calibration_undoes_overconfidence():
     import torch
 

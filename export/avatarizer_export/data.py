@@ -215,6 +215,17 @@ def bald_labels(folder: Path | None = None) -> dict[str, dict]:
             if v != "covered" and not key.startswith("ffhq128-labelled/")}
 
 
+def head_top_labels(folder: Path | None = None) -> dict[str, int]:
+    """``{"FOLDER/NAME": 0 hair, 1 receding, 2 bald}`` from the labels by eye
+    of the top of the head (``scalp_by_eye.jsonl``) and of hair length
+    (``hair_length_by_eye.jsonl``: long, short and tied 0, bald 2; the top
+    of the head's label wins), covered heads and ``ffhq128-labelled`` left
+    out (as :func:`bald_labels`)."""
+    top = {**hair_length_labels(folder), **scalp_labels(folder)}
+    code = {"hair": 0, "long": 0, "short": 0, "tied": 0, "receding": 1, "bald": 2}
+    return {key: code[v] for key, v in top.items() if v in code and not key.startswith("ffhq128-labelled/")}
+
+
 def goatee_labels(folder: Path | None = None) -> dict[str, dict]:
     """``{"FOLDER/NAME": {"goatee": 0 or 1}}`` of the photos whose beard is
     labelled by eye (``beard_style_by_eye.jsonl``): a goatee 1 (the chin's

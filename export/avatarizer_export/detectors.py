@@ -53,6 +53,14 @@ GLASSES = {"NoGlasses": 0, "ReadingGlasses": 1, "Sunglasses": 2, "SwimmingGoggle
 #: (out of fold, at its precision threshold) is left out: its few hits do not
 #: generalise (headwear's 2026-11-28 fit: 0 of 7 held-out hats found, 1 invented)
 MIN_CV_RECALL = 0.2
+#: the bald detector's bare-top band (:func:`bare_top_threshold`: the artist
+#: draws those heads' tops bare): out of fold, at least this share of the
+#: heads labelled by eye whose P(bald) lies between the band's floor and the
+#: bald threshold are bald or receding, and at least BARE_TOP_MIN of them
+BARE_TOP_PRECISION = 0.8
+BARE_TOP_MIN = 5
+#: floors tried for the band, lowest first
+BARE_TOP_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
 #: the cue vectors measured at each of :func:`cue_sizes` (the others, the
 #: hair's, at the SDK hair stage's 128 px)
 SIZED = ("glasses", "beard", "goatee", "headwear", "hat")
@@ -378,6 +386,25 @@ def oof(x: np.ndarray, y: np.ndarray, k: int, folds: int = 5, seed: int = 0, l2:
     return out
 
 
+def bare_top_threshold(prob: np.ndarray, tops: np.ndarray, threshold: float) -> float | None:
+    """The floor of the bald detector's bare-top band: the lowest of
+    :data:`BARE_TOP_GRID` below ``threshold`` (the bald drawing threshold)
+    at which, of the heads whose ``prob`` (out-of-fold P(bald)) lies in
+    [floor, threshold), at least :data:`BARE_TOP_PRECISION` are labelled
+    bald or receding (``tops``: 0 hair, 1 receding, 2 bald, -1 unknown) and
+    at least :data:`BARE_TOP_MIN` of them; None where no floor does."""
+    prob, tops = np.asarray(prob, np.float64), np.asarray(tops)
+    known = tops >= 0
+    for t in BARE_TOP_GRID:
+        if t >= threshold:
+            break
+        band = known & (prob >= t) & (prob < threshold)
+        hits = int((tops[band] > 0).sum())
+        if hits >= BARE_TOP_MIN and hits >= BARE_TOP_PRECISION * int(band.sum()):
+            return float(t)
+    return None
+
+
 def glasses_thresholds(prob: np.ndarray, y: np.ndarray, precision: float, groups: np.ndarray | None = None) -> dict:
     """Drawing thresholds on P(clear) and P(sunglasses) (out-of-fold
     probabilities ``prob`` of labels ``y``: 0 none, 1 clear, 2 sun;
@@ -591,6 +618,15 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
             doc.setdefault("not_reliable", []).append(task)
             continue
         doc["detectors"][task] = model
+        if task == "bald":  # the bare-top band below it, out of fold on the heads labelled by eye
+            from .data import head_top_labels
+
+            tops_by_name = head_top_labels()
+            eye_rows = ~at_small & (groups >= len(y))
+            tops = np.array([tops_by_name.get(tf["names"][g - len(y)], -1) for g in groups[eye_rows]], np.int64)
+            r = bare_top_threshold(po[eye_rows, 1], tops, th["yes"])
+            if r is not None:
+                th["bare_top"] = r
         if task == "glasses" and Path(out or OUT).resolve() == OUT.resolve():
             # the glasses fusion trains on these (the network is too sure of its own photos); only for the
             # network the SDK ships (a fit written elsewhere would leave the shipped one's without them)

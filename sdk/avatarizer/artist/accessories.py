@@ -607,8 +607,8 @@ def detector_key(model: dict) -> str:
 
 
 #: classes of each detector the artist reads, and its drawing thresholds' names
-_CLASSES = {"glasses": 3, "beard": 2, "moustache": 2, "headwear": 2, "hair_colour": 5}
-_THRESHOLDS = {"glasses": ("clear", "sun"), "beard": ("yes",), "moustache": ("yes",), "headwear": ("yes",)}
+_CLASSES = {"glasses": 3, "beard": 2, "moustache": 2, "headwear": 2, "hair_colour": 5, "bald": 2}
+_THRESHOLDS = {"glasses": ("clear", "sun"), "beard": ("yes",), "moustache": ("yes",), "headwear": ("yes",), "bald": ("yes",)}
 
 
 def _array(v, ndim: int) -> np.ndarray:
@@ -702,6 +702,11 @@ def _checked(model: dict, name: str | None = None) -> dict:
         if not all(0.0 <= v <= 1.0 for v in th.values()):  # (NaN fails too)
             raise ValueError(f"{name}: thresholds outside [0, 1]")
         m["thresholds"] = {**m["thresholds"], **th}
+        if name == "bald" and "bare_top" in m["thresholds"]:  # (optional: the bare-top band's floor)
+            r = float(m["thresholds"]["bare_top"])
+            if not 0.0 <= r <= th["yes"]:  # (NaN fails too)
+                raise ValueError("bald: the bare_top threshold is outside [0, the bald threshold]")
+            m["thresholds"]["bare_top"] = r
     if name == "hair_colour" and "min_prob" in m:
         m["min_prob"] = float(m["min_prob"])
         if not 0.0 <= m["min_prob"] <= 1.0:
@@ -783,6 +788,18 @@ def bald_evidence(g) -> tuple[float, float] | None:
     if "hair_stats" not in g:
         return None
     return _reading(detectors().get("bald"), headwear_vector(g), finite=True)
+
+
+def bare_top_threshold() -> float | None:
+    """The bald detector's probability from which, below its drawing
+    threshold, the artist draws the top of the head bare (the bald family:
+    hair at the sides only; its ``thresholds``' ``bare_top``: chosen out of
+    fold on the heads labelled by eye, the lowest at which most heads in
+    the band are bald or receding, ``avatarizer-export detectors``), or None
+    without one."""
+    model = detectors().get("bald")
+    r = None if model is None else model["thresholds"].get("bare_top")
+    return None if r is None else float(r)
 
 
 #: the side of the crop the hat's shape is read at (:func:`hat_shape`):

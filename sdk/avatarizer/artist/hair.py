@@ -255,12 +255,19 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     volume = clamp(0.5 + 4.0 * max(vol_top, vol_side), 0.4, 2.0)
     info.update(top_hair=hm["top_hair"], hairline=hm["hairline"] if hm["hairline"] is not None else 0.0)
     bald = accessories.bald_evidence(g)  # the fitted detector where there is one, else the hand-set rule
+    bare = accessories.bare_top_threshold() if bald is not None else None
     if bald is not None and bald[0] >= bald[1]:
         style = "bald"
     elif hm["top_skin"] is not None and hm["top_skin"] >= 0.7 and hm["top_tex"] < 0.01:
         style = "bald" if hm["top_hair"] <= 1 and bald is None else "receding"
     elif hm["top_skin"] is None and hm["top_hair"] <= 1 and hm["mid_rows"] >= 3:
         style = "bald" if bald is None else "receding"
+    elif bare is not None and bald[0] >= bare:
+        # short of the bald threshold, but most heads this likely bald are bald or receding (out of
+        # fold): the top bare, the hair at the sides (bald men with a fringe of hair were drawn a
+        # skin-coloured cap; the receding heads above keep their hairline: white hair combed back
+        # over the top was drawn bald before them)
+        style = "bald"
     elif curly and max(vol_top, vol_side) > 0.16 and bottom < 0.45:
         style = "afro"
     elif bottom > 0.62 or runs_off and bottom > 0.4:
@@ -323,7 +330,9 @@ def hair(st, p, lm, g, photo: Photo, col):
                                                      volume=volume * st.hair_volume)
     back = back.astype(np.float64)
     front = front.astype(np.float64)
-    if hm["skull_valid"] >= 0.3 and hm["hair_known"]:
+    if hm["skull_valid"] >= 0.3 and hm["hair_known"] and fam != "bald":
+        # (a bald top is no hair outline: the scalp, coloured like the hair sampled above the brows,
+        # was pulled into the hair and drawn as a cap)
         back, front = refine_hair(st, back, front, hm, g)
     if fam in ("curly", "afro", "long_wavy"):
         curl = clamp(curl * (0.5 + 0.5 * min(info.get("tex", 0.0) / 0.2, 1.5)), 0, 1)
