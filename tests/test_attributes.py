@@ -62,6 +62,13 @@ def test_bare_top_threshold_is_the_lowest_floor_whose_band_is_mostly_bald_or_rec
     # too few bald or receding heads in any band, or none below the threshold: no band
     assert bare_top_threshold(prob, np.where(prob < 0.8, np.minimum(tops, 0), tops), 0.73) is None
     assert bare_top_threshold(prob, tops, threshold=0.05) is None
+    # heads at or above the bald threshold are not in the band (drawn bald anyway)
+    assert bare_top_threshold(prob, np.where(prob >= 0.73, 0, tops), threshold=0.73) == r
+    # each group (crop size) must keep the precision: a second group with hair in the band moves it up
+    both = np.r_[prob, prob]
+    tops2 = np.r_[tops, np.where((prob > 0.15) & (prob < 0.4), 0, tops)]
+    r2 = bare_top_threshold(both, tops2, 0.73, groups=np.r_[np.zeros(len(prob)), np.ones(len(prob))])
+    assert r2 is not None and r2 > r
 
 
 def test_a_bare_top_threshold_above_the_bald_one_is_refused():
@@ -72,6 +79,61 @@ def test_a_bare_top_threshold_above_the_bald_one_is_refused():
     for bad in (bald["thresholds"]["yes"] + 0.01, -0.1, float("nan")):
         with pytest.raises(ValueError, match="bare_top"):
             _checked({**bald, "thresholds": {**bald["thresholds"], "bare_top": bad}}, "bald")
+
+
+def test_age_vector_reads_any_crop_size_and_dtype():
+    from avatarizer.artist.accessories import AGE_FEATURES, age_vector
+
+    rng = np.random.default_rng(0)
+    lm = rng.uniform(-0.8, 0.8, (478, 3))
+    crop = rng.integers(0, 256, (192, 192, 3), dtype=np.uint8)
+    v = age_vector(lm, crop)
+    assert v.shape == (AGE_FEATURES,) and np.isfinite(v).all()
+    np.testing.assert_allclose(age_vector(lm, crop.astype(np.float32) / 255), v, atol=1e-5)
+    assert age_vector(lm[:, :2], crop[::-1]).shape == v.shape  # z is ignored; another crop, same length
+    small = age_vector(lm, crop[::3, ::3][:64, :64])  # another size is read at 128 px
+    assert small.shape == v.shape and np.isfinite(small).all()
+    flat = age_vector(lm, np.full((128, 128, 3), 128, np.uint8))  # no detail: the floor of the log
+    assert np.allclose(flat[-110:], np.log(1e-3))
+
+
+def test_the_artist_age_regressor_and_its_grey_prior_load_and_are_checked():
+    from avatarizer.artist.accessories import AGE_FEATURES, _DETECTORS_PATH, _checked, artist_gray_ratio, detectors
+
+    doc = json.loads(_DETECTORS_PATH.read_text())
+    age = doc["detectors"]["age"]
+    m = _checked(age, "age")
+    assert m["w"].shape == (AGE_FEATURES,) and np.isfinite(m["b"])
+    for bad in ({"w": age["w"][:-1]}, {"b": float("nan")}, {"mean": age["mean"][:-1], "scale": age["scale"][:-1]}):
+        with pytest.raises(ValueError):
+            _checked({**age, **bad}, "age")
+    prior = detectors()["hair_colour"]["artist_age_prior"]
+    assert artist_gray_ratio(None) == 1.0 and artist_gray_ratio(float("nan")) == 1.0
+    ratios = [artist_gray_ratio(a) for a in (3.0, 20.0, 40.0, 80.0)]
+    assert all(0.0 < r <= 1.0 for r in ratios)  # it only lowers grey
+    assert ratios[0] < 0.5 and ratios[0] <= ratios[1] <= ratios[2] <= ratios[3]  # rare on young faces
+    assert ratios == [min(1.0, prior["gray"][int(np.searchsorted(prior["bins"], a, side="right"))])
+                      for a in (3.0, 20.0, 40.0, 80.0)]
+
+
+def test_a_gray_ratio_weighs_the_region_reading_only_without_h():
+    rng = np.random.default_rng(1)
+    skin = np.array([65.0, 15.0, 18.0])  # the cheeks' CIELAB
+    px = np.clip(np.array([0.62, 0.62, 0.63]) + rng.normal(0, 0.03, (400, 3)), 0, 1).astype(np.float32)  # grey hair
+    raw = np.median(px, 0)
+    _, plain = HR.hair_colour_of_class(raw, px, 10_000, skin_lab=skin)
+    _, young = HR.hair_colour_of_class(raw, px, 10_000, skin_lab=skin, gray_ratio=0.05)
+    assert plain is not None and young is not None
+    assert young["gray"] < plain["gray"] and sum(young.values()) == pytest.approx(1.0)
+    odds = {c: young[c] / plain[c] for c in HR.HAIR_COLOURS}  # every class but grey keeps its odds
+    assert odds["gray"] < min(v for c, v in odds.items() if c != "gray")
+    assert len({round(v, 9) for c, v in odds.items() if c != "gray"}) == 1
+    _, same = HR.hair_colour_of_class(raw, px, 10_000, skin_lab=skin, gray_ratio=1.0)
+    assert same == plain
+    model = ({c: 0.2 for c in HR.HAIR_COLOURS}, None)  # with H's reading its own age prior decides
+    _, with_h = HR.hair_colour_of_class(raw, px, 10_000, skin_lab=skin, model=model)
+    _, with_h_ratio = HR.hair_colour_of_class(raw, px, 10_000, skin_lab=skin, model=model, gray_ratio=0.05)
+    assert with_h == with_h_ratio
 
 
 def test_fit_calibration_undoes_overconfidence():

@@ -232,6 +232,8 @@ def test_network_detectors_match_torch_and_refuse_bad_weights(tmp_path, monkeypa
     n = A.HAIR_COLOUR_FEATURES
     hc = {"mean": [0.0] * n, "scale": [1.0] * n, "W": [[0.0] * n] * 5, "b": [0.0] * 5, "min_prob": 0.4,
           "age_prior": {"bins": [15.0, 25.0], "gray": [0.1, 1.0, 2.0]}}
+    na = A.AGE_FEATURES
+    age = {"kind": "ridge", "mean": [0.0] * na, "scale": [1.0] * na, "w": [0.0] * na, "b": 3.0}
     path = tmp_path / "artist_detectors.json"
     monkeypatch.setattr(A, "_DETECTORS_PATH", path)
     cases = [  # (the file, the detectors the SDK keeps)
@@ -255,6 +257,17 @@ def test_network_detectors_match_torch_and_refuse_bad_weights(tmp_path, monkeypa
         ({"detectors": {"hair_colour": {**hc, "min_prob": 2.0}, "headwear": {**hat, "thresholds": {"yes": 1.5}}}},
          []),
         ([1, 2], []), ({"detectors": [1, 2]}, []), ({"detectors": {"beard": [1]}}, []),
+        # the bald detector: two classes, its threshold and the bare-top band's floor below it
+        ({"detectors": {"bald": {**two, "thresholds": {"yes": 0.7, "bare_top": 0.3}}}}, ["bald"]),
+        *[({"detectors": {"bald": b}}, []) for b in (
+            {**two, "W": [[0.0] * 3] * 3, "b": [0.0] * 3}, {**two, "thresholds": {"yes": 1.5}},
+            {k: v for k, v in two.items() if k != "thresholds"}, {**two, "thresholds": {"yes": 0.5, "bare_top": 0.6}},
+            {**two, "thresholds": {"yes": 0.5, "bare_top": float("nan")}})],
+        # the artist's age regressor: as many weights as age_vector's values, a finite intercept
+        ({"detectors": {"age": age}}, ["age"]),
+        *[({"detectors": {"age": a}}, []) for a in (
+            {**age, "w": age["w"][:-1]}, {**age, "b": float("nan")}, {**age, "kind": "logistic"},
+            {**age, "mean": age["mean"][:-1], "scale": age["scale"][:-1], "w": age["w"][:-1]})],
     ]
     try:
         for doc, kept in cases:
@@ -1004,7 +1017,10 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
                 "hat": rng.normal(0, 1, 17 + 256) + 3.0 * lab["headwear"] * np.r_[1, 1, 1, np.zeros(14), np.ones(256)],
                 # (14 colour statistics and 8 against the skin: the first 8 again, no more draws from rng)
                 "hair": np.resize(rng.normal(0, 1, 14) + 3.0 * np.eye(14)[lab["hair_colour"]], A.HAIR_COLOUR_FEATURES),
-                "hair_rgb": np.clip(np.array(rgb[lab["hair_colour"]]) + rng.normal(0, 0.02, 3), 0, 1)}
+                "hair_rgb": np.clip(np.array(rgb[lab["hair_colour"]]) + rng.normal(0, 0.02, 3), 0, 1),
+                # the age regressor's input (fitted on UTKFace, which this folder has not: not fitted;
+                # no draws from rng, so that the other cues' random streams stay as they were)
+                "age": np.full(A.AGE_FEATURES, 0.1 * i)}
         if lab["beard"]:
             lab["beard_style"] = "goatee" if goatee else "full"
         return lab, cues
@@ -1015,7 +1031,8 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
 
     def photo(i, beard=None):  # noqa: F811
         lab, c = _photo(i, beard)
-        return lab, {**c, **{f + small: c[f] + rng.normal(0, 0.3, len(c[f])) for f in D.SIZED}}
+        return lab, {**c, **{f + small: c[f] + rng.normal(0, 0.3, len(c[f])) for f in D.SIZED if f != "age"},
+                     "age" + small: c["age"]}
 
     names, cues, records = [f"{i:05d}.png" for i in range(n)], {f: [] for f in fields}, []
     colour_keys, colours = [], []
@@ -1366,9 +1383,10 @@ def test_the_drawn_hair_has_a_natural_colour(monkeypatch):
     real = H.hair_colour_of_class
     calls = []
 
-    def purple(raw, px, crop_pixels, *, skin_lab=None, model=None):
+    def purple(raw, px, crop_pixels, *, skin_lab=None, model=None, gray_ratio=None):
         calls.append(1)
-        return real(np.array([0.30, 0.12, 0.40], np.float32), px, crop_pixels, skin_lab=skin_lab, model=model)
+        return real(np.array([0.30, 0.12, 0.40], np.float32), px, crop_pixels, skin_lab=skin_lab, model=model,
+                    gray_ratio=gray_ratio)
 
     monkeypatch.setattr(H, "hair_colour_of_class", purple)
     for est in ("hybrid", "artist"):
@@ -1445,9 +1463,10 @@ def test_the_artist_draws_held_out_bald_heads_bare_on_top():
     """The held-out photos labelled bald by eye for hair length: below the
     bald detector's threshold the artist drew most of them a cap of hair
     (a skin-coloured buzz cut or short cut; 3 of 14 bald, session 23);
-    with its bare-top band (``thresholds["bare_top"]``) it draws 9 bald
-    (hair at the sides only), and 1 of the 251 heads labelled short (a
-    white-haired man), none labelled long or tied."""
+    with its bare-top band (``thresholds["bare_top"]``) it draws 8 bald
+    (hair at the sides only), none of the 509 labelled short, long or tied.
+    (Bounds with a margin: the band's floor is refitted with the detectors;
+    at 0.3 it drew 9 and one white-haired man labelled short.)"""
     sys.path.insert(0, str(ROOT / "export"))
     from avatarizer_export.data import hair_length_labels, is_heldout
 
@@ -1456,8 +1475,8 @@ def test_the_artist_draws_held_out_bald_heads_bare_on_top():
 
     labels = {k: v for k, v in hair_length_labels().items() if is_heldout(k) and v in ("bald", "short", "tied", "long")}
     bald = sorted(k for k, v in labels.items() if v == "bald")
-    hair = sorted(k for k, v in labels.items() if v != "bald")[::2]  # every second: half a minute of photos
-    assert len(bald) >= 10 and len(hair) >= 200
+    hair = sorted(k for k, v in labels.items() if v != "bald")
+    assert len(bald) >= 10 and len(hair) >= 400
     bank_id = S.index("hair_style.bank_id")
 
     def bare(av, key):
@@ -1467,8 +1486,8 @@ def test_the_artist_draws_held_out_bald_heads_bare_on_top():
     with Avatarizer(estimator="artist") as av:
         found = [k for k in bald if bare(av, k)]
         invented = [k for k in hair if bare(av, k)]
-    assert len(found) >= 8, found
-    assert len(invented) <= 1, invented
+    assert len(found) >= 7, found
+    assert len(invented) <= 2, invented
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "ffhq128").is_dir(), reason="needs ../shared/data/faces")

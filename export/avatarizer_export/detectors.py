@@ -59,11 +59,13 @@ MIN_CV_RECALL = 0.2
 #: bald threshold are bald or receding, and at least BARE_TOP_MIN of them
 BARE_TOP_PRECISION = 0.8
 BARE_TOP_MIN = 5
+#: fold draws (seeds of :func:`oof`) whose out-of-fold probabilities the band's floor is chosen on
+BARE_TOP_SEEDS = (0, 1, 2, 3, 4)
 #: floors tried for the band, lowest first
 BARE_TOP_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
 #: the cue vectors measured at each of :func:`cue_sizes` (the others, the
 #: hair's, at the SDK hair stage's 128 px)
-SIZED = ("glasses", "beard", "goatee", "headwear", "hat")
+SIZED = ("glasses", "beard", "goatee", "headwear", "hat", "age")
 
 
 def cue_sizes() -> tuple[int, int]:
@@ -153,7 +155,8 @@ def _cues(art, face, size: int, suffix: str) -> dict | None:
     return {"glasses" + suffix: A.glasses_detector_vector(g), "beard" + suffix: A.beard_vector(g["beard_features"]),
             "goatee" + suffix: A.goatee_vector(g["beard_features"]),
             "headwear" + suffix: A.headwear_vector(g),
-            "hat" + suffix: np.full(A.HAT_CUES + PIXEL_COUNT, np.nan) if hat is None else hat}
+            "hat" + suffix: np.full(A.HAT_CUES + PIXEL_COUNT, np.nan) if hat is None else hat,
+            "age" + suffix: A.age_vector(face.canonical, face.crop(size))}
 
 
 def features(folder: Path, names: list[str], progress: bool = True) -> dict:
@@ -386,21 +389,27 @@ def oof(x: np.ndarray, y: np.ndarray, k: int, folds: int = 5, seed: int = 0, l2:
     return out
 
 
-def bare_top_threshold(prob: np.ndarray, tops: np.ndarray, threshold: float) -> float | None:
+def bare_top_threshold(prob: np.ndarray, tops: np.ndarray, threshold: float,
+                       groups: np.ndarray | None = None) -> float | None:
     """The floor of the bald detector's bare-top band: the lowest of
     :data:`BARE_TOP_GRID` below ``threshold`` (the bald drawing threshold)
     at which, of the heads whose ``prob`` (out-of-fold P(bald)) lies in
     [floor, threshold), at least :data:`BARE_TOP_PRECISION` are labelled
     bald or receding (``tops``: 0 hair, 1 receding, 2 bald, -1 unknown) and
-    at least :data:`BARE_TOP_MIN` of them; None where no floor does."""
+    at least :data:`BARE_TOP_MIN` of them, within each of ``groups`` (e.g.
+    the crop sizes) alike; None where no floor does."""
     prob, tops = np.asarray(prob, np.float64), np.asarray(tops)
+    groups = np.zeros(len(prob), int) if groups is None else np.asarray(groups)
     known = tops >= 0
     for t in BARE_TOP_GRID:
         if t >= threshold:
             break
-        band = known & (prob >= t) & (prob < threshold)
-        hits = int((tops[band] > 0).sum())
-        if hits >= BARE_TOP_MIN and hits >= BARE_TOP_PRECISION * int(band.sum()):
+        ok = True
+        for gr in np.unique(groups):
+            band = known & (prob >= t) & (prob < threshold) & (groups == gr)
+            hits = int((tops[band] > 0).sum())
+            ok &= hits >= BARE_TOP_MIN and hits >= BARE_TOP_PRECISION * int(band.sum())
+        if ok:
             return float(t)
     return None
 
@@ -622,11 +631,20 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
             from .data import head_top_labels
 
             tops_by_name = head_top_labels()
-            eye_rows = ~at_small & (groups >= len(y))
+            eye_rows = groups >= len(y)  # (both crop sizes; each must keep the band's precision)
             tops = np.array([tops_by_name.get(tf["names"][g - len(y)], -1) for g in groups[eye_rows]], np.int64)
-            r = bare_top_threshold(po[eye_rows, 1], tops, th["yes"])
+            # pooled over BARE_TOP_SEEDS fold draws: with one draw the floor moved with the folds
+            # (0.15, 0.2, 0.3 or none for seeds 3, 1, 0, 2; a read-only review, session 23)
+            pooled = [po] + [oof(xt, yt, k, fit=fit_mlp, groups=groups, seed=sd) for sd in BARE_TOP_SEEDS[1:]]
+            prob = np.concatenate([q[eye_rows, 1] for q in pooled])
+            r = bare_top_threshold(prob, np.tile(tops, len(pooled)), th["yes"],
+                                   groups=np.tile(at_small[eye_rows], len(pooled)))
             if r is not None:
                 th["bare_top"] = r
+                band = (prob >= r) & (prob < th["yes"]) & np.tile(~at_small[eye_rows], len(pooled))
+                counts = np.bincount(np.tile(tops, len(pooled))[band] + 1, minlength=4)[1:]
+                doc["bare_top_band"] = {"floor": r, "seeds": len(pooled), "crop_size": cue_sizes()[0],
+                                        "hair": int(counts[0]), "receding": int(counts[1]), "bald": int(counts[2])}
         if task == "glasses" and Path(out or OUT).resolve() == OUT.resolve():
             # the glasses fusion trains on these (the network is too sure of its own photos); only for the
             # network the SDK ships (a fit written elsewhere would leave the shipped one's without them)
@@ -668,6 +686,17 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     parts = np.array(["shared"] * len(feats["names"]) + ["eye_labels"] * int(keep.sum()))
     both_held = np.concatenate([held, eheld[keep]])
     hc_model, hc_report = _fit_hair_colour(both, both_labels, both_held, parts)
+    # the artist's own age (it has no H): a ridge regression on UTKFace's ages, and how common grey
+    # hair is at its estimates over the hair-colour classifier's training photos
+    age_model, age_report = fit_age(shared, cache, feats, labels_path=folder / "attributes.jsonl", quiet=quiet)
+    if age_model is not None:
+        doc["detectors"]["age"] = age_model
+        doc["age"] = age_report
+        ages = predict_age(age_model, np.concatenate([np.asarray(feats["age"], np.float64),
+                                                      np.asarray(ef["age"], np.float64)[keep]]))
+        artist_prior = age_prior_of(ages, [both_labels[n]["hair_colour"] for n in both["names"]], both_held)
+        if artist_prior is not None:
+            hc_model["artist_age_prior"] = artist_prior
     prior = gray_age_prior([f"ffhq128-labelled/{n}" for n in feats["names"]] + both["names"][len(feats["names"]):],
                            [both_labels[n]["hair_colour"] for n in both["names"]], both_held)
     out = Path(out) if out else OUT
@@ -745,6 +774,163 @@ def _previous_age_prior(path: Path) -> dict | None:
         return json.loads(Path(path).read_text(encoding="utf-8"))["detectors"]["hair_colour"]["age_prior"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+#: ridge penalties tried for the artist's age regressor (5-fold CV, grouped by photo)
+AGE_L2 = (3.0, 10.0, 30.0, 100.0)
+
+
+def predict_age(model: dict, x: np.ndarray) -> np.ndarray:
+    """Years from the artist's age regressor (``fit_age``'s model) for rows of
+    ``accessories.age_vector``."""
+    z = (np.asarray(x, np.float64) - np.asarray(model["mean"])) / np.asarray(model["scale"])
+    return np.clip(np.expm1(z @ np.asarray(model["w"]) + float(model["b"])), 0.0, 100.0)
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, l2: float) -> dict:
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    a = (x - mean) / scale
+    w = np.linalg.solve(a.T @ a + l2 * np.eye(a.shape[1]), a.T @ (y - y.mean()))
+    return {"kind": "ridge", "mean": mean, "scale": scale, "w": w, "b": float(y.mean())}
+
+
+def fit_age(shared: Path, cache: Path, feats: dict | None = None, labels_path: Path | None = None,
+            quiet: bool = False) -> tuple[dict | None, dict]:
+    """The artist's age regressor: ridge regression of log(1 + years) on
+    ``accessories.age_vector`` (the canonical landmarks and the crop's fine
+    detail per cell) at both crop sizes, fitted on UTKFace's training photos
+    (their ages are in their file names; ``data/faces/utkface200``), the
+    penalty by 5-fold CV (grouped by photo). Report: the CV mean absolute
+    error, UTKFace's held-out photos' and, with ``feats`` and the shared
+    labels (``labels_path``), the shared labelled photos' (their labelled
+    ages; none trained on), and the ROC AUC of children (< 13) and of 50 and
+    over on the held-out UTKFace photos. (None, report) without UTKFace."""
+    folder = Path(shared) / "data" / "faces" / "utkface200"
+    if not folder.is_dir():
+        return None, {}
+    keys, years = [], []
+    for n in sorted(p.name for p in folder.iterdir()):
+        head = n.split("_", 1)[0]
+        if head.isdigit():
+            keys.append(f"utkface200/{n}")
+            years.append(float(head))
+    f = age_features(shared, cache, keys, quiet=quiet)
+    age_of = dict(zip(keys, years))
+    y = np.array([age_of[k] for k in f["names"]])
+    held = np.array([is_heldout(k) for k in f["names"]])
+    small = _suffixes()[1]
+    ok = np.isfinite(f["age"]).all(1) & np.isfinite(f["age" + small]).all(1)
+    tr = ok & ~held
+    x = np.concatenate([f["age"][tr], f["age" + small][tr]])
+    t = np.log1p(np.concatenate([y[tr], y[tr]]))
+    groups = np.concatenate([np.arange(tr.sum())] * 2)
+    fold = np.random.default_rng(0).permutation(int(tr.sum())) % 5
+    cv = {}
+    for l2 in AGE_L2:
+        err = []
+        for k in range(5):
+            fit_rows = fold[groups] != k
+            m = _ridge(x[fit_rows], t[fit_rows], l2)
+            err.append(np.abs(predict_age(m, x[~fit_rows]) - np.expm1(t[~fit_rows])))
+        cv[l2] = float(np.mean(np.concatenate(err)))
+    l2 = min(cv, key=cv.get)
+    model = _ridge(x, t, l2)
+    model.update(l2=l2, target="log1p years", trained_on=int(tr.sum()),
+                 cv_mae={str(a): round(b, 2) for a, b in cv.items()})
+    report = {"cv_mae": round(cv[l2], 2)}
+    te = ok & held
+    if te.any():
+        ph = predict_age(model, f["age"][te])
+        report["utkface_heldout"] = {"photos": int(te.sum()), "mae": round(float(np.mean(np.abs(ph - y[te]))), 2),
+                                     "auc_child_under_13": _auc(y[te] < 13, -ph), "auc_50_and_over": _auc(y[te] >= 50, ph)}
+    if feats is not None and labels_path is not None and Path(labels_path).is_file():
+        lab = {}
+        for line in Path(labels_path).read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            if r.get("faces"):
+                lab[r["file"]] = float(r["faces"][0]["faceAttributes"]["age"])
+        rows = [i for i, n in enumerate(feats["names"]) if n in lab and np.isfinite(feats["age"][i]).all()]
+        if rows:
+            ph = predict_age(model, np.asarray(feats["age"], np.float64)[rows])
+            ya = np.array([lab[feats["names"][i]] for i in rows])
+            report["shared_labels"] = {"photos": len(rows), "mae": round(float(np.mean(np.abs(ph - ya))), 2)}
+    for k in ("mean", "scale", "w"):
+        model[k] = np.round(model[k], 6).tolist()
+    return model, report
+
+
+def age_features(shared: Path, cache: Path, keys: list[str], quiet: bool = False) -> dict:
+    """``accessories.age_vector`` at both :func:`cue_sizes` (fields ``age``
+    and ``age`` + the small size's suffix) of the photos ``keys``
+    (``"FOLDER/NAME"``) with a face, ``names`` the keys found; cached in
+    ``cache/age_cues.npz`` under the artist's source key (all measured again
+    when a key is new)."""
+    from tqdm import tqdm
+
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.artist import accessories as A
+    from avatarizer.imageio import load_image
+
+    path = Path(cache) / "age_cues.npz"
+    small = _suffixes()[1]
+    fields = ("age", "age" + small)
+    key = _cache_key()
+    z = _read_cache(path, key, (*fields, "names", "keys"))
+    if z is not None and list(map(str, z["keys"])) == list(keys):
+        return {"names": [str(n) for n in z["names"]], **{k: z[k] for k in fields}}
+    out = {"names": [], **{k: [] for k in fields}}
+    with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=False)) as al:
+        for k in tqdm(keys, desc="age cues", disable=quiet):
+            try:
+                face = al.align(load_image(Path(shared) / "data" / "faces" / k))
+            except ValueError:  # (an unreadable photo)
+                face = None
+            if face is None:
+                continue
+            out["names"].append(k)
+            for size, sfx in zip(cue_sizes(), _suffixes()):
+                out["age" + sfx].append(A.age_vector(face.canonical, face.crop(size)))
+    res = {"names": out["names"], **{k: np.array(out[k], np.float64).reshape(len(out["names"]), -1) for k in fields}}
+    _write_cache(path, key=key, names=np.array(res["names"]), keys=np.array(keys), **{k: res[k] for k in fields})
+    return res
+
+
+def _auc(pos: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC of ``score`` for the boolean ``pos`` (ties averaged); None without both classes."""
+    pos, score = np.asarray(pos, bool), np.asarray(score, np.float64)
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if not n1 or not n0:
+        return None
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score))
+    ranks[order] = np.arange(1, len(score) + 1)
+    for v in np.unique(score):  # ties share their mean rank
+        m = score == v
+        if m.sum() > 1:
+            ranks[m] = ranks[m].mean()
+    return round(float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)), 3)
+
+
+def age_prior_of(ages, colours, held) -> dict | None:
+    """P(gray | age band) / P(gray) over the training photos (``held``:
+    held out, left out) with a hair colour (``colours``: index in
+    :data:`HAIR_COLOURS`, -1 unknown) at the estimated ``ages``, each band's
+    share smoothed toward the overall one by :data:`AGE_PRIOR_SMOOTHING`
+    photos (:func:`gray_age_prior`'s form); None with fewer than 100 such photos."""
+    y, age = np.asarray(colours), np.asarray(ages, np.float64)
+    ok = (y >= 0) & np.isfinite(age) & ~np.asarray(held, bool)
+    if ok.sum() < 100:
+        return None
+    gray = y[ok] == HAIR_COLOURS.index("gray")
+    band = np.searchsorted(np.asarray(AGE_BANDS), age[ok], side="right")
+    overall = float(gray.mean())
+    ratios, counts = [], []
+    for b in range(len(AGE_BANDS) + 1):
+        m = band == b
+        share = (gray[m].sum() + AGE_PRIOR_SMOOTHING * overall) / (m.sum() + AGE_PRIOR_SMOOTHING)
+        ratios.append(round(float(share / overall), 4))
+        counts.append(int(m.sum()))
+    return {"bins": list(AGE_BANDS), "gray": ratios, "photos": counts, "gray_share": round(overall, 4)}
 
 
 def gray_age_prior(keys: list, colours, held, predictions: Path | None = None) -> dict | None:

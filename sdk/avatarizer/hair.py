@@ -1029,8 +1029,8 @@ def model_hair_colour(model_probs: Mapping[str, float], priors=None, age=None, t
     return fuse_hair_colour(model_probs, {c: 1.0 for c in HAIR_COLOURS}, priors, age, tone_ratios)
 
 
-def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None, model=None
-                         ) -> tuple[np.ndarray, dict | None]:
+def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None, model=None,
+                         gray_ratio: float | None = None) -> tuple[np.ndarray, dict | None]:
     """(``raw``, a hair colour sampled from the photo, drawn as the class
     the classifier reads in the hair region's pixels ``px`` against the
     cheeks' ``skin_lab`` (:func:`cheek_skin_lab`; without it the classifier
@@ -1040,14 +1040,21 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None
     as it is when the region covers less than :data:`HAIR_CLASS_MIN_AREA` of
     the crop's ``crop_pixels`` and there is no ``model`` reading to fuse. ``model``: (H's hair-colour probabilities,
     H's training colour frequencies or None[, H's regressed age[, :func:`tone_colour_ratios`]]): the class
-    is then the one of :func:`fuse_hair_colour`. The SDK's hair stage (with H) and the
-    auto-artist (without) both draw their hair colour through this."""
+    is then the one of :func:`fuse_hair_colour`. ``gray_ratio`` (without ``model``: the
+    auto-artist's :func:`avatarizer.artist.accessories.artist_gray_ratio` at its own age
+    estimate) weighs the region's grey as H's age weighs it in the fusion. The SDK's hair
+    stage (with H) and the auto-artist (without) both draw their hair colour through this."""
     raw = natural_hair_colour(raw)  # without a colour cast, before the class is read into it
     # the classifier's statistics are percentiles: an even subsample of at
     # most HAIR_FEATURE_PIXELS pixels gives them within a fraction of a unit
     step = max(1, len(px) // HAIR_FEATURE_PIXELS)
     probs = hair_colour_probs(px[::step], skin_lab)
     gate = hair_colour_gate()
+    if probs is not None and gray_ratio is not None and (model is None or not model[0]) \
+            and np.isfinite(gray_ratio) and gray_ratio != 1.0:
+        w = {c: max(float(gray_ratio), 1e-3) if c == "gray" else 1.0 for c in HAIR_COLOURS}
+        total = sum(probs[c] * w[c] for c in HAIR_COLOURS)
+        probs = {c: float(probs[c] * w[c] / total) for c in HAIR_COLOURS}
     if model is not None and model[0]:
         if probs is None:
             # the region's classifier reads nothing (no skin reading, no fitted classifier): H's

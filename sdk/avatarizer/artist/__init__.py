@@ -29,7 +29,8 @@ It works in three steps:
    lips, irises, brows and hair; a hairstyle family from the prior
    (:func:`avatarizer.prior.hairstyle_contours`) chosen from the hair
    silhouette (length, volume, fringe, bald scalp, texture) and pulled onto
-   the outline of the hair mask; conservative glasses and facial-hair
+   the outline of the hair mask (a bald head's side hair is the template's:
+   its scalp would pull it into a cap); conservative glasses and facial-hair
    detectors.
 
 Everything is numpy/OpenCV on small arrays, no per-pixel Python loops: about

@@ -92,7 +92,8 @@ class ArtistStyle:
 
     Attributes:
         hair_fit: how far the chosen hairstyle's back contour is pulled onto
-            the outline of the hair mask (0 = the family template as is).
+            the outline of the hair mask (0 = the family template as is; the
+            bald family is never pulled: its scalp is in the mask).
         hair_volume: multiplies the hair volume measured above and beside
             the skull before the prior's template is built (before
             ``hair_fit`` pulls it onto the mask).
