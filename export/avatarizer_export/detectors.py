@@ -948,21 +948,7 @@ def gray_age_prior(keys: list, colours, held, predictions: Path | None = None) -
         return None
     with np.load(path) as z:
         age_of = dict(zip([str(k) for k in z["keys"]], z["regress"][:, 0].astype(np.float64)))
-    y = np.asarray(colours)
-    age = np.array([age_of.get(k, np.nan) for k in keys])
-    ok = (y >= 0) & np.isfinite(age) & ~np.asarray(held, bool)
-    if ok.sum() < 100:
-        return None
-    gray = y[ok] == HAIR_COLOURS.index("gray")
-    band = np.searchsorted(np.asarray(AGE_BANDS), age[ok], side="right")
-    overall = float(gray.mean())
-    ratios, counts = [], []
-    for b in range(len(AGE_BANDS) + 1):
-        m = band == b
-        share = (gray[m].sum() + AGE_PRIOR_SMOOTHING * overall) / (m.sum() + AGE_PRIOR_SMOOTHING)
-        ratios.append(round(float(share / overall), 4))
-        counts.append(int(m.sum()))
-    return {"bins": list(AGE_BANDS), "gray": ratios, "photos": counts, "gray_share": round(overall, 4)}
+    return age_prior_of([age_of.get(k, np.nan) for k in keys], colours, held)
 
 
 def _detector_report(y: np.ndarray, pred: np.ndarray, k: int) -> dict:
