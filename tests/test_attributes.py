@@ -82,7 +82,7 @@ def test_a_bare_top_threshold_above_the_bald_one_is_refused():
 
 
 def test_age_vector_reads_any_crop_size_and_dtype():
-    from avatarizer.artist.accessories import AGE_FEATURES, age_vector
+    from avatarizer.artist.accessories import AGE_FEATURES, AGE_LANDMARK_STEP, age_vector
 
     rng = np.random.default_rng(0)
     lm = rng.uniform(-0.8, 0.8, (478, 3))
@@ -94,7 +94,9 @@ def test_age_vector_reads_any_crop_size_and_dtype():
     small = age_vector(lm, crop[::3, ::3][:64, :64])  # another size is read at 128 px
     assert small.shape == v.shape and np.isfinite(small).all()
     flat = age_vector(lm, np.full((128, 128, 3), 128, np.uint8))  # no detail: the floor of the log
-    assert np.allclose(flat[-110:], np.log(1e-3))
+    cells = AGE_FEATURES - 2 * len(range(0, 478, AGE_LANDMARK_STEP))
+    assert cells == 100 and np.allclose(flat[-cells:], np.log(1e-3))
+    np.testing.assert_array_equal(flat[:-cells], lm[::AGE_LANDMARK_STEP, :2].ravel())
 
 
 def test_the_artist_age_regressor_and_its_grey_prior_load_and_are_checked():
@@ -104,7 +106,9 @@ def test_the_artist_age_regressor_and_its_grey_prior_load_and_are_checked():
     age = doc["detectors"]["age"]
     m = _checked(age, "age")
     assert m["w"].shape == (AGE_FEATURES,) and np.isfinite(m["b"])
-    for bad in ({"w": age["w"][:-1]}, {"b": float("nan")}, {"mean": age["mean"][:-1], "scale": age["scale"][:-1]}):
+    n = len(age["w"])
+    for bad in ({"w": age["w"][:-1]}, {"b": float("nan")}, {"mean": age["mean"][:-1], "scale": age["scale"][:-1]},
+                {"kind": "logistic", "W": [[0.0] * n], "b": [0.0]}, {"kind": None}):
         with pytest.raises(ValueError):
             _checked({**age, **bad}, "age")
     prior = detectors()["hair_colour"]["artist_age_prior"]

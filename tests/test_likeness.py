@@ -267,6 +267,7 @@ def test_network_detectors_match_torch_and_refuse_bad_weights(tmp_path, monkeypa
         ({"detectors": {"age": age}}, ["age"]),
         *[({"detectors": {"age": a}}, []) for a in (
             {**age, "w": age["w"][:-1]}, {**age, "b": float("nan")}, {**age, "kind": "logistic"},
+            {**age, "kind": "logistic", "W": [[0.0] * na], "b": [0.0]},  # valid, but not what age_estimate reads
             {**age, "mean": age["mean"][:-1], "scale": age["scale"][:-1], "w": age["w"][:-1]})],
     ]
     try:

@@ -605,10 +605,9 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
                 rows += [(cues[fkey][mine], labels_[mine], ids, False), (cues[fkey + small][mine], labels_[mine], ids, True)]
         xt, yt, groups = (np.concatenate([r[i] for r in rows]) for i in range(3))
         at_small = np.concatenate([np.full(len(r[1]), r[3]) for r in rows])
-        if task == "headwear":  # a network over the cues and the pixel block's projection
-            model, po = fit_hat(xt, yt, k), oof(xt, yt, k, fit=fit_hat, groups=groups)
-        elif task in MLP_TASKS:
-            model, po = fit_mlp(xt, yt, k), oof(xt, yt, k, fit=fit_mlp, groups=groups)
+        task_fit = fit_hat if task == "headwear" else fit_mlp if task in MLP_TASKS else None
+        if task_fit is not None:  # (headwear: a network over the cues and the pixel block's projection)
+            model, po = task_fit(xt, yt, k), oof(xt, yt, k, fit=task_fit, groups=groups)
         else:
             l2 = GOATEE_L2 if task == "goatee" else 1.0
             model, po = fit_logistic(xt, yt, k, l2=l2), oof(xt, yt, k, l2=l2, groups=groups)
@@ -635,7 +634,7 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
             tops = np.array([tops_by_name.get(tf["names"][g - len(y)], -1) for g in groups[eye_rows]], np.int64)
             # pooled over BARE_TOP_SEEDS fold draws: with one draw the floor moved with the folds
             # (0.15, 0.2, 0.3 or none for seeds 3, 1, 0, 2; a read-only review, session 23)
-            pooled = [po] + [oof(xt, yt, k, fit=fit_mlp, groups=groups, seed=sd) for sd in BARE_TOP_SEEDS[1:]]
+            pooled = [po] + [oof(xt, yt, k, fit=task_fit, groups=groups, seed=sd) for sd in BARE_TOP_SEEDS[1:]]
             prob = np.concatenate([q[eye_rows, 1] for q in pooled])
             r = bare_top_threshold(prob, np.tile(tops, len(pooled)), th["yes"],
                                    groups=np.tile(at_small[eye_rows], len(pooled)))
@@ -692,8 +691,8 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     if age_model is not None:
         doc["detectors"]["age"] = age_model
         doc["age"] = age_report
-        ages = predict_age(age_model, np.concatenate([np.asarray(feats["age"], np.float64),
-                                                      np.asarray(ef["age"], np.float64)[keep]]))
+        rows = [np.asarray(feats["age"], np.float64)] + ([np.asarray(ef["age"], np.float64)[keep]] if keep.any() else [])
+        ages = predict_age(age_model, np.concatenate(rows))
         artist_prior = age_prior_of(ages, [both_labels[n]["hair_colour"] for n in both["names"]], both_held)
         if artist_prior is not None:
             hc_model["artist_age_prior"] = artist_prior
@@ -777,7 +776,12 @@ def _previous_age_prior(path: Path) -> dict | None:
 
 
 #: ridge penalties tried for the artist's age regressor (5-fold CV, grouped by photo)
-AGE_L2 = (3.0, 10.0, 30.0, 100.0)
+AGE_L2 = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+#: the photos' sides the age cues are also measured at (a photo shrunk to
+#: this share of its side): a small face in a large photo or a video frame
+#: has less fine detail, and read younger (4 years on FFHQ photos halved,
+#: before these copies were trained on; a review, session 23)
+AGE_SCALES = (0.5,)
 
 
 def predict_age(model: dict, x: np.ndarray) -> np.ndarray:
@@ -819,11 +823,14 @@ def fit_age(shared: Path, cache: Path, feats: dict | None = None, labels_path: P
     y = np.array([age_of[k] for k in f["names"]])
     held = np.array([is_heldout(k) for k in f["names"]])
     small = _suffixes()[1]
-    ok = np.isfinite(f["age"]).all(1) & np.isfinite(f["age" + small]).all(1)
+    views = ["age", "age" + small, *(f"age_x{s:g}" for s in AGE_SCALES)]  # the crop sizes, the shrunk photos
+    ok = np.all([np.isfinite(f[v]).all(1) for v in views], 0) if len(y) else np.zeros(0, bool)
     tr = ok & ~held
-    x = np.concatenate([f["age"][tr], f["age" + small][tr]])
-    t = np.log1p(np.concatenate([y[tr], y[tr]]))
-    groups = np.concatenate([np.arange(tr.sum())] * 2)
+    if tr.sum() < 100:  # (too few to fit: no age regressor)
+        return None, {"photos": int(tr.sum())}
+    x = np.concatenate([f[v][tr] for v in views])
+    t = np.log1p(np.concatenate([y[tr]] * len(views)))
+    groups = np.concatenate([np.arange(tr.sum())] * len(views))
     fold = np.random.default_rng(0).permutation(int(tr.sum())) % 5
     cv = {}
     for l2 in AGE_L2:
@@ -843,6 +850,10 @@ def fit_age(shared: Path, cache: Path, feats: dict | None = None, labels_path: P
         ph = predict_age(model, f["age"][te])
         report["utkface_heldout"] = {"photos": int(te.sum()), "mae": round(float(np.mean(np.abs(ph - y[te]))), 2),
                                      "auc_child_under_13": _auc(y[te] < 13, -ph), "auc_50_and_over": _auc(y[te] >= 50, ph)}
+        for s in AGE_SCALES:  # the same faces in the photo shrunk: how far the estimate moves
+            d = predict_age(model, f[f"age_x{s:g}"][te]) - ph
+            report["utkface_heldout"][f"shrunk_x{s:g}"] = {"mean_change": round(float(np.mean(d)), 2),
+                                                          "mean_abs_change": round(float(np.mean(np.abs(d))), 2)}
     if feats is not None and labels_path is not None and Path(labels_path).is_file():
         lab = {}
         for line in Path(labels_path).read_text(encoding="utf-8").splitlines():
@@ -871,9 +882,11 @@ def age_features(shared: Path, cache: Path, keys: list[str], quiet: bool = False
     from avatarizer.artist import accessories as A
     from avatarizer.imageio import load_image
 
+    import cv2
+
     path = Path(cache) / "age_cues.npz"
     small = _suffixes()[1]
-    fields = ("age", "age" + small)
+    fields = ("age", "age" + small, *(f"age_x{s:g}" for s in AGE_SCALES))
     key = _cache_key()
     z = _read_cache(path, key, (*fields, "names", "keys"))
     if z is not None and list(map(str, z["keys"])) == list(keys):
@@ -882,15 +895,22 @@ def age_features(shared: Path, cache: Path, keys: list[str], quiet: bool = False
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=False)) as al:
         for k in tqdm(keys, desc="age cues", disable=quiet):
             try:
-                face = al.align(load_image(Path(shared) / "data" / "faces" / k))
+                img = load_image(Path(shared) / "data" / "faces" / k)
+                face = al.align(img)
+                # the same photo shrunk (at the artist's crop size): found again, or the photo is left out
+                shrunk = [al.align(cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA))
+                          for s in AGE_SCALES] if face is not None else []
             except ValueError:  # (an unreadable photo)
                 face = None
-            if face is None:
+            if face is None or any(f is None for f in shrunk):
                 continue
             out["names"].append(k)
             for size, sfx in zip(cue_sizes(), _suffixes()):
                 out["age" + sfx].append(A.age_vector(face.canonical, face.crop(size)))
-    res = {"names": out["names"], **{k: np.array(out[k], np.float64).reshape(len(out["names"]), -1) for k in fields}}
+            for s, f in zip(AGE_SCALES, shrunk):
+                out[f"age_x{s:g}"].append(A.age_vector(f.canonical, f.crop(cue_sizes()[0])))
+    res = {"names": out["names"], **{k: np.array(out[k], np.float64).reshape(len(out["names"]), A.AGE_FEATURES)
+                                     for k in fields}}
     _write_cache(path, key=key, names=np.array(res["names"]), keys=np.array(keys), **{k: res[k] for k in fields})
     return res
 

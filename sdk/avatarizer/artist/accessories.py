@@ -630,17 +630,19 @@ def _feature_count(name: str | None) -> int | None:
 
 
 #: the side the crop is read at for the age regressor's texture grid, and
-#: the grid's cells (8 x 8 px each, of 16 x 16) it reads: the face from the
-#: brows to the chin, cheek to cheek
+#: the grid's cells (8 x 8 px each, of 16 x 16) it reads: canonical y from
+#: -0.5 (the top of the forehead) to 0.75 (below the chin), x from -0.625 to
+#: 0.625 (the cells above lie outside most of UTKFace's tight crops, where
+#: the aligner's border fill would have been learned; a review, session 23)
 AGE_TEXTURE_SIZE = 128
-AGE_CELLS = (slice(3, 14), slice(3, 13))
+AGE_CELLS = (slice(4, 14), slice(3, 13))
 #: every AGE_LANDMARK_STEP-th canonical landmark is read (120 of 478: on
-#: UTKFace's 9,768 photos, 5-fold, mean absolute error 9.46 years against
-#: 9.18 with all of them)
+#: UTKFace's 8,772 training photos, 5-fold, mean absolute error 9.48 years
+#: against 9.18 with all of them)
 AGE_LANDMARK_STEP = 4
 #: the age regressor's inputs: those landmarks' x and y, and the log of the
 #: crop's fine luminance detail (wrinkles, skin texture) per cell
-AGE_FEATURES = 2 * len(range(0, 478, AGE_LANDMARK_STEP)) + 11 * 10
+AGE_FEATURES = 2 * len(range(0, 478, AGE_LANDMARK_STEP)) + 10 * 10
 
 
 def age_vector(canonical, crop) -> np.ndarray:
@@ -762,6 +764,8 @@ def _checked(model: dict, name: str | None = None) -> dict:
         k = 1
     else:
         raise ValueError(f"unknown kind {kind!r}")
+    if name == "age" and kind != "ridge":  # (age_estimate reads a ridge regression's w and b)
+        raise ValueError(f"age: a {kind} model, not a ridge regression")
     if name in _CLASSES and k != _CLASSES[name]:
         raise ValueError(f"{name}: {k} classes, not {_CLASSES[name]}")
     if name in _THRESHOLDS:
