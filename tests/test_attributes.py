@@ -140,6 +140,48 @@ def test_a_gray_ratio_weighs_the_region_reading_only_without_h():
     assert with_h == with_h_ratio
 
 
+def test_fit_age_recovers_a_synthetic_age_and_declines_too_few_photos(tmp_path, monkeypatch):
+    """The age fit (UTKFace's names give the ages): a regressor that reads
+    the age back where the cues carry it, a shrunk copy without a face (NaN)
+    costing only its own row, the held-out photos reported; no regressor and
+    no failure with too few or no photos."""
+    from avatarizer_export import detectors as D
+    from avatarizer_export.data import is_heldout
+
+    from avatarizer.artist.accessories import AGE_FEATURES
+
+    folder = tmp_path / "data" / "faces" / "utkface200"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    ages = rng.integers(1, 90, 600)
+    names = [f"{a}_0_0_2017{i:08d}.jpg.chip.jpg" for i, a in enumerate(ages)]
+    for n in names:
+        (folder / n).write_bytes(b"")
+    keys = [f"utkface200/{n}" for n in sorted(names)]
+    age_of = {f"utkface200/{n}": float(a) for n, a in zip(names, ages)}
+
+    def views(found):
+        t = np.log1p(np.array([age_of[k] for k in found]))[:, None]
+        base = rng.normal(0, 1, (len(found), AGE_FEATURES)) + 4.0 * t * np.r_[np.ones(10), np.zeros(AGE_FEATURES - 10)]
+        shrunk = base.copy()
+        shrunk[::7] = np.nan  # no face found in every 7th photo shrunk
+        return {"names": list(found), "age": base, "age" + D._suffixes()[1]: base + 0.01, "age_x0.5": shrunk}
+
+    monkeypatch.setattr(D, "age_features", lambda shared, cache, ks, quiet=False: views(ks))
+    model, report = D.fit_age(tmp_path, tmp_path / "cache")
+    assert model is not None and model["kind"] == "ridge" and len(model["w"]) == AGE_FEATURES
+    held = np.array([is_heldout(k) for k in keys])
+    assert model["trained_on"] == int((~held).sum()) and model["rows"] < 3 * model["trained_on"]
+    assert report["utkface_heldout"]["photos"] == int(held.sum()) and report["utkface_heldout"]["mae"] < 10
+    assert report["utkface_heldout"]["shrunk_x0.5"]["photos"] < int(held.sum())
+    for found in ([], keys[:3]):  # no photo with a face, or too few: no regressor
+        monkeypatch.setattr(D, "age_features", lambda shared, cache, ks, quiet=False, found=found: views(found) if found
+                            else {"names": [], **{v: np.zeros((0, AGE_FEATURES)) for v in
+                                                  ("age", "age" + D._suffixes()[1], "age_x0.5")}})
+        model, report = D.fit_age(tmp_path, tmp_path / "cache")
+        assert model is None and report["photos"] <= 3
+
+
 def test_fit_calibration_undoes_overconfidence():
     import torch
 

@@ -776,12 +776,14 @@ def _previous_age_prior(path: Path) -> dict | None:
 
 
 #: ridge penalties tried for the artist's age regressor (5-fold CV, grouped by photo)
-AGE_L2 = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+AGE_L2 = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 #: the photos' sides the age cues are also measured at (a photo shrunk to
 #: this share of its side): a small face in a large photo or a video frame
 #: has less fine detail, and read younger (4 years on FFHQ photos halved,
 #: before these copies were trained on; a review, session 23)
 AGE_SCALES = (0.5,)
+#: how the age cues are measured (part of their cache's key: change it with ``age_features``)
+AGE_CUES_VERSION = "age-cues-2"
 
 
 def predict_age(model: dict, x: np.ndarray) -> np.ndarray:
@@ -820,17 +822,19 @@ def fit_age(shared: Path, cache: Path, feats: dict | None = None, labels_path: P
             years.append(float(head))
     f = age_features(shared, cache, keys, quiet=quiet)
     age_of = dict(zip(keys, years))
-    y = np.array([age_of[k] for k in f["names"]])
-    held = np.array([is_heldout(k) for k in f["names"]])
+    y = np.array([age_of[k] for k in f["names"]], np.float64)
+    held = np.array([is_heldout(k) for k in f["names"]], bool)
     small = _suffixes()[1]
     views = ["age", "age" + small, *(f"age_x{s:g}" for s in AGE_SCALES)]  # the crop sizes, the shrunk photos
-    ok = np.all([np.isfinite(f[v]).all(1) for v in views], 0) if len(y) else np.zeros(0, bool)
+    fin = {v: np.isfinite(np.asarray(f[v], np.float64)).all(1) if len(y) else np.zeros(0, bool) for v in views}
+    ok = fin["age"] & fin["age" + small]  # (a shrunk copy without a face leaves only its own row out)
     tr = ok & ~held
     if tr.sum() < 100:  # (too few to fit: no age regressor)
         return None, {"photos": int(tr.sum())}
-    x = np.concatenate([f[v][tr] for v in views])
-    t = np.log1p(np.concatenate([y[tr]] * len(views)))
-    groups = np.concatenate([np.arange(tr.sum())] * len(views))
+    x = np.concatenate([f[v][tr & fin[v]] for v in views])
+    t = np.log1p(np.concatenate([y[tr & fin[v]] for v in views]))
+    photo = np.cumsum(tr) - 1  # each training photo's index (its rows share a fold)
+    groups = np.concatenate([photo[tr & fin[v]] for v in views])
     fold = np.random.default_rng(0).permutation(int(tr.sum())) % 5
     cv = {}
     for l2 in AGE_L2:
@@ -842,7 +846,7 @@ def fit_age(shared: Path, cache: Path, feats: dict | None = None, labels_path: P
         cv[l2] = float(np.mean(np.concatenate(err)))
     l2 = min(cv, key=cv.get)
     model = _ridge(x, t, l2)
-    model.update(l2=l2, target="log1p years", trained_on=int(tr.sum()),
+    model.update(l2=l2, target="log1p years", trained_on=int(tr.sum()), rows=int(len(t)),
                  cv_mae={str(a): round(b, 2) for a, b in cv.items()})
     report = {"cv_mae": round(cv[l2], 2)}
     te = ok & held
@@ -851,8 +855,10 @@ def fit_age(shared: Path, cache: Path, feats: dict | None = None, labels_path: P
         report["utkface_heldout"] = {"photos": int(te.sum()), "mae": round(float(np.mean(np.abs(ph - y[te]))), 2),
                                      "auc_child_under_13": _auc(y[te] < 13, -ph), "auc_50_and_over": _auc(y[te] >= 50, ph)}
         for s in AGE_SCALES:  # the same faces in the photo shrunk: how far the estimate moves
-            d = predict_age(model, f[f"age_x{s:g}"][te]) - ph
-            report["utkface_heldout"][f"shrunk_x{s:g}"] = {"mean_change": round(float(np.mean(d)), 2),
+            m = fin[f"age_x{s:g}"][te]
+            d = predict_age(model, f[f"age_x{s:g}"][te][m]) - ph[m]
+            report["utkface_heldout"][f"shrunk_x{s:g}"] = {"photos": int(m.sum()),
+                                                          "mean_change": round(float(np.mean(d)), 2),
                                                           "mean_abs_change": round(float(np.mean(np.abs(d))), 2)}
     if feats is not None and labels_path is not None and Path(labels_path).is_file():
         lab = {}
@@ -864,7 +870,11 @@ def fit_age(shared: Path, cache: Path, feats: dict | None = None, labels_path: P
         if rows:
             ph = predict_age(model, np.asarray(feats["age"], np.float64)[rows])
             ya = np.array([lab[feats["names"][i]] for i in rows])
+            hs = np.array([is_heldout(f"ffhq128-labelled/{feats['names'][i]}") for i in rows], bool)
             report["shared_labels"] = {"photos": len(rows), "mae": round(float(np.mean(np.abs(ph - ya))), 2)}
+            if hs.any():  # (the photos H's age head is scored on)
+                report["shared_labels_heldout"] = {"photos": int(hs.sum()),
+                                                   "mae": round(float(np.mean(np.abs(ph[hs] - ya[hs]))), 2)}
     for k in ("mean", "scale", "w"):
         model[k] = np.round(model[k], 6).tolist()
     return model, report
@@ -872,10 +882,12 @@ def fit_age(shared: Path, cache: Path, feats: dict | None = None, labels_path: P
 
 def age_features(shared: Path, cache: Path, keys: list[str], quiet: bool = False) -> dict:
     """``accessories.age_vector`` at both :func:`cue_sizes` (fields ``age``
-    and ``age`` + the small size's suffix) of the photos ``keys``
-    (``"FOLDER/NAME"``) with a face, ``names`` the keys found; cached in
-    ``cache/age_cues.npz`` under the artist's source key (all measured again
-    when a key is new)."""
+    and ``age`` + the small size's suffix) and, at the artist's size, of the
+    photo shrunk by each of :data:`AGE_SCALES` (``age_x0.5``: NaN where no
+    face is found there), of the photos ``keys`` (``"FOLDER/NAME"``) with a
+    face, ``names`` the keys found; cached in ``cache/age_cues.npz`` under
+    the artist's source key, the scales and :data:`AGE_CUES_VERSION` (all
+    measured again when a key is new)."""
     from tqdm import tqdm
 
     from avatarizer.align import AlignOptions, FaceAligner
@@ -887,7 +899,7 @@ def age_features(shared: Path, cache: Path, keys: list[str], quiet: bool = False
     path = Path(cache) / "age_cues.npz"
     small = _suffixes()[1]
     fields = ("age", "age" + small, *(f"age_x{s:g}" for s in AGE_SCALES))
-    key = _cache_key()
+    key = f"{_cache_key()}:age_scales={','.join(f'{s:g}' for s in AGE_SCALES)}:{AGE_CUES_VERSION}"
     z = _read_cache(path, key, (*fields, "names", "keys"))
     if z is not None and list(map(str, z["keys"])) == list(keys):
         return {"names": [str(n) for n in z["names"]], **{k: z[k] for k in fields}}
@@ -897,18 +909,19 @@ def age_features(shared: Path, cache: Path, keys: list[str], quiet: bool = False
             try:
                 img = load_image(Path(shared) / "data" / "faces" / k)
                 face = al.align(img)
-                # the same photo shrunk (at the artist's crop size): found again, or the photo is left out
+                # the same photo shrunk (at the artist's crop size); NaN where no face is found there
                 shrunk = [al.align(cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA))
                           for s in AGE_SCALES] if face is not None else []
             except ValueError:  # (an unreadable photo)
                 face = None
-            if face is None or any(f is None for f in shrunk):
+            if face is None:
                 continue
             out["names"].append(k)
             for size, sfx in zip(cue_sizes(), _suffixes()):
                 out["age" + sfx].append(A.age_vector(face.canonical, face.crop(size)))
             for s, f in zip(AGE_SCALES, shrunk):
-                out[f"age_x{s:g}"].append(A.age_vector(f.canonical, f.crop(cue_sizes()[0])))
+                out[f"age_x{s:g}"].append(np.full(A.AGE_FEATURES, np.nan) if f is None
+                                          else A.age_vector(f.canonical, f.crop(cue_sizes()[0])))
     res = {"names": out["names"], **{k: np.array(out[k], np.float64).reshape(len(out["names"]), A.AGE_FEATURES)
                                      for k in fields}}
     _write_cache(path, key=key, names=np.array(res["names"]), keys=np.array(keys), **{k: res[k] for k in fields})
