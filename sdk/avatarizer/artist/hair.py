@@ -255,18 +255,13 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     volume = clamp(0.5 + 4.0 * max(vol_top, vol_side), 0.4, 2.0)
     info.update(top_hair=hm["top_hair"], hairline=hm["hairline"] if hm["hairline"] is not None else 0.0)
     bald = accessories.bald_evidence(g)  # the fitted detector where there is one, else the hand-set rule
-    bare = accessories.bare_top_threshold() if bald is not None else None
     if bald is not None and bald[0] >= bald[1]:
         style = "bald"
     elif hm["top_skin"] is not None and hm["top_skin"] >= 0.7 and hm["top_tex"] < 0.01:
         style = "bald" if hm["top_hair"] <= 1 and bald is None else "receding"
     elif hm["top_skin"] is None and hm["top_hair"] <= 1 and hm["mid_rows"] >= 3:
         style = "bald" if bald is None else "receding"
-    elif bare is not None and bald[0] >= bare:
-        # short of the bald threshold, but most heads this likely bald are bald or receding (out of
-        # fold): the top bare, the hair at the sides (bald men with a fringe of hair were drawn a
-        # skin-coloured cap; the receding heads above keep their hairline: white hair combed back
-        # over the top was drawn bald before them)
+    elif in_bare_top_band(hm, bald):
         style = "bald"
     elif curly and max(vol_top, vol_side) > 0.16 and bottom < 0.45:
         style = "afro"
@@ -281,6 +276,30 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     else:
         style = "short"
     return style, volume, info
+
+
+def reads_receding(hm) -> bool:
+    """Whether the hand-set rule reads a receding hairline (with a fitted
+    bald detector): the top of the head skin-coloured and smooth above the
+    forehead, or no hair on the mid-line above the brows."""
+    if hm["top_skin"] is not None:
+        return hm["top_skin"] >= 0.7 and hm["top_tex"] < 0.01
+    return hm["top_hair"] <= 1 and hm["mid_rows"] >= 3
+
+
+def in_bare_top_band(hm, bald) -> bool:
+    """Whether a head short of the bald detector's threshold (``bald``: its
+    (probability, threshold), or None) is drawn with its top bare: its
+    probability reaches the bare-top band's floor
+    (:func:`accessories.bare_top_threshold`: most heads this likely bald are
+    bald or receding, out of fold) and the hand-set rule reads no receding
+    hairline (:func:`reads_receding`; white hair combed back over the top was
+    drawn bald before that rule). Bald men with a fringe of hair were drawn a
+    skin-coloured cap."""
+    if bald is None or bald[0] >= bald[1]:
+        return False
+    bare = accessories.bare_top_threshold()
+    return bare is not None and bald[0] >= bare and not reads_receding(hm)
 
 
 def hair_texture(photo: Photo, hm) -> float:
