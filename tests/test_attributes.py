@@ -182,6 +182,24 @@ def test_fit_age_recovers_a_synthetic_age_and_declines_too_few_photos(tmp_path, 
         assert model is None and report["photos"] <= 3
 
 
+def test_the_bare_top_band_draws_bald_only_short_of_the_threshold_and_not_receding(monkeypatch):
+    from avatarizer.artist import accessories as A
+    from avatarizer.artist import hair as AH
+
+    monkeypatch.setattr(A, "bare_top_threshold", lambda: 0.35)
+    hair_top = {"top_skin": 0.2, "top_tex": 0.05, "top_hair": 8, "mid_rows": 20}  # hair on top
+    smooth_skin_top = {**hair_top, "top_skin": 0.8, "top_tex": 0.005}  # the rule reads a receding hairline
+    no_mid_hair = {"top_skin": None, "top_tex": 1.0, "top_hair": 1, "mid_rows": 5}  # likewise
+    assert not AH.reads_receding(hair_top) and AH.reads_receding(smooth_skin_top) and AH.reads_receding(no_mid_hair)
+    assert AH.in_bare_top_band(hair_top, (0.5, 0.73)) and AH.in_bare_top_band(hair_top, (0.35, 0.73))
+    assert not AH.in_bare_top_band(hair_top, (0.34, 0.73))  # below the floor
+    assert not AH.in_bare_top_band(hair_top, (0.8, 0.73))  # past the threshold: bald anyway
+    assert not AH.in_bare_top_band(smooth_skin_top, (0.5, 0.73)) and not AH.in_bare_top_band(no_mid_hair, (0.5, 0.73))
+    assert not AH.in_bare_top_band(hair_top, None)
+    monkeypatch.setattr(A, "bare_top_threshold", lambda: None)  # a detectors file without the band
+    assert not AH.in_bare_top_band(hair_top, (0.5, 0.73))
+
+
 def test_fit_calibration_undoes_overconfidence():
     import torch
 
