@@ -687,7 +687,7 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
     hc_model, hc_report = _fit_hair_colour(both, both_labels, both_held, parts)
     # the artist's own age (it has no H): a ridge regression on UTKFace's ages, and how common grey
     # hair is at its estimates over the hair-colour classifier's training photos
-    age_model, age_report = fit_age(shared, cache, feats, labels_path=folder / "attributes.jsonl", quiet=quiet)
+    age_model, age_report = fit_age(shared, cache, feats, quiet=quiet)
     if age_model is not None:
         doc["detectors"]["age"] = age_model
         doc["age"] = age_report
@@ -788,9 +788,10 @@ AGE_CUES_VERSION = "age-cues-2"
 
 def predict_age(model: dict, x: np.ndarray) -> np.ndarray:
     """Years from the artist's age regressor (``fit_age``'s model) for rows of
-    ``accessories.age_vector``."""
-    z = (np.asarray(x, np.float64) - np.asarray(model["mean"])) / np.asarray(model["scale"])
-    return np.clip(np.expm1(z @ np.asarray(model["w"]) + float(model["b"])), 0.0, 100.0)
+    ``accessories.age_vector``: what the artist computes (``accessories.age_years``)."""
+    from avatarizer.artist.accessories import age_years
+
+    return age_years(model, x)
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, l2: float) -> dict:
@@ -800,26 +801,27 @@ def _ridge(x: np.ndarray, y: np.ndarray, l2: float) -> dict:
     return {"kind": "ridge", "mean": mean, "scale": scale, "w": w, "b": float(y.mean())}
 
 
-def fit_age(shared: Path, cache: Path, feats: dict | None = None, labels_path: Path | None = None,
-            quiet: bool = False) -> tuple[dict | None, dict]:
+def fit_age(shared: Path, cache: Path, feats: dict | None = None, quiet: bool = False) -> tuple[dict | None, dict]:
     """The artist's age regressor: ridge regression of log(1 + years) on
     ``accessories.age_vector`` (the canonical landmarks and the crop's fine
     detail per cell) at both crop sizes, fitted on UTKFace's training photos
     (their ages are in their file names; ``data/faces/utkface200``), the
     penalty by 5-fold CV (grouped by photo). Report: the CV mean absolute
-    error, UTKFace's held-out photos' and, with ``feats`` and the shared
-    labels (``labels_path``), the shared labelled photos' (their labelled
-    ages; none trained on), and the ROC AUC of children (< 13) and of 50 and
-    over on the held-out UTKFace photos. (None, report) without UTKFace."""
+    error, UTKFace's held-out photos' and, with ``feats``, the shared
+    labelled photos' (their labelled ages, ``data.ffhq_labels``; none
+    trained on), and the ROC AUC of children (< 13) and of 50 and over on
+    the held-out UTKFace photos. (None, report) without UTKFace."""
+    from .data import ffhq_labels, utk_labels
+
     folder = Path(shared) / "data" / "faces" / "utkface200"
     if not folder.is_dir():
         return None, {}
     keys, years = [], []
     for n in sorted(p.name for p in folder.iterdir()):
-        head = n.split("_", 1)[0]
-        if head.isdigit():
+        u = utk_labels(n)  # (the age is in the file's name)
+        if u is not None:
             keys.append(f"utkface200/{n}")
-            years.append(float(head))
+            years.append(u["age"])
     f = age_features(shared, cache, keys, quiet=quiet)
     age_of = dict(zip(keys, years))
     y = np.array([age_of[k] for k in f["names"]], np.float64)
@@ -860,12 +862,8 @@ def fit_age(shared: Path, cache: Path, feats: dict | None = None, labels_path: P
             report["utkface_heldout"][f"shrunk_x{s:g}"] = {"photos": int(m.sum()),
                                                           "mean_change": round(float(np.mean(d)), 2),
                                                           "mean_abs_change": round(float(np.mean(np.abs(d))), 2)}
-    if feats is not None and labels_path is not None and Path(labels_path).is_file():
-        lab = {}
-        for line in Path(labels_path).read_text(encoding="utf-8").splitlines():
-            r = json.loads(line)
-            if r.get("faces"):
-                lab[r["file"]] = float(r["faces"][0]["faceAttributes"]["age"])
+    if feats is not None:
+        lab = {n: float(a["age"]) for n, a in ffhq_labels(Path(shared)).items()}
         rows = [i for i, n in enumerate(feats["names"]) if n in lab and np.isfinite(feats["age"][i]).all()]
         if rows:
             ph = predict_age(model, np.asarray(feats["age"], np.float64)[rows])

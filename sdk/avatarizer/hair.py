@@ -970,13 +970,9 @@ def age_gray_ratio(age) -> float:
     without an age). Grey hair under 25 is rare (ratio ~0.05): without it
     the fused reading drew 35 of the training children and young adults
     grey-haired (session 6, docs/hair.md)."""
-    from .artist.accessories import detectors
+    from .artist.accessories import detectors, gray_ratio
 
-    prior = (detectors().get("hair_colour") or {}).get("age_prior")
-    if prior is None or age is None or not np.isfinite(age):
-        return 1.0
-    i = int(np.searchsorted(np.asarray(prior["bins"], np.float64), float(age), side="right"))
-    return float(prior["gray"][min(i, len(prior["gray"]) - 1)])
+    return gray_ratio((detectors().get("hair_colour") or {}).get("age_prior"), age)
 
 
 def tone_colour_ratios(tone, prior) -> np.ndarray | None:

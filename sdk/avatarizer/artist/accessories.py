@@ -674,8 +674,25 @@ def age_estimate(canonical, crop) -> float | None:
     x = age_vector(canonical, crop)
     if not np.isfinite(x).all():
         return None
-    z = (x - model["mean"]) / model["scale"]
-    return float(np.clip(np.expm1(float(z @ model["w"]) + model["b"]), 0.0, 100.0))
+    return float(age_years(model, x))
+
+
+def age_years(model, x) -> np.ndarray:
+    """Years from an age regressor (``detectors()["age"]``, or as fitted:
+    lists) for one :func:`age_vector` or rows of them: log(1 + years) is
+    linear in the standardised vector; clipped to [0, 100]."""
+    z = (np.asarray(x, np.float64) - np.asarray(model["mean"], np.float64)) / np.asarray(model["scale"], np.float64)
+    return np.clip(np.expm1(z @ np.asarray(model["w"], np.float64) + float(model["b"])), 0.0, 100.0)
+
+
+def gray_ratio(prior, age) -> float:
+    """The grey-hair ratio of the age band ``age`` falls in, from an age
+    prior of the hair-colour classifier (``bins`` and ``gray``,
+    :func:`_age_prior`'s form); 1.0 without the prior or a finite age."""
+    if prior is None or age is None or not np.isfinite(age):
+        return 1.0
+    i = int(np.searchsorted(np.asarray(prior["bins"], np.float64), float(age), side="right"))
+    return float(prior["gray"][min(i, len(prior["gray"]) - 1)])
 
 
 def artist_gray_ratio(age: float | None) -> float:
@@ -684,11 +701,7 @@ def artist_gray_ratio(age: float | None) -> float:
     (its ``artist_age_prior``: the estimate reads older people younger than
     they are, so it only lowers grey where the face looks young); 1.0
     without a prior or an age."""
-    prior = (detectors().get("hair_colour") or {}).get("artist_age_prior")
-    if prior is None or age is None or not np.isfinite(age):
-        return 1.0
-    i = int(np.searchsorted(np.asarray(prior["bins"], np.float64), float(age), side="right"))
-    return float(min(prior["gray"][min(i, len(prior["gray"]) - 1)], 1.0))
+    return min(gray_ratio((detectors().get("hair_colour") or {}).get("artist_age_prior"), age), 1.0)
 
 
 #: The length of :func:`avatarizer.hair.hair_colour_features` (the hair-colour
