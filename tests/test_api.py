@@ -638,8 +638,8 @@ def test_cli_bench_json_schema(capsys):
     assert _cli("bench", "--json", "--frames", "3", "--warmup", "1") == 0
     res = json.loads(capsys.readouterr().out)
     assert set(res) == {"device", "providers", "precision", "input", "stages", "end_to_end", "baseline", "startup",
-                        "stream"}
-    assert res["input"] == [512, 512]
+                        "stream", "live"}
+    assert res["input"] == [512, 512] and res["live"] is None  # (only with --live)
     assert set(res["stages"]) == {"align", "encode", "map_decode", "hair", "render"}
     dist = {"p50_ms", "p95_ms", "p99_ms", "max_ms"}
     for v in [*res["stages"].values(), res["end_to_end"], res["baseline"]["landmarks_only"]]:
@@ -667,6 +667,52 @@ def test_cli_bench_json_schema(capsys):
     assert s["vs_sequential"] == pytest.approx(s["fps"] / e["fps"], rel=0.02)
     assert set(s["latency"]) == dist | {"n"} and s["latency"]["max_ms"] >= s["latency"]["p50_ms"] > 0
     assert s["latency"]["n"] == 3  # the same frames as the sequential loop
+
+
+def test_bench_live_hands_frames_over_on_a_30_fps_clock(capsys, monkeypatch):
+    """``--live``: the sequential loop again on a new stream, each frame
+    handed over no earlier than its slot on a 30 fps clock (what a camera
+    app sees), with the landmarks-only baseline in the same slot."""
+    import time
+
+    from avatarizer import bench
+
+    handed = []
+    real = bench._live
+
+    def live(av, mesh, images, frames, warmup, fps=bench.LIVE_FPS):
+        run = av.run
+
+        def timed(img, ts, **kw):
+            handed.append((time.perf_counter(), ts))
+            return run(img, ts, **kw)
+
+        av.run = timed
+        try:
+            return real(av, mesh, images, frames, warmup, fps)
+        finally:
+            av.run = run
+
+    monkeypatch.setattr(bench, "_live", live)
+    assert _cli("bench", "--json", "--frames", "4", "--warmup", "2", "--live", "--identity-worker", "thread") == 0
+    res = json.loads(capsys.readouterr().out)
+    lv = res["live"]
+    assert set(lv) == {"fps_in", "end_to_end", "baseline"} and lv["fps_in"] == 30.0
+    dist = {"p50_ms", "p95_ms", "p99_ms", "max_ms", "n"}
+    e, b = lv["end_to_end"], lv["baseline"]["landmarks_only"]
+    assert set(e) == dist | {"hitch_ratio", "vs_landmarks"} and set(b) == dist and e["n"] == b["n"] == 4
+    assert e["vs_landmarks"] == pytest.approx(e["p50_ms"] / b["p50_ms"], rel=0.01)
+    assert e["hitch_ratio"] == pytest.approx(e["p99_ms"] / e["p50_ms"], rel=0.01)
+    # the frames' stream times are 1000/30 ms apart and none was handed over before its slot (up to the
+    # baseline's landmarks, which come first in even slots: 50 ms); back to back the ~25 frames take ~0.2 s
+    t0 = handed[0][0]
+    assert [round(ts, 3) for _, ts in handed] == [round(i * 1000 / 30, 3) for i in range(len(handed))]
+    assert all(t - t0 >= ts / 1000 - 0.05 for t, ts in handed)
+    from avatarizer.video import TrackerOptions
+
+    assert len(handed) >= TrackerOptions().identity_frames + 2 + 4  # start-up, warm-up, timed
+    with pytest.raises(ValueError, match="live pacing is for video mode"):
+        bench.run(frames=2, warmup=0, mode="image", live=True)
 
 
 def test_bench_image_mode_has_no_stream(capsys):

@@ -270,7 +270,8 @@ def test_video_an_identity_job_asked_before_a_new_track_does_not_feed_it(photo, 
     starts (another person, another face_index, other settings) stored its
     hair and attributes in the new track's cache, and the new track's first
     frame took them: here the glasses the app had just set were not drawn."""
-    opts = TrackerOptions(identity_frames=2, identity_every_ms=1.0, identity_duty=1.0)
+    opts = TrackerOptions(identity_frames=2, identity_every_ms=1.0, identity_duty=1.0,
+                          identity_worker="thread")  # (the face stage patched here is this process's)
     with Avatarizer(mode="video", tracker=opts) as av:
         if av.estimator == "artist":
             pytest.skip("the shipped models are not installed here")

@@ -524,6 +524,11 @@ for (const name of ['new.mp4', 'old.mp4']) {
 
 
 # ----------------------------------------------------------------- identity off the critical path (issue #16)
+#: the identity worker on a thread of this process (the tests that patch its networks: a worker
+#: process has its own)
+THREAD = TrackerOptions(identity_worker="thread")
+
+
 def _slow_face_networks(av, seconds: float, shift: float = 0.0):
     """Makes the face stage's networks take ``seconds`` and (optionally) answer
     a different face; returns the list of calls."""
@@ -551,9 +556,9 @@ def test_video_frames_never_wait_for_the_identity_networks(astronaut):
     per frame failed on a loaded machine)."""
     from avatarizer.pipeline.identity import IdentityStage
 
-    with Avatarizer(mode="video", max_faces=1) as av:
+    with Avatarizer(mode="video", max_faces=1, tracker=THREAD) as av:
         stage = av._pipeline["identity"]
-        assert isinstance(stage, IdentityStage)
+        assert isinstance(stage, IdentityStage) and stage.worker == "thread"
         t = 0.0
         for _ in range(av.options.tracker.identity_frames + 1):  # warm-up: inline
             assert av.from_frame(astronaut, timestamp_ms=t) is not None
@@ -584,7 +589,8 @@ def test_video_frames_never_wait_for_the_identity_networks(astronaut):
 
 
 def test_video_identity_follows_the_workers_answer_and_reset_drops_a_late_one(astronaut):
-    opts = TrackerOptions(identity_refresh=1.0, identity_every_ms=100.0, expressions=False, pose=False)
+    opts = TrackerOptions(identity_refresh=1.0, identity_every_ms=100.0, expressions=False, pose=False,
+                          identity_worker="thread")  # (the networks patched here are this process's)
     with Avatarizer(mode="video", max_faces=1, tracker=opts, smoothing=None) as av:
         stage = av._pipeline["identity"]
         t = 0.0
@@ -645,7 +651,7 @@ def test_an_avatarizer_closed_from_its_own_identity_worker_does_not_hang_it(astr
     hung, its graphs and sessions never let go of)."""
     from avatarizer.pipeline.identity import IdentityStage
 
-    av = Avatarizer(mode="video", max_faces=1)
+    av = Avatarizer(mode="video", max_faces=1, tracker=THREAD)
     stage = av._pipeline["identity"]
     assert isinstance(stage, IdentityStage)
     t = 0.0
@@ -948,7 +954,7 @@ def test_identity_worker_rests_for_its_duty_and_uses_one_blas_thread(astronaut):
 
     before = blas_threads()
     for duty, expect_rest in ((0.1, True), (1.0, False)):
-        opts = TrackerOptions(identity_every_ms=1.0, identity_duty=duty)
+        opts = TrackerOptions(identity_every_ms=1.0, identity_duty=duty, identity_worker="thread")
         with Avatarizer(mode="video", max_faces=1, tracker=opts) as av:
             stage = av._pipeline["identity"]
             t = 0.0

@@ -575,6 +575,17 @@ class Avatarizer:
         self.mode: str = r.mode
         self.max_faces: int = r.max_faces
 
+    @property
+    def identity_worker(self) -> str | None:
+        """Video mode: where the identity networks' refreshes compute:
+        ``"process"`` (``TrackerOptions.identity_worker``'s default),
+        ``"thread"``, or ``"thread (no worker process: <why>)"`` once a process
+        could not be had; None in image mode, without refreshes
+        (``identity_every_ms=0``, ``identity_lock=False``) or after close()."""
+        pipe = self._pipeline
+        stage = None if pipe is None else pipe.by_name.get("identity")
+        return None if stage is None else stage.worker
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return (f"Avatarizer(mode={self.mode!r}, estimator={self.estimator!r}, device={self.device!r}, "

@@ -24,8 +24,7 @@ For every frame, in the same loop (so ratios survive a noisy machine):
   identity is warm: ``TrackerOptions.identity_frames`` frames with a face, 15
   by default; these come before the ``--warmup`` frames and are reported
   apart as ``startup``), then at most every ``--identity-every-ms`` on a
-  worker thread
-  (``avatarizer.pipeline.identity``; it also rests for
+  worker (``avatarizer.pipeline.identity``; it also rests for
   ``TrackerOptions.identity_duty``: at most a quarter of one core by
   default), so they show up in ``encode`` and
   ``hair`` only on frames that ran them inline; ``--identity-every-ms 0``
@@ -46,6 +45,18 @@ time), ``stream.vs_sequential`` (over ``end_to_end.fps``) and
 ``stream.latency`` (a frame taken from the source → its avatar drawn; a
 frame may wait for the worker). ``null`` in image mode.
 
+With ``--live`` (video mode), the sequential loop once more on a new stream,
+its frames handed over on a 30 fps clock as a camera's would be (a frame
+later than its slot starts at once) and the landmarks-only baseline in the
+same slot: ``live.end_to_end`` (with ``hitch_ratio`` and ``vs_landmarks``)
+and ``live.baseline.landmarks_only``. Back to back, the loop above leaves the
+cores no idle time, so the identity worker's jobs (its process shares the
+cores) take frames' time; at a camera's rate they fit between frames.
+``live`` is ``null`` without it. Which worker computed the identity
+(``TrackerOptions.identity_worker``, ``--identity-worker``: a process by
+default, or a thread; a thread where no process starts) is printed to
+stderr with the answers it gave.
+
 Every distribution reports ``p50_ms``, ``p95_ms``, ``p99_ms`` and ``max_ms``
 (the worst frame), and ``n``, the number of frames in it (with fewer than 100,
 ``p99_ms`` is interpolated between the two slowest frames: nearly ``max_ms``).
@@ -63,13 +74,16 @@ timed frame) and ``vs_landmarks`` (its ``p50_ms`` over the baseline's
                     "max_frame", "vs_landmarks"},
      "baseline": {"landmarks_only": {"p50_ms", "p95_ms", "p99_ms", "max_ms", "n"}},
      "startup": {"frames", "p50_ms", "p95_ms", "p99_ms", "max_ms", "n"} or null,
-     "stream": {"fps", "vs_sequential", "latency": {"p50_ms", ...}} or null}
+     "stream": {"fps", "vs_sequential", "latency": {"p50_ms", ...}} or null,
+     "live": {"fps_in", "end_to_end": {"p50_ms", ..., "hitch_ratio", "vs_landmarks"},
+              "baseline": {"landmarks_only": {...}}} or null}
 
 (the contract in DESIGN.md); which estimator ran is printed to stderr.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -224,8 +238,10 @@ def describe_device(device: str) -> str:
 
 def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str = "auto",
         device: str = "auto", backend: str = "onnxruntime", precision: str = "auto",
-        log=None, video: str | os.PathLike | None = None, identity_every_ms: float | None = None) -> dict:
-    """Runs the benchmark; returns the DESIGN.md ``bench --json`` object."""
+        log=None, video: str | os.PathLike | None = None, identity_every_ms: float | None = None,
+        identity_worker: str | None = None, live: bool = False) -> dict:
+    """Runs the benchmark; returns the DESIGN.md ``bench --json`` object
+    (``live``: also the frames paced at :data:`LIVE_FPS`, video mode only)."""
     from mediapipe.python.solutions import face_mesh
 
     from .align import mediapipe_graph
@@ -235,7 +251,10 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         raise ValueError("frames must be >= 1 and warmup >= 0")
     from .video import TrackerOptions
 
-    tracker = TrackerOptions() if identity_every_ms is None else TrackerOptions(identity_every_ms=identity_every_ms)
+    if live and mode != "video":
+        raise ValueError("live pacing is for video mode (a camera's frames); image mode has no frame rate")
+    tracker = TrackerOptions(**{k: v for k, v in (("identity_every_ms", identity_every_ms),
+                                                  ("identity_worker", identity_worker)) if v is not None})
     # video: the identity's start-up (networks inline on every frame, until
     # the tracker's identity is warm: identity_frames frames with a face,
     # more when early frames are turned away or faceless) comes first, then
@@ -257,6 +276,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     missed = 0
     warm = mode != "video"
     lead = warmup  # frames before the first timed one (set once the identity is warm in video mode)
+    gc.collect()  # (each phase starts with no garbage of what came before: see _live)
     try:
         for i, img in enumerate(images):
             if len(e2e) == frames:
@@ -296,6 +316,10 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         # the stream times the same frames as the loop above (lead .. lead + frames - 1), not the spare
         # start-up frames left over at the end of ``images``
         streamed = _stream(av, images[:lead + frames], lead) if mode == "video" else None
+        paced = _live(av, mesh, images, frames, warmup) if live else None
+        ident = av._pipeline.by_name.get("identity")
+        if log and ident is not None:
+            log(f"identity worker: {ident.worker}; {ident.answers} answers adopted")
     finally:
         mesh.close()
         out_device = av.device
@@ -321,7 +345,66 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         "stream": None if streamed is None else {
             "fps": streamed["fps"], "vs_sequential": _ratio(streamed["fps"], 1000.0 / float(np.mean(e2e))),
             "latency": streamed["latency"]},
+        "live": paced,
     }
+
+
+#: ``--live``: the frames are handed over at a camera's rate
+LIVE_FPS = 30.0
+
+
+def _live(av, mesh, images, frames: int, warmup: int, fps: float = LIVE_FPS) -> dict:
+    """The sequential loop once more on a new stream, with each frame handed
+    over at its time on a ``fps`` clock (a camera's; a frame later than its
+    slot starts at once) instead of as soon as the last one is done, and the
+    landmarks-only baseline in the same slot: what a live app sees, where the
+    cores are idle between frames and the identity worker can use them. The
+    identity's start-up and ``warmup`` frames come first, untimed.
+
+    It starts with a full garbage collection, as the other phases do: left to
+    Python, the cyclic collector's first full pass after the stream phase
+    (~100,000 objects the libraries hold, 30-45 ms) fell on one live frame
+    (session 24: worst frame 40-60 ms in 3 of 3 runs, none with it)."""
+    av.reset()
+    gc.collect()
+    e2e, base, startup = [], [], 0
+    warm, lead = False, 0
+    start = time.perf_counter()
+    for i, img in enumerate(images):
+        if len(e2e) == frames:
+            break
+        wait = start + i / fps - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        ts = i * 1000.0 / fps
+        if i % 2:
+            t2 = time.perf_counter()
+            state = av.run(img, ts, render_size=RENDER)
+            t3 = t0 = time.perf_counter()
+            mesh.process(img)
+            t1 = time.perf_counter()
+        else:
+            t0 = time.perf_counter()
+            mesh.process(img)
+            t1 = t2 = time.perf_counter()
+            state = av.run(img, ts, render_size=RENDER)
+            t3 = time.perf_counter()
+        if not warm:
+            startup += 1
+            warm = state.tracked is not None and state.tracked.warm
+            lead = i + 1 + warmup
+            continue
+        if i < lead:
+            continue
+        base.append((t1 - t0) * 1e3)
+        e2e.append((t3 - t2) * 1e3)
+    if not e2e:
+        raise ValueError(f"no live frame was timed: the identity never warmed up ({startup} frames)")
+    end, landmarks = _pct(e2e), _pct(base)
+    return {"fps_in": fps,
+            "end_to_end": {**end, "hitch_ratio": _ratio(end["p99_ms"], end["p50_ms"]),
+                           "vs_landmarks": _ratio(end["p50_ms"], landmarks["p50_ms"])},
+            "baseline": {"landmarks_only": landmarks}}
 
 
 def _stream(av, images, warmup: int) -> dict:
@@ -332,6 +415,7 @@ def _stream(av, images, warmup: int) -> dict:
     avatar drawn) and ``latency`` (a frame taken from the source → its avatar
     drawn)."""
     av.reset()
+    gc.collect()
     taken: dict[int, float] = {}
 
     def source():
@@ -374,8 +458,14 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="a video file or a folder of .mp4 clips to take frames from (default: "
                          "$AVATARIZER_BENCH_VIDEO, else built-in frames of the bundled portrait)")
     ap.add_argument("--identity-every-ms", type=float_arg(lambda v: v >= 0, "expected a number of milliseconds >= 0, got {text!r}"), default=None, metavar="MS",
-                    help="video mode: run the face and hair networks at most this often, on a worker thread "
+                    help="video mode: run the face and hair networks at most this often, on a worker "
                          "(default 200; 0 runs them inline on every frame)")
+    ap.add_argument("--identity-worker", choices=("process", "thread"), default=None,
+                    help="video mode: where the identity worker computes (default process: a child process "
+                         "of its own; thread: a thread of this one)")
+    ap.add_argument("--live", action="store_true",
+                    help=f"video mode: also time the frames handed over at {LIVE_FPS:g} fps, as a camera's "
+                         f"(JSON 'live'; adds frames / {LIVE_FPS:g} seconds and more)")
 
 
 def command(args) -> int:
@@ -383,7 +473,8 @@ def command(args) -> int:
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     res = run(frames=args.frames, warmup=args.warmup, mode=args.mode, estimator=args.estimator,
               device=args.device, backend=args.backend, precision=args.precision, log=log,
-              video=args.video, identity_every_ms=args.identity_every_ms)
+              video=args.video, identity_every_ms=args.identity_every_ms,
+              identity_worker=args.identity_worker, live=args.live)
     if args.json:
         print(json.dumps(res))
         return 0
@@ -413,6 +504,12 @@ def command(args) -> int:
         row("stream lat.", st["latency"])
         print(f"stream(): {st['fps']:.1f} fps, {st['vs_sequential']}x the sequential loop "
               "(landmarks of the next frame on a worker thread)")
+    lv = res.get("live")
+    if lv is not None:
+        row("live", lv["end_to_end"])
+        row("live lmarks", lv["baseline"]["landmarks_only"])
+        print(f"live ({lv['fps_in']:g} fps, frames handed over on a camera's clock): hitch ratio "
+              f"{lv['end_to_end']['hitch_ratio']}; p50 {lv['end_to_end']['vs_landmarks']}x landmarks alone")
     return 0
 
 

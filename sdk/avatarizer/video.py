@@ -103,6 +103,11 @@ class TrackerOptions:
             next (0.25: at least 3 × ``d``), so on a small CPU it does not
             compete with the frames for the cores (and the GIL) most of the
             time. 1 refreshes as soon as ``identity_every_ms`` allows.
+        identity_worker: where the identity worker computes: ``"process"``
+            (a child process of its own, so frames never wait for its GIL;
+            ``avatarizer.pipeline.identity_worker``; it falls back to a
+            thread where a process cannot start) or ``"thread"`` (a thread
+            of this process; no second copy of the networks in memory).
         switch_distance: how far (mean |Δ| of the normalised colour
             parameters) the estimates must stay from the identity, for
             ``switch_ms``, to be taken for another person (the identity is
@@ -121,6 +126,7 @@ class TrackerOptions:
     identity_lock: bool = True
     identity_every_ms: float = 200.0
     identity_duty: float = 0.25
+    identity_worker: str = "process"
     switch_distance: float | None = 0.07
     switch_ms: float = 600.0
 
@@ -140,6 +146,8 @@ class TrackerOptions:
         d = self.identity_duty
         if not is_real(d) or not (0.0 < d <= 1.0):
             raise ValueError(f"identity_duty must be a number in (0, 1], got {d!r}")
+        if self.identity_worker not in ("process", "thread"):
+            raise ValueError(f"identity_worker must be 'process' or 'thread', got {self.identity_worker!r}")
         sd = self.switch_distance
         if sd is not None and (not is_real(sd) or not 0.0 < sd <= 2.0):
             raise ValueError(f"switch_distance must be None or a number in (0, 2], got {sd!r}")

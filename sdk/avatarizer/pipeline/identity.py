@@ -9,33 +9,39 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   ``TrackerOptions.identity_frames`` estimates) they run inline, every frame;
 * afterwards every frame reuses the latest answer, and at most every
   ``TrackerOptions.identity_every_ms`` (stream time) a copy of the frame's
-  face is handed to one worker thread, which runs them; the answer is adopted
-  by the first frame after it arrives. No frame waits for the worker. A face
-  cut by the frame's edge (:data:`MAX_OUTSIDE`) is not handed over.
+  face is handed to one worker, which runs them; the answer is adopted by the
+  first frame after it arrives. No frame waits for the worker. A face cut by
+  the frame's edge (:data:`MAX_OUTSIDE`) is not handed over.
+* the worker computes in a child process of its own by default
+  (``TrackerOptions.identity_worker="process"``,
+  :mod:`avatarizer.pipeline.identity_worker`): on a thread of this process
+  its networks, mostly Python and numpy, hold the GIL, and every frame that
+  overlaps a job waits for it. Frames at 30 fps on 2 cores (session 24,
+  300 frames of the shared clips, 256 px renders, paced by the wall clock):
+  p99/p50 1.32-1.40 with the process, 1.84-1.86 with the thread, 1.23 with
+  no refreshes at all. The stage's thread only hands jobs over and adopts
+  answers. Where a process cannot start (``sys.executable`` is not a Python
+  that can import this package, options that cannot be pickled) it computes
+  on its thread, as with ``identity_worker="thread"``; :attr:`worker` says
+  which, and why.
 * the worker takes at most ``TrackerOptions.identity_duty`` of one core: after
   an answer that took ``d`` seconds (wall clock) no job is handed to it for
-  ``d * (1 / identity_duty - 1)`` seconds. Its work is mostly Python and
-  numpy holding the GIL, so every frame that overlaps it waits for the GIL
-  and shares the cores; on a 2-core machine with the default 200 ms and a
-  stream faster than real time (``bench``) it was busy on about 40% of the
-  frames, and those made the slow tail (issue #16).
-* on Linux the worker thread runs :data:`WORKER_NICENESS` nice levels below
-  the rest of the process (:func:`lower_thread_priority`), so when it and a
-  frame both want a core the frame gets it; what the worker creates (its
-  MediaPipe segmentation graph's threads) inherits that. On a current kernel
-  (6.18, EEVDF: a thread that wakes waits for the running one's time slice
-  whatever their nice values) this barely shows: on 2 cores the frames that
-  overlap a job stay the slow tail (session 23, ``bench`` 6 runs each:
-  median p99/p50 2.04 niced 19, no better than 10; the landmarks-only
-  baseline in the same loop 2.46, against 1.72 with no pipeline beside
-  it). Linux's idle policy (``SCHED_IDLE``) for the worker cut that to
-  1.56 (landmarks 1.42),
-  but was not adopted: an idle thread is starved when other processes keep
-  the CPU busy, and one starved while it holds the GIL stalls every thread
-  of the process (4 busy processes on 2 cores: a 13 ms job took 2.2 s, a
-  frame 2.7 s, a ``reset()`` 4.1 s; closing a segmentation graph made at
-  idle priority stalled other threads 0.13-0.37 s). A worker process would
-  take the GIL out of it.
+  ``d * (1 / identity_duty - 1)`` seconds. A process still shares the cores:
+  in ``bench``'s loop, which hands frames over as fast as they are done (in
+  stream time at 7 times real time), the frames that overlap a job remain
+  the slow tail (p99/p50 1.78-1.94 with the process, 2.1-2.4 with the
+  thread; the landmarks-only baseline in the same loop reached 2.3-2.8).
+* the worker thread runs :data:`WORKER_NICENESS` nice levels below the rest
+  of the process on Linux (:func:`lower_thread_priority`), and so does the
+  worker process. On a current kernel (6.18, EEVDF: a thread that wakes
+  waits for the running one's time slice whatever their nice values) this
+  barely shows for a thread: on 2 cores the frames that overlap a job stayed
+  the slow tail (session 23, ``bench`` 6 runs each: median p99/p50 2.04
+  niced 19, no better than 10). Linux's idle policy (``SCHED_IDLE``) for the
+  worker thread cut that to 1.56 but was not adopted: an idle thread is
+  starved when other processes keep the CPU busy, and one starved while it
+  holds the GIL stalls every thread of the process (4 busy processes on 2
+  cores: a 13 ms job took 2.2 s, a frame 2.7 s, a ``reset()`` 4.1 s).
 
 The networks run with numpy's BLAS limited to one thread (threadpoolctl,
 :func:`one_blas_thread`): the artist's image resizes are matrix products
@@ -46,12 +52,14 @@ frames need. (ONNX Runtime sessions already run on the calling thread:
 
 The worker works on a copy of the frame (the caller may reuse its buffer) and
 segments with its own MediaPipe graph (so it never holds the aligner's lock
-while the next frame's landmarks are due). The answer and when it was asked
+while the next frame's landmarks are due); the process gets the stream's
+hair-retrieval entry with the job and its answer brings the new one. The answer and when it was asked
 for belong to the stream (:class:`~avatarizer.pipeline.state.StreamState`:
 ``identity``, ``identity_asked_ms``); the stage owns only the worker.
 ``reset()`` discards a job not yet started and waits for one being computed
-(its answer is dropped: the stream's generation changed); ``close()`` stops
-the worker.
+on a thread (not for one in the process); either way its answer is dropped:
+the stream's generation changed. ``close()`` stops the worker (and ends the
+process: a job under way there is dropped).
 """
 from __future__ import annotations
 
@@ -90,12 +98,13 @@ def lower_thread_priority(by: int) -> bool:
     return True
 
 
-class _OwnSegmenter:
-    """Stands in for the aligner in a copied frame context: same options, its
-    own selfie-segmentation graph (used by the worker thread only)."""
+class OwnSegmenter:
+    """Stands in for the aligner in a copied frame context: the aligner's
+    options, its own selfie-segmentation graph (used by the worker only: its
+    thread, or its process)."""
 
-    def __init__(self, aligner):
-        self.options = aligner.options
+    def __init__(self, options):
+        self.options = options
         self._graph = None
 
     def _segment(self, image: np.ndarray) -> np.ndarray:
@@ -129,6 +138,10 @@ class IdentityStage(Stage):
         self._close_here = False                # close() ran on the worker thread: it closes the networks
         self._segmenter = None
         self._rest_until = 0.0                  # perf_counter time before which no job is handed over
+        self._in_process = False                # the job under way is the worker process's (reset() does not wait)
+        self._remote = None                     # the ProcessWorker (identity_worker="process"), once started
+        self._align_options = None              # the aligner's options, for the process's segmenter
+        self.worker = "thread"                  # where jobs are computed ("process", or "thread (why)")
         self.answers = 0                        # answers adopted from the worker (for tests and bench)
         self.last_error: BaseException | None = None
 
@@ -136,6 +149,9 @@ class IdentityStage(Stage):
         super().prepare(options)
         self.every_ms = float(options.tracker.identity_every_ms)
         self.rest_factor = 1.0 / float(options.tracker.identity_duty) - 1.0
+        self._resolved = options
+        self._want_process = getattr(options.tracker, "identity_worker", "thread") == "process"
+        self.worker = "process" if self._want_process else "thread"
         self.face.prepare(options)
         self.hair.prepare(options)
 
@@ -172,20 +188,22 @@ class IdentityStage(Stage):
         face = state.faces[0].aligned
         ctx = face._context
         if self._segmenter is None and ctx is not None and ctx.aligner is not None:
-            self._segmenter = _OwnSegmenter(ctx.aligner)
+            self._segmenter = OwnSegmenter(ctx.aligner.options)
+            self._align_options = ctx.aligner.options
         mine = copy.copy(face)
         mine._cache = {}
         mine._context = None if ctx is None else _FrameContext(ctx.image.copy(), self._segmenter)
         with state.stream.lock:
             gen = state.stream.generation
             state.stream.identity_asked_ms = state.timestamp_ms
+            entry = state.stream.hair.get(0)  # (the process's hair stage starts from the stream's retrieval)
         job = FrameState(image=mine._context.image if ctx is not None else state.image,
                          timestamp_ms=state.timestamp_ms, face_index=state.face_index, settings=state.settings,
                          generation=gen, faces=[Face(mine)], all_faces=[mine], stream=state.stream)
         with self._cond:
             if self._closed:
                 return
-            self._job = (gen, job)
+            self._job = (gen, job, entry)
             self._busy = True
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="avatarizer-identity", daemon=True)
@@ -201,20 +219,41 @@ class IdentityStage(Stage):
                 if self._closed:
                     closing = self._close_here
                     break
-                gen, job = self._job
+                gen, job, entry = self._job
                 self._job = None
+            out, err, hair_entry = None, None, None
+            remote = self._process(job)
+            if remote is not None:
+                with self._cond:
+                    self._in_process = True
+                try:  # (its start, the first time, is not counted in the job's time: the rest after it)
+                    remote.ensure_started()
+                except BaseException as exc:
+                    err = exc
+                    remote = self._after_failure(remote, exc)
             t0 = time.perf_counter()
-            try:
-                self._compute(job)
-                out, err = job.faces[0].identity(), None
-            except BaseException as exc:  # kept; the identity stays as it was
-                out, err = None, exc
+            if remote is not None and err is None:
+                try:
+                    out, err, hair_entry = self._ask(remote, gen, job, entry)
+                except BaseException as exc:  # (WorkerGone, or a job that cannot be pickled)
+                    err = exc
+                    remote = self._after_failure(remote, exc)
+            with self._cond:
+                self._in_process = False
+            if remote is None and out is None:  # (a process given up on just now: this job here)
+                try:
+                    self._compute(job)
+                    out, err = job.faces[0].identity(), None
+                except BaseException as exc:  # kept; the identity stays as it was
+                    out, err = None, exc
             done = time.perf_counter()
             stream = job.stream
             with stream.lock:  # adopted only by the stream it was asked for (not after a reset)
                 adopted = out is not None and gen == stream.generation
                 if adopted:
                     stream.identity = out
+                    if hair_entry is not None:
+                        stream.hair[0] = hair_entry
             with self._cond:
                 self._busy = False
                 self._rest_until = done + (done - t0) * self.rest_factor
@@ -224,10 +263,71 @@ class IdentityStage(Stage):
         if closing:  # close() ran on this thread (see close): the networks are let go of here
             self._close_networks()
 
+    # -- the worker process
+    def _process(self, job: FrameState):
+        """The :class:`ProcessWorker` to ask (made on first use), or None: the
+        thread computes (``identity_worker="thread"``, a frame without its
+        aligner's context, or a process that could not be had)."""
+        if not self._want_process or self._closed:
+            return None
+        if self._remote is None:
+            if job.faces[0].aligned._context is None or self._align_options is None:
+                return None
+            from .identity_worker import ProcessWorker
+
+            try:
+                self._remote = ProcessWorker(self._resolved, self._align_options)
+            except Exception as exc:  # options a pickle cannot carry: this process's networks, for good
+                self._give_up_process(f"its options cannot be sent to a process: {type(exc).__name__}: {exc}")
+                return None
+        return self._remote
+
+    def _ask(self, remote, gen: int, job: FrameState, entry):
+        """One job through the process: ``(identity, error, hair entry)``."""
+        face = copy.copy(job.faces[0].aligned)
+        face._context = None  # (the image goes as it is; the process makes its own context)
+        reply = remote.compute(("job", gen, face, job.image, job.timestamp_ms, job.face_index, job.settings,
+                                entry))
+        if reply[0] != "answer":
+            return None, reply[1], None
+        out = reply[1]
+        for v in out.values():  # (read-only, as Face.identity makes them: frames share them)
+            if isinstance(v, np.ndarray):
+                v.setflags(write=False)
+        return out, None, reply[2]
+
+    def _after_failure(self, remote, exc: BaseException):
+        """After a job the process could not answer: the same process object
+        (it restarts on the next job), or None when the stage gives up on
+        processes (it never became ready, or died :data:`MAX_STARTS` times)."""
+        from .identity_worker import MAX_STARTS, WorkerGone
+
+        if self._closed:
+            return remote
+        if not isinstance(exc, WorkerGone):
+            return remote  # (this job only: a reply was never asked for)
+        if remote.pid is None or remote.starts >= MAX_STARTS:
+            self._give_up_process(str(exc))
+            return None
+        return remote
+
+    def _give_up_process(self, why: str) -> None:
+        remote, self._remote = self._remote, None
+        self._want_process = False
+        self.worker = f"thread (no worker process: {why})"
+        if remote is not None:
+            remote.close()
+        import logging
+
+        logging.getLogger("avatarizer").warning("identity worker: computing on a thread; %s", why)
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Blocks until no answer is being computed (tests, benchmarks)."""
         with self._cond:
             return self._cond.wait_for(lambda: not self._busy, timeout)
+
+    def __repr__(self) -> str:
+        return f"IdentityStage(worker={self.worker!r}, answers={self.answers})"
 
     # -- lifecycle
     def reset(self) -> None:
@@ -237,7 +337,10 @@ class IdentityStage(Stage):
             if self._job is not None:  # not started: it never will be
                 self._job = None
                 self._busy = False
-            self._cond.wait_for(lambda: not self._busy)
+                self._cond.notify_all()
+            # a job on this process's networks is waited for; one in the worker process is not (its
+            # answer, for the old generation, is dropped when it comes)
+            self._cond.wait_for(lambda: not self._busy or self._in_process)
 
     def close(self) -> None:
         """Stops the worker and lets go of the networks. Called on the worker
@@ -256,12 +359,18 @@ class IdentityStage(Stage):
             self._cond.notify_all()
         if here:
             return
+        remote = self._remote
+        if remote is not None:  # (ends the process: a worker waiting for its answer sees the pipe close)
+            remote.close()
         if thread is not None:
             thread.join()
         if not self._close_here:  # (else the worker let go of them: closed on it first)
             self._close_networks()
 
     def _close_networks(self) -> None:
+        remote = self._remote
+        if remote is not None:
+            remote.close()
         with self._compute_lock:
             self.hair.close()
             self.face.close()

@@ -1,0 +1,182 @@
+"""Video mode's identity worker in a process of its own (issue #16):
+``TrackerOptions.identity_worker="process"``, the default."""
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from avatarizer.api import Avatarizer
+from avatarizer.video import TrackerOptions
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="stops the worker with SIGSTOP (POSIX)")
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return np.ascontiguousarray(skdata.astronaut())
+
+
+def _warm(av, image, t=0.0):
+    for _ in range(av.options.tracker.identity_frames + 1):  # inline until the identity is warm
+        assert av.from_frame(image, timestamp_ms=t) is not None
+        t += 33.3
+    return t
+
+
+def _until_answers(av, image, t, n, timeout=90.0):
+    """Frames (stream time moving 250 ms a frame) until the stage has adopted ``n`` answers."""
+    stage = av._pipeline["identity"]
+    end = time.monotonic() + timeout
+    while stage.answers < n:
+        assert time.monotonic() < end, (stage.worker, stage.answers, stage.last_error)
+        stage._rest_until = 0.0
+        assert av.from_frame(image, timestamp_ms=t) is not None
+        t += 250.0
+        time.sleep(0.02)
+    return t
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_identity_worker_process_answers_and_frames_never_wait_for_it(astronaut):
+    """Answers come from a child process and are adopted; with the child
+    stopped (SIGSTOP) mid-job, frames and ``reset()`` go on without it (a
+    frame that waited would hang until the watchdog resumes it, 30 s later,
+    and the watchdog records it); its answer for the old generation is
+    dropped; ``close()`` ends a stopped child."""
+    with Avatarizer(mode="video", max_faces=1) as av:
+        stage = av._pipeline["identity"]
+        assert stage.worker == "process"
+        t = _until_answers(av, astronaut, _warm(av, astronaut), 1)
+        pid = stage._remote.pid
+        assert stage.worker == "process" and pid and pid != os.getpid() and _alive(pid)
+        assert stage.last_error is None
+        assert av._pipeline.stream.identity["face_params"].flags.writeable is False
+        os.kill(pid, signal.SIGSTOP)
+        fired = []
+        watchdog = threading.Timer(30.0, lambda: (fired.append(1), os.kill(pid, signal.SIGCONT)))
+        watchdog.start()
+        try:
+            answers = stage.answers
+            stage._rest_until = 0.0
+            for _ in range(12):  # the first due frame hands a job to the stopped child
+                assert av.from_frame(astronaut, timestamp_ms=t) is not None
+                t += 250.0
+            assert stage._in_process and stage.answers == answers  # handed over, stuck in the child
+            av.reset()  # does not wait for the process's job
+            assert not fired, "a frame or reset() waited for the stopped worker process"
+        finally:
+            watchdog.cancel()
+            os.kill(pid, signal.SIGCONT)
+        assert stage.wait_idle(30)
+        assert stage.answers == answers and av._pipeline.stream.identity is None  # the old generation's
+        t = _until_answers(av, astronaut, _warm(av, astronaut, t + 5000.0), answers + 1)  # the new track's
+        assert stage._remote.pid == pid  # the same process
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+    assert time.monotonic() - t0 < 15.0  # close(): killed after a second
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+def test_identity_worker_process_computes_what_this_process_would(astronaut):
+    """The child builds the same networks from the pipeline's options: one
+    job answered there equals the stages of this process on the same face."""
+    from avatarizer.align import _FrameContext
+    from avatarizer.pipeline.identity import OwnSegmenter
+    from avatarizer.pipeline.state import Face, FrameState, StreamState
+
+    with Avatarizer(mode="video", max_faces=1) as av:
+        pipe = av._pipeline
+        stage = pipe["identity"]
+        t = _until_answers(av, astronaut, _warm(av, astronaut), 1)
+        state = av.run(astronaut, t)
+        aligned = state.faces[0].aligned
+        sent = copy.copy(aligned)
+        sent._cache, sent._context = {}, None
+        assert stage.wait_idle(30)
+        reply = stage._remote.compute(("job", 7, sent, astronaut.copy(), t, 0, {}, None))
+        assert reply[0] == "answer", reply
+        there, entry = reply[1], reply[2]
+
+        here = copy.copy(aligned)
+        here._cache = {}
+        seg = OwnSegmenter(aligned._context.aligner.options)
+        here._context = _FrameContext(astronaut.copy(), seg)
+        stream = StreamState(pipe.resolved.tracker, pipe.resolved.smoothing)
+        stream.generation = 7
+        job = FrameState(image=here._context.image, timestamp_ms=t, face_index=0, settings={}, generation=7,
+                         faces=[Face(here)], all_faces=[here], stream=stream)
+        try:
+            stage._compute(job)
+        finally:
+            seg.close()
+        mine = job.faces[0].identity()
+        for k in ("face_params", "hair_params", "accessory_params", "artist_glasses"):
+            if mine[k] is None:
+                assert there[k] is None, k
+            else:
+                np.testing.assert_array_equal(there[k], mine[k], err_msg=k)
+        assert there["attributes"] == mine["attributes"]
+        assert there["glasses_cues"] is None  # (functions: not sent back)
+        assert (entry is None) == (stream.hair.get(0) is None)
+        if entry is not None:
+            np.testing.assert_array_equal(entry[1], stream.hair[0][1])
+
+
+def test_identity_worker_process_restarts_after_it_dies(astronaut):
+    with Avatarizer(mode="video", max_faces=1) as av:
+        stage = av._pipeline["identity"]
+        t = _until_answers(av, astronaut, _warm(av, astronaut), 1)
+        pid = stage._remote.pid
+        os.kill(pid, signal.SIGKILL)
+        assert stage.wait_idle(30)
+        t = _until_answers(av, astronaut, t, stage.answers + 1)
+        assert stage.worker == "process" and stage._remote.pid not in (None, pid) and stage._remote.starts == 2
+
+
+def test_identity_worker_falls_back_to_a_thread_where_no_process_starts(astronaut, monkeypatch, caplog):
+    """``sys.executable`` that is no Python (an app embedding one): the
+    stage says so, logs it once, and computes on its thread."""
+    monkeypatch.setattr(sys, "executable", "/bin/false" if os.path.exists("/bin/false") else "false")
+    with Avatarizer(mode="video", max_faces=1) as av:
+        stage = av._pipeline["identity"]
+        with caplog.at_level("WARNING", logger="avatarizer"):
+            t = _until_answers(av, astronaut, _warm(av, astronaut), 2)
+        assert stage.worker.startswith("thread (no worker process: ") and stage._remote is None
+        assert av.identity_worker == stage.worker
+        assert stage.last_error is None
+        assert sum("computing on a thread" in r.getMessage() for r in caplog.records) == 1
+        assert av.from_frame(astronaut, timestamp_ms=t) is not None
+
+
+def test_identity_worker_option_is_checked():
+    assert TrackerOptions().identity_worker == "process"
+    with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_worker="thread")) as av:
+        assert av._pipeline["identity"].worker == "thread" == av.identity_worker
+    with Avatarizer(mode="video", max_faces=1) as av:
+        assert av.identity_worker == "process"
+    assert av.identity_worker is None  # closed
+    with Avatarizer(mode="image", max_faces=1) as av:
+        assert av.identity_worker is None
+    with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_every_ms=0)) as av:
+        assert av.identity_worker is None
+    for bad in ("gpu", "", None, 1):
+        with pytest.raises(ValueError, match="identity_worker"):
+            TrackerOptions(identity_worker=bad)
