@@ -73,6 +73,7 @@ import numpy as np
 
 from ..align import MAX_OUTSIDE  # a face cut by the frame's edge is not handed to the worker
 from .base import Stage, one_blas_thread
+from .identity_worker import OwnSegmenter
 from .state import Face, FrameState
 
 #: How much lower than the rest of the process the identity worker thread runs
@@ -96,30 +97,6 @@ def lower_thread_priority(by: int) -> bool:
     except (OSError, AttributeError):
         return False
     return True
-
-
-class OwnSegmenter:
-    """Stands in for the aligner in a copied frame context: the aligner's
-    options, its own selfie-segmentation graph (used by the worker only: its
-    thread, or its process)."""
-
-    def __init__(self, options):
-        self.options = options
-        self._graph = None
-
-    def _segment(self, image: np.ndarray) -> np.ndarray:
-        if self._graph is None:
-            from mediapipe.python.solutions import selfie_segmentation
-
-            from ..align import mediapipe_graph
-
-            self._graph = mediapipe_graph(lambda: selfie_segmentation.SelfieSegmentation(model_selection=0))
-        return self._graph.process(image).segmentation_mask
-
-    def close(self) -> None:
-        if self._graph is not None:
-            self._graph.close()
-            self._graph = None
 
 
 class IdentityStage(Stage):
@@ -276,7 +253,7 @@ class IdentityStage(Stage):
             from .identity_worker import ProcessWorker
 
             try:
-                self._remote = ProcessWorker(self._resolved, self._align_options)
+                self._remote = ProcessWorker(self._resolved, self._align_options, WORKER_NICENESS)
             except Exception as exc:  # options a pickle cannot carry: this process's networks, for good
                 self._give_up_process(f"its options cannot be sent to a process: {type(exc).__name__}: {exc}")
                 return None

@@ -16,7 +16,7 @@ same amount of work beside the frames (10 ms every 200 ms) left them at
 * it builds the same face and hair stages from the pipeline's
   :class:`~avatarizer.pipeline.config.Resolved` options (pickled), segments
   with its own MediaPipe graph and runs :data:`~.identity.WORKER_NICENESS`
-  nice levels lower, with one BLAS / OpenMP thread;
+  nice levels lower (the stage passes it), with one BLAS / OpenMP thread;
 * per job it gets the aligned face (its landmarks and transform), a copy of
   the frame, the stream's hair-cache entry (the retrieval kept steady
   between refreshes) and the job's generation; it answers with the face's
@@ -41,6 +41,8 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+
+import numpy as np
 
 #: how long the child may take to import, load its networks and say it is ready
 START_TIMEOUT_S = 120.0
@@ -87,28 +89,51 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
+class OwnSegmenter:
+    """Stands in for the aligner in a copied frame context: the aligner's
+    options, its own selfie-segmentation graph (used by the worker only: its
+    thread, or its process)."""
+
+    def __init__(self, options):
+        self.options = options
+        self._graph = None
+
+    def _segment(self, image: np.ndarray) -> np.ndarray:
+        if self._graph is None:
+            from mediapipe.python.solutions import selfie_segmentation
+
+            from ..align import mediapipe_graph
+
+            self._graph = mediapipe_graph(lambda: selfie_segmentation.SelfieSegmentation(model_selection=0))
+        return self._graph.process(image).segmentation_mask
+
+    def close(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+
+
 class ProcessWorker:
     """The parent's end: one child process computing identity jobs, one at a
     time, called from the stage's worker thread only (``close`` from any)."""
 
-    def __init__(self, resolved, align_options):
+    def __init__(self, resolved, align_options, niceness: int = 0):
         # pickled here, so options that cannot cross to a process (an app's own
         # smoothing object, say) fail at once and the stage computes on its thread
         self._init = pickle.dumps(("init", resolved, align_options), protocol=pickle.HIGHEST_PROTOCOL)
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()  # _proc: close() may run on another thread
         self._closed = False
+        self._niceness = int(niceness)
         self.starts = 0
         self.pid: int | None = None
 
     def _start(self) -> None:
-        from .identity import WORKER_NICENESS
-
         root = str(Path(__file__).resolve().parents[2])  # the folder holding the avatarizer package
         code = ("import sys; sys.path.insert(0, " + repr(root) + "); "
                 "from avatarizer.pipeline.identity_worker import child_main; child_main()")
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   AVATARIZER_WORKER_NICENESS=str(WORKER_NICENESS))
+                   AVATARIZER_WORKER_NICENESS=str(self._niceness))
         with self._lock:
             if self._closed:
                 raise WorkerGone("closed")
@@ -246,7 +271,6 @@ def child_main() -> None:
         from .base import one_blas_thread
         from .face import FaceStage, resolve_estimator
         from .hair import HairStage
-        from .identity import OwnSegmenter
         from .state import Face, FrameState, StreamState
         from ..align import _FrameContext
 
