@@ -672,45 +672,54 @@ def test_cli_bench_json_schema(capsys):
 def test_bench_live_hands_frames_over_on_a_30_fps_clock(capsys, monkeypatch):
     """``--live``: the sequential loop again on a new stream, each frame
     handed over no earlier than its slot on a 30 fps clock (what a camera
-    app sees), with the landmarks-only baseline in the same slot."""
+    app sees; the timed frames on a clock of their own), with the
+    landmarks-only baseline in the same slot."""
     import time
 
     from avatarizer import bench
+    from avatarizer.video import TrackerOptions
 
-    handed = []
+    calls = []  # (time, the frame's stream time or None for the baseline)
     real = bench._live
 
     def live(av, mesh, images, frames, warmup, fps=bench.LIVE_FPS):
-        run = av.run
+        run, process = av.run, mesh.process
 
-        def timed(img, ts, **kw):
-            handed.append((time.perf_counter(), ts))
+        def timed_run(img, ts, **kw):
+            calls.append((time.perf_counter(), ts))
             return run(img, ts, **kw)
 
-        av.run = timed
+        def timed_process(img):
+            calls.append((time.perf_counter(), None))
+            return process(img)
+
+        av.run, mesh.process = timed_run, timed_process
         try:
             return real(av, mesh, images, frames, warmup, fps)
         finally:
-            av.run = run
+            av.run, mesh.process = run, process
 
     monkeypatch.setattr(bench, "_live", live)
     assert _cli("bench", "--json", "--frames", "4", "--warmup", "2", "--live", "--identity-worker", "thread") == 0
     res = json.loads(capsys.readouterr().out)
     lv = res["live"]
-    assert set(lv) == {"fps_in", "end_to_end", "baseline"} and lv["fps_in"] == 30.0
+    assert set(lv) == {"fps_in", "late", "end_to_end", "baseline"} and lv["fps_in"] == 30.0
+    assert isinstance(lv["late"], int) and 0 <= lv["late"] <= 4
     dist = {"p50_ms", "p95_ms", "p99_ms", "max_ms", "n"}
     e, b = lv["end_to_end"], lv["baseline"]["landmarks_only"]
     assert set(e) == dist | {"hitch_ratio", "vs_landmarks"} and set(b) == dist and e["n"] == b["n"] == 4
     assert e["vs_landmarks"] == pytest.approx(e["p50_ms"] / b["p50_ms"], rel=0.01)
     assert e["hitch_ratio"] == pytest.approx(e["p99_ms"] / e["p50_ms"], rel=0.01)
-    # the frames' stream times are 1000/30 ms apart and none was handed over before its slot (up to the
-    # baseline's landmarks, which come first in even slots: 50 ms); back to back the ~25 frames take ~0.2 s
-    t0 = handed[0][0]
-    assert [round(ts, 3) for _, ts in handed] == [round(i * 1000 / 30, 3) for i in range(len(handed))]
-    assert all(t - t0 >= ts / 1000 - 0.05 for t, ts in handed)
-    from avatarizer.video import TrackerOptions
-
-    assert len(handed) >= TrackerOptions().identity_frames + 2 + 4  # start-up, warm-up, timed
+    # one slot per frame (its pipeline call and its baseline, in either order), stream times 1000/30 ms apart
+    slots = [min(calls[2 * i][0], calls[2 * i + 1][0]) for i in range(len(calls) // 2)]
+    ts = [c[1] if c[1] is not None else d[1] for c, d in zip(calls[::2], calls[1::2])]
+    assert len(calls) % 2 == 0 and [round(t, 3) for t in ts] == [round(i * 1000 / 30, 3) for i in range(len(ts))]
+    n = len(slots)
+    assert n >= TrackerOptions().identity_frames + 2 + 4  # start-up, warm-up, timed
+    lead = n - 4
+    # no frame before its slot: the start-up and warm-up frames on the first clock, the timed ones on theirs
+    assert all(slots[i] - slots[0] >= i / 30 - 0.002 for i in range(lead))
+    assert all(slots[lead + k] - slots[lead] >= k / 30 - 0.002 for k in range(4))
     with pytest.raises(ValueError, match="live pacing is for video mode"):
         bench.run(frames=2, warmup=0, mode="image", live=True)
 

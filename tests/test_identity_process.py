@@ -16,7 +16,7 @@ from skimage import data as skdata
 from avatarizer.api import Avatarizer
 from avatarizer.video import TrackerOptions
 
-pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="stops the worker with SIGSTOP (POSIX)")
+posix_signals = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="stops the worker with SIGSTOP (POSIX)")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@posix_signals
 def test_identity_worker_process_answers_and_frames_never_wait_for_it(astronaut):
     """Answers come from a child process and are adopted; with the child
     stopped (SIGSTOP) mid-job, frames and ``reset()`` go on without it (a
@@ -140,6 +141,7 @@ def test_identity_worker_process_computes_what_this_process_would(astronaut):
             np.testing.assert_array_equal(entry[1], stream.hair[0][1])
 
 
+@posix_signals
 def test_identity_worker_process_restarts_after_it_dies(astronaut):
     with Avatarizer(mode="video", max_faces=1) as av:
         stage = av._pipeline["identity"]
@@ -151,9 +153,127 @@ def test_identity_worker_process_restarts_after_it_dies(astronaut):
         assert stage.worker == "process" and stage._remote.pid not in (None, pid) and stage._remote.starts == 2
 
 
+def _falls_back(av, astronaut, caplog, why: str):
+    stage = av._pipeline["identity"]
+    with caplog.at_level("WARNING", logger="avatarizer"):
+        t = _until_answers(av, astronaut, _warm(av, astronaut), 2)
+    assert stage.worker.startswith("thread (no worker process: ") and stage._remote is None, stage.worker
+    assert why in stage.worker, stage.worker
+    assert av.identity_worker == stage.worker and stage.last_error is None
+    assert sum("computing on a thread" in r.getMessage() for r in caplog.records) == 1
+    assert av.from_frame(astronaut, timestamp_ms=t) is not None
+
+
+@pytest.mark.parametrize("exe, why", [("", "sys.executable is empty"), (None, "sys.executable is empty"),
+                                      ("/no/such/python", "is not an executable file"),
+                                      (__file__, "is not an executable file")])
+def test_identity_worker_falls_back_where_sys_executable_is_no_program(astronaut, monkeypatch, caplog, exe, why):
+    """An embedded Python's ``sys.executable`` (empty, None, not a file, not
+    executable): no start is tried, the stage says why, logs it once and
+    computes on its thread (every due frame tried to start one, failed
+    with an exception the stage did not expect, and dropped the job)."""
+    monkeypatch.setattr(sys, "executable", exe)
+    with Avatarizer(mode="video", max_faces=1) as av:
+        _falls_back(av, astronaut, caplog, why)
+
+
+def test_identity_worker_falls_back_where_the_process_cannot_be_made(astronaut, monkeypatch, caplog):
+    """fork/exec refused (a seccomp filter, a process limit): one try, then the thread."""
+    import subprocess
+
+    tries = []
+
+    def refuse(*args, **kw):
+        tries.append(args)
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    with Avatarizer(mode="video", max_faces=1) as av:
+        _falls_back(av, astronaut, caplog, "could not be started: PermissionError")
+    assert len(tries) == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a shell script as sys.executable")
+def test_identity_worker_falls_back_when_sys_executable_is_the_app(astronaut, monkeypatch, caplog, tmp_path):
+    """A frozen or embedding app's ``sys.executable`` is the app itself: run
+    with the worker's arguments it does not say hello; the stage stops
+    waiting after HELLO_TIMEOUT_S (not the 120 s a Python gets to load the
+    networks), kills it and computes on its thread; ``sys.frozen`` is not
+    tried at all."""
+    from avatarizer.pipeline import identity_worker as W
+
+    app = tmp_path / "app"
+    app.write_text("#!/bin/sh\nexec sleep 600\n")
+    app.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(app))
+    monkeypatch.setattr(W, "HELLO_TIMEOUT_S", 1.0)
+    with Avatarizer(mode="video", max_faces=1) as av:
+        _falls_back(av, astronaut, caplog, "saying hello")
+    caplog.clear()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    with Avatarizer(mode="video", max_faces=1) as av:
+        _falls_back(av, astronaut, caplog, "a frozen application")
+
+
+def test_identity_worker_falls_back_after_jobs_that_keep_failing(astronaut, monkeypatch, caplog):
+    """A child whose every job fails (it imports another copy of a library
+    than the app, say) is given up on after MAX_FAILED_JOBS replies in a
+    row; one failure between answers is not."""
+    from avatarizer.pipeline import identity_worker as W
+
+    real = W.ProcessWorker.compute
+    replies = []
+
+    def compute(self, job):
+        reply = real(self, job)
+        replies.append(reply[0])
+        return ("failed", ImportError("a shadowed module")) if len(replies) != 2 else reply
+
+    monkeypatch.setattr(W.ProcessWorker, "compute", compute)
+    with Avatarizer(mode="video", max_faces=1) as av:
+        _falls_back(av, astronaut, caplog, "jobs failed: ImportError: a shadowed module")
+    # failed, answered (the count starts again), then MAX_FAILED_JOBS failed: without the new start, one fewer
+    assert len(replies) == 2 + W.MAX_FAILED_JOBS
+
+
+@posix_signals
+def test_identity_worker_close_ends_a_child_that_stopped_reading(astronaut):
+    """close() while the worker thread is writing a frame to a child that
+    does not read (stopped, hung): the child is killed, close() returns (it
+    waited for the write forever)."""
+    import cv2
+
+    big = cv2.resize(astronaut, (1024, 1024))  # 3 MB a frame: far more than a pipe's buffer
+    with Avatarizer(mode="video", max_faces=1) as av:
+        stage = av._pipeline["identity"]
+        t = _until_answers(av, big, _warm(av, big), 1)
+        pid = stage._remote.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            stage._rest_until = 0.0
+            av.from_frame(big, timestamp_ms=t + 1000.0)  # a job: its frame is written to the stopped child
+            deadline = time.monotonic() + 10
+            while not stage._in_process and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            done = threading.Event()
+            closer = threading.Thread(target=lambda: (av.close(), done.set()), daemon=True)
+            closer.start()
+            assert done.wait(15), "close() hung on a child that does not read"
+            assert time.monotonic() - t0 < 10
+        finally:
+            if _alive(pid):
+                os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
 def test_identity_worker_falls_back_to_a_thread_where_no_process_starts(astronaut, monkeypatch, caplog):
-    """``sys.executable`` that is no Python (an app embedding one): the
-    stage says so, logs it once, and computes on its thread."""
+    """``sys.executable`` that starts but is no Python that says hello (it
+    exits at once): the stage says so, logs it once, and computes on its thread."""
     monkeypatch.setattr(sys, "executable", "/bin/false" if os.path.exists("/bin/false") else "false")
     with Avatarizer(mode="video", max_faces=1) as av:
         stage = av._pipeline["identity"]

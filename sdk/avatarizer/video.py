@@ -93,26 +93,26 @@ class TrackerOptions:
         identity_lock: False turns the identity estimate off (every frame's
             raw parameters are used as the identity; for comparisons).
         identity_every_ms: once the identity is warm, the face and hair
-            networks run at most this often (stream time), on a worker
-            thread, and frames reuse their latest answer (no frame waits for
-            them; ``avatarizer.pipeline.identity``). 0 runs them inline on
-            every frame.
+            networks run at most this often (stream time), on a worker (see
+            ``identity_worker``), and frames reuse their latest answer (no
+            frame waits for them; ``avatarizer.pipeline.identity``). 0 runs
+            them inline on every frame.
         identity_duty: the most of one CPU core the identity worker may
             take, in (0, 1]: after an answer that took ``d`` seconds of wall
             time it rests ``d * (1 / identity_duty - 1)`` seconds before the
             next (0.25: at least 3 × ``d``), so on a small CPU it does not
             compete with the frames for the cores (and the GIL) most of the
             time. 1 refreshes as soon as ``identity_every_ms`` allows.
-        identity_worker: where the identity worker computes: ``"process"``
-            (a child process of its own, so frames never wait for its GIL;
-            ``avatarizer.pipeline.identity_worker``; it falls back to a
-            thread where a process cannot start) or ``"thread"`` (a thread
-            of this process; no second copy of the networks in memory).
         switch_distance: how far (mean |Δ| of the normalised colour
             parameters) the estimates must stay from the identity, for
             ``switch_ms``, to be taken for another person (the identity is
             then estimated afresh); ``None`` never does.
         switch_ms: how long they must stay that far.
+        identity_worker: where the identity worker computes: ``"process"``
+            (a child process of its own, so frames never wait for its GIL;
+            ``avatarizer.pipeline.identity_worker``; it falls back to a
+            thread where a process cannot start) or ``"thread"`` (a thread
+            of this process; no second copy of the networks in memory).
     """
 
     identity_frames: int = 15
@@ -126,9 +126,9 @@ class TrackerOptions:
     identity_lock: bool = True
     identity_every_ms: float = 200.0
     identity_duty: float = 0.25
-    identity_worker: str = "process"
     switch_distance: float | None = 0.07
     switch_ms: float = 600.0
+    identity_worker: str = "process"
 
     def __post_init__(self):
         if isinstance(self.identity_frames, bool) or not isinstance(self.identity_frames, int) \

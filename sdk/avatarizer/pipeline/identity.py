@@ -16,21 +16,23 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   (``TrackerOptions.identity_worker="process"``,
   :mod:`avatarizer.pipeline.identity_worker`): on a thread of this process
   its networks, mostly Python and numpy, hold the GIL, and every frame that
-  overlaps a job waits for it. Frames at 30 fps on 2 cores (session 24,
-  300 frames of the shared clips, 256 px renders, paced by the wall clock):
-  p99/p50 1.32-1.40 with the process, 1.84-1.86 with the thread, 1.23 with
-  no refreshes at all. The stage's thread only hands jobs over and adopts
-  answers. Where a process cannot start (``sys.executable`` is not a Python
-  that can import this package, options that cannot be pickled) it computes
-  on its thread, as with ``identity_worker="thread"``; :attr:`worker` says
+  overlaps a job waits for it. Frames handed over at 30 fps on 2 cores
+  (session 24, ``avatarizer bench --video ../shared/data/video --frames 300
+  --live``, interleaved runs): p99/p50 1.52 / 1.44 / 1.17 with the process,
+  1.80 / 2.13 with the thread (1.23 in a scratch loop with no refreshes at
+  all). The stage's thread only hands jobs over and adopts answers. Where no
+  process can or should run (see :mod:`~avatarizer.pipeline.identity_worker`:
+  a frozen app, a ``sys.executable`` that is no Python, options a pickle
+  cannot carry, networks on a GPU, jobs that keep failing) it computes on
+  its thread, as with ``identity_worker="thread"``; :attr:`worker` says
   which, and why.
 * the worker takes at most ``TrackerOptions.identity_duty`` of one core: after
   an answer that took ``d`` seconds (wall clock) no job is handed to it for
   ``d * (1 / identity_duty - 1)`` seconds. A process still shares the cores:
   in ``bench``'s loop, which hands frames over as fast as they are done (in
   stream time at 7 times real time), the frames that overlap a job remain
-  the slow tail (p99/p50 1.78-1.94 with the process, 2.1-2.4 with the
-  thread; the landmarks-only baseline in the same loop reached 2.3-2.8).
+  the slow tail (p99/p50 1.85 / 1.98 / 1.96 with the process, 1.97 / 1.97
+  with the thread, in the runs above).
 * the worker thread runs :data:`WORKER_NICENESS` nice levels below the rest
   of the process on Linux (:func:`lower_thread_priority`), and so does the
   worker process. On a current kernel (6.18, EEVDF: a thread that wakes
@@ -118,6 +120,7 @@ class IdentityStage(Stage):
         self._in_process = False                # the job under way is the worker process's (reset() does not wait)
         self._remote = None                     # the ProcessWorker (identity_worker="process"), once started
         self._align_options = None              # the aligner's options, for the process's segmenter
+        self._failed_in_row = 0                 # the process's error replies in a row
         self.worker = "thread"                  # where jobs are computed ("process", or "thread (why)")
         self.answers = 0                        # answers adopted from the worker (for tests and bench)
         self.last_error: BaseException | None = None
@@ -198,11 +201,12 @@ class IdentityStage(Stage):
                     break
                 gen, job, entry = self._job
                 self._job = None
+                # (marked here, with the job taken, so that reset() never waits for a job about to go
+                # to the process; unmarked below before a job is computed on this thread)
+                self._in_process = self._want_process
             out, err, hair_entry = None, None, None
             remote = self._process(job)
             if remote is not None:
-                with self._cond:
-                    self._in_process = True
                 try:  # (its start, the first time, is not counted in the job's time: the rest after it)
                     remote.ensure_started()
                 except BaseException as exc:
@@ -215,9 +219,13 @@ class IdentityStage(Stage):
                 except BaseException as exc:  # (WorkerGone, or a job that cannot be pickled)
                     err = exc
                     remote = self._after_failure(remote, exc)
+                else:
+                    remote = self._after_reply(remote, err)
             with self._cond:
                 self._in_process = False
-            if remote is None and out is None:  # (a process given up on just now: this job here)
+                self._cond.notify_all()
+                closed = self._closed
+            if remote is None and out is None and not closed:  # (no process, or one given up on just now)
                 try:
                     self._compute(job)
                     out, err = job.faces[0].identity(), None
@@ -250,8 +258,16 @@ class IdentityStage(Stage):
         if self._remote is None:
             if job.faces[0].aligned._context is None or self._align_options is None:
                 return None
-            from .identity_worker import ProcessWorker
+            from .identity_worker import ProcessWorker, cannot_start
 
+            why = cannot_start()
+            r = self._resolved
+            on_gpu = getattr(r, "device_resolved", "cpu") != "cpu" or getattr(r, "backend", "") == "tensorrt"
+            if why is None and on_gpu:
+                why = "the networks run on the GPU (a second process would hold a second copy in its memory)"
+            if why is not None:
+                self._give_up_process(why)
+                return None
             try:
                 self._remote = ProcessWorker(self._resolved, self._align_options, WORKER_NICENESS)
             except Exception as exc:  # options a pickle cannot carry: this process's networks, for good
@@ -283,8 +299,20 @@ class IdentityStage(Stage):
             return remote
         if not isinstance(exc, WorkerGone):
             return remote  # (this job only: a reply was never asked for)
-        if remote.pid is None or remote.starts >= MAX_STARTS:
+        if remote.pid is None or remote.starts_since_answer >= MAX_STARTS:
             self._give_up_process(str(exc))
+            return None
+        return remote
+
+    def _after_reply(self, remote, err):
+        """After the process replied: None (and the thread from now on) once
+        :data:`MAX_FAILED_JOBS` replies in a row were errors (a child that
+        cannot import what it needs, say), else ``remote``."""
+        from .identity_worker import MAX_FAILED_JOBS
+
+        self._failed_in_row = self._failed_in_row + 1 if err is not None else 0
+        if self._failed_in_row >= MAX_FAILED_JOBS and not self._closed:
+            self._give_up_process(f"its last {self._failed_in_row} jobs failed: {type(err).__name__}: {err}")
             return None
         return remote
 

@@ -9,27 +9,38 @@ without refreshes (session 24, scratch ``paced.py``); a process doing the
 same amount of work beside the frames (10 ms every 200 ms) left them at
 1.1-1.5 whatever its priority. So the worker runs in a child process:
 
-* started with :data:`sys.executable` (``-c``, this package's folder first on
-  its path; not :mod:`multiprocessing`, whose ``spawn`` runs the app's own
-  main module again), on the stage's worker thread, so no frame waits for it
-  to import and load its networks;
+* started with :data:`sys.executable` and this interpreter's flags (``-c``,
+  with this process's ``sys.path``; not :mod:`multiprocessing`, whose
+  ``spawn`` runs the app's own main module again), on the stage's worker
+  thread, so no frame waits for it to import and load its networks; it
+  first writes :data:`HELLO` (within :data:`HELLO_TIMEOUT_S`: a
+  ``sys.executable`` that is the app itself, not a Python, is caught there),
+  then loads and says it is ready (within :data:`START_TIMEOUT_S`). Not
+  tried at all for a frozen app (``sys.frozen``), an empty
+  ``sys.executable``, or networks on a GPU (a second process would hold a
+  second copy of them in its memory);
 * it builds the same face and hair stages from the pipeline's
   :class:`~avatarizer.pipeline.config.Resolved` options (pickled), segments
   with its own MediaPipe graph and runs :data:`~.identity.WORKER_NICENESS`
-  nice levels lower (the stage passes it), with one BLAS / OpenMP thread;
+  nice levels lower (the stage passes it; on Windows below normal priority),
+  with one BLAS / OpenMP thread;
 * per job it gets the aligned face (its landmarks and transform), a copy of
   the frame, the stream's hair-cache entry (the retrieval kept steady
   between refreshes) and the job's generation; it answers with the face's
   identity fields (:meth:`Face.identity`; ``glasses_cues``, which holds
   functions for the hair stage only, is left out) and the new cache entry,
   which the stage adopts only for the generation it was asked in;
-* messages are pickles with an 8-byte length over the child's stdin and a
-  duplicate of its stdout (its own stdout is pointed at its stderr, which is
-  discarded, so a library printing cannot corrupt them).
+* messages are pickles (protocol 5, arrays' bytes out of band: written
+  straight from the array, so a large frame does not hold the GIL while it
+  is pickled) over the child's stdin and a duplicate of its stdout, made
+  before anything is imported (fd 1 then points at its stderr, which is
+  discarded, so a library printing cannot corrupt them; what ``site``
+  prints before that is skipped up to :data:`HELLO`).
 
-When the child cannot be started, does not say it is ready within
-:data:`START_TIMEOUT_S`, or dies :data:`MAX_STARTS` times, the stage computes
-on its thread as before (``IdentityStage.worker`` says which runs and why).
+When the child cannot be started, says nothing or is not ready in time, dies
+:data:`MAX_STARTS` times without an answer in between, or fails
+:data:`MAX_FAILED_JOBS` jobs in a row, the stage computes on its thread as
+before (``IdentityStage.worker`` says which runs and why).
 """
 from __future__ import annotations
 
@@ -44,26 +55,60 @@ from pathlib import Path
 
 import numpy as np
 
+#: how long the child may take to start Python and say :data:`HELLO`
+HELLO_TIMEOUT_S = 20.0
 #: how long the child may take to import, load its networks and say it is ready
 START_TIMEOUT_S = 120.0
-#: child processes started per stage before it gives up and computes on its thread
+#: child processes started without an answer in between before the stage computes on its thread
 MAX_STARTS = 3
+#: jobs in a row the child answers with an error before the stage computes on its thread
+MAX_FAILED_JOBS = 3
 #: the most bytes one message may claim (a frame of 8K RGB is ~100 MB)
 MAX_MESSAGE = 1 << 30
+#: the child's first words, before it imports anything
+HELLO = b"avatarizer identity worker 1\n"
 
-_HEADER = struct.Struct("<Q")
+_HEADER = struct.Struct("<QI")   # pickle bytes, out-of-band buffers
+_LENGTH = struct.Struct("<Q")
 
 
 class WorkerGone(RuntimeError):
     """The worker process exited, or its pipe broke, before it answered."""
 
 
-def send(fileobj, obj) -> None:
-    """Writes one message (``obj`` pickled, or ``bytes`` already pickled)."""
-    data = obj if isinstance(obj, bytes) else pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    fileobj.write(_HEADER.pack(len(data)))
+class Encoded:
+    """One message ready to send: header, pickle and out-of-band buffers."""
+
+    __slots__ = ("head", "data", "raws")
+
+    def __init__(self, obj):
+        buffers: list = []
+        self.data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        self.raws = [b.raw() for b in buffers]  # arrays' bytes (protocol 5): not copied into the pickle
+        self.head = _HEADER.pack(len(self.data), len(self.raws)) + b"".join(_LENGTH.pack(r.nbytes)
+                                                                             for r in self.raws)
+
+
+def send(fileobj, message) -> None:
+    """Writes one message: an object, or an :class:`Encoded` one."""
+    m = message if isinstance(message, Encoded) else Encoded(message)
+    head, data, raws = m.head, m.data, m.raws
+    fileobj.write(head)
     fileobj.write(data)
+    for r in raws:
+        fileobj.write(r)  # (a large buffer goes straight to the pipe; the GIL is let go while it waits)
     fileobj.flush()
+
+
+def _read_exactly(fileobj, n: int) -> bytearray:
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = fileobj.readinto(view[got:])
+        if not k:
+            raise WorkerGone("the identity worker's pipe closed in a message")
+        got += k
+    return buf
 
 
 def recv(fileobj):
@@ -71,13 +116,37 @@ def recv(fileobj):
     head = fileobj.read(_HEADER.size)
     if len(head) < _HEADER.size:
         raise WorkerGone("the identity worker's pipe closed")
-    (n,) = _HEADER.unpack(head)
-    if n > MAX_MESSAGE:
-        raise WorkerGone(f"the identity worker's pipe is out of step (a message of {n} bytes)")
-    data = fileobj.read(n)
-    if len(data) < n:
-        raise WorkerGone("the identity worker's pipe closed in a message")
-    return pickle.loads(data)
+    n, k = _HEADER.unpack(head)
+    if k > 4096:
+        raise WorkerGone(f"the identity worker's pipe is out of step (a message of {k} buffers)")
+    lengths = [_LENGTH.unpack(_read_exactly(fileobj, _LENGTH.size))[0] for _ in range(k)]
+    if n + sum(lengths) > MAX_MESSAGE:
+        raise WorkerGone(f"the identity worker's pipe is out of step (a message of {n + sum(lengths)} bytes)")
+    data = _read_exactly(fileobj, n)
+    buffers = [_read_exactly(fileobj, m) for m in lengths]
+    return pickle.loads(data, buffers=buffers)
+
+
+def _await_hello(fileobj) -> None:
+    """Reads up to :data:`HELLO` (skipping what ``site`` may have printed first)."""
+    seen = b""
+    while not seen.endswith(HELLO):
+        line = fileobj.readline(len(HELLO) + 4096)
+        if not line:
+            raise WorkerGone("it exited before saying hello")
+        seen = (seen + line)[-len(HELLO):]
+
+
+def cannot_start() -> str | None:
+    """Why no worker process can be started here, or None."""
+    if getattr(sys, "frozen", False):
+        return "a frozen application (sys.frozen): sys.executable is the application, not a Python"
+    exe = sys.executable
+    if not exe:
+        return "sys.executable is empty (an embedded Python)"
+    if not os.path.isfile(exe) or not os.access(exe, os.X_OK):
+        return f"sys.executable ({exe!r:.200}) is not an executable file"
+    return None
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -120,42 +189,72 @@ class ProcessWorker:
     def __init__(self, resolved, align_options, niceness: int = 0):
         # pickled here, so options that cannot cross to a process (an app's own
         # smoothing object, say) fail at once and the stage computes on its thread
-        self._init = pickle.dumps(("init", resolved, align_options), protocol=pickle.HIGHEST_PROTOCOL)
+        self._init = Encoded(("init", resolved, align_options))
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()  # _proc: close() may run on another thread
         self._closed = False
         self._niceness = int(niceness)
-        self.starts = 0
-        self.pid: int | None = None
+        self.starts = 0                # children started in all
+        self.starts_since_answer = 0   # children started since the last reply (MAX_STARTS)
+        self.pid: int | None = None    # the child that last said it was ready
+
+    def _command(self) -> list:
+        import json
+
+        path = [p for p in sys.path if isinstance(p, str)]
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding the avatarizer package
+        if root not in path:
+            path.append(root)
+        flags = getattr(subprocess, "_args_from_interpreter_flags", lambda: [])()  # -X, -W, -O, -s, -E, -I ...
+        code = ("import os, sys\n"
+                "out = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1)\n"  # our channel; stray prints to stderr
+                f"out.write({HELLO!r}); out.flush()\n"
+                "import json; sys.path[:] = json.loads(sys.argv[1])\n"
+                "from avatarizer.pipeline.identity_worker import child_main\n"
+                "child_main(out)\n")
+        return [sys.executable, *flags, "-c", code, json.dumps(path)]
 
     def _start(self) -> None:
-        root = str(Path(__file__).resolve().parents[2])  # the folder holding the avatarizer package
-        code = ("import sys; sys.path.insert(0, " + repr(root) + "); "
-                "from avatarizer.pipeline.identity_worker import child_main; child_main()")
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                    AVATARIZER_WORKER_NICENESS=str(self._niceness))
+        flags = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0) if os.name == "nt" else 0
         with self._lock:
             if self._closed:
                 raise WorkerGone("closed")
             self.starts += 1
-            self._proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-                                          close_fds=True)
+            self.starts_since_answer += 1
+            try:
+                self._proc = subprocess.Popen(self._command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                              stderr=subprocess.DEVNULL, env=env, close_fds=True,
+                                              creationflags=flags)
+            except (OSError, ValueError, TypeError, subprocess.SubprocessError) as exc:
+                raise WorkerGone(f"the identity worker process could not be started: {type(exc).__name__}: "
+                                 f"{exc}") from None
             proc = self._proc
-        timer = threading.Timer(START_TIMEOUT_S, self._kill, args=(proc,))
+        stage = ["saying hello"]
+        timer = threading.Timer(HELLO_TIMEOUT_S, self._kill, args=(proc,))
         timer.daemon = True
         timer.start()
         try:
+            _await_hello(proc.stdout)
+            timer.cancel()
+            stage[0] = "loading its networks"
+            timer = threading.Timer(START_TIMEOUT_S, self._kill, args=(proc,))
+            timer.daemon = True
+            timer.start()
             send(proc.stdin, self._init)
             reply = recv(proc.stdout)
-        except (OSError, ValueError, WorkerGone, pickle.UnpicklingError, EOFError) as exc:
-            self._kill(proc)
-            raise WorkerGone(f"the identity worker process did not start ({self._status(proc)}): {exc}") from None
-        finally:
+        except (OSError, ValueError, WorkerGone, pickle.UnpicklingError, EOFError, AttributeError,
+                ImportError, IndexError, TypeError) as exc:
             timer.cancel()
-        if reply[0] != "ready":
-            self._kill(proc)
-            raise WorkerGone(f"the identity worker process could not load the networks: {reply[1]}")
+            self._discard(proc)
+            raise WorkerGone(f"the identity worker process did not start ({stage[0]}; {self._status(proc)}): "
+                             f"{exc}") from None
+        timer.cancel()
+        if not (isinstance(reply, tuple) and reply and reply[0] == "ready"):
+            self._discard(proc)
+            why = reply[1] if isinstance(reply, tuple) and len(reply) > 1 else repr(reply)[:200]
+            raise WorkerGone(f"the identity worker process could not load the networks: {why}")
         self.pid = proc.pid
 
     @staticmethod
@@ -190,23 +289,25 @@ class ProcessWorker:
         proc = self._proc
         if proc is None:
             raise WorkerGone("closed")
-        data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)  # (a job that cannot be pickled: raised as is)
+        message = Encoded(job)  # (a job that cannot be pickled: raised as is)
         try:
-            send(proc.stdin, data)
-            return recv(proc.stdout)
+            send(proc.stdin, message)
+            reply = recv(proc.stdout)
         except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
             self._discard(proc)
             raise WorkerGone(f"the identity worker process broke off ({self._status(proc)}): {exc}") from None
         except WorkerGone as exc:
             self._discard(proc)
             raise WorkerGone(f"{exc} ({self._status(proc)})") from None
+        self.starts_since_answer = 0
+        return reply
 
     def _discard(self, proc) -> None:
         self._kill(proc)
         for f in (proc.stdin, proc.stdout):
             try:
                 f.close()
-            except OSError:
+            except (OSError, ValueError):
                 pass
         try:
             proc.wait(timeout=5.0)
@@ -219,53 +320,59 @@ class ProcessWorker:
     def close(self) -> None:
         """Ends the child (any thread): its stdin closed, so it leaves its loop;
         killed if it has not within a second (a job under way is dropped).
-        A worker thread waiting for its answer then sees the pipe close."""
+        A worker thread waiting for its answer then sees the pipe close. The
+        kill is armed first: closing stdin waits for a write under way, which
+        a child that does not read (stopped, hung) would never let end."""
         with self._lock:
             self._closed = True
             proc, self._proc = self._proc, None
         if proc is None:
             return
+        timer = threading.Timer(1.0, self._kill, args=(proc,))
+        timer.daemon = True
+        timer.start()
         try:
-            proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            self._kill(proc)
             try:
-                proc.wait(timeout=5.0)
-            except subprocess.TimeoutExpired:
+                proc.stdin.close()
+            except (OSError, ValueError):
                 pass
+            try:
+                proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                self._kill(proc)
+                try:
+                    proc.wait(timeout=5.0)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            timer.cancel()
         try:
             proc.stdout.close()
-        except OSError:
+        except (OSError, ValueError):
             pass
 
 
-def _child_setup() -> tuple:
-    """The child's channel: its stdin, and a duplicate of its stdout (fd 1
-    then points at stderr, so stray prints cannot corrupt messages)."""
+def _child_setup() -> None:
+    """Ctrl-C ignored, the niceness the parent asked for."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C is for the app, which closes us
     except (ValueError, OSError):
         pass
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     niceness = int(os.environ.get("AVATARIZER_WORKER_NICENESS", "0") or 0)
     if niceness > 0 and hasattr(os, "nice"):
         try:
             os.nice(niceness)
         except OSError:
             pass
-    return sys.stdin.buffer, out
 
 
-def child_main() -> None:
-    """The worker process: ``("init", resolved, align options)`` first, then
-    jobs ``("job", generation, aligned face, image, timestamp ms, face index,
-    settings, hair entry)`` until its stdin closes."""
-    rfile, wfile = _child_setup()
+def child_main(wfile) -> None:
+    """The worker process (``wfile``: its channel to the parent, made by the
+    ``-c`` code before any import): ``("init", resolved, align options)``
+    first, then jobs ``("job", generation, aligned face, image, timestamp ms,
+    face index, settings, hair entry)`` until its stdin closes."""
+    _child_setup()
+    rfile = sys.stdin.buffer
     try:
         _, resolved, align_options = recv(rfile)
         from .base import one_blas_thread
