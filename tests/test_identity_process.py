@@ -300,3 +300,40 @@ def test_identity_worker_option_is_checked():
     for bad in ("gpu", "", None, 1):
         with pytest.raises(ValueError, match="identity_worker"):
             TrackerOptions(identity_worker=bad)
+
+
+@pytest.mark.parametrize("worker", ["process", "thread"])
+def test_identity_job_is_handed_over_when_the_frame_is_done(astronaut, worker):
+    """A due frame's job goes to the worker after the frame's last stage (its
+    render, when it asked for one), so that at a camera's rate the job runs
+    in the idle time before the next frame, not beside this one's merge and
+    render; a frame that fails on the way hands nothing over."""
+    with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_worker=worker)) as av:
+        pipe = av._pipeline
+        stage = pipe["identity"]
+        t = _until_answers(av, astronaut, _warm(av, astronaut), 1)
+        assert stage.wait_idle(30)
+        order = []
+        render, merge = pipe["render"], pipe["merge"]
+        real_render, real_submit, real_merge = render.run, stage._submit, merge.run
+        render.run = lambda s: (order.append("render"), real_render(s))[1]
+        stage._submit = lambda s: (order.append("submit"), real_submit(s))[1]
+        stage._rest_until = 0.0
+        answers = stage.answers
+        state = av.run(astronaut, t + 1000.0, render_size=64)
+        assert state.images and order == ["render", "submit"]
+        assert stage.wait_idle(30) and stage.answers == answers + 1
+        order.clear()
+
+        def failing(s):
+            raise RuntimeError("merge failed")
+
+        merge.run = failing
+        stage._rest_until = 0.0
+        with pytest.raises(RuntimeError, match="merge failed"):
+            av.run(astronaut, t + 2000.0, render_size=64)
+        assert order == [] and not stage._busy
+        merge.run = real_merge
+        av.run(astronaut, t + 3000.0, render_size=64)  # the next due frame hands its job over
+        assert order == ["render", "submit"]
+        assert stage.wait_idle(30) and stage.answers == answers + 2

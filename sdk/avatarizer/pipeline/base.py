@@ -133,6 +133,12 @@ class Stage:
         for s in states:
             self.run(s)
 
+    def frame_done(self, state: FrameState) -> None:
+        """The frame went through the last stage (its avatar drawn when it
+        asked for that): what a stage held back until then (the identity
+        stage hands its job over here, so that the job runs beside the idle
+        time before the next frame, not beside this frame's merge and render)."""
+
     def rewind_clock(self, timestamp_ms: float | None) -> None:
         """Video mode: the next frame need only be later than ``timestamp_ms``
         (stages with a clock of their own: the aligner)."""
@@ -194,6 +200,7 @@ class Pipeline:
         else:
             stages = stages[[s.name for s in stages].index(after) + 1:]
         # image mode runs its networks beside its Python (:func:`beside`): keep OpenBLAS off that core
+        last = None
         with one_blas_thread() if self.stream is None else nullcontext():
             for s in stages:
                 if s is self._tracked_from and self.stream is not None:
@@ -202,18 +209,28 @@ class Pipeline:
                     self.stream.continue_track(state.timestamp_ms, state.face_index, state.image.shape,
                                                state.settings, bool(state.faces))
                 s.run(state)
+                last = s
                 if s.name == until:
                     break
+        if last is not None and last is self.stages[-1]:  # through the last stage: the frame is done
+            for s in self.stages:
+                s.frame_done(state)
         return state
 
     def run_batch(self, states: Sequence[FrameState], until: str | None = None) -> Sequence[FrameState]:
         for state in states:
             self._begin(state)
+        last = None
         with one_blas_thread() if self.stream is None else nullcontext():
             for s in self.stages:
                 s.run_batch(states)
+                last = s
                 if s.name == until:
                     break
+        if last is not None and last is self.stages[-1]:
+            for state in states:
+                for s in self.stages:
+                    s.frame_done(state)
         return states
 
     def reset(self) -> None:

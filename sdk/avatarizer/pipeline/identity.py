@@ -16,11 +16,14 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   (``TrackerOptions.identity_worker="process"``,
   :mod:`avatarizer.pipeline.identity_worker`): on a thread of this process
   its networks, mostly Python and numpy, hold the GIL, and every frame that
-  overlaps a job waits for it. Frames handed over at 30 fps on 2 cores
-  (session 24, ``avatarizer bench --video ../shared/data/video --frames 300
-  --live``, interleaved runs): p99/p50 1.52 / 1.44 / 1.17 with the process,
-  1.80 / 2.13 with the thread (1.23 in a scratch loop with no refreshes at
-  all). The stage's thread only hands jobs over and adopts answers. Where no
+  overlaps a job waits for it. A job is handed over when its frame is done
+  (:meth:`IdentityStage.frame_done`, after the render), so at a camera's
+  rate it runs in the idle time before the next frame. Frames handed over
+  at 30 fps on 2 cores (session 24, ``avatarizer bench --video
+  ../shared/data/video --frames 300 --live``, interleaved runs): p99/p50
+  1.12-1.41 with the process (6 runs), 1.10-1.46 with the thread (4); with
+  the job handed over mid-frame, 1.17-1.64 and 1.80-2.13. The stage's
+  thread only hands jobs over and adopts answers. Where no
   process can or should run (see :mod:`~avatarizer.pipeline.identity_worker`:
   a frozen app, a ``sys.executable`` that is no Python, options a pickle
   cannot carry, networks on a GPU, jobs that keep failing) it computes on
@@ -31,8 +34,8 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   ``d * (1 / identity_duty - 1)`` seconds. A process still shares the cores:
   in ``bench``'s loop, which hands frames over as fast as they are done (in
   stream time at 7 times real time), the frames that overlap a job remain
-  the slow tail (p99/p50 1.85 / 1.98 / 1.96 with the process, 1.97 / 1.97
-  with the thread, in the runs above).
+  the slow tail (p99/p50 1.79-2.08 with the process, 1.88-2.26 with the
+  thread, in the runs above).
 * the worker thread runs :data:`WORKER_NICENESS` nice levels below the rest
   of the process on Linux (:func:`lower_thread_priority`), and so does the
   worker process. On a current kernel (6.18, EEVDF: a thread that wakes
@@ -155,6 +158,14 @@ class IdentityStage(Stage):
         for k, v in res.items():
             setattr(state.faces[0], k, v)
         if due and state.faces[0].aligned.outside_fraction <= MAX_OUTSIDE:
+            state.info["identity_due"] = True  # handed over when the frame is done (frame_done)
+
+    def frame_done(self, state: FrameState) -> None:
+        """Hands the frame's job over once the frame went through the last
+        stage: at a camera's rate the job then runs in the idle time before
+        the next frame instead of beside this one's merge and render (which
+        it slowed: session 24, ``bench --live``)."""
+        if state.info.pop("identity_due", False):
             self._submit(state)
 
     def _compute(self, state: FrameState) -> None:
@@ -164,6 +175,10 @@ class IdentityStage(Stage):
 
     def _submit(self, state: FrameState) -> None:
         from ..align import _FrameContext
+
+        with self._cond:
+            if self._busy or self._closed:  # (frames of one batch: the first one's job goes)
+                return
 
         face = state.faces[0].aligned
         ctx = face._context
