@@ -202,7 +202,7 @@ def test_identity_worker_falls_back_when_sys_executable_is_the_app(astronaut, mo
     tried at all."""
     from avatarizer.pipeline import identity_worker as W
 
-    app = tmp_path / "app"
+    app = tmp_path / "python3"  # (named as a Python: the name check lets it through)
     app.write_text("#!/bin/sh\nexec sleep 600\n")
     app.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(app))
@@ -243,19 +243,27 @@ def test_identity_worker_close_ends_a_child_that_stopped_reading(astronaut):
     waited for the write forever)."""
     import cv2
 
+    from avatarizer.pipeline import identity_worker as W
+
     big = cv2.resize(astronaut, (1024, 1024))  # 3 MB a frame: far more than a pipe's buffer
+    real_send, writing = W.send, threading.Event()
+
+    def send(fileobj, message):
+        if isinstance(message, W.Encoded) and message.raws:  # a job with its frame: the write starts now
+            writing.set()
+        return real_send(fileobj, message)
+
     with Avatarizer(mode="video", max_faces=1) as av:
         stage = av._pipeline["identity"]
         t = _until_answers(av, big, _warm(av, big), 1)
         pid = stage._remote.pid
         os.kill(pid, signal.SIGSTOP)
+        W.send = send
         try:
             stage._rest_until = 0.0
             av.from_frame(big, timestamp_ms=t + 1000.0)  # a job: its frame is written to the stopped child
-            deadline = time.monotonic() + 10
-            while not stage._in_process and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.2)
+            assert writing.wait(10)
+            time.sleep(0.1)  # (into the write, which the pipe's buffer cannot hold)
             t0 = time.monotonic()
             done = threading.Event()
             closer = threading.Thread(target=lambda: (av.close(), done.set()), daemon=True)
@@ -263,6 +271,7 @@ def test_identity_worker_close_ends_a_child_that_stopped_reading(astronaut):
             assert done.wait(15), "close() hung on a child that does not read"
             assert time.monotonic() - t0 < 10
         finally:
+            W.send = real_send
             if _alive(pid):
                 os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + 10
@@ -271,19 +280,31 @@ def test_identity_worker_close_ends_a_child_that_stopped_reading(astronaut):
     assert not _alive(pid)
 
 
-def test_identity_worker_falls_back_to_a_thread_where_no_process_starts(astronaut, monkeypatch, caplog):
+@pytest.mark.skipif(not os.path.exists("/bin/false"), reason="/bin/false as a Python")
+def test_identity_worker_falls_back_to_a_thread_where_no_process_starts(astronaut, monkeypatch, caplog, tmp_path):
     """``sys.executable`` that starts but is no Python that says hello (it
-    exits at once): the stage says so, logs it once, and computes on its thread."""
-    monkeypatch.setattr(sys, "executable", "/bin/false" if os.path.exists("/bin/false") else "false")
+    exits at once): the stage says so, logs it once, and computes on its
+    thread; one not named as a Python (an app embedding one) is not started."""
+    (tmp_path / "python").symlink_to("/bin/false")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     with Avatarizer(mode="video", max_faces=1) as av:
-        stage = av._pipeline["identity"]
-        with caplog.at_level("WARNING", logger="avatarizer"):
-            t = _until_answers(av, astronaut, _warm(av, astronaut), 2)
-        assert stage.worker.startswith("thread (no worker process: ") and stage._remote is None
-        assert av.identity_worker == stage.worker
-        assert stage.last_error is None
-        assert sum("computing on a thread" in r.getMessage() for r in caplog.records) == 1
-        assert av.from_frame(astronaut, timestamp_ms=t) is not None
+        _falls_back(av, astronaut, caplog, "exit status 1")
+    caplog.clear()
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with Avatarizer(mode="video", max_faces=1) as av:
+        _falls_back(av, astronaut, caplog, "not named as a Python interpreter")
+
+
+def test_identity_worker_process_ignores_modules_in_the_working_folder(astronaut, monkeypatch, tmp_path):
+    """``python -c`` puts the working folder first on its path: a json.py
+    (or any module) there must not be what the child imports (it was:
+    the child failed and the stage gave up on processes)."""
+    for name in ("json", "pickle", "numpy"):
+        (tmp_path / f"{name}.py").write_text("raise ImportError('the working folder was imported from')\n")
+    monkeypatch.chdir(tmp_path)
+    with Avatarizer(mode="video", max_faces=1) as av:
+        _until_answers(av, astronaut, _warm(av, astronaut), 1)
+        assert av.identity_worker == "process" and av._pipeline["identity"].last_error is None
 
 
 def test_identity_worker_option_is_checked():

@@ -377,8 +377,8 @@ def _live(av, mesh, images, frames: int, warmup: int, fps: float = LIVE_FPS) -> 
     for i, img in enumerate(images):
         if len(e2e) == frames:
             break
-        if warm and i == lead:  # the timed frames on a clock of their own (a slow start-up is not caught up)
-            start, first = time.perf_counter(), i
+        if warm and i == lead:  # the timed frames on a clock of their own (a slow start-up is not caught
+            start, first = time.perf_counter() + 1.0 / fps, i  # up), the first one slot after the last
         wait = start + (i - first) / fps - time.perf_counter()
         if wait > 0:
             time.sleep(wait)

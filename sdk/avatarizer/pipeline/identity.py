@@ -164,7 +164,12 @@ class IdentityStage(Stage):
         """Hands the frame's job over once the frame went through the last
         stage: at a camera's rate the job then runs in the idle time before
         the next frame instead of beside this one's merge and render (which
-        it slowed: session 24, ``bench --live``)."""
+        it slowed: session 24, ``bench --live``). That is the pipeline's own
+        render (``Avatarizer.run(frame, t, render_size=...)``); an app that
+        draws the avatar itself afterwards (``from_frame`` then
+        ``Avatar.render`` or ``overlay``) draws beside the job's start. A
+        frame run only part of the way (``Pipeline.run(until=...)`` short of
+        the last stage, never continued) hands nothing over."""
         if state.info.pop("identity_due", False):
             self._submit(state)
 
@@ -228,7 +233,7 @@ class IdentityStage(Stage):
                     err = exc
                     remote = self._after_failure(remote, exc)
             t0 = time.perf_counter()
-            if remote is not None and err is None:
+            if remote is not None and err is None and not self._closed:  # (closed while it started: no job)
                 try:
                     out, err, hair_entry = self._ask(remote, gen, job, entry)
                 except BaseException as exc:  # (WorkerGone, or a job that cannot be pickled)
@@ -240,7 +245,8 @@ class IdentityStage(Stage):
                 self._in_process = False
                 self._cond.notify_all()
                 closed = self._closed
-            if remote is None and out is None and not closed:  # (no process, or one given up on just now)
+            stale = gen != job.stream.generation  # (reset since: its answer would be dropped)
+            if remote is None and out is None and not closed and not stale:  # (no process, or given up on now)
                 try:
                     self._compute(job)
                     out, err = job.faces[0].identity(), None
@@ -284,10 +290,14 @@ class IdentityStage(Stage):
                 self._give_up_process(why)
                 return None
             try:
-                self._remote = ProcessWorker(self._resolved, self._align_options, WORKER_NICENESS)
+                remote = ProcessWorker(self._resolved, self._align_options, WORKER_NICENESS)
             except Exception as exc:  # options a pickle cannot carry: this process's networks, for good
                 self._give_up_process(f"its options cannot be sent to a process: {type(exc).__name__}: {exc}")
                 return None
+            with self._cond:  # (close() reads it under the lock: one made after close() is never started)
+                if self._closed:
+                    return None
+                self._remote = remote
         return self._remote
 
     def _ask(self, remote, gen: int, job: FrameState, entry):
@@ -312,8 +322,8 @@ class IdentityStage(Stage):
 
         if self._closed:
             return remote
-        if not isinstance(exc, WorkerGone):
-            return remote  # (this job only: a reply was never asked for)
+        if not isinstance(exc, WorkerGone):  # (a job or reply that cannot be pickled: counted as a failed job)
+            return self._after_reply(remote, exc)
         if remote.pid is None or remote.starts_since_answer >= MAX_STARTS:
             self._give_up_process(str(exc))
             return None
@@ -332,7 +342,8 @@ class IdentityStage(Stage):
         return remote
 
     def _give_up_process(self, why: str) -> None:
-        remote, self._remote = self._remote, None
+        with self._cond:
+            remote, self._remote = self._remote, None
         self._want_process = False
         self.worker = f"thread (no worker process: {why})"
         if remote is not None:
@@ -379,7 +390,8 @@ class IdentityStage(Stage):
             self._cond.notify_all()
         if here:
             return
-        remote = self._remote
+        with self._cond:
+            remote = self._remote
         if remote is not None:  # (ends the process: a worker waiting for its answer sees the pipe close)
             remote.close()
         if thread is not None:

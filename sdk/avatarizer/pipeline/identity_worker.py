@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
 import struct
 import subprocess
@@ -146,7 +147,13 @@ def cannot_start() -> str | None:
         return "sys.executable is empty (an embedded Python)"
     if not os.path.isfile(exe) or not os.access(exe, os.X_OK):
         return f"sys.executable ({exe!r:.200}) is not an executable file"
+    if not _PYTHON_NAME.match(os.path.basename(exe)):  # (an app embedding Python: run with -c, it is the app)
+        return f"sys.executable ({exe!r:.200}) is not named as a Python interpreter (python*, pypy*)"
     return None
+
+
+#: what a Python interpreter's file is called (python, python3.11, python.exe, pythonw, pypy3, ...)
+_PYTHON_NAME = re.compile(r"^(python|pypy)[\w.\-]*$", re.IGNORECASE)
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -199,20 +206,20 @@ class ProcessWorker:
         self.pid: int | None = None    # the child that last said it was ready
 
     def _command(self) -> list:
-        import json
-
         path = [p for p in sys.path if isinstance(p, str)]
         root = str(Path(__file__).resolve().parents[2])  # the folder holding the avatarizer package
         if root not in path:
             path.append(root)
         flags = getattr(subprocess, "_args_from_interpreter_flags", lambda: [])()  # -X, -W, -O, -s, -E, -I ...
+        # this process's path as a literal, set before anything is imported (``-c`` puts the working
+        # folder first: a json.py there was imported by the child, not by the app)
         code = ("import os, sys\n"
+                f"sys.path[:] = {path!r}\n"
                 "out = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1)\n"  # our channel; stray prints to stderr
                 f"out.write({HELLO!r}); out.flush()\n"
-                "import json; sys.path[:] = json.loads(sys.argv[1])\n"
                 "from avatarizer.pipeline.identity_worker import child_main\n"
                 "child_main(out)\n")
-        return [sys.executable, *flags, "-c", code, json.dumps(path)]
+        return [sys.executable, *flags, "-c", code]
 
     def _start(self) -> None:
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
@@ -226,7 +233,7 @@ class ProcessWorker:
             try:
                 self._proc = subprocess.Popen(self._command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                               stderr=subprocess.DEVNULL, env=env, close_fds=True,
-                                              creationflags=flags)
+                                              creationflags=flags, start_new_session=os.name == "posix")
             except (OSError, ValueError, TypeError, subprocess.SubprocessError) as exc:
                 raise WorkerGone(f"the identity worker process could not be started: {type(exc).__name__}: "
                                  f"{exc}") from None
@@ -247,9 +254,9 @@ class ProcessWorker:
         except (OSError, ValueError, WorkerGone, pickle.UnpicklingError, EOFError, AttributeError,
                 ImportError, IndexError, TypeError) as exc:
             timer.cancel()
+            status = self._status(proc, 0.2)  # (before the kill: how it ended, if it did)
             self._discard(proc)
-            raise WorkerGone(f"the identity worker process did not start ({stage[0]}; {self._status(proc)}): "
-                             f"{exc}") from None
+            raise WorkerGone(f"the identity worker process did not start ({stage[0]}; {status}): {exc}") from None
         timer.cancel()
         if not (isinstance(reply, tuple) and reply and reply[0] == "ready"):
             self._discard(proc)
@@ -258,19 +265,27 @@ class ProcessWorker:
         self.pid = proc.pid
 
     @staticmethod
-    def _status(proc) -> str:
+    def _status(proc, wait: float = 1.0) -> str:
         try:
-            rc = proc.wait(timeout=1.0)
+            rc = proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             return "still running"
         return f"exit status {rc}"
 
     @staticmethod
     def _kill(proc) -> None:
+        """Kills the child and, on POSIX, what it started (its own session:
+        a grandchild holding the pipe would keep a read from ever ending)."""
         try:
-            proc.kill()
+            if os.name == "posix":
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
         except OSError:
-            pass
+            try:
+                proc.kill()
+            except OSError:
+                pass
 
     def ensure_started(self) -> None:
         """Starts the child (and waits until it is ready) unless one is running;
@@ -294,11 +309,13 @@ class ProcessWorker:
             send(proc.stdin, message)
             reply = recv(proc.stdout)
         except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            status = self._status(proc, 0.2)
             self._discard(proc)
-            raise WorkerGone(f"the identity worker process broke off ({self._status(proc)}): {exc}") from None
+            raise WorkerGone(f"the identity worker process broke off ({status}): {exc}") from None
         except WorkerGone as exc:
+            status = self._status(proc, 0.2)
             self._discard(proc)
-            raise WorkerGone(f"{exc} ({self._status(proc)})") from None
+            raise WorkerGone(f"{exc} ({status})") from None
         self.starts_since_answer = 0
         return reply
 
