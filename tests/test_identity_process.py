@@ -280,19 +280,58 @@ def test_identity_worker_close_ends_a_child_that_stopped_reading(astronaut):
     assert not _alive(pid)
 
 
-@pytest.mark.skipif(not os.path.exists("/bin/false"), reason="/bin/false as a Python")
+@pytest.mark.skipif(sys.platform == "win32", reason="a shell script as sys.executable")
 def test_identity_worker_falls_back_to_a_thread_where_no_process_starts(astronaut, monkeypatch, caplog, tmp_path):
     """``sys.executable`` that starts but is no Python that says hello (it
     exits at once): the stage says so, logs it once, and computes on its
     thread; one not named as a Python (an app embedding one) is not started."""
-    (tmp_path / "python").symlink_to("/bin/false")
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    exe = tmp_path / "python"
+    exe.write_text("#!/bin/sh\nexit 1\n")
+    exe.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(exe))
     with Avatarizer(mode="video", max_faces=1) as av:
         _falls_back(av, astronaut, caplog, "exit status 1")
     caplog.clear()
-    monkeypatch.setattr(sys, "executable", "/bin/false")
+    other = tmp_path / "myapp"
+    other.write_text("#!/bin/sh\nexit 1\n")
+    other.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(other))
     with Avatarizer(mode="video", max_faces=1) as av:
         _falls_back(av, astronaut, caplog, "not named as a Python interpreter")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups")
+def test_identity_worker_kills_what_a_silent_child_started(monkeypatch, tmp_path):
+    """A child that says nothing and started a process of its own, which
+    holds the pipe: after HELLO_TIMEOUT_S both are killed and the start
+    fails (killing the child alone left the read waiting forever)."""
+    from avatarizer.pipeline import identity_worker as W
+
+    marker = tmp_path / "grandchild.pid"
+    exe = tmp_path / "python3"
+    exe.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {marker}\nexec sleep 600\n")
+    exe.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(exe))
+    monkeypatch.setattr(W, "HELLO_TIMEOUT_S", 1.0)
+    worker = W.ProcessWorker({"any": "options"}, None)
+    done, failed = threading.Event(), []
+
+    def start():
+        try:
+            worker.ensure_started()
+        except W.WorkerGone as exc:
+            failed.append(str(exc))
+        done.set()
+
+    threading.Thread(target=start, daemon=True).start()
+    assert done.wait(20), "the start waited forever on a pipe a grandchild held"
+    assert failed and "saying hello" in failed[0]
+    deadline = time.monotonic() + 10
+    grandchild = int(marker.read_text())
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+    worker.close()
 
 
 def test_identity_worker_process_ignores_modules_in_the_working_folder(astronaut, monkeypatch, tmp_path):

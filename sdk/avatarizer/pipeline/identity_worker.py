@@ -213,8 +213,9 @@ class ProcessWorker:
         flags = getattr(subprocess, "_args_from_interpreter_flags", lambda: [])()  # -X, -W, -O, -s, -E, -I ...
         # this process's path as a literal, set before anything is imported (``-c`` puts the working
         # folder first: a json.py there was imported by the child, not by the app)
-        code = ("import os, sys\n"
-                f"sys.path[:] = {path!r}\n"
+        code = ("import sys\n"
+                f"sys.path[:] = {ascii(path)}\n"  # (ascii: the command line of any locale can carry it)
+                "import os\n"
                 "out = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1)\n"  # our channel; stray prints to stderr
                 f"out.write({HELLO!r}); out.flush()\n"
                 "from avatarizer.pipeline.identity_worker import child_main\n"
@@ -275,9 +276,11 @@ class ProcessWorker:
     @staticmethod
     def _kill(proc) -> None:
         """Kills the child and, on POSIX, what it started (its own session:
-        a grandchild holding the pipe would keep a read from ever ending)."""
+        a grandchild holding the pipe would keep a read from ever ending);
+        only the child once it has been reaped (its group's id could then
+        name another group)."""
         try:
-            if os.name == "posix":
+            if os.name == "posix" and proc.returncode is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             else:
                 proc.kill()
