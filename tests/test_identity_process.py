@@ -285,19 +285,14 @@ def test_identity_worker_falls_back_to_a_thread_where_no_process_starts(astronau
     """``sys.executable`` that starts but is no Python that says hello (it
     exits at once): the stage says so, logs it once, and computes on its
     thread; one not named as a Python (an app embedding one) is not started."""
-    exe = tmp_path / "python"
-    exe.write_text("#!/bin/sh\nexit 1\n")
-    exe.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(exe))
-    with Avatarizer(mode="video", max_faces=1) as av:
-        _falls_back(av, astronaut, caplog, "exit status 1")
-    caplog.clear()
-    other = tmp_path / "myapp"
-    other.write_text("#!/bin/sh\nexit 1\n")
-    other.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(other))
-    with Avatarizer(mode="video", max_faces=1) as av:
-        _falls_back(av, astronaut, caplog, "not named as a Python interpreter")
+    for name, why in (("python", "exit status 1"), ("myapp", "not named as a Python interpreter")):
+        exe = tmp_path / name
+        exe.write_text("#!/bin/sh\nexit 1\n")
+        exe.chmod(0o755)
+        monkeypatch.setattr(sys, "executable", str(exe))
+        caplog.clear()
+        with Avatarizer(mode="video", max_faces=1) as av:
+            _falls_back(av, astronaut, caplog, why)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="process groups")

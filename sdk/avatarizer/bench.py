@@ -284,20 +284,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
             if len(e2e) == frames:
                 break
             ts = i * 1000.0 / 30.0 if mode == "video" else None
-            # the baseline and the pipeline in turn first, so that neither always finds the frame
-            # in a warm cache the other left
-            if i % 2:
-                t2 = time.perf_counter()
-                state = av.run(img, ts, render_size=RENDER)  # the pipeline's own render stage draws it
-                t3 = t0 = time.perf_counter()
-                mesh.process(img)
-                t1 = time.perf_counter()
-            else:
-                t0 = time.perf_counter()
-                mesh.process(img)
-                t1 = t2 = time.perf_counter()
-                state = av.run(img, ts, render_size=RENDER)
-                t3 = time.perf_counter()
+            state, (t0, t1), (t2, t3) = _pair(av, mesh, img, ts, i)
             if not warm:
                 startup.append((t3 - t2) * 1e3)
                 warm = state.tracked is not None and state.tracked.warm
@@ -385,18 +372,7 @@ def _live(av, mesh, images, frames: int, warmup: int, fps: float = LIVE_FPS) -> 
         elif warm and i >= lead and wait < -LATE_S:
             late += 1
         ts = i * 1000.0 / fps
-        if i % 2:
-            t2 = time.perf_counter()
-            state = av.run(img, ts, render_size=RENDER)
-            t3 = t0 = time.perf_counter()
-            mesh.process(img)
-            t1 = time.perf_counter()
-        else:
-            t0 = time.perf_counter()
-            mesh.process(img)
-            t1 = t2 = time.perf_counter()
-            state = av.run(img, ts, render_size=RENDER)
-            t3 = time.perf_counter()
+        state, (t0, t1), (t2, t3) = _pair(av, mesh, img, ts, i)
         if not warm:
             startup += 1
             warm = state.tracked is not None and state.tracked.warm
@@ -413,6 +389,27 @@ def _live(av, mesh, images, frames: int, warmup: int, fps: float = LIVE_FPS) -> 
             "end_to_end": {**end, "hitch_ratio": _ratio(end["p99_ms"], end["p50_ms"]),
                            "vs_landmarks": _ratio(end["p50_ms"], landmarks["p50_ms"])},
             "baseline": {"landmarks_only": landmarks}}
+
+
+def _pair(av, mesh, img, ts, i: int):
+    """One frame through the landmarks-only baseline and the pipeline (its
+    own render stage drawing at :data:`RENDER` px), in turn first (odd
+    frames the pipeline), so that neither always finds the frame in a warm
+    cache the other left: ``(state, (baseline start, end), (pipeline start,
+    end))`` in ``perf_counter`` seconds."""
+    if i % 2:
+        t2 = time.perf_counter()
+        state = av.run(img, ts, render_size=RENDER)
+        t3 = t0 = time.perf_counter()
+        mesh.process(img)
+        t1 = time.perf_counter()
+    else:
+        t0 = time.perf_counter()
+        mesh.process(img)
+        t1 = t2 = time.perf_counter()
+        state = av.run(img, ts, render_size=RENDER)
+        t3 = time.perf_counter()
+    return state, (t0, t1), (t2, t3)
 
 
 def _stream(av, images, warmup: int) -> dict:
