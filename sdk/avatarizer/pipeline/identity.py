@@ -58,9 +58,10 @@ frames need. (ONNX Runtime sessions already run on the calling thread:
 The worker works on a copy of the frame (the caller may reuse its buffer) and
 segments with its own MediaPipe graph (so it never holds the aligner's lock
 while the next frame's landmarks are due); the process gets the stream's
-hair-retrieval entry with the job and its answer brings the new one. The answer and when it was asked
-for belong to the stream (:class:`~avatarizer.pipeline.state.StreamState`:
-``identity``, ``identity_asked_ms``); the stage owns only the worker.
+hair-retrieval entry with the job and its answer brings the new one. The
+answer and when it was asked for belong to the stream
+(:class:`~avatarizer.pipeline.state.StreamState`: ``identity``,
+``identity_asked_ms``); the stage owns only the worker.
 ``reset()`` discards a job not yet started and waits for one being computed
 on a thread (not for one in the process); either way its answer is dropped:
 the stream's generation changed. ``close()`` stops the worker (and ends the
