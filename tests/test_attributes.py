@@ -615,6 +615,59 @@ def test_export_stages_h_and_drops_its_previous_entries(tmp_path, monkeypatch, g
     assert [p.name for p in tmp_path.iterdir() if "staging" in p.name] == []
 
 
+def _fake_export_convs(*a, **kw):
+    """``onnx_export.export_onnx`` writing a graph of four convolutions (names only: H's export reads them)."""
+    import onnx
+
+    nodes = [onnx.helper.make_node("Conv", [f"x{i}", f"w{i}"], [f"x{i + 1}"], name=f"conv{i}") for i in range(4)]
+    nodes.append(onnx.helper.make_node("Flatten", ["x4"], ["y"], name="tail"))
+    onnx.save(onnx.helper.make_model(onnx.helper.make_graph(
+        nodes, "g", [onnx.helper.make_tensor_value_info("x0", onnx.TensorProto.FLOAT, None)],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])), str(a[2]))
+    return {}
+
+
+@pytest.mark.parametrize("refusals", [0, 1, 2, 3])
+def test_export_keeps_more_of_h_in_fp32_when_the_gate_refuses_it(tmp_path, monkeypatch, refusals):
+    """An int8 H the quality gate refuses is quantized again with its last
+    convolution kept in fp32 as well, then its last two (a fresh-clone make
+    models failed on a retrained H that flipped 2.9% of the decisions);
+    refused a third time, the export fails with the gate's error."""
+    from avatarizer_export import attributes as A, onnx_export, quantize, ship
+
+    build, models = tmp_path / "build", tmp_path / "models"
+    models.mkdir()
+    (models / "manifest.json").write_text(json.dumps({"models": {}}))
+    monkeypatch.setattr(ship, "BUILD", build)
+    monkeypatch.setattr(onnx_export, "export_onnx", _fake_export_convs)
+    asked = []
+
+    def quantize_gated(src, dst, *a, manifest_folder, nodes_to_exclude, **kw):
+        asked.append(list(nodes_to_exclude))
+        if len(asked) <= refusals:
+            raise quantize.QualityGateError({"metrics": {"decision_flip_rate": 0.03},
+                                             "thresholds": {"decision_flip_rate": 0.02},
+                                             "failed": ["decision_flip_rate"], "inputs": 7})
+        Path(dst).write_bytes(b"the new H")
+        return {"passed": True}
+
+    monkeypatch.setattr(quantize, "quantize_gated", quantize_gated)
+    crops = np.zeros((16, 128, 128, 3), np.uint8)
+    if refusals > A.INT8_FALLBACKS:
+        with pytest.raises(quantize.QualityGateError, match="decision_flip_rate"):
+            A.export(None, crops, crops, {}, {}, {}, folder=models)
+        assert len(asked) == A.INT8_FALLBACKS + 1
+        return
+    rep = A.export(None, crops, crops, {}, {}, {}, folder=models)
+    assert len(asked) == refusals + 1
+    convs = [f"conv{i}" for i in range(4)]
+    for k, excluded in enumerate(asked):  # the first convolution and the tail always; then the last k too
+        assert {"conv0", "tail"} <= set(excluded)
+        assert [c for c in convs[1:] if c in excluded] == (convs[4 - k:] if k else [])
+    assert rep["int8"]["last_convs_fp32"] == refusals and len(rep["int8"]["refused"]) == refusals
+    assert (models / A.SHIP_FILE).read_bytes() == b"the new H"
+
+
 def _fake_h_training(tmp_path, monkeypatch, gate_passes: bool = True):
     """``attributes.run`` with its training faked (photos, targets, features,
     heads, distillation) and its export real but for the ONNX export and the
