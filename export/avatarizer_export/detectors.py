@@ -927,19 +927,11 @@ def age_features(shared: Path, cache: Path, keys: list[str], quiet: bool = False
 
 
 def _auc(pos: np.ndarray, score: np.ndarray) -> float | None:
-    """ROC AUC of ``score`` for the boolean ``pos`` (ties averaged); None without both classes."""
-    pos, score = np.asarray(pos, bool), np.asarray(score, np.float64)
-    n1, n0 = int(pos.sum()), int((~pos).sum())
-    if not n1 or not n0:
-        return None
-    order = np.argsort(score, kind="mergesort")
-    ranks = np.empty(len(score))
-    ranks[order] = np.arange(1, len(score) + 1)
-    for v in np.unique(score):  # ties share their mean rank
-        m = score == v
-        if m.sum() > 1:
-            ranks[m] = ranks[m].mean()
-    return round(float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)), 3)
+    """:func:`metrics.roc_auc` as the report writes it (3 decimals; None without both classes)."""
+    from .metrics import roc_auc
+
+    a = roc_auc(pos, score)
+    return None if a is None else round(a, 3)
 
 
 def age_prior_of(ages, colours, held) -> dict | None:

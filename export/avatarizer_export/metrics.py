@@ -10,7 +10,7 @@
   land nearest to its own photo in landmark space? (:class:`LandmarkProbe`
   finds the render's landmarks.)
 * :func:`delta_e` -- CIEDE2000 between sRGB colours.
-* :func:`balanced_accuracy`, :func:`mae` -- attribute prediction.
+* :func:`balanced_accuracy`, :func:`mae`, :func:`roc_auc` -- attribute prediction.
 
 Renders for metrics are 256×256 on white (:data:`RENDER_SIZE`); RGBA images
 are composited on white wherever images are compared.
@@ -45,6 +45,7 @@ __all__ = [
     "identity_topk",
     "balanced_accuracy",
     "mae",
+    "roc_auc",
     "LandmarkProbe",
 ]
 
@@ -351,6 +352,19 @@ def balanced_accuracy(y_true, y_pred) -> float:
         return float("nan")
     recalls = [float(np.mean(p[t == c] == c)) for c in np.unique(t)]
     return float(np.mean(recalls))
+
+
+def roc_auc(pos, score) -> float | None:
+    """ROC AUC of ``score`` for the boolean ``pos`` (the Mann-Whitney
+    statistic; tied scores share their mean rank, ``scipy.stats.rankdata``),
+    or None without both classes."""
+    from scipy.stats import rankdata
+
+    pos, score = np.asarray(pos, bool), np.asarray(score, np.float64)
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if not n1 or not n0:
+        return None
+    return float((rankdata(score)[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def mae(y_true, y_pred) -> float:
