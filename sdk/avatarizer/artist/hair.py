@@ -257,10 +257,8 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     bald = accessories.bald_evidence(g)  # the fitted detector where there is one, else the hand-set rule
     if bald is not None and bald[0] >= bald[1]:
         style = "bald"
-    elif hm["top_skin"] is not None and hm["top_skin"] >= 0.7 and hm["top_tex"] < 0.01:
-        style = "bald" if hm["top_hair"] <= 1 and bald is None else "receding"
-    elif hm["top_skin"] is None and hm["top_hair"] <= 1 and hm["mid_rows"] >= 3:
-        style = "bald" if bald is None else "receding"
+    elif reads_receding(hm):  # (the hand-set rule: bald without a fitted detector, with one receding)
+        style = "bald" if bald is None and hm["top_hair"] <= 1 else "receding"
     elif in_bare_top_band(hm, bald):
         style = "bald"
     elif curly and max(vol_top, vol_side) > 0.16 and bottom < 0.45:
