@@ -51,9 +51,10 @@ later than its slot starts at once) and the landmarks-only baseline in the
 same slot: ``live.end_to_end`` (with ``hitch_ratio`` and ``vs_landmarks``)
 and ``live.baseline.landmarks_only``; ``live.late`` counts the timed frames
 handed over more than 5 ms after their slot (the last slot's frame and
-baseline ran over; the timed frames' clock starts at the first of them). Back to back, the loop above leaves the
-cores no idle time, so the identity worker's jobs (its process shares the
-cores) take frames' time; at a camera's rate they fit between frames.
+baseline ran over; the timed frames' clock starts one slot after the last
+warm-up frame). Back to back, the loop above leaves the cores no idle time,
+so the identity worker's jobs (its process shares the cores) take frames'
+time; at a camera's rate they fit between frames.
 ``live`` is ``null`` without it. Which worker computed the identity
 (``TrackerOptions.identity_worker``, ``--identity-worker``: a process by
 default, or a thread; a thread where no process starts) is printed to

@@ -123,7 +123,6 @@ class IdentityStage(Stage):
         self._rest_until = 0.0                  # perf_counter time before which no job is handed over
         self._in_process = False                # the job under way is the worker process's (reset() does not wait)
         self._remote = None                     # the ProcessWorker (identity_worker="process"), once started
-        self._align_options = None              # the aligner's options, for the process's segmenter
         self._failed_in_row = 0                 # the process's error replies in a row
         self.worker = "thread"                  # where jobs are computed ("process", or "thread (why)")
         self.answers = 0                        # answers adopted from the worker (for tests and bench)
@@ -190,7 +189,6 @@ class IdentityStage(Stage):
         ctx = face._context
         if self._segmenter is None and ctx is not None and ctx.aligner is not None:
             self._segmenter = OwnSegmenter(ctx.aligner.options)
-            self._align_options = ctx.aligner.options
         mine = copy.copy(face)
         mine._cache = {}
         mine._context = None if ctx is None else _FrameContext(ctx.image.copy(), self._segmenter)
@@ -278,7 +276,7 @@ class IdentityStage(Stage):
         if not self._want_process or self._closed:
             return None
         if self._remote is None:
-            if job.faces[0].aligned._context is None or self._align_options is None:
+            if job.faces[0].aligned._context is None or self._segmenter is None:
                 return None
             from .identity_worker import ProcessWorker, cannot_start
 
@@ -291,7 +289,8 @@ class IdentityStage(Stage):
                 self._give_up_process(why)
                 return None
             try:
-                remote = ProcessWorker(self._resolved, self._align_options, WORKER_NICENESS)
+                # (the aligner's options: the process's own segmenter makes its masks as this one does)
+                remote = ProcessWorker(self._resolved, self._segmenter.options, WORKER_NICENESS)
             except Exception as exc:  # options a pickle cannot carry: this process's networks, for good
                 self._give_up_process(f"its options cannot be sent to a process: {type(exc).__name__}: {exc}")
                 return None

@@ -239,14 +239,14 @@ class ProcessWorker:
                 raise WorkerGone(f"the identity worker process could not be started: {type(exc).__name__}: "
                                  f"{exc}") from None
             proc = self._proc
-        stage = ["saying hello"]
+        stage = "saying hello"
         timer = threading.Timer(HELLO_TIMEOUT_S, self._kill, args=(proc,))
         timer.daemon = True
         timer.start()
         try:
             _await_hello(proc.stdout)
             timer.cancel()
-            stage[0] = "loading its networks"
+            stage = "loading its networks"
             timer = threading.Timer(START_TIMEOUT_S, self._kill, args=(proc,))
             timer.daemon = True
             timer.start()
@@ -257,7 +257,7 @@ class ProcessWorker:
             timer.cancel()
             status = self._status(proc, 0.2)  # (before the kill: how it ended, if it did)
             self._discard(proc)
-            raise WorkerGone(f"the identity worker process did not start ({stage[0]}; {status}): {exc}") from None
+            raise WorkerGone(f"the identity worker process did not start ({stage}; {status}): {exc}") from None
         timer.cancel()
         if not (isinstance(reply, tuple) and reply and reply[0] == "ready"):
             self._discard(proc)
