@@ -726,6 +726,57 @@ def test_video_identity_inline_when_asked():
         TrackerOptions(identity_every_ms=-1)
 
 
+def test_identity_worker_inline_refreshes_on_the_streams_clock_alone(astronaut):
+    """``identity_worker="inline"`` (the CLI's video files): once warm, the
+    frame that is due by stream time computes the refresh itself, however
+    fast the frames come (here with no pause at all), and no worker starts;
+    the same frames give the same avatars."""
+    opts = TrackerOptions(identity_every_ms=100.0, identity_worker="inline")
+    runs = []
+    for _ in range(2):
+        with Avatarizer(mode="video", max_faces=1, tracker=opts) as av:
+            stage = av._pipeline["identity"]
+            assert av.identity_worker == "inline" and stage.worker == "inline"
+            calls = []
+            real = av._pipeline["face"].estimator.estimate
+
+            def counted(faces, state, real=real, calls=calls):
+                calls.append(threading.current_thread() is threading.main_thread())
+                return real(faces, state)
+
+            av._pipeline["face"].estimator.estimate = counted
+            params, t = [], 0.0
+            for _ in range(opts.identity_frames + 30):
+                params.append(av.from_frame(astronaut, timestamp_ms=t).params.copy())
+                t += 20.0
+            assert stage._thread is None and stage._remote is None and stage.answers == 0
+        # warm-up (identity_frames, inline), then one refresh per 100 ms of the stream: 30 frames
+        # of 20 ms after the last warm-up frame make 6, each on the frames' own thread
+        assert len(calls) == opts.identity_frames + 6 and all(calls), calls
+        runs.append(np.stack(params))
+    assert np.array_equal(runs[0], runs[1])
+    with pytest.raises(ValueError, match="'inline'"):
+        TrackerOptions(identity_worker="nowhere")
+
+
+def test_cli_video_gives_the_same_parameters_on_every_run(tmp_path, capsys):
+    """A video file's avatars depend on the file alone: its identity refreshes
+    are the frames' own (``identity_worker="inline"``), not whichever a worker
+    answered while the file went by (which differed from run to run)."""
+    from avatarizer.cli import _file_tracker, main
+
+    assert _file_tracker().identity_worker == "inline"
+    clip = need_shared("data", "video", "d3.mp4")
+    got = []
+    for i in range(2):
+        params = tmp_path / f"p{i}.jsonl"
+        assert main(["video", str(clip), "-o", str(tmp_path / f"v{i}.mp4"), "--params", str(params),
+                     "--max-seconds", "2.5"]) == 0
+        got.append(params.read_bytes())
+    capsys.readouterr()
+    assert got[0] == got[1] and got[0].count(b"\n") >= 60
+
+
 # ----------------------------------------------------------------- video --size and --face (live16)
 def _frame_at(path, index: int) -> np.ndarray:
     cap = cv2.VideoCapture(str(path))

@@ -579,7 +579,8 @@ class Avatarizer:
     def identity_worker(self) -> str | None:
         """Video mode: where the identity networks' refreshes compute:
         ``"process"`` (``TrackerOptions.identity_worker``'s default),
-        ``"thread"``, or ``"thread (no worker process: <why>)"`` once a process
+        ``"thread"``, ``"inline"`` (no worker: the due frames compute them),
+        or ``"thread (no worker process: <why>)"`` once a process
         could not be had; None in image mode, without refreshes
         (``identity_every_ms=0``, ``identity_lock=False``) or after close()."""
         pipe = self._pipeline

@@ -534,6 +534,20 @@ def _open_video(inp: Path, max_seconds: float | None):
 MAX_FRAME_GAP_S = 10.0
 
 
+def _file_tracker():
+    """The tracker options of ``video`` and ``animate``: a video file's frames
+    come faster than real time, so its identity refreshes are computed by
+    the frames that are due (``identity_worker="inline"``, every
+    ``identity_every_ms`` of the video's time) and the avatars depend on the
+    file alone, not on the machine's speed. With a worker, only the refreshes
+    it happened to answer while the file went by were used: on the shared
+    clips 2-7 hair readings in 3-34 s, so the first seconds' hairstyle
+    stayed (a woman's long hair drawn short for a whole clip)."""
+    from .video import TrackerOptions
+
+    return TrackerOptions(identity_worker="inline")
+
+
 def _video_start(info) -> float:
     """Seconds from the file's start to its video's first frame (a video that
     starts after its sound); a longer offset than MAX_FRAME_GAP_S is taken as
@@ -786,7 +800,7 @@ def _video(args) -> int:
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                             exaggeration=args.exaggeration, max_faces=args.face + 1,
-                            attributes=dict(args.set or ())) as av:
+                            attributes=dict(args.set or ()), tracker=_file_tracker()) as av:
                 _check_stop()  # a stop signal that came while the models loaded
                 t0 = time.perf_counter()  # after model loading: fps is frames per second of work
                 walk = _VideoWalk(cap, first, clock, args.max_seconds, total, t0)
@@ -1018,7 +1032,7 @@ def _video_animation(args) -> int:
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                             exaggeration=args.exaggeration, max_faces=args.face + 1,
-                            attributes=dict(args.set or ())) as av:
+                            attributes=dict(args.set or ()), tracker=_file_tracker()) as av:
                 _check_stop()  # a stop signal that came while the models loaded
                 walk = _VideoWalk(cap, frame, clock, args.max_seconds, total, t0)
                 for _, t, avatar in walk.avatars(av, args.face, params_out):

@@ -95,7 +95,8 @@ class TrackerOptions:
         identity_every_ms: once the identity is warm, the face and hair
             networks run at most this often (stream time), on a worker (see
             ``identity_worker``), and frames reuse their latest answer (no
-            frame waits for them; ``avatarizer.pipeline.identity``). 0 runs
+            frame waits for them; ``avatarizer.pipeline.identity``; with
+            ``identity_worker="inline"`` the due frame runs them). 0 runs
             them inline on every frame.
         identity_duty: the most of one CPU core the identity worker may
             take, in (0, 1]: after an answer that took ``d`` seconds of wall
@@ -111,8 +112,15 @@ class TrackerOptions:
         identity_worker: where the identity worker computes: ``"process"``
             (a child process of its own, so frames never wait for its GIL;
             ``avatarizer.pipeline.identity_worker``; it falls back to a
-            thread where a process cannot start) or ``"thread"`` (a thread
-            of this process; no second copy of the networks in memory).
+            thread where a process cannot start), ``"thread"`` (a thread
+            of this process; no second copy of the networks in memory) or
+            ``"inline"``: no worker; the frame that is due (every
+            ``identity_every_ms`` of stream time) computes the refresh
+            itself and waits for it, so the avatars depend on the frames
+            alone, not on how fast the machine went through them: for
+            video files (the CLI's ``video`` and ``animate``), where frames
+            come faster than real time and a worker would answer only a few
+            of them.
     """
 
     identity_frames: int = 15
@@ -146,8 +154,8 @@ class TrackerOptions:
         d = self.identity_duty
         if not is_real(d) or not (0.0 < d <= 1.0):
             raise ValueError(f"identity_duty must be a number in (0, 1], got {d!r}")
-        if self.identity_worker not in ("process", "thread"):
-            raise ValueError(f"identity_worker must be 'process' or 'thread', got {self.identity_worker!r}")
+        if self.identity_worker not in ("process", "thread", "inline"):
+            raise ValueError(f"identity_worker must be 'process', 'thread' or 'inline', got {self.identity_worker!r}")
         sd = self.switch_distance
         if sd is not None and (not is_real(sd) or not 0.0 < sd <= 2.0):
             raise ValueError(f"switch_distance must be None or a number in (0, 2], got {sd!r}")

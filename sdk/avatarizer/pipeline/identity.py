@@ -29,6 +29,10 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   cannot carry, networks on a GPU, jobs that keep failing) it computes on
   its thread, as with ``identity_worker="thread"``; :attr:`worker` says
   which, and why.
+* ``identity_worker="inline"`` (video files: ``avatarizer video``, ``animate``)
+  has no worker: the frame that is due by stream time computes the refresh
+  and waits for it, so the avatars depend on the frames alone, not on how
+  fast they came.
 * the worker takes at most ``TrackerOptions.identity_duty`` of one core: after
   an answer that took ``d`` seconds (wall clock) no job is handed to it for
   ``d * (1 / identity_duty - 1)`` seconds. A process still shares the cores:
@@ -133,8 +137,10 @@ class IdentityStage(Stage):
         self.every_ms = float(options.tracker.identity_every_ms)
         self.rest_factor = 1.0 / float(options.tracker.identity_duty) - 1.0
         self._resolved = options
-        self._want_process = getattr(options.tracker, "identity_worker", "thread") == "process"
-        self.worker = "process" if self._want_process else "thread"
+        where = getattr(options.tracker, "identity_worker", "thread")
+        self._want_process = where == "process"
+        self._inline = where == "inline"
+        self.worker = where if where in ("process", "inline") else "thread"
         self.face.prepare(options)
         self.hair.prepare(options)
 
@@ -146,10 +152,13 @@ class IdentityStage(Stage):
         with stream.lock:
             res = stream.identity
             asked = stream.identity_asked_ms
+        on_time = asked is None or not 0 <= state.timestamp_ms - asked < self.every_ms  # (stream time)
         with self._cond:
-            due = not self._busy and (asked is None or not 0 <= state.timestamp_ms - asked < self.every_ms) \
-                and time.perf_counter() >= self._rest_until
-        if res is None or not stream.tracker.warm:
+            due = not self._busy and on_time and time.perf_counter() >= self._rest_until
+        if res is None or not stream.tracker.warm or (
+                self._inline and on_time and state.faces[0].aligned.outside_fraction <= MAX_OUTSIDE):
+            # warming up, or identity_worker="inline": this frame computes its refresh (on time by the
+            # stream's clock alone, so the avatars do not depend on how fast the frames came)
             self._compute(state)
             with stream.lock:
                 stream.identity = state.faces[0].identity()
