@@ -610,3 +610,26 @@ def test_demo_never_replaces_files_without_overwrite_nor_writes_through_links(tm
     assert Image.open(folder / "default.png").size == (512, 512)
     assert (folder / "notes.txt").read_bytes() == b"keep"
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------- stdout's reader gone (QA, session 25)
+@pytest.mark.skipif(not hasattr(signal, "SIGPIPE"), reason="no SIGPIPE on this platform")
+def test_a_closed_stdout_ends_quietly_with_the_output_written(tmp_path, photo_bytes):
+    """``avatarizer image ... --attributes | true``: the reader is gone before
+    the attributes are printed. The command ends as a tool killed by SIGPIPE
+    reports (141), says nothing (it said "error: Broken pipe" and exited 1),
+    and the PNG it wrote stays."""
+    (tmp_path / "in.png").write_bytes(photo_bytes)
+    out = tmp_path / "out.png"
+    r, w = os.pipe()
+    os.close(r)  # no reader at all: the first write to stdout fails
+    try:
+        proc = subprocess.run([sys.executable, "-c", "import sys; from avatarizer.cli import main; sys.exit(main())",
+                               "image", str(tmp_path / "in.png"), "-o", str(out), "--attributes"],
+                              stdout=w, stderr=subprocess.PIPE, env=ENV, timeout=300)
+    finally:
+        os.close(w)
+    err = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 128 + signal.SIGPIPE, (proc.returncode, err)
+    assert "Broken pipe" not in err and "Traceback" not in err, err
+    assert out.is_file() and out.stat().st_size > 1000

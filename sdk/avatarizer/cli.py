@@ -1520,6 +1520,9 @@ def main(argv=None) -> int:
             text += (" " if not text or text.endswith(":") else "; ") + part if text else part
         print(f"avatarizer {args.command}: error: {text}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): quietly, as other tools
+        status = _broken_pipe()
+        return status
     except OSError as exc:  # the file system said no (permissions, full disk, ...)
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"avatarizer {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
@@ -1549,6 +1552,22 @@ def main(argv=None) -> int:
             FILTER.stop()
         for sig, old in handlers.items():
             signal.signal(sig, old)
+
+
+def _broken_pipe() -> int:
+    """The exit status after stdout's reader went away (``avatarizer image ...
+    --attributes | head -1``): 128 + SIGPIPE (141, what a tool killed by the
+    signal reports; 1 where there is none), with no message (nobody reads it),
+    and stdout pointed at the null device so that the interpreter's last
+    flush at exit does not fail again (Python's docs, "Note on SIGPIPE").
+    What was already written (the output file) stays."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # (no real stdout: nothing to flush)
+        pass
+    return 128 + signal.SIGPIPE if hasattr(signal, "SIGPIPE") else 1
 
 
 def _in_main_thread() -> bool:
