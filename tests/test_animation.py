@@ -494,6 +494,28 @@ def test_read_params_jsonl_formats_and_errors(tmp_path):
     assert len(read_params_jsonl(f, times)) == 3 and times == [0.0, 40.5, 1000.0]
 
 
+
+def test_read_params_jsonl_refuses_an_endless_line_and_bytes_that_are_not_text(tmp_path, monkeypatch):
+    """A line longer than MAX_LINE_CHARS is refused once that much is read
+    (a 2 GB line with no end took 4 GB before its "not JSON"); a line of
+    exactly the limit is read; bytes that are not UTF-8 are refused naming
+    the file (QA, session 25)."""
+    import avatarizer.animation as A
+
+    p = schema.sample(1, seed=2)[0]
+    good = json.dumps(p.tolist())
+    monkeypatch.setattr(A, "MAX_LINE_CHARS", len(good))
+    f = tmp_path / "in.jsonl"
+    f.write_text(good + "\n" + good)  # the limit exactly, with and without its end of line
+    assert len(read_params_jsonl(f)) == 2
+    f.write_text(good + "\n" + good + " \n")
+    with pytest.raises(ValueError, match="line 2: longer than"):
+        read_params_jsonl(f)
+    f.write_bytes(b"\xff\xfe[1, 2]\n")
+    with pytest.raises(ValueError, match=r"in.jsonl: not UTF-8 text"):
+        read_params_jsonl(f)
+
+
 def test_cli_animate_and_refusals(tmp_path, capsys):
     from avatarizer.cli import main
 

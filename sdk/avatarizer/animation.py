@@ -1149,6 +1149,31 @@ def _script_json(doc) -> str:
 # ----------------------------------------------------------------- convenience
 
 
+#: the longest line :func:`read_params_jsonl` reads, in characters: a frame's
+#: line is 8-20 KB (629 numbers, or 629 names and numbers); a line with no
+#: end would otherwise be read whole into memory (a 2 GB one took 4 GB)
+MAX_LINE_CHARS = 1 << 20
+
+
+def _jsonl_lines(f, path):
+    """``(number, line)`` of a text file opened as UTF-8, each at most
+    :data:`MAX_LINE_CHARS` long (``ValueError`` naming the file and line for
+    a longer one, and for bytes that are not UTF-8)."""
+    n = 0
+    while True:
+        try:
+            line = f.readline(MAX_LINE_CHARS + 1)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text (at or after line {n + 1}: {exc.reason})") from None
+        if not line:
+            return
+        n += 1
+        if len(line) > MAX_LINE_CHARS and not (len(line) == MAX_LINE_CHARS + 1 and line.endswith("\n")):
+            raise ValueError(f"{path}, line {n}: longer than {MAX_LINE_CHARS} characters (a frame's line "
+                             "is 8-20 KB): not a parameters file")
+        yield n, line
+
+
 def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
     """One frame per line: a JSON list of 629 numbers, or an object with
     ``"params"`` (a list, or a name -> value object as in ``Avatar.to_json``),
@@ -1169,7 +1194,7 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
     frames: list = []
     stamped = last = None  # whether the first frame line had a time, and the latest time
     with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+        for n, line in _jsonl_lines(f, path):
             if not line.strip():
                 continue
             if len(frames) >= MAX_FRAMES:
