@@ -633,3 +633,22 @@ def test_a_closed_stdout_ends_quietly_with_the_output_written(tmp_path, photo_by
     assert proc.returncode == 128 + signal.SIGPIPE, (proc.returncode, err)
     assert "Broken pipe" not in err and "Traceback" not in err, err
     assert out.is_file() and out.stat().st_size > 1000
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_overwrite_never_replaces_a_named_pipe_at_the_output(tmp_path, photo_bytes, clip_bytes, capsys):
+    """``--overwrite`` replaces files, not a named pipe (or a device node)
+    that holds the output's name: another program may be reading the pipe
+    (QA, session 25: it was unlinked and a file put in its place)."""
+    (tmp_path / "in.png").write_bytes(photo_bytes)
+    (tmp_path / "in.mp4").write_bytes(clip_bytes)
+    for argv in (("image", tmp_path / "in.png", "-o", tmp_path / "o.png"),
+                 ("video", tmp_path / "in.mp4", "-o", tmp_path / "o.mp4"),
+                 ("video", tmp_path / "in.mp4", "-o", tmp_path / "v.mp4", "--params", tmp_path / "p.jsonl")):
+        fifo = argv[-1]
+        os.mkfifo(fifo)
+        assert _main(*argv, "--overwrite") == 1, argv
+        err = capsys.readouterr().err
+        assert "not a regular file" in err and "Traceback" not in err, err
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode), argv
+    assert not (tmp_path / "v.mp4").exists()  # the outputs go together or not at all

@@ -487,6 +487,8 @@ _FAR_ROWS = np.lib.stride_tricks.as_strided  # one row, its stride over INT_MAX 
     lambda r, p: r.render(p, 32, background=(1, 0, 0j)),
     lambda r, p: r.render(p, 32, background="white"),
     lambda r, p: r.render(p, 32, transform=[["1", "0", "0"], ["0", "1", "0"]]),
+    lambda r, p: r.render(p, 32, transform=np.eye(3)[:2].astype(complex)),  # (cast with a ComplexWarning: QA)
+    lambda r, p: r.render(p, 32, transform=np.ones((2, 3), bool)),
     lambda r, p: r.render(p.astype(complex), 32),
     lambda r, p: r.render([object()] * 629, 32),
     lambda r, p: r.render([str(v) for v in p], 32),

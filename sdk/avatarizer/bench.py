@@ -309,7 +309,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         paced = _live(av, mesh, images, frames, warmup) if live else None
         ident = av._pipeline.by_name.get("identity")
         if log and ident is not None:
-            log(f"identity worker: {ident.worker}; {ident.answers} answers adopted")
+            log(f"identity worker: {ident.worker}; answers adopted: {ident.answers}")
     finally:
         mesh.close()
         out_device = av.device
@@ -318,7 +318,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     if log and missed:
         log(f"note: no face in {missed} of {frames} timed frames")
     if log:
-        log(f"merge (incl. video tracker): p50 {np.percentile(merge, 50):.2f} ms")
+        log(f"merge{' (incl. video tracker)' if mode == 'video' else ''}: p50 {np.percentile(merge, 50):.2f} ms")
     end, landmarks = _pct(e2e), _pct(base)
     return {
         "device": describe_device(out_device),

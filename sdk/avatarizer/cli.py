@@ -212,11 +212,28 @@ def _check_input(inp: Path) -> None:
         raise CLIError(f"cannot read {inp}: permission denied")
 
 
+def _special_output(out: Path) -> CLIError | None:
+    """The error for an output name held by something that is not a file
+    (a named pipe, socket or device: ``--overwrite`` would unlink a pipe
+    another program reads, or a device node), else None. A link there is
+    replaced itself, never what it points to."""
+    try:
+        mode = os.lstat(out).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode):
+        return None
+    return CLIError(f"{out} is not a regular file (a named pipe, socket or device); refusing to replace it")
+
+
 def _check_output(inp: Path | None, out: Path, overwrite: bool) -> None:
     if inp is not None and _same_file(inp, out):
         raise CLIError(f"the output {out} is the input file; refusing to overwrite it")
     if out.is_dir():
         raise CLIError(f"{out} is a directory")
+    special = _special_output(out)
+    if special is not None:
+        raise special
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise CLIError(f"{out} already exists; pass --overwrite to replace it")
     parent = out.parent
@@ -273,6 +290,9 @@ def _commit_all(moves: list[tuple[Path, Path]], overwrite: bool, inp: Path | Non
     for _, out in moves:
         if inp is not None and _same_file(inp, out):
             raise CLIError(f"the output {out} is the input file; refusing to overwrite it")
+        special = _special_output(out)  # (also one made while this run worked)
+        if special is not None:
+            raise special
         if not overwrite and (out.exists() or out.is_symlink()):
             raise _appeared(out)
     placed: list[tuple[Path, tuple[int, int]]] = []  # outputs moved (or moving), with their (device, inode)
@@ -754,8 +774,8 @@ def _video(args) -> int:
     pw, ph = video_frame_size(w, h, 2 if side else 1, args.size)  # one panel, after --size
     if min(pw, ph) < MIN_VIDEO_SIDE:  # (the source's own frames are at least that: _open_video)
         cap.release()
-        raise _UsageError(f"--size {args.size} makes {w}x{h} frames {pw}x{ph} "
-                          f"{'per panel ' if side else ''}pixels; the shorter side must be at least "
+        raise _UsageError(f"--size {args.size} makes {w}x{h} frames {pw}x{ph} pixels"
+                          f"{' per panel' if side else ''}; the shorter side must be at least "
                           f"{MIN_VIDEO_SIDE}: give a larger --size")
     scaled = (pw, ph) != (w, h)
     size = (2 * pw if side else pw, ph)
@@ -1224,7 +1244,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true", help="replace the demo's files if the folder has them")
     d.set_defaults(func=_demo)
     s = sub.add_parser("render-samples", help="a contact sheet of sampled avatars")
-    s.add_argument("-o", "--output", default="gallery.png")
+    s.add_argument("-o", "--output", default="gallery.png", metavar="OUT",
+                   help="the contact sheet, a PNG (default gallery.png)")
     s.add_argument("-n", type=_count, default=24, help="how many avatars (1..1000)")
     s.add_argument("--size", type=_positive_int, default=256, help="tile size in pixels")
     s.add_argument("--seed", type=_seed, default=0, help="random seed, a whole number >= 0 (default 0)")

@@ -184,13 +184,17 @@ MAX_TRANSFORM = 1e6
 def _transform(transform):
     if transform is None:
         return None
+    kind = getattr(transform, "dtype", None)
     try:
+        if kind is not None and np.dtype(kind).kind not in "iuf":  # complex, bool, objects: refused, not cast
+            raise TypeError
         t = np.array(transform, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         t = None
     if t is None or t.shape != (2, 3) or np.asarray(transform).dtype.kind not in "iuf":
+        got = " ".join(repr(transform).split())  # (one line: an array's repr has several)
         raise ValueError(f"transform must be a 2x3 affine matrix of real numbers (frame -> pixels), "
-                         f"got {transform!r:.60}")
+                         f"got {got:.60}")
     if not np.isfinite(t).all() or np.abs(t).max() > MAX_TRANSFORM:
         raise ValueError(f"transform must be finite, with coefficients within ±{MAX_TRANSFORM:g}")
     if abs(t[0, 0] * t[1, 1] - t[0, 1] * t[1, 0]) < 1e-12:  # det (np.linalg is slow per call)
