@@ -9,6 +9,7 @@ beside the checkout, the talking-face clips in ``../shared/data/video``
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -1308,3 +1309,34 @@ def test_a_streams_hairstyle_does_not_flip_between_refreshes(monkeypatch):
             assert found[k] == shown[k] and found[k - 1] == shown[k], (found, shown)
     flips = lambda s: sum(a != b for a, b in zip(s, s[1:]))
     assert flips(shown) <= flips(found) and flips(shown) <= 2, (found, shown)
+
+
+def test_a_video_whose_frames_change_size_is_refused_not_frozen(tmp_path, capsys):
+    """OpenCV's decoder repeats the last frame of the first size for every
+    frame after a size change (QA, session 25: half the output was one frozen
+    frame, exit 0). ``videoio.size_change`` finds it on the key frames and
+    the CLI refuses with where it happens, unless ``--max-seconds`` stops
+    before it; a clip of one size is not refused."""
+    from avatarizer import videoio
+    from avatarizer.cli import main
+
+    _need_ffmpeg()
+    parts = []
+    for i, size in enumerate(("320x240", "640x480")):
+        part = tmp_path / f"{i}.ts"
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=25", "-t", "1",
+                        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-bsf:v", "h264_mp4toannexb", str(part)],
+                       check=True, timeout=120)
+        parts.append(str(part))
+    clip = tmp_path / "sizes.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", "concat:" + "|".join(parts), "-c", "copy", str(clip)],
+                   check=True, timeout=120)
+    change = videoio.size_change(clip)
+    assert change is not None and abs(change[0] - 1.0) < 0.05 and change[1:] == ((320, 240), (640, 480)), change
+    assert videoio.size_change(need_shared("data", "video", "d0.mp4")) is None
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(clip), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "change size at 1.00 s (320x240 -> 640x480)" in err and not out.exists(), err
+    assert main(["video", str(clip), "-o", str(tmp_path / "a.json")]) == 1  # an animation too
+    assert "change size" in capsys.readouterr().err

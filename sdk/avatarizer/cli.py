@@ -518,6 +518,22 @@ def _capture(inp: Path):
         raise CLIError(str(exc)) from None
 
 
+def _check_one_size(inp: Path, max_seconds: float | None) -> None:
+    """Refuses a video file whose frames change size before ``max_seconds``
+    (:func:`avatarizer.videoio.size_change`): OpenCV's decoder would hand back
+    the last frame of the first size for every later one, a frozen picture
+    written as if it were the video."""
+    from .videoio import size_change
+
+    change = size_change(inp)
+    if change is not None and not (max_seconds and change[0] >= max_seconds):
+        (t, (w0, h0), (w1, h1)) = change
+        raise CLIError(f"{inp}: its frames change size at {t:.2f} s ({w0}x{h0} -> {w1}x{h1}), which this "
+                       "decoder cannot follow (it repeats the last frame of the first size); convert it to one "
+                       f"size first, e.g. ffmpeg -i IN -vf scale={w0}:{h0} OUT.mp4"
+                       + (f", or stop before it with --max-seconds {t:.2f}" if t > 0 else ""))
+
+
 def _open_video(inp: Path, max_seconds: float | None):
     """(capture, first frame, source fps (30 where the file gives none that is
     sane), frame count (0 if unknown), the frames ``--max-seconds`` makes at
@@ -539,6 +555,11 @@ def _open_video(inp: Path, max_seconds: float | None):
         cap.release()
         raise CLIError(f"{inp} is too small: its frames are {w}x{h} pixels; the shorter side must be at "
                        f"least {MIN_VIDEO_SIDE} to find a face in them")
+    try:
+        _check_one_size(inp, max_seconds)
+    except CLIError:
+        cap.release()
+        raise
     fps = cap.get(cv2.CAP_PROP_FPS)
     if not fps or not np.isfinite(fps) or fps <= 0 or fps > 1000:
         fps = 30.0
@@ -1165,6 +1186,7 @@ def _live(args) -> int:
     source = live.parse_source(args.source)
     if isinstance(source, str) and not live.is_stream(source):
         _check_input(Path(source))
+        _check_one_size(Path(source), args.max_seconds)
     if shot is not None:
         _check_output(Path(source) if isinstance(source, str) else None, shot, args.overwrite)
     why = live.display_problem()

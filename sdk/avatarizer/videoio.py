@@ -175,6 +175,44 @@ def probe(path: Path) -> Probe:
     return out
 
 
+def size_change(path: Path, timeout: float = 60.0) -> tuple[float, tuple[int, int], tuple[int, int]] | None:
+    """Where the video's frames change size: ``(seconds, (w, h) before,
+    (w, h) after)`` at the first key frame (``ffprobe -skip_frame nokey``:
+    only key frames are decoded, ~0.1 s for a 34 s clip) whose size is not the
+    first one's, or None (one size throughout, or not known: no ``ffprobe``,
+    an unreadable file, ``timeout`` seconds passed). OpenCV's decoder does
+    not follow such a change: it hands back the last frame of the first size
+    for every later frame (opencv-python 4.11, swscaler "Slice parameters
+    ... are invalid")."""
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        return None
+    cmd = [exe, "-v", "error", "-skip_frame", "nokey", "-select_streams", "v:0", "-show_entries",
+           "frame=width,height,best_effort_timestamp_time,pts_time", "-of", "json", file_url(path)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+        frames = json.loads(res.stdout or "{}").get("frames") or []
+    except (OSError, subprocess.SubprocessError, ValueError, AttributeError):
+        return None
+    first = None
+    t0 = None
+    for f in frames:
+        if not isinstance(f, dict):
+            continue
+        size = (_int(f.get("width")), _int(f.get("height")))
+        if None in size:
+            continue
+        try:
+            t = float(f.get("best_effort_timestamp_time", f.get("pts_time")))
+        except (TypeError, ValueError):
+            t = None
+        if first is None:
+            first, t0 = size, t
+        elif size != first:
+            return (max(0.0, t - t0) if t is not None and t0 is not None else 0.0), first, size
+    return None
+
+
 def _sound_seconds(path: Path) -> float | None:
     """The length of ``path``'s first sound track by ``ffprobe``, or None."""
     exe = shutil.which("ffprobe")
