@@ -618,7 +618,9 @@ def test_a_closed_stdout_ends_quietly_with_the_output_written(tmp_path, photo_by
     """``avatarizer image ... --attributes | true``: the reader is gone before
     the attributes are printed. The command ends as a tool killed by SIGPIPE
     reports (141), says nothing (it said "error: Broken pipe" and exited 1),
-    and the PNG it wrote stays."""
+    and the PNG it wrote stays. stdout is a pipe, so block-buffered: the
+    error comes at the flush (it came at the exit's flush, status 120, with
+    the buffered lines still unwritten when the command returned)."""
     (tmp_path / "in.png").write_bytes(photo_bytes)
     out = tmp_path / "out.png"
     r, w = os.pipe()
@@ -626,7 +628,8 @@ def test_a_closed_stdout_ends_quietly_with_the_output_written(tmp_path, photo_by
     try:
         proc = subprocess.run([sys.executable, "-c", "import sys; from avatarizer.cli import main; sys.exit(main())",
                                "image", str(tmp_path / "in.png"), "-o", str(out), "--attributes"],
-                              stdout=w, stderr=subprocess.PIPE, env=ENV, timeout=300)
+                              stdout=w, stderr=subprocess.PIPE, timeout=300,
+                              env={k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"})  # (a user's: buffered)
     finally:
         os.close(w)
     err = proc.stderr.decode(errors="replace")

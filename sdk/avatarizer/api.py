@@ -825,7 +825,8 @@ class Avatarizer:
         frames' landmarks are being found, so its own work (``overlay``,
         ``render``, encoding) runs beside them. The avatars are those of a
         :meth:`from_frame` loop over the same frames and timestamps (exactly,
-        with ``TrackerOptions(identity_every_ms=0)``; otherwise the identity
+        with ``TrackerOptions(identity_every_ms=0)`` or
+        ``identity_worker="inline"``; otherwise the identity
         networks' answers are adopted by whichever frame comes after they
         arrive, in a stream as in a loop, so the identity may differ slightly).
 

@@ -466,9 +466,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--identity-every-ms", type=float_arg(lambda v: v >= 0, "expected a number of milliseconds >= 0, got {text!r}"), default=None, metavar="MS",
                     help="video mode: run the face and hair networks at most this often, on a worker "
                          "(default 200; 0 runs them inline on every frame)")
-    ap.add_argument("--identity-worker", choices=("process", "thread"), default=None,
+    ap.add_argument("--identity-worker", choices=("process", "thread", "inline"), default=None,
                     help="video mode: where the identity worker computes (default process: a child process "
-                         "of its own; thread: a thread of this one)")
+                         "of its own; thread: a thread of this one; inline: no worker, the due frames "
+                         "compute the refreshes, as avatarizer video does for files)")
     ap.add_argument("--live", action="store_true",
                     help=f"video mode: also time the frames handed over at {LIVE_FPS:g} fps, as a camera's "
                          f"(JSON 'live'; adds frames / {LIVE_FPS:g} seconds and more)")

@@ -292,7 +292,8 @@ def _commit_all(moves: list[tuple[Path, Path]], overwrite: bool, inp: Path | Non
             raise CLIError(f"the output {out} is the input file; refusing to overwrite it")
         special = _special_output(out)  # (also one made while this run worked)
         if special is not None:
-            raise special
+            done = "" if not _WRITTEN else f" ({', '.join(map(str, _WRITTEN))} written)"
+            raise CLIError(f"{special}{done}")
         if not overwrite and (out.exists() or out.is_symlink()):
             raise _appeared(out)
     placed: list[tuple[Path, tuple[int, int]]] = []  # outputs moved (or moving), with their (device, inode)
@@ -525,13 +526,14 @@ def _check_one_size(inp: Path, max_seconds: float | None) -> None:
     written as if it were the video."""
     from .videoio import size_change
 
-    change = size_change(inp)
+    change = size_change(inp, until=max_seconds)
     if change is not None and not (max_seconds and change[0] >= max_seconds):
         (t, (w0, h0), (w1, h1)) = change
-        raise CLIError(f"{inp}: its frames change size at {t:.2f} s ({w0}x{h0} -> {w1}x{h1}), which this "
+        before = math.floor(t * 100) / 100  # (rounded down: --max-seconds must end before the change)
+        raise CLIError(f"{inp}: its frames change size at {t:.3f} s ({w0}x{h0} -> {w1}x{h1}), which this "
                        "decoder cannot follow (it repeats the last frame of the first size); convert it to one "
                        f"size first, e.g. ffmpeg -i IN -vf scale={w0}:{h0} OUT.mp4"
-                       + (f", or stop before it with --max-seconds {t:.2f}" if t > 0 else ""))
+                       + (f", or stop before it with --max-seconds {before:.2f}" if before > 0 else ""))
 
 
 def _open_video(inp: Path, max_seconds: float | None):
@@ -576,7 +578,7 @@ MAX_FRAME_GAP_S = 10.0
 
 
 def _file_tracker():
-    """The tracker options of ``video`` and ``animate``: a video file's frames
+    """The tracker options of ``video`` (mp4 and animation outputs): a video file's frames
     come faster than real time, so its identity refreshes are computed by
     the frames that are due (``identity_worker="inline"``, every
     ``identity_every_ms`` of the video's time) and the avatars depend on the
@@ -1547,6 +1549,7 @@ def main(argv=None) -> int:
     try:
         try:
             status = args.func(args)
+            sys.stdout.flush()  # (a pipe's buffer: a reader gone raises here, not at the exit's flush)
         except BaseException:
             _check_stop()  # whatever the signal's exception became, the run stops for the signal
             raise

@@ -184,14 +184,13 @@ MAX_TRANSFORM = 1e6
 def _transform(transform):
     if transform is None:
         return None
-    kind = getattr(transform, "dtype", None)
     try:
-        if kind is not None and np.dtype(kind).kind not in "iuf":  # complex, bool, objects: refused, not cast
-            raise TypeError
-        t = np.array(transform, dtype=np.float64)
+        arr = np.asarray(transform)
+        # complex, bool, strings, objects: refused, never cast (a complex cast warned first)
+        t = arr.astype(np.float64) if arr.dtype.kind in "iuf" else None
     except (TypeError, ValueError, OverflowError):
         t = None
-    if t is None or t.shape != (2, 3) or np.asarray(transform).dtype.kind not in "iuf":
+    if t is None or t.shape != (2, 3):
         got = " ".join(repr(transform).split())  # (one line: an array's repr has several)
         raise ValueError(f"transform must be a 2x3 affine matrix of real numbers (frame -> pixels), "
                          f"got {got:.60}")

@@ -103,7 +103,8 @@ class TrackerOptions:
             time it rests ``d * (1 / identity_duty - 1)`` seconds before the
             next (0.25: at least 3 × ``d``), so on a small CPU it does not
             compete with the frames for the cores (and the GIL) most of the
-            time. 1 refreshes as soon as ``identity_every_ms`` allows.
+            time. 1 refreshes as soon as ``identity_every_ms`` allows. Not
+            used with ``identity_worker="inline"`` (no worker).
         switch_distance: how far (mean |Δ| of the normalised colour
             parameters) the estimates must stay from the identity, for
             ``switch_ms``, to be taken for another person (the identity is
@@ -118,7 +119,7 @@ class TrackerOptions:
             ``identity_every_ms`` of stream time) computes the refresh
             itself and waits for it, so the avatars depend on the frames
             alone, not on how fast the machine went through them: for
-            video files (the CLI's ``video`` and ``animate``), where frames
+            video files (the CLI's ``video``, to an mp4 or an animation), where frames
             come faster than real time and a worker would answer only a few
             of them.
     """

@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -175,42 +176,67 @@ def probe(path: Path) -> Probe:
     return out
 
 
-def size_change(path: Path, timeout: float = 60.0) -> tuple[float, tuple[int, int], tuple[int, int]] | None:
-    """Where the video's frames change size: ``(seconds, (w, h) before,
-    (w, h) after)`` at the first key frame (``ffprobe -skip_frame nokey``:
-    only key frames are decoded, ~0.1 s for a 34 s clip) whose size is not the
-    first one's, or None (one size throughout, or not known: no ``ffprobe``,
-    an unreadable file, ``timeout`` seconds passed). OpenCV's decoder does
-    not follow such a change: it hands back the last frame of the first size
-    for every later frame (opencv-python 4.11, swscaler "Slice parameters
-    ... are invalid")."""
+#: how long :func:`size_change` may read a file's key frames before it gives up (unchecked)
+SIZE_CHECK_SECONDS = 10.0
+
+
+def size_change(path: Path, until: float | None = None, timeout: float = SIZE_CHECK_SECONDS
+                ) -> tuple[float, tuple[int, int], tuple[int, int]] | None:
+    """Where the video's frames change size: ``(seconds from the first key
+    frame, (w, h) before, (w, h) after)`` at the first key frame whose size is
+    not the first one's, or None: one size throughout (up to ``until``
+    seconds, when given), or not known (no ``ffprobe``, an unreadable file,
+    ``timeout`` seconds passed: an hour of an all-intra 1080p file). Only key
+    frames are decoded (``ffprobe -skip_frame nokey``, read as it comes and
+    stopped at the first change: ~0.1 s for a 34 s clip). OpenCV's decoder
+    does not follow such a change: it hands back the last frame of the first
+    size for every later frame (opencv-python 4.11, swscaler "Slice
+    parameters ... are invalid"). Not seen: a size change on a frame that is
+    not a key frame (VP9, AV1 can)."""
     exe = shutil.which("ffprobe")
     if exe is None:
         return None
-    cmd = [exe, "-v", "error", "-skip_frame", "nokey", "-select_streams", "v:0", "-show_entries",
-           "frame=width,height,best_effort_timestamp_time,pts_time", "-of", "json", file_url(path)]
+    cmd = [exe, "-v", "error", "-skip_frame", "nokey", "-select_streams", "v:0"]
+    if until is not None and until > 0:
+        cmd += ["-read_intervals", f"%+{float(until) + 1.0:.3f}"]
+    cmd += ["-show_entries", "frame=width,height,best_effort_timestamp_time,pts_time", "-of", "compact=p=0",
+            file_url(path)]
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
-        frames = json.loads(res.stdout or "{}").get("frames") or []
-    except (OSError, subprocess.SubprocessError, ValueError, AttributeError):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                text=True, errors="replace")
+    except (OSError, ValueError):
         return None
-    first = None
-    t0 = None
-    for f in frames:
-        if not isinstance(f, dict):
-            continue
-        size = (_int(f.get("width")), _int(f.get("height")))
-        if None in size:
-            continue
-        try:
-            t = float(f.get("best_effort_timestamp_time", f.get("pts_time")))
-        except (TypeError, ValueError):
+    stop = threading.Timer(timeout, proc.kill)  # (a line may never come: the read is stopped with it)
+    stop.daemon = True
+    stop.start()
+    first = t0 = None
+    found = None
+    try:
+        for line in proc.stdout:
+            f = dict(kv.split("=", 1) for kv in line.strip().split("|") if "=" in kv)
+            size = (_int(f.get("width")), _int(f.get("height")))
+            if None in size:
+                continue
             t = None
-        if first is None:
-            first, t0 = size, t
-        elif size != first:
-            return (max(0.0, t - t0) if t is not None and t0 is not None else 0.0), first, size
-    return None
+            for key in ("best_effort_timestamp_time", "pts_time"):
+                try:
+                    t = float(f.get(key))
+                    break
+                except (TypeError, ValueError):  # ("N/A")
+                    continue
+            if first is None:
+                first, t0 = size, t
+            elif size != first:
+                found = ((max(0.0, t - t0) if t is not None and t0 is not None else 0.0), first, size)
+                break
+    except (OSError, ValueError):
+        found = None
+    finally:
+        stop.cancel()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    return found
 
 
 def _sound_seconds(path: Path) -> float | None:

@@ -29,7 +29,7 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   cannot carry, networks on a GPU, jobs that keep failing) it computes on
   its thread, as with ``identity_worker="thread"``; :attr:`worker` says
   which, and why.
-* ``identity_worker="inline"`` (video files: ``avatarizer video``, ``animate``)
+* ``identity_worker="inline"`` (video files: ``avatarizer video``)
   has no worker: the frame that is due by stream time computes the refresh
   and waits for it, so the avatars depend on the frames alone, not on how
   fast they came.
