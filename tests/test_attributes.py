@@ -10,6 +10,7 @@ import pytest
 
 from avatarizer import hair as HR
 from avatarizer import schema as S
+from conftest import need_shared
 
 MODELS = Path(__file__).resolve().parents[1] / "sdk" / "avatarizer" / "models"
 
@@ -392,6 +393,53 @@ def test_a_beard_the_artist_finds_is_drawn_where_h_missed_it():
     a = HR.apply_settings(HR.add_artist_beard(attrs(), (0.9, 0.5)), {"moustache": False})
     op, must = drawn(a)
     assert op == pytest.approx(0.9) and must == 0.0
+
+
+def test_the_artists_beard_is_not_added_on_a_child_or_a_face_h_reads_as_a_womans():
+    """``add_artist_beard`` leaves a child (H's age under ARTIST_BEARD_MIN_AGE)
+    and a face H reads as a woman's (P(male) under ARTIST_BEARD_MIN_MALE)
+    without the detector's beard, without asking it; at the bounds it is
+    added (a baby girl was drawn with a grey beard, session 25)."""
+    def attrs(age, male):
+        out = _outputs(binary=(0.1, 0.3, 0.1, 0.1, male))
+        out["regress"][0, 0] = age
+        return HR.decode_attributes(out)
+
+    def never():
+        raise AssertionError("the detector was asked")
+
+    for age, male in ((HR.ARTIST_BEARD_MIN_AGE - 4.0, 0.9), (35.0, HR.ARTIST_BEARD_MIN_MALE / 2)):
+        a = HR.add_artist_beard(attrs(age, male), never)
+        assert not a["drawn"]["beard"] and "beard_by" not in a
+    a = HR.add_artist_beard(attrs(HR.ARTIST_BEARD_MIN_AGE, HR.ARTIST_BEARD_MIN_MALE), (0.9, 0.5))
+    assert a["drawn"]["beard"] and a["beard_by"] == "artist cues"
+
+
+def test_the_artist_draws_no_beard_on_a_young_childs_chin():
+    """The auto-artist's facial hair is not drawn under NO_FACIAL_HAIR_AGE of
+    its own age estimate: a UTKFace baby whose chin its detector reads as a
+    beard (drawn grey before, session 25) has none; a bearded man's stays."""
+    from avatarizer import Avatarizer, imageio
+    from avatarizer.artist import accessories as AC
+
+    baby = need_shared("data", "faces", "utkface200", "1_1_1_20170109194548732.jpg.chip.jpg")
+    man = need_shared("data", "faces", "ffhq128-labelled", "69031.jpg")
+    beard = S.index("beard.opacity")
+    seen = {}
+    real = AC.age_estimate
+
+    def spy(lm, rgb):
+        seen["age"] = real(lm, rgb)
+        return seen["age"]
+
+    with Avatarizer(estimator="artist") as av:
+        try:
+            AC.age_estimate = spy
+            assert av.from_frame(imageio.load_image(baby)).params[beard] == 0.0
+            assert seen["age"] < AC.NO_FACIAL_HAIR_AGE
+        finally:
+            AC.age_estimate = real
+        assert av.from_frame(imageio.load_image(man)).params[beard] > 0.5
 
 
 def test_a_drawn_beards_shape_is_read_from_the_artists_goatee_detector():
