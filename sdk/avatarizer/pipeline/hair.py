@@ -80,7 +80,7 @@ class HairStage(Stage):
     def _retrieve(self, face, face_slice: np.ndarray, artist_glasses: np.ndarray | None = None,
                   glasses_cues: dict | None = None, overlap: bool = False,
                   settings: dict | None = None, style: tuple | None = None) -> tuple[np.ndarray, dict, tuple]:
-        """(the full vector, the attributes, the stream's ``(shown, pending,
+        """(the full vector, the attributes, the stream's ``(shown, recent families,
         (beard shown, beard pending))`` hairstyle and beard shape): ``style``
         is the stream's so far (video; None: none, the style retrieved and
         the beard read are drawn), kept steady by :func:`hair.steady_style`
@@ -181,10 +181,10 @@ class HairStage(Stage):
         query = H.bald_query(attrs)
         idx = self.retriever.query(query, mask, face.canonical, valid=valid)
         if style is not None:  # a stream: the style shown only changes when found twice (or a gate decides)
-            idx, pending = H.steady_style(self.retriever.families, *style[:2], idx,
-                                          self.retriever.gated_families(query))
+            idx, recent = H.steady_style(self.retriever.families, *style[:2], idx,
+                                         self.retriever.gated_families(query))
         else:
-            pending = None
+            recent = None
         base = schema.default()
         base[schema.FACE] = face_slice
         if attrs["drawn"]["beard"] or attrs["drawn"]["moustache"]:  # the beard's own colour (white ones too)
@@ -206,7 +206,7 @@ class HairStage(Stage):
             # missing or unreadable glasses_fusion.json, an H it was not fitted with): reported as drawn
             full[GLASSES] = artist_glasses
             H.add_artist_glasses(attrs, artist_glasses[0], artist_probs)
-        return full, attrs, (idx, pending, beard_shape)
+        return full, attrs, (idx, recent, beard_shape)
 
     def run(self, state: FrameState) -> None:
         with state.timer(self.name):
