@@ -413,6 +413,9 @@ def test_the_artists_beard_is_not_added_on_a_child_or_a_face_h_reads_as_a_womans
         assert not a["drawn"]["beard"] and "beard_by" not in a
     a = HR.add_artist_beard(attrs(HR.ARTIST_BEARD_MIN_AGE, HR.ARTIST_BEARD_MIN_MALE), (0.9, 0.5))
     assert a["drawn"]["beard"] and a["beard_by"] == "artist cues"
+    # an age the app set is the one that counts (H read a child, the app says 35, and the reverse)
+    assert HR.add_artist_beard(attrs(6.0, 0.9), (0.9, 0.5), age=35.0)["drawn"]["beard"]
+    assert not HR.add_artist_beard(attrs(35.0, 0.9), never, age=6.0)["drawn"]["beard"]
 
 
 def test_the_artist_draws_no_beard_on_a_young_childs_chin():

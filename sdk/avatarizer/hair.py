@@ -1539,30 +1539,35 @@ def steady_style(families, shown: int | None, recent: tuple | None, new: int,
     """The hairstyle a stream keeps showing, ``(shown, recent)``, after a
     refresh retrieved ``new`` (``families``: each bank entry's family name;
     ``recent``: the families of the stream's latest :data:`STYLE_WINDOW`
-    retrievals before this one, None at first; ``gated``: the families a
-    gate restricted this retrieval to, :meth:`HairRetriever.gated_families`).
-    A face's hair does not change between refreshes of one stream, but the
-    retrieval from each moment's silhouette did: on the shared clips a
-    woman's bun became a buzz cut and back, a long-haired woman's style
-    changed family on 4 of 5 refreshes. So the family shown is the one found
-    most often among the latest readings (this one included; a tie keeps the
-    shown one): a style of another family is shown only once that family
-    outnumbers the shown one there (two readings in a row early in a
-    stream; a hairstyle changed for good within the window). One of the same
-    family keeps the style shown; the first is shown at once, and so are a
-    style a gate decided (a hat put on, H's bald head) and any style after
-    a gated one whose gate no longer fires (the hat taken off). With a
-    reading every second of 5 shared clips, the shown family changed 9
-    times where it changed when two readings in a row found another
-    (session 25: ``d3`` 3 -> 1, ``d6`` 5 -> 2)."""
+    retrievals before this one, a gate's marked with a trailing ``*``, None
+    at first; ``gated``: the families a gate restricted this retrieval to,
+    :meth:`HairRetriever.gated_families`). A face's hair does not change
+    between refreshes of one stream, but the retrieval from each moment's
+    silhouette did: on the shared clips a woman's bun became a buzz cut and
+    back, a long-haired woman's style changed family on 4 of 5 refreshes. So
+    the style just found is shown only when its family outnumbers the shown
+    one among the latest readings (this one included; two readings in a row
+    early in a stream; a hairstyle changed for good within the window); one
+    of the same family keeps the style shown; the first is shown at once,
+    and so are a style a gate decided (a hat put on, H's bald head) and any
+    style after one a gate decided whose gate no longer fires (the hat taken
+    off). A bald, receding or hat style the silhouette alone found is kept
+    like any other. With a reading every second of 5 shared clips, the shown
+    family changed 4 times where it changed 9 times when two readings in a
+    row found another (session 25: ``d3`` 3 -> 1, ``d6`` 5 -> 2)."""
     new_f = families[new]
-    recent = (tuple(recent or ()) + (new_f,))[-STYLE_WINDOW:]
+    before = tuple(recent or ())
+    recent = (before + (new_f + "*" if new_f in gated else new_f,))[-STYLE_WINDOW:]
     if shown is None or new == shown:
         return new, recent
     old_f = families[shown]
-    if new_f in gated or (old_f in UNSTEADY_FAMILIES and old_f not in gated):
+    if new_f in gated:
         return new, recent
-    if new_f != old_f and recent.count(new_f) > recent.count(old_f):
+    last_old = next((r for r in reversed(before) if r.rstrip("*") == old_f), None)
+    if old_f in UNSTEADY_FAMILIES and old_f not in gated and last_old is not None and last_old.endswith("*"):
+        return new, recent  # the gate that decided the style shown no longer fires
+    count = lambda f: sum(1 for r in recent if r.rstrip("*") == f)  # noqa: E731
+    if new_f != old_f and count(new_f) > count(old_f):
         return new, recent
     return shown, recent
 
@@ -1624,12 +1629,13 @@ def _artist_flag(a: dict, name: str, evidence, gate: float, *args) -> tuple[floa
     return prob, threshold
 
 
-def add_artist_beard(attributes: dict, evidence) -> dict:
+def add_artist_beard(attributes: dict, evidence, age=None) -> dict:
     """A beard H did not draw, drawn where the artist's facial-hair detector
     finds one (``evidence``: its (probability, drawing threshold), a function
     returning that, or None; ``accessories.facial_hair_evidence``), asked
     only where H's P(beard) is at least :data:`ARTIST_BEARD_GATE`, and not on a child or a face H
-    reads as a woman's (:data:`ARTIST_BEARD_MIN_AGE`, :data:`ARTIST_BEARD_MIN_MALE`). On the held-out labelled photos
+    reads as a woman's (:data:`ARTIST_BEARD_MIN_AGE`, :data:`ARTIST_BEARD_MIN_MALE`; ``age``: one the
+    app set, in place of H's). On the held-out labelled photos
     (shared labels and labels by eye, session 13) ``Avatarizer()`` drew 24
     of 92 beards with H alone (3 invented in 470 without), 45 (6) with
     this (48 (7) asking on every face). In place, returned: ``beard`` becomes the detector's probability,
@@ -1640,7 +1646,8 @@ def add_artist_beard(attributes: dict, evidence) -> dict:
     H's own probability stays under ``beard_model_read``."""
     from .artist.accessories import beard_opacity
 
-    age, male = attributes.get("age"), attributes.get("male")
+    age = attributes.get("age") if age is None else age  # (an age the app set wins over H's)
+    male = attributes.get("male")
     if (is_real(age) and age < ARTIST_BEARD_MIN_AGE) or (is_real(male) and male < ARTIST_BEARD_MIN_MALE):
         return attributes  # a child, or a face H reads as a woman's: the detector's beard is not taken
     got = _artist_flag(attributes, "beard", evidence, ARTIST_BEARD_GATE)

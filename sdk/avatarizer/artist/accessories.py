@@ -486,8 +486,9 @@ def beard_opacity(prob: float, threshold: float) -> float:
 
 #: the artist draws no beard or moustache on a face its age estimate
 #: (:func:`age_estimate`) puts under this many years: on the UTKFace photos of
-#: children under 13 it drew 7 beards in 2,525 faces (the chin of a baby, a
-#: toddler's shadowed jaw), every one at an estimate of 0.4-7.4 years, and
+#: children under 13 it drew 10 beards in 3,250 faces (the chin of a baby, a
+#: toddler's shadowed jaw), the 7 whose estimate the hair step had made at
+#: 0.4-7.4 years, and
 #: on the 345 photos labelled bearded (shared labels and labels by eye) every
 #: one of its 280 beards at 13.4 or more (session 25, ``estimator="artist"``)
 NO_FACIAL_HAIR_AGE = 10.0

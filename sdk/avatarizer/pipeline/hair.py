@@ -137,7 +137,7 @@ class HairStage(Stage):
                 attrs["glasses_by"] = "fusion, kept only as the artist's cues or the model rank it"
         if glasses_cues is not None and "beard" not in settings:
             # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
-            H.add_artist_beard(attrs, glasses_cues.get("beard"))
+            H.add_artist_beard(attrs, glasses_cues.get("beard"), age=settings.get("age"))
         if glasses_cues is not None and "bald" not in settings and "hair_length" not in settings:
             # a bald head H missed that the artist's bald detector finds over the hair region's cues
             # (not where the app set the hair's length: a bald style is neither)
@@ -180,7 +180,7 @@ class HairStage(Stage):
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         query = H.bald_query(attrs)
         idx = self.retriever.query(query, mask, face.canonical, valid=valid)
-        if style is not None:  # a stream: the style shown only changes when found twice (or a gate decides)
+        if style is not None:  # a stream: the style shown changes to a family found most lately (or a gate's)
             idx, recent = H.steady_style(self.retriever.families, *style[:2], idx,
                                          self.retriever.gated_families(query))
         else:
@@ -223,7 +223,7 @@ class HairStage(Stage):
                     if hit is not None and hit[3] == gen and 0 <= now - hit[0] < VIDEO_REFRESH_MS:
                         full, attributes = hit[1], hit[2]
                     else:
-                        # this track's style so far (a stream's): kept unless found changed twice
+                        # this track's style so far (a stream's): kept unless another family outnumbers it
                         style = None if cache is None else hit[4] if hit is not None and hit[3] == gen \
                             else (None, None, (None, None))
                         full, attributes, style = self._retrieve(f.aligned, f.face_params, f.artist_glasses,

@@ -178,7 +178,7 @@ class StreamState:
             (:meth:`Face.identity`), or None; ``identity_asked_ms`` when it was
             asked for (stream time).
         hair: per face index, ``(time ms, full parameters, attributes,
-            generation, (shown, recent families, (beard shown, beard pending)))`` of
+            generation, (shown, recent families (a gate's marked ``*``), (beard shown, beard pending)))`` of
             the last hair retrieval (the hair stage refreshes it at most every
             :data:`avatarizer.pipeline.hair.VIDEO_REFRESH_MS`; the style kept
             steady between refreshes by :func:`avatarizer.hair.steady_style`,
