@@ -287,3 +287,46 @@ def test_speed(shared_faces, artist):
             artist.fit_landmarks(lm, crop, hair, valid=valid)
             times.append(time.thread_time() - t)
     assert np.median(times) < 0.05
+
+
+# ---------------------------------------------------------------- a child's skull (session 25)
+def test_cranium_scale_follows_the_measured_ages():
+    from avatarizer.artist.geometry import CRANIUM_BY_AGE, cranium_scale
+
+    assert cranium_scale(None) == 1.0 and cranium_scale(float("nan")) == 1.0
+    assert cranium_scale(40.0) == 1.0 and cranium_scale(18.0) == 1.0
+    ages = [0.0, 1.5, 3.0, 6.0, 9.0, 12.0, 15.0, 18.0]
+    scales = [cranium_scale(a) for a in ages]
+    assert all(a >= b for a, b in zip(scales, scales[1:])), scales  # younger: taller
+    assert cranium_scale(1.5) == pytest.approx(CRANIUM_BY_AGE[0][1]) and 1.1 < cranium_scale(3.0) < 1.15
+
+
+def test_a_childs_skull_is_drawn_taller_by_the_artists_age_estimate():
+    """``ArtistStyle.child_cranium``: a toddler's head top sits higher above
+    the eye line (the artist's age estimate of a UTKFace 1-year-old is a
+    child's); an adult's is drawn as before; the mean avatar (the centre
+    exaggeration scales about) is drawn without it."""
+    from conftest import need_shared
+
+    from avatarizer import imageio
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.artist import accessories as AC
+    from avatarizer.artist.core import mean_avatar
+
+    baby = need_shared("data", "faces", "utkface200", "1_0_2_20161219140525218.jpg.chip.jpg")
+    adult = need_shared("data", "faces", "ffhq128-labelled", "69031.jpg")
+    top = S.index("face.y7")
+    with FaceAligner(AlignOptions(mode="image", max_faces=1)) as al:
+        faces = [al.align(imageio.load_image(p)) for p in (baby, adult)]
+    for face, child in zip(faces, (True, False)):
+        on = AutoArtist().fit(face)
+        off = AutoArtist(ArtistStyle(child_cranium=False)).fit(face)
+        age = AC.age_estimate(face.canonical, face.crop(ArtistStyle().crop_size))
+        if child:
+            assert age < 6 and on[top] < off[top] - 0.02, (age, on[top], off[top])
+        else:
+            assert age > 18 and on[top] == off[top]
+    assert mean_avatar()[S.index("face.y7") - S.FACE.start] == pytest.approx(
+        AutoArtist(ArtistStyle(exaggeration=1.0, detect_glasses=False, detect_beard=False, child_cranium=False))
+        .fit_landmarks(avatarizer.landmarks.mean_face().points[:, :2], np.full((64, 64, 3), 160, np.uint8), None,
+                       frontal=avatarizer.landmarks.mean_face().points[:, :2])[top])
