@@ -199,9 +199,6 @@ class AutoArtist:
         if geo is not lm and np.abs(geo - lm).max() > 1e-6:
             photo.warp = fit_warp(geo[:468], lm[:468])
         g: dict = {"geo": geo, "photo": photo}  # shared geometry (canonical units of the drawn face)
-        # the artist's age estimate (0.2 ms): a child's skull (geometry.outline), grey hair's prior
-        # (hair), no facial hair on a child (accessories.facial_hair)
-        g["age"] = accessories.age_estimate(lm, photo.rgb)
         # geometry from the drawn (frontal) face; the photo is sampled where
         # each point lies in the crop (photo.to_img / the photo's landmarks)
         geometry.outline(st, p, geo, g)
@@ -259,8 +256,8 @@ def mean_avatar() -> np.ndarray:
     exaggeration): the centre that :func:`exaggerate_params` scales about."""
     mean = LM.mean_face().points[:, :2]
     grey = np.full((64, 64, 3), 160, np.uint8)
-    p = AutoArtist(ArtistStyle(exaggeration=1.0, detect_glasses=False, detect_beard=False,
-                               child_cranium=False)).fit_landmarks(mean, grey, None, frontal=mean)
+    p = AutoArtist(ArtistStyle(exaggeration=1.0, detect_glasses=False, detect_beard=False)).fit_landmarks(
+        mean, grey, None, frontal=mean)
     out = p[S.FACE].astype(np.float32)
     out.setflags(write=False)
     return out

@@ -49,26 +49,6 @@ _SYM_OK = np.isin(np.array(S.KINDS), ("x", "y", "width", "size", "ratio", "opaci
 _LOWER_FACE = np.r_[0:6, 9:14]  # the template's face points placed on the landmarks' oval
 
 
-#: (years, how much taller than an adult's the head is above the eye line,
-#: as a fraction of the eye-line to chin distance): the person mask's top
-#: above the eye line over the eye-line to chin distance, median by labelled
-#: age over the 468 photos of ``ffhq128-labelled`` whose head is inside the
-#: photo (session 25): 1.126 at 0-2 years (21 photos), 1.083 at 3-5 (21),
-#: 1.038 at 6-9 (21), 1.011 at 10-12 (9), 0.98 at 18 and over (385); each
-#: over the adults' 0.98, at the age band's middle
-CRANIUM_BY_AGE = ((1.5, 1.149), (4.5, 1.105), (8.0, 1.059), (11.5, 1.032), (18.0, 1.0))
-
-
-def cranium_scale(age) -> float:
-    """How much taller than an adult's (1) a face of ``age`` years has its
-    head above the eye line (:data:`CRANIUM_BY_AGE`, interpolated; 1 for
-    None or a non-finite age)."""
-    if age is None or not np.isfinite(age):
-        return 1.0
-    t = np.asarray(CRANIUM_BY_AGE, np.float64)
-    return float(np.interp(float(age), t[:, 0], t[:, 1]))
-
-
 def outline(st, p, lm, g):
     oval = lm[list(FACE_OVAL)]
     eye_c = 0.5 * (mean(lm[list(EYE_ENDS[0])], 0) + mean(lm[list(EYE_ENDS[1])], 0))
@@ -90,8 +70,7 @@ def outline(st, p, lm, g):
     face[ks] = centre + r[:, None] * np.stack([np.cos(a), np.sin(a)], 1)
     chin = face[0, 1]
     # the skull above the forehead landmarks: an elliptic cap through the temples
-    cranium = st.cranium * (cranium_scale(g.get("age")) if st.child_cranium else 1.0)
-    top = g["eye_y"] - cranium * (chin - g["eye_y"])
+    top = g["eye_y"] - st.cranium * (chin - g["eye_y"])
     top = min(top, float(lm[10, 1]) - 0.2)
     cx = 0.5 * (face[5, 0] + face[9, 0])
     face[7] = (cx, top)

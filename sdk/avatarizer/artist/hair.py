@@ -335,8 +335,7 @@ def hair(st, p, lm, g, photo: Photo, col):
         # (without a colour cast: hair_colour_of_class takes it out first)
         px = masked(photo.rgb, HR.hair_region(photo.size, photo.hair, lm, photo.valid))
         # grey hair is rare on young faces: weighed by the artist's own age estimate (it has no H)
-        if "age" not in g:  # (the geometry's estimate: core.AutoArtist._geometry)
-            g["age"] = accessories.age_estimate(lm, photo.rgb)
+        g["age"] = accessories.age_estimate(lm, photo.rgb)
         hair, g["hair_colour_probs"] = HR.hair_colour_of_class(
             hair, px, photo.size ** 2, skin_lab=HR.cheek_skin_lab(photo.rgb, lm, photo.valid),
             gray_ratio=accessories.artist_gray_ratio(g["age"]))

@@ -57,10 +57,6 @@ class ArtistStyle:
         ear_scale: ear size relative to the face size.
         cranium: skull top above the eye line, as a fraction of the eye-line
             to chin distance (the forehead landmarks stop at the hairline).
-        child_cranium: a child's skull is drawn taller by its age
-            (:func:`avatarizer.artist.geometry.cranium_scale` of the artist's
-            age estimate: a child's eyes sit low in a large skull); False
-            draws every face with ``cranium`` as it is.
 
     Shading and colour:
 
@@ -148,7 +144,6 @@ class ArtistStyle:
     detect_glasses: bool = True
     detect_beard: bool = True
     detect_headwear: bool = True
-    child_cranium: bool = True
     crop_size: int = 192
 
     def __post_init__(self):
