@@ -46,10 +46,15 @@ def _loop(frames, ts, **opts):
         return [av.from_frame(f, timestamp_ms=t) for f, t in zip(frames, ts)]
 
 
-def test_stream_gives_the_loops_avatars_in_order(clip):
+@pytest.mark.parametrize("tracker", [INLINE, TrackerOptions(identity_every_ms=100.0, identity_worker="inline")],
+                         ids=["every frame", "inline refreshes"])
+def test_stream_gives_the_loops_avatars_in_order(clip, tracker):
+    """Exactly the loop's avatars with the identity computed on every frame,
+    and with identity_worker="inline" (refreshes on the stream's clock, by the
+    due frame itself: a video file's avatars, the same on every run)."""
     frames, ts = clip
-    loop = _loop(frames, ts, tracker=INLINE)
-    with Avatarizer(mode="video", color_order="bgr", tracker=INLINE) as av:
+    loop = _loop(frames, ts, tracker=tracker)
+    with Avatarizer(mode="video", color_order="bgr", tracker=tracker) as av:
         got = list(av.stream(frames, ts))
     assert [i for i, _ in got] == list(range(len(frames)))
     assert loop[20] is not None and loop[20].stale  # the black frame: the last avatar, kept
