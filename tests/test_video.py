@@ -338,6 +338,34 @@ def test_a_cut_between_two_clips_draws_the_second_person():
     assert cut["glasses.type"] == alone["glasses.type"]
 
 
+def test_after_a_cut_the_second_persons_hairstyle_is_read_afresh():
+    """A QA helper's cut (session 25): 4 s of d3 then d10. The tracker took
+    d10 for another person, but the stream kept d3's hairstyle readings and
+    drew her short crop on d10 for 4 s more (the style is kept until another
+    family outnumbers it lately). A switch now forgets the last person's
+    identity answers and hair (``StreamState.another_person``): 2.2 s after
+    the cut (the switch comes 1.1-1.5 s after it) d10 has the hairstyle
+    family she has alone."""
+    from avatarizer import hair as H
+
+    a_frames, dt = read_frames(need_shared("data", "video", "d3.mp4"), 120)
+    b_frames, _ = read_frames(need_shared("data", "video", "d10.mp4"), 66)  # 2.2 s after the cut
+    files = TrackerOptions(identity_worker="inline")  # (as avatarizer video: refreshes on the stream's clock)
+    bank = H.HairBank.load()
+    family = lambda av_: bank.families[bank.family[int(av_["hair_style.bank_id"])]]  # noqa: E731
+    with Avatarizer(mode="video", color_order="bgr", tracker=files) as av:
+        for i, fr in enumerate(b_frames):
+            alone = av.from_frame(fr, timestamp_ms=i * dt)
+    with Avatarizer(mode="video", color_order="bgr", tracker=files) as av:
+        for i, fr in enumerate(a_frames):
+            before = av.from_frame(fr, timestamp_ms=i * dt)
+        for j, fr in enumerate(b_frames):
+            cut = av.from_frame(fr, timestamp_ms=(len(a_frames) + j) * dt)
+        assert av._pipeline.stream.tracker.switches == 1
+    assert family(before) != family(alone), (family(before), family(alone))  # (the case: two families)
+    assert family(cut) == family(alone), (family(cut), family(alone))
+
+
 # ----------------------------------------------------------------- a real clip
 def _jitter(seq, skip=16):
     d = [np.abs(schema.normalize(b) - schema.normalize(a)).mean() for a, b in zip(seq[skip:], seq[skip + 1:])]
@@ -1327,6 +1355,33 @@ def test_a_streams_hairstyle_does_not_flip_between_refreshes(monkeypatch):
             assert found[k] == shown[k] and window.count(shown[k]) > window.count(shown[k - 1]), (found, shown)
     flips = lambda s: sum(a != b for a, b in zip(s, s[1:]))
     assert flips(shown) <= flips(found) and flips(shown) <= 2, (found, shown)
+
+
+def test_the_apis_replay_of_a_params_file_gives_the_clis_avatars(tmp_path, capsys):
+    """An app that replays a video's frames with the ``time_ms`` of the
+    CLI's ``--params`` lines (``identity_worker="inline"``, as the CLI) gets
+    the CLI's avatars: the CLI passes the times as it writes them (the float
+    noise of t * 1000 moved the identity's refreshes by a frame, and 149 of
+    d12's frames differed from frame 34 on: QA, session 25)."""
+    import json
+
+    from avatarizer.cli import main
+
+    clip = need_shared("data", "video", "d12.mp4")
+    params = tmp_path / "p.jsonl"
+    assert main(["video", str(clip), "-o", str(tmp_path / "v.mp4"), "--params", str(params),
+                 "--max-seconds", "4"]) == 0
+    capsys.readouterr()
+    lines = [json.loads(x) for x in params.read_text().splitlines()]
+    frames, _ = read_frames(clip, len(lines))
+    assert len(frames) == len(lines) >= 90
+    with Avatarizer(mode="video", color_order="bgr", max_faces=1,
+                    tracker=TrackerOptions(identity_worker="inline")) as av:
+        for fr, line in zip(frames, lines):
+            a = av.from_frame(fr, timestamp_ms=line["time_ms"])
+            assert (a is not None) == (line["params"] is not None), line["frame"]
+            if a is not None:
+                np.testing.assert_allclose(a.params, line["params"], atol=2e-6, err_msg=f"frame {line['frame']}")
 
 
 def test_a_video_whose_frames_change_size_is_refused_not_frozen(tmp_path, capsys):

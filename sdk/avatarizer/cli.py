@@ -930,11 +930,15 @@ class _VideoWalk:
             t_first = t if t_first is None else t_first
             if self.max_seconds is not None and t - t_first >= self.max_seconds:
                 break
-            avatar = av.from_frame(self.frame, timestamp_ms=t * 1000.0, face_index=face)
+            # the time as --params writes it (to the microsecond): an app replaying the file's lines with
+            # their time_ms gets these avatars (the float noise of t * 1000, 1400.0000000000002, moved
+            # the identity's refreshes by a frame and the API's avatars differed from the CLI's: QA)
+            ms = round(t * 1000.0, 3)
+            avatar = av.from_frame(self.frame, timestamp_ms=ms, face_index=face)
             if avatar is not None and not avatar.stale:
                 self.found += 1
             if params_out is not None:
-                params_out.add(avatar, self.done, t * 1000.0)
+                params_out.add(avatar, self.done, ms)
             yield self.frame, t, avatar
             self.done += 1
             if self.done % 5 == 0 or self.done == self.total:

@@ -77,5 +77,8 @@ class MergeStage(Stage):
                 frozen = all(not a.flags.writeable for a in parts[:3])
                 stream.merged = (parts, f.params) if frozen else None
             a = f.aligned
+            switches = stream.tracker.switches
             state.tracked = stream.tracker.update(f.params, a.canonical, a.transform, state.timestamp_ms,
                                                   yaw=a.yaw, pitch=a.pitch)
+            if stream.tracker.switches != switches:  # another person: theirs afresh (the tracker reset itself)
+                stream.another_person()

@@ -222,6 +222,21 @@ class StreamState:
             self._reset()
             self.last_timestamp_ms = t
 
+    def another_person(self) -> None:
+        """The tracker took the face for another person's (``Tracker.switches``,
+        after it reset itself): the last person's identity answers, hairstyle
+        and beard shape (and a refresh still computing for them: the
+        generation moves on) are forgotten, so the next frames estimate the
+        new person's afresh. The tracker, the clock and the last face stay.
+        (Their hairstyle stayed up to 8 s after a cut: the stream's style
+        kept counting the last person's readings.)"""
+        with self.lock:
+            self.identity = None
+            self.identity_asked_ms = None
+            self.hair = {}
+            self.merged = None
+            self.generation += 1
+
     def _reset(self) -> None:
         self.tracker.reset()
         self.last_timestamp_ms: float | None = None
