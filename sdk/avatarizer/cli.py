@@ -924,7 +924,7 @@ class _VideoWalk:
 
     def avatars(self, av, face: int, params_out):
         """Yields ``(frame, time in s, Avatar | None)``."""
-        t_first = None
+        t_first = last_ms = None
         while self.frame is not None:
             t = self.clock.time()
             t_first = t if t_first is None else t_first
@@ -934,6 +934,9 @@ class _VideoWalk:
             # their time_ms gets these avatars (the float noise of t * 1000, 1400.0000000000002, moved
             # the identity's refreshes by a frame and the API's avatars differed from the CLI's: QA)
             ms = round(t * 1000.0, 3)
+            if last_ms is not None and ms <= last_ms:  # (frames under a microsecond apart: still increasing)
+                ms = round(last_ms + 0.001, 3)
+            last_ms = ms
             avatar = av.from_frame(self.frame, timestamp_ms=ms, face_index=face)
             if avatar is not None and not avatar.stale:
                 self.found += 1

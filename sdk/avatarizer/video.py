@@ -267,14 +267,15 @@ class Tracker:
         raw = np.asarray(raw_params)
         raw = raw.astype(np.float64) if raw.dtype == np.float32 and raw.shape == (S.PARAM_COUNT,) else \
             S.as_params(raw).astype(np.float64)  # (as_params checks and converts anything else)
-        if self._another_person(raw, float(timestamp_ms)):
+        switched = self._another_person(raw, float(timestamp_ms))
+        if switched:
             self.reset()  # somebody else: their identity afresh, no glide from the last one's place
             self.switches += 1
         t = float(timestamp_ms) / 1000.0
         if self._last_seen_ms is not None and float(timestamp_ms) - self._last_seen_ms > self.options.grace_ms:
             self._reset_filters()  # the face is back after a gap: no glide
         raw_sig = X.measure(canonical, yaw, pitch)
-        self._update_identity(raw, raw_sig)
+        self._update_identity(raw, raw_sig, seed=not switched)
         # expression signals, normalised, and the transform, filtered in one call
         w = self._transform_values(transform)
         if self._filter is not None:
@@ -334,8 +335,17 @@ class Tracker:
             self._far_last, self._far_seen = colours, self._far_seen + 1
         return self._far_seen >= 2 and ms - self._far_since_ms >= o.switch_ms
 
-    def _update_identity(self, raw: np.ndarray, raw_sig: np.ndarray) -> None:
+    def _update_identity(self, raw: np.ndarray, raw_sig: np.ndarray, seed: bool = True) -> None:
+        """``seed`` False: the frame that found another person. Its estimate
+        was made with the last person's identity (their hairstyle, colours),
+        so it is shown for this frame but neither starts the new person's
+        warm-up nor counts among its categorical values (with it, the next
+        frame's median of two rows mixed two hairstyles into a third)."""
         o = self.options
+        if not seed and o.identity_lock and not self.warm:
+            self.identity = S.clip(raw).astype(np.float64)
+            self.neutral = np.asarray(raw_sig, np.float64).copy()  # (the landmarks are the new person's)
+            return
         if not o.identity_lock:
             self.identity = raw.copy()
             if len(self._buf_signals) < o.identity_frames:

@@ -167,7 +167,7 @@ class IdentityStage(Stage):
         for k, v in res.items():
             setattr(state.faces[0], k, v)
         if due and state.faces[0].aligned.outside_fraction <= MAX_OUTSIDE:
-            state.info["identity_due"] = True  # handed over when the frame is done (frame_done)
+            state.info["identity_due"] = stream.generation  # handed over when the frame is done (frame_done)
 
     def frame_done(self, state: FrameState) -> None:
         """Hands the frame's job over once the frame went through the last
@@ -179,7 +179,9 @@ class IdentityStage(Stage):
         ``Avatar.render`` or ``overlay``) draws beside the job's start. A
         frame run only part of the way (``Pipeline.run(until=...)`` short of
         the last stage, never continued) hands nothing over."""
-        if state.info.pop("identity_due", False):
+        due = state.info.pop("identity_due", None)
+        # (not when the frame found another person meanwhile: the merge moved the generation on)
+        if due is not None and state.stream is not None and due == state.stream.generation:
             self._submit(state)
 
     def _compute(self, state: FrameState) -> None:

@@ -189,7 +189,8 @@ class StreamState:
         last_face: the :class:`avatarizer.api.FaceInfo` of the last frame that
             had a face, and ``last_attributes`` its attributes (a stale avatar
             repeats them).
-        generation: bumped by :meth:`reset` and :meth:`new_track`; answers
+        generation: bumped by :meth:`reset`, :meth:`new_track` and
+            :meth:`another_person`; answers
             computed for an earlier generation (a refresh still running) are
             dropped.
 
@@ -228,8 +229,8 @@ class StreamState:
         and beard shape (and a refresh still computing for them: the
         generation moves on) are forgotten, so the next frames estimate the
         new person's afresh. The tracker, the clock and the last face stay.
-        (Their hairstyle stayed up to 8 s after a cut: the stream's style
-        kept counting the last person's readings.)"""
+        (Their hairstyle stayed 4 s after a cut from ``d3`` to ``d10``: the
+        stream's style kept counting the last person's readings.)"""
         with self.lock:
             self.identity = None
             self.identity_asked_ms = None
