@@ -100,7 +100,7 @@ def test_identity_worker_process_computes_what_this_process_would(astronaut):
     """The child builds the same networks from the pipeline's options: one
     job answered there equals the stages of this process on the same face."""
     from avatarizer.align import _FrameContext
-    from avatarizer.pipeline.identity import OwnSegmenter
+    from avatarizer.pipeline.identity_worker import OwnSegmenter
     from avatarizer.pipeline.state import Face, FrameState, StreamState
 
     with Avatarizer(mode="video", max_faces=1) as av:

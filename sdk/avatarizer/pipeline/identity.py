@@ -83,7 +83,7 @@ import numpy as np
 
 from ..align import MAX_OUTSIDE  # a face cut by the frame's edge is not handed to the worker
 from .base import Stage, one_blas_thread
-from .identity_worker import OwnSegmenter
+from . import identity_worker as W
 from .state import Face, FrameState
 
 #: How much lower than the rest of the process the identity worker thread runs
@@ -137,10 +137,9 @@ class IdentityStage(Stage):
         self.every_ms = float(options.tracker.identity_every_ms)
         self.rest_factor = 1.0 / float(options.tracker.identity_duty) - 1.0
         self._resolved = options
-        where = getattr(options.tracker, "identity_worker", "thread")
-        self._want_process = where == "process"
-        self._inline = where == "inline"
-        self.worker = where if where in ("process", "inline") else "thread"
+        self.worker = getattr(options.tracker, "identity_worker", "thread")  # (TrackerOptions checked it)
+        self._want_process = self.worker == "process"
+        self._inline = self.worker == "inline"
         self.face.prepare(options)
         self.hair.prepare(options)
 
@@ -199,7 +198,7 @@ class IdentityStage(Stage):
         face = state.faces[0].aligned
         ctx = face._context
         if self._segmenter is None and ctx is not None and ctx.aligner is not None:
-            self._segmenter = OwnSegmenter(ctx.aligner.options)
+            self._segmenter = W.OwnSegmenter(ctx.aligner.options)
         mine = copy.copy(face)
         mine._cache = {}
         mine._context = None if ctx is None else _FrameContext(ctx.image.copy(), self._segmenter)
@@ -289,9 +288,7 @@ class IdentityStage(Stage):
         if self._remote is None:
             if job.faces[0].aligned._context is None or self._segmenter is None:
                 return None
-            from .identity_worker import ProcessWorker, cannot_start
-
-            why = cannot_start()
+            why = W.cannot_start()
             r = self._resolved
             on_gpu = getattr(r, "device_resolved", "cpu") != "cpu" or getattr(r, "backend", "") == "tensorrt"
             if why is None and on_gpu:
@@ -301,7 +298,7 @@ class IdentityStage(Stage):
                 return None
             try:
                 # (the aligner's options: the process's own segmenter makes its masks as this one does)
-                remote = ProcessWorker(self._resolved, self._segmenter.options, WORKER_NICENESS)
+                remote = W.ProcessWorker(self._resolved, self._segmenter.options, WORKER_NICENESS)
             except Exception as exc:  # options a pickle cannot carry: this process's networks, for good
                 self._give_up_process(f"its options cannot be sent to a process: {type(exc).__name__}: {exc}")
                 return None
@@ -329,13 +326,11 @@ class IdentityStage(Stage):
         """After a job the process could not answer: the same process object
         (it restarts on the next job), or None when the stage gives up on
         processes (it never became ready, or died :data:`MAX_STARTS` times)."""
-        from .identity_worker import MAX_STARTS, WorkerGone
-
         if self._closed:
             return remote
-        if not isinstance(exc, WorkerGone):  # (a job or reply that cannot be pickled: counted as a failed job)
+        if not isinstance(exc, W.WorkerGone):  # (a job or reply that cannot be pickled: counted as a failed job)
             return self._after_reply(remote, exc)
-        if remote.pid is None or remote.starts_since_answer >= MAX_STARTS:
+        if remote.pid is None or remote.starts_since_answer >= W.MAX_STARTS:
             self._give_up_process(str(exc))
             return None
         return remote
@@ -344,10 +339,8 @@ class IdentityStage(Stage):
         """After the process replied: None (and the thread from now on) once
         :data:`MAX_FAILED_JOBS` replies in a row were errors (a child that
         cannot import what it needs, say), else ``remote``."""
-        from .identity_worker import MAX_FAILED_JOBS
-
         self._failed_in_row = self._failed_in_row + 1 if err is not None else 0
-        if self._failed_in_row >= MAX_FAILED_JOBS and not self._closed:
+        if self._failed_in_row >= W.MAX_FAILED_JOBS and not self._closed:
             self._give_up_process(f"its last {self._failed_in_row} jobs failed: {type(err).__name__}: {err}")
             return None
         return remote

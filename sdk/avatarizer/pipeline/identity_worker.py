@@ -240,16 +240,12 @@ class ProcessWorker:
                                  f"{exc}") from None
             proc = self._proc
         stage = "saying hello"
-        timer = threading.Timer(HELLO_TIMEOUT_S, self._kill, args=(proc,))
-        timer.daemon = True
-        timer.start()
+        timer = self._kill_after(HELLO_TIMEOUT_S, proc)
         try:
             _await_hello(proc.stdout)
             timer.cancel()
             stage = "loading its networks"
-            timer = threading.Timer(START_TIMEOUT_S, self._kill, args=(proc,))
-            timer.daemon = True
-            timer.start()
+            timer = self._kill_after(START_TIMEOUT_S, proc)
             send(proc.stdin, self._init)
             reply = recv(proc.stdout)
         except (OSError, ValueError, WorkerGone, pickle.UnpicklingError, EOFError, AttributeError,
@@ -264,6 +260,15 @@ class ProcessWorker:
             why = reply[1] if isinstance(reply, tuple) and len(reply) > 1 else repr(reply)[:200]
             raise WorkerGone(f"the identity worker process could not load the networks: {why}")
         self.pid = proc.pid
+
+    @classmethod
+    def _kill_after(cls, seconds: float, proc) -> threading.Timer:
+        """A started timer that kills ``proc`` (:meth:`_kill`) after ``seconds``
+        unless cancelled."""
+        timer = threading.Timer(seconds, cls._kill, args=(proc,))
+        timer.daemon = True
+        timer.start()
+        return timer
 
     @staticmethod
     def _status(proc, wait: float = 1.0) -> str:
@@ -348,22 +353,16 @@ class ProcessWorker:
             proc, self._proc = self._proc, None
         if proc is None:
             return
-        timer = threading.Timer(1.0, self._kill, args=(proc,))
-        timer.daemon = True
-        timer.start()
+        timer = self._kill_after(1.0, proc)
         try:
             try:
                 proc.stdin.close()
             except (OSError, ValueError):
                 pass
             try:
-                proc.wait(timeout=1.0)
+                proc.wait(timeout=6.0)  # (the timer kills it after a second)
             except subprocess.TimeoutExpired:
-                self._kill(proc)
-                try:
-                    proc.wait(timeout=5.0)
-                except subprocess.TimeoutExpired:
-                    pass
+                pass
         finally:
             timer.cancel()
         try:
