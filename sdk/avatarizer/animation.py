@@ -1168,7 +1168,7 @@ def _jsonl_lines(f, path):
         if not line:
             return
         n += 1
-        if len(line) > MAX_LINE_CHARS and not (len(line) == MAX_LINE_CHARS + 1 and line.endswith("\n")):
+        if len(line) - line.endswith("\n") > MAX_LINE_CHARS:  # (its end of line not counted)
             raise ValueError(f"{path}, line {n}: longer than {MAX_LINE_CHARS} characters (a frame's line "
                              "is 8-20 KB): not a parameters file")
         yield n, line

@@ -1566,8 +1566,8 @@ def steady_style(families, shown: int | None, recent: tuple | None, new: int,
     last_old = next((r for r in reversed(before) if r.rstrip("*") == old_f), None)
     if old_f in UNSTEADY_FAMILIES and old_f not in gated and last_old is not None and last_old.endswith("*"):
         return new, recent  # the gate that decided the style shown no longer fires
-    count = lambda f: sum(1 for r in recent if r.rstrip("*") == f)  # noqa: E731
-    if new_f != old_f and count(new_f) > count(old_f):
+    found = [r.rstrip("*") for r in recent]
+    if new_f != old_f and found.count(new_f) > found.count(old_f):
         return new, recent
     return shown, recent
 

@@ -212,9 +212,7 @@ class Pipeline:
                 last = s
                 if s.name == until:
                     break
-        if last is not None and last is self.stages[-1]:  # through the last stage: the frame is done
-            for s in self.stages:
-                s.frame_done(state)
+        self._done(last, (state,))
         return state
 
     def run_batch(self, states: Sequence[FrameState], until: str | None = None) -> Sequence[FrameState]:
@@ -227,11 +225,17 @@ class Pipeline:
                 last = s
                 if s.name == until:
                     break
+        self._done(last, states)
+        return states
+
+    def _done(self, last, states) -> None:
+        """Tells every stage (:meth:`Stage.frame_done`) that ``states`` are
+        done when they went through the last stage (``last``: the last stage
+        run; a frame run only part of the way is not done)."""
         if last is not None and last is self.stages[-1]:
             for state in states:
                 for s in self.stages:
                     s.frame_done(state)
-        return states
 
     def reset(self) -> None:
         """A new video stream: the stream's state is forgotten

@@ -232,23 +232,22 @@ class StreamState:
         (Their hairstyle stayed 4 s after a cut from ``d3`` to ``d10``: the
         stream's style kept counting the last person's readings.)"""
         with self.lock:
-            self.identity = None
-            self.identity_asked_ms = None
-            self.hair = {}
-            self.merged = None
-            self.generation += 1
+            self._forget_identity()
+
+    def _forget_identity(self) -> None:
+        self.identity: dict | None = None
+        self.identity_asked_ms: float | None = None
+        self.hair: dict[int, tuple] = {}
+        self.merged: tuple | None = None
+        self.generation += 1
 
     def _reset(self) -> None:
         self.tracker.reset()
         self.last_timestamp_ms: float | None = None
         self.track: tuple | None = None  # (face_index, frame height, width, settings) of the tracked frames
-        self.identity: dict | None = None
-        self.identity_asked_ms: float | None = None
-        self.hair: dict[int, tuple] = {}
         self.last_face = None
         self.last_attributes: dict | None = None
-        self.merged: tuple | None = None
-        self.generation += 1
+        self._forget_identity()
 
     def continue_track(self, timestamp_ms: float, face_index: int | None, shape: tuple,
                        settings: dict | None = None, has_face: bool = True) -> None:
