@@ -376,18 +376,24 @@ def test_a_set_attribute_keeps_what_the_model_read_beside_it(av, photo):
 
 def test_a_set_age_draws_age_lines_only(av):
     """The age an app sets is not the hair colour's age prior: the drawn hair
-    colour stays the model's reading (a black-haired person set to 90 was drawn grey)."""
+    colour stays the model's reading (a black-haired person set to 90 was drawn grey).
+    The hairstyle stays too; a child's is only stretched with the taller skull
+    (avatarizer.proportions)."""
     from avatarizer import load_image
+    from avatarizer.proportions import child_head
 
     from conftest import need_shared
 
     img = load_image(need_shared("data", "faces", "ffhq128-labelled", "69030.jpg"))
     base = av.from_frame(img)
+    assert base.attributes["age"]["value"] >= 18  # (H's estimate: an adult's head as drawn)
     hair = [S.index(n) for n in S.NAMES if n.split(".")[0] in ("hair_back", "hair_front", "hair_strand0",
                                                                 "hair_strand1")]
+    hair_colour = [S.index(f"hair_back.{c}") for c in "rgb"]
     for age in (5, 90):
         a = av.from_frame(img, attributes={"age": age})
-        assert np.array_equal(a.params[hair], base.params[hair]), age
+        np.testing.assert_array_equal(a.params[hair], child_head(base.params, age)[hair], err_msg=str(age))
+        np.testing.assert_array_equal(a.params[hair_colour], base.params[hair_colour], err_msg=str(age))
         assert a.attributes["hair_colour"] == base.attributes["hair_colour"]
 
 

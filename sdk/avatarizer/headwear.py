@@ -258,6 +258,13 @@ def kind_of(shape: dict | None, path: Path | None = None) -> int:
     return _decided(shape, path)[0]
 
 
+def crown_lift(kind: int) -> float:
+    """How far the hat's top lies above the skull top per unit of
+    ``headwear.crown`` (above a 0.06 gap) for a hat of ``kind`` (the
+    renderer's ``avz.c``: 0.5 for a brimmed hat, 0.35 for the others)."""
+    return 0.5 if int(kind) == 3 else 0.35
+
+
 def place(p: np.ndarray, shape: dict | None, kind: int) -> None:
     """Sets, in place, ``p``'s hat (``headwear.type`` = ``kind``, 1-3) where
     the photo shows it (``shape``: :func:`shape_cues`): the band at the
@@ -283,8 +290,7 @@ def place(p: np.ndarray, shape: dict | None, kind: int) -> None:
         to_av = lambda y: brow_av - (shape["brow_y"] - y) / unit_photo * unit_av  # noqa: E731
         band = float(np.clip(to_av(shape["band_y"]), skull_top + 0.12, brow_av - 0.04))
         ytop = to_av(shape["top_y"])
-        lift = 0.5 if kind == 3 else 0.35
-        crown = (skull_top - 0.06 - ytop) / lift
+        crown = (skull_top - 0.06 - ytop) / crown_lift(kind)
         if cues["top_cut"]:
             crown = max(crown, 0.2)
         crown = float(np.clip(crown, 0.05, 0.6))

@@ -9,7 +9,8 @@ and b* move toward those of skin in good light as far as L* moves),
 with the colours :func:`avatarizer.prior.set_skin_colours` derives from the skin; the upper
 lids, the lips' skin blend and a buzz cut's colour keep the measured skin's) and
 :func:`avatarizer.hair.age_lines` (nasolabial, under-eye and forehead lines
-from its age estimate).
+from its age estimate) and :func:`avatarizer.proportions.child_head` (a
+child's head drawn taller above the brows, by that age).
 In video mode the merged raw parameters of the tracked face (``face_index``) go
 through the stream's :class:`avatarizer.video.Tracker` (``state.stream.tracker``;
 steady identity, live expressions and pose, smoothed transform),
@@ -29,6 +30,7 @@ from .. import schema
 from ..artist.colour import NECK
 from ..hair import age_lines
 from ..prior import set_skin_colours
+from ..proportions import child_head
 from ..skintone import skin_by_tone, skin_of_set_tone
 from .base import Stage
 from .hair import SKIN_RGB
@@ -46,8 +48,8 @@ def merge_face(f) -> np.ndarray:
         if toned is not skin:
             set_skin_colours(params, toned, neck=NECK)
     age = f.attributes.get("age") if f.attributes else None
-    if age is not None:  # age lines from the attribute regressor's age estimate
-        params = age_lines(params, age)
+    if age is not None:  # age lines and a child's taller head from the age estimate (or the app's age)
+        params = child_head(age_lines(params, age), age)
     return params
 
 

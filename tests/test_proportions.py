@@ -1,0 +1,115 @@
+"""A child's head drawn taller above the brows (avatarizer.proportions)."""
+import numpy as np
+import pytest
+
+from avatarizer import schema as S
+from avatarizer.headwear import crown_lift
+from avatarizer.proportions import CRANIUM_BY_AGE, FRAME_TOP, STRETCHED, child_head, cranium_scale
+
+TOP, CHIN = S.index("face.y7"), S.index("face.y0")
+LIDS = [S.index(n) for n in S.NAMES if n.split(".")[0] in ("eye_l_upper", "eye_r_upper") and S.KINDS[S.index(n)] == "y"]
+BROWS = [S.index(n) for n in S.NAMES if n.split(".")[0] in ("brow_l", "brow_r") and S.KINDS[S.index(n)] == "y"]
+
+
+YS = np.array([S.index(n) for n in S.NAMES if n.split(".")[0] in STRETCHED and S.KINDS[S.index(n)] == "y"])
+
+
+def _eye(p):
+    return float(np.mean(p[LIDS]))
+
+
+def _small_head(f):
+    """The default avatar with its head above the brows ``f`` as tall (room
+    under the picture's top edge for a child's taller head)."""
+    p = S.default().copy()
+    brow = float(p[BROWS].min())
+    p[YS] = np.where(p[YS] < brow, brow - f * (brow - p[YS]), p[YS])
+    return S.clip(p)
+
+
+def test_cranium_scale_by_age():
+    assert cranium_scale(0.5) == pytest.approx(CRANIUM_BY_AGE[0][1])
+    assert cranium_scale(-4.0) == pytest.approx(CRANIUM_BY_AGE[0][1])  # H reads some babies below 0
+    assert cranium_scale(18) == 1.0 and cranium_scale(45.0) == 1.0
+    ages = np.linspace(0, 20, 81)
+    s = [cranium_scale(a) for a in ages]
+    assert all(a >= b for a, b in zip(s, s[1:])) and s[0] > 1.14
+    for bad in (None, float("nan"), float("inf"), "five", [1, 2]):
+        assert cranium_scale(bad) == 1.0
+
+
+def test_an_adult_head_is_not_changed():
+    p = S.sample(1, seed=3)[0]
+    for age in (18.0, 40.0, None, float("nan")):
+        np.testing.assert_array_equal(child_head(p, age), S.clip(p))
+
+
+def test_a_child_head_is_taller_above_the_brows_only():
+    p = _small_head(0.7)
+    q = child_head(p, 1.0)
+    S.validate(q)
+    eye, brow = _eye(p), float(p[BROWS].min())
+    # the skull top lies cranium_scale times as far above the eye line
+    assert (eye - q[TOP]) / (eye - p[TOP]) == pytest.approx(cranium_scale(1.0), rel=1e-4)
+    # what is not a height above the brows of the stretched features does not move
+    above = YS[p[YS] < brow]
+    moved = np.flatnonzero(q != S.clip(p))
+    assert set(moved) <= set(above) and len(above) > 10
+    assert np.all(q[above] < p[above])  # all of them rise
+    assert q[CHIN] == p[CHIN] and _eye(q) == pytest.approx(eye)
+    # the hair is stretched with the skull: it still reaches as far over it, scaled alike
+    k = (brow - q[TOP]) / (brow - p[TOP])
+    hair_top = min(S.points(p, "hair_back")[:, 1].min(), S.points(p, "hair_front")[:, 1].min())
+    new_top = min(S.points(q, "hair_back")[:, 1].min(), S.points(q, "hair_front")[:, 1].min())
+    assert brow - new_top == pytest.approx(k * (brow - hair_top), rel=1e-4)
+    # younger, taller
+    tops = [child_head(p, a)[TOP] for a in (1, 5, 9, 14, 30)]
+    assert all(a < b for a, b in zip(tops, tops[1:-1])) and tops[-1] == p[TOP]
+
+
+def test_a_childs_hat_rises_with_the_skull():
+    p = _small_head(0.7)
+    p[S.index("headwear.type")] = 3  # a brimmed hat
+    band, crown = S.index("headwear.band_y"), S.index("headwear.crown")
+    p[band], p[crown] = -0.6, 0.3
+    q = child_head(p, 2.0)
+    brow = float(p[BROWS].min())
+    k = (brow - q[TOP]) / (brow - p[TOP])
+    hat_top = lambda v: v[TOP] - 0.06 - v[crown] * crown_lift(3)  # noqa: E731 (avz.c's ytop)
+    assert brow - hat_top(q) == pytest.approx(k * (brow - hat_top(p)), rel=1e-4)
+    assert brow - q[band] == pytest.approx(k * (brow - p[band]), rel=1e-4)
+    assert q[S.index("headwear.type")] == 3
+
+
+def test_a_child_head_stops_at_the_pictures_top_edge():
+    p = _small_head(0.9)
+    q = child_head(p, 1.0)
+    assert q[TOP] < p[TOP] and q[YS].min() == pytest.approx(FRAME_TOP, abs=1e-6)  # stopped there
+    assert (_eye(q) - q[TOP]) / (_eye(p) - p[TOP]) < cranium_scale(1.0)
+    high = S.default().copy()  # its hair already reaches -1: nothing may rise
+    assert high[YS].min() < FRAME_TOP
+    np.testing.assert_array_equal(child_head(high, 1.0), S.clip(high))
+
+
+def test_a_skull_not_above_the_brows_is_left_alone():
+    p = S.default().copy()
+    p[BROWS] = p[TOP] + 0.01  # (brows all but on the skull top: nothing to stretch)
+    np.testing.assert_array_equal(child_head(p, 1.0), S.clip(p))
+
+
+def test_merge_draws_a_childs_head_from_the_age():
+    from avatarizer.hair import age_lines
+    from avatarizer.pipeline.merge import merge_face
+
+    p = S.sample(1, seed=5)[0]
+
+    class F:
+        face_params, hair_params, accessory_params = p[S.FACE], p[S.HAIR], p[S.ACCESSORIES]
+        attributes = {"age": 2.0}
+
+    child = merge_face(F)
+    F.attributes = {"age": 40.0}
+    adult = merge_face(F)
+    assert child[TOP] < adult[TOP]
+    np.testing.assert_array_equal(child, child_head(age_lines(S.clip(p), 2.0), 2.0))
+    np.testing.assert_array_equal(adult, age_lines(S.clip(p), 40.0))
