@@ -230,18 +230,30 @@ def test_eval_scores_hair_length_against_the_labels_by_eye(tmp_path):
 
 
 def test_tight_crops_get_no_length_gate():
-    """The head was fitted on loose crops: where the crop's lower part lies
-    outside the photo (UTKFace-like), ``hair_long`` is not used."""
+    """The head reads the hair beside the face: where the bands beside the
+    cheeks lie outside the photo (a UTKFace-like square), ``hair_long`` is not
+    used; a photo that ends at the chin, its sides shown, keeps it (it is
+    still a tight crop for the bald floor)."""
     from avatarizer.landmarks import mean_face
 
     lm = mean_face().points[:, :2]
     full = np.ones((128, 128), bool)
     assert HR.lower_face_observed(full, lm) and HR.lower_face_observed(None, lm)
-    tight = full.copy()
+    assert HR.side_share(full, lm) == 1.0 and HR.side_share(None, lm) == 1.0 and HR.sides_observed(full, lm)
     g = (np.arange(128) + 0.5) / 64 - 1
+    tight = full.copy()
     tight[g > 0.45] = False  # the photo ends just below the chin
-    tight[:, np.abs(g) > 0.7] = False
+    tight[:, np.abs(g) > 0.7] = False  # and just beside the cheeks
     assert not HR.lower_face_observed(tight, lm)
+    assert HR.side_share(tight, lm) < HR.MIN_SIDE_VALID and not HR.sides_observed(tight, lm)
+    chin = full.copy()
+    chin[g > 0.45] = False  # only the bottom cut: the sides show
+    assert not HR.lower_face_observed(chin, lm)
+    assert HR.side_share(chin, lm) == 1.0 and HR.sides_observed(chin, lm)
+    one_side = full.copy()
+    one_side[:, g < 0] = False  # half the bands
+    assert HR.side_share(one_side, lm) == pytest.approx(0.5, abs=0.05)
+    assert HR.side_share(np.zeros((128, 128), bool), lm) == 0.0
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "utkface200").is_dir(), reason="needs ../shared/data/faces")
@@ -254,3 +266,5 @@ def test_hair_length_is_not_reported_for_a_tight_crop():
     with Avatarizer(max_faces=1) as av:
         assert all("hair_length" not in av.from_frame(load_image(p)).attributes for p in tight)
         assert all("hair_length" in av.from_frame(load_image(p)).attributes for p in loose)
+        # a portrait cut just under the chin (a webcam close-up) still shows the hair beside the face
+        assert all("hair_length" in av.from_frame(np.ascontiguousarray(load_image(p)[:96])).attributes for p in loose)

@@ -215,12 +215,29 @@ def length_gates(description: Mapping | None) -> tuple[float | None, float | Non
     return hi, lo
 
 
-#: H's ``hair_long`` is used only when at least this share of the crop below
-#: the mouth lies inside the photo: the head was fitted and checked on loose
-#: crops (FFHQ, StyleGAN: 0.74 or more; median 0.91), where the hair beside
-#: the jaw and neck shows; on tight ones (UTKFace: 0.33-0.44) it has nothing to
-#: see there and read two short-haired old men as long-haired on the sheet
+#: A crop is *tight* (the photo ends just below the chin, as UTKFace's chips)
+#: when less than this share of the crop below the mouth lies inside the
+#: photo (loose crops, FFHQ and StyleGAN: 0.74 or more, median 0.91; UTKFace
+#: 0.33-0.44): the retrieval's bald floor (:data:`TIGHT_CROP_BALD_FLOOR`)
 MIN_LOWER_VALID = 0.6
+
+#: H's ``hair_long`` is used only when at least this share of the bands beside
+#: the face (:data:`SIDE_BAND` wide, outside the cheeks' outline, from the eye
+#: line to the mouth) lies inside the photo: the hair that hangs beside the
+#: cheeks is what tells long from short. Measured on the photos labelled by eye
+#: for hair length (session 26, scratch ``/tmp/s26/tight2*.py``), each also cut
+#: as UTKFace cuts its chips (a square 1.163 face widths wide, UTKFace's median),
+#: 1.4 and 1.7 face widths wide, and at the chin and 0.1 face widths above it:
+#: on the 526 training photos, crops with at least 0.5 of the bands inside were
+#: read right 91.8% of the time (the long and short gates right 93.8% and 95.0%,
+#: over the head's 90% target), those with less 83.3% (UTKFace-like squares:
+#: 0.29 of the bands inside). The share below the mouth (the rule before) also
+#: dropped crops cut at the chin, where H reads as well as on the whole photo
+#: (92.0%), and webcam close-ups: a long-haired woman in ``d3.mp4`` was drawn
+#: with a short crop
+MIN_SIDE_VALID = 0.5
+#: width of each band beside the face (canonical units, the crop is [-1, 1])
+SIDE_BAND = 0.4
 
 
 def lower_face_observed(valid, landmarks) -> bool:
@@ -235,6 +252,34 @@ def lower_face_observed(valid, landmarks) -> bool:
     a, b = L.MOUTH_CORNERS
     rows = g >= 0.5 * (lm[a, 1] + lm[b, 1])
     return bool(rows.any() and v[rows].mean() >= MIN_LOWER_VALID)
+
+
+def sides_observed(valid, landmarks) -> bool:
+    """Whether the crop shows the photo beside the face, where long hair
+    hangs: :func:`side_share` at least :data:`MIN_SIDE_VALID`."""
+    return side_share(valid, landmarks) >= MIN_SIDE_VALID
+
+
+def side_share(valid, landmarks) -> float:
+    """The share of the two bands :data:`SIDE_BAND` wide outside the cheeks'
+    outline (landmarks 234 and 454), from the eye line to the mouth, that
+    lies inside the photo (0 when the bands hold no crop pixel). ``valid``:
+    S×S bool, crop pixels inside the photo (None: all are, 1);
+    ``landmarks``: the canonical landmarks."""
+    if valid is None:
+        return 1.0
+    v = np.asarray(valid, bool)
+    lm = np.asarray(landmarks, np.float64)
+    g = (np.arange(v.shape[0]) + 0.5) * 2.0 / v.shape[0] - 1.0
+    eye = np.mean([lm[i, 1] for pair in L.EYE_ENDS for i in pair])
+    a, b = L.MOUTH_CORNERS
+    rows = (g >= eye) & (g <= 0.5 * (lm[a, 1] + lm[b, 1]))
+    left, right = (lm[i, 0] for i in L.PAIR["cheek_outline"])
+    lo, hi = min(left, right), max(left, right)
+    cols = ((g < lo) & (g >= lo - SIDE_BAND)) | ((g > hi) & (g <= hi + SIDE_BAND))
+    if not rows.any() or not cols.any():
+        return 0.0
+    return float(v[np.ix_(rows, cols)].mean())
 
 
 def model_thresholds(description: Mapping | None) -> tuple[dict, dict]:

@@ -103,8 +103,8 @@ class HairStage(Stage):
         if outputs is None:
             outputs = self.session.run(feed)
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
-        if attrs.get("hair_long") is not None and not H.lower_face_observed(valid, face.canonical):
-            attrs["hair_long"] = None  # a tight crop: nothing beside the jaw to see (not reported, no length gate)
+        if attrs.get("hair_long") is not None and not H.sides_observed(valid, face.canonical):
+            attrs["hair_long"] = None  # a tight crop: nothing beside the face to see (not reported, no length gate)
         settings = settings or {}
         cut = face.outside_fraction > MAX_OUTSIDE and "headwear" not in settings
         if cut and attrs["drawn"]["headwear"]:
