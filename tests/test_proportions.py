@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from avatarizer import schema as S
-from avatarizer.headwear import crown_lift
+from avatarizer.headwear import MIN_CROWN, crown_lift
 from avatarizer.proportions import CRANIUM_BY_AGE, FRAME_TOP, STRETCHED, child_head, cranium_scale
 
 TOP, CHIN = S.index("face.y7"), S.index("face.y0")
@@ -67,18 +67,68 @@ def test_a_child_head_is_taller_above_the_brows_only():
     assert all(a < b for a, b in zip(tops, tops[1:-1])) and tops[-1] == p[TOP]
 
 
-def test_a_childs_hat_rises_with_the_skull():
+def _hat_top(v, kind):
+    return v[TOP] - 0.06 - v[S.index("headwear.crown")] * crown_lift(kind)  # (avz.c's ytop)
+
+
+def test_a_childs_hat_stays_where_it_was_placed():
+    from avatarizer.prior import hat_crown
+
     p = _small_head(0.7)
     p[S.index("headwear.type")] = 3  # a brimmed hat
     band, crown = S.index("headwear.band_y"), S.index("headwear.crown")
-    p[band], p[crown] = -0.6, 0.3
+    p[band], p[crown] = -0.45, 0.5
     q = child_head(p, 2.0)
-    brow = float(p[BROWS].min())
-    k = (brow - q[TOP]) / (brow - p[TOP])
-    hat_top = lambda v: v[TOP] - 0.06 - v[crown] * crown_lift(3)  # noqa: E731 (avz.c's ytop)
-    assert brow - hat_top(q) == pytest.approx(k * (brow - hat_top(p)), rel=1e-4)
-    assert brow - q[band] == pytest.approx(k * (brow - p[band]), rel=1e-4)
-    assert q[S.index("headwear.type")] == 3
+    assert q[TOP] < p[TOP]  # the skull under it is taller
+    assert q[band] == p[band] and _hat_top(q, 3) == pytest.approx(_hat_top(p, 3), abs=1e-6)
+    assert q[crown] < p[crown] and q[S.index("headwear.type")] == 3
+    # no hair rises over the crown (tucked under it again)
+    cx, half, b, ytop = hat_crown(q)
+    for name in ("hair_back", "hair_front", "hair_strand0", "hair_strand1"):
+        assert S.points(q, name)[:, 1].min() >= ytop - 1e-6, name
+
+
+def test_a_low_hat_rises_as_far_as_the_skull_needs():
+    p = _small_head(0.7)
+    p[S.index("headwear.type")] = 1  # a cap on the skull: the lowest crown
+    p[S.index("headwear.crown")] = MIN_CROWN
+    q = child_head(p, 1.0)
+    assert q[S.index("headwear.crown")] == pytest.approx(MIN_CROWN)
+    assert p[TOP] - _hat_top(p, 1) == pytest.approx(q[TOP] - _hat_top(q, 1), abs=1e-6)  # over the skull as before
+    assert _hat_top(q, 1) < _hat_top(p, 1)
+
+
+def test_a_hats_lowest_top_stops_the_stretch_at_the_edge():
+    from avatarizer.prior import hair_under_the_hat
+
+    p = _small_head(0.7)
+    p[S.index("headwear.type")] = 1
+    p[S.index("headwear.crown")] = MIN_CROWN
+    p[TOP] = -0.85  # a skull high enough that the whole stretch would take the hat past the edge
+    hair_under_the_hat(p)  # (as the hat was placed) the hat's lowest top, not the hair, is the highest point
+    lowest_top = lambda v: v[TOP] - 0.06 - MIN_CROWN * crown_lift(1)  # noqa: E731
+    assert lowest_top(p) < p[YS].min()
+    q = child_head(p, 1.0)
+    assert lowest_top(q) == pytest.approx(FRAME_TOP, abs=1e-5)  # stopped there
+    assert (_eye(q) - q[TOP]) / (_eye(p) - p[TOP]) < cranium_scale(1.0)
+    high = p.copy()
+    high[TOP] = S.LO[TOP]  # its hat's lowest top already above the edge: nothing moves
+    assert lowest_top(high) < FRAME_TOP
+    np.testing.assert_array_equal(child_head(high, 1.0), S.clip(high))
+
+
+def test_child_head_takes_any_input():
+    p = _small_head(0.7)
+    for bad in (np.nan, np.inf, 7.0):
+        r = p.copy()
+        r[S.index("headwear.type")] = bad
+        S.validate(child_head(r, 1.0))
+    r = p.copy()
+    r[YS[0]] = np.nan  # one stretched height not a number: the frame stop still holds
+    q = child_head(r, 1.0)
+    S.validate(q)
+    assert q[YS].min() >= FRAME_TOP - 1e-6
+    assert cranium_scale(True) == 1.0 and cranium_scale(np.bool_(True)) == 1.0
 
 
 def test_a_child_head_stops_at_the_pictures_top_edge():

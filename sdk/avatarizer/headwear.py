@@ -258,6 +258,10 @@ def kind_of(shape: dict | None, path: Path | None = None) -> int:
     return _decided(shape, path)[0]
 
 
+#: the lowest crown a hat is drawn with (``headwear.crown``; :func:`place`)
+MIN_CROWN = 0.05
+
+
 def crown_lift(kind: int) -> float:
     """How far the hat's top lies above the skull top per unit of
     ``headwear.crown`` (above a 0.06 gap) for a hat of ``kind`` (the
@@ -293,7 +297,7 @@ def place(p: np.ndarray, shape: dict | None, kind: int) -> None:
         crown = (skull_top - 0.06 - ytop) / crown_lift(kind)
         if cues["top_cut"]:
             crown = max(crown, 0.2)
-        crown = float(np.clip(crown, 0.05, 0.6))
+        crown = float(np.clip(crown, MIN_CROWN, 0.6))
         width = float(np.clip(cues["w_band"], 1.0, 1.3)) if kind != 3 else 1.1
         if kind == 3:  # brim half-width = the crown's + brim * 0.8 + 0.05 (avz.c)
             brim = float(np.clip((cues["w_max"] * hw - hw * width - 0.05) / 0.8, 0.1, 0.5))

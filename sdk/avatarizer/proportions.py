@@ -10,8 +10,8 @@ above the eyes (``ArtistStyle.cranium``), so every avatar had an adult's
 head: the drawn ratio's median is 0.79 at 0-2 years and 0.81-0.82 for
 adults (996 held-out UTKFace faces through ``Avatarizer()``).
 
-:func:`child_head` stretches what lies above the brows (skull, hair, hat,
-forehead lines) so that the head above the eye line is
+:func:`child_head` stretches what lies above the brows (skull, hair,
+forehead lines; a hat stays where it was placed) so that the head above the eye line is
 :func:`cranium_scale` times as tall: the brows, eyes and everything below
 them stay where the landmarks put them, the hair keeps covering the skull
 (it is stretched with it) and a fringe that ends at the brows still does.
@@ -33,7 +33,7 @@ CRANIUM_BY_AGE = ((1.5, 1.149), (4.5, 1.105), (8.0, 1.059), (11.5, 1.032), (18.0
 
 #: the features whose points above the brows are stretched with the skull
 #: (the face outline's skull cap, both hair layers and strands, the forehead
-#: line and highlight); the hat's band and crown follow too
+#: line and highlight)
 STRETCHED = ("face", "hair_back", "hair_front", "hair_strand0", "hair_strand1", "forehead_line",
              "forehead_highlight")
 
@@ -41,22 +41,25 @@ STRETCHED = ("face", "hair_back", "hair_front", "hair_strand0", "hair_strand1", 
 _Y = np.array([S.index(r["name"]) for r in S.table() if r["feature"] in STRETCHED and r["kind"] == "y"])
 #: the skull cap's top point (``face`` point 7) and the chin (point 0)
 _TOP, _CHIN = S.index("face.y7"), S.index("face.y0")
+_HAT_TYPE, _CROWN = S.index("headwear.type"), S.index("headwear.crown")
 _BROWS = np.array([S.index(r["name"]) for r in S.table() if r["feature"] in ("brow_l", "brow_r") and r["kind"] == "y"])
 _UPPER_LIDS = np.array([S.index(r["name"]) for r in S.table()
                         if r["feature"] in ("eye_l_upper", "eye_r_upper") and r["kind"] == "y"])
 #: the skull top must lie at least this far above the brows for the stretch (else nothing moves)
 MIN_SPAN = 0.05
-#: the stretch stops where the highest point (of the stretched features, or the hat's top) reaches
-#: this height, just under the top edge of the picture (the canonical frame's [-1, 1] square, what
-#: ``render`` fits): a child's hair is not cut off by the picture's edge (23 of the 329 held-out
-#: UTKFace children under 13 reached it without this stop, 6 before the stretch)
+#: the stretch stops where the highest stretched point reaches this height, just under the top
+#: edge of the picture (the canonical frame's [-1, 1] square, what ``render`` fits): a child's
+#: hair is not cut off by the picture's edge (23 of the 329 held-out UTKFace children under 13
+#: reached it without this stop, 6 before the stretch)
 FRAME_TOP = -0.95
 
 
 def cranium_scale(age) -> float:
     """How much taller than an adult's (1) a face of ``age`` years has its
     head above the eye line (:data:`CRANIUM_BY_AGE`, interpolated, held at
-    its ends; 1 for None or an age that is not a finite number)."""
+    its ends; 1 for None, a bool or an age that is not a finite number)."""
+    if isinstance(age, (bool, np.bool_)):
+        return 1.0
     try:
         a = float(age)
     except (TypeError, ValueError):
@@ -68,42 +71,47 @@ def cranium_scale(age) -> float:
 
 
 def child_head(params, age) -> np.ndarray:
-    """A copy of the (629,) ``params`` with the head above the brows
-    stretched upward so that the skull top lies :func:`cranium_scale` of
-    ``age`` times as far above the eye line (the upper lids' mean height) as
-    it did. A height ``y`` above the brows' top ``b`` goes to ``b - k (b -
-    y)``; heights at or below ``b`` do not move, so the face, a fringe that
-    ends at the brows and long hair's ends stay put. A hat moves with the
-    skull: its band as any other height, its crown so that its top does too.
-    The stretch stops where the highest of them reaches :data:`FRAME_TOP`
-    (a point already above it stays where it was). Returned valid (:func:`avatarizer.schema.clip`; an adult's, or a skull
-    that does not lie :data:`MIN_SPAN` above the brows, unchanged)."""
-    out = np.array(params, np.float32, copy=True)
+    """A copy of the (629,) ``params`` (made valid first,
+    :func:`avatarizer.schema.clip`) with the head above the brows stretched
+    upward so that the skull top lies :func:`cranium_scale` of ``age`` times
+    as far above the eye line (the upper lids' mean height) as it did. A
+    height ``y`` above the brows' top ``b`` goes to ``b - k (b - y)``;
+    heights at or below ``b`` do not move, so the face, a fringe that ends at
+    the brows and long hair's ends stay put.
+
+    A hat stays where it was placed (at the photo's heights above the brows,
+    ``headwear.place``, or over the skull where the photo does not show it):
+    its band and its top keep their heights, its crown reaching at least
+    :data:`avatarizer.headwear.MIN_CROWN` over the taller skull (only then
+    does its top rise), and the hair is tucked under it again
+    (:func:`avatarizer.prior.hair_under_the_hat`).
+
+    The stretch stops where the highest stretched point (or the lowest top a
+    hat may have) reaches :data:`FRAME_TOP`; when one is already there or
+    above it, nothing moves. Returned valid; an adult's head, or a skull
+    that does not lie :data:`MIN_SPAN` above the brows, unchanged."""
+    p = S.clip(params).astype(np.float64)
     s = cranium_scale(age)
-    if s <= 1.0:
-        return S.clip(out)
-    p = out.astype(np.float64)
     eye, top, brow = float(p[_UPPER_LIDS].mean()), float(p[_TOP]), float(p[_BROWS].min())
-    if not brow - top >= MIN_SPAN or not eye > brow:
-        return S.clip(out)
-    k = (brow - (eye - s * (eye - top))) / (brow - top)
-    kind = int(round(float(p[S.index("headwear.type")])))
-    band, crown = S.index("headwear.band_y"), S.index("headwear.crown")
+    if s <= 1.0 or not brow - top >= MIN_SPAN or not eye > brow:
+        return p.astype(np.float32)
+    kind = int(round(float(p[_HAT_TYPE])))
     y = p[_Y]
-    highest = float(y.min())
+    k = (brow - (eye - s * (eye - top))) / (brow - top)
+    k = min(k, (brow - FRAME_TOP) / (brow - float(y.min())))  # the highest stretched point stops at the edge
     if kind > 0:
-        from .headwear import crown_lift
+        from .headwear import MIN_CROWN, crown_lift
 
         lift = crown_lift(kind)
-        # the hat's top lies (0.06 + crown * lift) above the skull top (avz.c)
-        highest = min(highest, top - 0.06 - p[crown] * lift)
-    # no higher than the picture's top edge (or where it already was, above it)
-    edge = min(highest, FRAME_TOP)
-    k = max(1.0, min(k, (brow - edge) / (brow - highest)))
+        hat_top = top - 0.06 - p[_CROWN] * lift  # (avz.c's hat top)
+        # the lowest top the hat may have lies this far over the skull top: it stops at the edge too
+        k = min(k, (brow - FRAME_TOP - (0.06 + MIN_CROWN * lift)) / (brow - top))
+    if not k > 1.0:
+        return p.astype(np.float32)
     p[_Y] = np.where(y < brow, brow - k * (brow - y), y)
     if kind > 0:
-        if p[band] < brow:
-            p[band] = brow - k * (brow - p[band])
-        # the hat's top rises with the skull: the height between them is stretched too
-        p[crown] = (k * (0.06 + p[crown] * lift) - 0.06) / lift
+        from .prior import hair_under_the_hat
+
+        p[_CROWN] = max((p[_TOP] - 0.06 - hat_top) / lift, MIN_CROWN)
+        hair_under_the_hat(p)
     return S.clip(p.astype(np.float32))
