@@ -27,6 +27,7 @@ if importlib.util.find_spec("avatarizer") is None:  # not installed: use the che
 from avatarizer.align import (  # noqa: E402
     CANONICAL_TARGETS,
     LANDMARK_INDICES,
+    MAX_TIMESTAMP_MS,
     NUM_LANDMARKS,
     AlignedFace,
     AlignOptions,
@@ -498,11 +499,16 @@ def test_video_mode_timestamps(astronaut):
             video.detect(astronaut)
         assert video.align(astronaut, timestamp_ms=0) is not None
         assert video.align(astronaut, timestamp_ms=33.3) is not None
-        for bad, pattern in [(33.3, "strictly increasing"), (10, "strictly increasing"), (math.nan, "finite"), ("1", "number")]:
+        for bad, pattern in [(33.3, "strictly increasing"), (10, "strictly increasing"), (math.nan, "finite"), ("1", "number"),
+                             (1e20, "within"), (-1e20, "within"), (MAX_TIMESTAMP_MS * 1.01, "within")]:
             with pytest.raises(ValueError, match=pattern):
                 video.detect(astronaut, timestamp_ms=bad)
         tracked = video.align(astronaut, timestamp_ms=66.6)
         assert tracked is not None
+        # Unix-epoch milliseconds are fine, a frame later by 33.3 ms too
+        assert video.align(astronaut, timestamp_ms=1.8e12) is not None
+        assert video.align(astronaut, timestamp_ms=1.8e12 + 33.3) is not None
+        tracked = video.align(astronaut, timestamp_ms=MAX_TIMESTAMP_MS)
         assert tracked.segmentation() is None and tracked.hair_mask() is None
         assert_at_targets(tracked)
 

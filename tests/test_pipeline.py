@@ -126,6 +126,9 @@ def test_one_stream_state_and_a_real_reset(astronaut):
         assert gone.stale and gone.face == stream.last_face  # the last face's place, from the stream
         with pytest.raises(ValueError, match="strictly increasing"):
             av.run(astronaut, timestamp_ms=240.0)
+        with pytest.raises(ValueError, match="within"):  # no float tells frames apart there
+            av.from_frame(astronaut, timestamp_ms=1e20)
+        assert stream.last_timestamp_ms == 240.0  # (the refused frame does not move the clock)
         generation = stream.generation
         av.reset()
         assert av._pipeline.stream is stream and stream.generation == generation + 1

@@ -88,6 +88,7 @@ __all__ = [
     "AlignedFace",
     "FaceAligner",
     "anchor_points",
+    "MAX_TIMESTAMP_MS",
     "check_timestamp",
     "estimate_similarity",
     "invert_affine",
@@ -942,14 +943,24 @@ def _face_landmarks(mesh: Any, image: np.ndarray) -> list | None:
     return list(serialized(packet))
 
 
+#: the largest timestamp (ms, either sign) a frame may have: 2**53 microseconds, about 285 years,
+#: beyond which a float64 no longer tells times a microsecond apart (at 1e20 ms the next frame
+#: 33 ms later was the same number, refused as "not increasing"); Unix-epoch milliseconds
+#: (1.8e12 in 2026) are well inside
+MAX_TIMESTAMP_MS = 2.0 ** 53 / 1000.0
+
+
 def check_timestamp(timestamp_ms: Any, last: float | None = None) -> float:
     """A video frame's time as a float: ``ValueError`` unless it is a finite
-    number of milliseconds (not a bool) and, given the ``last`` one, later than
-    it. The one check of timestamps, for the aligner, the pipeline's stream
-    clock and the API."""
+    number of milliseconds (not a bool) within ±:data:`MAX_TIMESTAMP_MS` and,
+    given the ``last`` one, later than it. The one check of timestamps, for
+    the aligner, the pipeline's stream clock and the API."""
     if not is_real(timestamp_ms):  # (not a bool, a complex number, a timedelta64, NaN or inf)
         raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
     t = float(timestamp_ms)
+    if abs(t) > MAX_TIMESTAMP_MS:
+        raise ValueError(f"timestamp_ms must be within ±{MAX_TIMESTAMP_MS:.4g} ms (about 285 years, where a float "
+                         f"still tells frames a microsecond apart), got {t:g}.")
     if last is not None and t <= last:
         raise ValueError(f"timestamp_ms must be strictly increasing in video mode: got {t:g} after {last:g}.")
     return t
