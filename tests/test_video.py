@@ -339,16 +339,18 @@ def test_a_cut_between_two_clips_draws_the_second_person():
 
 
 def test_after_a_cut_the_second_persons_hairstyle_is_read_afresh():
-    """A QA helper's cut (session 25): 4 s of d3 then d10. The tracker took
-    d10 for another person, but the stream kept d3's hairstyle readings and
-    drew her short crop on d10 for 4 s more (the style is kept until another
+    """A QA helper's cut (session 25): 4 s of d3 then d10 (here d12 then
+    d10). The tracker took d10 for another person, but the stream kept d3's
+    hairstyle readings and drew her short crop on d10 for 4 s more (the style is kept until another
     family outnumbers it lately). A switch now forgets the last person's
     identity answers and hair (``StreamState.another_person``): from the
     frame after the switch (0.67 s after the cut here) d10 has the hairstyle
     family she has alone."""
     from avatarizer import hair as H
 
-    a_frames, dt = read_frames(need_shared("data", "video", "d3.mp4"), 120)
+    # (d12 first: d3's long hair is drawn long since session 26, d10's family, so that cut no longer
+    # tells whose hairstyle is shown)
+    a_frames, dt = read_frames(need_shared("data", "video", "d12.mp4"), 120)
     b_frames, _ = read_frames(need_shared("data", "video", "d10.mp4"), 66)  # 2.2 s after the cut
     files = TrackerOptions(identity_worker="inline")  # (as avatarizer video: refreshes on the stream's clock)
     bank = H.HairBank.load()
@@ -1422,3 +1424,53 @@ def test_a_video_whose_frames_change_size_is_refused_not_frozen(tmp_path, capsys
     assert main(["video", str(clip), "-o", str(tmp_path / "a.json")]) == 1  # an animation too
     assert "change size" in capsys.readouterr().err
     assert videoio.size_change(need_shared("data", "video", "d0.mp4")) is None  # (last: it needs ../shared)
+
+
+def test_reused_hair_follows_each_frames_skull():
+    """A QA helper's case (session 25): d6 coming back after a gap showed a
+    bald crown above her hair for a second. While the identity warms up each
+    frame measures the face again, but the hair retrieved for one frame was
+    reused for the next second as it was fitted then (``VIDEO_REFRESH_MS``);
+    the skull top moved from under it (-0.84 to -0.90 under hair reaching
+    -0.848). The reused hair is now moved onto each frame's head
+    (``hair.onto_face``): its estimates keep their hair over the skull."""
+    from avatarizer import hair as H
+
+    frames, dt = read_frames(need_shared("data", "video", "d6.mp4"), 230)
+    over, last_rel, last_attrs = [], None, None
+    with Avatarizer(mode="video", color_order="bgr", tracker=TrackerOptions(identity_worker="inline")) as av:
+        for i, fr in enumerate(frames[170:]):  # (from 6.8 s: the moment the face came back in the QA's clip)
+            st = av.run(fr, i * dt)
+            p = st.faces[0].params
+            hair_top = min(schema.points(p, "hair_back")[:, 1].min(), schema.points(p, "hair_front")[:, 1].min())
+            over.append(hair_top - schema.points(p, "face")[7, 1])  # > 0: skull above the hair
+            rel = H.hair_to_head_frame(p)
+            if st.faces[0].attributes is last_attrs:  # the same retrieval, reused: the same hair in its head
+                np.testing.assert_allclose(rel, last_rel, atol=2e-5)
+            last_rel, last_attrs = rel, st.faces[0].attributes
+    assert max(over) <= 0.0, max(over)
+
+
+def test_onto_face_moves_the_hair_and_hat_band_with_the_head():
+    from avatarizer import hair as H
+
+    p = schema.default().copy()
+    p[schema.index("headwear.type")] = 2
+    p[schema.index("headwear.band_y")] = -0.55
+    assert H.onto_face(p, p) is p  # the same head: the same vector
+    f = schema.points(p, "face").copy()
+    f[:, 1] -= 0.05  # the face measured again: its skull 0.05 higher and 10% wider
+    f[:, 0] *= 1.1
+    q = p.copy()
+    schema.set_points(q, "face", f)
+    got = H.onto_face(p, q[schema.FACE])
+    np.testing.assert_array_equal(got[schema.FACE], schema.clip(q)[schema.FACE])
+    np.testing.assert_allclose(H.hair_to_head_frame(got), H.hair_to_head_frame(p), atol=1e-5)
+    band = schema.index("headwear.band_y")
+    (_, top0, hw0), (_, top1, hw1) = H.head_frame(p), H.head_frame(got)
+    assert (got[band] - top1) / hw1 == pytest.approx((p[band] - top0) / hw0, abs=1e-5)
+    rest = np.ones(schema.PARAM_COUNT, bool)
+    rest[schema.FACE] = False
+    rest[H.GEOMETRY_INDEX] = False
+    rest[band] = False
+    np.testing.assert_array_equal(got[rest], schema.clip(p)[rest])  # colours, glasses, beard: as they were

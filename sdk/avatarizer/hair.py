@@ -1832,6 +1832,31 @@ def age_lines(params: np.ndarray, age: float | None) -> np.ndarray:
     return S.clip(out)
 
 
+def onto_face(full, face_params) -> np.ndarray:
+    """``full`` (a 629 vector whose hair :func:`merge` fitted to its own face
+    outline) with its hair geometry (:data:`GEOMETRY_INDEX`) and its hat's
+    band moved onto the head frame (:func:`head_frame`) of ``face_params``
+    (a 629 vector or the face slice): in video the hair retrieved for one
+    frame is reused for a second (``pipeline.hair.VIDEO_REFRESH_MS``) while the
+    face is measured again on each frame the networks run on, and the
+    skull top moved from under it (``d6.mp4`` after a gap: skull tops -0.84 to
+    -0.90 under hair reaching -0.848, a bald crown showing above the hair).
+    ``full`` itself when the two head frames are the same."""
+    full = np.asarray(full)
+    face = np.asarray(face_params)
+    target = np.array(full, np.float32, copy=True)
+    target[S.FACE] = face[S.FACE] if face.shape == (S.PARAM_COUNT,) else face
+    old, new = head_frame(full), head_frame(target)
+    if old == new:
+        return full
+    out = np.array(full, np.float64, copy=True)
+    out[GEOMETRY_INDEX] = _from_head(_to_head(out[GEOMETRY_INDEX], GEOMETRY_INDEX, old), GEOMETRY_INDEX, new)
+    band = S.index("headwear.band_y")
+    out[band] = (out[band] - old[1]) / old[2] * new[2] + new[1]
+    out[S.FACE] = target[S.FACE]
+    return S.clip(out.astype(np.float32))
+
+
 def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = None, *,
           skin_rgb=None, thresholds: Mapping[str, float] | None = None, hat_shape: dict | None = None
           ) -> np.ndarray:

@@ -209,6 +209,8 @@ class HairStage(Stage):
         return full, attrs, (idx, recent, beard_shape)
 
     def run(self, state: FrameState) -> None:
+        from .. import hair as H
+
         with state.timer(self.name):
             # video: the stream's cache of retrievals (hair is identity), of this track only: an
             # identity worker's job asked before a new track neither reads nor writes the new one's
@@ -221,7 +223,8 @@ class HairStage(Stage):
                 if self.mode == "retrieval":
                     hit = cache.get(i) if cache is not None else None
                     if hit is not None and hit[3] == gen and 0 <= now - hit[0] < VIDEO_REFRESH_MS:
-                        full, attributes = hit[1], hit[2]
+                        # the hair retrieved for an earlier frame, moved onto this frame's head
+                        full, attributes = H.onto_face(hit[1], f.face_params), hit[2]
                     else:
                         # this track's style so far (a stream's): kept unless another family outnumbers it
                         style = None if cache is None else hit[4] if hit is not None and hit[3] == gen \
