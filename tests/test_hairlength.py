@@ -250,9 +250,16 @@ def test_tight_crops_get_no_length_gate():
     chin[g > 0.45] = False  # only the bottom cut: the sides show
     assert not HR.lower_face_observed(chin, lm)
     assert HR.side_share(chin, lm) == 1.0 and HR.sides_observed(chin, lm)
-    one_side = full.copy()
-    one_side[:, g < 0] = False  # half the bands
-    assert HR.side_share(one_side, lm) == pytest.approx(0.5, abs=0.05)
+    for cut in (g < lm[234, 0], g > lm[454, 0], g < -0.65):  # a face cut at one side by the frame's edge
+        side = full.copy()
+        side[:, cut] = False
+        assert not HR.sides_observed(side, lm)
+    half = full.copy()
+    eye = lm[[33, 133, 263, 362], 1].mean()
+    half[g > eye + 0.65 * (0.5 * (lm[61, 1] + lm[291, 1]) - eye), :] = False  # both bands' lower third cut
+    assert HR.sides_observed(half, lm) and 0.55 < HR.side_share(half, lm) < 0.75
+    shifted = lm + (0.45, 0.0)  # a face far to the right: its right band mostly beyond the crop's edge
+    assert HR.side_share(full, shifted) == 0.0 and not HR.sides_observed(full, shifted)
     assert HR.side_share(np.zeros((128, 128), bool), lm) == 0.0
 
 

@@ -221,20 +221,21 @@ def length_gates(description: Mapping | None) -> tuple[float | None, float | Non
 #: 0.33-0.44): the retrieval's bald floor (:data:`TIGHT_CROP_BALD_FLOOR`)
 MIN_LOWER_VALID = 0.6
 
-#: H's ``hair_long`` is used only when at least this share of the bands beside
+#: H's ``hair_long`` is used only when at least this share of each band beside
 #: the face (:data:`SIDE_BAND` wide, outside the cheeks' outline, from the eye
-#: line to the mouth) lies inside the photo: the hair that hangs beside the
+#: line to the mouth) lies inside the photo (:func:`side_share`): the hair that hangs beside the
 #: cheeks is what tells long from short. Measured on the photos labelled by eye
-#: for hair length (session 26, scratch ``/tmp/s26/tight2*.py``), each also cut
-#: as UTKFace cuts its chips (a square 1.163 face widths wide, UTKFace's median),
-#: 1.4 and 1.7 face widths wide, and at the chin and 0.1 face widths above it:
-#: on the 526 training photos, crops with at least 0.5 of the bands inside were
-#: read right 91.8% of the time (the long and short gates right 93.8% and 95.0%,
-#: over the head's 90% target), those with less 83.3% (UTKFace-like squares:
-#: 0.29 of the bands inside). The share below the mouth (the rule before) also
-#: dropped crops cut at the chin, where H reads as well as on the whole photo
-#: (92.0%), and webcam close-ups: a long-haired woman in ``d3.mp4`` was drawn
-#: with a short crop
+#: for hair length (session 26, scratch ``/tmp/s26/tight4*.py``; docs/hair.md),
+#: each also cut as UTKFace cuts its chips (a square 1.163 face widths wide,
+#: UTKFace's median), 1.4 and 1.7 face widths wide, at the chin and 0.1 face
+#: widths above it, and at one cheek's outline and at the nose: on the 526
+#: training photos the crops kept were read right 91.8% of the time (the long
+#: and short gates right 93.8% and 94.9%, over the head's 90% target), those
+#: dropped 81.4% (UTKFace-like squares, faces cut at one side). The share below
+#: the mouth (the rule before: kept 91.3%, its short gate 92.7%) dropped crops cut
+#: at the chin, where H reads as well as on the whole photo (92.0%), and webcam
+#: close-ups (a long-haired woman in ``d3.mp4`` was drawn with a short crop), and
+#: kept faces cut at the cheek (87.3%, short gate 84.1%)
 MIN_SIDE_VALID = 0.5
 #: width of each band beside the face (canonical units, the crop is [-1, 1])
 SIDE_BAND = 0.4
@@ -261,25 +262,32 @@ def sides_observed(valid, landmarks) -> bool:
 
 
 def side_share(valid, landmarks) -> float:
-    """The share of the two bands :data:`SIDE_BAND` wide outside the cheeks'
-    outline (landmarks 234 and 454), from the eye line to the mouth, that
-    lies inside the photo (0 when the bands hold no crop pixel). ``valid``:
-    S×S bool, crop pixels inside the photo (None: all are, 1);
-    ``landmarks``: the canonical landmarks."""
+    """How much of the photo beside the face the crop shows: of the two
+    bands :data:`SIDE_BAND` wide outside the cheeks' outline (landmarks 234
+    and 454), from the eye line to the mouth, the share inside the photo of
+    the *less* visible one (a face cut at one side by the frame's edge, or
+    a crop as tight as UTKFace's chips, shows one side or neither). A band
+    is read over its columns inside the crop; one with less than a quarter
+    of its width there (a face turned or placed far to one side) counts as
+    not seen, 0, as do empty rows. ``valid``: S×S bool, crop pixels inside
+    the photo (None: all are, 1); ``landmarks``: the canonical landmarks."""
     if valid is None:
         return 1.0
     v = np.asarray(valid, bool)
     lm = np.asarray(landmarks, np.float64)
-    g = (np.arange(v.shape[0]) + 0.5) * 2.0 / v.shape[0] - 1.0
+    n = v.shape[0]
+    g = (np.arange(n) + 0.5) * 2.0 / n - 1.0
     eye = np.mean([lm[i, 1] for pair in L.EYE_ENDS for i in pair])
     a, b = L.MOUTH_CORNERS
     rows = (g >= eye) & (g <= 0.5 * (lm[a, 1] + lm[b, 1]))
+    if not rows.any():
+        return 0.0
     left, right = (lm[i, 0] for i in L.PAIR["cheek_outline"])
     lo, hi = min(left, right), max(left, right)
-    cols = ((g < lo) & (g >= lo - SIDE_BAND)) | ((g > hi) & (g <= hi + SIDE_BAND))
-    if not rows.any() or not cols.any():
-        return 0.0
-    return float(v[np.ix_(rows, cols)].mean())
+    width = SIDE_BAND * n / 2.0  # a band's columns, in or out of the crop
+    seen = [float(v[np.ix_(rows, cols)].mean()) if cols.sum() >= 0.25 * width else 0.0
+            for cols in ((g < lo) & (g >= lo - SIDE_BAND), (g > hi) & (g <= hi + SIDE_BAND))]
+    return min(seen)
 
 
 def model_thresholds(description: Mapping | None) -> tuple[dict, dict]:
