@@ -130,6 +130,27 @@ def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
     return None if skin is None else clip(skin_locus(st, clip(skin, 0, 1)), 0, 1)
 
 
+#: the lip features whose colours :func:`lip_colours` sets
+LIP_FEATURES = ("lip_upper_outer", "lip_lower_outer", "lip_inner_upper", "lip_inner_lower")
+
+
+def lip_colours(st, p, lm, photo: Photo, skin) -> np.ndarray:
+    """Sets, in place, the lips' colours from the photo (inside the outer
+    contour, outside the mouth opening; a touch toward the skin-derived lip
+    colour, as flat fills read darker than photos; the skin-derived colour
+    where the lips are not in the crop) and returns the lower lip's."""
+    lip = robust_median(photo.region_pixels(lm[list(LIPS_OUTER)], minus=[lm[list(LIPS_INNER)]]), 15, 85)
+    if lip is None:
+        lip = skin * np.array([0.95, 0.68, 0.68]) + np.array([0.05, 0.0, 0.02])
+    else:
+        lip = gain(st, 0.8 * lip + 0.2 * (skin * np.array([0.95, 0.66, 0.66]) + (0.05, 0, 0.02)))
+    set_rgb(p, "lip_upper_outer", lip * 0.93)
+    set_rgb(p, "lip_lower_outer", lip)
+    set_rgb(p, "lip_inner_upper", lip * 0.5)
+    set_rgb(p, "lip_inner_lower", lip * 0.5)
+    return lip
+
+
 def colours(st, p, lm, g, photo: Photo) -> dict:
     skin = measured_skin(st, photo, lm, g)
     if skin is None:
@@ -138,18 +159,7 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
     P.set_skin_colours(p, skin, neck=NECK)
     for sd in "lr":
         set_rgb(p, f"eye_{sd}_upper", np.minimum(skin * 0.25, (0.14, 0.09, 0.08)) + 0.02)
-    # lips: inside the outer contour, outside the mouth opening
-    lip = robust_median(photo.region_pixels(lm[list(LIPS_OUTER)], minus=[lm[list(LIPS_INNER)]]), 15, 85)
-    if lip is None:
-        lip = skin * np.array([0.95, 0.68, 0.68]) + np.array([0.05, 0.0, 0.02])
-    else:
-        # a touch toward the skin-derived lip colour: flat fills read darker than photos
-        lip = gain(st, 0.8 * lip + 0.2 * (skin * np.array([0.95, 0.66, 0.66]) + (0.05, 0, 0.02)))
-    col["lip"] = lip
-    set_rgb(p, "lip_upper_outer", lip * 0.93)
-    set_rgb(p, "lip_lower_outer", lip)
-    set_rgb(p, "lip_inner_upper", lip * 0.5)
-    set_rgb(p, "lip_inner_lower", lip * 0.5)
+    col["lip"] = lip_colours(st, p, lm, photo, skin)
     teeth = np.array(st.teeth, np.float64)
     if p[S.index("teeth.show")] > 0.5:
         px = photo.region_pixels(lm[list(LIPS_INNER)])

@@ -13,7 +13,7 @@ from .. import prior as P
 from .photo import crop_valid_mask, fit_warp, gain, make_photo, to_lab
 from .style import ArtistStyle
 
-__all__ = ["AutoArtist", "exaggerate_params", "geometry_mask", "mean_avatar", "skin_mask"]
+__all__ = ["AutoArtist", "exaggerate_params", "geometry_mask", "lip_mask", "mean_avatar", "skin_mask"]
 
 
 def _facial_hair_readings(style, lm, g):
@@ -159,7 +159,8 @@ class AutoArtist:
         sheen dropped, the lit side under side light), without the other
         colours, shading, hair or accessories: ((629,) float32 with the
         defaults elsewhere, skin RGB in [0, 1] or None when the cheeks are not
-        in the crop). The skin-derived colours (:func:`skin_mask`) are set
+        in the crop). The skin-derived colours (:func:`skin_mask`) and the
+        lips' colours (:func:`lip_mask`, :func:`colour.lip_colours`) are set
         when the skin is found. With ``glasses`` the artist's glasses decision
         (its fitted detector over the photo's frame, tint and transparency
         cues) also fills the ``glasses`` feature, and a ``cues`` dict gets the
@@ -177,6 +178,7 @@ class AutoArtist:
         skin = colour.measured_skin(self.style, g["photo"], lm, g)
         if skin is not None and np.isfinite(skin).all():
             P.set_skin_colours(p, skin, neck=colour.NECK)
+            colour.lip_colours(self.style, p, lm, g["photo"], skin)
             if glasses:
                 accessories.glasses(self.style, p, lm, g, g["photo"], {"skin": skin}, cues=cues)
                 if cues is not None:  # the beard and bald detectors' readings, for the caller to decide with
@@ -298,6 +300,14 @@ def geometry_mask() -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
+def lip_mask() -> np.ndarray:
+    """(629,) bool: the lips' colours (:func:`colour.lip_colours`)."""
+    mask = np.zeros(S.PARAM_COUNT, bool)
+    mask[[S.index(f"{f}.{c}") for f in colour.LIP_FEATURES for c in "rgb"]] = True
+    mask.setflags(write=False)
+    return mask
+
+
 def skin_mask() -> np.ndarray:
     """(629,) bool: the colours derived from the skin (``prior.set_skin_colours``:
     face, ears, neck, shading lines, nostrils, lower lids)."""

@@ -28,12 +28,14 @@ Two interchangeable estimators implement :class:`FaceEstimator`:
   unavailable, with that reason (:meth:`ModelFaceEstimator.availability`).
 
 * :class:`HybridFaceEstimator` -- the shipped networks for the face's
-  appearance (lip, iris, brow and lid colours, shading, line weights), the
+  appearance (iris, brow and lid colours, shading, line weights), the
   artist's drawing of the landmarks for its geometry (outline, eyes, brows,
   nose, lips: the identity-carrying part,
-  :func:`avatarizer.artist.core.geometry_mask`) and the artist's skin
-  measurement (the lit upper cheek, :func:`avatarizer.artist.core.skin_mask`;
-  the model's skin where the cheeks are not in the crop). The landmarks exist
+  :func:`avatarizer.artist.core.geometry_mask`) and the artist's colour
+  measurements (the skin on the lit upper cheek,
+  :func:`avatarizer.artist.core.skin_mask`, and the lips,
+  :func:`~avatarizer.artist.core.lip_mask`; the model's where the cheeks are
+  not in the crop). The landmarks exist
   anyway (alignment computes them); this pass is booked in ``map_decode``.
   The model's other points (its shading) follow the landmark geometry by
   the affine map between the two drawings; the artist's glasses decision is
@@ -303,7 +305,7 @@ class HybridFaceEstimator(ModelFaceEstimator):
 
     def prepare(self, options) -> None:
         from ..artist import AutoArtist
-        from ..artist.core import geometry_mask, skin_mask
+        from ..artist.core import geometry_mask, lip_mask, skin_mask
 
         super().prepare(options)
         style = artist_style(options, crop_size=False)  # options.crop_size is the model's; the artist reads its own
@@ -312,7 +314,8 @@ class HybridFaceEstimator(ModelFaceEstimator):
         mask = geometry_mask()[schema.FACE]
         kinds = np.array(schema.KINDS[schema.FACE])
         self._geo = np.flatnonzero(mask)
-        self._skin = np.flatnonzero(skin_mask()[schema.FACE])
+        # the colours the artist measures on the photo: the skin (and its derived colours) and the lips
+        self._skin = np.flatnonzero((skin_mask() | lip_mask())[schema.FACE])
         self._geo_x = np.flatnonzero(mask & (kinds == "x"))
         self._geo_y = np.flatnonzero(mask & (kinds == "y"))
         # the model's own points outside the geometry (shading): carried along
@@ -358,7 +361,7 @@ class HybridFaceEstimator(ModelFaceEstimator):
             for i, f in enumerate(faces):
                 geo, has_skin, f.artist_glasses, f.glasses_cues = geos[i]
                 row = out[i]
-                if has_skin:  # the skin as measured on the lit cheek (else the model's)
+                if has_skin:  # the skin as measured on the lit cheek, the lips on the photo (else the model's)
                     row[self._skin] = geo[self._skin]
                 # the model's drawing → the landmarks' drawing: least-squares affine map
                 src = np.stack([row[self._geo_x], row[self._geo_y]], 1).astype(np.float64)
