@@ -485,7 +485,9 @@ def test_read_params_jsonl_formats_and_errors(tmp_path):
     # repeated line made the CLI drop every time and draw one frame a line, at another length, exit 0)
     line = lambda t: (json.dumps(p[0].tolist()) if t is None else json.dumps({"time_ms": t, "params": p[0].tolist()}))
     for stamps, where in (((0, 40, 40, 80), "line 3: time_ms 40 is not after"), ((0, 80, 40), "line 3"),
-                          ((None, None, 80), "line 3: a \"time_ms\", where the lines before have none")):
+                          ((None, None, 80), "line 3: a \"time_ms\", where the lines before have none"),
+                          ((1e20, 1e20 + 33.3), "line 1: time_ms 1e\\+20 is beyond"),  # (no float tells them apart)
+                          ((0, -1e16), "line 2: time_ms -1e\\+16 is beyond")):
         f.write_text("".join(line(t) + "\n" for t in stamps))
         with pytest.raises(ValueError, match=where):
             read_params_jsonl(f, [])

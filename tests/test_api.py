@@ -964,3 +964,36 @@ def test_crafted_face_metadata_and_options_are_refused_not_coerced(av, astronaut
         Avatar(avatar.params, face="x")
     with pytest.raises(ValueError, match="color_order"):
         Avatar(avatar.params, color_order="hsv")
+
+
+def test_a_covered_mouth_keeps_the_models_lips(astronaut):
+    """The lips are drawn in the photo's colour only where that colour reads
+    as lips (``colour.lips_plausible``): tape over the mouth was drawn as
+    black lips (a review)."""
+    import cv2
+
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.artist import AutoArtist
+    from avatarizer.artist.core import lip_mask
+    from avatarizer.artist.photo import crop_valid_mask
+    from avatarizer.landmarks import LIPS_OUTER
+
+    art = AutoArtist()
+    lips = lip_mask()
+    with FaceAligner(AlignOptions(mode="image", max_faces=1)) as al:
+        face = al.align(astronaut)
+        taped = astronaut.copy()  # a strip of dark tape over the mouth, a little wider than the lips
+        mouth = face.landmarks[list(LIPS_OUTER), :2].astype(np.int32)
+        x0, y0 = mouth.min(0) - 6
+        x1, y1 = mouth.max(0) + 6
+        cv2.rectangle(taped, (int(x0), int(y0)), (int(x1), int(y1)), (20, 20, 20), -1)
+        got = {}
+        for name, img in (("open", astronaut), ("taped", taped)):
+            f = al.align(img)
+            cues: dict = {}
+            p, skin = art.fit_geometry_skin(f.canonical, f.crop(192), valid=crop_valid_mask(f, 192),
+                                            landmarks3d=f.landmarks, glasses=True, cues=cues)
+            got[name] = (cues.get("lips", False), p[lips], skin)
+    assert got["open"][0] and got["open"][2] is not None
+    assert not got["taped"][0] and got["taped"][2] is not None  # the skin still measured
+    np.testing.assert_array_equal(got["taped"][1], schema.default()[lips])  # (the defaults: the caller keeps its own)

@@ -71,7 +71,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .checks import is_real
+from .checks import MAX_TIMESTAMP_MS, is_real
 from .imageio import to_rgb_uint8
 
 __all__ = [
@@ -943,13 +943,6 @@ def _face_landmarks(mesh: Any, image: np.ndarray) -> list | None:
     return list(serialized(packet))
 
 
-#: the largest timestamp (ms, either sign) a frame may have: 2**53 microseconds, about 285 years,
-#: beyond which a float64 no longer tells times a microsecond apart (at 1e20 ms the next frame
-#: 33 ms later was the same number, refused as "not increasing"); Unix-epoch milliseconds
-#: (1.8e12 in 2026) are well inside
-MAX_TIMESTAMP_MS = 2.0 ** 53 / 1000.0
-
-
 def check_timestamp(timestamp_ms: Any, last: float | None = None) -> float:
     """A video frame's time as a float: ``ValueError`` unless it is a finite
     number of milliseconds (not a bool) within ±:data:`MAX_TIMESTAMP_MS` and,
@@ -959,7 +952,7 @@ def check_timestamp(timestamp_ms: Any, last: float | None = None) -> float:
         raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}.")
     t = float(timestamp_ms)
     if abs(t) > MAX_TIMESTAMP_MS:
-        raise ValueError(f"timestamp_ms must be within ±{MAX_TIMESTAMP_MS:.4g} ms (about 285 years, where a float "
+        raise ValueError(f"timestamp_ms must be within ±{MAX_TIMESTAMP_MS:.4g} ms (about 142 years, where a float "
                          f"still tells frames a microsecond apart), got {t:g}.")
     if last is not None and t <= last:
         raise ValueError(f"timestamp_ms must be strictly increasing in video mode: got {t:g} after {last:g}.")

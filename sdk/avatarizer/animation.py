@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from . import native
-from .checks import is_real
+from .checks import MAX_TIMESTAMP_MS, is_real
 from .schema import PARAM_COUNT, validate
 
 FORMATS = {".json": "lottie", ".lottie.json": "lottie", ".svg": "svg"}
@@ -1214,6 +1214,9 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
                                                                 "before have one"
                                                                 if stamped else "a \"time_ms\", where the lines "
                                                                 "before have none") + ": stamp every line or none")
+                if t is not None and abs(t) > MAX_TIMESTAMP_MS:
+                    raise ValueError(f"{path}, line {n}: time_ms {t:g} is beyond ±{MAX_TIMESTAMP_MS:.4g} ms, where a "
+                                     "float no longer tells frames a microsecond apart")
                 if t is not None and last is not None and not t > last:
                     raise ValueError(f"{path}, line {n}: time_ms {t:g} is not after the line before's ({last:g}): "
                                      "stamped lines must be in time order, each once")

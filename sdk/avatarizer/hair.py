@@ -1840,15 +1840,23 @@ def age_lines(params: np.ndarray, age: float | None) -> np.ndarray:
     return S.clip(out)
 
 
+_HAT_TYPE = S.index("headwear.type")
+
+
 def onto_face(full, face_params) -> np.ndarray:
     """``full`` (a 629 vector whose hair :func:`merge` fitted to its own face
-    outline) with its hair geometry (:data:`GEOMETRY_INDEX`) and its hat's
-    band moved onto the head frame (:func:`head_frame`) of ``face_params``
-    (a 629 vector or the face slice): in video the hair retrieved for one
-    frame is reused for a second (``pipeline.hair.VIDEO_REFRESH_MS``) while the
-    face is measured again on each frame the networks run on, and the
-    skull top moved from under it (``d6.mp4`` after a gap: skull tops -0.84 to
-    -0.90 under hair reaching -0.848, a bald crown showing above the hair).
+    outline) with its face slice replaced by ``face_params``' (a 629 vector
+    or the face slice) and its hair geometry (:data:`GEOMETRY_INDEX`) moved
+    from the old face's head frame (:func:`head_frame`) onto the new one's:
+    in video the hair retrieved for one frame is reused for a second
+    (``pipeline.hair.VIDEO_REFRESH_MS``) while the face is measured again on
+    each frame the networks run on, and the skull top moved from under it
+    (``d6.mp4`` after a gap: skull tops -0.84 to -0.90 under hair reaching
+    -0.848, a bald crown showing above the hair). A drawn hat's band keeps
+    its height above the brows (``headwear.place`` put it at the photo's)
+    within that function's bounds, and the hair is tucked under the hat again
+    (:func:`avatarizer.prior.hair_under_the_hat`). Glasses, beard and
+    moustache stay as fitted (the renderer centres the lenses on the eyes).
     ``full`` itself when the two head frames are the same."""
     full = np.asarray(full)
     face = np.asarray(face_params)
@@ -1859,9 +1867,12 @@ def onto_face(full, face_params) -> np.ndarray:
         return full
     out = np.array(full, np.float64, copy=True)
     out[GEOMETRY_INDEX] = _from_head(_to_head(out[GEOMETRY_INDEX], GEOMETRY_INDEX, old), GEOMETRY_INDEX, new)
-    band = S.index("headwear.band_y")
-    out[band] = (out[band] - old[1]) / old[2] * new[2] + new[1]
     out[S.FACE] = target[S.FACE]
+    if round(float(out[_HAT_TYPE])) > 0:
+        brows = lambda v: float(np.concatenate([S.points(v, "brow_l"), S.points(v, "brow_r")])[:, 1].min())  # noqa: E731
+        band = S.index("headwear.band_y")
+        out[band] = float(np.clip(out[band] + brows(target) - brows(full), new[1] + 0.12, brows(target) - 0.04))
+        P.hair_under_the_hat(out)
     return S.clip(out.astype(np.float32))
 
 

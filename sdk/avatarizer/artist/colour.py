@@ -134,12 +134,35 @@ def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
 LIP_FEATURES = ("lip_upper_outer", "lip_lower_outer", "lip_inner_upper", "lip_inner_lower")
 
 
-def lip_colours(st, p, lm, photo: Photo, skin) -> np.ndarray:
+#: a lip colour measured on the photo reads as lips only when it is at least this much
+#: redder (CIELAB a*) than the skin and no more than :data:`LIP_MAX_DARKER` L* darker: tape,
+#: a microphone, a hand or food over the mouth fail it (:func:`lips_plausible`). 1% of natural
+#: held-out photos fail it (a read-only review, session 26)
+LIP_MIN_REDDER = -1.4
+LIP_MAX_DARKER = 37.0
+
+
+def lips_plausible(lip, skin) -> bool:
+    """Whether a lip colour measured on the photo (float sRGB) reads as lips
+    beside the measured ``skin``: see :data:`LIP_MIN_REDDER`, :data:`LIP_MAX_DARKER`."""
+    a, b = to_lab(np.asarray(lip, np.float64)), to_lab(np.asarray(skin, np.float64))
+    return bool(a[1] - b[1] >= LIP_MIN_REDDER and b[0] - a[0] <= LIP_MAX_DARKER)
+
+
+def measured_lip(photo: Photo, lm) -> np.ndarray | None:
+    """The lips' colour in the photo: the robust median inside the outer
+    contour, outside the mouth opening (None where they are not in the crop)."""
+    return robust_median(photo.region_pixels(lm[list(LIPS_OUTER)], minus=[lm[list(LIPS_INNER)]]), 15, 85)
+
+
+def lip_colours(st, p, lm, photo: Photo, skin, lip=None) -> np.ndarray:
     """Sets, in place, the lips' colours from the photo (inside the outer
     contour, outside the mouth opening; a touch toward the skin-derived lip
     colour, as flat fills read darker than photos; the skin-derived colour
-    where the lips are not in the crop) and returns the lower lip's."""
-    lip = robust_median(photo.region_pixels(lm[list(LIPS_OUTER)], minus=[lm[list(LIPS_INNER)]]), 15, 85)
+    where the lips are not in the crop) and returns the lower lip's.
+    ``lip``: :func:`measured_lip`, when already measured."""
+    if lip is None:
+        lip = measured_lip(photo, lm)
     if lip is None:
         lip = skin * np.array([0.95, 0.68, 0.68]) + np.array([0.05, 0.0, 0.02])
     else:

@@ -159,9 +159,11 @@ class AutoArtist:
         sheen dropped, the lit side under side light), without the other
         colours, shading, hair or accessories: ((629,) float32 with the
         defaults elsewhere, skin RGB in [0, 1] or None when the cheeks are not
-        in the crop). The skin-derived colours (:func:`skin_mask`) and the
-        lips' colours (:func:`lip_mask`, :func:`colour.lip_colours`) are set
-        when the skin is found. With ``glasses`` the artist's glasses decision
+        in the crop). The skin-derived colours (:func:`skin_mask`) are set
+        when the skin is found, and the lips' colours (:func:`lip_mask`,
+        :func:`colour.lip_colours`) where the lips' colour in the photo reads
+        as lips (:func:`colour.lips_plausible`: not tape, a microphone or a
+        hand over the mouth); a ``cues`` dict then gets ``"lips": True``. With ``glasses`` the artist's glasses decision
         (its fitted detector over the photo's frame, tint and transparency
         cues) also fills the ``glasses`` feature, and a ``cues`` dict gets the
         evidence behind it (``accessories.glasses``: the cue vector and a
@@ -178,7 +180,11 @@ class AutoArtist:
         skin = colour.measured_skin(self.style, g["photo"], lm, g)
         if skin is not None and np.isfinite(skin).all():
             P.set_skin_colours(p, skin, neck=colour.NECK)
-            colour.lip_colours(self.style, p, lm, g["photo"], skin)
+            lip = colour.measured_lip(g["photo"], lm)
+            if lip is not None and colour.lips_plausible(lip, skin):
+                colour.lip_colours(self.style, p, lm, g["photo"], skin, lip=lip)
+                if cues is not None:
+                    cues["lips"] = True  # (the lips' colours are the photo's)
             if glasses:
                 accessories.glasses(self.style, p, lm, g, g["photo"], {"skin": skin}, cues=cues)
                 if cues is not None:  # the beard and bald detectors' readings, for the caller to decide with
@@ -299,7 +305,6 @@ def geometry_mask() -> np.ndarray:
     return mask
 
 
-@lru_cache(maxsize=1)
 def lip_mask() -> np.ndarray:
     """(629,) bool: the lips' colours (:func:`colour.lip_colours`)."""
     mask = np.zeros(S.PARAM_COUNT, bool)
@@ -308,6 +313,7 @@ def lip_mask() -> np.ndarray:
     return mask
 
 
+@lru_cache(maxsize=1)
 def skin_mask() -> np.ndarray:
     """(629,) bool: the colours derived from the skin (``prior.set_skin_colours``:
     face, ears, neck, shading lines, nostrils, lower lids)."""

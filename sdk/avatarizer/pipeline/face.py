@@ -315,7 +315,8 @@ class HybridFaceEstimator(ModelFaceEstimator):
         kinds = np.array(schema.KINDS[schema.FACE])
         self._geo = np.flatnonzero(mask)
         # the colours the artist measures on the photo: the skin (and its derived colours) and the lips
-        self._skin = np.flatnonzero((skin_mask() | lip_mask())[schema.FACE])
+        self._skin = np.flatnonzero(skin_mask()[schema.FACE])
+        self._lips = np.flatnonzero(lip_mask()[schema.FACE])
         self._geo_x = np.flatnonzero(mask & (kinds == "x"))
         self._geo_y = np.flatnonzero(mask & (kinds == "y"))
         # the model's own points outside the geometry (shading): carried along
@@ -361,8 +362,10 @@ class HybridFaceEstimator(ModelFaceEstimator):
             for i, f in enumerate(faces):
                 geo, has_skin, f.artist_glasses, f.glasses_cues = geos[i]
                 row = out[i]
-                if has_skin:  # the skin as measured on the lit cheek, the lips on the photo (else the model's)
+                if has_skin:  # the skin as measured on the lit cheek (else the model's)
                     row[self._skin] = geo[self._skin]
+                if f.glasses_cues and f.glasses_cues.get("lips"):  # the lips' own colour (else the model's)
+                    row[self._lips] = geo[self._lips]
                 # the model's drawing → the landmarks' drawing: least-squares affine map
                 src = np.stack([row[self._geo_x], row[self._geo_y]], 1).astype(np.float64)
                 dst = np.stack([geo[self._geo_x], geo[self._geo_y]], 1).astype(np.float64)
