@@ -223,8 +223,8 @@ MIN_LOWER_VALID = 0.6
 
 #: H's ``hair_long`` is used only when at least this share of each band beside
 #: the face (:data:`SIDE_BAND` wide, outside the cheeks' outline, from the eye
-#: line to the mouth) lies inside the photo (:func:`side_share`): the hair that hangs beside the
-#: cheeks is what tells long from short. Measured on the photos labelled by eye
+#: line to the mouth) lies inside the photo (:func:`side_share`): the hair
+#: that hangs beside the cheeks is what tells long from short. Measured on the photos labelled by eye
 #: for hair length (session 26, scratch ``/tmp/s26/tight4*.py``; docs/hair.md),
 #: each also cut as UTKFace cuts its chips (a square 1.163 face widths wide,
 #: UTKFace's median), 1.4 and 1.7 face widths wide, at the chin and 0.1 face
@@ -1857,14 +1857,14 @@ def onto_face(full, face_params) -> np.ndarray:
     within that function's bounds, and the hair is tucked under the hat again
     (:func:`avatarizer.prior.hair_under_the_hat`). Glasses, beard and
     moustache stay as fitted (the renderer centres the lenses on the eyes).
-    ``full`` itself when the two head frames are the same."""
+    ``full`` itself when the face is the same."""
     full = np.asarray(full)
     face = np.asarray(face_params)
     target = np.array(full, np.float32, copy=True)
     target[S.FACE] = face[S.FACE] if face.shape == (S.PARAM_COUNT,) else face
-    old, new = head_frame(full), head_frame(target)
-    if old == new:
+    if np.array_equal(target[S.FACE], full[S.FACE]):
         return full
+    old, new = head_frame(full), head_frame(target)
     out = np.array(full, np.float64, copy=True)
     out[GEOMETRY_INDEX] = _from_head(_to_head(out[GEOMETRY_INDEX], GEOMETRY_INDEX, old), GEOMETRY_INDEX, new)
     out[S.FACE] = target[S.FACE]

@@ -11,10 +11,11 @@ head: the drawn ratio's median is 0.79 at 0-2 years and 0.81-0.82 for
 adults (996 held-out UTKFace faces through ``Avatarizer()``).
 
 :func:`child_head` stretches what lies above the brows (skull, hair,
-forehead lines; a hat stays where it was placed) so that the head above the eye line is
-:func:`cranium_scale` times as tall: the brows, eyes and everything below
-them stay where the landmarks put them, the hair keeps covering the skull
-(it is stretched with it) and a fringe that ends at the brows still does.
+forehead lines; a hat stays where it was placed) so that the head above
+the eye line is :func:`cranium_scale` times as tall: the brows, eyes and
+everything below them stay where the landmarks put them, the hair keeps
+covering the skull (it is stretched with it) and a fringe that ends at the
+brows still does.
 The merge stage (:func:`avatarizer.pipeline.merge.merge_face`) applies it
 with the attribute regressor's age estimate or an age the app set; the
 auto-artist alone (``estimator="artist"``) has no age it could trust (its
@@ -39,8 +40,8 @@ STRETCHED = ("face", "hair_back", "hair_front", "hair_strand0", "hair_strand1", 
 
 #: the y parameters of :data:`STRETCHED`
 _Y = np.array([S.index(r["name"]) for r in S.table() if r["feature"] in STRETCHED and r["kind"] == "y"])
-#: the skull cap's top point (``face`` point 7) and the chin (point 0)
-_TOP, _CHIN = S.index("face.y7"), S.index("face.y0")
+#: the skull cap's top point (``face`` point 7)
+_TOP = S.index("face.y7")
 _HAT_TYPE, _CROWN = S.index("headwear.type"), S.index("headwear.crown")
 _BROWS = np.array([S.index(r["name"]) for r in S.table() if r["feature"] in ("brow_l", "brow_r") and r["kind"] == "y"])
 _UPPER_LIDS = np.array([S.index(r["name"]) for r in S.table()
