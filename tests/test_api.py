@@ -966,29 +966,49 @@ def test_crafted_face_metadata_and_options_are_refused_not_coerced(av, astronaut
         Avatar(avatar.params, color_order="hsv")
 
 
+def test_lips_plausible_reads_the_lip_colour_itself():
+    from avatarizer.artist.colour import lips_plausible
+    from avatarizer.artist.photo import from_lab
+
+    lab = lambda L, a, b: from_lab(np.array([L, a, b], np.float64))  # noqa: E731
+    for ok in ((55, 30, 15), (30, 20, 9), (65, 25, 25), (45, 14, 6)):  # lips: light, dark, orange-brown, pale
+        assert lips_plausible(lab(*ok)), ok
+    for bad in ((8, 0, 1.5), (50, 2, 3), (60, -20, -8), (40, 2, -30)):  # tape, grey, teal, blue
+        assert not lips_plausible(lab(*bad)), bad
+    assert not lips_plausible([np.nan, 0.5, 0.5]) and not lips_plausible([0.5, 0.5])
+
+
+def _taped(astronaut):
+    """The astronaut with a strip of dark tape over her mouth, a little wider than the lips."""
+    import cv2
+
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.landmarks import LIPS_OUTER
+
+    with FaceAligner(AlignOptions(mode="image", max_faces=1)) as al:
+        face = al.align(astronaut)
+    taped = astronaut.copy()
+    mouth = face.landmarks[list(LIPS_OUTER), :2].astype(np.int32)
+    x0, y0 = mouth.min(0) - 6
+    x1, y1 = mouth.max(0) + 6
+    cv2.rectangle(taped, (int(x0), int(y0)), (int(x1), int(y1)), (20, 20, 20), -1)
+    return taped
+
+
 def test_a_covered_mouth_keeps_the_models_lips(astronaut):
     """The lips are drawn in the photo's colour only where that colour reads
     as lips (``colour.lips_plausible``): tape over the mouth was drawn as
     black lips (a review)."""
-    import cv2
-
     from avatarizer.align import AlignOptions, FaceAligner
     from avatarizer.artist import AutoArtist
     from avatarizer.artist.core import lip_mask
     from avatarizer.artist.photo import crop_valid_mask
-    from avatarizer.landmarks import LIPS_OUTER
 
     art = AutoArtist()
     lips = lip_mask()
+    got = {}
     with FaceAligner(AlignOptions(mode="image", max_faces=1)) as al:
-        face = al.align(astronaut)
-        taped = astronaut.copy()  # a strip of dark tape over the mouth, a little wider than the lips
-        mouth = face.landmarks[list(LIPS_OUTER), :2].astype(np.int32)
-        x0, y0 = mouth.min(0) - 6
-        x1, y1 = mouth.max(0) + 6
-        cv2.rectangle(taped, (int(x0), int(y0)), (int(x1), int(y1)), (20, 20, 20), -1)
-        got = {}
-        for name, img in (("open", astronaut), ("taped", taped)):
+        for name, img in (("open", astronaut), ("taped", _taped(astronaut))):
             f = al.align(img)
             cues: dict = {}
             p, skin = art.fit_geometry_skin(f.canonical, f.crop(192), valid=crop_valid_mask(f, 192),
@@ -997,3 +1017,17 @@ def test_a_covered_mouth_keeps_the_models_lips(astronaut):
     assert got["open"][0] and got["open"][2] is not None
     assert not got["taped"][0] and got["taped"][2] is not None  # the skin still measured
     np.testing.assert_array_equal(got["taped"][1], schema.default()[lips])  # (the defaults: the caller keeps its own)
+
+
+def test_the_hybrid_keeps_the_models_lips_on_a_covered_mouth(tmp_path, astronaut):
+    from avatarizer.artist.core import lip_mask
+
+    taped = _taped(astronaut)
+    _tiny_image_to_face(tmp_path)
+    lips = lip_mask()[schema.FACE]
+    got = {}
+    for est in ("hybrid", "model"):
+        with Avatarizer(models_dir=tmp_path, device="cpu", max_faces=1, estimator=est) as a:
+            got[est] = (a.run(taped).face_params[0][lips], a.run(astronaut).face_params[0][lips])
+    np.testing.assert_allclose(got["hybrid"][0], got["model"][0], atol=1e-6)  # taped: the model's lips
+    assert np.abs(got["hybrid"][1] - got["model"][1]).max() > 0.01  # open: the photo's

@@ -182,7 +182,7 @@ class AutoArtist:
         if skin is not None and np.isfinite(skin).all():
             P.set_skin_colours(p, skin, neck=colour.NECK)
             lip = colour.measured_lip(g["photo"], lm)
-            if lip is not None and colour.lips_plausible(lip, skin):
+            if lip is not None and colour.lips_plausible(lip):
                 colour.lip_colours(self.style, p, lm, g["photo"], skin, lip=lip)
                 if cues is not None:
                     cues["lips"] = True  # (the lips' colours are the photo's)

@@ -34,8 +34,9 @@ Two interchangeable estimators implement :class:`FaceEstimator`:
   :func:`avatarizer.artist.core.geometry_mask`) and the artist's colour
   measurements (the skin on the lit upper cheek,
   :func:`avatarizer.artist.core.skin_mask`, and the lips,
-  :func:`~avatarizer.artist.core.lip_mask`; the model's where the cheeks are
-  not in the crop). The landmarks exist
+  :func:`~avatarizer.artist.core.lip_mask`, where their colour reads as lips,
+  :func:`avatarizer.artist.colour.lips_plausible`; the model's where the
+  cheeks are not in the crop or the mouth is covered). The landmarks exist
   anyway (alignment computes them); this pass is booked in ``map_decode``.
   The model's other points (its shading) follow the landmark geometry by
   the affine map between the two drawings; the artist's glasses decision is

@@ -39,8 +39,10 @@ class Face:
                                   beard network's (probability,
                                   threshold), ``goatee``, the goatee
                                   detector's (the shape of a drawn
-                                  beard), and ``bald``, the bald
-                                  detector's), or None
+                                  beard), ``bald``, the bald
+                                  detector's, and ``lips``, True where
+                                  the lips' colours are the photo's),
+                                  or None
     hair_params         hair      (80,) float32: the hair slice
     accessory_params    hair      (66,) float32: the accessories slice
     attributes          hair      the attribute regressor's decoded output
