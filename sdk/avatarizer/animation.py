@@ -1215,8 +1215,8 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
                                                                 if stamped else "a \"time_ms\", where the lines "
                                                                 "before have none") + ": stamp every line or none")
                 if t is not None and abs(t) > MAX_TIMESTAMP_MS:
-                    raise ValueError(f"{path}, line {n}: time_ms {t:g} is beyond ±{MAX_TIMESTAMP_MS:.4g} ms, where a "
-                                     "float no longer tells frames a microsecond apart")
+                    raise ValueError(f"{path}, line {n}: time_ms {t:g} is beyond ±{MAX_TIMESTAMP_MS:.4g} ms (about 142 "
+                                     "years; within it a float tells frames a microsecond apart)")
                 if t is not None and last is not None and not t > last:
                     raise ValueError(f"{path}, line {n}: time_ms {t:g} is not after the line before's ({last:g}): "
                                      "stamped lines must be in time order, each once")

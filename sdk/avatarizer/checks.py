@@ -7,9 +7,10 @@ import math
 import numpy as np
 
 #: the largest timestamp (ms, either sign) a frame may have: 2**52 microseconds, about 142
-#: years, below which a float64 of milliseconds still tells times a microsecond apart (at 1e20
-#: ms the next frame 33 ms later was the same number, refused as "not increasing");
-#: Unix-epoch milliseconds (1.8e12 in 2026) are well inside. ``align.check_timestamp`` and the
+#: years, within which a float64 of milliseconds tells times a microsecond apart (0.98 us at
+#: the bound, twice that from 2**43 ms; at 1e20 ms the next frame 33 ms later was the same
+#: number, refused as "not increasing"); Unix-epoch milliseconds (1.8e12 in 2026) are well
+#: inside. ``align.check_timestamp`` and the
 #: animation's ``time_ms`` lines refuse beyond it
 MAX_TIMESTAMP_MS = 2.0 ** 52 / 1000.0
 
