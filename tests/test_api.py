@@ -971,10 +971,13 @@ def test_lips_plausible_reads_the_lip_colour_itself():
     from avatarizer.artist.photo import from_lab
 
     lab = lambda L, a, b: from_lab(np.array([L, a, b], np.float64))  # noqa: E731
-    for ok in ((55, 30, 15), (30, 20, 9), (65, 25, 25), (45, 14, 6)):  # lips: light, dark, orange-brown, pale
+    # lips: light, dark, orange-brown, pale, pink (cool light, lipstick), a child's magenta
+    for ok in ((55, 30, 15), (30, 20, 9), (65, 25, 25), (45, 14, 6), (55, 30, -10), (50, 35, -18)):
         assert lips_plausible(lab(*ok)), ok
-    for bad in ((8, 0, 1.5), (50, 2, 3), (60, -20, -8), (40, 2, -30)):  # tape, grey, teal, blue
+    for bad in ((8, 0, 1.5), (50, 2, 3), (60, -20, -8), (40, 2, -30), (40, 30, -40)):  # tape, grey, teal, blue, purple
         assert not lips_plausible(lab(*bad)), bad
+    for rgb in ((40, 30, 24), (130, 118, 108)):  # warm-tinted black tape, a warm grey microphone
+        assert not lips_plausible(np.array(rgb) / 255.0), rgb
     assert not lips_plausible([np.nan, 0.5, 0.5]) and not lips_plausible([0.5, 0.5])
 
 

@@ -162,8 +162,9 @@ class AutoArtist:
         in the crop). The skin-derived colours (:func:`skin_mask`) are set
         when the skin is found, and the lips' colours (:func:`lip_mask`,
         :func:`colour.lip_colours`) where the lips' colour in the photo reads
-        as lips (:func:`colour.lips_plausible`: not tape, a microphone or a
-        hand over the mouth); a ``cues`` dict then gets ``"lips": True``.
+        as lips (:func:`colour.lips_plausible`: not black, grey or white
+        tape or a microphone, a teal pacifier, a black-and-white photo); a
+        ``cues`` dict then gets ``"lips": True``.
         With ``glasses`` the artist's glasses decision
         (its fitted detector over the photo's frame, tint and transparency
         cues) also fills the ``glasses`` feature, and a ``cues`` dict gets the

@@ -36,7 +36,8 @@ Two interchangeable estimators implement :class:`FaceEstimator`:
   :func:`avatarizer.artist.core.skin_mask`, and the lips,
   :func:`~avatarizer.artist.core.lip_mask`, where their colour reads as lips,
   :func:`avatarizer.artist.colour.lips_plausible`; the model's where the
-  cheeks are not in the crop or the mouth is covered). The landmarks exist
+  cheeks are not in the crop or the colour is not a lip's: tape, a grey
+  microphone, a black-and-white photo). The landmarks exist
   anyway (alignment computes them); this pass is booked in ``map_decode``.
   The model's other points (its shading) follow the landmark geometry by
   the affine map between the two drawings; the artist's glasses decision is

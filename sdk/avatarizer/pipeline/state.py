@@ -42,7 +42,8 @@ class Face:
                                   beard), ``bald``, the bald
                                   detector's, and ``lips``, True where
                                   the lips' colours are the photo's),
-                                  or None
+                                  or None; in video only on frames that
+                                  ran the face stage
     hair_params         hair      (80,) float32: the hair slice
     accessory_params    hair      (66,) float32: the accessories slice
     attributes          hair      the attribute regressor's decoded output
