@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from avatarizer import schema as S
-from avatarizer.headwear import MIN_CROWN, crown_lift
+from avatarizer.headwear import MIN_CROWN
+from avatarizer.prior import crown_lift
 from avatarizer.proportions import CRANIUM_BY_AGE, FRAME_TOP, STRETCHED, child_head, cranium_scale
 
 TOP, CHIN = S.index("face.y7"), S.index("face.y0")

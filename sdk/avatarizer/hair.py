@@ -1869,9 +1869,8 @@ def onto_face(full, face_params) -> np.ndarray:
     out[GEOMETRY_INDEX] = _from_head(_to_head(out[GEOMETRY_INDEX], GEOMETRY_INDEX, old), GEOMETRY_INDEX, new)
     out[S.FACE] = target[S.FACE]
     if round(float(out[_HAT_TYPE])) > 0:
-        brows = lambda v: float(np.concatenate([S.points(v, "brow_l"), S.points(v, "brow_r")])[:, 1].min())  # noqa: E731
-        band = S.index("headwear.band_y")
-        out[band] = float(np.clip(out[band] + brows(target) - brows(full), new[1] + 0.12, brows(target) - 0.04))
+        band, brow = S.index("headwear.band_y"), P.brow_top(target)
+        out[band] = float(np.clip(out[band] + brow - P.brow_top(full), new[1] + 0.12, brow - 0.04))
         P.hair_under_the_hat(out)
     return S.clip(out.astype(np.float32))
 

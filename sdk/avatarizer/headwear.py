@@ -262,13 +262,6 @@ def kind_of(shape: dict | None, path: Path | None = None) -> int:
 MIN_CROWN = 0.05
 
 
-def crown_lift(kind: int) -> float:
-    """How far the hat's top lies above the skull top per unit of
-    ``headwear.crown`` (above a 0.06 gap) for a hat of ``kind`` (the
-    renderer's ``avz.c``: 0.5 for a brimmed hat, 0.35 for the others)."""
-    return 0.5 if int(kind) == 3 else 0.35
-
-
 def place(p: np.ndarray, shape: dict | None, kind: int) -> None:
     """Sets, in place, ``p``'s hat (``headwear.type`` = ``kind``, 1-3) where
     the photo shows it (``shape``: :func:`shape_cues`): the band at the
@@ -287,14 +280,13 @@ def place(p: np.ndarray, shape: dict | None, kind: int) -> None:
     band, crown, width, brim = skull_top + 0.62 * hw, 0.2, 1.1, 0.2
     if shape is not None:
         cues = shape["cues"]
-        brows = np.concatenate([S.points(p, "brow_l"), S.points(p, "brow_r")]).astype(np.float64)
-        brow_av, chin_av = float(brows[:, 1].min()), float(face[0, 1])
+        brow_av, chin_av = P.brow_top(p), float(face[0, 1])
         unit_photo = max(shape["chin_y"] - shape["brow_y"], 0.3)
         unit_av = max(chin_av - brow_av, 0.3)
         to_av = lambda y: brow_av - (shape["brow_y"] - y) / unit_photo * unit_av  # noqa: E731
         band = float(np.clip(to_av(shape["band_y"]), skull_top + 0.12, brow_av - 0.04))
         ytop = to_av(shape["top_y"])
-        crown = (skull_top - 0.06 - ytop) / crown_lift(kind)
+        crown = (skull_top - P.HAT_GAP - ytop) / P.crown_lift(kind)
         if cues["top_cut"]:
             crown = max(crown, 0.2)
         crown = float(np.clip(crown, MIN_CROWN, 0.6))

@@ -93,6 +93,23 @@ def set_skin_colours(p, skin, neck: float = 0.92) -> None:
         set_rgb(p, f"eye_{side}_lower", skin * 0.6)
 
 
+def crown_lift(kind: int) -> float:
+    """How far the hat's top lies above the skull top per unit of
+    ``headwear.crown`` (above a :data:`HAT_GAP`) for a hat of ``kind`` (the
+    renderer's ``avz.c``: 0.5 for a brimmed hat, 0.35 for the others)."""
+    return 0.5 if int(kind) == 3 else 0.35
+
+
+#: the hat's top lies this far above the skull top at the least (``headwear.crown`` 0; ``avz.c``)
+HAT_GAP = 0.06
+
+
+def brow_top(p) -> float:
+    """The height of the brows' highest point (the top of either brow's
+    outline points), canonical units."""
+    return float(np.concatenate([S.points(p, "brow_l"), S.points(p, "brow_r")])[:, 1].min())
+
+
 def hat_crown(p) -> tuple[float, float, float, float]:
     """The crown the native renderer draws for ``p``'s headwear (``avz.c``,
     ``avz__headwear``): (centre x, half width, band y, top y), canonical units."""
@@ -100,7 +117,7 @@ def hat_crown(p) -> tuple[float, float, float, float]:
     kind = int(round(float(p[S.index("headwear.type")])))
     cx = 0.5 * (face[5, 0] + face[9, 0])
     half = 0.5 * abs(face[5, 0] - face[9, 0]) * float(p[S.index("headwear.width")])
-    ytop = face[7, 1] - float(p[S.index("headwear.crown")]) * (0.5 if kind == 3 else 0.35) - 0.06
+    ytop = face[7, 1] - float(p[S.index("headwear.crown")]) * crown_lift(kind) - HAT_GAP
     return cx, half, float(p[S.index("headwear.band_y")]), ytop
 
 

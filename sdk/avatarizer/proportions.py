@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import prior as P
 from . import schema as S
+from .checks import is_real
 
 #: (years, how much taller than an adult's the head is above the eye line,
 #: relative to the eye-line to chin distance): the measured medians of the
@@ -43,7 +45,6 @@ _Y = np.array([S.index(r["name"]) for r in S.table() if r["feature"] in STRETCHE
 #: the skull cap's top point (``face`` point 7)
 _TOP = S.index("face.y7")
 _HAT_TYPE, _CROWN = S.index("headwear.type"), S.index("headwear.crown")
-_BROWS = np.array([S.index(r["name"]) for r in S.table() if r["feature"] in ("brow_l", "brow_r") and r["kind"] == "y"])
 _UPPER_LIDS = np.array([S.index(r["name"]) for r in S.table()
                         if r["feature"] in ("eye_l_upper", "eye_r_upper") and r["kind"] == "y"])
 #: the skull top must lie at least this far above the brows for the stretch (else nothing moves)
@@ -59,16 +60,10 @@ def cranium_scale(age) -> float:
     """How much taller than an adult's (1) a face of ``age`` years has its
     head above the eye line (:data:`CRANIUM_BY_AGE`, interpolated, held at
     its ends; 1 for None, a bool or an age that is not a finite number)."""
-    if isinstance(age, (bool, np.bool_)):
-        return 1.0
-    try:
-        a = float(age)
-    except (TypeError, ValueError):
-        return 1.0
-    if not np.isfinite(a):
+    if not is_real(age):
         return 1.0
     t = np.asarray(CRANIUM_BY_AGE, np.float64)
-    return float(np.interp(a, t[:, 0], t[:, 1]))
+    return float(np.interp(float(age), t[:, 0], t[:, 1]))
 
 
 def child_head(params, age) -> np.ndarray:
@@ -93,7 +88,7 @@ def child_head(params, age) -> np.ndarray:
     that does not lie :data:`MIN_SPAN` above the brows, unchanged."""
     p = S.clip(params).astype(np.float64)
     s = cranium_scale(age)
-    eye, top, brow = float(p[_UPPER_LIDS].mean()), float(p[_TOP]), float(p[_BROWS].min())
+    eye, top, brow = float(p[_UPPER_LIDS].mean()), float(p[_TOP]), P.brow_top(p)
     if s <= 1.0 or not brow - top >= MIN_SPAN or not eye > brow:
         return p.astype(np.float32)
     kind = int(round(float(p[_HAT_TYPE])))
@@ -101,18 +96,16 @@ def child_head(params, age) -> np.ndarray:
     k = (brow - (eye - s * (eye - top))) / (brow - top)
     k = min(k, (brow - FRAME_TOP) / (brow - float(y.min())))  # the highest stretched point stops at the edge
     if kind > 0:
-        from .headwear import MIN_CROWN, crown_lift
+        from .headwear import MIN_CROWN
 
-        lift = crown_lift(kind)
-        hat_top = top - 0.06 - p[_CROWN] * lift  # (avz.c's hat top)
+        lift = P.crown_lift(kind)
+        hat_top = P.hat_crown(p)[3]
         # the lowest top the hat may have lies this far over the skull top: it stops at the edge too
-        k = min(k, (brow - FRAME_TOP - (0.06 + MIN_CROWN * lift)) / (brow - top))
+        k = min(k, (brow - FRAME_TOP - (P.HAT_GAP + MIN_CROWN * lift)) / (brow - top))
     if not k > 1.0:
         return p.astype(np.float32)
     p[_Y] = np.where(y < brow, brow - k * (brow - y), y)
     if kind > 0:
-        from .prior import hair_under_the_hat
-
-        p[_CROWN] = max((p[_TOP] - 0.06 - hat_top) / lift, MIN_CROWN)
-        hair_under_the_hat(p)
+        p[_CROWN] = max((p[_TOP] - P.HAT_GAP - hat_top) / lift, MIN_CROWN)
+        P.hair_under_the_hat(p)
     return S.clip(p.astype(np.float32))
