@@ -685,6 +685,40 @@ def test_a_variable_frame_rate_video_keeps_its_timing(tmp_path, counter, capsys)
     n = min(len(got), len(want))
     diff = [float(np.abs(got[k] - want[k]).mean()) for k in range(n)]
     assert max(diff) < 6, [round(d, 1) for d in diff]
+    # the sound lasts as long as the picture: this file's header ends its video at 1.52 s, before its
+    # last frame (1.8 s), and the sound was cut there (1.53 s of it under a 1.84 s picture)
+    assert float(_ffprobe(vfr, "stream=duration")[0]) < 1.6
+    picture = float(_ffprobe(out, "stream=duration")[0])
+    assert picture > 1.8 and float(_ffprobe(out, "stream=duration", "a:0")[0]) == pytest.approx(picture, abs=0.05)
+
+
+def test_an_animation_of_a_variable_frame_rate_video_keeps_its_frames(tmp_path, capsys):
+    """``video -o OUT.json`` without ``--fps`` takes the rate every frame time
+    fits (25 fps here), as the mp4 output does, not OpenCV's average rate
+    (under 20 fps), which resampled the dense first half and dropped frames."""
+    vfr = tmp_path / "vfr.mp4"  # 2 s of a face: 25 fps for 1 s, then 5 fps
+    _ffmpeg("-i", need_shared("data", "video", "d11.mp4"), "-t", "2", "-vf",
+            r"scale=256:256,select='lt(t\,1)+not(mod(n\,5))'", "-fps_mode", "vfr", "-c:v", "libx264",
+            "-preset", "veryfast", "-an", vfr)
+    cap = cv2.VideoCapture(str(vfr))
+    average = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    assert average < 20  # (the rate OpenCV reports)
+    assert _main("video", vfr, "-o", tmp_path / "a.json") == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "a.json").read_text())["fr"] == pytest.approx(25)
+    assert "at 25 fps" in capsys.readouterr().out
+
+
+def test_the_sound_limit_allows_for_a_variable_rate_header():
+    from avatarizer.videoio import SOUND_SLACK_S, Probe
+
+    cfr = Probe(rate="25/1", base_rate="25/1", duration=2.0)
+    vfr = Probe(rate="375/19", base_rate="25/1", duration=1.52)
+    assert not cfr.variable_rate and vfr.variable_rate
+    assert cfr.sound_limit(0.5) == pytest.approx(2.5)  # the video's start on the file's clock, then its length
+    assert vfr.sound_limit(0.0) == pytest.approx(1.52 + SOUND_SLACK_S)
+    assert Probe(rate="25/1").sound_limit(0.0) is None  # no length known: all of the sound, cut on close
+    assert not Probe(rate="bad", base_rate="25/1").variable_rate
 
 
 @pytest.mark.parametrize("out", ["o.mp4", "o.json"])

@@ -591,6 +591,18 @@ def _file_tracker():
     return TrackerOptions(identity_worker="inline")
 
 
+def _frame_rate(rate, fallback: float | None) -> float | None:
+    """A frame rate given as a rational string ("30000/1001") or a number, as
+    a float; ``fallback`` when it is None, not a rate, or not in (0, 1000]."""
+    from fractions import Fraction
+
+    try:
+        r = float(Fraction(rate)) if isinstance(rate, str) else float(rate)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return fallback
+    return r if 0 < r <= 1000 else fallback
+
+
 def _video_start(info) -> float:
     """Seconds from the file's start to its video's first frame (a video that
     starts after its sound); a longer offset than MAX_FRAME_GAP_S is taken as
@@ -831,7 +843,7 @@ def _video(args) -> int:
             encoder = videoio.H264Writer(
                 partial, size, out_rate, audio_from=inp, audio_codec=info.audio_codec, bitrate=bitrate,
                 max_seconds=start + args.max_seconds if args.max_seconds else None,
-                duration=start + info.duration if info.duration else None)
+                duration=info.sound_limit(start))
             write = encoder.write
         else:
             writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), rate_f, size)
@@ -1067,14 +1079,17 @@ def _video_animation(args) -> int:
     from .api import Avatarizer
 
     cap, frame, src_fps, count, limit, total = _open_video(inp, args.max_seconds)
-    fps = float(args.fps or src_fps)
+    from . import videoio
+
+    info = videoio.probe(inp)
+    # default: the rate an mp4 output is written at (a variable-frame-rate input's base rate, where every
+    # frame time fits, not OpenCV's average rate: 18.75 fps resampled a 30 fps phone clip's frames)
+    src_rate = _frame_rate(info.output_rate(), src_fps)
+    fps = float(args.fps or src_rate)
     anim = make(fps)
     frames: list = []  # parameters per input frame (None: no face yet)
     times: list = []  # each input frame's time, seconds after the first one's
     params_out = None
-    from . import videoio
-
-    info = videoio.probe(inp)
     clock = _Clock(cap, src_fps, _video_start(info), info.duration)
     try:
         params_out = _params_output(args, inp)
@@ -1098,7 +1113,7 @@ def _video_animation(args) -> int:
             raise CLIError(f"{which} found in any of the {done} frames of {inp}")
         frames = [first if p is None else p for p in frames]
         # (the animation starts with the video's first frame)
-        shown = _resampled(frames, [t - times[0] for t in times], 1.0 / src_fps, fps, " or --max-seconds")
+        shown = _resampled(frames, [t - times[0] for t in times], 1.0 / src_rate, fps, " or --max-seconds")
         n_out = len(shown)
         anim.extend(shown)
         st = _write_animation(anim, out, args.overwrite, inp)
@@ -1325,7 +1340,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--params", metavar="OUT.jsonl",
                    help='also write one JSON line per frame, {"frame": N, "time_ms": T, "face": true|false, '
                         '"params": [629 numbers] or null where the frame shows no avatar}')
-    _animation_arguments(v, fps_help="frame rate of a .json/.svg animation (default: the video's)",
+    _animation_arguments(v, fps_help="frame rate of a .json/.svg animation (default: the video's; a "
+                         "variable-frame-rate video's base rate, as for an mp4)",
                          size_help="OUT.mp4: the output frame's longer side in pixels (side by side: of "
                                    "both panels together), the other side in proportion, both even "
                                    "(default: the input's size); OUT.json|OUT.svg: the animation's width "

@@ -126,6 +126,26 @@ class Probe:
             return self.base_rate
         return self.rate
 
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the frames come at a variable rate: the average rate below
+        the rate every frame time fits (``r_frame_rate``)."""
+        try:
+            return bool(self.rate and self.base_rate and Fraction(self.rate) < Fraction(self.base_rate))
+        except (ValueError, ZeroDivisionError):
+            return False
+
+    def sound_limit(self, start: float) -> float | None:
+        """Seconds of sound, on the file's clock, that a video made of all
+        the input's frames needs (the writer's ``duration``): ``start`` (where
+        the caller places the video's first frame) plus the video's announced
+        length, and :data:`SOUND_SLACK_S` more for a variable frame rate,
+        whose header may end the video before its last frame; None when the
+        length is not known."""
+        if self.duration is None:
+            return None
+        return start + self.duration + (SOUND_SLACK_S if self.variable_rate else 0.0)
+
 
 def probe(path: Path) -> Probe:
     """The input's size, frame rate, video bitrate and sound codec (empty
@@ -270,17 +290,27 @@ def _int(v) -> int | None:
     return i if i > 0 else None
 
 
+#: how much sound past a variable-frame-rate video's announced length ``video``
+#: asks :class:`H264Writer` for (:meth:`Probe.sound_limit`): such a file's
+#: header may end the video before its last frame (4.8 s announced, the last
+#: frame at 4.9 s: the sound was cut 0.13 s before the picture's end); the
+#: writer cuts what outlasts the frames written
+SOUND_SLACK_S = 1.0
+
+
 class H264Writer:
     """Writes BGR uint8 frames of ``size`` (width, height) to ``path`` as
     H.264/yuv420p MP4 at ``rate`` frames per second, with the sound track of
     ``audio_from`` (limited to ``max_seconds`` and to ``duration``, the
-    video's length, when given), through one ``ffmpeg`` process. A sound
-    track shorter than the picture ends early: the video is whole. Fewer
-    frames than ``duration`` promised (a damaged input that stopped
-    decoding early) leave the sound longer than the picture: :meth:`close`
-    then cuts it to the frames written, in a second, copying pass (no
-    re-encoding). ``path`` should be a fresh temporary file: ffmpeg
-    writes it in place. Call :meth:`close` to finish (raises
+    video's expected end: :meth:`Probe.sound_limit`), through one
+    ``ffmpeg`` process. The sound ends with the picture: a sound track
+    shorter than the picture ends early (the video is whole); one that
+    outlasts the frames written (a longer sound track, a damaged input that
+    stopped decoding early, a header that announced less video than its
+    frames hold) is cut to them by :meth:`close` in a second, copying pass
+    (no re-encoding), which ffmpeg cannot do in the first: it does not know
+    how many frames will come. ``path`` should be a fresh temporary file:
+    ffmpeg writes it in place. Call :meth:`close` to finish (raises
     :class:`VideoWriteError` when ffmpeg failed) or :meth:`abort` to stop it."""
 
     def __init__(self, path: Path, size: tuple[int, int], rate: str | float, *, audio_from: Path | None = None,
@@ -354,8 +384,12 @@ class H264Writer:
         self._err.close()
         seconds = self.frames / self._rate
         if self._sound and self.frames:
-            # the sound asked for, or (no length known) the sound written, longer than the frames
-            sound = self._sound_until if self._sound_until is not None else _sound_seconds(self.path)
+            # the sound written (the sound asked for where it cannot be measured), longer than the frames
+            sound = _sound_seconds(self.path)
+            if sound is None:
+                sound = self._sound_until
+            elif self._sound_until is not None:
+                sound = min(sound, self._sound_until)
             if sound is not None and seconds < sound - 0.5 / self._rate:
                 self._cut_sound(seconds)
 
