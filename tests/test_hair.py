@@ -753,3 +753,33 @@ def test_video_attributes_say_what_the_tracker_draws():
     app = {"glasses": {"value": "none", "probability": 1.0, "source": "app"}}
     assert HR.attributes_as_drawn(app, p)["glasses"]["value"] == "none"
     assert HR.attributes_as_drawn(None, p) is None
+
+
+def _with_back_hair_reaching(y: float) -> np.ndarray:
+    p = S.default()
+    col = S.FEATURES["hair_back"].points.start
+    for j in HR._BACK_LOW_POINTS:
+        p[col + 2 * j + 1] = y
+    return p
+
+
+def test_video_attributes_say_the_hair_length_drawn():
+    """The stream keeps its hairstyle over refreshes, and between H's length
+    gates the silhouette picks it: the attributes report the length of the
+    style drawn (with the refresh's probability of it), not the refresh's
+    reading, which said the other length on 221 of d3's 354 frames; a
+    length the app set stays."""
+    long_, short = _with_back_hair_reaching(0.9), _with_back_hair_reaching(0.1)
+    assert HR.drawn_length(long_) == "long" and HR.drawn_length(short) == "short"
+    bald = long_.copy()
+    bald[S.index("hair_style.layers")] = 0.0
+    assert HR.drawn_length(bald) == "short"  # no hair drawn
+    def read_long():
+        return {"hair_length": {"value": "long", "probability": 0.7}}
+
+    assert HR.attributes_as_drawn(read_long(), short)["hair_length"] == {
+        "value": "short", "probability": pytest.approx(0.3), "decided_by": "the hairstyle drawn"}
+    assert HR.attributes_as_drawn(read_long(), long_) == read_long()
+    app = {"hair_length": {"value": "long", "probability": 1.0, "source": "app"}}
+    assert HR.attributes_as_drawn(app, short)["hair_length"]["value"] == "long"
+    assert "hair_length" not in HR.attributes_as_drawn({}, short)  # none reported (no length read): none added

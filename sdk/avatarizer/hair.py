@@ -60,6 +60,7 @@ __all__ = [
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
     "cheek_skin_lab", "region_classifier_reads",
     "steady_style", "steady_beard_style", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn",
+    "drawn_length",
     "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
@@ -428,14 +429,19 @@ def public_attributes(attributes: Mapping) -> dict:
 
 def attributes_as_drawn(public: dict | None, params) -> dict | None:
     """``public`` (:func:`public_attributes` of the last identity refresh)
-    with the glasses and headwear values of what ``params`` draws (in place,
-    returned): in video mode the drawing keeps each categorical parameter at
-    its most frequent recent value (``video.Tracker``), so a refresh that
-    reads the glasses away is not drawn at once, and the attributes said
-    "none" beside drawn glasses on 25-44 of d12's 183 frames. A value that
-    differs from the refresh's gets that refresh's probability of it and
-    ``"decided_by": "kept from earlier refreshes"``; values the app set are
-    left as set (the drawing follows them)."""
+    with the glasses, headwear and hair length values of what ``params``
+    draws (in place, returned): in video mode the drawing keeps each
+    categorical parameter at its most frequent recent value
+    (``video.Tracker``), so a refresh that reads the glasses away is not
+    drawn at once, and the attributes said "none" beside drawn glasses on
+    25-44 of d12's 183 frames. A value that differs from the refresh's gets
+    that refresh's probability of it and ``"decided_by": "kept from earlier
+    refreshes"``; the hair length is that of the hairstyle shown
+    (:func:`drawn_length`; the stream keeps its style over refreshes,
+    :func:`steady_style`, and H's reading between the length gates leaves
+    the style to the silhouette: it said the other length on 221 of d3's 354
+    frames and 126 of d11's 225), ``"decided_by": "the hairstyle drawn"``.
+    Values the app set are left as set (the drawing follows them)."""
     if public is None:
         return None
     p = np.asarray(params).reshape(-1)
@@ -458,7 +464,23 @@ def attributes_as_drawn(public: dict | None, params) -> dict | None:
     elif h is not None and not hat:
         h.pop("kind", None)
         h.pop("kind_probabilities", None)
+    n = public.get("hair_length")
+    drawn = drawn_length(p)
+    if n is not None and n.get("source") != "app" and n["value"] != drawn:
+        n["value"], n["probability"] = drawn, 1.0 - float(n["probability"])
+        n["decided_by"] = "the hairstyle drawn"
     return public
+
+
+def drawn_length(params) -> str:
+    """``"long"`` or ``"short"``: the length of the hair ``params`` draw, as
+    :meth:`HairBank.drawn_long` tells the bank's styles apart (the back
+    hair's ``length`` attribute, :func:`hair_attributes_from_params`, at
+    least 0.5); no hair is short."""
+    p = np.asarray(params, np.float32).reshape(-1)
+    if float(p[S.index("hair_style.layers")]) <= 0:
+        return "short"
+    return "long" if float(hair_attributes_from_params(p)[0]) >= 0.5 else "short"
 
 
 def _public_view(a: Mapping) -> dict:
