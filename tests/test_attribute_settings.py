@@ -397,6 +397,30 @@ def test_a_set_age_draws_age_lines_only(av):
         assert a.attributes["hair_colour"] == base.attributes["hair_colour"]
 
 
+def test_child_head_false_keeps_adult_proportions(av):
+    """``Avatarizer(child_head=False)``: a child's age draws its age lines
+    (none) but not the taller head; the default draws it; the option is
+    checked."""
+    from avatarizer import load_image
+    from avatarizer.proportions import STRETCHED
+
+    from conftest import need_shared
+
+    img = load_image(need_shared("data", "faces", "ffhq128-labelled", "69030.jpg"))
+    ys = [S.index(n) for n in S.NAMES if n.split(".")[0] in STRETCHED and S.KINDS[S.index(n)] == "y"]
+    tall = av.from_frame(img, attributes={"age": 2}).params
+    adult = av.from_frame(img, attributes={"age": 30}).params
+    with Avatarizer(child_head=False) as flat:
+        kept = flat.from_frame(img, attributes={"age": 2}).params
+        assert flat.options.child_head is False
+    top = S.index("face.y7")  # the skull's top
+    assert tall[top] < kept[top] - 0.05  # the default: taller above the brows
+    np.testing.assert_allclose(kept[ys], adult[ys], atol=1e-6)  # not stretched: as an adult's
+    for bad in ("no", 0, None):
+        with pytest.raises(ValueError, match="child_head"):
+            Avatarizer(child_head=bad)
+
+
 def test_options_attributes_are_a_read_only_copy():
     mine = {"glasses": "sunglasses"}
     with Avatarizer(attributes=mine) as av:
@@ -445,3 +469,28 @@ def test_a_face_cut_by_the_frame_edge_gets_no_hat_from_its_replicated_border():
         assert "decided_by" not in whole.attributes["headwear"]
         hat = av.from_frame(cut, attributes={"headwear": True})
         assert hat["headwear.type"] > 0 and hat.attributes["headwear"]["source"] == "app"
+
+
+def test_cli_no_child_head_reaches_the_option(tmp_path, monkeypatch):
+    """``--no-child-head`` (image, video, live) is ``Avatarizer(child_head=False)``."""
+    from PIL import Image
+
+    from avatarizer import api, cli
+
+    seen = []
+
+    class Spy(api.Avatarizer):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("child_head"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(api, "Avatarizer", Spy)
+    photo = tmp_path / "p.png"
+    Image.fromarray(sample_photo()).save(photo)
+    assert cli.main(["image", str(photo), "-o", str(tmp_path / "a.png"), "--no-child-head"]) == 0
+    assert cli.main(["image", str(photo), "-o", str(tmp_path / "b.png")]) == 0
+    assert seen == [False, True]
+    parser = cli.build_parser()
+    for argv in (["video", "in.mp4", "-o", "o.mp4"], ["live", "0"]):
+        assert parser.parse_args(argv + ["--no-child-head"]).child_head is False
+        assert parser.parse_args(argv).child_head is True

@@ -164,3 +164,5 @@ def test_merge_draws_a_childs_head_from_the_age():
     assert child[TOP] < adult[TOP]
     np.testing.assert_array_equal(child, child_head(age_lines(S.clip(p), 2.0), 2.0))
     np.testing.assert_array_equal(adult, age_lines(S.clip(p), 40.0))
+    F.attributes = {"age": 2.0}
+    np.testing.assert_array_equal(merge_face(F, child=False), age_lines(S.clip(p), 2.0))  # Options.child_head

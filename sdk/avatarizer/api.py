@@ -119,6 +119,11 @@ class Options:
             adds to it per call. ``Avatar.attributes`` reports a set value
             with probability 1 and ``"source": "app"``. Needs the attribute
             regressor (the shipped models; not ``estimator="artist"``).
+        child_head: draw a child's head taller above the brows, by its age
+            (H's estimate or an ``"age"`` the app set), as children's heads
+            are (:func:`avatarizer.proportions.child_head`; default True);
+            False keeps every head at the adult proportions. Where there is
+            no age (``estimator="artist"``) nothing is stretched either way.
     """
 
     backend: str = "onnxruntime"
@@ -134,6 +139,7 @@ class Options:
     models_dir: str | Path | None = None
     exaggeration: float | None = None
     attributes: Mapping[str, Any] | None = None
+    child_head: bool = True
 
     def validate(self) -> None:
         """Raises ``ValueError`` with a plain sentence for any bad option."""
@@ -157,6 +163,8 @@ class Options:
                               or not 0.5 <= float(e) <= 2.0):
             raise ValueError(f"exaggeration must be None or a number in [0.5, 2], got {e!r}.")
         check_settings(self.attributes)
+        if not isinstance(self.child_head, (bool, np.bool_)):
+            raise ValueError(f"child_head must be True or False, got {self.child_head!r:.40}.")
         Smoothing.coerce(self.smoothing)
         if not isinstance(self.tracker, TrackerOptions):
             raise ValueError(f"tracker must be a TrackerOptions, got {type(self.tracker).__name__}.")

@@ -368,7 +368,7 @@ def _image(args) -> int:
         photo = load_image(inp)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    with Avatarizer(estimator=args.estimator, exaggeration=args.exaggeration,
+    with Avatarizer(estimator=args.estimator, exaggeration=args.exaggeration, child_head=args.child_head,
                     max_faces=max(4, args.face + 1), attributes=dict(args.set or ())) as av:
         _check_stop()  # a stop signal that came while the models loaded
         avatar = av.from_frame(photo, face_index=args.face)
@@ -854,7 +854,7 @@ def _video(args) -> int:
         clock, frames_out = _Clock(cap, fps, start, info.duration), _ConstantRate(write, rate_f)
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
-                            exaggeration=args.exaggeration, max_faces=args.face + 1,
+                            exaggeration=args.exaggeration, child_head=args.child_head, max_faces=args.face + 1,
                             attributes=dict(args.set or ()), tracker=_file_tracker()) as av:
                 _check_stop()  # a stop signal that came while the models loaded
                 t0 = time.perf_counter()  # after model loading: fps is frames per second of work
@@ -1096,7 +1096,7 @@ def _video_animation(args) -> int:
         t0 = time.perf_counter()
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
-                            exaggeration=args.exaggeration, max_faces=args.face + 1,
+                            exaggeration=args.exaggeration, child_head=args.child_head, max_faces=args.face + 1,
                             attributes=dict(args.set or ()), tracker=_file_tracker()) as av:
                 _check_stop()  # a stop signal that came while the models loaded
                 walk = _VideoWalk(cap, frame, clock, args.max_seconds, total, t0)
@@ -1233,7 +1233,7 @@ def _live(args) -> int:
         cap = _upright(cap)  # a phone video's rotation applied
     try:
         with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
-                        exaggeration=args.exaggeration, max_faces=args.face + 1,
+                        exaggeration=args.exaggeration, child_head=args.child_head, max_faces=args.face + 1,
                         attributes=dict(args.set or ())) as av:
             _check_stop()  # a stop signal that came while the models loaded
             res = live.run(av, cap, source, side=args.layout == "side-by-side", face=args.face,
@@ -1441,6 +1441,8 @@ def _set_argument(p) -> None:
                         "glasses=none|reading|sunglasses, beard|moustache|headwear|bald=yes|no, "
                         "hair_colour=black|brown|blond|red|gray, hair_length=long|short, age=YEARS, "
                         "skin_tone=1..10 (Monk scale)")
+    p.add_argument("--no-child-head", dest="child_head", action="store_false",
+                   help="draw a child's head at adult proportions (default: taller above the brows, by age)")
 
 
 from .checks import float_arg  # noqa: E402 (light: the package has numpy loaded already)

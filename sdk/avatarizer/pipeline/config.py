@@ -55,6 +55,8 @@ class Resolved:
     render_size: int = 256
     render_background: Any = None
     exaggeration: float | None = None
+    #: a child's head drawn taller above the brows (the merge stage; ``Options.child_head``)
+    child_head: bool = True
 
     @property
     def precision_resolved(self) -> str:
@@ -211,7 +213,7 @@ def resolve(options, *, render_size: int = 256, render_background: Any = None):
         tracker=o.tracker, models_dir=o.models_dir, estimator_reason=reason, providers=providers,
         manifest=manifest, face_entries=entries, attributes_entry=attrs, render_size=int(render_size),
         render_background=render_background,
-        exaggeration=None if o.exaggeration is None else float(o.exaggeration))
+        exaggeration=None if o.exaggeration is None else float(o.exaggeration), child_head=bool(o.child_head))
     return resolved, estimator
 
 

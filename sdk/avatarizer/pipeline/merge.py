@@ -10,7 +10,8 @@ with the colours :func:`avatarizer.prior.set_skin_colours` derives from the skin
 lids, the lips' skin blend and a buzz cut's colour keep the measured skin's) and
 :func:`avatarizer.hair.age_lines` (nasolabial, under-eye and forehead lines
 from its age estimate) and :func:`avatarizer.proportions.child_head` (a
-child's head drawn taller above the brows, by that age).
+child's head drawn taller above the brows, by that age; not with
+``Options.child_head`` False).
 In video mode the merged raw parameters of the tracked face (``face_index``) go
 through the stream's :class:`avatarizer.video.Tracker` (``state.stream.tracker``;
 steady identity, live expressions and pose, smoothed transform),
@@ -37,8 +38,9 @@ from .hair import SKIN_RGB
 from .state import FrameState
 
 
-def merge_face(f) -> np.ndarray:
-    """The (629,) valid parameters of one :class:`~avatarizer.pipeline.state.Face`."""
+def merge_face(f, child: bool = True) -> np.ndarray:
+    """The (629,) valid parameters of one :class:`~avatarizer.pipeline.state.Face`
+    (``child``: a child's head drawn taller, ``Options.child_head``)."""
     params = schema.clip(np.concatenate([f.face_params, f.hair_params, f.accessory_params]))
     tone = f.attributes.get("skin_tone") if f.attributes else None
     if tone is not None:  # the skin's lightness within H's skin tone band (avatarizer.skintone)
@@ -49,19 +51,25 @@ def merge_face(f) -> np.ndarray:
             set_skin_colours(params, toned, neck=NECK)
     age = f.attributes.get("age") if f.attributes else None
     if age is not None:  # age lines and a child's taller head from the age estimate (or the app's age)
-        params = child_head(age_lines(params, age), age)
+        params = age_lines(params, age)
+        if child:
+            params = child_head(params, age)
     return params
 
 
 class MergeStage(Stage):
     name = "merge"
 
+    def prepare(self, options) -> None:
+        super().prepare(options)
+        self.child = bool(options.child_head)
+
     def run(self, state: FrameState) -> None:
         with state.timer(self.name):
             stream = state.stream
             if stream is None:  # image mode
                 for f in state.faces:
-                    f.params = merge_face(f)
+                    f.params = merge_face(f, self.child)
                 return
             if not state.faces:
                 state.tracked = stream.tracker.miss(state.timestamp_ms)
@@ -73,7 +81,7 @@ class MergeStage(Stage):
             if memo is not None and all(a is b for a, b in zip(memo[0][:4], parts[:4])) and memo[0][4] == parts[4]:
                 f.params = memo[1]
             else:
-                f.params = merge_face(f)
+                f.params = merge_face(f, self.child)
                 f.params.setflags(write=False)
                 # only arrays nobody writes to are remembered (the identity stage's answers)
                 frozen = all(not a.flags.writeable for a in parts[:3])
