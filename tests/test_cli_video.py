@@ -709,16 +709,53 @@ def test_an_animation_of_a_variable_frame_rate_video_keeps_its_frames(tmp_path, 
     assert "at 25 fps" in capsys.readouterr().out
 
 
-def test_the_sound_limit_allows_for_a_variable_rate_header():
-    from avatarizer.videoio import SOUND_SLACK_S, Probe
+def test_a_variable_rate_header_bounds_neither_the_sound_nor_the_frames():
+    from avatarizer.videoio import Probe
 
-    cfr = Probe(rate="25/1", base_rate="25/1", duration=2.0)
-    vfr = Probe(rate="375/19", base_rate="25/1", duration=1.52)
+    cfr = Probe(rate="25/1", base_rate="25/1", duration=2.0, file_duration=3.0)
+    vfr = Probe(rate="375/19", base_rate="25/1", duration=1.52, file_duration=2.0)
     assert not cfr.variable_rate and vfr.variable_rate
     assert cfr.sound_limit(0.5) == pytest.approx(2.5)  # the video's start on the file's clock, then its length
-    assert vfr.sound_limit(0.0) == pytest.approx(1.52 + SOUND_SLACK_S)
-    assert Probe(rate="25/1").sound_limit(0.0) is None  # no length known: all of the sound, cut on close
+    assert cfr.video_end(0.5) == pytest.approx(2.5)
+    # variable rate: all of the sound (cut to the frames written), frames up to the file's length
+    assert vfr.sound_limit(0.0) is None and vfr.video_end(0.0) == pytest.approx(2.0)
+    assert Probe(rate="25/1").sound_limit(0.0) is None and Probe(rate="25/1").video_end(0.0) is None
     assert not Probe(rate="bad", base_rate="25/1").variable_rate
+
+
+def test_sound_that_starts_late_still_ends_with_the_picture(tmp_path, counter, capsys):
+    """A variable-frame-rate video whose sound starts 0.5 s in: the sound
+    written is cut where the picture ends, measured from where it starts (its
+    length alone was taken for its end: 0.5 s of sound past the picture)."""
+    sound = tmp_path / "s.m4a"  # 1.5 s: shorter than the picture, but it ends after it (at 2 s)
+    _ffmpeg("-f", "lavfi", "-i", "sine=duration=1.5", "-c:a", "aac", sound)
+    vfr = tmp_path / "vfr.mp4"  # 25 fps for 1 s, then 5 fps (1.84 s); the sound from 0.5 s
+    _ffmpeg("-i", counter, "-itsoffset", "0.5", "-i", sound, "-map", "0:v", "-map", "1:a", "-vf",
+            r"select='lt(t\,1)+not(mod(n\,5))'", "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "veryfast",
+            "-c:a", "copy", vfr)
+    out = tmp_path / "o.mp4"
+    assert _main("video", vfr, "-o", out) == 0, capsys.readouterr().err
+    picture = float(_ffprobe(out, "stream=duration")[0])
+    start, length = (float(v) for v in _ffprobe(out, "stream=start_time,duration", "a:0")[0].split(","))
+    assert start > 0.3 and start + length == pytest.approx(picture, abs=0.05), (start, length, picture)
+
+
+def test_a_sparse_variable_rate_tail_keeps_its_frames_and_sound(tmp_path, counter, capsys):
+    """25 fps for 1 s, then a frame a second: the header ends the video well
+    before its last frame (review: 6.1 s announced, the last frame at 8 s),
+    and the last frames were taken for broken times and the sound cut short."""
+    long_ = tmp_path / "long.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=256x256:rate=25:duration=6", "-f", "lavfi", "-i",
+            "sine=duration=6", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", long_)
+    vfr = tmp_path / "vfr.mp4"
+    _ffmpeg("-i", long_, "-vf", r"select='lt(t\,1)+not(mod(n\,25))'", "-fps_mode", "vfr", "-c:v", "libx264",
+            "-preset", "veryfast", "-c:a", "copy", vfr)
+    assert float(_ffprobe(vfr, "stream=duration")[0]) < 4.5  # (the header's video length)
+    out = tmp_path / "o.mp4"
+    assert _main("video", vfr, "-o", out) == 0, capsys.readouterr().err
+    picture = float(_ffprobe(out, "stream=duration")[0])
+    assert picture > 5.0  # the last frame at 5 s kept its time
+    assert float(_ffprobe(out, "stream=duration", "a:0")[0]) == pytest.approx(picture, abs=0.05)
 
 
 @pytest.mark.parametrize("out", ["o.mp4", "o.json"])
@@ -843,7 +880,7 @@ def test_clock_keeps_a_long_pause_and_refuses_wild_times():
 
     times = [0, 40, 80, 14_000, 14_040, 9e9, 14_120]
     cap = _FakeCap(times)
-    clock = _Clock(cap, 25.0, 0.0, duration=16.0)
+    clock = _Clock(cap, 25.0, 0.0, end=16.0)
     got = []
     for _ in times:
         cap.read()

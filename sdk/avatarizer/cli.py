@@ -636,14 +636,16 @@ class _Clock:
     video's start offset after the sound included): OpenCV's position of the
     frame just read, kept increasing (a missing, repeated or wild timestamp
     becomes one frame interval after the previous one). A timestamp is wild
-    when it lies beyond the video's length (``duration``, from the file's
-    header, plus a second) or, when that is unknown, more than
+    when it lies a second beyond ``end``, where the video ends on the file's
+    clock by its header (:meth:`avatarizer.videoio.Probe.video_end`: for a
+    variable frame rate, the file's whole length when later) or, when that
+    is unknown, more than
     ``MAX_FRAME_GAP_S`` after the previous frame: a real pause in a
     variable-frame-rate video (12 s without a frame) keeps its timing."""
 
-    def __init__(self, cap, fps: float, start: float = 0.0, duration: float | None = None):
+    def __init__(self, cap, fps: float, start: float = 0.0, end: float | None = None):
         self.cap, self.step, self.start, self.last = cap, 1.0 / fps, start, None
-        self.end = None if not duration else start + float(duration) + 1.0
+        self.end = None if not end else float(end) + 1.0
 
     def _plausible(self, t: float, after: float) -> bool:
         if not math.isfinite(t) or t <= after:
@@ -851,7 +853,7 @@ def _video(args) -> int:
                 raise CLIError(f"could not open {out} for writing an mp4 video")
             write = writer.write
         params_out = _params_output(args, inp)
-        clock, frames_out = _Clock(cap, fps, start, info.duration), _ConstantRate(write, rate_f)
+        clock, frames_out = _Clock(cap, fps, start, info.video_end(start)), _ConstantRate(write, rate_f)
         try:
             with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                             exaggeration=args.exaggeration, child_head=args.child_head, max_faces=args.face + 1,
@@ -1090,7 +1092,8 @@ def _video_animation(args) -> int:
     frames: list = []  # parameters per input frame (None: no face yet)
     times: list = []  # each input frame's time, seconds after the first one's
     params_out = None
-    clock = _Clock(cap, src_fps, _video_start(info), info.duration)
+    start = _video_start(info)
+    clock = _Clock(cap, src_fps, start, info.video_end(start))
     try:
         params_out = _params_output(args, inp)
         t0 = time.perf_counter()

@@ -112,6 +112,8 @@ class Probe:
     #: frames of the video stream by its own count or its own duration; None when
     #: only the file's duration is known (MKV, WebM: a longer sound track in it too)
     video_frames: int | None = None
+    #: seconds of the whole file (its longest stream), None when it does not say
+    file_duration: float | None = None
 
     def output_rate(self) -> str:
         """The constant frame rate to write a video at (``rate``, or the base
@@ -139,12 +141,27 @@ class Probe:
         """Seconds of sound, on the file's clock, that a video made of all
         the input's frames needs (the writer's ``duration``): ``start`` (where
         the caller places the video's first frame) plus the video's announced
-        length, and :data:`SOUND_SLACK_S` more for a variable frame rate,
-        whose header may end the video before its last frame; None when the
-        length is not known."""
+        length; None (all of the sound, which the writer cuts to the frames
+        written) when that length is not known or the frame rate varies: a
+        variable-frame-rate file's header may end the video before its last
+        frame (4.8 s announced, the last frame at 4.9 s; 6.1 s announced and
+        the last at 8 s after a second-long gap)."""
+        if self.duration is None or self.variable_rate:
+            return None
+        return start + self.duration
+
+    def video_end(self, start: float) -> float | None:
+        """The latest time, on the file's clock, the video's frames can
+        plausibly have (a later timestamp is broken): ``start`` plus its
+        announced length; with a variable frame rate, the file's whole
+        length when that is later (see :meth:`sound_limit`); None when not
+        known."""
         if self.duration is None:
             return None
-        return start + self.duration + (SOUND_SLACK_S if self.variable_rate else 0.0)
+        end = start + self.duration
+        if self.variable_rate and self.file_duration is not None:
+            end = max(end, self.file_duration)
+        return end
 
 
 def probe(path: Path) -> Probe:
@@ -183,7 +200,8 @@ def probe(path: Path) -> Probe:
             start = 0.0
         out.start = start if 0 < start < 1e6 else 0.0
         own = _seconds(video.get("duration"))
-        out.duration = own or _seconds((doc.get("format") or {}).get("duration"))
+        out.file_duration = _seconds((doc.get("format") or {}).get("duration"))
+        out.duration = own or out.file_duration
         out.video_frames = _int(video.get("nb_frames"))
         if out.video_frames is None and own and out.rate:
             out.video_frames = round(own * float(Fraction(out.rate)))
@@ -259,19 +277,29 @@ def size_change(path: Path, until: float | None = None, timeout: float = SIZE_CH
     return found
 
 
-def _sound_seconds(path: Path) -> float | None:
-    """The length of ``path``'s first sound track by ``ffprobe``, or None."""
+def _sound_end(path: Path) -> float | None:
+    """Where ``path``'s first sound track ends on the file's clock (its start
+    time plus its length) by ``ffprobe``, or None."""
     exe = shutil.which("ffprobe")
     if exe is None:
         return None
-    cmd = [exe, "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=duration", "-of", "json",
-           file_url(path)]
+    cmd = [exe, "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=start_time,duration", "-of",
+           "json", file_url(path)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
         streams = json.loads(res.stdout or "{}").get("streams") or []
     except (OSError, subprocess.SubprocessError, ValueError, AttributeError):
         return None
-    return _seconds(streams[0].get("duration")) if streams and isinstance(streams[0], dict) else None
+    if not streams or not isinstance(streams[0], dict):
+        return None
+    length = _seconds(streams[0].get("duration"))
+    if length is None:
+        return None
+    try:  # a sound that starts after the picture (an offset kept from the input) ends that much later
+        start = float(streams[0].get("start_time"))
+    except (TypeError, ValueError):
+        start = 0.0
+    return length + (start if 0 < start < 1e6 else 0.0)
 
 
 def _seconds(v) -> float | None:
@@ -290,19 +318,11 @@ def _int(v) -> int | None:
     return i if i > 0 else None
 
 
-#: how much sound past a variable-frame-rate video's announced length ``video``
-#: asks :class:`H264Writer` for (:meth:`Probe.sound_limit`): such a file's
-#: header may end the video before its last frame (4.8 s announced, the last
-#: frame at 4.9 s: the sound was cut 0.13 s before the picture's end); the
-#: writer cuts what outlasts the frames written
-SOUND_SLACK_S = 1.0
-
-
 class H264Writer:
     """Writes BGR uint8 frames of ``size`` (width, height) to ``path`` as
     H.264/yuv420p MP4 at ``rate`` frames per second, with the sound track of
     ``audio_from`` (limited to ``max_seconds`` and to ``duration``, the
-    video's expected end: :meth:`Probe.sound_limit`), through one
+    video's expected end, when known: :meth:`Probe.sound_limit`), through one
     ``ffmpeg`` process. The sound ends with the picture: a sound track
     shorter than the picture ends early (the video is whole); one that
     outlasts the frames written (a longer sound track, a damaged input that
@@ -384,8 +404,9 @@ class H264Writer:
         self._err.close()
         seconds = self.frames / self._rate
         if self._sound and self.frames:
-            # the sound written (the sound asked for where it cannot be measured), longer than the frames
-            sound = _sound_seconds(self.path)
+            # where the sound written ends (where the sound asked for ends, when it cannot be measured),
+            # after the frames
+            sound = _sound_end(self.path)
             if sound is None:
                 sound = self._sound_until
             elif self._sound_until is not None:
@@ -395,7 +416,8 @@ class H264Writer:
 
     def _cut_sound(self, seconds: float) -> None:
         """Cuts the written file to ``seconds`` (the picture's length), both
-        tracks copied: the sound of a damaged input outlasted its frames.
+        tracks copied: the sound outlasted the frames (a longer sound track,
+        a damaged input, a variable-frame-rate header).
         ffmpeg cannot do it in the first pass, which does not know how many
         frames will come."""
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=".mp4", dir=self.path.parent)
