@@ -860,7 +860,14 @@ def cheek_skin_lab(crop, landmarks, valid=None) -> np.ndarray | None:
     median CIELAB colour of the aligned ``crop``'s pixels inside the face
     oval between :data:`CHEEK_ROWS` below the eye line (``valid``: the crop
     pixels inside the photo, when given); the whole oval's when fewer than
-    20 of those show; None when the oval shows fewer than 20 pixels."""
+    20 of those show; the oval's above the eye line (the forehead) where the
+    cheeks' colour is not skin's and the forehead's is (with ``STAND_IN_CHROMA``), at least
+    ``COVER_DE`` from it, the cheeks not blown out by the light (as
+    :func:`avatarizer.artist.colour.skin_colour` tells a face mask, whose
+    colour read as the skin drew a man's short hair long and red); None when
+    the oval shows fewer than 20 pixels."""
+    from .artist.colour import COVER_DE, STAND_IN_CHROMA, lab_shows_skin
+
     img = np.asarray(crop)
     size = img.shape[0]
     lm = np.asarray(landmarks, np.float64)[:, :2]
@@ -874,7 +881,29 @@ def cheek_skin_lab(crop, landmarks, valid=None) -> np.ndarray | None:
     px = img[cheeks] if np.count_nonzero(cheeks) >= 20 else img[oval]
     if len(px) < 20:
         return None
-    # (only the pixels read are made float, not the whole crop)
+    lab = _median_lab(px)
+    if not lab_shows_skin(lab) and not _mostly_blown(px):
+        forehead = oval & (g < eye_y - CHEEK_ROWS[0])[:, None]
+        if np.count_nonzero(forehead) >= 20:
+            above = _median_lab(img[forehead])
+            if lab_shows_skin(above, STAND_IN_CHROMA) and float(norm(above - lab)) > COVER_DE:
+                return above
+    return lab
+
+
+def _mostly_blown(px: np.ndarray) -> bool:
+    """Most of uint8 or float RGB pixels blown out by the light (every channel at least
+    :data:`avatarizer.artist.colour.CLIPPED`): a white cheek is the exposure's, not a mask's."""
+    from .artist.colour import CLIPPED
+
+    px = np.asarray(px)
+    limit = CLIPPED * 255.0 if px.dtype == np.uint8 else CLIPPED
+    return bool(np.mean(px.min(1) >= limit) > 0.5)
+
+
+def _median_lab(px: np.ndarray) -> np.ndarray:
+    """The median CIELAB colour of uint8 or float RGB pixels (an even subsample of at most
+    :data:`CHEEK_PIXELS`; only the pixels read are made float, not the whole crop)."""
     px = float_rgb(px[::max(1, len(px) // CHEEK_PIXELS)])
     return stats.median(to_lab(px.astype(np.float64)), 0)
 

@@ -179,6 +179,23 @@ def glasses_grid(lm, photo: Photo, skin_lab, ref_tex: float) -> list[float]:
     return out.ravel().tolist()
 
 
+#: Under a face mask (the cheeks show no skin: ``colour.skin_colour``'s
+#: ``cheeks_covered``) sunglasses are drawn only where the eye boxes
+#: themselves are this dark against the skin (``glasses_scores``' tint): a
+#: dark mask below the eyes reads as tinted lenses' lower half to both the
+#: glasses network and H (sunglasses on 39 of 79 synthetically masked
+#: held-out faces without them). The artist's hand-set rule's tint; of 1,006
+#: labelled photos (session 27) sunglasses have a median tint of 0.24, faces
+#: without glasses a 5th percentile of 0.32 (0.37-0.40 under the masks).
+MASK_SUN_TINT = 0.3
+
+
+def tinted_under_mask(cue_vector) -> bool:
+    """Whether the eyes look tinted enough for sunglasses under a face mask
+    (:data:`MASK_SUN_TINT`; ``cue_vector``: :func:`glasses_vector`'s)."""
+    return cue_vector is not None and float(np.asarray(cue_vector)[2]) < MASK_SUN_TINT
+
+
 def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
     """The artist's glasses: its fitted detector over the photo's cues
     decides none / clear / sunglasses and draws them. With ``cues`` (a dict)
@@ -207,6 +224,8 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
         g["glasses_prob"] = prob
         th = det["thresholds"]
         sun = prob[2] >= th["sun"]
+        if sun and g.get("cheeks_covered") and not tinted_under_mask(x):
+            sun = False  # a face mask's dark edge, not tinted lenses (MASK_SUN_TINT)
         clear = not sun and prob[1] >= th["clear"]
     else:  # no fitted detector: the conservative hand-set rule
         sun = tint < 0.3 and max(bridge, rim) > 0.06
@@ -435,7 +454,10 @@ def facial_hair_evidence(st, lm, g, photo: Photo) -> dict | None:
     the moustache, (probability, drawing threshold) of the fitted detector
     over them, or None where no detector for these cues is fitted
     (``g["beard_prob"]`` the probabilities); None when the lower face is not
-    in the crop."""
+    in the crop, or is covered by a face mask (``g["cheeks_covered"]``)."""
+    if g.get("cheeks_covered"):  # a face mask covers the lower face (colour.skin_colour): nothing to read
+        g["beard_features"] = {}
+        return None
     f = facial_hair_features(st, lm, g, photo)
     g["beard_features"] = f
     if not f:

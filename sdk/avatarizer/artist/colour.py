@@ -59,7 +59,72 @@ def _blown(px: np.ndarray, clipped: np.ndarray | None = None) -> bool:
     return len(px) == 0 or float(mean(_clipped(px) if clipped is None else clipped)) > 0.5
 
 
-def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
+#: A patch whose median colour has less CIELAB chroma than this, or a hue
+#: angle outside :data:`SKIN_HUES` (degrees), does not show skin: a face
+#: mask, a scarf, a hand in a glove, a phone. Of 4,000 upper cheeks of 2,000
+#: photos (FFHQ, UTKFace, StyleGAN; session 27) 1% have less chroma (black-and-white
+#: photos, cheeks blown out by a flash) and 0.3% another hue (a magenta or
+#: green cast, face paint); a black, grey or white mask has a chroma of 0-5,
+#: a blue one a hue near -100.
+SKIN_MIN_CHROMA = 6.0
+SKIN_HUES = (-40.0, 110.0)
+#: ... and the forehead and nose stand in for such cheeks only where their
+#: skin is at least this far from the cheeks' colour (CIELAB distance): pale
+#: skin in a bright photo (a chroma under 6 on the cheeks and nearly so on
+#: the nose) is not a mask (4 such of 2,062 labelled photos read a mask
+#: without it, none with it); a black, blue or white mask is 20-60 away
+COVER_DE = 15.0
+#: ... and only those of the forehead and nose whose chroma is at least this
+#: (the 5th percentile of the 4,000 cheeks' above): in a photo drained of
+#: colour a dark fringe over the forehead (chroma 6.1) stood in for a baby's
+#: grey cheeks
+STAND_IN_CHROMA = 10.0
+
+
+def shows_skin(rgb) -> bool:
+    """Whether a patch's median colour (float sRGB) can be skin in some
+    photo's light (:data:`SKIN_MIN_CHROMA`, :data:`SKIN_HUES`)."""
+    if rgb is None:
+        return False
+    return lab_shows_skin(to_lab(clip(np.asarray(rgb, np.float64), 0, 1)))
+
+
+def lab_shows_skin(lab, min_chroma: float = SKIN_MIN_CHROMA) -> bool:
+    """:func:`shows_skin` of a CIELAB colour (``min_chroma``: the least chroma, :data:`STAND_IN_CHROMA`
+    for a patch that stands in for covered cheeks)."""
+    _, a, b = (float(v) for v in np.asarray(lab, np.float64).reshape(3))
+    hue = float(np.degrees(np.arctan2(b, a)))
+    return float(np.hypot(a, b)) >= min_chroma and SKIN_HUES[0] <= hue <= SKIN_HUES[1]
+
+
+def _uncovered_skin(st, photo: Photo, lm, raw) -> np.ndarray | None:
+    """Where both upper cheeks are covered by something that is not skin
+    (:func:`shows_skin` false for both, a face mask's colour), the skin of
+    the lower forehead and the nose (those patches that show skin, the
+    forehead before a fringe only where it does, with at least
+    :data:`STAND_IN_CHROMA`); None where the cheeks may
+    be skin (either does, or neither shows enough pixels, or one is mostly
+    blown out by the light: :func:`_blown`, a white cheek), neither patch
+    shows skin (a black-and-white photo: nothing is skin-coloured), or
+    their skin is within :data:`COVER_DE` of the cheeks' colour (pale skin
+    in a bright photo)."""
+    lo_pc, hi_pc = st.skin_percentiles
+    if any(len(px) < 8 or _blown(px) for px in raw):  # (cheeks blown out by the light: the exposure's, below)
+        return None
+    cheeks = [robust_median(px, lo_pc, hi_pc) for px in raw]
+    if any(shows_skin(c) for c in cheeks):
+        return None
+    rest = [_matte(photo.region_pixels(lm[list(q)])) for q in (FOREHEAD_PATCH, NOSE_PATCH)]
+    rest = [px for px in rest if len(px) >= 8
+            and lab_shows_skin(to_lab(clip(robust_median(px, lo_pc, hi_pc), 0, 1)), STAND_IN_CHROMA)]
+    if not rest:
+        return None
+    skin = robust_median(np.concatenate(rest), lo_pc, hi_pc)
+    covered = to_lab(clip(np.mean(cheeks, 0), 0, 1))
+    return skin if float(norm(to_lab(clip(skin, 0, 1)) - covered)) > COVER_DE else None
+
+
+def skin_colour(st, photo: Photo, lm, discs, info: dict | None = None) -> np.ndarray | None:
     """The skin as it looks in good light: robust medians (between the
     luminance percentiles ``st.skin_percentiles``) of the two upper-cheek
     discs, where skin is rarely covered (the forehead has fringes and hats,
@@ -69,9 +134,17 @@ def skin_colour(st, photo: Photo, lm, discs) -> np.ndarray | None:
     hotspot, a sunlit cheek: all channels near white) are left out unless
     both cheeks are mostly blown, so the brighter-cheek rule never picks an
     overexposed white; a cheek with nothing left is replaced by the other
-    one. Forehead and nose only stand in when a cheek is not in the photo."""
+    one. Forehead and nose only stand in when a cheek is not in the photo,
+    or when neither cheek shows skin's colour (a face mask:
+    :func:`_uncovered_skin`; an ``info`` dict then gets ``"cheeks_covered":
+    True``)."""
     lo_pc, hi_pc = st.skin_percentiles
     raw = [photo.region_pixels(discs=[d]) for d in discs]
+    uncovered = _uncovered_skin(st, photo, lm, raw)
+    if uncovered is not None:
+        if info is not None:
+            info["cheeks_covered"] = True
+        return uncovered
     clipped = [_clipped(px) for px in raw]
     # blown-out pixels show the exposure, not the skin (unless the whole photo is)
     kept = raw if all(_blown(px, c) for px, c in zip(raw, clipped)) else [px[~c] for px, c in zip(raw, clipped)]
@@ -123,10 +196,11 @@ def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
     """:func:`skin_colour` on the upper-cheek discs (kept in
     ``g["cheek_discs"]``), moved onto the skin locus (:func:`skin_locus`: no
     colour cast; otherwise as sampled, no colour gain); None when the photo
-    shows no skin there."""
+    shows no skin there. ``g["cheeks_covered"]``: the cheeks showed no skin
+    (a face mask) and the forehead and nose were read instead."""
     discs = cheek_discs(lm, g)
     g["cheek_discs"] = discs
-    skin = skin_colour(st, photo, lm, discs)
+    skin = skin_colour(st, photo, lm, discs, info=g)
     return None if skin is None else clip(skin_locus(st, clip(skin, 0, 1)), 0, 1)
 
 

@@ -164,7 +164,9 @@ class AutoArtist:
         :func:`colour.lip_colours`) where the lips' colour in the photo reads
         as lips (:func:`colour.lips_plausible`: not black, grey or white
         tape or a microphone, a teal pacifier, a black-and-white photo); a
-        ``cues`` dict then gets ``"lips": True``.
+        ``cues`` dict then gets ``"lips": True``, and ``"cheeks_covered":
+        True`` where the cheeks show no skin (a face mask:
+        :func:`colour.skin_colour` read the forehead and the nose).
         With ``glasses`` the artist's glasses decision
         (its fitted detector over the photo's frame, tint and transparency
         cues) also fills the ``glasses`` feature, and a ``cues`` dict gets the
@@ -182,6 +184,8 @@ class AutoArtist:
         skin = colour.measured_skin(self.style, g["photo"], lm, g)
         if skin is not None and np.isfinite(skin).all():
             P.set_skin_colours(p, skin, neck=colour.NECK)
+            if cues is not None and g.get("cheeks_covered"):
+                cues["cheeks_covered"] = True  # (the skin is the forehead's and the nose's: a face mask)
             lip = colour.measured_lip(g["photo"], lm)
             if lip is not None and colour.lips_plausible(lip):
                 colour.lip_colours(self.style, p, lm, g["photo"], skin, lip=lip)

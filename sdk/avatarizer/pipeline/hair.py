@@ -103,6 +103,11 @@ class HairStage(Stage):
         if outputs is None:
             outputs = self.session.run(feed)
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
+        if glasses_cues is not None and glasses_cues.get("cheeks_covered") and attrs.get("skin_tone") is not None:
+            # H reads the skin tone from the whole face: under a face mask, the mask's (a black one read
+            # 6-7 on light skin); the skin drawn is the forehead's and the nose's as measured (not reported)
+            attrs["skin_tone"] = None
+            attrs["skin_tone_by"] = "not read: the cheeks are covered (a face mask)"
         if attrs.get("hair_long") is not None and not H.sides_observed(valid, face.canonical):
             attrs["hair_long"] = None  # a tight crop: nothing beside the face to see (not reported, no length gate)
         settings = settings or {}
@@ -135,6 +140,20 @@ class HairStage(Stage):
             apply_decision(attrs, fused, probs)
             if fused != self.fusion.kind_at_thresholds(probs):  # (reported: the probabilities said otherwise)
                 attrs["glasses_by"] = "fusion, kept only as the artist's cues or the model rank it"
+        if glasses_cues is not None and glasses_cues.get("cheeks_covered"):
+            # a face mask: H and the glasses network read its dark edge below the eyes as tinted lenses, and
+            # a dark mask as a beard; sunglasses only where the eyes look tinted, no beard (the app's stand)
+            from ..artist.accessories import tinted_under_mask
+
+            if attrs["glasses_type"] == 2 and not tinted_under_mask(glasses_cues.get("glasses")):
+                clear = fused is not None and float(probs[1]) >= self.fusion.clear
+                H.decide_glasses(attrs, 1 if clear else 0)
+                attrs["glasses_by"] = "a face mask: no sunglasses where the eyes are not tinted"
+                fused = (1 if clear else 0) if fused is not None else None
+            for k in ("beard", "moustache"):
+                if attrs["drawn"][k]:
+                    attrs["drawn"][k] = False
+                    attrs[f"{k}_by"] = "not drawn: a face mask covers the lower face"
         if glasses_cues is not None and "beard" not in settings:
             # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
             H.add_artist_beard(attrs, glasses_cues.get("beard"), age=settings.get("age"))

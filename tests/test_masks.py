@@ -1,0 +1,118 @@
+"""A face mask over the lower face: the skin is read where it shows, and the
+mask is not drawn as tinted lenses or a beard (avatarizer.artist.colour,
+accessories, the hybrid's hair stage)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from avatarizer import Avatarizer, sample_photo
+from avatarizer import hair as HR
+from avatarizer import schema as S
+from avatarizer.artist import AutoArtist
+from avatarizer.artist.accessories import MASK_SUN_TINT, tinted_under_mask
+from avatarizer.artist.colour import COVER_DE, STAND_IN_CHROMA, lab_shows_skin, shows_skin
+from avatarizer.artist.photo import from_lab, to_lab
+
+SKIN = [S.index(f"face.{c}") for c in "rgb"]
+#: a surgical mask's outline in MediaPipe's face mesh: the jaw, then across the nose's bridge below the eyes
+MASK = [234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454,
+        345, 348, 197, 119, 116]
+COLOURS = {"blue": (170, 200, 230), "black": (25, 25, 28)}
+
+
+def _masked(img: np.ndarray, landmarks: np.ndarray, colour) -> np.ndarray:
+    out = img.copy()
+    cv2.fillPoly(out, [np.asarray(landmarks)[MASK, :2].astype(np.int32)], colour)
+    return out
+
+
+@pytest.fixture(scope="module")
+def photo():
+    img = sample_photo()
+    with Avatarizer(estimator="artist") as av:
+        face = av.run(img).faces[0].aligned
+    return img, face.landmarks
+
+
+def test_what_shows_skin():
+    for rgb in ((0.85, 0.65, 0.55), (0.45, 0.3, 0.22), (0.95, 0.85, 0.78)):  # light, dark, pale skin
+        assert shows_skin(np.array(rgb))
+    for rgb in ((0.1, 0.1, 0.11), (0.67, 0.78, 0.9), (0.92, 0.92, 0.92), (0.3, 0.6, 0.3)):  # masks, a green
+        assert not shows_skin(np.array(rgb)), rgb
+    assert not shows_skin(None)
+    pale = to_lab(np.array([0.95, 0.88, 0.84]))  # chroma ~7: skin, but too faint to stand in for the cheeks
+    assert lab_shows_skin(pale) and not lab_shows_skin(pale, STAND_IN_CHROMA)
+
+
+@pytest.mark.parametrize("colour", sorted(COLOURS))
+def test_the_artist_reads_the_skin_above_a_mask(photo, colour):
+    img, lm = photo
+    art = AutoArtist()
+    with Avatarizer(estimator="artist") as av:
+        bare = av.run(img).faces[0]
+        masked = av.run(_masked(img, lm, COLOURS[colour])).faces[0]
+    cues: dict = {}
+    art.fit_geometry_skin(masked.aligned.canonical, masked.aligned.crop(192), landmarks3d=masked.aligned.landmarks,
+                          glasses=True, cues=cues)
+    assert cues.get("cheeks_covered") is True
+    got, want = to_lab(masked.params[SKIN]), to_lab(bare.params[SKIN])
+    mask = to_lab(np.asarray(COLOURS[colour], np.float64) / 255.0)
+    # the forehead's and the nose's skin, near the cheeks' (the mask's colour read as skin was 30-60 away)
+    assert np.linalg.norm(got - want) < 12, (got, want)
+    assert np.linalg.norm(got - want) < np.linalg.norm(mask - want) - 20
+    assert masked.params[S.index("glasses.type")] == 0  # (the sample has no glasses)
+    assert masked.params[S.index("beard.opacity")] == 0 and masked.params[S.index("moustache.w0")] == \
+        bare.params[S.index("moustache.w0")]
+    # an unmasked face is read from its cheeks, as before
+    cues = {}
+    art.fit_geometry_skin(bare.aligned.canonical, bare.aligned.crop(192), landmarks3d=bare.aligned.landmarks,
+                          glasses=True, cues=cues)
+    assert "cheeks_covered" not in cues
+
+
+def test_the_hybrid_draws_no_sunglasses_or_beard_for_a_black_mask(photo):
+    img, lm = photo
+    with Avatarizer() as av:
+        if av.estimator == "artist":
+            pytest.skip("the shipped models are not installed here")
+        bare = av.from_frame(img)
+        st = av.run(_masked(img, lm, COLOURS["black"]))
+        f = st.faces[0]
+        a = av.from_frame(_masked(img, lm, COLOURS["black"]))
+    assert f.glasses_cues["cheeks_covered"] is True
+    assert a.attributes["glasses"]["value"] != "sunglasses"
+    assert not a.attributes["beard"]["value"] and not a.attributes["moustache"]["value"]
+    # H's skin tone is of the mask: not used, not reported; the skin drawn is near the bare face's
+    assert "skin_tone" not in a.attributes and "skin_tone" in bare.attributes
+    assert np.linalg.norm(to_lab(a.params[SKIN]) - to_lab(bare.params[SKIN])) < 15
+
+
+def test_sunglasses_under_a_mask_need_tinted_eyes():
+    assert tinted_under_mask(np.array([0.1, 0.1, MASK_SUN_TINT - 0.05, 0.3, 0.3]))
+    assert not tinted_under_mask(np.array([0.1, 0.1, MASK_SUN_TINT + 0.05, 0.3, 0.3]))
+    assert not tinted_under_mask(None)
+
+
+def test_the_hair_is_read_against_the_forehead_above_a_mask():
+    """cheek_skin_lab: the forehead's skin where the cheeks' colour is a mask's
+    (not skin, at least COVER_DE away); the cheeks' otherwise."""
+    from avatarizer.landmarks import mean_face
+
+    size = 128
+    lm = mean_face().points[:, :2].astype(np.float64)
+    skin = np.clip(from_lab(np.array([70.0, 15.0, 18.0])), 0, 1)
+    crop = np.tile(skin, (size, size, 1))
+    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    eye_y = HR._eye_line(lm)
+    below = g >= eye_y + HR.CHEEK_ROWS[0]
+    masked = crop.copy()
+    masked[below] = (0.1, 0.1, 0.11)
+    got = HR.cheek_skin_lab(masked, lm)
+    assert np.linalg.norm(got - to_lab(skin)) < 1.5
+    assert np.linalg.norm(HR.cheek_skin_lab(crop, lm) - to_lab(skin)) < 1.5
+    grey = crop.copy()  # a colourless photo: the cheeks' grey stays (no forehead shows more skin)
+    grey[:] = 0.6
+    assert np.linalg.norm(HR.cheek_skin_lab(grey, lm) - to_lab(np.array([0.6, 0.6, 0.6]))) < 1.0
+    assert COVER_DE > 0
