@@ -490,8 +490,8 @@ def _public_view(a: Mapping) -> dict:
     for k in ("beard", "moustache", "headwear", "bald"):
         on = bool(a["drawn"][k])
         out[k] = {"value": on, "probability": float(a[k] if on else 1.0 - a[k])}
-    for k in ("beard", "bald"):
-        if a.get(f"{k}_by") and k not in a.get("set_by_app", ()):  # drawn by the artist's detector
+    for k in ("beard", "moustache", "bald"):
+        if a.get(f"{k}_by") and k not in a.get("set_by_app", ()):  # the artist's detector, or a face mask
             out[k]["decided_by"] = a[f"{k}_by"]
     if out["beard"]["value"] and a.get("beard_style"):  # the drawn beard's shape (read_beard_style)
         out["beard"]["style"] = a["beard_style"]
@@ -855,17 +855,17 @@ CHEEK_ROWS = (0.05, 0.35)
 CHEEK_PIXELS = 1024
 
 
-def cheek_skin_lab(crop, landmarks, valid=None) -> np.ndarray | None:
+def cheek_skin_lab(crop, landmarks, valid=None, masked: bool = False) -> np.ndarray | None:
     """The skin the hair-colour classifier reads the hair against: the
     median CIELAB colour of the aligned ``crop``'s pixels inside the face
     oval between :data:`CHEEK_ROWS` below the eye line (``valid``: the crop
     pixels inside the photo, when given); the whole oval's when fewer than
-    20 of those show; the oval's above the eye line (the forehead) where the
-    cheeks' colour is not skin's and the forehead's is (with ``STAND_IN_CHROMA``), at least
-    ``COVER_DE`` from it, the cheeks not blown out by the light (as
-    :func:`avatarizer.artist.colour.skin_colour` tells a face mask, whose
-    colour read as the skin drew a man's short hair long and red); None when
-    the oval shows fewer than 20 pixels."""
+    20 of those show; with ``masked`` (the artist found a face mask:
+    :func:`avatarizer.artist.colour.skin_colour`'s ``cheeks_covered``) the
+    oval's above the eye line (the forehead) where that shows skin (with
+    ``STAND_IN_CHROMA``) at least ``COVER_DE`` from the cheeks' colour: a
+    mask's colour read as the skin drew a man's short dark hair long and
+    red. None when the oval shows fewer than 20 pixels."""
     from .artist.colour import COVER_DE, STAND_IN_CHROMA, lab_shows_skin
 
     img = np.asarray(crop)
@@ -882,23 +882,13 @@ def cheek_skin_lab(crop, landmarks, valid=None) -> np.ndarray | None:
     if len(px) < 20:
         return None
     lab = _median_lab(px)
-    if not lab_shows_skin(lab) and not _mostly_blown(px):
+    if masked:
         forehead = oval & (g < eye_y - CHEEK_ROWS[0])[:, None]
         if np.count_nonzero(forehead) >= 20:
             above = _median_lab(img[forehead])
             if lab_shows_skin(above, STAND_IN_CHROMA) and float(norm(above - lab)) > COVER_DE:
                 return above
     return lab
-
-
-def _mostly_blown(px: np.ndarray) -> bool:
-    """Most of uint8 or float RGB pixels blown out by the light (every channel at least
-    :data:`avatarizer.artist.colour.CLIPPED`): a white cheek is the exposure's, not a mask's."""
-    from .artist.colour import CLIPPED
-
-    px = np.asarray(px)
-    limit = CLIPPED * 255.0 if px.dtype == np.uint8 else CLIPPED
-    return bool(np.mean(px.min(1) >= limit) > 0.5)
 
 
 def _median_lab(px: np.ndarray) -> np.ndarray:
@@ -1055,16 +1045,17 @@ def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
 SKIN_DE = 15.0
 
 
-def hair_region_reading(crop, hair_mask, landmarks, valid=None
+def hair_region_reading(crop, hair_mask, landmarks, valid=None, masked: bool = False
                         ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None] | None:
     """(the region's robust median colour, its pixels (float RGB, N×3), the
-    crop's pixel count, the cheeks' CIELAB (:func:`cheek_skin_lab`)): what
-    :func:`hair_colour_of_class` reads; None when the region holds too few
-    pixels."""
+    crop's pixel count, the cheeks' CIELAB (:func:`cheek_skin_lab`; ``masked``:
+    the face wears a mask)): what :func:`hair_colour_of_class` reads; None
+    when the region holds too few pixels."""
     rgb = float_rgb(crop)
     px = rgb[hair_region(rgb.shape[0], hair_mask, landmarks, valid)]
     raw = _robust_hair_median(px)
-    return None if raw is None else (raw, px, rgb.shape[0] * rgb.shape[1], cheek_skin_lab(rgb, landmarks, valid))
+    return None if raw is None else (raw, px, rgb.shape[0] * rgb.shape[1],
+                                     cheek_skin_lab(rgb, landmarks, valid, masked=masked))
 
 
 def age_gray_ratio(age) -> float:

@@ -60,24 +60,32 @@ def _blown(px: np.ndarray, clipped: np.ndarray | None = None) -> bool:
 
 
 #: A patch whose median colour has less CIELAB chroma than this, or a hue
-#: angle outside :data:`SKIN_HUES` (degrees), does not show skin: a face
-#: mask, a scarf, a hand in a glove, a phone. Of 4,000 upper cheeks of 2,000
-#: photos (FFHQ, UTKFace, StyleGAN; session 27) 1% have less chroma (black-and-white
-#: photos, cheeks blown out by a flash) and 0.3% another hue (a magenta or
-#: green cast, face paint); a black, grey or white mask has a chroma of 0-5,
-#: a blue one a hue near -100.
+#: angle outside :data:`SKIN_HUES` (degrees), does not show skin (of 4,000
+#: upper cheeks of 2,000 photos, FFHQ, UTKFace and StyleGAN, session 27: 1%
+#: have less chroma, black-and-white photos and cheeks blown out by a flash,
+#: 0.3% another hue, a magenta or green cast or face paint). Used for the
+#: skin that stands in for cheeks under a face mask (:func:`_uncovered_skin`).
 SKIN_MIN_CHROMA = 6.0
 SKIN_HUES = (-40.0, 110.0)
-#: ... and the forehead and nose stand in for such cheeks only where their
-#: skin is at least this far from the cheeks' colour (CIELAB distance): pale
-#: skin in a bright photo (a chroma under 6 on the cheeks and nearly so on
-#: the nose) is not a mask (4 such of 2,062 labelled photos read a mask
-#: without it, none with it); a black, blue or white mask is 20-60 away
+#: A face mask covers the cheeks and the mouth with one piece of cloth: the
+#: lips' median colour (:func:`measured_lip`) lies within this CIELAB
+#: distance of the cheeks'. Without a mask the lips are darker or redder
+#: than the cheeks, and a colour cast moves both alike: of 1,000 photos
+#: (session 27) the distance's 1st percentile is 6.3 and its median 22; a
+#: flat synthetic mask gives 0. (A first rule that took cheeks of no skin's
+#: colour alone for a mask took a bluish or greenish white balance for one:
+#: up to 50 of 1,197 photos under a moderate cast, their skin drawn from a
+#: fringe, near black; a review. Without the cheeks' colour, the mouth alone
+#: took 4 of 3,361 unmasked faces with pale lips for masked ones.)
+MOUTH_AS_CHEEKS_DE = 5.0
+#: ... and the forehead and nose stand in for the covered cheeks only where
+#: their skin is at least this far from the cheeks' colour (CIELAB
+#: distance): a mask of about the skin's colour is drawn as it is
 COVER_DE = 15.0
-#: ... and only those of the forehead and nose whose chroma is at least this
-#: (the 5th percentile of the 4,000 cheeks' above): in a photo drained of
-#: colour a dark fringe over the forehead (chroma 6.1) stood in for a baby's
-#: grey cheeks
+#: ... and only those of the forehead and nose that show skin with at least
+#: this chroma (the 5th percentile of the 4,000 cheeks' above): in a photo
+#: drained of colour a dark fringe over the forehead (chroma 6.1) stood in
+#: for a baby's grey cheeks
 STAND_IN_CHROMA = 10.0
 
 
@@ -98,29 +106,35 @@ def lab_shows_skin(lab, min_chroma: float = SKIN_MIN_CHROMA) -> bool:
 
 
 def _uncovered_skin(st, photo: Photo, lm, raw) -> np.ndarray | None:
-    """Where both upper cheeks are covered by something that is not skin
-    (:func:`shows_skin` false for both, a face mask's colour), the skin of
-    the lower forehead and the nose (those patches that show skin, the
-    forehead before a fringe only where it does, with at least
-    :data:`STAND_IN_CHROMA`); None where the cheeks may
-    be skin (either does, or neither shows enough pixels, or one is mostly
-    blown out by the light: :func:`_blown`, a white cheek), neither patch
-    shows skin (a black-and-white photo: nothing is skin-coloured), or
-    their skin is within :data:`COVER_DE` of the cheeks' colour (pale skin
-    in a bright photo)."""
+    """Under a face mask, the skin of the lower forehead and the nose: where
+    neither cheek shows skin's colour (:func:`shows_skin`: a black, grey,
+    blue or green mask; a red, pink or beige one is drawn as skin), the
+    mouth shows the cheeks' colour (:data:`MOUTH_AS_CHEEKS_DE`: one cloth
+    over both; a colour cast leaves the lips their own), neither cheek is mostly blown out by the light
+    (:func:`_blown`: a white cheek is the exposure's, so a white mask in a
+    bright photo is not told from one), and those of the two patches that
+    show skin with :data:`STAND_IN_CHROMA` are at least :data:`COVER_DE`
+    from the cheeks' colour; else None (the cheeks are read as skin)."""
     lo_pc, hi_pc = st.skin_percentiles
     if any(len(px) < 8 or _blown(px) for px in raw):  # (cheeks blown out by the light: the exposure's, below)
         return None
+    lip = measured_lip(photo, lm)
+    mouth = photo.region_pixels(lm[list(LIPS_OUTER)])  # the lips and what shows between them (teeth)
+    if lip is None or len(mouth) < 8:
+        return None
     cheeks = [robust_median(px, lo_pc, hi_pc) for px in raw]
     if any(shows_skin(c) for c in cheeks):
-        return None
+        return None  # (a mask of a skin's colour is drawn as it is)
+    covered = to_lab(clip(np.mean(cheeks, 0), 0, 1))
+    if any(float(norm(to_lab(clip(c, 0, 1)) - covered)) >= MOUTH_AS_CHEEKS_DE
+           for c in (lip, robust_median(mouth, 15, 85))):
+        return None  # lips or teeth of their own colour: no cloth over the mouth
     rest = [_matte(photo.region_pixels(lm[list(q)])) for q in (FOREHEAD_PATCH, NOSE_PATCH)]
     rest = [px for px in rest if len(px) >= 8
             and lab_shows_skin(to_lab(clip(robust_median(px, lo_pc, hi_pc), 0, 1)), STAND_IN_CHROMA)]
     if not rest:
         return None
     skin = robust_median(np.concatenate(rest), lo_pc, hi_pc)
-    covered = to_lab(clip(np.mean(cheeks, 0), 0, 1))
     return skin if float(norm(to_lab(clip(skin, 0, 1)) - covered)) > COVER_DE else None
 
 
@@ -135,9 +149,8 @@ def skin_colour(st, photo: Photo, lm, discs, info: dict | None = None) -> np.nda
     both cheeks are mostly blown, so the brighter-cheek rule never picks an
     overexposed white; a cheek with nothing left is replaced by the other
     one. Forehead and nose only stand in when a cheek is not in the photo,
-    or when neither cheek shows skin's colour (a face mask:
-    :func:`_uncovered_skin`; an ``info`` dict then gets ``"cheeks_covered":
-    True``)."""
+    or under a face mask (:func:`_uncovered_skin`: the mouth shows the
+    cheeks' colour; an ``info`` dict then gets ``"cheeks_covered": True``)."""
     lo_pc, hi_pc = st.skin_percentiles
     raw = [photo.region_pixels(discs=[d]) for d in discs]
     uncovered = _uncovered_skin(st, photo, lm, raw)

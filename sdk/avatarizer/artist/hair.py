@@ -337,7 +337,8 @@ def hair(st, p, lm, g, photo: Photo, col):
         # grey hair is rare on young faces: weighed by the artist's own age estimate (it has no H)
         g["age"] = accessories.age_estimate(lm, photo.rgb)
         hair, g["hair_colour_probs"] = HR.hair_colour_of_class(
-            hair, px, photo.size ** 2, skin_lab=HR.cheek_skin_lab(photo.rgb, lm, photo.valid),
+            hair, px, photo.size ** 2,
+            skin_lab=HR.cheek_skin_lab(photo.rgb, lm, photo.valid, masked=bool(g.get("cheeks_covered"))),
             gray_ratio=accessories.artist_gray_ratio(g["age"]))
     else:
         hair = HR.natural_hair_colour(hair)  # without a colour cast

@@ -97,7 +97,9 @@ class HairStage(Stage):
         try:
             mask = face.hair_mask(128)
             valid = crop_valid_mask(face, 128)
-            reading = H.hair_region_reading(crop, mask, face.canonical, valid) if mask is not None else None
+            masked = glasses_cues is not None and bool(glasses_cues.get("cheeks_covered"))  # (a face mask)
+            reading = H.hair_region_reading(crop, mask, face.canonical, valid, masked=masked) \
+                if mask is not None else None
         finally:
             outputs = network.result() if network is not None else None
         if outputs is None:
