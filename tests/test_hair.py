@@ -783,3 +783,9 @@ def test_video_attributes_say_the_hair_length_drawn():
     app = {"hair_length": {"value": "long", "probability": 1.0, "source": "app"}}
     assert HR.attributes_as_drawn(app, short)["hair_length"]["value"] == "long"
     assert "hair_length" not in HR.attributes_as_drawn({}, short)  # none reported (no length read): none added
+    # on the face's own scale: the same hair end is short on a face whose chin lies further down
+    edge = _with_back_hair_reaching(0.05 + 0.85 * 0.5 + 0.02)
+    assert HR.drawn_length(edge) == "long"
+    longer = edge.copy()
+    longer[S.index("face.y0")] += 0.3
+    assert HR.drawn_length(longer) == "short"

@@ -472,15 +472,44 @@ def attributes_as_drawn(public: dict | None, params) -> dict | None:
     return public
 
 
+def _length_on_face(p: np.ndarray) -> float:
+    """Where the back hair's lowest side point lies on the face: 0 at the eye
+    line (the upper lids' mean), 1 at the chin (``face`` point 0)."""
+    from .proportions import _UPPER_LIDS
+
+    back = S.points(p, "hair_back").astype(np.float64)
+    low = max(back[j, 1] for j in _BACK_LOW_POINTS)
+    eye, chin = float(np.mean(p[_UPPER_LIDS])), float(p[S.index("face.y0")])
+    return (low - eye) / max(chin - eye, 1e-3)
+
+
+def _long_on_face() -> float:
+    """:func:`_length_on_face` of the default face with its back hair at the
+    ``length`` attribute's 0.5 (:func:`hair_attributes_from_params`), the line
+    :meth:`HairBank.drawn_long` draws between the bank's long and short styles."""
+    p = S.default().copy()
+    col = S.FEATURES["hair_back"].points.start
+    for j in _BACK_LOW_POINTS:
+        p[col + 2 * j + 1] = 0.05 + 0.85 * 0.5
+    return _length_on_face(p)
+
+
+#: :func:`drawn_length`'s line between long and short, on the face's own eye-to-chin scale
+LONG_ON_FACE = _long_on_face()
+
+
 def drawn_length(params) -> str:
-    """``"long"`` or ``"short"``: the length of the hair ``params`` draw, as
-    :meth:`HairBank.drawn_long` tells the bank's styles apart (the back
-    hair's ``length`` attribute, :func:`hair_attributes_from_params`, at
-    least 0.5); no hair is short."""
+    """``"long"`` or ``"short"``: the length of the hair ``params`` draw, on
+    the face's own scale: the back hair's lowest side point at least
+    :data:`LONG_ON_FACE` of the way from the eye line to the chin, the line
+    the bank's long and short styles are told apart by on the default face
+    (:meth:`HairBank.drawn_long`), wherever the face is drawn and however
+    large (measured in the frame, a style the bank calls short came out long
+    on larger faces: 9 of 300 photos; a review). No hair is short."""
     p = np.asarray(params, np.float32).reshape(-1)
     if float(p[S.index("hair_style.layers")]) <= 0:
         return "short"
-    return "long" if float(hair_attributes_from_params(p)[0]) >= 0.5 else "short"
+    return "long" if _length_on_face(p) >= LONG_ON_FACE else "short"
 
 
 def _public_view(a: Mapping) -> dict:

@@ -59,6 +59,7 @@ def merge_face(f, child: bool = True) -> np.ndarray:
 
 class MergeStage(Stage):
     name = "merge"
+    child = True  # (Options.child_head, set by prepare)
 
     def prepare(self, options) -> None:
         super().prepare(options)
