@@ -166,7 +166,8 @@ def test_a_mask_shaded_from_above_is_found(photo):
     cv2.fillPoly(m, [np.asarray(lm)[MASK, :2].astype(np.int32)], 1)
     ys = np.nonzero(m)[0]
     shade = 1.0 - 0.4 * (np.arange(img.shape[0])[:, None] - ys.mean()) / (ys.max() - ys.min())
-    out[m.astype(bool)] = (np.array(COLOURS["blue"], np.float64)[None] * np.broadcast_to(shade, m.shape)[m.astype(bool)][:, None])
+    inside = m.astype(bool)
+    out[inside] = np.array(COLOURS["blue"], np.float64)[None] * np.broadcast_to(shade, m.shape)[inside][:, None]
     shaded = np.clip(out, 0, 255).astype(np.uint8)
     with Avatarizer(estimator="artist") as av:
         f = av.run(shaded).faces[0]

@@ -179,8 +179,8 @@ def glasses_grid(lm, photo: Photo, skin_lab, ref_tex: float) -> list[float]:
     return out.ravel().tolist()
 
 
-#: Under a face mask (the cheeks show no skin: ``colour.skin_colour``'s
-#: ``cheeks_covered``) sunglasses are drawn only where the eye boxes
+#: Under a face mask (``colour.skin_colour``'s ``cheeks_covered``: cheeks and
+#: mouth of one colour that is not skin's) sunglasses are drawn only where the eye boxes
 #: themselves are this dark against the skin (``glasses_scores``' tint): a
 #: dark mask below the eyes reads as tinted lenses' lower half to both the
 #: glasses network and H (sunglasses on 39 of 79 synthetically masked

@@ -69,8 +69,9 @@ SKIN_MIN_CHROMA = 6.0
 SKIN_HUES = (-40.0, 110.0)
 #: A face mask covers the cheeks and the mouth with one piece of cloth: the
 #: lips' median colour (:func:`measured_lip`) lies within this CIELAB
-#: distance of the cheeks' (the lightness counted at :data:`CLOTH_L_WEIGHT`). Without a mask the lips are darker or redder
-#: than the cheeks, and a colour cast moves both alike: of 1,000 photos
+#: distance of the cheeks' (the lightness counted at :data:`CLOTH_L_WEIGHT`).
+#: Without a mask the lips are darker or redder than the cheeks, and a
+#: colour cast moves both alike: of 1,000 photos
 #: (session 27) the distance's 1st percentile is 6.3 and its median 22; a
 #: flat synthetic mask gives 0. (A first rule that took cheeks of no skin's
 #: colour alone for a mask took a bluish or greenish white balance for one:
@@ -124,8 +125,9 @@ def _uncovered_skin(st, photo: Photo, lm, raw) -> np.ndarray | None:
     neither cheek shows skin's colour (:func:`shows_skin`: a black, grey,
     blue or green mask; a red, pink or beige one is drawn as skin), the
     mouth shows the cheeks' colour (:data:`MOUTH_AS_CHEEKS_DE`: one cloth
-    over both; a colour cast leaves the lips their own), neither cheek is mostly blown out by the light
-    (:func:`_blown`: a white cheek is the exposure's, so a white mask in a
+    over both; a colour cast leaves the lips their own), neither cheek is
+    mostly blown out by the light (:func:`_blown`: a white cheek is the
+    exposure's, so a white mask in a
     bright photo is not told from one), and those of the two patches that
     show skin with :data:`STAND_IN_CHROMA` are at least :data:`COVER_DE`
     from the cheeks' colour; else None (the cheeks are read as skin)."""

@@ -144,7 +144,8 @@ class HairStage(Stage):
                 attrs["glasses_by"] = "fusion, kept only as the artist's cues or the model rank it"
         if glasses_cues is not None and glasses_cues.get("cheeks_covered"):
             # a face mask: H and the glasses network read its dark edge below the eyes as tinted lenses, and
-            # a dark mask as a beard; sunglasses only where the eyes look tinted, no beard (the app's stand)
+            # a dark mask as a beard; sunglasses only where the eyes look tinted, no beard (what the app set
+            # still wins: its settings are applied below)
             from ..artist.accessories import tinted_under_mask
 
             if attrs["glasses_type"] == 2 and not tinted_under_mask(glasses_cues.get("glasses")):
