@@ -28,6 +28,14 @@ def _masked(img: np.ndarray, landmarks: np.ndarray, colour) -> np.ndarray:
     return out
 
 
+def _artist_cues(face) -> dict:
+    """The cues ``AutoArtist.fit_geometry_skin`` leaves for an aligned face (``"cheeks_covered"``: a mask)."""
+    cues: dict = {}
+    AutoArtist().fit_geometry_skin(face.canonical, face.crop(192), landmarks3d=face.landmarks, glasses=True,
+                                   cues=cues)
+    return cues
+
+
 @pytest.fixture(scope="module")
 def photo():
     img = sample_photo()
@@ -49,14 +57,10 @@ def test_what_shows_skin():
 @pytest.mark.parametrize("colour", sorted(COLOURS))
 def test_the_artist_reads_the_skin_above_a_mask(photo, colour):
     img, lm = photo
-    art = AutoArtist()
     with Avatarizer(estimator="artist") as av:
         bare = av.run(img).faces[0]
         masked = av.run(_masked(img, lm, COLOURS[colour])).faces[0]
-    cues: dict = {}
-    art.fit_geometry_skin(masked.aligned.canonical, masked.aligned.crop(192), landmarks3d=masked.aligned.landmarks,
-                          glasses=True, cues=cues)
-    assert cues.get("cheeks_covered") is True
+    assert _artist_cues(masked.aligned).get("cheeks_covered") is True
     got, want = to_lab(masked.params[SKIN]), to_lab(bare.params[SKIN])
     mask = to_lab(np.asarray(COLOURS[colour], np.float64) / 255.0)
     # the forehead's and the nose's skin, near the cheeks' (the mask's colour read as skin was 30-60 away)
@@ -66,10 +70,7 @@ def test_the_artist_reads_the_skin_above_a_mask(photo, colour):
     assert masked.params[S.index("beard.opacity")] == 0 and masked.params[S.index("moustache.w0")] == \
         bare.params[S.index("moustache.w0")]
     # an unmasked face is read from its cheeks, as before
-    cues = {}
-    art.fit_geometry_skin(bare.aligned.canonical, bare.aligned.crop(192), landmarks3d=bare.aligned.landmarks,
-                          glasses=True, cues=cues)
-    assert "cheeks_covered" not in cues
+    assert "cheeks_covered" not in _artist_cues(bare.aligned)
 
 
 def test_the_hybrid_draws_no_sunglasses_or_beard_for_a_black_mask(photo):
@@ -139,10 +140,7 @@ def test_a_colour_cast_is_not_a_mask(photo, gains, who):
     cast = (np.clip(img / 255.0 * np.array(gains), 0, 1) * 255 + 0.5).astype(np.uint8)
     with Avatarizer(estimator="artist") as av:
         f = av.run(cast).faces[0]
-    cues: dict = {}
-    AutoArtist().fit_geometry_skin(f.aligned.canonical, f.aligned.crop(192), landmarks3d=f.aligned.landmarks,
-                                   glasses=True, cues=cues)
-    assert "cheeks_covered" not in cues
+    assert "cheeks_covered" not in _artist_cues(f.aligned)
 
 
 def test_a_mask_of_a_skin_colour_is_drawn_as_skin(photo):
@@ -150,10 +148,7 @@ def test_a_mask_of_a_skin_colour_is_drawn_as_skin(photo):
     img, lm = photo
     with Avatarizer(estimator="artist") as av:
         f = av.run(_masked(img, lm, (180, 40, 50))).faces[0]
-    cues: dict = {}
-    AutoArtist().fit_geometry_skin(f.aligned.canonical, f.aligned.crop(192), landmarks3d=f.aligned.landmarks,
-                                   glasses=True, cues=cues)
-    assert "cheeks_covered" not in cues
+    assert "cheeks_covered" not in _artist_cues(f.aligned)
 
 
 def test_a_mask_shaded_from_above_is_found(photo):
@@ -171,7 +166,4 @@ def test_a_mask_shaded_from_above_is_found(photo):
     shaded = np.clip(out, 0, 255).astype(np.uint8)
     with Avatarizer(estimator="artist") as av:
         f = av.run(shaded).faces[0]
-    cues: dict = {}
-    AutoArtist().fit_geometry_skin(f.aligned.canonical, f.aligned.crop(192), landmarks3d=f.aligned.landmarks,
-                                   glasses=True, cues=cues)
-    assert cues.get("cheeks_covered") is True
+    assert _artist_cues(f.aligned).get("cheeks_covered") is True

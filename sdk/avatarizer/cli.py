@@ -826,13 +826,10 @@ def _video(args) -> int:
                           f"{videoio.MAX_MACROBLOCKS:,} macroblocks a frame (level 6.2, e.g. 8192x4352); "
                           "give a smaller --size")
     info = videoio.probe(inp) if h264 else videoio.Probe()
-    from fractions import Fraction
-
     out_rate = info.output_rate() or fps  # constant; a variable-rate input is re-timed to it (_ConstantRate)
     start = _video_start(info)
-    try:
-        rate_f = float(Fraction(out_rate)) if isinstance(out_rate, str) else float(out_rate)
-    except (ValueError, ZeroDivisionError):
+    rate_f = _frame_rate(out_rate, None)
+    if rate_f is None:
         out_rate = rate_f = fps
     partial = params_out = encoder = writer = None
     secs = 0.0

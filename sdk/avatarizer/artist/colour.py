@@ -127,20 +127,20 @@ def _uncovered_skin(st, photo: Photo, lm, raw) -> np.ndarray | None:
     mouth shows the cheeks' colour (:data:`MOUTH_AS_CHEEKS_DE`: one cloth
     over both; a colour cast leaves the lips their own), neither cheek is
     mostly blown out by the light (:func:`_blown`: a white cheek is the
-    exposure's, so a white mask in a
-    bright photo is not told from one), and those of the two patches that
-    show skin with :data:`STAND_IN_CHROMA` are at least :data:`COVER_DE`
-    from the cheeks' colour; else None (the cheeks are read as skin)."""
+    exposure's, so a white mask in a bright photo is not told from one),
+    and those of the two patches that show skin with
+    :data:`STAND_IN_CHROMA` are at least :data:`COVER_DE` from the cheeks'
+    colour; else None (the cheeks are read as skin)."""
     lo_pc, hi_pc = st.skin_percentiles
     if any(len(px) < 8 or _blown(px) for px in raw):  # (cheeks blown out by the light: the exposure's, below)
         return None
+    cheeks = [robust_median(px, lo_pc, hi_pc) for px in raw]
+    if any(shows_skin(c) for c in cheeks):
+        return None  # (almost every face: the lips are not read here; a mask of a skin's colour is drawn as it is)
     lip = measured_lip(photo, lm)
     mouth = photo.region_pixels(lm[list(LIPS_OUTER)])  # the lips and what shows between them (teeth)
     if lip is None or len(mouth) < 8:
         return None
-    cheeks = [robust_median(px, lo_pc, hi_pc) for px in raw]
-    if any(shows_skin(c) for c in cheeks):
-        return None  # (a mask of a skin's colour is drawn as it is)
     covered = to_lab(clip(np.mean(cheeks, 0), 0, 1))
     if any(_cloth_distance(to_lab(clip(c, 0, 1)), covered) >= MOUTH_AS_CHEEKS_DE
            for c in (lip, robust_median(mouth, 15, 85))):

@@ -89,6 +89,8 @@ class HairStage(Stage):
         from .. import headwear as HW
         from ..artist import crop_valid_mask
 
+        # a face mask over the cheeks and mouth (the artist's finding: colour.skin_colour)
+        masked = glasses_cues is not None and bool(glasses_cues.get("cheeks_covered"))
         crop = face.crop(128)
         x = self.session.preprocess(crop[None])
         feed = {self.session.input_names[0]: x}
@@ -97,7 +99,6 @@ class HairStage(Stage):
         try:
             mask = face.hair_mask(128)
             valid = crop_valid_mask(face, 128)
-            masked = glasses_cues is not None and bool(glasses_cues.get("cheeks_covered"))  # (a face mask)
             reading = H.hair_region_reading(crop, mask, face.canonical, valid, masked=masked) \
                 if mask is not None else None
         finally:
@@ -105,7 +106,7 @@ class HairStage(Stage):
         if outputs is None:
             outputs = self.session.run(feed)
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
-        if glasses_cues is not None and glasses_cues.get("cheeks_covered") and attrs.get("skin_tone") is not None:
+        if masked and attrs.get("skin_tone") is not None:
             # H reads the skin tone from the whole face: under a face mask, the mask's (a black one read
             # 6-7 on light skin); the skin drawn is the forehead's and the nose's as measured (not reported)
             attrs["skin_tone"] = None
@@ -142,7 +143,7 @@ class HairStage(Stage):
             apply_decision(attrs, fused, probs)
             if fused != self.fusion.kind_at_thresholds(probs):  # (reported: the probabilities said otherwise)
                 attrs["glasses_by"] = "fusion, kept only as the artist's cues or the model rank it"
-        if glasses_cues is not None and glasses_cues.get("cheeks_covered"):
+        if masked:
             # a face mask: H and the glasses network read its dark edge below the eyes as tinted lenses, and
             # a dark mask as a beard; sunglasses only where the eyes look tinted, no beard (what the app set
             # still wins: its settings are applied below)
