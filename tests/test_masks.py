@@ -19,7 +19,7 @@ SKIN = [S.index(f"face.{c}") for c in "rgb"]
 #: a surgical mask's outline in MediaPipe's face mesh: the jaw, then across the nose's bridge below the eyes
 MASK = [234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454,
         345, 348, 197, 119, 116]
-COLOURS = {"blue": (170, 200, 230), "black": (25, 25, 28)}
+COLOURS = {"blue": (170, 200, 230), "black": (25, 25, 28), "white": (235, 235, 235)}
 
 
 def _masked(img: np.ndarray, landmarks: np.ndarray, colour) -> np.ndarray:
@@ -63,9 +63,12 @@ def test_the_artist_reads_the_skin_above_a_mask(photo, colour):
     assert _artist_cues(masked.aligned).get("cheeks_covered") is True
     got, want = to_lab(masked.params[SKIN]), to_lab(bare.params[SKIN])
     mask = to_lab(np.asarray(COLOURS[colour], np.float64) / 255.0)
-    # the forehead's and the nose's skin, near the cheeks' (the mask's colour read as skin was 30-60 away)
+    # the forehead's and the nose's skin, near the cheeks' (the blue and black masks' colours read as
+    # skin were 30-60 away; the white one is 14 from this pale sample's skin, and read as such before
+    # (as blown-out cheeks) it drew her skin 7-17 L* paler and grey)
     assert np.linalg.norm(got - want) < 12, (got, want)
-    assert np.linalg.norm(got - want) < np.linalg.norm(mask - want) - 20
+    if colour != "white":
+        assert np.linalg.norm(got - want) < np.linalg.norm(mask - want) - 20
     assert masked.params[S.index("glasses.type")] == 0  # (the sample has no glasses)
     assert masked.params[S.index("beard.opacity")] == 0 and masked.params[S.index("moustache.w0")] == \
         bare.params[S.index("moustache.w0")]
@@ -73,15 +76,16 @@ def test_the_artist_reads_the_skin_above_a_mask(photo, colour):
     assert "cheeks_covered" not in _artist_cues(bare.aligned)
 
 
-def test_the_hybrid_draws_no_sunglasses_or_beard_for_a_black_mask(photo):
+@pytest.mark.parametrize("colour", ["black", "white"])
+def test_the_hybrid_draws_no_sunglasses_or_beard_for_a_mask(photo, colour):
     img, lm = photo
     with Avatarizer() as av:
         if av.estimator == "artist":
             pytest.skip("the shipped models are not installed here")
         bare = av.from_frame(img)
-        st = av.run(_masked(img, lm, COLOURS["black"]))
+        st = av.run(_masked(img, lm, COLOURS[colour]))
         f = st.faces[0]
-        a = av.from_frame(_masked(img, lm, COLOURS["black"]))
+        a = av.from_frame(_masked(img, lm, COLOURS[colour]))
     assert f.glasses_cues["cheeks_covered"] is True
     assert a.attributes["glasses"]["value"] != "sunglasses"
     assert not a.attributes["beard"]["value"] and not a.attributes["moustache"]["value"]
@@ -140,6 +144,28 @@ def test_a_colour_cast_is_not_a_mask(photo, gains, who):
     cast = (np.clip(img / 255.0 * np.array(gains), 0, 1) * 255 + 0.5).astype(np.uint8)
     with Avatarizer(estimator="artist") as av:
         f = av.run(cast).faces[0]
+    assert "cheeks_covered" not in _artist_cues(f.aligned)
+
+
+@pytest.mark.parametrize("gain", [1.5, 2.0])
+@pytest.mark.parametrize("who", ["sample", "69025", "69068"])
+def test_a_blown_out_face_is_not_a_white_mask(photo, gain, who):
+    """Overexposed to white, the cheeks and pale lips look like a white
+    mask's cloth: the cheeks' colour is lost to the sensor's ceiling
+    (``colour.SATURATED``), so no mask is read (without that guard 69025
+    and 69068 were taken for masked at a gain of 2, drawn from a fringe)."""
+    if who == "sample":
+        img = photo[0]
+    else:
+        from avatarizer import load_image
+
+        from conftest import need_shared
+
+        img = cv2.resize(load_image(need_shared("data", "faces", "ffhq128-labelled", f"{who}.jpg")), (512, 512),
+                         interpolation=cv2.INTER_CUBIC)
+    bright = (np.clip(img / 255.0 * gain, 0, 1) * 255 + 0.5).astype(np.uint8)
+    with Avatarizer(estimator="artist") as av:
+        f = av.run(bright).faces[0]
     assert "cheeks_covered" not in _artist_cues(f.aligned)
 
 
