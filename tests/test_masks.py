@@ -94,6 +94,39 @@ def test_the_hybrid_draws_no_sunglasses_or_beard_for_a_mask(photo, colour):
     assert np.linalg.norm(to_lab(a.params[SKIN]) - to_lab(bare.params[SKIN])) < 15
 
 
+@pytest.mark.parametrize("colour", sorted(COLOURS))
+def test_clear_glasses_stay_under_a_mask(colour):
+    """H reads a mask's edge below the eyes as sunglasses (P 0.88-1.0 on
+    69043's clear glasses) and the fusion followed it; the eyes are not
+    tinted, so no sunglasses are drawn, and the artist's glasses network,
+    which reads the rims (P(clear) 0.86-1.0), keeps them clear: they were
+    dropped (``pipeline.hair._network_clear``)."""
+    from avatarizer import load_image
+
+    from conftest import need_shared
+
+    img = cv2.resize(load_image(need_shared("data", "faces", "ffhq128-labelled", "69043.jpg")), (512, 512),
+                     interpolation=cv2.INTER_CUBIC)
+    with Avatarizer() as av:
+        if av.estimator == "artist":
+            pytest.skip("the shipped models are not installed here")
+        lm = av.run(img).faces[0].aligned.landmarks
+        f = av.run(_masked(img, lm, COLOURS[colour])).faces[0]
+    assert f.glasses_cues["cheeks_covered"] is True
+    assert f.attributes["glasses_by"] == "a face mask: no sunglasses where the eyes are not tinted"
+    assert round(float(f.params[S.index("glasses.type")])) == 1  # clear glasses, not sunglasses nor none
+
+
+def test_the_network_decides_clear_glasses_at_its_own_threshold():
+    from avatarizer.artist.accessories import detectors
+    from avatarizer.pipeline.hair import _network_clear
+
+    th = detectors()["glasses"]["thresholds"]["clear"]
+    assert _network_clear(np.array([0.0, min(th + 0.01, 1.0), 0.0]))
+    assert not _network_clear(np.array([1.0, th - 0.01, 0.0]))
+    assert not _network_clear(None)
+
+
 def test_sunglasses_under_a_mask_need_tinted_eyes():
     assert tinted_under_mask(np.array([0.1, 0.1, MASK_SUN_TINT - 0.05, 0.3, 0.3]))
     assert not tinted_under_mask(np.array([0.1, 0.1, MASK_SUN_TINT + 0.05, 0.3, 0.3]))

@@ -150,7 +150,11 @@ class HairStage(Stage):
             from ..artist.accessories import tinted_under_mask
 
             if attrs["glasses_type"] == 2 and not tinted_under_mask(glasses_cues.get("glasses")):
-                clear = fused is not None and float(probs[1]) >= self.fusion.clear
+                # clear glasses where the fusion's clear probability clears its threshold, or where the
+                # artist's glasses network (which reads the eyes' rims, H the whole crop) finds clear ones:
+                # H reads the mask's edge as sunglasses with certainty, and the fusion followed it
+                clear = fused is not None and (float(probs[1]) >= self.fusion.clear
+                                               or _network_clear(artist_probs))
                 H.decide_glasses(attrs, 1 if clear else 0)
                 attrs["glasses_by"] = "a face mask: no sunglasses where the eyes are not tinted"
                 fused = (1 if clear else 0) if fused is not None else None
@@ -264,3 +268,16 @@ class HairStage(Stage):
                 f.attributes = attributes
                 f.hair_params = np.asarray(full[schema.HAIR], np.float32)
                 f.accessory_params = np.asarray(full[schema.ACCESSORIES], np.float32)
+
+
+def _network_clear(probs) -> bool:
+    """Whether the artist's glasses network (its (none, clear, sun)
+    probabilities ``probs``) draws clear glasses at its own threshold, as
+    ``artist.accessories.glasses`` decides where a face mask vetoes its
+    sunglasses."""
+    from ..artist.accessories import detectors
+
+    det = detectors().get("glasses")
+    if det is None or probs is None:
+        return False
+    return bool(float(probs[1]) >= float(det["thresholds"]["clear"]))
