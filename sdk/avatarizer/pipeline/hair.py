@@ -111,6 +111,8 @@ class HairStage(Stage):
             # 6-7 on light skin); the skin drawn is the forehead's and the nose's as measured (not reported)
             attrs["skin_tone"] = None
             attrs["skin_tone_by"] = "not read: the cheeks are covered (a face mask)"
+        if glasses_cues is not None:  # H's age with the artist's (H reads children years older)
+            H.fuse_age(attrs, glasses_cues.get("age"))
         if attrs.get("hair_long") is not None and not H.sides_observed(valid, face.canonical):
             attrs["hair_long"] = None  # a tight crop: nothing beside the face to see (not reported, no length gate)
         settings = settings or {}
