@@ -153,12 +153,18 @@ class HairStage(Stage):
 
             if attrs["glasses_type"] == 2 and not tinted_under_mask(glasses_cues.get("glasses")):
                 # clear glasses where the fusion's clear probability clears its threshold, or where the
-                # artist's glasses network (which reads the eyes' rims, H the whole crop) finds clear ones:
-                # H reads the mask's edge as sunglasses with certainty, and the fusion followed it
-                clear = fused is not None and (float(probs[1]) >= self.fusion.clear
-                                               or _network_clear(artist_probs))
-                H.decide_glasses(attrs, 1 if clear else 0)
-                attrs["glasses_by"] = "a face mask: no sunglasses where the eyes are not tinted"
+                # artist's glasses network (which reads the eyes' rims, H the whole crop) is near certain
+                # of clear ones (MASK_CLEAR_PROB): H reads the mask's edge as sunglasses with certainty,
+                # and the fusion followed it
+                by_fusion = fused is not None and float(probs[1]) >= self.fusion.clear
+                by_network = fused is not None and not by_fusion and _network_clear(artist_probs)
+                if by_network:  # reported with the network's probabilities (H's stay under glasses_probs_model)
+                    H.add_artist_glasses(attrs, 1, artist_probs)
+                else:
+                    H.decide_glasses(attrs, 1 if by_fusion else 0)
+                attrs["glasses_by"] = "a face mask: no sunglasses where the eyes are not tinted" + (
+                    "; clear glasses by the artist's glasses network" if by_network else "")
+                clear = by_fusion or by_network
                 fused = (1 if clear else 0) if fused is not None else None
             for k in ("beard", "moustache"):
                 if attrs["drawn"][k]:
@@ -274,12 +280,10 @@ class HairStage(Stage):
 
 def _network_clear(probs) -> bool:
     """Whether the artist's glasses network (its (none, clear, sun)
-    probabilities ``probs``) draws clear glasses at its own threshold, as
-    ``artist.accessories.glasses`` decides where a face mask vetoes its
-    sunglasses."""
-    from ..artist.accessories import detectors
+    probabilities ``probs``) draws clear glasses where a face mask vetoed
+    sunglasses: P(clear) at least ``artist.accessories.MASK_CLEAR_PROB`` (a
+    mask's edge raises it on faces without glasses too), as the artist
+    alone decides there."""
+    from ..artist.accessories import MASK_CLEAR_PROB
 
-    det = detectors().get("glasses")
-    if det is None or probs is None:
-        return False
-    return bool(float(probs[1]) >= float(det["thresholds"]["clear"]))
+    return probs is not None and bool(float(probs[1]) >= MASK_CLEAR_PROB)
