@@ -63,3 +63,26 @@ def test_an_age_the_app_sets_wins():
             pytest.skip("the shipped models are not installed here")
         got = av.from_frame(sample_photo(), attributes={"age": 71})
     assert got.attributes["age"]["value"] == 71.0
+
+
+def test_no_child_head_by_an_age_read_under_a_face_mask(monkeypatch):
+    """Masked adults read young (H and the artist alike): merge draws no child's head by that age, but
+    does by an age the app set."""
+    from types import SimpleNamespace
+
+    from avatarizer import schema as S
+    from avatarizer.pipeline import merge
+
+    calls = []
+    monkeypatch.setattr(merge, "child_head", lambda params, age: calls.append(age) or params)
+    p = S.default()
+    parts = dict(face_params=p[S.FACE], hair_params=p[S.HAIR], accessory_params=p[S.ACCESSORIES])
+    merge.merge_face(SimpleNamespace(**parts, attributes={"age": 3.0, "age_by": "H x artist"}))
+    assert calls == [3.0]
+    merge.merge_face(SimpleNamespace(**parts, attributes={"age": 4.0, "age_by": "H; a face mask: x"}))
+    assert calls == [3.0]
+    merge.merge_face(SimpleNamespace(**parts, attributes={"age": 5.0, "age_by": "H; a face mask: x",
+                                                          "set_by_app": ["age"]}))
+    assert calls == [3.0, 5.0]
+    merge.merge_face(SimpleNamespace(**parts, attributes={"age": 6.0}), child=False)
+    assert calls == [3.0, 5.0]

@@ -120,7 +120,8 @@ class Options:
             with probability 1 and ``"source": "app"``. Needs the attribute
             regressor (the shipped models; not ``estimator="artist"``).
         child_head: draw a child's head taller above the brows, by its age
-            (H's estimate or an ``"age"`` the app set), as children's heads
+            (H's estimate combined with the artist's, ``hair.fuse_age``, not
+            one read under a face mask, or an ``"age"`` the app set), as children's heads
             are (:func:`avatarizer.proportions.child_head`; default True);
             False keeps every head at the adult proportions. Where there is
             no age (``estimator="artist"``) nothing is stretched either way.

@@ -545,6 +545,8 @@ def _public_view(a: Mapping) -> dict:
     male = bool(a["decided"]["male"])
     out["gender"] = {"value": "male" if male else "female", "probability": float(a["male"] if male else 1 - a["male"])}
     out["age"] = {"value": float(a["age"]), "probability": None}
+    if a.get("age_by") and "age" not in a.get("set_by_app", ()):  # H's with the artist's, or a face mask's
+        out["age"]["decided_by"] = a["age_by"]
     if a.get("skin_tone") is not None:
         out["skin_tone"] = {"value": round(float(a["skin_tone"]), 2), "probability": None}
     if a.get("hair_long") is not None:
@@ -1088,7 +1090,9 @@ def hair_region_reading(crop, hair_mask, landmarks, valid=None, masked: bool = F
 
 
 def age_gray_ratio(age) -> float:
-    """How much likelier grey hair is at H's regressed ``age`` than over all
+    """How much likelier grey hair is at ``age`` (the model's: H's with the
+    artist's, :func:`fuse_age`, never one the app set; the prior was fitted
+    against H's own ages) than over all
     training photos (the hair-colour classifier's fitted ``age_prior``:
     P(gray | age band) / P(gray), smoothed toward 1; 1.0 without it or
     without an age). Grey hair under 25 is rare (ratio ~0.05): without it
@@ -1713,7 +1717,7 @@ _HEADWEAR_RGB = (0.22, 0.24, 0.3)
 #: held-out labelled photos (session 13) 29% of the faces reach it, and it
 #: keeps 21 of the 24 beards the detector added and 3 of its 4 inventions
 ARTIST_BEARD_GATE = 0.05
-#: the artist's detector adds no beard where H's regressed age is under this
+#: the artist's detector adds no beard where the age (H's with the artist's since session 28) is under this
 #: or its P(male) under :data:`ARTIST_BEARD_MIN_MALE`: on 4,309 photos (the
 #: labelled ones and 800 UTKFace women and children) the 162 beards it added
 #: on bearded people came at H ages of 11.1 or more and P(male) 0.109 or
@@ -1915,7 +1919,7 @@ def _flag(attributes: Mapping, name: str) -> float:
     return float(v)
 
 
-#: age lines: H's age estimate (years) where they start and where they are
+#: age lines: the age estimate (years; H's, with the artist's under 60, :func:`fuse_age`) where they start and where they are
 #: at full width. H compresses ages toward the middle (on held-out UTKFace:
 #: median estimate 53 for people aged 60-75, 59 for 75+, 35 for 30-45), so
 #: the ramp sits low; 90% of 30-45-year-olds are estimated under 45

@@ -17,9 +17,11 @@ everything below them stay where the landmarks put them, the hair keeps
 covering the skull (it is stretched with it) and a fringe that ends at the
 brows still does.
 The merge stage (:func:`avatarizer.pipeline.merge.merge_face`) applies it
-with the attribute regressor's age estimate or an age the app set; the
-auto-artist alone (``estimator="artist"``) has no age it could trust (its
-own read 19% of 18-30-year-olds as under 18) and does not.
+with the age the hair stage reports (the attribute regressor's combined
+with the artist's own estimate, :func:`avatarizer.hair.fuse_age`, session
+28; not one read under a face mask) or an age the app set; the auto-artist
+alone (``estimator="artist"``) does not: its own estimate alone read 19% of
+18-30-year-olds as under 18.
 """
 from __future__ import annotations
 

@@ -111,7 +111,11 @@ class HairStage(Stage):
             # 6-7 on light skin); the skin drawn is the forehead's and the nose's as measured (not reported)
             attrs["skin_tone"] = None
             attrs["skin_tone_by"] = "not read: the cheeks are covered (a face mask)"
-        if glasses_cues is not None:  # H's age with the artist's (H reads children years older)
+        if masked:
+            # both H and the artist read a masked adult's age young (under a blue or white mask the median
+            # adult reads 12-15): H's is reported, and no child's head is drawn by it (merge)
+            attrs["age_by"] = "H; a face mask: no child's head drawn by it"
+        elif glasses_cues is not None:  # H's age with the artist's (H reads children years older)
             H.fuse_age(attrs, glasses_cues.get("age"))
         if attrs.get("hair_long") is not None and not H.sides_observed(valid, face.canonical):
             attrs["hair_long"] = None  # a tight crop: nothing beside the face to see (not reported, no length gate)
@@ -125,6 +129,8 @@ class HairStage(Stage):
         # what the model reads: the photo's hair colour, drawn so that it reads as the class H and the
         # hair region's classifier agree on (fuse_hair_colour), and the glasses kind H and the artist's
         # cues decide together (hybrid)
+        # (grey weighed by the model's age, not one the app set: the hair colour stays the model's reading,
+        # a black-haired person set to 90 was drawn grey)
         model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age"),
                  H.tone_colour_ratios(attrs.get("skin_tone"), self.decision.get("hair_colour_tone_prior")))
         rgb, colour_probs, skin = None, None, None

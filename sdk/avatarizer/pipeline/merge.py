@@ -49,10 +49,13 @@ def merge_face(f, child: bool = True) -> np.ndarray:
             else skin_by_tone(skin, tone)
         if toned is not skin:
             set_skin_colours(params, toned, neck=NECK)
-    age = f.attributes.get("age") if f.attributes else None
+    a = f.attributes or {}
+    age = a.get("age")
     if age is not None:  # age lines and a child's taller head from the age estimate (or the app's age)
         params = age_lines(params, age)
-        if child:
+        # (not by an age read under a face mask: masked adults read as children, the hair stage's age_by)
+        masked = str(a.get("age_by", "")).startswith("H; a face mask") and "age" not in a.get("set_by_app", ())
+        if child and not masked:
             params = child_head(params, age)
     return params
 
