@@ -336,6 +336,47 @@ def test_a_bald_head_the_artist_finds_is_drawn_where_h_missed_it():
     assert HR.bald_query(a) is a  # (the app's own bald flag is the query's)
 
 
+def test_a_bare_top_the_artist_draws_is_drawn_where_h_missed_it():
+    """Below the bald detector's threshold, in its bare-top band (the
+    reading's third item: the artist draws the top bare), what ships draws a
+    bald head too, in image mode: reported with the detector's probability
+    and decided_by, retrieved from the bald family; not in a stream, not
+    outside the band, not under a hat."""
+    draw = {"bald": 0.5, "headwear": 0.678}
+
+    def attrs(bald=0.1, hat=0.1):
+        return HR.decode_attributes(_outputs(binary=(bald, 0.1, 0.1, hat, 0.9)), draw=draw)
+
+    for evidence, kw in (((0.4, 0.7, False), {}), ((0.4, 0.7), {}), ((0.4, 0.7, True), {"bare_top": False}),
+                         ((0.4, 0.7, True), {"hat": True})):
+        a = HR.add_artist_bald(attrs(), evidence, **kw)
+        assert not a["drawn"]["bald"] and "bald_by" not in a and HR.bald_query(a) is a
+    a = HR.add_artist_bald(attrs(), lambda m: (0.4, 0.7, True), hair_mask="the mask")
+    assert a["drawn"]["bald"] and a["decided"]["bald"] and a["bald_by"] == HR.BARE_TOP_BY
+    assert a["bald"] == pytest.approx(0.4) and a["bald_model_read"] == pytest.approx(0.1)
+    pub = HR.public_attributes(a)["bald"]
+    assert pub == {"value": True, "probability": pytest.approx(0.4), "decided_by": HR.BARE_TOP_BY}
+    q = HR.bald_query(a)
+    assert q["bald"] == 1.0 and "bald" in q["set_by_app"]
+    # over the threshold it is the detector's bald head, band or not
+    assert HR.add_artist_bald(attrs(), (0.8, 0.7, False))["bald_by"] == "artist cues"
+
+
+def test_a_shaved_head_is_drawn_bald_in_image_mode():
+    """69294 (a shaved head; the artist's bald detector reads 0.40, under its
+    0.73, in the bare-top band): what ships drew a full head of brown hair."""
+    from avatarizer import Avatarizer, load_image
+
+    img = load_image(need_shared("data", "faces", "ffhq128-labelled", "69294.jpg"))
+    with Avatarizer() as av:
+        if av.estimator == "artist":
+            pytest.skip("the shipped models are not installed here")
+        a = av.from_frame(img)
+    assert a.attributes["bald"]["value"] is True and a.attributes["bald"]["decided_by"] == HR.BARE_TOP_BY
+    bank = HR.HairBank.load()
+    assert bank.families[bank.family[int(round(float(a.params[S.index("hair_style.bank_id")])))]] == "bald"
+
+
 def test_a_beard_the_artist_finds_is_drawn_where_h_missed_it():
     """The hybrid's beard: H's drawing decision, or the artist's facial-hair
     detector over its threshold (``add_artist_beard``): drawn (with its

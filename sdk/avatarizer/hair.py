@@ -1727,16 +1727,19 @@ ARTIST_BEARD_MIN_AGE = 10.0
 ARTIST_BEARD_MIN_MALE = 0.05
 
 
-def _evidence(evidence, *args) -> tuple[float, float] | None:
+def _evidence(evidence, *args, extra: bool = False) -> tuple | None:
     """An artist detector's (probability, threshold) as finite floats, from
     the pair or a function of ``args`` returning it; None for None or a
-    pair that is not finite."""
+    pair that is not finite. ``extra``: (probability, threshold, whether a
+    third item is there and true) (the bald reading's bare top)."""
     if callable(evidence):
         evidence = evidence(*args)
     if evidence is None:
         return None
     prob, threshold = float(evidence[0]), float(evidence[1])
-    return (prob, threshold) if np.isfinite(prob) and np.isfinite(threshold) else None
+    if not (np.isfinite(prob) and np.isfinite(threshold)):
+        return None
+    return (prob, threshold, len(evidence) > 2 and bool(evidence[2])) if extra else (prob, threshold)
 
 
 def _artist_flag(a: dict, name: str, evidence, gate: float, *args) -> tuple[float, float] | None:
@@ -1750,11 +1753,17 @@ def _artist_flag(a: dict, name: str, evidence, gate: float, *args) -> tuple[floa
     if got is None or not got[0] >= got[1]:
         return None
     prob, threshold = got
+    _take_artist_flag(a, name, prob, "artist cues")
+    return prob, threshold
+
+
+def _take_artist_flag(a: dict, name: str, prob: float, by: str) -> None:
+    """Draws and decides flag ``name`` of ``a`` by an artist detector's
+    ``prob`` (H's own under ``<name>_model_read``, ``<name>_by`` ``by``)."""
     a[f"{name}_model_read"] = float(a[name])
     a[name] = prob
     a["drawn"][name] = a["decided"][name] = True
-    a[f"{name}_by"] = "artist cues"
-    return prob, threshold
+    a[f"{name}_by"] = by
 
 
 def add_artist_beard(attributes: dict, evidence, age=None) -> dict:
@@ -1869,7 +1878,8 @@ def fuse_age(attributes: dict, artist_age) -> dict:
     return attributes
 
 
-def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None = None) -> dict:
+def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None = None,
+                    bare_top: bool = True) -> dict:
     """A bald head H did not draw, drawn where the artist's bald detector
     finds one (``evidence``: its (probability, drawing threshold), a function
     of the face's ``hair_mask`` returning that, or None;
@@ -1883,10 +1893,35 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
     probability, the drawn and decided flags are set, ``bald_by`` is
     ``"artist cues"`` (the retrieval then takes a style of the bald family,
     as for a bald head the app sets, :func:`bald_query`); H's own
-    probability stays under ``bald_model_read``."""
-    if not (attributes["drawn"]["headwear"] if hat is None else hat):
-        _artist_flag(attributes, "bald", evidence, ARTIST_BALD_GATE, hair_mask)
-    return attributes
+    probability stays under ``bald_model_read``. Below the detector's
+    threshold, where the reading's third item says the artist draws the
+    top bare (its bare-top band, ``artist.hair.in_bare_top_band``: most
+    heads this likely bald are bald or receding, out of fold), the same with
+    ``bald_by`` :data:`BARE_TOP_BY` (session 28: shaved and bald heads the
+    artist drew bald were drawn with a full head of hair; held out, bald
+    heads drawn bald 3 -> 7 of 14, docs/hair.md "Bald heads"); not with
+    ``bare_top`` False (a stream: from one identity refresh to the next a
+    head near the band's floor went in and out of it, and the hairstyle
+    with it: a shaved head's still photo, jittered, was drawn bald on 25 of
+    150 frames)."""
+    a = attributes
+    if (a["drawn"]["headwear"] if hat is None else hat) or evidence is None or a["drawn"]["bald"] \
+            or not _flag(a, "bald") >= ARTIST_BALD_GATE:
+        return a
+    got = _evidence(evidence, hair_mask, extra=True)
+    if got is None:
+        return a
+    prob, threshold, bare = got
+    if prob >= threshold:
+        _take_artist_flag(a, "bald", prob, "artist cues")
+    elif bare and bare_top:
+        _take_artist_flag(a, "bald", prob, BARE_TOP_BY)
+    return a
+
+
+#: ``bald_by`` where the artist's bald detector read a head in its bare-top
+#: band (:func:`add_artist_bald`)
+BARE_TOP_BY = "artist cues: a bare top (the bald detector's band where most heads are bald or receding)"
 
 
 def bald_query(attributes: dict) -> dict:
@@ -1894,7 +1929,7 @@ def bald_query(attributes: dict) -> dict:
     detector drew a bald head (:func:`add_artist_bald`), a bald head as the
     app would set it (the bald family; H's own bald score is no bank
     entry's), else ``attributes`` as they are."""
-    if attributes.get("bald_by") != "artist cues" or "bald" in attributes.get("set_by_app", ()):
+    if attributes.get("bald_by") not in ("artist cues", BARE_TOP_BY) or "bald" in attributes.get("set_by_app", ()):
         return attributes
     return {**attributes, "bald": 1.0, "set_by_app": [*attributes.get("set_by_app", ()), "bald"]}
 

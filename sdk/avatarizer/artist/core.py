@@ -41,7 +41,8 @@ def _facial_hair_readings(style, lm, g):
 
 def _bald_reading(style, lm, g, skin):
     """A function of the face's person-minus-face mask (an array of any size,
-    or a function of the size returning it: ``AlignedFace.hair_mask``) returning the bald detector's (probability, drawing threshold)
+    or a function of the size returning it: ``AlignedFace.hair_mask``) returning the bald detector's (probability, drawing threshold,
+    whether the artist draws the top bare in its band below that threshold: :func:`hair.in_bare_top_band`)
     for the face measured in ``g`` (:func:`accessories.bald_evidence`; None
     without a detector or a hair region): the artist's hair measurements
     (:func:`hair.hair_maps`, ~1-2 ms) run only when it is called."""
@@ -58,11 +59,11 @@ def _bald_reading(style, lm, g, skin):
         if hm.shape != (photo.size, photo.size):
             hm = cv2.resize(hm, (photo.size, photo.size), interpolation=cv2.INTER_LINEAR)
         g2 = dict(g)  # (hair_maps writes its cues into g: the face's own g keeps none)
-        hair.hair_maps(style, lm, g2, replace(photo, hair=hm, _disc_regions={}), {"skin_lab": to_lab(skin)})
-        # (the artist's bare-top band is not taken here: a head drawn through it was reported bald at
-        # P < 0.5, and a head near the band's floor flipped between bald and hair from one video
-        # refresh to the next (the retrieval switches to a bald style at once); a review, session 23)
-        return accessories.bald_evidence(g2)
+        maps = hair.hair_maps(style, lm, g2, replace(photo, hair=hm, _disc_regions={}), {"skin_lab": to_lab(skin)})
+        got = accessories.bald_evidence(g2)
+        # (a third item: whether the artist draws the top bare below the detector's threshold, its
+        # bare-top band; session 28: the hybrid drew hair on shaved heads the artist draws bald)
+        return None if got is None else (*got, hair.in_bare_top_band(maps, got))
 
     return reading
 

@@ -182,8 +182,9 @@ class HairStage(Stage):
         if glasses_cues is not None and "bald" not in settings and "hair_length" not in settings:
             # a bald head H missed that the artist's bald detector finds over the hair region's cues
             # (not where the app set the hair's length: a bald style is neither)
+            # (its bare-top band in image mode only: in a stream a head near the band's floor came and went)
             H.add_artist_bald(attrs, glasses_cues.get("bald"), face.hair_mask,
-                              hat=settings.get("headwear", attrs["drawn"]["headwear"]))
+                              hat=settings.get("headwear", attrs["drawn"]["headwear"]), bare_top=style is None)
         # the photo's hair colour as sampled, without a colour cast (before any class is read into it)
         hair_rgb = None if reading is None else H.natural_hair_colour(reading[0])
         # a hat is decided (by H or the app) before the hair colour is: under it the hair region is the hat
