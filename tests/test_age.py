@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from avatarizer import Avatarizer, sample_photo
-from avatarizer.hair import AGE_ARTIST_WEIGHT, AGE_RAMP, fuse_age
+from avatarizer.hair import AGE_ARTIST_WEIGHT, AGE_RAMP, MASKED_AGE_BY, fuse_age
 
 
 def test_a_young_reading_is_the_geometric_mean_of_one_plus_years():
@@ -79,9 +79,9 @@ def test_no_child_head_by_an_age_read_under_a_face_mask(monkeypatch):
     parts = dict(face_params=p[S.FACE], hair_params=p[S.HAIR], accessory_params=p[S.ACCESSORIES])
     merge.merge_face(SimpleNamespace(**parts, attributes={"age": 3.0, "age_by": "H x artist"}))
     assert calls == [3.0]
-    merge.merge_face(SimpleNamespace(**parts, attributes={"age": 4.0, "age_by": "H; a face mask: x"}))
+    merge.merge_face(SimpleNamespace(**parts, attributes={"age": 4.0, "age_by": MASKED_AGE_BY}))
     assert calls == [3.0]
-    merge.merge_face(SimpleNamespace(**parts, attributes={"age": 5.0, "age_by": "H; a face mask: x",
+    merge.merge_face(SimpleNamespace(**parts, attributes={"age": 5.0, "age_by": MASKED_AGE_BY,
                                                           "set_by_app": ["age"]}))
     assert calls == [3.0, 5.0]
     merge.merge_face(SimpleNamespace(**parts, attributes={"age": 6.0}), child=False)

@@ -1852,6 +1852,11 @@ AGE_ARTIST_WEIGHT = 0.5
 AGE_RAMP = (40.0, 60.0)
 
 
+#: ``age_by`` where the cheeks are covered (a face mask): H's age is kept,
+#: and :func:`avatarizer.pipeline.merge.merge_face` draws no child's head by it
+MASKED_AGE_BY = "H; a face mask: no child's head drawn by it"
+
+
 def fuse_age(attributes: dict, artist_age) -> dict:
     """H's regressed age combined with the artist's own estimate
     (``artist_age``: :func:`avatarizer.artist.accessories.age_estimate`,
@@ -1954,8 +1959,8 @@ def _flag(attributes: Mapping, name: str) -> float:
     return float(v)
 
 
-#: age lines: the age estimate (years; H's, with the artist's under 60, :func:`fuse_age`) where they start and where they are
-#: at full width. H compresses ages toward the middle (on held-out UTKFace:
+#: age lines: the age estimate (years; H's, with the artist's under 60,
+#: :func:`fuse_age`) where they start and where they are at full width. H compresses ages toward the middle (on held-out UTKFace:
 #: median estimate 53 for people aged 60-75, 59 for 75+, 35 for 30-45), so
 #: the ramp sits low; 90% of 30-45-year-olds are estimated under 45
 AGE_LINES_FROM = 50.0

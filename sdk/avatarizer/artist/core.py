@@ -41,9 +41,10 @@ def _facial_hair_readings(style, lm, g):
 
 def _bald_reading(style, lm, g, skin):
     """A function of the face's person-minus-face mask (an array of any size,
-    or a function of the size returning it: ``AlignedFace.hair_mask``) returning the bald detector's (probability, drawing threshold,
-    whether the artist draws the top bare in its band below that threshold: :func:`hair.in_bare_top_band`)
-    for the face measured in ``g`` (:func:`accessories.bald_evidence`; None
+    or a function of the size returning it: ``AlignedFace.hair_mask``)
+    returning the bald detector's (probability, drawing threshold, whether
+    the artist draws the top bare in its band below that threshold:
+    :func:`hair.in_bare_top_band`) for the face measured in ``g`` (:func:`accessories.bald_evidence`; None
     without a detector or a hair region): the artist's hair measurements
     (:func:`hair.hair_maps`, ~1-2 ms) run only when it is called."""
     from dataclasses import replace

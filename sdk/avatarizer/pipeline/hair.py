@@ -114,7 +114,7 @@ class HairStage(Stage):
         if masked:
             # both H and the artist read a masked adult's age young (under a blue or white mask the median
             # adult reads 12-15): H's is reported, and no child's head is drawn by it (merge)
-            attrs["age_by"] = "H; a face mask: no child's head drawn by it"
+            attrs["age_by"] = H.MASKED_AGE_BY
         elif glasses_cues is not None:  # H's age with the artist's (H reads children years older)
             H.fuse_age(attrs, glasses_cues.get("age"))
         if attrs.get("hair_long") is not None and not H.sides_observed(valid, face.canonical):
