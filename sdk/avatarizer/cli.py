@@ -419,7 +419,7 @@ def _attribute_lines(attributes) -> str:
             note = f" (drawn with the {entry['drawn_with']})"
         else:
             note = f" (p {p:.2f})" if p is not None else ""
-            if entry.get("decided_by") == "artist cues":  # a beard H missed that the artist's detector found
+            if str(entry.get("decided_by", "")).startswith("artist cues"):  # a beard or bald head H missed
                 note = f" (p {p:.2f}, from the artist's cues)"
         if name not in SETTABLE:
             note += " (read only: nothing drawn depends on it)"

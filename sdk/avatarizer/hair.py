@@ -603,7 +603,7 @@ def _as_the_model_read(a: Mapping) -> dict:
             m[name] = p
             m["drawn"][name] = p >= draw.get(name, DEFAULT_THRESHOLD)
             m["decided"][name] = p >= decide.get(name, DEFAULT_THRESHOLD)
-            if name in ("beard", "bald") and a.get(f"{name}_by") == "artist cues":  # the detector that drew it
+            if name in ("beard", "bald") and str(a.get(f"{name}_by", "")).startswith("artist cues"):  # its detector
                 m["drawn"][name] = m["decided"][name] = True
         elif name == "hair_length":
             m["hair_long"] = a["hair_long_model"]
@@ -1910,8 +1910,9 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
     with it: a shaved head's still photo, jittered, was drawn bald on 25 of
     150 frames)."""
     a = attributes
+    age = a.get("age")
     if (a["drawn"]["headwear"] if hat is None else hat) or evidence is None or a["drawn"]["bald"] \
-            or not _flag(a, "bald") >= ARTIST_BALD_GATE:
+            or not _flag(a, "bald") >= ARTIST_BALD_GATE or (is_real(age) and age < ARTIST_BALD_MIN_AGE):
         return a
     got = _evidence(evidence, hair_mask, extra=True)
     if got is None:
@@ -1919,9 +1920,18 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
     prob, threshold, bare = got
     if prob >= threshold:
         _take_artist_flag(a, "bald", prob, "artist cues")
-    elif bare and bare_top:
+    elif bare and bare_top and _flag(a, "male") >= BARE_TOP_MIN_MALE:
         _take_artist_flag(a, "bald", prob, BARE_TOP_BY)
     return a
+
+
+#: the artist's bald detector draws no bald head where the age is under this
+#: (the hair stage's, :func:`fuse_age`): of the labelled bald heads the
+#: youngest is 22; a review found babies with fine hair drawn bald (ages 1-5)
+ARTIST_BALD_MIN_AGE = 16.0
+#: ... and its bare-top band none where H's P(male) is under this: a woman
+#: with her hair pulled back was drawn bald through it (a review, session 28)
+BARE_TOP_MIN_MALE = 0.5
 
 
 #: ``bald_by`` where the artist's bald detector read a head in its bare-top
@@ -1960,8 +1970,9 @@ def _flag(attributes: Mapping, name: str) -> float:
 
 
 #: age lines: the age estimate (years; H's, with the artist's under 60,
-#: :func:`fuse_age`) where they start and where they are at full width. H compresses ages toward the middle (on held-out UTKFace:
-#: median estimate 53 for people aged 60-75, 59 for 75+, 35 for 30-45), so
+#: :func:`fuse_age`) where they start and where they are at full width. H
+#: compresses ages toward the middle (on held-out UTKFace: median estimate
+#: 53 for people aged 60-75, 59 for 75+, 35 for 30-45), so
 #: the ramp sits low; 90% of 30-45-year-olds are estimated under 45
 AGE_LINES_FROM = 50.0
 AGE_LINES_FULL = 65.0
