@@ -53,16 +53,6 @@ def _clipped(px: np.ndarray) -> np.ndarray:
     return px.min(1) >= CLIPPED
 
 
-#: a pixel whose darkest channel reaches this is saturated: its colour is
-#: lost to the sensor's ceiling (a white mask is lighter than skin but below it)
-SATURATED = 0.97
-
-
-def _saturated(px: np.ndarray) -> bool:
-    """Most of a patch's pixels are saturated (:data:`SATURATED`)."""
-    return float(mean(px.min(1) >= SATURATED)) > 0.5
-
-
 def _blown(px: np.ndarray, clipped: np.ndarray | None = None) -> bool:
     """Most of a patch's pixels are blown out (or it has none); ``clipped``:
     ``_clipped(px)`` when already known."""
@@ -136,15 +126,16 @@ def _uncovered_skin(st, photo: Photo, lm, raw) -> np.ndarray | None:
     blue or green mask; a red, pink or beige one is drawn as skin), the
     mouth shows the cheeks' colour (:data:`MOUTH_AS_CHEEKS_DE`: one cloth
     over both; a colour cast leaves the lips their own), neither cheek is
-    mostly saturated (:func:`_saturated`: its colour lost to the sensor's
-    ceiling, as in an overexposed face, whose pale lips then match it; a
-    white mask is lighter than skin but below the ceiling, so it is found
-    unless it is clipped to white too), and those of the two patches that
-    show skin with
+    mostly blown out by the light (:func:`_blown`: a white cheek is the
+    exposure's, so a white mask is not told from one: session 28 left out
+    only cheeks saturated to the sensor's white and found white masks, but
+    a review found overexposed faces under tone curves, filters and a sunlit
+    lower face taken for masked, 2-141 of 500, drawn from a fringe), and
+    those of the two patches that show skin with
     :data:`STAND_IN_CHROMA` are at least :data:`COVER_DE` from the cheeks'
     colour; else None (the cheeks are read as skin)."""
     lo_pc, hi_pc = st.skin_percentiles
-    if any(len(px) < 8 or _saturated(px) for px in raw):
+    if any(len(px) < 8 or _blown(px) for px in raw):  # (cheeks blown out by the light: the exposure's, below)
         return None
     cheeks = [robust_median(px, lo_pc, hi_pc) for px in raw]
     if any(shows_skin(c) for c in cheeks):
