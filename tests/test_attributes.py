@@ -362,6 +362,29 @@ def test_a_bare_top_the_artist_draws_is_drawn_where_h_missed_it():
     assert HR.add_artist_bald(attrs(), (0.8, 0.7, False))["bald_by"] == "artist cues"
 
 
+@pytest.mark.parametrize("evidence", [(0.8, 0.7, False), (0.4, 0.7, True)])
+def test_no_artist_bald_head_on_a_child_nor_the_band_on_a_woman(evidence):
+    """Babies with fine hair were drawn bald (ARTIST_BALD_MIN_AGE: the app's
+    age, else the model's, not one read under a face mask, which reads
+    adults young); a woman with her hair pulled back through the band
+    (BARE_TOP_MIN_MALE)."""
+    def attrs(age=41.0, male=0.9, age_by=None):
+        a = HR.decode_attributes(_outputs(binary=(0.1, 0.1, 0.1, 0.1, male)), draw={"bald": 0.5, "headwear": 0.678})
+        a["age"] = age
+        if age_by:
+            a["age_by"] = age_by
+        return a
+
+    young = HR.ARTIST_BALD_MIN_AGE - 1
+    assert HR.add_artist_bald(attrs(), evidence)["drawn"]["bald"]
+    assert not HR.add_artist_bald(attrs(age=young), evidence)["drawn"]["bald"]
+    assert not HR.add_artist_bald(attrs(), evidence, age=young)["drawn"]["bald"]  # an age the app set
+    assert HR.add_artist_bald(attrs(age=young), evidence, age=40.0)["drawn"]["bald"]
+    assert HR.add_artist_bald(attrs(age=young, age_by=HR.MASKED_AGE_BY), evidence)["drawn"]["bald"]
+    woman = HR.add_artist_bald(attrs(male=HR.BARE_TOP_MIN_MALE - 0.1), evidence)["drawn"]["bald"]
+    assert woman == (evidence[0] >= evidence[1])  # the detector over its threshold; not the band
+
+
 def test_a_shaved_head_is_drawn_bald_in_image_mode():
     """69294 (a shaved head; the artist's bald detector reads 0.40, under its
     0.73, in the bare-top band): what ships drew a full head of brown hair."""
@@ -528,6 +551,11 @@ def test_the_cli_says_which_beards_the_artist_found():
     assert "  beard: yes (p 0.90, from the artist's cues)" in lines
     h = HR.decode_attributes(_outputs(binary=(0.1, 0.9, 0.1, 0.1, 0.9)))
     assert "  beard: yes (p 0.90)" in _attribute_lines(HR.public_attributes(h)).splitlines()
+    # a bald head drawn through the detector's bare-top band says so too, and the model's reading keeps it
+    b = HR.add_artist_bald(HR.decode_attributes(_outputs(binary=(0.1, 0.1, 0.1, 0.1, 0.9))), (0.45, 0.7, True))
+    assert "  bald: yes (p 0.45, from the artist's cues)" in _attribute_lines(HR.public_attributes(b)).splitlines()
+    pub = HR.public_attributes(HR.apply_settings(b, {"bald": False}))["bald"]  # the app set it off
+    assert pub["value"] is False and pub["model"]["value"] is True and pub["model"]["decided_by"] == HR.BARE_TOP_BY
 
 
 # ------------------------------------------------------------- shipped model

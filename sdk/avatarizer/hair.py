@@ -1884,7 +1884,7 @@ def fuse_age(attributes: dict, artist_age) -> dict:
 
 
 def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None = None,
-                    bare_top: bool = True) -> dict:
+                    bare_top: bool = True, age=None) -> dict:
     """A bald head H did not draw, drawn where the artist's bald detector
     finds one (``evidence``: its (probability, drawing threshold), a function
     of the face's ``hair_mask`` returning that, or None;
@@ -1908,9 +1908,13 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
     ``bare_top`` False (a stream: from one identity refresh to the next a
     head near the band's floor went in and out of it, and the hairstyle
     with it: a shaved head's still photo, jittered, was drawn bald on 25 of
-    150 frames)."""
+    150 frames). Neither under :data:`ARTIST_BALD_MIN_AGE` years (``age``:
+    one the app set, else the attributes' own; not an age read under a
+    face mask, :data:`MASKED_AGE_BY`, which reads adults young), nor the
+    band where H's P(male) is under :data:`BARE_TOP_MIN_MALE`."""
     a = attributes
-    age = a.get("age")
+    if age is None and a.get("age_by") != MASKED_AGE_BY:  # (an age the app set wins; a masked one is not trusted)
+        age = a.get("age")
     if (a["drawn"]["headwear"] if hat is None else hat) or evidence is None or a["drawn"]["bald"] \
             or not _flag(a, "bald") >= ARTIST_BALD_GATE or (is_real(age) and age < ARTIST_BALD_MIN_AGE):
         return a
@@ -1926,8 +1930,9 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
 
 
 #: the artist's bald detector draws no bald head where the age is under this
-#: (the hair stage's, :func:`fuse_age`): of the labelled bald heads the
-#: youngest is 22; a review found babies with fine hair drawn bald (ages 1-5)
+#: (the app's, else the hair stage's, :func:`fuse_age`; not one read under a
+#: face mask): of the labelled bald heads the youngest is 22; a review found
+#: babies with fine hair drawn bald (ages 1-5)
 ARTIST_BALD_MIN_AGE = 16.0
 #: ... and its bare-top band none where H's P(male) is under this: a woman
 #: with her hair pulled back was drawn bald through it (a review, session 28)

@@ -112,8 +112,8 @@ class HairStage(Stage):
             attrs["skin_tone"] = None
             attrs["skin_tone_by"] = "not read: the cheeks are covered (a face mask)"
         if masked:
-            # both H and the artist read a masked adult's age young (under a blue or white mask the median
-            # adult reads 12-15): H's is reported, and no child's head is drawn by it (merge)
+            # both H and the artist read a masked adult's age young (under a blue mask the median adult reads
+            # 12-15): H's is reported, and neither a child's head (merge) nor the artist's bald age gate uses it
             attrs["age_by"] = H.MASKED_AGE_BY
         elif glasses_cues is not None:  # H's age with the artist's (H reads children years older)
             H.fuse_age(attrs, glasses_cues.get("age"))
@@ -184,7 +184,8 @@ class HairStage(Stage):
             # (not where the app set the hair's length: a bald style is neither)
             # (its bare-top band in image mode only: in a stream a head near the band's floor came and went)
             H.add_artist_bald(attrs, glasses_cues.get("bald"), face.hair_mask,
-                              hat=settings.get("headwear", attrs["drawn"]["headwear"]), bare_top=style is None)
+                              hat=settings.get("headwear", attrs["drawn"]["headwear"]), bare_top=style is None,
+                              age=settings.get("age"))
         # the photo's hair colour as sampled, without a colour cast (before any class is read into it)
         hair_rgb = None if reading is None else H.natural_hair_colour(reading[0])
         # a hat is decided (by H or the app) before the hair colour is: under it the hair region is the hat
