@@ -133,6 +133,13 @@ SMALL_FACE_CROP = 384
 SMALL_FACE_MIN_TILE = 600
 
 
+#: image mode: FaceMesh looks for at least this many faces, and the largest
+#: ``max_faces`` are kept: with one, the detector's likeliest detection is the
+#: only one meshed, and in a close-up it can be a spurious small "face" (an
+#: 86-year-old's eye, a UTKFace chip: the face box 39 px wide for 159), where
+#: with two the real face is found too and, the larger, comes first (costs a
+#: second FaceMesh run only where a second face is detected)
+IMAGE_MESH_FACES = 2
 #: most faces a frame is searched for (``AlignOptions.max_faces``, ``Avatarizer(max_faces=)``)
 MAX_FACES = 64
 
@@ -146,9 +153,12 @@ class AlignOptions:
             every call, MediaPipe's ``static_image_mode=True``); ``"video"``
             tracks faces from frame to frame (``static_image_mode=False``)
             and requires strictly increasing ``timestamp_ms``.
-        max_faces: most faces returned per frame. In video mode keep it at
-            the number of faces expected: while fewer are tracked, MediaPipe
-            runs the detector on every frame.
+        max_faces: most faces returned per frame (in image mode the largest:
+            at least :data:`IMAGE_MESH_FACES` are searched for, so that a
+            spurious detection the detector scores higher cannot take the
+            only place). In video mode keep it at the number of faces
+            expected: while fewer are tracked, MediaPipe runs the detector
+            on every frame.
         min_detection_confidence: face detector score threshold in [0, 1]
             (FaceMesh's, and in image mode the full-range detector's that
             looks for small faces where FaceMesh finds none).
@@ -673,7 +683,7 @@ class FaceAligner:
         context = _FrameContext(image, self, pending)
         faces = [_build_face(landmarks, (height, width), context) for landmarks in points]
         faces.sort(key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
-        return faces
+        return faces[: self.options.max_faces]
 
     def align(
         self,
@@ -767,7 +777,8 @@ class FaceAligner:
 
         return mediapipe_graph(lambda: face_mesh.FaceMesh(
             static_image_mode=self.options.mode == "image",
-            max_num_faces=self.options.max_faces,
+            max_num_faces=self.options.max_faces if self.options.mode == "video"
+            else min(MAX_FACES, max(self.options.max_faces, IMAGE_MESH_FACES)),
             refine_landmarks=True,
             min_detection_confidence=float(self.options.min_detection_confidence),
             min_tracking_confidence=float(self.options.min_tracking_confidence),
