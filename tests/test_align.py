@@ -773,14 +773,12 @@ def test_one_face_in_image_mode_is_the_largest_not_the_likeliest():
     """``max_faces=1`` in image mode: FaceMesh meshed only the detector's
     likeliest detection, which in this close-up (a UTKFace chip of an
     86-year-old) is a spurious small face over one eye; at least
-    ``IMAGE_MESH_FACES`` are searched for and the largest kept."""
+    ``align.IMAGE_MESH_FACES`` are searched for and the largest kept."""
     from avatarizer import load_image
-    from avatarizer.align import IMAGE_MESH_FACES
 
     from conftest import need_shared
 
     img = load_image(need_shared("data", "faces", "utkface200", "86_0_2_20170111210346308.jpg.chip.jpg"))
-    assert IMAGE_MESH_FACES >= 2
     with FaceAligner(max_faces=1, segmentation=False) as one, FaceAligner(max_faces=2, segmentation=False) as two:
         got, both = one.detect(img), two.detect(img)
     assert len(got) == 1 and len(both) == 2

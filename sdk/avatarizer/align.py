@@ -153,10 +153,10 @@ class AlignOptions:
             every call, MediaPipe's ``static_image_mode=True``); ``"video"``
             tracks faces from frame to frame (``static_image_mode=False``)
             and requires strictly increasing ``timestamp_ms``.
-        max_faces: most faces returned per frame (in image mode the largest:
-            at least :data:`IMAGE_MESH_FACES` are searched for, so that a
-            spurious detection the detector scores higher cannot take the
-            only place). In video mode keep it at the number of faces
+        max_faces: most faces returned per frame (in image mode the largest
+            of the faces searched for: at least :data:`IMAGE_MESH_FACES`,
+            the detector's likeliest, so that a spurious detection it scores
+            higher cannot take the only place). In video mode keep it at the number of faces
             expected: while fewer are tracked, MediaPipe runs the detector
             on every frame.
         min_detection_confidence: face detector score threshold in [0, 1]
@@ -713,7 +713,8 @@ class FaceAligner:
     def _small_faces(self, image: np.ndarray) -> list[np.ndarray]:
         """Image mode, where FaceMesh found no face: the (478, 3) frame-pixel
         landmarks of each face the full-range detector finds (at most
-        ``max_faces``, the likeliest first), each from FaceMesh run on a
+        ``max_faces`` and :data:`IMAGE_MESH_FACES`, the likeliest first;
+        :meth:`detect` keeps the largest), each from FaceMesh run on a
         square of :data:`SMALL_FACE_CONTEXT` times its box around it, resized
         to :data:`SMALL_FACE_CROP` pixels (a replicated border where the
         square leaves the photo). A face found twice (overlapping boxes) is
@@ -743,7 +744,7 @@ class FaceAligner:
         for score, cx, cy, size in sorted(found, reverse=True):
             if all(np.hypot(cx - bx, cy - by) > 0.5 * max(size, bs) for bx, by, bs in boxes):
                 boxes.append((cx, cy, size))
-        boxes = boxes[: self.options.max_faces]
+        boxes = boxes[: max(self.options.max_faces, IMAGE_MESH_FACES)]  # (detect keeps the largest max_faces)
         out: list[np.ndarray] = []
         for cx, cy, size in boxes:
             side = max(8, int(round(SMALL_FACE_CONTEXT * size)))
