@@ -796,11 +796,22 @@ def test_a_face_inside_a_larger_face_is_not_a_face():
 
     from conftest import need_shared
 
-    big, eye = SimpleNamespace(box=(0, 0, 160, 190)), SimpleNamespace(box=(113, 39, 152, 82))
-    beside = SimpleNamespace(box=(150, 0, 300, 190))  # a neighbour's face touching this one
-    half_in = SimpleNamespace(box=(100, 0, 200, 100))  # 60% inside: kept
-    assert CONTAINED > 0.6
-    assert _without_contained([big, eye, beside, half_in]) == [big, beside, half_in]
+    def face(box, irises=((-1e3, -1e3), (-1e3, -1e3))):
+        lm = np.zeros((478, 3))
+        lm[[468, 473], :2] = irises
+        return SimpleNamespace(box=box, landmarks=lm)
+
+    big = face((0, 0, 160, 190), irises=((50, 60), (130, 60)))
+    beside = face((150, 0, 300, 190))  # a neighbour's face touching this one: kept
+    poster = face((20, 100, 100, 180))  # a separate face over the larger one, not over its eyes: kept
+    half_in = face((100, 30, 220, 100))  # around an iris but half inside: kept
+    eye = face((113, 39, 152, 82))  # all inside, around the right iris: an eye, dropped
+    faces = [big, beside, half_in, poster, eye]  # (largest first)
+    assert [f.box for f in faces] == sorted((f.box for f in faces), key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+    assert _without_contained(faces) == [big, beside, half_in, poster]
+    at = face((113, 39, 113 + 47 / CONTAINED, 82))  # 47 px of its width inside the larger box: just contained
+    below = face((113, 39, 113 + 47 / (CONTAINED - 0.01), 82))
+    assert _without_contained([big, at]) == [big] and _without_contained([big, below]) == [big, below]
     img = load_image(need_shared("data", "faces", "utkface200", "86_0_2_20170111210346308.jpg.chip.jpg"))
     with FaceAligner(max_faces=4, segmentation=False) as al:
         assert len(al.detect(img)) == 1
