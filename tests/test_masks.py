@@ -28,6 +28,16 @@ def _masked(img: np.ndarray, landmarks: np.ndarray, colour) -> np.ndarray:
     return out
 
 
+def _labelled(name: str) -> np.ndarray:
+    """A photo of ``ffhq128-labelled`` (``../shared``) at 512 px, as the masks were measured on."""
+    from avatarizer import load_image
+
+    from conftest import need_shared
+
+    return cv2.resize(load_image(need_shared("data", "faces", "ffhq128-labelled", f"{name}.jpg")), (512, 512),
+                      interpolation=cv2.INTER_CUBIC)
+
+
 def _artist_cues(face) -> dict:
     """The cues ``AutoArtist.fit_geometry_skin`` leaves for an aligned face (``"cheeks_covered"``: a mask)."""
     cues: dict = {}
@@ -104,12 +114,7 @@ def test_clear_glasses_under_a_mask(colour, kept):
     stay clear: they were all dropped. Under the black one (P(clear) 0.86)
     they are not drawn: the mask's edge raises P(clear) on faces without
     glasses too (precision first)."""
-    from avatarizer import load_image
-
-    from conftest import need_shared
-
-    img = cv2.resize(load_image(need_shared("data", "faces", "ffhq128-labelled", "69043.jpg")), (512, 512),
-                     interpolation=cv2.INTER_CUBIC)
+    img = _labelled("69043")
     with Avatarizer() as av:
         if av.estimator == "artist":
             pytest.skip("the shipped models are not installed here")
@@ -127,13 +132,12 @@ def test_clear_glasses_under_a_mask(colour, kept):
 
 
 def test_the_network_decides_clear_glasses_under_a_mask_near_certainty():
-    from avatarizer.artist.accessories import MASK_CLEAR_PROB, detectors
-    from avatarizer.pipeline.hair import _network_clear
+    from avatarizer.artist.accessories import clear_under_mask, detectors
 
     assert detectors()["glasses"]["thresholds"]["clear"] < MASK_CLEAR_PROB < 1.0
-    assert _network_clear(np.array([0.0, MASK_CLEAR_PROB, 0.0]))
-    assert not _network_clear(np.array([0.1, MASK_CLEAR_PROB - 0.01, 0.0]))
-    assert not _network_clear(None)
+    assert clear_under_mask(np.array([0.0, MASK_CLEAR_PROB, 0.0]))
+    assert not clear_under_mask(np.array([0.1, MASK_CLEAR_PROB - 0.01, 0.0]))
+    assert not clear_under_mask(None)
 
 
 def test_sunglasses_under_a_mask_need_tinted_eyes():
@@ -177,12 +181,7 @@ def test_a_colour_cast_is_not_a_mask(photo, gains, who):
     if who == "sample":
         img = photo[0]
     else:
-        from avatarizer import load_image
-
-        from conftest import need_shared
-
-        img = cv2.resize(load_image(need_shared("data", "faces", "ffhq128-labelled", f"{who}.jpg")), (512, 512),
-                         interpolation=cv2.INTER_CUBIC)
+        img = _labelled(who)
     cast = (np.clip(img / 255.0 * np.array(gains), 0, 1) * 255 + 0.5).astype(np.uint8)
     with Avatarizer(estimator="artist") as av:
         f = av.run(cast).faces[0]
@@ -201,12 +200,7 @@ def test_a_blown_out_face_is_not_a_mask(photo, look, who):
     if who == "sample":
         img = photo[0]
     else:
-        from avatarizer import load_image
-
-        from conftest import need_shared
-
-        img = cv2.resize(load_image(need_shared("data", "faces", "ffhq128-labelled", f"{who}.jpg")), (512, 512),
-                         interpolation=cv2.INTER_CUBIC)
+        img = _labelled(who)
     x = img / 255.0
     if look.startswith("gain"):
         x = np.clip(x * float(look.split()[1].rstrip(",")), 0, 1) * (0.96 if "white point" in look else 1.0)

@@ -745,7 +745,7 @@ class FaceAligner:
         for score, cx, cy, size in sorted(found, reverse=True):
             if all(np.hypot(cx - bx, cy - by) > 0.5 * max(size, bs) for bx, by, bs in boxes):
                 boxes.append((cx, cy, size))
-        boxes = boxes[: max(self.options.max_faces, IMAGE_MESH_FACES)]  # (detect keeps the largest max_faces)
+        boxes = boxes[: self._image_search_faces()]  # (detect keeps the largest max_faces)
         out: list[np.ndarray] = []
         for cx, cy, size in boxes:
             side = max(8, int(round(SMALL_FACE_CONTEXT * size)))
@@ -774,13 +774,17 @@ class FaceAligner:
             out.append(lm.astype(np.float32))
         return out
 
+    def _image_search_faces(self) -> int:
+        """How many faces image mode searches for (FaceMesh, the small-face
+        search): ``max_faces``, at least :data:`IMAGE_MESH_FACES`."""
+        return max(self.options.max_faces, IMAGE_MESH_FACES)
+
     def _new_mesh(self):
         from mediapipe.python.solutions import face_mesh  # heavy import, only when used
 
         return mediapipe_graph(lambda: face_mesh.FaceMesh(
             static_image_mode=self.options.mode == "image",
-            max_num_faces=self.options.max_faces if self.options.mode == "video"
-            else min(MAX_FACES, max(self.options.max_faces, IMAGE_MESH_FACES)),
+            max_num_faces=self.options.max_faces if self.options.mode == "video" else self._image_search_faces(),
             refine_landmarks=True,
             min_detection_confidence=float(self.options.min_detection_confidence),
             min_tracking_confidence=float(self.options.min_tracking_confidence),
@@ -938,18 +942,20 @@ def _without_contained(faces: list) -> list:
     both modes (:meth:`FaceAligner.detect`)."""
     kept: list = []
     for f in faces:
-        x0, y0, x1, y1 = f.box
-        area = max((x1 - x0) * (y1 - y0), 1e-9)
-
-        def is_an_eye_of(k) -> bool:
-            inside = max(0.0, min(x1, k.box[2]) - max(x0, k.box[0])) * max(0.0, min(y1, k.box[3]) - max(y0, k.box[1]))
-            irises = np.asarray(k.landmarks, np.float64)[list(_IRIS_CENTRES), :2]
-            around = ((irises[:, 0] >= x0) & (irises[:, 0] <= x1) & (irises[:, 1] >= y0) & (irises[:, 1] <= y1)).any()
-            return inside >= CONTAINED * area and bool(around)
-
-        if not any(is_an_eye_of(k) for k in kept):
+        if not any(_is_an_eye_of(f, k) for k in kept):
             kept.append(f)
     return kept
+
+
+def _is_an_eye_of(f, k) -> bool:
+    """Whether face ``f``'s box lies at least :data:`CONTAINED` inside face
+    ``k``'s and around one of ``k``'s iris centres."""
+    x0, y0, x1, y1 = f.box
+    area = max((x1 - x0) * (y1 - y0), 1e-9)
+    inside = max(0.0, min(x1, k.box[2]) - max(x0, k.box[0])) * max(0.0, min(y1, k.box[3]) - max(y0, k.box[1]))
+    irises = np.asarray(k.landmarks, np.float64)[list(_IRIS_CENTRES), :2]
+    around = ((irises[:, 0] >= x0) & (irises[:, 0] <= x1) & (irises[:, 1] >= y0) & (irises[:, 1] <= y1)).any()
+    return inside >= CONTAINED * area and bool(around)
 
 
 def _face_landmarks(mesh: Any, image: np.ndarray) -> list | None:

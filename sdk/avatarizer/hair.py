@@ -60,7 +60,7 @@ __all__ = [
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
     "cheek_skin_lab", "region_classifier_reads",
     "steady_style", "steady_beard_style", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn",
-    "drawn_length", "fuse_age",
+    "drawn_length", "fuse_age", "trusted_age",
     "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
@@ -1742,14 +1742,20 @@ def _evidence(evidence, *args, extra: bool = False) -> tuple | None:
     return (prob, threshold, len(evidence) > 2 and bool(evidence[2])) if extra else (prob, threshold)
 
 
+def _artist_reading(a: dict, name: str, evidence, gate: float, *args, extra: bool = False) -> tuple | None:
+    """The artist's detector's reading for flag ``name`` (:func:`_evidence`
+    of ``evidence`` and ``args``), asked only where H did not draw the flag
+    and H's P(name) is at least ``gate``; else None."""
+    if evidence is None or a["drawn"][name] or not _flag(a, name) >= gate:
+        return None
+    return _evidence(evidence, *args, extra=extra)
+
+
 def _artist_flag(a: dict, name: str, evidence, gate: float, *args) -> tuple[float, float] | None:
     """The artist's detector's (probability, threshold) for flag ``name``
     where it fires (``evidence``: that pair, a function of ``args``
-    returning it, or None), asked only where H did not draw the flag and
-    H's P(name) is at least ``gate``; else None."""
-    if evidence is None or a["drawn"][name] or not _flag(a, name) >= gate:
-        return None
-    got = _evidence(evidence, *args)
+    returning it, or None), asked as :func:`_artist_reading` asks; else None."""
+    got = _artist_reading(a, name, evidence, gate, *args)
     if got is None or not got[0] >= got[1]:
         return None
     prob, threshold = got
@@ -1857,6 +1863,15 @@ AGE_RAMP = (40.0, 60.0)
 MASKED_AGE_BY = "H; a face mask: no child's head drawn by it"
 
 
+def trusted_age(attributes: Mapping):
+    """The attributes' age to draw by (a child's head, the artist's bald age
+    gate): the age, or an age the app set, but None for H's age read under
+    a face mask (:data:`MASKED_AGE_BY`: masked adults read as children)."""
+    if attributes.get("age_by") == MASKED_AGE_BY and "age" not in attributes.get("set_by_app", ()):
+        return None
+    return attributes.get("age")
+
+
 def fuse_age(attributes: dict, artist_age) -> dict:
     """H's regressed age combined with the artist's own estimate
     (``artist_age``: :func:`avatarizer.artist.accessories.age_estimate`,
@@ -1913,12 +1928,10 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
     face mask, :data:`MASKED_AGE_BY`, which reads adults young), nor the
     band where H's P(male) is under :data:`BARE_TOP_MIN_MALE`."""
     a = attributes
-    if age is None and a.get("age_by") != MASKED_AGE_BY:  # (an age the app set wins; a masked one is not trusted)
-        age = a.get("age")
-    if (a["drawn"]["headwear"] if hat is None else hat) or evidence is None or a["drawn"]["bald"] \
-            or not _flag(a, "bald") >= ARTIST_BALD_GATE or (is_real(age) and age < ARTIST_BALD_MIN_AGE):
+    age = trusted_age(a) if age is None else age  # (an age the app set wins)
+    if (a["drawn"]["headwear"] if hat is None else hat) or (is_real(age) and age < ARTIST_BALD_MIN_AGE):
         return a
-    got = _evidence(evidence, hair_mask, extra=True)
+    got = _artist_reading(a, "bald", evidence, ARTIST_BALD_GATE, hair_mask, extra=True)
     if got is None:
         return a
     prob, threshold, bare = got

@@ -206,6 +206,13 @@ def tinted_under_mask(cue_vector) -> bool:
     return cue_vector is not None and float(np.asarray(cue_vector)[2]) < MASK_SUN_TINT
 
 
+def clear_under_mask(probs) -> bool:
+    """Whether the glasses network (its (none, clear, sun) probabilities
+    ``probs``) draws clear glasses where a face mask vetoed its sunglasses
+    (:data:`MASK_CLEAR_PROB`); the artist alone and the hybrid decide alike."""
+    return probs is not None and bool(float(probs[1]) >= MASK_CLEAR_PROB)
+
+
 def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
     """The artist's glasses: its fitted detector over the photo's cues
     decides none / clear / sunglasses and draws them. With ``cues`` (a dict)
@@ -237,7 +244,7 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
         vetoed = sun and g.get("cheeks_covered") and not tinted_under_mask(x)
         if vetoed:
             sun = False  # a face mask's dark edge, not tinted lenses (MASK_SUN_TINT)
-        clear = not sun and prob[1] >= (MASK_CLEAR_PROB if vetoed else th["clear"])
+        clear = not sun and (clear_under_mask(prob) if vetoed else prob[1] >= th["clear"])
     else:  # no fitted detector: the conservative hand-set rule
         sun = tint < 0.3 and max(bridge, rim) > 0.06
         clear = bridge > 0.12 and rim > 0.09 and not sun

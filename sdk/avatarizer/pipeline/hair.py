@@ -155,7 +155,7 @@ class HairStage(Stage):
             # a face mask: H and the glasses network read its dark edge below the eyes as tinted lenses, and
             # a dark mask as a beard; sunglasses only where the eyes look tinted, no beard (what the app set
             # still wins: its settings are applied below)
-            from ..artist.accessories import tinted_under_mask
+            from ..artist.accessories import clear_under_mask, tinted_under_mask
 
             if attrs["glasses_type"] == 2 and not tinted_under_mask(glasses_cues.get("glasses")):
                 # clear glasses where the fusion's clear probability clears its threshold, or where the
@@ -163,15 +163,15 @@ class HairStage(Stage):
                 # of clear ones (MASK_CLEAR_PROB): H reads the mask's edge as sunglasses with certainty,
                 # and the fusion followed it
                 by_fusion = fused is not None and float(probs[1]) >= self.fusion.clear
-                by_network = fused is not None and not by_fusion and _network_clear(artist_probs)
+                by_network = fused is not None and not by_fusion and clear_under_mask(artist_probs)
                 if by_network:  # reported with the network's probabilities (H's stay under glasses_probs_model)
                     H.add_artist_glasses(attrs, 1, artist_probs)
                 else:
                     H.decide_glasses(attrs, 1 if by_fusion else 0)
                 attrs["glasses_by"] = "a face mask: no sunglasses where the eyes are not tinted" + (
                     "; clear glasses by the artist's glasses network" if by_network else "")
-                clear = by_fusion or by_network
-                fused = (1 if clear else 0) if fused is not None else None
+                if fused is not None:
+                    fused = int(by_fusion or by_network)
             for k in ("beard", "moustache"):
                 if attrs["drawn"][k]:
                     attrs["drawn"][k] = False
@@ -285,13 +285,3 @@ class HairStage(Stage):
                 f.hair_params = np.asarray(full[schema.HAIR], np.float32)
                 f.accessory_params = np.asarray(full[schema.ACCESSORIES], np.float32)
 
-
-def _network_clear(probs) -> bool:
-    """Whether the artist's glasses network (its (none, clear, sun)
-    probabilities ``probs``) draws clear glasses where a face mask vetoed
-    sunglasses: P(clear) at least ``artist.accessories.MASK_CLEAR_PROB`` (a
-    mask's edge raises it on faces without glasses too), as the artist
-    alone decides there."""
-    from ..artist.accessories import MASK_CLEAR_PROB
-
-    return probs is not None and bool(float(probs[1]) >= MASK_CLEAR_PROB)

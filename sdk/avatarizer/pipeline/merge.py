@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import schema
 from ..artist.colour import NECK
-from ..hair import MASKED_AGE_BY, age_lines
+from ..hair import age_lines, trusted_age
 from ..prior import set_skin_colours
 from ..proportions import child_head
 from ..skintone import skin_by_tone, skin_of_set_tone
@@ -53,9 +53,8 @@ def merge_face(f, child: bool = True) -> np.ndarray:
     age = a.get("age")
     if age is not None:  # age lines and a child's taller head from the age estimate (or the app's age)
         params = age_lines(params, age)
-        # (not by an age read under a face mask: masked adults read as children, the hair stage's age_by)
-        masked = a.get("age_by") == MASKED_AGE_BY and "age" not in a.get("set_by_app", ())
-        if child and not masked:
+        # (not by an age read under a face mask: masked adults read as children, hair.trusted_age)
+        if child and trusted_age(a) is not None:
             params = child_head(params, age)
     return params
 
