@@ -21,8 +21,8 @@ def _recover() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import (attributes, data, detectors, evaluate, eyelabels, hairbank, hairlength, hats, pipeline, report,
-                   rethreshold, sheets, ship, skintone, train)
+    from . import (attributes, data, detectors, evaluate, eyelabels, facialhair, hairbank, hairlength, hats, pipeline,
+                   report, rethreshold, sheets, ship, skintone, train)
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
                                  description="Data building, training, evaluation and model export.")
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     detectors.add_parser(sub)
     eyelabels.add_parser(sub)
     hats.add_parser(sub)
+    facialhair.add_parser(sub)
     skintone.add_parser(sub)
     hairlength.add_parser(sub)
     pipeline.add_parser(sub)

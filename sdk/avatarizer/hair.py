@@ -60,7 +60,7 @@ __all__ = [
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
     "cheek_skin_lab", "region_classifier_reads",
     "steady_style", "steady_beard_style", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn",
-    "drawn_length", "fuse_age", "trusted_age",
+    "drawn_length", "fuse_age", "trusted_age", "add_facial_hair", "FACIAL_HAIR_BY",
     "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
@@ -422,7 +422,7 @@ def public_attributes(attributes: Mapping) -> dict:
         entry.update(probability=None if name in ("age", "skin_tone") else 1.0, source="app")
         if name in model:
             entry["model"] = {"value": model[name]["value"], "probability": model[name]["probability"]}
-            if name in ("beard", "bald") and a.get(f"{name}_by"):  # the model's reading: the artist's detector
+            if name in ("beard", "moustache", "bald") and a.get(f"{name}_by"):  # the model's reading: a detector
                 entry["model"]["decided_by"] = a[f"{name}_by"]
     return out
 
@@ -605,6 +605,8 @@ def _as_the_model_read(a: Mapping) -> dict:
             m["decided"][name] = p >= decide.get(name, DEFAULT_THRESHOLD)
             if name in ("beard", "bald") and str(a.get(f"{name}_by", "")).startswith("artist cues"):  # its detector
                 m["drawn"][name] = m["decided"][name] = True
+            elif a.get(f"{name}_by") == FACIAL_HAIR_BY and f"{name}_model_flags" in a:  # its own thresholds
+                m["drawn"][name], m["decided"][name] = a[f"{name}_model_flags"]
         elif name == "hair_length":
             m["hair_long"] = a["hair_long_model"]
         else:  # hair_colour, age, skin_tone
@@ -676,6 +678,8 @@ def apply_settings(attributes: dict, settings: Mapping) -> dict:
             a["glasses_source"] = "app"
         elif name in BINARY_ATTRIBUTES:
             a.setdefault(f"{name}_model", a.get(name))
+            # the model's own drawn and decided flags (a detector's that are not H's thresholds': _as_the_model_read)
+            a.setdefault(f"{name}_model_flags", (bool(a["drawn"][name]), bool(a["decided"][name])))
             a[name] = 1.0 if v else 0.0
             a["drawn"][name] = a["decided"][name] = bool(v)
         elif name == "hair_colour":
@@ -1800,6 +1804,43 @@ def add_artist_beard(attributes: dict, evidence, age=None) -> dict:
     return attributes
 
 
+#: what ``beard_by`` and ``moustache_by`` say where the facial-hair network decided (:func:`add_facial_hair`)
+FACIAL_HAIR_BY = "facial-hair network"
+
+
+def add_facial_hair(attributes: dict, probabilities: Mapping[str, float],
+                    thresholds: Mapping[str, Mapping[str, float]], age=None,
+                    names: tuple[str, ...] = ("beard", "moustache")) -> dict:
+    """The beard and the moustache decided by the facial-hair network
+    (:mod:`avatarizer.facialhair`: ``probabilities`` its P per name,
+    ``thresholds`` its drawing and decision thresholds) in place of H's
+    heads: drawn at or past the drawing threshold, decided at or past the
+    decision threshold, neither on a child (the age under
+    :data:`ARTIST_BEARD_MIN_AGE`; ``age``: one the app set, in place of the
+    estimate). In place, returned: ``<name>`` becomes the network's
+    probability (H's stays under ``<name>_model_read``), ``<name>_by`` is
+    :data:`FACIAL_HAIR_BY`, ``<name>_margin`` how far past the drawing
+    threshold it is (negative where not drawn) and ``beard_opacity`` the
+    drawn beard's (:func:`avatarizer.artist.accessories.beard_opacity`).
+    ``names``: the ones to decide (not those the app set)."""
+    from .artist.accessories import beard_opacity
+
+    a = attributes
+    age = a.get("age") if age is None else age
+    child = is_real(age) and float(age) < ARTIST_BEARD_MIN_AGE
+    for name in names:
+        p, t = float(probabilities[name]), thresholds[name]
+        a[f"{name}_model_read"] = float(a[name])
+        a[name] = p
+        a["drawn"][name] = bool(p >= t["draw"] and not child)
+        a["decided"][name] = bool(p >= t["decision"] and not child)
+        a[f"{name}_by"] = FACIAL_HAIR_BY
+        a[f"{name}_margin"] = p - t["draw"] if a["drawn"][name] else min(p - t["draw"], -1e-6)
+        if name == "beard" and a["drawn"][name]:
+            a["beard_opacity"] = beard_opacity(p, t["draw"])
+    return attributes
+
+
 def read_beard_style(attributes: dict, evidence) -> dict:
     """The shape of a drawn beard from the artist's goatee detector
     (``evidence``: its (probability, drawing threshold), a function
@@ -1974,8 +2015,21 @@ def _beard_drawn(a: Mapping, th: float) -> tuple[bool, float, float]:
     set the beard."""
     if a.get("beard_by") == "artist cues" and "beard" not in a.get("set_by_app", ()):
         return True, float(a.get("beard_margin", 0.0)), float(a.get("beard_opacity", 0.7))
+    if _decided_elsewhere(a, "beard"):  # the facial-hair network's decision, or none under a face mask
+        on = bool(a["drawn"]["beard"])
+        return on, float(a.get("beard_margin", 0.0)) if on else -1.0, float(a.get("beard_opacity", 0.7))
     pb = _flag(a, "beard")
     return pb >= th, pb - th, float(np.clip(0.6 + 0.8 * (pb - th), 0.6, 0.95))
+
+
+def _decided_elsewhere(a: Mapping, name: str) -> bool:
+    """Whether the beard or moustache ``name`` is drawn as ``a["drawn"]``
+    says rather than by H's probability against the drawing threshold: the
+    facial-hair network decided it (:func:`add_facial_hair`), or a face
+    mask covers the lower face (``<name>_by`` "not drawn: ..."); never what
+    the app set."""
+    by = str(a.get(f"{name}_by") or "")
+    return (by == FACIAL_HAIR_BY or by.startswith("not drawn")) and name not in a.get("set_by_app", ())
 
 
 def _flag(attributes: Mapping, name: str) -> float:
@@ -2131,6 +2185,8 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
             p[S.index("beard.opacity")] = 0.0
     if "moustache" in a or "beard" in a:
         pm = _flag(a, "moustache") - th["moustache"]
+        if _decided_elsewhere(a, "moustache"):
+            pm = float(a.get("moustache_margin", 0.0)) if a["drawn"]["moustache"] else -1.0
         if "moustache" not in a.get("set_by_app", ()):  # a beard is drawn with its moustache, unless set
             pm = max(pm, beard_margin)
         pm += 0.5

@@ -37,6 +37,7 @@ SKIN_SLICE = [i - schema.FACE.start for i in SKIN_RGB]  # the same within the fa
 class HairStage(Stage):
     name = "hair"
     fusion = None  # the glasses decision (avatarizer.glasses.GlassesFusion), hybrid only
+    facial_hair = None  # the beard and moustache decision (avatarizer.facialhair.FacialHairNetwork), hybrid only
 
     def prepare(self, options) -> None:
         from ..artist import ArtistStyle, AutoArtist
@@ -71,6 +72,10 @@ class HairStage(Stage):
                 self.fusion = (GlassesFusion.load(entry.raw.get("version"), sha256=entry.sha256,
                                                   artist_network=loaded_detector_key("glasses"))
                                if options.estimator_resolved == "hybrid" else None)
+                if options.estimator_resolved == "hybrid":  # beards and moustaches from the lower face
+                    from ..facialhair import load as load_facial_hair
+
+                    self.facial_hair = load_facial_hair()
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
                                "bank hairstyles")
             else:
@@ -176,7 +181,13 @@ class HairStage(Stage):
                 if attrs["drawn"][k]:
                     attrs["drawn"][k] = False
                     attrs[f"{k}_by"] = "not drawn: a face mask covers the lower face"
-        if glasses_cues is not None and "beard" not in settings:
+        if self.facial_hair is not None and not masked:
+            # beard and moustache from the lower face's own network, in place of H's heads and the
+            # artist's detector (also where the app sets them: what the model read is reported beside
+            # the set value; none under a face mask: decided above)
+            H.add_facial_hair(attrs, self.facial_hair.probabilities(crop), self.facial_hair.thresholds,
+                              age=settings.get("age"))
+        elif glasses_cues is not None and "beard" not in settings:
             # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
             H.add_artist_beard(attrs, glasses_cues.get("beard"), age=settings.get("age"))
         if glasses_cues is not None and "bald" not in settings and "hair_length" not in settings:

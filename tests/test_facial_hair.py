@@ -1,0 +1,251 @@
+"""The facial-hair network (``avatarizer.facialhair``): its files, its
+decisions in the hybrid (``hair.add_facial_hair``, ``merge``) and what it
+finds on held-out photos labelled by eye."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from avatarizer import facialhair as FH
+from avatarizer import hair as HR
+from avatarizer import schema as S
+from conftest import need_shared
+
+SHIPPED = FH.DATA / FH.JSON_NAME
+
+
+def _outputs(binary=(0.1, 0.3, 0.2, 0.1, 0.9), age=41.0):
+    """H's raw outputs: P(bald, beard, moustache, headwear, male) and age."""
+    return {"hair_colour": np.array([[0.1, 0.6, 0.1, 0.1, 0.1]], np.float32),
+            "glasses": np.array([[0.9, 0.05, 0.05]], np.float32),
+            "binary": np.array([binary], np.float32),
+            "regress": np.array([[age, 0.2, 0.3, 0.1, 0.4]], np.float32)}
+
+
+DRAW = {"beard": 0.78, "moustache": 0.77}
+TH = {"beard": {"draw": 0.6, "decision": 0.3}, "moustache": {"draw": 0.7, "decision": 0.4}}
+
+
+def _drawn(a):
+    """(beard opacity, moustache width) that ``merge`` draws for attributes ``a``."""
+    bank = HR.HairBank.load()
+    p = HR.merge(S.sample(1, seed=2)[0], bank.entry(0), (0.2, 0.1, 0.1), a, thresholds=DRAW)
+    return float(p[S.index("beard.opacity")]), float(p[S.index("moustache.w1")])
+
+
+def test_the_networks_decision_replaces_hs_both_ways():
+    """A beard H missed (P 0.3) is drawn where the network clears its
+    threshold, one H drew (P 0.9) is not where the network does not; the
+    reported probability is the network's, H's is kept, and a moustache the
+    network finds is drawn alone."""
+    missed = HR.add_facial_hair(HR.decode_attributes(_outputs(), draw=DRAW), {"beard": 0.9, "moustache": 0.8}, TH)
+    assert missed["drawn"]["beard"] and missed["decided"]["beard"] and missed["beard_by"] == HR.FACIAL_HAIR_BY
+    assert missed["beard_model_read"] == pytest.approx(0.3) and missed["beard"] == pytest.approx(0.9)
+    op, w = _drawn(missed)
+    assert op == pytest.approx(0.7 + 0.25 * 0.3 / 0.4) and w > 0
+    pub = HR.public_attributes(missed)
+    assert pub["beard"] == {"value": True, "probability": pytest.approx(0.9), "decided_by": HR.FACIAL_HAIR_BY}
+    assert pub["moustache"]["value"] is True and pub["moustache"]["decided_by"] == HR.FACIAL_HAIR_BY
+
+    h_drew = HR.decode_attributes(_outputs(binary=(0.1, 0.9, 0.9, 0.1, 0.9)), draw=DRAW)
+    assert h_drew["drawn"]["beard"] and _drawn(h_drew)[0] > 0  # H alone draws it
+    a = HR.add_facial_hair(h_drew, {"beard": 0.2, "moustache": 0.1}, TH)
+    assert not a["drawn"]["beard"] and not a["decided"]["beard"] and _drawn(a) == (0.0, 0.0)
+    assert HR.public_attributes(a)["beard"] == {"value": False, "probability": pytest.approx(0.8),
+                                               "decided_by": HR.FACIAL_HAIR_BY}
+    # between the thresholds: decided (balanced), not drawn (precision)
+    a = HR.add_facial_hair(HR.decode_attributes(_outputs(), draw=DRAW), {"beard": 0.5, "moustache": 0.75}, TH)
+    assert a["decided"]["beard"] and not a["drawn"]["beard"]
+    op, w = _drawn(a)
+    assert op == 0.0 and w > 0  # the moustache alone
+
+
+def test_no_beard_on_a_child_and_what_the_app_sets_wins():
+    child = HR.decode_attributes(_outputs(age=6.0), draw=DRAW)
+    a = HR.add_facial_hair(child, {"beard": 0.99, "moustache": 0.99}, TH)
+    assert not a["drawn"]["beard"] and not a["drawn"]["moustache"] and _drawn(a) == (0.0, 0.0)
+    # an adult's age the app set: drawn
+    a = HR.add_facial_hair(HR.decode_attributes(_outputs(age=6.0), draw=DRAW), {"beard": 0.99, "moustache": 0.1},
+                           TH, age=40.0)
+    assert a["drawn"]["beard"]
+    # the app set no beard over the network's: none drawn; the model's reading is the network's decision
+    a = HR.apply_settings(HR.add_facial_hair(HR.decode_attributes(_outputs(), draw=DRAW),
+                                             {"beard": 0.9, "moustache": 0.1}, TH), {"beard": False})
+    pub = HR.public_attributes(a)["beard"]
+    assert pub["value"] is False and pub["source"] == "app"
+    assert pub["model"] == {"value": True, "probability": pytest.approx(0.9), "decided_by": HR.FACIAL_HAIR_BY}
+    assert _drawn(a)[0] == 0.0
+    # and a beard the network does not find, set by the app: drawn as set; its model reading says no
+    a = HR.apply_settings(HR.add_facial_hair(HR.decode_attributes(_outputs(binary=(0.1, 0.9, 0.9, 0.1, 0.9)),
+                                                                  draw=DRAW), {"beard": 0.1, "moustache": 0.1}, TH),
+                          {"beard": True})
+    assert _drawn(a)[0] > 0 and HR.public_attributes(a)["beard"]["model"]["value"] is False
+    # only the names asked for are decided
+    a = HR.add_facial_hair(HR.decode_attributes(_outputs(), draw=DRAW), {"beard": 0.9, "moustache": 0.9}, TH,
+                           names=("beard",))
+    assert "moustache_by" not in a and a["moustache"] == pytest.approx(0.2)
+
+
+def test_a_beard_not_drawn_under_a_face_mask_stays_undrawn():
+    """The hybrid un-draws H's beard under a face mask (``<name>_by`` "not
+    drawn: ..."); merge follows that flag, not H's probability over its
+    threshold (it drew the beard the attributes said was not there)."""
+    a = HR.decode_attributes(_outputs(binary=(0.1, 0.95, 0.95, 0.1, 0.9)), draw=DRAW)
+    for k in ("beard", "moustache"):
+        a["drawn"][k] = False
+        a[f"{k}_by"] = "not drawn: a face mask covers the lower face"
+    assert _drawn(a) == (0.0, 0.0)
+
+
+def test_the_cli_says_which_beards_the_network_found():
+    from avatarizer.cli import _attribute_lines
+
+    a = HR.add_facial_hair(HR.decode_attributes(_outputs(), draw=DRAW), {"beard": 0.9, "moustache": 0.1}, TH)
+    lines = _attribute_lines(HR.public_attributes(a)).splitlines()
+    assert "  beard: yes (p 0.90, from the facial-hair network)" in lines
+
+
+# ------------------------------------------------------------------ the files
+
+
+def test_the_shipped_network_loads_and_reads_a_crop():
+    net = FH.load()
+    assert net is not None, "sdk/avatarizer/data/facial_hair.json and .onnx are missing or unusable"
+    doc = json.loads(SHIPPED.read_text())
+    assert doc["precision_target"] == 0.9 and set(net.thresholds) == set(FH.OUTPUTS)
+    for t in net.thresholds.values():
+        assert 0.0 < t["decision"] <= t["draw"] < 1.0
+    # the out-of-fold precision the drawing thresholds were chosen for
+    for name, r in doc["report"]["out of fold (labelled training photos)"].items():
+        assert r["precision"] >= 0.9 and r["recall"] > 0.5, (name, r)
+    rng = np.random.default_rng(0)
+    crop = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    p = net.probabilities(crop)
+    assert set(p) == set(FH.OUTPUTS) and all(0.0 <= v <= 1.0 for v in p.values())
+    # the mirror image reads the same (averaged inside the graph)
+    q = net.probabilities(np.ascontiguousarray(crop[:, ::-1]))
+    assert all(abs(p[k] - q[k]) < 1e-5 for k in p)
+    with pytest.raises(ValueError, match="128x128x3"):
+        net.probabilities(crop[:64])
+
+
+@pytest.mark.parametrize("damage", ["missing", "not json", "checksum", "format", "threshold", "region", "huge",
+                                    "graph"])
+def test_unusable_files_fall_back_with_a_warning(tmp_path, damage):
+    for name in (FH.JSON_NAME, FH.ONNX_NAME):
+        shutil.copy(FH.DATA / name, tmp_path / name)
+    js, ox = tmp_path / FH.JSON_NAME, tmp_path / FH.ONNX_NAME
+    doc = json.loads(js.read_text())
+    if damage == "missing":
+        js.unlink()
+        FH.clear_cache()
+        assert FH.load(tmp_path) is None  # no files: no warning, the hybrid's older decision
+        return
+    if damage == "not json":
+        js.write_text("{not json")
+    elif damage == "checksum":
+        ox.write_bytes(ox.read_bytes()[:-1] + b"\0")
+    elif damage == "format":
+        js.write_text(json.dumps({**doc, "format": True}))
+    elif damage == "threshold":
+        doc["thresholds"]["beard"]["draw"] = "0.5"
+        js.write_text(json.dumps(doc))
+    elif damage == "region":
+        js.write_text(json.dumps({**doc, "region": [0, 64, 0, 80]}))
+    elif damage == "huge":
+        js.write_text(" " * (FH._MAX_JSON + 1) + json.dumps(doc))
+    elif damage == "graph":  # a valid ONNX file of another network, its checksum named
+        import onnx
+        from onnx import TensorProto, helper
+
+        g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), ox)
+        import hashlib
+
+        js.write_text(json.dumps({**doc, "sha256": hashlib.sha256(ox.read_bytes()).hexdigest()}))
+    FH.clear_cache()
+    try:
+        with pytest.warns(RuntimeWarning, match="facial-hair network is not used"):
+            assert FH.load(tmp_path) is None
+    finally:
+        FH.clear_cache()
+
+
+# ------------------------------------------------------------- held-out photos
+
+
+def _by_eye_heldout() -> dict[str, tuple[int, int]]:
+    from avatarizer_export.data import eye_labels, is_heldout
+
+    out = {}
+    for k, v in eye_labels().items():
+        if is_heldout(k) and isinstance(v.get("beard"), int) and isinstance(v.get("moustache"), int):
+            out[k] = (v["beard"], v["moustache"])
+    return out
+
+
+def test_the_hybrid_finds_most_held_out_beards_and_moustaches():
+    """On the held-out photos labelled by eye (``ffhq128`` and the UTKFace
+    men; 450-odd faces, ~80 beards, ~95 moustaches) ``Avatarizer()`` drew
+    41 of 82 beards (4 invented) and 42 of 95 moustaches (5) with H and
+    the artist's detector (session 29); with the network 44 (1) and 73 (3):
+    more found, fewer invented. The model card's numbers, with margin."""
+    from avatarizer import Avatarizer, load_image
+
+    faces = need_shared("data", "faces")
+    lab = _by_eye_heldout()
+    found = {"beard": [0, 0], "moustache": [0, 0]}  # [found, of]
+    invented = {"beard": 0, "moustache": 0}
+    with Avatarizer() as av:
+        if av.estimator != "hybrid":
+            pytest.skip("the shipped models are not installed here")
+        for k, (beard, moustache) in sorted(lab.items()):
+            r = av.run(load_image(faces / k))
+            if not r.faces:
+                continue
+            d = r.faces[0].attributes["drawn"]
+            for name, truth in (("beard", beard), ("moustache", moustache)):
+                shown = d[name] or (name == "moustache" and d["beard"])
+                if truth:
+                    found[name][0] += int(shown)
+                    found[name][1] += 1
+                else:
+                    invented[name] += int(shown)
+    assert found["beard"][1] >= 70 and found["moustache"][1] >= 80
+    assert found["beard"][0] >= 0.5 * found["beard"][1], found
+    assert found["moustache"][0] >= 0.7 * found["moustache"][1], found
+    assert invented["beard"] <= 3 and invented["moustache"] <= 5, invented
+
+
+def test_no_beard_on_held_out_utkface_women_and_children():
+    """UTKFace women and children (by their file names) that training never
+    saw: the network read very old women's wrinkles and a baby's hand at
+    its mouth as a beard before such photos were in its training; the
+    hybrid draws a beard or moustache on few of them."""
+    import re
+
+    from avatarizer import Avatarizer, load_image
+    from avatarizer_export.data import is_heldout
+
+    folder = need_shared("data", "faces", "utkface200")
+    photos = [p for p in sorted(folder.iterdir()) if is_heldout(f"utkface200/{p.name}")
+              and (m := re.match(r"^(\d{1,3})_([01])_", p.name)) and (m.group(2) == "1" or int(m.group(1)) < 13)]
+    assert len(photos) >= 300
+    shown, n = {"beard": 0, "moustache": 0}, 0
+    with Avatarizer() as av:
+        if av.estimator != "hybrid":
+            pytest.skip("the shipped models are not installed here")
+        for p in photos:
+            r = av.run(load_image(p))
+            if r.faces:
+                d = r.faces[0].attributes["drawn"]
+                n += 1
+                shown["beard"] += int(d["beard"])
+                shown["moustache"] += int(d["moustache"] or d["beard"])
+    assert n >= 0.9 * len(photos)
+    assert shown["beard"] <= 0.01 * n and shown["moustache"] <= 0.02 * n, (shown, n)
