@@ -1,14 +1,15 @@
 """``avatarizer-export facial-hair``: fit the facial-hair network (``avatarizer.facialhair``).
 
 Beards and moustaches were the accessories the avatars missed most: on the
-held-out photos labelled by eye the shipped pipeline drew 41 of 83 beards
+held-out photos labelled by eye the shipped pipeline drew 41 of 82 beards
 and 42 of 95 moustaches (session 29), because H's heads (linear over
 features distilled from ImageNet) and the artist's detector (an MLP over
 hand-measured cues: darker, more textured, less skin-coloured than the
 cheeks) both miss light beards (red, grey, white) and stubble. This
 network looks at the lower face only: a small CNN (five 3x3 convolutions,
-16-64 channels, mean and max pooled; ~20 M multiply-adds) over the 64x80
-pixel block of the aligned 128-px crop (:data:`avatarizer.facialhair.REGION`)
+16-64 channels, mean and max pooled; ~20 M multiply-adds a pass, two
+passes: the crop and its mirror image) over the 64x80 pixel block of the
+aligned 128-px crop (:data:`avatarizer.facialhair.REGION`)
 the SDK's hair stage reads, with two sigmoid outputs, P(beard) and
 P(moustache).
 
@@ -202,13 +203,23 @@ def fit(shared: Path, cache: Path, *, data: Path | None = None, quiet: bool = Fa
     ``data`` (default the SDK's data folder) and returns the JSON document."""
     import torch
 
+    t0 = time.time()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(max(1, min(threads, 4)))
+        return _fit(shared, cache, data, quiet, t0)
+    finally:
+        torch.set_num_threads(threads)  # (make models' later steps keep their own)
+
+
+def _fit(shared: Path, cache: Path, data: Path | None, quiet: bool, t0: float) -> dict:
+    import torch
+
     from avatarizer import facialhair as FH
 
     from .attributes import _best_ba_threshold
     from .detectors import precision_threshold
 
-    t0 = time.time()
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     al = load_aligned(cache)
     rows = training_rows(shared, al)
     y, lab, held, index = rows["y"], rows["labelled"], rows["held"], rows["index"]

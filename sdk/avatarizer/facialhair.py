@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import threading
 import warnings
 from pathlib import Path
 from typing import Mapping
@@ -74,7 +75,8 @@ class FacialHairNetwork:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or isinstance(doc.get("format"), bool):
             raise ValueError(f"{json_path}: format {doc.get('format') if isinstance(doc, dict) else None!r:.40}, "
                              f"this SDK reads {FORMAT}")
-        if list(doc.get("region") or ()) != list(REGION) or doc.get("crop") != CROP:
+        region_ = doc.get("region")
+        if not isinstance(region_, list) or region_ != list(REGION) or doc.get("crop") != CROP:
             raise ValueError(f"{json_path}: a network of another region of the crop")
         th = doc.get("thresholds")
         try:
@@ -98,7 +100,8 @@ class FacialHairNetwork:
         except ModelError as exc:
             raise ValueError(str(exc)) from None
         if (len(sess.inputs) != 1 or len(sess.outputs) != 1 or tuple(sess.inputs[0].shape[1:]) != (3, *INPUT_HW)
-                or tuple(sess.outputs[0].shape[1:]) != (len(OUTPUTS),)):
+                or tuple(sess.outputs[0].shape[1:]) != (len(OUTPUTS),)
+                or sess.inputs[0].dtype != np.float32 or sess.outputs[0].dtype != np.float32):
             raise ValueError(f"{onnx_path}: not a facial-hair network (inputs {[i.shape for i in sess.inputs]}, "
                              f"outputs {[o.shape for o in sess.outputs]})")
         return cls(sess, th, sha)
@@ -111,14 +114,22 @@ class FacialHairNetwork:
         return {n: float(np.clip(v, 0.0, 1.0)) for n, v in zip(OUTPUTS, p)}
 
 
-@functools.lru_cache(maxsize=1)
+_LOCK = threading.Lock()
+
+
 def _load(folder: str) -> FacialHairNetwork | None:
+    with _LOCK:  # one session (and one warning) however many threads build an Avatarizer at once
+        return _load_once(folder)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_once(folder: str) -> FacialHairNetwork | None:
     path = Path(folder) / JSON_NAME
     if not path.is_file():
         return None
     try:
         return FacialHairNetwork.from_files(path)
-    except (OSError, ValueError, RecursionError) as exc:
+    except (OSError, ValueError, TypeError, RecursionError) as exc:
         warnings.warn(f"the facial-hair network is not used ({exc}); beards and moustaches are decided by "
                       "the attribute model and the artist's detector", RuntimeWarning, stacklevel=3)
         return None
@@ -132,4 +143,5 @@ def load(folder: str | Path | None = None) -> FacialHairNetwork | None:
 
 def clear_cache() -> None:
     """Forgets the loaded network (after ``avatarizer-export facial-hair`` rewrote it)."""
-    _load.cache_clear()
+    with _LOCK:
+        _load_once.cache_clear()

@@ -605,7 +605,9 @@ def _as_the_model_read(a: Mapping) -> dict:
             m["decided"][name] = p >= decide.get(name, DEFAULT_THRESHOLD)
             if name in ("beard", "bald") and str(a.get(f"{name}_by", "")).startswith("artist cues"):  # its detector
                 m["drawn"][name] = m["decided"][name] = True
-            elif a.get(f"{name}_by") == FACIAL_HAIR_BY and f"{name}_model_flags" in a:  # its own thresholds
+            elif f"{name}_model_flags" in a and _decided_elsewhere({**a, "set_by_app": ()}, name):
+                # the facial-hair network's own thresholds, or not drawn (a face mask, a child, a face cut by
+                # the frame's edge): the flags as the model decided them before the app's setting
                 m["drawn"][name], m["decided"][name] = a[f"{name}_model_flags"]
         elif name == "hair_length":
             m["hair_long"] = a["hair_long_model"]
@@ -1819,23 +1821,32 @@ def add_facial_hair(attributes: dict, probabilities: Mapping[str, float],
     :data:`ARTIST_BEARD_MIN_AGE`; ``age``: one the app set, in place of the
     estimate). In place, returned: ``<name>`` becomes the network's
     probability (H's stays under ``<name>_model_read``), ``<name>_by`` is
-    :data:`FACIAL_HAIR_BY`, ``<name>_margin`` how far past the drawing
-    threshold it is (negative where not drawn) and ``beard_opacity`` the
-    drawn beard's (:func:`avatarizer.artist.accessories.beard_opacity`).
-    ``names``: the ones to decide (not those the app set)."""
+    :data:`FACIAL_HAIR_BY` (``"not drawn: a child ..."`` where the network
+    would draw it on a child), ``<name>_margin`` how far past the drawing
+    threshold it is (negative where not drawn), ``beard_opacity`` the
+    drawn beard's (:func:`avatarizer.artist.accessories.beard_opacity`),
+    and ``thresholds`` the network's for these names (H's stay under
+    ``thresholds_model``). ``names``: the ones to decide."""
     from .artist.accessories import beard_opacity
 
     a = attributes
     age = a.get("age") if age is None else age
     child = is_real(age) and float(age) < ARTIST_BEARD_MIN_AGE
+    th = a.setdefault("thresholds", {})
+    th["decision"], th["draw"] = dict(th.get("decision") or {}), dict(th.get("draw") or {})  # (copies: H's kept)
+    a.setdefault("thresholds_model", {"decision": dict(th["decision"]), "draw": dict(th["draw"])})
     for name in names:
         p, t = float(probabilities[name]), thresholds[name]
         a[f"{name}_model_read"] = float(a[name])
         a[name] = p
-        a["drawn"][name] = bool(p >= t["draw"] and not child)
-        a["decided"][name] = bool(p >= t["decision"] and not child)
-        a[f"{name}_by"] = FACIAL_HAIR_BY
+        # (a threshold of 1: never drawn, however sure; the file's "no threshold reached the precision")
+        on = bool(p >= t["draw"] and t["draw"] < 1.0)
+        a["drawn"][name] = on and not child
+        a["decided"][name] = bool(p >= t["decision"]) and not child
+        a[f"{name}_by"] = (f"not drawn: a child (age under {ARTIST_BEARD_MIN_AGE:g})" if child and on
+                           else FACIAL_HAIR_BY)
         a[f"{name}_margin"] = p - t["draw"] if a["drawn"][name] else min(p - t["draw"], -1e-6)
+        th["draw"][name], th["decision"][name] = float(t["draw"]), float(t["decision"])
         if name == "beard" and a["drawn"][name]:
             a["beard_opacity"] = beard_opacity(p, t["draw"])
     return attributes
@@ -2023,11 +2034,11 @@ def _beard_drawn(a: Mapping, th: float) -> tuple[bool, float, float]:
 
 
 def _decided_elsewhere(a: Mapping, name: str) -> bool:
-    """Whether the beard or moustache ``name`` is drawn as ``a["drawn"]``
-    says rather than by H's probability against the drawing threshold: the
-    facial-hair network decided it (:func:`add_facial_hair`), or a face
-    mask covers the lower face (``<name>_by`` "not drawn: ..."); never what
-    the app set."""
+    """Whether flag ``name`` is drawn as ``a["drawn"]`` says rather than by
+    H's probability against the drawing threshold: the facial-hair network
+    decided it (:func:`add_facial_hair`), or something un-drew it
+    (``<name>_by`` "not drawn: ...": a face mask over the lower face, a
+    child, a face cut by the frame's edge); never what the app set."""
     by = str(a.get(f"{name}_by") or "")
     return (by == FACIAL_HAIR_BY or by.startswith("not drawn")) and name not in a.get("set_by_app", ())
 
