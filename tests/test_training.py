@@ -263,8 +263,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     """``avatarizer-export all``: every step gets the same --cache (a namespace
     faked in code once dropped it for training), in order, and an exception
     in any step (shipping included) fails the run instead of being skipped."""
-    from avatarizer_export import (attributes, detectors, facialhair, hairbank, hairlength, hats, pipeline, report,
-                                   rethreshold, ship, skintone)
+    from avatarizer_export import (attributes, detectors, facialhair, hairbank, hairlength, hatnet, hats, pipeline,
+                                   report, rethreshold, ship, skintone)
 
     calls: list = []
     shared, cache = tmp_path / "shared", tmp_path / "cache"
@@ -278,6 +278,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(detectors, "fit", rec("detectors"))
     monkeypatch.setattr(hats, "fit", rec("hat kinds"))
     monkeypatch.setattr(facialhair, "fit", rec("facial hair"))
+    monkeypatch.setattr(hatnet, "fit", rec("hat network"))
     monkeypatch.setattr(T, "train", rec("train"))
     monkeypatch.setattr(attributes, "run", rec("attributes"))
     monkeypatch.setattr(skintone, "fit", rec("skin tone"))
@@ -290,8 +291,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     pipeline.STAGES.clear()
     stages = pipeline.run_all(shared, cache, steps_scale=0.5)
     names = [c[0] for c in calls]
-    # the artist's, before the pairs; the facial-hair network with them
-    assert names[:7] == ["data", "data", "detectors", "hat kinds", "facial hair", "data", "data"]
+    # the artist's, before the pairs; the facial-hair and hat networks with them
+    assert names[:8] == ["data", "data", "detectors", "hat kinds", "facial hair", "hat network", "data", "data"]
     assert [c[1][0] for c in calls if c[0] == "data"] == ["align", "meanface", "pairs", "avatars"]
     # the glasses fusion reads the staged H: after shipping; the report what is shipped: after the commit
     # H's heads from the labels by eye are added to the file H's training wrote
@@ -302,7 +303,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     trains = [c for c in calls if c[0] == "train"]
     assert all(kw["steps_scale"] == 0.5 for _, _, kw in trains)
     # the long steps show their progress bars (they ran quiet for minutes)
-    assert all(not kw.get("quiet") for name, _, kw in calls if name in ("detectors", "fusion", "facial hair"))
+    assert all(not kw.get("quiet") for name, _, kw in calls
+               if name in ("detectors", "fusion", "facial hair", "hat network"))
     assert ("mapper", {"finetune": "mapper_full"}) in [(a[0], {k: v for k, v in kw.items() if k == "finetune"})
                                                        for _, a, kw in trains]
     assert ship.export.__name__ == "<lambda>" and calls[-3][1][0] == "ship"
@@ -330,8 +332,8 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     does not list are never touched. ``busy``: another run ships into the
     models folder: this one stops before its first step (it learnt it only
     once its trainings were done), leaving no copy or lock behind."""
-    from avatarizer_export import (attributes, detectors, facialhair, hairbank, hairlength, hats, pipeline, report,
-                                   rethreshold, ship, skintone, staging)
+    from avatarizer_export import (attributes, detectors, facialhair, hairbank, hairlength, hatnet, hats, pipeline,
+                                   report, rethreshold, ship, skintone, staging)
 
     models, data = tmp_path / "sdk" / "models", tmp_path / "sdk" / "data"
     models.mkdir(parents=True), data.mkdir()
@@ -375,6 +377,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(detectors, "fit", nothing)
     monkeypatch.setattr(hats, "fit", nothing)
     monkeypatch.setattr(facialhair, "fit", nothing)
+    monkeypatch.setattr(hatnet, "fit", nothing)
     monkeypatch.setattr(attributes, "run", step("attributes", write_h))
     monkeypatch.setattr(skintone, "fit", step("skin tone", nothing))
     monkeypatch.setattr(hairlength, "fit", step("hair length", nothing))

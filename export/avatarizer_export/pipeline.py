@@ -59,7 +59,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
             report: bool = True) -> dict[str, float]:
     """Every step from the shared photos to the shipped model files; returns
     the seconds per step. Each step is a typed function of its module."""
-    from . import data, detectors, facialhair, hairbank, hairlength, hats, rethreshold, ship, skintone, staging, train
+    from . import (data, detectors, facialhair, hairbank, hairlength, hatnet, hats, rethreshold, ship, skintone, staging,
+                   train)
     from .attributes import run as train_attributes
 
     def data_step(stage: str):
@@ -77,6 +78,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     _timed("hat kinds", hats.fit, shared)  # which hat the artist and the hybrid draw (labels by eye)
     # the hybrid's beard and moustache: a network over the lower face of the aligned crops (~10 minutes)
     _timed("facial hair", facialhair.fit, shared, cache, quiet=False)
+    _timed("hat network", hatnet.fit, shared, cache, quiet=False)  # the hybrid's hats (labels by eye)
     data_step("pairs")
     data_step("avatars")
     train_step("image-ae")

@@ -421,8 +421,8 @@ def _attribute_lines(attributes) -> str:
             note = f" (p {p:.2f})" if p is not None else ""
             if str(entry.get("decided_by", "")).startswith("artist cues"):  # a beard or bald head H missed
                 note = f" (p {p:.2f}, from the artist's cues)"
-            elif entry.get("decided_by") == "facial-hair network":  # (hair.FACIAL_HAIR_BY)
-                note = f" (p {p:.2f}, from the facial-hair network)"
+            elif entry.get("decided_by") in ("facial-hair network", "hat network"):  # (hair.NETWORK_BY)
+                note = f" (p {p:.2f}, from the {entry['decided_by']})"
         if name not in SETTABLE:
             note += " (read only: nothing drawn depends on it)"
         lines.append(f"  {name}: {v}{note}")

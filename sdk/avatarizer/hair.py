@@ -60,7 +60,8 @@ __all__ = [
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
     "cheek_skin_lab", "region_classifier_reads",
     "steady_style", "steady_beard_style", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn",
-    "drawn_length", "fuse_age", "trusted_age", "add_facial_hair", "FACIAL_HAIR_BY",
+    "drawn_length", "fuse_age", "trusted_age", "add_facial_hair", "FACIAL_HAIR_BY", "add_hat_network",
+    "HAT_NETWORK_BY", "hat_query",
     "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
@@ -422,7 +423,7 @@ def public_attributes(attributes: Mapping) -> dict:
         entry.update(probability=None if name in ("age", "skin_tone") else 1.0, source="app")
         if name in model:
             entry["model"] = {"value": model[name]["value"], "probability": model[name]["probability"]}
-            if name in ("beard", "moustache", "bald") and a.get(f"{name}_by"):  # the model's reading: a detector
+            if name in ("beard", "moustache", "bald", "headwear") and a.get(f"{name}_by"):  # a detector's reading
                 entry["model"]["decided_by"] = a[f"{name}_by"]
     return out
 
@@ -1832,24 +1833,70 @@ def add_facial_hair(attributes: dict, probabilities: Mapping[str, float],
     a = attributes
     age = a.get("age") if age is None else age
     child = is_real(age) and float(age) < ARTIST_BEARD_MIN_AGE
-    th = a.setdefault("thresholds", {})
-    th["decision"], th["draw"] = dict(th.get("decision") or {}), dict(th.get("draw") or {})  # (copies: H's kept)
-    a.setdefault("thresholds_model", {"decision": dict(th["decision"]), "draw": dict(th["draw"])})
     for name in names:
         p, t = float(probabilities[name]), thresholds[name]
-        a[f"{name}_model_read"] = float(a[name])
-        a[name] = p
-        # (a threshold of 1: never drawn, however sure; the file's "no threshold reached the precision")
-        on = bool(p >= t["draw"] and t["draw"] < 1.0)
-        a["drawn"][name] = on and not child
-        a["decided"][name] = bool(p >= t["decision"]) and not child
-        a[f"{name}_by"] = (f"not drawn: a child (age under {ARTIST_BEARD_MIN_AGE:g})" if child and on
-                           else FACIAL_HAIR_BY)
-        a[f"{name}_margin"] = p - t["draw"] if a["drawn"][name] else min(p - t["draw"], -1e-6)
-        th["draw"][name], th["decision"][name] = float(t["draw"]), float(t["decision"])
+        _take_network(a, name, p, t, FACIAL_HAIR_BY,
+                      gate=f"not drawn: a child (age under {ARTIST_BEARD_MIN_AGE:g})" if child else None)
         if name == "beard" and a["drawn"][name]:
             a["beard_opacity"] = beard_opacity(p, t["draw"])
     return attributes
+
+
+#: what ``headwear_by`` says where the hat network decided (:func:`add_hat_network`)
+HAT_NETWORK_BY = "hat network"
+#: the ``<name>_by`` of a decision a region network made (:mod:`avatarizer.regionnet`)
+NETWORK_BY = (FACIAL_HAIR_BY, HAT_NETWORK_BY)
+
+
+def add_hat_network(attributes: dict, probability: float, thresholds: Mapping[str, Mapping[str, float]]) -> dict:
+    """The hat decided by the hat network (:data:`avatarizer.headwear.NETWORK`:
+    ``probability`` its P(headwear), ``thresholds["headwear"]`` its drawing
+    and decision thresholds) in place of H's head; as
+    :func:`add_facial_hair` (H's probability under ``headwear_model_read``,
+    whether H drew it under ``headwear_model_drawn``: the retrieval's query,
+    :func:`hat_query`). In place, returned."""
+    a = attributes
+    a["headwear_model_drawn"] = bool(a["drawn"]["headwear"])
+    _take_network(a, "headwear", float(probability), thresholds["headwear"], HAT_NETWORK_BY)
+    return attributes
+
+
+def hat_query(attributes: dict) -> dict:
+    """The retrieval's query where the hat network decided the hat
+    (:func:`add_hat_network`; also where a face cut by the frame's edge
+    then un-drew it): H's own P(headwear) (the bank's entries hold H's
+    scores, the family gate H's threshold) where the hat drawn is the one
+    H would draw, and where it is not, the hat as the app would set it
+    (1.0 or 0.0: the gate fires or not), so the hairstyle is chosen for the
+    hat drawn; else (no network, or a hat the app set) ``attributes`` as
+    they are."""
+    a = attributes
+    if "headwear_model_drawn" not in a or "headwear" in a.get("set_by_app", ()):
+        return a  # (no hat network: H's own reading is the query)
+    if bool(a["drawn"]["headwear"]) == bool(a.get("headwear_model_drawn")):
+        return {**a, "headwear": float(a["headwear_model_read"])}
+    return {**a, "headwear": 1.0 if a["drawn"]["headwear"] else 0.0}
+
+
+def _take_network(a: dict, name: str, p: float, t: Mapping[str, float], by: str, gate: str | None = None) -> None:
+    """Writes a region network's decision for flag ``name`` into ``a``: its
+    probability ``p`` (H's under ``<name>_model_read``), drawn and decided
+    at its thresholds ``t`` (a drawing threshold of 1: never drawn, the
+    fit's "no threshold reached the precision"), ``<name>_by`` ``by`` (or
+    ``gate``, a "not drawn: ..." reason, where it would be drawn but a gate
+    says no: then neither drawn nor decided), ``<name>_margin``, and its
+    thresholds into ``a["thresholds"]`` (H's stay under ``thresholds_model``)."""
+    th = a.setdefault("thresholds", {})
+    th["decision"], th["draw"] = dict(th.get("decision") or {}), dict(th.get("draw") or {})  # (copies: H's kept)
+    a.setdefault("thresholds_model", {"decision": dict(th["decision"]), "draw": dict(th["draw"])})
+    a[f"{name}_model_read"] = float(a[name])
+    a[name] = p
+    on = bool(p >= t["draw"] and t["draw"] < 1.0)
+    a["drawn"][name] = on and gate is None
+    a["decided"][name] = bool(p >= t["decision"]) and gate is None
+    a[f"{name}_by"] = gate if gate is not None and on else by
+    a[f"{name}_margin"] = p - t["draw"] if a["drawn"][name] else min(p - t["draw"], -1e-6)
+    th["draw"][name], th["decision"][name] = float(t["draw"]), float(t["decision"])
 
 
 def read_beard_style(attributes: dict, evidence) -> dict:
@@ -2040,7 +2087,7 @@ def _decided_elsewhere(a: Mapping, name: str) -> bool:
     (``<name>_by`` "not drawn: ...": a face mask over the lower face, a
     child, a face cut by the frame's edge); never what the app set."""
     by = str(a.get(f"{name}_by") or "")
-    return (by == FACIAL_HAIR_BY or by.startswith("not drawn")) and name not in a.get("set_by_app", ())
+    return (by in NETWORK_BY or by.startswith("not drawn")) and name not in a.get("set_by_app", ())
 
 
 def _flag(attributes: Mapping, name: str) -> float:
@@ -2214,7 +2261,7 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
             p[S.index("moustache.w1")] = 0.0
     # headwear on the skull
     if "headwear" in a:
-        if _flag(a, "headwear") >= th["headwear"]:
+        if a["drawn"]["headwear"] if _decided_elsewhere(a, "headwear") else _flag(a, "headwear") >= th["headwear"]:
             from . import headwear as HW
 
             P.set_rgb(p, "headwear", a.get("headwear_rgb", _HEADWEAR_RGB))

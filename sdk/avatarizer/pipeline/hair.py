@@ -37,7 +37,8 @@ SKIN_SLICE = [i - schema.FACE.start for i in SKIN_RGB]  # the same within the fa
 class HairStage(Stage):
     name = "hair"
     fusion = None  # the glasses decision (avatarizer.glasses.GlassesFusion), hybrid only
-    facial_hair = None  # the beard and moustache decision (avatarizer.facialhair.FacialHairNetwork), hybrid only
+    facial_hair = None  # the beard and moustache decision (avatarizer.facialhair), hybrid only
+    hat_network = None  # the hat decision (avatarizer.headwear.NETWORK), hybrid only
 
     def prepare(self, options) -> None:
         from ..artist import ArtistStyle, AutoArtist
@@ -72,10 +73,12 @@ class HairStage(Stage):
                 self.fusion = (GlassesFusion.load(entry.raw.get("version"), sha256=entry.sha256,
                                                   artist_network=loaded_detector_key("glasses"))
                                if options.estimator_resolved == "hybrid" else None)
-                if options.estimator_resolved == "hybrid":  # beards and moustaches from the lower face
+                if options.estimator_resolved == "hybrid":  # beards and moustaches, hats: from their blocks
+                    from .. import headwear as HW
                     from ..facialhair import load as load_facial_hair
 
                     self.facial_hair = load_facial_hair()
+                    self.hat_network = HW.load_network()
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
                                "bank hairstyles")
             else:
@@ -111,6 +114,8 @@ class HairStage(Stage):
         if outputs is None:
             outputs = self.session.run(feed)
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
+        if self.hat_network is not None:  # the hat from the top of the head's own network (hybrid)
+            H.add_hat_network(attrs, self.hat_network.probabilities(crop)["headwear"], self.hat_network.thresholds)
         if masked and attrs.get("skin_tone") is not None:
             # H reads the skin tone from the whole face: under a face mask, the mask's (a black one read
             # 6-7 on light skin); the skin drawn is the forehead's and the nose's as measured (not reported)
@@ -232,7 +237,7 @@ class HairStage(Stage):
         beard_shape = (None, None) if style is None else H.steady_beard_style(attrs, *style[2])
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
-        query = H.bald_query(attrs)
+        query = H.hat_query(H.bald_query(attrs))
         idx = self.retriever.query(query, mask, face.canonical, valid=valid)
         if style is not None:  # a stream: the style shown changes to a family found most lately (or a gate's)
             idx, recent = H.steady_style(self.retriever.families, *style[:2], idx,
@@ -245,9 +250,8 @@ class HairStage(Stage):
             beard = H.sample_beard_rgb(crop, face.canonical, base[SKIN_RGB], valid)
             if beard is not None:
                 attrs["beard_rgb"] = beard * 0.9
-        full = H.merge(base, self.bank.entry(idx), rgb, attrs,
-                       thresholds={**self.draw, "headwear": np.inf} if attrs.get("headwear_by") else self.draw,
-                       hat_shape=hat_shape)
+        # (a hat the hat network decided, or not drawn on a face cut by the edge: merge follows attrs["drawn"])
+        full = H.merge(base, self.bank.entry(idx), rgb, attrs, thresholds=self.draw, hat_shape=hat_shape)
         if fused:  # drawn with the artist's frame colour and lens sizes
             from ..artist.accessories import set_glasses_kind
 

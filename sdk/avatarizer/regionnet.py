@@ -1,0 +1,170 @@
+"""Small networks over one block of the aligned crop (``data/*.onnx``).
+
+Some accessories are decided better by a network that sees only where they
+are than by the attribute regressor H over the whole face: the beard and
+the moustache under the nose (:mod:`avatarizer.facialhair`), a hat on top
+of the head (:mod:`avatarizer.headwear`'s network). Each is a small CNN
+over a fixed block of the aligned 128-px crop (the crop H and the hair
+stage read), with one sigmoid output per attribute, the crop's and its
+mirror image's averaged inside the graph, fitted by ``avatarizer-export``
+and shipped as ``data/<name>.onnx`` beside ``data/<name>.json`` (its
+SHA-256, the block, the drawing and decision thresholds, the report).
+:func:`load` returns None when the files are missing, and also, with a
+warning, when they are there but unusable (a checksum, a format, another
+block, a graph of other shapes or types): the caller then decides as it
+did without the network.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+__all__ = ["Spec", "RegionNetwork", "load", "clear_cache", "DATA", "CROP", "FORMAT"]
+
+DATA = Path(__file__).resolve().with_name("data")
+FORMAT = 1
+#: the aligned crop's size the networks read
+CROP = 128
+#: larger than this many bytes, a network's JSON file is not read (a corrupt or crafted file)
+MAX_JSON = 1 << 20
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One network: its ``name`` (the files ``<name>.onnx`` and
+    ``<name>.json``), the ``region`` of the crop it reads (rows r0-r1,
+    columns c0-c1), its ``outputs`` and what the warning says falls back."""
+
+    name: str
+    region: tuple[int, int, int, int]
+    outputs: tuple[str, ...]
+    fallback: str = "the attribute model decides"
+    title: str = ""  # what messages call it ("facial-hair", "hat"); default the name
+
+    @property
+    def called(self) -> str:
+        return self.title or self.name.replace("_", " ")
+
+    @property
+    def onnx_name(self) -> str:
+        return f"{self.name}.onnx"
+
+    @property
+    def json_name(self) -> str:
+        return f"{self.name}.json"
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self.region[1] - self.region[0], self.region[3] - self.region[2]
+
+    def block(self, crop: np.ndarray) -> np.ndarray:
+        """The block (uint8, H x W x 3) of an aligned 128-px RGB crop; ValueError for another shape."""
+        c = np.asarray(crop)
+        if c.shape != (CROP, CROP, 3):
+            raise ValueError(f"the {self.called} network reads an aligned {CROP}x{CROP}x3 crop, got shape {c.shape}")
+        r0, r1, c0, c1 = self.region
+        return c[r0:r1, c0:c1]
+
+
+class RegionNetwork:
+    """A loaded network and its thresholds (``thresholds[name]["draw"]``:
+    drawn at or above, for precision; ``["decision"]``: the best balanced
+    accuracy)."""
+
+    def __init__(self, spec: Spec, session, thresholds: Mapping[str, Mapping[str, float]], sha256: str):
+        self.spec = spec
+        self.session = session
+        self.thresholds = {n: {"draw": float(thresholds[n]["draw"]), "decision": float(thresholds[n]["decision"])}
+                           for n in spec.outputs}
+        self.sha256 = sha256
+
+    @classmethod
+    def from_files(cls, spec: Spec, json_path: Path, onnx_path: Path | None = None) -> "RegionNetwork":
+        """ValueError when the files are not a valid pair (format, thresholds,
+        checksum, the graph's input and output); OSError when unreadable."""
+        from .errors import ModelError
+        from .runtime import Session
+
+        json_path = Path(json_path)
+        if json_path.stat().st_size > MAX_JSON:
+            raise ValueError(f"{json_path}: larger than {MAX_JSON} bytes")
+        doc = json.loads(json_path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or isinstance(doc.get("format"), bool):
+            raise ValueError(f"{json_path}: format {doc.get('format') if isinstance(doc, dict) else None!r:.40}, "
+                             f"this SDK reads {FORMAT}")
+        region = doc.get("region")
+        if not isinstance(region, list) or region != list(spec.region) or doc.get("crop") != CROP:
+            raise ValueError(f"{json_path}: a network of another block of the crop")
+        th = doc.get("thresholds")
+        try:
+            for n in spec.outputs:
+                for k in ("draw", "decision"):
+                    v = th[n][k]
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                        raise ValueError(f"{json_path}: threshold {n}.{k} is not a number in [0, 1]")
+        except (KeyError, TypeError):
+            raise ValueError(f"{json_path}: no thresholds for {', '.join(spec.outputs)}") from None
+        sha = doc.get("sha256")
+        onnx_path = Path(onnx_path) if onnx_path is not None else json_path.with_name(spec.onnx_name)
+        data = onnx_path.read_bytes()
+        if not isinstance(sha, str) or hashlib.sha256(data).hexdigest() != sha:
+            raise ValueError(f"{onnx_path}: its SHA-256 is not the one {json_path.name} names")
+        try:
+            sess = Session(onnx_path, name=spec.name, description={}, model_bytes=data, device="cpu",
+                           providers=["CPUExecutionProvider"])
+        except ModelError as exc:
+            raise ValueError(str(exc)) from None
+        if (len(sess.inputs) != 1 or len(sess.outputs) != 1 or tuple(sess.inputs[0].shape[1:]) != (3, *spec.input_hw)
+                or tuple(sess.outputs[0].shape[1:]) != (len(spec.outputs),)
+                or sess.inputs[0].dtype != np.float32 or sess.outputs[0].dtype != np.float32):
+            raise ValueError(f"{onnx_path}: not a {spec.called} network (inputs {[i.shape for i in sess.inputs]}, "
+                             f"outputs {[o.shape for o in sess.outputs]})")
+        return cls(spec, sess, th, sha)
+
+    def probabilities(self, crop: np.ndarray) -> dict[str, float]:
+        """``{output: p}`` for an aligned 128-px RGB crop (uint8)."""
+        x = self.spec.block(crop).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+        out = self.session.run({self.session.input_names[0]: x})
+        p = np.asarray(out[self.session.output_names[0]], np.float64).reshape(-1)
+        return {n: float(np.clip(v, 0.0, 1.0)) for n, v in zip(self.spec.outputs, p)}
+
+
+_LOCK = threading.Lock()
+
+
+def _load(spec: Spec, folder: str) -> RegionNetwork | None:
+    with _LOCK:  # one session (and one warning) however many threads build an Avatarizer at once
+        return _load_once(spec, folder)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_once(spec: Spec, folder: str) -> RegionNetwork | None:
+    path = Path(folder) / spec.json_name
+    if not path.is_file():
+        return None
+    try:
+        return RegionNetwork.from_files(spec, path)
+    except (OSError, ValueError, TypeError, RecursionError) as exc:
+        warnings.warn(f"the {spec.called} network is not used ({exc}); {spec.fallback}",
+                      RuntimeWarning, stacklevel=4)
+        return None
+
+
+def load(spec: Spec, folder: str | Path | None = None) -> RegionNetwork | None:
+    """The network of ``spec`` in ``folder`` (default the SDK's data folder),
+    loaded once; None when its files are missing or unusable (a warning says why)."""
+    return _load(spec, str(Path(folder) if folder is not None else DATA))
+
+
+def clear_cache() -> None:
+    """Forgets the loaded networks (after ``avatarizer-export`` rewrote one)."""
+    with _LOCK:
+        _load_once.cache_clear()
