@@ -146,5 +146,88 @@ def test_the_hybrid_finds_more_held_out_hats(monkeypatch):
     with Avatarizer() as av:
         h_found, h_hats, h_invented, _ = _held_out_hats(av, lab, faces)
     assert hats == h_hats >= 45 and bare >= 150
-    assert found >= h_found + 1 and invented <= h_invented + 1, (found, h_found, invented, h_invented, hats)
+    # (36 and 3 against 34 and 3 here; with a photo's margin for another machine's arithmetic)
+    assert found >= h_found and invented <= h_invented + 1, (found, h_found, invented, h_invented, hats)
     assert found >= 0.65 * hats and invented <= 4, (found, hats, invented, bare)
+
+
+def test_without_the_network_a_cut_face_gets_no_hat_shaped_hairstyle():
+    """Without the hat network (``estimator="model"``, or no files) a face
+    cut by the frame's edge is drawn no hat, and its query no longer asks
+    for one: H's 0.76 on the cut sample portrait picked a hairstyle of the
+    hat family, drawn without the hat (a review)."""
+    a = HR.decode_attributes(_outputs(0.76), draw=DRAW)
+    assert HR.hat_query(a)["headwear"] == pytest.approx(0.76)  # (H's own, where nothing un-drew it)
+    a["drawn"]["headwear"] = False
+    a["headwear_by"] = "not drawn: the face is cut by the frame's edge"
+    assert HR.hat_query(a)["headwear"] == 0.0 and not _hat_drawn(a)
+    assert HR.hat_query(HR.apply_settings(a, {"headwear": True}))["headwear"] == 1.0  # the app's
+
+
+def test_eval_scores_hats_and_facial_hair_against_the_labels_by_eye(tmp_path):
+    """``accessories_by_eye``: what the avatar shows against the labels by
+    eye of the held-out photos (a moustache drawn with its beard counts;
+    the probability of a yes for the ECE); photos without an avatar or
+    attributes, or without a label, or not held out, are left out."""
+    from avatarizer_export.data import eye_labels, is_heldout
+    from avatarizer_export.evaluate import accessory_reads_by_eye, hat_labels_by_eye
+
+    hats = hat_labels_by_eye()
+    eye = eye_labels()
+    keys = [k for k in sorted(hats) if is_heldout(k) and k.startswith("ffhq128/")
+            and eye.get(k, {}).get("beard") in (0, 1) and eye[k].get("moustache") in (0, 1)]
+    hat = [k for k in keys if hats[k]][:2]
+    bare = [k for k in keys if not hats[k]][:3]
+    assert len(hat) == 2 and len(bare) == 3
+    rows = hat + bare
+    files = [tmp_path / "ffhq128" / k.split("/", 1)[1] for k in rows]
+
+    def attrs(hw: bool, p: float):
+        return {"headwear": {"value": hw, "probability": p}, "beard": {"value": True, "probability": 0.9},
+                "moustache": {"value": True, "probability": 0.9, "drawn_with": "beard"}}
+
+    # the first hat found (P 0.9), the second missed (P(no) 0.8); one bare head drawn with a hat (0.6)
+    at = [attrs(True, 0.9), attrs(False, 0.8), attrs(True, 0.6), attrs(False, 0.95), None]
+    params = np.zeros((5, 3))
+    out = accessory_reads_by_eye([f.name for f in files], files, params, at)
+    h = out["headwear"]
+    assert h["n"] == 4 and h["found"] == "1/2" and h["invented"] == "1/2"
+    assert h["balanced_accuracy"] == pytest.approx(0.5)
+    params[0] = np.nan  # no avatar: left out
+    assert accessory_reads_by_eye([f.name for f in files], files, params, at)["headwear"]["n"] == 3
+    beards = sum(eye[k]["beard"] for k in rows[:4])
+    assert out["beard"]["found"] == f"{beards}/{beards}"  # every face here is drawn with a beard
+    assert accessory_reads_by_eye([], [], np.zeros((0, 3)), []) == {}
+
+
+def test_the_fitting_routine_writes_a_network_the_sdk_loads_and_is_deterministic(tmp_path, monkeypatch):
+    """``avatarizer_export.regionnet.fit_task`` on a tiny synthetic set (one
+    epoch): the ONNX file and the JSON that names its checksum, which
+    ``avatarizer.regionnet`` loads and runs; the same inputs give the same
+    bytes (make models reproduces the shipped files on one machine)."""
+    pytest.importorskip("torch")
+    from avatarizer_export import regionnet as XR
+
+    monkeypatch.setattr(XR, "EPOCHS", 1)
+    rng = np.random.default_rng(0)
+    n = 90
+    crops = rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
+    y = (np.arange(n) % 3 == 0).astype(np.float32)[:, None]
+    crops[y[:, 0] > 0, :64] //= 4  # a dark "hat" on the positives
+    rows = {"y": y, "labelled": np.ones(n, bool), "held": np.arange(n) >= 75, "index": np.arange(n)}
+    docs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        out.mkdir()
+        docs.append(XR.fit_task(HW.NETWORK, crops, rows, data=out, quiet=True, pool=2, input_name="head_top",
+                                held_groups=(("held out", np.ones(n, bool)),), precision=0.95))
+    assert docs[0]["sha256"] == docs[1]["sha256"] and docs[0]["thresholds"] == docs[1]["thresholds"]
+    assert (tmp_path / "a" / HW.NETWORK.onnx_name).read_bytes() == (tmp_path / "b" / HW.NETWORK.onnx_name).read_bytes()
+    assert docs[0]["precision_target"] == 0.95 and set(docs[0]["report"]) == {
+        "out of fold (labelled training photos)", "held out"}
+    RN.clear_cache()
+    try:
+        net = HW.load_network(tmp_path / "a")
+        assert net is not None and 0.0 <= net.probabilities(crops[0])["headwear"] <= 1.0
+    finally:
+        RN.clear_cache()

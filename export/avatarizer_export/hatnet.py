@@ -3,8 +3,9 @@
 Hats drawn as hair were the avatars' most visible attribute misses (a
 black fedora became long black hair, 69371): H's headwear head, linear over
 features distilled from ImageNet and fitted on the 29 hats of the shared
-labels' training photos, runs low on new photos (held out by eye it drew
-32 of 49 hats at its threshold of 0.326, session 29). This network reads
+labels' training photos, runs low on new photos (held out by eye
+`Avatarizer()` drew 34 of 53 hats with it, at its threshold of 0.326,
+session 29). This network reads
 the top of the head only: rows 0-64 of the aligned 128-px crop (the crop
 the hair stage reads), averaged 2x2 inside the graph, a small CNN
 (:mod:`avatarizer_export.regionnet`) with one sigmoid output, P(headwear).

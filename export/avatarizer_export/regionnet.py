@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,24 @@ def scores(p: np.ndarray, y: np.ndarray, th: float) -> dict:
             "invented": fp, "missed": fn}
 
 
+#: the largest difference allowed between ONNX Runtime's and PyTorch's probabilities on the training crops
+ONNX_TOLERANCE = 1e-4
+
+
+def _check_onnx(path: Path, net, spec, crops, index: np.ndarray) -> None:
+    """Raises RuntimeError where ONNX Runtime's probabilities for ``index``'s
+    crops differ from PyTorch's by more than :data:`ONNX_TOLERANCE`."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.stack([spec.block(crops[i]) for i in index]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    want = predict(net, spec, crops, index)
+    diff = float(np.abs(got - want).max()) if len(index) else 0.0
+    if not diff <= ONNX_TOLERANCE:
+        raise RuntimeError(f"{spec.name}: ONNX Runtime and PyTorch differ by {diff:.2g} on the training crops")
+
+
 def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool = False, pool: int = 1,
              input_name: str = "block", held_groups: tuple = (), trained_on: dict | None = None,
              clear=None, precision: float = PRECISION) -> dict:
@@ -203,10 +222,13 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
 
         with staged(json_path, "part") as tmp_json:
             with staged(onnx_path, "part") as tmp:
-                torch.onnx.export(net, torch.zeros(1, 3, *spec.input_hw), str(tmp), input_names=[input_name],
-                                  output_names=["probabilities"], dynamic_axes={input_name: {0: "batch"},
-                                                                                "probabilities": {0: "batch"}},
-                                  opset_version=17, dynamo=False)
+                with warnings.catch_warnings():  # (the TorchScript exporter, as onnx_export uses it)
+                    warnings.filterwarnings("ignore", category=DeprecationWarning)
+                    torch.onnx.export(net, torch.zeros(1, 3, *spec.input_hw), str(tmp), input_names=[input_name],
+                                      output_names=["probabilities"], dynamic_axes={input_name: {0: "batch"},
+                                                                                    "probabilities": {0: "batch"}},
+                                      opset_version=17, dynamo=False)
+                _check_onnx(tmp, net, spec, crops, index[tr[:64]])  # ONNX Runtime reads what PyTorch does
                 digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
             doc = {"format": FORMAT, "outputs": list(names), "region": list(spec.region), "crop": CROP,
                    "input": {"layout": "NCHW", "shape": ["batch", 3, *spec.input_hw], "colour_order": "RGB",

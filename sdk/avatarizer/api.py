@@ -274,7 +274,8 @@ class Avatar:
             face was lost on this frame (within the grace period).
         expression: video mode: the (smoothed) expression signals by name
             (:data:`avatarizer.expressions.SIGNALS`); ``None`` in image mode.
-        attributes: what the attribute regressor H saw in the photo, or
+        attributes: what the attribute regressor H (and, in the hybrid,
+            the facial-hair and hat networks) saw in the photo, or
             ``None`` (no regressor: auto-artist estimator, or loaded from
             JSON): ``{"glasses", "beard", "moustache", "headwear", "bald",
             "hair_colour", "gender", "age"}`` plus ``"skin_tone"`` and

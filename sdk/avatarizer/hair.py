@@ -1868,11 +1868,16 @@ def hat_query(attributes: dict) -> dict:
     scores, the family gate H's threshold) where the hat drawn is the one
     H would draw, and where it is not, the hat as the app would set it
     (1.0 or 0.0: the gate fires or not), so the hairstyle is chosen for the
-    hat drawn; else (no network, or a hat the app set) ``attributes`` as
+    hat drawn. Without the network, H's own score, but 0.0 where a hat was
+    un-drawn (a face cut by the frame's edge: its hairstyle came from the
+    hat family, without the hat); a hat the app set: ``attributes`` as
     they are."""
     a = attributes
-    if "headwear_model_drawn" not in a or "headwear" in a.get("set_by_app", ()):
-        return a  # (no hat network: H's own reading is the query)
+    if "headwear" in a.get("set_by_app", ()):
+        return a
+    if "headwear_model_drawn" not in a:  # no hat network: H's own reading, unless a hat was un-drawn
+        # (a face cut by the frame's edge: its replicated border read as a hat; no hat-shaped hairstyle)
+        return {**a, "headwear": 0.0} if str(a.get("headwear_by", "")).startswith("not drawn") else a
     if bool(a["drawn"]["headwear"]) == bool(a.get("headwear_model_drawn")):
         return {**a, "headwear": float(a["headwear_model_read"])}
     return {**a, "headwear": 1.0 if a["drawn"]["headwear"] else 0.0}
@@ -2004,7 +2009,8 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
     of the face's ``hair_mask`` returning that, or None;
     ``accessories.bald_evidence``), asked only where H's P(bald) is at
     least :data:`ARTIST_BALD_GATE` and no hat is drawn (``hat``: the hat
-    decision when the app set it, else H's). H's bald output barely
+    decision when the app set it, else the model's: the hat network's in
+    the hybrid, H's without it). H's bald output barely
     separates bald heads (its P(bald) 0.07-0.28 on clearly bald men, under
     its drawing threshold of 0.5: none drawn); the detector over the hair
     region's cues reaches ROC AUC 0.98 out of fold on labelled men

@@ -35,8 +35,6 @@ from . import regionnet as RN
 from . import schema as S
 from .artist.photo import at_size, float_rgb, mask01, to_lab
 
-#: ``headwear.type`` values, by name (the renderer draws 1 a cap with a peak,
-#: 2 a beanie with a cuff, 3 a hat with a brim all round)
 #: the hat network (:mod:`avatarizer.regionnet`): rows 0-64 of the aligned 128-px crop (the top of the
 #: head), P(headwear); ``avatarizer-export hat-net`` fits it, the hybrid decides the hat with it
 #: (:func:`avatarizer.hair.add_hat_network`)
@@ -50,6 +48,8 @@ def load_network(folder=None) -> "RN.RegionNetwork | None":
     return RN.load(NETWORK, folder)
 
 
+#: ``headwear.type`` values, by name (the renderer draws 1 a cap with a peak,
+#: 2 a beanie with a cuff, 3 a hat with a brim all round)
 KINDS = ("none", "cap", "beanie", "brimmed")
 #: the classes the fitted model tells apart: the three kinds and any other
 #: covering (a scarf, a hood, a helmet), drawn as the beanie
