@@ -46,7 +46,6 @@ from pathlib import Path
 import numpy as np
 
 from .data import eye_labels, ffhq_labels, is_heldout, load_aligned
-from .paths import cache_dir, shared_dir
 
 _UTK = re.compile(r"^utkface[^/]*/(\d{1,3})_([01])_")
 
@@ -96,14 +95,7 @@ def fit(shared: Path, cache: Path, *, data: Path | None = None, quiet: bool = Fa
                     clear=FH.clear_cache)
 
 
-def main_facial_hair(args) -> int:
-    fit(shared_dir(args.shared), cache_dir(args.cache), quiet=args.quiet)
-    return 0
-
-
 def add_parser(sub):
-    p = sub.add_parser("facial-hair", help="fit the facial-hair network (beard, moustache) on the labelled photos")
-    p.add_argument("--shared", default=None, help="the shared data folder (default ../shared)")
-    p.add_argument("--cache", default=None, help="the cache folder (default cache/; `data align` fills it)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=main_facial_hair)
+    from .regionnet import add_fit_parser
+
+    add_fit_parser(sub, "facial-hair", "fit the facial-hair network (beard, moustache) on the labelled photos", fit)

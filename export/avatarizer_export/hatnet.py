@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from .data import EYE_LABELS, headwear_labels, is_heldout, load_aligned
-from .paths import cache_dir, shared_dir
 from .rethreshold import PRECISION as RT_PRECISION
 
 #: the block is averaged 2x2 before the first convolution (hats are large; a quarter of the cost)
@@ -90,14 +89,8 @@ def fit(shared: Path, cache: Path, *, data: Path | None = None, quiet: bool = Fa
                     trained_on={"hats": int(y[tr].sum()), "pool": POOL}, clear=RN.clear_cache, precision=PRECISION)
 
 
-def main_hat_net(args) -> int:
-    fit(shared_dir(args.shared), cache_dir(args.cache), quiet=args.quiet)
-    return 0
-
-
 def add_parser(sub):
-    p = sub.add_parser("hat-net", help="fit the hat network (headwear) on the photos labelled by eye")
-    p.add_argument("--shared", default=None, help="the shared data folder (default ../shared; unused: labels by eye)")
-    p.add_argument("--cache", default=None, help="the cache folder (default cache/; `data align` fills it)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=main_hat_net)
+    from .regionnet import add_fit_parser
+
+    add_fit_parser(sub, "hat-net", "fit the hat network (headwear) on the photos labelled by eye", fit,
+                   shared_help="the shared data folder (default ../shared; unused: labels by eye)")

@@ -79,8 +79,9 @@ class HairStage(Stage):
 
                     self.facial_hair = load_facial_hair()
                     self.hat_network = HW.load_network()
+                nets = [n for n, net in (("facial-hair", self.facial_hair), ("hat", self.hat_network)) if net]
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
-                               "bank hairstyles")
+                               "bank hairstyles" + (f" + the {' and '.join(nets)} networks" if nets else ""))
             else:
                 folder = getattr(options.manifest, "folder", options.models_dir)
                 self.reason = f"{folder} has no 'attributes' model: the auto-artist's hair is used"
