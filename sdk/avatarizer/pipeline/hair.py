@@ -103,20 +103,25 @@ class HairStage(Stage):
         crop = face.crop(128)
         x = self.session.preprocess(crop[None])
         feed = {self.session.input_names[0]: x}
-        # image mode: H runs on a side thread while this one reads the photo's hair
-        network = beside(self.session.run, feed) if overlap else None
+
+        def networks():  # H, and in the hybrid the hat and facial-hair networks (none under a face mask)
+            return (self.session.run(feed),
+                    None if self.hat_network is None else self.hat_network.probabilities(crop),
+                    None if self.facial_hair is None or masked else self.facial_hair.probabilities(crop))
+
+        # image mode: the networks run on a side thread while this one reads the photo's hair
+        network = beside(networks) if overlap else None
         try:
             mask = face.hair_mask(128)
             valid = crop_valid_mask(face, 128)
             reading = H.hair_region_reading(crop, mask, face.canonical, valid, masked=masked) \
                 if mask is not None else None
         finally:
-            outputs = network.result() if network is not None else None
-        if outputs is None:
-            outputs = self.session.run(feed)
+            ran = network.result() if network is not None else None
+        outputs, hat_probs, facial_hair_probs = ran if ran is not None else networks()
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
-        if self.hat_network is not None:  # the hat from the top of the head's own network (hybrid)
-            H.add_hat_network(attrs, self.hat_network.probabilities(crop)["headwear"], self.hat_network.thresholds)
+        if hat_probs is not None:  # the hat from the top of the head's own network (hybrid)
+            H.add_hat_network(attrs, hat_probs["headwear"], self.hat_network.thresholds)
         if masked and attrs.get("skin_tone") is not None:
             # H reads the skin tone from the whole face: under a face mask, the mask's (a black one read
             # 6-7 on light skin); the skin drawn is the forehead's and the nose's as measured (not reported)
@@ -187,12 +192,11 @@ class HairStage(Stage):
                 if attrs["drawn"][k]:
                     attrs["drawn"][k] = False
                     attrs[f"{k}_by"] = "not drawn: a face mask covers the lower face"
-        if self.facial_hair is not None and not masked:
+        if facial_hair_probs is not None:
             # beard and moustache from the lower face's own network, in place of H's heads and the
             # artist's detector (also where the app sets them: what the model read is reported beside
             # the set value; none under a face mask: decided above)
-            H.add_facial_hair(attrs, self.facial_hair.probabilities(crop), self.facial_hair.thresholds,
-                              age=settings.get("age"))
+            H.add_facial_hair(attrs, facial_hair_probs, self.facial_hair.thresholds, age=settings.get("age"))
         elif glasses_cues is not None and "beard" not in settings:
             # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
             H.add_artist_beard(attrs, glasses_cues.get("beard"), age=settings.get("age"))
