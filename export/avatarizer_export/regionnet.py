@@ -249,7 +249,8 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
     return doc
 
 
-def add_fit_parser(sub, command: str, help: str, fit, shared_help: str = "the shared data folder (default ../shared)"):
+def add_fit_parser(sub, command: str, help_text: str, fit,
+                   shared_help: str = "the shared data folder (default ../shared)"):
     """The ``avatarizer-export COMMAND`` of a region network's ``fit(shared, cache, quiet=...)``."""
     from .paths import cache_dir, shared_dir
 
@@ -257,7 +258,7 @@ def add_fit_parser(sub, command: str, help: str, fit, shared_help: str = "the sh
         fit(shared_dir(args.shared), cache_dir(args.cache), quiet=args.quiet)
         return 0
 
-    p = sub.add_parser(command, help=help)
+    p = sub.add_parser(command, help=help_text)
     p.add_argument("--shared", default=None, help=shared_help)
     p.add_argument("--cache", default=None, help="the cache folder (default cache/; `data align` fills it)")
     p.add_argument("--quiet", action="store_true")
