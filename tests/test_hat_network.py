@@ -231,3 +231,29 @@ def test_the_fitting_routine_writes_a_network_the_sdk_loads_and_is_deterministic
         assert net is not None and 0.0 <= net.probabilities(crops[0])["headwear"] <= 1.0
     finally:
         RN.clear_cache()
+
+
+def test_the_hat_labels_are_by_eye_only_and_the_rows_follow_the_cache():
+    """``hatnet.hat_labels``: every label by eye of a covered head, the hat
+    kinds of ``ffhq128-labelled`` among them (``data.headwear_labels`` leaves
+    that folder out), no shared label; ``training_rows`` keeps the photos
+    the aligned cache has, in key order, all labelled, split by is_heldout."""
+    from types import SimpleNamespace
+
+    from avatarizer_export.data import headwear_labels, is_heldout
+    from avatarizer_export.hatnet import EYE_LABELS, hat_labels, training_rows
+
+    lab = hat_labels()
+    assert set(lab.values()) == {0, 1} and set(headwear_labels()) <= set(lab)
+    kinds = [json.loads(line) for line in (EYE_LABELS / "headwear_kind_by_eye.jsonl").read_text().splitlines()
+             if line.strip()]
+    labelled = {r["file"]: int(r["hat"] != "none") for r in kinds if r["file"].startswith("ffhq128-labelled/")}
+    assert labelled and all(lab[k] == v for k, v in labelled.items())
+    assert {k.split("/")[0] for k in lab} >= {"ffhq128", "ffhq128-labelled"}
+    some = sorted(lab)[:40]
+    cache = SimpleNamespace(keys=["not/labelled.jpg", *reversed(some)])
+    rows = training_rows(cache)
+    assert rows["keys"] == some and rows["labelled"].all()
+    assert rows["y"].shape == (40, 1) and [int(v) for v in rows["y"][:, 0]] == [lab[k] for k in some]
+    assert [cache.keys[i] for i in rows["index"]] == some
+    assert rows["held"].tolist() == [is_heldout(k) for k in some]
