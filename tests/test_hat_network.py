@@ -170,9 +170,10 @@ def test_eval_scores_hats_and_facial_hair_against_the_labels_by_eye(tmp_path):
     the probability of a yes for the ECE); photos without an avatar or
     attributes, or without a label, or not held out, are left out."""
     from avatarizer_export.data import eye_labels, is_heldout
-    from avatarizer_export.evaluate import accessory_reads_by_eye, hat_labels_by_eye
+    from avatarizer_export.evaluate import accessory_reads_by_eye
+    from avatarizer_export.hatnet import hat_labels
 
-    hats = hat_labels_by_eye()
+    hats = hat_labels()
     eye = eye_labels()
     keys = [k for k in sorted(hats) if is_heldout(k) and k.startswith("ffhq128/")
             and eye.get(k, {}).get("beard") in (0, 1) and eye[k].get("moustache") in (0, 1)]

@@ -834,15 +834,6 @@ def hair_length_reads(names, files, params: np.ndarray) -> dict:
             "short_drawn_long": f"{int(conf[1, 2])}/{int(conf[1].sum())}"}
 
 
-def hat_labels_by_eye() -> dict[str, int]:
-    """``{"FOLDER/NAME": 0 or 1}``: every label by eye of a covered head
-    (:func:`avatarizer_export.data.headwear_labels`, then the hat kinds of
-    ``ffhq128-labelled``, which it leaves out): the hat network's labels."""
-    from .hatnet import hat_labels
-
-    return hat_labels()
-
-
 def accessory_reads_by_eye(names, files, params: np.ndarray, attributes: list) -> dict:
     """What the avatar shows of the headwear, the beard and the moustache
     (``Avatar.attributes``; a moustache drawn with its beard counts) against
@@ -853,9 +844,10 @@ def accessory_reads_by_eye(names, files, params: np.ndarray, attributes: list) -
     yes (``Avatar.attributes[name]["probability"]`` of the value shown)."""
     from .attributes import expected_calibration_error
     from .data import eye_labels
+    from .hatnet import hat_labels
 
     eye = eye_labels()
-    sets = {"headwear": hat_labels_by_eye(),
+    sets = {"headwear": hat_labels(),  # (the hat network's labels: by eye only)
             "beard": {k: int(v["beard"]) for k, v in eye.items() if v.get("beard") in (0, 1)},
             "moustache": {k: int(v["moustache"]) for k, v in eye.items() if v.get("moustache") in (0, 1)}}
     out = {}
@@ -866,7 +858,7 @@ def accessory_reads_by_eye(names, files, params: np.ndarray, attributes: list) -
             if a is None:
                 continue
             e = a[name]
-            on = bool(e["value"]) or (name == "moustache" and bool(a["beard"]["value"]))
+            on = bool(e["value"])  # (a moustache drawn with its beard is reported drawn: "drawn_with")
             p = float(e["probability"]) if e.get("probability") is not None else float(on)
             t.append(int(label))
             shown.append(on)

@@ -604,11 +604,9 @@ def _as_the_model_read(a: Mapping) -> dict:
             m[name] = p
             m["drawn"][name] = p >= draw.get(name, DEFAULT_THRESHOLD)
             m["decided"][name] = p >= decide.get(name, DEFAULT_THRESHOLD)
-            if name in ("beard", "bald") and str(a.get(f"{name}_by", "")).startswith("artist cues"):  # its detector
-                m["drawn"][name] = m["decided"][name] = True
-            elif f"{name}_model_flags" in a and _decided_elsewhere({**a, "set_by_app": ()}, name):
-                # the facial-hair network's own thresholds, or not drawn (a face mask, a child, a face cut by
-                # the frame's edge): the flags as the model decided them before the app's setting
+            if f"{name}_model_flags" in a and _decided_elsewhere({**a, "set_by_app": ()}, name):
+                # a detector's decision (a network's own thresholds, the artist's), or not drawn (a face mask, a
+                # child, a face cut by the frame's edge): the flags as the model decided them before the app's
                 m["drawn"][name], m["decided"][name] = a[f"{name}_model_flags"]
         elif name == "hair_length":
             m["hair_long"] = a["hair_long_model"]
@@ -2077,9 +2075,7 @@ def _beard_drawn(a: Mapping, th: float) -> tuple[bool, float, float]:
     threshold, its opacity): H's probability against ``th``, or the
     artist's detector's decision (:func:`add_artist_beard`) unless the app
     set the beard."""
-    if a.get("beard_by") == "artist cues" and "beard" not in a.get("set_by_app", ()):
-        return True, float(a.get("beard_margin", 0.0)), float(a.get("beard_opacity", 0.7))
-    if _decided_elsewhere(a, "beard"):  # the facial-hair network's decision, or none under a face mask
+    if _decided_elsewhere(a, "beard"):  # a detector's decision (a network's, the artist's), or none (a mask)
         on = bool(a["drawn"]["beard"])
         return on, float(a.get("beard_margin", 0.0)) if on else -1.0, float(a.get("beard_opacity", 0.7))
     pb = _flag(a, "beard")
@@ -2088,12 +2084,14 @@ def _beard_drawn(a: Mapping, th: float) -> tuple[bool, float, float]:
 
 def _decided_elsewhere(a: Mapping, name: str) -> bool:
     """Whether flag ``name`` is drawn as ``a["drawn"]`` says rather than by
-    H's probability against the drawing threshold: the facial-hair network
-    decided it (:func:`add_facial_hair`), or something un-drew it
-    (``<name>_by`` "not drawn: ...": a face mask over the lower face, a
-    child, a face cut by the frame's edge); never what the app set."""
+    H's probability against the drawing threshold: a network decided it
+    (:func:`add_facial_hair`, :func:`add_hat_network`), the artist's
+    detector drew it (``"artist cues..."``: :func:`add_artist_beard`,
+    :func:`add_artist_bald`), or something un-drew it (``<name>_by`` "not
+    drawn: ...": a face mask over the lower face, a child, a face cut by
+    the frame's edge); never what the app set."""
     by = str(a.get(f"{name}_by") or "")
-    return (by in NETWORK_BY or by.startswith("not drawn")) and name not in a.get("set_by_app", ())
+    return (by in NETWORK_BY or by.startswith(("not drawn", "artist cues"))) and name not in a.get("set_by_app", ())
 
 
 def _flag(attributes: Mapping, name: str) -> float:
