@@ -141,7 +141,7 @@ def test_the_shipped_network_loads_and_reads_a_crop():
     for t in net.thresholds.values():
         assert 0.0 < t["decision"] <= t["draw"] < 1.0
     # the out-of-fold precision the drawing thresholds were chosen for
-    for name, r in doc["report"]["out of fold (labelled training photos)"].items():
+    for name, r in doc["report"]["out of fold (training photos labelled by eye)"].items():
         assert r["precision"] >= 0.9 and r["recall"] > 0.5, (name, r)
     rng = np.random.default_rng(0)
     crop = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
@@ -223,13 +223,77 @@ def _by_eye_heldout() -> dict[str, tuple[int, int]]:
     return out
 
 
+def test_the_thresholds_are_chosen_on_the_rows_a_task_trusts(tmp_path, monkeypatch):
+    """``regionnet.fit_task`` with ``rows["choose"]``: every labelled row
+    trains, only the chosen training rows' out-of-fold predictions choose
+    the drawing and decision thresholds (the facial-hair network's labels
+    by eye: the shared labels call bearded photos bare), and the report
+    and ``trained_on`` say so."""
+    pytest.importorskip("torch")
+    from avatarizer_export import attributes as XA
+    from avatarizer_export import detectors as XD
+    from avatarizer_export import regionnet as XR
+
+    monkeypatch.setattr(XR, "EPOCHS", 1)
+    seen = {"draw": [], "decision": []}
+
+    def record(key, real):
+        def f(p, y, *args, **kw):
+            seen[key].append(len(p))
+            return real(p, y, *args, **kw)
+        return f
+
+    monkeypatch.setattr(XD, "precision_threshold", record("draw", XD.precision_threshold))
+    monkeypatch.setattr(XA, "_best_ba_threshold", record("decision", XA._best_ba_threshold))
+    rng = np.random.default_rng(0)
+    n = 120
+    crops = rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
+    y = np.stack([np.arange(n) % 2 == 0, np.arange(n) % 2 == 0], 1).astype(np.float32)
+    crops[y[:, 0] > 0, 56:] //= 4  # a dark "beard" on the positives
+    held = np.arange(n) >= 100
+    choose = np.arange(n) % 4 < 3  # a quarter of the rows trains but does not choose
+    rows = {"y": y, "labelled": np.ones(n, bool), "choose": choose, "held": held, "index": np.arange(n)}
+    doc = XR.fit_task(FH.SPEC, crops, rows, data=tmp_path, quiet=True, input_name="lower_face",
+                      chosen_on="training photos labelled by eye")
+    per_output = int((choose & ~held).sum())
+    assert seen == {"draw": [per_output] * 2, "decision": [per_output] * 2}
+    assert set(doc["report"]) == {"out of fold (training photos labelled by eye)"}
+    assert doc["report"]["out of fold (training photos labelled by eye)"]["beard"]["n"] == per_output
+    assert doc["trained_on"]["labelled"] == int((~held).sum())
+    assert doc["trained_on"]["choose_thresholds"] == per_output
+
+
+def test_the_facial_hair_thresholds_are_chosen_on_the_labels_by_eye():
+    """``facialhair.training_rows``: the shared labels of ``ffhq128-labelled``
+    train (where a photo has no label by eye) but do not choose the
+    thresholds; every label by eye chooses; UTKFace women and children by
+    name are sampled negatives, neither labelled nor choosing."""
+    from types import SimpleNamespace
+
+    from avatarizer_export.data import eye_labels
+    from avatarizer_export.facialhair import training_rows
+
+    shared = need_shared()
+    eye = {k for k, v in eye_labels().items() if isinstance(v.get("beard"), int)
+           and isinstance(v.get("moustache"), int)}
+    some_eye = sorted(eye)[:30]
+    some_shared = [f"ffhq128-labelled/{n}" for n in ("69000.jpg", "69001.jpg", "69002.jpg")]
+    utk = "utkface200/30_1_0_20170117000000000.jpg.chip.jpg"  # a woman by the file name
+    rows = training_rows(shared, SimpleNamespace(keys=[*some_eye, *some_shared, utk]))
+    by_key = dict(zip(rows["keys"], zip(rows["labelled"], rows["choose"])))
+    assert all(by_key[k] == (True, True) for k in some_eye)
+    assert all(by_key[k] == (True, False) for k in some_shared if k not in eye)
+    assert by_key[utk] == (False, False)
+
+
 @pytest.mark.slow
 def test_the_hybrid_finds_most_held_out_beards_and_moustaches():
     """On the held-out photos labelled by eye (``ffhq128`` and the UTKFace
     men; 450-odd faces, ~80 beards, ~95 moustaches) ``Avatarizer()`` drew
     41 of 82 beards (4 invented) and 42 of 95 moustaches (5) with H and
-    the artist's detector (session 29); with the network 44 (1) and 73 (2):
-    more found, fewer invented. The model card's numbers, with margin."""
+    the artist's detector (session 29); with the network 44 (1) and 73 (2),
+    and with its thresholds chosen on the labels by eye (session 30) 54 (1)
+    and 78 (5). The model card's numbers, with margin."""
     from avatarizer import Avatarizer, load_image
 
     faces = need_shared("data", "faces")
@@ -254,9 +318,9 @@ def test_the_hybrid_finds_most_held_out_beards_and_moustaches():
                 else:
                     invented[name] += int(shown)
     assert found["beard"][1] >= 70 and found["moustache"][1] >= 80
-    assert found["beard"][0] >= 0.5 * found["beard"][1], found
-    assert found["moustache"][0] >= 0.7 * found["moustache"][1], found
-    assert invented["beard"] <= 3 and invented["moustache"] <= 5, invented
+    assert found["beard"][0] >= 0.6 * found["beard"][1], found
+    assert found["moustache"][0] >= 0.75 * found["moustache"][1], found
+    assert invented["beard"] <= 3 and invented["moustache"] <= 7, invented
 
 
 @pytest.mark.slow

@@ -11,9 +11,10 @@ weighted by sqrt(negatives / positives), augmented by mirror image, shifts
 of up to 4 px, brightness, contrast, saturation (15% grey) and colour
 cast; the exported graph averages the block's and its mirror image's
 probabilities. :func:`fit_task` chooses the drawing thresholds on 3-fold
-out-of-fold predictions of the labelled training photos (the lowest with
-precision at least :data:`PRECISION`) and the decision thresholds for the
-best balanced accuracy there, fits on every training photo, scores the
+out-of-fold predictions of the labelled training photos (or of those a task
+trusts for it, ``rows["choose"]``: the facial-hair network's labels by eye)
+(the lowest with precision at least :data:`PRECISION`) and the decision
+thresholds for the best balanced accuracy there, fits on every training photo, scores the
 held-out photos once for the report, and writes ``<name>.onnx`` then
 ``<name>.json`` (which names the ONNX file's SHA-256).
 """
@@ -169,15 +170,18 @@ def _check_onnx(path: Path, net, spec, crops, index: np.ndarray) -> None:
 
 def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool = False, pool: int = 1,
              input_name: str = "block", held_groups: tuple = (), trained_on: dict | None = None,
-             clear=None, precision: float = PRECISION) -> dict:
+             clear=None, precision: float = PRECISION, chosen_on: str = "labelled training photos") -> dict:
     """Fits the network of ``spec`` on ``rows`` (``y``: N x outputs;
     ``labelled``: rows that choose the thresholds, the others are sampled
-    as negatives; ``held``; ``index``: rows of ``crops``) and writes its
+    as negatives; optional ``choose``: the labelled rows that choose the
+    thresholds where not all do, the others still trained on; ``held``;
+    ``index``: rows of ``crops``) and writes its
     files into ``data`` (default the SDK's data folder); returns the JSON
     document. ``held_groups``: (report name, mask over ``rows``) for the
     held-out report; ``clear``: called once the files are written (the
     runtime's cache); ``precision``: the drawing thresholds' out-of-fold
-    precision."""
+    precision; ``chosen_on``: what the report calls the rows that choose
+    them."""
     import torch
 
     from .attributes import _best_ba_threshold
@@ -188,11 +192,12 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
     torch.set_num_threads(max(1, min(threads, 4)))
     try:
         y, lab, held, index = rows["y"], rows["labelled"], rows["held"], rows["index"]
+        choose = lab & np.asarray(rows.get("choose", lab), bool)
         tr = np.flatnonzero(~held)
         names = spec.outputs
-        if y[tr][lab[tr]].sum(0).min() < 20:
+        if y[tr][choose[tr]].sum(0).min() < 20:
             raise SystemExit(f"{spec.name}: too few labelled positives among the training photos "
-                             f"({dict(zip(names, y[tr][lab[tr]].sum(0).astype(int).tolist()))}): label more")
+                             f"({dict(zip(names, y[tr][choose[tr]].sum(0).astype(int).tolist()))}): label more")
         # out of fold, the labelled training photos: the thresholds
         fold = np.random.default_rng(SEED).integers(0, FOLDS, len(tr))
         oof = np.zeros((len(tr), len(names)), np.float32)
@@ -201,11 +206,11 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
             net = fit_net(spec, crops, index[part], y[part], ~lab[part], pool=pool, seed=SEED + 1 + f,
                           progress=not quiet, desc=f"{spec.name.replace('_', ' ')}, fold {f + 1} of {FOLDS}")
             oof[fold == f] = predict(net, spec, crops, index[tr[fold == f]])
-        lo = lab[tr]
+        lo = choose[tr]
         th = {n: {"draw": precision_threshold(oof[lo, j], (y[tr][lo, j] > 0).astype(float), precision),
                   "decision": _best_ba_threshold(oof[lo, j], y[tr][lo, j] > 0)} for j, n in enumerate(names)}
         net = fit_net(spec, crops, index[tr], y[tr], ~lab[tr], pool=pool, seed=SEED, progress=not quiet)
-        report: dict = {"out of fold (labelled training photos)": {
+        report: dict = {f"out of fold ({chosen_on})": {
             n: scores(oof[lo, j], y[tr][lo, j] > 0, th[n]["draw"]) for j, n in enumerate(names)}}
         hv = np.flatnonzero(held)
         if len(hv):
@@ -235,6 +240,8 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
                              "pixel_range": [0, 1], "mirror_averaged_inside": True},
                    "onnx": spec.onnx_name, "sha256": digest, "thresholds": th, "precision_target": precision,
                    "trained_on": {"photos": int(len(tr)), "labelled": int(lab[tr].sum()),
+                                  **({"choose_thresholds": int(choose[tr].sum())}
+                                     if choose[tr].sum() != lab[tr].sum() else {}),
                                   **(trained_on or {}), "epochs": EPOCHS, "negatives_per_epoch": NEGATIVES_PER_EPOCH,
                                   "folds": FOLDS, "seed": SEED, "torch": torch.__version__},
                    "report": report, "seconds": round(time.time() - t0, 1)}
