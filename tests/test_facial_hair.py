@@ -225,65 +225,95 @@ def _by_eye_heldout() -> dict[str, tuple[int, int]]:
 
 def test_the_thresholds_are_chosen_on_the_rows_a_task_trusts(tmp_path, monkeypatch):
     """``regionnet.fit_task`` with ``rows["choose"]``: every labelled row
-    trains, only the chosen training rows' out-of-fold predictions choose
-    the drawing and decision thresholds (the facial-hair network's labels
-    by eye: the shared labels call bearded photos bare), and the report
-    and ``trained_on`` say so."""
+    trains (the unlabelled ones are the sampled negatives, as without it),
+    only the chosen training rows' out-of-fold predictions choose the
+    drawing and decision thresholds (the facial-hair network's labels by
+    eye: the shared labels call bearded photos bare), the report and
+    ``trained_on`` say so, and too few chosen positives stop the run."""
     pytest.importorskip("torch")
     from avatarizer_export import attributes as XA
     from avatarizer_export import detectors as XD
     from avatarizer_export import regionnet as XR
 
     monkeypatch.setattr(XR, "EPOCHS", 1)
-    seen = {"draw": [], "decision": []}
+    seen = {"draw": [], "decision": [], "negatives": []}
 
     def record(key, real):
         def f(p, y, *args, **kw):
-            seen[key].append(len(p))
+            seen[key].append(np.asarray(y, bool).copy())
             return real(p, y, *args, **kw)
         return f
 
+    def fit_net(spec, crops, index, y, negatives, **kw):
+        seen["negatives"].append((np.asarray(index).copy(), np.asarray(negatives).copy()))
+        return real_fit_net(spec, crops, index, y, negatives, **kw)
+
+    real_fit_net = XR.fit_net
     monkeypatch.setattr(XD, "precision_threshold", record("draw", XD.precision_threshold))
     monkeypatch.setattr(XA, "_best_ba_threshold", record("decision", XA._best_ba_threshold))
+    monkeypatch.setattr(XR, "fit_net", fit_net)
     rng = np.random.default_rng(0)
-    n = 120
+    n = 150
     crops = rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
-    y = np.stack([np.arange(n) % 2 == 0, np.arange(n) % 2 == 0], 1).astype(np.float32)
+    # beard and moustache on different rows, so each output's labels differ
+    y = np.stack([np.arange(n) % 2 == 0, np.arange(n) % 3 == 0], 1).astype(np.float32)
     crops[y[:, 0] > 0, 56:] //= 4  # a dark "beard" on the positives
-    held = np.arange(n) >= 100
-    choose = np.arange(n) % 4 < 3  # a quarter of the rows trains but does not choose
-    rows = {"y": y, "labelled": np.ones(n, bool), "choose": choose, "held": held, "index": np.arange(n)}
+    held = np.arange(n) % 5 == 4  # held-out rows among the others: their order matters
+    lab = np.arange(n) % 7 != 6  # the rest: sampled negatives
+    choose = np.arange(n) % 4 < 3  # a quarter of the labelled rows trains but does not choose
+    rows = {"y": y, "labelled": lab, "choose": choose, "held": held, "index": np.arange(n)}
     doc = XR.fit_task(FH.SPEC, crops, rows, data=tmp_path, quiet=True, input_name="lower_face",
                       chosen_on="training photos labelled by eye")
-    per_output = int((choose & ~held).sum())
-    assert seen == {"draw": [per_output] * 2, "decision": [per_output] * 2}
+    tr = np.flatnonzero(~held)
+    picked = tr[(choose & lab)[tr]]
+    for key in ("draw", "decision"):
+        assert len(seen[key]) == 2
+        for j, got in enumerate(seen[key]):
+            assert got.tolist() == (y[picked, j] > 0).tolist(), key
+    # the folds' networks and the final one: the unlabelled rows are the sampled negatives, `choose` aside
+    assert len(seen["negatives"]) == 4 and seen["negatives"][-1][0].tolist() == tr.tolist()
+    for index, negatives in seen["negatives"]:
+        assert negatives.tolist() == (~lab[index]).tolist()
+    report = doc["report"]["out of fold (training photos labelled by eye)"]
     assert set(doc["report"]) == {"out of fold (training photos labelled by eye)"}
-    assert doc["report"]["out of fold (training photos labelled by eye)"]["beard"]["n"] == per_output
-    assert doc["trained_on"]["labelled"] == int((~held).sum())
-    assert doc["trained_on"]["choose_thresholds"] == per_output
+    assert report["beard"]["n"] == len(picked) and report["moustache"]["positives"] == int(y[picked, 1].sum())
+    assert doc["trained_on"]["labelled"] == int(lab[tr].sum())
+    assert doc["trained_on"]["choose_thresholds"] == len(picked)
+    # the positives that count are the chosen ones: plenty labelled, too few chosen
+    few = {**rows, "choose": choose & (np.arange(n) < 30)}
+    with pytest.raises(SystemExit, match="choose the thresholds"):
+        XR.fit_task(FH.SPEC, crops, few, data=tmp_path / "few", quiet=True)
 
 
-def test_the_facial_hair_thresholds_are_chosen_on_the_labels_by_eye():
+def test_the_facial_hair_thresholds_are_chosen_on_the_labels_by_eye(monkeypatch):
     """``facialhair.training_rows``: the shared labels of ``ffhq128-labelled``
     train (where a photo has no label by eye) but do not choose the
-    thresholds; every label by eye chooses; UTKFace women and children by
-    name are sampled negatives, neither labelled nor choosing."""
+    thresholds; every label by eye chooses, also on an ``ffhq128-labelled``
+    photo, whose label by eye wins; UTKFace women and children by name are
+    sampled negatives, neither labelled nor choosing; men by name are not
+    used."""
     from types import SimpleNamespace
 
-    from avatarizer_export.data import eye_labels
-    from avatarizer_export.facialhair import training_rows
+    from avatarizer_export import facialhair as XF
 
-    shared = need_shared()
-    eye = {k for k, v in eye_labels().items() if isinstance(v.get("beard"), int)
-           and isinstance(v.get("moustache"), int)}
-    some_eye = sorted(eye)[:30]
-    some_shared = [f"ffhq128-labelled/{n}" for n in ("69000.jpg", "69001.jpg", "69002.jpg")]
-    utk = "utkface200/30_1_0_20170117000000000.jpg.chip.jpg"  # a woman by the file name
-    rows = training_rows(shared, SimpleNamespace(keys=[*some_eye, *some_shared, utk]))
-    by_key = dict(zip(rows["keys"], zip(rows["labelled"], rows["choose"])))
-    assert all(by_key[k] == (True, True) for k in some_eye)
-    assert all(by_key[k] == (True, False) for k in some_shared if k not in eye)
-    assert by_key[utk] == (False, False)
+    eye = {"ffhq128/a.jpg": {"beard": 1, "moustache": 0}, "stylegan128/b.jpg": {"beard": 0, "moustache": 1},
+           "ffhq128-labelled/69001.jpg": {"beard": 1, "moustache": 1},
+           "ffhq128/c.jpg": {"glasses": 1}}  # (no facial-hair label: not used)
+    shared = {"69000.jpg": {"facialHair": {"beard": 0.1, "moustache": 0.6}},
+              "69001.jpg": {"facialHair": {"beard": 0.0, "moustache": 0.0}}}
+    monkeypatch.setattr(XF, "eye_labels", lambda: eye)
+    monkeypatch.setattr(XF, "ffhq_labels", lambda folder: shared)
+    woman, man = "utkface200/30_1_0_2017.jpg.chip.jpg", "utkface200/30_0_0_2017.jpg.chip.jpg"
+    keys = ["ffhq128/c.jpg", man, woman, "ffhq128-labelled/69001.jpg", "ffhq128-labelled/69000.jpg",
+            "stylegan128/b.jpg", "ffhq128/a.jpg"]
+    rows = XF.training_rows("unused", SimpleNamespace(keys=keys))
+    got = {k: (bool(lab), bool(ch), tuple(int(v) for v in yy))
+           for k, lab, ch, yy in zip(rows["keys"], rows["labelled"], rows["choose"], rows["y"])}
+    assert got == {"ffhq128/a.jpg": (True, True, (1, 0)), "stylegan128/b.jpg": (True, True, (0, 1)),
+                   "ffhq128-labelled/69001.jpg": (True, True, (1, 1)),
+                   "ffhq128-labelled/69000.jpg": (True, False, (0, 1)),
+                   woman: (False, False, (0, 0))}
+    assert [keys[i] for i in rows["index"]] == rows["keys"]
 
 
 @pytest.mark.slow

@@ -11,9 +11,9 @@ weighted by sqrt(negatives / positives), augmented by mirror image, shifts
 of up to 4 px, brightness, contrast, saturation (15% grey) and colour
 cast; the exported graph averages the block's and its mirror image's
 probabilities. :func:`fit_task` chooses the drawing thresholds on 3-fold
-out-of-fold predictions of the labelled training photos (or of those a task
-trusts for it, ``rows["choose"]``: the facial-hair network's labels by eye)
-(the lowest with precision at least :data:`PRECISION`) and the decision
+out-of-fold predictions of the labelled training photos, or of those a task
+trusts for it (``rows["choose"]``: the facial-hair network's labels by eye):
+the lowest with precision at least :data:`PRECISION`; and the decision
 thresholds for the best balanced accuracy there, fits on every training photo, scores the
 held-out photos once for the report, and writes ``<name>.onnx`` then
 ``<name>.json`` (which names the ONNX file's SHA-256).
@@ -195,10 +195,11 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
         choose = lab & np.asarray(rows.get("choose", lab), bool)
         tr = np.flatnonzero(~held)
         names = spec.outputs
-        if y[tr][choose[tr]].sum(0).min() < 20:
-            raise SystemExit(f"{spec.name}: too few labelled positives among the training photos "
-                             f"({dict(zip(names, y[tr][choose[tr]].sum(0).astype(int).tolist()))}): label more")
-        # out of fold, the labelled training photos: the thresholds
+        counts = y[tr][choose[tr]].sum(0)
+        if counts.min() < 20:
+            raise SystemExit(f"{spec.name}: too few labelled positives among the training photos that choose "
+                             f"the thresholds ({dict(zip(names, counts.astype(int).tolist()))}): label more")
+        # out of fold, the labelled training photos (those that choose them): the thresholds
         fold = np.random.default_rng(SEED).integers(0, FOLDS, len(tr))
         oof = np.zeros((len(tr), len(names)), np.float32)
         for f in range(FOLDS):
