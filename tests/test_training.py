@@ -288,26 +288,32 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(report, "write_report", rec("report"))
     monkeypatch.setattr(ship, "export", rec("ship"))
     monkeypatch.setattr(detectors, "fit_glasses_fusion", rec("fusion"))
+    monkeypatch.setattr(hatnet, "fit_fusion", rec("hat fusion"))
     pipeline.STAGES.clear()
     stages = pipeline.run_all(shared, cache, steps_scale=0.5)
     names = [c[0] for c in calls]
     # the artist's, before the pairs; the facial-hair and hat networks with them
     assert names[:8] == ["data", "data", "detectors", "hat kinds", "facial hair", "hat network", "data", "data"]
     assert [c[1][0] for c in calls if c[0] == "data"] == ["align", "meanface", "pairs", "avatars"]
-    # the glasses fusion reads the staged H: after shipping; the report what is shipped: after the commit
+    # the glasses and hat fusions read the staged H: after shipping; the report what is shipped: after the commit
     # H's heads from the labels by eye are added to the file H's training wrote
-    assert names.count("train") == 14 and names[-8:] == ["attributes", "skin tone", "hair length",
-                                                         "headwear threshold", "hairbank", "ship", "fusion", "report"]
+    assert names.count("train") == 14 and names[-9:] == ["attributes", "skin tone", "hair length",
+                                                         "headwear threshold", "hairbank", "ship", "fusion",
+                                                         "hat fusion", "report"]
+    hat_fusion = next(kw for name, _, kw in calls if name == "hat fusion")
+    attrs = next(kw for name, _, kw in calls if name == "attributes")
+    assert hat_fusion["models"] == attrs["folder"] != ship.MODELS  # the staged H
+    assert hat_fusion["data"] != tmp_path / "sdk" / "data"  # into the staged data folder
     for name, a, kw in calls:  # one cache folder everywhere (the hat kind fit keeps none: seconds)
         assert cache in (*a, kw.get("cache")) or (name == "hat kinds" and a == (shared,)), (name, a, kw)
     trains = [c for c in calls if c[0] == "train"]
     assert all(kw["steps_scale"] == 0.5 for _, _, kw in trains)
     # the long steps show their progress bars (they ran quiet for minutes)
     assert all(not kw.get("quiet") for name, _, kw in calls
-               if name in ("detectors", "fusion", "facial hair", "hat network"))
+               if name in ("detectors", "fusion", "facial hair", "hat network", "hat fusion"))
     assert ("mapper", {"finetune": "mapper_full"}) in [(a[0], {k: v for k, v in kw.items() if k == "finetune"})
                                                        for _, a, kw in trains]
-    assert ship.export.__name__ == "<lambda>" and calls[-3][1][0] == "ship"
+    assert ship.export.__name__ == "<lambda>" and calls[-4][1][0] == "ship"
     assert set(stages) >= {"data align", "train mapper", "ship"}
 
     def boom(*a, **kw):
@@ -322,7 +328,7 @@ def _tree(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("fail_at", ["attributes", "hair bank", "ship", "glasses fusion", "busy", None])
+@pytest.mark.parametrize("fail_at", ["attributes", "hair bank", "ship", "glasses fusion", "hat fusion", "busy", None])
 def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, fail_at):
     """``make models``' shipping steps write into staging copies of the models
     and data folders, swapped in together at the end: a step that fails (or
@@ -388,6 +394,9 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(detectors, "fit_glasses_fusion", step("glasses fusion", lambda s, c, models, out: (
         out.write_text(json.dumps({"attributes_version": json.loads((models / "manifest.json").read_text())
                                    ["models"]["attributes-onnx-int8"]["version"]})))))
+    monkeypatch.setattr(hatnet, "fit_fusion", step("hat fusion", lambda s, c, models, data, quiet: (
+        data / "headwear_fusion.json").write_text(json.dumps({"attributes": (models / "attributes-int8.onnx")
+                                                             .read_text()}))))
     monkeypatch.setattr(report, "write_report", step("report", lambda *a, **kw: seen.update(
         report_sees=(models / "attributes-int8.onnx").read_bytes())))
     pipeline.STAGES.clear()
@@ -416,6 +425,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
         assert not (models / "image_to_face-fp16.engine").exists()  # the previous network's
         assert (models / "notes.txt").read_bytes() == b"a user's file"
         assert json.loads((data / "glasses_fusion.json").read_text()) == {"attributes_version": "2"}
+        assert json.loads((data / "headwear_fusion.json").read_text()) == {"attributes": "new H"}  # the staged H
         assert (data / "hair_bank.npz").read_bytes() == b"new bank"
         assert seen["report_sees"] == b"new H"  # the report evaluates what is shipped
     assert [p.name for p in (tmp_path / "sdk").iterdir()] in (["models", "data"], ["data", "models"])

@@ -200,15 +200,17 @@ def features(folder: Path, names: list[str], progress: bool = True) -> dict:
     return {k: (v if k == "names" else np.array(v, np.float64)) for k, v in out.items()}
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, k: int, l2: float = 1.0, iters: int = 50) -> dict:
-    """Class-balanced multinomial logistic regression (k classes) with L2,
-    on standardised features: full Newton steps (class 0 is the reference,
-    its row stays 0) with a backtracking line search on the penalised
-    loss, until the step is below 1e-8 or ``iters`` steps."""
+def fit_logistic(x: np.ndarray, y: np.ndarray, k: int, l2: float = 1.0, iters: int = 50,
+                 balanced: bool = True) -> dict:
+    """Class-balanced (``balanced=False``: every row alike, probabilities
+    that keep the classes' frequencies) multinomial logistic regression (k
+    classes) with L2, on standardised features: full Newton steps (class 0
+    is the reference, its row stays 0) with a backtracking line search on
+    the penalised loss, until the step is below 1e-8 or ``iters`` steps."""
     mean, scale = x.mean(0), x.std(0) + 1e-6
     z = np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], 1)
     n, d = z.shape
-    cw = np.array([len(y) / (k * max((y == c).sum(), 1)) for c in range(k)])[y]
+    cw = np.array([len(y) / (k * max((y == c).sum(), 1)) if balanced else 1.0 for c in range(k)])[y]
     onehot = np.eye(k)[y]
     reg = np.full(d, float(l2))
     reg[-1] = 0.0  # the bias is not penalised

@@ -114,6 +114,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         # the hybrid's glasses decision: the staged H's outputs fused with the artist's glasses network
         _timed("glasses fusion", detectors.fit_glasses_fusion, shared, cache, models=models,
                out=data_dir / "glasses_fusion.json")
+        # the hybrid's hat decision: the hat network (fitted above) with the staged H
+        _timed("hat fusion", hatnet.fit_fusion, shared, cache, models=models, data=data_dir, quiet=False)
     except BaseException:
         for (folder, _), _copy in zip(shipped, begun):  # only the copies this run made, each whatever the other did
             with contextlib.suppress(Exception):

@@ -170,7 +170,8 @@ def _check_onnx(path: Path, net, spec, crops, index: np.ndarray) -> None:
 
 def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool = False, pool: int = 1,
              input_name: str = "block", held_groups: tuple = (), trained_on: dict | None = None,
-             clear=None, precision: float = PRECISION, chosen_on: str = "labelled training photos") -> dict:
+             clear=None, precision: float = PRECISION, chosen_on: str = "labelled training photos",
+             oof_out: Path | None = None) -> dict:
     """Fits the network of ``spec`` on ``rows`` (``y``: N x outputs;
     ``labelled``: rows that choose the thresholds, the others are sampled
     as negatives; optional ``choose``: the labelled rows that choose the
@@ -181,7 +182,9 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
     held-out report; ``clear``: called once the files are written (the
     runtime's cache); ``precision``: the drawing thresholds' out-of-fold
     precision; ``chosen_on``: what the report calls the rows that choose
-    them."""
+    them; ``oof_out``: where to keep the out-of-fold probabilities of the
+    training rows (``keys``, ``oof``, ``y``, and ``sha256``, the network
+    written: what a later fusion with H is fitted on, :func:`read_oof`)."""
     import torch
 
     from .attributes import _best_ba_threshold
@@ -247,6 +250,12 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
                                   "folds": FOLDS, "seed": SEED, "torch": torch.__version__},
                    "report": report, "seconds": round(time.time() - t0, 1)}
             tmp_json.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        if oof_out is not None:
+            Path(oof_out).parent.mkdir(parents=True, exist_ok=True)
+            with staged(Path(oof_out), "part") as tmp_oof:
+                with open(tmp_oof, "wb") as fh:
+                    np.savez(fh, keys=np.array([rows["keys"][i] for i in tr]), oof=oof, y=y[tr],
+                             sha256=np.array(digest))
     finally:
         torch.set_num_threads(threads)  # (make models' later steps keep their own)
     if clear is not None:
@@ -257,13 +266,30 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
     return doc
 
 
+def read_oof(path: Path, sha256: str) -> dict[str, np.ndarray]:
+    """``{photo key: out-of-fold probabilities}`` that :func:`fit_task` kept
+    (``oof_out``) for the network whose checksum is ``sha256``;
+    RuntimeError when the file is missing or of another network."""
+    path = Path(path)
+    if not path.is_file():
+        raise RuntimeError(f"{path}: no out-of-fold probabilities of the network (fit it first, with the same "
+                           f"--cache)")
+    with np.load(path) as z:
+        if str(z["sha256"]) != sha256:
+            raise RuntimeError(f"{path} holds another network's out-of-fold probabilities: fit it again")
+        return dict(zip((str(k) for k in z["keys"]), np.asarray(z["oof"], np.float64)))
+
+
 def add_fit_parser(sub, command: str, help_text: str, fit,
-                   shared_help: str = "the shared data folder (default ../shared)"):
-    """The ``avatarizer-export COMMAND`` of a region network's ``fit(shared, cache, quiet=...)``."""
+                   shared_help: str = "the shared data folder (default ../shared)", extra: tuple = ()):
+    """The ``avatarizer-export COMMAND`` of a region network's ``fit(shared,
+    cache, quiet=...)`` (and the options named in ``extra``, which the
+    caller adds to the returned parser, as keywords); returns the parser."""
     from .paths import cache_dir, shared_dir
 
     def main(args) -> int:
-        fit(shared_dir(args.shared), cache_dir(args.cache), quiet=args.quiet)
+        fit(shared_dir(args.shared), cache_dir(args.cache), quiet=args.quiet,
+            **{k: getattr(args, k) for k in extra})
         return 0
 
     p = sub.add_parser(command, help=help_text)
@@ -271,3 +297,4 @@ def add_fit_parser(sub, command: str, help_text: str, fit,
     p.add_argument("--cache", default=None, help="the cache folder (default cache/; `data align` fills it)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=main)
+    return p

@@ -423,6 +423,8 @@ def _attribute_lines(attributes) -> str:
                 note = f" (p {p:.2f}, from the artist's cues)"
             elif entry.get("decided_by") in ("facial-hair network", "hat network"):  # (hair.NETWORK_BY)
                 note = f" (p {p:.2f}, from the {entry['decided_by']})"
+            elif entry.get("decided_by") == "hat network x H":  # (hair.HAT_FUSION_BY)
+                note = f" (p {p:.2f}, from the hat network and the attribute model)"
         if name not in SETTABLE:
             note += " (read only: nothing drawn depends on it)"
         lines.append(f"  {name}: {v}{note}")

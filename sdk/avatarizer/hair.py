@@ -61,7 +61,7 @@ __all__ = [
     "cheek_skin_lab", "region_classifier_reads",
     "steady_style", "steady_beard_style", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn",
     "drawn_length", "fuse_age", "trusted_age", "add_facial_hair", "FACIAL_HAIR_BY", "add_hat_network",
-    "HAT_NETWORK_BY", "hat_query",
+    "HAT_NETWORK_BY", "HAT_FUSION_BY", "hat_query",
     "hair_region",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
@@ -1842,20 +1842,33 @@ def add_facial_hair(attributes: dict, probabilities: Mapping[str, float],
 
 #: what ``headwear_by`` says where the hat network decided (:func:`add_hat_network`)
 HAT_NETWORK_BY = "hat network"
+#: ... and where the hat network and H decided together (:class:`avatarizer.headwear.HatFusion`)
+HAT_FUSION_BY = "hat network x H"
 #: the ``<name>_by`` of a decision a region network made (:mod:`avatarizer.regionnet`)
-NETWORK_BY = (FACIAL_HAIR_BY, HAT_NETWORK_BY)
+NETWORK_BY = (FACIAL_HAIR_BY, HAT_NETWORK_BY, HAT_FUSION_BY)
 
 
-def add_hat_network(attributes: dict, probability: float, thresholds: Mapping[str, Mapping[str, float]]) -> dict:
+def add_hat_network(attributes: dict, probability: float, thresholds: Mapping[str, Mapping[str, float]],
+                    fusion=None) -> dict:
     """The hat decided by the hat network (:data:`avatarizer.headwear.NETWORK`:
     ``probability`` its P(headwear), ``thresholds["headwear"]`` its drawing
     and decision thresholds) in place of H's head; as
     :func:`add_facial_hair` (H's probability under ``headwear_model_read``,
     whether H drew it under ``headwear_model_drawn``: the retrieval's query,
-    :func:`hat_query`). In place, returned."""
+    :func:`hat_query`). With ``fusion`` (an
+    :class:`avatarizer.headwear.HatFusion` fitted with this H and this
+    network) the network's probability and H's decide together, at the
+    fusion's thresholds (``"decided_by": "hat network x H"``; the
+    network's own probability under ``headwear_network_read``). In place,
+    returned."""
     a = attributes
     a["headwear_model_drawn"] = bool(a["drawn"]["headwear"])
-    _take_network(a, "headwear", float(probability), thresholds["headwear"], HAT_NETWORK_BY)
+    if fusion is not None:
+        a["headwear_network_read"] = float(probability)
+        _take_network(a, "headwear", fusion.probability(float(probability), float(a["headwear"])),
+                      fusion.thresholds, HAT_FUSION_BY)
+    else:
+        _take_network(a, "headwear", float(probability), thresholds["headwear"], HAT_NETWORK_BY)
     return attributes
 
 

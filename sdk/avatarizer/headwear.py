@@ -48,6 +48,97 @@ def load_network(folder=None) -> "RN.RegionNetwork | None":
     return RN.load(NETWORK, folder)
 
 
+#: the hat network's P(headwear) fused with H's (``data/headwear_fusion.json``,
+#: ``avatarizer-export hat-net --fusion``, a ``make models`` step after H ships):
+#: a logistic model over the two logits, used only with the H file and the
+#: network it was fitted with (their SHA-256 in the file)
+FUSION_NAME = "headwear_fusion.json"
+FUSION_FORMAT = 1
+#: probabilities are clipped to [P_FLOOR, 1 - P_FLOOR] before their logits are taken
+P_FLOOR = 1e-4
+
+
+def fusion_features(p_network: float, p_model: float) -> np.ndarray:
+    """(2,) the logits of the hat network's P(headwear) and H's (each
+    clipped to [:data:`P_FLOOR`, 1 - :data:`P_FLOOR`]; NaN stays NaN)."""
+    p = np.clip(np.array([p_network, p_model], np.float64), P_FLOOR, 1.0 - P_FLOOR)
+    return np.log(p / (1.0 - p))
+
+
+class HatFusion:
+    """The hat decision from the hat network and H together: ``mean``,
+    ``scale``, ``W`` (2 x 2), ``b`` (2,) of a standardised logistic model
+    over :func:`fusion_features` (read as the artist's detectors are,
+    :func:`avatarizer.artist.accessories.probabilities`), ``thresholds``
+    (``draw``: drawn at or above, chosen out of fold for precision;
+    ``decision``: the best balanced accuracy), and the ``attributes_sha256``
+    and ``network_sha256`` it was fitted with."""
+
+    def __init__(self, doc) -> None:
+        """ValueError when ``doc`` (the parsed file) is not a valid fusion file."""
+        try:
+            if isinstance(doc.get("format"), bool) or doc.get("format") != FUSION_FORMAT:
+                raise ValueError(f"format {doc.get('format')!r:.40}, this SDK reads {FUSION_FORMAT}")
+            m, th = doc["model"], doc["thresholds"]
+            arrays = []
+            for k in ("mean", "scale", "W", "b"):
+                a = np.asarray(m[k])
+                if a.dtype.kind not in "iuf":
+                    raise ValueError(f"{k} holds something other than numbers")
+                arrays.append(a.astype(np.float64))
+            self.mean, self.scale, self.W, self.b = arrays
+            self.thresholds = {}
+            for k in ("draw", "decision"):
+                v = th[k]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                    raise ValueError(f"threshold {k} is not a number in [0, 1]")
+                self.thresholds[k] = float(v)
+            self.attributes_sha256, self.network_sha256 = (str(doc[k]) for k in ("attributes_sha256",
+                                                                                  "network_sha256"))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a hat fusion file ({exc!r:.80})") from None
+        if self.mean.shape != (2,) or self.scale.shape != (2,) or self.W.shape != (2, 2) or self.b.shape != (2,):
+            raise ValueError("wrong array shapes")
+        if not all(np.isfinite(a).all() for a in (self.mean, self.scale, self.W, self.b)) or (self.scale <= 0).any():
+            raise ValueError("non-finite weights or non-positive scales")
+
+    @classmethod
+    def load(cls, attributes_sha256: str | None, network_sha256: str | None,
+             folder: str | Path | None = None) -> "HatFusion | None":
+        """The fusion in ``folder`` (default the SDK's data folder) fitted
+        with the H file and the hat network of these checksums; None when
+        the file is missing or was fitted with another H or network (the
+        network alone decides then), and also, with a warning, when it is
+        there but unusable."""
+        import warnings
+
+        path = Path(folder if folder is not None else RN.DATA) / FUSION_NAME
+        if not path.is_file() or attributes_sha256 is None or network_sha256 is None:
+            return None
+        try:
+            if path.stat().st_size > RN.MAX_JSON:
+                raise ValueError(f"larger than {RN.MAX_JSON} bytes")
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            fusion = cls(doc)
+        except (OSError, ValueError, RecursionError) as exc:  # (RecursionError: JSON nested too deep)
+            warnings.warn(f"{path} is not used ({exc}); the hat network alone decides hats", RuntimeWarning,
+                          stacklevel=2)
+            return None
+        if fusion.attributes_sha256 != str(attributes_sha256) or fusion.network_sha256 != str(network_sha256):
+            return None  # fitted on another H's or another network's probabilities: not what it learned
+        return fusion
+
+    def probability(self, p_network: float, p_model: float) -> float:
+        """P(headwear) from the hat network's probability and H's."""
+        from .artist.accessories import probabilities
+
+        p = probabilities({"mean": self.mean, "scale": self.scale, "W": self.W, "b": self.b},
+                          fusion_features(p_network, p_model))
+        return float(np.clip(p[1], 0.0, 1.0))
+
+
 #: ``headwear.type`` values, by name (the renderer draws 1 a cap with a peak,
 #: 2 a beanie with a cuff, 3 a hat with a brim all round)
 KINDS = ("none", "cap", "beanie", "brimmed")

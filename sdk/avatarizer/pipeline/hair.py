@@ -39,6 +39,7 @@ class HairStage(Stage):
     fusion = None  # the glasses decision (avatarizer.glasses.GlassesFusion), hybrid only
     facial_hair = None  # the beard and moustache decision (avatarizer.facialhair), hybrid only
     hat_network = None  # the hat decision (avatarizer.headwear.NETWORK), hybrid only
+    hat_fusion = None  # ... with H's (avatarizer.headwear.HatFusion), when fitted with this H and network
 
     def prepare(self, options) -> None:
         from ..artist import ArtistStyle, AutoArtist
@@ -79,9 +80,12 @@ class HairStage(Stage):
 
                     self.facial_hair = load_facial_hair()
                     self.hat_network = HW.load_network()
+                    if self.hat_network is not None:
+                        self.hat_fusion = HW.HatFusion.load(entry.sha256, self.hat_network.sha256)
                 nets = [n for n, net in (("facial-hair", self.facial_hair), ("hat", self.hat_network)) if net]
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
-                               "bank hairstyles" + (f" + the {' and '.join(nets)} networks" if nets else ""))
+                               "bank hairstyles" + (f" + the {' and '.join(nets)} networks" if nets else "")
+                               + (" (the hat's fused with the regressor)" if self.hat_fusion is not None else ""))
             else:
                 folder = getattr(options.manifest, "folder", options.models_dir)
                 self.reason = f"{folder} has no 'attributes' model: the auto-artist's hair is used"
@@ -121,7 +125,7 @@ class HairStage(Stage):
         outputs, hat_probs, facial_hair_probs = ran if ran is not None else networks()
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
         if hat_probs is not None:  # the hat from the top of the head's own network (hybrid)
-            H.add_hat_network(attrs, hat_probs["headwear"], self.hat_network.thresholds)
+            H.add_hat_network(attrs, hat_probs["headwear"], self.hat_network.thresholds, fusion=self.hat_fusion)
         if masked and attrs.get("skin_tone") is not None:
             # H reads the skin tone from the whole face: under a face mask, the mask's (a black one read
             # 6-7 on light skin); the skin drawn is the forehead's and the nose's as measured (not reported)
