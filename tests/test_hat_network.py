@@ -164,12 +164,18 @@ def test_the_hat_fusion_is_used_only_with_its_h_and_network(tmp_path):
                 _fusion_doc(model={"mean": [0.0, 0.0], "scale": [0.0, 1.0], "W": [[0, 0], [1, 1]], "b": [0, 0]}),
                 _fusion_doc(model={"mean": ["0", "0"], "scale": [1, 1], "W": [[0, 0], [1, 1]], "b": [0, 0]}),
                 _fusion_doc(model={"mean": [0.0, float("nan")], "scale": [1, 1], "W": [[0, 0], [1, 1]], "b": [0, 0]}),
+                _fusion_doc(model={"mean": [0, 0], "scale": [1, 1], "W": [[0, 0], [1e308, 1]], "b": [0, 0]}),
+                _fusion_doc(model={"mean": [0, 0], "scale": [1e-300, 1], "W": [[0, 0], [1, 1]], "b": [0, 0]}),
                 {k: v for k, v in _fusion_doc().items() if k != "network_sha256"}, [1, 2]):
         path.write_text(json.dumps(bad))
         with pytest.warns(RuntimeWarning, match="hat network alone decides"):
             assert HW.HatFusion.load("h" * 64, "n" * 64, tmp_path) is None, bad
     path.write_bytes(b"\xff{ not json")
     with pytest.warns(RuntimeWarning):
+        assert HW.HatFusion.load("h" * 64, "n" * 64, tmp_path) is None
+    huge = json.dumps(_fusion_doc()).replace('"draw": 0.7', '"draw": 1' + "0" * 400)  # too large for a float
+    path.write_text(huge)
+    with pytest.warns(RuntimeWarning, match="hat network alone decides"):
         assert HW.HatFusion.load("h" * 64, "n" * 64, tmp_path) is None
     # the shipped one
     from avatarizer.pipeline.config import attributes_entry
@@ -184,6 +190,12 @@ def test_the_hat_fusion_is_used_only_with_its_h_and_network(tmp_path):
     assert shipped is not None, (f"data/{HW.FUSION_NAME} was fitted with H {doc.get('attributes_sha256')} and "
                                  f"network {doc.get('network_sha256')}: run `avatarizer-export hat-net --fusion`")
     assert doc["precision_target"] == 0.95
+    from avatarizer_export.detectors import predict
+
+    for pn, ph in ((0.99, 0.02), (0.3, 0.9), (0.5, 0.5), (1e-6, 1.0)):  # the SDK reads the model as it was fitted
+        want = predict(doc["model"], HW.fusion_features(pn, ph)[None])[0, 1]
+        assert shipped.probability(pn, ph) == pytest.approx(want, abs=1e-12)
+    assert shipped.probability(0.99, 0.9) > shipped.probability(0.99, 0.1) > shipped.probability(0.5, 0.1)
     r = doc["report"]["out of fold (labelled training photos)"]
     assert r["fused"]["precision"] >= 0.95 and r["fused"]["drawn"] > r["the network alone (its own threshold)"]["drawn"]
 
@@ -210,6 +222,61 @@ def test_the_fusion_fit_chooses_its_threshold_for_precision_out_of_fold():
     assert abs(predict(f["model"], x)[:, 1].mean() - y.mean()) < 0.03
     g = fusion_fit(x, y, precision=0.9)
     assert g["thresholds"] == th and np.array_equal(np.asarray(g["model"]["W"]), w)
+
+
+def test_fit_fusion_pairs_each_photo_with_its_own_readings(tmp_path, monkeypatch):
+    """``hatnet.fit_fusion`` with a fake cache, H and labels (the shipped
+    network's files): the training rows take the network's out-of-fold
+    probability and H's output of the same photo, network first; held-out
+    rows are read by the network itself; the file names both checksums and
+    is what the SDK loads. Here only the network's reading carries the
+    label, so its weight must be the larger."""
+    import shutil
+    from types import SimpleNamespace
+
+    from avatarizer_export import hatnet as XH
+
+    for name in (HW.NETWORK.json_name, HW.NETWORK.onnx_name):
+        shutil.copy(RN.DATA / name, tmp_path / name)
+    net = RN.RegionNetwork.from_files(HW.NETWORK, tmp_path / HW.NETWORK.json_name)
+    rng = np.random.default_rng(1)
+    n = 400
+    keys = [f"ffhq128/f{i:04d}.jpg" for i in range(n)]
+    y = (rng.random(n) < 0.25).astype(np.float32)[:, None]
+    held = np.arange(n) % 10 == 9
+    crops = rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
+    rows = {"keys": keys, "y": y, "labelled": np.ones(n, bool), "held": held, "index": np.arange(n)}
+    monkeypatch.setattr(XH, "load_aligned", lambda cache: SimpleNamespace(crops=crops, keys=keys))
+    monkeypatch.setattr(XH, "training_rows", lambda al: rows)
+    p_model = rng.random(n)  # H: noise
+    monkeypatch.setattr(XH, "_model_headwear", lambda session, c, index, d, w: p_model[index])
+    tr = np.flatnonzero(~held)
+    oof = np.where(y[tr, 0] > 0, rng.uniform(0.6, 1.0, len(tr)), rng.uniform(0.0, 0.5, len(tr)))[:, None]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with open(cache / XH.OOF_FILE, "wb") as fh:
+        np.savez(fh, keys=np.array([keys[i] for i in tr]), oof=oof, y=y[tr], sha256=np.array(net.sha256))
+    entry = SimpleNamespace(sha256="h" * 64, raw={"version": "9.9.9"})
+    import avatarizer.pipeline.config as config
+    import avatarizer.runtime as runtime
+
+    monkeypatch.setattr(config, "attributes_entry", lambda manifest: entry)
+    monkeypatch.setattr(runtime.Manifest, "load", classmethod(lambda cls, folder=None: None))
+    monkeypatch.setattr(runtime.Session, "from_entry", classmethod(
+        lambda cls, e, **kw: SimpleNamespace(description={})))
+    doc = XH.fit_fusion(tmp_path / "shared", cache, data=tmp_path, quiet=True)
+    assert doc["attributes_sha256"] == "h" * 64 and doc["network_sha256"] == net.sha256
+    w = np.asarray(doc["model"]["W"])[1] * 1.0 / np.asarray(doc["model"]["scale"])
+    assert w[0] > 5 * abs(w[1]), w  # the network's logit (first) carries it, H's noise hardly
+    fit = doc["report"]["out of fold (labelled training photos)"]["fused"]
+    assert fit["n"] == len(tr) and fit["precision"] >= 0.95 and fit["recall"] > 0.9
+    assert doc["report"]["held out, labelled by eye"]["fused"]["n"] == int(held.sum())
+    assert isinstance(HW.HatFusion.load("h" * 64, net.sha256, tmp_path), HW.HatFusion)
+    # a training photo without its out-of-fold probability: refused, not filled in
+    with open(cache / XH.OOF_FILE, "wb") as fh:
+        np.savez(fh, keys=np.array([keys[i] for i in tr[1:]]), oof=oof[1:], y=y[tr[1:]], sha256=np.array(net.sha256))
+    with pytest.raises(RuntimeError, match="no out-of-fold"):
+        XH.fit_fusion(tmp_path / "shared", cache, data=tmp_path, quiet=True)
 
 
 def _held_out_hats(av, lab, faces) -> tuple[int, int, int, int]:
@@ -344,8 +411,12 @@ def test_the_fitting_routine_writes_a_network_the_sdk_loads_and_is_deterministic
                                 oof_out=out / "cache" / "oof.npz"))
     assert docs[0]["sha256"] == docs[1]["sha256"] and docs[0]["thresholds"] == docs[1]["thresholds"]
     # the training rows' out-of-fold probabilities are kept for the network written (the fusion's input)
-    oof = XR.read_oof(tmp_path / "a" / "cache" / "oof.npz", docs[0]["sha256"])
+    oof = XR.read_oof(tmp_path / "a" / "cache" / "oof.npz", docs[0]["sha256"],
+                      labels=dict(zip(rows["keys"], rows["y"])))
     assert sorted(oof) == rows["keys"][:75] and all(v.shape == (1,) and 0.0 <= v[0] <= 1.0 for v in oof.values())
+    with pytest.raises(RuntimeError, match="labels of 1 photos"):
+        XR.read_oof(tmp_path / "a" / "cache" / "oof.npz", docs[0]["sha256"],
+                    labels={**dict(zip(rows["keys"], rows["y"])), "photos/000.jpg": 1.0 - y[0]})
     with pytest.raises(RuntimeError, match="another network"):
         XR.read_oof(tmp_path / "a" / "cache" / "oof.npz", "0" * 64)
     with pytest.raises(RuntimeError, match="no out-of-fold"):
@@ -359,6 +430,36 @@ def test_the_fitting_routine_writes_a_network_the_sdk_loads_and_is_deterministic
         assert net is not None and 0.0 <= net.probabilities(crops[0])["headwear"] <= 1.0
     finally:
         RN.clear_cache()
+
+
+def test_fit_task_keeps_each_photos_own_out_of_fold_probability(tmp_path, monkeypatch):
+    """The out-of-fold file pairs each training photo's key with the
+    probability its fold's network gave that photo's crop: with networks
+    that read the block's mean brightness, every kept value is that of the
+    photo named (shuffled keys or rows would not be)."""
+    torch = pytest.importorskip("torch")
+    from avatarizer_export import regionnet as XR
+
+    class Brightness(torch.nn.Module):
+        def forward(self, x):
+            return x.mean((1, 2, 3))[:, None]
+
+    monkeypatch.setattr(XR, "fit_net", lambda *a, **kw: Brightness())
+    rng = np.random.default_rng(3)
+    n = 60
+    crops = rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
+    y = (np.arange(n) % 2 == 0).astype(np.float32)[:, None]
+    held = np.arange(n) % 6 == 5
+    keys = [f"photos/{i:03d}.jpg" for i in rng.permutation(n)]  # keys not in row order
+    index = rng.permutation(n)  # rows of the crops not in row order either
+    rows = {"y": y, "labelled": np.ones(n, bool), "held": held, "index": index, "keys": keys}
+    doc = XR.fit_task(HW.NETWORK, crops, rows, data=tmp_path, quiet=True, pool=2, input_name="head_top",
+                      precision=0.5, oof_out=tmp_path / "oof.npz")
+    oof = XR.read_oof(tmp_path / "oof.npz", doc["sha256"])
+    assert len(oof) == int((~held).sum())
+    for j in np.flatnonzero(~held):
+        r0, r1, c0, c1 = HW.NETWORK.region
+        assert oof[keys[j]][0] == pytest.approx(crops[index[j]][r0:r1, c0:c1].mean() / 255.0, abs=1e-5), keys[j]
 
 
 def test_the_hat_labels_are_by_eye_only_and_the_rows_follow_the_cache():

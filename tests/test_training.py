@@ -292,18 +292,19 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     pipeline.STAGES.clear()
     stages = pipeline.run_all(shared, cache, steps_scale=0.5)
     names = [c[0] for c in calls]
-    # the artist's, before the pairs; the facial-hair and hat networks with them
-    assert names[:8] == ["data", "data", "detectors", "hat kinds", "facial hair", "hat network", "data", "data"]
+    # the artist's, before the pairs; the facial-hair network with them
+    assert names[:7] == ["data", "data", "detectors", "hat kinds", "facial hair", "data", "data"]
     assert [c[1][0] for c in calls if c[0] == "data"] == ["align", "meanface", "pairs", "avatars"]
     # the glasses and hat fusions read the staged H: after shipping; the report what is shipped: after the commit
     # H's heads from the labels by eye are added to the file H's training wrote
-    assert names.count("train") == 14 and names[-9:] == ["attributes", "skin tone", "hair length",
-                                                         "headwear threshold", "hairbank", "ship", "fusion",
-                                                         "hat fusion", "report"]
-    hat_fusion = next(kw for name, _, kw in calls if name == "hat fusion")
+    # the hat network and its fusion with the staged H, staged together after it
+    assert names.count("train") == 14 and names[-10:] == ["attributes", "skin tone", "hair length",
+                                                          "headwear threshold", "hairbank", "ship", "fusion",
+                                                          "hat network", "hat fusion", "report"]
+    hat_net, hat_fusion = (next(kw for name, _, kw in calls if name == n) for n in ("hat network", "hat fusion"))
     attrs = next(kw for name, _, kw in calls if name == "attributes")
     assert hat_fusion["models"] == attrs["folder"] != ship.MODELS  # the staged H
-    assert hat_fusion["data"] != tmp_path / "sdk" / "data"  # into the staged data folder
+    assert hat_fusion["data"] == hat_net["data"] != tmp_path / "sdk" / "data"  # both into the staged data folder
     for name, a, kw in calls:  # one cache folder everywhere (the hat kind fit keeps none: seconds)
         assert cache in (*a, kw.get("cache")) or (name == "hat kinds" and a == (shared,)), (name, a, kw)
     trains = [c for c in calls if c[0] == "train"]
@@ -313,7 +314,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
                if name in ("detectors", "fusion", "facial hair", "hat network", "hat fusion"))
     assert ("mapper", {"finetune": "mapper_full"}) in [(a[0], {k: v for k, v in kw.items() if k == "finetune"})
                                                        for _, a, kw in trains]
-    assert ship.export.__name__ == "<lambda>" and calls[-4][1][0] == "ship"
+    assert ship.export.__name__ == "<lambda>" and calls[-5][1][0] == "ship"
     assert set(stages) >= {"data align", "train mapper", "ship"}
 
     def boom(*a, **kw):
@@ -328,7 +329,8 @@ def _tree(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("fail_at", ["attributes", "hair bank", "ship", "glasses fusion", "hat fusion", "busy", None])
+@pytest.mark.parametrize("fail_at", ["attributes", "hair bank", "ship", "glasses fusion", "hat network", "hat fusion",
+                                     "busy", None])
 def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, fail_at):
     """``make models``' shipping steps write into staging copies of the models
     and data folders, swapped in together at the end: a step that fails (or
@@ -355,6 +357,9 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
         "image_to_face-engine-fp16": {"file": "image_to_face-fp16.engine", "role": "image_to_face"}}}))
     (data / "glasses_fusion.json").write_text(json.dumps({"attributes_version": "1"}))
     (data / "hair_bank.npz").write_bytes(b"old bank")
+    for name, text in (("headwear_net.onnx", "old hat network"), ("headwear_net.json", "old hat network's"),
+                       ("headwear_fusion.json", "old hat fusion")):
+        (data / name).write_text(text)
     before = {"models": _tree(models), "data": _tree(data)}
     seen = {}
 
@@ -383,7 +388,16 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(detectors, "fit", nothing)
     monkeypatch.setattr(hats, "fit", nothing)
     monkeypatch.setattr(facialhair, "fit", nothing)
-    monkeypatch.setattr(hatnet, "fit", nothing)
+    def write_hat_network(shared, cache, data, quiet):
+        (data / "headwear_net.onnx").write_text("new hat network")
+        (data / "headwear_net.json").write_text("new hat network's")
+
+    def write_hat_fusion(shared, cache, models, data, quiet):
+        assert (data / "headwear_net.onnx").read_text() == "new hat network"  # the network just staged
+        (data / "headwear_fusion.json").write_text(json.dumps({"attributes": (models / "attributes-int8.onnx")
+                                                               .read_text()}))
+
+    monkeypatch.setattr(hatnet, "fit", step("hat network", write_hat_network))
     monkeypatch.setattr(attributes, "run", step("attributes", write_h))
     monkeypatch.setattr(skintone, "fit", step("skin tone", nothing))
     monkeypatch.setattr(hairlength, "fit", step("hair length", nothing))
@@ -394,9 +408,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(detectors, "fit_glasses_fusion", step("glasses fusion", lambda s, c, models, out: (
         out.write_text(json.dumps({"attributes_version": json.loads((models / "manifest.json").read_text())
                                    ["models"]["attributes-onnx-int8"]["version"]})))))
-    monkeypatch.setattr(hatnet, "fit_fusion", step("hat fusion", lambda s, c, models, data, quiet: (
-        data / "headwear_fusion.json").write_text(json.dumps({"attributes": (models / "attributes-int8.onnx")
-                                                             .read_text()}))))
+    monkeypatch.setattr(hatnet, "fit_fusion", step("hat fusion", write_hat_fusion))
     monkeypatch.setattr(report, "write_report", step("report", lambda *a, **kw: seen.update(
         report_sees=(models / "attributes-int8.onnx").read_bytes())))
     pipeline.STAGES.clear()
@@ -426,6 +438,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
         assert (models / "notes.txt").read_bytes() == b"a user's file"
         assert json.loads((data / "glasses_fusion.json").read_text()) == {"attributes_version": "2"}
         assert json.loads((data / "headwear_fusion.json").read_text()) == {"attributes": "new H"}  # the staged H
+        assert (data / "headwear_net.onnx").read_text() == "new hat network"  # shipped with its fusion
         assert (data / "hair_bank.npz").read_bytes() == b"new bank"
         assert seen["report_sees"] == b"new H"  # the report evaluates what is shipped
     assert [p.name for p in (tmp_path / "sdk").iterdir()] in (["models", "data"], ["data", "models"])

@@ -42,8 +42,10 @@ def _timed(stage: str, fn, *a, **kw):
     return out
 
 
-#: the data files ``make models`` rewrites (staged with the models)
-DATA_FILES = ("hair_bank.npz", "hair_bank.json", "glasses_fusion.json")
+#: the data files ``make models`` rewrites (staged with the models; the hat network with its fusion with H,
+#: so that a run stopped between them never leaves a new network beside an old fusion, which the SDK drops)
+DATA_FILES = ("hair_bank.npz", "hair_bank.json", "glasses_fusion.json", "headwear_net.onnx", "headwear_net.json",
+              "headwear_fusion.json")
 
 
 def shipped_folders() -> list[tuple[Path, tuple[str, ...]]]:
@@ -78,7 +80,6 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     _timed("hat kinds", hats.fit, shared)  # which hat the artist and the hybrid draw (labels by eye)
     # the hybrid's beard and moustache: a network over the lower face of the aligned crops (~10 minutes)
     _timed("facial hair", facialhair.fit, shared, cache, quiet=False)
-    _timed("hat network", hatnet.fit, shared, cache, quiet=False)  # the hybrid's hats (labels by eye)
     data_step("pairs")
     data_step("avatars")
     train_step("image-ae")
@@ -114,7 +115,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         # the hybrid's glasses decision: the staged H's outputs fused with the artist's glasses network
         _timed("glasses fusion", detectors.fit_glasses_fusion, shared, cache, models=models,
                out=data_dir / "glasses_fusion.json")
-        # the hybrid's hat decision: the hat network (fitted above) with the staged H
+        # the hybrid's hats: the hat network (labels by eye), then its fusion with the staged H, staged together
+        _timed("hat network", hatnet.fit, shared, cache, data=data_dir, quiet=False)
         _timed("hat fusion", hatnet.fit_fusion, shared, cache, models=models, data=data_dir, quiet=False)
     except BaseException:
         for (folder, _), _copy in zip(shipped, begun):  # only the copies this run made, each whatever the other did

@@ -266,10 +266,12 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
     return doc
 
 
-def read_oof(path: Path, sha256: str) -> dict[str, np.ndarray]:
+def read_oof(path: Path, sha256: str, labels: dict | None = None) -> dict[str, np.ndarray]:
     """``{photo key: out-of-fold probabilities}`` that :func:`fit_task` kept
     (``oof_out``) for the network whose checksum is ``sha256``;
-    RuntimeError when the file is missing or of another network."""
+    RuntimeError when the file is missing, of another network, or (with
+    ``labels``, ``{key: y}``) when a photo's label differs from the one the
+    network was fitted with (a label changed since: fit it again)."""
     path = Path(path)
     if not path.is_file():
         raise RuntimeError(f"{path}: no out-of-fold probabilities of the network (fit it first, with the same "
@@ -277,7 +279,14 @@ def read_oof(path: Path, sha256: str) -> dict[str, np.ndarray]:
     with np.load(path) as z:
         if str(z["sha256"]) != sha256:
             raise RuntimeError(f"{path} holds another network's out-of-fold probabilities: fit it again")
-        return dict(zip((str(k) for k in z["keys"]), np.asarray(z["oof"], np.float64)))
+        keys = [str(k) for k in z["keys"]]
+        if labels is not None:
+            changed = [k for k, y in zip(keys, np.asarray(z["y"])) if k in labels
+                       and not np.array_equal(np.asarray(labels[k], np.float32).reshape(-1), y.reshape(-1))]
+            if changed:
+                raise RuntimeError(f"{path}: the labels of {len(changed)} photos (e.g. {changed[0]}) changed since the "
+                                   f"network was fitted: fit it again")
+        return dict(zip(keys, np.asarray(z["oof"], np.float64)))
 
 
 def add_fit_parser(sub, command: str, help_text: str, fit,

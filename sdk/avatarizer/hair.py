@@ -2020,8 +2020,8 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
     of the face's ``hair_mask`` returning that, or None;
     ``accessories.bald_evidence``), asked only where H's P(bald) is at
     least :data:`ARTIST_BALD_GATE` and no hat is drawn (``hat``: the hat
-    decision when the app set it, else the model's: the hat network's in
-    the hybrid, H's without it). H's bald output barely
+    decision when the app set it, else the model's: the hat network's,
+    fused with H's, in the hybrid; H's without it). H's bald output barely
     separates bald heads (its P(bald) 0.07-0.28 on clearly bald men, under
     its drawing threshold of 0.5: none drawn); the detector over the hair
     region's cues reaches ROC AUC 0.98 out of fold on labelled men

@@ -56,6 +56,8 @@ FUSION_NAME = "headwear_fusion.json"
 FUSION_FORMAT = 1
 #: probabilities are clipped to [P_FLOOR, 1 - P_FLOOR] before their logits are taken
 P_FLOOR = 1e-4
+#: the largest weight (and the inverse of the smallest scale) a fusion file may hold
+MAX_WEIGHT = 1e6
 
 
 def fusion_features(p_network: float, p_model: float) -> np.ndarray:
@@ -68,8 +70,8 @@ def fusion_features(p_network: float, p_model: float) -> np.ndarray:
 class HatFusion:
     """The hat decision from the hat network and H together: ``mean``,
     ``scale``, ``W`` (2 x 2), ``b`` (2,) of a standardised logistic model
-    over :func:`fusion_features` (read as the artist's detectors are,
-    :func:`avatarizer.artist.accessories.probabilities`), ``thresholds``
+    over :func:`fusion_features` (``avatarizer_export.detectors.fit_logistic``'s
+    form, read as the artist's detectors are), ``thresholds``
     (``draw``: drawn at or above, chosen out of fold for precision;
     ``decision``: the best balanced accuracy), and the ``attributes_sha256``
     and ``network_sha256`` it was fitted with."""
@@ -95,12 +97,15 @@ class HatFusion:
                 self.thresholds[k] = float(v)
             self.attributes_sha256, self.network_sha256 = (str(doc[k]) for k in ("attributes_sha256",
                                                                                   "network_sha256"))
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, OverflowError) as exc:  # (an integer too large for a float)
             raise ValueError(f"not a hat fusion file ({exc!r:.80})") from None
         if self.mean.shape != (2,) or self.scale.shape != (2,) or self.W.shape != (2, 2) or self.b.shape != (2,):
             raise ValueError("wrong array shapes")
-        if not all(np.isfinite(a).all() for a in (self.mean, self.scale, self.W, self.b)) or (self.scale <= 0).any():
-            raise ValueError("non-finite weights or non-positive scales")
+        # (bounded: the fused logit stays finite for any probabilities, so a crafted file cannot make it NaN)
+        if not all(np.isfinite(a).all() and (np.abs(a) <= MAX_WEIGHT).all() for a in (self.mean, self.scale, self.W,
+                                                                                       self.b)) \
+                or (self.scale < 1.0 / MAX_WEIGHT).any():
+            raise ValueError(f"weights that are not finite or beyond {MAX_WEIGHT:g}, or scales under {1 / MAX_WEIGHT:g}")
 
     @classmethod
     def load(cls, attributes_sha256: str | None, network_sha256: str | None,
@@ -131,12 +136,13 @@ class HatFusion:
         return fusion
 
     def probability(self, p_network: float, p_model: float) -> float:
-        """P(headwear) from the hat network's probability and H's."""
-        from .artist.accessories import probabilities
-
-        p = probabilities({"mean": self.mean, "scale": self.scale, "W": self.W, "b": self.b},
-                          fusion_features(p_network, p_model))
-        return float(np.clip(p[1], 0.0, 1.0))
+        """P(headwear) from the hat network's probability and H's: the
+        softmax of ``W @ z + b``, ``z`` the standardised
+        :func:`fusion_features` (as the artist's logistic detectors are read)."""
+        z = (fusion_features(p_network, p_model) - self.mean) / self.scale
+        lg = self.W @ z + self.b
+        e = np.exp(lg - lg.max())
+        return float(np.clip(e[1] / e.sum(), 0.0, 1.0))
 
 
 #: ``headwear.type`` values, by name (the renderer draws 1 a cap with a peak,
