@@ -187,6 +187,10 @@ def test_the_hat_fusion_is_used_only_with_its_h_and_network(tmp_path):
         pytest.skip("the shipped models are not installed here")
     doc = json.loads((RN.DATA / HW.FUSION_NAME).read_text())
     shipped = HW.HatFusion.load(entry.sha256, net.sha256)
+    from avatarizer import Avatarizer
+
+    with Avatarizer() as av:  # the hybrid loads it
+        assert av.estimator != "hybrid" or av._pipeline.by_name["hair"].hat_fusion is not None
     assert shipped is not None, (f"data/{HW.FUSION_NAME} was fitted with H {doc.get('attributes_sha256')} and "
                                  f"network {doc.get('network_sha256')}: run `avatarizer-export hat-net --fusion`")
     assert doc["precision_target"] == 0.95
@@ -198,6 +202,21 @@ def test_the_hat_fusion_is_used_only_with_its_h_and_network(tmp_path):
     assert shipped.probability(0.99, 0.9) > shipped.probability(0.99, 0.1) > shipped.probability(0.5, 0.1)
     r = doc["report"]["out of fold (labelled training photos)"]
     assert r["fused"]["precision"] >= 0.95 and r["fused"]["drawn"] > r["the network alone (its own threshold)"]["drawn"]
+
+
+def test_a_standalone_refit_of_the_network_says_when_the_fusion_is_left_behind(tmp_path, monkeypatch, capsys):
+    """``avatarizer-export hat-net`` alone: where the shipped fusion names
+    another network (the SDK then drops it), one line says to run
+    ``hat-net --fusion``; where it names the network just written, nothing."""
+    from avatarizer_export import hatnet as XH
+    from avatarizer_export import regionnet as XR
+
+    monkeypatch.setattr(XR, "DATA", tmp_path)
+    (tmp_path / HW.FUSION_NAME).write_text(json.dumps(_fusion_doc()))  # of network "nnn..."
+    for sha, said in (("0" * 64, True), ("n" * 64, False)):
+        monkeypatch.setattr(XH, "fit", lambda shared, cache, quiet=False, sha=sha: {"sha256": sha})
+        XH._fit_or_fuse(tmp_path, tmp_path, quiet=True)
+        assert ("hat-net --fusion" in capsys.readouterr().err) is said, sha
 
 
 def test_the_fusion_fit_chooses_its_threshold_for_precision_out_of_fold():
@@ -444,7 +463,15 @@ def test_fit_task_keeps_each_photos_own_out_of_fold_probability(tmp_path, monkey
         def forward(self, x):
             return x.mean((1, 2, 3))[:, None]
 
-    monkeypatch.setattr(XR, "fit_net", lambda *a, **kw: Brightness())
+    threads = []
+
+    def fit_net(*a, **kw):  # (the thread count it trains with: fixed, whatever an earlier step set)
+        threads.append(torch.get_num_threads())
+        return Brightness()
+
+    monkeypatch.setattr(XR, "fit_net", fit_net)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as H's training leaves it in make models
     rng = np.random.default_rng(3)
     n = 60
     crops = rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
@@ -453,8 +480,16 @@ def test_fit_task_keeps_each_photos_own_out_of_fold_probability(tmp_path, monkey
     keys = [f"photos/{i:03d}.jpg" for i in rng.permutation(n)]  # keys not in row order
     index = rng.permutation(n)  # rows of the crops not in row order either
     rows = {"y": y, "labelled": np.ones(n, bool), "held": held, "index": index, "keys": keys}
-    doc = XR.fit_task(HW.NETWORK, crops, rows, data=tmp_path, quiet=True, pool=2, input_name="head_top",
-                      precision=0.5, oof_out=tmp_path / "oof.npz")
+    try:
+        doc = XR.fit_task(HW.NETWORK, crops, rows, data=tmp_path, quiet=True, pool=2, input_name="head_top",
+                          precision=0.5, oof_out=tmp_path / "oof.npz")
+        assert torch.get_num_threads() == 1  # (restored)
+    finally:
+        torch.set_num_threads(before)
+    import os
+
+    # the fold networks and the final one train with the same count, not the one thread left before
+    assert threads == [XR.fit_threads()] * 4 and (XR.fit_threads() > 1 or (os.cpu_count() or 1) == 1)
     oof = XR.read_oof(tmp_path / "oof.npz", doc["sha256"])
     assert len(oof) == int((~held).sum())
     for j in np.flatnonzero(~held):

@@ -388,6 +388,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(detectors, "fit", nothing)
     monkeypatch.setattr(hats, "fit", nothing)
     monkeypatch.setattr(facialhair, "fit", nothing)
+
     def write_hat_network(shared, cache, data, quiet):
         (data / "headwear_net.onnx").write_text("new hat network")
         (data / "headwear_net.json").write_text("new hat network's")

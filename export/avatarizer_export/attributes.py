@@ -1356,8 +1356,8 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     fitted as :func:`fit_heads` fits it (whitened PCA of the training rows,
     5-fold CV by photo, calibration, thresholds from the out-of-fold outputs)
     and folded into its rows of ``heads.binary`` / ``heads.glasses``. Run
-    ``avatarizer-export detectors --fusion`` after it: the glasses fusion
-    names the H version it was fitted on. The file's description gets
+    ``avatarizer-export detectors --fusion`` and ``hat-net --fusion`` after
+    it: the glasses and hat fusions name the H file they were fitted on. The file's description gets
     the new thresholds, the held-out metrics, ``version`` (default: the
     source's patch + 1) and a ``refit`` record; the manifest entry is
     replaced (its quality gate marked as carried from the source file); the
@@ -1632,8 +1632,9 @@ def save_added_head(model, desc: dict, path: Path, folder: Path, output: str, un
     RUN.mkdir(parents=True, exist_ok=True)
     (RUN / f"{report_stem or output}_{desc['version']}.json").write_text(json.dumps(report, indent=1))
     log(json.dumps(report, indent=1))
-    log(f"{output}: the file's checksum changed; run `avatarizer-export detectors --fusion` next "
-        "(the hybrid's glasses fusion is used only with the H file it was fitted on)")
+    log(f"{output}: the file's checksum changed; run `avatarizer-export detectors --fusion` and "
+        "`avatarizer-export hat-net --fusion` next (the hybrid's glasses and hat fusions are used only with the "
+        "H file they were fitted on)")
     return report
 
 

@@ -27,7 +27,8 @@ those called short are. The report (``runs/attributes/hair_length_<version>.json
 has the held-out AUC, accuracy at 0.5, expected calibration error and the
 share of held-out photos each gate takes and gets right; the file's
 description keeps them. The file's checksum changes, so run
-``avatarizer-export detectors --fusion`` after it (as after ``skin-tone``).
+``avatarizer-export detectors --fusion`` and ``hat-net --fusion`` after it
+(as after ``skin-tone``).
 """
 from __future__ import annotations
 

@@ -228,7 +228,23 @@ def fit_fusion(shared: Path, cache: Path, *, models: Path | None = None, data: P
 
 
 def _fit_or_fuse(shared: Path, cache: Path, *, quiet: bool = False, fusion: bool = False) -> dict:
-    return (fit_fusion if fusion else fit)(shared, cache, quiet=quiet)
+    if fusion:
+        return fit_fusion(shared, cache, quiet=quiet)
+    doc = fit(shared, cache, quiet=quiet)
+    from avatarizer import headwear as HW
+
+    from .regionnet import DATA
+
+    try:
+        fused = json.loads((DATA / HW.FUSION_NAME).read_text(encoding="utf-8")).get("network_sha256")
+    except (OSError, ValueError, AttributeError):
+        fused = None
+    if fused != doc["sha256"]:  # (a refit on the same machine reproduces the network: nothing to say)
+        import sys
+
+        print(f"hat-net: the fusion with H ({HW.FUSION_NAME}) is of another network and the SDK will not use it: "
+              f"run `avatarizer-export hat-net --fusion` next", file=sys.stderr)
+    return doc
 
 
 def add_parser(sub):

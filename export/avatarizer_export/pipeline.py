@@ -6,7 +6,8 @@ shared photos to the model files the SDK ships, each resumable and cached.
    1,000 / 4,000 paired photos), F + E_s fine-tuning (all and 500 photos;
    the shipped model), direct regression (all and 500)   (runs/)
 3. attribute regressor H, its heads and the hairstyle bank (docs/hair.md)
-4. shipped models: export, quantize, manifest, the glasses fusion
+4. shipped models: export, quantize, manifest, the glasses fusion, the hat
+   network and its fusion with H
 5. one commit swaps them into sdk/avatarizer/models/ and sdk/avatarizer/data/
 6. report: evaluation of all of them (what is shipped) (docs/report/)
 
@@ -17,8 +18,9 @@ Steps 3 and 4 write into staging copies of the two shipped folders
 (:mod:`~avatarizer_export.staging`, ``sdk/avatarizer/.models.staging`` and
 ``.data.staging``), and step 5 swaps them in at once, the manifest last: a
 step that fails and a run that is interrupted leave the shipped folders as
-they were (never a new H beside a glasses fusion fitted with the old one,
-nor a new face network's fp16 beside the old one's int8).
+they were (never a new H beside a glasses or hat fusion fitted with the old
+one, a new hat network beside its old fusion, nor a new face network's fp16
+beside the old one's int8).
 """
 from __future__ import annotations
 

@@ -168,6 +168,15 @@ def _check_onnx(path: Path, net, spec, crops, index: np.ndarray) -> None:
         raise RuntimeError(f"{spec.name}: ONNX Runtime and PyTorch differ by {diff:.2g} on the training crops")
 
 
+def fit_threads() -> int:
+    """The threads :func:`fit_task` trains with: the machine's cores, at most 4
+    (the networks' bytes depend on it: the same machine gives the same files
+    whichever step ran before)."""
+    import os
+
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool = False, pool: int = 1,
              input_name: str = "block", held_groups: tuple = (), trained_on: dict | None = None,
              clear=None, precision: float = PRECISION, chosen_on: str = "labelled training photos",
@@ -192,7 +201,9 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
 
     t0 = time.time()
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(threads, 4)))
+    # a fixed count (the result depends on it), not whatever an earlier step left: in make models the hat
+    # network runs after H's training, which sets one thread
+    torch.set_num_threads(fit_threads())
     try:
         y, lab, held, index = rows["y"], rows["labelled"], rows["held"], rows["index"]
         choose = lab & np.asarray(rows.get("choose", lab), bool)

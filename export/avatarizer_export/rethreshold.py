@@ -26,8 +26,8 @@ Only the file's description changes (its ``draw_thresholds``,
 ``heldout_metrics`` and a ``rethreshold`` record): the
 network and every output stay byte for byte, so the hair bank (H's
 predictions of its members) stays valid; the checksum changes, so refit
-the glasses fusion after it (``make models`` runs this after H's heads,
-before the hair bank and the fusion). The held-out metrics already in the
+the glasses and hat fusions after it (``make models`` runs this after H's
+heads, before the hair bank and the fusions). The held-out metrics already in the
 description keep their threshold-free numbers (balanced accuracy at the
 decision threshold, ECE); only what is drawn is measured again (``drawn``,
 ``drawn_wrong``, ``draw_recall``; left out where the labels to measure it
@@ -185,8 +185,9 @@ def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path |
     RUN.mkdir(parents=True, exist_ok=True)
     (RUN / f"rethreshold_{desc['version']}.json").write_text(json.dumps(report, indent=1))
     log(json.dumps(report, indent=1))
-    log("rethreshold: the file's checksum changed; refit the glasses fusion (`avatarizer-export detectors "
-        "--fusion`) next (its outputs are unchanged: the hair bank stays valid)")
+    log("rethreshold: the file's checksum changed; refit the glasses and hat fusions (`avatarizer-export "
+        "detectors --fusion`, `avatarizer-export hat-net --fusion`) next (its outputs are unchanged: the hair bank "
+        "stays valid)")
     return report
 
 

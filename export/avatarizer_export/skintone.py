@@ -27,8 +27,8 @@ more than 15 L* off the label and how far the photo's own skin is moved
 (what :data:`avatarizer.skintone.MARGIN` is chosen from), and ``anchor_L``
 (:data:`avatarizer.skintone.ANCHOR_L`, from training photos only); the
 file's description keeps them. The file's checksum changes, so run
-``avatarizer-export detectors --fusion`` after it (as after ``attributes
---refit``).
+``avatarizer-export detectors --fusion`` and ``hat-net --fusion`` after it
+(as after ``attributes --refit``).
 """
 from __future__ import annotations
 
