@@ -219,6 +219,29 @@ def test_a_standalone_refit_of_the_network_says_when_the_fusion_is_left_behind(t
         assert ("hat-net --fusion" in capsys.readouterr().err) is said, sha
 
 
+def test_make_models_checks_the_hat_labels_before_the_trainings(monkeypatch):
+    """``hatnet.check_labels``: the hats among the training photos (held-out
+    ones not counted), and the same stop as the fit's with too few."""
+    from types import SimpleNamespace
+
+    from avatarizer_export import hatnet as XH
+    from avatarizer_export.regionnet import MIN_POSITIVES
+
+    def rows(hats, held_hats):
+        y = np.zeros((200, 1), np.float32)
+        y[:hats + held_hats] = 1
+        held = np.zeros(200, bool)
+        held[hats:hats + held_hats] = True
+        return {"y": y, "held": held}
+
+    monkeypatch.setattr(XH, "load_aligned", lambda cache: SimpleNamespace())
+    monkeypatch.setattr(XH, "training_rows", lambda al: rows(MIN_POSITIVES, 30))
+    assert XH.check_labels("cache") == MIN_POSITIVES
+    monkeypatch.setattr(XH, "training_rows", lambda al: rows(MIN_POSITIVES - 1, 30))
+    with pytest.raises(SystemExit, match="label more"):
+        XH.check_labels("cache")
+
+
 def test_the_fusion_fit_chooses_its_threshold_for_precision_out_of_fold():
     """``hatnet.fusion_fit`` on synthetic logits: the drawing threshold keeps
     the asked precision on its own out-of-fold probabilities, the model

@@ -279,6 +279,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(hats, "fit", rec("hat kinds"))
     monkeypatch.setattr(facialhair, "fit", rec("facial hair"))
     monkeypatch.setattr(hatnet, "fit", rec("hat network"))
+    monkeypatch.setattr(hatnet, "check_labels", rec("hat labels"))
     monkeypatch.setattr(T, "train", rec("train"))
     monkeypatch.setattr(attributes, "run", rec("attributes"))
     monkeypatch.setattr(skintone, "fit", rec("skin tone"))
@@ -292,8 +293,9 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     pipeline.STAGES.clear()
     stages = pipeline.run_all(shared, cache, steps_scale=0.5)
     names = [c[0] for c in calls]
-    # the artist's, before the pairs; the facial-hair network with them
-    assert names[:7] == ["data", "data", "detectors", "hat kinds", "facial hair", "data", "data"]
+    # the hat network's labels checked once the photos are aligned (it is fitted hours later); the artist's,
+    # before the pairs; the facial-hair network with them
+    assert names[:8] == ["data", "hat labels", "data", "detectors", "hat kinds", "facial hair", "data", "data"]
     assert [c[1][0] for c in calls if c[0] == "data"] == ["align", "meanface", "pairs", "avatars"]
     # the glasses and hat fusions read the staged H: after shipping; the report what is shipped: after the commit
     # H's heads from the labels by eye are added to the file H's training wrote
@@ -316,6 +318,18 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
                                                        for _, a, kw in trains]
     assert ship.export.__name__ == "<lambda>" and calls[-5][1][0] == "ship"
     assert set(stages) >= {"data align", "train mapper", "ship"}
+
+    # too few hat labels: the run stops at once, not after the trainings
+    calls.clear()
+
+    def too_few(cache_):
+        raise SystemExit("hat network: 3 hats labelled by eye")
+
+    monkeypatch.setattr(hatnet, "check_labels", too_few)
+    with pytest.raises(SystemExit, match="3 hats"):
+        pipeline.run_all(shared, cache, report=False)
+    assert [c[0] for c in calls] == ["data"]  # (align only)
+    monkeypatch.setattr(hatnet, "check_labels", rec("hat labels"))
 
     def boom(*a, **kw):
         raise RuntimeError("no toolchain")
@@ -399,6 +413,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
                                                                .read_text()}))
 
     monkeypatch.setattr(hatnet, "fit", step("hat network", write_hat_network))
+    monkeypatch.setattr(hatnet, "check_labels", nothing)
     monkeypatch.setattr(attributes, "run", step("attributes", write_h))
     monkeypatch.setattr(skintone, "fit", step("skin tone", nothing))
     monkeypatch.setattr(hairlength, "fit", step("hair length", nothing))

@@ -113,6 +113,21 @@ def fit(shared: Path, cache: Path, *, data: Path | None = None, quiet: bool = Fa
                     oof_out=Path(cache) / OOF_FILE)
 
 
+def check_labels(cache: Path) -> int:
+    """The hats among the training photos :func:`fit` will read (raises
+    SystemExit as ``fit`` would, with fewer than ``regionnet.MIN_POSITIVES``):
+    ``make models`` asks once the photos are aligned, since the network is
+    fitted only after H ships, hours later."""
+    from .regionnet import MIN_POSITIVES
+
+    rows = training_rows(load_aligned(Path(cache)))
+    hats = int(rows["y"][~rows["held"], 0].sum())
+    if hats < MIN_POSITIVES:
+        raise SystemExit(f"hat network: {hats} hats labelled by eye among the aligned training photos "
+                         f"(at least {MIN_POSITIVES} needed): label more, or align the photos they label")
+    return hats
+
+
 def _model_headwear(session, crops, index: np.ndarray, decision, draw) -> np.ndarray:
     """H's P(headwear) (as the runtime decodes it) of the cache's crops ``index``."""
     from avatarizer import hair as HR

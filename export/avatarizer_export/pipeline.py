@@ -76,6 +76,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     for folder, _ in shipped_folders():  # another run shipping into them: said now, not after hours of training
         staging.check_free(folder)
     data_step("align")
+    hatnet.check_labels(cache)  # (its network is fitted after H ships, hours later: its labels are checked now)
     data_step("meanface")  # the artist draws frontal faces onto this mean face
     # the artist's accessory detectors, before the pairs record its accessories
     _timed("detectors", detectors.fit, shared, cache, precision=0.9)  # with its progress bars: minutes

@@ -168,6 +168,10 @@ def _check_onnx(path: Path, net, spec, crops, index: np.ndarray) -> None:
         raise RuntimeError(f"{spec.name}: ONNX Runtime and PyTorch differ by {diff:.2g} on the training crops")
 
 
+#: the fewest positives per output among the training photos that choose the thresholds
+MIN_POSITIVES = 20
+
+
 def fit_threads() -> int:
     """The threads :func:`fit_task` trains with: the machine's cores, at most 4
     (the networks' bytes depend on it: the same machine gives the same files
@@ -210,7 +214,7 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
         tr = np.flatnonzero(~held)
         names = spec.outputs
         counts = y[tr][choose[tr]].sum(0)
-        if counts.min() < 20:
+        if counts.min() < MIN_POSITIVES:
             raise SystemExit(f"{spec.name}: too few labelled positives among the training photos that choose "
                              f"the thresholds ({dict(zip(names, counts.astype(int).tolist()))}): label more")
         # out of fold, the labelled training photos (those that choose them): the thresholds
