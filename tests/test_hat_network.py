@@ -187,12 +187,12 @@ def test_the_hat_fusion_is_used_only_with_its_h_and_network(tmp_path):
         pytest.skip("the shipped models are not installed here")
     doc = json.loads((RN.DATA / HW.FUSION_NAME).read_text())
     shipped = HW.HatFusion.load(entry.sha256, net.sha256)
-    from avatarizer import Avatarizer
-
-    with Avatarizer() as av:  # the hybrid loads it
-        assert av.estimator != "hybrid" or av._pipeline.by_name["hair"].hat_fusion is not None
     assert shipped is not None, (f"data/{HW.FUSION_NAME} was fitted with H {doc.get('attributes_sha256')} and "
                                  f"network {doc.get('network_sha256')}: run `avatarizer-export hat-net --fusion`")
+    from avatarizer import Avatarizer
+
+    with Avatarizer() as av:  # the hybrid (the default with these files) loads it
+        assert av.estimator == "hybrid" and av._pipeline.by_name["hair"].hat_fusion is not None
     assert doc["precision_target"] == 0.95
     from avatarizer_export.detectors import predict
 
@@ -213,10 +213,14 @@ def test_a_standalone_refit_of_the_network_says_when_the_fusion_is_left_behind(t
 
     monkeypatch.setattr(XR, "DATA", tmp_path)
     (tmp_path / HW.FUSION_NAME).write_text(json.dumps(_fusion_doc()))  # of network "nnn..."
-    for sha, said in (("0" * 64, True), ("n" * 64, False)):
+    for sha, said in (("0" * 64, "of another network"), ("n" * 64, None)):
         monkeypatch.setattr(XH, "fit", lambda shared, cache, quiet=False, sha=sha: {"sha256": sha})
         XH._fit_or_fuse(tmp_path, tmp_path, quiet=True)
-        assert ("hat-net --fusion" in capsys.readouterr().err) is said, sha
+        err = capsys.readouterr().err
+        assert (said in err and "hat-net --fusion" in err) if said else not err, (sha, err)
+    (tmp_path / HW.FUSION_NAME).unlink()
+    XH._fit_or_fuse(tmp_path, tmp_path, quiet=True)
+    assert "missing or unreadable" in capsys.readouterr().err
 
 
 def test_make_models_checks_the_hat_labels_before_the_trainings(monkeypatch):
@@ -235,11 +239,26 @@ def test_make_models_checks_the_hat_labels_before_the_trainings(monkeypatch):
         return {"y": y, "held": held}
 
     monkeypatch.setattr(XH, "load_aligned", lambda cache: SimpleNamespace())
-    monkeypatch.setattr(XH, "training_rows", lambda al: rows(MIN_POSITIVES, 30))
+    monkeypatch.setattr(XH, "training_rows", lambda al: {**rows(MIN_POSITIVES, 30), "labelled": np.ones(200, bool)})
     assert XH.check_labels("cache") == MIN_POSITIVES
-    monkeypatch.setattr(XH, "training_rows", lambda al: rows(MIN_POSITIVES - 1, 30))
+    monkeypatch.setattr(XH, "training_rows", lambda al: {**rows(MIN_POSITIVES - 1, 30),
+                                                        "labelled": np.ones(200, bool)})
     with pytest.raises(SystemExit, match="label more"):
         XH.check_labels("cache")
+    # the fit's own stop: the same count, and the caller's thread count back afterwards
+    torch = pytest.importorskip("torch")
+    from avatarizer_export import regionnet as XR
+
+    few = {**rows(MIN_POSITIVES - 1, 30), "labelled": np.ones(200, bool), "index": np.arange(200),
+           "keys": [str(i) for i in range(200)]}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(SystemExit, match="label more"):
+            XR.fit_task(HW.NETWORK, np.zeros((200, 128, 128, 3), np.uint8), few, quiet=True)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_fusion_fit_chooses_its_threshold_for_precision_out_of_fold():

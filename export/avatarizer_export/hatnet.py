@@ -118,10 +118,9 @@ def check_labels(cache: Path) -> int:
     SystemExit as ``fit`` would, with fewer than ``regionnet.MIN_POSITIVES``):
     ``make models`` asks once the photos are aligned, since the network is
     fitted only after H ships, hours later."""
-    from .regionnet import MIN_POSITIVES
+    from .regionnet import MIN_POSITIVES, threshold_positives
 
-    rows = training_rows(load_aligned(Path(cache)))
-    hats = int(rows["y"][~rows["held"], 0].sum())
+    hats = int(threshold_positives(training_rows(load_aligned(Path(cache))))[0])
     if hats < MIN_POSITIVES:
         raise SystemExit(f"hat network: {hats} hats labelled by eye among the aligned training photos "
                          f"(at least {MIN_POSITIVES} needed): label more, or align the photos they label")
@@ -257,8 +256,10 @@ def _fit_or_fuse(shared: Path, cache: Path, *, quiet: bool = False, fusion: bool
     if fused != doc["sha256"]:  # (a refit on the same machine reproduces the network: nothing to say)
         import sys
 
-        print(f"hat-net: the fusion with H ({HW.FUSION_NAME}) is of another network and the SDK will not use it: "
-              f"run `avatarizer-export hat-net --fusion` next", file=sys.stderr)
+        what = ("is of another network and the SDK will not use it" if fused is not None
+                else "is missing or unreadable: the network alone decides hats")
+        print(f"hat-net: the fusion with H ({HW.FUSION_NAME}) {what}: run `avatarizer-export hat-net --fusion` next",
+              file=sys.stderr)
     return doc
 
 

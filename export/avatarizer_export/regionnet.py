@@ -178,7 +178,20 @@ def fit_threads() -> int:
     whichever step ran before)."""
     import os
 
-    return max(1, min(os.cpu_count() or 1, 4))
+    try:
+        cores = len(os.sched_getaffinity(0))  # (the CPUs this process may run on: taskset, a container's limit)
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def threshold_positives(rows: dict) -> np.ndarray:
+    """Positives per output among the training photos of ``rows`` that
+    choose the thresholds (``choose`` within ``labelled``, not held out):
+    what :func:`fit_task` needs :data:`MIN_POSITIVES` of."""
+    y, lab, held = np.asarray(rows["y"]), np.asarray(rows["labelled"], bool), np.asarray(rows["held"], bool)
+    choose = lab & np.asarray(rows.get("choose", lab), bool)
+    return y[~held & choose].sum(0)
 
 
 def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool = False, pool: int = 1,
@@ -213,7 +226,7 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
         choose = lab & np.asarray(rows.get("choose", lab), bool)
         tr = np.flatnonzero(~held)
         names = spec.outputs
-        counts = y[tr][choose[tr]].sum(0)
+        counts = threshold_positives(rows)
         if counts.min() < MIN_POSITIVES:
             raise SystemExit(f"{spec.name}: too few labelled positives among the training photos that choose "
                              f"the thresholds ({dict(zip(names, counts.astype(int).tolist()))}): label more")
