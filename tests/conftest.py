@@ -127,3 +127,17 @@ def fit_head_twice(tool, folder: Path, tmp_path: Path, others: list[str], x: np.
     assert entry["sha256"] == sha256_file(folder / A.SHIP_FILE) and entry["version"] == desc["version"]
     assert (A.RUN / f"{report_stem or output}_{desc['version']}.json").exists()
     return rep, again, new[-1][:, 0], desc
+
+
+def refused_with_warning(load, folder, match: str) -> None:
+    """A region network's loader (``avatarizer.regionnet``: cached per
+    folder) given ``folder`` returns None with a RuntimeWarning matching
+    ``match``, read afresh (the cache cleared before and after)."""
+    from avatarizer import regionnet as RN
+
+    RN.clear_cache()
+    try:
+        with pytest.warns(RuntimeWarning, match=match):
+            assert load(folder) is None
+    finally:
+        RN.clear_cache()

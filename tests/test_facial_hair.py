@@ -12,7 +12,7 @@ import pytest
 from avatarizer import facialhair as FH
 from avatarizer import hair as HR
 from avatarizer import schema as S
-from conftest import need_shared
+from conftest import need_shared, refused_with_warning
 
 SHIPPED = FH.DATA / FH.JSON_NAME
 
@@ -178,7 +178,7 @@ def test_unusable_files_fall_back_with_a_warning(tmp_path, damage):
     elif damage == "region":
         js.write_text(json.dumps({**doc, "region": [0, 64, 0, 80]}))
     elif damage == "huge":
-        js.write_text(" " * (FH._MAX_JSON + 1) + json.dumps(doc))
+        js.write_text(" " * (FH.RN.MAX_JSON + 1) + json.dumps(doc))
     elif damage == "region type":
         js.write_text(json.dumps({**doc, "region": 5}))
     elif damage in ("graph", "float16"):  # a valid ONNX file of another network, its checksum named
@@ -202,12 +202,7 @@ def test_unusable_files_fall_back_with_a_warning(tmp_path, damage):
                               [helper.make_tensor_value_info("y", y, out_shape)], initializer=inits)
         onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), ox)
         js.write_text(json.dumps({**doc, "sha256": hashlib.sha256(ox.read_bytes()).hexdigest()}))
-    FH.clear_cache()
-    try:
-        with pytest.warns(RuntimeWarning, match="facial-hair network is not used"):
-            assert FH.load(tmp_path) is None
-    finally:
-        FH.clear_cache()
+    refused_with_warning(FH.load, tmp_path, "facial-hair network is not used")
 
 
 # ------------------------------------------------------------- held-out photos

@@ -12,7 +12,7 @@ from avatarizer import hair as HR
 from avatarizer import headwear as HW
 from avatarizer import regionnet as RN
 from avatarizer import schema as S
-from conftest import need_shared
+from conftest import need_shared, refused_with_warning
 
 DRAW = {"headwear": 0.326}
 TH = {"headwear": {"draw": 0.8, "decision": 0.4}}
@@ -93,12 +93,7 @@ def test_the_shipped_hat_network_loads_and_reads_a_crop(tmp_path):
     for name in (HW.NETWORK.json_name, HW.NETWORK.onnx_name):
         shutil.copy(RN.DATA / name, tmp_path / name)
     (tmp_path / HW.NETWORK.json_name).write_text(json.dumps({**doc, "region": [56, 120, 24, 104]}))
-    RN.clear_cache()
-    try:
-        with pytest.warns(RuntimeWarning, match="hat network is not used"):
-            assert HW.load_network(tmp_path) is None
-    finally:
-        RN.clear_cache()
+    refused_with_warning(HW.load_network, tmp_path, "hat network is not used")
 
 
 def _fusion_doc(**over):
@@ -310,7 +305,7 @@ def test_fit_fusion_pairs_each_photo_with_its_own_readings(tmp_path, monkeypatch
     monkeypatch.setattr(XH, "load_aligned", lambda cache: SimpleNamespace(crops=crops, keys=keys))
     monkeypatch.setattr(XH, "training_rows", lambda al: rows)
     p_model = rng.random(n)  # H: noise
-    monkeypatch.setattr(XH, "_model_headwear", lambda session, c, index, d, w: p_model[index])
+    monkeypatch.setattr(XH, "_model_headwear", lambda session, c, index: p_model[index])
     tr = np.flatnonzero(~held)
     oof = np.where(y[tr, 0] > 0, rng.uniform(0.6, 1.0, len(tr)), rng.uniform(0.0, 0.5, len(tr)))[:, None]
     cache = tmp_path / "cache"

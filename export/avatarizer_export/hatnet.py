@@ -127,7 +127,7 @@ def check_labels(cache: Path) -> int:
     return hats
 
 
-def _model_headwear(session, crops, index: np.ndarray, decision, draw) -> np.ndarray:
+def _model_headwear(session, crops, index: np.ndarray) -> np.ndarray:
     """H's P(headwear) (as the runtime decodes it) of the cache's crops ``index``."""
     from avatarizer import hair as HR
 
@@ -136,9 +136,7 @@ def _model_headwear(session, crops, index: np.ndarray, decision, draw) -> np.nda
         rows = index[j:j + 64]
         x = session.preprocess(np.stack([np.asarray(crops[i]) for i in rows]))
         raw = session.run({session.input_names[0]: x})
-        for r in range(len(rows)):
-            one = {k: v[r:r + 1] for k, v in raw.items()}
-            out[j + r] = HR.decode_attributes(one, decision=decision, draw=draw)["headwear"]
+        out[j:j + len(rows)] = [HR.decode_attributes(raw, r)["headwear"] for r in range(len(rows))]
     return out
 
 
@@ -199,13 +197,13 @@ def fit_fusion(shared: Path, cache: Path, *, models: Path | None = None, data: P
     keys, y, held, index = rows["keys"], rows["y"][:, 0] > 0, rows["held"], rows["index"]
     oof_probs = read_oof(Path(cache) / OOF_FILE, net.sha256, labels=dict(zip(keys, rows["y"])))
     session = Session.from_entry(entry, device="cpu", providers=["CPUExecutionProvider"])
-    decision, draw = HR.model_thresholds(session.description)
+    draw = HR.model_thresholds(session.description)[1]
     tr = np.flatnonzero(~held & np.array([k in oof_probs for k in keys]))
     if len(tr) < (~held).sum():
         raise RuntimeError(f"hat fusion: {int((~held).sum()) - len(tr)} training photos have no out-of-fold "
                            f"probability of the network: fit it again with the same cache")
     hv = np.flatnonzero(held)
-    p_model = _model_headwear(session, al.crops, index, decision, draw)
+    p_model = _model_headwear(session, al.crops, index)
     p_net = np.zeros(len(keys))
     p_net[tr] = [oof_probs[keys[i]][0] for i in tr]
     p_net[hv] = [net.probabilities(np.asarray(al.crops[index[i]]))["headwear"] for i in hv]

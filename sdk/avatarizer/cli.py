@@ -403,7 +403,7 @@ def _shown(name: str, v) -> str:
 def _attribute_lines(attributes) -> str:
     """``image --attributes``: what the attribute model read (and what was
     set), one line each, in the names ``--set`` takes."""
-    from .hair import SETTABLE
+    from .hair import HAT_FUSION_BY, NETWORK_BY, SETTABLE
 
     if attributes is None:
         return "attributes: none (no attribute model: the auto-artist drew this avatar)"
@@ -421,10 +421,10 @@ def _attribute_lines(attributes) -> str:
             note = f" (p {p:.2f})" if p is not None else ""
             if str(entry.get("decided_by", "")).startswith("artist cues"):  # a beard or bald head H missed
                 note = f" (p {p:.2f}, from the artist's cues)"
-            elif entry.get("decided_by") in ("facial-hair network", "hat network"):  # (hair.NETWORK_BY)
-                note = f" (p {p:.2f}, from the {entry['decided_by']})"
-            elif entry.get("decided_by") == "hat network x H":  # (hair.HAT_FUSION_BY)
-                note = f" (p {p:.2f}, from the hat network and the attribute model)"
+            elif entry.get("decided_by") in NETWORK_BY:  # a region network's decision (H's with the hat's)
+                by = "hat network and the attribute model" if entry["decided_by"] == HAT_FUSION_BY \
+                    else entry["decided_by"]
+                note = f" (p {p:.2f}, from the {by})"
         if name not in SETTABLE:
             note += " (read only: nothing drawn depends on it)"
         lines.append(f"  {name}: {v}{note}")

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from . import regionnet as RN
 from .regionnet import CROP, DATA, FORMAT, RegionNetwork
 
-__all__ = ["SPEC", "REGION", "CROP", "INPUT_HW", "OUTPUTS", "ONNX_NAME", "JSON_NAME", "DATA", "FORMAT", "region",
+__all__ = ["SPEC", "REGION", "CROP", "INPUT_HW", "OUTPUTS", "ONNX_NAME", "JSON_NAME", "DATA", "FORMAT",
            "load", "clear_cache", "RegionNetwork"]
 
 #: the lower face's block of the aligned 128-px crop: rows 56-120, columns 24-104
@@ -36,12 +34,6 @@ SPEC = RN.Spec("facial_hair", (56, 120, 24, 104), ("beard", "moustache"),
                title="facial-hair")
 REGION, OUTPUTS, INPUT_HW = SPEC.region, SPEC.outputs, SPEC.input_hw
 ONNX_NAME, JSON_NAME = SPEC.onnx_name, SPEC.json_name
-_MAX_JSON = RN.MAX_JSON
-
-
-def region(crop: np.ndarray) -> np.ndarray:
-    """The lower face's block (64 x 80 x 3, uint8) of an aligned 128-px RGB crop."""
-    return SPEC.block(crop)
 
 
 def load(folder: str | Path | None = None) -> RegionNetwork | None:
