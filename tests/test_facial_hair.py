@@ -154,8 +154,8 @@ def test_the_shipped_network_loads_and_reads_a_crop():
         net.probabilities(crop[:64])
 
 
-@pytest.mark.parametrize("damage", ["missing", "not json", "checksum", "format", "threshold", "region",
-                                    "region type", "huge", "graph", "float16"])
+@pytest.mark.parametrize("damage", ["missing", "not json", "checksum", "format", "threshold", "threshold overflow",
+                                    "region", "region type", "huge", "graph", "float16"])
 def test_unusable_files_fall_back_with_a_warning(tmp_path, damage):
     for name in (FH.JSON_NAME, FH.ONNX_NAME):
         shutil.copy(FH.DATA / name, tmp_path / name)
@@ -174,6 +174,9 @@ def test_unusable_files_fall_back_with_a_warning(tmp_path, damage):
         js.write_text(json.dumps({**doc, "format": True}))
     elif damage == "threshold":
         doc["thresholds"]["beard"]["draw"] = "0.5"
+        js.write_text(json.dumps(doc))
+    elif damage == "threshold overflow":  # an integer too large for a float (it crashed the loader)
+        doc["thresholds"]["beard"]["draw"] = 10 ** 400
         js.write_text(json.dumps(doc))
     elif damage == "region":
         js.write_text(json.dumps({**doc, "region": [0, 64, 0, 80]}))

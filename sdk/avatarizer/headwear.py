@@ -89,15 +89,10 @@ class HatFusion:
                     raise ValueError(f"{k} holds something other than numbers")
                 arrays.append(a.astype(np.float64))
             self.mean, self.scale, self.W, self.b = arrays
-            self.thresholds = {}
-            for k in ("draw", "decision"):
-                v = th[k]
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-                    raise ValueError(f"threshold {k} is not a number in [0, 1]")
-                self.thresholds[k] = float(v)
+            self.thresholds = {k: RN.unit_number(th[k], f"threshold {k}") for k in ("draw", "decision")}
             self.attributes_sha256, self.network_sha256 = (str(doc[k]) for k in ("attributes_sha256",
                                                                                   "network_sha256"))
-        except (KeyError, TypeError, AttributeError, OverflowError) as exc:  # (an integer too large for a float)
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a hat fusion file ({exc!r:.80})") from None
         if self.mean.shape != (2,) or self.scale.shape != (2,) or self.W.shape != (2, 2) or self.b.shape != (2,):
             raise ValueError("wrong array shapes")

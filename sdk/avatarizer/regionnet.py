@@ -27,7 +27,7 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["Spec", "RegionNetwork", "load", "clear_cache", "DATA", "CROP", "FORMAT"]
+__all__ = ["Spec", "RegionNetwork", "load", "clear_cache", "unit_number", "DATA", "CROP", "FORMAT"]
 
 DATA = Path(__file__).resolve().with_name("data")
 FORMAT = 1
@@ -74,6 +74,19 @@ class Spec:
         return c[r0:r1, c0:c1]
 
 
+def unit_number(v, what: str) -> float:
+    """``v`` (a threshold read from a JSON file) as a float in [0, 1];
+    ValueError naming ``what`` for a bool, a string, a number outside, or an
+    integer too large for a float (a crafted file)."""
+    try:
+        ok = not isinstance(v, bool) and isinstance(v, (int, float)) and 0.0 <= float(v) <= 1.0
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{what} is not a number in [0, 1]")
+    return float(v)
+
+
 class RegionNetwork:
     """A loaded network and its thresholds (``thresholds[name]["draw"]``:
     drawn at or above, for precision; ``["decision"]``: the best balanced
@@ -107,9 +120,7 @@ class RegionNetwork:
         try:
             for n in spec.outputs:
                 for k in ("draw", "decision"):
-                    v = th[n][k]
-                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-                        raise ValueError(f"{json_path}: threshold {n}.{k} is not a number in [0, 1]")
+                    unit_number(th[n][k], f"{json_path}: threshold {n}.{k}")
         except (KeyError, TypeError):
             raise ValueError(f"{json_path}: no thresholds for {', '.join(spec.outputs)}") from None
         sha = doc.get("sha256")
