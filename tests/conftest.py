@@ -141,3 +141,24 @@ def refused_with_warning(load, folder, match: str) -> None:
             assert load(folder) is None
     finally:
         RN.clear_cache()
+
+
+def warm_up(av, frame, t: float = 0.0, step: float = 33.3, max_frames: int = 200) -> float:
+    """Video mode: frames of ``frame`` from stream time ``t`` until the
+    tracker's identity is warm (the first frame's estimate computed inline,
+    the others answered by the identity worker: waited for after each frame,
+    so that every frame after the first adopts a new one); returns the next
+    frame's time, with no job left with the worker and the rest it would
+    take after the last one waived (the next frame due by stream time hands
+    it a job, as the first refresh did when the warm-up ran inline)."""
+    stage = av._pipeline.by_name.get("identity")
+    for _ in range(max_frames):
+        assert av.from_frame(frame, timestamp_ms=t) is not None
+        t += step
+        if stage is not None:
+            assert stage.wait_idle(60), "the identity worker hung"
+        if av._pipeline.stream.tracker.warm:
+            if stage is not None:
+                stage._rest_until = 0.0
+            return t
+    raise AssertionError(f"the identity was not warm after {max_frames} frames")

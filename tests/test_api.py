@@ -660,12 +660,13 @@ def test_cli_bench_json_schema(capsys):
     # each distribution says how many frames it holds: the 3 timed ones
     assert [v["n"] for v in [*res["stages"].values(), e, res["baseline"]["landmarks_only"]]] == [3] * 7
     assert isinstance(res["providers"], list) and isinstance(res["device"], str)
-    # video mode (the default): the identity's start-up (its networks inline on every
-    # frame) is reported apart and kept out of the timed frames, which run no network
+    # video mode (the default): the identity's start-up (its first frame's networks inline, then
+    # one estimate at most per frame from the worker) is reported apart and kept out of the timed
+    # frames, which run no network
     from avatarizer.video import TrackerOptions
 
     st = res["startup"]
-    assert set(st) == dist | {"frames", "n"} and st["frames"] == st["n"] == TrackerOptions().identity_frames
+    assert set(st) == dist | {"frames", "n"} and st["frames"] == st["n"] >= TrackerOptions().identity_frames
     assert st["p50_ms"] > 0
     assert res["stages"]["encode"]["max_ms"] == 0 and res["stages"]["map_decode"]["max_ms"] == 0
     s = res["stream"]  # the same frames through Avatarizer.stream()

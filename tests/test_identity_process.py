@@ -15,6 +15,7 @@ from skimage import data as skdata
 
 from avatarizer.api import Avatarizer
 from avatarizer.video import TrackerOptions
+from conftest import warm_up
 
 posix_signals = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="stops the worker with SIGSTOP (POSIX)")
 
@@ -25,10 +26,7 @@ def astronaut():
 
 
 def _warm(av, image, t=0.0):
-    for _ in range(av.options.tracker.identity_frames + 1):  # inline until the identity is warm
-        assert av.from_frame(image, timestamp_ms=t) is not None
-        t += 33.3
-    return t
+    return warm_up(av, image, t)
 
 
 def _until_answers(av, image, t, n, timeout=90.0):

@@ -15,7 +15,7 @@ from avatarizer import Options, schema  # noqa: E402
 from avatarizer.api import Avatarizer  # noqa: E402
 from avatarizer.pipeline import Face, FrameState, StreamState, build, resolve  # noqa: E402
 from avatarizer.video import TrackerOptions  # noqa: E402
-from conftest import run_in_fork, two_face_canvas  # noqa: E402
+from conftest import run_in_fork, two_face_canvas, warm_up  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -116,19 +116,20 @@ def test_one_stream_state_and_a_real_reset(astronaut):
     with Avatarizer(mode="video", tracker=opts) as av:
         stream = av._pipeline.stream
         assert isinstance(stream, StreamState) and stream.last_timestamp_ms is None
-        for i in range(5):
+        for i in range(2):
             state = av.run(astronaut, timestamp_ms=i * 40.0)
             assert state.stream is stream
+        assert stream.last_timestamp_ms == 40.0 and stream.last_face is None  # run() makes no Avatar
+        t = warm_up(av, astronaut, t=80.0, step=40.0)
         assert stream.tracker.warm and stream.identity is not None and stream.hair  # the hair cache
-        assert stream.last_timestamp_ms == 160.0 and stream.last_face is None  # run() makes no Avatar
-        assert av.from_frame(astronaut, timestamp_ms=200.0) is not None and stream.last_face is not None
-        gone = av.from_frame(np.zeros_like(astronaut), timestamp_ms=240.0)
+        assert av.from_frame(astronaut, timestamp_ms=t) is not None and stream.last_face is not None
+        gone = av.from_frame(np.zeros_like(astronaut), timestamp_ms=t + 40.0)
         assert gone.stale and gone.face == stream.last_face  # the last face's place, from the stream
         with pytest.raises(ValueError, match="strictly increasing"):
-            av.run(astronaut, timestamp_ms=240.0)
+            av.run(astronaut, timestamp_ms=t + 40.0)
         with pytest.raises(ValueError, match="within"):  # no float tells frames apart there
             av.from_frame(astronaut, timestamp_ms=1e20)
-        assert stream.last_timestamp_ms == 240.0  # (the refused frame does not move the clock)
+        assert stream.last_timestamp_ms == t + 40.0  # (the refused frame does not move the clock)
         generation = stream.generation
         av.reset()
         assert av._pipeline.stream is stream and stream.generation == generation + 1

@@ -30,7 +30,7 @@ from avatarizer.artist import AutoArtist  # noqa: E402
 from avatarizer.filters import OneEuroFilter, Smoothing  # noqa: E402
 from avatarizer.pipeline.identity import WORKER_NICENESS  # noqa: E402
 from avatarizer.video import Tracker, TrackerOptions  # noqa: E402
-from conftest import need_shared  # noqa: E402
+from conftest import need_shared, warm_up  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +248,27 @@ def test_identity_median_ignores_a_one_frame_outlier(face):
     assert tr.warm
     np.testing.assert_allclose(tr.identity[schema.HAIR], schema.clip(ident)[schema.HAIR], atol=1e-6)
     assert tr.identity[skin] == pytest.approx(ident[skin])
+
+
+def test_identity_warm_up_counts_new_estimates_only(face):
+    """Frames that repeat an earlier frame's estimate (``fresh=False``: video
+    mode between two answers of the identity worker) add nothing to the
+    warm-up's median, identity or neutral signals; the first frame counts
+    whatever it is (there is nothing else yet)."""
+    f, ident = face
+    tr = Tracker(TrackerOptions(identity_frames=3), smoothing=None)
+    other = ident.copy()
+    other[schema.HAIR] = schema.default()[schema.HAIR]
+    tr.update(ident, f.canonical, f.transform, 0.0, fresh=False)  # the first: counted
+    assert len(tr._buf_params) == 1 and not tr.warm
+    before = tr.identity.copy()
+    for i in range(1, 6):  # the same answer again (here another vector: repeated frames are not looked at)
+        tr.update(other, f.canonical, f.transform, i * 40.0, yaw=5.0, fresh=False)
+    assert len(tr._buf_params) == 1 and not tr.warm and np.array_equal(tr.identity, before)
+    tr.update(ident, f.canonical, f.transform, 240.0)
+    tr.update(ident, f.canonical, f.transform, 280.0)
+    assert tr.warm
+    np.testing.assert_allclose(tr.identity[schema.HAIR], schema.clip(ident)[schema.HAIR], atol=1e-6)
 
 
 def _recoloured(ident, shift):
@@ -598,10 +619,7 @@ def test_video_frames_never_wait_for_the_identity_networks(astronaut):
     with Avatarizer(mode="video", max_faces=1, tracker=THREAD) as av:
         stage = av._pipeline["identity"]
         assert isinstance(stage, IdentityStage) and stage.worker == "thread"
-        t = 0.0
-        for _ in range(av.options.tracker.identity_frames + 1):  # warm-up: inline
-            assert av.from_frame(astronaut, timestamp_ms=t) is not None
-            t += 33.3
+        t = warm_up(av, astronaut)
         est = av._pipeline["face"].estimator
         real, release, held = est.estimate, threading.Event(), []
 
@@ -627,27 +645,73 @@ def test_video_frames_never_wait_for_the_identity_networks(astronaut):
         assert all(held), "a frame waited for the identity networks"
 
 
+def test_video_warm_up_computes_only_the_first_frame_inline(astronaut):
+    """A new stream's first frame computes its identity inline (nothing else
+    could be drawn); the tracker's other warm-up estimates come from the
+    worker, handed a job (from the second frame on) as soon as it is free: no other frame runs the
+    networks, and while the worker is held the frames keep drawing the first
+    estimate without adding it to the median again. After a reset (a new
+    stream, as another person's) the same."""
+    with Avatarizer(mode="video", max_faces=1, tracker=THREAD) as av:
+        stage, tracker = av._pipeline["identity"], av._pipeline.stream.tracker
+        est = av._pipeline["face"].estimator
+        real, inline, entered, release = est.estimate, [], threading.Event(), threading.Event()
+
+        def networks(faces, state):
+            out = real(faces, state)
+            if faces:
+                here = threading.current_thread() is threading.main_thread()
+                inline.append(here)
+                if not here:
+                    entered.set()
+                    assert release.wait(60)
+            return out
+
+        est.estimate = networks
+        for round_ in range(2):
+            entered.clear()
+            release.clear()
+            try:
+                assert av.from_frame(astronaut, timestamp_ms=0.0) is not None
+                assert inline == [True] and len(tracker._buf_params) == 1 and not tracker.warm
+                first = tracker.identity.copy()
+                assert av.from_frame(astronaut, timestamp_ms=33.3) is not None  # hands the first job over
+                assert entered.wait(30), "the second frame handed no job to the worker"
+                t = 66.6
+                for _ in range(6):  # the worker holds its job: the frames draw the first estimate
+                    assert av.from_frame(astronaut, timestamp_ms=t) is not None
+                    t += 33.3
+                assert len(tracker._buf_params) == 1 and np.array_equal(tracker.identity, first)
+                assert inline == [True, False], inline
+            finally:
+                release.set()
+            warm_up(av, astronaut, t)
+            assert tracker.warm and inline[0] and not any(inline[1:]), inline
+            assert stage.answers >= tracker.options.identity_frames - 1
+            av.reset()
+            inline.clear()
+
+
 def test_video_identity_follows_the_workers_answer_and_reset_drops_a_late_one(astronaut):
     opts = TrackerOptions(identity_refresh=1.0, identity_every_ms=100.0, expressions=False, pose=False,
                           identity_worker="thread")  # (the networks patched here are this process's)
     with Avatarizer(mode="video", max_faces=1, tracker=opts, smoothing=None) as av:
         stage = av._pipeline["identity"]
-        t = 0.0
-        for _ in range(opts.identity_frames + 1):
-            before = av.from_frame(astronaut, timestamp_ms=t).params.copy()
-            t += 33.3
+        t = warm_up(av, astronaut)
+        before = av.from_frame(astronaut, timestamp_ms=t).params.copy()
+        answers = stage.answers
         calls = _slow_face_networks(av, 0.3, shift=0.05)
         t += opts.identity_every_ms
         av.from_frame(astronaut, timestamp_ms=t)   # due: hands the frame to the worker
         t += 33.3
-        assert stage.wait_idle(30) and calls and stage.answers == 1 and stage.last_error is None
+        assert stage.wait_idle(30) and calls and stage.answers == answers + 1 and stage.last_error is None
         after = av.from_frame(astronaut, timestamp_ms=t).params
         t += 33.3
         assert np.abs(after[schema.FACE] - before[schema.FACE]).mean() > 0.02  # the new answer is in
         # an answer still being computed when the stream is reset is dropped
         av.from_frame(astronaut, timestamp_ms=t + 1000.0)
         av.reset()
-        assert stage.wait_idle(30) and stage.answers == 1 and av._pipeline.stream.identity is None
+        assert stage.wait_idle(30) and stage.answers == answers + 1 and av._pipeline.stream.identity is None
 
 
 def test_a_face_cut_by_the_frame_edge_is_not_handed_to_the_identity_networks(astronaut):
@@ -663,16 +727,13 @@ def test_a_face_cut_by_the_frame_edge_is_not_handed_to_the_identity_networks(ast
     opts = TrackerOptions(identity_every_ms=1.0, identity_duty=1.0)
     with Avatarizer(mode="video", max_faces=1, tracker=opts) as av:
         stage = av._pipeline["identity"]
-        t = 0.0
-        for _ in range(opts.identity_frames + 1):
-            av.from_frame(astronaut, timestamp_ms=t)
-            t += 33.3
+        t = warm_up(av, astronaut)
         for _ in range(6):  # whole face: handed over
             av.from_frame(astronaut, timestamp_ms=t)
             t += 33.3
             assert stage.wait_idle(30)
         whole = stage.answers
-        assert whole >= 1
+        assert whole >= opts.identity_frames
         for _ in range(6):  # cut by the edge: not handed over, the avatar still drawn
             assert av.from_frame(cut, timestamp_ms=t) is not None
             t += 33.3
@@ -693,10 +754,7 @@ def test_an_avatarizer_closed_from_its_own_identity_worker_does_not_hang_it(astr
     av = Avatarizer(mode="video", max_faces=1, tracker=THREAD)
     stage = av._pipeline["identity"]
     assert isinstance(stage, IdentityStage)
-    t = 0.0
-    for _ in range(av.options.tracker.identity_frames + 1):  # warm-up: inline
-        av.from_frame(astronaut, timestamp_ms=t)
-        t += 33.3
+    t = warm_up(av, astronaut)
     est = av._pipeline["face"].estimator
     real, closed_on = est.estimate, []
     hair_closed = []
@@ -1013,18 +1071,15 @@ def test_video_merge_is_reused_between_identity_answers(astronaut):
     from avatarizer.pipeline.merge import merge_face
 
     with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_every_ms=1e6)) as av:
-        t = 0.0
-        states = []
-        for _ in range(av.options.tracker.identity_frames + 3):
-            states.append(av.run(astronaut, t))
+        t = warm_up(av, astronaut)
+        warm = []
+        for _ in range(3):  # after the warm-up (no refresh due for 1e6 ms): the same identity answer
+            warm.append(av.run(astronaut, t))
             t += 33.3
-        warm = states[-3:]  # after the warm-up: the same identity answer
         first = warm[0].faces[0]
         assert all(s.faces[0].params is first.params for s in warm)
         assert not first.params.flags.writeable and not first.face_params.flags.writeable
         np.testing.assert_array_equal(first.params, merge_face(first))
-        # an answer of the warm-up (inline, every frame) was merged afresh each frame
-        assert states[0].faces[0].params is not states[1].faces[0].params
         stream = av._pipeline.stream
         stream.identity = {**stream.identity, "face_params": stream.identity["face_params"] + np.float32(0.01)}
         stream.identity["face_params"].setflags(write=False)
@@ -1047,10 +1102,7 @@ def test_identity_worker_rests_for_its_duty_and_uses_one_blas_thread(astronaut):
         opts = TrackerOptions(identity_every_ms=1.0, identity_duty=duty, identity_worker="thread")
         with Avatarizer(mode="video", max_faces=1, tracker=opts) as av:
             stage = av._pipeline["identity"]
-            t = 0.0
-            for _ in range(opts.identity_frames):  # inline; the next frame hands the first job over
-                av.from_frame(astronaut, timestamp_ms=t)
-                t += 33.3
+            t = warm_up(av, astronaut)  # (no rest after it: the next frame hands a job over)
             calls = _slow_face_networks(av, 0.3)
             inside, nice = [], []
             real = av._pipeline["face"].estimator.estimate

@@ -20,11 +20,12 @@ For every frame, in the same loop (so ratios survive a noisy machine):
   network, or the auto-artist's whole fit booked as ``encode`` when no models
   are shipped), ``hair``, ``merge`` (with the video tracker), and ``render``
   (native renderer, 256 px, transparent). In video mode the face and hair
-  networks run inline only while the identity warms up (until the tracker's
-  identity is warm: ``TrackerOptions.identity_frames`` frames with a face, 15
-  by default; these come before the ``--warmup`` frames and are reported
-  apart as ``startup``), then at most every ``--identity-every-ms`` on a
-  worker (``avatarizer.pipeline.identity``; it also rests for
+  networks run inline only on a person's first frame; while the identity
+  warms up (until the tracker holds ``TrackerOptions.identity_frames``
+  estimates, 15 by default) a worker computes them as soon as it is free
+  (``avatarizer.pipeline.identity``), and these start-up frames come before
+  the ``--warmup`` frames and are reported apart as ``startup``; then at
+  most every ``--identity-every-ms``, on the worker (it also rests for
   ``TrackerOptions.identity_duty``: at most a quarter of one core by
   default), so they show up in ``encode`` and
   ``hair`` only on frames that ran them inline; ``--identity-every-ms 0``
@@ -98,6 +99,9 @@ import numpy as np
 
 INPUT = 512
 RENDER = 256
+#: video mode: frames read beyond the timed and warm-up ones for the
+#: identity's start-up (its length depends on the machine; the clips loop)
+STARTUP_SPARE = 400
 STAGE_KEYS = ("align", "encode", "map_decode", "hair", "render")
 
 
@@ -258,11 +262,13 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         raise ValueError("live pacing is for video mode (a camera's frames); image mode has no frame rate")
     tracker = TrackerOptions(**{k: v for k, v in (("identity_every_ms", identity_every_ms),
                                                   ("identity_worker", identity_worker)) if v is not None})
-    # video: the identity's start-up (networks inline on every frame, until
-    # the tracker's identity is warm: identity_frames frames with a face,
-    # more when early frames are turned away or faceless) comes first, then
-    # the warm-up frames; only the frames after both are timed
-    spare = 2 * tracker.identity_frames if mode == "video" else 0
+    # video: the identity's start-up (until the tracker's identity is warm:
+    # identity_frames estimates, the first inline, the others from the
+    # worker as soon as it is free, so its length depends on how fast the
+    # frames come: ~150 frames back to back here, the worker process's start
+    # included) comes first, then the warm-up frames; only the frames after
+    # both are timed
+    spare = 2 * tracker.identity_frames + STARTUP_SPARE if mode == "video" else 0
     images, source = bench_frames(frames + warmup + spare, video=video)
     if log:
         log(f"frames: {source}")
@@ -317,6 +323,8 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         av.close()
     if log and missed:
         log(f"note: no face in {missed} of {frames} timed frames")
+    if log and len(e2e) < frames:
+        log(f"note: {len(e2e)} of {frames} frames timed: the identity's start-up took {len(startup)} frames")
     if log:
         log(f"merge{' (incl. video tracker)' if mode == 'video' else ''}: p50 {np.percentile(merge, 50):.2f} ms")
     end, landmarks = _pct(e2e), _pct(base)

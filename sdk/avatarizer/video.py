@@ -5,9 +5,12 @@ face, as the image pipeline gives them, plus that face's landmarks and
 transform) into an avatar that does not flicker:
 
 * **Identity** (face shape, colours, hair, accessories): the element-wise
-  median of the raw parameters over the first ``identity_frames`` frames in
-  which the head is roughly frontal (``|yaw|, |pitch| <= max_identity_pose``;
-  any frame if none is), then refreshed slowly: an exponential moving average
+  median of the raw parameters over the first ``identity_frames`` estimates
+  made on frames in which the head is roughly frontal (``|yaw|, |pitch| <=
+  max_identity_pose``; any frame if none is; a frame that repeats an earlier
+  frame's estimate, ``update(fresh=False)``, adds none: in video mode the
+  identity networks answer a few frames apart, see
+  :mod:`avatarizer.pipeline.identity`), then refreshed slowly: an exponential moving average
   with weight ``identity_refresh`` per frame (0.02: a time constant of ~50
   frames, 2 s at 25 fps). Categorical parameters (hair style id, glasses
   type, ...) follow the most frequent value of the last
@@ -80,7 +83,8 @@ class TrackerOptions:
     """Options of the video tracker (see the module doc).
 
     Attributes:
-        identity_frames: frames whose median is the identity (>= 1).
+        identity_frames: estimates (frames that found a new one) whose
+            median is the identity (>= 1).
         identity_refresh: moving-average weight per frame afterwards, in
             [0, 1] (0 freezes the identity).
         categorical_window: frames of history for categorical parameters.
@@ -96,11 +100,14 @@ class TrackerOptions:
             networks run at most this often (stream time), on a worker (see
             ``identity_worker``), and frames reuse their latest answer (no
             frame waits for them; ``avatarizer.pipeline.identity``; with
-            ``identity_worker="inline"`` the due frame runs them). 0 runs
-            them inline on every frame.
+            ``identity_worker="inline"`` the due frame runs them). While it
+            warms up, a person's first frame runs them inline and the
+            worker gets a job as soon as it is free. 0 runs them inline on
+            every frame.
         identity_duty: the most of one CPU core the identity worker may
-            take, in (0, 1]: after an answer that took ``d`` seconds of wall
-            time it rests ``d * (1 / identity_duty - 1)`` seconds before the
+            take once the identity is warm, in (0, 1]: after an answer that
+            took ``d`` seconds of wall time it rests ``d * (1 /
+            identity_duty - 1)`` seconds before the
             next (0.25: at least 3 × ``d``), so on a small CPU it does not
             compete with the frames for the cores (and the GIL) most of the
             time. 1 refreshes as soon as ``identity_every_ms`` allows. Not
@@ -254,7 +261,7 @@ class Tracker:
 
     # ------------------------------------------------------------------ frames
     def update(self, raw_params, canonical, transform, timestamp_ms: float, yaw: float = 0.0,
-               pitch: float = 0.0) -> TrackedFrame:
+               pitch: float = 0.0, fresh: bool = True) -> TrackedFrame:
         """One frame with a face.
 
         Args:
@@ -263,6 +270,12 @@ class Tracker:
             transform: (2, 3) canonical → frame pixels.
             timestamp_ms: the frame's time (increasing).
             yaw, pitch: head pose in degrees.
+            fresh: False when ``raw_params`` is an estimate an earlier frame
+                gave already (video mode reuses the identity networks' last
+                answer between refreshes): it does not count toward the
+                first identity's ``identity_frames`` estimates (the frame's
+                landmarks do not count toward the neutral signals either),
+                unless none was collected yet.
         """
         raw = np.asarray(raw_params)
         raw = raw.astype(np.float64) if raw.dtype == np.float32 and raw.shape == (S.PARAM_COUNT,) else \
@@ -275,7 +288,7 @@ class Tracker:
         if self._last_seen_ms is not None and float(timestamp_ms) - self._last_seen_ms > self.options.grace_ms:
             self._reset_filters()  # the face is back after a gap: no glide
         raw_sig = X.measure(canonical, yaw, pitch)
-        self._update_identity(raw, raw_sig, seed=not switched)
+        self._update_identity(raw, raw_sig, seed=not switched, fresh=bool(fresh))
         # expression signals, normalised, and the transform, filtered in one call
         w = self._transform_values(transform)
         if self._filter is not None:
@@ -335,12 +348,15 @@ class Tracker:
             self._far_last, self._far_seen = colours, self._far_seen + 1
         return self._far_seen >= 2 and ms - self._far_since_ms >= o.switch_ms
 
-    def _update_identity(self, raw: np.ndarray, raw_sig: np.ndarray, seed: bool = True) -> None:
+    def _update_identity(self, raw: np.ndarray, raw_sig: np.ndarray, seed: bool = True,
+                         fresh: bool = True) -> None:
         """``seed`` False: the frame that found another person. Its estimate
         was made with the last person's identity (their hairstyle, colours),
         so it is shown for this frame but neither starts the new person's
         warm-up nor counts among its categorical values (with it, the next
-        frame's median of two rows mixed two hairstyles into a third)."""
+        frame's median of two rows mixed two hairstyles into a third).
+        ``fresh`` False (see :meth:`update`): while warming up, the frame
+        keeps the median of the estimates so far."""
         o = self.options
         if not seed and o.identity_lock and not self.warm:
             self.identity = S.clip(raw).astype(np.float64)
@@ -356,6 +372,8 @@ class Tracker:
         self._count_categorical(raw[_CAT_IDX].round().tolist())
         frontal = abs(raw_sig[_YAW]) <= o.max_identity_pose and abs(raw_sig[_PITCH]) <= o.max_identity_pose
         if not self.warm:
+            if not fresh and self._buf_params:
+                return  # an estimate counted already: the identity and neutral signals stay
             if frontal or not any(self._buf_frontal):
                 if frontal and self._buf_params and not any(self._buf_frontal):
                     # the first frontal frame: drop the turned ones collected so far

@@ -5,13 +5,20 @@ average of it), so in video mode the face stage (E_s → F → D_t, or the
 auto-artist) and the hair stage (attribute regressor, segmentation,
 retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
 
-* until the tracker's identity is warm (the median of the first
-  ``TrackerOptions.identity_frames`` estimates) they run inline, every frame;
-* afterwards every frame reuses the latest answer, and at most every
-  ``TrackerOptions.identity_every_ms`` (stream time) a copy of the frame's
-  face is handed to one worker, which runs them; the answer is adopted by the
-  first frame after it arrives. No frame waits for the worker. A face cut by
-  the frame's edge (:data:`MAX_OUTSIDE`) is not handed over.
+* a stream's first frame with a face (and the first after the stream took
+  it for another person, or began a new track) runs them inline: there is
+  nothing else to draw yet;
+* every other frame reuses the latest answer, and a copy of its face is
+  handed to one worker, which runs them: while the tracker's identity warms
+  up (the median of the first ``TrackerOptions.identity_frames``
+  estimates; a frame that repeats an answer adds none,
+  ``StreamState.identity_used``) as soon as the worker is free, afterwards
+  at most every ``TrackerOptions.identity_every_ms`` (stream time) and
+  after its rest (below). The answer is adopted by the first frame after it
+  arrives. No frame waits for the worker. A face cut by the frame's edge
+  (:data:`MAX_OUTSIDE`) is not handed over. Until session 31 the warm-up
+  ran inline on every frame: a new person's first 15 frames took the
+  networks' time each (~9 ms against ~3.4 back to back in ``bench``).
 * the worker computes in a child process of its own by default
   (``TrackerOptions.identity_worker="process"``,
   :mod:`avatarizer.pipeline.identity_worker`): on a thread of this process
@@ -30,10 +37,11 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   its thread, as with ``identity_worker="thread"``; :attr:`worker` says
   which, and why.
 * ``identity_worker="inline"`` (video files: ``avatarizer video``)
-  has no worker: the frame that is due by stream time computes the refresh
-  and waits for it, so the avatars depend on the frames alone, not on how
-  fast they came.
-* the worker takes at most ``TrackerOptions.identity_duty`` of one core: after
+  has no worker: the warm-up's frames and then the frame that is due by
+  stream time compute their estimates and wait for them, so the avatars
+  depend on the frames alone, not on how fast they came.
+* once the identity is warm, the worker takes at most
+  ``TrackerOptions.identity_duty`` of one core: after
   an answer that took ``d`` seconds (wall clock) no job is handed to it for
   ``d * (1 / identity_duty - 1)`` seconds. A process still shares the cores:
   in ``bench``'s loop, which hands frames over as fast as they are done (in
@@ -110,7 +118,7 @@ def lower_thread_priority(by: int) -> bool:
 
 
 class IdentityStage(Stage):
-    """The face and hair stages, inline while the identity warms up, then on a worker."""
+    """The face and hair stages: inline on a person's first frame, then on a worker."""
 
     name = "identity"
 
@@ -151,18 +159,27 @@ class IdentityStage(Stage):
         with stream.lock:
             res = stream.identity
             asked = stream.identity_asked_ms
-        on_time = asked is None or not 0 <= state.timestamp_ms - asked < self.every_ms  # (stream time)
+        warm = stream.tracker.warm
+        # once warm, at most every every_ms of stream time and after the worker's rest; while warming up,
+        # as soon as the worker is free
+        on_time = not warm or asked is None or not 0 <= state.timestamp_ms - asked < self.every_ms
         with self._cond:
-            due = not self._busy and on_time and time.perf_counter() >= self._rest_until
-        if res is None or not stream.tracker.warm or (
-                self._inline and on_time and state.faces[0].aligned.outside_fraction <= MAX_OUTSIDE):
-            # warming up, or identity_worker="inline": this frame computes its refresh (on time by the
-            # stream's clock alone, so the avatars do not depend on how fast the frames came)
+            due = not self._busy and on_time and (not warm or time.perf_counter() >= self._rest_until)
+        if res is None or (self._inline and (not warm or (
+                on_time and state.faces[0].aligned.outside_fraction <= MAX_OUTSIDE))):
+            # nothing to show yet (a new stream or person), or identity_worker="inline" (warming up, or
+            # due on the stream's clock alone, so the avatars do not depend on how fast the frames came):
+            # this frame computes its estimate
             self._compute(state)
             with stream.lock:
-                stream.identity = state.faces[0].identity()
+                stream.identity = stream.identity_used = state.faces[0].identity()
                 stream.identity_asked_ms = state.timestamp_ms
             return
+        with stream.lock:
+            fresh = res is not stream.identity_used  # the first frame with this answer
+            stream.identity_used = res
+        if not fresh:
+            state.info["identity_fresh"] = False  # (the merge tells the tracker: no new estimate)
         for k, v in res.items():
             setattr(state.faces[0], k, v)
         if due and state.faces[0].aligned.outside_fraction <= MAX_OUTSIDE:

@@ -174,13 +174,18 @@ class OwnSegmenter:
         self.options = options
         self._graph = None
 
-    def _segment(self, image: np.ndarray) -> np.ndarray:
+    def prepare(self) -> None:
+        """Makes the graph now (MediaPipe's import, ~0.3 s in a new process)
+        rather than on the first frame that needs a mask."""
         if self._graph is None:
             from mediapipe.python.solutions import selfie_segmentation
 
             from ..align import mediapipe_graph
 
             self._graph = mediapipe_graph(lambda: selfie_segmentation.SelfieSegmentation(model_selection=0))
+
+    def _segment(self, image: np.ndarray) -> np.ndarray:
+        self.prepare()
         return self._graph.process(image).segmentation_mask
 
     def close(self) -> None:
@@ -405,6 +410,9 @@ def child_main(wfile) -> None:
         face.prepare(resolved)
         hair.prepare(resolved)
         segmenter = OwnSegmenter(align_options)
+        # (its import in the start-up, which no frame waits for, not in the first job that segments:
+        # that job's time decides the worker's rest, and it was 0.3 s)
+        segmenter.prepare()
         stream = StreamState(resolved.tracker, resolved.smoothing)
     except WorkerGone:
         return

@@ -92,6 +92,7 @@ class MergeStage(Stage):
             a = f.aligned
             switches = stream.tracker.switches
             state.tracked = stream.tracker.update(f.params, a.canonical, a.transform, state.timestamp_ms,
-                                                  yaw=a.yaw, pitch=a.pitch)
+                                                  yaw=a.yaw, pitch=a.pitch,
+                                                  fresh=state.info.get("identity_fresh", True))
             if stream.tracker.switches != switches:  # another person: theirs afresh (the tracker reset itself)
                 stream.another_person()

@@ -120,6 +120,11 @@ class FrameState:
     images          render    list of H×W×4 uint8 RGBA renders
     timings         all       stage name → milliseconds spent on this frame
     stream          pipeline  video mode: the :class:`StreamState`
+    info            stages    notes between stages: ``identity_due`` (the
+                              identity stage hands this frame's job over
+                              when the frame is done), ``identity_fresh``
+                              False (the face reuses an answer an earlier
+                              frame used: no new estimate for the tracker)
     ==============  ========  ===============================================
 
     ``params``, ``face_params`` (and the other slices) stack the faces' own
@@ -179,7 +184,9 @@ class StreamState:
         last_timestamp_ms: the stream's clock (timestamps must increase).
         identity: the identity networks' latest answer for the tracked face
             (:meth:`Face.identity`), or None; ``identity_asked_ms`` when it was
-            asked for (stream time).
+            asked for (stream time); ``identity_used`` the answer the last
+            frame used (a frame that finds another one is the first to use
+            a new estimate: the tracker's warm-up counts only those).
         hair: per face index, ``(time ms, full parameters, attributes,
             generation, (shown, recent families (a gate's marked ``*``), (beard shown, beard pending)))`` of
             the last hair retrieval (the hair stage refreshes it at most every
@@ -240,6 +247,7 @@ class StreamState:
     def _forget_identity(self) -> None:
         self.identity: dict | None = None
         self.identity_asked_ms: float | None = None
+        self.identity_used: dict | None = None
         self.hair: dict[int, tuple] = {}
         self.merged: tuple | None = None
         self.generation += 1
