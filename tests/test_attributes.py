@@ -1146,7 +1146,8 @@ def test_hat_kind_labels_are_well_formed_and_not_read_as_h_labels():
 def test_refit_changes_only_the_refitted_head(tmp_path, monkeypatch):
     """``attributes --refit beard`` on a copy of the shipped file: the beard
     output moves to the new head, every other output is unchanged on the
-    same crops, and the file, its description and the manifest agree."""
+    same crops, the file, its description and the manifest agree, and it
+    says to refit the glasses and hat fusions next."""
     import shutil
 
     import onnxruntime as ort
@@ -1187,7 +1188,10 @@ def test_refit_changes_only_the_refitted_head(tmp_path, monkeypatch):
     old = before.run(None, {"image": x})
     old_desc = json.loads(before.get_modelmeta().custom_metadata_map[formats.METADATA_KEY])
 
-    rep = A.refit(("beard",), cache=tmp_path, shared=tmp_path, folder=folder, log=lambda *_: None)
+    logged = []
+    rep = A.refit(("beard",), cache=tmp_path, shared=tmp_path, folder=folder, log=logged.append)
+    # the last line says what to refit next: the fusions name the H file they were fitted on
+    assert "detectors --fusion" in logged[-1] and "hat-net --fusion" in logged[-1], logged[-1]
 
     after = ort.InferenceSession(str(folder / A.SHIP_FILE), providers=["CPUExecutionProvider"])
     new = after.run(None, {"image": x})

@@ -1310,8 +1310,15 @@ def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, 
     (RUN / "report.json").write_text(json.dumps(report, indent=1))
     log(json.dumps(report.get("heldout_int8", report["heldout"]), indent=1))
     log(f"attributes: done in {time.time() - t0:.0f} s; report {RUN / 'report.json'}")
+    if do_export:
+        log(f"attributes: {FUSION_HINT}")
     return report
 
+
+#: what a new H file asks for next (logged wherever one is written)
+FUSION_HINT = ("the H file's checksum changed; run `avatarizer-export detectors --fusion` and `avatarizer-export "
+               "hat-net --fusion` next (the hybrid's glasses and hat fusions are used only with the H file they were "
+               "fitted on; `make models` runs both after this step)")
 
 REFIT_FLAGS = ("beard", "moustache")
 #: the heads :func:`refit` can refit: the binary flags and the glasses and hair colour softmaxes
@@ -1496,6 +1503,7 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     if Path(folder).resolve() == MODELS.resolve():  # what the hair bank's sheets read: the shipped file's outputs
         write_predictions(path, al)
     log(json.dumps({k: report[k] for k in ("before", "after")}, indent=1))
+    log(f"attributes: refit: {FUSION_HINT}")
     return report
 
 
@@ -1632,9 +1640,7 @@ def save_added_head(model, desc: dict, path: Path, folder: Path, output: str, un
     RUN.mkdir(parents=True, exist_ok=True)
     (RUN / f"{report_stem or output}_{desc['version']}.json").write_text(json.dumps(report, indent=1))
     log(json.dumps(report, indent=1))
-    log(f"{output}: the file's checksum changed; run `avatarizer-export detectors --fusion` and "
-        "`avatarizer-export hat-net --fusion` next (the hybrid's glasses and hat fusions are used only with the "
-        "H file they were fitted on)")
+    log(f"{output}: {FUSION_HINT}")
     return report
 
 
