@@ -22,8 +22,9 @@ For every frame, in the same loop (so ratios survive a noisy machine):
   (native renderer, 256 px, transparent). In video mode the face and hair
   networks run inline only on a person's first frame; while the identity
   warms up (until the tracker holds ``TrackerOptions.identity_frames``
-  estimates, 15 by default) a worker computes them as soon as it is free
-  (``avatarizer.pipeline.identity``), and these start-up frames come before
+  estimates, 15 by default) a worker computes them as soon as it is free,
+  or the frame itself when none came for ``--identity-every-ms`` of stream
+  time (``avatarizer.pipeline.identity``), and these start-up frames come before
   the ``--warmup`` frames and are reported apart as ``startup``; then at
   most every ``--identity-every-ms``, on the worker (it also rests for
   ``TrackerOptions.identity_duty``: at most a quarter of one core by
@@ -89,6 +90,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import platform
 import sys
@@ -99,9 +101,8 @@ import numpy as np
 
 INPUT = 512
 RENDER = 256
-#: video mode: frames read beyond the timed and warm-up ones for the
-#: identity's start-up (its length depends on the machine; the clips loop)
-STARTUP_SPARE = 400
+#: video mode: the frames' stream time runs at this rate
+FPS = 30.0
 STAGE_KEYS = ("align", "encode", "map_decode", "hair", "render")
 
 
@@ -264,11 +265,12 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
                                                   ("identity_worker", identity_worker)) if v is not None})
     # video: the identity's start-up (until the tracker's identity is warm:
     # identity_frames estimates, the first inline, the others from the
-    # worker as soon as it is free, so its length depends on how fast the
-    # frames come: ~150 frames back to back here, the worker process's start
-    # included) comes first, then the warm-up frames; only the frames after
-    # both are timed
-    spare = 2 * tracker.identity_frames + STARTUP_SPARE if mode == "video" else 0
+    # worker as soon as it is free, or inline once the last is
+    # identity_every_ms old, so at most ~identity_every_ms of stream time
+    # each) comes first, then the warm-up frames; only the frames after both
+    # are timed
+    per = max(1, math.ceil(tracker.identity_every_ms * FPS / 1000.0)) if mode == "video" else 0
+    spare = 2 * tracker.identity_frames * per
     images, source = bench_frames(frames + warmup + spare, video=video)
     if log:
         log(f"frames: {source}")
@@ -290,7 +292,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         for i, img in enumerate(images):
             if len(e2e) == frames:
                 break
-            ts = i * 1000.0 / 30.0 if mode == "video" else None
+            ts = i * 1000.0 / FPS if mode == "video" else None
             state, (t0, t1), (t2, t3) = _pair(av, mesh, img, ts, i)
             if not warm:
                 startup.append((t3 - t2) * 1e3)
@@ -307,8 +309,8 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
                 stages[k].append(state.timings.get(k, 0.0))
             merge.append(state.timings.get("merge", 0.0))
         if not e2e:
-            raise ValueError("no frame was timed: the tracker's identity never warmed up (no face in "
-                             f"{len(startup)} frames?)")
+            raise ValueError(f"no frame was timed: the tracker's identity did not warm up in the {len(startup)} "
+                             "frames read for it (no face in them?)")
         # the stream times the same frames as the loop above (lead .. lead + frames - 1), not the spare
         # start-up frames left over at the end of ``images``
         streamed = _stream(av, images[:lead + frames], lead) if mode == "video" else None

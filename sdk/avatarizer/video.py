@@ -261,7 +261,7 @@ class Tracker:
 
     # ------------------------------------------------------------------ frames
     def update(self, raw_params, canonical, transform, timestamp_ms: float, yaw: float = 0.0,
-               pitch: float = 0.0, fresh: bool = True) -> TrackedFrame:
+               pitch: float = 0.0, fresh: bool = True, estimate_pose: tuple | None = None) -> TrackedFrame:
         """One frame with a face.
 
         Args:
@@ -272,10 +272,15 @@ class Tracker:
             yaw, pitch: head pose in degrees.
             fresh: False when ``raw_params`` is an estimate an earlier frame
                 gave already (video mode reuses the identity networks' last
-                answer between refreshes): it does not count toward the
-                first identity's ``identity_frames`` estimates (the frame's
-                landmarks do not count toward the neutral signals either),
-                unless none was collected yet.
+                answer between refreshes): while the identity warms up it
+                counts neither toward its ``identity_frames`` estimates nor
+                among the categorical values (nor do the frame's landmarks
+                toward the neutral signals), unless none was collected yet.
+            estimate_pose: (yaw, pitch) in degrees of the frame
+                ``raw_params`` was estimated on, when that is another frame
+                (the identity worker's): whether the estimate counts as
+                frontal (``max_identity_pose``) is read from it; None: this
+                frame's ``yaw`` and ``pitch``.
         """
         raw = np.asarray(raw_params)
         raw = raw.astype(np.float64) if raw.dtype == np.float32 and raw.shape == (S.PARAM_COUNT,) else \
@@ -288,7 +293,7 @@ class Tracker:
         if self._last_seen_ms is not None and float(timestamp_ms) - self._last_seen_ms > self.options.grace_ms:
             self._reset_filters()  # the face is back after a gap: no glide
         raw_sig = X.measure(canonical, yaw, pitch)
-        self._update_identity(raw, raw_sig, seed=not switched, fresh=bool(fresh))
+        self._update_identity(raw, raw_sig, seed=not switched, fresh=bool(fresh), estimate_pose=estimate_pose)
         # expression signals, normalised, and the transform, filtered in one call
         w = self._transform_values(transform)
         if self._filter is not None:
@@ -349,14 +354,20 @@ class Tracker:
         return self._far_seen >= 2 and ms - self._far_since_ms >= o.switch_ms
 
     def _update_identity(self, raw: np.ndarray, raw_sig: np.ndarray, seed: bool = True,
-                         fresh: bool = True) -> None:
+                         fresh: bool = True, estimate_pose: tuple | None = None) -> None:
         """``seed`` False: the frame that found another person. Its estimate
         was made with the last person's identity (their hairstyle, colours),
         so it is shown for this frame but neither starts the new person's
         warm-up nor counts among its categorical values (with it, the next
         frame's median of two rows mixed two hairstyles into a third).
         ``fresh`` False (see :meth:`update`): while warming up, the frame
-        keeps the median of the estimates so far."""
+        keeps the median of the estimates so far and adds no categorical
+        values (a first estimate shown for the ~0.5 s a worker process takes
+        to start outvoted every later one in the window once warm: glasses
+        that only it had came back for 2-8 frames). ``estimate_pose``: the
+        estimate is frontal or not by its own frame's pose (the identity's
+        median and moving average); the neutral signals' moving average
+        still by this frame's."""
         o = self.options
         if not seed and o.identity_lock and not self.warm:
             self.identity = S.clip(raw).astype(np.float64)
@@ -369,11 +380,14 @@ class Tracker:
                 self.neutral = np.median(np.stack(self._buf_signals), axis=0)
             self.warm = True
             return
+        if not self.warm and not fresh and self._buf_params:
+            return  # an estimate counted already: the identity, neutral signals and categorical values stay
         self._count_categorical(raw[_CAT_IDX].round().tolist())
-        frontal = abs(raw_sig[_YAW]) <= o.max_identity_pose and abs(raw_sig[_PITCH]) <= o.max_identity_pose
+        m = o.max_identity_pose
+        frame_frontal = abs(raw_sig[_YAW]) <= m and abs(raw_sig[_PITCH]) <= m
+        frontal = frame_frontal if estimate_pose is None else \
+            abs(float(estimate_pose[0])) <= m and abs(float(estimate_pose[1])) <= m
         if not self.warm:
-            if not fresh and self._buf_params:
-                return  # an estimate counted already: the identity and neutral signals stay
             if frontal or not any(self._buf_frontal):
                 if frontal and self._buf_params and not any(self._buf_frontal):
                     # the first frontal frame: drop the turned ones collected so far
@@ -389,11 +403,13 @@ class Tracker:
                 self._buf_params, self._buf_signals, self._buf_frontal = [], [], []
             return
         a = float(o.identity_refresh)
-        if a > 0 and frontal and self._far_since_ms is None:  # (not while it may be somebody else)
-            ident = (1.0 - a) * self.identity + a * raw
-            self.neutral = (1.0 - a) * self.neutral + a * raw_sig
-            ident[_CAT_IDX] = self._cat_mode  # categorical: the most frequent recent value
-            self.identity = ident
+        if a > 0 and self._far_since_ms is None:  # (not while it may be somebody else)
+            if frontal:
+                ident = (1.0 - a) * self.identity + a * raw
+                ident[_CAT_IDX] = self._cat_mode  # categorical: the most frequent recent value
+                self.identity = ident
+            if frame_frontal:
+                self.neutral = (1.0 - a) * self.neutral + a * raw_sig
 
     def _count_categorical(self, row: list) -> None:
         """Adds this frame's rounded categorical values to the window (the oldest

@@ -5,20 +5,28 @@ average of it), so in video mode the face stage (E_s → F → D_t, or the
 auto-artist) and the hair stage (attribute regressor, segmentation,
 retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
 
-* a stream's first frame with a face (and the first after the stream took
-  it for another person, or began a new track) runs them inline: there is
-  nothing else to draw yet;
+* a stream's first frame with a face (and the first of a new track: after
+  the stream took the face for another person, after ``reset_ms`` without
+  it, with another ``face_index`` or other attributes set by the app) runs
+  them inline: there is nothing else to draw yet;
 * every other frame reuses the latest answer, and a copy of its face is
   handed to one worker, which runs them: while the tracker's identity warms
   up (the median of the first ``TrackerOptions.identity_frames``
   estimates; a frame that repeats an answer adds none,
-  ``StreamState.identity_used``) as soon as the worker is free, afterwards
-  at most every ``TrackerOptions.identity_every_ms`` (stream time) and
-  after its rest (below). The answer is adopted by the first frame after it
-  arrives. No frame waits for the worker. A face cut by the frame's edge
-  (:data:`MAX_OUTSIDE`) is not handed over. Until session 31 the warm-up
-  ran inline on every frame: a new person's first 15 frames took the
-  networks' time each (~9 ms against ~3.4 back to back in ``bench``).
+  ``StreamState.identity_used``; the worker's answer counts as frontal or
+  not by the pose of the frame it was computed on) as soon as the worker
+  is free, afterwards at most every ``TrackerOptions.identity_every_ms``
+  (stream time) and after its rest (below). The answer is adopted by the
+  first frame after it arrives. A face cut by the frame's edge
+  (:data:`MAX_OUTSIDE`) is not handed over. While warming up, a frame that
+  finds no new estimate for ``identity_every_ms`` of stream time (the
+  worker process still starting, ~0.5 s; a slow or failing worker)
+  computes one itself, unless a job is computing on this process's thread
+  (it would wait for the networks), so that the identity warms up whatever
+  the worker does. Otherwise no frame waits for the worker. Until session
+  31 the warm-up ran inline on every frame: a new person's first 15 frames
+  took the networks' time each (7.5-8.4 ms p50 against ~3.4 back to back
+  in ``bench``).
 * the worker computes in a child process of its own by default
   (``TrackerOptions.identity_worker="process"``,
   :mod:`avatarizer.pipeline.identity_worker`): on a thread of this process
@@ -159,27 +167,40 @@ class IdentityStage(Stage):
         with stream.lock:
             res = stream.identity
             asked = stream.identity_asked_ms
+            since = stream.identity_used_ms
+            pose = stream.identity_pose
         warm = stream.tracker.warm
+        ts = state.timestamp_ms
         # once warm, at most every every_ms of stream time and after the worker's rest; while warming up,
         # as soon as the worker is free
-        on_time = not warm or asked is None or not 0 <= state.timestamp_ms - asked < self.every_ms
+        on_time = not warm or asked is None or not 0 <= ts - asked < self.every_ms
         with self._cond:
             due = not self._busy and on_time and (not warm or time.perf_counter() >= self._rest_until)
-        if res is None or (self._inline and (not warm or (
+            # (a job computing on this process's thread holds the networks: a frame would wait for it)
+            on_thread = self._busy and not self._in_process
+        # warming up, no new estimate for every_ms of stream time (the worker process still starting, a
+        # slow or failing worker): this frame computes one, so that the identity warms up all the same
+        stale = not warm and since is not None and ts - since >= self.every_ms and not on_thread
+        if res is None or stale or (self._inline and (not warm or (
                 on_time and state.faces[0].aligned.outside_fraction <= MAX_OUTSIDE))):
-            # nothing to show yet (a new stream or person), or identity_worker="inline" (warming up, or
-            # due on the stream's clock alone, so the avatars do not depend on how fast the frames came):
-            # this frame computes its estimate
+            # nothing to show yet (a new stream or person), a stale warm-up, or identity_worker="inline"
+            # (warming up, or due on the stream's clock alone, so the avatars do not depend on how fast
+            # the frames came): this frame computes its estimate
             self._compute(state)
             with stream.lock:
                 stream.identity = stream.identity_used = state.faces[0].identity()
-                stream.identity_asked_ms = state.timestamp_ms
+                stream.identity_asked_ms = stream.identity_used_ms = ts
+                stream.identity_pose = None  # (this frame's own)
             return
         with stream.lock:
             fresh = res is not stream.identity_used  # the first frame with this answer
             stream.identity_used = res
+            if fresh:
+                stream.identity_used_ms = ts
         if not fresh:
             state.info["identity_fresh"] = False  # (the merge tells the tracker: no new estimate)
+        if pose is not None:
+            state.info["identity_pose"] = pose  # (the worker's frame's: whether the estimate is frontal)
         for k, v in res.items():
             setattr(state.faces[0], k, v)
         if due and state.faces[0].aligned.outside_fraction <= MAX_OUTSIDE:
@@ -284,6 +305,8 @@ class IdentityStage(Stage):
                 adopted = out is not None and gen == stream.generation
                 if adopted:
                     stream.identity = out
+                    a = job.faces[0].aligned
+                    stream.identity_pose = (float(a.yaw), float(a.pitch))
                     if hair_entry is not None:
                         stream.hair[0] = hair_entry
             with self._cond:

@@ -93,6 +93,7 @@ class MergeStage(Stage):
             switches = stream.tracker.switches
             state.tracked = stream.tracker.update(f.params, a.canonical, a.transform, state.timestamp_ms,
                                                   yaw=a.yaw, pitch=a.pitch,
-                                                  fresh=state.info.get("identity_fresh", True))
+                                                  fresh=state.info.get("identity_fresh", True),
+                                                  estimate_pose=state.info.get("identity_pose"))
             if stream.tracker.switches != switches:  # another person: theirs afresh (the tracker reset itself)
                 stream.another_person()

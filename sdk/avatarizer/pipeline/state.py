@@ -124,7 +124,9 @@ class FrameState:
                               identity stage hands this frame's job over
                               when the frame is done), ``identity_fresh``
                               False (the face reuses an answer an earlier
-                              frame used: no new estimate for the tracker)
+                              frame used: no new estimate for the tracker),
+                              ``identity_pose`` (the (yaw, pitch) of the
+                              frame the worker's answer was computed on)
     ==============  ========  ===============================================
 
     ``params``, ``face_params`` (and the other slices) stack the faces' own
@@ -186,7 +188,10 @@ class StreamState:
             (:meth:`Face.identity`), or None; ``identity_asked_ms`` when it was
             asked for (stream time); ``identity_used`` the answer the last
             frame used (a frame that finds another one is the first to use
-            a new estimate: the tracker's warm-up counts only those).
+            a new estimate: the tracker's warm-up counts only those) and
+            ``identity_used_ms`` that first frame's time; ``identity_pose``
+            the (yaw, pitch) of the frame the worker computed the answer on
+            (None: computed inline, on the frame that used it first).
         hair: per face index, ``(time ms, full parameters, attributes,
             generation, (shown, recent families (a gate's marked ``*``), (beard shown, beard pending)))`` of
             the last hair retrieval (the hair stage refreshes it at most every
@@ -248,6 +253,8 @@ class StreamState:
         self.identity: dict | None = None
         self.identity_asked_ms: float | None = None
         self.identity_used: dict | None = None
+        self.identity_used_ms: float | None = None
+        self.identity_pose: tuple | None = None
         self.hair: dict[int, tuple] = {}
         self.merged: tuple | None = None
         self.generation += 1
