@@ -303,16 +303,19 @@ def test_identity_warm_up_reads_frontal_from_the_estimates_own_frame(face):
     """``estimate_pose``: an answer computed on a turned frame does not
     count toward the warm-up once a frontal one is in, whatever the pose of
     the frame that first shows it; one computed on a frontal frame counts
-    though that frame is turned."""
+    though that frame is turned. The neutral signals (that frame's
+    landmarks) go by that frame's own pose."""
     f, ident = face
     turned = ident.copy()
     turned[schema.HAIR] = schema.default()[schema.HAIR]
     tr = Tracker(TrackerOptions(identity_frames=5), smoothing=None)
     tr.update(ident, f.canonical, f.transform, 0.0)
     tr.update(turned, f.canonical, f.transform, 33.3, estimate_pose=(40.0, 0.0))
-    assert len(tr._buf_params) == 1  # the turned frame's estimate left out
+    # the turned frame's estimate left out; this frontal frame's landmarks counted for the neutral signals
+    assert len(tr._buf_params) == 1 and len(tr._buf_signals) == 2
     tr.update(ident, f.canonical, f.transform, 66.6, yaw=40.0, estimate_pose=(2.0, 0.0))
-    assert len(tr._buf_params) == 2  # a frontal frame's estimate, shown on a turned frame: counted
+    # a frontal frame's estimate, shown on a turned frame: counted; the turned frame's landmarks are not
+    assert len(tr._buf_params) == 2 and len(tr._buf_signals) == 2
 
 
 def _recoloured(ident, shift):
@@ -771,6 +774,49 @@ def test_video_warm_up_with_a_failing_worker_computes_its_estimates_inline(astro
         assert len(inline) == opts.identity_frames
         # one every 100 ms of stream time (5 frames of 20 ms), after the first
         assert np.all(np.diff(inline) == pytest.approx(100.0)), inline
+
+
+def test_video_warm_up_takes_a_waiting_answer_rather_than_computing(astronaut):
+    """A frame that comes ``identity_every_ms`` after the last new estimate
+    while an answer of the worker waits unused takes that answer (it counts)
+    instead of computing one of its own over it (a review: the answer was
+    overwritten and never counted)."""
+    opts = TrackerOptions(identity_worker="thread", identity_every_ms=100.0)
+    with Avatarizer(mode="video", max_faces=1, tracker=opts) as av:
+        stage, tracker = av._pipeline["identity"], av._pipeline.stream.tracker
+        real, inline = stage._compute, []
+
+        def compute(state):
+            if threading.current_thread() is threading.main_thread():
+                inline.append(state.timestamp_ms)
+            return real(state)
+
+        stage._compute = compute
+        assert av.from_frame(astronaut, timestamp_ms=0.0) is not None     # inline
+        assert av.from_frame(astronaut, timestamp_ms=20.0) is not None    # hands the first job over
+        assert stage.wait_idle(30) and stage.answers == 1                # its answer waits
+        assert av.from_frame(astronaut, timestamp_ms=300.0) is not None   # 300 ms after the last estimate
+        assert inline == [0.0] and len(tracker._buf_params) == 2
+
+
+def test_video_frames_repeating_an_estimate_carry_its_frames_pose(astronaut):
+    """The frames that repeat an estimate tell the tracker the pose of the
+    frame it was computed on (whether it is frontal), also where a frame
+    computed it inline (``identity_worker="inline"``: the avatars of a
+    video file)."""
+    opts = TrackerOptions(identity_worker="inline", identity_every_ms=100.0)
+    with Avatarizer(mode="video", max_faces=1, tracker=opts) as av:
+        stream = av._pipeline.stream
+        t = 0.0
+        while not stream.tracker.warm:
+            av.run(astronaut, t)
+            t += 20.0
+        due = av.run(astronaut, t + 200.0)  # due by the stream's clock: computes its estimate
+        a = due.faces[0].aligned
+        assert "identity_pose" not in due.info  # (its own pose: nothing to tell)
+        again = av.run(astronaut, t + 220.0)
+        assert stream.identity_pose == (float(a.yaw), float(a.pitch)) == again.info["identity_pose"]
+        assert again.info["identity_fresh"] is False
 
 
 def test_video_identity_follows_the_workers_answer_and_reset_drops_a_late_one(astronaut):

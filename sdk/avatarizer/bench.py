@@ -103,6 +103,9 @@ INPUT = 512
 RENDER = 256
 #: video mode: the frames' stream time runs at this rate
 FPS = 30.0
+#: video mode: at most this many frames are read for the identity's start-up
+#: (a long ``--identity-every-ms`` asked for millions)
+MAX_STARTUP_FRAMES = 400
 STAGE_KEYS = ("align", "encode", "map_decode", "hair", "render")
 
 
@@ -270,7 +273,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     # each) comes first, then the warm-up frames; only the frames after both
     # are timed
     per = max(1, math.ceil(tracker.identity_every_ms * FPS / 1000.0)) if mode == "video" else 0
-    spare = 2 * tracker.identity_frames * per
+    spare = min(2 * tracker.identity_frames * per, MAX_STARTUP_FRAMES)
     images, source = bench_frames(frames + warmup + spare, video=video)
     if log:
         log(f"frames: {source}")

@@ -101,9 +101,10 @@ class TrackerOptions:
             ``identity_worker``), and frames reuse their latest answer (no
             frame waits for them; ``avatarizer.pipeline.identity``; with
             ``identity_worker="inline"`` the due frame runs them). While it
-            warms up, a person's first frame runs them inline and the
-            worker gets a job as soon as it is free. 0 runs them inline on
-            every frame.
+            warms up, a person's first frame runs them inline, the worker
+            gets a job as soon as it is free, and a frame that found no new
+            estimate for this long computes one itself. 0 runs them inline
+            on every frame.
         identity_duty: the most of one CPU core the identity worker may
             take once the identity is warm, in (0, 1]: after an answer that
             took ``d`` seconds of wall time it rests ``d * (1 /
@@ -231,7 +232,8 @@ class Tracker:
         """Forget everything (identity, neutral signals, filters, last output)."""
         self._buf_params: list[np.ndarray] = []
         self._buf_signals: list[np.ndarray] = []
-        self._buf_frontal: list[bool] = []
+        self._buf_frontal: list[bool] = []      # per estimate in _buf_params: frontal (by its own frame's pose)
+        self._buf_sig_frontal: list[bool] = []  # per row of _buf_signals: its frame frontal
         self._cat_hist: deque = deque(maxlen=self.options.categorical_window)
         # per categorical parameter, how often each value occurs in _cat_hist, and
         # the most frequent (the smallest on a tie), kept up to date as rows come and go
@@ -366,8 +368,8 @@ class Tracker:
         to start outvoted every later one in the window once warm: glasses
         that only it had came back for 2-8 frames). ``estimate_pose``: the
         estimate is frontal or not by its own frame's pose (the identity's
-        median and moving average); the neutral signals' moving average
-        still by this frame's."""
+        median and moving average); the neutral signals (their median and
+        moving average) by this frame's."""
         o = self.options
         if not seed and o.identity_lock and not self.warm:
             self.identity = S.clip(raw).astype(np.float64)
@@ -390,17 +392,22 @@ class Tracker:
         if not self.warm:
             if frontal or not any(self._buf_frontal):
                 if frontal and self._buf_params and not any(self._buf_frontal):
-                    # the first frontal frame: drop the turned ones collected so far
-                    self._buf_params, self._buf_signals, self._buf_frontal = [], [], []
+                    # the first frontal estimate: drop the turned ones collected so far
+                    self._buf_params, self._buf_frontal = [], []
                 self._buf_params.append(raw)
-                self._buf_signals.append(raw_sig)
                 self._buf_frontal.append(frontal)
+            # the neutral signals are this frame's landmarks: the same by this frame's own pose
+            if frame_frontal or not any(self._buf_sig_frontal):
+                if frame_frontal and self._buf_signals and not any(self._buf_sig_frontal):
+                    self._buf_signals, self._buf_sig_frontal = [], []
+                self._buf_signals.append(raw_sig)
+                self._buf_sig_frontal.append(frame_frontal)
             P = np.stack(self._buf_params)
             self.identity = S.clip(np.median(P, axis=0)).astype(np.float64)
             self.neutral = np.median(np.stack(self._buf_signals), axis=0)
             if len(self._buf_params) >= o.identity_frames:
                 self.warm = True
-                self._buf_params, self._buf_signals, self._buf_frontal = [], [], []
+                self._buf_params, self._buf_signals, self._buf_frontal, self._buf_sig_frontal = [], [], [], []
             return
         a = float(o.identity_refresh)
         if a > 0 and self._far_since_ms is None:  # (not while it may be somebody else)

@@ -20,10 +20,11 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   first frame after it arrives. A face cut by the frame's edge
   (:data:`MAX_OUTSIDE`) is not handed over. While warming up, a frame that
   finds no new estimate for ``identity_every_ms`` of stream time (the
-  worker process still starting, ~0.5 s; a slow or failing worker)
-  computes one itself, unless a job is computing on this process's thread
-  (it would wait for the networks), so that the identity warms up whatever
-  the worker does. Otherwise no frame waits for the worker. Until session
+  worker process still starting, ~0.5 s; a slow, starved or failing
+  worker) computes one itself, so that the identity warms up whatever the
+  worker does (with ``identity_worker="thread"`` such a frame waits for a
+  job computing on the worker thread first: they share the networks).
+  Otherwise no frame waits for the worker. Until session
   31 the warm-up ran inline on every frame: a new person's first 15 frames
   took the networks' time each (7.5-8.4 ms p50 against ~3.4 back to back
   in ``bench``).
@@ -169,6 +170,7 @@ class IdentityStage(Stage):
             asked = stream.identity_asked_ms
             since = stream.identity_used_ms
             pose = stream.identity_pose
+            waiting = res is not None and res is not stream.identity_used  # a new answer no frame used yet
         warm = stream.tracker.warm
         ts = state.timestamp_ms
         # once warm, at most every every_ms of stream time and after the worker's rest; while warming up,
@@ -176,21 +178,22 @@ class IdentityStage(Stage):
         on_time = not warm or asked is None or not 0 <= ts - asked < self.every_ms
         with self._cond:
             due = not self._busy and on_time and (not warm or time.perf_counter() >= self._rest_until)
-            # (a job computing on this process's thread holds the networks: a frame would wait for it)
-            on_thread = self._busy and not self._in_process
         # warming up, no new estimate for every_ms of stream time (the worker process still starting, a
-        # slow or failing worker): this frame computes one, so that the identity warms up all the same
-        stale = not warm and since is not None and ts - since >= self.every_ms and not on_thread
+        # slow, starved or failing worker): this frame computes one, so that the identity warms up all the
+        # same (a job computing on this process's thread, identity_worker="thread", holds the networks:
+        # the frame then waits for it, at most once every every_ms)
+        stale = not warm and not waiting and since is not None and ts - since >= self.every_ms
         if res is None or stale or (self._inline and (not warm or (
                 on_time and state.faces[0].aligned.outside_fraction <= MAX_OUTSIDE))):
             # nothing to show yet (a new stream or person), a stale warm-up, or identity_worker="inline"
             # (warming up, or due on the stream's clock alone, so the avatars do not depend on how fast
             # the frames came): this frame computes its estimate
             self._compute(state)
+            a = state.faces[0].aligned
             with stream.lock:
                 stream.identity = stream.identity_used = state.faces[0].identity()
                 stream.identity_asked_ms = stream.identity_used_ms = ts
-                stream.identity_pose = None  # (this frame's own)
+                stream.identity_pose = (float(a.yaw), float(a.pitch))  # (frames repeating it are judged by it)
             return
         with stream.lock:
             fresh = res is not stream.identity_used  # the first frame with this answer
@@ -200,7 +203,7 @@ class IdentityStage(Stage):
         if not fresh:
             state.info["identity_fresh"] = False  # (the merge tells the tracker: no new estimate)
         if pose is not None:
-            state.info["identity_pose"] = pose  # (the worker's frame's: whether the estimate is frontal)
+            state.info["identity_pose"] = pose  # (its own frame's: whether the estimate is frontal)
         for k, v in res.items():
             setattr(state.faces[0], k, v)
         if due and state.faces[0].aligned.outside_fraction <= MAX_OUTSIDE:

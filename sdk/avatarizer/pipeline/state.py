@@ -126,7 +126,7 @@ class FrameState:
                               False (the face reuses an answer an earlier
                               frame used: no new estimate for the tracker),
                               ``identity_pose`` (the (yaw, pitch) of the
-                              frame the worker's answer was computed on)
+                              frame the identity answer was computed on)
     ==============  ========  ===============================================
 
     ``params``, ``face_params`` (and the other slices) stack the faces' own
@@ -190,8 +190,8 @@ class StreamState:
             frame used (a frame that finds another one is the first to use
             a new estimate: the tracker's warm-up counts only those) and
             ``identity_used_ms`` that first frame's time; ``identity_pose``
-            the (yaw, pitch) of the frame the worker computed the answer on
-            (None: computed inline, on the frame that used it first).
+            the (yaw, pitch) of the frame the answer was computed on (the
+            worker's, or the frame that computed it inline).
         hair: per face index, ``(time ms, full parameters, attributes,
             generation, (shown, recent families (a gate's marked ``*``), (beard shown, beard pending)))`` of
             the last hair retrieval (the hair stage refreshes it at most every
