@@ -369,7 +369,8 @@ def test_hair_colour_from_h_and_the_hair_region_together():
 
 def test_the_hair_stage_draws_and_reports_the_fused_colour(monkeypatch):
     """With the shipped H the avatar reports (and its drawn colour follows)
-    the fusion of H's and the hair region's readings."""
+    the fusion of H's and the hair region's readings, and in the hybrid the
+    hair-colour network's (its third expert, session 31)."""
     import skimage.data
 
     from avatarizer import Avatarizer
@@ -378,9 +379,9 @@ def test_the_hair_stage_draws_and_reports_the_fused_colour(monkeypatch):
     seen = []
     real = H.fuse_hair_colour
 
-    def spy(model, region, priors=None, age=None, tone_ratios=None):
-        seen.append((dict(model), dict(region), priors, age, tone_ratios))
-        return real(model, region, priors, age, tone_ratios)
+    def spy(model, region, priors=None, age=None, tone_ratios=None, network=None):
+        seen.append((dict(model), dict(region), priors, age, tone_ratios, network))
+        return real(model, region, priors, age, tone_ratios, network)
 
     monkeypatch.setattr(H, "fuse_hair_colour", spy)
     with Avatarizer(estimator="hybrid") as av:
@@ -390,14 +391,16 @@ def test_the_hair_stage_draws_and_reports_the_fused_colour(monkeypatch):
     entry = next(e for e in Manifest.load().models.values() if e.role == "attributes")
     prior = H.model_thresholds(entry.description)[0]["hair_colour_tone_prior"]
     assert a is not None and len(seen) == 1
-    model, region, priors, age, tone_ratios = seen[0]
+    model, region, priors, age, tone_ratios, network = seen[0]
     assert priors is not None and len(priors) == 5  # H's training colour frequencies
+    assert network is not None and set(network) == set(H.HAIR_COLOURS)  # the hair-colour network's reading
     assert age == a.attributes["age"]["value"]  # grey weighed by H's age
     # every class weighed by how common it is at H's skin tone (H 2.3.4 on)
     tone = a.attributes["skin_tone"]["value"]  # (rounded to 2 places: the same band unless at its edge)
     assert np.array_equal(tone_ratios, H.tone_colour_ratios(tone, prior))
-    want = real(model, region, priors, age, tone_ratios)
+    want = real(model, region, priors, age, tone_ratios, network)
     got = a.attributes["hair_colour"]
+    assert got["decided_by"] == "H x hair region x hair-colour network"
     assert got["value"] == max(want, key=want.get)
     assert abs(got["probability"] - max(want.values())) < 1e-9
 

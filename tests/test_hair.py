@@ -451,6 +451,7 @@ def test_no_hair_region_draws_the_class_h_reports(monkeypatch):
         return out
 
     monkeypatch.setattr(HR, "decode_attributes", grey)
+    monkeypatch.setattr("avatarizer.haircolour.load", lambda folder=None: None)  # (H's reading alone here)
     with Avatarizer() as av:
         a = av.from_frame(sample_photo())
     assert a is not None and a.attributes["hair_colour"]["value"] == "gray"

@@ -21,8 +21,8 @@ def _recover() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import (attributes, data, detectors, evaluate, eyelabels, facialhair, hairbank, hairlength, hatnet, hats,
-                   pipeline, report, rethreshold, sheets, ship, skintone, train)
+    from . import (attributes, data, detectors, evaluate, eyelabels, facialhair, haircolournet, hairbank, hairlength,
+                   hatnet, hats, pipeline, report, rethreshold, sheets, ship, skintone, train)
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
                                  description="Data building, training, evaluation and model export.")
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     eyelabels.add_parser(sub)
     hats.add_parser(sub)
     facialhair.add_parser(sub)
+    haircolournet.add_parser(sub)
     hatnet.add_parser(sub)
     skintone.add_parser(sub)
     hairlength.add_parser(sub)

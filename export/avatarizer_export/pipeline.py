@@ -63,8 +63,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
             report: bool = True) -> dict[str, float]:
     """Every step from the shared photos to the shipped model files; returns
     the seconds per step. Each step is a typed function of its module."""
-    from . import (data, detectors, facialhair, hairbank, hairlength, hatnet, hats, rethreshold, ship, skintone, staging,
-                   train)
+    from . import (data, detectors, facialhair, haircolournet, hairbank, hairlength, hatnet, hats, rethreshold, ship,
+                   skintone, staging, train)
     from .attributes import run as train_attributes
 
     def data_step(stage: str):
@@ -83,6 +83,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     _timed("hat kinds", hats.fit, shared)  # which hat the artist and the hybrid draw (labels by eye)
     # the hybrid's beard and moustache: a network over the lower face of the aligned crops (~10 minutes)
     _timed("facial hair", facialhair.fit, shared, cache, quiet=False)
+    # the hybrid's hair colour class: a third reading beside H's and the hair region's (~1 minute)
+    _timed("hair colour", haircolournet.fit, shared, cache, quiet=False)
     data_step("pairs")
     data_step("avatars")
     train_step("image-ae")

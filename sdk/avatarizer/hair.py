@@ -543,6 +543,8 @@ def _public_view(a: Mapping) -> dict:
                             "drawn_with": "beard"}
     out["hair_colour"] = {"value": a["hair_colour"], "probability": float(a["hair_colour_probs"][a["hair_colour"]]),
                           "probabilities": dict(a["hair_colour_probs"])}
+    if "hair-colour network" in str(a.get("hair_colour_source", "")):  # (the hybrid's third reading took part)
+        out["hair_colour"]["decided_by"] = a["hair_colour_source"]
     male = bool(a["decided"]["male"])
     out["gender"] = {"value": "male" if male else "female", "probability": float(a["male"] if male else 1 - a["male"])}
     out["age"] = {"value": float(a["age"]), "probability": None}
@@ -1123,7 +1125,7 @@ def tone_colour_ratios(tone, prior) -> np.ndarray | None:
 
 
 def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str, float],
-                     priors=None, age=None, tone_ratios=None) -> dict:
+                     priors=None, age=None, tone_ratios=None, network=None) -> dict:
     """P(black, brown, blond, red, gray) from two readings of the hair: H's
     (the whole crop; divided by its training colour frequencies ``priors``,
     as its balanced decision does) and the hair region's classifier (fitted
@@ -1133,9 +1135,14 @@ def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str
     (``docs/hair.md``). With H's regressed ``age`` grey is weighed by
     :func:`age_gray_ratio` (how common grey hair is at that age); with
     ``tone_ratios`` (:func:`tone_colour_ratios` at H's skin tone) every class
-    by its ratio."""
+    by its ratio. ``network``: the hair-colour network's probabilities
+    (:mod:`avatarizer.haircolour`, trained class-balanced; a mapping or a
+    sequence in :data:`HAIR_COLOURS` order), a third expert."""
     score = np.log(np.clip([model_probs[c] for c in HAIR_COLOURS], 1e-4, 1.0))
     score = score + np.log(np.clip([region_probs[c] for c in HAIR_COLOURS], 1e-4, 1.0))
+    if network is not None:
+        net = [network[c] for c in HAIR_COLOURS] if isinstance(network, Mapping) else list(network)
+        score = score + np.log(np.clip(np.asarray(net, np.float64), 1e-4, 1.0))
     if priors is not None:
         score = score - np.log(np.clip(np.asarray(priors, np.float64), 1e-3, 1.0))
     if age is not None:
@@ -1146,7 +1153,8 @@ def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str
     return dict(zip(HAIR_COLOURS, map(float, p / p.sum())))
 
 
-def model_hair_colour(model_probs: Mapping[str, float], priors=None, age=None, tone_ratios=None) -> dict:
+def model_hair_colour(model_probs: Mapping[str, float], priors=None, age=None, tone_ratios=None,
+                      network=None) -> dict:
     """P(black, brown, blond, red, gray) from H's reading alone, weighed as
     :func:`fuse_hair_colour` weighs it (divided by H's training colour
     frequencies ``priors``, grey by :func:`age_gray_ratio`, every class by
@@ -1154,8 +1162,9 @@ def model_hair_colour(model_probs: Mapping[str, float], priors=None, age=None, t
     that ends at the hairline). Its likeliest class is
     :func:`decode_attributes`' balanced ``hair_colour`` where neither age nor
     tone weighs in; drawing H's raw likeliest class instead drew white-haired
-    85- to 92-year-olds reported grey in dark brown."""
-    return fuse_hair_colour(model_probs, {c: 1.0 for c in HAIR_COLOURS}, priors, age, tone_ratios)
+    85- to 92-year-olds reported grey in dark brown. ``network``: as
+    :func:`fuse_hair_colour`'s."""
+    return fuse_hair_colour(model_probs, {c: 1.0 for c in HAIR_COLOURS}, priors, age, tone_ratios, network)
 
 
 def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None, model=None,
@@ -1168,8 +1177,8 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None
     probabilities): :func:`drawn_hair_colour` at the fitted gate, or ``raw``
     as it is when the region covers less than :data:`HAIR_CLASS_MIN_AREA` of
     the crop's ``crop_pixels`` and there is no ``model`` reading to fuse. ``model``: (H's hair-colour probabilities,
-    H's training colour frequencies or None[, H's regressed age[, :func:`tone_colour_ratios`]]): the class
-    is then the one of :func:`fuse_hair_colour`. ``gray_ratio`` (without ``model``: the
+    H's training colour frequencies or None[, H's regressed age[, :func:`tone_colour_ratios`[, the
+    hair-colour network's probabilities]]]): the class is then the one of :func:`fuse_hair_colour`. ``gray_ratio`` (without ``model``: the
     auto-artist's :func:`avatarizer.artist.accessories.artist_gray_ratio` at its own age
     estimate) weighs the region's grey as H's age weighs it in the fusion. The SDK's hair
     stage (with H) and the auto-artist (without) both draw their hair colour through this."""
@@ -1189,9 +1198,9 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None
             # the region's classifier reads nothing (no skin reading, no fitted classifier): H's
             # reading alone, weighed alike and drawn at any probability, as where no hair region is
             # read at all (the pipeline's hair stage), so that the colour reads as the class reported
-            probs, gate = model_hair_colour(model[0], *model[1:4]), 0.0
+            probs, gate = model_hair_colour(model[0], *model[1:5]), 0.0
         else:
-            probs = fuse_hair_colour(model[0], probs, model[1], *model[2:4])
+            probs = fuse_hair_colour(model[0], probs, model[1], *model[2:5])
     if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels and (model is None or not model[0]):
         return raw, probs  # too little hair to read a class from: the colour as sampled
     # (with H's reading the class is fused from both, and the drawing reads as the class reported:

@@ -3,9 +3,11 @@
 Some accessories are decided better by a network that sees only where they
 are than by the attribute regressor H over the whole face: the beard and
 the moustache under the nose (:mod:`avatarizer.facialhair`), a hat on top
-of the head (:mod:`avatarizer.headwear`'s network). Each is a small CNN
+of the head (:mod:`avatarizer.headwear`'s network); the hair colour class
+by one over the whole crop (:mod:`avatarizer.haircolour`). Each is a small CNN
 over a fixed block of the aligned 128-px crop (the crop H and the hair
-stage read), with one sigmoid output per attribute, the crop's and its
+stage read), with one sigmoid output per attribute (the hair colour's: a
+softmax over its classes, :attr:`Spec.thresholds` False), the crop's and its
 mirror image's averaged inside the graph, fitted by ``avatarizer-export``
 and shipped as ``data/<name>.onnx`` beside ``data/<name>.json`` (its
 SHA-256, the block, the drawing and decision thresholds, the report).
@@ -48,6 +50,7 @@ class Spec:
     outputs: tuple[str, ...]
     fallback: str = "the attribute model decides"
     title: str = ""  # what messages call it ("facial-hair", "hat"); default the name
+    thresholds: bool = True  # False: the outputs are class probabilities (a softmax), drawn by no threshold
 
     @property
     def called(self) -> str:
@@ -96,7 +99,7 @@ class RegionNetwork:
         self.spec = spec
         self.session = session
         self.thresholds = {n: {"draw": float(thresholds[n]["draw"]), "decision": float(thresholds[n]["decision"])}
-                           for n in spec.outputs}
+                           for n in spec.outputs} if spec.thresholds else {}
         self.sha256 = sha256
 
     @classmethod
@@ -117,12 +120,15 @@ class RegionNetwork:
         if not isinstance(region, list) or region != list(spec.region) or doc.get("crop") != CROP:
             raise ValueError(f"{json_path}: a network of another block of the crop")
         th = doc.get("thresholds")
-        try:
-            for n in spec.outputs:
-                for k in ("draw", "decision"):
-                    unit_number(th[n][k], f"{json_path}: threshold {n}.{k}")
-        except (KeyError, TypeError):
-            raise ValueError(f"{json_path}: no thresholds for {', '.join(spec.outputs)}") from None
+        if spec.thresholds:
+            try:
+                for n in spec.outputs:
+                    for k in ("draw", "decision"):
+                        unit_number(th[n][k], f"{json_path}: threshold {n}.{k}")
+            except (KeyError, TypeError):
+                raise ValueError(f"{json_path}: no thresholds for {', '.join(spec.outputs)}") from None
+        elif doc.get("outputs") != list(spec.outputs):
+            raise ValueError(f"{json_path}: outputs {doc.get('outputs')!r:.80}, not {list(spec.outputs)}")
         sha = doc.get("sha256")
         onnx_path = Path(onnx_path) if onnx_path is not None else json_path.with_name(spec.onnx_name)
         data = onnx_path.read_bytes()

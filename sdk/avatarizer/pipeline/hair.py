@@ -40,6 +40,7 @@ class HairStage(Stage):
     facial_hair = None  # the beard and moustache decision (avatarizer.facialhair), hybrid only
     hat_network = None  # the hat decision (avatarizer.headwear.NETWORK), hybrid only
     hat_fusion = None  # ... with H's (avatarizer.headwear.HatFusion), when fitted with this H and network
+    hair_colour = None  # the hair colour class's third reading (avatarizer.haircolour), hybrid only
 
     def prepare(self, options) -> None:
         from ..artist import ArtistStyle, AutoArtist
@@ -78,13 +79,18 @@ class HairStage(Stage):
                     from .. import headwear as HW
                     from ..facialhair import load as load_facial_hair
 
+                    from ..haircolour import load as load_hair_colour
+
                     self.facial_hair = load_facial_hair()
                     self.hat_network = HW.load_network()
                     if self.hat_network is not None:
                         self.hat_fusion = HW.HatFusion.load(entry.sha256, self.hat_network.sha256)
-                nets = [n for n, net in (("facial-hair", self.facial_hair), ("hat", self.hat_network)) if net]
+                    self.hair_colour = load_hair_colour()
+                nets = [n for n, net in (("facial-hair", self.facial_hair), ("hat", self.hat_network),
+                                         ("hair-colour", self.hair_colour)) if net]
+                named = ", ".join(nets[:-1]) + " and " + nets[-1] if len(nets) > 1 else "".join(nets)
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
-                               "bank hairstyles" + (f" + the {' and '.join(nets)} networks" if nets else "")
+                               "bank hairstyles" + (f" + the {named} networks" if nets else "")
                                + (" (the hat's fused with the regressor)" if self.hat_fusion is not None else ""))
             else:
                 folder = getattr(options.manifest, "folder", options.models_dir)
@@ -108,10 +114,11 @@ class HairStage(Stage):
         x = self.session.preprocess(crop[None])
         feed = {self.session.input_names[0]: x}
 
-        def networks():  # H, and in the hybrid the hat and facial-hair networks (none under a face mask)
+        def networks():  # H, and in the hybrid the hat, facial-hair (none under a face mask) and hair-colour networks
             return (self.session.run(feed),
                     None if self.hat_network is None else self.hat_network.probabilities(crop),
-                    None if self.facial_hair is None or masked else self.facial_hair.probabilities(crop))
+                    None if self.facial_hair is None or masked else self.facial_hair.probabilities(crop),
+                    None if self.hair_colour is None else self.hair_colour.probabilities(crop))
 
         # image mode: the networks run on a side thread while this one reads the photo's hair
         network = beside(networks) if overlap else None
@@ -122,7 +129,7 @@ class HairStage(Stage):
                 if mask is not None else None
         finally:
             ran = network.result() if network is not None else None
-        outputs, hat_probs, facial_hair_probs = ran if ran is not None else networks()
+        outputs, hat_probs, facial_hair_probs, colour_net = ran if ran is not None else networks()
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
         if hat_probs is not None:  # the hat from the top of the head's own network (hybrid)
             H.add_hat_network(attrs, hat_probs["headwear"], self.hat_network.thresholds, fusion=self.hat_fusion)
@@ -151,17 +158,22 @@ class HairStage(Stage):
         # cues decide together (hybrid)
         # (grey weighed by the model's age, not one the app set: the hair colour stays the model's reading,
         # a black-haired person set to 90 was drawn grey)
+        # (and, in the hybrid, the hair-colour network's reading of the whole crop: a third expert)
         model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age"),
-                 H.tone_colour_ratios(attrs.get("skin_tone"), self.decision.get("hair_colour_tone_prior")))
+                 H.tone_colour_ratios(attrs.get("skin_tone"), self.decision.get("hair_colour_tone_prior")),
+                 colour_net)
+        net_by = "" if colour_net is None else " x hair-colour network"
+        if colour_net is not None:
+            attrs["hair_colour_network_read"] = {k: float(v) for k, v in colour_net.items()}
         rgb, colour_probs, skin = None, None, None
         if reading is not None:
             raw, px, crop_pixels, skin = reading
             rgb, colour_probs = H.hair_colour_of_class(raw, px, crop_pixels, skin_lab=skin, model=model)
         if colour_probs is not None:  # report the colour class the drawing follows
             H.read_hair_colour(attrs, colour_probs,
-                               source="H x hair region" if H.region_classifier_reads(skin) else "H")
+                               source=("H x hair region" if H.region_classifier_reads(skin) else "H") + net_by)
         elif attrs["hair_colour_probs"]:  # no hair region read: H's reading weighed alike, reported and drawn
-            H.read_hair_colour(attrs, H.model_hair_colour(*model), source="H")
+            H.read_hair_colour(attrs, H.model_hair_colour(*model), source="H" + net_by)
         fused = None
         artist_probs = None if glasses_cues is None else glasses_cues.get("glasses_probs")
         if self.fusion is not None and artist_probs is not None and np.isfinite(artist_probs).all():
@@ -228,9 +240,9 @@ class HairStage(Stage):
             # the hair region's class reading was of the hat: H's reading weighed alike stands (also as
             # what the model read beside a colour the app set), and without hair beside the face the
             # hair is drawn in it
-            if attrs.get("hair_colour_source") == "H x hair region":
+            if str(attrs.get("hair_colour_source", "")).startswith("H x hair region"):
                 attrs["hair_colour_probs"] = attrs.pop("hair_colour_probs_model")
-                H.read_hair_colour(attrs, H.model_hair_colour(*model), source="H")
+                H.read_hair_colour(attrs, H.model_hair_colour(*model), source="H" + net_by)
             rgb = hair_rgb if hair_rgb is not None else H.drawn_hair_colour(
                 FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...)); the model's stays

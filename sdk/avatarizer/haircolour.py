@@ -1,0 +1,46 @@
+"""The hair colour class from the whole face: the hair-colour network.
+
+The hair's drawn colour is the photo's, moved into the class that the
+attribute regressor H (the whole crop, through features distilled from
+ImageNet) and the hair region's colour classifier (statistics of the
+segmented hair's pixels against the cheeks) agree on
+(:func:`avatarizer.hair.fuse_hair_colour`). Both confused brown with black
+and blond with brown: held out, labelled by eye, 15 of 29 blond heads and 34
+of 68 brown ones were drawn in their colour (session 30). This small CNN
+(:mod:`avatarizer.regionnet`, the blocks' network over the whole aligned
+128-px crop, averaged 2x2 first) gives P(black, brown, blond, red, gray),
+a softmax, the crop's and its mirror image's averaged inside the graph;
+the hair stage multiplies it into that fusion as a third expert (it was
+trained class-balanced, as the fusion's other readings are weighed).
+``avatarizer-export hair-colour-net`` fits it on the hair colours labelled
+by eye and the shared labels (the training split) and writes
+``data/hair_colour_net.onnx`` and ``data/hair_colour_net.json`` (the
+file's SHA-256, the report). Without the files, or with files that do not
+match (a checksum, a format; then with a warning), the hair colour is read
+as before.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import regionnet as RN
+from .regionnet import RegionNetwork
+
+__all__ = ["SPEC", "CLASSES", "load", "clear_cache", "RegionNetwork"]
+
+#: its outputs, in the order of :data:`avatarizer.hair.HAIR_COLOURS`
+CLASSES = ("black", "brown", "blond", "red", "gray")
+SPEC = RN.Spec("hair_colour_net", (0, RN.CROP, 0, RN.CROP), CLASSES,
+               fallback="the hair colour is read by the attribute model and the hair region's classifier",
+               title="hair-colour", thresholds=False)
+
+
+def load(folder: str | Path | None = None) -> RegionNetwork | None:
+    """The network in ``folder`` (default the SDK's data folder), loaded once;
+    None when its files are missing or unusable (a warning says why)."""
+    return RN.load(SPEC, folder)
+
+
+def clear_cache() -> None:
+    """Forgets the loaded network (after ``avatarizer-export hair-colour-net`` rewrote it)."""
+    RN.clear_cache()
