@@ -53,16 +53,11 @@ def training_rows(shared: Path | None, aligned) -> dict:
 
 def _augment(x, rng):
     import torch
-    import torch.nn.functional as F
+
+    from .regionnet import flip_shift
 
     n = x.shape[0]
-    x = x.clone()
-    flip = torch.from_numpy(rng.random(n) < 0.5)
-    x[flip] = x[flip].flip(3)
-    pad = F.pad(x, (4, 4, 4, 4), mode="replicate")
-    h, w = x.shape[2:]
-    shifts = rng.integers(0, 9, (n, 2))
-    x = torch.stack([pad[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(shifts)])
+    x = flip_shift(x, rng)
     gain = torch.from_numpy(np.exp(rng.uniform(np.log(0.7), np.log(1.4), (n, 1, 1, 1)))).float()
     cast = torch.from_numpy(np.exp(rng.uniform(-0.08, 0.08, (n, 3, 1, 1)))).float()
     return (x * gain * cast).clamp(0, 1)

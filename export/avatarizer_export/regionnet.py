@@ -65,7 +65,9 @@ def _net(outputs: int, pool: int = 1):
     return RegionNet()
 
 
-def _augment(x, rng: np.random.Generator):
+def flip_shift(x, rng: np.random.Generator):
+    """A copy of the batch ``x`` (N x 3 x H x W), each image mirrored with
+    probability 0.5 and shifted by up to 4 px (the border replicated)."""
     import torch
     import torch.nn.functional as F
 
@@ -76,7 +78,14 @@ def _augment(x, rng: np.random.Generator):
     pad = F.pad(x, (4, 4, 4, 4), mode="replicate")
     h, w = x.shape[2:]
     shifts = rng.integers(0, 9, (n, 2))
-    x = torch.stack([pad[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(shifts)])
+    return torch.stack([pad[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(shifts)])
+
+
+def _augment(x, rng: np.random.Generator):
+    import torch
+
+    n = x.shape[0]
+    x = flip_shift(x, rng)
 
     def u(*shape, amount):
         return torch.from_numpy(1.0 + amount * (2.0 * rng.random(shape) - 1.0)).float()
