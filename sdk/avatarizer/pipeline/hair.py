@@ -158,6 +158,11 @@ class HairStage(Stage):
         # cues decide together (hybrid)
         # (grey weighed by the model's age, not one the app set: the hair colour stays the model's reading,
         # a black-haired person set to 90 was drawn grey)
+        if colour_net is not None and (reading is None or len(reading[1]) < H.HAIR_CLASS_MIN_AREA * reading[2]):
+            # a tight crop (the hair region under HAIR_CLASS_MIN_AREA of it, or none read): the network was
+            # fitted and checked on loose portraits; on UTKFace's tight chips it drew 17 of 129 black-haired
+            # people brown and a Black baby blond from the forehead's pixels (session 31)
+            colour_net = None
         # (and, in the hybrid, the hair-colour network's reading of the whole crop: a third expert)
         model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age"),
                  H.tone_colour_ratios(attrs.get("skin_tone"), self.decision.get("hair_colour_tone_prior")),
