@@ -854,10 +854,13 @@ HAIR_CLASS_PALETTE = {"black": ("black",), "brown": ("dark_brown", "brown", "lig
 HAIR_CLASS_MARGIN = 0.1
 #: the classifier reads at most about this many of the region's pixels (an even subsample)
 HAIR_FEATURE_PIXELS = 1024
-#: the drawn colour is moved into a class only when the hair region covers at
-#: least this share of the crop: the classifier was fitted and checked on
-#: loose portraits (the labelled photos' regions: 9% of the crop or more, 1st
-#: percentile); a tight crop's few hair pixels are mostly background
+#: without H's reading (the auto-artist), the drawn colour is moved into a
+#: class only when the hair region covers at least this share of the crop:
+#: the classifier was fitted and checked on loose portraits (the labelled
+#: photos' regions: 9% of the crop or more, 1st percentile); a tight crop's
+#: few hair pixels are mostly background. With H's reading the class is
+#: always fused (:func:`hair_colour_of_class`), and the hybrid's hair-colour
+#: network joins it only above this share (:mod:`avatarizer.haircolour`)
 HAIR_CLASS_MIN_AREA = 0.06
 
 

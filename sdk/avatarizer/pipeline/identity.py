@@ -26,8 +26,8 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   job computing on the worker thread first: they share the networks).
   Otherwise no frame waits for the worker. Until session
   31 the warm-up ran inline on every frame: a new person's first 15 frames
-  took the networks' time each (7.5-8.4 ms p50 against ~3.4 back to back
-  in ``bench``).
+  took the networks' time each (8.1-8.7 ms p50 against 3.3-3.7 back to
+  back in ``bench``).
 * the worker computes in a child process of its own by default
   (``TrackerOptions.identity_worker="process"``,
   :mod:`avatarizer.pipeline.identity_worker`): on a thread of this process
