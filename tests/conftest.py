@@ -147,7 +147,8 @@ def warm_up(av, frame, t: float = 0.0, step: float = 33.3, max_frames: int = 200
     """Video mode: frames of ``frame`` from stream time ``t`` until the
     tracker's identity is warm (the first frame's estimate computed inline,
     the others answered by the identity worker: waited for after each frame,
-    so that every frame after the first adopts a new one); returns the next
+    so that every frame after the first adopts a new one; or computed by the
+    frame itself where ``step`` is at least ``identity_every_ms``); returns the next
     frame's time, with no job left with the worker and the rest it would
     take after the last one waived (the next frame due by stream time hands
     it a job, as the first refresh did when the warm-up ran inline)."""

@@ -25,10 +25,6 @@ def astronaut():
     return np.ascontiguousarray(skdata.astronaut())
 
 
-def _warm(av, image, t=0.0):
-    return warm_up(av, image, t)
-
-
 def _until_answers(av, image, t, n, timeout=90.0):
     """Frames (stream time moving 250 ms a frame) until the stage has adopted ``n`` answers."""
     stage = av._pipeline["identity"]
@@ -60,7 +56,7 @@ def test_identity_worker_process_answers_and_frames_never_wait_for_it(astronaut)
     with Avatarizer(mode="video", max_faces=1) as av:
         stage = av._pipeline["identity"]
         assert stage.worker == "process"
-        t = _until_answers(av, astronaut, _warm(av, astronaut), 1)
+        t = _until_answers(av, astronaut, warm_up(av, astronaut), 1)
         pid = stage._remote.pid
         assert stage.worker == "process" and pid and pid != os.getpid() and _alive(pid)
         assert stage.last_error is None
@@ -83,7 +79,7 @@ def test_identity_worker_process_answers_and_frames_never_wait_for_it(astronaut)
             os.kill(pid, signal.SIGCONT)
         assert stage.wait_idle(30)
         assert stage.answers == answers and av._pipeline.stream.identity is None  # the old generation's
-        t = _until_answers(av, astronaut, _warm(av, astronaut, t + 5000.0), answers + 1)  # the new track's
+        t = _until_answers(av, astronaut, warm_up(av, astronaut, t + 5000.0), answers + 1)  # the new track's
         assert stage._remote.pid == pid  # the same process
         os.kill(pid, signal.SIGSTOP)
         t0 = time.monotonic()
@@ -104,7 +100,7 @@ def test_identity_worker_process_computes_what_this_process_would(astronaut):
     with Avatarizer(mode="video", max_faces=1) as av:
         pipe = av._pipeline
         stage = pipe["identity"]
-        t = _until_answers(av, astronaut, _warm(av, astronaut), 1)
+        t = _until_answers(av, astronaut, warm_up(av, astronaut), 1)
         state = av.run(astronaut, t)
         aligned = state.faces[0].aligned
         sent = copy.copy(aligned)
@@ -143,7 +139,7 @@ def test_identity_worker_process_computes_what_this_process_would(astronaut):
 def test_identity_worker_process_restarts_after_it_dies(astronaut):
     with Avatarizer(mode="video", max_faces=1) as av:
         stage = av._pipeline["identity"]
-        t = _until_answers(av, astronaut, _warm(av, astronaut), 1)
+        t = _until_answers(av, astronaut, warm_up(av, astronaut), 1)
         pid = stage._remote.pid
         os.kill(pid, signal.SIGKILL)
         assert stage.wait_idle(30)
@@ -154,7 +150,7 @@ def test_identity_worker_process_restarts_after_it_dies(astronaut):
 def _falls_back(av, astronaut, caplog, why: str):
     stage = av._pipeline["identity"]
     with caplog.at_level("WARNING", logger="avatarizer"):
-        t = _until_answers(av, astronaut, _warm(av, astronaut), 2)
+        t = _until_answers(av, astronaut, warm_up(av, astronaut), 2)
     assert stage.worker.startswith("thread (no worker process: ") and stage._remote is None, stage.worker
     assert why in stage.worker, stage.worker
     assert av.identity_worker == stage.worker and stage.last_error is None
@@ -253,7 +249,7 @@ def test_identity_worker_close_ends_a_child_that_stopped_reading(astronaut):
 
     with Avatarizer(mode="video", max_faces=1) as av:
         stage = av._pipeline["identity"]
-        t = _until_answers(av, big, _warm(av, big), 1)
+        t = _until_answers(av, big, warm_up(av, big), 1)
         pid = stage._remote.pid
         os.kill(pid, signal.SIGSTOP)
         W.send = send
@@ -335,7 +331,7 @@ def test_identity_worker_process_ignores_modules_in_the_working_folder(astronaut
         (tmp_path / f"{name}.py").write_text("raise ImportError('the working folder was imported from')\n")
     monkeypatch.chdir(tmp_path)
     with Avatarizer(mode="video", max_faces=1) as av:
-        _until_answers(av, astronaut, _warm(av, astronaut), 1)
+        _until_answers(av, astronaut, warm_up(av, astronaut), 1)
         assert av.identity_worker == "process" and av._pipeline["identity"].last_error is None
 
 
@@ -364,7 +360,7 @@ def test_identity_job_is_handed_over_when_the_frame_is_done(astronaut, worker):
     with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_worker=worker)) as av:
         pipe = av._pipeline
         stage = pipe["identity"]
-        t = _until_answers(av, astronaut, _warm(av, astronaut), 1)
+        t = _until_answers(av, astronaut, warm_up(av, astronaut), 1)
         assert stage.wait_idle(30)
         order = []
         render, merge = pipe["render"], pipe["merge"]

@@ -24,16 +24,14 @@ alone and as the runtime fuses it is left to ``eval``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .onnx_util import staged
-from .regionnet import DATA, ONNX_TOLERANCE, SEED, fit_threads
+from .regionnet import DATA, SEED, fit_threads, predict, write_onnx
 
 EPOCHS, BATCH = 25, 64
 
@@ -108,18 +106,6 @@ def fit_net(crops, index: np.ndarray, y: np.ndarray, *, seed: int = SEED, progre
     return _softmaxed(net.eval())
 
 
-def predict(model, crops, index: np.ndarray) -> np.ndarray:
-    import torch
-
-    from avatarizer.haircolour import SPEC
-
-    from .regionnet import _tensor
-
-    with torch.no_grad():
-        return np.concatenate([model(_tensor(SPEC, crops, index[j:j + 256])).numpy()
-                               for j in range(0, len(index), 256)]) if len(index) else np.zeros((0, 5), np.float32)
-
-
 def report_of(p: np.ndarray, y: np.ndarray) -> dict:
     """Per class found / labelled, and the balanced accuracy, of the likeliest class."""
     from avatarizer.haircolour import CLASSES
@@ -158,7 +144,7 @@ def fit(shared: Path | None, cache: Path, *, data: Path | None = None, quiet: bo
         model = fit_net(al.crops, index[tr], y[tr], progress=not quiet)
         report: dict = {}
         if len(hv):
-            ph = predict(model, al.crops, index[hv])
+            ph = predict(model, HC.SPEC, al.crops, index[hv])
             for what, prefix in (("held out, labelled by eye (ffhq128)", "ffhq128/"),
                                  ("held out, shared labels (ffhq128-labelled)", "ffhq128-labelled/"),
                                  ("held out, all", "")):
@@ -169,14 +155,7 @@ def fit(shared: Path | None, cache: Path, *, data: Path | None = None, quiet: bo
         onnx_path, json_path = data / HC.SPEC.onnx_name, data / HC.SPEC.json_name
         with staged(json_path, "part") as tmp_json:
             with staged(onnx_path, "part") as tmp:
-                with warnings.catch_warnings():  # (the TorchScript exporter, as the region networks use it)
-                    warnings.filterwarnings("ignore", category=DeprecationWarning)
-                    torch.onnx.export(model, torch.zeros(1, 3, CROP, CROP), str(tmp), input_names=["crop"],
-                                      output_names=["probabilities"],
-                                      dynamic_axes={"crop": {0: "batch"}, "probabilities": {0: "batch"}},
-                                      opset_version=17, dynamo=False)
-                _check_onnx(tmp, model, al.crops, index[tr[:64]])
-                digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+                digest = write_onnx(model, HC.SPEC, tmp, "crop", al.crops, index[tr[:64]])
             doc = {"format": FORMAT, "outputs": list(HC.CLASSES), "region": list(HC.SPEC.region), "crop": CROP,
                    "input": {"layout": "NCHW", "shape": ["batch", 3, CROP, CROP], "colour_order": "RGB",
                              "pixel_range": [0, 1], "mirror_averaged_inside": True},
@@ -194,20 +173,6 @@ def fit(shared: Path | None, cache: Path, *, data: Path | None = None, quiet: bo
         print(json.dumps(report, indent=1))
         print(f"wrote {onnx_path} and {json_path} ({time.time() - t0:.0f} s)")
     return doc
-
-
-def _check_onnx(path: Path, model, crops, index: np.ndarray) -> None:
-    """RuntimeError where ONNX Runtime's probabilities differ from PyTorch's by more than the tolerance."""
-    import onnxruntime as ort
-
-    from avatarizer.haircolour import SPEC
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = np.stack([SPEC.block(crops[i]) for i in index]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    diff = float(np.abs(got - predict(model, crops, index)).max()) if len(index) else 0.0
-    if not diff <= ONNX_TOLERANCE:
-        raise RuntimeError(f"hair-colour network: ONNX Runtime and PyTorch differ by {diff:.2g} on the training crops")
 
 
 def add_parser(sub):

@@ -163,6 +163,23 @@ def scores(p: np.ndarray, y: np.ndarray, th: float) -> dict:
 ONNX_TOLERANCE = 1e-4
 
 
+def write_onnx(net, spec, path: Path, input_name: str, crops, index: np.ndarray) -> str:
+    """Exports ``net`` (N x 3 x block -> ``probabilities``, batch dynamic) to
+    ``path`` with the TorchScript exporter, checks that ONNX Runtime reads
+    what PyTorch computes on ``index``'s crops (:func:`_check_onnx`) and
+    returns the file's SHA-256."""
+    import torch
+
+    with warnings.catch_warnings():  # (the TorchScript exporter, as onnx_export uses it)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(net, torch.zeros(1, 3, *spec.input_hw), str(path), input_names=[input_name],
+                          output_names=["probabilities"], dynamic_axes={input_name: {0: "batch"},
+                                                                        "probabilities": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    _check_onnx(path, net, spec, crops, index)  # ONNX Runtime reads what PyTorch does
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _check_onnx(path: Path, net, spec, crops, index: np.ndarray) -> None:
     """Raises RuntimeError where ONNX Runtime's probabilities for ``index``'s
     crops differ from PyTorch's by more than :data:`ONNX_TOLERANCE`."""
@@ -268,14 +285,7 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
 
         with staged(json_path, "part") as tmp_json:
             with staged(onnx_path, "part") as tmp:
-                with warnings.catch_warnings():  # (the TorchScript exporter, as onnx_export uses it)
-                    warnings.filterwarnings("ignore", category=DeprecationWarning)
-                    torch.onnx.export(net, torch.zeros(1, 3, *spec.input_hw), str(tmp), input_names=[input_name],
-                                      output_names=["probabilities"], dynamic_axes={input_name: {0: "batch"},
-                                                                                    "probabilities": {0: "batch"}},
-                                      opset_version=17, dynamo=False)
-                _check_onnx(tmp, net, spec, crops, index[tr[:64]])  # ONNX Runtime reads what PyTorch does
-                digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+                digest = write_onnx(net, spec, tmp, input_name, crops, index[tr[:64]])
             doc = {"format": FORMAT, "outputs": list(names), "region": list(spec.region), "crop": CROP,
                    "input": {"layout": "NCHW", "shape": ["batch", 3, *spec.input_hw], "colour_order": "RGB",
                              "pixel_range": [0, 1], "mirror_averaged_inside": True},

@@ -444,7 +444,7 @@ def _stream(av, images, warmup: int) -> dict:
 
     latency = []
     start = time.perf_counter()
-    for i, avatar in av.stream(source(), fps=30.0):
+    for i, avatar in av.stream(source(), fps=FPS):
         if avatar is not None:
             avatar.render(RENDER)
         done = time.perf_counter()

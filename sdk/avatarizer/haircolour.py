@@ -28,12 +28,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import regionnet as RN
+from .hair import HAIR_COLOURS as CLASSES  # its outputs, in the hair colour classes' order
 from .regionnet import RegionNetwork
 
 __all__ = ["SPEC", "CLASSES", "load", "clear_cache", "RegionNetwork"]
-
-#: its outputs, in the order of :data:`avatarizer.hair.HAIR_COLOURS`
-CLASSES = ("black", "brown", "blond", "red", "gray")
 SPEC = RN.Spec("hair_colour_net", (0, RN.CROP, 0, RN.CROP), CLASSES,
                fallback="the hair colour is read by the attribute model and the hair region's classifier",
                title="hair-colour", thresholds=False)
