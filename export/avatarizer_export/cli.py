@@ -22,7 +22,7 @@ def _recover() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import (attributes, data, detectors, evaluate, eyelabels, facialhair, haircolournet, hairbank, hairlength,
-                   hatnet, hats, pipeline, report, rethreshold, sheets, ship, skintone, train)
+                   hatnet, hats, pipeline, report, rethreshold, sheets, ship, skintone, skintonenet, train)
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
                                  description="Data building, training, evaluation and model export.")
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     haircolournet.add_parser(sub)
     hatnet.add_parser(sub)
     skintone.add_parser(sub)
+    skintonenet.add_parser(sub)
     hairlength.add_parser(sub)
     pipeline.add_parser(sub)
     return ap

@@ -64,7 +64,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     """Every step from the shared photos to the shipped model files; returns
     the seconds per step. Each step is a typed function of its module."""
     from . import (data, detectors, facialhair, haircolournet, hairbank, hairlength, hatnet, hats, rethreshold, ship,
-                   skintone, staging, train)
+                   skintone, skintonenet, staging, train)
     from .attributes import run as train_attributes
 
     def data_step(stage: str):
@@ -85,6 +85,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     _timed("facial hair", facialhair.fit, shared, cache, quiet=False)
     # the hybrid's hair colour class: a third reading beside H's and the hair region's (~1 minute)
     _timed("hair colour", haircolournet.fit, shared, cache, quiet=False)
+    # the hybrid's skin tone: a network over the face's centre, in place of H's head (~10 minutes)
+    _timed("skin tone network", skintonenet.fit, shared, cache, quiet=False)
     data_step("pairs")
     data_step("avatars")
     train_step("image-ae")

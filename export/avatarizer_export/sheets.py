@@ -141,7 +141,8 @@ def skin_tone_sheet(shared: Path, out: Path, n: int = 24, pool: int = 160, size:
     """The held-out photos labelled by eye for skin tone (``pool`` of them,
     a fixed random draw) whose shipped avatar's skin differs most from the
     auto-artist's (the skin as measured on the photo): photo | artist |
-    ``Avatarizer()``, labelled with the Monk step by eye and H's estimate."""
+    ``Avatarizer()``, labelled with the Monk step by eye and the estimate
+    drawn ("net": the skin-tone network's, the hybrid's; "H": H's)."""
     from PIL import Image
 
     from avatarizer import Avatarizer, render, schema
@@ -175,7 +176,8 @@ def skin_tone_sheet(shared: Path, out: Path, n: int = 24, pool: int = 160, size:
                   render(f.params, size, background="white")]
         tone = public_attributes(f.attributes).get("skin_tone") if f.attributes else None  # as Avatar.attributes
         labels += [f"{k.split('/', 1)[1][:10]} eye {tones[k]:g}", "artist (measured)",
-                   f"H tone {tone['value']:.1f}" if tone else "no skin tone (H < 2.3.1)"]
+                   f"{'net' if tone.get('decided_by') else 'H'} tone {tone['value']:.1f}" if tone
+                   else "no skin tone (H < 2.3.1)"]
     return _save_sheet(tiles, labels, out)
 
 

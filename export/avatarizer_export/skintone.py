@@ -356,23 +356,27 @@ def measured_skin(al, rows) -> dict[int, np.ndarray]:
 WELL_LIT_CENTRES = tuple(float(c) for c in range(40, 95, 5))
 WELL_LIT_HALF = 5.0
 WELL_LIT_MIN_PHOTOS = 20
+#: a photo is "exposed as labelled" when its measured L* is within this of its label's lightness (the
+#: band :data:`avatarizer.skintone.WELL_LIT_SKIN_LAB` was measured with, session 18; the drawing's own
+#: band, :data:`avatarizer.skintone.MARGIN`, has been narrower since)
+WELL_LIT_MARGIN = 8.0
 
 
 def well_lit_skin_lab(rgb: np.ndarray, tone: np.ndarray, margin: float | None = None) -> list[list[float]]:
     """``[[L*, a*, b*], ...]``: the median a* and b* of measured skin
     ``rgb`` ((n, 3) sRGB in [0, 1]) by lightness, over the photos whose
     measured L* is within ``margin`` (default
-    :data:`avatarizer.skintone.MARGIN`) of the lightness of their labelled
+    :data:`WELL_LIT_MARGIN`) of the lightness of their labelled
     Monk step ``tone`` (photos the camera exposed as the labellers saw the
     skin: the colour of skin in good light at each lightness), in bins
     :data:`WELL_LIT_CENTRES` ± :data:`WELL_LIT_HALF` with at least
     :data:`WELL_LIT_MIN_PHOTOS` photos (:data:`avatarizer.skintone.WELL_LIT_SKIN_LAB`)."""
     from avatarizer.artist.photo import to_lab
-    from avatarizer.skintone import MARGIN, lightness_of_tone
+    from avatarizer.skintone import lightness_of_tone
 
     lab = np.array([to_lab(np.asarray(c, np.float64)) for c in rgb]).reshape(-1, 3)
     tone = np.asarray(tone, np.float64).reshape(-1)
-    well = np.abs(lab[:, 0] - lightness_of_tone(tone)) <= (MARGIN if margin is None else margin)
+    well = np.abs(lab[:, 0] - lightness_of_tone(tone)) <= (WELL_LIT_MARGIN if margin is None else margin)
     out = []
     for c in WELL_LIT_CENTRES:
         s = well & (np.abs(lab[:, 0] - c) <= WELL_LIT_HALF)

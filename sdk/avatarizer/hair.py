@@ -552,6 +552,8 @@ def _public_view(a: Mapping) -> dict:
         out["age"]["decided_by"] = a["age_by"]
     if a.get("skin_tone") is not None:
         out["skin_tone"] = {"value": round(float(a["skin_tone"]), 2), "probability": None}
+        if a.get("skin_tone_by") and "skin_tone" not in a.get("set_by_app", ()):  # the skin-tone network's
+            out["skin_tone"]["decided_by"] = a["skin_tone_by"]
     if a.get("hair_long") is not None:
         long_ = float(a["hair_long"]) >= 0.5
         out["hair_length"] = {"value": "long" if long_ else "short",

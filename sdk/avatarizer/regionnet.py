@@ -4,10 +4,12 @@ Some accessories are decided better by a network that sees only where they
 are than by the attribute regressor H over the whole face: the beard and
 the moustache under the nose (:mod:`avatarizer.facialhair`), a hat on top
 of the head (:mod:`avatarizer.headwear`'s network); the hair colour class
-by one over the whole crop (:mod:`avatarizer.haircolour`). Each is a small CNN
+by one over the whole crop (:mod:`avatarizer.haircolour`), the skin tone by
+one over the face's centre (:data:`avatarizer.skintone.NETWORK`). Each is a small CNN
 over a fixed block of the aligned 128-px crop (the crop H and the hair
 stage read), with one sigmoid output per attribute (the hair colour's: a
-softmax over its classes, :attr:`Spec.thresholds` False), the crop's and its
+softmax over its classes; the skin tone's: the Monk step scaled to [0, 1];
+neither drawn at a threshold, :attr:`Spec.thresholds` False), the crop's and its
 mirror image's averaged inside the graph, fitted by ``avatarizer-export``
 and shipped as ``data/<name>.onnx`` beside ``data/<name>.json`` (its
 SHA-256, the block, the drawing and decision thresholds, the report).
@@ -50,7 +52,8 @@ class Spec:
     outputs: tuple[str, ...]
     fallback: str = "the attribute model decides"
     title: str = ""  # what messages call it ("facial-hair", "hat"); default the name
-    thresholds: bool = True  # False: the outputs are class probabilities (a softmax), drawn by no threshold
+    # False: no output is drawn at a threshold (class probabilities, a softmax; or a value in [0, 1])
+    thresholds: bool = True
 
     @property
     def called(self) -> str:

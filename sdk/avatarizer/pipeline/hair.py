@@ -41,6 +41,7 @@ class HairStage(Stage):
     hat_network = None  # the hat decision (avatarizer.headwear.NETWORK), hybrid only
     hat_fusion = None  # ... with H's (avatarizer.headwear.HatFusion), when fitted with this H and network
     hair_colour = None  # the hair colour class's third reading (avatarizer.haircolour), hybrid only
+    skin_tone = None  # the skin tone (avatarizer.skintone.NETWORK), hybrid only
 
     def prepare(self, options) -> None:
         from ..artist import ArtistStyle, AutoArtist
@@ -80,14 +81,16 @@ class HairStage(Stage):
                     from ..facialhair import load as load_facial_hair
 
                     from ..haircolour import load as load_hair_colour
+                    from ..skintone import load_network as load_skin_tone
 
                     self.facial_hair = load_facial_hair()
                     self.hat_network = HW.load_network()
                     if self.hat_network is not None:
                         self.hat_fusion = HW.HatFusion.load(entry.sha256, self.hat_network.sha256)
                     self.hair_colour = load_hair_colour()
+                    self.skin_tone = load_skin_tone()
                 nets = [n for n, net in (("facial-hair", self.facial_hair), ("hat", self.hat_network),
-                                         ("hair-colour", self.hair_colour)) if net]
+                                         ("hair-colour", self.hair_colour), ("skin-tone", self.skin_tone)) if net]
                 named = ", ".join(nets[:-1]) + " and " + nets[-1] if len(nets) > 1 else "".join(nets)
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
                                "bank hairstyles" + (f" + the {named} networks" if nets else "")
@@ -106,6 +109,7 @@ class HairStage(Stage):
         and :func:`hair.steady_beard_style`."""
         from .. import hair as H
         from .. import headwear as HW
+        from .. import skintone as ST
         from ..artist import crop_valid_mask
 
         # a face mask over the cheeks and mouth (the artist's finding: colour.skin_colour)
@@ -114,11 +118,13 @@ class HairStage(Stage):
         x = self.session.preprocess(crop[None])
         feed = {self.session.input_names[0]: x}
 
-        def networks():  # H, and in the hybrid the hat, facial-hair (none under a face mask) and hair-colour networks
+        def networks():  # H, and in the hybrid the hat, facial-hair (none under a face mask), hair-colour and
+            # skin-tone (none under a face mask) networks
             return (self.session.run(feed),
                     None if self.hat_network is None else self.hat_network.probabilities(crop),
                     None if self.facial_hair is None or masked else self.facial_hair.probabilities(crop),
-                    None if self.hair_colour is None else self.hair_colour.probabilities(crop))
+                    None if self.hair_colour is None else self.hair_colour.probabilities(crop),
+                    None if self.skin_tone is None or masked else self.skin_tone.probabilities(crop))
 
         # image mode: the networks run on a side thread while this one reads the photo's hair
         network = beside(networks) if overlap else None
@@ -129,8 +135,13 @@ class HairStage(Stage):
                 if mask is not None else None
         finally:
             ran = network.result() if network is not None else None
-        outputs, hat_probs, facial_hair_probs, colour_net = ran if ran is not None else networks()
+        outputs, hat_probs, facial_hair_probs, colour_net, tone_net = ran if ran is not None else networks()
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
+        # the hair colour classes are weighed by H's skin tone (their prior was fitted against its estimates)
+        tone_h = None if masked else attrs.get("skin_tone")
+        if tone_net is not None:  # the skin tone from the face's centre (H's read dark skin too light)
+            attrs["skin_tone_h"] = attrs.get("skin_tone")
+            attrs["skin_tone"], attrs["skin_tone_by"] = ST.tone_of_network(tone_net), ST.BY_NETWORK
         if hat_probs is not None:  # the hat from the top of the head's own network (hybrid)
             H.add_hat_network(attrs, hat_probs["headwear"], self.hat_network.thresholds, fusion=self.hat_fusion)
         if masked and attrs.get("skin_tone") is not None:
@@ -165,7 +176,7 @@ class HairStage(Stage):
             colour_net = None
         # (and, in the hybrid, the hair-colour network's reading of the whole crop: a third expert)
         model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age"),
-                 H.tone_colour_ratios(attrs.get("skin_tone"), self.decision.get("hair_colour_tone_prior")),
+                 H.tone_colour_ratios(tone_h, self.decision.get("hair_colour_tone_prior")),
                  colour_net)
         net_by = "" if colour_net is None else " x hair-colour network"
         if colour_net is not None:

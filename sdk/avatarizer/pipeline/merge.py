@@ -3,7 +3,8 @@
 In image mode this is a concatenation followed by :func:`avatarizer.schema.clip`
 and, where the attribute regressor ran, its skin tone
 (:func:`avatarizer.skintone.skin_by_tone`: the skin's L* kept within
-``skintone.MARGIN`` of the lightness of H's estimate, or at the lightness
+``skintone.MARGIN`` of the lightness of the skin tone estimate (the
+skin-tone network's in the hybrid, H's otherwise), or at the lightness
 of a tone the app set: :func:`~avatarizer.skintone.skin_of_set_tone`; a*
 and b* move toward those of skin in good light as far as L* moves),
 with the colours :func:`avatarizer.prior.set_skin_colours` derives from the skin; the upper
@@ -43,7 +44,7 @@ def merge_face(f, child: bool = True) -> np.ndarray:
     (``child``: a child's head drawn taller, ``Options.child_head``)."""
     params = schema.clip(np.concatenate([f.face_params, f.hair_params, f.accessory_params]))
     tone = f.attributes.get("skin_tone") if f.attributes else None
-    if tone is not None:  # the skin's lightness within H's skin tone band (avatarizer.skintone)
+    if tone is not None:  # the skin's lightness within the skin tone's band (avatarizer.skintone)
         skin = params[SKIN_RGB].astype(np.float64)
         toned = skin_of_set_tone(skin, tone) if "skin_tone" in f.attributes.get("set_by_app", ()) \
             else skin_by_tone(skin, tone)
