@@ -367,7 +367,8 @@ def test_a_set_attribute_keeps_what_the_model_read_beside_it(av, photo):
     for name in ("beard", "hair_colour", "glasses", "age", "skin_tone", "hair_length"):
         if name in base:
             want = {"value": base[name]["value"], "probability": base[name]["probability"]}
-            if name == "beard" and "decided_by" in base[name]:  # a detector's reading (the facial-hair network) says so
+            if name in ("beard", "skin_tone") and "decided_by" in base[name]:
+                # a detector's reading (the facial-hair network, the skin-tone network) says so
                 want["decided_by"] = base[name]["decided_by"]
             assert got[name]["model"] == want, name
     # the model's class probabilities as it read the photo (the fused readings), not H's raw ones

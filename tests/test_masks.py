@@ -84,15 +84,26 @@ def test_the_artist_reads_the_skin_above_a_mask(photo, colour):
 
 
 @pytest.mark.parametrize("colour", ["black", "grey"])
-def test_the_hybrid_draws_no_sunglasses_or_beard_for_a_mask(photo, colour):
+def test_the_hybrid_draws_no_sunglasses_or_beard_for_a_mask(photo, colour, monkeypatch):
+    from avatarizer import regionnet as RN
+    from avatarizer import skintone as ST
+
     img, lm = photo
+    read = []  # the crops the skin-tone network read
+    real = RN.RegionNetwork.probabilities
+    monkeypatch.setattr(RN.RegionNetwork, "probabilities",
+                        lambda self, crop: (read.append(self.spec.name) if self.spec == ST.NETWORK else None)
+                        or real(self, crop))
     with Avatarizer() as av:
         if av.estimator == "artist":
             pytest.skip("the shipped models are not installed here")
         bare = av.from_frame(img)
+        assert read == ([ST.NETWORK.name] if av.estimator == "hybrid" else [])  # (the model estimator: H's)
         st = av.run(_masked(img, lm, COLOURS[colour]))
         f = st.faces[0]
         a = av.from_frame(_masked(img, lm, COLOURS[colour]))
+        assert len(read) <= 1  # the skin-tone network does not read a masked face (nor would its tone be used)
+    assert "skin_tone_h" not in f.attributes and "skin_tone_by" in f.attributes
     assert f.glasses_cues["cheeks_covered"] is True
     assert a.attributes["glasses"]["value"] != "sunglasses"
     assert not a.attributes["beard"]["value"] and not a.attributes["moustache"]["value"]

@@ -98,6 +98,12 @@ def test_the_hybrid_reads_the_skin_tone_with_it(monkeypatch):
         assert public == {"value": round(want, 2), "probability": None, "decided_by": "skin-tone network"}
         set_ = av.from_frame(photo, attributes={"skin_tone": 8}).attributes["skin_tone"]
         assert set_["value"] == 8 and "decided_by" not in set_
+        # what the model read beside the app's value is the network's (its decided_by with it)
+        assert set_["model"]["value"] == round(want, 2) and set_["model"]["decided_by"] == ST.BY_NETWORK
+        from avatarizer.cli import _attribute_lines
+
+        assert f"  skin_tone: {round(want, 2):.1f} (Monk scale 1-10) (from the skin-tone network)" in \
+            _attribute_lines(av.from_frame(photo).attributes).splitlines()
     monkeypatch.setattr(ST, "load_network", lambda folder=None: None)
     with Avatarizer() as av:
         a = av.run(photo).faces[0].attributes
@@ -171,6 +177,9 @@ def test_widest_margin_keeps_every_group_under_the_limit():
     over = {"4.0": {g[0]: 0.01, g[1]: 0.02, g[2]: 0.051}, "6.0": {g[0]: 0.01, g[1]: 0.02, g[2]: 0.055},
             "8.0": {g[0]: 0.01, g[1]: 0.02, g[2]: 0.077}, "10.0": {g[0]: 0.01, g[1]: 0.02, g[2]: 0.097}}
     assert XT.widest_margin(over) == 6.0 and XT.widest_margin({}) is None
+    # a band under MAX_OFF: the tolerance does not widen it past the limit
+    under = {"4.0": {g[0]: 0.01, g[1]: 0.02, g[2]: 0.045}, "6.0": {g[0]: 0.01, g[1]: 0.02, g[2]: 0.054}}
+    assert XT.widest_margin(under) == 4.0
 
 
 @pytest.mark.slow

@@ -264,7 +264,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     faked in code once dropped it for training), in order, and an exception
     in any step (shipping included) fails the run instead of being skipped."""
     from avatarizer_export import (attributes, detectors, facialhair, haircolournet, hairbank, hairlength, hatnet,
-                                   hats, pipeline, report, rethreshold, ship, skintone)
+                                   hats, pipeline, report, rethreshold, ship, skintone, skintonenet)
 
     calls: list = []
     shared, cache = tmp_path / "shared", tmp_path / "cache"
@@ -279,6 +279,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(hats, "fit", rec("hat kinds"))
     monkeypatch.setattr(facialhair, "fit", rec("facial hair"))
     monkeypatch.setattr(haircolournet, "fit", rec("hair colour"))
+    monkeypatch.setattr(skintonenet, "fit", rec("skin tone network"))
     monkeypatch.setattr(hatnet, "fit", rec("hat network"))
     monkeypatch.setattr(hatnet, "check_labels", rec("hat labels"))
     monkeypatch.setattr(T, "train", rec("train"))
@@ -295,9 +296,9 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     stages = pipeline.run_all(shared, cache, steps_scale=0.5)
     names = [c[0] for c in calls]
     # the hat network's labels checked once the photos are aligned (it is fitted hours later); the artist's,
-    # before the pairs; the facial-hair and hair-colour networks with them
-    assert names[:9] == ["data", "hat labels", "data", "detectors", "hat kinds", "facial hair", "hair colour", "data",
-                         "data"]
+    # before the pairs; the facial-hair, hair-colour and skin-tone networks with them
+    assert names[:10] == ["data", "hat labels", "data", "detectors", "hat kinds", "facial hair", "hair colour",
+                          "skin tone network", "data", "data"]
     assert [c[1][0] for c in calls if c[0] == "data"] == ["align", "meanface", "pairs", "avatars"]
     # the glasses and hat fusions read the staged H: after shipping; the report what is shipped: after the commit
     # H's heads from the labels by eye are added to the file H's training wrote
@@ -315,7 +316,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     assert all(kw["steps_scale"] == 0.5 for _, _, kw in trains)
     # the long steps show their progress bars (they ran quiet for minutes)
     assert all(not kw.get("quiet") for name, _, kw in calls
-               if name in ("detectors", "fusion", "facial hair", "hair colour", "hat network", "hat fusion"))
+               if name in ("detectors", "fusion", "facial hair", "hair colour", "skin tone network", "hat network",
+                           "hat fusion"))
     assert ("mapper", {"finetune": "mapper_full"}) in [(a[0], {k: v for k, v in kw.items() if k == "finetune"})
                                                        for _, a, kw in trains]
     assert ship.export.__name__ == "<lambda>" and calls[-5][1][0] == "ship"
@@ -357,7 +359,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     models folder: this one stops before its first step (it learnt it only
     once its trainings were done), leaving no copy or lock behind."""
     from avatarizer_export import (attributes, detectors, facialhair, haircolournet, hairbank, hairlength, hatnet,
-                                   hats, pipeline, report, rethreshold, ship, skintone, staging)
+                                   hats, pipeline, report, rethreshold, ship, skintone, skintonenet, staging)
 
     models, data = tmp_path / "sdk" / "models", tmp_path / "sdk" / "data"
     models.mkdir(parents=True), data.mkdir()
@@ -405,6 +407,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(hats, "fit", nothing)
     monkeypatch.setattr(facialhair, "fit", nothing)
     monkeypatch.setattr(haircolournet, "fit", nothing)
+    monkeypatch.setattr(skintonenet, "fit", nothing)
 
     def write_hat_network(shared, cache, data, quiet):
         (data / "headwear_net.onnx").write_text("new hat network")

@@ -24,7 +24,8 @@ has the held-out MAE in steps and, through :func:`avatarizer.skintone.skin_by_to
 measured skin alone, for the runtime's margin, and for each margin tried
 on the training photos' out-of-fold estimates how often the avatar lands
 more than 15 L* off the label and how far the photo's own skin is moved
-(what :data:`avatarizer.skintone.MARGIN` is chosen from), and ``anchor_L``
+(what :data:`avatarizer.skintone.MARGIN` was chosen from until session 32;
+since then from the skin-tone network's, :mod:`avatarizer_export.skintonenet`), and ``anchor_L``
 (:data:`avatarizer.skintone.ANCHOR_L`, from training photos only); the
 file's description keeps them. The file's checksum changes, so run
 ``avatarizer-export detectors --fusion`` and ``hat-net --fusion`` after it

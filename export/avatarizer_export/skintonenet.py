@@ -185,7 +185,8 @@ def widest_margin(rows: dict) -> float | None:
              for m, r in rows.items()}
     if not worst:
         return None
-    limit = max(MAX_OFF, min(worst.values()) + TOLERANCE)
+    lowest = min(worst.values())
+    limit = MAX_OFF if lowest <= MAX_OFF else lowest + TOLERANCE
     return max(m for m, w in worst.items() if w <= limit)
 
 
@@ -289,7 +290,15 @@ def fit(shared: Path | None, cache: Path, *, data: Path | None = None, quiet: bo
 
 
 def add_parser(sub):
-    from .regionnet import add_fit_parser
+    from .paths import cache_dir
 
-    add_fit_parser(sub, "skin-tone-net", "fit the skin-tone network (the Monk step in even daylight) on the "
-                                         "skin tones labelled by eye", fit)
+    def main(args) -> int:  # (the labels are the project's own: no --shared)
+        fit(None, cache_dir(args.cache), quiet=args.quiet)
+        return 0
+
+    p = sub.add_parser("skin-tone-net", help="fit the skin-tone network (the Monk step in even daylight) on the "
+                                             "skin tones labelled by eye")
+    p.add_argument("--cache", default=None, help="the cache folder (default cache/; `data align` fills it)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=main)
+    return p

@@ -275,7 +275,7 @@ class Avatar:
         expression: video mode: the (smoothed) expression signals by name
             (:data:`avatarizer.expressions.SIGNALS`); ``None`` in image mode.
         attributes: what the attribute regressor H (and, in the hybrid,
-            the facial-hair and hat networks) saw in the photo, or
+            the facial-hair, hat, hair-colour and skin-tone networks) saw in the photo, or
             ``None`` (no regressor: auto-artist estimator, or loaded from
             JSON): ``{"glasses", "beard", "moustache", "headwear", "bald",
             "hair_colour", "gender", "age"}`` plus ``"skin_tone"`` and

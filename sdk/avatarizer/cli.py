@@ -425,6 +425,8 @@ def _attribute_lines(attributes) -> str:
                 by = "hat network and the attribute model" if entry["decided_by"] == HAT_FUSION_BY \
                     else entry["decided_by"]
                 note = f" (p {p:.2f}, from the {by})"
+            elif name == "skin_tone" and entry.get("decided_by"):  # (regressed: no probability)
+                note = f" (from the {entry['decided_by']})"
         if name not in SETTABLE:
             note += " (read only: nothing drawn depends on it)"
         lines.append(f"  {name}: {v}{note}")

@@ -407,7 +407,8 @@ def public_attributes(attributes: Mapping) -> dict:
     moustache is drawn with a beard); gender the balanced decision; hair
     colour the decoded colour; age is
     regressed (years; its probability is ``None``), and so is ``skin_tone``
-    (the Monk step, where the model has it); ``hair_length`` is ``long`` or
+    (the Monk step, where the model has it; ``decided_by`` ``"skin-tone
+    network"`` where that network read it, the hybrid); ``hair_length`` is ``long`` or
     ``short`` with its probability, where the model has ``hair_long``. A
     moustache drawn only because a beard is has ``drawn_with`` ``"beard"``
     (its probability then the larger of the two). An
@@ -423,7 +424,8 @@ def public_attributes(attributes: Mapping) -> dict:
         entry.update(probability=None if name in ("age", "skin_tone") else 1.0, source="app")
         if name in model:
             entry["model"] = {"value": model[name]["value"], "probability": model[name]["probability"]}
-            if name in ("beard", "moustache", "bald", "headwear") and a.get(f"{name}_by"):  # a detector's reading
+            if name in ("beard", "moustache", "bald", "headwear", "skin_tone") and a.get(f"{name}_by"):
+                # a detector's reading (the skin-tone network's)
                 entry["model"]["decided_by"] = a[f"{name}_by"]
     return out
 
