@@ -129,6 +129,38 @@ def fit_head_twice(tool, folder: Path, tmp_path: Path, others: list[str], x: np.
     return rep, again, new[-1][:, 0], desc
 
 
+def damaged_region_files(spec, folder, damage: str, outputs: list, other: str) -> None:
+    """Copies the shipped files of the region network ``spec`` into
+    ``folder``, damaged as ``damage`` says: ``"not json"`` (its JSON
+    unreadable), ``"checksum"`` (a byte added to its ONNX file),
+    ``"format"`` (another format), ``"outputs"`` (the JSON naming
+    ``outputs``), ``"graph"`` (the ONNX file ``other`` of the data folder
+    under its name, its checksum named)."""
+    import hashlib
+    import json
+    import shutil
+
+    from avatarizer import regionnet as RN
+
+    shutil.copy(RN.DATA / spec.json_name, folder / spec.json_name)
+    shutil.copy(RN.DATA / spec.onnx_name, folder / spec.onnx_name)
+    doc = json.loads((RN.DATA / spec.json_name).read_text())
+    if damage == "not json":
+        (folder / spec.json_name).write_text("{")
+    elif damage == "checksum":
+        (folder / spec.onnx_name).write_bytes((folder / spec.onnx_name).read_bytes() + b"\0")
+    elif damage == "format":
+        (folder / spec.json_name).write_text(json.dumps({**doc, "format": 99}))
+    elif damage == "outputs":
+        (folder / spec.json_name).write_text(json.dumps({**doc, "outputs": list(outputs)}))
+    elif damage == "graph":
+        data = (RN.DATA / other).read_bytes()
+        (folder / spec.onnx_name).write_bytes(data)
+        (folder / spec.json_name).write_text(json.dumps({**doc, "sha256": hashlib.sha256(data).hexdigest()}))
+    else:
+        raise ValueError(damage)
+
+
 def refused_with_warning(load, folder, match: str) -> None:
     """A region network's loader (``avatarizer.regionnet``: cached per
     folder) given ``folder`` returns None with a RuntimeWarning matching

@@ -4,7 +4,6 @@ what it finds on held-out photos labelled by eye."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from avatarizer import hair as HR
 from avatarizer import haircolour as HC
 from avatarizer import regionnet as RN
-from conftest import need_shared, refused_with_warning
+from conftest import damaged_region_files, need_shared, refused_with_warning
 
 SHIPPED = RN.DATA / HC.SPEC.json_name
 
@@ -45,25 +44,10 @@ def test_unusable_files_fall_back_with_a_warning(tmp_path, damage):
         RN.clear_cache()
         assert HC.load(folder) is None  # (no files: no warning, the hair colour read as before)
         return
-    shutil.copy(SHIPPED, folder / HC.SPEC.json_name)
-    shutil.copy(RN.DATA / HC.SPEC.onnx_name, folder / HC.SPEC.onnx_name)
-    doc = json.loads(SHIPPED.read_text())
+    # (graph: a hat network under its name: one output)
+    damaged_region_files(HC.SPEC, folder, damage, ["black", "brown"], "headwear_net.onnx")
     match = {"not json": "not used", "checksum": "SHA-256", "format": "format", "outputs": "outputs",
              "graph": "not used"}[damage]
-    if damage == "not json":
-        (folder / HC.SPEC.json_name).write_text("{")
-    elif damage == "checksum":
-        (folder / HC.SPEC.onnx_name).write_bytes((folder / HC.SPEC.onnx_name).read_bytes() + b"\0")
-    elif damage == "format":
-        (folder / HC.SPEC.json_name).write_text(json.dumps({**doc, "format": 99}))
-    elif damage == "outputs":
-        (folder / HC.SPEC.json_name).write_text(json.dumps({**doc, "outputs": ["black", "brown"]}))
-    else:  # another network's graph under its name (a hat network: one output), its checksum named
-        import hashlib
-
-        other = (RN.DATA / "headwear_net.onnx").read_bytes()
-        (folder / HC.SPEC.onnx_name).write_bytes(other)
-        (folder / HC.SPEC.json_name).write_text(json.dumps({**doc, "sha256": hashlib.sha256(other).hexdigest()}))
     refused_with_warning(HC.load, folder, match)
 
 

@@ -4,7 +4,6 @@ hair colour prior) and what it reads on held-out photos labelled by eye."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from avatarizer import hair as HR
 from avatarizer import regionnet as RN
 from avatarizer import skintone as ST
-from conftest import need_shared, refused_with_warning
+from conftest import damaged_region_files, need_shared, refused_with_warning
 
 SHIPPED = RN.DATA / ST.NETWORK.json_name
 
@@ -51,25 +50,10 @@ def test_unusable_files_fall_back_with_a_warning(tmp_path, damage):
         RN.clear_cache()
         assert ST.load_network(folder) is None  # (no files: no warning, H's skin tone as before)
         return
-    shutil.copy(SHIPPED, folder / ST.NETWORK.json_name)
-    shutil.copy(RN.DATA / ST.NETWORK.onnx_name, folder / ST.NETWORK.onnx_name)
-    doc = json.loads(SHIPPED.read_text())
+    # (graph: the hair colour's network under its name: another block, five outputs)
+    damaged_region_files(ST.NETWORK, folder, damage, ["age"], "hair_colour_net.onnx")
     match = {"not json": "not used", "checksum": "SHA-256", "format": "format", "outputs": "outputs",
              "graph": "not a skin-tone network"}[damage]
-    if damage == "not json":
-        (folder / ST.NETWORK.json_name).write_text("{")
-    elif damage == "checksum":
-        (folder / ST.NETWORK.onnx_name).write_bytes((folder / ST.NETWORK.onnx_name).read_bytes() + b"\0")
-    elif damage == "format":
-        (folder / ST.NETWORK.json_name).write_text(json.dumps({**doc, "format": 99}))
-    elif damage == "outputs":
-        (folder / ST.NETWORK.json_name).write_text(json.dumps({**doc, "outputs": ["age"]}))
-    else:  # another network's graph under its name (the hair colour's: another block, five outputs)
-        import hashlib
-
-        other = (RN.DATA / "hair_colour_net.onnx").read_bytes()
-        (folder / ST.NETWORK.onnx_name).write_bytes(other)
-        (folder / ST.NETWORK.json_name).write_text(json.dumps({**doc, "sha256": hashlib.sha256(other).hexdigest()}))
     refused_with_warning(ST.load_network, folder, match)
 
 
