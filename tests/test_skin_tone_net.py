@@ -164,6 +164,9 @@ def test_widest_margin_keeps_every_group_under_the_limit():
     # a band under MAX_OFF: the tolerance does not widen it past the limit
     under = {"4.0": {g[0]: 0.01, g[1]: 0.02, g[2]: 0.045}, "6.0": {g[0]: 0.01, g[1]: 0.02, g[2]: 0.054}}
     assert XT.widest_margin(under) == 4.0
+    # a share exactly a point above the lowest (rounded to 4 places) is within the tolerance
+    edge = {"4.0": {g[0]: 0.0, g[1]: 0.0, g[2]: 0.0527}, "6.0": {g[0]: 0.0, g[1]: 0.0, g[2]: 0.0627}}
+    assert XT.widest_margin(edge) == 6.0
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     _timed("facial hair", facialhair.fit, shared, cache, quiet=False)
     # the hybrid's hair colour class: a third reading beside H's and the hair region's (~1 minute)
     _timed("hair colour", haircolournet.fit, shared, cache, quiet=False)
-    # the hybrid's skin tone: a network over the face's centre, in place of H's head (~10 minutes)
+    # the hybrid's skin tone: a network over the face's centre, in place of H's head (~8-9 minutes)
     _timed("skin tone network", skintonenet.fit, shared, cache, quiet=False)
     data_step("pairs")
     data_step("avatars")

@@ -187,7 +187,7 @@ def widest_margin(rows: dict) -> float | None:
         return None
     lowest = min(worst.values())
     limit = MAX_OFF if lowest <= MAX_OFF else lowest + TOLERANCE
-    return max(m for m, w in worst.items() if w <= limit)
+    return max(m for m, w in worst.items() if w <= limit + 1e-9)  # (shares rounded to 4 places)
 
 
 def _heldout_report(step: np.ndarray, y: np.ndarray) -> dict:
