@@ -30,8 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .onnx_util import staged
-from .regionnet import DATA, SEED, fit_threads, predict, write_onnx
+from .regionnet import SEED, fit_threads, predict, write_files
 
 EPOCHS, BATCH = 25, 64
 
@@ -125,7 +124,6 @@ def fit(shared: Path | None, cache: Path, *, data: Path | None = None, quiet: bo
     import torch
 
     from avatarizer import haircolour as HC
-    from avatarizer.regionnet import CROP, FORMAT
 
     from .data import load_aligned
 
@@ -151,21 +149,11 @@ def fit(shared: Path | None, cache: Path, *, data: Path | None = None, quiet: bo
                 m = np.array([keys[i].startswith(prefix) for i in hv])
                 if m.any():
                     report[what] = report_of(ph[m], y[hv][m])
-        data = Path(data or DATA)
-        onnx_path, json_path = data / HC.SPEC.onnx_name, data / HC.SPEC.json_name
-        with staged(json_path, "part") as tmp_json:
-            with staged(onnx_path, "part") as tmp:
-                digest = write_onnx(model, HC.SPEC, tmp, "crop", al.crops, index[tr[:64]])
-            doc = {"format": FORMAT, "outputs": list(HC.CLASSES), "region": list(HC.SPEC.region), "crop": CROP,
-                   "input": {"layout": "NCHW", "shape": ["batch", 3, CROP, CROP], "colour_order": "RGB",
-                             "pixel_range": [0, 1], "mirror_averaged_inside": True},
-                   "onnx": HC.SPEC.onnx_name, "sha256": digest,
-                   "trained_on": {"photos": int(len(tr)), "by_class": dict(zip(HC.CLASSES, counts.tolist())),
-                                  "labels": "hair colours by eye and the shared labels of ffhq128-labelled "
-                                            "(training split)",
-                                  "epochs": EPOCHS, "seed": SEED, "torch": torch.__version__},
-                   "report": report, "seconds": round(time.time() - t0, 1)}
-            tmp_json.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        doc, onnx_path, json_path = write_files(model, HC.SPEC, data, "crop", al.crops, index[tr[:64]], {
+            "trained_on": {"photos": int(len(tr)), "by_class": dict(zip(HC.CLASSES, counts.tolist())),
+                           "labels": "hair colours by eye and the shared labels of ffhq128-labelled (training split)",
+                           "epochs": EPOCHS, "seed": SEED, "torch": torch.__version__},
+            "report": report}, t0)
     finally:
         torch.set_num_threads(threads)
     HC.clear_cache()

@@ -180,6 +180,31 @@ def write_onnx(net, spec, path: Path, input_name: str, crops, index: np.ndarray)
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def write_files(net, spec, data: Path | None, input_name: str, crops, index: np.ndarray, fields: dict,
+                t0: float) -> tuple[dict, Path, Path]:
+    """Writes ``<name>.onnx`` (:func:`write_onnx`, checked on ``index``'s
+    crops) and then ``<name>.json`` naming its checksum into ``data``
+    (default the SDK's data folder), each staged: a reader of an old JSON
+    beside the new network refuses the pair and falls back, never the new
+    JSON's thresholds on an old network. The JSON document (the format, the
+    outputs, the block and its input, the ONNX file and its SHA-256, then
+    ``fields``, then the ``seconds`` since ``t0``) and the two paths are
+    returned."""
+    from avatarizer.regionnet import CROP, FORMAT
+
+    data = Path(data or DATA)
+    onnx_path, json_path = data / spec.onnx_name, data / spec.json_name
+    with staged(json_path, "part") as tmp_json:
+        with staged(onnx_path, "part") as tmp:
+            digest = write_onnx(net, spec, tmp, input_name, crops, index)
+        doc = {"format": FORMAT, "outputs": list(spec.outputs), "region": list(spec.region), "crop": CROP,
+               "input": {"layout": "NCHW", "shape": ["batch", 3, *spec.input_hw], "colour_order": "RGB",
+                         "pixel_range": [0, 1], "mirror_averaged_inside": True},
+               "onnx": spec.onnx_name, "sha256": digest, **fields, "seconds": round(time.time() - t0, 1)}
+        tmp_json.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return doc, onnx_path, json_path
+
+
 def _check_onnx(path: Path, net, spec, crops, index: np.ndarray) -> None:
     """Raises RuntimeError where ONNX Runtime's probabilities for ``index``'s
     crops differ from PyTorch's by more than :data:`ONNX_TOLERANCE`."""
@@ -277,26 +302,14 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
                 m = np.asarray(mask)[hv]
                 if m.any():
                     report[what] = {n: scores(ph[m, j], y[hv][m, j] > 0, th[n]["draw"]) for j, n in enumerate(names)}
-        data = Path(data or DATA)
-        onnx_path, json_path = data / spec.onnx_name, data / spec.json_name
-        # the network first, then the JSON that names its checksum (a reader of an old JSON beside the new
-        # network refuses the pair and falls back: never the new JSON's thresholds on an old network)
-        from avatarizer.regionnet import CROP, FORMAT
-
-        with staged(json_path, "part") as tmp_json:
-            with staged(onnx_path, "part") as tmp:
-                digest = write_onnx(net, spec, tmp, input_name, crops, index[tr[:64]])
-            doc = {"format": FORMAT, "outputs": list(names), "region": list(spec.region), "crop": CROP,
-                   "input": {"layout": "NCHW", "shape": ["batch", 3, *spec.input_hw], "colour_order": "RGB",
-                             "pixel_range": [0, 1], "mirror_averaged_inside": True},
-                   "onnx": spec.onnx_name, "sha256": digest, "thresholds": th, "precision_target": precision,
-                   "trained_on": {"photos": int(len(tr)), "labelled": int(lab[tr].sum()),
-                                  **({"choose_thresholds": int(choose[tr].sum())}
-                                     if choose[tr].sum() != lab[tr].sum() else {}),
-                                  **(trained_on or {}), "epochs": EPOCHS, "negatives_per_epoch": NEGATIVES_PER_EPOCH,
-                                  "folds": FOLDS, "seed": SEED, "torch": torch.__version__},
-                   "report": report, "seconds": round(time.time() - t0, 1)}
-            tmp_json.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        doc, onnx_path, json_path = write_files(net, spec, data, input_name, crops, index[tr[:64]], {
+            "thresholds": th, "precision_target": precision,
+            "trained_on": {"photos": int(len(tr)), "labelled": int(lab[tr].sum()),
+                           **({"choose_thresholds": int(choose[tr].sum())} if choose[tr].sum() != lab[tr].sum() else {}),
+                           **(trained_on or {}), "epochs": EPOCHS, "negatives_per_epoch": NEGATIVES_PER_EPOCH,
+                           "folds": FOLDS, "seed": SEED, "torch": torch.__version__},
+            "report": report}, t0)
+        digest = doc["sha256"]
         if oof_out is not None:
             Path(oof_out).parent.mkdir(parents=True, exist_ok=True)
             with staged(Path(oof_out), "part") as tmp_oof:

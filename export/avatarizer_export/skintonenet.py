@@ -42,8 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .onnx_util import staged
-from .regionnet import DATA, SEED, fit_threads, flip_shift, write_onnx
+from .regionnet import SEED, fit_threads, flip_shift, write_files
 
 EPOCHS, BATCH, FOLDS, POOL = 30, 64, 5, 2
 #: the band widths (L* either side of the estimate's lightness) the report tries
@@ -207,7 +206,6 @@ def fit(shared: Path | None, cache: Path, *, data: Path | None = None, quiet: bo
     import torch
 
     from avatarizer import skintone as ST
-    from avatarizer.regionnet import CROP, FORMAT
 
     from .data import load_aligned
     from .skintone import deattenuation, measured_skin, step_bias
@@ -260,22 +258,12 @@ def fit(shared: Path | None, cache: Path, *, data: Path | None = None, quiet: bo
                 report["held out, all"]["at the shipped margin"] = off_by_margin(
                     np.stack([measured_h[i] for i in index[hv][has_h]]), step[has_h], y[hv][has_h],
                     (ST.MARGIN,))[str(ST.MARGIN)]
-        data = Path(data or DATA)
-        onnx_path, json_path = data / ST.NETWORK.onnx_name, data / ST.NETWORK.json_name
-        with staged(json_path, "part") as tmp_json:
-            with staged(onnx_path, "part") as tmp:
-                digest = write_onnx(model, ST.NETWORK, tmp, "block", al.crops, index[tr[:64]])
-            doc = {"format": FORMAT, "outputs": list(ST.NETWORK.outputs), "region": list(ST.NETWORK.region),
-                   "crop": CROP, "input": {"layout": "NCHW", "shape": ["batch", 3, *ST.NETWORK.input_hw],
-                                           "colour_order": "RGB", "pixel_range": [0, 1],
-                                           "mirror_averaged_inside": True},
-                   "output": "(Monk step - 1) / 9, de-attenuated, clipped to [0, 1]",
-                   "onnx": ST.NETWORK.onnx_name, "sha256": digest,
-                   "trained_on": {"photos": int(len(tr)), "dark (>= 6)": int((y[tr] >= 6).sum()),
-                                  "labels": "skin tones by eye (labels/skin_tone_by_eye.jsonl, training split)",
-                                  "epochs": EPOCHS, "folds": FOLDS, "seed": SEED, "torch": torch.__version__},
-                   "report": report, "seconds": round(time.time() - t0, 1)}
-            tmp_json.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        doc, onnx_path, json_path = write_files(model, ST.NETWORK, data, "block", al.crops, index[tr[:64]], {
+            "output": "(Monk step - 1) / 9, de-attenuated, clipped to [0, 1]",
+            "trained_on": {"photos": int(len(tr)), "dark (>= 6)": int((y[tr] >= 6).sum()),
+                           "labels": "skin tones by eye (labels/skin_tone_by_eye.jsonl, training split)",
+                           "epochs": EPOCHS, "folds": FOLDS, "seed": SEED, "torch": torch.__version__},
+            "report": report}, t0)
     finally:
         torch.set_num_threads(threads)
     ST.clear_cache()
