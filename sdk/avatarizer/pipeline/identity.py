@@ -195,8 +195,8 @@ class IdentityStage(Stage):
                 stream.identity_asked_ms = stream.identity_used_ms = ts
                 stream.identity_pose = (float(a.yaw), float(a.pitch))  # (frames repeating it are judged by it)
             return
+        fresh = waiting  # the first frame with this answer (only this stream's frames set identity_used)
         with stream.lock:
-            fresh = res is not stream.identity_used  # the first frame with this answer
             stream.identity_used = res
             if fresh:
                 stream.identity_used_ms = ts
