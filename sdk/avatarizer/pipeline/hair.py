@@ -140,7 +140,7 @@ class HairStage(Stage):
         # the hair colour classes are weighed by H's skin tone (their prior was fitted against its estimates)
         tone_h = None if masked else attrs.get("skin_tone")
         if tone_net is not None:  # the skin tone from the face's centre (H's read dark skin too light)
-            attrs["skin_tone_h"] = attrs.get("skin_tone")
+            attrs["skin_tone_h"] = tone_h  # (the network is not read under a face mask)
             attrs["skin_tone"], attrs["skin_tone_by"] = ST.tone_of_network(tone_net), ST.BY_NETWORK
         if hat_probs is not None:  # the hat from the top of the head's own network (hybrid)
             H.add_hat_network(attrs, hat_probs["headwear"], self.hat_network.thresholds, fusion=self.hat_fusion)
