@@ -1257,3 +1257,20 @@ def test_eval_without_the_lpips_weights_stops_before_any_photo(tmp_path, capsys,
     (tmp_path / "f").mkdir()
     rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "shipped,artist", "--json")
     assert rc == 1 and res is None and "LPIPS weights" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_attributes_sheet_counts_against_the_labels_by_eye_where_there_are_some():
+    """The attributes sheet's truth is the shared label replaced by the
+    project's label by eye (as ``eval``'s ``accessories_by_eye``): a cap the
+    shared labels miss is a hat, not an invented one; glasses and beards
+    labelled by eye win too; without a label by eye the shared one stands."""
+    from avatarizer_export.sheets import sheet_truth
+
+    shared = {"glasses": 0, "headwear": 0.0, "beard": 1.0}
+    assert sheet_truth("f/a.jpg", shared, {}, {}) == {"glasses": False, "sunglasses": False, "headwear": False,
+                                                       "beard": True}
+    got = sheet_truth("f/a.jpg", shared, {"f/a.jpg": {"glasses": 2, "beard": 0}}, {"f/a.jpg": 1})
+    assert got == {"glasses": False, "sunglasses": True, "headwear": True, "beard": False}
+    # a hat label by eye of "none" overrides a shared hat; another photo's labels change nothing
+    assert sheet_truth("f/a.jpg", {**shared, "headwear": 1.0}, {"f/b.jpg": {"glasses": 1}}, {"f/a.jpg": 0}) == \
+        {"glasses": False, "sunglasses": False, "headwear": False, "beard": True}
