@@ -1663,3 +1663,40 @@ def test_onto_face_moves_the_hair_onto_the_new_head_and_keeps_a_hat_on_the_brows
     _, _, _, ytop = hat_crown(got)
     for name in ("hair_back", "hair_front", "hair_strand0", "hair_strand1"):
         assert schema.points(got, name)[:, 1].min() >= ytop - 1e-5, name
+
+
+def test_the_frame_interval_is_not_an_absence_whatever_grace_and_reset_say(astronaut):
+    """``grace_ms`` and ``reset_ms`` shorter than the time between frames
+    (``grace_ms=0``: never a stale avatar) neither restart the filters nor
+    forget the identity while the face is in every frame (they did on every
+    frame: the gap since the last frame with the face counted as absence);
+    a frame without the face, or no frame for longer than FRAME_GAP_MS,
+    still is an absence."""
+    from avatarizer import schema as S
+    from avatarizer.video import FRAME_GAP_MS, Tracker
+
+    raw, canon = S.sample(1, seed=1)[0], np.zeros((478, 2))
+    steps = [np.array([[100.0, 0.0, 256.0 + 30.0 * (i % 2)], [0.0, 100.0, 256.0]]) for i in range(20)]
+    times = np.arange(20) * 40.0
+
+    def xs(tracker):
+        return np.array([tracker.update(raw, canon, tf, t).transform[0, 2] for tf, t in zip(steps, times)])
+
+    ref = xs(Tracker(TrackerOptions()))
+    short = Tracker(TrackerOptions(grace_ms=0.0, reset_ms=30.0))
+    np.testing.assert_allclose(xs(short), ref)  # smoothed exactly as with the defaults
+    assert np.abs(ref - [tf[0, 2] for tf in steps]).max() > 1.0  # (smoothed: the filter lags the 30 px steps)
+    assert short.absent_ms(times[-1] + 40.0) == 0.0
+    assert short.absent_ms(times[-1] + FRAME_GAP_MS + 1.0) == pytest.approx(FRAME_GAP_MS + 1.0)
+    assert short.miss(times[-1] + 40.0) is None  # grace 0: no stale avatar; past reset_ms: forgotten
+    assert short.identity is None and short.last_seen_ms is None
+    kept = Tracker(TrackerOptions(grace_ms=0.0))
+    xs(kept)
+    kept.miss(times[-1] + 40.0)  # a frame without the face: absent since the last frame with it
+    assert kept.absent_ms(times[-1] + 80.0) == pytest.approx(80.0) and kept.identity is not None
+    # through the API: a reset_ms under the frame interval keeps one track (a new one had started on every
+    # frame, so the identity never warmed up)
+    with Avatarizer(mode="video", tracker=TrackerOptions(reset_ms=30.0, identity_worker="inline")) as av:
+        for i in range(6):
+            assert av.from_frame(astronaut, timestamp_ms=i * 40.0) is not None
+            assert av._pipeline.stream.generation == 1, i  # (the first frame's track)

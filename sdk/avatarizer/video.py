@@ -78,6 +78,14 @@ _COLOR_SCALE = 2.0 / (S.HI[_COLOR_IDX] - S.LO[_COLOR_IDX]).astype(np.float64)  #
 _YAW, _PITCH = X.SIGNALS.index("yaw"), X.SIGNALS.index("pitch")
 
 
+#: a gap longer than this between two frames with the face counts as the
+#: face's absence (``Tracker.absent_ms``); shorter ones are the stream's frame
+#: interval (at 5 fps 200 ms), not an absence, also where ``grace_ms`` or
+#: ``reset_ms`` is shorter (``grace_ms=0``, no stale avatar, had restarted
+#: the filters on every frame and ``reset_ms=30`` the identity)
+FRAME_GAP_MS = 250.0
+
+
 @dataclass(frozen=True)
 class TrackerOptions:
     """Options of the video tracker (see the module doc).
@@ -244,6 +252,7 @@ class Tracker:
         self.warm = False
         self._last: TrackedFrame | None = None
         self._last_seen_ms: float | None = None
+        self._missed = False  # a frame without the face came since _last_seen_ms
         self._scale_ref: float | None = None
         self._prev_angle: float | None = None
         self._far_since_ms: float | None = None
@@ -255,6 +264,19 @@ class Tracker:
     def last_seen_ms(self) -> float | None:
         """The time of the last frame with the face (``update``), or None."""
         return self._last_seen_ms
+
+    def absent_ms(self, timestamp_ms: float) -> float:
+        """How long the face has been absent at ``timestamp_ms``: the time
+        since the last frame with it where a frame without it came since,
+        or where no frame came for more than :data:`FRAME_GAP_MS` (a camera
+        that stalled, frames the app stopped sending); 0 between consecutive
+        frames with the face closer than that (the stream's frame interval
+        is not an absence, whatever ``grace_ms`` and ``reset_ms`` say), and
+        before any."""
+        if self._last_seen_ms is None:
+            return 0.0
+        gone = float(timestamp_ms) - self._last_seen_ms
+        return gone if self._missed or gone > FRAME_GAP_MS else 0.0
 
     def _reset_filters(self) -> None:
         if self._filter is not None:
@@ -292,7 +314,7 @@ class Tracker:
             self.reset()  # somebody else: their identity afresh, no glide from the last one's place
             self.switches += 1
         t = float(timestamp_ms) / 1000.0
-        if self._last_seen_ms is not None and float(timestamp_ms) - self._last_seen_ms > self.options.grace_ms:
+        if self.absent_ms(timestamp_ms) > self.options.grace_ms:
             self._reset_filters()  # the face is back after a gap: no glide
         raw_sig = X.measure(canonical, yaw, pitch)
         self._update_identity(raw, raw_sig, seed=not switched, fresh=bool(fresh), estimate_pose=estimate_pose)
@@ -318,6 +340,7 @@ class Tracker:
                            warm=self.warm)
         self._last = out
         self._last_seen_ms = float(timestamp_ms)
+        self._missed = False
         return out
 
     def miss(self, timestamp_ms: float) -> TrackedFrame | None:
@@ -326,7 +349,8 @@ class Tracker:
         self._far_since_ms = None  # another person is judged over frames with the face, in a row
         if self._last is None or self._last_seen_ms is None:
             return None
-        gone = float(timestamp_ms) - self._last_seen_ms
+        self._missed = True
+        gone = self.absent_ms(timestamp_ms)
         if gone <= self.options.grace_ms:
             last = self._last
             return TrackedFrame(params=last.params, transform=last.transform, signals=last.signals,

@@ -284,7 +284,7 @@ class StreamState:
         track = (face_index, int(shape[0]), int(shape[1]), given)
         seen = self.tracker.last_seen_ms
         if (self.track is not None and track != self.track) \
-                or (seen is not None and t - seen > self.tracker.options.reset_ms) \
+                or (seen is not None and self.tracker.absent_ms(t) > self.tracker.options.reset_ms) \
                 or (seen is None and self.identity is not None):  # the tracker forgot the face (Tracker.miss)
             self.new_track()
         self.track = track
