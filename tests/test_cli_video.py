@@ -223,6 +223,27 @@ def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, clip, m
     assert _main("video", "clip:1.mp4", "-o", "o.json") == 0, capsys.readouterr().err
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the file is opened by its /proc/self/fd link")
+def test_a_name_with_a_percent_sign_is_that_file_not_a_pattern(tmp_path, clip, monkeypatch, capsys):
+    """OpenCV and FFmpeg read ``p%d.jpg`` as an image sequence: ``video``
+    made a clip of ``p0.jpg``.. beside the (garbage) file named, exit 0. The
+    file named is what is read: refused here; a real clip so named works."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p%d.jpg").write_bytes(b"garbage\n")
+    photo = Path(__file__).resolve().parents[1] / "sdk" / "avatarizer" / "data" / "astronaut.jpg"
+    for i in range(3):
+        shutil.copy(photo, tmp_path / f"p{i}.jpg")
+    assert _main("video", "p%d.jpg", "-o", "seq.mp4") == 1
+    assert "p%d.jpg" in capsys.readouterr().err and not (tmp_path / "seq.mp4").exists()
+    from avatarizer.videoio import capture
+
+    cap = capture(tmp_path / "p%d.jpg")
+    assert not cap.isOpened() or not cap.read()[0]
+    shutil.copy(clip, tmp_path / "c%03d.mp4")
+    assert _main("video", "c%03d.mp4", "-o", "o.mp4") == 0, capsys.readouterr().err
+    assert _ffprobe(tmp_path / "o.mp4", "stream=nb_frames") == ["25"]
+
+
 # ---------------------------------------------------------------- 3: a name that is not UTF-8
 @pytest.mark.skipif(sys.platform != "linux", reason="a non-UTF-8 file name needs a Linux file system")
 def test_a_name_that_is_not_utf8_works(tmp_path, clip):

@@ -41,19 +41,25 @@ def capture(path):
     absolute path (FFmpeg would read ``take:1.mp4`` as the protocol
     ``take``), and by ``/proc/self/fd/N`` when the name is not valid UTF-8
     (OpenCV takes the name as UTF-8; a lone surrogate from such a name
-    crashed it). ``OSError`` when it cannot be opened so."""
+    crashed it) or holds a ``%`` (OpenCV and FFmpeg's image demuxer read
+    ``p%d.jpg`` as the pattern of an image sequence: the files ``p0.jpg``,
+    ``p1.jpg``... beside it, not the file named). ``OSError`` when it cannot
+    be opened so."""
     import cv2
 
     name = os.path.abspath(path)
     try:
         name.encode("utf-8")
+        literal = "%" not in name
     except UnicodeEncodeError:
+        literal = False
+    if not literal:
         fd = os.open(path, os.O_RDONLY)
         try:
             link = f"/proc/self/fd/{fd}"
             if not os.path.exists(link):
-                raise OSError(f"{os.fsdecode(path)!r} has a name that is not valid UTF-8, which OpenCV cannot "
-                              "open on this system; rename the file") from None
+                raise OSError(f"{os.fsdecode(path)!r} has a name OpenCV cannot open as it is on this system "
+                              "(not valid UTF-8, or a '%' it reads as a pattern); rename the file") from None
             return cv2.VideoCapture(link)  # FFmpeg opens the file anew: fd is not needed after
         finally:
             os.close(fd)
