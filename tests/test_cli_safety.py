@@ -638,6 +638,19 @@ def test_a_closed_stdout_ends_quietly_with_the_output_written(tmp_path, photo_by
     assert out.is_file() and out.stat().st_size > 1000
 
 
+def test_a_command_started_with_stdout_closed_works(tmp_path, photo_bytes):
+    """``avatarizer image in.png -o out.png >&-``: Python starts with
+    ``sys.stdout`` None; the PNG was written, then the flush after the
+    command raised AttributeError with a traceback (exit 1)."""
+    (tmp_path / "in.png").write_bytes(photo_bytes)
+    out = tmp_path / "out.png"
+    proc = subprocess.run(["sh", "-c", f'"{sys.executable}" -m avatarizer.cli image in.png -o out.png --attributes >&-'],
+                          cwd=tmp_path, stderr=subprocess.PIPE, timeout=300, env=ENV)
+    err = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err)
+    assert out.is_file() and out.stat().st_size > 1000
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
 def test_overwrite_never_replaces_a_named_pipe_at_the_output(tmp_path, photo_bytes, clip_bytes, capsys):
     """``--overwrite`` replaces files, not a named pipe (or a device node)

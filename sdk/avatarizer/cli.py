@@ -1580,7 +1580,8 @@ def main(argv=None) -> int:
     try:
         try:
             status = args.func(args)
-            sys.stdout.flush()  # (a pipe's buffer: a reader gone raises here, not at the exit's flush)
+            if sys.stdout is not None:  # (None: started with stdout closed, `>&-`; print writes nothing then)
+                sys.stdout.flush()  # (a pipe's buffer: a reader gone raises here, not at the exit's flush)
         except BaseException:
             _check_stop()  # whatever the signal's exception became, the run stops for the signal
             raise

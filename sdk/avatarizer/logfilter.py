@@ -49,12 +49,14 @@ import threading
 #: Whole lines that are dropped.
 NOISE = re.compile(
     rb"^(?:\[[^\]\n]+ @ 0x[0-9a-f]+\] .*"  # FFmpeg's decoder inside OpenCV: "[h264 @ 0x55..] Invalid NAL unit"
+    rb"|Truncating packet of size \d+ to \d+"  # ... and its packet reader on a damaged file (no prefix)
     rb"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./+-]+:\d+\] .*"
     rb"|INFO: Created TensorFlow Lite \w+ delegate for \w+\."
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)\r?$")
 #: A partial line that starts so may become a dropped line: held until its end.
 _MAYBE = re.compile(rb"^(?:\[[^\]\n]*(?:\] ?)?$|\[[^\]\n]+ @ |[IW]\d{0,4}(?: |$)|[IW]\d{4} |I(?:N(?:F(?:O(?::.*)?)?)?)?$|INFO: |"
-                    rb"W(?:A(?:R(?:N(?:I(?:N(?:G(?::.*)?)?)?)?)?)?)?$|WARNING: )")
+                    rb"W(?:A(?:R(?:N(?:I(?:N(?:G(?::.*)?)?)?)?)?)?)?$|WARNING: |"
+                    rb"T(?:r(?:u(?:n(?:c(?:a(?:t(?:i(?:n(?:g(?: .*)?)?)?)?)?)?)?)?)?)?$)")
 
 
 #: The filter process's program: it copies its stdin (the pipe that is file
