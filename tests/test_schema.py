@@ -208,3 +208,23 @@ def test_an_unknown_feature_is_an_unknown_parameter_error():
     for bad, hint in (("iris", "iris_l"), ("nope", "the features are"), (3, "the features are")):
         with pytest.raises(schema.UnknownParameterError, match=hint):
             p.feature(bad)
+
+
+def test_clip_rounds_categorical_values_as_the_renderer_reads_them():
+    """``clip`` takes a categorical value to the whole number the renderer
+    draws for it (native/avz.c: ``lroundf``, halves up; ``teeth.show`` over
+    0.5): it rounded halves to even, so the midpoint of two avatars drew
+    glasses, a hat or hair and its clipped copy did not. Clipping a valid
+    vector changes no pixel."""
+    p = schema.sample(1, seed=3)[0]
+    cases = (("glasses.type", 0.5, 1), ("glasses.type", 1.5, 2), ("headwear.type", 2.5, 3),
+             ("hair_style.layers", 0.5, 1), ("teeth.show", 0.5, 0), ("teeth.show", 0.51, 1),
+             ("glasses.type", float(np.float32(0.49999997)), 0), ("headwear.type", 0.49, 0))
+    for name, v, want in cases:
+        q = p.copy()
+        q[schema.index(name)] = v
+        c = schema.clip(q)
+        assert c[schema.index(name)] == want, (name, v)
+        np.testing.assert_array_equal(render(c, 96), render(q, 96), err_msg=f"{name}={v}")
+    mid = (schema.sample(1, seed=4)[0] + schema.sample(1, seed=5)[0]) / 2  # any mixture draws as its clipped copy
+    np.testing.assert_array_equal(render(schema.clip(mid), 96), render(mid.astype(np.float32), 96))

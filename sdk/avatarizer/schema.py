@@ -52,6 +52,8 @@ _MIRROR_NEG = np.zeros(PARAM_COUNT, bool)
 _MIRROR_NEG[_DOC["mirror"]["negate"]] = True
 _CATEGORICAL = np.array([k in ("categorical", "flag") for k in KINDS])
 _CAT_IDX = np.flatnonzero(_CATEGORICAL)
+#: ``teeth.show``'s column among the categorical ones (:func:`clip` reads it as the renderer does)
+_TEETH_COL = int(np.flatnonzero(_CAT_IDX == NAMES.index("teeth.show"))[0])
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,13 @@ def _clip_into(arr: np.ndarray) -> np.ndarray:
     # np.clip's result, in place with the ufuncs (np.clip's wrapper costs more than the work here)
     np.maximum(arr, LO, out=arr)
     np.minimum(arr, HI, out=arr)
-    arr[..., _CAT_IDX] = arr[..., _CAT_IDX].round()
+    # categorical values to whole numbers as the renderer reads them (native/avz.c): halves up (lroundf on
+    # values >= 0; ``round`` took 0.5 and 2.5 to the even 0 and 2, so the midpoint of two avatars drew glasses,
+    # a hat or hair that its clipped copy did not), and ``teeth.show`` where it is over 0.5 (the C test)
+    cat = arr[..., _CAT_IDX].astype(np.float64)  # (float32 0.49999997 + 0.5 would round to 1.0)
+    whole = np.floor(cat + 0.5)
+    whole[..., _TEETH_COL] = cat[..., _TEETH_COL] > 0.5
+    arr[..., _CAT_IDX] = whole
     return arr
 
 
