@@ -724,3 +724,38 @@ def test_write_takes_a_name_near_the_file_systems_limit(tmp_path, name):
     out = Animation(64).extend(schema.sample(3, seed=1)).write(tmp_path / name)
     assert out.name == name and out.stat().st_size > 1000
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+
+
+def test_editing_a_lottie_document_changes_no_other_document():
+    """``to_lottie`` returns a dict an app may edit: its layers' transforms,
+    group transforms and keyframe easings are its own objects (they were
+    module constants, so fading one group faded every group of every later
+    export in the process)."""
+    from avatarizer import schema as S
+    from avatarizer.animation import Animation
+
+    def doc(seed):
+        a = Animation(size=64)
+        for s in (seed, seed + 1):
+            a.add(S.sample(1, seed=s)[0])
+        return a.to_lottie()
+
+    before = json.dumps(doc(2), sort_keys=True)
+    d = doc(1)
+    d["layers"][0]["ks"]["o"]["k"] = 0
+    for layer in d["layers"]:
+        for group in layer["shapes"]:
+            group["it"][-1]["o"]["k"] = 0
+            for item in group["it"]:
+                for prop in item.values():
+                    if isinstance(prop, dict) and prop.get("a") == 1:
+                        for kf in prop["k"][:-1]:
+                            kf["o"]["x"] = 0.5
+    assert json.dumps(doc(2), sort_keys=True) == before
+    seen = set()  # no object shared between two places of one document either
+    for layer in d["layers"]:
+        assert id(layer["ks"]) not in seen
+        seen.add(id(layer["ks"]))
+        for group in layer["shapes"]:
+            assert id(group["it"][-1]) not in seen
+            seen.add(id(group["it"][-1]))

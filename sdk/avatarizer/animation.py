@@ -769,11 +769,10 @@ class Animation:
         red = self._reduced()
         T = self._rec.n
         layers = []
-        ks = dict(_LAYER_KS, s={"a": 0, "k": [100 / self._q, 100 / self._q, 100]})
         for clips, tracks in self._runs():
             groups = [self._lottie_group(t, red[t.id]) for t in reversed(tracks)]  # Lottie: first is on top
             layer = {"ddd": 0, "ty": 4, "nm": f"run {len(layers)}", "sr": 1, "ao": 0, "ip": 0, "op": T, "st": 0,
-                     "bm": 0, "ks": ks, "shapes": groups}
+                     "bm": 0, "ks": _layer_ks(100 / self._q), "shapes": groups}
             if clips:
                 layer["hasMask"] = True
                 # the outermost clip's sub-paths are added; nested clips intersect
@@ -787,11 +786,11 @@ class Animation:
         if self.background is not None:
             r, g, b, a = self.background
             layers.insert(0, {"ddd": 0, "ty": 4, "nm": "background", "sr": 1, "ao": 0, "ip": 0, "op": T, "st": 0,
-                           "bm": 0, "ks": _LAYER_KS, "shapes": [{"ty": "gr", "nm": "background", "it": [
+                           "bm": 0, "ks": _layer_ks(), "shapes": [{"ty": "gr", "nm": "background", "it": [
                                {"ty": "rc", "d": 1, "p": {"a": 0, "k": [self.width / 2, self.height / 2]},
                                 "s": {"a": 0, "k": [self.width, self.height]}, "r": {"a": 0, "k": 0}},
                                {"ty": "fl", "c": {"a": 0, "k": [r, g, b, 1]}, "o": {"a": 0, "k": a * 100},
-                                "r": 1}, _GROUP_TR]}]})
+                                "r": 1}, _group_tr()]}]})
         layers.reverse()  # Lottie draws the first layer on top
         for i, layer in enumerate(layers):
             layer["ind"] = i + 1
@@ -815,7 +814,7 @@ class Animation:
                           "lc": 2, "lj": 2, "ml": 4, "bm": 0})
         else:
             items.append({"ty": "fl", "c": color, "o": opacity, "r": 1, "bm": 0})
-        items.append(_GROUP_TR)
+        items.append(_group_tr())
         return {"ty": "gr", "nm": f"track {t.id}", "it": items}
 
     # ------------------------------------------------------------------ SVG
@@ -956,12 +955,23 @@ def _umask() -> int:
     return mask
 
 
-_LAYER_KS = {"o": {"a": 0, "k": 100}, "r": {"a": 0, "k": 0}, "p": {"a": 0, "k": [0, 0, 0]},
-             "a": {"a": 0, "k": [0, 0, 0]}, "s": {"a": 0, "k": [100, 100, 100]}}
-_GROUP_TR = {"ty": "tr", "p": {"a": 0, "k": [0, 0]}, "a": {"a": 0, "k": [0, 0]}, "s": {"a": 0, "k": [100, 100]},
-             "r": {"a": 0, "k": 0}, "o": {"a": 0, "k": 100}, "sk": {"a": 0, "k": 0}, "sa": {"a": 0, "k": 0}}
-_LINEAR_O = {"x": 0, "y": 0}  # linear easing between keyframes
-_LINEAR_I = {"x": 1, "y": 1}
+# (each a new object wherever a document holds one: an app that edits the dict ``to_lottie`` returned
+# changed every later export of the process and every layer of the same document, which shared them)
+def _layer_ks(scale: float = 100) -> dict:
+    """A layer's static transform (``scale`` percent in x and y)."""
+    return {"o": {"a": 0, "k": 100}, "r": {"a": 0, "k": 0}, "p": {"a": 0, "k": [0, 0, 0]},
+            "a": {"a": 0, "k": [0, 0, 0]}, "s": {"a": 0, "k": [scale, scale, 100]}}
+
+
+def _group_tr() -> dict:
+    """A shape group's identity transform."""
+    return {"ty": "tr", "p": {"a": 0, "k": [0, 0]}, "a": {"a": 0, "k": [0, 0]}, "s": {"a": 0, "k": [100, 100]},
+            "r": {"a": 0, "k": 0}, "o": {"a": 0, "k": 100}, "sk": {"a": 0, "k": 0}, "sa": {"a": 0, "k": 0}}
+
+
+def _keyframe(t, value) -> dict:
+    """A keyframe at frame ``t`` with linear easing to the next."""
+    return {"t": int(t), "s": value, "o": {"x": 0, "y": 0}, "i": {"x": 1, "y": 1}}
 _NUM = re.compile(r"(?<=[\d])\.0(?=[,\]\}\s\"; ])")
 
 
@@ -982,7 +992,7 @@ def _lottie_prop(keys, vals, fmt):
     vals = vals.tolist()
     if len(keys) == 1:
         return {"a": 0, "k": fmt(vals[0])}
-    k = [{"t": int(t), "s": _as_list(fmt(v)), "o": _LINEAR_O, "i": _LINEAR_I} for t, v in zip(keys, vals)]
+    k = [_keyframe(t, _as_list(fmt(v))) for t, v in zip(keys, vals)]
     del k[-1]["o"], k[-1]["i"]  # the last keyframe only holds its value
     return {"a": 1, "k": k}
 
@@ -1001,7 +1011,7 @@ def _lottie_path_prop(keys, vals, closed):
     rows = vals.tolist()
     if len(keys) == 1:
         return {"a": 0, "k": _lottie_path(rows[0], closed)}
-    k = [{"t": int(t), "s": [_lottie_path(v, closed)], "o": _LINEAR_O, "i": _LINEAR_I} for t, v in zip(keys, rows)]
+    k = [_keyframe(t, [_lottie_path(v, closed)]) for t, v in zip(keys, rows)]
     del k[-1]["o"], k[-1]["i"]  # the last keyframe only holds its value
     return {"a": 1, "k": k}
 
