@@ -1700,3 +1700,20 @@ def test_the_frame_interval_is_not_an_absence_whatever_grace_and_reset_say(astro
         for i in range(6):
             assert av.from_frame(astronaut, timestamp_ms=i * 40.0) is not None
             assert av._pipeline.stream.generation == 1, i  # (the first frame's track)
+
+
+def test_each_video_avatar_has_its_own_attributes(astronaut):
+    """Stale avatars were handed the stream's last attributes dict itself:
+    editing one avatar's attributes changed every stale avatar's and the
+    last fresh one's. Each avatar now holds its own copy (same content)."""
+    blank = np.zeros_like(astronaut)
+    with Avatarizer(mode="video", tracker=TrackerOptions(identity_worker="inline")) as av:
+        fresh = [av.from_frame(astronaut, timestamp_ms=i * 40.0) for i in range(3)][-1]
+        s1, s2 = av.from_frame(blank, timestamp_ms=160.0), av.from_frame(blank, timestamp_ms=200.0)
+        assert s1.stale and s2.stale and s1.attributes == fresh.attributes == s2.attributes
+        assert s1.attributes is not fresh.attributes and s1.attributes is not s2.attributes
+        s1.attributes["glasses"]["value"] = "sunglasses"
+        fresh.attributes["beard"]["value"] = "edited"
+        assert s2.attributes["glasses"]["value"] != "sunglasses" and fresh.attributes["glasses"]["value"] != "sunglasses"
+        s3 = av.from_frame(blank, timestamp_ms=240.0)
+        assert s3.attributes["glasses"]["value"] != "sunglasses" and s3.attributes["beard"]["value"] != "edited"

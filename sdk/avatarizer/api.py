@@ -253,6 +253,16 @@ class FaceInfo:
                    (int(shape[0]), int(shape[1])), int(index))
 
 
+def _own_copy(value):
+    """``value`` with every dict and list in it copied (what ``Avatar.attributes``
+    holds: dicts of numbers and strings; 4x faster than ``copy.deepcopy``)."""
+    if isinstance(value, dict):
+        return {k: _own_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_own_copy(v) for v in value]
+    return value
+
+
 def _public_attributes(face) -> dict | None:
     """``Avatar.attributes`` of a pipeline :class:`~avatarizer.pipeline.state.Face` (None without a regressor)."""
     attrs = getattr(face, "attributes", None)
@@ -762,11 +772,14 @@ class Avatarizer:
                 f = state.faces[0]
                 stream.last_face = _face_info(f.aligned, tr.transform, state.face_index or 0)
                 # the glasses and hat the tracker draws (kept between refreshes), as drawn
-                stream.last_attributes = attributes_as_drawn(_public_attributes(f), tr.params)
-            # else stale: the last face's place and attributes, from the stream
+                attributes = attributes_as_drawn(_public_attributes(f), tr.params)
+                stream.last_attributes = _own_copy(attributes)
+            else:  # stale: the last face's place and attributes, from the stream (each avatar its own copy: an
+                # app editing one avatar's attributes changed every stale avatar's and the last fresh one's)
+                attributes = _own_copy(stream.last_attributes)
             expression = {n: float(v) for n, v in zip(SIGNALS, tr.signals)}
             return Avatar(tr.params, stream.last_face, stale=tr.stale, expression=expression, color_order=order,
-                          attributes=stream.last_attributes)
+                          attributes=attributes)
         if i >= len(state.faces):
             return None
         idx = state.face_index if state.face_index is not None else i
