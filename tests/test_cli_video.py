@@ -847,6 +847,28 @@ def test_frames_beyond_an_animations_limit_are_refused_before_any_is_made(tmp_pa
         cli._resampled(["a", "b"], [0.0, 1e300], 1e300, 1000.0)
 
 
+def test_an_animation_keeps_every_frame_of_a_clip_timed_to_the_millisecond():
+    """``_resampled`` (``video -o OUT.json|OUT.svg``, ``animate --params``):
+    a 30 fps clip's frames at whole milliseconds (0, 33, 67, 100: a WebM's
+    clock, ``--params`` lines) land a third of a millisecond after their
+    output frames; each frame was shown at its own output frame's exact
+    time only, so every third was dropped and the one before shown twice.
+    Each frame is now placed at the output frame nearest its time, as the
+    video writer places them; resampling down keeps the frames on the
+    output's times; 29.97 fps into 30 drops none in two seconds."""
+    from avatarizer import cli
+
+    ms30 = [round(k * 1000 / 30) / 1000 for k in range(60)]
+    assert cli._resampled(list(range(60)), ms30, 1 / 30, 30.0) == list(range(60))
+    assert cli._resampled(list(range(60)), ms30, 1 / 30, 10.0) == list(range(0, 60, 3))
+    assert cli._resampled(list(range(4)), [0.0, 0.1, 0.2, 0.3], 0.1, 30.0) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    ntsc = [round(k * 1000 / 29.97) / 1000 for k in range(60)]
+    assert cli._resampled(list(range(60)), ntsc, 1 / 29.97, 30.0) == list(range(60))
+    # two items nearest one output frame: the one nearer its time
+    assert cli._resampled(["a", "b", "c", "d"], [0.0, 0.49, 0.52, 1.0], 0.5, 2.0) == ["a", "b", "d"]
+    assert cli._resampled(["a", "b", "c", "d"], [0.0, 0.46, 0.51, 1.0], 0.5, 2.0) == ["a", "c", "d"]
+
+
 def test_a_video_that_starts_after_its_sound_keeps_the_offset(tmp_path, counter, capsys):
     v1, a15, off = tmp_path / "v1.mp4", tmp_path / "a.m4a", tmp_path / "off.mp4"
     _ffmpeg("-t", "1", "-i", counter, "-an", "-c:v", "libx264", "-preset", "veryfast", v1)

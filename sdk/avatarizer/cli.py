@@ -618,8 +618,13 @@ def _video_start(info) -> float:
 
 def _resampled(items: list, times: list, last_duration: float, fps: float, shorter: str = "") -> list:
     """``items`` shown at ``times`` (seconds from the first, increasing; the
-    last shown for ``last_duration``) as a constant ``fps`` sequence: at each
-    output frame's time, the item showing then. More frames than an
+    last shown for ``last_duration``) as a constant ``fps`` sequence: each
+    item from the output frame nearest its time (as the video writer places
+    frames, ``_ConstantRate``) until the next item's; of items nearest the
+    same output frame, the one nearest its time. (The item showing at each
+    output frame's exact time, as before, dropped every third frame of a
+    30 fps clip whose times are whole milliseconds, 33, 67, 100: each landed
+    a third of a millisecond after its output frame.) More frames than an
     animation holds (``animation.MAX_FRAMES``) are refused before any is
     made: two lines 10**10 ms apart at 1000 fps would be 2e10 of them (a
     hang, then out of memory). ``shorter``: how else the user can ask for
@@ -634,7 +639,13 @@ def _resampled(items: list, times: list, last_duration: float, fps: float, short
         raise CLIError(f"{seconds:g} s at {fps:g} fps is {span:,.0f} frames; an animation holds at most "
                        f"{animation.MAX_FRAMES} frames: give a lower --fps{shorter}")
     n = max(1, int(round(span)))
-    return [items[max(0, bisect.bisect_right(times, k / fps + 1e-6) - 1)] for k in range(n)]
+    best: dict[int, int] = {}  # output frame -> the item nearest it of those nearest that frame
+    for i, t in enumerate(times):
+        slot = max(0, int(round(t * fps)))
+        if slot not in best or abs(t * fps - slot) < abs(times[best[slot]] * fps - slot):
+            best[slot] = i
+    slots = sorted(best)
+    return [items[best[slots[max(0, bisect.bisect_right(slots, k) - 1)]]] for k in range(n)]
 
 
 class _Clock:
