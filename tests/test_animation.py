@@ -759,3 +759,25 @@ def test_editing_a_lottie_document_changes_no_other_document():
         for group in layer["shapes"]:
             assert id(group["it"][-1]) not in seen
             seen.add(id(group["it"][-1]))
+
+
+def test_animate_places_fast_stamped_lines_by_their_time(tmp_path, capsys):
+    """Lines stamped less than a millisecond apart (more than 1000 a
+    second) were taken as unstamped, one frame each, also with ``--fps``:
+    100 lines over 50 ms at --fps 30 made 100 frames (3.3 s). They are
+    placed by their times now; without --fps at 1000 fps, the most an
+    animation takes."""
+    from avatarizer.cli import main
+
+    frames = _performance(100)
+    src = tmp_path / "fast.jsonl"
+    src.write_text("".join(json.dumps({"time_ms": 0.5 * i, "params": f.tolist()}) + "\n"
+                           for i, f in enumerate(frames)))
+    out = tmp_path / "a.json"
+    assert main(["animate", "--params", str(src), "-o", str(out), "--fps", "30", "--size", "64"]) == 0, \
+        capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    assert (doc["fr"], doc["op"]) == (30, 2)  # 50 ms at 30 fps (the last line shown for its 0.5 ms)
+    assert main(["animate", "--params", str(src), "-o", str(out), "--size", "64", "--overwrite"]) == 0
+    doc = json.loads(out.read_text())
+    assert (doc["fr"], doc["op"]) == (1000, 50)

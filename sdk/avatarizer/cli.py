@@ -1177,11 +1177,17 @@ def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) 
 
 def _rate_of(times: list) -> float | None:
     """Frames per second of lines stamped with ``time_ms`` (as ``video
-    --params`` writes them), or None when they are not all stamped, increasing."""
+    --params`` writes them), or None when they are not all stamped, increasing.
+    (Any rate: lines more than 1000 a second apart were taken as unstamped,
+    one frame each, also where ``--fps`` asked to resample them.)"""
     if len(times) < 2 or any(t is None for t in times) or any(b <= a for a, b in zip(times, times[1:])):
         return None
     fps = (len(times) - 1) * 1000.0 / (times[-1] - times[0])
-    return fps if 0 < fps <= 1000 else None
+    return fps if math.isfinite(fps) and fps > 0 else None
+
+
+#: ``animate``'s frame rate without ``--fps`` for stamped lines faster than this: the most an animation takes
+MAX_ANIMATION_FPS = 1000.0
 
 
 def _animate(args) -> int:
@@ -1198,7 +1204,7 @@ def _animate(args) -> int:
     except (ValueError, UnicodeDecodeError) as exc:
         raise CLIError(str(exc)) from None
     rate = _rate_of(times)
-    anim = make(float(args.fps or rate or 30.0))
+    anim = make(float(args.fps or (min(rate, MAX_ANIMATION_FPS) if rate else 30.0)))
     if rate is None:  # lines without times: one frame each
         anim.extend(frames)
     else:  # stamped lines (a variable frame rate too): the line showing at each frame's time
