@@ -130,6 +130,14 @@ def test_stream_refusals():
             av.reset()
         assert [i for i, _ in it] == [1]
         assert av.from_frame(astronaut, timestamp_ms=80.0) is not None  # usable again afterwards
+        # a generator kept in a variable: a break does not close it (Python's rule), and the refusal says how
+        it = av.stream([astronaut, astronaut], [120.0, 160.0])
+        for _ in it:
+            break
+        with pytest.raises(RuntimeError, match=r"it\.close\(\) or del it"):
+            av.from_frame(astronaut, timestamp_ms=200.0)
+        it.close()
+        assert av.from_frame(astronaut, timestamp_ms=200.0) is not None
     with pytest.raises(RuntimeError, match="closed"):
         av.stream([astronaut])
 

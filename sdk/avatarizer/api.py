@@ -673,7 +673,8 @@ class Avatarizer:
     def _check_not_streaming(self, what: str) -> None:
         if self._streaming:
             raise RuntimeError(f"{what} cannot run while a stream() of this Avatarizer is being iterated "
-                               "(one video stream, one state); finish or close() the stream first.")
+                               "(one video stream, one state); finish or close() the stream first (a stream "
+                               "generator kept in a variable runs on after a break: it.close() or del it).")
 
     # -- the work
     def run(self, frame, timestamp_ms: float | None = None, face_index: int | None = 0, *,
@@ -859,8 +860,11 @@ class Avatarizer:
         and calls may follow one another. Frames are read ahead: a
         source that reuses one buffer must yield copies (a frame that is
         already H×W×3 uint8 in the right order is copied here). Stopping
-        early (``break``, ``close()`` on the iterator, an exception in the
-        loop) stops the worker and waits for it: no thread is left running
+        early (``break`` out of a loop over ``stream(...)`` itself,
+        ``close()`` on the iterator, an exception in the loop; a generator
+        kept in a variable is not closed by a ``break``: ``it.close()``,
+        ``del it`` or ``contextlib.closing``) stops the worker and waits for
+        it: no thread is left running
         (it first finishes the frame it is on, including a ``next()`` on the
         source); frames read ahead and never handed out give their time back,
         so a loop or stream may go on with the first frame not received, but
