@@ -785,6 +785,29 @@ def test_one_face_in_image_mode_is_the_largest_not_the_likeliest():
     assert got[0].box[2] - got[0].box[0] > 0.6 * img.shape[1]  # the whole face, not the eye (39 px of 200)
 
 
+def test_the_largest_face_of_a_group_photo_is_found():
+    """Six faces of slightly different sizes in a grid: FaceMesh keeps the
+    detector's likeliest faces, not the largest, and with two searched the
+    avatar was the third largest face's (a review, session 33); every face
+    detected is searched now (up to ``align.IMAGE_MESH_FACES``)."""
+    from PIL import Image
+
+    from conftest import need_shared
+
+    grid = np.zeros((512, 768, 3), np.uint8)
+    for i in range(6):
+        face = Image.open(need_shared("data", "faces", "ffhq128", f"ffhq-000{i}.jpg")).convert("RGB")
+        r, c = divmod(i, 3)
+        grid[r * 256:(r + 1) * 256, c * 256:(c + 1) * 256] = np.asarray(face.resize((256, 256)))
+    area = lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])  # noqa: E731
+    with FaceAligner(max_faces=6, segmentation=False) as every:
+        faces = every.detect(grid)
+    assert len(faces) == 6
+    with FaceAligner(max_faces=1, segmentation=False) as one:
+        got = one.detect(grid)
+    assert len(got) == 1 and area(got[0]) == pytest.approx(max(area(f) for f in faces))
+
+
 def test_a_face_inside_a_larger_face_is_not_a_face():
     """The detector found an eye of an elderly close-up as a second face (8 of
     the 33 dataset photos where FaceMesh finds two): every-face calls drew an
