@@ -840,6 +840,8 @@ def test_frames_beyond_an_animations_limit_are_refused_before_any_is_made(tmp_pa
     line = err.strip().splitlines()[-1]
     assert "Traceback" not in err and "at most 100 frames" in line and "--fps" in line, err
     assert added == [] and not (tmp_path / "a.json").exists()
+    if command == "video":  # refused by the header's length before a frame is read (it came after the walk)
+        assert "by its header" in line and "frames" not in err.replace(line, ""), err
     # far beyond any float's frame count: refused as fast
     from avatarizer import cli
 

@@ -578,6 +578,12 @@ def _open_video(inp: Path, max_seconds: float | None):
     return cap, first, fps, count, limit, total
 
 
+#: ``video -o OUT.json|OUT.svg`` refuses before reading the frames where the
+#: header's length at ``--fps`` is this much over an animation's frame limit
+#: (the header's frame count and average rate are estimates; the frames'
+#: own times decide after the walk, as before)
+LENGTH_MARGIN = 1.05
+
 #: Longest gap between two frames' times taken as real; longer ones are a
 #: broken timestamp and count as one frame interval.
 MAX_FRAME_GAP_S = 10.0
@@ -1103,6 +1109,14 @@ def _video_animation(args) -> int:
     src_rate = _frame_rate(info.output_rate(), src_fps)
     fps = float(args.fps or src_rate)
     anim = make(fps)
+    from . import animation
+
+    if total and total / src_fps * fps > animation.MAX_FRAMES * LENGTH_MARGIN:
+        # (refused before the walk: the check after it, on the frames' own times, came after minutes of work)
+        cap.release()
+        raise CLIError(f"{inp} is about {total / src_fps:g} s (by its header): at {fps:g} fps that is about "
+                       f"{total / src_fps * fps:,.0f} frames; an animation holds at most {animation.MAX_FRAMES} "
+                       f"frames: give a lower --fps or --max-seconds")
     frames: list = []  # parameters per input frame (None: no face yet)
     times: list = []  # each input frame's time, seconds after the first one's
     params_out = None
