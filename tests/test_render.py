@@ -732,3 +732,38 @@ def test_overlay_draws_what_is_outside_the_canonical_square():
         if tall >= 3:
             break
     assert tall >= 3
+
+
+def test_svg_ids_are_the_documents_own():
+    """cairo names clip paths clip1, clip2... in every SVG and its surfaces by
+    a process-wide counter: two avatars inlined in one HTML page drew with
+    each other's clips, and no two calls gave the same bytes. Ids are now
+    drawn from the document's content: the same avatar gives the same
+    document, two avatars (and two animations) share no id, and every
+    reference resolves within its document."""
+    import re
+    import xml.dom.minidom
+
+    from avatarizer import schema as S
+    from avatarizer import to_svg
+    from avatarizer.animation import Animation
+
+    def ids(doc):
+        own = set(re.findall(r'\sid="([^"]+)"', doc))
+        refs = set(re.findall(r'url\(#([^)]+)\)', doc)) | set(re.findall(r'href="#([^"]+)"', doc))
+        assert own and refs <= own, refs - own
+        xml.dom.minidom.parseString(doc)
+        return own
+
+    a, b = S.sample(1, seed=1)[0], S.sample(1, seed=2)[0]
+    one, two = to_svg(a, 200), to_svg(b, 200)
+    assert to_svg(a, 200) == one and not ids(one) & ids(two)
+
+    def animated(p, q):
+        anim = Animation(size=64)
+        anim.add(p)
+        anim.add(q)
+        return anim.to_svg()
+
+    first, second = animated(a, b), animated(b, a)
+    assert animated(a, b) == first and not ids(first) & ids(second)

@@ -869,7 +869,8 @@ class Animation:
 
         walk(self._rec.root)
         out.append("</svg>")
-        return _compact("\n".join(out)) + "\n"
+        # (its clip ids named after its content: two animations inlined in one page kept each other's "c1")
+        return native.unique_svg_ids(_compact("\n".join(out))) + "\n"
 
     # ------------------------------------------------------------------ files
     def text_for(self, path) -> str:

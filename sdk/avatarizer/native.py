@@ -8,7 +8,9 @@ are freed by ``ffi.gc`` when their Python object goes away, or at once with
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import threading
 
 import numpy as np
@@ -458,7 +460,30 @@ class Renderer:
         st = lib.avz_render_vector(self._handle(), ffi.from_buffer("float[]", p), p.size, fmts[fmt],
                                    float(width), float(height), opt, data, size)
         _check(st, self._error())
-        return bytes(ffi.buffer(data[0], size[0]))
+        out = bytes(ffi.buffer(data[0], size[0]))
+        return unique_svg_ids(out.decode("utf-8")).encode("utf-8") if fmt == "svg" else out
+
+
+_SVG_ID = re.compile(r'((?<=\s)id="|url\(#|href="#)([^")]+)')  # (\b before id made it 5x slower)
+_CAIRO_SURFACE = re.compile(r"surface\d+")
+
+
+def unique_svg_ids(svg: str) -> str:
+    """``svg`` with each ``id`` (and every reference to it) renamed to a
+    prefix drawn from the document's content and its place in the
+    document: cairo names the clip paths ``clip1``, ``clip2``... in every
+    document and its surfaces by a counter global to the process, so two
+    avatars inlined in one HTML page drew with each other's clips (the
+    second's irises cut by the first's eye openings) and no two calls gave
+    the same bytes. The same picture gives the same document; two different
+    pictures never share an id."""
+    ids = list(dict.fromkeys(m.group(2) for m in _SVG_ID.finditer(svg) if m.group(1) == 'id="'))
+    if not ids:
+        return svg
+    # (the content: the document without cairo's process-wide surface numbers, its only varying part)
+    digest = hashlib.sha1(_CAIRO_SURFACE.sub("", svg).encode("utf-8")).hexdigest()[:12]
+    names = {old: f"avz{digest}-{i}" for i, old in enumerate(ids)}
+    return _SVG_ID.sub(lambda m: m.group(1) + names.get(m.group(2), m.group(2)), svg)
 
 
 class Scene:
