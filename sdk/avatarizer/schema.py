@@ -171,8 +171,11 @@ def validate(params) -> np.ndarray:
 
 
 def clip(params) -> np.ndarray:
-    """Clamps into the schema ranges and rounds categorical and flag values.
-    NaN is replaced by the default value of that parameter."""
+    """Clamps into the schema ranges and rounds categorical and flag values
+    as the renderer reads them (halves up; ``teeth.show`` over 0.5). A value
+    that is not finite (NaN, ±infinity, or beyond float32, which becomes
+    infinity) is replaced by the default value of that parameter, not
+    clamped."""
     arr = _real_array(params)  # a new float32 array (astype copies)
     if arr.ndim == 0 or arr.shape[-1] != PARAM_COUNT:
         raise SchemaError(f"expected {PARAM_COUNT} parameters in the last axis, got {arr.shape}")
