@@ -767,3 +767,17 @@ def test_svg_ids_are_the_documents_own():
 
     first, second = animated(a, b), animated(b, a)
     assert animated(a, b) == first and not ids(first) & ids(second)
+
+
+def test_a_closed_thread_renderer_is_made_again():
+    """``native.renderer().close()`` (an app freeing the thread's handle)
+    left the closed handle cached: every later ``render()`` on the thread
+    raised "closed". The next call makes a new one."""
+    from avatarizer import native
+    from avatarizer import schema as S
+
+    p = S.sample(1, seed=1)[0]
+    before = render(p, 64)
+    native.renderer().close()
+    np.testing.assert_array_equal(render(p, 64), before)
+    assert native.renderer()._h is not None

@@ -523,9 +523,10 @@ _local = threading.local()
 
 
 def renderer() -> Renderer:
-    """This thread's renderer (created on first use)."""
+    """This thread's renderer (created on first use, and again after an app
+    closed it: every later ``render()`` of the thread had raised "closed")."""
     r = getattr(_local, "renderer", None)
-    if r is None:
+    if r is None or r._h is None:
         r = _local.renderer = Renderer()
     return r
 
