@@ -668,3 +668,20 @@ def test_overwrite_never_replaces_a_named_pipe_at_the_output(tmp_path, photo_byt
         assert "not a regular file" in err and "Traceback" not in err, err
         assert stat.S_ISFIFO(os.lstat(fifo).st_mode), argv
     assert not (tmp_path / "v.mp4").exists()  # the outputs go together or not at all
+
+
+def test_a_sheet_too_wide_for_its_format_is_refused_before_drawing(tmp_path, capsys, monkeypatch):
+    """``render-samples -n 97 --size 975 -o x.webp``: under the pixel limit,
+    but wider than WebP's 16383 pixels a side: every avatar was drawn, then
+    the encoder refused ("encoding error 5"). A usage error now, first; the
+    same sheet as a .png is not refused for it."""
+    import avatarizer.gallery as G
+
+    drawn = []
+    monkeypatch.setattr(G, "gallery", lambda *a, **k: drawn.append(1))
+    assert _main("render-samples", "-n", "97", "--size", "975", "-o", tmp_path / "x.webp") == 2
+    err = capsys.readouterr().err
+    assert "16383 pixels a side" in err and ".png" in err and drawn == []
+    w, h = G.sheet_size(97, 975)
+    assert max(w, h) > 16383 and w * h <= G.MAX_SHEET_PIXELS  # (the case: only the format's limit refuses it)
+    assert not (tmp_path / "x.webp").exists()

@@ -1301,6 +1301,10 @@ def _bench(args) -> int:
     return command(args)
 
 
+#: the most pixels a side the sheet's formats hold (WebP's and JPEG's own limits; PNG has none that counts here)
+SHEET_MAX_SIDE = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535}
+
+
 def _render_samples(args) -> int:
     from .gallery import MAX_SHEET_PIXELS, gallery, sheet_size
 
@@ -1311,6 +1315,11 @@ def _render_samples(args) -> int:
     if w * h > MAX_SHEET_PIXELS:
         raise _UsageError(f"-n {args.n} --size {args.size} makes a {w}x{h} sheet, more than "
                           f"{MAX_SHEET_PIXELS:,} pixels: ask for fewer or smaller avatars")
+    side = SHEET_MAX_SIDE.get(out.suffix.lower())
+    if side is not None and max(w, h) > side:  # (the encoder refused it after every avatar was drawn)
+        raise _UsageError(f"-n {args.n} --size {args.size} makes a {w}x{h} sheet; {out.suffix.lower()} "
+                          f"images are at most {side} pixels a side: ask for fewer or smaller avatars, or "
+                          "write a .png")
     _check_output(None, out, args.overwrite)
     with _staged(out, out.suffix, args.overwrite) as tmp:
         gallery(tmp, n=args.n, size=args.size, seed=args.seed)
