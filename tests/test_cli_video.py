@@ -849,6 +849,22 @@ def test_frames_beyond_an_animations_limit_are_refused_before_any_is_made(tmp_pa
         cli._resampled(["a", "b"], [0.0, 1e300], 1e300, 1000.0)
 
 
+def test_a_long_sound_track_does_not_make_a_video_too_long_to_animate(tmp_path, clip, monkeypatch, capsys):
+    """The early refusal reads the video stream's own length: OpenCV's frame
+    count of an MKV (no count of its own) is the whole file's length at the
+    frame rate, its 60 s sound track included, and a 1 s clip that fits was
+    refused before a frame was read (a review, session 33)."""
+    import avatarizer.animation as animation
+
+    monkeypatch.setattr(animation, "MAX_FRAMES", 2000)  # 1 s at 1000 fps fits; 60 s would not
+    mkv = tmp_path / "long_sound.mkv"
+    _ffmpeg("-i", clip, "-f", "lavfi", "-t", "60", "-i", "anullsrc=r=8000:cl=mono", "-map", "0:v", "-map", "1:a",
+            "-c:v", "copy", "-c:a", "libopus", mkv)
+    assert cv2.VideoCapture(str(mkv)).get(cv2.CAP_PROP_FRAME_COUNT) > 1000  # (OpenCV's count: the sound's length)
+    assert _main("video", mkv, "-o", tmp_path / "a.json", "--fps", "1000") == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "a.json").read_text())["op"] == 1000
+
+
 def test_an_animation_keeps_every_frame_of_a_clip_timed_to_the_millisecond():
     """``_resampled`` (``video -o OUT.json|OUT.svg``, ``animate --params``):
     a 30 fps clip's frames at whole milliseconds (0, 33, 67, 100: a WebM's

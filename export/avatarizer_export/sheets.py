@@ -274,8 +274,9 @@ def pick_accessories(shared: Path, cache: Path, n: int = 48) -> list[int]:
 def sheet_truth(key: str, shared_targets: dict, eye: dict, hats: dict) -> dict:
     """What the attributes sheet counts a photo's avatar against: the shared
     labels (``shared_targets``, ``attributes._ffhq_targets``), each replaced
-    by the project's label by eye where one exists, as ``eval`` scores
-    (``accessories_by_eye``): glasses and the beard from ``eye``
+    by the project's label by eye where one exists (the labels ``eval``'s
+    ``accessories_by_eye`` scores hats and beards against, and glasses by
+    eye, which training reads): glasses and the beard from ``eye``
     (``data.eye_labels``), the headwear from ``hats`` (``hatnet.hat_labels``:
     the shared labels call at least 10 of the 95 held-out hats hatless, a
     cap and a mortarboard on this sheet among them)."""

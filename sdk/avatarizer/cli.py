@@ -626,8 +626,9 @@ def _resampled(items: list, times: list, last_duration: float, fps: float, short
     """``items`` shown at ``times`` (seconds from the first, increasing; the
     last shown for ``last_duration``) as a constant ``fps`` sequence: each
     item from the output frame nearest its time (as the video writer places
-    frames, ``_ConstantRate``) until the next item's; of items nearest the
-    same output frame, the one nearest its time. (The item showing at each
+    frames, ``_ConstantRate``, which keeps the later of two items nearest one
+    frame) until the next item's; of items nearest the same output frame, the
+    one nearest its time. (The item showing at each
     output frame's exact time, as before, dropped every third frame of a
     30 fps clip whose times are whole milliseconds, 33, 67, 100: each landed
     a third of a millisecond after its output frame.) More frames than an
@@ -647,7 +648,7 @@ def _resampled(items: list, times: list, last_duration: float, fps: float, short
     n = max(1, int(round(span)))
     best: dict[int, int] = {}  # output frame -> the item nearest it of those nearest that frame
     for i, t in enumerate(times):
-        slot = max(0, int(round(t * fps)))
+        slot = max(0, int(math.floor(t * fps + 0.5)))  # (halves up: round() took 0.25 and 0.75 at 2 fps to 0, 2)
         if slot not in best or abs(t * fps - slot) < abs(times[best[slot]] * fps - slot):
             best[slot] = i
     slots = sorted(best)
@@ -1111,11 +1112,14 @@ def _video_animation(args) -> int:
     anim = make(fps)
     from . import animation
 
-    if total and total / src_fps * fps > animation.MAX_FRAMES * LENGTH_MARGIN:
+    # the video stream's own frame count (ffprobe: its nb_frames or its own duration; not OpenCV's count,
+    # which a container without one works out from the whole file's length, a longer sound track included)
+    known = min(info.video_frames, limit) if info.video_frames and limit else info.video_frames
+    if known and known / src_fps * fps > animation.MAX_FRAMES * LENGTH_MARGIN:
         # (refused before the walk: the check after it, on the frames' own times, came after minutes of work)
         cap.release()
-        raise CLIError(f"{inp} is about {total / src_fps:g} s (by its header): at {fps:g} fps that is about "
-                       f"{total / src_fps * fps:,.0f} frames; an animation holds at most {animation.MAX_FRAMES} "
+        raise CLIError(f"{inp} is about {known / src_fps:g} s (by its header): at {fps:g} fps that is about "
+                       f"{known / src_fps * fps:,.0f} frames; an animation holds at most {animation.MAX_FRAMES} "
                        f"frames: give a lower --fps or --max-seconds")
     frames: list = []  # parameters per input frame (None: no face yet)
     times: list = []  # each input frame's time, seconds after the first one's
@@ -1221,7 +1225,7 @@ def _animate(args) -> int:
     anim = make(float(args.fps or (min(rate, MAX_ANIMATION_FPS) if rate else 30.0)))
     if rate is None:  # lines without times: one frame each
         anim.extend(frames)
-    else:  # stamped lines (a variable frame rate too): the line showing at each frame's time
+    else:  # stamped lines (a variable frame rate too): placed by their times (_resampled)
         anim.extend(_resampled(frames, [(t - times[0]) / 1000.0 for t in times], 1.0 / rate, anim.fps))
     st = _write_animation(anim, out, args.overwrite, inp)
     print(f"wrote {out}: {len(anim)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
@@ -1301,8 +1305,8 @@ def _bench(args) -> int:
     return command(args)
 
 
-#: the most pixels a side the sheet's formats hold (WebP's and JPEG's own limits; PNG has none that counts here)
-SHEET_MAX_SIDE = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535}
+#: the most pixels a side the sheet's formats hold (WebP's, and libjpeg's 65500; PNG has none that counts here)
+SHEET_MAX_SIDE = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500}
 
 
 def _render_samples(args) -> int:
@@ -1429,7 +1433,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "avatar in that frame, the last one is held)")
     an.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.json (Lottie) or OUT.svg (SMIL)")
     _animation_arguments(an, fps_help="frames per second of the lines (default: their \"time_ms\" rate, as "
-                                      "video --params writes it, else 30)")
+                                      "video --params writes it, at most 1000, else 30)")
     an.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     an.set_defaults(func=_animate)
 

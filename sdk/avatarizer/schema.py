@@ -194,11 +194,18 @@ def _clip_into(arr: np.ndarray) -> np.ndarray:
     # categorical values to whole numbers as the renderer reads them (native/avz.c): halves up (lroundf on
     # values >= 0; ``round`` took 0.5 and 2.5 to the even 0 and 2, so the midpoint of two avatars drew glasses,
     # a hat or hair that its clipped copy did not), and ``teeth.show`` where it is over 0.5 (the C test)
-    cat = arr[..., _CAT_IDX].astype(np.float64)  # (float32 0.49999997 + 0.5 would round to 1.0)
+    arr[..., _CAT_IDX] = _whole_categorical(arr[..., _CAT_IDX])
+    return arr
+
+
+def _whole_categorical(cat: np.ndarray) -> np.ndarray:
+    """The categorical columns ``cat`` (..., 5) as the whole numbers the
+    renderer reads them as: halves up, ``teeth.show`` 1 only over 0.5
+    (float64; :func:`clip`, the video tracker's counts)."""
+    cat = np.asarray(cat, np.float64)  # (float32 0.49999997 + 0.5 would round to 1.0)
     whole = np.floor(cat + 0.5)
     whole[..., _TEETH_COL] = cat[..., _TEETH_COL] > 0.5
-    arr[..., _CAT_IDX] = whole
-    return arr
+    return whole
 
 
 def normalize(params, sl: slice | None = None) -> np.ndarray:

@@ -408,7 +408,7 @@ class Tracker:
             return
         if not self.warm and not fresh and self._buf_params:
             return  # an estimate counted already: the identity, neutral signals and categorical values stay
-        self._count_categorical(raw[_CAT_IDX].round().tolist())
+        self._count_categorical(S._whole_categorical(raw[_CAT_IDX]).tolist())  # (as clip and the renderer)
         m = o.max_identity_pose
         frame_frontal = abs(raw_sig[_YAW]) <= m and abs(raw_sig[_PITCH]) <= m
         frontal = frame_frontal if estimate_pose is None else \
