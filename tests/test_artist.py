@@ -287,3 +287,27 @@ def test_speed(shared_faces, artist):
             artist.fit_landmarks(lm, crop, hair, valid=valid)
             times.append(time.thread_time() - t)
     assert np.median(times) < 0.05
+
+
+def test_the_crop_valid_mask_takes_the_whole_crop_inside_the_frame_at_once():
+    """``crop_valid_mask`` returns a mask of ones where the crop's corner
+    pixels all map inside the frame (the crop is the affine image of a
+    square: convex); it matches the per-pixel test over random transforms,
+    inside, across and outside the frame's edges."""
+    from types import SimpleNamespace
+
+    from avatarizer.artist.photo import crop_valid_mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        a, th = rng.uniform(20, 300), rng.uniform(-np.pi, np.pi)
+        t = np.array([[a * np.cos(th), -a * np.sin(th), rng.uniform(-100, 700)],
+                      [a * np.sin(th), a * np.cos(th), rng.uniform(-100, 700)]])
+        face = SimpleNamespace(frame_shape=(512, 640, 3), transform=t)
+        for size in (128, 192):
+            c = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+            x = t[0, 0] * c[None, :] + t[0, 1] * c[:, None] + t[0, 2]
+            y = t[1, 0] * c[None, :] + t[1, 1] * c[:, None] + t[1, 2]
+            want = (x >= 0) & (x <= 640) & (y >= 0) & (y <= 512)
+            got = crop_valid_mask(face, size)
+            assert got.shape == (size, size) and got.dtype == bool and np.array_equal(got, want)

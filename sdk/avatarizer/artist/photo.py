@@ -240,6 +240,12 @@ def crop_valid_mask(face, size: int) -> np.ndarray:
     h, w = face.frame_shape[:2]
     c = (np.arange(size) + 0.5) * 2.0 / size - 1.0
     t = np.asarray(face.transform, np.float64)
+    # the crop's corner pixels all inside: so is every pixel (an affine map of a square is convex), the
+    # common case of a loose portrait (0.3 ms of a frame at 192 px for a mask of ones)
+    e = (c[0], c[-1])
+    if all(0 <= t[0, 0] * u + t[0, 1] * v + t[0, 2] <= w and 0 <= t[1, 0] * u + t[1, 1] * v + t[1, 2] <= h
+           for u in e for v in e):
+        return np.ones((size, size), bool)
     x = t[0, 0] * c[None, :] + t[0, 1] * c[:, None] + t[0, 2]
     y = t[1, 0] * c[None, :] + t[1, 1] * c[:, None] + t[1, 2]
     return (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
