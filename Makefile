@@ -80,7 +80,7 @@ example: sysdeps
 
 valgrind: example sysdeps-test
 	valgrind --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
-	  native/build/avz_example native/build/example.png
+	  native/build/avz_example native/build/example
 
 # Sanitizer builds of the C library (issue #15): ASan+UBSan on the example,
 # the two-thread test and the API fuzzer (libFuzzer when clang is there, else

@@ -101,7 +101,13 @@ def test_gpu_extra_pins_cuda12_builds_that_match():
 
 def test_licence_files_and_weights_statement():
     proj = PYPROJECT["project"]
-    assert proj["license"] == "Apache-2.0" and set(proj["license-files"]) == {"LICENSE", "LICENSE-WEIGHTS.md"}
+    assert proj["license"] == "Apache-2.0" and set(proj["license-files"]) == {"LICENSE", "LICENSE-WEIGHTS.md",
+                                                                            "THIRD_PARTY_NOTICES.md"}
+    # the notices of what the wheels bundle (auditwheel: cairo and its libraries) and the weights contain
+    notices = (ROOT / "THIRD_PARTY_NOTICES.md").read_text()
+    for needed in ("Soumith Chintala", "Richard Zhang", "GNU LESSER GENERAL PUBLIC LICENSE", "FreeType Project",
+                   "pixman", "libpng", "zlib", "Expat", "Brotli", "fontconfig"):
+        assert needed.lower() in notices.lower(), needed
     assert "Apache License" in (ROOT / "LICENSE").read_text()[:200]
     assert "non-commercial" in proj["description"]
     weights = (ROOT / "LICENSE-WEIGHTS.md").read_text()
@@ -119,8 +125,15 @@ def test_package_data_covers_every_shipped_file():
         assert any(rel.match(pat) for pat in patterns), f"{rel} would be left out of the wheel"
     manifest = (ROOT / "MANIFEST.in").read_text()
     for needed in ("bindings/build_avz.py", "native/avz.h", "native/avz_schema.h", "native/avz.c",
-                   "LICENSE-WEIGHTS.md"):
+                   "LICENSE-WEIGHTS.md", "THIRD_PARTY_NOTICES.md"):
         assert needed in manifest, f"MANIFEST.in misses {needed}"
+    # the sdist carries the docs the README links to (the PyPI description says they are in it)
+    import re
+
+    linked = set(re.findall(r"\]\((docs/[^)#\s]+)\)", (ROOT / "README.md").read_text()))
+    assert linked
+    for target in linked:
+        assert (ROOT / target).is_file() and target in manifest, f"README links {target}: not in MANIFEST.in"
 
 
 def _module_level_imports(path: Path) -> set[str]:
