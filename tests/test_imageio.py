@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from avatarizer.imageio import load_image
+from avatarizer.imageio import load_image, to_rgb_uint8
+from conftest import ROOT
 
 RGB = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
 
@@ -321,3 +322,90 @@ def test_a_png_whose_image_data_was_changed_is_refused_by_its_crc(tmp_path):
     path.write_bytes(whole[:start - 8] + first + _chunk(b"IDAT", stream[-4:]) + _chunk(b"IEND", b""))
     with pytest.raises(ValueError, match=f"{path}: the PNG's image data is corrupt .*CRC"):
         load_image(path)
+
+
+def _matrix_profile(name: str, primaries, gamma: float) -> bytes:
+    """A small ICC v2 RGB display profile (D65 primaries, one gamma curve),
+    made here: what phones (Display P3) and Adobe RGB files embed."""
+    import struct
+
+    def xyz(x, y):
+        return np.array([x / y, 1.0, (1 - x - y) / y])
+
+    m = np.stack([xyz(*p) for p in primaries], 1)
+    m = m * np.linalg.solve(m, xyz(0.3127, 0.3290))
+    br = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+    d50 = np.array([0.9642, 1.0, 0.8249])
+    m = np.linalg.inv(br) @ np.diag((br @ d50) / (br @ xyz(0.3127, 0.3290))) @ br @ m  # Bradford to D50
+
+    def s15(v):
+        return struct.pack(">i", int(round(v * 65536)))
+
+    def xyz_tag(v):
+        return b"XYZ " + b"\0" * 4 + b"".join(s15(c) for c in v)
+
+    trc = b"curv" + b"\0" * 4 + struct.pack(">I", 1) + struct.pack(">H", int(round(gamma * 256))) + b"\0\0"
+    text = name.encode() + b"\0"
+    desc = b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 78
+    tags = [(b"desc", desc), (b"wtpt", xyz_tag(d50)), (b"rXYZ", xyz_tag(m[:, 0])), (b"gXYZ", xyz_tag(m[:, 1])),
+            (b"bXYZ", xyz_tag(m[:, 2])), (b"rTRC", trc), (b"gTRC", trc), (b"bTRC", trc)]
+    table, data, off = b"", b"", 128 + 4 + 12 * len(tags)
+    for sig, t in tags:
+        t += b"\0" * (-len(t) % 4)
+        table += sig + struct.pack(">II", off + len(data), len(t))
+        data += t
+    body = struct.pack(">I", len(tags)) + table + data
+    head = (struct.pack(">I", 128 + len(body)) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + b"\0" * 12
+            + b"acspAPPL" + b"\0" * 24 + s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * 48)
+    assert len(head) == 128
+    return head + body
+
+
+@pytest.mark.parametrize("name,primaries,gamma", [
+    ("Adobe RGB (test)", [(0.64, 0.33), (0.21, 0.71), (0.15, 0.06)], 2.2),
+    ("Display P3 (test)", [(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)], 2.2)])
+def test_an_embedded_colour_profile_is_converted_to_srgb(tmp_path, name, primaries, gamma):
+    """A photo in a wide-gamut space (a phone's Display P3, Adobe RGB) carries
+    its profile: its numbers read as sRGB drew skin up to 14 levels less red
+    and flipped hair colour classes (a review, session 33). ``load_image``
+    converts through the profile: the picture comes back within a level or
+    two of the sRGB original it was made from; the numbers as stored are
+    far off. An sRGB-tagged file is read as it is."""
+    from PIL import ImageCms
+
+    src = np.asarray(Image.open(ROOT / "sdk" / "avatarizer" / "data" / "astronaut.jpg").convert("RGB"))
+    prof = _matrix_profile(name, primaries, gamma)
+    wide = ImageCms.profileToProfile(Image.fromarray(src), ImageCms.createProfile("sRGB"),
+                                     ImageCms.ImageCmsProfile(io.BytesIO(prof)), outputMode="RGB")
+    for ext in ("png", "jpg"):
+        path = tmp_path / f"wide.{ext}"
+        wide.save(path, icc_profile=prof, **({"quality": 98} if ext == "jpg" else {}))
+        got = load_image(path).astype(int)
+        assert np.abs(got - src).mean() < (0.6 if ext == "png" else 2.5), ext
+        assert np.abs(np.asarray(wide, int) - src).mean() > 3 * np.abs(got - src).mean()  # (the case: far off)
+    Image.fromarray(src).save(tmp_path / "s.png", icc_profile=ImageCms.ImageCmsProfile(
+        ImageCms.createProfile("sRGB")).tobytes())
+    np.testing.assert_array_equal(load_image(tmp_path / "s.png"), src)
+
+
+def test_a_16_bit_tiff_whose_zero_is_white_is_not_a_negative(tmp_path):
+    """Pillow opens a 16-bit TIFF of photometric interpretation 0
+    (WhiteIsZero) as plain I;16: it loaded as a photo negative (it inverts
+    the 8-bit kind itself)."""
+    gray = np.asarray(Image.open(ROOT / "sdk" / "avatarizer" / "data" / "astronaut.jpg").convert("L"))
+    stored = (65535 - gray.astype(np.uint32) * 257).astype(np.uint16)
+    path = tmp_path / "w.tif"
+    Image.fromarray(stored).save(path, tiffinfo={262: 0})
+    assert Image.open(path).mode.startswith("I;16")
+    got = load_image(path)[..., 0].astype(int)
+    assert np.abs(got - gray).max() <= 1
+
+
+def test_a_pil_image_that_cannot_be_decoded_is_a_value_error(tmp_path):
+    """``from_frame`` / ``to_rgb_uint8`` of a lazily opened PIL image of a cut
+    file raised Pillow's OSError, not the documented ValueError."""
+    data = (ROOT / "sdk" / "avatarizer" / "data" / "astronaut.jpg").read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    with pytest.raises(ValueError, match="cannot be decoded"):
+        to_rgb_uint8(Image.open(cut))

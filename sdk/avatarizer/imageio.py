@@ -93,7 +93,11 @@ def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:
                 "always RGB; pass color_order='rgb'."
             )
         _check_size(image.height, image.width, f"a PIL image of size {image.width}×{image.height}")
-        return np.array(_pil_rgb(image), dtype=np.uint8, order="C")
+        try:
+            rgb = _pil_rgb(image)  # (decodes a lazily opened image: a cut file raised OSError here)
+        except OSError as exc:
+            raise ValueError(f"a PIL image that cannot be decoded ({exc})") from None
+        return np.array(rgb, dtype=np.uint8, order="C")
 
     if not isinstance(image, np.ndarray):
         raise ValueError(
@@ -133,7 +137,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     (one that cannot be read leaves the image as stored; other EXIF tags,
     broken or not, do not matter).
     Any format Pillow reads is accepted but icon files (ICO, CUR, ICNS); alpha is dropped, grayscale and
-    palette images are converted to RGB.
+    palette images are converted to RGB. An embedded colour profile that is
+    not sRGB (a phone's Display P3, Adobe RGB, CMYK) is converted to sRGB
+    through it (littlecms), so the colours are the photo's.
 
     The size is read from the file's header and checked against
     ``MIN_SIDE``/``MAX_SIDE`` *before* any pixel is decoded, so a small file
@@ -454,7 +460,7 @@ def _pil_rgb(image: Image.Image) -> Image.Image:
     0..65535), else from their own minimum..maximum."""
     mode = image.mode
     if not (mode.startswith("I;16") or mode in ("I", "F")):
-        return image.convert("RGB")
+        return _to_srgb(image)
     a = np.asarray(image).astype(np.float64)
     if not np.isfinite(a).all():
         raise ValueError(f"the {mode} image has NaN or infinite values")
@@ -471,7 +477,61 @@ def _pil_rgb(image: Image.Image) -> Image.Image:
     else:
         scale = max(hi - lo, 1e-12)
     gray = np.clip(np.rint((a - lo) * (255.0 / scale)), 0, 255).astype(np.uint8)
+    if _min_is_white(image):  # a TIFF whose 0 is white: Pillow inverts it at 8 bits (L;I), not at 16
+        gray = 255 - gray
     return Image.fromarray(gray, "L").convert("RGB")
+
+
+def _min_is_white(image: Image.Image) -> bool:
+    """A TIFF of photometric interpretation 0 (WhiteIsZero)."""
+    try:
+        return image.format == "TIFF" and int(image.tag_v2.get(262, 1)) == 0
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+#: the largest embedded colour profile read (ICC profiles are a few KB; a crafted one is not decoded)
+MAX_ICC_BYTES = 1 << 20
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit sRGB: through its embedded ICC profile where it
+    has one that is not sRGB already (a phone's Display P3 photo, an Adobe RGB
+    or CMYK file: their numbers read as sRGB drew skin up to 14 levels less
+    red and flipped hair colour classes), else ``convert("RGB")``. A profile
+    lcms cannot use is ignored (the numbers as they are, as before)."""
+    icc = image.info.get("icc_profile")
+    if not icc or not isinstance(icc, bytes) or len(icc) > MAX_ICC_BYTES:
+        return image.convert("RGB")
+    from io import BytesIO
+
+    from PIL import ImageCms
+
+    try:
+        src = ImageCms.ImageCmsProfile(BytesIO(icc))
+        if "srgb" in (ImageCms.getProfileDescription(src) or "").lower().replace(" ", ""):
+            return image.convert("RGB")  # (sRGB already: the transform would only round)
+        im = image
+        if im.mode not in ("RGB", "RGBA", "CMYK", "L", "LA"):
+            im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+        if im.mode in ("RGBA", "LA"):
+            im = im.convert("RGB" if im.mode == "RGBA" else "L")
+        out = ImageCms.profileToProfile(im, src, _srgb_profile(), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return image.convert("RGB")
+    return out if out is not None and out.mode == "RGB" else image.convert("RGB")
+
+
+_SRGB = None
+
+
+def _srgb_profile():
+    global _SRGB
+    if _SRGB is None:
+        from PIL import ImageCms
+
+        _SRGB = ImageCms.createProfile("sRGB")
+    return _SRGB
 
 
 def _check_dtype(image: np.ndarray, what: str) -> None:
