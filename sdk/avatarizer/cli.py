@@ -1196,8 +1196,9 @@ def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) 
 def _rate_of(times: list) -> float | None:
     """Frames per second of lines stamped with ``time_ms`` (as ``video
     --params`` writes them), or None when they are not all stamped, increasing.
-    (Any rate: lines more than 1000 a second apart were taken as unstamped,
-    one frame each, also where ``--fps`` asked to resample them.)"""
+    (Any rate: lines less than a millisecond apart, more than 1000 a
+    second, were taken as unstamped, one frame each, also where ``--fps``
+    asked to resample them.)"""
     if len(times) < 2 or any(t is None for t in times) or any(b <= a for a, b in zip(times, times[1:])):
         return None
     fps = (len(times) - 1) * 1000.0 / (times[-1] - times[0])
