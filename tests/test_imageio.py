@@ -363,7 +363,8 @@ def _matrix_profile(name: str, primaries, gamma: float) -> bytes:
 
 @pytest.mark.parametrize("name,primaries,gamma", [
     ("Adobe RGB (test)", [(0.64, 0.33), (0.21, 0.71), (0.15, 0.06)], 2.2),
-    ("Display P3 (test)", [(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)], 2.2)])
+    ("Display P3 (test)", [(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)], 2.2),
+    ("Linear sRGB (test)", [(0.64, 0.33), (0.30, 0.60), (0.15, 0.06)], 1.0)])  # (sRGB by name only)
 def test_an_embedded_colour_profile_is_converted_to_srgb(tmp_path, name, primaries, gamma):
     """A photo in a wide-gamut space (a phone's Display P3, Adobe RGB) carries
     its profile: its numbers read as sRGB drew skin up to 14 levels less red
@@ -386,6 +387,12 @@ def test_an_embedded_colour_profile_is_converted_to_srgb(tmp_path, name, primari
     Image.fromarray(src).save(tmp_path / "s.png", icc_profile=ImageCms.ImageCmsProfile(
         ImageCms.createProfile("sRGB")).tobytes())
     np.testing.assert_array_equal(load_image(tmp_path / "s.png"), src)
+    # the same conversion for a PIL image handed to from_frame / to_rgb_uint8
+    with Image.open(tmp_path / "wide.png") as im:
+        assert np.abs(to_rgb_uint8(im).astype(int) - src).mean() < 0.6
+    # a profile lcms cannot read: the numbers as they are
+    Image.fromarray(src).save(tmp_path / "bad.png", icc_profile=b"not a profile" * 20)
+    np.testing.assert_array_equal(load_image(tmp_path / "bad.png"), src)
 
 
 def test_a_16_bit_tiff_whose_zero_is_white_is_not_a_negative(tmp_path):

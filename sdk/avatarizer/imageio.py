@@ -57,7 +57,8 @@ def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:
             channel is dropped, not composited), ``(H, W)`` or ``(H, W, 1)``
             grayscale (replicated to three channels), of dtype ``uint8`` or
             floating point with every value in [0, 1] (scaled by 255 and
-            rounded). PIL images are converted with ``.convert("RGB")``.
+            rounded). PIL images are converted to RGB (through an embedded
+            colour profile that is not sRGB, as :func:`load_image`).
         color_order: ``"rgb"`` (default) or ``"bgr"`` for arrays from OpenCV
             (``cv2.imread``, ``cv2.VideoCapture``); for 4-channel arrays
             ``"bgr"`` means BGRA. Ignored for grayscale arrays. PIL images
@@ -95,7 +96,7 @@ def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:
         _check_size(image.height, image.width, f"a PIL image of size {image.width}×{image.height}")
         try:
             rgb = _pil_rgb(image)  # (decodes a lazily opened image: a cut file raised OSError here)
-        except OSError as exc:
+        except (OSError, SyntaxError, EOFError) as exc:  # (what Pillow's decoders raise, as load_image catches)
             raise ValueError(f"a PIL image that cannot be decoded ({exc})") from None
         return np.array(rgb, dtype=np.uint8, order="C")
 
@@ -139,7 +140,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     Any format Pillow reads is accepted but icon files (ICO, CUR, ICNS); alpha is dropped, grayscale and
     palette images are converted to RGB. An embedded colour profile that is
     not sRGB (a phone's Display P3, Adobe RGB, CMYK) is converted to sRGB
-    through it (littlecms), so the colours are the photo's.
+    through it (littlecms), so the colours are the photo's; not for 16-bit,
+    32-bit or float grayscale images (scaled to 8 bits as they are) nor a
+    profile over :data:`MAX_ICC_BYTES`.
 
     The size is read from the file's header and checked against
     ``MIN_SIDE``/``MAX_SIDE`` *before* any pixel is decoded, so a small file
@@ -490,27 +493,30 @@ def _min_is_white(image: Image.Image) -> bool:
         return False
 
 
-#: the largest embedded colour profile read (ICC profiles are a few KB; a crafted one is not decoded)
-MAX_ICC_BYTES = 1 << 20
+#: the largest embedded colour profile used (display profiles are a few KB, print CMYK ones 1-3 MB)
+MAX_ICC_BYTES = 4 << 20
 
 
 def _to_srgb(image: Image.Image) -> Image.Image:
     """``image`` as 8-bit sRGB: through its embedded ICC profile where it
-    has one that is not sRGB already (a phone's Display P3 photo, an Adobe RGB
-    or CMYK file: their numbers read as sRGB drew skin up to 14 levels less
-    red and flipped hair colour classes), else ``convert("RGB")``. A profile
-    lcms cannot use is ignored (the numbers as they are, as before)."""
+    has one that does not map sRGB onto itself (a phone's Display P3 photo,
+    an Adobe RGB or CMYK file: their numbers read as sRGB drew skin up to 14
+    levels less red and flipped hair colour classes), else
+    ``convert("RGB")``. A profile lcms cannot use is ignored (the numbers as
+    they are, as before)."""
     icc = image.info.get("icc_profile")
     if not icc or not isinstance(icc, bytes) or len(icc) > MAX_ICC_BYTES:
         return image.convert("RGB")
     from io import BytesIO
 
-    from PIL import ImageCms
-
+    try:
+        from PIL import ImageCms
+    except ImportError:  # (a Pillow built without littlecms)
+        return image.convert("RGB")
     try:
         src = ImageCms.ImageCmsProfile(BytesIO(icc))
-        if "srgb" in (ImageCms.getProfileDescription(src) or "").lower().replace(" ", ""):
-            return image.convert("RGB")  # (sRGB already: the transform would only round)
+        if image.mode in ("RGB", "RGBA", "P", "PA") and _is_srgb(src):
+            return image.convert("RGB")  # (sRGB already, whatever its name: the transform would only round)
         im = image
         if im.mode not in ("RGB", "RGBA", "CMYK", "L", "LA"):
             im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
@@ -520,6 +526,21 @@ def _to_srgb(image: Image.Image) -> Image.Image:
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return image.convert("RGB")
     return out if out is not None and out.mode == "RGB" else image.convert("RGB")
+
+
+#: every 17th level of each channel (16 x 16 x 16 colours): what a profile is checked on (:func:`_is_srgb`)
+_CUBE = np.stack(np.meshgrid(*[np.arange(0, 256, 17, dtype=np.uint8)] * 3, indexing="ij"), -1).reshape(1, -1, 3)
+
+
+def _is_srgb(profile) -> bool:
+    """Whether the RGB ``profile`` maps sRGB's numbers onto themselves (within
+    a level, on a cube of 4,096 colours): then the transform is skipped. By
+    its effect, not its name: a "Linear sRGB" profile is not sRGB (40 levels
+    apart)."""
+    from PIL import ImageCms
+
+    out = ImageCms.profileToProfile(Image.fromarray(_CUBE, "RGB"), profile, _srgb_profile(), outputMode="RGB")
+    return out is not None and int(np.abs(np.asarray(out, np.int16) - _CUBE.astype(np.int16)).max()) <= 1
 
 
 _SRGB = None
