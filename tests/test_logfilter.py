@@ -18,7 +18,9 @@ BANNERS = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
 E = b"E0000 00:00:1752489631.572373  129295 calculator_graph.cc:887] a real error\n"
 FFMPEG = (b"[h264 @ 0x555e41c98f80] Invalid NAL unit size (-1 > 4053).\n"
           b"[mov,mp4,m4a,3gp,3g2,mj2 @ 0x558101988740] moov atom not found\n"
-          b"Truncating packet of size 10944837 to 28700\n")  # (a damaged file: FFmpeg writes it unprefixed)
+          b"Truncating packet of size 10944837 to 28700\n"  # (a damaged file: FFmpeg writes it unprefixed)
+          b"TIFFFillStrip: Read error on strip 0; got 266075 bytes, expected 532150.\n"  # (libtiff in Pillow)
+          b"ZIPDecode: Not enough data at scanline 0 (short 1234 bytes).\n")
 
 
 def _through_filter(*writes: bytes) -> bytes:
@@ -54,6 +56,8 @@ def test_a_partial_line_that_may_become_noise_is_held_then_judged_whole():
     assert NOISE.match(W.rstrip()) and NOISE.match(I.rstrip()) and not NOISE.match(E.rstrip())
     assert _through_filter(b"Trunc", b"ating packet of size 5 to 3\n", b"Truncat", b"ed output\n") == \
         b"Truncated output\n"
+    for kept in (b"TIFF: a word\n", b"ZIP: archive\n", b"Tiffany: hello\n"):  # (not libtiff's function names)
+        assert not NOISE.match(kept.rstrip()), kept
 
 
 def test_stop_without_start_and_twice_is_harmless():

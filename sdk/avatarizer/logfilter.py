@@ -50,6 +50,10 @@ import threading
 NOISE = re.compile(
     rb"^(?:\[[^\]\n]+ @ 0x[0-9a-f]+\] .*"  # FFmpeg's decoder inside OpenCV: "[h264 @ 0x55..] Invalid NAL unit"
     rb"|Truncating packet of size \d+ to \d+"  # ... and its packet reader on a damaged file (no prefix)
+    # libtiff inside Pillow on a damaged TIFF: "TIFFFillStrip: Read error on strip 0; ...", "ZIPDecode: Not
+    # enough data at scanline 0 ..." (the command's own one-line error follows)
+    rb"|(?:TIFF[A-Z][A-Za-z]+|(?:ZIP|LZW|PackBits|Fax3|JPEG|LZMA|ZSTD|WebP)(?:Decode|PreDecode|SetupDecode)"
+    rb"[A-Za-z]*): .*"
     rb"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./+-]+:\d+\] .*"
     rb"|INFO: Created TensorFlow Lite \w+ delegate for \w+\."
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)\r?$")
