@@ -685,3 +685,13 @@ def test_a_sheet_too_wide_for_its_format_is_refused_before_drawing(tmp_path, cap
     w, h = G.sheet_size(97, 975)
     assert max(w, h) > 16383 and w * h <= G.MAX_SHEET_PIXELS  # (the case: only the format's limit refuses it)
     assert not (tmp_path / "x.webp").exists()
+
+
+def test_an_error_naming_a_file_with_a_line_break_is_one_line(tmp_path, capsys, monkeypatch):
+    """``avatarizer image $'x\\ny.jpg'``: the error named the file as it is and
+    came out on two lines; the line break is shown escaped."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x\ny.jpg").write_bytes(b"garbage")
+    assert _main("image", "x\ny.jpg", "-o", tmp_path / "o.png") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "x\\ny.jpg" in err, err

@@ -1633,7 +1633,9 @@ def main(argv=None) -> int:
         _check_stop()  # one deferred in an import and never checked after: the run still stops for it
         return status
     except CLIError as exc:
-        print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)
+        # (one line: a file name with a line break in it is shown with it escaped)
+        text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+        print(f"avatarizer {args.command}: error: {text}", file=sys.stderr)
         status = getattr(exc, "status", 1)
         return status
     except (ValueError, AvatarizerError) as exc:  # the SDK's plain-sentence errors
