@@ -20,6 +20,7 @@ import stat
 import struct
 import warnings
 import zlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -517,11 +518,8 @@ def _to_srgb(image: Image.Image) -> Image.Image:
         src = ImageCms.ImageCmsProfile(BytesIO(icc))
         if image.mode in ("RGB", "RGBA", "P", "PA") and _is_srgb(src):
             return image.convert("RGB")  # (sRGB already, whatever its name: the transform would only round)
-        im = image
-        if im.mode not in ("RGB", "RGBA", "CMYK", "L", "LA"):
-            im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
-        if im.mode in ("RGBA", "LA"):
-            im = im.convert("RGB" if im.mode == "RGBA" else "L")
+        # (the modes lcms takes with the profile's colour space; alpha dropped, as convert("RGB") drops it)
+        im = image if image.mode in ("RGB", "CMYK", "L") else image.convert("L" if image.mode == "LA" else "RGB")
         out = ImageCms.profileToProfile(im, src, _srgb_profile(), outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return image.convert("RGB")
@@ -543,16 +541,11 @@ def _is_srgb(profile) -> bool:
     return out is not None and int(np.abs(np.asarray(out, np.int16) - _CUBE.astype(np.int16)).max()) <= 1
 
 
-_SRGB = None
-
-
+@lru_cache(maxsize=None)
 def _srgb_profile():
-    global _SRGB
-    if _SRGB is None:
-        from PIL import ImageCms
+    from PIL import ImageCms
 
-        _SRGB = ImageCms.createProfile("sRGB")
-    return _SRGB
+    return ImageCms.createProfile("sRGB")
 
 
 def _check_dtype(image: np.ndarray, what: str) -> None:
