@@ -134,8 +134,11 @@ $(WEBSTAMP): web/package.json web/package-lock.json | sysdeps-test
 
 webdeps: $(WEBSTAMP)
 
+# pytest-xdist workers: one per core, at most 4 (each loads torch and the models);
+# JOBS=0 runs the suite in one process, in file order.
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n > 4 ? 4 : n )))
 test: $(DEV_STAMP) native example webdeps
-	$(VPY) -m pytest -q -ra
+	$(VPY) -m pytest -q -ra -n $(JOBS)
 
 # NVIDIA GPU (README "GPU"; needs onnxruntime-gpu in the venv): the GPU tests, then
 # benchmarks/gpu.py's report (CUDA against the CPU on real photos; PHOTOS=DIR,
