@@ -243,7 +243,11 @@ def test_estimate_similarity_recovers_a_known_transform():
     fitted = estimate_similarity(src, dst)
     np.testing.assert_allclose(fitted[:, :2], linear, atol=1e-9)
     np.testing.assert_allclose(fitted[:, 2], [3.0, -4.0], atol=1e-6)
-    np.testing.assert_allclose(invert_affine(fitted)[:, :2] @ fitted[:, :2], np.eye(2), atol=1e-12)
+    inv = invert_affine(fitted)
+    np.testing.assert_allclose(inv[:, :2] @ fitted[:, :2], np.eye(2), atol=1e-12)
+    np.testing.assert_allclose(dst @ inv[:, :2].T + inv[:, 2], src, atol=1e-9)  # the translation too
+    with pytest.raises(ValueError, match="singular"):
+        invert_affine(np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 5.0]]))
 
 
 def test_estimate_similarity_never_reflects():

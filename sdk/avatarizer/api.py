@@ -502,17 +502,6 @@ _OVERLAY_BOTTOM = 1.1  # canonical y where the overlaid drawing ends
 _OVERLAY_FADE = 0.2    # over this canonical distance
 
 
-def _invert(m: np.ndarray) -> np.ndarray:
-    """The inverse of a 2x3 affine map, in closed form (``np.linalg.inv``
-    costs milliseconds per call on a loaded machine: it goes through LAPACK)."""
-    (a, b, tx), (c, d, ty) = np.asarray(m, np.float64)
-    det = a * d - b * c
-    if det == 0.0 or not math.isfinite(det):
-        raise ValueError("the face transform is not invertible")
-    lin = np.array([[d, -b], [-c, a]]) / det
-    return np.concatenate([lin, (-lin @ np.array([tx, ty]))[:, None]], axis=1)
-
-
 def _shares(converted: np.ndarray, frame) -> bool:
     """Whether ``converted`` (what :func:`to_rgb_uint8` made of ``frame``) is
     ``frame`` or a view of its memory (an ``np.memmap``, a subclass, a slice),
