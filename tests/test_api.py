@@ -316,7 +316,8 @@ def _overlay_full_frame(avatar, frame: np.ndarray, opacity: float = 1.0) -> np.n
     """The straightforward path ``overlay`` replaced: the avatar rendered at
     the whole frame's size and blended over every pixel in float (inside the
     avatar's documented box, canonical [-1.1, 1.1]², with the bottom fade)."""
-    from avatarizer.api import _OVERLAY_BOTTOM, _OVERLAY_FADE, _invert
+    from avatarizer.api import _OVERLAY_BOTTOM, _OVERLAY_FADE
+    from avatarizer.align import invert_affine as _invert
     from avatarizer.render import render
 
     h, w = frame.shape[:2]
