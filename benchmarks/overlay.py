@@ -42,7 +42,8 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from avatarizer.api import _OVERLAY_BOTTOM, _OVERLAY_FADE, Avatarizer, _invert, _to_order  # noqa: E402
+from avatarizer.api import _OVERLAY_BOTTOM, _OVERLAY_FADE, Avatarizer, _to_order  # noqa: E402
+from avatarizer.align import invert_affine as _invert  # noqa: E402
 from avatarizer.bench import _pct, bench_frames  # noqa: E402
 from avatarizer.imageio import to_rgb_uint8  # noqa: E402
 from avatarizer.render import render  # noqa: E402
