@@ -135,10 +135,11 @@ $(WEBSTAMP): web/package.json web/package-lock.json | sysdeps-test
 webdeps: $(WEBSTAMP)
 
 # pytest-xdist workers: one per core, at most 4 (each loads torch and the models);
-# JOBS=0 runs the suite in one process, in file order.
-JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n > 4 ? 4 : n )))
+# `make test TEST_JOBS=0` runs the suite in one process, in file order (a name of
+# its own: a JOBS exported for compilers is not taken; empty or not a number: 0).
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n > 4 ? 4 : n )))
 test: $(DEV_STAMP) native example webdeps
-	$(VPY) -m pytest -q -ra -n $(JOBS)
+	$(VPY) -m pytest -q -ra -n $$(case "$(strip $(TEST_JOBS))" in ''|*[!0-9]*) echo 0;; *) echo $(strip $(TEST_JOBS));; esac)
 
 # NVIDIA GPU (README "GPU"; needs onnxruntime-gpu in the venv): the GPU tests, then
 # benchmarks/gpu.py's report (CUDA against the CPU on real photos; PHOTOS=DIR,

@@ -103,7 +103,8 @@ def test_a_drawn_beard_reads_the_hair_as_shorter_and_the_face_as_a_mans():
     P(long hair) and P(male) are read with it (odds x0.05 and x10): a
     bearded man H read 0.95 long and 0.33 male is drawn short-haired and
     reported male; H's readings are kept; nothing moves without drawn
-    facial hair, on a child, or where the app set the hair's length."""
+    facial hair (also where H's own head drew one) or on a child; the
+    model's own male thresholds decide; a second call changes nothing."""
     odds = lambda p, r: r * p / (1 - p) / (1 + r * p / (1 - p))  # noqa: E731
     a = _with_long(HR.decode_attributes(_outputs(binary=(0.1, 0.3, 0.2, 0.1, 0.33)), draw=DRAW), 0.95)
     assert a["gender"] == "female"
@@ -117,6 +118,8 @@ def test_a_drawn_beard_reads_the_hair_as_shorter_and_the_face_as_a_mans():
                              "decided_by": HR.WITH_FACIAL_HAIR_BY}
     assert pub["hair_length"] == {"value": "short", "probability": pytest.approx(1 - a["hair_long"]),
                                   "decided_by": HR.WITH_FACIAL_HAIR_BY}
+    once = dict(a)
+    assert HR.read_with_facial_hair(a) == once  # read already: not again
     # the retriever's length gate sees the moved reading: H's 0.85 long (past the long gate) becomes
     # 0.22, the short styles
     retr = HR.HairRetriever(HR.HairBank.load(), length_gate=(0.6, 0.44))
@@ -125,27 +128,72 @@ def test_a_drawn_beard_reads_the_hair_as_shorter_and_the_face_as_a_mans():
     HR.read_with_facial_hair(HR.add_facial_hair(a85, {"beard": 0.9, "moustache": 0.9}, TH))
     short = retr.candidates(a85)
     assert long_ is not None and short is not None and long_.any() and short.any() and not (short & long_).any()
+    # the model's own thresholds (the shipped H decides male at 0.37, draws at 0.5): 0.03 -> 0.236 stays
+    # female; 0.05 -> 0.345 too; 0.06 -> 0.39 is decided male, not drawn
+    for p_male, decided, drawn in ((0.03, False, False), (0.05, False, False), (0.06, True, False)):
+        a = HR.decode_attributes(_outputs(binary=(0.1, 0.3, 0.2, 0.1, p_male)), decision={"male": 0.37},
+                                 draw=DRAW)
+        HR.read_with_facial_hair(HR.add_facial_hair(a, {"beard": 0.9, "moustache": 0.9}, TH))
+        assert (a["decided"]["male"], a["drawn"]["male"]) == (decided, drawn), p_male
+        assert a["gender"] == ("male" if decided else "female")
     # a moustache alone is facial hair too
     a = _with_long(HR.decode_attributes(_outputs(), draw=DRAW), 0.9)
     HR.read_with_facial_hair(HR.add_facial_hair(a, {"beard": 0.1, "moustache": 0.9}, TH))
     assert a["hair_long"] < 0.5 and a["hair_long_by"] == HR.WITH_FACIAL_HAIR_BY
-    # none drawn (also where H's own head drew one), a child, or the app's length: H's readings stand
-    for probs, age, settings in (({"beard": 0.1, "moustache": 0.1}, 41.0, None),
-                                 ({"beard": 0.99, "moustache": 0.99}, 6.0, None)):
+    # none drawn (also where H's own head drew one) or a child: H's readings stand
+    for probs, age in (({"beard": 0.1, "moustache": 0.1}, 41.0), ({"beard": 0.99, "moustache": 0.99}, 6.0)):
         a = _with_long(HR.decode_attributes(_outputs(binary=(0.1, 0.9, 0.9, 0.1, 0.33), age=age), draw=DRAW), 0.9)
-        HR.read_with_facial_hair(HR.add_facial_hair(a, probs, TH), settings)
+        HR.read_with_facial_hair(HR.add_facial_hair(a, probs, TH))
         assert a["hair_long"] == 0.9 and a["male"] == pytest.approx(0.33) and "male_by" not in a
         assert "decided_by" not in HR.public_attributes(a)["gender"]
     h_only = _with_long(HR.decode_attributes(_outputs(binary=(0.1, 0.9, 0.9, 0.1, 0.33)), draw=DRAW), 0.9)
     assert h_only["drawn"]["beard"] and HR.read_with_facial_hair(h_only)["hair_long"] == 0.9  # H's, not the network's
+    # what the app sets wins, and beside it the model's reading is the one it gives unset: a set length
+    # reports the moved reading (short, 0.69); a set "no beard" keeps the photo's evidence
     a = _with_long(HR.decode_attributes(_outputs(binary=(0.1, 0.3, 0.2, 0.1, 0.33)), draw=DRAW), 0.9)
-    HR.read_with_facial_hair(HR.add_facial_hair(a, {"beard": 0.9, "moustache": 0.9}, TH), {"hair_length": "long"})
-    a = HR.apply_settings(a, {"hair_length": "long"})
-    assert a["hair_long"] == 1.0 and a["hair_long_model"] == 0.9 and a["gender"] == "male"
-    assert HR.public_attributes(a)["hair_length"]["model"] == {"value": "long", "probability": pytest.approx(0.9)}
-    # a tight crop (no length read) keeps none
-    a = _with_long(HR.decode_attributes(_outputs(), draw=DRAW), None)
-    assert HR.read_with_facial_hair(HR.add_facial_hair(a, {"beard": 0.9, "moustache": 0.9}, TH))["hair_long"] is None
+    a = HR.apply_settings(HR.read_with_facial_hair(HR.add_facial_hair(a, {"beard": 0.9, "moustache": 0.9}, TH)),
+                          {"hair_length": "long", "beard": False})
+    assert a["hair_long"] == 1.0 and a["hair_long_model"] == pytest.approx(odds(0.9, HR.FACIAL_HAIR_LONG_ODDS))
+    pub = HR.public_attributes(a)
+    assert pub["hair_length"]["value"] == "long" and pub["hair_length"]["source"] == "app"
+    assert pub["hair_length"]["model"] == {"value": "short", "probability": pytest.approx(1 - a["hair_long_model"])}
+    assert pub["beard"]["value"] is False and pub["gender"]["value"] == "male"
+    # a tight crop (no length read) moves only the gender
+    a = _with_long(HR.decode_attributes(_outputs(binary=(0.1, 0.3, 0.2, 0.1, 0.33)), draw=DRAW), None)
+    HR.read_with_facial_hair(HR.add_facial_hair(a, {"beard": 0.9, "moustache": 0.9}, TH))
+    assert a["hair_long"] is None and "hair_long_by" not in a and a["male_by"] == HR.WITH_FACIAL_HAIR_BY
+
+
+def test_the_hybrid_reads_length_and_gender_with_the_beard_it_draws(monkeypatch):
+    """Through ``Avatarizer()`` (the shipped files, no ../shared): with the
+    facial-hair network made to find a beard on the sample portrait, the
+    reported gender and hair length say they were read with it, and H's own
+    readings stay beside them; without one, they do not."""
+    from avatarizer import Avatarizer, regionnet
+    from avatarizer.imageio import sample_photo
+
+    photo = sample_photo()
+    with Avatarizer(max_faces=1) as av:
+        if av.estimator != "hybrid" or av._pipeline.by_name["hair"].facial_hair is None:
+            pytest.skip("the shipped models are not installed here")
+        plain = av.from_frame(photo).attributes
+        assert "decided_by" not in plain["gender"] and plain["beard"]["value"] is False
+        real = regionnet.RegionNetwork.probabilities
+        fh = av._pipeline.by_name["hair"].facial_hair
+
+        def bearded(self, crop):
+            got = real(self, crop)
+            return {**got, "beard": 0.99, "moustache": 0.99} if self is fh else got
+
+        monkeypatch.setattr(regionnet.RegionNetwork, "probabilities", bearded)
+        a = av.from_frame(photo).attributes
+    assert a["beard"]["value"] is True and a["beard"]["decided_by"] == HR.FACIAL_HAIR_BY
+    assert a["gender"]["decided_by"] == HR.WITH_FACIAL_HAIR_BY
+    assert a["gender"]["value"] == "male" or plain["gender"]["probability"] > 0.99  # (an odds ratio of 10)
+    if "hair_length" in a:
+        assert a["hair_length"]["decided_by"] == HR.WITH_FACIAL_HAIR_BY
+        p_long = lambda x: x["probability"] if x["value"] == "long" else 1 - x["probability"]  # noqa: E731
+        assert p_long(a["hair_length"]) < p_long(plain["hair_length"])
 
 
 def test_under_a_mask_the_models_reading_beside_a_set_value_is_the_one_it_reports_unset():

@@ -1863,13 +1863,17 @@ def add_facial_hair(attributes: dict, probabilities: Mapping[str, float],
 
 #: Odds multipliers on H's P(long hair) and P(male) where the facial-hair
 #: network draws a beard or a moustache (:func:`read_with_facial_hair`). Of
-#: the 1,151 photos whose hair length is labelled by eye, 348 also have
-#: their beard and moustache labelled: none of the 51 with facial hair has
-#: long hair (136 of the 297 without do); H's length head, trained on the
-#: length alone, read 0.62-0.95 on three held-out bearded men with short
-#: hair (a golden backdrop, a jacket collar) and P(male) 0.33-0.40 on two.
-#: Naive Bayes on those counts gives a long-hair odds ratio near 0.01; the
-#: head sees the face too, so the ratios here are milder (session 34).
+#: the 375 photos labelled by eye both for hair length
+#: (``avatarizer_export.data.hair_length_labels``) and for beard and
+#: moustache (``eye_labels``), none of the 51 with facial hair has long hair
+#: (136 of the 324 without do); H's length head, trained on the length
+#: alone, read 0.62-0.95 on three held-out bearded men with short hair (a
+#: golden backdrop, a jacket collar), and its gender head read one of them
+#: as a woman (P(male) 0.33 under the decision threshold 0.37). Naive Bayes
+#: on those counts gives a long-hair odds ratio near 0.01; the head sees
+#: the face too, so the ratios here are milder (session 34). With the length
+#: gates (0.60, 0.44) a bearded face is drawn from the short styles up to
+#: H's P(long) 0.94, left to the silhouette up to 0.968, long above.
 FACIAL_HAIR_LONG_ODDS = 0.05
 FACIAL_HAIR_MALE_ODDS = 10.0
 
@@ -1883,20 +1887,24 @@ def _times_odds(p: float, ratio: float) -> float:
     return float(odds / (1.0 + odds))
 
 
-def read_with_facial_hair(attributes: dict, settings: Mapping | None = None) -> dict:
+def read_with_facial_hair(attributes: dict) -> dict:
     """H's P(long hair) and P(male) read with the beard or moustache the
     facial-hair network drew (:func:`add_facial_hair`; not on a child, nor
-    under a face mask; also where the app then sets the beard, the photo's
-    evidence stands): their odds times
+    under a face mask; also where the app then sets the beard or the hair's
+    length: the photo's evidence stands, and what the model read beside a
+    set value is what it reads unset): their odds times
     :data:`FACIAL_HAIR_LONG_ODDS` and :data:`FACIAL_HAIR_MALE_ODDS`, the
     decided and drawn ``male`` flags again at their thresholds. H's own values stay under
     ``hair_long_model_read`` and ``male_model_read``; ``hair_long_by`` and
-    ``male_by`` are :data:`WITH_FACIAL_HAIR_BY`. A hair length the app set
-    (``settings``) is left to it. In place, returned."""
+    ``male_by`` are :data:`WITH_FACIAL_HAIR_BY`. A second call changes
+    nothing. The artist's bare-top bald band keeps reading H's own P(male)
+    (:func:`add_artist_bald`: its floor was chosen on it). In place, returned."""
     a = attributes
+    if WITH_FACIAL_HAIR_BY in (a.get("male_by"), a.get("hair_long_by")):
+        return a  # read already
     if not any(a.get(f"{k}_by") == FACIAL_HAIR_BY and a["drawn"].get(k) for k in ("beard", "moustache")):
         return a
-    if "hair_length" not in (settings or {}) and is_real(a.get("hair_long")):
+    if is_real(a.get("hair_long")):
         a["hair_long_model_read"] = float(a["hair_long"])
         a["hair_long"] = _times_odds(a["hair_long"], FACIAL_HAIR_LONG_ODDS)
         a["hair_long_by"] = WITH_FACIAL_HAIR_BY
@@ -2124,7 +2132,8 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
     prob, threshold, bare = got
     if prob >= threshold:
         _take_artist_flag(a, "bald", prob, "artist cues")
-    elif bare and bare_top and _flag(a, "male") >= BARE_TOP_MIN_MALE:
+    elif bare and bare_top and float(a.get("male_model_read", _flag(a, "male"))) >= BARE_TOP_MIN_MALE:
+        # (H's own P(male), not one read with a drawn beard: the floor was chosen on H's)
         _take_artist_flag(a, "bald", prob, BARE_TOP_BY)
     return a
 

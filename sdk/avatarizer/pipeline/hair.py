@@ -230,7 +230,7 @@ class HairStage(Stage):
             # the set value; none under a face mask: decided above)
             H.add_facial_hair(attrs, facial_hair_probs, self.facial_hair.thresholds, age=settings.get("age"))
             # ... and the hair's length and the gender read with it (bearded men's short hair read long)
-            H.read_with_facial_hair(attrs, settings)
+            H.read_with_facial_hair(attrs)
         elif glasses_cues is not None and "beard" not in settings:
             # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
             H.add_artist_beard(attrs, glasses_cues.get("beard"), age=settings.get("age"))
