@@ -645,17 +645,21 @@ def test_cli_bench_json_schema(capsys):
     assert _cli("bench", "--json", "--frames", "3", "--warmup", "1") == 0
     res = json.loads(capsys.readouterr().out)
     assert set(res) == {"device", "providers", "precision", "input", "stages", "end_to_end", "baseline", "startup",
-                        "stream", "live"}
+                        "stream", "live", "left_out"}
+    assert res["left_out"] == {"no_face": 0, "rewarm": 0}  # the built-in frames: one face throughout
     assert res["input"] == [512, 512] and res["live"] is None  # (only with --live)
     assert set(res["stages"]) == {"align", "encode", "map_decode", "hair", "render"}
     dist = {"p50_ms", "p95_ms", "p99_ms", "max_ms"}
     for v in [*res["stages"].values(), res["end_to_end"], res["baseline"]["landmarks_only"]]:
         assert dist <= set(v) and v["max_ms"] >= v["p99_ms"] >= v["p95_ms"] >= v["p50_ms"] >= 0
     e = res["end_to_end"]
-    assert set(e) == dist | {"n", "fps", "hitch_ratio", "max_frame", "vs_landmarks"} and e["fps"] > 0
+    assert set(e) == dist | {"n", "fps", "hitch_ratio", "max_frame", "max_frame_source", "vs_landmarks"}
+    assert e["fps"] > 0
     assert e["hitch_ratio"] == pytest.approx(e["p99_ms"] / e["p50_ms"], rel=0.01) and e["hitch_ratio"] >= 1
     assert e["vs_landmarks"] == pytest.approx(e["p50_ms"] / res["baseline"]["landmarks_only"]["p50_ms"], rel=0.01)
     assert e["max_frame"] in range(3)
+    # the worst frame's index in the frames as read: after the start-up and the warm-up frame
+    assert e["max_frame_source"] == res["startup"]["frames"] + 1 + e["max_frame"]
     assert set(res["baseline"]) == {"landmarks_only"} and res["baseline"]["landmarks_only"]["p50_ms"] > 0
     assert set(res["baseline"]["landmarks_only"]) == dist | {"n"}
     # each distribution says how many frames it holds: the 3 timed ones
@@ -690,28 +694,33 @@ def test_bench_live_hands_frames_over_on_a_30_fps_clock(capsys, monkeypatch):
     calls = []  # (time, the frame's stream time or None for the baseline)
     real = bench._live
 
-    def live(av, mesh, images, frames, warmup, fps=bench.LIVE_FPS):
-        run, process = av.run, mesh.process
+    real_landmarks = bench._landmarks_only
+
+    def live(av, mesh, images, frames, warmup, cuts=frozenset(), fps=bench.LIVE_FPS):
+        run = av.run
 
         def timed_run(img, ts, **kw):
             calls.append((time.perf_counter(), ts))
             return run(img, ts, **kw)
 
-        def timed_process(img):
+        def timed_landmarks(m, img):
             calls.append((time.perf_counter(), None))
-            return process(img)
+            return real_landmarks(m, img)
 
-        av.run, mesh.process = timed_run, timed_process
+        av.run = timed_run
+        monkeypatch.setattr(bench, "_landmarks_only", timed_landmarks)
         try:
-            return real(av, mesh, images, frames, warmup, fps)
+            return real(av, mesh, images, frames, warmup, cuts, fps)
         finally:
-            av.run, mesh.process = run, process
+            av.run = run
+            monkeypatch.setattr(bench, "_landmarks_only", real_landmarks)
 
     monkeypatch.setattr(bench, "_live", live)
     assert _cli("bench", "--json", "--frames", "4", "--warmup", "2", "--live", "--identity-worker", "thread") == 0
     res = json.loads(capsys.readouterr().out)
     lv = res["live"]
-    assert set(lv) == {"fps_in", "late", "end_to_end", "baseline"} and lv["fps_in"] == 30.0
+    assert set(lv) == {"fps_in", "late", "end_to_end", "baseline", "left_out"} and lv["fps_in"] == 30.0
+    assert lv["left_out"] == {"no_face": 0, "rewarm": 0}
     assert isinstance(lv["late"], int) and 0 <= lv["late"] <= 4
     dist = {"p50_ms", "p95_ms", "p99_ms", "max_ms", "n"}
     e, b = lv["end_to_end"], lv["baseline"]["landmarks_only"]
@@ -749,10 +758,10 @@ def test_bench_percentiles_and_worst_frame():
 
 
 def test_bench_table_notes_a_short_run(capsys):
-    """With fewer than 100 timed frames p99 is nearly the worst frame: the table says so."""
+    """With 100 timed frames or fewer p99 is nearly the worst frame: the table says so."""
     assert _cli("bench", "--frames", "2", "--warmup", "1", "--mode", "image") == 0
     out = capsys.readouterr().out
-    assert "note: 2 timed frames (< 100): p99 and the hitch ratio are close to the worst frame" in out
+    assert "note: 2 timed frames (<= 100): p99 and the hitch ratio are close to the worst frame" in out
 
 
 def test_bench_fps_excludes_model_loading(monkeypatch):
@@ -811,15 +820,10 @@ def test_bench_takes_the_baseline_and_the_pipeline_in_turn_first(monkeypatch):
     pipeline on the same frame, which then found it in a warm cache: the ratio
     leaned one way. The two now go first in turn."""
     import avatarizer.api as api
-    from avatarizer import align, bench
+    from avatarizer import bench
 
-    order, real_graph, real = [], align.mediapipe_graph, api.Avatarizer
-
-    def graph(make):
-        g = real_graph(make)
-        process = g.process
-        g.process = lambda img: (order.append("mesh"), process(img))[1]
-        return g
+    order, real_landmarks, real = [], bench._landmarks_only, api.Avatarizer
+    monkeypatch.setattr(bench, "_landmarks_only", lambda m, img: (order.append("mesh"), real_landmarks(m, img))[1])
 
     class Recorded(real):
         def run(self, *a, **k):
@@ -829,7 +833,6 @@ def test_bench_takes_the_baseline_and_the_pipeline_in_turn_first(monkeypatch):
             finally:
                 order.append("end")
 
-    monkeypatch.setattr(align, "mediapipe_graph", graph)
     monkeypatch.setattr(api, "Avatarizer", Recorded)
     bench.run(frames=4, warmup=0, mode="image")
     top, inside = [], False  # the bench's own calls (the pipeline's graphs run inside its run)

@@ -294,6 +294,108 @@ def test_bench_holds_a_bounded_number_of_distinct_frames(tmp_path, clip, monkeyp
     assert len({id(f) for f in few}) == 5
 
 
+def _grey_clip(path: Path, seconds: float = 1.0) -> Path:
+    """A clip with no face: 25 fps of plain grey at 256x256."""
+    _ffmpeg("-f", "lavfi", "-i", f"color=c=gray:s=256x256:r=25:d={seconds}", "-c:v", "libx264", "-preset",
+            "veryfast", "-pix_fmt", "yuv420p", path)
+    return path
+
+
+def test_bench_starts_a_new_stream_at_each_clip_and_times_no_new_persons_start_up(tmp_path, clip, monkeypatch):
+    """``bench --video DIR`` read the clips one after another as one stream:
+    a clip's start-up (the new person's networks inline) ran in the timed
+    frames, and a start-up that spanned a cut drew the first clip's person
+    over the second's face (a review). At every cut the stream starts anew
+    (``Avatarizer.reset``, as an app does for a new source), and the frames
+    until the new identity is warm are left out of the timing (``left_out``)."""
+    import functools
+
+    import avatarizer.api as api
+    from avatarizer import bench, video
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(clip, folder / name)
+    frames, where, cuts = bench.bench_clips(60, size=32, video=folder)
+    assert len(frames) == 60 and cuts == [25, 50] and "a.mp4, b.mp4" in where  # b starts, then a again
+    assert bench.bench_clips(10, size=32)[2] == []  # the built-in frames: one person
+
+    monkeypatch.setattr(video, "TrackerOptions", functools.partial(video.TrackerOptions, identity_frames=3,
+                                                                   identity_worker="thread"))
+    calls, resets = [0], []
+    real = api.Avatarizer
+
+    class Counted(real):
+        def run(self, *a, **k):
+            calls[0] += 1
+            return super().run(*a, **k)
+
+        def reset(self):
+            resets.append(calls[0])
+            return super().reset()
+
+    monkeypatch.setattr(api, "Avatarizer", Counted)
+    res = bench.run(frames=30, warmup=0, video=folder)
+    # the loop resets at each cut it reaches (before the frame there: after that many run() calls), the
+    # stream phase once more at its start
+    assert resets[:-1] == [c for c in cuts if c < calls[0]] and resets[:-1], (resets, cuts, calls)
+    assert res["left_out"]["rewarm"] >= 1 and res["left_out"]["no_face"] == 0, res["left_out"]
+    assert res["end_to_end"]["n"] == 30 and res["stages"]["encode"]["max_ms"] == 0  # no network in a timed frame
+    assert res["end_to_end"]["max_frame_source"] >= res["startup"]["frames"]
+
+
+def test_bench_leaves_out_frames_without_a_face_and_refuses_when_none_has_one(tmp_path, clip):
+    """Frames without a face (the pipeline's cheap path) were timed and
+    flattered every number, and a clip with no face at all gave exit 0 and
+    a ratio (a review): they are left out and counted, and with no face in
+    any frame after the warm-up nothing is timed: an error."""
+    from avatarizer import bench
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(clip, folder / "a.mp4")
+    _grey_clip(folder / "b.mp4")
+    res = bench.run(frames=30, warmup=0, mode="image", video=folder)
+    assert res["end_to_end"]["n"] == 30 and res["left_out"] == {"no_face": 25, "rewarm": 0}, res["left_out"]
+    assert res["stages"]["encode"]["p50_ms"] > 0  # image mode: every timed frame ran the face network
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    _grey_clip(grey / "g.mp4")
+    with pytest.raises(ValueError, match="none of the .* frames after the warm-up showed a face"):
+        bench.run(frames=3, warmup=1, mode="image", video=grey)
+
+
+def test_bench_baseline_is_the_align_stages_own_mesh_and_call(monkeypatch):
+    """The baseline called MediaPipe's ``process()`` (per-call overhead the
+    align stage does not pay: ``vs_landmarks`` read 6-9% low) and, in image
+    mode, searched for fewer faces than the align stage (4 against
+    ``IMAGE_MESH_FACES``, a review): the same FaceMesh settings, called as
+    the align stage calls it."""
+    from mediapipe.python.solutions import face_mesh
+
+    from avatarizer import bench
+    from avatarizer.align import IMAGE_MESH_FACES
+
+    made, processed = [], []
+    real = face_mesh.FaceMesh
+
+    class Recorded(real):
+        def __init__(self, **kw):
+            made.append(kw)
+            super().__init__(**kw)
+
+        def process(self, image):
+            processed.append(1)
+            return super().process(image)
+
+    monkeypatch.setattr(face_mesh, "FaceMesh", Recorded)
+    bench.run(frames=2, warmup=0, mode="image")
+    assert len(made) >= 2 and not processed  # the align stage's graph and the baseline's: neither through process()
+    assert {m["max_num_faces"] for m in made} == {IMAGE_MESH_FACES}, made
+    assert len({tuple(sorted(m.items())) for m in made}) == 1, made  # the very same settings
+
+
 @pytest.mark.parametrize("out", ["m.mp4", "m.json"])
 def test_an_intact_mkv_whose_sound_outlasts_the_picture_is_not_called_truncated(tmp_path, clip, out, capsys):
     """MKV has no frame count of its own: OpenCV's is the file's duration

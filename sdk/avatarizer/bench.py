@@ -14,8 +14,12 @@ avatar per frame.
 
 For every frame, in the same loop (so ratios survive a noisy machine):
 
-* ``baseline.landmarks_only``: MediaPipe Face Mesh ``process()`` alone, with
-  the settings of the align stage (same mode, same max faces, iris refinement);
+* ``baseline.landmarks_only``: MediaPipe Face Mesh alone, with the settings
+  of the align stage (same mode, same max faces: image mode searches for at
+  least ``align.IMAGE_MESH_FACES``; iris refinement) and called as the align
+  stage calls it (``align._face_landmarks``: the graph without
+  ``process()``'s per-call overhead, ~0.2 ms; before session 34 the
+  baseline paid it and ``vs_landmarks`` read 6-9% low);
 * the pipeline: ``align``, ``encode`` and ``map_decode`` (the face stage: the
   network, or the auto-artist's whole fit booked as ``encode`` when no models
   are shipped), ``hair``, ``merge`` (with the video tracker), and ``render``
@@ -63,12 +67,24 @@ default, or a thread; a thread where no process starts) is printed to
 stderr with the answers it gave.
 
 Every distribution reports ``p50_ms``, ``p95_ms``, ``p99_ms`` and ``max_ms``
-(the worst frame), and ``n``, the number of frames in it (with fewer than 100,
-``p99_ms`` is interpolated between the two slowest frames: nearly ``max_ms``).
+(the worst frame), and ``n``, the number of frames in it (with 100 or fewer,
+``p99_ms`` is interpolated between the two slowest frames: nearly ``max_ms``;
+``startup`` always has fewer).
 Stalls are what a live viewer sees, so ``end_to_end`` adds
 ``hitch_ratio`` (``p99_ms / p50_ms``), ``max_frame`` (the index of the worst
 timed frame) and ``vs_landmarks`` (its ``p50_ms`` over the baseline's
 ``p50_ms``, both from this run).
+
+Frames after the warm-up that show no face (the pipeline's cheap path) or,
+in video mode, a new person's identity warming up are left out of every
+distribution and counted in ``left_out`` (``no_face``, ``rewarm``); the loop
+reads on for as many more. Where the clips of a folder change (and where
+they loop) the stream starts anew (``Avatarizer.reset()``, as a live app
+does for a new source), so no clip's start-up is timed and no avatar is of
+the clip before (the stream phase below cannot be reset: its frames after a
+cut include the new person's start-up). ``end_to_end.max_frame_source`` is
+the worst frame's index in the frames as read (clips in name order, looped).
+No frame timed (no face after the warm-up) is an error.
 
 ``--json`` prints exactly::
 
@@ -76,12 +92,13 @@ timed frame) and ``vs_landmarks`` (its ``p50_ms`` over the baseline's
      "stages": {"align": {"p50_ms", "p95_ms", "p99_ms", "max_ms", "n"}, "encode",
                 "map_decode", "hair", "render"},
      "end_to_end": {"p50_ms", "p95_ms", "p99_ms", "max_ms", "n", "fps", "hitch_ratio",
-                    "max_frame", "vs_landmarks"},
+                    "max_frame", "max_frame_source", "vs_landmarks"},
      "baseline": {"landmarks_only": {"p50_ms", "p95_ms", "p99_ms", "max_ms", "n"}},
+     "left_out": {"no_face", "rewarm"},
      "startup": {"frames", "p50_ms", "p95_ms", "p99_ms", "max_ms", "n"} or null,
      "stream": {"fps", "vs_sequential", "latency": {"p50_ms", ...}} or null,
      "live": {"fps_in", "late", "end_to_end": {"p50_ms", ..., "hitch_ratio", "vs_landmarks"},
-              "baseline": {"landmarks_only": {...}}} or null}
+              "baseline": {"landmarks_only": {...}}, "left_out": {...}} or null}
 
 (the contract in DESIGN.md); which estimator ran is printed to stderr.
 """
@@ -169,6 +186,16 @@ def bench_frames(n: int, size: int = INPUT, video: str | os.PathLike | None = No
     it: :func:`builtin_frames`. At most :data:`MAX_DISTINCT_FRAMES` distinct
     frames are read; the clips loop to ``n``.
     """
+    frames, source, _ = bench_clips(n, size, video)
+    return frames, source
+
+
+def bench_clips(n: int, size: int = INPUT, video: str | os.PathLike | None = None
+                ) -> tuple[list[np.ndarray], str, list[int]]:
+    """:func:`bench_frames` and the indices (ascending, over 0) of the frames
+    that start another clip, or the first clip again where they loop: the
+    cuts, where a live app would start a new stream (none for the built-in
+    frames: one person throughout)."""
     import cv2
 
     from . import videoio
@@ -176,7 +203,7 @@ def bench_frames(n: int, size: int = INPUT, video: str | os.PathLike | None = No
     source = video_source(video)
     if source is None:
         return builtin_frames(n, size), (f"{n} built-in frames (the bundled sample portrait with synthetic "
-                                         "head motion; --video PATH for real clips)")
+                                         "head motion; --video PATH for real clips)"), []
     if source.is_file():
         clips = [source]
     elif source.is_dir():
@@ -188,11 +215,12 @@ def bench_frames(n: int, size: int = INPUT, video: str | os.PathLike | None = No
     else:
         raise ValueError(f"no such video file or folder: {source}")
     frames: list[np.ndarray] = []
-    used = []
+    used, starts = [], []
     distinct = min(n, MAX_DISTINCT_FRAMES)
     for clip in clips:
         cap = videoio.capture(clip)
         got = 0
+        starts.append(len(frames))
         while len(frames) < distinct:
             ok, bgr = cap.read()
             if not ok:
@@ -207,7 +235,9 @@ def bench_frames(n: int, size: int = INPUT, video: str | os.PathLike | None = No
     if not frames:
         raise ValueError(f"could not decode any video frame from {source}")
     looped = "" if len(frames) >= n else f", looped from {len(frames)}"
-    return _looped(frames, n), f"{n} frames of {', '.join(used)} ({source}{looped})"
+    heads = sorted(set(starts) - {len(frames)})  # (a clip that gave no frame starts none)
+    cuts = [k * len(frames) + h for k in range(-(-n // len(frames))) for h in heads]
+    return _looped(frames, n), f"{n} frames of {', '.join(used)} ({source}{looped})", [c for c in cuts if 0 < c < n]
 
 
 def _pct(values) -> dict:
@@ -255,7 +285,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     (``live``: also the frames paced at :data:`LIVE_FPS`, video mode only)."""
     from mediapipe.python.solutions import face_mesh
 
-    from .align import mediapipe_graph
+    from .align import IMAGE_MESH_FACES, mediapipe_graph
     from .api import Avatarizer
 
     if frames < 1 or warmup < 0:
@@ -274,27 +304,35 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     # are timed
     per = max(1, math.ceil(tracker.identity_every_ms * FPS / 1000.0)) if mode == "video" else 0
     spare = min(2 * tracker.identity_frames * per, MAX_STARTUP_FRAMES)
-    images, source = bench_frames(frames + warmup + spare, video=video)
+    # (frames left out of the timing, below: the loop reads on for as many as it needs, up to these)
+    images, source, cuts = bench_clips(frames + warmup + spare + min(frames, MAX_DISTINCT_FRAMES), video=video)
+    cuts = set(cuts) if mode == "video" else set()
     if log:
         log(f"frames: {source}")
     av = Avatarizer(mode=mode, estimator=estimator, device=device, backend=backend, precision=precision,
                     tracker=tracker)
-    mesh = mediapipe_graph(lambda: face_mesh.FaceMesh(static_image_mode=mode == "image", max_num_faces=av.max_faces,
+    # the baseline: the align stage's own FaceMesh (its settings; image mode searches for at least
+    # IMAGE_MESH_FACES faces) called as the align stage calls it (align._face_landmarks)
+    searched = av.max_faces if mode == "video" else max(av.max_faces, IMAGE_MESH_FACES)
+    mesh = mediapipe_graph(lambda: face_mesh.FaceMesh(static_image_mode=mode == "image", max_num_faces=searched,
                                                       refine_landmarks=True, min_detection_confidence=0.5,
                                                       min_tracking_confidence=0.5))
     if log:
         log(f"estimator: {av.estimator} ({av.estimator_reason}); mode {mode}; "
             f"providers {av.providers}; precision {av.precision}")
     stages = {k: [] for k in STAGE_KEYS}
-    e2e, base, merge, startup = [], [], [], []
-    missed = 0
+    e2e, base, merge, startup, index = [], [], [], [], []
+    left_out = {"no_face": 0, "rewarm": 0}
     warm = mode != "video"
     lead = warmup  # frames before the first timed one (set once the identity is warm in video mode)
+    last = -1
     gc.collect()  # (each phase starts with no garbage of what came before: see _live)
     try:
         for i, img in enumerate(images):
             if len(e2e) == frames:
                 break
+            if i in cuts:  # another clip: a new stream, as a live app starts one for a new source
+                av.reset()
             ts = i * 1000.0 / FPS if mode == "video" else None
             state, (t0, t1), (t2, t3) = _pair(av, mesh, img, ts, i)
             if not warm:
@@ -304,20 +342,27 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
                 continue
             if i < lead:
                 continue
-            if not state.faces:
-                missed += 1
+            why = _left_out(state, mode)
+            if why is not None:  # no face (the frame's cheap path), or a new person's identity warming up
+                left_out[why] += 1
+                continue
             base.append((t1 - t0) * 1e3)
             e2e.append((t3 - t2) * 1e3)
+            index.append(i)
+            last = i
             for k in STAGE_KEYS:
                 stages[k].append(state.timings.get(k, 0.0))
             merge.append(state.timings.get("merge", 0.0))
         if not e2e:
+            if warm and left_out["no_face"]:
+                raise ValueError(f"no frame was timed: none of the {left_out['no_face']} frames after the "
+                                 "warm-up showed a face")
             raise ValueError(f"no frame was timed: the tracker's identity did not warm up in the {len(startup)} "
                              "frames read for it (no face in them?)")
-        # the stream times the same frames as the loop above (lead .. lead + frames - 1), not the spare
-        # start-up frames left over at the end of ``images``
-        streamed = _stream(av, images[:lead + frames], lead) if mode == "video" else None
-        paced = _live(av, mesh, images, frames, warmup) if live else None
+        # the stream times the same frames as the loop above (lead .. the last timed one), not the spare
+        # frames left over at the end of ``images``
+        streamed = _stream(av, images[:last + 1], lead) if mode == "video" else None
+        paced = _live(av, mesh, images, frames, warmup, cuts) if live else None
         ident = av._pipeline.by_name.get("identity")
         if log and ident is not None:
             log(f"identity worker: {ident.worker}; answers adopted: {ident.answers}")
@@ -326,10 +371,13 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         out_device = av.device
         providers, prec = list(av.providers), av.precision
         av.close()
-    if log and missed:
-        log(f"note: no face in {missed} of {frames} timed frames")
+    if log and left_out["no_face"]:
+        log(f"note: {left_out['no_face']} frames without a face were left out of the timing")
+    if log and left_out["rewarm"]:
+        log(f"note: {left_out['rewarm']} frames of a new person's identity start-up (after a cut) were left out")
     if log and len(e2e) < frames:
-        log(f"note: {len(e2e)} of {frames} frames timed: the identity's start-up took {len(startup)} frames")
+        log(f"note: {len(e2e)} of {frames} frames timed: the identity's start-up took {len(startup)} frames "
+            "and frames were left out")
     if log:
         log(f"merge{' (incl. video tracker)' if mode == 'video' else ''}: p50 {np.percentile(merge, 50):.2f} ms")
     end, landmarks = _pct(e2e), _pct(base)
@@ -342,8 +390,10 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         "end_to_end": {**end, "fps": round(1000.0 / float(np.mean(e2e)), 2),
                        "hitch_ratio": _ratio(end["p99_ms"], end["p50_ms"]),
                        "max_frame": int(np.argmax(e2e)),
+                       "max_frame_source": int(index[int(np.argmax(e2e))]),
                        "vs_landmarks": _ratio(end["p50_ms"], landmarks["p50_ms"])},
         "baseline": {"landmarks_only": landmarks},
+        "left_out": dict(left_out),
         "startup": {"frames": len(startup), **_pct(startup)} if startup else None,
         "stream": None if streamed is None else {
             "fps": streamed["fps"], "vs_sequential": _ratio(streamed["fps"], 1000.0 / float(np.mean(e2e))),
@@ -358,7 +408,7 @@ LIVE_FPS = 30.0
 LATE_S = 0.005
 
 
-def _live(av, mesh, images, frames: int, warmup: int, fps: float = LIVE_FPS) -> dict:
+def _live(av, mesh, images, frames: int, warmup: int, cuts=frozenset(), fps: float = LIVE_FPS) -> dict:
     """The sequential loop once more on a new stream, with each frame handed
     over at its time on a ``fps`` clock (a camera's; a frame later than its
     slot starts at once) instead of as soon as the last one is done, and the
@@ -373,6 +423,7 @@ def _live(av, mesh, images, frames: int, warmup: int, fps: float = LIVE_FPS) -> 
     av.reset()
     gc.collect()
     e2e, base, startup, late = [], [], 0, 0
+    left_out = {"no_face": 0, "rewarm": 0}
     warm, lead = False, 0
     start, first = time.perf_counter(), 0  # the clock: frame i's slot is start + (i - first) / fps
     for i, img in enumerate(images):
@@ -385,6 +436,8 @@ def _live(av, mesh, images, frames: int, warmup: int, fps: float = LIVE_FPS) -> 
             time.sleep(wait)
         elif warm and i >= lead and wait < -LATE_S:
             late += 1
+        if i in cuts:
+            av.reset()
         ts = i * 1000.0 / fps
         state, (t0, t1), (t2, t3) = _pair(av, mesh, img, ts, i)
         if not warm:
@@ -394,6 +447,10 @@ def _live(av, mesh, images, frames: int, warmup: int, fps: float = LIVE_FPS) -> 
             continue
         if i < lead:
             continue
+        why = _left_out(state, "video")
+        if why is not None:
+            left_out[why] += 1
+            continue
         base.append((t1 - t0) * 1e3)
         e2e.append((t3 - t2) * 1e3)
     if not e2e:
@@ -402,7 +459,28 @@ def _live(av, mesh, images, frames: int, warmup: int, fps: float = LIVE_FPS) -> 
     return {"fps_in": fps, "late": late,
             "end_to_end": {**end, "hitch_ratio": _ratio(end["p99_ms"], end["p50_ms"]),
                            "vs_landmarks": _ratio(end["p50_ms"], landmarks["p50_ms"])},
-            "baseline": {"landmarks_only": landmarks}}
+            "baseline": {"landmarks_only": landmarks}, "left_out": left_out}
+
+
+def _left_out(state, mode: str) -> str | None:
+    """Why a frame after the warm-up is not timed, or None: ``"no_face"``
+    (no face found: the pipeline's cheap path, which would flatter its
+    times), ``"rewarm"`` (video: a new person's identity warming up, after a
+    cut or a switch the tracker found: the networks run inline there)."""
+    if not state.faces:
+        return "no_face"
+    if mode == "video" and (state.tracked is None or not state.tracked.warm):
+        return "rewarm"
+    return None
+
+
+def _landmarks_only(mesh, img):
+    """The baseline's work on one frame: ``mesh``'s landmarks as the align
+    stage finds them (``align._face_landmarks``: the graph called without
+    ``process()``'s per-call overhead, the landmark lists as bytes)."""
+    from .align import _face_landmarks
+
+    return _face_landmarks(mesh, img)
 
 
 def _pair(av, mesh, img, ts, i: int):
@@ -415,11 +493,11 @@ def _pair(av, mesh, img, ts, i: int):
         t2 = time.perf_counter()
         state = av.run(img, ts, render_size=RENDER)
         t3 = t0 = time.perf_counter()
-        mesh.process(img)
+        _landmarks_only(mesh, img)
         t1 = time.perf_counter()
     else:
         t0 = time.perf_counter()
-        mesh.process(img)
+        _landmarks_only(mesh, img)
         t1 = t2 = time.perf_counter()
         state = av.run(img, ts, render_size=RENDER)
         t3 = time.perf_counter()
@@ -514,10 +592,11 @@ def command(args) -> int:
         row("startup", res["startup"])
         print(f"startup: the first {res['startup']['frames']} frames of a stream, the identity networks inline "
               "on each (not in end_to_end)")
-    if e["n"] < 100:
-        print(f"note: {e['n']} timed frames (< 100): p99 and the hitch ratio are close to the worst frame")
+    if e["n"] <= 100:
+        print(f"note: {e['n']} timed frames (<= 100): p99 and the hitch ratio are close to the worst frame")
     print(f"end to end: {e['fps']:.1f} fps (model loading and warm-up excluded); "
-          f"hitch ratio p99/p50 {e['hitch_ratio']}; worst frame #{e['max_frame']}; "
+          f"hitch ratio p99/p50 {e['hitch_ratio']}; worst frame #{e['max_frame']} "
+          f"(frame {e['max_frame_source']} of the clips as read); "
           f"p50 {e['vs_landmarks']}x MediaPipe landmarks alone (same run)")
     st = res["stream"]
     if st is not None:
