@@ -45,6 +45,7 @@ if importlib.util.find_spec("avatarizer") is None:  # not installed: use the che
 
 from avatarizer.align import FaceAligner  # noqa: E402
 from avatarizer.videoio import capture as open_clip  # noqa: E402
+from avatarizer.checks import int_arg  # noqa: E402
 
 SHARED_VIDEO = ROOT.parent / "shared" / "data" / "video"
 SIZE = 512
@@ -144,8 +145,8 @@ def run(frame_count: int, warmup: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=200, help="timed frames per measurement (default 200)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
+    parser.add_argument("--frames", type=int_arg(1, 100_000), default=200, help="timed frames per measurement (default 200)")
+    parser.add_argument("--warmup", type=int_arg(0, 100_000), default=10, help="untimed calls first (default 10)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.frames < 1 or args.warmup < 0:

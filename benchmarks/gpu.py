@@ -211,15 +211,17 @@ def check_avatars(entries, device: str, photos, calls: int, warmup: int) -> dict
 
 
 def main(argv=None) -> int:
+    from avatarizer.checks import int_arg
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", type=Path, default=None,
                     help="folder of portrait photos (default: the bundled sample portrait)")
-    ap.add_argument("--limit", type=int, default=32, help="most photos used (default 32)")
+    ap.add_argument("--limit", type=int_arg(1, 100_000), default=32, help="most photos used (default 32)")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu", "auto"),
                     help="the device under test (cpu: a dry run of this script)")
-    ap.add_argument("--calls", type=int, default=200, help="timed calls per model and batch (default 200)")
-    ap.add_argument("--warmup", type=int, default=20, help="untimed calls first (default 20)")
-    ap.add_argument("--frames", type=int, default=50, help="timed from_frame calls per precision (default 50)")
+    ap.add_argument("--calls", type=int_arg(1, 100_000), default=200, help="timed calls per model and batch (default 200)")
+    ap.add_argument("--warmup", type=int_arg(0, 100_000), default=20, help="untimed calls first (default 20)")
+    ap.add_argument("--frames", type=int_arg(1, 100_000), default=50, help="timed from_frame calls per precision (default 50)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON report here (a new file)")
     args = ap.parse_args(argv)

@@ -14,15 +14,18 @@ a worker thread while the consumer merges and overlays this one.
 
 Each mode runs ``--repeats`` times on a fresh ``Avatarizer`` (model loading
 not timed), the two modes alternating (sequential first in odd repeats), and
-the first ``--warmup`` frames of every run are left out of the numbers (the
-identity networks run inline on every frame until the identity is warm, 15
-frames). Per mode: ``interval`` (time between two finished frames: what
+the first ``--warmup`` frames of every run are left out of the numbers: they
+must cover the identity's start-up, where its networks run inline on some
+frames (back to back about 85-110 frames, while the worker process starts;
+the default 150 does; 30 before session 34 let 9 inline frames into the
+timing, a review). Per mode: ``interval`` (time between two finished frames: what
 decides the frame rate), ``latency`` (from the moment a frame is taken from
 the source to its overlay being done: in a stream a frame may wait in the
 read-ahead queue), each p50/p95/p99/max ms over all timed frames of all
 repeats, and ``fps`` (timed frames / their wall time; the median of the
 repeats, each repeat's in ``fps_runs``), ``cpu_cores_used`` (process CPU
-time / wall time of a run, median). ``throughput_ratio`` is stream fps /
+time / wall time of a run, median; this process only: the identity worker
+process's CPU is not counted). ``throughput_ratio`` is stream fps /
 sequential fps. ``--camera`` delivers the frames no faster than 25 fps (a
 camera): then fps is capped at 25 and latency is the number to compare.
 ``--decode`` decodes the clip inside the loop (on the stream's worker thread
@@ -44,6 +47,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from avatarizer.api import Avatarizer  # noqa: E402
 from avatarizer.bench import _pct, bench_frames  # noqa: E402
+from avatarizer.checks import int_arg  # noqa: E402
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "d10.mp4"
 DT_MS = 40.0
@@ -155,9 +159,10 @@ def _clip_frames(clip: str, most: int) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--frames", type=int, default=150, help="frames per run (default 150)")
-    ap.add_argument("--warmup", type=int, default=30, help="frames left out at the start of every run (default 30)")
-    ap.add_argument("--repeats", type=int, default=2, help="runs per mode, alternating (default 2)")
+    ap.add_argument("--frames", type=int_arg(1, 100_000), default=400, help="frames per run (default 400)")
+    ap.add_argument("--warmup", type=int_arg(0, 100_000), default=150,
+                    help="frames left out at the start of every run: the identity's start-up (default 150)")
+    ap.add_argument("--repeats", type=int_arg(1, 100_000), default=2, help="runs per mode, alternating (default 2)")
     ap.add_argument("--video", default=str(DEFAULT_VIDEO) if DEFAULT_VIDEO.exists() else None,
                     help="a clip or a folder of clips (default ../shared/data/video/d10.mp4; the built-in "
                          "frames without it)")

@@ -5,11 +5,15 @@ frames the identity worker overlaps against the others, in one run.
     python benchmarks/video_frame.py --json               # one JSON object
     python benchmarks/video_frame.py --profile 40         # + cProfile, top 40 functions by own time
 
-Frames: ``--frames`` + ``--warmup`` consecutive frames of the shared clips
-(``../shared/data/video``, as ``avatarizer bench --video``; 512×512), through
+Frames: consecutive frames of the shared clips (``../shared/data/video``, as
+``avatarizer bench --video``; 512×512), through
 ``Avatarizer(mode="video").run(frame, t, render_size=256)`` as ``bench`` runs
-them, with MediaPipe Face Mesh ``process()`` alone on the same frame in the
-same loop (the baseline). Per timed frame:
+them, with MediaPipe Face Mesh alone on the same frame in the same loop (the
+baseline: called as the align stage calls it, ``align._face_landmarks``; the
+two first in turn). As in ``bench``, the identity's start-up (its networks
+inline) comes first, then ``--warmup`` frames, untimed; then ``--frames``
+timed frames, leaving out any without a face or of a new person's start-up.
+Per timed frame:
 
 * ``mediapipe``: the aligner's own MediaPipe graph call (``align._face_landmarks``),
   and ``align_python``: the rest of the align stage (landmark decoding, the
@@ -24,7 +28,8 @@ same loop (the baseline). Per timed frame:
 
 Each as p50/p95/p99/max ms. ``worker``: how many timed frames overlapped the
 identity worker (busy at the frame's start or end) and ``end_to_end`` p50/p95
-of those frames and of the others; the worker's time per answer. The load
+of those frames and of the others; the worker's time per answer (a thread
+worker only: a process worker computes in its child, ``answer_ms`` null). The load
 average before and after is printed: the numbers compare only within one run.
 ``--profile N`` adds cProfile's top N functions over the timed frames (MediaPipe's
 and the renderer's C calls included, under their own names) to stderr.
@@ -49,6 +54,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 from avatarizer import align as _align  # noqa: E402
 from avatarizer.api import Avatarizer  # noqa: E402
 from avatarizer.bench import _pct, bench_frames  # noqa: E402
+from avatarizer.checks import int_arg  # noqa: E402
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video"
 PARTS = ("mediapipe", "align_python", "identity", "merge", "render", "other", "end_to_end", "landmarks_only")
@@ -57,7 +63,8 @@ PARTS = ("mediapipe", "align_python", "identity", "merge", "render", "other", "e
 def run(frames: int = 300, warmup: int = 30, video=None, profile: int = 0) -> dict:
     from mediapipe.python.solutions import face_mesh
 
-    images, source = bench_frames(frames + warmup, video=video or DEFAULT_VIDEO)
+    # (more frames than timed: the identity's start-up comes first, untimed, as in `avatarizer bench`)
+    images, source = bench_frames(frames + warmup + 400, video=video or DEFAULT_VIDEO)
     load_before = os.getloadavg()
     av = Avatarizer(mode="video")
     pipe = av._pipeline
@@ -100,19 +107,34 @@ def run(frames: int = 300, warmup: int = 30, video=None, profile: int = 0) -> di
     busy = []
     prof = cProfile.Profile() if profile else None
     try:
+        lead = None  # the first frame after the start-up and the warm-up
         for i, img in enumerate(images):
-            t0 = time.perf_counter()
-            mesh.process(img)
-            t1 = time.perf_counter()
-            if prof is not None and i == warmup:
+            if len(rows["end_to_end"]) == frames:
+                break
+            if prof is not None and i == lead:
                 prof.enable()
             was_busy = ident is not None and ident._busy
             n_mp, n_id = len(mp_ms), len(id_ms)
-            state = av.run(img, i * 1000.0 / 30.0, render_size=256)
-            t2 = time.perf_counter()
+            # the baseline (MediaPipe as the align stage calls it) and the pipeline, each first in turn
+            if i % 2:
+                t1 = time.perf_counter()
+                state = av.run(img, i * 1000.0 / 30.0, render_size=256)
+                t2 = t0 = time.perf_counter()
+                real_landmarks(mesh, img)
+                base_ms = (time.perf_counter() - t0) * 1e3
+            else:
+                t0 = time.perf_counter()
+                real_landmarks(mesh, img)
+                t1 = time.perf_counter()
+                base_ms = (t1 - t0) * 1e3
+                state = av.run(img, i * 1000.0 / 30.0, render_size=256)
+                t2 = time.perf_counter()
             was_busy = was_busy or (ident is not None and ident._busy)
-            if i < warmup:
-                continue
+            warm = state.tracked is not None and state.tracked.warm and bool(state.faces)
+            if lead is None and warm:
+                lead = i + 1 + warmup  # the identity's start-up is over: then the warm-up frames
+            if lead is None or i < lead or not warm:
+                continue  # (a frame without a face, or a new person's start-up, is not timed either)
             tm = state.timings
             mp = sum(mp_ms[n_mp:])
             idt = sum(id_ms[n_id:])
@@ -124,7 +146,7 @@ def run(frames: int = 300, warmup: int = 30, video=None, profile: int = 0) -> di
             rows["render"].append(tm.get("render", 0.0))
             rows["other"].append(e2e - sum(tm.get(k, 0.0) for k in ("align", "merge", "render")) - idt)
             rows["end_to_end"].append(e2e)
-            rows["landmarks_only"].append((t1 - t0) * 1e3)
+            rows["landmarks_only"].append(base_ms)
             busy.append(was_busy)
         if prof is not None:
             prof.disable()
@@ -150,8 +172,8 @@ def run(frames: int = 300, warmup: int = 30, video=None, profile: int = 0) -> di
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--frames", type=int_arg(1, 100_000), default=300)
+    ap.add_argument("--warmup", type=int_arg(0, 100_000), default=30)
     ap.add_argument("--video", default=None, help="a clip or a folder of .mp4 clips (default ../shared/data/video)")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's top N functions to stderr")
     ap.add_argument("--json", action="store_true")
