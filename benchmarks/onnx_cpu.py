@@ -3,7 +3,7 @@
 All precisions and batch sizes are timed in the same run, interleaved call by
 call (round robin), so the ratios against fp32 hold on a noisy shared
 machine. Each (precision, batch) gets ``--warmup`` untimed calls first; the
-report has p50 and p95 in milliseconds per call, ms per image, and p50
+report has p50, p95, p99, the worst call and n in milliseconds per call, ms per image, and p50
 ratios against fp32 at the same batch.
 
 Models come from a models folder (default ``sdk/avatarizer/models``, verified
@@ -93,6 +93,9 @@ def run(folder: Path, role: str, batches: list[int], runs: int, warmup: int, thr
         results.setdefault(p, {})[str(b)] = {
             "p50_ms": round(float(np.percentile(arr, 50)), 3),
             "p95_ms": round(float(np.percentile(arr, 95)), 3),
+            "p99_ms": round(float(np.percentile(arr, 99)), 3),
+            "max_ms": round(float(arr.max()), 3),
+            "n": int(arr.size),
             "p50_ms_per_image": round(float(np.percentile(arr, 50)) / b, 3),
         }
     ratios: dict[str, dict[str, float | None]] = {}
