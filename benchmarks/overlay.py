@@ -155,14 +155,12 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     worst = banded = 0
     names = list(fns)
-    n_calls = 0
     for rep in range(args.repeats + 1):
         for j, (a, f) in enumerate(pairs):
             # each function first in turn (a fixed order ran "before" first and "after" third on every
-            # frame: its p50 moved ~7% with its place, a review); rotated by a count of its own, not tied
-            # to the frame index
-            shift = n_calls % len(names)
-            n_calls += 1
+            # frame: its p50 moved ~7% with its place, a review), and on each frame a place of its own
+            # from one pass to the next
+            shift = (j + rep) % len(names)
             for k in names[shift:] + names[:shift]:
                 fn = fns[k]
                 t0 = time.perf_counter()

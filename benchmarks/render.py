@@ -137,7 +137,7 @@ def time_interleaved(fns: dict, params, repeats: int, warmup: int) -> dict:
     names = list(fns)
     for r in range(repeats):
         p = params[r % len(params)]
-        shift = (r + r // len(params)) % len(names)
+        shift = (r % len(params) + r // len(params)) % len(names)
         for k in names[shift:] + names[:shift]:
             fn = fns[k]
             t0 = time.perf_counter()

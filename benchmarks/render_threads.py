@@ -38,6 +38,7 @@ from avatarizer import native  # noqa: E402
 from avatarizer.api import Avatarizer  # noqa: E402
 from avatarizer.bench import _pct, bench_frames  # noqa: E402
 from avatarizer.pipeline import render as render_stage  # noqa: E402
+from avatarizer.checks import int_arg  # noqa: E402
 
 
 def bare(params, sizes, threads: int, repeats: int) -> dict:
@@ -94,17 +95,19 @@ def live(images, threads: int, warmup: int) -> dict:
     finally:
         render_stage.render = real_render
         mesh.close()
+    if not all(stage[n] for n in counts):
+        raise SystemExit("no live frame was timed (no face, or the identity never warmed up): more --frames?")
     return {str(n): {"render_stage_256": _pct(stage[n]), "end_to_end": _pct(e2e[n]),
                      "overlay": _pct(overlay[n])} for n in counts}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=2, help="the banded count compared with 1 (default 2)")
+    ap.add_argument("--threads", type=int_arg(2, 100_000), default=2, help="the banded count compared with 1 (default 2)")
     ap.add_argument("--sizes", default="256,512,1024")
-    ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--warmup", type=int, default=30)
-    ap.add_argument("--repeats", type=int, default=3, help="bare: timed passes over the avatars")
+    ap.add_argument("--frames", type=int_arg(1, 100_000), default=300)
+    ap.add_argument("--warmup", type=int_arg(0, 100_000), default=30)
+    ap.add_argument("--repeats", type=int_arg(1, 100_000), default=3, help="bare: timed passes over the avatars")
     ap.add_argument("--video", default=None)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)

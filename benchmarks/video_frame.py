@@ -10,9 +10,11 @@ Frames: consecutive frames of the shared clips (``../shared/data/video``, as
 ``Avatarizer(mode="video").run(frame, t, render_size=256)`` as ``bench`` runs
 them, with MediaPipe Face Mesh alone on the same frame in the same loop (the
 baseline: called as the align stage calls it, ``align._face_landmarks``; the
-two first in turn). As in ``bench``, the identity's start-up (its networks
-inline) comes first, then ``--warmup`` frames, untimed; then ``--frames``
-timed frames, leaving out any without a face or of a new person's start-up.
+two first in turn). As in ``bench`` (its gate), the identity's start-up (its
+networks inline) comes first, then ``--warmup`` frames, untimed; then
+``--frames`` timed frames, leaving out any without a face or of a new
+person's start-up (a new stream at each change of clip), counted in
+``left_out``; ``frames`` is the number timed.
 Per timed frame:
 
 * ``mediapipe``: the aligner's own MediaPipe graph call (``align._face_landmarks``),
@@ -53,7 +55,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from avatarizer import align as _align  # noqa: E402
 from avatarizer.api import Avatarizer  # noqa: E402
-from avatarizer.bench import _pct, bench_frames  # noqa: E402
+from avatarizer.bench import _Gate, _pct, bench_clips  # noqa: E402
 from avatarizer.checks import int_arg  # noqa: E402
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video"
@@ -64,7 +66,8 @@ def run(frames: int = 300, warmup: int = 30, video=None, profile: int = 0) -> di
     from mediapipe.python.solutions import face_mesh
 
     # (more frames than timed: the identity's start-up comes first, untimed, as in `avatarizer bench`)
-    images, source = bench_frames(frames + warmup + 400, video=video or DEFAULT_VIDEO)
+    images, source, cuts = bench_clips(2 * (frames + warmup) + 400, video=video or DEFAULT_VIDEO)
+    cuts = set(cuts)
     load_before = os.getloadavg()
     av = Avatarizer(mode="video")
     pipe = av._pipeline
@@ -107,11 +110,14 @@ def run(frames: int = 300, warmup: int = 30, video=None, profile: int = 0) -> di
     busy = []
     prof = cProfile.Profile() if profile else None
     try:
-        lead = None  # the first frame after the start-up and the warm-up
+        gate = _Gate("video", warmup)  # (as bench: no start-up, warm-up or re-warm frame, none without a face)
         for i, img in enumerate(images):
             if len(rows["end_to_end"]) == frames:
                 break
-            if prof is not None and i == lead:
+            if i in cuts:  # another clip: a new stream (as bench)
+                av.reset()
+                gate.cut()
+            if prof is not None and i == gate.lead:
                 prof.enable()
             was_busy = ident is not None and ident._busy
             n_mp, n_id = len(mp_ms), len(id_ms)
@@ -130,11 +136,8 @@ def run(frames: int = 300, warmup: int = 30, video=None, profile: int = 0) -> di
                 state = av.run(img, i * 1000.0 / 30.0, render_size=256)
                 t2 = time.perf_counter()
             was_busy = was_busy or (ident is not None and ident._busy)
-            warm = state.tracked is not None and state.tracked.warm and bool(state.faces)
-            if lead is None and warm:
-                lead = i + 1 + warmup  # the identity's start-up is over: then the warm-up frames
-            if lead is None or i < lead or not warm:
-                continue  # (a frame without a face, or a new person's start-up, is not timed either)
+            if not gate.timed(i, state, (t2 - t1) * 1e3):
+                continue
             tm = state.timings
             mp = sum(mp_ms[n_mp:])
             idt = sum(id_ms[n_id:])
@@ -154,8 +157,10 @@ def run(frames: int = 300, warmup: int = 30, video=None, profile: int = 0) -> di
         _align._face_landmarks = real_landmarks
         mesh.close()
         av.close()
+    if not rows["end_to_end"]:
+        raise SystemExit(gate.nothing_timed(len(images)))
     e2e, b = np.array(rows["end_to_end"]), np.array(busy, bool)
-    res = {"frames": frames, "warmup": warmup, "source": source,
+    res = {"frames": len(e2e), "warmup": warmup, "source": source, "left_out": gate.left_out,
            "load_avg": {"before": [round(v, 2) for v in load_before],
                         "after": [round(v, 2) for v in os.getloadavg()]},
            "parts": {k: _pct(v) for k, v in rows.items()},

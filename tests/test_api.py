@@ -848,6 +848,47 @@ def test_bench_takes_the_baseline_and_the_pipeline_in_turn_first(monkeypatch):
     assert len(top) == 8 and sorted(firsts) == ["mesh", "mesh", "pipe", "pipe"], top
 
 
+def test_bench_gate_times_no_start_up_warm_up_or_re_warm_frame():
+    """``bench``'s gate (review, session 34): the start-up, then ``warmup``
+    frames; after a cut the new person's start-up and its ``warmup`` frames
+    again (the first frames after a re-warm ran 30-60% slower); a start-up
+    a cut interrupted is reported from its new beginning only; frames
+    without a face are counted apart."""
+    from types import SimpleNamespace as NS
+
+    from avatarizer.bench import _Gate
+
+    def st(warm=True, face=True):
+        return NS(faces=[0] if face else [], tracked=NS(warm=warm) if face else None)
+
+    g = _Gate("video", warmup=2)
+    seq = [st(False), st(False)]
+    assert [g.timed(i, s, 9.0) for i, s in enumerate(seq)] == [False, False] and g.startup == [9.0, 9.0]
+    g.cut()  # a cut inside the start-up: it starts again
+    assert g.startup == [] and g.lead is None
+    out = [g.timed(i, s, 5.0) for i, s in enumerate([st(False), st(True), st(), st(), st(), st(face=False)],
+                                                     start=2)]
+    # frame 3 warm (start-up of 2 frames), 4 and 5 the warm-up, 6 timed, 7 no face
+    assert out == [False, False, False, False, True, False] and len(g.startup) == 2 and g.lead == 6
+    assert g.left_out == {"no_face": 1, "rewarm": 0} and not g.cold
+    g.cut()
+    out = [g.timed(i, s, 5.0) for i, s in enumerate([st(False), st(False), st(), st(), st(), st()], start=8)]
+    # 8, 9 the new person's start-up, 10 and 11 its warm-up, then timed
+    assert out == [False, False, False, False, True, True] and g.left_out["rewarm"] == 4, (out, g.left_out)
+    img = _Gate("image", warmup=1)
+    assert [img.timed(i, st(), 1.0) for i in range(3)] == [False, True, True] and img.startup == []
+    assert "none of the 2 frames after the warm-up showed a face" in _nothing(_Gate("image", 0), 2)
+    assert "did not warm up" in _Gate("video", 0).nothing_timed(5)
+
+
+def _nothing(g, n):
+    from types import SimpleNamespace as NS
+
+    for i in range(n):
+        g.timed(i, NS(faces=[], tracked=None), 1.0)
+    return g.nothing_timed(n)
+
+
 def test_runtime_never_imports_torch():
     code = ("import os, sys; os.environ['GLOG_minloglevel']='2'\n"
             "import numpy as np; from skimage import data\n"

@@ -43,13 +43,15 @@ For every frame, in the same loop (so ratios survive a noisy machine):
   in ``fps``; ``startup`` (video mode) gives the start-up frames' own
   distribution (``frames``, the frames in it, and p50/p95/p99/max ms).
 
-Then, in video mode, the same frames once more through
-:meth:`Avatarizer.stream` (a new stream; the landmarks of the next frame are
-found on a worker thread while this one is merged and drawn), each avatar
-drawn at 256 px by the consumer: ``stream.fps`` (timed frames over their wall
-time), ``stream.vs_sequential`` (over ``end_to_end.fps``) and
-``stream.latency`` (a frame taken from the source → its avatar drawn; a
-frame may wait for the worker). ``null`` in image mode.
+Then, in video mode, the frames of the clip the timed frames begin in,
+from its first frame up to the next cut or the last timed frame, once more
+through :meth:`Avatarizer.stream` (a new stream, untimed up to the first
+timed frame of the loop; the landmarks of the next frame are found on a
+worker thread while this one is merged and drawn), each avatar drawn at 256
+px by the consumer: ``stream.fps`` (timed frames over their wall time),
+``stream.vs_sequential`` (over ``end_to_end.fps``) and ``stream.latency`` (a
+frame taken from the source → its avatar drawn, frames with an avatar only;
+a frame may wait for the worker; null where none had one). ``null`` in image mode.
 
 With ``--live`` (video mode), the sequential loop once more on a new stream,
 its frames handed over on a 30 fps clock as a camera's would be (a frame
@@ -57,8 +59,9 @@ later than its slot starts at once) and the landmarks-only baseline in the
 same slot: ``live.end_to_end`` (with ``hitch_ratio`` and ``vs_landmarks``)
 and ``live.baseline.landmarks_only``; ``live.late`` counts the timed frames
 handed over more than 5 ms after their slot (the last slot's frame and
-baseline ran over; the timed frames' clock starts one slot after the last
-warm-up frame). Back to back, the loop above leaves the cores no idle time,
+baseline ran over; the clock starts again one slot after each frame left
+out for the start-up, a warm-up or a re-warm, and ``live.left_out`` counts
+as ``left_out`` does). Back to back, the loop above leaves the cores no idle time,
 so the identity worker's jobs (its process shares the cores) take frames'
 time; at a camera's rate they fit between frames.
 ``live`` is ``null`` without it. Which worker computed the identity
@@ -69,22 +72,25 @@ stderr with the answers it gave.
 Every distribution reports ``p50_ms``, ``p95_ms``, ``p99_ms`` and ``max_ms``
 (the worst frame), and ``n``, the number of frames in it (with 100 or fewer,
 ``p99_ms`` is interpolated between the two slowest frames: nearly ``max_ms``;
-``startup`` always has fewer).
+``startup`` has fewer as a rule).
 Stalls are what a live viewer sees, so ``end_to_end`` adds
 ``hitch_ratio`` (``p99_ms / p50_ms``), ``max_frame`` (the index of the worst
 timed frame) and ``vs_landmarks`` (its ``p50_ms`` over the baseline's
 ``p50_ms``, both from this run).
 
 Frames after the warm-up that show no face (the pipeline's cheap path) or,
-in video mode, a new person's identity warming up are left out of every
-distribution and counted in ``left_out`` (``no_face``, ``rewarm``); the loop
-reads on for as many more. Where the clips of a folder change (and where
-they loop) the stream starts anew (``Avatarizer.reset()``, as a live app
-does for a new source), so no clip's start-up is timed and no avatar is of
-the clip before (the stream phase below cannot be reset: its frames after a
-cut include the new person's start-up). ``end_to_end.max_frame_source`` is
-the worst frame's index in the frames as read (clips in name order, looped).
-No frame timed (no face after the warm-up) is an error.
+in video mode, a new person's identity warming up (and the ``--warmup``
+frames after it) are left out of every distribution and counted in
+``left_out`` (``no_face``, ``rewarm``); the loop reads on for more (up to
+twice the frames it would need without them; fewer timed frames than
+``--frames`` are noted on stderr and show in ``n``). Where the clips of a
+folder change (and where they loop back to the first of several) the stream
+starts anew (``Avatarizer.reset()``, as a live app does for a new source),
+so no clip's start-up is timed and no avatar is of the clip before; a
+start-up a cut interrupted starts again, and ``startup`` is the last one.
+``end_to_end.max_frame_source`` is the worst frame's index in the frames as
+read (clips in name order, looped). No frame timed is an error that says
+why.
 
 ``--json`` prints exactly::
 
@@ -195,7 +201,7 @@ def bench_clips(n: int, size: int = INPUT, video: str | os.PathLike | None = Non
     """:func:`bench_frames` and the indices (ascending, over 0) of the frames
     that start another clip, or the first clip again where they loop: the
     cuts, where a live app would start a new stream (none for the built-in
-    frames: one person throughout)."""
+    frames, nor for a single clip looping: one person throughout)."""
     import cv2
 
     from . import videoio
@@ -236,6 +242,8 @@ def bench_clips(n: int, size: int = INPUT, video: str | os.PathLike | None = Non
         raise ValueError(f"could not decode any video frame from {source}")
     looped = "" if len(frames) >= n else f", looped from {len(frames)}"
     heads = sorted(set(starts) - {len(frames)})  # (a clip that gave no frame starts none)
+    if len(heads) == 1:
+        heads = []  # one clip: where it loops it is the same person again (a reset there kept a short clip cold)
     cuts = [k * len(frames) + h for k in range(-(-n // len(frames))) for h in heads]
     return _looped(frames, n), f"{n} frames of {', '.join(used)} ({source}{looped})", [c for c in cuts if 0 < c < n]
 
@@ -304,8 +312,9 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     # are timed
     per = max(1, math.ceil(tracker.identity_every_ms * FPS / 1000.0)) if mode == "video" else 0
     spare = min(2 * tracker.identity_frames * per, MAX_STARTUP_FRAMES)
-    # (frames left out of the timing, below: the loop reads on for as many as it needs, up to these)
-    images, source, cuts = bench_clips(frames + warmup + spare + min(frames, MAX_DISTINCT_FRAMES), video=video)
+    # (frames left out of the timing, below: the loop reads on for as many as it needs, up to these; the
+    # list holds the same arrays again, so its length costs no memory)
+    images, source, cuts = bench_clips(2 * (frames + warmup + spare) + MAX_STARTUP_FRAMES, video=video)
     cuts = set(cuts) if mode == "video" else set()
     if log:
         log(f"frames: {source}")
@@ -321,11 +330,8 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         log(f"estimator: {av.estimator} ({av.estimator_reason}); mode {mode}; "
             f"providers {av.providers}; precision {av.precision}")
     stages = {k: [] for k in STAGE_KEYS}
-    e2e, base, merge, startup, index = [], [], [], [], []
-    left_out = {"no_face": 0, "rewarm": 0}
-    warm = mode != "video"
-    lead = warmup  # frames before the first timed one (set once the identity is warm in video mode)
-    last = -1
+    e2e, base, merge, index = [], [], [], []
+    gate = _Gate(mode, warmup)
     gc.collect()  # (each phase starts with no garbage of what came before: see _live)
     try:
         for i, img in enumerate(images):
@@ -333,35 +339,25 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
                 break
             if i in cuts:  # another clip: a new stream, as a live app starts one for a new source
                 av.reset()
+                gate.cut()
             ts = i * 1000.0 / FPS if mode == "video" else None
             state, (t0, t1), (t2, t3) = _pair(av, mesh, img, ts, i)
-            if not warm:
-                startup.append((t3 - t2) * 1e3)
-                warm = state.tracked is not None and state.tracked.warm
-                lead = i + 1 + warmup
-                continue
-            if i < lead:
-                continue
-            why = _left_out(state, mode)
-            if why is not None:  # no face (the frame's cheap path), or a new person's identity warming up
-                left_out[why] += 1
+            if not gate.timed(i, state, (t3 - t2) * 1e3):
                 continue
             base.append((t1 - t0) * 1e3)
             e2e.append((t3 - t2) * 1e3)
             index.append(i)
-            last = i
             for k in STAGE_KEYS:
                 stages[k].append(state.timings.get(k, 0.0))
             merge.append(state.timings.get("merge", 0.0))
         if not e2e:
-            if warm and left_out["no_face"]:
-                raise ValueError(f"no frame was timed: none of the {left_out['no_face']} frames after the "
-                                 "warm-up showed a face")
-            raise ValueError(f"no frame was timed: the tracker's identity did not warm up in the {len(startup)} "
-                             "frames read for it (no face in them?)")
-        # the stream times the same frames as the loop above (lead .. the last timed one), not the spare
-        # frames left over at the end of ``images``
-        streamed = _stream(av, images[:last + 1], lead) if mode == "video" else None
+            raise ValueError(gate.nothing_timed(len(images)))
+        startup, left_out = gate.startup, gate.left_out
+        # the stream: the clip the timed frames begin in, from its first frame (a new stream) up to the next
+        # cut or the last timed frame, its first ``index[0] - seg`` frames untimed as here
+        seg = max([0] + [c for c in cuts if c <= index[0]])
+        end = min([index[-1] + 1] + [c for c in cuts if c > index[0]])
+        streamed = _stream(av, images[seg:end], index[0] - seg) if mode == "video" else None
         paced = _live(av, mesh, images, frames, warmup, cuts) if live else None
         ident = av._pipeline.by_name.get("identity")
         if log and ident is not None:
@@ -376,8 +372,8 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     if log and left_out["rewarm"]:
         log(f"note: {left_out['rewarm']} frames of a new person's identity start-up (after a cut) were left out")
     if log and len(e2e) < frames:
-        log(f"note: {len(e2e)} of {frames} frames timed: the identity's start-up took {len(startup)} frames "
-            "and frames were left out")
+        log(f"note: {len(e2e)} of {frames} frames timed: the frames read ran out (the identity's start-up took "
+            f"{len(startup)} frames; {sum(left_out.values())} were left out)")
     if log:
         log(f"merge{' (incl. video tracker)' if mode == 'video' else ''}: p50 {np.percentile(merge, 50):.2f} ms")
     end, landmarks = _pct(e2e), _pct(base)
@@ -422,44 +418,104 @@ def _live(av, mesh, images, frames: int, warmup: int, cuts=frozenset(), fps: flo
     (session 24: worst frame 40-60 ms in 3 of 3 runs, none with it)."""
     av.reset()
     gc.collect()
-    e2e, base, startup, late = [], [], 0, 0
-    left_out = {"no_face": 0, "rewarm": 0}
-    warm, lead = False, 0
+    e2e, base, late = [], [], 0
+    gate = _Gate("video", warmup)
     start, first = time.perf_counter(), 0  # the clock: frame i's slot is start + (i - first) / fps
+    restart = False
     for i, img in enumerate(images):
         if len(e2e) == frames:
             break
-        if warm and i == lead:  # the timed frames on a clock of their own (a slow start-up is not caught
-            start, first = time.perf_counter() + 1.0 / fps, i  # up), the first one slot after the last
+        if i in cuts:
+            av.reset()
+            gate.cut()
+        if restart:  # the frames after the start-up, the warm-up or a re-warm on a clock of their own (a slow
+            start, first = time.perf_counter() + 1.0 / fps, i  # start-up is not caught up), one slot after
         wait = start + (i - first) / fps - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
-        elif warm and i >= lead and wait < -LATE_S:
-            late += 1
-        if i in cuts:
-            av.reset()
         ts = i * 1000.0 / fps
         state, (t0, t1), (t2, t3) = _pair(av, mesh, img, ts, i)
-        if not warm:
-            startup += 1
-            warm = state.tracked is not None and state.tracked.warm
-            lead = i + 1 + warmup
+        timed = gate.timed(i, state, (t3 - t2) * 1e3)
+        restart = not timed and gate.cold
+        if not timed:
             continue
-        if i < lead:
-            continue
-        why = _left_out(state, "video")
-        if why is not None:
-            left_out[why] += 1
-            continue
+        if wait < -LATE_S:  # (only a timed frame is counted late)
+            late += 1
         base.append((t1 - t0) * 1e3)
         e2e.append((t3 - t2) * 1e3)
     if not e2e:
-        raise ValueError(f"no live frame was timed: the identity never warmed up ({startup} frames)")
+        raise ValueError("no live frame was timed: " + gate.nothing_timed(len(images)))
+    left_out = gate.left_out
     end, landmarks = _pct(e2e), _pct(base)
     return {"fps_in": fps, "late": late,
             "end_to_end": {**end, "hitch_ratio": _ratio(end["p99_ms"], end["p50_ms"]),
                            "vs_landmarks": _ratio(end["p50_ms"], landmarks["p50_ms"])},
             "baseline": {"landmarks_only": landmarks}, "left_out": left_out}
+
+
+class _Gate:
+    """Which frames of a benchmark loop are timed: in video mode none before
+    the identity is warm (the start-up, whose times are kept in ``startup``,
+    those of the last stream only where a cut came during it), then not the
+    ``warmup`` frames after it; no frame without a face (``left_out["no_face"]``),
+    none of a new person's start-up after a cut or a switch the tracker found,
+    nor the ``warmup`` frames after that (``left_out["rewarm"]``). ``cold``:
+    the last frame was untimed for the start-up, a warm-up or a re-warm."""
+
+    def __init__(self, mode: str, warmup: int):
+        self.mode, self.warmup = mode, warmup
+        self.lead = warmup if mode != "video" else None  # the first frame that may be timed (None: starting)
+        self.startup: list[float] = []
+        self.left_out = {"no_face": 0, "rewarm": 0}
+        self.rewarming = False
+        self.lead_rewarm = False  # the frames before ``lead`` are a re-warm's warm-up
+        self.cold = True
+
+    def cut(self) -> None:
+        """A new stream (``Avatarizer.reset()``) from the next frame on."""
+        if self.lead is None:
+            self.startup = []  # the start-up begins again: only the last stream's is reported
+        else:
+            self.rewarming = True
+
+    def timed(self, i: int, state, ms: float) -> bool:
+        self.cold = True
+        if self.lead is None:  # the first start-up
+            self.startup.append(ms)
+            if state.tracked is not None and state.tracked.warm:
+                self.lead = i + 1 + self.warmup
+            return False
+        if i < self.lead:
+            if self.lead_rewarm:  # the warm-up after a re-warm: counted with it
+                self.left_out["rewarm"] += 1
+            return False
+        why = _left_out(state, self.mode)
+        if why == "no_face":
+            self.cold = False
+            self.left_out[why] += 1
+            return False
+        if why == "rewarm":
+            self.rewarming = True
+        elif self.rewarming:  # warm again: then its warm-up frames, as after the first start-up
+            self.rewarming = False
+            self.lead, self.lead_rewarm = i + self.warmup, True
+            if i < self.lead:
+                why = "rewarm"
+        if why is not None:
+            self.left_out["rewarm"] += 1
+            return False
+        self.cold = False
+        return True
+
+    def nothing_timed(self, read: int) -> str:
+        """Why no frame was timed, in a sentence."""
+        if self.lead is None:
+            return (f"no frame was timed: the tracker's identity did not warm up in the {len(self.startup)} "
+                    "frames read for it since the last cut (no face in them, or clips too short?)")
+        if self.left_out["no_face"] and not self.left_out["rewarm"]:
+            return f"no frame was timed: none of the {self.left_out['no_face']} frames after the warm-up showed a face"
+        return (f"no frame was timed in the {read} frames read: {self.left_out['no_face']} without a face and "
+                f"{self.left_out['rewarm']} of new persons' start-ups after cuts (clips too short?)")
 
 
 def _left_out(state, mode: str) -> str | None:
@@ -522,6 +578,7 @@ def _stream(av, images, warmup: int) -> dict:
 
     latency = []
     start = time.perf_counter()
+    timed = 0
     for i, avatar in av.stream(source(), fps=FPS):
         if avatar is not None:
             avatar.render(RENDER)
@@ -529,9 +586,11 @@ def _stream(av, images, warmup: int) -> dict:
         if i == warmup - 1:
             start = done
         elif i >= warmup:
-            latency.append((done - taken[i]) * 1e3)
+            timed += 1
+            if avatar is not None:  # (a frame without a face is no avatar's latency)
+                latency.append((done - taken[i]) * 1e3)
     wall = time.perf_counter() - start
-    return {"fps": round(len(latency) / wall, 2), "latency": _pct(latency)}
+    return {"fps": round(timed / wall, 2), "latency": _pct(latency) if latency else None}
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
