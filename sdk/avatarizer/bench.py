@@ -87,7 +87,8 @@ twice the frames it would need without them; fewer timed frames than
 folder change (and where they loop back to the first of several) the stream
 starts anew (``Avatarizer.reset()``, as a live app does for a new source),
 so no clip's start-up is timed and no avatar is of the clip before; a
-start-up a cut interrupted starts again, and ``startup`` is the last one.
+start-up a cut interrupted starts again, and ``startup`` is the one that
+completed.
 ``end_to_end.max_frame_source`` is the worst frame's index in the frames as
 read (clips in name order, looped). No frame timed is an error that says
 why.
@@ -357,7 +358,10 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         # cut or the last timed frame, its first ``index[0] - seg`` frames untimed as here
         seg = max([0] + [c for c in cuts if c <= index[0]])
         end = min([index[-1] + 1] + [c for c in cuts if c > index[0]])
-        streamed = _stream(av, images[seg:end], index[0] - seg) if mode == "video" else None
+        streamed = _stream(av, images[seg:end], index[0] - seg, warmup) if mode == "video" else None
+        if log and streamed is not None and (streamed["latency"] or {}).get("n", 0) < len(e2e) // 2:
+            log(f"note: the stream phase timed {(streamed['latency'] or {}).get('n', 0)} frames (its clip, "
+                f"frames {seg}-{end - 1}, ends soon after its own start-up)")
         paced = _live(av, mesh, images, frames, warmup, cuts) if live else None
         ident = av._pipeline.by_name.get("identity")
         if log and ident is not None:
@@ -392,7 +396,9 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         "left_out": dict(left_out),
         "startup": {"frames": len(startup), **_pct(startup)} if startup else None,
         "stream": None if streamed is None else {
-            "fps": streamed["fps"], "vs_sequential": _ratio(streamed["fps"], 1000.0 / float(np.mean(e2e))),
+            "fps": streamed["fps"],
+            "vs_sequential": None if streamed["fps"] is None else _ratio(streamed["fps"],
+                                                                         1000.0 / float(np.mean(e2e))),
             "latency": streamed["latency"]},
         "live": paced,
     }
@@ -421,30 +427,30 @@ def _live(av, mesh, images, frames: int, warmup: int, cuts=frozenset(), fps: flo
     e2e, base, late = [], [], 0
     gate = _Gate("video", warmup)
     start, first = time.perf_counter(), 0  # the clock: frame i's slot is start + (i - first) / fps
-    restart = False
+    could = False
     for i, img in enumerate(images):
         if len(e2e) == frames:
             break
         if i in cuts:
             av.reset()
             gate.cut()
-        if restart:  # the frames after the start-up, the warm-up or a re-warm on a clock of their own (a slow
-            start, first = time.perf_counter() + 1.0 / fps, i  # start-up is not caught up), one slot after
+        can = gate.lead is not None and i >= gate.lead and not gate.rewarming
+        if can and not could:  # the frames that may be timed on a clock of their own, one slot after the
+            start, first = time.perf_counter() + 1.0 / fps, i  # last untimed one (a slow start-up is not caught up)
+        could = can
         wait = start + (i - first) / fps - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
         ts = i * 1000.0 / fps
         state, (t0, t1), (t2, t3) = _pair(av, mesh, img, ts, i)
-        timed = gate.timed(i, state, (t3 - t2) * 1e3)
-        restart = not timed and gate.cold
-        if not timed:
+        if not gate.timed(i, state, (t3 - t2) * 1e3):
             continue
         if wait < -LATE_S:  # (only a timed frame is counted late)
             late += 1
         base.append((t1 - t0) * 1e3)
         e2e.append((t3 - t2) * 1e3)
     if not e2e:
-        raise ValueError("no live frame was timed: " + gate.nothing_timed(len(images)))
+        raise ValueError("live: " + gate.nothing_timed(len(images)))
     left_out = gate.left_out
     end, landmarks = _pct(e2e), _pct(base)
     return {"fps_in": fps, "late": late,
@@ -459,8 +465,7 @@ class _Gate:
     those of the last stream only where a cut came during it), then not the
     ``warmup`` frames after it; no frame without a face (``left_out["no_face"]``),
     none of a new person's start-up after a cut or a switch the tracker found,
-    nor the ``warmup`` frames after that (``left_out["rewarm"]``). ``cold``:
-    the last frame was untimed for the start-up, a warm-up or a re-warm."""
+    nor the ``warmup`` frames after that (``left_out["rewarm"]``)."""
 
     def __init__(self, mode: str, warmup: int):
         self.mode, self.warmup = mode, warmup
@@ -469,17 +474,15 @@ class _Gate:
         self.left_out = {"no_face": 0, "rewarm": 0}
         self.rewarming = False
         self.lead_rewarm = False  # the frames before ``lead`` are a re-warm's warm-up
-        self.cold = True
 
     def cut(self) -> None:
         """A new stream (``Avatarizer.reset()``) from the next frame on."""
         if self.lead is None:
-            self.startup = []  # the start-up begins again: only the last stream's is reported
+            self.startup = []  # the start-up begins again: only the one that completes is reported
         else:
-            self.rewarming = True
+            self.rewarming = self.lead_rewarm = True  # (also a cut during the warm-up frames: counted)
 
     def timed(self, i: int, state, ms: float) -> bool:
-        self.cold = True
         if self.lead is None:  # the first start-up
             self.startup.append(ms)
             if state.tracked is not None and state.tracked.warm:
@@ -491,20 +494,17 @@ class _Gate:
             return False
         why = _left_out(state, self.mode)
         if why == "no_face":
-            self.cold = False
             self.left_out[why] += 1
             return False
         if why == "rewarm":
             self.rewarming = True
         elif self.rewarming:  # warm again: then its warm-up frames, as after the first start-up
             self.rewarming = False
-            self.lead, self.lead_rewarm = i + self.warmup, True
-            if i < self.lead:
-                why = "rewarm"
+            self.lead, self.lead_rewarm = i + 1 + self.warmup, True  # (this frame too, as after the start-up)
+            why = "rewarm"
         if why is not None:
             self.left_out["rewarm"] += 1
             return False
-        self.cold = False
         return True
 
     def nothing_timed(self, read: int) -> str:
@@ -560,13 +560,18 @@ def _pair(av, mesh, img, ts, i: int):
     return state, (t0, t1), (t2, t3)
 
 
-def _stream(av, images, warmup: int) -> dict:
-    """The same frames through :meth:`Avatarizer.stream` (a new stream: ``reset``),
-    each avatar drawn at 256 px by the consumer as the sequential loop's render
-    stage draws it: ``fps`` over the timed frames (wall time from the end of
-    the first ``warmup`` frames, the identity's start-up included, to the last
-    avatar drawn) and ``latency`` (a frame taken from the source → its avatar
-    drawn)."""
+def _stream(av, images, first: int, warmup: int) -> dict:
+    """``images`` (one clip's frames, from its first) through
+    :meth:`Avatarizer.stream` (a new stream: ``reset``), each avatar drawn at
+    256 px by the consumer as the sequential loop's render stage draws it.
+    Timed from frame ``first`` (where the sequential loop's timing began), or
+    from ``warmup`` frames after the stream's own identity is warm where that
+    comes later (its start-up runs on its own schedule); a frame without a
+    fresh avatar (no face: none, or a stale one) is not timed. ``fps``: the
+    timed frames over their wall time (from the end of the frame before the
+    first timed one to the last avatar drawn), ``latency``: a timed frame
+    taken from the source → its avatar drawn; ``n`` of it says how many
+    (both None where no frame was timed)."""
     av.reset()
     gc.collect()
     taken: dict[int, float] = {}
@@ -577,20 +582,23 @@ def _stream(av, images, warmup: int) -> dict:
             yield img
 
     latency = []
-    start = time.perf_counter()
-    timed = 0
+    start = last = time.perf_counter()
+    lead = None
     for i, avatar in av.stream(source(), fps=FPS):
         if avatar is not None:
             avatar.render(RENDER)
         done = time.perf_counter()
-        if i == warmup - 1:
-            start = done
-        elif i >= warmup:
-            timed += 1
-            if avatar is not None:  # (a frame without a face is no avatar's latency)
-                latency.append((done - taken[i]) * 1e3)
-    wall = time.perf_counter() - start
-    return {"fps": round(timed / wall, 2), "latency": _pct(latency) if latency else None}
+        if lead is None and av._pipeline.stream.tracker.warm:
+            lead = max(first, i + 1 + warmup)
+        if lead is None or i < lead or avatar is None or avatar.stale:
+            if not latency:
+                start = done  # (the clock starts after the last frame before the first timed one)
+            continue
+        latency.append((done - taken[i]) * 1e3)
+        last = done
+    if not latency:
+        return {"fps": None, "latency": None}
+    return {"fps": round(len(latency) / max(last - start, 1e-9), 2), "latency": _pct(latency)}
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -659,9 +667,12 @@ def command(args) -> int:
           f"p50 {e['vs_landmarks']}x MediaPipe landmarks alone (same run)")
     st = res["stream"]
     if st is not None:
-        row("stream lat.", st["latency"])
-        print(f"stream(): {st['fps']:.1f} fps, {st['vs_sequential']}x the sequential loop "
-              "(landmarks of the next frame on a worker thread)")
+        if st["latency"] is None:
+            print("stream(): no frame timed (its clip ended during its own start-up)")
+        else:
+            row("stream lat.", st["latency"])
+            print(f"stream(): {st['fps']:.1f} fps, {st['vs_sequential']}x the sequential loop "
+                  "(landmarks of the next frame on a worker thread)")
     lv = res.get("live")
     if lv is not None:
         row("live", lv["end_to_end"])
