@@ -674,11 +674,14 @@ def test_cli_bench_json_schema(capsys):
     assert set(st) == dist | {"frames", "n"} and st["frames"] == st["n"] >= TrackerOptions().identity_frames
     assert st["p50_ms"] > 0
     assert res["stages"]["encode"]["max_ms"] == 0 and res["stages"]["map_decode"]["max_ms"] == 0
-    s = res["stream"]  # the same frames through Avatarizer.stream()
-    assert set(s) == {"fps", "vs_sequential", "latency"} and s["fps"] > 0
-    assert s["vs_sequential"] == pytest.approx(s["fps"] / e["fps"], rel=0.02)
-    assert set(s["latency"]) == dist | {"n"} and s["latency"]["max_ms"] >= s["latency"]["p50_ms"] > 0
-    assert s["latency"]["n"] == 3  # the same frames as the sequential loop
+    s = res["stream"]  # the frames again through Avatarizer.stream(), timed by the same rules
+    assert set(s) == {"fps", "vs_sequential", "latency"}
+    if s["latency"] is not None:  # (its own identity may warm up too late for the 3 frames' clip)
+        assert s["fps"] > 0 and s["vs_sequential"] == pytest.approx(s["fps"] / e["fps"], rel=0.02)
+        assert set(s["latency"]) == dist | {"n"} and s["latency"]["max_ms"] >= s["latency"]["p50_ms"] > 0
+        assert 1 <= s["latency"]["n"] <= 3  # at most the frames the sequential loop timed
+    else:
+        assert s["fps"] is None and s["vs_sequential"] is None
 
 
 def test_bench_live_hands_frames_over_on_a_30_fps_clock(capsys, monkeypatch):
@@ -794,42 +797,47 @@ def test_bench_fps_excludes_model_loading(monkeypatch):
 
 
 def test_bench_stream_times_the_same_frames_as_the_sequential_loop(monkeypatch):
-    """stream.vs_sequential compares like with like: the stream runs the
-    frames up to the last the sequential loop timed, not also the spare
-    start-up frames left at the end of the frame list, and times them from
-    the same first frame, or from where its own identity is warm (plus the
-    warm-up) where that comes later (review, session 34: its own start-up
-    was timed)."""
+    """stream.vs_sequential compares like with like (reviews, session 34):
+    the stream times by the loop's rules (from its own identity warm and the
+    warm-up, not before the loop's first timed frame, no stale avatar), at
+    most as many frames as the loop, and its fps is over those frames' own
+    intervals: a run of stale frames (no face) among them neither counts nor
+    slows it. A fake stream on a virtual clock, 10 ms a frame."""
+    import types
+
     from avatarizer import bench
 
-    real_stream, counts = bench._stream, {}
+    class FakeAvatar:
+        def __init__(self, stale):
+            self.stale = stale
 
-    def stream(av, images, first, warmup):
-        counts["images"], counts["first"] = len(images), first
-        real_api = av.stream
-        warm_at = []
+        def render(self, size):
+            clock[0] += 0.010
 
-        def watched(*a, **k):
-            for i, avatar in real_api(*a, **k):
-                if not warm_at and av._pipeline.stream.tracker.warm:
-                    warm_at.append(i)
-                yield i, avatar
+    clock = [0.0]
+    warm_from, stale_at = 3, set(range(12, 16))
+    tracker = types.SimpleNamespace(warm=False)
 
-        av.stream = watched
-        try:
-            got = real_stream(av, images, first, warmup)
-        finally:
-            del av.stream
-        counts["warm_at"] = warm_at[0] if warm_at else None
-        return got
+    class FakeAv:
+        _pipeline = types.SimpleNamespace(stream=types.SimpleNamespace(tracker=tracker))
 
-    monkeypatch.setattr(bench, "_stream", stream)
-    res = bench.run(frames=3, warmup=1)
-    assert counts["images"] == counts["first"] + 3, counts
-    n = res["stream"]["latency"]["n"] if res["stream"]["latency"] else 0
-    lead = max(counts["first"], counts["warm_at"] + 1 + 1)
-    assert n == max(0, counts["images"] - lead), (n, counts)
-    assert n == 0 or res["stream"]["fps"] > 0
+        def reset(self):
+            tracker.warm = False
+
+        def stream(self, frames, fps):
+            for i, _ in enumerate(frames):
+                tracker.warm = i >= warm_from
+                yield i, FakeAvatar(i in stale_at)
+
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    got = bench._stream(FakeAv(), list(range(30)), first=6, warmup=2, frames=10)
+    # warm at frame 3, then 2 warm-up frames: 6 is the first it may time (first=6 too); 12-15 stale;
+    # 10 frames timed: 6-11 and 16-19
+    assert got["latency"]["n"] == 10 and got["fps"] == pytest.approx(100.0), got
+    got = bench._stream(FakeAv(), list(range(30)), first=0, warmup=0, frames=100)
+    assert got["latency"]["n"] == 30 - 4 - 4 and got["fps"] == pytest.approx(100.0)  # (0-3 start-up, 12-15)
+    tracker_never = bench._stream(FakeAv(), list(range(3)), first=0, warmup=0, frames=5)  # warm only at 3
+    assert tracker_never == {"fps": None, "latency": None}
 
 
 def test_bench_takes_the_baseline_and_the_pipeline_in_turn_first(monkeypatch):

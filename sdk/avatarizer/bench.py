@@ -44,14 +44,17 @@ For every frame, in the same loop (so ratios survive a noisy machine):
   distribution (``frames``, the frames in it, and p50/p95/p99/max ms).
 
 Then, in video mode, the frames of the clip the timed frames begin in,
-from its first frame up to the next cut or the last timed frame, once more
-through :meth:`Avatarizer.stream` (a new stream, untimed up to the first
-timed frame of the loop; the landmarks of the next frame are found on a
-worker thread while this one is merged and drawn), each avatar drawn at 256
-px by the consumer: ``stream.fps`` (timed frames over their wall time),
+from its first frame, once more through :meth:`Avatarizer.stream` (a new
+stream; the landmarks of the next frame are found on a worker thread while
+this one is merged and drawn), each avatar drawn at 256 px by the consumer,
+timed by the loop's rules (from its own identity warm and ``--warmup``
+frames more, not before the loop's first timed frame; no re-warm, no frame
+without a fresh avatar) up to as many frames as the loop timed or the clip's
+end: ``stream.fps`` (timed frames over the sum of their intervals),
 ``stream.vs_sequential`` (over ``end_to_end.fps``) and ``stream.latency`` (a
-frame taken from the source → its avatar drawn, frames with an avatar only;
-a frame may wait for the worker; null where none had one). ``null`` in image mode.
+frame taken from the source → its avatar drawn; a frame may wait for the
+worker); all three null where the clip ended before any frame could be
+timed. ``null`` in image mode.
 
 With ``--live`` (video mode), the sequential loop once more on a new stream,
 its frames handed over on a 30 fps clock as a camera's would be (a frame
@@ -59,9 +62,9 @@ later than its slot starts at once) and the landmarks-only baseline in the
 same slot: ``live.end_to_end`` (with ``hitch_ratio`` and ``vs_landmarks``)
 and ``live.baseline.landmarks_only``; ``live.late`` counts the timed frames
 handed over more than 5 ms after their slot (the last slot's frame and
-baseline ran over; the clock starts again one slot after each frame left
-out for the start-up, a warm-up or a re-warm, and ``live.left_out`` counts
-as ``left_out`` does). Back to back, the loop above leaves the cores no idle time,
+baseline ran over; the frames that may be timed run on a clock of their
+own from one slot after the start-up's, a warm-up's or a re-warm's last
+frame, and ``live.left_out`` counts as ``left_out`` does). Back to back, the loop above leaves the cores no idle time,
 so the identity worker's jobs (its process shares the cores) take frames'
 time; at a camera's rate they fit between frames.
 ``live`` is ``null`` without it. Which worker computed the identity
@@ -103,7 +106,7 @@ why.
      "baseline": {"landmarks_only": {"p50_ms", "p95_ms", "p99_ms", "max_ms", "n"}},
      "left_out": {"no_face", "rewarm"},
      "startup": {"frames", "p50_ms", "p95_ms", "p99_ms", "max_ms", "n"} or null,
-     "stream": {"fps", "vs_sequential", "latency": {"p50_ms", ...}} or null,
+     "stream": {"fps", "vs_sequential", "latency": {"p50_ms", ...}} (each may be null) or null,
      "live": {"fps_in", "late", "end_to_end": {"p50_ms", ..., "hitch_ratio", "vs_landmarks"},
               "baseline": {"landmarks_only": {...}}, "left_out": {...}} or null}
 
@@ -357,11 +360,11 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         # the stream: the clip the timed frames begin in, from its first frame (a new stream) up to the next
         # cut or the last timed frame, its first ``index[0] - seg`` frames untimed as here
         seg = max([0] + [c for c in cuts if c <= index[0]])
-        end = min([index[-1] + 1] + [c for c in cuts if c > index[0]])
-        streamed = _stream(av, images[seg:end], index[0] - seg, warmup) if mode == "video" else None
-        if log and streamed is not None and (streamed["latency"] or {}).get("n", 0) < len(e2e) // 2:
-            log(f"note: the stream phase timed {(streamed['latency'] or {}).get('n', 0)} frames (its clip, "
-                f"frames {seg}-{end - 1}, ends soon after its own start-up)")
+        end = min([len(images)] + [c for c in cuts if c > index[0]])
+        streamed = _stream(av, images[seg:end], index[0] - seg, warmup, len(e2e)) if mode == "video" else None
+        if log and streamed is not None and (streamed["latency"] or {}).get("n", 0) < len(e2e):
+            log(f"note: the stream phase timed {(streamed['latency'] or {}).get('n', 0)} of {len(e2e)} frames: "
+                f"its clip (frames {seg}-{end - 1}) ended first, its own identity warming up later than the loop's")
         paced = _live(av, mesh, images, frames, warmup, cuts) if live else None
         ident = av._pipeline.by_name.get("identity")
         if log and ident is not None:
@@ -560,18 +563,20 @@ def _pair(av, mesh, img, ts, i: int):
     return state, (t0, t1), (t2, t3)
 
 
-def _stream(av, images, first: int, warmup: int) -> dict:
+def _stream(av, images, first: int, warmup: int, frames: int) -> dict:
     """``images`` (one clip's frames, from its first) through
     :meth:`Avatarizer.stream` (a new stream: ``reset``), each avatar drawn at
-    256 px by the consumer as the sequential loop's render stage draws it.
-    Timed from frame ``first`` (where the sequential loop's timing began), or
-    from ``warmup`` frames after the stream's own identity is warm where that
-    comes later (its start-up runs on its own schedule); a frame without a
-    fresh avatar (no face: none, or a stale one) is not timed. ``fps``: the
-    timed frames over their wall time (from the end of the frame before the
-    first timed one to the last avatar drawn), ``latency``: a timed frame
-    taken from the source → its avatar drawn; ``n`` of it says how many
-    (both None where no frame was timed)."""
+    256 px by the consumer as the sequential loop's render stage draws it,
+    the frames timed by the loop's own rules (:class:`_Gate`: not before the
+    stream's own identity is warm and ``warmup`` frames more, nor a re-warm,
+    nor a frame without a fresh avatar: none, or a stale one) and not before
+    frame ``first`` (where the loop's timing began); up to ``frames`` timed
+    frames. ``fps``: the timed frames over the sum of their own intervals
+    (from the frame before to their avatar drawn), ``latency``: a timed frame
+    taken from the source → its avatar drawn (both None where no frame was
+    timed)."""
+    from types import SimpleNamespace
+
     av.reset()
     gc.collect()
     taken: dict[int, float] = {}
@@ -581,24 +586,25 @@ def _stream(av, images, first: int, warmup: int) -> dict:
             taken[i] = time.perf_counter()
             yield img
 
-    latency = []
-    start = last = time.perf_counter()
-    lead = None
+    gate = _Gate("video", warmup)
+    latency, total = [], 0.0
+    prev = time.perf_counter()
     for i, avatar in av.stream(source(), fps=FPS):
         if avatar is not None:
             avatar.render(RENDER)
         done = time.perf_counter()
-        if lead is None and av._pipeline.stream.tracker.warm:
-            lead = max(first, i + 1 + warmup)
-        if lead is None or i < lead or avatar is None or avatar.stale:
-            if not latency:
-                start = done  # (the clock starts after the last frame before the first timed one)
-            continue
-        latency.append((done - taken[i]) * 1e3)
-        last = done
+        fresh = avatar is not None and not avatar.stale
+        # (the consumer merged frames 0..i before this yield: the tracker is this frame's)
+        seen = SimpleNamespace(faces=[0] if fresh else [], tracked=SimpleNamespace(warm=av._pipeline.stream.tracker.warm))
+        if gate.timed(i, seen, 0.0) and i >= first:
+            latency.append((done - taken[i]) * 1e3)
+            total += done - prev
+        prev = done
+        if len(latency) == frames:
+            break
     if not latency:
         return {"fps": None, "latency": None}
-    return {"fps": round(len(latency) / max(last - start, 1e-9), 2), "latency": _pct(latency)}
+    return {"fps": round(len(latency) / max(total, 1e-9), 2), "latency": _pct(latency)}
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -668,7 +674,7 @@ def command(args) -> int:
     st = res["stream"]
     if st is not None:
         if st["latency"] is None:
-            print("stream(): no frame timed (its clip ended during its own start-up)")
+            print("stream(): no frame timed (its clip ended before its own identity was warm)")
         else:
             row("stream lat.", st["latency"])
             print(f"stream(): {st['fps']:.1f} fps, {st['vs_sequential']}x the sequential loop "
