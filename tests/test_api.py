@@ -744,6 +744,47 @@ def test_bench_live_hands_frames_over_on_a_30_fps_clock(capsys, monkeypatch):
         bench.run(frames=2, warmup=0, mode="image", live=True)
 
 
+def test_bench_live_keeps_one_clock_through_untimed_frames(monkeypatch):
+    """``--live`` on a virtual clock (review, session 34): start-up frames
+    slower than a slot run back to back on the first clock (not one slot
+    after each other's end), the frames that may be timed start a clock of
+    their own one slot after the last untimed frame, then one slot apart."""
+    from types import SimpleNamespace as NS
+
+    from avatarizer import bench
+
+    clock, begin = [0.0], {}
+    monkeypatch.setattr(bench, "time", NS(perf_counter=lambda: clock[0],
+                                          sleep=lambda sec: clock.__setitem__(0, clock[0] + sec)))
+
+    def landmarks(mesh, i):
+        begin.setdefault(i, clock[0])
+        clock[0] += 0.002
+
+    monkeypatch.setattr(bench, "_landmarks_only", landmarks)
+
+    class FakeAv:
+        def reset(self):
+            pass
+
+        def run(self, i, ts, render_size=None):
+            begin.setdefault(i, clock[0])
+            clock[0] += 0.050 if i <= 4 else 0.010  # the start-up (warm at frame 4) slower than a slot
+            return NS(faces=[0], tracked=NS(warm=i >= 4), timings={})
+
+    res = bench._live(FakeAv(), None, list(range(20)), frames=5, warmup=2)
+    slot = 1.0 / bench.LIVE_FPS
+    assert res["end_to_end"]["n"] == 5 and res["late"] == 0 and res["left_out"] == {"no_face": 0, "rewarm": 0}
+    for k in range(4):  # back to back: 50 + 2 ms a frame, no slot's wait between them
+        assert begin[k + 1] - begin[k] == pytest.approx(0.052)
+    # 5 and 6 the warm-up (12 ms each, behind the first clock: at once); 7 the first timed frame, one slot
+    # after 6 ends; then a slot apart
+    assert begin[6] - begin[5] == pytest.approx(0.012)
+    assert begin[7] - (begin[6] + 0.012) == pytest.approx(slot)
+    for k in range(7, 11):
+        assert begin[k + 1] - begin[k] == pytest.approx(slot)
+
+
 def test_bench_image_mode_has_no_stream(capsys):
     assert _cli("bench", "--json", "--frames", "2", "--warmup", "1", "--mode", "image") == 0
     res = json.loads(capsys.readouterr().out)
