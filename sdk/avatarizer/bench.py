@@ -358,13 +358,13 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
             raise ValueError(gate.nothing_timed(len(images)))
         startup, left_out = gate.startup, gate.left_out
         # the stream: the clip the timed frames begin in, from its first frame (a new stream) up to the next
-        # cut or the last timed frame, its first ``index[0] - seg`` frames untimed as here
+        # cut (or the frames' end), not timed before the loop's first timed frame (_stream)
         seg = max([0] + [c for c in cuts if c <= index[0]])
-        end = min([len(images)] + [c for c in cuts if c > index[0]])
-        streamed = _stream(av, images[seg:end], index[0] - seg, warmup, len(e2e)) if mode == "video" else None
+        stop = min([len(images)] + [c for c in cuts if c > index[0]])
+        streamed = _stream(av, images[seg:stop], index[0] - seg, warmup, len(e2e)) if mode == "video" else None
         if log and streamed is not None and (streamed["latency"] or {}).get("n", 0) < len(e2e):
             log(f"note: the stream phase timed {(streamed['latency'] or {}).get('n', 0)} of {len(e2e)} frames: "
-                f"its clip (frames {seg}-{end - 1}) ended first, its own identity warming up later than the loop's")
+                f"its clip (frames {seg}-{stop - 1}) ended first, its own identity warming up later than the loop's")
         paced = _live(av, mesh, images, frames, warmup, cuts) if live else None
         ident = av._pipeline.by_name.get("identity")
         if log and ident is not None:
