@@ -737,9 +737,11 @@ def test_bench_live_hands_frames_over_on_a_30_fps_clock(capsys, monkeypatch):
     n = len(slots)
     assert n >= TrackerOptions().identity_frames + 2 + 4  # start-up, warm-up, timed
     lead = n - 4
-    # no frame before its slot (the start-up and warm-up frames on the first clock), the timed ones on theirs
-    assert all(slots[i] - slots[0] >= i / 30 - 0.002 for i in range(lead))
-    assert all(slots[lead + k] - slots[lead] >= k / 30 - 0.002 for k in range(4))
+    # no frame before its slot (the start-up and warm-up frames on the first clock), the timed ones on theirs;
+    # measured from a frame that itself began when its slot came (a sleep wakes late on a loaded machine: up
+    # to 10 ms here, under make test's parallel workers; frames handed over at once would be 4-8 ms apart)
+    assert all(slots[i] - slots[0] >= i / 30 - 0.010 for i in range(lead))
+    assert all(slots[lead + k] - slots[lead] >= k / 30 - 0.010 for k in range(4))
     with pytest.raises(ValueError, match="live pacing is for video mode"):
         bench.run(frames=2, warmup=0, mode="image", live=True)
 
