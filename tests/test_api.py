@@ -675,13 +675,10 @@ def test_cli_bench_json_schema(capsys):
     assert st["p50_ms"] > 0
     assert res["stages"]["encode"]["max_ms"] == 0 and res["stages"]["map_decode"]["max_ms"] == 0
     s = res["stream"]  # the frames again through Avatarizer.stream(), timed by the same rules
-    assert set(s) == {"fps", "vs_sequential", "latency"}
-    if s["latency"] is not None:  # (its own identity may warm up too late for the 3 frames' clip)
-        assert s["fps"] > 0 and s["vs_sequential"] == pytest.approx(s["fps"] / e["fps"], rel=0.02)
-        assert set(s["latency"]) == dist | {"n"} and s["latency"]["max_ms"] >= s["latency"]["p50_ms"] > 0
-        assert 1 <= s["latency"]["n"] <= 3  # at most the frames the sequential loop timed
-    else:
-        assert s["fps"] is None and s["vs_sequential"] is None
+    assert set(s) == {"fps", "vs_sequential", "latency"} and s["fps"] > 0
+    assert s["vs_sequential"] == pytest.approx(s["fps"] / e["fps"], rel=0.02)
+    assert set(s["latency"]) == dist | {"n"} and s["latency"]["max_ms"] >= s["latency"]["p50_ms"] > 0
+    assert s["latency"]["n"] == 3  # as many as the sequential loop (the built-in frames: no cut to end it)
 
 
 def test_bench_live_hands_frames_over_on_a_30_fps_clock(capsys, monkeypatch):
@@ -879,6 +876,12 @@ def test_bench_stream_times_the_same_frames_as_the_sequential_loop(monkeypatch):
     assert got["latency"]["n"] == 10 and got["fps"] == pytest.approx(100.0), got
     got = bench._stream(FakeAv(), list(range(30)), first=0, warmup=0, frames=100)
     assert got["latency"]["n"] == 30 - 4 - 4 and got["fps"] == pytest.approx(100.0)  # (0-3 start-up, 12-15)
+    # ``first`` alone decides (9, after the warm-up's 6): 9-11 and 16-22
+    assert bench._stream(FakeAv(), list(range(30)), first=9, warmup=2, frames=10)["latency"]["n"] == 10
+    got = bench._stream(FakeAv(), list(range(30)), first=9, warmup=2, frames=100)
+    assert got["latency"]["n"] == 3 + 14, got  # 9-11, 16-29
+    # the warm-up alone decides (6, ``first`` 0): 6-11 and 16-29
+    assert bench._stream(FakeAv(), list(range(30)), first=0, warmup=2, frames=100)["latency"]["n"] == 6 + 14
     tracker_never = bench._stream(FakeAv(), list(range(3)), first=0, warmup=0, frames=5)  # warm only at 3
     assert tracker_never == {"fps": None, "latency": None}
 

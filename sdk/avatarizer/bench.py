@@ -364,7 +364,8 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         streamed = _stream(av, images[seg:stop], index[0] - seg, warmup, len(e2e)) if mode == "video" else None
         if log and streamed is not None and (streamed["latency"] or {}).get("n", 0) < len(e2e):
             log(f"note: the stream phase timed {(streamed['latency'] or {}).get('n', 0)} of {len(e2e)} frames: "
-                f"its clip (frames {seg}-{stop - 1}) ended first, its own identity warming up later than the loop's")
+                f"its clip (frames {seg}-{stop - 1}) ended first (its own start-up and warm-up, or frames without "
+                "a fresh avatar, left out)")
         paced = _live(av, mesh, images, frames, warmup, cuts) if live else None
         ident = av._pipeline.by_name.get("identity")
         if log and ident is not None:
@@ -674,7 +675,8 @@ def command(args) -> int:
     st = res["stream"]
     if st is not None:
         if st["latency"] is None:
-            print("stream(): no frame timed (its clip ended before its own identity was warm)")
+            print("stream(): no frame timed (its clip ended first: its own start-up and warm-up, or frames "
+                  "without a fresh avatar, left out)")
         else:
             row("stream lat.", st["latency"])
             print(f"stream(): {st['fps']:.1f} fps, {st['vs_sequential']}x the sequential loop "
