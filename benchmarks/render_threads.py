@@ -36,7 +36,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from avatarizer import native  # noqa: E402
 from avatarizer.api import Avatarizer  # noqa: E402
-from avatarizer.bench import _pct, bench_frames  # noqa: E402
+from avatarizer.bench import _Gate, _pct, bench_frames  # noqa: E402
 from avatarizer.pipeline import render as render_stage  # noqa: E402
 from avatarizer.checks import int_arg  # noqa: E402
 
@@ -70,7 +70,7 @@ def live(images, threads: int, warmup: int) -> dict:
                               min_detection_confidence=0.5, min_tracking_confidence=0.5)
     try:
         with Avatarizer(mode="video", max_faces=1) as av:
-            lead = None  # the first timed frame: after the identity's start-up and the warm-up
+            gate = _Gate("video", warmup)  # (as bench: no start-up, warm-up or re-warm frame, none without a face)
             for i, img in enumerate(images):
                 # the thread count alternates in pairs (1, 1, n, n, ...): frame by frame it fell in step with
                 # the start-up's 6-frame cadence of inline networks, all of them on the 1-thread frames
@@ -81,14 +81,12 @@ def live(images, threads: int, warmup: int) -> dict:
                 state = av.run(img, i * 1000.0 / 30.0, render_size=256)
                 t1 = time.perf_counter()
                 avatar = av._avatar(state, 0)
+                timed = gate.timed(i, state, (t1 - t0) * 1e3)
                 if avatar is None:
                     continue
                 avatar.overlay(img, threads=n)
                 t2 = time.perf_counter()
-                warm = state.tracked is not None and state.tracked.warm
-                if lead is None and warm:
-                    lead = i + 1 + warmup
-                if lead is not None and i >= lead and warm:  # (no start-up frame: its networks ran inline)
+                if timed:
                     stage[n].append(state.timings.get("render", 0.0))
                     e2e[n].append((t1 - t0) * 1e3)
                     overlay[n].append((t2 - t1) * 1e3)
