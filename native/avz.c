@@ -941,7 +941,8 @@ static pthread_once_t avz__unprem_once = PTHREAD_ONCE_INIT;
 /* Filled exactly once, whichever renderer on whichever thread draws first
  * (pthread_once orders the writes before every reader: no data race). */
 static void avz__unprem_fill(void) {
-    for (int a = 1; a < 256; a++)
+    for (int c = 0; c < 256; c++) avz__unprem[0][c] = (uint8_t)c; /* alpha 0: channels are 0, kept */
+    for (int a = 1; a < 256; a++) /* (alpha 255 maps each channel to itself) */
         for (int c = 0; c < 256; c++) {
             int v = (c * 255 + a / 2) / a;
             avz__unprem[a][c] = (uint8_t)(v > 255 ? 255 : v);
@@ -950,38 +951,58 @@ static void avz__unprem_fill(void) {
 
 static void avz__unprem_init(void) { pthread_once(&avz__unprem_once, avz__unprem_fill); }
 
-/* Cairo's native-endian premultiplied ARGB32 -> straight RGBA bytes, in place.
- * Pass 1 reorders every pixel of a row and notes whether any is translucent (a
- * branch-free loop the compiler vectorises: build with -ftree-vectorize under
- * GCC, as bindings/build_avz.py does); pass 2 un-premultiplies the translucent
- * pixels through the table, only on rows that have some (an opaque background
- * has none). */
+/* One pixel: cairo's native-endian premultiplied ARGB32 word -> R G B A bytes
+ * (still premultiplied); sets *translucent when its alpha is neither 0 nor 255. */
+static inline uint32_t avz__to_rgba(uint32_t v, uint32_t *translucent) {
+    *translucent |= ((v >> 24) - 1u) < 254u ? 1u : 0u;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (v << 8) | (v >> 24); /* A R G B bytes -> R G B A */
+#else
+    return (v & 0xFF00FF00u) | ((v >> 16) & 0xFFu) | ((v & 0xFFu) << 16); /* B G R A -> R G B A */
+#endif
+}
+
+/* Straight colour through the table; rows 0 and 255 of the table leave a
+ * channel as it is (a premultiplied channel is 0 where alpha is 0), so no
+ * branch on alpha. */
+static inline void avz__unprem_px(uint8_t *px) {
+    const uint8_t *t = avz__unprem[px[3]];
+    px[0] = t[px[0]];
+    px[1] = t[px[1]];
+    px[2] = t[px[2]];
+}
+
+#define AVZ__UNPREM_BLOCK 16
+/* Cairo's native-endian premultiplied ARGB32 -> straight RGBA bytes, in place,
+ * in blocks of 16 pixels: the reorder of a block is a branch-free loop the
+ * compiler vectorises (build with -ftree-vectorize under GCC, as
+ * bindings/build_avz.py does) and notes whether any of its pixels is
+ * translucent; only such blocks (an avatar's edges: an opaque or transparent
+ * background has none) are un-premultiplied, through the table. */
 static void avz__unpremultiply(uint8_t *rgba, int w, int h, int stride) {
     avz__unprem_init();
     for (int y = 0; y < h; y++) {
         uint8_t *row = rgba + (size_t)y * stride;
-        uint32_t translucent = 0;
-        for (int x = 0; x < w; x++) {
-            uint32_t v;
-            memcpy(&v, row + 4 * x, 4);
-            translucent |= (v >> 24) - 1u < 254u;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-            v = (v << 8) | (v >> 24); /* A R G B bytes -> R G B A */
-#else
-            v = (v & 0xFF00FF00u) | ((v >> 16) & 0xFFu) | ((v & 0xFFu) << 16); /* B G R A -> R G B A */
-#endif
-            memcpy(row + 4 * x, &v, 4);
-        }
-        if (!translucent) continue;
-        for (int x = 0; x < w; x++) {
-            uint8_t *px = row + 4 * x;
-            uint8_t a = px[3];
-            if (a != 0 && a != 255) {
-                const uint8_t *t = avz__unprem[a];
-                px[0] = t[px[0]];
-                px[1] = t[px[1]];
-                px[2] = t[px[2]];
+        int x = 0;
+        for (; x + AVZ__UNPREM_BLOCK <= w; x += AVZ__UNPREM_BLOCK) {
+            uint8_t *blk = row + 4 * (size_t)x;
+            uint32_t translucent = 0;
+            for (int i = 0; i < AVZ__UNPREM_BLOCK; i++) {
+                uint32_t v;
+                memcpy(&v, blk + 4 * i, 4);
+                v = avz__to_rgba(v, &translucent);
+                memcpy(blk + 4 * i, &v, 4);
             }
+            if (translucent)
+                for (int i = 0; i < AVZ__UNPREM_BLOCK; i++) avz__unprem_px(blk + 4 * i);
+        }
+        for (; x < w; x++) { /* the row's last w % 16 pixels */
+            uint8_t *px = row + 4 * (size_t)x;
+            uint32_t v, translucent = 0;
+            memcpy(&v, px, 4);
+            v = avz__to_rgba(v, &translucent);
+            memcpy(px, &v, 4);
+            if (translucent) avz__unprem_px(px);
         }
     }
 }
