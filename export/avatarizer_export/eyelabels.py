@@ -27,7 +27,7 @@ control); ``length`` (the ``hair_length`` batches:
 labellers gave the same label, not null. ``merge`` writes
 ``utkface_facial_hair.jsonl`` (the ``utkface_men`` batch),
 ``ffhq128_by_eye.jsonl`` (the two ``ffhq128`` batches),
-``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``, ``skin_tone_3``),
+``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``, ``skin_tone_3``, ``skin_tone_4``, ``skin_tone_5``),
 ``hair_length_by_eye.jsonl`` (``hair_length_train``,
 ``hair_length_heldout``), ``utkface_hair_colour.jsonl``
 (``utkface_hair_colour``: tight crops, for evaluation only,
@@ -64,7 +64,7 @@ CONTROL_FOLDER = "ffhq128-labelled"
 #: label file -> the batches it is made from
 OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
            "ffhq128_by_eye.jsonl": ("ffhq128_heldout", "ffhq128_train"),
-           "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3"),
+           "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3", "skin_tone_4", "skin_tone_5"),
            "hair_length_by_eye.jsonl": ("hair_length_train", "hair_length_heldout"),
            "utkface_hair_colour.jsonl": ("utkface_hair_colour",),
            "utkface_glasses.jsonl": ("utkface_glasses",),
