@@ -84,18 +84,22 @@ def test_transparent_backends_agree_on_alpha(samples):
     assert _diff(a[opaque], b[opaque]).max() <= 2
 
 
-@pytest.mark.parametrize("width", [203, 256])
+@pytest.mark.parametrize("width", [11, 203, 256])
 @pytest.mark.parametrize("background", [None, (0.2, 0.4, 0.6, 0.5)])
 def test_translucent_pixels_come_out_straight_at_any_width(samples, width, background):
     """The native un-premultiply works in blocks of 16 pixels with a scalar
-    tail (203 = 12 x 16 + 11): every translucent pixel, the avatar's edges on a
-    transparent background and every pixel on a translucent one, comes out
-    straight colour, as pycairo's picture un-premultiplied in numpy."""
-    a = render(samples[3], width=width, height=160, background=background)
-    b = render(samples[3], width=width, height=160, background=background, backend="pycairo")
+    tail (203 = 12 x 16 + 11; 11 is all tail): every translucent pixel, the
+    avatar's edges on a transparent background (its centre 20 px from the
+    right edge, so that edges cross the tail's columns) and every pixel on a
+    translucent one, comes out straight colour, as pycairo's picture
+    un-premultiplied in numpy."""
+    tf = np.array([[80.0, 0.0, width - 20.0], [0.0, 80.0, 80.0]])
+    a = render(samples[3], width=width, height=160, background=background, transform=tf)
+    b = render(samples[3], width=width, height=160, background=background, transform=tf, backend="pycairo")
     assert _diff(a[..., 3], b[..., 3]).max() <= 1
     translucent = (a[..., 3] > 0) & (a[..., 3] < 255)
-    assert translucent.sum() > (width * 160 // 4 if background else 200)
+    assert translucent.sum() >= 16
+    assert translucent[:, width // 16 * 16:].sum() >= (10 if width % 16 else 0)  # edges in the tail too
     # where alpha is small a level of premultiplied rounding is many straight levels
     solid = translucent & (a[..., 3] >= 64)
     assert _diff(a[solid], b[solid]).max() <= 8

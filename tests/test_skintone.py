@@ -304,3 +304,21 @@ def test_skin_by_tone_leaves_what_it_cannot_read():
     tan = from_lab(np.array([45.0, 14.0, 22.0]))
     assert np.allclose(skin_by_tone(tan, np.array([2.0])), skin_by_tone(tan, 2.0))
     assert np.array_equal(skin_by_tone(tan, np.array([np.inf])), tan)
+
+
+def test_h_is_fitted_on_the_labels_it_shipped_with():
+    """The skin tones labelled in session 35 (batches ``skin_tone_4`` and
+    ``skin_tone_5``) are the skin-tone network's alone: H's head, and with
+    it ``ANCHOR_L`` and ``WELL_LIT_SKIN_LAB``, is refitted by ``make models``
+    on the 3,331 photos of the three batches before them."""
+    from avatarizer_export import eyelabels as E
+    from avatarizer_export import skintone as T
+    from avatarizer_export.data import skin_tone_labels
+
+    every, h = skin_tone_labels(), T.h_labels()
+    earlier = {}
+    for b in ("skin_tone", "skin_tone_2", "skin_tone_3"):
+        earlier.update({k: r["skin_tone"] for k, r in E.consensus(E.load_batch(b)).items()})
+    assert h == earlier and len(h) == 3331
+    later = set(every) - set(h)
+    assert len(later) > 1000 and all(k.split("/")[0] in ("ffhq128", "stylegan128") for k in later)

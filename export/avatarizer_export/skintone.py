@@ -245,17 +245,36 @@ def hair_tone_prior(colours: np.ndarray, tones: np.ndarray) -> dict | None:
             "against": "H's own skin tone estimates of the training photos labelled for hair colour"}
 
 
+#: the batches of skin tones by eye labelled after H's skin-tone head, ``ANCHOR_L`` and
+#: ``WELL_LIT_SKIN_LAB`` were fitted (session 35, docs/data.md): only the skin-tone network
+#: (:mod:`avatarizer_export.skintonenet`) reads them, so that ``make models`` refits H's head on
+#: the labels it shipped with and reports the constants the runtime holds
+#: (``tests/test_skintone.py`` compares them); refitting H on them is a change of its own
+NETWORK_ONLY_BATCHES = ("skin_tone_4", "skin_tone_5")
+
+
+def h_labels() -> dict[str, float]:
+    """The skin tones by eye H's head is fitted on: those of
+    :func:`avatarizer_export.data.skin_tone_labels` but the photos of
+    :data:`NETWORK_ONLY_BATCHES`."""
+    from . import data
+    from .eyelabels import load_batch
+
+    later = {key for b in NETWORK_ONLY_BATCHES for sheet in load_batch(b)["sheets"] for key in sheet}
+    return {k: v for k, v in data.skin_tone_labels().items() if k not in later}
+
+
 def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = None, log=print,
         shared: Path | None = None) -> dict:
     """Fits the head, writes it into ``folder``'s H file and its manifest
     entry, and returns the report (module docstring)."""
-    from .data import is_heldout, load_aligned, skin_tone_labels
+    from .data import is_heldout, load_aligned
 
     t0 = time.time()
     # (the shared labels join the hair colour prior's, where ../shared or --shared is there)
     where = optional_shared_dir(shared, log, "skin tone: the hair colour prior by skin tone is fitted on the "
                                              "labels by eye only")
-    labels = skin_tone_labels()
+    labels = h_labels()
     if not labels:
         raise SystemExit("no skin tone labels (labels/skin_tone_by_eye.jsonl): run `avatarizer-export labels merge`")
     al = load_aligned(cache_dir(cache))
