@@ -1482,6 +1482,38 @@ def test_a_streams_beard_shape_changes_only_when_read_twice():
     assert pub["style_decided_by"] == "kept from earlier refreshes"
 
 
+def test_a_streams_gender_changes_only_when_read_twice():
+    """``steady_gender``: the first gender read is reported at once, the
+    other only when the next refresh reads it too (a P(male) near its
+    threshold flipped the reported gender between refreshes: three of the
+    shared clips, 2-5 times in 15 s); where the one kept is not the one
+    read, the decided flag, ``gender`` and the public attributes say the
+    kept one, with that refresh's probability of it and why; the drawn flag
+    and P(male) stay the refresh's; no reading keeps the stream's."""
+    from avatarizer import hair as HR
+    from test_attributes import _outputs
+
+    def read(p_male):
+        a = HR.decode_attributes(_outputs(binary=(0.1, 0.1, 0.1, 0.1, p_male)))
+        return a
+
+    a = read(0.9)
+    assert a["decided"]["male"] and HR.steady_gender(a, None, None) == ("male", None)
+    a = read(0.05)  # once: "male" kept, "female" noted
+    drawn = a["drawn"]["male"]
+    assert HR.steady_gender(a, "male", None) == ("male", "female")
+    assert a["decided"]["male"] and a["gender"] == "male" and a["male_by"] == HR.KEPT_BY
+    assert a["drawn"]["male"] == drawn and a["male"] == pytest.approx(0.05, abs=0.02)
+    pub = HR.public_attributes(a)["gender"]
+    assert pub["value"] == "male" and pub["probability"] < 0.5 and pub["decided_by"] == HR.KEPT_BY
+    a = read(0.05)  # twice in a row: reported
+    assert HR.steady_gender(a, "male", "female") == ("female", None)
+    assert not a["decided"]["male"] and a["gender"] == "female" and "male_by" not in a
+    a = read(0.95)  # back to the one shown: nothing pending
+    assert HR.steady_gender(a, "male", "female") == ("male", None) and a["decided"]["male"]
+    assert HR.steady_gender({}, "male", "female") == ("male", None)  # no reading: the stream's kept
+
+
 def test_a_stream_with_a_drawn_beard_keeps_refreshing(monkeypatch):
     """A stream whose face has a drawn beard (here the app sets one) refreshes
     its identity again and again: the beard's shape kept in the stream's hair

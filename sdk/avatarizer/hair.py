@@ -59,7 +59,7 @@ __all__ = [
     "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
     "cheek_skin_lab", "region_classifier_reads",
-    "steady_style", "steady_beard_style", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn",
+    "steady_style", "steady_beard_style", "steady_gender", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn",
     "drawn_length", "fuse_age", "trusted_age", "add_facial_hair", "FACIAL_HAIR_BY", "read_with_facial_hair",
     "WITH_FACIAL_HAIR_BY", "add_hat_network",
     "HAT_NETWORK_BY", "HAT_FUSION_BY", "hat_query",
@@ -2034,8 +2034,36 @@ def steady_beard_style(attributes: dict, shown: str | None, pending: str | None)
         return new, None
     attributes["beard_style"] = shown
     attributes["beard_style_probability"] = 1.0 - float(attributes["beard_style_probability"])
-    attributes["beard_style_by"] = "kept from earlier refreshes"
+    attributes["beard_style_by"] = KEPT_BY
     return shown, new
+
+
+def steady_gender(attributes: dict, shown: str | None, pending: str | None) -> tuple[str | None, str | None]:
+    """The gender a stream reports, ``(shown, pending)``, after a refresh
+    decided ``attributes["decided"]["male"]``, as :func:`steady_beard_style`
+    keeps the beard's shape: the first reading is reported at once, the
+    other only when the next refresh reads it too, so that a P(male) near
+    its threshold does not flip the reported gender between refreshes
+    (three of the seven shared clips flipped it 2-5 times in 15 s, their
+    facial hair steady). A refresh without a reading keeps the stream's. In
+    place: where the gender kept is not the one read, ``decided["male"]``
+    and ``gender`` say the one kept (the public ``gender``'s probability
+    then that refresh's for it, below a half) and ``male_by`` is ``"kept
+    from earlier refreshes"``; the drawn flag and P(male) stay this
+    refresh's."""
+    if not is_real(attributes.get("male")) or "male" not in attributes.get("decided", {}):
+        return shown, None
+    new = "male" if attributes["decided"]["male"] else "female"
+    if shown is None or new == shown or pending == new:
+        return new, None
+    attributes["decided"]["male"] = shown == "male"
+    attributes["gender"] = shown
+    attributes["male_by"] = KEPT_BY
+    return shown, new
+
+
+#: what ``beard_style_by`` and ``male_by`` say where a stream kept an earlier refresh's reading
+KEPT_BY = "kept from earlier refreshes"
 
 
 #: H's P(bald) below which the artist's bald detector is not asked

@@ -103,10 +103,12 @@ class HairStage(Stage):
                   glasses_cues: dict | None = None, overlap: bool = False,
                   settings: dict | None = None, style: tuple | None = None) -> tuple[np.ndarray, dict, tuple]:
         """(the full vector, the attributes, the stream's ``(shown, recent families,
-        (beard shown, beard pending))`` hairstyle and beard shape): ``style``
-        is the stream's so far (video; None: none, the style retrieved and
-        the beard read are drawn), kept steady by :func:`hair.steady_style`
-        and :func:`hair.steady_beard_style`."""
+        (beard shown, beard pending), (gender shown, gender pending))``
+        hairstyle, beard shape and reported gender): ``style`` is the
+        stream's so far (video; None: none, the style retrieved and the beard
+        and gender read are drawn and reported), kept steady by
+        :func:`hair.steady_style`, :func:`hair.steady_beard_style` and
+        :func:`hair.steady_gender`."""
         from .. import hair as H
         from .. import headwear as HW
         from .. import skintone as ST
@@ -274,6 +276,8 @@ class HairStage(Stage):
             H.read_beard_style(attrs, glasses_cues.get("goatee"))
         # a stream's beard shape changes only when two refreshes in a row read it
         beard_shape = (None, None) if style is None else H.steady_beard_style(attrs, *style[2])
+        # ... and its reported gender (a P(male) near the threshold flipped it between refreshes)
+        gender = (None, None) if style is None else H.steady_gender(attrs, *(style[3] if len(style) > 3 else (None, None)))
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         query = H.hat_query(H.bald_query(attrs))
@@ -303,7 +307,7 @@ class HairStage(Stage):
             # missing or unreadable glasses_fusion.json, an H it was not fitted with): reported as drawn
             full[GLASSES] = artist_glasses
             H.add_artist_glasses(attrs, artist_glasses[0], artist_probs)
-        return full, attrs, (idx, recent, beard_shape)
+        return full, attrs, (idx, recent, beard_shape, gender)
 
     def run(self, state: FrameState) -> None:
         from .. import hair as H
