@@ -1486,7 +1486,7 @@ def test_a_streams_gender_changes_only_when_read_twice():
     """``steady_gender``: the first gender read is reported at once, the
     other only when the next refresh reads it too (a P(male) near its
     threshold flipped the reported gender between refreshes: three of the
-    shared clips, 2-5 times in 15 s); where the one kept is not the one
+    shared clips, 2-5 times in 7.5-15 s); where the one kept is not the one
     read, the decided flag, ``gender`` and the public attributes say the
     kept one, with that refresh's probability of it and why; the drawn flag
     and P(male) stay the refresh's; no reading keeps the stream's."""

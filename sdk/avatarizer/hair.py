@@ -2044,7 +2044,7 @@ def steady_gender(attributes: dict, shown: str | None, pending: str | None) -> t
     keeps the beard's shape: the first reading is reported at once, the
     other only when the next refresh reads it too, so that a P(male) near
     its threshold does not flip the reported gender between refreshes
-    (three of the seven shared clips flipped it 2-5 times in 15 s, their
+    (three of the seven shared clips flipped it 2-5 times in 7.5-15 s, their
     facial hair steady). A refresh without a reading keeps the stream's. In
     place: where the gender kept is not the one read, ``decided["male"]``
     and ``gender`` say the one kept (the public ``gender``'s probability
