@@ -1514,6 +1514,35 @@ def test_a_streams_gender_changes_only_when_read_twice():
     assert HR.steady_gender({}, "male", "female") == ("male", None)  # no reading: the stream's kept
 
 
+def test_a_streams_refreshes_hand_on_the_gender_kept(monkeypatch):
+    """The hair stage hands each refresh the (shown, pending) gender the
+    last one returned (the stream's hair cache), and image mode none."""
+    from avatarizer import hair as HR
+    from avatarizer.bench import builtin_frames
+    from avatarizer.video import TrackerOptions
+
+    calls = []
+    real = HR.steady_gender
+
+    def steady(a, shown, pending):
+        out = real(a, shown, pending)
+        calls.append(((shown, pending), out))
+        return out
+
+    monkeypatch.setattr(HR, "steady_gender", steady)
+    frames = builtin_frames(6)
+    with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_every_ms=0)) as av:
+        for i, frame in enumerate(frames):
+            av.from_frame(frame, timestamp_ms=i * 1100.0)  # every frame a refresh (VIDEO_REFRESH_MS 1000)
+    assert len(calls) >= 4 and calls[0][0] == (None, None)
+    assert all(calls[k + 1][0] == calls[k][1] for k in range(len(calls) - 1))
+    assert all(v in (None, "male", "female") for c in calls for pair in c for v in pair)
+    calls.clear()
+    with Avatarizer() as av:
+        av.from_frame(frames[0])
+    assert calls == []
+
+
 def test_a_stream_with_a_drawn_beard_keeps_refreshing(monkeypatch):
     """A stream whose face has a drawn beard (here the app sets one) refreshes
     its identity again and again: the beard's shape kept in the stream's hair

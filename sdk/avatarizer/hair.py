@@ -2015,6 +2015,10 @@ def read_beard_style(attributes: dict, evidence) -> dict:
     return attributes
 
 
+#: what ``beard_style_by`` and ``male_by`` say where a stream kept an earlier refresh's reading
+KEPT_BY = "kept from earlier refreshes"
+
+
 def steady_beard_style(attributes: dict, shown: str | None, pending: str | None) -> tuple[str | None, str | None]:
     """The drawn beard's shape a stream keeps, ``(shown, pending)``, after a
     refresh read ``attributes["beard_style"]`` (:func:`read_beard_style`;
@@ -2048,9 +2052,12 @@ def steady_gender(attributes: dict, shown: str | None, pending: str | None) -> t
     facial hair steady). A refresh without a reading keeps the stream's. In
     place: where the gender kept is not the one read, ``decided["male"]``
     and ``gender`` say the one kept (the public ``gender``'s probability
-    then that refresh's for it, below a half) and ``male_by`` is ``"kept
-    from earlier refreshes"``; the drawn flag and P(male) stay this
-    refresh's."""
+    then that refresh's for it: P(male) for a kept "male", under the
+    decision threshold; 1 - P(male) for a kept "female", which can pass a
+    half where the threshold is under it, as H's 0.37) and ``male_by`` is
+    ``"kept from earlier refreshes"`` (in place of a reading "H x
+    facial-hair network"); the drawn flag and P(male) stay this refresh's.
+    Nothing is drawn by the gender: the report alone is steadied."""
     if not is_real(attributes.get("male")) or "male" not in attributes.get("decided", {}):
         return shown, None
     new = "male" if attributes["decided"]["male"] else "female"
@@ -2060,10 +2067,6 @@ def steady_gender(attributes: dict, shown: str | None, pending: str | None) -> t
     attributes["gender"] = shown
     attributes["male_by"] = KEPT_BY
     return shown, new
-
-
-#: what ``beard_style_by`` and ``male_by`` say where a stream kept an earlier refresh's reading
-KEPT_BY = "kept from earlier refreshes"
 
 
 #: H's P(bald) below which the artist's bald detector is not asked

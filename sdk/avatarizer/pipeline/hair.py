@@ -277,7 +277,7 @@ class HairStage(Stage):
         # a stream's beard shape changes only when two refreshes in a row read it
         beard_shape = (None, None) if style is None else H.steady_beard_style(attrs, *style[2])
         # ... and its reported gender (a P(male) near the threshold flipped it between refreshes)
-        gender = (None, None) if style is None else H.steady_gender(attrs, *(style[3] if len(style) > 3 else (None, None)))
+        gender = (None, None) if style is None else H.steady_gender(attrs, *style[3])
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         query = H.hat_query(H.bald_query(attrs))
@@ -329,7 +329,7 @@ class HairStage(Stage):
                     else:
                         # this track's style so far (a stream's): kept unless another family outnumbers it
                         style = None if cache is None else hit[4] if hit is not None and hit[3] == gen \
-                            else (None, None, (None, None))
+                            else (None, None, (None, None), (None, None))
                         full, attributes, style = self._retrieve(f.aligned, f.face_params, f.artist_glasses,
                                                                  f.glasses_cues, overlap=stream is None,
                                                                  settings=state.settings, style=style)

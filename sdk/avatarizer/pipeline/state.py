@@ -242,8 +242,8 @@ class StreamState:
 
     def another_person(self) -> None:
         """The tracker took the face for another person's (``Tracker.switches``,
-        after it reset itself): the last person's identity answers, hairstyle
-        and beard shape (and a refresh still computing for them: the
+        after it reset itself): the last person's identity answers, hairstyle,
+        beard shape and reported gender (and a refresh still computing for them: the
         generation moves on) are forgotten, so the next frames estimate the
         new person's afresh. The tracker, the clock and the last face stay.
         (Their hairstyle stayed 4 s after a cut from ``d3`` to ``d10``: the
