@@ -1494,8 +1494,7 @@ def test_a_streams_gender_changes_only_when_read_twice():
     from test_attributes import _outputs
 
     def read(p_male):
-        a = HR.decode_attributes(_outputs(binary=(0.1, 0.1, 0.1, 0.1, p_male)))
-        return a
+        return HR.decode_attributes(_outputs(binary=(0.1, 0.1, 0.1, 0.1, p_male)))
 
     a = read(0.9)
     assert a["decided"]["male"] and HR.steady_gender(a, None, None) == ("male", None)

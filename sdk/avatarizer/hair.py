@@ -2019,6 +2019,16 @@ def read_beard_style(attributes: dict, evidence) -> dict:
 KEPT_BY = "kept from earlier refreshes"
 
 
+def _read_twice(shown: str | None, pending: str | None, new: str) -> tuple[str | None, str | None]:
+    """A stream's ``(shown, pending)`` after a refresh read ``new``: the
+    first reading is shown at once, another only when the refresh after the
+    one that first read it reads it too (``pending`` holds that first
+    reading); otherwise ``shown`` stays and ``new`` is pending."""
+    if shown is None or new == shown or pending == new:
+        return new, None
+    return shown, new
+
+
 def steady_beard_style(attributes: dict, shown: str | None, pending: str | None) -> tuple[str | None, str | None]:
     """The drawn beard's shape a stream keeps, ``(shown, pending)``, after a
     refresh read ``attributes["beard_style"]`` (:func:`read_beard_style`;
@@ -2034,12 +2044,12 @@ def steady_beard_style(attributes: dict, shown: str | None, pending: str | None)
     new = attributes.get("beard_style")
     if new is None:
         return shown, None
-    if shown is None or new == shown or pending == new:
-        return new, None
-    attributes["beard_style"] = shown
-    attributes["beard_style_probability"] = 1.0 - float(attributes["beard_style_probability"])
-    attributes["beard_style_by"] = KEPT_BY
-    return shown, new
+    shown, pending = _read_twice(shown, pending, new)
+    if shown != new:
+        attributes["beard_style"] = shown
+        attributes["beard_style_probability"] = 1.0 - float(attributes["beard_style_probability"])
+        attributes["beard_style_by"] = KEPT_BY
+    return shown, pending
 
 
 def steady_gender(attributes: dict, shown: str | None, pending: str | None) -> tuple[str | None, str | None]:
@@ -2061,12 +2071,12 @@ def steady_gender(attributes: dict, shown: str | None, pending: str | None) -> t
     if not is_real(attributes.get("male")) or "male" not in attributes.get("decided", {}):
         return shown, None
     new = "male" if attributes["decided"]["male"] else "female"
-    if shown is None or new == shown or pending == new:
-        return new, None
-    attributes["decided"]["male"] = shown == "male"
-    attributes["gender"] = shown
-    attributes["male_by"] = KEPT_BY
-    return shown, new
+    shown, pending = _read_twice(shown, pending, new)
+    if shown != new:
+        attributes["decided"]["male"] = shown == "male"
+        attributes["gender"] = shown
+        attributes["male_by"] = KEPT_BY
+    return shown, pending
 
 
 #: H's P(bald) below which the artist's bald detector is not asked
