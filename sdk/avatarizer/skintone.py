@@ -20,9 +20,10 @@ out 0.66 steps off (0.76 with the 2,877 labels) where H's head was 1.09,
 but loose, brightly lit portraits of dark skin are still read light
 (held out, H's -1.0 steps on average, scratch ``/tmp/s32/tone/fold.py``;
 the network's -0.7, -0.9 with the 2,877 labels, both by scratch
-``/tmp/s35/st2.py``, -0.8 by session 32's report): 5 of 27 such held-out photos drawn more than 15
-L* off (7 with the 2,877 labels, 6 with H's); UTKFace's chips, most of
-the dark-labelled training photos, without bias). H's reading is kept as ``skin_tone_h`` in the pipeline's
+``/tmp/s35/st2.py``, -0.8 by session 32's report): 5 of 27 such held-out
+photos drawn more than 15 L* off (7 with the 2,877 labels, 6 with H's);
+UTKFace's chips, most of the dark-labelled training photos, without
+bias). H's reading is kept as ``skin_tone_h`` in the pipeline's
 attributes and weighs the hair colour classes, whose prior was fitted
 against it.
 
@@ -67,8 +68,9 @@ CONTRAST = 0.55
 #: (4,266 training labels): Monk 6 or darker 5.3% at 4 L*, 4.99% at 5, 5.3% at 6, 5.75% at 7,
 #: 6.7% at 8 (all photos 1.8%, 1.7%, 1.9%, 2.0%, 2.3%); the narrower band moves more photos'
 #: own skin (by over 6 L*: 25% at 8, 32% at 6, 36% at 5). Held out (454 photos, the
-#: network's report): Monk 6 or darker 11.3% at 5 L* (the same at 6 by scratch ``/tmp/s35/st2.py``; loose portraits of dark skin are still
-#: read light, ``docs/MODEL_CARD.md``). 6 L* in sessions 32-34 (the network of 2,877 labels);
+#: network's report): Monk 6 or darker 11.3% at 5 L* (the same at 6 by scratch
+#: ``/tmp/s35/st2.py``; loose portraits of dark skin are still read light,
+#: ``docs/MODEL_CARD.md``). 6 L* in sessions 32-34 (the network of 2,877 labels);
 #: 8 L* until session 32, chosen on H's estimates (the widest under 5% over all photos); where
 #: H's estimate is still drawn (``estimator="model"``, the hybrid without the network's files)
 #: a narrower band was no worse by H's own report: 4.62% of all photos over 15 L* at 6, 4.90% at 8
