@@ -32,7 +32,8 @@ labellers gave the same label, not null. ``merge`` writes
 ``hair_length_heldout``), ``utkface_hair_colour.jsonl``
 (``utkface_hair_colour``: tight crops, for evaluation only,
 ``data.EVAL_ONLY_LABELS``), ``utkface_glasses.jsonl`` (``utkface_glasses``:
-glasses of 1,000 UTKFace photos aged 55 and over) and ``scalp_by_eye.jsonl``
+glasses of 1,000 UTKFace photos aged 55 and over; ``utkface_glasses_2``: 1,089
+younger ones, mostly those the shipped pipeline read as possibly wearing glasses) and ``scalp_by_eye.jsonl``
 (``scalp``, rule ``scalp``: ``votes.scalp[labeller][sheet]`` maps each cell
 index to ``bald``, ``receding``, ``hair``, ``covered`` or null, kept when the
 two labellers agree, not null) and ``headwear_kind_by_eye.jsonl`` (``hats``,
@@ -67,7 +68,7 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
            "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3", "skin_tone_4", "skin_tone_5"),
            "hair_length_by_eye.jsonl": ("hair_length_train", "hair_length_heldout"),
            "utkface_hair_colour.jsonl": ("utkface_hair_colour",),
-           "utkface_glasses.jsonl": ("utkface_glasses",),
+           "utkface_glasses.jsonl": ("utkface_glasses", "utkface_glasses_2"),
            "scalp_by_eye.jsonl": ("scalp",),
            "headwear_kind_by_eye.jsonl": ("hats",),
            "beard_style_by_eye.jsonl": ("beard_style", "beard_colour")}
