@@ -36,8 +36,8 @@ glasses of 1,000 UTKFace photos aged 55 and over; ``utkface_glasses_2``: 1,089
 younger ones, mostly those the shipped pipeline read as possibly wearing glasses) and ``scalp_by_eye.jsonl``
 (``scalp``, rule ``scalp``: ``votes.scalp[labeller][sheet]`` maps each cell
 index to ``bald``, ``receding``, ``hair``, ``covered`` or null, kept when the
-two labellers agree, not null) and ``headwear_kind_by_eye.jsonl`` (``hats``,
-rule ``hat``: ``votes.hat[labeller][sheet]`` maps each cell index to ``cap``,
+two labellers agree, not null) and ``headwear_kind_by_eye.jsonl`` (``hats`` and
+``hats_2``, rule ``hat``: ``votes.hat[labeller][sheet]`` maps each cell index to ``cap``,
 ``beanie``, ``brimmed``, ``other``, ``none`` or null, kept when the two agree,
 not null; every photo is a subject) and ``beard_style_by_eye.jsonl``
 (``beard_style`` and ``beard_colour``, rules of the same names, one sheet
@@ -70,7 +70,7 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
            "utkface_hair_colour.jsonl": ("utkface_hair_colour",),
            "utkface_glasses.jsonl": ("utkface_glasses", "utkface_glasses_2"),
            "scalp_by_eye.jsonl": ("scalp",),
-           "headwear_kind_by_eye.jsonl": ("hats",),
+           "headwear_kind_by_eye.jsonl": ("hats", "hats_2"),
            "beard_style_by_eye.jsonl": ("beard_style", "beard_colour")}
 HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
 #: the ``scalp`` batches' labels: the top of the head as the photo shows it
