@@ -29,8 +29,8 @@ photos: the network's part its out-of-fold probabilities (``fit`` keeps
 them in the cache, :data:`OOF_FILE`), H's its own outputs, which are out of
 sample there but for the 51 of ``ffhq128-labelled`` (H's headwear head never
 trained on labels by eye, ``attributes.H_EYE_FIELDS``, but on those photos'
-shared labels; left out, the fit hardly moves: threshold 0.762, and held
-out it found 37 of 53 hats, 4 invented); the L2 weight by 5-fold out-of-fold log
+shared labels; left out in session 30, the fit hardly moved: threshold
+0.762, and held out it found 37 of 53 hats, 4 invented); the L2 weight by 5-fold out-of-fold log
 loss, the drawing threshold at :data:`PRECISION` out of fold, the decision
 threshold for the best balanced accuracy there. The SDK uses it only with
 the H file and the network it names (their SHA-256).
@@ -53,7 +53,7 @@ from .rethreshold import PRECISION as RT_PRECISION
 #: the block is averaged 2x2 before the first convolution (hats are large; a quarter of the cost)
 POOL = 2
 #: the drawing threshold's out-of-fold precision: H's hats' (``rethreshold.PRECISION``), not the other
-#: accessories' 0.9: an invented hat is worse than a missed one (at 0.9, held out by eye: 41 of 53 hats
+#: accessories' 0.9: an invented hat is worse than a missed one (session 30, at 0.9, held out by eye: 41 of 53 hats
 #: drawn with 6 of 170 invented, among them a girl's pigtails and a woman's hair; H alone 34 with 3)
 PRECISION = RT_PRECISION["headwear"]
 
