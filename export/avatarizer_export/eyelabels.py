@@ -25,7 +25,8 @@ control); ``length`` (the ``hair_length`` batches:
 ``votes.hair_length[labeller][sheet]`` maps each cell index to ``long``,
 ``short``, ``bald``, ``tied``, ``covered`` or null) keeps a photo when its two
 labellers gave the same label, not null. ``merge`` writes
-``utkface_facial_hair.jsonl`` (the ``utkface_men`` batch),
+``utkface_facial_hair.jsonl`` (the ``utkface_men`` batch and ``utkface_men_2``: 739
+more UTKFace men, mostly those the facial-hair network read as possibly bearded),
 ``ffhq128_by_eye.jsonl`` (the two ``ffhq128`` batches),
 ``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``, ``skin_tone_3``, ``skin_tone_4``, ``skin_tone_5``),
 ``hair_length_by_eye.jsonl`` (``hair_length_train``,
@@ -63,7 +64,7 @@ VOTES = EYE_LABELS / "votes"
 HAIR = ("black", "brown", "blond", "red", "gray")
 CONTROL_FOLDER = "ffhq128-labelled"
 #: label file -> the batches it is made from
-OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
+OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men", "utkface_men_2"),
            "ffhq128_by_eye.jsonl": ("ffhq128_heldout", "ffhq128_train"),
            "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3", "skin_tone_4", "skin_tone_5"),
            "hair_length_by_eye.jsonl": ("hair_length_train", "hair_length_heldout"),
