@@ -25,8 +25,7 @@ control); ``length`` (the ``hair_length`` batches:
 ``votes.hair_length[labeller][sheet]`` maps each cell index to ``long``,
 ``short``, ``bald``, ``tied``, ``covered`` or null) keeps a photo when its two
 labellers gave the same label, not null. ``merge`` writes
-``utkface_facial_hair.jsonl`` (the ``utkface_men`` batch and ``utkface_men_2``: 739
-more UTKFace men, mostly those the facial-hair network read as possibly bearded),
+``utkface_facial_hair.jsonl`` (the ``utkface_men`` batch),
 ``ffhq128_by_eye.jsonl`` (the two ``ffhq128`` batches),
 ``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``, ``skin_tone_3``, ``skin_tone_4``, ``skin_tone_5``),
 ``hair_length_by_eye.jsonl`` (``hair_length_train``,
@@ -48,7 +47,10 @@ or moustached; per cell one of :data:`BEARD_STYLES` and one of
 agree); a test checks that the committed files are
 exactly what ``merge`` makes. The batch ``hair_length_train_2`` (616 more training
 photos) is committed but not merged: the head refitted with it was not
-shipped (docs/hair.md, "Hair length").
+shipped (docs/hair.md, "Hair length"); so is ``utkface_men_2`` (739 more UTKFace
+men for beard and moustache, mostly those the facial-hair network read as
+possibly bearded): the network refitted with it drew more beards it should
+not (docs/data.md).
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ VOTES = EYE_LABELS / "votes"
 HAIR = ("black", "brown", "blond", "red", "gray")
 CONTROL_FOLDER = "ffhq128-labelled"
 #: label file -> the batches it is made from
-OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men", "utkface_men_2"),
+OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
            "ffhq128_by_eye.jsonl": ("ffhq128_heldout", "ffhq128_train"),
            "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3", "skin_tone_4", "skin_tone_5"),
            "hair_length_by_eye.jsonl": ("hair_length_train", "hair_length_heldout"),
