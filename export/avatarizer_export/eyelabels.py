@@ -14,7 +14,7 @@ per colour (``black`` ... ``gray``, ``none``, ``unsure``). Controls (photos of
 ``ffhq128-labelled``, which has the shared labels) are never written out.
 
 Consensus (``rule``): ``record`` keeps a photo only when its labellers agree
-on every field and none was unsure (the UTKFace batch); ``field`` keeps each
+on every field and none was unsure (the UTKFace batches); ``field`` keeps each
 accessory field the labellers agree on, for photos nobody was unsure of, and
 the hair colour where at least two labellers chose the same one of the five
 colours; ``tone`` (the ``skin_tone`` batch: ``votes.skin_tone[labeller][sheet]``
