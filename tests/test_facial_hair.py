@@ -342,6 +342,8 @@ def test_the_thresholds_are_chosen_on_the_rows_a_task_trusts(tmp_path, monkeypat
     def record(key, real):
         def f(p, y, *args, **kw):
             seen[key].append(np.asarray(y, bool).copy())
+            w = kw.get("weights", args[-1] if key == "decision" and args else None)
+            seen.setdefault(f"{key} weights", []).append(None if w is None else np.asarray(w).copy())
             return real(p, y, *args, **kw)
         return f
 
@@ -362,7 +364,8 @@ def test_the_thresholds_are_chosen_on_the_rows_a_task_trusts(tmp_path, monkeypat
     held = np.arange(n) % 5 == 4  # held-out rows among the others: their order matters
     lab = np.arange(n) % 7 != 6  # the rest: sampled negatives
     choose = np.arange(n) % 4 < 3  # a quarter of the labelled rows trains but does not choose
-    rows = {"y": y, "labelled": lab, "choose": choose, "held": held, "index": np.arange(n)}
+    weight = 1.0 + (np.arange(n) % 11 == 0) * 4.0  # (a mined batch's random rows stand for more photos)
+    rows = {"y": y, "labelled": lab, "choose": choose, "held": held, "index": np.arange(n), "weight": weight}
     doc = XR.fit_task(FH.SPEC, crops, rows, data=tmp_path, quiet=True, input_name="lower_face",
                       chosen_on="training photos labelled by eye")
     tr = np.flatnonzero(~held)
@@ -371,6 +374,7 @@ def test_the_thresholds_are_chosen_on_the_rows_a_task_trusts(tmp_path, monkeypat
         assert len(seen[key]) == 2
         for j, got in enumerate(seen[key]):
             assert got.tolist() == (y[picked, j] > 0).tolist(), key
+            assert seen[f"{key} weights"][j].tolist() == weight[picked].tolist(), key
     # the folds' networks and the final one: the unlabelled rows are the sampled negatives, `choose` aside
     assert len(seen["negatives"]) == 4 and seen["negatives"][-1][0].tolist() == tr.tolist()
     for index, negatives in seen["negatives"]:
@@ -405,9 +409,12 @@ def test_the_facial_hair_thresholds_are_chosen_on_the_labels_by_eye(monkeypatch)
     monkeypatch.setattr(XF, "eye_labels", lambda: eye)
     monkeypatch.setattr(XF, "ffhq_labels", lambda folder: shared)
     woman, man = "utkface200/30_1_0_2017.jpg.chip.jpg", "utkface200/30_0_0_2017.jpg.chip.jpg"
+    monkeypatch.setattr(XF, "sample_weights", lambda batches: {"stylegan128/b.jpg": 6.5, woman: 3.0})
     keys = ["ffhq128/c.jpg", man, woman, "ffhq128-labelled/69001.jpg", "ffhq128-labelled/69000.jpg",
             "stylegan128/b.jpg", "ffhq128/a.jpg"]
     rows = XF.training_rows("unused", SimpleNamespace(keys=keys))
+    assert dict(zip(rows["keys"], rows["weight"].tolist())) == {k: 6.5 if k == "stylegan128/b.jpg" else 3.0 if k == woman
+                                                               else 1.0 for k in rows["keys"]}
     got = {k: (bool(lab), bool(ch), tuple(int(v) for v in yy))
            for k, lab, ch, yy in zip(rows["keys"], rows["labelled"], rows["choose"], rows["y"])}
     assert got == {"ffhq128/a.jpg": (True, True, (1, 0)), "stylegan128/b.jpg": (True, True, (0, 1)),

@@ -1240,6 +1240,110 @@ def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monke
         A.detectors.cache_clear()
 
 
+def test_one_detector_refitted_alone_leaves_the_rest_as_shipped(tmp_path, monkeypatch, capsys):
+    """``avatarizer-export detectors --only beard``: the beard detector and
+    its entries (held-out reports at both sizes, the hand rule beside it,
+    what it was fitted on, its precision target) come from the new fit;
+    every other detector, the hair colour, the age and the other reports
+    stay as the file had them; a wrong name, a missing file or another
+    precision target stop the run before any fit."""
+    from avatarizer.artist import accessories as A
+    from avatarizer_export import detectors as D
+
+    monkeypatch.setattr(D, "MLP_MEMBERS", 2)
+    monkeypatch.setattr(D, "MLP_EPOCHS", 150)
+    shared, cache, _, _ = _synthetic_detector_inputs(tmp_path, monkeypatch)
+    out = tmp_path / "artist_detectors.json"
+    shipped = A._DETECTORS_PATH.read_text()
+    out.write_text(shipped)
+    old = json.loads(shipped)
+    monkeypatch.setattr(D, "fit_mlp", _count_calls(D.fit_mlp, calls := []))
+    doc = D.fit(shared, cache, out=out, quiet=True, only=("beard",))
+    written = _strict_json(out.read_text())
+    assert written == json.loads(json.dumps(doc))
+    assert calls == [2] * 6  # the beard's network and its 5 folds' alone (the glasses' have 3 classes)
+    assert written["detectors"]["beard"] != old["detectors"]["beard"]
+    assert written["refitted_alone"].keys() == {"beard"} and written["refitted_alone"]["beard"] > 0
+    assert "labelled by eye" in written["fitted_on_beard"] and written["fitted_on"] == old["fitted_on"]
+    assert written["precision_targets"]["beard"] == D.FACIAL_HAIR_PRECISION
+    small = D._suffixes()[1]
+    changed = set()
+    for part in ("detectors", "heldout", "heldout_eye_labels", f"heldout{small}", f"heldout_eye_labels{small}"):
+        for key in set(old[part]) | set(written[part]):
+            if old[part].get(key) != written[part].get(key):
+                changed.add(key)
+    assert changed <= {"beard", "beard_hand_rule"} and "beard" in changed
+    rest = {k: v for k, v in written.items() if k not in ("detectors", "heldout", "heldout_eye_labels",
+                                                          f"heldout{small}", f"heldout_eye_labels{small}",
+                                                          "fitted_on_beard", "refitted_alone")}
+    assert rest == {k: v for k, v in old.items() if k in rest} and set(old) - set(rest) <= {
+        "detectors", "heldout", "heldout_eye_labels", f"heldout{small}", f"heldout_eye_labels{small}"}
+    # (pure: a detector the new fit found unreliable is listed so, and leaves the file's)
+    spliced = D.splice(old, {**doc, "detectors": {}, "not_reliable": ["beard"]}, ("beard",))
+    assert "beard" not in spliced["detectors"] and spliced["not_reliable"] == ["beard"]
+    assert spliced["detectors"]["moustache"] == old["detectors"]["moustache"]
+    # refused before fitting
+    for kw, why in (({"only": ("bear",)}, "unknown detector"), ({"only": ("beard",), "precision": 0.8}, "precision"),
+                    ({"only": ("beard",), "out": tmp_path / "none.json"}, "does not exist")):
+        calls.clear()
+        with pytest.raises(SystemExit, match=why):
+            D.fit(shared, cache, **{"out": out, **kw}, quiet=True)
+        assert not calls
+    from avatarizer_export.cli import build_parser
+
+    args = build_parser().parse_args(["detectors", "--only", "beard", "--only", "moustache", "--only", "beard"])
+    assert args.only == ["beard", "moustache", "beard"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["detectors", "--only", "hair_colour"])
+
+
+def _count_calls(real, calls: list):
+    def f(x, y, k, *a, **kw):
+        calls.append(k)
+        return real(x, y, k, *a, **kw)
+    return f
+
+
+def test_a_weighted_threshold_keeps_the_precision_of_the_photos_it_stands_for():
+    """``precision_threshold(..., weights=)``: the lowest threshold whose
+    weighted precision reaches the target with 3 finds (counted in photos),
+    as a brute force finds it; weights of one change nothing; a mined
+    pool's positives weighed down move the threshold up."""
+    sys.path.insert(0, str(ROOT / "export"))
+    from avatarizer_export.attributes import _best_ba_threshold
+    from avatarizer_export.detectors import precision_threshold
+
+    def brute(p, t, w, prec):
+        for c in np.unique(p):
+            m = p >= c
+            if t[m].sum() >= 3 and (w[m] * t[m]).sum() >= prec * w[m].sum():
+                return float(c)
+        return 1.0
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        n = int(rng.integers(10, 150))
+        p = rng.random(n)  # (no ties)
+        t = (rng.random(n) < p).astype(float)
+        w = rng.choice([1.0, 2.5, 7.0], n)
+        prec = float(rng.choice([0.6, 0.8, 0.9]))
+        assert precision_threshold(p, t, prec, weights=w) == brute(p, t, w, prec)
+        assert precision_threshold(p, t, prec, weights=np.ones(n)) == precision_threshold(p, t, prec)
+        # the decision threshold: integer weights are the rows repeated
+        wi = rng.integers(1, 4, n)
+        assert _best_ba_threshold(p, t > 0, wi) == _best_ba_threshold(np.repeat(p, wi), np.repeat(t, wi) > 0)
+    # negatives that stand for many more photos: the precision holds only higher up
+    p = np.linspace(0.01, 0.99, 200)
+    t = (p > 0.5).astype(float)
+    t[::7] = 1 - t[::7]
+    w = np.where(t > 0, 1.0, 4.0)
+    assert precision_threshold(p, t, 0.8, weights=w) > precision_threshold(p, t, 0.8)
+    with pytest.raises(ValueError, match="positive weight"):
+        precision_threshold(p, t, 0.8, weights=np.zeros(200))
+    with pytest.raises(ValueError, match="together"):
+        precision_threshold(p, t, 0.8, groups=p > 0.5, weights=w)
+
+
 def test_exposure_gain_only_for_clearly_underexposed_frames():
     from avatarizer.align import EXPOSURE_DIM, exposure_gain
     from avatarizer.imageio import sample_photo

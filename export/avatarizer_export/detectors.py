@@ -341,14 +341,29 @@ def predict(model: dict, x: np.ndarray) -> np.ndarray:
 
 
 def precision_threshold(prob: np.ndarray, truth: np.ndarray, precision: float,
-                        groups: np.ndarray | None = None) -> float:
+                        groups: np.ndarray | None = None, weights: np.ndarray | None = None) -> float:
     """Lowest threshold at which the out-of-fold precision is still >=
     ``precision`` (1.0: never draw, when no threshold reaches it), with at
     least 3 true finds above it. ``groups`` (a label per row, e.g. the crop
     size the cues were measured at): the lowest at which every group's
     rows keep that precision and have 3 finds (precision is not monotone
     in the threshold, so the larger of the groups' own thresholds need
-    not)."""
+    not). ``weights`` (a positive weight per row: the photos each stands
+    for, :func:`avatarizer_export.eyelabels.sample_weights`): precision
+    over the weighted rows (the 3 finds still count photos); not with
+    ``groups``."""
+    if weights is not None:
+        if groups is not None:
+            raise ValueError("precision_threshold: weights and groups together are not supported")
+        w = np.asarray(weights, float)
+        if w.shape != np.shape(prob) or not (w > 0).all():
+            raise ValueError("precision_threshold: one positive weight per row")
+        order = np.argsort(-prob, kind="stable")
+        t = np.asarray(truth, float)[order]
+        finds = np.cumsum(t > 0)
+        prec = np.cumsum(w[order] * t) / np.cumsum(w[order])
+        ok = np.flatnonzero((prec >= precision) & (finds >= 3))
+        return float(prob[order][ok[-1]]) if len(ok) else 1.0
     if groups is not None:
         cand = np.unique(prob)  # ascending
         ok = np.ones(len(cand), bool)
@@ -447,6 +462,11 @@ def main_detectors(args) -> int:
         return 1
     # the precision each function defaults to unless given
     kw = {} if args.precision is None else {"precision": args.precision}
+    if args.only:
+        if args.fusion:
+            print("avatarizer-export detectors: --only and --fusion are separate steps", file=sys.stderr)
+            return 2
+        kw["only"] = tuple(dict.fromkeys(args.only))
     step = fit_glasses_fusion if args.fusion else fit
     step(shared, cache_dir(args.cache), out=Path(args.out) if args.out else None, quiet=args.quiet, **kw)
     return 0
@@ -536,13 +556,75 @@ def fit_hat(x: np.ndarray, y: np.ndarray, k: int) -> dict:
     return model
 
 
-def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None = None, quiet: bool = False) -> dict:
+#: the accessory detectors :func:`fit` fits, each with the cue table it reads and its classes
+TASKS = {"glasses": ("glasses", 3), "beard": ("beard", 2), "moustache": ("beard", 2), "headwear": ("hat", 2),
+         "bald": ("headwear", 2), "goatee": ("goatee", 2)}
+
+
+def splice(old: dict, new: dict, only) -> dict:
+    """``old`` (a detectors file) with the detectors ``only`` and every entry
+    of theirs (held-out reports, what they were fitted on, precision
+    targets, ``not_reliable``, the bald detector's bare-top band) taken from
+    ``new`` (a fit of those alone); ``refitted_alone`` records the seconds
+    each took. The other detectors, the hair colour and the age stay byte for
+    byte: a refit of one detector with new labels leaves the others as
+    shipped (a full refit does not reproduce them exactly)."""
+    import copy
+
+    doc = copy.deepcopy(old)
+    small = _suffixes()[1]
+    for t in only:
+        for part in ("detectors", "heldout", "heldout_eye_labels", f"heldout{small}", f"heldout_eye_labels{small}"):
+            for key in (t, f"{t}_hand_rule"):
+                if key in new.get(part, {}):
+                    doc.setdefault(part, {})[key] = new[part][key]
+                else:
+                    doc.get(part, {}).pop(key, None)
+        # (the shared fitted_on of a full fit describes the detectors fitted together; one refitted alone says its own)
+        doc[f"fitted_on_{t}"] = new.get(f"fitted_on_{t}", new["fitted_on"])
+        if t in new.get("precision_targets", {}):
+            doc.setdefault("precision_targets", {})[t] = new["precision_targets"][t]
+        else:
+            doc.get("precision_targets", {}).pop(t, None)
+        rest = [x for x in doc.get("not_reliable", []) if x != t] + ([t] if t in new.get("not_reliable", []) else [])
+        if rest:
+            doc["not_reliable"] = rest
+        else:
+            doc.pop("not_reliable", None)
+        if t == "bald":
+            if "bare_top_band" in new:
+                doc["bare_top_band"] = new["bare_top_band"]
+            else:
+                doc.pop("bare_top_band", None)
+        doc.setdefault("refitted_alone", {})[t] = new["seconds"]
+    if new.get("precision_target") != old.get("precision_target"):
+        raise ValueError(f"detectors: refitting {sorted(only)} alone at precision {new.get('precision_target')} "
+                         f"beside detectors fitted at {old.get('precision_target')}: fit them all")
+    return doc
+
+
+def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None = None, quiet: bool = False,
+        only=None) -> dict:
     """Fits the artist's accessory detectors on the labelled training photos
     and writes them (default ``sdk/avatarizer/data/artist_detectors.json``);
-    returns the document. A missing label file raises FileNotFoundError."""
+    returns the document. A missing label file raises FileNotFoundError.
+    ``only`` (names of :data:`TASKS`): fit those detectors alone and keep
+    everything else from the file at ``out`` (:func:`splice`), which must
+    exist."""
     from avatarizer.artist import accessories as A
 
     t0 = time.time()
+    out = Path(out) if out else OUT
+    if only:
+        unknown = sorted(set(only) - set(TASKS))
+        if unknown:
+            raise SystemExit(f"detectors --only: unknown detector(s) {unknown}; choose from {sorted(TASKS)}")
+        if not out.is_file():
+            raise SystemExit(f"detectors --only: {out} does not exist: fit every detector first")
+        old = json.loads(out.read_text(encoding="utf-8"))
+        if old.get("precision_target") != precision:
+            raise SystemExit(f"detectors --only: {out} was fitted at precision {old.get('precision_target')}, not "
+                             f"{precision}: fit every detector")
     folder, labels, names = _labelled(shared, "the detectors")
     cue_cache = Path(cache) / "detector_cues.npz"
     key = _cache_key()
@@ -554,8 +636,7 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         feats = features(folder, names, progress=not quiet)
         _write_cache(cue_cache, key=key, **{k: (np.array(v) if k == "names" else v) for k, v in feats.items()})
     held = np.array([is_heldout(f"ffhq128-labelled/{n}") for n in feats["names"]])
-    tasks = {"glasses": ("glasses", 3), "beard": ("beard", 2), "moustache": ("beard", 2), "headwear": ("hat", 2),
-             "bald": ("headwear", 2), "goatee": ("goatee", 2)}
+    tasks = {t: v for t, v in TASKS.items() if not only or t in only}
     # the project's labels by eye (docs/data.md): more training photos, and a second held-out report
     from .data import bald_labels, eye_labels, goatee_labels, headwear_labels
 
@@ -576,7 +657,7 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
                             ("goatee", goatee_labels(), "the beard's style")):
         tf = eye_features(shared, cache, sorted(lab), quiet=quiet) if lab else {"names": []}
         own[task] = (lab, tf, np.array([is_heldout(n) for n in tf["names"]], bool))
-        if len(own[task][2]):
+        if len(own[task][2]) and (not only or task in only):
             # (the goatee has no shared label: its photos are the ones labelled by eye alone)
             shared_part = "" if task == "goatee" else f"{int((~held).sum())} training photos of ffhq128-labelled and "
             doc[f"fitted_on_{task}"] = (f"{shared_part}{int((~own[task][2]).sum())} training photos labelled by eye "
@@ -646,7 +727,7 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
                 counts = np.bincount(np.tile(tops, len(pooled))[band] + 1, minlength=4)[1:]
                 doc["bare_top_band"] = {"floor": r, "seeds": len(pooled), "crop_size": cue_sizes()[0],
                                         "hair": int(counts[0]), "receding": int(counts[1]), "bald": int(counts[2])}
-        if task == "glasses" and Path(out or OUT).resolve() == OUT.resolve():
+        if task == "glasses" and out.resolve() == OUT.resolve():
             # the glasses fusion trains on these (the network is too sure of its own photos); only for the
             # network the SDK ships (a fit written elsewhere would leave the shipped one's without them)
             _save_glasses_oof(cache, model, po[~at_small], groups[~at_small], feats["names"], tf["names"])
@@ -671,6 +752,9 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
             if (eok & theld).any():
                 doc["heldout_eye_labels"][f"{task}_hand_rule"] = _detector_report(
                     ey[eok & theld], rule(tf[fkey][eok & theld]), k)
+    if only:
+        doc["seconds"] = round(time.time() - t0, 1)
+        return _write(splice(old, doc, only), out, A)
     # hair colour: trained on the training photos of both label sets (the
     # shared labels alone until session 21: with the colour statistics alone
     # the labels by eye did not help, 0.635 -> 0.616 held-out balanced
@@ -700,7 +784,6 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
             hc_model["artist_age_prior"] = artist_prior
     prior = gray_age_prior([f"ffhq128-labelled/{n}" for n in feats["names"]] + both["names"][len(feats["names"]):],
                            [both_labels[n]["hair_colour"] for n in both["names"]], both_held)
-    out = Path(out) if out else OUT
     if prior is None:  # no H predictions (a fresh clone before its first H): the prior the file has
         from .attributes import predictions_path
 
@@ -715,6 +798,10 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         if part in hc_report:
             doc[key]["hair_colour"] = hc_report[part]
     doc["seconds"] = round(time.time() - t0, 1)
+    return _write(doc, out, A)
+
+
+def _write(doc: dict, out: Path, A) -> dict:
     with staged(out, "part") as tmp:
         tmp.write_text(dumps(doc))
     A.detectors.cache_clear()
@@ -1256,6 +1343,10 @@ def add_parser(sub):
     p.add_argument("--out", help=f"where to write (default {OUT.relative_to(ROOT)})")
     p.add_argument("--cache", help="cache folder (default <repo>/cache): the measured cues are kept there")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--only", action="append", choices=sorted(TASKS), metavar="DETECTOR",
+                   help="fit this detector alone (repeatable; one of " + ", ".join(sorted(TASKS)) + ") and keep "
+                        "the others, the hair colour and the age from the file --out names (default the "
+                        "shipped one): a refit after new labels of one kind")
     p.add_argument("--fusion", action="store_true",
                    help="fit the hybrid's glasses decision (the artist's glasses network fused with the shipped "
                         f"attribute model) instead; writes {FUSION_OUT.relative_to(ROOT)} (run after shipping H, "

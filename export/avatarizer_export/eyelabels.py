@@ -49,8 +49,11 @@ exactly what ``merge`` makes. The batch ``hair_length_train_2`` (616 more traini
 photos) is committed but not merged: the head refitted with it was not
 shipped (docs/hair.md, "Hair length"); so is ``utkface_men_2`` (739 more UTKFace
 men for beard and moustache, mostly those the facial-hair network read as
-possibly bearded): the network refitted with it drew more beards it should
-not (docs/data.md).
+possibly bearded; docs/data.md). A mined batch (``utkface_men_2``: the
+photos the shipped pipeline hesitated on, and some of the rest at random)
+records its stratified sample (``sample``, :func:`sample_weights`), so that
+thresholds chosen for precision can weigh it back to the prevalence of the
+photos it was drawn from.
 """
 from __future__ import annotations
 
@@ -98,6 +101,28 @@ ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 def load_batch(name: str, folder: Path | None = None) -> dict:
     return json.loads(((folder or VOTES) / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def sample_weights(batches, folder: Path | None = None) -> dict[str, float]:
+    """``{photo key: weight}`` of the batches' photos chosen by a stratified
+    sample (a batch's optional ``sample``: a list of strata, each with the
+    ``keys`` chosen, the ``population`` of photos they were chosen from and
+    the ``rule`` that made the stratum). A photo stands for
+    ``population / len(keys)`` photos of its stratum, so that a mined batch
+    (every hesitation of the pipeline, and a few of the rest at random) can
+    be weighed back to the prevalence of the photos it was drawn from:
+    what a threshold chosen for precision needs. Photos of batches without
+    ``sample`` are left out (weight 1)."""
+    out: dict[str, float] = {}
+    for b in batches:
+        for stratum in load_batch(b, folder).get("sample", ()):
+            keys, population = stratum["keys"], int(stratum["population"])
+            if not keys or population < len(keys):
+                raise ValueError(f"batch {b}: stratum {stratum.get('stratum')!r} has {len(keys)} photos of "
+                                 f"{population}")
+            for k in keys:
+                out[k] = population / len(keys)
+    return out
 
 
 def _sheet_votes(batch: dict, kind: str):

@@ -30,8 +30,11 @@ image, shifts of up to 4 px, brightness, contrast, saturation (15%
 grey), colour cast; predictions average the crop and its mirror image.
 The drawing thresholds are chosen on 3-fold out-of-fold predictions of the
 training photos labelled by eye (not the UTKFace negatives, which would
-flatter precision, and not the shared labels, which miss facial hair): the
-lowest with precision at least
+flatter precision, and not the shared labels, which miss facial hair; a
+mined batch's photos weighed back to the prevalence of the photos it was
+drawn from, :func:`avatarizer_export.eyelabels.sample_weights`: the
+hesitations of the shipped pipeline it holds are rich in beards): the
+lowest with (weighted) precision at least
 :data:`avatarizer_export.regionnet.PRECISION` (0.9); the
 decision threshold (what ``attributes`` reports as decided) the best
 balanced accuracy there. The held-out photos are scored once, for the report.
@@ -60,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import eye_labels, ffhq_labels, is_heldout, load_aligned
+from .eyelabels import OUTPUTS, sample_weights
 
 _UTK = re.compile(r"^utkface[^/]*/(\d{1,3})_([01])_")
 
@@ -68,8 +72,9 @@ def training_rows(shared: Path, aligned) -> dict:
     """The labelled rows of the aligned cache: ``keys``, ``y`` (N x 2:
     beard, moustache), ``labelled`` (a label by eye or a shared one; the
     others are UTKFace women and children by name), ``choose`` (a label by
-    eye: the rows that choose the thresholds), ``held`` and ``index``
-    (rows of the cache)."""
+    eye: the rows that choose the thresholds), ``weight`` (the photos each
+    row stands for there: :func:`avatarizer_export.eyelabels.sample_weights`),
+    ``held`` and ``index`` (rows of the cache)."""
     lab: dict[str, tuple[int, int]] = {}
     for k, v in eye_labels().items():
         if isinstance(v.get("beard"), int) and isinstance(v.get("moustache"), int):
@@ -86,18 +91,23 @@ def training_rows(shared: Path, aligned) -> dict:
             lab[k] = (0, 0)  # a woman or a child by the file name: neither
     pos = {k: i for i, k in enumerate(aligned.keys)}
     keys = [k for k in sorted(lab) if k in pos]
+    # a mined batch's photos stand for the photos of their stratum (module docstring)
+    weight = sample_weights(OUTPUTS["utkface_facial_hair.jsonl"])
     return {"keys": keys, "y": np.array([lab[k] for k in keys], np.float32),
             "labelled": np.array([k in labelled for k in keys], bool),
             "choose": np.array([k in by_eye for k in keys], bool),
+            "weight": np.array([weight.get(k, 1.0) for k in keys], np.float64),
             "held": np.array([is_heldout(k) for k in keys], bool),
             "index": np.array([pos[k] for k in keys], np.int64)}
 
 
-def fit(shared: Path, cache: Path, *, data: Path | None = None, quiet: bool = False) -> dict:
+def fit(shared: Path, cache: Path, *, data: Path | None = None, quiet: bool = False,
+        oof_out: Path | None = None) -> dict:
     """Fits the network (:func:`avatarizer_export.regionnet.fit_task`:
     out-of-fold thresholds, then on every training photo), writes
     ``facial_hair.onnx`` and ``facial_hair.json`` into ``data`` (default
-    the SDK's data folder) and returns the JSON document."""
+    the SDK's data folder) and returns the JSON document (``oof_out``: where
+    to keep the out-of-fold probabilities, as ``fit_task``'s)."""
     from avatarizer import facialhair as FH
 
     from .regionnet import fit_task
@@ -108,7 +118,7 @@ def fit(shared: Path, cache: Path, *, data: Path | None = None, quiet: bool = Fa
     return fit_task(FH.SPEC, al.crops, rows, data=data, quiet=quiet, input_name="lower_face",
                     held_groups=(("held out, labelled", lab), ("held out, labelled by eye", rows["choose"]),
                                  ("held out, UTKFace women and children", ~lab)),
-                    chosen_on="training photos labelled by eye",
+                    chosen_on="training photos labelled by eye", oof_out=oof_out,
                     trained_on={"utkface_negatives": int((~lab[tr]).sum()), "beards": int(y[tr][:, 0].sum()),
                                 "moustaches": int(y[tr][:, 1].sum())},
                     clear=FH.clear_cache)

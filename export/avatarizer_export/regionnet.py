@@ -252,7 +252,9 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
     """Fits the network of ``spec`` on ``rows`` (``y``: N x outputs;
     ``labelled``: rows that choose the thresholds, the others are sampled
     as negatives; optional ``choose``: the labelled rows that choose the
-    thresholds where not all do, the others still trained on; ``held``;
+    thresholds where not all do, the others still trained on; optional
+    ``weight``: per row, the photos it stands for when the thresholds are
+    chosen, :func:`avatarizer_export.eyelabels.sample_weights`; ``held``;
     ``index``: rows of ``crops``) and writes its
     files into ``data`` (default the SDK's data folder); returns the JSON
     document. ``held_groups``: (report name, mask over ``rows``) for the
@@ -290,8 +292,9 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
                           progress=not quiet, desc=f"{spec.name.replace('_', ' ')}, fold {f + 1} of {FOLDS}")
             oof[fold == f] = predict(net, spec, crops, index[tr[fold == f]])
         lo = choose[tr]
-        th = {n: {"draw": precision_threshold(oof[lo, j], (y[tr][lo, j] > 0).astype(float), precision),
-                  "decision": _best_ba_threshold(oof[lo, j], y[tr][lo, j] > 0)} for j, n in enumerate(names)}
+        w = None if rows.get("weight") is None else np.asarray(rows["weight"], float)[tr][lo]
+        th = {n: {"draw": precision_threshold(oof[lo, j], (y[tr][lo, j] > 0).astype(float), precision, weights=w),
+                  "decision": _best_ba_threshold(oof[lo, j], y[tr][lo, j] > 0, w)} for j, n in enumerate(names)}
         net = fit_net(spec, crops, index[tr], y[tr], ~lab[tr], pool=pool, seed=SEED, progress=not quiet)
         report: dict = {f"out of fold ({chosen_on})": {
             n: scores(oof[lo, j], y[tr][lo, j] > 0, th[n]["draw"]) for j, n in enumerate(names)}}
