@@ -1265,7 +1265,6 @@ def test_one_detector_refitted_alone_leaves_the_rest_as_shipped(tmp_path, monkey
     assert written["detectors"]["beard"] != old["detectors"]["beard"]
     assert written["refitted_alone"].keys() == {"beard"} and written["refitted_alone"]["beard"] > 0
     assert "labelled by eye" in written["fitted_on_beard"] and written["fitted_on"] == old["fitted_on"]
-    assert written["precision_targets"]["beard"] == D.FACIAL_HAIR_PRECISION
     small = D._suffixes()[1]
     changed = set()
     for part in ("detectors", "heldout", "heldout_eye_labels", f"heldout{small}", f"heldout_eye_labels{small}"):
@@ -1278,10 +1277,6 @@ def test_one_detector_refitted_alone_leaves_the_rest_as_shipped(tmp_path, monkey
                                                           "fitted_on_beard", "refitted_alone")}
     assert rest == {k: v for k, v in old.items() if k in rest} and set(old) - set(rest) <= {
         "detectors", "heldout", "heldout_eye_labels", f"heldout{small}", f"heldout_eye_labels{small}"}
-    # (pure: a detector the new fit found unreliable is listed so, and leaves the file's)
-    spliced = D.splice(old, {**doc, "detectors": {}, "not_reliable": ["beard"]}, ("beard",))
-    assert "beard" not in spliced["detectors"] and spliced["not_reliable"] == ["beard"]
-    assert spliced["detectors"]["moustache"] == old["detectors"]["moustache"]
     # refused before fitting
     for kw, why in (({"only": ("bear",)}, "unknown detector"), ({"only": ("beard",), "precision": 0.8}, "precision"),
                     ({"only": ("beard",), "out": tmp_path / "none.json"}, "does not exist")):
@@ -1295,6 +1290,41 @@ def test_one_detector_refitted_alone_leaves_the_rest_as_shipped(tmp_path, monkey
     assert args.only == ["beard", "moustache", "beard"]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["detectors", "--only", "hair_colour"])
+
+
+def test_splice_takes_every_entry_of_the_refitted_detectors():
+    """``detectors.splice`` on a hand-made pair: the refitted detector's
+    model, reports (at both sizes, its hand rule), precision target,
+    reliability and (bald) bare-top band come from the new fit, removed
+    where the new fit has none; the others' stay."""
+    from avatarizer_export import detectors as D
+
+    s = D._suffixes()[1]
+    old = {"format": 1, "fitted_on": "old", "precision_target": 0.9, "seconds": 10.0,
+           "detectors": {"beard": "B0", "bald": "L0", "glasses": "G0"},
+           "heldout": {"beard": "hb0", "beard_hand_rule": "hr0", "bald": "hl0", "glasses": "hg0"},
+           "heldout_eye_labels": {"beard": "eb0", "glasses": "eg0"}, f"heldout{s}": {"beard": "sb0"},
+           f"heldout_eye_labels{s}": {"beard": "seb0", "bald": "sel0"},
+           "precision_targets": {"beard": 0.8}, "bare_top_band": {"floor": 0.2}, "not_reliable": ["goatee"]}
+    new = {"fitted_on": "new", "precision_target": 0.9, "seconds": 3.0, "detectors": {"bald": "L1"},
+           "heldout": {"bald": "hl1"}, "heldout_eye_labels": {"beard": "eb1"}, f"heldout{s}": {},
+           f"heldout_eye_labels{s}": {}, "not_reliable": ["beard"], "fitted_on_bald": "new bald"}
+    got = D.splice(old, new, ("beard", "bald"))
+    assert got["detectors"] == {"glasses": "G0", "bald": "L1"}
+    assert got["heldout"] == {"bald": "hl1", "glasses": "hg0"}
+    assert got["heldout_eye_labels"] == {"beard": "eb1", "glasses": "eg0"}
+    assert got[f"heldout{s}"] == {} and got[f"heldout_eye_labels{s}"] == {}
+    assert "precision_targets" not in got and "bare_top_band" not in got
+    assert got["not_reliable"] == ["goatee", "beard"]
+    assert got["fitted_on"] == "old" and got["fitted_on_beard"] == "new" and got["fitted_on_bald"] == "new bald"
+    assert got["refitted_alone"] == {"beard": 3.0, "bald": 3.0} and got["seconds"] == 10.0
+    assert old["detectors"] == {"beard": "B0", "bald": "L0", "glasses": "G0"}  # (a copy: the old one as it was)
+    # and back: a detector reliable again leaves the list, the list empty leaves the file
+    again = D.splice({**got, "not_reliable": ["beard"]}, {**new, "detectors": {"beard": "B2"}, "not_reliable": []},
+                     ("beard",))
+    assert again["detectors"]["beard"] == "B2" and "not_reliable" not in again
+    with pytest.raises(ValueError, match="precision"):
+        D.splice(old, {**new, "precision_target": 0.8}, ("beard",))
 
 
 def _count_calls(real, calls: list):
@@ -1321,17 +1351,23 @@ def test_a_weighted_threshold_keeps_the_precision_of_the_photos_it_stands_for():
         return 1.0
 
     rng = np.random.default_rng(7)
-    for _ in range(300):
+    for i in range(300):
         n = int(rng.integers(10, 150))
-        p = rng.random(n)  # (no ties)
+        p = rng.random(n) if i % 2 else np.round(rng.random(n), 2)  # (every other one with ties)
         t = (rng.random(n) < p).astype(float)
         w = rng.choice([1.0, 2.5, 7.0], n)
         prec = float(rng.choice([0.6, 0.8, 0.9]))
         assert precision_threshold(p, t, prec, weights=w) == brute(p, t, w, prec)
+        assert precision_threshold(p, t, prec) == brute(p, t, np.ones(n), prec)
         assert precision_threshold(p, t, prec, weights=np.ones(n)) == precision_threshold(p, t, prec)
+        # the groups path of one group judges the same thresholds
+        assert precision_threshold(p, t, prec, groups=np.zeros(n)) == precision_threshold(p, t, prec)
         # the decision threshold: integer weights are the rows repeated
         wi = rng.integers(1, 4, n)
         assert _best_ba_threshold(p, t > 0, wi) == _best_ba_threshold(np.repeat(p, wi), np.repeat(t, wi) > 0)
+    # rows of one value are drawn together: a run that holds a negative is judged with it
+    p, t = np.array([0.9, 0.9, 0.9, 0.5, 0.5]), np.array([1.0, 1, 1, 1, 0])
+    assert precision_threshold(p, t, 0.9) == precision_threshold(p[::-1].copy(), t[::-1].copy(), 0.9) == 0.9
     # negatives that stand for many more photos: the precision holds only higher up
     p = np.linspace(0.01, 0.99, 200)
     t = (p > 0.5).astype(float)

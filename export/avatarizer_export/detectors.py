@@ -350,20 +350,16 @@ def precision_threshold(prob: np.ndarray, truth: np.ndarray, precision: float,
     in the threshold, so the larger of the groups' own thresholds need
     not). ``weights`` (a positive weight per row: the photos each stands
     for, :func:`avatarizer_export.eyelabels.sample_weights`): precision
-    over the weighted rows (the 3 finds still count photos); not with
-    ``groups``."""
+    over the weighted rows (the 3 finds still count rows, the evidence
+    behind it); not with ``groups``. Rows of equal probability are drawn
+    together: a threshold is judged on all of them."""
+    w = None
     if weights is not None:
         if groups is not None:
             raise ValueError("precision_threshold: weights and groups together are not supported")
         w = np.asarray(weights, float)
         if w.shape != np.shape(prob) or not (w > 0).all():
             raise ValueError("precision_threshold: one positive weight per row")
-        order = np.argsort(-prob, kind="stable")
-        t = np.asarray(truth, float)[order]
-        finds = np.cumsum(t > 0)
-        prec = np.cumsum(w[order] * t) / np.cumsum(w[order])
-        ok = np.flatnonzero((prec >= precision) & (finds >= 3))
-        return float(prob[order][ok[-1]]) if len(ok) else 1.0
     if groups is not None:
         cand = np.unique(prob)  # ascending
         ok = np.ones(len(cand), bool)
@@ -377,13 +373,17 @@ def precision_threshold(prob: np.ndarray, truth: np.ndarray, precision: float,
             ok &= (n > 0) & (tp >= 3) & (tp >= precision * n)
         idx = np.flatnonzero(ok)
         return float(cand[idx[0]]) if len(idx) else 1.0
-    order = np.argsort(-prob)
-    tp = np.cumsum(truth[order])
-    prec = tp / np.arange(1, len(order) + 1)
-    ok = np.flatnonzero((prec >= precision) & (tp >= 3))  # at least 3 true finds behind it
+    order = np.argsort(-np.asarray(prob), kind="stable")
+    ps, t = np.asarray(prob)[order], np.asarray(truth, float)[order]
+    finds = np.cumsum(t > 0)
+    w = np.ones(len(ps)) if w is None else w[order]
+    prec = np.cumsum(w * t) / np.maximum(np.cumsum(w), 1e-300)
+    # a threshold draws every row of its value: only the last row of a run of equal values is one
+    last = np.r_[ps[1:] != ps[:-1], True] if len(ps) else np.zeros(0, bool)
+    ok = np.flatnonzero((prec >= precision) & (finds >= 3) & last)  # at least 3 true finds behind it
     if not len(ok):
         return 1.0
-    return float(prob[order][ok[-1]])
+    return float(ps[ok[-1]])
 
 
 def oof(x: np.ndarray, y: np.ndarray, k: int, folds: int = 5, seed: int = 0, l2: float = 1.0,
@@ -565,8 +565,8 @@ def splice(old: dict, new: dict, only) -> dict:
     """``old`` (a detectors file) with the detectors ``only`` and every entry
     of theirs (held-out reports, what they were fitted on, precision
     targets, ``not_reliable``, the bald detector's bare-top band) taken from
-    ``new`` (a fit of those alone); ``refitted_alone`` records the seconds
-    each took. The other detectors, the hair colour and the age stay byte for
+    ``new`` (a fit of those alone); ``refitted_alone`` records, per
+    detector, the seconds of the run that refitted it. The other detectors, the hair colour and the age stay byte for
     byte: a refit of one detector with new labels leaves the others as
     shipped (a full refit does not reproduce them exactly)."""
     import copy
@@ -586,6 +586,8 @@ def splice(old: dict, new: dict, only) -> dict:
             doc.setdefault("precision_targets", {})[t] = new["precision_targets"][t]
         else:
             doc.get("precision_targets", {}).pop(t, None)
+            if not doc.get("precision_targets", True):
+                del doc["precision_targets"]  # (as a full fit writes it: no key when no detector has its own)
         rest = [x for x in doc.get("not_reliable", []) if x != t] + ([t] if t in new.get("not_reliable", []) else [])
         if rest:
             doc["not_reliable"] = rest

@@ -48,9 +48,9 @@ agree); a test checks that the committed files are
 exactly what ``merge`` makes. The batch ``hair_length_train_2`` (616 more training
 photos) is committed but not merged: the head refitted with it was not
 shipped (docs/hair.md, "Hair length"); so is ``utkface_men_2`` (739 more UTKFace
-men for beard and moustache, mostly those the facial-hair network read as
-possibly bearded; docs/data.md). A mined batch (``utkface_men_2``: the
-photos the shipped pipeline hesitated on, and some of the rest at random)
+men for beard and moustache; docs/data.md). A mined batch (``utkface_men_2``: the
+photos the shipped pipeline drew a beard on or hesitated over, and some of
+the rest at random)
 records its stratified sample (``sample``, :func:`sample_weights`), so that
 thresholds chosen for precision can weigh it back to the prevalence of the
 photos it was drawn from.
@@ -103,25 +103,32 @@ def load_batch(name: str, folder: Path | None = None) -> dict:
     return json.loads(((folder or VOTES) / f"{name}.json").read_text(encoding="utf-8"))
 
 
-def sample_weights(batches, folder: Path | None = None) -> dict[str, float]:
+def sample_weights(batches, folder: Path | None = None, labelled=None) -> dict[str, float]:
     """``{photo key: weight}`` of the batches' photos chosen by a stratified
     sample (a batch's optional ``sample``: a list of strata, each with the
     ``keys`` chosen, the ``population`` of photos they were chosen from and
-    the ``rule`` that made the stratum). A photo stands for
-    ``population / len(keys)`` photos of its stratum, so that a mined batch
-    (every hesitation of the pipeline, and a few of the rest at random) can
-    be weighed back to the prevalence of the photos it was drawn from:
-    what a threshold chosen for precision needs. Photos of batches without
-    ``sample`` are left out (weight 1)."""
+    the ``rule`` that made the stratum). A photo stands for the stratum's
+    ``population`` over its photos in ``labelled`` (the keys that kept a
+    label; default all of them), so that a mined batch (every photo the
+    pipeline drew or hesitated on, and a few of the rest at random) is
+    weighed back to the prevalence of the photos it was drawn from: what a
+    threshold chosen for precision needs. (Photos whose labellers disagreed
+    are not in ``labelled``: the population is spread over the rest of
+    their stratum, which cannot undo that disputed photos are the harder
+    ones.) Photos of batches without ``sample`` are not in the result
+    (weight 1); a photo in two strata, or twice in one, is refused."""
     out: dict[str, float] = {}
     for b in batches:
         for stratum in load_batch(b, folder).get("sample", ()):
             keys, population = stratum["keys"], int(stratum["population"])
-            if not keys or population < len(keys):
-                raise ValueError(f"batch {b}: stratum {stratum.get('stratum')!r} has {len(keys)} photos of "
-                                 f"{population}")
-            for k in keys:
-                out[k] = population / len(keys)
+            name = f"batch {b}: stratum {stratum.get('stratum')!r}"
+            if population < len(keys) or (population and not keys):
+                raise ValueError(f"{name} has {len(keys)} photos of {population}")
+            if len(set(keys)) != len(keys) or set(keys) & set(out):
+                raise ValueError(f"{name}: a photo is in it twice, or in another stratum too")
+            kept = [k for k in keys if labelled is None or k in labelled]
+            for k in kept:
+                out[k] = population / len(kept)
     return out
 
 
