@@ -416,3 +416,14 @@ def test_a_pil_image_that_cannot_be_decoded_is_a_value_error(tmp_path):
     cut.write_bytes(data[: len(data) * 6 // 10])
     with pytest.raises(ValueError, match="cannot be decoded"):
         to_rgb_uint8(Image.open(cut))
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG", "TIFF"])
+def test_an_animated_or_multi_page_image_gives_its_first_frame(tmp_path, fmt):
+    frames = [Image.fromarray(np.full((48, 64, 3), c, np.uint8)) for c in (40, 200, 120)]
+    path = tmp_path / f"moving.{fmt.lower()}"
+    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:], duration=100)
+    with Image.open(path) as im:
+        assert getattr(im, "n_frames", 1) == 3  # (really three frames)
+    got = load_image(path)
+    assert got.shape == (48, 64, 3) and abs(float(got.mean()) - 40) < 3

@@ -143,7 +143,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     not sRGB (a phone's Display P3, Adobe RGB, CMYK) is converted to sRGB
     through it (littlecms), so the colours are the photo's; not for 16-bit,
     32-bit or float grayscale images (scaled to 8 bits as they are) nor a
-    profile over :data:`MAX_ICC_BYTES`.
+    profile over :data:`MAX_ICC_BYTES`. An animated image (GIF, WebP, APNG)
+    or a multi-page one (TIFF) gives its first frame (a clip's every frame:
+    ``Avatarizer.from_frames`` or ``avatarizer video``).
 
     The size is read from the file's header and checked against
     ``MIN_SIDE``/``MAX_SIDE`` *before* any pixel is decoded, so a small file
