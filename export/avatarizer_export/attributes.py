@@ -784,21 +784,11 @@ def train_head(Z: np.ndarray, T: dict, name: str, photo, variant, train_photo, l
     return res
 
 
-def _best_ba_threshold(p, y, weights=None) -> float:
-    """The decision threshold: best balanced accuracy of ``p`` for the
-    boolean ``y`` on a 0.01 grid (``weights``: per row, the photos it
-    stands for, as in :func:`avatarizer_export.detectors.precision_threshold`)."""
+def _best_ba_threshold(p, y) -> float:
     from .metrics import balanced_accuracy
 
     grid = np.round(np.arange(0.02, 0.99, 0.01), 2)
-    if weights is None:
-        s = [balanced_accuracy(y.astype(int), (p >= t).astype(int)) for t in grid]
-    else:
-        w, pos = np.asarray(weights, float), np.asarray(y, bool)
-        s = []
-        for t in grid:
-            right = (p >= t) == pos
-            s.append(float(np.mean([np.sum(w[m] * right[m]) / np.sum(w[m]) for m in (pos, ~pos) if m.any()])))
+    s = [balanced_accuracy(y.astype(int), (p >= t).astype(int)) for t in grid]
     best = max(s)
     # the middle of the best plateau (less sensitive to the exact OOF scores)
     ts = grid[np.array(s) >= best - 1e-9]

@@ -341,25 +341,15 @@ def predict(model: dict, x: np.ndarray) -> np.ndarray:
 
 
 def precision_threshold(prob: np.ndarray, truth: np.ndarray, precision: float,
-                        groups: np.ndarray | None = None, weights: np.ndarray | None = None) -> float:
+                        groups: np.ndarray | None = None) -> float:
     """Lowest threshold at which the out-of-fold precision is still >=
     ``precision`` (1.0: never draw, when no threshold reaches it), with at
     least 3 true finds above it. ``groups`` (a label per row, e.g. the crop
     size the cues were measured at): the lowest at which every group's
     rows keep that precision and have 3 finds (precision is not monotone
     in the threshold, so the larger of the groups' own thresholds need
-    not). ``weights`` (a positive weight per row: the photos each stands
-    for, :func:`avatarizer_export.eyelabels.sample_weights`): precision
-    over the weighted rows (the 3 finds still count rows, the evidence
-    behind it); not with ``groups``. Rows of equal probability are drawn
-    together: a threshold is judged on all of them."""
-    w = None
-    if weights is not None:
-        if groups is not None:
-            raise ValueError("precision_threshold: weights and groups together are not supported")
-        w = np.asarray(weights, float)
-        if w.shape != np.shape(prob) or not (w > 0).all():
-            raise ValueError("precision_threshold: one positive weight per row")
+    not). Rows of equal probability are drawn together: a threshold is
+    judged on all of them."""
     if groups is not None:
         cand = np.unique(prob)  # ascending
         ok = np.ones(len(cand), bool)
@@ -375,12 +365,11 @@ def precision_threshold(prob: np.ndarray, truth: np.ndarray, precision: float,
         return float(cand[idx[0]]) if len(idx) else 1.0
     order = np.argsort(-np.asarray(prob), kind="stable")
     ps, t = np.asarray(prob)[order], np.asarray(truth, float)[order]
-    finds = np.cumsum(t > 0)
-    w = np.ones(len(ps)) if w is None else w[order]
-    prec = np.cumsum(w * t) / np.maximum(np.cumsum(w), 1e-300)
+    tp = np.cumsum(t)
+    prec = tp / np.arange(1, len(ps) + 1)
     # a threshold draws every row of its value: only the last row of a run of equal values is one
     last = np.r_[ps[1:] != ps[:-1], True] if len(ps) else np.zeros(0, bool)
-    ok = np.flatnonzero((prec >= precision) & (finds >= 3) & last)  # at least 3 true finds behind it
+    ok = np.flatnonzero((prec >= precision) & (tp >= 3) & last)  # at least 3 true finds behind it
     if not len(ok):
         return 1.0
     return float(ps[ok[-1]])

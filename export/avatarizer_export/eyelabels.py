@@ -25,7 +25,7 @@ control); ``length`` (the ``hair_length`` batches:
 ``votes.hair_length[labeller][sheet]`` maps each cell index to ``long``,
 ``short``, ``bald``, ``tied``, ``covered`` or null) keeps a photo when its two
 labellers gave the same label, not null. ``merge`` writes
-``utkface_facial_hair.jsonl`` (the ``utkface_men`` batch),
+``utkface_facial_hair.jsonl`` (the ``utkface_men`` and ``utkface_men_2`` batches),
 ``ffhq128_by_eye.jsonl`` (the two ``ffhq128`` batches),
 ``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``, ``skin_tone_3``, ``skin_tone_4``, ``skin_tone_5``),
 ``hair_length_by_eye.jsonl`` (``hair_length_train``,
@@ -47,13 +47,12 @@ or moustached; per cell one of :data:`BEARD_STYLES` and one of
 agree); a test checks that the committed files are
 exactly what ``merge`` makes. The batch ``hair_length_train_2`` (616 more training
 photos) is committed but not merged: the head refitted with it was not
-shipped (docs/hair.md, "Hair length"); so is ``utkface_men_2`` (739 more UTKFace
-men for beard and moustache; docs/data.md). A mined batch (``utkface_men_2``: the
+shipped (docs/hair.md, "Hair length"). A mined batch (``utkface_men_2``: the
 photos the shipped pipeline drew a beard on or hesitated over, and some of
-the rest at random)
-records its stratified sample (``sample``, :func:`sample_weights`), so that
-thresholds chosen for precision can weigh it back to the prevalence of the
-photos it was drawn from.
+the rest at random) records how it was drawn: ``sample``, a list of strata,
+each with the ``keys`` chosen, the ``population`` they were chosen from and
+the ``rule`` that made the stratum (what an estimate at the population's
+prevalence needs).
 """
 from __future__ import annotations
 
@@ -69,7 +68,7 @@ VOTES = EYE_LABELS / "votes"
 HAIR = ("black", "brown", "blond", "red", "gray")
 CONTROL_FOLDER = "ffhq128-labelled"
 #: label file -> the batches it is made from
-OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men",),
+OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men", "utkface_men_2"),
            "ffhq128_by_eye.jsonl": ("ffhq128_heldout", "ffhq128_train"),
            "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3", "skin_tone_4", "skin_tone_5"),
            "hair_length_by_eye.jsonl": ("hair_length_train", "hair_length_heldout"),
@@ -101,35 +100,6 @@ ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 def load_batch(name: str, folder: Path | None = None) -> dict:
     return json.loads(((folder or VOTES) / f"{name}.json").read_text(encoding="utf-8"))
-
-
-def sample_weights(batches, folder: Path | None = None, labelled=None) -> dict[str, float]:
-    """``{photo key: weight}`` of the batches' photos chosen by a stratified
-    sample (a batch's optional ``sample``: a list of strata, each with the
-    ``keys`` chosen, the ``population`` of photos they were chosen from and
-    the ``rule`` that made the stratum). A photo stands for the stratum's
-    ``population`` over its photos in ``labelled`` (the keys that kept a
-    label; default all of them), so that a mined batch (every photo the
-    pipeline drew or hesitated on, and a few of the rest at random) is
-    weighed back to the prevalence of the photos it was drawn from: what a
-    threshold chosen for precision needs. (Photos whose labellers disagreed
-    are not in ``labelled``: the population is spread over the rest of
-    their stratum, which cannot undo that disputed photos are the harder
-    ones.) Photos of batches without ``sample`` are not in the result
-    (weight 1); a photo in two strata, or twice in one, is refused."""
-    out: dict[str, float] = {}
-    for b in batches:
-        for stratum in load_batch(b, folder).get("sample", ()):
-            keys, population = stratum["keys"], int(stratum["population"])
-            name = f"batch {b}: stratum {stratum.get('stratum')!r}"
-            if population < len(keys) or (population and not keys):
-                raise ValueError(f"{name} has {len(keys)} photos of {population}")
-            if len(set(keys)) != len(keys) or set(keys) & set(out):
-                raise ValueError(f"{name}: a photo is in it twice, or in another stratum too")
-            kept = [k for k in keys if labelled is None or k in labelled]
-            for k in kept:
-                out[k] = population / len(kept)
-    return out
 
 
 def _sheet_votes(batch: dict, kind: str):

@@ -149,21 +149,14 @@ def predict(net, spec, crops, index: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, len(spec.outputs)), np.float32)
 
 
-def scores(p: np.ndarray, y: np.ndarray, th: float, weights: np.ndarray | None = None) -> dict:
-    """Recall, precision, balanced accuracy and counts of ``p >= th``;
-    with ``weights`` (the photos each row stands for) also the weighted
-    precision and recall, what the drawing threshold was chosen on."""
+def scores(p: np.ndarray, y: np.ndarray, th: float) -> dict:
+    """Recall, precision, balanced accuracy and counts of ``p >= th``."""
     d = p >= th
     tp, fp, fn = int((d & y).sum()), int((d & ~y).sum()), int((~d & y).sum())
-    out = {"n": int(len(y)), "positives": int(y.sum()), "drawn": tp + fp, "recall": round(tp / max(tp + fn, 1), 3),
-           "precision": round(tp / max(tp + fp, 1), 3),
-           "balanced_accuracy": round(0.5 * (d[y].mean() + (~d[~y]).mean()), 3) if 0 < y.sum() < len(y) else None,
-           "invented": fp, "missed": fn}
-    if weights is not None:
-        w = np.asarray(weights, float)
-        out["weighted_precision"] = round(float(w[d & y].sum() / max(w[d].sum(), 1e-12)), 3)
-        out["weighted_recall"] = round(float(w[d & y].sum() / max(w[y].sum(), 1e-12)), 3)
-    return out
+    return {"n": int(len(y)), "positives": int(y.sum()), "drawn": tp + fp, "recall": round(tp / max(tp + fn, 1), 3),
+            "precision": round(tp / max(tp + fp, 1), 3),
+            "balanced_accuracy": round(0.5 * (d[y].mean() + (~d[~y]).mean()), 3) if 0 < y.sum() < len(y) else None,
+            "invented": fp, "missed": fn}
 
 
 #: the largest difference allowed between ONNX Runtime's and PyTorch's probabilities on the training crops
@@ -259,9 +252,7 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
     """Fits the network of ``spec`` on ``rows`` (``y``: N x outputs;
     ``labelled``: rows that choose the thresholds, the others are sampled
     as negatives; optional ``choose``: the labelled rows that choose the
-    thresholds where not all do, the others still trained on; optional
-    ``weight``: per row, the photos it stands for when the thresholds are
-    chosen, :func:`avatarizer_export.eyelabels.sample_weights`; ``held``;
+    thresholds where not all do, the others still trained on; ``held``;
     ``index``: rows of ``crops``) and writes its
     files into ``data`` (default the SDK's data folder); returns the JSON
     document. ``held_groups``: (report name, mask over ``rows``) for the
@@ -299,12 +290,11 @@ def fit_task(spec, crops, rows: dict, *, data: Path | None = None, quiet: bool =
                           progress=not quiet, desc=f"{spec.name.replace('_', ' ')}, fold {f + 1} of {FOLDS}")
             oof[fold == f] = predict(net, spec, crops, index[tr[fold == f]])
         lo = choose[tr]
-        w = None if rows.get("weight") is None else np.asarray(rows["weight"], float)[tr][lo]
-        th = {n: {"draw": precision_threshold(oof[lo, j], (y[tr][lo, j] > 0).astype(float), precision, weights=w),
-                  "decision": _best_ba_threshold(oof[lo, j], y[tr][lo, j] > 0, w)} for j, n in enumerate(names)}
+        th = {n: {"draw": precision_threshold(oof[lo, j], (y[tr][lo, j] > 0).astype(float), precision),
+                  "decision": _best_ba_threshold(oof[lo, j], y[tr][lo, j] > 0)} for j, n in enumerate(names)}
         net = fit_net(spec, crops, index[tr], y[tr], ~lab[tr], pool=pool, seed=SEED, progress=not quiet)
         report: dict = {f"out of fold ({chosen_on})": {
-            n: scores(oof[lo, j], y[tr][lo, j] > 0, th[n]["draw"], w) for j, n in enumerate(names)}}
+            n: scores(oof[lo, j], y[tr][lo, j] > 0, th[n]["draw"]) for j, n in enumerate(names)}}
         hv = np.flatnonzero(held)
         if len(hv):
             ph = predict(net, spec, crops, index[hv])
