@@ -248,6 +248,8 @@ def test_the_shipped_network_loads_and_reads_a_crop():
     # the out-of-fold precision the drawing thresholds were chosen for, on the photos that chose them
     for name, r in doc["report"]["out of fold (training photos labelled by eye, UTKFace aside)"].items():
         assert r["precision"] >= PRECISION and r["recall"] > 0.5, (name, r)
+    # held out, every photo labelled by eye is reported, the UTKFace men among them (ffhq128's alone: ~180)
+    assert doc["report"]["held out, labelled by eye"]["beard"]["n"] > 400
     rng = np.random.default_rng(0)
     crop = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
     p = net.probabilities(crop)
@@ -393,7 +395,8 @@ def test_the_facial_hair_thresholds_are_chosen_on_the_labels_by_eye(monkeypatch)
     train (where a photo has no label by eye) but do not choose the
     thresholds; every label by eye but UTKFace's chooses, also on an
     ``ffhq128-labelled`` photo, whose label by eye wins; UTKFace men
-    labelled by eye train but do not choose (a sample of men alone);
+    labelled by eye train but do not choose (a sample of men alone), nor
+    does a mined batch's photo (``eyelabels.sampled_keys``);
     UTKFace women and children by name are sampled negatives, neither
     labelled nor choosing; men by name are not used."""
     from types import SimpleNamespace
@@ -403,22 +406,24 @@ def test_the_facial_hair_thresholds_are_chosen_on_the_labels_by_eye(monkeypatch)
     eye = {"ffhq128/a.jpg": {"beard": 1, "moustache": 0}, "stylegan128/b.jpg": {"beard": 0, "moustache": 1},
            "ffhq128-labelled/69001.jpg": {"beard": 1, "moustache": 1},
            "ffhq128/c.jpg": {"glasses": 1},  # (no facial-hair label: not used)
-           "utkface200/40_0_1_2017.jpg.chip.jpg": {"beard": 1, "moustache": 1}}
+           "utkface200/40_0_1_2017.jpg.chip.jpg": {"beard": 1, "moustache": 1},
+           "ffhq128/mined.jpg": {"beard": 1, "moustache": 0}}
     shared = {"69000.jpg": {"facialHair": {"beard": 0.1, "moustache": 0.6}},
               "69001.jpg": {"facialHair": {"beard": 0.0, "moustache": 0.0}}}
     monkeypatch.setattr(XF, "eye_labels", lambda: eye)
     monkeypatch.setattr(XF, "ffhq_labels", lambda folder: shared)
+    monkeypatch.setattr(XF, "sampled_keys", lambda: {"ffhq128/mined.jpg"})  # (a mined batch's photo)
     woman, man = "utkface200/30_1_0_2017.jpg.chip.jpg", "utkface200/30_0_0_2017.jpg.chip.jpg"
     bearded = "utkface200/40_0_1_2017.jpg.chip.jpg"
     keys = ["ffhq128/c.jpg", man, woman, "ffhq128-labelled/69001.jpg", "ffhq128-labelled/69000.jpg",
-            "stylegan128/b.jpg", "ffhq128/a.jpg", bearded]
+            "stylegan128/b.jpg", "ffhq128/a.jpg", bearded, "ffhq128/mined.jpg"]
     rows = XF.training_rows("unused", SimpleNamespace(keys=keys))
     got = {k: (bool(lab), bool(ch), bool(eye_), tuple(int(v) for v in yy))
            for k, lab, ch, eye_, yy in zip(rows["keys"], rows["labelled"], rows["choose"], rows["by_eye"], rows["y"])}
     assert got == {"ffhq128/a.jpg": (True, True, True, (1, 0)), "stylegan128/b.jpg": (True, True, True, (0, 1)),
                    "ffhq128-labelled/69001.jpg": (True, True, True, (1, 1)),
                    "ffhq128-labelled/69000.jpg": (True, False, False, (0, 1)),
-                   bearded: (True, False, True, (1, 1)),
+                   bearded: (True, False, True, (1, 1)), "ffhq128/mined.jpg": (True, False, True, (1, 0)),
                    woman: (False, False, False, (0, 0))}
     assert [keys[i] for i in rows["index"]] == rows["keys"]
 
@@ -426,16 +431,20 @@ def test_the_facial_hair_thresholds_are_chosen_on_the_labels_by_eye(monkeypatch)
 @pytest.mark.slow
 def test_the_hybrid_finds_most_held_out_beards_and_moustaches():
     """On the held-out photos labelled by eye (``ffhq128`` and the UTKFace
-    men; 450-odd faces, ~80 beards, ~95 moustaches) ``Avatarizer()`` drew
+    men; 465 faces, 85 beards, 98 moustaches) ``Avatarizer()`` drew
     41 of 82 beards (4 invented) and 42 of 95 moustaches (5) with H and
     the artist's detector (session 29); with the network 44 (1) and 73 (2),
-    and with its thresholds chosen on the labels by eye (session 30) 54 (1)
-    and 78 (5). The model card's numbers, with margin.
+    with its thresholds chosen on the labels by eye (session 30) 54 (1)
+    and 78 (5), and refitted with the second batch of UTKFace men, its
+    thresholds chosen on ``ffhq128``'s labels for precision 0.95 (session
+    37), 63 of 85 (2) and 80 of 98 (4, a drawn beard counted as a
+    moustache). The model card's numbers, with margin.
 
-    Where a beard or moustache is drawn (83 faces), the hair is drawn long
+    Where a beard or moustache is drawn (84 faces), the hair is drawn long
     and the gender said female on few (session 34, H's readings moved by
     it, :func:`hair.read_with_facial_hair`: long 3 -> 2, female 3 -> 1;
-    the long two a hooded man's and one without a length label)."""
+    the long two a hooded man's and one without a length label; session
+    37: 2 and 1)."""
     from avatarizer import Avatarizer, load_image
 
     faces = need_shared("data", "faces")
@@ -465,9 +474,9 @@ def test_the_hybrid_finds_most_held_out_beards_and_moustaches():
                 else:
                     invented[name] += int(shown)
     assert found["beard"][1] >= 70 and found["moustache"][1] >= 80
-    assert found["beard"][0] >= 0.6 * found["beard"][1], found
+    assert found["beard"][0] >= 0.68 * found["beard"][1], found
     assert found["moustache"][0] >= 0.75 * found["moustache"][1], found
-    assert invented["beard"] <= 3 and invented["moustache"] <= 7, invented
+    assert invented["beard"] <= 3 and invented["moustache"] <= 6, invented
     assert with_fh["faces"] >= 70 and with_fh["long"] <= 2 and with_fh["female"] <= 2, with_fh
 
 

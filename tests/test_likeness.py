@@ -1270,7 +1270,9 @@ def test_one_detector_refitted_alone_leaves_the_rest_as_shipped(tmp_path, monkey
     assert written == json.loads(json.dumps(doc))
     assert calls == [2] * 6  # the beard's network and its 5 folds' alone (the glasses' have 3 classes)
     assert written["detectors"]["beard"] != old["detectors"]["beard"]
-    assert written["refitted_alone"].keys() == {"beard"} and written["refitted_alone"]["beard"] > 0
+    assert written["refitted_alone"]["beard"] == doc["refitted_alone"]["beard"] > 0
+    assert {k: v for k, v in written["refitted_alone"].items() if k != "beard"} == {
+        k: v for k, v in old.get("refitted_alone", {}).items() if k != "beard"}
     assert "labelled by eye" in written["fitted_on_beard"] and written["fitted_on"] == old["fitted_on"]
     small = D._suffixes()[1]
     changed = set()
@@ -1283,7 +1285,8 @@ def test_one_detector_refitted_alone_leaves_the_rest_as_shipped(tmp_path, monkey
                                                           f"heldout{small}", f"heldout_eye_labels{small}",
                                                           "fitted_on_beard", "refitted_alone")}
     assert rest == {k: v for k, v in old.items() if k in rest} and set(old) - set(rest) <= {
-        "detectors", "heldout", "heldout_eye_labels", f"heldout{small}", f"heldout_eye_labels{small}"}
+        "detectors", "heldout", "heldout_eye_labels", f"heldout{small}", f"heldout_eye_labels{small}",
+        "fitted_on_beard", "refitted_alone"}
     # refused before fitting
     for kw, why in (({"only": ("bear",)}, "unknown detector"), ({"only": ("beard",), "precision": 0.8}, "precision"),
                     ({"only": ("beard",), "out": tmp_path / "none.json"}, "does not exist")):
@@ -1297,6 +1300,19 @@ def test_one_detector_refitted_alone_leaves_the_rest_as_shipped(tmp_path, monkey
     assert args.only == ["beard", "moustache", "beard"]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["detectors", "--only", "hair_colour"])
+
+
+def test_the_beards_thresholds_are_not_chosen_on_utkface_men():
+    """``detectors.chooses_thresholds``: UTKFace's photos train the beard
+    and moustache detectors but do not choose their thresholds; every
+    photo chooses the others'."""
+    from avatarizer_export import detectors as D
+
+    keys = ["ffhq128-labelled/1.png", "utkface200/40_0_1_x.jpg", "ffhq128/a.jpg", "utkface_old/70_0_0_y.jpg"]
+    for task in D.TASKS:
+        want = [True, False, True, False] if task in ("beard", "moustache") else [True] * 4
+        assert D.chooses_thresholds(task, keys).tolist() == want, task
+    assert D.chooses_thresholds("beard", []).shape == (0,)
 
 
 def test_splice_takes_every_entry_of_the_refitted_detectors():

@@ -102,6 +102,15 @@ def load_batch(name: str, folder: Path | None = None) -> dict:
     return json.loads(((folder or VOTES) / f"{name}.json").read_text(encoding="utf-8"))
 
 
+def sampled_keys(batches=None, folder: Path | None = None) -> set[str]:
+    """The photos of the batches (default: every batch of :data:`OUTPUTS`)
+    that were chosen by a recorded sample (a batch's ``sample``: mined
+    photos and the random ones beside them). Their labels are not of
+    photos as they come: thresholds chosen for precision leave them out."""
+    names = batches if batches is not None else [b for bs in OUTPUTS.values() for b in bs]
+    return {k for b in names for stratum in load_batch(b, folder).get("sample", ()) for k in stratum["keys"]}
+
+
 def _sheet_votes(batch: dict, kind: str):
     """(labeller, the sheet's cell keys, that labeller's answers on it) for
     every sheet a labeller answered, of one kind of vote."""
