@@ -123,8 +123,10 @@ class Options:
             (H's estimate combined with the artist's, ``hair.fuse_age``, not
             one read under a face mask, or an ``"age"`` the app set), as children's heads
             are (:func:`avatarizer.proportions.child_head`; default True);
-            False keeps every head at the adult proportions. Where there is
-            no age (``estimator="artist"``) nothing is stretched either way.
+            False keeps every head at the adult proportions. With
+            ``estimator="artist"`` the artist's own age estimate draws it
+            (:meth:`avatarizer.artist.AutoArtist.fit_with_age`; none under a
+            face mask), and the age lines.
     """
 
     backend: str = "onnxruntime"

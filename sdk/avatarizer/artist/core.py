@@ -100,14 +100,28 @@ class AutoArtist:
         """Avatar parameters for an :class:`avatarizer.align.AlignedFace`
         (which must have its frame attached, as faces from ``FaceAligner``
         do). Returns (629,) float32 that passes ``schema.validate``."""
+        crop, hair_mask, valid = self._face_inputs(face)
+        return self.fit_landmarks(face.canonical, crop, hair_mask, valid=valid, landmarks3d=face.landmarks)
+
+    def _face_inputs(self, face):
+        """(the aligned crop, the hair mask or None, the valid-pixel mask) at the style's crop size."""
         size = int(self.style.crop_size)
-        crop = face.crop(size)
         try:
             hair_mask = face.hair_mask(size)
         except RuntimeError:
             hair_mask = None
-        valid = crop_valid_mask(face, size)
-        return self.fit_landmarks(face.canonical, crop, hair_mask, valid=valid, landmarks3d=face.landmarks)
+        return face.crop(size), hair_mask, crop_valid_mask(face, size)
+
+    def fit_with_age(self, face) -> tuple[np.ndarray, float | None]:
+        """:meth:`fit`'s parameters and the artist's own age estimate of the
+        face (:func:`accessories.age_estimate`, years; None without a fitted
+        regressor, or under a face mask: masked adults read as children),
+        what ``Avatarizer(estimator="artist")`` draws age lines and a
+        child's head by."""
+        crop, hair_mask, valid = self._face_inputs(face)
+        p, g = self._fit(face.canonical, crop, hair_mask, valid, face.landmarks, None)
+        age = None if g.get("cheeks_covered") else accessories.age_estimate(face.canonical, crop)
+        return p, age
 
     def fit_landmarks(self, canonical: np.ndarray, crop: np.ndarray, hair_mask: np.ndarray | None = None,
                       *, valid: np.ndarray | None = None, landmarks3d: np.ndarray | None = None,

@@ -156,12 +156,12 @@ class ArtistFaceEstimator(FaceEstimator):
         return self.artist.fit(face)
 
     def estimate(self, faces, state: FrameState) -> np.ndarray:
-        with state.timer("encode"):
-            fits = [self.artist.fit(f.aligned) for f in faces]
-        for f, fit in zip(faces, fits):
-            f.artist_params = fit
+        with state.timer("encode"):  # (with the artist's own age: no regressor gives one)
+            fits = [self.artist.fit_with_age(f.aligned) for f in faces]
+        for f, (fit, age) in zip(faces, fits):
+            f.artist_params, f.artist_age = fit, age
         with state.timer("map_decode"):
-            out = np.stack([p[schema.FACE] for p in fits]) if fits else np.zeros((0, FACE_DIM), np.float32)
+            out = np.stack([p[schema.FACE] for p, _ in fits]) if fits else np.zeros((0, FACE_DIM), np.float32)
         return out.astype(np.float32)
 
 

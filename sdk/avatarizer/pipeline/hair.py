@@ -336,8 +336,8 @@ class HairStage(Stage):
                         if cache is not None and gen == stream.generation:
                             cache[i] = (now, full, attributes, gen, style)
                 else:
-                    if f.artist_params is None:
-                        f.artist_params = self.artist.fit(f.aligned)
+                    if f.artist_params is None:  # (with the artist's own age: no regressor gives one)
+                        f.artist_params, f.artist_age = self.artist.fit_with_age(f.aligned)
                     full = f.artist_params
                 f.attributes = attributes
                 f.hair_params = np.asarray(full[schema.HAIR], np.float32)

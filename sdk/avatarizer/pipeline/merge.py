@@ -12,7 +12,8 @@ lids, the lips' skin blend and a buzz cut's colour keep the measured skin's) and
 :func:`avatarizer.hair.age_lines` (nasolabial, under-eye and forehead lines
 from its age estimate) and :func:`avatarizer.proportions.child_head` (a
 child's head drawn taller above the brows, by that age; not with
-``Options.child_head`` False).
+``Options.child_head`` False); with ``estimator="artist"`` (no regressor)
+both by the artist's own age estimate (``Face.artist_age``, :func:`face_age`).
 In video mode the merged raw parameters of the tracked face (``face_index``) go
 through the stream's :class:`avatarizer.video.Tracker` (``state.stream.tracker``;
 steady identity, live expressions and pose, smoothed transform),
@@ -51,13 +52,20 @@ def merge_face(f, child: bool = True) -> np.ndarray:
         if toned is not skin:
             set_skin_colours(params, toned, neck=NECK)
     a = f.attributes or {}
-    age = a.get("age")
+    age = face_age(f)
     if age is not None:  # age lines and a child's taller head from the age estimate (or the app's age)
         params = age_lines(params, age)
         # (not by an age read under a face mask: masked adults read as children, hair.trusted_age)
-        if child and trusted_age(a) is not None:
+        if child and (trusted_age(a) if f.attributes else age) is not None:
             params = child_head(params, age)
     return params
+
+
+def face_age(f):
+    """The age a face is drawn by: the attributes' (H's with the artist's,
+    or the app's), or where no regressor ran (``estimator="artist"``) the
+    artist's own estimate (``Face.artist_age``: None under a face mask)."""
+    return f.attributes.get("age") if f.attributes else getattr(f, "artist_age", None)
 
 
 class MergeStage(Stage):
@@ -79,8 +87,7 @@ class MergeStage(Stage):
                 state.tracked = stream.tracker.miss(state.timestamp_ms)
                 return
             f = state.faces[0]
-            parts = (f.face_params, f.hair_params, f.accessory_params, f.attributes,
-                     f.attributes.get("age") if f.attributes else None)
+            parts = (f.face_params, f.hair_params, f.accessory_params, f.attributes, face_age(f))
             memo = stream.merged
             if memo is not None and all(a is b for a, b in zip(memo[0][:4], parts[:4])) and memo[0][4] == parts[4]:
                 f.params = memo[1]

@@ -26,6 +26,11 @@ class Face:
     face_params         face      (483,) float32: the face slice
     artist_params       face      (629,) the auto-artist's whole fit, when the
                                   artist estimated the face (its hair is used)
+    artist_age          face      the artist's own age estimate (years, or
+                                  None: a face mask, no regressor), where
+                                  the artist alone estimates (no regressor
+                                  ran: merge draws age lines and a child's
+                                  head by it)
     artist_glasses      face      (12,) the ``glasses`` feature the artist
                                   draws from the photo's own cues (hybrid
                                   estimator), or None
@@ -59,6 +64,7 @@ class Face:
     aligned: Any
     face_params: np.ndarray | None = None
     artist_params: np.ndarray | None = None
+    artist_age: float | None = None
     artist_glasses: np.ndarray | None = None
     glasses_cues: dict | None = None
     hair_params: np.ndarray | None = None
@@ -67,7 +73,7 @@ class Face:
     params: np.ndarray | None = None
 
     #: the fields the identity networks (face and hair stages) fill
-    IDENTITY = ("face_params", "artist_params", "artist_glasses", "glasses_cues", "hair_params", "accessory_params",
+    IDENTITY = ("face_params", "artist_params", "artist_age", "artist_glasses", "glasses_cues", "hair_params", "accessory_params",
                 "attributes")
 
     def __getattr__(self, name: str):
