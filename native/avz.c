@@ -41,7 +41,7 @@ const char *avz_status_string(avz_status s) {
     return "unknown status code";
 }
 
-const char *avz_version(void) { return "1.3.0"; }
+const char *avz_version(void) { return AVZ_VERSION; }
 const char *avz_schema_version(void) { return AVZ_SCHEMA_VERSION; }
 
 avz_status avz_default_params(float *out, size_t n) {

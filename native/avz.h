@@ -41,6 +41,12 @@ extern "C" {
 
 #define AVZ_VERSION_MAJOR 1
 #define AVZ_VERSION_MINOR 3
+#define AVZ_VERSION_PATCH 0
+/* The header's version as "major.minor.patch": compare it with avz_version()
+ * (the library's) to catch a program built against another avz.h. */
+#define AVZ_STRINGIFY_(x) #x
+#define AVZ_STRINGIFY(x) AVZ_STRINGIFY_(x)
+#define AVZ_VERSION AVZ_STRINGIFY(AVZ_VERSION_MAJOR) "." AVZ_STRINGIFY(AVZ_VERSION_MINOR) "." AVZ_STRINGIFY(AVZ_VERSION_PATCH)
 #define AVZ_PARAM_COUNT 629
 #define AVZ_MAX_SIZE 16384
 #define AVZ_MAX_THREADS 8

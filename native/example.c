@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int expect(const char *what, avz_status got, avz_status want, avz_renderer *r) {
     if (got != want) {
@@ -26,6 +27,12 @@ static int expect(const char *what, avz_status got, avz_status want, avz_rendere
 int main(int argc, char **argv) {
     const char *prefix = argc > 1 ? argv[1] : "example";
     int fails = 0;
+    /* the library linked is the one this program was built against */
+    if (strcmp(avz_version(), AVZ_VERSION) != 0) {
+        fprintf(stderr, "FAIL avz.h is %s, the library %s\n", AVZ_VERSION, avz_version());
+        return 2;
+    }
+    printf("ok   %-28s %s\n", "header and library version", avz_version());
     avz_renderer *r = NULL;
     if (avz_renderer_create(&r) != AVZ_OK) return 2;
 

@@ -805,3 +805,17 @@ def test_a_closed_thread_renderer_is_made_again():
     native.renderer().close()
     np.testing.assert_array_equal(render(p, 64), before)
     assert native.renderer()._h is not None
+
+
+def test_the_librarys_version_is_the_headers():
+    """``avz_version()`` is made from the header's AVZ_VERSION_* macros (no
+    second literal to forget): the binding reads the same numbers."""
+    import re
+
+    from avatarizer import native as N
+
+    ffi, lib = N._need()
+    header = (ROOT / "native" / "avz.h").read_text()
+    want = ".".join(re.search(rf"#define AVZ_VERSION_{p} (\d+)", header).group(1) for p in ("MAJOR", "MINOR", "PATCH"))
+    assert N.version() == want == f"{lib.AVZ_VERSION_MAJOR}.{lib.AVZ_VERSION_MINOR}.{lib.AVZ_VERSION_PATCH}"
+    assert '"' not in (ROOT / "native" / "avz.c").read_text().split("avz_version(void)", 1)[1].split("}", 1)[0]
