@@ -498,8 +498,8 @@ def test_the_artist_draws_no_beard_on_a_young_childs_chin():
     real_age, real_evidence = AC.age_estimate, AC.facial_hair_evidence
 
     def spy(lm, rgb):
-        seen["age"] = real_age(lm, rgb)
-        return seen["age"]
+        seen.setdefault("ages", []).append(real_age(lm, rgb))
+        return seen["ages"][-1]
 
     def reads_a_beard(*a, **kw):  # the detector reads the baby's chin past its threshold
         ev = real_evidence(*a, **kw)
@@ -513,7 +513,7 @@ def test_the_artist_draws_no_beard_on_a_young_childs_chin():
         try:
             AC.age_estimate, AC.facial_hair_evidence = spy, reads_a_beard
             assert av.from_frame(imageio.load_image(baby)).params[beard] == 0.0
-            assert seen["read"] and seen["age"] < AC.NO_FACIAL_HAIR_AGE
+            assert seen["read"] and seen["ages"] and max(seen["ages"]) < AC.NO_FACIAL_HAIR_AGE
         finally:
             AC.age_estimate, AC.facial_hair_evidence = real_age, real_evidence
         assert av.from_frame(imageio.load_image(man)).params[beard] > 0.5

@@ -123,10 +123,12 @@ class Options:
             (H's estimate combined with the artist's, ``hair.fuse_age``, not
             one read under a face mask, or an ``"age"`` the app set), as children's heads
             are (:func:`avatarizer.proportions.child_head`; default True);
-            False keeps every head at the adult proportions. With
-            ``estimator="artist"`` the artist's own age estimate draws it
-            (:meth:`avatarizer.artist.AutoArtist.fit_with_age`; none under a
-            face mask), and the age lines.
+            False keeps every head at the adult proportions. Where no
+            regressor runs (``estimator="artist"``) the artist's own age
+            estimate draws it, and the age lines
+            (:meth:`avatarizer.artist.AutoArtist.fit_with_age`; none where
+            the artist finds the cheeks covered, a face mask: a white mask
+            can be missed).
     """
 
     backend: str = "onnxruntime"

@@ -114,13 +114,16 @@ class AutoArtist:
 
     def fit_with_age(self, face) -> tuple[np.ndarray, float | None]:
         """:meth:`fit`'s parameters and the artist's own age estimate of the
-        face (:func:`accessories.age_estimate`, years; None without a fitted
-        regressor, or under a face mask: masked adults read as children),
-        what ``Avatarizer(estimator="artist")`` draws age lines and a
-        child's head by."""
+        face (:func:`accessories.age_estimate`, years, the same the beard's
+        age gate read where it did; None without a fitted regressor, or
+        where the cheeks show no skin, a face mask: masked adults read as
+        children; a white mask can be missed), what the pipeline draws age
+        lines and a child's head by where no regressor runs
+        (``estimator="artist"``)."""
         crop, hair_mask, valid = self._face_inputs(face)
         p, g = self._fit(face.canonical, crop, hair_mask, valid, face.landmarks, None)
-        age = None if g.get("cheeks_covered") else accessories.age_estimate(face.canonical, crop)
+        age = None if g.get("cheeks_covered") else \
+            g["age"] if g.get("age") is not None else accessories.age_estimate(face.canonical, crop)
         return p, age
 
     def fit_landmarks(self, canonical: np.ndarray, crop: np.ndarray, hair_mask: np.ndarray | None = None,

@@ -12,8 +12,9 @@ lids, the lips' skin blend and a buzz cut's colour keep the measured skin's) and
 :func:`avatarizer.hair.age_lines` (nasolabial, under-eye and forehead lines
 from its age estimate) and :func:`avatarizer.proportions.child_head` (a
 child's head drawn taller above the brows, by that age; not with
-``Options.child_head`` False); with ``estimator="artist"`` (no regressor)
-both by the artist's own age estimate (``Face.artist_age``, :func:`face_age`).
+``Options.child_head`` False); where no regressor runs
+(``estimator="artist"``) both by the artist's own age estimate
+(``Face.artist_age``, :func:`face_age`).
 In video mode the merged raw parameters of the tracked face (``face_index``) go
 through the stream's :class:`avatarizer.video.Tracker` (``state.stream.tracker``;
 steady identity, live expressions and pose, smoothed transform),
