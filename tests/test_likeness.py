@@ -1302,15 +1302,18 @@ def test_one_detector_refitted_alone_leaves_the_rest_as_shipped(tmp_path, monkey
         build_parser().parse_args(["detectors", "--only", "hair_colour"])
 
 
-def test_the_beards_thresholds_are_not_chosen_on_utkface_men():
-    """``detectors.chooses_thresholds``: UTKFace's photos train the beard
-    and moustache detectors but do not choose their thresholds; every
-    photo chooses the others'."""
+def test_the_beards_thresholds_are_not_chosen_on_utkface_men(monkeypatch):
+    """``detectors.chooses_thresholds``: UTKFace's photos and a mined
+    batch's train the beard and moustache detectors but do not choose their
+    thresholds; every photo chooses the others'."""
     from avatarizer_export import detectors as D
+    from avatarizer_export import eyelabels as E
 
-    keys = ["ffhq128-labelled/1.png", "utkface200/40_0_1_x.jpg", "ffhq128/a.jpg", "utkface_old/70_0_0_y.jpg"]
+    monkeypatch.setattr(E, "sampled_keys", lambda: {"ffhq128/mined.jpg"})
+    keys = ["ffhq128-labelled/1.png", "utkface200/40_0_1_x.jpg", "ffhq128/a.jpg", "utkface_old/70_0_0_y.jpg",
+            "ffhq128/mined.jpg"]
     for task in D.TASKS:
-        want = [True, False, True, False] if task in ("beard", "moustache") else [True] * 4
+        want = [True, False, True, False, False] if task in ("beard", "moustache") else [True] * 5
         assert D.chooses_thresholds(task, keys).tolist() == want, task
     assert D.chooses_thresholds("beard", []).shape == (0,)
 

@@ -132,6 +132,17 @@ def is_heldout(key: str) -> bool:
     return h % 5 == 0 if folder == "ffhq128-labelled" else h % 10 == 0
 
 
+def chooses_facial_hair_thresholds(key: str, mined=frozenset()) -> bool:
+    """Whether a photo labelled by eye chooses a facial-hair drawing
+    threshold (the facial-hair network's, the artist's beard and moustache
+    detectors'): photos of people as they come, not UTKFace's (its men, a
+    sample of men alone, have beards four times as often: precision holds
+    there at lower thresholds; session 37) nor a mined batch's (``mined``:
+    :func:`avatarizer_export.eyelabels.sampled_keys`, photos chosen for
+    what the pipeline read). They still train."""
+    return not key.startswith("utkface") and key not in mined
+
+
 def list_faces(shared: Path) -> list[str]:
     keys = []
     for src in SOURCES:

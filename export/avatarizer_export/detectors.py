@@ -105,22 +105,6 @@ def _cache_key() -> str:
 #: (session 12: at 0.8 the beard detector draws 3.3x the held-out beards the
 #: rule did for as many inventions)
 FACIAL_HAIR_PRECISION = 0.8
-#: the detectors whose drawing thresholds the UTKFace photos labelled by eye train but do not choose
-#: (session 37, with the second batch of UTKFace men: chosen on them too, the held-out beards invented
-#: rose 2 -> 12 of 381)
-CHOSEN_WITHOUT_UTKFACE = ("beard", "moustache")
-
-
-def chooses_thresholds(task: str, keys) -> np.ndarray:
-    """Which rows (their photos' ``FOLDER/NAME`` keys) choose ``task``'s
-    drawing threshold: all of them, but for :data:`CHOSEN_WITHOUT_UTKFACE`
-    not UTKFace's (its men, a sample of men alone, have beards four times
-    as often as people as they come: precision holds there at lower
-    thresholds; ``facialhair``'s docstring)."""
-    keys = list(keys)
-    if task not in CHOSEN_WITHOUT_UTKFACE:
-        return np.ones(len(keys), bool)
-    return np.array([not str(k).startswith("utkface") for k in keys], bool)
 #: drawing precision of the goatee detector (the shape of a drawn beard: a
 #: goatee drawn for a full beard is a lesser error than an invented
 #: accessory; at 0.8 its out-of-fold recall fell to ~0.3, session 21)
@@ -136,6 +120,27 @@ HAIR_COLOURS = ("black", "brown", "blond", "red", "gray")
 HAIR_L2 = (1.0, 3.0, 10.0, 30.0)
 #: probabilities tried as the hair-colour gate (``min_prob`` of ``hair.drawn_hair_colour``)
 HAIR_MIN_PROB = (0.3, 0.4, 0.5, 0.6)
+#: the detectors whose drawing thresholds the UTKFace photos labelled by eye (and mined batches') train but do
+#: not choose
+#: (session 37, with the second batch of UTKFace men: chosen on them too, the held-out beards invented
+#: rose 2 -> 12 of 381)
+CHOSEN_WITHOUT_UTKFACE = ("beard", "moustache")
+
+
+def chooses_thresholds(task: str, keys) -> np.ndarray:
+    """Which rows (their photos' ``FOLDER/NAME`` keys) choose ``task``'s
+    drawing threshold: all of them, but for :data:`CHOSEN_WITHOUT_UTKFACE`
+    only photos of people as they come
+    (:func:`avatarizer_export.data.chooses_facial_hair_thresholds`: not
+    UTKFace's, not a mined batch's)."""
+    from .data import chooses_facial_hair_thresholds
+    from .eyelabels import sampled_keys
+
+    keys = list(keys)
+    if task not in CHOSEN_WITHOUT_UTKFACE:
+        return np.ones(len(keys), bool)
+    mined = sampled_keys()
+    return np.array([chooses_facial_hair_thresholds(str(k), mined) for k in keys], bool)
 
 
 def labels_of(path: Path) -> dict:
@@ -571,9 +576,10 @@ def splice(old: dict, new: dict, only) -> dict:
     of theirs (held-out reports, what they were fitted on, precision
     targets, ``not_reliable``, the bald detector's bare-top band) taken from
     ``new`` (a fit of those alone); ``refitted_alone`` records, per
-    detector, the seconds of the run that refitted it. The other detectors, the hair colour and the age stay byte for
-    byte: a refit of one detector with new labels leaves the others as
-    shipped (a full refit does not reproduce them exactly)."""
+    detector, the seconds of the run that refitted it. The other
+    detectors, the hair colour and the age stay byte for byte: a refit of
+    one detector with new labels leaves the others as shipped (a full refit
+    does not reproduce them exactly)."""
     import copy
 
     doc = copy.deepcopy(old)
