@@ -49,6 +49,9 @@ extern "C" {
 #define AVZ_VERSION AVZ_STRINGIFY(AVZ_VERSION_MAJOR) "." AVZ_STRINGIFY(AVZ_VERSION_MINOR) "." AVZ_STRINGIFY(AVZ_VERSION_PATCH)
 #define AVZ_PARAM_COUNT 629
 #define AVZ_MAX_SIZE 16384
+/* PDF pages: at most 14400 points (200 inches) a side, the limit of the PDF
+ * specification (ISO 32000-1, Annex C); readers refuse larger pages. */
+#define AVZ_MAX_PDF_SIZE 14400
 #define AVZ_MAX_THREADS 8
 
 typedef enum avz_status {
@@ -161,7 +164,8 @@ avz_status avz_render(avz_renderer *renderer, const float *params, size_t n, uin
 
 typedef enum avz_vector_format { AVZ_FORMAT_SVG = 0, AVZ_FORMAT_PDF = 1 } avz_vector_format;
 
-/* Writes the same picture as a vector document of width x height points.
+/* Writes the same picture as a vector document of width x height points
+ * (1..AVZ_MAX_SIZE; a PDF page at most AVZ_MAX_PDF_SIZE a side, else AVZ_E_SIZE).
  * On success *data / *size point to a buffer owned by the renderer, valid
  * until the next call on it. */
 avz_status avz_render_vector(avz_renderer *renderer, const float *params, size_t n,

@@ -113,7 +113,8 @@ def to_svg(params, size: float = 512, *, width: float | None = None, height: flo
 
 def to_pdf(params, size: float = 512, *, width: float | None = None, height: float | None = None,
            background=None) -> bytes:
-    """The avatar as a one-page PDF document (bytes); ``size`` in points, 1..16384."""
+    """The avatar as a one-page PDF document (bytes); ``size`` in points,
+    1..14400 (the PDF page-size limit: readers refuse larger pages)."""
     w, h = _vector_size(size, width, height)
     return native.renderer().vector(validate(params), "pdf", w, h, background=_background(background))
 
