@@ -1357,7 +1357,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Finds the largest face in a photo and writes its avatar.")
     im.add_argument("input", metavar="IN", help="a photo (any format Pillow reads but icons)")
     im.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.png, OUT.svg or OUT.pdf")
-    im.add_argument("--size", type=_positive_int, default=512, help="pixels (PNG) or points (SVG/PDF); default 512")
+    im.add_argument("--size", type=_positive_int, default=512,
+                    help="pixels (PNG) or points (SVG/PDF; a PDF page at most 14400); default 512")
     im.add_argument("--background", type=_background, default="white",
                     help="white (default), transparent, black or a hex colour #rrggbb (#rgb, #rrggbbaa)")
     im.add_argument("--face", type=_face_index, default=0, metavar="K",
