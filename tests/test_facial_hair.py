@@ -396,7 +396,7 @@ def test_the_facial_hair_thresholds_are_chosen_on_the_labels_by_eye(monkeypatch)
     thresholds; every label by eye but UTKFace's chooses, also on an
     ``ffhq128-labelled`` photo, whose label by eye wins; UTKFace men
     labelled by eye train but do not choose (a sample of men alone), nor
-    does a mined batch's photo (``eyelabels.sampled_keys``);
+    does a mined batch's photo (``data.sampled_keys``);
     UTKFace women and children by name are sampled negatives, neither
     labelled nor choosing; men by name are not used."""
     from types import SimpleNamespace

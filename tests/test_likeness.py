@@ -1306,10 +1306,10 @@ def test_the_beards_thresholds_are_not_chosen_on_utkface_men(monkeypatch):
     """``detectors.chooses_thresholds``: UTKFace's photos and a mined
     batch's train the beard and moustache detectors but do not choose their
     thresholds; every photo chooses the others'."""
+    from avatarizer_export import data
     from avatarizer_export import detectors as D
-    from avatarizer_export import eyelabels as E
 
-    monkeypatch.setattr(E, "sampled_keys", lambda: {"ffhq128/mined.jpg"})
+    monkeypatch.setattr(data, "sampled_keys", lambda: {"ffhq128/mined.jpg"})
     keys = ["ffhq128-labelled/1.png", "utkface200/40_0_1_x.jpg", "ffhq128/a.jpg", "utkface_old/70_0_0_y.jpg",
             "ffhq128/mined.jpg"]
     for task in D.TASKS:

@@ -132,13 +132,26 @@ def is_heldout(key: str) -> bool:
     return h % 5 == 0 if folder == "ffhq128-labelled" else h % 10 == 0
 
 
+def sampled_keys(votes: Path | None = None) -> set[str]:
+    """The photos of every committed label batch (``votes/*.json``,
+    :mod:`avatarizer_export.eyelabels`) chosen by a recorded sample (a
+    batch's ``sample``: the photos mined for what the pipeline read, and the
+    random ones beside them). Their labels are not of photos as they come:
+    thresholds chosen for precision leave them out."""
+    out: set[str] = set()
+    for path in sorted(Path(votes or EYE_LABELS / "votes").glob("*.json")):
+        for stratum in json.loads(path.read_text(encoding="utf-8")).get("sample", ()):
+            out.update(stratum["keys"])
+    return out
+
+
 def chooses_facial_hair_thresholds(key: str, mined=frozenset()) -> bool:
     """Whether a photo labelled by eye chooses a facial-hair drawing
     threshold (the facial-hair network's, the artist's beard and moustache
     detectors'): photos of people as they come, not UTKFace's (its men, a
     sample of men alone, have beards four times as often: precision holds
     there at lower thresholds; session 37) nor a mined batch's (``mined``:
-    :func:`avatarizer_export.eyelabels.sampled_keys`, photos chosen for
+    :func:`sampled_keys`, photos chosen for
     what the pipeline read). They still train."""
     return not key.startswith("utkface") and key not in mined
 

@@ -133,8 +133,7 @@ def chooses_thresholds(task: str, keys) -> np.ndarray:
     only photos of people as they come
     (:func:`avatarizer_export.data.chooses_facial_hair_thresholds`: not
     UTKFace's, not a mined batch's)."""
-    from .data import chooses_facial_hair_thresholds
-    from .eyelabels import sampled_keys
+    from .data import chooses_facial_hair_thresholds, sampled_keys
 
     keys = list(keys)
     if task not in CHOSEN_WITHOUT_UTKFACE:

@@ -52,7 +52,7 @@ photos the shipped pipeline drew a beard on or hesitated over, and some of
 the rest at random) records how it was drawn: ``sample``, a list of strata,
 each with the ``keys`` chosen, the ``population`` they were chosen from and
 the ``rule`` that made the stratum (what an estimate at the population's
-prevalence needs).
+prevalence needs; :func:`avatarizer_export.data.sampled_keys`).
 """
 from __future__ import annotations
 
@@ -100,15 +100,6 @@ ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 def load_batch(name: str, folder: Path | None = None) -> dict:
     return json.loads(((folder or VOTES) / f"{name}.json").read_text(encoding="utf-8"))
-
-
-def sampled_keys(batches=None, folder: Path | None = None) -> set[str]:
-    """The photos of the batches (default: every batch of :data:`OUTPUTS`)
-    that were chosen by a recorded sample (a batch's ``sample``: mined
-    photos and the random ones beside them). Their labels are not of
-    photos as they come: thresholds chosen for precision leave them out."""
-    names = batches if batches is not None else [b for bs in OUTPUTS.values() for b in bs]
-    return {k for b in names for stratum in load_batch(b, folder).get("sample", ()) for k in stratum["keys"]}
 
 
 def _sheet_votes(batch: dict, kind: str):

@@ -37,7 +37,7 @@ precision holds at lower thresholds; the refit of session 36 with them in
 the pool, thresholds 0.678 / 0.551, invented 6 beards and 13 moustaches
 on the 465 held-out photos labelled by eye, the network alone as the
 fit's report counts), nor the photos of any batch mined for what the
-pipeline read (:func:`avatarizer_export.eyelabels.sampled_keys`), nor the
+pipeline read (:func:`avatarizer_export.data.sampled_keys`), nor the
 UTKFace negatives (they would flatter precision), nor the shared labels
 (they miss facial hair): the lowest with precision at least
 :data:`PRECISION`; the decision threshold (what ``attributes`` reports as
@@ -76,8 +76,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import chooses_facial_hair_thresholds, eye_labels, ffhq_labels, is_heldout, load_aligned
-from .eyelabels import sampled_keys
+from .data import chooses_facial_hair_thresholds, eye_labels, ffhq_labels, is_heldout, load_aligned, sampled_keys
 
 _UTK = re.compile(r"^utkface[^/]*/(\d{1,3})_([01])_")
 #: the drawing thresholds' out-of-fold precision (module docstring)
@@ -89,7 +88,7 @@ def training_rows(shared: Path, aligned) -> dict:
     beard, moustache), ``labelled`` (a label by eye or a shared one; the
     others are UTKFace women and children by name), ``choose`` (a label by
     eye, not of UTKFace nor of a mined batch,
-    :func:`avatarizer_export.eyelabels.sampled_keys`: the rows that choose
+    :func:`avatarizer_export.data.sampled_keys`: the rows that choose
     the thresholds), ``by_eye``
     (a label by eye), ``held`` and ``index`` (rows of the cache)."""
     lab: dict[str, tuple[int, int]] = {}
