@@ -1463,7 +1463,8 @@ avz_status avz_render_vector(avz_renderer *r, const float *params, size_t n, int
     if (format != AVZ_FORMAT_SVG && format != AVZ_FORMAT_PDF)
         return avz__fail(r, AVZ_E_ARG, "format must be AVZ_FORMAT_SVG or AVZ_FORMAT_PDF");
     if (format == AVZ_FORMAT_PDF && (width > AVZ_MAX_PDF_SIZE || height > AVZ_MAX_PDF_SIZE))
-        return avz__fail(r, AVZ_E_SIZE, "a PDF page must be within 1..14400 points a side (the PDF limit)");
+        return avz__fail(r, AVZ_E_SIZE, "a PDF page is at most " AVZ_STRINGIFY(AVZ_MAX_PDF_SIZE)
+                                        " points a side (the PDF limit)");
     avz_render_options def;
     if (!options) { avz_render_options_init(&def); options = &def; }
     avz_status st = avz__check_opts(r, options);

@@ -49,8 +49,8 @@ extern "C" {
 #define AVZ_VERSION AVZ_STRINGIFY(AVZ_VERSION_MAJOR) "." AVZ_STRINGIFY(AVZ_VERSION_MINOR) "." AVZ_STRINGIFY(AVZ_VERSION_PATCH)
 #define AVZ_PARAM_COUNT 629
 #define AVZ_MAX_SIZE 16384
-/* PDF pages: at most 14400 points (200 inches) a side, the limit of the PDF
- * specification (ISO 32000-1, Annex C); readers refuse larger pages. */
+/* PDF pages: at most 14400 points (200 inches) a side, the PDF
+ * specification's largest page (ISO 32000-1, Annex C); readers refuse larger pages. */
 #define AVZ_MAX_PDF_SIZE 14400
 #define AVZ_MAX_THREADS 8
 
@@ -60,7 +60,7 @@ typedef enum avz_status {
     AVZ_E_PARAM_COUNT = 2, /* the parameter vector does not have AVZ_PARAM_COUNT values */
     AVZ_E_NONFINITE = 3,   /* a parameter is NaN or infinite */
     AVZ_E_RANGE = 4,       /* a parameter is outside its schema range */
-    AVZ_E_SIZE = 5,        /* width or height is < 1 or > AVZ_MAX_SIZE, or not finite */
+    AVZ_E_SIZE = 5,        /* width or height is < 1 or > AVZ_MAX_SIZE (a PDF page's > AVZ_MAX_PDF_SIZE), or not finite */
     AVZ_E_STRIDE = 6,      /* stride is smaller than 4 * width or not a multiple of 4 */
     AVZ_E_NOMEM = 7,       /* out of memory */
     AVZ_E_CAIRO = 8,       /* Cairo reported an error */

@@ -1457,3 +1457,16 @@ def test_a_label_by_eye_of_another_field_keeps_the_no_facial_hair_default(monkey
     assert T["beard"][3] == 1.0 and T["moustache"][3] == 0.0
     # the held-out "by eye" reports count a field's labels by eye only, not the default
     assert T["eye_fields"]["glasses"][0] and not T["eye_fields"]["beard"][0] and T["eye_fields"]["beard"][3]
+
+
+def test_sampled_keys_reads_every_batchs_strata(tmp_path):
+    """``data.sampled_keys``: the keys of every committed batch's ``sample``
+    (a batch without one adds nothing); a malformed one is named."""
+    from avatarizer_export.data import sampled_keys
+
+    (tmp_path / "a.json").write_text(json.dumps({"sample": [{"keys": ["x", "y"]}, {"keys": ["z"]}]}))
+    (tmp_path / "b.json").write_text(json.dumps({"sheets": [["w"]]}))
+    assert sampled_keys(tmp_path) == {"x", "y", "z"}
+    (tmp_path / "c.json").write_text(json.dumps({"sample": [{"population": 3}]}))
+    with pytest.raises(ValueError, match="c.json"):
+        sampled_keys(tmp_path)

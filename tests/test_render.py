@@ -819,23 +819,29 @@ def test_the_librarys_version_is_the_headers():
     assert '"' not in (ROOT / "native" / "avz.c").read_text().split("avz_version(void)", 1)[1].split("}", 1)[0]
 
 
-def test_a_pdf_page_stays_within_the_pdf_limit(tmp_path):
+def test_a_pdf_page_stays_within_the_pdf_limit(tmp_path, capsys):
     """PDF pages are at most 14,400 points a side (ISO 32000-1, Annex C:
     readers refuse larger ones): the C API, the Python call and the CLI say
     so before drawing; SVG keeps 1..16384; 14,400 itself is written."""
     import re
 
     from avatarizer import cli
+    from avatarizer.render import PDF_MAX_SIZE
 
     ffi, lib = native._need()
-    assert lib.AVZ_MAX_PDF_SIZE == cli.PDF_MAX_SIZE == 14400
+    assert lib.AVZ_MAX_PDF_SIZE == PDF_MAX_SIZE == 14400
     p = schema.default()
     assert re.search(rb"MediaBox \[ 0 0 14400 14400 \]", to_pdf(p, 14400))
     for kw in ({"size": 14401}, {"width": 100, "height": 16000}):
-        with pytest.raises(ValueError, match="14400 points"):
+        with pytest.raises(ValueError, match="at most 14400 points"):
             to_pdf(p, **kw)
+    # the C API's own check (Python's aside)
+    with pytest.raises(ValueError, match="at most 14400 points"):
+        native.renderer().vector(p, "pdf", 100, 14401)
     assert to_svg(p, 16000).startswith("<?xml")
     photo = tmp_path / "in.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(photo)
+    capsys.readouterr()
     assert cli.main(["image", str(photo), "-o", str(tmp_path / "out.pdf"), "--size", "15000"]) == 2
+    assert "at most 14400 points" in capsys.readouterr().err
     assert not (tmp_path / "out.pdf").exists()

@@ -137,10 +137,18 @@ def sampled_keys(votes: Path | None = None) -> set[str]:
     :mod:`avatarizer_export.eyelabels`) chosen by a recorded sample (a
     batch's ``sample``: the photos mined for what the pipeline read, and the
     random ones beside them). Their labels are not of photos as they come:
-    thresholds chosen for precision leave them out."""
+    thresholds chosen for precision leave them out (all of a batch's
+    photos, whatever it was mined for: the conservative choice).
+    ValueError names a batch whose ``sample`` is not a list of strata with
+    ``keys``."""
     out: set[str] = set()
     for path in sorted(Path(votes or EYE_LABELS / "votes").glob("*.json")):
-        for stratum in json.loads(path.read_text(encoding="utf-8")).get("sample", ()):
+        batch = json.loads(path.read_text(encoding="utf-8"))
+        sample = batch.get("sample", ()) if isinstance(batch, dict) else ()
+        if not isinstance(sample, (list, tuple)) or not all(
+                isinstance(s, dict) and isinstance(s.get("keys"), list) for s in sample):
+            raise ValueError(f"{path}: 'sample' must be a list of strata, each with its 'keys'")
+        for stratum in sample:
             out.update(stratum["keys"])
     return out
 

@@ -364,7 +364,7 @@ class Avatar:
                       threads=threads)
 
     def to_svg(self, size: float = 512, background=None) -> str:
-        """The avatar as an SVG document (a string)."""
+        """The avatar as an SVG document (a string); ``size`` in points, 1..16384."""
         from .render import to_svg
 
         return to_svg(self._params, size, background=background)
@@ -379,7 +379,8 @@ class Avatar:
         return anim.to_lottie()
 
     def to_pdf(self, size: float = 512, background=None) -> bytes:
-        """The avatar as a one-page PDF (bytes)."""
+        """The avatar as a one-page PDF (bytes); ``size`` in points, 1..14400
+        (:func:`avatarizer.render.to_pdf`)."""
         from .render import to_pdf
 
         return to_pdf(self._params, size, background=background)

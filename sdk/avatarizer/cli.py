@@ -350,8 +350,6 @@ def _staged(out: Path, suffix: str, overwrite: bool, inp: Path | None = None):
 
 
 _IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
-#: the largest PDF page, in points (``AVZ_MAX_PDF_SIZE``: readers refuse larger pages)
-PDF_MAX_SIZE = 14400
 
 
 def _image(args) -> int:
@@ -359,8 +357,11 @@ def _image(args) -> int:
     suffix = out.suffix.lower()
     if suffix not in _IMAGE_SUFFIXES:
         raise _UsageError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .svg or .pdf")
-    if suffix == ".pdf" and args.size > PDF_MAX_SIZE:
-        raise _UsageError(f"--size {args.size}: a PDF page is at most {PDF_MAX_SIZE} points a side (the PDF limit)")
+    if suffix == ".pdf":
+        from .render import PDF_MAX_SIZE
+
+        if args.size > PDF_MAX_SIZE:
+            raise _UsageError(f"--size {args.size}: a PDF page is at most {PDF_MAX_SIZE} points a side (the PDF limit)")
     _check_settable(args)
     _check_input(inp)
     _check_output(inp, out, args.overwrite)

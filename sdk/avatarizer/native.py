@@ -447,7 +447,7 @@ class Renderer:
     def vector(self, params, fmt: str, width: float, height: float, *, background=None,
                transform=None, zoom=1.0) -> bytes:
         """The same picture as an SVG or PDF document (bytes); ``width`` and
-        ``height`` in points, 1..16384 (a PDF page 1..14400, the PDF limit)."""
+        ``height`` in points, 1..16384 (a PDF page at most 14400, the PDF limit)."""
         ffi, lib = _need()
         fmts = {"svg": lib.AVZ_FORMAT_SVG, "pdf": lib.AVZ_FORMAT_PDF}
         if not isinstance(fmt, str) or fmt not in fmts:

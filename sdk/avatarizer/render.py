@@ -111,11 +111,18 @@ def to_svg(params, size: float = 512, *, width: float | None = None, height: flo
     return native.renderer().vector(validate(params), "svg", w, h, background=_background(background)).decode()
 
 
+#: the largest PDF page, points a side (``AVZ_MAX_PDF_SIZE``: the PDF specification's; readers refuse larger pages)
+PDF_MAX_SIZE = 14400
+
+
 def to_pdf(params, size: float = 512, *, width: float | None = None, height: float | None = None,
            background=None) -> bytes:
-    """The avatar as a one-page PDF document (bytes); ``size`` in points,
-    1..14400 (the PDF page-size limit: readers refuse larger pages)."""
+    """The avatar as a one-page PDF document (bytes); ``size`` (or
+    ``width``/``height``) in points, at least 1 and at most
+    :data:`PDF_MAX_SIZE` (14400) a side."""
     w, h = _vector_size(size, width, height)
+    if max(w, h) > PDF_MAX_SIZE:
+        raise ValueError(f"a PDF page is at most {PDF_MAX_SIZE} points a side (the PDF limit), got {w:g} x {h:g}")
     return native.renderer().vector(validate(params), "pdf", w, h, background=_background(background))
 
 
