@@ -116,13 +116,11 @@ def training_rows(shared: Path, aligned) -> dict:
             "index": np.array([pos[k] for k in keys], np.int64)}
 
 
-def fit(shared: Path, cache: Path, *, data: Path | None = None, quiet: bool = False,
-        oof_out: Path | None = None) -> dict:
+def fit(shared: Path, cache: Path, *, data: Path | None = None, quiet: bool = False) -> dict:
     """Fits the network (:func:`avatarizer_export.regionnet.fit_task`:
     out-of-fold thresholds, then on every training photo), writes
     ``facial_hair.onnx`` and ``facial_hair.json`` into ``data`` (default
-    the SDK's data folder) and returns the JSON document (``oof_out``: where
-    to keep the out-of-fold probabilities, as ``fit_task``'s)."""
+    the SDK's data folder) and returns the JSON document."""
     from avatarizer import facialhair as FH
 
     from .regionnet import fit_task
@@ -134,7 +132,6 @@ def fit(shared: Path, cache: Path, *, data: Path | None = None, quiet: bool = Fa
                     held_groups=(("held out, labelled", lab), ("held out, labelled by eye", rows["by_eye"]),
                                  ("held out, UTKFace women and children", ~lab)),
                     chosen_on="training photos labelled by eye, UTKFace aside", precision=PRECISION,
-                    oof_out=oof_out,
                     trained_on={"utkface_negatives": int((~lab[tr]).sum()), "beards": int(y[tr][:, 0].sum()),
                                 "moustaches": int(y[tr][:, 1].sum())},
                     clear=FH.clear_cache)
