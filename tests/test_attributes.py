@@ -1470,3 +1470,26 @@ def test_sampled_keys_reads_every_batchs_strata(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"sample": [{"population": 3}]}))
     with pytest.raises(ValueError, match="c.json"):
         sampled_keys(tmp_path)
+
+
+def test_label_modules_read_the_label_folder_when_called(tmp_path, monkeypatch):
+    """The toolchain's label readers find ``data.EYE_LABELS`` when called, not
+    when imported: a folder patched in (a test's synthetic labels) is read, and
+    the real one again once the patch is undone."""
+    import json as _json
+
+    from avatarizer_export import data, eyelabels, hatnet, hats
+
+    real = eyelabels.votes_folder()
+    (tmp_path / "votes").mkdir()
+    (tmp_path / "votes" / "mine.json").write_text(_json.dumps({"batch": "mine", "sheets": [], "votes": {}}))
+    (tmp_path / "headwear_kind_by_eye.jsonl").write_text(
+        _json.dumps({"file": "ffhq128/x.jpg", "labellers": 2, "hat": "cap"}) + "\n")
+    with monkeypatch.context() as m:
+        m.setattr(data, "EYE_LABELS", tmp_path)
+        assert eyelabels.votes_folder() == tmp_path / "votes"
+        assert eyelabels.load_batch("mine")["batch"] == "mine"
+        assert hats.kind_labels() == {"ffhq128/x.jpg": 0}
+        assert hatnet.hat_labels().get("ffhq128/x.jpg") == 1
+    assert eyelabels.votes_folder() == real and (real / "scalp.json").is_file()
+    assert "ffhq128/x.jpg" not in hats.kind_labels()

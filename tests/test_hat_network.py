@@ -542,8 +542,8 @@ def test_the_hat_labels_are_by_eye_only_and_the_rows_follow_the_cache():
     the aligned cache has, in key order, all labelled, split by is_heldout."""
     from types import SimpleNamespace
 
-    from avatarizer_export.data import headwear_labels, is_heldout
-    from avatarizer_export.hatnet import EYE_LABELS, hat_labels, training_rows
+    from avatarizer_export.data import EYE_LABELS, headwear_labels, is_heldout
+    from avatarizer_export.hatnet import hat_labels, training_rows
 
     lab = hat_labels()
     assert set(lab.values()) == {0, 1} and set(headwear_labels()) <= set(lab)

@@ -996,13 +996,6 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
     shared, cache, labels_by_eye = tmp_path / "shared", tmp_path / "cache", tmp_path / "labels"
     faces = shared / "data" / "faces" / "ffhq128-labelled"
     faces.mkdir(parents=True), cache.mkdir(), labels_by_eye.mkdir()
-    # modules that bind paths under EYE_LABELS when first imported: imported before it is patched here, so
-    # that a later test in this process still reads the real label files
-    import importlib
-
-    for name in ("eyelabels", "hatnet", "hats"):
-        importlib.import_module(f"avatarizer_export.{name}")
-
     monkeypatch.setattr(data, "EYE_LABELS", labels_by_eye)
     rgb = {0: (0.1, 0.08, 0.07), 1: (0.35, 0.22, 0.13), 2: (0.75, 0.6, 0.4), 3: (0.6, 0.25, 0.12), 4: (0.7, 0.7, 0.7)}
     glasses_names = ("NoGlasses", "ReadingGlasses", "Sunglasses")

@@ -62,9 +62,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import EYE_LABELS
+from . import data
 
-VOTES = EYE_LABELS / "votes"
 HAIR = ("black", "brown", "blond", "red", "gray")
 CONTROL_FOLDER = "ffhq128-labelled"
 #: label file -> the batches it is made from
@@ -98,8 +97,14 @@ CELL_RULES = {"length": ("hair_length", HAIR_LENGTHS, False), "scalp": ("scalp",
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 
+def votes_folder() -> Path:
+    """The committed batches' folder (``votes`` under :data:`avatarizer_export.data.EYE_LABELS`,
+    read when called: a test may point it elsewhere)."""
+    return data.EYE_LABELS / "votes"
+
+
 def load_batch(name: str, folder: Path | None = None) -> dict:
-    return json.loads(((folder or VOTES) / f"{name}.json").read_text(encoding="utf-8"))
+    return json.loads(((folder or votes_folder()) / f"{name}.json").read_text(encoding="utf-8"))
 
 
 def _sheet_votes(batch: dict, kind: str):
@@ -193,7 +198,7 @@ def consensus(batch: dict) -> dict[str, dict]:
 def merge(votes: Path | None = None, out: Path | None = None) -> dict[str, int]:
     """Writes every label file of :data:`OUTPUTS` from its batches; returns
     the number of photos per file."""
-    out = Path(out) if out else EYE_LABELS
+    out = Path(out) if out else data.EYE_LABELS
     counts = {}
     for fname, batches in OUTPUTS.items():
         recs: dict[str, dict] = {}
@@ -315,7 +320,7 @@ def main_labels(args) -> int:
             shared = shared_dir(args.shared)
         except FileNotFoundError:
             shared = None
-        for p in sorted(VOTES.glob("*.json")):
+        for p in sorted(votes_folder().glob("*.json")):
             print(p.stem, json.dumps(report(load_batch(p.stem), shared)))
     else:
         from .paths import shared_dir

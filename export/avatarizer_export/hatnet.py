@@ -47,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import EYE_LABELS, headwear_labels, is_heldout, load_aligned
+from . import data
+from .data import headwear_labels, is_heldout, load_aligned
 from .rethreshold import PRECISION as RT_PRECISION
 
 #: the block is averaged 2x2 before the first convolution (hats are large; a quarter of the cost)
@@ -70,7 +71,7 @@ def hat_labels(labels: Path | None = None) -> dict[str, int]:
     of ``ffhq128-labelled``, which it leaves out (the artist's detector
     reads their shared labels)."""
     lab = {k: int(v["headwear"]) for k, v in headwear_labels(labels).items()}
-    kinds = Path(labels or EYE_LABELS) / "headwear_kind_by_eye.jsonl"
+    kinds = Path(labels or data.EYE_LABELS) / "headwear_kind_by_eye.jsonl"
     if kinds.is_file():
         for line in kinds.read_text(encoding="utf-8").splitlines():
             if line.strip():

@@ -27,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import EYE_LABELS, is_heldout
+from . import data
+from .data import is_heldout
 from .onnx_util import staged
 from .paths import ROOT, shared_dir
 
 OUT = ROOT / "sdk" / "avatarizer" / "data" / "headwear_kinds.json"
-LABELS = EYE_LABELS / "headwear_kind_by_eye.jsonl"
+#: the hat kinds' label file, under :data:`avatarizer_export.data.EYE_LABELS` (read when used)
+LABELS_NAME = "headwear_kind_by_eye.jsonl"
 #: L2 weight of the logistic model (standardised inputs), the principal
 #: components of the pixel block it reads (:func:`avatarizer.headwear.pixel_features`)
 #: and the precision a cap or a brimmed hat is drawn at (out of fold)
@@ -46,7 +48,7 @@ def kind_labels(path: Path | None = None) -> dict[str, int]:
     from avatarizer.headwear import MODEL_KINDS
 
     out = {}
-    for line in Path(path or LABELS).read_text(encoding="utf-8").splitlines():
+    for line in Path(path or data.EYE_LABELS / LABELS_NAME).read_text(encoding="utf-8").splitlines():
         if line.strip():
             rec = json.loads(line)
             if rec.get("hat") in MODEL_KINDS:
@@ -162,7 +164,7 @@ def fit(shared: Path, *, out: Path | None = None, labels: Path | None = None, qu
            "thresholds": {kk: (v if np.isfinite(v) else 2.0) for kk, v in th.items()},
            "trained_on": {"photos": int(len(tr)), "mirrored": True,
                           "per_kind": np.bincount(y[tr], minlength=k).tolist(),
-                          "labels": LABELS.name if labels is None else Path(labels).name, "l2": L2,
+                          "labels": LABELS_NAME if labels is None else Path(labels).name, "l2": L2,
                           "pixel_components": PIXEL_COMPONENTS, "precision": PRECISION},
            "report": report, "seconds": round(time.time() - t0, 1)}
     path = Path(out or OUT)
