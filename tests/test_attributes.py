@@ -1493,3 +1493,111 @@ def test_label_modules_read_the_label_folder_when_called(tmp_path, monkeypatch):
         assert hatnet.hat_labels().get("ffhq128/x.jpg") == 1
     assert eyelabels.votes_folder() == real and (real / "scalp.json").is_file()
     assert "ffhq128/x.jpg" not in hats.kind_labels()
+
+
+def _public(**kw):
+    """Public attributes as ``Avatar.attributes`` gives them (only the fields named)."""
+    return kw
+
+
+def test_mine_reads_every_kind_of_attribute():
+    """``eyelabels.reading``: a yes/no attribute's probability of yes whatever
+    its value, glasses of any kind or of one, a two-class attribute's class,
+    the age and skin tone as values; None where the avatar has none; a name
+    it cannot read is refused with the list of those it can."""
+    from avatarizer_export.eyelabels import check_read, drawn, reading
+
+    a = _public(beard={"value": False, "probability": 0.8}, bald={"value": True, "probability": 0.7},
+                glasses={"value": "reading", "probability": 0.6,
+                         "probabilities": {"none": 0.3, "reading": 0.6, "sunglasses": 0.1}},
+                gender={"value": "male", "probability": 0.9}, age={"value": 41.5, "probability": None},
+                hair_length={"value": None, "probability": None})
+    assert reading(a, "beard") == pytest.approx(0.2) and not drawn(a, "beard")
+    assert reading(a, "bald") == pytest.approx(0.7) and drawn(a, "bald")
+    assert reading(a, "glasses") == pytest.approx(0.7) and drawn(a, "glasses")
+    assert reading(a, "glasses:sunglasses") == pytest.approx(0.1) and not drawn(a, "glasses:sunglasses")
+    assert reading(a, "gender:female") == pytest.approx(0.1) and drawn(a, "gender:male")
+    assert reading(a, "age") == 41.5 and not drawn(a, "age")
+    assert reading(a, "hair_length:long") is None and reading(a, "moustache") is None
+    assert reading(None, "beard") is None and not drawn(None, "beard")
+    for bad in ("hair_colour:pink", "beard:yes", "smile", "glasses:"):
+        with pytest.raises(ValueError, match="cannot read"):
+            check_read(bad)
+
+
+def test_mine_chooses_the_band_and_a_seeded_sample_of_the_rest(tmp_path):
+    """``eyelabels.mine``: the photos whose reading lies in the band (its
+    ends included), or that are drawn when asked, form the mined stratum;
+    the random one is drawn from the others only, the same for the same
+    seed; the record lists both with their populations, and
+    ``data.sampled_keys`` reads it from a batch."""
+    from avatarizer_export.data import sampled_keys
+    from avatarizer_export.eyelabels import mine
+
+    p = {f"ffhq128/{i:02d}.jpg": i / 20 for i in range(20)}  # P(beard) 0, 0.05 ... 0.95
+    drawn_at = 0.9
+
+    def read_photo(path):
+        key = f"{path.parent.name}/{path.name}"
+        if key == "ffhq128/03.jpg":
+            return None  # no face
+        return {"beard": {"value": p[key] >= drawn_at, "probability": p[key] if p[key] >= drawn_at else 1 - p[key]}}
+
+    keys = list(reversed(sorted(p)))
+    chosen, sample = mine(keys, tmp_path, "beard", (0.25, 0.5), random=4, seed=7, pool="twenty", read_photo=read_photo)
+    band = [f"ffhq128/{i:02d}.jpg" for i in range(5, 11)]  # 0.25 ... 0.5, both ends in
+    assert sample[0]["keys"] == band and sample[0]["population"] == 20 and "twenty" in sample[0]["rule"]
+    rest = sorted(set(p) - set(band))
+    assert sample[1]["population"] == len(rest) and len(sample[1]["keys"]) == 4
+    assert set(sample[1]["keys"]) <= set(rest) and sample[1]["keys"] == sorted(sample[1]["keys"])
+    assert chosen == band + sample[1]["keys"]
+    again, _ = mine(sorted(p), tmp_path, "beard", (0.25, 0.5), random=4, seed=7, read_photo=read_photo)
+    other, _ = mine(sorted(p), tmp_path, "beard", (0.25, 0.5), random=4, seed=8, read_photo=read_photo)
+    assert again == chosen and other[:len(band)] == band and other != chosen
+    with_drawn, sample2 = mine(keys, tmp_path, "beard", (0.25, 0.5), with_drawn=True, read_photo=read_photo)
+    assert with_drawn == band + ["ffhq128/18.jpg", "ffhq128/19.jpg"] and len(sample2) == 1
+    assert "or drawn" in sample2[0]["rule"]
+    with pytest.raises(ValueError, match="LO <= HI"):
+        mine(keys, tmp_path, "beard", (0.6, 0.5), read_photo=read_photo)
+    votes = tmp_path / "votes"
+    votes.mkdir()
+    (votes / "b.json").write_text(json.dumps({"batch": "b", "sheets": [chosen], "votes": {}, "sample": sample}))
+    assert sampled_keys(votes) == set(chosen)
+
+
+def test_labels_mine_and_sheets_on_the_command_line(tmp_path, astronaut):
+    """``avatarizer-export labels mine`` runs the shipped pipeline over the
+    photos given, writes keys.txt and sample.json, and overwrites neither;
+    ``labels sheets --sample`` carries the record into layout.json and
+    refuses one that does not cover its keys."""
+    import cv2
+
+    from avatarizer_export.cli import main
+
+    faces = tmp_path / "shared" / "data" / "faces" / "ffhq128"
+    faces.mkdir(parents=True)
+    cv2.imwrite(str(faces / "a.jpg"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(faces / "b.jpg"), np.full((200, 200, 3), 128, np.uint8))  # no face
+    shared, out = str(tmp_path / "shared"), tmp_path / "mined"
+    args = ["labels", "mine", "--folders", "ffhq128", "--read", "gender:female", "--band", "0.5,1",
+            "--random", "1", "--out", str(out), "--shared", shared]
+    assert main(args) == 0
+    sample = json.loads((out / "sample.json").read_text())
+    assert sample[0]["keys"] == ["ffhq128/a.jpg"] and sample[1]["keys"] == ["ffhq128/b.jpg"]
+    assert (out / "keys.txt").read_text().split() == ["ffhq128/a.jpg", "ffhq128/b.jpg"]
+    before = (out / "sample.json").read_bytes()
+    with pytest.raises(SystemExit, match="exists"):
+        main(args)
+    assert (out / "sample.json").read_bytes() == before
+    for bad in (["--band", "1,0.5"], ["--read", "smile"]):
+        with pytest.raises(SystemExit, match="labels mine"):
+            main(args[:2] + ["--folders", "ffhq128", "--read", "beard", "--band", "0,1", "--out",
+                             str(tmp_path / "x"), "--shared", shared] + bad)
+    assert main(["labels", "sheets", "--keys", str(out / "keys.txt"), "--out", str(tmp_path / "sheets"),
+                 "--sample", str(out / "sample.json"), "--shared", shared]) == 0
+    layout = json.loads((tmp_path / "sheets" / "layout.json").read_text())
+    assert layout["sample"] == sample and sorted(layout["sheets"][0]) == ["ffhq128/a.jpg", "ffhq128/b.jpg"]
+    (tmp_path / "part.json").write_text(json.dumps(sample[:1]))
+    with pytest.raises(SystemExit, match="every key"):
+        main(["labels", "sheets", "--keys", str(out / "keys.txt"), "--out", str(tmp_path / "sheets2"),
+              "--sample", str(tmp_path / "part.json"), "--shared", shared])

@@ -1,7 +1,10 @@
 """``avatarizer-export labels``: the project's labels by eye (docs/data.md),
 from contact sheets to the label files.
 
-    avatarizer-export labels sheets --keys FILE --out DIR [--controls N]  # numbered sheets + layout.json
+    avatarizer-export labels mine (--keys FILE | --folders A,B) --read R --band LO,HI --out DIR
+        [--split train|heldout] [--unlabelled] [--drawn] [--random N] [--seed S]  # keys.txt + sample.json
+    avatarizer-export labels sheets --keys FILE --out DIR [--controls N] [--sample sample.json]
+                                                      # numbered sheets + layout.json
     avatarizer-export labels merge                    # votes/*.json -> labels/*.jsonl (what H trains on)
     avatarizer-export labels report [--shared DIR]    # agreement between labellers, controls vs shared labels
 
@@ -52,7 +55,12 @@ photos the shipped pipeline drew a beard on or hesitated over, and some of
 the rest at random) records how it was drawn: ``sample``, a list of strata,
 each with the ``keys`` chosen, the ``population`` they were chosen from and
 the ``rule`` that made the stratum (what an estimate at the population's
-prevalence needs; :func:`avatarizer_export.data.sampled_keys`).
+prevalence needs; :func:`avatarizer_export.data.sampled_keys`). ``labels
+mine`` makes such a selection and its record: it runs ``Avatarizer()`` over
+the photos given, keeps those whose reading (:func:`reading`: a probability
+of the public attributes, or the age or skin tone) lies in a band, or whose
+avatar shows it, and some of the others at random with a seed; ``labels
+sheets --sample`` writes the record into ``layout.json``, whence the batch.
 """
 from __future__ import annotations
 
@@ -273,13 +281,14 @@ def report(batch: dict, shared: Path | None = None) -> dict:
 
 
 def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (), per_sheet: int = 44,
-                seed: int = 0, cell: int = 150) -> dict:
+                seed: int = 0, cell: int = 150, sample: list | None = None) -> dict:
     """Numbered contact sheets of ``keys`` (``FOLDER/NAME`` under ``faces``)
     with all of ``controls`` spread over them (as evenly as they go: the
     first sheets get one more where they do not divide), shuffled; writes ``sheetNN.png``
     (:func:`avatarizer.gallery.contact_sheet`, 8 photos a row, each with its
     index under it) and ``layout.json`` (the ``sheets`` of a batch) into
-    ``out`` and returns the layout. (The committed batches were labelled on
+    ``out`` and returns the layout, with ``sample`` (how the keys were
+    chosen: :func:`mine`'s) when given. (The committed batches were labelled on
     sheets of the same layout with the index in each photo's corner.)"""
     import cv2
     from PIL import Image
@@ -306,13 +315,192 @@ def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (
         # 8 a row, each photo's index under it
         Image.fromarray(contact_sheet(tiles, cols=8, labels=[str(j) for j in range(len(cells))])).save(
             out / f"sheet{s:02d}.png")
-    (out / "layout.json").write_text(json.dumps({"sheets": sheets}), encoding="utf-8")
-    return {"sheets": sheets}
+    layout = {"sheets": sheets, **({"sample": sample} if sample is not None else {})}
+    (out / "layout.json").write_text(json.dumps(layout), encoding="utf-8")
+    return layout
+
+
+#: what ``labels mine --read`` may read, beside ``NAME:CLASS`` of the class attributes
+#: (:func:`reading`): yes/no attributes (the probability of yes), glasses (of any), and values
+MINE_FLAGS = ("beard", "moustache", "headwear", "bald")
+MINE_VALUES = ("age", "skin_tone")
+MINE_CLASSES = {"glasses": ("none", "reading", "sunglasses"),
+                "hair_colour": ("black", "brown", "blond", "red", "gray"),
+                "gender": ("male", "female"), "hair_length": ("long", "short")}
+
+
+def check_read(read: str) -> str:
+    """``read`` if :func:`reading` can read it, else ValueError listing what it can."""
+    name, sep, cls = str(read).partition(":")
+    ok = (not sep and name in (*MINE_FLAGS, *MINE_VALUES, "glasses")) \
+        or (bool(sep) and name in MINE_CLASSES and cls in MINE_CLASSES[name])
+    if not ok:
+        classes = ", ".join(f"{n}:{c}" for n, cs in MINE_CLASSES.items() for c in cs)
+        raise ValueError(f"cannot read {read!r}: choose one of {', '.join(MINE_FLAGS + MINE_VALUES)}, "
+                         f"glasses (any kind), or {classes}")
+    return read
+
+
+def reading(attributes, read: str) -> float | None:
+    """The number ``labels mine`` picks a photo by, from an avatar's public
+    attributes (``Avatar.attributes``): for ``beard``, ``moustache``,
+    ``headwear`` and ``bald`` the probability of yes; ``glasses`` the
+    probability of any glasses (1 - P(none)); ``NAME:CLASS`` of ``glasses``,
+    ``hair_colour``, ``gender`` or ``hair_length`` that class's probability
+    (of the two-class ones, 1 - the other's); ``age`` and ``skin_tone`` the
+    value. None where the avatar has none (no regressor, a tight crop's
+    hair length)."""
+    name, _, cls = check_read(read).partition(":")
+    a = (attributes or {}).get(name)
+    if not isinstance(a, dict) or a.get("value") is None:
+        return None
+    if name in MINE_VALUES:
+        return float(a["value"])
+    p = a.get("probability")
+    if name in MINE_FLAGS:
+        return None if p is None else float(p) if a["value"] else 1.0 - float(p)
+    probs = a.get("probabilities")
+    if isinstance(probs, dict):
+        if not cls:  # glasses of any kind
+            return 1.0 - float(probs["none"]) if "none" in probs else None
+        return float(probs[cls]) if cls in probs else None
+    if p is None:
+        return None
+    return float(p) if a["value"] == cls else 1.0 - float(p)  # (a two-class attribute)
+
+
+def drawn(attributes, read: str) -> bool:
+    """Whether the avatar shows what ``read`` reads (a yes/no attribute
+    drawn, glasses of any kind or of the class, the class reported); never
+    for ``age`` and ``skin_tone``."""
+    name, _, cls = check_read(read).partition(":")
+    a = (attributes or {}).get(name)
+    if not isinstance(a, dict) or name in MINE_VALUES:
+        return False
+    if name in MINE_FLAGS:
+        return bool(a.get("value"))
+    return a.get("value") == cls if cls else a.get("value") not in (None, "none")
+
+
+def sdk_key() -> str:
+    """SHA-256 (16 hex digits) of the SDK as it runs: its Python sources,
+    data files and model files (what a mined batch was read with)."""
+    import hashlib
+
+    import avatarizer
+
+    root = Path(avatarizer.__file__).parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts and (p.suffix in (".py", ".json", ".onnx", ".npz")):
+            h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def mine(keys: list[str], faces: Path, read: str, band: tuple[float, float], *, with_drawn: bool = False,
+         random: int = 0, seed: int = 0, pool: str = "", read_photo=None, progress: bool = False
+         ) -> tuple[list[str], list[dict]]:
+    """Photos to label, chosen by what the shipped pipeline reads on them:
+    every key of ``keys`` (``FOLDER/NAME`` under ``faces``) whose
+    :func:`reading` of ``read`` lies in ``band`` (inclusive), or, with
+    ``with_drawn``, whose avatar shows it (:func:`drawn`): the *mined*
+    stratum; then ``random`` of the others (photos without a face or a
+    reading among them) drawn with ``numpy.random.default_rng(seed)``.
+    ``read_photo(path)`` returns the public attributes (default:
+    ``Avatarizer()``'s, None without a face). Returns (the chosen keys:
+    the mined, then the random, each in key order; the batch's ``sample``:
+    a stratum each, with its ``rule``, the ``population`` it was drawn from
+    and its ``keys``, as :func:`avatarizer_export.data.sampled_keys`
+    reads it; ``pool`` says in words where ``keys`` came from). Deterministic
+    for the same keys, models and seed."""
+    check_read(read)
+    lo, hi = float(band[0]), float(band[1])
+    if not lo <= hi:
+        raise ValueError(f"band must be LO,HI with LO <= HI, got {band}")
+    keys = sorted(dict.fromkeys(keys))
+    if read_photo is None:
+        from avatarizer import Avatarizer, load_image
+
+        av = Avatarizer()
+
+        def read_photo(path):
+            got = av.from_frame(load_image(path))
+            return None if got is None else got.attributes
+
+    mined, rest = [], []
+    for i, key in enumerate(keys):
+        attrs = read_photo(Path(faces) / key)
+        r = reading(attrs, read)
+        (mined if (r is not None and lo <= r <= hi) or (with_drawn and drawn(attrs, read)) else rest).append(key)
+        if progress and (i + 1) % 100 == 0:
+            print(f"labels mine: {i + 1}/{len(keys)} read, {len(mined)} mined", flush=True)
+    pick = sorted(rest[j] for j in np.random.default_rng(seed).permutation(len(rest))[:random]) if random else []
+    what = f"{read} in [{lo:g}, {hi:g}]" + (" or drawn" if with_drawn else "")
+    where = f"through Avatarizer() (SDK {sdk_key()})"
+    sample = [{"stratum": "mined", "rule": f"{what}, {where}" + (f", of {pool}" if pool else ""),
+               "population": len(keys), "keys": mined}]
+    if random:
+        sample.append({"stratum": "random", "rule": f"{len(pick)} of the {len(rest)} others at random "
+                                                    f"(numpy.random.default_rng({seed}))",
+                       "population": len(rest), "keys": pick})
+    return mined + pick, sample
+
+
+def _main_mine(args) -> int:
+    """``labels mine``: writes ``keys.txt`` and ``sample.json`` into ``--out``
+    (a new folder, or one without those files: nothing is overwritten)."""
+    from .data import SOURCES, is_heldout
+    from .paths import shared_dir
+
+    if not args.read or not args.band or not args.out or bool(args.keys) == bool(args.folders):
+        raise SystemExit("labels mine needs --read, --band LO,HI, --out DIR and either --keys FILE or --folders")
+    try:
+        check_read(args.read)
+        band = tuple(float(v) for v in args.band.split(","))
+        if len(band) != 2 or not all(np.isfinite(band)) or band[0] > band[1]:
+            raise ValueError(f"--band must be LO,HI with LO <= HI, got {args.band!r}")
+    except ValueError as exc:
+        raise SystemExit(f"labels mine: {exc}") from None
+    out = Path(args.out)
+    for name in ("keys.txt", "sample.json"):
+        if (out / name).exists():
+            raise SystemExit(f"labels mine: {out / name} exists; choose a new --out folder")
+    faces = shared_dir(args.shared) / "data" / "faces"
+    if args.keys:
+        keys = [k.strip() for k in Path(args.keys).read_text(encoding="utf-8").splitlines() if k.strip()]
+        pool = f"the {len(keys)} keys of {Path(args.keys).name}"
+    else:
+        folders = [f.strip() for f in args.folders.split(",") if f.strip()]
+        unknown = [f for f in folders if f not in SOURCES]
+        if unknown:
+            raise SystemExit(f"labels mine: unknown folders {unknown}; choose from {SOURCES}")
+        keys = [f"{f}/{p.name}" for f in folders for p in sorted((faces / f).iterdir())
+                if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+        pool = "the photos of " + ", ".join(folders)
+    if args.split != "all":
+        keys = [k for k in keys if is_heldout(k) == (args.split == "heldout")]
+        pool += f" ({'held out' if args.split == 'heldout' else 'training'} only)"
+    if args.unlabelled:
+        held = set()
+        for p in sorted(votes_folder().glob("*.json")):
+            held.update(k for sheet in load_batch(p.stem).get("sheets", ()) for k in sheet)
+        keys = [k for k in keys if k not in held]
+        pool += ", none a committed batch holds"
+    chosen, sample = mine(keys, faces, args.read, band, with_drawn=args.drawn, random=args.random,
+                          seed=args.seed, pool=pool, progress=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "keys.txt").write_text("".join(k + "\n" for k in chosen), encoding="utf-8")
+    (out / "sample.json").write_text(json.dumps(sample, indent=1), encoding="utf-8")
+    print(json.dumps({"chosen": len(chosen), **{st["stratum"]: len(st["keys"]) for st in sample},
+                      "population": len(keys), "out": str(out)}))
+    return 0
 
 
 def main_labels(args) -> int:
     if args.what == "merge":
         print(json.dumps(merge()))
+    elif args.what == "mine":
+        return _main_mine(args)
     elif args.what == "report":
         from .paths import shared_dir
 
@@ -337,7 +525,10 @@ def main_labels(args) -> int:
             names = [n for n in names if not is_heldout(f"{CONTROL_FOLDER}/{n}")]
             pick = np.random.default_rng(1).permutation(len(names))[:args.controls]
             ctrl = [f"{CONTROL_FOLDER}/{names[i]}" for i in pick]
-        lay = make_sheets(keys, shared_dir(args.shared) / "data" / "faces", Path(args.out), ctrl)
+        sample = json.loads(Path(args.sample).read_text(encoding="utf-8")) if args.sample else None
+        if sample is not None and not set(keys) <= {k for st in sample for k in st.get("keys", ())}:
+            raise SystemExit(f"labels sheets: {args.sample} does not record how every key of {args.keys} was chosen")
+        lay = make_sheets(keys, shared_dir(args.shared) / "data" / "faces", Path(args.out), ctrl, sample=sample)
         print(f"wrote {len(lay['sheets'])} sheets and layout.json to {args.out}")
     return 0
 
@@ -347,9 +538,24 @@ def add_parser(sub):
 
     p = sub.add_parser("labels", help="the project's labels by eye: contact sheets, consensus, report "
                                       "(docs/data.md)")
-    p.add_argument("what", choices=("sheets", "merge", "report"))
-    p.add_argument("--keys", help="sheets: a file of FOLDER/NAME keys under ../shared/data/faces, one a line")
-    p.add_argument("--out", help="sheets: the folder for sheetNN.png and layout.json")
+    p.add_argument("what", choices=("sheets", "merge", "report", "mine"))
+    p.add_argument("--keys", help="sheets: a file of FOLDER/NAME keys under ../shared/data/faces, one a line; "
+                                  "mine: the photos to choose from (or --folders)")
+    p.add_argument("--out", help="sheets: the folder for sheetNN.png and layout.json; mine: the folder for "
+                                 "keys.txt (the chosen photos) and sample.json (how; for sheets --sample)")
+    p.add_argument("--sample", help="sheets: mine's sample.json, written into layout.json (the batch's 'sample')")
+    p.add_argument("--folders", help="mine: the photos of these folders under ../shared/data/faces "
+                                     "(comma-separated), instead of --keys")
+    p.add_argument("--split", choices=("all", "train", "heldout"), default="all",
+                   help="mine: only the training or held-out photos (data.is_heldout)")
+    p.add_argument("--unlabelled", action="store_true",
+                   help="mine: leave out photos any committed batch already holds")
+    p.add_argument("--read", help="mine: what to read on each photo's avatar (eyelabels.reading): "
+                                  "beard, moustache, headwear, bald, glasses, age, skin_tone, or NAME:CLASS")
+    p.add_argument("--band", help="mine: LO,HI: photos whose reading is in it are mined")
+    p.add_argument("--drawn", action="store_true", help="mine: photos whose avatar shows it are mined too")
+    p.add_argument("--random", type=count, default=0, help="mine: this many of the other photos at random")
+    p.add_argument("--seed", type=int, default=0, help="mine: the random photos' seed")
     p.add_argument("--controls", type=count, default=0,
                    help="sheets: this many training photos of ffhq128-labelled spread over the sheets")
     p.add_argument("--shared")
