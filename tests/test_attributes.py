@@ -1556,9 +1556,15 @@ def test_mine_chooses_the_band_and_a_seeded_sample_of_the_rest(tmp_path):
     assert again == chosen and other[:len(band)] == band and other != chosen
     with_drawn, sample2 = mine(keys, tmp_path, "beard", (0.25, 0.5), with_drawn=True, read_photo=read_photo)
     assert with_drawn == band + ["ffhq128/18.jpg", "ffhq128/19.jpg"] and len(sample2) == 1
-    assert "or drawn" in sample2[0]["rule"]
+    assert "or reported" in sample2[0]["rule"] and sample2[0]["unread"] == 1
+    drawn_only, _ = mine(keys, tmp_path, "beard", None, with_drawn=True, read_photo=read_photo)
+    assert drawn_only == ["ffhq128/18.jpg", "ffhq128/19.jpg"]
     with pytest.raises(ValueError, match="LO <= HI"):
         mine(keys, tmp_path, "beard", (0.6, 0.5), read_photo=read_photo)
+    with pytest.raises(ValueError, match="band"):
+        mine(keys, tmp_path, "beard", None, read_photo=read_photo)
+    with pytest.raises(ValueError, match="value"):
+        mine(keys, tmp_path, "age", (1, 2), with_drawn=True, read_photo=read_photo)
     votes = tmp_path / "votes"
     votes.mkdir()
     (votes / "b.json").write_text(json.dumps({"batch": "b", "sheets": [chosen], "votes": {}, "sample": sample}))
@@ -1597,7 +1603,77 @@ def test_labels_mine_and_sheets_on_the_command_line(tmp_path, astronaut):
                  "--sample", str(out / "sample.json"), "--shared", shared]) == 0
     layout = json.loads((tmp_path / "sheets" / "layout.json").read_text())
     assert layout["sample"] == sample and sorted(layout["sheets"][0]) == ["ffhq128/a.jpg", "ffhq128/b.jpg"]
-    (tmp_path / "part.json").write_text(json.dumps(sample[:1]))
-    with pytest.raises(SystemExit, match="every key"):
-        main(["labels", "sheets", "--keys", str(out / "keys.txt"), "--out", str(tmp_path / "sheets2"),
-              "--sample", str(tmp_path / "part.json"), "--shared", shared])
+    for bad, why in ((sample[:1], "exactly"), (sample + [{"keys": ["ffhq128/c.jpg"]}], "exactly"),
+                     ({"sheets": []}, "not labels mine")):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(SystemExit, match=why):
+            main(["labels", "sheets", "--keys", str(out / "keys.txt"), "--out", str(tmp_path / "sheets2"),
+                  "--sample", str(tmp_path / "bad.json"), "--shared", shared])
+
+
+def test_labels_mine_chooses_its_pool_from_keys_split_and_batches(tmp_path, monkeypatch):
+    """``labels mine``'s pool: ``--keys`` (every key a photo, duplicates
+    once), ``--split`` by ``data.is_heldout``, ``--unlabelled`` leaving out
+    every photo a committed batch holds; ``--drawn`` alone mines what is
+    reported; the reader is stubbed (the command line around it is tested)."""
+    import cv2
+
+    from avatarizer_export import data
+    from avatarizer_export import eyelabels as E
+    from avatarizer_export.cli import main
+
+    faces = tmp_path / "shared" / "data" / "faces" / "ffhq128"
+    faces.mkdir(parents=True)
+    names = [f"p{i:02d}.jpg" for i in range(30)]
+    for n in names:
+        cv2.imwrite(str(faces / n), np.zeros((8, 8, 3), np.uint8))
+    keys = [f"ffhq128/{n}" for n in names]
+    held = [k for k in keys if data.is_heldout(k)]
+    assert 0 < len(held) < len(keys)
+    labels = tmp_path / "labels"
+    (labels / "votes").mkdir(parents=True)
+    (labels / "votes" / "old.json").write_text(json.dumps({"batch": "old", "sheets": [keys[:5]], "votes": {}}))
+    monkeypatch.setattr(data, "EYE_LABELS", labels)
+    seen = []
+
+    def fake_mine(pool_keys, faces_dir, read, band, **kw):
+        seen.append((list(pool_keys), band, kw["with_drawn"], kw["pool"]))
+        return list(pool_keys[:1]), [{"stratum": "mined", "rule": "stub", "population": len(pool_keys), "unread": 0,
+                                      "keys": list(pool_keys[:1])}]
+
+    monkeypatch.setattr(E, "mine", fake_mine)
+    shared = str(tmp_path / "shared")
+    base = ["labels", "mine", "--read", "beard", "--shared", shared]
+    assert main(base + ["--folders", "ffhq128", "--split", "heldout", "--band", "0,1", "--out", str(tmp_path / "a")]) == 0
+    assert seen[-1][0] == held and "held out only" in seen[-1][3]
+    assert main(base + ["--folders", "ffhq128", "--unlabelled", "--drawn", "--out", str(tmp_path / "b")]) == 0
+    assert seen[-1][0] == keys[5:] and seen[-1][1] is None and seen[-1][2] and "committed batch" in seen[-1][3]
+    (tmp_path / "k.txt").write_text("\n".join([keys[3], keys[1], keys[3], ""]))
+    assert main(base + ["--keys", str(tmp_path / "k.txt"), "--band", "0,1", "--out", str(tmp_path / "c")]) == 0
+    assert seen[-1][0] == [keys[3], keys[1]] and "2 keys" in seen[-1][3]
+    (tmp_path / "k2.txt").write_text("ffhq128/p00.jpg\nffhq128/nope.jpg\n")
+    for extra, why in ((["--keys", str(tmp_path / "k2.txt"), "--band", "0,1"], "not photos"),
+                       (["--folders", "stylegan128", "--band", "0,1"], "no such folders"),
+                       (["--folders", "ffhq128"], "--band LO,HI or --drawn"),
+                       (["--folders", "ffhq128", "--drawn", "--read", "age"], "value")):
+        with pytest.raises(SystemExit, match=why):
+            main(base + extra + ["--out", str(tmp_path / "d")])
+    assert not (tmp_path / "d").exists() and len(seen) == 3
+
+
+def test_mine_reads_every_name_on_a_real_avatar(astronaut):
+    """Every name ``labels mine`` can read gives a number (or None only for
+    an attribute the avatar lacks) on a real portrait's ``Avatar.attributes``:
+    a renamed SDK key would show here."""
+    from avatarizer import Avatarizer
+    from avatarizer_export.eyelabels import MINE_CLASSES, MINE_FLAGS, MINE_VALUES, drawn, reading
+
+    attrs = Avatarizer().from_frame(astronaut).attributes
+    names = [*MINE_FLAGS, *MINE_VALUES, "glasses"] + [f"{n}:{c}" for n, cs in MINE_CLASSES.items() for c in cs]
+    for n in names:
+        r = reading(attrs, n)
+        assert r is not None and np.isfinite(r), n
+        assert n in MINE_VALUES or 0.0 <= r <= 1.0, n
+        assert isinstance(drawn(attrs, n), bool)
+    assert reading(attrs, "gender:female") == pytest.approx(1.0 - reading(attrs, "gender:male"))
+    assert drawn(attrs, "gender:female")  # (the astronaut is a woman)

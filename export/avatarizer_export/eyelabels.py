@@ -349,7 +349,9 @@ def reading(attributes, read: str) -> float | None:
     ``hair_colour``, ``gender`` or ``hair_length`` that class's probability
     (of the two-class ones, 1 - the other's); ``age`` and ``skin_tone`` the
     value. None where the avatar has none (no regressor, a tight crop's
-    hair length)."""
+    hair length). It is the probability the avatar reports: a moustache
+    drawn with its beard reports the larger of the two (``drawn_with``), and
+    glasses the artist's cues added report H's probabilities."""
     name, _, cls = check_read(read).partition(":")
     a = (attributes or {}).get(name)
     if not isinstance(a, dict) or a.get("value") is None:
@@ -364,15 +366,16 @@ def reading(attributes, read: str) -> float | None:
         if not cls:  # glasses of any kind
             return 1.0 - float(probs["none"]) if "none" in probs else None
         return float(probs[cls]) if cls in probs else None
-    if p is None:
-        return None
-    return float(p) if a["value"] == cls else 1.0 - float(p)  # (a two-class attribute)
+    if p is None or len(MINE_CLASSES[name]) != 2 or not cls:
+        return None  # (without ``probabilities`` only a two-class attribute's other class is known)
+    return float(p) if a["value"] == cls else 1.0 - float(p)
 
 
 def drawn(attributes, read: str) -> bool:
-    """Whether the avatar shows what ``read`` reads (a yes/no attribute
-    drawn, glasses of any kind or of the class, the class reported); never
-    for ``age`` and ``skin_tone``."""
+    """Whether the avatar's reported value is what ``read`` reads (a yes/no
+    attribute's value yes, glasses of any kind or of the class, the class
+    reported: in image mode the hair length is H's reading, not the
+    hairstyle drawn); never for ``age`` and ``skin_tone``."""
     name, _, cls = check_read(read).partition(":")
     a = (attributes or {}).get(name)
     if not isinstance(a, dict) or name in MINE_VALUES:
@@ -397,53 +400,84 @@ def sdk_key() -> str:
     return h.hexdigest()[:16]
 
 
-def mine(keys: list[str], faces: Path, read: str, band: tuple[float, float], *, with_drawn: bool = False,
+def mine(keys: list[str], faces: Path, read: str, band: tuple[float, float] | None, *, with_drawn: bool = False,
          random: int = 0, seed: int = 0, pool: str = "", read_photo=None, progress: bool = False
          ) -> tuple[list[str], list[dict]]:
     """Photos to label, chosen by what the shipped pipeline reads on them:
     every key of ``keys`` (``FOLDER/NAME`` under ``faces``) whose
     :func:`reading` of ``read`` lies in ``band`` (inclusive), or, with
-    ``with_drawn``, whose avatar shows it (:func:`drawn`): the *mined*
-    stratum; then ``random`` of the others (photos without a face or a
-    reading among them) drawn with ``numpy.random.default_rng(seed)``.
-    ``read_photo(path)`` returns the public attributes (default:
-    ``Avatarizer()``'s, None without a face). Returns (the chosen keys:
+    ``with_drawn``, whose reported value it is (:func:`drawn`; ``band``
+    None: those alone): the *mined* stratum; then ``random`` of the others
+    (photos without a face or a reading among them) drawn with
+    ``numpy.random.default_rng(seed)``. ``read_photo(path)`` returns the
+    public attributes (default: ``Avatarizer(device="cpu")``'s, None without
+    a face: the CPU's int8 models, whatever the machine; the rule names the
+    SDK's files and the library versions). Returns (the chosen keys:
     the mined, then the random, each in key order; the batch's ``sample``:
     a stratum each, with its ``rule``, the ``population`` it was drawn from
     and its ``keys``, as :func:`avatarizer_export.data.sampled_keys`
     reads it; ``pool`` says in words where ``keys`` came from). Deterministic
     for the same keys, models and seed."""
-    check_read(read)
-    lo, hi = float(band[0]), float(band[1])
-    if not lo <= hi:
+    name = check_read(read).partition(":")[0]
+    if band is None and not with_drawn:
+        raise ValueError("mine needs a band, or with_drawn")
+    if with_drawn and name in MINE_VALUES:
+        raise ValueError(f"{read} is a value: nothing is drawn by it; give a band")
+    lo, hi = (float(band[0]), float(band[1])) if band is not None else (np.inf, -np.inf)
+    if band is not None and not lo <= hi:
         raise ValueError(f"band must be LO,HI with LO <= HI, got {band}")
     keys = sorted(dict.fromkeys(keys))
+    where = "through the reader given"
     if read_photo is None:
+        import mediapipe
+        import onnxruntime
+
         from avatarizer import Avatarizer, load_image
 
-        av = Avatarizer()
+        av = Avatarizer(device="cpu")
+        where = (f"through Avatarizer(device='cpu') (SDK files {sdk_key()}, precision {av.precision}, "
+                 f"onnxruntime {onnxruntime.__version__}, mediapipe {mediapipe.__version__})")
 
         def read_photo(path):
             got = av.from_frame(load_image(path))
             return None if got is None else got.attributes
 
-    mined, rest = [], []
+    mined, rest, unread = [], [], 0
     for i, key in enumerate(keys):
         attrs = read_photo(Path(faces) / key)
         r = reading(attrs, read)
+        unread += r is None
         (mined if (r is not None and lo <= r <= hi) or (with_drawn and drawn(attrs, read)) else rest).append(key)
         if progress and (i + 1) % 100 == 0:
             print(f"labels mine: {i + 1}/{len(keys)} read, {len(mined)} mined", flush=True)
     pick = sorted(rest[j] for j in np.random.default_rng(seed).permutation(len(rest))[:random]) if random else []
-    what = f"{read} in [{lo:g}, {hi:g}]" + (" or drawn" if with_drawn else "")
-    where = f"through Avatarizer() (SDK {sdk_key()})"
+    what = " or ".join(([f"{read} in [{lo:g}, {hi:g}]"] if band is not None else [])
+                       + ([f"{read} reported" if band is None else "reported"] if with_drawn else []))
     sample = [{"stratum": "mined", "rule": f"{what}, {where}" + (f", of {pool}" if pool else ""),
-               "population": len(keys), "keys": mined}]
+               "population": len(keys), "unread": unread, "keys": mined}]
     if random:
         sample.append({"stratum": "random", "rule": f"{len(pick)} of the {len(rest)} others at random "
                                                     f"(numpy.random.default_rng({seed}))",
                        "population": len(rest), "keys": pick})
     return mined + pick, sample
+
+
+def _read_sample(path: Path, keys: list[str]) -> list:
+    """``labels mine``'s ``sample.json`` at ``path``, checked: a list of
+    strata, each with its ``keys``, whose keys are exactly ``keys`` (else
+    SystemExit saying what is wrong)."""
+    try:
+        sample = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"labels sheets: cannot read {path}: {exc}") from None
+    if not isinstance(sample, list) or not all(isinstance(st, dict) and isinstance(st.get("keys"), list)
+                                               for st in sample):
+        raise SystemExit(f"labels sheets: {path} is not labels mine's sample.json (a list of strata with 'keys')")
+    recorded = [k for st in sample for k in st["keys"]]
+    if sorted(recorded) != sorted(dict.fromkeys(keys)):
+        raise SystemExit(f"labels sheets: {path} records {len(recorded)} photos and the keys are {len(set(keys))} "
+                         "others or more: the sample must record exactly the photos put on the sheets")
+    return sample
 
 
 def _main_mine(args) -> int:
@@ -452,28 +486,41 @@ def _main_mine(args) -> int:
     from .data import SOURCES, is_heldout
     from .paths import shared_dir
 
-    if not args.read or not args.band or not args.out or bool(args.keys) == bool(args.folders):
-        raise SystemExit("labels mine needs --read, --band LO,HI, --out DIR and either --keys FILE or --folders")
+    if not args.read or not (args.band or args.drawn) or not args.out or bool(args.keys) == bool(args.folders):
+        raise SystemExit("labels mine needs --read, --band LO,HI or --drawn, --out DIR and either --keys FILE "
+                         "or --folders")
+    band = None
     try:
-        check_read(args.read)
-        band = tuple(float(v) for v in args.band.split(","))
-        if len(band) != 2 or not all(np.isfinite(band)) or band[0] > band[1]:
-            raise ValueError(f"--band must be LO,HI with LO <= HI, got {args.band!r}")
+        name = check_read(args.read).partition(":")[0]
+        if args.band:
+            band = tuple(float(v) for v in args.band.split(","))
+            if len(band) != 2 or not all(np.isfinite(band)) or band[0] > band[1]:
+                raise ValueError(f"--band must be LO,HI with LO <= HI, got {args.band!r}")
+        if args.drawn and name in MINE_VALUES:
+            raise ValueError(f"--drawn: {args.read} is a value, nothing is drawn by it")
     except ValueError as exc:
         raise SystemExit(f"labels mine: {exc}") from None
     out = Path(args.out)
-    for name in ("keys.txt", "sample.json"):
-        if (out / name).exists():
-            raise SystemExit(f"labels mine: {out / name} exists; choose a new --out folder")
+    for fname in ("keys.txt", "sample.json"):
+        if (out / fname).exists():
+            raise SystemExit(f"labels mine: {out / fname} exists; choose a new --out folder")
     faces = shared_dir(args.shared) / "data" / "faces"
     if args.keys:
-        keys = [k.strip() for k in Path(args.keys).read_text(encoding="utf-8").splitlines() if k.strip()]
+        try:
+            lines = Path(args.keys).read_text(encoding="utf-8").splitlines()
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"labels mine: cannot read {args.keys}: {exc}") from None
+        keys = list(dict.fromkeys(k.strip() for k in lines if k.strip()))
+        missing = [k for k in keys if not (faces / k).is_file()]
+        if missing:
+            raise SystemExit(f"labels mine: {len(missing)} keys of {args.keys} are not photos under {faces} "
+                             f"(the first: {missing[0]!r})")
         pool = f"the {len(keys)} keys of {Path(args.keys).name}"
     else:
-        folders = [f.strip() for f in args.folders.split(",") if f.strip()]
-        unknown = [f for f in folders if f not in SOURCES]
+        folders = list(dict.fromkeys(f.strip() for f in args.folders.split(",") if f.strip()))
+        unknown = [f for f in folders if f not in SOURCES or not (faces / f).is_dir()]
         if unknown:
-            raise SystemExit(f"labels mine: unknown folders {unknown}; choose from {SOURCES}")
+            raise SystemExit(f"labels mine: no such folders under {faces}: {unknown} (the project's: {SOURCES})")
         keys = [f"{f}/{p.name}" for f in folders for p in sorted((faces / f).iterdir())
                 if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
         pool = "the photos of " + ", ".join(folders)
@@ -486,13 +533,13 @@ def _main_mine(args) -> int:
             held.update(k for sheet in load_batch(p.stem).get("sheets", ()) for k in sheet)
         keys = [k for k in keys if k not in held]
         pool += ", none a committed batch holds"
+    out.mkdir(parents=True, exist_ok=True)  # (before the run: a folder that cannot be made fails now)
     chosen, sample = mine(keys, faces, args.read, band, with_drawn=args.drawn, random=args.random,
                           seed=args.seed, pool=pool, progress=True)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "keys.txt").write_text("".join(k + "\n" for k in chosen), encoding="utf-8")
     (out / "sample.json").write_text(json.dumps(sample, indent=1), encoding="utf-8")
     print(json.dumps({"chosen": len(chosen), **{st["stratum"]: len(st["keys"]) for st in sample},
-                      "population": len(keys), "out": str(out)}))
+                      "population": len(keys), "without_a_reading": sample[0]["unread"], "out": str(out)}))
     return 0
 
 
@@ -525,9 +572,7 @@ def main_labels(args) -> int:
             names = [n for n in names if not is_heldout(f"{CONTROL_FOLDER}/{n}")]
             pick = np.random.default_rng(1).permutation(len(names))[:args.controls]
             ctrl = [f"{CONTROL_FOLDER}/{names[i]}" for i in pick]
-        sample = json.loads(Path(args.sample).read_text(encoding="utf-8")) if args.sample else None
-        if sample is not None and not set(keys) <= {k for st in sample for k in st.get("keys", ())}:
-            raise SystemExit(f"labels sheets: {args.sample} does not record how every key of {args.keys} was chosen")
+        sample = _read_sample(Path(args.sample), keys) if args.sample else None
         lay = make_sheets(keys, shared_dir(args.shared) / "data" / "faces", Path(args.out), ctrl, sample=sample)
         print(f"wrote {len(lay['sheets'])} sheets and layout.json to {args.out}")
     return 0
@@ -553,7 +598,8 @@ def add_parser(sub):
     p.add_argument("--read", help="mine: what to read on each photo's avatar (eyelabels.reading): "
                                   "beard, moustache, headwear, bald, glasses, age, skin_tone, or NAME:CLASS")
     p.add_argument("--band", help="mine: LO,HI: photos whose reading is in it are mined")
-    p.add_argument("--drawn", action="store_true", help="mine: photos whose avatar shows it are mined too")
+    p.add_argument("--drawn", action="store_true", help="mine: photos whose reported value it is are mined "
+                                                        "too (or alone, without --band)")
     p.add_argument("--random", type=count, default=0, help="mine: this many of the other photos at random")
     p.add_argument("--seed", type=int, default=0, help="mine: the random photos' seed")
     p.add_argument("--controls", type=count, default=0,
