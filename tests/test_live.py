@@ -162,3 +162,108 @@ def test_live_opens_a_file_whatever_its_name(tmp_path, name):
                          text=True, env=ENV, timeout=300, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
     assert "shown 2 frames" in res.stdout + res.stderr
+
+
+def _server(reply):
+    """A local TCP server on a free port: ``reply(conn)`` for each connection
+    (on a daemon thread). Returns (port, close)."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            held.append(conn)
+            threading.Thread(target=reply, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    def close():
+        srv.close()
+        for c in held:
+            c.close()
+
+    return srv.getsockname()[1], close
+
+
+def test_a_url_that_never_answers_is_said_to_time_out_and_a_refused_one_not():
+    """``live.open_url``: a server that accepts the connection and says
+    nothing is given up after the open timeout (FFmpeg's own wait is 30 s or
+    more), with a message saying so; a refused connection is said apart,
+    at once."""
+    import socket
+    import time
+
+    port, close = _server(lambda conn: None)  # accepts, never answers
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(live.SourceError, match=r"did not answer within 1\.5 s"):
+            live.open_url(f"http://127.0.0.1:{port}/cam.mp4", open_timeout=1.5)
+        assert time.monotonic() - t0 < 20
+    finally:
+        close()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    free = s.getsockname()[1]
+    s.close()
+    t0 = time.monotonic()
+    with pytest.raises(live.SourceError, match="could not open") as err:
+        live.open_url(f"http://127.0.0.1:{free}/cam.mp4", open_timeout=5)
+    assert "did not answer" not in str(err.value) and time.monotonic() - t0 < 4
+
+
+def test_a_url_stream_that_stalls_ends_instead_of_hanging(tmp_path):
+    """A stream that sends part of a video and then nothing, the connection
+    held open: its frames are read and then reads fail after the read
+    timeout (the preview stops with "stopped sending frames"), where
+    FFmpeg's default waits on."""
+    import time
+
+    clip = need_shared("data", "video", "d0.mp4")
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("needs ffmpeg (make sysdeps installs it)")
+    ts = tmp_path / "d0.ts"
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(clip), "-t", "2", "-c:v", "mpeg1video",
+                    "-f", "mpegts", str(ts)], check=True, timeout=120)
+    data = ts.read_bytes()
+
+    def half_then_silence(conn):
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: video/mp2t\r\n\r\n" + data[:len(data) // 2])
+
+    port, close = _server(half_then_silence)
+    try:
+        t0 = time.monotonic()
+        cap = live.open_url(f"http://127.0.0.1:{port}/d0.ts", open_timeout=5, read_timeout=1.0)
+        frames = 0
+        while cap.read()[0]:
+            frames += 1
+            assert frames < 1000
+        cap.release()
+        assert frames > 0 and time.monotonic() - t0 < 25  # (without the read timeout: 30 s and more)
+    finally:
+        close()
+
+
+def test_live_says_why_a_url_did_not_open(tmp_path):
+    """``avatarizer live URL``: a URL that refuses the connection ends with
+    exit status 1 and a message naming it, before any model is loaded."""
+    import socket
+
+    xvfb = _xvfb()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    free = s.getsockname()[1]
+    s.close()
+    res = subprocess.run(xvfb + CLI + ["live", f"http://127.0.0.1:{free}/cam.mp4"], capture_output=True, text=True,
+                         env=ENV, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 1 and f"could not open http://127.0.0.1:{free}/cam.mp4" in res.stderr, res.stderr[-500:]

@@ -1268,7 +1268,13 @@ def _live(args) -> int:
 
     from .api import Avatarizer
 
-    cap = cv2.VideoCapture(source) if live.is_stream(source) else _capture(Path(source))
+    if isinstance(source, str) and "://" in source:  # a network stream: with timeouts, said apart
+        try:
+            cap = live.open_url(source)
+        except live.SourceError as exc:
+            raise CLIError(str(exc)) from None
+    else:
+        cap = cv2.VideoCapture(source) if live.is_stream(source) else _capture(Path(source))
     if not cap.isOpened():
         cap.release()
         raise CLIError(f"could not open {live.describe(source)}" + (
@@ -1300,7 +1306,9 @@ def _live(args) -> int:
         h, w = res.last.shape[:2]
         print(f"wrote {shot}: the last frame shown ({w}x{h})")
     if res.stopped_by == "read-error":
-        print(f"avatarizer live: warning: {live.describe(source)} stopped sending frames", file=sys.stderr)
+        waited = (f" (none for {live.URL_READ_TIMEOUT_S:.0f} s)" if isinstance(source, str) and "://" in source
+                  else "")
+        print(f"avatarizer live: warning: {live.describe(source)} stopped sending frames{waited}", file=sys.stderr)
     return 0
 
 

@@ -58,6 +58,43 @@ def is_stream(source: int | str) -> bool:
         return False
 
 
+#: how long a network stream (a URL) may take to open, and to send the next frame once playing (FFmpeg's
+#: own defaults wait 30 s or more, and then the command could only say it "could not open" the stream)
+URL_OPEN_TIMEOUT_S = 10.0
+URL_READ_TIMEOUT_S = 5.0
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened; the message says which and why."""
+
+
+def open_url(url: str, open_timeout: float | None = None, read_timeout: float | None = None):
+    """``cv2.VideoCapture`` of a network stream (``url`` holds ``://``)
+    through FFmpeg with :data:`URL_OPEN_TIMEOUT_S` to open it and
+    :data:`URL_READ_TIMEOUT_S` for each later frame (a stream that stalls
+    then ends as a read error). :class:`SourceError` when it does not open:
+    "did not answer within N s" where the time ran out (a host that is
+    down, a firewall that drops the packets, a camera that is off), else a
+    stream FFmpeg cannot read (a refused connection, an unknown protocol,
+    not a video)."""
+    import cv2
+
+    open_timeout = URL_OPEN_TIMEOUT_S if open_timeout is None else float(open_timeout)
+    read_timeout = URL_READ_TIMEOUT_S if read_timeout is None else float(read_timeout)
+    t0 = time.monotonic()
+    cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout * 1000),
+                                                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout * 1000)])
+    if cap.isOpened():
+        return cap
+    waited = time.monotonic() - t0
+    cap.release()
+    if waited >= 0.9 * open_timeout:
+        raise SourceError(f"{url} did not answer within {open_timeout:g} s (a host that is down or "
+                          "unreachable, a firewall, a camera that is off)")
+    raise SourceError(f"could not open {url} (refused, not found, or a protocol or codec this OpenCV "
+                      "build cannot read)")
+
+
 _PROBE = ("import sys, cv2\n"
           "try:\n"
           "    cv2.namedWindow('avatarizer-probe', cv2.WINDOW_AUTOSIZE)\n"
@@ -142,6 +179,7 @@ class LiveResult:
     fps: float = 0.0            # shown / seconds
     last: np.ndarray | None = None  # the last frame shown (BGR, with the fps label)
     stopped_by: str = "end"     # "end" (source ended), "key", "window", "frames", "max-seconds", "read-error"
+    #                             (a camera or stream that stopped sending frames: a URL's after URL_READ_TIMEOUT_S)
 
 
 def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: int | None = None,
