@@ -236,6 +236,33 @@ def test_from_frames_batch_matches_single_calls(av, astronaut, avatar):
     assert av.from_frames([]) == []
 
 
+def test_video_from_frames_checks_every_frame_and_timestamp_before_running_any(astronaut):
+    """Video mode ``from_frames``: a bad frame or timestamp anywhere raises
+    ``ValueError`` naming it before the first frame is run, so the stream's
+    clock and track are as they were (the same frames then run as if the
+    bad call had not been made)."""
+    from avatarizer.video import TrackerOptions
+
+    frames = [astronaut] * 3
+    inline = TrackerOptions(identity_worker="inline")  # (the identity on the frames' thread: exact)
+    with Avatarizer(mode="video", tracker=inline) as ref:
+        want = [a.params for a in ref.from_frames(frames, [0.0, 40.0, 80.0])]
+    with Avatarizer(mode="video", tracker=inline) as live:
+        for bad_frames, stamps, where in (
+                ([astronaut, astronaut, astronaut[..., :2]], [0.0, 40.0, 80.0], r"frames\[2\]"),
+                ([astronaut, astronaut.astype(np.float64), astronaut], [0.0, 40.0, 80.0], r"frames\[1\]"),
+                (frames, [0.0, 40.0, 40.0], r"timestamps_ms\[2\].*strictly increasing"),
+                (frames, [0.0, float("nan"), 80.0], r"finite")):
+            with pytest.raises(ValueError, match=where):
+                live.from_frames(bad_frames, stamps)
+        got = [a.params for a in live.from_frames(frames, [0.0, 40.0, 80.0])]
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+        with pytest.raises(ValueError, match=r"timestamps_ms\[0\].*after 80"):  # not after the stream's last
+            live.from_frames(frames[:1], [80.0])
+        assert live.from_frame(astronaut, 120.0) is not None
+
+
 def test_from_image(av, astronaut, avatar, tmp_path):
     from PIL import Image
 

@@ -801,8 +801,13 @@ class Avatarizer:
 
         Image mode runs the face estimator on all frames in one batch. Video
         mode needs ``timestamps_ms`` (one per frame, increasing) and is the same
-        as calling :meth:`from_frame` on each.
+        as calling :meth:`from_frame` on each. Every frame and timestamp is
+        checked before the first frame is run: a bad one (a wrong shape or
+        dtype, a timestamp out of order or not after the stream's last)
+        raises ``ValueError`` with the stream as it was, not after the
+        frames before it moved the tracker on.
         """
+        from .align import check_timestamp
         from .pipeline import FrameState
 
         frames = list(_frame_iter(frames, "from_frames"))
@@ -813,7 +818,25 @@ class Avatarizer:
                 timestamps_ms = None
             if timestamps_ms is None or len(timestamps_ms) != len(frames):
                 raise ValueError("In video mode from_frames() needs timestamps_ms, one per frame.")
-            return [self.from_frame(f, t, face_index) for f, t in zip(frames, timestamps_ms)]
+            self._check_open()
+            last = None
+            with self._lock:
+                pipe = self._pipeline
+                if pipe is not None and pipe.stream is not None:
+                    last = pipe.stream.last_timestamp_ms
+            for i, t in enumerate(timestamps_ms):
+                self._check_call(t, face_index)
+                try:
+                    last = check_timestamp(t, last)
+                except ValueError as exc:
+                    raise ValueError(f"timestamps_ms[{i}]: {exc}") from None
+            images = []
+            for i, f in enumerate(frames):  # all converted and checked before any is run
+                try:
+                    images.append(to_rgb_uint8(f, self.options.color_order))
+                except ValueError as exc:
+                    raise ValueError(f"frames[{i}]: {exc}") from None
+            return [self.from_frame(im, t, face_index) for im, t in zip(images, timestamps_ms)]
         if timestamps_ms is not None:
             raise ValueError("timestamps_ms is only used in video mode.")
         self._check_call(None, face_index)
