@@ -263,8 +263,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     """``avatarizer-export all``: every step gets the same --cache (a namespace
     faked in code once dropped it for training), in order, and an exception
     in any step (shipping included) fails the run instead of being skipped."""
-    from avatarizer_export import (attributes, detectors, facialhair, haircolournet, hairbank, hairlength, hatnet,
-                                   hats, pipeline, report, rethreshold, ship, skintone, skintonenet)
+    from avatarizer_export import (attributes, detectors, facialhair, gender, haircolournet, hairbank, hairlength,
+                                   hatnet, hats, pipeline, report, rethreshold, ship, skintone, skintonenet)
 
     calls: list = []
     shared, cache = tmp_path / "shared", tmp_path / "cache"
@@ -292,6 +292,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(ship, "export", rec("ship"))
     monkeypatch.setattr(detectors, "fit_glasses_fusion", rec("fusion"))
     monkeypatch.setattr(hatnet, "fit_fusion", rec("hat fusion"))
+    monkeypatch.setattr(gender, "fit", rec("gender fusion"))
     pipeline.STAGES.clear()
     stages = pipeline.run_all(shared, cache, steps_scale=0.5)
     names = [c[0] for c in calls]
@@ -303,13 +304,15 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     # the glasses and hat fusions read the staged H: after shipping; the report what is shipped: after the commit
     # H's heads from the labels by eye are added to the file H's training wrote
     # the hat network and its fusion with the staged H, staged together after it
-    assert names.count("train") == 14 and names[-10:] == ["attributes", "skin tone", "hair length",
+    # the gender fusion with the staged H, into the staged data folder
+    assert names.count("train") == 14 and names[-11:] == ["attributes", "skin tone", "hair length",
                                                           "headwear threshold", "hairbank", "ship", "fusion",
-                                                          "hat network", "hat fusion", "report"]
-    hat_net, hat_fusion = (next(kw for name, _, kw in calls if name == n) for n in ("hat network", "hat fusion"))
+                                                          "hat network", "hat fusion", "gender fusion", "report"]
+    hat_net, hat_fusion, gender_fusion = (next(kw for name, _, kw in calls if name == n)
+                                          for n in ("hat network", "hat fusion", "gender fusion"))
     attrs = next(kw for name, _, kw in calls if name == "attributes")
-    assert hat_fusion["models"] == attrs["folder"] != ship.MODELS  # the staged H
-    assert hat_fusion["data"] == hat_net["data"] != tmp_path / "sdk" / "data"  # both into the staged data folder
+    assert hat_fusion["models"] == gender_fusion["models"] == attrs["folder"] != ship.MODELS  # the staged H
+    assert hat_fusion["data"] == hat_net["data"] == gender_fusion["data"] != tmp_path / "sdk" / "data"
     for name, a, kw in calls:  # one cache folder everywhere (the hat kind fit keeps none: seconds)
         assert cache in (*a, kw.get("cache")) or (name == "hat kinds" and a == (shared,)), (name, a, kw)
     trains = [c for c in calls if c[0] == "train"]
@@ -317,10 +320,10 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     # the long steps show their progress bars (they ran quiet for minutes)
     assert all(not kw.get("quiet") for name, _, kw in calls
                if name in ("detectors", "fusion", "facial hair", "hair colour", "skin tone network", "hat network",
-                           "hat fusion"))
+                           "hat fusion", "gender fusion"))
     assert ("mapper", {"finetune": "mapper_full"}) in [(a[0], {k: v for k, v in kw.items() if k == "finetune"})
                                                        for _, a, kw in trains]
-    assert ship.export.__name__ == "<lambda>" and calls[-5][1][0] == "ship"
+    assert ship.export.__name__ == "<lambda>" and calls[-6][1][0] == "ship"
     assert set(stages) >= {"data align", "train mapper", "ship"}
 
     # too few hat labels: the run stops at once, not after the trainings
@@ -348,7 +351,7 @@ def _tree(folder):
 
 
 @pytest.mark.parametrize("fail_at", ["attributes", "hair bank", "ship", "glasses fusion", "hat network", "hat fusion",
-                                     "busy", None])
+                                     "gender fusion", "busy", None])
 def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, fail_at):
     """``make models``' shipping steps write into staging copies of the models
     and data folders, swapped in together at the end: a step that fails (or
@@ -358,8 +361,8 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     does not list are never touched. ``busy``: another run ships into the
     models folder: this one stops before its first step (it learnt it only
     once its trainings were done), leaving no copy or lock behind."""
-    from avatarizer_export import (attributes, detectors, facialhair, haircolournet, hairbank, hairlength, hatnet,
-                                   hats, pipeline, report, rethreshold, ship, skintone, skintonenet, staging)
+    from avatarizer_export import (attributes, detectors, facialhair, gender, haircolournet, hairbank, hairlength,
+                                   hatnet, hats, pipeline, report, rethreshold, ship, skintone, skintonenet, staging)
 
     models, data = tmp_path / "sdk" / "models", tmp_path / "sdk" / "data"
     models.mkdir(parents=True), data.mkdir()
@@ -376,7 +379,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     (data / "glasses_fusion.json").write_text(json.dumps({"attributes_version": "1"}))
     (data / "hair_bank.npz").write_bytes(b"old bank")
     for name, text in (("headwear_net.onnx", "old hat network"), ("headwear_net.json", "old hat network's"),
-                       ("headwear_fusion.json", "old hat fusion")):
+                       ("headwear_fusion.json", "old hat fusion"), ("gender_fusion.json", "old gender fusion")):
         (data / name).write_text(text)
     before = {"models": _tree(models), "data": _tree(data)}
     seen = {}
@@ -431,6 +434,9 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
         out.write_text(json.dumps({"attributes_version": json.loads((models / "manifest.json").read_text())
                                    ["models"]["attributes-onnx-int8"]["version"]})))))
     monkeypatch.setattr(hatnet, "fit_fusion", step("hat fusion", write_hat_fusion))
+    monkeypatch.setattr(gender, "fit", step("gender fusion", lambda shared, cache, models, data, quiet: (
+        data / "gender_fusion.json").write_text(json.dumps({"attributes": (models / "attributes-int8.onnx")
+                                                            .read_text()}))))
     monkeypatch.setattr(report, "write_report", step("report", lambda *a, **kw: seen.update(
         report_sees=(models / "attributes-int8.onnx").read_bytes())))
     pipeline.STAGES.clear()
@@ -460,6 +466,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
         assert (models / "notes.txt").read_bytes() == b"a user's file"
         assert json.loads((data / "glasses_fusion.json").read_text()) == {"attributes_version": "2"}
         assert json.loads((data / "headwear_fusion.json").read_text()) == {"attributes": "new H"}  # the staged H
+        assert json.loads((data / "gender_fusion.json").read_text()) == {"attributes": "new H"}  # ... shipped with it
         assert (data / "headwear_net.onnx").read_text() == "new hat network"  # shipped with its fusion
         assert (data / "hair_bank.npz").read_bytes() == b"new bank"
         assert seen["report_sees"] == b"new H"  # the report evaluates what is shipped

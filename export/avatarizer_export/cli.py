@@ -21,7 +21,8 @@ def _recover() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import (attributes, data, detectors, evaluate, eyelabels, facialhair, haircolournet, hairbank, hairlength,
+    from . import (attributes, data, detectors, evaluate, eyelabels, facialhair, gender, haircolournet, hairbank,
+                   hairlength,
                    hatnet, hats, pipeline, report, rethreshold, sheets, ship, skintone, skintonenet, train)
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     skintone.add_parser(sub)
     skintonenet.add_parser(sub)
     hairlength.add_parser(sub)
+    gender.add_parser(sub)
     pipeline.add_parser(sub)
     return ap
 

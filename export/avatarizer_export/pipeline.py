@@ -47,7 +47,7 @@ def _timed(stage: str, fn, *a, **kw):
 #: the data files ``make models`` rewrites (staged with the models; the hat network with its fusion with H,
 #: so that a run stopped between them never leaves a new network beside an old fusion, which the SDK drops)
 DATA_FILES = ("hair_bank.npz", "hair_bank.json", "glasses_fusion.json", "headwear_net.onnx", "headwear_net.json",
-              "headwear_fusion.json")
+              "headwear_fusion.json", "gender_fusion.json")
 
 
 def shipped_folders() -> list[tuple[Path, tuple[str, ...]]]:
@@ -63,8 +63,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
             report: bool = True) -> dict[str, float]:
     """Every step from the shared photos to the shipped model files; returns
     the seconds per step. Each step is a typed function of its module."""
-    from . import (data, detectors, facialhair, haircolournet, hairbank, hairlength, hatnet, hats, rethreshold, ship,
-                   skintone, skintonenet, staging, train)
+    from . import (data, detectors, facialhair, gender, haircolournet, hairbank, hairlength, hatnet, hats, rethreshold,
+                   ship, skintone, skintonenet, staging, train)
     from .attributes import run as train_attributes
 
     def data_step(stage: str):
@@ -125,6 +125,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         # the hybrid's hats: the hat network (labels by eye), then its fusion with the staged H, staged together
         _timed("hat network", hatnet.fit, shared, cache, data=data_dir, quiet=False)
         _timed("hat fusion", hatnet.fit_fusion, shared, cache, models=models, data=data_dir, quiet=False)
+        # the reported gender: the staged H's P(male) with the face's frontal landmarks (~1 minute)
+        _timed("gender fusion", gender.fit, shared, cache, models=models, data=data_dir, quiet=False)
     except BaseException:
         for (folder, _), _copy in zip(shipped, begun):  # only the copies this run made, each whatever the other did
             with contextlib.suppress(Exception):

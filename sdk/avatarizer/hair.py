@@ -1877,6 +1877,8 @@ def add_facial_hair(attributes: dict, probabilities: Mapping[str, float],
 FACIAL_HAIR_LONG_ODDS = 0.05
 FACIAL_HAIR_MALE_ODDS = 10.0
 
+#: ``male_by`` where the gender fusion read P(male) (:data:`avatarizer.gender.BY`)
+GENDER_FUSION_BY = "H x face shape"
 #: what ``hair_long_by`` and ``male_by`` say where :func:`read_with_facial_hair` moved them
 WITH_FACIAL_HAIR_BY = "H x facial-hair network"
 
@@ -1896,11 +1898,15 @@ def read_with_facial_hair(attributes: dict) -> dict:
     :data:`FACIAL_HAIR_LONG_ODDS` and :data:`FACIAL_HAIR_MALE_ODDS`, the
     decided and drawn ``male`` flags again at their thresholds. H's own values stay under
     ``hair_long_model_read`` and ``male_model_read``; ``hair_long_by`` and
-    ``male_by`` are :data:`WITH_FACIAL_HAIR_BY`. A second call changes
+    ``male_by`` are :data:`WITH_FACIAL_HAIR_BY` (``"H x face shape x
+    facial-hair network"`` where the gender fusion read P(male) first,
+    :func:`avatarizer.gender.fuse`, which keeps H's own under
+    ``male_model_read``). A second call changes
     nothing. The artist's bare-top bald band keeps reading H's own P(male)
     (:func:`add_artist_bald`: its floor was chosen on it). In place, returned."""
     a = attributes
-    if WITH_FACIAL_HAIR_BY in (a.get("male_by"), a.get("hair_long_by")):
+    if WITH_FACIAL_HAIR_BY in (a.get("male_by"), a.get("hair_long_by")) \
+            or str(a.get("male_by", "")).endswith("facial-hair network"):
         return a  # read already
     if not any(a.get(f"{k}_by") == FACIAL_HAIR_BY and a["drawn"].get(k) for k in ("beard", "moustache")):
         return a
@@ -1909,13 +1915,14 @@ def read_with_facial_hair(attributes: dict) -> dict:
         a["hair_long"] = _times_odds(a["hair_long"], FACIAL_HAIR_LONG_ODDS)
         a["hair_long_by"] = WITH_FACIAL_HAIR_BY
     if is_real(a.get("male")):
-        a["male_model_read"] = float(a["male"])
+        a.setdefault("male_model_read", float(a["male"]))  # (H's own, also where the gender fusion read it)
         a["male"] = _times_odds(a["male"], FACIAL_HAIR_MALE_ODDS)
         th = a.get("thresholds") or {}
         for flags, kind in (("decided", "decision"), ("drawn", "draw")):
             a[flags]["male"] = bool(a["male"] >= float((th.get(kind) or {}).get("male", DEFAULT_THRESHOLD)))
         a["gender"] = "male" if a["decided"]["male"] else "female"
-        a["male_by"] = WITH_FACIAL_HAIR_BY
+        a["male_by"] = WITH_FACIAL_HAIR_BY if a.get("male_by") != GENDER_FUSION_BY else \
+            f"{GENDER_FUSION_BY} x facial-hair network"
     return a
 
 

@@ -42,6 +42,7 @@ class HairStage(Stage):
     hat_fusion = None  # ... with H's (avatarizer.headwear.HatFusion), when fitted with this H and network
     hair_colour = None  # the hair colour class's third reading (avatarizer.haircolour), hybrid only
     skin_tone = None  # the skin tone (avatarizer.skintone.NETWORK), hybrid only
+    gender = None  # the gender from H and the face's shape (avatarizer.gender.GenderFusion), with this H
 
     def prepare(self, options) -> None:
         from ..artist import ArtistStyle, AutoArtist
@@ -69,6 +70,10 @@ class HairStage(Stage):
                 self.retriever = H.HairRetriever(self.bank, gates=gates,
                                                  length_gate=H.length_gates(self.session.description))
                 self.mode = "retrieval"
+                # the gender: H's P(male) with the face's frontal landmarks, when fitted with this H
+                from ..gender import GenderFusion
+
+                self.gender = GenderFusion.load(entry.sha256)
                 # glasses: H fused with the artist's glasses network, when fitted with this H and this network
                 from ..artist.accessories import loaded_detector_key
                 from ..glasses import GlassesFusion
@@ -94,7 +99,8 @@ class HairStage(Stage):
                 named = ", ".join(nets[:-1]) + " and " + nets[-1] if len(nets) > 1 else "".join(nets)
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
                                "bank hairstyles" + (f" + the {named} networks" if nets else "")
-                               + (" (the hat's fused with the regressor)" if self.hat_fusion is not None else ""))
+                               + (" (the hat's fused with the regressor)" if self.hat_fusion is not None else "")
+                               + ("; the gender with the face's shape" if self.gender is not None else ""))
             else:
                 folder = getattr(options.manifest, "folder", options.models_dir)
                 self.reason = f"{folder} has no 'attributes' model: the auto-artist's hair is used"
@@ -139,6 +145,10 @@ class HairStage(Stage):
             ran = network.result() if network is not None else None
         outputs, hat_probs, facial_hair_probs, colour_net, tone_net = ran if ran is not None else networks()
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
+        if self.gender is not None:  # the gender read with the face's own proportions (pose-free landmarks)
+            from ..gender import fuse as fuse_gender
+
+            fuse_gender(attrs, self.gender, face.landmarks)
         # the hair colour classes are weighed by H's skin tone (their prior was fitted against its estimates)
         tone_h = None if masked else attrs.get("skin_tone")
         if tone_net is not None:  # the skin tone from the face's centre (H's read dark skin too light)
