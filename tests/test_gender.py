@@ -86,6 +86,20 @@ def test_fuse_keeps_hs_reading_and_decides_at_the_fusions_threshold():
     assert c["male"] == pytest.approx(0.7) and "male_by" not in c
 
 
+def test_the_artists_beard_gate_still_reads_hs_own_p_male():
+    """``hair.add_artist_beard``'s floor on P(male) was chosen on H's own
+    reading: after the fusion it reads ``male_model_read``, not the fused
+    P(male) (a face the fusion reads as a woman's, H as a man's, may still
+    get the artist's beard; the reverse not)."""
+    raw = {"hair_colour": np.full((1, 5), 0.2), "glasses": np.array([[1.0, 0, 0]]),
+           "binary": np.array([[0.0, 0.3, 0.1, 0.0, 0.9]]), "regress": np.array([[40.0, 0.1, 0.5, 0.0, 0.0]])}
+    for h_male, fused, drawn in ((0.9, 0.01, True), (0.01, 0.9, False)):
+        a = HR.decode_attributes(raw)
+        a["male_model_read"], a["male"], a["male_by"] = h_male, fused, G.BY
+        HR.add_artist_beard(a, (0.99, 0.5))
+        assert a["drawn"]["beard"] is drawn, (h_male, fused)
+
+
 def test_a_fusion_file_is_used_only_with_its_h_and_when_sound(tmp_path):
     """``GenderFusion.load``: missing file or another H's: None, quietly;
     a file that is not a sound fusion: None with a warning (H alone decides)."""

@@ -818,25 +818,21 @@ class Avatarizer:
                 timestamps_ms = None
             if timestamps_ms is None or len(timestamps_ms) != len(frames):
                 raise ValueError("In video mode from_frames() needs timestamps_ms, one per frame.")
-            self._check_open()
-            last = None
-            with self._lock:
-                pipe = self._pipeline
-                if pipe is not None and pipe.stream is not None:
-                    last = pipe.stream.last_timestamp_ms
-            for i, t in enumerate(timestamps_ms):
-                self._check_call(t, face_index)
-                try:
-                    last = check_timestamp(t, last)
-                except ValueError as exc:
-                    raise ValueError(f"timestamps_ms[{i}]: {exc}") from None
-            images = []
-            for i, f in enumerate(frames):  # all converted and checked before any is run
-                try:
-                    images.append(to_rgb_uint8(f, self.options.color_order))
-                except ValueError as exc:
-                    raise ValueError(f"frames[{i}]: {exc}") from None
-            return [self.from_frame(im, t, face_index) for im, t in zip(images, timestamps_ms)]
+            with self._lock:  # (one stream: no other call moves its clock between the checks and the run)
+                pipe = self._check_open()
+                last = pipe.stream.last_timestamp_ms if pipe.stream is not None else None
+                for i, t in enumerate(timestamps_ms):
+                    self._check_call(t, face_index)
+                    try:
+                        last = check_timestamp(t, last)
+                    except ValueError as exc:
+                        raise ValueError(f"timestamps_ms[{i}]: {exc}") from None
+                for i, f in enumerate(frames):  # each checked before any is run (from_frame converts it again)
+                    try:
+                        to_rgb_uint8(f, self.options.color_order)
+                    except ValueError as exc:
+                        raise ValueError(f"frames[{i}]: {exc}") from None
+                return [self.from_frame(f, t, face_index) for f, t in zip(frames, timestamps_ms)]
         if timestamps_ms is not None:
             raise ValueError("timestamps_ms is only used in video mode.")
         self._check_call(None, face_index)

@@ -1306,9 +1306,7 @@ def _live(args) -> int:
         h, w = res.last.shape[:2]
         print(f"wrote {shot}: the last frame shown ({w}x{h})")
     if res.stopped_by == "read-error":
-        waited = (f" (none for {live.URL_READ_TIMEOUT_S:.0f} s)" if isinstance(source, str) and "://" in source
-                  else "")
-        print(f"avatarizer live: warning: {live.describe(source)} stopped sending frames{waited}", file=sys.stderr)
+        print(f"avatarizer live: warning: {live.describe(source)} stopped sending frames", file=sys.stderr)
     return 0
 
 

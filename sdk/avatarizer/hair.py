@@ -46,6 +46,7 @@ import numpy as np
 
 from . import landmarks as L
 from .checks import is_real
+from .gender import BY as GENDER_FUSION_BY
 from . import prior as P
 from . import schema as S
 from .artist import stats
@@ -550,7 +551,7 @@ def _public_view(a: Mapping) -> dict:
         out["hair_colour"]["decided_by"] = a["hair_colour_source"]
     male = bool(a["decided"]["male"])
     out["gender"] = {"value": "male" if male else "female", "probability": float(a["male"] if male else 1 - a["male"])}
-    if a.get("male_by"):  # read with the facial hair drawn (read_with_facial_hair)
+    if a.get("male_by"):  # the gender fusion's, read with the facial hair drawn, or kept in a stream
         out["gender"]["decided_by"] = a["male_by"]
     out["age"] = {"value": float(a["age"]), "probability": None}
     if a.get("age_by") and "age" not in a.get("set_by_app", ()):  # H's with the artist's, or a face mask's
@@ -1816,7 +1817,7 @@ def add_artist_beard(attributes: dict, evidence, age=None) -> dict:
     from .artist.accessories import beard_opacity
 
     age = attributes.get("age") if age is None else age  # (an age the app set wins over H's)
-    male = attributes.get("male")
+    male = attributes.get("male_model_read", attributes.get("male"))  # H's own (the floor was chosen on it)
     if (is_real(age) and age < ARTIST_BEARD_MIN_AGE) or (is_real(male) and male < ARTIST_BEARD_MIN_MALE):
         return attributes  # a child, or a face H reads as a woman's: the detector's beard is not taken
     got = _artist_flag(attributes, "beard", evidence, ARTIST_BEARD_GATE)
@@ -1877,8 +1878,9 @@ def add_facial_hair(attributes: dict, probabilities: Mapping[str, float],
 FACIAL_HAIR_LONG_ODDS = 0.05
 FACIAL_HAIR_MALE_ODDS = 10.0
 
-#: ``male_by`` where the gender fusion read P(male) (:data:`avatarizer.gender.BY`)
-GENDER_FUSION_BY = "H x face shape"
+#: ``male_by`` where the gender fusion read P(male) (:data:`GENDER_FUSION_BY`, :mod:`avatarizer.gender`'s),
+#: and where the facial hair drawn then read on top
+GENDER_FUSION_WITH_FACIAL_HAIR_BY = f"{GENDER_FUSION_BY} x facial-hair network"
 #: what ``hair_long_by`` and ``male_by`` say where :func:`read_with_facial_hair` moved them
 WITH_FACIAL_HAIR_BY = "H x facial-hair network"
 
@@ -1906,7 +1908,7 @@ def read_with_facial_hair(attributes: dict) -> dict:
     (:func:`add_artist_bald`: its floor was chosen on it). In place, returned."""
     a = attributes
     if WITH_FACIAL_HAIR_BY in (a.get("male_by"), a.get("hair_long_by")) \
-            or str(a.get("male_by", "")).endswith("facial-hair network"):
+            or a.get("male_by") == GENDER_FUSION_WITH_FACIAL_HAIR_BY:
         return a  # read already
     if not any(a.get(f"{k}_by") == FACIAL_HAIR_BY and a["drawn"].get(k) for k in ("beard", "moustache")):
         return a
@@ -1921,8 +1923,8 @@ def read_with_facial_hair(attributes: dict) -> dict:
         for flags, kind in (("decided", "decision"), ("drawn", "draw")):
             a[flags]["male"] = bool(a["male"] >= float((th.get(kind) or {}).get("male", DEFAULT_THRESHOLD)))
         a["gender"] = "male" if a["decided"]["male"] else "female"
-        a["male_by"] = WITH_FACIAL_HAIR_BY if a.get("male_by") != GENDER_FUSION_BY else \
-            f"{GENDER_FUSION_BY} x facial-hair network"
+        a["male_by"] = GENDER_FUSION_WITH_FACIAL_HAIR_BY if a.get("male_by") == GENDER_FUSION_BY \
+            else WITH_FACIAL_HAIR_BY
     return a
 
 
@@ -2071,7 +2073,8 @@ def steady_gender(attributes: dict, shown: str | None, pending: str | None) -> t
     and ``gender`` say the one kept (the public ``gender``'s probability
     then that refresh's for it: P(male) for a kept "male", under the
     decision threshold; 1 - P(male) for a kept "female", which can pass a
-    half where the threshold is under it, as H's 0.37) and ``male_by`` is
+    half where the threshold is under it, as H's 0.37 and the gender
+    fusion's 0.4) and ``male_by`` is
     ``"kept from earlier refreshes"`` (in place of a reading "H x
     facial-hair network"); the drawn flag and P(male) stay this refresh's.
     Nothing is drawn by the gender: the report alone is steadied."""

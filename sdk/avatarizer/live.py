@@ -75,24 +75,43 @@ def open_url(url: str, open_timeout: float | None = None, read_timeout: float | 
     then ends as a read error). :class:`SourceError` when it does not open:
     "did not answer within N s" where the time ran out (a host that is
     down, a firewall that drops the packets, a camera that is off), else a
-    stream FFmpeg cannot read (a refused connection, an unknown protocol,
-    not a video)."""
+    stream nothing can read (a refused connection, an unknown protocol, not
+    a video). Where FFmpeg refuses it at once, or this OpenCV has no
+    FFmpeg, OpenCV's other backends are tried as before, without timeouts
+    (a GStreamer pipeline holds ``://`` too)."""
     import cv2
 
     open_timeout = URL_OPEN_TIMEOUT_S if open_timeout is None else float(open_timeout)
     read_timeout = URL_READ_TIMEOUT_S if read_timeout is None else float(read_timeout)
-    t0 = time.monotonic()
-    cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout * 1000),
-                                                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout * 1000)])
+    if _has_ffmpeg():
+        t0 = time.monotonic()
+        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout * 1000),
+                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout * 1000)])
+        if cap.isOpened():
+            return cap
+        waited = time.monotonic() - t0
+        cap.release()
+        if waited >= 0.9 * open_timeout:
+            raise SourceError(f"{url} did not answer within {open_timeout:g} s (a host that is down or "
+                              "unreachable, a firewall, a camera that is off)")
+    # FFmpeg refused it at once (or this OpenCV has no FFmpeg): any other backend, as before (a GStreamer
+    # pipeline, a protocol another backend reads), without the timeouts
+    cap = cv2.VideoCapture(url)
     if cap.isOpened():
         return cap
-    waited = time.monotonic() - t0
     cap.release()
-    if waited >= 0.9 * open_timeout:
-        raise SourceError(f"{url} did not answer within {open_timeout:g} s (a host that is down or "
-                          "unreachable, a firewall, a camera that is off)")
     raise SourceError(f"could not open {url} (refused, not found, or a protocol or codec this OpenCV "
                       "build cannot read)")
+
+
+def _has_ffmpeg() -> bool:
+    """Whether this OpenCV build reads video through FFmpeg (the timeouts are FFmpeg's)."""
+    import cv2
+
+    try:
+        return bool(cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG))
+    except (AttributeError, cv2.error):
+        return True  # (an OpenCV without the registry: try it)
 
 
 _PROBE = ("import sys, cv2\n"

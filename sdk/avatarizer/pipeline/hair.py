@@ -145,7 +145,8 @@ class HairStage(Stage):
             ran = network.result() if network is not None else None
         outputs, hat_probs, facial_hair_probs, colour_net, tone_net = ran if ran is not None else networks()
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
-        if self.gender is not None:  # the gender read with the face's own proportions (pose-free landmarks)
+        if self.gender is not None and not masked:  # the gender with the face's own proportions (pose-free
+            # landmarks; not under a face mask, where MediaPipe guesses the jaw and lips: H's reading stands)
             from ..gender import fuse as fuse_gender
 
             fuse_gender(attrs, self.gender, face.landmarks)
