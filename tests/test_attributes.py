@@ -1085,7 +1085,7 @@ def test_eye_labels_are_well_formed():
     files = sorted(f for f in D.EYE_LABELS.glob("*.jsonl")
                    if f.name not in ("skin_tone_by_eye.jsonl", "hair_length_by_eye.jsonl", "scalp_by_eye.jsonl",
                                      "headwear_kind_by_eye.jsonl", "beard_style_by_eye.jsonl",
-                                     *D.EVAL_ONLY_LABELS))
+                                     "gender_by_eye.jsonl", *D.EVAL_ONLY_LABELS))
     assert [f.name for f in files] == ["ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl", "utkface_glasses.jsonl"]
     merged = D.eye_labels()
     every: set = set()  # a photo may be in two files (an elderly man's beard and his glasses)
@@ -1271,7 +1271,7 @@ def test_a_mined_batch_records_how_it_was_drawn():
     assert all(s["rule"] for s in strata.values())
     from avatarizer_export.data import sampled_keys
 
-    assert sampled_keys() == set(keys)  # (the only batch with a sample)
+    assert sampled_keys() == set(keys)  # (the only mined batch with a sample: the gender batches are random)
 
 
 def test_consensus_rules():
@@ -1460,12 +1460,16 @@ def test_a_label_by_eye_of_another_field_keeps_the_no_facial_hair_default(monkey
 
 
 def test_sampled_keys_reads_every_batchs_strata(tmp_path):
-    """``data.sampled_keys``: the keys of every committed batch's ``sample``
-    (a batch without one adds nothing); a malformed one is named."""
+    """``data.sampled_keys``: the keys of every committed batch whose
+    ``sample`` mined some (a batch without one, or drawn at random alone,
+    adds nothing); a malformed one is named."""
     from avatarizer_export.data import sampled_keys
 
-    (tmp_path / "a.json").write_text(json.dumps({"sample": [{"keys": ["x", "y"]}, {"keys": ["z"]}]}))
+    (tmp_path / "a.json").write_text(json.dumps({"sample": [{"keys": ["x", "y"]}, {"stratum": "random",
+                                                                                   "keys": ["z"]}]}))
     (tmp_path / "b.json").write_text(json.dumps({"sheets": [["w"]]}))
+    (tmp_path / "d.json").write_text(json.dumps({"sample": [{"stratum": "mined", "keys": []},
+                                                            {"stratum": "random", "keys": ["v"]}]}))
     assert sampled_keys(tmp_path) == {"x", "y", "z"}
     (tmp_path / "c.json").write_text(json.dumps({"sample": [{"population": 3}]}))
     with pytest.raises(ValueError, match="c.json"):
@@ -1677,3 +1681,27 @@ def test_mine_reads_every_name_on_a_real_avatar(astronaut):
         assert isinstance(drawn(attrs, n), bool)
     assert reading(attrs, "gender:female") == pytest.approx(1.0 - reading(attrs, "gender:male"))
     assert drawn(attrs, "gender:female")  # (the astronaut is a woman)
+
+
+def test_gender_labels_are_two_random_samples_split_by_heldout():
+    """``gender_by_eye.jsonl`` (session 38): the batches ``gender_heldout``
+    and ``gender_train``, each a seeded random sample of one split of the
+    loose portraits (``labels mine``'s record), two labellers agreeing on
+    most photos and on the shared labels' controls (never written); not one
+    of H's label fields."""
+    from avatarizer_export import data as D
+    from avatarizer_export import eyelabels as E
+
+    lab = D.gender_labels()
+    assert set(lab.values()) == {0, 1} and 0.3 < np.mean(list(lab.values())) < 0.7
+    for batch, held in (("gender_heldout", True), ("gender_train", False)):
+        b = E.load_batch(batch)
+        (stratum,) = [st for st in b["sample"] if st["keys"]]
+        assert stratum["stratum"] == "random" and len(stratum["keys"]) >= 300
+        assert all(D.is_heldout(k) == held and k.split("/")[0] in ("ffhq128", "stylegan128")
+                   for k in stratum["keys"])
+        kept = [k for k in stratum["keys"] if k in lab]
+        assert 0.85 * len(stratum["keys"]) < len(kept)
+        assert 0.85 < eval(E.report(b)["agreement"]["gender (same label)"]) <= 1.0
+    assert not any(k.startswith("ffhq128-labelled/") for k in lab)  # (controls are not written)
+    assert not any("gender" in v for v in D.eye_labels().values())

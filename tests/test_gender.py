@@ -182,24 +182,22 @@ def test_training_rows_read_utkface_names_and_the_shared_labels(tmp_path):
 
 
 def test_held_out_the_fusion_reads_gender_better_than_h_alone():
-    """Through ``Avatarizer()`` on the held-out loose portraits of the shared
-    labels (102): the gender reported (the fusion, then the facial hair
-    drawn) is right more often than H's own reading at its threshold
-    (session 38: balanced accuracy 0.850 against 0.784 for H alone, 0.806
-    for what shipped before)."""
-    from pathlib import Path
-
+    """Through ``Avatarizer()`` on the held-out loose portraits labelled by
+    eye for gender (``gender_heldout``: 322 random held-out photos of
+    ``ffhq128`` and ``stylegan128``, never trained on nor used to choose
+    anything): the gender reported (the fusion, then the facial hair drawn)
+    is right more often than H's own reading at its threshold (session 38:
+    balanced accuracy 0.921 against 0.896; what shipped before, 0.900)."""
     from avatarizer import Avatarizer, load_image
-    from avatarizer_export.data import ffhq_labels, is_heldout
+    from avatarizer_export.data import gender_labels, is_heldout
 
-    shared = need_shared("data", "faces", "ffhq128-labelled")
-    labels = {n: a["gender"] == "male" for n, a in ffhq_labels(Path(shared).parents[2]).items()
-              if a.get("gender") in ("male", "female") and is_heldout(f"ffhq128-labelled/{n}")}
+    faces = need_shared("data", "faces")
+    labels = {k: bool(v) for k, v in gender_labels().items() if is_heldout(k)}
     truth, fused, alone = [], [], []
     with Avatarizer() as av:
         h_threshold = av._pipeline.by_name["hair"].decision["male"]  # (H's own decision threshold)
-        for name, male in sorted(labels.items()):
-            state = av.run(load_image(Path(shared) / name))
+        for key, male in sorted(labels.items()):
+            state = av.run(load_image(faces / key))
             if not state.faces:
                 continue
             a = state.faces[0].attributes
@@ -211,4 +209,4 @@ def test_held_out_the_fusion_reads_gender_better_than_h_alone():
     def ba(p):
         return 0.5 * (p[t].mean() + (~p[~t]).mean())
 
-    assert len(t) >= 100 and ba(f) >= ba(h) + 0.03 and ba(f) >= 0.82, (ba(f), ba(h))
+    assert len(t) >= 300 and ba(f) >= ba(h) + 0.01 and ba(f) >= 0.9, (ba(f), ba(h))

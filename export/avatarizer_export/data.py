@@ -134,11 +134,13 @@ def is_heldout(key: str) -> bool:
 
 def sampled_keys(votes: Path | None = None) -> set[str]:
     """The photos of every committed label batch (``votes/*.json``,
-    :mod:`avatarizer_export.eyelabels`) chosen by a recorded sample (a
-    batch's ``sample``: the photos mined for what the pipeline read, and the
-    random ones beside them). Their labels are not of photos as they come:
-    thresholds chosen for precision leave them out (all of a batch's
-    photos, whatever it was mined for: the conservative choice).
+    :mod:`avatarizer_export.eyelabels`) mined by a recorded sample (a
+    batch's ``sample`` with photos in a stratum other than ``random``: the
+    photos mined for what the pipeline read, and the random ones beside
+    them). Their labels are not of photos as they come: thresholds chosen
+    for precision leave them out (all of such a batch's photos, whatever it
+    was mined for: the conservative choice). A batch drawn at random alone
+    (its other strata empty: the gender batches) is of photos as they come.
     ValueError names a batch whose ``sample`` is not a list of strata with
     ``keys``."""
     out: set[str] = set()
@@ -148,8 +150,9 @@ def sampled_keys(votes: Path | None = None) -> set[str]:
         if not isinstance(sample, (list, tuple)) or not all(
                 isinstance(s, dict) and isinstance(s.get("keys"), list) for s in sample):
             raise ValueError(f"{path}: 'sample' must be a list of strata, each with its 'keys'")
-        for stratum in sample:
-            out.update(stratum["keys"])
+        if any(s["keys"] and s.get("stratum") != "random" for s in sample):
+            for stratum in sample:
+                out.update(stratum["keys"])
     return out
 
 
@@ -224,6 +227,22 @@ def _label_records(folder: Path | None = None, skip=()):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 yield json.loads(line)
+
+
+def gender_labels(folder: Path | None = None) -> dict[str, int]:
+    """``{"FOLDER/NAME": 1 male, 0 female}`` of the labels by eye of gender
+    (``gender_by_eye.jsonl``: random training and held-out loose portraits;
+    a field no other reader reads; empty without the file)."""
+    path = (EYE_LABELS if folder is None else Path(folder)) / "gender_by_eye.jsonl"
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if rec.get("gender") in ("male", "female"):
+                out[rec["file"]] = int(rec["gender"] == "male")
+    return out
 
 
 def hair_colour_by_eye(folder: Path | None = None) -> dict[str, int]:

@@ -564,6 +564,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
                 acc = accessory_reads_by_eye(names, paths, preds, shipped_attrs[method])
                 if acc:
                     out["accessories_by_eye"] = acc
+                gender = gender_reads_by_eye(names, paths, preds, shipped_attrs[method])
+                if gender:
+                    out["gender_by_eye"] = gender
             if method != "artist":
                 if lp is None:
                     from .lpips import LPIPS
@@ -871,6 +874,28 @@ def accessory_reads_by_eye(names, files, params: np.ndarray, attributes: list) -
                      "balanced_accuracy": round(float(M.balanced_accuracy(t.astype(int), shown.astype(int))), 4),
                      "ece": round(float(expected_calibration_error(prob, t.astype(float))), 4)}
     return out
+
+
+def gender_reads_by_eye(names, files, params: np.ndarray, attributes: list) -> dict:
+    """The gender reported (``Avatar.attributes["gender"]``) against the
+    labels by eye of the held-out photos of ``names``
+    (``labels/gender_by_eye.jsonl``): ``n``, ``male`` and ``female`` right
+    as "k/n", the balanced accuracy; {} without labelled photos."""
+    from .data import gender_labels
+
+    t, p = [], []
+    for i, label in _heldout_labelled(names, files, params, gender_labels()):
+        a = attributes[i]
+        if a is None or not a.get("gender"):
+            continue
+        t.append(bool(label))
+        p.append(a["gender"]["value"] == "male")
+    if not t:
+        return {}
+    t, p = np.array(t, bool), np.array(p, bool)
+    return {"n": int(len(t)), "male": f"{int((t & p).sum())}/{int(t.sum())}",
+            "female": f"{int((~t & ~p).sum())}/{int((~t).sum())}",
+            "balanced_accuracy": round(float(M.balanced_accuracy(t.astype(int), p.astype(int))), 4)}
 
 
 def group_metrics(per_photo: dict[str, np.ndarray], groups: dict[str, list]) -> dict:

@@ -47,7 +47,12 @@ not null; every photo is a subject) and ``beard_style_by_eye.jsonl``
 layout: the 513 photos labelled by eye or in the shared labels as bearded
 or moustached; per cell one of :data:`BEARD_STYLES` and one of
 :data:`BEARD_COLOURS` or null, each field kept where the two labellers
-agree); a test checks that the committed files are
+agree) and ``gender_by_eye.jsonl`` (``gender_heldout`` and
+``gender_train``, rule ``gender``: ``votes.gender[labeller][sheet]`` maps
+each cell index to ``male``, ``female`` or null, kept when the two agree;
+random held-out and training loose portraits of ``ffhq128`` and
+``stylegan128``, chosen by ``labels mine``: the gender fusion's
+evaluation and its loose training rows); a test checks that the committed files are
 exactly what ``merge`` makes. The batch ``hair_length_train_2`` (616 more training
 photos) is committed but not merged: the head refitted with it was not
 shipped (docs/hair.md, "Hair length"). A mined batch (``utkface_men_2``: the
@@ -83,7 +88,8 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men", "utkface_men_2"),
            "utkface_glasses.jsonl": ("utkface_glasses", "utkface_glasses_2"),
            "scalp_by_eye.jsonl": ("scalp",),
            "headwear_kind_by_eye.jsonl": ("hats", "hats_2"),
-           "beard_style_by_eye.jsonl": ("beard_style", "beard_colour")}
+           "beard_style_by_eye.jsonl": ("beard_style", "beard_colour"),
+           "gender_by_eye.jsonl": ("gender_heldout", "gender_train")}
 HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
 #: the ``scalp`` batches' labels: the top of the head as the photo shows it
 SCALP = ("bald", "receding", "hair", "covered")
@@ -96,12 +102,14 @@ HATS = ("cap", "beanie", "brimmed", "other", "none")
 #: alone; ``none``), and the ``beard_colour`` batch's (the same photos): dark (black, dark
 #: brown), brown (mid or light brown, blond, red), grey (grey or white)
 BEARD_STYLES = ("full", "goatee", "stubble", "moustache", "none")
+#: the ``gender_heldout`` batch's labels: the person's gender as they present (null: cannot tell)
+GENDERS = ("male", "female")
 BEARD_COLOURS = ("dark", "brown", "grey")
 #: rules of one value per cell: rule -> (the kind of vote and the record's field, its labels,
 #: whether the cells of CONTROL_FOLDER are controls: the hair length batches label its photos)
 CELL_RULES = {"length": ("hair_length", HAIR_LENGTHS, False), "scalp": ("scalp", SCALP, True),
               "hat": ("hat", HATS, False), "beard_style": ("beard_style", BEARD_STYLES, False),
-              "beard_colour": ("beard_colour", BEARD_COLOURS, False)}
+              "beard_colour": ("beard_colour", BEARD_COLOURS, False), "gender": ("gender", GENDERS, True)}
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 
@@ -270,6 +278,12 @@ def report(batch: dict, shared: Path | None = None) -> dict:
                 if key.startswith(CONTROL_FOLDER + "/") and name in lab:
                     for v in by.values():
                         ctrl[f"scalp: shared bald {lab[name]['bald']}, by eye {v}"] += 1
+            genders = {n: a.get("gender") for n, a in _shared_attributes(path).items()}
+            for key, by in _cell_answers(batch, "gender").items():  # the shared labels' gender against it
+                name = key.split("/", 1)[1]
+                if key.startswith(CONTROL_FOLDER + "/") and name in genders:
+                    for v in by.values():
+                        ctrl[f"gender: shared {genders[name]}, by eye {v}"] += 1
             for key, by in hair.items():
                 name = key.split("/", 1)[1]
                 if key.startswith(CONTROL_FOLDER + "/") and name in lab:
@@ -277,6 +291,17 @@ def report(batch: dict, shared: Path | None = None) -> dict:
                     for c in by.values():
                         ctrl[f"hair_colour: shared {HAIR[shared_c] if shared_c >= 0 else 'none'}, by eye {c}"] += 1
             out["controls"] = dict(sorted(ctrl.items()))
+    return out
+
+
+def _shared_attributes(path: Path) -> dict[str, dict]:
+    """``{file name: faceAttributes}`` of the shared labels' file ``path`` (photos with a face)."""
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if rec.get("faces"):
+                out[rec["file"]] = rec["faces"][0].get("faceAttributes", {})
     return out
 
 
