@@ -261,6 +261,12 @@ def test_video_from_frames_checks_every_frame_and_timestamp_before_running_any(a
         with pytest.raises(ValueError, match=r"timestamps_ms\[0\].*after 80"):  # not after the stream's last
             live.from_frames(frames[:1], [80.0])
         assert live.from_frame(astronaut, 120.0) is not None
+    with Avatarizer(mode="video", tracker=inline) as live:  # during a stream: the streaming error
+        it = live.stream(iter([astronaut] * 4), iter([0.0, 40.0, 80.0, 120.0]))
+        next(it)
+        with pytest.raises(RuntimeError, match="stream"):
+            live.from_frames(frames[:1], [1000.0])
+        it.close()
     # BGR frames: converted once, as from_frame converts them (a review found them run with red and blue swapped)
     bgr = np.ascontiguousarray(astronaut[..., ::-1])
     with Avatarizer(mode="video", tracker=inline, color_order="bgr") as as_bgr:

@@ -160,25 +160,57 @@ def test_collapse_is_the_pca_and_logistic_model_it_replaces():
     np.testing.assert_allclose(1 / (1 + np.exp(-(x @ u + a * h + c))), p, atol=1e-9)
 
 
-def test_training_rows_read_utkface_names_and_the_shared_labels(tmp_path):
+def test_training_rows_read_utkface_names_and_the_shared_labels(tmp_path, monkeypatch):
     """``avatarizer_export.gender.training_rows``: UTKFace's gender by its
-    file name (0 male), ``ffhq128-labelled``'s by the shared labels; photos
-    without a label, or not in the aligned cache, are left out."""
+    file name (0 male), ``ffhq128-labelled``'s by the shared labels, the
+    labels by eye (``by_eye``); photos without a label, or not in the
+    aligned cache, are left out."""
     from types import SimpleNamespace
 
+    from avatarizer_export import data
     from avatarizer_export.gender import training_rows
+
+    monkeypatch.setattr(data, "gender_labels", lambda folder=None: {"ffhq128/ffhq-0002.jpg": 1})
 
     faces = tmp_path / "data" / "faces" / "ffhq128-labelled"
     faces.mkdir(parents=True)
     rec = {"file": "69000.jpg", "faces": [{"faceAttributes": {"gender": "female", "age": 27.0}}]}
     (faces / "attributes.jsonl").write_text(json.dumps(rec) + "\n")
     keys = ["utkface200/30_0_1_x.jpg.chip.jpg", "utkface200/5_1_0_x.jpg.chip.jpg", "utkface200/bad.jpg",
-            "ffhq128/ffhq-0001.jpg", "ffhq128-labelled/69000.jpg"]
+            "ffhq128/ffhq-0001.jpg", "ffhq128-labelled/69000.jpg", "ffhq128/ffhq-0002.jpg"]
     rows = training_rows(tmp_path, SimpleNamespace(keys=keys))
-    assert rows["keys"] == ["ffhq128-labelled/69000.jpg", "utkface200/30_0_1_x.jpg.chip.jpg",
+    assert rows["keys"] == ["ffhq128-labelled/69000.jpg", "ffhq128/ffhq-0002.jpg", "utkface200/30_0_1_x.jpg.chip.jpg",
                             "utkface200/5_1_0_x.jpg.chip.jpg"]
-    assert rows["y"].tolist() == [0, 1, 0] and rows["age"].tolist() == [27.0, 30.0, 5.0]
-    assert rows["loose"].tolist() == [True, False, False] and rows["index"].tolist() == [4, 0, 1]
+    assert rows["y"].tolist() == [0, 1, 1, 0] and np.isnan(rows["age"][1])
+    assert rows["age"][[0, 2, 3]].tolist() == [27.0, 30.0, 5.0]
+    assert rows["loose"].tolist() == [True, True, False, False] and rows["index"].tolist() == [4, 5, 0, 1]
+    assert rows["by_eye"].tolist() == [False, True, False, False]
+
+
+def test_eval_scores_the_reported_gender_against_the_labels_by_eye(tmp_path):
+    """``evaluate.gender_reads_by_eye``: the reported gender against the
+    held-out labels by eye; photos without an avatar or attributes, or not
+    labelled, are left out."""
+    from avatarizer_export.data import gender_labels, is_heldout
+    from avatarizer_export.evaluate import gender_reads_by_eye
+
+    lab = {k: v for k, v in gender_labels().items() if is_heldout(k) and k.startswith("ffhq128/")}
+    men = [k for k in sorted(lab) if lab[k]][:2]
+    women = [k for k in sorted(lab) if not lab[k]][:3]
+    assert len(men) == 2 and len(women) == 3
+    rows = men + women + ["ffhq128/not-labelled.jpg"]
+    files = [tmp_path / "ffhq128" / k.split("/", 1)[1] for k in rows]
+
+    def g(v):
+        return {"gender": {"value": v, "probability": 0.8}}
+
+    at = [g("male"), g("female"), g("female"), g("male"), None, g("male")]
+    params = np.zeros((len(rows), 3))
+    out = gender_reads_by_eye([f.name for f in files], files, params, at)
+    assert out == {"n": 4, "male": "1/2", "female": "1/2", "balanced_accuracy": 0.5}
+    params[0] = np.nan  # no avatar: left out
+    assert gender_reads_by_eye([f.name for f in files], files, params, at)["male"] == "0/1"
+    assert gender_reads_by_eye([], [], np.zeros((0, 3)), []) == {}
 
 
 def test_held_out_the_fusion_reads_gender_better_than_h_alone():

@@ -220,6 +220,25 @@ def test_a_url_that_never_answers_is_said_to_time_out_and_a_refused_one_not():
     assert "did not answer" not in str(err.value) and time.monotonic() - t0 < 4
 
 
+def test_without_ffmpeg_a_url_goes_to_the_other_backends(monkeypatch):
+    """``live.open_url`` on an OpenCV without FFmpeg (or where FFmpeg refuses
+    the URL at once): OpenCV's other stream backends are tried, as before the
+    timeouts, and a URL none opens is said not to open."""
+    import socket
+
+    calls = []
+    monkeypatch.setattr(live, "_has_ffmpeg", lambda: False)
+    real = live._other_stream_backends
+    monkeypatch.setattr(live, "_other_stream_backends", lambda: calls.append(1) or real())
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    free = s.getsockname()[1]
+    s.close()
+    with pytest.raises(live.SourceError, match="could not open"):
+        live.open_url(f"http://127.0.0.1:{free}/cam.mp4", open_timeout=5)
+    assert calls == [1] and cv2.CAP_FFMPEG not in real()
+
+
 def test_a_url_stream_that_stalls_ends_instead_of_hanging(tmp_path):
     """A stream that sends part of a video and then nothing, the connection
     held open: its frames are read and then reads fail after the read

@@ -820,6 +820,7 @@ class Avatarizer:
                 raise ValueError("In video mode from_frames() needs timestamps_ms, one per frame.")
             with self._lock:  # (one stream: no other call moves its clock between the checks and the run)
                 pipe = self._check_open()
+                self._check_not_streaming("from_frames()")  # (the streaming error, not a timestamp's)
                 last = pipe.stream.last_timestamp_ms if pipe.stream is not None else None
                 for i, t in enumerate(timestamps_ms):
                     self._check_call(t, face_index)

@@ -2074,7 +2074,7 @@ def steady_gender(attributes: dict, shown: str | None, pending: str | None) -> t
     then that refresh's for it: P(male) for a kept "male", under the
     decision threshold; 1 - P(male) for a kept "female", which can pass a
     half where the threshold is under it, as H's 0.37 and the gender
-    fusion's 0.4) and ``male_by`` is
+    fusion's) and ``male_by`` is
     ``"kept from earlier refreshes"`` (in place of a reading "H x
     facial-hair network"); the drawn flag and P(male) stay this refresh's.
     Nothing is drawn by the gender: the report alone is steadied."""

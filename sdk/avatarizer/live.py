@@ -94,14 +94,26 @@ def open_url(url: str, open_timeout: float | None = None, read_timeout: float | 
         if waited >= 0.9 * open_timeout:
             raise SourceError(f"{url} did not answer within {open_timeout:g} s (a host that is down or "
                               "unreachable, a firewall, a camera that is off)")
-    # FFmpeg refused it at once (or this OpenCV has no FFmpeg): any other backend, as before (a GStreamer
-    # pipeline, a protocol another backend reads), without the timeouts
-    cap = cv2.VideoCapture(url)
-    if cap.isOpened():
-        return cap
-    cap.release()
+    # FFmpeg refused it at once (or this OpenCV has no FFmpeg): the other backends that read streams, as
+    # before (a GStreamer pipeline, a protocol another backend reads), without the timeouts
+    for api in _other_stream_backends():
+        cap = cv2.VideoCapture(url, api)
+        if cap.isOpened():
+            return cap
+        cap.release()
     raise SourceError(f"could not open {url} (refused, not found, or a protocol or codec this OpenCV "
                       "build cannot read)")
+
+
+def _other_stream_backends() -> list[int]:
+    """OpenCV's stream backends of this build but FFmpeg (none: the opencv-python wheels read streams
+    through FFmpeg alone); ``[cv2.CAP_ANY]`` where the registry cannot say."""
+    import cv2
+
+    try:
+        return [b for b in cv2.videoio_registry.getStreamBackends() if b != cv2.CAP_FFMPEG]
+    except (AttributeError, cv2.error):
+        return [cv2.CAP_ANY]
 
 
 def _has_ffmpeg() -> bool:
