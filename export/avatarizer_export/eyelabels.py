@@ -278,7 +278,9 @@ def report(batch: dict, shared: Path | None = None) -> dict:
                 if key.startswith(CONTROL_FOLDER + "/") and name in lab:
                     for v in by.values():
                         ctrl[f"scalp: shared bald {lab[name]['bald']}, by eye {v}"] += 1
-            genders = {n: a.get("gender") for n, a in _shared_attributes(path).items()}
+            from .data import ffhq_labels
+
+            genders = {n: a.get("gender") for n, a in ffhq_labels(Path(shared)).items()}
             for key, by in _cell_answers(batch, "gender").items():  # the shared labels' gender against it
                 name = key.split("/", 1)[1]
                 if key.startswith(CONTROL_FOLDER + "/") and name in genders:
@@ -291,17 +293,6 @@ def report(batch: dict, shared: Path | None = None) -> dict:
                     for c in by.values():
                         ctrl[f"hair_colour: shared {HAIR[shared_c] if shared_c >= 0 else 'none'}, by eye {c}"] += 1
             out["controls"] = dict(sorted(ctrl.items()))
-    return out
-
-
-def _shared_attributes(path: Path) -> dict[str, dict]:
-    """``{file name: faceAttributes}`` of the shared labels' file ``path`` (photos with a face)."""
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if rec.get("faces"):
-                out[rec["file"]] = rec["faces"][0].get("faceAttributes", {})
     return out
 
 

@@ -102,24 +102,23 @@ def landmark_rows(aligned, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return x, xm, ok
 
 
-def model_probabilities(models: Path | None, aligned, index: np.ndarray) -> tuple[np.ndarray, str]:
-    """(H's P(male) for cache rows ``index``, H's sha256): the attribute
-    model of ``models`` (default the SDK's) on the cached crops, as the
-    hair stage reads them (its session's preprocessing)."""
+def model_probabilities(models: Path | None, aligned, index: np.ndarray) -> tuple[np.ndarray, str, float]:
+    """(H's P(male) for cache rows ``index``, H's sha256, H's own decision
+    threshold for it): the attribute model of ``models`` (default the
+    SDK's) on the cached crops, as the hair stage reads them
+    (:func:`avatarizer_export.onnx_util.model_flag`)."""
     from avatarizer import hair as HR
     from avatarizer.pipeline.config import attributes_entry
     from avatarizer.runtime import Manifest, Session
+
+    from .onnx_util import model_flag
 
     entry = attributes_entry(Manifest.load(models))
     if entry is None:
         raise RuntimeError("gender fusion: no attribute model (role 'attributes') to fuse the landmarks with")
     session = Session.from_entry(entry, device="cpu", providers=["CPUExecutionProvider"])
-    out = np.zeros(len(index))
-    for j in range(0, len(index), 64):
-        rows = index[j:j + 64]
-        raw = session.run({session.input_names[0]: session.preprocess(np.stack([aligned.crops[i] for i in rows]))})
-        out[j:j + len(rows)] = [HR.decode_attributes(raw, r)["male"] for r in range(len(rows))]
-    return out, entry.sha256
+    threshold = float(HR.model_thresholds(session.description)[0].get("male", HR.DEFAULT_THRESHOLD))
+    return model_flag(session, aligned.crops, index, "male"), entry.sha256, threshold
 
 
 def _features(x: np.ndarray, h: np.ndarray, basis: dict, k: int) -> np.ndarray:
@@ -157,13 +156,13 @@ def fit(shared: Path, cache: Path, *, models: Path | None = None, data: Path | N
     from .data import load_aligned
     from .detectors import fit_logistic, predict
     from .metrics import balanced_accuracy
-    from .onnx_util import staged
+    from .onnx_util import write_json_staged
 
     t0 = time.time()
     al = load_aligned(cache)
     rows = training_rows(shared, al)
     x, xm, ok = landmark_rows(al, rows["index"])
-    p_h, sha = model_probabilities(models, al, rows["index"])
+    p_h, sha, h_th = model_probabilities(models, al, rows["index"])
     keep = ok & np.isfinite(p_h)
     if (~keep).any() and not quiet:
         print(f"gender fusion: {int((~keep).sum())} photos without readable landmarks or H output left out",
@@ -204,21 +203,8 @@ def fit(shared: Path, cache: Path, *, models: Path | None = None, data: Path | N
            "threshold": threshold, "k": k, "l2": l2}
     fusion = G.GenderFusion(doc)  # (what the runtime reads, rounded as written)
 
-    def fused(i):
-        return np.array([1.0 / (1.0 + np.exp(-(0.5 * (fusion.u @ x[j] + fusion.u @ xm[j]) + fusion.a * h[j]
-                                                + fusion.c))) for j in i])
-
-    h_th = 0.5
-    try:
-        from avatarizer.pipeline.config import attributes_entry
-        from avatarizer.runtime import Manifest
-
-        from avatarizer import hair as HR
-
-        entry = attributes_entry(Manifest.load(models))
-        h_th = float(HR.model_thresholds(entry.description)[0].get("male", 0.5))
-    except Exception:  # noqa: BLE001 (the report's H threshold only)
-        pass
+    def fused(i):  # (GenderFusion.probability on the rows' landmarks, already made frontal)
+        return 1.0 / (1.0 + np.exp(-(0.5 * (x[i] @ fusion.u + xm[i] @ fusion.u) + fusion.a * h[i] + fusion.c)))
     report: dict = {"out of fold (training photos and their mirror images)": {
         "balanced_accuracy": round(balanced_accuracy(Y, (oofs[(k, l2)] >= threshold).astype(int)), 4),
         "chosen": {"k": k, "l2": l2, "by": "log loss of the loose portraits' rows"},
@@ -247,8 +233,7 @@ def fit(shared: Path, cache: Path, *, models: Path | None = None, data: Path | N
     from avatarizer.gender import DATA, NAME
 
     path = Path(data or DATA) / NAME
-    with staged(path, "part") as tmp:
-        tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    write_json_staged(path, doc)
     if not quiet:
         print(json.dumps(report, indent=1))
         print(f"wrote {path} ({time.time() - t0:.0f} s)")

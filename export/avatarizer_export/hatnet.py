@@ -130,15 +130,9 @@ def check_labels(cache: Path) -> int:
 
 def _model_headwear(session, crops, index: np.ndarray) -> np.ndarray:
     """H's P(headwear) (as the runtime decodes it) of the cache's crops ``index``."""
-    from avatarizer import hair as HR
+    from .onnx_util import model_flag
 
-    out = np.zeros(len(index))
-    for j in range(0, len(index), 64):
-        rows = index[j:j + 64]
-        x = session.preprocess(np.stack([np.asarray(crops[i]) for i in rows]))
-        raw = session.run({session.input_names[0]: x})
-        out[j:j + len(rows)] = [HR.decode_attributes(raw, r)["headwear"] for r in range(len(rows))]
-    return out
+    return model_flag(session, crops, index, "headwear")
 
 
 def fusion_fit(x: np.ndarray, y: np.ndarray, precision: float = PRECISION) -> dict:
@@ -181,7 +175,7 @@ def fit_fusion(shared: Path, cache: Path, *, models: Path | None = None, data: P
     from avatarizer.pipeline.config import attributes_entry
     from avatarizer.runtime import Manifest, Session
 
-    from .onnx_util import staged
+    from .onnx_util import write_json_staged
     from .regionnet import DATA, read_oof, scores
 
     t0 = time.time()
@@ -232,8 +226,7 @@ def fit_fusion(shared: Path, cache: Path, *, models: Path | None = None, data: P
                         f"labels of the ffhq128-labelled photos among them)",
            "report": report, "seconds": round(time.time() - t0, 1)}
     out = data / HW.FUSION_NAME
-    with staged(out, "part") as tmp:
-        tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    write_json_staged(out, doc)
     if not quiet:
         print(json.dumps(report, indent=1))
         print(f"wrote {out} ({time.time() - t0:.0f} s)")

@@ -79,5 +79,31 @@ def staged(path: Path, tag: str):
             tmp.unlink()
 
 
+def write_json_staged(path: Path, doc) -> None:
+    """``doc`` as indented JSON (and a final newline) at ``path``, written
+    through :func:`staged`: never half a file."""
+    import json
+
+    with staged(Path(path), "part") as tmp:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+
+def model_flag(session, crops, index, name: str) -> np.ndarray:
+    """The attribute model's probability of flag ``name`` (``"headwear"``,
+    ``"male"``...; as the runtime decodes it, ``avatarizer.hair.decode_attributes``)
+    for the crops ``index`` of an aligned cache, through ``session`` (an
+    ``avatarizer.runtime.Session``: its own preprocessing, as the hair stage
+    reads a face), 64 crops a call."""
+    from avatarizer import hair as HR
+
+    index = np.asarray(index)
+    out = np.zeros(len(index))
+    for j in range(0, len(index), 64):
+        rows = index[j:j + 64]
+        raw = session.run({session.input_names[0]: session.preprocess(np.stack([np.asarray(crops[i]) for i in rows]))})
+        out[j:j + len(rows)] = [HR.decode_attributes(raw, r)[name] for r in range(len(rows))]
+    return out
+
+
 def _tmp_path(path: Path, tag: str) -> Path:
     return path.with_name(f".{path.stem}.{tag}.{os.getpid()}{path.suffix}")
