@@ -1470,6 +1470,41 @@ BALD_FLOOR = 0.03
 #: gate (:data:`GATES`' default).
 TIGHT_CROP_BALD_FLOOR = dict((n, t) for n, t, _ in GATES)["bald"]
 
+#: A face read younger than this (:func:`trusted_age`: the app's age, else
+#: the hair stage's) or with a reported P(male) under
+#: :data:`SILHOUETTE_BALD_MIN_MALE` gets a bald or receding style only
+#: through a bald gate (H's bald score at its drawing threshold, the
+#: artist's bald detector, a bald head the app sets), never from the
+#: silhouette alone (:func:`silhouette_bald_unlikely`): a child's short or
+#: fine hair and a woman's hair pulled back from the forehead match a
+#: receding hairline's silhouette. Session 39, the shipped pipeline on
+#: 6,131 photos (the loose portraits, half the synthetic ones, half the
+#: UTKFace children and teenagers): 18 read under 18 (ages 0.3-17.6; all
+#: children but a long-haired young man) and 12 read female were drawn
+#: receding (one bald), every one of them with hair on the top of the head;
+#: of the 199 heads labelled bald or receding by eye
+#: (``labels/scalp_by_eye.jsonl``, ``labels/hair_length_by_eye.jsonl``) the
+#: youngest read 18.4 and one was read female (P(male) 0.41).
+SILHOUETTE_BALD_MIN_AGE = 18.0
+#: ... see :data:`SILHOUETTE_BALD_MIN_AGE` (the reported P(male),
+#: ``attributes["male"]``)
+SILHOUETTE_BALD_MIN_MALE = 0.5
+
+
+def silhouette_bald_unlikely(attributes: Mapping) -> bool:
+    """Whether the hairstyle search should draw a bald or receding style
+    for these attributes only through a bald gate (a child or a woman:
+    :data:`SILHOUETTE_BALD_MIN_AGE`); False where the app set the bald flag
+    (the gates draw what it set)."""
+    a = attributes
+    if "bald" in a.get("set_by_app", ()):
+        return False
+    age = trusted_age(a)
+    if is_real(age) and float(age) < SILHOUETTE_BALD_MIN_AGE:
+        return True
+    male = a.get("male")
+    return is_real(male) and float(male) < SILHOUETTE_BALD_MIN_MALE
+
 
 def _set_by_app(attributes) -> tuple:
     """The names the app set (:func:`apply_settings`'s ``set_by_app``) of a
@@ -1560,11 +1595,12 @@ class HairRetriever:
                 d += w.shape * (diff * diff).sum(1) / o.sum()
         return d
 
-    def candidates(self, attributes=None, tight: bool = False) -> np.ndarray | None:
+    def candidates(self, attributes=None, tight: bool = False, gate_only: bool = False) -> np.ndarray | None:
         """Boolean mask of the entries a query may return (None: all), from
         the family gates, then the bald floor (:data:`BALD_FLOOR`; when
-        ``tight``, a crop that does not show the lower face, the
-        retriever's own bald gate, :data:`TIGHT_CROP_BALD_FLOOR` without
+        ``tight``, a crop that does not show the lower face, or
+        ``gate_only``, a face :func:`silhouette_bald_unlikely` says so of,
+        the retriever's own bald gate, :data:`TIGHT_CROP_BALD_FLOOR` without
         one, also with ``bald_floor=None``) and the length gate. A bald head the app set (``"bald"`` in the dict's
         ``set_by_app``, :func:`apply_settings`) gets only the ``bald``
         family: a receding style has a full front hair layer, so the bald
@@ -1593,7 +1629,7 @@ class HairRetriever:
             return mask
         b = a[self._bald]
         floor = self._bald_floor
-        if tight:
+        if tight or gate_only:
             floor = max(floor or 0.0, self._tight_floor)
         keep = self._not_bald if floor is not None and np.isfinite(b) and b < floor \
             and self._not_bald.any() else None
@@ -1621,12 +1657,12 @@ class HairRetriever:
         return frozenset() if gate is None else gate[3]
 
     def nearest(self, attributes=None, descriptor=None, observed=None, k: int | None = None,
-                tight: bool = False):
+                tight: bool = False, gate_only: bool = False):
         """``(indices, distances)`` of the ``k`` nearest candidate entries,
-        nearest first (equal distances: lower index first); ``tight``: see
-        :meth:`candidates`."""
+        nearest first (equal distances: lower index first); ``tight``,
+        ``gate_only``: see :meth:`candidates`."""
         d = self.distances(attributes, descriptor, observed)
-        cand = self.candidates(attributes, tight=tight)
+        cand = self.candidates(attributes, tight=tight, gate_only=gate_only)
         if cand is not None:
             d = np.where(cand, d, np.inf)
         k = min(self.k if k is None else int(k), len(d) if cand is None else int(cand.sum()))
@@ -1641,7 +1677,7 @@ class HairRetriever:
         return order, d[order]
 
     def query(self, attributes=None, hair_mask_crop=None, canonical_landmarks=None, *, valid=None,
-              k: int | None = None) -> int:
+              k: int | None = None, gate_only: bool = False) -> int:
         """Index of the best bank entry for a photo.
 
         Args:
@@ -1655,6 +1691,8 @@ class HairRetriever:
                 (:func:`lower_face_observed`), where bald and receding
                 styles need the bald gate (:data:`TIGHT_CROP_BALD_FLOOR`).
             k: neighbourhood size (default the retriever's ``k``).
+            gate_only: bald and receding styles only through the bald gate
+                (:func:`silhouette_bald_unlikely`, :meth:`candidates`).
         """
         desc = obs = None
         tight = valid is not None and canonical_landmarks is not None and \
@@ -1665,13 +1703,14 @@ class HairRetriever:
             desc, obs = shape_descriptor(hair_mask_crop, canonical_landmarks, valid)
         if attributes is None and desc is None:
             raise ValueError("query needs attributes, a hair mask, or both")
-        return self.query_descriptor(attributes, desc, obs, k=k, tight=tight)
+        return self.query_descriptor(attributes, desc, obs, k=k, tight=tight, gate_only=gate_only)
 
     def query_descriptor(self, attributes=None, descriptor=None, observed=None, k: int | None = None,
-                         tight: bool = False) -> int:
+                         tight: bool = False, gate_only: bool = False) -> int:
         """:meth:`query` with a precomputed descriptor (``tight``: a crop
-        that does not show the lower face, :meth:`candidates`)."""
-        idx, dist = self.nearest(attributes, descriptor, observed, k, tight=tight)
+        that does not show the lower face; ``gate_only``: see
+        :meth:`candidates`)."""
+        idx, dist = self.nearest(attributes, descriptor, observed, k, tight=tight, gate_only=gate_only)
         if len(idx) <= 1 or dist[0] <= 1e-9:  # an exact match is the answer
             return int(idx[0])
         z = self._Dz[idx]
@@ -2171,11 +2210,16 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
     with it: a shaved head's still photo, jittered, was drawn bald on 25 of
     150 frames). Neither under :data:`ARTIST_BALD_MIN_AGE` years (``age``:
     one the app set, else the attributes' own; not an age read under a
-    face mask, :data:`MASKED_AGE_BY`, which reads adults young), nor the
-    band where H's P(male) is under :data:`BARE_TOP_MIN_MALE`."""
+    face mask, :data:`MASKED_AGE_BY`, which reads adults young), nor where
+    the reported P(male) (``male``) is under :data:`SILHOUETTE_BALD_MIN_MALE`
+    (a woman with pink hair was drawn bald: the detector's cues are the
+    hair region's), nor the band where H's own P(male) is under
+    :data:`BARE_TOP_MIN_MALE`."""
     a = attributes
     age = trusted_age(a) if age is None else age  # (an age the app set wins)
     if (a["drawn"]["headwear"] if hat is None else hat) or (is_real(age) and age < ARTIST_BALD_MIN_AGE):
+        return a
+    if is_real(a.get("male")) and float(a["male"]) < SILHOUETTE_BALD_MIN_MALE:
         return a
     got = _artist_reading(a, "bald", evidence, ARTIST_BALD_GATE, hair_mask, extra=True)
     if got is None:
