@@ -542,6 +542,13 @@ def test_grey_hair_is_weighed_by_age():
     assert old["gray"] > none["gray"] > young["gray"]
     # the other classes keep their ratios
     assert young["blond"] / young["brown"] == pytest.approx(none["blond"] / none["brown"])
+    # no grey at all on a child, however sure every reading is (22 children drawn grey, session 39)
+    assert HR.age_gray_ratio(HR.GRAY_MIN_AGE - 0.5) == 0.0 < HR.age_gray_ratio(HR.GRAY_MIN_AGE)
+    sure = {"black": 1e-4, "brown": 1e-4, "blond": 1e-4, "red": 1e-4, "gray": 1.0}
+    child = HR.fuse_hair_colour(sure, sure, age=HR.GRAY_MIN_AGE - 0.5, network=sure)
+    assert child["gray"] == 0.0 and sum(child.values()) == pytest.approx(1.0)
+    assert HR.model_hair_colour(sure, age=9.0)["gray"] == 0.0
+    assert HR.fuse_hair_colour(sure, sure, age=HR.GRAY_MIN_AGE)["gray"] > 0.9
 
 
 def test_no_bald_or_receding_style_without_some_bald_score(bank):
@@ -569,8 +576,8 @@ def test_no_bald_or_receding_style_without_some_bald_score(bank):
 def test_a_child_or_a_woman_gets_no_bald_or_receding_style_from_the_silhouette_alone(bank):
     """Children's short or fine hair and women's hair pulled back matched
     receding silhouettes (30 of 6,131 photos in session 39, none of them
-    bald or receding): under SILHOUETTE_BALD_MIN_AGE (the app's age, else
-    the model's; not one read under a face mask) or under
+    bald or receding): under SILHOUETTE_BALD_MIN_AGE (the model's age, not
+    one the app set nor one read under a face mask) or under
     SILHOUETTE_BALD_MIN_MALE, those styles come only through the bald gate,
     as on a tight crop; a bald head the app sets is drawn."""
     fam = np.array(bank.families)[bank.family]
@@ -580,9 +587,11 @@ def test_a_child_or_a_woman_gets_no_bald_or_receding_style_from_the_silhouette_a
     unlikely = HR.silhouette_bald_unlikely
     assert not unlikely(q)
     for change in ({"age": HR.SILHOUETTE_BALD_MIN_AGE - 1}, {"male": HR.SILHOUETTE_BALD_MIN_MALE - 0.01},
-                   {"age": 9.0, "set_by_app": ["age"]}):
+                   {"age": 41.0, "age_model": 9.0, "set_by_app": ["age"]}):
         assert unlikely({**q, **change}), change
     assert not unlikely({**q, "age": 9.0, "age_by": HR.MASKED_AGE_BY})  # a masked adult reads young
+    # an age the app sets draws age lines and a child's head, not another hairstyle
+    assert not unlikely({**q, "age": 5.0, "age_model": 41.0, "set_by_app": ["age"]})
     assert not unlikely({**q, "age": None, "male": None})  # nothing read: the silhouette decides
     assert not unlikely({**q, "age": 9.0, "male": 0.1, "set_by_app": ["bald"]})  # the gates draw the app's
     retr = HR.HairRetriever(bank, k=1)

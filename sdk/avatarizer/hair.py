@@ -1109,17 +1109,31 @@ def hair_region_reading(crop, hair_mask, landmarks, valid=None, masked: bool = F
                                      cheek_skin_lab(rgb, landmarks, valid, masked=masked))
 
 
+#: No grey hair on a face read younger than this (:func:`age_gray_ratio` is 0
+#: there; the model's age, not one read under a face mask): of the 241
+#: photos labelled by eye for hair colour read under 15, none is grey; over
+#: 6,821 photos through the shipped pipeline (session 39, scratch
+#: ``/tmp/s39/survey.py``), 22 read under 15 were drawn grey, all children
+#: and babies with dark, brown or blond hair (or a coloured cap), where the
+#: fitted prior's smoothed ratio under 15 (0.09) still left grey the
+#: likeliest; none of the 300 UTKFace photos of people 50 or older read
+#: under 18.
+GRAY_MIN_AGE = 15.0
+
+
 def age_gray_ratio(age) -> float:
     """How much likelier grey hair is at ``age`` (the model's: H's with the
     artist's, :func:`fuse_age`, never one the app set; the prior was fitted
     against H's own ages) than over all
     training photos (the hair-colour classifier's fitted ``age_prior``:
     P(gray | age band) / P(gray), smoothed toward 1; 1.0 without it or
-    without an age). Grey hair under 25 is rare (ratio ~0.05): without it
+    without an age); 0 under :data:`GRAY_MIN_AGE`. Grey hair under 25 is rare (ratio ~0.05): without it
     the fused reading drew 35 of the training children and young adults
     grey-haired (session 6, docs/hair.md)."""
     from .artist.accessories import detectors, gray_ratio
 
+    if is_real(age) and float(age) < GRAY_MIN_AGE:
+        return 0.0
     return gray_ratio((detectors().get("hair_colour") or {}).get("age_prior"), age)
 
 
@@ -1146,7 +1160,8 @@ def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str
     weight is fitted: a fusion fitted on H's outputs for its own training
     photos trusted them (over-confident there) and lost held out
     (``docs/hair.md``). With H's regressed ``age`` grey is weighed by
-    :func:`age_gray_ratio` (how common grey hair is at that age); with
+    :func:`age_gray_ratio` (how common grey hair is at that age; none
+    under :data:`GRAY_MIN_AGE`); with
     ``tone_ratios`` (:func:`tone_colour_ratios` at H's skin tone) every class
     by its ratio. ``network``: the hair-colour network's probabilities
     (:mod:`avatarizer.haircolour`, trained class-balanced; a mapping or a
@@ -1159,7 +1174,8 @@ def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str
     if priors is not None:
         score = score - np.log(np.clip(np.asarray(priors, np.float64), 1e-3, 1.0))
     if age is not None:
-        score[HAIR_COLOURS.index("gray")] += np.log(max(age_gray_ratio(age), 1e-3))
+        ratio = age_gray_ratio(age)  # (0: a child, no grey at all)
+        score[HAIR_COLOURS.index("gray")] += np.log(ratio) if ratio > 0 else -np.inf
     if tone_ratios is not None:
         score = score + np.log(np.clip(np.asarray(tone_ratios, np.float64), 1e-3, None))
     p = np.exp(score - score.max())
@@ -1470,8 +1486,9 @@ BALD_FLOOR = 0.03
 #: gate (:data:`GATES`' default).
 TIGHT_CROP_BALD_FLOOR = dict((n, t) for n, t, _ in GATES)["bald"]
 
-#: A face read younger than this (:func:`trusted_age`: the app's age, else
-#: the hair stage's) or with a reported P(male) under
+#: A face read younger than this (the model's age: an age the app sets draws
+#: age lines and a child's head, not another hairstyle; not one read under a
+#: face mask, :data:`MASKED_AGE_BY`) or with a reported P(male) under
 #: :data:`SILHOUETTE_BALD_MIN_MALE` gets a bald or receding style only
 #: through a bald gate (H's bald score at its drawing threshold, the
 #: artist's bald detector, a bald head the app sets), never from the
@@ -1497,9 +1514,10 @@ def silhouette_bald_unlikely(attributes: Mapping) -> bool:
     :data:`SILHOUETTE_BALD_MIN_AGE`); False where the app set the bald flag
     (the gates draw what it set)."""
     a = attributes
-    if "bald" in a.get("set_by_app", ()):
+    given = a.get("set_by_app", ())
+    if "bald" in given:
         return False
-    age = trusted_age(a)
+    age = None if a.get("age_by") == MASKED_AGE_BY else a.get("age_model" if "age" in given else "age")
     if is_real(age) and float(age) < SILHOUETTE_BALD_MIN_AGE:
         return True
     male = a.get("male")

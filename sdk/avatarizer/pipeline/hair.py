@@ -188,7 +188,8 @@ class HairStage(Stage):
             # people brown and a Black baby blond from the forehead's pixels (session 31)
             colour_net = None
         # (and, in the hybrid, the hair-colour network's reading of the whole crop: a third expert)
-        model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), attrs.get("age"),
+        # (grey weighed by the model's age, but not one read under a face mask: masked adults read 12-15)
+        model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), H.trusted_age(attrs),
                  H.tone_colour_ratios(tone_h, self.decision.get("hair_colour_tone_prior")),
                  colour_net)
         net_by = "" if colour_net is None else " x hair-colour network"
