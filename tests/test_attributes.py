@@ -368,14 +368,15 @@ def test_no_artist_bald_head_on_a_child_nor_a_woman(evidence):
     age, else the model's, not one read under a face mask, which reads
     adults young); a woman with her hair pulled back through the band
     (BARE_TOP_MIN_MALE, H's own P(male)) and a woman with pink hair by the
-    detector (SILHOUETTE_BALD_MIN_MALE, the reported P(male))."""
+    detector (the reported gender, decided["male"])."""
     def attrs(age=41.0, male=0.9, age_by=None, reported=None):
         a = HR.decode_attributes(_outputs(binary=(0.1, 0.1, 0.1, 0.1, male)), draw={"bald": 0.5, "headwear": 0.678})
         a["age"] = age
         if age_by:
             a["age_by"] = age_by
-        if reported is not None:  # the gender fusion's P(male); H's own stays under male_model_read
+        if reported is not None:  # the gender fusion's reading; H's own P(male) stays under male_model_read
             a["male_model_read"], a["male"] = a["male"], reported
+            a["decided"]["male"] = reported >= 0.45
         return a
 
     young = HR.ARTIST_BALD_MIN_AGE - 1
@@ -385,7 +386,7 @@ def test_no_artist_bald_head_on_a_child_nor_a_woman(evidence):
     assert HR.add_artist_bald(attrs(age=young), evidence, age=40.0)["drawn"]["bald"]
     assert HR.add_artist_bald(attrs(age=young, age_by=HR.MASKED_AGE_BY), evidence)["drawn"]["bald"]
     assert not HR.add_artist_bald(attrs(male=HR.BARE_TOP_MIN_MALE - 0.1), evidence)["drawn"]["bald"]
-    woman = attrs(reported=HR.SILHOUETTE_BALD_MIN_MALE - 0.05)  # H read a man, the fusion a woman
+    woman = attrs(reported=0.3)  # H read a man, the fusion a woman
     assert not HR.add_artist_bald(woman, evidence)["drawn"]["bald"]
     # the fusion read a man where H's own P(male) is under the band's floor: the detector, not the band
     man = HR.add_artist_bald(attrs(male=HR.BARE_TOP_MIN_MALE - 0.1, reported=0.8), evidence)["drawn"]["bald"]

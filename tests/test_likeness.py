@@ -280,8 +280,12 @@ def test_network_detectors_match_torch_and_refuse_bad_weights(tmp_path, monkeypa
 
         path.write_text(json.dumps({"detectors": {"hair_colour": hc}}))
         A.detectors.cache_clear()
-        # (under GRAY_MIN_AGE no grey at all, whatever the prior's first band says)
-        assert [age_gray_ratio(a) for a in (10, 20, 60)] == [0.0, 1.0, 2.0]
+        assert [age_gray_ratio(a) for a in (20, 60)] == [1.0, 2.0]
+        # its first band, where it starts past GRAY_MIN_AGE; under GRAY_MIN_AGE no grey at all
+        path.write_text(json.dumps({"detectors": {"hair_colour": {
+            **hc, "age_prior": {**hc["age_prior"], "bins": [20.0, 30.0]}}}}))
+        A.detectors.cache_clear()
+        assert [age_gray_ratio(a) for a in (10, 16, 25, 60)] == [0.0, 0.1, 1.0, 2.0]
         path.write_text("{not json")
         A.detectors.cache_clear()
         assert A.detectors() == {}

@@ -94,11 +94,17 @@ def test_the_hybrid_draws_no_sunglasses_or_beard_for_a_mask(photo, colour, monke
     monkeypatch.setattr(RN.RegionNetwork, "probabilities",
                         lambda self, crop: (read.append(self.spec.name) if self.spec == ST.NETWORK else None)
                         or real(self, crop))
+    gray_ages = []  # the age each hair-colour fusion weighs grey by
+    fuse = HR.fuse_hair_colour
+    monkeypatch.setattr(HR, "fuse_hair_colour", lambda *a, **kw: gray_ages.append(a[3] if len(a) > 3 else
+                                                                                  kw.get("age")) or fuse(*a, **kw))
     with Avatarizer() as av:
         if av.estimator == "artist":
             pytest.skip("the shipped models are not installed here")
         bare = av.from_frame(img)
         assert read == ([ST.NETWORK.name] if av.estimator == "hybrid" else [])  # (the model estimator: H's)
+        assert gray_ages and all(g is not None for g in gray_ages)  # the bare face's age weighs grey
+        del gray_ages[:]
         st = av.run(_masked(img, lm, COLOURS[colour]))
         f = st.faces[0]
         a = av.from_frame(_masked(img, lm, COLOURS[colour]))
@@ -112,6 +118,7 @@ def test_the_hybrid_draws_no_sunglasses_or_beard_for_a_mask(photo, colour, monke
     # masked adults read young: H's age is reported, not combined with the artist's, and draws no child's head
     assert a.attributes["age"]["decided_by"] == HR.MASKED_AGE_BY
     assert bare.attributes["age"]["decided_by"] == "H x artist"
+    assert gray_ages and all(g is None for g in gray_ages)  # ... nor the hair colour's grey (session 39)
     assert np.linalg.norm(to_lab(a.params[SKIN]) - to_lab(bare.params[SKIN])) < 15
 
 

@@ -1173,9 +1173,9 @@ def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str
         score = score + np.log(np.clip(np.asarray(net, np.float64), 1e-4, 1.0))
     if priors is not None:
         score = score - np.log(np.clip(np.asarray(priors, np.float64), 1e-3, 1.0))
-    if age is not None:
-        ratio = age_gray_ratio(age)  # (0: a child, no grey at all)
-        score[HAIR_COLOURS.index("gray")] += np.log(ratio) if ratio > 0 else -np.inf
+    if age is not None:  # (a child: no grey at all; a fitted ratio of 0 elsewhere is floored as before)
+        child = is_real(age) and float(age) < GRAY_MIN_AGE
+        score[HAIR_COLOURS.index("gray")] += -np.inf if child else np.log(max(age_gray_ratio(age), 1e-3))
     if tone_ratios is not None:
         score = score + np.log(np.clip(np.asarray(tone_ratios, np.float64), 1e-3, None))
     p = np.exp(score - score.max())
@@ -1486,33 +1486,34 @@ BALD_FLOOR = 0.03
 #: gate (:data:`GATES`' default).
 TIGHT_CROP_BALD_FLOOR = dict((n, t) for n, t, _ in GATES)["bald"]
 
-#: A face read younger than this (the model's age: an age the app sets draws
-#: age lines and a child's head, not another hairstyle; not one read under a
-#: face mask, :data:`MASKED_AGE_BY`) or with a reported P(male) under
-#: :data:`SILHOUETTE_BALD_MIN_MALE` gets a bald or receding style only
-#: through a bald gate (H's bald score at its drawing threshold, the
-#: artist's bald detector, a bald head the app sets), never from the
-#: silhouette alone (:func:`silhouette_bald_unlikely`): a child's short or
-#: fine hair and a woman's hair pulled back from the forehead match a
-#: receding hairline's silhouette. Session 39, the shipped pipeline on
-#: 6,131 photos (the loose portraits, half the synthetic ones, half the
-#: UTKFace children and teenagers): 18 read under 18 (ages 0.3-17.6; all
-#: children but a long-haired young man) and 12 read female were drawn
-#: receding (one bald), every one of them with hair on the top of the head;
-#: of the 199 heads labelled bald or receding by eye
-#: (``labels/scalp_by_eye.jsonl``, ``labels/hair_length_by_eye.jsonl``) the
-#: youngest read 18.4 and one was read female (P(male) 0.41).
+#: A face read younger than this (the model's age, :func:`silhouette_bald_unlikely`)
+#: or reported female gets a bald or receding style only through the
+#: retriever's bald gate (H's bald score at its drawing threshold, a bald
+#: head the app sets; the artist's bald detector too, for a child of
+#: :data:`ARTIST_BALD_MIN_AGE` or more, never for a face reported female),
+#: never from the silhouette alone: a child's short or fine hair and a
+#: woman's hair pulled back from the forehead match a receding hairline's
+#: silhouette. Session 39, the shipped pipeline on 6,131 photos (the loose
+#: portraits, half the synthetic ones, half the UTKFace children and
+#: teenagers): 18 read under 18 (ages 0.3-17.6; all children but a
+#: long-haired young man) and 12 read female were drawn receding (one
+#: bald), every one of them with hair on the top of the head; of the 227
+#: heads labelled bald or receding by eye (``labels/scalp_by_eye.jsonl``,
+#: ``labels/hair_length_by_eye.jsonl``) the youngest read 18.4 and two were
+#: reported female (P(female) 0.59 and 0.76), neither drawn bald or
+#: receding before.
 SILHOUETTE_BALD_MIN_AGE = 18.0
-#: ... see :data:`SILHOUETTE_BALD_MIN_AGE` (the reported P(male),
-#: ``attributes["male"]``)
-SILHOUETTE_BALD_MIN_MALE = 0.5
 
 
 def silhouette_bald_unlikely(attributes: Mapping) -> bool:
     """Whether the hairstyle search should draw a bald or receding style
-    for these attributes only through a bald gate (a child or a woman:
-    :data:`SILHOUETTE_BALD_MIN_AGE`); False where the app set the bald flag
-    (the gates draw what it set)."""
+    for these attributes only through its bald gate (a child or a face
+    reported female: :data:`SILHOUETTE_BALD_MIN_AGE`); False where the app
+    set the bald flag (the gates draw what it set). The age is the model's
+    (an age the app set draws age lines and a child's head, and leaves the
+    silhouette's hairstyle as the model read it), none read under a face
+    mask (:data:`MASKED_AGE_BY`: masked adults read young); the gender the
+    decided one (in a stream, :func:`steady_gender`'s)."""
     a = attributes
     given = a.get("set_by_app", ())
     if "bald" in given:
@@ -1520,8 +1521,8 @@ def silhouette_bald_unlikely(attributes: Mapping) -> bool:
     age = None if a.get("age_by") == MASKED_AGE_BY else a.get("age_model" if "age" in given else "age")
     if is_real(age) and float(age) < SILHOUETTE_BALD_MIN_AGE:
         return True
-    male = a.get("male")
-    return is_real(male) and float(male) < SILHOUETTE_BALD_MIN_MALE
+    decided = a.get("decided")
+    return isinstance(decided, Mapping) and "male" in decided and not decided["male"]
 
 
 def _set_by_app(attributes) -> tuple:
@@ -2228,16 +2229,17 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
     with it: a shaved head's still photo, jittered, was drawn bald on 25 of
     150 frames). Neither under :data:`ARTIST_BALD_MIN_AGE` years (``age``:
     one the app set, else the attributes' own; not an age read under a
-    face mask, :data:`MASKED_AGE_BY`, which reads adults young), nor where
-    the reported P(male) (``male``) is under :data:`SILHOUETTE_BALD_MIN_MALE`
-    (a woman with pink hair was drawn bald: the detector's cues are the
-    hair region's), nor the band where H's own P(male) is under
+    face mask, :data:`MASKED_AGE_BY`, which reads adults young), nor on a
+    face reported female (``decided["male"]`` False: a woman with pink hair
+    was drawn bald, the detector's cues are the hair region's; of 227 heads
+    labelled bald or receding by eye two were reported female, neither
+    drawn bald), nor the band where H's own P(male) is under
     :data:`BARE_TOP_MIN_MALE`."""
     a = attributes
     age = trusted_age(a) if age is None else age  # (an age the app set wins)
     if (a["drawn"]["headwear"] if hat is None else hat) or (is_real(age) and age < ARTIST_BALD_MIN_AGE):
         return a
-    if is_real(a.get("male")) and float(a["male"]) < SILHOUETTE_BALD_MIN_MALE:
+    if not a.get("decided", {}).get("male", True):
         return a
     got = _artist_reading(a, "bald", evidence, ARTIST_BALD_GATE, hair_mask, extra=True)
     if got is None:

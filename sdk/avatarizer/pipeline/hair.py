@@ -188,8 +188,10 @@ class HairStage(Stage):
             # people brown and a Black baby blond from the forehead's pixels (session 31)
             colour_net = None
         # (and, in the hybrid, the hair-colour network's reading of the whole crop: a third expert)
-        # (grey weighed by the model's age, but not one read under a face mask: masked adults read 12-15)
-        model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), H.trusted_age(attrs),
+        # (grey weighed by the model's age, never the app's, nor one read under a face mask: masked adults
+        # read 12-15)
+        gray_age = None if attrs.get("age_by") == H.MASKED_AGE_BY else attrs.get("age")
+        model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), gray_age,
                  H.tone_colour_ratios(tone_h, self.decision.get("hair_colour_tone_prior")),
                  colour_net)
         net_by = "" if colour_net is None else " x hair-colour network"
