@@ -41,6 +41,41 @@ def test_length_gates_from_the_description():
     assert HR.length_gates({"hair_long": {"gate_long": 1.0, "gate_short": 0.0}}) is None  # the ends gate nothing
 
 
+def test_the_length_gate_follows_the_face_the_style_is_drawn_on():
+    """The bank's long and short styles are those of the default face; on a
+    face of another size the head frame places the hair lower or higher,
+    and 15 of 628 faces whose H read short hair (P(long) <= 0.44) were drawn
+    long (session 39, 10 of them labelled short). With the face's head
+    frame, ``drawn_long`` is what merge draws on that face, and the gate's
+    short candidates all come out short there."""
+    from avatarizer import schema
+
+    bank = HR.HairBank.load()
+    face = schema.default().astype(np.float64)
+    pts = schema.FEATURES["face"].points
+    # a face 12% wider about its centre and lower in the canvas: its hair hangs lower
+    xs, ys = face[pts][0::2], face[pts][1::2]
+    face[int(pts.start):int(pts.stop):2] = xs.mean() + 1.12 * (xs - xs.mean())
+    face[int(pts.start) + 1:int(pts.stop):2] = ys + 0.04
+    frame = HR.head_frame(face)
+    here, default = bank.drawn_long(frame), bank.drawn_long()
+    assert (here & ~default).sum() >= 5 and not (default & ~here).any()  # near the line, the other way
+    assert bank.drawn_long() is default  # the default's stays cached
+    for i in np.flatnonzero(here != default)[:10]:
+        p = HR.merge(face, bank.entry(i), (0.3, 0.2, 0.1))
+        assert (HR.hair_attributes_from_params(p)[0] >= 0.5) == here[i]
+    gated = HR.HairRetriever(bank, length_gate=(0.6, 0.44))
+    q = {"length": 0.1, "volume": 0.3, "curl": 0.0, "fringe": 0.2, "bald": 0.05, "headwear": 0.05, "hair_long": 0.1}
+    short = gated.candidates(q, frame=frame)
+    assert short.any() and not (short & here).any()
+    assert (gated.candidates(q) & here).any()  # the default face's short set: some come out long here
+    long_ = gated.candidates({**q, "hair_long": 0.9}, frame=frame)
+    assert long_.any() and here[long_].all()
+    # a length the app set follows the face too
+    set_short = gated.candidates({**q, "hair_long": 0.0, "set_by_app": ["hair_length"]}, frame=frame)
+    assert set_short.any() and not (set_short & here).any()
+
+
 def test_the_length_gate_picks_long_or_short_styles():
     bank = HR.HairBank.load()
     long_ = bank.drawn_long()
@@ -275,3 +310,21 @@ def test_hair_length_is_not_reported_for_a_tight_crop():
         assert all("hair_length" in av.from_frame(load_image(p)).attributes for p in loose)
         # a portrait cut just under the chin (a webcam close-up) still shows the hair beside the face
         assert all("hair_length" in av.from_frame(np.ascontiguousarray(load_image(p)[:96])).attributes for p in loose)
+
+
+def test_short_hair_read_short_is_drawn_short_on_a_real_face():
+    """ffhq-0194 and sg-0252 (short hair, H's P(long) 0.06 and 0.27, under
+    the short gate) were drawn with hair to the jaw: short styles of the
+    default face, long on theirs."""
+    from avatarizer import Avatarizer, load_image
+    from conftest import need_shared
+
+    imgs = [load_image(need_shared("data", "faces", *k)) for k in (("ffhq128", "ffhq-0194.jpg"),
+                                                                     ("stylegan128", "sg-0252.jpg"))]
+    with Avatarizer() as av:
+        if av.estimator == "artist":
+            pytest.skip("the shipped models are not installed here")
+        for img in imgs:
+            a = av.from_frame(img)
+            assert a.attributes["hair_length"]["value"] == "short"
+            assert HR.hair_attributes_from_params(a.params)[0] < 0.5

@@ -1394,25 +1394,29 @@ class HairBank:
         return HairEntry(i, self.geometry[i], self.attributes[i], self.descriptors[i],
                          self.families[self.family[i]], int(self.members[i]))
 
-    def drawn_long(self) -> np.ndarray:
+    def drawn_long(self, frame: tuple[float, float, float] | None = None) -> np.ndarray:
         """Whether each entry is drawn with long hair: its back hair's
         ``length`` attribute (:func:`hair_attributes_from_params`) at least
         0.5 once fitted to the default face, as :func:`merge` places it
-        (computed once, for all entries at a time). On another face the
-        hair is placed by that face's head frame, so an entry near the 0.5
-        line can come out the other way (faces 0.9× or 1.1× the default's
-        size: 13 and 7 of 548 entries)."""
-        if self._drawn_long is None:
-            geo = _from_head(self.geometry, GEOMETRY_INDEX, head_frame(S.default()))
-            pts = S.FEATURES["hair_back"].points
-            low = None
-            for j in _BACK_LOW_POINTS:  # as hair_attributes_from_params, for every entry at once
-                col = int(pts.start) + 2 * j + 1
-                y = np.clip(geo[:, list(GEOMETRY_INDEX).index(col)], S.LO[col], S.HI[col])
-                low = y if low is None else np.maximum(low, y)
-            self._drawn_long = _length_of(low) >= 0.5
-            self._drawn_long.setflags(write=False)
-        return self._drawn_long
+        (computed once, for all entries at a time), or to the face of head
+        frame ``frame`` (:func:`head_frame`; computed each call). On another
+        face than the default the hair is placed by that face's head frame,
+        so an entry near the 0.5 line can come out the other way (faces 0.9×
+        or 1.1× the default's size: 13 and 7 of 548 entries)."""
+        if frame is None and self._drawn_long is not None:
+            return self._drawn_long
+        cx, top, hw = head_frame(S.default()) if frame is None else frame
+        pts = S.FEATURES["hair_back"].points
+        low = None
+        for j in _BACK_LOW_POINTS:  # as hair_attributes_from_params, for every entry at once
+            col = int(pts.start) + 2 * j + 1
+            y = np.clip(self.geometry[:, list(GEOMETRY_INDEX).index(col)] * hw + top, S.LO[col], S.HI[col])
+            low = y if low is None else np.maximum(low, y)
+        long_ = _length_of(low) >= 0.5
+        long_.setflags(write=False)
+        if frame is None:
+            self._drawn_long = long_
+        return long_
 
     def coverage(self) -> dict[str, int]:
         """Entries per family."""
@@ -1584,7 +1588,7 @@ class HairRetriever:
         self._drawn_long = bank.drawn_long()
         # long: no bald, receding or hat-shaped style (they follow their own gates); short: any short
         # style but the hat-shaped ones (a receding style is short hair too)
-        not_hat = fam != "headwear"
+        not_hat = self._not_hat = fam != "headwear"
         self._length_sets = (self._drawn_long & self._not_bald & not_hat, ~self._drawn_long & not_hat)
         self._length_gate = None
         if length_gate is not None:
@@ -1614,7 +1618,8 @@ class HairRetriever:
                 d += w.shape * (diff * diff).sum(1) / o.sum()
         return d
 
-    def candidates(self, attributes=None, tight: bool = False, gate_only: bool = False) -> np.ndarray | None:
+    def candidates(self, attributes=None, tight: bool = False, gate_only: bool = False,
+                   frame: tuple[float, float, float] | None = None) -> np.ndarray | None:
         """Boolean mask of the entries a query may return (None: all), from
         the family gates, then the bald floor (:data:`BALD_FLOOR`; when
         ``tight``, a crop that does not show the lower face, or
@@ -1627,17 +1632,24 @@ class HairRetriever:
         A length the app set (``"hair_length"`` there) holds under a family
         gate too, where that family has styles of that length (a hat over
         long hair: 9 of the 37 hat-shaped styles), and also without a
-        length gate; H's own length keeps the order above."""
+        length gate; H's own length keeps the order above. ``frame``: the
+        head frame (:func:`head_frame`) of the face the style is drawn on,
+        whose length classes the length gate and a set length then follow
+        (:meth:`HairBank.drawn_long`; default: the default face's)."""
         if attributes is None:
             return None
         a = attribute_vector(attributes)
         given = _set_by_app(attributes)
         h = attributes.get("hair_long") if isinstance(attributes, Mapping) else None
+        drawn_long, length_sets = self._drawn_long, self._length_sets
+        if frame is not None and h is not None and np.isfinite(h):  # long and short as drawn on this face
+            drawn_long = self.bank.drawn_long(frame)
+            length_sets = (drawn_long & self._not_bald & self._not_hat, ~drawn_long & self._not_hat)
         # a length the app set (hair_long 1 or 0) holds under a family gate too, where the family has
         # styles of that length (a hat over long hair); H's own length keeps the gates' order
         set_length = None
         if "hair_length" in given and h is not None and np.isfinite(h):
-            set_length = self._drawn_long if h >= 0.5 else ~self._drawn_long
+            set_length = drawn_long if h >= 0.5 else ~drawn_long
         gate = self._gate_firing(a)
         if gate is not None:
             j, _, mask, _ = gate
@@ -1653,9 +1665,10 @@ class HairRetriever:
         keep = self._not_bald if floor is not None and np.isfinite(b) and b < floor \
             and self._not_bald.any() else None
         if set_length is not None:  # the app's length, also where the model has no length gate
-            hi, lo, long_, short = (0.5, 0.5, *self._length_sets)
+            hi, lo, long_, short = (0.5, 0.5, *length_sets)
         elif self._length_gate is not None and h is not None and np.isfinite(h):
-            hi, lo, long_, short = self._length_gate
+            hi, lo = self._length_gate[:2]
+            long_, short = length_sets
         else:
             return keep
         if hi is not None and h >= hi and long_.any():
@@ -1676,12 +1689,12 @@ class HairRetriever:
         return frozenset() if gate is None else gate[3]
 
     def nearest(self, attributes=None, descriptor=None, observed=None, k: int | None = None,
-                tight: bool = False, gate_only: bool = False):
+                tight: bool = False, gate_only: bool = False, frame=None):
         """``(indices, distances)`` of the ``k`` nearest candidate entries,
         nearest first (equal distances: lower index first); ``tight``,
-        ``gate_only``: see :meth:`candidates`."""
+        ``gate_only``, ``frame``: see :meth:`candidates`."""
         d = self.distances(attributes, descriptor, observed)
-        cand = self.candidates(attributes, tight=tight, gate_only=gate_only)
+        cand = self.candidates(attributes, tight=tight, gate_only=gate_only, frame=frame)
         if cand is not None:
             d = np.where(cand, d, np.inf)
         k = min(self.k if k is None else int(k), len(d) if cand is None else int(cand.sum()))
@@ -1696,7 +1709,7 @@ class HairRetriever:
         return order, d[order]
 
     def query(self, attributes=None, hair_mask_crop=None, canonical_landmarks=None, *, valid=None,
-              k: int | None = None, gate_only: bool = False) -> int:
+              k: int | None = None, gate_only: bool = False, frame=None) -> int:
         """Index of the best bank entry for a photo.
 
         Args:
@@ -1712,6 +1725,9 @@ class HairRetriever:
             k: neighbourhood size (default the retriever's ``k``).
             gate_only: bald and receding styles only through the bald gate
                 (:func:`silhouette_bald_unlikely`, :meth:`candidates`).
+            frame: the head frame of the face it is drawn on
+                (:func:`head_frame`): the length gate's long and short
+                styles as drawn there (:meth:`candidates`).
         """
         desc = obs = None
         tight = valid is not None and canonical_landmarks is not None and \
@@ -1722,14 +1738,15 @@ class HairRetriever:
             desc, obs = shape_descriptor(hair_mask_crop, canonical_landmarks, valid)
         if attributes is None and desc is None:
             raise ValueError("query needs attributes, a hair mask, or both")
-        return self.query_descriptor(attributes, desc, obs, k=k, tight=tight, gate_only=gate_only)
+        return self.query_descriptor(attributes, desc, obs, k=k, tight=tight, gate_only=gate_only, frame=frame)
 
     def query_descriptor(self, attributes=None, descriptor=None, observed=None, k: int | None = None,
-                         tight: bool = False, gate_only: bool = False) -> int:
+                         tight: bool = False, gate_only: bool = False, frame=None) -> int:
         """:meth:`query` with a precomputed descriptor (``tight``: a crop
-        that does not show the lower face; ``gate_only``: see
+        that does not show the lower face; ``gate_only``, ``frame``: see
         :meth:`candidates`)."""
-        idx, dist = self.nearest(attributes, descriptor, observed, k, tight=tight, gate_only=gate_only)
+        idx, dist = self.nearest(attributes, descriptor, observed, k, tight=tight, gate_only=gate_only,
+                                 frame=frame)
         if len(idx) <= 1 or dist[0] <= 1e-9:  # an exact match is the answer
             return int(idx[0])
         z = self._Dz[idx]

@@ -295,16 +295,17 @@ class HairStage(Stage):
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         query = H.hat_query(H.bald_query(attrs))
-        # (a child or a woman: a bald or receding style only through a bald gate, not the silhouette alone)
+        base = schema.default()
+        base[schema.FACE] = face_slice
+        # (a child or a woman: a bald or receding style only through a bald gate, not the silhouette alone;
+        # long and short styles as they come out on this face, whose head frame places them)
         idx = self.retriever.query(query, mask, face.canonical, valid=valid,
-                                   gate_only=H.silhouette_bald_unlikely(query))
+                                   gate_only=H.silhouette_bald_unlikely(query), frame=H.head_frame(base))
         if style is not None:  # a stream: the style shown changes to a family found most lately (or a gate's)
             idx, recent = H.steady_style(self.retriever.families, *style[:2], idx,
                                          self.retriever.gated_families(query))
         else:
             recent = None
-        base = schema.default()
-        base[schema.FACE] = face_slice
         if attrs["drawn"]["beard"] or attrs["drawn"]["moustache"]:  # the beard's own colour (white ones too)
             beard = H.sample_beard_rgb(crop, face.canonical, base[SKIN_RGB], valid)
             if beard is not None:
