@@ -1,11 +1,22 @@
 """Shared test helpers: where ../shared is, a place for failure artefacts, a two-face frame."""
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import cv2
-import numpy as np
-import pytest
+# pytest-xdist: as many workers as cores (make test), each of them a process with torch's and the
+# BLAS's own thread pools; two pools of two threads on two cores spin against each other (a small
+# fit took 21 s beside another where it takes 4 s alone). Each worker gets its share of the cores,
+# set before numpy and torch start their pools (a test that sets its own count still does).
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("PYTEST_XDIST_WORKER_COUNT", "").isdigit():
+    _share = max(1, (os.cpu_count() or 1) // max(1, int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, str(_share))
+
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

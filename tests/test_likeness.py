@@ -1089,7 +1089,7 @@ def test_the_glasses_fusion_trains_on_the_networks_out_of_fold_probabilities(tmp
     from avatarizer_export import detectors as D
 
     monkeypatch.setattr(D, "MLP_MEMBERS", 2)
-    monkeypatch.setattr(D, "MLP_EPOCHS", 150)
+    monkeypatch.setattr(D, "MLP_EPOCHS", 50)
     shared, cache, _, _ = _synthetic_detector_inputs(tmp_path, monkeypatch)
     monkeypatch.setattr(D, "features", lambda *a, **kw: pytest.fail("measured cues the cache holds"))
     det_file, fusion_file = tmp_path / "artist_detectors.json", tmp_path / "glasses_fusion.json"
@@ -1166,7 +1166,7 @@ def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monke
     from avatarizer_export.data import goatee_labels
 
     monkeypatch.setattr(D, "MLP_MEMBERS", 2)  # the networks smaller and shorter trained: the plumbing is tested
-    monkeypatch.setattr(D, "MLP_EPOCHS", 150)
+    monkeypatch.setattr(D, "MLP_EPOCHS", 50)
     shared, cache, keys, colours = _synthetic_detector_inputs(tmp_path, monkeypatch)
     out = tmp_path / "artist_detectors.json"
     old = json.loads(A._DETECTORS_PATH.read_text())  # the file it replaces (its prior not the SDK's own)
@@ -1256,7 +1256,7 @@ def test_one_detector_refitted_alone_leaves_the_rest_as_shipped(tmp_path, monkey
     from avatarizer_export import detectors as D
 
     monkeypatch.setattr(D, "MLP_MEMBERS", 2)
-    monkeypatch.setattr(D, "MLP_EPOCHS", 150)
+    monkeypatch.setattr(D, "MLP_EPOCHS", 50)
     shared, cache, _, _ = _synthetic_detector_inputs(tmp_path, monkeypatch)
     out = tmp_path / "artist_detectors.json"
     shipped = A._DETECTORS_PATH.read_text()
