@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from avatarizer import Avatarizer, sample_photo
+from avatarizer import hair as HR
 from avatarizer import schema as S
 from avatarizer.artist.photo import to_lab
 from avatarizer.hair import SETTABLE, apply_settings, check_settings, hair_colour_class_of
@@ -188,15 +189,15 @@ def test_hair_length_as_set(av, photo):
     bank = HairBank.load()
     long_ = av.from_frame(photo, attributes={"hair_length": "long"})
     short = av.from_frame(photo, attributes={"hair_length": "short"})
-    assert bank.drawn_long()[int(long_.params[S.index("hair_style.bank_id")])]
-    assert not bank.drawn_long()[int(short.params[S.index("hair_style.bank_id")])]
+    # long and short as drawn on this face (hair.drawn_length; the search takes this face's classes)
+    assert HR.drawn_length(long_.params) == "long" and HR.drawn_length(short.params) == "short"
     got = dict(long_.attributes["hair_length"])
     assert got.pop("model")["value"] in ("long", "short")
     assert got == {"value": "long", "probability": 1.0, "source": "app"}
     for length in ("long", "short"):  # under a hat too (the hat-shaped styles have both lengths)
         hat = av.from_frame(photo, attributes={"hair_length": length, "headwear": True})
         i = int(hat.params[S.index("hair_style.bank_id")])
-        assert bank.entry(i).family == "headwear" and bank.drawn_long()[i] == (length == "long")
+        assert bank.entry(i).family == "headwear" and HR.drawn_length(hat.params) == length
 
 
 def test_bald_as_set_is_a_bald_style(av, photo):

@@ -383,9 +383,13 @@ LENGTH_CLASSES = ("bald", "short", "long")
 
 
 def length_class(params: np.ndarray) -> int:
-    """Index into :data:`LENGTH_CLASSES` of a drawn hairstyle."""
+    """Index into :data:`LENGTH_CLASSES` of a drawn hairstyle: bald where it
+    has no front hair layer, else long or short on the face's own scale
+    (:func:`avatarizer.hair.drawn_length`, what the SDK reports of a drawn
+    style; until session 39 the back hair's ``length`` attribute in the
+    frame, which called short styles long on larger faces)."""
     a = HR.hair_attributes_from_params(params)
-    return 0 if a[4] > 0.5 else 1 if a[0] < 0.5 else 2
+    return 0 if a[4] > 0.5 else 2 if HR.drawn_length(params) == "long" else 1
 
 
 def iou_table(bank: HR.HairBank, al, rows, face_params, pred, shapes, weights: HR.RetrievalWeights,

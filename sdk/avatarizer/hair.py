@@ -477,14 +477,19 @@ def attributes_as_drawn(public: dict | None, params) -> dict | None:
     return public
 
 
+def _eye_and_chin(p: np.ndarray) -> tuple[float, float]:
+    """The y of a parameter vector's eye line (the upper lids' mean) and chin (``face`` point 0)."""
+    from .proportions import _UPPER_LIDS
+
+    return float(np.mean(np.asarray(p, np.float64)[_UPPER_LIDS])), float(p[S.index("face.y0")])
+
+
 def _length_on_face(p: np.ndarray) -> float:
     """Where the back hair's lowest side point lies on the face: 0 at the eye
     line (the upper lids' mean), 1 at the chin (``face`` point 0)."""
-    from .proportions import _UPPER_LIDS
-
     back = S.points(p, "hair_back").astype(np.float64)
     low = max(back[j, 1] for j in _BACK_LOW_POINTS)
-    eye, chin = float(np.mean(p[_UPPER_LIDS])), float(p[S.index("face.y0")])
+    eye, chin = _eye_and_chin(p)
     return (low - eye) / max(chin - eye, 1e-3)
 
 
@@ -1394,27 +1399,34 @@ class HairBank:
         return HairEntry(i, self.geometry[i], self.attributes[i], self.descriptors[i],
                          self.families[self.family[i]], int(self.members[i]))
 
-    def drawn_long(self, frame: tuple[float, float, float] | None = None) -> np.ndarray:
-        """Whether each entry is drawn with long hair: its back hair's
-        ``length`` attribute (:func:`hair_attributes_from_params`) at least
-        0.5 once fitted to the default face, as :func:`merge` places it
-        (computed once, for all entries at a time), or to the face of head
-        frame ``frame`` (:func:`head_frame`; computed each call). On another
-        face than the default the hair is placed by that face's head frame,
-        so an entry near the 0.5 line can come out the other way (faces 0.9×
-        or 1.1× the default's size: 13 and 7 of 548 entries)."""
-        if frame is None and self._drawn_long is not None:
+    def drawn_long(self, face=None) -> np.ndarray:
+        """Whether each entry is drawn with long hair on the face of the
+        parameter vector ``face`` (default: :func:`avatarizer.schema.default`,
+        computed once and kept), placed by its head frame as :func:`merge`
+        places it: :func:`drawn_length` of the result, for every entry at a
+        time (the back hair's lowest side point at least
+        :data:`LONG_ON_FACE` of the way from the face's eye line to its chin;
+        on the default face, the back hair's ``length`` attribute,
+        :func:`hair_attributes_from_params`, at least 0.5). On a face of
+        another size or place than the default, a style near the line comes
+        out the other way (faces 0.9× or 1.1× the default's size: 13 and 7
+        of 548 entries); the hairstyle search's length gate takes this face's
+        (:meth:`HairRetriever.candidates`)."""
+        if face is None and self._drawn_long is not None:
             return self._drawn_long
-        cx, top, hw = head_frame(S.default()) if frame is None else frame
+        p = np.asarray(S.default() if face is None else S.as_params(face), np.float64)
+        cx, top, hw = head_frame(p)
         pts = S.FEATURES["hair_back"].points
         low = None
-        for j in _BACK_LOW_POINTS:  # as hair_attributes_from_params, for every entry at once
+        for j in _BACK_LOW_POINTS:  # as merge places them (then schema.clip), for every entry at once
             col = int(pts.start) + 2 * j + 1
             y = np.clip(self.geometry[:, list(GEOMETRY_INDEX).index(col)] * hw + top, S.LO[col], S.HI[col])
             low = y if low is None else np.maximum(low, y)
-        long_ = _length_of(low) >= 0.5
+        eye, chin = _eye_and_chin(p)
+        layers = self.geometry[:, list(GEOMETRY_INDEX).index(S.index("hair_style.layers"))]
+        long_ = ((low - eye) / max(chin - eye, 1e-3) >= LONG_ON_FACE) & (layers > 0)  # (no hair: short)
         long_.setflags(write=False)
-        if frame is None:
+        if face is None:
             self._drawn_long = long_
         return long_
 
@@ -1619,7 +1631,7 @@ class HairRetriever:
         return d
 
     def candidates(self, attributes=None, tight: bool = False, gate_only: bool = False,
-                   frame: tuple[float, float, float] | None = None) -> np.ndarray | None:
+                   face=None) -> np.ndarray | None:
         """Boolean mask of the entries a query may return (None: all), from
         the family gates, then the bald floor (:data:`BALD_FLOOR`; when
         ``tight``, a crop that does not show the lower face, or
@@ -1632,18 +1644,18 @@ class HairRetriever:
         A length the app set (``"hair_length"`` there) holds under a family
         gate too, where that family has styles of that length (a hat over
         long hair: 9 of the 37 hat-shaped styles), and also without a
-        length gate; H's own length keeps the order above. ``frame``: the
-        head frame (:func:`head_frame`) of the face the style is drawn on,
-        whose length classes the length gate and a set length then follow
-        (:meth:`HairBank.drawn_long`; default: the default face's)."""
+        length gate; H's own length keeps the order above. ``face``: the
+        parameter vector of the face the style is drawn on, whose length
+        classes (:meth:`HairBank.drawn_long`, :func:`drawn_length`) the length
+        gate and a set length then follow (default: the default face's)."""
         if attributes is None:
             return None
         a = attribute_vector(attributes)
         given = _set_by_app(attributes)
         h = attributes.get("hair_long") if isinstance(attributes, Mapping) else None
         drawn_long, length_sets = self._drawn_long, self._length_sets
-        if frame is not None and h is not None and np.isfinite(h):  # long and short as drawn on this face
-            drawn_long = self.bank.drawn_long(frame)
+        if face is not None and h is not None and np.isfinite(h):  # long and short as drawn on this face
+            drawn_long = self.bank.drawn_long(face)
             length_sets = (drawn_long & self._not_bald & self._not_hat, ~drawn_long & self._not_hat)
         # a length the app set (hair_long 1 or 0) holds under a family gate too, where the family has
         # styles of that length (a hat over long hair); H's own length keeps the gates' order
@@ -1689,12 +1701,12 @@ class HairRetriever:
         return frozenset() if gate is None else gate[3]
 
     def nearest(self, attributes=None, descriptor=None, observed=None, k: int | None = None,
-                tight: bool = False, gate_only: bool = False, frame=None):
+                tight: bool = False, gate_only: bool = False, face=None):
         """``(indices, distances)`` of the ``k`` nearest candidate entries,
         nearest first (equal distances: lower index first); ``tight``,
-        ``gate_only``, ``frame``: see :meth:`candidates`."""
+        ``gate_only``, ``face``: see :meth:`candidates`."""
         d = self.distances(attributes, descriptor, observed)
-        cand = self.candidates(attributes, tight=tight, gate_only=gate_only, frame=frame)
+        cand = self.candidates(attributes, tight=tight, gate_only=gate_only, face=face)
         if cand is not None:
             d = np.where(cand, d, np.inf)
         k = min(self.k if k is None else int(k), len(d) if cand is None else int(cand.sum()))
@@ -1709,7 +1721,7 @@ class HairRetriever:
         return order, d[order]
 
     def query(self, attributes=None, hair_mask_crop=None, canonical_landmarks=None, *, valid=None,
-              k: int | None = None, gate_only: bool = False, frame=None) -> int:
+              k: int | None = None, gate_only: bool = False, face=None) -> int:
         """Index of the best bank entry for a photo.
 
         Args:
@@ -1725,9 +1737,9 @@ class HairRetriever:
             k: neighbourhood size (default the retriever's ``k``).
             gate_only: bald and receding styles only through the bald gate
                 (:func:`silhouette_bald_unlikely`, :meth:`candidates`).
-            frame: the head frame of the face it is drawn on
-                (:func:`head_frame`): the length gate's long and short
-                styles as drawn there (:meth:`candidates`).
+            face: the parameter vector of the face it is drawn on: the
+                length gate's long and short styles as drawn there
+                (:meth:`candidates`).
         """
         desc = obs = None
         tight = valid is not None and canonical_landmarks is not None and \
@@ -1738,15 +1750,15 @@ class HairRetriever:
             desc, obs = shape_descriptor(hair_mask_crop, canonical_landmarks, valid)
         if attributes is None and desc is None:
             raise ValueError("query needs attributes, a hair mask, or both")
-        return self.query_descriptor(attributes, desc, obs, k=k, tight=tight, gate_only=gate_only, frame=frame)
+        return self.query_descriptor(attributes, desc, obs, k=k, tight=tight, gate_only=gate_only, face=face)
 
     def query_descriptor(self, attributes=None, descriptor=None, observed=None, k: int | None = None,
-                         tight: bool = False, gate_only: bool = False, frame=None) -> int:
+                         tight: bool = False, gate_only: bool = False, face=None) -> int:
         """:meth:`query` with a precomputed descriptor (``tight``: a crop
-        that does not show the lower face; ``gate_only``, ``frame``: see
+        that does not show the lower face; ``gate_only``, ``face``: see
         :meth:`candidates`)."""
         idx, dist = self.nearest(attributes, descriptor, observed, k, tight=tight, gate_only=gate_only,
-                                 frame=frame)
+                                 face=face)
         if len(idx) <= 1 or dist[0] <= 1e-9:  # an exact match is the answer
             return int(idx[0])
         z = self._Dz[idx]

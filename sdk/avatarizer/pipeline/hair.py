@@ -300,7 +300,7 @@ class HairStage(Stage):
         # (a child or a woman: a bald or receding style only through a bald gate, not the silhouette alone;
         # long and short styles as they come out on this face, whose head frame places them)
         idx = self.retriever.query(query, mask, face.canonical, valid=valid,
-                                   gate_only=H.silhouette_bald_unlikely(query), frame=H.head_frame(base))
+                                   gate_only=H.silhouette_bald_unlikely(query), face=base)
         if style is not None:  # a stream: the style shown changes to a family found most lately (or a gate's)
             idx, recent = H.steady_style(self.retriever.families, *style[:2], idx,
                                          self.retriever.gated_families(query))
