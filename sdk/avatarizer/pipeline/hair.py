@@ -250,6 +250,10 @@ class HairStage(Stage):
         elif glasses_cues is not None and "beard" not in settings:
             # a beard H missed that the artist's facial-hair detector finds (not measured when the app set it)
             H.add_artist_beard(attrs, glasses_cues.get("beard"), age=settings.get("age"))
+        # a stream's reported gender changes only when two refreshes in a row read it (a P(male) near the
+        # threshold flipped it between refreshes); the artist's bald detector and the hairstyle search read
+        # the one reported (neither draws a bald head on a face reported female)
+        gender = (None, None) if style is None else H.steady_gender(attrs, *style[3])
         if glasses_cues is not None and "bald" not in settings and "hair_length" not in settings:
             # a bald head H missed that the artist's bald detector finds over the hair region's cues
             # (not where the app set the hair's length: a bald style is neither)
@@ -290,8 +294,6 @@ class HairStage(Stage):
             H.read_beard_style(attrs, glasses_cues.get("goatee"))
         # a stream's beard shape changes only when two refreshes in a row read it
         beard_shape = (None, None) if style is None else H.steady_beard_style(attrs, *style[2])
-        # ... and its reported gender (a P(male) near the threshold flipped it between refreshes)
-        gender = (None, None) if style is None else H.steady_gender(attrs, *style[3])
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
         query = H.hat_query(H.bald_query(attrs))
