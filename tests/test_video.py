@@ -1529,12 +1529,18 @@ def test_a_streams_refreshes_hand_on_the_gender_kept(monkeypatch):
         return out
 
     monkeypatch.setattr(HR, "steady_gender", steady)
+    bald_reads = []  # the gender the artist's bald detector sees: the one kept (session 39)
+    real_bald = HR.add_artist_bald
+    monkeypatch.setattr(HR, "add_artist_bald", lambda a, *args, **kw: bald_reads.append(
+        (len(calls), "male" if a["decided"]["male"] else "female")) or real_bald(a, *args, **kw))
     frames = builtin_frames(6)
     with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_every_ms=0)) as av:
         for i, frame in enumerate(frames):
             av.from_frame(frame, timestamp_ms=i * 1100.0)  # every frame a refresh (VIDEO_REFRESH_MS 1000)
     assert len(calls) >= 4 and calls[0][0] == (None, None)
     assert all(calls[k + 1][0] == calls[k][1] for k in range(len(calls) - 1))
+    if av.estimator == "hybrid":  # (the artist's cues: the hybrid's)
+        assert bald_reads and all(n >= 1 and g == calls[n - 1][1][0] for n, g in bald_reads)
     assert all(v in (None, "male", "female") for c in calls for pair in c for v in pair)
     calls.clear()
     with Avatarizer() as av:

@@ -1408,9 +1408,10 @@ class HairBank:
         :data:`LONG_ON_FACE` of the way from the face's eye line to its chin;
         on the default face, the back hair's ``length`` attribute,
         :func:`hair_attributes_from_params`, at least 0.5). On a face of
-        another size or place than the default, a style near the line comes
-        out the other way (faces 0.9× or 1.1× the default's size: 13 and 7
-        of 548 entries); the hairstyle search's length gate takes this face's
+        other proportions than the default (its skull top and temple width,
+        which place the hair, against its eye line and chin, which measure
+        it) a style near the line comes out the other way; the hairstyle
+        search's length gate takes this face's
         (:meth:`HairRetriever.candidates`)."""
         if face is None and self._drawn_long is not None:
             return self._drawn_long
