@@ -429,6 +429,24 @@ def test_children_and_women_with_hair_are_not_drawn_receding():
             assert (family in ("bald", "receding")) == bald, (k, family)
 
 
+def test_dark_skinned_children_are_not_drawn_blond_or_red():
+    """Session 39: a Black baby (ffhq-1174) was drawn blond, another
+    (ffhq-0453) red, a boy (69199) blond: the skin-tone network reads their
+    skin dark, where blond and red read as black or brown."""
+    from avatarizer import Avatarizer, load_image
+
+    imgs = [load_image(need_shared("data", "faces", *k)) for k in (
+        ("ffhq128", "ffhq-1174.jpg"), ("ffhq128", "ffhq-0453.jpg"), ("ffhq128-labelled", "69199.jpg"))]
+    with Avatarizer() as av:
+        if av.estimator != "hybrid":
+            pytest.skip("the shipped models are not installed here")
+        for img in imgs:
+            a = av.from_frame(img).attributes
+            assert a["skin_tone"]["value"] >= HR.DARK_SKIN_TONE
+            assert a["hair_colour"]["value"] in ("black", "brown"), a["hair_colour"]
+            assert a["hair_colour"]["probabilities"]["blond"] == a["hair_colour"]["probabilities"]["red"] == 0.0
+
+
 def test_a_beard_the_artist_finds_is_drawn_where_h_missed_it():
     """The hybrid's beard: H's drawing decision, or the artist's facial-hair
     detector over its threshold (``add_artist_beard``): drawn (with its

@@ -379,9 +379,9 @@ def test_the_hair_stage_draws_and_reports_the_fused_colour(monkeypatch):
     seen = []
     real = H.fuse_hair_colour
 
-    def spy(model, region, priors=None, age=None, tone_ratios=None, network=None):
+    def spy(model, region, priors=None, age=None, tone_ratios=None, network=None, as_dark=()):
         seen.append((dict(model), dict(region), priors, age, tone_ratios, network))
-        return real(model, region, priors, age, tone_ratios, network)
+        return real(model, region, priors, age, tone_ratios, network, as_dark)
 
     monkeypatch.setattr(H, "fuse_hair_colour", spy)
     with Avatarizer(estimator="hybrid") as av:

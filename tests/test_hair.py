@@ -551,6 +551,35 @@ def test_grey_hair_is_weighed_by_age():
     assert HR.fuse_hair_colour(sure, sure, age=HR.GRAY_MIN_AGE)["gray"] > 0.9
 
 
+def test_blond_and_red_read_on_dark_skin_go_to_black_and_brown():
+    """Where the skin-tone network reads Monk 6 or darker, blond and red
+    (none of 96 such photos labelled by eye) were light pixels that are not
+    hair: their probability goes to black and brown in those two's ratio,
+    grey keeps its own (ruled out and renormalised, children went grey); a
+    tone H or the app gave, or none, changes nothing."""
+    from avatarizer import hair as HR
+    from avatarizer.skintone import BY_NETWORK
+
+    read = {"black": 0.2, "brown": 0.1, "blond": 0.35, "red": 0.05, "gray": 0.3}
+    flat = {c: 1.0 for c in HR.HAIR_COLOURS}
+    plain = HR.fuse_hair_colour(read, flat)
+    dark = HR.fuse_hair_colour(read, flat, as_dark=HR.LIGHT_HAIR)
+    assert max(plain, key=plain.get) == "blond" and max(dark, key=dark.get) == "black"
+    assert dark["blond"] == dark["red"] == 0.0 and dark["gray"] == pytest.approx(plain["gray"])
+    assert dark["black"] / dark["brown"] == pytest.approx(plain["black"] / plain["brown"])
+    assert sum(dark.values()) == pytest.approx(1.0)
+    assert HR.model_hair_colour(read, as_dark=HR.LIGHT_HAIR)["blond"] == 0.0
+    assert HR.fuse_hair_colour(read, flat, as_dark=()) == plain
+    # black and brown both read at 0: the light classes' share split evenly
+    none_dark = HR.fuse_hair_colour({**read, "black": 0.0, "brown": 0.0}, flat, as_dark=HR.LIGHT_HAIR)
+    assert none_dark["black"] == pytest.approx(none_dark["brown"]) and np.isfinite(list(none_dark.values())).all()
+    a = {"skin_tone": HR.DARK_SKIN_TONE, "skin_tone_by": BY_NETWORK}
+    assert HR.light_hair_as_dark(a) == HR.LIGHT_HAIR
+    for other in ({"skin_tone": HR.DARK_SKIN_TONE - 0.1}, {"skin_tone_by": "H"}, {"skin_tone": None},
+                  {"skin_tone": float("nan")}):
+        assert HR.light_hair_as_dark({**a, **other}) == (), other
+
+
 def test_no_bald_or_receding_style_without_some_bald_score(bank):
     """A silhouette of hair pulled back from a high forehead matches a
     receding hairline; below hair.BALD_FLOOR the retrieval leaves the bald and

@@ -1156,8 +1156,40 @@ def tone_colour_ratios(tone, prior) -> np.ndarray | None:
     return prior["ratios"][min(i, len(prior["ratios"]) - 1)]
 
 
+#: Blond and red read as black or brown on a face whose skin the skin-tone
+#: network reads at this Monk step or darker (:func:`light_hair_as_dark`): of the 96
+#: photos labelled by eye for hair colour (``ffhq128``, ``ffhq128-labelled``,
+#: ``stylegan128`` and UTKFace's eval labels) it reads at 6 or darker, none
+#: has blond or red hair (89 black, 4 grey, 3 brown); over 6,821 photos
+#: through the shipped pipeline (session 39, scratch ``/tmp/s39/survey.py``)
+#: 20 of the 345 it reads there were drawn blond or red: 16 with black or
+#: dark brown hair (babies and children read from their foreheads, a shaved
+#: head's sides, short hair before a green background), 4 under a turban, a
+#: hood or a scarf whose colour was read as the hair's. Their probability
+#: goes to black and brown in the ratio the readings give those two (the
+#: light pixels read were not hair), not spread over every class: ruled out
+#: and renormalised, six of the 16 went grey; all of it given to brown, a
+#: black-haired woman the readings had right went brown.
+DARK_SKIN_TONE = 6.0
+#: the hair colours :data:`DARK_SKIN_TONE` reads as black or brown
+LIGHT_HAIR = ("blond", "red")
+
+
+def light_hair_as_dark(attributes: Mapping) -> tuple[str, ...]:
+    """The hair colours to read as black or brown for these attributes
+    (:data:`LIGHT_HAIR` where the skin-tone network read the skin at
+    :data:`DARK_SKIN_TONE` or darker, ``skin_tone_by`` its own; none for a
+    tone H or the app gave, nor under a face mask, where it is not read)."""
+    from .skintone import BY_NETWORK
+
+    tone = attributes.get("skin_tone")
+    if attributes.get("skin_tone_by") == BY_NETWORK and is_real(tone) and float(tone) >= DARK_SKIN_TONE:
+        return LIGHT_HAIR
+    return ()
+
+
 def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str, float],
-                     priors=None, age=None, tone_ratios=None, network=None) -> dict:
+                     priors=None, age=None, tone_ratios=None, network=None, as_dark=()) -> dict:
     """P(black, brown, blond, red, gray) from two readings of the hair: H's
     (the whole crop; divided by its training colour frequencies ``priors``,
     as its balanced decision does) and the hair region's classifier (fitted
@@ -1170,7 +1202,9 @@ def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str
     ``tone_ratios`` (:func:`tone_colour_ratios` at H's skin tone) every class
     by its ratio. ``network``: the hair-colour network's probabilities
     (:mod:`avatarizer.haircolour`, trained class-balanced; a mapping or a
-    sequence in :data:`HAIR_COLOURS` order), a third expert."""
+    sequence in :data:`HAIR_COLOURS` order), a third expert. ``as_dark``:
+    classes whose probability goes to black and brown, in the ratio of
+    those two (:func:`light_hair_as_dark`); the other classes keep theirs."""
     score = np.log(np.clip([model_probs[c] for c in HAIR_COLOURS], 1e-4, 1.0))
     score = score + np.log(np.clip([region_probs[c] for c in HAIR_COLOURS], 1e-4, 1.0))
     if network is not None:
@@ -1184,11 +1218,18 @@ def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str
     if tone_ratios is not None:
         score = score + np.log(np.clip(np.asarray(tone_ratios, np.float64), 1e-3, None))
     p = np.exp(score - score.max())
-    return dict(zip(HAIR_COLOURS, map(float, p / p.sum())))
+    p = p / p.sum()
+    dark = [HAIR_COLOURS.index("black"), HAIR_COLOURS.index("brown")]
+    moved = [HAIR_COLOURS.index(c) for c in set(as_dark) if c in HAIR_COLOURS and c not in ("black", "brown")]
+    if moved:
+        share = p[dark] / p[dark].sum() if p[dark].sum() > 0 else np.full(2, 0.5)
+        p[dark] += p[moved].sum() * share
+        p[moved] = 0.0
+    return dict(zip(HAIR_COLOURS, map(float, p)))
 
 
 def model_hair_colour(model_probs: Mapping[str, float], priors=None, age=None, tone_ratios=None,
-                      network=None) -> dict:
+                      network=None, as_dark=()) -> dict:
     """P(black, brown, blond, red, gray) from H's reading alone, weighed as
     :func:`fuse_hair_colour` weighs it (divided by H's training colour
     frequencies ``priors``, grey by :func:`age_gray_ratio`, every class by
@@ -1196,9 +1237,10 @@ def model_hair_colour(model_probs: Mapping[str, float], priors=None, age=None, t
     that ends at the hairline). Its likeliest class is
     :func:`decode_attributes`' balanced ``hair_colour`` where neither age nor
     tone weighs in; drawing H's raw likeliest class instead drew white-haired
-    85- to 92-year-olds reported grey in dark brown. ``network``: as
-    :func:`fuse_hair_colour`'s."""
-    return fuse_hair_colour(model_probs, {c: 1.0 for c in HAIR_COLOURS}, priors, age, tone_ratios, network)
+    85- to 92-year-olds reported grey in dark brown. ``network``,
+    ``as_dark``: as :func:`fuse_hair_colour`'s."""
+    return fuse_hair_colour(model_probs, {c: 1.0 for c in HAIR_COLOURS}, priors, age, tone_ratios, network,
+                            as_dark)
 
 
 def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None, model=None,
@@ -1212,7 +1254,7 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None
     as it is when the region covers less than :data:`HAIR_CLASS_MIN_AREA` of
     the crop's ``crop_pixels`` and there is no ``model`` reading to fuse. ``model``: (H's hair-colour probabilities,
     H's training colour frequencies or None[, H's regressed age[, :func:`tone_colour_ratios`[, the
-    hair-colour network's probabilities]]]): the class is then the one of :func:`fuse_hair_colour`. ``gray_ratio`` (without ``model``: the
+    hair-colour network's probabilities[, the classes read as black or brown]]]]): the class is then the one of :func:`fuse_hair_colour`. ``gray_ratio`` (without ``model``: the
     auto-artist's :func:`avatarizer.artist.accessories.artist_gray_ratio` at its own age
     estimate) weighs the region's grey as H's age weighs it in the fusion. The SDK's hair
     stage (with H) and the auto-artist (without) both draw their hair colour through this."""
@@ -1232,9 +1274,9 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None
             # the region's classifier reads nothing (no skin reading, no fitted classifier): H's
             # reading alone, weighed alike and drawn at any probability, as where no hair region is
             # read at all (the pipeline's hair stage), so that the colour reads as the class reported
-            probs, gate = model_hair_colour(model[0], *model[1:5]), 0.0
+            probs, gate = model_hair_colour(model[0], *model[1:6]), 0.0
         else:
-            probs = fuse_hair_colour(model[0], probs, model[1], *model[2:5])
+            probs = fuse_hair_colour(model[0], probs, model[1], *model[2:6])
     if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels and (model is None or not model[0]):
         return raw, probs  # too little hair to read a class from: the colour as sampled
     # (with H's reading the class is fused from both, and the drawing reads as the class reported:

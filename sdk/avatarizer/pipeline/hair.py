@@ -191,9 +191,10 @@ class HairStage(Stage):
         # (grey weighed by the model's age, never the app's, nor one read under a face mask: masked adults
         # read 12-15)
         gray_age = None if attrs.get("age_by") == H.MASKED_AGE_BY else attrs.get("age")
+        # (blond and red read as black or brown where the skin-tone network reads dark skin: H.DARK_SKIN_TONE)
         model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), gray_age,
                  H.tone_colour_ratios(tone_h, self.decision.get("hair_colour_tone_prior")),
-                 colour_net)
+                 colour_net, H.light_hair_as_dark(attrs))
         net_by = "" if colour_net is None else " x hair-colour network"
         if colour_net is not None:
             attrs["hair_colour_network_read"] = {k: float(v) for k, v in colour_net.items()}
