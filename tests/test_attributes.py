@@ -445,6 +445,7 @@ def test_dark_skinned_children_are_not_drawn_blond_or_red():
             assert a["skin_tone"]["value"] >= HR.DARK_SKIN_TONE
             assert a["hair_colour"]["value"] in ("black", "brown"), a["hair_colour"]
             assert a["hair_colour"]["probabilities"]["blond"] == a["hair_colour"]["probabilities"]["red"] == 0.0
+            assert a["hair_colour"]["decided_by"].endswith(" x skin tone")  # (the app can see why)
 
 
 def test_a_beard_the_artist_finds_is_drawn_where_h_missed_it():

@@ -570,7 +570,7 @@ def test_blond_and_red_read_on_dark_skin_go_to_black_and_brown():
     assert sum(dark.values()) == pytest.approx(1.0)
     assert HR.model_hair_colour(read, as_dark=HR.LIGHT_HAIR)["blond"] == 0.0
     assert HR.fuse_hair_colour(read, flat, as_dark=()) == plain
-    # black and brown both read at 0: the light classes' share split evenly
+    # black and brown read equally low (at the readings' floor): the light classes' share split evenly
     none_dark = HR.fuse_hair_colour({**read, "black": 0.0, "brown": 0.0}, flat, as_dark=HR.LIGHT_HAIR)
     assert none_dark["black"] == pytest.approx(none_dark["brown"]) and np.isfinite(list(none_dark.values())).all()
     a = {"skin_tone": HR.DARK_SKIN_TONE, "skin_tone_by": BY_NETWORK}

@@ -195,7 +195,7 @@ class HairStage(Stage):
         model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), gray_age,
                  H.tone_colour_ratios(tone_h, self.decision.get("hair_colour_tone_prior")),
                  colour_net, H.light_hair_as_dark(attrs))
-        net_by = "" if colour_net is None else " x hair-colour network"
+        net_by = ("" if colour_net is None else " x hair-colour network") + (" x skin tone" if model[5] else "")
         if colour_net is not None:
             attrs["hair_colour_network_read"] = {k: float(v) for k, v in colour_net.items()}
         rgb, colour_probs, skin = None, None, None
