@@ -61,7 +61,7 @@ __all__ = [
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
     "cheek_skin_lab", "region_classifier_reads",
     "steady_style", "steady_beard_style", "steady_gender", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn",
-    "drawn_length", "fuse_age", "trusted_age", "add_facial_hair", "FACIAL_HAIR_BY", "read_with_facial_hair",
+    "drawn_length", "fuse_age", "trusted_age", "model_age", "add_facial_hair", "FACIAL_HAIR_BY", "read_with_facial_hair",
     "WITH_FACIAL_HAIR_BY", "add_hat_network",
     "HAT_NETWORK_BY", "HAT_FUSION_BY", "hat_query",
     "hair_region",
@@ -1126,6 +1126,11 @@ def hair_region_reading(crop, hair_mask, landmarks, valid=None, masked: bool = F
 GRAY_MIN_AGE = 15.0
 
 
+def _too_young_for_grey(age) -> bool:
+    """Whether ``age`` is under :data:`GRAY_MIN_AGE` (no grey hair at all)."""
+    return is_real(age) and float(age) < GRAY_MIN_AGE
+
+
 def age_gray_ratio(age) -> float:
     """How much likelier grey hair is at ``age`` (the model's: H's with the
     artist's, :func:`fuse_age`, never one the app set; the prior was fitted
@@ -1137,7 +1142,7 @@ def age_gray_ratio(age) -> float:
     grey-haired (session 6, docs/hair.md)."""
     from .artist.accessories import detectors, gray_ratio
 
-    if is_real(age) and float(age) < GRAY_MIN_AGE:
+    if _too_young_for_grey(age):
         return 0.0
     return gray_ratio((detectors().get("hair_colour") or {}).get("age_prior"), age)
 
@@ -1213,8 +1218,8 @@ def fuse_hair_colour(model_probs: Mapping[str, float], region_probs: Mapping[str
     if priors is not None:
         score = score - np.log(np.clip(np.asarray(priors, np.float64), 1e-3, 1.0))
     if age is not None:  # (a child: no grey at all; a fitted ratio of 0 elsewhere is floored as before)
-        child = is_real(age) and float(age) < GRAY_MIN_AGE
-        score[HAIR_COLOURS.index("gray")] += -np.inf if child else np.log(max(age_gray_ratio(age), 1e-3))
+        score[HAIR_COLOURS.index("gray")] += -np.inf if _too_young_for_grey(age) \
+            else np.log(max(age_gray_ratio(age), 1e-3))
     if tone_ratios is not None:
         score = score + np.log(np.clip(np.asarray(tone_ratios, np.float64), 1e-3, None))
     p = np.exp(score - score.max())
@@ -1573,14 +1578,16 @@ def silhouette_bald_unlikely(attributes: Mapping) -> bool:
     silhouette's hairstyle as the model read it), none read under a face
     mask (:data:`MASKED_AGE_BY`: masked adults read young); the gender the
     decided one (in a stream, :func:`steady_gender`'s)."""
-    a = attributes
-    given = a.get("set_by_app", ())
-    if "bald" in given:
+    if "bald" in attributes.get("set_by_app", ()):
         return False
-    age = None if a.get("age_by") == MASKED_AGE_BY else a.get("age_model" if "age" in given else "age")
-    if is_real(age) and float(age) < SILHOUETTE_BALD_MIN_AGE:
-        return True
-    decided = a.get("decided")
+    age = model_age(attributes)
+    return (is_real(age) and float(age) < SILHOUETTE_BALD_MIN_AGE) or reported_female(attributes)
+
+
+def reported_female(attributes: Mapping) -> bool:
+    """Whether the attributes decide a woman (``decided["male"]`` False; in
+    a stream, :func:`steady_gender`'s); False where no gender is decided."""
+    decided = attributes.get("decided")
     return isinstance(decided, Mapping) and "male" in decided and not decided["male"]
 
 
@@ -1643,12 +1650,19 @@ class HairRetriever:
         self._drawn_long = bank.drawn_long()
         # long: no bald, receding or hat-shaped style (they follow their own gates); short: any short
         # style but the hat-shaped ones (a receding style is short hair too)
-        not_hat = self._not_hat = fam != "headwear"
-        self._length_sets = (self._drawn_long & self._not_bald & not_hat, ~self._drawn_long & not_hat)
+        self._not_hat = fam != "headwear"
+        self._length_sets = self._length_sets_of(self._drawn_long)
         self._length_gate = None
         if length_gate is not None:
             hi, lo = (None if v is None else float(v) for v in length_gate)
             self._length_gate = (hi, lo, *self._length_sets)
+
+    def _length_sets_of(self, drawn_long: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(long, short) candidates of the length gate, from which entries
+        are drawn long (:meth:`HairBank.drawn_long`): long, no bald, receding
+        or hat-shaped style (they follow their own gates); short, any short
+        style but the hat-shaped ones (a receding style is short hair too)."""
+        return drawn_long & self._not_bald & self._not_hat, ~drawn_long & self._not_hat
 
     def distances(self, attributes=None, descriptor=None, observed=None) -> np.ndarray:
         """Distance of every bank entry to the query (see the class doc)."""
@@ -1699,7 +1713,7 @@ class HairRetriever:
         drawn_long, length_sets = self._drawn_long, self._length_sets
         if face is not None and h is not None and np.isfinite(h):  # long and short as drawn on this face
             drawn_long = self.bank.drawn_long(face)
-            length_sets = (drawn_long & self._not_bald & self._not_hat, ~drawn_long & self._not_hat)
+            length_sets = self._length_sets_of(drawn_long)
         # a length the app set (hair_long 1 or 0) holds under a family gate too, where the family has
         # styles of that length (a hat over long hair); H's own length keeps the gates' order
         set_length = None
@@ -2238,6 +2252,17 @@ AGE_RAMP = (40.0, 60.0)
 MASKED_AGE_BY = "H; a face mask: no child's head drawn by it"
 
 
+def model_age(attributes: Mapping):
+    """The age the model read (also where the app then set another, kept
+    under ``age_model``; :func:`apply_settings`), or None where it was read
+    under a face mask (:data:`MASKED_AGE_BY`: masked adults read young):
+    what the hair colour's grey and the hairstyle search weigh, never the
+    app's age (which draws age lines and a child's head)."""
+    if attributes.get("age_by") == MASKED_AGE_BY:
+        return None
+    return attributes.get("age_model" if "age" in attributes.get("set_by_app", ()) else "age")
+
+
 def trusted_age(attributes: Mapping):
     """The attributes' age to draw by (a child's head, the artist's bald age
     gate): the age, or an age the app set, but None for H's age read under
@@ -2311,7 +2336,7 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
     age = trusted_age(a) if age is None else age  # (an age the app set wins)
     if (a["drawn"]["headwear"] if hat is None else hat) or (is_real(age) and age < ARTIST_BALD_MIN_AGE):
         return a
-    if not a.get("decided", {}).get("male", True):
+    if reported_female(a):
         return a
     got = _artist_reading(a, "bald", evidence, ARTIST_BALD_GATE, hair_mask, extra=True)
     if got is None:

@@ -189,13 +189,12 @@ class HairStage(Stage):
             colour_net = None
         # (and, in the hybrid, the hair-colour network's reading of the whole crop: a third expert)
         # (grey weighed by the model's age, never the app's, nor one read under a face mask: masked adults
-        # read 12-15)
-        gray_age = None if attrs.get("age_by") == H.MASKED_AGE_BY else attrs.get("age")
-        # (blond and red read as black or brown where the skin-tone network reads dark skin: H.DARK_SKIN_TONE)
-        model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), gray_age,
+        # read 12-15; blond and red read as black or brown where the skin-tone network reads dark skin)
+        as_dark = H.light_hair_as_dark(attrs)
+        model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), H.model_age(attrs),
                  H.tone_colour_ratios(tone_h, self.decision.get("hair_colour_tone_prior")),
-                 colour_net, H.light_hair_as_dark(attrs))
-        net_by = ("" if colour_net is None else " x hair-colour network") + (" x skin tone" if model[5] else "")
+                 colour_net, as_dark)
+        net_by = ("" if colour_net is None else " x hair-colour network") + (" x skin tone" if as_dark else "")
         if colour_net is not None:
             attrs["hair_colour_network_read"] = {k: float(v) for k, v in colour_net.items()}
         rgb, colour_probs, skin = None, None, None
