@@ -7,6 +7,7 @@ the ONNX test skips when no ``attributes`` model is in the models folder.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -771,6 +772,72 @@ def test_a_white_beard_with_shadows_between_its_strands_is_drawn_white():
     got = HR.sample_beard_rgb((crop * 255).astype(np.uint8), lm, skin)
     lab = to_lab(got.astype(np.float64))
     assert lab[0] > 75 and np.hypot(lab[1], lab[2]) < 3, lab
+
+
+def _mouth_face(skin, size: int):
+    """:func:`_flat_face` with the nose's base, the upper lip's top and the
+    mouth's corners placed: the upper lip's box (a moustache) is measured."""
+    crop, lm, g = _flat_face(skin, size)
+    lm[2], lm[0], lm[61], lm[291] = (0.0, 0.2), (0.0, 0.34), (-0.25, 0.38), (0.25, 0.38)
+    return crop, lm, g
+
+
+def test_a_white_moustache_over_a_bare_chin_is_drawn_white(monkeypatch):
+    """Facial hair the grey-beard detector calls grey is drawn as its lit
+    grey strands, those of the upper lip too (a white moustache over a bare
+    chin; the chin's box alone held none); called dark, the chin's darker
+    half (here the bare skin's). Its cues are the two regions' and the
+    skin's; a region too small to read is NaN and leaves the decision to
+    the hand-set rule."""
+    from avatarizer.artist import accessories as A
+    from avatarizer.artist.photo import to_lab
+
+    size = 128
+    skin = np.array([0.8, 0.6, 0.5])
+    crop, lm, g = _mouth_face(skin, size)
+    lip = (np.abs(g[None, :]) < 0.2) & (g[:, None] > 0.24) & (g[:, None] < 0.33)
+    v = np.random.default_rng(0).uniform(0.5, 0.97, (size, size))
+    crop[lip] = np.stack([v, v * 0.99, v * 0.98], -1)[lip]
+    u8 = (crop * 255).astype(np.uint8)
+    cues = A.beard_colour_cues(u8, lm, skin)
+    assert cues.shape == (A.BEARD_COLOUR_CUES,) and np.isfinite(cues).all()
+    assert cues[A.BEARD_REGION_CUES + 5] > 0.5 > cues[5]  # pale low-chroma strands: on the lip, not the chin
+    seen = []
+    monkeypatch.setattr(A, "beard_grey_evidence", lambda c: seen.append(c) or (0.9, 0.5))
+    white = to_lab(HR.sample_beard_rgb(u8, lm, skin).astype(np.float64))
+    np.testing.assert_allclose(seen[0], cues)
+    assert white[0] > 80 and np.hypot(white[1], white[2]) < 3, white
+    monkeypatch.setattr(A, "beard_grey_evidence", lambda c: (0.1, 0.5))
+    np.testing.assert_allclose(HR.sample_beard_rgb(u8, lm, skin), skin, atol=0.01)
+    # the flat face's upper lip is not placed: that region is NaN, and the shipped detector reads nothing
+    monkeypatch.undo()
+    flat, lm0, _ = _flat_face(skin, size)
+    bare = A.beard_colour_cues((flat * 255).astype(np.uint8), lm0, skin)
+    assert np.isnan(bare[A.BEARD_REGION_CUES:2 * A.BEARD_REGION_CUES]).all() and np.isfinite(bare[:A.BEARD_REGION_CUES]).all()
+    assert A.beard_grey_evidence(bare) is None
+
+
+def test_the_shipped_grey_beard_detector_reads_these_cues():
+    """``artist_detectors.json`` ships the grey-beard detector over
+    :func:`beard_colour_cues`' vector, with a drawing threshold, fitted on
+    the beard colours labelled by eye."""
+    from avatarizer.artist import accessories as A
+
+    det = A.detectors()["beard_grey"]
+    assert len(det["mean"]) == A.BEARD_COLOUR_CUES and 0.0 < det["thresholds"]["yes"] < 1.0
+    assert "labelled by eye" in json.loads(A._DETECTORS_PATH.read_text())["fitted_on_beard_grey"]
+    # a beard and moustache of dark strands is not grey; of pale low-chroma ones it is
+    skin = np.array([0.8, 0.6, 0.5])
+    crop, lm, g = _mouth_face(skin, 128)
+    hair = ((np.abs(g[None, :]) < 0.3) & (g[:, None] > 0.24) & (g[:, None] < 0.95)
+            & ~((g[:, None] > 0.34) & (g[:, None] < 0.45)))  # (the lips bare)
+    reads = []
+    for lo, hi in ((0.05, 0.25), (0.55, 0.95)):
+        v = np.random.default_rng(0).uniform(lo, hi, (128, 128))
+        crop[hair] = np.stack([v, v * 0.97, v * 0.95], -1)[hair]
+        prob, th = A.beard_grey_evidence(A.beard_colour_cues((crop * 255).astype(np.uint8), lm, skin))
+        reads.append(prob >= th)
+    assert reads == [False, True]
 
 
 @pytest.mark.parametrize("skin", [(0.7, 0.7, 0.7), (0.72, 0.69, 0.66)])

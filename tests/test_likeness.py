@@ -881,6 +881,35 @@ def test_held_out_goatees_are_told_from_full_beards():
         assert on_full.count("goatee") <= 0.15 * len(on_full), (estimator, on_full)
 
 
+@pytest.mark.skipif(not (SHARED / "data" / "faces" / "utkface200").is_dir(), reason="needs ../shared/data/faces")
+def test_held_out_grey_beards_are_drawn_grey():
+    """On the held-out photos whose facial hair's colour is labelled by eye
+    (``labels/beard_style_by_eye.jsonl``) and that what ships draws facial
+    hair on, the drawn colour (read as its nearest palette colour) is grey
+    for most grey and white beards and moustaches, and rarely for dark and
+    brown ones (session 40: 26 of 38 and 3 of 43 with the grey-beard
+    detector; 17 of 38 and 2 of 43 with the hand-set rule it replaced)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "export"))
+    from avatarizer_export.data import beard_colour_labels, is_heldout
+
+    from avatarizer import hair as HR
+    from avatarizer.api import Avatarizer
+
+    labels = {k: v["beard_grey"] for k, v in beard_colour_labels().items() if is_heldout(k)}
+    grey = {True: [], False: []}
+    with Avatarizer() as av:
+        for key, label in labels.items():
+            a = av.from_image(SHARED / "data" / "faces" / key)
+            drawn = [f for f in ("beard", "moustache") if a is not None and a.attributes[f]["value"]]
+            if drawn:
+                rgb = a.params[[S.index(f"{drawn[0]}.{c}") for c in "rgb"]]
+                grey[bool(label)].append(HR.hair_colour_class_of(rgb) == "gray")
+    assert len(grey[True]) >= 30 and len(grey[False]) >= 30, {k: len(v) for k, v in grey.items()}
+    assert np.mean(grey[True]) >= 0.6 and np.mean(grey[False]) <= 0.12, {k: sum(v) for k, v in grey.items()}
+
+
 def test_the_age_prior_is_kept_without_predictions(tmp_path):
     """A refit without H's predictions (a fresh clone before its first H)
     keeps the grey-hair age prior of the file it replaces."""
@@ -1028,8 +1057,12 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
                 # the age regressor's input (fitted on UTKFace, which this folder has not: not fitted;
                 # no draws from rng, so that the other cues' random streams stay as they were)
                 "age": np.full(A.AGE_FEATURES, 0.1 * i)}
+        # the grey-beard detector's: a bearded photo's colour by eye, every third grey (no draws from rng)
+        grey = bool(lab["beard"]) and i % 3 == 0
+        cues["beard_colour"] = np.r_[3.0 * grey, np.sin(np.arange(1, A.BEARD_COLOUR_CUES) * (i + 1.0))]
         if lab["beard"]:
             lab["beard_style"] = "goatee" if goatee else "full"
+            lab["beard_colour"] = "grey" if grey else "dark"
         return lab, cues
 
     fields = D._fields()  # the sized cues at both crop sizes (the smaller's a little noisier)
@@ -1038,8 +1071,9 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
 
     def photo(i, beard=None):  # noqa: F811
         lab, c = _photo(i, beard)
-        return lab, {**c, **{f + small: c[f] + rng.normal(0, 0.3, len(c[f])) for f in D.SIZED if f != "age"},
-                     "age" + small: c["age"]}
+        return lab, {**c, **{f + small: c[f] + rng.normal(0, 0.3, len(c[f])) for f in D.SIZED
+                             if f not in ("age", "beard_colour")},
+                     "age" + small: c["age"], "beard_colour" + small: c["beard_colour"] + 0.1}
 
     names, cues, records = [f"{i:05d}.png" for i in range(n)], {f: [] for f in fields}, []
     colour_keys, colours = [], []
@@ -1201,7 +1235,7 @@ def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monke
     assert "fitted_on_bald" not in written  # (no labels by eye of the top of the head here)
     det = written["detectors"]
     assert set(det) | set(written.get("not_reliable", [])) == {"glasses", "beard", "moustache", "headwear",
-                                                               "hair_colour", "bald", "goatee"}
+                                                               "hair_colour", "bald", "goatee", "beard_grey"}
     assert {"glasses", "beard", "hair_colour", "bald", "headwear"} <= set(det)
     # the goatee: only the bearded photos labelled by eye with a style train it (no shared label has one)
     styled = sum(not D.is_heldout(k) for k in goatee_labels())

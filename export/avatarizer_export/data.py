@@ -288,6 +288,17 @@ def goatee_labels(folder: Path | None = None) -> dict[str, dict]:
             if rec.get("beard_style") in ("full", "goatee", "stubble")}
 
 
+def beard_colour_labels(folder: Path | None = None) -> dict[str, dict]:
+    """``{"FOLDER/NAME": {"beard_grey": 0 or 1}}`` of the photos whose facial
+    hair's colour is labelled by eye (``beard_style_by_eye.jsonl``'s
+    ``beard_colour``): grey (grey or white, salt and pepper too) 1, dark or
+    brown 0; no agreed colour is left out (the artist's grey-beard
+    detector: facial hair drawn as its grey strands or as the chin's darker
+    hair, ``avatarizer-export detectors``)."""
+    return {rec["file"]: {"beard_grey": int(rec["beard_colour"] == "grey")} for rec in _label_records(folder)
+            if rec.get("beard_colour") in ("dark", "brown", "grey")}
+
+
 def scalp_labels(folder: Path | None = None) -> dict[str, str]:
     """``{"FOLDER/NAME": label}`` of the labels by eye of the top of the head
     (``scalp_by_eye.jsonl``: ``bald``, ``receding``, ``hair``, ``covered``)."""

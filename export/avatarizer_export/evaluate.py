@@ -567,6 +567,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
                 gender = gender_reads_by_eye(names, paths, preds, shipped_attrs[method])
                 if gender:
                     out["gender_by_eye"] = gender
+                beard = beard_colour_reads(names, paths, preds, shipped_attrs[method])
+                if beard:
+                    out["beard_colour_by_eye"] = beard
             if method != "artist":
                 if lp is None:
                     from .lpips import LPIPS
@@ -874,6 +877,35 @@ def accessory_reads_by_eye(names, files, params: np.ndarray, attributes: list) -
                      "balanced_accuracy": round(float(M.balanced_accuracy(t.astype(int), shown.astype(int))), 4),
                      "ece": round(float(expected_calibration_error(prob, t.astype(float))), 4)}
     return out
+
+
+def beard_colour_reads(names, files, params: np.ndarray, attributes: list) -> dict:
+    """The drawn facial hair's colour (the beard's where one is drawn, else
+    the moustache's; read as its nearest palette colour,
+    ``hair.hair_colour_class_of``) against its colour labelled by eye
+    (``data.beard_colour_labels``: grey or white, or dark or brown) on the
+    held-out photos of ``names`` with facial hair drawn: ``n``, ``grey``
+    (drawn grey) and ``dark`` (drawn any other colour) right as "k/n", the
+    balanced accuracy; {} without such photos."""
+    from avatarizer import hair as HR
+
+    from .data import beard_colour_labels
+
+    t, p = [], []
+    for i, label in _heldout_labelled(names, files, params, beard_colour_labels()):
+        a = attributes[i]
+        drawn = [f for f in ("beard", "moustache") if a is not None and (a.get(f) or {}).get("value")]
+        if not drawn:
+            continue
+        rgb = params[i, [schema.index(f"{drawn[0]}.{c}") for c in "rgb"]]
+        t.append(bool(label["beard_grey"]))
+        p.append(HR.hair_colour_class_of(rgb) == "gray")
+    if not t:
+        return {}
+    t, p = np.array(t, bool), np.array(p, bool)
+    return {"n": int(len(t)), "grey": f"{int((t & p).sum())}/{int(t.sum())}",
+            "dark": f"{int((~t & ~p).sum())}/{int((~t).sum())}",
+            "balanced_accuracy": round(float(M.balanced_accuracy(t.astype(int), p.astype(int))), 4)}
 
 
 def gender_reads_by_eye(names, files, params: np.ndarray, attributes: list) -> dict:

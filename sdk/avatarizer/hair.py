@@ -50,7 +50,8 @@ from .gender import BY as GENDER_FUSION_BY
 from . import prior as P
 from . import schema as S
 from .artist import stats
-from .artist.photo import at_size, float_rgb, from_lab, mask01, norm, poly_mask, sample_beard_rgb, to_lab
+from .artist.accessories import sample_beard_rgb
+from .artist.photo import at_size, float_rgb, from_lab, mask01, norm, poly_mask, to_lab
 
 __all__ = [
     "HairBank", "HairBankError", "HairEntry", "HairRetriever", "RetrievalWeights", "merge",

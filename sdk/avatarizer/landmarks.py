@@ -233,9 +233,10 @@ PAIR = {
     "jaw": (172, 397), "chin_side": (149, 378), "temple": (162, 389), "cheek_outline": (234, 454),
 }
 #: the nose's bottom (where it meets the upper lip), the lower lip's lowest
-#: point on the centre line and the chin's
+#: point on the centre line, the upper lip's highest and the chin's
 NOSE_BOTTOM = 2
 LOWER_LIP_BOTTOM = 17
+UPPER_LIP_TOP = 0
 CHIN_BOTTOM = 152
 LIP_UO = (61, 40, 37, 0, 267, 270, 291)
 LIP_LO = (61, 181, 17, 405, 291)

@@ -18,9 +18,12 @@ from ..landmarks import (
     LOWER_OUTLINE,
     MOUTH_CORNERS,
     NOSE_BOTTOM,
+    UPPER_LIP_TOP,
     side_index,
 )
 from .photo import (
+    float_rgb,
+    from_lab,
     landmark_index,
     grid,
     clamp,
@@ -32,7 +35,6 @@ from .photo import (
     pixel_centres,
     norm,
     sample_at,
-    sample_beard_rgb,
     set_rgb,
     to_lab,
 )
@@ -534,12 +536,162 @@ def beard_opacity(prob: float, threshold: float) -> float:
 NO_FACIAL_HAIR_AGE = 10.0
 
 
+# ------------------------------------------------------------ facial hair's colour
+#: a chin pixel below this CIELAB chroma (or 0.55 of the skin's, if more)
+#: is grey hair (or a shadow), and a
+#: beard whose grey pixels' median L* is above :data:`BEARD_GREY_L` is grey
+#: or white (:func:`sample_beard_rgb`'s rule where no grey-beard detector is
+#: fitted; dark beards are below it)
+BEARD_GREY_C = 10.0
+BEARD_GREY_L = 50.0
+#: ... and at least this CIELAB distance from the skin
+BEARD_UNLIKE_SKIN = 12.0
+#: the cues :func:`beard_colour_cues` measures per region (the chin's box, the upper lip's)
+BEARD_REGION_CUES = 8
+#: the length of :func:`beard_colour_cues`' vector: two regions' and the skin's L* and chroma
+BEARD_COLOUR_CUES = 2 * BEARD_REGION_CUES + 2
+#: the fewest pixels a region is measured on
+_BEARD_MIN_PX = 20
+
+
+def _beard_boxes(lm: np.ndarray, gx, gy) -> tuple[np.ndarray, np.ndarray]:
+    """(the chin's box, the upper lip's box) in the landmarks' canonical
+    frame: from the lower lip to below the chin (full beards hang below the
+    chin landmark), and between the nose's base and the upper lip, inside
+    the mouth's corners (a moustache)."""
+    lip, chin = lm[LOWER_LIP_BOTTOM], lm[CHIN_BOTTOM]
+    drop = abs(chin[1] - lip[1])
+    chin_box = ((np.abs(gx - 0.5 * (lip[0] + chin[0])) < 0.6 * drop + 0.04)
+                & (gy > lip[1] + 0.02) & (gy < chin[1] + 0.4 * drop))
+    nose, top = lm[NOSE_BOTTOM], lm[UPPER_LIP_TOP]
+    left, right = sorted((float(lm[MOUTH_CORNERS[0], 0]), float(lm[MOUTH_CORNERS[1], 0])))
+    h = top[1] - nose[1]  # (<= 0 on a face too turned to read: an empty box)
+    lip_box = (gx > left + 0.02) & (gx < right - 0.02) & (gy > nose[1] + 0.25 * h) & (gy < top[1] - 0.05 * h)
+    return chin_box, lip_box
+
+
+def _region_cues(lab: np.ndarray, skin: np.ndarray, skin_c: float) -> list[float]:
+    """:data:`BEARD_REGION_CUES` numbers of one region's CIELAB pixels against
+    the skin's: the share unlike the skin; the lower quartile, median and
+    upper quartile of their L* less the skin's; their median chroma, as a
+    share of the skin's and as it is; the share of pale low-chroma pixels
+    (grey and white strands) and of pixels far darker than the skin (dark
+    hair, shadow). NaN with fewer than 20 pixels."""
+    if len(lab) < _BEARD_MIN_PX:
+        return [float("nan")] * BEARD_REGION_CUES
+    c = np.hypot(lab[:, 1], lab[:, 2])
+    unlike = norm(lab - skin) > BEARD_UNLIKE_SKIN
+    if np.count_nonzero(unlike) < 5:  # (bare skin: the region as it is)
+        unlike = np.ones(len(lab), bool)
+    q1, q2, q3 = (float(v) - float(skin[0]) for v in percentile(lab[unlike, 0], [25, 50, 75]))
+    cu = float(median(c[unlike]))
+    return [float(np.mean(norm(lab - skin) > BEARD_UNLIKE_SKIN)), q1, q2, q3, cu / max(skin_c, 1.0),
+            float(np.mean((c < 0.55 * skin_c) & (lab[:, 0] > skin[0] - 25.0))),
+            float(np.mean(lab[:, 0] < skin[0] - 30.0)), cu]
+
+
+def _beard_pixels(crop, landmarks, skin_rgb, valid=None, grid=None):
+    """(the chin box's RGB pixels, the upper lip box's, their CIELAB, the
+    skin's CIELAB) of an aligned crop (:func:`sample_beard_rgb`)."""
+    rgb = float_rgb(crop)
+    size = rgb.shape[0]
+    lm = np.asarray(landmarks, np.float64)
+    if grid is None:
+        g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+        gx, gy = g[None, :], g[:, None]
+    else:
+        gx, gy = grid
+    boxes = _beard_boxes(lm, gx, gy)
+    if valid is not None:
+        boxes = tuple(b & np.asarray(valid, bool) for b in boxes)
+    chin, lip = (masked(rgb, b) for b in boxes)
+    return chin, lip, to_lab(chin), to_lab(lip), to_lab(np.asarray(skin_rgb, np.float64))
+
+
+def _colour_cues(chin_lab, lip_lab, skin) -> np.ndarray:
+    skin_c = float(np.hypot(skin[1], skin[2]))
+    return np.array(_region_cues(chin_lab, skin, skin_c) + _region_cues(lip_lab, skin, skin_c)
+                    + [float(skin[0]), skin_c], np.float64)
+
+
+def beard_colour_cues(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.ndarray:
+    """The grey-beard detector's cues (``artist_detectors.json``'s
+    ``beard_grey``, fitted on the beard colours labelled by eye by
+    ``avatarizer-export detectors``): :func:`_region_cues` of the chin's box
+    and of the upper lip's (:func:`_beard_boxes`), the skin's L* and
+    chroma; a region with too few pixels NaN. Arguments as
+    :func:`sample_beard_rgb`'s."""
+    _, _, chin, lip, skin = _beard_pixels(crop, landmarks, skin_rgb, valid, grid)
+    return _colour_cues(chin, lip, skin)
+
+
+def beard_grey_evidence(cues: np.ndarray) -> tuple[float, float] | None:
+    """(probability that the facial hair is grey or white, drawing
+    threshold) of the fitted grey-beard detector over
+    :func:`beard_colour_cues`, or None without one or where a region is not
+    measured."""
+    return _reading(detectors().get("beard_grey"), np.asarray(cues, np.float64), finite=True)
+
+
+def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.ndarray | None:
+    """The colour of the facial hair, from the photo; float RGB in [0, 1],
+    or None with fewer than 20 pixels in the chin's box (:func:`_beard_boxes`).
+    Grey or white where the grey-beard detector says so
+    (:func:`beard_grey_evidence`; without it, where at least a quarter of
+    the chin's pixels are grey and unlike the skin and their median L* is
+    above :data:`BEARD_GREY_L`): drawn as the lit strands look (the upper
+    quartile of the grey pixels' L*, of the chin and the upper lip), not as
+    their median with the shadows between, with half their tint (the
+    light's: beside the skin it reads mauve). Else the median of the half of
+    the chin's pixels that differ most from the skin (CIELAB). Drawn where a
+    beard or moustache is drawn (``merge``'s ``beard_rgb``; the artist's
+    beards too), so a white beard under a dark hat is not drawn in the hat's
+    colour. ``grid``: the canonical (x (1, S), y (S, 1)) of the crop's
+    pixels when the crop is not the canonical square (the artist's padded
+    photo)."""
+    return _facial_hair_colour(crop, landmarks, skin_rgb, valid, grid)[0]
+
+
+def _facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None) -> tuple[np.ndarray | None, bool]:
+    """(:func:`sample_beard_rgb`'s colour, whether it is grey facial hair's)."""
+    px, _, lab, lip, skin = _beard_pixels(crop, landmarks, skin_rgb, valid, grid)
+    if len(px) < _BEARD_MIN_PX:
+        return None, False
+    d = norm(lab - skin)
+
+    def grey_of(lab_):  # grey: well below the skin's chroma (a warm light tints white hair too), and unlike
+        # the skin (in a black-and-white or washed-out photo the skin is grey too)
+        return (np.hypot(lab_[:, 1], lab_[:, 2]) < max(BEARD_GREY_C, 0.55 * float(np.hypot(skin[1], skin[2])))) \
+            & (norm(lab_ - skin) > BEARD_UNLIKE_SKIN)
+
+    grey = grey_of(lab)
+    evidence = beard_grey_evidence(_colour_cues(lab, lip, skin))
+    if evidence is None:  # the hand-set rule
+        is_grey = np.count_nonzero(grey) >= max(20, 0.25 * len(px)) and median(lab[grey, 0]) > BEARD_GREY_L
+        strands = lab[grey]
+    else:
+        is_grey = evidence[0] >= evidence[1]
+        strands = np.concatenate([lab[grey], lip[grey_of(lip)]]) if len(lip) else lab[grey]
+        if len(strands) < 10:  # (a few grey pixels: the facial hair is the chin's and lip's pixels unlike the skin)
+            both = np.concatenate([lab, lip]) if len(lip) else lab
+            strands = both[norm(both - skin) > BEARD_UNLIKE_SKIN]
+            is_grey = is_grey and len(strands) >= 10
+    if is_grey:
+        grey_lab = np.array([percentile(strands[:, 0], 75), 0.5 * median(strands[:, 1]), 0.5 * median(strands[:, 2])])
+        return from_lab(grey_lab).astype(np.float32), True
+    return median(px[d >= median(d)], 0).astype(np.float32), False
+
+
 def facial_hair(st, p, lm, g, photo: Photo, col):
     """Beard and moustache: chin/jaw and upper-lip regions that are darker,
     more textured and less skin-coloured than the upper cheeks."""
     ev = facial_hair_evidence(st, lm, g, photo)
     if ev is None:
         return
+    lm2 = np.asarray(lm, np.float64)[:, :2]
+    # the grey-beard detector's cues, measured when asked (the toolchain's detector fit)
+    g["beard_colour_cues"] = lambda skin=col["skin"]: beard_colour_cues(photo.rgb, lm2, skin, photo.valid,
+                                                                         grid=(photo.gx, photo.gy))
     beard, must = rule_scores(beard_vector(g["beard_features"]))
     # a fitted detector, where there is one for these cues (light and grey
     # beards too), decides in place of the hand-set rule: its score is the
@@ -561,8 +713,8 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
     beard_rgb = None
     if beard > 0.0:
         # the chin's hair as it is (white and grey beards too), else the darker chin mixed with the hair
-        beard_rgb = g["beard_rgb"] = sample_beard_rgb(photo.rgb, np.asarray(lm, np.float64)[:, :2], col["skin"],
-                                                      photo.valid, grid=(photo.gx, photo.gy))
+        beard_rgb = g["beard_rgb"] = sample_beard_rgb(photo.rgb, lm2, col["skin"], photo.valid,
+                                                      grid=(photo.gx, photo.gy))
         face = g["face"]
         g["goatee"] = goatee_evidence(g["beard_features"])
         if is_goatee(g["goatee"]):  # the chin's hair, the jaw's sides bare
@@ -579,6 +731,9 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
         P.put(p, "moustache", ms)
         p[S.index("moustache.w0")] = 0.01
         p[S.index("moustache.w1")] = clamp(0.03 + 0.003 * max(must, beard), 0.025, 0.05)
+        if beard_rgb is None:  # a moustache alone: grey where the grey-beard detector says so, else the lip's dark
+            grey, is_grey = _facial_hair_colour(photo.rgb, lm2, col["skin"], photo.valid, grid=(photo.gx, photo.gy))
+            beard_rgb = grey if is_grey else None
         set_rgb(p, "moustache", gain(st, beard_rgb * 1.05 if beard_rgb is not None
                                      else 0.75 * g.get("must_dark_rgb", hair) + 0.25 * hair) * 0.85)
 

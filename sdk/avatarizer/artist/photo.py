@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import prior as P
 from .. import schema as S
-from ..landmarks import CHIN_BOTTOM, LOWER_LIP_BOTTOM, side_index
+from ..landmarks import side_index
 from .stats import mean, median, percentile
 
 
@@ -489,60 +489,3 @@ def gain(st, c):
         return clip(c, 0, 1)
     m = mean(c)
     return clip(m + (c - m) * k, 0, 1)
-
-
-#: a chin pixel below this CIELAB chroma (or 0.55 of the skin's, if more)
-#: is grey hair (or a shadow), and a
-#: beard whose grey pixels' median L* is above :data:`BEARD_GREY_L` is grey
-#: or white (:func:`sample_beard_rgb`; dark beards are below it)
-BEARD_GREY_C = 10.0
-BEARD_GREY_L = 50.0
-#: ... and at least this CIELAB distance from the skin
-BEARD_UNLIKE_SKIN = 12.0
-
-
-def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.ndarray | None:
-    """The colour of the facial hair on the chin, from the photo: in the box
-    from the lower lip to below the chin (the landmarks' canonical frame;
-    full beards hang below the chin landmark),
-    the median of the half of the pixels that differ most from the skin
-    (CIELAB) -- dark, grey and white beards alike (a grey or white one as
-    its lit strands: the upper quartile of its grey pixels' L*); float RGB
-    in [0, 1], or
-    None with fewer than 20 pixels there. Drawn where a beard or moustache
-    is drawn (``merge``'s ``beard_rgb``; the artist's beards too), so a
-    white beard under a dark hat is not drawn in the hat's colour.
-    ``grid``: the canonical (x (1, S), y (S, 1)) of the crop's pixels when
-    the crop is not the canonical square (the artist's padded photo)."""
-    rgb = float_rgb(crop)
-    size = rgb.shape[0]
-    lm = np.asarray(landmarks, np.float64)
-    lip, chin = lm[LOWER_LIP_BOTTOM], lm[CHIN_BOTTOM]
-    if grid is None:
-        g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
-        gx, gy = g[None, :], g[:, None]
-    else:
-        gx, gy = grid
-    drop = abs(chin[1] - lip[1])
-    box = ((np.abs(gx - 0.5 * (lip[0] + chin[0])) < 0.6 * drop + 0.04)
-           & (gy > lip[1] + 0.02) & (gy < chin[1] + 0.4 * drop))
-    if valid is not None:
-        box &= np.asarray(valid, bool)
-    px = masked(rgb, box)
-    if len(px) < 20:
-        return None
-    lab, skin = to_lab(px), to_lab(np.asarray(skin_rgb, np.float64))
-    d = norm(lab - skin)
-    # grey: well below the skin's chroma (a warm light tints white hair
-    # too), and unlike the skin (in a black-and-white or washed-out photo
-    # the skin is grey too)
-    grey = (np.hypot(lab[:, 1], lab[:, 2]) < max(BEARD_GREY_C, 0.55 * float(np.hypot(skin[1], skin[2])))) \
-        & (d > BEARD_UNLIKE_SKIN)
-    if np.count_nonzero(grey) >= max(20, 0.25 * len(px)) and median(lab[grey, 0]) > BEARD_GREY_L:
-        # a grey or white beard: drawn as its lit strands look (the 75th
-        # percentile of their L*), not as their median with the shadows
-        # between, and half their tint (the light's, beside the skin it reads mauve)
-        g = lab[grey]
-        grey_lab = np.array([percentile(g[:, 0], 75), 0.5 * median(g[:, 1]), 0.5 * median(g[:, 2])])
-        return from_lab(grey_lab).astype(np.float32)
-    return median(px[d >= median(d)], 0).astype(np.float32)
