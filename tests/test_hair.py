@@ -759,7 +759,7 @@ def test_no_hair_rises_above_a_drawn_hat():
 
 def test_a_white_beard_with_shadows_between_its_strands_is_drawn_white():
     """A white beard is strands of every grey from lit white to shadow: its
-    colour is the lit strands' (upper quartile of the grey pixels' L*), not
+    colour is the lit strands' (upper decile of the grey pixels' L*), not
     the half least like the skin (the shadows: a mid grey, L* 55 here)."""
     from avatarizer.artist.photo import to_lab
 

@@ -546,6 +546,12 @@ BEARD_GREY_C = 10.0
 BEARD_GREY_L = 50.0
 #: ... and at least this CIELAB distance from the skin
 BEARD_UNLIKE_SKIN = 12.0
+#: grey or white facial hair is drawn at this percentile of its grey
+#: pixels' L*: its lit strands, not the shadows between them, which have
+#: little chroma too (session 40: at the upper quartile, 103 of the 126
+#: grey beards labelled by eye and called grey drew as the palette's grey,
+#: at the upper decile 113, for as many of the 22 dark ones called grey: 9)
+BEARD_LIT_PERCENTILE = 90
 #: the cues :func:`beard_colour_cues` measures per region (the chin's box, the upper lip's)
 BEARD_REGION_CUES = 8
 #: the length of :func:`beard_colour_cues`' vector: two regions' and the skin's L* and chroma
@@ -640,7 +646,7 @@ def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.nda
     (:func:`beard_grey_evidence`; without it, where at least a quarter of
     the chin's pixels are grey and unlike the skin and their median L* is
     above :data:`BEARD_GREY_L`): drawn as the lit strands look (the upper
-    quartile of the grey pixels' L*, of the chin and the upper lip), not as
+    decile of the grey pixels' L*, of the chin and the upper lip), not as
     their median with the shadows between, with half their tint (the
     light's: beside the skin it reads mauve). Else the median of the half of
     the chin's pixels that differ most from the skin (CIELAB). Drawn where a
@@ -677,7 +683,8 @@ def _facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None) -> tup
             strands = both[norm(both - skin) > BEARD_UNLIKE_SKIN]
             is_grey = is_grey and len(strands) >= 10
     if is_grey:
-        grey_lab = np.array([percentile(strands[:, 0], 75), 0.5 * median(strands[:, 1]), 0.5 * median(strands[:, 2])])
+        grey_lab = np.array([percentile(strands[:, 0], BEARD_LIT_PERCENTILE), 0.5 * median(strands[:, 1]),
+                             0.5 * median(strands[:, 2])])
         return from_lab(grey_lab).astype(np.float32), True
     return median(px[d >= median(d)], 0).astype(np.float32), False
 
