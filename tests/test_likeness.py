@@ -1197,7 +1197,7 @@ def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monke
     from avatarizer.artist import accessories as A
     from avatarizer_export import attributes
     from avatarizer_export import detectors as D
-    from avatarizer_export.data import goatee_labels
+    from avatarizer_export.data import beard_colour_labels, goatee_labels
 
     monkeypatch.setattr(D, "MLP_MEMBERS", 2)  # the networks smaller and shorter trained: the plumbing is tested
     monkeypatch.setattr(D, "MLP_EPOCHS", 50)
@@ -1244,6 +1244,12 @@ def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monke
     assert len(det["goatee"]["mean"]) == 120 and det["goatee"]["thresholds"]["yes"] < 1.0 and "W" in det["goatee"]
     assert written["precision_targets"]["goatee"] == D.GOATEE_PRECISION
     assert written["heldout_eye_labels"]["goatee"]["photos"] == sum(D.is_heldout(k) for k in goatee_labels())
+    # the grey beard: the facial hair's colours labelled by eye alone train it
+    coloured = sum(not D.is_heldout(k) for k in beard_colour_labels())
+    assert coloured >= 5 and written["fitted_on_beard_grey"] == (f"{coloured} training photos labelled by eye "
+                                                                  "for the facial hair's colour")
+    assert len(det["beard_grey"]["mean"]) == A.BEARD_COLOUR_CUES and det["beard_grey"]["thresholds"]["yes"] < 1.0
+    assert written["precision_targets"]["beard_grey"] == D.BEARD_GREY_PRECISION
     assert written["fitted_on_headwear"].endswith("labelled by eye for a covered head "
                                                   "(hat kinds, accessories, the top of the head, hair length)")
     # the hat detector's projection travels in the file: the SDK reads it as the toolchain predicts with it
@@ -1348,6 +1354,27 @@ def test_the_beards_thresholds_are_not_chosen_on_utkface_men(monkeypatch):
         want = [True, False, True, False, False] if task in ("beard", "moustache") else [True] * 5
         assert D.chooses_thresholds(task, keys).tolist() == want, task
     assert D.chooses_thresholds("beard", []).shape == (0,)
+
+
+def test_a_detector_without_labelled_training_photos_is_left_out(tmp_path, monkeypatch, capsys):
+    """A task with no labelled training photo (here no facial hair's colour
+    by eye) is not fitted: it is named ``not_reliable`` and the SDK keeps
+    its hand-set rule, instead of the fit raising on nothing to fit."""
+    from avatarizer.artist import accessories as A
+    from avatarizer_export import data
+    from avatarizer_export import detectors as D
+
+    shared, cache, _, _ = _synthetic_detector_inputs(tmp_path, monkeypatch)
+    monkeypatch.setattr(data, "beard_colour_labels", lambda folder=None: {})
+    monkeypatch.setattr(D, "features", lambda *a, **kw: pytest.fail("measured cues the cache holds"))
+    out = tmp_path / "artist_detectors.json"
+    out.write_text(_sdk_detectors_text())
+    capsys.readouterr()
+    doc = D.fit(shared, cache, out=out, quiet=True, only=["beard_grey"])
+    assert "beard_grey" not in doc["detectors"] and "beard_grey" in doc["not_reliable"]
+    assert "beard_grey: no labelled training photo" in capsys.readouterr().err
+    written = json.loads(out.read_text())
+    assert written == json.loads(json.dumps(doc)) and set(written["detectors"]) == set(A.detectors()) - {"beard_grey"}
 
 
 def test_splice_takes_every_entry_of_the_refitted_detectors():

@@ -646,8 +646,10 @@ def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.nda
     (:func:`beard_grey_evidence`; without it, where at least a quarter of
     the chin's pixels are grey and unlike the skin and their median L* is
     above :data:`BEARD_GREY_L`): drawn as the lit strands look (the upper
-    decile of the grey pixels' L*, of the chin and the upper lip), not as
-    their median with the shadows between, with half their tint (the
+    decile of the grey pixels' L*, of the chin and, with the detector, the
+    upper lip; under 10 such pixels, of their pixels unlike the skin: grey
+    strands a warm light tints), not as their median with the shadows
+    between, with half their tint (the
     light's: beside the skin it reads mauve). Else the median of the half of
     the chin's pixels that differ most from the skin (CIELAB). Drawn where a
     beard or moustache is drawn (``merge``'s ``beard_rgb``; the artist's
@@ -659,7 +661,8 @@ def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.nda
 
 
 def _facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None) -> tuple[np.ndarray | None, bool]:
-    """(:func:`sample_beard_rgb`'s colour, whether it is grey facial hair's)."""
+    """(:func:`sample_beard_rgb`'s colour, whether the grey-beard detector
+    called it grey: False where the hand-set rule decided)."""
     px, _, lab, lip, skin = _beard_pixels(crop, landmarks, skin_rgb, valid, grid)
     if len(px) < _BEARD_MIN_PX:
         return None, False
@@ -678,14 +681,14 @@ def _facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None) -> tup
     else:
         is_grey = evidence[0] >= evidence[1]
         strands = np.concatenate([lab[grey], lip[grey_of(lip)]]) if len(lip) else lab[grey]
-        if len(strands) < 10:  # (a few grey pixels: the facial hair is the chin's and lip's pixels unlike the skin)
+        if len(strands) < 10:  # (strands tinted by a warm light: the lit part of the pixels unlike the skin)
             both = np.concatenate([lab, lip]) if len(lip) else lab
             strands = both[norm(both - skin) > BEARD_UNLIKE_SKIN]
             is_grey = is_grey and len(strands) >= 10
     if is_grey:
         grey_lab = np.array([percentile(strands[:, 0], BEARD_LIT_PERCENTILE), 0.5 * median(strands[:, 1]),
                              0.5 * median(strands[:, 2])])
-        return from_lab(grey_lab).astype(np.float32), True
+        return from_lab(grey_lab).astype(np.float32), evidence is not None
     return median(px[d >= median(d)], 0).astype(np.float32), False
 
 
@@ -738,9 +741,10 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
         P.put(p, "moustache", ms)
         p[S.index("moustache.w0")] = 0.01
         p[S.index("moustache.w1")] = clamp(0.03 + 0.003 * max(must, beard), 0.025, 0.05)
-        if beard_rgb is None:  # a moustache alone: grey where the grey-beard detector says so, else the lip's dark
-            grey, is_grey = _facial_hair_colour(photo.rgb, lm2, col["skin"], photo.valid, grid=(photo.gx, photo.gy))
-            beard_rgb = grey if is_grey else None
+        if beard_rgb is None:  # a moustache alone: grey where the grey-beard detector says so (not the
+            # hand-set rule, which reads the chin's box alone), else the upper lip's darker pixels
+            grey, by_detector = _facial_hair_colour(photo.rgb, lm2, col["skin"], photo.valid, grid=(photo.gx, photo.gy))
+            beard_rgb = grey if by_detector else None
         set_rgb(p, "moustache", gain(st, beard_rgb * 1.05 if beard_rgb is not None
                                      else 0.75 * g.get("must_dark_rgb", hair) + 0.25 * hair) * 0.85)
 
