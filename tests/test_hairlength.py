@@ -41,6 +41,48 @@ def test_length_gates_from_the_description():
     assert HR.length_gates({"hair_long": {"gate_long": 1.0, "gate_short": 0.0}}) is None  # the ends gate nothing
 
 
+def test_length_gates_by_gender_from_the_description():
+    """Both genders' pairs, each as valid as :func:`length_gates` asks, or none."""
+    pair = {"gate_long": 0.5, "gate_short": 0.14}
+    assert HR.length_gates_by_gender(None) is None and HR.length_gates_by_gender({"hair_long": {}}) is None
+    ok = {"hair_long": {"gate_long": 0.6, "gate_short": 0.44,
+                        "gates_by_gender": {"female": pair, "male": {"gate_long": None, "gate_short": 0.5}}}}
+    assert HR.length_gates_by_gender(ok) == {"female": (0.5, 0.14), "male": (None, 0.5)}
+    for bad in ({"female": pair}, {"female": pair, "male": {"gate_long": 0.3, "gate_short": 0.6}},
+                {"female": pair, "male": None}, [pair, pair], {"female": pair, "male": {"gate_long": None}}):
+        assert HR.length_gates_by_gender({"hair_long": {**ok["hair_long"], "gates_by_gender": bad}}) is None, bad
+    assert HR.reported_gender({"decided": {"male": True}}) == "male"
+    assert HR.reported_gender({"decided": {"male": False}}) == "female" and HR.reported_female({"decided": {"male": 0}})
+    assert HR.reported_gender({"decided": {}}) is None and HR.reported_gender(np.zeros(3)) is None
+
+
+def test_a_reported_gender_is_gated_at_its_own_pair():
+    """With gates by gender a face reported female is gated long from her
+    gender's gate_long and short only under her gate_short (long hair is
+    three in four women's), a man's never long where his pair has no long
+    gate; a face of no decided gender, or a retriever without them, keeps
+    the pair for all."""
+    bank = HR.HairBank.load()
+    long_ = bank.drawn_long()
+    by = {"female": (0.5, 0.14), "male": (None, 0.5)}
+    gated = HR.HairRetriever(bank, length_gate=(0.6, 0.44), length_gate_by_gender=by)
+    plain = HR.HairRetriever(bank, length_gate=(0.6, 0.44))
+    q = {"length": 0.3, "volume": 0.3, "curl": 0.0, "fringe": 0.2, "bald": 0.05, "headwear": 0.05}
+    woman, man = ({**q, "decided": {"male": m}} for m in (False, True))
+    # a woman at 0.3: not gated short (the pair for all gates her short), at 0.1 she is; at 0.55 long
+    assert gated.candidates({**woman, "hair_long": 0.3}) is None
+    assert not long_[plain.candidates({**woman, "hair_long": 0.3})].any()
+    assert not long_[gated.candidates({**woman, "hair_long": 0.1})].any()
+    assert long_[gated.candidates({**woman, "hair_long": 0.55})].all() and plain.candidates({**woman, "hair_long": 0.55}) is None
+    # a man at 0.95: no long gate for him (the pair for all drew him long); at 0.48 gated short
+    assert gated.candidates({**man, "hair_long": 0.95}) is None and long_[plain.candidates({**man, "hair_long": 0.95})].all()
+    assert not long_[gated.candidates({**man, "hair_long": 0.48})].any()
+    # no decided gender: the pair for all
+    for h in (0.05, 0.3, 0.5, 0.95):
+        a, b = gated.candidates({**q, "hair_long": h}), plain.candidates({**q, "hair_long": h})
+        assert (a is None and b is None) or (a == b).all(), h
+
+
 def test_the_length_gate_follows_the_face_the_style_is_drawn_on():
     """The bank's long and short styles were those of the default face; on
     a face of another size or place the head frame places the hair lower or
@@ -149,12 +191,16 @@ def test_shipped_attribute_model_has_the_hair_long_output():
     desc = entry.description  # what the file itself says
     gates = HR.length_gates(desc)
     assert gates is not None and gates[1] < 0.5 < gates[0]
+    by = HR.length_gates_by_gender(desc)  # each gender's own pair (session 40)
+    assert by is not None and by["female"][1] < gates[1] and (by["male"][0] is None or by["male"][0] > gates[0])
+    assert "gender fusion" in desc["hair_long"]["gender_read"]
     assert desc["hair_long"]["heldout"]["auc"] > 0.9 and desc["hair_long"]["heldout"]["ece"] < 0.05
     from avatarizer import Avatarizer
     from avatarizer.imageio import load_image
 
     with Avatarizer(max_faces=1) as av:
         assert av._pipeline.by_name["hair"].retriever._length_gate is not None
+        assert av._pipeline.by_name["hair"].retriever._length_gate_by_gender == by
         a = av.from_frame(load_image(ROOT / "sdk" / "avatarizer" / "data" / "astronaut.jpg"))
     assert a.attributes["hair_length"]["value"] in ("long", "short")
 
@@ -228,6 +274,11 @@ def test_export_adds_the_head_and_leaves_every_other_output(tmp_path, monkeypatc
                                          report_stem="hair_length")
     assert ((p >= 0.5) == long_[60:]).mean() >= 0.9 and rep["heldout"]["auc"] > 0.9
     assert HR.length_gates(desc) == (again["gate_long"], again["gate_short"])
+    # each gender's pair, chosen on the photos H reads as that gender (this H has no gender fusion)
+    assert set(again["gates_by_gender"]) == {"female", "male"} and again["gender_read"].startswith("H's P(male)")
+    assert desc["hair_long"]["gates_by_gender"] == again["gates_by_gender"]
+    by = again["by_gender"]["heldout"]
+    assert by["female"]["photos"] + by["male"]["photos"] == 20
 
 
 def test_gate_thresholds_reach_the_precision():

@@ -1316,9 +1316,9 @@ def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, 
 
 
 #: what a new H file asks for next (logged wherever one is written)
-FUSION_HINT = ("the H file's checksum changed; run `avatarizer-export detectors --fusion` and `avatarizer-export "
-               "hat-net --fusion` next (the hybrid's glasses and hat fusions are used only with the H file they were "
-               "fitted on; `make models` runs both after this step)")
+FUSION_HINT = ("the H file's checksum changed; run `avatarizer-export detectors --fusion`, `avatarizer-export "
+               "hat-net --fusion` and `avatarizer-export gender` next (the hybrid's glasses, hat and gender fusions "
+               "are used only with the H file they were fitted on; `make models` runs all three after this step)")
 
 REFIT_FLAGS = ("beard", "moustache")
 #: the heads :func:`refit` can refit: the binary flags and the glasses and hair colour softmaxes

@@ -23,7 +23,12 @@ every other output left byte for byte (checked). The retrieval's length gate
 file's description: ``gate_long``, the lowest probability at which the
 out-of-fold predictions of the training photos called long are right in
 :data:`GATE_PRECISION` of cases, and ``gate_short``, the highest at which
-those called short are. The report (``runs/attributes/hair_length_<version>.json``)
+those called short are; and ``gates_by_gender``, the same pair chosen on
+the training photos the SDK reports female and those it reports male
+(:func:`reported_male`), which a face of a reported gender is gated at
+(long hair is three in four labelled women's and one in twenty men's: the
+pair for all gated 18 of the 68 held-out women it called short with long
+hair, session 40). The report (``runs/attributes/hair_length_<version>.json``)
 has the held-out AUC, accuracy at 0.5, expected calibration error and the
 share of held-out photos each gate takes and gets right; the file's
 description keeps them. The file's checksum changes, so run
@@ -72,6 +77,38 @@ def gate_thresholds(p: np.ndarray, y: np.ndarray, precision: float = GATE_PRECIS
     lo = next((float(t) for t in np.round(np.arange(0.5, 0.0, -0.01), 2)
                if (s := p <= t).sum() >= min_rows and (~y[s]).mean() >= precision), None)
     return hi, lo
+
+
+def reported_male(aligned, index: np.ndarray, path: Path, desc: dict) -> tuple[np.ndarray, str]:
+    """(whether the SDK reports each cache row of ``index`` male, how that
+    was read): the P(male) of the H file at ``path`` (description
+    ``desc``), as the hair stage reads it, fused with the face's frontal
+    landmarks by the SDK's gender fusion where it was fitted with that file
+    (``data/gender_fusion.json``; a face whose landmarks cannot be read:
+    H's), else H's P(male) at its own threshold (a rebuilt H before its
+    fusion is refitted). A drawn beard's ten times the odds of male
+    (``hair.read_with_facial_hair``) is not applied: women wearing beards
+    are few."""
+    from avatarizer import hair as HR
+    from avatarizer.gender import GenderFusion
+    from avatarizer.runtime import Session, sha256_file
+
+    from .onnx_util import model_flag
+
+    session = Session(path, name=str(desc.get("name", "attributes")), description=desc, device="cpu",
+                      providers=["CPUExecutionProvider"])
+    p = model_flag(session, aligned.crops, index, "male")
+    threshold = float(HR.model_thresholds(desc)[0].get("male", HR.DEFAULT_THRESHOLD))
+    fusion = GenderFusion.load(sha256_file(path))
+    if fusion is None:
+        return p >= threshold, "H's P(male) at its threshold (no gender fusion fitted with this H)"
+    male = p >= threshold
+    for j, i in enumerate(index):
+        try:
+            male[j] = fusion.probability(aligned.landmarks3d[i], float(p[j])) >= fusion.threshold
+        except ValueError:  # (landmarks that cannot be read: H's reading stands)
+            pass
+    return male, "the gender fusion (H's P(male) and the frontal landmarks, data/gender_fusion.json)"
 
 
 def fit_head_cv(X: np.ndarray, Xm: np.ndarray, y: np.ndarray, seed: int = 0, log=print):
@@ -124,19 +161,29 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     held = np.array([is_heldout(k) for k in keys])
     W, b, k, lam, p_oof = fit_head_cv(X[~held], Xm[~held], y[~held], log=log)
     gate_long, gate_short = gate_thresholds(p_oof, y[~held])
+    # each reported gender's own pair, at the same precision on its own training photos
+    male, gender_read = reported_male(al, np.array([idx[key] for key in keys]), path, desc)
+    by_gender = {g: gate_thresholds(p_oof[sel[~held]], y[~held][sel[~held]])
+                 for g, sel in (("female", ~male), ("male", male))}
     p_held = 1.0 / (1.0 + np.exp(-(X[held] @ W + b)))
     yh = y[held]
     append_head(model, feat, OUTPUT, W, b, sigmoid=True)  # a Gemm and a Sigmoid on the standardised features
     # every other output unchanged, and the new output gives what the fit predicts
     check_added_head(path, model, others, opts, to_input128(crops[held]).numpy(), OUTPUT, p_held, "hair length")
 
-    def gate_row(p, yy):
-        hi = p >= gate_long if gate_long is not None else np.zeros(len(p), bool)
-        lo = p <= gate_short if gate_short is not None else np.zeros(len(p), bool)
+    def gate_row(p, yy, gates=(gate_long, gate_short)):
+        hi = p >= gates[0] if gates[0] is not None else np.zeros(len(p), bool)
+        lo = p <= gates[1] if gates[1] is not None else np.zeros(len(p), bool)
         return {"long_gate_share": round(float(hi.mean()), 4),
                 "long_gate_right": round(float(yy[hi].mean()), 4) if hi.any() else None,
                 "short_gate_share": round(float(lo.mean()), 4),
                 "short_gate_right": round(float((~yy[lo]).mean()), 4) if lo.any() else None}
+
+    def gender_rows(p, yy, mm):  # each gender's photos at its own pair and at the pair for all
+        return {g: {"photos": int(sel.sum()), "long": int(yy[sel].sum()),
+                    **({"own_gates": gate_row(p[sel], yy[sel], by_gender[g]),
+                        "gates_for_all": gate_row(p[sel], yy[sel])} if sel.any() else {})}
+                for g, sel in (("female", ~mm), ("male", mm))}
 
     report = {
         "labels": len(labels), "train_photos": int((~held).sum()), "held_out_photos": int(held.sum()),
@@ -147,11 +194,16 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
                     "ece": round(expected_calibration_error(p_held, yh.astype(float)), 4),
                     **gate_row(p_held, yh)},
         "gate_long": gate_long, "gate_short": gate_short, "gate_precision": GATE_PRECISION,
+        "gates_by_gender": {g: {"gate_long": hi, "gate_short": lo} for g, (hi, lo) in by_gender.items()},
+        "gender_read": gender_read,
+        "by_gender": {"train_oof": gender_rows(p_oof, y[~held], male[~held]),
+                      "heldout": gender_rows(p_held, yh, male[held])},
     }
     record = {"meaning": "P(the hair hangs to the chin or jaw line or lower), calibrated",
               "labels": "labels/hair_length_by_eye.jsonl (by eye, docs/data.md)",
               **{key: report[key] for key in ("train_photos", "targets", "k", "lambda", "train_oof", "heldout",
-                                              "gate_long", "gate_short", "gate_precision")}}
+                                              "gate_long", "gate_short", "gate_precision", "gates_by_gender",
+                                              "gender_read", "by_gender")}}
     return save_added_head(model, desc, path, folder, OUTPUT, "probability", record,
                            "labels by eye for hair length (avatarizer_export/labels/hair_length_by_eye.jsonl, "
                            "docs/data.md)", version, report, t0, log, report_stem="hair_length")

@@ -208,7 +208,35 @@ def length_gates(description: Mapping | None) -> tuple[float | None, float | Non
     hair-length``; either may be None: that side has no gate, no threshold
     having reached the precision), or None when it has none."""
     rec = (dict(description or {}).get("hair_long") or {})
-    if not isinstance(rec, Mapping) or "gate_long" not in rec or "gate_short" not in rec:
+    return _gate_pair(rec) if isinstance(rec, Mapping) else None
+
+
+#: the genders :func:`length_gates_by_gender` reads (as ``decided["male"]`` reports them)
+GENDERS = ("female", "male")
+
+
+def length_gates_by_gender(description: Mapping | None) -> dict[str, tuple[float | None, float | None]] | None:
+    """``{"female": (gate_long, gate_short), "male": ...}``: the length
+    gate's thresholds for faces reported female and male (the ``hair_long``
+    record's ``gates_by_gender``, chosen by ``avatarizer-export
+    hair-length`` on the out-of-fold predictions of each gender's training
+    photos at the same precision: long hair is three in four women's and
+    one in twenty men's, so one pair of thresholds gated long-haired women
+    short), or None where the record has no valid pair for both (the
+    gates of :func:`length_gates` then serve every face)."""
+    rec = (dict(description or {}).get("hair_long") or {})
+    by = rec.get("gates_by_gender") if isinstance(rec, Mapping) else None
+    if not isinstance(by, Mapping):
+        return None
+    pairs = {g: _gate_pair(by.get(g)) if isinstance(by.get(g), Mapping) else None for g in GENDERS}
+    return pairs if all(v is not None for v in pairs.values()) else None
+
+
+def _gate_pair(rec: Mapping) -> tuple[float | None, float | None] | None:
+    """``(gate_long, gate_short)`` of a record holding both (either None:
+    no gate on that side), or None when it is missing or not a pair of
+    thresholds in (0, 1), the short one not above the long one."""
+    if "gate_long" not in rec or "gate_short" not in rec:
         return None
     try:
         hi, lo = (None if rec[k] is None else float(rec[k]) for k in ("gate_long", "gate_short"))
@@ -1588,8 +1616,17 @@ def silhouette_bald_unlikely(attributes: Mapping) -> bool:
 def reported_female(attributes: Mapping) -> bool:
     """Whether the attributes decide a woman (``decided["male"]`` False; in
     a stream, :func:`steady_gender`'s); False where no gender is decided."""
-    decided = attributes.get("decided")
-    return isinstance(decided, Mapping) and "male" in decided and not decided["male"]
+    return reported_gender(attributes) == "female"
+
+
+def reported_gender(attributes) -> str | None:
+    """``"female"`` or ``"male"`` as the attributes decide it
+    (``decided["male"]``; in a stream, :func:`steady_gender`'s), or None
+    where none is decided (or for an attribute vector)."""
+    decided = attributes.get("decided") if isinstance(attributes, Mapping) else None
+    if not isinstance(decided, Mapping) or "male" not in decided:
+        return None
+    return "male" if decided["male"] else "female"
 
 
 def _set_by_app(attributes) -> tuple:
@@ -1620,13 +1657,18 @@ class HairRetriever:
     ``gate_short`` or below only those drawn short. The long set holds no
     bald, receding or headwear style, the short one no headwear style (those
     follow the family gates); either threshold may be None (no gate there).
+    With ``length_gate_by_gender`` too (``{"female": (gate_long,
+    gate_short), "male": ...}``, :func:`length_gates_by_gender`), a query
+    whose gender is decided (:func:`reported_gender`) is gated at its
+    gender's pair instead.
     With ``bald_floor`` (default :data:`BALD_FLOOR`; None: none), a query
     whose bald score is below it gets no bald or receding style.
     """
 
     def __init__(self, bank: HairBank, weights: RetrievalWeights | None = None, k: int = 5,
                  gates=GATES, length_gate: tuple[float, float] | None = None,
-                 bald_floor: float | None = BALD_FLOOR):
+                 bald_floor: float | None = BALD_FLOOR,
+                 length_gate_by_gender: Mapping[str, tuple[float | None, float | None]] | None = None):
         if k < 1:
             raise ValueError("k must be >= 1")
         self.bank = bank
@@ -1654,9 +1696,13 @@ class HairRetriever:
         self._not_hat = fam != "headwear"
         self._length_sets = self._length_sets_of(self._drawn_long)
         self._length_gate = None
+        self._length_gate_by_gender: dict = {}
         if length_gate is not None:
             hi, lo = (None if v is None else float(v) for v in length_gate)
             self._length_gate = (hi, lo, *self._length_sets)
+            if length_gate_by_gender is not None:  # (a face whose gender is reported: its own gender's)
+                self._length_gate_by_gender = {g: tuple(None if v is None else float(v) for v in pair)
+                                               for g, pair in length_gate_by_gender.items()}
 
     def _length_sets_of(self, drawn_long: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(long, short) candidates of the length gate, from which entries
@@ -1737,7 +1783,7 @@ class HairRetriever:
         if set_length is not None:  # the app's length, also where the model has no length gate
             hi, lo, long_, short = (0.5, 0.5, *length_sets)
         elif self._length_gate is not None and h is not None and np.isfinite(h):
-            hi, lo = self._length_gate[:2]
+            hi, lo = self._length_gate_by_gender.get(reported_gender(attributes), self._length_gate[:2])
             long_, short = length_sets
         else:
             return keep
