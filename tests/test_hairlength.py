@@ -48,12 +48,29 @@ def test_length_gates_by_gender_from_the_description():
     ok = {"hair_long": {"gate_long": 0.6, "gate_short": 0.44,
                         "gates_by_gender": {"female": pair, "male": {"gate_long": None, "gate_short": 0.5}}}}
     assert HR.length_gates_by_gender(ok) == {"female": (0.5, 0.14), "male": (None, 0.5)}
+    # not without a valid pair for all (the pair a face of no decided gender is gated at)
+    assert HR.length_gates_by_gender({"hair_long": {"gates_by_gender": ok["hair_long"]["gates_by_gender"]}}) is None
     for bad in ({"female": pair}, {"female": pair, "male": {"gate_long": 0.3, "gate_short": 0.6}},
                 {"female": pair, "male": None}, [pair, pair], {"female": pair, "male": {"gate_long": None}}):
         assert HR.length_gates_by_gender({"hair_long": {**ok["hair_long"], "gates_by_gender": bad}}) is None, bad
     assert HR.reported_gender({"decided": {"male": True}}) == "male"
     assert HR.reported_gender({"decided": {"male": False}}) == "female" and HR.reported_female({"decided": {"male": 0}})
     assert HR.reported_gender({"decided": {}}) is None and HR.reported_gender(np.zeros(3)) is None
+    # a gender no threshold reached the precision for: no length gate for it (not the pair for all)
+    none = {"hair_long": {**ok["hair_long"], "gates_by_gender": {"female": pair,
+                                                                  "male": {"gate_long": None, "gate_short": None}}}}
+    assert HR.length_gates_by_gender(none) == {"female": (0.5, 0.14), "male": (None, None)}
+    bank = HR.HairBank.load()
+    retr = HR.HairRetriever(bank, length_gate=(0.6, 0.44), length_gate_by_gender=HR.length_gates_by_gender(none))
+    assert retr.candidates({"length": 0.3, "bald": 0.05, "headwear": 0.05, "hair_long": 0.01,
+                            "decided": {"male": True}}) is None
+    # a retriever refuses pairs it cannot use, and gates by gender without the pair for all
+    for bad in ({"Female": (0.5, 0.1)}, {"female": None}, {"male": (0.5,)}, {"female": (0.2, 0.5)},
+                {"female": (1.5, 0.1)}, [(0.5, 0.1)]):
+        with pytest.raises(ValueError, match="length_gate_by_gender"):
+            HR.HairRetriever(bank, length_gate=(0.6, 0.44), length_gate_by_gender=bad)
+    with pytest.raises(ValueError, match="needs length_gate"):
+        HR.HairRetriever(bank, length_gate_by_gender={"female": (0.5, 0.14)})
 
 
 def test_a_reported_gender_is_gated_at_its_own_pair():
@@ -279,6 +296,49 @@ def test_export_adds_the_head_and_leaves_every_other_output(tmp_path, monkeypatc
     assert desc["hair_long"]["gates_by_gender"] == again["gates_by_gender"]
     by = again["by_gender"]["heldout"]
     assert by["female"]["photos"] + by["male"]["photos"] == 20
+
+
+def test_the_gates_per_gender_read_the_gender_as_the_sdk_reports_it(tmp_path, monkeypatch):
+    """``hairlength.reported_male``: H's P(male) of the file, fused by the
+    gender fusion fitted with that file in the data folder given (a face
+    whose landmarks the fusion cannot read keeps H's reading), or H's at its
+    own threshold where no fusion was fitted with it."""
+    from avatarizer import gender as G
+    from avatarizer.runtime import Manifest
+
+    from avatarizer_export import hairlength as T
+
+    entry = next(e for e in Manifest.load().models.values() if e.role == "attributes")
+    rng = np.random.default_rng(0)
+
+    class Aligned:
+        crops = np.clip(rng.normal(150, 40, (6, 128, 128, 3)), 0, 255).astype(np.uint8)
+        landmarks3d = np.zeros((6, 478, 3))
+
+    seen = {}
+
+    class Stub:  # rows 0-2 male, 3-5 female, row 4's landmarks unreadable
+        threshold = 0.5
+
+        def probability(self, landmarks, p):
+            i = int(landmarks[0, 0])
+            if i == 4:
+                raise ValueError("unreadable")
+            return 0.9 if i < 3 else 0.1
+
+    def load(sha, folder=None):
+        seen["load"] = (sha, folder)
+        return Stub() if folder == tmp_path else None
+
+    for i in range(6):
+        Aligned.landmarks3d[i, 0, 0] = i
+    monkeypatch.setattr(G.GenderFusion, "load", staticmethod(load))
+    index = np.arange(6)
+    male, how = T.reported_male(Aligned, index, entry.path, entry.description, tmp_path)
+    assert seen["load"] == (entry.sha256, tmp_path) and "gender fusion" in how
+    h_male, h_how = T.reported_male(Aligned, index, entry.path, entry.description, tmp_path / "none")
+    assert h_how.startswith("H's P(male)")
+    assert list(male[[0, 1, 2, 3, 5]]) == [True, True, True, False, False] and male[4] == h_male[4]
 
 
 def test_gate_thresholds_reach_the_precision():

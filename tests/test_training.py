@@ -304,15 +304,20 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     # the glasses and hat fusions read the staged H: after shipping; the report what is shipped: after the commit
     # H's heads from the labels by eye are added to the file H's training wrote
     # the hat network and its fusion with the staged H, staged together after it
-    # the gender fusion with the staged H, into the staged data folder
-    assert names.count("train") == 14 and names[-11:] == ["attributes", "skin tone", "hair length",
+    # the gender fusion with the staged H, into the staged data folder: before the hair length (whose gates per
+    # gender read the gender through it) and again at the end (the hair length gave H a new checksum)
+    assert names.count("train") == 14 and names[-12:] == ["attributes", "skin tone", "gender fusion", "hair length",
                                                           "headwear threshold", "hairbank", "ship", "fusion",
                                                           "hat network", "hat fusion", "gender fusion", "report"]
-    hat_net, hat_fusion, gender_fusion = (next(kw for name, _, kw in calls if name == n)
-                                          for n in ("hat network", "hat fusion", "gender fusion"))
+    hat_net, hat_fusion, gender_fusion, hair_length = (next(kw for name, _, kw in calls if name == n)
+                                                       for n in ("hat network", "hat fusion", "gender fusion",
+                                                                 "hair length"))
+    last_gender_fusion = [kw for name, _, kw in calls if name == "gender fusion"][-1]
     attrs = next(kw for name, _, kw in calls if name == "attributes")
     assert hat_fusion["models"] == gender_fusion["models"] == attrs["folder"] != ship.MODELS  # the staged H
-    assert hat_fusion["data"] == hat_net["data"] == gender_fusion["data"] != tmp_path / "sdk" / "data"
+    assert last_gender_fusion == gender_fusion and hair_length["folder"] == attrs["folder"]
+    assert hat_fusion["data"] == hat_net["data"] == gender_fusion["data"] == hair_length["data"] \
+        != tmp_path / "sdk" / "data"
     for name, a, kw in calls:  # one cache folder everywhere (the hat kind fit keeps none: seconds)
         assert cache in (*a, kw.get("cache")) or (name == "hat kinds" and a == (shared,)), (name, a, kw)
     trains = [c for c in calls if c[0] == "train"]

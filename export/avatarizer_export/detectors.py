@@ -683,7 +683,8 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
         own[task] = (lab, tf, np.array([is_heldout(n) for n in tf["names"]], bool))
         if len(own[task][2]) and (not only or task in only):
             # (the goatee and the beard's colour have no shared label: their photos are the ones labelled by eye alone)
-            shared_part = "" if task in ("goatee", "beard_grey") else f"{int((~held).sum())} training photos of ffhq128-labelled and "
+            shared_part = ("" if task in ("goatee", "beard_grey")
+                           else f"{int((~held).sum())} training photos of ffhq128-labelled and ")
             doc[f"fitted_on_{task}"] = (f"{shared_part}{int((~own[task][2]).sum())} training photos labelled by eye "
                                         f"for {what}")
     targets = {t: min(precision, FACIAL_HAIR_PRECISION) if t in ("beard", "moustache") else precision for t in tasks}

@@ -26,7 +26,7 @@ out-of-fold predictions of the training photos called long are right in
 those called short are; and ``gates_by_gender``, the same pair chosen on
 the training photos the SDK reports female and those it reports male
 (:func:`reported_male`), which a face of a reported gender is gated at
-(long hair is three in four labelled women's and one in twenty men's: the
+(long hair is three in four labelled women's and one in fifteen men's: the
 pair for all gated 18 of the 68 held-out women it called short with long
 hair, session 40). The report (``runs/attributes/hair_length_<version>.json``)
 has the held-out AUC, accuracy at 0.5, expected calibration error and the
@@ -79,16 +79,20 @@ def gate_thresholds(p: np.ndarray, y: np.ndarray, precision: float = GATE_PRECIS
     return hi, lo
 
 
-def reported_male(aligned, index: np.ndarray, path: Path, desc: dict) -> tuple[np.ndarray, str]:
+def reported_male(aligned, index: np.ndarray, path: Path, desc: dict,
+                  data: Path | None = None) -> tuple[np.ndarray, str]:
     """(whether the SDK reports each cache row of ``index`` male, how that
     was read): the P(male) of the H file at ``path`` (description
     ``desc``), as the hair stage reads it, fused with the face's frontal
-    landmarks by the SDK's gender fusion where it was fitted with that file
-    (``data/gender_fusion.json``; a face whose landmarks cannot be read:
-    H's), else H's P(male) at its own threshold (a rebuilt H before its
-    fusion is refitted). A drawn beard's ten times the odds of male
-    (``hair.read_with_facial_hair``) is not applied: women wearing beards
-    are few."""
+    landmarks by the gender fusion in ``data`` (default the SDK's data
+    folder) where it was fitted with that file (``gender_fusion.json``; a
+    face whose landmarks cannot be read: H's), else H's P(male) at its own
+    threshold (an H with no fusion fitted yet: ``make models`` fits one
+    before this step). Read as the SDK reads an unmasked face, without a
+    drawn beard's ten times the odds of male (``hair.read_with_facial_hair``:
+    women wearing beards are few); the training photos are read by an H and
+    a fusion fitted on them, so the split is a little cleaner than on new
+    photos."""
     from avatarizer import hair as HR
     from avatarizer.gender import GenderFusion
     from avatarizer.runtime import Session, sha256_file
@@ -99,7 +103,7 @@ def reported_male(aligned, index: np.ndarray, path: Path, desc: dict) -> tuple[n
                       providers=["CPUExecutionProvider"])
     p = model_flag(session, aligned.crops, index, "male")
     threshold = float(HR.model_thresholds(desc)[0].get("male", HR.DEFAULT_THRESHOLD))
-    fusion = GenderFusion.load(sha256_file(path))
+    fusion = GenderFusion.load(sha256_file(path), data)
     if fusion is None:
         return p >= threshold, "H's P(male) at its threshold (no gender fusion fitted with this H)"
     male = p >= threshold
@@ -141,9 +145,12 @@ def fit_head_cv(X: np.ndarray, Xm: np.ndarray, y: np.ndarray, seed: int = 0, log
     return W_full.astype(np.float32), np.float32(b_full), k, lam, p_oof
 
 
-def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = None, log=print) -> dict:
+def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = None, log=print,
+        data: Path | None = None) -> dict:
     """Fits the head, writes it into ``folder``'s H file and its manifest
-    entry, and returns the report (module docstring)."""
+    entry, and returns the report (module docstring). ``data``: the data
+    folder whose gender fusion reads the gender the gates are chosen per
+    (default the SDK's)."""
     from .data import hair_length_labels, is_heldout, load_aligned
 
     t0 = time.time()
@@ -162,7 +169,7 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     W, b, k, lam, p_oof = fit_head_cv(X[~held], Xm[~held], y[~held], log=log)
     gate_long, gate_short = gate_thresholds(p_oof, y[~held])
     # each reported gender's own pair, at the same precision on its own training photos
-    male, gender_read = reported_male(al, np.array([idx[key] for key in keys]), path, desc)
+    male, gender_read = reported_male(al, np.array([idx[key] for key in keys]), path, desc, data)
     by_gender = {g: gate_thresholds(p_oof[sel[~held]], y[~held][sel[~held]])
                  for g, sel in (("female", ~male), ("male", male))}
     p_held = 1.0 / (1.0 + np.exp(-(X[held] @ W + b)))

@@ -112,7 +112,10 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         _timed("attributes", train_attributes, cache=cache, shared=shared, folder=models)
         # its heads from the labels by eye: skin tone in daylight and long hair (the retrieval's length gate)
         _timed("skin tone", skintone.fit, cache=cache, folder=models, shared=shared)
-        _timed("hair length", hairlength.fit, cache=cache, folder=models)
+        # (its gates per reported gender read the gender as the SDK will: a fusion fitted with this H)
+        _timed("gender fusion for the hair length", gender.fit, shared, cache, models=models, data=data_dir,
+               quiet=False)
+        _timed("hair length", hairlength.fit, cache=cache, folder=models, data=data_dir)
         # the hats' drawing threshold, on the photos labelled by eye its head never trained on
         if rethreshold.RETHRESHOLDABLE:
             _timed("headwear threshold", rethreshold.rethreshold, cache=cache, shared=shared, folder=models)
@@ -125,7 +128,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         # the hybrid's hats: the hat network (labels by eye), then its fusion with the staged H, staged together
         _timed("hat network", hatnet.fit, shared, cache, data=data_dir, quiet=False)
         _timed("hat fusion", hatnet.fit_fusion, shared, cache, models=models, data=data_dir, quiet=False)
-        # the reported gender: the staged H's P(male) with the face's frontal landmarks (~1 minute)
+        # the reported gender: the staged H's P(male) with the face's frontal landmarks (~1 minute; again:
+        # the hair length and the hats' threshold gave H a new checksum)
         _timed("gender fusion", gender.fit, shared, cache, models=models, data=data_dir, quiet=False)
     except BaseException:
         for (folder, _), _copy in zip(shipped, begun):  # only the copies this run made, each whatever the other did

@@ -221,15 +221,44 @@ def length_gates_by_gender(description: Mapping | None) -> dict[str, tuple[float
     record's ``gates_by_gender``, chosen by ``avatarizer-export
     hair-length`` on the out-of-fold predictions of each gender's training
     photos at the same precision: long hair is three in four women's and
-    one in twenty men's, so one pair of thresholds gated long-haired women
-    short), or None where the record has no valid pair for both (the
-    gates of :func:`length_gates` then serve every face)."""
+    one in fifteen men's, so one pair of thresholds gated long-haired women
+    short; ``(None, None)``: no threshold reached it, no length gate for
+    that gender), or None where the record has no valid pair for both or
+    no valid pair for all (:func:`length_gates`, which then serves every
+    face, or none)."""
     rec = (dict(description or {}).get("hair_long") or {})
     by = rec.get("gates_by_gender") if isinstance(rec, Mapping) else None
-    if not isinstance(by, Mapping):
+    if not isinstance(by, Mapping) or length_gates(description) is None:
         return None
-    pairs = {g: _gate_pair(by.get(g)) if isinstance(by.get(g), Mapping) else None for g in GENDERS}
+    pairs = {}
+    for g in GENDERS:
+        r = by.get(g)
+        if isinstance(r, Mapping) and "gate_long" in r and "gate_short" in r \
+                and r["gate_long"] is None and r["gate_short"] is None:
+            pairs[g] = (None, None)
+        else:
+            pairs[g] = _gate_pair(r) if isinstance(r, Mapping) else None
     return pairs if all(v is not None for v in pairs.values()) else None
+
+
+def _checked_gender_gates(by) -> dict[str, tuple[float | None, float | None]]:
+    """``by`` (:func:`length_gates_by_gender`'s form) as floats; ValueError
+    for a key that is not one of :data:`GENDERS` or a pair that is not two
+    thresholds in (0, 1) or None, the short one not above the long one."""
+    if not isinstance(by, Mapping) or not set(by) <= set(GENDERS):
+        raise ValueError(f"length_gate_by_gender: a mapping of {GENDERS} to (gate_long, gate_short)")
+    out = {}
+    for g, pair in by.items():
+        try:
+            hi, lo = (None if v is None else float(v) for v in pair)
+        except (TypeError, ValueError):
+            raise ValueError(f"length_gate_by_gender[{g!r}]: not a pair of thresholds") from None
+        if any(v is not None and not 0.0 < v < 1.0 for v in (hi, lo)) \
+                or (hi is not None and lo is not None and lo > hi):
+            raise ValueError(f"length_gate_by_gender[{g!r}]: thresholds in (0, 1), "
+                             "the short one not above the long one")
+        out[g] = (hi, lo)
+    return out
 
 
 def _gate_pair(rec: Mapping) -> tuple[float | None, float | None] | None:
@@ -1701,8 +1730,9 @@ class HairRetriever:
             hi, lo = (None if v is None else float(v) for v in length_gate)
             self._length_gate = (hi, lo, *self._length_sets)
             if length_gate_by_gender is not None:  # (a face whose gender is reported: its own gender's)
-                self._length_gate_by_gender = {g: tuple(None if v is None else float(v) for v in pair)
-                                               for g, pair in length_gate_by_gender.items()}
+                self._length_gate_by_gender = _checked_gender_gates(length_gate_by_gender)
+        elif length_gate_by_gender is not None:
+            raise ValueError("length_gate_by_gender needs length_gate (the pair for a face of no decided gender)")
 
     def _length_sets_of(self, drawn_long: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(long, short) candidates of the length gate, from which entries
