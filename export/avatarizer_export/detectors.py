@@ -17,7 +17,13 @@ fitted here on the labelled FFHQ photos of the *training* split only:
   (:func:`avatarizer.artist.accessories.hat_vector`), trained on the shared
   labels and every label by eye of a covered head (:func:`avatarizer_export.data.headwear_labels`);
   the hair colour: class-balanced L2 logistic regression (full Newton steps
-  with a line search);
+  with a line search); the goatee (a drawn beard's shape, over the beard's
+  cues and the lower face's fan) and the grey beard (its colour, over the
+  chin's and upper lip's pixels against the skin,
+  :func:`avatarizer.artist.accessories.beard_colour_cues`): logistic models
+  trained on the labels by eye alone (the beard styles and colours of
+  ``labels/beard_style_by_eye.jsonl``), at their own precision targets
+  (``GOATEE_PRECISION``, ``BEARD_GREY_PRECISION``);
 * every photo's cues at both crop sizes the artist runs at (:func:`cue_sizes`)
   are training rows (a photo's two in one fold);
 * each drawing threshold is chosen on 5-fold out-of-fold probabilities of

@@ -31,9 +31,11 @@ pair for all gated 18 of the 68 held-out women it called short with long
 hair, session 40). The report (``runs/attributes/hair_length_<version>.json``)
 has the held-out AUC, accuracy at 0.5, expected calibration error and the
 share of held-out photos each gate takes and gets right; the file's
-description keeps them. The file's checksum changes, so run
-``avatarizer-export detectors --fusion`` and ``hat-net --fusion`` after it
-(as after ``skin-tone``).
+description keeps them. Run ``avatarizer-export gender`` before it (its
+gates per gender read the gender through the fusion fitted with this H,
+else H's own P(male)). The file's checksum changes, so run
+``avatarizer-export detectors --fusion``, ``hat-net --fusion`` and
+``gender`` after it (as after ``skin-tone``).
 """
 from __future__ import annotations
 

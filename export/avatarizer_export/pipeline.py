@@ -5,9 +5,11 @@ shared photos to the model files the SDK ships, each resumable and cached.
 2. train: image AE, parameter AE, mapper F (full, the four ablations, 500 /
    1,000 / 4,000 paired photos), F + E_s fine-tuning (all and 500 photos;
    the shipped model), direct regression (all and 500)   (runs/)
-3. attribute regressor H, its heads and the hairstyle bank (docs/hair.md)
+3. attribute regressor H, its heads (with a gender fusion fitted before the
+   hair length's, whose gates per gender read it) and the hairstyle bank
+   (docs/hair.md)
 4. shipped models: export, quantize, manifest, the glasses fusion, the hat
-   network and its fusion with H
+   network and its fusion with H, the gender fusion
 5. one commit swaps them into sdk/avatarizer/models/ and sdk/avatarizer/data/
 6. report: evaluation of all of them (what is shipped) (docs/report/)
 

@@ -2093,9 +2093,10 @@ def add_facial_hair(attributes: dict, probabilities: Mapping[str, float],
 #: golden backdrop, a jacket collar), and its gender head read one of them
 #: as a woman (P(male) 0.33 under the decision threshold 0.37). Naive Bayes
 #: on those counts gives a long-hair odds ratio near 0.01; the head sees
-#: the face too, so the ratios here are milder (session 34). With the length
-#: gates (0.60, 0.44) a bearded face is drawn from the short styles up to
-#: H's P(long) 0.94, left to the silhouette up to 0.968, long above.
+#: the face too, so the ratios here are milder (session 34). With the men's
+#: length gates (H 2.3.6: no long gate, short up to 0.50) a bearded face
+#: reported male is drawn from the short styles up to H's P(long) 0.952
+#: (20/21) and left to the silhouette above, never gated long.
 FACIAL_HAIR_LONG_ODDS = 0.05
 FACIAL_HAIR_MALE_ODDS = 10.0
 
