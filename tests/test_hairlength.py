@@ -429,6 +429,40 @@ def test_hair_length_is_not_reported_for_a_tight_crop():
         assert all("hair_length" in av.from_frame(np.ascontiguousarray(load_image(p)[:96])).attributes for p in loose)
 
 
+def test_image_mode_reports_the_hair_length_drawn():
+    """``Avatar.attributes["hair_length"]`` is the length of the hairstyle
+    drawn (``hair.drawn_length``), as in video mode: H's reading at 0.5 and
+    the gates differ (sg-2282, a long-haired man H reads long at 0.998, is
+    not gated long as a man and is drawn short; it says short now, with the
+    probability of that, ``"decided_by": "the hairstyle drawn"``); where they
+    agree nothing changes; a length the app sets stays as set."""
+    from avatarizer import Avatarizer
+    from conftest import need_shared
+
+    keys = [("stylegan128", "sg-2282.jpg"), ("ffhq128", "ffhq-0194.jpg"), ("ffhq128", "ffhq-1840.jpg"),
+            ("stylegan128", "sg-2664.jpg"), ("ffhq128-labelled", "69133.jpg")]
+    with Avatarizer() as av:
+        if av.estimator == "artist":
+            pytest.skip("the shipped models are not installed here")
+        for k in keys:
+            a = av.from_image(need_shared("data", "faces", *k))
+            n = a.attributes["hair_length"]
+            assert n["value"] == HR.drawn_length(a.params), k
+            if n.get("decided_by") == "the hairstyle drawn":
+                assert n["probability"] < 0.5, (k, n)
+        man = av.from_image(need_shared("data", "faces", "stylegan128", "sg-2282.jpg"))
+        assert man.attributes["hair_length"]["decided_by"] == "the hairstyle drawn"
+        assert man.attributes["hair_length"]["value"] == "short" and man.attributes["hair_length"]["probability"] < 0.1
+        set_long = av.from_image(need_shared("data", "faces", "stylegan128", "sg-2282.jpg"),
+                                 attributes={"hair_length": "long"})
+        assert set_long.attributes["hair_length"]["value"] == "long" == HR.drawn_length(set_long.params)
+        assert set_long.attributes["hair_length"].get("source") == "app"
+    public = {"hair_length": {"value": "long", "probability": 0.7, "source": "app"}}
+    assert HR.hair_length_as_drawn(public, man.params)["hair_length"] == {"value": "long", "probability": 0.7,
+                                                                          "source": "app"}
+    assert HR.hair_length_as_drawn(None, man.params) is None and HR.hair_length_as_drawn({}, man.params) == {}
+
+
 def test_short_hair_read_short_is_drawn_short_on_a_real_face():
     """ffhq-0194 and sg-0252 (short hair, H's P(long) 0.06 and 0.27, under
     the short gate) were drawn with hair to the jaw: short styles of the

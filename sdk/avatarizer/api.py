@@ -57,7 +57,7 @@ import numpy as np
 
 from . import schema
 from .filters import Smoothing
-from .hair import attributes_as_drawn, check_settings
+from .hair import attributes_as_drawn, check_settings, hair_length_as_drawn
 from .align import MAX_FACES, check_timestamp
 from .checks import is_real
 from .imageio import COLOR_ORDERS, load_image, to_rgb_uint8
@@ -779,8 +779,9 @@ class Avatarizer:
             return None
         idx = state.face_index if state.face_index is not None else i
         f = state.faces[i]
+        # (the hair length of the hairstyle drawn, as in video mode: the gates are not H's 0.5)
         return Avatar(f.params, _face_info(f.aligned, f.aligned.transform, idx), color_order=order,
-                      attributes=_public_attributes(f))
+                      attributes=hair_length_as_drawn(_public_attributes(f), f.params))
 
     def from_image(self, path: str | Path, face_index: int = 0, *,
                    attributes: Mapping[str, Any] | None = None) -> Avatar | None:

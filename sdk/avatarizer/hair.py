@@ -61,7 +61,7 @@ __all__ = [
     "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
     "cheek_skin_lab", "region_classifier_reads",
-    "steady_style", "steady_beard_style", "steady_gender", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn",
+    "steady_style", "steady_beard_style", "steady_gender", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn", "hair_length_as_drawn",
     "drawn_length", "fuse_age", "trusted_age", "model_age", "add_facial_hair", "FACIAL_HAIR_BY", "read_with_facial_hair",
     "WITH_FACIAL_HAIR_BY", "add_hat_network",
     "HAT_NETWORK_BY", "HAT_FUSION_BY", "hat_query",
@@ -527,8 +527,21 @@ def attributes_as_drawn(public: dict | None, params) -> dict | None:
     elif h is not None and not hat:
         h.pop("kind", None)
         h.pop("kind_probabilities", None)
+    return hair_length_as_drawn(public, p)
+
+
+def hair_length_as_drawn(public: dict | None, params) -> dict | None:
+    """``public`` with the hair length of the hairstyle ``params`` draws
+    (:func:`drawn_length`) where H read the other (in place, returned): that
+    value, the probability of it (one less H's), ``"decided_by": "the
+    hairstyle drawn"``. H's reading between the length gates leaves the
+    style to the silhouette, and a reported gender's gates differ from 0.5
+    (a man read long is not gated long), so the two can differ in image mode
+    too. A length the app set is left as set."""
+    if public is None:
+        return None
     n = public.get("hair_length")
-    drawn = drawn_length(p)
+    drawn = drawn_length(np.asarray(params).reshape(-1))
     if n is not None and n.get("source") != "app" and n["value"] != drawn:
         n["value"], n["probability"] = drawn, 1.0 - float(n["probability"])
         n["decided_by"] = "the hairstyle drawn"
