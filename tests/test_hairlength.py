@@ -436,7 +436,7 @@ def test_image_mode_reports_the_hair_length_drawn():
     not gated long as a man and is drawn short; it says short now, with the
     probability of that, ``"decided_by": "the hairstyle drawn"``); where they
     agree nothing changes; a length the app sets stays as set."""
-    from avatarizer import Avatarizer
+    from avatarizer import Avatarizer, load_image
     from conftest import need_shared
 
     keys = [("stylegan128", "sg-2282.jpg"), ("ffhq128", "ffhq-0194.jpg"), ("ffhq128", "ffhq-1840.jpg"),
@@ -444,12 +444,21 @@ def test_image_mode_reports_the_hair_length_drawn():
     with Avatarizer() as av:
         if av.estimator == "artist":
             pytest.skip("the shipped models are not installed here")
+        flipped = 0
         for k in keys:
             a = av.from_image(need_shared("data", "faces", *k))
             n = a.attributes["hair_length"]
             assert n["value"] == HR.drawn_length(a.params), k
-            if n.get("decided_by") == "the hairstyle drawn":
-                assert n["probability"] < 0.5, (k, n)
+            # H's reading, as the public view gives it before the drawing is read: kept where they agree
+            read = HR.public_attributes(av.run(load_image(need_shared("data", "faces", *k))).faces[0].attributes)
+            h = read["hair_length"]
+            if h["value"] == n["value"]:
+                assert n == h, k
+            else:
+                flipped += 1
+                assert n == {**h, "value": n["value"], "probability": pytest.approx(1.0 - h["probability"]),
+                             "decided_by": "the hairstyle drawn"}, (k, n, h)
+        assert 1 <= flipped < len(keys)
         man = av.from_image(need_shared("data", "faces", "stylegan128", "sg-2282.jpg"))
         assert man.attributes["hair_length"]["decided_by"] == "the hairstyle drawn"
         assert man.attributes["hair_length"]["value"] == "short" and man.attributes["hair_length"]["probability"] < 0.1

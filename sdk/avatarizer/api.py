@@ -299,7 +299,9 @@ class Avatar:
             ``probabilities`` of every class for glasses and hair colour.
             For glasses, beard, moustache, headwear and bald the value is
             what the avatar shows (drawn only when the probability clears a
-            threshold chosen for precision). An attribute the app set
+            threshold chosen for precision); so is the hair length's (the
+            hairstyle drawn: where the model read the other, its probability
+            of the value shown and ``"decided_by": "the hairstyle drawn"``). An attribute the app set
             (``Options.attributes``) has that value, probability 1 (``None``
             for age and skin tone) and ``"source": "app"``. See
             :func:`avatarizer.hair.public_attributes`.

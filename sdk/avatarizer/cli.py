@@ -432,8 +432,11 @@ def _attribute_lines(attributes) -> str:
                 note = f" (p {p:.2f}, from the {by})"
             elif name == "skin_tone" and entry.get("decided_by"):  # (regressed: no probability)
                 note = f" (from the {entry['decided_by']})"
+            elif entry.get("decided_by") in ("the hairstyle drawn", "kept from earlier refreshes"):
+                # (the model's probability of the value shown is low: the drawing decided it)
+                note = f" (as drawn; the model's p {p:.2f})" if p is not None else " (as drawn)"
         if name not in SETTABLE:
-            note += " (read only: nothing drawn depends on it)"
+            note += " (read only: not an attribute the app sets)"
         lines.append(f"  {name}: {v}{note}")
     return "attributes (change one with --set NAME=VALUE):\n" + "\n".join(lines)
 
