@@ -900,12 +900,7 @@ def beard_colour_reads(names, files, params: np.ndarray, attributes: list) -> di
         rgb = params[i, [schema.index(f"{drawn[0]}.{c}") for c in "rgb"]]
         t.append(bool(label["beard_grey"]))
         p.append(HR.hair_colour_class_of(rgb) == "gray")
-    if not t:
-        return {}
-    t, p = np.array(t, bool), np.array(p, bool)
-    return {"n": int(len(t)), "grey": f"{int((t & p).sum())}/{int(t.sum())}",
-            "dark": f"{int((~t & ~p).sum())}/{int((~t).sum())}",
-            "balanced_accuracy": round(float(M.balanced_accuracy(t.astype(int), p.astype(int))), 4)}
+    return _two_class_reads(t, p, "grey", "dark")
 
 
 def gender_reads_by_eye(names, files, params: np.ndarray, attributes: list) -> dict:
@@ -922,11 +917,17 @@ def gender_reads_by_eye(names, files, params: np.ndarray, attributes: list) -> d
             continue
         t.append(bool(label))
         p.append(a["gender"]["value"] == "male")
-    if not t:
+    return _two_class_reads(t, p, "male", "female")
+
+
+def _two_class_reads(truth: list, read: list, yes: str, no: str) -> dict:
+    """``n``, ``yes`` and ``no`` right as "k/n" (the labels' true and false
+    rows read as the same), the balanced accuracy; {} without rows."""
+    if not truth:
         return {}
-    t, p = np.array(t, bool), np.array(p, bool)
-    return {"n": int(len(t)), "male": f"{int((t & p).sum())}/{int(t.sum())}",
-            "female": f"{int((~t & ~p).sum())}/{int((~t).sum())}",
+    t, p = np.array(truth, bool), np.array(read, bool)
+    return {"n": int(len(t)), yes: f"{int((t & p).sum())}/{int(t.sum())}",
+            no: f"{int((~t & ~p).sum())}/{int((~t).sum())}",
             "balanced_accuracy": round(float(M.balanced_accuracy(t.astype(int), p.astype(int))), 4)}
 
 

@@ -107,18 +107,28 @@ def model_probabilities(models: Path | None, aligned, index: np.ndarray) -> tupl
     threshold for it): the attribute model of ``models`` (default the
     SDK's) on the cached crops, as the hair stage reads them
     (:func:`avatarizer_export.onnx_util.model_flag`)."""
-    from avatarizer import hair as HR
     from avatarizer.pipeline.config import attributes_entry
     from avatarizer.runtime import Manifest, Session
-
-    from .onnx_util import model_flag
 
     entry = attributes_entry(Manifest.load(models))
     if entry is None:
         raise RuntimeError("gender fusion: no attribute model (role 'attributes') to fuse the landmarks with")
-    session = Session.from_entry(entry, device="cpu", providers=["CPUExecutionProvider"])
+    p, threshold = session_male(Session.from_entry(entry, device="cpu", providers=["CPUExecutionProvider"]),
+                                aligned, index)
+    return p, entry.sha256, threshold
+
+
+def session_male(session, aligned, index: np.ndarray) -> tuple[np.ndarray, float]:
+    """(H's P(male) for cache rows ``index`` through ``session``, an
+    ``avatarizer.runtime.Session`` of an attribute model, as the hair stage
+    reads them (:func:`avatarizer_export.onnx_util.model_flag`); its own
+    decision threshold for it)."""
+    from avatarizer import hair as HR
+
+    from .onnx_util import model_flag
+
     threshold = float(HR.model_thresholds(session.description)[0].get("male", HR.DEFAULT_THRESHOLD))
-    return model_flag(session, aligned.crops, index, "male"), entry.sha256, threshold
+    return model_flag(session, aligned.crops, index, "male"), threshold
 
 
 def _features(x: np.ndarray, h: np.ndarray, basis: dict, k: int) -> np.ndarray:

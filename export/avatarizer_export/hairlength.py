@@ -95,16 +95,13 @@ def reported_male(aligned, index: np.ndarray, path: Path, desc: dict,
     women wearing beards are few); the training photos are read by an H and
     a fusion fitted on them, so the split is a little cleaner than on new
     photos."""
-    from avatarizer import hair as HR
     from avatarizer.gender import GenderFusion
     from avatarizer.runtime import Session, sha256_file
 
-    from .onnx_util import model_flag
+    from .gender import session_male
 
-    session = Session(path, name=str(desc.get("name", "attributes")), description=desc, device="cpu",
-                      providers=["CPUExecutionProvider"])
-    p = model_flag(session, aligned.crops, index, "male")
-    threshold = float(HR.model_thresholds(desc)[0].get("male", HR.DEFAULT_THRESHOLD))
+    p, threshold = session_male(Session(path, name=str(desc.get("name", "attributes")), description=desc,
+                                        device="cpu", providers=["CPUExecutionProvider"]), aligned, index)
     fusion = GenderFusion.load(sha256_file(path), data)
     if fusion is None:
         return p >= threshold, "H's P(male) at its threshold (no gender fusion fitted with this H)"

@@ -230,14 +230,7 @@ def length_gates_by_gender(description: Mapping | None) -> dict[str, tuple[float
     by = rec.get("gates_by_gender") if isinstance(rec, Mapping) else None
     if not isinstance(by, Mapping) or length_gates(description) is None:
         return None
-    pairs = {}
-    for g in GENDERS:
-        r = by.get(g)
-        if isinstance(r, Mapping) and "gate_long" in r and "gate_short" in r \
-                and r["gate_long"] is None and r["gate_short"] is None:
-            pairs[g] = (None, None)
-        else:
-            pairs[g] = _gate_pair(r) if isinstance(r, Mapping) else None
+    pairs = {g: _gate_pair(by[g], no_gate_ok=True) if isinstance(by.get(g), Mapping) else None for g in GENDERS}
     return pairs if all(v is not None for v in pairs.values()) else None
 
 
@@ -253,26 +246,31 @@ def _checked_gender_gates(by) -> dict[str, tuple[float | None, float | None]]:
             hi, lo = (None if v is None else float(v) for v in pair)
         except (TypeError, ValueError):
             raise ValueError(f"length_gate_by_gender[{g!r}]: not a pair of thresholds") from None
-        if any(v is not None and not 0.0 < v < 1.0 for v in (hi, lo)) \
-                or (hi is not None and lo is not None and lo > hi):
+        if not _thresholds_ok(hi, lo):
             raise ValueError(f"length_gate_by_gender[{g!r}]: thresholds in (0, 1), "
                              "the short one not above the long one")
         out[g] = (hi, lo)
     return out
 
 
-def _gate_pair(rec: Mapping) -> tuple[float | None, float | None] | None:
+def _thresholds_ok(hi: float | None, lo: float | None) -> bool:
+    """Whether (gate_long, gate_short) are thresholds in (0, 1) or None, the
+    short one not above the long one."""
+    return not any(v is not None and not 0.0 < v < 1.0 for v in (hi, lo)) \
+        and not (hi is not None and lo is not None and lo > hi)
+
+
+def _gate_pair(rec: Mapping, no_gate_ok: bool = False) -> tuple[float | None, float | None] | None:
     """``(gate_long, gate_short)`` of a record holding both (either None:
-    no gate on that side), or None when it is missing or not a pair of
-    thresholds in (0, 1), the short one not above the long one."""
+    no gate on that side; both None only with ``no_gate_ok``), or None when
+    it is missing or not a pair of :func:`_thresholds_ok` thresholds."""
     if "gate_long" not in rec or "gate_short" not in rec:
         return None
     try:
         hi, lo = (None if rec[k] is None else float(rec[k]) for k in ("gate_long", "gate_short"))
     except (TypeError, ValueError):
         return None
-    if (hi is None and lo is None) or any(v is not None and not 0.0 < v < 1.0 for v in (hi, lo)) \
-            or (hi is not None and lo is not None and lo > hi):
+    if (hi is None and lo is None and not no_gate_ok) or not _thresholds_ok(hi, lo):
         return None
     return hi, lo
 
@@ -1741,7 +1739,7 @@ class HairRetriever:
         self._length_gate_by_gender: dict = {}
         if length_gate is not None:
             hi, lo = (None if v is None else float(v) for v in length_gate)
-            self._length_gate = (hi, lo, *self._length_sets)
+            self._length_gate = (hi, lo)
             if length_gate_by_gender is not None:  # (a face whose gender is reported: its own gender's)
                 self._length_gate_by_gender = _checked_gender_gates(length_gate_by_gender)
         elif length_gate_by_gender is not None:
@@ -1826,7 +1824,7 @@ class HairRetriever:
         if set_length is not None:  # the app's length, also where the model has no length gate
             hi, lo, long_, short = (0.5, 0.5, *length_sets)
         elif self._length_gate is not None and h is not None and np.isfinite(h):
-            hi, lo = self._length_gate_by_gender.get(reported_gender(attributes), self._length_gate[:2])
+            hi, lo = self._length_gate_by_gender.get(reported_gender(attributes), self._length_gate)
             long_, short = length_sets
         else:
             return keep

@@ -586,12 +586,11 @@ def _region_cues(lab: np.ndarray, skin: np.ndarray, skin_c: float) -> list[float
     if len(lab) < _BEARD_MIN_PX:
         return [float("nan")] * BEARD_REGION_CUES
     c = np.hypot(lab[:, 1], lab[:, 2])
-    unlike = norm(lab - skin) > BEARD_UNLIKE_SKIN
-    if np.count_nonzero(unlike) < 5:  # (bare skin: the region as it is)
-        unlike = np.ones(len(lab), bool)
+    differs = norm(lab - skin) > BEARD_UNLIKE_SKIN
+    unlike = differs if np.count_nonzero(differs) >= 5 else np.ones(len(lab), bool)  # (bare skin: as it is)
     q1, q2, q3 = (float(v) - float(skin[0]) for v in percentile(lab[unlike, 0], [25, 50, 75]))
     cu = float(median(c[unlike]))
-    return [float(np.mean(norm(lab - skin) > BEARD_UNLIKE_SKIN)), q1, q2, q3, cu / max(skin_c, 1.0),
+    return [float(np.mean(differs)), q1, q2, q3, cu / max(skin_c, 1.0),
             float(np.mean((c < 0.55 * skin_c) & (lab[:, 0] > skin[0] - 25.0))),
             float(np.mean(lab[:, 0] < skin[0] - 30.0)), cu]
 

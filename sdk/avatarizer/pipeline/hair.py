@@ -68,11 +68,9 @@ class HairStage(Stage):
                 gates = tuple((name, self.draw.get(name, t), fams) for name, t, fams in H.GATES)
                 # long or short hair by H's hair_long (labels by eye), where the model has it
                 # (and each reported gender's own pair, where the model has both and the pair for all)
-                length_gate = H.length_gates(self.session.description)
                 self.retriever = H.HairRetriever(
-                    self.bank, gates=gates, length_gate=length_gate,
-                    length_gate_by_gender=None if length_gate is None
-                    else H.length_gates_by_gender(self.session.description))
+                    self.bank, gates=gates, length_gate=H.length_gates(self.session.description),
+                    length_gate_by_gender=H.length_gates_by_gender(self.session.description))
                 self.mode = "retrieval"
                 # the gender: H's P(male) with the face's frontal landmarks, when fitted with this H
                 from ..gender import GenderFusion
