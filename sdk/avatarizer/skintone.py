@@ -165,6 +165,33 @@ def skin_of_set_tone(rgb, tone: float) -> np.ndarray:
     return _skin_at(to_lab(rgb), float(lightness_of_tone(t)))  # (lightness_of_tone clips to 1..10)
 
 
+#: :func:`relight`'s gain of one colour channel stays within this range (a
+#: channel the skin hardly shows, such as blue in warm shade, is not blown up)
+RELIGHT_GAIN = (0.25, 4.0)
+
+
+def relight(rgb, skin_before, skin_after) -> np.ndarray:
+    """Colours ``rgb`` (float sRGB, last axis 3) seen in the light where the
+    skin read ``skin_before``, as they look where it is drawn
+    ``skin_after``: each channel's linear-light gain of the skin (a change
+    of exposure and white balance, von Kries), within :data:`RELIGHT_GAIN`;
+    float sRGB in [0, 1]. The lips measured on a dim photo are lifted with
+    the skin :func:`skin_by_tone` lifted (kept, their contrast against it
+    was the photo's: session 41, held out, lips a third darker against the
+    skin than in the photo where the skin moved by more than 5 L*); ``rgb``
+    itself where any of the three is not finite."""
+    from .artist.photo import linear_to_srgb, srgb_to_linear
+
+    rgb = np.asarray(rgb, np.float64)
+    before, after = (np.clip(np.asarray(c, np.float64), 0.0, 1.0) for c in (skin_before, skin_after))
+    if rgb.shape[-1:] != (3,) or before.shape != (3,) or after.shape != (3,) \
+            or not (np.isfinite(rgb).all() and np.isfinite(before).all() and np.isfinite(after).all()):
+        return rgb
+    lo, hi = RELIGHT_GAIN
+    gain = np.clip(srgb_to_linear(after) / np.maximum(srgb_to_linear(before), 1e-6), lo, hi)
+    return np.clip(linear_to_srgb(np.clip(srgb_to_linear(np.clip(rgb, 0.0, 1.0)) * gain, 0.0, 1.0)), 0.0, 1.0)
+
+
 #: the skin-tone network (``data/skin_tone_net.onnx`` and ``.json``,
 #: ``avatarizer-export skin-tone-net``): the region networks' small CNN
 #: (:mod:`avatarizer.regionnet`) over the face's centre (rows and columns

@@ -7,8 +7,9 @@ and, where the attribute regressor ran, its skin tone
 skin-tone network's in the hybrid, H's otherwise), or at the lightness
 of a tone the app set: :func:`~avatarizer.skintone.skin_of_set_tone`; a*
 and b* move toward those of skin in good light as far as L* moves),
-with the colours :func:`avatarizer.prior.set_skin_colours` derives from the skin; the upper
-lids, the lips' skin blend and a buzz cut's colour keep the measured skin's) and
+with the colours :func:`avatarizer.prior.set_skin_colours` derives from the skin, and the lips
+relit as the skin was (:func:`avatarizer.skintone.relight`); the upper
+lids and a buzz cut's colour keep the measured skin's) and
 :func:`avatarizer.hair.age_lines` (nasolabial, under-eye and forehead lines
 from its age estimate) and :func:`avatarizer.proportions.child_head` (a
 child's head drawn taller above the brows, by that age; not with
@@ -31,14 +32,17 @@ from __future__ import annotations
 import numpy as np
 
 from .. import schema
-from ..artist.colour import NECK
+from ..artist.colour import LIP_FEATURES, NECK
 from ..hair import age_lines, trusted_age
 from ..prior import set_skin_colours
 from ..proportions import child_head
-from ..skintone import skin_by_tone, skin_of_set_tone
+from ..skintone import relight, skin_by_tone, skin_of_set_tone
 from .base import Stage
 from .hair import SKIN_RGB
 from .state import FrameState
+
+#: (4, 3) the lips' colours (``artist.colour.LIP_FEATURES``), relit with the skin
+LIP_RGB = np.array([[schema.index(f"{feat}.{c}") for c in "rgb"] for feat in LIP_FEATURES])
 
 
 def merge_face(f, child: bool = True) -> np.ndarray:
@@ -52,6 +56,8 @@ def merge_face(f, child: bool = True) -> np.ndarray:
             else skin_by_tone(skin, tone)
         if toned is not skin:
             set_skin_colours(params, toned, neck=NECK)
+            # the lips, read in the photo's light, relit as the skin was (their contrast kept)
+            params[LIP_RGB] = relight(params[LIP_RGB], skin, toned)
     a = f.attributes or {}
     age = face_age(f)
     if age is not None:  # age lines and a child's taller head from the age estimate (or the app's age)
