@@ -307,7 +307,8 @@ def test_relight_carries_the_skin_change_to_other_colours():
     ratio of their light to the skin's is kept (an exposure change), a
     colour cast the skin lost goes from them too, and a channel the skin
     hardly shows is not blown up."""
-    from avatarizer.skintone import RELIGHT_GAIN, relight
+    from avatarizer.artist.photo import srgb_to_linear
+    from avatarizer.skintone import RELIGHT_BALANCE, RELIGHT_EXPOSURE, relight
 
     dim_skin, lit_skin = from_lab(np.array([45.0, 16.0, 24.0])), from_lab(np.array([70.0, 16.0, 24.0]))
     lips = np.stack([from_lab(np.array([32.0, 30.0, 18.0])), from_lab(np.array([38.0, 24.0, 12.0]))])
@@ -321,15 +322,25 @@ def test_relight_carries_the_skin_change_to_other_colours():
     lip = from_lab(np.array([45.0, 30.0, 25.0]))
     moved = to_lab(relight(lip, warm, neutral))
     assert moved[2] < to_lab(lip)[2] - 3
-    # the same skin: nothing moves; an extreme change: each channel's gain bounded
+    # the same skin: nothing moves, a channel at 0 in both skins too
     np.testing.assert_allclose(relight(lips, dim_skin, dim_skin), lips, atol=1e-6)
+    zero_blue = np.array([0.5, 0.3, 0.0])
+    np.testing.assert_allclose(relight(lips, zero_blue, zero_blue), lips, atol=1e-6)
+    # a large lift (x7 in light, as the Monk bands can ask) is kept whole, in balance
+    from avatarizer.artist.photo import linear_to_srgb
+
+    dark_lin = np.array([0.06, 0.045, 0.036])
+    dark, light = linear_to_srgb(dark_lin), linear_to_srgb(7.0 * dark_lin)  # the same balance, x7 in light
+    gain = srgb_to_linear(relight(np.array([0.3, 0.1, 0.1]), dark, light)) / srgb_to_linear(np.array([0.3, 0.1, 0.1]))
+    np.testing.assert_allclose(gain, 7.0, rtol=0.03)
+    # a channel the skin hardly shows: its gain over the exposure bounded, the exposure as it was
     grey = np.array([0.2, 0.2, 0.2])
-    bounded = relight(grey, np.array([0.6, 0.3, 0.005]), np.array([0.6, 0.3, 0.6]))
-    from avatarizer.artist.photo import srgb_to_linear
-    gain = srgb_to_linear(bounded) / srgb_to_linear(grey)
-    assert gain[2] == pytest.approx(RELIGHT_GAIN[1], rel=1e-3) and gain[0] == pytest.approx(1.0, rel=1e-3)
+    before, after = np.array([0.6, 0.3, 0.005]), np.array([0.6, 0.3, 0.6])
+    gain = srgb_to_linear(relight(grey, before, after)) / srgb_to_linear(grey)
+    exposure = _luminance(after) / _luminance(before)
+    assert gain[2] == pytest.approx(exposure * RELIGHT_BALANCE[1], rel=0.01)  # (RELIGHT_EPS)
+    assert RELIGHT_EXPOSURE[0] < exposure < RELIGHT_EXPOSURE[1]
     # what cannot be read comes back as it is
-    assert relight(lips, np.array([np.nan, 0.5, 0.5]), lit_skin) is not None
     np.testing.assert_array_equal(relight(lips, np.array([np.nan, 0.5, 0.5]), lit_skin), lips)
     np.testing.assert_array_equal(relight(lips, dim_skin, np.zeros(2)), lips)
 
@@ -360,9 +371,15 @@ def test_merge_relights_the_lips_with_the_skin():
     got = merge_face(F)
     before = schema.clip(p)
     assert to_lab(got[SKIN].astype(np.float64))[0] > 65  # lifted into step 2's band
-    for idx in lip_idx:
+    for idx in lip_idx:  # (the skin's a* and b* moved too: within a few per cent)
         np.testing.assert_allclose(_luminance(got[idx]) / _luminance(got[SKIN]),
-                                   _luminance(before[idx]) / _luminance(before[SKIN]), rtol=0.03)
+                                   _luminance(before[idx]) / _luminance(before[SKIN]), rtol=0.05)
+    F.attributes = {**HR.decode_attributes(_outputs(2.0)), "set_by_app": ["skin_tone"]}  # a tone the app set
+    got = merge_face(F)
+    assert to_lab(got[SKIN].astype(np.float64))[0] == pytest.approx(lightness_of_tone(2.0), abs=0.5)
+    for idx in lip_idx:  # (its a* and b* moved too: within a few per cent)
+        np.testing.assert_allclose(_luminance(got[idx]) / _luminance(got[SKIN]),
+                                   _luminance(before[idx]) / _luminance(before[SKIN]), rtol=0.05)
     F.attributes = HR.decode_attributes(_outputs())  # no estimate: the lips as measured
     np.testing.assert_allclose(merge_face(F)[np.ravel(lip_idx)], before[np.ravel(lip_idx)], atol=1e-6)
 
