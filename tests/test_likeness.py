@@ -1046,6 +1046,88 @@ def test_glasses_grid_sees_frames_where_they_are(astronaut):
     assert len(det["mean"]) == 7 + 6 * nx * ny
 
 
+@pytest.mark.parametrize("aspect", [0.55, 0.95])
+def test_the_lenses_height_is_read_from_their_rims(astronaut, aspect, monkeypatch):
+    """Rounded-box rims of a known height over width painted round the
+    astronaut's eyes: the fitted lenses give that aspect back, the drawn
+    glasses take it (their width from the eye: artist.accessories.LENS_HALF_WIDTH),
+    and with no rim to fit the drawn height falls back to LENS_ASPECT."""
+    import cv2
+
+    from avatarizer.artist import accessories as A
+    from avatarizer.artist.photo import make_photo, to_px
+
+    st = ArtistStyle()
+    crop = astronaut.crop(192)
+    lm = astronaut.canonical[:, :2].astype(np.float64)
+    framed = crop.copy()
+    for s in (0, 1):
+        outer, inner = lm[LM.side_index("eye_outer", s)], lm[LM.side_index("eye_inner", s)]
+        c, e = 0.5 * (outer + inner), 0.5 * float(np.linalg.norm(outer - inner))
+        a, b = 1.8 * e, 1.8 * e * aspect
+        r = 0.3 * b
+        t = np.linspace(0, 2 * np.pi, 400)
+        # a rounded box's outline: the corners' quarter circles joined
+        qx, qy = np.sign(np.cos(t)) * (a - r) + r * np.cos(t), np.sign(np.sin(t)) * (b - r) + r * np.sin(t)
+        pts = to_px(c + np.stack([qx, qy], 1), 192)
+        cv2.polylines(framed, [np.round(pts).astype(np.int32)], True, (25, 20, 20), 2)
+    valid = crop_valid_mask(astronaut, 192)
+    photo = make_photo(st, framed, None, valid)
+    assert A.lens_aspect(photo, lm) == pytest.approx(aspect, abs=0.1)
+    fits = [A.lens_fit(photo, lm, s) for s in (0, 1)]
+    assert all(f is not None and f["rms"] < A.LENS_FIT_RMS and f["a"] == pytest.approx(1.8, abs=0.2) for f in fits)
+    p = S.default()
+    g = {"eye_l": {"center": lm[LM.side_index("eye_outer", 0)]}, "eye_r": {"center": lm[LM.side_index("eye_outer", 1)]}}
+    A._glasses_shape(st, p, lm, g, photo, 0.2)
+    w, h = p[S.index("glasses.lens_w")], p[S.index("glasses.lens_h")]
+    e = 0.25 * sum(np.linalg.norm(lm[LM.side_index("eye_outer", s)] - lm[LM.side_index("eye_inner", s)]) for s in (0, 1))
+    assert h / w == pytest.approx(aspect, abs=0.1)  # (a tall lens drawn smaller where the schema's height ends)
+    assert w == pytest.approx(min(A.LENS_HALF_WIDTH * e, A.LENS_W_RANGE[1], A.LENS_H_RANGE[1] / (h / w)), rel=0.02)
+    monkeypatch.setattr(A, "lens_aspect", lambda photo, lm: None)  # no rim fitted: the median aspect
+    A._glasses_shape(st, p, lm, g, photo, 0.2)
+    assert p[S.index("glasses.lens_h")] / p[S.index("glasses.lens_w")] == pytest.approx(A.LENS_ASPECT, rel=0.01)
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "faces" / "utkface200").is_dir(), reason="needs ../shared/data/faces")
+def test_held_out_lenses_labelled_flat_and_tall_are_drawn_so():
+    """On the held-out photos whose lenses two labellers by eye called flat,
+    medium or tall (``labels/glasses_shape_by_eye.jsonl``), the lenses'
+    fitted height over width (``accessories.lens_aspect``) follows the
+    label (session 41: medians 0.60 flat (14 of 22 fitted), 0.72 medium
+    (42 of 58), 0.91 tall (8 of 8); every lens had been drawn 0.70)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "export"))
+    from avatarizer_export.data import glasses_shape_labels, is_heldout
+
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.artist import accessories as A
+    from avatarizer.imageio import load_image
+
+    labels = {k: v["lens_aspect"] for k, v in glasses_shape_labels().items() if is_heldout(k) and "lens_aspect" in v}
+    got: dict[str, list] = {"flat": [], "medium": [], "tall": []}
+    art, seen = AutoArtist(), {}
+
+    def keep(st, p, lm, g, photo, bridge):  # the photo and landmarks the glasses are drawn from
+        seen["args"] = (photo, np.asarray(lm, np.float64))
+
+    with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al, \
+            pytest.MonkeyPatch.context() as mp:
+        mp.setattr(A, "_glasses_shape", keep)
+        for key, label in labels.items():
+            face = al.align(load_image(SHARED / "data" / "faces" / key))
+            cues: dict = {}
+            art.fit_geometry_skin(face.canonical, face.crop(192), valid=crop_valid_mask(face, 192),
+                                  landmarks3d=face.landmarks, glasses=True, cues=cues)
+            cues["glasses_shape"]()
+            got[label].append(A.lens_aspect(*seen["args"]))
+    fitted = {k: [x for x in v if x is not None] for k, v in got.items()}
+    assert len(fitted["flat"]) >= 10 and len(fitted["tall"]) >= 5 and len(fitted["medium"]) >= 30, \
+        {k: len(v) for k, v in fitted.items()}
+    med = {k: float(np.median(v)) for k, v in fitted.items()}
+    assert med["flat"] < 0.66 < med["medium"] < 0.8 < med["tall"], med
+
+
 def test_a_glasses_detector_of_the_seven_cues_still_decides(astronaut, monkeypatch):
     from avatarizer.artist import accessories as A
 

@@ -316,6 +316,23 @@ def skin_tone_labels(folder: Path | None = None) -> dict[str, float]:
     return {r["file"]: float(r["skin_tone"]) for r in recs if "skin_tone" in r}
 
 
+def glasses_shape_labels(folder: Path | None = None) -> dict[str, dict]:
+    """``{"FOLDER/NAME": {field: value}}`` of ``labels/glasses_shape_by_eye.jsonl``:
+    the lenses and frames of 240 photos of clear glasses judged by eye
+    (session 41; each field only where both labellers, who could read the
+    frame, agreed): ``lens_shape`` (``round``, ``soft``, ``angular``),
+    ``lens_aspect`` (``flat``, ``medium``, ``tall``), ``lens_size``
+    (``small``, ``medium``, ``large``), ``frame_colour`` (``black``,
+    ``brown``, ``metal``, ``rimless``, ``red``, ``blue``, ``other``) and
+    ``frame_thickness`` (``thin``, ``medium``, ``thick``). Not H's fields."""
+    path = (EYE_LABELS if folder is None else Path(folder)) / "glasses_shape_by_eye.jsonl"
+    if not path.is_file():
+        return {}
+    fields = ("lens_shape", "lens_aspect", "lens_size", "frame_colour", "frame_thickness")
+    recs = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return {r["file"]: {k: r[k] for k in fields if k in r} for r in recs}
+
+
 def headwear_labels(folder: Path | None = None) -> dict[str, dict]:
     """``{"FOLDER/NAME": {"headwear": 0 or 1}}`` from every label by eye that
     says whether the head is covered: the hat kinds (``hat``: ``none`` 0,
