@@ -1133,7 +1133,7 @@ def test_eye_labels_are_well_formed():
     files = sorted(f for f in D.EYE_LABELS.glob("*.jsonl")
                    if f.name not in ("skin_tone_by_eye.jsonl", "hair_length_by_eye.jsonl", "scalp_by_eye.jsonl",
                                      "headwear_kind_by_eye.jsonl", "beard_style_by_eye.jsonl",
-                                     "gender_by_eye.jsonl", *D.EVAL_ONLY_LABELS))
+                                     "gender_by_eye.jsonl", "glasses_shape_by_eye.jsonl", *D.EVAL_ONLY_LABELS))
     assert [f.name for f in files] == ["ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl", "utkface_glasses.jsonl"]
     merged = D.eye_labels()
     every: set = set()  # a photo may be in two files (an elderly man's beard and his glasses)

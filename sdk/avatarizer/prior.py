@@ -495,8 +495,10 @@ def random_avatar(rng: np.random.Generator) -> np.ndarray:
     if rng.random() < (0.45 if age > 55 else 0.18):
         sun = rng.random() < 0.15
         p[S.index("glasses.type")] = 2 if sun else 1
-        p[S.index("glasses.lens_w")] = rng.uniform(0.10, 0.135)
-        p[S.index("glasses.lens_h")] = rng.uniform(0.065, 0.1)
+        # (lenses about 1.8 eyes wide, flat to tall: the artist's fits of real frames, session 41)
+        w = rng.uniform(0.15, 0.20)
+        p[S.index("glasses.lens_w")] = w
+        p[S.index("glasses.lens_h")] = min(rng.uniform(0.55, 0.95) * w, 0.16)
         p[S.index("glasses.roundness")] = rng.uniform(0.2, 1.0)
         p[S.index("glasses.frame_width")] = rng.uniform(0.006, 0.018)
         frame = rng.choice([(0.1, 0.08, 0.08), (0.45, 0.28, 0.15), (0.7, 0.65, 0.55), (0.2, 0.2, 0.45)])

@@ -286,16 +286,16 @@ def set_glasses_kind(p, kind: int) -> None:
 
 #: The drawn lens's half-width over the photo's half eye width (outer to
 #: inner corner): the median of the lens rims fitted by :func:`lens_fit` on
-#: 118 training photos of clear glasses (120 of their 236 lenses fitted
+#: 118 training photos of clear glasses (126 of their 236 lenses fitted
 #: within :data:`LENS_FIT_RMS`; session 41, scratch ``/tmp/s41/lenseval2.py``):
-#: 1.83, quartiles 1.64-1.96 (a lens 1.8 eyes wide; it had been drawn 1.27,
+#: 1.84, quartiles 1.63-2.00 (a lens 1.8 eyes wide; it had been drawn 1.27,
 #: hugging the eye). Not per photo: the fitted width did not tell the lenses
 #: labelled by eye "large" from "medium" (medians 1.79 and 1.84)
-LENS_HALF_WIDTH = 1.83
+LENS_HALF_WIDTH = 1.84
 #: the lens's height over its width where no rim was fitted: the median of
 #: those fitted lenses (it had been drawn 0.70); a fitted one is kept
 #: within :data:`LENS_ASPECT_RANGE`
-LENS_ASPECT = 0.77
+LENS_ASPECT = 0.80
 LENS_ASPECT_RANGE = (0.45, 1.0)
 #: a lens fit counts when its rim points lie within this RMS distance of the
 #: fitted outline, in half eye widths (about half the fits on the training photos)
@@ -320,14 +320,17 @@ def _to_pixels(photo: Photo, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return col.astype(np.float32), row.astype(np.float32)
 
 
-def lens_rim(photo: Photo, lm, side: int):
-    """The rim of a lens around eye ``side`` (0 image-left, 1 right): on
-    each ray of :data:`LENS_RAY_ANGLES` from the eye's centre (the middle of
-    its corners), beyond the eye's own outline, where the photo's luma
-    dips most (a dark line 1-7 half pixels wide against its two sides).
-    Returns (rim points (A, 2) in the drawn face's canonical units, the dip
-    at each (luma), the eye's centre, its half width)."""
-    lm = np.asarray(lm, np.float64)[:, :2]
+def lens_rim(photo: Photo, geo, side: int):
+    """The rim of a lens around eye ``side`` (0 image-left, 1 right) of the
+    drawn face's landmarks ``geo`` (the artist's ``g["geo"]``, sampled where
+    they lie in the photo, :meth:`Photo.to_img`): on each ray of
+    :data:`LENS_RAY_ANGLES` from the eye's centre (the middle of its
+    corners), beyond the eye's own outline and inside the photo, where the
+    photo's luma dips most (a dark line 1-7 half pixels wide, darker than
+    both its sides: a step from light to dark is not one). Returns (rim
+    points (A, 2) in the drawn face's canonical units, the dip at each
+    (luma; -1 where none), the eye's centre, its half width)."""
+    lm = np.asarray(geo, np.float64)[:, :2]
     outer, inner = lm[side_index("eye_outer", side)], lm[side_index("eye_inner", side)]
     c = 0.5 * (outer + inner)
     e = 0.5 * float(norm(outer - inner))
@@ -339,11 +342,15 @@ def lens_rim(photo: Photo, lm, side: int):
     pix = abs(float(photo.gx.ravel()[1] - photo.gx.ravel()[0]))
     rs = np.arange(0.3 * e, LENS_RAY_REACH * e, 0.5 * pix)
     u = np.stack([np.cos(LENS_RAY_ANGLES), np.sin(LENS_RAY_ANGLES)], 1)
+    if len(rs) < 16:  # (an eye of no width: nothing to cast)
+        return np.repeat(c[None], len(u), 0), np.full(len(u), -1.0), c, e
     col, row = _to_pixels(photo, c + rs[None, :, None] * u[:, None, :])
     prof = cv2.remap(photo.luma, col, row, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside = cv2.remap(photo.validf, col, row, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) > 0.99
     dip = np.full(prof.shape, -1.0)
     for d in (2, 4, 7):  # half pixels either side
-        dip[:, d:-d] = np.maximum(dip[:, d:-d], 0.5 * (prof[:, :-2 * d] + prof[:, 2 * d:]) - prof[:, d:-d])
+        dip[:, d:-d] = np.maximum(dip[:, d:-d], np.minimum(prof[:, :-2 * d], prof[:, 2 * d:]) - prof[:, d:-d])
+    dip[~inside] = -1.0  # (the crop's replicated border, outside the photo)
     # beyond the eye's outline along the ray (lashes and lids are not the rim)
     off = np.abs((eye_ang[None, :] - LENS_RAY_ANGLES[:, None] + np.pi) % (2 * np.pi) - np.pi) < np.radians(12)
     reach = np.where(off.any(1), np.where(off, eye_rad[None, :], 0.0).max(1), 0.5 * e)
@@ -373,14 +380,16 @@ LENS_FIT_STEPS = 20
 _JAC_STEP = 1e-4
 
 
-def lens_fit(photo: Photo, lm, side: int) -> dict | None:
+def lens_fit(photo: Photo, geo, side: int) -> dict | None:
     """The rounded box (:func:`_box_distance`) through a lens's rim
     (:func:`lens_rim`), by Gauss-Newton with Huber weights from a box the
     rim's extent wide and tall; the rays with a dip under 0.3 of the median
     left out. ``{"a", "b"}`` its half width and height, ``"rms"`` the rim
     points' RMS distance from it, all in half eye widths; None with fewer
     than 12 rays kept or a fit that is not finite."""
-    P, dip, c, e = lens_rim(photo, lm, side)
+    P, dip, c, e = lens_rim(photo, geo, side)
+    if not (np.isfinite(e) and e > 0.0):
+        return None
     ref = float(np.median(dip[dip > 0])) if np.any(dip > 0) else 0.0
     keep = dip >= 0.3 * ref
     if ref <= 0.0 or np.count_nonzero(keep) < 12:
@@ -407,17 +416,17 @@ def lens_fit(photo: Photo, lm, side: int) -> dict | None:
     return {"a": th[2] / e, "b": th[3] / e, "rms": rms / e}
 
 
-def lens_aspect(photo: Photo, lm) -> float | None:
+def lens_aspect(photo: Photo, geo) -> float | None:
     """The lenses' height over their width in the photo: the median of the
     two lenses' fits (:func:`lens_fit`) within :data:`LENS_FIT_RMS`, kept
     within :data:`LENS_ASPECT_RANGE`; None where neither fits (then
     :data:`LENS_ASPECT`). On the photos of clear glasses whose lenses two
     labellers by eye called alike (session 41, ``/tmp/s41/glab``), held out:
-    medians 0.60 for lenses called flat (14 of 22 fitted), 0.72 medium
-    (42 of 58), 0.91 tall (8 of 8); training 0.61, 0.77, 0.90."""
+    medians 0.57 for lenses called flat (13 of 22 fitted), 0.76 medium
+    (41 of 58), 0.86 tall (8 of 8); training 0.62, 0.83, 0.90."""
     got = []
     for side in (0, 1):
-        fit = lens_fit(photo, lm, side)
+        fit = lens_fit(photo, geo, side)
         if fit is not None and fit["rms"] < LENS_FIT_RMS and fit["a"] > 0:
             got.append(fit["b"] / fit["a"])
     return clamp(float(np.median(got)), *LENS_ASPECT_RANGE) if got else None
@@ -425,17 +434,23 @@ def lens_aspect(photo: Photo, lm) -> float | None:
 
 def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float) -> None:
     """Frame colour (the darkest pixels of the bridge band), lens size from
-    the eye width (:data:`LENS_HALF_WIDTH`), its height from the lenses'
-    rims (:func:`lens_aspect`), frame width from the bridge's line strength."""
+    the drawn eye's width (:data:`LENS_HALF_WIDTH`), its height from the
+    lenses' rims (:func:`lens_aspect` on the drawn face ``g["geo"]``; not
+    on tinted lenses, :data:`MASK_SUN_TINT`: :data:`LENS_ASPECT`), frame
+    width from the bridge's line strength."""
     ex = photo.to_img(0.5 * (g["eye_l"]["center"] + g["eye_r"]["center"]))
     px = photo.region_pixels(ex + np.array([(-0.05, -0.12), (0.05, -0.12), (0.05, 0.0), (-0.05, 0.0)]))
     if len(px) >= 6:
         y = luma_of(px)
         fc = median(px[y <= percentile(y, 15)], 0)
         set_rgb(p, "glasses", clip(fc * 0.8, 0, 1), prefix="frame_")
-    lm2 = np.asarray(lm, np.float64)[:, :2]
-    e = 0.25 * sum(float(norm(lm2[side_index("eye_outer", s)] - lm2[side_index("eye_inner", s)])) for s in (0, 1))
-    aspect = LENS_ASPECT if (got := lens_aspect(photo, lm)) is None else got
+    geo = np.asarray(g.get("geo", lm), np.float64)[:, :2]  # the drawn face (the photo's own without a warp)
+    e = 0.25 * sum(float(norm(geo[side_index("eye_outer", s)] - geo[side_index("eye_inner", s)])) for s in (0, 1))
+    if "lens_aspect" not in g:  # (measured once a face: the hybrid asks for the shape again)
+        tinted = "glasses_score" in g and g["glasses_score"][2] < MASK_SUN_TINT
+        # (tinted lenses show no rim line against them: their height is the median's)
+        g["lens_aspect"] = None if tinted else lens_aspect(photo, geo)
+    aspect = LENS_ASPECT if g["lens_aspect"] is None else g["lens_aspect"]
     # (a lens taller than the schema's height allows is drawn smaller, in its own shape)
     w = clamp(min(LENS_HALF_WIDTH * e, LENS_H_RANGE[1] / aspect), *LENS_W_RANGE)
     p[S.index("glasses.lens_w")] = w
