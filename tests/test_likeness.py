@@ -1083,13 +1083,20 @@ def test_the_lenses_height_is_read_from_their_rims(astronaut, aspect, monkeypatc
     e = 0.25 * sum(np.linalg.norm(lm[LM.side_index("eye_outer", s)] - lm[LM.side_index("eye_inner", s)]) for s in (0, 1))
     assert h / w == pytest.approx(aspect, abs=0.1)  # (a tall lens drawn smaller where the schema's height ends)
     assert w == pytest.approx(min(A.LENS_HALF_WIDTH * e, A.LENS_W_RANGE[1], A.LENS_H_RANGE[1] / (h / w)), rel=0.02)
-    # the drawn face is not where the photo shows it (a head turn's warp; here a shift): the rays are cast from
-    # the drawn face's eyes through the warp, onto the same rims
-    shift = np.array([0.03, -0.02])
-    moved = make_photo(st, framed, None, valid)
-    moved.warp = np.vstack([shift, np.eye(2), np.zeros((3, 2))])  # (1, x, y, x², xy, y²) -> the point + shift
-    assert A.lens_aspect(moved, lm - shift) == pytest.approx(A.lens_aspect(photo, lm), abs=0.02)
-    monkeypatch.setattr(A, "lens_aspect", lambda photo, geo: None)  # no rim fitted: the median aspect
+    # the drawn face lies elsewhere (a head turn's frontalised face; here shifted and 10% larger): the rims are
+    # read on the photo's own landmarks, the lens drawn round the drawn eyes, as wide against them
+    geo = (lm - lm.mean(0)) * 1.1 + lm.mean(0) + (0.03, -0.02)
+    q = S.default()
+    A._glasses_shape(st, q, lm, {**g, "geo": geo}, photo, 0.2)
+    assert q[S.index("glasses.lens_h")] / q[S.index("glasses.lens_w")] == pytest.approx(h / w, abs=0.01)
+    assert q[S.index("glasses.lens_w")] == pytest.approx(min(1.1 * w, A.LENS_W_RANGE[1],
+                                                             A.LENS_H_RANGE[1] / (h / w)), rel=0.02)
+    # sunglasses, or lenses the glasses cues read tinted: no rim read, the median aspect
+    for kw, extra in (({"sunglasses": True}, {}), ({}, {"glasses_score": (0.2, 0.2, A.MASK_SUN_TINT - 0.05)})):
+        q = S.default()
+        A._glasses_shape(st, q, lm, {**g, **extra}, photo, 0.2, **kw)
+        assert q[S.index("glasses.lens_h")] / q[S.index("glasses.lens_w")] == pytest.approx(A.LENS_ASPECT, rel=0.01)
+    monkeypatch.setattr(A, "lens_aspect", lambda photo, lm: None)  # no rim fitted: the median aspect
     g.pop("lens_aspect")  # (measured once a face)
     A._glasses_shape(st, p, lm, g, photo, 0.2)
     assert p[S.index("glasses.lens_h")] / p[S.index("glasses.lens_w")] == pytest.approx(A.LENS_ASPECT, rel=0.01)
@@ -1100,8 +1107,8 @@ def test_held_out_lenses_labelled_flat_and_tall_are_drawn_so():
     """On the held-out photos whose lenses two labellers by eye called flat,
     medium or tall (``labels/glasses_shape_by_eye.jsonl``), the lenses'
     fitted height over width (``accessories.lens_aspect``) follows the
-    label (session 41: medians 0.57 flat (13 of 22 fitted), 0.76 medium
-    (41 of 58), 0.86 tall (8 of 8); every lens had been drawn 0.70)."""
+    label (session 41: medians 0.60 flat (16 of 22 fitted), 0.73 medium
+    (41 of 58), 0.84 tall (7 of 8); every lens had been drawn 0.70)."""
     import sys
 
     sys.path.insert(0, str(ROOT / "export"))
@@ -1115,8 +1122,8 @@ def test_held_out_lenses_labelled_flat_and_tall_are_drawn_so():
     got: dict[str, list] = {"flat": [], "medium": [], "tall": []}
     art, seen = AutoArtist(), {}
 
-    def keep(st, p, lm, g, photo, bridge):  # the photo and the drawn face the glasses are drawn from
-        seen["args"] = (photo, np.asarray(g["geo"], np.float64))
+    def keep(st, p, lm, g, photo, bridge, sunglasses=False):  # the photo and its landmarks the glasses are read on
+        seen["args"] = (photo, np.asarray(lm, np.float64))
 
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al, \
             pytest.MonkeyPatch.context() as mp:
@@ -1129,7 +1136,7 @@ def test_held_out_lenses_labelled_flat_and_tall_are_drawn_so():
             cues["glasses_shape"]()
             got[label].append(A.lens_aspect(*seen["args"]))
     fitted = {k: [x for x in v if x is not None] for k, v in got.items()}
-    assert len(fitted["flat"]) >= 10 and len(fitted["tall"]) >= 5 and len(fitted["medium"]) >= 30, \
+    assert len(fitted["flat"]) >= 12 and len(fitted["tall"]) >= 5 and len(fitted["medium"]) >= 30, \
         {k: len(v) for k, v in fitted.items()}
     med = {k: float(np.median(v)) for k, v in fitted.items()}
     assert med["flat"] < 0.66 < med["medium"] < 0.8 < med["tall"], med

@@ -1604,6 +1604,8 @@ def test_a_streams_hairstyle_does_not_flip_between_refreshes(monkeypatch):
     with Avatarizer(mode="video", color_order="bgr", tracker=TrackerOptions(identity_every_ms=0)) as av:
         for i, fr in enumerate(frames):
             av.from_frame(fr, timestamp_ms=i * dt)
+        # (one person throughout, head turns and all: never taken for another, switch_distance)
+        assert av._pipeline.stream.tracker.switches == 0
     assert len(found) == len(shown) >= 8
     for k in range(1, len(shown)):  # a change of family only to the one most found lately, outnumbering
         if shown[k] != shown[k - 1]:

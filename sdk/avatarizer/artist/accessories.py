@@ -224,7 +224,9 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
     ``cues["glasses_probs"]`` the fitted network's (none, clear, sun)
     probabilities (None without one for these cues) and
     ``cues["glasses_shape"]`` a function returning the (12,) ``glasses``
-    feature drawn as clear glasses whatever the artist decided
+    feature drawn as clear glasses whatever the artist decided (given the
+    kind the caller will draw, 2: the lenses' height is not read on
+    sunglasses)
     (:func:`set_glasses_kind` turns it into sunglasses or none); it is only
     drawn when asked for (most faces have no glasses)."""
     bridge, rim, tint = glasses_scores(st, lm, g, photo, col)
@@ -251,9 +253,9 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
         sun = tint < 0.3 and max(bridge, rim) > 0.06
         clear = bridge > 0.12 and rim > 0.09 and not sun
     if cues is not None:
-        def shape() -> np.ndarray:
+        def shape(kind: int = 1) -> np.ndarray:  # (the kind the caller will draw: 2 sunglasses)
             q = S.default()
-            _glasses_shape(st, q, lm, g, photo, bridge)
+            _glasses_shape(st, q, lm, g, photo, bridge, sunglasses=kind == 2)
             set_glasses_kind(q, 1)
             return q[GLASSES].astype(np.float32)
 
@@ -262,7 +264,7 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
         cues["glasses_probs"] = g.get("glasses_prob")
         cues["glasses_shape"] = shape
     if clear or sun:
-        _glasses_shape(st, p, lm, g, photo, bridge)
+        _glasses_shape(st, p, lm, g, photo, bridge, sunglasses=bool(sun))
         set_glasses_kind(p, 2 if sun else 1)
 
 
@@ -286,16 +288,16 @@ def set_glasses_kind(p, kind: int) -> None:
 
 #: The drawn lens's half-width over the photo's half eye width (outer to
 #: inner corner): the median of the lens rims fitted by :func:`lens_fit` on
-#: 118 training photos of clear glasses (126 of their 236 lenses fitted
+#: 118 training photos of clear glasses (117 of their 236 lenses fitted
 #: within :data:`LENS_FIT_RMS`; session 41, scratch ``/tmp/s41/lenseval2.py``):
-#: 1.84, quartiles 1.63-2.00 (a lens 1.8 eyes wide; it had been drawn 1.27,
+#: 1.88, quartiles 1.73-2.02 (a lens 1.9 eyes wide; it had been drawn 1.27,
 #: hugging the eye). Not per photo: the fitted width did not tell the lenses
 #: labelled by eye "large" from "medium" (medians 1.79 and 1.84)
-LENS_HALF_WIDTH = 1.84
+LENS_HALF_WIDTH = 1.88
 #: the lens's height over its width where no rim was fitted: the median of
 #: those fitted lenses (it had been drawn 0.70); a fitted one is kept
 #: within :data:`LENS_ASPECT_RANGE`
-LENS_ASPECT = 0.80
+LENS_ASPECT = 0.76
 LENS_ASPECT_RANGE = (0.45, 1.0)
 #: a lens fit counts when its rim points lie within this RMS distance of the
 #: fitted outline, in half eye widths (about half the fits on the training photos)
@@ -312,25 +314,26 @@ LENS_RAY_REACH = 2.7
 
 def _to_pixels(photo: Photo, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(column, row) float32 pixel coordinates in ``photo``'s crop of the
-    drawn face's canonical points ``pts`` (..., 2) (:meth:`Photo.to_img`)."""
-    q = photo.to_img(pts)
+    photo's canonical points ``pts`` (..., 2)."""
+    q = np.asarray(pts, np.float64)
     gx, gy = photo.gx.ravel(), photo.gy.ravel()
     col = np.interp(q[..., 0], gx, np.arange(gx.size, dtype=np.float64))
     row = np.interp(q[..., 1], gy, np.arange(gy.size, dtype=np.float64))
     return col.astype(np.float32), row.astype(np.float32)
 
 
-def lens_rim(photo: Photo, geo, side: int):
+def lens_rim(photo: Photo, lm, side: int):
     """The rim of a lens around eye ``side`` (0 image-left, 1 right) of the
-    drawn face's landmarks ``geo`` (the artist's ``g["geo"]``, sampled where
-    they lie in the photo, :meth:`Photo.to_img`): on each ray of
-    :data:`LENS_RAY_ANGLES` from the eye's centre (the middle of its
-    corners), beyond the eye's own outline and inside the photo, where the
-    photo's luma dips most (a dark line 1-7 half pixels wide, darker than
-    both its sides: a step from light to dark is not one). Returns (rim
-    points (A, 2) in the drawn face's canonical units, the dip at each
-    (luma; -1 where none), the eye's centre, its half width)."""
-    lm = np.asarray(geo, np.float64)[:, :2]
+    photo's own landmarks ``lm`` (canonical units of the photo's crop, as
+    the glasses cues read it; not the drawn face, whose frontalising warp
+    misses the eyes' corners by up to a whole half eye width on a turned
+    head): on each ray of :data:`LENS_RAY_ANGLES` from the eye's centre
+    (the middle of its corners), beyond the eye's own outline and inside
+    the photo, where the photo's luma dips most (a dark line 1-7 half
+    pixels wide, darker than both its sides: a step from light to dark is
+    not one). Returns (rim points (A, 2), the dip at each (luma; -1 where
+    none), the eye's centre, its half width)."""
+    lm = np.asarray(lm, np.float64)[:, :2]
     outer, inner = lm[side_index("eye_outer", side)], lm[side_index("eye_inner", side)]
     c = 0.5 * (outer + inner)
     e = 0.5 * float(norm(outer - inner))
@@ -380,14 +383,14 @@ LENS_FIT_STEPS = 20
 _JAC_STEP = 1e-4
 
 
-def lens_fit(photo: Photo, geo, side: int) -> dict | None:
+def lens_fit(photo: Photo, lm, side: int) -> dict | None:
     """The rounded box (:func:`_box_distance`) through a lens's rim
     (:func:`lens_rim`), by Gauss-Newton with Huber weights from a box the
     rim's extent wide and tall; the rays with a dip under 0.3 of the median
     left out. ``{"a", "b"}`` its half width and height, ``"rms"`` the rim
     points' RMS distance from it, all in half eye widths; None with fewer
     than 12 rays kept or a fit that is not finite."""
-    P, dip, c, e = lens_rim(photo, geo, side)
+    P, dip, c, e = lens_rim(photo, lm, side)
     if not (np.isfinite(e) and e > 0.0):
         return None
     ref = float(np.median(dip[dip > 0])) if np.any(dip > 0) else 0.0
@@ -416,28 +419,28 @@ def lens_fit(photo: Photo, geo, side: int) -> dict | None:
     return {"a": th[2] / e, "b": th[3] / e, "rms": rms / e}
 
 
-def lens_aspect(photo: Photo, geo) -> float | None:
+def lens_aspect(photo: Photo, lm) -> float | None:
     """The lenses' height over their width in the photo: the median of the
     two lenses' fits (:func:`lens_fit`) within :data:`LENS_FIT_RMS`, kept
     within :data:`LENS_ASPECT_RANGE`; None where neither fits (then
     :data:`LENS_ASPECT`). On the photos of clear glasses whose lenses two
     labellers by eye called alike (session 41, ``/tmp/s41/glab``), held out:
-    medians 0.57 for lenses called flat (13 of 22 fitted), 0.76 medium
-    (41 of 58), 0.86 tall (8 of 8); training 0.62, 0.83, 0.90."""
+    medians 0.60 for lenses called flat (16 of 22 fitted), 0.73 medium
+    (41 of 58), 0.84 tall (7 of 8); training 0.61, 0.79, 0.89."""
     got = []
     for side in (0, 1):
-        fit = lens_fit(photo, geo, side)
+        fit = lens_fit(photo, lm, side)
         if fit is not None and fit["rms"] < LENS_FIT_RMS and fit["a"] > 0:
             got.append(fit["b"] / fit["a"])
     return clamp(float(np.median(got)), *LENS_ASPECT_RANGE) if got else None
 
 
-def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float) -> None:
+def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float, sunglasses: bool = False) -> None:
     """Frame colour (the darkest pixels of the bridge band), lens size from
     the drawn eye's width (:data:`LENS_HALF_WIDTH`), its height from the
-    lenses' rims (:func:`lens_aspect` on the drawn face ``g["geo"]``; not
-    on tinted lenses, :data:`MASK_SUN_TINT`: :data:`LENS_ASPECT`), frame
-    width from the bridge's line strength."""
+    lenses' rims (:func:`lens_aspect` on the photo's landmarks ``lm``; not
+    on sunglasses, nor lenses tinted past :data:`MASK_SUN_TINT`:
+    :data:`LENS_ASPECT`), frame width from the bridge's line strength."""
     ex = photo.to_img(0.5 * (g["eye_l"]["center"] + g["eye_r"]["center"]))
     px = photo.region_pixels(ex + np.array([(-0.05, -0.12), (0.05, -0.12), (0.05, 0.0), (-0.05, 0.0)]))
     if len(px) >= 6:
@@ -445,12 +448,13 @@ def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float) -> None:
         fc = median(px[y <= percentile(y, 15)], 0)
         set_rgb(p, "glasses", clip(fc * 0.8, 0, 1), prefix="frame_")
     geo = np.asarray(g.get("geo", lm), np.float64)[:, :2]  # the drawn face (the photo's own without a warp)
+    # (the lens as many of the drawn eye's widths as the photo's lenses are of its eyes')
     e = 0.25 * sum(float(norm(geo[side_index("eye_outer", s)] - geo[side_index("eye_inner", s)])) for s in (0, 1))
-    if "lens_aspect" not in g:  # (measured once a face: the hybrid asks for the shape again)
-        tinted = "glasses_score" in g and g["glasses_score"][2] < MASK_SUN_TINT
-        # (tinted lenses show no rim line against them: their height is the median's)
-        g["lens_aspect"] = None if tinted else lens_aspect(photo, geo)
-    aspect = LENS_ASPECT if g["lens_aspect"] is None else g["lens_aspect"]
+    # (tinted lenses show no rim line against them: their height is the median's)
+    tinted = sunglasses or ("glasses_score" in g and g["glasses_score"][2] < MASK_SUN_TINT)
+    if not tinted and "lens_aspect" not in g:  # (measured once a face: the hybrid asks for the shape again)
+        g["lens_aspect"] = lens_aspect(photo, lm)
+    aspect = LENS_ASPECT if tinted or g["lens_aspect"] is None else g["lens_aspect"]
     # (a lens taller than the schema's height allows is drawn smaller, in its own shape)
     w = clamp(min(LENS_HALF_WIDTH * e, LENS_H_RANGE[1] / aspect), *LENS_W_RANGE)
     p[S.index("glasses.lens_w")] = w

@@ -319,7 +319,7 @@ class HairStage(Stage):
         if fused:  # drawn with the artist's frame colour and lens sizes
             from ..artist.accessories import set_glasses_kind
 
-            drawn = glasses_cues["glasses_shape"]()
+            drawn = glasses_cues["glasses_shape"](fused)
             set_glasses_kind(drawn, fused)
             full[GLASSES] = drawn
         elif (fused is None and "glasses" not in settings and artist_glasses is not None
