@@ -556,6 +556,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
             length = hair_length_reads(names, paths, preds)  # photos without an avatar are not scored
             if length:
                 out["hair_length_by_eye"] = length
+            lenses = lens_aspect_reads(names, paths, preds)
+            if lenses:  # (beside DESIGN.md's keys: the glasses' lenses against their aspect labelled by eye)
+                out["lens_aspect_by_eye"] = lenses
             if labels and method in shipped_attrs:
                 scores = shipped_attribute_metrics(names, shipped_attrs[method], labels)
                 if scores:
@@ -838,6 +841,24 @@ def hair_length_reads(names, files, params: np.ndarray) -> dict:
     return {"n": int(conf.sum()), "classes": list(LENGTH_CLASSES), "right": round(float(np.trace(conf) / conf.sum()), 4),
             "confusion": conf.tolist(), "long_drawn_short": f"{int(conf[2, :2].sum())}/{int(conf[2].sum())}",
             "short_drawn_long": f"{int(conf[1, 2])}/{int(conf[1].sum())}"}
+
+
+def lens_aspect_reads(names, files, params: np.ndarray) -> dict:
+    """The drawn lenses' height over width (``glasses.lens_h / lens_w``)
+    against their aspect labelled by eye (``labels/glasses_shape_by_eye.jsonl``,
+    ``flat``, ``medium``, ``tall``), on the held-out photos of ``names`` the
+    method drew glasses on: per label ``n`` and the drawn aspect's median
+    (every lens was drawn 0.70 before session 41)."""
+    from .data import glasses_shape_labels
+
+    labels = {k: v["lens_aspect"] for k, v in glasses_shape_labels().items() if "lens_aspect" in v}
+    kind, w, h = (schema.index(f"glasses.{n}") for n in ("type", "lens_w", "lens_h"))
+    got: dict[str, list] = {}
+    for i, label in _heldout_labelled(names, files, params, labels):
+        if round(float(params[i, kind])) > 0 and params[i, w] > 0:
+            got.setdefault(label, []).append(float(params[i, h] / params[i, w]))
+    return {c: {"n": len(got[c]), "median_aspect": round(float(np.median(got[c])), 4)}
+            for c in ("flat", "medium", "tall") if got.get(c)}
 
 
 def accessory_reads_by_eye(names, files, params: np.ndarray, attributes: list) -> dict:
