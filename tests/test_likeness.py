@@ -1099,6 +1099,14 @@ def test_the_lenses_height_is_read_from_their_rims(astronaut, aspect, monkeypatc
     A._glasses_shape(st, q, lm, {"eye_l": g["eye_l"], "eye_r": g["eye_r"],
                                  "glasses_score": (0.2, 0.2, A.MASK_SUN_TINT - 0.05)}, photo, 0.2)
     assert q[S.index("glasses.lens_h")] / q[S.index("glasses.lens_w")] == pytest.approx(h / w, abs=0.01)
+    # the hybrid asks the artist's cues for the shape of the kind it will draw
+    cues: dict = {}
+    AutoArtist(st).fit_geometry_skin(astronaut.canonical, framed, valid=valid, landmarks3d=astronaut.landmarks,
+                                     glasses=True, cues=cues)
+    for kind, want in ((2, A.LENS_ASPECT), (1, h / w)):
+        drawn = cues["glasses_shape"](kind)
+        at = {n: S.index(f"glasses.{n}") - A.GLASSES.start for n in ("lens_w", "lens_h")}
+        assert drawn[at["lens_h"]] / drawn[at["lens_w"]] == pytest.approx(want, abs=0.1 if kind == 1 else 0.01)
     monkeypatch.setattr(A, "lens_aspect", lambda photo, lm: None)  # no rim fitted: the median aspect
     g.pop("lens_aspect")  # (measured once a face)
     A._glasses_shape(st, p, lm, g, photo, 0.2)

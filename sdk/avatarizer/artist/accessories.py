@@ -286,8 +286,9 @@ def set_glasses_kind(p, kind: int) -> None:
         p[at(name)] = v
 
 
-#: The drawn lens's half-width over the photo's half eye width (outer to
-#: inner corner): the median of the lens rims fitted by :func:`lens_fit` on
+#: The lens's half-width over the half eye width (outer to inner corner),
+#: drawn over the drawn eye's: the median in the photos of the lens rims
+#: fitted by :func:`lens_fit` on
 #: 118 training photos of clear glasses (233 of their 236 lenses fitted
 #: within :data:`LENS_FIT_RMS`; session 41, scratch ``/tmp/s41/lenseval2.py``):
 #: 1.84, quartiles 1.65-2.00 (a lens 1.8 eyes wide; it had been drawn 1.27,

@@ -39,7 +39,9 @@ class Face:
                                   glasses network's probabilities
                                   ``glasses_probs`` (or None), which the
                                   fusion reads, ``glasses_shape``, a
-                                  function drawing them as clear glasses,
+                                  function drawing them as clear glasses
+                                  (given the kind to be drawn: 2, sunglasses,
+                                  reads no lens rims),
                                   ``beard``, a function measuring the
                                   beard network's (probability,
                                   threshold), ``goatee``, the goatee
