@@ -599,6 +599,7 @@ def test_eval_without_any_face_prints_null_metrics(tmp_path, capsys):
         assert shipped["param_l1"] is None and shipped["identity_top1"] is None and shipped["identity_n"] == 0
         assert artist["skin_delta_e"] is None and "param_l1" not in artist
         assert shipped["identity_top1_frontal_hatless"] is None and shipped["hats_drawn"] == 0
+        assert shipped["identity_top1_frontal_face_only"] is None and shipped["glasses_drawn"] == 0
 
 
 def test_photos_without_an_avatar_are_left_out_of_the_means_not_scored_perfect(tmp_path, monkeypatch):
@@ -678,6 +679,20 @@ def test_the_hat_free_identity_scores_the_same_avatars_drawn_without_their_hats(
     assert res["hats_drawn"] == 2
     for k in ("frontal", "symmetric"):
         assert res[f"identity_top1_{k}_hatless"] == bare[f"identity_top1_{k}"]
+    # ``_face_only``: without hats or glasses (``glasses_drawn`` counts the glasses): big sunglasses on two
+    # of the hatted avatars, and the face-only numbers are those of the avatars never given either
+    assert bare["glasses_drawn"] == 0 and res["glasses_drawn"] == 0
+    for k in ("frontal", "symmetric"):
+        assert bare[f"identity_top1_{k}_face_only"] == bare[f"identity_top1_{k}"]
+    glassed = hatted.copy()
+    for i in (1, 2):
+        glassed[i, S.index("glasses.type")] = 2
+        glassed[i, S.index("glasses.lens_w")], glassed[i, S.index("glasses.lens_h")] = 0.2, 0.16
+        glassed[i, S.index("glasses.lens_opacity")] = 0.95
+    res = run(S.clip(glassed))
+    assert res["glasses_drawn"] == 2 and res["hats_drawn"] == 2
+    for k in ("frontal", "symmetric"):
+        assert res[f"identity_top1_{k}_face_only"] == bare[f"identity_top1_{k}"]
 
 
 def test_identity_among_fewer_than_two_photos_is_null(tmp_path, capsys):
