@@ -316,16 +316,6 @@ LENS_RAY_ANGLES = np.radians(np.arange(0.0, 360.0, 10.0))
 LENS_RAY_REACH = 2.7
 
 
-def _to_pixels(photo: Photo, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(column, row) float32 pixel coordinates in ``photo``'s crop of the
-    photo's canonical points ``pts`` (..., 2)."""
-    q = np.asarray(pts, np.float64)
-    gx, gy = photo.gx.ravel(), photo.gy.ravel()
-    col = np.interp(q[..., 0], gx, np.arange(gx.size, dtype=np.float64))
-    row = np.interp(q[..., 1], gy, np.arange(gy.size, dtype=np.float64))
-    return col.astype(np.float32), row.astype(np.float32)
-
-
 def lens_rim(photo: Photo, lm, side: int):
     """The rim of a lens around eye ``side`` (0 image-left, 1 right) of the
     photo's own landmarks ``lm`` (canonical units of the photo's crop, as
@@ -351,9 +341,8 @@ def lens_rim(photo: Photo, lm, side: int):
     u = np.stack([np.cos(LENS_RAY_ANGLES), np.sin(LENS_RAY_ANGLES)], 1)
     if len(rs) < 16:  # (an eye of no width: nothing to cast)
         return np.repeat(c[None], len(u), 0), np.full(len(u), -1.0), c, e
-    col, row = _to_pixels(photo, c + rs[None, :, None] * u[:, None, :])
-    prof = cv2.remap(photo.luma, col, row, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    inside = cv2.remap(photo.validf, col, row, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) > 0.99
+    rays = c + rs[None, :, None] * u[:, None, :]
+    prof, inside = sample_at(photo.luma, rays), sample_at(photo.validf, rays) > 0.99
     dip = np.full(prof.shape, -1.0)
     for d in (2, 4, 7):  # half pixels either side
         dip[:, d:-d] = np.maximum(dip[:, d:-d], np.minimum(prof[:, :-2 * d], prof[:, 2 * d:]) - prof[:, d:-d])
