@@ -114,6 +114,8 @@ METRIC_KEYS = ("param_l1", "render_l1", "render_lpips", "identity_top1", "identi
                "hair_iou", "no_avatar", "identity_top1_frontal_hatless", "identity_top1_symmetric_hatless",
                "hats_drawn", "identity_top1_frontal_face_only", "identity_top1_symmetric_face_only", "glasses_drawn")
 ARTIST_KEYS = tuple(k for k in METRIC_KEYS if k not in ("param_l1", "render_l1", "render_lpips"))
+#: the keys of :data:`METRIC_KEYS` that count (0, not null, with nothing to score)
+COUNT_KEYS = ("identity_n", "no_avatar", "hats_drawn", "glasses_drawn")
 
 
 def shipped_estimator(method: str) -> str:
@@ -458,8 +460,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
         # nothing to score: every metric null (DESIGN.md's keys), not a crash
         for method in methods:
             keys = ARTIST_KEYS if method == "artist" else METRIC_KEYS
-            result["methods"][method] = {k: (0 if k in ("identity_n", "no_avatar", "hats_drawn", "glasses_drawn") else None)
-                                         for k in keys}
+            result["methods"][method] = {k: (0 if k in COUNT_KEYS else None) for k in keys}
         result["attributes"] = {}
         if keep is not None:
             keep.update(names=names, crops=crops, gts=gts)
@@ -510,12 +511,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
             # placed where the photo shows them, 0.702 with the same avatars drawn without them)
             hat_type = schema.index("headwear.type")
             hatted = np.flatnonzero(has & (preds[:, hat_type] > 0.5))
-            r3_bare = r3.copy()
-            for i in hatted:
-                bare = preds[i].copy()
-                bare[hat_type] = 0.0
-                got = probe.landmarks3d(avatarizer.render(bare, M.RENDER_SIZE, background="white"))
-                r3_bare[i] = np.nan if got is None else got
+            r3_bare = _reprobed(probe, r3, preds, hatted, [hat_type])
             idv_bare = M.identity_variants(lm3s, r3_bare, n=identity_n) if len(hatted) else idv
             # ... and with no glasses drawn either: the face alone. Drawn frames move the probe's eyes and brows
             # (session 41: lenses drawn the frames' size, the face bit-identical, 188 held-out ffhq128 photos'
@@ -523,12 +519,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
             # and the old height 0.633)
             glasses_type = schema.index("glasses.type")
             glassed = np.flatnonzero(has & (preds[:, glasses_type] > 0.5))
-            r3_face = r3_bare.copy()
-            for i in glassed:
-                face_only = preds[i].copy()
-                face_only[[hat_type, glasses_type]] = 0.0
-                got = probe.landmarks3d(avatarizer.render(face_only, M.RENDER_SIZE, background="white"))
-                r3_face[i] = np.nan if got is None else got
+            r3_face = _reprobed(probe, r3_bare, preds, glassed, [hat_type, glasses_type])
             idv_face = M.identity_variants(lm3s, r3_face, n=identity_n) if len(glassed) else idv_bare
             skin_de = np.full(len(preds), np.nan)
             if has.any():
@@ -1092,6 +1083,22 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
                            "skin_lit_dE_median": float(np.median(de)) if de else float("nan"),
                            "cross_moment_top1": top,
                            "people": int(drew.any(1).sum())}
+    return out
+
+
+def _reprobed(probe, r3: np.ndarray, preds: np.ndarray, rows, off) -> np.ndarray:
+    """A copy of the landmarks ``r3`` read on the renders, with the rows
+    ``rows`` read again on their avatars (``preds``) drawn with the
+    parameters at indices ``off`` set to 0 (a hat or glasses taken off);
+    NaN where the probe finds no face."""
+    import avatarizer
+
+    out = r3.copy()
+    for i in rows:
+        p = preds[i].copy()
+        p[off] = 0.0
+        got = probe.landmarks3d(avatarizer.render(p, M.RENDER_SIZE, background="white"))
+        out[i] = np.nan if got is None else got
     return out
 
 

@@ -102,10 +102,10 @@ def reported_male(aligned, index: np.ndarray, path: Path, desc: dict,
 
     p, threshold = session_male(Session(path, name=str(desc.get("name", "attributes")), description=desc,
                                         device="cpu", providers=["CPUExecutionProvider"]), aligned, index)
+    male = p >= threshold
     fusion = GenderFusion.load(sha256_file(path), data)
     if fusion is None:
-        return p >= threshold, "H's P(male) at its threshold (no gender fusion fitted with this H)"
-    male = p >= threshold
+        return male, "H's P(male) at its threshold (no gender fusion fitted with this H)"
     for j, i in enumerate(index):
         try:
             male[j] = fusion.probability(aligned.landmarks3d[i], float(p[j])) >= fusion.threshold
