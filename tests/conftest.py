@@ -76,6 +76,13 @@ def run_in_fork(fn) -> tuple[int, bytes]:
     return status, got
 
 
+def luminance(rgb) -> np.ndarray:
+    """Linear-light luminance (Rec. 709) of float sRGB colours ``rgb`` (last axis 3)."""
+    from avatarizer.artist.photo import srgb_to_linear
+
+    return srgb_to_linear(np.clip(np.asarray(rgb, np.float64), 0, 1)) @ np.array([0.2126, 0.7152, 0.0722])
+
+
 def attribute_outputs(**extra) -> dict:
     """One batch row of the attribute model's four base outputs (hair colour,
     glasses, the binary flags, the regressed values), plus ``extra`` outputs

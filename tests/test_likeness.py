@@ -925,13 +925,11 @@ def test_held_out_lips_keep_their_contrast_against_the_relit_skin():
     from avatarizer.align import AlignOptions, FaceAligner
     from avatarizer.api import Avatarizer
     from avatarizer.artist import AutoArtist
-    from avatarizer.artist.photo import srgb_to_linear, to_lab
+    from avatarizer.artist.photo import to_lab
     from avatarizer.imageio import load_image
+    from conftest import luminance
 
     skin, lip = [S.index(f"face.{c}") for c in "rgb"], [S.index(f"lip_lower_outer.{c}") for c in "rgb"]
-
-    def lum(rgb):
-        return float(srgb_to_linear(np.clip(np.asarray(rgb, np.float64), 0, 1)) @ (0.2126, 0.7152, 0.0722))
 
     errors = []
     artist = AutoArtist()
@@ -946,7 +944,8 @@ def test_held_out_lips_keep_their_contrast_against_the_relit_skin():
                     continue
                 p = artist.fit(face)
                 if abs(to_lab(a.params[skin])[0] - to_lab(p[skin])[0]) > 5:
-                    errors.append(np.log(lum(a.params[lip]) / lum(a.params[skin])) - np.log(lum(p[lip]) / lum(p[skin])))
+                    errors.append(np.log(luminance(a.params[lip]) / luminance(a.params[skin]))
+                                  - np.log(luminance(p[lip]) / luminance(p[skin])))
     errors = np.abs(errors)
     assert len(errors) >= 40, len(errors)
     assert np.median(errors) < 0.1 and np.percentile(errors, 90) < 0.2, (np.median(errors), np.percentile(errors, 90))

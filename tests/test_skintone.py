@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from avatarizer import hair as HR
-from conftest import attribute_outputs, fit_head_twice, shipped_h_without
+from conftest import attribute_outputs, fit_head_twice, luminance, shipped_h_without
 from avatarizer import schema
 from avatarizer.artist.photo import from_lab, to_lab
 from avatarizer.skintone import (ANCHOR_L, LIT_AB_DL, MARGIN, MONK_L, WELL_LIT_SKIN_LAB, lightness_of_tone,
@@ -296,12 +296,6 @@ def test_well_lit_skin_lab_takes_the_medians_of_photos_exposed_as_labelled():
     assert well_lit_skin_lab(np.array(good[:WELL_LIT_MIN_PHOTOS - 1]), np.full(WELL_LIT_MIN_PHOTOS - 1, 2.0)) == []
 
 
-def _luminance(rgb) -> np.ndarray:
-    from avatarizer.artist.photo import srgb_to_linear
-
-    return srgb_to_linear(np.clip(np.asarray(rgb, np.float64), 0, 1)) @ np.array([0.2126, 0.7152, 0.0722])
-
-
 def test_relight_carries_the_skin_change_to_other_colours():
     """The lips measured in a dim photo are lifted as the skin was: the
     ratio of their light to the skin's is kept (an exposure change), a
@@ -314,7 +308,7 @@ def test_relight_carries_the_skin_change_to_other_colours():
     lips = np.stack([from_lab(np.array([32.0, 30.0, 18.0])), from_lab(np.array([38.0, 24.0, 12.0]))])
     got = relight(lips, dim_skin, lit_skin)
     assert got.shape == lips.shape and np.all((got >= 0) & (got <= 1))
-    np.testing.assert_allclose(_luminance(got) / _luminance(lit_skin), _luminance(lips) / _luminance(dim_skin),
+    np.testing.assert_allclose(luminance(got) / luminance(lit_skin), luminance(lips) / luminance(dim_skin),
                                rtol=0.05)  # (per-channel gains: within a few per cent)
     assert np.all(to_lab(got)[:, 0] > to_lab(lips)[:, 0] + 15)
     # a warm cast on the skin taken away: the lips lose it too (their b* falls against their a*)
@@ -337,7 +331,7 @@ def test_relight_carries_the_skin_change_to_other_colours():
     grey = np.array([0.2, 0.2, 0.2])
     before, after = np.array([0.6, 0.3, 0.005]), np.array([0.6, 0.3, 0.6])
     gain = srgb_to_linear(relight(grey, before, after)) / srgb_to_linear(grey)
-    exposure = _luminance(after) / _luminance(before)
+    exposure = luminance(after) / luminance(before)
     assert gain[2] == pytest.approx(exposure * RELIGHT_BALANCE[1], rel=0.01)  # (RELIGHT_EPS)
     assert RELIGHT_EXPOSURE[0] < exposure < RELIGHT_EXPOSURE[1]
     # what cannot be read comes back as it is
@@ -372,14 +366,14 @@ def test_merge_relights_the_lips_with_the_skin():
     before = schema.clip(p)
     assert to_lab(got[SKIN].astype(np.float64))[0] > 65  # lifted into step 2's band
     for idx in lip_idx:  # (the skin's a* and b* moved too: within a few per cent)
-        np.testing.assert_allclose(_luminance(got[idx]) / _luminance(got[SKIN]),
-                                   _luminance(before[idx]) / _luminance(before[SKIN]), rtol=0.05)
+        np.testing.assert_allclose(luminance(got[idx]) / luminance(got[SKIN]),
+                                   luminance(before[idx]) / luminance(before[SKIN]), rtol=0.05)
     F.attributes = {**HR.decode_attributes(_outputs(2.0)), "set_by_app": ["skin_tone"]}  # a tone the app set
     got = merge_face(F)
     assert to_lab(got[SKIN].astype(np.float64))[0] == pytest.approx(lightness_of_tone(2.0), abs=0.5)
     for idx in lip_idx:  # (its a* and b* moved too: within a few per cent)
-        np.testing.assert_allclose(_luminance(got[idx]) / _luminance(got[SKIN]),
-                                   _luminance(before[idx]) / _luminance(before[SKIN]), rtol=0.05)
+        np.testing.assert_allclose(luminance(got[idx]) / luminance(got[SKIN]),
+                                   luminance(before[idx]) / luminance(before[SKIN]), rtol=0.05)
     F.attributes = HR.decode_attributes(_outputs())  # no estimate: the lips as measured
     np.testing.assert_allclose(merge_face(F)[np.ravel(lip_idx)], before[np.ravel(lip_idx)], atol=1e-6)
 
