@@ -574,6 +574,65 @@ static void avz__glasses(avz_scene *s, const float *p) {
     avz__stroke(s, fc, 1.f, fw);
 }
 
+/* One half of a head scarf (type 4: a headscarf, hijab or hood that wraps
+ * both sides of the face), a simple closed shape so that every back end fills
+ * it without a hole: from the crown's top down the outer side (over the ear)
+ * to the drape's foot, back to the mid-line, up under the chin and along the
+ * face opening (inside the face outline below the band) to the band's middle.
+ * side -1 is the image's left (face points 8..13), +1 its right (6..1); the
+ * halves overlap by `ov` at the mid-line so no seam shows between them. */
+static void avz__scarf_half(avz_scene *s, const float *p, float side, float cx, float ytop, float R,
+                            float band, float drape, avz__rgb c) {
+    const float ov = 0.006f;
+    static const int left[6] = {8, 9, 10, 11, 12, 13}, right[6] = {6, 5, 4, 3, 2, 1};
+    const int *ix = side < 0 ? left : right;
+    avz__pt f[6];
+    for (int k = 0; k < 6; k++) f[k] = avz__fpt(p, AVZ_F_FACE, ix[k]);
+    avz__pt chin = avz__fpt(p, AVZ_F_FACE, 0);
+    float yt = f[1].y;                            /* the temple's height (face point 9 or 5) */
+    float yb = chin.y + 0.12f + drape * 1.6f;     /* the drape's foot */
+    float Wb = R * 0.92f + drape * 0.5f;
+    float m = cx - side * ov;                     /* the mid-line, just past the centre */
+    avz__move(s, (avz__pt){m, ytop});
+    avz__curve(s, (avz__pt){cx + side * R * 0.55f, ytop}, (avz__pt){cx + side * R, yt - (yt - ytop) * 0.9f},
+               (avz__pt){cx + side * R, yt});
+    avz__curve(s, (avz__pt){cx + side * R, chin.y - 0.25f}, (avz__pt){cx + side * R * 0.9f, chin.y - 0.05f},
+               (avz__pt){cx + side * Wb, yb - 0.06f});
+    avz__curve(s, (avz__pt){cx + side * Wb * 0.7f, yb}, (avz__pt){cx + side * Wb * 0.3f, yb}, (avz__pt){m, yb});
+    /* the face opening, from under the chin up to the band: the face outline's
+     * points, drawn in a little at the cheeks and temples (the cloth frames the face) */
+    avz__pt o[9];
+    int n = 0;
+    o[n++] = (avz__pt){m, chin.y + 0.012f};
+    for (int k = 5; k >= 1; k--) {
+        float inset = k >= 4 ? 0.02f : 0.035f;   /* less at the jaw, more at the cheeks and temples */
+        o[n++] = (avz__pt){f[k].x - side * inset, f[k].y + (k == 5 ? 0.01f : 0.f)};
+        if (f[k - 1].y < band) break;             /* the next point is above the band */
+    }
+    /* where the outline crosses the band, between the last point kept and the one above it */
+    avz__pt lo = o[n - 1], hi = {f[0].x - side * 0.035f, f[0].y};
+    for (int k = 1; k <= 5; k++)
+        if (f[k].y >= band && f[k - 1].y < band) { hi = (avz__pt){f[k - 1].x - side * 0.035f, f[k - 1].y}; break; }
+    float t = (hi.y < lo.y) ? (lo.y - band) / (lo.y - hi.y) : 1.f;
+    avz__pt cross = avz__lerp(lo, hi, fminf(fmaxf(t, 0.f), 1.f));
+    if (cross.y > band) cross.y = band;
+    o[n++] = cross;
+    o[n++] = (avz__pt){cx + (cross.x - cx) * 0.5f, band - 0.01f};
+    o[n++] = (avz__pt){m, band - 0.012f};
+    avz__line(s, o[0]);
+    avz__cr_path(s, o, n, 0, 0);
+    avz__close(s);
+    avz__fill(s, c, 1.f);
+    /* the opening's edge: a fold of the cloth */
+    avz__cr_path(s, o + 1, n - 2, 0, 1);
+    avz__stroke(s, avz__shade(c, 0.72f), 1.f, 0.012f);
+    /* a fold down the side */
+    avz__move(s, (avz__pt){cx + side * R * 0.86f, yt - 0.12f});
+    avz__curve(s, (avz__pt){cx + side * R * 0.9f, yt + 0.15f}, (avz__pt){cx + side * R * 0.86f, chin.y - 0.2f},
+               (avz__pt){cx + side * R * 0.8f, chin.y - 0.02f});
+    avz__stroke(s, avz__shade(c, 0.82f), 0.8f, 0.007f);
+}
+
 static void avz__headwear(avz_scene *s, const float *p) {
     int type = (int)lroundf(p[AVZ_P_HEADWEAR_TYPE]);
     if (type <= 0) return;
@@ -584,6 +643,19 @@ static void avz__headwear(avz_scene *s, const float *p) {
     float cx = 0.5f * (p[AVZ_F_FACE + 2 * 5] + p[AVZ_F_FACE + 2 * 9]);
     float hw = 0.5f * fabsf(p[AVZ_F_FACE + 2 * 5] - p[AVZ_F_FACE + 2 * 9]) * wscale;
     float ytop = top - crown * (type == 3 ? 0.5f : 0.35f) - 0.06f;
+    if (type == 4) { /* head scarf: its brim is the drape below the chin */
+        float R = hw + 0.08f;
+        avz__scarf_half(s, p, -1.f, cx, ytop, R, band, brim, c);
+        avz__scarf_half(s, p, 1.f, cx, ytop, R, band, brim, c);
+        avz__pt chin = avz__fpt(p, AVZ_F_FACE, 0);
+        if (brim > 0.05f) { /* where the cloth passes under the chin */
+            avz__move(s, (avz__pt){cx - hw * 0.55f, chin.y + 0.05f});
+            avz__curve(s, (avz__pt){cx - hw * 0.2f, chin.y + 0.14f}, (avz__pt){cx + hw * 0.2f, chin.y + 0.14f},
+                       (avz__pt){cx + hw * 0.55f, chin.y + 0.05f});
+            avz__stroke(s, avz__shade(c, 0.8f), 0.8f, 0.008f);
+        }
+        return;
+    }
     if (type == 3) { /* brimmed hat: brim behind the crown's base */
         avz__ellipse(s, (avz__pt){cx, band}, hw + brim * 0.8f + 0.05f, 0.06f + brim * 0.12f);
         avz__fill(s, avz__shade(c, 0.85f), 1.f);
@@ -628,6 +700,8 @@ static void avz__build(avz_scene *s, const float *p) {
     avz__feat face = STROKE_F(FACE);
     avz__rgb skin = face.c;
     int layers = (int)lroundf(p[AVZ_P_HAIR_STYLE_LAYERS]); /* 0 none, 1 back, 2 back + front */
+    int scarf = (int)lroundf(p[AVZ_P_HEADWEAR_TYPE]) == 4; /* a head scarf covers the hair and the ears */
+    if (scarf) layers = 0;
     float curl = p[AVZ_P_HAIR_STYLE_CURL];
     avz__feat hb = STROKE_F(HAIR_BACK), hf = STROKE_F(HAIR_FRONT);
 
@@ -658,8 +732,10 @@ static void avz__build(avz_scene *s, const float *p) {
     avz__stroke(s, avz__shade(cl.c, 0.7f), 1.f, cl.w0);
     /* 3. ears, head */
     avz__feat el = STROKE_F(EAR_L), er = STROKE_F(EAR_R);
-    avz__ear(s, &el);
-    avz__ear(s, &er);
+    if (!scarf) {
+        avz__ear(s, &el);
+        avz__ear(s, &er);
+    }
     avz__cr_path(s, face.pts, face.n, 1, 1);
     avz__fill(s, skin, 1.f);
     /* 4. shading inside the face */

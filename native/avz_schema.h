@@ -2,7 +2,7 @@
 #ifndef AVZ_SCHEMA_H
 #define AVZ_SCHEMA_H
 
-#define AVZ_SCHEMA_VERSION "1.0.0"
+#define AVZ_SCHEMA_VERSION "1.1.0"
 #define AVZ_PARAM_COUNT 629
 
 #define AVZ_SLICE_FACE_BEGIN 0
@@ -329,7 +329,7 @@ static const float avz__param_hi[AVZ_PARAM_COUNT] = {
     1.0f, 1.0f, 1.0f, -0.08f, 0.49f, 0.0f, 0.425f, 0.1f,
     0.418f, 0.2f, 0.425f, 0.28f, 0.49f, 0.08f, 0.08f, 1.0f,
     1.0f, 1.0f, 2.0f, 0.2f, 0.16f, 1.0f, 0.03f, 1.0f,
-    1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 3.0f, 1.0f,
+    1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 4.0f, 1.0f,
     1.0f, 1.0f, -0.2f, 0.6f, 1.4f, 0.5f, -0.75f, 1.5f,
     -0.2f, 1.28f, 0.35f, 1.37f, 0.9f, 1.28f, 1.45f, 1.5f,
     0.03f, 0.03f, 1.0f, 1.0f, 1.0f,

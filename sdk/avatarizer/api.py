@@ -114,7 +114,11 @@ class Options:
             "moustache": bool, "headwear": bool, "bald": bool, "hair_colour":
             "black" | "brown" | "blond" | "red" | "gray", "hair_length":
             "long" | "short", "age": years 0-100, "skin_tone": Monk step
-            1-10}``, any subset (``None`` values: the regressor decides).
+            1-10, "headwear_kind": "cap" | "beanie" | "brimmed" |
+            "scarf"}``, any subset (``None`` values: the regressor decides).
+            A ``headwear_kind`` draws headwear of that kind (a scarf: a
+            headscarf, hijab or hood over the hair and ears, framing the
+            face), in the photo's colours and where the photo shows it.
             For every frame and face; ``from_frame(..., attributes=...)``
             adds to it per call. ``Avatar.attributes`` reports a set value
             with probability 1 and ``"source": "app"``. Needs the attribute
@@ -478,10 +482,11 @@ class Avatar:
         if not isinstance(doc, dict) or doc.get("format") != AVATAR_JSON_FORMAT:
             raise ValueError(f"not avatar JSON (expected an object with \"format\": \"{AVATAR_JSON_FORMAT}\")")
         version = doc.get("schema_version")
-        if version != schema.VERSION:
-            raise ValueError(f"this avatar was saved with parameter schema {version!r}, but this SDK "
-                             f"uses schema {schema.VERSION!r}; the parameters do not carry over between "
-                             "versions (re-create the avatar from its photo)")
+        if isinstance(version, bool) or not isinstance(version, str) or version not in schema.READS:
+            raise ValueError(f"this avatar was saved with parameter schema {version!r:.40}, but this SDK "
+                             f"uses schema {schema.VERSION!r} and reads {', '.join(schema.READS)}; the "
+                             "parameters do not carry over between other versions (re-create the avatar "
+                             "from its photo)")
         params = doc.get("params")
         if not isinstance(params, dict):
             raise ValueError("avatar JSON has no \"params\" object")

@@ -479,6 +479,8 @@ def public_attributes(attributes: Mapping) -> dict:
     given = a.get("set_by_app", ())
     model = _public_view(_as_the_model_read(a)) if given else {}
     for name in given:
+        if name == "headwear_kind":  # (reported as the headwear's ``kind``, ``kind_source`` "app")
+            continue
         entry = out.setdefault(name, {})
         entry.update(probability=None if name in ("age", "skin_tone") else 1.0, source="app")
         if name in model:
@@ -611,11 +613,15 @@ def _public_view(a: Mapping) -> dict:
         out["glasses"]["decided_by"] = a["glasses_by"]
     if a.get("headwear_by") and "headwear" not in a.get("set_by_app", ()):  # not drawn (a face cut by the edge)
         out["headwear"]["decided_by"] = a["headwear_by"]
-    if a.get("headwear_kind_probs") and out["headwear"]["value"]:  # the kind drawn (headwear.read_kind)
+    kind_set = "headwear_kind" in a.get("set_by_app", ())
+    if (a.get("headwear_kind_probs") or kind_set) and out["headwear"]["value"]:  # the kind drawn (headwear.read_kind)
         from .headwear import KINDS
 
         out["headwear"]["kind"] = KINDS[int(a["headwear_type"])]
-        out["headwear"]["kind_probabilities"] = dict(a["headwear_kind_probs"])
+        if a.get("headwear_kind_probs"):
+            out["headwear"]["kind_probabilities"] = dict(a["headwear_kind_probs"])
+        if kind_set:
+            out["headwear"]["kind_source"] = "app"
     if a["drawn"]["beard"] and not a["drawn"]["moustache"] and "moustache" not in a.get("set_by_app", ()):
         # merge draws a beard with its moustache
         out["moustache"] = {"value": True, "probability": float(max(a["moustache"], a["beard"])),
@@ -697,6 +703,10 @@ def _as_the_model_read(a: Mapping) -> dict:
                 m["drawn"][name], m["decided"][name] = a[f"{name}_model_flags"]
         elif name == "hair_length":
             m["hair_long"] = a["hair_long_model"]
+        elif name == "headwear_kind":  # the kind the model read (none without a kind model or a hat)
+            m.pop("headwear_type", None)
+            if a.get("headwear_type_model") is not None:
+                m["headwear_type"] = a["headwear_type_model"]
         else:  # hair_colour, age, skin_tone
             m[name] = a[f"{name}_model"]
     m["set_by_app"] = []
@@ -708,7 +718,7 @@ def _as_the_model_read(a: Mapping) -> dict:
 #: names, ``bool``, or the ``(low, high)`` range of a number)
 SETTABLE = {"glasses": GLASSES, "beard": bool, "moustache": bool, "headwear": bool, "bald": bool,
             "hair_colour": HAIR_COLOURS, "hair_length": ("long", "short"), "age": (0.0, 100.0),
-            "skin_tone": (1.0, 10.0)}
+            "skin_tone": (1.0, 10.0), "headwear_kind": ("cap", "beanie", "brimmed", "scarf")}
 
 
 def check_settings(settings, what: str = "attributes") -> dict:
@@ -745,6 +755,12 @@ def check_settings(settings, what: str = "attributes") -> dict:
             if not is_real(v) or not lo <= float(v) <= hi:
                 raise ValueError(f"{subject} must be a number from {lo:g} to {hi:g}, got {v!r:.60}.")
             out[name] = float(v)
+    if "headwear_kind" in out:  # a kind of headwear is headwear (``headwear.KINDS[1:]``)
+        if out.get("headwear") is False:
+            raise ValueError(f"{what.format(name='headwear_kind') if '{name}' in what else what}: "
+                             f"headwear_kind {out['headwear_kind']!r} asks for headwear that headwear=False "
+                             "leaves out; set one of them.")
+        out["headwear"] = True
     return out
 
 
@@ -777,6 +793,11 @@ def apply_settings(attributes: dict, settings: Mapping) -> dict:
         elif name == "hair_length":
             a.setdefault("hair_long_model", a.get("hair_long"))
             a["hair_long"] = 1.0 if v == "long" else 0.0
+        elif name == "headwear_kind":  # drawn where the photo shows a hat (headwear.place), of this kind
+            from .headwear import KINDS
+
+            a.setdefault("headwear_type_model", a.get("headwear_type"))
+            a["headwear_type"] = KINDS.index(v)
         else:  # age, skin_tone
             a.setdefault(f"{name}_model", a.get(name))
             a[name] = float(v)
@@ -1164,6 +1185,33 @@ def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
     if hair is not None and skin is not None and norm(to_lab(hair.astype(np.float64)) - skin) <= 2 * SKIN_DE:
         hair = None  # still the ears' or the temples' skin, in brighter or dimmer light
     return stats.median(hat_px, 0).astype(np.float32) if len(hat_px) >= 12 else None, hair
+
+
+def scarf_colour(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> np.ndarray | None:
+    """A head scarf's cloth colour (``headwear.type`` 4): the median RGB in
+    [0, 1] of the person mask over the crown (as :func:`headwear_colours`
+    reads a hat) and beside the face's outer half (1.1-1.6 head half-widths
+    out, from the eyes to the mouth: the inner half is the hood's shade or
+    hair inside it), pooled, so that the cloth that covers most of both
+    wins over a band or a cord on top; pixels within :data:`SKIN_DE` of
+    ``skin_rgb`` left out; None under 24 pixels."""
+    rgb = float_rgb(crop)
+    size = rgb.shape[0]
+    m = at_size(mask01(hair_mask), size)
+    if valid is not None:
+        m = m & np.asarray(valid, bool)
+    lm = np.asarray(landmarks, np.float64)
+    c, hw = _head_centre(lm)
+    eye_y = _eye_line(lm)
+    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    gx, gy = g[None, :], g[:, None]
+    crown = m & (gy < lm[10, 1] - 0.1) & (np.abs(gx - c[0]) < hw * 1.3)
+    dx = np.abs(gx - c[0])
+    side = m & (dx > hw * 1.1) & (dx < hw * 1.6) & (gy > eye_y - 0.1) & (gy < eye_y + 0.4)
+    px = rgb[crown | side]
+    if skin_rgb is not None and len(px):
+        px = px[norm(to_lab(px) - to_lab(np.asarray(skin_rgb, np.float64))) > SKIN_DE]
+    return stats.median(px, 0).astype(np.float32) if len(px) >= 24 else None
 
 
 #: CIELAB distance under which a pixel reads as the skin (:func:`headwear_colours`;

@@ -141,11 +141,16 @@ class HatFusion:
 
 
 #: ``headwear.type`` values, by name (the renderer draws 1 a cap with a peak,
-#: 2 a beanie with a cuff, 3 a hat with a brim all round)
-KINDS = ("none", "cap", "beanie", "brimmed")
-#: the classes the fitted model tells apart: the three kinds and any other
-#: covering (a scarf, a hood, a helmet), drawn as the beanie
-MODEL_KINDS = KINDS[1:] + ("other",)
+#: 2 a beanie with a cuff, 3 a hat with a brim all round, 4 a head scarf:
+#: a headscarf, hijab or hood that covers the hair and the ears and frames
+#: the face, its ``headwear.brim`` the drape below the chin; schema 1.1.0)
+KINDS = ("none", "cap", "beanie", "brimmed", "scarf")
+#: the classes the fitted model tells apart: the first three kinds and any
+#: other covering (a scarf, a hood, a helmet), drawn as the beanie (a scarf
+#: is drawn where the app says so: ``Options.attributes["headwear_kind"]``)
+MODEL_KINDS = KINDS[1:4] + ("other",)
+#: a head scarf's drape below the chin (``headwear.brim`` of kind 4) where :func:`place` puts one
+SCARF_DRAPE = 0.3
 #: the kind drawn when no fitted model is at hand (what was drawn before)
 DEFAULT_KIND = 2
 #: the cues, in the order of the fitted model's inputs
@@ -369,15 +374,16 @@ MIN_CROWN = 0.05
 
 
 def place(p: np.ndarray, shape: dict | None, kind: int) -> None:
-    """Sets, in place, ``p``'s hat (``headwear.type`` = ``kind``, 1-3) where
+    """Sets, in place, ``p``'s hat (``headwear.type`` = ``kind``, 1-4) where
     the photo shows it (``shape``: :func:`shape_cues`): the band at the
     height above the brows it has in the photo (in units of brow-to-chin),
     the crown up to the photo's top of the hat (no lower than the
     renderer's default where the crop cuts the hat off), the width of the
     hat at the band and, for a brimmed hat, the brim's reach. Without a
     ``shape`` the hat sits where it was drawn before (band at the skull's
-    top + 0.62 half-widths, default crown, width and brim). The hair is
-    then tucked under it (``prior.hair_under_the_hat``)."""
+    top + 0.62 half-widths, default crown, width and brim). A scarf's drape
+    is :data:`SCARF_DRAPE` (the renderer draws no hair and no ears under
+    it). The hair is then tucked under the hat (``prior.hair_under_the_hat``)."""
     from . import prior as P
 
     face = S.points(p, "face").astype(np.float64)
@@ -399,6 +405,8 @@ def place(p: np.ndarray, shape: dict | None, kind: int) -> None:
         width = float(np.clip(cues["w_band"], 1.0, 1.3)) if kind != 3 else 1.1
         if kind == 3:  # brim half-width = the crown's + brim * 0.8 + 0.05 (avz.c)
             brim = float(np.clip((cues["w_max"] * hw - hw * width - 0.05) / 0.8, 0.1, 0.5))
+    if kind == 4:
+        brim = SCARF_DRAPE
     i = S.index("headwear.band_y")
     p[i] = float(np.clip(band, S.LO[i], S.HI[i]))
     p[S.index("headwear.crown")] = crown

@@ -275,6 +275,10 @@ class HairStage(Stage):
             hat, hair_rgb = H.headwear_colours(crop, mask, face.canonical, valid, skin_rgb=face_slice[SKIN_SLICE])
             if hat is not None:
                 attrs["headwear_rgb"] = hat
+            if settings.get("headwear_kind") == "scarf":  # the cloth over the crown and beside the face
+                cloth = H.scarf_colour(crop, mask, face.canonical, valid, skin_rgb=face_slice[SKIN_SLICE])
+                if cloth is not None:
+                    attrs["headwear_rgb"] = cloth
             if hair_rgb is not None:
                 hair_rgb = H.natural_hair_colour(hair_rgb)
             # the hair region's class reading was of the hat: H's reading weighed alike stands (also as
