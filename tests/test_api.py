@@ -302,6 +302,14 @@ def test_json_round_trip_and_version_refusal(avatar):
     doc["schema_version"] = "0.9.0"
     with pytest.raises(ValueError, match="'0.9.0'"):
         Avatar.from_json(json.dumps(doc))
+    for other in (1, None, True, ["1.0.0"]):  # not a version string: refused, not a crash
+        doc["schema_version"] = other
+        with pytest.raises(ValueError, match="parameter schema"):
+            Avatar.from_json(json.dumps(doc))
+    # an avatar saved with schema 1.0.0 (before the head scarf, headwear.type 4) reads as it was saved
+    assert "1.0.0" in schema.READS and schema.VERSION in schema.READS
+    doc["schema_version"] = "1.0.0"
+    np.testing.assert_array_equal(Avatar.from_json(json.dumps(doc)).params, avatar.params)
     doc["schema_version"] = schema.VERSION
     doc["params"]["iris_l.wobble"] = 1.0
     with pytest.raises(ValueError, match="unknown"):

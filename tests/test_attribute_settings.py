@@ -48,6 +48,8 @@ def _skin_L(params) -> float:
     ({"skin_tone": float("nan")}, "skin_tone.*number from 1 to 10"),
     ({"skin_tone": "6"}, "skin_tone.*number from 1 to 10"),
     ({"gender": "female"}, "unknown attribute 'gender'.*glasses, beard"),
+    ({"headwear_kind": "hood"}, "headwear_kind.*one of 'cap', 'beanie', 'brimmed', 'scarf'"),
+    ({"headwear_kind": "scarf", "headwear": False}, "headwear_kind 'scarf' asks for headwear"),
     ({3: True}, "unknown attribute 3"),
     (["glasses", "none"], "mapping"),
 ])
@@ -64,7 +66,7 @@ def test_settings_are_normalised_and_none_leaves_the_decision_to_the_regressor()
     assert type(got["beard"]) is bool and type(got["age"]) is float
     assert check_settings(None) == {} and check_settings({}) == {}
     assert set(SETTABLE) == {"glasses", "beard", "moustache", "headwear", "bald", "hair_colour", "hair_length",
-                             "age", "skin_tone"}
+                             "age", "skin_tone", "headwear_kind"}
 
 
 def test_apply_settings_keeps_the_regressors_values_beside():
@@ -134,6 +136,33 @@ def test_facial_hair_and_headwear_as_set(av, photo):
     assert hat.params[S.index("headwear.type")] > 0 and hat.attributes["headwear"]["source"] == "app"
     bare = av.from_frame(photo, attributes={"headwear": False, "beard": False, "moustache": False})
     assert bare.params[S.index("headwear.type")] == 0 and bare.params[S.index("beard.opacity")] == 0
+
+
+def test_a_head_scarf_as_set_in_the_cloths_colour(av):
+    """``headwear_kind`` draws headwear of that kind (a headscarf or a hood:
+    ``headwear.type`` 4, which the kind model does not decide), reported
+    as the headwear's ``kind`` with ``kind_source`` "app" (no separate
+    attribute), in the cloth's colour over the crown and beside the face:
+    not a purple hood's pink band on top, not a ghutra's black cord."""
+    from conftest import need_shared
+
+    assert check_settings({"headwear_kind": "scarf"}) == {"headwear_kind": "scarf", "headwear": True}
+    HAT = [S.index(f"headwear.{c}") for c in "rgb"]
+    faces = ("data", "faces", "ffhq128")
+    hood = av.from_image(need_shared(*faces, "ffhq-1290.jpg"), attributes={"headwear_kind": "scarf"})
+    ghutra = av.from_image(need_shared(*faces, "ffhq-0914.jpg"), attributes={"headwear_kind": "scarf"})
+    for a in (hood, ghutra):
+        assert a.params[S.index("headwear.type")] == 4
+        h = a.attributes["headwear"]
+        assert h["value"] is True and h["kind"] == "scarf" and h["kind_source"] == "app" and h["source"] == "app"
+        assert "headwear_kind" not in a.attributes and h["model"]["value"] in (True, False)
+    purple = hood.params[HAT].astype(float)
+    assert purple[2] > purple[1] + 0.15 and purple[0] > purple[1], purple  # purple, not the pink band's red
+    white = ghutra.params[HAT].astype(float)
+    assert white.min() > 0.6, white  # the white cloth, not the black cord on top
+    # the kind as the app set it also for a cap the model would read (and a hat the app did not set)
+    cap = av.from_image(need_shared(*faces, "ffhq-1290.jpg"), attributes={"headwear_kind": "cap"})
+    assert cap.params[S.index("headwear.type")] == 1 and cap.attributes["headwear"]["kind"] == "cap"
 
 
 def test_a_hat_in_its_own_colour_over_the_hair_beside_the_face(av):
@@ -328,7 +357,11 @@ def test_cli_set_draws_what_was_set_and_refuses_what_cannot_be(tmp_path, photo, 
     assert np.array_equal(got, want.render(512, background="white"))
     assert not np.array_equal(got, np.asarray(Image.open(tmp_path / "plain.png")))
     capsys.readouterr()
-    for bad in ("beard=maybe", "gender=male", "age=old", "glasses", "skin_tone=11"):
+    assert main(["image", str(src), "-o", str(tmp_path / "scarf.png"), "--set", "headwear_kind=scarf"]) == 0
+    scarf = av.from_frame(photo, attributes={"headwear_kind": "scarf"})
+    assert scarf.params[S.index("headwear.type")] == 4
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "scarf.png")), scarf.render(512, background="white"))
+    for bad in ("beard=maybe", "gender=male", "age=old", "glasses", "skin_tone=11", "headwear_kind=hood"):
         with pytest.raises(SystemExit) as e:
             main(["image", str(src), "-o", str(tmp_path / "x.svg"), "--set", bad])
         assert e.value.code == 2 and "--set" in capsys.readouterr().err

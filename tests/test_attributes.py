@@ -1133,7 +1133,8 @@ def test_eye_labels_are_well_formed():
     files = sorted(f for f in D.EYE_LABELS.glob("*.jsonl")
                    if f.name not in ("skin_tone_by_eye.jsonl", "hair_length_by_eye.jsonl", "scalp_by_eye.jsonl",
                                      "headwear_kind_by_eye.jsonl", "beard_style_by_eye.jsonl",
-                                     "gender_by_eye.jsonl", "glasses_shape_by_eye.jsonl", *D.EVAL_ONLY_LABELS))
+                                     "gender_by_eye.jsonl", "glasses_shape_by_eye.jsonl",
+                                     "headwear_cover_by_eye.jsonl", *D.EVAL_ONLY_LABELS))
     assert [f.name for f in files] == ["ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl", "utkface_glasses.jsonl"]
     merged = D.eye_labels()
     every: set = set()  # a photo may be in two files (an elderly man's beard and his glasses)
@@ -1198,6 +1199,12 @@ def test_hat_kind_labels_are_well_formed_and_not_read_as_h_labels():
     assert len(seen) > 400 and set(kinds) < seen and min(np.bincount(list(kinds.values()))) >= 40
     merged = D.eye_labels()
     assert all("hat" not in v for v in merged.values())
+    # the covers batch: the hats batches' other coverings and beanies looked at again (not H's either)
+    covers = [json.loads(x) for x in (D.EYE_LABELS / "headwear_cover_by_eye.jsonl").read_text().splitlines()]
+    hats = {json.loads(x)["file"]: json.loads(x)["hat"] for x in
+            (D.EYE_LABELS / "headwear_kind_by_eye.jsonl").read_text().splitlines()}
+    assert all(set(r) == {"file", "labellers", "cover"} and hats[r["file"]] in ("other", "beanie") for r in covers)
+    assert sum(r["cover"] == "scarf" for r in covers) >= 25 and all("cover" not in v for v in merged.values())
     only_hats = seen - {json.loads(ln)["file"] for f in D.EYE_LABELS.glob("*.jsonl")
                         if f.name != "headwear_kind_by_eye.jsonl" for ln in f.read_text().splitlines()}
     assert only_hats and not only_hats & set(merged)  # photos labelled only for their hat are not H's
@@ -1288,7 +1295,8 @@ def test_label_files_are_the_consensus_of_the_committed_votes(tmp_path):
     for name, n in counts.items():
         assert (tmp_path / name).read_bytes() == (D.EYE_LABELS / name).read_bytes(), name
         assert n > (250 if name in D.EVAL_ONLY_LABELS
-                    else 400 if name in ("headwear_kind_by_eye.jsonl", "beard_style_by_eye.jsonl") else 700)
+                    else 400 if name in ("headwear_kind_by_eye.jsonl", "beard_style_by_eye.jsonl")
+                    else 200 if name == "headwear_cover_by_eye.jsonl" else 700)
     scalp = [json.loads(x) for x in (D.EYE_LABELS / "scalp_by_eye.jsonl").read_text().splitlines()]
     assert {r["scalp"] for r in scalp} == set(E.SCALP) and not any(r["file"].startswith("ffhq128-labelled/")
                                                                    for r in scalp)  # controls are not written

@@ -596,3 +596,26 @@ def test_the_export_tools_write_only_versions_the_sdk_reads():
     for bad in ("2.4.0-rc1", "abc", ""):
         with pytest.raises(argparse.ArgumentTypeError, match="not a version"):
             _version_arg(bad)
+
+
+@pytest.mark.parametrize("version, ok", [("1.0.0", True), (None, True), ("0.9.0", False), ("2.0.0", False)])
+def test_models_of_an_earlier_schema_that_reads_alike_still_load(tmp_path, version, ok):
+    """Schema 1.1.0 only added ``headwear.type`` 4 (a head scarf), outside
+    the face slice the models predict, so a model exported for 1.0.0 (the
+    shipped ones) loads, as one for the schema itself (``None``: this SDK's
+    version); one for any other version is refused naming the file and the
+    versions read."""
+    from avatarizer import schema
+
+    assert schema.READS == (schema.VERSION, "1.0.0")
+    version = schema.VERSION if version is None else version
+    folder = _folder(tmp_path, keep=(FACE,))
+    desc = dict(_description("image_to_face-int8.onnx"), schema_version=version)
+    file = json.loads((folder / "manifest.json").read_text())["models"][FACE]["file"]
+    _install(folder, _face_model(desc=desc), schema_version=version)
+    if ok:
+        assert Manifest.load(folder).models[FACE].description["schema_version"] == version
+    else:
+        err = _load_error(folder)
+        assert file in err and f"exported for parameter schema '{version}'" in err
+        assert f"reads {', '.join(schema.READS)}" in err, err

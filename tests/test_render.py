@@ -845,3 +845,47 @@ def test_a_pdf_page_stays_within_the_pdf_limit(tmp_path, capsys):
     assert cli.main(["image", str(photo), "-o", str(tmp_path / "out.pdf"), "--size", "15000"]) == 2
     assert "at most 14400 points" in capsys.readouterr().err
     assert not (tmp_path / "out.pdf").exists()
+
+
+def test_a_head_scarf_covers_the_hair_and_the_ears_and_frames_the_face():
+    """``headwear.type`` 4 (schema 1.1.0): the scarf's cloth over the crown,
+    the ears and the hair beside the face and below the chin (its
+    ``headwear.brim`` the drape), no hair and no ears drawn, the face
+    inside its opening; the two halves meet at the mid-line without a seam,
+    and every back end draws the same picture (no hole in any path)."""
+    p = schema.default().copy()
+    for c, v in zip("rgb", (0.9, 0.1, 0.1)):  # red long hair
+        p[schema.index(f"hair_back.{c}")] = p[schema.index(f"hair_front.{c}")] = v
+    p[schema.index("hair_style.layers")] = 2
+    blue = np.array([0.1, 0.2, 0.8])
+    for c, v in zip("rgb", blue):
+        p[schema.index(f"headwear.{c}")] = v
+    p[schema.index("headwear.type")] = 4
+    p[schema.index("headwear.band_y")] = -0.55
+    p[schema.index("headwear.brim")] = 0.3
+    size = 256
+    img = render(p, size, background="white")[..., :3].astype(np.int32)
+    px = lambda x, y: img[int(0.5 * size * (y + 1)), int(0.5 * size * (x + 1))]  # noqa: E731
+    cloth = np.round(blue * 255)
+    ear = schema.points(p, "ear_l")[1]  # (the ear's top, clear of the fold drawn down the side)
+    face = schema.points(p, "face")
+    for x, y in ((ear[0], ear[1]), (-ear[0], ear[1]), (0.0, -0.75), (0.0, 0.95), (-0.6, 0.95), (0.6, 0.95)):
+        assert np.abs(px(x, y) - cloth).max() <= 3, (x, y, px(x, y))  # over the ears, the crown, the drape
+    # the seam: the mid-line over the crown is the cloth all the way (antialiased halves would show a line)
+    col = img[int(0.5 * size * (face[7, 1] - 0.02 + 1)):int(0.5 * size * (-0.6 + 1)), size // 2]
+    assert np.abs(col - cloth).max() <= 3
+    # no red hair anywhere, the face's skin in the opening, the eyes drawn
+    red = (img[..., 0] > 180) & (img[..., 1] < 80) & (img[..., 2] < 80)
+    assert not red.any()
+    skin = np.round(np.array([p[schema.index(f"face.{c}")] for c in "rgb"]) * 255)
+    assert np.abs(px(0.0, 0.15) - skin).max() <= 40
+    assert np.abs(px(-0.25, -0.1) - cloth).max() > 60 and np.abs(px(0.25, -0.1) - cloth).max() > 60
+    # the same picture from every back end
+    assert _diff(render(p, size, background="white", backend="pycairo")[..., :3], img).max() <= 1
+    assert _diff(render(p, 128, background="white", backend="pillow")[..., :3],
+                 render(p, 128, background="white")[..., :3]).mean() < 3
+    # without the scarf the same vector draws its hair and ears again
+    q = p.copy()
+    q[schema.index("headwear.type")] = 2
+    plain = render(q, size, background="white")[..., :3]
+    assert ((plain[..., 0] > 180) & (plain[..., 1] < 80) & (plain[..., 2] < 80)).any()

@@ -52,7 +52,10 @@ agree) and ``gender_by_eye.jsonl`` (``gender_heldout`` and
 each cell index to ``male``, ``female`` or null, kept when the two agree;
 random held-out and training loose portraits of ``ffhq128`` and
 ``stylegan128``, chosen by ``labels mine``: the gender fusion's
-evaluation and its loose training rows); a test checks that the committed files are
+evaluation and its loose training rows) and ``headwear_cover_by_eye.jsonl``
+(``covers``, rule ``cover``: ``votes.cover[labeller][sheet]`` maps each cell
+index to one of :data:`COVERS`, kept when the two agree; the labels a head
+scarf detector would fit on: 28 scarves); a test checks that the committed files are
 exactly what ``merge`` makes. The batch ``hair_length_train_2`` (616 more training
 photos) is committed but not merged: the head refitted with it was not
 shipped (docs/hair.md, "Hair length"). A mined batch (``utkface_men_2``: the
@@ -89,7 +92,8 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men", "utkface_men_2"),
            "scalp_by_eye.jsonl": ("scalp",),
            "headwear_kind_by_eye.jsonl": ("hats", "hats_2"),
            "beard_style_by_eye.jsonl": ("beard_style", "beard_colour"),
-           "gender_by_eye.jsonl": ("gender_heldout", "gender_train")}
+           "gender_by_eye.jsonl": ("gender_heldout", "gender_train"),
+           "headwear_cover_by_eye.jsonl": ("covers",)}
 HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
 #: the ``scalp`` batches' labels: the top of the head as the photo shows it
 SCALP = ("bald", "receding", "hair", "covered")
@@ -105,11 +109,18 @@ BEARD_STYLES = ("full", "goatee", "stubble", "moustache", "none")
 #: the ``gender_heldout`` batch's labels: the person's gender as they present (null: cannot tell)
 GENDERS = ("male", "female")
 BEARD_COLOURS = ("dark", "brown", "grey")
+#: the ``covers`` batch's labels (session 42: the ``hats`` batches' 224 ``other`` coverings and
+#: beanies, looked at again): ``scarf`` wraps down both sides of the face over the ears and the
+#: hair beside the cheeks (a hijab or headscarf, a hood worn up, a balaclava, a keffiyeh, a hat
+#: with ear flaps; ``headwear.type`` 4), ``turban`` cloth wrapped over the top of the head only
+#: (a turban, a head wrap, a bandana), ``other`` anything else
+COVERS = ("scarf", "turban", "other")
 #: rules of one value per cell: rule -> (the kind of vote and the record's field, its labels,
 #: whether the cells of CONTROL_FOLDER are controls: the hair length batches label its photos)
 CELL_RULES = {"length": ("hair_length", HAIR_LENGTHS, False), "scalp": ("scalp", SCALP, True),
               "hat": ("hat", HATS, False), "beard_style": ("beard_style", BEARD_STYLES, False),
-              "beard_colour": ("beard_colour", BEARD_COLOURS, False), "gender": ("gender", GENDERS, True)}
+              "beard_colour": ("beard_colour", BEARD_COLOURS, False), "gender": ("gender", GENDERS, True),
+              "cover": ("cover", COVERS, False)}
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 
