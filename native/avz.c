@@ -589,6 +589,9 @@ static void avz__scarf_half(avz_scene *s, const float *p, float side, float cx, 
     avz__pt f[6];
     for (int k = 0; k < 6; k++) f[k] = avz__fpt(p, AVZ_F_FACE, ix[k]);
     avz__pt chin = avz__fpt(p, AVZ_F_FACE, 0);
+    /* the opening starts below face point 8 (6): a band set higher (a scarf pushed back)
+     * would open the cloth above the head, where no hair is drawn under it */
+    band = fmaxf(band, f[0].y + 0.01f);
     float yt = f[1].y;                            /* the temple's height (face point 9 or 5) */
     float yb = chin.y + 0.12f + drape * 1.6f;     /* the drape's foot */
     float Wb = R * 0.92f + drape * 0.5f;
@@ -604,15 +607,15 @@ static void avz__scarf_half(avz_scene *s, const float *p, float side, float cx, 
     avz__pt o[9];
     int n = 0;
     o[n++] = (avz__pt){m, chin.y + 0.012f};
+    int last = 1;                                 /* the highest outline point kept */
     for (int k = 5; k >= 1; k--) {
         float inset = k >= 4 ? 0.02f : 0.035f;   /* less at the jaw, more at the cheeks and temples */
         o[n++] = (avz__pt){f[k].x - side * inset, f[k].y + (k == 5 ? 0.01f : 0.f)};
+        last = k;
         if (f[k - 1].y < band) break;             /* the next point is above the band */
     }
-    /* where the outline crosses the band, between the last point kept and the one above it */
-    avz__pt lo = o[n - 1], hi = {f[0].x - side * 0.035f, f[0].y};
-    for (int k = 1; k <= 5; k++)
-        if (f[k].y >= band && f[k - 1].y < band) { hi = (avz__pt){f[k - 1].x - side * 0.035f, f[k - 1].y}; break; }
+    /* where the outline crosses the band: between the last point kept and its neighbour above */
+    avz__pt lo = o[n - 1], hi = {f[last - 1].x - side * 0.035f, f[last - 1].y};
     float t = (hi.y < lo.y) ? (lo.y - band) / (lo.y - hi.y) : 1.f;
     avz__pt cross = avz__lerp(lo, hi, fminf(fmaxf(t, 0.f), 1.f));
     if (cross.y > band) cross.y = band;

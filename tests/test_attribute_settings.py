@@ -146,7 +146,18 @@ def test_a_head_scarf_as_set_in_the_cloths_colour(av):
     not a purple hood's pink band on top, not a ghutra's black cord."""
     from conftest import need_shared
 
-    assert check_settings({"headwear_kind": "scarf"}) == {"headwear_kind": "scarf", "headwear": True}
+    from avatarizer.hair import merged_settings
+    from avatarizer.headwear import KINDS
+
+    assert SETTABLE["headwear_kind"] == KINDS[1:]
+    # a kind is headwear, also over an option's headwear=False; headwear=False takes a kind back
+    scarf = {"headwear_kind": "scarf"}
+    assert check_settings(scarf) == scarf and merged_settings(scarf) == {**scarf, "headwear": True}
+    assert merged_settings(scarf, {"headwear_kind": None}) == {}
+    assert merged_settings(scarf, {"headwear": None}) == {**scarf, "headwear": True}
+    assert merged_settings(scarf, {"headwear": False}) == {"headwear": False}
+    assert merged_settings({"headwear": False}, {"headwear_kind": "cap"}) == {"headwear_kind": "cap", "headwear": True}
+    assert merged_settings({"beard": True, "age": 30.0}, {"age": None}) == {"beard": True}
     HAT = [S.index(f"headwear.{c}") for c in "rgb"]
     faces = ("data", "faces", "ffhq128")
     hood = av.from_image(need_shared(*faces, "ffhq-1290.jpg"), attributes={"headwear_kind": "scarf"})
@@ -155,7 +166,20 @@ def test_a_head_scarf_as_set_in_the_cloths_colour(av):
         assert a.params[S.index("headwear.type")] == 4
         h = a.attributes["headwear"]
         assert h["value"] is True and h["kind"] == "scarf" and h["kind_source"] == "app" and h["source"] == "app"
-        assert "headwear_kind" not in a.attributes and h["model"]["value"] in (True, False)
+        # the kind model's reading (it never reads a scarf) is the model's, beside H's P(headwear)
+        assert "headwear_kind" not in a.attributes and "kind_probabilities" not in h
+        assert h["model"]["kind"] in ("cap", "beanie", "brimmed") and set(h["model"]["kind_probabilities"]) == \
+            {"cap", "beanie", "brimmed", "other"}
+        # no hair is drawn under it: the hair length reported is H's, not "as drawn"
+        assert a.attributes["hair_length"].get("decided_by") != "the hairstyle drawn"
+    # set as an option, the kind can be taken back per call, and headwear=False takes it back too
+    with Avatarizer(attributes=scarf) as opt:
+        assert dict(opt.options.attributes) == scarf  # what the app set, not what it implies
+        img = need_shared(*faces, "ffhq-1290.jpg")
+        assert opt.from_image(img).params[S.index("headwear.type")] == 4
+        assert opt.from_image(img, attributes={"headwear": False}).params[S.index("headwear.type")] == 0
+        back = opt.from_image(img, attributes={"headwear_kind": None})
+        assert back.params[S.index("headwear.type")] in (1, 2, 3) and "kind_source" not in back.attributes["headwear"]
     purple = hood.params[HAT].astype(float)
     assert purple[2] > purple[1] + 0.15 and purple[0] > purple[1], purple  # purple, not the pink band's red
     white = ghutra.params[HAT].astype(float)

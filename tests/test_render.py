@@ -884,6 +884,14 @@ def test_a_head_scarf_covers_the_hair_and_the_ears_and_frames_the_face():
     assert _diff(render(p, size, background="white", backend="pycairo")[..., :3], img).max() <= 1
     assert _diff(render(p, 128, background="white", backend="pillow")[..., :3],
                  render(p, 128, background="white")[..., :3]).mean() < 3
+    # a band set high on the head (a scarf pushed back) still leaves no gap above the face
+    for band in (-0.74, -0.9):
+        q = p.copy()
+        q[schema.index("headwear.band_y")] = band
+        top = render(q, 600, background="white")[..., :3]
+        y0, y1 = (int(300 * (v + 1)) for v in (face[7, 1] + 0.02, -0.45))
+        box = top[y0:y1, int(300 * 0.55):int(300 * 1.45)]
+        assert not (box.min(-1) >= 250).any(), (band, int((box.min(-1) >= 250).sum()))
     # without the scarf the same vector draws its hair and ears again
     q = p.copy()
     q[schema.index("headwear.type")] = 2

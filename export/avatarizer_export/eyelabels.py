@@ -98,7 +98,8 @@ HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
 #: the ``scalp`` batches' labels: the top of the head as the photo shows it
 SCALP = ("bald", "receding", "hair", "covered")
 #: the ``hats`` batch's labels: what is on the head (``headwear.type`` 1-3, or another
-#: covering: a hood, a scarf, a helmet, a headband)
+#: covering: a hood, a scarf, a helmet, a headband; the ``covers`` batch tells the scarves,
+#: ``headwear.type`` 4, among them)
 HATS = ("cap", "beanie", "brimmed", "other", "none")
 #: the ``beard_style`` batch's labels: the facial hair as it is (``full``: the chin and the
 #: jaw up toward the ears; ``goatee``: the chin, maybe with a moustache, the jaw bare;

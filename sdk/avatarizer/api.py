@@ -57,7 +57,7 @@ import numpy as np
 
 from . import schema
 from .filters import Smoothing
-from .hair import attributes_as_drawn, check_settings, hair_length_as_drawn
+from .hair import attributes_as_drawn, check_settings, hair_length_as_drawn, merged_settings
 from .align import MAX_FACES, check_timestamp
 from .checks import is_real
 from .imageio import COLOR_ORDERS, load_image, to_rgb_uint8
@@ -561,6 +561,7 @@ class Avatarizer:
         self.options = dataclasses.replace(options or Options(), **overrides)
         self.options.validate()
         self._settings = check_settings(self.options.attributes)  # what the app set, normalised
+        self._drawn_settings = merged_settings(self._settings)  # ... and what it implies (a kind is headwear)
         if self.options.attributes is not None:  # a read-only copy: the caller's dict may change later
             self.options = dataclasses.replace(self.options, attributes=types.MappingProxyType(self._settings))
         self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
@@ -712,12 +713,11 @@ class Avatarizer:
         """The attributes set for one call: the options' with the call's on top
         (a ``None`` value takes an option's setting back)."""
         if attributes is None:
-            return self._settings
+            return self._drawn_settings
         call = check_settings(attributes)  # names checked, None values left out
         if call and not self._can_set:
             raise ValueError(_NO_SETTINGS.format(self._pipeline["hair"].reason))
-        cleared = {k for k, v in attributes.items() if v is None}
-        return {k: v for k, v in self._settings.items() if k not in cleared} | call
+        return merged_settings(self._settings, {**{k: None for k, v in attributes.items() if v is None}, **call})
 
     def _check_call(self, timestamp_ms, face_index) -> None:
         if face_index is not None and (isinstance(face_index, bool) or not isinstance(face_index, (int, np.integer))
@@ -847,7 +847,7 @@ class Avatarizer:
         self._check_call(None, face_index)
         self._check_open()
         images = [to_rgb_uint8(f, self.options.color_order) for f in frames]  # all validated first
-        states = [FrameState(image=im, face_index=face_index, settings=self._settings) for im in images]
+        states = [FrameState(image=im, face_index=face_index, settings=self._drawn_settings) for im in images]
         if not states:
             return []
         with self._using() as pipe:
@@ -970,7 +970,7 @@ class Avatarizer:
                     if _shares(image, frame):  # read ahead: never keep a buffer the caller may reuse
                         image = image.copy()
                     state = FrameState(image=image, timestamp_ms=float(t), face_index=face_index,
-                                       settings=self._settings)
+                                       settings=self._drawn_settings)
                     with self._using() as pipe:
                         pipe.run(state, until="align")  # the stream's clock, then the landmarks
                     q.put((i, state, None))

@@ -438,6 +438,8 @@ def _attribute_lines(attributes) -> str:
         if name not in SETTABLE:
             note += " (read only: not an attribute the app sets)"
         lines.append(f"  {name}: {v}{note}")
+        if name == "headwear" and entry.get("kind"):  # the kind drawn (--set headwear_kind=KIND)
+            lines.append(f"  headwear_kind: {entry['kind']}" + (" (set)" if entry.get("kind_source") == "app" else ""))
     return "attributes (change one with --set NAME=VALUE):\n" + "\n".join(lines)
 
 
@@ -1506,7 +1508,7 @@ def _set_argument(p) -> None:
                    help="draw this instead of what the attribute model decides (repeat for more): "
                         "glasses=none|reading|sunglasses, beard|moustache|headwear|bald=yes|no, "
                         "hair_colour=black|brown|blond|red|gray, hair_length=long|short, age=YEARS, "
-                        "skin_tone=1..10 (Monk scale)")
+                        "skin_tone=1..10 (Monk scale), headwear_kind=cap|beanie|brimmed|scarf")
     p.add_argument("--no-child-head", dest="child_head", action="store_false",
                    help="draw a child's head at adult proportions (default: taller above the brows, by age)")
 

@@ -488,6 +488,9 @@ def public_attributes(attributes: Mapping) -> dict:
             if name in ("beard", "moustache", "bald", "headwear", "skin_tone") and a.get(f"{name}_by"):
                 # a detector's reading (the skin-tone network's)
                 entry["model"]["decided_by"] = a[f"{name}_by"]
+            if name == "headwear" and "headwear_kind" in given:  # the kind the kind model read, if any
+                entry["model"].update({k: model[name][k] for k in ("kind", "kind_probabilities")
+                                       if k in model[name]})
     return out
 
 
@@ -538,11 +541,15 @@ def hair_length_as_drawn(public: dict | None, params) -> dict | None:
     hairstyle drawn"``. H's reading between the length gates leaves the
     style to the silhouette, and a reported gender's gates differ from 0.5
     (a man read long is not gated long), so the two can differ in image mode
-    too. A length the app set is left as set."""
+    too. A length the app set is left as set, and so is H's under a head
+    scarf (``headwear.type`` 4: no hair is drawn, the hair is hidden)."""
     if public is None:
         return None
     n = public.get("hair_length")
-    drawn = drawn_length(np.asarray(params).reshape(-1))
+    p = np.asarray(params).reshape(-1)
+    if round(float(p[S.index("headwear.type")])) == 4:
+        return public
+    drawn = drawn_length(p)
     if n is not None and n.get("source") != "app" and n["value"] != drawn:
         n["value"], n["probability"] = drawn, 1.0 - float(n["probability"])
         n["decided_by"] = "the hairstyle drawn"
@@ -618,10 +625,10 @@ def _public_view(a: Mapping) -> dict:
         from .headwear import KINDS
 
         out["headwear"]["kind"] = KINDS[int(a["headwear_type"])]
-        if a.get("headwear_kind_probs"):
-            out["headwear"]["kind_probabilities"] = dict(a["headwear_kind_probs"])
-        if kind_set:
+        if kind_set:  # (the kind model's reading is under "model", public_attributes)
             out["headwear"]["kind_source"] = "app"
+        else:
+            out["headwear"]["kind_probabilities"] = dict(a["headwear_kind_probs"])
     if a["drawn"]["beard"] and not a["drawn"]["moustache"] and "moustache" not in a.get("set_by_app", ()):
         # merge draws a beard with its moustache
         out["moustache"] = {"value": True, "probability": float(max(a["moustache"], a["beard"])),
@@ -755,11 +762,28 @@ def check_settings(settings, what: str = "attributes") -> dict:
             if not is_real(v) or not lo <= float(v) <= hi:
                 raise ValueError(f"{subject} must be a number from {lo:g} to {hi:g}, got {v!r:.60}.")
             out[name] = float(v)
-    if "headwear_kind" in out:  # a kind of headwear is headwear (``headwear.KINDS[1:]``)
-        if out.get("headwear") is False:
-            raise ValueError(f"{what.format(name='headwear_kind') if '{name}' in what else what}: "
-                             f"headwear_kind {out['headwear_kind']!r} asks for headwear that headwear=False "
-                             "leaves out; set one of them.")
+    if "headwear_kind" in out and out.get("headwear") is False:
+        raise ValueError(f"{what.format(name='headwear_kind') if '{name}' in what else what}: "
+                         f"headwear_kind {out['headwear_kind']!r} asks for headwear that headwear=False "
+                         "leaves out; set one of them.")
+    return out
+
+
+def merged_settings(given: Mapping, call: Mapping | None = None) -> dict:
+    """What is drawn from the settings ``given`` (an option's, checked by
+    :func:`check_settings`) with a call's ``call`` (checked, ``None`` values
+    taking a setting back) on top: a ``headwear_kind`` is headwear
+    (``headwear`` True), a call's ``headwear`` False takes an option's
+    kind back and a call's kind an option's ``headwear`` False."""
+    call = {} if call is None else dict(call)
+    cleared = {k for k, v in call.items() if v is None}
+    out = {k: v for k, v in given.items() if k not in cleared}
+    if call.get("headwear") is False:
+        out.pop("headwear_kind", None)
+    if call.get("headwear_kind") is not None and out.get("headwear") is False:
+        out.pop("headwear")
+    out |= {k: v for k, v in call.items() if v is not None}
+    if "headwear_kind" in out:  # a kind of headwear is headwear
         out["headwear"] = True
     return out
 
@@ -2627,7 +2651,8 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
       points to under the lower lip; ``moustache`` (or a beard): a stroke
       above the upper lip;
     * headwear (``headwear`` >= its threshold): ``headwear_type`` (1 a cap,
-      2 a beanie, the default, 3 a brimmed hat), colour ``headwear_rgb``,
+      2 a beanie, the default, 3 a brimmed hat, 4 a head scarf, which the
+      app sets: ``headwear_kind``), colour ``headwear_rgb``,
       placed where ``hat_shape`` (:func:`avatarizer.headwear.shape_cues` of
       the photo) shows it, else on the skull with its band at the hairline
       (:func:`avatarizer.headwear.place`);

@@ -279,6 +279,8 @@ class HairStage(Stage):
                 cloth = H.scarf_colour(crop, mask, face.canonical, valid, skin_rgb=face_slice[SKIN_SLICE])
                 if cloth is not None:
                     attrs["headwear_rgb"] = cloth
+                hair_rgb = None  # what shows beside the face is the cloth: the hair (and a beard's
+                # fallback colour) is the class H reads
             if hair_rgb is not None:
                 hair_rgb = H.natural_hair_colour(hair_rgb)
             # the hair region's class reading was of the hat: H's reading weighed alike stands (also as
