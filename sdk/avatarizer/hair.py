@@ -1171,6 +1171,22 @@ def hair_colour(crop, hair_mask, landmarks, valid=None, model=None) -> tuple[np.
     return hair_colour_of_class(raw, px, crop_pixels, skin_lab=skin, model=model)
 
 
+def _head_frame(crop, hair_mask, landmarks, valid):
+    """What :func:`headwear_colours` and :func:`scarf_colour` read: the
+    crop's float RGB, its person mask (within ``valid``) at the crop's
+    size, the landmarks, the head's centre and half-width, the eye line and
+    the pixel centres' x (a row) and y (a column) in the canonical frame."""
+    rgb = float_rgb(crop)
+    size = rgb.shape[0]
+    m = at_size(mask01(hair_mask), size)
+    if valid is not None:
+        m = m & np.asarray(valid, bool)
+    lm = np.asarray(landmarks, np.float64)
+    c, hw = _head_centre(lm)
+    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    return rgb, m, lm, c, hw, _eye_line(lm), g[None, :], g[:, None]
+
+
 def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Under a hat, what the hair region's colour (:func:`hair_region_reading`)
@@ -1185,16 +1201,7 @@ def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
     None (the caller then draws the attribute model's hair colour class). A
     white hard hat was drawn as a navy beanie over grey hair; a cap's short
     hair read beside the face was the ears' skin."""
-    rgb = float_rgb(crop)
-    size = rgb.shape[0]
-    m = at_size(mask01(hair_mask), size)
-    if valid is not None:
-        m = m & np.asarray(valid, bool)
-    lm = np.asarray(landmarks, np.float64)
-    c, hw = _head_centre(lm)
-    eye_y = _eye_line(lm)
-    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
-    gx, gy = g[None, :], g[:, None]
+    rgb, m, lm, c, hw, eye_y, gx, gy = _head_frame(crop, hair_mask, landmarks, valid)
     hat = m & (gy < lm[10, 1] - 0.02) & (np.abs(gx - c[0]) < hw * 1.3)
     crown = hat & (gy < lm[10, 1] - 0.1)  # the hat's crown, clear of a brim's shadow and the hair under it
     if np.count_nonzero(crown) >= 24:
@@ -1219,16 +1226,7 @@ def scarf_colour(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> np.nd
     hair inside it), pooled, so that the cloth that covers most of both
     wins over a band or a cord on top; pixels within :data:`SKIN_DE` of
     ``skin_rgb`` left out; None under 24 pixels."""
-    rgb = float_rgb(crop)
-    size = rgb.shape[0]
-    m = at_size(mask01(hair_mask), size)
-    if valid is not None:
-        m = m & np.asarray(valid, bool)
-    lm = np.asarray(landmarks, np.float64)
-    c, hw = _head_centre(lm)
-    eye_y = _eye_line(lm)
-    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
-    gx, gy = g[None, :], g[:, None]
+    rgb, m, lm, c, hw, eye_y, gx, gy = _head_frame(crop, hair_mask, landmarks, valid)
     crown = m & (gy < lm[10, 1] - 0.1) & (np.abs(gx - c[0]) < hw * 1.3)
     dx = np.abs(gx - c[0])
     side = m & (dx > hw * 1.1) & (dx < hw * 1.6) & (gy > eye_y - 0.1) & (gy < eye_y + 0.4)
