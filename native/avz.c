@@ -659,6 +659,33 @@ static void avz__headwear(avz_scene *s, const float *p) {
         }
         return;
     }
+    if (type == 5) { /* turban: a wrapped dome whose front edge dips to a point over the brows' middle */
+        float ht = hw * 1.04f;
+        avz__pt l = {cx - ht, band}, r = {cx + ht, band}, v = {cx, band + 0.045f};
+        for (int pass = 0; pass < 2; pass++) { /* the dome filled, then as the clip of its folds */
+            avz__move(s, l);
+            avz__curve(s, (avz__pt){cx - ht, band - (band - ytop) * 0.95f}, (avz__pt){cx - ht * 0.6f, ytop},
+                       (avz__pt){cx, ytop});
+            avz__curve(s, (avz__pt){cx + ht * 0.6f, ytop}, (avz__pt){cx + ht, band - (band - ytop) * 0.95f}, r);
+            avz__curve(s, (avz__pt){cx + ht * 0.6f, band + 0.01f}, (avz__pt){cx + ht * 0.2f, band + 0.03f}, v);
+            avz__curve(s, (avz__pt){cx - ht * 0.2f, band + 0.03f}, (avz__pt){cx - ht * 0.6f, band + 0.01f}, l);
+            avz__close(s);
+            if (pass == 0) avz__fill(s, c, 1.f);
+        }
+        avz__clip_push(s);
+        /* the wraps: folds rising from the front point to either side, higher each layer */
+        for (int k = 1; k <= 3; k++) {
+            float ya = v.y - 0.035f * (float)k, yb = band - (band - ytop) * 0.22f * (float)k;
+            for (int side = -1; side <= 1; side += 2) {
+                avz__move(s, (avz__pt){cx, ya});
+                avz__curve(s, (avz__pt){cx + side * ht * 0.4f, ya - 0.02f}, (avz__pt){cx + side * ht * 0.85f, yb + 0.05f},
+                           (avz__pt){cx + side * ht * 1.05f, yb});
+                avz__stroke(s, avz__shade(c, 0.72f), 1.f, 0.008f);
+            }
+        }
+        avz__clip_pop(s);
+        return;
+    }
     if (type == 3) { /* brimmed hat: brim behind the crown's base */
         avz__ellipse(s, (avz__pt){cx, band}, hw + brim * 0.8f + 0.05f, 0.06f + brim * 0.12f);
         avz__fill(s, avz__shade(c, 0.85f), 1.f);
@@ -703,8 +730,9 @@ static void avz__build(avz_scene *s, const float *p) {
     avz__feat face = STROKE_F(FACE);
     avz__rgb skin = face.c;
     int layers = (int)lroundf(p[AVZ_P_HAIR_STYLE_LAYERS]); /* 0 none, 1 back, 2 back + front */
-    int scarf = (int)lroundf(p[AVZ_P_HEADWEAR_TYPE]) == 4; /* a head scarf covers the hair and the ears */
-    if (scarf) layers = 0;
+    int hat = (int)lroundf(p[AVZ_P_HEADWEAR_TYPE]);
+    int scarf = hat == 4; /* a head scarf covers the hair and the ears, a turban (5) all the hair */
+    if (scarf || hat == 5) layers = 0;
     float curl = p[AVZ_P_HAIR_STYLE_CURL];
     avz__feat hb = STROKE_F(HAIR_BACK), hf = STROKE_F(HAIR_FRONT);
 

@@ -187,6 +187,12 @@ def test_a_head_scarf_as_set_in_the_cloths_colour(av):
     # the kind as the app set it also for a cap the model would read (and a hat the app did not set)
     cap = av.from_image(need_shared(*faces, "ffhq-1290.jpg"), attributes={"headwear_kind": "cap"})
     assert cap.params[S.index("headwear.type")] == 1 and cap.attributes["headwear"]["kind"] == "cap"
+    # a turban (5): its cloth's colour, the hair hidden (H's length reported, not the drawn style's)
+    turban = av.from_image(need_shared(*faces, "ffhq-0744.jpg"), attributes={"headwear_kind": "turban"})
+    assert turban.params[S.index("headwear.type")] == 5 and turban.attributes["headwear"]["kind"] == "turban"
+    red = turban.params[HAT].astype(float)
+    assert red[0] > red[1] + 0.3 and red[0] > red[2] + 0.3, red  # his red turban
+    assert turban.attributes["hair_length"].get("decided_by") != "the hairstyle drawn"
 
 
 def test_a_hat_in_its_own_colour_over_the_hair_beside_the_face(av):

@@ -600,7 +600,7 @@ def test_the_export_tools_write_only_versions_the_sdk_reads():
 
 @pytest.mark.parametrize("version, ok", [("1.0.0", True), (None, True), ("0.9.0", False), ("2.0.0", False)])
 def test_models_of_an_earlier_schema_that_reads_alike_still_load(tmp_path, version, ok):
-    """Schema 1.1.0 only added ``headwear.type`` 4 (a head scarf), outside
+    """Schema 1.1.0 only added ``headwear.type`` 4 and 5 (a head scarf, a turban), outside
     the face slice the models predict, so a model exported for 1.0.0 (the
     shipped ones) loads, as one for the schema itself (``None``: this SDK's
     version); one for any other version is refused naming the file and the

@@ -897,3 +897,46 @@ def test_a_head_scarf_covers_the_hair_and_the_ears_and_frames_the_face():
     q[schema.index("headwear.type")] = 2
     plain = render(q, size, background="white")[..., :3]
     assert ((plain[..., 0] > 180) & (plain[..., 1] < 80) & (plain[..., 2] < 80)).any()
+
+
+def test_a_turban_covers_the_hair_and_shows_the_ears():
+    """``headwear.type`` 5: a wrapped dome over the crown in the cloth's
+    colour with darker wrap folds on it (clipped to the dome: none outside
+    it), its front edge dipping over the brows' middle; no hair, the ears
+    drawn; every back end draws the same picture."""
+    p = schema.default().copy()
+    for c, v in zip("rgb", (0.9, 0.1, 0.1)):  # red long hair
+        p[schema.index(f"hair_back.{c}")] = p[schema.index(f"hair_front.{c}")] = v
+    p[schema.index("hair_style.layers")] = 2
+    cloth = np.array([0.1, 0.6, 0.2])
+    for c, v in zip("rgb", cloth):
+        p[schema.index(f"headwear.{c}")] = v
+    p[schema.index("headwear.type")] = 5
+    p[schema.index("headwear.band_y")] = -0.55
+    p[schema.index("headwear.crown")] = 0.3
+    size = 256
+    img = render(p, size, background="white")[..., :3].astype(np.int32)
+    px = lambda x, y: img[int(0.5 * size * (y + 1)), int(0.5 * size * (x + 1))]  # noqa: E731
+    green = np.round(cloth * 255)
+    red = (img[..., 0] > 180) & (img[..., 1] < 80) & (img[..., 2] < 80)
+    assert not red.any()
+    face = schema.points(p, "face")
+    skin = np.round(np.array([p[schema.index(f"face.{c}")] for c in "rgb"]) * 255)
+    ear = schema.points(p, "ear_l").mean(0)
+    assert np.abs(px(ear[0], ear[1]) - skin).max() <= 40 and np.abs(px(-ear[0], ear[1]) - skin).max() <= 40
+    # the dome: the cloth over the crown, folds a darker shade of it, nothing green outside the head's box
+    ytop = face[7, 1] - 0.3 * 0.35 - 0.06
+    dome = img[int(0.5 * size * (ytop + 0.03 + 1)):int(0.5 * size * (-0.56 + 1)), int(0.5 * size * 0.6):int(0.5 * size * 1.4)]
+    near = np.abs(dome - green).max(-1) <= 3
+    fold = np.abs(dome - np.round(cloth * 0.72 * 255)).max(-1) <= 6
+    assert near.mean() > 0.5 and fold.sum() > 30, (near.mean(), fold.sum())
+    greenish = (img[..., 1] > img[..., 0] + 40) & (img[..., 1] > img[..., 2] + 40)
+    ys, xs = np.nonzero(greenish)
+    hw = 0.5 * abs(face[5, 0] - face[9, 0])
+    assert (np.abs(xs / (0.5 * size) - 1) <= hw * 1.04 + 0.03).all() and (ys / (0.5 * size) - 1 <= -0.55 + 0.06).all()
+    # the front edge dips over the brows' middle: the cloth reaches lower at the mid-line than at the sides
+    col_mid, col_side = greenish[:, size // 2], greenish[:, int(0.5 * size * (1 + 0.3))]
+    assert np.flatnonzero(col_mid).max() > np.flatnonzero(col_side).max() + 2
+    assert _diff(render(p, size, background="white", backend="pycairo")[..., :3], img).max() <= 1
+    assert _diff(render(p, 128, background="white", backend="pillow")[..., :3],
+                 render(p, 128, background="white")[..., :3]).mean() < 3

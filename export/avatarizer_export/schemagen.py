@@ -22,8 +22,8 @@ from pathlib import Path
 
 SCHEMA_VERSION = "1.1.0"
 #: earlier versions whose vectors mean the same in this one (``schema.json``'s
-#: ``reads``): 1.1.0 only added ``headwear.type`` 4, a head scarf, so an
-#: avatar saved and a model exported with 1.0.0 are read as they are
+#: ``reads``): 1.1.0 only added ``headwear.type`` 4, a head scarf, and 5, a
+#: turban, so an avatar saved and a model exported with 1.0.0 are read as they are
 READS = ("1.0.0",)
 PARAM_COUNT = 629
 
@@ -250,7 +250,7 @@ def features():
                               ("lens_g", "color", 0, 1, 0.85), ("lens_b", "color", 0, 1, 0.95),
                               ("lens_opacity", "opacity", 0, 1, 0.15)]))
     f.append(Feature("headwear", "headwear", "scalars", mirror="reverse",
-                     scalars=[("type", "categorical", 0, 4, 0), ("r", "color", 0, 1, 0.20),
+                     scalars=[("type", "categorical", 0, 5, 0), ("r", "color", 0, 1, 0.20),
                               ("g", "color", 0, 1, 0.30), ("b", "color", 0, 1, 0.55),
                               ("band_y", "y", -0.9, -0.2, -0.55), ("crown", "size", 0.0, 0.6, 0.25),
                               ("width", "ratio", 0.8, 1.4, 1.05), ("brim", "size", 0.0, 0.5, 0.25)]))

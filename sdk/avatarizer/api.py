@@ -115,10 +115,11 @@ class Options:
             "black" | "brown" | "blond" | "red" | "gray", "hair_length":
             "long" | "short", "age": years 0-100, "skin_tone": Monk step
             1-10, "headwear_kind": "cap" | "beanie" | "brimmed" |
-            "scarf"}``, any subset (``None`` values: the regressor decides).
-            A ``headwear_kind`` draws headwear of that kind (a scarf: a
-            headscarf, hijab or hood over the hair and ears, framing the
-            face), in the photo's colours and where the photo shows it.
+            "scarf" | "turban"}``, any subset (``None`` values: the
+            regressor decides). A ``headwear_kind`` draws headwear of that
+            kind (a scarf: a headscarf, hijab or hood over the hair and
+            ears, framing the face; a turban: a wrapped dome over the
+            crown), in the photo's colours and where the photo shows it.
             For every frame and face; ``from_frame(..., attributes=...)``
             adds to it per call. ``Avatar.attributes`` reports a set value
             with probability 1 and ``"source": "app"``. Needs the attribute

@@ -542,12 +542,13 @@ def hair_length_as_drawn(public: dict | None, params) -> dict | None:
     style to the silhouette, and a reported gender's gates differ from 0.5
     (a man read long is not gated long), so the two can differ in image mode
     too. A length the app set is left as set, and so is H's under a head
-    scarf (``headwear.type`` 4: no hair is drawn, the hair is hidden)."""
+    scarf or a turban (``headwear.type`` 4 or 5: no hair is drawn, the
+    hair is hidden)."""
     if public is None:
         return None
     n = public.get("hair_length")
     p = np.asarray(params).reshape(-1)
-    if round(float(p[S.index("headwear.type")])) == 4:
+    if round(float(p[S.index("headwear.type")])) in (4, 5):
         return public
     drawn = drawn_length(p)
     if n is not None and n.get("source") != "app" and n["value"] != drawn:
@@ -725,7 +726,7 @@ def _as_the_model_read(a: Mapping) -> dict:
 #: names, ``bool``, or the ``(low, high)`` range of a number)
 SETTABLE = {"glasses": GLASSES, "beard": bool, "moustache": bool, "headwear": bool, "bald": bool,
             "hair_colour": HAIR_COLOURS, "hair_length": ("long", "short"), "age": (0.0, 100.0),
-            "skin_tone": (1.0, 10.0), "headwear_kind": ("cap", "beanie", "brimmed", "scarf")}
+            "skin_tone": (1.0, 10.0), "headwear_kind": ("cap", "beanie", "brimmed", "scarf", "turban")}
 
 
 def check_settings(settings, what: str = "attributes") -> dict:
@@ -2649,8 +2650,8 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
       points to under the lower lip; ``moustache`` (or a beard): a stroke
       above the upper lip;
     * headwear (``headwear`` >= its threshold): ``headwear_type`` (1 a cap,
-      2 a beanie, the default, 3 a brimmed hat, 4 a head scarf, which the
-      app sets: ``headwear_kind``), colour ``headwear_rgb``,
+      2 a beanie, the default, 3 a brimmed hat, 4 a head scarf, 5 a turban,
+      which the app sets: ``headwear_kind``), colour ``headwear_rgb``,
       placed where ``hat_shape`` (:func:`avatarizer.headwear.shape_cues` of
       the photo) shows it, else on the skull with its band at the hairline
       (:func:`avatarizer.headwear.place`);

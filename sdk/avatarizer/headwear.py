@@ -143,11 +143,14 @@ class HatFusion:
 #: ``headwear.type`` values, by name (the renderer draws 1 a cap with a peak,
 #: 2 a beanie with a cuff, 3 a hat with a brim all round, 4 a head scarf:
 #: a headscarf, hijab or hood that covers the hair and the ears and frames
-#: the face, its ``headwear.brim`` the drape below the chin; schema 1.1.0)
-KINDS = ("none", "cap", "beanie", "brimmed", "scarf")
+#: the face, its ``headwear.brim`` the drape below the chin; 5 a turban: a
+#: wrapped dome over the crown, its front edge dipping to a point over the
+#: brows, the ears and the hair below it shown; 4 and 5 since schema 1.1.0)
+KINDS = ("none", "cap", "beanie", "brimmed", "scarf", "turban")
 #: the classes the fitted model tells apart: the first three kinds and any
-#: other covering (a scarf, a hood, a helmet), drawn as the beanie (a scarf
-#: is drawn where the app says so: ``Options.attributes["headwear_kind"]``)
+#: other covering (a scarf, a hood, a turban, a helmet), drawn as the beanie
+#: (a scarf or a turban is drawn where the app says so:
+#: ``Options.attributes["headwear_kind"]``)
 MODEL_KINDS = KINDS[1:4] + ("other",)
 #: a head scarf's drape below the chin (``headwear.brim`` of kind 4) where :func:`place` puts one
 SCARF_DRAPE = 0.3
@@ -374,7 +377,7 @@ MIN_CROWN = 0.05
 
 
 def place(p: np.ndarray, shape: dict | None, kind: int) -> None:
-    """Sets, in place, ``p``'s hat (``headwear.type`` = ``kind``, 1-4) where
+    """Sets, in place, ``p``'s hat (``headwear.type`` = ``kind``, 1-5) where
     the photo shows it (``shape``: :func:`shape_cues`): the band at the
     height above the brows it has in the photo (in units of brow-to-chin),
     the crown up to the photo's top of the hat (no lower than the

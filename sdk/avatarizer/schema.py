@@ -26,7 +26,8 @@ _DOC = json.loads(resources.files("avatarizer").joinpath("data/schema.json").rea
 VERSION: str = _DOC["version"]
 #: the schema versions whose vectors this SDK reads as they are (saved avatars,
 #: exported models): its own and the earlier ones ``schema.json`` lists under
-#: ``reads`` (1.1.0 only added ``headwear.type`` 4, a head scarf, to 1.0.0)
+#: ``reads`` (1.1.0 only added ``headwear.type`` 4, a head scarf, and 5, a
+#: turban, to 1.0.0)
 READS: tuple[str, ...] = (VERSION,) + tuple(str(v) for v in _DOC.get("reads", ()))
 PARAM_COUNT: int = int(_DOC["count"])
 NAMES: tuple[str, ...] = tuple(p["name"] for p in _DOC["params"])
