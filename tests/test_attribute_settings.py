@@ -192,7 +192,12 @@ def test_a_head_scarf_as_set_in_the_cloths_colour(av):
     assert turban.params[S.index("headwear.type")] == 5 and turban.attributes["headwear"]["kind"] == "turban"
     red = turban.params[HAT].astype(float)
     assert red[0] > red[1] + 0.3 and red[0] > red[2] + 0.3, red  # his red turban
-    assert turban.attributes["hair_length"].get("decided_by") != "the hairstyle drawn"
+    # under it H's hair length stands where the style drawn without it reads the other length
+    long_hood = av.from_image(need_shared(*faces, "ffhq-1290.jpg"), attributes={"headwear_kind": "turban"})
+    plain = av.from_image(need_shared(*faces, "ffhq-1290.jpg"), attributes={"headwear_kind": "beanie"})
+    assert plain.attributes["hair_length"].get("decided_by") == "the hairstyle drawn"  # (what is guarded)
+    assert long_hood.attributes["hair_length"]["value"] != plain.attributes["hair_length"]["value"]
+    assert long_hood.attributes["hair_length"].get("decided_by") != "the hairstyle drawn"
 
 
 def test_a_hat_in_its_own_colour_over_the_hair_beside_the_face(av):

@@ -116,7 +116,9 @@ class Options:
             "long" | "short", "age": years 0-100, "skin_tone": Monk step
             1-10, "headwear_kind": "cap" | "beanie" | "brimmed" |
             "scarf" | "turban"}``, any subset (``None`` values: the
-            regressor decides). A ``headwear_kind`` draws headwear of that
+            regressor decides; an option's ``headwear_kind`` is taken back
+            by a call's ``headwear_kind: None`` or ``headwear: False``, not
+            by ``headwear: None``). A ``headwear_kind`` draws headwear of that
             kind (a scarf: a headscarf, hijab or hood over the hair and
             ears, framing the face; a turban: a wrapped dome over the
             crown), in the photo's colours and where the photo shows it.

@@ -791,7 +791,7 @@ def merged_settings(given: Mapping, call: Mapping | None = None) -> dict:
 
 def apply_settings(attributes: dict, settings: Mapping) -> dict:
     """Makes a :func:`decode_attributes` dict follow what the app set
-    (:func:`check_settings`'s dict; in place, returned): the drawn and
+    (:func:`merged_settings`' dict; in place, returned): the drawn and
     decided flags, ``glasses_type`` / ``glasses``, ``hair_colour``,
     ``hair_long`` (1 long, 0 short), ``age`` and ``skin_tone`` take the
     set values, and a set flag's probability becomes 1 or 0 so that

@@ -145,7 +145,7 @@ class HatFusion:
 #: a headscarf, hijab or hood that covers the hair and the ears and frames
 #: the face, its ``headwear.brim`` the drape below the chin; 5 a turban: a
 #: wrapped dome over the crown, its front edge dipping to a point over the
-#: brows, the ears and the hair below it shown; 4 and 5 since schema 1.1.0)
+#: brows, the ears shown, all the hair hidden; 4 and 5 since schema 1.1.0)
 KINDS = ("none", "cap", "beanie", "brimmed", "scarf", "turban")
 #: the classes the fitted model tells apart: the first three kinds and any
 #: other covering (a scarf, a hood, a turban, a helmet), drawn as the beanie

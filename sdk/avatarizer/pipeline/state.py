@@ -116,8 +116,9 @@ class FrameState:
     render_size     (input)   draw the avatars at this size (the render
                               stage; None: not drawn, the API draws lazily)
     settings        (input)   attributes the app set, drawn instead of the
-                              regressor's decision (checked:
-                              :func:`avatarizer.hair.check_settings`)
+                              regressor's decision (checked and merged:
+                              :func:`avatarizer.hair.merged_settings`, where a
+                              ``headwear_kind`` is headwear)
     generation      identity  video mode, the identity worker's copy of a
                               frame: the stream's generation it was asked
                               in (None: the stream's current one)
