@@ -847,25 +847,38 @@ def test_a_pdf_page_stays_within_the_pdf_limit(tmp_path, capsys):
     assert not (tmp_path / "out.pdf").exists()
 
 
+def _red_haired_in(kind: int, rgb, **scalars) -> np.ndarray:
+    """The default face with long red hair under headwear of ``kind`` in
+    ``rgb``, its band at -0.55, other ``headwear.*`` scalars as given."""
+    p = schema.default().copy()
+    for c, v in zip("rgb", (0.9, 0.1, 0.1)):
+        p[schema.index(f"hair_back.{c}")] = p[schema.index(f"hair_front.{c}")] = v
+    p[schema.index("hair_style.layers")] = 2
+    for c, v in zip("rgb", rgb):
+        p[schema.index(f"headwear.{c}")] = v
+    p[schema.index("headwear.type")] = kind
+    p[schema.index("headwear.band_y")] = -0.55
+    for k, v in scalars.items():
+        p[schema.index(f"headwear.{k}")] = v
+    return p
+
+
+def _drawn(p, size: int):
+    """(the native picture on white as int32 RGB, a reader of its pixel at canonical (x, y))."""
+    img = render(p, size, background="white")[..., :3].astype(np.int32)
+    return img, lambda x, y: img[int(0.5 * size * (y + 1)), int(0.5 * size * (x + 1))]
+
+
 def test_a_head_scarf_covers_the_hair_and_the_ears_and_frames_the_face():
     """``headwear.type`` 4 (schema 1.1.0): the scarf's cloth over the crown,
     the ears and the hair beside the face and below the chin (its
     ``headwear.brim`` the drape), no hair and no ears drawn, the face
     inside its opening; the two halves meet at the mid-line without a seam,
     and every back end draws the same picture (no hole in any path)."""
-    p = schema.default().copy()
-    for c, v in zip("rgb", (0.9, 0.1, 0.1)):  # red long hair
-        p[schema.index(f"hair_back.{c}")] = p[schema.index(f"hair_front.{c}")] = v
-    p[schema.index("hair_style.layers")] = 2
     blue = np.array([0.1, 0.2, 0.8])
-    for c, v in zip("rgb", blue):
-        p[schema.index(f"headwear.{c}")] = v
-    p[schema.index("headwear.type")] = 4
-    p[schema.index("headwear.band_y")] = -0.55
-    p[schema.index("headwear.brim")] = 0.3
+    p = _red_haired_in(4, blue, brim=0.3)
     size = 256
-    img = render(p, size, background="white")[..., :3].astype(np.int32)
-    px = lambda x, y: img[int(0.5 * size * (y + 1)), int(0.5 * size * (x + 1))]  # noqa: E731
+    img, px = _drawn(p, size)
     cloth = np.round(blue * 255)
     ear = schema.points(p, "ear_l")[1]  # (the ear's top, clear of the fold drawn down the side)
     face = schema.points(p, "face")
@@ -904,19 +917,10 @@ def test_a_turban_covers_the_hair_and_shows_the_ears():
     colour with darker wrap folds on it (clipped to the dome: none outside
     it), its front edge dipping over the brows' middle; no hair, the ears
     drawn; every back end draws the same picture."""
-    p = schema.default().copy()
-    for c, v in zip("rgb", (0.9, 0.1, 0.1)):  # red long hair
-        p[schema.index(f"hair_back.{c}")] = p[schema.index(f"hair_front.{c}")] = v
-    p[schema.index("hair_style.layers")] = 2
     cloth = np.array([0.1, 0.6, 0.2])
-    for c, v in zip("rgb", cloth):
-        p[schema.index(f"headwear.{c}")] = v
-    p[schema.index("headwear.type")] = 5
-    p[schema.index("headwear.band_y")] = -0.55
-    p[schema.index("headwear.crown")] = 0.3
+    p = _red_haired_in(5, cloth, crown=0.3)
     size = 256
-    img = render(p, size, background="white")[..., :3].astype(np.int32)
-    px = lambda x, y: img[int(0.5 * size * (y + 1)), int(0.5 * size * (x + 1))]  # noqa: E731
+    img, px = _drawn(p, size)
     green = np.round(cloth * 255)
     red = (img[..., 0] > 180) & (img[..., 1] < 80) & (img[..., 2] < 80)
     assert not red.any()
