@@ -229,20 +229,21 @@ def _label_records(folder: Path | None = None, skip=()):
                 yield json.loads(line)
 
 
+def _file_records(name: str, folder: Path | None = None) -> list[dict]:
+    """The records of one label file by eye, ``name`` in ``folder`` (default
+    :data:`EYE_LABELS`), in file order; empty without the file."""
+    path = (EYE_LABELS if folder is None else Path(folder)) / name
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def gender_labels(folder: Path | None = None) -> dict[str, int]:
     """``{"FOLDER/NAME": 1 male, 0 female}`` of the labels by eye of gender
     (``gender_by_eye.jsonl``: random training and held-out loose portraits;
     a field no other reader reads; empty without the file)."""
-    path = (EYE_LABELS if folder is None else Path(folder)) / "gender_by_eye.jsonl"
-    if not path.is_file():
-        return {}
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if rec.get("gender") in ("male", "female"):
-                out[rec["file"]] = int(rec["gender"] == "male")
-    return out
+    return {r["file"]: int(r["gender"] == "male") for r in _file_records("gender_by_eye.jsonl", folder)
+            if r.get("gender") in ("male", "female")}
 
 
 def hair_colour_by_eye(folder: Path | None = None) -> dict[str, int]:
@@ -309,11 +310,8 @@ def skin_tone_labels(folder: Path | None = None) -> dict[str, float]:
     """``{"FOLDER/NAME": Monk step}`` of ``labels/skin_tone_by_eye.jsonl``: the
     skin tone in even daylight, judged by eye (1 lightest ... 10 darkest;
     the mean of two labellers at most one step apart, docs/data.md)."""
-    path = (EYE_LABELS if folder is None else Path(folder)) / "skin_tone_by_eye.jsonl"
-    if not path.is_file():
-        return {}
-    recs = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return {r["file"]: float(r["skin_tone"]) for r in recs if "skin_tone" in r}
+    return {r["file"]: float(r["skin_tone"]) for r in _file_records("skin_tone_by_eye.jsonl", folder)
+            if "skin_tone" in r}
 
 
 def glasses_shape_labels(folder: Path | None = None) -> dict[str, dict]:
@@ -325,12 +323,8 @@ def glasses_shape_labels(folder: Path | None = None) -> dict[str, dict]:
     (``small``, ``medium``, ``large``), ``frame_colour`` (``black``,
     ``brown``, ``metal``, ``rimless``, ``red``, ``blue``, ``other``) and
     ``frame_thickness`` (``thin``, ``medium``, ``thick``). Not H's fields."""
-    path = (EYE_LABELS if folder is None else Path(folder)) / "glasses_shape_by_eye.jsonl"
-    if not path.is_file():
-        return {}
     fields = ("lens_shape", "lens_aspect", "lens_size", "frame_colour", "frame_thickness")
-    recs = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return {r["file"]: {k: r[k] for k in fields if k in r} for r in recs}
+    return {r["file"]: {k: r[k] for k in fields if k in r} for r in _file_records("glasses_shape_by_eye.jsonl", folder)}
 
 
 def headwear_labels(folder: Path | None = None) -> dict[str, dict]:
@@ -363,11 +357,8 @@ def hair_length_labels(folder: Path | None = None) -> dict[str, str]:
     or jaw line or lower; ``short``; ``bald``; ``tied``: pulled back;
     ``covered``: by headwear), where two labellers gave the same label
     (docs/data.md)."""
-    path = (EYE_LABELS if folder is None else Path(folder)) / "hair_length_by_eye.jsonl"
-    if not path.is_file():
-        return {}
-    recs = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return {r["file"]: r["hair_length"] for r in recs if "hair_length" in r}
+    return {r["file"]: r["hair_length"] for r in _file_records("hair_length_by_eye.jsonl", folder)
+            if "hair_length" in r}
 
 
 def ffhq_labels(shared: Path) -> dict[str, dict]:
