@@ -50,7 +50,7 @@ from .gender import BY as GENDER_FUSION_BY
 from . import prior as P
 from . import schema as S
 from .artist import stats
-from .artist.accessories import LENS_ASPECT, LENS_H_RANGE, LENS_HALF_WIDTH, LENS_W_RANGE, sample_beard_rgb
+from .artist.accessories import LENS_ASPECT, lens_size, sample_beard_rgb
 from .artist.style import ArtistStyle
 from .artist.photo import at_size, float_rgb, from_lab, mask01, norm, poly_mask, to_lab
 
@@ -2688,11 +2688,10 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
         if gtype > 0:
             el, er = S.points(p, "eye_l_upper"), S.points(p, "eye_r_upper")
             half = 0.25 * (abs(el[4, 0] - el[0, 0]) + abs(er[4, 0] - er[0, 0]))  # half eye width, as drawn
-            # the lenses' size against the eye as the artist measures it (artist.accessories.LENS_HALF_WIDTH,
+            # the lenses' size against the eye as the artist measures it (artist.accessories.lens_size,
             # of the photo's eye: the drawn eye is the style's eye_scale times that)
-            w = np.clip(LENS_HALF_WIDTH * half / ArtistStyle.eye_scale, *LENS_W_RANGE)
-            p[S.index("glasses.lens_w")] = w
-            p[S.index("glasses.lens_h")] = np.clip(LENS_ASPECT * w, *LENS_H_RANGE)
+            p[S.index("glasses.lens_w")], p[S.index("glasses.lens_h")] = lens_size(half, LENS_ASPECT,
+                                                                                   ArtistStyle.eye_scale)
             p[S.index("glasses.roundness")] = 0.5
             p[S.index("glasses.frame_width")] = 0.012 if gtype == 2 else 0.009
             P.set_rgb(p, "glasses", a.get("frame_rgb", _GLASSES_FRAME), prefix="frame_")

@@ -428,6 +428,16 @@ def lens_aspect(photo: Photo, lm) -> float | None:
     return clamp(float(np.median(got)), *LENS_ASPECT_RANGE) if got else None
 
 
+def lens_size(half_eye: float, aspect: float, eye_scale: float = 1.0) -> tuple[float, float]:
+    """(``glasses.lens_w``, ``glasses.lens_h``): a lens :data:`LENS_HALF_WIDTH`
+    times ``half_eye / eye_scale`` wide (the photo's half eye width: a
+    drawn eye's over the style's ``eye_scale``) and ``aspect`` as tall,
+    within :data:`LENS_W_RANGE` and :data:`LENS_H_RANGE`; a lens taller
+    than the schema's height allows is drawn smaller, in its own shape."""
+    w = clamp(min(LENS_HALF_WIDTH * half_eye / eye_scale, LENS_H_RANGE[1] / aspect), *LENS_W_RANGE)
+    return w, clamp(aspect * w, *LENS_H_RANGE)
+
+
 def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float, sunglasses: bool = False) -> None:
     """Frame colour (the darkest pixels of the bridge band), lens size from
     the drawn eye's width (:data:`LENS_HALF_WIDTH`), its height from the
@@ -448,10 +458,7 @@ def _glasses_shape(st, p, lm, g, photo: Photo, bridge: float, sunglasses: bool =
     if not sunglasses and "lens_aspect" not in g:  # (measured once a face: the hybrid asks for the shape again)
         g["lens_aspect"] = lens_aspect(photo, lm)
     aspect = LENS_ASPECT if sunglasses or g["lens_aspect"] is None else g["lens_aspect"]
-    # (a lens taller than the schema's height allows is drawn smaller, in its own shape)
-    w = clamp(min(LENS_HALF_WIDTH * e, LENS_H_RANGE[1] / aspect), *LENS_W_RANGE)
-    p[S.index("glasses.lens_w")] = w
-    p[S.index("glasses.lens_h")] = clamp(aspect * w, *LENS_H_RANGE)
+    p[S.index("glasses.lens_w")], p[S.index("glasses.lens_h")] = lens_size(e, aspect)
     p[S.index("glasses.frame_width")] = clamp(0.006 + 0.04 * (bridge - 0.1), 0.006, 0.02)
     p[S.index("glasses.roundness")] = 0.5
 
