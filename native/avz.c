@@ -636,6 +636,17 @@ static void avz__scarf_half(avz_scene *s, const float *p, float side, float cx, 
     avz__stroke(s, avz__shade(c, 0.82f), 0.8f, 0.007f);
 }
 
+/* Starts a path with a hat's dome: from the band's left end (cx - half) up over
+ * the top (cx, ytop) to its right end; `rise` is how far up the sides' controls
+ * reach (of band - ytop), `shoulder` where the top's controls lie (of half). */
+static void avz__dome(avz_scene *s, float cx, float half, float band, float ytop, float rise, float shoulder) {
+    avz__move(s, (avz__pt){cx - half, band});
+    avz__curve(s, (avz__pt){cx - half, band - (band - ytop) * rise}, (avz__pt){cx - half * shoulder, ytop},
+               (avz__pt){cx, ytop});
+    avz__curve(s, (avz__pt){cx + half * shoulder, ytop}, (avz__pt){cx + half, band - (band - ytop) * rise},
+               (avz__pt){cx + half, band});
+}
+
 static void avz__headwear(avz_scene *s, const float *p) {
     int type = (int)lroundf(p[AVZ_P_HEADWEAR_TYPE]);
     if (type <= 0) return;
@@ -661,12 +672,9 @@ static void avz__headwear(avz_scene *s, const float *p) {
     }
     if (type == 5) { /* turban: a wrapped dome whose front edge dips to a point over the brows' middle */
         float ht = hw * 1.04f;
-        avz__pt l = {cx - ht, band}, r = {cx + ht, band}, v = {cx, band + 0.045f};
+        avz__pt l = {cx - ht, band}, v = {cx, band + 0.045f};
         for (int pass = 0; pass < 2; pass++) { /* the dome filled, then as the clip of its folds */
-            avz__move(s, l);
-            avz__curve(s, (avz__pt){cx - ht, band - (band - ytop) * 0.95f}, (avz__pt){cx - ht * 0.6f, ytop},
-                       (avz__pt){cx, ytop});
-            avz__curve(s, (avz__pt){cx + ht * 0.6f, ytop}, (avz__pt){cx + ht, band - (band - ytop) * 0.95f}, r);
+            avz__dome(s, cx, ht, band, ytop, 0.95f, 0.6f);
             avz__curve(s, (avz__pt){cx + ht * 0.6f, band + 0.01f}, (avz__pt){cx + ht * 0.2f, band + 0.03f}, v);
             avz__curve(s, (avz__pt){cx - ht * 0.2f, band + 0.03f}, (avz__pt){cx - ht * 0.6f, band + 0.01f}, l);
             avz__close(s);
@@ -691,10 +699,8 @@ static void avz__headwear(avz_scene *s, const float *p) {
         avz__fill(s, avz__shade(c, 0.85f), 1.f);
     }
     /* crown: a dome from the band line */
-    avz__pt l = {cx - hw, band}, r = {cx + hw, band};
-    avz__move(s, l);
-    avz__curve(s, (avz__pt){cx - hw, band - (band - ytop) * 0.9f}, (avz__pt){cx - hw * 0.55f, ytop}, (avz__pt){cx, ytop});
-    avz__curve(s, (avz__pt){cx + hw * 0.55f, ytop}, (avz__pt){cx + hw, band - (band - ytop) * 0.9f}, r);
+    avz__pt l = {cx - hw, band};
+    avz__dome(s, cx, hw, band, ytop, 0.9f, 0.55f);
     avz__curve(s, (avz__pt){cx + hw * 0.5f, band + 0.03f}, (avz__pt){cx - hw * 0.5f, band + 0.03f}, l);
     avz__close(s);
     avz__fill(s, c, 1.f);
