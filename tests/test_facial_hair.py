@@ -510,3 +510,36 @@ def test_no_beard_on_held_out_utkface_women_and_children():
                 shown["moustache"] += int(d["moustache"] or d["beard"])
     assert n >= 0.9 * len(photos)
     assert shown["beard"] <= 0.01 * n and shown["moustache"] <= 0.02 * n, (shown, n)
+
+
+def test_the_hybrid_draws_grey_facial_hair_only_where_it_is_plausible(monkeypatch):
+    """Through ``Avatarizer()`` (the shipped files, no ../shared): a beard
+    the photo shows grey is drawn in its grey strands' colour where
+    ``hair.grey_beard_plausible`` says so, else in the dark facial hair's
+    colour (``facial_hair_colour(grey=False)``), which is never relit."""
+    from avatarizer import Avatarizer, schema
+    from avatarizer.artist import accessories as A
+    from avatarizer.imageio import sample_photo
+
+    grey_rgb, dark_rgb = np.array([0.5, 0.5, 0.5], np.float32), np.array([0.2, 0.12, 0.08], np.float32)
+    asked = []
+
+    def colour(crop, landmarks, skin_rgb, valid=None, grid=None, grey=True):
+        asked.append(grey)
+        return (grey_rgb, True, 0.6) if grey else (dark_rgb, False, 0.6)
+
+    monkeypatch.setattr(A, "facial_hair_colour", colour)
+    beard = [schema.index(f"beard.{c}") for c in "rgb"]
+    with Avatarizer(max_faces=1) as av:
+        if av.estimator != "hybrid":
+            pytest.skip("the shipped models are not installed here")
+        for plausible in (False, True):
+            asked.clear()
+            monkeypatch.setattr(HR, "grey_beard_plausible", lambda a, p=None, ok=plausible: ok)
+            got = av.from_frame(sample_photo(), attributes={"beard": True}).params[beard]
+            if plausible:
+                assert asked == [True]
+                assert np.all(got >= grey_rgb * 0.9 - 1e-6) and np.ptp(got) < 0.02  # grey (lifted with the skin)
+            else:
+                assert asked == [True, False]
+                np.testing.assert_allclose(got, dark_rgb * 0.9, atol=1e-6)

@@ -812,8 +812,14 @@ def test_a_white_moustache_over_a_bare_chin_is_drawn_white(monkeypatch):
     white = to_lab(HR.sample_beard_rgb(u8, lm, skin).astype(np.float64))
     np.testing.assert_allclose(seen[0], cues)
     assert white[0] > 80 and np.hypot(white[1], white[2]) < 3, white
+    rgb, grey, p = A.facial_hair_colour(u8, lm, skin)  # (the hybrid's: whether drawn grey, the detector's P)
+    assert grey and p == 0.9 and np.array_equal(rgb, HR.sample_beard_rgb(u8, lm, skin))
+    rgb, grey, p = A.facial_hair_colour(u8, lm, skin, grey=False)  # grey not plausible: the chin's darker half
+    assert not grey and p == 0.9
+    np.testing.assert_allclose(rgb, skin, atol=0.01)
     monkeypatch.setattr(A, "beard_grey_evidence", lambda c: (0.1, 0.5))
     np.testing.assert_allclose(HR.sample_beard_rgb(u8, lm, skin), skin, atol=0.01)
+    assert A.facial_hair_colour(u8, lm, skin)[1:] == (False, 0.1)
     # the flat face's upper lip is not placed: that region is NaN, and the shipped detector reads nothing
     monkeypatch.undo()
     flat, lm0, _ = _flat_face(skin, size)

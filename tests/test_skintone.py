@@ -378,6 +378,79 @@ def test_merge_relights_the_lips_with_the_skin():
     np.testing.assert_allclose(merge_face(F)[np.ravel(lip_idx)], before[np.ravel(lip_idx)], atol=1e-6)
 
 
+def test_relight_by_exposure_alone_keeps_a_grey_grey():
+    """``balance=False``: every channel times the skin's change of exposure,
+    so a grey beard stays grey where the skin's hue moved toward daylight's
+    (with the balance change it turned green), and its light against the
+    skin's is kept."""
+    from avatarizer.skintone import relight
+
+    red_dim, lit = from_lab(np.array([40.0, 31.0, 13.0])), from_lab(np.array([62.0, 18.0, 24.0]))
+    grey = from_lab(np.array([45.0, 0.0, 0.0]))
+    balanced, exposed = to_lab(relight(grey, red_dim, lit)), to_lab(relight(grey, red_dim, lit, balance=False))
+    assert np.hypot(*exposed[1:]) < 1.0 < np.hypot(*balanced[1:])  # (the balance change tints it)
+    assert exposed[0] > 60
+    assert luminance(relight(grey, red_dim, lit, balance=False)) / luminance(lit) == \
+        pytest.approx(luminance(grey) / luminance(red_dim), rel=0.02)
+
+
+def test_merge_lifts_grey_facial_hair_with_the_skin():
+    """Grey facial hair (``attributes["beard_grey"]``: drawn as its lit
+    strands, sampled in the photo's light) is lifted with a dim photo's
+    skin by the skin's change of exposure; a dark beard, and grey hair
+    under skin that was darkened, are drawn as sampled (session 43: a white
+    beard in a dim photo was drawn charcoal, L* 42 beside skin lifted to
+    its band; the strands sampled at 128 px are darker than they look, so
+    a bright photo's are not darkened further)."""
+    from avatarizer.pipeline.merge import FACIAL_HAIR_RGB, merge_face
+    from avatarizer.prior import set_skin_colours
+
+    p = schema.sample(1, seed=6)[0]
+    set_skin_colours(p, from_lab(np.array([48.0, 17.0, 22.0])), neck=0.9)  # a dim photo's light skin
+    beard = from_lab(np.array([42.0, 2.0, 3.0]))
+    for idx in FACIAL_HAIR_RGB:
+        p[idx] = beard
+
+    class F:
+        face_params, hair_params, accessory_params = p[schema.FACE], p[schema.HAIR], p[schema.ACCESSORIES]
+        attributes = {**HR.decode_attributes(_outputs(2.0)), "beard_rgb": beard, "beard_grey": True}
+
+    before = schema.clip(p)
+    got = merge_face(F)
+    assert to_lab(got[SKIN].astype(np.float64))[0] > 65  # lifted into step 2's band
+    for idx in FACIAL_HAIR_RGB:
+        np.testing.assert_allclose(luminance(got[idx]) / luminance(got[SKIN]),
+                                   luminance(before[idx]) / luminance(before[SKIN]), rtol=0.03)
+        lab = to_lab(got[idx].astype(np.float64))
+        assert lab[0] > 55 and np.hypot(lab[1], lab[2]) < 5  # light grey, still grey
+    F.attributes = {**F.attributes, "beard_grey": False}  # a dark beard: as sampled
+    np.testing.assert_allclose(merge_face(F)[FACIAL_HAIR_RGB.ravel()], before[FACIAL_HAIR_RGB.ravel()], atol=1e-6)
+    set_skin_colours(p, from_lab(np.array([88.0, 8.0, 12.0])), neck=0.9)  # a bright photo's dark skin
+    F.face_params = p[schema.FACE]
+    F.attributes = {**HR.decode_attributes(_outputs(8.0)), "beard_rgb": beard, "beard_grey": True}
+    got = merge_face(F)
+    assert to_lab(got[SKIN].astype(np.float64))[0] < 70  # darkened into step 8's band
+    np.testing.assert_allclose(got[FACIAL_HAIR_RGB.ravel()], schema.clip(p)[FACIAL_HAIR_RGB.ravel()], atol=1e-6)
+
+
+def test_grey_beard_plausible():
+    """Grey facial hair is drawn grey where the grey-beard detector is sure,
+    the hair reads grey, or the face is 40 or older; not on a young man
+    with dark hair whose detector reading is near its threshold; where
+    neither the hair colour nor the age is known, as the photo shows it."""
+    from avatarizer.hair import GREY_BEARD_AGE, GREY_BEARD_HAIR_P, GREY_BEARD_SURE, grey_beard_plausible
+
+    young_dark = {"hair_colour_probs": {"black": 0.7, "brown": 0.29, "gray": 0.01}, "age": 30.0}
+    assert not grey_beard_plausible(young_dark, 0.6)
+    assert not grey_beard_plausible(young_dark)
+    assert grey_beard_plausible(young_dark, GREY_BEARD_SURE)
+    assert grey_beard_plausible({**young_dark, "age": GREY_BEARD_AGE}, 0.6)
+    assert grey_beard_plausible({**young_dark, "hair_colour_probs": {"gray": GREY_BEARD_HAIR_P}}, 0.6)
+    assert grey_beard_plausible({}, 0.6)
+    assert grey_beard_plausible({"age": float("nan"), "hair_colour_probs": {}}, None)
+    assert not grey_beard_plausible({"age": 25.0}, float("nan"))
+
+
 def test_skin_by_tone_leaves_what_it_cannot_read():
     """A non-finite colour or tone comes back as it is (no NaN spread, no
     exception); a one-element array is a tone."""

@@ -177,7 +177,7 @@ RELIGHT_BALANCE = (0.5, 2.0)
 RELIGHT_EPS = 1e-3
 
 
-def relight(rgb, skin_before, skin_after) -> np.ndarray:
+def relight(rgb, skin_before, skin_after, balance: bool = True) -> np.ndarray:
     """Colours ``rgb`` (float sRGB, last axis 3) seen in the light where the
     skin read ``skin_before``, as they would look where the skin is drawn
     ``skin_after``: the skin's change of exposure (its linear-light
@@ -190,7 +190,10 @@ def relight(rgb, skin_before, skin_after) -> np.ndarray:
     were, the lips' light against the skin's was off the photo's by a
     median factor of 0.64 where the skin was lifted more than 5 L*, 1.32
     where it was darkened). ``rgb`` as a float64 array, unchanged, where
-    any of the three is not finite or not of that shape."""
+    any of the three is not finite or not of that shape. ``balance`` False:
+    the change of exposure alone (each channel times the same gain), for
+    colours whose hue the skin's does not tell: a grey beard under skin
+    whose hue moved toward daylight's was drawn green."""
     from .artist.photo import linear_to_srgb, srgb_to_linear
 
     rgb = np.asarray(rgb, np.float64)
@@ -200,7 +203,7 @@ def relight(rgb, skin_before, skin_after) -> np.ndarray:
         return rgb
     lin_before, lin_after = srgb_to_linear(before) + RELIGHT_EPS, srgb_to_linear(after) + RELIGHT_EPS
     exposure = float(lin_after @ _LUMA) / float(lin_before @ _LUMA)
-    balance = np.clip(lin_after / lin_before / exposure, *RELIGHT_BALANCE)
+    balance = np.clip(lin_after / lin_before / exposure, *RELIGHT_BALANCE) if balance else 1.0
     gain = float(np.clip(exposure, *RELIGHT_EXPOSURE)) * balance
     return np.clip(linear_to_srgb(np.clip(srgb_to_linear(np.clip(rgb, 0.0, 1.0)) * gain, 0.0, 1.0)), 0.0, 1.0)
 

@@ -821,12 +821,28 @@ def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.nda
     return _facial_hair_colour(crop, landmarks, skin_rgb, valid, grid)[0]
 
 
-def _facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None) -> tuple[np.ndarray | None, bool]:
-    """(:func:`sample_beard_rgb`'s colour, whether the grey-beard detector
-    called it grey: False where the hand-set rule decided)."""
+def facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None, grey: bool = True
+                       ) -> tuple[np.ndarray | None, bool, float | None]:
+    """(:func:`sample_beard_rgb`'s colour, whether it is drawn as grey or
+    white strands, the grey-beard detector's probability that it is grey
+    (None without the detector or the pixels)); with ``grey`` False the
+    colour of dark facial hair (the half of the chin's pixels that differ
+    most from the skin) even where the facial hair reads grey (the
+    hybrid's hair stage, where the rest of the face makes grey facial hair
+    unlikely: :func:`avatarizer.hair.grey_beard_plausible`)."""
+    rgb, is_grey, _, p = _facial_hair_colour(crop, landmarks, skin_rgb, valid, grid, grey_ok=grey)
+    return rgb, is_grey, p
+
+
+def _facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None, grey_ok: bool = True
+                        ) -> tuple[np.ndarray | None, bool, bool, float | None]:
+    """(:func:`sample_beard_rgb`'s colour, whether it is drawn grey, whether
+    the grey-beard detector called it grey (False where the hand-set rule
+    decided), the detector's probability (None without it)); ``grey_ok``
+    as :func:`facial_hair_colour`'s ``grey``."""
     px, _, lab, lip, skin = _beard_pixels(crop, landmarks, skin_rgb, valid, grid)
     if len(px) < _BEARD_MIN_PX:
-        return None, False
+        return None, False, False, None
     d = norm(lab - skin)
 
     def grey_of(lab_):  # grey: well below the skin's chroma (a warm light tints white hair too), and unlike
@@ -846,11 +862,12 @@ def _facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None) -> tup
             both = np.concatenate([lab, lip]) if len(lip) else lab
             strands = both[norm(both - skin) > BEARD_UNLIKE_SKIN]
             is_grey = is_grey and len(strands) >= 10
-    if is_grey:
+    p = None if evidence is None else evidence[0]
+    if is_grey and grey_ok:
         grey_lab = np.array([percentile(strands[:, 0], BEARD_LIT_PERCENTILE), 0.5 * median(strands[:, 1]),
                              0.5 * median(strands[:, 2])])
-        return from_lab(grey_lab).astype(np.float32), evidence is not None
-    return median(px[d >= median(d)], 0).astype(np.float32), False
+        return from_lab(grey_lab).astype(np.float32), True, evidence is not None, p
+    return median(px[d >= median(d)], 0).astype(np.float32), False, False, p
 
 
 def facial_hair(st, p, lm, g, photo: Photo, col):
@@ -904,7 +921,8 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
         p[S.index("moustache.w1")] = clamp(0.03 + 0.003 * max(must, beard), 0.025, 0.05)
         if beard_rgb is None:  # a moustache alone: grey where the grey-beard detector says so (not the
             # hand-set rule, which reads the chin's box alone), else the upper lip's darker pixels
-            grey, by_detector = _facial_hair_colour(photo.rgb, lm2, col["skin"], photo.valid, grid=(photo.gx, photo.gy))
+            grey, _, by_detector, _ = _facial_hair_colour(photo.rgb, lm2, col["skin"], photo.valid,
+                                                       grid=(photo.gx, photo.gy))
             beard_rgb = grey if by_detector else None
         set_rgb(p, "moustache", gain(st, beard_rgb * 1.05 if beard_rgb is not None
                                      else 0.75 * g.get("must_dark_rgb", hair) + 0.25 * hair) * 0.85)

@@ -317,9 +317,14 @@ class HairStage(Stage):
         else:
             recent = None
         if attrs["drawn"]["beard"] or attrs["drawn"]["moustache"]:  # the beard's own colour (white ones too)
-            beard = H.sample_beard_rgb(crop, face.canonical, base[SKIN_RGB], valid)
+            from ..artist.accessories import facial_hair_colour
+
+            beard, grey, p_grey = facial_hair_colour(crop, face.canonical, base[SKIN_RGB], valid)
+            if grey and not H.grey_beard_plausible(attrs, p_grey):  # (a young man's dark beard in dim light)
+                beard, grey, _ = facial_hair_colour(crop, face.canonical, base[SKIN_RGB], valid, grey=False)
             if beard is not None:
                 attrs["beard_rgb"] = beard * 0.9
+                attrs["beard_grey"] = grey  # (drawn as its lit strands: merge relights them with the skin)
         # (a hat the hat network decided, or not drawn on a face cut by the edge: merge follows attrs["drawn"])
         full = H.merge(base, self.bank.entry(idx), rgb, attrs, thresholds=self.draw, hat_shape=hat_shape)
         if fused:  # drawn with the artist's frame colour and lens sizes

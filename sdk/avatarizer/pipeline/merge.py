@@ -8,7 +8,9 @@ skin-tone network's in the hybrid, H's otherwise), or at the lightness
 of a tone the app set: :func:`~avatarizer.skintone.skin_of_set_tone`; a*
 and b* move toward those of skin in good light as far as L* moves),
 with the colours :func:`avatarizer.prior.set_skin_colours` derives from the skin, and the lips
-relit as the skin was (:func:`avatarizer.skintone.relight`); the upper
+relit as the skin was (:func:`avatarizer.skintone.relight`; grey facial hair,
+``attributes["beard_grey"]``, by the skin's change of exposure alone, and
+only where the skin was lifted); the upper
 lids and a buzz cut's colour keep the measured skin's) and
 :func:`avatarizer.hair.age_lines` (nasolabial, under-eye and forehead lines
 from its age estimate) and :func:`avatarizer.proportions.child_head` (a
@@ -33,6 +35,7 @@ import numpy as np
 
 from .. import schema
 from ..artist.colour import LIP_FEATURES, NECK
+from ..artist.photo import luma_of
 from ..hair import age_lines, trusted_age
 from ..prior import set_skin_colours
 from ..proportions import child_head
@@ -43,6 +46,8 @@ from .state import FrameState
 
 #: (4, 3) the lips' colours (``artist.colour.LIP_FEATURES``), relit with the skin
 LIP_RGB = np.array([[schema.index(f"{feat}.{c}") for c in "rgb"] for feat in LIP_FEATURES])
+#: (2, 3) the beard's and the moustache's colours: grey facial hair is lifted with the skin
+FACIAL_HAIR_RGB = np.array([[schema.index(f"{feat}.{c}") for c in "rgb"] for feat in ("beard", "moustache")])
 
 
 def merge_face(f, child: bool = True) -> np.ndarray:
@@ -58,6 +63,10 @@ def merge_face(f, child: bool = True) -> np.ndarray:
             set_skin_colours(params, toned, neck=NECK)
             # the lips, read in the photo's light, relit as the skin was (their contrast kept)
             params[LIP_RGB] = relight(params[LIP_RGB], skin, toned)
+            if f.attributes.get("beard_grey") and luma_of(toned) > luma_of(skin):
+                # grey facial hair, drawn as its lit strands in the photo's light, lifted with the skin
+                # (by its exposure alone: a grey beard stays grey where the skin's hue moved)
+                params[FACIAL_HAIR_RGB] = relight(params[FACIAL_HAIR_RGB], skin, toned, balance=False)
     a = f.attributes or {}
     age = face_age(f)
     if age is not None:  # age lines and a child's taller head from the age estimate (or the app's age)
