@@ -888,7 +888,9 @@ def test_held_out_grey_beards_are_drawn_grey():
     hair on, the drawn colour (read as its nearest palette colour) is grey
     for most grey and white beards and moustaches, and rarely for dark and
     brown ones (session 40: 29 of 38 and 3 of 43 with the grey-beard
-    detector; 17 of 38 and 2 of 43 with the hand-set rule it replaced)."""
+    detector; 17 of 38 and 2 of 43 with the hand-set rule it replaced;
+    session 43: 31 of 38 and 4 of 43, grey facial hair lifted with a dim
+    photo's skin and drawn grey only where ``hair.grey_beard_plausible``)."""
     import sys
 
     sys.path.insert(0, str(ROOT / "export"))
@@ -907,7 +909,7 @@ def test_held_out_grey_beards_are_drawn_grey():
                 rgb = a.params[[S.index(f"{drawn[0]}.{c}") for c in "rgb"]]
                 grey[bool(label)].append(HR.hair_colour_class_of(rgb) == "gray")
     assert len(grey[True]) >= 30 and len(grey[False]) >= 30, {k: len(v) for k, v in grey.items()}
-    assert np.mean(grey[True]) >= 0.6 and np.mean(grey[False]) <= 0.12, {k: sum(v) for k, v in grey.items()}
+    assert np.mean(grey[True]) >= 0.75 and np.mean(grey[False]) <= 0.12, {k: sum(v) for k, v in grey.items()}
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "ffhq128-labelled").is_dir(), reason="needs ../shared/data/faces")
