@@ -516,7 +516,9 @@ def test_the_hybrid_draws_grey_facial_hair_only_where_it_is_plausible(monkeypatc
     """Through ``Avatarizer()`` (the shipped files, no ../shared): a beard
     the photo shows grey is drawn in its grey strands' colour where
     ``hair.grey_beard_plausible`` says so, else in the dark facial hair's
-    colour (``facial_hair_colour(grey=False)``), which is never relit."""
+    colour (``facial_hair_colour(grey=False)``), which is never relit; in a
+    dim copy of the photo (its skin lifted into its tone's band) the grey
+    one is lifted with the skin, still grey."""
     from avatarizer import Avatarizer, schema
     from avatarizer.artist import accessories as A
     from avatarizer.imageio import sample_photo
@@ -543,3 +545,9 @@ def test_the_hybrid_draws_grey_facial_hair_only_where_it_is_plausible(monkeypatc
             else:
                 assert asked == [True, False]
                 np.testing.assert_allclose(got, dark_rgb * 0.9, atol=1e-6)
+        dim = (sample_photo() * 0.45).astype(np.uint8)
+        got = av.from_frame(dim, attributes={"beard": True}).params[beard]  # (grey plausible: patched True)
+        assert np.all(got > grey_rgb * 0.9 + 0.15) and np.ptp(got) < 0.02, got
+        monkeypatch.setattr(HR, "grey_beard_plausible", lambda a, p=None: False)
+        np.testing.assert_allclose(av.from_frame(dim, attributes={"beard": True}).params[beard], dark_rgb * 0.9,
+                                   atol=1e-6)

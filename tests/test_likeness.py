@@ -909,7 +909,7 @@ def test_held_out_grey_beards_are_drawn_grey():
                 rgb = a.params[[S.index(f"{drawn[0]}.{c}") for c in "rgb"]]
                 grey[bool(label)].append(HR.hair_colour_class_of(rgb) == "gray")
     assert len(grey[True]) >= 30 and len(grey[False]) >= 30, {k: len(v) for k, v in grey.items()}
-    assert np.mean(grey[True]) >= 0.75 and np.mean(grey[False]) <= 0.12, {k: sum(v) for k, v in grey.items()}
+    assert np.mean(grey[True]) >= 0.78 and np.mean(grey[False]) <= 0.12, {k: sum(v) for k, v in grey.items()}
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "ffhq128-labelled").is_dir(), reason="needs ../shared/data/faces")

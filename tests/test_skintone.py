@@ -401,7 +401,7 @@ def test_merge_lifts_grey_facial_hair_with_the_skin():
     under skin that was darkened, are drawn as sampled (session 43: a white
     beard in a dim photo was drawn charcoal, L* 42 beside skin lifted to
     its band; the strands sampled at 128 px are darker than they look, so
-    a bright photo's are not darkened further)."""
+    a bright photo's are not darkened further); nor with a tone the app set."""
     from avatarizer.pipeline.merge import FACIAL_HAIR_RGB, merge_face
     from avatarizer.prior import set_skin_colours
 
@@ -425,6 +425,12 @@ def test_merge_lifts_grey_facial_hair_with_the_skin():
         assert lab[0] > 55 and np.hypot(lab[1], lab[2]) < 5  # light grey, still grey
     F.attributes = {**F.attributes, "beard_grey": False}  # a dark beard: as sampled
     np.testing.assert_allclose(merge_face(F)[FACIAL_HAIR_RGB.ravel()], before[FACIAL_HAIR_RGB.ravel()], atol=1e-6)
+    # a tone the app set says the skin's colour, not the photo's light: the grey beard as sampled
+    F.attributes = {**HR.decode_attributes(_outputs(2.0)), "beard_rgb": beard, "beard_grey": True,
+                    "set_by_app": ["skin_tone"]}
+    got = merge_face(F)
+    assert to_lab(got[SKIN].astype(np.float64))[0] > 65
+    np.testing.assert_allclose(got[FACIAL_HAIR_RGB.ravel()], before[FACIAL_HAIR_RGB.ravel()], atol=1e-6)
     set_skin_colours(p, from_lab(np.array([88.0, 8.0, 12.0])), neck=0.9)  # a bright photo's dark skin
     F.face_params = p[schema.FACE]
     F.attributes = {**HR.decode_attributes(_outputs(8.0)), "beard_rgb": beard, "beard_grey": True}

@@ -2152,9 +2152,11 @@ def grey_beard_plausible(attributes: Mapping, probability: float | None = None) 
     """Whether facial hair the photo shows grey may be drawn grey: the
     grey-beard detector's ``probability`` is :data:`GREY_BEARD_SURE` or
     more, the hair reads grey with probability :data:`GREY_BEARD_HAIR_P`
-    or more, or the age (the app's, else the estimate) is
-    :data:`GREY_BEARD_AGE` or more; True where neither the hair colour nor
-    the age is known."""
+    or more (the model's reading), or the age is :data:`GREY_BEARD_AGE` or
+    more; True where neither the hair colour nor the age is known. The age
+    is the app's where it set one: it only lets the photo's grey through
+    (the hair colour's grey weight reads the model's age instead,
+    :func:`model_age`, because there the age alone can turn hair grey)."""
     probs = attributes.get("hair_colour_probs") or {}
     grey, age = probs.get("gray"), attributes.get("age")
     if not is_real(grey) and not is_real(age):

@@ -9,8 +9,8 @@ of a tone the app set: :func:`~avatarizer.skintone.skin_of_set_tone`; a*
 and b* move toward those of skin in good light as far as L* moves),
 with the colours :func:`avatarizer.prior.set_skin_colours` derives from the skin, and the lips
 relit as the skin was (:func:`avatarizer.skintone.relight`; grey facial hair,
-``attributes["beard_grey"]``, by the skin's change of exposure alone, and
-only where the skin was lifted); the upper
+``attributes["beard_grey"]``, by the skin's change of exposure alone, never
+darkened, and not with a tone the app set); the upper
 lids and a buzz cut's colour keep the measured skin's) and
 :func:`avatarizer.hair.age_lines` (nasolabial, under-eye and forehead lines
 from its age estimate) and :func:`avatarizer.proportions.child_head` (a
@@ -35,7 +35,6 @@ import numpy as np
 
 from .. import schema
 from ..artist.colour import LIP_FEATURES, NECK
-from ..artist.photo import luma_of
 from ..hair import age_lines, trusted_age
 from ..prior import set_skin_colours
 from ..proportions import child_head
@@ -63,10 +62,13 @@ def merge_face(f, child: bool = True) -> np.ndarray:
             set_skin_colours(params, toned, neck=NECK)
             # the lips, read in the photo's light, relit as the skin was (their contrast kept)
             params[LIP_RGB] = relight(params[LIP_RGB], skin, toned)
-            if f.attributes.get("beard_grey") and luma_of(toned) > luma_of(skin):
-                # grey facial hair, drawn as its lit strands in the photo's light, lifted with the skin
-                # (by its exposure alone: a grey beard stays grey where the skin's hue moved)
-                params[FACIAL_HAIR_RGB] = relight(params[FACIAL_HAIR_RGB], skin, toned, balance=False)
+            if f.attributes.get("beard_grey") and "skin_tone" not in f.attributes.get("set_by_app", ()):
+                # grey facial hair, drawn as its lit strands in the photo's light, lifted with a dim
+                # photo's skin (by its exposure alone: a grey beard stays grey where the skin's hue
+                # moved), never darkened (strands sampled at 128 px are darker than they look); not
+                # with a tone the app set, which says the skin's colour, not the photo's light
+                params[FACIAL_HAIR_RGB] = np.maximum(
+                    relight(params[FACIAL_HAIR_RGB], skin, toned, balance=False), params[FACIAL_HAIR_RGB])
     a = f.attributes or {}
     age = face_age(f)
     if age is not None:  # age lines and a child's taller head from the age estimate (or the app's age)
