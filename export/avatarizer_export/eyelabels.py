@@ -34,7 +34,9 @@ labellers gave the same label, not null. ``merge`` writes
 ``hair_length_by_eye.jsonl`` (``hair_length_train``,
 ``hair_length_heldout``), ``utkface_hair_colour.jsonl``
 (``utkface_hair_colour``: tight crops, for evaluation only,
-``data.EVAL_ONLY_LABELS``), ``utkface_glasses.jsonl`` (``utkface_glasses``:
+``data.EVAL_ONLY_LABELS``), ``stylegan128_hair_colour.jsonl``
+(``stylegan_hair_colour``, session 43: ``stylegan128`` photos mined for
+red hair, for training), ``utkface_glasses.jsonl`` (``utkface_glasses``:
 glasses of 1,000 UTKFace photos aged 55 and over; ``utkface_glasses_2``: 1,089
 younger ones, mostly those the shipped pipeline read as possibly wearing glasses) and ``scalp_by_eye.jsonl``
 (``scalp``, rule ``scalp``: ``votes.scalp[labeller][sheet]`` maps each cell
@@ -93,7 +95,8 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men", "utkface_men_2"),
            "headwear_kind_by_eye.jsonl": ("hats", "hats_2"),
            "beard_style_by_eye.jsonl": ("beard_style", "beard_colour"),
            "gender_by_eye.jsonl": ("gender_heldout", "gender_train"),
-           "headwear_cover_by_eye.jsonl": ("covers",)}
+           "headwear_cover_by_eye.jsonl": ("covers",),
+           "stylegan128_hair_colour.jsonl": ("stylegan_hair_colour",)}
 HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
 #: the ``scalp`` batches' labels: the top of the head as the photo shows it
 SCALP = ("bald", "receding", "hair", "covered")

@@ -11,7 +11,8 @@ channels, mean and max pooled) over the whole aligned 128-px crop averaged
 image's averaged inside the graph), is the fusion's third expert.
 
 Data (the training split of :func:`avatarizer_export.data.is_heldout` only):
-the hair colours labelled by eye and the shared labels of
+the hair colours labelled by eye (``ffhq128`` and, since session 43, 223
+``stylegan128`` photos mined for red hair) and the shared labels of
 ``ffhq128-labelled`` (:func:`avatarizer_export.skintone.hair_colour_labels`;
 the labels by eye win where both have one; bald heads and unknown colours
 left out). Training: AdamW, one-cycle learning rate, :data:`EPOCHS` epochs of
@@ -145,6 +146,7 @@ def fit(shared: Path | None, cache: Path, *, data: Path | None = None, quiet: bo
             ph = predict(model, HC.SPEC, al.crops, index[hv])
             for what, prefix in (("held out, labelled by eye (ffhq128)", "ffhq128/"),
                                  ("held out, shared labels (ffhq128-labelled)", "ffhq128-labelled/"),
+                                 ("held out, labelled by eye (stylegan128)", "stylegan128/"),
                                  ("held out, all", "")):
                 m = np.array([keys[i].startswith(prefix) for i in hv])
                 if m.any():
