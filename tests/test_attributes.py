@@ -1134,7 +1134,7 @@ def test_eye_labels_are_well_formed():
                    if f.name not in ("skin_tone_by_eye.jsonl", "hair_length_by_eye.jsonl", "scalp_by_eye.jsonl",
                                      "headwear_kind_by_eye.jsonl", "beard_style_by_eye.jsonl",
                                      "gender_by_eye.jsonl", "glasses_shape_by_eye.jsonl",
-                                     "headwear_cover_by_eye.jsonl", *D.EVAL_ONLY_LABELS))
+                                     "headwear_cover_by_eye.jsonl", *D.NOT_TRAINING_LABELS))
     assert [f.name for f in files] == ["ffhq128_by_eye.jsonl", "utkface_facial_hair.jsonl", "utkface_glasses.jsonl"]
     merged = D.eye_labels()
     every: set = set()  # a photo may be in two files (an elderly man's beard and his glasses)
@@ -1296,7 +1296,7 @@ def test_label_files_are_the_consensus_of_the_committed_votes(tmp_path):
         assert (tmp_path / name).read_bytes() == (D.EYE_LABELS / name).read_bytes(), name
         assert n > (250 if name in D.EVAL_ONLY_LABELS
                     else 400 if name in ("headwear_kind_by_eye.jsonl", "beard_style_by_eye.jsonl")
-                    else 200 if name == "headwear_cover_by_eye.jsonl" else 700)
+                    else 200 if name in ("headwear_cover_by_eye.jsonl", *D.HAIR_COLOUR_NETWORK_ONLY_LABELS) else 700)
     scalp = [json.loads(x) for x in (D.EYE_LABELS / "scalp_by_eye.jsonl").read_text().splitlines()]
     assert {r["scalp"] for r in scalp} == set(E.SCALP) and not any(r["file"].startswith("ffhq128-labelled/")
                                                                    for r in scalp)  # controls are not written
@@ -1314,7 +1314,9 @@ def test_label_files_are_the_consensus_of_the_committed_votes(tmp_path):
 def test_a_mined_batch_records_how_it_was_drawn():
     """The committed ``utkface_men_2`` batch's ``sample``: its strata are its
     photos (controls aside), each once, and stand for the 1,617 men it was
-    drawn from (the 589 mined ones all taken, 150 of the 1,028 others)."""
+    drawn from (the 589 mined ones all taken, 150 of the 1,028 others); so
+    do ``stylegan_hair_colour``'s (session 43: the 205 of the 3,000
+    ``stylegan128`` photos read as possibly red-haired, 60 of the others)."""
     from avatarizer_export import eyelabels as E
 
     batch = E.load_batch("utkface_men_2")
@@ -1327,7 +1329,15 @@ def test_a_mined_batch_records_how_it_was_drawn():
     assert all(s["rule"] for s in strata.values())
     from avatarizer_export.data import sampled_keys
 
-    assert sampled_keys() == set(keys)  # (the only mined batch with a sample: the gender batches are random)
+    # (the mined batches with a sample: the gender batches are random)
+    red = E.load_batch("stylegan_hair_colour")
+    red_strata = {s["stratum"]: s for s in red["sample"]}
+    red_keys = [k for s in red_strata.values() for k in s["keys"]]
+    assert sampled_keys() == set(keys) | set(red_keys)
+    assert len(red_keys) == len(set(red_keys)) and set(red_keys) == {
+        k for sheet in red["sheets"] for k in sheet if not k.startswith(E.CONTROL_FOLDER + "/")}
+    assert (len(red_strata["mined"]["keys"]), red_strata["mined"]["population"]) == (205, 3000)
+    assert (len(red_strata["random"]["keys"]), red_strata["random"]["population"]) == (60, 2795)
 
 
 def test_consensus_rules():

@@ -287,6 +287,31 @@ def test_eval_only_labels_are_not_training_labels():
     assert {k: v["hair_colour"] for k, v in train.items() if "hair_colour" in v}.items() <= colours.items()
 
 
+def test_the_red_hair_batch_trains_the_hair_colour_network_alone():
+    """The ``stylegan128`` hair colours mined for red hair (session 43) are
+    read by the hair-colour network's training and by eval, never by a fit
+    that reads how common the colours are (``data.eye_labels``)."""
+    from avatarizer_export.data import (EYE_LABELS, HAIR_COLOUR_NETWORK_ONLY_LABELS, eye_labels,
+                                        hair_colour_by_eye, hair_colour_network_labels, is_heldout)
+
+    assert HAIR_COLOUR_NETWORK_ONLY_LABELS == ("stylegan128_hair_colour.jsonl",)
+    rows = [json.loads(x) for x in (EYE_LABELS / HAIR_COLOUR_NETWORK_ONLY_LABELS[0]).read_text().splitlines()]
+    assert len(rows) > 200 and all(r["labellers"] == 2 and r["file"].startswith("stylegan128/")
+                                   and r["hair_colour"] in range(5) for r in rows)
+    net = hair_colour_network_labels()
+    assert net == {r["file"]: r["hair_colour"] for r in rows}
+    assert sum(v == 3 for v in net.values()) > 30  # red
+    assert 10 < sum(is_heldout(k) for k in net) < len(net) - 100
+    assert not any(k in net and "hair_colour" in v for k, v in eye_labels().items())
+    assert net.items() <= hair_colour_by_eye().items()
+    from types import SimpleNamespace
+
+    from avatarizer_export.haircolournet import training_rows
+
+    got = training_rows(None, SimpleNamespace(keys=sorted(net)))  # (an aligned cache of these photos alone)
+    assert got["keys"] == sorted(net) and list(got["y"]) == [net[k] for k in sorted(net)]
+
+
 def test_shipped_attribute_metrics_score_what_the_avatar_reports(tmp_path):
     import json
 

@@ -205,14 +205,24 @@ EYE_LABEL_FIELDS = ("glasses", "headwear", "beard", "moustache", "hair_colour")
 #: training step: the hair colour of 420 UTKFace tight crops (session 17),
 #: where nothing was fitted on them
 EVAL_ONLY_LABELS = ("utkface_hair_colour.jsonl",)
+#: label files that only the hair-colour network trains on (``avatarizer-export
+#: hair-colour-net``, :func:`hair_colour_network_labels`) and ``eval`` reads: a
+#: batch mined for red hair (session 43) tells each photo's colour but not how
+#: common the colours are, so it stays out of every fit that reads their
+#: prevalence (H's class frequencies, the hair colour priors by age and by skin
+#: tone, the artist's hair-colour classifier and its gate); the network is
+#: trained class-balanced
+HAIR_COLOUR_NETWORK_ONLY_LABELS = ("stylegan128_hair_colour.jsonl",)
+#: what :func:`eye_labels` (what training reads) leaves out
+NOT_TRAINING_LABELS = EVAL_ONLY_LABELS + HAIR_COLOUR_NETWORK_ONLY_LABELS
 
 
 def eye_labels(folder: Path | None = None) -> dict[str, dict]:
     """``{"FOLDER/NAME": {field: value, ...}}`` from the project's labels by eye
     (empty when there are none), what training reads: without
-    :data:`EVAL_ONLY_LABELS`."""
+    :data:`EVAL_ONLY_LABELS` and :data:`HAIR_COLOUR_NETWORK_ONLY_LABELS`."""
     out: dict[str, dict] = {}
-    for rec in _label_records(folder, skip=EVAL_ONLY_LABELS):
+    for rec in _label_records(folder, skip=NOT_TRAINING_LABELS):
         got = {k: rec[k] for k in EYE_LABEL_FIELDS if k in rec}
         if got:  # records of other fields only (skin_tone_labels) are not H's
             out.setdefault(rec["file"], {}).update(got)
@@ -252,6 +262,15 @@ def hair_colour_by_eye(folder: Path | None = None) -> dict[str, int]:
     included (``ffhq128`` loose crops and UTKFace tight crops): what ``eval``
     scores the drawn hair colour against."""
     return {rec["file"]: rec["hair_colour"] for rec in _label_records(folder)
+            if isinstance(rec.get("hair_colour"), int) and rec["hair_colour"] >= 0}
+
+
+def hair_colour_network_labels(folder: Path | None = None) -> dict[str, int]:
+    """``{"FOLDER/NAME": hair colour index}`` of :data:`HAIR_COLOUR_NETWORK_ONLY_LABELS`:
+    what the hair-colour network trains on beside
+    :func:`avatarizer_export.skintone.hair_colour_labels`."""
+    return {rec["file"]: rec["hair_colour"] for name in HAIR_COLOUR_NETWORK_ONLY_LABELS
+            for rec in _file_records(name, folder)
             if isinstance(rec.get("hair_colour"), int) and rec["hair_colour"] >= 0}
 
 
@@ -303,7 +322,7 @@ def beard_colour_labels(folder: Path | None = None) -> dict[str, dict]:
 def scalp_labels(folder: Path | None = None) -> dict[str, str]:
     """``{"FOLDER/NAME": label}`` of the labels by eye of the top of the head
     (``scalp_by_eye.jsonl``: ``bald``, ``receding``, ``hair``, ``covered``)."""
-    return {rec["file"]: rec["scalp"] for rec in _label_records(folder, skip=EVAL_ONLY_LABELS) if "scalp" in rec}
+    return {rec["file"]: rec["scalp"] for rec in _label_records(folder, skip=NOT_TRAINING_LABELS) if "scalp" in rec}
 
 
 def skin_tone_labels(folder: Path | None = None) -> dict[str, float]:
@@ -337,7 +356,7 @@ def headwear_labels(folder: Path | None = None) -> dict[str, dict]:
     first that has a photo wins. Photos of ``ffhq128-labelled`` are left out (their shared labels
     are the artist's headwear detector's own, ``avatarizer-export
     detectors``)."""
-    recs = list(_label_records(folder, skip=EVAL_ONLY_LABELS))
+    recs = list(_label_records(folder, skip=NOT_TRAINING_LABELS))
     # (photo, covered) in the order of precedence; hair length: covered, or bald (long or short hair
     # may be seen under a hat: labellers gave it for 15 of 78 photos labelled with a hat)
     length = {k: v for k, v in hair_length_labels(folder).items() if v in ("covered", "bald")}

@@ -11,8 +11,9 @@ channels, mean and max pooled) over the whole aligned 128-px crop averaged
 image's averaged inside the graph), is the fusion's third expert.
 
 Data (the training split of :func:`avatarizer_export.data.is_heldout` only):
-the hair colours labelled by eye (``ffhq128`` and, since session 43, 223
-``stylegan128`` photos mined for red hair) and the shared labels of
+the hair colours labelled by eye (``ffhq128``; since session 43 also the 223
+``stylegan128`` photos mined for red hair that only this network trains on,
+``data.HAIR_COLOUR_NETWORK_ONLY_LABELS``) and the shared labels of
 ``ffhq128-labelled`` (:func:`avatarizer_export.skintone.hair_colour_labels`;
 the labels by eye win where both have one; bald heads and unknown colours
 left out). Training: AdamW, one-cycle learning rate, :data:`EPOCHS` epochs of
@@ -38,11 +39,15 @@ EPOCHS, BATCH = 25, 64
 
 def training_rows(shared: Path | None, aligned) -> dict:
     """``keys``, ``y`` (class index, :data:`avatarizer.haircolour.CLASSES`),
-    ``held`` and ``index`` (rows of the aligned cache) of the labelled photos."""
-    from .data import is_heldout
+    ``held`` and ``index`` (rows of the aligned cache) of the labelled photos
+    (:func:`~avatarizer_export.skintone.hair_colour_labels` and the network's
+    own, :func:`~avatarizer_export.data.hair_colour_network_labels`, where
+    those have none)."""
+    from .data import hair_colour_network_labels, is_heldout
     from .skintone import hair_colour_labels
 
     lab = hair_colour_labels(shared)
+    lab.update({k: v for k, v in hair_colour_network_labels().items() if k not in lab})
     idx = {k: i for i, k in enumerate(aligned.keys)}
     keys = [k for k in sorted(lab) if k in idx]
     return {"keys": keys, "y": np.array([lab[k] for k in keys], np.int64),
