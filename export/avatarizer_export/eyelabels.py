@@ -36,7 +36,7 @@ labellers gave the same label, not null. ``merge`` writes
 (``utkface_hair_colour``: tight crops, for evaluation only,
 ``data.EVAL_ONLY_LABELS``), ``stylegan128_hair_colour.jsonl``
 (``stylegan_hair_colour``, session 43: ``stylegan128`` photos mined for
-red hair, for training), ``utkface_glasses.jsonl`` (``utkface_glasses``:
+red hair, for the hair-colour network's training alone), ``utkface_glasses.jsonl`` (``utkface_glasses``:
 glasses of 1,000 UTKFace photos aged 55 and over; ``utkface_glasses_2``: 1,089
 younger ones, mostly those the shipped pipeline read as possibly wearing glasses) and ``scalp_by_eye.jsonl``
 (``scalp``, rule ``scalp``: ``votes.scalp[labeller][sheet]`` maps each cell
