@@ -203,8 +203,8 @@ def relight(rgb, skin_before, skin_after, balance: bool = True) -> np.ndarray:
         return rgb
     lin_before, lin_after = srgb_to_linear(before) + RELIGHT_EPS, srgb_to_linear(after) + RELIGHT_EPS
     exposure = float(lin_after @ _LUMA) / float(lin_before @ _LUMA)
-    balance = np.clip(lin_after / lin_before / exposure, *RELIGHT_BALANCE) if balance else 1.0
-    gain = float(np.clip(exposure, *RELIGHT_EXPOSURE)) * balance
+    shift = np.clip(lin_after / lin_before / exposure, *RELIGHT_BALANCE) if balance else 1.0
+    gain = float(np.clip(exposure, *RELIGHT_EXPOSURE)) * shift
     return np.clip(linear_to_srgb(np.clip(srgb_to_linear(np.clip(rgb, 0.0, 1.0)) * gain, 0.0, 1.0)), 0.0, 1.0)
 
 

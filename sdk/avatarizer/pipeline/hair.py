@@ -121,6 +121,7 @@ class HairStage(Stage):
         from .. import headwear as HW
         from .. import skintone as ST
         from ..artist import crop_valid_mask
+        from ..artist.accessories import facial_hair_colour
 
         # a face mask over the cheeks and mouth (the artist's finding: colour.skin_colour)
         masked = glasses_cues is not None and bool(glasses_cues.get("cheeks_covered"))
@@ -317,8 +318,6 @@ class HairStage(Stage):
         else:
             recent = None
         if attrs["drawn"]["beard"] or attrs["drawn"]["moustache"]:  # the beard's own colour (white ones too)
-            from ..artist.accessories import facial_hair_colour
-
             beard, grey, p_grey = facial_hair_colour(crop, face.canonical, base[SKIN_RGB], valid)
             if grey and not H.grey_beard_plausible(attrs, p_grey):  # (a young man's dark beard in dim light)
                 beard, grey, _ = facial_hair_colour(crop, face.canonical, base[SKIN_RGB], valid, grey=False)
