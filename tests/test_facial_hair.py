@@ -518,7 +518,8 @@ def test_the_hybrid_draws_grey_facial_hair_only_where_it_is_plausible(monkeypatc
     ``hair.grey_beard_plausible`` says so, else in the dark facial hair's
     colour (``facial_hair_colour(grey=False)``), which is never relit; in a
     dim copy of the photo (its skin lifted into its tone's band) the grey
-    one is lifted with the skin, still grey."""
+    one is lifted with the skin, still grey. ``Avatar.attributes`` says
+    which: the beard's and the moustache's ``colour``."""
     from avatarizer import Avatarizer, schema
     from avatarizer.artist import accessories as A
     from avatarizer.imageio import sample_photo
@@ -545,6 +546,10 @@ def test_the_hybrid_draws_grey_facial_hair_only_where_it_is_plausible(monkeypatc
             else:
                 assert asked == [True, False]
                 np.testing.assert_allclose(got, dark_rgb * 0.9, atol=1e-6)
+            # what Avatar.attributes says of the drawn colour (the moustache is drawn with the beard)
+            a = av.from_frame(sample_photo(), attributes={"beard": True}).attributes
+            assert a["beard"]["colour"] == a["moustache"]["colour"] == ("grey" if plausible else "dark")
+        assert "colour" not in av.from_frame(sample_photo()).attributes["beard"]  # (none drawn: none said)
         dim = (sample_photo() * 0.45).astype(np.uint8)
         got = av.from_frame(dim, attributes={"beard": True}).params[beard]  # (grey plausible: patched True)
         assert np.all(got > grey_rgb * 0.9 + 0.15) and np.ptp(got) < 0.02, got

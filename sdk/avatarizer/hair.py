@@ -469,6 +469,9 @@ def public_attributes(attributes: Mapping) -> dict:
     (the Monk step, where the model has it; ``decided_by`` ``"skin-tone
     network"`` where that network read it, the hybrid); ``hair_length`` is ``long`` or
     ``short`` with its probability, where the model has ``hair_long``. A
+    drawn beard or moustache whose colour the hair stage sampled has
+    ``colour``: ``"grey"`` (drawn as its grey or white strands) or
+    ``"dark"`` (the chin's darker hair: black, brown or red). A
     moustache drawn only because a beard is has ``drawn_with`` ``"beard"``
     (its probability then the larger of the two). An
     attribute the app set (:func:`apply_settings`) has the set value,
@@ -634,6 +637,10 @@ def _public_view(a: Mapping) -> dict:
         # merge draws a beard with its moustache
         out["moustache"] = {"value": True, "probability": float(max(a["moustache"], a["beard"])),
                             "drawn_with": "beard"}
+    if a.get("beard_grey") is not None:  # the drawn facial hair's colour, as the hair stage sampled it
+        for k in ("beard", "moustache"):
+            if out[k]["value"]:
+                out[k]["colour"] = "grey" if a["beard_grey"] else "dark"
     out["hair_colour"] = {"value": a["hair_colour"], "probability": float(a["hair_colour_probs"][a["hair_colour"]]),
                           "probabilities": dict(a["hair_colour_probs"])}
     if "hair-colour network" in str(a.get("hair_colour_source", "")):  # (the hybrid's third reading took part)
