@@ -261,7 +261,12 @@ def hair_colour_by_eye(folder: Path | None = None) -> dict[str, int]:
     of every photo a label file by eye gives one, :data:`EVAL_ONLY_LABELS`
     included (``ffhq128`` loose crops and UTKFace tight crops): what ``eval``
     scores the drawn hair colour against."""
-    return {rec["file"]: rec["hair_colour"] for rec in _label_records(folder)
+    return _hair_colours(_label_records(folder))
+
+
+def _hair_colours(records) -> dict[str, int]:
+    """``{"FOLDER/NAME": hair colour index}`` of the label ``records`` that have one."""
+    return {rec["file"]: rec["hair_colour"] for rec in records
             if isinstance(rec.get("hair_colour"), int) and rec["hair_colour"] >= 0}
 
 
@@ -269,9 +274,7 @@ def hair_colour_network_labels(folder: Path | None = None) -> dict[str, int]:
     """``{"FOLDER/NAME": hair colour index}`` of :data:`HAIR_COLOUR_NETWORK_ONLY_LABELS`:
     what the hair-colour network trains on beside
     :func:`avatarizer_export.skintone.hair_colour_labels`."""
-    return {rec["file"]: rec["hair_colour"] for name in HAIR_COLOUR_NETWORK_ONLY_LABELS
-            for rec in _file_records(name, folder)
-            if isinstance(rec.get("hair_colour"), int) and rec["hair_colour"] >= 0}
+    return _hair_colours(rec for name in HAIR_COLOUR_NETWORK_ONLY_LABELS for rec in _file_records(name, folder))
 
 
 def bald_labels(folder: Path | None = None) -> dict[str, dict]:

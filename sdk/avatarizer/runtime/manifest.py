@@ -117,7 +117,7 @@ class Manifest:
         problems: list[tuple[str, str]] = []
         for name, raw in models.items():
             try:
-                entries[name] = _verify_entry(root, name, raw, schema.VERSION, verify, schema.READS)
+                entries[name] = _verify_entry(root, name, raw, verify, schema.READS)
             except _EntryProblem as exc:
                 problems.append((exc.file, exc.reason))
         if problems:
@@ -226,8 +226,9 @@ def _compare_io(file: str, key: str, listed: tuple, embedded: Any) -> None:
             raise _EntryProblem(file, f"{key[:-1]} {spec['name']!r} normalisation: {problem}")
 
 
-def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: bool,
-                  reads: tuple[str, ...] = ()) -> ModelEntry:
+def _verify_entry(root: Path, name: str, raw: Any, verify: bool, reads: tuple[str, ...]) -> ModelEntry:
+    """``raw`` checked as manifest entry ``name`` (``reads``: the parameter
+    schema versions this SDK reads, its own first: ``schema.READS``)."""
     label = raw.get("file", f"<entry {name}>") if isinstance(raw, dict) else f"<entry {name}>"
     label = label if isinstance(label, str) else f"<entry {name}>"
     if not isinstance(raw, dict):
@@ -298,7 +299,7 @@ def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: 
             raise _EntryProblem(file, f"embedded metadata format {fmt_no!r:.40}: this SDK reads format "
                                       f"{METADATA_FORMAT} or older (a newer avatarizer-export wrote it)")
         checks = [("name", name), ("precision", precision),
-                  ("schema_version", raw.get("schema_version", schema_version))]
+                  ("schema_version", raw.get("schema_version", reads[0]))]
         if raw.get("version") is not None:  # (what the runtime acts on: the attribute model's fusions and gates)
             checks.append(("version", raw["version"]))
         if fmt is not None:
@@ -312,10 +313,10 @@ def _verify_entry(root: Path, name: str, raw: Any, schema_version: str, verify: 
         _require_io(file, name, inputs, outputs)
         _compare_io(file, "inputs", inputs, description.get("inputs"))
         _compare_io(file, "outputs", outputs, description.get("outputs"))
-        if description.get("schema_version") != schema_version and description.get("schema_version") not in reads:
+        if description.get("schema_version") not in reads:
             raise _EntryProblem(file, f"exported for parameter schema "
                                       f"{description.get('schema_version')!r}; this SDK has schema "
-                                      f"{schema_version!r} and reads {', '.join(reads)} (re-export the model)")
+                                      f"{reads[0]!r} and reads {', '.join(reads)} (re-export the model)")
     if not verify:
         _require_io(file, name, inputs, outputs)  # also without verify: sessions are checked against them
     return ModelEntry(name=name, path=path, file=file, sha256=sha.lower(), size=size,
