@@ -458,6 +458,7 @@ def test_no_hair_region_draws_the_class_h_reports(monkeypatch):
 
     monkeypatch.setattr(HR, "decode_attributes", grey)
     monkeypatch.setattr("avatarizer.haircolour.load", lambda folder=None: None)  # (H's reading alone here)
+    monkeypatch.setattr("avatarizer.haircolour.load_tight", lambda folder=None: None)
     with Avatarizer() as av:
         a = av.from_frame(sample_photo())
     assert a is not None and a.attributes["hair_colour"]["value"] == "gray"

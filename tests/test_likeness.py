@@ -425,6 +425,7 @@ def test_without_a_skin_reading_what_ships_draws_the_hair_colour_it_reports(monk
     monkeypatch.setattr(H, "cheek_skin_lab", lambda *a, **k: None)
     monkeypatch.setattr(H, "read_hair_colour", read)
     monkeypatch.setattr("avatarizer.haircolour.load", lambda folder=None: None)  # (H's reading alone here)
+    monkeypatch.setattr("avatarizer.haircolour.load_tight", lambda folder=None: None)
     photos = [skimage.data.astronaut()]
     folder = SHARED / "data" / "faces" / "ffhq128"
     if folder.is_dir():
@@ -1730,6 +1731,7 @@ def test_without_a_hair_region_the_drawn_hair_colour_is_the_one_reported(monkeyp
     monkeypatch.setattr(H, "decode_attributes", decode)
     monkeypatch.setattr(H, "hair_region_reading", lambda *a, **kw: None)
     monkeypatch.setattr("avatarizer.haircolour.load", lambda folder=None: None)  # (H's reading alone here)
+    monkeypatch.setattr("avatarizer.haircolour.load_tight", lambda folder=None: None)
     if hat:  # no hair beside the face under it either
         monkeypatch.setattr(H, "headwear_colours", lambda *a, **kw: ((0.8, 0.1, 0.1), None))
     with Avatarizer(attributes={"headwear": True} if hat else None) as av:

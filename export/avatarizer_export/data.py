@@ -270,6 +270,13 @@ def _hair_colours(records) -> dict[str, int]:
             if isinstance(rec.get("hair_colour"), int) and rec["hair_colour"] >= 0}
 
 
+def tight_crop_hair_colours(folder: Path | None = None) -> dict[str, int]:
+    """``{"FOLDER/NAME": hair colour index}`` of UTKFace's tight chips
+    labelled by eye (:data:`EVAL_ONLY_LABELS`; both splits: nothing is fitted
+    on them), what the hair-colour networks' reports score; empty without the file."""
+    return _hair_colours(_file_records("utkface_hair_colour.jsonl", folder))
+
+
 def hair_colour_network_labels(folder: Path | None = None) -> dict[str, int]:
     """``{"FOLDER/NAME": hair colour index}`` of :data:`HAIR_COLOUR_NETWORK_ONLY_LABELS`:
     what the hair-colour network trains on beside

@@ -998,7 +998,8 @@ HAIR_FEATURE_PIXELS = 1024
 #: photos' regions: 9% of the crop or more, 1st percentile); a tight crop's
 #: few hair pixels are mostly background. With H's reading the class is
 #: always fused (:func:`hair_colour_of_class`), and the hybrid's hair-colour
-#: network joins it only above this share (:mod:`avatarizer.haircolour`)
+#: network joins it above this share, the tight crops' network below it
+#: (:mod:`avatarizer.haircolour`)
 HAIR_CLASS_MIN_AREA = 0.06
 
 

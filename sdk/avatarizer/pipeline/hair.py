@@ -41,6 +41,7 @@ class HairStage(Stage):
     hat_network = None  # the hat decision (avatarizer.headwear.NETWORK), hybrid only
     hat_fusion = None  # ... with H's (avatarizer.headwear.HatFusion), when fitted with this H and network
     hair_colour = None  # the hair colour class's third reading (avatarizer.haircolour), hybrid only
+    hair_colour_tight = None  # the same reading on a tight crop (haircolour.load_tight), hybrid only
     skin_tone = None  # the skin tone (avatarizer.skintone.NETWORK), hybrid only
     gender = None  # the gender from H and the face's shape (avatarizer.gender.GenderFusion), with this H
 
@@ -88,6 +89,7 @@ class HairStage(Stage):
                     from ..facialhair import load as load_facial_hair
 
                     from ..haircolour import load as load_hair_colour
+                    from ..haircolour import load_tight as load_tight_hair_colour
                     from ..skintone import load_network as load_skin_tone
 
                     self.facial_hair = load_facial_hair()
@@ -95,6 +97,7 @@ class HairStage(Stage):
                     if self.hat_network is not None:
                         self.hat_fusion = HW.HatFusion.load(entry.sha256, self.hat_network.sha256)
                     self.hair_colour = load_hair_colour()
+                    self.hair_colour_tight = load_tight_hair_colour()
                     self.skin_tone = load_skin_tone()
                 nets = [n for n, net in (("facial-hair", self.facial_hair), ("hat", self.hat_network),
                                          ("hair-colour", self.hair_colour), ("skin-tone", self.skin_tone)) if net]
@@ -185,11 +188,14 @@ class HairStage(Stage):
         # cues decide together (hybrid)
         # (grey weighed by the model's age, not one the app set: the hair colour stays the model's reading,
         # a black-haired person set to 90 was drawn grey)
-        if colour_net is not None and (reading is None or len(reading[1]) < H.HAIR_CLASS_MIN_AREA * reading[2]):
-            # a tight crop (the hair region under HAIR_CLASS_MIN_AREA of it, or none read): the network was
-            # fitted and checked on loose portraits; on UTKFace's tight chips it drew 17 of 129 black-haired
-            # people brown and a Black baby blond from the forehead's pixels (session 31)
-            colour_net = None
+        net_kind = "portrait"
+        if reading is None or len(reading[1]) < H.HAIR_CLASS_MIN_AREA * reading[2]:
+            # a tight crop (the hair region under HAIR_CLASS_MIN_AREA of it, or none read): the network fitted
+            # on loose portraits drew 17 of 129 black-haired people on UTKFace's chips brown and a Black baby
+            # blond from the forehead's pixels (session 31); the one fitted with tight framings reads it
+            # (session 45), or, without its files, none
+            colour_net = None if self.hair_colour_tight is None else self.hair_colour_tight.probabilities(crop)
+            net_kind = "tight crop"
         # (and, in the hybrid, the hair-colour network's reading of the whole crop: a third expert)
         # (grey weighed by the model's age, never the app's, nor one read under a face mask: masked adults
         # read 12-15; blond and red read as black or brown where the skin-tone network reads dark skin)
@@ -200,6 +206,7 @@ class HairStage(Stage):
         net_by = ("" if colour_net is None else " x hair-colour network") + (" x skin tone" if as_dark else "")
         if colour_net is not None:
             attrs["hair_colour_network_read"] = {k: float(v) for k, v in colour_net.items()}
+            attrs["hair_colour_network"] = net_kind
         rgb, colour_probs, skin = None, None, None
         if reading is not None:
             raw, px, crop_pixels, skin = reading
