@@ -258,3 +258,49 @@ def test_tight_crops_are_read_by_the_tight_crops_network():
     assert len(labels) == 312 and used >= 0.9 * len(got), used
     assert int((want == black).sum()) == 129 and int(((got == black) & (want == black)).sum()) >= 80
     assert ba >= 0.68, ba
+
+
+def test_tight_framings_clamp_a_turned_face_to_its_photo(tmp_path, monkeypatch):
+    """A photo 50 px wide and 70 tall (padded by 10) under a turned,
+    unevenly scaled framing that runs past all four of its edges: each crop
+    pixel's grid point is, pixel by pixel, the canonical place of its frame
+    point moved to the nearest pixel centre inside the photo (what the
+    aligner's replicated border shows there); and ``_augment`` at a share
+    of 1 shows every crop through a grid."""
+    pytest.importorskip("torch")
+    import math
+    from types import SimpleNamespace
+
+    import torch
+    from PIL import Image
+
+    from avatarizer_export import haircolournet as XC
+
+    (tmp_path / "data" / "faces" / "utkface200").mkdir(parents=True)
+    Image.new("RGB", (50, 70)).save(tmp_path / "data" / "faces" / "utkface200" / "a.jpg")
+    th, sx, sy, pad = 0.3, 34.0, 44.0, 10
+    A = np.array([[sx * math.cos(th), -sy * math.sin(th)], [sx * math.sin(th), sy * math.cos(th)]])
+    t = np.array([pad + 27.0, pad + 33.0])
+    framed = SimpleNamespace(keys=["utkface200/a.jpg"], transforms=np.concatenate([A, t[:, None]], 1)[None],
+                             pad=np.array([pad]))
+    grid = XC.tight_framings(tmp_path, framed)[0]
+    Ainv = np.linalg.inv(A)
+    clamped = {"x<": 0, "x>": 0, "y<": 0, "y>": 0}
+    for r in range(0, 128, 3):
+        for q in range(0, 128, 3):
+            cx, cy = (q + 0.5) / 64 - 1, (r + 0.5) / 64 - 1
+            fx, fy = A[0, 0] * cx + A[0, 1] * cy + t[0], A[1, 0] * cx + A[1, 1] * cy + t[1]
+            clamped["x<"] += fx < pad + 0.5
+            clamped["x>"] += fx > pad + 50 - 0.5
+            clamped["y<"] += fy < pad + 0.5
+            clamped["y>"] += fy > pad + 70 - 0.5
+            gx, gy = min(max(fx, pad + 0.5), pad + 49.5), min(max(fy, pad + 0.5), pad + 69.5)
+            want = Ainv @ np.array([gx - t[0], gy - t[1]])
+            assert grid[r, q] == pytest.approx(want, abs=1e-4), (r, q)
+    assert min(clamped.values()) > 0, clamped  # every edge clamps some pixels
+    # _augment: every crop through a grid (here one that shows the crop's centre everywhere)
+    x = torch.rand(4, 3, 128, 128)
+    monkeypatch.setattr(XC, "TIGHT_SHARE", 1.0)
+    y = XC._augment(x, np.random.default_rng(0), torch.zeros(1, 128, 128, 2))
+    flat = y.reshape(4, 3, -1)
+    assert torch.allclose(flat, flat[..., :1].expand_as(flat), atol=1e-6)

@@ -46,8 +46,8 @@ EPOCHS, BATCH = 25, 64
 #: the share of the tight crops' network's training crops shown as a tight
 #: chip (:func:`tight_framings`). On the 312 UTKFace chips labelled by eye
 #: (the hair region 1-3% of the crop, above it the forehead's replicated
-#: edge; never trained on) the network alone reads 0.564 balanced without
-#: them, 0.687 with them (both reports, session 45); on held-out loose
+#: edge; never trained on) the network alone reads 0.562 balanced without
+#: them (the shipped portraits' network), 0.687 with them (session 45); on held-out loose
 #: portraits 0.03 worse (0.726 -> 0.702 at seed 0, 0.719 -> 0.683 at seed
 #: 1), so portraits keep the other network. 0.6 read the chips no better
 #: through ``Avatarizer()`` (session 44, docs/hair.md "Tight crops")
@@ -84,9 +84,7 @@ def tight_framings(shared: Path | None, aligned, n: int = TIGHT_FRAMINGS, seed: 
     from the photo's nearest edge, as the aligner's replicated border does.
     None where the cache has no such photo (or without ``shared``, where the
     photos' sizes are read)."""
-    from PIL import Image
-
-    from .data import CROP, is_heldout
+    from .data import CROP, _load_rgb, is_heldout
 
     transforms = getattr(aligned, "transforms", None)
     if shared is None or transforms is None:
@@ -99,8 +97,8 @@ def tight_framings(shared: Path | None, aligned, n: int = TIGHT_FRAMINGS, seed: 
     canon = np.stack(np.meshgrid(c, c), -1)  # each crop pixel's canonical (x, y)
     grids = []
     for i in pick:
-        with Image.open(Path(shared) / "data" / "faces" / aligned.keys[i]) as im:
-            w, h = im.size
+        # (its size as the aligner read it: load_image turns it by its EXIF orientation)
+        h, w = _load_rgb(Path(shared) / "data" / "faces" / aligned.keys[i]).shape[:2]
         A, t, pad = transforms[i][:, :2], transforms[i][:, 2], float(aligned.pad[i])
         f = canon @ A.T + t  # frame pixels (of the padded frame), clamped to the photo's pixel centres
         f = np.stack([np.clip(f[..., 0], pad + 0.5, pad + w - 0.5), np.clip(f[..., 1], pad + 0.5, pad + h - 0.5)], -1)
@@ -241,8 +239,9 @@ def fit(shared: Path | None, cache: Path, *, data: Path | None = None, quiet: bo
                 out[spec.name] = None
                 if not quiet:
                     print(f"{spec.name}: not fitted: the cache holds no {TIGHT_FOLDER.rstrip('/')} training "
-                          "photo's framing (or no shared folder to read their sizes); tight crops are read "
-                          "without a hair-colour network")
+                          "photo's framing (or no shared folder to read their sizes); its files in the data "
+                          "folder, if any, are left as they were (without them tight crops are read without "
+                          "a hair-colour network)")
                 continue
             t1 = time.time()
             model = fit_net(al.crops, index[tr], y[tr], progress=not quiet, framings=tight)

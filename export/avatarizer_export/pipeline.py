@@ -85,7 +85,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     _timed("hat kinds", hats.fit, shared)  # which hat the artist and the hybrid draw (labels by eye)
     # the hybrid's beard and moustache: a network over the lower face of the aligned crops (~10 minutes)
     _timed("facial hair", facialhair.fit, shared, cache, quiet=False)
-    # the hybrid's hair colour class: a third reading beside H's and the hair region's (~1 minute)
+    # the hybrid's hair colour class: a third reading beside H's and the hair region's, a network for
+    # portraits and one for tight crops (~3-4 minutes)
     _timed("hair colour", haircolournet.fit, shared, cache, quiet=False)
     # the hybrid's skin tone: a network over the face's centre, in place of H's head (~8-9 minutes)
     _timed("skin tone network", skintonenet.fit, shared, cache, quiet=False)

@@ -100,7 +100,9 @@ class HairStage(Stage):
                     self.hair_colour_tight = load_tight_hair_colour()
                     self.skin_tone = load_skin_tone()
                 nets = [n for n, net in (("facial-hair", self.facial_hair), ("hat", self.hat_network),
-                                         ("hair-colour", self.hair_colour), ("skin-tone", self.skin_tone)) if net]
+                                         ("hair-colour", self.hair_colour),
+                                         ("tight-crop hair-colour", self.hair_colour_tight),
+                                         ("skin-tone", self.skin_tone)) if net]
                 named = ", ".join(nets[:-1]) + " and " + nets[-1] if len(nets) > 1 else "".join(nets)
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
                                "bank hairstyles" + (f" + the {named} networks" if nets else "")
