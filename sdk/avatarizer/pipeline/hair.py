@@ -198,6 +198,11 @@ class HairStage(Stage):
             # (session 45), or, without its files, none
             colour_net = None if self.hair_colour_tight is None else self.hair_colour_tight.probabilities(crop)
             net_kind = "tight crop"
+        net_read = colour_net  # (reported as read; on a tight crop fused at haircolour.TIGHT_WEIGHT)
+        if colour_net is not None and net_kind == "tight crop":
+            from ..haircolour import TIGHT_WEIGHT, tempered
+
+            colour_net = tempered(colour_net, TIGHT_WEIGHT)
         # (and, in the hybrid, the hair-colour network's reading of the whole crop: a third expert)
         # (grey weighed by the model's age, never the app's, nor one read under a face mask: masked adults
         # read 12-15; blond and red read as black or brown where the skin-tone network reads dark skin)
@@ -207,7 +212,7 @@ class HairStage(Stage):
                  colour_net, as_dark)
         net_by = ("" if colour_net is None else " x hair-colour network") + (" x skin tone" if as_dark else "")
         if colour_net is not None:
-            attrs["hair_colour_network_read"] = {k: float(v) for k, v in colour_net.items()}
+            attrs["hair_colour_network_read"] = {k: float(v) for k, v in net_read.items()}
             attrs["hair_colour_network"] = net_kind
         rgb, colour_probs, skin = None, None, None
         if reading is not None:
