@@ -287,6 +287,35 @@ def test_eval_only_labels_are_not_training_labels():
     assert {k: v["hair_colour"] for k, v in train.items() if "hair_colour" in v}.items() <= colours.items()
 
 
+def test_tight_chips_hair_lengths_are_for_evaluation_only(tmp_path):
+    """UTKFace's hair lengths labelled by eye (session 46) are read by eval
+    and the tight crops' network's report alone: not by the loose
+    portraits' length labels (H's head, its gates), nor the headwear
+    labels; ``hair_length_reads(tight=True)`` scores the drawn length
+    against them."""
+    from avatarizer import hair as HR
+    from avatarizer import schema
+    from avatarizer_export.data import (EVAL_ONLY_LABELS, EYE_LABELS, hair_length_labels, headwear_labels,
+                                        is_heldout, tight_crop_hair_lengths)
+    from avatarizer_export.evaluate import hair_length_reads
+
+    assert "utkface_hair_length.jsonl" in EVAL_ONLY_LABELS and (EYE_LABELS / "utkface_hair_length.jsonl").exists()
+    tight = tight_crop_hair_lengths()
+    assert len(tight) > 400 and all(k.startswith("utkface200/") and is_heldout(k) for k in tight)
+    assert not any(k.startswith("utkface200/") for k in hair_length_labels())
+    assert not set(tight) & set(headwear_labels())  # (11 of them are labelled covered)
+    bank = HR.HairBank.load()
+    long_entry = int(np.flatnonzero(bank.drawn_long())[0])
+    pick = {v: sorted(k for k, x in tight.items() if x == v)[0] for v in ("long", "short")}
+    keys = [pick["long"], pick["short"]]
+    params = np.stack([HR.merge(schema.default(), bank.entry(e), (0.3, 0.2, 0.1)) for e in (long_entry, long_entry)])
+    names = [k.split("/", 1)[1] for k in keys]
+    files = {n: tmp_path / "utkface200" / n for n in names}
+    got = hair_length_reads(names, files, params, tight=True)
+    assert got["n"] == 2 and got["long_drawn_short"] == "0/1" and got["short_drawn_long"] == "1/1"
+    assert hair_length_reads(names, files, params) == {}  # (not loose portraits' labels)
+
+
 def test_the_red_hair_batch_trains_the_hair_colour_network_alone():
     """The ``stylegan128`` hair colours mined for red hair (session 43) are
     read by the hair-colour network's training and by eval, never by a fit

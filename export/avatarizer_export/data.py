@@ -201,10 +201,11 @@ EYE_LABELS = Path(__file__).resolve().parent / "labels"
 EYE_LABEL_FIELDS = ("glasses", "headwear", "beard", "moustache", "hair_colour")
 
 
-#: label files that only ``eval`` reads (:func:`hair_colour_by_eye`), never a
-#: training step: the hair colour of 420 UTKFace tight crops (session 17),
-#: where nothing was fitted on them
-EVAL_ONLY_LABELS = ("utkface_hair_colour.jsonl",)
+#: label files that only ``eval`` reads (:func:`hair_colour_by_eye`,
+#: :func:`tight_crop_hair_lengths`) and the reports of networks never trained on them:
+#: the hair colour of 420 UTKFace tight crops (session 17) and the hair length
+#: of 528 held-out ones (session 46), where nothing was fitted on them
+EVAL_ONLY_LABELS = ("utkface_hair_colour.jsonl", "utkface_hair_length.jsonl")
 #: label files that only the hair-colour network trains on (``avatarizer-export
 #: hair-colour-net``, :func:`hair_colour_network_labels`) and ``eval`` reads: a
 #: batch mined for red hair (session 43) tells each photo's colour but not how
@@ -275,6 +276,16 @@ def tight_crop_hair_colours(folder: Path | None = None) -> dict[str, int]:
     labelled by eye (:data:`EVAL_ONLY_LABELS`; both splits: nothing is fitted
     on them), what the hair-colour networks' reports score; empty without the file."""
     return _hair_colours(_file_records("utkface_hair_colour.jsonl", folder))
+
+
+def tight_crop_hair_lengths(folder: Path | None = None) -> dict[str, str]:
+    """``{"FOLDER/NAME": label}`` of UTKFace's held-out tight chips labelled
+    by eye for hair length (``utkface_hair_length.jsonl``,
+    :data:`EVAL_ONLY_LABELS`: ``long`` where the hair hangs beside the face
+    to the jaw line or lower, ``short``, ``tied``, ``bald``, ``covered``);
+    empty without the file."""
+    return {r["file"]: r["hair_length"] for r in _file_records("utkface_hair_length.jsonl", folder)
+            if "hair_length" in r}
 
 
 def hair_colour_network_labels(folder: Path | None = None) -> dict[str, int]:

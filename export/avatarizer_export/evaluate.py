@@ -565,6 +565,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
             length = hair_length_reads(names, paths, preds)  # photos without an avatar are not scored
             if length:
                 out["hair_length_by_eye"] = length
+            length = hair_length_reads(names, paths, preds, tight=True)
+            if length:  # (beside DESIGN.md's keys: UTKFace's tight chips, labelled apart)
+                out["hair_length_by_eye_tight"] = length
             lenses = lens_aspect_reads(names, paths, preds)
             if lenses:  # (beside DESIGN.md's keys: the glasses' lenses against their aspect labelled by eye)
                 out["lens_aspect_by_eye"] = lenses
@@ -828,20 +831,23 @@ def skin_tone_reads(names, files, params: np.ndarray) -> dict:
     return out
 
 
-def hair_length_reads(names, files, params: np.ndarray) -> dict:
+def hair_length_reads(names, files, params: np.ndarray, tight: bool = False) -> dict:
     """The drawn hair's length class (bald, short, long:
     ``hairbank.length_class``) against the hair length labelled by eye
-    (``labels/hair_length_by_eye.jsonl``, the held-out photos of ``names``
-    labelled bald, short, tied, counted as short, or long; H's hair length
-    head trained on the others; photos the method drew no avatar for, NaN
-    rows, are left out): ``n``, the share ``right``, ``confusion``
-    (rows: the label, columns: drawn; bald, short, long), ``long_drawn_short``
-    and ``short_drawn_long`` as "k/n"."""
-    from .data import hair_length_labels
+    (``labels/hair_length_by_eye.jsonl``, loose portraits; ``tight``:
+    ``labels/utkface_hair_length.jsonl``, UTKFace's tight chips, evaluation
+    only; the held-out photos of ``names`` labelled bald, short, tied,
+    counted as short, or long; H's hair length head and the tight crops'
+    hair-length network trained on loose training photos; photos the method
+    drew no avatar for, NaN rows, are left out): ``n``, the share ``right``,
+    ``confusion`` (rows: the label, columns: drawn; bald, short, long),
+    ``long_drawn_short`` and ``short_drawn_long`` as "k/n"."""
+    from .data import hair_length_labels, tight_crop_hair_lengths
     from .hairbank import LENGTH_CLASSES, length_class
 
     target = {"bald": 0, "short": 1, "tied": 1, "long": 2}
-    labels = {k: v for k, v in hair_length_labels().items() if v in target}
+    labels = {k: v for k, v in (tight_crop_hair_lengths() if tight else hair_length_labels()).items()
+              if v in target}
     conf = np.zeros((len(LENGTH_CLASSES),) * 2, int)
     for i, label in _heldout_labelled(names, files, params, labels):
         conf[target[label], length_class(params[i])] += 1

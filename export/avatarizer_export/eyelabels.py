@@ -32,7 +32,8 @@ labellers gave the same label, not null. ``merge`` writes
 ``ffhq128_by_eye.jsonl`` (the two ``ffhq128`` batches),
 ``skin_tone_by_eye.jsonl`` (``skin_tone``, ``skin_tone_2``, ``skin_tone_3``, ``skin_tone_4``, ``skin_tone_5``),
 ``hair_length_by_eye.jsonl`` (``hair_length_train``,
-``hair_length_heldout``), ``utkface_hair_colour.jsonl``
+``hair_length_heldout``), ``utkface_hair_length.jsonl`` (``utkface_hair_length``, session 46: 528
+held-out UTKFace tight chips, for evaluation only, ``data.EVAL_ONLY_LABELS``), ``utkface_hair_colour.jsonl``
 (``utkface_hair_colour``: tight crops, for evaluation only,
 ``data.EVAL_ONLY_LABELS``), ``stylegan128_hair_colour.jsonl``
 (``stylegan_hair_colour``, session 43: ``stylegan128`` photos mined for
@@ -90,6 +91,7 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men", "utkface_men_2"),
            "skin_tone_by_eye.jsonl": ("skin_tone", "skin_tone_2", "skin_tone_3", "skin_tone_4", "skin_tone_5"),
            "hair_length_by_eye.jsonl": ("hair_length_train", "hair_length_heldout"),
            "utkface_hair_colour.jsonl": ("utkface_hair_colour",),
+           "utkface_hair_length.jsonl": ("utkface_hair_length",),
            "utkface_glasses.jsonl": ("utkface_glasses", "utkface_glasses_2"),
            "scalp_by_eye.jsonl": ("scalp",),
            "headwear_kind_by_eye.jsonl": ("hats", "hats_2"),
