@@ -416,14 +416,23 @@ def test_tight_crops_get_no_length_gate():
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "utkface200").is_dir(), reason="needs ../shared/data/faces")
-def test_hair_length_is_not_reported_for_a_tight_crop():
+def test_a_tight_crops_hair_length_is_read_by_its_own_network_not_h():
+    """H's ``hair_long`` is never read on a tight crop: the tight crops'
+    network reads it there (``avatarizer.hairlength``; without its files no
+    length is reported, ``tests/test_hair_length_net.py``); loose portraits
+    keep H's."""
     from avatarizer import Avatarizer
     from avatarizer.imageio import load_image
 
     tight = sorted((SHARED / "data" / "faces" / "utkface200").glob("*.jpg"))[:3]
     loose = sorted((SHARED / "data" / "faces" / "ffhq128").glob("*.jpg"))[:3]
     with Avatarizer(max_faces=1) as av:
-        assert all("hair_length" not in av.from_frame(load_image(p)).attributes for p in tight)
+        if av.estimator != "hybrid":
+            pytest.skip("the shipped models are not installed here")
+        for p in tight:
+            read = HR.public_attributes(av.run(load_image(p)).faces[0].attributes)["hair_length"]
+            assert read["decided_by"].startswith(HR.TIGHT_LENGTH_BY), (p.name, read)
+            assert "hair_length" in av.from_frame(load_image(p)).attributes
         assert all("hair_length" in av.from_frame(load_image(p)).attributes for p in loose)
         # a portrait cut just under the chin (a webcam close-up) still shows the hair beside the face
         assert all("hair_length" in av.from_frame(np.ascontiguousarray(load_image(p)[:96])).attributes for p in loose)

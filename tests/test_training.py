@@ -264,7 +264,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     faked in code once dropped it for training), in order, and an exception
     in any step (shipping included) fails the run instead of being skipped."""
     from avatarizer_export import (attributes, detectors, facialhair, gender, haircolournet, hairbank, hairlength,
-                                   hatnet, hats, pipeline, report, rethreshold, ship, skintone, skintonenet)
+                                   hairlengthnet, hatnet, hats, pipeline, report, rethreshold, ship, skintone,
+                                   skintonenet)
 
     calls: list = []
     shared, cache = tmp_path / "shared", tmp_path / "cache"
@@ -286,6 +287,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(attributes, "run", rec("attributes"))
     monkeypatch.setattr(skintone, "fit", rec("skin tone"))
     monkeypatch.setattr(hairlength, "fit", rec("hair length"))
+    monkeypatch.setattr(hairlengthnet, "fit", rec("tight-crop hair length"))
     monkeypatch.setattr(rethreshold, "rethreshold", rec("headwear threshold"))
     monkeypatch.setattr(hairbank, "build_bank", rec("hairbank"))
     monkeypatch.setattr(report, "write_report", rec("report"))
@@ -306,12 +308,15 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     # the hat network and its fusion with the staged H, staged together after it
     # the gender fusion with the staged H, into the staged data folder: before the hair length (whose gates per
     # gender read the gender through it) and again at the end (the hair length gave H a new checksum)
-    assert names.count("train") == 14 and names[-12:] == ["attributes", "skin tone", "gender fusion", "hair length",
-                                                          "headwear threshold", "hairbank", "ship", "fusion",
-                                                          "hat network", "hat fusion", "gender fusion", "report"]
-    hat_net, hat_fusion, gender_fusion, hair_length = (next(kw for name, _, kw in calls if name == n)
-                                                       for n in ("hat network", "hat fusion", "gender fusion",
-                                                                 "hair length"))
+    # the tight crops' hair-length network is taught by the staged H's hair_long: after its head
+    assert names.count("train") == 14 and names[-13:] == ["attributes", "skin tone", "gender fusion", "hair length",
+                                                          "tight-crop hair length", "headwear threshold",
+                                                          "hairbank", "ship", "fusion", "hat network", "hat fusion",
+                                                          "gender fusion", "report"]
+    hat_net, hat_fusion, gender_fusion, hair_length, tight_length = (
+        next(kw for name, _, kw in calls if name == n)
+        for n in ("hat network", "hat fusion", "gender fusion", "hair length", "tight-crop hair length"))
+    assert tight_length["models"] == hair_length["folder"] and tight_length["data"] == hair_length["data"]
     last_gender_fusion = [kw for name, _, kw in calls if name == "gender fusion"][-1]
     attrs = next(kw for name, _, kw in calls if name == "attributes")
     assert hat_fusion["models"] == gender_fusion["models"] == attrs["folder"] != ship.MODELS  # the staged H
@@ -325,7 +330,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     # the long steps show their progress bars (they ran quiet for minutes)
     assert all(not kw.get("quiet") for name, _, kw in calls
                if name in ("detectors", "fusion", "facial hair", "hair colour", "skin tone network", "hat network",
-                           "hat fusion", "gender fusion"))
+                           "hat fusion", "gender fusion", "tight-crop hair length"))
     assert ("mapper", {"finetune": "mapper_full"}) in [(a[0], {k: v for k, v in kw.items() if k == "finetune"})
                                                        for _, a, kw in trains]
     assert ship.export.__name__ == "<lambda>" and calls[-6][1][0] == "ship"
@@ -355,8 +360,8 @@ def _tree(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("fail_at", ["attributes", "hair bank", "ship", "glasses fusion", "hat network", "hat fusion",
-                                     "gender fusion", "busy", None])
+@pytest.mark.parametrize("fail_at", ["attributes", "tight-crop hair length", "hair bank", "ship", "glasses fusion",
+                                     "hat network", "hat fusion", "gender fusion", "busy", None])
 def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, fail_at):
     """``make models``' shipping steps write into staging copies of the models
     and data folders, swapped in together at the end: a step that fails (or
@@ -367,7 +372,8 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     models folder: this one stops before its first step (it learnt it only
     once its trainings were done), leaving no copy or lock behind."""
     from avatarizer_export import (attributes, detectors, facialhair, gender, haircolournet, hairbank, hairlength,
-                                   hatnet, hats, pipeline, report, rethreshold, ship, skintone, skintonenet, staging)
+                                   hairlengthnet, hatnet, hats, pipeline, report, rethreshold, ship, skintone,
+                                   skintonenet, staging)
 
     models, data = tmp_path / "sdk" / "models", tmp_path / "sdk" / "data"
     models.mkdir(parents=True), data.mkdir()
@@ -384,7 +390,8 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     (data / "glasses_fusion.json").write_text(json.dumps({"attributes_version": "1"}))
     (data / "hair_bank.npz").write_bytes(b"old bank")
     for name, text in (("headwear_net.onnx", "old hat network"), ("headwear_net.json", "old hat network's"),
-                       ("headwear_fusion.json", "old hat fusion"), ("gender_fusion.json", "old gender fusion")):
+                       ("headwear_fusion.json", "old hat fusion"), ("gender_fusion.json", "old gender fusion"),
+                       ("hair_length_net_tight.json", "old tight-crop length network")):
         (data / name).write_text(text)
     before = {"models": _tree(models), "data": _tree(data)}
     seen = {}
@@ -431,6 +438,8 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(attributes, "run", step("attributes", write_h))
     monkeypatch.setattr(skintone, "fit", step("skin tone", nothing))
     monkeypatch.setattr(hairlength, "fit", step("hair length", nothing))
+    monkeypatch.setattr(hairlengthnet, "fit", step("tight-crop hair length", lambda shared, cache, data, models, quiet: (
+        data / "hair_length_net_tight.json").write_text("new tight-crop length network")))
     monkeypatch.setattr(rethreshold, "rethreshold", step("headwear threshold", nothing))
     monkeypatch.setattr(hairbank, "build_bank", step("hair bank", lambda c, s, data, models: (
         data / "hair_bank.npz").write_bytes(b"new bank")))
@@ -474,6 +483,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
         assert json.loads((data / "gender_fusion.json").read_text()) == {"attributes": "new H"}  # ... shipped with it
         assert (data / "headwear_net.onnx").read_text() == "new hat network"  # shipped with its fusion
         assert (data / "hair_bank.npz").read_bytes() == b"new bank"
+        assert (data / "hair_length_net_tight.json").read_text() == "new tight-crop length network"
         assert seen["report_sees"] == b"new H"  # the report evaluates what is shipped
     assert [p.name for p in (tmp_path / "sdk").iterdir()] in (["models", "data"], ["data", "models"])
 

@@ -22,7 +22,7 @@ def _recover() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import (attributes, data, detectors, evaluate, eyelabels, facialhair, gender, haircolournet, hairbank,
-                   hairlength,
+                   hairlength, hairlengthnet,
                    hatnet, hats, pipeline, report, rethreshold, sheets, ship, skintone, skintonenet, train)
 
     ap = argparse.ArgumentParser(prog="avatarizer-export",
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     hats.add_parser(sub)
     facialhair.add_parser(sub)
     haircolournet.add_parser(sub)
+    hairlengthnet.add_parser(sub)
     hatnet.add_parser(sub)
     skintone.add_parser(sub)
     skintonenet.add_parser(sub)

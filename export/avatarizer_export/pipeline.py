@@ -49,7 +49,8 @@ def _timed(stage: str, fn, *a, **kw):
 #: the data files ``make models`` rewrites (staged with the models; the hat network with its fusion with H,
 #: so that a run stopped between them never leaves a new network beside an old fusion, which the SDK drops)
 DATA_FILES = ("hair_bank.npz", "hair_bank.json", "glasses_fusion.json", "headwear_net.onnx", "headwear_net.json",
-              "headwear_fusion.json", "gender_fusion.json")
+              "headwear_fusion.json", "gender_fusion.json", "hair_length_net_tight.onnx",
+              "hair_length_net_tight.json")
 
 
 def shipped_folders() -> list[tuple[Path, tuple[str, ...]]]:
@@ -65,8 +66,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
             report: bool = True) -> dict[str, float]:
     """Every step from the shared photos to the shipped model files; returns
     the seconds per step. Each step is a typed function of its module."""
-    from . import (data, detectors, facialhair, gender, haircolournet, hairbank, hairlength, hatnet, hats, rethreshold,
-                   ship, skintone, skintonenet, staging, train)
+    from . import (data, detectors, facialhair, gender, haircolournet, hairbank, hairlength, hairlengthnet, hatnet, hats,
+                   rethreshold, ship, skintone, skintonenet, staging, train)
     from .attributes import run as train_attributes
 
     def data_step(stage: str):
@@ -119,6 +120,9 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
         _timed("gender fusion for the hair length", gender.fit, shared, cache, models=models, data=data_dir,
                quiet=False)
         _timed("hair length", hairlength.fit, cache=cache, folder=models, data=data_dir)
+        # tight crops' long or short hair: a network taught by the labels by eye and the staged H's hair_long on
+        # loose portraits, shown as tight chips (~12 minutes)
+        _timed("tight-crop hair length", hairlengthnet.fit, shared, cache, data=data_dir, models=models, quiet=False)
         # the hats' drawing threshold, on the photos labelled by eye its head never trained on
         if rethreshold.RETHRESHOLDABLE:
             _timed("headwear threshold", rethreshold.rethreshold, cache=cache, shared=shared, folder=models)

@@ -1739,6 +1739,23 @@ def reported_female(attributes: Mapping) -> bool:
     return reported_gender(attributes) == "female"
 
 
+#: ``hair_long_by`` where the tight crops' hair-length network read the length (:mod:`avatarizer.hairlength`),
+#: and where the facial hair drawn then read on top (:func:`read_with_facial_hair`)
+TIGHT_LENGTH_BY = "tight-crop hair-length network"
+TIGHT_LENGTH_WITH_FACIAL_HAIR_BY = f"{TIGHT_LENGTH_BY} x facial-hair network"
+
+
+def _own_length_gate(attributes) -> tuple[float | None, float | None] | None:
+    """The ``hair_long_gate`` pair a reading of ``hair_long`` brought with it
+    (the tight crops' network's: its own, not H's), or None."""
+    g = attributes.get("hair_long_gate") if isinstance(attributes, Mapping) else None
+    if not isinstance(g, (tuple, list)) or len(g) != 2:
+        return None
+    if not all(v is None or (is_real(v) and 0.0 <= float(v) <= 1.0) for v in g):
+        return None
+    return tuple(None if v is None else float(v) for v in g)
+
+
 def reported_gender(attributes) -> str | None:
     """``"female"`` or ``"male"`` as the attributes decide it
     (``decided["male"]``; in a stream, :func:`steady_gender`'s), or None
@@ -1901,8 +1918,11 @@ class HairRetriever:
             floor = max(floor or 0.0, self._tight_floor)
         keep = self._not_bald if floor is not None and np.isfinite(b) and b < floor \
             and self._not_bald.any() else None
+        own = _own_length_gate(attributes)
         if set_length is not None:  # the app's length, also where the model has no length gate
             hi, lo, long_, short = (0.5, 0.5, *length_sets)
+        elif own is not None and h is not None and np.isfinite(h):  # a reading with its own gate (a tight crop's)
+            (hi, lo), (long_, short) = own, length_sets
         elif self._length_gate is not None and h is not None and np.isfinite(h):
             hi, lo = self._length_gate_by_gender.get(reported_gender(attributes), self._length_gate)
             long_, short = length_sets
@@ -2255,14 +2275,16 @@ def read_with_facial_hair(attributes: dict) -> dict:
     (:func:`add_artist_bald`: its floor was chosen on it). In place, returned."""
     a = attributes
     if WITH_FACIAL_HAIR_BY in (a.get("male_by"), a.get("hair_long_by")) \
-            or a.get("male_by") == GENDER_FUSION_WITH_FACIAL_HAIR_BY:
+            or a.get("male_by") == GENDER_FUSION_WITH_FACIAL_HAIR_BY \
+            or a.get("hair_long_by") == TIGHT_LENGTH_WITH_FACIAL_HAIR_BY:
         return a  # read already
     if not any(a.get(f"{k}_by") == FACIAL_HAIR_BY and a["drawn"].get(k) for k in ("beard", "moustache")):
         return a
     if is_real(a.get("hair_long")):
         a["hair_long_model_read"] = float(a["hair_long"])
         a["hair_long"] = _times_odds(a["hair_long"], FACIAL_HAIR_LONG_ODDS)
-        a["hair_long_by"] = WITH_FACIAL_HAIR_BY
+        a["hair_long_by"] = TIGHT_LENGTH_WITH_FACIAL_HAIR_BY if a.get("hair_long_by") == TIGHT_LENGTH_BY \
+            else WITH_FACIAL_HAIR_BY
     if is_real(a.get("male")):
         a.setdefault("male_model_read", float(a["male"]))  # (H's own, also where the gender fusion read it)
         a["male"] = _times_odds(a["male"], FACIAL_HAIR_MALE_ODDS)

@@ -54,6 +54,9 @@ class Spec:
     title: str = ""  # what messages call it ("facial-hair", "hat"); default the name
     # False: no output is drawn at a threshold (class probabilities, a softmax; or a value in [0, 1])
     thresholds: bool = True
+    # True: the JSON names a gate pair for its one output (``gates``: ``long`` and ``short``, each a number in
+    # [0, 1] or null), :attr:`RegionNetwork.gates`
+    gates: bool = False
 
     @property
     def called(self) -> str:
@@ -98,12 +101,15 @@ class RegionNetwork:
     drawn at or above, for precision; ``["decision"]``: the best balanced
     accuracy)."""
 
-    def __init__(self, spec: Spec, session, thresholds: Mapping[str, Mapping[str, float]], sha256: str):
+    def __init__(self, spec: Spec, session, thresholds: Mapping[str, Mapping[str, float]], sha256: str,
+                 gates: tuple[float | None, float | None] | None = None):
         self.spec = spec
         self.session = session
         self.thresholds = {n: {"draw": float(thresholds[n]["draw"]), "decision": float(thresholds[n]["decision"])}
                            for n in spec.outputs} if spec.thresholds else {}
         self.sha256 = sha256
+        #: (at or above: one side, at or below: the other; None: no gate there) of a spec with ``gates``
+        self.gates = gates
 
     @classmethod
     def from_files(cls, spec: Spec, json_path: Path, onnx_path: Path | None = None) -> "RegionNetwork":
@@ -132,6 +138,13 @@ class RegionNetwork:
                 raise ValueError(f"{json_path}: no thresholds for {', '.join(spec.outputs)}") from None
         elif doc.get("outputs") != list(spec.outputs):
             raise ValueError(f"{json_path}: outputs {doc.get('outputs')!r:.80}, not {list(spec.outputs)}")
+        gates = None
+        if spec.gates:
+            g = doc.get("gates")
+            if not isinstance(g, dict) or "long" not in g or "short" not in g:
+                raise ValueError(f"{json_path}: no gates (long, short)")
+            gates = tuple(None if g[k] is None else unit_number(g[k], f"{json_path}: gate {k}")
+                          for k in ("long", "short"))
         sha = doc.get("sha256")
         onnx_path = Path(onnx_path) if onnx_path is not None else json_path.with_name(spec.onnx_name)
         data = onnx_path.read_bytes()
@@ -147,7 +160,7 @@ class RegionNetwork:
                 or sess.inputs[0].dtype != np.float32 or sess.outputs[0].dtype != np.float32):
             raise ValueError(f"{onnx_path}: not a {spec.called} network (inputs {[i.shape for i in sess.inputs]}, "
                              f"outputs {[o.shape for o in sess.outputs]})")
-        return cls(spec, sess, th, sha)
+        return cls(spec, sess, th, sha, gates)
 
     def probabilities(self, crop: np.ndarray) -> dict[str, float]:
         """``{output: p}`` for an aligned 128-px RGB crop (uint8)."""

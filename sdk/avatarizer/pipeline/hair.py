@@ -42,6 +42,7 @@ class HairStage(Stage):
     hat_fusion = None  # ... with H's (avatarizer.headwear.HatFusion), when fitted with this H and network
     hair_colour = None  # the hair colour class's third reading (avatarizer.haircolour), hybrid only
     hair_colour_tight = None  # the same reading on a tight crop (haircolour.load_tight), hybrid only
+    hair_length_tight = None  # long or short hair on a tight crop (avatarizer.hairlength), hybrid only
     skin_tone = None  # the skin tone (avatarizer.skintone.NETWORK), hybrid only
     gender = None  # the gender from H and the face's shape (avatarizer.gender.GenderFusion), with this H
 
@@ -90,6 +91,7 @@ class HairStage(Stage):
 
                     from ..haircolour import load as load_hair_colour
                     from ..haircolour import load_tight as load_tight_hair_colour
+                    from ..hairlength import load_tight as load_tight_hair_length
                     from ..skintone import load_network as load_skin_tone
 
                     self.facial_hair = load_facial_hair()
@@ -98,10 +100,12 @@ class HairStage(Stage):
                         self.hat_fusion = HW.HatFusion.load(entry.sha256, self.hat_network.sha256)
                     self.hair_colour = load_hair_colour()
                     self.hair_colour_tight = load_tight_hair_colour()
+                    self.hair_length_tight = load_tight_hair_length()
                     self.skin_tone = load_skin_tone()
                 nets = [n for n, net in (("facial-hair", self.facial_hair), ("hat", self.hat_network),
                                          ("hair-colour", self.hair_colour),
                                          ("tight-crop hair-colour", self.hair_colour_tight),
+                                         ("tight-crop hair-length", self.hair_length_tight),
                                          ("skin-tone", self.skin_tone)) if net]
                 named = ", ".join(nets[:-1]) + " and " + nets[-1] if len(nets) > 1 else "".join(nets)
                 self.reason = (f"attribute regressor {entry.name!r} + KNN over {len(self.bank)} "
@@ -176,8 +180,14 @@ class HairStage(Stage):
             attrs["age_by"] = H.MASKED_AGE_BY
         elif glasses_cues is not None:  # H's age with the artist's (H reads children years older)
             H.fuse_age(attrs, glasses_cues.get("age"))
-        if attrs.get("hair_long") is not None and not H.sides_observed(valid, face.canonical):
-            attrs["hair_long"] = None  # a tight crop: nothing beside the face to see (not reported, no length gate)
+        if not H.sides_observed(valid, face.canonical):
+            # a tight crop: too little beside the face for H's reading (not reported, no length gate); the tight
+            # crops' own network reads it where shipped (hybrid), gated at its own pair
+            attrs["hair_long"] = None
+            if self.hair_length_tight is not None:
+                attrs["hair_long"] = self.hair_length_tight.probabilities(crop)["hair_long"]
+                attrs["hair_long_by"] = H.TIGHT_LENGTH_BY
+                attrs["hair_long_gate"] = self.hair_length_tight.gates
         settings = settings or {}
         cut = face.outside_fraction > MAX_OUTSIDE and "headwear" not in settings
         if cut and attrs["drawn"]["headwear"]:
