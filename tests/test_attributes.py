@@ -1316,7 +1316,8 @@ def test_a_mined_batch_records_how_it_was_drawn():
     photos (controls aside), each once, and stand for the 1,617 men it was
     drawn from (the 589 mined ones all taken, 150 of the 1,028 others); so
     do ``stylegan_hair_colour``'s (session 43: the 205 of the 3,000
-    ``stylegan128`` photos read as possibly red-haired, 60 of the others)."""
+    ``stylegan128`` photos read as possibly red-haired, 60 of the others)
+    and ``utkface_hair_length``'s (session 46: held-out women and men)."""
     from avatarizer_export import eyelabels as E
 
     batch = E.load_batch("utkface_men_2")
@@ -1333,7 +1334,16 @@ def test_a_mined_batch_records_how_it_was_drawn():
     red = E.load_batch("stylegan_hair_colour")
     red_strata = {s["stratum"]: s for s in red["sample"]}
     red_keys = [k for s in red_strata.values() for k in s["keys"]]
-    assert sampled_keys() == set(keys) | set(red_keys)
+    # (session 46's eval-only UTKFace hair lengths: every held-out woman aged 8+, a random sample of the men;
+    # not photos as they come either)
+    length = E.load_batch("utkface_hair_length")
+    length_strata = {s["stratum"]: s for s in length["sample"]}
+    length_keys = [k for s in length_strata.values() for k in s["keys"]]
+    assert len(length_keys) == len(set(length_keys)) == 528 and set(length_keys) == {
+        k for sheet in length["sheets"] for k in sheet}
+    assert (len(length_strata["women"]["keys"]), length_strata["women"]["population"]) == (401, 401)
+    assert (len(length_strata["men"]["keys"]), length_strata["men"]["population"]) == (127, 347)
+    assert sampled_keys() == set(keys) | set(red_keys) | set(length_keys)
     assert len(red_keys) == len(set(red_keys)) and set(red_keys) == {
         k for sheet in red["sheets"] for k in sheet if not k.startswith(E.CONTROL_FOLDER + "/")}
     assert (len(red_strata["mined"]["keys"]), red_strata["mined"]["population"]) == (205, 3000)

@@ -49,7 +49,8 @@ def test_the_shipped_network_loads_and_reads_a_crop():
 
 
 @pytest.mark.parametrize("damage", ["missing", "not json", "checksum", "format", "outputs", "graph",
-                                    "no gates", "gate out of range", "gate a string"])
+                                    "no gates", "gate out of range", "gate a string", "gates crossed",
+                                    "gate at 0", "gate at 1"])
 def test_unusable_files_fall_back_with_a_warning(tmp_path, damage):
     folder = tmp_path / "data"
     folder.mkdir()
@@ -57,11 +58,14 @@ def test_unusable_files_fall_back_with_a_warning(tmp_path, damage):
         RN.clear_cache()
         assert HL.load_tight(folder) is None  # (no files: no warning, a tight crop's length not read)
         return
-    if damage in ("no gates", "gate out of range", "gate a string"):
+    if damage in ("no gates", "gate out of range", "gate a string", "gates crossed", "gate at 0", "gate at 1"):
         damaged_region_files(HL.SPEC_TIGHT, folder, "outputs", ["hair_long"], "")  # (an intact copy)
         doc = json.loads((folder / HL.SPEC_TIGHT.json_name).read_text())
         doc["gates"] = {"no gates": None, "gate out of range": {"long": 1.5, "short": 0.1},
-                        "gate a string": {"long": "0.9", "short": 0.1}}[damage]
+                        "gate a string": {"long": "0.9", "short": 0.1},
+                        "gates crossed": {"long": 0.2, "short": 0.8},  # (the long gate would always win)
+                        "gate at 0": {"long": 0.0, "short": None},  # (every tight crop gated long)
+                        "gate at 1": {"long": None, "short": 1.0}}[damage]
         if doc["gates"] is None:
             del doc["gates"]
         (folder / HL.SPEC_TIGHT.json_name).write_text(json.dumps(doc))
@@ -89,7 +93,8 @@ def test_a_reading_with_its_own_gate_is_gated_at_it():
     assert short is not None and short.any() and not (short & long_).any()
     middle = retr.candidates({**base, "hair_long": 0.4, "hair_long_gate": (0.6, 0.2)})
     assert middle is None or (middle & long_).any() and (middle & ~long_).any()
-    for bad in ((1.5, 0.2), ("0.6", 0.2), (0.6,), None, float("nan")):
+    for bad in ((1.5, 0.2), ("0.6", 0.2), (0.6,), None, float("nan"), (0.2, 0.6), (0.0, None), (True, 0.2),
+                (float("nan"), 0.2)):
         assert np.array_equal(np.asarray(retr.candidates({**base, "hair_long_gate": bad})),
                               np.asarray(retr.candidates(base))), bad
     one_sided = retr.candidates({**base, "hair_long": 0.1, "hair_long_gate": (None, 0.2)})
@@ -248,3 +253,16 @@ def test_long_hair_in_tight_crops_is_drawn_long():
     print(f"tight crops: long drawn long {got['long']}, short drawn short {got['short']}")
     assert len(labels) == 440 and got["long"][1] >= 280 and got["short"][1] >= 145
     assert got["long"][0] >= 240 and got["short"][0] >= 140
+
+
+def test_the_cli_names_the_tight_crops_network():
+    """``avatarizer image --attributes``: a length the tight crops' network
+    read says so beside its probability."""
+    from avatarizer.cli import _attribute_lines
+
+    pub = {"hair_length": {"value": "long", "probability": 0.93, "decided_by": HR.TIGHT_LENGTH_BY}}
+    assert "  hair_length: long (p 0.93, from the tight-crop hair-length network)" in \
+        _attribute_lines(pub).splitlines()
+    pub["hair_length"]["decided_by"] = HR.TIGHT_LENGTH_WITH_FACIAL_HAIR_BY
+    assert _attribute_lines(pub).splitlines()[-1].endswith("from the tight-crop hair-length network x facial-hair "
+                                                          "network)")

@@ -300,7 +300,9 @@ class Avatar:
             ``None`` (no regressor: auto-artist estimator, or loaded from
             JSON): ``{"glasses", "beard", "moustache", "headwear", "bald",
             "hair_colour", "gender", "age"}`` plus ``"skin_tone"`` and
-            ``"hair_length"`` where the model has them, each ``{"value",
+            ``"hair_length"`` where the model has them (``"hair_length"``
+            also on a tight crop in the hybrid, read by the tight crops'
+            hair-length network), each ``{"value",
             "probability"}`` (the calibrated probability of that value; age
             and skin tone are regressed, their probability ``None``), with
             ``probabilities`` of every class for glasses and hair colour.

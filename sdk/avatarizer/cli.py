@@ -430,6 +430,8 @@ def _attribute_lines(attributes) -> str:
                 by = "hat network and the attribute model" if entry["decided_by"] == HAT_FUSION_BY \
                     else entry["decided_by"]
                 note = f" (p {p:.2f}, from the {by})"
+            elif name == "hair_length" and str(entry.get("decided_by", "")).startswith("tight-crop"):
+                note = f" (p {p:.2f}, from the {entry['decided_by']})"  # (a tight crop's own network)
             elif name == "skin_tone" and entry.get("decided_by"):  # (regressed: no probability)
                 note = f" (from the {entry['decided_by']})"
             elif entry.get("decided_by") in ("the hairstyle drawn", "kept from earlier refreshes"):

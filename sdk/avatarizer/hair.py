@@ -63,7 +63,7 @@ __all__ = [
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
     "cheek_skin_lab", "region_classifier_reads",
     "steady_style", "steady_beard_style", "steady_gender", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn", "hair_length_as_drawn",
-    "drawn_length", "fuse_age", "trusted_age", "model_age", "add_facial_hair", "FACIAL_HAIR_BY", "read_with_facial_hair",
+    "drawn_length", "fuse_age", "trusted_age", "model_age", "add_facial_hair", "FACIAL_HAIR_BY", "read_with_facial_hair", "TIGHT_LENGTH_BY", "TIGHT_LENGTH_WITH_FACIAL_HAIR_BY",
     "WITH_FACIAL_HAIR_BY", "add_hat_network",
     "HAT_NETWORK_BY", "HAT_FUSION_BY", "hat_query",
     "hair_region",
@@ -1749,11 +1749,10 @@ def _own_length_gate(attributes) -> tuple[float | None, float | None] | None:
     """The ``hair_long_gate`` pair a reading of ``hair_long`` brought with it
     (the tight crops' network's: its own, not H's), or None."""
     g = attributes.get("hair_long_gate") if isinstance(attributes, Mapping) else None
-    if not isinstance(g, (tuple, list)) or len(g) != 2:
+    if not isinstance(g, (tuple, list)) or len(g) != 2 or not all(v is None or is_real(v) for v in g):
         return None
-    if not all(v is None or (is_real(v) and 0.0 <= float(v) <= 1.0) for v in g):
-        return None
-    return tuple(None if v is None else float(v) for v in g)
+    hi, lo = (None if v is None else float(v) for v in g)
+    return (hi, lo) if _thresholds_ok(hi, lo) else None  # (as H's pair is checked)
 
 
 def reported_gender(attributes) -> str | None:
@@ -1889,7 +1888,10 @@ class HairRetriever:
         length gate; H's own length keeps the order above. ``face``: the
         parameter vector of the face the style is drawn on, whose length
         classes (:meth:`HairBank.drawn_long`, :func:`drawn_length`) the length
-        gate and a set length then follow (default: the default face's)."""
+        gate and a set length then follow (default: the default face's).
+        A reading that brings its own length gate (``hair_long_gate``: the
+        tight crops' network's, :mod:`avatarizer.hairlength`) is gated at
+        that pair, not at the model's nor its per-gender pairs."""
         if attributes is None:
             return None
         a = attribute_vector(attributes)

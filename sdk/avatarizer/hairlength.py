@@ -5,7 +5,8 @@ The hairstyle search takes only long styles, or only short ones, where the
 attribute regressor H's ``hair_long`` output (fitted on loose portraits
 labelled by eye) is sure (:class:`avatarizer.hair.HairRetriever`'s length
 gate). A tight crop (UTKFace's chips end just below the chin and just
-beside the cheeks; :func:`avatarizer.hair.sides_observed` is false) shows
+beside the cheeks; :func:`avatarizer.hair.sides_observed` is false: either
+band beside the cheeks less than half inside the photo) shows
 too little beside the face for it: on 440 held-out chips labelled by eye
 H read 187 of 289 long-haired people long, so the hair stage dropped its
 reading there, and long hair in a tight crop was drawn short wherever the
@@ -15,8 +16,9 @@ silhouette match fell on a short style. This small CNN
 the crop's and its mirror image's averaged inside the graph) reads those
 crops instead: trained on the loose portraits labelled by eye, and on those
 where H is sure of the length, 70% of them shown framed as UTKFace frames
-its chips (session 46); on those 440 chips (never trained on) it reads
-254 of 289 long and 148 of 151 short at 0.5.
+its chips (session 46); on those 440 chips (never trained on; the recipe
+was chosen with them in view) it reads 255 of 289 long and 147 of 151
+short at 0.5, and the avatars draw 254 and 147 so.
 
 Its JSON carries the length gate it was chosen with (``gates``: ``long``
 and ``short``, out of fold on the training photos shown as tight chips,

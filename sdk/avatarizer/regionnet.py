@@ -145,6 +145,9 @@ class RegionNetwork:
                 raise ValueError(f"{json_path}: no gates (long, short)")
             gates = tuple(None if g[k] is None else unit_number(g[k], f"{json_path}: gate {k}")
                           for k in ("long", "short"))
+            if any(v is not None and not 0.0 < v < 1.0 for v in gates) or (
+                    None not in gates and gates[1] > gates[0]):
+                raise ValueError(f"{json_path}: gates {gates}: each must lie inside (0, 1), short not above long")
         sha = doc.get("sha256")
         onnx_path = Path(onnx_path) if onnx_path is not None else json_path.with_name(spec.onnx_name)
         data = onnx_path.read_bytes()

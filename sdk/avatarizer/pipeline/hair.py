@@ -184,8 +184,10 @@ class HairStage(Stage):
             # a tight crop: too little beside the face for H's reading (not reported, no length gate); the tight
             # crops' own network reads it where shipped (hybrid), gated at its own pair
             attrs["hair_long"] = None
-            if self.hair_length_tight is not None:
-                attrs["hair_long"] = self.hair_length_tight.probabilities(crop)["hair_long"]
+            p_long = None if self.hair_length_tight is None else \
+                self.hair_length_tight.probabilities(crop)["hair_long"]
+            if p_long is not None and np.isfinite(p_long):  # (a non-finite reading: none, as H's decode does)
+                attrs["hair_long"] = p_long
                 attrs["hair_long_by"] = H.TIGHT_LENGTH_BY
                 attrs["hair_long_gate"] = self.hair_length_tight.gates
         settings = settings or {}
