@@ -24,6 +24,28 @@ SHARED = ROOT.parent / "shared"
 ARTEFACTS = ROOT / "out" / "test-failures"
 
 
+def framed_cache(tmp_path: Path, n: int, m: int):
+    """A tiny aligned cache for the tight framings' fitting tests: ``n``
+    random ``ffhq128`` crops and ``m`` ``utkface200`` ones, each photo 60 px
+    square in a frame padded by 20 (the crop's canonical [-1, 1] -> frame
+    30..110, which runs past the photo, 20..80: those crop pixels take the
+    photo's edge), the UTKFace photos written under ``tmp_path/shared`` (the
+    sizes the framings read). Returns ``(shared, the cache)``."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (n + m, 128, 128, 3), dtype=np.uint8)
+    keys = [f"ffhq128/{i:04d}.jpg" for i in range(n)] + [f"utkface200/{i}.jpg" for i in range(m)]
+    transforms = np.tile(np.array([[40.0, 0, 70], [0, 40.0, 70]]), (n + m, 1, 1))
+    shared = tmp_path / "shared"
+    (shared / "data" / "faces" / "utkface200").mkdir(parents=True)
+    for k in keys[n:]:
+        Image.new("RGB", (60, 60)).save(shared / "data" / "faces" / k)
+    return shared, SimpleNamespace(crops=crops, keys=keys, transforms=transforms, pad=np.full(n + m, 20))
+
+
 def need_shared(*parts: str) -> Path:
     """Path inside ../shared, or skip the test with the reason."""
     path = SHARED.joinpath(*parts)

@@ -11,7 +11,7 @@ import pytest
 from avatarizer import hair as HR
 from avatarizer import haircolour as HC
 from avatarizer import regionnet as RN
-from conftest import damaged_region_files, need_shared, refused_with_warning
+from conftest import damaged_region_files, framed_cache, need_shared, refused_with_warning
 
 SHIPPED = RN.DATA / HC.SPEC.json_name
 
@@ -159,25 +159,14 @@ def test_the_fitting_routine_writes_a_network_the_sdk_loads(tmp_path, monkeypatc
     pytest.importorskip("torch")
     from types import SimpleNamespace
 
-    from PIL import Image
-
     from avatarizer_export import haircolournet as XC
 
     monkeypatch.setattr(XC, "EPOCHS", 1)
-    rng = np.random.default_rng(0)
     n, m = 150, 6
-    crops = rng.integers(0, 256, (n + m, 128, 128, 3), dtype=np.uint8)
-    keys = [f"ffhq128/{i:04d}.jpg" for i in range(n)] + [f"utkface200/{i}.jpg" for i in range(m)]
+    # (each photo 60 px square in a frame padded by 20: conftest.framed_cache)
+    shared, framed = framed_cache(tmp_path, n, m)
+    crops, keys = framed.crops, framed.keys
     labels = {k: i % 5 for i, k in enumerate(keys[:n])}
-    # each photo 60 px square in a frame padded by 20; the crop's canonical [-1, 1] -> frame 30..110,
-    # which runs past the photo (20..80): those crop pixels take the photo's edge
-    transforms = np.tile(np.array([[40.0, 0, 70], [0, 40.0, 70]]), (n + m, 1, 1))
-    pad = np.full(n + m, 20)
-    shared = tmp_path / "shared"
-    (shared / "data" / "faces" / "utkface200").mkdir(parents=True)
-    for k in keys[n:]:
-        Image.new("RGB", (60, 60)).save(shared / "data" / "faces" / k)
-    framed = SimpleNamespace(crops=crops, keys=keys, transforms=transforms, pad=pad)
     monkeypatch.setattr("avatarizer_export.skintone.hair_colour_labels", lambda shared: labels)
     monkeypatch.setattr("avatarizer_export.data.is_heldout",
                         lambda k: k.startswith("ffhq128/") and int(k[8:12]) >= 125)

@@ -12,7 +12,7 @@ from avatarizer import hair as HR
 from avatarizer import hairlength as HL
 from avatarizer import regionnet as RN
 from avatarizer import schema as S
-from conftest import damaged_region_files, need_shared, refused_with_warning
+from conftest import damaged_region_files, framed_cache, need_shared, refused_with_warning
 
 SHIPPED = RN.DATA / HL.SPEC_TIGHT.json_name
 
@@ -177,26 +177,13 @@ def test_the_fitting_routine_writes_a_network_the_sdk_loads(tmp_path, monkeypatc
     nothing is written without framings; too few labelled photos of a length
     stop the run."""
     pytest.importorskip("torch")
-    from types import SimpleNamespace
-
-    from PIL import Image
-
     from avatarizer_export import hairlengthnet as XL
 
     monkeypatch.setattr(XL, "EPOCHS", 1)
     monkeypatch.setattr(XL, "FOLDS", 2)
-    rng = np.random.default_rng(0)
-    n, m = 160, 4
-    crops = rng.integers(0, 256, (n + m, 128, 128, 3), dtype=np.uint8)
-    keys = [f"ffhq128/{i:04d}.jpg" for i in range(n)] + [f"utkface200/{i}.jpg" for i in range(m)]
+    shared, framed = framed_cache(tmp_path, 160, 4)
+    crops, keys = framed.crops, framed.keys
     labels = {k: ("long", "short", "long", "tied")[i % 4] for i, k in enumerate(keys[:130])}
-    transforms = np.tile(np.array([[40.0, 0, 70], [0, 40.0, 70]]), (n + m, 1, 1))
-    pad = np.full(n + m, 20)
-    shared = tmp_path / "shared"
-    (shared / "data" / "faces" / "utkface200").mkdir(parents=True)
-    for k in keys[n:]:
-        Image.new("RGB", (60, 60)).save(shared / "data" / "faces" / k)
-    framed = SimpleNamespace(crops=crops, keys=keys, transforms=transforms, pad=pad)
     monkeypatch.setattr(XL, "labelled", lambda votes=None: labels)
     monkeypatch.setattr(XL, "chip_labels", lambda: {})
     monkeypatch.setattr("avatarizer_export.data.is_heldout",

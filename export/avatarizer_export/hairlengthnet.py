@@ -152,7 +152,7 @@ def fit_net(crops, index: np.ndarray, y: np.ndarray, framings: np.ndarray, *, se
 
     from avatarizer.hairlength import SPEC_TIGHT
 
-    from .regionnet import _net, _tensor
+    from .regionnet import _net, _tensor, step
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -168,12 +168,8 @@ def fit_net(crops, index: np.ndarray, y: np.ndarray, framings: np.ndarray, *, se
         order = rng.permutation(len(y))
         for j in range(0, len(y), BATCH):
             b = torch.from_numpy(order[j:j + BATCH])
-            loss = F.binary_cross_entropy_with_logits(net.logits(_augment(x_all[b], rng, fr)), y_all[b],
-                                                      pos_weight=weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+            step(opt, sched, F.binary_cross_entropy_with_logits(net.logits(_augment(x_all[b], rng, fr)), y_all[b],
+                                                                pos_weight=weight))
     return net.eval()
 
 

@@ -130,13 +130,17 @@ def fit_net(spec, crops, index: np.ndarray, y: np.ndarray, negatives: np.ndarray
         rows = rows[rng.permutation(len(rows))]
         for j in range(0, len(rows), BATCH):
             b = torch.from_numpy(rows[j:j + BATCH])
-            loss = F.binary_cross_entropy_with_logits(net.logits(_augment(x_all[b], rng)), y_all[b],
-                                                      pos_weight=weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+            step(opt, sched, F.binary_cross_entropy_with_logits(net.logits(_augment(x_all[b], rng)), y_all[b],
+                                                                pos_weight=weight))
     return net.eval()
+
+
+def step(opt, sched, loss) -> None:
+    """One optimiser step on ``loss`` and one of the learning-rate schedule."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
 
 
 def predict(net, spec, crops, index: np.ndarray) -> np.ndarray:
