@@ -107,6 +107,16 @@ def tight_framings(shared: Path | None, aligned, n: int = TIGHT_FRAMINGS, seed: 
 
 
 def _augment(x, rng, framings=None):
+    return framed_augment(x, rng, framings, TIGHT_SHARE)
+
+
+def framed_augment(x, rng, framings=None, share: float = TIGHT_SHARE, saturation: tuple | None = None):
+    """A copy of the batch ``x`` (N x 3 x H x W in [0, 1]) mirrored and
+    shifted (:func:`~avatarizer_export.regionnet.flip_shift`), its exposure
+    x0.7-1.4 and white balance +-8% a channel; with ``saturation`` (lo, hi),
+    its saturation scaled within them; and with ``framings``
+    (:func:`tight_framings`) ``share`` of them shown as tight chips. The
+    hair-colour networks' and the tight crops' hair-length network's."""
     import torch
     import torch.nn.functional as F
 
@@ -117,8 +127,11 @@ def _augment(x, rng, framings=None):
     gain = torch.from_numpy(np.exp(rng.uniform(np.log(0.7), np.log(1.4), (n, 1, 1, 1)))).float()
     cast = torch.from_numpy(np.exp(rng.uniform(-0.08, 0.08, (n, 3, 1, 1)))).float()
     x = (x * gain * cast).clamp(0, 1)
-    if framings is not None:  # TIGHT_SHARE of them as tight chips
-        tight = torch.from_numpy(rng.random(n) < TIGHT_SHARE)
+    if saturation is not None:
+        grey = x.mean(1, keepdim=True)
+        x = (grey + (x - grey) * torch.from_numpy(rng.uniform(*saturation, (n, 1, 1, 1))).float()).clamp(0, 1)
+    if framings is not None:  # share of them as tight chips
+        tight = torch.from_numpy(rng.random(n) < share)
         if tight.any():
             grid = framings[torch.from_numpy(rng.integers(0, len(framings), int(tight.sum())))]
             x[tight] = F.grid_sample(x[tight], grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .hairlength import TARGET
 from .regionnet import SEED, fit_threads, predict, write_files
 
 EPOCHS, BATCH, FOLDS = 25, 64, 3
@@ -68,7 +69,6 @@ PSEUDO_CONFIDENT = 0.85
 GATE_FRAMINGS, GATE_SEED = 4, 5
 #: the label files' batches trained on (both training batches; the held-out photos are only reported)
 BATCHES = ("hair_length_train", "hair_length_train_2", "hair_length_heldout")
-TARGET = {"long": 1.0, "short": 0.0, "tied": 0.0}
 
 
 def labelled(votes: Path | None = None) -> dict[str, str]:
@@ -87,20 +87,16 @@ def teacher_labels(aligned, keys: list[str], models: Path | None = None) -> tupl
     """The ``keys`` on which the shipped H's ``hair_long`` (read on the
     loose crop) is confident (:data:`PSEUDO_CONFIDENT`), and those labels
     (1 long, 0 short)."""
-    import onnxruntime as ort
+    from avatarizer.runtime import Session
 
     from .attributes import MODELS, SHIP_FILE
+    from .onnx_util import model_flag
 
-    path = Path(models or MODELS) / SHIP_FILE
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    if "hair_long" not in [o.name for o in sess.get_outputs()]:
+    sess = Session(Path(models or MODELS) / SHIP_FILE, device="cpu", providers=["CPUExecutionProvider"])
+    if "hair_long" not in sess.output_names:
         return [], np.zeros(0, np.float32)
     idx = {k: i for i, k in enumerate(aligned.keys)}
-    p = []
-    for j in range(0, len(keys), 256):
-        x = np.stack([aligned.crops[idx[k]] for k in keys[j:j + 256]]).transpose(0, 3, 1, 2)
-        p.append(sess.run(["hair_long"], {"image": x.astype(np.float32) / 127.5 - 1.0})[0][:, 0])
-    p = np.concatenate(p) if p else np.zeros(0)
+    p = model_flag(sess, aligned.crops, np.array([idx[k] for k in keys], np.int64), "hair_long")
     sure = (p >= PSEUDO_CONFIDENT) | (p <= 1.0 - PSEUDO_CONFIDENT)
     return [k for k, s in zip(keys, sure) if s], (p[sure] >= 0.5).astype(np.float32)
 
@@ -124,26 +120,6 @@ def training_rows(aligned, votes: Path | None = None, models: Path | None = None
             "index": np.array([idx[k] for k in keys], np.int64), "teacher": teacher}
 
 
-def _augment(x, rng, framings):
-    import torch
-    import torch.nn.functional as F
-
-    from .regionnet import flip_shift
-
-    n = x.shape[0]
-    x = flip_shift(x, rng)
-    gain = torch.from_numpy(np.exp(rng.uniform(np.log(0.7), np.log(1.4), (n, 1, 1, 1)))).float()
-    cast = torch.from_numpy(np.exp(rng.uniform(-0.08, 0.08, (n, 3, 1, 1)))).float()
-    x = (x * gain * cast).clamp(0, 1)
-    grey = x.mean(1, keepdim=True)
-    x = (grey + (x - grey) * torch.from_numpy(rng.uniform(0.6, 1.3, (n, 1, 1, 1))).float()).clamp(0, 1)
-    tight = torch.from_numpy(rng.random(n) < TIGHT_SHARE)
-    if tight.any():
-        grid = framings[torch.from_numpy(rng.integers(0, len(framings), int(tight.sum())))]
-        x[tight] = F.grid_sample(x[tight], grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return x
-
-
 def fit_net(crops, index: np.ndarray, y: np.ndarray, framings: np.ndarray, *, seed: int = SEED,
             progress: bool = False, desc: str = "hair-length network"):
     import torch
@@ -152,6 +128,7 @@ def fit_net(crops, index: np.ndarray, y: np.ndarray, framings: np.ndarray, *, se
 
     from avatarizer.hairlength import SPEC_TIGHT
 
+    from .haircolournet import framed_augment
     from .regionnet import _net, _tensor, step
 
     torch.manual_seed(seed)
@@ -168,8 +145,8 @@ def fit_net(crops, index: np.ndarray, y: np.ndarray, framings: np.ndarray, *, se
         order = rng.permutation(len(y))
         for j in range(0, len(y), BATCH):
             b = torch.from_numpy(order[j:j + BATCH])
-            step(opt, sched, F.binary_cross_entropy_with_logits(net.logits(_augment(x_all[b], rng, fr)), y_all[b],
-                                                                pos_weight=weight))
+            x = framed_augment(x_all[b], rng, fr, TIGHT_SHARE, saturation=(0.6, 1.3))
+            step(opt, sched, F.binary_cross_entropy_with_logits(net.logits(x), y_all[b], pos_weight=weight))
     return net.eval()
 
 

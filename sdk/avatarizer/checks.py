@@ -27,6 +27,15 @@ def is_real(v) -> bool:
         return False
 
 
+def gate_pair_ok(hi: float | None, lo: float | None) -> bool:
+    """Whether a length gate's (long, short) thresholds are each in (0, 1)
+    or None, the short one not above the long one (H's pair,
+    ``avatarizer.hair``, and a region network's ``gates``,
+    ``avatarizer.regionnet``)."""
+    return not any(v is not None and not 0.0 < v < 1.0 for v in (hi, lo)) \
+        and not (hi is not None and lo is not None and lo > hi)
+
+
 def int_arg(lo: int, hi: int | None = None, *, not_int: str = "not an integer: {text!r}",
             out_of_range: str = "must be >= {lo}, not {v}"):
     """An argparse ``type=`` for the command-line tools (the CLI, the

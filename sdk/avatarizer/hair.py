@@ -45,7 +45,7 @@ from typing import Mapping
 import numpy as np
 
 from . import landmarks as L
-from .checks import is_real
+from .checks import gate_pair_ok, is_real
 from .gender import BY as GENDER_FUSION_BY
 from . import prior as P
 from . import schema as S
@@ -248,31 +248,24 @@ def _checked_gender_gates(by) -> dict[str, tuple[float | None, float | None]]:
             hi, lo = (None if v is None else float(v) for v in pair)
         except (TypeError, ValueError):
             raise ValueError(f"length_gate_by_gender[{g!r}]: not a pair of thresholds") from None
-        if not _thresholds_ok(hi, lo):
+        if not gate_pair_ok(hi, lo):
             raise ValueError(f"length_gate_by_gender[{g!r}]: thresholds in (0, 1), "
                              "the short one not above the long one")
         out[g] = (hi, lo)
     return out
 
 
-def _thresholds_ok(hi: float | None, lo: float | None) -> bool:
-    """Whether (gate_long, gate_short) are thresholds in (0, 1) or None, the
-    short one not above the long one."""
-    return not any(v is not None and not 0.0 < v < 1.0 for v in (hi, lo)) \
-        and not (hi is not None and lo is not None and lo > hi)
-
-
 def _gate_pair(rec: Mapping, no_gate_ok: bool = False) -> tuple[float | None, float | None] | None:
     """``(gate_long, gate_short)`` of a record holding both (either None:
     no gate on that side; both None only with ``no_gate_ok``), or None when
-    it is missing or not a pair of :func:`_thresholds_ok` thresholds."""
+    it is missing or not a pair of :func:`~avatarizer.checks.gate_pair_ok` thresholds."""
     if "gate_long" not in rec or "gate_short" not in rec:
         return None
     try:
         hi, lo = (None if rec[k] is None else float(rec[k]) for k in ("gate_long", "gate_short"))
     except (TypeError, ValueError):
         return None
-    if (hi is None and lo is None and not no_gate_ok) or not _thresholds_ok(hi, lo):
+    if (hi is None and lo is None and not no_gate_ok) or not gate_pair_ok(hi, lo):
         return None
     return hi, lo
 
@@ -1753,7 +1746,7 @@ def _own_length_gate(attributes) -> tuple[float | None, float | None] | None:
     if not isinstance(g, (tuple, list)) or len(g) != 2 or not all(v is None or is_real(v) for v in g):
         return None
     hi, lo = (None if v is None else float(v) for v in g)
-    return (hi, lo) if _thresholds_ok(hi, lo) else None  # (as H's pair is checked)
+    return (hi, lo) if gate_pair_ok(hi, lo) else None  # (as H's pair is checked)
 
 
 def reported_gender(attributes) -> str | None:

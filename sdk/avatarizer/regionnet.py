@@ -115,6 +115,7 @@ class RegionNetwork:
     def from_files(cls, spec: Spec, json_path: Path, onnx_path: Path | None = None) -> "RegionNetwork":
         """ValueError when the files are not a valid pair (format, thresholds,
         checksum, the graph's input and output); OSError when unreadable."""
+        from .checks import gate_pair_ok
         from .errors import ModelError
         from .runtime import Session
 
@@ -145,8 +146,7 @@ class RegionNetwork:
                 raise ValueError(f"{json_path}: no gates (long, short)")
             gates = tuple(None if g[k] is None else unit_number(g[k], f"{json_path}: gate {k}")
                           for k in ("long", "short"))
-            if any(v is not None and not 0.0 < v < 1.0 for v in gates) or (
-                    None not in gates and gates[1] > gates[0]):
+            if not gate_pair_ok(*gates):
                 raise ValueError(f"{json_path}: gates {gates}: each must lie inside (0, 1), short not above long")
         sha = doc.get("sha256")
         onnx_path = Path(onnx_path) if onnx_path is not None else json_path.with_name(spec.onnx_name)
