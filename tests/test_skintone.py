@@ -483,3 +483,87 @@ def test_h_is_fitted_on_the_labels_it_shipped_with():
     assert h == earlier and len(h) == 3331
     later = set(every) - set(h)
     assert len(later) > 1000 and all(k.split("/")[0] in ("ffhq128", "stylegan128") for k in later)
+
+
+def test_chroma_in_good_light_moves_grey_and_orange_skin_into_the_band():
+    """A skin greyer than skin in good light at its lightness (a cold white
+    balance) is given the band's floor of chroma, its hue toward the
+    well-lit skin's; an orange one is brought down to the ceiling with its
+    hue kept; a skin inside the band, and what cannot be read, are returned
+    as they are; the lightness never moves."""
+    from avatarizer.artist.photo import to_lab
+    from avatarizer.skintone import WELL_LIT_CHROMA, chroma_in_good_light, well_lit_ab
+
+    lo, hi = WELL_LIT_CHROMA
+    for L in (45.0, 62.0, 80.0):
+        wa, wb = well_lit_ab(L)
+        lit = float(np.hypot(wa, wb))
+        lit_hue = np.degrees(np.arctan2(wb, wa))
+        inside = np.clip(from_lab(np.array([L, wa, wb])), 0, 1)
+        assert chroma_in_good_light(inside) is not None
+        np.testing.assert_array_equal(chroma_in_good_light(inside), inside)
+        for grey_ab in ((0.0, 0.0), (3.0, -2.0), (0.3 * wa, 0.1 * wb)):
+            grey = np.clip(from_lab(np.array([L, *grey_ab])), 0, 1)
+            got = to_lab(chroma_in_good_light(grey))
+            assert abs(got[0] - to_lab(grey)[0]) < 0.3
+            assert abs(np.hypot(got[1], got[2]) - lo * lit) < 0.6
+            hue = np.degrees(np.arctan2(got[2], got[1]))
+            measured = np.degrees(np.arctan2(grey_ab[1], grey_ab[0]))
+            # the hue lies between the measured one and the well-lit skin's (all of it for a pure grey)
+            assert abs(hue - lit_hue) <= abs(measured - lit_hue) + 1.0
+            if grey_ab == (0.0, 0.0):
+                assert abs(hue - lit_hue) < 1.5
+        orange = np.clip(from_lab(np.array([L, 1.2 * hi * wa, 1.2 * hi * wb])), 0, 1)
+        o = to_lab(orange)
+        if np.hypot(o[1], o[2]) > hi * lit + 1.0:  # (in the sRGB gamut at this lightness)
+            got = to_lab(chroma_in_good_light(orange))
+            # (within the sRGB gamut's clipping of the brought-down colour)
+            assert abs(np.hypot(got[1], got[2]) - hi * lit) < 1.5 and abs(got[0] - o[0]) < 0.5
+            assert np.hypot(got[1], got[2]) < np.hypot(o[1], o[2]) - 1.0
+            assert abs(np.arctan2(got[2], got[1]) - np.arctan2(o[2], o[1])) < 0.02
+    grey = np.array([0.5, 0.5, 0.5])
+    assert chroma_in_good_light(grey, None) is grey
+    for bad in (np.array([np.nan, 0.5, 0.5]), np.zeros(4)):
+        assert chroma_in_good_light(bad) is not None and chroma_in_good_light(bad).shape == bad.shape
+
+
+def test_the_artist_draws_a_cold_cast_skin_with_the_chroma_of_skin_in_good_light():
+    """The artist's measured skin goes through the band (ArtistStyle.
+    skin_chroma_lit): a face in a photo with a cold, grey cast is drawn with
+    the band's floor of chroma, and without the band as measured."""
+    from avatarizer.artist import ArtistStyle
+    from avatarizer.artist import colour as C
+    from avatarizer.artist.photo import to_lab
+    from avatarizer.skintone import WELL_LIT_CHROMA, well_lit_ab
+
+    grey = np.array([0.55, 0.53, 0.53])
+    st = ArtistStyle()
+    L = to_lab(grey)[0]
+    lit = float(np.hypot(*well_lit_ab(L)))
+    import unittest.mock as um
+    with um.patch.object(C, "skin_colour", lambda *a, **k: grey.copy()), \
+            um.patch.object(C, "cheek_discs", lambda lm, g: []):
+        banded = C.measured_skin(st, None, None, {})
+        off = C.measured_skin(st.replace(skin_chroma_lit=None), None, None, {})
+    assert abs(np.hypot(*to_lab(banded)[1:]) - WELL_LIT_CHROMA[0] * lit) < 0.6
+    assert np.hypot(*to_lab(off)[1:]) < WELL_LIT_CHROMA[0] * lit - 3.0  # (skin_locus alone: its floor, 8)
+
+
+def test_well_lit_chroma_is_the_central_band_of_photos_exposed_as_labelled():
+    """The band behind WELL_LIT_CHROMA: percentiles of the chroma against
+    the well-lit skin's at each photo's lightness, over photos whose
+    measured L* agrees with their label's lightness only."""
+    from avatarizer.skintone import well_lit_ab
+    from avatarizer_export.skintone import well_lit_chroma
+
+    rng = np.random.default_rng(1)
+    L2 = float(lightness_of_tone(2.0))
+    ratios = rng.uniform(0.5, 1.5, 400)
+    good = []
+    for r in ratios:
+        L = L2 + rng.uniform(-2, 2)
+        good.append(from_lab(np.array([L, *(r * well_lit_ab(L))])))
+    shade = [from_lab(np.array([L2 - 25.0, 1.0, 1.0])) for _ in range(200)]  # grey and dark: not well lit
+    lo, hi = well_lit_chroma(np.clip(np.array(good + shade), 0, 1), np.full(600, 2.0))
+    assert 0.5 <= lo < 0.56 and 1.44 < hi <= 1.5
+    assert well_lit_chroma(np.array(shade), np.full(200, 2.0)) == []

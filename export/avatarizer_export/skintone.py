@@ -312,6 +312,11 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     if not len(rows_train) or not len(rows_held):
         raise ValueError("skin tone: the artist measured no skin on the training or on the held-out photos")
     rgb_t, rgb_h = np.stack([measured[j] for j in rows_train]), np.stack([measured[j] for j in rows_held])
+    # (avatarizer.skintone.WELL_LIT_CHROMA: the training photos' skin measured without that band)
+    from avatarizer.artist import ArtistStyle
+
+    raw_skin = measured_skin(al, [idx[keys[j]] for j in rows_train], style=ArtistStyle().replace(skin_chroma_lit=None))
+    unbanded = {j: raw_skin[idx[keys[j]]] for j in rows_train if idx[keys[j]] in raw_skin}
     from avatarizer.artist.photo import to_lab
     from avatarizer.skintone import MARGIN
 
@@ -335,6 +340,8 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
                           "heldout_before": {"mae_steps": round(float(np.abs(raw[orig] - y[orig]).mean()), 3)}},
         "oof_by_margin": margins, "margin": MARGIN, "anchor_L": anchor, "anchor_photos": len(two),
         "well_lit_skin_lab": well_lit_skin_lab(rgb_t, y[rows_train]),
+        "well_lit_chroma": well_lit_chroma(np.array([unbanded[j] for j in rows_train if j in unbanded]),
+                                           np.array([y[j] for j in rows_train if j in unbanded])),
         "avatar_vs_label_heldout": {"measured_skin": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held],
                                                                               None)[0]),
                                     "skin_by_tone": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held],
@@ -347,7 +354,8 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
               "labels": "labels/skin_tone_by_eye.jsonl (by eye, docs/data.md)",
               **{key: report[key] for key in ("train_photos", "k", "lambda", "heldout", "heldout_exposure_variants",
                                               "deattenuation",
-                                              "anchor_L", "anchor_photos", "well_lit_skin_lab", "margin",
+                                              "anchor_L", "anchor_photos", "well_lit_skin_lab", "well_lit_chroma",
+                                              "margin",
                                               "oof_by_margin",
                                               "avatar_vs_label_heldout")}}
     return save_added_head(model, desc, path, folder, OUTPUT, "Monk 1..10", record,
@@ -355,16 +363,17 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
                            version, report, t0, log)
 
 
-def measured_skin(al, rows) -> dict[int, np.ndarray]:
+def measured_skin(al, rows, style=None) -> dict[int, np.ndarray]:
     """``{row: sRGB in [0, 1]}``: the artist's measured skin (what the SDK
     then moves by :func:`avatarizer.skintone.skin_by_tone`) of the aligned
     photos ``rows`` of ``al`` (indices of ``al.keys``); photos where it
-    measures none are left out."""
+    measures none are left out. ``style``: the artist's
+    :class:`~avatarizer.artist.ArtistStyle` (default the SDK's)."""
     from tqdm import tqdm
 
     from avatarizer.artist import AutoArtist
 
-    artist, out = AutoArtist(), {}
+    artist, out = AutoArtist(style), {}
     for i in tqdm(rows, desc="measured skin", unit="photo"):
         _, skin = artist.fit_geometry_skin(al.landmarks[i], np.asarray(al.crops[i]), landmarks3d=al.landmarks3d[i])
         if skin is not None:
@@ -403,6 +412,32 @@ def well_lit_skin_lab(rgb: np.ndarray, tone: np.ndarray, margin: float | None = 
         if s.sum() >= WELL_LIT_MIN_PHOTOS:
             out.append([c, round(float(np.median(lab[s, 1])), 1), round(float(np.median(lab[s, 2])), 1)])
     return out
+
+
+#: :func:`well_lit_chroma`'s percentiles: the central 95% of photos exposed as labelled
+WELL_LIT_CHROMA_PERCENTILES = (2.5, 97.5)
+
+
+def well_lit_chroma(rgb: np.ndarray, tone: np.ndarray, margin: float | None = None) -> list[float]:
+    """``[lowest, highest]``: the :data:`WELL_LIT_CHROMA_PERCENTILES` of the
+    CIELAB chroma of measured skin ``rgb`` ((n, 3) sRGB in [0, 1], measured
+    without the band itself: ``ArtistStyle.skin_chroma_lit`` None) as a
+    fraction of the chroma of skin in good light at its lightness
+    (:func:`avatarizer.skintone.well_lit_ab`), over the photos whose measured L* is within
+    ``margin`` (default :data:`WELL_LIT_MARGIN`) of the lightness of their
+    labelled Monk step ``tone`` (:data:`avatarizer.skintone.WELL_LIT_CHROMA`);
+    [] without such photos."""
+    from avatarizer.artist.photo import to_lab
+    from avatarizer.skintone import lightness_of_tone, well_lit_ab
+
+    lab = np.array([to_lab(np.asarray(c, np.float64)) for c in rgb]).reshape(-1, 3)
+    tone = np.asarray(tone, np.float64).reshape(-1)
+    well = np.abs(lab[:, 0] - lightness_of_tone(tone)) <= (WELL_LIT_MARGIN if margin is None else margin)
+    if not well.any():
+        return []
+    lit = np.array([np.hypot(*well_lit_ab(L)) for L in lab[well, 0]])
+    ratio = np.hypot(lab[well, 1], lab[well, 2]) / np.maximum(lit, 1e-9)
+    return [round(float(v), 2) for v in np.percentile(ratio, WELL_LIT_CHROMA_PERCENTILES)]
 
 
 def add_parser(sub):

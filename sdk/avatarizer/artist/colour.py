@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import prior as P
 from .. import schema as S
+from ..skintone import chroma_in_good_light
 from ..landmarks import (
     BROW_OUTLINE,
     FOREHEAD_PATCH,
@@ -227,13 +228,18 @@ NECK = 0.9
 def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
     """:func:`skin_colour` on the upper-cheek discs (kept in
     ``g["cheek_discs"]``), moved onto the skin locus (:func:`skin_locus`: no
-    colour cast; otherwise as sampled, no colour gain); None when the photo
+    colour cast), then its chroma into the band of skin in good light at its
+    lightness (``st.skin_chroma_lit``,
+    :func:`avatarizer.skintone.chroma_in_good_light`: not grey, not orange);
+    otherwise as sampled, no colour gain; None when the photo
     shows no skin there. ``g["cheeks_covered"]``: the cheeks showed no skin
     (a face mask) and the forehead and nose were read instead."""
     discs = cheek_discs(lm, g)
     g["cheek_discs"] = discs
     skin = skin_colour(st, photo, lm, discs, info=g)
-    return None if skin is None else clip(skin_locus(st, clip(skin, 0, 1)), 0, 1)
+    if skin is None:
+        return None
+    return clip(chroma_in_good_light(clip(skin_locus(st, clip(skin, 0, 1)), 0, 1), st.skin_chroma_lit), 0, 1)
 
 
 #: the lip features whose colours :func:`lip_colours` sets

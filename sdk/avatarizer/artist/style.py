@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ..checks import is_real
+from ..skintone import WELL_LIT_CHROMA
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,13 @@ class ArtistStyle:
             training photos: 5th-95th percentile 16-68 degrees.
         skin_chroma: (from, to) CIELAB chroma of skin; a grey (a
             black-and-white photo) gets the lower bound at the middle hue.
+        skin_chroma_lit: (from, to) the skin's chroma as a fraction of
+            that of skin in good light at its lightness
+            (:func:`avatarizer.skintone.chroma_in_good_light`, default
+            :data:`avatarizer.skintone.WELL_LIT_CHROMA`): a skin outside
+            it (grey or ash under a cold white balance, orange under a
+            warm lamp) is moved to its edge after ``skin_hue`` and
+            ``skin_chroma``; None leaves the chroma as measured.
         color_gain: hair, lip, iris, brow and facial-hair colours are pushed
             away from their grey by this factor (1 = as sampled; >1 gives
             livelier flat colours). Skin always stays as sampled.
@@ -136,6 +144,7 @@ class ArtistStyle:
     lit_side: tuple = (3.0, 10.0)
     skin_hue: tuple = (20.0, 70.0)
     skin_chroma: tuple = (8.0, 45.0)
+    skin_chroma_lit: tuple | None = WELL_LIT_CHROMA
     color_gain: float = 1.08
     sclera: tuple = (0.97, 0.96, 0.94)
     teeth: tuple = (0.96, 0.95, 0.90)
