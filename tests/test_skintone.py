@@ -190,6 +190,10 @@ def test_export_adds_the_head_and_leaves_every_other_output(tmp_path, monkeypatc
     rep, again, tone, desc = fit_head_twice(T, folder, tmp_path, others, A.to_input128(crops[:8]).numpy(), "skin_tone")
     assert np.corrcoef(tone, level[:8])[0, 1] < -0.8  # brighter stand-ins were labelled lighter
     assert desc["skin_tone"]["heldout"] == again["heldout"]
+    # the chroma band is read from the skin measured without it, and recorded with the head
+    band = rep["well_lit_chroma"]
+    assert band == [] or (len(band) == 2 and 0.0 <= band[0] <= band[1]), band
+    assert desc["skin_tone"]["well_lit_chroma"] == band
 
 
 def test_held_out_labels_do_not_change_the_training_rows():
@@ -513,6 +517,11 @@ def test_chroma_in_good_light_moves_grey_and_orange_skin_into_the_band():
             assert abs(hue - lit_hue) <= abs(measured - lit_hue) + 1.0
             if grey_ab == (0.0, 0.0):
                 assert abs(hue - lit_hue) < 1.5
+            else:  # in proportion to the chroma it lacked: its own hue weighs its share of the floor
+                w = np.hypot(*to_lab(grey)[1:]) / (lo * lit)
+                own = np.arctan2(to_lab(grey)[2], to_lab(grey)[1])
+                v = w * np.array([np.cos(own), np.sin(own)]) + (1 - w) * np.array([wa, wb]) / lit
+                assert abs(hue - np.degrees(np.arctan2(v[1], v[0]))) < 1.0
         orange = np.clip(from_lab(np.array([L, 1.2 * hi * wa, 1.2 * hi * wb])), 0, 1)
         o = to_lab(orange)
         if np.hypot(o[1], o[2]) > hi * lit + 1.0:  # (in the sRGB gamut at this lightness)
@@ -524,7 +533,20 @@ def test_chroma_in_good_light_moves_grey_and_orange_skin_into_the_band():
     grey = np.array([0.5, 0.5, 0.5])
     assert chroma_in_good_light(grey, None) is grey
     for bad in (np.array([np.nan, 0.5, 0.5]), np.zeros(4)):
-        assert chroma_in_good_light(bad) is not None and chroma_in_good_light(bad).shape == bad.shape
+        assert chroma_in_good_light(bad) is bad
+    # where sRGB has no such colour (near black or white) the chroma stops at the gamut's edge: the
+    # lightness does not move (from_lab's clipping turned black dark red, L* 0 -> 2)
+    for c in ((0.0, 0.0, 0.0), (0.03, 0.03, 0.03), (1.0, 1.0, 1.0), (0.98, 0.97, 0.97)):
+        c = np.array(c)
+        got = to_lab(chroma_in_good_light(c))
+        assert abs(got[0] - to_lab(c)[0]) < 0.3, (c, got)
+    # a cast exactly opposite the well-lit hue at half the floor tells nothing: the well-lit hue
+    L = 70.0
+    wa, wb = well_lit_ab(L)
+    lit = float(np.hypot(wa, wb))
+    opposite = np.clip(from_lab(np.array([L, -0.5 * lo * wa, -0.5 * lo * wb])), 0, 1)
+    got = to_lab(chroma_in_good_light(opposite))
+    assert abs(np.degrees(np.arctan2(got[2], got[1]) - np.arctan2(wb, wa))) < 3.0
 
 
 def test_the_artist_draws_a_cold_cast_skin_with_the_chroma_of_skin_in_good_light():
@@ -565,5 +587,21 @@ def test_well_lit_chroma_is_the_central_band_of_photos_exposed_as_labelled():
         good.append(from_lab(np.array([L, *(r * well_lit_ab(L))])))
     shade = [from_lab(np.array([L2 - 25.0, 1.0, 1.0])) for _ in range(200)]  # grey and dark: not well lit
     lo, hi = well_lit_chroma(np.clip(np.array(good + shade), 0, 1), np.full(600, 2.0))
-    assert 0.5 <= lo < 0.56 and 1.44 < hi <= 1.5
+    want = np.percentile(ratios, (2.5, 97.5))
+    assert abs(lo - want[0]) < 0.015 and abs(hi - want[1]) < 0.015
     assert well_lit_chroma(np.array(shade), np.full(200, 2.0)) == []
+
+
+@pytest.mark.parametrize("band", [(2.0, 1.0), (float("nan"), 1.0), (0.5,), "ab", (0.5, float("inf")), (-0.1, 1.0),
+                                  (True, 1.0)])
+def test_artist_style_refuses_a_chroma_band_it_cannot_draw(band):
+    """A band that is not two finite numbers with 0 <= lowest <= highest
+    would draw NaN or doubled skin: refused when the style is made."""
+    from avatarizer.artist import ArtistStyle
+
+    with pytest.raises(ValueError, match="skin_chroma_lit"):
+        ArtistStyle(skin_chroma_lit=band)
+    with pytest.raises(ValueError, match="skin_chroma_lit"):
+        ArtistStyle().replace(skin_chroma_lit=band)
+    assert ArtistStyle(skin_chroma_lit=None).skin_chroma_lit is None
+    assert ArtistStyle(skin_chroma_lit=(0.4, 1.8)).skin_chroma_lit == (0.4, 1.8)

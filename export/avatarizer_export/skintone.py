@@ -305,18 +305,21 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     # what the SDK draws: the artist's measured skin moved into the band around the estimate
     idx = {key: i for i, key in enumerate(al.keys)}
     first = np.flatnonzero(variant == 0)
-    by_row = measured_skin(al, [idx[keys[j]] for j in first])
-    measured = {j: by_row[idx[keys[j]]] for j in first if idx[keys[j]] in by_row}
+    # measured once without the chroma band (what WELL_LIT_SKIN_LAB and WELL_LIT_CHROMA are read from), the
+    # band then applied as the artist's last step does (ArtistStyle.skin_chroma_lit)
+    from avatarizer.artist import ArtistStyle
+    from avatarizer.skintone import chroma_in_good_light
+
+    band = ArtistStyle().skin_chroma_lit
+    by_row = measured_skin(al, [idx[keys[j]] for j in first], style=ArtistStyle().replace(skin_chroma_lit=None))
+    unbanded = {j: by_row[idx[keys[j]]] for j in first if idx[keys[j]] in by_row}
+    measured = {j: np.clip(chroma_in_good_light(c, band), 0.0, 1.0) for j, c in unbanded.items()}
     rows_train = np.array([j for j in first if not held[j] and j in measured])
     rows_held = np.array([j for j in first if held[j] and j in measured])
     if not len(rows_train) or not len(rows_held):
         raise ValueError("skin tone: the artist measured no skin on the training or on the held-out photos")
     rgb_t, rgb_h = np.stack([measured[j] for j in rows_train]), np.stack([measured[j] for j in rows_held])
-    # (avatarizer.skintone.WELL_LIT_CHROMA: the training photos' skin measured without that band)
-    from avatarizer.artist import ArtistStyle
-
-    raw_skin = measured_skin(al, [idx[keys[j]] for j in rows_train], style=ArtistStyle().replace(skin_chroma_lit=None))
-    unbanded = {j: raw_skin[idx[keys[j]]] for j in rows_train if idx[keys[j]] in raw_skin}
+    unbanded_t = np.stack([unbanded[j] for j in rows_train])
     from avatarizer.artist.photo import to_lab
     from avatarizer.skintone import MARGIN
 
@@ -339,9 +342,8 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
                                                    "after": step_bias(pred[orig], y[orig])},
                           "heldout_before": {"mae_steps": round(float(np.abs(raw[orig] - y[orig]).mean()), 3)}},
         "oof_by_margin": margins, "margin": MARGIN, "anchor_L": anchor, "anchor_photos": len(two),
-        "well_lit_skin_lab": well_lit_skin_lab(rgb_t, y[rows_train]),
-        "well_lit_chroma": well_lit_chroma(np.array([unbanded[j] for j in rows_train if j in unbanded]),
-                                           np.array([y[j] for j in rows_train if j in unbanded])),
+        "well_lit_skin_lab": well_lit_skin_lab(unbanded_t, y[rows_train]),
+        "well_lit_chroma": well_lit_chroma(unbanded_t, y[rows_train]),
         "avatar_vs_label_heldout": {"measured_skin": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held],
                                                                               None)[0]),
                                     "skin_by_tone": dl_summary(_avatar_error(rgb_h, pred[rows_held], y[rows_held],

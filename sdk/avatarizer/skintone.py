@@ -128,10 +128,12 @@ def chroma_in_good_light(rgb, band=WELL_LIT_CHROMA) -> np.ndarray:
     :data:`WELL_LIT_CHROMA`) at the same lightness. Raised to the band's
     floor, its hue moves toward the well-lit skin's in proportion to the
     chroma it lacked (a grey has no hue of its own; a faint cast's hue
-    tells little); lowered to the band's ceiling, its hue is kept.
-    ``rgb`` itself (the same object) when already in the band, when it is
-    not one finite colour, or when ``band`` is None."""
-    from .artist.photo import from_lab, to_lab
+    tells little); lowered to the band's ceiling, its hue is kept. Where
+    sRGB has no colour of that lightness, hue and chroma (near black or
+    white), the chroma stops at the gamut's edge (:func:`_in_gamut`).
+    ``rgb`` as a float64 array, unchanged, when already in the band, when
+    it is not one finite colour, or when ``band`` is None."""
+    from .artist.photo import to_lab
 
     rgb = np.asarray(rgb, np.float64)
     if band is None or rgb.shape != (3,) or not np.isfinite(rgb).all():
@@ -144,14 +146,32 @@ def chroma_in_good_light(rgb, band=WELL_LIT_CHROMA) -> np.ndarray:
     if lo * lit <= chroma <= hi * lit:
         return rgb
     if chroma > hi * lit:
-        new_c, hue = hi * lit, float(np.arctan2(b, a))
-    else:
-        new_c = lo * lit
-        w = chroma / max(new_c, 1e-9)  # how much of its hue the colour has to tell
-        # the hues blended as unit vectors (no wrap-around at +-180 degrees)
-        v = w * np.array([a, b]) / max(chroma, 1e-9) + (1.0 - w) * np.array([wa, wb]) / max(lit, 1e-9)
-        hue = float(np.arctan2(v[1], v[0]))
-    return np.clip(from_lab(np.array([L, new_c * np.cos(hue), new_c * np.sin(hue)])), 0.0, 1.0)
+        return _in_gamut(L, hi * lit, float(np.arctan2(b, a)), chroma)
+    w = chroma / max(lo * lit, 1e-9)  # how much of its hue the colour has to tell
+    # the hues blended as unit vectors (no wrap-around at +-180 degrees); a cast opposite the
+    # well-lit hue that cancels it out tells nothing: the well-lit hue
+    v = w * np.array([a, b]) / max(chroma, 1e-9) + (1.0 - w) * np.array([wa, wb]) / max(lit, 1e-9)
+    hue = float(np.arctan2(v[1], v[0])) if np.hypot(*v) > 1e-3 else float(np.arctan2(wb, wa))
+    return _in_gamut(L, lo * lit, hue, 0.0)
+
+
+def _in_gamut(L: float, chroma: float, hue: float, fallback: float) -> np.ndarray:
+    """sRGB in [0, 1] of CIELAB lightness ``L``, hue angle ``hue``
+    (radians) and ``chroma``, or, where sRGB has no such colour, of the
+    largest chroma it has there (bisected down to ``fallback``, itself a
+    chroma sRGB has at ``L`` and ``hue``, within 0.05)."""
+    from .artist.photo import from_lab, in_srgb_gamut
+
+    def lab_of(c):
+        return np.array([L, c * np.cos(hue), c * np.sin(hue)])
+
+    if not in_srgb_gamut(lab_of(chroma)):
+        lo, hi = min(fallback, chroma), chroma
+        while hi - lo > 0.05:
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if in_srgb_gamut(lab_of(mid)) else (lo, mid)
+        chroma = lo
+    return np.clip(from_lab(lab_of(chroma)), 0.0, 1.0)
 
 
 def _readable(rgb, tone) -> tuple[np.ndarray, float | None]:

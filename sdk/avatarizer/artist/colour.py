@@ -5,7 +5,6 @@ import numpy as np
 
 from .. import prior as P
 from .. import schema as S
-from ..skintone import chroma_in_good_light
 from ..landmarks import (
     BROW_OUTLINE,
     FOREHEAD_PATCH,
@@ -13,6 +12,7 @@ from ..landmarks import (
     LIPS_OUTER,
     NOSE_PATCH,
 )
+from ..skintone import chroma_in_good_light
 from .geometry import cheek_discs
 from .photo import (
     landmark_index,

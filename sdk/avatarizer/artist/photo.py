@@ -224,14 +224,26 @@ def to_lab(rgb) -> np.ndarray:
 _XYZ2RGB = np.linalg.inv(_RGB2XYZ)
 
 
-def from_lab(lab) -> np.ndarray:
-    """The inverse of :func:`to_lab`: float sRGB in [0, 1] (clipped) of CIE
-    L*a*b* (D65) values, any leading shape."""
+def _lab_to_linear(lab) -> np.ndarray:
     lab = np.asarray(lab, np.float64)
     fy = (lab[..., 0] + 16.0) / 116.0
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], -1)
     xyz = np.where(f > 0.206893, f ** 3, (f - 16.0 / 116.0) / 7.787)
-    return linear_to_srgb(clip(xyz @ _XYZ2RGB.T, 0.0, 1.0))
+    return xyz @ _XYZ2RGB.T
+
+
+def from_lab(lab) -> np.ndarray:
+    """The inverse of :func:`to_lab`: float sRGB in [0, 1] (clipped) of CIE
+    L*a*b* (D65) values, any leading shape."""
+    return linear_to_srgb(clip(_lab_to_linear(lab), 0.0, 1.0))
+
+
+def in_srgb_gamut(lab, tol: float = 1e-6) -> bool:
+    """Whether sRGB has the one CIE L*a*b* (D65) colour ``lab`` (its linear
+    channels within [0, 1], ``tol`` either side): :func:`from_lab` clips the
+    rest, which moves their lightness and hue."""
+    rgb = _lab_to_linear(lab)
+    return bool(((rgb >= -tol) & (rgb <= 1.0 + tol)).all())
 
 
 def crop_valid_mask(face, size: int) -> np.ndarray:
