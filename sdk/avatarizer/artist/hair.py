@@ -276,6 +276,40 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     return style, volume, info
 
 
+#: the family drawn in place of a short one where the tight crops' hair-length
+#: network reads a tight crop's hair long (:func:`tight_crop_long`): the
+#: silhouette cannot see hair hanging below a crop that ends beside the cheeks
+#: and under the chin (UTKFace's chips: the artist drew all 289 long-haired
+#: held-out people labelled by eye short, session 47). Bald and receding
+#: tops keep theirs (the bald detector's evidence), as do the long families.
+TIGHT_LONG = {"short": "long", "fringe": "long", "buzz": "long", "afro": "curly"}
+
+
+def tight_crop_long(st, lm, photo: Photo) -> tuple[float, float] | None:
+    """(P(long hair), its long gate) of the tight crops' hair-length network
+    (:mod:`avatarizer.hairlength`, the one the hybrid reads there) on the
+    aligned crop seen at 128 px, where the crop shows too little beside the
+    face for the silhouette (:func:`avatarizer.hair.sides_observed` false);
+    None elsewhere, with ``st.tight_hair_length`` off, without the
+    network's files (or a long gate), or for a reading that is not finite."""
+    if not st.tight_hair_length:
+        return None
+    from .. import hair as HR
+    from .. import hairlength
+    from ..regionnet import CROP
+
+    if HR.sides_observed(photo.valid, lm):
+        return None
+    net = hairlength.load_tight()
+    if net is None or net.gates is None or net.gates[0] is None:
+        return None
+    img = np.clip(photo.rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if img.shape[0] != CROP:
+        img = cv2.resize(img, (CROP, CROP), interpolation=cv2.INTER_AREA)
+    p = net.probabilities(img)["hair_long"]
+    return (float(p), float(net.gates[0])) if np.isfinite(p) else None
+
+
 def reads_receding(hm) -> bool:
     """Whether the hand-set rule reads a receding hairline (with a fitted
     bald detector): the top of the head skin-coloured and smooth above the
@@ -346,6 +380,13 @@ def hair(st, p, lm, g, photo: Photo, col):
     col["hair"] = hair
     g["hair_known"] = hm["hair_known"]
     fam, volume, info = hair_style(st, lm, g, hm, photo)
+    if fam in TIGHT_LONG:
+        read = tight_crop_long(st, lm, photo)
+        if read is not None:
+            info["tight_long"] = read[0]
+            if read[0] >= read[1]:
+                fam = TIGHT_LONG[fam]
+                info["length_by"] = HR.TIGHT_LENGTH_BY
     part = part_side(hm, g)
     back, front, curl, layers = P.hairstyle_contours(p, fam, CentralRng(choice=part),
                                                      volume=volume * st.hair_volume)

@@ -108,6 +108,12 @@ class ArtistStyle:
         detect_glasses, detect_beard, detect_headwear: run the detectors
             (logistic models over measured cues, thresholds chosen for
             precision); off keeps them at "none".
+        tight_hair_length: where the crop shows too little beside the face
+            for the silhouette to see how far the hair hangs (a crop as
+            tight as UTKFace's chips), read the length with the tight
+            crops' hair-length network (:mod:`avatarizer.hairlength`) and
+            draw a long family where it reads long; off (or without its
+            files) the silhouette alone decides.
         crop_size: crop size :meth:`AutoArtist.fit` samples the photo at.
     """
 
@@ -153,12 +159,18 @@ class ArtistStyle:
     detect_glasses: bool = True
     detect_beard: bool = True
     detect_headwear: bool = True
+    tight_hair_length: bool = True
     crop_size: int = 192
 
     def __post_init__(self):
         e = self.exaggeration
         if not is_real(e) or not 0.5 <= float(e) <= 2.0:
             raise ValueError(f"exaggeration must be a number in [0.5, 2], got {e!r}")
+        band = self.skin_chroma_lit
+        if band is not None and not (isinstance(band, (tuple, list)) and len(band) == 2
+                                     and all(is_real(v) for v in band) and 0.0 <= float(band[0]) <= float(band[1])):
+            raise ValueError(f"skin_chroma_lit must be None or (lowest, highest): two numbers with "
+                             f"0 <= lowest <= highest, got {band!r:.60}")
 
     def replace(self, **changes) -> "ArtistStyle":
         """A copy with some fields changed."""
