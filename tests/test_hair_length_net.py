@@ -297,6 +297,11 @@ def test_the_artist_draws_a_tight_crop_long_where_the_network_reads_it_long(samp
     long_read, shown = _artist_family(chip, monkeypatch, _FakeTightNetwork(0.9))
     assert long_read == AH.TIGHT_LONG[silhouette] and long_read != silhouette
     assert len(shown) == 1 and shown[0].shape == (RN.CROP, RN.CROP, 3) and shown[0].dtype == np.uint8
+    # the crop the hybrid reads (the aligned 128-px crop, RGB, 0-255): the artist's is the same picture
+    with FaceAligner() as al:
+        aligned = al.align(chip)
+    assert np.abs(shown[0].astype(float) - aligned.crop(RN.CROP)[..., :3].astype(float)).mean() < 3.0
+    assert _artist_family(chip, monkeypatch, _FakeTightNetwork(0.5, gates=(0.5, 0.4)))[0] == long_read  # (at it)
     assert _artist_family(chip, monkeypatch, _FakeTightNetwork(0.2))[0] == silhouette
     assert _artist_family(chip, monkeypatch, _FakeTightNetwork(0.5, gates=(0.6, 0.4)))[0] == silhouette
     assert _artist_family(chip, monkeypatch, _FakeTightNetwork(float("nan")))[0] == silhouette

@@ -605,3 +605,8 @@ def test_artist_style_refuses_a_chroma_band_it_cannot_draw(band):
         ArtistStyle().replace(skin_chroma_lit=band)
     assert ArtistStyle(skin_chroma_lit=None).skin_chroma_lit is None
     assert ArtistStyle(skin_chroma_lit=(0.4, 1.8)).skin_chroma_lit == (0.4, 1.8)
+    # any two numbers, kept as a tuple of floats: the style stays hashable and unchangeable
+    for given in ([0.4, 1.8], np.array([0.4, 1.8]), (np.float32(0.5), 2)):
+        st = ArtistStyle().replace(skin_chroma_lit=given)
+        assert isinstance(st.skin_chroma_lit, tuple) and all(type(v) is float for v in st.skin_chroma_lit)
+        assert hash(st) == hash(ArtistStyle().replace(skin_chroma_lit=tuple(float(v) for v in given)))

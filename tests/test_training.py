@@ -929,3 +929,34 @@ def test_a_decided_commit_is_kept_while_another_run_holds_its_other_folder(tmp_p
     assert staging.recover([models, data], log=lambda msg: None) == [models]
     assert (models / "attributes-int8.onnx").read_bytes() == b"new H"
     assert json.loads((data / "glasses_fusion.json").read_text()) == {"attributes_version": "2"}
+
+
+def test_artist_key_follows_the_region_networks_the_artist_reads(tmp_path, monkeypatch):
+    """The tight crops' hair-length network and the facial-hair network
+    decide some of the artist's drawing (session 47): a refit (another ONNX
+    file's checksum, other thresholds or gates) changes the key and so
+    rebuilds the pairs; a new report or time does not; a missing file is a
+    key of its own."""
+    import json
+    import shutil
+
+    from avatarizer import facialhair, hairlength
+    from avatarizer import regionnet as RN
+
+    for spec in (hairlength.SPEC_TIGHT, facialhair.SPEC):
+        if not (RN.DATA / spec.json_name).is_file():
+            pytest.skip("the region networks are not installed here")
+        shutil.copy(RN.DATA / spec.json_name, tmp_path / spec.json_name)
+    monkeypatch.setattr(RN, "DATA", tmp_path)
+    base = D.artist_key()["networks"]
+    path = tmp_path / facialhair.SPEC.json_name
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "report": {"other": 1}, "seconds": 1.0}))
+    assert D.artist_key()["networks"] == base
+    doc["thresholds"]["beard"]["draw"] = 0.5
+    path.write_text(json.dumps(doc))
+    assert D.artist_key()["networks"] != base
+    (tmp_path / hairlength.SPEC_TIGHT.json_name).unlink()
+    path.unlink()
+    missing = D.artist_key()["networks"]
+    assert missing != base and missing == D.artist_key()["networks"]

@@ -58,8 +58,10 @@ def stage_key(cache: Path | None, stage: str) -> str:
 
 #: the SDK modules besides ``avatarizer/artist/`` whose code the artist's
 #: drawing runs (its hair colour classes, the hairstyle and feature priors,
-#: the landmark tables and mean face, the parameter layout, the hat's kind and place)
-ARTIST_MODULES = ("hair.py", "headwear.py", "prior.py", "landmarks.py", "schema.py")
+#: the landmark tables and mean face, the parameter layout, the hat's kind and place,
+#: the skin's chroma band, the region networks it reads: the tight crops' hair length, the facial hair)
+ARTIST_MODULES = ("hair.py", "headwear.py", "prior.py", "landmarks.py", "schema.py", "skintone.py",
+                  "regionnet.py", "hairlength.py", "facialhair.py")
 #: the fields of ``artist_detectors.json``'s detectors the artist does not
 #: read: reports, and the grey-hair age prior (the SDK's, with H's age)
 _NOT_DRAWN_WITH = ("age_prior", "cv_recall", "cv_balanced_accuracy", "cv_gate_balanced_plain",
@@ -110,7 +112,31 @@ def artist_key() -> dict:
         except (ValueError, RecursionError):
             drawn = "unreadable"
         h_hats = hashlib.sha256(json.dumps(drawn, sort_keys=True).encode()).hexdigest()[:16]
-    return {"source": artist_source_key(), "detectors": h_det, "mean_face": h_mean, "hat_kinds": h_hats}
+    return {"source": artist_source_key(), "detectors": h_det, "mean_face": h_mean, "hat_kinds": h_hats,
+            "networks": artist_networks_key()}
+
+
+def artist_networks_key() -> str:
+    """The region networks the artist reads where their files are there (the
+    tight crops' hair length, the facial hair; session 47): each JSON
+    without its report and time (the ONNX file's SHA-256, the thresholds
+    and gates are in it), SHA-256, 16 hex digits; a missing or unreadable
+    file counts as such."""
+    from avatarizer import facialhair, hairlength
+    from avatarizer import regionnet as RN
+
+    h = hashlib.sha256()
+    for spec in (hairlength.SPEC_TIGHT, facialhair.SPEC):
+        path = RN.DATA / spec.json_name
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            drawn = {k: v for k, v in doc.items() if k not in ("report", "seconds")} if isinstance(doc, dict) else doc
+        except FileNotFoundError:
+            drawn = "missing"
+        except (OSError, ValueError, RecursionError):
+            drawn = "unreadable"
+        h.update(json.dumps([spec.json_name, drawn], sort_keys=True).encode())
+    return h.hexdigest()[:16]
 
 
 def _write_meta(path: Path, meta: dict):

@@ -152,14 +152,14 @@ def chroma_in_good_light(rgb, band=WELL_LIT_CHROMA) -> np.ndarray:
     # well-lit hue that cancels it out tells nothing: the well-lit hue
     v = w * np.array([a, b]) / max(chroma, 1e-9) + (1.0 - w) * np.array([wa, wb]) / max(lit, 1e-9)
     hue = float(np.arctan2(v[1], v[0])) if np.hypot(*v) > 1e-3 else float(np.arctan2(wb, wa))
-    return _in_gamut(L, lo * lit, hue, 0.0)
+    return _in_gamut(L, lo * lit, hue, chroma)  # (never greyer than it was, where sRGB has that)
 
 
 def _in_gamut(L: float, chroma: float, hue: float, fallback: float) -> np.ndarray:
     """sRGB in [0, 1] of CIELAB lightness ``L``, hue angle ``hue``
     (radians) and ``chroma``, or, where sRGB has no such colour, of the
-    largest chroma it has there (bisected down to ``fallback``, itself a
-    chroma sRGB has at ``L`` and ``hue``, within 0.05)."""
+    largest chroma it has there (bisected down to ``fallback`` where sRGB
+    has that chroma at ``L`` and ``hue``, else to 0; within 0.05)."""
     from .artist.photo import from_lab, in_srgb_gamut
 
     def lab_of(c):
@@ -167,6 +167,8 @@ def _in_gamut(L: float, chroma: float, hue: float, fallback: float) -> np.ndarra
 
     if not in_srgb_gamut(lab_of(chroma)):
         lo, hi = min(fallback, chroma), chroma
+        if not in_srgb_gamut(lab_of(lo)):
+            lo = 0.0
         while hi - lo > 0.05:
             mid = 0.5 * (lo + hi)
             lo, hi = (mid, hi) if in_srgb_gamut(lab_of(mid)) else (lo, mid)

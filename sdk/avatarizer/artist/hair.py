@@ -283,6 +283,9 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
 #: held-out people labelled by eye short, session 47). Bald and receding
 #: tops keep theirs (the bald detector's evidence), as do the long families.
 TIGHT_LONG = {"short": "long", "fringe": "long", "buzz": "long", "afro": "curly"}
+#: ... drawn with at least this volume (the silhouette's volume without measured extra hair: on
+#: UTKFace's chips the silhouette reads too little of the skull and gives 0, a thin top)
+TIGHT_LONG_VOLUME = 0.5
 
 
 def tight_crop_long(st, lm, photo: Photo) -> tuple[float, float] | None:
@@ -296,17 +299,13 @@ def tight_crop_long(st, lm, photo: Photo) -> tuple[float, float] | None:
         return None
     from .. import hair as HR
     from .. import hairlength
-    from ..regionnet import CROP
 
     if HR.sides_observed(photo.valid, lm):
         return None
     net = hairlength.load_tight()
     if net is None or net.gates is None or net.gates[0] is None:
         return None
-    img = np.clip(photo.rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if img.shape[0] != CROP:
-        img = cv2.resize(img, (CROP, CROP), interpolation=cv2.INTER_AREA)
-    p = net.probabilities(img)["hair_long"]
+    p = net.probabilities(photo.network_crop())["hair_long"]
     return (float(p), float(net.gates[0])) if np.isfinite(p) else None
 
 
@@ -385,7 +384,7 @@ def hair(st, p, lm, g, photo: Photo, col):
         if read is not None:
             info["tight_long"] = read[0]
             if read[0] >= read[1]:
-                fam = TIGHT_LONG[fam]
+                fam, volume = TIGHT_LONG[fam], max(volume, TIGHT_LONG_VOLUME)
                 info["length_by"] = HR.TIGHT_LENGTH_BY
     part = part_side(hm, g)
     back, front, curl, layers = P.hairstyle_contours(p, fam, CentralRng(choice=part),

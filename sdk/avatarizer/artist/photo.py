@@ -327,12 +327,26 @@ class Photo:
 
     _hp: np.ndarray | None = None
     _vf: np.ndarray | None = None
+    _net_crop: np.ndarray | None = None
     #: region() of single discs already asked for (this photo's own: the cheek
     #: discs are read for the skin colour and again for the light direction)
     _disc_regions: dict = field(default_factory=dict)
     #: (6, 2) quadratic map from the drawn (frontal) face's canonical
     #: coordinates to the photo's; None = the identity (no head pose taken out)
     warp: np.ndarray | None = None
+
+    def network_crop(self) -> np.ndarray:
+        """The crop as the region networks read it (:mod:`avatarizer.regionnet`:
+        an aligned uint8 RGB crop of :data:`avatarizer.regionnet.CROP` px, area-resampled
+        from this one), made once."""
+        if self._net_crop is None:
+            from ..regionnet import CROP
+
+            img = np.clip(self.rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            if img.shape[0] != CROP:
+                img = cv2.resize(img, (CROP, CROP), interpolation=cv2.INTER_AREA)
+            self._net_crop = img
+        return self._net_crop
 
     def to_img(self, xy) -> np.ndarray:
         """Canonical points of the drawn (frontal) face → where that point

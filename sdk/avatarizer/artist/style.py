@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 from ..checks import is_real
 from ..skintone import WELL_LIT_CHROMA
 
@@ -114,6 +116,10 @@ class ArtistStyle:
             crops' hair-length network (:mod:`avatarizer.hairlength`) and
             draw a long family where it reads long; off (or without its
             files) the silhouette alone decides.
+        facial_hair_network: decide the beard and the moustache with the
+            facial-hair network (:mod:`avatarizer.facialhair`, the one the
+            hybrid decides with) where its files are there; off, the
+            detector over measured cues decides (``detect_beard``).
         crop_size: crop size :meth:`AutoArtist.fit` samples the photo at.
     """
 
@@ -160,6 +166,7 @@ class ArtistStyle:
     detect_beard: bool = True
     detect_headwear: bool = True
     tight_hair_length: bool = True
+    facial_hair_network: bool = True
     crop_size: int = 192
 
     def __post_init__(self):
@@ -167,10 +174,18 @@ class ArtistStyle:
         if not is_real(e) or not 0.5 <= float(e) <= 2.0:
             raise ValueError(f"exaggeration must be a number in [0.5, 2], got {e!r}")
         band = self.skin_chroma_lit
-        if band is not None and not (isinstance(band, (tuple, list)) and len(band) == 2
-                                     and all(is_real(v) for v in band) and 0.0 <= float(band[0]) <= float(band[1])):
-            raise ValueError(f"skin_chroma_lit must be None or (lowest, highest): two numbers with "
-                             f"0 <= lowest <= highest, got {band!r:.60}")
+        if band is not None:
+            try:
+                pair = [v.item() if isinstance(v, np.generic) else v for v in band] \
+                    if not isinstance(band, (str, bytes)) else None
+            except TypeError:  # (not a sequence)
+                pair = None
+            if pair is None or len(pair) != 2 or not all(is_real(v) for v in pair) \
+                    or not 0.0 <= float(pair[0]) <= float(pair[1]):
+                raise ValueError(f"skin_chroma_lit must be None or (lowest, highest): two numbers with "
+                                 f"0 <= lowest <= highest, got {band!r:.60}")
+            # stored as a tuple of floats: the style stays hashable and cannot change after this check
+            object.__setattr__(self, "skin_chroma_lit", (float(pair[0]), float(pair[1])))
 
     def replace(self, **changes) -> "ArtistStyle":
         """A copy with some fields changed."""
