@@ -530,14 +530,25 @@ def test_the_artists_beard_is_not_added_on_a_child_or_a_face_h_reads_as_a_womans
     assert not HR.add_artist_beard(attrs(35.0, 0.9), never, age=6.0)["drawn"]["beard"]
 
 
-def test_the_artist_draws_no_beard_on_a_young_childs_chin():
+@pytest.mark.parametrize("network", [False, True], ids=["detector", "network"])
+def test_the_artist_draws_no_beard_on_a_young_childs_chin(network, monkeypatch):
     """The auto-artist's facial hair is not drawn under NO_FACIAL_HAIR_AGE of
     its own age estimate: a UTKFace baby whose chin its detector read as a
     beard (drawn grey before, session 25; since session 37's refit the
     detector reads it under its threshold, so here it is made to read one)
-    has none; a bearded man's stays."""
+    has none; a bearded man's stays. The same where the facial-hair network
+    decides (session 47; here made to read a beard and a moustache at 0.99)."""
     from avatarizer import Avatarizer, imageio
     from avatarizer.artist import accessories as AC
+
+    class Sure:  # the facial-hair network, made to read both on every face
+        thresholds = {"beard": {"draw": 0.8}, "moustache": {"draw": 0.8}}
+
+        def probabilities(self, crop):
+            seen["network"] = True
+            return {"beard": 0.99, "moustache": 0.99}
+
+    monkeypatch.setattr("avatarizer.facialhair.load", lambda folder=None: Sure() if network else None)
 
     baby = need_shared("data", "faces", "utkface200", "1_1_1_20170109194548732.jpg.chip.jpg")
     man = need_shared("data", "faces", "ffhq128-labelled", "69031.jpg")
@@ -560,8 +571,10 @@ def test_the_artist_draws_no_beard_on_a_young_childs_chin():
     with Avatarizer(estimator="artist") as av:
         try:
             AC.age_estimate, AC.facial_hair_evidence = spy, reads_a_beard
-            assert av.from_frame(imageio.load_image(baby)).params[beard] == 0.0
+            got = av.from_frame(imageio.load_image(baby)).params
+            assert got[beard] == 0.0 and got[S.index("moustache.w1")] == 0.0
             assert seen["read"] and seen["ages"] and max(seen["ages"]) < AC.NO_FACIAL_HAIR_AGE
+            assert seen.get("network", False) == network
         finally:
             AC.age_estimate, AC.facial_hair_evidence = real_age, real_evidence
         assert av.from_frame(imageio.load_image(man)).params[beard] > 0.5

@@ -739,9 +739,10 @@ def test_a_detector_of_other_cues_leaves_the_rule_in_charge(astronaut, monkeypat
     old = {"mean": [0.0] * 12, "scale": [1.0] * 12, "W": [[0.0] * 12, [0.0] * 12], "b": [0.0, 9.0],
            "thresholds": {"yes": 0.5}}
     monkeypatch.setattr(A, "detectors", lambda: {"beard": old, "moustache": old})
-    _, g = AutoArtist(ArtistStyle())._fit(astronaut.canonical, astronaut.crop(192), None,
-                                          crop_valid_mask(astronaut, 192), astronaut.landmarks)
-    assert g["beard_prob"] == (None, None)
+    # (the facial-hair network, where its files are there, decides in place of both: off here)
+    _, g = AutoArtist(ArtistStyle(facial_hair_network=False))._fit(
+        astronaut.canonical, astronaut.crop(192), None, crop_valid_mask(astronaut, 192), astronaut.landmarks)
+    assert g["beard_prob"] == (None, None) and "facial_hair_by" not in g
     assert g["beard_score"][0] < 0  # the rule: no beard on the astronaut
 
 
@@ -797,9 +798,10 @@ def test_the_artist_finds_most_held_out_white_beards():
     """The held-out UTKFace men of 55 and over whom both labellers saw with a
     beard (``labels/utkface_facial_hair.jsonl``; white and grey beards,
     which the hand-set rule and the logistic detector mostly missed: 4 of 15
-    for the logistic one): the artist draws most of them, what ships twice
-    as many as H alone did, and neither a beard on the held-out women of 55
-    and over."""
+    for the logistic one): the artist draws most of them (since session 47
+    by the facial-hair network where its files are there, else its
+    detector), what ships twice as many as H alone did, and neither a beard
+    on the held-out women of 55 and over."""
     import sys
 
     sys.path.insert(0, str(ROOT / "export"))
@@ -979,8 +981,9 @@ def test_a_fitted_beard_is_as_opaque_as_the_detector_is_sure(astronaut, monkeypa
     det = {"mean": [0.0] * n, "scale": [1.0] * n, "W": [[0.0] * n, [0.0] * n],
            "b": [0.0, float(np.log(prob / (1 - prob)))], "thresholds": {"yes": 0.5}}
     monkeypatch.setattr(A, "detectors", lambda: {"beard": det})
-    p, _ = AutoArtist(ArtistStyle())._fit(astronaut.canonical, astronaut.crop(192), None,
-                                          crop_valid_mask(astronaut, 192), astronaut.landmarks)
+    # (the detector's own path: the facial-hair network, where its files are there, decides in its place)
+    p, _ = AutoArtist(ArtistStyle(facial_hair_network=False))._fit(
+        astronaut.canonical, astronaut.crop(192), None, crop_valid_mask(astronaut, 192), astronaut.landmarks)
     want = 0.7 + 0.25 * (prob - 0.5) / 0.5
     assert abs(float(p[S.index("beard.opacity")]) - want) < 1e-4
 
@@ -1005,7 +1008,7 @@ def test_hair_whose_colour_could_not_be_read_takes_the_beards(astronaut, monkeyp
 
     monkeypatch.setattr(core.hair, "hair", hair)
     _, painted, _, _ = _painted_beard(astronaut)
-    st = ArtistStyle()
+    st = ArtistStyle(facial_hair_network=False)  # (the sure detector draws the beard; the network would not)
     p, g = AutoArtist(st)._fit(astronaut.canonical, painted, None, crop_valid_mask(astronaut, 192), astronaut.landmarks)
     front = p[[S.index(f"hair_front.{c}") for c in "rgb"]]
     assert g["beard_rgb"] is not None and to_lab(np.asarray(g["beard_rgb"], np.float64))[0] > 75

@@ -593,7 +593,7 @@ def test_well_lit_chroma_is_the_central_band_of_photos_exposed_as_labelled():
 
 
 @pytest.mark.parametrize("band", [(2.0, 1.0), (float("nan"), 1.0), (0.5,), "ab", (0.5, float("inf")), (-0.1, 1.0),
-                                  (True, 1.0)])
+                                  (True, 1.0), {0.4: 1, 1.8: 2}, {0.4, 1.8}, 0.5])
 def test_artist_style_refuses_a_chroma_band_it_cannot_draw(band):
     """A band that is not two finite numbers with 0 <= lowest <= highest
     would draw NaN or doubled skin: refused when the style is made."""

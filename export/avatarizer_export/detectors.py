@@ -208,7 +208,8 @@ def features(folder: Path, names: list[str], progress: bool = True) -> dict:
     from avatarizer.artist import accessories as A
     from avatarizer.imageio import load_image
 
-    art = AutoArtist(ArtistStyle())
+    # (the cues are measured before the artist reads its region networks, which would only cost time here)
+    art = AutoArtist(ArtistStyle(facial_hair_network=False, tight_hair_length=False, hair_colour_network=False))
 
     out = {"names": [], "hair": [], "hair_rgb": [], **{f + sfx: [] for f in SIZED for sfx in _suffixes()}}
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:

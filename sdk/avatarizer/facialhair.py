@@ -12,7 +12,9 @@ children by their file names; thresholds out of fold for precision 0.95
 on the labels by eye of photos as they come, ``ffhq128``'s)
 and writes ``data/facial_hair.onnx`` and ``data/facial_hair.json`` (the
 file's SHA-256, the thresholds, the report). The hybrid estimator decides
-the beard and the moustache with it (:func:`avatarizer.hair.add_facial_hair`);
+the beard and the moustache with it (:func:`avatarizer.hair.add_facial_hair`),
+and so does the auto-artist since session 47
+(:func:`avatarizer.artist.accessories.network_facial_hair`);
 without the files, or with files that do not match (a checksum, a format),
 it falls back to H and the artist's detector, with a warning for files
 that are there but unusable.

@@ -309,6 +309,30 @@ def tight_crop_long(st, lm, photo: Photo) -> tuple[float, float] | None:
     return (float(p), float(net.gates[0])) if np.isfinite(p) else None
 
 
+def hair_colour_network(st, photo: Photo, region_pixels: int) -> dict | None:
+    """The hair-colour network's class probabilities on the crop as the
+    region networks read it (:mod:`avatarizer.haircolour`, the networks the
+    hybrid reads): the portraits' where the hair region covers at least
+    :data:`avatarizer.hair.HAIR_CLASS_MIN_AREA` of the crop
+    (``region_pixels`` of ``photo``'s), else the tight crops' network,
+    tempered to :data:`avatarizer.haircolour.TIGHT_WEIGHT` as the hybrid
+    weighs it; None with ``st.hair_colour_network`` off, without the
+    network's files, or for a reading that is not finite."""
+    if not st.hair_colour_network:
+        return None
+    from .. import hair as HR
+    from .. import haircolour as HC
+
+    tight = region_pixels < HR.HAIR_CLASS_MIN_AREA * photo.size ** 2
+    net = HC.load_tight() if tight else HC.load()
+    if net is None:
+        return None
+    probs = net.probabilities(photo.network_crop())
+    if not all(np.isfinite(v) for v in probs.values()):
+        return None
+    return HC.tempered(probs, HC.TIGHT_WEIGHT) if tight else probs
+
+
 def reads_receding(hm) -> bool:
     """Whether the hand-set rule reads a receding hairline (with a fitted
     bald detector): the top of the head skin-coloured and smooth above the
@@ -362,17 +386,26 @@ def hair(st, p, lm, g, photo: Photo, col):
     skin = col["skin"]
     hm = hair_maps(st, lm, g, photo, col)
     hair = gain(st, hm["hair"])
-    if photo.hair is not None and hm["hair_known"]:
+    known = photo.hair is not None and hm["hair_known"]
+    px = masked(photo.rgb, HR.hair_region(photo.size, photo.hair, lm, photo.valid)) if known else None
+    # the hair-colour network's reading, where its files are there: the class drawn is the region's
+    # classifier's, the network's and the age's together, as the hybrid's is without H
+    net = hair_colour_network(st, photo, 0 if px is None else len(px))
+    if known or net is not None:
         # drawn so that it reads as its likeliest class (blond hair photographs
         # darker than it looks), from the hair region the SDK's hair stage samples
         # (without a colour cast: hair_colour_of_class takes it out first)
-        px = masked(photo.rgb, HR.hair_region(photo.size, photo.hair, lm, photo.valid))
         # grey hair is rare on young faces: weighed by the artist's own age estimate (it has no H)
         g["age"] = accessories.age_estimate(lm, photo.rgb)
+        # (the fusion's first expert, H's in the hybrid, a reading that tells nothing: the network, the
+        # region's classifier and the age decide)
+        model = None if net is None else (dict.fromkeys(HR.HAIR_COLOURS, 1.0 / len(HR.HAIR_COLOURS)), None,
+                                          g["age"], None, net)
         hair, g["hair_colour_probs"] = HR.hair_colour_of_class(
-            hair, px, photo.size ** 2,
-            skin_lab=HR.cheek_skin_lab(photo.rgb, lm, photo.valid, masked=bool(g.get("cheeks_covered"))),
-            gray_ratio=accessories.artist_gray_ratio(g["age"]))
+            hair, px if px is not None else np.zeros((0, 3), np.float32), photo.size ** 2,
+            skin_lab=HR.cheek_skin_lab(photo.rgb, lm, photo.valid, masked=bool(g.get("cheeks_covered")))
+            if known else None,
+            gray_ratio=accessories.artist_gray_ratio(g["age"]), model=model)
     else:
         hair = HR.natural_hair_colour(hair)  # without a colour cast
     hair = np.asarray(hair, np.float64)

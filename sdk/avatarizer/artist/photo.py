@@ -345,6 +345,7 @@ class Photo:
             img = np.clip(self.rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
             if img.shape[0] != CROP:
                 img = cv2.resize(img, (CROP, CROP), interpolation=cv2.INTER_AREA)
+            img.setflags(write=False)  # (shared by the networks that read it)
             self._net_crop = img
         return self._net_crop
 

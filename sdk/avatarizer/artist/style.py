@@ -120,6 +120,10 @@ class ArtistStyle:
             facial-hair network (:mod:`avatarizer.facialhair`, the one the
             hybrid decides with) where its files are there; off, the
             detector over measured cues decides (``detect_beard``).
+        hair_colour_network: read the hair's colour class with the
+            hair-colour network too (:mod:`avatarizer.haircolour`, the
+            portraits' or the tight crops', as the hybrid does) where its
+            files are there; off, the hair region's classifier alone.
         crop_size: crop size :meth:`AutoArtist.fit` samples the photo at.
     """
 
@@ -167,6 +171,7 @@ class ArtistStyle:
     detect_headwear: bool = True
     tight_hair_length: bool = True
     facial_hair_network: bool = True
+    hair_colour_network: bool = True
     crop_size: int = 192
 
     def __post_init__(self):
@@ -177,7 +182,7 @@ class ArtistStyle:
         if band is not None:
             try:
                 pair = [v.item() if isinstance(v, np.generic) else v for v in band] \
-                    if not isinstance(band, (str, bytes)) else None
+                    if isinstance(band, (tuple, list, np.ndarray)) else None
             except TypeError:  # (not a sequence)
                 pair = None
             if pair is None or len(pair) != 2 or not all(is_real(v) for v in pair) \
