@@ -937,7 +937,7 @@ def test_held_out_lips_keep_their_contrast_against_the_relit_skin():
     skin, lip = [S.index(f"face.{c}") for c in "rgb"], [S.index(f"lip_lower_outer.{c}") for c in "rgb"]
 
     errors = []
-    artist = AutoArtist()
+    artist = AutoArtist(ArtistStyle(skin_tone_network=False))  # (its reading at the photo's exposure)
     with Avatarizer(max_faces=1) as av, FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:
         for folder in ("ffhq128", "ffhq128-labelled"):
             for path in sorted((SHARED / "data" / "faces" / folder).glob("*.jpg")):
@@ -1008,7 +1008,9 @@ def test_hair_whose_colour_could_not_be_read_takes_the_beards(astronaut, monkeyp
 
     monkeypatch.setattr(core.hair, "hair", hair)
     _, painted, _, _ = _painted_beard(astronaut)
-    st = ArtistStyle(facial_hair_network=False)  # (the sure detector draws the beard; the network would not)
+    # (the sure detector draws the beard, the network would not; with the hair-colour network, its class
+    # stands where the hair region is not read)
+    st = ArtistStyle(facial_hair_network=False, hair_colour_network=False)
     p, g = AutoArtist(st)._fit(astronaut.canonical, painted, None, crop_valid_mask(astronaut, 192), astronaut.landmarks)
     front = p[[S.index(f"hair_front.{c}") for c in "rgb"]]
     assert g["beard_rgb"] is not None and to_lab(np.asarray(g["beard_rgb"], np.float64))[0] > 75

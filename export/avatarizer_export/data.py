@@ -59,9 +59,10 @@ def stage_key(cache: Path | None, stage: str) -> str:
 #: the SDK modules besides ``avatarizer/artist/`` whose code the artist's
 #: drawing runs (its hair colour classes, the hairstyle and feature priors,
 #: the landmark tables and mean face, the parameter layout, the hat's kind and place,
-#: the skin's chroma band, the region networks it reads: the tight crops' hair length, the facial hair)
+#: the skin's chroma band, the region networks it reads: the tight crops' hair length, the facial hair,
+#: the hair colours, the skin tone)
 ARTIST_MODULES = ("hair.py", "headwear.py", "prior.py", "landmarks.py", "schema.py", "skintone.py",
-                  "regionnet.py", "hairlength.py", "facialhair.py")
+                  "regionnet.py", "hairlength.py", "facialhair.py", "haircolour.py")
 #: the fields of ``artist_detectors.json``'s detectors the artist does not
 #: read: reports, and the grey-hair age prior (the SDK's, with H's age)
 _NOT_DRAWN_WITH = ("age_prior", "cv_recall", "cv_balanced_accuracy", "cv_gate_balanced_plain",
@@ -118,15 +119,16 @@ def artist_key() -> dict:
 
 def artist_networks_key() -> str:
     """The region networks the artist reads where their files are there (the
-    tight crops' hair length, the facial hair; session 47): each JSON
+    tight crops' hair length, the facial hair, both hair colours, the skin
+    tone; session 47): each JSON
     without its report and time (the ONNX file's SHA-256, the thresholds
     and gates are in it), SHA-256, 16 hex digits; a missing or unreadable
     file counts as such."""
-    from avatarizer import facialhair, hairlength
+    from avatarizer import facialhair, haircolour, hairlength, skintone
     from avatarizer import regionnet as RN
 
     h = hashlib.sha256()
-    for spec in (hairlength.SPEC_TIGHT, facialhair.SPEC):
+    for spec in (hairlength.SPEC_TIGHT, facialhair.SPEC, haircolour.SPEC, haircolour.SPEC_TIGHT, skintone.NETWORK):
         path = RN.DATA / spec.json_name
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))

@@ -928,8 +928,9 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
     beard_rgb = None
     if beard > 0.0:
         # the chin's hair as it is (white and grey beards too), else the darker chin mixed with the hair
-        beard_rgb = g["beard_rgb"] = sample_beard_rgb(photo.rgb, lm2, col["skin"], photo.valid,
-                                                      grid=(photo.gx, photo.gy))
+        beard_rgb, g["beard_grey"], _ = facial_hair_colour(photo.rgb, lm2, col["skin"], photo.valid,
+                                                           grid=(photo.gx, photo.gy))
+        g["beard_rgb"] = beard_rgb
         face = g["face"]
         g["goatee"] = goatee_evidence(g["beard_features"])
         if is_goatee(g["goatee"]):  # the chin's hair, the jaw's sides bare
@@ -951,6 +952,7 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
             grey, _, by_detector, _ = _facial_hair_colour(photo.rgb, lm2, col["skin"], photo.valid,
                                                        grid=(photo.gx, photo.gy))
             beard_rgb = grey if by_detector else None
+            g["beard_grey"] = bool(by_detector)  # (drawn as its grey strands: lifted with a dim photo's skin)
         set_rgb(p, "moustache", gain(st, beard_rgb * 1.05 if beard_rgb is not None
                                      else 0.75 * g.get("must_dark_rgb", hair) + 0.25 * hair) * 0.85)
 

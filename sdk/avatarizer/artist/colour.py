@@ -1,9 +1,12 @@
 """Colour: skin, lips, teeth, irises and brows sampled from the photo."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import prior as P
+from .. import skintone as ST
 from .. import schema as S
 from ..landmarks import (
     BROW_OUTLINE,
@@ -240,6 +243,58 @@ def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
     if skin is None:
         return None
     return clip(chroma_in_good_light(clip(skin_locus(st, clip(skin, 0, 1)), 0, 1), st.skin_chroma_lit), 0, 1)
+
+
+def network_skin_tone(st, photo: Photo, g) -> float | None:
+    """The skin tone (Monk step 1-10) the skin-tone network reads on the
+    crop as the region networks read it (:mod:`avatarizer.skintone`'s
+    :data:`~avatarizer.skintone.NETWORK`, the one the hybrid draws the skin
+    by); None with ``st.skin_tone_network`` off, under a face mask
+    (``g["cheeks_covered"]``: the hybrid reads no tone there either),
+    without the network's files, or for a reading that is not finite."""
+    if not st.skin_tone_network or g.get("cheeks_covered"):
+        return None
+    from .. import skintone as ST
+
+    net = ST.load_network()
+    if net is None:
+        return None
+    read = net.probabilities(photo.network_crop())
+    return ST.tone_of_network(read) if np.isfinite(read["skin_tone"]) else None
+
+
+@functools.lru_cache(maxsize=1)
+def tone_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(3,), (4, 3) and (2, 3) parameter indices: the skin's colour
+    (``face.rgb``), the lips' colours (``artist.colour.LIP_FEATURES``) and the
+    beard's and moustache's, which :func:`draw_in_tone` moves."""
+    return (np.array([S.index(f"face.{c}") for c in "rgb"]),
+            np.array([[S.index(f"{feat}.{c}") for c in "rgb"] for feat in LIP_FEATURES]),
+            np.array([[S.index(f"{feat}.{c}") for c in "rgb"] for feat in ("beard", "moustache")]))
+
+
+def draw_in_tone(params: np.ndarray, tone, *, set_by_app: bool = False, grey_facial_hair: bool = False) -> bool:
+    """In place: the skin of the avatar vector ``params`` drawn in the skin
+    tone ``tone`` (a Monk step): its L* within :data:`MARGIN` of the tone's
+    lightness (:func:`avatarizer.skintone.skin_by_tone`), or at that lightness for a tone the
+    app set (``set_by_app``, :func:`avatarizer.skintone.skin_of_set_tone`), with the colours
+    :func:`avatarizer.prior.set_skin_colours` derives from it; the lips
+    relit as the skin was (:func:`avatarizer.skintone.relight`: read in the photo's light, their
+    contrast kept); grey facial hair (``grey_facial_hair``: drawn as its lit
+    strands in the photo's light) lifted by the skin's change of exposure
+    alone and never darkened, not with a tone the app set. The merge stage's
+    rule and the auto-artist's. True when the skin moved."""
+    skin_i, lip_i, hair_i = tone_indices()
+    skin = params[skin_i].astype(np.float64)
+    toned = ST.skin_of_set_tone(skin, tone) if set_by_app else ST.skin_by_tone(skin, tone)
+    if toned is skin:
+        return False
+    P.set_skin_colours(params, toned, neck=NECK)
+    params[lip_i] = ST.relight(params[lip_i], skin, toned)
+    if grey_facial_hair and not set_by_app:
+        # a grey beard stays grey where the skin's hue moved; strands sampled at 128 px are darker than they look
+        params[hair_i] = np.maximum(ST.relight(params[hair_i], skin, toned, balance=False), params[hair_i])
+    return True
 
 
 #: the lip features whose colours :func:`lip_colours` sets

@@ -273,14 +273,20 @@ class AutoArtist:
         if st.detect_beard:
             accessories.facial_hair(st, p, lm, g, photo, col)
             if not g.get("hair_known", True) and g.get("beard_rgb") is not None \
-                    and p[S.index("headwear.type")] == 0:
+                    and p[S.index("headwear.type")] == 0 and not g.get("hair_colour_network"):
                 # the hair's colour could not be read (no hair region: a
-                # tight crop, a bright background): the beard's is this
-                # person's, not the default dark brown (white-bearded men
-                # were drawn dark-haired)
+                # tight crop, a bright background) and no hair-colour network
+                # read it: the beard's is this person's, not the default dark
+                # brown (white-bearded men were drawn dark-haired)
                 col["hair"] = gain(st, g["beard_rgb"])
                 hair.set_hair_rgb(p, col["hair"], g.get("hair_family", ""), col["skin"])
         accessories.clothes(st, p, g, photo, col)
+        # the skin drawn in the tone the skin-tone network reads (the hybrid's merge rule): the photo's
+        # exposure no longer decides the skin's lightness; the lips relit, grey facial hair lifted with it
+        tone = colour.network_skin_tone(st, photo, g)
+        if tone is not None:
+            g["skin_tone"] = tone
+            colour.draw_in_tone(p, tone, grey_facial_hair=bool(g.get("beard_grey")))
         return S.clip(p), g
 
 

@@ -309,6 +309,19 @@ def tight_crop_long(st, lm, photo: Photo) -> tuple[float, float] | None:
     return (float(p), float(net.gates[0])) if np.isfinite(p) else None
 
 
+def _age_expert(gray_ratio: float) -> dict:
+    """A hair-colour reading that tells nothing but how likely grey is at the
+    artist's age (``gray_ratio``, :func:`accessories.artist_gray_ratio`):
+    the first expert of :func:`avatarizer.hair.fuse_hair_colour` where the
+    artist reads the hair-colour network (H's in the hybrid)."""
+    from .. import hair as HR
+
+    w = {c: (max(float(gray_ratio), 1e-3) if c == "gray" and np.isfinite(gray_ratio) else 1.0)
+         for c in HR.HAIR_COLOURS}
+    total = sum(w.values())
+    return {c: v / total for c, v in w.items()}
+
+
 def hair_colour_network(st, photo: Photo, region_pixels: int) -> dict | None:
     """The hair-colour network's class probabilities on the crop as the
     region networks read it (:mod:`avatarizer.haircolour`, the networks the
@@ -397,15 +410,17 @@ def hair(st, p, lm, g, photo: Photo, col):
         # (without a colour cast: hair_colour_of_class takes it out first)
         # grey hair is rare on young faces: weighed by the artist's own age estimate (it has no H)
         g["age"] = accessories.age_estimate(lm, photo.rgb)
-        # (the fusion's first expert, H's in the hybrid, a reading that tells nothing: the network, the
-        # region's classifier and the age decide)
-        model = None if net is None else (dict.fromkeys(HR.HAIR_COLOURS, 1.0 / len(HR.HAIR_COLOURS)), None,
-                                          g["age"], None, net)
+        gray_ratio = accessories.artist_gray_ratio(None if g.get("cheeks_covered") else g["age"])
+        # (the fusion's first expert, H's in the hybrid: a reading that tells nothing but the artist's own
+        # age prior for grey, capped at 1, as without the network; H's prior and its child gate were fitted
+        # on H's ages, and a masked adult reads as a child)
+        model = None if net is None else (_age_expert(gray_ratio), None, None, None, net)
+        g["hair_colour_network"] = net is not None
         hair, g["hair_colour_probs"] = HR.hair_colour_of_class(
             hair, px if px is not None else np.zeros((0, 3), np.float32), photo.size ** 2,
             skin_lab=HR.cheek_skin_lab(photo.rgb, lm, photo.valid, masked=bool(g.get("cheeks_covered")))
             if known else None,
-            gray_ratio=accessories.artist_gray_ratio(g["age"]), model=model)
+            gray_ratio=gray_ratio, model=model)
     else:
         hair = HR.natural_hair_colour(hair)  # without a colour cast
     hair = np.asarray(hair, np.float64)

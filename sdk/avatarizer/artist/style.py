@@ -124,6 +124,11 @@ class ArtistStyle:
             hair-colour network too (:mod:`avatarizer.haircolour`, the
             portraits' or the tight crops', as the hybrid does) where its
             files are there; off, the hair region's classifier alone.
+        skin_tone_network: draw the skin in the skin tone the skin-tone
+            network reads (:mod:`avatarizer.skintone`: its lightness within
+            ``skintone.MARGIN`` of the tone's, the lips relit with it, as
+            the hybrid draws it) where its files are there; off, the skin's
+            lightness is the photo's exposure.
         crop_size: crop size :meth:`AutoArtist.fit` samples the photo at.
     """
 
@@ -172,6 +177,7 @@ class ArtistStyle:
     tight_hair_length: bool = True
     facial_hair_network: bool = True
     hair_colour_network: bool = True
+    skin_tone_network: bool = True
     crop_size: int = 192
 
     def __post_init__(self):

@@ -34,19 +34,15 @@ from __future__ import annotations
 import numpy as np
 
 from .. import schema
-from ..artist.colour import LIP_FEATURES, NECK
 from ..hair import age_lines, trusted_age
-from ..prior import set_skin_colours
 from ..proportions import child_head
-from ..skintone import relight, skin_by_tone, skin_of_set_tone
+from ..artist.colour import draw_in_tone, tone_indices
 from .base import Stage
-from .hair import SKIN_RGB
 from .state import FrameState
 
-#: (4, 3) the lips' colours (``artist.colour.LIP_FEATURES``), relit with the skin
-LIP_RGB = np.array([[schema.index(f"{feat}.{c}") for c in "rgb"] for feat in LIP_FEATURES])
-#: (2, 3) the beard's and the moustache's colours: grey facial hair is lifted with the skin
-FACIAL_HAIR_RGB = np.array([[schema.index(f"{feat}.{c}") for c in "rgb"] for feat in ("beard", "moustache")])
+#: (4, 3) the lips' colours (``artist.colour.LIP_FEATURES``), relit with the skin, and (2, 3) the beard's
+#: and the moustache's colours: grey facial hair is lifted with the skin (:func:`avatarizer.artist.colour.draw_in_tone`)
+_, LIP_RGB, FACIAL_HAIR_RGB = tone_indices()
 
 
 def merge_face(f, child: bool = True) -> np.ndarray:
@@ -55,20 +51,10 @@ def merge_face(f, child: bool = True) -> np.ndarray:
     params = schema.clip(np.concatenate([f.face_params, f.hair_params, f.accessory_params]))
     tone = f.attributes.get("skin_tone") if f.attributes else None
     if tone is not None:  # the skin's lightness within the skin tone's band (avatarizer.skintone)
-        skin = params[SKIN_RGB].astype(np.float64)
-        toned = skin_of_set_tone(skin, tone) if "skin_tone" in f.attributes.get("set_by_app", ()) \
-            else skin_by_tone(skin, tone)
-        if toned is not skin:
-            set_skin_colours(params, toned, neck=NECK)
-            # the lips, read in the photo's light, relit as the skin was (their contrast kept)
-            params[LIP_RGB] = relight(params[LIP_RGB], skin, toned)
-            if f.attributes.get("beard_grey") and "skin_tone" not in f.attributes.get("set_by_app", ()):
-                # grey facial hair, drawn as its lit strands in the photo's light, lifted with a dim
-                # photo's skin (by its exposure alone: a grey beard stays grey where the skin's hue
-                # moved), never darkened (strands sampled at 128 px are darker than they look); not
-                # with a tone the app set, which says the skin's colour, not the photo's light
-                params[FACIAL_HAIR_RGB] = np.maximum(
-                    relight(params[FACIAL_HAIR_RGB], skin, toned, balance=False), params[FACIAL_HAIR_RGB])
+        # (the lips relit with it; grey facial hair lifted with a dim photo's skin, not with a tone the app
+        # set, which says the skin's colour, not the photo's light)
+        draw_in_tone(params, tone, set_by_app="skin_tone" in f.attributes.get("set_by_app", ()),
+                     grey_facial_hair=bool(f.attributes.get("beard_grey")))
     a = f.attributes or {}
     age = face_age(f)
     if age is not None:  # age lines and a child's taller head from the age estimate (or the app's age)
