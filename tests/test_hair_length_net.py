@@ -213,6 +213,22 @@ def test_the_fitting_routine_writes_a_network_the_sdk_loads(tmp_path, monkeypatc
 
 
 @pytest.mark.slow
+def _drawn_lengths(av, faces, labels) -> dict:
+    """``{"long": [drawn long, of], "short": [drawn short, of]}`` of the
+    labelled chips (``labels``: key -> "long", "short" or "tied") through ``av``."""
+    from avatarizer.imageio import load_image
+
+    got = {"long": [0, 0], "short": [0, 0]}
+    for k, v in sorted(labels.items()):
+        a = av.from_frame(load_image(faces.parent / k))
+        if a is None:
+            continue
+        want = "long" if v == "long" else "short"
+        got[want][0] += HR.drawn_length(a.params) == want
+        got[want][1] += 1
+    return got
+
+
 def test_long_hair_in_tight_crops_is_drawn_long():
     """UTKFace's held-out chips labelled by eye for hair length
     (``labels/utkface_hair_length.jsonl``, never trained on): through
@@ -221,22 +237,14 @@ def test_long_hair_in_tight_crops_is_drawn_long():
     151 labelled short or tied (254 and 147 measured when it shipped; before
     the network: 50 and 151)."""
     from avatarizer import Avatarizer
-    from avatarizer.imageio import load_image
     from avatarizer_export.data import tight_crop_hair_lengths
 
     faces = need_shared("data", "faces", "utkface200")
     labels = {k: v for k, v in tight_crop_hair_lengths().items() if v in ("long", "short", "tied")}
-    got = {"long": [0, 0], "short": [0, 0]}
     with Avatarizer() as av:
         if av.estimator != "hybrid":
             pytest.skip("the shipped models are not installed here")
-        for k, v in sorted(labels.items()):
-            a = av.from_frame(load_image(faces.parent / k))
-            if a is None:
-                continue
-            want = "long" if v == "long" else "short"
-            got[want][0] += HR.drawn_length(a.params) == want
-            got[want][1] += 1
+        got = _drawn_lengths(av, faces, labels)
     print(f"tight crops: long drawn long {got['long']}, short drawn short {got['short']}")
     assert len(labels) == 440 and got["long"][1] >= 280 and got["short"][1] >= 145
     assert got["long"][0] >= 240 and got["short"][0] >= 140
@@ -320,22 +328,14 @@ def test_the_artist_draws_long_hair_in_tight_crops_long():
     before session 47; 256 measured) and short hair short on at least 140 of
     the 151 labelled short or tied."""
     from avatarizer import Avatarizer
-    from avatarizer.imageio import load_image
     from avatarizer_export.data import tight_crop_hair_lengths
 
     faces = need_shared("data", "faces", "utkface200")
     if HL.load_tight() is None:
         pytest.skip("the tight crops' hair-length network is not installed here")
     labels = {k: v for k, v in tight_crop_hair_lengths().items() if v in ("long", "short", "tied")}
-    got = {"long": [0, 0], "short": [0, 0]}
     with Avatarizer(estimator="artist") as av:
-        for k, v in sorted(labels.items()):
-            a = av.from_frame(load_image(faces.parent / k))
-            if a is None:
-                continue
-            want = "long" if v == "long" else "short"
-            got[want][0] += HR.drawn_length(a.params) == want
-            got[want][1] += 1
+        got = _drawn_lengths(av, faces, labels)
     print(f"artist, tight crops: long drawn long {got['long']}, short drawn short {got['short']}")
     assert got["long"][1] >= 280 and got["short"][1] >= 145
     assert got["long"][0] >= 230 and got["short"][0] >= 140

@@ -148,7 +148,7 @@ def test_skin_from_the_lit_side(astronaut):
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "export"))
     from avatarizer_export.evaluate import lit_cheek
 
-    art = AutoArtist()
+    art = AutoArtist(ArtistStyle(skin_tone_network=False))  # (the measured skin: the tone band comes after)
     size = art.style.crop_size
     shaded = astronaut.crop(size).astype(np.float64)
     shaded[:, : size // 2] *= 0.55  # the image-left half in shadow

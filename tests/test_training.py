@@ -940,10 +940,11 @@ def test_artist_key_follows_the_region_networks_the_artist_reads(tmp_path, monke
     import json
     import shutil
 
-    from avatarizer import facialhair, hairlength
+    from avatarizer import facialhair, haircolour, hairlength, skintone
     from avatarizer import regionnet as RN
 
-    for spec in (hairlength.SPEC_TIGHT, facialhair.SPEC):
+    specs = (hairlength.SPEC_TIGHT, facialhair.SPEC, haircolour.SPEC, haircolour.SPEC_TIGHT, skintone.NETWORK)
+    for spec in specs:
         if not (RN.DATA / spec.json_name).is_file():
             pytest.skip("the region networks are not installed here")
         shutil.copy(RN.DATA / spec.json_name, tmp_path / spec.json_name)
@@ -956,7 +957,13 @@ def test_artist_key_follows_the_region_networks_the_artist_reads(tmp_path, monke
     doc["thresholds"]["beard"]["draw"] = 0.5
     path.write_text(json.dumps(doc))
     assert D.artist_key()["networks"] != base
-    (tmp_path / hairlength.SPEC_TIGHT.json_name).unlink()
-    path.unlink()
+    for spec in specs:  # each of the five: another ONNX file (its checksum in the JSON) is another key
+        p = tmp_path / spec.json_name
+        before = D.artist_key()["networks"]
+        d = json.loads(p.read_text())
+        p.write_text(json.dumps({**d, "sha256": "0" * 64}))
+        assert D.artist_key()["networks"] != before, spec.json_name
+    for spec in specs:
+        (tmp_path / spec.json_name).unlink()
     missing = D.artist_key()["networks"]
     assert missing != base and missing == D.artist_key()["networks"]

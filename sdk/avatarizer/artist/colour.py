@@ -254,8 +254,6 @@ def network_skin_tone(st, photo: Photo, g) -> float | None:
     without the network's files, or for a reading that is not finite."""
     if not st.skin_tone_network or g.get("cheeks_covered"):
         return None
-    from .. import skintone as ST
-
     net = ST.load_network()
     if net is None:
         return None
@@ -268,9 +266,12 @@ def tone_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(3,), (4, 3) and (2, 3) parameter indices: the skin's colour
     (``face.rgb``), the lips' colours (``artist.colour.LIP_FEATURES``) and the
     beard's and moustache's, which :func:`draw_in_tone` moves."""
-    return (np.array([S.index(f"face.{c}") for c in "rgb"]),
-            np.array([[S.index(f"{feat}.{c}") for c in "rgb"] for feat in LIP_FEATURES]),
-            np.array([[S.index(f"{feat}.{c}") for c in "rgb"] for feat in ("beard", "moustache")]))
+    out = (np.array([S.index(f"face.{c}") for c in "rgb"]),
+           np.array([[S.index(f"{feat}.{c}") for c in "rgb"] for feat in LIP_FEATURES]),
+           np.array([[S.index(f"{feat}.{c}") for c in "rgb"] for feat in ("beard", "moustache")]))
+    for a in out:
+        a.setflags(write=False)  # (cached and shared)
+    return out
 
 
 def draw_in_tone(params: np.ndarray, tone, *, set_by_app: bool = False, grey_facial_hair: bool = False) -> bool:
