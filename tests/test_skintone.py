@@ -688,3 +688,20 @@ def test_the_artist_draws_held_out_skin_tones_labelled_by_eye():
     print(f"artist: {len(off)} photos, median |dL| {np.median(off):.2f}, over 15: {(off > 15).mean():.4f}")
     assert len(off) >= 0.95 * len(tones)
     assert (off > 15).mean() <= 0.05 and np.median(off) <= 6.0
+
+
+def test_the_artist_reads_no_tone_under_a_face_mask(monkeypatch):
+    """Under a face mask (the cheeks covered: the skin is the forehead's and
+    the nose's) the artist reads no skin tone, as the hybrid does not; else
+    the network's output u is the Monk step 1 + 9u."""
+    from types import SimpleNamespace
+
+    from avatarizer.artist import ArtistStyle
+    from avatarizer.artist import colour as C
+
+    net = _FakeToneNetwork(0.5)
+    monkeypatch.setattr("avatarizer.skintone.load_network", lambda folder=None: net)
+    photo = SimpleNamespace(network_crop=lambda: np.zeros((128, 128, 3), np.uint8))
+    assert C.network_skin_tone(ArtistStyle(), photo, {"cheeks_covered": True}) is None and net.shown == []
+    assert C.network_skin_tone(ArtistStyle(skin_tone_network=False), photo, {}) is None and net.shown == []
+    assert abs(C.network_skin_tone(ArtistStyle(), photo, {}) - 5.5) < 1e-9 and len(net.shown) == 1
