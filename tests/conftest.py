@@ -46,6 +46,19 @@ def framed_cache(tmp_path: Path, n: int, m: int):
     return shared, SimpleNamespace(crops=crops, keys=keys, transforms=transforms, pad=np.full(n + m, 20))
 
 
+class FakeRegionNetwork:
+    """Stands in for a loaded region network (:class:`avatarizer.regionnet.RegionNetwork`):
+    fixed ``readings`` (output -> probability) for every crop, its
+    ``thresholds`` and ``gates`` as given, and the crops it was shown."""
+
+    def __init__(self, readings: dict, thresholds: dict | None = None, gates: tuple | None = None):
+        self.readings, self.thresholds, self.gates, self.shown = dict(readings), thresholds, gates, []
+
+    def probabilities(self, crop) -> dict:
+        self.shown.append(np.asarray(crop))
+        return dict(self.readings)
+
+
 def need_shared(*parts: str) -> Path:
     """Path inside ../shared, or skip the test with the reason."""
     path = SHARED.joinpath(*parts)

@@ -541,14 +541,12 @@ def test_the_artist_draws_no_beard_on_a_young_childs_chin(network, monkeypatch):
     from avatarizer import Avatarizer, imageio
     from avatarizer.artist import accessories as AC
 
-    class Sure:  # the facial-hair network, made to read both on every face
-        thresholds = {"beard": {"draw": 0.8}, "moustache": {"draw": 0.8}}
+    from conftest import FakeRegionNetwork
 
-        def probabilities(self, crop):
-            seen["network"] = True
-            return {"beard": 0.99, "moustache": 0.99}
-
-    monkeypatch.setattr("avatarizer.facialhair.load", lambda folder=None: Sure() if network else None)
+    # the facial-hair network, made to read both on every face
+    sure = FakeRegionNetwork({"beard": 0.99, "moustache": 0.99},
+                             thresholds={"beard": {"draw": 0.8}, "moustache": {"draw": 0.8}})
+    monkeypatch.setattr("avatarizer.facialhair.load", lambda folder=None: sure if network else None)
 
     baby = need_shared("data", "faces", "utkface200", "1_1_1_20170109194548732.jpg.chip.jpg")
     man = need_shared("data", "faces", "ffhq128-labelled", "69031.jpg")
@@ -574,7 +572,7 @@ def test_the_artist_draws_no_beard_on_a_young_childs_chin(network, monkeypatch):
             got = av.from_frame(imageio.load_image(baby)).params
             assert got[beard] == 0.0 and got[S.index("moustache.w1")] == 0.0
             assert seen["read"] and seen["ages"] and max(seen["ages"]) < AC.NO_FACIAL_HAIR_AGE
-            assert seen.get("network", False) == network
+            assert bool(sure.shown) == network
         finally:
             AC.age_estimate, AC.facial_hair_evidence = real_age, real_evidence
         assert av.from_frame(imageio.load_image(man)).params[beard] > 0.5

@@ -12,7 +12,7 @@ import pytest
 from avatarizer import facialhair as FH
 from avatarizer import hair as HR
 from avatarizer import schema as S
-from conftest import need_shared, refused_with_warning
+from conftest import FakeRegionNetwork, need_shared, refused_with_warning
 
 SHIPPED = FH.DATA / FH.JSON_NAME
 
@@ -558,17 +558,10 @@ def test_the_hybrid_draws_grey_facial_hair_only_where_it_is_plausible(monkeypatc
                                    atol=1e-6)
 
 
-class _FakeFacialHairNetwork:
-    """Stands in for the facial-hair network: fixed probabilities, its drawing thresholds, and the crops it saw."""
-
-    def __init__(self, beard, moustache, draw=0.6):
-        self.p = {"beard": beard, "moustache": moustache}
-        self.thresholds = {k: {"draw": draw, "decision": 0.3} for k in self.p}
-        self.shown = []
-
-    def probabilities(self, crop):
-        self.shown.append(np.asarray(crop))
-        return dict(self.p)
+def _facial_net(beard, moustache, draw=0.6) -> FakeRegionNetwork:
+    """The facial-hair network, made to read P(beard) and P(moustache), drawn at ``draw``."""
+    return FakeRegionNetwork({"beard": beard, "moustache": moustache},
+                             thresholds={k: {"draw": draw, "decision": 0.3} for k in ("beard", "moustache")})
 
 
 def test_the_artist_decides_facial_hair_with_the_network(monkeypatch):
@@ -594,15 +587,15 @@ def test_the_artist_decides_facial_hair_with_the_network(monkeypatch):
 
     detector = drawn(None)
     assert detector == (False, False)  # (the astronaut has neither; the detector agrees)
-    yes = _FakeFacialHairNetwork(0.99, 0.95)
+    yes = _facial_net(0.99, 0.95)
     assert drawn(yes) == (True, True)
     assert len(yes.shown) == 1 and yes.shown[0].shape == (RN.CROP, RN.CROP, 3) and yes.shown[0].dtype == np.uint8
-    assert drawn(_FakeFacialHairNetwork(0.5, 0.5)) == (False, False)
-    assert drawn(_FakeFacialHairNetwork(0.99, 0.1)) == (True, False)  # (a beard without a moustache)
-    assert drawn(_FakeFacialHairNetwork(0.1, 0.99)) == (False, True)
-    off = _FakeFacialHairNetwork(0.99, 0.99)
+    assert drawn(_facial_net(0.5, 0.5)) == (False, False)
+    assert drawn(_facial_net(0.99, 0.1)) == (True, False)  # (a beard without a moustache)
+    assert drawn(_facial_net(0.1, 0.99)) == (False, True)
+    off = _facial_net(0.99, 0.99)
     assert drawn(off, facial_hair_network=False) == detector and off.shown == []
-    assert drawn(_FakeFacialHairNetwork(0.99, 0.99), detect_beard=False) == (False, False)
+    assert drawn(_facial_net(0.99, 0.99), detect_beard=False) == (False, False)
 
 
 def test_the_artist_finds_most_held_out_beards():

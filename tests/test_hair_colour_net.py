@@ -13,7 +13,7 @@ from avatarizer import hair as HR
 from avatarizer import haircolour as HC
 from avatarizer import regionnet as RN
 from avatarizer import schema as S
-from conftest import damaged_region_files, framed_cache, need_shared, refused_with_warning
+from conftest import FakeRegionNetwork, damaged_region_files, framed_cache, need_shared, refused_with_warning
 
 SHIPPED = RN.DATA / HC.SPEC.json_name
 
@@ -322,15 +322,6 @@ def test_tight_framings_clamp_a_turned_face_to_its_photo(tmp_path, monkeypatch):
     assert torch.allclose(flat, flat[..., :1].expand_as(flat), atol=1e-6)
 
 
-class _FakeColourNetwork:
-    """Stands in for a hair-colour network: fixed class probabilities, and the crops it saw."""
-
-    def __init__(self, probs):
-        self.probs, self.shown = dict(probs), []
-
-    def probabilities(self, crop):
-        self.shown.append(np.asarray(crop))
-        return dict(self.probs)
 
 
 def test_the_artist_reads_the_hair_colour_with_the_networks(monkeypatch):
@@ -362,13 +353,13 @@ def test_the_artist_reads_the_hair_colour_with_the_networks(monkeypatch):
 
     without = drawn(None, None)
     assert without != "red"
-    portrait, tight = _FakeColourNetwork(red), _FakeColourNetwork(red)
+    portrait, tight = FakeRegionNetwork(red), FakeRegionNetwork(red)
     assert drawn(portrait, tight) == "red"
     assert len(portrait.shown) == 1 and tight.shown == []
     assert portrait.shown[0].shape == (RN.CROP, RN.CROP, 3) and portrait.shown[0].dtype == np.uint8
-    off = _FakeColourNetwork(red)
+    off = FakeRegionNetwork(red)
     assert drawn(off, off, hair_colour_network=False) == without and off.shown == []
-    nan = _FakeColourNetwork({**red, "red": float("nan")})
+    nan = FakeRegionNetwork({**red, "red": float("nan")})
     assert drawn(nan, nan) == without
     # a crop whose hair region is too small: the tight crops' network, tempered as the hybrid tempers it
     monkeypatch.setattr(HC, "load", lambda folder=None: portrait)
@@ -441,7 +432,7 @@ def test_the_artist_weighs_grey_by_its_own_age_prior_with_the_network(monkeypatc
 
     monkeypatch.setattr(HR, "hair_colour_of_class", spy)
     monkeypatch.setattr(AC, "age_estimate", lambda *a, **k: 12.0)
-    monkeypatch.setattr(HC, "load", lambda folder=None: _FakeColourNetwork({c: 0.2 for c in HR.HAIR_COLOURS}))
+    monkeypatch.setattr(HC, "load", lambda folder=None: FakeRegionNetwork({c: 0.2 for c in HR.HAIR_COLOURS}))
     AutoArtist().fit(face)
     assert len(seen) == 1 and seen[0] is not None and seen[0][2] is None
     assert abs(seen[0][0]["gray"] / seen[0][0]["black"] - AC.artist_gray_ratio(12.0)) < 1e-9

@@ -12,7 +12,7 @@ from avatarizer import hair as HR
 from avatarizer import hairlength as HL
 from avatarizer import regionnet as RN
 from avatarizer import schema as S
-from conftest import damaged_region_files, framed_cache, need_shared, refused_with_warning
+from conftest import FakeRegionNetwork, damaged_region_files, framed_cache, need_shared, refused_with_warning
 
 SHIPPED = RN.DATA / HL.SPEC_TIGHT.json_name
 
@@ -263,15 +263,9 @@ def test_the_cli_names_the_tight_crops_network():
                                                           "network)")
 
 
-class _FakeTightNetwork:
-    """Stands in for the tight crops' network: a fixed P(long), its gates, and the crops it was shown."""
-
-    def __init__(self, p, gates=(0.5, 0.49)):
-        self.p, self.gates, self.shown = p, gates, []
-
-    def probabilities(self, crop):
-        self.shown.append(np.asarray(crop))
-        return {"hair_long": self.p}
+def _tight_net(p, gates=(0.5, 0.49)) -> FakeRegionNetwork:
+    """The tight crops' network, made to read P(long) ``p`` with ``gates``."""
+    return FakeRegionNetwork({"hair_long": p}, gates=gates)
 
 
 def _artist_family(image, monkeypatch, net, **style) -> tuple[str, list]:
@@ -302,21 +296,21 @@ def test_the_artist_draws_a_tight_crop_long_where_the_network_reads_it_long(samp
     chip = _tight_chip(sample_image, whole.landmarks)
     silhouette, _ = _artist_family(chip, monkeypatch, None)
     assert silhouette in AH.TIGHT_LONG, silhouette  # (the astronaut's short hair, read as short)
-    long_read, shown = _artist_family(chip, monkeypatch, _FakeTightNetwork(0.9))
+    long_read, shown = _artist_family(chip, monkeypatch, _tight_net(0.9))
     assert long_read == AH.TIGHT_LONG[silhouette] and long_read != silhouette
     assert len(shown) == 1 and shown[0].shape == (RN.CROP, RN.CROP, 3) and shown[0].dtype == np.uint8
     # the crop the hybrid reads (the aligned 128-px crop, RGB, 0-255): the artist's is the same picture
     with FaceAligner() as al:
         aligned = al.align(chip)
     assert np.abs(shown[0].astype(float) - aligned.crop(RN.CROP)[..., :3].astype(float)).mean() < 3.0
-    assert _artist_family(chip, monkeypatch, _FakeTightNetwork(0.5, gates=(0.5, 0.4)))[0] == long_read  # (at it)
-    assert _artist_family(chip, monkeypatch, _FakeTightNetwork(0.2))[0] == silhouette
-    assert _artist_family(chip, monkeypatch, _FakeTightNetwork(0.5, gates=(0.6, 0.4)))[0] == silhouette
-    assert _artist_family(chip, monkeypatch, _FakeTightNetwork(float("nan")))[0] == silhouette
-    assert _artist_family(chip, monkeypatch, _FakeTightNetwork(0.9, gates=(None, 0.4)))[0] == silhouette
-    off, shown = _artist_family(chip, monkeypatch, _FakeTightNetwork(0.9), tight_hair_length=False)
+    assert _artist_family(chip, monkeypatch, _tight_net(0.5, gates=(0.5, 0.4)))[0] == long_read  # (at it)
+    assert _artist_family(chip, monkeypatch, _tight_net(0.2))[0] == silhouette
+    assert _artist_family(chip, monkeypatch, _tight_net(0.5, gates=(0.6, 0.4)))[0] == silhouette
+    assert _artist_family(chip, monkeypatch, _tight_net(float("nan")))[0] == silhouette
+    assert _artist_family(chip, monkeypatch, _tight_net(0.9, gates=(None, 0.4)))[0] == silhouette
+    off, shown = _artist_family(chip, monkeypatch, _tight_net(0.9), tight_hair_length=False)
     assert off == silhouette and shown == []
-    loose = _FakeTightNetwork(0.9)
+    loose = _tight_net(0.9)
     _artist_family(sample_image, monkeypatch, loose)
     assert loose.shown == []
 

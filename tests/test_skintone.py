@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from avatarizer import hair as HR
-from conftest import attribute_outputs, fit_head_twice, luminance, need_shared, shipped_h_without
+from conftest import FakeRegionNetwork, attribute_outputs, fit_head_twice, luminance, need_shared, shipped_h_without
 from avatarizer import schema
 from avatarizer.artist.photo import from_lab, to_lab
 from avatarizer.skintone import (ANCHOR_L, LIT_AB_DL, MARGIN, MONK_L, WELL_LIT_SKIN_LAB, lightness_of_tone,
@@ -612,15 +612,9 @@ def test_artist_style_refuses_a_chroma_band_it_cannot_draw(band):
         assert hash(st) == hash(ArtistStyle().replace(skin_chroma_lit=tuple(float(v) for v in given)))
 
 
-class _FakeToneNetwork:
-    """Stands in for the skin-tone network: a fixed reading, and the crops it saw."""
-
-    def __init__(self, u):
-        self.u, self.shown = u, []
-
-    def probabilities(self, crop):
-        self.shown.append(np.asarray(crop))
-        return {"skin_tone": self.u}
+def _tone_net(u) -> FakeRegionNetwork:
+    """The skin-tone network, made to read ``u`` (the Monk step 1 + 9u)."""
+    return FakeRegionNetwork({"skin_tone": u})
 
 
 def test_the_artist_draws_the_skin_in_the_networks_tone(monkeypatch):
@@ -646,17 +640,17 @@ def test_the_artist_draws_the_skin_in_the_networks_tone(monkeypatch):
         return to_lab(p[SKIN].astype(np.float64)), to_lab(p[lips].astype(np.float64))
 
     (measured, lip0) = drawn(None)
-    dark = _FakeToneNetwork((8.0 - 1.0) / 9.0)  # Monk 8
+    dark = _tone_net((8.0 - 1.0) / 9.0)  # Monk 8
     skin, lip = drawn(dark)
     assert len(dark.shown) == 1 and dark.shown[0].shape == (RN.CROP, RN.CROP, 3)
     assert abs(skin[0] - float(lightness_of_tone(8.0))) <= MARGIN + 0.5 and skin[0] < measured[0] - 10
     assert lip[0] < lip0[0] - 5  # (relit as the skin was)
-    off = _FakeToneNetwork((8.0 - 1.0) / 9.0)
+    off = _tone_net((8.0 - 1.0) / 9.0)
     np.testing.assert_allclose(drawn(off, skin_tone_network=False)[0], measured, atol=1e-3)
     assert off.shown == []
-    np.testing.assert_allclose(drawn(_FakeToneNetwork(float("nan")))[0], measured, atol=1e-3)
+    np.testing.assert_allclose(drawn(_tone_net(float("nan")))[0], measured, atol=1e-3)
     # the lightest tone: the astronaut's brightly lit skin (L* 86) goes to the nearest edge of its band
-    light = drawn(_FakeToneNetwork(0.0))[0]
+    light = drawn(_tone_net(0.0))[0]
     assert measured[0] > float(lightness_of_tone(1.0)) + MARGIN
     assert abs(light[0] - (float(lightness_of_tone(1.0)) + MARGIN)) < 0.5
 
@@ -699,7 +693,7 @@ def test_the_artist_reads_no_tone_under_a_face_mask(monkeypatch):
     from avatarizer.artist import ArtistStyle
     from avatarizer.artist import colour as C
 
-    net = _FakeToneNetwork(0.5)
+    net = _tone_net(0.5)
     monkeypatch.setattr("avatarizer.skintone.load_network", lambda folder=None: net)
     photo = SimpleNamespace(network_crop=lambda: np.zeros((128, 128, 3), np.uint8))
     assert C.network_skin_tone(ArtistStyle(), photo, {"cheeks_covered": True}) is None and net.shown == []

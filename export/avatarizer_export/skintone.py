@@ -310,10 +310,10 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
     from avatarizer.artist import ArtistStyle
     from avatarizer.skintone import chroma_in_good_light
 
-    band = ArtistStyle().skin_chroma_lit
-    by_row = measured_skin(al, [idx[keys[j]] for j in first], style=ArtistStyle().replace(skin_chroma_lit=None))
+    style = ArtistStyle()
+    by_row = measured_skin(al, [idx[keys[j]] for j in first], style=style.replace(skin_chroma_lit=None))
     unbanded = {j: by_row[idx[keys[j]]] for j in first if idx[keys[j]] in by_row}
-    measured = {j: np.clip(chroma_in_good_light(c, band), 0.0, 1.0) for j, c in unbanded.items()}
+    measured = {j: np.clip(chroma_in_good_light(c, style.skin_chroma_lit), 0.0, 1.0) for j, c in unbanded.items()}
     rows_train = np.array([j for j in first if not held[j] and j in measured])
     rows_held = np.array([j for j in first if held[j] and j in measured])
     if not len(rows_train) or not len(rows_held):

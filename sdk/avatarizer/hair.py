@@ -61,7 +61,7 @@ __all__ = [
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
     "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
-    "cheek_skin_lab", "region_classifier_reads",
+    "cheek_skin_lab", "region_classifier_reads", "gray_weighted",
     "steady_style", "steady_beard_style", "steady_gender", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn", "hair_length_as_drawn",
     "drawn_length", "fuse_age", "trusted_age", "model_age", "add_facial_hair", "FACIAL_HAIR_BY", "read_with_facial_hair",
     "TIGHT_LENGTH_BY", "TIGHT_LENGTH_WITH_FACIAL_HAIR_BY",
@@ -1412,11 +1412,8 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None
     step = max(1, len(px) // HAIR_FEATURE_PIXELS)
     probs = hair_colour_probs(px[::step], skin_lab)
     gate = hair_colour_gate()
-    if probs is not None and gray_ratio is not None and (model is None or not model[0]) \
-            and np.isfinite(gray_ratio) and gray_ratio != 1.0:
-        w = {c: max(float(gray_ratio), 1e-3) if c == "gray" else 1.0 for c in HAIR_COLOURS}
-        total = sum(probs[c] * w[c] for c in HAIR_COLOURS)
-        probs = {c: float(probs[c] * w[c] / total) for c in HAIR_COLOURS}
+    if probs is not None and (model is None or not model[0]):
+        probs = gray_weighted(probs, gray_ratio)
     if model is not None and model[0]:
         if probs is None:
             # the region's classifier reads nothing (no skin reading, no fitted classifier): H's
@@ -1430,6 +1427,19 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None
     # (with H's reading the class is fused from both, and the drawing reads as the class reported:
     # an 86-year-old reported grey in a tight crop was drawn in the few pixels' brown)
     return drawn_hair_colour(raw, probs, min_prob=gate), probs
+
+
+def gray_weighted(probs: Mapping[str, float], gray_ratio) -> dict:
+    """Hair-colour class probabilities ``probs`` with grey weighed by
+    ``gray_ratio`` (how much likelier grey is at an age than over the
+    classifier's training photos, :func:`avatarizer.artist.accessories.artist_gray_ratio`;
+    floored at 1e-3) and renormalised; ``probs`` itself when the ratio is
+    None, not finite, or 1."""
+    if gray_ratio is None or not np.isfinite(gray_ratio) or gray_ratio == 1.0:
+        return probs
+    w = {c: max(float(gray_ratio), 1e-3) if c == "gray" else 1.0 for c in HAIR_COLOURS}
+    total = sum(probs[c] * w[c] for c in HAIR_COLOURS)
+    return {c: float(probs[c] * w[c] / total) for c in HAIR_COLOURS}
 
 
 def region_classifier_reads(skin_lab) -> bool:

@@ -15,7 +15,6 @@ from ..landmarks import (
     LIPS_OUTER,
     NOSE_PATCH,
 )
-from ..skintone import chroma_in_good_light
 from .geometry import cheek_discs
 from .photo import (
     landmark_index,
@@ -242,7 +241,7 @@ def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
     skin = skin_colour(st, photo, lm, discs, info=g)
     if skin is None:
         return None
-    return clip(chroma_in_good_light(clip(skin_locus(st, clip(skin, 0, 1)), 0, 1), st.skin_chroma_lit), 0, 1)
+    return clip(ST.chroma_in_good_light(clip(skin_locus(st, clip(skin, 0, 1)), 0, 1), st.skin_chroma_lit), 0, 1)
 
 
 def network_skin_tone(st, photo: Photo, g) -> float | None:

@@ -316,10 +316,7 @@ def _age_expert(gray_ratio: float) -> dict:
     artist reads the hair-colour network (H's in the hybrid)."""
     from .. import hair as HR
 
-    w = {c: (max(float(gray_ratio), 1e-3) if c == "gray" and np.isfinite(gray_ratio) else 1.0)
-         for c in HR.HAIR_COLOURS}
-    total = sum(w.values())
-    return {c: v / total for c, v in w.items()}
+    return dict(HR.gray_weighted(dict.fromkeys(HR.HAIR_COLOURS, 1.0 / len(HR.HAIR_COLOURS)), gray_ratio))
 
 
 def hair_colour_network(st, photo: Photo, region_pixels: int) -> dict | None:
@@ -400,10 +397,11 @@ def hair(st, p, lm, g, photo: Photo, col):
     hm = hair_maps(st, lm, g, photo, col)
     hair = gain(st, hm["hair"])
     known = photo.hair is not None and hm["hair_known"]
-    px = masked(photo.rgb, HR.hair_region(photo.size, photo.hair, lm, photo.valid)) if known else None
+    px = masked(photo.rgb, HR.hair_region(photo.size, photo.hair, lm, photo.valid)) if known \
+        else np.zeros((0, 3), np.float32)
     # the hair-colour network's reading, where its files are there: the class drawn is the region's
     # classifier's, the network's and the age's together, as the hybrid's is without H
-    net = hair_colour_network(st, photo, 0 if px is None else len(px))
+    net = hair_colour_network(st, photo, len(px))
     if known or net is not None:
         # drawn so that it reads as its likeliest class (blond hair photographs
         # darker than it looks), from the hair region the SDK's hair stage samples
@@ -417,7 +415,7 @@ def hair(st, p, lm, g, photo: Photo, col):
         model = None if net is None else (_age_expert(gray_ratio), None, None, None, net)
         g["hair_colour_network"] = net is not None
         hair, g["hair_colour_probs"] = HR.hair_colour_of_class(
-            hair, px if px is not None else np.zeros((0, 3), np.float32), photo.size ** 2,
+            hair, px, photo.size ** 2,
             skin_lab=HR.cheek_skin_lab(photo.rgb, lm, photo.valid, masked=bool(g.get("cheeks_covered")))
             if known else None,
             gray_ratio=gray_ratio, model=model)
