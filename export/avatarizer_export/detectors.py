@@ -209,8 +209,8 @@ def features(folder: Path, names: list[str], progress: bool = True) -> dict:
     from avatarizer.imageio import load_image
 
     # (the cues are measured before the artist reads its region networks, which would only cost time here)
-    art = AutoArtist(ArtistStyle(facial_hair_network=False, tight_hair_length=False, hair_colour_network=False,
-                                 skin_tone_network=False))
+    art = AutoArtist(ArtistStyle(facial_hair_network=False, tight_hair_length=False, loose_hair_length=False,
+                                 hair_colour_network=False, skin_tone_network=False))
 
     out = {"names": [], "hair": [], "hair_rgb": [], **{f + sfx: [] for f in SIZED for sfx in _suffixes()}}
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:

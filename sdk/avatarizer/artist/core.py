@@ -299,9 +299,9 @@ def mean_avatar() -> np.ndarray:
     exaggeration): the centre that :func:`exaggerate_params` scales about."""
     mean = LM.mean_face().points[:, :2]
     grey = np.full((64, 64, 3), 160, np.uint8)
-    p = AutoArtist(ArtistStyle(exaggeration=1.0, detect_glasses=False, detect_beard=False, tight_hair_length=False,
-                               hair_colour_network=False, skin_tone_network=False)).fit_landmarks(
-        mean, grey, None, frontal=mean)
+    style = ArtistStyle(exaggeration=1.0, detect_glasses=False, detect_beard=False, tight_hair_length=False,
+                        loose_hair_length=False, hair_colour_network=False, skin_tone_network=False)
+    p = AutoArtist(style).fit_landmarks(mean, grey, None, frontal=mean)
     out = p[S.FACE].astype(np.float32)
     out.setflags(write=False)
     return out

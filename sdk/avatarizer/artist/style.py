@@ -116,6 +116,11 @@ class ArtistStyle:
             crops' hair-length network (:mod:`avatarizer.hairlength`) and
             draw a long family where it reads long; off (or without its
             files) the silhouette alone decides.
+        loose_hair_length: the same on a loose portrait (the silhouette
+            sees beside the face) where the silhouette gives a short family:
+            the network, which reads loose portraits too, draws it long
+            where it reads long (the silhouette misses hair hanging outside
+            the band beside the face it measures, or behind the shoulders).
         facial_hair_network: decide the beard and the moustache with the
             facial-hair network (:mod:`avatarizer.facialhair`, the one the
             hybrid decides with) where its files are there; off, the
@@ -175,6 +180,7 @@ class ArtistStyle:
     detect_beard: bool = True
     detect_headwear: bool = True
     tight_hair_length: bool = True
+    loose_hair_length: bool = True
     facial_hair_network: bool = True
     hair_colour_network: bool = True
     skin_tone_network: bool = True
