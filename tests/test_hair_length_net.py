@@ -212,7 +212,6 @@ def test_the_fitting_routine_writes_a_network_the_sdk_loads(tmp_path, monkeypatc
         XL.fit(shared, tmp_path, data=tmp_path / "few", quiet=True)
 
 
-@pytest.mark.slow
 def _drawn_lengths(av, faces, labels) -> dict:
     """``{"long": [drawn long, of], "short": [drawn short, of]}`` of the
     labelled chips (``labels``: key -> "long", "short" or "tied") through ``av``."""
@@ -229,6 +228,7 @@ def _drawn_lengths(av, faces, labels) -> dict:
     return got
 
 
+@pytest.mark.slow
 def test_long_hair_in_tight_crops_is_drawn_long():
     """UTKFace's held-out chips labelled by eye for hair length
     (``labels/utkface_hair_length.jsonl``, never trained on): through
@@ -333,6 +333,27 @@ def test_the_artist_reads_a_loose_portraits_length_where_the_silhouette_says_sho
     assert _artist_family(sample_image, monkeypatch, _tight_net(0.9, gates=(None, 0.4)))[0] == silhouette
 
 
+def test_the_long_familys_volume_floor_is_where_the_silhouette_measured_none(sample_image, monkeypatch):
+    """The long family drawn on the network's reading keeps the volume the
+    silhouette measured on a loose portrait; on a tight chip (no skull
+    seen: no volume measured) it gets at least ``TIGHT_LONG_VOLUME``."""
+    from avatarizer.align import FaceAligner
+    from avatarizer.artist import ArtistStyle, AutoArtist
+    from avatarizer.artist import hair as AH
+
+    with FaceAligner() as al:
+        whole = al.align(sample_image)
+        chip = al.align(_tight_chip(sample_image, whole.landmarks))
+    monkeypatch.setattr("avatarizer.hairlength.load_tight", lambda folder=None: _tight_net(0.9))
+    hair = {}
+    for floor in (0.5, 3.0):
+        monkeypatch.setattr(AH, "TIGHT_LONG_VOLUME", floor)
+        hair[floor] = [AutoArtist(ArtistStyle()).fit(f)[S.SLICES["hair"]] for f in (whole, chip)]
+    assert np.array_equal(hair[0.5][0], hair[3.0][0])  # (the loose portrait: its own volume)
+    assert not np.array_equal(hair[0.5][1], hair[3.0][1])
+
+
+@pytest.mark.slow
 def test_the_artist_draws_long_hair_in_loose_portraits_long():
     """The held-out loose portraits labelled by eye for hair length
     (``labels/hair_length_by_eye.jsonl``): the artist draws long hair long
@@ -343,9 +364,12 @@ def test_the_artist_draws_long_hair_in_loose_portraits_long():
     from avatarizer_export.data import hair_length_labels, is_heldout
 
     faces = need_shared("data", "faces", "ffhq128")
+    for folder in ("ffhq128-labelled", "stylegan128"):  # (the labels' other folders)
+        need_shared("data", "faces", folder)
     if HL.load_tight() is None:
         pytest.skip("the tight crops' hair-length network is not installed here")
     labels = {k: v for k, v in hair_length_labels().items() if v in ("long", "short", "tied") and is_heldout(k)}
+    assert len(labels) == 509
     with Avatarizer(estimator="artist") as av:
         got = _drawn_lengths(av, faces, labels)
     print(f"artist, loose portraits: long drawn long {got['long']}, short drawn short {got['short']}")
@@ -353,6 +377,7 @@ def test_the_artist_draws_long_hair_in_loose_portraits_long():
     assert got["long"][0] >= 185 and got["short"][0] >= 255
 
 
+@pytest.mark.slow
 def test_the_artist_draws_long_hair_in_tight_crops_long():
     """UTKFace's held-out chips labelled by eye for hair length: the artist
     (``estimator="artist"``, the ceiling the pairs and the hair bank come

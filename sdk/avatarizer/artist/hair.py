@@ -286,8 +286,8 @@ def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
 #: Bald and receding tops keep theirs (the bald detector's evidence), as do
 #: the long families.
 LONG_FAMILY = {"short": "long", "fringe": "long", "buzz": "long", "afro": "curly"}
-#: ... drawn on a tight crop with at least this volume (the silhouette's volume without measured extra hair:
-#: on UTKFace's chips the silhouette reads too little of the skull and gives 0, a thin top)
+#: ... drawn with at least this volume where the silhouette measured none (the silhouette's volume without
+#: measured extra hair: on UTKFace's chips it reads too little of the skull and gives 0, a thin top)
 TIGHT_LONG_VOLUME = 0.5
 
 
@@ -303,6 +303,8 @@ def network_hair_long(st, lm, photo: Photo) -> tuple[float, float, bool] | None:
     from .. import hair as HR
     from .. import hairlength
 
+    if not (st.tight_hair_length or st.loose_hair_length):
+        return None
     tight = not HR.sides_observed(photo.valid, lm)
     if not (st.tight_hair_length if tight else st.loose_hair_length):
         return None
@@ -432,10 +434,12 @@ def hair(st, p, lm, g, photo: Photo, col):
     if fam in LONG_FAMILY:
         read = network_hair_long(st, lm, photo)
         if read is not None:
-            info["network_long"] = read[0]
+            info["network_long"], info["network_tight"] = read[0], read[2]
             if read[0] >= read[1]:
                 fam = LONG_FAMILY[fam]
-                if read[2]:  # a tight crop (a loose portrait's silhouette measured the volume)
+                if read[2] or hm["skull_valid"] < 0.3 or not hm["hair_known"]:
+                    # a tight crop, or a loose one whose silhouette measured no volume (hair_style); else the
+                    # silhouette's measured volume stands
                     volume = max(volume, TIGHT_LONG_VOLUME)
                 info["length_by"] = HR.TIGHT_LENGTH_BY
     part = part_side(hm, g)
