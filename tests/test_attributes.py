@@ -30,6 +30,45 @@ def test_expected_calibration_error():
     assert np.isnan(ece(np.zeros(0), np.zeros(0)))
 
 
+def test_the_artists_hair_cache_follows_the_artist(tmp_path, monkeypatch):
+    """H's length and volume targets come from the artist's hair fit of each
+    training photo, cached in ``runs/attributes``: the cache is read again
+    for the same photos and the same artist (``data.artist_key``), and
+    refitted when the artist changes (it was keyed by the photos alone, so
+    an artist change kept the old fits)."""
+    from types import SimpleNamespace
+
+    import avatarizer.artist
+    import avatarizer_export.attributes as XA
+    import avatarizer_export.data as XD
+
+    fits = []
+
+    class Artist:
+        def fit_landmarks(self, *a, **kw):
+            fits.append(1)
+            return S.default()
+
+    monkeypatch.setattr(XA, "RUN", tmp_path / "runs")
+    monkeypatch.setattr(avatarizer.artist, "AutoArtist", Artist)
+    monkeypatch.setattr(XD, "_load_rgb", lambda path: np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setattr(XD, "valid_mask", lambda transform, shape: None)
+    key = {"source": "a"}
+    monkeypatch.setattr(XD, "artist_key", lambda: dict(key))
+    al = SimpleNamespace(keys=["x/1.jpg", "x/2.jpg"], pad=np.zeros(2, int), landmarks=np.zeros((2, 478, 2)),
+                         crops=np.zeros((2, 4, 4, 3), np.uint8), hair=np.zeros((2, 4, 4), np.uint8),
+                         transforms=np.zeros((2, 2, 3)))
+    rows = np.arange(2)
+    first = XA._artist_hair(al, rows, tmp_path)
+    assert len(fits) == 2 and first.shape == (2, 4)
+    assert np.array_equal(XA._artist_hair(al, rows, tmp_path), first, equal_nan=True) and len(fits) == 2
+    key["source"] = "b"  # another artist: fitted again
+    XA._artist_hair(al, rows, tmp_path)
+    assert len(fits) == 4
+    XA._artist_hair(al, rows[:1], tmp_path)  # other photos: too
+    assert len(fits) == 5
+
+
 def test_precision_threshold_reaches_the_target():
     from avatarizer_export.attributes import precision_threshold
 

@@ -333,29 +333,33 @@ def _ffhq_targets(a: dict) -> dict:
 def _artist_hair(al, rows: np.ndarray, shared: Path) -> np.ndarray:
     """The auto-artist's hair fit of each aligned original (rows), as
     :func:`avatarizer.hair.hair_attributes_from_params` (length, volume,
-    curl, fringe); cached in ``runs/attributes``."""
+    curl, fringe); cached in ``runs/attributes``, kept while the photos and
+    the artist (:func:`avatarizer_export.data.artist_key`, what the pairs'
+    cache is keyed by) are the same."""
     from tqdm import tqdm
 
     from avatarizer.artist import AutoArtist
 
-    from .data import _load_rgb, _pad, valid_mask
+    from .data import _load_rgb, _pad, artist_key, valid_mask
 
     path = RUN / "artist_hair.npz"
     keys = np.array([al.keys[i] for i in rows])
+    artist = json.dumps(artist_key(), sort_keys=True)
     if path.exists():
         with np.load(path) as z:
-            if len(z["keys"]) == len(keys) and (z["keys"] == keys).all():
+            if len(z["keys"]) == len(keys) and (z["keys"] == keys).all() \
+                    and "artist" in z.files and str(z["artist"]) == artist:
                 return z["hair"]
-    artist = AutoArtist()
+    fit = AutoArtist().fit_landmarks
     out = np.full((len(rows), 4), np.nan, np.float32)
     for j, i in enumerate(tqdm(rows, desc="artist hair", unit="photo", mininterval=30)):
         img = _load_rgb(shared / "data" / "faces" / al.keys[i])
         shape = _pad(img, int(al.pad[i])).shape if al.pad[i] else img.shape
-        p = artist.fit_landmarks(al.landmarks[i], np.asarray(al.crops[i]), np.asarray(al.hair[i]) / 255.0,
-                                 valid=valid_mask(al.transforms[i], shape))
+        p = fit(al.landmarks[i], np.asarray(al.crops[i]), np.asarray(al.hair[i]) / 255.0,
+                valid=valid_mask(al.transforms[i], shape))
         out[j] = HR.hair_attributes_from_params(p)[:4]
     RUN.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, keys=keys, hair=out)
+    np.savez_compressed(path, keys=keys, hair=out, artist=np.array(artist))
     return out
 
 
