@@ -60,9 +60,11 @@ def stage_key(cache: Path | None, stage: str) -> str:
 #: drawing runs (its hair colour classes, the hairstyle and feature priors,
 #: the landmark tables and mean face, the parameter layout, the hat's kind and place,
 #: the skin's chroma band, the region networks it reads: the tight crops' hair length, the facial hair,
-#: the hair colours, the skin tone)
+#: the hair colours, the skin tone; and what ``hair.py`` imports: the upper lids' landmark table, the
+#: input checks, the gender's name)
 ARTIST_MODULES = ("hair.py", "headwear.py", "prior.py", "landmarks.py", "schema.py", "skintone.py",
-                  "regionnet.py", "hairlength.py", "facialhair.py", "haircolour.py")
+                  "regionnet.py", "hairlength.py", "facialhair.py", "haircolour.py", "proportions.py",
+                  "checks.py", "gender.py")
 #: the fields of ``artist_detectors.json``'s detectors the artist does not
 #: read: reports, and the grey-hair age prior (the SDK's, with H's age)
 _NOT_DRAWN_WITH = ("age_prior", "cv_recall", "cv_balanced_accuracy", "cv_gate_balanced_plain",
