@@ -422,6 +422,16 @@ def test_a_small_hair_region_keeps_its_sampled_colour(monkeypatch):
         assert np.allclose(col, raw) is (not moved)
 
 
+def test_too_little_hair_is_under_the_class_area():
+    """The one rule the hair colour's drawing, the hybrid's and the artist's
+    choice of hair-colour network share: a region under
+    ``HAIR_CLASS_MIN_AREA`` of the crop is too little to read a class from."""
+    n = 128 * 128
+    at = HR.HAIR_CLASS_MIN_AREA * n
+    assert HR.too_little_hair(int(np.floor(at)) - 1, n) and HR.too_little_hair(0, n)
+    assert not HR.too_little_hair(int(np.ceil(at)), n) and not HR.too_little_hair(n, n)
+
+
 def test_a_small_hair_region_beside_h_reads_as_the_class_reported(monkeypatch):
     """With H's reading fused in, a tight crop's colour is drawn in the class
     reported (an 86-year-old reported grey was drawn in the few pixels' brown)."""

@@ -61,7 +61,7 @@ __all__ = [
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
     "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
-    "cheek_skin_lab", "region_classifier_reads", "gray_weighted",
+    "cheek_skin_lab", "region_classifier_reads", "gray_weighted", "too_little_hair",
     "steady_style", "steady_beard_style", "steady_gender", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn", "hair_length_as_drawn",
     "drawn_length", "fuse_age", "trusted_age", "model_age", "add_facial_hair", "FACIAL_HAIR_BY", "read_with_facial_hair",
     "TIGHT_LENGTH_BY", "TIGHT_LENGTH_WITH_FACIAL_HAIR_BY",
@@ -997,6 +997,15 @@ HAIR_FEATURE_PIXELS = 1024
 HAIR_CLASS_MIN_AREA = 0.06
 
 
+def too_little_hair(region_pixels: int, crop_pixels: int) -> bool:
+    """Whether a hair region of ``region_pixels`` covers less than
+    :data:`HAIR_CLASS_MIN_AREA` of a crop of ``crop_pixels``: too little to
+    read a class from (a tight crop, or none read), the rule the hair
+    colour's drawing, the hybrid's and the artist's choice of hair-colour
+    network share."""
+    return region_pixels < HAIR_CLASS_MIN_AREA * crop_pixels
+
+
 def hair_colour_features(px: np.ndarray, skin_lab=None) -> np.ndarray:
     """Colour statistics of hair pixels (float RGB, N×3) for the hair-colour
     classifier: CIELAB L* percentiles 10/25/50/75/90, a* and b* quartiles,
@@ -1422,7 +1431,7 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None
             probs, gate = model_hair_colour(model[0], *model[1:6]), 0.0
         else:
             probs = fuse_hair_colour(model[0], probs, model[1], *model[2:6])
-    if len(px) < HAIR_CLASS_MIN_AREA * crop_pixels and (model is None or not model[0]):
+    if too_little_hair(len(px), crop_pixels) and (model is None or not model[0]):
         return raw, probs  # too little hair to read a class from: the colour as sampled
     # (with H's reading the class is fused from both, and the drawing reads as the class reported:
     # an 86-year-old reported grey in a tight crop was drawn in the few pixels' brown)

@@ -339,7 +339,7 @@ def hair_colour_network(st, photo: Photo, region_pixels: int) -> dict | None:
     from .. import hair as HR
     from .. import haircolour as HC
 
-    tight = region_pixels < HR.HAIR_CLASS_MIN_AREA * photo.size ** 2
+    tight = HR.too_little_hair(region_pixels, photo.size ** 2)
     net = HC.load_tight() if tight else HC.load()
     if net is None:
         return None

@@ -203,7 +203,7 @@ class HairStage(Stage):
         # (grey weighed by the model's age, not one the app set: the hair colour stays the model's reading,
         # a black-haired person set to 90 was drawn grey)
         net_kind = "portrait"
-        if reading is None or len(reading[1]) < H.HAIR_CLASS_MIN_AREA * reading[2]:
+        if reading is None or H.too_little_hair(len(reading[1]), reading[2]):
             # a tight crop (the hair region under HAIR_CLASS_MIN_AREA of it, or none read): the network fitted
             # on loose portraits drew 17 of 129 black-haired people on UTKFace's chips brown and a Black baby
             # blond from the forehead's pixels (session 31); the one fitted with tight framings reads it
