@@ -204,12 +204,20 @@ def side_rgb(px: np.ndarray) -> np.ndarray:
     return robust_median(px, 10, 90)
 
 
+def silhouette_measured(hm) -> bool:
+    """Whether the silhouette of :func:`hair_maps` ``hm`` can be measured: at
+    least 30% of the skull's region inside the photo and the hair's colour
+    known. Without it :func:`hair_style` measures no length or volume and
+    :func:`refine_hair` does not run."""
+    return hm["skull_valid"] >= 0.3 and hm["hair_known"]
+
+
 def hair_style(st, lm, g, hm, photo: Photo) -> tuple[str, float, dict]:
     """A hairstyle family of the prior from simple silhouette measurements."""
     gx, gy, H, valid = hm["gx"], hm["gy"], hm["hairmap"], hm["valid"]
     cx, hw = g["centre_x"], g["half_w"]
     info: dict = {}
-    if hm["skull_valid"] < 0.3 or not hm["hair_known"]:
+    if not silhouette_measured(hm):
         return ("short" if hm["hair_known"] or hm["skull_valid"] < 0.3 else "bald"), 0.0, info
     # length: how far down the hair reaches beside the face and neck
     side = (np.abs(gx - cx) > hw * 0.8) & (np.abs(gx - cx) < hw + 0.3) & ~hm["oval"]
@@ -437,7 +445,7 @@ def hair(st, p, lm, g, photo: Photo, col):
             info["network_long"], info["network_tight"] = read[0], read[2]
             if read[0] >= read[1]:
                 fam = LONG_FAMILY[fam]
-                if read[2] or hm["skull_valid"] < 0.3 or not hm["hair_known"]:
+                if read[2] or not silhouette_measured(hm):
                     # a tight crop, or a loose one whose silhouette measured no volume (hair_style); else the
                     # silhouette's measured volume stands
                     volume = max(volume, TIGHT_LONG_VOLUME)
@@ -447,7 +455,7 @@ def hair(st, p, lm, g, photo: Photo, col):
                                                      volume=volume * st.hair_volume)
     back = back.astype(np.float64)
     front = front.astype(np.float64)
-    if hm["skull_valid"] >= 0.3 and hm["hair_known"] and fam != "bald":
+    if silhouette_measured(hm) and fam != "bald":
         # (a bald top is no hair outline: the scalp, coloured like the hair sampled above the brows,
         # was pulled into the hair and drawn as a cap)
         back, front = refine_hair(st, back, front, hm, g)
