@@ -124,7 +124,7 @@ def test_a_bank_rebuilt_wrong_is_refused_with_a_hair_bank_error(tmp_path):
 
 
 def test_query_with_an_entrys_own_values_returns_it(bank):
-    retr = HR.HairRetriever(bank, gates=None)
+    retr = HR.HairRetriever(bank, gates=None, bald_floor=None, bald_style_floor=None)  # (no gate, no floor)
     for i in np.linspace(0, len(bank) - 1, 25).astype(int):
         assert retr.query_descriptor(bank.attributes[i], bank.descriptors[i]) == i
 
@@ -169,8 +169,8 @@ def test_weights_matter(bank):
 def test_gates_pick_the_family(bank):
     retr = HR.HairRetriever(bank)
     d = bank.descriptors[bank.most_common()]
-    base = dict(length=0.1, volume=0.25, curl=0.0, fringe=0.25, bald=0.1, headwear=0.1)
-    assert retr.candidates(base) is None  # no confident flag: the whole bank
+    base = dict(length=0.1, volume=0.25, curl=0.0, fringe=0.25, bald=0.2, headwear=0.1)
+    assert retr.candidates(base) is None  # no confident flag, over the bald floors: the whole bank
     assert bank.entry(retr.query_descriptor({**base, "bald": 0.95}, d)).family in ("bald", "receding")
     assert bank.entry(retr.query_descriptor({**base, "headwear": 0.95}, d)).family == "headwear"
     assert bank.entry(retr.query_descriptor({**base, "headwear": 0.95, "bald": 0.95}, d)).family == "headwear"
@@ -619,6 +619,35 @@ def test_no_bald_or_receding_style_without_some_bald_score(bank):
     assert retr.candidates(own(0.3)[0]) is None  # above the floor, under the gate: the whole bank
 
 
+def test_a_wholly_bald_style_needs_the_bald_style_floor(bank):
+    """Short-haired men, grey and thinning hair most, matched the bald
+    styles of the bank rebuilt in session 49 at P(bald) 0.03-0.15: under
+    hair.BALD_STYLE_FLOOR the retrieval leaves the bald family out, while a
+    receding style still comes from BALD_FLOOR; at the floor the bald
+    styles come back, and the retriever's argument turns it off."""
+    fam = np.array(bank.families)[bank.family]
+    j = HR.RETRIEVAL_ATTRIBUTES.index("bald")
+    assert HR.BALD_FLOOR < HR.BALD_STYLE_FLOOR < HR.TIGHT_CROP_BALD_FLOOR
+    i = next(i for i in range(len(bank)) if fam[i] == "bald")
+
+    def own(bald):  # the bald entry's own attributes and silhouette, with this bald score
+        a = np.array(bank.attributes[i], np.float64)
+        a[j] = bald
+        return a, bank.descriptors[i]
+
+    retr = HR.HairRetriever(bank, k=1)
+    under = HR.BALD_STYLE_FLOOR - 0.01
+    keep = retr.candidates(own(under)[0])
+    assert not keep[fam == "bald"].any() and keep[fam == "receding"].all() and keep[fam == "short"].all()
+    assert fam[retr.query_descriptor(*own(under))] != "bald"
+    assert retr.candidates(own(HR.BALD_STYLE_FLOOR)[0]) is None  # at the floor, under the gate: the whole bank
+    assert fam[retr.query_descriptor(*own(HR.BALD_STYLE_FLOOR + 0.01))] == "bald"  # its silhouette: bald
+    assert HR.HairRetriever(bank, k=1, bald_style_floor=None).candidates(own(under)[0]) is None
+    # under BALD_FLOOR both families stay out, whichever the style floor
+    low = retr.candidates(own(HR.BALD_FLOOR - 0.01)[0])
+    assert not low[np.isin(fam, ["bald", "receding"])].any()
+
+
 def test_a_child_or_a_woman_gets_no_bald_or_receding_style_from_the_silhouette_alone(bank):
     """Children's short or fine hair and women's hair pulled back matched
     receding silhouettes (30 of 6,131 photos in session 39, none of them
@@ -686,8 +715,9 @@ def test_a_tight_crop_gets_no_bald_or_receding_style_below_the_bald_gate(bank):
     a[j] = 0.12
     assert retr.query(a, None, lm, valid=full) == retr.query_descriptor(a)
     assert retr.query(a, None, lm, valid=cut) == retr.query_descriptor(a, tight=True)
-    own = next(k for k in range(len(bank)) if fam[k] in ("bald", "receding")
-               and HR.BALD_FLOOR < bank.attributes[k][j] < HR.TIGHT_CROP_BALD_FLOOR)
+    own = next(k for k in range(len(bank)) if bank.attributes[k][j] < HR.TIGHT_CROP_BALD_FLOOR
+               and ((fam[k] == "receding" and bank.attributes[k][j] > HR.BALD_FLOOR)
+                    or (fam[k] == "bald" and bank.attributes[k][j] >= HR.BALD_STYLE_FLOOR)))
     assert retr.query(bank.attributes[own], None, lm, valid=full) == own  # its own attributes: itself
     assert fam[retr.query(bank.attributes[own], None, lm, valid=cut)] not in ("bald", "receding")
 
@@ -768,9 +798,14 @@ def test_no_hair_rises_above_a_drawn_hat():
             assert (b[inside, 1] >= dome[inside] - 1e-6).all(), (i, name)
             moved += int((a != b).any())
     assert moved > 0  # (some styles did rise above it)
-    e = bank.entry(536)  # a curly hat-shaped style: its curls rose above the crown
-    assert not np.array_equal(HR.merge(S.default(), e, (0.2, 0.1, 0.05), {"headwear": 1.0})[S.HAIR],
-                              HR.merge(S.default(), e, (0.2, 0.1, 0.05), {"headwear": 0.0})[S.HAIR])
+    fam = np.array(bank.families)[bank.family]
+    curly = [i for i in range(len(bank)) if fam[i] == "headwear"
+             and HR.merge(S.default(), bank.entry(i), (0.2, 0.1, 0.05))[S.index("hair_style.curl")] >= 0.5]
+    assert curly  # the curly hat-shaped styles: their curls rose above the crown
+    for i in curly:
+        e = bank.entry(i)
+        assert not np.array_equal(HR.merge(S.default(), e, (0.2, 0.1, 0.05), {"headwear": 1.0})[S.HAIR],
+                                  HR.merge(S.default(), e, (0.2, 0.1, 0.05), {"headwear": 0.0})[S.HAIR]), i
 
 
 def test_a_white_beard_with_shadows_between_its_strands_is_drawn_white():

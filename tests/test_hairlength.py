@@ -62,7 +62,7 @@ def test_length_gates_by_gender_from_the_description():
     assert HR.length_gates_by_gender(none) == {"female": (0.5, 0.14), "male": (None, None)}
     bank = HR.HairBank.load()
     retr = HR.HairRetriever(bank, length_gate=(0.6, 0.44), length_gate_by_gender=HR.length_gates_by_gender(none))
-    assert retr.candidates({"length": 0.3, "bald": 0.05, "headwear": 0.05, "hair_long": 0.01,
+    assert retr.candidates({"length": 0.3, "bald": 0.2, "headwear": 0.05, "hair_long": 0.01,
                             "decided": {"male": True}}) is None
     # a retriever refuses pairs it cannot use, and gates by gender without the pair for all
     for bad in ({"Female": (0.5, 0.1)}, {"female": None}, {"male": (0.5,)}, {"female": (0.2, 0.5)},
@@ -84,7 +84,7 @@ def test_a_reported_gender_is_gated_at_its_own_pair():
     by = {"female": (0.5, 0.14), "male": (None, 0.5)}
     gated = HR.HairRetriever(bank, length_gate=(0.6, 0.44), length_gate_by_gender=by)
     plain = HR.HairRetriever(bank, length_gate=(0.6, 0.44))
-    q = {"length": 0.3, "volume": 0.3, "curl": 0.0, "fringe": 0.2, "bald": 0.05, "headwear": 0.05}
+    q = {"length": 0.3, "volume": 0.3, "curl": 0.0, "fringe": 0.2, "bald": 0.2, "headwear": 0.05}  # (over the bald floors)
     woman, man = ({**q, "decided": {"male": m}} for m in (False, True))
     # a woman at 0.3: not gated short (the pair for all gates her short), at 0.1 she is; at 0.55 long
     assert gated.candidates({**woman, "hair_long": 0.3}) is None
@@ -154,7 +154,7 @@ def test_the_length_gate_picks_long_or_short_styles():
     gated = HR.HairRetriever(bank, length_gate=(0.6, 0.44))
     plain = HR.HairRetriever(bank)
     fam = np.array(bank.families)[bank.family]
-    short_query = {"length": 0.1, "volume": 0.3, "curl": 0.0, "fringe": 0.2, "bald": 0.05, "headwear": 0.05}
+    short_query = {"length": 0.1, "volume": 0.3, "curl": 0.0, "fringe": 0.2, "bald": 0.2, "headwear": 0.05}
     long_query = {**short_query, "length": 0.9}
     e = gated.query(attributes={**short_query, "hair_long": 0.95})
     assert long_[e] and fam[e] not in ("bald", "receding", "headwear")

@@ -1699,6 +1699,18 @@ GATES = (("headwear", 0.678, ("headwear",)), ("bald", 0.587, ("bald", "receding"
 #: clip frames a long-haired woman (d3) was drawn receding at P(bald) 0.014.
 BALD_FLOOR = 0.03
 
+#: A wholly bald style (the bald family) needs at least this much of the
+#: query's bald score, beside :data:`BALD_FLOOR` (a receding style keeps that
+#: one). The bank rebuilt from the artist that draws bald heads bald (session
+#: 49: 27 bald styles from the fits of bald men; the earlier bank's 20 were
+#: mostly tight crops of babies) drew short-haired men bald at P(bald)
+#: 0.03-0.15, grey and thinning hair most. Chosen on the 1,290 training
+#: photos labelled by eye (``labels/hair_length_by_eye.jsonl``,
+#: ``labels/scalp_by_eye.jsonl``; floors 0.03, 0.1, 0.12, 0.15, 0.2): short
+#: hair drawn bald 11 -> 2 of 293, heads with hair drawn bald 14 -> 3 of 450,
+#: bald heads drawn bald 31 -> 30 of 35 (0.2: 1, 2 and 30).
+BALD_STYLE_FLOOR = 0.15
+
 #: On a tight crop (:func:`lower_face_observed` False: the photo ends at the
 #: chin and the hairline, as UTKFace's chips and webcam close-ups do) the
 #: silhouette shows too little of the head to tell hair from scalp: the
@@ -1811,13 +1823,16 @@ class HairRetriever:
     whose gender is decided (:func:`reported_gender`) is gated at its
     gender's pair instead.
     With ``bald_floor`` (default :data:`BALD_FLOOR`; None: none), a query
-    whose bald score is below it gets no bald or receding style.
+    whose bald score is below it gets no bald or receding style; with
+    ``bald_style_floor`` (default :data:`BALD_STYLE_FLOOR`; None: none), one
+    below that gets no wholly bald style (a receding one may still come).
     """
 
     def __init__(self, bank: HairBank, weights: RetrievalWeights | None = None, k: int = 5,
                  gates=GATES, length_gate: tuple[float, float] | None = None,
                  bald_floor: float | None = BALD_FLOOR,
-                 length_gate_by_gender: Mapping[str, tuple[float | None, float | None]] | None = None):
+                 length_gate_by_gender: Mapping[str, tuple[float | None, float | None]] | None = None,
+                 bald_style_floor: float | None = BALD_STYLE_FLOOR):
         if k < 1:
             raise ValueError("k must be >= 1")
         self.bank = bank
@@ -1835,6 +1850,7 @@ class HairRetriever:
         self._Dz = np.concatenate([bank.attributes / bank.attr_scale, bank.descriptors / bank.desc_scale], 1)
         self._bald = RETRIEVAL_ATTRIBUTES.index("bald")
         self._bald_floor = None if bald_floor is None else float(bald_floor)
+        self._bald_style_floor = None if bald_style_floor is None else float(bald_style_floor)
         # a tight crop's floor: this retriever's own bald gate (the pipeline's follows H's drawing threshold)
         self._tight_floor = next((t for j, t, _, _ in self._gates if j == self._bald), TIGHT_CROP_BALD_FLOOR)
         self._not_bald = ~np.isin(fam, ["bald", "receding"])
@@ -1891,7 +1907,8 @@ class HairRetriever:
         ``tight``, a crop that does not show the lower face, or
         ``gate_only``, a face :func:`silhouette_bald_unlikely` says so of,
         the retriever's own bald gate, :data:`TIGHT_CROP_BALD_FLOOR` without
-        one, also with ``bald_floor=None``) and the length gate. A bald head the app set (``"bald"`` in the dict's
+        one, also with ``bald_floor=None``), the bald style floor
+        (:data:`BALD_STYLE_FLOOR`: under it no wholly bald style) and the length gate. A bald head the app set (``"bald"`` in the dict's
         ``set_by_app``, :func:`apply_settings`) gets only the ``bald``
         family: a receding style has a full front hair layer, so the bald
         gate's receding entries would draw hair on a head said to be bald.
@@ -1931,8 +1948,12 @@ class HairRetriever:
         floor = self._bald_floor
         if tight or gate_only:
             floor = max(floor or 0.0, self._tight_floor)
-        keep = self._not_bald if floor is not None and np.isfinite(b) and b < floor \
-            and self._not_bald.any() else None
+        keep = None
+        if np.isfinite(b):
+            if floor is not None and b < floor and self._not_bald.any():
+                keep = self._not_bald
+            elif self._bald_style_floor is not None and b < self._bald_style_floor and not self._bald_family.all():
+                keep = ~self._bald_family  # (a receding style may still come)
         own = _own_length_gate(attributes)
         if set_length is not None:  # the app's length, also where the model has no length gate
             hi, lo, long_, short = (0.5, 0.5, *length_sets)
