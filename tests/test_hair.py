@@ -646,6 +646,14 @@ def test_a_wholly_bald_style_needs_the_bald_style_floor(bank):
     # under BALD_FLOOR both families stay out, whichever the style floor
     low = retr.candidates(own(HR.BALD_FLOOR - 0.01)[0])
     assert not low[np.isin(fam, ["bald", "receding"])].any()
+    # with the length gate: a short reading keeps the short styles, receding ones too, but no bald one
+    gated = HR.HairRetriever(bank, k=1, length_gate=(0.6, 0.44))
+    q = {**dict(zip(HR.RETRIEVAL_ATTRIBUTES, map(float, own(under)[0]))), "hair_long": 0.05}
+    short = gated.candidates(q)
+    assert (short == (~bank.drawn_long() & (fam != "headwear") & (fam != "bald"))).all()
+    assert short[fam == "receding"].all() and short.sum() > 200
+    # a tight crop: neither family under the bald gate
+    assert not retr.candidates(own(under)[0], tight=True)[np.isin(fam, ["bald", "receding"])].any()
 
 
 def test_a_child_or_a_woman_gets_no_bald_or_receding_style_from_the_silhouette_alone(bank):

@@ -1658,8 +1658,8 @@ class RetrievalWeights:
 
     The defaults (1, 4; with ``HairRetriever(k=5)``) come from
     ``avatarizer-export hairbank tune`` (``docs/hair.md``): on 400 training
-    photos left out of a tuning bank they are within 0.002 mean hair IoU of
-    the best setting tried, and weigh the attributes the silhouette cannot
+    photos left out of a tuning bank they are within 0.003 mean hair IoU of
+    the best setting tried (0.002 on the bank of 2026-11-28), and weigh the attributes the silhouette cannot
     see (fringe, bald, headwear) more than it.
 
     Attributes:
@@ -1914,7 +1914,7 @@ class HairRetriever:
         gate's receding entries would draw hair on a head said to be bald.
         A length the app set (``"hair_length"`` there) holds under a family
         gate too, where that family has styles of that length (a hat over
-        long hair: 9 of the 37 hat-shaped styles), and also without a
+        long hair: 17 of the 38 hat-shaped styles), and also without a
         length gate; H's own length keeps the order above. ``face``: the
         parameter vector of the face the style is drawn on, whose length
         classes (:meth:`HairBank.drawn_long`, :func:`drawn_length`) the length
@@ -1952,7 +1952,8 @@ class HairRetriever:
         if np.isfinite(b):
             if floor is not None and b < floor and self._not_bald.any():
                 keep = self._not_bald
-            elif self._bald_style_floor is not None and b < self._bald_style_floor and not self._bald_family.all():
+            elif (self._bald_style_floor is not None and b < self._bald_style_floor and self._bald_family.any()
+                  and not self._bald_family.all()):
                 keep = ~self._bald_family  # (a receding style may still come)
         own = _own_length_gate(attributes)
         if set_length is not None:  # the app's length, also where the model has no length gate
@@ -2496,7 +2497,9 @@ def steady_gender(attributes: dict, shown: str | None, pending: str | None) -> t
 
 #: H's P(bald) below which the artist's bald detector is not asked
 #: (:func:`add_artist_bald`; its hair measurements cost ~1-2 ms a face): the
-#: retrieval's own floor for a bald or receding style (:data:`BALD_FLOOR`)
+#: retrieval's own floor for a receding style (:data:`BALD_FLOOR`; a wholly
+#: bald style needs :data:`BALD_STYLE_FLOOR` of H's score, or the artist's
+#: reading, which reaches it through the bald gate as a set flag)
 ARTIST_BALD_GATE = BALD_FLOOR
 
 
