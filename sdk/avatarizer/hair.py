@@ -1659,8 +1659,9 @@ class RetrievalWeights:
     The defaults (1, 4; with ``HairRetriever(k=5)``) come from
     ``avatarizer-export hairbank tune`` (``docs/hair.md``): on 400 training
     photos left out of a tuning bank they are within 0.003 mean hair IoU of
-    the best setting tried (0.002 on the bank of 2026-11-28), and weigh the attributes the silhouette cannot
-    see (fringe, bald, headwear) more than it.
+    the best setting tried (0.002 on the bank of 2026-11-28), and weigh the
+    attributes the silhouette cannot see (fringe, bald, headwear) more than
+    it.
 
     Attributes:
         attributes: weight of the mean squared z-score difference of the hair
@@ -1908,7 +1909,8 @@ class HairRetriever:
         ``gate_only``, a face :func:`silhouette_bald_unlikely` says so of,
         the retriever's own bald gate, :data:`TIGHT_CROP_BALD_FLOOR` without
         one, also with ``bald_floor=None``), the bald style floor
-        (:data:`BALD_STYLE_FLOOR`: under it no wholly bald style) and the length gate. A bald head the app set (``"bald"`` in the dict's
+        (:data:`BALD_STYLE_FLOOR`: under it no wholly bald style) and the
+        length gate. A bald head the app set (``"bald"`` in the dict's
         ``set_by_app``, :func:`apply_settings`) gets only the ``bald``
         family: a receding style has a full front hair layer, so the bald
         gate's receding entries would draw hair on a head said to be bald.
