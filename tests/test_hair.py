@@ -597,6 +597,13 @@ def test_blond_and_red_read_on_dark_skin_go_to_black_and_brown():
         assert HR.light_hair_as_dark({**a, **other}) == (), other
 
 
+def _own_with_bald(bank, i: int, bald: float) -> tuple[np.ndarray, np.ndarray]:
+    """Entry ``i``'s own attributes, with this bald score, and its silhouette."""
+    a = np.array(bank.attributes[i], np.float64)
+    a[HR.RETRIEVAL_ATTRIBUTES.index("bald")] = bald
+    return a, bank.descriptors[i]
+
+
 def test_no_bald_or_receding_style_without_some_bald_score(bank):
     """A silhouette of hair pulled back from a high forehead matches a
     receding hairline; below hair.BALD_FLOOR the retrieval leaves the bald and
@@ -606,9 +613,7 @@ def test_no_bald_or_receding_style_without_some_bald_score(bank):
     j = HR.RETRIEVAL_ATTRIBUTES.index("bald")
 
     def own(bald):  # the entry's own attributes and silhouette, with this bald score
-        a = np.array(bank.attributes[i], np.float64)
-        a[j] = bald
-        return a, bank.descriptors[i]
+        return _own_with_bald(bank, i, bald)
 
     floorless = HR.HairRetriever(bank, k=1, bald_floor=None)
     retr = HR.HairRetriever(bank, k=1)
@@ -626,14 +631,11 @@ def test_a_wholly_bald_style_needs_the_bald_style_floor(bank):
     receding style still comes from BALD_FLOOR; at the floor the bald
     styles come back, and the retriever's argument turns it off."""
     fam = np.array(bank.families)[bank.family]
-    j = HR.RETRIEVAL_ATTRIBUTES.index("bald")
     assert HR.BALD_FLOOR < HR.BALD_STYLE_FLOOR < HR.TIGHT_CROP_BALD_FLOOR
     i = next(i for i in range(len(bank)) if fam[i] == "bald")
 
     def own(bald):  # the bald entry's own attributes and silhouette, with this bald score
-        a = np.array(bank.attributes[i], np.float64)
-        a[j] = bald
-        return a, bank.descriptors[i]
+        return _own_with_bald(bank, i, bald)
 
     retr = HR.HairRetriever(bank, k=1)
     under = HR.BALD_STYLE_FLOOR - 0.01

@@ -1856,6 +1856,8 @@ class HairRetriever:
         self._tight_floor = next((t for j, t, _, _ in self._gates if j == self._bald), TIGHT_CROP_BALD_FLOOR)
         self._not_bald = ~np.isin(fam, ["bald", "receding"])
         self._bald_family = fam == "bald"
+        # under the bald style floor: every style but the wholly bald ones (None where that leaves all or none)
+        self._no_bald_style = ~self._bald_family if self._bald_family.any() and not self._bald_family.all() else None
         self._drawn_long = bank.drawn_long()
         # long: no bald, receding or hat-shaped style (they follow their own gates); short: any short
         # style but the hat-shaped ones (a receding style is short hair too)
@@ -1954,9 +1956,8 @@ class HairRetriever:
         if np.isfinite(b):
             if floor is not None and b < floor and self._not_bald.any():
                 keep = self._not_bald
-            elif (self._bald_style_floor is not None and b < self._bald_style_floor and self._bald_family.any()
-                  and not self._bald_family.all()):
-                keep = ~self._bald_family  # (a receding style may still come)
+            elif self._bald_style_floor is not None and b < self._bald_style_floor:
+                keep = self._no_bald_style  # (a receding style may still come)
         own = _own_length_gate(attributes)
         if set_length is not None:  # the app's length, also where the model has no length gate
             hi, lo, long_, short = (0.5, 0.5, *length_sets)
