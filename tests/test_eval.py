@@ -316,6 +316,50 @@ def test_tight_chips_hair_lengths_are_for_evaluation_only(tmp_path):
     assert hair_length_reads(names, files, params) == {}  # (not loose portraits' labels)
 
 
+def test_eval_scores_the_top_of_the_head_against_the_held_out_labels(tmp_path):
+    """``scalp_reads``: the top of the head drawn (a bald or receding style,
+    else hair) against the held-out heads labelled by eye
+    (``scalp_by_eye.jsonl``; the ``scalp_heldout`` batch, session 50),
+    covered heads and training photos left out; the style's family is the
+    bank entry's for what ships and the artist's own where the artist drew
+    the hair (``hair_style.bank_id`` means either)."""
+    from avatarizer import hair as HR
+    from avatarizer import schema
+    from avatarizer_export.data import is_heldout, scalp_labels
+    from avatarizer_export.evaluate import drawn_top, scalp_reads
+    from avatarizer_export.hairbank import _ARTIST_FAMILY
+
+    labels = scalp_labels()
+    held = {v: sorted(k for k, x in labels.items() if x == v and is_heldout(k)) for v in
+            ("bald", "receding", "hair", "covered")}
+    assert all(len(held[v]) >= 5 for v in held), {v: len(k) for v, k in held.items()}  # (22 receding, 9 bald)
+    train = sorted(k for k, x in labels.items() if x == "receding" and not is_heldout(k))[0]
+    bank = HR.HairBank.load()
+    entry = {f: int(np.flatnonzero(np.asarray(bank.family) == bank.families.index(f))[0])
+             for f in ("bald", "receding", "short")}
+    # receding drawn receding, receding drawn short, hair drawn bald, bald drawn bald; a covered head
+    # and a training photo are not scored; a photo without an avatar neither
+    keys = [held["receding"][0], held["receding"][1], held["hair"][0], held["bald"][0], held["covered"][0], train,
+            held["hair"][1]]
+    drawn = ["receding", "short", "bald", "bald", "bald", "bald", "bald"]
+    params = np.stack([HR.merge(schema.default(), bank.entry(entry[d]), (0.3, 0.2, 0.1)) for d in drawn])
+    params[-1] = np.nan
+    names = [k.split("/", 1)[1] for k in keys]
+    files = {n: tmp_path / k.split("/", 1)[0] / n for n, k in zip(names, keys)}
+    got = scalp_reads(names, files, params, artist_hair=False)
+    assert got["n"] == 4 and got["classes"] == ["bald", "receding", "hair"]
+    assert got["confusion"] == [[1, 0, 0], [0, 1, 1], [1, 0, 0]] and got["right"] == 0.5
+    assert (got["receding_drawn_receding"], got["hair_drawn_receding"], got["hair_drawn_bald"],
+            got["bald_drawn_bald"]) == ("1/2", "0/1", "1/1", "1/1")
+    # the artist's families: bank_id is the family's own index
+    fam = {f: i for i, f in _ARTIST_FAMILY.items()}
+    art = params.copy()
+    art[:-1, schema.index("hair_style.bank_id")] = [fam["receding"], fam["receding"], fam["short"], fam["bald"], 0, 0]
+    assert [drawn_top(p, True) for p in art[:4]] == ["receding", "receding", "hair", "bald"]
+    assert scalp_reads(names, files, art, artist_hair=True)["confusion"] == [[1, 0, 0], [0, 2, 0], [0, 0, 1]]
+    assert scalp_reads(names[5:6], files, params[5:6], artist_hair=False) == {}  # (a training photo alone)
+
+
 def test_the_red_hair_batch_trains_the_hair_colour_network_alone():
     """The ``stylegan128`` hair colours mined for red hair (session 43) are
     read by the hair-colour network's training and by eval, never by a fit

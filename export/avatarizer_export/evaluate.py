@@ -568,6 +568,12 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
             length = hair_length_reads(names, paths, preds, tight=True)
             if length:  # (beside DESIGN.md's keys: UTKFace's tight chips, labelled apart)
                 out["hair_length_by_eye_tight"] = length
+            # (beside DESIGN.md's keys: the top of the head drawn bald, receding or with hair against the labels by
+            # eye; the artist's hair for the artist, a trained face model's rows and shipped:artist, else the bank's)
+            tops = scalp_reads(names, paths, preds,
+                               artist_hair=method == "shipped:artist" or method.split(":")[0] != "shipped")
+            if tops:
+                out["scalp_by_eye"] = tops
             lenses = lens_aspect_reads(names, paths, preds)
             if lenses:  # (beside DESIGN.md's keys: the glasses' lenses against their aspect labelled by eye)
                 out["lens_aspect_by_eye"] = lenses
@@ -856,6 +862,59 @@ def hair_length_reads(names, files, params: np.ndarray, tight: bool = False) -> 
     return {"n": int(conf.sum()), "classes": list(LENGTH_CLASSES), "right": round(float(np.trace(conf) / conf.sum()), 4),
             "confusion": conf.tolist(), "long_drawn_short": f"{int(conf[2, :2].sum())}/{int(conf[2].sum())}",
             "short_drawn_long": f"{int(conf[1, 2])}/{int(conf[1].sum())}"}
+
+
+#: the top of the head as labelled by eye (``labels/scalp_by_eye.jsonl``) and as drawn (:func:`drawn_top`)
+TOP_CLASSES = ("bald", "receding", "hair")
+
+
+def drawn_top(p: np.ndarray, artist_hair: bool, bank=None) -> str:
+    """The top of the head one avatar's parameters ``p`` draw: ``bald`` or
+    ``receding`` for a style of those families, else ``hair`` (headwear
+    included). ``hair_style.bank_id`` is the artist's family
+    (``hairbank._ARTIST_FAMILY``) where the artist drew the hair
+    (``artist_hair``), else the hair bank entry's index (``bank``, the
+    shipped one by default)."""
+    from avatarizer import hair as HR
+
+    from .hairbank import _ARTIST_FAMILY
+
+    i = int(round(float(p[schema.index("hair_style.bank_id")])))
+    if artist_hair:
+        fam = _ARTIST_FAMILY.get(i, "")
+    else:
+        bank = HR.HairBank.load() if bank is None else bank
+        fam = bank.families[int(np.asarray(bank.family)[i])] if 0 <= i < len(bank.family) else ""
+    return fam if fam in ("bald", "receding") else "hair"
+
+
+def scalp_reads(names, files, params: np.ndarray, artist_hair: bool, bank=None) -> dict:
+    """The top of the head drawn (:func:`drawn_top`) against the top of the
+    head labelled by eye (``labels/scalp_by_eye.jsonl``: bald, receding,
+    hair; covered heads left out) on the held-out photos of ``names`` with
+    an avatar: ``n``, ``classes`` (:data:`TOP_CLASSES`), ``confusion`` (rows:
+    the label, columns: drawn), the share ``right``, and
+    ``receding_drawn_receding``, ``hair_drawn_receding``, ``hair_drawn_bald``
+    and ``bald_drawn_bald`` as "k/n"."""
+    from avatarizer import hair as HR
+
+    from .data import scalp_labels
+
+    labels = {k: v for k, v in scalp_labels().items() if v in TOP_CLASSES}
+    conf = np.zeros((len(TOP_CLASSES),) * 2, int)
+    for i, label in _heldout_labelled(names, files, params, labels):
+        if bank is None and not artist_hair:
+            bank = HR.HairBank.load()
+        conf[TOP_CLASSES.index(label), TOP_CLASSES.index(drawn_top(params[i], artist_hair, bank))] += 1
+    if not conf.sum():
+        return {}
+    b, r, h = range(3)
+    return {"n": int(conf.sum()), "classes": list(TOP_CLASSES), "confusion": conf.tolist(),
+            "right": round(float(np.trace(conf) / conf.sum()), 4),
+            "receding_drawn_receding": f"{int(conf[r, r])}/{int(conf[r].sum())}",
+            "hair_drawn_receding": f"{int(conf[h, r])}/{int(conf[h].sum())}",
+            "hair_drawn_bald": f"{int(conf[h, b])}/{int(conf[h].sum())}",
+            "bald_drawn_bald": f"{int(conf[b, b])}/{int(conf[b].sum())}"}
 
 
 def lens_aspect_reads(names, files, params: np.ndarray) -> dict:
