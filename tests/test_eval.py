@@ -326,7 +326,7 @@ def test_eval_scores_the_top_of_the_head_against_the_held_out_labels(tmp_path):
     from avatarizer import hair as HR
     from avatarizer import schema
     from avatarizer_export.data import is_heldout, scalp_labels
-    from avatarizer_export.evaluate import drawn_top, scalp_reads
+    from avatarizer_export.evaluate import drawn_top, hair_source_is_artist, scalp_reads
     from avatarizer_export.hairbank import _ARTIST_FAMILY
 
     labels = scalp_labels()
@@ -358,6 +358,23 @@ def test_eval_scores_the_top_of_the_head_against_the_held_out_labels(tmp_path):
     assert [drawn_top(p, True) for p in art[:4]] == ["receding", "receding", "hair", "bald"]
     assert scalp_reads(names, files, art, artist_hair=True)["confusion"] == [[1, 0, 0], [0, 2, 0], [0, 0, 1]]
     assert scalp_reads(names[5:6], files, params[5:6], artist_hair=False) == {}  # (a training photo alone)
+    # one source per row: the first two read as the artist's families (both receding), the rest the bank's
+    rows = np.array([True, True, False, False, False, False, False])
+    mixed = params.copy()
+    mixed[:2, schema.index("hair_style.bank_id")] = fam["receding"]
+    assert scalp_reads(names, files, mixed, artist_hair=rows)["confusion"] == [[1, 0, 0], [0, 2, 0], [1, 0, 0]]
+    # an index that names no style is counted apart, not read as hair
+    bad = params.copy()
+    bad[2, schema.index("hair_style.bank_id")] = len(bank.family) + 5
+    got = scalp_reads(names, files, bad, artist_hair=False)
+    assert got["unknown_style"] == 1 and got["n"] == 3 and drawn_top(bad[2], False, bank) == ""
+    # which hair drew each row: the artist for its own rows and a trained model's; for what ships, where the
+    # photo has no attributes (the hair stage ran no search)
+    assert hair_source_is_artist("artist", None, 2).tolist() == [True, True]
+    assert hair_source_is_artist("model:mapper_full", None, 1).tolist() == [True]
+    assert hair_source_is_artist("shipped:artist", None, 1).tolist() == [True]
+    assert hair_source_is_artist("shipped", [{"age": 1}, None], 2).tolist() == [False, True]
+    assert hair_source_is_artist("shipped:model", [{"age": 1}], 1).tolist() == [False]
 
 
 def test_the_red_hair_batch_trains_the_hair_colour_network_alone():

@@ -357,8 +357,10 @@ def test_the_hybrid_finds_more_held_out_hats(monkeypatch):
     ``Avatarizer()`` drew 34 of 53 hats (3 of 170 invented) with H alone,
     36 (3) with the hat network (session 29), 40 (4) with the network
     fused with H (session 30), 40 (3) after session 36's refit (of those
-    223; since then 254 photos with 55 hats: 41 and 3), 69371's fedora and
-    69405's bearskin among them."""
+    223; since then 254 photos with 55 hats: 41 and 3; since session 50's
+    held-out scalp labels 501 photos, the same 55 hats: fused 41 and 3 of
+    446 invented, the network alone 37 and 3, H alone 35 and 3), 69371's
+    fedora and 69405's bearskin among them."""
     from avatarizer_export.data import EYE_LABELS, headwear_labels, is_heldout
 
     from avatarizer import Avatarizer

@@ -569,9 +569,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
             if length:  # (beside DESIGN.md's keys: UTKFace's tight chips, labelled apart)
                 out["hair_length_by_eye_tight"] = length
             # (beside DESIGN.md's keys: the top of the head drawn bald, receding or with hair against the labels by
-            # eye; the artist's hair for the artist, a trained face model's rows and shipped:artist, else the bank's)
-            tops = scalp_reads(names, paths, preds,
-                               artist_hair=method == "shipped:artist" or method.split(":")[0] != "shipped")
+            # eye; which hair drew it: hair_source_is_artist)
+            tops = scalp_reads(names, paths, preds, artist_hair=hair_source_is_artist(method, shipped_attrs.get(method),
+                                                                                     len(preds)))
             if tops:
                 out["scalp_by_eye"] = tops
             lenses = lens_aspect_reads(names, paths, preds)
@@ -868,12 +868,27 @@ def hair_length_reads(names, files, params: np.ndarray, tight: bool = False) -> 
 TOP_CLASSES = ("bald", "receding", "hair")
 
 
+def hair_source_is_artist(method: str, attributes: list | None, n: int) -> np.ndarray:
+    """Per row of an eval method's parameters, whether the artist drew the
+    hair (``hair_style.bank_id`` is then its family's index) rather than
+    the hair bank's search (the bank entry's index): the artist's own rows
+    and a trained face model's (the artist's hair beside the model's face)
+    always; what ships (``shipped``, ``shipped:...``) where the photo's
+    ``Avatar.attributes`` (``attributes``, one per row) is None: the hair
+    stage keeps the artist's hair when it runs no search (the artist as
+    the estimator, no attribute model in the manifest)."""
+    if method.split(":")[0] != "shipped" or attributes is None:
+        return np.full(n, method.split(":")[0] != "shipped" or method == "shipped:artist", bool)
+    return np.array([a is None for a in attributes], bool)
+
+
 def drawn_top(p: np.ndarray, artist_hair: bool, bank=None) -> str:
     """The top of the head one avatar's parameters ``p`` draw: ``bald`` or
-    ``receding`` for a style of those families, else ``hair`` (headwear
-    included). ``hair_style.bank_id`` is the artist's family
-    (``hairbank._ARTIST_FAMILY``) where the artist drew the hair
-    (``artist_hair``), else the hair bank entry's index (``bank``, the
+    ``receding`` for a style of those families (whatever is drawn over it:
+    a hat over a bald style counts as bald), ``hair`` for any other, ``""``
+    for an index that names no style. ``hair_style.bank_id`` is the
+    artist's family (``hairbank._ARTIST_FAMILY``) where the artist drew the
+    hair (``artist_hair``), else the hair bank entry's index (``bank``, the
     shipped one by default)."""
     from avatarizer import hair as HR
 
@@ -885,31 +900,41 @@ def drawn_top(p: np.ndarray, artist_hair: bool, bank=None) -> str:
     else:
         bank = HR.HairBank.load() if bank is None else bank
         fam = bank.families[int(np.asarray(bank.family)[i])] if 0 <= i < len(bank.family) else ""
-    return fam if fam in ("bald", "receding") else "hair"
+    return fam if fam in ("bald", "receding", "") else "hair"
 
 
-def scalp_reads(names, files, params: np.ndarray, artist_hair: bool, bank=None) -> dict:
+def scalp_reads(names, files, params: np.ndarray, artist_hair, bank=None) -> dict:
     """The top of the head drawn (:func:`drawn_top`) against the top of the
     head labelled by eye (``labels/scalp_by_eye.jsonl``: bald, receding,
     hair; covered heads left out) on the held-out photos of ``names`` with
     an avatar: ``n``, ``classes`` (:data:`TOP_CLASSES`), ``confusion`` (rows:
     the label, columns: drawn), the share ``right``, and
     ``receding_drawn_receding``, ``hair_drawn_receding``, ``hair_drawn_bald``
-    and ``bald_drawn_bald`` as "k/n"."""
+    and ``bald_drawn_bald`` as "k/n"; ``unknown_style``, the rows whose
+    style index names no style (a bank of another build), where there are
+    any. ``artist_hair``: one bool for every row, or one per row
+    (:func:`hair_source_is_artist`)."""
     from avatarizer import hair as HR
 
     from .data import scalp_labels
 
     labels = {k: v for k, v in scalp_labels().items() if v in TOP_CLASSES}
+    by_artist = np.broadcast_to(np.asarray(artist_hair, bool), (len(params),))
     conf = np.zeros((len(TOP_CLASSES),) * 2, int)
+    unknown = 0
     for i, label in _heldout_labelled(names, files, params, labels):
-        if bank is None and not artist_hair:
+        if bank is None and not by_artist[i]:
             bank = HR.HairBank.load()
-        conf[TOP_CLASSES.index(label), TOP_CLASSES.index(drawn_top(params[i], artist_hair, bank))] += 1
+        top = drawn_top(params[i], bool(by_artist[i]), bank)
+        if not top:
+            unknown += 1
+            continue
+        conf[TOP_CLASSES.index(label), TOP_CLASSES.index(top)] += 1
     if not conf.sum():
-        return {}
+        return {"unknown_style": unknown} if unknown else {}
     b, r, h = range(3)
-    return {"n": int(conf.sum()), "classes": list(TOP_CLASSES), "confusion": conf.tolist(),
+    return {**({"unknown_style": unknown} if unknown else {}),
+            "n": int(conf.sum()), "classes": list(TOP_CLASSES), "confusion": conf.tolist(),
             "right": round(float(np.trace(conf) / conf.sum()), 4),
             "receding_drawn_receding": f"{int(conf[r, r])}/{int(conf[r].sum())}",
             "hair_drawn_receding": f"{int(conf[h, r])}/{int(conf[h].sum())}",
