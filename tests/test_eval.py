@@ -375,6 +375,7 @@ def test_eval_scores_the_top_of_the_head_against_the_held_out_labels(tmp_path):
     assert hair_source_is_artist("shipped:artist", None, 1).tolist() == [True]
     assert hair_source_is_artist("shipped", [{"age": 1}, None], 2).tolist() == [False, True]
     assert hair_source_is_artist("shipped:model", [{"age": 1}], 1).tolist() == [False]
+    assert hair_source_is_artist("shipped", [], 2).tolist() == [False, False]  # (no attributes kept: by the name)
 
 
 def test_the_red_hair_batch_trains_the_hair_colour_network_alone():

@@ -876,8 +876,10 @@ def hair_source_is_artist(method: str, attributes: list | None, n: int) -> np.nd
     always; what ships (``shipped``, ``shipped:...``) where the photo's
     ``Avatar.attributes`` (``attributes``, one per row) is None: the hair
     stage keeps the artist's hair when it runs no search (the artist as
-    the estimator, no attribute model in the manifest)."""
-    if method.split(":")[0] != "shipped" or attributes is None:
+    the estimator, no attribute model in the manifest); by the method's
+    name alone (``shipped:artist`` the artist's) where ``attributes`` is
+    missing or not one per row."""
+    if method.split(":")[0] != "shipped" or attributes is None or len(attributes) != n:
         return np.full(n, method.split(":")[0] != "shipped" or method == "shipped:artist", bool)
     return np.array([a is None for a in attributes], bool)
 
