@@ -901,7 +901,7 @@ def drawn_top(p: np.ndarray, artist_hair: bool, bank=None) -> str:
         fam = _ARTIST_FAMILY.get(i, "")
     else:
         bank = HR.HairBank.load() if bank is None else bank
-        fam = bank.families[int(np.asarray(bank.family)[i])] if 0 <= i < len(bank.family) else ""
+        fam = bank.entry(i).family if 0 <= i < len(bank) else ""
     return fam if fam in ("bald", "receding", "") else "hair"
 
 
