@@ -206,6 +206,42 @@ def test_errors_from_the_source_and_bad_frames_arrive_in_place(clip):
         assert seen == [0, 1, 2] and not _stream_threads()
 
 
+def test_the_worker_finds_the_landmarks_and_the_consumer_builds_the_faces(clip, monkeypatch):
+    """The stream's read-ahead thread, its slowest, runs MediaPipe alone
+    (``FaceAligner.find``); the faces (poses, aligning transforms) are built
+    on the consuming thread (``faces_found``), once per frame; and the two
+    halves give what ``detect`` gives."""
+    from avatarizer.align import FaceAligner
+
+    frames, ts = clip
+    frames, ts = frames[:6], ts[:6]
+    calls = {"find": [], "faces_found": []}
+    real = {name: getattr(FaceAligner, name) for name in calls}
+
+    def spy(name):
+        def call(self, *args, **kwargs):
+            calls[name].append(threading.current_thread())
+            return real[name](self, *args, **kwargs)
+        return call
+
+    for name in calls:
+        monkeypatch.setattr(FaceAligner, name, spy(name))
+    with Avatarizer(mode="video", color_order="bgr", tracker=INLINE) as av:
+        got = [(i, a.params.copy()) for i, a in av.stream(frames, ts)]
+    here = threading.current_thread()
+    assert [i for i, _ in got] == list(range(len(frames)))
+    assert len(calls["find"]) == len(calls["faces_found"]) == len(frames)
+    assert all(t is not here and t.name == "avatarizer-stream" for t in calls["find"])
+    assert all(t is here for t in calls["faces_found"])
+    with FaceAligner(mode="video", segmentation=False) as one, FaceAligner(mode="video", segmentation=False) as two:
+        for f, t in zip(frames, ts):
+            a = one.detect(f, t, color_order="bgr")
+            b = two.faces_found(two.find(f, t, color_order="bgr"))
+            assert len(a) == len(b) == 1
+            np.testing.assert_array_equal(a[0].landmarks, b[0].landmarks)
+            np.testing.assert_array_equal(a[0].transform, b[0].transform)
+
+
 def test_the_source_and_the_landmarks_overlap_the_rest_of_the_pipeline(clip, monkeypatch):
     """While the consumer runs the rest of the pipeline on frame k, the worker
     takes frame k + 1 from the source and finds its landmarks. The stage after
@@ -228,10 +264,10 @@ def test_the_source_and_the_landmarks_overlap_the_rest_of_the_pipeline(clip, mon
         stages = av._pipeline.stages
         align = av._pipeline["align"]
         rest = stages[stages.index(align) + 1]  # the consumer's first stage
-        real_align, real_rest = align.run, rest.run
+        real_ahead, real_rest = align.ahead, rest.run
 
-        def align_run(state):
-            real_align(state)
+        def align_ahead(state):  # the worker's part: the landmarks (AlignStage.ahead)
+            real_ahead(state)
             aligned[index[state.timestamp_ms]].set()
 
         def rest_run(state):
@@ -241,7 +277,7 @@ def test_the_source_and_the_landmarks_overlap_the_rest_of_the_pipeline(clip, mon
                 waited.append((k, aligned[k + 1].wait(60), max(taken)))
             real_rest(state)
 
-        monkeypatch.setattr(align, "run", align_run)
+        monkeypatch.setattr(align, "ahead", align_ahead)
         monkeypatch.setattr(rest, "run", rest_run)
         got = [i for i, _ in av.stream(camera(), ts)]
     assert got == list(range(len(frames)))

@@ -66,7 +66,7 @@ import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -578,6 +578,18 @@ class AlignedFace:
         return np.concatenate([linear, offset[:, None]], axis=1)
 
 
+class Found(NamedTuple):
+    """What :meth:`FaceAligner.find` found in one frame, for
+    :meth:`FaceAligner.faces_found`: the RGB frame, MediaPipe's landmark
+    lists (None: no face), the replicated border they were found with (px;
+    image mode's retry) and the segmentation mask being prefetched (or None)."""
+
+    image: np.ndarray
+    landmarks: list | None
+    pad: int
+    pending: Future | None
+
+
 class FaceAligner:
     """Finds faces with MediaPipe Face Mesh and aligns them to the canonical frame.
 
@@ -641,6 +653,17 @@ class FaceAligner:
             ValueError: bad image, or a timestamp that does not fit the mode.
             RuntimeError: the aligner is closed.
         """
+        return self.faces_found(self.find(frame, timestamp_ms, color_order))
+
+    def find(self, frame: Any, timestamp_ms: float | None = None, color_order: str = "rgb") -> Found:
+        """The first half of :meth:`detect` (same arguments and errors):
+        the frame checked against the clock and MediaPipe's landmarks found
+        (MediaPipe's graph runs with the GIL released), nothing else. Pass
+        what it returns to :meth:`faces_found`, on any thread, once: a video
+        stream (``Avatarizer.stream``) finds the next frame's landmarks on
+        its read-ahead thread and builds the faces (the poses, the aligning
+        transforms: ~0.2 ms of Python) on the consuming thread, so that the
+        read-ahead thread, the stream's slowest, does the landmarks alone."""
         self._check_open()
         image = to_rgb_uint8(frame, color_order)
         height, width = image.shape[:2]
@@ -670,6 +693,15 @@ class FaceAligner:
             with self._lock:
                 self._check_open()
                 found = _face_landmarks(self._mesh, padded)
+        return Found(image, found, pad, pending)
+
+    def faces_found(self, found: Found) -> list[AlignedFace]:
+        """The second half of :meth:`detect`: the faces of what :meth:`find`
+        found, largest first; ``[]`` if none (in image mode after the search
+        for small faces)."""
+        self._check_open()
+        image, found, pad, pending = found
+        height, width = image.shape[:2]
         if found:
             points = []
             for item in found:

@@ -867,7 +867,9 @@ class Avatarizer:
 
         One worker thread takes the frames from ``frames`` (so decoding a
         source in a generator overlaps too), converts them and finds their
-        landmarks (MediaPipe, which releases the GIL), up to ``prefetch``
+        landmarks (MediaPipe, which releases the GIL; only that: the faces'
+        poses and aligning transforms are built on the consuming thread,
+        ``FaceAligner.find`` / ``faces_found``), up to ``prefetch``
         frames ahead of the consumer (1 by default; a frame is taken from the
         source only when it may start at once, so a camera's frames are read
         as late as possible, and each frame of read-ahead adds a frame of
@@ -977,7 +979,7 @@ class Avatarizer:
                     state = FrameState(image=image, timestamp_ms=float(t), face_index=face_index,
                                        settings=self._drawn_settings)
                     with self._using() as pipe:
-                        pipe.run(state, until="align")  # the stream's clock, then the landmarks
+                        pipe.ahead(state)  # the stream's clock, then the landmarks alone
                     q.put((i, state, None))
                     i += 1
                 q.put((i, None, end))
@@ -1012,7 +1014,7 @@ class Avatarizer:
                         return
                     raise extra
                 with self._lock, self._using() as pipe:
-                    pipe.run(state, after="align")
+                    pipe.run(state, begun=True)
                     avatar = self._avatar(state, 0)
                 consumed = state.timestamp_ms
                 yield i, avatar

@@ -74,9 +74,21 @@ class AlignStage(Stage):
         if self._closed:
             raise RuntimeError("This Avatarizer is closed; create a new one.")
 
+    def ahead(self, state: FrameState) -> None:
+        """The landmarks alone (:meth:`FaceAligner.find`), kept in
+        ``state.info["found"]`` for :meth:`run`: what a stream's read-ahead
+        thread does for the next frame (:meth:`Pipeline.ahead`)."""
+        with state.timer(self.name):
+            state.info["found"] = self.aligner().find(state.image, timestamp_ms=state.timestamp_ms,
+                                                      color_order="rgb")
+
     def run(self, state: FrameState) -> None:
         with state.timer(self.name):
-            faces = self.aligner().detect(state.image, timestamp_ms=state.timestamp_ms, color_order="rgb")
+            aligner = self.aligner()
+            found = state.info.pop("found", None)
+            if found is None:
+                found = aligner.find(state.image, timestamp_ms=state.timestamp_ms, color_order="rgb")
+            faces = aligner.faces_found(found)
         state.all_faces = faces
         if state.face_index is None:
             chosen = list(faces)

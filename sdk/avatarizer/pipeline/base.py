@@ -133,6 +133,12 @@ class Stage:
         for s in states:
             self.run(s)
 
+    def ahead(self, state: FrameState) -> None:
+        """What of :meth:`run` may be done early, on another thread, for a
+        frame whose predecessors are still in later stages
+        (:meth:`Pipeline.ahead`; the align stage finds the landmarks). The
+        stage's :meth:`run` then does the rest. Nothing by default."""
+
     def frame_done(self, state: FrameState) -> None:
         """The frame went through the last stage (its avatar drawn when it
         asked for that): what a stage held back until then (the identity
@@ -157,9 +163,10 @@ class Pipeline:
     """Stages in order, and in video mode the stream's state.
 
     :meth:`run` passes one frame through the stages (or a part of them:
-    ``until`` a stage, inclusive, or ``after`` one, which is how
-    :meth:`avatarizer.api.Avatarizer.stream` overlaps the landmarks of the next
-    frame with the rest of this one). In video mode every frame gets the
+    ``until`` a stage, inclusive, or ``after`` one); :meth:`ahead` does the
+    stages' early parts (the landmarks) and ``run(state, begun=True)`` the
+    rest, which is how :meth:`avatarizer.api.Avatarizer.stream` overlaps the
+    landmarks of the next frame with the rest of this one. In video mode every frame gets the
     pipeline's :class:`~avatarizer.pipeline.state.StreamState` and is checked
     against its clock when it starts.
 
@@ -191,13 +198,15 @@ class Pipeline:
             self.stream.accept(state.timestamp_ms)
             state.stream = self.stream
 
-    def run(self, state: FrameState, until: str | None = None, after: str | None = None) -> FrameState:
+    def run(self, state: FrameState, until: str | None = None, after: str | None = None,
+            begun: bool = False) -> FrameState:
         """Runs the stages (through ``until``, inclusive, when given; from the
-        one following ``after``, when given: the frame was begun already)."""
+        one following ``after``, when given: the frame was begun already;
+        ``begun``: the frame was begun by :meth:`ahead`)."""
         stages = self.stages
-        if after is None:
+        if after is None and not begun:
             self._begin(state)
-        else:
+        elif after is not None:
             stages = stages[[s.name for s in stages].index(after) + 1:]
         # image mode runs its networks beside its Python (:func:`beside`): keep OpenBLAS off that core
         last = None
@@ -213,6 +222,17 @@ class Pipeline:
                 if s.name == until:
                     break
         self._done(last, (state,))
+        return state
+
+    def ahead(self, state: FrameState) -> FrameState:
+        """Begins a frame (the stream's clock) and does each stage's early
+        part (:meth:`Stage.ahead`: the landmarks) while the frames before it
+        are still in the later stages; :meth:`run` with ``begun=True`` does
+        the rest, in frame order. How :meth:`avatarizer.api.Avatarizer.stream`
+        overlaps the landmarks of the next frame with the rest of this one."""
+        self._begin(state)
+        for s in self.stages:
+            s.ahead(state)
         return state
 
     def run_batch(self, states: Sequence[FrameState], until: str | None = None) -> Sequence[FrameState]:

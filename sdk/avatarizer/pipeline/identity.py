@@ -68,6 +68,21 @@ retrieval) need not run for every frame. :class:`IdentityStage` wraps the two:
   starved when other processes keep the CPU busy, and one starved while it
   holds the GIL stalls every thread of the process (4 busy processes on 2
   cores: a 13 ms job took 2.2 s, a frame 2.7 s, a ``reset()`` 4.1 s).
+  Nor does any priority help a frame in a back-to-back loop (session 51,
+  scratch ``loop.py``/``hog.py``: 500 frames of ``bench``'s paired loop, no
+  refreshes, beside a busy pure-Python process): alone p99 7.1 ms on a p50
+  of 5.6 (1.26); beside a process at nice 10, p99 11.0 (1.94); beside one
+  under ``SCHED_IDLE``, p99 11.0 (1.96): the frames that meet it lose ~4 ms
+  (a 250 Hz scheduler tick's length; not traced further; the render stage's
+  p99 1.75 -> 5.3-5.4 ms, the align stage's 4.6 -> 7.8-9.0). The worker
+  process put under ``SCHED_IDLE`` once ready was measured in the same
+  paired loop with refreshes (scratch ``tail.py``, 750 frames: hitch 1.65 /
+  1.63 against 1.68 / 1.73 as shipped, two runs each): not adopted. What
+  moves the back-to-back tail is how much of the time a job runs
+  (``identity_duty``: 0.25 / 0.1 / 0.05 / 0.02 gave hitch 1.69 / 1.79 / 1.61
+  / 1.40 there, one run each), a trade against how often the identity is
+  refreshed that has not been measured for the avatars, so the default
+  stays.
 
 The networks run with numpy's BLAS limited to one thread (threadpoolctl,
 :func:`one_blas_thread`): the artist's image resizes are matrix products
