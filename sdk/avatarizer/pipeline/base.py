@@ -162,11 +162,11 @@ class Stage:
 class Pipeline:
     """Stages in order, and in video mode the stream's state.
 
-    :meth:`run` passes one frame through the stages (or a part of them:
-    ``until`` a stage, inclusive, or ``after`` one); :meth:`ahead` does the
-    stages' early parts (the landmarks) and ``run(state, begun=True)`` the
-    rest, which is how :meth:`avatarizer.api.Avatarizer.stream` overlaps the
-    landmarks of the next frame with the rest of this one. In video mode every frame gets the
+    :meth:`run` passes one frame through the stages (or through ``until`` a
+    stage, inclusive); :meth:`ahead` does the stages' early parts (the
+    landmarks) and ``run(state, begun=True)`` the rest, which is how
+    :meth:`avatarizer.api.Avatarizer.stream` overlaps the landmarks of the
+    next frame with the rest of this one. In video mode every frame gets the
     pipeline's :class:`~avatarizer.pipeline.state.StreamState` and is checked
     against its clock when it starts.
 
@@ -198,16 +198,12 @@ class Pipeline:
             self.stream.accept(state.timestamp_ms)
             state.stream = self.stream
 
-    def run(self, state: FrameState, until: str | None = None, after: str | None = None,
-            begun: bool = False) -> FrameState:
-        """Runs the stages (through ``until``, inclusive, when given; from the
-        one following ``after``, when given: the frame was begun already;
+    def run(self, state: FrameState, until: str | None = None, begun: bool = False) -> FrameState:
+        """Runs the stages (through ``until``, inclusive, when given;
         ``begun``: the frame was begun by :meth:`ahead`)."""
         stages = self.stages
-        if after is None and not begun:
+        if not begun:
             self._begin(state)
-        elif after is not None:
-            stages = stages[[s.name for s in stages].index(after) + 1:]
         # image mode runs its networks beside its Python (:func:`beside`): keep OpenBLAS off that core
         last = None
         with one_blas_thread() if self.stream is None else nullcontext():
