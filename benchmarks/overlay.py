@@ -26,8 +26,12 @@ blended at the same time where the process may use two CPUs);
 ``after_1thread`` is the same on the calling thread alone (``threads=1``).
 ``after_fast`` is the same call as ``after`` with ``antialias="fast"`` (4x4 edge
 coverage, for a live preview). ``render_box`` times ``render()`` of the box
-alone (straight RGBA): the floor of the two older paths. Each distribution is p50/p95/p99/max ms over all
-timed calls; ``max_abs_difference`` is the largest pixel difference between
+alone (straight RGBA): the floor of the two older paths. Every variant is
+timed with numpy's BLAS on one thread (as the SDK's pipeline runs:
+``pipeline.base.one_blas_thread``): ``before`` wakes OpenBLAS's thread pool,
+whose thread busy-waits on the second core through the calls timed after it,
+which took the default's second band its core (session 52). Each
+distribution is p50/p95/p99/max ms over all timed calls; ``max_abs_difference`` is the largest pixel difference between
 ``before`` and ``after`` (and ``box_numpy`` and ``after``) on the first pass.
 """
 from __future__ import annotations
@@ -47,6 +51,7 @@ from avatarizer.align import invert_affine as _invert  # noqa: E402
 from avatarizer.bench import _pct, bench_frames  # noqa: E402
 from avatarizer.checks import int_arg  # noqa: E402
 from avatarizer.imageio import to_rgb_uint8  # noqa: E402
+from avatarizer.pipeline.base import one_blas_thread  # noqa: E402
 from avatarizer.render import render  # noqa: E402
 
 
@@ -155,25 +160,31 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     worst = banded = 0
     names = list(fns)
-    for rep in range(args.repeats + 1):
-        for j, (a, f) in enumerate(pairs):
-            # each function first in turn (a fixed order ran "before" first and "after" third on every
-            # frame: its p50 moved ~7% with its place, a review), and on each frame a place of its own
-            # from one pass to the next
-            shift = (j + rep) % len(names)
-            for k in names[shift:] + names[:shift]:
-                fn = fns[k]
-                t0 = time.perf_counter()
-                r = fn(a, f)
-                dt = (time.perf_counter() - t0) * 1e3
-                if rep > 0 or j >= args.warmup:
-                    times[k].append(dt)
-            if rep == 0:
-                got = fns["after"](a, f).astype(int)
-                worst = max(worst, int(np.abs(fns["before"](a, f) - got).max()),
-                            int(np.abs(fns["box_numpy"](a, f) - got).max()))
-                banded = max(banded, int(np.abs(fns["after_1thread"](a, f) - got).max()))
-            del r
+    # numpy's BLAS on one thread while timing, as the SDK's pipeline runs (pipeline.base.one_blas_thread):
+    # `before` wakes OpenBLAS's thread pool, whose thread then busy-waits on the second core for the
+    # calls after it (process CPU time ~2x wall during `after_1thread`), and `after`'s second band
+    # got no core (measured: after 2.15-2.26 ms p50 against 1.91-1.99 on one thread; 1.19-1.34 once
+    # OpenBLAS is kept to one thread)
+    with one_blas_thread():
+        for rep in range(args.repeats + 1):
+            for j, (a, f) in enumerate(pairs):
+                # each function first in turn (a fixed order ran "before" first and "after" third on every
+                # frame: its p50 moved ~7% with its place, a review), and on each frame a place of its own
+                # from one pass to the next
+                shift = (j + rep) % len(names)
+                for k in names[shift:] + names[:shift]:
+                    fn = fns[k]
+                    t0 = time.perf_counter()
+                    r = fn(a, f)
+                    dt = (time.perf_counter() - t0) * 1e3
+                    if rep > 0 or j >= args.warmup:
+                        times[k].append(dt)
+                if rep == 0:
+                    got = fns["after"](a, f).astype(int)
+                    worst = max(worst, int(np.abs(fns["before"](a, f) - got).max()),
+                                int(np.abs(fns["box_numpy"](a, f) - got).max()))
+                    banded = max(banded, int(np.abs(fns["after_1thread"](a, f) - got).max()))
+                del r
     res = {"frames": len(pairs), "source": source, "input": list(pairs[0][1].shape[:2]),
            **{k: _pct(v) for k, v in times.items()},
            "ratio_p50": round(_pct(times["before"])["p50_ms"] / _pct(times["after"])["p50_ms"], 2),
