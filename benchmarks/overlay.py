@@ -30,10 +30,9 @@ blended at the same time where the process may use two CPUs);
 ``after_1thread`` called after an idle pause of ``--pause-ms`` (default 25:
 a 30 fps camera's frame less the pipeline's work), as a live app calls it,
 in a pass of their own after the others (``--repeats`` passes, the two
-alternating first; in the same pass the pauses slowed the calls timed
-after them too);
-on the development machine (a virtual one) a call after such a pause costs
-about 1 ms more whatever the thread count (session 52).
+alternating first; in the same pass the pauses slowed the calls timed after
+them too); on the development machine (a virtual one) a call after such a
+pause costs about 1 ms more whatever the thread count (session 52).
 ``after_fast`` is the same call as ``after`` with ``antialias="fast"`` (4x4 edge
 coverage, for a live preview). ``render_box`` times ``render()`` of the box
 alone (straight RGBA): the floor of the two older paths. Every variant is
@@ -41,8 +40,9 @@ timed with numpy's BLAS on one thread (as the SDK's pipeline runs:
 ``pipeline.base.one_blas_thread``): ``before`` wakes OpenBLAS's thread pool,
 whose thread busy-waits on the second core through the calls timed after it,
 which took the default's second band its core (session 52). Each
-distribution is p50/p95/p99/max ms over all timed calls; ``max_abs_difference`` is the largest pixel difference between
-``before`` and ``after`` (and ``box_numpy`` and ``after``) on the first pass.
+distribution is p50/p95/p99/max ms over all timed calls;
+``max_abs_difference`` is the largest pixel difference between ``before``
+and ``after`` (and ``box_numpy`` and ``after``) on the first pass.
 """
 from __future__ import annotations
 
