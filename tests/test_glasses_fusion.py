@@ -268,3 +268,60 @@ def test_json_nested_too_deep_is_an_unreadable_file(tmp_path, monkeypatch):
     (tmp_path / "hair_bank.json").write_text(deep)
     with pytest.raises(HR.HairBankError, match="unreadable"):
         HR.HairBank.load(tmp_path / "hair_bank.npz")
+
+
+def test_sunglasses_under_a_hat_need_to_be_near_certain():
+    """``hair.sunglasses_under_hat``: under a drawn hat (whose brim shades
+    the eyes) sunglasses under SUNGLASSES_UNDER_HAT become clear glasses or
+    none, whichever of the two is likelier, reported with why; at or past
+    it, without a hat, or for other kinds nothing changes."""
+    from avatarizer import hair as H
+
+    def attrs(probs):
+        outputs = {"hair_colour": np.array([[0.2, 0.2, 0.2, 0.2, 0.2]]), "glasses": np.array([[0.9, 0.08, 0.02]]),
+                   "binary": np.array([[0.1, 0.1, 0.1, 0.9, 0.9]]), "regress": np.array([[30, 0.5, 0.5, 0.5, 0.5]])}
+        a = H.decode_attributes(outputs)
+        apply_decision(a, int(np.argmax(probs)), np.array(probs))
+        return a
+
+    a = H.sunglasses_under_hat(attrs([0.034, 0.001, 0.965]), True)  # (ffhq128-labelled/69129's reading)
+    assert a["glasses_type"] == 0 and not a["drawn"]["glasses"] and not a["drawn"]["sunglasses"]
+    pub = H.public_attributes(a)["glasses"]
+    assert pub["value"] == "none" and pub["decided_by"] == H.UNDER_HAT_BY
+    a = H.sunglasses_under_hat(attrs([0.01, 0.04, 0.95]), True)  # clear glasses the likelier of the other two
+    assert a["glasses_type"] == 1 and a["drawn"]["glasses"] and not a["drawn"]["sunglasses"]
+    for probs, hat in (([0.001, 0.001, 0.998], True), ([0.034, 0.001, 0.965], False), ([0.1, 0.8, 0.1], True)):
+        a = attrs(probs)
+        before = (a["glasses_type"], dict(a["drawn"]))
+        H.sunglasses_under_hat(a, hat)
+        assert (a["glasses_type"], a["drawn"]) == before and "glasses_by" not in a
+    assert H.sunglasses_under_hat(attrs([0.0, 0.0, H.SUNGLASSES_UNDER_HAT]), True)["glasses_type"] == 2
+
+
+def test_the_hybrid_takes_uncertain_sunglasses_off_under_a_hat(monkeypatch):
+    """Through ``Avatarizer()`` (the shipped files): with the fusion made to
+    read sunglasses at 0.965, they are drawn bareheaded, not under a hat
+    the app sets; at 0.999 they are drawn under it too; the app's own
+    glasses win."""
+    from avatarizer import Avatarizer, glasses as G
+    from avatarizer.imageio import sample_photo
+
+    def reads(p_sun):
+        def decide(self, artist, model):
+            probs = np.array([1.0 - p_sun - 0.001, 0.001, p_sun])
+            return 2, probs
+        monkeypatch.setattr(G.GlassesFusion, "decide", decide)
+
+    with Avatarizer() as av:
+        if av.estimator != "hybrid" or av._pipeline.by_name["hair"].fusion is None:
+            pytest.skip("the shipped models are not installed here")
+        reads(0.965)
+        assert av.from_frame(sample_photo(), attributes={"headwear": False}).attributes["glasses"]["value"] == \
+            "sunglasses"
+        a = av.from_frame(sample_photo(), attributes={"headwear": True})
+        assert a.attributes["glasses"]["value"] == "none" and a["glasses.type"] == 0
+        a = av.from_frame(sample_photo(), attributes={"headwear": True, "glasses": "sunglasses"})
+        assert a.attributes["glasses"]["value"] == "sunglasses" and a["glasses.type"] == 2
+        reads(0.999)
+        a = av.from_frame(sample_photo(), attributes={"headwear": True})
+        assert a.attributes["glasses"]["value"] == "sunglasses" and a["glasses.type"] == 2

@@ -269,6 +269,11 @@ class HairStage(Stage):
                 if attrs["drawn"][k]:
                     attrs["drawn"][k] = False
                     attrs[f"{k}_by"] = "not drawn: a face mask covers the lower face"
+        if attrs["glasses_type"] == 2:
+            # a hat's brim shades the eyes: sunglasses under it only where they are near certain
+            H.sunglasses_under_hat(attrs, settings.get("headwear", attrs["drawn"]["headwear"]))
+            if fused is not None:
+                fused = attrs["glasses_type"]
         if facial_hair_probs is not None:
             # beard and moustache from the lower face's own network, in place of H's heads and the
             # artist's detector (also where the app sets them: what the model read is reported beside
