@@ -325,3 +325,42 @@ def test_the_hybrid_takes_uncertain_sunglasses_off_under_a_hat(monkeypatch):
         reads(0.999)
         a = av.from_frame(sample_photo(), attributes={"headwear": True})
         assert a.attributes["glasses"]["value"] == "sunglasses" and a["glasses.type"] == 2
+
+
+def test_without_the_fusion_the_artists_sunglasses_do_not_come_back_under_a_hat(monkeypatch):
+    """Without the glasses fusion (a missing file: H decides, the artist's
+    cues add glasses H missed), sunglasses H reads under a hat at 0.965 are
+    taken off, and the artist's own sunglasses (its tint cue reads the same
+    shadow) are not drawn in their place; its clear glasses would be."""
+    from avatarizer import Avatarizer, hair as H
+    from avatarizer.artist import accessories as AC
+    from avatarizer.imageio import sample_photo
+
+    with Avatarizer() as av:
+        stage = av._pipeline.by_name["hair"]
+        if av.estimator != "hybrid" or stage.fusion is None:
+            pytest.skip("the shipped models are not installed here")
+        monkeypatch.setattr(stage, "fusion", None)
+        real_decode = H.decode_attributes
+
+        def h_reads_sunglasses(*args, **kwargs):
+            a = real_decode(*args, **kwargs)
+            a["glasses_probs"] = {"none": 0.034, "reading": 0.001, "sunglasses": 0.965}
+            H.decide_glasses(a, 2)
+            return a
+
+        monkeypatch.setattr(H, "decode_attributes", h_reads_sunglasses)
+        real_glasses = AC.glasses
+
+        def artist_kind(kind):
+            def glasses(st, p, lm, g, photo, col, cues=None):
+                real_glasses(st, p, lm, g, photo, col, cues=cues)
+                AC.set_glasses_kind(p[S.index("glasses.type"):S.index("glasses.type") + 12], kind)
+            return glasses
+
+        monkeypatch.setattr(AC, "glasses", artist_kind(2))
+        a = av.from_frame(sample_photo(), attributes={"headwear": True})
+        assert a.attributes["glasses"]["value"] == "none" and a["glasses.type"] == 0
+        monkeypatch.setattr(AC, "glasses", artist_kind(1))
+        a = av.from_frame(sample_photo(), attributes={"headwear": True})
+        assert a.attributes["glasses"]["value"] == "reading" and a["glasses.type"] == 1

@@ -364,7 +364,10 @@ class HairStage(Stage):
             set_glasses_kind(drawn, fused)
             full[GLASSES] = drawn
         elif (fused is None and "glasses" not in settings and artist_glasses is not None
-                and not attrs["glasses_type"] and artist_glasses[0] >= 0.5):  # glasses.type: 1 clear, 2 sunglasses
+                and not attrs["glasses_type"] and artist_glasses[0] >= 0.5
+                and not (artist_glasses[0] >= 1.5 and attrs.get("glasses_by") == H.UNDER_HAT_BY)):
+            # (glasses.type: 1 clear, 2 sunglasses; no sunglasses where the hat rule just took H's off:
+            # the artist's tint cue reads the same shadow)
             # H missed glasses the artist's frame, tint and transparency cues find (no fusion: a
             # missing or unreadable glasses_fusion.json, an H it was not fitted with): reported as drawn
             full[GLASSES] = artist_glasses
