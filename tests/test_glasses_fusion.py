@@ -296,6 +296,11 @@ def test_sunglasses_under_a_hat_need_to_be_near_certain():
         H.sunglasses_under_hat(a, hat)
         assert (a["glasses_type"], a["drawn"]) == before and "glasses_by" not in a
     assert H.sunglasses_under_hat(attrs([0.0, 0.0, H.SUNGLASSES_UNDER_HAT]), True)["glasses_type"] == 2
+    # the CLI says why
+    from avatarizer.cli import _attribute_lines
+
+    lines = _attribute_lines(H.public_attributes(H.sunglasses_under_hat(attrs([0.034, 0.001, 0.965]), True)))
+    assert f"  glasses: none ({H.UNDER_HAT_BY}; the model's p 0.03)" in lines.splitlines(), lines
 
 
 def test_the_hybrid_takes_uncertain_sunglasses_off_under_a_hat(monkeypatch):
@@ -322,6 +327,11 @@ def test_the_hybrid_takes_uncertain_sunglasses_off_under_a_hat(monkeypatch):
         assert a.attributes["glasses"]["value"] == "none" and a["glasses.type"] == 0
         a = av.from_frame(sample_photo(), attributes={"headwear": True, "glasses": "sunglasses"})
         assert a.attributes["glasses"]["value"] == "sunglasses" and a["glasses.type"] == 2
+        # what the model read is reported beside the app's glasses as it read it (not the hat rule's)
+        assert a.attributes["glasses"]["model"]["value"] == "sunglasses"
+        assert a.attributes["glasses"]["model"]["probability"] == pytest.approx(0.965)
+        a = av.from_frame(sample_photo(), attributes={"headwear": True, "glasses": "none"})
+        assert a.attributes["glasses"]["model"]["value"] == "sunglasses" and a["glasses.type"] == 0
         reads(0.999)
         a = av.from_frame(sample_photo(), attributes={"headwear": True})
         assert a.attributes["glasses"]["value"] == "sunglasses" and a["glasses.type"] == 2
@@ -364,3 +374,12 @@ def test_without_the_fusion_the_artists_sunglasses_do_not_come_back_under_a_hat(
         monkeypatch.setattr(AC, "glasses", artist_kind(1))
         a = av.from_frame(sample_photo(), attributes={"headwear": True})
         assert a.attributes["glasses"]["value"] == "reading" and a["glasses.type"] == 1
+        # H reads no glasses under the hat: the artist's sunglasses are not drawn either (its network
+        # reads the sample portrait's eyes far from sure of sunglasses), bareheaded they are
+        monkeypatch.setattr(H, "decode_attributes", real_decode)
+        monkeypatch.setattr(AC, "glasses", artist_kind(2))
+        a = av.from_frame(sample_photo(), attributes={"headwear": True})
+        assert a.attributes["glasses"]["value"] == "none" and a["glasses.type"] == 0
+        a = av.from_frame(sample_photo(), attributes={"headwear": False})  # (H read none: the artist's added)
+        assert a.attributes["glasses"]["value"] == "sunglasses" and a["glasses.type"] == 2
+        assert a.attributes["glasses"]["decided_by"] == "artist cues"

@@ -434,6 +434,10 @@ def _attribute_lines(attributes) -> str:
                 note = f" (p {p:.2f}, from the {entry['decided_by']})"  # (a tight crop's own network)
             elif name == "skin_tone" and entry.get("decided_by"):  # (regressed: no probability)
                 note = f" (from the {entry['decided_by']})"
+            elif name == "glasses" and str(entry.get("decided_by", "")).startswith(("not sunglasses", "a face mask")):
+                # sunglasses taken off under a hat or a face mask: the model's probabilities said otherwise
+                note = f" ({entry['decided_by']}; the model's p {p:.2f})" if p is not None else \
+                    f" ({entry['decided_by']})"
             elif entry.get("decided_by") in ("the hairstyle drawn", "kept from earlier refreshes"):
                 # (the model's probability of the value shown is low: the drawing decided it)
                 note = f" (as drawn; the model's p {p:.2f})" if p is not None else " (as drawn)"

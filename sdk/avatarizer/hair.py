@@ -682,8 +682,8 @@ UNDER_HAT_BY = "not sunglasses: under a hat, whose shadow reads as tinted lenses
 
 
 def sunglasses_under_hat(attributes: dict, hat) -> dict:
-    """Sunglasses decided under a drawn hat (``hat``: the hat decision, the
-    app's where it set one) with P(sunglasses) under
+    """Sunglasses decided under a drawn hat of any kind (``hat``: the hat
+    decision, the app's where it set one) with P(sunglasses) under
     :data:`SUNGLASSES_UNDER_HAT` become clear glasses where P(clear) is the
     larger of the other two, else none; ``glasses_by`` says why. In place,
     returned; nothing without a hat, without sunglasses, or where the app set

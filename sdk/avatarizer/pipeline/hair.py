@@ -269,9 +269,11 @@ class HairStage(Stage):
                 if attrs["drawn"][k]:
                     attrs["drawn"][k] = False
                     attrs[f"{k}_by"] = "not drawn: a face mask covers the lower face"
-        if attrs["glasses_type"] == 2:
-            # a hat's brim shades the eyes: sunglasses under it only where they are near certain
-            H.sunglasses_under_hat(attrs, settings.get("headwear", attrs["drawn"]["headwear"]))
+        under_hat = bool(settings.get("headwear", attrs["drawn"]["headwear"]))
+        if attrs["glasses_type"] == 2 and "glasses" not in settings:
+            # a hat's brim shades the eyes: sunglasses under it only where they are near certain (not where
+            # the app sets the glasses: what the model read is reported beside them as it read it)
+            H.sunglasses_under_hat(attrs, under_hat)
             if fused is not None:
                 fused = attrs["glasses_type"]
         if facial_hair_probs is not None:
@@ -365,9 +367,10 @@ class HairStage(Stage):
             full[GLASSES] = drawn
         elif (fused is None and "glasses" not in settings and artist_glasses is not None
                 and not attrs["glasses_type"] and artist_glasses[0] >= 0.5
-                and not (artist_glasses[0] >= 1.5 and attrs.get("glasses_by") == H.UNDER_HAT_BY)):
-            # (glasses.type: 1 clear, 2 sunglasses; no sunglasses where the hat rule just took H's off:
-            # the artist's tint cue reads the same shadow)
+                and not (artist_glasses[0] >= 1.5 and under_hat and not (
+                    artist_probs is not None and float(artist_probs[2]) >= H.SUNGLASSES_UNDER_HAT))):
+            # (glasses.type: 1 clear, 2 sunglasses; under a hat the artist's sunglasses only where its
+            # network is as sure as the hat rule asks: its tint cue reads the brim's shadow too)
             # H missed glasses the artist's frame, tint and transparency cues find (no fusion: a
             # missing or unreadable glasses_fusion.json, an H it was not fitted with): reported as drawn
             full[GLASSES] = artist_glasses
