@@ -170,7 +170,7 @@ def main(argv=None) -> int:
            "render_box": render_box}
     # timed in a pass of their own: the pauses also leave the next calls a cold core
     paced = {"after_paced": fns["after"], "after_1thread_paced": fns["after_1thread"]}
-    times = {k: [] for k in fns}
+    times = {k: [] for k in [*fns, *paced]}
     load_before = os.getloadavg()
     worst = banded = 0
     names = list(fns)
@@ -199,8 +199,6 @@ def main(argv=None) -> int:
                                 int(np.abs(fns["box_numpy"](a, f) - got).max()))
                     banded = max(banded, int(np.abs(fns["after_1thread"](a, f) - got).max()))
                 del r
-        for k in paced:
-            times[k] = []
         for rep in range(args.repeats):
             for j, (a, f) in enumerate(pairs):
                 for k in (list(paced) if (j + rep) % 2 else list(paced)[::-1]):

@@ -408,7 +408,7 @@ def _shown(name: str, v) -> str:
 def _attribute_lines(attributes) -> str:
     """``image --attributes``: what the attribute model read (and what was
     set), one line each, in the names ``--set`` takes."""
-    from .hair import HAT_FUSION_BY, NETWORK_BY, SETTABLE
+    from .hair import HAT_FUSION_BY, NETWORK_BY, SETTABLE, UNDER_HAT_BY
 
     if attributes is None:
         return "attributes: none (no attribute model: the auto-artist drew this avatar)"
@@ -434,7 +434,8 @@ def _attribute_lines(attributes) -> str:
                 note = f" (p {p:.2f}, from the {entry['decided_by']})"  # (a tight crop's own network)
             elif name == "skin_tone" and entry.get("decided_by"):  # (regressed: no probability)
                 note = f" (from the {entry['decided_by']})"
-            elif name == "glasses" and str(entry.get("decided_by", "")).startswith(("not sunglasses", "a face mask")):
+            elif name == "glasses" and (entry.get("decided_by") == UNDER_HAT_BY
+                                        or str(entry.get("decided_by", "")).startswith("a face mask")):
                 # sunglasses taken off under a hat or a face mask: the model's probabilities said otherwise
                 note = f" ({entry['decided_by']}; the model's p {p:.2f})" if p is not None else \
                     f" ({entry['decided_by']})"

@@ -64,7 +64,7 @@ __all__ = [
     "cheek_skin_lab", "region_classifier_reads", "gray_weighted", "too_little_hair",
     "steady_style", "steady_beard_style", "steady_gender", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn", "hair_length_as_drawn",
     "drawn_length", "fuse_age", "trusted_age", "model_age", "add_facial_hair", "FACIAL_HAIR_BY", "read_with_facial_hair",
-    "sunglasses_under_hat", "SUNGLASSES_UNDER_HAT", "UNDER_HAT_BY",
+    "sunglasses_under_hat", "sure_under_hat", "SUNGLASSES_UNDER_HAT", "UNDER_HAT_BY",
     "TIGHT_LENGTH_BY", "TIGHT_LENGTH_WITH_FACIAL_HAIR_BY",
     "WITH_FACIAL_HAIR_BY", "add_hat_network",
     "HAT_NETWORK_BY", "HAT_FUSION_BY", "hat_query",
@@ -681,6 +681,12 @@ SUNGLASSES_UNDER_HAT = 0.99
 UNDER_HAT_BY = "not sunglasses: under a hat, whose shadow reads as tinted lenses"
 
 
+def sure_under_hat(p_sunglasses) -> bool:
+    """Whether a P(sunglasses) (a number, or None) is sure enough for
+    sunglasses under a hat: finite and at least :data:`SUNGLASSES_UNDER_HAT`."""
+    return is_real(p_sunglasses) and float(p_sunglasses) >= SUNGLASSES_UNDER_HAT
+
+
 def sunglasses_under_hat(attributes: dict, hat) -> dict:
     """Sunglasses decided under a drawn hat of any kind (``hat``: the hat
     decision, the app's where it set one) with P(sunglasses) under
@@ -692,7 +698,7 @@ def sunglasses_under_hat(attributes: dict, hat) -> dict:
     if not hat or a.get("glasses_type") != 2 or "glasses" in a.get("set_by_app", ()):
         return a
     p = a.get("glasses_probs") or {}
-    if not is_real(p.get("sunglasses")) or not float(p["sunglasses"]) < SUNGLASSES_UNDER_HAT:
+    if not is_real(p.get("sunglasses")) or sure_under_hat(p["sunglasses"]):
         return a
     decide_glasses(a, 1 if float(p.get("reading", 0.0)) > float(p.get("none", 0.0)) else 0)
     a["glasses_by"] = UNDER_HAT_BY

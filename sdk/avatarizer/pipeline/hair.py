@@ -367,8 +367,8 @@ class HairStage(Stage):
             full[GLASSES] = drawn
         elif (fused is None and "glasses" not in settings and artist_glasses is not None
                 and not attrs["glasses_type"] and artist_glasses[0] >= 0.5
-                and not (artist_glasses[0] >= 1.5 and under_hat and not (
-                    artist_probs is not None and float(artist_probs[2]) >= H.SUNGLASSES_UNDER_HAT))):
+                and (artist_glasses[0] < 1.5 or not under_hat
+                     or H.sure_under_hat(None if artist_probs is None else artist_probs[2]))):
             # (glasses.type: 1 clear, 2 sunglasses; under a hat the artist's sunglasses only where its
             # network is as sure as the hat rule asks: its tint cue reads the brim's shadow too)
             # H missed glasses the artist's frame, tint and transparency cues find (no fusion: a
