@@ -1267,12 +1267,59 @@ def test_identity_worker_rests_for_its_duty_and_uses_one_blas_thread(astronaut):
         TrackerOptions(identity_duty=1.5)
 
 
+def test_identity_warm_up_keeps_categorical_values_an_estimate_drew(face):
+    """While the identity warms up, each categorical parameter is one that an
+    estimate drew (the most frequent so far), not a median: of two
+    estimates, the median averaged two hairstyles' ids into a third and
+    none and sunglasses into reading glasses."""
+    f, ident = face
+    g, b = schema.index("glasses.type"), schema.index("hair_style.bank_id")
+    one, two = ident.copy(), ident.copy()
+    one[g], two[g] = 0.0, 2.0
+    one[b], two[b] = 10.0, 20.0
+    tr = Tracker(TrackerOptions(identity_frames=15), smoothing=None)
+    t, seen = 0.0, []
+    for k in range(14):
+        t += 33.3
+        out = tr.update(one if k % 2 == 0 else two, f.canonical, f.transform, t)
+        assert not tr.warm
+        seen.append((float(out.params[g]), float(out.params[b])))
+        assert seen[-1] in {(0.0, 10.0), (2.0, 20.0)}, (k, seen[-1])
+        assert tuple(tr.identity[[g, b]]) == seen[-1]
+    assert (2.0, 20.0) not in seen  # a tie (the even counts) keeps the smaller value, as once warm
+
+
+def test_glasses_follow_the_estimates_with_the_headwear_drawn(face):
+    """The glasses drawn are the most frequent among the window's estimates
+    with the headwear drawn: sunglasses read bareheaded in most frames do
+    not show under a hat that the other frames read (each of them took the
+    sunglasses off: image mode's hat rule), though sunglasses are the most
+    frequent glasses and the hat the most frequent headwear; under a hat
+    that its estimates drew with sunglasses, they stay."""
+    f, ident = face
+    g, h = schema.index("glasses.type"), schema.index("headwear.type")
+    bare_sun, hat_none, hat_sun = ident.copy(), ident.copy(), ident.copy()
+    bare_sun[[g, h]] = 2.0, 0.0
+    hat_none[[g, h]] = 0.0, 1.0
+    hat_sun[[g, h]] = 2.0, 1.0
+    for rows, want in (([hat_sun] + [bare_sun] * 3 + [hat_none] * 3, (0.0, 1.0)),  # sunglasses 4 of 7, hats 4 of 7
+                       ([bare_sun] * 2 + [hat_none] * 2 + [hat_sun] * 3, (2.0, 1.0)),
+                       ([bare_sun] * 4 + [hat_none] * 3, (2.0, 0.0))):
+        tr = Tracker(TrackerOptions(identity_frames=1, identity_refresh=0.5, categorical_window=7), smoothing=None)
+        t = 0.0
+        for r in [ident] + rows:  # (the first estimate warms the identity up; the window slides past it)
+            t += 33.3
+            out = tr.update(r, f.canonical, f.transform, t)
+        assert tr.warm and (float(out.params[g]), float(out.params[h])) == want, [float(x) for x in out.params[[g, h]]]
+
+
 def test_categorical_modes_match_np_unique():
     """The tracker's running counts give, frame after frame, the most frequent
     value of each categorical column of its window (the smallest on a tie), as
-    np.unique over the window does; rows repeat for a while, as between two
+    np.unique over the window does (the glasses' among the rows with the
+    most frequent headwear); rows repeat for a while, as between two
     identity answers, and the window slides over changes."""
-    from avatarizer.video import _CAT_IDX
+    from avatarizer.video import _CAT_IDX, _GLASSES_COL, _HEADWEAR_COL
 
     rng = np.random.default_rng(2)
     tr = Tracker(TrackerOptions(categorical_window=7))
@@ -1287,6 +1334,9 @@ def test_categorical_modes_match_np_unique():
         for j in range(rows.shape[1]):
             vals, counts = np.unique(rows[:, j], return_counts=True)
             ref.append(vals[np.argmax(counts)])
+        # the glasses: the most frequent among the rows with the most frequent headwear
+        vals, counts = np.unique(rows[rows[:, _HEADWEAR_COL] == ref[_HEADWEAR_COL], _GLASSES_COL], return_counts=True)
+        ref[_GLASSES_COL] = vals[np.argmax(counts)]
         np.testing.assert_array_equal(tr._cat_mode, ref)
         assert [sum(c.values()) for c in tr._cat_counts] == [len(window)] * len(_CAT_IDX)
 

@@ -14,7 +14,14 @@ transform) into an avatar that does not flicker:
   with weight ``identity_refresh`` per frame (0.02: a time constant of ~50
   frames, 2 s at 25 fps). Categorical parameters (hair style id, glasses
   type, ...) follow the most frequent value of the last
-  ``categorical_window`` frames instead of an average.
+  ``categorical_window`` frames instead of a median or an average (also
+  while warming up: a median of two hairstyles' ids was a third's); the
+  glasses the most frequent among the estimates of those frames that drew
+  the headwear drawn (a hat or none), so that accessories no estimate drew
+  together are not drawn together: sunglasses read bareheaded in most
+  frames do not show under a hat that other frames read and under which
+  every estimate took them off (image mode's rule,
+  ``hair.sunglasses_under_hat``).
 * **Expressions and pose**: the signals of :mod:`avatarizer.expressions`
   (eye openness, gaze, brows, mouth, smile, yaw, pitch), measured on every
   frame, normalised by their spans and smoothed with a One Euro filter
@@ -87,6 +94,10 @@ _CAT_IDX = np.flatnonzero(_CATEGORICAL)
 _COLOR_IDX = np.flatnonzero(np.array(S.KINDS) == "color")
 _COLOR_SCALE = 2.0 / (S.HI[_COLOR_IDX] - S.LO[_COLOR_IDX]).astype(np.float64)  # as schema.normalize
 _YAW, _PITCH = X.SIGNALS.index("yaw"), X.SIGNALS.index("pitch")
+#: the glasses' and the headwear's columns among the categorical ones: the glasses drawn are the most
+#: frequent among the window's rows with the headwear drawn (:meth:`Tracker._count_categorical`)
+_GLASSES_COL = int(np.flatnonzero(_CAT_IDX == S.index("glasses.type"))[0])
+_HEADWEAR_COL = int(np.flatnonzero(_CAT_IDX == S.index("headwear.type"))[0])
 
 
 #: a gap longer than this between two frames with the face counts as the
@@ -223,6 +234,21 @@ def compose(v) -> np.ndarray:
     return np.array([[c, -n, v[2]], [n, c, v[3]]])
 
 
+def _take(counts: dict, value) -> None:
+    """One occurrence of ``value`` fewer in ``counts`` (the key gone at none)."""
+    n = counts[value] - 1
+    if n:
+        counts[value] = n
+    else:
+        del counts[value]
+
+
+def _most_frequent(counts: dict):
+    """The most frequent value of ``counts`` (the smallest on a tie)."""
+    top = max(counts.values())
+    return min(k for k, n in counts.items() if n == top)
+
+
 class Tracker:
     """Stateful video tracker for one face (see the module doc).
 
@@ -257,6 +283,8 @@ class Tracker:
         # per categorical parameter, how often each value occurs in _cat_hist, and
         # the most frequent (the smallest on a tie), kept up to date as rows come and go
         self._cat_counts: list[dict] = [{} for _ in _CAT_IDX]
+        # per headwear value, how often each glasses value occurs with it in _cat_hist
+        self._glasses_by_headwear: dict[float, dict] = {}
         self._cat_mode = np.zeros(len(_CAT_IDX))
         self.identity: np.ndarray | None = None
         self.neutral: np.ndarray | None = None
@@ -438,7 +466,11 @@ class Tracker:
                 self._buf_signals.append(raw_sig)
                 self._buf_sig_frontal.append(frame_frontal)
             P = np.stack(self._buf_params)
-            self.identity = S.clip(np.median(P, axis=0)).astype(np.float64)
+            ident = np.median(P, axis=0)
+            # categorical: the most frequent recent value, not a median (of an even count it averaged two
+            # values: a third hairstyle's id between two, reading glasses between none and sunglasses)
+            ident[_CAT_IDX] = self._cat_mode
+            self.identity = S.clip(ident).astype(np.float64)
             self.neutral = np.median(np.stack(self._buf_signals), axis=0)
             if len(self._buf_params) >= o.identity_frames:
                 self.warm = True
@@ -457,7 +489,9 @@ class Tracker:
         """Adds this frame's rounded categorical values to the window (the oldest
         row leaves a full one) and updates the counts and most frequent values
         of the columns that changed (the smallest of the most frequent on a
-        tie, what ``np.unique(..., return_counts=True)`` and ``argmax`` give)."""
+        tie, what ``np.unique(..., return_counts=True)`` and ``argmax`` give);
+        the glasses' the most frequent among the rows whose headwear is the
+        headwear's most frequent value (the module doc)."""
         hist = self._cat_hist
         old = hist[0] if len(hist) == hist.maxlen else None
         hist.append(row)
@@ -468,14 +502,18 @@ class Tracker:
             if old is not None:
                 if old[j] == v:
                     continue
-                n = counts[old[j]] - 1
-                if n:
-                    counts[old[j]] = n
-                else:
-                    del counts[old[j]]
+                _take(counts, old[j])
             counts[v] = counts.get(v, 0) + 1
-            top = max(counts.values())
-            mode[j] = min(k for k, n in counts.items() if n == top)
+            mode[j] = _most_frequent(counts)
+        g, h = _GLASSES_COL, _HEADWEAR_COL
+        joint = self._glasses_by_headwear
+        if old is not None:
+            _take(joint[old[h]], old[g])
+            if not joint[old[h]]:
+                del joint[old[h]]
+        under = joint.setdefault(row[h], {})
+        under[row[g]] = under.get(row[g], 0) + 1
+        mode[g] = _most_frequent(joint[mode[h]])
 
     def _transform_values(self, transform) -> list:
         """The transform as [log scale, angle (unwrapped), tx, ty]; with the filter,
