@@ -527,7 +527,7 @@ def test_the_hybrid_draws_grey_facial_hair_only_where_it_is_plausible(monkeypatc
     grey_rgb, dark_rgb = np.array([0.5, 0.5, 0.5], np.float32), np.array([0.2, 0.12, 0.08], np.float32)
     asked = []
 
-    def colour(crop, landmarks, skin_rgb, valid=None, grid=None, grey=True):
+    def colour(crop, landmarks, skin_rgb, valid=None, grid=None, grey=True, decide=None):
         asked.append(grey)
         return (grey_rgb, True, 0.6) if grey else (dark_rgb, False, 0.6)
 

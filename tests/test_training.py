@@ -263,9 +263,9 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     """``avatarizer-export all``: every step gets the same --cache (a namespace
     faked in code once dropped it for training), in order, and an exception
     in any step (shipping included) fails the run instead of being skipped."""
-    from avatarizer_export import (attributes, detectors, facialhair, gender, haircolournet, hairbank, hairlength,
-                                   hairlengthnet, hatnet, hats, pipeline, report, rethreshold, ship, skintone,
-                                   skintonenet)
+    from avatarizer_export import (attributes, beardgrey, detectors, facialhair, gender, haircolournet, hairbank,
+                                   hairlength, hairlengthnet, hatnet, hats, pipeline, report, rethreshold, ship,
+                                   skintone, skintonenet)
 
     calls: list = []
     shared, cache = tmp_path / "shared", tmp_path / "cache"
@@ -295,6 +295,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(detectors, "fit_glasses_fusion", rec("fusion"))
     monkeypatch.setattr(hatnet, "fit_fusion", rec("hat fusion"))
     monkeypatch.setattr(gender, "fit", rec("gender fusion"))
+    monkeypatch.setattr(beardgrey, "fit", rec("beard grey fusion"))
     pipeline.STAGES.clear()
     stages = pipeline.run_all(shared, cache, steps_scale=0.5)
     names = [c[0] for c in calls]
@@ -309,10 +310,10 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     # the gender fusion with the staged H, into the staged data folder: before the hair length (whose gates per
     # gender read the gender through it) and again at the end (the hair length gave H a new checksum)
     # the tight crops' hair-length network is taught by the staged H's hair_long: after its head
-    assert names.count("train") == 14 and names[-13:] == ["attributes", "skin tone", "gender fusion", "hair length",
+    assert names.count("train") == 14 and names[-14:] == ["attributes", "skin tone", "gender fusion", "hair length",
                                                           "tight-crop hair length", "headwear threshold",
                                                           "hairbank", "ship", "fusion", "hat network", "hat fusion",
-                                                          "gender fusion", "report"]
+                                                          "gender fusion", "beard grey fusion", "report"]
     hat_net, hat_fusion, gender_fusion, hair_length, tight_length = (
         next(kw for name, _, kw in calls if name == n)
         for n in ("hat network", "hat fusion", "gender fusion", "hair length", "tight-crop hair length"))
@@ -323,8 +324,12 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     assert last_gender_fusion == gender_fusion and hair_length["folder"] == attrs["folder"]
     assert hat_fusion["data"] == hat_net["data"] == gender_fusion["data"] == hair_length["data"] \
         != tmp_path / "sdk" / "data"
-    for name, a, kw in calls:  # one cache folder everywhere (the hat kind fit keeps none: seconds)
-        assert cache in (*a, kw.get("cache")) or (name == "hat kinds" and a == (shared,)), (name, a, kw)
+    # the grey-beard fusion through the SDK as committed: into its data folder, after the commit
+    beard = next(kw for name, _, kw in calls if name == "beard grey fusion")
+    assert beard["data"] == tmp_path / "sdk" / "data" and not beard.get("quiet")
+    for name, a, kw in calls:  # one cache folder everywhere (the hat kind fit and the grey-beard fusion keep none)
+        assert cache in (*a, kw.get("cache")) or (name in ("hat kinds", "beard grey fusion") and a == (shared,)), \
+            (name, a, kw)
     trains = [c for c in calls if c[0] == "train"]
     assert all(kw["steps_scale"] == 0.5 for _, _, kw in trains)
     # the long steps show their progress bars (they ran quiet for minutes)
@@ -333,7 +338,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
                            "hat fusion", "gender fusion", "tight-crop hair length"))
     assert ("mapper", {"finetune": "mapper_full"}) in [(a[0], {k: v for k, v in kw.items() if k == "finetune"})
                                                        for _, a, kw in trains]
-    assert ship.export.__name__ == "<lambda>" and calls[-6][1][0] == "ship"
+    assert ship.export.__name__ == "<lambda>" and calls[-7][1][0] == "ship"
     assert set(stages) >= {"data align", "train mapper", "ship"}
 
     # too few hat labels: the run stops at once, not after the trainings
@@ -371,9 +376,9 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     does not list are never touched. ``busy``: another run ships into the
     models folder: this one stops before its first step (it learnt it only
     once its trainings were done), leaving no copy or lock behind."""
-    from avatarizer_export import (attributes, detectors, facialhair, gender, haircolournet, hairbank, hairlength,
-                                   hairlengthnet, hatnet, hats, pipeline, report, rethreshold, ship, skintone,
-                                   skintonenet, staging)
+    from avatarizer_export import (attributes, beardgrey, detectors, facialhair, gender, haircolournet, hairbank,
+                                   hairlength, hairlengthnet, hatnet, hats, pipeline, report, rethreshold, ship,
+                                   skintone, skintonenet, staging)
 
     models, data = tmp_path / "sdk" / "models", tmp_path / "sdk" / "data"
     models.mkdir(parents=True), data.mkdir()
@@ -451,6 +456,9 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(gender, "fit", step("gender fusion", lambda shared, cache, models, data, quiet: (
         data / "gender_fusion.json").write_text(json.dumps({"attributes": (models / "attributes-int8.onnx")
                                                             .read_text()}))))
+    monkeypatch.setattr(beardgrey, "fit", step("beard grey fusion", lambda shared, data, quiet: (
+        data / "beard_grey_fusion.json").write_text(json.dumps({"attributes": (models / "attributes-int8.onnx")
+                                                                .read_text()}))))
     monkeypatch.setattr(report, "write_report", step("report", lambda *a, **kw: seen.update(
         report_sees=(models / "attributes-int8.onnx").read_bytes())))
     pipeline.STAGES.clear()
@@ -485,6 +493,9 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
         assert (data / "hair_bank.npz").read_bytes() == b"new bank"
         assert (data / "hair_length_net_tight.json").read_text() == "new tight-crop length network"
         assert seen["report_sees"] == b"new H"  # the report evaluates what is shipped
+        # the grey-beard fusion: fitted through the SDK as committed (the new H), into its data folder
+        assert seen["beard grey fusion"]["data"] == data
+        assert json.loads((data / "beard_grey_fusion.json").read_text()) == {"attributes": "new H"}
     assert [p.name for p in (tmp_path / "sdk").iterdir()] in (["models", "data"], ["data", "models"])
 
 

@@ -21,7 +21,8 @@ def _recover() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import (attributes, data, detectors, evaluate, eyelabels, facialhair, gender, haircolournet, hairbank,
+    from . import (attributes, beardgrey, data, detectors, evaluate, eyelabels, facialhair, gender, haircolournet,
+                   hairbank,
                    hairlength, hairlengthnet,
                    hatnet, hats, pipeline, report, rethreshold, sheets, ship, skintone, skintonenet, train)
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     skintonenet.add_parser(sub)
     hairlength.add_parser(sub)
     gender.add_parser(sub)
+    beardgrey.add_parser(sub)
     pipeline.add_parser(sub)
     return ap
 

@@ -11,7 +11,8 @@ shared photos to the model files the SDK ships, each resumable and cached.
 4. shipped models: export, quantize, manifest, the glasses fusion, the hat
    network and its fusion with H, the gender fusion
 5. one commit swaps them into sdk/avatarizer/models/ and sdk/avatarizer/data/
-6. report: evaluation of all of them (what is shipped) (docs/report/)
+6. the grey-beard fusion, fitted through the SDK as committed (its data folder)
+7. report: evaluation of all of them (what is shipped) (docs/report/)
 
 Stages whose output is current are skipped, so a second run is quick and an
 interrupted run resumes where it stopped.
@@ -66,8 +67,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
             report: bool = True) -> dict[str, float]:
     """Every step from the shared photos to the shipped model files; returns
     the seconds per step. Each step is a typed function of its module."""
-    from . import (data, detectors, facialhair, gender, haircolournet, hairbank, hairlength, hairlengthnet, hatnet, hats,
-                   rethreshold, ship, skintone, skintonenet, staging, train)
+    from . import (beardgrey, data, detectors, facialhair, gender, haircolournet, hairbank, hairlength, hairlengthnet,
+                   hatnet, hats, rethreshold, ship, skintone, skintonenet, staging, train)
     from .attributes import run as train_attributes
 
     def data_step(stage: str):
@@ -144,6 +145,10 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
                 staging.discard(folder)
         raise
     _timed("commit", staging.commit_all, shipped)
+    # the hybrid's grey-beard decision: fitted through the SDK as committed (its detector, H and hair-colour
+    # network), into its data folder; a run stopped before it leaves the old file, which names the old files
+    # and is then not used (the detector alone decides)
+    _timed("beard grey fusion", beardgrey.fit, shared, data=hairbank.DATA, quiet=False)
     if report:  # of what is shipped now
         from .report import write_report
 

@@ -636,6 +636,8 @@ def _public_view(a: Mapping) -> dict:
         for k in ("beard", "moustache"):
             if out[k]["value"]:
                 out[k]["colour"] = "grey" if a["beard_grey"] else "dark"
+                if a.get("beard_grey_by"):  # (the grey-beard detector with the hair's colour: avatarizer.beardgrey)
+                    out[k]["colour_decided_by"] = a["beard_grey_by"]
     out["hair_colour"] = {"value": a["hair_colour"], "probability": float(a["hair_colour_probs"][a["hair_colour"]]),
                           "probabilities": dict(a["hair_colour_probs"])}
     if "hair-colour network" in str(a.get("hair_colour_source", "")):  # (the hybrid's third reading took part)

@@ -821,7 +821,7 @@ def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.nda
     return _facial_hair_colour(crop, landmarks, skin_rgb, valid, grid)[0]
 
 
-def facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None, grey: bool = True
+def facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None, grey: bool = True, decide=None
                        ) -> tuple[np.ndarray | None, bool, float | None]:
     """(:func:`sample_beard_rgb`'s colour, whether it is drawn as grey or
     white strands, the grey-beard detector's probability that it is grey
@@ -829,17 +829,20 @@ def facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None, grey: b
     colour of dark facial hair (the half of the chin's pixels that differ
     most from the skin) even where the facial hair reads grey (the
     hybrid's hair stage, where the rest of the face makes grey facial hair
-    unlikely: :func:`avatarizer.hair.grey_beard_plausible`)."""
-    rgb, is_grey, _, p = _facial_hair_colour(crop, landmarks, skin_rgb, valid, grid, grey_ok=grey)
+    unlikely: :func:`avatarizer.hair.grey_beard_plausible`). ``decide``:
+    where the detector reads the pixels, a function of its probability
+    that says whether they are grey, in place of its own threshold (the
+    hybrid's :class:`avatarizer.beardgrey.BeardGreyFusion`, which weighs the hair's colour too)."""
+    rgb, is_grey, _, p = _facial_hair_colour(crop, landmarks, skin_rgb, valid, grid, grey_ok=grey, decide=decide)
     return rgb, is_grey, p
 
 
-def _facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None, grey_ok: bool = True
+def _facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None, grey_ok: bool = True, decide=None
                         ) -> tuple[np.ndarray | None, bool, bool, float | None]:
     """(:func:`sample_beard_rgb`'s colour, whether it is drawn grey, whether
     the grey-beard detector called it grey (False where the hand-set rule
     decided), the detector's probability (None without it)); ``grey_ok``
-    as :func:`facial_hair_colour`'s ``grey``."""
+    and ``decide`` as :func:`facial_hair_colour`'s ``grey`` and ``decide``."""
     px, _, lab, lip, skin = _beard_pixels(crop, landmarks, skin_rgb, valid, grid)
     if len(px) < _BEARD_MIN_PX:
         return None, False, False, None
@@ -856,7 +859,7 @@ def _facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None, grey_o
         is_grey = np.count_nonzero(grey) >= max(20, 0.25 * len(px)) and median(lab[grey, 0]) > BEARD_GREY_L
         strands = lab[grey]
     else:
-        is_grey = evidence[0] >= evidence[1]
+        is_grey = bool(decide(evidence[0])) if decide is not None else evidence[0] >= evidence[1]
         strands = np.concatenate([lab[grey], lip[grey_of(lip)]]) if len(lip) else lab[grey]
         if len(strands) < 10:  # (strands tinted by a warm light: the lit part of the pixels unlike the skin)
             both = np.concatenate([lab, lip]) if len(lip) else lab

@@ -17,10 +17,14 @@ smooths identity further.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import schema
 from ..align import MAX_OUTSIDE
+from ..beardgrey import BY as BEARD_GREY_BY
+from ..beardgrey import BeardGreyFusion
 from .base import Stage, beside
 from .face import GLASSES
 from .state import FrameState
@@ -34,6 +38,14 @@ SKIN_RGB = [schema.index(f"face.{c}") for c in "rgb"]
 SKIN_SLICE = [i - schema.FACE.start for i in SKIN_RGB]  # the same within the face slice
 
 
+def _fused_grey(fusion: BeardGreyFusion, p_hair: float, out: dict, p_detector: float) -> bool:
+    """Whether facial hair is grey by ``fusion`` from the grey-beard
+    detector's ``p_detector`` and P(grey hair) ``p_hair``; its probability
+    into ``out["p"]``."""
+    out["p"] = fusion.probability(p_detector, p_hair)
+    return fusion.grey(p_detector, p_hair)
+
+
 class HairStage(Stage):
     name = "hair"
     fusion = None  # the glasses decision (avatarizer.glasses.GlassesFusion), hybrid only
@@ -45,6 +57,7 @@ class HairStage(Stage):
     hair_length_tight = None  # long or short hair on a tight crop (avatarizer.hairlength), hybrid only
     skin_tone = None  # the skin tone (avatarizer.skintone.NETWORK), hybrid only
     gender = None  # the gender from H and the face's shape (avatarizer.gender.GenderFusion), with this H
+    beard_grey = None  # grey facial hair from its pixels and the hair's colour (avatarizer.beardgrey), hybrid only
 
     def prepare(self, options) -> None:
         from ..artist import ArtistStyle, AutoArtist
@@ -102,6 +115,12 @@ class HairStage(Stage):
                     self.hair_colour_tight = load_tight_hair_colour()
                     self.hair_length_tight = load_tight_hair_length()
                     self.skin_tone = load_skin_tone()
+                    # grey facial hair: the grey-beard detector with the hair's colour, when fitted with these
+                    from ..artist.accessories import loaded_detector_key as detector_key
+
+                    self.beard_grey = BeardGreyFusion.load(
+                        entry.sha256, detector_key("beard_grey"),
+                        None if self.hair_colour is None else self.hair_colour.sha256)
                 nets = [n for n, net in (("facial-hair", self.facial_hair), ("hat", self.hat_network),
                                          ("hair-colour", self.hair_colour),
                                          ("tight-crop hair-colour", self.hair_colour_tight),
@@ -351,12 +370,22 @@ class HairStage(Stage):
         else:
             recent = None
         if attrs["drawn"]["beard"] or attrs["drawn"]["moustache"]:  # the beard's own colour (white ones too)
-            beard, grey, p_grey = facial_hair_colour(crop, face.canonical, base[SKIN_RGB], valid)
+            decide, beard_read = None, {}
+            p_hair = (attrs.get("hair_colour_probs") or {}).get("gray")
+            if self.beard_grey is not None and p_hair is not None and np.isfinite(p_hair):
+                # the beard's pixels weighed with the hair's colour (stubble shows the skin and reads brown)
+                decide = functools.partial(_fused_grey, self.beard_grey, float(p_hair), beard_read)
+            beard, grey, p_grey = facial_hair_colour(crop, face.canonical, base[SKIN_RGB], valid, decide=decide)
             if grey and not H.grey_beard_plausible(attrs, p_grey):  # (a young man's dark beard in dim light)
                 beard, grey, _ = facial_hair_colour(crop, face.canonical, base[SKIN_RGB], valid, grey=False)
             if beard is not None:
                 attrs["beard_rgb"] = beard * 0.9
                 attrs["beard_grey"] = grey  # (drawn as its lit strands: merge relights them with the skin)
+                if p_grey is not None:  # what the detector read (beside what decided: the fusion's, where it did)
+                    attrs["beard_grey_detector_read"] = float(p_grey)
+                if "p" in beard_read:
+                    attrs["beard_grey_probability"] = beard_read["p"]
+                    attrs["beard_grey_by"] = BEARD_GREY_BY
         # (a hat the hat network decided, or not drawn on a face cut by the edge: merge follows attrs["drawn"])
         full = H.merge(base, self.bank.entry(idx), rgb, attrs, thresholds=self.draw, hat_shape=hat_shape)
         if fused:  # drawn with the artist's frame colour and lens sizes
