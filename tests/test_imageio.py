@@ -65,6 +65,47 @@ def test_every_orientation_is_applied_as_exif_transpose_does(tmp_path, value):
         np.testing.assert_array_equal(load_image(path), _plain(data))
 
 
+@pytest.mark.parametrize("value", [3, 6, 8])
+def test_a_pil_image_is_taken_upright_as_its_file_is(tmp_path, value):
+    """A photo given as a PIL image (``Image.open``) is turned by its EXIF
+    orientation as ``load_image`` turns its file (README: "PIL images are
+    read upright"); it was taken as stored, a face on its side."""
+    data = _jpeg(_exif(_orientation(value)))
+    path = tmp_path / "o.jpg"
+    path.write_bytes(data)
+    with Image.open(path) as im:
+        got = to_rgb_uint8(im)
+    np.testing.assert_array_equal(got, load_image(path))
+    assert not np.array_equal(got, _plain(data)) or value == 3 and got.shape == _plain(data).shape
+
+
+def _blp_around(jpeg: bytes, side: int = 64) -> bytes:
+    """A BLP1 texture whose header says ``side``×``side``, its one mip level
+    the JPEG ``jpeg`` (of any size)."""
+    header = b"BLP1" + struct.pack("<iIIIi", 0, 0, side, side, 5) + bytes(4)
+    return header + struct.pack("<16I", 160, *[0] * 15) + struct.pack("<16I", len(jpeg), *[0] * 15) \
+        + struct.pack("<I", 0) + jpeg
+
+
+def test_blp_and_eps_files_are_not_read(tmp_path):
+    """A BLP texture wraps a JPEG whose size no check before decoding reads
+    (a 64×64 header around a 12000×12000 JPEG took 1.6 GB to load), and an
+    EPS file is PostScript run by Ghostscript with no time limit: both are
+    refused as images that cannot be read, naming the path (Pillow reads the
+    BLP here: it is a valid file)."""
+    inner = io.BytesIO()
+    Image.fromarray(np.tile(RGB, (3, 3, 1))).save(inner, "JPEG")
+    blp = tmp_path / "texture.blp"
+    blp.write_bytes(_blp_around(inner.getvalue()))
+    with Image.open(blp) as im:  # (a file Pillow reads)
+        assert im.format == "BLP" and im.size == (64, 64)
+    eps = tmp_path / "loop.eps"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n{} loop\n%%EOF\n")
+    for path in (blp, eps):
+        with pytest.raises(ValueError, match=f"Could not read {path} as an image"):
+            load_image(path)
+
+
 @pytest.mark.parametrize("entry", [
     (0x0112, 2, 4, b"six\x00"),                     # orientation as text
     (0x0112, 3, 1000, struct.pack("<I", 4000)),     # values past the end of the block

@@ -96,7 +96,9 @@ def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:
             )
         _check_size(image.height, image.width, f"a PIL image of size {image.width}×{image.height}")
         try:
-            rgb = _pil_rgb(image)  # (decodes a lazily opened image: a cut file raised OSError here)
+            # upright by its EXIF orientation, as load_image reads a file (a phone photo opened with
+            # Image.open was a face on its side); decodes a lazily opened image: a cut file raised OSError here
+            rgb = _pil_rgb(_upright(image))
         except (OSError, SyntaxError, EOFError) as exc:  # (what Pillow's decoders raise, as load_image catches)
             raise ValueError(f"a PIL image that cannot be decoded ({exc})") from None
         return np.array(rgb, dtype=np.uint8, order="C")
@@ -159,7 +161,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             ``ValueError``).
         ValueError: if ``path`` is a directory or not a regular file (a named
             pipe or device, which could block forever), cannot be decoded as an
-            image (whatever Pillow raised on it), is an icon file (:data:`ICON_FORMATS`), declares a size
+            image (whatever Pillow raised on it), is an icon file (:data:`ICON_FORMATS`) or a BLP or EPS
+            file (:data:`CONTAINER_FORMATS`), declares a size
             outside ``MIN_SIDE``..``MAX_SIDE``, is a JPEG with more than
             :data:`MAX_JPEG_SCANS` scans, or
             decodes to an image :func:`to_rgb_uint8` rejects; the message
@@ -190,7 +193,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             _check_data(f, opened.format)
             opened.load()
             _check_size(*opened.size[::-1], "an image file")  # (what was decoded, should a header lie)
-            rgb = _pil_rgb(_upright(opened))
+            rgb = np.asarray(_pil_rgb(_upright(opened)))  # (an array: to_rgb_uint8 turns PIL images itself)
             opened.close()
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
@@ -214,6 +217,12 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 #: of any size (an embedded PNG) behind a header that says at most 256×256,
 #: so the size check before decoding cannot see a decompression bomb there.
 ICON_FORMATS = ("ICO", "CUR", "ICNS")
+#: Other Pillow formats refused by :func:`load_image`: BLP (a game texture)
+#: wraps a JPEG whose own size no check before decoding reads (a 64×64
+#: header around a 12000×12000 JPEG took 1.6 GB; a progressive one's scans
+#: are not counted either), and EPS is PostScript that Pillow hands to
+#: Ghostscript, a program of its own, with no time limit (a loop hangs it).
+CONTAINER_FORMATS = ("BLP", "EPS")
 
 
 #: Most scans a JPEG read by :func:`load_image` may have. The decoder goes
@@ -396,9 +405,10 @@ def _png_idat(f):
 
 def _formats() -> list[str]:
     """Every format Pillow reads but :data:`ICON_FORMATS` (Pillow decodes an
-    icon's image when it opens the file, so they are never tried)."""
+    icon's image when it opens the file, so they are never tried) and
+    :data:`CONTAINER_FORMATS`."""
     Image.init()
-    return [f for f in Image.ID if f not in ICON_FORMATS]
+    return [f for f in Image.ID if f not in ICON_FORMATS + CONTAINER_FORMATS]
 
 
 #: How to turn an image for each value of the EXIF orientation tag (0x0112)
