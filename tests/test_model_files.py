@@ -393,6 +393,33 @@ def test_non_finite_face_model_output_is_a_model_error(tmp_path, bad):
             assert FACE in str(info.value)
 
 
+@pytest.mark.parametrize("scale", [np.nan, 1e6, -50.0])
+def test_broken_attribute_model_output_is_a_model_error(tmp_path, scale):
+    """The attribute model's outputs scaled by NaN (every output), by a
+    million or by -50 (probabilities outside [0, 1]): a ModelError naming the
+    model, not NaN probabilities reported for every attribute or a bald
+    head drawn at P 998261 (a read-only review, session 53)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from avatarizer import Avatarizer, sample_photo
+
+    folder = _folder(tmp_path)
+    file = json.loads((folder / "manifest.json").read_text())["models"][ATTR]["file"]
+    m = onnx.load(str(folder / file))
+    g = m.graph
+    for out in g.output:  # each output times the scale
+        for n in g.node:
+            n.output[:] = [o + "_raw" if o == out.name else o for o in n.output]
+        g.initializer.append(numpy_helper.from_array(np.array([scale], np.float32), out.name + "_scale"))
+        g.node.append(helper.make_node("Mul", [out.name + "_raw", out.name + "_scale"], [out.name]))
+    _install(folder, m, ATTR)
+    with Avatarizer(models_dir=folder, device="cpu", estimator="hybrid", max_faces=1) as a:
+        with pytest.raises(ModelError, match="non-finite" if np.isnan(scale) else r"outside \[0, 1\]") as info:
+            a.from_frame(sample_photo())
+        assert not isinstance(info.value, ValueError) and ATTR in str(info.value)
+
+
 # --------------------------------------------------------------------------------------
 # 7. a manifest Python cannot parse (an integer over 4300 digits) is a ModelError
 # --------------------------------------------------------------------------------------

@@ -46,6 +46,31 @@ def _fused_grey(fusion: BeardGreyFusion, p_hair: float, out: dict, p_detector: f
     return fusion.grey(p_detector, p_hair)
 
 
+#: H's outputs that hold probabilities (in [0, 1]) and the other ones it always has (the optional heads,
+#: ``skin_tone`` and ``hair_long``, read a value that is not finite as none: hair.decode_attributes)
+_PROBABILITY_OUTPUTS, _OTHER_OUTPUTS = ("hair_colour", "glasses", "binary"), ("regress",)
+
+
+def _check_attribute_outputs(outputs, session) -> None:
+    """:class:`~avatarizer.errors.ModelError` when the attribute model's
+    outputs hold NaN or infinity, or probabilities outside [0, 1]: a broken
+    model file (its NaN was reported as the probabilities of every
+    attribute, and outputs a million times too large drew a bald head),
+    never bad input."""
+    from ..errors import ModelError
+
+    for name in _PROBABILITY_OUTPUTS + _OTHER_OUTPUTS:
+        y = np.asarray(outputs[name])
+        bad = int(y.size - np.isfinite(y).sum())
+        if bad:
+            raise ModelError(f"model {session.name!r} ({session.path}) returned {bad} non-finite value(s) (NaN or "
+                             f"infinity) in {name!r}: the model file is broken (re-export it)")
+        if name in _PROBABILITY_OUTPUTS and y.size and not (-1e-3 <= float(y.min()) and float(y.max()) <= 1.0 + 1e-3):
+            raise ModelError(f"model {session.name!r} ({session.path}) returned probabilities outside [0, 1] in "
+                             f"{name!r} ({float(y.min()):.4g} .. {float(y.max()):.4g}): the model file is broken "
+                             "(re-export it)")
+
+
 class HairStage(Stage):
     name = "hair"
     fusion = None  # the glasses decision (avatarizer.glasses.GlassesFusion), hybrid only
@@ -175,6 +200,7 @@ class HairStage(Stage):
         finally:
             ran = network.result() if network is not None else None
         outputs, hat_probs, facial_hair_probs, colour_net, tone_net = ran if ran is not None else networks()
+        _check_attribute_outputs(outputs, self.session)
         attrs = H.decode_attributes(outputs, decision=self.decision, draw=self.draw)
         if self.gender is not None and not masked:  # the gender with the face's own proportions (pose-free
             # landmarks; not under a face mask, where MediaPipe guesses the jaw and lips: H's reading stands)
