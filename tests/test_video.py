@@ -1786,6 +1786,84 @@ def test_onto_face_moves_the_hair_onto_the_new_head_and_keeps_a_hat_on_the_brows
         assert schema.points(got, name)[:, 1].min() >= ytop - 1e-5, name
 
 
+def test_a_stall_without_frames_is_not_time_spent_far(face):
+    """Another person is judged over frames with the face in a row: an
+    absence with no frames at all (a camera that stalled for a second) is
+    not time the estimates stayed far, as frames without the face are not;
+    one far frame after it switched the identity (a read-only review)."""
+    f, ident = face
+    odd = [_recoloured(ident, 0.12), _recoloured(ident, 0.13)]
+    for with_misses in (True, False):
+        tr = Tracker(TrackerOptions(identity_frames=3), smoothing=None)
+        t = 0.0
+        for _ in range(10):
+            tr.update(ident, f.canonical, f.transform, t)
+            t += 33.3
+        for o in odd:  # far for 33 ms
+            tr.update(o, f.canonical, f.transform, t)
+            t += 33.3
+        if with_misses:
+            for _ in range(30):
+                tr.miss(t)
+                t += 33.3
+        else:
+            t += 1000.0
+        tr.update(odd[0], f.canonical, f.transform, t)
+        assert tr.switches == 0 and tr.warm, with_misses
+        for _ in range(30):  # far for longer than switch_ms after it: another person, as always
+            t += 33.3
+            tr.update(odd[len(tr.identity) % 2], f.canonical, f.transform, t)
+        assert tr.switches == 1, with_misses
+
+
+def test_a_grace_period_longer_than_reset_ms_is_kept(astronaut):
+    """``grace_ms`` longer than ``reset_ms``: frames without the face show the
+    last avatar for the whole grace period, as the tracker alone does (the
+    pipeline started a new track at ``reset_ms`` and the avatar vanished
+    then; with ``reset_ms=0`` at once); a frame with the face after
+    ``reset_ms`` starts afresh."""
+    blank = np.zeros_like(astronaut)
+    opts = TrackerOptions(grace_ms=2000.0, reset_ms=1000.0, identity_worker="inline")
+    with Avatarizer(mode="video", tracker=opts) as av:
+        for i in range(5):
+            assert av.from_frame(astronaut, timestamp_ms=i * 40.0) is not None
+        last = 4 * 40.0
+        for gap in (500.0, 960.0, 1040.0, 1960.0):
+            a = av.from_frame(blank, timestamp_ms=last + gap)
+            assert a is not None and a.stale and av._pipeline.stream.generation == 1, gap  # (the same track)
+        assert av.from_frame(blank, timestamp_ms=last + 2040.0) is None
+        assert av.from_frame(astronaut, timestamp_ms=last + 2100.0) is not None
+        assert av._pipeline.stream.generation == 2  # (the identity afresh)
+    with Avatarizer(mode="video", tracker=TrackerOptions(grace_ms=500.0, reset_ms=0.0,
+                                                         identity_worker="inline")) as av:
+        av.from_frame(astronaut, timestamp_ms=0.0)
+        av.from_frame(astronaut, timestamp_ms=40.0)
+        a = av.from_frame(blank, timestamp_ms=80.0)
+        assert a is not None and a.stale
+
+
+def test_a_stale_avatar_after_run_has_that_frames_place_and_attributes(astronaut):
+    """``run()`` (the lower level, no avatar made) then a frame without the
+    face: the stale avatar has the last face's place and attributes, as
+    after ``from_frame`` (it had none, and ``overlay()`` raised; a read-only
+    review)."""
+    blank = np.zeros_like(astronaut)
+    opts = TrackerOptions(identity_worker="inline")
+    with Avatarizer(mode="video", tracker=opts) as av:
+        av.from_frame(astronaut, timestamp_ms=0.0)
+        want = av.from_frame(blank, timestamp_ms=40.0)
+    with Avatarizer(mode="video", tracker=opts) as av:
+        av.run(astronaut, 0.0)
+        got = av.from_frame(blank, timestamp_ms=40.0)
+        assert got.stale and got.face is not None and got.attributes == want.attributes
+        np.testing.assert_allclose(got.face.transform, want.face.transform)
+        assert got.overlay(astronaut).shape == astronaut.shape
+        # the frame's avatar made (from_frame): the same place and attributes afterwards
+        av.from_frame(astronaut, timestamp_ms=80.0)
+        again = av.from_frame(blank, timestamp_ms=120.0)
+        assert again.stale and again.face is not None and again.attributes is not None
+
+
 def test_the_frame_interval_is_not_an_absence_whatever_grace_and_reset_say(astronaut):
     """``grace_ms`` and ``reset_ms`` shorter than the time between frames
     (``grace_ms=0``: never a stale avatar) neither restart the filters nor

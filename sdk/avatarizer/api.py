@@ -709,6 +709,10 @@ class Avatarizer:
             with self._lock, self._using() as pipe:
                 self._check_not_streaming("from_frame()/run()")
                 pipe.run(state)
+                tr = state.tracked
+                if state.faces and tr is not None and not tr.stale:  # (a reference: read only if a stale avatar
+                    # follows with no avatar made of this frame, e.g. after run() alone)
+                    state.stream.last_fresh = (state.faces[0], tr.transform, tr.params, state.face_index or 0)
         else:
             with self._using() as pipe:
                 pipe.run(state)
@@ -775,14 +779,18 @@ class Avatarizer:
             if tr is None:
                 return None
             stream = state.stream
-            if state.faces:
-                f = state.faces[0]
-                stream.last_face = _face_info(f.aligned, tr.transform, state.face_index or 0)
+            fresh = (state.faces[0], tr.transform, tr.params, state.face_index or 0) if state.faces else \
+                stream.last_fresh  # (a stale avatar after run() alone: that frame's place and attributes)
+            stream.last_fresh = None
+            if fresh is not None:
+                f, transform, params, index = fresh
+                stream.last_face = _face_info(f.aligned, transform, index)
                 # the glasses and hat the tracker draws (kept between refreshes), as drawn
-                attributes = attributes_as_drawn(_public_attributes(f), tr.params)
+                attributes = attributes_as_drawn(_public_attributes(f), params)
                 stream.last_attributes = _own_copy(attributes)
-            else:  # stale: the last face's place and attributes, from the stream (each avatar its own copy: an
-                # app editing one avatar's attributes changed every stale avatar's and the last fresh one's)
+            if not state.faces:  # stale: the last face's place and attributes, from the stream (each avatar its
+                # own copy: an app editing one avatar's attributes changed every stale avatar's and the last fresh
+                # one's)
                 attributes = _own_copy(stream.last_attributes)
             expression = {n: float(v) for n, v in zip(SIGNALS, tr.signals)}
             return Avatar(tr.params, stream.last_face, stale=tr.stale, expression=expression, color_order=order,

@@ -348,6 +348,10 @@ class Tracker:
         raw = np.asarray(raw_params)
         raw = raw.astype(np.float64) if raw.dtype == np.float32 and raw.shape == (S.PARAM_COUNT,) else \
             S.as_params(raw).astype(np.float64)  # (as_params checks and converts anything else)
+        if self.absent_ms(timestamp_ms) > self.options.grace_ms:
+            # back after an absence with no frames in between (a camera that stalled): as after frames
+            # without the face (miss), another person is judged over frames with the face from here on
+            self._far_since_ms = None
         switched = self._another_person(raw, float(timestamp_ms))
         if switched:
             self.reset()  # somebody else: their identity afresh, no glide from the last one's place

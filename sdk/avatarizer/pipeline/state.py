@@ -214,7 +214,10 @@ class StreamState:
             while they are the same objects.
         last_face: the :class:`avatarizer.api.FaceInfo` of the last frame that
             had a face, and ``last_attributes`` its attributes (a stale avatar
-            repeats them).
+            repeats them); ``last_fresh``: ``(face, transform, params,
+            face_index)`` of a frame with the face that ``Avatarizer.run`` gave
+            no avatar for yet (the next stale avatar reads its place and
+            attributes from it).
         generation: bumped by :meth:`reset`, :meth:`new_track` and
             :meth:`another_person`; answers
             computed for an earlier generation (a refresh still running) are
@@ -276,6 +279,7 @@ class StreamState:
         self.track: tuple | None = None  # (face_index, frame height, width, settings) of the tracked frames
         self.last_face = None
         self.last_attributes: dict | None = None
+        self.last_fresh: tuple | None = None
         self._forget_identity()
 
     def continue_track(self, timestamp_ms: float, face_index: int | None, shape: tuple,
@@ -294,8 +298,12 @@ class StreamState:
             given = self.track[3]
         track = (face_index, int(shape[0]), int(shape[1]), given)
         seen = self.tracker.last_seen_ms
+        o = self.tracker.options
+        # (a frame without the face keeps the last avatar for the grace period, also where it is longer than
+        # reset_ms, as Tracker.miss does; a frame with the face after reset_ms starts afresh)
+        forget_ms = o.reset_ms if has_face else max(o.reset_ms, o.grace_ms)
         if (self.track is not None and track != self.track) \
-                or (seen is not None and self.tracker.absent_ms(t) > self.tracker.options.reset_ms) \
+                or (seen is not None and self.tracker.absent_ms(t) > forget_ms) \
                 or (seen is None and self.identity is not None):  # the tracker forgot the face (Tracker.miss)
             self.new_track()
         self.track = track
