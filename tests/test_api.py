@@ -1121,7 +1121,9 @@ def test_crafted_face_metadata_and_options_are_refused_not_coerced(av, astronaut
     assert Avatar.from_json(json.dumps(doc)).face.box == avatar.face.box
     for key, bad in (("box", [str(v) for v in doc["face"]["box"]]),
                      ("box", [True, 0, 10, 10]),
-                     ("transform", [[True, "0", "256"], [0, 1, 0]])):
+                     ("transform", [[True, "0", "256"], [0, 1, 0]]),
+                     # (huge but finite: overlay() met NaN, "cannot convert float NaN to integer")
+                     ("transform", [[1.7e308, 0.0, 256.0], [0.0, 1.7e308, 256.0]])):
         crafted = json.loads(json.dumps(doc))
         crafted["face"][key] = bad
         with pytest.raises(ValueError, match=f"face.{key}"):

@@ -249,6 +249,10 @@ class FaceInfo:
         if not (box[0] <= box[2] and box[1] <= box[3]):
             raise ValueError(f"face.box must be (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1, got {box.tolist()}")
         tf = numbers("transform", (2, 3))
+        from .native import MAX_TRANSFORM
+
+        if np.abs(tf).max() > MAX_TRANSFORM:  # (as the renderer's: beyond it overlay() met NaN, a useless error)
+            raise ValueError(f"face.transform must have coefficients within ±{MAX_TRANSFORM:g}")
         if abs(np.linalg.det(tf[:, :2])) < 1e-12:
             raise ValueError("face.transform must be invertible")
         shape = d["frame_shape"]
