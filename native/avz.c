@@ -1008,7 +1008,7 @@ static avz_status avz__check_transform(avz_renderer *r, const double *t) {
     return AVZ_OK;
 }
 
-static avz_status avz__check_opts(avz_renderer *r, const avz_render_options *o) {
+static avz_status avz__check_opts(avz_renderer *r, const avz_render_options *o, double w, double h) {
     for (int i = 0; i < 4; i++)
         if (!isfinite(o->background[i]) || o->background[i] < 0.f || o->background[i] > 1.f)
             return avz__fail(r, AVZ_E_ARG, "background channels must be finite values in [0, 1]");
@@ -1017,6 +1017,9 @@ static avz_status avz__check_opts(avz_renderer *r, const avz_render_options *o) 
         if (st != AVZ_OK) return st;
     } else if (!isfinite(o->zoom) || o->zoom < AVZ__MIN_ZOOM || o->zoom > 1000.0) {
         return avz__fail(r, AVZ_E_ARG, "zoom must be in [1e-6, 1000]");
+    } else if (0.5 * (w < h ? w : h) * o->zoom > AVZ__MAX_TRANSFORM) {
+        /* the fitted scale is a transform coefficient too: beyond 1e6 cairo's coordinates wrap */
+        return avz__fail(r, AVZ_E_ARG, "zoom times half the shorter side must be at most 1e6 pixels per frame unit");
     }
     if (o->antialias != AVZ_AA_BEST && o->antialias != AVZ_AA_FAST)
         return avz__fail(r, AVZ_E_ARG, "antialias must be AVZ_AA_BEST or AVZ_AA_FAST");
@@ -1342,7 +1345,7 @@ avz_status avz_render(avz_renderer *r, const float *params, size_t n, uint8_t *r
         return avz__fail(r, AVZ_E_ARG, "rgba buffer must be 4-byte aligned");
     avz_render_options def;
     if (!options) { avz_render_options_init(&def); options = &def; }
-    avz_status st = avz__check_opts(r, options);
+    avz_status st = avz__check_opts(r, options, width, height);
     if (st != AVZ_OK) return st;
     st = avz_scene_build(r->scene, params, n);
     if (st != AVZ_OK) return avz__fail(r, st, r->scene->error);
@@ -1580,7 +1583,7 @@ avz_status avz_render_vector(avz_renderer *r, const float *params, size_t n, int
                                         " points a side (the PDF limit)");
     avz_render_options def;
     if (!options) { avz_render_options_init(&def); options = &def; }
-    avz_status st = avz__check_opts(r, options);
+    avz_status st = avz__check_opts(r, options, width, height);
     if (st != AVZ_OK) return st;
     st = avz_scene_build(r->scene, params, n);
     if (st != AVZ_OK) return avz__fail(r, st, r->scene->error);

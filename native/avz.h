@@ -120,7 +120,8 @@ typedef struct avz_render_options {
                             stored as {a, b, c, d, e, f} like cairo_matrix_t; finite, invertible,
                             each coefficient within +-1e6 (since 1.3: beyond, cairo's fixed-point
                             coordinates overflow), else AVZ_E_ARG */
-    double zoom;         /* with fitting: > 1 zooms in around the centre (default 1); in [1e-6, 1000] */
+    double zoom;         /* with fitting: > 1 zooms in around the centre (default 1); in [1e-6, 1000], and
+                            zoom * min(width, height) / 2 at most 1e6 (a transform coefficient's bound) */
     int antialias;       /* AVZ_AA_BEST (default) or AVZ_AA_FAST (4x4 coverage, ~25% faster; since
                             1.3 always drawn whole on the calling thread: see avz_renderer_set_threads) */
 } avz_render_options;

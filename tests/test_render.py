@@ -715,6 +715,15 @@ def test_unaligned_buffers_huge_transforms_and_tiny_zooms_are_refused():
         with pytest.raises(ValueError, match="zoom"):
             render(p, 16, zoom=zoom)
     assert render(p, 16, zoom=1e-6).shape == (16, 16, 4)
+    # the fitted scale (zoom times half the shorter side) is a transform coefficient too: beyond 1e6 a head
+    # scarf was drawn over the whole face at 10240 px and zoom 1000 (a read-only review); refused by render()
+    # and by the C library itself (the Renderer's calls, the vector output)
+    with pytest.raises(ValueError, match="half the shorter side"):
+        render(p, 2048, zoom=1000)
+    for call in (lambda: r.render(p, 2048, 2048, zoom=1000), lambda: r.vector(p, "svg", 16384, 16384, zoom=200)):
+        with pytest.raises(ValueError, match="half the shorter side"):
+            call()
+    assert render(p, width=2000, height=2048, zoom=1000).shape == (2048, 2000, 4)  # (exactly 1e6)
     out = render(p, 32, backend="pillow")
     assert out.flags.writeable and out.dtype == np.uint8 and out.shape == (32, 32, 4)
 

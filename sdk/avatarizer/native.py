@@ -173,9 +173,17 @@ def _background(background):
 MIN_ZOOM = 1e-6
 
 
-def _zoom(zoom) -> float:
+def _zoom(zoom, width: float | None = None, height: float | None = None) -> float:
+    """``zoom`` as a float; ValueError outside [1e-6, 1000] or, with the
+    image's size, where the fitted scale (``zoom`` times half the shorter
+    side, pixels per frame unit) passes :data:`MAX_TRANSFORM`: cairo's
+    coordinates wrap beyond it (a head scarf drawn over the whole face at
+    10240 px and zoom 1000)."""
     if not is_real(zoom) or not MIN_ZOOM <= float(zoom) <= 1000.0:
         raise ValueError(f"zoom must be a number in [1e-6, 1000], got {zoom!r:.40}")
+    if width is not None and height is not None and 0.5 * min(width, height) * float(zoom) > MAX_TRANSFORM:
+        raise ValueError(f"zoom {float(zoom):g} at {width:g} x {height:g}: zoom times half the shorter side must be "
+                         f"at most {MAX_TRANSFORM:g} pixels per frame unit")
     return float(zoom)
 
 
