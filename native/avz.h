@@ -41,7 +41,7 @@ extern "C" {
 
 #define AVZ_VERSION_MAJOR 1
 #define AVZ_VERSION_MINOR 3
-#define AVZ_VERSION_PATCH 0
+#define AVZ_VERSION_PATCH 1
 /* The header's version as "major.minor.patch": compare it with avz_version()
  * (the library's) to catch a program built against another avz.h. */
 #define AVZ_STRINGIFY_(x) #x
