@@ -1209,3 +1209,15 @@ def test_the_hybrid_keeps_the_models_lips_on_a_covered_mouth(tmp_path, astronaut
             got[est] = (a.run(taped).face_params[0][lips], a.run(astronaut).face_params[0][lips])
     np.testing.assert_allclose(got["hybrid"][0], got["model"][0], atol=1e-6)  # taped: the model's lips
     assert np.abs(got["hybrid"][1] - got["model"][1]).max() > 0.01  # open: the photo's
+
+
+def test_diverse_samples_are_distinct_however_many():
+    """``diverse_samples`` (``avatarizer render-samples -n``, 1..1000): every
+    avatar differs from the others; with a fixed pool of 600, the 601st and
+    all after it repeated the first."""
+    from avatarizer.gallery import diverse_samples
+
+    for n in (24, 601, 1000):
+        got = diverse_samples(n)
+        assert got.shape == (n, schema.PARAM_COUNT)
+        assert len(np.unique(got, axis=0)) == n, n

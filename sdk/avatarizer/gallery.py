@@ -46,8 +46,10 @@ def diverse_samples(n: int = 24, pool: int = 600, seed: int = 0) -> np.ndarray:
     """``n`` sampled avatars chosen from a larger pool by farthest-point
     selection on a few visible traits (hairstyle, skin and hair colour, face
     shape, glasses, beard, headwear, age lines), so a gallery shows visibly
-    different people rather than twenty variations of one."""
-    P = schema.sample(pool, seed=seed)
+    different people rather than twenty variations of one. The pool is
+    at least twice ``n`` (a fixed 600 repeated the first avatar as the
+    601st and every one after: all distances were 0)."""
+    P = schema.sample(max(int(pool), 2 * int(n)), seed=seed)
     col = lambda name: P[:, schema.index(name)]  # noqa: E731
     style = col("hair_style.bank_id")
     feats = np.stack([
