@@ -569,6 +569,28 @@ def test_a_video_too_small_says_so_not_size(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.mp4"]
 
 
+def test_a_song_with_cover_art_is_not_a_video(tmp_path, capsys):
+    """Sound with an attached picture (a song's cover art: the usual .m4a or
+    .mp3) is refused as holding no video, as sound alone is; OpenCV decodes
+    the picture as a one-frame video, and 2 s of sound became a 33 ms mp4
+    with exit 0 (a read-only review). A video beside its cover art still
+    converts."""
+    _need_ffmpeg()
+    from avatarizer.imageio import SAMPLE_PHOTO
+    from avatarizer.videoio import pictures_only
+
+    song, film = tmp_path / "song.m4a", tmp_path / "film.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-i", SAMPLE_PHOTO,
+            "-map", "0:a", "-map", "1:v", "-c:a", "aac", "-c:v", "mjpeg", "-disposition:v:0", "attached_pic", song)
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=5:duration=1", "-c:v", "libx264", film)
+    assert pictures_only(song) and not pictures_only(film)
+    for out in ("o.mp4", "o.json"):
+        assert _main("video", song, "-o", tmp_path / out) == 1
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "holds no video" in err and "cover" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["film.mp4", "song.m4a"]
+
+
 def test_max_seconds_under_one_frame_takes_one_frame(tmp_path, clip, capsys):
     assert _main("video", clip, "-o", tmp_path / "o.mp4", "--max-seconds", "0.01") == 0, capsys.readouterr().err
     assert _ffprobe(tmp_path / "o.mp4", "stream=nb_frames") == ["1"]

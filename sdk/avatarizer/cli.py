@@ -569,12 +569,18 @@ def _open_video(inp: Path, max_seconds: float | None):
     import cv2
     import numpy as np
 
+    from .videoio import pictures_only
+
     cap = _upright(_capture(inp))
     ok, first = cap.read() if cap.isOpened() else (False, None)
     if not ok or first is None:
         cap.release()
         raise CLIError(f"could not decode {inp} as a video (not a video file, or a codec this OpenCV "
                        "build cannot read)")
+    if pictures_only(inp):  # (OpenCV reads the cover art of a song as a one-frame video)
+        cap.release()
+        raise CLIError(f"{inp} holds no video: its only picture is attached art (a song's cover); "
+                       "give a video file")
     h, w = first.shape[:2]
     if min(h, w) < MIN_VIDEO_SIDE:  # the landmarks run on the frames as they are: no face is found in fewer
         cap.release()

@@ -224,6 +224,26 @@ def probe(path: Path) -> Probe:
 SIZE_CHECK_SECONDS = 10.0
 
 
+def pictures_only(path: Path) -> bool:
+    """Whether every video stream of the file is an attached picture (the
+    cover art of a song: an ``.m4a`` or ``.mp3`` with a still image), so
+    that it holds no video; False where it has one, and where that cannot be
+    told (no ``ffprobe``, an unreadable file). OpenCV decodes such a picture
+    as a one-frame video: the sound's two seconds became a 33 ms mp4."""
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        return False
+    cmd = [exe, "-v", "error", "-select_streams", "v", "-show_entries", "stream_disposition=attached_pic",
+           "-of", "json", file_url(path)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+        streams = json.loads(res.stdout or "{}").get("streams") or []
+    except (OSError, subprocess.SubprocessError, ValueError, AttributeError):
+        return False
+    return bool(streams) and all(isinstance(st, dict) and (st.get("disposition") or {}).get("attached_pic") == 1
+                                 for st in streams)
+
+
 def size_change(path: Path, until: float | None = None, timeout: float = SIZE_CHECK_SECONDS
                 ) -> tuple[float, tuple[int, int], tuple[int, int]] | None:
     """Where the video's frames change size: ``(seconds from the first key
