@@ -936,9 +936,29 @@ def test_animate_follows_the_lines_times(tmp_path, capsys):
     src.write_text("".join(json.dumps({"frame": i, "time_ms": t, "face": True, "params": p[i].tolist()}) + "\n"
                            for i, t in enumerate([0, 40, 80, 200])))
     assert _main("animate", "--params", src, "-o", tmp_path / "a.json", "--fps", "25") == 0
-    assert json.loads((tmp_path / "a.json").read_text())["op"] == 7  # 0.2 s + one frame (1/15 s) at 25 fps
-    assert _main("animate", "--params", src, "-o", tmp_path / "b.json") == 0  # default: the lines' rate
-    assert json.loads((tmp_path / "b.json").read_text())["fr"] == pytest.approx(15)
+    assert json.loads((tmp_path / "a.json").read_text())["op"] == 6  # 0.2 s + the last line's frame (1/25 s)
+    # default: the rate at which every line has a frame of its own (25 fps: 40 ms apart), not the average
+    # (15 fps: a 30 fps run beside a 10 fps one was resampled at their average and lost frames)
+    assert _main("animate", "--params", src, "-o", tmp_path / "b.json") == 0
+    assert json.loads((tmp_path / "b.json").read_text())["fr"] == 25
+
+
+def test_animate_rate_gives_every_stamped_line_a_frame():
+    """``animate``'s default rate (``cli._rate_of``): a variable rate's lines
+    each get a frame (1000 over the shortest gap, as ``video -o OUT.json``
+    writes such a video) up to 60 fps, else the average; whole rates come out
+    whole though the stamps are rounded to microseconds (29.9999949 before);
+    unstamped or unordered lines: None."""
+    from avatarizer.cli import _rate_of
+
+    thirty = [round(i * 1000 / 30, 3) for i in range(31)]
+    assert _rate_of(thirty) == 30.0
+    vfr = thirty[:20] + [thirty[19] + 800 + 100 * i for i in range(16)]  # 30 fps, a gap, 10 fps
+    assert _rate_of(vfr) == 30.0
+    ntsc = [round(i * 1001 / 30, 3) for i in range(31)]
+    assert _rate_of(ntsc) == pytest.approx(30000 / 1001, abs=1e-3)
+    assert _rate_of([0, 1, 500, 1000]) == pytest.approx(3.0)  # (a 1 ms pair: the average, not 1000 fps)
+    assert _rate_of([0, None, 80]) is None and _rate_of([0, 80, 40]) is None and _rate_of([0]) is None
 
 
 @pytest.mark.parametrize("command", ["animate", "video"])

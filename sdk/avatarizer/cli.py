@@ -1216,16 +1216,34 @@ def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) 
     return anim.stats()
 
 
+#: the most frames per second ``animate`` takes the lines' closest pair for (as a video's frames are written at
+#: its base rate up to this, ``videoio.Probe.output_rate``); above, the lines' average rate
+MAX_FITTED_FPS = 60.0
+
+
 def _rate_of(times: list) -> float | None:
     """Frames per second of lines stamped with ``time_ms`` (as ``video
-    --params`` writes them), or None when they are not all stamped, increasing.
+    --params`` writes them), or None when they are not all stamped, increasing:
+    the rate at which every line has a frame of its own (1000 over the
+    shortest gap, within 1e-3 of a whole number taken as it: the stamps are
+    rounded to microseconds), as ``video -o OUT.json`` writes a variable
+    frame rate's frames, where that is at most :data:`MAX_FITTED_FPS` and
+    above the average; else the average (a 30 fps run beside a 10 fps one
+    was resampled at their average, 12 fps, and lost 11 of 36 frames).
     (Any rate: lines less than a millisecond apart, more than 1000 a
     second, were taken as unstamped, one frame each, also where ``--fps``
     asked to resample them.)"""
     if len(times) < 2 or any(t is None for t in times) or any(b <= a for a, b in zip(times, times[1:])):
         return None
     fps = (len(times) - 1) * 1000.0 / (times[-1] - times[0])
-    return fps if math.isfinite(fps) and fps > 0 else None
+    if not (math.isfinite(fps) and fps > 0):
+        return None
+    fitted = 1000.0 / min(b - a for a, b in zip(times, times[1:]))
+    if abs(fitted - round(fitted)) < 1e-3:
+        fitted = float(round(fitted))
+    if abs(fps - round(fps)) < 1e-3:
+        fps = float(round(fps))
+    return fitted if fps < fitted <= MAX_FITTED_FPS else fps
 
 
 #: ``animate``'s frame rate without ``--fps`` for stamped lines faster than this: the most an animation takes
