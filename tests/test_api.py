@@ -588,7 +588,7 @@ def test_model_estimator_runs_a_shipped_model(tmp_path, astronaut):
 
 def test_hybrid_takes_geometry_from_the_landmarks_and_appearance_from_the_model(tmp_path, astronaut):
     from avatarizer.artist import AutoArtist
-    from avatarizer.artist.core import geometry_mask, lip_mask, skin_mask
+    from avatarizer.artist.core import geometry_mask, iris_mask, lip_mask, skin_mask
     from avatarizer.artist.photo import crop_valid_mask
 
     wb = _tiny_image_to_face(tmp_path)
@@ -619,8 +619,12 @@ def test_hybrid_takes_geometry_from_the_landmarks_and_appearance_from_the_model(
     assert lip_cols.sum() == 12 and not (lip_cols & (mask | skin_cols)).any()
     np.testing.assert_allclose(got[lip_cols], geo[lip_cols], atol=1e-5)
     assert np.abs(got[lip_cols] - np.clip(model[lip_cols], 0, 1)).max() > 0.01
+    # the irises' colour as measured on the photo (the model's regress to the mean: blue eyes drawn brown)
+    iris_cols = iris_mask()[schema.FACE]
+    assert iris_cols.sum() == 6 and not (iris_cols & (mask | skin_cols | lip_cols)).any()
+    np.testing.assert_allclose(got[iris_cols], geo[iris_cols], atol=1e-5)
     # other colours and opacities stay the model's
-    keep = ~mask & ~skin_cols & ~lip_cols & ~np.isin(kinds, ("x", "y"))
+    keep = ~mask & ~skin_cols & ~lip_cols & ~iris_cols & ~np.isin(kinds, ("x", "y"))
     np.testing.assert_allclose(got[keep], np.clip(model[keep], schema.LO[schema.FACE][keep],
                                                   schema.HI[schema.FACE][keep]), atol=1e-5)
     # the model's other points (shading) moved with the face: an affine map of the model's own
@@ -1209,6 +1213,84 @@ def test_the_hybrid_keeps_the_models_lips_on_a_covered_mouth(tmp_path, astronaut
             got[est] = (a.run(taped).face_params[0][lips], a.run(astronaut).face_params[0][lips])
     np.testing.assert_allclose(got["hybrid"][0], got["model"][0], atol=1e-6)  # taped: the model's lips
     assert np.abs(got["hybrid"][1] - got["model"][1]).max() > 0.01  # open: the photo's
+
+
+def _cast(img: np.ndarray, gains) -> np.ndarray:
+    """``img`` under a colour cast: each channel times its gain in linear light."""
+    from avatarizer.artist.photo import linear_to_srgb, srgb_to_linear
+
+    lin = srgb_to_linear(img.astype(np.float64) / 255.0) * np.asarray(gains, np.float64)
+    return np.clip(linear_to_srgb(np.clip(lin, 0, 1)) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def test_the_irises_colour_is_the_photos_without_its_colour_cast(astronaut):
+    """``colour.iris_colour``: the irises' ring as the photo shows it, the
+    photo's colour cast (as the skin shows it against the skin locus) taken
+    out: under a blue cast the astronaut's brown eyes stay brown (left in,
+    they read blue-grey), and the artist's geometry pass reports them
+    (``cues["iris"]``) for the hybrid."""
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.artist import AutoArtist, colour
+    from avatarizer.artist.photo import crop_valid_mask, to_lab
+
+    art = AutoArtist()
+    iris = [schema.index(f"iris_l.{c}") for c in "rgb"]
+    read = {}
+    with FaceAligner(AlignOptions(mode="image", max_faces=1)) as al:
+        for name, img in (("daylight", astronaut), ("blue cast", _cast(astronaut, (0.75, 0.95, 1.5)))):
+            f = al.align(img)
+            p, _lm, g = art._geometry(f.canonical, f.crop(192), None, crop_valid_mask(f, 192), f.landmarks,
+                                      None, schema.default())
+            assert colour.measured_skin(art.style, g["photo"], _lm, g) is not None
+            raw, located = g["skin_cast"]
+            read[name] = (to_lab(colour.iris_colour(art.style, g["photo"], _lm, g["skin_cast"])),
+                          to_lab(colour.iris_colour(art.style, g["photo"], _lm)), to_lab(raw) - to_lab(located))
+            cues: dict = {}
+            p, _ = art.fit_geometry_skin(f.canonical, f.crop(192), valid=crop_valid_mask(f, 192),
+                                         landmarks3d=f.landmarks, glasses=True, cues=cues)
+            assert cues["iris"] and np.allclose(to_lab(p[iris].astype(np.float64)), read[name][0], atol=0.5)
+    day, cast = read["daylight"], read["blue cast"]
+    assert day[0][2] > 5 and np.linalg.norm(day[2][1:]) < 3  # brown (warm), daylight: no cast to take out
+    assert cast[2][2] < -5  # the cast: bluer skin than skin in white light is
+    assert cast[1][2] < day[0][2] - 8  # left in, the brown eyes read blue-grey
+    assert abs(cast[0][2] - day[0][2]) < 4 and np.linalg.norm(cast[0][1:] - day[0][1:]) < 5, (cast[0], day[0])
+
+
+def test_the_hybrid_draws_the_irises_the_photo_shows(tmp_path, astronaut):
+    """The hybrid takes the irises' colour from the photo (the model's
+    regress to the mean: blue eyes were drawn brown), not from the model,
+    and the merge stage relights them with the skin by its change of
+    exposure alone (light eyes in a dim photo read dark)."""
+    from avatarizer.artist import AutoArtist
+    from avatarizer.artist.core import iris_mask
+    from avatarizer.artist.photo import crop_valid_mask
+
+    _tiny_image_to_face(tmp_path)
+    irises = iris_mask()[schema.FACE]
+    got = {}
+    for est in ("hybrid", "model"):
+        with Avatarizer(models_dir=tmp_path, device="cpu", max_faces=1, estimator=est) as a:
+            state = a.run(astronaut)
+            got[est] = state.face_params[0][irises]
+    face = state.faces[0]
+    geo, _ = AutoArtist().fit_geometry_skin(face.canonical, face.crop(192), valid=crop_valid_mask(face, 192),
+                                            landmarks3d=face.landmarks, glasses=True)
+    assert np.abs(got["hybrid"] - got["model"]).max() > 0.01
+    np.testing.assert_allclose(got["hybrid"], geo[schema.FACE][irises], atol=1e-6)  # (the artist's reading)
+    # relit with the skin: a skin lifted into its tone's band lifts the irises by the same exposure
+    from avatarizer.artist import colour
+    from avatarizer.skintone import relight
+
+    p = schema.default().astype(np.float64)
+    p[[schema.index(f"iris_{s}.{c}") for s in "lr" for c in "rgb"]] = np.tile([0.2, 0.25, 0.3], 2)
+    skin = p[[schema.index(f"face.{c}") for c in "rgb"]].copy()
+    dim = skin * 0.6
+    p[[schema.index(f"face.{c}") for c in "rgb"]] = dim
+    assert colour.draw_in_tone(p, 2.0)
+    lifted = p[[schema.index(f"iris_l.{c}") for c in "rgb"]]
+    want = relight(np.array([0.2, 0.25, 0.3]), dim, p[[schema.index(f"face.{c}") for c in "rgb"]], balance=False)
+    np.testing.assert_allclose(lifted, want, atol=1e-6)
+    assert (lifted > [0.2, 0.25, 0.3]).all()
 
 
 def test_diverse_samples_are_distinct_however_many():

@@ -1405,3 +1405,31 @@ def test_attributes_sheet_counts_against_the_labels_by_eye_where_there_are_some(
     # a hat label by eye of "none" overrides a shared hat; another photo's labels change nothing
     assert sheet_truth("f/a.jpg", {**shared, "headwear": 1.0}, {"f/b.jpg": {"glasses": 1}}, {"f/a.jpg": 0}) == \
         {"glasses": False, "sunglasses": False, "headwear": False, "beard": True}
+
+
+def test_eye_colour_reads_score_the_drawn_irises(monkeypatch):
+    """``eval``'s ``eye_colour_by_eye``: the drawn irises' lightness and
+    blue-yellow against the eye colour labelled by eye, as ROC AUCs (1:
+    every light-eyed person drawn lighter, cooler than every dark-eyed one),
+    with each class's medians; the committed labels are held out only."""
+    from avatarizer import schema
+    from avatarizer.artist.photo import from_lab
+
+    import avatarizer_export.evaluate as E
+    from avatarizer_export.data import eye_colour_labels, is_heldout
+
+    labs = [(55.0, 0.0, -20.0), (45.0, 0.0, -5.0), (25.0, 10.0, 20.0), (20.0, 8.0, 15.0), (50.0, 5.0, 25.0)]
+    labels = [1, 1, 0, 0, 0]
+    params = np.tile(schema.default(), (len(labs), 1))
+    for i, lab in enumerate(labs):
+        params[i, [schema.index(f"iris_l.{c}") for c in "rgb"]] = from_lab(np.array(lab))
+    monkeypatch.setattr(E, "_heldout_labelled", lambda names, files, p, lab: enumerate(labels))
+    got = E.eye_colour_reads([], [], params)
+    assert (got["n"], got["light"], got["dark"]) == (5, 2, 3)
+    assert got["auc_cool"] == 1.0 and got["auc_lightness"] == pytest.approx(5 / 6, abs=1e-4)  # (50 > 45)
+    assert got["median_L_light"] == pytest.approx(50.0, abs=0.5) and got["median_b_dark"] == pytest.approx(20.0, abs=1)
+    monkeypatch.setattr(E, "_heldout_labelled", lambda names, files, p, lab: iter(()))
+    assert E.eye_colour_reads([], [], params) == {}
+    committed = eye_colour_labels()
+    assert len(committed) >= 250 and all(is_heldout(k) for k in committed)
+    assert 0.25 < np.mean(list(committed.values())) < 0.5  # (104 light of 288)

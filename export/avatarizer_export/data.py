@@ -234,8 +234,9 @@ EYE_LABEL_FIELDS = ("glasses", "headwear", "beard", "moustache", "hair_colour")
 #: label files that only ``eval`` reads (:func:`hair_colour_by_eye`,
 #: :func:`tight_crop_hair_lengths`) and the reports of networks never trained on them:
 #: the hair colour of 420 UTKFace tight crops (session 17) and the hair length
-#: of 528 held-out ones (session 46), where nothing was fitted on them
-EVAL_ONLY_LABELS = ("utkface_hair_colour.jsonl", "utkface_hair_length.jsonl")
+#: of 528 held-out ones (session 46), where nothing was fitted on them, and the
+#: eye colour of held-out loose portraits (session 53)
+EVAL_ONLY_LABELS = ("utkface_hair_colour.jsonl", "utkface_hair_length.jsonl", "eye_colour_by_eye.jsonl")
 #: label files that only the hair-colour network trains on (``avatarizer-export
 #: hair-colour-net``, :func:`hair_colour_network_labels`) and ``eval`` reads: a
 #: batch mined for red hair (session 43) tells each photo's colour but not how
@@ -368,6 +369,14 @@ def beard_colour_labels(folder: Path | None = None) -> dict[str, dict]:
     hair, ``avatarizer-export detectors``)."""
     return {rec["file"]: {"beard_grey": int(rec["beard_colour"] == "grey")} for rec in _label_records(folder)
             if rec.get("beard_colour") in ("dark", "brown", "grey")}
+
+
+def eye_colour_labels(folder: Path | None = None) -> dict[str, int]:
+    """``{"FOLDER/NAME": 1 light, 0 dark}`` of the irises' colour labelled by
+    eye (``eye_colour_by_eye.jsonl``: held-out loose portraits, for
+    evaluation only; empty without the file)."""
+    return {r["file"]: int(r["eye_colour"] == "light") for r in _file_records("eye_colour_by_eye.jsonl", folder)
+            if r.get("eye_colour") in ("light", "dark")}
 
 
 def scalp_labels(folder: Path | None = None) -> dict[str, str]:

@@ -574,6 +574,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
                                                                                      len(preds)))
             if tops:
                 out["scalp_by_eye"] = tops
+            eyes = eye_colour_reads(names, paths, preds)
+            if eyes:  # (beside DESIGN.md's keys: the drawn irises against their colour labelled by eye)
+                out["eye_colour_by_eye"] = eyes
             lenses = lens_aspect_reads(names, paths, preds)
             if lenses:  # (beside DESIGN.md's keys: the glasses' lenses against their aspect labelled by eye)
                 out["lens_aspect_by_eye"] = lenses
@@ -998,6 +1001,39 @@ def accessory_reads_by_eye(names, files, params: np.ndarray, attributes: list) -
                      "invented": f"{int((~t & shown).sum())}/{int((~t).sum())}",
                      "balanced_accuracy": round(float(M.balanced_accuracy(t.astype(int), shown.astype(int))), 4),
                      "ece": round(float(expected_calibration_error(prob, t.astype(float))), 4)}
+    return out
+
+
+def eye_colour_reads(names, files, params: np.ndarray) -> dict:
+    """The drawn irises (``iris_l``'s colour in CIELAB) against their colour
+    labelled by eye (``data.eye_colour_labels``: light, blue, grey or green,
+    against dark, brown or black) on the held-out photos of ``names`` that
+    have one and an avatar: ``n``, ``light`` and ``dark`` (how many), the
+    median L* and b* of each, and two ROC AUCs: ``auc_lightness``, the
+    probability that a light-eyed person's irises are drawn lighter (higher
+    L*) than a dark-eyed person's, and ``auc_cool``, drawn cooler (lower b*,
+    blue against yellow); 0.5: the drawing does not tell them apart; {}
+    without such photos."""
+    from avatarizer.artist.photo import to_lab
+
+    from .data import eye_colour_labels
+    from .metrics import roc_auc
+
+    rgb = [schema.index(f"iris_l.{c}") for c in "rgb"]
+    got = [(int(label), to_lab(params[i, rgb].astype(np.float64)))
+           for i, label in _heldout_labelled(names, files, params, eye_colour_labels())]
+    if not got:
+        return {}
+    y = np.array([g[0] for g in got], bool)
+    lab = np.stack([g[1] for g in got])
+    out = {"n": int(len(y)), "light": int(y.sum()), "dark": int((~y).sum())}
+    for name, sel in (("light", y), ("dark", ~y)):
+        if sel.any():
+            out[f"median_L_{name}"] = round(float(np.median(lab[sel, 0])), 2)
+            out[f"median_b_{name}"] = round(float(np.median(lab[sel, 2])), 2)
+    if y.any() and (~y).any():
+        out["auc_lightness"] = round(float(roc_auc(y, lab[:, 0])), 4)
+        out["auc_cool"] = round(float(roc_auc(y, -lab[:, 2])), 4)
     return out
 
 

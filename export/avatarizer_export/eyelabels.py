@@ -58,7 +58,11 @@ random held-out and training loose portraits of ``ffhq128`` and
 evaluation and its loose training rows) and ``headwear_cover_by_eye.jsonl``
 (``covers``, rule ``cover``: ``votes.cover[labeller][sheet]`` maps each cell
 index to one of :data:`COVERS`, kept when the two agree; the labels a head
-scarf detector would fit on: 28 scarves); a test checks that the committed files are
+scarf detector would fit on: 28 scarves) and ``eye_colour_by_eye.jsonl``
+(``eye_colour_heldout``, rule ``eye_colour``: ``votes.eye_colour[labeller][sheet]``
+maps each cell index to one of :data:`EYE_COLOURS` or null, kept when the two
+agree; the held-out loose portraits of ``ffhq128``, ``ffhq128-labelled`` and
+``stylegan128``, for evaluation only: ``eval``'s ``eye_colour_by_eye``); a test checks that the committed files are
 exactly what ``merge`` makes. The batch ``hair_length_train_2`` (616 more training
 photos) is committed but not merged: the head refitted with it was not
 shipped (docs/hair.md, "Hair length"); nor is ``scalp_heldout_loose`` (session 50: the
@@ -101,7 +105,8 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men", "utkface_men_2"),
            "beard_style_by_eye.jsonl": ("beard_style", "beard_colour"),
            "gender_by_eye.jsonl": ("gender_heldout", "gender_train"),
            "headwear_cover_by_eye.jsonl": ("covers",),
-           "stylegan128_hair_colour.jsonl": ("stylegan_hair_colour",)}
+           "stylegan128_hair_colour.jsonl": ("stylegan_hair_colour",),
+           "eye_colour_by_eye.jsonl": ("eye_colour_heldout",)}
 HAIR_LENGTHS = ("long", "short", "bald", "tied", "covered")
 #: the ``scalp`` batches' labels: the top of the head as the photo shows it
 SCALP = ("bald", "receding", "hair", "covered")
@@ -124,12 +129,16 @@ BEARD_COLOURS = ("dark", "brown", "grey")
 #: with ear flaps; ``headwear.type`` 4), ``turban`` cloth wrapped over the top of the head only
 #: (a turban, a head wrap, a bandana), ``other`` anything else
 COVERS = ("scarf", "turban", "other")
+#: the ``eye_colour_heldout`` batch's labels (session 53): the irises ``light`` (blue, grey,
+#: green, clearly light hazel) or ``dark`` (brown, dark brown, black, dark hazel); null: cannot
+#: tell (closed, glare, sunglasses, too small, a colour cast over everything)
+EYE_COLOURS = ("light", "dark")
 #: rules of one value per cell: rule -> (the kind of vote and the record's field, its labels,
 #: whether the cells of CONTROL_FOLDER are controls: the hair length batches label its photos)
 CELL_RULES = {"length": ("hair_length", HAIR_LENGTHS, False), "scalp": ("scalp", SCALP, True),
               "hat": ("hat", HATS, False), "beard_style": ("beard_style", BEARD_STYLES, False),
               "beard_colour": ("beard_colour", BEARD_COLOURS, False), "gender": ("gender", GENDERS, True),
-              "cover": ("cover", COVERS, False)}
+              "cover": ("cover", COVERS, False), "eye_colour": ("eye_colour", EYE_COLOURS, False)}
 ACCESSORY_FIELDS = ("glasses", "headwear", "beard", "moustache")
 
 

@@ -241,7 +241,10 @@ def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
     skin = skin_colour(st, photo, lm, discs, info=g)
     if skin is None:
         return None
-    return clip(ST.chroma_in_good_light(clip(skin_locus(st, clip(skin, 0, 1)), 0, 1), st.skin_chroma_lit), 0, 1)
+    raw = clip(skin, 0, 1)
+    located = clip(skin_locus(st, raw), 0, 1)
+    g["skin_cast"] = (raw, located)  # the photo's colour cast, as the skin shows it (iris_colour)
+    return clip(ST.chroma_in_good_light(located, st.skin_chroma_lit), 0, 1)
 
 
 def network_skin_tone(st, photo: Photo, g) -> float | None:
@@ -262,12 +265,13 @@ def network_skin_tone(st, photo: Photo, g) -> float | None:
 
 @functools.lru_cache(maxsize=1)
 def tone_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(3,), (4, 3) and (2, 3) parameter indices: the skin's colour
-    (``face.rgb``), the lips' colours (``artist.colour.LIP_FEATURES``) and the
-    beard's and moustache's, which :func:`draw_in_tone` moves."""
+    """(3,), (4, 3), (2, 3) and (2, 3) parameter indices: the skin's colour
+    (``face.rgb``), the lips' colours (``artist.colour.LIP_FEATURES``), the
+    beard's and moustache's, and the irises', which :func:`draw_in_tone` moves."""
     out = (np.array([S.index(f"face.{c}") for c in "rgb"]),
            np.array([[S.index(f"{feat}.{c}") for c in "rgb"] for feat in LIP_FEATURES]),
-           np.array([[S.index(f"{feat}.{c}") for c in "rgb"] for feat in ("beard", "moustache")]))
+           np.array([[S.index(f"{feat}.{c}") for c in "rgb"] for feat in ("beard", "moustache")]),
+           np.array([[S.index(f"{feat}.{c}") for c in "rgb"] for feat in ("iris_l", "iris_r")]))
     for a in out:
         a.setflags(write=False)  # (cached and shared)
     return out
@@ -282,15 +286,21 @@ def draw_in_tone(params: np.ndarray, tone, *, set_by_app: bool = False, grey_fac
     relit as the skin was (:func:`avatarizer.skintone.relight`: read in the photo's light, their
     contrast kept); grey facial hair (``grey_facial_hair``: drawn as its lit
     strands in the photo's light) lifted by the skin's change of exposure
-    alone and never darkened, not with a tone the app set. The merge stage's
+    alone and never darkened, not with a tone the app set; the irises by the
+    skin's change of exposure alone, both ways, not with a tone the app set
+    (light eyes in a dim photo read dark: on the 288 held-out photos whose
+    eye colour is labelled by eye, light against dark eyes told apart by the
+    drawn lightness at ROC AUC 0.854 as measured, 0.869 relit; session 53). The merge stage's
     rule and the auto-artist's. True when the skin moved."""
-    skin_i, lip_i, hair_i = tone_indices()
+    skin_i, lip_i, hair_i, iris_i = tone_indices()
     skin = params[skin_i].astype(np.float64)
     toned = ST.skin_of_set_tone(skin, tone) if set_by_app else ST.skin_by_tone(skin, tone)
     if toned is skin:
         return False
     P.set_skin_colours(params, toned, neck=NECK)
     params[lip_i] = ST.relight(params[lip_i], skin, toned)
+    if not set_by_app:  # the irises in the skin's light: the change of exposure alone (a hue of their own)
+        params[iris_i] = ST.relight(params[iris_i], skin, toned, balance=False)
     if grey_facial_hair and not set_by_app:
         # a grey beard stays grey where the skin's hue moved; strands sampled at 128 px are darker than they look
         params[hair_i] = np.maximum(ST.relight(params[hair_i], skin, toned, balance=False), params[hair_i])
@@ -358,6 +368,31 @@ def lip_colours(st, p, lm, photo: Photo, skin, lip=None) -> np.ndarray:
     return lip
 
 
+def iris_colour(st, photo: Photo, lm, cast=None) -> np.ndarray | None:
+    """The irises' colour: the robust median of the visible ring inside the
+    lids (without pupil and highlights), both eyes averaged, brightened as
+    drawn; with ``cast`` (``(skin as measured, skin on the skin locus)``:
+    :func:`measured_skin`'s ``g["skin_cast"]``) the photo's colour cast
+    taken out as the skin shows it (:func:`avatarizer.skintone.relight`:
+    each channel's gain in linear light, the exposure kept), so a blue
+    cast does not draw brown eyes blue. None where neither eye shows
+    enough of its iris."""
+    iris_cols = []
+    for s in (0, 1):
+        iris_pts = lm[landmark_index("iris", s)]  # the photo's own iris ring
+        centre, r = iris_pts[0], float(mean(norm(iris_pts[1:] - iris_pts[0])))
+        opening = np.concatenate([lm[landmark_index("eye_up", s)], lm[landmark_index("eye_lo", s)][::-1]])
+        px = photo.region_pixels(discs=[(centre, r * 0.92)], minus_discs=[(centre, r * 0.42)], within=opening)
+        if len(px) >= 6:
+            iris_cols.append(robust_median(px, 10, 75))
+    if not iris_cols:
+        return None
+    iris = clip(mean(iris_cols, 0), 0, 1)
+    if cast is not None:  # (skin_locus keeps the lightness: the exposure is the photo's, the balance changes)
+        iris = ST.relight(iris, *cast)
+    return gain(st, clip(iris * 1.15, 0, 1))
+
+
 def colours(st, p, lm, g, photo: Photo) -> dict:
     skin = measured_skin(st, photo, lm, g)
     if skin is None:
@@ -375,19 +410,9 @@ def colours(st, p, lm, g, photo: Photo) -> dict:
             bright = px[y >= percentile(y, 70)]
             teeth = 0.6 * teeth + 0.4 * clip(median(bright, 0) * 1.1, 0.6, 1.0)
     set_rgb(p, "teeth", teeth)
-    # irises: the visible ring inside the lids, without pupil and highlights
-    iris_cols = []
-    for s, sd in ((0, "l"), (1, "r")):
-        iris_pts = lm[landmark_index("iris", s)]  # the photo's own iris ring
-        e = dict(iris=iris_pts[0], iris_r=float(mean(norm(iris_pts[1:] - iris_pts[0]))))
-        opening = np.concatenate([lm[landmark_index("eye_up", s)], lm[landmark_index("eye_lo", s)][::-1]])
-        px = photo.region_pixels(discs=[(e["iris"], e["iris_r"] * 0.92)],
-                                 minus_discs=[(e["iris"], e["iris_r"] * 0.42)], within=opening)
-        c = robust_median(px, 10, 75) if len(px) >= 6 else None
-        iris_cols.append(c)
-    got = [c for c in iris_cols if c is not None]
-    iris = mean(got, 0) if got else np.array(P.IRIS_COLORS["brown"])
-    iris = gain(st, clip(iris * 1.15, 0, 1))
+    iris = iris_colour(st, photo, lm, g.get("skin_cast"))
+    if iris is None:
+        iris = gain(st, clip(np.array(P.IRIS_COLORS["brown"]) * 1.15, 0, 1))
     col["iris"] = iris
     for sd in "lr":
         set_rgb(p, f"iris_{sd}", iris)

@@ -212,6 +212,12 @@ class AutoArtist:
                 colour.lip_colours(self.style, p, lm, g["photo"], skin, lip=lip)
                 if cues is not None:
                     cues["lips"] = True  # (the lips' colours are the photo's)
+            iris = colour.iris_colour(self.style, g["photo"], lm, g.get("skin_cast"))
+            if iris is not None:
+                for sd in "lr":
+                    P.set_rgb(p, f"iris_{sd}", iris)
+                if cues is not None:
+                    cues["iris"] = True  # (the irises' colour is the photo's, its colour cast taken out)
             if glasses:
                 accessories.glasses(self.style, p, lm, g, g["photo"], {"skin": skin}, cues=cues)
                 if cues is not None:  # the beard and bald detectors' readings, for the caller to decide with
@@ -337,6 +343,14 @@ def geometry_mask() -> np.ndarray:
     p = np.full(S.PARAM_COUNT, np.nan, np.float32)
     p, _lm, _g = art._geometry(mean, grey, None, None, None, mean, p)
     mask = np.isfinite(p)
+    mask.setflags(write=False)
+    return mask
+
+
+def iris_mask() -> np.ndarray:
+    """(629,) bool: the irises' colours (:func:`colour.iris_colour`)."""
+    mask = np.zeros(S.PARAM_COUNT, bool)
+    mask[[S.index(f"iris_{sd}.{c}") for sd in "lr" for c in "rgb"]] = True
     mask.setflags(write=False)
     return mask
 

@@ -307,7 +307,7 @@ class HybridFaceEstimator(ModelFaceEstimator):
 
     def prepare(self, options) -> None:
         from ..artist import AutoArtist
-        from ..artist.core import geometry_mask, lip_mask, skin_mask
+        from ..artist.core import geometry_mask, iris_mask, lip_mask, skin_mask
 
         super().prepare(options)
         style = artist_style(options, crop_size=False)  # options.crop_size is the model's; the artist reads its own
@@ -319,6 +319,7 @@ class HybridFaceEstimator(ModelFaceEstimator):
         # the colours the artist measures on the photo: the skin (and its derived colours) and the lips
         self._skin = np.flatnonzero(skin_mask()[schema.FACE])
         self._lips = np.flatnonzero(lip_mask()[schema.FACE])
+        self._irises = np.flatnonzero(iris_mask()[schema.FACE])
         self._geo_x = np.flatnonzero(mask & (kinds == "x"))
         self._geo_y = np.flatnonzero(mask & (kinds == "y"))
         # the model's own points outside the geometry (shading): carried along
@@ -368,6 +369,8 @@ class HybridFaceEstimator(ModelFaceEstimator):
                     row[self._skin] = geo[self._skin]
                 if f.glasses_cues and f.glasses_cues.get("lips"):  # the lips' own colour (else the model's)
                     row[self._lips] = geo[self._lips]
+                if f.glasses_cues and f.glasses_cues.get("iris"):  # the irises' own colour (the model's regress
+                    row[self._irises] = geo[self._irises]  # to the mean: blue eyes were drawn brown)
                 # the model's drawing → the landmarks' drawing: least-squares affine map
                 src = np.stack([row[self._geo_x], row[self._geo_y]], 1).astype(np.float64)
                 dst = np.stack([geo[self._geo_x], geo[self._geo_y]], 1).astype(np.float64)

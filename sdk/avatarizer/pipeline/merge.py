@@ -42,7 +42,7 @@ from .state import FrameState
 
 #: (4, 3) the lips' colours (``artist.colour.LIP_FEATURES``), relit with the skin, and (2, 3) the beard's
 #: and the moustache's colours: grey facial hair is lifted with the skin (:func:`avatarizer.artist.colour.draw_in_tone`)
-_, LIP_RGB, FACIAL_HAIR_RGB = tone_indices()
+_, LIP_RGB, FACIAL_HAIR_RGB, _IRIS_RGB = tone_indices()
 
 
 def merge_face(f, child: bool = True) -> np.ndarray:
