@@ -27,9 +27,10 @@ fit's report.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+
+from .checks import clipped_logit, read_json_object
 
 #: the file in the SDK's data folder
 NAME = "beard_grey_fusion.json"
@@ -37,23 +38,16 @@ NAME = "beard_grey_fusion.json"
 FORMAT = 1
 #: ``attributes["beard_grey_by"]`` where the fusion decided the facial hair's colour
 BY = "grey-beard detector x hair colour"
-#: the largest file accepted, and the largest weight (a crafted file cannot make the logit NaN)
-MAX_BYTES = 1 << 16
-MAX_WEIGHT = 1e3
+#: the largest file accepted; the largest weight (a crafted file cannot make the logit NaN)
+MAX_BYTES, MAX_WEIGHT = 1 << 16, 1e3
 #: probabilities are clipped to [P_FLOOR, 1 - P_FLOOR] before their logits
 P_FLOOR = 1e-4
 DATA = Path(__file__).resolve().parent / "data"
 
 
-def logit(p: float) -> float:
-    """The logit of ``p`` clipped to [:data:`P_FLOOR`, 1 - :data:`P_FLOOR`]."""
-    p = min(max(float(p), P_FLOOR), 1.0 - P_FLOOR)
-    return math.log(p / (1.0 - p))
-
-
 def features(p_detector: float, p_grey_hair: float) -> tuple[float, float]:
     """The fusion's inputs: the logits of the detector's probability and of P(grey hair)."""
-    return logit(p_detector), logit(p_grey_hair)
+    return clipped_logit(p_detector, P_FLOOR), clipped_logit(p_grey_hair, P_FLOOR)
 
 
 class BeardGreyFusion:
@@ -95,13 +89,8 @@ class BeardGreyFusion:
         if not path.is_file() or None in (attributes_sha256, detector, hair_colour_sha256):
             return None
         try:
-            if path.stat().st_size > MAX_BYTES:
-                raise ValueError(f"larger than {MAX_BYTES} bytes")
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(doc, dict):
-                raise ValueError("not a JSON object")
-            fusion = cls(doc)
-        except (OSError, ValueError, RecursionError) as exc:
+            fusion = cls(read_json_object(path, MAX_BYTES))
+        except (OSError, ValueError) as exc:
             warnings.warn(f"{path} is not used ({exc}); the grey-beard detector alone reads the facial hair's "
                           "colour", RuntimeWarning, stacklevel=2)
             return None

@@ -73,3 +73,29 @@ def float_arg(ok, message: str = "expected a number, got {text!r}"):
         return v
 
     return check
+
+
+def clipped_logit(p: float, floor: float = 1e-4) -> float:
+    """The logit of ``p`` clipped to [``floor``, 1 - ``floor``] (a fusion's
+    input: a probability of 0 or 1 stays finite)."""
+    p = min(max(float(p), floor), 1.0 - floor)
+    return math.log(p / (1.0 - p))
+
+
+def read_json_object(path, max_bytes: int) -> dict:
+    """The JSON object in the file ``path`` (a fitted data file the SDK
+    reads); ValueError for a file over ``max_bytes``, JSON nested too deep,
+    or anything but an object; OSError as the file system raises it."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if path.stat().st_size > max_bytes:
+        raise ValueError(f"larger than {max_bytes} bytes")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    return doc

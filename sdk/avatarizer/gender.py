@@ -25,13 +25,13 @@ accuracy out of fold) decides ``gender``.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from . import landmarks as LM
+from .checks import clipped_logit, read_json_object
 
 #: the file in the SDK's data folder
 NAME = "gender_fusion.json"
@@ -58,8 +58,8 @@ def frontal_vector(landmarks) -> tuple[np.ndarray, np.ndarray]:
 
 
 def logit(p: float) -> float:
-    p = min(max(float(p), P_FLOOR), 1.0 - P_FLOOR)
-    return math.log(p / (1.0 - p))
+    """H's P(male) as the fusion reads it: its logit, clipped at :data:`P_FLOOR`."""
+    return clipped_logit(p, P_FLOOR)
 
 
 class GenderFusion:
@@ -96,13 +96,8 @@ class GenderFusion:
         if not path.is_file() or attributes_sha256 is None:
             return None
         try:
-            if path.stat().st_size > MAX_BYTES:
-                raise ValueError(f"larger than {MAX_BYTES} bytes")
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(doc, dict):
-                raise ValueError("not a JSON object")
-            fusion = cls(doc)
-        except (OSError, ValueError, RecursionError) as exc:
+            fusion = cls(read_json_object(path, MAX_BYTES))
+        except (OSError, ValueError) as exc:
             warnings.warn(f"{path} is not used ({exc}); H alone reads the gender", RuntimeWarning, stacklevel=2)
             return None
         if fusion.attributes_sha256 != str(attributes_sha256):
