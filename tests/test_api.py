@@ -1303,3 +1303,31 @@ def test_diverse_samples_are_distinct_however_many():
         got = diverse_samples(n)
         assert got.shape == (n, schema.PARAM_COUNT)
         assert len(np.unique(got, axis=0)) == n, n
+
+
+def test_irises_behind_sunglasses_are_not_the_photos(astronaut, monkeypatch):
+    """Where the artist reads sunglasses (P >= ``core.SUNGLASSES_OVER_IRISES``)
+    the irises it measures are the lenses (L* 3-19 on five photos of
+    sunglasses): not reported, so the hybrid keeps the model's (black irises
+    where the sunglasses end up not drawn: the app's glasses, the hat rule)."""
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.artist import AutoArtist, accessories
+    from avatarizer.artist.core import SUNGLASSES_OVER_IRISES
+    from avatarizer.artist.photo import crop_valid_mask
+
+    real = accessories.glasses
+    art = AutoArtist()
+    with FaceAligner(AlignOptions(mode="image", max_faces=1)) as al:
+        f = al.align(astronaut)
+        for p_sun, want in ((0.0, True), (SUNGLASSES_OVER_IRISES - 0.01, True), (SUNGLASSES_OVER_IRISES, False),
+                            (0.98, False), (float("nan"), True)):
+            def glasses(*a, cues=None, p_sun=p_sun, **kw):
+                out = real(*a, cues=cues, **kw)
+                cues["glasses_probs"] = np.array([1.0 - p_sun, 0.0, p_sun]) if p_sun == p_sun else None
+                return out
+
+            monkeypatch.setattr(accessories, "glasses", glasses)
+            cues: dict = {}
+            art.fit_geometry_skin(f.canonical, f.crop(192), valid=crop_valid_mask(f, 192), landmarks3d=f.landmarks,
+                                  glasses=True, cues=cues)
+            assert bool(cues.get("iris")) is want, p_sun

@@ -75,7 +75,12 @@ def test_a_pil_image_is_taken_upright_as_its_file_is(tmp_path, value):
     path.write_bytes(data)
     with Image.open(path) as im:
         got = to_rgb_uint8(im)
+        # an image the app turned itself (Pillow copies the tag onto it): taken as it is, not turned twice
+        turned = ImageOps.exif_transpose(im)
+        assert np.array_equal(to_rgb_uint8(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+                              np.asarray(im.convert("RGB"))[:, ::-1])
     np.testing.assert_array_equal(got, load_image(path))
+    np.testing.assert_array_equal(to_rgb_uint8(turned), got)
     assert not np.array_equal(got, _plain(data)) or value == 3 and got.shape == _plain(data).shape
 
 

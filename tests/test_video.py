@@ -1814,6 +1814,14 @@ def test_a_stall_without_frames_is_not_time_spent_far(face):
             t += 33.3
             tr.update(odd[len(tr.identity) % 2], f.canonical, f.transform, t)
         assert tr.switches == 1, with_misses
+    # a stream slower than 2 fps (every interval longer than the grace period) still tells another person
+    # (clearing on every such interval never let the estimates stay far: a review of the fix above)
+    tr = Tracker(TrackerOptions(identity_frames=3), smoothing=None)
+    for i in range(10):
+        tr.update(ident, f.canonical, f.transform, 1000.0 * i)
+    for i in range(10, 14):
+        tr.update(odd[i % 2], f.canonical, f.transform, 1000.0 * i)
+    assert tr.switches == 1
 
 
 def test_a_grace_period_longer_than_reset_ms_is_kept(astronaut):

@@ -68,7 +68,7 @@ class BeardGreyFusion:
             self.c, self.threshold = float(doc["c"]), float(doc["threshold"])
             self.attributes_sha256, self.detector, self.hair_colour_sha256 = (
                 str(doc[k]) for k in ("attributes_sha256", "detector", "hair_colour_sha256"))
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, OverflowError) as exc:  # (a whole number too large: 1e400)
             raise ValueError(f"not a beard grey fusion file ({exc!r:.80})") from None
         if not all(math.isfinite(v) and abs(v) <= MAX_WEIGHT for v in (*self.w, self.c)):
             raise ValueError(f"weights that are not finite or beyond {MAX_WEIGHT:g}")

@@ -76,7 +76,7 @@ class GenderFusion:
             self.u = u.astype(np.float64)
             self.a, self.c, self.threshold = (float(doc[k]) for k in ("a", "c", "threshold"))
             self.attributes_sha256 = str(doc["attributes_sha256"])
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, OverflowError) as exc:  # (a whole number too large: 1e400)
             raise ValueError(f"not a gender fusion file ({exc!r:.80})") from None
         if not (np.isfinite(self.u).all() and (np.abs(self.u) <= MAX_WEIGHT).all()
                 and all(math.isfinite(v) and abs(v) <= MAX_WEIGHT for v in (self.a, self.c))):

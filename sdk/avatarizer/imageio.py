@@ -96,9 +96,11 @@ def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:
             )
         _check_size(image.height, image.width, f"a PIL image of size {image.width}×{image.height}")
         try:
-            # upright by its EXIF orientation, as load_image reads a file (a phone photo opened with
-            # Image.open was a face on its side); decodes a lazily opened image: a cut file raised OSError here
-            rgb = _pil_rgb(_upright(image))
+            # an image as opened (Image.open: its format known) upright by its EXIF orientation, as load_image
+            # reads a file (a phone photo was a face on its side); one the app made from it (transposed,
+            # converted: format None, the tag still copied) as it is; decodes a lazily opened image: a cut file
+            # raised OSError here
+            rgb = _pil_rgb(_upright(image) if image.format is not None else image)
         except (OSError, SyntaxError, EOFError) as exc:  # (what Pillow's decoders raise, as load_image catches)
             raise ValueError(f"a PIL image that cannot be decoded ({exc})") from None
         return np.array(rgb, dtype=np.uint8, order="C")

@@ -47,8 +47,8 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
     ``background``: None/'transparent', 'white', '#rrggbb', or an RGB(A) tuple.
     ``antialias``: 'best' (default) or 'fast' (native only: 4x4 coverage, ~25% faster;
     always drawn on one thread, whatever ``threads`` says).
-    ``zoom``: in [1e-6, 1000], and zoom times half the shorter side at most
-    1e6 pixels (cairo's coordinates wrap beyond); ``transform`` coefficients within ±1e6.
+    ``zoom``: in [1e-6, 1000], and, but with pillow, zoom times half the shorter side
+    at most 1e6 pixels (cairo's coordinates wrap beyond); ``transform`` coefficients within ±1e6.
     ``backend="pillow"`` draws sides up to ``PILLOW_MAX_SIZE`` (2048) only.
     ``threads``: native only, how many threads draw the image (bands of rows,
     at least 32 rows each; the picture the same within 3 levels (3.5 at most seen) where an
@@ -61,11 +61,12 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
     w, h = _size(size, width, height)
     bg = _background(background)
     transform = _transform(transform)
-    zoom = _zoom(zoom, *((w, h) if transform is None else (None, None)))  # (a transform is bounded itself)
     if not isinstance(antialias, str) or antialias not in ("best", "fast"):
         raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r:.40}")
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r:.40}; choose one of {BACKENDS}")
+    # (the fitted scale's bound is cairo's: not the pillow backend's; a transform is bounded itself)
+    zoom = _zoom(zoom, *((w, h) if transform is None and backend != "pillow" else (None, None)))
     if backend == "pillow" and max(w, h) > PILLOW_MAX_SIZE:
         raise ValueError(f"the pillow backend draws at most {PILLOW_MAX_SIZE} x {PILLOW_MAX_SIZE} pixels "
                          f"(it supersamples 4x), got {w} x {h}; backend='native' draws up to 16384")

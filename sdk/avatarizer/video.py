@@ -297,6 +297,7 @@ class Tracker:
         self._far_since_ms: float | None = None
         self._far_last: np.ndarray | None = None  # the colours of the last estimate that far
         self._far_seen = 0  # how many different estimates that far since _far_since_ms
+        self._gap_ms: float | None = None  # the time between the last two frames with the face
         self._reset_filters()
 
     @property
@@ -348,9 +349,12 @@ class Tracker:
         raw = np.asarray(raw_params)
         raw = raw.astype(np.float64) if raw.dtype == np.float32 and raw.shape == (S.PARAM_COUNT,) else \
             S.as_params(raw).astype(np.float64)  # (as_params checks and converts anything else)
-        if self.absent_ms(timestamp_ms) > self.options.grace_ms:
-            # back after an absence with no frames in between (a camera that stalled): as after frames
-            # without the face (miss), another person is judged over frames with the face from here on
+        gone = self.absent_ms(timestamp_ms)
+        if gone > self.options.grace_ms and self._gap_ms is not None and gone > 2.0 * self._gap_ms:
+            # back after an absence with no frames in between (a camera that stalled: longer than the grace
+            # period and than twice the stream's last interval, so a stream slower than 2 fps still tells
+            # another person): as after frames without the face (miss), another person is judged over frames
+            # with the face from here on
             self._far_since_ms = None
         switched = self._another_person(raw, float(timestamp_ms))
         if switched:
@@ -382,6 +386,8 @@ class Tracker:
         out = TrackedFrame(params=params, transform=tf, signals=sig, raw_signals=raw_sig, stale=False,
                            warm=self.warm)
         self._last = out
+        if self._last_seen_ms is not None:
+            self._gap_ms = float(timestamp_ms) - self._last_seen_ms
         self._last_seen_ms = float(timestamp_ms)
         self._missed = False
         return out

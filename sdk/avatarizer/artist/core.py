@@ -216,8 +216,6 @@ class AutoArtist:
             if iris is not None:
                 for sd in "lr":
                     P.set_rgb(p, f"iris_{sd}", iris)
-                if cues is not None:
-                    cues["iris"] = True  # (the irises' colour is the photo's, its colour cast taken out)
             if glasses:
                 accessories.glasses(self.style, p, lm, g, g["photo"], {"skin": skin}, cues=cues)
                 if cues is not None:  # the beard and bald detectors' readings, for the caller to decide with
@@ -225,6 +223,12 @@ class AutoArtist:
                     cues["bald"] = _bald_reading(self.style, lm, g, skin)
                     # the artist's own age estimate (~0.3 ms): the hybrid combines it with H's
                     cues["age"] = accessories.age_estimate(canonical, crop)
+            if iris is not None and cues is not None:
+                # the irises' colour is the photo's (its colour cast taken out), but not through sunglasses
+                # (the lenses read L* 3-19: where the sunglasses end up not drawn, black irises)
+                probs = cues.get("glasses_probs")
+                if probs is None or not float(probs[2]) >= SUNGLASSES_OVER_IRISES:
+                    cues["iris"] = True
         else:
             skin = None
         return S.clip(p), skin
@@ -345,6 +349,11 @@ def geometry_mask() -> np.ndarray:
     mask = np.isfinite(p)
     mask.setflags(write=False)
     return mask
+
+
+#: the artist's P(sunglasses) from which the irises it measures are taken for the lenses' colour
+#: (:meth:`AutoArtist.fit_geometry_skin` then does not report them: the hybrid keeps the model's)
+SUNGLASSES_OVER_IRISES = 0.5
 
 
 def iris_mask() -> np.ndarray:

@@ -402,7 +402,8 @@ class HairStage(Stage):
                 # the beard's pixels weighed with the hair's colour (stubble shows the skin and reads brown)
                 decide = functools.partial(_fused_grey, self.beard_grey, float(p_hair), beard_read)
             beard, grey, p_grey = facial_hair_colour(crop, face.canonical, base[SKIN_RGB], valid, decide=decide)
-            if grey and not H.grey_beard_plausible(attrs, p_grey):  # (a young man's dark beard in dim light)
+            gated = grey and not H.grey_beard_plausible(attrs, p_grey)  # (a young man's dark beard in dim light)
+            if gated:
                 beard, grey, _ = facial_hair_colour(crop, face.canonical, base[SKIN_RGB], valid, grey=False)
             if beard is not None:
                 attrs["beard_rgb"] = beard * 0.9
@@ -411,7 +412,10 @@ class HairStage(Stage):
                     attrs["beard_grey_detector_read"] = float(p_grey)
                 if "p" in beard_read:
                     attrs["beard_grey_probability"] = beard_read["p"]
-                    attrs["beard_grey_by"] = BEARD_GREY_BY
+                    # named where the fusion's decision is what is drawn (not the plausibility gate's dark, nor
+                    # dark for want of grey strands)
+                    if not gated and grey == (beard_read["p"] >= self.beard_grey.threshold):
+                        attrs["beard_grey_by"] = BEARD_GREY_BY
         # (a hat the hat network decided, or not drawn on a face cut by the edge: merge follows attrs["drawn"])
         full = H.merge(base, self.bank.entry(idx), rgb, attrs, thresholds=self.draw, hat_shape=hat_shape)
         if fused:  # drawn with the artist's frame colour and lens sizes
