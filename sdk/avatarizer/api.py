@@ -268,6 +268,15 @@ class FaceInfo:
                    (int(shape[0]), int(shape[1])), int(index))
 
 
+def _fresh(state) -> tuple | None:
+    """``(face, transform, params, face_index)`` of a video frame with the
+    face (the tracker's output on it), what its avatar's place and attributes
+    are made of (``StreamState.last_fresh``); None for a frame without it."""
+    tr = state.tracked
+    return (state.faces[0], tr.transform, tr.params, state.face_index or 0) if state.faces and tr is not None \
+        else None
+
+
 def _own_copy(value):
     """``value`` with every dict and list in it copied (what ``Avatar.attributes``
     holds: dicts of numbers and strings; 4x faster than ``copy.deepcopy``)."""
@@ -713,10 +722,9 @@ class Avatarizer:
             with self._lock, self._using() as pipe:
                 self._check_not_streaming("from_frame()/run()")
                 pipe.run(state)
-                tr = state.tracked
-                if state.faces and tr is not None and not tr.stale:  # (a reference: read only if a stale avatar
-                    # follows with no avatar made of this frame, e.g. after run() alone)
-                    state.stream.last_fresh = (state.faces[0], tr.transform, tr.params, state.face_index or 0)
+                if state.tracked is not None and not state.tracked.stale:  # (a reference: read only if a stale
+                    # avatar follows with no avatar made of this frame, e.g. after run() alone)
+                    state.stream.last_fresh = _fresh(state)
         else:
             with self._using() as pipe:
                 pipe.run(state)
@@ -783,8 +791,8 @@ class Avatarizer:
             if tr is None:
                 return None
             stream = state.stream
-            fresh = (state.faces[0], tr.transform, tr.params, state.face_index or 0) if state.faces else \
-                stream.last_fresh  # (a stale avatar after run() alone: that frame's place and attributes)
+            # (a stale avatar after run() alone: that frame's place and attributes)
+            fresh = _fresh(state) or stream.last_fresh
             stream.last_fresh = None
             if fresh is not None:
                 f, transform, params, index = fresh

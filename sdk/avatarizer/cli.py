@@ -1238,11 +1238,8 @@ def _rate_of(times: list) -> float | None:
     fps = (len(times) - 1) * 1000.0 / (times[-1] - times[0])
     if not (math.isfinite(fps) and fps > 0):
         return None
-    fitted = 1000.0 / min(b - a for a, b in zip(times, times[1:]))
-    if abs(fitted - round(fitted)) < 1e-3:
-        fitted = float(round(fitted))
-    if abs(fps - round(fps)) < 1e-3:
-        fps = float(round(fps))
+    fps, fitted = (float(round(r)) if abs(r - round(r)) < 1e-3 else r
+                   for r in (fps, 1000.0 / min(b - a for a, b in zip(times, times[1:]))))
     return fitted if fps < fitted <= MAX_FITTED_FPS else fps
 
 

@@ -38,14 +38,6 @@ SKIN_RGB = [schema.index(f"face.{c}") for c in "rgb"]
 SKIN_SLICE = [i - schema.FACE.start for i in SKIN_RGB]  # the same within the face slice
 
 
-def _fused_grey(fusion: BeardGreyFusion, p_hair: float, out: dict, p_detector: float) -> bool:
-    """Whether facial hair is grey by ``fusion`` from the grey-beard
-    detector's ``p_detector`` and P(grey hair) ``p_hair``; its probability
-    into ``out["p"]``."""
-    out["p"] = fusion.probability(p_detector, p_hair)
-    return fusion.grey(p_detector, p_hair)
-
-
 #: H's outputs that hold probabilities (in [0, 1]) and the other ones it always has (the optional heads,
 #: ``skin_tone`` and ``hair_long``, read a value that is not finite as none: hair.decode_attributes)
 _PROBABILITY_OUTPUTS, _OTHER_OUTPUTS = ("hair_colour", "glasses", "binary"), ("regress",)
@@ -396,11 +388,11 @@ class HairStage(Stage):
         else:
             recent = None
         if attrs["drawn"]["beard"] or attrs["drawn"]["moustache"]:  # the beard's own colour (white ones too)
-            decide, beard_read = None, {}
+            decide = None
             p_hair = (attrs.get("hair_colour_probs") or {}).get("gray")
             if self.beard_grey is not None and p_hair is not None and np.isfinite(p_hair):
                 # the beard's pixels weighed with the hair's colour (stubble shows the skin and reads brown)
-                decide = functools.partial(_fused_grey, self.beard_grey, float(p_hair), beard_read)
+                decide = functools.partial(self.beard_grey.grey, p_grey_hair=float(p_hair))
             beard, grey, p_grey = facial_hair_colour(crop, face.canonical, base[SKIN_RGB], valid, decide=decide)
             gated = grey and not H.grey_beard_plausible(attrs, p_grey)  # (a young man's dark beard in dim light)
             if gated:
@@ -410,11 +402,11 @@ class HairStage(Stage):
                 attrs["beard_grey"] = grey  # (drawn as its lit strands: merge relights them with the skin)
                 if p_grey is not None:  # what the detector read (beside what decided: the fusion's, where it did)
                     attrs["beard_grey_detector_read"] = float(p_grey)
-                if "p" in beard_read:
-                    attrs["beard_grey_probability"] = beard_read["p"]
+                if decide is not None and p_grey is not None:  # (decide ran: the detector read the pixels)
+                    attrs["beard_grey_probability"] = self.beard_grey.probability(p_grey, float(p_hair))
                     # named where the fusion's decision is what is drawn (not the plausibility gate's dark, nor
                     # dark for want of grey strands)
-                    if not gated and grey == (beard_read["p"] >= self.beard_grey.threshold):
+                    if not gated and grey == decide(p_grey):
                         attrs["beard_grey_by"] = BEARD_GREY_BY
         # (a hat the hat network decided, or not drawn on a face cut by the edge: merge follows attrs["drawn"])
         full = H.merge(base, self.bank.entry(idx), rgb, attrs, thresholds=self.draw, hat_shape=hat_shape)
