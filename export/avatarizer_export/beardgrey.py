@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import metrics as M
 from .paths import shared_dir
 
 L2 = 1.0
@@ -124,16 +125,11 @@ def predict(w: np.ndarray, c: float, X: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(X @ w + c, -60, 60)))
 
 
-def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    y, pred = np.asarray(y, bool), np.asarray(pred, bool)
-    return 0.5 * (float((pred & y).sum()) / max(int(y.sum()), 1) + float((~pred & ~y).sum()) / max(int((~y).sum()), 1))
-
-
 def _reads(y, pred) -> dict:
-    y, pred = np.asarray(y, bool), np.asarray(pred, bool)
-    return {"n": int(len(y)), "grey": f"{int((pred & y).sum())}/{int(y.sum())}",
-            "dark": f"{int((~pred & ~y).sum())}/{int((~y).sum())}",
-            "balanced_accuracy": round(balanced_accuracy(y, pred), 4)}
+    """``n``, grey and dark right as "k/n", the balanced accuracy (``eval``'s form)."""
+    from .evaluate import _two_class_reads
+
+    return _two_class_reads(list(y), list(pred), "grey", "dark")
 
 
 def fit(shared: Path | None, *, data: Path | None = None, quiet: bool = False, rows: dict | None = None) -> dict:
@@ -162,7 +158,7 @@ def fit(shared: Path | None, *, data: Path | None = None, quiet: bool = False, r
     for f in range(FOLDS):
         w, c = fit_logistic(X[tr][fold != f], y[tr][fold != f])
         oof[fold == f] = predict(w, c, X[tr][fold == f])
-    scores = [balanced_accuracy(y[tr], oof >= t) for t in THRESHOLDS]
+    scores = [M.balanced_accuracy(y[tr].astype(int), (oof >= t).astype(int)) for t in THRESHOLDS]
     threshold = THRESHOLDS[int(np.argmax(scores))]
     w, c = fit_logistic(X[tr], y[tr])
     fused = predict(w, c, X)
