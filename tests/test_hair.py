@@ -476,6 +476,27 @@ def test_no_hair_region_draws_the_class_h_reports(monkeypatch):
     assert HR.hair_colour_class_of(drawn) == "gray", drawn
 
 
+def test_hair_beside_a_hat_is_drawn_in_the_class_reported():
+    """Under a drawn hat the class reported is H's reading; the hair shown
+    beside the face is drawn so that it reads as that class (it was drawn
+    as sampled: reported blond, grey and black, drawn brown)."""
+    from conftest import need_shared
+
+    from avatarizer import Avatarizer
+    from avatarizer.imageio import load_image
+
+    folder = need_shared("data", "faces", "ffhq128")
+    seen = []
+    with Avatarizer() as av:
+        for name in ("ffhq-0105.jpg", "ffhq-0177.jpg", "ffhq-0054.jpg"):
+            a = av.from_frame(load_image(folder / name))
+            assert a is not None and a.attributes["headwear"]["value"], name
+            drawn = HR.hair_colour_class_of([a["hair_front." + c] for c in "rgb"])
+            seen.append((name, a.attributes["hair_colour"]["value"], drawn))
+    assert all(reported == drawn for _, reported, drawn in seen), seen
+    assert len({reported for _, reported, _ in seen}) >= 2, seen  # (not one class for all)
+
+
 def test_hair_length_classes_of_bank_styles(bank, face_params):
     """``hairbank.length_class``: bald for the bank's bald styles, long for
     styles whose back hair reaches past the jaw, short for the rest; and

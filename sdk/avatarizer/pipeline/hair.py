@@ -360,8 +360,11 @@ class HairStage(Stage):
             if str(attrs.get("hair_colour_source", "")).startswith("H x hair region"):
                 attrs["hair_colour_probs"] = attrs.pop("hair_colour_probs_model")
                 H.read_hair_colour(attrs, H.model_hair_colour(*model), source="H" + net_by)
-            rgb = hair_rgb if hair_rgb is not None else H.drawn_hair_colour(
-                FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
+            # the colour beside the face drawn so that it reads as the class reported (as where no hair
+            # region is read: H's reading alone, at any probability); as sampled, 17 of 44 hats' hair read
+            # another class than the one reported (a grey head's brown side hair)
+            rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB if hair_rgb is None else hair_rgb,
+                                      attrs["hair_colour_probs"], min_prob=0.0)
         if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...)); the model's stays
             H.apply_settings(attrs, settings)
             if "hair_colour" in settings:  # the photo's hair colour (beside a hat) moved into the class set
