@@ -1830,6 +1830,18 @@ def reported_gender(attributes) -> str | None:
     return "male" if decided["male"] else "female"
 
 
+def _model_score_if_as_drawn(attributes: Mapping, name: str) -> float | None:
+    """The model's own score of flag ``name`` (``<name>_model``, kept by
+    :func:`apply_settings`) where the app set the flag to what the model
+    drew (``<name>_model_flags``), else None."""
+    flags, own = attributes.get(f"{name}_model_flags"), attributes.get(f"{name}_model")
+    drawn = (attributes.get("drawn") or {}).get(name)
+    if flags is None or own is None or drawn is None or bool(flags[0]) != bool(drawn):
+        return None
+    own = float(own)
+    return own if np.isfinite(own) else None
+
+
 def _set_by_app(attributes) -> tuple:
     """The names the app set (:func:`apply_settings`'s ``set_by_app``) of a
     query's attributes; none for a vector."""
@@ -1928,8 +1940,10 @@ class HairRetriever:
             if "bald" in _set_by_app(attributes):
                 # a set bald flag is 1 or 0, many bank spreads from every entry's score (H's own, 0.01-0.25):
                 # its term would rank the entries by their distance to an impossible value. The gates
-                # (candidates) draw it instead
-                a[self._bald] = np.nan
+                # (candidates) draw it instead; set as the model drew it, the model's own score stays in
+                # the distance (the app confirming the model's "not bald" changed 69 of 294 hairstyles)
+                own = _model_score_if_as_drawn(attributes, "bald")
+                a[self._bald] = np.nan if own is None else own
             m = np.isfinite(a)
             if m.any():
                 diff = self._A[:, m] - (a[m] / self.bank.attr_scale[m])
@@ -2417,11 +2431,17 @@ def hat_query(attributes: dict) -> dict:
     (1.0 or 0.0: the gate fires or not), so the hairstyle is chosen for the
     hat drawn. Without the network, H's own score, but 0.0 where a hat was
     un-drawn (a face cut by the frame's edge: its hairstyle came from the
-    hat family, without the hat); a hat the app set: ``attributes`` as
-    they are."""
+    hat family, without the hat); a hat the app set otherwise than the
+    model drew it: ``attributes`` as they are (set as it drew it: the
+    model's own query)."""
     a = attributes
     if "headwear" in a.get("set_by_app", ()):
-        return a
+        own = _model_score_if_as_drawn(a, "headwear")
+        if own is None:
+            return a
+        # set as the model drew it: the model's own query (a 1.0 or 0.0 in the distance, where the bank's
+        # entries hold H's scores, changed 20 of 123 hatted heads' hairstyles, two long to short)
+        a = {**a, "headwear": own, "set_by_app": [n for n in a["set_by_app"] if n != "headwear"]}
     if "headwear_model_drawn" not in a:  # no hat network: H's own reading, unless a hat was un-drawn
         # (a face cut by the frame's edge: its replicated border read as a hat; no hat-shaped hairstyle)
         return {**a, "headwear": 0.0} if str(a.get("headwear_by", "")).startswith("not drawn") else a
