@@ -50,6 +50,7 @@ def _skin_L(params) -> float:
     ({"gender": "female"}, "unknown attribute 'gender'.*glasses, beard"),
     ({"headwear_kind": "hood"}, "headwear_kind.*one of 'cap', 'beanie', 'brimmed', 'scarf'"),
     ({"headwear_kind": "scarf", "headwear": False}, "headwear_kind 'scarf' asks for headwear"),
+    ({"bald": True, "hair_length": "long"}, "hair_length 'long' asks for long hair that bald=True leaves out"),
     ({3: True}, "unknown attribute 3"),
     (["glasses", "none"], "mapping"),
 ])
@@ -176,6 +177,11 @@ def test_a_head_scarf_as_set_in_the_cloths_colour(av):
     assert merged_settings(scarf, {"headwear_kind": None}) == {}
     assert merged_settings(scarf, {"headwear": None}) == {**scarf, "headwear": True}
     assert merged_settings(scarf, {"headwear": False}) == {"headwear": False}
+    # no bald style is long: the call's setting takes the option's other one back
+    assert merged_settings({"bald": True}, {"hair_length": "long"}) == {"hair_length": "long"}
+    assert merged_settings({"hair_length": "long"}, {"bald": True}) == {"bald": True}
+    assert merged_settings({"bald": True}, {"hair_length": "short"}) == {"bald": True, "hair_length": "short"}
+    assert check_settings({"bald": True, "hair_length": "short"}) == {"bald": True, "hair_length": "short"}
     assert merged_settings({"headwear": False}, {"headwear_kind": "cap"}) == {"headwear_kind": "cap", "headwear": True}
     assert merged_settings({"beard": True, "age": 30.0}, {"age": None}) == {"beard": True}
     HAT = [S.index(f"headwear.{c}") for c in "rgb"]

@@ -807,6 +807,10 @@ def check_settings(settings, what: str = "attributes") -> dict:
         raise ValueError(f"{what.format(name='headwear_kind') if '{name}' in what else what}: "
                          f"headwear_kind {out['headwear_kind']!r} asks for headwear that headwear=False "
                          "leaves out; set one of them.")
+    if out.get("bald") is True and out.get("hair_length") == "long":
+        # (the bald family has no long style: the head was drawn bald and short while reported long)
+        raise ValueError(f"{what.format(name='hair_length') if '{name}' in what else what}: "
+                         "hair_length 'long' asks for long hair that bald=True leaves out; set one of them.")
     return out
 
 
@@ -815,7 +819,9 @@ def merged_settings(given: Mapping, call: Mapping | None = None) -> dict:
     :func:`check_settings`) with a call's ``call`` (checked, ``None`` values
     taking a setting back) on top: a ``headwear_kind`` is headwear
     (``headwear`` True), a call's ``headwear`` False takes an option's
-    kind back and a call's kind an option's ``headwear`` False."""
+    kind back and a call's kind an option's ``headwear`` False; likewise a
+    call's ``bald`` True an option's long ``hair_length`` and a call's long
+    length an option's ``bald`` True (no bald style is long)."""
     call = {} if call is None else dict(call)
     cleared = {k for k, v in call.items() if v is None}
     out = {k: v for k, v in given.items() if k not in cleared}
@@ -823,6 +829,10 @@ def merged_settings(given: Mapping, call: Mapping | None = None) -> dict:
         out.pop("headwear_kind", None)
     if call.get("headwear_kind") is not None and out.get("headwear") is False:
         out.pop("headwear")
+    if call.get("bald") is True and out.get("hair_length") == "long":  # (no long bald style: the call wins)
+        out.pop("hair_length")
+    if call.get("hair_length") == "long" and out.get("bald") is True:
+        out.pop("bald")
     out |= {k: v for k, v in call.items() if v is not None}
     if "headwear_kind" in out:  # a kind of headwear is headwear
         out["headwear"] = True
