@@ -90,6 +90,23 @@ def test_identity_worker_process_answers_and_frames_never_wait_for_it(astronaut)
     assert not _alive(pid)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_identity_worker_process_runs_worker_niceness_levels_below_the_app(astronaut):
+    """The child process runs WORKER_NICENESS (10) nice levels below the
+    app, as documented: it is started from the stage's worker thread, itself
+    lowered by 10, whose nice value it inherits; adding 10 again ran it at 19."""
+    from avatarizer.pipeline.identity import WORKER_NICENESS
+
+    own = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    if own + WORKER_NICENESS > 19:
+        pytest.skip(f"this process already runs at nice {own}")
+    with Avatarizer(mode="video", max_faces=1) as av:
+        stage = av._pipeline["identity"]
+        _until_answers(av, astronaut, warm_up(av, astronaut), 1)
+        assert stage.worker == "process"
+        assert os.getpriority(os.PRIO_PROCESS, stage._remote.pid) == own + WORKER_NICENESS
+
+
 def test_identity_worker_process_computes_what_this_process_would(astronaut):
     """The child builds the same networks from the pipeline's options: one
     job answered there equals the stages of this process on the same face."""

@@ -229,7 +229,7 @@ class ProcessWorker:
 
     def _start(self) -> None:
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   AVATARIZER_WORKER_NICENESS=str(self._niceness))
+                   AVATARIZER_WORKER_NICE=str(worker_nice(self._niceness)))
         flags = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0) if os.name == "nt" else 0
         with self._lock:
             if self._closed:
@@ -382,12 +382,31 @@ def _child_setup() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C is for the app, which closes us
     except (ValueError, OSError):
         pass
-    niceness = int(os.environ.get("AVATARIZER_WORKER_NICENESS", "0") or 0)
-    if niceness > 0 and hasattr(os, "nice"):
+    try:
+        target = int(os.environ.get("AVATARIZER_WORKER_NICE", "") or "x")
+    except ValueError:
+        return
+    if hasattr(os, "nice"):
         try:
-            os.nice(niceness)
+            # (an absolute level: the child inherits the nice value of the thread that started it, the
+            # stage's worker thread, itself lowered by WORKER_NICENESS; added again it ran at 19)
+            if target > os.nice(0):
+                os.nice(target - os.nice(0))
         except OSError:
             pass
+
+
+def worker_nice(niceness: int) -> int:
+    """The nice value of a worker process ``niceness`` levels below this
+    process (its main thread's, not the calling thread's), at most 19; the
+    process's own value where it cannot be read."""
+    try:
+        # (the process id names its main thread on Linux, where a thread has a nice value of its own: 0
+        # would name the calling thread, the stage's worker thread, already lowered)
+        own = os.getpriority(os.PRIO_PROCESS, os.getpid()) if hasattr(os, "getpriority") else 0
+    except OSError:
+        own = 0
+    return min(19, own + max(0, int(niceness)))
 
 
 def child_main(wfile) -> None:
