@@ -208,6 +208,31 @@ def test_merge_validates_and_takes_the_hair_colour(bank, face_params):
     top_a = S.points(HR.merge(face_params, e, rgb), "hair_front")[:, 1].mean()
     top_b = S.points(HR.merge(moved, e, rgb), "hair_front")[:, 1].mean()
     assert top_b == pytest.approx(top_a - 0.05, abs=0.01)
+    # no hair colour read (sample_hair_rgb of too few pixels: None): the class reported, not a crash
+    grey = {"black": 0.01, "brown": 0.02, "blond": 0.02, "red": 0.01, "gray": 0.94}
+    p = HR.merge(face_params, e, None, {"hair_colour_probs": grey})
+    assert HR.hair_colour_class_of(p[i:i + 3]) == "gray"
+    assert np.allclose(HR.merge(face_params, e, None)[i:i + 3], HR.FALLBACK_HAIR_RGB, atol=1e-6)
+
+
+def test_retriever_for_a_model_gates_at_its_drawing_thresholds(bank):
+    """``HairRetriever.for_model`` (the pipeline's, and the documented
+    recipe's): the family gates at the thresholds ``merge`` draws from, so
+    a hat drawn at P 0.4 comes with a hat-shaped style (at the default
+    gate, 0.678, it came over a short cut)."""
+    from avatarizer.runtime import Manifest
+
+    description = Manifest.load().session("attributes").description
+    _, draw = HR.model_thresholds(description)
+    assert draw["headwear"] < 0.678  # (else this test shows nothing)
+    own = HR.HairRetriever.for_model(bank, description)
+    default = HR.HairRetriever(bank)
+    q = {"length": 0.3, "volume": 0.5, "curl": 0.1, "fringe": 0.3, "bald": 0.05,
+         "headwear": 0.5 * (draw["headwear"] + 0.678)}
+    hat = bank.entry(own.query(q)).family
+    assert hat == "headwear" and bank.entry(default.query(q)).family != "headwear"
+    assert HR.merge(S.default(), bank.entry(own.query(q)), None, q,
+                    thresholds=draw)[S.index("headwear.type")] > 0
 
 
 def _eye_centres(p):

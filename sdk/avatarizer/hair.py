@@ -25,7 +25,7 @@ Typical use, after the attribute regressor H (role ``attributes``)::
     from avatarizer import hair
 
     bank = hair.HairBank.load()                      # verifies the sha256
-    retriever = hair.HairRetriever(bank)             # default weights
+    retriever = hair.HairRetriever.for_model(bank, h_session.description)  # the model's gates
     attrs = hair.decode_attributes(h_session.run({"image": x}))
     idx = retriever.query(attrs, face.hair_mask(128), face.canonical)
     params = hair.merge(face_params, bank.entry(idx), hair_rgb, attrs)
@@ -68,7 +68,7 @@ __all__ = [
     "TIGHT_LENGTH_BY", "TIGHT_LENGTH_WITH_FACIAL_HAIR_BY",
     "WITH_FACIAL_HAIR_BY", "add_hat_network",
     "HAT_NETWORK_BY", "HAT_FUSION_BY", "hat_query",
-    "hair_region",
+    "hair_region", "FALLBACK_HAIR_RGB",
     "N_RAYS", "RAY_ANGLES_DEG", "DESCRIPTOR_NAMES",
     "RETRIEVAL_ATTRIBUTES", "HAIR_COLOURS", "GLASSES", "BINARY_ATTRIBUTES", "REGRESSED_ATTRIBUTES",
     "FAMILIES",
@@ -1188,6 +1188,11 @@ def natural_hair_colour(rgb) -> np.ndarray:
     return np.clip(from_lab(lab), 0.0, 1.0).astype(np.float32)
 
 
+#: the hair colour drawn where none is read from the photo (a bald head, a hat, too few hair pixels),
+#: before it is moved into the class reported
+FALLBACK_HAIR_RGB = (0.25, 0.17, 0.11)
+
+
 def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 0.5) -> np.ndarray:
     """The hair colour to draw: the photo's ``rgb`` as it is when it already
     reads as the likeliest class (or no class reaches ``min_prob``), else
@@ -1933,6 +1938,20 @@ class HairRetriever:
                 self._length_gate_by_gender = _checked_gender_gates(length_gate_by_gender)
         elif length_gate_by_gender is not None:
             raise ValueError("length_gate_by_gender needs length_gate (the pair for a face of no decided gender)")
+
+    @classmethod
+    def for_model(cls, bank: HairBank, description: Mapping | None, **kw) -> "HairRetriever":
+        """The retriever the pipeline uses with the attribute model whose
+        ONNX ``description`` (metadata) is given: the family gates at the
+        model's drawing thresholds (:func:`model_thresholds`, where
+        :func:`merge` draws a hat or a bald head from them too: at the
+        default gates a hat drawn from 0.33 came over a style without one),
+        the hair-length gates by its ``hair_long`` output, overall and per
+        reported gender. ``kw``: the other :class:`HairRetriever` arguments."""
+        _, draw = model_thresholds(description)
+        gates = tuple((name, draw.get(name, t), fams) for name, t, fams in GATES)
+        return cls(bank, gates=gates, length_gate=length_gates(description),
+                   length_gate_by_gender=length_gates_by_gender(description), **kw)
 
     def _length_sets_of(self, drawn_long: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(long, short) candidates of the length gate, from which entries
@@ -2815,7 +2834,8 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
           ) -> np.ndarray:
     """A full avatar vector: the face from ``face_params``, the hair geometry of
     a bank ``entry`` fitted to the face outline's skull top and width, the
-    hair colour ``hair_rgb`` (from the photo) and accessories from the
+    hair colour ``hair_rgb`` (from the photo; None: :data:`FALLBACK_HAIR_RGB`
+    moved into the class ``attributes["hair_colour_probs"]`` reads) and accessories from the
     ``attributes``:
 
     * glasses: ``glasses_type`` (0 none, 1 reading, 2 sunglasses; or
@@ -2836,6 +2856,8 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
     result is passed through ``schema.clip``.
     """
     p = np.array(S.as_params(face_params), np.float64)
+    if hair_rgb is None:  # no hair colour read (sample_hair_rgb of too few hair pixels): the class reported
+        hair_rgb = drawn_hair_colour(FALLBACK_HAIR_RGB, (attributes or {}).get("hair_colour_probs"), min_prob=0.0)
     rgb = np.clip(np.asarray(hair_rgb, np.float64).reshape(3), 0, 1)
     frame = head_frame(p)
     # hair geometry from the bank

@@ -25,6 +25,7 @@ from .. import schema
 from ..align import MAX_OUTSIDE
 from ..beardgrey import BY as BEARD_GREY_BY
 from ..beardgrey import BeardGreyFusion
+from ..hair import FALLBACK_HAIR_RGB  # (the photo shows no hair to sample: a bald head, a hat)
 from .base import Stage, beside
 from .face import GLASSES
 from .state import FrameState
@@ -32,8 +33,6 @@ from .state import FrameState
 HAIR_DIM = schema.HAIR.stop - schema.HAIR.start
 ACC_DIM = schema.ACCESSORIES.stop - schema.ACCESSORIES.start
 VIDEO_REFRESH_MS = 1000.0
-#: colour used when the photo shows no hair to sample (a bald head, a hat)
-FALLBACK_HAIR_RGB = (0.25, 0.17, 0.11)
 SKIN_RGB = [schema.index(f"face.{c}") for c in "rgb"]
 SKIN_SLICE = [i - schema.FACE.start for i in SKIN_RGB]  # the same within the face slice
 
@@ -96,13 +95,10 @@ class HairStage(Stage):
                                                   providers=options.providers or None)
                 self.decision, self.draw = H.model_thresholds(self.session.description)
                 self.bank = H.HairBank.load()
-                # the retrieval's family gates follow the model's drawing thresholds
-                gates = tuple((name, self.draw.get(name, t), fams) for name, t, fams in H.GATES)
-                # long or short hair by H's hair_long (labels by eye), where the model has it
-                # (and each reported gender's own pair, where the model has both and the pair for all)
-                self.retriever = H.HairRetriever(
-                    self.bank, gates=gates, length_gate=H.length_gates(self.session.description),
-                    length_gate_by_gender=H.length_gates_by_gender(self.session.description))
+                # the retrieval's family gates follow the model's drawing thresholds; long or short hair
+                # by H's hair_long (labels by eye), where the model has it (and each reported gender's own
+                # pair, where the model has both and the pair for all)
+                self.retriever = H.HairRetriever.for_model(self.bank, self.session.description)
                 self.mode = "retrieval"
                 # the gender: H's P(male) with the face's frontal landmarks, when fitted with this H
                 from ..gender import GenderFusion
