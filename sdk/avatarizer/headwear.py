@@ -6,8 +6,9 @@ and drew every hat as a beanie perched on the skull's top, over a hairline
 the photo hides. Here the person mask of the aligned crop (the hair mask: the
 person outside the face oval) and the crop's colours say:
 
-* **where the hat meets the forehead** (its band): going down the forehead's
-  mid-line from above landmark 10, the first rows that read as skin;
+* **where the hat meets the forehead** (its band): going up the forehead's
+  mid-line from the brows, the first rows that do not read as skin (a
+  fringe under the hat ends it early);
 * **how high and how wide it is**: the mask's top over the mid-line and its
   half-width at a few heights between the top and the band, in units of the
   head's half-width (the cheeks' landmarks 234 and 454);
