@@ -1256,6 +1256,39 @@ def test_the_irises_colour_is_the_photos_without_its_colour_cast(astronaut):
     assert abs(cast[0][2] - day[0][2]) < 4 and np.linalg.norm(cast[0][1:] - day[0][1:]) < 5, (cast[0], day[0])
 
 
+def test_the_lips_and_brows_colour_is_the_photos_without_its_colour_cast(astronaut):
+    """``colour.measured_lip`` and the brows take the photo's colour cast out
+    as the irises do: under a blue cast the astronaut's lips stay rose (left
+    in, they read lavender beside the skin drawn on the skin locus), as
+    drawn by the artist and by the geometry pass the hybrid takes them from."""
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.artist import AutoArtist, colour
+    from avatarizer.artist.photo import crop_valid_mask, to_lab
+
+    art = AutoArtist()
+    lip = [schema.index(f"lip_lower_outer.{c}") for c in "rgb"]
+    brow = [schema.index(f"brow_l.{c}") for c in "rgb"]
+    read = {}
+    with FaceAligner(AlignOptions(mode="image", max_faces=1)) as al:
+        for name, img in (("daylight", astronaut), ("blue cast", _cast(astronaut, (0.75, 0.95, 1.5)))):
+            f = al.align(img)
+            p, _lm, g = art._geometry(f.canonical, f.crop(192), None, crop_valid_mask(f, 192), f.landmarks,
+                                      None, schema.default())
+            assert colour.measured_skin(art.style, g["photo"], _lm, g) is not None
+            left_in = to_lab(colour.measured_lip(g["photo"], _lm))
+            drawn = art.fit(f)
+            geo, _ = art.fit_geometry_skin(f.canonical, f.crop(192), valid=crop_valid_mask(f, 192),
+                                           landmarks3d=f.landmarks, glasses=True, cues={})
+            read[name] = (to_lab(drawn[lip].astype(np.float64)), to_lab(geo[lip].astype(np.float64)), left_in,
+                          to_lab(drawn[brow].astype(np.float64)))
+    day, cast = read["daylight"], read["blue cast"]
+    assert cast[2][2] < day[2][2] - 8  # left in, the lips read bluer (lavender)
+    for k in (0, 1):  # the artist's lips and the geometry pass's (left in: b* -2.5 and -3.9 against 16; the
+        # skin itself is drawn 6 b* bluer under the cast, the skin locus taking only part of the cast out)
+        assert abs(cast[k][2] - day[k][2]) < 6 and np.linalg.norm(cast[k][1:] - day[k][1:]) < 7, (k, cast[k], day[k])
+    assert np.linalg.norm(cast[3][1:] - day[3][1:]) < 4, (cast[3], day[3])  # the brows' hue likewise
+
+
 def test_the_hybrid_draws_the_irises_the_photo_shows(tmp_path, astronaut):
     """The hybrid takes the irises' colour from the photo (the model's
     regress to the mean: blue eyes were drawn brown), not from the model,

@@ -207,7 +207,7 @@ class AutoArtist:
             P.set_skin_colours(p, skin, neck=colour.NECK)
             if cues is not None and g.get("cheeks_covered"):
                 cues["cheeks_covered"] = True  # (the skin is the forehead's and the nose's: a face mask)
-            lip = colour.measured_lip(g["photo"], lm)
+            lip = colour.measured_lip(g["photo"], lm, g.get("skin_cast"))
             if lip is not None and colour.lips_plausible(lip):
                 colour.lip_colours(self.style, p, lm, g["photo"], skin, lip=lip)
                 if cues is not None:
