@@ -1289,6 +1289,22 @@ def test_the_lips_and_brows_colour_is_the_photos_without_its_colour_cast(astrona
     assert np.linalg.norm(cast[3][1:] - day[3][1:]) < 4, (cast[3], day[3])  # the brows' hue likewise
 
 
+def test_the_blush_is_the_cheeks_redness_not_the_colour_cast(astronaut):
+    """The artist's blush opacity reads the cheek apples' redness against
+    the skin as the photo shows it, not against the skin moved onto the skin
+    locus: under a magenta cast the astronaut's blush stays near daylight's
+    (against the corrected skin: 0.104 / 0.180 where daylight's is 0.036 / 0.047)."""
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.artist import AutoArtist
+
+    art = AutoArtist()
+    blush = [schema.index(f"blush_{s}.opacity") for s in "lr"]
+    with FaceAligner(AlignOptions(mode="image", max_faces=1)) as al:
+        day = art.fit(al.align(astronaut))[blush]
+        magenta = art.fit(al.align(_cast(astronaut, (1.3, 0.8, 1.2))))[blush]
+    assert day.max() < 0.06 and magenta.mean() < day.mean() + 0.05, (day, magenta)
+
+
 def test_the_hybrid_draws_the_irises_the_photo_shows(tmp_path, astronaut):
     """The hybrid takes the irises' colour from the photo (the model's
     regress to the mean: blue eyes were drawn brown), not from the model,

@@ -450,6 +450,11 @@ def shading(st, p, lm, g, photo: Photo, col):
     light = 0.0 if yl is None or yr is None else clamp((yr - yl) / max(skin_y, 0.1), -0.5, 0.5)
     g["light"] = light
     lab_skin = col["skin_lab"]
+    # the cheeks' redness against the skin as the photo shows it (col's is moved onto the skin locus and
+    # into good light's chroma: against it a colour cast, or the chroma taken off orange skin, read as
+    # blush, 7 of 40 cast photos at the opacity's cap against none of 80 others)
+    cast = g.get("skin_cast")
+    skin_a = float(to_lab(np.asarray(cast[0], np.float64))[1]) if cast is not None else float(lab_skin[1])
     lines: dict = {}
     for s, sd in ((0, "l"), (1, "r")):
         sgn = -1 if s == 0 else 1
@@ -458,7 +463,7 @@ def shading(st, p, lm, g, photo: Photo, col):
         px = photo.region_pixels(discs=[(photo.to_img(c), 0.06)])
         red = 0.0
         if len(px) >= 6:
-            red = float(to_lab(median(px, 0))[1] - lab_skin[1])
+            red = float(to_lab(median(px, 0))[1] - skin_a)
         p[S.index(f"blush_{sd}.cx")] = c[0]
         p[S.index(f"blush_{sd}.cy")] = c[1]
         p[S.index(f"blush_{sd}.rx")] = 0.085 * g["half_w"] / 0.5
