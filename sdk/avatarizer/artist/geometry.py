@@ -424,13 +424,28 @@ def _symmetrised(start, stop, step, features: tuple | None) -> np.ndarray:
 
 def cheek_discs(lm, g):
     """Skin discs on the upper cheeks, well inside the face outline (smaller
-    on the side turned away, which is foreshortened)."""
+    on the side turned away, which is foreshortened). On a head turned so
+    far that the turned-away cheek's disc reaches past the nose tip's line
+    (its landmarks lie behind the nose's profile: the disc shows the
+    silhouette's edge and the background), that cheek is hidden: the near
+    cheek's disc stands for both (``g["cheek_hidden"]`` says which; a white
+    wall behind a head turned 48° was read as the lit cheek and drew the
+    skin grey-beige, ΔE 22)."""
     out = []
     for s in (0, 1):
         c = (lm[side_index("cheekbone", s)] + lm[side_index("cheek", s)] + lm[side_index("cheek_in", s)]) / 3.0
         side_w = abs(lm[side_index("cheek_outline", s), 0] - lm[1, 0])
         r = 0.06 * clamp(side_w / max(g["half_w"], 0.2), 0.5, 1.0)
         out.append((c, r))
+    # the side turned away: the narrower one (its outline nearer the nose tip); its disc is hidden where
+    # it reaches the nose tip's vertical line from its own side
+    w = [abs(lm[side_index("cheek_outline", s), 0] - lm[1, 0]) for s in (0, 1)]
+    far = int(np.argmin(w))
+    side = np.sign(lm[side_index("cheek_outline", far), 0] - lm[1, 0])
+    (c, r), hidden = out[far], [False, False]
+    if side != 0 and (c[0] - lm[1, 0]) * side < r:
+        out[far], hidden[far] = out[1 - far], True
+    g["cheek_hidden"] = tuple(hidden)
     return out
 
 
