@@ -1223,32 +1223,43 @@ def _cast(img: np.ndarray, gains) -> np.ndarray:
     return np.clip(linear_to_srgb(np.clip(lin, 0, 1)) * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
+def _daylight_and_blue_cast(astronaut):
+    """(name, aligned face, its crop's valid mask, the artist's geometry pass's
+    landmarks and state with the skin measured) for the astronaut in daylight and
+    under a blue cast (0.75 / 0.95 / 1.5 in linear light), with the artist."""
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.artist import AutoArtist, colour
+    from avatarizer.artist.photo import crop_valid_mask
+
+    art = AutoArtist()
+    with FaceAligner(AlignOptions(mode="image", max_faces=1)) as al:
+        for name, img in (("daylight", astronaut), ("blue cast", _cast(astronaut, (0.75, 0.95, 1.5)))):
+            f = al.align(img)
+            valid = crop_valid_mask(f, 192)
+            _p, lm, g = art._geometry(f.canonical, f.crop(192), None, valid, f.landmarks, None, schema.default())
+            assert colour.measured_skin(art.style, g["photo"], lm, g) is not None
+            yield name, art, f, valid, lm, g
+
+
 def test_the_irises_colour_is_the_photos_without_its_colour_cast(astronaut):
     """``colour.iris_colour``: the irises' ring as the photo shows it, the
     photo's colour cast (as the skin shows it against the skin locus) taken
     out: under a blue cast the astronaut's brown eyes stay brown (left in,
     they read blue-grey), and the artist's geometry pass reports them
     (``cues["iris"]``) for the hybrid."""
-    from avatarizer.align import AlignOptions, FaceAligner
-    from avatarizer.artist import AutoArtist, colour
-    from avatarizer.artist.photo import crop_valid_mask, to_lab
+    from avatarizer.artist import colour
+    from avatarizer.artist.photo import to_lab
 
-    art = AutoArtist()
     iris = [schema.index(f"iris_l.{c}") for c in "rgb"]
     read = {}
-    with FaceAligner(AlignOptions(mode="image", max_faces=1)) as al:
-        for name, img in (("daylight", astronaut), ("blue cast", _cast(astronaut, (0.75, 0.95, 1.5)))):
-            f = al.align(img)
-            p, _lm, g = art._geometry(f.canonical, f.crop(192), None, crop_valid_mask(f, 192), f.landmarks,
-                                      None, schema.default())
-            assert colour.measured_skin(art.style, g["photo"], _lm, g) is not None
-            raw, located = g["skin_cast"]
-            read[name] = (to_lab(colour.iris_colour(art.style, g["photo"], _lm, g["skin_cast"])),
-                          to_lab(colour.iris_colour(art.style, g["photo"], _lm)), to_lab(raw) - to_lab(located))
-            cues: dict = {}
-            p, _ = art.fit_geometry_skin(f.canonical, f.crop(192), valid=crop_valid_mask(f, 192),
-                                         landmarks3d=f.landmarks, glasses=True, cues=cues)
-            assert cues["iris"] and np.allclose(to_lab(p[iris].astype(np.float64)), read[name][0], atol=0.5)
+    for name, art, f, valid, lm, g in _daylight_and_blue_cast(astronaut):
+        raw, located = g["skin_cast"]
+        read[name] = (to_lab(colour.iris_colour(art.style, g["photo"], lm, g["skin_cast"])),
+                      to_lab(colour.iris_colour(art.style, g["photo"], lm)), to_lab(raw) - to_lab(located))
+        cues: dict = {}
+        p, _ = art.fit_geometry_skin(f.canonical, f.crop(192), valid=valid, landmarks3d=f.landmarks, glasses=True,
+                                     cues=cues)
+        assert cues["iris"] and np.allclose(to_lab(p[iris].astype(np.float64)), read[name][0], atol=0.5)
     day, cast = read["daylight"], read["blue cast"]
     assert day[0][2] > 5 and np.linalg.norm(day[2][1:]) < 3  # brown (warm), daylight: no cast to take out
     assert cast[2][2] < -5  # the cast: bluer skin than skin in white light is
@@ -1261,26 +1272,19 @@ def test_the_lips_and_brows_colour_is_the_photos_without_its_colour_cast(astrona
     as the irises do: under a blue cast the astronaut's lips stay rose (left
     in, they read lavender beside the skin drawn on the skin locus), as
     drawn by the artist and by the geometry pass the hybrid takes them from."""
-    from avatarizer.align import AlignOptions, FaceAligner
-    from avatarizer.artist import AutoArtist, colour
-    from avatarizer.artist.photo import crop_valid_mask, to_lab
+    from avatarizer.artist import colour
+    from avatarizer.artist.photo import to_lab
 
-    art = AutoArtist()
     lip = [schema.index(f"lip_lower_outer.{c}") for c in "rgb"]
     brow = [schema.index(f"brow_l.{c}") for c in "rgb"]
     read = {}
-    with FaceAligner(AlignOptions(mode="image", max_faces=1)) as al:
-        for name, img in (("daylight", astronaut), ("blue cast", _cast(astronaut, (0.75, 0.95, 1.5)))):
-            f = al.align(img)
-            p, _lm, g = art._geometry(f.canonical, f.crop(192), None, crop_valid_mask(f, 192), f.landmarks,
-                                      None, schema.default())
-            assert colour.measured_skin(art.style, g["photo"], _lm, g) is not None
-            left_in = to_lab(colour.measured_lip(g["photo"], _lm))
-            drawn = art.fit(f)
-            geo, _ = art.fit_geometry_skin(f.canonical, f.crop(192), valid=crop_valid_mask(f, 192),
-                                           landmarks3d=f.landmarks, glasses=True, cues={})
-            read[name] = (to_lab(drawn[lip].astype(np.float64)), to_lab(geo[lip].astype(np.float64)), left_in,
-                          to_lab(drawn[brow].astype(np.float64)))
+    for name, art, f, valid, lm, g in _daylight_and_blue_cast(astronaut):
+        left_in = to_lab(colour.measured_lip(g["photo"], lm))
+        drawn = art.fit(f)
+        geo, _ = art.fit_geometry_skin(f.canonical, f.crop(192), valid=valid, landmarks3d=f.landmarks, glasses=True,
+                                       cues={})
+        read[name] = (to_lab(drawn[lip].astype(np.float64)), to_lab(geo[lip].astype(np.float64)), left_in,
+                      to_lab(drawn[brow].astype(np.float64)))
     day, cast = read["daylight"], read["blue cast"]
     assert cast[2][2] < day[2][2] - 8  # left in, the lips read bluer (lavender)
     for k in (0, 1):  # the artist's lips and the geometry pass's (left in: b* -2.5 and -3.9 against 16; the
