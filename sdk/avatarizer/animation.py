@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from . import native
+from ._files import current_umask
 from .checks import MAX_TIMESTAMP_MS, is_real
 from .schema import PARAM_COUNT, validate
 
@@ -918,7 +919,7 @@ def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the file the usual mode
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -948,12 +949,6 @@ def link_new(tmp, path: Path) -> None:
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # (each a new object wherever a document holds one: an app that edits the dict ``to_lottie`` returned

@@ -155,9 +155,8 @@ def _temp_beside(out: Path, suffix: str) -> Path:
     fd, name = tempfile.mkstemp(prefix=".avatarizer-", suffix=suffix, dir=out.parent)
     os.close(fd)
     path = Path(name)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)  # mkstemp makes 0600; the output gets the usual mode
+    from ._files import current_umask
+    os.chmod(path, 0o666 & ~current_umask())  # mkstemp makes 0600; the output gets the usual mode
     _TEMPS.add(path)
     return path
 
