@@ -781,3 +781,34 @@ def test_animate_places_fast_stamped_lines_by_their_time(tmp_path, capsys):
     assert main(["animate", "--params", str(src), "-o", str(out), "--size", "64", "--overwrite"]) == 0
     doc = json.loads(out.read_text())
     assert (doc["fr"], doc["op"]) == (1000, 50)
+
+
+def test_svg_viewbox_exact_at_large_sizes():
+    """The animated SVG's viewBox (and background) is in whole quanta written
+    exactly: ':g' kept 6 digits, so 16000 px x 64 quanta read 1.024e+06 and the
+    drawing was scaled by its rounding."""
+    import re
+
+    anim = Animation(width=16000, height=64, tolerance=0.01, background="white")
+    anim.add(schema.default())
+    assert anim._q == 64
+    svg = anim.to_svg()
+    assert re.search(r'viewBox="0 0 1024000 4096"', svg), svg[:300]
+    assert '<rect width="1024000" height="4096"' in svg
+
+
+def test_params_and_lottie_files_with_a_byte_order_mark(tmp_path):
+    """A UTF-8 byte-order mark (Windows editors, PowerShell's Out-File) is
+    skipped: a parameters file and a Lottie file with one were refused as not JSON."""
+    from avatarizer.animation import player_html
+
+    p = schema.sample(2, seed=3)
+    f = tmp_path / "bom.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(v.tolist()) + "\n" for v in p).encode())
+    got = read_params_jsonl(f)
+    assert len(got) == 2 and np.allclose(got[0], p[0]) and np.allclose(got[1], p[1])
+    anim = Animation(64)
+    anim.add(schema.default())
+    src = tmp_path / "bom.json"
+    src.write_bytes(b"\xef\xbb\xbf" + json.dumps(anim.to_lottie()).encode())
+    assert "const data = " in player_html(src, inline_player=False)

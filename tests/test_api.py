@@ -1356,6 +1356,22 @@ def test_diverse_samples_are_distinct_however_many():
         got = diverse_samples(n)
         assert got.shape == (n, schema.PARAM_COUNT)
         assert len(np.unique(got, axis=0)) == n, n
+    assert diverse_samples(1).shape == (1, schema.PARAM_COUNT)
+
+
+def test_gallery_refuses_no_avatars(tmp_path):
+    """n < 1 (or not a whole number) is refused: 0 drew one avatar, as did
+    ``python -m avatarizer.gallery -n 0``."""
+    from avatarizer.gallery import diverse_samples, gallery, main
+
+    for n in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="n must be"):
+            diverse_samples(n)
+        with pytest.raises(ValueError, match="n must be"):
+            gallery(tmp_path / "g.png", n=n)
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "g.png"), "-n", "0"])
+    assert not (tmp_path / "g.png").exists()
 
 
 def test_irises_behind_sunglasses_are_not_the_photos(astronaut, monkeypatch):

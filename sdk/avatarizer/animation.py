@@ -827,10 +827,10 @@ class Animation:
         w, h = self.width, self.height
         q = self._q  # coordinates in whole quanta of 1/q px
         out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-               f'viewBox="0 0 {w * q:g} {h * q:g}">']
+               f'viewBox="0 0 {round(w * q)} {round(h * q)}">']  # (exact: :g kept 6 digits)
         if self.background is not None:
             r, g, b, a = self.background
-            out.append(f'<rect width="{w * q:g}" height="{h * q:g}" fill="{_hex((r, g, b))}"'
+            out.append(f'<rect width="{round(w * q)}" height="{round(h * q)}" fill="{_hex((r, g, b))}"'
                        + (f' fill-opacity="{a:.4g}"' if a < 1 else "") + "/>")
 
         def anim(attr, keys, values):
@@ -1079,7 +1079,7 @@ def player_html(animation_path, video_path=None, html_path=None, *, inline_playe
     animation_path = Path(animation_path)
     too_deep = ValueError(f"{animation_path} is not a Lottie animation (nested deeper than JSON is read)")
     try:
-        doc = json.loads(animation_path.read_text(encoding="utf-8"))  # (not JSON: ValueError)
+        doc = json.loads(animation_path.read_text(encoding="utf-8-sig"))  # (not JSON: ValueError)
     except RecursionError:
         raise too_deep from None
     try:
@@ -1199,7 +1199,7 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
 
     frames: list = []
     stamped = last = None  # whether the first frame line had a time, and the latest time
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # (a byte-order mark, as Windows editors write, skipped)
         for n, line in _jsonl_lines(f, path):
             if not line.strip():
                 continue

@@ -48,7 +48,10 @@ def diverse_samples(n: int = 24, pool: int = 600, seed: int = 0) -> np.ndarray:
     shape, glasses, beard, headwear, age lines), so a gallery shows visibly
     different people rather than twenty variations of one. The pool is
     at least twice ``n`` (a fixed 600 repeated the first avatar as the
-    601st and every one after: all distances were 0)."""
+    601st and every one after: all distances were 0). ``n`` < 1 is refused
+    (``ValueError``: 0 gave one avatar)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
     P = schema.sample(max(int(pool), 2 * int(n)), seed=seed)
     col = lambda name: P[:, schema.index(name)]  # noqa: E731
     style = col("hair_style.bank_id")
@@ -85,9 +88,11 @@ def sheet_size(n: int, size: int, cols: int = 6, pad: int = 4) -> tuple[int, int
 
 def gallery(path: Path, n: int = 24, size: int = 256, cols: int = 6, seed: int = 0) -> Path:
     """Writes a sheet of ``n`` diverse sampled avatars (``ValueError`` when
-    it would be larger than ``MAX_SHEET_PIXELS``)."""
+    it would be larger than ``MAX_SHEET_PIXELS``, and for ``n`` < 1)."""
     from PIL import Image
 
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
     w, h = sheet_size(n, size, cols)
     if w * h > MAX_SHEET_PIXELS:
         raise ValueError(f"a sheet of {n} avatars of {size} px would be {w}x{h} pixels, more than "
@@ -101,10 +106,15 @@ def gallery(path: Path, n: int = 24, size: int = 256, cols: int = 6, seed: int =
     return path
 
 
+def _count(text: str) -> int:
+    from .cli import _count as count
+    return count(text)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Render a gallery of sampled avatars")
     ap.add_argument("out", nargs="?", default="docs/gallery.png")
-    ap.add_argument("-n", type=int, default=24)
+    ap.add_argument("-n", type=_count, default=24, help="how many avatars (1..1000)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--cols", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
