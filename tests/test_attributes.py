@@ -67,6 +67,31 @@ def test_the_artists_hair_cache_follows_the_artist(tmp_path, monkeypatch):
     assert len(fits) == 4
     XA._artist_hair(al, rows[:1], tmp_path)  # other photos: too
     assert len(fits) == 5
+    # half a cache (a run killed while writing it, before the write was staged): fitted again, not a crash
+    cache = tmp_path / "runs" / "artist_hair.npz"
+    cache.write_bytes(cache.read_bytes()[:40])
+    assert XA._artist_hair(al, rows[:1], tmp_path).shape == (1, 4) and len(fits) == 6
+    assert XA._artist_hair(al, rows[:1], tmp_path).shape == (1, 4) and len(fits) == 6  # (written whole again)
+    assert not [p for p in cache.parent.iterdir() if p.name.startswith(".")]  # (no temporary file left)
+
+
+def test_a_checkpoint_cut_short_is_named_and_not_used(tmp_path):
+    """The student's checkpoints: a file that cannot be read (half a file
+    from a run killed while saving) is named and treated as absent, where
+    torch.load raised and the training could not go on."""
+    import torch
+
+    import avatarizer_export.attributes as XA
+
+    said = []
+    good = tmp_path / "student.pt"
+    torch.save({"config": {"a": 1}, "state": {}}, good)
+    assert XA._torch_load_or_none(good, said.append)["config"] == {"a": 1} and not said
+    cut = tmp_path / "student_ckpt.pt"
+    cut.write_bytes(good.read_bytes()[:50])
+    assert XA._torch_load_or_none(cut, said.append) is None
+    assert len(said) == 1 and str(cut) in said[0] and "unreadable" in said[0]
+    assert XA._torch_load_or_none(tmp_path / "none.pt", said.append) is None and len(said) == 1
 
 
 def test_precision_threshold_reaches_the_target():

@@ -101,7 +101,7 @@ from torch import nn
 from avatarizer import hair as HR
 
 from . import staging
-from .onnx_util import staged
+from .onnx_util import NPZ_UNREADABLE, staged
 from .paths import ROOT, cache_dir, shared_dir
 
 RUN = ROOT / "runs" / "attributes"
@@ -346,10 +346,13 @@ def _artist_hair(al, rows: np.ndarray, shared: Path) -> np.ndarray:
     keys = np.array([al.keys[i] for i in rows])
     artist = json.dumps(artist_key(), sort_keys=True)
     if path.exists():
-        with np.load(path) as z:
-            if len(z["keys"]) == len(keys) and (z["keys"] == keys).all() \
-                    and "artist" in z.files and str(z["artist"]) == artist:
-                return z["hair"]
+        try:
+            with np.load(path) as z:
+                if len(z["keys"]) == len(keys) and (z["keys"] == keys).all() \
+                        and "artist" in z.files and str(z["artist"]) == artist:
+                    return z["hair"]
+        except NPZ_UNREADABLE as exc:
+            print(f"attributes: {path} unreadable ({type(exc).__name__}: {exc}); computed again")
     fit = AutoArtist().fit_landmarks
     out = np.full((len(rows), 4), np.nan, np.float32)
     for j, i in enumerate(tqdm(rows, desc="artist hair", unit="photo", mininterval=30)):
@@ -359,7 +362,8 @@ def _artist_hair(al, rows: np.ndarray, shared: Path) -> np.ndarray:
                 valid=valid_mask(al.transforms[i], shape))
         out[j] = HR.hair_attributes_from_params(p)[:4]
     RUN.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, keys=keys, hair=out, artist=np.array(artist))
+    with staged(path, "part") as tmp:  # (an interrupted write never leaves half a cache)
+        np.savez_compressed(tmp, keys=keys, hair=out, artist=np.array(artist))
     return out
 
 
@@ -515,10 +519,13 @@ def table_features(bb: nn.Module, al, photo: np.ndarray, variant: np.ndarray, se
            else f"{prefix}n{len(photo)}_s{seed}.npz")
     path = RUN / tag
     if path.exists():
-        with np.load(path) as z:
-            if "weights" in z.files and str(z["weights"]) == wk and z["photo"].shape == photo.shape \
-                    and (z["photo"] == photo).all() and (z["variant"] == variant).all():
-                return z["f"]
+        try:
+            with np.load(path) as z:
+                if "weights" in z.files and str(z["weights"]) == wk and z["photo"].shape == photo.shape \
+                        and (z["photo"] == photo).all() and (z["variant"] == variant).all():
+                    return z["f"]
+        except NPZ_UNREADABLE as exc:
+            print(f"attributes: {path} unreadable ({type(exc).__name__}: {exc}); computed again")
     out, buf = [], []
     from tqdm import tqdm
 
@@ -574,13 +581,31 @@ def _cached_pca(X: np.ndarray, tag: int, name: str = "") -> np.ndarray:
     digest = hashlib.sha1(np.ascontiguousarray(X[::97]).tobytes()).hexdigest()[:12]
     path = RUN / f"pca_{name}n{tag}_{digest}.npy"
     if path.exists():
-        return np.load(path)
+        try:
+            return np.load(path)
+        except (OSError, ValueError, EOFError) as exc:
+            print(f"attributes: {path} unreadable ({type(exc).__name__}: {exc}); computed again")
     V, sc = pca_basis(X)
     V = (V / sc).astype(np.float32)
     for old in RUN.glob(f"pca_{name}n*.npy"):
         old.unlink()
-    np.save(path, V)
+    with staged(path, "part") as tmp:
+        np.save(tmp, V)
     return V
+
+
+def _torch_load_or_none(path: Path, log=print):
+    """A checkpoint saved by this module, or None where there is none or it
+    cannot be read (half a file from a run killed while saving, before the
+    saves were staged: named, and the step run again)."""
+    if not path.exists():
+        return None
+    try:
+        d = torch.load(path, weights_only=False)
+    except Exception as exc:  # (torch raises RuntimeError, EOFError, UnpicklingError, ... for a bad file)
+        log(f"attributes: {path} unreadable ({type(exc).__name__}: {exc}); not used")
+        return None
+    return d if isinstance(d, dict) else None
 
 
 def _class_weights(y, kind, ncls):
@@ -1173,8 +1198,8 @@ def distil(teacher: Backbone, mean: np.ndarray, std: np.ndarray, V: np.ndarray, 
            "logits": hashlib.sha1(np.ascontiguousarray(A, np.float64).tobytes()).hexdigest()[:12]}
     final, ckpt = RUN / "student.pt", RUN / "student_ckpt.pt"
     student = Student()
-    if final.exists():
-        d = torch.load(final, weights_only=False)
+    d = _torch_load_or_none(final, log)
+    if d is not None:
         if d.get("config") == cfg:
             student.load_state_dict(d["state"])
             log(f"attributes: student reused ({final})")
@@ -1192,8 +1217,8 @@ def distil(teacher: Backbone, mean: np.ndarray, std: np.ndarray, V: np.ndarray, 
         opt, lambda t: min(1.0, (t + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps)))
     rng = np.random.default_rng(seed + 7)
     start, hist = 0, []
-    if ckpt.exists():
-        d = torch.load(ckpt, weights_only=False)
+    d = _torch_load_or_none(ckpt, log)
+    if d is not None:
         if d.get("config") == cfg:
             student.load_state_dict(d["state"])
             opt.load_state_dict(d["opt"])
@@ -1229,11 +1254,13 @@ def distil(teacher: Backbone, mean: np.ndarray, std: np.ndarray, V: np.ndarray, 
             f, lg = np.mean(hist[-DISTIL_CHECKPOINT:], 0)
             log(f"  distil step {step + 1}/{steps}: feature MSE {f:.3f}, logit MSE {lg:.3f} "
                 f"({(time.time() - t0) / (step + 1 - start):.2f} s/step)")
-            torch.save({"config": cfg, "state": student.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "rng": rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state(), "step": step + 1, "hist": hist}, ckpt)
+            with staged(ckpt, "part") as tmp:  # (killed while saving: the checkpoint before stays whole)
+                torch.save({"config": cfg, "state": student.state_dict(), "opt": opt.state_dict(),
+                            "sched": sched.state_dict(), "rng": rng.bit_generator.state,
+                            "torch_rng": torch.get_rng_state(), "step": step + 1, "hist": hist}, tmp)
     student.eval()
-    torch.save({"config": cfg, "state": student.state_dict(), "hist": hist}, final)
+    with staged(final, "part") as tmp:
+        torch.save({"config": cfg, "state": student.state_dict(), "hist": hist}, tmp)
     if ckpt.exists():
         ckpt.unlink()
     return student
@@ -1295,8 +1322,9 @@ def run(cache: Path | None = None, shared: Path | None = None, cv: bool = True, 
               "distil_steps": int(steps), "student": {"widths": list(STUDENT_WIDTHS), "stem": STUDENT_STEM,
                                                       "out": STUDENT_OUT}}
     RUN.mkdir(parents=True, exist_ok=True)
-    torch.save({"state": net.state_dict(), "dim": len(sf["mean"]), "student": True,
-                "decision_thresholds": decision, "draw_thresholds": draw}, RUN / "heads.pt")
+    with staged(RUN / "heads.pt", "part") as tmp:
+        torch.save({"state": net.state_dict(), "dim": len(sf["mean"]), "student": True,
+                    "decision_thresholds": decision, "draw_thresholds": draw}, tmp)
     if do_export:
         source = np.array([k.split("/", 1)[0] for k in al.keys])  # each photo's folder under data/faces
         lab_held = np.flatnonzero(held & (source == "ffhq128-labelled"))
