@@ -1433,3 +1433,25 @@ def test_eye_colour_reads_score_the_drawn_irises(monkeypatch):
     committed = eye_colour_labels()
     assert len(committed) >= 250 and all(is_heldout(k) for k in committed)
     assert 0.25 < np.mean(list(committed.values())) < 0.5  # (104 light of 288)
+
+
+def test_the_reports_utkface_photos_are_drawn_across_ages(tmp_path):
+    """The report's UTKFace slice is drawn at random (seed 0), not the first
+    N by name: UTKFace's names start with the age, so the first 300 held-out
+    photos by name were ages 1-24 alone."""
+    from avatarizer_export import report as R
+
+    faces = tmp_path / "data" / "faces"
+    for src in ("ffhq128", "ffhq128-labelled", "stylegan128"):
+        (faces / src).mkdir(parents=True)
+    utk = faces / "utkface200"
+    utk.mkdir()
+    for age in range(1, 100):
+        for k in range(30):
+            (utk / f"{age}_{k % 2}_{k % 5}_2017{k:04d}.jpg").write_bytes(b"")
+    got = R.heldout_files(tmp_path, utk=60)
+    ages = sorted(int(p.name.split("_")[0]) for p in got)
+    assert len(got) == 60 and len(set(got)) == 60
+    assert ages[0] < 20 and ages[-1] > 70 and 25 < ages[len(ages) // 2] < 75, ages
+    assert R.heldout_files(tmp_path, utk=60) == got  # (seeded: the same photos each run)
+    assert R.heldout_files(tmp_path, utk=0) == []

@@ -149,7 +149,7 @@ SWEEP = [("paper's model: E_s frozen (image AE 1,500 steps)", "model", "baseline
 
 def prep_cache(utk: int, cache: Path | None = None) -> Path:
     """Where the aligned held-out photos and their pseudo ground truth are kept."""
-    return cache_dir(cache) / "eval" / f"heldout_utk{utk}.npz"
+    return cache_dir(cache) / "eval" / f"heldout_utk{utk}_sampled.npz"
 
 
 def heldout_files(shared: Path, utk: int = 300) -> list[Path]:
@@ -157,7 +157,9 @@ def heldout_files(shared: Path, utk: int = 300) -> list[Path]:
     files = []
     for src in ("ffhq128", "ffhq128-labelled", "stylegan128"):
         files += list_photos(faces / src, True, None)
-    files += list_photos(faces / "utkface200", True, utk)
+    # drawn at random (seed 0): UTKFace's names start with the age, so the first 300 by name were
+    # ages 1-24 alone
+    files += list_photos(faces / "utkface200", True, None, sample=utk) if utk else []
     return files
 
 
@@ -361,7 +363,8 @@ def write_report(shared: Path, utk: int = 300, cache: Path | None = None) -> dic
     text = [
         "# Evaluation report", "",
         f"Held-out photos: {res['faces']} ({res['aligned']} aligned) from ffhq128, ffhq128-labelled, stylegan128 "
-        f"and the first {utk} held-out utkface200 photos (split: `docs/split.md`). Pseudo ground truth is the "
+        f"and {utk} held-out utkface200 photos drawn at random (seed 0; split: `docs/split.md`). "
+        "Pseudo ground truth is the "
         "auto-artist's avatar of the un-augmented photo; every method's avatar takes hair and accessories from it, "
         "so render metrics compare faces. Renders 256 px on white; LPIPS AlexNet v0.1 (checked against the "
         "reference triplet in `tests/test_metrics.py`). Identity top-1 within consecutive groups of 100 photos, "
