@@ -794,6 +794,7 @@ def test_ship_drops_the_previous_networks_engines_and_keeps_a_users_files(export
 
     models = _copy(exported["folder"], tmp_path)
     _fake_engine(models)
+    (models / "gate_report.json").write_text(json.dumps({"engine-fp16": {"passed": True}, "onnx-int8": {"passed": True}}))
     (models / "notes.txt").write_bytes(b"a user's file")
     (models / "image_to_face-int8.engine").write_bytes(b"a user's engine, not listed")
     monkeypatch.setattr(ship, "MODELS", models)
@@ -808,8 +809,35 @@ def test_ship_drops_the_previous_networks_engines_and_keeps_a_users_files(export
     assert {"image_to_face-onnx-fp16", "image_to_face-onnx-int8"} <= names
     assert (models / "notes.txt").read_bytes() == b"a user's file"
     assert (models / "image_to_face-int8.engine").read_bytes() == b"a user's engine, not listed"
+    # the gate report holds the new network's files alone (it kept the dropped engine's entry, "passed")
+    assert set(json.loads((models / "gate_report.json").read_text())) == {"onnx-fp32", "onnx-fp16", "onnx-int8"}
     Manifest.load(models)
     assert not list(tmp_path.glob(".*staging*"))
+
+
+def test_an_engine_the_gate_refuses_is_reported_and_the_other_built(tmp_path, monkeypatch):
+    """build_engines: an engine over the quality gate is reported refused, as
+    fp16 and int8 ONNX files are (QualityGateError ended the export)."""
+    from types import SimpleNamespace
+
+    from avatarizer_export import formats, ship, tensorrt_build
+    from avatarizer_export.quantize import QualityGateError
+
+    built = []
+
+    def build_engine(src, dst, fmt, **kw):
+        if fmt == "engine-fp16":
+            raise QualityGateError({"failed": ["render_lpips"], "metrics": {"render_lpips": 0.02},
+                                    "thresholds": {"render_lpips": 0.005}}, what=f"{fmt} engine {dst.name}")
+        built.append(fmt)
+        return {"passed": True}
+
+    monkeypatch.setattr(formats, "check_format", lambda fmt, calibration=None: None)
+    monkeypatch.setattr(tensorrt_build, "build_engine", build_engine)
+    ctx = SimpleNamespace(calib=np.zeros((1, 3, 8, 8), np.float32), evals=[], gate=lambda: ({}, {}))
+    out = ship.build_engines(ctx, tmp_path)
+    assert out["engine-fp16"]["passed"] is False and "render_lpips" in out["engine-fp16"]["error"]
+    assert out["engine-int8"] == {"passed": True} and built == ["engine-int8"]
 
 
 def test_staging_commit_refuses_to_overwrite_a_users_file_and_finishes_a_cut_short_commit(exported, tmp_path):
@@ -969,3 +997,37 @@ def test_gpu_libraries_are_preloaded_once_and_only_from_nvidia_packages(monkeypa
 def test_sessions_keep_onnxruntime_warnings_to_themselves(exported):
     sess = Session(exported["folder"] / "image_to_face-fp32.onnx", device="cpu")
     assert sess._sess.get_session_options().log_severity_level == 3
+
+
+def test_quantize_and_tensorrt_take_the_mapper_onnx_built(tmp_path, monkeypatch, capsys):
+    """quantize / tensorrt build from the fp32 file `onnx` left in runs/export:
+    they take its mapper, and refuse another --mapper (they quantized the old
+    file whatever --mapper said); with no fp32 file they say to run onnx first."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from avatarizer_export import cli, formats, ship
+
+    monkeypatch.setattr(ship, "BUILD", tmp_path / "build")
+    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: pytest.fail("loaded a network"))
+    with pytest.raises(RuntimeError, match="is missing: `avatarizer-export onnx --mapper m2` builds it first"):
+        ship._mapper_for("quantize", "m2")
+    assert cli.main(["quantize", "--cache", str(tmp_path)]) == 1
+    assert "is missing" in capsys.readouterr().err
+    graph = helper.make_graph([helper.make_node("Identity", ["crop"], ["face"])], "g",
+                              [helper.make_tensor_value_info("crop", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("face", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph)
+    model.metadata_props.add(key=formats.METADATA_KEY, value=json.dumps(
+        {"method": "E_s -> F -> D_t (cross-modal latent alignment; runs/mapper_a)"}))
+    (tmp_path / "build").mkdir()
+    onnx.save(model, str(tmp_path / "build" / formats.file_name("image_to_face", "onnx-fp32")))
+    assert ship.built_mapper(tmp_path / "build" / formats.file_name("image_to_face", "onnx-fp32")) == "mapper_a"
+    for what in ("quantize", "tensorrt"):
+        assert ship._mapper_for(what, None) == "mapper_a"
+        assert ship._mapper_for(what, "mapper_a") == "mapper_a"
+        with pytest.raises(RuntimeError, match="exported from runs/mapper_a, not runs/mapper_b"):
+            ship._mapper_for(what, "mapper_b")
+    assert ship._mapper_for("onnx", None) == ship.SHIPPED_MAPPER and ship._mapper_for("ship", "m") == "m"
+    assert cli.main(["quantize", "--mapper", "mapper_b", "--cache", str(tmp_path)]) == 1
+    assert "not runs/mapper_b" in capsys.readouterr().err

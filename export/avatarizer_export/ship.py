@@ -164,6 +164,7 @@ def export_int8(ctx: _Ctx, folder: Path) -> dict:
 def build_engines(ctx: _Ctx, folder: Path) -> dict:
     """TensorRT engines (fp16, int8) from the ONNX files; needs an NVIDIA GPU."""
     from . import formats
+    from .quantize import QualityGateError
     from .tensorrt_build import build_engine
 
     out = {}
@@ -171,14 +172,21 @@ def build_engines(ctx: _Ctx, folder: Path) -> dict:
         formats.check_format(fmt, calibration={"crop": ctx.calib} if fmt == "engine-int8" else None)
         fns, th = ctx.gate()
         srcdir = BUILD if src == "onnx-fp32" else folder
-        out[fmt] = build_engine(srcdir / formats.file_name(ROLE, src), folder / formats.file_name(ROLE, fmt), fmt,
-                                name=formats.model_name(ROLE, fmt),
-                                calibration={"crop": ctx.calib} if fmt == "engine-int8" else None,
-                                check_inputs=ctx.evals, metric_fns=fns, thresholds=th, manifest_folder=folder)
+        try:
+            out[fmt] = build_engine(srcdir / formats.file_name(ROLE, src), folder / formats.file_name(ROLE, fmt),
+                                    fmt, name=formats.model_name(ROLE, fmt),
+                                    calibration={"crop": ctx.calib} if fmt == "engine-int8" else None,
+                                    check_inputs=ctx.evals, metric_fns=fns, thresholds=th, manifest_folder=folder)
+        except QualityGateError as exc:  # (as fp16 and int8: reported refused, the other engine still built)
+            out[fmt] = {"passed": False, "error": str(exc)}
     return out
 
 
-def _summary(results: dict, folder: Path):
+def _summary(results: dict, folder: Path, fresh: bool = False):
+    """Prints the gate's results and writes them into ``folder``'s gate
+    report: over the report's entries for a re-export of the same network,
+    in place of all of them with ``fresh`` (a new network: the entries of
+    files it did not rebuild belonged to the previous one, dropped with them)."""
     for k, v in results.items():
         m = v.get("metrics") or {}
         print(f"{k}: {'passed' if v.get('passed', True) else 'REFUSED'} "
@@ -189,13 +197,52 @@ def _summary(results: dict, folder: Path):
             path = unstaged(Path(path))  # where the file is shipped, not where it was staged
             v["path"] = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
     path = folder / GATE_REPORT
-    old = json.loads(path.read_text()) if path.exists() else {}
+    old = json.loads(path.read_text()) if path.exists() and not fresh else {}
     old.update(results)
     with staged(path, "part") as tmp:
         tmp.write_text(json.dumps(old, indent=1, default=str) + "\n")
 
 
-def export(what: str, cache: Path, mapper: str = SHIPPED_MAPPER, folder: Path | None = None) -> dict:
+def built_mapper(fp32: Path) -> str | None:
+    """The mapper run (``runs/<name>``) the fp32 file ``onnx`` built was
+    exported from, as its description names it (None where it names none)."""
+    import re
+
+    import onnx
+
+    from . import formats
+
+    model = onnx.load(str(fp32), load_external_data=False)
+    try:
+        desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
+    except (StopIteration, ValueError):
+        return None
+    m = re.search(r"runs/([^)\s]+)\)", str(desc.get("method", "")) if isinstance(desc, dict) else "")
+    return m.group(1) if m else None
+
+
+def _mapper_for(what: str, mapper: str | None) -> str:
+    """The mapper an export step works with. ``quantize`` and ``tensorrt``
+    build from the fp32 file ``onnx`` left in ``BUILD``: they take its mapper
+    (None asked), and refuse another one asked (they quantized the file built
+    before whatever ``--mapper`` said, and gated it on it); the others take
+    the one asked, or the shipped one."""
+    if what not in ("quantize", "tensorrt"):
+        return mapper or SHIPPED_MAPPER
+    from . import formats
+
+    fp32 = BUILD / formats.file_name(ROLE, "onnx-fp32")
+    if not fp32.is_file():
+        raise RuntimeError(f"{what}: {fp32} is missing: `avatarizer-export onnx"
+                           f"{' --mapper ' + mapper if mapper else ''}` builds it first")
+    built = built_mapper(fp32)
+    if mapper is not None and built is not None and built != mapper:
+        raise RuntimeError(f"{what}: {fp32} was exported from runs/{built}, not runs/{mapper}: run "
+                           f"`avatarizer-export onnx --mapper {mapper}` first (or {what} without --mapper)")
+    return mapper or built or SHIPPED_MAPPER
+
+
+def export(what: str, cache: Path, mapper: str | None = None, folder: Path | None = None) -> dict:
     """``onnx`` (fp32 + fp16), ``quantize`` (int8), ``tensorrt`` (engines) or
     ``ship`` (all that this machine can) into ``folder`` (default
     ``sdk/avatarizer/models/``); returns the gate results per file. A missing
@@ -218,9 +265,10 @@ def export(what: str, cache: Path, mapper: str = SHIPPED_MAPPER, folder: Path | 
     if what == "tensorrt":
         # refuse before loading anything when there is no GPU
         formats.check_format("engine-fp16")
+    mapper = _mapper_for(what, mapper)
     target = Path(folder) if folder is not None else MODELS
     target.mkdir(parents=True, exist_ok=True)
-    ctx = _Ctx(Path(cache), mapper or SHIPPED_MAPPER)
+    ctx = _Ctx(Path(cache), mapper)
     with staged_folder(target, extra=(GATE_REPORT,)) as stage:
         results = {}
         if what in ("onnx", "ship"):
@@ -239,7 +287,7 @@ def export(what: str, cache: Path, mapper: str = SHIPPED_MAPPER, folder: Path | 
             dropped = drop_stale(stage, ROLE, rebuilt)
             if dropped:
                 print(f"{what}: dropped the previous network's {', '.join(dropped)}")
-        _summary(results, stage)
+        _summary(results, stage, fresh=what in ("onnx", "ship"))
         if what != "tensorrt":
             try:
                 _check_cpu_default(stage, target)
@@ -285,7 +333,7 @@ def _check_cpu_default(folder: Path = MODELS, shipped: Path | None = None):
 
 
 def main_export(args) -> int:
-    export(args.command, cache_dir(getattr(args, "cache", None)), getattr(args, "mapper", None) or SHIPPED_MAPPER)
+    export(args.command, cache_dir(getattr(args, "cache", None)), getattr(args, "mapper", None))
     return 0
 
 
@@ -298,5 +346,7 @@ def add_parser(sub):
                        ("ship", "onnx + quantize: every model file this machine can build, into sdk/avatarizer/models")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--cache")
-        p.add_argument("--mapper", default=SHIPPED_MAPPER, help="which mapper run to export")
+        p.add_argument("--mapper", default=None,
+                       help=f"which mapper run to export (default {SHIPPED_MAPPER}; quantize and tensorrt: the one "
+                            "`onnx` exported, and another is refused)")
         p.set_defaults(func=main_export)
