@@ -650,7 +650,8 @@ def tiny_aligned(tmp_path, monkeypatch):
     monkeypatch.setattr(D, "artist_key", lambda: dict(artist))
     cache = tmp_path / "cache"
     D.build_aligned(tmp_path, cache, workers=1)
-    return SimpleNamespace(cache=cache, keys=keys, calls=calls, artist=artist, shared=tmp_path)
+    return SimpleNamespace(cache=cache, keys=keys, calls=calls, artist=artist, shared=tmp_path,
+                           monkeypatch=monkeypatch)
 
 
 def test_data_stages_are_rebuilt_when_their_inputs_change(tiny_aligned, capsys):
@@ -661,6 +662,13 @@ def test_data_stages_are_rebuilt_when_their_inputs_change(tiny_aligned, capsys):
     t.keys[3] = "ffhq128/other.png"  # as many photos, not the same ones
     D.build_aligned(t.shared, cache, workers=1)
     assert calls.align == 24
+    # the aligner's code (or MediaPipe) changed: the same photos aligned again (they were kept)
+    key = D.aligner_key()
+    t.monkeypatch.setattr(D, "aligner_key", lambda: key + "x")
+    D.build_aligned(t.shared, cache, workers=1)
+    assert calls.align == 36
+    D.build_aligned(t.shared, cache, workers=1)
+    assert calls.align == 36 and "align: reusing" in capsys.readouterr().out
     D.build_pairs(t.shared, cache, workers=1)
     D.build_avatars(cache, n=40)
     built = calls.pairs
@@ -978,3 +986,23 @@ def test_artist_key_follows_the_region_networks_the_artist_reads(tmp_path, monke
         (tmp_path / spec.json_name).unlink()
     missing = D.artist_key()["networks"]
     assert missing != base and missing == D.artist_key()["networks"]
+
+
+def test_the_aligner_key_follows_the_alignment_code(tmp_path, monkeypatch):
+    """The aligned cache's key reads the SDK's alignment modules: another
+    align.py gives another key."""
+    import shutil
+
+    import avatarizer
+
+    sdk = Path(avatarizer.__file__).parent
+    fake = tmp_path / "avatarizer"
+    fake.mkdir()
+    for m in D.ALIGN_MODULES:
+        shutil.copyfile(sdk / m, fake / m)
+    monkeypatch.setattr(avatarizer, "__file__", str(fake / "__init__.py"))
+    key = D.aligner_key()
+    assert key == D.aligner_key() and len(key) == 16
+    with open(fake / "align.py", "a") as f:
+        f.write("\n# changed\n")
+    assert D.aligner_key() != key

@@ -83,6 +83,31 @@ def artist_source_key() -> str:
     return h.hexdigest()[:16]
 
 
+#: the SDK modules whose code the alignment cache's crops, hair masks, landmarks and poses come from
+ALIGN_MODULES = ("align.py", "landmarks.py", "imageio.py")
+
+
+def aligner_key() -> str:
+    """What the aligned cache depends on besides the photos: the SDK's
+    alignment code (:data:`ALIGN_MODULES`) and MediaPipe's version (its
+    models are in its wheel): SHA-256, 16 hex digits. A change of either
+    aligns again (the cache was kept by the photos' names alone)."""
+    import avatarizer
+
+    sdk = Path(avatarizer.__file__).parent
+    h = hashlib.sha256()
+    for m in ALIGN_MODULES:
+        h.update((sdk / m).read_bytes())
+    try:
+        from importlib.metadata import version
+
+        h.update(version("mediapipe").encode())
+    except Exception:  # (not installed: the aligner cannot run either; it says so itself)
+        pass
+    h.update(str(CROP).encode())
+    return h.hexdigest()[:16]
+
+
 def artist_key() -> dict:
     """What the auto-artist's parameters depend on: its source
     (:func:`artist_source_key`, the key of the detectors' cue caches too), its fitted detectors
@@ -533,10 +558,11 @@ def build_aligned(shared: Path, cache: Path, workers: int = 2, limit: int | None
     if limit:
         keys_all = keys_all[:limit]
     names = hashlib.sha256("\n".join(keys_all).encode()).hexdigest()[:16]  # the photos, by name
+    aligner = aligner_key()
     if meta_path.exists() and not force:
         meta = json.loads(meta_path.read_text())
         if meta.get("version") == DATA_VERSION and meta.get("inputs") == len(keys_all) \
-                and meta.get("names") == names:
+                and meta.get("names") == names and meta.get("aligner") == aligner:
             print(f"align: reusing {out_dir} ({meta['aligned']} faces)")
             return load_aligned(cache)
     meta_path.unlink(missing_ok=True)  # until the new one is whole
@@ -578,7 +604,8 @@ def build_aligned(shared: Path, cache: Path, workers: int = 2, limit: int | None
     reasons = {}
     for f in failures:
         reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
-    meta = dict(version=DATA_VERSION, inputs=len(keys_all), names=names, aligned=len(keys), failed=len(failures),
+    meta = dict(version=DATA_VERSION, inputs=len(keys_all), names=names, aligner=aligner, aligned=len(keys),
+                failed=len(failures),
                 reasons=reasons, per_source=per_source, seconds=round(time.time() - t0, 1), crop=CROP)
     (out_dir / "failures.json").write_text(json.dumps(failures, indent=1))
     _write_meta(meta_path, meta)
