@@ -1006,3 +1006,17 @@ def test_the_aligner_key_follows_the_alignment_code(tmp_path, monkeypatch):
     with open(fake / "align.py", "a") as f:
         f.write("\n# changed\n")
     assert D.aligner_key() != key
+
+
+def test_the_image_ae_validates_on_training_photos_it_leaves_out():
+    """E_s's learning-rate schedule reads a validation set of training photos
+    left out of its training, never held-out photos (it read the held-out
+    ones, which the evaluation then measured on)."""
+    keys = [f"ffhq128/{i:05d}.png" for i in range(6000)]
+    tr, val = T.image_ae_rows(keys)
+    held = {i for i, k in enumerate(keys) if D.is_heldout(k)}
+    assert len(val) == 256 and not set(val) & held and not set(tr) & held and not set(tr) & set(val)
+    assert len(tr) + len(val) + len(held) == len(keys)
+    assert np.array_equal(T.image_ae_rows(keys)[1], val)  # (seeded)
+    tr, val = T.image_ae_rows(keys[:30])
+    assert len(val) >= 1 and not set(val) & set(tr) and len(tr) > 0
