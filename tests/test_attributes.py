@@ -1177,15 +1177,17 @@ def test_distillation_resumes_to_the_same_student(tmp_path, monkeypatch):
     calls = {"n": 0}
     real_save = torch.save
 
-    def save_then_stop(obj, path, *a, **k):  # interrupted after the first checkpoint (step 3)
-        real_save(obj, path, *a, **k)
+    def save_then_stop(obj, path, *a, **k):  # interrupted while saving the second checkpoint (step 6)
         calls["n"] += 1
-        if calls["n"] == 1:
+        if calls["n"] == 2:
+            Path(path).write_bytes(b"half a checkpoint")
             raise Stop
+        real_save(obj, path, *a, **k)
 
     monkeypatch.setattr(torch, "save", save_then_stop)
     with pytest.raises(Stop):
         A.distil(*args, steps=6, log=lambda *_: None)
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["student_ckpt.pt"]  # (the half one dropped)
     monkeypatch.setattr(torch, "save", real_save)
     logs = []
     resumed = A.distil(*args, steps=6, log=logs.append)

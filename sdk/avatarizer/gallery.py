@@ -107,8 +107,14 @@ def gallery(path: Path, n: int = 24, size: int = 256, cols: int = 6, seed: int =
 
 
 def _count(text: str) -> int:
-    from .cli import _count as count
-    return count(text)
+    """``-n``: a whole number in 1..1000 (as ``avatarizer render-samples -n``)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number, not {text!r}") from None
+    if not 1 <= n <= 1000:
+        raise argparse.ArgumentTypeError(f"expected 1..1000, got {n}")
+    return n
 
 
 def main(argv=None):
