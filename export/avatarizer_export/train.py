@@ -329,7 +329,6 @@ def image_ae_rows(keys: list[str], n_val: int = 256) -> tuple[np.ndarray, np.nda
     return np.setdiff1d(train_idx, val), val
 
 
-
 def train_image_ae(cfg: TrainConfig, cache: Path | None = None):
     from .data import load_aligned
     from .lpips import vgg16_features

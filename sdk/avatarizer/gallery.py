@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from . import schema
+from .checks import int_arg
 from .render import render
 
 
@@ -88,11 +89,10 @@ def sheet_size(n: int, size: int, cols: int = 6, pad: int = 4) -> tuple[int, int
 
 def gallery(path: Path, n: int = 24, size: int = 256, cols: int = 6, seed: int = 0) -> Path:
     """Writes a sheet of ``n`` diverse sampled avatars (``ValueError`` when
-    it would be larger than ``MAX_SHEET_PIXELS``, and for ``n`` < 1)."""
+    it would be larger than ``MAX_SHEET_PIXELS``, and for ``n`` < 1:
+    :func:`diverse_samples`)."""
     from PIL import Image
 
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
     w, h = sheet_size(n, size, cols)
     if w * h > MAX_SHEET_PIXELS:
         raise ValueError(f"a sheet of {n} avatars of {size} px would be {w}x{h} pixels, more than "
@@ -106,15 +106,8 @@ def gallery(path: Path, n: int = 24, size: int = 256, cols: int = 6, seed: int =
     return path
 
 
-def _count(text: str) -> int:
-    """``-n``: a whole number in 1..1000 (as ``avatarizer render-samples -n``)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a whole number, not {text!r}") from None
-    if not 1 <= n <= 1000:
-        raise argparse.ArgumentTypeError(f"expected 1..1000, got {n}")
-    return n
+#: ``-n``: a whole number in 1..1000, as ``avatarizer render-samples -n``
+_count = int_arg(1, 1000, not_int="expected a whole number, got {text!r}", out_of_range="expected 1..1000, got {v}")
 
 
 def main(argv=None):
