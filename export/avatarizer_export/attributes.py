@@ -1415,7 +1415,7 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     photo, variant = sample_table(al, T)
     path = Path(folder) / SHIP_FILE
     model = onnx.load(str(path))
-    old_desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
+    old_desc = formats.onnx_metadata(model)
     feat_name, sess, opts = features_session(model)
     from tqdm import tqdm
 
@@ -1594,7 +1594,7 @@ def open_for_head(folder: Path, output: str):
 
     path = Path(folder) / SHIP_FILE
     model = onnx.load(str(path))
-    desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
+    desc = formats.onnx_metadata(model)
     strip_head(model, output)  # a refit replaces the earlier head
     feat, sess, opts = features_session(model)
     return path, model, desc, [o.name for o in model.graph.output], feat, sess, opts

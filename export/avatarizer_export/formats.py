@@ -332,6 +332,18 @@ def set_onnx_metadata(model, meta: Mapping[str, Any]) -> None:
                         f"{meta.get('precision')}); description in metadata_props[{METADATA_KEY!r}]")
 
 
+def onnx_metadata(model) -> dict:
+    """The description :func:`set_onnx_metadata` wrote into ``model``
+    (``ValueError`` where it has none, or not a JSON object)."""
+    text = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
+    if text is None:
+        raise ValueError(f"the model has no metadata_props[{METADATA_KEY!r}]")
+    desc = json.loads(text)
+    if not isinstance(desc, dict):
+        raise ValueError(f"metadata_props[{METADATA_KEY!r}] is not a JSON object")
+    return desc
+
+
 from avatarizer.runtime import sha256_file  # noqa: E402  (one checksum for export and runtime)
 
 

@@ -115,7 +115,7 @@ def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path |
     shared_labels = {} if shared is None else ffhq_labels(shared)
     path = Path(folder) / SHIP_FILE
     model = onnx.load(str(path))
-    old_desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
+    old_desc = formats.onnx_metadata(model)
     desc = json.loads(json.dumps(old_desc))
     decision, draw = dict(desc["decision_thresholds"]), dict(desc["draw_thresholds"])
     report: dict = {"flags": list(names), "from": f"{SHIP_FILE} {old_desc.get('version')}",

@@ -212,12 +212,11 @@ def built_mapper(fp32: Path) -> str | None:
 
     from . import formats
 
-    model = onnx.load(str(fp32), load_external_data=False)
     try:
-        desc = json.loads(next(p.value for p in model.metadata_props if p.key == formats.METADATA_KEY))
-    except (StopIteration, ValueError):
+        desc = formats.onnx_metadata(onnx.load(str(fp32), load_external_data=False))
+    except ValueError:
         return None
-    m = re.search(r"runs/([^)\s]+)\)", str(desc.get("method", "")) if isinstance(desc, dict) else "")
+    m = re.search(r"runs/([^)\s]+)\)", str(desc.get("method", "")))
     return m.group(1) if m else None
 
 
