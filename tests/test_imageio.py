@@ -84,6 +84,37 @@ def test_a_pil_image_is_taken_upright_as_its_file_is(tmp_path, value):
     assert not np.array_equal(got, _plain(data)) or value == 3 and got.shape == _plain(data).shape
 
 
+@pytest.mark.parametrize("fmt", ["TIFF", "PNG", "WEBP"])
+def test_a_pil_image_of_another_format_is_turned_once(tmp_path, fmt):
+    """Pillow turns a TIFF by its orientation itself while loading it (and
+    drops the tag): an unloaded ``Image.open`` of a TIFF tagged 6 was turned
+    twice (read as stored, on its side); every format comes out as
+    ``load_image`` reads its file."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / f"o.{fmt.lower()}"
+    Image.fromarray(RGB).save(path, fmt, exif=exif, lossless=True)
+    with Image.open(path) as im:
+        got = to_rgb_uint8(im)
+    np.testing.assert_array_equal(got, np.rot90(RGB, k=-1))
+    np.testing.assert_array_equal(got, load_image(path))
+
+
+def test_a_closed_pil_image_is_a_value_error(tmp_path):
+    """An image used after its ``with Image.open(...)`` block (closed before
+    it was loaded) raised a bare AssertionError from Pillow."""
+    path = tmp_path / "c.png"
+    Image.fromarray(RGB).save(path)
+    with Image.open(path) as im:
+        pass
+    with pytest.raises(ValueError, match="PIL image .*closed"):
+        to_rgb_uint8(im)
+    im = Image.open(path)
+    im.close()
+    with pytest.raises(ValueError, match="PIL image .*closed"):
+        to_rgb_uint8(im)
+
+
 def _blp_around(jpeg: bytes, side: int = 64) -> bytes:
     """A BLP1 texture whose header says ``side``×``side``, its one mip level
     the JPEG ``jpeg`` (of any size)."""
@@ -245,7 +276,78 @@ def test_the_scan_count_does_not_depend_on_where_the_reads_fall(monkeypatch):
              _with_thumbnail(jpeg, _scans(_progressive(RGB[:16, :16]), 200)): 10}
     for chunk in (4, 5, 7, 16, 1 << 20):
         monkeypatch.setattr(imageio, "_CHUNK", chunk)
-        assert {data: imageio._jpeg_scans(io.BytesIO(data), 1000) for data in files} == files, chunk
+        assert {data: imageio._jpeg_scans(io.BytesIO(data), 1000)[0] for data in files} == files, chunk
+        assert all(imageio._jpeg_scans(io.BytesIO(data), 1000)[1] for data in files), chunk
+
+
+def test_a_jpeg_without_image_data_is_refused_before_decoding(tmp_path):
+    """A JPEG's header and then nothing but zeros (a sparse file): Pillow
+    went through all of it before refusing it (15 s for 256 MB, 134 s for
+    2 GB); refused by the marker walk, which finds no scan."""
+    jpeg = _jpeg(b"")
+    path = tmp_path / "sparse.jpg"
+    with open(path, "wb") as f:
+        f.write(jpeg[:jpeg.index(b"\xff\xda")])
+        f.truncate(f.tell() + (64 << 20))
+    with pytest.raises(ValueError, match=f"{path}: the JPEG has no image data"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_a_cut_jpeg_is_refused_whatever_pillows_truncation_flag(tmp_path, monkeypatch, flag):
+    """An app that sets Pillow's ImageFile.LOAD_TRUNCATED_IMAGES (common in
+    training code) got half a photo loaded, the rest gray; the SDK refuses a
+    cut JPEG either way, and a whole one still loads with the flag set."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", flag)
+    big = np.asarray(Image.open(ROOT / "sdk" / "avatarizer" / "data" / "astronaut.jpg"))
+    for progressive in (False, True):
+        out = io.BytesIO()
+        Image.fromarray(big).save(out, "JPEG", progressive=progressive)
+        data = out.getvalue()
+        whole, cut = tmp_path / "whole.jpg", tmp_path / "cut.jpg"
+        whole.write_bytes(data)
+        cut.write_bytes(data[: len(data) // 2])
+        assert load_image(whole).shape == big.shape
+        with pytest.raises(ValueError, match=str(cut)):
+            load_image(cut)
+
+
+def test_a_png_with_huge_chunks_before_its_image_is_refused_unread(tmp_path):
+    """Image.open reads every chunk before the image data into memory: a
+    small sparse file whose text chunk said 840 MB took 1.27 GB. Refused
+    from the chunk headers (sizes and count); a PNG with ordinary metadata
+    (text, colour profile, EXIF) still loads."""
+    from PIL import PngImagePlugin
+
+    from avatarizer.imageio import MAX_PNG_HEAD_BYTES, MAX_PNG_HEAD_CHUNKS
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "x" * 100_000)
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    out = io.BytesIO()
+    Image.fromarray(RGB).save(out, "PNG", pnginfo=info, exif=exif)
+    png = out.getvalue()
+    ok = tmp_path / "ok.png"
+    ok.write_bytes(png)
+    np.testing.assert_array_equal(load_image(ok), RGB)
+    end = 8 + 25  # (after the signature and IHDR)
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.write(png[:end] + struct.pack(">I4s", MAX_PNG_HEAD_BYTES + 1, b"tEXt"))
+        f.seek(MAX_PNG_HEAD_BYTES + 5, 1)
+        f.write(png[end:])
+    with pytest.raises(ValueError, match=f"{big}: the PNG has more than 32 MB of chunks"):
+        load_image(big)
+    many = tmp_path / "many.png"
+    many.write_bytes(png[:end] + _chunk(b"tEXt", b"k\x00v") * (MAX_PNG_HEAD_CHUNKS + 1) + png[end:])
+    with pytest.raises(ValueError, match=f"more than {MAX_PNG_HEAD_CHUNKS} chunks"):
+        load_image(many)
+    fine = tmp_path / "fine.png"
+    fine.write_bytes(png[:end] + _chunk(b"tEXt", b"k\x00v") * 100 + png[end:])
+    np.testing.assert_array_equal(load_image(fine), RGB)
 
 
 # ---------------------------------------------------------------- PNGs whose data is short

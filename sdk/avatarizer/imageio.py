@@ -26,7 +26,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .errors import MissingFileError
 
@@ -96,13 +96,19 @@ def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:
             )
         _check_size(image.height, image.width, f"a PIL image of size {image.width}×{image.height}")
         try:
-            # an image as opened (Image.open: its format known) upright by its EXIF orientation, as load_image
-            # reads a file (a phone photo was a face on its side); one the app made from it (transposed,
-            # converted: format None, the tag still copied) as it is; decodes a lazily opened image: a cut file
-            # raised OSError here
+            # decoded first (a lazily opened image: a cut file raised OSError here), as load_image does: a
+            # TIFF's loading turns it by its orientation itself and drops the tag (read before, it was turned
+            # twice); then an image as opened (Image.open: its format known) upright by its EXIF orientation,
+            # as load_image reads a file (a phone photo was a face on its side); one the app made from it
+            # (transposed, converted: format None, the tag still copied) as it is
+            image.load()
             rgb = _pil_rgb(_upright(image) if image.format is not None else image)
-        except (OSError, SyntaxError, EOFError) as exc:  # (what Pillow's decoders raise, as load_image catches)
-            raise ValueError(f"a PIL image that cannot be decoded ({exc})") from None
+        except ValueError as exc:  # (Pillow's "Operation on closed image", the size checks of _pil_rgb)
+            raise ValueError(f"a PIL image that cannot be used ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - as load_image: Pillow's decoders raise OSError, SyntaxError,
+            # EOFError, and a closed image (a `with Image.open(...)` block left) an AssertionError
+            detail = str(exc) or ("it was closed" if getattr(image, "fp", 0) is None else type(exc).__name__)
+            raise ValueError(f"a PIL image that cannot be decoded ({detail})") from None
         return np.array(rgb, dtype=np.uint8, order="C")
 
     if not isinstance(image, np.ndarray):
@@ -148,14 +154,19 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     through it (littlecms), so the colours are the photo's; not for 16-bit,
     32-bit or float grayscale images (scaled to 8 bits as they are) nor a
     profile over :data:`MAX_ICC_BYTES`. An animated image (GIF, WebP, APNG)
-    or a multi-page one (TIFF) gives its first frame (a clip's every frame:
-    ``Avatarizer.from_frames`` or ``avatarizer video``).
+    or a multi-page one (TIFF) gives its first frame (every frame:
+    ``avatarizer video`` reads animated GIF and PNG files, not animated
+    WebP; in Python, ``PIL.ImageSequence`` and ``Avatarizer.from_frames``).
 
     The size is read from the file's header and checked against
     ``MIN_SIDE``/``MAX_SIDE`` *before* any pixel is decoded, so a small file
     that declares a huge image (a decompression bomb) is refused without
     allocating it. So is a JPEG with more than :data:`MAX_JPEG_SCANS` scans
-    (each is a pass over the whole image: a small file could take minutes).
+    (each is a pass over the whole image: a small file could take minutes)
+    or with none, and a PNG with more than :data:`MAX_PNG_HEAD_BYTES` of
+    chunks before its image (``Image.open`` reads them into memory). A cut
+    JPEG or PNG is refused even where the app has set Pillow's
+    ``ImageFile.LOAD_TRUNCATED_IMAGES``.
 
     Raises:
         FileNotFoundError: if nothing exists at ``path`` (a
@@ -166,7 +177,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             image (whatever Pillow raised on it), is an icon file (:data:`ICON_FORMATS`) or a BLP or EPS
             file (:data:`CONTAINER_FORMATS`), declares a size
             outside ``MIN_SIDE``..``MAX_SIDE``, is a JPEG with more than
-            :data:`MAX_JPEG_SCANS` scans, or
+            :data:`MAX_JPEG_SCANS` scans, none, or (the flag set) no end,
+            is a PNG with too much before its image data, or
             decodes to an image :func:`to_rgb_uint8` rejects; the message
             names the path.
     """
@@ -188,6 +200,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         with open(path, "rb") as f, warnings.catch_warnings():
             # Pillow only warns below 2x its own pixel limit; the check below refuses first
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            _check_png_head(f)  # (before Image.open, which reads every chunk before the image data)
             opened = Image.open(f, formats=_formats())
             # Image.open reads only the header: refuse a bad size before decoding
             width, height = opened.size
@@ -256,11 +269,21 @@ def _check_data(f, fmt: str | None) -> None:
 
 
 def _check_jpeg_scans(f) -> None:
-    """Refuse a JPEG with more than :data:`MAX_JPEG_SCANS` scans."""
-    scans = _jpeg_scans(f, MAX_JPEG_SCANS + 1)
+    """Refuse a JPEG with more than :data:`MAX_JPEG_SCANS` scans, with none
+    (a header and then anything: Pillow took 15 s to refuse a header and
+    256 MB of zeros, 134 s for 2 GB; the walk takes 0.6 s), or without its
+    end (EOI) when the app has set Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES``
+    (Pillow then decodes a cut file, the missing part gray; it refuses one
+    itself otherwise)."""
+    scans, ended = _jpeg_scans(f, MAX_JPEG_SCANS + 1)
     if scans > MAX_JPEG_SCANS:
         raise ValueError(f"the JPEG has more than {MAX_JPEG_SCANS} scans (a photo has 1 to about 10; "
                          "decoding each is a pass over the whole image, so such a file can take minutes)")
+    if scans == 0:
+        raise ValueError("the JPEG has no image data (no scan after its header)")
+    if not ended and ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise ValueError("the JPEG is cut: its end marker is missing (a cut file is refused even with Pillow's "
+                         "ImageFile.LOAD_TRUNCATED_IMAGES set)")
 
 
 #: A JPEG marker: 0xFF and a code other than 0x00 (a stuffed 0xFF in a
@@ -271,9 +294,9 @@ def _check_jpeg_scans(f) -> None:
 _JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
 
 
-def _jpeg_scans(f, stop: int) -> int:
+def _jpeg_scans(f, stop: int) -> tuple[int, bool]:
     """The number of scans (SOS markers) in the JPEG in ``f``, counting no
-    further than ``stop``.
+    further than ``stop``, and whether its end (EOI) was reached.
 
     Walks the markers from the start of the file to its first EOI as libjpeg
     does (a marker segment is skipped by its length, a scan's data and
@@ -282,7 +305,7 @@ def _jpeg_scans(f, stop: int) -> int:
     Reads the file once, a megabyte at a time: the regular expression runs
     at ~1 ms per MB (10 ms per MB of nothing but stuffed 0xFF bytes).
     """
-    scans, pos, start, buf = 0, 2, 0, b""  # after SOI
+    scans, pos, start, buf, ended = 0, 2, 0, b"", False  # after SOI
     while scans < stop:
         if not start <= pos <= start + len(buf) - 4:  # the window must hold a marker and its length
             f.seek(pos)
@@ -298,6 +321,7 @@ def _jpeg_scans(f, stop: int) -> int:
             continue
         code, at = buf[found.start() + 1], found.end()
         if code == 0xD9:  # EOI
+            ended = True
             break
         if code == 0x01 or 0xD0 <= code <= 0xD8:  # markers without a length (TEM, RSTn, SOI)
             pos = start + at
@@ -310,7 +334,7 @@ def _jpeg_scans(f, stop: int) -> int:
         pos = start + at + int.from_bytes(buf[at:at + 2], "big")
         if code == 0xDA:  # SOS
             scans += 1
-    return scans
+    return scans, ended
 
 
 def _check_png_data(f) -> None:
@@ -350,6 +374,47 @@ def _check_png_data(f) -> None:
     if got < need:
         raise ValueError(f"the PNG's image data ends after {got} of the {need} bytes its {width}×{height} "
                          "header needs (a cut or crafted file)")
+
+
+#: Most bytes of chunks a PNG read by :func:`load_image` may have before its
+#: image data (the header, colour profile, text, EXIF: a photo's are a few
+#: KB to a few MB). ``Image.open`` reads each of them whole into memory: a
+#: 1 MB file whose one sparse text chunk said 840 MB took 1.27 GB.
+MAX_PNG_HEAD_BYTES = 32 << 20
+#: Most chunks a PNG read by :func:`load_image` may have before its image
+#: data (a photo has under 20; Pillow reads each in Python).
+MAX_PNG_HEAD_CHUNKS = 4096
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png_head(f) -> None:
+    """Refuse a PNG whose chunks before its image data (IDAT) are longer in
+    all than :data:`MAX_PNG_HEAD_BYTES` or more than
+    :data:`MAX_PNG_HEAD_CHUNKS`, from their 8-byte headers alone (no chunk's
+    data is read). Anything that is not a PNG is left to ``Image.open``.
+    Reads ``f`` from the start and leaves it where it was."""
+    at = f.tell()
+    try:
+        f.seek(0)
+        if f.read(8) != _PNG_SIGNATURE:
+            return
+        total = 0
+        for _ in range(MAX_PNG_HEAD_CHUNKS):
+            head = f.read(8)
+            if len(head) < 8:
+                return  # (cut: Pillow's own checks refuse it)
+            length, kind = struct.unpack(">I4s", head)
+            if kind in (b"IDAT", b"DDAT"):
+                return
+            total += length + 12
+            if total > MAX_PNG_HEAD_BYTES:
+                name = kind.decode("latin-1")
+                raise ValueError(f"the PNG has more than {MAX_PNG_HEAD_BYTES >> 20} MB of chunks before its image "
+                                 f"data (a {length}-byte {name!r} chunk; Pillow reads them into memory)")
+            f.seek(length + 4, os.SEEK_CUR)
+        raise ValueError(f"the PNG has more than {MAX_PNG_HEAD_CHUNKS} chunks before its image data")
+    finally:
+        f.seek(at)
 
 
 #: Channels of each PNG colour type: gray, RGB, palette, gray and alpha, RGBA.
