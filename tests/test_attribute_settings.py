@@ -429,7 +429,15 @@ def test_cli_set_draws_what_was_set_and_refuses_what_cannot_be(tmp_path, photo, 
         with pytest.raises(SystemExit) as e:
             main(["image", str(src), "-o", str(tmp_path / "x.svg"), "--set", bad])
         assert e.value.code == 2 and "--set" in capsys.readouterr().err
+    # two that conflict are a usage error too (exit 2, before any work; was 1 from the SDK's ValueError)
+    out = ["image", str(src), "-o", str(tmp_path / "x.svg")]
+    for first, second in (("bald=yes", "hair_length=long"), ("headwear=no", "headwear_kind=cap")):
+        assert main(out + ["--set", first, "--set", second]) == 2
+        err = capsys.readouterr().err
+        assert f"--set: {second.split('=')[0]} '{second.split('=')[1]}'" in err and first in err, err
     assert not (tmp_path / "x.svg").exists()
+    # a later --set of a name replaces the earlier one: no conflict left
+    assert main(out + ["--set", "bald=yes", "--set", "hair_length=long", "--set", "bald=no"]) == 0
 
 
 def test_cli_image_attributes_prints_what_was_read_and_what_was_set(tmp_path, photo, capsys, av):

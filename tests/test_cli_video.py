@@ -1069,6 +1069,56 @@ def test_constant_rate_places_a_half_frame_offset_without_dropping_frames():
     assert written in (list(range(50)), [0] + list(range(50)))
 
 
+def test_the_last_frame_of_a_gif_lasts_as_long_as_it_says(tmp_path, capsys):
+    """An animated GIF's frames last what each says (here 1 s, 0.5 s, 1 s:
+    written at 2 fps): its last frame was written for one output frame, so
+    the mp4 lasted 2.0 s instead of 2.5 s (of a GIF of 1 s frames written
+    at its 100 fps base rate, 1.01 s of 2 s), and an animation of it ended
+    as early. Both now hold it to the GIF's end."""
+    _need_ffmpeg()
+    from PIL import Image
+
+    from avatarizer.imageio import sample_photo
+
+    face = Image.fromarray(sample_photo()).resize((256, 256))
+    frames = [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT), face]
+    gif = tmp_path / "a.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=[1000, 500, 1000])
+    out = tmp_path / "o.mp4"
+    assert _main("video", gif, "-o", out) == 0, capsys.readouterr().err
+    assert float(_ffprobe(out, "stream=duration")[0]) == pytest.approx(2.5, abs=0.02)
+    assert _main("video", gif, "-o", tmp_path / "a.json") == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert (doc["op"] - doc["ip"]) / doc["fr"] == pytest.approx(2.5, abs=0.02)
+
+
+def test_the_last_frame_is_held_to_the_streams_own_end_only():
+    """``Probe.last_shown``: the stream's own duration decides (not the
+    file's, which a longer sound track sets), between one frame and
+    ``MAX_LAST_FRAME_S``; else one frame."""
+    from avatarizer.cli import _ConstantRate
+    from avatarizer.videoio import MAX_LAST_FRAME_S, Probe
+
+    step = 0.04
+    assert Probe(stream_duration=2.0).last_shown(0.0, 1.0, step) == pytest.approx(1.0)
+    assert Probe(stream_duration=2.0).last_shown(0.5, 1.0, step) == pytest.approx(1.5)  # (its start offset)
+    assert Probe(stream_duration=1.02).last_shown(0.0, 1.0, step) == step  # (under a frame)
+    assert Probe(stream_duration=MAX_LAST_FRAME_S + 2).last_shown(0.0, 1.0, step) == step  # (a broken header)
+    assert Probe(duration=9.0, file_duration=9.0).last_shown(0.0, 1.0, step) == step  # (only the file's)
+    written = []
+    out = _ConstantRate(written.append, 10.0)
+    out.add("a", 0.0)
+    out.add("b", 0.2)
+    out.finish(1.0)
+    assert written == ["a", "a"] + ["b"] * 10
+    written.clear()  # (no length known, or --max-seconds stopped the walk: one frame)
+    out = _ConstantRate(written.append, 10.0)
+    out.add("a", 0.0)
+    out.add("b", 0.2)
+    out.finish(None)
+    assert written == ["a", "a", "b"]
+
+
 class _FakeCap:
     def __init__(self, times_ms):
         self.times, self.i = list(times_ms), -1

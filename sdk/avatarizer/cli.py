@@ -717,28 +717,36 @@ class _ConstantRate:
     one's, so a variable-frame-rate input keeps its timing (a frame is
     repeated over a gap, dropped when two fall on one output frame) and a
     video that starts after its sound starts there (its first frame is shown
-    from 0). ``written``: output frames so far."""
+    from 0). ``written``: output frames so far; ``last``: the time of the
+    frame added last."""
 
     def __init__(self, write, rate: float):
         self._write, self.rate, self.written, self._held = write, rate, 0, None
         self._first: tuple[float, int] | None = None  # the first frame's time and output frame
+        self.last: float | None = None
 
-    def add(self, frame, t: float) -> None:
+    def _slot(self, t: float) -> int:
         # frames are placed from the first one's output frame: a video half a frame after its
         # sound would otherwise round each time up or down by float noise, dropping every other frame
+        t0, s0 = self._first
+        return max(0, s0 + int(round((t - t0) * self.rate)))
+
+    def add(self, frame, t: float) -> None:
         if self._first is None:
             self._first = (t, max(0, int(round(t * self.rate))))
-        t0, s0 = self._first
-        slot = max(0, s0 + int(round((t - t0) * self.rate)))
+        slot = self._slot(t)
         if self._held is not None:
             self._emit(self._held, slot - self.written)  # the held frame up to this one's time
         elif slot > 0:
             self._emit(frame, slot)  # before the first frame: the first frame
-        self._held = frame
+        self._held, self.last = frame, t
 
-    def finish(self) -> None:
+    def finish(self, shown: float | None = None) -> None:
+        """Writes the last frame: for ``shown`` seconds (``Probe.last_shown``),
+        else (None) one output frame."""
         if self._held is not None:
-            self._emit(self._held, 1)
+            n = 1 if shown is None else max(1, self._slot(self.last + shown) - self.written)
+            self._emit(self._held, n)
             self._held = None
 
     def _emit(self, frame, n: int) -> None:
@@ -911,9 +919,10 @@ def _video(args) -> int:
                                            else cv2.INTER_LINEAR)
                         avatar = _rescaled(avatar, pw, ph)
                     frames_out.add(compose(frame, avatar, side), t)
-                frames_out.finish()
-                secs = time.perf_counter() - t0
                 done, found, frame = walk.done, walk.found, walk.frame
+                frames_out.finish(_last_shown(info, start, frames_out.last, 1.0 / rate_f, frame is None
+                                              and _expected_frames(count, info, limit, done) is None))
+                secs = time.perf_counter() - t0
         finally:
             if writer is not None:
                 writer.release()
@@ -1005,6 +1014,16 @@ class _VideoWalk:
                 _progress(self.done, self.total, self.t0)
             ok, frame = self.cap.read()
             self.frame = frame if ok else None
+
+
+def _last_shown(info, start: float, last: float | None, step: float, whole: bool) -> float | None:
+    """How long the video's last frame (at ``last`` on the file's clock) is
+    shown: to the stream's own end (``Probe.last_shown``: an animated GIF's
+    last frame lasts what it says) where the whole input was read
+    (``whole``); None (one frame) where ``--max-seconds`` stopped the walk
+    or the input is truncated (a damaged file's last decoded frame was held
+    to the header's end, its sound not cut)."""
+    return info.last_shown(start, last, step) if whole and last is not None else None
 
 
 def _expected_frames(count: int, info, limit: int | None, done: int) -> int | None:
@@ -1170,7 +1189,10 @@ def _video_animation(args) -> int:
             raise CLIError(f"{which} found in any of the {done} frames of {inp}")
         frames = [first if p is None else p for p in frames]
         # (the animation starts with the video's first frame)
-        shown = _resampled(frames, [t - times[0] for t in times], 1.0 / src_rate, fps, " or --max-seconds")
+        last = _last_shown(info, start, times[-1], 1.0 / src_rate,
+                           frame is None and _expected_frames(count, info, limit, done) is None)
+        last = 1.0 / src_rate if last is None else last
+        shown = _resampled(frames, [t - times[0] for t in times], last, fps, " or --max-seconds")
         n_out = len(shown)
         anim.extend(shown)
         st = _write_animation(anim, out, args.overwrite, inp)
@@ -1385,9 +1407,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_demo)
     s = sub.add_parser("render-samples", help="a contact sheet of sampled avatars")
     s.add_argument("-o", "--output", default="gallery.png", metavar="OUT",
-                   help="the contact sheet, a PNG (default gallery.png)")
-    s.add_argument("-n", type=_count, default=24, help="how many avatars (1..1000)")
-    s.add_argument("--size", type=_positive_int, default=256, help="tile size in pixels")
+                   help="the contact sheet: OUT.png, OUT.jpg or OUT.webp (default gallery.png)")
+    s.add_argument("-n", type=_count, default=24, help="how many avatars (1..1000, default 24)")
+    s.add_argument("--size", type=_positive_int, default=256, help="tile size in pixels (default 256)")
     s.add_argument("--seed", type=_seed, default=0, help="random seed, a whole number >= 0 (default 0)")
     s.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     s.set_defaults(func=_render_samples)
@@ -1399,10 +1421,11 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--size", type=_positive_int, default=512,
                     help="pixels (PNG) or points (SVG/PDF; a PDF page at most 14400); default 512")
     im.add_argument("--background", type=_background, default="white",
-                    help="white (default), transparent, black or a hex colour #rrggbb (#rgb, #rrggbbaa)")
+                    help="white (default), transparent, black or a hex colour #rrggbb (#rgb, #rgba, #rrggbbaa)")
     im.add_argument("--face", type=_face_index, default=0, metavar="K",
                     help=f"which face, 0 = the largest (default), up to {_MAX_FACE}")
-    im.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
+    im.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto",
+                    help=_ESTIMATOR_HELP)
     im.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                     help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
     _set_argument(im)
@@ -1428,7 +1451,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which face to follow: the K-th largest in each frame, 0 = the largest (default); "
                         f"up to {_MAX_FACE}. Frames without a K-th face count as frames without a face "
                         "(the last avatar is kept for 0.5 s, then none is drawn)")
-    v.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
+    v.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto",
+                    help=_ESTIMATOR_HELP)
     v.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                    help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
     _set_argument(v)
@@ -1455,15 +1479,18 @@ def build_parser() -> argparse.ArgumentParser:
                                     "without one run it under xvfb-run -a (exit status 2 otherwise).")
     lv.add_argument("source", nargs="?", default=None, metavar="SOURCE",
                     help="camera index (default 0), or a video file or URL OpenCV can open")
-    lv.add_argument("--layout", choices=("overlay", "side-by-side"), default="overlay")
+    lv.add_argument("--layout", choices=("overlay", "side-by-side"), default="overlay",
+                    help="the avatar over the face (overlay, the default) or beside the frame")
     lv.add_argument("--face", type=_face_index, default=0, metavar="K",
-                    help="which face to follow: the K-th largest in each frame, 0 = the largest (default)")
+                    help="which face to follow: the K-th largest in each frame, 0 = the largest (default); "
+                         f"up to {_MAX_FACE}")
     lv.add_argument("--frames", type=_frame_count, default=None, metavar="N", help="stop after N frames shown")
     lv.add_argument("--max-seconds", type=_seconds, default=None, metavar="S",
                     help="stop after S seconds (wall clock, after the models are loaded)")
     lv.add_argument("--screenshot", metavar="PATH.png", default=None,
                     help="write the last frame shown (with the avatar and the fps) as a PNG at the end")
-    lv.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto")
+    lv.add_argument("--estimator", choices=("auto", "hybrid", "model", "artist"), default="auto",
+                    help=_ESTIMATOR_HELP)
     lv.add_argument("--exaggeration", type=_likeness, default=None, metavar="K",
                     help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
     _set_argument(lv)
@@ -1592,7 +1619,14 @@ def _animation_arguments(p, fps_help: str, size_help: str | None = None, size_de
                         "every vertex and every keyframe but exactly linear runs is kept, within 1/128 px)")
     p.add_argument("--background", type=_background, default=None,
                    help="animation background: transparent (default), white, black or a hex colour #rrggbb "
-                        "(#rgb, #rrggbbaa)")
+                        "(#rgb, #rgba, #rrggbbaa)")
+
+
+#: ``--estimator``'s help (``Options.estimator``).
+_ESTIMATOR_HELP = ("what draws the face: hybrid (the model's appearance, the geometry from the landmarks), "
+                   "model (the paper's network alone) or artist (the auto-artist: measured from the photo, "
+                   "without the face model and the attribute regressor); auto (default): hybrid where the "
+                   "shipped model files exist, else artist")
 
 
 #: Highest --face index (the SDK finds at most api.MAX_FACES faces per frame).
@@ -1647,6 +1681,15 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         ap.print_help()
         return 2
+    if getattr(args, "set", None):  # each --set is checked alone by argparse; two that conflict, here
+        from .hair import check_settings
+
+        try:
+            check_settings(dict(args.set), what="--set")
+        except ValueError as exc:  # (a usage error, exit 2, as a bad single --set is)
+            text = str(exc).replace("=True", "=yes").replace("=False", "=no")
+            print(f"avatarizer {args.command}: error: {text}", file=sys.stderr)
+            return 2
     handlers = {}
     _STOP.clear()
     if _in_main_thread():

@@ -120,6 +120,8 @@ class Probe:
     video_frames: int | None = None
     #: seconds of the whole file (its longest stream), None when it does not say
     file_duration: float | None = None
+    #: seconds of the video stream by its own header alone (None: it does not say)
+    stream_duration: float | None = None
 
     def output_rate(self) -> str:
         """The constant frame rate to write a video at (``rate``, or the base
@@ -155,6 +157,18 @@ class Probe:
         if self.duration is None or self.variable_rate:
             return None
         return start + self.duration
+
+    def last_shown(self, start: float, last: float, step: float) -> float:
+        """How long the last frame, at ``last`` seconds on the file's clock,
+        is shown: to the video stream's own end (``start`` plus its own
+        duration) where that is between one frame ``step`` and
+        ``MAX_LAST_FRAME_S`` after it (an animated GIF's last frame lasts as
+        long as it says: held one output frame, a 1 s frame of a GIF written
+        at its 100 fps base rate lasted 10 ms), else ``step``."""
+        if self.stream_duration is None:
+            return step
+        hold = start + self.stream_duration - last
+        return hold if step < hold <= MAX_LAST_FRAME_S else step
 
     def video_end(self, start: float) -> float | None:
         """The latest time, on the file's clock, the video's frames can
@@ -208,6 +222,7 @@ def probe(path: Path) -> Probe:
         own = _seconds(video.get("duration"))
         out.file_duration = _seconds((doc.get("format") or {}).get("duration"))
         out.duration = own or out.file_duration
+        out.stream_duration = own
         out.video_frames = _int(video.get("nb_frames"))
         if out.video_frames is None and own and out.rate:
             out.video_frames = round(own * float(Fraction(out.rate)))
@@ -219,6 +234,9 @@ def probe(path: Path) -> Probe:
                 out.video_bitrate = total - sound
     return out
 
+
+#: the longest a video's last frame is shown by its stream's own duration (:meth:`Probe.last_shown`)
+MAX_LAST_FRAME_S = 10.0
 
 #: how long :func:`size_change` may read a file's key frames before it gives up (unchecked)
 SIZE_CHECK_SECONDS = 10.0
