@@ -110,7 +110,10 @@ def baseline_artist(folder: Path):
     folder = Path(folder)
     if not (folder / "__init__.py").is_file() or not (folder / "artist").is_dir():
         raise SystemExit(f"--baseline {folder}: not an avatarizer package folder (no __init__.py / artist/)")
+    import atexit
+
     tmp = Path(tempfile.mkdtemp(prefix="artist-baseline-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # (the copy, models included, was left behind)
     shutil.copytree(folder, tmp / "avatarizer_baseline", ignore=shutil.ignore_patterns("__pycache__"))
     sys.path.insert(0, str(tmp))
     return importlib.import_module("avatarizer_baseline.artist")

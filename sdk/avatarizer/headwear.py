@@ -34,7 +34,8 @@ import numpy as np
 from . import landmarks as L
 from . import regionnet as RN
 from . import schema as S
-from .artist.photo import at_size, float_rgb, mask01, to_lab
+from .artist.photo import at_size, float_rgb, mask01, masked, to_lab
+from .artist.stats import median
 
 #: the hat network (:mod:`avatarizer.regionnet`): rows 0-64 of the aligned 128-px crop (the top of the
 #: head), P(headwear); ``avatarizer-export hat-net`` fits it, the hybrid decides the hat with it
@@ -202,7 +203,7 @@ def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | 
     if skin_rgb is None:
         cheeks = np.concatenate([lm[list(c)] for c in L.CHEEK_PATCH])
         px = np.clip(((cheeks + 1.0) * 0.5 * size).astype(int), 0, size - 1)
-        skin = np.median(to_lab(rgb[px[:, 1], px[:, 0]]), 0)
+        skin = median(to_lab(rgb[px[:, 1], px[:, 0]]), 0)
     else:
         skin = to_lab(np.asarray(skin_rgb, np.float64).reshape(3))
     mid = np.abs(g - cx) < 0.35 * hw
@@ -228,16 +229,18 @@ def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | 
             band_y = float(g[i + 1]) - 1.0 / size
             break
 
+    centre = np.abs(g - cx) < 0.5 * hw
+    c = min(max(int(np.searchsorted(g, cx)), 0), size - 1)  # the centre column
+
     def half_width(y: float) -> float:
-        i = int(np.clip(np.searchsorted(g, y) - 1, 0, size - 1))  # the last row above y
-        row = (m[i] | (np.abs(g - cx) < 0.5 * hw)) & ok[i]
-        # the run of mask pixels through the centre column
-        c = int(np.clip(np.searchsorted(g, cx), 0, size - 1))
-        left = right = c
-        while left > 0 and row[left - 1]:
-            left -= 1
-        while right < size - 1 and row[right + 1]:
-            right += 1
+        i = min(max(int(np.searchsorted(g, y)) - 1, 0), size - 1)  # the last row above y
+        row = (m[i] | centre) & ok[i]
+        # the run of mask pixels through the centre column: from the first column after the last gap left
+        # of it to the last column before the first gap right of it (the centre column counted either way)
+        gaps = np.flatnonzero(~row[:c])
+        left = int(gaps[-1]) + 1 if len(gaps) else 0
+        gaps = np.flatnonzero(~row[c + 1:])
+        right = c + int(gaps[0]) if len(gaps) else size - 1
         return float(max(cx - g[left], g[right] - cx)) / hw
 
     # widths above the face oval (it is not in the mask), the band's row or higher
@@ -246,10 +249,10 @@ def shape_cues(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> dict | 
     w_max = max(half_width(y) for y in np.linspace(top_y + 0.02, low, 8))
     # shade on the forehead under the band (a peak's or a brim's shadow), against the skin
     fore = (gb[:, None] > band_y + 0.02) & (gb[:, None] < brow - 0.01) & (np.abs(g[None, :] - cx) < 0.5 * hw) & okb
-    shade = float(np.median(lab[fore][:, 0]) - skin[0]) if np.count_nonzero(fore) >= 6 else 0.0
+    shade = float(median(masked(lab, fore)[:, 0]) - skin[0]) if np.count_nonzero(fore) >= 6 else 0.0
     hat = m[:nb] & okb & (gb[:, None] < band_y - 0.03) & (np.abs(g[None, :] - cx) < 1.2 * hw)
     if np.count_nonzero(hat) >= 12:
-        hl = np.median(lab[hat], 0)
+        hl = median(masked(lab, hat), 0)
         hat_dl, hat_chroma = float(hl[0] - skin[0]), float(np.hypot(hl[1], hl[2]))
     else:
         hat_dl = hat_chroma = 0.0

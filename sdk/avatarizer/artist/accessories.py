@@ -316,6 +316,9 @@ LENS_RAY_ANGLES = np.radians(np.arange(0.0, 360.0, 10.0))
 LENS_RAY_REACH = 2.7
 
 
+_EIGHTHS = np.linspace(0.0, 1.0, 8, endpoint=False)
+
+
 def lens_rim(photo: Photo, lm, side: int):
     """The rim of a lens around eye ``side`` (0 image-left, 1 right) of the
     photo's own landmarks ``lm`` (canonical units of the photo's crop, as
@@ -333,8 +336,8 @@ def lens_rim(photo: Photo, lm, side: int):
     e = 0.5 * float(norm(outer - inner))
     opening = np.concatenate([lm[landmark_index("eye_up", side)], lm[landmark_index("eye_lo", side)][::-1]])
     ring = np.concatenate([opening, opening[:1]])
-    dense = np.concatenate([ring[j] + np.linspace(0.0, 1.0, 8, endpoint=False)[:, None] * (ring[j + 1] - ring[j])
-                            for j in range(len(ring) - 1)]) - c
+    # 8 points along each segment of the ring, all segments at once
+    dense = (ring[:-1, None, :] + _EIGHTHS[None, :, None] * (ring[1:] - ring[:-1])[:, None, :]).reshape(-1, 2) - c
     eye_ang, eye_rad = np.arctan2(dense[:, 1], dense[:, 0]), norm(dense)
     pix = abs(float(photo.gx.ravel()[1] - photo.gx.ravel()[0]))
     rs = np.arange(0.3 * e, LENS_RAY_REACH * e, 0.5 * pix)
@@ -386,7 +389,7 @@ def lens_fit(photo: Photo, lm, side: int) -> dict | None:
     P, dip, c, e = lens_rim(photo, lm, side)
     if not (np.isfinite(e) and e > 0.0):
         return None
-    ref = float(np.median(dip[dip > 0])) if np.any(dip > 0) else 0.0
+    ref = float(median(dip[dip > 0])) if np.any(dip > 0) else 0.0
     keep = dip >= 0.3 * ref
     if ref <= 0.0 or np.count_nonzero(keep) < 12:
         return None
@@ -397,7 +400,7 @@ def lens_fit(photo: Photo, lm, side: int) -> dict | None:
     for _ in range(LENS_FIT_STEPS):
         d = _box_distance(Q, np.vstack([th, th + probe]))
         r, J = d[0], ((d[1:] - d[0]) / _JAC_STEP).T
-        scale = max(1.5 * float(np.median(np.abs(r))), 1e-4)
+        scale = max(1.5 * float(median(np.abs(r))), 1e-4)
         wr = w * np.minimum(1.0, scale / np.maximum(np.abs(r), 1e-9))
         A = J * wr[:, None]
         step = np.linalg.solve(A.T @ J + 1e-6 * np.eye(5), -(A.T @ r))
@@ -922,7 +925,7 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
     if ev["moustache"] is not None:
         must = 10.0 * (ev["moustache"][0] - ev["moustache"][1])
     if max(beard, must) > 0.0:  # (the age only where facial hair would be drawn: ~0.5 ms)
-        age = g["age"] if g.get("age") is not None else age_estimate(lm, photo.rgb)
+        age = g["age"] if g.get("age") is not None else age_estimate(lm, photo.resized(AGE_TEXTURE_SIZE))
         if age is not None and age < NO_FACIAL_HAIR_AGE:
             g["facial_hair_age"] = age  # a child's chin read as a beard: not drawn
             beard, must, opacity = min(beard, 0.0), min(must, 0.0), None
@@ -1343,12 +1346,7 @@ def hat_shape(photo: Photo, lm) -> dict | None:
 
     if photo.hair is None:
         return None
-    rgb = photo.rgb
-    if rgb.shape[0] != HAT_CUE_SIZE:
-        import cv2
-
-        rgb = cv2.resize(np.ascontiguousarray(rgb), (HAT_CUE_SIZE, HAT_CUE_SIZE), interpolation=cv2.INTER_AREA)
-    return HW.shape_cues(rgb, photo.hair, np.asarray(lm, np.float64)[:, :2], photo.valid)
+    return HW.shape_cues(photo.resized(HAT_CUE_SIZE), photo.hair, np.asarray(lm, np.float64)[:, :2], photo.valid)
 
 
 def hat_vector(g, shape: dict | None) -> np.ndarray:

@@ -421,7 +421,7 @@ def hair(st, p, lm, g, photo: Photo, col):
         # darker than it looks), from the hair region the SDK's hair stage samples
         # (without a colour cast: hair_colour_of_class takes it out first)
         # grey hair is rare on young faces: weighed by the artist's own age estimate (it has no H)
-        g["age"] = accessories.age_estimate(lm, photo.rgb)
+        g["age"] = accessories.age_estimate(lm, photo.resized(accessories.AGE_TEXTURE_SIZE))
         gray_ratio = accessories.artist_gray_ratio(None if g.get("cheeks_covered") else g["age"])
         # (the fusion's first expert, H's in the hybrid: a reading that tells nothing but the artist's own
         # age prior for grey, capped at 1, as without the network; H's prior and its child gate were fitted

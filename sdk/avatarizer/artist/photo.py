@@ -325,9 +325,13 @@ class Photo:
     gx: np.ndarray = field(default=None)  # canonical x of each pixel column (1, S)
     gy: np.ndarray = field(default=None)  # canonical y of each pixel row (S, 1)
 
+    #: the S×S×3 uint8 crop ``rgb`` was made from (``rgb`` is it / 255); None for a float crop
+    crop: np.ndarray | None = None
+
     _hp: np.ndarray | None = None
     _vf: np.ndarray | None = None
     _net_crop: np.ndarray | None = None
+    _resized: dict = field(default_factory=dict)  # :meth:`resized`'s, by size
     #: region() of single discs already asked for (this photo's own: the cheek
     #: discs are read for the skin colour and again for the light direction)
     _disc_regions: dict = field(default_factory=dict)
@@ -342,12 +346,30 @@ class Photo:
         if self._net_crop is None:
             from ..regionnet import CROP
 
-            img = np.clip(self.rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            if self.crop is not None:
+                # the uint8 crop itself: the same bytes as the line below makes (k / 255 in float32, times
+                # 255, plus 0.5 truncates back to k for every uint8 k), without its float arithmetic
+                img = np.ascontiguousarray(self.crop)
+            else:
+                img = np.clip(self.rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
             if img.shape[0] != CROP:
                 img = cv2.resize(img, (CROP, CROP), interpolation=cv2.INTER_AREA)
+            elif img is self.crop:
+                img = img.copy()  # (not the caller's array)
             img.setflags(write=False)  # (shared by the networks that read it)
             self._net_crop = img
         return self._net_crop
+
+    def resized(self, size: int) -> np.ndarray:
+        """``rgb`` area-resampled to ``size``² (read-only; made once per size: the hat's shape cues and
+        the age estimate both read the crop at 128 px); ``rgb`` itself at its own size."""
+        if size == self.size:
+            return self.rgb
+        img = self._resized.get(size)
+        if img is None:
+            img = self._resized[size] = cv2.resize(self.rgb, (size, size), interpolation=cv2.INTER_AREA)
+            img.setflags(write=False)
+        return img
 
     def to_img(self, xy) -> np.ndarray:
         """Canonical points of the drawn (frontal) face → where that point
@@ -507,7 +529,7 @@ def make_photo(st, crop, hair_mask, valid) -> Photo:
             hm = cv2.resize(hm, (size, size), interpolation=cv2.INTER_LINEAR)
     c = pixel_centres(size)
     return Photo(np.ascontiguousarray(rgb), luma_of(rgb).astype(np.float32, copy=False), valid, hm, size,
-                  c[None, :], c[:, None])
+                  c[None, :], c[:, None], crop=img if img.dtype == np.uint8 else None)
 
 def gain(st, c):
     c = np.asarray(c, np.float64)

@@ -53,14 +53,14 @@ def check_feed(model: str, expected: Sequence[_TensorInfo], inputs: Mapping[str,
     feed = {}
     for e in expected:
         arr = np.asarray(inputs[e.name])
-        want = e.describe()
+        # (e.describe() only for the messages: not formatted on every call)
         if e.dtype is not None and arr.dtype != e.dtype:
-            raise ValueError(f"model {model!r} input {e.name!r} expects a {want}; got {arr.dtype.name} "
+            raise ValueError(f"model {model!r} input {e.name!r} expects a {e.describe()}; got {arr.dtype.name} "
                              f"of shape {arr.shape} (convert with .astype(np.{e.dtype.name}))")
         ok = arr.ndim == len(e.shape) and all(
             (d == s) if isinstance(d, int) and d >= 0 else s >= 1 for d, s in zip(e.shape, arr.shape))
         if not ok:
-            raise ValueError(f"model {model!r} input {e.name!r} expects a {want}; got shape {arr.shape}")
+            raise ValueError(f"model {model!r} input {e.name!r} expects a {e.describe()}; got shape {arr.shape}")
         feed[e.name] = np.ascontiguousarray(arr)
     return feed
 
