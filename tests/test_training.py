@@ -634,7 +634,8 @@ def tiny_aligned(tmp_path, monkeypatch):
     def align_one(job):
         calls.align += 1
         z = np.zeros
-        return job[0], dict(crop=z((128, 128, 3), np.uint8), hair=z((128, 128), np.uint8),
+        # (each alignment's crop its own: a rebuilt stage holds other pixels)
+        return job[0], dict(crop=np.full((128, 128, 3), calls.align % 256, np.uint8), hair=z((128, 128), np.uint8),
                             landmarks=z((478, 2), np.float32), landmarks3d=z((478, 3), np.float32),
                             transform=z((2, 3)), pose=z(3, np.float32), pad=0, faces=1), None
 
@@ -700,6 +701,27 @@ def test_a_data_stage_cut_short_is_never_reused(tiny_aligned):
     n = t.calls.pairs
     D.build_pairs(t.shared, t.cache, workers=1)  # built again, not reused
     assert t.calls.pairs > n and len(D.load_pairs(t.cache)[1]) == t.calls.pairs - n
+
+
+def test_a_rebuilt_stage_leaves_a_readers_memory_maps_whole(tiny_aligned):
+    """Training reads the crops memory-mapped; a stage rebuilt meanwhile
+    wrote its arrays in place, truncating the file under the map (reading it
+    then crashes the reader with SIGBUS). Each file is now written beside
+    and moved onto the old one: the reader keeps the old arrays whole, and
+    no temporary file is left."""
+    t = tiny_aligned
+    D.build_pairs(t.shared, t.cache, workers=1)
+    crops, params, _, _ = D.load_pairs(t.cache)
+    aligned = D.load_aligned(t.cache)
+    before = (np.array(crops), np.array(aligned.crops))
+    t.artist["mean_face"] = "m3"  # the pairs built again
+    D.build_aligned(t.shared, t.cache, workers=1, force=True)
+    D.build_pairs(t.shared, t.cache, workers=1)
+    assert np.array_equal(np.asarray(crops), before[0]) and np.array_equal(np.asarray(aligned.crops), before[1])
+    assert not np.array_equal(np.asarray(D.load_aligned(t.cache).crops), before[1])  # (the new build's differ)
+    assert not np.array_equal(np.asarray(D.load_pairs(t.cache)[0]), before[0])
+    for stage in ("aligned", "pairs"):
+        assert not [p.name for p in (t.cache / stage).iterdir() if ".part." in p.name]
 
 
 def test_artist_key_follows_the_mean_face_contents(tmp_path, monkeypatch):

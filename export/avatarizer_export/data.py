@@ -168,6 +168,22 @@ def artist_networks_key() -> str:
     return h.hexdigest()[:16]
 
 
+def _save(path: Path, array) -> None:
+    """``np.save`` through a temporary file beside ``path`` moved onto it: a
+    process reading the stage's previous arrays (``np.load(...,
+    mmap_mode="r")``, as training does) keeps them whole; written in place,
+    the file was truncated under its memory map (a crash with SIGBUS)."""
+    with staged(path, "part") as tmp:
+        with open(tmp, "wb") as f:  # (np.save would add .npy to the temporary name)
+            np.save(f, array)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """``path.write_text(text)`` through a temporary file moved onto it."""
+    with staged(path, "part") as tmp:
+        tmp.write_text(text)
+
+
 def _write_meta(path: Path, meta: dict):
     """``meta.json``, the last file of a stage, written whole or not at all,
     with a token new to every build (so :func:`stage_key` tells builds apart)."""
@@ -585,14 +601,14 @@ def build_aligned(shared: Path, cache: Path, workers: int = 2, limit: int | None
             (failures.append({"face": key, "reason": why}) if res is None else results.__setitem__(key, res))
     keys = [k for k in keys_all if k in results]
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.save(out_dir / "crops128.npy", np.stack([results[k]["crop"] for k in keys]))
-    np.save(out_dir / "hair128.npy", np.stack([results[k]["hair"] for k in keys]))
-    np.save(out_dir / "landmarks.npy", np.stack([results[k]["landmarks"] for k in keys]))
-    np.save(out_dir / "landmarks3d.npy", np.stack([results[k]["landmarks3d"] for k in keys]))
-    np.save(out_dir / "transforms.npy", np.stack([results[k]["transform"] for k in keys]))
-    np.save(out_dir / "pose.npy", np.stack([results[k]["pose"] for k in keys]))
-    np.save(out_dir / "pad.npy", np.array([results[k]["pad"] for k in keys], np.int32))
-    (out_dir / "keys.json").write_text(json.dumps(keys))
+    _save(out_dir / "crops128.npy", np.stack([results[k]["crop"] for k in keys]))
+    _save(out_dir / "hair128.npy", np.stack([results[k]["hair"] for k in keys]))
+    _save(out_dir / "landmarks.npy", np.stack([results[k]["landmarks"] for k in keys]))
+    _save(out_dir / "landmarks3d.npy", np.stack([results[k]["landmarks3d"] for k in keys]))
+    _save(out_dir / "transforms.npy", np.stack([results[k]["transform"] for k in keys]))
+    _save(out_dir / "pose.npy", np.stack([results[k]["pose"] for k in keys]))
+    _save(out_dir / "pad.npy", np.array([results[k]["pad"] for k in keys], np.int32))
+    _write_text(out_dir / "keys.json", json.dumps(keys))
     per_source = {}
     for k in keys_all:
         s = per_source.setdefault(k.split("/")[0], {"photos": 0, "aligned": 0, "padded": 0, "several_faces": 0})
@@ -607,7 +623,7 @@ def build_aligned(shared: Path, cache: Path, workers: int = 2, limit: int | None
     meta = dict(version=DATA_VERSION, inputs=len(keys_all), names=names, aligner=aligner, aligned=len(keys),
                 failed=len(failures),
                 reasons=reasons, per_source=per_source, seconds=round(time.time() - t0, 1), crop=CROP)
-    (out_dir / "failures.json").write_text(json.dumps(failures, indent=1))
+    _write_text(out_dir / "failures.json", json.dumps(failures, indent=1))
     _write_meta(meta_path, meta)
     print(f"align: {len(keys)} of {len(keys_all)} faces aligned in {meta['seconds']} s; failures: {reasons}")
     return load_aligned(cache)
@@ -800,8 +816,11 @@ def build_pairs(shared: Path, cache: Path, n_aug: int = 1, workers: int = 2, for
             for i in train]
     total = len(jobs) * (1 + n_aug)
     out_dir.mkdir(parents=True, exist_ok=True)
-    crops = np.lib.format.open_memmap(out_dir / "crops128.npy", mode="w+", dtype=np.uint8,
-                                      shape=(total, CROP, CROP, 3))
+    # written beside the stage's crops and moved onto them once whole (a reader's memory map of the old
+    # ones stays valid; truncated in place it crashed with SIGBUS)
+    crops_path = out_dir / "crops128.npy"
+    crops_tmp = crops_path.with_name(f".crops128.part.{os.getpid()}.npy")
+    crops = np.lib.format.open_memmap(crops_tmp, mode="w+", dtype=np.uint8, shape=(total, CROP, CROP, 3))
     params = np.zeros((total, 629), np.float32)
     source = np.zeros(total, np.int32)
     augs = []
@@ -818,20 +837,24 @@ def build_pairs(shared: Path, cache: Path, n_aug: int = 1, workers: int = 2, for
             augs.append(d)
             row += 1
 
-    if workers > 1:
-        import multiprocessing as mp
+    try:
+        if workers > 1:
+            import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(workers) as pool:
-            for key, items in tqdm(pool.imap(_pairs_worker, jobs, chunksize=16), total=len(jobs),
-                                   desc="pairs", unit="photo"):
-                consume(key, items)
-    else:
-        for job in tqdm(jobs, desc="pairs", unit="photo"):
-            consume(*_pairs_worker(job))
-    crops.flush()
-    np.save(out_dir / "params.npy", params[:row])
-    np.save(out_dir / "source.npy", source[:row])
-    (out_dir / "augment.json").write_text(json.dumps(augs))
+            with mp.get_context("spawn").Pool(workers) as pool:
+                for key, items in tqdm(pool.imap(_pairs_worker, jobs, chunksize=16), total=len(jobs),
+                                       desc="pairs", unit="photo"):
+                    consume(key, items)
+        else:
+            for job in tqdm(jobs, desc="pairs", unit="photo"):
+                consume(*_pairs_worker(job))
+        crops.flush()
+        os.replace(crops_tmp, crops_path)  # (the map, still open, now maps the stage's file)
+    finally:
+        crops_tmp.unlink(missing_ok=True)
+    _save(out_dir / "params.npy", params[:row])
+    _save(out_dir / "source.npy", source[:row])
+    _write_text(out_dir / "augment.json", json.dumps(augs))
     meta = dict(version=DATA_VERSION, train_photos=len(train), augment_per_photo=n_aug, pairs=row,
                 seconds=round(time.time() - t0, 1), inputs=inputs)
     _write_meta(meta_path, meta)
@@ -907,8 +930,10 @@ def build_avatars(cache: Path, n: int = 100_000, seed: int = 0, force: bool = Fa
     out[proc, rest] = schema.sample(int(proc.sum()), seed=seed + 1)[:, rest]
     out = schema.clip(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.save(out_dir / "params.npy", out)
-    np.savez(out_dir / "prior.npz", **{k: v for k, v in prior.items() if k != "data"})
+    _save(out_dir / "params.npy", out)
+    with staged(out_dir / "prior.npz", "part") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: v for k, v in prior.items() if k != "data"})
     meta = dict(version=DATA_VERSION, n=n, seed=seed, prior_components=prior["k"], real_vectors=len(params),
                 prior_over=PRIOR_OVER, bandwidth=0.5, pairs=pairs)
     _write_meta(meta_path, meta)
