@@ -1092,6 +1092,45 @@ def test_the_last_frame_of_a_gif_lasts_as_long_as_it_says(tmp_path, capsys):
     assert (doc["op"] - doc["ip"]) / doc["fr"] == pytest.approx(2.5, abs=0.02)
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_an_animated_png_or_webp_keeps_its_frames_times(tmp_path, fmt, capsys):
+    """OpenCV's FFmpeg gave an animated PNG's frames broken times (2 s of
+    APNG became 0.1 s of video) and could not decode an animated WebP at
+    all; both are read by Pillow, each frame as long as the file says."""
+    from PIL import Image
+
+    from avatarizer import videoio
+    from avatarizer.imageio import sample_photo
+
+    face = Image.fromarray(sample_photo()).resize((256, 256))
+    frames = [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT), face.rotate(5)]
+    src = tmp_path / f"a.{fmt.lower()}"
+    frames[0].save(src, format=fmt, save_all=True, append_images=frames[1:], duration=[1000, 500, 1000],
+                   lossless=True)
+    info = videoio.probe(src)
+    assert (info.rate, info.video_frames, info.stream_duration) == ("2/1", 3, 2.5)
+    cap = videoio.capture(src)
+    got = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        got.append((cap.get(cv2.CAP_PROP_POS_MSEC), frame))
+    cap.release()
+    assert [t for t, _ in got] == [0.0, 1000.0, 1500.0]
+    assert np.array_equal(got[1][1][:, :, ::-1], np.asarray(frames[1]))  # (BGR, as OpenCV's frames)
+    assert _main("video", src, "-o", tmp_path / "a.json") == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["fr"] == 2 and (doc["op"] - doc["ip"]) / doc["fr"] == pytest.approx(2.5)
+    if shutil.which("ffmpeg") and shutil.which("ffprobe"):
+        out = tmp_path / "o.mp4"
+        assert _main("video", src, "-o", out) == 0, capsys.readouterr().err
+        assert float(_ffprobe(out, "stream=duration")[0]) == pytest.approx(2.5, abs=0.02)
+    # a still PNG is no animation: left to OpenCV, as before
+    face.save(tmp_path / "still.png")
+    assert videoio.animated_image(tmp_path / "still.png") is None
+
+
 def test_the_last_frame_is_held_to_the_streams_own_end_only():
     """``Probe.last_shown``: the stream's own duration decides (not the
     file's, which a longer sound track sets), between one frame and

@@ -1440,7 +1440,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "The input's sound is copied when ffmpeg is on PATH, else dropped "
                                    "(with a note). --size means the output frame's longer side for "
                                    "OUT.mp4 and the animation's width and height for OUT.json|OUT.svg.")
-    v.add_argument("input", metavar="IN", help="a video file OpenCV can decode")
+    v.add_argument("input", metavar="IN", help="a video file OpenCV can decode, or an animated GIF, PNG or WebP")
     v.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="OUT.mp4 (video), OUT.json (Lottie animation) or OUT.svg (animated SVG)")
     v.add_argument("--layout", choices=("overlay", "side-by-side"), default=None,

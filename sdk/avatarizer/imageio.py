@@ -154,9 +154,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     through it (littlecms), so the colours are the photo's; not for 16-bit,
     32-bit or float grayscale images (scaled to 8 bits as they are) nor a
     profile over :data:`MAX_ICC_BYTES`. An animated image (GIF, WebP, APNG)
-    or a multi-page one (TIFF) gives its first frame (every frame:
-    ``avatarizer video`` reads animated GIF and PNG files, not animated
-    WebP; in Python, ``PIL.ImageSequence`` and ``Avatarizer.from_frames``).
+    or a multi-page one (TIFF) gives its first frame (every frame, timed as
+    the file says: ``avatarizer video``; in Python, ``PIL.ImageSequence``
+    and ``Avatarizer.from_frames``).
 
     The size is read from the file's header and checked against
     ``MIN_SIDE``/``MAX_SIDE`` *before* any pixel is decoded, so a small file

@@ -36,6 +36,104 @@ FALLBACK_CRF = 20
 MAX_MACROBLOCKS = 139_264
 
 
+#: Animated image formats read frame by frame with Pillow (:class:`ImageFrames`): OpenCV's FFmpeg gives
+#: an animated PNG's frames broken times (a 2 s APNG became 0.1 s of video) and cannot decode animated WebP.
+#: (GIF is read by OpenCV, whose times are the file's.)
+PILLOW_ANIMATED = ("PNG", "WEBP")
+#: The frame time of an animated image frame that says 0 ms (or less): what browsers show it for.
+ZERO_DELAY_MS = 100.0
+#: The highest rate an animated image's frames are written at (their times' common step, else this).
+MAX_IMAGE_FPS = 100
+
+
+class ImageFrames:
+    """``cv2.VideoCapture``'s reading interface (``read``, ``get``, ``set``,
+    ``isOpened``, ``release``) over the frames of an animated PNG or WebP,
+    decoded by Pillow (BGR, alpha dropped, as OpenCV gives a video's frames),
+    each frame's time the sum of the durations before it. ``durations``:
+    each frame's in ms; ``fps``: the rate their times fit
+    (:func:`image_rate`)."""
+
+    def __init__(self, image, durations: list[float]):
+        self._im, self.durations, self._i, self._t = image, list(durations), -1, 0.0
+        self.fps = float(image_rate(self.durations))
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoCapture's name
+        return self._im is not None
+
+    def read(self):
+        nxt = self._i + 1
+        if self._im is None or nxt >= len(self.durations):
+            return False, None
+        try:
+            self._im.seek(nxt)
+            frame = np.asarray(self._im.convert("RGB"))[:, :, ::-1].copy()
+        except Exception:  # noqa: BLE001 - a damaged frame ends the video, as a decoder's error does
+            return False, None
+        if self._i >= 0:
+            self._t += self.durations[self._i]
+        self._i = nxt
+        return True, frame
+
+    def get(self, prop) -> float:
+        import cv2
+
+        return {cv2.CAP_PROP_POS_MSEC: self._t, cv2.CAP_PROP_FPS: self.fps,
+                cv2.CAP_PROP_FRAME_COUNT: float(len(self.durations)),
+                cv2.CAP_PROP_FRAME_WIDTH: float(self._im.width if self._im is not None else 0),
+                cv2.CAP_PROP_FRAME_HEIGHT: float(self._im.height if self._im is not None else 0)}.get(prop, 0.0)
+
+    def set(self, prop, value) -> bool:
+        return False
+
+    def release(self) -> None:
+        if self._im is not None:
+            self._im.close()
+            self._im = None
+
+
+def image_rate(durations) -> Fraction:
+    """The frame rate an animated image's frames are written at: 1000 over
+    their durations' common step in whole ms (1 s and 0.5 s frames: 2 fps),
+    at most :data:`MAX_IMAGE_FPS`."""
+    import math
+
+    step = 0
+    for d in durations:
+        step = math.gcd(step, max(1, int(round(d))))
+    return min(Fraction(1000, max(step, 1)), Fraction(MAX_IMAGE_FPS))
+
+
+def animated_image(path) -> tuple[object, list[float]] | None:
+    """``(the opened Pillow image, each frame's duration in ms)`` when
+    ``path`` is an animated PNG or WebP (:data:`PILLOW_ANIMATED`), else
+    None. A duration of 0 or less is :data:`ZERO_DELAY_MS`."""
+    try:
+        if not os.path.isfile(path):  # (a named pipe would block the read of its header)
+            return None
+        from PIL import Image
+
+        im = Image.open(path)
+    except Exception:  # noqa: BLE001 - not an image Pillow reads: OpenCV's to try
+        return None
+    try:
+        if im.format not in PILLOW_ANIMATED or not getattr(im, "is_animated", False):
+            im.close()
+            return None
+        durations = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            if "duration" not in im.info:
+                im.load()  # (a WebP frame's duration is known once it is decoded)
+            d = im.info.get("duration")
+            durations.append(float(d) if isinstance(d, (int, float)) and d > 0 else ZERO_DELAY_MS)
+        im.seek(0)
+    except Exception:  # noqa: BLE001 - damaged: OpenCV's to try, and to refuse
+        im.close()
+        return None
+    return im, durations
+
+
 def capture(path):
     """``cv2.VideoCapture`` of the file ``path``, whatever its name: by its
     absolute path (FFmpeg would read ``take:1.mp4`` as the protocol
@@ -44,8 +142,13 @@ def capture(path):
     crashed it) or holds a ``%`` (OpenCV and FFmpeg's image demuxer read
     ``p%d.jpg`` as the pattern of an image sequence: the files ``p0.jpg``,
     ``p1.jpg``... beside it, not the file named). ``OSError`` when it cannot
-    be opened so."""
+    be opened so. An animated PNG or WebP is read by Pillow instead
+    (:class:`ImageFrames`)."""
     import cv2
+
+    animated = animated_image(path)
+    if animated is not None:
+        return ImageFrames(*animated)
 
     name = os.path.abspath(path)
     try:
@@ -186,7 +289,16 @@ class Probe:
 
 def probe(path: Path) -> Probe:
     """The input's size, frame rate, video bitrate and sound codec (empty
-    :class:`Probe` when ``ffprobe`` is missing or cannot read the file)."""
+    :class:`Probe` when ``ffprobe`` is missing or cannot read the file). An
+    animated PNG or WebP's from its frames' durations (Pillow)."""
+    animated = animated_image(path)
+    if animated is not None:
+        im, durations = animated
+        im.close()
+        rate, total = image_rate(durations), sum(durations) / 1000.0
+        text = f"{rate.numerator}/{rate.denominator}"
+        return Probe(width=im.width, height=im.height, rate=text, base_rate=text, duration=total,
+                     video_frames=len(durations), file_duration=total, stream_duration=total)
     exe = shutil.which("ffprobe")
     if exe is None:
         return Probe(problem="ffprobe not found on PATH; install ffmpeg's ffprobe to keep the sound")
