@@ -56,18 +56,37 @@ def framed(photo: np.ndarray, degrees: float, scale: float, dx: int, dy: int) ->
                           borderValue=(128, 128, 128))
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
+def _fail(message: str) -> int:
+    print(f"framing.py: error: {message}", file=sys.stderr)
+    return 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folders", nargs="*", type=Path, help="folders of face photos (default: ffhq128-labelled)")
-    ap.add_argument("--photos", type=int, default=100, help="photos of each folder, in name order (default 100)")
+    ap.add_argument("--photos", type=_positive, default=100, help="photos of each folder, in name order (default 100)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     folders = args.folders or [SHARED_FACES]
     files = []
     for folder in folders:
         if not folder.is_dir():
-            raise SystemExit(f"{folder}: not a folder of photos (../shared/data is needed by default)")
-        files += sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:args.photos]
+            return _fail(f"{folder} is not a folder of photos" + ("" if args.folders else
+                                                                  " (the default needs ../shared/data)"))
+        files += sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+                        and p.is_file())[:args.photos]
+    if not files:
+        return _fail(f"no .jpg or .png photos in {', '.join(map(str, folders))}")
 
     from avatarizer import Avatarizer, load_image, schema
     from avatarizer.hair import HairBank
@@ -83,7 +102,10 @@ def main(argv=None) -> int:
     refs = []
     with Avatarizer() as av:
         for path in files:
-            photo = load_image(path)
+            try:
+                photo = load_image(path)
+            except ValueError:  # (an unreadable file among the photos: left out)
+                continue
             ref = av.from_frame(framed(photo, 0.0, 1.0, 0, 0))
             if ref is None:
                 continue

@@ -118,3 +118,15 @@ def test_animation_unknown_clip_is_a_usage_error():
     assert res.returncode == 2
     lines = _error_lines(res, "animation.py")
     assert len(lines) == 1 and "--clips: no 30 fps clip of >= 300 frames named nope" in lines[0], res.stderr
+
+
+def test_framing_bad_arguments_and_folders_are_one_line(tmp_path):
+    res = _script("framing.py", "--photos", "0")
+    assert res.returncode == 2 and _error_lines(res, "framing.py") == [
+        "framing.py: error: argument --photos: must be >= 1, not 0"], res.stderr
+    res = _script("framing.py", str(tmp_path / "none"))
+    assert res.returncode == 1 and _error_lines(res, "framing.py") == [
+        f"framing.py: error: {tmp_path / 'none'} is not a folder of photos"], res.stderr
+    res = _script("framing.py", str(tmp_path))
+    assert res.returncode == 1 and _error_lines(res, "framing.py") == [
+        f"framing.py: error: no .jpg or .png photos in {tmp_path}"], res.stderr
