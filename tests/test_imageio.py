@@ -271,13 +271,16 @@ def test_the_scan_count_does_not_depend_on_where_the_reads_fall(monkeypatch):
     import avatarizer.imageio as imageio
 
     jpeg = _progressive(RGB)
-    files = {jpeg: 10, _scans(jpeg, 150): 150, _scans(jpeg, 150, b"\xff\xff\xff"): 150,
-             _scans(jpeg, 150, b"junk\xff"): 150,
-             _with_thumbnail(jpeg, _scans(_progressive(RGB[:16, :16]), 200)): 10}
+    sos = jpeg.index(b"\xff\xda")
+    junk = jpeg[:sos] + b"junk\x00\xff\x00" * 5 + jpeg[sos:]  # (between the header's last segment and the scan)
+    files = {jpeg: (10, 0), _scans(jpeg, 150): (150, 0), _scans(jpeg, 150, b"\xff\xff\xff"): (150, 0),
+             _scans(jpeg, 150, b"junk\xff"): (150, 0),
+             _with_thumbnail(jpeg, _scans(_progressive(RGB[:16, :16]), 200)): (10, 0),
+             junk: (10, 35), jpeg[:sos] + b"\x00" * 40: (0, 40)}
     for chunk in (4, 5, 7, 16, 1 << 20):
         monkeypatch.setattr(imageio, "_CHUNK", chunk)
-        assert {data: imageio._jpeg_scans(io.BytesIO(data), 1000)[0] for data in files} == files, chunk
-        assert all(imageio._jpeg_scans(io.BytesIO(data), 1000)[1] for data in files), chunk
+        assert {data: imageio._jpeg_scans(io.BytesIO(data), 1000) for data in files} == files, chunk
+    assert imageio._jpeg_scans(io.BytesIO(jpeg[:sos] + b"\x00" * 40), 1000, 9)[1] in range(10, 10 + (1 << 20))
 
 
 def test_a_jpeg_without_image_data_is_refused_before_decoding(tmp_path):
@@ -289,8 +292,33 @@ def test_a_jpeg_without_image_data_is_refused_before_decoding(tmp_path):
     with open(path, "wb") as f:
         f.write(jpeg[:jpeg.index(b"\xff\xda")])
         f.truncate(f.tell() + (64 << 20))
+    with pytest.raises(ValueError, match=f"{path}: the JPEG has more than 1 MB of bytes that are no marker"):
+        load_image(path)
+    path.write_bytes(jpeg[:jpeg.index(b"\xff\xda")] + b"\x00" * 1000)
     with pytest.raises(ValueError, match=f"{path}: the JPEG has no image data"):
         load_image(path)
+
+
+def test_jpeg_checks_run_before_image_open(tmp_path, monkeypatch):
+    """Image.open itself went over a JPEG header's junk a byte at a time
+    (15 s for a header and 256 MB of zeros): the marker walk runs first, and
+    a JPEG it refuses is never opened."""
+    from avatarizer.imageio import MAX_JPEG_SCANS
+
+    jpeg = _progressive(RGB)
+    sos = jpeg.index(b"\xff\xda")
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    path = tmp_path / "bad.jpg"
+    for data in (jpeg[:sos] + b"\x00" * ((1 << 20) + 1) + jpeg[sos:], jpeg[:sos] + b"\x00" * 100,
+                 _scans(jpeg, MAX_JPEG_SCANS + 1)):
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=str(path)):
+            load_image(path)
+    assert not opened
+    path.write_bytes(jpeg[:sos] + b"\x00" * 1000 + jpeg[sos:])  # some junk: decoders skip it
+    assert load_image(path).shape == RGB.shape and opened
 
 
 @pytest.mark.parametrize("flag", [False, True])
@@ -310,8 +338,16 @@ def test_a_cut_jpeg_is_refused_whatever_pillows_truncation_flag(tmp_path, monkey
         whole.write_bytes(data)
         cut.write_bytes(data[: len(data) // 2])
         assert load_image(whole).shape == big.shape
-        with pytest.raises(ValueError, match=str(cut)):
-            load_image(cut)
+        for data in (data[: len(data) // 2], data[:-200], data[:-2]):
+            cut.write_bytes(data)
+            with pytest.raises(ValueError, match=str(cut)):
+                load_image(cut)
+    # a whole baseline JPEG whose end marker gave way to padding: Pillow loads it without the flag, and so do we with it
+    padded = tmp_path / "padded.jpg"
+    out = io.BytesIO()
+    Image.fromarray(big).save(out, "JPEG")
+    padded.write_bytes(out.getvalue()[:-2] + b"\x00" * 4096)
+    assert load_image(padded).shape == big.shape
 
 
 def test_a_png_with_huge_chunks_before_its_image_is_refused_unread(tmp_path):
@@ -348,6 +384,36 @@ def test_a_png_with_huge_chunks_before_its_image_is_refused_unread(tmp_path):
     fine = tmp_path / "fine.png"
     fine.write_bytes(png[:end] + _chunk(b"tEXt", b"k\x00v") * 100 + png[end:])
     np.testing.assert_array_equal(load_image(fine), RGB)
+
+
+def test_png_chunk_limits_hold_after_the_image_and_count_exactly(tmp_path):
+    """Pillow reads the chunks after the image data into memory too (up to
+    IEND), and a DDAT chunk before the first IDAT is one more chunk to it,
+    not image data: both count. Exactly the limit of chunks still loads."""
+    from avatarizer.imageio import MAX_PNG_HEAD_BYTES, MAX_PNG_HEAD_CHUNKS
+
+    out = io.BytesIO()
+    Image.fromarray(RGB).save(out, "PNG")
+    png = out.getvalue()
+    end, iend = 8 + 25, png.rindex(b"IEND") - 4
+    text = _chunk(b"tEXt", b"k\x00v")
+    exact = tmp_path / "exact.png"
+    exact.write_bytes(png[:end] + text * (MAX_PNG_HEAD_CHUNKS - 1) + png[end:])  # IHDR and these: the limit
+    np.testing.assert_array_equal(load_image(exact), RGB)
+    exact.write_bytes(png[:iend] + text * MAX_PNG_HEAD_CHUNKS + png[iend:])
+    np.testing.assert_array_equal(load_image(exact), RGB)
+    many = tmp_path / "many.png"
+    many.write_bytes(png[:iend] + text * (MAX_PNG_HEAD_CHUNKS + 1) + png[iend:])
+    with pytest.raises(ValueError, match=f"{many}: the PNG has more than {MAX_PNG_HEAD_CHUNKS} chunks after"):
+        load_image(many)
+    for at, kind, where in ((iend, b"tEXt", "after"), (end, b"DDAT", "before")):
+        big = tmp_path / f"big-{where}.png"
+        with open(big, "wb") as f:  # sparse: a few KB on disk
+            f.write(png[:at] + struct.pack(">I4s", MAX_PNG_HEAD_BYTES + 1, kind))
+            f.seek(MAX_PNG_HEAD_BYTES + 5, 1)
+            f.write(png[at:])
+        with pytest.raises(ValueError, match=f"{big}: the PNG has more than 32 MB of chunks {where}"):
+            load_image(big)
 
 
 # ---------------------------------------------------------------- PNGs whose data is short

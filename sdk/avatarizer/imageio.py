@@ -162,11 +162,15 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     ``MIN_SIDE``/``MAX_SIDE`` *before* any pixel is decoded, so a small file
     that declares a huge image (a decompression bomb) is refused without
     allocating it. So is a JPEG with more than :data:`MAX_JPEG_SCANS` scans
-    (each is a pass over the whole image: a small file could take minutes)
-    or with none, and a PNG with more than :data:`MAX_PNG_HEAD_BYTES` of
-    chunks before its image (``Image.open`` reads them into memory). A cut
-    JPEG or PNG is refused even where the app has set Pillow's
-    ``ImageFile.LOAD_TRUNCATED_IMAGES``.
+    (each is a pass over the whole image: a small file could take minutes),
+    with none, or with more than :data:`MAX_JPEG_HEADER_JUNK` bytes of junk
+    in its header (``Image.open`` reads it a byte at a time), and a PNG with
+    more than :data:`MAX_PNG_HEAD_BYTES` or :data:`MAX_PNG_HEAD_CHUNKS` of
+    chunks before its image data or after it (Pillow reads them into
+    memory). A cut JPEG or PNG is refused even where the app has set
+    Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` (a JPEG whose data runs out
+    while it is decoded; a whole one with no end marker loads, as it does
+    without the flag).
 
     Raises:
         FileNotFoundError: if nothing exists at ``path`` (a
@@ -177,8 +181,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             image (whatever Pillow raised on it), is an icon file (:data:`ICON_FORMATS`) or a BLP or EPS
             file (:data:`CONTAINER_FORMATS`), declares a size
             outside ``MIN_SIDE``..``MAX_SIDE``, is a JPEG with more than
-            :data:`MAX_JPEG_SCANS` scans, none, or (the flag set) no end,
-            is a PNG with too much before its image data, or
+            :data:`MAX_JPEG_SCANS` scans, none, too much junk in its header
+            or (the flag set) data that runs out, is a PNG with too much
+            before or after its image data, or
             decodes to an image :func:`to_rgb_uint8` rejects; the message
             names the path.
     """
@@ -200,13 +205,21 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         with open(path, "rb") as f, warnings.catch_warnings():
             # Pillow only warns below 2x its own pixel limit; the check below refuses first
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            _check_png_head(f)  # (before Image.open, which reads every chunk before the image data)
-            opened = Image.open(f, formats=_formats())
+            # before Image.open, which reads a PNG's chunks before its image data into memory and a
+            # JPEG's header a byte at a time
+            _check_png_head(f)
+            _check_jpeg_head(f)
+            watched = _ReadWatch(f)
+            opened = Image.open(watched, formats=_formats())
             # Image.open reads only the header: refuse a bad size before decoding
             width, height = opened.size
             _check_size(height, width, "an image file")
             _check_data(f, opened.format)
+            watched.ran_out = False
             opened.load()
+            if watched.ran_out and opened.format in _JPEG_FORMATS and ImageFile.LOAD_TRUNCATED_IMAGES:
+                raise ValueError("the JPEG is cut: its data ends before the image does (a cut file is refused "
+                                 "even with Pillow's ImageFile.LOAD_TRUNCATED_IMAGES set)")
             _check_size(*opened.size[::-1], "an image file")  # (what was decoded, should a header lie)
             rgb = np.asarray(_pil_rgb(_upright(opened)))  # (an array: to_rgb_uint8 turns PIL images itself)
             opened.close()
@@ -251,39 +264,77 @@ MAX_JPEG_SCANS = 100
 _CHUNK = 1 << 20
 
 
+class _ReadWatch:
+    """A file that notes when a read finds nothing left (``ran_out``): a
+    JPEG decoder that runs out of data before the image ends is what Pillow
+    refuses as truncated, unless the app has set
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` (it then ends the data itself and
+    leaves the rest of the image gray). A whole JPEG, also one whose end
+    marker is missing or padded, is decoded without such a read."""
+
+    def __init__(self, f):
+        self._f, self.ran_out = f, False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._f.read(size)
+        if size != 0 and not data:
+            self.ran_out = True
+        return data
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+
+#: The Pillow formats of a JPEG file (MPO: JPEGs in a row, Pillow decodes the first).
+_JPEG_FORMATS = ("JPEG", "MPO")
+
+
 def _check_data(f, fmt: str | None) -> None:
-    """Refuse, before Pillow decodes it, a file whose decoding would take
-    far longer than its size and header say (:func:`_check_jpeg_scans`) or
-    a PNG whose image data is short or damaged (:func:`_check_png_data`),
-    which Pillow decodes without a word. Reads ``f`` from the start and
-    leaves it where it was."""
-    check = {"JPEG": _check_jpeg_scans, "MPO": _check_jpeg_scans,  # MPO: JPEGs in a row, Pillow decodes the first
-             "PNG": _check_png_data}.get(fmt)
-    if check is None:
+    """Refuse, before Pillow decodes it, a PNG whose image data is short or
+    damaged (:func:`_check_png_data`), which Pillow decodes without a word,
+    or whose chunks after the image data are too many or too long
+    (:func:`_check_png_tail`). Reads ``f`` from the start and leaves it
+    where it was."""
+    if fmt != "PNG":
         return
     at = f.tell()
     try:
-        check(f)
+        _check_png_data(f)
+        _check_png_tail(f)
     finally:
         f.seek(at)
 
 
-def _check_jpeg_scans(f) -> None:
-    """Refuse a JPEG with more than :data:`MAX_JPEG_SCANS` scans, with none
-    (a header and then anything: Pillow took 15 s to refuse a header and
-    256 MB of zeros, 134 s for 2 GB; the walk takes 0.6 s), or without its
-    end (EOI) when the app has set Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES``
-    (Pillow then decodes a cut file, the missing part gray; it refuses one
-    itself otherwise)."""
-    scans, ended = _jpeg_scans(f, MAX_JPEG_SCANS + 1)
+#: Most bytes a JPEG read by :func:`load_image` may have between the
+#: segments of its header (nothing, in what encoders write): ``Image.open``
+#: goes over them a byte at a time in Python (256 MB took 15 s).
+MAX_JPEG_HEADER_JUNK = 1 << 20
+
+
+def _check_jpeg_head(f) -> None:
+    """Refuse, before ``Image.open`` reads it, a JPEG with more than
+    :data:`MAX_JPEG_SCANS` scans, with none (a header and then anything:
+    Pillow took 15 s to open a header and 256 MB of zeros, 134 s for 2 GB),
+    or with more than :data:`MAX_JPEG_HEADER_JUNK` bytes between the
+    segments before its first scan, from its markers. Anything that does
+    not start as a JPEG does is left to ``Image.open``. Reads ``f`` from
+    the start and leaves it where it was."""
+    at = f.tell()
+    try:
+        f.seek(0)
+        if f.read(3) != b"\xff\xd8\xff":  # (what Pillow's JPEG and MPO plugins accept)
+            return
+        scans, junk = _jpeg_scans(f, MAX_JPEG_SCANS + 1, MAX_JPEG_HEADER_JUNK)
+    finally:
+        f.seek(at)
+    if junk > MAX_JPEG_HEADER_JUNK:
+        raise ValueError(f"the JPEG has more than {MAX_JPEG_HEADER_JUNK >> 20} MB of bytes that are no marker "
+                         "between the segments of its header (Pillow reads them a byte at a time)")
     if scans > MAX_JPEG_SCANS:
         raise ValueError(f"the JPEG has more than {MAX_JPEG_SCANS} scans (a photo has 1 to about 10; "
                          "decoding each is a pass over the whole image, so such a file can take minutes)")
     if scans == 0:
         raise ValueError("the JPEG has no image data (no scan after its header)")
-    if not ended and ImageFile.LOAD_TRUNCATED_IMAGES:
-        raise ValueError("the JPEG is cut: its end marker is missing (a cut file is refused even with Pillow's "
-                         "ImageFile.LOAD_TRUNCATED_IMAGES set)")
 
 
 #: A JPEG marker: 0xFF and a code other than 0x00 (a stuffed 0xFF in a
@@ -294,9 +345,11 @@ def _check_jpeg_scans(f) -> None:
 _JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
 
 
-def _jpeg_scans(f, stop: int) -> tuple[int, bool]:
+def _jpeg_scans(f, stop: int, max_junk: int | None = None) -> tuple[int, int]:
     """The number of scans (SOS markers) in the JPEG in ``f``, counting no
-    further than ``stop``, and whether its end (EOI) was reached.
+    further than ``stop``, and how many bytes before the first scan are no
+    marker nor segment (junk, which the decoder skips), counting no further
+    than just past ``max_junk``.
 
     Walks the markers from the start of the file to its first EOI as libjpeg
     does (a marker segment is skipped by its length, a scan's data and
@@ -305,23 +358,26 @@ def _jpeg_scans(f, stop: int) -> tuple[int, bool]:
     Reads the file once, a megabyte at a time: the regular expression runs
     at ~1 ms per MB (10 ms per MB of nothing but stuffed 0xFF bytes).
     """
-    scans, pos, start, buf, ended = 0, 2, 0, b"", False  # after SOI
-    while scans < stop:
+    scans, junk, pos, start, buf = 0, 0, 2, 0, b""  # after SOI
+    while scans < stop and (max_junk is None or junk <= max_junk):
         if not start <= pos <= start + len(buf) - 4:  # the window must hold a marker and its length
             f.seek(pos)
             start, buf = pos, f.read(_CHUNK)
             if len(buf) < 2:
+                junk += 0 if scans else len(buf)
                 break
         found = _JPEG_MARKER.search(buf, pos - start)
         if found is None:
             if len(buf) < _CHUNK:  # the end of the file
+                junk += 0 if scans else start + len(buf) - pos
                 break
+            junk += 0 if scans else start + len(buf) - 1 - pos
             pos = start + len(buf) - 1  # its last byte may be the 0xFF of a marker
             buf = b""
             continue
+        junk += 0 if scans else start + found.start() - pos
         code, at = buf[found.start() + 1], found.end()
         if code == 0xD9:  # EOI
-            ended = True
             break
         if code == 0x01 or 0xD0 <= code <= 0xD8:  # markers without a length (TEM, RSTn, SOI)
             pos = start + at
@@ -334,7 +390,7 @@ def _jpeg_scans(f, stop: int) -> tuple[int, bool]:
         pos = start + at + int.from_bytes(buf[at:at + 2], "big")
         if code == 0xDA:  # SOS
             scans += 1
-    return scans, ended
+    return scans, junk
 
 
 def _check_png_data(f) -> None:
@@ -377,44 +433,82 @@ def _check_png_data(f) -> None:
 
 
 #: Most bytes of chunks a PNG read by :func:`load_image` may have before its
-#: image data (the header, colour profile, text, EXIF: a photo's are a few
-#: KB to a few MB). ``Image.open`` reads each of them whole into memory: a
-#: 1 MB file whose one sparse text chunk said 840 MB took 1.27 GB.
+#: image data, and again after it (the header, colour profile, text, EXIF: a
+#: photo's are a few KB to a few MB). Pillow reads each of them whole into
+#: memory: a 1 MB file whose one sparse text chunk said 840 MB took 1.27 GB
+#: in ``Image.open``, and those after the image are read the same way.
 MAX_PNG_HEAD_BYTES = 32 << 20
 #: Most chunks a PNG read by :func:`load_image` may have before its image
-#: data (a photo has under 20; Pillow reads each in Python).
+#: data, and again after it (a photo has under 20; Pillow reads each in
+#: Python).
 MAX_PNG_HEAD_CHUNKS = 4096
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _check_png_head(f) -> None:
-    """Refuse a PNG whose chunks before its image data (IDAT) are longer in
-    all than :data:`MAX_PNG_HEAD_BYTES` or more than
-    :data:`MAX_PNG_HEAD_CHUNKS`, from their 8-byte headers alone (no chunk's
-    data is read). Anything that is not a PNG is left to ``Image.open``.
-    Reads ``f`` from the start and leaves it where it was."""
+    """Refuse a PNG whose chunks before its image data (the first IDAT,
+    where ``Image.open`` stops) are longer in all than
+    :data:`MAX_PNG_HEAD_BYTES` or more than :data:`MAX_PNG_HEAD_CHUNKS`,
+    from their 8-byte headers alone (no chunk's data is read). Anything
+    that is not a PNG is left to ``Image.open``. Reads ``f`` from the start
+    and leaves it where it was."""
     at = f.tell()
     try:
         f.seek(0)
-        if f.read(8) != _PNG_SIGNATURE:
-            return
-        total = 0
-        for _ in range(MAX_PNG_HEAD_CHUNKS):
-            head = f.read(8)
-            if len(head) < 8:
-                return  # (cut: Pillow's own checks refuse it)
-            length, kind = struct.unpack(">I4s", head)
-            if kind in (b"IDAT", b"DDAT"):
-                return
-            total += length + 12
-            if total > MAX_PNG_HEAD_BYTES:
-                name = kind.decode("latin-1")
-                raise ValueError(f"the PNG has more than {MAX_PNG_HEAD_BYTES >> 20} MB of chunks before its image "
-                                 f"data (a {length}-byte {name!r} chunk; Pillow reads them into memory)")
-            f.seek(length + 4, os.SEEK_CUR)
-        raise ValueError(f"the PNG has more than {MAX_PNG_HEAD_CHUNKS} chunks before its image data")
+        if f.read(8) == _PNG_SIGNATURE:
+            _png_chunks_until(f, (b"IDAT", b"IEND"), "before")
     finally:
         f.seek(at)
+
+
+def _check_png_tail(f) -> None:
+    """Refuse a PNG whose chunks after its image data (the first run of
+    IDAT chunks), up to its end (IEND) or, in an animated PNG, its next
+    frame (fcTL), are longer in all than :data:`MAX_PNG_HEAD_BYTES` or more
+    than :data:`MAX_PNG_HEAD_CHUNKS`: Pillow reads them into memory once the
+    image is decoded. From the chunk headers, as :func:`_check_png_head`."""
+    f.seek(8)
+    animated = _png_chunks_until(f, (b"IDAT", b"IEND"), None) == b"acTL"
+    while True:  # the image data: IDAT and what Pillow takes for it after the first
+        head = f.read(8)
+        if len(head) < 8:
+            return
+        length, kind = struct.unpack(">I4s", head)
+        if kind not in (b"IDAT", b"DDAT", b"fdAT"):
+            f.seek(-8, os.SEEK_CUR)
+            break
+        f.seek(length + 4, os.SEEK_CUR)
+    _png_chunks_until(f, (b"IEND", b"fcTL") if animated else (b"IEND",), "after")
+
+
+def _png_chunks_until(f, stops: tuple[bytes, ...], where: str | None) -> bytes | None:
+    """Walk the PNG's chunks from ``f``'s position to the first of kind
+    ``stops`` (left unread) or the end of the file, by their headers;
+    ValueError, when ``where`` names the walk ("before", "after" the image
+    data), if they are more than :data:`MAX_PNG_HEAD_CHUNKS` or longer in all
+    than :data:`MAX_PNG_HEAD_BYTES`. Returns ``b"acTL"`` if an animation
+    control chunk was passed, else None."""
+    total, seen = 0, None
+    for count in range(MAX_PNG_HEAD_CHUNKS + 1):
+        head = f.read(8)
+        if len(head) < 8:
+            return seen  # (cut: Pillow's own checks refuse it)
+        length, kind = struct.unpack(">I4s", head)
+        if kind in stops:
+            f.seek(-8, os.SEEK_CUR)
+            return seen
+        if kind == b"acTL":
+            seen = kind
+        total += length + 12
+        if where is not None:
+            if count == MAX_PNG_HEAD_CHUNKS:
+                raise ValueError(f"the PNG has more than {MAX_PNG_HEAD_CHUNKS} chunks {where} its image data")
+            if total > MAX_PNG_HEAD_BYTES:
+                name = kind.decode("latin-1")
+                raise ValueError(f"the PNG has more than {MAX_PNG_HEAD_BYTES >> 20} MB of chunks {where} its "
+                                 f"image data (a {length}-byte {name!r} chunk; Pillow reads them into memory)")
+        f.seek(length + 4, os.SEEK_CUR)
+    return seen
 
 
 #: Channels of each PNG colour type: gray, RGB, palette, gray and alpha, RGBA.
@@ -442,9 +536,10 @@ def _png_data_size(width: int, height: int, depth: int, color: int, interlace: i
 
 def _png_idat(f):
     """The data of the first run of IDAT chunks of the PNG in ``f`` (where
-    Pillow reads the image: it takes DDAT chunks for IDAT and stops at any
-    other chunk), in pieces of at most :data:`_CHUNK` bytes; ValueError
-    when a chunk's CRC does not match (read after its last piece)."""
+    Pillow reads the image: after the first IDAT it takes DDAT chunks for
+    IDAT and stops at any other chunk), in pieces of at most :data:`_CHUNK`
+    bytes; ValueError when a chunk's CRC does not match (read after its
+    last piece)."""
     f.seek(8)
     seen = False
     while True:
@@ -452,7 +547,7 @@ def _png_idat(f):
         if len(head) < 8:
             return
         length, kind = struct.unpack(">I4s", head)
-        if kind not in (b"IDAT", b"DDAT"):
+        if kind not in ((b"IDAT", b"DDAT") if seen else (b"IDAT",)):
             if seen:
                 return
             f.seek(length + 4, os.SEEK_CUR)  # the chunk and its CRC
