@@ -1090,6 +1090,19 @@ def test_the_last_frame_of_a_gif_lasts_as_long_as_it_says(tmp_path, capsys):
     assert _main("video", gif, "-o", tmp_path / "a.json") == 0, capsys.readouterr().err
     doc = json.loads((tmp_path / "a.json").read_text())
     assert (doc["op"] - doc["ip"]) / doc["fr"] == pytest.approx(2.5, abs=0.02)
+    # --max-seconds 1.8: the hold stops there (one 0.5 s output frame at 1.5 s; it ran to the GIF's 2.5 s)
+    assert _main("video", gif, "-o", out, "--max-seconds", "1.8", "--overwrite") == 0, capsys.readouterr().err
+    assert float(_ffprobe(out, "stream=duration")[0]) == pytest.approx(2.0, abs=0.02)
+    assert _main("video", gif, "-o", tmp_path / "a.json", "--max-seconds", "1.8", "--overwrite") == 0
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert (doc["op"] - doc["ip"]) / doc["fr"] == pytest.approx(2.0, abs=0.02)
+    # cut in its last frame (2 of the 3 frames decode): the last decoded frame is not held to the header's end
+    data = gif.read_bytes()
+    third = [i for i in range(len(data) - 1) if data[i:i + 2] == b"\x21\xf9"][2]  # its graphic control block
+    cut = tmp_path / "cut.gif"
+    cut.write_bytes(data[: third + (len(data) - third) // 2])
+    assert _main("video", cut, "-o", out, "--overwrite") in (0, 3)
+    assert float(_ffprobe(out, "stream=duration")[0]) < 1.5
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
@@ -1134,7 +1147,7 @@ def test_an_animated_png_or_webp_keeps_its_frames_times(tmp_path, fmt, capsys):
 def test_the_last_frame_is_held_to_the_streams_own_end_only():
     """``Probe.last_shown``: the stream's own duration decides (not the
     file's, which a longer sound track sets), between one frame and
-    ``MAX_LAST_FRAME_S``; else one frame."""
+    ``MAX_LAST_FRAME_S`` (at most that); else one frame."""
     from avatarizer.cli import _ConstantRate
     from avatarizer.videoio import MAX_LAST_FRAME_S, Probe
 
@@ -1142,7 +1155,7 @@ def test_the_last_frame_is_held_to_the_streams_own_end_only():
     assert Probe(stream_duration=2.0).last_shown(0.0, 1.0, step) == pytest.approx(1.0)
     assert Probe(stream_duration=2.0).last_shown(0.5, 1.0, step) == pytest.approx(1.5)  # (its start offset)
     assert Probe(stream_duration=1.02).last_shown(0.0, 1.0, step) == step  # (under a frame)
-    assert Probe(stream_duration=MAX_LAST_FRAME_S + 2).last_shown(0.0, 1.0, step) == step  # (a broken header)
+    assert Probe(stream_duration=MAX_LAST_FRAME_S + 2).last_shown(0.0, 1.0, step) == MAX_LAST_FRAME_S  # (at most)
     assert Probe(duration=9.0, file_duration=9.0).last_shown(0.0, 1.0, step) == step  # (only the file's)
     written = []
     out = _ConstantRate(written.append, 10.0)

@@ -741,6 +741,11 @@ class _ConstantRate:
             self._emit(frame, slot)  # before the first frame: the first frame
         self._held, self.last = frame, t
 
+    @property
+    def first(self) -> float | None:
+        """The first frame's time (None before it)."""
+        return None if self._first is None else self._first[0]
+
     def finish(self, shown: float | None = None) -> None:
         """Writes the last frame: for ``shown`` seconds (``Probe.last_shown``),
         else (None) one output frame."""
@@ -920,8 +925,9 @@ def _video(args) -> int:
                         avatar = _rescaled(avatar, pw, ph)
                     frames_out.add(compose(frame, avatar, side), t)
                 done, found, frame = walk.done, walk.found, walk.frame
-                frames_out.finish(_last_shown(info, start, frames_out.last, 1.0 / rate_f, frame is None
-                                              and _expected_frames(count, info, limit, done) is None))
+                frames_out.finish(_last_shown(info, start, frames_out.first, frames_out.last, 1.0 / rate_f,
+                                              _read_whole(info, count, limit, done, frame is None),
+                                              args.max_seconds))
                 secs = time.perf_counter() - t0
         finally:
             if writer is not None:
@@ -1016,14 +1022,32 @@ class _VideoWalk:
             self.frame = frame if ok else None
 
 
-def _last_shown(info, start: float, last: float | None, step: float, whole: bool) -> float | None:
+def _last_shown(info, start: float, first: float, last: float | None, step: float, whole: bool,
+                max_seconds: float | None) -> float | None:
     """How long the video's last frame (at ``last`` on the file's clock) is
     shown: to the stream's own end (``Probe.last_shown``: an animated GIF's
-    last frame lasts what it says) where the whole input was read
-    (``whole``); None (one frame) where ``--max-seconds`` stopped the walk
-    or the input is truncated (a damaged file's last decoded frame was held
-    to the header's end, its sound not cut)."""
-    return info.last_shown(start, last, step) if whole and last is not None else None
+    last frame lasts what it says), no later than ``max_seconds`` after the
+    first frame (at ``first``), where the whole input was read (``whole``:
+    see :func:`_read_whole`); None (one frame) where ``--max-seconds``
+    stopped the walk or the input is truncated (a damaged file's last
+    decoded frame was held to the header's end, its sound not cut)."""
+    if not whole or last is None:
+        return None
+    shown = info.last_shown(start, last, step)
+    if max_seconds is not None:
+        shown = min(shown, max(step, first + max_seconds - last))
+    return shown
+
+
+def _read_whole(info, count: int, limit: int | None, done: int, ran_out: bool) -> bool:
+    """Whether the walk read every frame of the input: it ran out of frames
+    (``ran_out``; not stopped by ``--max-seconds``), none is missing by
+    :func:`_expected_frames`, and as many were decoded as the video
+    stream's own count says, where it has one (that check's frame of slack
+    would hold a truncated GIF's last decoded frame to the header's end)."""
+    if not ran_out or _expected_frames(count, info, limit, done) is not None:
+        return False
+    return not info.video_frames or done >= info.video_frames
 
 
 def _expected_frames(count: int, info, limit: int | None, done: int) -> int | None:
@@ -1189,8 +1213,8 @@ def _video_animation(args) -> int:
             raise CLIError(f"{which} found in any of the {done} frames of {inp}")
         frames = [first if p is None else p for p in frames]
         # (the animation starts with the video's first frame)
-        last = _last_shown(info, start, times[-1], 1.0 / src_rate,
-                           frame is None and _expected_frames(count, info, limit, done) is None)
+        last = _last_shown(info, start, times[0], times[-1], 1.0 / src_rate,
+                           _read_whole(info, count, limit, done, frame is None), args.max_seconds)
         last = 1.0 / src_rate if last is None else last
         shown = _resampled(frames, [t - times[0] for t in times], last, fps, " or --max-seconds")
         n_out = len(shown)

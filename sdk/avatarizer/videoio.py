@@ -265,13 +265,14 @@ class Probe:
         """How long the last frame, at ``last`` seconds on the file's clock,
         is shown: to the video stream's own end (``start`` plus its own
         duration) where that is between one frame ``step`` and
-        ``MAX_LAST_FRAME_S`` after it (an animated GIF's last frame lasts as
-        long as it says: held one output frame, a 1 s frame of a GIF written
-        at its 100 fps base rate lasted 10 ms), else ``step``."""
+        ``MAX_LAST_FRAME_S`` after it, at most that (an animated GIF's last
+        frame lasts as long as it says: held one output frame, a 1 s frame
+        of a GIF written at its 100 fps base rate lasted 10 ms), else
+        ``step``."""
         if self.stream_duration is None:
             return step
         hold = start + self.stream_duration - last
-        return hold if step < hold <= MAX_LAST_FRAME_S else step
+        return min(hold, MAX_LAST_FRAME_S) if hold > step else step
 
     def video_end(self, start: float) -> float | None:
         """The latest time, on the file's clock, the video's frames can
