@@ -1093,6 +1093,84 @@ def test_close_in_a_forked_child_returns(astronaut):
     assert got == b"closed" and status == 0, (status, got)
 
 
+def test_a_fork_during_a_call_leaves_the_child_a_usable_object(astronaut):
+    """A fork while another thread is inside a video-mode call: the child
+    inherited the call's lock held and its count up, and no thread to end
+    it, so close() waited forever and from_frame hung on the lock. There a
+    call is a RuntimeError (the object is the parent's) and close() returns;
+    the parent's call finishes as usual."""
+    import signal
+
+    from conftest import run_in_fork
+
+    a = Avatarizer(mode="video")
+    assert a.from_frame(astronaut, timestamp_ms=0.0) is not None
+    pipe = a._pipeline
+    inside, go_on = threading.Event(), threading.Event()
+    run = pipe.run
+
+    def slow_run(state, *args, **kwargs):
+        inside.set()
+        go_on.wait(30)
+        return run(state, *args, **kwargs)
+
+    pipe.run = slow_run
+    got = []
+    caller = threading.Thread(target=lambda: got.append(a.from_frame(astronaut, timestamp_ms=40.0)))
+    caller.start()
+    try:
+        assert inside.wait(30)
+
+        def child() -> bytes:
+            signal.alarm(30)  # a hang ends the child instead of the test run
+            out = b""
+            try:
+                a.from_frame(astronaut, timestamp_ms=80.0)
+            except RuntimeError as exc:
+                out += b"refused:" + (b"forked" if "forked" in str(exc) else b"other") + b";"
+            a.close()
+            try:
+                a.from_frame(astronaut, timestamp_ms=120.0)
+            except RuntimeError as exc:
+                out += b"closed" if "closed" in str(exc) else b"other"
+            return out
+
+        status, out = run_in_fork(child)
+    finally:
+        go_on.set()
+        caller.join(30)
+        a.close()
+    assert status == 0 and out == b"refused:forked;closed", (status, out)
+    assert len(got) == 1 and got[0] is not None  # (the parent's call went on)
+
+
+def test_a_stream_interrupted_before_its_first_frame_gives_the_object_back(astronaut, monkeypatch):
+    """An exception (Ctrl-C) while a stream() sets up, before its worker
+    starts, left it marked as streaming: every later call was refused."""
+    import avatarizer.native as native
+
+    with Avatarizer(mode="video") as a:
+        def interrupted(delta):
+            if delta > 0:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(native, "stream_started", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            next(iter(a.stream([astronaut, astronaut])))
+        monkeypatch.undo()
+        assert a.from_frame(astronaut, timestamp_ms=0.0) is not None
+        assert [i for i, _ in a.stream([astronaut, astronaut])] == [0, 1]
+
+
+def test_a_timestamp_error_names_epoch_milliseconds_in_full():
+    """Epoch-millisecond timestamps (what apps pass from the system clock)
+    were printed as 1.7334e+12: both times are shown as they are."""
+    from avatarizer.align import check_timestamp
+
+    with pytest.raises(ValueError, match=r"got 1733400000000\.25 after 1733400000000\.5\."):
+        check_timestamp(1733400000000.25, 1733400000000.5)
+
+
 def test_cli_prints_a_multi_line_model_error_on_one_line(tmp_path, astronaut, capsys, monkeypatch):
     """A ModelError lists each bad model file on a line of its own; the CLI's
     error is one line (README: exit 1, one line on stderr)."""

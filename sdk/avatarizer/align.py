@@ -1045,9 +1045,9 @@ def check_timestamp(timestamp_ms: Any, last: float | None = None) -> float:
     t = float(timestamp_ms)
     if abs(t) > MAX_TIMESTAMP_MS:
         raise ValueError(f"timestamp_ms must be within ±{MAX_TIMESTAMP_MS:.4g} ms (about 142 years; within it a "
-                         f"float tells frames a microsecond apart), got {t:g}.")
+                         f"float tells frames a microsecond apart), got {t!r}.")
     if last is not None and t <= last:
-        raise ValueError(f"timestamp_ms must be strictly increasing in video mode: got {t:g} after {last:g}.")
+        raise ValueError(f"timestamp_ms must be strictly increasing in video mode: got {t!r} after {last!r}.")
     return t
 
 

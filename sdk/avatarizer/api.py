@@ -588,8 +588,10 @@ class Avatarizer:
         self._calls = threading.Condition(threading.Lock())  # guards _closed and _active
         self._active = 0  # calls in flight: close() waits for them
         self._closed = False
+        self._inherited = False  # made in the parent of this forked process (see _after_fork_in_child)
         self._pipeline = None
         self._build()
+        _instances.add(self)
 
     # -- construction
     def _build(self) -> None:
@@ -664,23 +666,45 @@ class Avatarizer:
 
     def _check_open(self):
         pipe = self._pipeline
+        if self._inherited and not self._closed:
+            from .align import FORKED_MESSAGE
+
+            raise RuntimeError(f"This Avatarizer was made in the parent of this forked process; {FORKED_MESSAGE}")
         if self._closed or pipe is None:
             raise RuntimeError("This Avatarizer is closed; create a new one.")
         return pipe
 
+    def _forked(self) -> None:
+        """In a forked child: this object is its parent's. A call running
+        in another thread at the fork left its locks held and its count up,
+        and no thread of the parent's runs here: the locks and counts start
+        afresh (close() waited forever for a call that would never end, a
+        call for the lock it held), calls are refused (RuntimeError), and
+        close() lets the pipeline be (closing it could wait on a lock or a
+        graph thread of the parent's)."""
+        self._lock = threading.RLock()
+        self._calls = threading.Condition(threading.Lock())
+        self._active, self._streaming, self._stream_stop = 0, False, None
+        self._inherited = True
+        self._release.detach()
+        self._parent_pipeline, self._pipeline = self._pipeline, None  # (kept: not torn down here)
+
     @contextlib.contextmanager
     def _using(self):
         """The pipeline for one call; close() waits until the call is done."""
-        with self._calls:
-            pipe = self._check_open()
-            self._active += 1
+        counted = False
         try:
+            with self._calls:
+                pipe = self._check_open()
+                self._active += 1
+                counted = True
             yield pipe
         finally:
-            with self._calls:
-                self._active -= 1
-                if not self._active:
-                    self._calls.notify_all()
+            if counted:  # (an interrupt between the count and the call's end still gives it back)
+                with self._calls:
+                    self._active -= 1
+                    if not self._active:
+                        self._calls.notify_all()
 
     def reset(self) -> None:
         """Video mode: start a new stream. The tracked identity, filters,
@@ -956,75 +980,74 @@ class Avatarizer:
         with self._lock:
             self._check_not_streaming("stream()")
             self._streaming = True
-            try:
+        worker = stopper = None
+        try:  # everything from here gives the stream back in the finally, an interrupt included
+            with self._lock:
                 last = self._check_open().stream.last_timestamp_ms
-            except BaseException:
-                self._streaming = False
-                raise
-        start = 0.0 if last is None else last + 1000.0 / fps
-        q: queue.Queue = queue.Queue()
-        # a frame is taken from the source only when one of ``prefetch`` slots
-        # is free (freed as the consumer takes a frame): a camera's frame is
-        # read as late as possible, and at most ``prefetch`` frames wait
-        slots = threading.Semaphore(prefetch)
-        stop = threading.Event()
-        end = object()
-        order = self.options.color_order
+            start = 0.0 if last is None else last + 1000.0 / fps
+            q: queue.Queue = queue.Queue()
+            # a frame is taken from the source only when one of ``prefetch`` slots
+            # is free (freed as the consumer takes a frame): a camera's frame is
+            # read as late as possible, and at most ``prefetch`` frames wait
+            slots = threading.Semaphore(prefetch)
+            stop = threading.Event()
+            end = object()
+            order = self.options.color_order
 
-        def slot() -> bool:
-            while not stop.is_set():
-                if slots.acquire(timeout=0.05):
-                    return not stop.is_set()
-            return False
+            def slot() -> bool:
+                while not stop.is_set():
+                    if slots.acquire(timeout=0.05):
+                        return not stop.is_set()
+                return False
 
-        def work() -> None:
-            i = 0
-            try:
-                while slot():
-                    try:
-                        frame = next(it)
-                    except StopIteration:
-                        break
-                    if ts_it is None:
-                        t = start + i * 1000.0 / fps
-                    else:
+            def work() -> None:
+                i = 0
+                try:
+                    while slot():
                         try:
-                            t = next(ts_it)
+                            frame = next(it)
                         except StopIteration:
-                            raise ValueError(f"timestamps_ms ran out at frame {i}: give one per frame.") from None
-                    self._check_call(t, face_index)
-                    image = to_rgb_uint8(frame, order)
-                    if _shares(image, frame):  # read ahead: never keep a buffer the caller may reuse
-                        image = image.copy()
-                    state = FrameState(image=image, timestamp_ms=float(t), face_index=face_index,
-                                       settings=self._drawn_settings)
-                    with self._using() as pipe:
-                        pipe.ahead(state)  # the stream's clock, then the landmarks alone
-                    q.put((i, state, None))
-                    i += 1
-                q.put((i, None, end))
-            except BaseException as exc:  # raised in the consumer, at this frame's place
-                q.put((i, None, exc))
+                            break
+                        if ts_it is None:
+                            t = start + i * 1000.0 / fps
+                        else:
+                            try:
+                                t = next(ts_it)
+                            except StopIteration:
+                                raise ValueError(f"timestamps_ms ran out at frame {i}: give one per frame."
+                                                 ) from None
+                        self._check_call(t, face_index)
+                        image = to_rgb_uint8(frame, order)
+                        if _shares(image, frame):  # read ahead: never keep a buffer the caller may reuse
+                            image = image.copy()
+                        state = FrameState(image=image, timestamp_ms=float(t), face_index=face_index,
+                                           settings=self._drawn_settings)
+                        with self._using() as pipe:
+                            pipe.ahead(state)  # the stream's clock, then the landmarks alone
+                        q.put((i, state, None))
+                        i += 1
+                    q.put((i, None, end))
+                except BaseException as exc:  # raised in the consumer, at this frame's place
+                    q.put((i, None, exc))
 
-        worker = threading.Thread(target=work, name="avatarizer-stream", daemon=True)
-        from . import native
+            from . import native
 
-        native.stream_started(+1)  # threads="auto" renders stay on the consumer's thread meanwhile
-        released, release_lock = [], threading.Lock()
+            released, release_lock = [], threading.Lock()
 
-        def stop_worker() -> None:
-            """Stops the worker and gives the stream's count back, once (the
-            generator's end, or close() while the generator is still held)."""
-            stop.set()
-            with release_lock:  # its own lock: close() calls this holding the calls' lock
-                if released:
-                    return
-                released.append(True)
-            native.stream_started(-1)
+            def stop_worker() -> None:
+                """Stops the worker and gives the stream's count back, once (the
+                generator's end, or close() while the generator is still held)."""
+                stop.set()
+                with release_lock:  # its own lock: close() calls this holding the calls' lock
+                    if released:
+                        return
+                    released.append(True)
+                native.stream_started(-1)
 
-        self._stream_stop = stop_worker
-        consumed = last  # the time of the last frame the consumer got (the clock before the stream: none yet)
-        try:
+            self._stream_stop = stopper = stop_worker
+            native.stream_started(+1)  # threads="auto" renders stay on the consumer's thread meanwhile
+            consumed = last  # the time of the last frame the consumer got (the clock before the stream: none yet)
+            worker = threading.Thread(target=work, name="avatarizer-stream", daemon=True)
             worker.start()
             while True:
                 i, state, extra = q.get()
@@ -1039,19 +1062,21 @@ class Avatarizer:
                 consumed = state.timestamp_ms
                 yield i, avatar
         finally:
-            stop.set()
             try:
-                if worker.is_alive():
+                if stopper is not None:
+                    stop.set()
+                if worker is not None and worker.is_alive():
                     worker.join()
                 # frames read ahead and never handed out give their time back: the
                 # next call (or stream) may start with the first frame not consumed
                 pipe = self._pipeline
-                if pipe is not None and pipe.stream is not None and pipe.stream.last_timestamp_ms != consumed:
+                if (worker is not None and pipe is not None and pipe.stream is not None
+                        and pipe.stream.last_timestamp_ms != consumed):
                     pipe.rewind_clock(consumed)
             finally:  # given back even if the join is interrupted (Ctrl-C)
-                self._stream_stop = None
-                stop_worker()
-                self._streaming = False
+                self._stream_stop, self._streaming = None, False
+                if stopper is not None:
+                    stopper()
 
     def faces(self, frame) -> list[Avatar]:
         """Avatars of every face in ``frame`` (up to ``max_faces``), largest first. Image mode only."""
@@ -1060,6 +1085,18 @@ class Avatarizer:
                              "(from_frame with face_index).")
         state = self.run(frame, None, None)
         return [self._avatar(state, i) for i in range(len(state.faces))]
+
+
+_instances: "weakref.WeakSet[Avatarizer]" = weakref.WeakSet()  # every open Avatarizer of this process
+
+
+def _after_fork_in_child() -> None:
+    for av in list(_instances):
+        av._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _face_info(face, transform, index: int) -> FaceInfo:
