@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -828,6 +829,26 @@ def test_the_librarys_version_is_the_headers():
     assert '"' not in (ROOT / "native" / "avz.c").read_text().split("avz_version(void)", 1)[1].split("}", 1)[0]
 
 
+def test_a_width_or_a_height_alone_gives_a_square():
+    """``width`` alone gave a square of that side but ``height`` alone took
+    ``size`` as the width: one rule for both, in the raster, SVG and PDF
+    sizes and the animation's."""
+    from avatarizer.animation import Animation
+
+    p = schema.default()
+    assert render(p, 300, width=100).shape[:2] == (100, 100)
+    assert render(p, 300, height=100).shape[:2] == (100, 100)
+    assert render(p, 300, width=120, height=80).shape[:2] == (80, 120)
+    assert render(p, 64).shape[:2] == (64, 64)
+    for doc in (to_svg(p, 300, height=100), to_svg(p, 300, width=100)):
+        assert 'width="100' in doc and 'height="100' in doc
+    assert re.search(rb"MediaBox \[ 0 0 100 100 \]", to_pdf(p, 300, height=100))
+    anim = Animation(300, height=100)
+    assert (anim.width, anim.height) == (100, 100)
+    with pytest.raises(ValueError, match="height must be"):
+        render(p, 300, height=0)
+
+
 def test_a_pdf_page_stays_within_the_pdf_limit(tmp_path, capsys):
     """PDF pages are at most 14,400 points a side (ISO 32000-1, Annex C:
     readers refuse larger ones): the C API, the Python call and the CLI say
@@ -841,8 +862,8 @@ def test_a_pdf_page_stays_within_the_pdf_limit(tmp_path, capsys):
     assert lib.AVZ_MAX_PDF_SIZE == PDF_MAX_SIZE == 14400
     p = schema.default()
     assert re.search(rb"MediaBox \[ 0 0 14400 14400 \]", to_pdf(p, 14400))
-    for kw in ({"size": 14401}, {"width": 100, "height": 16000}):
-        with pytest.raises(ValueError, match="at most 14400 points"):
+    for kw in ({"size": 14401}, {"width": 100, "height": 16000}, {"size": 20000}, {"height": 16385}):
+        with pytest.raises(ValueError, match="at most 14400 points"):  # (over 16384 it named that limit)
             to_pdf(p, **kw)
     # the C API's own check (Python's aside)
     with pytest.raises(ValueError, match="at most 14400 points"):

@@ -133,11 +133,15 @@ def resolve_threads(threads, pixels: int | None = None) -> int:
 # ------------------------------------------------------------ argument checks (render() and Renderer)
 
 def _size(size, width, height):
+    """(width, height): ``size`` a side where neither is given; one of them
+    alone, a square of that side (a width alone did so, a height alone took
+    ``size`` as the width)."""
     if width is None and height is None:
         width = height = size
-    width = size if width is None else width
+    given = [(name, v) for name, v in (("width", width), ("height", height)) if v is not None]
+    width = height if width is None else width
     height = width if height is None else height
-    for name, v in (("width", width), ("height", height)):
+    for name, v in given or [("size", None)]:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
             raise ValueError(f"{name} must be an integer number of pixels, got {v!r:.40}")
         if not 1 <= int(v) <= MAX_SIZE:
@@ -211,13 +215,20 @@ def _transform(transform):
     return t
 
 
-def _vector_size(size, width, height):
-    w = size if width is None else width
-    h = w if height is None else height
-    for name, v in (("size" if width is None else "width", w), ("height", h)):
-        if not is_real(v) or not 1.0 <= float(v) <= MAX_SIZE:
-            raise ValueError(f"{name} must be a number of points in 1..{MAX_SIZE}, got {v!r:.40}")
-    return float(w), float(h)
+def _vector_size(size, width, height, max_side: float = MAX_SIZE, what: str = ""):
+    """(width, height) in points as :func:`_size` picks them, each a number
+    in 1..``max_side`` (``what``: why that limit, for the message)."""
+    if width is None and height is None:
+        width = height = size
+        names = ("size", "size")
+    else:
+        names = ("width" if width is not None else "height", "height" if height is not None else "width")
+        width = height if width is None else width
+        height = width if height is None else height
+    for name, v in zip(names, (width, height)):
+        if not is_real(v) or not 1.0 <= float(v) <= max_side:
+            raise ValueError(f"{name} must be a number of points in 1..{max_side:g}{what}, got {v!r:.40}")
+    return float(width), float(height)
 
 
 

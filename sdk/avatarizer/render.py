@@ -45,6 +45,8 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
     ``params``: 629 floats in schema ranges (see :mod:`avatarizer.schema`);
     wrong length, NaN/inf or out-of-range values raise ``ValueError``.
     ``background``: None/'transparent', 'white', '#rrggbb', or an RGB(A) tuple.
+    ``size``: the side of a square image; ``width``/``height`` instead (one of
+    them alone: a square of that side).
     ``antialias``: 'best' (default) or 'fast' (native only: 4x4 coverage, ~25% faster;
     always drawn on one thread, whatever ``threads`` says).
     ``zoom``: in [1e-6, 1000], and, but with pillow, zoom times half the shorter side
@@ -108,7 +110,7 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
 def to_svg(params, size: float = 512, *, width: float | None = None, height: float | None = None,
            background=None) -> str:
     """The avatar as an SVG document (a string); scales to any size.
-    ``size`` (or ``width``/``height``) in points, 1..16384."""
+    ``size`` (or ``width``/``height``; one of them alone: a square) in points, 1..16384."""
     w, h = _vector_size(size, width, height)
     return native.renderer().vector(validate(params), "svg", w, h, background=_background(background)).decode()
 
@@ -120,11 +122,10 @@ PDF_MAX_SIZE = 14400
 def to_pdf(params, size: float = 512, *, width: float | None = None, height: float | None = None,
            background=None) -> bytes:
     """The avatar as a one-page PDF document (bytes); ``size`` (or
-    ``width``/``height``) in points, at least 1 and at most
+    ``width``/``height``; one of them alone: a square) in points, at least 1 and at most
     :data:`PDF_MAX_SIZE` (14400) a side."""
-    w, h = _vector_size(size, width, height)
-    if max(w, h) > PDF_MAX_SIZE:
-        raise ValueError(f"a PDF page is at most {PDF_MAX_SIZE} points a side (the PDF limit), got {w:g} x {h:g}")
+    w, h = _vector_size(size, width, height, PDF_MAX_SIZE,
+                        f" (a PDF page is at most {PDF_MAX_SIZE} points a side, the PDF limit)")
     return native.renderer().vector(validate(params), "pdf", w, h, background=_background(background))
 
 
