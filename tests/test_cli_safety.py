@@ -140,6 +140,30 @@ def test_overwrite_is_the_only_way_to_replace(tmp_path, photo_bytes, clip_bytes,
     _expect(folder, before, replaced={"out.png"})
 
 
+def test_overwrite_keeps_the_replaced_files_permissions(tmp_path, photo_bytes):
+    """An output kept private (0600) became readable by everyone (0644)
+    once written again with --overwrite: the new file takes the replaced
+    file's permissions (CLI outputs, and the animation and text writers);
+    a new output gets the usual mode."""
+    from avatarizer.animation import write_text_atomic
+
+    photo = tmp_path / "in.png"
+    photo.write_bytes(photo_bytes)
+    out, text = tmp_path / "out.png", tmp_path / "notes.json"
+    for path, mode in ((out, 0o600), (text, 0o640)):
+        path.write_bytes(b"mine")
+        path.chmod(mode)
+    assert _main("image", photo, "-o", out, "--overwrite", "--size", "64") == 0
+    write_text_atomic(text, "{}", overwrite=True)
+    assert (stat.S_IMODE(out.stat().st_mode), stat.S_IMODE(text.stat().st_mode)) == (0o600, 0o640)
+    assert out.read_bytes() != b"mine" and text.read_text() == "{}"
+    new = tmp_path / "new.png"
+    assert _main("image", photo, "-o", new, "--size", "64") == 0
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~umask
+
+
 def test_an_output_that_appears_meanwhile_is_not_replaced(tmp_path, monkeypatch):
     """Without --overwrite the final step is os.link, which fails on an existing name."""
     from avatarizer import cli

@@ -25,3 +25,19 @@ def current_umask() -> int:
         mask = os.umask(0o077)  # (the strictest usual mask for the moment, not 0)
         os.umask(mask)
     return mask
+
+
+def new_file_mode(replacing) -> int:
+    """The permission bits for a new file that takes the name ``replacing``:
+    those of the regular file it replaces (an output kept private, 0600,
+    stays so when written again with ``--overwrite``; it became 0644), else
+    the usual ``0666`` less the umask. Set-id bits are never carried over."""
+    import stat
+
+    try:
+        st = os.stat(replacing)
+        if stat.S_ISREG(st.st_mode):
+            return st.st_mode & 0o777
+    except (OSError, ValueError):
+        pass
+    return 0o666 & ~current_umask()

@@ -317,6 +317,9 @@ def _place(tmp: Path, out: Path, overwrite: bool) -> None:
     """One move of :func:`_commit_all`: without ``overwrite`` never onto a
     name that exists (:func:`avatarizer.animation.link_new`)."""
     if overwrite:
+        from ._files import new_file_mode
+
+        os.chmod(tmp, new_file_mode(out))  # (the permissions of the file it replaces)
         os.replace(tmp, out)
         return
     from .animation import link_new
@@ -1336,8 +1339,9 @@ def _live(args) -> int:
     if isinstance(source, str) and not live.is_stream(source):
         _check_input(Path(source))
         _check_one_size(Path(source), args.max_seconds)
+    src_file = Path(source) if isinstance(source, str) else None  # (a file or a stream's URL; a camera: None)
     if shot is not None:
-        _check_output(Path(source) if isinstance(source, str) else None, shot, args.overwrite)
+        _check_output(src_file, shot, args.overwrite)
     why = live.display_problem()
     if why is not None:
         raise _NoDisplay(why)
@@ -1379,7 +1383,7 @@ def _live(args) -> int:
         ok, png = cv2.imencode(".png", res.last)
         if not ok:
             raise CLIError(f"could not encode the screenshot {shot}")
-        with _staged(shot, ".png", args.overwrite) as tmp:
+        with _staged(shot, ".png", args.overwrite, src_file) as tmp:  # (checked again as it is moved)
             tmp.write_bytes(png.tobytes())
         h, w = res.last.shape[:2]
         print(f"wrote {shot}: the last frame shown ({w}x{h})")
