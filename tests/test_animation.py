@@ -474,12 +474,15 @@ def test_read_params_jsonl_formats_and_errors(tmp_path):
         f.write_text(text)
         with pytest.raises(ValueError, match=what):
             read_params_jsonl(f)
-    # a time that is no finite number is no time (10**400 raised OverflowError): among stamped lines, a
-    # line without one is refused (the frames are placed by their times)
+    # a time that is no finite number is refused (10**400 raised OverflowError; a string or NaN was taken
+    # for no time), naming its line (the frames are placed by their times)
     f.write_text("".join(json.dumps({"time_ms": t, "params": p[0].tolist()}) + "\n" for t in (0, 10 ** 400, 66.7)))
     times = []
-    with pytest.raises(ValueError, match="line 2: no \"time_ms\""):
+    with pytest.raises(ValueError, match="line 2: time_ms must be a finite number"):
         read_params_jsonl(f, times)
+    f.write_text("".join(json.dumps({"time_ms": t, "params": p[0].tolist()}) + "\n" for t in (0, None, 66.7)))
+    with pytest.raises(ValueError, match="line 2: no \"time_ms\""):  # (a null: no stamp, among stamped lines)
+        read_params_jsonl(f, [])
     assert len(read_params_jsonl(f)) == 3  # (the times not asked for: not checked)
     # a repeated line, lines out of order, a stamp after unstamped lines: refused naming the line (a
     # repeated line made the CLI drop every time and draw one frame a line, at another length, exit 0)

@@ -169,10 +169,76 @@ def test_read_params_jsonl_stops_at_the_frame_limit(tmp_path, monkeypatch):
     from avatarizer import schema
 
     monkeypatch.setattr(animation, "MAX_FRAMES", 3)
+    monkeypatch.setattr(animation, "MAX_STAMPED_LINES", 12)
     src = tmp_path / "in.jsonl"
     src.write_text(_line(schema.default()) * 4 + "not json: never read\n")
     with pytest.raises(ValueError, match="more than 3 frames"):
         animation.read_params_jsonl(src)
+    # lines with times are resampled (maybe to fewer frames): refused by the line count only past its own limit
+    p = [round(float(v), 6) for v in schema.default()]
+    stamped = "".join(json.dumps({"time_ms": 10.0 * i, "params": p}) + "\n" for i in range(12))
+    src.write_text(stamped)
+    assert len(animation.read_params_jsonl(src, [])) == 12
+    src.write_text(stamped + json.dumps({"time_ms": 500.0, "params": p}) + "\n")
+    with pytest.raises(ValueError, match="more than 12 stamped lines"):
+        animation.read_params_jsonl(src, [])
+
+
+@pytest.mark.parametrize("case", ["string time", "nan time", "other schema", "unknown name"])
+def test_animate_refuses_a_line_it_would_misread(tmp_path, case, capsys):
+    """A time_ms that is a string or NaN was taken for no stamp (4 lines
+    0.85 s apart came out 0.13 s long at 30 fps), a line of another
+    schema_version or with an unknown parameter name was read all the same
+    (``Avatar.from_json`` refuses both): one error line naming the line."""
+    from avatarizer import schema
+
+    names = dict(zip(schema.NAMES, (round(float(v), 6) for v in schema.default())))
+    lines = [{"time_ms": t, "params": dict(names)} for t in (0, 100, 600, 850)]
+    if case == "string time":
+        lines[2]["time_ms"] = "600"
+    elif case == "nan time":
+        lines[2]["time_ms"] = float("nan")
+    elif case == "other schema":
+        lines[2]["schema_version"] = "9.9.9"
+    else:
+        lines[2]["params"]["mouth.opne"] = 0.5
+    src = tmp_path / "p.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    assert _main("animate", "--params", src, "-o", tmp_path / "a.json") == 1
+    err = capsys.readouterr().err
+    assert "line 3" in err and "Traceback" not in err and err.count("\n") == 1, err
+    lines[2] = {"time_ms": 600, "schema_version": schema.VERSION, "params": dict(names)}  # this SDK's: read
+    src.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    assert _main("animate", "--params", src, "-o", tmp_path / "a.json") == 0
+
+
+def test_animate_lines_far_apart_and_slow_rates(tmp_path, capsys):
+    """Lines half an hour apart: their rate (0.00056 fps) was rounded to 0
+    and animate ended in a ZeroDivisionError traceback; now the slowest
+    animation rate (a frame each 1000 s), or --fps. Rates under that are
+    refused, and a long, slow SVG's duration is a SMIL clock value (no
+    exponent: 3e+06s before; 1e-320 fps wrote infs)."""
+    from avatarizer import schema
+    from avatarizer.animation import MIN_FPS, Animation
+
+    p = schema.sample(5, seed=1)
+    src = tmp_path / "p.jsonl"
+    src.write_text("".join(json.dumps({"time_ms": 1_800_000.0 * i, "params": [round(float(v), 6) for v in p[i]]})
+                           + "\n" for i in range(5)))
+    assert _main("animate", "--params", src, "-o", tmp_path / "a.json") == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["fr"] == MIN_FPS and doc["op"] == 9  # 7200 s and the last line (its 1800 s), a frame each 1000 s
+    assert _main("animate", "--params", src, "-o", tmp_path / "b.json", "--fps", "1") == 0
+    assert json.loads((tmp_path / "b.json").read_text())["op"] == 9000
+    for fps in ("1e-320", "0.0009"):
+        with pytest.raises(SystemExit) as exit:
+            _main("animate", "--params", src, "-o", tmp_path / "c.svg", "--fps", fps)
+        assert exit.value.code == 2 and "[0.001, 1000]" in capsys.readouterr().err
+    assert _main("animate", "--params", src, "-o", tmp_path / "c.svg") == 0
+    svg = (tmp_path / "c.svg").read_text()
+    assert 'dur="9000s"' in svg and "e+" not in svg.split("<animate", 1)[1].split(">", 1)[0]
+    with pytest.raises(ValueError, match="fps must be"):
+        Animation(64, fps=MIN_FPS / 2)
 
 
 # ---------------------------------------------------------------- 2: sound shorter than the picture
@@ -1102,7 +1168,33 @@ def test_the_last_frame_of_a_gif_lasts_as_long_as_it_says(tmp_path, capsys):
     cut = tmp_path / "cut.gif"
     cut.write_bytes(data[: third + (len(data) - third) // 2])
     assert _main("video", cut, "-o", out, "--overwrite") in (0, 3)
-    assert float(_ffprobe(out, "stream=duration")[0]) < 1.5
+    assert float(_ffprobe(out, "stream=duration")[0]) == pytest.approx(1.5, abs=0.02)  # (one 2 fps frame: not 2.5)
+
+
+def test_every_frame_of_a_gif_is_kept_at_a_rate_its_times_fit(tmp_path, capsys):
+    """ffprobe gave a GIF of 100, 500, 250 and 2000 ms frames 4 fps as the
+    rate every frame time fits: its second frame was never shown in an
+    animation of it (frames 0, 0, 2, 3, ...). The rate comes from the
+    frames' durations, as FFmpeg times them (under 20 ms: 100 ms)."""
+    from PIL import Image
+
+    from avatarizer import videoio
+    from avatarizer.imageio import sample_photo
+
+    face = Image.fromarray(sample_photo()).resize((256, 256))
+    frames = [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT), face.rotate(5), face.rotate(-5)]
+    gif = tmp_path / "g.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=[100, 500, 250, 2000])
+    info = videoio.probe(gif)
+    assert (info.rate, info.video_frames, info.stream_duration) == ("20/1", 4, 2.85)
+    params = tmp_path / "g.jsonl"
+    assert _main("video", gif, "-o", tmp_path / "g.json", "--params", params) == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert doc["fr"] == 20 and doc["op"] - doc["ip"] == 57  # 2.85 s
+    times = [json.loads(line)["time_ms"] for line in params.read_text().splitlines()]
+    assert times == [0.0, 100.0, 600.0, 850.0]
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=[10, 500, 0, 20])
+    assert videoio.probe(gif).rate == "50/1" and videoio.probe(gif).stream_duration == pytest.approx(0.72)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP"])

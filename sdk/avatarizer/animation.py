@@ -67,6 +67,13 @@ DEFAULT_COLOR_TOLERANCE = 1.0  # in 1/255 of a colour channel
 # 20 minutes at 30 fps: about 1.1 GB of recorded geometry; exporting it peaks at about 1.8 GB
 # (resident, measured on a smooth 109-track performance at 512 px: ~0.05 MB a frame)
 MAX_FRAMES = 36_000
+#: Most lines :func:`read_params_jsonl` takes from a file whose lines carry
+#: times: they are resampled to the animation's rate, which may take fewer
+#: (20 minutes at 120 fps; about 0.36 GB of parameters)
+MAX_STAMPED_LINES = 4 * MAX_FRAMES
+#: The slowest and the fastest frame rates an animation may have (a frame a
+#: thousand seconds; SMIL and Lottie need finite positive times)
+MIN_FPS, MAX_FPS = 0.001, 1000.0
 _SERIES_BLOCK = 256            # frames of a recorded segment copied at a time into the tracks' series
 _EXPORT_FLOATS = 10_000_000    # numbers of the tracks' frames exported at a time (40 MB in float32)
 _SIMPLIFY_SHARE = 0.2         # of the tolerance spent on fewer vertices, the rest on fewer keyframes
@@ -640,8 +647,8 @@ class Animation:
         self.width, self.height = _size(size, width, height)
         if tolerance is None:
             tolerance = TOLERANCE_FRACTION * min(self.width, self.height)
-        if not is_real(fps) or not 0 < fps <= 1000:
-            raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}")
+        if not is_real(fps) or not MIN_FPS <= fps <= MAX_FPS:
+            raise ValueError(f"fps must be a number in [{MIN_FPS:g}, {MAX_FPS:g}], got {fps!r}")
         for name, v in (("tolerance", tolerance), ("color_tolerance", color_tolerance)):
             if not is_real(v) or not 0 <= v <= 64:
                 raise ValueError(f"{name} must be a number in [0, 64], got {v!r}")
@@ -823,7 +830,7 @@ class Animation:
         """The animation as an SVG document animated with SMIL (loops)."""
         red = self._reduced()
         T = self._rec.n
-        dur = f"{T / self.fps:.6g}s"
+        dur = _clock_value(T / self.fps)
         w, h = self.width, self.height
         q = self._q  # coordinates in whole quanta of 1/q px
         out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
@@ -897,6 +904,13 @@ def output_format(path) -> str:
             return fmt
     raise ValueError(f"unknown animation output type {Path(path).suffix or '(none)'!r}: use .json (Lottie) or "
                      ".svg (animated SVG)")
+
+
+def _clock_value(seconds: float) -> str:
+    """A SMIL clock value: seconds in fixed point, to the microsecond (SMIL
+    allows no exponent: ``:g`` wrote 3e+06s for a long, slow animation)."""
+    text = f"{seconds:.6f}".rstrip("0").rstrip(".")
+    return f"{text if text not in ('', '0') else '0.000001'}s"
 
 
 def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
@@ -1189,14 +1203,17 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
     frame before it (the first avatar for frames before the first one), so
     the frames keep their times; a file without any avatar is refused.
     Blank lines are skipped; a bad line (also a number too large for a
-    float) raises ``ValueError`` naming it. The file is read line by line and
-    refused as soon as it holds more than ``MAX_FRAMES`` frames.
+    float, a ``time_ms`` that is not a finite number, an object of another
+    ``schema_version`` or with unknown parameter names) raises
+    ``ValueError`` naming it. The file is read line by line and refused as
+    soon as it holds more than ``MAX_FRAMES`` frames (lines stamped with
+    times, which are resampled: ``MAX_STAMPED_LINES``).
     ``times_ms``: a list that gets each frame's ``"time_ms"`` (None where a
     file stamps no line); the frames are then placed by those times, so a
     file that stamps some lines and not others, or a stamp not after the
     one before it (a line repeated, lines out of order), raises
     ``ValueError`` naming the line."""
-    from .schema import NAMES
+    from .schema import NAMES, READS, VERSION
 
     frames: list = []
     stamped = last = None  # whether the first frame line had a time, and the latest time
@@ -1204,16 +1221,20 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
         for n, line in _jsonl_lines(f, path):
             if not line.strip():
                 continue
-            if len(frames) >= MAX_FRAMES:
-                raise ValueError(f"{path} holds more than {MAX_FRAMES} frames (an animation holds at most "
-                                 f"{MAX_FRAMES})")
+            most = MAX_STAMPED_LINES if stamped else MAX_FRAMES  # (stamped lines are resampled: maybe fewer frames)
+            if len(frames) >= most:
+                raise ValueError(f"{path} holds more than {most} " + (
+                    "stamped lines" if stamped else f"frames (an animation holds at most {MAX_FRAMES})"))
             try:
                 doc = json.loads(line)
             except (ValueError, RecursionError) as exc:
                 raise ValueError(f"{path}, line {n}: not JSON ({exc})") from None
             if times_ms is not None:
                 t = doc.get("time_ms") if isinstance(doc, dict) else None
-                t = float(t) if is_real(t) else None  # (10**400 raised OverflowError)
+                if t is not None and not is_real(t):  # (a string or NaN was taken for no stamp: the timing lost)
+                    raise ValueError(f"{path}, line {n}: time_ms must be a finite number of milliseconds, "
+                                     f"got {t!r:.40}")
+                t = None if t is None else float(t)  # (10**400 raised OverflowError: is_real refuses it)
                 if stamped is None:
                     stamped = t is not None
                 elif stamped != (t is not None):
@@ -1230,11 +1251,18 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
                 last = t if t is not None else last
                 times_ms.append(t)
             if isinstance(doc, dict):
+                version = doc.get("schema_version", VERSION)  # (video --params writes none: this SDK's)
+                if isinstance(version, bool) or not isinstance(version, str) or version not in READS:
+                    raise ValueError(f"{path}, line {n}: parameters of schema {version!r:.40}; this SDK reads "
+                                     f"{', '.join(READS)} (they do not carry over between other versions)")
                 doc = doc.get("params", ...)  # (an object without "params" is refused below)
                 if isinstance(doc, dict):
                     missing = [k for k in NAMES if k not in doc]
-                    if missing:
-                        raise ValueError(f"{path}, line {n}: {len(missing)} parameter(s) missing, e.g. {missing[:3]}")
+                    unknown = sorted(set(doc) - set(NAMES))
+                    if missing or unknown:
+                        raise ValueError(f"{path}, line {n}: the parameters do not match schema {VERSION}: "
+                                         f"{len(unknown)} unknown {unknown[:3]}, {len(missing)} missing "
+                                         f"{missing[:3]}")
                     doc = [doc[k] for k in NAMES]
             if doc is None:  # a frame without an avatar
                 frames.append(frames[-1] if frames else None)

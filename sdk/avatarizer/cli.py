@@ -1286,7 +1286,8 @@ def _rate_of(times: list) -> float | None:
     fps = (len(times) - 1) * 1000.0 / (times[-1] - times[0])
     if not (math.isfinite(fps) and fps > 0):
         return None
-    fps, fitted = (float(round(r)) if abs(r - round(r)) < 1e-3 else r
+    # (whole rates only from 1 fps up: lines half an hour apart, 0.00056 fps, were rounded to 0)
+    fps, fitted = (float(round(r)) if round(r) >= 1 and abs(r - round(r)) < 1e-3 else r
                    for r in (fps, 1000.0 / min(b - a for a, b in zip(times, times[1:]))))
     return fitted if fps < fitted <= MAX_FITTED_FPS else fps
 
@@ -1309,7 +1310,9 @@ def _animate(args) -> int:
     except (ValueError, UnicodeDecodeError) as exc:
         raise CLIError(str(exc)) from None
     rate = _rate_of(times)
-    anim = make(float(args.fps or (min(rate, MAX_ANIMATION_FPS) if rate else 30.0)))
+    from .animation import MIN_FPS
+
+    anim = make(float(args.fps or (min(max(rate, MIN_FPS), MAX_ANIMATION_FPS) if rate is not None else 30.0)))
     if rate is None:  # lines without times: one frame each
         anim.extend(frames)
     else:  # stamped lines (a variable frame rate too): placed by their times (_resampled)
@@ -1604,7 +1607,7 @@ MAX_SECONDS = 1e7
 _seconds = float_arg(lambda v: 0 < v <= MAX_SECONDS,
                      f"expected a positive number of seconds, at most {MAX_SECONDS:,.0f} (115 days), "
                      "got {text!r}")
-_fps = float_arg(lambda v: 0 < v <= 1000, "expected frames per second in (0, 1000], got {text!r}")
+_fps = float_arg(lambda v: 0.001 <= v <= 1000, "expected frames per second in [0.001, 1000], got {text!r}")  # (animation.MIN_FPS, MAX_FPS)
 _tolerance = float_arg(lambda v: 0 <= v <= 64, "expected a tolerance in pixels, 0..64, got {text!r}")
 
 

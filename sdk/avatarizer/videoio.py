@@ -38,10 +38,13 @@ MAX_MACROBLOCKS = 139_264
 
 #: Animated image formats read frame by frame with Pillow (:class:`ImageFrames`): OpenCV's FFmpeg gives
 #: an animated PNG's frames broken times (a 2 s APNG became 0.1 s of video) and cannot decode animated WebP.
-#: (GIF is read by OpenCV, whose times are the file's.)
+#: (GIF is read by OpenCV, whose times are the file's; :func:`probe` takes its rate from its durations.)
 PILLOW_ANIMATED = ("PNG", "WEBP")
 #: The frame time of an animated image frame that says 0 ms (or less): what browsers show it for.
 ZERO_DELAY_MS = 100.0
+#: A GIF frame that says less than this lasts :data:`ZERO_DELAY_MS`, as FFmpeg's GIF reader (which
+#: decodes GIFs here: OpenCV) and browsers show it.
+GIF_MIN_DELAY_MS = 20.0
 #: The highest rate an animated image's frames are written at (their times' common step, else this).
 MAX_IMAGE_FPS = 100
 
@@ -104,10 +107,12 @@ def image_rate(durations) -> Fraction:
     return min(Fraction(1000, max(step, 1)), Fraction(MAX_IMAGE_FPS))
 
 
-def animated_image(path) -> tuple[object, list[float]] | None:
+def animated_image(path, formats: tuple[str, ...] = PILLOW_ANIMATED) -> tuple[object, list[float]] | None:
     """``(the opened Pillow image, each frame's duration in ms)`` when
-    ``path`` is an animated PNG or WebP (:data:`PILLOW_ANIMATED`), else
-    None. A duration of 0 or less is :data:`ZERO_DELAY_MS`."""
+    ``path`` is an animated image of one of ``formats`` (Pillow's names;
+    default :data:`PILLOW_ANIMATED`, the formats read by Pillow), else
+    None. A duration of 0 or less is :data:`ZERO_DELAY_MS`, a GIF's under
+    :data:`GIF_MIN_DELAY_MS` too."""
     try:
         if not os.path.isfile(path):  # (a named pipe would block the read of its header)
             return None
@@ -117,16 +122,17 @@ def animated_image(path) -> tuple[object, list[float]] | None:
     except Exception:  # noqa: BLE001 - not an image Pillow reads: OpenCV's to try
         return None
     try:
-        if im.format not in PILLOW_ANIMATED or not getattr(im, "is_animated", False):
+        if im.format not in formats or not getattr(im, "is_animated", False):
             im.close()
             return None
+        least = GIF_MIN_DELAY_MS if im.format == "GIF" else 0.0
         durations = []
         for i in range(im.n_frames):
             im.seek(i)
             if "duration" not in im.info:
                 im.load()  # (a WebP frame's duration is known once it is decoded)
             d = im.info.get("duration")
-            durations.append(float(d) if isinstance(d, (int, float)) and d > 0 else ZERO_DELAY_MS)
+            durations.append(float(d) if isinstance(d, (int, float)) and d > 0 and d >= least else ZERO_DELAY_MS)
         im.seek(0)
     except Exception:  # noqa: BLE001 - damaged: OpenCV's to try, and to refuse
         im.close()
@@ -291,8 +297,11 @@ class Probe:
 def probe(path: Path) -> Probe:
     """The input's size, frame rate, video bitrate and sound codec (empty
     :class:`Probe` when ``ffprobe`` is missing or cannot read the file). An
-    animated PNG or WebP's from its frames' durations (Pillow)."""
-    animated = animated_image(path)
+    animated GIF, PNG or WebP's from its frames' durations (Pillow; a GIF's
+    as FFmpeg times its frames): ffprobe's rate for a GIF is not one every
+    frame time fits (4 fps for frames of 100, 500, 250 and 2000 ms: the
+    second frame was dropped from an animation of it)."""
+    animated = animated_image(path, PILLOW_ANIMATED + ("GIF",))
     if animated is not None:
         im, durations = animated
         im.close()
