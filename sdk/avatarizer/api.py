@@ -520,14 +520,18 @@ class Avatar:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"parameter {n!r} must be a number, got {v!r:.80}")
             try:
-                values.append(float(v))
+                f = float(v)
             except OverflowError:  # an integer beyond float range
                 raise ValueError(f"parameter {n!r} is out of range ({str(v)[:20]}...)") from None
+            if math.isfinite(f) and abs(f) > _FLOAT32_MAX:  # (it became inf in float32, with a numpy warning)
+                raise ValueError(f"parameter {n!r} is out of range ({f:g})")
+            values.append(f)
         face = doc.get("face")
         face = FaceInfo.from_dict(face) if face is not None else None
         return cls(np.array(values, np.float32), face)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _OVERLAY_BOTTOM = 1.1  # canonical y where the overlaid drawing ends
 _OVERLAY_FADE = 0.2    # over this canonical distance
 
