@@ -14,7 +14,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 
 from conftest import ROOT
