@@ -497,6 +497,15 @@ def test_read_params_jsonl_formats_and_errors(tmp_path):
     f.write_text("".join(line(t) + "\n" for t in (0, 40.5, 1000)))
     times = []
     assert len(read_params_jsonl(f, times)) == 3 and times == [0.0, 40.5, 1000.0]
+    # how long each line is shown (video --params writes it): read where asked for, and checked
+    stamp = lambda t, d: json.dumps({"time_ms": t, "duration_ms": d, "params": p[0].tolist()}) + "\n"
+    f.write_text(stamp(0, 40) + stamp(40, 2000) + json.dumps({"time_ms": 2040, "params": p[0].tolist()}) + "\n")
+    durations = []
+    assert len(read_params_jsonl(f, [], durations)) == 3 and durations == [40.0, 2000.0, None]
+    for bad in (-1, "40", float("nan"), 10 ** 400):
+        f.write_text(stamp(0, 40) + stamp(40, bad))
+        with pytest.raises(ValueError, match="line 2: duration_ms must be"):
+            read_params_jsonl(f, [], [])
 
 
 

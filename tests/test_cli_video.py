@@ -1191,8 +1191,14 @@ def test_every_frame_of_a_gif_is_kept_at_a_rate_its_times_fit(tmp_path, capsys):
     assert _main("video", gif, "-o", tmp_path / "g.json", "--params", params) == 0, capsys.readouterr().err
     doc = json.loads((tmp_path / "g.json").read_text())
     assert doc["fr"] == 20 and doc["op"] - doc["ip"] == 57  # 2.85 s
-    times = [json.loads(line)["time_ms"] for line in params.read_text().splitlines()]
-    assert times == [0.0, 100.0, 600.0, 850.0]
+    lines = [json.loads(line) for line in params.read_text().splitlines()]
+    assert [d["time_ms"] for d in lines] == [0.0, 100.0, 600.0, 850.0]
+    # each line says how long its frame is shown, the last as the output holds it: animate keeps the
+    # GIF's 2.85 s (the last line lasted one frame of the lines' rate: 1.0 s in all)
+    assert [d["duration_ms"] for d in lines] == [100.0, 500.0, 250.0, 2000.0]
+    assert _main("animate", "--params", params, "-o", tmp_path / "a.json") == 0
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert (doc["op"] - doc["ip"]) / doc["fr"] == pytest.approx(2.85, abs=1 / doc["fr"])
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=[10, 500, 0, 20])
     assert videoio.probe(gif).rate == "50/1" and videoio.probe(gif).stream_duration == pytest.approx(0.72)
 

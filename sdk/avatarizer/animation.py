@@ -1195,7 +1195,7 @@ def _jsonl_lines(f, path):
         yield n, line
 
 
-def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
+def read_params_jsonl(path, times_ms: list | None = None, durations_ms: list | None = None) -> list[np.ndarray]:
     """One frame per line: a JSON list of 629 numbers, or an object with
     ``"params"`` (a list, or a name -> value object as in ``Avatar.to_json``),
     as ``avatarizer video --params`` writes. A frame without an avatar
@@ -1212,7 +1212,9 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
     file stamps no line); the frames are then placed by those times, so a
     file that stamps some lines and not others, or a stamp not after the
     one before it (a line repeated, lines out of order), raises
-    ``ValueError`` naming the line."""
+    ``ValueError`` naming the line. ``durations_ms``: a list that gets each
+    frame's ``"duration_ms"`` (how long it is shown; None where a line has
+    none), a finite number >= 0 where given."""
     from .schema import NAMES, READS, VERSION
 
     frames: list = []
@@ -1250,6 +1252,12 @@ def read_params_jsonl(path, times_ms: list | None = None) -> list[np.ndarray]:
                                      "stamped lines must be in time order, each once")
                 last = t if t is not None else last
                 times_ms.append(t)
+            if durations_ms is not None:
+                d = doc.get("duration_ms") if isinstance(doc, dict) else None
+                if d is not None and not (is_real(d) and 0 <= d <= MAX_TIMESTAMP_MS):
+                    raise ValueError(f"{path}, line {n}: duration_ms must be a finite number of milliseconds "
+                                     f">= 0, got {d!r:.40}")
+                durations_ms.append(None if d is None else float(d))
             if isinstance(doc, dict):
                 version = doc.get("schema_version", VERSION)  # (video --params writes none: this SDK's)
                 if isinstance(version, bool) or not isinstance(version, str) or version not in READS:

@@ -928,9 +928,10 @@ def _video(args) -> int:
                         avatar = _rescaled(avatar, pw, ph)
                     frames_out.add(compose(frame, avatar, side), t)
                 done, found, frame = walk.done, walk.found, walk.frame
-                frames_out.finish(_last_shown(info, start, frames_out.first, frames_out.last, 1.0 / rate_f,
-                                              _read_whole(info, count, limit, done, frame is None),
-                                              args.max_seconds))
+                shown = _last_shown(info, start, frames_out.first, frames_out.last, 1.0 / rate_f,
+                                    _read_whole(info, count, limit, done, frame is None), args.max_seconds)
+                frames_out.finish(shown)
+                shown = 1.0 / rate_f if shown is None else shown  # (the last frame's time on screen)
                 secs = time.perf_counter() - t0
         finally:
             if writer is not None:
@@ -953,7 +954,7 @@ def _video(args) -> int:
             codec = "MPEG-4 Part 2 (browsers do not play it; install ffmpeg for H.264)"
             audio = "dropped (ffmpeg not found on PATH; install ffmpeg to keep the sound)"
         if params_out is not None:  # both or neither
-            params_path = params_out.finish((partial, out))
+            params_path = params_out.finish((partial, out), last_ms=1000.0 * shown)
         else:
             _commit(partial, out, args.overwrite, inp)
             params_path = None
@@ -1079,17 +1080,24 @@ def _truncation_status(inp: Path, done: int, expected: int | None) -> int:
     return EXIT_TRUNCATED
 
 
-def params_line(avatar, frame: int, time_ms: float) -> str:
-    """One line of ``video --params``: ``{"frame": N, "time_ms": T, "face":
-    true|false, "params": [629 numbers] | null}``. ``face``: a face was found
-    in this frame; ``params``: the avatar drawn on it (also one kept from an
-    earlier frame for up to 0.5 s), ``null`` where none is (before the first
-    face, or after it was lost). ``animate --params`` reads these lines."""
+def params_line(avatar, frame: int, time_ms: float, duration_ms: float | None = None) -> str:
+    """One line of ``video --params``: ``{"frame": N, "time_ms": T,
+    "duration_ms": D, "face": true|false, "params": [629 numbers] | null}``.
+    ``duration_ms``: how long the frame is shown (to the next frame's time;
+    the last frame's as the video output holds it), left out where None;
+    ``face``: a face was found in this frame; ``params``: the avatar drawn
+    on it (also one kept from an earlier frame for up to 0.5 s), ``null``
+    where none is (before the first face, or after it was lost).
+    ``animate --params`` reads these lines."""
     import json
 
     params = None if avatar is None else [round(float(v), 6) for v in avatar.params]
     face = avatar is not None and not avatar.stale
-    return json.dumps({"frame": int(frame), "time_ms": round(float(time_ms), 3), "face": face, "params": params})
+    doc = {"frame": int(frame), "time_ms": round(float(time_ms), 3)}
+    if duration_ms is not None:
+        doc["duration_ms"] = round(float(duration_ms), 3)
+    doc.update(face=face, params=params)
+    return json.dumps(doc)
 
 
 class _ParamsWriter:
@@ -1103,16 +1111,26 @@ class _ParamsWriter:
         self.tmp = _temp_beside(path, ".jsonl")
         self.f = open(self.tmp, "w", encoding="utf-8")
         self.done = False
+        self._held = None  # the latest frame's line, written once its duration is known
 
     def add(self, avatar, frame: int, time_ms: float) -> None:
-        self.f.write(params_line(avatar, frame, time_ms) + "\n")
+        if self._held is not None:
+            self._write(*self._held, time_ms - self._held[2])
+        self._held = (avatar, frame, time_ms)
         self.count += 1
 
-    def finish(self, *before: tuple[Path, Path]) -> Path:
-        """Moves the finished file into place (never over an existing file
-        without ``--overwrite``, never over the input), together with
-        ``before`` (pairs of temporary file and output, moved first): all or
-        none (:func:`_commit_all`)."""
+    def _write(self, avatar, frame: int, time_ms: float, duration_ms: float | None) -> None:
+        self.f.write(params_line(avatar, frame, time_ms, duration_ms) + "\n")
+
+    def finish(self, *before: tuple[Path, Path], last_ms: float | None = None) -> Path:
+        """Writes the last frame's line (shown ``last_ms``: how long the
+        video output holds it), then moves the finished file into place
+        (never over an existing file without ``--overwrite``, never over the
+        input), together with ``before`` (pairs of temporary file and
+        output, moved first): all or none (:func:`_commit_all`)."""
+        if self._held is not None:
+            self._write(*self._held, last_ms)
+            self._held = None
         self.f.close()
         _commit_all([*before, (self.tmp, self.path)], self.overwrite, self.inp)
         self.done = True
@@ -1231,7 +1249,8 @@ def _video_animation(args) -> int:
             _write_text(player_html(out, inp, html, video_start=times[0]), html, args.overwrite, inp)
             print(f"wrote {html}: the animation next to {inp} (open it in a browser)")
         if params_out is not None:
-            print(f"wrote {params_out.finish()}: the parameters of {params_out.count} frames")
+            print(f"wrote {params_out.finish(last_ms=1000.0 * last)}: the parameters of {params_out.count} "
+                  "frames")
     finally:
         if params_out is not None:
             params_out.discard()  # (nothing once finished)
@@ -1305,8 +1324,9 @@ def _animate(args) -> int:
     _check_input(inp)  # a named pipe would block forever
     _check_output(inp, out, args.overwrite)
     times: list = []
+    durations: list = []
     try:
-        frames = read_params_jsonl(inp, times)
+        frames = read_params_jsonl(inp, times, durations)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CLIError(str(exc)) from None
     rate = _rate_of(times)
@@ -1316,7 +1336,9 @@ def _animate(args) -> int:
     if rate is None:  # lines without times: one frame each
         anim.extend(frames)
     else:  # stamped lines (a variable frame rate too): placed by their times (_resampled)
-        anim.extend(_resampled(frames, [(t - times[0]) / 1000.0 for t in times], 1.0 / rate, anim.fps))
+        # the last line lasts what it says (video --params: as long as the video output holds it), else a frame
+        last = durations[-1] / 1000.0 if durations and durations[-1] else 1.0 / rate
+        anim.extend(_resampled(frames, [(t - times[0]) / 1000.0 for t in times], last, anim.fps))
     st = _write_animation(anim, out, args.overwrite, inp)
     print(f"wrote {out}: {len(anim)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
           f"{st['geometry_keyframes']} path keyframes within {_within(anim)} at "
