@@ -1144,6 +1144,86 @@ def test_a_fork_during_a_call_leaves_the_child_a_usable_object(astronaut):
     assert len(got) == 1 and got[0] is not None  # (the parent's call went on)
 
 
+def test_close_from_inside_a_call_of_the_same_thread_returns(astronaut):
+    """A signal handler that closes the Avatarizer (an app's clean shutdown
+    on SIGTERM) runs on the thread it interrupted, inside a from_frame call:
+    close() waited for that call to end, on the call's own thread, forever.
+    It returns at once; the interrupted call finishes, then the pipeline is
+    let go of; later calls are refused."""
+    a = Avatarizer(mode="video")
+    pipe = a._pipeline
+    aligner = pipe["align"].aligner()
+    run = pipe.run
+    seen = []
+
+    def closing_run(state, *args, **kwargs):  # (what a signal handler calling close() does mid-call)
+        done = threading.Event()
+        threading.Timer(30, lambda: done.is_set() or os._exit(3)).start()  # a hang ends the test run
+        a.close()
+        done.set()
+        seen.append(aligner.closed)  # not yet: the call still uses the pipeline
+        return run(state, *args, **kwargs)
+
+    pipe.run = closing_run
+    assert a.from_frame(astronaut, timestamp_ms=0.0) is not None  # the interrupted call finished normally
+    assert seen == [False] and aligner.closed and a.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        a.from_frame(astronaut, timestamp_ms=40.0)
+
+
+def test_a_stream_finalized_on_its_own_read_ahead_thread_gives_the_clock_back(astronaut):
+    """A stream generator dropped in a reference cycle is finalized by the
+    thread the garbage collector happens to run on, which may be the
+    stream's read-ahead thread (it reads the source): its clean-up joined
+    that very thread (RuntimeError: cannot join current thread) and left the
+    clock at the last frame read ahead; the next call with a time between
+    was refused."""
+    import gc
+    import time
+
+    from avatarizer.video import TrackerOptions
+
+    a = Avatarizer(mode="video", tracker=TrackerOptions(identity_worker="inline"))
+    dropped = threading.Event()
+
+    def source():
+        for i in range(40):
+            if i >= 4:
+                dropped.wait(10)
+            if i == 6:
+                gc.collect()  # (as an allocation on this thread may)
+            yield astronaut
+
+    class Holder:
+        pass
+
+    unraisable = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    try:
+        gc.disable()  # (the collection is the source's, on the read-ahead thread)
+        h = Holder()
+        h.me, h.it = h, a.stream(source(), fps=30, prefetch=8)
+        got = [next(h.it)[0] for _ in range(3)]
+        del h
+        dropped.set()
+        for _ in range(100):
+            if not a._streaming:
+                break
+            time.sleep(0.05)
+    finally:
+        gc.enable()
+        sys.unraisablehook = old_hook
+    try:
+        assert got == [0, 1, 2] and not a._streaming and not unraisable, unraisable
+        assert a._pipeline.stream.last_timestamp_ms == pytest.approx(2000 / 30)  # the last frame handed out
+        assert a.from_frame(astronaut, timestamp_ms=80.0) is not None
+    finally:
+        a.close()
+    with Avatarizer(mode="video") as b, pytest.raises(ValueError, match=r"fps must be a number in \[0.001"):
+        next(iter(b.stream([astronaut], fps=1e-300)))
+
+
 def test_a_stream_interrupted_before_its_first_frame_gives_the_object_back(astronaut, monkeypatch):
     """An exception (Ctrl-C) while a stream() sets up, before its worker
     starts, left it marked as streaming: every later call was refused."""

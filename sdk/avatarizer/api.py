@@ -589,8 +589,12 @@ class Avatarizer:
         self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
         self._streaming = False  # a stream() is being iterated (video mode): other calls are refused
         self._stream_stop: Callable[[], None] | None = None  # stops that stream's worker (close())
-        self._calls = threading.Condition(threading.Lock())  # guards _closed and _active
+        # guards _closed, _active and _callers; reentrant: close() from a signal handler that interrupted
+        # this thread while it held the lock
+        self._calls = threading.Condition(threading.RLock())
         self._active = 0  # calls in flight: close() waits for them
+        self._callers: dict[int, int] = {}  # the threads those calls run on, and how many each
+        self._release_pending = False  # close() came from inside a call: the last call to end releases
         self._closed = False
         self._inherited = False  # made in the parent of this forked process (see _after_fork_in_child)
         self._pipeline = None
@@ -644,7 +648,9 @@ class Avatarizer:
 
         Safe while other threads are calling: calls already running finish
         normally (close waits for them); calls that start afterwards raise
-        ``RuntimeError``."""
+        ``RuntimeError``. Called from inside a call of its own thread (a
+        signal handler's clean shutdown) it returns at once, and the
+        pipeline is let go of when the last running call ends."""
         with self._calls:
             if self._closed:
                 return
@@ -652,9 +658,14 @@ class Avatarizer:
             stop_stream = self._stream_stop
             if stop_stream is not None:  # a stream being iterated: its worker stops reading frames
                 stop_stream()
+            self._pipeline = None
+            if threading.get_ident() in self._callers:
+                # called from inside a call of this very thread (a signal handler that interrupted it):
+                # waiting would wait for itself, forever; the last call to end releases the pipeline
+                self._release_pending = True
+                return
             while self._active:
                 self._calls.wait()
-            self._pipeline = None
         self._release()  # pipe.close(), once
 
     @property
@@ -687,8 +698,9 @@ class Avatarizer:
         close() lets the pipeline be (closing it could wait on a lock or a
         graph thread of the parent's)."""
         self._lock = threading.RLock()
-        self._calls = threading.Condition(threading.Lock())
+        self._calls = threading.Condition(threading.RLock())
         self._active, self._streaming, self._stream_stop = 0, False, None
+        self._callers, self._release_pending = {}, False
         self._inherited = True
         self._release.detach()
         self._parent_pipeline, self._pipeline = self._pipeline, None  # (kept: not torn down here)
@@ -696,19 +708,28 @@ class Avatarizer:
     @contextlib.contextmanager
     def _using(self):
         """The pipeline for one call; close() waits until the call is done."""
-        counted = False
+        counted, me = False, threading.get_ident()
         try:
             with self._calls:
                 pipe = self._check_open()
                 self._active += 1
+                self._callers[me] = self._callers.get(me, 0) + 1
                 counted = True
             yield pipe
         finally:
             if counted:  # (an interrupt between the count and the call's end still gives it back)
+                release = False
                 with self._calls:
                     self._active -= 1
+                    if self._callers[me] > 1:
+                        self._callers[me] -= 1
+                    else:
+                        del self._callers[me]
                     if not self._active:
                         self._calls.notify_all()
+                        release, self._release_pending = self._release_pending, False
+                if release:  # (close() came from inside a call: done now that the last one ended)
+                    self._release()
 
     def reset(self) -> None:
         """Video mode: start a new stream. The tracked identity, filters,
@@ -958,8 +979,8 @@ class Avatarizer:
             raise ValueError("stream() is for video: create the Avatarizer with mode='video' "
                              "(image mode: from_frames() batches frames instead).")
         self._check_call(0.0, face_index)
-        if not is_real(fps) or not 0 < float(fps) <= 1000:
-            raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}.")
+        if not is_real(fps) or not 0.001 <= float(fps) <= 1000:  # (1e-300 made frame 1's time 1e+303 ms)
+            raise ValueError(f"fps must be a number in [0.001, 1000], got {fps!r}.")
         if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or not 1 <= prefetch <= 64:
             raise ValueError(f"prefetch must be an integer in 1..64, got {prefetch!r}.")
         it = _frame_iter(frames, "stream")
@@ -1011,6 +1032,8 @@ class Avatarizer:
                         try:
                             frame = next(it)
                         except StopIteration:
+                            break
+                        if stop.is_set():  # (the stream ended while the source was read: its clock is given back)
                             break
                         if ts_it is None:
                             t = start + i * 1000.0 / fps
@@ -1069,7 +1092,9 @@ class Avatarizer:
             try:
                 if stopper is not None:
                     stop.set()
-                if worker is not None and worker.is_alive():
+                # (the generator may be finalized on the worker itself: a garbage collection run while
+                # the source was read; there is nothing to wait for then, and the worker stops once back)
+                if worker is not None and worker.is_alive() and worker is not threading.current_thread():
                     worker.join()
                 # frames read ahead and never handed out give their time back: the
                 # next call (or stream) may start with the first frame not consumed
