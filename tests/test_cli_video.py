@@ -1171,6 +1171,33 @@ def test_the_last_frame_of_a_gif_lasts_as_long_as_it_says(tmp_path, capsys):
     assert float(_ffprobe(out, "stream=duration")[0]) == pytest.approx(1.5, abs=0.02)  # (one 2 fps frame: not 2.5)
 
 
+def test_progress_is_redrawn_on_a_terminal_and_plain_lines_elsewhere():
+    """Progress went to stderr as carriage-return redraws also where stderr
+    is a log file or a pipe (hundreds of redraws on one line of the log):
+    there it is a line now and then and one at the end; a terminal keeps
+    the bar redrawn in place."""
+    import io
+    import time
+
+    from avatarizer import cli
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    log, term = io.StringIO(), Terminal()
+    t0 = time.perf_counter()
+    for done in range(5, 101, 5):
+        cli._progress(done, 100, t0, log)
+        cli._progress(done, 100, t0, term)
+    cli._progress_end(log)
+    cli._progress_end(term)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 2, lines  # the first and the last (well within 10 s)
+    assert lines[0].startswith("[#") and "5/100 frames" in lines[0] and "100/100 frames" in lines[1]
+    assert term.getvalue().count("\r") == 20 and term.getvalue().endswith("\n")
+
+
 def test_every_frame_of_a_gif_is_kept_at_a_rate_its_times_fit(tmp_path, capsys):
     """ffprobe gave a GIF of 100, 500, 250 and 2000 ms frames 4 fps as the
     rate every frame time fits: its second frame was never shown in an

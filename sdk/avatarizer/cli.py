@@ -452,22 +452,54 @@ def _attribute_lines(attributes) -> str:
     return "attributes (change one with --set NAME=VALUE):\n" + "\n".join(lines)
 
 
+#: Where stderr is no terminal (a log file, a pipe), a progress line at most this often (seconds) and at the end
+PLAIN_PROGRESS_EVERY_S = 10.0
+_plain_progress: dict = {}  # the run (its t0) -> when its last plain progress line was written
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # (no isatty, or closed)
+        return False
+
+
 def _progress(done: int, total: int | None, t0: float, stream=None) -> None:
+    """The walk's progress on stderr: a bar redrawn in place (``\\r``) on a
+    terminal; elsewhere (a log, a pipe, where the redraws piled up on one
+    line) a line of its own every :data:`PLAIN_PROGRESS_EVERY_S` and at
+    the last frame."""
     _check_stop()  # once per frame: a stop signal whose exception was lost ends the run here
     import time
 
     stream = stream or sys.stderr
-    el = time.perf_counter() - t0
+    now = time.perf_counter()
+    el = now - t0
     fps = done / el if el > 0 else 0.0
     if total and done <= total:  # (an estimate: a variable-rate video's can be passed, then just counted)
         frac = done / total
         bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
         eta = (total - done) / fps if fps > 0 else 0.0
-        msg = f"\r[{bar}] {done}/{total} frames  {fps:5.1f} fps  eta {eta:4.0f} s"
+        msg = f"[{bar}] {done}/{total} frames  {fps:5.1f} fps  eta {eta:4.0f} s"
     else:
-        msg = f"\r{done} frames  {fps:5.1f} fps"
-    stream.write(msg)
+        msg = f"{done} frames  {fps:5.1f} fps"
+    if _is_terminal(stream):
+        stream.write("\r" + msg)
+    else:
+        last = _plain_progress.get(t0)
+        if last is not None and now - last < PLAIN_PROGRESS_EVERY_S and done != total:
+            return
+        _plain_progress.clear()  # (one run at a time)
+        _plain_progress[t0] = now
+        stream.write(msg + "\n")
     stream.flush()
+
+
+def _progress_end(stream=None) -> None:
+    """Ends the progress bar's line (a terminal's; plain progress lines end themselves)."""
+    stream = stream or sys.stderr
+    if _is_terminal(stream):
+        stream.write("\n")
 
 
 class _Rotated:
@@ -937,7 +969,7 @@ def _video(args) -> int:
             if writer is not None:
                 writer.release()
             cap.release()
-        sys.stderr.write("\n")
+        _progress_end()
         if done == 0:
             raise CLIError(f"no frames could be decoded from {inp}")
         expected = _expected_frames(count, info, limit, done) if frame is None else None
@@ -1227,7 +1259,7 @@ def _video_animation(args) -> int:
                 done, found, frame = walk.done, walk.found, walk.frame
         finally:
             cap.release()
-        sys.stderr.write("\n")
+        _progress_end()
         first = next((p for p in frames if p is not None), None)
         if first is None:
             which = "no face" if args.face == 0 else f"face {args.face} (0 = the largest) not"
