@@ -43,6 +43,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from avatarizer.checks import int_arg  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
@@ -121,9 +123,9 @@ def baseline_artist(folder: Path):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--faces", type=int, default=60)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--faces", type=int_arg(1, 100_000), default=60)
+    ap.add_argument("--rounds", type=int_arg(1, 1000), default=3)
+    ap.add_argument("--warmup", type=int_arg(0, 100_000), default=5)
     ap.add_argument("--baseline", type=Path, help="another version's avatarizer package folder, interleaved")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)

@@ -225,6 +225,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON report here (a new file)")
     args = ap.parse_args(argv)
+    # checked before any measurement: a GPU's time is lent by the minute (the report was lost after the run)
+    if args.photos is not None and not args.photos.is_dir():
+        ap.error(f"--photos {args.photos}: not a folder")
+    if args.out is not None and (args.out.exists() or args.out.is_symlink() or not args.out.parent.is_dir()):
+        ap.error(f"--out {args.out}: " + ("already exists (a new file is written)" if args.out.exists()
+                                          or args.out.is_symlink() else "its folder does not exist"))
 
     report: dict = {"device_under_test": args.device, "environment": environment(args.device)}
     env = report["environment"]
@@ -249,11 +255,17 @@ def main(argv=None) -> int:
         report["failed"] = failed
         status = 1 if failed else 0
     text = json.dumps(report, indent=1, default=str)
+    if args.json:  # (printed first: a file that cannot be written after all loses nothing)
+        print(text, flush=True)
     if args.out:
-        with open(args.out, "x") as f:  # never replaces a file
-            f.write(text + "\n")
-    if args.json:
-        print(text)
+        try:
+            with open(args.out, "x") as f:  # never replaces a file
+                f.write(text + "\n")
+        except OSError as exc:
+            print(f"gpu.py: could not write {args.out}: {exc}", file=sys.stderr)
+            if not args.json:
+                print(text)
+            status = status or 1
     else:
         print(f"device {args.device}: {env.get('cuda', {}).get('device', '-')}, onnxruntime {env['onnxruntime']} "
               f"{env['onnxruntime_providers']}")

@@ -116,12 +116,16 @@ class _BareCall:
 
 
 def _load_baseline(path: str):
-    """Loads another build of ``avatarizer._avz`` under the name ``_avz``."""
-    spec = importlib.util.spec_from_file_location("_avz", path)
+    """Loads another build of ``avatarizer._avz`` under the name ``_avz``
+    (a missing or broken file: one line, exit 2)."""
+    spec = importlib.util.spec_from_file_location("_avz", path) if os.path.isfile(path) else None
     if spec is None or spec.loader is None:
         raise SystemExit(f"--baseline {path}: not a loadable extension module")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    try:
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    except ImportError as exc:
+        raise SystemExit(f"--baseline {path}: not a loadable extension module ({exc})") from None
     return mod
 
 
@@ -179,6 +183,7 @@ def main(argv=None):
     ap.add_argument("--dump-scenes", type=Path, help="write the scenes' parameters (N x 629 float32) "
                     "for `make profile-render SCENES=FILE` and exit")
     args = ap.parse_args(argv)
+    base = _load_baseline(args.baseline) if args.baseline else None  # (checked before the scenes are built)
     sizes = args.sizes
     if args.scenes == "real":
         try:
@@ -200,7 +205,6 @@ def main(argv=None):
     cpu = _pin_one_core() if args.threads == 1 else None
     from avatarizer import _avz as this
 
-    base = _load_baseline(args.baseline) if args.baseline else None
     load_before = os.getloadavg()
     detail = {}
     for s in sizes:

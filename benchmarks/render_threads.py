@@ -99,10 +99,22 @@ def live(images, threads: int, warmup: int) -> dict:
                      "overlay": _pct(overlay[n])} for n in counts}
 
 
+def _sizes(text: str) -> list[int]:
+    """``--sizes``: comma-separated sizes in px, each 1..MAX_SIZE (checked before any work: a bad one failed
+    after the frames were read)."""
+    try:
+        sizes = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not sizes or not all(1 <= v <= native.MAX_SIZE for v in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be in 1..{native.MAX_SIZE}, got {text!r}")
+    return sizes
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int_arg(2, 100_000), default=2, help="the banded count compared with 1 (default 2)")
-    ap.add_argument("--sizes", default="256,512,1024")
+    ap.add_argument("--sizes", type=_sizes, default=[256, 512, 1024], help="comma-separated sizes in px")
     ap.add_argument("--frames", type=int_arg(1, 100_000), default=300)
     ap.add_argument("--warmup", type=int_arg(0, 100_000), default=30)
     ap.add_argument("--repeats", type=int_arg(1, 100_000), default=3, help="bare: timed passes over the avatars")
@@ -111,13 +123,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not 2 <= args.threads <= native.MAX_THREADS:
         ap.error(f"--threads must be in 2..{native.MAX_THREADS}")
-    images, source = bench_frames(args.frames + args.warmup + 150, video=args.video)  # (+ the start-up, untimed)
+    try:
+        images, source = bench_frames(args.frames + args.warmup + 150, video=args.video)  # (+ the start-up, untimed)
+    except (OSError, ValueError) as exc:  # a missing or unreadable clip: one line, not a traceback
+        ap.exit(1, f"{ap.prog}: error: {exc}\n")
     with Avatarizer(mode="video", max_faces=1) as av:
         got = [av.from_frame(img, timestamp_ms=i * 1000.0 / 30) for i, img in enumerate(images[:80])]
     params = [a.params for a in got if a is not None]
     load = os.getloadavg()
     res = {"source": source, "threads": args.threads,
-           "bare": bare(params, [int(s) for s in args.sizes.split(",")], args.threads, args.repeats),
+           "bare": bare(params, args.sizes, args.threads, args.repeats),
            "live": live(images, args.threads, args.warmup),
            "load_avg": {"before": [round(v, 2) for v in load], "after": [round(v, 2) for v in os.getloadavg()]}}
     if args.json:

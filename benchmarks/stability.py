@@ -53,6 +53,7 @@ from avatarizer import schema  # noqa: E402
 from avatarizer.filters import Smoothing  # noqa: E402
 from avatarizer.video import Tracker, TrackerOptions  # noqa: E402
 from avatarizer.videoio import capture  # noqa: E402
+from avatarizer.checks import int_arg  # noqa: E402
 
 SHARED_VIDEO = ROOT.parent / "shared" / "data" / "video"
 EXPRESSION_FEATURES = ("eye_l_upper", "eye_l_lower", "eye_l_crease", "eye_r_upper", "eye_r_lower",
@@ -229,7 +230,7 @@ def _plot(path: Path, clip: str, times, series, summary):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("clips", nargs="*", help=f"video files (default: {SHARED_VIDEO}/*.mp4)")
-    ap.add_argument("--frames", type=int, default=150, help="frames per clip (default 150)")
+    ap.add_argument("--frames", type=int_arg(1, 100_000), default=150, help="frames per clip (default 150)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--plot", default=str(ROOT / "out" / "stability.png"), help="PNG plot path ('' for none)")
     ap.add_argument("--estimator", default="auto", choices=("auto", "model", "artist"))
@@ -238,9 +239,15 @@ def main(argv=None) -> int:
     if not clips:
         print(f"no clips: give video files or put some in {SHARED_VIDEO}", file=sys.stderr)
         return 2
+    missing = [str(c) for c in clips if not c.is_file()]
+    if missing:
+        ap.error(f"not a video file: {', '.join(missing)}")
     per_clip, first = {}, None
     for clip in clips:
-        frames, times = read_clip(clip, args.frames)
+        try:
+            frames, times = read_clip(clip, args.frames)
+        except (OSError, ValueError) as exc:  # a file OpenCV cannot read: one line, not a traceback
+            ap.exit(1, f"{ap.prog}: error: {clip}: {exc}\n")
         rec = record(frames, times, args.estimator)
         res, series = evaluate(rec, times)
         res["frames"] = len(frames)

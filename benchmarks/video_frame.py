@@ -180,12 +180,15 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int_arg(1, 100_000), default=300)
     ap.add_argument("--warmup", type=int_arg(0, 100_000), default=30)
     ap.add_argument("--video", default=None, help="a clip or a folder of .mp4 clips (default ../shared/data/video)")
-    ap.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's top N functions to stderr")
+    ap.add_argument("--profile", type=int_arg(0, 1000), default=0, metavar="N", help="print cProfile's top N functions to stderr")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.frames < 1 or args.warmup < 0:
         ap.error("--frames must be >= 1 and --warmup >= 0")
-    res = run(args.frames, args.warmup, args.video, args.profile)
+    try:
+        res = run(args.frames, args.warmup, args.video, args.profile)
+    except (OSError, ValueError) as exc:  # a missing or unreadable clip, a folder without clips: one line
+        ap.exit(1, f"{ap.prog}: error: {exc}\n")
     if args.json:
         print(json.dumps(res))
         return 0

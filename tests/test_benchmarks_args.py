@@ -130,3 +130,41 @@ def test_framing_bad_arguments_and_folders_are_one_line(tmp_path):
     res = _script("framing.py", str(tmp_path))
     assert res.returncode == 1 and _error_lines(res, "framing.py") == [
         f"framing.py: error: no .jpg or .png photos in {tmp_path}"], res.stderr
+
+
+@pytest.mark.parametrize("script, args, status, message", [
+    ("artist.py", ["--faces", "0"], 2, "argument --faces: must be >= 1, not 0"),
+    ("artist.py", ["--warmup", "-5"], 2, "argument --warmup: must be >= 0, not -5"),
+    ("attributes.py", ["--frames", "0"], 2, "argument --frames: must be >= 1, not 0"),
+    ("render_threads.py", ["--sizes", "abc"], 2, "argument --sizes: expected comma-separated whole numbers"),
+    ("render_threads.py", ["--video", "/nonexistent/no.mp4"], 1, "no such video file or folder"),
+    ("video_frame.py", ["--video", "/nonexistent/no.mp4"], 1, "no such video file or folder"),
+    ("stability.py", ["/nonexistent/no.mp4"], 2, "not a video file: /nonexistent/no.mp4"),
+    ("stability.py", ["--frames", "0"], 2, "argument --frames: must be >= 1, not 0"),
+    ("gpu.py", ["--device", "cpu", "--photos", "/nonexistent"], 2, "--photos /nonexistent: not a folder"),
+])
+def test_more_scripts_end_bad_arguments_in_one_line(script, args, status, message):
+    """These ended in a traceback (IndexError, KeyError, ValueError, FileNotFoundError), some after
+    minutes of work (gpu.py's report was lost after the whole run on a lent GPU)."""
+    res = _script(script, *args)
+    lines = _error_lines(res, script)
+    assert res.returncode == status and len(lines) == 1 and message in lines[0], res.stderr
+
+
+def test_gpu_out_is_checked_before_any_measurement(tmp_path):
+    taken = tmp_path / "report.json"
+    taken.write_text("mine")
+    for out, message in ((taken, "already exists"), (tmp_path / "no" / "r.json", "its folder does not exist")):
+        res = _script("gpu.py", "--device", "cpu", "--out", str(out))
+        lines = _error_lines(res, "gpu.py")
+        assert res.returncode == 2 and len(lines) == 1 and message in lines[0], res.stderr
+    assert taken.read_text() == "mine"
+
+
+def test_render_baseline_that_cannot_load_is_one_line(tmp_path):
+    bad = tmp_path / "_avz.so"
+    bad.write_bytes(b"not an extension")
+    for path in (tmp_path / "missing.so", bad):
+        res = _script("render.py", "--baseline", str(path), "--scenes", "sampled")
+        assert res.returncode == 1 and "Traceback" not in res.stderr
+        assert f"--baseline {path}: not a loadable extension module" in res.stderr, res.stderr
