@@ -7,6 +7,7 @@ quality.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -1558,3 +1559,14 @@ def test_irises_behind_sunglasses_are_not_the_photos(astronaut, monkeypatch):
             art.fit_geometry_skin(f.canonical, f.crop(192), valid=crop_valid_mask(f, 192), landmarks3d=f.landmarks,
                                   glasses=True, cues=cues)
             assert bool(cues.get("iris")) is want, p_sun
+
+
+def test_face_infos_compare_and_hash(astronaut):
+    """FaceInfo compared its transforms as arrays (ValueError: the truth
+    value of an array is ambiguous) and could not be hashed: equal faces
+    (a JSON round trip) are equal and hash alike, others differ."""
+    a = Avatarizer().from_frame(astronaut)
+    b = Avatar.from_json(a.to_json())
+    assert a.face == b.face and hash(a.face) == hash(b.face) and a.face in [b.face] and len({a.face, b.face}) == 1
+    moved = dataclasses.replace(b.face, transform=b.face.transform + 1.0)
+    assert moved != a.face and a.face != "a face" and len({a.face, moved}) == 2

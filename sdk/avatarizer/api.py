@@ -209,6 +209,20 @@ class FaceInfo:
     frame_shape: tuple
     index: int = 0
 
+    # (the generated comparison compared the transforms as arrays: "truth value of an array is ambiguous",
+    # and hashing one raised TypeError: unhashable numpy array)
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, FaceInfo):
+            return NotImplemented
+        return (tuple(self.box) == tuple(other.box) and (self.roll, self.yaw, self.pitch, self.index)
+                == (other.roll, other.yaw, other.pitch, other.index)
+                and tuple(self.frame_shape) == tuple(other.frame_shape)
+                and np.array_equal(np.asarray(self.transform, np.float64), np.asarray(other.transform, np.float64)))
+
+    def __hash__(self) -> int:
+        return hash((tuple(self.box), self.roll, self.yaw, self.pitch, tuple(self.frame_shape), self.index,
+                     np.asarray(self.transform, np.float64).tobytes()))
+
     def to_dict(self) -> dict:
         return {"box": [float(v) for v in self.box], "roll": float(self.roll), "yaw": float(self.yaw),
                 "pitch": float(self.pitch), "transform": np.asarray(self.transform, float).tolist(),
