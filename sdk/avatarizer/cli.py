@@ -1646,8 +1646,9 @@ def _set_argument(p) -> None:
     p.add_argument("--set", type=_setting, action="append", default=None, metavar="NAME=VALUE",
                    help="draw this instead of what the attribute model decides (repeat for more; a name "
                         "given twice: the last counts): glasses=none|reading|sunglasses, "
-                        "beard|moustache|headwear|bald=yes|no, hair_colour=black|brown|blond|red|gray, hair_length=long|short, age=YEARS, "
-                        "skin_tone=1..10 (Monk scale), headwear_kind=cap|beanie|brimmed|scarf|turban")
+                        "beard|moustache|headwear|bald=yes|no, hair_colour=black|brown|blond|red|gray, "
+                        "hair_length=long|short, age=YEARS, skin_tone=1..10 (Monk scale), "
+                        "headwear_kind=cap|beanie|brimmed|scarf|turban")
     p.add_argument("--no-child-head", dest="child_head", action="store_false",
                    help="draw a child's head at adult proportions (default: taller above the brows, by age)")
 
