@@ -842,3 +842,33 @@ def test_a_face_inside_a_larger_face_is_not_a_face():
     img = load_image(need_shared("data", "faces", "utkface200", "86_0_2_20170111210346308.jpg.chip.jpg"))
     with FaceAligner(max_faces=4, segmentation=False) as al:
         assert len(al.detect(img)) == 1
+
+
+def test_a_face_facemesh_misses_beside_another_is_found(monkeypatch):
+    """Image mode: the 92 px astronaut beside a ~100 px face on grey: FaceMesh
+    found only the other face, and since it found one the small-face search
+    did not run: faces() gave 1 of 2 and face_index=1 was "no face" (with a
+    third face beside them FaceMesh found all three). Where fewer faces than
+    the call takes were found, the search runs too; a call that takes the
+    largest face skips it once FaceMesh found one."""
+    from conftest import need_shared
+
+    from avatarizer import Avatarizer, sample_photo
+    from avatarizer.align import FaceAligner
+    from avatarizer.imageio import load_image
+
+    folder = need_shared("data", "faces", "ffhq128-labelled")
+    other = load_image(sorted(folder.glob("*.jpg"))[0])
+    s = int(512 * 0.2 / 0.6)
+    tile = np.full((512, 512, 3), 128, np.uint8)
+    o = (512 - s) // 2
+    tile[o:o + s, o:o + s] = np.asarray(Image.fromarray(other).resize((s, s), Image.BICUBIC))
+    two = np.ascontiguousarray(np.concatenate([sample_photo(), tile], axis=1))
+    searched = []
+    real = FaceAligner._small_faces
+    monkeypatch.setattr(FaceAligner, "_small_faces", lambda self, img: searched.append(1) or real(self, img))
+    with Avatarizer(max_faces=8) as av:
+        assert len(av.faces(two)) == 2 and searched
+        assert av.from_frame(two, face_index=1) is not None
+        searched.clear()
+        assert av.from_frame(sample_photo()) is not None and not searched  # (the largest: no search)

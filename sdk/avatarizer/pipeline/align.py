@@ -88,7 +88,9 @@ class AlignStage(Stage):
             found = state.info.pop("found", None)
             if found is None:
                 found = aligner.find(state.image, timestamp_ms=state.timestamp_ms, color_order="rgb")
-            faces = aligner.faces_found(found)
+            # (image mode: as many faces as the call takes, the small-face search where FaceMesh found fewer)
+            faces = aligner.faces_found(found, aligner.options.max_faces if state.face_index is None
+                                        else state.face_index + 1)
         state.all_faces = faces
         if state.face_index is None:
             chosen = list(faces)
