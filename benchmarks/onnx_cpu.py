@@ -4,7 +4,7 @@ All precisions and batch sizes are timed in the same run, interleaved call by
 call (round robin), so the ratios against fp32 hold on a noisy shared
 machine. Each (precision, batch) gets ``--warmup`` untimed calls first; the
 report has p50, p95, p99, the worst call and n in milliseconds per call, ms per image, and p50
-ratios against fp32 at the same batch.
+ratios against fp32 at the same batch (and of int8 against fp16, the shipped pair).
 
 Models come from a models folder (default ``sdk/avatarizer/models``, verified
 through its manifest), or, with ``--standin``, from the test suite's
@@ -103,6 +103,9 @@ def run(folder: Path, role: str, batches: list[int], runs: int, warmup: int, thr
         if p != "fp32":
             ratios[p] = {b: round(results[p][b]["p50_ms"] / results["fp32"][b]["p50_ms"], 3)
                          if "fp32" in results else None for b in results[p]}
+    # the shipped folder has no fp32 file: int8 against fp16, timed in the same round robin
+    vs_fp16 = {b: round(results["int8"][b]["p50_ms"] / results["fp16"][b]["p50_ms"], 3)
+               for b in results["int8"]} if "int8" in results and "fp16" in results else None
     first = next(iter(sessions.values()))
     return {
         "device": "cpu",
@@ -117,6 +120,7 @@ def run(folder: Path, role: str, batches: list[int], runs: int, warmup: int, thr
         "warmup": warmup,
         "results": results,
         "p50_ratio_vs_fp32": ratios,
+        "p50_ratio_int8_vs_fp16": vs_fp16,
     }
 
 
@@ -165,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{shown:>9}")
     if "fp32" not in report["results"]:
         print("vs fp32: n/a, no fp32 model in this folder")
+    if report["p50_ratio_int8_vs_fp16"]:
+        print("int8 / fp16 p50, same run: " + ", ".join(f"batch {b} {r:.2f}"
+                                                        for b, r in report["p50_ratio_int8_vs_fp16"].items()))
     return 0
 
 
