@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     if "fp32" not in report["results"]:
         print("vs fp32: n/a, no fp32 model in this folder")
     if report["p50_ratio_int8_vs_fp16"]:
-        print("int8 / fp16 p50, same run: " + ", ".join(f"batch {b} {r:.2f}"
-                                                        for b, r in report["p50_ratio_int8_vs_fp16"].items()))
+        print("same run, int8 / fp16 p50: " + ", ".join(f"batch {b} {r:.2f}"
+                                                         for b, r in report["p50_ratio_int8_vs_fp16"].items()))
     return 0
 
 

@@ -96,6 +96,9 @@ def test_onnx_cpu_without_fp32_prints_no_ratio():
     res = _script("onnx_cpu.py", "--runs", "2", "--warmup", "0", "--batches", "1", "--json")
     ratios = json.loads(res.stdout)["p50_ratio_vs_fp32"]
     assert ratios and all(v == {"1": None} for v in ratios.values()), ratios
+    # ... and int8 against fp16, the shipped pair, from the same round robin
+    vs_fp16 = json.loads(res.stdout)["p50_ratio_int8_vs_fp16"]
+    assert set(vs_fp16) == {"1"} and vs_fp16["1"] > 0, vs_fp16
 
 
 @pytest.mark.parametrize("script, args, message", [
