@@ -615,3 +615,24 @@ def test_cli_no_child_head_reaches_the_option(tmp_path, monkeypatch):
     for argv in (["video", "in.mp4", "-o", "o.mp4"], ["live", "0"]):
         assert parser.parse_args(argv + ["--no-child-head"]).child_head is False
         assert parser.parse_args(argv).child_head is True
+
+
+def test_a_hat_drawn_without_a_kind_reading_reports_the_default_kind(av, tmp_path, capsys):
+    """A hat the app set on a photo cut above the brows (its shape cannot be
+    measured, so no kind is read) was drawn as the default beanie but
+    reported without a "kind" (and --attributes printed no headwear_kind)."""
+    from PIL import Image
+
+    from avatarizer.cli import main
+    from avatarizer.headwear import DEFAULT_KIND, KINDS
+
+    cut = np.ascontiguousarray(sample_photo()[90:])
+    a = av.from_frame(cut, attributes={"headwear": True})
+    h = a.attributes["headwear"]
+    assert round(a["headwear.type"]) == DEFAULT_KIND
+    assert h["value"] is True and h["kind"] == KINDS[DEFAULT_KIND] and h["kind_source"] == "default", h
+    src = tmp_path / "cut.png"
+    Image.fromarray(cut).save(src)
+    capsys.readouterr()
+    assert main(["image", str(src), "-o", str(tmp_path / "o.svg"), "--set", "headwear=yes", "--attributes"]) == 0
+    assert f"headwear_kind: {KINDS[DEFAULT_KIND]}" in capsys.readouterr().out

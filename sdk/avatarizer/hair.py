@@ -620,14 +620,17 @@ def _public_view(a: Mapping) -> dict:
     if a.get("headwear_by") and "headwear" not in a.get("set_by_app", ()):  # not drawn (a face cut by the edge)
         out["headwear"]["decided_by"] = a["headwear_by"]
     kind_set = "headwear_kind" in a.get("set_by_app", ())
-    if (a.get("headwear_kind_probs") or kind_set) and out["headwear"]["value"]:  # the kind drawn (headwear.read_kind)
-        from .headwear import KINDS
+    if out["headwear"]["value"]:  # the kind drawn (headwear.read_kind)
+        from .headwear import DEFAULT_KIND, KINDS
 
-        out["headwear"]["kind"] = KINDS[int(a["headwear_type"])]
+        kind = a.get("headwear_type")
+        out["headwear"]["kind"] = KINDS[int(kind) if kind else DEFAULT_KIND]
         if kind_set:  # (the kind model's reading is under "model", public_attributes)
             out["headwear"]["kind_source"] = "app"
-        else:
+        elif a.get("headwear_kind_probs"):
             out["headwear"]["kind_probabilities"] = dict(a["headwear_kind_probs"])
+        else:  # no reading (the hat's shape could not be measured: a photo cut above the brows): the default
+            out["headwear"]["kind_source"] = "default"
     if a["drawn"]["beard"] and not a["drawn"]["moustache"] and "moustache" not in a.get("set_by_app", ()):
         # merge draws a beard with its moustache
         out["moustache"] = {"value": True, "probability": float(max(a["moustache"], a["beard"])),
