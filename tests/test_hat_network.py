@@ -37,7 +37,8 @@ def test_the_networks_hat_replaces_hs_both_ways_and_the_query_follows_the_hat_dr
     assert a["drawn"]["headwear"] and a["headwear_by"] == HR.HAT_NETWORK_BY and _hat_drawn(a)
     assert a["headwear_model_read"] == pytest.approx(0.1) and HR.hat_query(a)["headwear"] == 1.0
     pub = HR.public_attributes(a)["headwear"]
-    assert pub == {"value": True, "probability": pytest.approx(0.95), "decided_by": HR.HAT_NETWORK_BY}
+    assert pub == {"value": True, "probability": pytest.approx(0.95), "decided_by": HR.HAT_NETWORK_BY,
+                   "kind": "beanie", "kind_source": "default"}  # (no kind read here: the default drawn)
     # H drew one (P 0.7) the network does not: none drawn, the query says none
     a = HR.add_hat_network(HR.decode_attributes(_outputs(0.7), draw=DRAW), 0.2, TH)
     assert not a["drawn"]["headwear"] and not _hat_drawn(a) and HR.hat_query(a)["headwear"] == 0.0
