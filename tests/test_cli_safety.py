@@ -636,6 +636,31 @@ def test_demo_never_replaces_files_without_overwrite_nor_writes_through_links(tm
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
 
 
+def test_demo_writes_all_six_files_or_none(tmp_path, monkeypatch, capsys):
+    """An interrupted demo (SIGTERM after 1.6 s) left gallery.png and the
+    default face behind, each moved into place as it was made, and the next
+    run without --overwrite refused: the six are moved together at the end."""
+    from avatarizer import cli
+
+    folder = tmp_path / "demo"
+    for stop in (KeyboardInterrupt, None):  # (a stop signal while the portrait is done; no face found)
+        def fail(temps, stop=stop):
+            if stop is not None:
+                raise stop
+            return None
+
+        monkeypatch.setattr(cli, "_demo_photo", fail)
+        if stop is None:
+            assert _main("demo", "-o", folder) == 1
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                cli._demo(cli.build_parser().parse_args(["demo", "-o", str(folder)]))
+        assert not folder.exists() or not list(folder.iterdir()), list(folder.iterdir())
+    monkeypatch.undo()
+    assert _main("demo", "-o", folder) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == sorted(cli._DEMO_FILES)
+
+
 # ---------------------------------------------------------------- stdout's reader gone (QA, session 25)
 @pytest.mark.skipif(not hasattr(signal, "SIGPIPE"), reason="no SIGPIPE on this platform")
 def test_a_closed_stdout_ends_quietly_with_the_output_written(tmp_path, photo_bytes):

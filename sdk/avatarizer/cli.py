@@ -38,13 +38,11 @@ _DEMO_FILES = ("gallery.png", "default.png", "default.svg", "astronaut_avatar.pn
                "astronaut_side_by_side.png")
 
 
-def _save_png(image, out: Path, overwrite: bool) -> None:
-    """A PIL image to ``out`` through a registered temporary file (:func:`_commit`)."""
-    with _staged(out, ".png", overwrite) as tmp:
-        image.save(tmp, format="PNG")
-
-
 def _demo(args) -> int:
+    """``demo``: the gallery, the default face and the bundled portrait's
+    avatar, written to temporary files and moved into place together
+    (:func:`_commit_all`): an interrupted or failed run leaves none of the six
+    (three were left, and the next run without ``--overwrite`` refused)."""
     from PIL import Image
 
     from . import schema
@@ -56,19 +54,32 @@ def _demo(args) -> int:
         raise CLIError(f"{out} is a file, not a folder")
     for name in _DEMO_FILES:  # all checked before anything is written
         _check_output(None, out / name, args.overwrite)
-    g = out / "gallery.png"
-    with _staged(g, ".png", args.overwrite) as tmp:
-        gallery(tmp, n=24, size=256)
-    default = schema.default()
-    _save_png(Image.fromarray(render(default, 512, background="white")), out / "default.png", args.overwrite)
-    _write_text(to_svg(default, 512, background="white"), out / "default.svg", args.overwrite)
-    print(f"wrote {g} (24 sampled avatars)")
+    temps = {name: _temp_beside(out / name, Path(name).suffix) for name in _DEMO_FILES}
+    try:
+        gallery(temps["gallery.png"], n=24, size=256)
+        default = schema.default()
+        Image.fromarray(render(default, 512, background="white")).save(temps["default.png"], format="PNG")
+        temps["default.svg"].write_text(to_svg(default, 512, background="white"), encoding="utf-8")
+        how = _demo_photo(temps)
+        if how is None:
+            return 1
+        _commit_all([(temps[name], out / name) for name in _DEMO_FILES], args.overwrite)
+    finally:
+        for tmp in temps.values():
+            _drop_temp(tmp)
+    print(f"wrote {out / 'gallery.png'} (24 sampled avatars)")
     print(f"wrote {out / 'default.png'} and {out / 'default.svg'} (the canonical default face)")
-    return _demo_photo(out, args.overwrite)
+    print(f"wrote {out / 'astronaut_avatar.png'} and {out / 'astronaut_avatar.svg'} (the avatar of the bundled "
+          f"astronaut photo; {how})")
+    print(f"wrote {out / 'astronaut_side_by_side.png'} (photo | avatar)")
+    return 0
 
 
-def _demo_photo(out: Path, overwrite: bool = False) -> int:
-    """The main job on a real portrait: the bundled NASA astronaut photo (public domain)."""
+def _demo_photo(temps: dict) -> str | None:
+    """The main job on a real portrait, the bundled NASA astronaut photo
+    (public domain): its avatar (PNG, SVG) and the photo beside it, written
+    to the temporary files ``temps`` (by output name). Returns how the avatar
+    was made (the estimator), None after an error it printed."""
     import numpy as np
     from PIL import Image
 
@@ -79,7 +90,7 @@ def _demo_photo(out: Path, overwrite: bool = False) -> int:
     except (OSError, ValueError) as exc:
         print(f"avatarizer demo: error: the bundled sample portrait {SAMPLE_PHOTO} cannot be read ({exc}); "
               "reinstall the package", file=sys.stderr)
-        return 1
+        return None
     _quiet_libraries()
     from .api import Avatarizer
 
@@ -89,16 +100,13 @@ def _demo_photo(out: Path, overwrite: bool = False) -> int:
         how = f"estimator: {av.estimator} ({av.estimator_reason})"
     if avatar is None:
         print("avatarizer demo: no face found in the astronaut photo", file=sys.stderr)
-        return 1
-    png, svg, side = out / "astronaut_avatar.png", out / "astronaut_avatar.svg", out / "astronaut_side_by_side.png"
-    _save_png(Image.fromarray(avatar.render(512, background="white")), png, overwrite)
-    _write_text(avatar.to_svg(512, background="white"), svg, overwrite)
+        return None
+    Image.fromarray(avatar.render(512, background="white")).save(temps["astronaut_avatar.png"], format="PNG")
+    temps["astronaut_avatar.svg"].write_text(avatar.to_svg(512, background="white"), encoding="utf-8")
     h = photo.shape[0]
     pic = avatar.render(h, background="white")[..., :3]
-    _save_png(Image.fromarray(np.concatenate([photo, pic], axis=1)), side, overwrite)
-    print(f"wrote {png} and {svg} (the avatar of the bundled astronaut photo; {how})")
-    print(f"wrote {side} (photo | avatar)")
-    return 0
+    Image.fromarray(np.concatenate([photo, pic], axis=1)).save(temps["astronaut_side_by_side.png"], format="PNG")
+    return how
 
 
 def _quiet_libraries() -> None:
