@@ -73,7 +73,16 @@ def _clips() -> list[Path]:
 
 def performance(clip: Path) -> np.ndarray:
     """(300, 629) parameters of the clip's first 10 s (cached)."""
-    key = hashlib.sha256(clip.read_bytes()).hexdigest()[:16]
+    # the clip and what makes its avatars (the SDK's version, its models' manifest): an older pipeline's
+    # parameters were reused after a change
+    import avatarizer
+    from avatarizer.models import DEFAULT_FOLDER
+
+    h = hashlib.sha256(clip.read_bytes())
+    h.update(avatarizer.__version__.encode())
+    manifest = Path(DEFAULT_FOLDER) / "manifest.json"
+    h.update(manifest.read_bytes() if manifest.is_file() else b"no models")
+    key = h.hexdigest()[:16]
     cached = CACHE / f"{clip.stem}-{key}-{FRAMES}.npy"
     if cached.exists():
         return np.load(cached)

@@ -664,8 +664,8 @@ def command(args) -> int:
     row("landmarks", b)
     if res.get("startup"):
         row("startup", res["startup"])
-        print(f"startup: the first {res['startup']['frames']} frames of a stream, the identity networks inline "
-              "on each (not in end_to_end)")
+        print(f"startup: the first {res['startup']['frames']} frames of a stream, until its identity is warm "
+              "(not in end_to_end)")
     if e["n"] <= 100:
         print(f"note: {e['n']} timed frames (<= 100): p99 and the hitch ratio are close to the worst frame")
     print(f"end to end: {e['fps']:.1f} fps (model loading and warm-up excluded); "
