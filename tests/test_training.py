@@ -1042,3 +1042,30 @@ def test_the_image_ae_validates_on_training_photos_it_leaves_out():
     assert np.array_equal(T.image_ae_rows(keys)[1], val)  # (seeded)
     tr, val = T.image_ae_rows(keys[:30])
     assert len(val) >= 1 and not set(val) & set(tr) and len(tr) > 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "image-ae", "--steps", "0"], ["train", "image-ae", "--batch", "0"],
+    ["train", "image-ae", "--steps", "-1"], ["train", "mapper", "--pairs", "-2"],
+    ["train", "direct", "--threads", "0"], ["data", "align", "--workers", "0"],
+    ["data", "avatars", "--avatars", "0"], ["data", "pairs", "--augment", "-1"],
+    ["all", "--steps-scale", "0"], ["all", "--workers", "0"], ["attributes", "--distil-steps", "0"],
+])
+def test_export_counts_are_checked_as_they_are_parsed(argv, capsys):
+    """``train --steps 0`` (or ``--batch 0``) was taken for "the default" and
+    started a full training (1 h 40 min); ``--steps -1`` said "done" with no
+    checkpoint; other counts were plain integers: each is a usage error."""
+    from avatarizer_export.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "error: argument" in err and "Traceback" not in err, err
+
+
+def test_train_refuses_counts_below_one_from_python():
+    from avatarizer_export.train import train
+
+    for kw in ({"steps": 0}, {"batch": 0}, {"threads": -1}):
+        with pytest.raises(ValueError, match="must be at least 1"):
+            train("image-ae", "/nonexistent-cache", **kw)

@@ -1779,13 +1779,15 @@ def _version_arg(text: str) -> str:
 
 
 def add_parser(sub):
+    from .argtypes import positive_int
+
     p = sub.add_parser("attributes", help="train, evaluate and export the attribute regressor H "
                                           "(docs/hair.md)")
     p.add_argument("--cache")
     p.add_argument("--shared")
     p.add_argument("--no-cv", action="store_true", help="skip the cross-validation (and the calibration)")
     p.add_argument("--no-export", action="store_true", help="train and evaluate only")
-    p.add_argument("--distil-steps", type=int, default=DISTIL_STEPS,
+    p.add_argument("--distil-steps", type=positive_int, default=DISTIL_STEPS,
                    help=f"optimiser steps of the student's distillation (default {DISTIL_STEPS})")
     p.add_argument("--refit", metavar="FLAGS",
                    help="refit only these heads (binary flags, glasses, hair_colour; e.g. beard,moustache,glasses) "

@@ -1008,15 +1008,15 @@ def main_data(args) -> int:
 
 
 def add_parser(sub):
-    from .argtypes import positive_int
+    from .argtypes import count, positive_int
 
     p = sub.add_parser("data", help="build the datasets from ../shared (cached; see docs/data.md)")
     p.add_argument("stage", choices=["align", "meanface", "pairs", "avatars", "all"])
     p.add_argument("--shared", help="the shared folder (default ../shared)")
     p.add_argument("--cache", help="cache folder (default <repo>/cache)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--workers", type=positive_int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--limit", type=positive_int, help="only the first N photos (smoke runs)")
-    p.add_argument("--augment", type=int, default=1, help="augmented copies per training photo")
-    p.add_argument("--avatars", type=int, default=100_000)
+    p.add_argument("--augment", type=count, default=1, help="augmented copies per training photo")
+    p.add_argument("--avatars", type=positive_int, default=100_000)
     p.add_argument("--force", action="store_true", help="rebuild even if the cache is current")
     p.set_defaults(func=main_data)

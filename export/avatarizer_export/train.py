@@ -599,9 +599,14 @@ def train(what: str, cache: Path, *, steps: int | None = None, batch: int | None
     ft = finetune or ""
     name = name or {"image_ae": "image_ae", "param_ae": "param_ae", "direct": "direct"}.get(
         kind, f"mapper_{variant}" + (f"_{pairs}" if pairs else "") + ("_ft" if ft else ""))
-    steps = steps or int((FINETUNE_STEPS if ft else DEFAULT_STEPS[what]) * steps_scale)
-    threads = threads or (2 if ft else THREADS[what])
-    cfg = TrainConfig(name=name, kind=kind, steps=steps, batch=batch or BATCH[what], seed=seed,
+    # (None: the default; a 0 passed for one started a full run, a negative count said "done" with no checkpoint)
+    steps = max(1, int((FINETUNE_STEPS if ft else DEFAULT_STEPS[what]) * steps_scale)) if steps is None else steps
+    threads = (2 if ft else THREADS[what]) if threads is None else threads
+    batch = BATCH[what] if batch is None else batch
+    for label, v in (("steps", steps), ("batch", batch), ("threads", threads)):
+        if v < 1:
+            raise ValueError(f"{label} must be at least 1, got {v}")
+    cfg = TrainConfig(name=name, kind=kind, steps=steps, batch=batch, seed=seed,
                       variant=variant, pairs=pairs, threads=threads, rec_weight=rec_weight, geo_weight=geo_weight,
                       finetune=ft,
                       image_ae=image_ae, param_ae=param_ae, init_encoder=init_encoder)
@@ -623,16 +628,18 @@ def main_train(args) -> int:
 
 
 def add_parser(sub):
+    from .argtypes import count, positive_int
+
     p = sub.add_parser("train", help="train one network (resumable; runs/<name>/)")
     p.add_argument("what", choices=["image-ae", "param-ae", "mapper", "direct"])
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch", type=int)
+    p.add_argument("--steps", type=positive_int)
+    p.add_argument("--batch", type=positive_int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variant", default="full", choices=["full", "no_align", "no_mse", "no_cos", "no_w"])
-    p.add_argument("--pairs", type=int, default=0, help="paired training photos to use (0 = all)")
+    p.add_argument("--pairs", type=count, default=0, help="paired training photos to use (0 = all)")
     p.add_argument("--name")
     p.add_argument("--cache")
-    p.add_argument("--threads", type=int, help="torch threads (default: 2 for CNNs, 1 for MLPs)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: 2 for CNNs, 1 for MLPs)")
     p.add_argument("--rec-weight", type=float, default=1.0, help="mapper: weight of L_rec (paper: 1)")
     p.add_argument("--geo-weight", type=float, default=1.0,
                    help="mapper: weight of the face geometry (outline, eyes, brows, nose, lips) in L_rec, "
