@@ -909,6 +909,20 @@ def test_eval_never_writes_over_a_file_it_was_given(tmp_path, capsys):
     assert (tmp_path / "p" / "x").is_file() and not (tmp_path / "p" / "x.npz").exists()
     rc, res, err = _eval_json(capsys, *args, "--out", str(old), "--overwrite")
     assert rc == 0 and json.loads(old.read_text())["faces"] == 2
+    # a write that fails (a full disk, a file size limit) leaves the old file whole, and no temporary one
+    before = old.read_text()
+    real = Path.write_text
+
+    def full(self, *a, **k):
+        real(self, "{half", encoding="utf-8")
+        raise OSError(28, "No space left on device")
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(Path, "write_text", full):
+        rc, _, err = _eval_json(capsys, *args, "--out", str(old), "--overwrite")
+    assert rc == 1 and "could not write" in err and old.read_text() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".old")] == []
 
 
 @pytest.mark.parametrize("argv", [

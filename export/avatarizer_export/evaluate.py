@@ -1522,8 +1522,11 @@ def main_eval(args) -> int:
     text = json.dumps(_json_safe(res), indent=None if args.json else 1, allow_nan=False)
     print(text)
     if args.out:
-        try:
-            Path(args.out).write_text(text + "\n")
+        from .onnx_util import staged
+
+        try:  # (beside it, then moved: a failed write cut --overwrite's old file to half a JSON)
+            with staged(Path(args.out), "part") as tmp:
+                tmp.write_text(text + "\n")
         except OSError as exc:
             return _fail(f"--out {args.out}: could not write the JSON: {exc.strerror or exc}", 1)
     return 0
