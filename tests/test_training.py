@@ -1069,3 +1069,18 @@ def test_train_refuses_counts_below_one_from_python():
     for kw in ({"steps": 0}, {"batch": 0}, {"threads": -1}):
         with pytest.raises(ValueError, match="must be at least 1"):
             train("image-ae", "/nonexistent-cache", **kw)
+
+
+def test_a_smoke_run_of_data_align_leaves_the_committed_split_doc_alone(monkeypatch, tmp_path):
+    """``data align --limit 20`` rewrote docs/split.md and docs/heldout.txt
+    with "20 of 20 photos aligned (... with 2 workers)"; only a full run
+    writes them, with the workers it used."""
+    from avatarizer_export import data
+
+    written = []
+    monkeypatch.setattr(data, "build_aligned", lambda *a, **k: None)
+    monkeypatch.setattr(data, "write_split_doc", lambda shared, cache: written.append(cache))
+    data.build("align", tmp_path, tmp_path, limit=20)
+    assert written == []
+    data.build("align", tmp_path, tmp_path)
+    assert written == [tmp_path]
