@@ -72,6 +72,12 @@ def main(argv=None) -> int:
     except (OSError, RuntimeError, ValueError) as exc:  # (a missing file, a folder where a file belongs, ...)
         print(f"avatarizer-export {args.command}: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001 - a cut or foreign ONNX file: protobuf's DecodeError, one line
+        if type(exc).__name__ != "DecodeError":
+            raise
+        print(f"avatarizer-export {args.command}: an ONNX file it read is not a readable model (cut or not "
+              f"ONNX): {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; 130 as a shell reports SIGINT
         print(f"avatarizer-export {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -116,6 +116,10 @@ def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path |
     path = Path(folder) / SHIP_FILE
     model = onnx.load(str(path))
     old_desc = formats.onnx_metadata(model)
+    missing = [k for k in ("decision_thresholds", "draw_thresholds") if k not in old_desc]
+    if missing:  # (another role's file under H's name: a KeyError traceback)
+        raise ValueError(f"{path} is not the attribute regressor H (its description has no {', '.join(missing)}; "
+                         f"role {old_desc.get('role')!r})")
     desc = json.loads(json.dumps(old_desc))
     decision, draw = dict(desc["decision_thresholds"]), dict(desc["draw_thresholds"])
     report: dict = {"flags": list(names), "from": f"{SHIP_FILE} {old_desc.get('version')}",
