@@ -1084,3 +1084,28 @@ def test_a_smoke_run_of_data_align_leaves_the_committed_split_doc_alone(monkeypa
     assert written == []
     data.build("align", tmp_path, tmp_path)
     assert written == [tmp_path]
+
+
+def test_a_cut_onnx_file_is_one_line_from_the_export_cli(tmp_path, monkeypatch, capsys):
+    """A cut ONNX file raised protobuf's DecodeError out of avatarizer-export
+    as a traceback: one line, exit 1."""
+    import argparse
+
+    import onnx
+
+    from avatarizer_export import cli
+
+    cut = tmp_path / "attributes-int8.onnx"
+    cut.write_bytes(b"\x08\x07\x12\x04" + b"\xff" * 50)
+
+    class Args:
+        command = "rethreshold"
+
+        @staticmethod
+        def func(args):
+            return onnx.load(str(cut))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", lambda self, argv=None: Args())
+    assert cli.main([]) == 1
+    err = capsys.readouterr().err
+    assert "not a readable model" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
