@@ -286,3 +286,33 @@ def test_live_says_why_a_url_did_not_open(tmp_path):
     res = subprocess.run(xvfb + CLI + ["live", f"http://127.0.0.1:{free}/cam.mp4"], capture_output=True, text=True,
                          env=ENV, timeout=120, stdin=subprocess.DEVNULL)
     assert res.returncode == 1 and f"could not open http://127.0.0.1:{free}/cam.mp4" in res.stderr, res.stderr[-500:]
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
+def test_an_animated_image_plays_each_frame_as_long_as_it_says(tmp_path, fmt):
+    """Frames of 1.5 s, 0.1 s and 1.5 s: live showed them at one rate (APNG
+    and WebP in 0.2 s, the GIF at its average 1.5 s each) and closed on the
+    last; each is shown for its own time now, the last one held (3.1 s)."""
+    from PIL import Image
+
+    from avatarizer.imageio import sample_photo
+
+    xvfb = _xvfb()
+    face = Image.fromarray(sample_photo()).resize((256, 256))
+    src = tmp_path / f"a.{fmt.lower()}"
+    face.save(src, format=fmt, save_all=True, append_images=[face.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+                                                              face.rotate(5)], duration=[1500, 100, 1500],
+              lossless=True)
+    res = subprocess.run(xvfb + CLI + ["live", str(src)], capture_output=True, text=True, env=ENV, timeout=300,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr[-3000:]
+    took = float(re.search(r"shown 3 frames of .* in ([0-9.]+) s", res.stdout).group(1))
+    assert 3.0 <= took < 4.5 and "stopped: end" in res.stdout, res.stdout
+
+
+def test_a_source_that_is_no_camera_index_is_a_usage_error(tmp_path):
+    for bad, why in (("99999999999", "too large"), ("", "empty")):
+        res = subprocess.run(CLI + ["live", bad], capture_output=True, text=True, env=ENV, timeout=120,
+                             stdin=subprocess.DEVNULL)
+        assert res.returncode == 2 and why in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert live.parse_source("²") == "²"  # (not digits to us: a file name, which is then not found)

@@ -1400,9 +1400,17 @@ def _live(args) -> int:
     shot = Path(args.screenshot) if args.screenshot else None
     if shot is not None and shot.suffix.lower() != ".png":
         raise _UsageError(f"--screenshot writes a PNG: give a .png file, got {shot.name!r}")
-    source = live.parse_source(args.source)
+    try:
+        source = live.parse_source(args.source)
+    except ValueError as exc:  # (an empty source, a camera index beyond a C int: a usage error)
+        raise _UsageError(str(exc)) from None
     if isinstance(source, str) and not live.is_stream(source):
         _check_input(Path(source))
+        from .videoio import pictures_only
+
+        if pictures_only(Path(source)):  # (as video refuses it: a song's cover flashed up as a one-frame video)
+            raise CLIError(f"{source} holds no video: its only picture is attached art (a song's cover); "
+                           "give a video file")
         _check_one_size(Path(source), args.max_seconds)
     src_file = Path(source) if isinstance(source, str) else None  # (a file or a stream's URL; a camera: None)
     if shot is not None:

@@ -35,12 +35,25 @@ WINDOW = "avatarizer live (q or Esc quits)"
 _QUIT_KEYS = (ord("q"), ord("Q"), 27)
 
 
+#: The largest camera index (OpenCV takes a C int: a larger one raised a cv2.error traceback)
+MAX_CAMERA_INDEX = 2 ** 31 - 1
+
+
 def parse_source(text: str | None) -> int | str:
-    """``None`` or digits → a camera index (int); anything else → a path or URL (str)."""
+    """``None`` or ASCII digits → a camera index (int, at most
+    :data:`MAX_CAMERA_INDEX`); anything else → a path or URL (str).
+    ``ValueError`` for an empty source or an index beyond that ("²" counted
+    as digits and ended in int()'s error)."""
     if text is None:
         return 0
     t = text.strip()
-    return int(t) if t.isdigit() else text
+    if not t:
+        raise ValueError("the source is empty: give a camera index, a video file or a URL")
+    if t.isascii() and t.isdigit():
+        if int(t) > MAX_CAMERA_INDEX:
+            raise ValueError(f"camera index {t} is too large (at most {MAX_CAMERA_INDEX})")
+        return int(t)
+    return text
 
 
 def describe(source: int | str) -> str:
@@ -226,14 +239,19 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
     import cv2
 
 
-    stream = is_stream(source)
+    # a camera or a live stream: frames come in real time; a file, or a URL to a whole one (it has a frame
+    # count: it played in fast-forward and its end was reported as a stream that stopped sending frames)
+    stream = is_stream(source) and not ("://" in str(source) and (cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) > 0)
     fps_src = cap.get(cv2.CAP_PROP_FPS)
     if not fps_src or not np.isfinite(fps_src) or fps_src <= 0 or fps_src > 1000:
         fps_src = 30.0
+    # how long a file's last frame lasts (None: one frame's time, as before)
+    hold_last = None if stream or "://" in str(source) else _last_frame_hold(source)
     meter = FpsMeter()
     res = LiveResult()
     store: dict = {}                 # frame index -> the BGR frame read (for drawing)
     stamps: deque = deque()          # their timestamps, in step with the frames
+    due: dict = {}                   # a file's frame index -> its time in the file (s): when it is shown
     ended = {"why": "end"}           # how the source stopped, if it did
 
     def frames():  # runs on the stream's worker thread
@@ -248,9 +266,15 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
                 ended["why"] = "end" if not stream else "read-error"
                 return
             misses = 0
-            ts = (now - t0) * 1000.0 if stream else n * 1000.0 / fps_src
+            if stream:
+                ts = (now - t0) * 1000.0
+            else:  # the frame's own time in the file (an animated image's frames last what each says)
+                ts = cap.get(cv2.CAP_PROP_POS_MSEC)
+                if not np.isfinite(ts) or ts < 0 or (n and ts <= last_ts):
+                    ts = last_ts + 1000.0 / fps_src if n else 0.0
             last_ts = max(ts, last_ts + 1e-3)  # strictly increasing
             stamps.append(last_ts)
+            due[n] = last_ts / 1000.0
             store[n] = frame
             n += 1
             yield frame
@@ -262,28 +286,53 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
     cv2.namedWindow(window, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
     t0 = time.perf_counter()
     why = None
-    last_show = None  # when the last frame was due on screen (files)
+    clock = None  # a file's: (the wall time its first frame was shown, that frame's time in the file)
+
+    def wait_until(when: float) -> str | None:
+        """Waits for ``when`` (perf_counter) with the window answering: q/Esc
+        and closing it count while a file's frame lasts (a sleep ignored them
+        for as long); ``max_seconds`` ends the wait. The reason to stop, or None."""
+        while True:
+            if max_seconds is not None:
+                when = min(when, t0 + max_seconds)
+            left = when - time.perf_counter()
+            if left <= 0.012:  # the last moments slept (waitKey overshoots by a few ms), then the events once
+                if left > 0:
+                    time.sleep(left)
+                key = cv2.waitKey(1) & 0xFF
+            else:
+                key = cv2.waitKey(min(50, int((left - 0.01) * 1000))) & 0xFF
+            if key in _QUIT_KEYS:
+                return "key"
+            if cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) < 1:
+                return "window"
+            if left <= 0.012:
+                return None
+
     try:
         for i, avatar in av.stream(frames(), timestamps(), face_index=face):
             frame = store.pop(i)
+            at = due.pop(i)
             if avatar is not None and not avatar.stale:
                 res.found += 1
             shown = compose(frame, avatar, side)
             if shown is frame:
                 shown = frame.copy()
-            if not stream and last_show is not None:  # a file plays at its frame rate, never faster
-                wait = last_show + 1.0 / fps_src - time.perf_counter()
-                if wait > 0.002:
-                    time.sleep(wait - 0.001)
-                last_show = max(time.perf_counter(), last_show + 1.0 / fps_src)
-            else:
-                last_show = time.perf_counter()
+            if not stream:  # a file plays at its own times, never faster (each frame when its time comes)
+                if clock is None:
+                    clock = (time.perf_counter(), at)
+                why = wait_until(clock[0] + at - clock[1])
+                if why is not None:
+                    break
+                late = time.perf_counter() - (clock[0] + at - clock[1])
+                if late > 0.25:  # a stall (a slow frame, the models' first calls): the rest is not rushed
+                    clock = (clock[0] + late, clock[1])
             fps = meter.tick()
             draw_label(shown, f"{fps:4.1f} fps" + ("" if avatar is not None else "  no face"))
             cv2.imshow(window, shown)
             res.shown += 1
             res.last = shown
-            key = cv2.waitKey(1) & 0xFF
+            key = cv2.waitKey(1) & 0xFF  # (the window's events: a file's next frame waits in wait_until)
             if key in _QUIT_KEYS:
                 why = "key"
                 break
@@ -296,6 +345,11 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
             if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
                 why = "max-seconds"
                 break
+        else:
+            if not stream and res.shown and ended["why"] == "end":  # the last frame lasts what it says
+                hold = hold_last(at) if hold_last is not None else 0.0
+                if hold > 0:
+                    why = wait_until(time.perf_counter() + hold)
         res.stopped_by = why or ended["why"]
         res.seconds = time.perf_counter() - t0
         res.fps = res.shown / res.seconds if res.seconds > 0 else 0.0
@@ -306,6 +360,28 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
             cv2.waitKey(1)
         except cv2.error:
             pass
+
+
+def _last_frame_hold(source):
+    """For a file: a function of the last frame's time in the file (s) giving
+    how long it is shown: to the video stream's own end where its header
+    says (an animated GIF's, PNG's or WebP's last frame lasts what it says),
+    at most ``videoio.MAX_LAST_FRAME_S``; 0 where it does not say. None
+    where it cannot be read."""
+    try:
+        from . import videoio
+
+        info = videoio.probe(source)
+    except Exception:  # noqa: BLE001 - no ffprobe, an odd file: no hold
+        return None
+    if info.stream_duration is None:
+        return None
+    end = info.start + info.stream_duration
+
+    def hold(last: float) -> float:
+        return max(0.0, min(end - last, videoio.MAX_LAST_FRAME_S))
+
+    return hold
 
 
 def compose(frame, avatar, side: bool):
