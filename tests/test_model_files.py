@@ -623,6 +623,36 @@ def test_the_export_tools_write_only_versions_the_sdk_reads():
     for bad in ("2.4.0-rc1", "abc", ""):
         with pytest.raises(argparse.ArgumentTypeError, match="not a version"):
             _version_arg(bad)
+    # a version the next refit cannot count on: "1.0" was written, and the refit after it failed after its work
+    for bad in ("1.0", "3", "1.2.3.4"):
+        with pytest.raises(argparse.ArgumentTypeError, match="MAJOR.MINOR.PATCH"):
+            _version_arg(bad)
+
+
+def test_a_head_refit_reads_the_manifest_before_it_replaces_the_model(tmp_path):
+    """save_head_change replaced the model file, then found no manifest (or
+    no entry for it): the folder's manifest no longer matched its model."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from avatarizer_export.attributes import next_patch, save_head_change
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    path = tmp_path / "attributes-int8.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    before = path.read_bytes()
+    for manifest in (None, '{"models": {}}'):
+        if manifest is not None:
+            (tmp_path / "manifest.json").write_text(manifest)
+        with pytest.raises(ValueError, match="nothing was written"):
+            save_head_change(onnx.load(str(path)), {"name": "attributes-onnx-int8", "version": "2.3.8"}, path,
+                             tmp_path, "2.3.7", "note")
+        assert path.read_bytes() == before
+    assert next_patch("2.3.7") == "2.3.8"
+    with pytest.raises(ValueError, match="MAJOR.MINOR.PATCH"):
+        next_patch("1.0")
 
 
 @pytest.mark.parametrize("version, ok", [("1.0.0", True), (None, True), ("0.9.0", False), ("2.0.0", False)])

@@ -1540,8 +1540,12 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
 
 
 def next_patch(version: str) -> str:
-    """The patch after ``version`` (a refit of some heads; a full run, :data:`VERSION`, is another network)."""
-    major, minor, patch = (int(v) for v in version.split("."))
+    """The patch after ``version`` (a refit of some heads; a full run, :data:`VERSION`, is another network);
+    ``ValueError`` for a version that is not MAJOR.MINOR.PATCH."""
+    parts = str(version).split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"the model's version {version!r} is not MAJOR.MINOR.PATCH: give --version")
+    major, minor, patch = (int(v) for v in parts)
     return f"{major}.{minor}.{patch + 1}"
 
 
@@ -1555,6 +1559,14 @@ def save_head_change(model, desc: dict, path: Path, folder: Path, from_version: 
 
     from . import formats
 
+    # the manifest and the model's entry first: the file was replaced before a missing manifest (or entry)
+    # was found, leaving a folder whose manifest no longer matched its model
+    manifest = Path(folder) / formats.MANIFEST_NAME
+    try:
+        entry = json.loads(manifest.read_text())["models"][desc["name"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{manifest} has no readable entry {desc.get('name')!r} for {path.name} "
+                         f"({type(exc).__name__}: {exc}); nothing was written") from None
     td = dict(desc.get("training_data") or {})
     if label_note not in str(td.get("faces", "")):
         td["faces"] = f"{td.get('faces', '')}; {label_note}".lstrip("; ")
@@ -1562,8 +1574,7 @@ def save_head_change(model, desc: dict, path: Path, folder: Path, from_version: 
     formats.set_onnx_metadata(model, desc)
     with staged(path, path.stem) as tmp:
         onnx.save(model, str(tmp))
-    gate = dict(json.loads((Path(folder) / formats.MANIFEST_NAME).read_text())["models"][desc["name"]]
-                .get("quality_gate") or {})
+    gate = dict(entry.get("quality_gate") or {})
     gate.setdefault("carried_from", from_version)
     gate["note"] = (f"int8 network and standardisation of {gate['carried_from']}, gated against its fp32 file; "
                     "heads refitted on the int8 features (no fp32 counterpart)")
@@ -1765,8 +1776,9 @@ def main_attributes(args) -> int:
 
 
 def _version_arg(text: str) -> str:
-    """``--version``: dotted non-negative integers, as the SDK compares them
-    (:func:`avatarizer.pipeline.config.parse_version`; it refuses others)."""
+    """``--version``: MAJOR.MINOR.PATCH, non-negative integers, as the SDK
+    compares them (:func:`avatarizer.pipeline.config.parse_version`; it
+    refuses others) and :func:`next_patch` counts on."""
     import argparse
 
     from avatarizer.pipeline.config import parse_version
@@ -1775,6 +1787,8 @@ def _version_arg(text: str) -> str:
         parse_version(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if len(text.split(".")) != 3:  # (a "1.0" was written, and every later refit failed after its work)
+        raise argparse.ArgumentTypeError(f"expected MAJOR.MINOR.PATCH, got {text!r}")
     return text
 
 
