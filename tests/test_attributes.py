@@ -1544,6 +1544,20 @@ def test_make_sheets_numbers_every_photo_once(tmp_path):
         assert sorted(placed) == sorted(keys[9:9 + n_ctrl]), n_ctrl
     with pytest.raises(FileNotFoundError):
         E.make_sheets(["ffhq128/missing.jpg"], faces, tmp_path / "bad")
+    # a bad key among good ones writes nothing (a sheet was left without its layout), an empty list is refused
+    # before the folder is made, and a batch already there is replaced only when asked (it was, silently)
+    with pytest.raises(FileNotFoundError):
+        E.make_sheets(keys[:9] + ["ffhq128/missing.jpg"], faces, tmp_path / "bad2", per_sheet=3)
+    assert not (tmp_path / "bad2").exists() or not list((tmp_path / "bad2").iterdir())
+    with pytest.raises(ValueError, match="empty"):
+        E.make_sheets([], faces, tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+    before = (tmp_path / "out" / "layout.json").read_text()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        E.make_sheets(keys[:9], faces, tmp_path / "out", controls=keys[9:], per_sheet=5, seed=3)
+    assert (tmp_path / "out" / "layout.json").read_text() == before
+    E.make_sheets(keys[:9], faces, tmp_path / "out", controls=keys[9:], per_sheet=5, seed=3, overwrite=True)
+    assert (tmp_path / "out" / "layout.json").read_text() != before
 
 
 def test_student_features_and_student_follow_its_weights_and_logit_map(tmp_path, monkeypatch):

@@ -326,7 +326,7 @@ def report(batch: dict, shared: Path | None = None) -> dict:
 
 
 def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (), per_sheet: int = 44,
-                seed: int = 0, cell: int = 150, sample: list | None = None) -> dict:
+                seed: int = 0, cell: int = 150, sample: list | None = None, overwrite: bool = False) -> dict:
     """Numbered contact sheets of ``keys`` (``FOLDER/NAME`` under ``faces``)
     with all of ``controls`` spread over them (as evenly as they go: the
     first sheets get one more where they do not divide), shuffled; writes ``sheetNN.png``
@@ -334,12 +334,21 @@ def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (
     index under it) and ``layout.json`` (the ``sheets`` of a batch) into
     ``out`` and returns the layout, with ``sample`` (how the keys were
     chosen: :func:`mine`'s) when given. (The committed batches were labelled on
-    sheets of the same layout with the index in each photo's corner.)"""
+    sheets of the same layout with the index in each photo's corner.)
+    Every photo is read before anything is written; a folder that holds a
+    batch already (``layout.json``, ``sheetNN.png``: what the labellers'
+    indices refer to) is refused unless ``overwrite``."""
     import cv2
     from PIL import Image
 
     from avatarizer.gallery import contact_sheet
 
+    if not keys:
+        raise ValueError("no photos to put on sheets: the keys file is empty")
+    out = Path(out)
+    held = ([out / "layout.json"] if (out / "layout.json").exists() else []) + sorted(out.glob("sheet*.png"))
+    if held and not overwrite:  # (a second run replaced a batch's layout with another shuffle, without a word)
+        raise FileExistsError(f"{out} holds a batch already ({held[0].name}); pass --overwrite to replace it")
     rng = np.random.default_rng(seed)
     keys = [keys[i] for i in rng.permutation(len(keys))]
     n_sheets = max(1, -(-len(keys) // per_sheet))
@@ -348,15 +357,17 @@ def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (
     for s in range(n_sheets):
         cells = keys[s * per_sheet:(s + 1) * per_sheet] + [controls[i] for i in ctrl[s]]
         sheets.append([cells[i] for i in rng.permutation(len(cells))])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for s, cells in enumerate(sheets):
+    pictures = []  # every sheet's tiles, read before anything is written (a bad key left sheets and no layout)
+    for cells in sheets:
         tiles = []
         for key in cells:
             img = cv2.imread(str(Path(faces) / key))
             if img is None:
                 raise FileNotFoundError(f"{Path(faces) / key} is not a readable image")
             tiles.append(cv2.cvtColor(cv2.resize(img, (cell, cell), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+        pictures.append(tiles)
+    out.mkdir(parents=True, exist_ok=True)
+    for s, (cells, tiles) in enumerate(zip(sheets, pictures)):
         # 8 a row, each photo's index under it
         Image.fromarray(contact_sheet(tiles, cols=8, labels=[str(j) for j in range(len(cells))])).save(
             out / f"sheet{s:02d}.png")
@@ -618,7 +629,8 @@ def main_labels(args) -> int:
             pick = np.random.default_rng(1).permutation(len(names))[:args.controls]
             ctrl = [f"{CONTROL_FOLDER}/{names[i]}" for i in pick]
         sample = _read_sample(Path(args.sample), keys) if args.sample else None
-        lay = make_sheets(keys, shared_dir(args.shared) / "data" / "faces", Path(args.out), ctrl, sample=sample)
+        lay = make_sheets(keys, shared_dir(args.shared) / "data" / "faces", Path(args.out), ctrl, sample=sample,
+                          overwrite=args.overwrite)
         print(f"wrote {len(lay['sheets'])} sheets and layout.json to {args.out}")
     return 0
 
@@ -649,5 +661,7 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=0, help="mine: the random photos' seed")
     p.add_argument("--controls", type=count, default=0,
                    help="sheets: this many training photos of ffhq128-labelled spread over the sheets")
+    p.add_argument("--overwrite", action="store_true",
+                   help="sheets: replace the batch (sheetNN.png, layout.json) the --out folder holds")
     p.add_argument("--shared")
     p.set_defaults(func=main_labels)
