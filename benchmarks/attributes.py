@@ -106,12 +106,13 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, 
             av_img.from_frame(img)
             rec["from_frame_image"] = time.perf_counter() - t0
             rec["from_frame_image_cpu"] = time.process_time() - c0
+            warm = av_vid._pipeline.stream.tracker.warm  # (before the call: the frame that warms it is not timed)
             t0 = time.perf_counter()
             av_vid.from_frame(img, timestamp_ms=i * 1000.0 / 30.0)
             rec["from_frame_video"] = time.perf_counter() - t0
-            if warm_at is None and av_vid._pipeline.stream.tracker.warm:
-                warm_at = i + 1  # (the identity's start-up, its networks on the frames, is not timed)
-            if warm_at is None:
+            if warm and warm_at is None:
+                warm_at = i  # (the identity's start-up, its networks on the frames, is not timed)
+            if not warm:
                 del rec["from_frame_video"]
             if i >= warmup:
                 for k, v in rec.items():

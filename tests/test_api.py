@@ -1570,3 +1570,8 @@ def test_face_infos_compare_and_hash(astronaut):
     assert a.face == b.face and hash(a.face) == hash(b.face) and a.face in [b.face] and len({a.face, b.face}) == 1
     moved = dataclasses.replace(b.face, transform=b.face.transform + 1.0)
     assert moved != a.face and a.face != "a face" and len({a.face, moved}) == 2
+    signed = dataclasses.replace(b.face, transform=np.where(b.face.transform == 0, -0.0, b.face.transform))
+    zeroed = dataclasses.replace(b.face, transform=np.zeros((2, 3)) + 0.0)
+    assert dataclasses.replace(zeroed, transform=-zeroed.transform) == zeroed
+    assert len({zeroed, dataclasses.replace(zeroed, transform=-zeroed.transform)}) == 1  # (0.0 and -0.0 hash alike)
+    assert signed == b.face

@@ -1196,6 +1196,14 @@ def test_progress_is_redrawn_on_a_terminal_and_plain_lines_elsewhere():
     assert "\r" not in log.getvalue() and len(lines) == 2, lines  # the first and the last (well within 10 s)
     assert lines[0].startswith("[#") and "5/100 frames" in lines[0] and "100/100 frames" in lines[1]
     assert term.getvalue().count("\r") == 20 and term.getvalue().endswith("\n")
+    # a run that never reaches its total (a cut file): its last count is the end's line
+    log = io.StringIO()
+    t0 = time.perf_counter()
+    for done in range(5, 51, 5):
+        cli._progress(done, 100, t0, log)
+    cli._progress_end(log)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2 and "5/100" in lines[0] and "50/100" in lines[1], lines
 
 
 def test_every_frame_of_a_gif_is_kept_at_a_rate_its_times_fit(tmp_path, capsys):
@@ -1228,6 +1236,13 @@ def test_every_frame_of_a_gif_is_kept_at_a_rate_its_times_fit(tmp_path, capsys):
     assert (doc["op"] - doc["ip"]) / doc["fr"] == pytest.approx(2.85, abs=1 / doc["fr"])
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=[10, 500, 0, 20])
     assert videoio.probe(gif).rate == "50/1" and videoio.probe(gif).stream_duration == pytest.approx(0.72)
+    # a GIF made from 30 fps video stores 30, 30 and 40 ms: its common step (10 ms) wrote it at 100 fps;
+    # the lowest whole rate up to 60 at which no two frames share an output frame is 30
+    from fractions import Fraction
+
+    assert videoio.image_rate([30, 30, 40] * 10) == 30 and videoio.image_rate([1000, 500, 1000]) == 2
+    assert videoio.image_rate([10] * 5) == 100 and videoio.image_rate([33, 33, 34] * 5) == 30
+    assert isinstance(videoio.image_rate([40] * 3), Fraction)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP"])

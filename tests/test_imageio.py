@@ -641,3 +641,13 @@ def test_an_animated_or_multi_page_image_gives_its_first_frame(tmp_path, fmt):
         assert getattr(im, "n_frames", 1) == 3  # (really three frames)
     got = load_image(path)
     assert got.shape == (48, 64, 3) and abs(float(got.mean()) - 40) < 3
+
+
+def test_an_unreadable_file_is_named_in_the_error(tmp_path):
+    """The file watcher passed to Image.open made Pillow's message name an
+    object (``<avatarizer.imageio._ReadWatch object at 0x...>``)."""
+    path = tmp_path / "notes.txt"
+    path.write_text("not an image")
+    with pytest.raises(ValueError) as exc:
+        load_image(path)
+    assert "_ReadWatch" not in str(exc.value) and "notes.txt" in str(exc.value)

@@ -759,7 +759,8 @@ class FaceAligner:
         old.close()
 
     def _small_faces(self, image: np.ndarray) -> list[np.ndarray]:
-        """Image mode, where FaceMesh found no face: the (478, 3) frame-pixel
+        """Image mode, where FaceMesh found no face (or fewer than the call
+        takes: :meth:`faces_found`'s ``want``): the (478, 3) frame-pixel
         landmarks of each face the full-range detector finds (at most
         ``max_faces`` and :data:`IMAGE_MESH_FACES`, the likeliest first;
         :meth:`detect` keeps the largest), each from FaceMesh run on a

@@ -219,9 +219,9 @@ class FaceInfo:
                 and tuple(self.frame_shape) == tuple(other.frame_shape)
                 and np.array_equal(np.asarray(self.transform, np.float64), np.asarray(other.transform, np.float64)))
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # (values, not bytes: 0.0 and -0.0 are equal, so they hash alike)
         return hash((tuple(self.box), self.roll, self.yaw, self.pitch, tuple(self.frame_shape), self.index,
-                     np.asarray(self.transform, np.float64).tobytes()))
+                     tuple(np.asarray(self.transform, np.float64).ravel().tolist())))
 
     def to_dict(self) -> dict:
         return {"box": [float(v) for v in self.box], "roll": float(self.roll), "yaw": float(self.yaw),

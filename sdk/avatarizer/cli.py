@@ -495,6 +495,7 @@ def _progress(done: int, total: int | None, t0: float, stream=None) -> None:
         stream.write("\r" + msg)
     else:
         last = _plain_progress.get(t0)
+        _plain_progress["latest"] = msg  # (the end's line, where the last was not printed)
         if last is not None and now - last < PLAIN_PROGRESS_EVERY_S and done != total:
             return
         _plain_progress.clear()  # (one run at a time)
@@ -504,10 +505,15 @@ def _progress(done: int, total: int | None, t0: float, stream=None) -> None:
 
 
 def _progress_end(stream=None) -> None:
-    """Ends the progress bar's line (a terminal's; plain progress lines end themselves)."""
+    """Ends the progress bar's line on a terminal; elsewhere writes the last
+    progress line where it was not written (a truncated input, or a count
+    the header overestimated, never reached its total)."""
     stream = stream or sys.stderr
     if _is_terminal(stream):
         stream.write("\n")
+    elif _plain_progress.get("latest") is not None:
+        stream.write(_plain_progress["latest"] + "\n")
+    _plain_progress.clear()
 
 
 class _Rotated:

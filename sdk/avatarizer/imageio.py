@@ -169,8 +169,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     chunks before its image data or after it (Pillow reads them into
     memory). A cut JPEG or PNG is refused even where the app has set
     Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` (a JPEG whose data runs out
-    while it is decoded; a whole one with no end marker loads, as it does
-    without the flag).
+    while it is decoded; a whole one whose end marker gave way to padding
+    loads, as it does without the flag).
 
     Raises:
         FileNotFoundError: if nothing exists at ``path`` (a
@@ -270,7 +270,8 @@ class _ReadWatch:
     refuses as truncated, unless the app has set
     ``ImageFile.LOAD_TRUNCATED_IMAGES`` (it then ends the data itself and
     leaves the rest of the image gray). A whole JPEG, also one whose end
-    marker is missing or padded, is decoded without such a read."""
+    marker gave way to padding, is decoded without such a read (one that
+    merely lacks its last two bytes is not: Pillow refuses it too)."""
 
     def __init__(self, f):
         self._f, self.ran_out = f, False
@@ -283,6 +284,9 @@ class _ReadWatch:
 
     def __getattr__(self, name: str):
         return getattr(self._f, name)
+
+    def __repr__(self) -> str:  # (Pillow's "cannot identify image file ..." names it: the file, not this)
+        return repr(self._f)
 
 
 #: The Pillow formats of a JPEG file (MPO: JPEGs in a row, Pillow decodes the first).

@@ -376,7 +376,7 @@ def _last_frame_hold(source):
         return None
     if info.stream_duration is None:
         return None
-    end = info.start + info.stream_duration
+    end = info.stream_duration  # (OpenCV's frame times count from the video stream's own start, not the file's)
 
     def hold(last: float) -> float:
         return max(0.0, min(end - last, videoio.MAX_LAST_FRAME_S))

@@ -47,6 +47,9 @@ ZERO_DELAY_MS = 100.0
 GIF_MIN_DELAY_MS = 20.0
 #: The highest rate an animated image's frames are written at (their times' common step, else this).
 MAX_IMAGE_FPS = 100
+#: The highest rate :func:`image_rate` takes from the frames' common step or a whole rate that fits them
+#: (a video's frames are written at their base rate up to 60 fps too: ``Probe.output_rate``)
+MAX_FITTED_IMAGE_FPS = 60
 
 
 class ImageFrames:
@@ -97,14 +100,28 @@ class ImageFrames:
 
 def image_rate(durations) -> Fraction:
     """The frame rate an animated image's frames are written at: 1000 over
-    their durations' common step in whole ms (1 s and 0.5 s frames: 2 fps),
-    at most :data:`MAX_IMAGE_FPS`."""
+    their durations' common step in whole ms (1 s and 0.5 s frames: 2 fps)
+    where that is at most :data:`MAX_FITTED_IMAGE_FPS`; else the lowest
+    whole rate up to it at which no two frames fall on one output frame
+    (a GIF made from 30 fps video stores delays of 30, 30 and 40 ms: its
+    step, 10 ms, wrote it at 100 fps; now 30); else their average rate, at
+    most :data:`MAX_IMAGE_FPS`."""
     import math
 
+    durations = [max(1.0, float(d)) for d in durations]
     step = 0
     for d in durations:
-        step = math.gcd(step, max(1, int(round(d))))
-    return min(Fraction(1000, max(step, 1)), Fraction(MAX_IMAGE_FPS))
+        step = math.gcd(step, int(round(d)))
+    exact = Fraction(1000, max(step, 1))
+    if exact <= MAX_FITTED_IMAGE_FPS:
+        return exact
+    starts = np.concatenate([[0.0], np.cumsum(durations[:-1])]) / 1000.0
+    average = len(durations) / (sum(durations) / 1000.0)
+    for rate in range(max(1, math.ceil(average)), MAX_FITTED_IMAGE_FPS + 1):
+        slots = np.round(starts * rate)
+        if len(np.unique(slots)) == len(slots):
+            return Fraction(rate)
+    return min(Fraction(average).limit_denominator(1000), Fraction(MAX_IMAGE_FPS))
 
 
 def animated_image(path, formats: tuple[str, ...] = PILLOW_ANIMATED) -> tuple[object, list[float]] | None:
@@ -135,6 +152,37 @@ def animated_image(path, formats: tuple[str, ...] = PILLOW_ANIMATED) -> tuple[ob
             durations.append(float(d) if isinstance(d, (int, float)) and d > 0 and d >= least else ZERO_DELAY_MS)
         im.seek(0)
     except Exception:  # noqa: BLE001 - damaged: OpenCV's to try, and to refuse
+        im.close()
+        return None
+    return im, durations
+
+
+def _gif_durations(path) -> tuple[object, list[float]] | None:
+    """``(the opened Pillow image, each frame's duration in ms)`` of an
+    animated GIF as FFmpeg times its frames (its packets' durations, a delay
+    under 20 ms taken as 100 ms), by ffprobe: Pillow decoded every frame to
+    reach its duration (0.9 s for 300 frames of 512 px, every time a GIF was
+    probed). None for anything else, or without ffprobe."""
+    exe = shutil.which("ffprobe")
+    try:
+        if exe is None or not os.path.isfile(path):
+            return None
+        with open(path, "rb") as f:
+            if f.read(6) not in (b"GIF87a", b"GIF89a"):
+                return None
+        from PIL import Image
+
+        im = Image.open(path)  # (the size, from the header)
+    except Exception:  # noqa: BLE001 - unreadable: the other ways say so
+        return None
+    try:
+        res = subprocess.run([exe, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=duration_time",
+                              "-of", "csv=p=0", file_url(path)], capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL, timeout=60)
+        durations = [1000.0 * float(v) for v in res.stdout.split() if v not in ("", "N/A")]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        durations = []
+    if len(durations) < 2 or not all(d > 0 and np.isfinite(d) for d in durations):  # (a still GIF: OpenCV's)
         im.close()
         return None
     return im, durations
@@ -301,7 +349,8 @@ def probe(path: Path) -> Probe:
     as FFmpeg times its frames): ffprobe's rate for a GIF is not one every
     frame time fits (4 fps for frames of 100, 500, 250 and 2000 ms: the
     second frame was dropped from an animation of it)."""
-    animated = animated_image(path, PILLOW_ANIMATED + ("GIF",))
+    gif = _gif_durations(path)  # (FFmpeg's own timing of the frames OpenCV decodes; no frame decoded)
+    animated = gif or animated_image(path, PILLOW_ANIMATED + ("GIF",))
     if animated is not None:
         im, durations = animated
         im.close()
