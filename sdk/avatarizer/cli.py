@@ -1564,8 +1564,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="likeness: 1.0 faithful ... 2.0 caricature (default: 1.25, where identity peaks)")
     _set_argument(v)
     v.add_argument("--params", metavar="OUT.jsonl",
-                   help='also write one JSON line per frame, {"frame": N, "time_ms": T, "face": true|false, '
-                        '"params": [629 numbers] or null where the frame shows no avatar}')
+                   help='also write one JSON line per frame, {"frame": N, "time_ms": T, "duration_ms": D, '
+                        '"face": true|false, "params": [629 numbers] or null where the frame shows no avatar} '
+                        '(D: how long the frame is shown)')
     _animation_arguments(v, fps_help="frame rate of a .json/.svg animation (default: the video's; a "
                          "variable-frame-rate video's base rate, as for an mp4)",
                          size_help="OUT.mp4: the output frame's longer side in pixels (side by side: of "
@@ -1612,7 +1613,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "avatar in that frame, the last one is held)")
     an.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.json (Lottie) or OUT.svg (SMIL)")
     _animation_arguments(an, fps_help="frames per second of the lines (default: their \"time_ms\" rate, as "
-                                      "video --params writes it, at most 1000, else 30)")
+                                      "video --params writes it, 0.001 to 1000, else 30)")
     an.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     an.set_defaults(func=_animate)
 
