@@ -1284,9 +1284,13 @@ def test_clips_without_a_readable_frame_report_null_not_zero(tmp_path, capsys):
     for n in ("a.mp4", "b.mp4"):
         (tmp_path / n).write_text("not a video")
     E._WARNED.clear()
-    out = E.clip_metrics(tmp_path, ["artist"], per_clip=2, progress=False)["artist"]
+    res = E.clip_metrics(tmp_path, ["artist"], per_clip=2, progress=False)
+    out = res["artist"]
     assert out["frames"] == 0 and np.isnan(out["cross_moment_top1"]) and out["people"] == 0
-    assert "cross_moment_top1 is null" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cross_moment_top1 is null" in err
+    # and the clips that gave no frame are named (they were counted as clips without a word)
+    assert res["unreadable_clips"] == ["a.mp4", "b.mp4"] and "2 of 2 clips gave no frame" in err
 
 
 def test_cross_moment_top1_counts_only_people_seen_at_both_moments():

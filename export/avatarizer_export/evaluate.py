@@ -1167,7 +1167,11 @@ def clip_metrics(clips: Path, methods: list[str], per_clip: int = 6, progress: b
                 got.append(cv2.cvtColor(fr, cv2.COLOR_BGR2RGB))
         cap.release()
         frames.append(got)
-    out: dict = {"clips": len(files), "frames_per_clip": per_clip}
+    unreadable = [f.name for f, got in zip(files, frames) if not got]
+    if unreadable:  # (they counted as clips with no frame, without a word)
+        print(f"eval: {len(unreadable)} of {len(files)} clips gave no frame (not read: "
+              f"{', '.join(unreadable[:5])}{', ...' if len(unreadable) > 5 else ''})", file=sys.stderr)
+    out: dict = {"clips": len(files), "frames_per_clip": per_clip, "unreadable_clips": unreadable}
     artist = AutoArtist()
     face_rgb = [schema.index(f"face.{c}") for c in "rgb"]
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al, M.LandmarkProbe() as probe:
