@@ -153,8 +153,9 @@ def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path |
                   and f"ffhq128-labelled/{n}" in where]
             sy = np.array([_ffhq_targets(shared_labels[k.split("/", 1)[1]])[name] for k in sk], np.float64)
             ok = np.isfinite(sy)
-            sp = onnx_predictions(path, al.crops[[where[k] for k, o in zip(sk, ok) if o]])["binary"][:, j]
-            sets.append(("shared", sp.astype(np.float64), sy[ok].astype(int)))
+            if ok.any():  # (a cache without the labelled folder's held-out photos: "need at least one array")
+                sp = onnx_predictions(path, al.crops[[where[k] for k, o in zip(sk, ok) if o]])["binary"][:, j]
+                sets.append(("shared", sp.astype(np.float64), sy[ok].astype(int)))
         for label_set, pp, yy in sets:
             if not len(yy):
                 continue
