@@ -214,7 +214,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             # Image.open reads only the header: refuse a bad size before decoding
             width, height = opened.size
             _check_size(height, width, "an image file")
-            _check_data(f, opened.format)
+            _check_data(f, opened)
             watched.ran_out = False
             opened.load()
             if watched.ran_out and opened.format in _JPEG_FORMATS and ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -293,18 +293,18 @@ class _ReadWatch:
 _JPEG_FORMATS = ("JPEG", "MPO")
 
 
-def _check_data(f, fmt: str | None) -> None:
-    """Refuse, before Pillow decodes it, a PNG whose image data is short or
-    damaged (:func:`_check_png_data`), which Pillow decodes without a word,
-    or whose chunks after the image data are too many or too long
-    (:func:`_check_png_tail`). Reads ``f`` from the start and leaves it
-    where it was."""
-    if fmt != "PNG":
+def _check_data(f, opened) -> None:
+    """Refuse, before Pillow decodes it, a PNG (``opened``, as ``Image.open``
+    gave it) whose image data is short or damaged (:func:`_check_png_data`),
+    which Pillow decodes without a word, or whose chunks after the image
+    data are too many or too long (:func:`_check_png_tail`). Reads ``f`` from
+    the start and leaves it where it was."""
+    if opened.format != "PNG":
         return
     at = f.tell()
     try:
         _check_png_data(f)
-        _check_png_tail(f)
+        _check_png_tail(f, getattr(opened, "is_animated", False))
     finally:
         f.seek(at)
 
@@ -465,14 +465,15 @@ def _check_png_head(f) -> None:
         f.seek(at)
 
 
-def _check_png_tail(f) -> None:
+def _check_png_tail(f, animated: bool) -> None:
     """Refuse a PNG whose chunks after its image data (the first run of
-    IDAT chunks), up to its end (IEND) or, in an animated PNG, its next
-    frame (fcTL), are longer in all than :data:`MAX_PNG_HEAD_BYTES` or more
-    than :data:`MAX_PNG_HEAD_CHUNKS`: Pillow reads them into memory once the
+    IDAT chunks), up to its end (IEND) or, in an animated PNG (``animated``:
+    Pillow's ``is_animated``, which decides where it stops), its next frame
+    (fcTL), are longer in all than :data:`MAX_PNG_HEAD_BYTES` or more than
+    :data:`MAX_PNG_HEAD_CHUNKS`: Pillow reads them into memory once the
     image is decoded. From the chunk headers, as :func:`_check_png_head`."""
     f.seek(8)
-    animated = _png_chunks_until(f, (b"IDAT", b"IEND"), None) == b"acTL"
+    _png_chunks_until(f, (b"IDAT", b"IEND"), None)
     while True:  # the image data: IDAT and what Pillow takes for it after the first
         head = f.read(8)
         if len(head) < 8:
@@ -485,24 +486,21 @@ def _check_png_tail(f) -> None:
     _png_chunks_until(f, (b"IEND", b"fcTL") if animated else (b"IEND",), "after")
 
 
-def _png_chunks_until(f, stops: tuple[bytes, ...], where: str | None) -> bytes | None:
+def _png_chunks_until(f, stops: tuple[bytes, ...], where: str | None) -> None:
     """Walk the PNG's chunks from ``f``'s position to the first of kind
     ``stops`` (left unread) or the end of the file, by their headers;
     ValueError, when ``where`` names the walk ("before", "after" the image
     data), if they are more than :data:`MAX_PNG_HEAD_CHUNKS` or longer in all
-    than :data:`MAX_PNG_HEAD_BYTES`. Returns ``b"acTL"`` if an animation
-    control chunk was passed, else None."""
-    total, seen = 0, None
+    than :data:`MAX_PNG_HEAD_BYTES`."""
+    total = 0
     for count in range(MAX_PNG_HEAD_CHUNKS + 1):
         head = f.read(8)
         if len(head) < 8:
-            return seen  # (cut: Pillow's own checks refuse it)
+            return  # (cut: Pillow's own checks refuse it)
         length, kind = struct.unpack(">I4s", head)
         if kind in stops:
             f.seek(-8, os.SEEK_CUR)
-            return seen
-        if kind == b"acTL":
-            seen = kind
+            return
         total += length + 12
         if where is not None:
             if count == MAX_PNG_HEAD_CHUNKS:
@@ -512,7 +510,6 @@ def _png_chunks_until(f, stops: tuple[bytes, ...], where: str | None) -> bytes |
                 raise ValueError(f"the PNG has more than {MAX_PNG_HEAD_BYTES >> 20} MB of chunks {where} its "
                                  f"image data (a {length}-byte {name!r} chunk; Pillow reads them into memory)")
         f.seek(length + 4, os.SEEK_CUR)
-    return seen
 
 
 #: Channels of each PNG colour type: gray, RGB, palette, gray and alpha, RGBA.
