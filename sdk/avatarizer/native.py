@@ -132,21 +132,27 @@ def resolve_threads(threads, pixels: int | None = None) -> int:
 
 # ------------------------------------------------------------ argument checks (render() and Renderer)
 
-def _size(size, width, height):
-    """(width, height): ``size`` a side where neither is given; one of them
-    alone, a square of that side (a width alone did so, a height alone took
-    ``size`` as the width)."""
+def _sides(size, width, height) -> list[tuple[str, object]]:
+    """The width and the height an image or page is given, each with the
+    argument it came from (for messages): ``size`` for both where neither
+    is given; one of them alone, a square of that side (a width alone did
+    so, a height alone took ``size`` as the width). The one rule of
+    :func:`_size` and :func:`_vector_size`."""
     if width is None and height is None:
-        width = height = size
-    given = [(name, v) for name, v in (("width", width), ("height", height)) if v is not None]
-    width = height if width is None else width
-    height = width if height is None else height
-    for name, v in given or [("size", None)]:
+        return [("size", size), ("size", size)]
+    return [("width" if width is not None else "height", height if width is None else width),
+            ("height" if height is not None else "width", width if height is None else height)]
+
+
+def _size(size, width, height):
+    """(width, height) in whole pixels, 1..MAX_SIZE (:func:`_sides`)."""
+    sides = _sides(size, width, height)
+    for name, v in sides:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
             raise ValueError(f"{name} must be an integer number of pixels, got {v!r:.40}")
         if not 1 <= int(v) <= MAX_SIZE:
             raise ValueError(f"{name} must be between 1 and {MAX_SIZE} pixels, got {v}")
-    return int(width), int(height)
+    return int(sides[0][1]), int(sides[1][1])
 
 
 def _background(background):
@@ -216,19 +222,13 @@ def _transform(transform):
 
 
 def _vector_size(size, width, height, max_side: float = MAX_SIZE, what: str = ""):
-    """(width, height) in points as :func:`_size` picks them, each a number
-    in 1..``max_side`` (``what``: why that limit, for the message)."""
-    if width is None and height is None:
-        width = height = size
-        names = ("size", "size")
-    else:
-        names = ("width" if width is not None else "height", "height" if height is not None else "width")
-        width = height if width is None else width
-        height = width if height is None else height
-    for name, v in zip(names, (width, height)):
+    """(width, height) in points (:func:`_sides`), each a number in
+    1..``max_side`` (``what``: why that limit, for the message)."""
+    sides = _sides(size, width, height)
+    for name, v in sides:
         if not is_real(v) or not 1.0 <= float(v) <= max_side:
             raise ValueError(f"{name} must be a number of points in 1..{max_side:g}{what}, got {v!r:.40}")
-    return float(width), float(height)
+    return float(sides[0][1]), float(sides[1][1])
 
 
 
