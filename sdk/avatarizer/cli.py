@@ -1357,10 +1357,6 @@ def _rate_of(times: list) -> float | None:
     return fitted if fps < fitted <= MAX_FITTED_FPS else fps
 
 
-#: ``animate``'s frame rate without ``--fps`` for stamped lines faster than this: the most an animation takes
-MAX_ANIMATION_FPS = 1000.0
-
-
 def _animate(args) -> int:
     """``animate --params IN.jsonl -o OUT.json|OUT.svg``."""
     from .animation import read_params_jsonl
@@ -1376,9 +1372,9 @@ def _animate(args) -> int:
     except (ValueError, UnicodeDecodeError) as exc:
         raise CLIError(str(exc)) from None
     rate = _rate_of(times)
-    from .animation import MIN_FPS
+    from .animation import MAX_FPS, MIN_FPS
 
-    anim = make(float(args.fps or (min(max(rate, MIN_FPS), MAX_ANIMATION_FPS) if rate is not None else 30.0)))
+    anim = make(float(args.fps or (min(max(rate, MIN_FPS), MAX_FPS) if rate is not None else 30.0)))
     if rate is None:  # lines without times: one frame each
         anim.extend(frames)
     else:  # stamped lines (a variable frame rate too): placed by their times (_resampled)

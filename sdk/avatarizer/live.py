@@ -245,8 +245,8 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
     fps_src = cap.get(cv2.CAP_PROP_FPS)
     if not fps_src or not np.isfinite(fps_src) or fps_src <= 0 or fps_src > 1000:
         fps_src = 30.0
-    # how long a file's last frame lasts (None: one frame's time, as before)
-    hold_last = None if stream or "://" in str(source) else _last_frame_hold(source)
+    # a file's header: how long its last frame lasts (Probe.last_shown); None: no hold
+    info = None if stream or "://" in str(source) else _probe(source)
     meter = FpsMeter()
     res = LiveResult()
     store: dict = {}                 # frame index -> the BGR frame read (for drawing)
@@ -347,9 +347,9 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
                 break
         else:
             if not stream and res.shown and ended["why"] == "end":  # the last frame lasts what it says
-                hold = hold_last(at) if hold_last is not None else 0.0
-                if hold > 0:
-                    why = wait_until(time.perf_counter() + hold)
+                if info is not None and info.stream_duration is not None:
+                    # (OpenCV's frame times count from the video stream's own start, not the file's: start 0)
+                    why = wait_until(time.perf_counter() + info.last_shown(0.0, at, 1.0 / fps_src))
         res.stopped_by = why or ended["why"]
         res.seconds = time.perf_counter() - t0
         res.fps = res.shown / res.seconds if res.seconds > 0 else 0.0
@@ -362,26 +362,16 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
             pass
 
 
-def _last_frame_hold(source):
-    """For a file: a function of the last frame's time in the file (s) giving
-    how long it is shown: to the video stream's own end where its header
-    says (an animated GIF's, PNG's or WebP's last frame lasts what it says),
-    at most ``videoio.MAX_LAST_FRAME_S``; 0 where it does not say. None
-    where it cannot be read."""
+def _probe(source):
+    """``videoio.probe`` of a file (its last frame lasts to the video
+    stream's own end, ``Probe.last_shown``: an animated GIF's, PNG's or
+    WebP's what it says), None where it cannot be read."""
     try:
         from . import videoio
 
-        info = videoio.probe(source)
-    except Exception:  # noqa: BLE001 - no ffprobe, an odd file: no hold
+        return videoio.probe(source)
+    except Exception:  # noqa: BLE001 - an odd file: no hold
         return None
-    if info.stream_duration is None:
-        return None
-    end = info.stream_duration  # (OpenCV's frame times count from the video stream's own start, not the file's)
-
-    def hold(last: float) -> float:
-        return max(0.0, min(end - last, videoio.MAX_LAST_FRAME_S))
-
-    return hold
 
 
 def compose(frame, avatar, side: bool):
