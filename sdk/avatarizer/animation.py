@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from . import native
-from ._files import current_umask, new_file_mode
+from ._files import new_file_mode
 from .checks import MAX_TIMESTAMP_MS, is_real
 from .schema import PARAM_COUNT, validate
 
@@ -933,8 +933,7 @@ def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        # mkstemp makes 0600: the usual mode, or that of the file it replaces
-        os.chmod(tmp, new_file_mode(path) if overwrite else 0o666 & ~current_umask())
+        os.chmod(tmp, new_file_mode(path))  # mkstemp makes 0600: that of the file it replaces, else the usual
         if overwrite:
             os.replace(tmp, path)
         else:
