@@ -10,5 +10,7 @@ count = int_arg(0)
 
 #: a precision target in (0, 1]
 precision = float_arg(lambda v: 0.0 < v <= 1.0, "must be a precision in (0, 1], got {text!r}")
+#: a factor on every training's step count, in (0, 100]
+steps_scale = float_arg(lambda v: 0 < v <= 100, "must be a number in (0, 100], got {text!r}")
 #: the artist's exaggeration: a number in [0.5, 2] (``ArtistStyle``'s range)
 exaggeration = float_arg(lambda v: 0.5 <= v <= 2.0, "must be a number from 0.5 to 2, got {text!r}")

@@ -65,6 +65,10 @@ def main(argv=None) -> int:
         return 2
     from avatarizer.logfilter import FILTER
 
+    try:
+        from google.protobuf.message import DecodeError  # (what onnx.load raises on a cut or foreign file)
+    except ImportError:  # pragma: no cover - onnx brings protobuf
+        DecodeError = ()
     FILTER.start()  # MediaPipe's start-up lines off stderr (avatarizer.logfilter)
     try:
         _recover()
@@ -72,9 +76,7 @@ def main(argv=None) -> int:
     except (OSError, RuntimeError, ValueError) as exc:  # (a missing file, a folder where a file belongs, ...)
         print(f"avatarizer-export {args.command}: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001 - a cut or foreign ONNX file: protobuf's DecodeError, one line
-        if type(exc).__name__ != "DecodeError":
-            raise
+    except DecodeError as exc:  # a cut or foreign ONNX file: one line
         print(f"avatarizer-export {args.command}: an ONNX file it read is not a readable model (cut or not "
               f"ONNX): {exc}", file=sys.stderr)
         return 1

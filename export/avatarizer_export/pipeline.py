@@ -167,15 +167,12 @@ def main_all(args) -> int:
 
 
 def add_parser(sub):
-    from avatarizer.checks import float_arg
-
-    from .argtypes import positive_int
+    from .argtypes import positive_int, steps_scale
 
     p = sub.add_parser("all", help="datasets, every training, the report and the shipped models (make models)")
     p.add_argument("--shared")
     p.add_argument("--cache")
     p.add_argument("--workers", type=positive_int, default=2)
-    p.add_argument("--steps-scale", type=float_arg(lambda v: 0 < v <= 100, "must be a number in (0, 100], got "
-                                                   "{text!r}"), default=1.0, help="scale every training's step count")
+    p.add_argument("--steps-scale", type=steps_scale, default=1.0, help="scale every training's step count")
     p.add_argument("--skip-report", action="store_true")
     p.set_defaults(func=main_all)
