@@ -462,7 +462,8 @@ def _attribute_lines(attributes) -> str:
 
 #: Where stderr is no terminal (a log file, a pipe), a progress line at most this often (seconds) and at the end
 PLAIN_PROGRESS_EVERY_S = 10.0
-_plain_progress: dict = {}  # the run (its t0) -> when its last plain progress line was written
+# the plain progress of the run under way: its t0, when its last line was written, its latest line not written
+_plain_progress: dict = {"run": None, "at": None, "latest": None}
 
 
 def _is_terminal(stream) -> bool:
@@ -494,12 +495,13 @@ def _progress(done: int, total: int | None, t0: float, stream=None) -> None:
     if _is_terminal(stream):
         stream.write("\r" + msg)
     else:
-        last = _plain_progress.get(t0)
-        _plain_progress["latest"] = msg  # (the end's line, where the last was not printed)
-        if last is not None and now - last < PLAIN_PROGRESS_EVERY_S and done != total:
+        if _plain_progress["run"] != t0:  # (one run at a time)
+            _plain_progress.update(run=t0, at=None)
+        at = _plain_progress["at"]
+        if at is not None and now - at < PLAIN_PROGRESS_EVERY_S and done != total:
+            _plain_progress["latest"] = msg  # (the end's line, should no later one be written)
             return
-        _plain_progress.clear()  # (one run at a time)
-        _plain_progress[t0] = now
+        _plain_progress.update(at=now, latest=None)
         stream.write(msg + "\n")
     stream.flush()
 
@@ -511,9 +513,9 @@ def _progress_end(stream=None) -> None:
     stream = stream or sys.stderr
     if _is_terminal(stream):
         stream.write("\n")
-    elif _plain_progress.get("latest") is not None:
+    elif _plain_progress["latest"] is not None:
         stream.write(_plain_progress["latest"] + "\n")
-    _plain_progress.clear()
+    _plain_progress.update(run=None, at=None, latest=None)
 
 
 class _Rotated:
