@@ -791,7 +791,7 @@ class FaceAligner:
                     found.append((float(d.score[0]), x0 + x + w / 2, y0 + y + h / 2, max(w, h)))
         boxes = []  # the likeliest first; a box over one kept already (a tile's overlap) is the same face
         for score, cx, cy, size in sorted(found, reverse=True):
-            if all(np.hypot(cx - bx, cy - by) > 0.5 * max(size, bs) for bx, by, bs in boxes):
+            if not any(_one_place(cx, cy, size, bx, by, bs) for bx, by, bs in boxes):
                 boxes.append((cx, cy, size))
         boxes = boxes[: self._image_search_faces()]  # (detect keeps the largest max_faces)
         out: list[np.ndarray] = []
@@ -977,12 +977,16 @@ CONTAINED = 0.8
 _IRIS_CENTRES = (468, 473)
 
 
+def _one_place(ax: float, ay: float, a_size: float, bx: float, by: float, b_size: float) -> bool:
+    """Whether two faces found (centres and sizes) are one face found twice:
+    their centres less than half the larger one's size apart."""
+    return bool(np.hypot(ax - bx, ay - by) < 0.5 * max(a_size, b_size))
+
+
 def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two faces' (N, 3) landmarks are one face (found twice): their
-    centres less than half the larger one's size apart."""
+    """:func:`_one_place` for two faces' (N, 3) landmarks."""
     (ax, ay), (bx, by) = a[:, :2].mean(0), b[:, :2].mean(0)
-    size = max(np.ptp(a[:, 0]), np.ptp(a[:, 1]), np.ptp(b[:, 0]), np.ptp(b[:, 1]))
-    return bool(np.hypot(ax - bx, ay - by) < 0.5 * size)
+    return _one_place(ax, ay, max(np.ptp(a[:, 0]), np.ptp(a[:, 1])), bx, by, max(np.ptp(b[:, 0]), np.ptp(b[:, 1])))
 
 
 def _without_contained(faces: list) -> list:
