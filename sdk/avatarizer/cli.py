@@ -1683,7 +1683,8 @@ MAX_SECONDS = 1e7
 _seconds = float_arg(lambda v: 0 < v <= MAX_SECONDS,
                      f"expected a positive number of seconds, at most {MAX_SECONDS:,.0f} (115 days), "
                      "got {text!r}")
-_fps = float_arg(lambda v: 0.001 <= v <= 1000, "expected frames per second in [0.001, 1000], got {text!r}")  # (animation.MIN_FPS, MAX_FPS)
+# (animation.MIN_FPS and MAX_FPS, written here: importing animation would cost every command ~12 ms)
+_fps = float_arg(lambda v: 0.001 <= v <= 1000, "expected frames per second in [0.001, 1000], got {text!r}")
 _tolerance = float_arg(lambda v: 0 <= v <= 64, "expected a tolerance in pixels, 0..64, got {text!r}")
 
 
