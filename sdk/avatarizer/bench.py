@@ -292,9 +292,10 @@ def describe_device(device: str) -> str:
 def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str = "auto",
         device: str = "auto", backend: str = "onnxruntime", precision: str = "auto",
         log=None, video: str | os.PathLike | None = None, identity_every_ms: float | None = None,
-        identity_worker: str | None = None, live: bool = False) -> dict:
+        identity_worker: str | None = None, live: bool = False, worker_cpu="auto") -> dict:
     """Runs the benchmark; returns the DESIGN.md ``bench --json`` object
-    (``live``: also the frames paced at :data:`LIVE_FPS`, video mode only)."""
+    (``live``: also the frames paced at :data:`LIVE_FPS`, video mode only;
+    ``worker_cpu``: ``TrackerOptions.worker_cpu``)."""
     from mediapipe.python.solutions import face_mesh
 
     from .align import IMAGE_MESH_FACES, mediapipe_graph
@@ -306,7 +307,8 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
 
     if live and mode != "video":
         raise ValueError("live pacing is for video mode (a camera's frames); image mode has no frame rate")
-    tracker = TrackerOptions(**{k: v for k, v in (("identity_every_ms", identity_every_ms),
+    tracker = TrackerOptions(worker_cpu=worker_cpu,
+                             **{k: v for k, v in (("identity_every_ms", identity_every_ms),
                                                   ("identity_worker", identity_worker)) if v is not None})
     # video: the identity's start-up (until the tracker's identity is warm:
     # identity_frames estimates, the first inline, the others from the
@@ -369,7 +371,9 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         paced = _live(av, mesh, images, frames, warmup, cuts) if live else None
         ident = av._pipeline.by_name.get("identity")
         if log and ident is not None:
-            log(f"identity worker: {ident.worker}; answers adopted: {ident.answers}")
+            log(f"identity worker: {ident.worker}; answers adopted: {ident.answers}; "
+                + (f"its CPU {ident.cores.worker_cpu}, the frames' {sorted(ident.cores.frame_cpus)} during "
+                   f"{ident.cores.pinned_jobs} jobs" if ident.cores is not None else "no CPU of its own"))
     finally:
         mesh.close()
         out_device = av.device
@@ -635,9 +639,22 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="video mode: where the identity worker computes (default process: a child process "
                          "of its own; thread: a thread of this one; inline: no worker, the due frames "
                          "compute the refreshes, as avatarizer video does for files)")
+    ap.add_argument("--worker-cpu", type=_cpu_arg, default="auto", metavar="auto|none|N",
+                    help="video mode: the CPU the identity worker process runs on, which the frames keep off "
+                         "while it computes (default auto: the last of this process's; none: any; "
+                         "TrackerOptions.worker_cpu)")
     ap.add_argument("--live", action="store_true",
                     help=f"video mode: also time the frames handed over at {LIVE_FPS:g} fps, as a camera's "
                          f"(JSON 'live'; adds frames / {LIVE_FPS:g} seconds and more)")
+
+
+def _cpu_arg(text: str):
+    """``--worker-cpu``: 'auto', 'none' or a CPU number."""
+    if text in ("auto", "none"):
+        return None if text == "none" else text
+    if text.isdigit() and int(text) < 1 << 16:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected auto, none or a CPU number, got {text!r:.40}")
 
 
 def command(args) -> int:
@@ -646,7 +663,7 @@ def command(args) -> int:
     res = run(frames=args.frames, warmup=args.warmup, mode=args.mode, estimator=args.estimator,
               device=args.device, backend=args.backend, precision=args.precision, log=log,
               video=args.video, identity_every_ms=args.identity_every_ms,
-              identity_worker=args.identity_worker, live=args.live)
+              identity_worker=args.identity_worker, live=args.live, worker_cpu=args.worker_cpu)
     if args.json:
         print(json.dumps(res))
         return 0

@@ -95,6 +95,11 @@ def stream_started(delta: int) -> None:
         _streams = max(_streams + delta, 0)
 
 
+def streams_running() -> bool:
+    """Whether an :meth:`avatarizer.Avatarizer.stream` of this process is being iterated."""
+    return _streams > 0
+
+
 def _no_streams_in_child() -> None:  # a forked child runs none of its parent's streams
     global _streams, _streams_lock
     _streams, _streams_lock = 0, threading.Lock()

@@ -160,6 +160,14 @@ class TrackerOptions:
             video files (the CLI's ``video``, to an mp4 or an animation), where frames
             come faster than real time and a worker would answer only a few
             of them.
+        worker_cpu: the CPU the identity worker process runs on
+            (``identity_worker="process"``, Linux, at least 2 CPUs):
+            ``"auto"``, the last this process may run on; a CPU number; or
+            None, any. While it computes a job, the frames' thread and
+            MediaPipe's graph threads keep off that CPU
+            (:mod:`avatarizer.pipeline.cores`: the frames that overlapped a
+            job were the slow tail); between jobs, and while a stream runs,
+            nothing is pinned.
     """
 
     identity_frames: int = 15
@@ -176,6 +184,7 @@ class TrackerOptions:
     switch_distance: float | None = 0.06
     switch_ms: float = 600.0
     identity_worker: str = "process"
+    worker_cpu: int | str | None = "auto"
 
     def __post_init__(self):
         if isinstance(self.identity_frames, bool) or not isinstance(self.identity_frames, int) \
@@ -195,6 +204,10 @@ class TrackerOptions:
             raise ValueError(f"identity_duty must be a number in (0, 1], got {d!r}")
         if self.identity_worker not in ("process", "thread", "inline"):
             raise ValueError(f"identity_worker must be 'process', 'thread' or 'inline', got {self.identity_worker!r}")
+        c = self.worker_cpu
+        if not (c is None or (isinstance(c, str) and c == "auto") or (
+                isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) and 0 <= c < 1 << 16)):
+            raise ValueError(f"worker_cpu must be 'auto', None or a CPU number >= 0, got {c!r:.40}")
         sd = self.switch_distance
         if sd is not None and (not is_real(sd) or not 0.0 < sd <= 2.0):
             raise ValueError(f"switch_distance must be None or a number in (0, 2], got {sd!r}")

@@ -188,10 +188,12 @@ class Pipeline:
         self.stream = stream
         self.resolved = None
         self.estimator = None
+        self.cores = None  # video mode's CoreSplit (the identity stage's: cores.py), if any
 
     def prepare(self, options) -> None:
         for s in self.stages:
             s.prepare(options)
+        self.cores = getattr(self.by_name.get("identity"), "cores", None)
 
     def _begin(self, state: FrameState) -> None:
         if self.stream is not None:
@@ -206,7 +208,9 @@ class Pipeline:
             self._begin(state)
         # image mode runs its networks beside its Python (:func:`beside`): keep OpenBLAS off that core
         last = None
-        with one_blas_thread() if self.stream is None else nullcontext():
+        # (video mode: off the identity worker's core while it computes; cores.py)
+        with one_blas_thread() if self.stream is None else nullcontext(), \
+                self.cores.frame() if self.cores is not None else nullcontext():
             for s in stages:
                 if s is self._tracked_from and self.stream is not None:
                     # here, not in _begin: a stream finds landmarks frames ahead, but

@@ -115,6 +115,7 @@ import numpy as np
 
 from ..align import MAX_OUTSIDE  # a face cut by the frame's edge is not handed to the worker
 from .base import Stage, one_blas_thread
+from .cores import CoreSplit
 from . import identity_worker as W
 from .state import Face, FrameState
 
@@ -161,6 +162,7 @@ class IdentityStage(Stage):
         self._remote = None                     # the ProcessWorker (identity_worker="process"), once started
         self._failed_in_row = 0                 # the process's error replies in a row
         self.worker = "thread"                  # where jobs are computed ("process", or "thread (why)")
+        self.cores: CoreSplit | None = None     # the worker process's core and the frames' (cores.py), if split
         self.answers = 0                        # answers adopted from the worker (for tests and bench)
         self.last_error: BaseException | None = None
 
@@ -172,6 +174,7 @@ class IdentityStage(Stage):
         self.worker = getattr(options.tracker, "identity_worker", "thread")  # (TrackerOptions checked it)
         self._want_process = self.worker == "process"
         self._inline = self.worker == "inline"
+        self.cores = CoreSplit.plan(getattr(options.tracker, "worker_cpu", None)) if self._want_process else None
         self.face.prepare(options)
         self.hair.prepare(options)
 
@@ -270,6 +273,8 @@ class IdentityStage(Stage):
                 return
             self._job = (gen, job, entry)
             self._busy = True
+            if self.cores is not None and self._remote is not None and self._remote.cpu is not None:
+                self.cores.job_handed_over()  # (the next frame keeps off the worker's core already)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="avatarizer-identity", daemon=True)
                 self._thread.start()
@@ -299,6 +304,9 @@ class IdentityStage(Stage):
                     remote = self._after_failure(remote, exc)
             t0 = time.perf_counter()
             if remote is not None and err is None and not self._closed:  # (closed while it started: no job)
+                cores = self.cores if remote.cpu is not None else None
+                if cores is not None:  # the frames keep off the worker's core while it computes
+                    cores.job_started(remote.pid)
                 try:
                     out, err, hair_entry = self._ask(remote, gen, job, entry)
                 except BaseException as exc:  # (WorkerGone, or a job that cannot be pickled)
@@ -306,6 +314,9 @@ class IdentityStage(Stage):
                     remote = self._after_failure(remote, exc)
                 else:
                     remote = self._after_reply(remote, err)
+                finally:
+                    if cores is not None:
+                        cores.job_ended()
             with self._cond:
                 self._in_process = False
                 self._cond.notify_all()
@@ -327,6 +338,8 @@ class IdentityStage(Stage):
                     stream.identity_pose = (float(a.yaw), float(a.pitch))
                     if hair_entry is not None:
                         stream.hair[0] = hair_entry
+            if self.cores is not None:  # (also a job computed here, or dropped: the frames' CPUs back)
+                self.cores.job_ended()
             with self._cond:
                 self._busy = False
                 self._rest_until = done + (done - t0) * self.rest_factor
@@ -356,7 +369,8 @@ class IdentityStage(Stage):
                 return None
             try:
                 # (the aligner's options: the process's own segmenter makes its masks as this one does)
-                remote = W.ProcessWorker(self._resolved, self._segmenter.options, WORKER_NICENESS)
+                remote = W.ProcessWorker(self._resolved, self._segmenter.options, WORKER_NICENESS,
+                                         cpu=None if self.cores is None else self.cores.worker_cpu)
             except Exception as exc:  # options a pickle cannot carry: this process's networks, for good
                 self._give_up_process(f"its options cannot be sent to a process: {type(exc).__name__}: {exc}")
                 return None
@@ -430,6 +444,8 @@ class IdentityStage(Stage):
             if self._job is not None:  # not started: it never will be
                 self._job = None
                 self._busy = False
+                if self.cores is not None:
+                    self.cores.job_ended()
                 self._cond.notify_all()
             # a job on this process's networks is waited for; one in the worker process is not (its
             # answer, for the old generation, is dropped when it comes)

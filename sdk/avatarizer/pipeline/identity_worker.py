@@ -198,7 +198,7 @@ class ProcessWorker:
     """The parent's end: one child process computing identity jobs, one at a
     time, called from the stage's worker thread only (``close`` from any)."""
 
-    def __init__(self, resolved, align_options, niceness: int = 0):
+    def __init__(self, resolved, align_options, niceness: int = 0, cpu: int | None = None):
         # pickled here, so options that cannot cross to a process (an app's own
         # smoothing object, say) fail at once and the stage computes on its thread
         self._init = Encoded(("init", resolved, align_options))
@@ -206,6 +206,7 @@ class ProcessWorker:
         self._lock = threading.Lock()  # _proc: close() may run on another thread
         self._closed = False
         self._niceness = int(niceness)
+        self.cpu = None if cpu is None else int(cpu)  # the CPU the child runs on (pipeline.cores), or any
         self.starts = 0                # children started in all
         self.starts_since_answer = 0   # children started since the last reply (MAX_STARTS)
         self.pid: int | None = None    # the child that last said it was ready
@@ -229,7 +230,8 @@ class ProcessWorker:
 
     def _start(self) -> None:
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   AVATARIZER_WORKER_NICE=str(worker_nice(self._niceness)))
+                   AVATARIZER_WORKER_NICE=str(worker_nice(self._niceness)),
+                   AVATARIZER_WORKER_CPU="" if self.cpu is None else str(self.cpu))
         flags = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0) if os.name == "nt" else 0
         with self._lock:
             if self._closed:
@@ -377,11 +379,16 @@ class ProcessWorker:
 
 
 def _child_setup() -> None:
-    """Ctrl-C ignored, the niceness the parent asked for."""
+    """Ctrl-C ignored, the CPU and the niceness the parent asked for."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C is for the app, which closes us
     except (ValueError, OSError):
         pass
+    cpu = os.environ.get("AVATARIZER_WORKER_CPU", "")
+    if cpu.isdigit():  # (before any thread is made: MediaPipe's and ONNX Runtime's inherit it)
+        from .cores import pin_this_process
+
+        pin_this_process(int(cpu))
     try:
         target = int(os.environ.get("AVATARIZER_WORKER_NICE", "") or "x")
     except ValueError:
