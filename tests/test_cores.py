@@ -42,7 +42,7 @@ def test_plan_takes_the_last_allowed_cpu_and_none_where_there_is_nothing_to_spli
     split = C.CoreSplit.plan("auto")
     assert split.worker_cpu == 5 and split.frame_cpus == {0, 2} and not split.active
     assert C.CoreSplit.plan(2).worker_cpu == 2 and C.CoreSplit.plan(2).frame_cpus == {0, 5}
-    assert C.CoreSplit.plan(1) is None  # not one this process may run on
+    assert C.CoreSplit.plan(1) is None  # not one this process may run on (logged)
     assert C.CoreSplit.plan(None) is None
     monkeypatch.setattr(C, "_allowed", lambda: frozenset({3}))
     assert C.CoreSplit.plan("auto") is None  # one CPU: nothing to split
@@ -50,6 +50,81 @@ def test_plan_takes_the_last_allowed_cpu_and_none_where_there_is_nothing_to_spli
     assert C.CoreSplit.plan("auto") is None
     with pytest.raises(ValueError):
         C.CoreSplit(1, {1, 2})
+    split.release()
+
+
+class FakeCpus:
+    """Thread CPU sets in a table (as if the machine had ``n`` CPUs): stands in
+    for ``os.sched_getaffinity`` / ``os.sched_setaffinity`` in ``cores``."""
+
+    def __init__(self, monkeypatch, n: int, tids):
+        self.all = frozenset(range(n))
+        self.sets = {t: self.all for t in tids}  # (0: the calling thread; the others graph threads)
+        monkeypatch.setattr(C, "_allowed", lambda: self.all)
+        monkeypatch.setattr(C, "_graph_threads", lambda: [t for t in self.sets if t])
+        monkeypatch.setattr(C, "_tasks", lambda: set(self.sets))
+        monkeypatch.setattr(C.os, "sched_getaffinity", lambda t: self.sets[t])
+        monkeypatch.setattr(C.os, "sched_setaffinity", lambda t, c: self.sets.__setitem__(t, frozenset(c)))
+
+
+def test_auto_gives_each_live_split_a_cpu_of_its_own_while_one_is_left_for_the_frames(monkeypatch):
+    fake = FakeCpus(monkeypatch, 4, [])
+    a, b = C.CoreSplit.plan("auto"), C.CoreSplit.plan("auto")
+    assert (a.worker_cpu, b.worker_cpu) == (3, 2)
+    c = C.CoreSplit.plan("auto")  # 0 and 1 unclaimed: 1, leaving 0 to the frames
+    assert c.worker_cpu == 1
+    assert C.CoreSplit.plan("auto").worker_cpu == 3  # none but 0 left: the last, shared (dropped: released)
+    b.release()
+    d = C.CoreSplit.plan("auto")
+    assert d.worker_cpu == 2  # b's CPU back
+    for x in (a, c, d):
+        x.release()
+    fake.all = frozenset({0, 1})
+    e, f = C.CoreSplit.plan("auto"), C.CoreSplit.plan("auto")
+    assert e.worker_cpu == f.worker_cpu == 1
+    e.release(), f.release()
+
+
+def test_overlapping_jobs_of_two_splits_keep_off_both_cpus_then_give_every_set_back(monkeypatch):
+    """A's job, then B's (another CPU), A ends, B ends: the graph threads
+    keep off both CPUs while both compute, off B's alone after A's, and have
+    their own sets back after both (the second split once saved the first's
+    reduced set and put it back last)."""
+    fake = FakeCpus(monkeypatch, 4, [101, 102])
+    fake.sets[102] = frozenset({0, 1, 2, 3})
+    a, b = C.CoreSplit.plan("auto"), C.CoreSplit.plan("auto")
+    a.job_started(), b.job_started()
+    assert fake.sets[101] == fake.sets[102] == {0, 1}
+    a.job_ended()
+    assert fake.sets[101] == {0, 1, 3}
+    b.job_ended()
+    assert fake.sets[101] == fake.sets[102] == {0, 1, 2, 3}
+    # the other order of ends, and a set changed by the app meanwhile is left as it is
+    a.job_started(), b.job_started()
+    fake.sets[102] = frozenset({0})  # (taskset during the jobs)
+    b.job_ended(), a.job_ended()
+    assert fake.sets[101] == {0, 1, 2, 3} and fake.sets[102] == {0}
+    a.release(), b.release()
+
+
+def test_a_job_over_max_pin_s_pins_nothing_more(monkeypatch):
+    """A stopped or hung worker: the first frame after MAX_PIN_S ends the
+    job's pins (the graph threads get their sets back) and is not pinned."""
+    fake = FakeCpus(monkeypatch, 2, [101, 0])
+    split = C.CoreSplit.plan("auto")
+    split.job_handed_over()
+    split.job_started()
+    assert fake.sets[101] == {0}
+    with split.frame():
+        assert fake.sets[0] == {0}  # (0: the calling thread, in the fake table)
+    assert fake.sets[0] == {0, 1}
+    split._since -= C.MAX_PIN_S + 1
+    with split.frame():
+        assert fake.sets[0] == {0, 1}
+    assert not split.active and fake.sets[101] == {0, 1}
+    split.job_ended()  # (the answer that comes at last: nothing more to do)
+    assert fake.sets[101] == {0, 1}
+    split.release()
 
 
 def _on_thread(fn):
@@ -94,8 +169,29 @@ def test_frame_keeps_off_the_worker_cpu_only_while_a_job_runs_and_gives_the_set_
             return _cpus()
 
     assert _on_thread(only_worker_cpu) == {split.worker_cpu}
+
+    def starts_a_thread():  # a thread started in the frame (inheriting its set) gets the caller's own back
+        got = []
+        with split.frame():
+            t = threading.Thread(target=lambda: (got.append(_cpus()), time.sleep(0.3)))
+            t.start()
+            time.sleep(0.05)
+        after = frozenset(os.sched_getaffinity(t.native_id))
+        t.join()
+        return got[0], after
+
+    during, after = _on_thread(starts_a_thread)
+    assert split.worker_cpu not in during and after == before
+
+    def app_changes_its_set():  # a set the app gave itself in the frame stays
+        with split.frame():
+            os.sched_setaffinity(0, {split.worker_cpu})  # (any set but the one the frame gave it)
+        return _cpus()
+
+    assert _on_thread(app_changes_its_set) == {split.worker_cpu}
     split.job_ended()
     assert not split.active
+    split.release()
 
 
 @two_cpus
@@ -136,6 +232,7 @@ def test_job_pins_the_graph_threads_and_the_worker_and_gives_them_back(monkeypat
         split.job_started(child.pid)  # the stream is over: kept to its CPU again
         assert frozenset(os.sched_getaffinity(child.pid)) == {split.worker_cpu}
         split.job_ended()
+        split.release()
     finally:
         child.kill()
         child.wait()
@@ -170,6 +267,7 @@ def test_video_mode_worker_process_runs_on_its_cpu_and_frames_keep_off_it():
         graph = C._graph_threads()
         assert graph, "no MediaPipe graph thread found by name"
         assert all(frozenset(os.sched_getaffinity(g)) == _cpus() for g in graph)  # given back
+    assert split.worker_cpu not in C._claimed  # close() gave its CPU back
     with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(worker_cpu=None)) as av:
         assert av._pipeline.cores is None and av._pipeline["identity"].cores is None
     with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_worker="thread")) as av:
@@ -198,3 +296,11 @@ def test_bench_worker_cpu_argument_reaches_the_tracker_and_bad_values_are_usage_
             main(["bench", "--frames", "2", "--worker-cpu", bad])
         assert e.value.code == 2
     assert "--worker-cpu" in capsys.readouterr().err
+
+
+@linux
+def test_worker_cpu_that_is_not_allowed_is_logged_and_plans_nothing(monkeypatch, caplog):
+    monkeypatch.setattr(C, "_allowed", lambda: frozenset({0, 1}))
+    with caplog.at_level("WARNING", logger="avatarizer"):
+        assert C.CoreSplit.plan(7) is None
+    assert "worker_cpu=7 is not one of the CPUs" in caplog.text

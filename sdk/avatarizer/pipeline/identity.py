@@ -478,6 +478,8 @@ class IdentityStage(Stage):
             self._close_networks()
 
     def _close_networks(self) -> None:
+        if self.cores is not None:  # (its CPU back to CoreSplit.plan, and any pins of a job dropped)
+            self.cores.release()
         remote = self._remote
         if remote is not None:
             remote.close()
