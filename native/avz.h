@@ -41,7 +41,7 @@ extern "C" {
 
 #define AVZ_VERSION_MAJOR 1
 #define AVZ_VERSION_MINOR 3
-#define AVZ_VERSION_PATCH 1
+#define AVZ_VERSION_PATCH 2
 /* The header's version as "major.minor.patch": compare it with avz_version()
  * (the library's) to catch a program built against another avz.h. */
 #define AVZ_STRINGIFY_(x) #x
@@ -117,9 +117,11 @@ typedef struct avz_render_options {
     float background[4]; /* straight RGBA in [0, 1]; alpha 0 gives a transparent image */
     int use_transform;   /* 0: fit the frame's [-1,1] square centred in the image */
     double transform[6]; /* if use_transform: frame -> pixels, x' = a x + c y + e, y' = b x + d y + f,
-                            stored as {a, b, c, d, e, f} like cairo_matrix_t; finite, invertible,
-                            each coefficient within +-1e6 (since 1.3: beyond, cairo's fixed-point
-                            coordinates overflow), else AVZ_E_ARG */
+                            stored as {a, b, c, d, e, f} like cairo_matrix_t; finite, invertible
+                            (|ad - bc| >= 1e-12), each coefficient within +-1e6 (since 1.3: beyond,
+                            cairo's fixed-point coordinates overflow), else AVZ_E_ARG; for
+                            avz_render_vector also a^2 + b^2 + c^2 + d^2 <= 1e8 |ad - bc| (since
+                            1.3.2: flatter, cairo's stroker took seconds and gigabytes) */
     double zoom;         /* with fitting: > 1 zooms in around the centre (default 1); in [1e-6, 1000], and
                             zoom * min(width, height) / 2 at most 1e6 (a transform coefficient's bound) */
     int antialias;       /* AVZ_AA_BEST (default) or AVZ_AA_FAST (4x4 coverage, ~25% faster; since

@@ -501,7 +501,7 @@ def test_native_overlay_tiny_fade_width_is_a_hard_edge(width):
 
 
 _TF0 = [[70.0, 0, 120], [0, 70.0, 90]]
-_FAR_ROWS = np.lib.stride_tricks.as_strided  # one row, its stride over INT_MAX bytes (never read)
+_FAR_ROWS = np.lib.stride_tricks.as_strided  # two rows, the second over INT_MAX bytes on (refused before any is read)
 
 
 @pytest.mark.parametrize("call", [
@@ -517,7 +517,7 @@ _FAR_ROWS = np.lib.stride_tricks.as_strided  # one row, its stride over INT_MAX 
     lambda r, p: r.render(p.astype(complex), 32),
     lambda r, p: r.render([object()] * 629, 32),
     lambda r, p: r.render([str(v) for v in p], 32),
-    lambda r, p: r.render_into(p, _FAR_ROWS(np.zeros(64, np.uint8), (1, 2, 4), (2**31, 4, 1), writeable=True)),
+    lambda r, p: r.render_into(p, _FAR_ROWS(np.zeros(64, np.uint8), (2, 2, 4), (2**31, 4, 1), writeable=True)),
     lambda r, p: r.vector(p, "svg", "10", "10"),
     lambda r, p: r.vector(p, "svg", True, 10),
     lambda r, p: r.vector(p, ["svg"], 10, 10),
@@ -533,7 +533,7 @@ _FAR_ROWS = np.lib.stride_tricks.as_strided  # one row, its stride over INT_MAX 
     lambda r, p: r.overlay_into(p, _frame(), [["70", "0", "0"], ["0", "70", "0"]]),
     lambda r, p: r.overlay_into(p, _frame(), None),
     lambda r, p: r.overlay_into(p, _frame(), _TF0, order=["rgb"]),
-    lambda r, p: r.overlay_into(p, _FAR_ROWS(np.zeros(64, np.uint8), (1, 2, 3), (2**31, 3, 1), writeable=True),
+    lambda r, p: r.overlay_into(p, _FAR_ROWS(np.zeros(64, np.uint8), (2, 2, 3), (2**31, 3, 1), writeable=True),
                                 _TF0),
     lambda r, p: r.overlay_into(p.astype(complex), _frame(), _TF0),
 ])
@@ -727,6 +727,44 @@ def test_unaligned_buffers_huge_transforms_and_tiny_zooms_are_refused():
     assert render(p, width=2000, height=2048, zoom=1000).shape == (2048, 2000, 4)  # (exactly 1e6)
     out = render(p, 32, backend="pillow")
     assert out.flags.writeable and out.dtype == np.uint8 and out.shape == (32, 32, 4)
+
+
+def test_vector_output_refuses_transforms_too_flat_and_keeps_stretched_ones():
+    """A transform the header accepts (finite, invertible, coefficients
+    within 1e6) but stretching one way ~1e10-1e14 times the other made
+    avz_render_vector take 7-37 s and ~3 GiB (cairo's stroker; a read-only
+    review, helper-373): vector output refuses a^2+b^2+c^2+d^2 > 1e8 |ad-bc|
+    at once, in Python and in C (the Python check bypassed), naming the
+    bound; raster output takes them (it clips first); a strongly but not
+    that unevenly stretched transform still gives a document."""
+    import time
+
+    ffi, lib = native._need()
+    p = schema.default()
+    r = native.Renderer()
+    try:
+        for t in ([[1e6, 0.01, 0], [-1, 0, 0]], [[1e4, 0.01, 0], [-1, 0, 0]], [[1e-6, 15.2271, 0], [0, -1e-6, 31.5]]):
+            t0 = time.perf_counter()
+            for fmt in ("svg", "pdf"):
+                with pytest.raises(ValueError, match="too flat for vector output"):
+                    r.vector(p, fmt, 128, 128, transform=t)
+            opt = ffi.new("avz_render_options *")
+            lib.avz_render_options_init(opt)
+            opt.use_transform = 1
+            a = np.asarray(t, np.float64)
+            for i, v in enumerate((a[0, 0], a[1, 0], a[0, 1], a[1, 1], a[0, 2], a[1, 2])):
+                opt.transform[i] = v
+            data, size = ffi.new("const uint8_t **"), ffi.new("size_t *")
+            arr = np.ascontiguousarray(p, np.float32)
+            st = lib.avz_render_vector(r._handle(), ffi.from_buffer("float[]", arr), arr.size, lib.AVZ_FORMAT_SVG,
+                                       128.0, 128.0, opt, data, size)
+            assert st == lib.AVZ_E_ARG and "too flat" in ffi.string(lib.avz_renderer_error(r._handle())).decode()
+            assert time.perf_counter() - t0 < 1.0
+            assert r.render(p, 64, 64, transform=t).shape == (64, 64, 4)  # raster: as before
+        for t in ([[1e3, 0, 64], [0, 1, 64]], [[100, 0.01, 0], [-1, 0, 0]], [[1e4, 0, 0], [0, 1e-3, 0]]):
+            assert r.vector(p, "svg", 128, 128, transform=t).startswith(b"<?xml")
+    finally:
+        r.close()
 
 
 def test_pillow_backend_refuses_sizes_over_its_limit():
@@ -975,3 +1013,29 @@ def test_a_turban_covers_the_hair_and_shows_the_ears():
     assert _diff(render(p, size, background="white", backend="pycairo")[..., :3], img).max() <= 1
     assert _diff(render(p, 128, background="white", backend="pillow")[..., :3],
                  render(p, 128, background="white")[..., :3]).mean() < 3
+
+
+def test_one_row_and_one_column_arrays_are_taken_whatever_numpy_says_their_unused_stride_is():
+    """numpy gives an axis of length 1 any stride (0 for ``a[None]`` and
+    ``a[:, None]``): such writable, contiguous buffers were refused as "not
+    contiguous" (helper-373); now drawn into, the same as a fresh array."""
+    p = schema.default()
+    r = native.Renderer()
+    try:
+        row = np.zeros((10, 4), np.uint8)[None]
+        col = np.zeros((10, 4), np.uint8)[:, None]
+        assert row.strides[0] == 0 and col.strides[1] == 0
+        r.render_into(p, row)
+        r.render_into(p, col)
+        assert np.array_equal(row, render(p, width=10, height=1))
+        assert np.array_equal(col, render(p, width=1, height=10))
+        frame = np.full((10, 3), 128, np.uint8)[:, None]
+        want = np.full((10, 1, 3), 128, np.uint8)
+        t = [[5, 0, 0.5], [0, 5, 5]]
+        r.overlay_into(p, frame, transform=t)
+        r.overlay_into(p, want, transform=t)
+        assert np.array_equal(frame, want) and not (frame == 128).all()
+        with pytest.raises(ValueError, match="contiguous"):  # a real gap between pixels is still refused
+            r.render_into(p, np.zeros((2, 10, 8), np.uint8)[:, :, :4])
+    finally:
+        r.close()

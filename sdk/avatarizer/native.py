@@ -222,8 +222,22 @@ def _transform(transform):
     if not np.isfinite(t).all() or np.abs(t).max() > MAX_TRANSFORM:
         raise ValueError(f"transform must be finite, with coefficients within ±{MAX_TRANSFORM:g}")
     if abs(t[0, 0] * t[1, 1] - t[0, 1] * t[1, 0]) < 1e-12:  # det (np.linalg is slow per call)
-        raise ValueError("transform is not invertible (its 2x2 part has determinant 0)")
+        raise ValueError("transform is not invertible (its 2x2 part's |determinant| is below 1e-12)")
     return t
+
+
+#: vector output takes a transform whose 2x2 part has a² + b² + c² + d² at most this times |ad − bc|
+#: (it stretches one way at most this many times the other): flatter, cairo's stroker took seconds and
+#: gigabytes (avz.c's AVZ__MAX_VECTOR_STRETCH)
+MAX_VECTOR_STRETCH = 1e8
+
+
+def _vector_transform(t) -> None:
+    """``ValueError`` for a (checked) transform too flat for vector output."""
+    if t is not None and float((t[:, :2] ** 2).sum()) > MAX_VECTOR_STRETCH * abs(
+            t[0, 0] * t[1, 1] - t[0, 1] * t[1, 0]):
+        raise ValueError("transform stretches one way over 1e8 times the other (a²+b²+c²+d² > 1e8 |ad-bc|): "
+                         "too flat for vector output")
 
 
 def _vector_size(size, width, height, max_side: float = MAX_SIZE, what: str = ""):
@@ -321,19 +335,27 @@ def _antialias_mode(lib, antialias) -> int:
     return lib.AVZ_AA_FAST if antialias == "fast" else lib.AVZ_AA_BEST
 
 
+def row_stride(arr) -> int:
+    """Bytes between the rows of an H x W x C pixel array as the C calls take
+    it: its own row stride, or W x C for one row (whose stride numpy sets
+    to anything, 0 for ``a[None]``)."""
+    return int(arr.strides[0]) if arr.shape[0] > 1 else int(arr.shape[1] * arr.shape[2])
+
+
 def _check_pixels(arr, name: str, channels: int, kind: str) -> None:
     """ValueError unless ``arr`` is a writable H x W x ``channels`` uint8 array
     whose pixels are contiguous (rows may be padded), as the C calls write it."""
     if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != channels:
         raise ValueError(f"{name} must be an H x W x {channels} uint8 numpy array")
-    if arr.strides[2] != 1 or arr.strides[1] != channels or arr.strides[0] <= 0:
+    # (the stride of an axis of length 1 is never used, and numpy gives it any value: a[None] has 0)
+    if arr.strides[2] != 1 or (arr.shape[1] > 1 and arr.strides[1] != channels) or row_stride(arr) <= 0:
         raise ValueError(f"{name} must have contiguous {kind} pixels (strides (stride, {channels}, 1))")
     if not arr.flags.writeable:
         raise ValueError(f"{name} is read-only")
-    if max(arr.strides[0], arr.shape[0], arr.shape[1]) > INT_MAX:  # C ints (sizes over 16384 are AVZ_E_SIZE)
-        raise ValueError(f"{name} rows are {arr.strides[0]} bytes apart, more than the {INT_MAX} the renderer takes"
-                         if arr.strides[0] > INT_MAX else f"{name} is larger than the renderer takes")
-    if channels == 4 and (arr.ctypes.data % 4 or arr.strides[0] % 4):
+    if max(row_stride(arr), arr.shape[0], arr.shape[1]) > INT_MAX:  # C ints (sizes over 16384 are AVZ_E_SIZE)
+        raise ValueError(f"{name} rows are {row_stride(arr)} bytes apart, more than the {INT_MAX} the renderer "
+                         "takes" if row_stride(arr) > INT_MAX else f"{name} is larger than the renderer takes")
+    if channels == 4 and (arr.ctypes.data % 4 or row_stride(arr) % 4):
         # cairo draws 32-bit pixels (a view such as buf[1:] of a byte buffer is not aligned)
         raise ValueError(f"{name} must start on a 4-byte boundary, with rows a multiple of 4 bytes apart")
 
@@ -399,7 +421,7 @@ class Renderer:
         # the renderer writes 4*w bytes per row, rows out.strides[0] apart.
         buf = ffi.cast("uint8_t *", out.ctypes.data)
         st = lib.avz_render(self._handle(), ffi.from_buffer("float[]", p), p.size, buf, w, h,
-                            out.strides[0], opt)
+                            row_stride(out), opt)
         _check(st, self._error())
         return out
 
@@ -464,7 +486,7 @@ class Renderer:
         p = _params_buffer(params)
         buf = ffi.cast("uint8_t *", frame.ctypes.data)
         st = lib.avz_overlay(self._handle(), ffi.from_buffer("float[]", p), p.size, buf, w, h,
-                             frame.strides[0], opt)
+                             row_stride(frame), opt)
         _check(st, self._error())
         return frame
 
@@ -478,6 +500,7 @@ class Renderer:
             raise ValueError(f"format must be 'svg' or 'pdf', got {fmt!r:.40}")
         width, height = _vector_size(None, width, height)
         p = _params_buffer(params)
+        _vector_transform(_transform(transform))
         opt = _options(background, transform, zoom)
         data = ffi.new("const uint8_t **")
         size = ffi.new("size_t *")
