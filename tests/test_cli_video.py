@@ -1360,3 +1360,39 @@ def test_size_beyond_what_h264_holds_is_a_usage_error(tmp_path, capsys):
     assert "macroblocks" in capsys.readouterr().err and not out.exists()
     assert videoio.macroblocks(8192, 5462) > videoio.MAX_MACROBLOCKS >= videoio.macroblocks(5888, 3926)
     assert videoio.macroblocks(8192, 4352) == videoio.MAX_MACROBLOCKS
+
+
+def test_a_file_cut_without_reencoding_is_not_reported_truncated(tmp_path, counter, capsys):
+    """``ffmpeg -ss 0.5 -c copy`` (and a phone's or an editor's trim) keeps the
+    frames before the cut, which the file's edit list skips: the header's
+    nb_frames (50) counts them, the stream's own duration (1.5 s) does not.
+    The whole cut (37-38 frames) was reported as truncated, exit status 3
+    (a read-only review, helper-374); it is whole: exit 0, no warning."""
+    from avatarizer.videoio import probe
+
+    cut = tmp_path / "cut.mp4"
+    _ffmpeg("-ss", "0.5", "-i", counter, "-c", "copy", cut)
+    assert _ffprobe(cut, "stream=nb_frames") == ["50"]  # (the premise: the header counts the skipped frames)
+    assert probe(cut).video_frames == 37
+    out = tmp_path / "o.mp4"
+    assert _main("video", cut, "-o", out) == 0
+    err = capsys.readouterr().err
+    assert "truncated" not in err
+    assert abs(float(_ffprobe(out, "stream=duration")[0]) - 1.5) < 0.1
+
+
+def test_a_still_image_is_refused_as_a_video(tmp_path, capsys):
+    """A photo given to ``video`` was read by OpenCV as a one-frame video and
+    written as a 40 ms clip, exit 0; it is refused in one line naming the
+    ``image`` command (an animated GIF stays a video: other tests)."""
+    from PIL import Image
+
+    from avatarizer.imageio import sample_photo
+
+    for name in ("p.jpg", "p.png"):
+        src = tmp_path / name
+        Image.fromarray(sample_photo()).save(src)
+        assert _main("video", src, "-o", tmp_path / "o.mp4") == 1
+        err = capsys.readouterr().err
+        assert "is a still image" in err and "avatarizer image" in err and err.count("\n") == 1
+        assert not (tmp_path / "o.mp4").exists()

@@ -23,6 +23,7 @@ import contextlib
 import errno
 import math
 import os
+import shlex
 import signal
 import stat
 import sys
@@ -619,8 +620,12 @@ def _open_video(inp: Path, max_seconds: float | None):
     import cv2
     import numpy as np
 
-    from .videoio import pictures_only
+    from .videoio import pictures_only, still_image
 
+    kind = still_image(inp)
+    if kind is not None:  # (OpenCV reads a photo as a one-frame video: a 40 ms clip)
+        raise CLIError(f"{inp} is a still image ({kind}), not a video; for a photo use: avatarizer image "
+                       f"{shlex.quote(str(inp))}")
     cap = _upright(_capture(inp))
     ok, first = cap.read() if cap.isOpened() else (False, None)
     if not ok or first is None:

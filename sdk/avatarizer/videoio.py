@@ -16,6 +16,7 @@ Both need ``ffmpeg``/``ffprobe`` on PATH (``make sysdeps`` installs them);
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -122,6 +123,21 @@ def image_rate(durations) -> Fraction:
         if len(np.unique(slots)) == len(slots):
             return Fraction(rate)
     return min(Fraction(average).limit_denominator(1000), Fraction(MAX_IMAGE_FPS))
+
+
+def still_image(path) -> str | None:
+    """The format name (Pillow's: ``"JPEG"``, ``"PNG"``...) when ``path`` is
+    an image of one frame, else None (a video, an animated image, or a
+    file Pillow does not read). Only the header is read."""
+    try:
+        if not os.path.isfile(path):  # (a named pipe would block the read of its header)
+            return None
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return None if getattr(im, "is_animated", False) or getattr(im, "n_frames", 1) > 1 else im.format
+    except Exception:  # noqa: BLE001 - not an image Pillow reads (or one it refuses): a video, for OpenCV
+        return None
 
 
 def animated_image(path, formats: tuple[str, ...] = PILLOW_ANIMATED) -> tuple[object, list[float]] | None:
@@ -397,6 +413,13 @@ def probe(path: Path) -> Probe:
         out.video_frames = _int(video.get("nb_frames"))
         if out.video_frames is None and own and out.rate:
             out.video_frames = round(own * float(Fraction(out.rate)))
+        elif out.video_frames is not None and own and out.rate:
+            # a file cut without re-encoding (ffmpeg -ss ... -c copy, a phone's trim) keeps the frames before
+            # the cut, which its edit list skips: nb_frames counts them, the stream's own duration does not
+            # (a 4.07 s cut of a 30 fps clip said 287 frames and was reported truncated at 122)
+            shown = own * float(Fraction(out.rate))
+            if out.video_frames > shown + 1:
+                out.video_frames = max(1, math.floor(shown))
         out.video_bitrate = _int(video.get("bit_rate"))
         if out.video_bitrate is None:  # some containers only know the total
             total = _int((doc.get("format") or {}).get("bit_rate"))
