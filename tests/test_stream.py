@@ -400,3 +400,85 @@ def test_video_the_first_frame_of_another_size_finds_its_face():
         got = [av.from_frame(f, 33.0 * i) for i, f in
                enumerate([fr, fr, big, big, fr[:400, :400].copy(), fr, fr])]
     assert all(a is not None and not a.stale for a in got), [None if a is None else a.stale for a in got]
+
+
+def test_a_stream_whose_source_refers_back_to_its_owner_is_collected():
+    """A camera object holding the Avatarizer, its stream and the frames()
+    generator feeding it: dropped, the cycle was kept alive for good by the
+    stream's worker thread (a root holding the source), with the Avatarizer,
+    its identity worker process and the process-wide stream count (helper-375).
+    Now collected: no stream thread, the count back to 0."""
+    import gc
+    import weakref
+
+    from avatarizer import native
+
+    astronaut = np.ascontiguousarray(skdata.astronaut())
+
+    class Camera:
+        def __init__(self):
+            self.av = Avatarizer(mode="video", tracker=INLINE)
+            self.avatars = self.av.stream(self.frames())
+
+        def frames(self):
+            while True:
+                yield astronaut
+
+    cam = Camera()
+    assert next(cam.avatars)[1] is not None
+    ref = weakref.ref(cam.av)
+    del cam
+    deadline = time.monotonic() + 10.0
+    while (ref() is not None or _stream_threads()) and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    assert ref() is None and not _stream_threads() and native._streams == 0
+
+
+def test_close_from_another_thread_ends_the_consumers_loop_with_the_closed_error():
+    """close() from another thread while the consumer waits for a slow
+    source's next frame: the loop ended as if the video had ended (or waited
+    for the source); it raises the RuntimeError of a closed Avatarizer."""
+    astronaut = np.ascontiguousarray(skdata.astronaut())
+
+    def slow():
+        while True:
+            yield astronaut
+            time.sleep(0.3)
+
+    av = Avatarizer(mode="video", tracker=INLINE)
+    it = av.stream(slow())
+    assert next(it)[1] is not None
+    threading.Timer(0.1, av.close).start()
+    with pytest.raises(RuntimeError, match="closed"):
+        for _ in it:
+            pass
+    assert not _stream_threads()
+
+
+def test_close_right_as_a_stream_starts_gives_the_stream_count_back(monkeypatch):
+    """close() between the stream publishing its stopper and counting
+    itself left the process-wide count at 1 for good (threads="auto" then
+    one thread, cores.py never pinning again): counted only if not stopped."""
+    from avatarizer import native
+
+    astronaut = np.ascontiguousarray(skdata.astronaut())
+    av = Avatarizer(mode="video", tracker=INLINE)
+    real = native.stream_started
+
+    def slow_start(delta):
+        if delta > 0:
+            av.close()  # (at the worst moment: the count not yet taken)
+        real(delta)
+
+    monkeypatch.setattr(native, "stream_started", slow_start)
+    with pytest.raises(RuntimeError, match="closed"):
+        list(av.stream([astronaut, astronaut]))
+    assert native._streams == 0 and not native.streams_running()
+
+
+def test_stream_refuses_timestamps_that_are_no_iterable_without_a_type_error():
+    astronaut = np.ascontiguousarray(skdata.astronaut())
+    with Avatarizer(mode="video", tracker=INLINE) as av:
+        with pytest.raises(ValueError, match="timestamps_ms must be an iterable"):
+            av.stream([astronaut], np.array(5.0))

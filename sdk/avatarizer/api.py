@@ -997,21 +997,25 @@ class Avatarizer:
             raise ValueError(f"fps must be a number in [0.001, 1000], got {fps!r}.")
         if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or not 1 <= prefetch <= 64:
             raise ValueError(f"prefetch must be an integer in 1..64, got {prefetch!r}.")
-        it = _frame_iter(frames, "stream")
         ts_it = None
         if timestamps_ms is not None:
-            if hasattr(frames, "__len__") and hasattr(timestamps_ms, "__len__") \
-                    and len(frames) != len(timestamps_ms):
-                raise ValueError(f"stream() got {len(frames)} frames but {len(timestamps_ms)} timestamps; "
+            try:  # (a 0-d array has __len__ and raises TypeError: refused by iter() below)
+                counts = (len(frames), len(timestamps_ms)) \
+                    if hasattr(frames, "__len__") and hasattr(timestamps_ms, "__len__") else None
+            except TypeError:
+                counts = None
+            if counts is not None and counts[0] != counts[1]:
+                raise ValueError(f"stream() got {counts[0]} frames but {counts[1]} timestamps; "
                                  "give one per frame.")
             try:
                 ts_it = iter(timestamps_ms)
             except TypeError:
                 raise ValueError("timestamps_ms must be an iterable of numbers (ms), one per frame.") from None
+        it = _frame_iter(frames, "stream")
         self._check_open()
-        return self._stream(it, ts_it, int(face_index), float(fps), int(prefetch))
+        return self._stream(_StreamSource(it, ts_it), int(face_index), float(fps), int(prefetch))
 
-    def _stream(self, it, ts_it, face_index: int, fps: float, prefetch: int):
+    def _stream(self, source: "_StreamSource", face_index: int, fps: float, prefetch: int):
         import queue
 
         from .pipeline import FrameState
@@ -1039,24 +1043,34 @@ class Avatarizer:
                         return not stop.is_set()
                 return False
 
+            # the worker holds the source weakly, between frames: an app whose source refers back to what
+            # holds the stream (a camera object with the Avatarizer, the stream and a frames() method) made
+            # a cycle the worker thread, a root, kept alive for good, Avatarizer, worker process and all
+            held = weakref.ref(source)
+            stamped = source.stamps is not None
+
             def work() -> None:
                 i = 0
                 try:
                     while slot():
+                        src = held()
+                        if src is None:  # (the stream was let go of: its generator's end stops us too)
+                            break
                         try:
-                            frame = next(it)
+                            frame = next(src.frames)
                         except StopIteration:
                             break
                         if stop.is_set():  # (the stream ended while the source was read: its clock is given back)
                             break
-                        if ts_it is None:
+                        if not stamped:
                             t = start + i * 1000.0 / fps
                         else:
                             try:
-                                t = next(ts_it)
+                                t = next(src.stamps)
                             except StopIteration:
                                 raise ValueError(f"timestamps_ms ran out at frame {i}: give one per frame."
                                                  ) from None
+                        del src
                         self._check_call(t, face_index)
                         image = to_rgb_uint8(frame, order)
                         if _shares(image, frame):  # read ahead: never keep a buffer the caller may reuse
@@ -1073,7 +1087,7 @@ class Avatarizer:
 
             from . import native
 
-            released, release_lock = [], threading.Lock()
+            released, counted, release_lock = [], [], threading.Lock()
 
             def stop_worker() -> None:
                 """Stops the worker and gives the stream's count back, once (the
@@ -1083,18 +1097,31 @@ class Avatarizer:
                     if released:
                         return
                     released.append(True)
-                native.stream_started(-1)
+                    if counted:
+                        native.stream_started(-1)
 
-            self._stream_stop = stopper = stop_worker
-            native.stream_started(+1)  # threads="auto" renders stay on the consumer's thread meanwhile
+            stopper = stop_worker
+            with release_lock:  # (counted only if not stopped already: close() may come between these lines)
+                if not released:
+                    native.stream_started(+1)  # threads="auto" renders stay on the consumer's thread meanwhile
+                    counted.append(True)
+            self._stream_stop = stopper
             consumed = last  # the time of the last frame the consumer got (the clock before the stream: none yet)
             worker = threading.Thread(target=work, name="avatarizer-stream", daemon=True)
             worker.start()
             while True:
-                i, state, extra = q.get()
+                try:
+                    i, state, extra = q.get(timeout=0.05)
+                except queue.Empty:  # (a source that has not answered yet: close() from another thread
+                    if stop.is_set():  # must not leave this loop waiting for it)
+                        self._check_open()  # (closed: RuntimeError, as any call after close())
+                        return
+                    continue
                 slots.release()
                 if state is None:
                     if extra is end:
+                        if stop.is_set():  # stopped by close() from another thread, not the source's end
+                            self._check_open()
                         return
                     raise extra
                 with self._lock, self._using() as pipe:
@@ -1128,6 +1155,16 @@ class Avatarizer:
                              "(from_frame with face_index).")
         state = self.run(frame, None, None)
         return [self._avatar(state, i) for i in range(len(state.faces))]
+
+
+class _StreamSource:
+    """A stream's frames and timestamps (iterators), held strongly by its
+    generator alone; its worker thread holds them weakly between frames."""
+
+    __slots__ = ("frames", "stamps", "__weakref__")
+
+    def __init__(self, frames, stamps):
+        self.frames, self.stamps = frames, stamps
 
 
 _instances: "weakref.WeakSet[Avatarizer]" = weakref.WeakSet()  # every open Avatarizer of this process
