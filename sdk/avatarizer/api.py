@@ -987,7 +987,13 @@ class Avatarizer:
         bad timestamp are raised at that frame's place, after the frames
         before it. While a stream is being iterated, :meth:`from_frame`,
         :meth:`run`, :meth:`reset` and a second :meth:`stream` raise
-        ``RuntimeError``.
+        ``RuntimeError``; :meth:`close` from another thread ends it, and the
+        loop over it then raises the ``RuntimeError`` of a closed
+        Avatarizer (once the worker has finished its frame). The worker
+        holds the source weakly between frames, so a stream dropped
+        without being closed, whose source refers back to what holds it (a
+        camera object with the Avatarizer, its stream and the generator
+        feeding it), is collected with it.
         """
         if self.mode != "video":
             raise ValueError("stream() is for video: create the Avatarizer with mode='video' "
