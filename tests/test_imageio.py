@@ -651,3 +651,23 @@ def test_an_unreadable_file_is_named_in_the_error(tmp_path):
     with pytest.raises(ValueError) as exc:
         load_image(path)
     assert "_ReadWatch" not in str(exc.value) and "notes.txt" in str(exc.value)
+
+
+def test_a_float_image_a_little_over_one_is_told_to_clip_to_one_not_to_255():
+    """A [0, 1] image one float step over 1 (a brightened photo, float32
+    rounding) was told its values were "in [0, 1]" (printed with :g) and to
+    clip to 0..255, which blanks it; now the bounds are printed as they are
+    and the hint is np.clip(image, 0, 1). 0..255 data keeps its hint."""
+    from avatarizer.imageio import to_rgb_uint8
+
+    img = np.full((40, 40, 3), 0.5, np.float32)
+    img[0, 0, 0] = np.nextafter(np.float32(1), np.float32(2))
+    with pytest.raises(ValueError) as e:
+        to_rgb_uint8(img)
+    msg = str(e.value)
+    assert "1.0000001" in msg and "np.clip(image, 0, 1)" in msg and "0, 255" not in msg
+    with pytest.raises(ValueError, match=r"np\.clip\(image, 0, 255\)"):
+        to_rgb_uint8(np.full((40, 40, 3), 200.0, np.float32))
+    with pytest.raises(ValueError) as e:
+        to_rgb_uint8(np.full((40, 40, 3), -50.0, np.float32))
+    assert "np.clip" not in str(e.value)

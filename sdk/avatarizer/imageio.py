@@ -800,15 +800,16 @@ def _float_to_uint8(image: np.ndarray, what: str) -> np.ndarray:
         )
     lo, hi = float(image.min()), float(image.max())
     if lo < 0.0 or hi > 1.0:
-        hint = (
-            " It looks like 0..255 data stored as float: use "
-            "np.clip(image, 0, 255).astype(np.uint8)."
-            if hi <= 255.0 and lo >= 0.0
-            else ""
-        )
-        raise ValueError(
+        if lo >= 0.0 and 2.0 < hi <= 255.0:
+            hint = (" It looks like 0..255 data stored as float: use "
+                    "np.clip(image, 0, 255).astype(np.uint8).")
+        elif lo >= -1.0 and hi <= 2.0:  # (0..1 data a little off: a brightened image, float rounding)
+            hint = " If it is 0..1 data a little out of range, use np.clip(image, 0, 1)."
+        else:
+            hint = ""
+        raise ValueError(  # (repr: 1.0000001 printed with :g read as 1, "in [0, 1]")
             f"Expected {_EXPECTED}, but got {what} with float values in "
-            f"[{lo:g}, {hi:g}]; float images must lie in [0, 1].{hint}"
+            f"[{lo!r}, {hi!r}]; float images must lie in [0, 1].{hint}"
         )
     scaled = np.multiply(image, 255.0, dtype=np.float32)
     scaled += 0.5
