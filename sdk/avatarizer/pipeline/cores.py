@@ -22,9 +22,9 @@ runs, 2 each); keeping the frames' work off the core the worker runs on did:
   than :data:`MAX_PIN_S` (a stopped or hung worker) pins nothing from then on.
 
 Same loop (``avatarizer bench --frames 300 --video ../shared/data/video``,
-runs interleaved, 3 with this module as it is and 3 before the worker was let
-onto every CPU during streams): p99/p50 1.39-1.41 and 1.19-1.25 against
-1.76-1.90 with ``--worker-cpu none``. In scratch runs the worker pinned alone, or with
+runs interleaved, session 58): p99/p50 1.28-1.44 (6 runs of this module and
+3 of an earlier version of it: 1.19-1.25) against 1.76-1.92 with
+``--worker-cpu none``. In scratch runs the worker pinned alone, or with
 only the graph threads or only the frame's thread kept off its core, stayed
 at 1.85-2.05 (the frame's Python and render, ~2 ms of its ~5, then ran
 beside the worker). Between jobs (the worker rests ``identity_duty`` of the
