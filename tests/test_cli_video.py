@@ -1396,3 +1396,20 @@ def test_a_still_image_is_refused_as_a_video(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "is a still image" in err and "avatarizer image" in err and err.count("\n") == 1
         assert not (tmp_path / "o.mp4").exists()
+
+
+def test_video_streams_pillow_opens_as_one_picture_are_not_still_images(tmp_path, counter):
+    """A raw MJPEG stream (an IP camera's dump) opens in Pillow as one JPEG and
+    an MPEG-2 elementary stream as "MPEG": both are videos (helper-377); a
+    JPEG photo is a still."""
+    from PIL import Image
+
+    from avatarizer.imageio import sample_photo
+    from avatarizer.videoio import still_image
+
+    mjpeg, m2v, photo = tmp_path / "cam.mjpeg", tmp_path / "es.m2v", tmp_path / "p.jpg"
+    _ffmpeg("-i", counter, "-an", "-c:v", "mjpeg", "-f", "mjpeg", mjpeg)
+    _ffmpeg("-i", counter, "-an", "-c:v", "mpeg2video", "-f", "mpeg2video", m2v)
+    Image.fromarray(sample_photo()).save(photo)
+    assert still_image(mjpeg) is None and still_image(m2v) is None
+    assert still_image(photo) == "JPEG"

@@ -51,8 +51,8 @@ Notes on MediaPipe 0.10.21's legacy solutions, as measured here:
   reported roll within 0.5° of the turn); in image mode a face tilted over
   :data:`UPRIGHT_RETRY_ROLL` is read again from the photo turned a quarter
   turn toward upright (40 portraits turned a quarter turn by ``np.rot90``:
-  roll more than 10° off in 1 and 3 of 40, was 4 and 6; hair colour,
-  glasses or gender unlike the upright photo's in 2 and 5, was 10 and 12).
+  roll more than 10° off in 2 and 4 of 40, was 4 and 6; hair colour,
+  glasses or gender unlike the upright photo's in 4 and 5, was 10 and 12).
 * The solution graphs are not re-entrant; :class:`FaceAligner` serialises
   calls with a lock. Use one aligner per thread for parallelism.
 * MediaPipe's C++ logging writes a few harmless warnings to stderr when a
@@ -141,8 +141,10 @@ SMALL_FACE_MIN_TILE = 600
 
 
 #: image mode: a face whose roll is over this many degrees is looked for again
-#: in the photo turned toward upright (:meth:`FaceAligner._upright_fits`)
-UPRIGHT_RETRY_ROLL = 30.0
+#: in the photo turned toward upright (:meth:`FaceAligner._upright_fits`; at
+#: 30-45° a quarter turn leaves it as far from upright, and no retry of 36
+#: faces tilted 35-44° was kept, at twice the detection time)
+UPRIGHT_RETRY_ROLL = 45.0
 
 #: image mode: FaceMesh looks for at least this many faces, and the largest
 #: ``max_faces`` are kept: with one, the detector's likeliest detection is the

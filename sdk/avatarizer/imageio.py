@@ -800,10 +800,10 @@ def _float_to_uint8(image: np.ndarray, what: str) -> np.ndarray:
         )
     lo, hi = float(image.min()), float(image.max())
     if lo < 0.0 or hi > 1.0:
-        if lo >= 0.0 and 2.0 < hi <= 255.0:
+        if lo >= 0.0 and 1.01 < hi <= 255.0:
             hint = (" It looks like 0..255 data stored as float: use "
                     "np.clip(image, 0, 255).astype(np.uint8).")
-        elif lo >= -1.0 and hi <= 2.0:  # (0..1 data a little off: a brightened image, float rounding)
+        elif lo >= -0.01 and hi <= 1.01:  # (0..1 data a little off: float rounding, a brightened image)
             hint = " If it is 0..1 data a little out of range, use np.clip(image, 0, 1)."
         else:
             hint = ""

@@ -135,9 +135,33 @@ def still_image(path) -> str | None:
         from PIL import Image
 
         with Image.open(path) as im:
-            return None if getattr(im, "is_animated", False) or getattr(im, "n_frames", 1) > 1 else im.format
+            kind = None if getattr(im, "is_animated", False) or getattr(im, "n_frames", 1) > 1 else im.format
     except Exception:  # noqa: BLE001 - not an image Pillow reads (or one it refuses): a video, for OpenCV
         return None
+    if kind is None or kind == "MPEG":  # (Pillow names an MPEG-1/2 video stream by its header)
+        return None
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        return kind
+    # a raw MJPEG stream (an IP camera's dump) opens in Pillow as one JPEG: FFmpeg's demuxer tells
+    cmd = [exe, "-v", "error", "-show_entries", "format=format_name", "-of", "csv=p=0", file_url(path)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return kind
+    name = res.stdout.strip()
+    if not name or name == "image2":
+        return kind
+    if not name.endswith("_pipe"):  # (mjpeg, mpegvideo...: a video stream)
+        return None
+    # an image pipe holds one picture or a stream of them (a raw MJPEG dump): at most two packets read
+    cmd = [exe, "-v", "error", "-count_packets", "-read_intervals", "%+#2", "-select_streams", "v:0",
+           "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", file_url(path)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+        return kind if int(res.stdout.strip() or "1") <= 1 else None
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return kind
 
 
 def animated_image(path, formats: tuple[str, ...] = PILLOW_ANIMATED) -> tuple[object, list[float]] | None:
@@ -417,7 +441,9 @@ def probe(path: Path) -> Probe:
             # a file cut without re-encoding (ffmpeg -ss ... -c copy, a phone's trim) keeps the frames before
             # the cut, which its edit list skips: nb_frames counts them, the stream's own duration does not
             # (a 4.07 s cut of a 30 fps clip said 287 frames and was reported truncated at 122)
-            shown = own * float(Fraction(out.rate))
+            # (the base rate: the average counts the skipped frames too, and a variable rate's average
+            # is below its fastest part, which hid a truncated variable-rate cut)
+            shown = own * float(Fraction(out.base_rate or out.rate))
             if out.video_frames > shown + 1:
                 out.video_frames = max(1, math.floor(shown))
         out.video_bitrate = _int(video.get("bit_rate"))
