@@ -534,9 +534,7 @@ class AlignedFace:
         Positive when the face is turned clockwise on screen (the eye on the
         image's right is lower). Exact up to landmark noise.
         """
-        eyes = anchor_points(self.landmarks)
-        dx, dy = eyes[1] - eyes[0]
-        return math.degrees(math.atan2(dy, dx))
+        return _roll_of(self.landmarks)
 
     @property
     def yaw(self) -> float:
@@ -1262,8 +1260,7 @@ def _build_face(
     transform = invert_affine(inverse)
     xy = landmarks[:, :2]
     canonical = (xy @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
-    x0, y0 = np.minimum.reduce(xy, 0).tolist()
-    x1, y1 = np.maximum.reduce(xy, 0).tolist()
+    x0, y0, x1, y1 = _box_of(landmarks)
     face = AlignedFace(
         landmarks=landmarks,
         canonical=canonical,
@@ -1317,8 +1314,10 @@ def _roll_of(landmarks: np.ndarray) -> float:
 
 
 def _box_of(landmarks: np.ndarray) -> tuple[float, float, float, float]:
+    """The landmarks' bounding box ``(x0, y0, x1, y1)`` in pixels (:attr:`AlignedFace.box`)."""
     xy = landmarks[:, :2]
-    (x0, y0), (x1, y1) = xy.min(0).tolist(), xy.max(0).tolist()
+    x0, y0 = np.minimum.reduce(xy, 0).tolist()
+    x1, y1 = np.maximum.reduce(xy, 0).tolist()
     return x0, y0, x1, y1
 
 

@@ -143,25 +143,22 @@ def still_image(path) -> str | None:
     exe = shutil.which("ffprobe")
     if exe is None:
         return kind
-    # a raw MJPEG stream (an IP camera's dump) opens in Pillow as one JPEG: FFmpeg's demuxer tells
-    cmd = [exe, "-v", "error", "-show_entries", "format=format_name", "-of", "csv=p=0", file_url(path)]
+    # a raw MJPEG stream (an IP camera's dump) opens in Pillow as one JPEG: FFmpeg's demuxer tells, and an
+    # image pipe holds one picture or a stream of them (at most two packets read, in the same call)
+    cmd = [exe, "-v", "error", "-count_packets", "-read_intervals", "%+#2", "-select_streams", "v:0",
+           "-show_entries", "format=format_name:stream=nb_read_packets", "-of", "json", file_url(path)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
-    except (OSError, subprocess.SubprocessError):
+        doc = json.loads(res.stdout or "{}")
+        name = str((doc.get("format") or {}).get("format_name") or "")
+        packets = int(((doc.get("streams") or [{}])[0] or {}).get("nb_read_packets") or 1)
+    except (OSError, subprocess.SubprocessError, ValueError, TypeError, AttributeError):
         return kind
-    name = res.stdout.strip()
     if not name or name == "image2":
         return kind
     if not name.endswith("_pipe"):  # (mjpeg, mpegvideo...: a video stream)
         return None
-    # an image pipe holds one picture or a stream of them (a raw MJPEG dump): at most two packets read
-    cmd = [exe, "-v", "error", "-count_packets", "-read_intervals", "%+#2", "-select_streams", "v:0",
-           "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", file_url(path)]
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
-        return kind if int(res.stdout.strip() or "1") <= 1 else None
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return kind
+    return kind if packets <= 1 else None
 
 
 def animated_image(path, formats: tuple[str, ...] = PILLOW_ANIMATED) -> tuple[object, list[float]] | None:
