@@ -453,6 +453,46 @@ def test_close_from_another_thread_ends_the_consumers_loop_with_the_closed_error
     with pytest.raises(RuntimeError, match="closed"):
         for _ in it:
             pass
+    deadline = time.monotonic() + 10.0  # (a worker inside the source's read stops once it returns)
+    while _stream_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _stream_threads()
+
+
+def test_close_from_another_thread_does_not_wait_for_a_source_that_blocks():
+    """A camera that stopped sending: close() from another thread while the
+    worker is inside the source's next(). The consumer's loop raised the
+    closed error only when the read returned (the generator's end joined the
+    worker inside the read); now at once, and the worker stops by itself
+    once the read returns."""
+    from avatarizer import native
+
+    astronaut = np.ascontiguousarray(skdata.astronaut())
+    stalled, release = threading.Event(), threading.Event()
+
+    def camera():
+        yield astronaut
+        stalled.set()
+        release.wait(30.0)  # (a read that does not return)
+        yield astronaut
+
+    av = Avatarizer(mode="video", tracker=INLINE)
+    it = av.stream(camera(), prefetch=1)
+    assert next(it)[1] is not None
+    assert stalled.wait(10.0)
+    threading.Timer(0.1, av.close).start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError, match="closed"):
+            for _ in it:
+                pass
+        assert time.monotonic() - t0 < 5.0
+        assert native._streams == 0
+    finally:
+        release.set()
+    deadline = time.monotonic() + 10.0
+    while _stream_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not _stream_threads()
 
 

@@ -989,7 +989,9 @@ class Avatarizer:
         :meth:`run`, :meth:`reset` and a second :meth:`stream` raise
         ``RuntimeError``; :meth:`close` from another thread ends it, and the
         loop over it then raises the ``RuntimeError`` of a closed
-        Avatarizer (once the worker has finished its frame). The worker
+        Avatarizer (once the worker has finished its frame; a source whose
+        ``next()`` blocks is not waited for: the worker stops when the read
+        returns). The worker
         holds the source weakly between frames, so a stream dropped
         without being closed, whose source refers back to what holds it (a
         camera object with the Avatarizer, its stream and the generator
@@ -1054,6 +1056,7 @@ class Avatarizer:
             # a cycle the worker thread, a root, kept alive for good, Avatarizer, worker process and all
             held = weakref.ref(source)
             stamped = source.stamps is not None
+            reading = [False]  # the worker is inside the source's next()
 
             def work() -> None:
                 i = 0
@@ -1062,10 +1065,15 @@ class Avatarizer:
                         src = held()
                         if src is None:  # (the stream was let go of: its generator's end stops us too)
                             break
+                        reading[0] = True  # (set before stop is looked at: the generator's end sees one or the
+                        if stop.is_set():  # other, so it never waits for a read that a close() let run on)
+                            break
                         try:
                             frame = next(src.frames)
                         except StopIteration:
                             break
+                        finally:
+                            reading[0] = False
                         if stop.is_set():  # (the stream ended while the source was read: its clock is given back)
                             break
                         if not stamped:
@@ -1141,7 +1149,12 @@ class Avatarizer:
                     stop.set()
                 # (the generator may be finalized on the worker itself: a garbage collection run while
                 # the source was read; there is nothing to wait for then, and the worker stops once back)
-                if worker is not None and worker.is_alive() and worker is not threading.current_thread():
+                # closed from another thread while the source's next() blocks (a camera that stopped
+                # sending): the consumer gets the closed error now, not when the read returns; the worker
+                # stops by itself once back (stop is set) without touching the clock. A stream merely
+                # ended by the consumer still waits for the read (the same source may be streamed again)
+                if (worker is not None and worker.is_alive() and worker is not threading.current_thread()
+                        and not (self._closed and reading[0])):
                     worker.join()
                 # frames read ahead and never handed out give their time back: the
                 # next call (or stream) may start with the first frame not consumed
