@@ -484,6 +484,66 @@ def test_detection_tiles_cover_the_photo_inside_it():
             cover[y:y + side, x:x + side] = True
         assert w == h or cover.all(), (w, h)
         assert (min(w, h) // 2 >= SMALL_FACE_MIN_TILE) == any(side == min(w, h) // 2 for _, _, side in tiles[1:])
+        fine = _detection_tiles(w, h, fine=True)
+        assert set(tiles) <= set(fine) and any(side == min(w, h) // 2 for _, _, side in fine[1:])
+        cover = np.zeros((h, w), bool)
+        for x, y, side in fine[1:]:
+            assert 0 <= x and 0 <= y and x + side <= w and y + side <= h, (w, h, x, y, side)
+            if side == min(w, h) // 2:
+                cover[y:y + side, x:x + side] = True
+        assert cover.all(), (w, h)
+
+
+def _group_photo(width: int, height: int, face_frac: float, n: int = 12) -> tuple[np.ndarray, int]:
+    """``n`` held-out ffhq portraits (faces about ``face_frac`` of the width)
+    on a blurred noise background: a group photo of small faces."""
+    from conftest import need_shared
+
+    folder = need_shared("data", "faces", "ffhq128")
+    files = sorted(folder.glob("*.jpg"))[500:500 + n]
+    rng = np.random.default_rng(0)
+    bg = cv2.GaussianBlur(rng.integers(60, 200, (height // 8, width // 8, 3)).astype(np.uint8), (0, 0), 2)
+    canvas = cv2.resize(bg, (width, height), interpolation=cv2.INTER_CUBIC)
+    s = int(round(face_frac * width / 0.5))  # (an ffhq face is about half its picture's width)
+    spots = [(x, y) for y in range(20, height - s, int(s * 1.4)) for x in range(20, width - s, int(s * 1.4))][:n]
+    for (x, y), f in zip(spots, files):
+        canvas[y:y + s, x:x + s] = cv2.resize(load_image(f), (s, s), interpolation=cv2.INTER_CUBIC)
+    return canvas, len(spots)
+
+
+def test_small_faces_of_a_group_photo_under_1200_pixels_are_found():
+    """Twelve faces 5% of an 800×600 photo's width: the half-side squares
+    were searched only from 1,200 px up, and 4-5 of the 12 were missed; now
+    they are searched whenever the coarser passes see a small face."""
+    canvas, n = _group_photo(800, 600, 0.05)
+    assert n == 12
+    with FaceAligner(AlignOptions(mode="image", max_faces=16)) as al:
+        faces = al.detect(canvas)
+    assert 11 <= len(faces) <= 13, len(faces)
+
+
+def test_a_photo_without_small_faces_pays_for_the_coarse_squares_alone(astronaut, monkeypatch):
+    """The fine squares cost a ~6 ms detector call each: a photo with no
+    face, or one large face, is not searched with them."""
+    import avatarizer.align as al_mod
+
+    calls = []
+    real = al_mod._detection_tiles
+
+    def spy(w, h, fine=False):
+        calls.append(fine)
+        return real(w, h, fine)
+
+    monkeypatch.setattr(al_mod, "_detection_tiles", spy)
+    blank = np.full((750, 1000, 3), 120, np.uint8)
+    portrait = cv2.resize(astronaut, (750, 750))
+    wide = np.full((750, 1000, 3), 120, np.uint8)
+    wide[:, 125:875] = portrait
+    with FaceAligner(AlignOptions(mode="image", max_faces=4)) as al:
+        assert al.detect(blank) == []
+        assert len(al.detect(wide)) == 1
+    assert calls and not any(calls)
+    assert len(real(1000, 750, fine=True)) > len(real(1000, 750)) + 8
 
 
 def test_from_landmarks_reproduces_alignment(face):
