@@ -337,3 +337,39 @@ def test_a_hidden_far_cheek_is_not_read_as_skin(aligner):
     front = aligner.align(skimage.data.astronaut())
     _, g = art._fit(front.canonical, front.crop(192), front.hair_mask(192), None, front.landmarks)
     assert g["cheek_hidden"] == (False, False)
+
+
+def _eye_opening(p, sd: str) -> float:
+    from avatarizer import prior as P
+
+    up, lo = P.pts(p, f"eye_{sd}_upper"), P.pts(p, f"eye_{sd}_lower")
+    return float((lo[1:4, 1] - up[1:4, 1]).mean() / np.linalg.norm(up[-1] - up[0]))
+
+
+def test_an_eye_the_frame_cuts_off_is_not_drawn_as_a_wink(aligner, artist):
+    """A portrait cut at the inner corner of one eye: MediaPipe guesses the
+    eye it cannot see, and the guess was drawn half closed (80 UTKFace
+    portraits: a median 0.49 of the other eye's opening). The cut eye takes
+    the other's shape; the uncut photo's avatar is unchanged by the rule."""
+    folder = FACES / "utkface200"
+    files = sorted(folder.glob("*.jpg"))[:12]
+    if len(files) < 12:
+        pytest.skip(f"needs the UTKFace portraits under {folder} (../shared beside the checkout)")
+    ratios = []
+    for path in files:
+        img = cv2.resize(_read(path), (400, 400), interpolation=cv2.INTER_CUBIC)
+        whole = aligner.align(img)
+        if whole is None:
+            continue
+        p0, g0 = artist._fit(whole.canonical, whole.crop(192), None, crop_valid_mask(whole, 192), whole.landmarks)
+        assert max(g0["eye_cut"]) == 0.0
+        cut = np.ascontiguousarray(img[:, int(whole.landmarks[133, 0]):])  # (the image-left eye's inner corner)
+        face = aligner.align(cut)
+        if face is None:
+            continue
+        p, g = artist._fit(face.canonical, face.crop(192), None, crop_valid_mask(face, 192), face.landmarks)
+        assert g["eye_cut"][0] >= 0.4 and g["eye_cut"][1] < 0.1, g["eye_cut"]
+        assert np.all(p >= S.LO - 1e-6) and np.all(p <= S.HI + 1e-6)
+        ratios.append(_eye_opening(p, "l") / _eye_opening(p, "r"))
+    assert len(ratios) >= 8
+    assert 0.8 < float(np.median(ratios)) < 1.25 and min(ratios) > 0.6, np.round(ratios, 2)

@@ -251,6 +251,7 @@ class AutoArtist:
         geometry.outline(st, p, geo, g)
         turn = (lm[1, 0] - 0.5 * (lm[234, 0] + lm[454, 0])) / max(g["half_w"], 0.2)
         g["turn"], g["nose_side"] = float(turn), 1.0 if turn >= 0 else -1.0  # as the photo shows it
+        g["eye_cut"] = geometry.eye_cut(lm, photo)
         geometry.eyes(st, p, geo, g)
         geometry.brows(st, p, geo, g, photo)
         geometry.nose(st, p, geo, g, photo)
