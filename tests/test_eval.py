@@ -1394,20 +1394,6 @@ def test_detectors_measure_again_over_an_unreadable_cue_cache(tmp_path, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "detector_cues.npz"]
 
 
-def test_eval_without_the_lpips_weights_stops_before_any_photo(tmp_path, capsys, monkeypatch):
-    """Without ../shared/weights, eval of a non-artist method aligned,
-    rendered and probed every photo, then failed with no JSON."""
-    from avatarizer_export import evaluate as E
-
-    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
-    monkeypatch.setattr(E, "list_photos", lambda *a, **k: pytest.fail("listed photos"))
-    monkeypatch.setenv("AVATARIZER_SHARED", str(tmp_path / "noshared"))
-    monkeypatch.setattr("avatarizer_export.paths._SHARED", None)
-    (tmp_path / "f").mkdir()
-    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "shipped,artist", "--json")
-    assert rc == 1 and res is None and "LPIPS weights" in err and len(err.strip().splitlines()) == 1, err
-
-
 def test_attributes_sheet_counts_against_the_labels_by_eye_where_there_are_some():
     """The attributes sheet's truth is the shared label replaced by the
     project's label by eye (as ``eval``'s ``accessories_by_eye``): a cap the
@@ -1473,3 +1459,111 @@ def test_the_reports_utkface_photos_are_drawn_across_ages(tmp_path):
     assert ages[0] < 20 and ages[-1] > 70 and 25 < ages[len(ages) // 2] < 75, ages
     assert R.heldout_files(tmp_path, utk=60) == got  # (seeded: the same photos each run)
     assert R.heldout_files(tmp_path, utk=0) == []
+
+
+def test_a_labels_field_a_record_lacks_is_not_labelled_not_no(tmp_path):
+    """A labels file of glasses alone scored every photo beardless, hatless,
+    not bald and female (a missing field read as "no"); now those attributes
+    are left out (null), and a gender other than male / female is refused."""
+    from avatarizer_export.attributes import _ffhq_targets
+    from avatarizer_export.evaluate import read_labels, shipped_attribute_metrics
+
+    t = _ffhq_targets({"glasses": "NoGlasses"})
+    assert t["glasses"] == 0 and t["hair_colour"] == -1
+    for k in ("bald", "beard", "moustache", "headwear", "male", "age"):
+        assert np.isnan(t[k]), k
+    assert _ffhq_targets({"gender": "Male"})["male"] == 1.0
+    assert _ffhq_targets({"accessories": []})["headwear"] == 0.0
+    full = _ffhq_targets({"hair": {"bald": 0.7}, "facialHair": {"beard": 0.1, "moustache": 0.6},
+                          "gender": "female", "age": 30})
+    assert (full["bald"], full["beard"], full["moustache"], full["male"], full["age"]) == (1.0, 0.0, 1.0, 0.0, 30.0)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"file": "a.jpg", "faces": [{"faceAttributes": {"gender": "robot"}}]}) + "\n")
+    with pytest.raises(ValueError, match="line 1.*gender"):
+        read_labels(bad)
+    lab = tmp_path / "attributes.jsonl"
+    lab.write_text("\n".join(json.dumps({"file": n, "faces": [{"faceAttributes": {"glasses": g}}]})
+                             for n, g in (("a.jpg", "NoGlasses"), ("b.jpg", "ReadingGlasses"))))
+
+    def shown(glasses, male):
+        return {"glasses": {"value": glasses, "probability": 0.9,
+                            "probabilities": {"none": 0.5, "reading": 0.5, "sunglasses": 0.0}},
+                "beard": {"value": True, "probability": 0.8}, "moustache": {"value": True, "probability": 0.9},
+                "headwear": {"value": True, "probability": 0.9}, "bald": {"value": True, "probability": 0.9},
+                "hair_colour": {"value": "black", "probability": 0.7, "probabilities": {}},
+                "gender": {"value": "male" if male else "female", "probability": 0.9},
+                "age": {"value": 30, "probability": None}}
+
+    out = shipped_attribute_metrics(["a.jpg", "b.jpg"], [shown("none", True), shown("reading", False)], lab)
+    assert out["n"] == 2 and out["glasses_type"] == 1.0
+    for k in ("beard", "moustache", "headwear", "bald", "gender", "headwear_ece", "age_mae", "hair_color"):
+        assert np.isnan(out[k]), (k, out[k])
+
+
+def test_a_prepared_cache_reused_from_another_folder_finds_its_photos(tmp_path, monkeypatch):
+    """The cache kept each photo's path as typed (relative): reused from
+    another working directory, ``shipped`` could not open them and scored
+    every photo "no avatar", without a word. Paths are kept absolute."""
+    from avatarizer_export import evaluate as E
+
+    _photos(tmp_path, {"w/f/a.jpg": "ffhq-0001.jpg", "w/f/b.jpg": "ffhq-0003.jpg"})
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "w")
+    first = E.prepared(E.list_photos(Path("f"), False, None), tmp_path / "c.npz", progress=False)
+    assert first["paths"] == [str(tmp_path / "w" / "f" / n) for n in ("a.jpg", "b.jpg")]
+    monkeypatch.chdir(tmp_path / "other")
+    files = E.list_photos(Path("../w/f"), False, None)
+    again = E.prepared(files, tmp_path / "c.npz", progress=False)
+    assert again["paths"] == first["paths"] and all(Path(p).is_file() for p in again["paths"])
+    with pytest.raises(FileNotFoundError):  # (a photo gone: an error, not "no face")
+        E.shipped_params([tmp_path / "gone.jpg"], progress=False)
+
+
+def test_eval_writes_out_before_printing_and_names_why_a_file_was_unreadable(tmp_path, capsys, monkeypatch):
+    """A closed stdout lost the --out file of the whole run; a photo too
+    large to read was reported with no reason; a HEIC beside the JPEGs and
+    labels that match no photo were passed over without a word."""
+    import builtins
+
+    from PIL import Image
+
+    _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg"})
+    Image.new("RGB", (9000, 40)).save(tmp_path / "f" / "pano.png")
+    (tmp_path / "f" / "IMG_0001.HEIC").write_bytes(b"\0" * 64)
+    (tmp_path / "labels.jsonl").write_text(json.dumps(
+        {"file": "zzz.jpg", "faces": [{"faceAttributes": {"glasses": "NoGlasses"}}]}) + "\n")
+    real_print = builtins.print
+
+    def closed_stdout(*a, **k):
+        if k.get("file") is None:
+            raise BrokenPipeError(32, "Broken pipe")
+        return real_print(*a, **k)
+
+    monkeypatch.setattr(builtins, "print", closed_stdout)
+    from avatarizer_export.cli import main
+
+    rc = main(["eval", "--faces", str(tmp_path / "f"), "--methods", "artist", "--json",
+               "--labels", str(tmp_path / "labels.jsonl"), "--out", str(tmp_path / "o.json")])
+    err = capsys.readouterr().err
+    assert rc == 1 and (tmp_path / "o.json").is_file()
+    res = json.loads((tmp_path / "o.json").read_text())
+    assert res["faces"] == 2 and res["unreadable"] == 1 and res["aligned"] == 1
+    assert "pano.png (" in err and "8192" in err
+    assert ".heic" in err.lower()
+    assert "--labels matched none" in err
+
+
+def test_eval_of_what_ships_without_the_lpips_weights_measures_the_rest(tmp_path, capsys, monkeypatch):
+    """A user grading the SDK on their own photos has no ../shared: the
+    default methods exited 1 before any photo for want of the LPIPS
+    weights; now render_lpips is null with a warning naming
+    AVATARIZER_SHARED, and every other metric is measured."""
+    import avatarizer_export.paths as paths
+
+    _photos(tmp_path, {"f/a.jpg": "ffhq-0001.jpg", "f/b.jpg": "ffhq-0003.jpg"})
+    monkeypatch.setattr(paths, "weights_dir", lambda: tmp_path / "no-shared" / "weights")
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "shipped", "--json")
+    m = res["methods"]["shipped"]
+    assert rc == 0 and res["aligned"] == 2, err
+    assert m["render_lpips"] is None and "AVATARIZER_SHARED" in err
+    assert m["render_l1"] is not None and m["param_l1"] is not None and m["no_avatar"] == 0

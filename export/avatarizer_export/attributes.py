@@ -313,20 +313,36 @@ class AttributeNet(nn.Module):
 # ------------------------------------------------------------------- labels
 
 
+def _at_least(d, key: str, threshold: float = 0.5) -> float:
+    """1.0 / 0.0 as ``d[key] >= threshold``; NaN (not labelled) where ``d``
+    or the key is missing or null."""
+    v = d.get(key) if isinstance(d, dict) else None
+    return np.nan if v is None else float(float(v) >= threshold)
+
+
 def _ffhq_targets(a: dict) -> dict:
-    hc = [c["color"] for c in (a.get("hair") or {}).get("hairColor") or []]
+    """The targets of one ffhq128-labelled ``faceAttributes`` record. A field
+    the record lacks is not labelled (-1 for the classes, NaN for the rest),
+    not "no": a labels file of glasses alone scored every photo beardless,
+    hatless and female. Raises ValueError for a gender other than male /
+    female (any case)."""
+    hair = a.get("hair")
+    hc = [c["color"] for c in (hair or {}).get("hairColor") or []]
     top = hc[0] if hc else None
-    fh = a.get("facialHair") or {}
+    gender = a.get("gender")
+    if gender is not None and (not isinstance(gender, str) or gender.lower() not in ("male", "female")):
+        raise ValueError(f'"gender" must be "male" or "female", got {gender!r}')
+    acc = a.get("accessories")
     return dict(
         hair_colour=HR.HAIR_COLOURS.index(top) if top in HR.HAIR_COLOURS else -1,
         glasses=GLASSES_LABEL.get(a.get("glasses"), -1),
-        bald=float((a.get("hair") or {}).get("bald", 0.0) >= 0.5),
-        beard=float(fh.get("beard", 0.0) >= 0.5),
-        moustache=float(fh.get("moustache", 0.0) >= 0.5),
-        headwear=float(any(x.get("type") == "headwear" and x.get("confidence", 0) >= 0.5
-                           for x in a.get("accessories") or [])),
-        male=float(a.get("gender") == "male"),
-        age=float(a.get("age", np.nan)),
+        bald=_at_least(hair, "bald"),
+        beard=_at_least(a.get("facialHair"), "beard"),
+        moustache=_at_least(a.get("facialHair"), "moustache"),
+        headwear=np.nan if acc is None else float(any(
+            x.get("type") == "headwear" and x.get("confidence", 0) >= 0.5 for x in acc)),
+        male=np.nan if gender is None else float(gender.lower() == "male"),
+        age=float(a.get("age") if a.get("age") is not None else np.nan),
     )
 
 

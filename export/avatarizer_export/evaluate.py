@@ -46,6 +46,9 @@ def image_extensions() -> tuple[str, ...]:
 
 
 IMG_EXT = image_extensions()
+#: photo formats that are not in IMG_EXT here (no Pillow plugin): left out with a warning
+UNREAD_PHOTO_EXT = frozenset({".heic", ".heif", ".avif", ".jxl", ".cr2", ".cr3", ".nef", ".arw",
+                              ".dng", ".raf", ".orf", ".rw2", ".psd"}) - frozenset(IMG_EXT)
 MODEL_RUN = "mapper_full"  # the run behind method "model"
 
 
@@ -144,6 +147,8 @@ def shipped_params(files: list[Path], progress: bool = True, estimator: str = "a
         for i, f in enumerate(tqdm(files, desc=f"shipped ({av.estimator})", disable=not progress)):
             try:
                 a = av.from_frame(load_image(f))
+            except FileNotFoundError:  # (a photo gone since it was aligned: not "no face")
+                raise
             except ValueError:
                 a = None
             if a is not None:
@@ -214,7 +219,16 @@ def list_photos(faces: Path, heldout: bool, limit: int | None, sample: int | Non
     """The photos of ``faces`` in name order (held-out ones only with ``heldout``):
     the first ``limit``, or ``sample`` of them drawn at random (seed 0, kept in
     name order; file names can sort by a label, as UTKFace's start with the age)."""
-    files = sorted(p for p in faces.iterdir() if p.suffix.lower() in IMG_EXT)
+    entries = list(faces.iterdir())
+    files = sorted(p for p in entries if p.suffix.lower() in IMG_EXT)
+    other = sorted({p.suffix.lower() for p in entries if p.suffix.lower() in UNREAD_PHOTO_EXT})
+    if other:  # (an iPhone's .heic beside JPEGs was left out without a word)
+        n = sum(p.suffix.lower() in UNREAD_PHOTO_EXT for p in entries)
+        _warn(f"{faces}: left out {n} photo(s) of a kind Pillow here cannot read ({', '.join(other)}); "
+              "convert them to JPEG or PNG")
+    if not files and any(p.is_dir() for p in entries):
+        _warn(f"{faces}: no photos in the folder itself, and its subfolders are not searched (give them to "
+              "--faces, comma-separated)")
     if heldout:  # keyed by the folder's real name: "." or a link of another name is the same split
         folder = _folder_name(faces)
         files = [p for p in files if is_heldout(f"{folder}/{p.name}")]
@@ -241,13 +255,14 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
 
     crops, gts, lms, lm3s, skins, hairs, names, paths = [], [], [], [], [], [], [], []
     hair_photo, hair_region = [], []
-    unreadable = []
+    unreadable, why = [], []  # (each with the reason load_image gave: "too large" is not "not an image")
     with FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=True)) as al:
         for f in tqdm(files, desc="align+artist", disable=not progress):
             try:
                 image = load_image(f)
-            except ValueError:  # not an image Pillow can decode, empty, truncated, too small or huge
-                unreadable.append(str(f))
+            except ValueError as exc:  # not an image Pillow can decode, empty, truncated, too small or huge
+                unreadable.append(str(Path(f).absolute()))
+                why.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 continue
             try:
                 face = al.align(image)
@@ -270,8 +285,8 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
             hair_photo.append((np.zeros((128, 128), bool) if hm is None else (hm * 255).astype(np.uint8) >= 128)
                               & region)
             names.append(f.name)
-            paths.append(str(f))
-    return {"faces": len(files), "names": names, "paths": paths, "unreadable": unreadable,
+            paths.append(str(Path(f).absolute()))  # (a cache reused from another folder finds them again)
+    return {"faces": len(files), "names": names, "paths": paths, "unreadable": unreadable, "unreadable_why": why,
             "crops": np.stack(crops) if crops else np.zeros((0, 128, 128, 3), np.uint8),
             "gts": np.stack(gts) if gts else np.zeros((0, schema.PARAM_COUNT), np.float32),
             "lms": np.stack(lms) if lms else np.zeros((0, 478, 2), np.float32),
@@ -283,7 +298,7 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
 
 
 #: the version of what :func:`prepare` keeps; a cache of another version is prepared anew
-CACHE_VERSION = "v6"
+CACHE_VERSION = "v7"
 
 
 def _real(f: Path) -> Path | None:
@@ -390,7 +405,7 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
         try:
             with np.load(cache, allow_pickle=False) as z:
                 stored = str(z["key"])
-                lists = ("names", "paths", "unreadable")
+                lists = ("names", "paths", "unreadable", "unreadable_why")
                 if stored == key:
                     out = {k: z[k] for k in z.files if k not in ("key", "faces", *lists)}
                     out.update({k: [str(n) for n in z[k]] for k in lists if k in z.files}, faces=int(z["faces"]))
@@ -406,7 +421,8 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
     fd, tmp = tempfile.mkstemp(prefix=".avatarizer-", suffix=".npz", dir=cache.parent)
     try:
         with os.fdopen(fd, "wb") as fh:  # (np.savez would add .npz to any other name: the cache never found again)
-            np.savez(fh, key=key, **{k: (np.array(v, dtype=str) if k in ("names", "paths", "unreadable") else v)
+            np.savez(fh, key=key, **{k: (np.array(v, dtype=str) if k in ("names", "paths", "unreadable", "unreadable_why")
+                                     else v)
                                      for k, v in out.items()})
         mask = os.umask(0)
         os.umask(mask)
@@ -453,9 +469,13 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
         labels = row_labels(paths, labels, labels_home)
     result = {"faces": prep["faces"], "unreadable": len(prep["unreadable"]), "aligned": len(names), "methods": {}}
     if prep["unreadable"]:
-        bad = prep["unreadable"]
+        bad, why = prep["unreadable"], list(prep.get("unreadable_why") or [])
+        why += [""] * (len(bad) - len(why))
         _warn(f"skipped {len(bad)} of {prep['faces']} file(s) that could not be read as images: "
-              + ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else ""))
+              + "; ".join(f"{b} ({w})" if w else b for b, w in zip(bad[:5], why)) + ("; ..." if len(bad) > 5 else ""))
+    if labels is not None and names and not (isinstance(labels, list) and any(t is not None for t in labels)):
+        _warn(f"--labels matched none of the {len(names)} aligned photo(s) (it names bare file names of the "
+              "folder holding it): no attribute is scored")
     if not len(names):
         # nothing to score: every metric null (DESIGN.md's keys), not a crash
         for method in methods:
@@ -598,10 +618,14 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
                 if lp is None:
                     from .lpips import LPIPS
 
-                    lp = LPIPS.from_npz(net="alex")
+                    try:
+                        lp = LPIPS.from_npz(net="alex")
+                    except FileNotFoundError:  # (said once, before the photos: main_eval's warning)
+                        lp = False
                 out["param_l1"] = float(M.param_l1(preds[has], gts[has])) if has.any() else float("nan")
                 out["render_l1"] = float(np.mean([M.render_l1(a, b) for a, b in zip(imgs, gt_imgs)]))
-                per_lpips = np.asarray(M.render_lpips(imgs, gt_imgs, model=lp), np.float64)
+                per_lpips = (np.asarray(M.render_lpips(imgs, gt_imgs, model=lp), np.float64) if lp is not False
+                             else np.full(len(imgs), np.nan))
                 out["render_lpips"] = float(np.mean(per_lpips))
                 if keep is not None:
                     keep.setdefault("per_photo", {})[method] = {"render_lpips": per_lpips, "identity_hit": hits,
@@ -755,7 +779,7 @@ def hair_class_reads(names: list[str], files, params: np.ndarray) -> dict:
         if folder not in labels:
             labels[folder] = _labels_beside(folder)
         t = labels[folder].get(f.name)
-        if t is None or t["hair_colour"] < 0 or t["bald"] or not np.isfinite(params[i]).all() \
+        if t is None or t["hair_colour"] < 0 or t["bald"] == 1 or not np.isfinite(params[i]).all() \
                 or params[i, schema.index("hair_style.layers")] <= 0:
             continue
         rgb = params[i, [schema.index(f"hair_front.{c}") for c in "rgb"]]
@@ -1302,19 +1326,28 @@ def _attribute_scores(t: list[dict], preds: list[dict]) -> dict:
         out[name] = M.balanced_accuracy(truth[ok].astype(int), np.array([int(p[name]) for p in preds])[ok])
     kind = np.array([2 if p["sunglasses"] else 1 if p["glasses"] else 0 for p in preds])
     out["glasses_type"] = float(np.mean(kind[ok] == gl_t[ok])) if ok.any() else float("nan")
+    def labelled(name):  # (the photos whose label of ``name`` is there: a missing field is not "no")
+        truth = np.array([x[name] for x in t], np.float64)
+        return truth, np.isfinite(truth)
+
+    def balanced(truth, pred, ok):
+        return M.balanced_accuracy(truth[ok].astype(int), pred[ok]) if ok.any() else float("nan")
+
     for name in ("beard", "moustache", "headwear", "bald"):
-        out[name] = M.balanced_accuracy(np.array([int(x[name]) for x in t]), np.array([int(p[name]) for p in preds]))
+        truth, has = labelled(name)
+        out[name] = balanced(truth, np.array([int(p[name]) for p in preds]), has)
     # expected calibration error of P(glasses) and P(headwear)
     out["glasses_ece"] = expected_calibration_error(np.array([p["p_glasses"] for p in preds])[ok],
-                                                    (gl_t[ok] > 0).astype(float))
-    out["headwear_ece"] = expected_calibration_error(np.array([p["p_headwear"] for p in preds]),
-                                                     np.array([x["headwear"] for x in t]))
+                                                    (gl_t[ok] > 0).astype(float)) if ok.any() else float("nan")
+    truth, has = labelled("headwear")
+    out["headwear_ece"] = expected_calibration_error(np.array([p["p_headwear"] for p in preds])[has],
+                                                     truth[has]) if has.any() else float("nan")
     hc_t = np.array([x["hair_colour"] for x in t])
     hc_p = np.array([HR.HAIR_COLOURS.index(p["hair_colour"]) for p in preds])
     ok = hc_t >= 0
     out["hair_color"] = M.balanced_accuracy(hc_t[ok], hc_p[ok])
-    out["gender"] = M.balanced_accuracy(np.array([int(x["male"]) for x in t]),
-                                        np.array([int(p["male"]) for p in preds]))
+    truth, has = labelled("male")
+    out["gender"] = balanced(truth, np.array([int(p["male"]) for p in preds]), has)
     ages = np.array([x["age"] for x in t])
     ok = np.isfinite(ages)
     out["age_mae"] = M.mae(ages[ok], np.array([p["age"] for p in preds])[ok])
@@ -1486,14 +1519,14 @@ def main_eval(args) -> int:
             return _fail(f"{faces} is not a folder of face photos", 1)
     if args.clips and not Path(args.clips).is_dir():
         return _fail(f"{args.clips} is not a folder of video clips", 1)
-    if any(m != "artist" for m in methods):  # render_lpips: the weights, before hours of photos
+    if any(m != "artist" for m in methods):  # render_lpips: the weights, said before hours of photos
         from .lpips import weights_path
 
         try:
             weights_path(None, "alex")
-        except (FileNotFoundError, ValueError) as exc:
-            return _fail(f"render_lpips of {', '.join(m for m in methods if m != 'artist')} needs the LPIPS "
-                         f"weights: {str(exc).splitlines()[0]} (`--methods artist` needs none)", 1)
+        except (FileNotFoundError, ValueError) as exc:  # (a user grading the SDK without ../shared: the rest)
+            _warn(f"render_lpips is null: no LPIPS weights ({str(exc).splitlines()[0]} Set AVATARIZER_SHARED "
+                  "to a folder holding weights/ to have it); every other metric is measured")
     labels = None
     if args.labels is not None:
         if not args.labels or not Path(args.labels).is_file():
@@ -1524,15 +1557,16 @@ def main_eval(args) -> int:
     if args.clips:
         res["clips"] = clip_metrics(Path(args.clips), methods, progress=not args.json)
     text = json.dumps(_json_safe(res), indent=None if args.json else 1, allow_nan=False)
-    print(text)
-    if args.out:
+    if args.out:  # (first: a closed stdout, `| head`, lost the whole run's file too)
         from .onnx_util import staged
 
         try:  # (beside it, then moved: a failed write cut --overwrite's old file to half a JSON)
             with staged(Path(args.out), "part") as tmp:
                 tmp.write_text(text + "\n")
         except OSError as exc:
+            print(text)
             return _fail(f"--out {args.out}: could not write the JSON: {exc.strerror or exc}", 1)
+    print(text)
     return 0
 
 
