@@ -1413,3 +1413,20 @@ def test_video_streams_pillow_opens_as_one_picture_are_not_still_images(tmp_path
     Image.fromarray(sample_photo()).save(photo)
     assert still_image(mjpeg) is None and still_image(m2v) is None
     assert still_image(photo) == "JPEG"
+
+
+def test_the_default_sound_track_is_kept_and_the_others_said(tmp_path, capsys):
+    """A film with a dub and the original: the first sound track was kept
+    whatever the file marks as default, and the others dropped silently."""
+    _need_ffmpeg()
+    src = need_shared("data", "video", "d11.mp4")
+    two = tmp_path / "two.mp4"
+    _ffmpeg("-t", "1", "-i", src, "-f", "lavfi", "-t", "1", "-i", "anullsrc=r=22050:cl=mono",
+            "-map", "0:v", "-map", "1:a", "-map", "0:a", "-vf", "scale=256:256", "-c:v", "libx264",
+            "-preset", "veryfast", "-c:a", "aac", "-ar:a:0", "22050", "-ar:a:1", "44100",
+            "-disposition:a:0", "0", "-disposition:a:1", "default", two)
+    assert _ffprobe(two, "stream=sample_rate", "a") == ["22050", "44100"]
+    out = tmp_path / "o.mp4"
+    assert _main("video", two, "-o", out) == 0, capsys.readouterr().err
+    assert "track 2 of 2" in capsys.readouterr().out
+    assert _ffprobe(out, "stream=sample_rate", "a") == ["44100"]

@@ -957,7 +957,7 @@ def _video(args) -> int:
             encoder = videoio.H264Writer(
                 partial, size, out_rate, audio_from=inp, audio_codec=info.audio_codec, bitrate=bitrate,
                 max_seconds=start + args.max_seconds if args.max_seconds else None,
-                duration=info.sound_limit(start))
+                duration=info.sound_limit(start), audio_track=info.audio_track, audio_tracks=info.audio_tracks)
             write = encoder.write
         else:
             writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), rate_f, size)

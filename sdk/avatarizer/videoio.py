@@ -307,6 +307,10 @@ class Probe:
     start: float = 0.0                   # seconds from the file's start to the video's first frame
     video_bitrate: int | None = None     # bits per second
     audio_codec: str | None = None       # None: no sound track (or unknown: see ``problem``)
+    #: which sound track is kept (among the file's sound tracks, from 0): the
+    #: one marked default, else the first; ``audio_tracks`` of them in all
+    audio_track: int = 0
+    audio_tracks: int = 0
     duration: float | None = None        # seconds of the video stream (of the file when it does not say)
     problem: str | None = None           # why nothing is known (ffprobe missing), else None
     #: frames of the video stream by its own count or its own duration; None when
@@ -400,7 +404,7 @@ def probe(path: Path) -> Probe:
         return Probe(problem="ffprobe not found on PATH; install ffmpeg's ffprobe to keep the sound")
     cmd = [exe, "-v", "error", "-show_entries",
            "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,bit_rate,duration,start_time,"
-           "nb_frames",
+           "nb_frames:stream_disposition=default",
            "-show_entries", "format=bit_rate,duration,start_time", "-of", "json", file_url(path)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
@@ -409,8 +413,12 @@ def probe(path: Path) -> Probe:
         return Probe()
     streams = doc.get("streams") or []
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
-    out = Probe(audio_codec=(audio or {}).get("codec_name") if audio else None)
+    sounds = [s for s in streams if s.get("codec_type") == "audio"]
+    # the track a player plays: the one marked default (a film's original language beside dubs), else the first
+    track = next((i for i, s in enumerate(sounds) if (s.get("disposition") or {}).get("default") == 1), 0)
+    audio = sounds[track] if sounds else None
+    out = Probe(audio_codec=(audio or {}).get("codec_name") if audio else None, audio_track=track,
+                audio_tracks=len(sounds))
     if video:
         out.width, out.height = _int(video.get("width")), _int(video.get("height"))
         for key in ("avg_frame_rate", "r_frame_rate"):
@@ -596,7 +604,7 @@ class H264Writer:
 
     def __init__(self, path: Path, size: tuple[int, int], rate: str | float, *, audio_from: Path | None = None,
                  audio_codec: str | None = None, bitrate: int | None = None, max_seconds: float | None = None,
-                 duration: float | None = None):
+                 duration: float | None = None, audio_track: int = 0, audio_tracks: int = 1):
         exe = shutil.which("ffmpeg")
         if exe is None:
             raise VideoWriteError("ffmpeg is not installed (make sysdeps installs it)")
@@ -620,7 +628,7 @@ class H264Writer:
                 self._sound_until = min(limits)
                 cmd += ["-t", f"{self._sound_until:.3f}"]
             cmd += ["-i", file_url(audio_from)]
-            maps += ["-map", "1:a:0"]
+            maps += ["-map", f"1:a:{int(audio_track)}"]
             self._sound = True
             if audio_codec in BROWSER_AUDIO:
                 maps += ["-c:a", "copy"]
@@ -628,6 +636,9 @@ class H264Writer:
             else:
                 maps += ["-c:a", "aac", "-b:a", "128k"]
                 self.audio = f"re-encoded to AAC (the input's {audio_codec} does not play in browsers)"
+            if audio_tracks > 1:  # (the others were dropped without a word)
+                self.audio += (f"; track {int(audio_track) + 1} of {audio_tracks} (the input's default), "
+                               "the others left out")
         video = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
         if self.size[0] % 2 or self.size[1] % 2:  # 4:2:0 needs even sides: one black row/column more
             video += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0:color=black"]
