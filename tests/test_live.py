@@ -144,7 +144,8 @@ def test_fps_meter_and_source_parsing():
     assert live.parse_source(None) == 0 and live.parse_source("2") == 2
     assert live.parse_source("clip.mp4") == "clip.mp4" and live.is_stream("rtsp://cam/1")
     assert live.is_stream(0) and not live.is_stream("clip.mp4")
-    assert live.is_stream("/dev/null") and not live.is_stream(__file__)  # a device is read like a camera
+    # a camera's device node is read like a camera; on Linux only a Video4Linux one is (not /dev/null)
+    assert live.is_stream("/dev/null") == (not sys.platform.startswith("linux")) and not live.is_stream(__file__)
     frame = np.zeros((240, 320, 3), np.uint8)
     live.draw_label(frame, "12.3 fps")
     assert frame[:40, :120].max() > 200 and frame[60:].max() == 0  # the text, only in the corner
@@ -316,3 +317,122 @@ def test_a_source_that_is_no_camera_index_is_a_usage_error(tmp_path):
                              stdin=subprocess.DEVNULL)
         assert res.returncode == 2 and why in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert live.parse_source("²") == "²"  # (not digits to us: a file name, which is then not found)
+
+
+def test_a_terminal_or_other_character_device_is_no_camera(tmp_path):
+    """/dev/tty was taken for a camera: OpenCV's FFmpeg probe then blocked
+    reading the terminal, deaf to Ctrl-C and SIGTERM. Only a Video4Linux
+    node is a camera on Linux; other devices are refused as files."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("Video4Linux device numbers are Linux's")
+    for dev in ("/dev/null", "/dev/zero", "/dev/tty"):
+        if os.path.exists(dev):
+            assert not live.is_camera_device(dev) and not live.is_stream(dev), dev
+    res = subprocess.run(CLI + ["live", "/dev/zero", "--frames", "1"], capture_output=True, text=True,
+                         env=_no_display_env(), timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 1 and "not a regular file" in res.stderr, res.stderr[-500:]
+
+
+def test_a_file_url_is_checked_as_the_file_it_names(tmp_path):
+    """``file:///x.png --screenshot /x.png --overwrite`` replaced the input
+    (the URL never matched the output path), and skipped every file check."""
+    shot = tmp_path / "in put.png"
+    shot.write_bytes(b"the input")
+    url = "file://" + str(shot).replace(" ", "%20")
+    assert live.parse_source(url) == str(shot)
+    assert live.parse_source("file://localhost" + str(shot)) == str(shot)
+    with pytest.raises(ValueError, match="another host"):
+        live.parse_source("file://server/share/x.mp4")
+    res = subprocess.run(CLI + ["live", url, "--frames", "1", "--screenshot", str(shot), "--overwrite"],
+                         capture_output=True, text=True, env=_no_display_env(), timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 1 and shot.read_bytes() == b"the input", res.stderr[-500:]
+
+
+def test_a_screenshot_that_cannot_be_written_is_refused_before_the_preview(tmp_path):
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs /proc")
+    clip = need_shared("data", "video", "d0.mp4")
+    res = subprocess.run(CLI + ["live", str(clip), "--frames", "1", "--screenshot", "/proc/avz-shot.png"],
+                         capture_output=True, text=True, env=_no_display_env(), timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 1 and "cannot write /proc/avz-shot.png" in res.stderr, res.stderr[-500:]
+    assert "$DISPLAY" not in res.stderr  # (refused before the display is even looked for)
+
+
+def test_a_truncated_file_is_said_and_its_last_frame_not_held(tmp_path):
+    """A file cut to a tenth: its last decoded frame was held up to 10 s
+    (to the header's end) and the run called a clean end."""
+    xvfb = _xvfb()
+    src = need_shared("data", "video", "d6.mp4")
+    whole = tmp_path / "fs.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-nostdin", "-i", str(src), "-c", "copy",
+                    "-movflags", "+faststart", str(whole)], check=True)
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 10])
+    res = subprocess.run(xvfb + CLI + ["live", str(cut)], capture_output=True, text=True, env=ENV, timeout=300,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr[-2000:]
+    shown, took = re.search(r"shown (\d+) frames of .* in ([0-9.]+) s", res.stdout).groups()
+    assert 0 < int(shown) < 200 and "truncated" in res.stderr, (res.stdout, res.stderr[-800:])
+    assert float(took) < int(shown) / 25.0 + 3.0, res.stdout  # (not the header's 10 s more)
+
+
+def test_two_previews_with_one_avatarizer(tmp_path, monkeypatch):
+    """The second ``live.run`` with the same Avatarizer was refused:
+    timestamps going back (each preview stamps from 0)."""
+    xvfb = shutil.which("xvfb-run")
+    if xvfb is None:
+        pytest.skip("needs xvfb-run (make sysdeps-test installs xvfb)")
+    clip = need_shared("data", "video", "d0.mp4")
+    script = tmp_path / "two.py"
+    script.write_text(
+        "import sys, cv2\n"
+        "from avatarizer import Avatarizer, live\n"
+        "with Avatarizer(mode='video', color_order='bgr') as av:\n"
+        "    for _ in range(2):\n"
+        "        cap = cv2.VideoCapture(sys.argv[1])\n"
+        "        res = live.run(av, cap, sys.argv[1], side=False, max_frames=5)\n"
+        "        cap.release()\n"
+        "        print('shown', res.shown)\n")
+    res = subprocess.run([xvfb, "-a", sys.executable, str(script), str(clip)], capture_output=True, text=True,
+                         env=ENV, timeout=300, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["shown", "5", "shown", "5"]
+
+
+def test_a_camera_that_stalls_does_not_freeze_the_preview(tmp_path):
+    """While a camera's read blocked, the preview loop waited inside the
+    stream for the next frame: q, Esc, closing the window and
+    ``max_seconds`` were not looked at until the read (and 10 retries, each
+    as long) returned. Now ``stream(on_wait=...)`` keeps the window's events
+    going and ends the preview at once (the capture is released only after
+    the read returns: never under it)."""
+    xvfb = shutil.which("xvfb-run")
+    if xvfb is None:
+        pytest.skip("needs xvfb-run (make sysdeps-test installs xvfb)")
+    script = tmp_path / "stall.py"
+    script.write_text(
+        "import time, numpy as np\n"
+        "from skimage import data\n"
+        "from avatarizer import Avatarizer, live\n"
+        "live.READER_WAIT_S = 0.2\n"
+        "frame = np.ascontiguousarray(data.astronaut()[:, :, ::-1])\n"
+        "class Cam:\n"
+        "    n = 0\n"
+        "    def read(self):\n"
+        "        self.n += 1\n"
+        "        if self.n <= 5:\n"
+        "            return True, frame.copy()\n"
+        "        time.sleep(8.0 if self.n == 6 else 0.01)\n"
+        "        return False, None\n"
+        "    def get(self, prop):\n"
+        "        return 0.0\n"
+        "with Avatarizer(mode='video', color_order='bgr') as av:\n"
+        "    t0 = time.perf_counter()\n"
+        "    res = live.run(av, Cam(), 0, side=False, max_seconds=2.0)\n"
+        "    print(res.stopped_by, res.shown, round(time.perf_counter() - t0, 2))\n")
+    res = subprocess.run([xvfb, "-a", sys.executable, str(script)], capture_output=True, text=True, env=ENV,
+                         timeout=300, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr[-2000:]
+    why, shown, took = res.stdout.split()
+    assert why == "max-seconds" and int(shown) == 5 and float(took) < 5.0, res.stdout

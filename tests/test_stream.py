@@ -522,3 +522,42 @@ def test_stream_refuses_timestamps_that_are_no_iterable_without_a_type_error():
     with Avatarizer(mode="video", tracker=INLINE) as av:
         with pytest.raises(ValueError, match="timestamps_ms must be an iterable"):
             av.stream([astronaut], np.array(5.0))
+
+
+def test_on_wait_is_called_while_the_source_stalls_and_can_end_the_stream():
+    """A preview must answer its window while a camera stalls: ``on_wait``
+    runs on the consuming thread while no frame is ready, and a true return
+    ends the stream at once (a read in progress is not waited for)."""
+    from avatarizer import native
+
+    astronaut = np.ascontiguousarray(skdata.astronaut())
+    release = threading.Event()
+
+    def camera():
+        yield astronaut
+        release.wait(30.0)
+        yield astronaut
+
+    calls = []
+    me = threading.get_ident()
+
+    def on_wait():
+        calls.append(threading.get_ident())
+        return len(calls) >= 4
+
+    with Avatarizer(mode="video", tracker=INLINE) as av:
+        t0 = time.monotonic()
+        try:
+            got = [i for i, _ in av.stream(camera(), on_wait=on_wait)]
+            assert got == [0] and time.monotonic() - t0 < 10.0
+            assert len(calls) == 4 and set(calls) == {me}
+            assert native._streams == 0
+        finally:
+            release.set()
+        deadline = time.monotonic() + 10.0
+        while _stream_threads() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _stream_threads()
+        assert av.from_frame(astronaut, 10_000.0) is not None  # (the Avatarizer goes on)
+        with pytest.raises(ValueError, match="on_wait"):
+            av.stream([astronaut], on_wait=5)

@@ -943,7 +943,8 @@ class Avatarizer:
         return [self._avatar(s, 0) for s in states]
 
     def stream(self, frames: Iterable, timestamps_ms: Iterable[float] | None = None, face_index: int = 0,
-               *, fps: float = 30.0, prefetch: int = 1) -> Iterator[tuple[int, Avatar | None]]:
+               *, fps: float = 30.0, prefetch: int = 1,
+               on_wait: Callable[[], Any] | None = None) -> Iterator[tuple[int, Avatar | None]]:
         """Video mode: the avatars of a sequence of frames, as an iterator of
         ``(frame_index, Avatar | None)`` in frame order, with the work of
         consecutive frames overlapped.
@@ -996,6 +997,13 @@ class Avatarizer:
         without being closed, whose source refers back to what holds it (a
         camera object with the Avatarizer, its stream and the generator
         feeding it), is collected with it.
+
+        ``on_wait``: called on the consuming thread about every 50 ms while
+        no frame is ready (a camera that stalls, a slow source), so a window
+        keeps answering its events (a preview's quit key, ``cv2.waitKey``);
+        a true return ends the stream as the source's end would, without
+        waiting for a ``next()`` on the source that has not returned (the
+        worker stops when it does).
         """
         if self.mode != "video":
             raise ValueError("stream() is for video: create the Avatarizer with mode='video' "
@@ -1005,6 +1013,8 @@ class Avatarizer:
             raise ValueError(f"fps must be a number in [0.001, 1000], got {fps!r}.")
         if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or not 1 <= prefetch <= 64:
             raise ValueError(f"prefetch must be an integer in 1..64, got {prefetch!r}.")
+        if on_wait is not None and not callable(on_wait):
+            raise ValueError(f"on_wait must be callable or None, got {type(on_wait).__name__}.")
         ts_it = None
         if timestamps_ms is not None:
             try:  # (a 0-d array has __len__ and raises TypeError: refused by iter() below)
@@ -1021,9 +1031,9 @@ class Avatarizer:
                 raise ValueError("timestamps_ms must be an iterable of numbers (ms), one per frame.") from None
         it = _frame_iter(frames, "stream")
         self._check_open()
-        return self._stream(_StreamSource(it, ts_it), int(face_index), float(fps), int(prefetch))
+        return self._stream(_StreamSource(it, ts_it), int(face_index), float(fps), int(prefetch), on_wait)
 
-    def _stream(self, source: "_StreamSource", face_index: int, fps: float, prefetch: int):
+    def _stream(self, source: "_StreamSource", face_index: int, fps: float, prefetch: int, on_wait=None):
         import queue
 
         from .pipeline import FrameState
@@ -1057,6 +1067,7 @@ class Avatarizer:
             held = weakref.ref(source)
             stamped = source.stamps is not None
             reading = [False]  # the worker is inside the source's next()
+            abandoned = [False]  # on_wait ended the stream: a read in progress is not waited for
 
             def work() -> None:
                 i = 0
@@ -1130,6 +1141,9 @@ class Avatarizer:
                     if stop.is_set():  # must not leave this loop waiting for it)
                         self._check_open()  # (closed: RuntimeError, as any call after close())
                         return
+                    if on_wait is not None and on_wait():
+                        abandoned[0] = True
+                        return
                     continue
                 slots.release()
                 if state is None:
@@ -1154,7 +1168,7 @@ class Avatarizer:
                 # stops by itself once back (stop is set) without touching the clock. A stream merely
                 # ended by the consumer still waits for the read (the same source may be streamed again)
                 if (worker is not None and worker.is_alive() and worker is not threading.current_thread()
-                        and not (self._closed and reading[0])):
+                        and not ((self._closed or abandoned[0]) and reading[0])):
                     worker.join()
                 # frames read ahead and never handed out give their time back: the
                 # next call (or stream) may start with the first frame not consumed

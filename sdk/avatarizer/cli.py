@@ -255,6 +255,18 @@ def _check_output(inp: Path | None, out: Path, overwrite: bool) -> None:
         raise CLIError(f"cannot write into {parent}: permission denied")
 
 
+def _check_writable(out: Path) -> None:
+    """A file can be made in ``out``'s folder (a temporary one, removed at
+    once): ``os.access`` says yes on /proc or a read-only mount for root."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent if str(out.parent) else ".", prefix=".avatarizer-"):
+            pass
+    except OSError as exc:
+        raise CLIError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
 def _make_folders(folder: Path) -> None:
     """Creates ``folder`` and the missing folders on its way, one level at a
     time, and records each one this run made (:data:`_DIRS`) so that a
@@ -993,7 +1005,7 @@ def _video(args) -> int:
         _progress_end()
         if done == 0:
             raise CLIError(f"no frames could be decoded from {inp}")
-        expected = _expected_frames(count, info, limit, done) if frame is None else None
+        expected = videoio.expected_frames(count, info, limit, done) if frame is None else None
         # (None: --max-seconds stopped it)
         if encoder is not None:
             enc, encoder = encoder, None
@@ -1096,35 +1108,22 @@ def _last_shown(info, start: float, first: float, last: float | None, step: floa
     return shown
 
 
+
 def _read_whole(info, count: int, limit: int | None, done: int, ran_out: bool) -> bool:
     """Whether the walk read every frame of the input: it ran out of frames
     (``ran_out``; not stopped by ``--max-seconds``), none is missing by
-    :func:`_expected_frames`, and as many were decoded as the video
+    :func:`videoio.expected_frames`, and as many were decoded as the video
     stream's own count says, where it has one (that check's frame of slack
     would hold a truncated GIF's last decoded frame to the header's end)."""
-    if not ran_out or _expected_frames(count, info, limit, done) is not None:
+    from .videoio import expected_frames
+
+    if not ran_out or expected_frames(count, info, limit, done) is not None:
         return False
     return not info.video_frames or done >= info.video_frames
 
 
-def _expected_frames(count: int, info, limit: int | None, done: int) -> int | None:
-    """The frame count the header announced (within ``--max-seconds``) when
-    fewer were decoded, i.e. the input is truncated; else None. The count is
-    the video stream's own (``info.video_frames``, ffprobe's) where it has
-    one; else, for a file with a sound track, unknown: OpenCV's ``count`` is
-    then the file's duration times the rate, and the sound may outlast the
-    picture (an intact MKV was reported truncated); else OpenCV's. The
-    container's count may be an estimate: one frame of slack."""
-    if info.video_frames is not None and info.video_frames > 0:
-        count = info.video_frames
-    elif info.audio_codec is not None:
-        count = 0
-    expected = min(count, limit) if limit else count
-    return expected if count > 0 and done < expected - 1 else None
-
-
 def _truncation_status(inp: Path, done: int, expected: int | None) -> int:
-    """Warns about a truncated input (see :func:`_expected_frames`): exit status 3, else 0."""
+    """Warns about a truncated input (see :func:`videoio.expected_frames`): exit status 3, else 0."""
     if expected is None:
         return 0
     print(f"avatarizer video: warning: {inp} ended after {done} of the {expected} frames its header "
@@ -1307,7 +1306,9 @@ def _video_animation(args) -> int:
     finally:
         if params_out is not None:
             params_out.discard()  # (nothing once finished)
-    return _truncation_status(inp, done, _expected_frames(count, info, limit, done) if frame is None else None)
+    from .videoio import expected_frames
+
+    return _truncation_status(inp, done, expected_frames(count, info, limit, done) if frame is None else None)
 
 
 def _within(anim) -> str:
@@ -1424,6 +1425,7 @@ def _live(args) -> int:
     src_file = Path(source) if isinstance(source, str) else None  # (a file or a stream's URL; a camera: None)
     if shot is not None:
         _check_output(src_file, shot, args.overwrite)
+        _check_writable(shot)  # (found only after the whole preview before: /proc, a read-only mount)
     why = live.display_problem()
     if why is not None:
         raise _NoDisplay(why)
@@ -1437,6 +1439,8 @@ def _live(args) -> int:
             cap = live.open_url(source)
         except live.SourceError as exc:
             raise CLIError(str(exc)) from None
+    elif live.is_camera_device(source) and sys.platform.startswith("linux"):
+        cap = cv2.VideoCapture(source, cv2.CAP_V4L2)  # (a camera's node: V4L2 alone, not every backend's probe)
     else:
         cap = cv2.VideoCapture(source) if live.is_stream(source) else _capture(Path(source))
     if not cap.isOpened():
@@ -1465,12 +1469,18 @@ def _live(args) -> int:
         ok, png = cv2.imencode(".png", res.last)
         if not ok:
             raise CLIError(f"could not encode the screenshot {shot}")
-        with _staged(shot, ".png", args.overwrite, src_file) as tmp:  # (checked again as it is moved)
-            tmp.write_bytes(png.tobytes())
+        try:
+            with _staged(shot, ".png", args.overwrite, src_file) as tmp:  # (checked again as it is moved)
+                tmp.write_bytes(png.tobytes())
+        except OSError as exc:  # (it named the temporary file beside it, which the user never chose)
+            raise CLIError(f"cannot write {shot}: {exc.strerror or exc}") from None
         h, w = res.last.shape[:2]
         print(f"wrote {shot}: the last frame shown ({w}x{h})")
     if res.stopped_by == "read-error":
         print(f"avatarizer live: warning: {live.describe(source)} stopped sending frames", file=sys.stderr)
+    if res.expected is not None:
+        print(f"avatarizer live: warning: {source} ended after {res.shown} of the {res.expected} frames its "
+              "header announces (a truncated or damaged file)", file=sys.stderr)
     return 0
 
 

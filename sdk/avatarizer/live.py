@@ -23,6 +23,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -41,9 +42,11 @@ MAX_CAMERA_INDEX = 2 ** 31 - 1
 
 def parse_source(text: str | None) -> int | str:
     """``None`` or ASCII digits → a camera index (int, at most
-    :data:`MAX_CAMERA_INDEX`); anything else → a path or URL (str).
-    ``ValueError`` for an empty source or an index beyond that ("²" counted
-    as digits and ended in int()'s error)."""
+    :data:`MAX_CAMERA_INDEX`); a ``file:`` URL → its local path (checked as
+    any file: the screenshot must not replace it); anything else → a path
+    or URL (str). ``ValueError`` for an empty source, an index beyond that
+    ("²" counted as digits and ended in int()'s error) or a ``file:`` URL of
+    another host."""
     if text is None:
         return 0
     t = text.strip()
@@ -53,6 +56,14 @@ def parse_source(text: str | None) -> int | str:
         if int(t) > MAX_CAMERA_INDEX:
             raise ValueError(f"camera index {t} is too large (at most {MAX_CAMERA_INDEX})")
         return int(t)
+    if t[:5].lower() == "file:":
+        from urllib.parse import unquote, urlsplit
+        from urllib.request import url2pathname
+
+        u = urlsplit(t)
+        if u.netloc not in ("", "localhost"):
+            raise ValueError(f"{text}: a file URL of another host; give a local file, a camera or a stream URL")
+        return url2pathname(unquote(u.path)) if os.name == "nt" else unquote(u.path)
     return text
 
 
@@ -60,21 +71,45 @@ def describe(source: int | str) -> str:
     return f"camera {source}" if isinstance(source, int) else str(source)
 
 
-def is_stream(source: int | str) -> bool:
-    """A camera (an index or a device such as ``/dev/video0``) or a network
-    stream: frames arrive in real time. Otherwise a file."""
+#: the character-device major number of Video4Linux (``/dev/video*``)
+V4L_MAJOR = 81
+
+
+def is_camera_device(source: int | str) -> bool:
+    """A camera's device node (``/dev/video0``): on Linux a Video4Linux
+    character device, elsewhere any character device. A terminal
+    (``/dev/tty``), ``/dev/null`` and the like are not (FFmpeg probing
+    ``/dev/tty`` blocked in the read, deaf to Ctrl-C and SIGTERM)."""
     if isinstance(source, int) or "://" in source:
-        return True
+        return False
     try:
-        return stat.S_ISCHR(os.stat(source).st_mode)
+        st = os.stat(source)
     except OSError:
         return False
+    if not stat.S_ISCHR(st.st_mode):
+        return False
+    return not sys.platform.startswith("linux") or os.major(st.st_rdev) == V4L_MAJOR
+
+
+def is_stream(source: int | str) -> bool:
+    """A camera (an index or a device such as ``/dev/video0``:
+    :func:`is_camera_device`) or a network stream: frames arrive in real
+    time. Otherwise a file."""
+    if isinstance(source, int) or "://" in source:
+        return True
+    return is_camera_device(source)
 
 
 #: how long a network stream (a URL) may take to open, and to send the next frame once playing (FFmpeg's
 #: own defaults wait 30 s or more, and then the command could only say it "could not open" the stream)
 URL_OPEN_TIMEOUT_S = 10.0
 URL_READ_TIMEOUT_S = 5.0
+#: a camera's or stream's failed reads are retried (a dropped frame) up to 10 times, and for no longer
+#: than this since its last frame (each read of a stalled camera may itself wait seconds)
+READ_GIVE_UP_S = 5.0
+#: how long a preview that was quit waits, its window closed, for a read of the source still in progress
+#: (the caller then releases the capture: never under a read)
+READER_WAIT_S = 30.0
 
 
 class SourceError(RuntimeError):
@@ -224,6 +259,8 @@ class LiveResult:
     last: np.ndarray | None = None  # the last frame shown (BGR, with the fps label)
     stopped_by: str = "end"     # "end" (source ended), "key", "window", "frames", "max-seconds", "read-error"
     #                             (a camera or stream that stopped sending frames: a URL's after URL_READ_TIMEOUT_S)
+    #: a file that ended before the frames its header announces (damaged or cut): that many, else None
+    expected: int | None = None
 
 
 def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: int | None = None,
@@ -235,9 +272,13 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
 
     It runs :meth:`avatarizer.Avatarizer.stream`: the source is read and the
     next frame's landmarks found on its worker thread while this thread
-    merges, draws and shows the current frame (highgui stays on this one)."""
+    merges, draws and shows the current frame (highgui stays on this one).
+    A new preview is a new stream: ``av`` is :meth:`~avatarizer.Avatarizer.reset`
+    first (a second preview with the same Avatarizer restarted the clock
+    and was refused for timestamps going back)."""
     import cv2
 
+    av.reset()
 
     # a camera or a live stream: frames come in real time; a file, or a URL to a whole one (it has a frame
     # count: it played in fast-forward and its end was reported as a stream that stopped sending frames)
@@ -254,18 +295,26 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
     due: dict = {}                   # a file's frame index -> its time in the file (s): when it is shown
     ended = {"why": "end"}           # how the source stopped, if it did
 
+    reading = threading.Event()  # the worker is inside cap.read()
+
     def frames():  # runs on the stream's worker thread
         n, misses, last_ts = 0, 0, -1.0
+        got = time.perf_counter()
         while True:
-            ok, frame = cap.read()
+            reading.set()
+            try:
+                ok, frame = cap.read()
+            finally:
+                reading.clear()
             now = time.perf_counter()
             if not ok or frame is None:
-                if stream and misses < 10 and n > 0:  # a camera may drop a frame
+                # a camera may drop a frame: retried, but not 10 times a stalled read's own timeout
+                if stream and misses < 10 and n > 0 and now - got < READ_GIVE_UP_S:
                     misses += 1
                     continue
                 ended["why"] = "end" if not stream else "read-error"
                 return
-            misses = 0
+            misses, got = 0, now
             if stream:
                 ts = (now - t0) * 1000.0
             else:  # the frame's own time in the file (an animated image's frames last what each says)
@@ -309,8 +358,21 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
             if left <= 0.012:
                 return None
 
+    def waiting() -> bool:
+        """While no frame is ready (a camera that stalls): the window's events,
+        so q, Esc, closing it and ``max_seconds`` end the preview at once."""
+        nonlocal why
+        key = cv2.waitKey(1) & 0xFF
+        if key in _QUIT_KEYS:
+            why = "key"
+        elif cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) < 1:
+            why = "window"
+        elif max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+            why = "max-seconds"
+        return why is not None
+
     try:
-        for i, avatar in av.stream(frames(), timestamps(), face_index=face):
+        for i, avatar in av.stream(frames(), timestamps(), face_index=face, on_wait=waiting):
             frame = store.pop(i)
             at = due.pop(i)
             if avatar is not None and not avatar.stale:
@@ -346,8 +408,15 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
                 why = "max-seconds"
                 break
         else:
-            if not stream and res.shown and ended["why"] == "end":  # the last frame lasts what it says
-                if info is not None and info.stream_duration is not None:
+            if why is None and not stream and res.shown and ended["why"] == "end" and info is not None:
+                count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+                from .videoio import expected_frames
+
+                res.expected = expected_frames(count, info, None, res.shown)
+                # the last frame lasts what it says, where the whole file was read (a damaged or cut file's
+                # last decoded frame was held to the header's end, up to 10 s, with no word)
+                if res.expected is None and info.stream_duration is not None \
+                        and (not info.video_frames or res.shown >= info.video_frames):
                     # (OpenCV's frame times count from the video stream's own start, not the file's: start 0)
                     why = wait_until(time.perf_counter() + info.last_shown(0.0, at, 1.0 / fps_src))
         res.stopped_by = why or ended["why"]
@@ -360,6 +429,11 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
             cv2.waitKey(1)
         except cv2.error:
             pass
+        # quit while the source's read was still waiting: the window is gone; the caller releases the
+        # capture after this returns, never under the read (a native crash)
+        deadline = time.monotonic() + READER_WAIT_S
+        while reading.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 def _probe(source):

@@ -731,3 +731,19 @@ class H264Writer:
         except (OSError, ValueError):
             text = ""
         return text.splitlines()[-1] if text else f"exit status {self._proc.returncode}"
+
+
+def expected_frames(count: int, info, limit: int | None, done: int) -> int | None:
+    """The frame count the header announced (within ``--max-seconds``) when
+    fewer were decoded, i.e. the input is truncated; else None. The count is
+    the video stream's own (``info.video_frames``, ffprobe's) where it has
+    one; else, for a file with a sound track, unknown: OpenCV's ``count`` is
+    then the file's duration times the rate, and the sound may outlast the
+    picture (an intact MKV was reported truncated); else OpenCV's. The
+    container's count may be an estimate: one frame of slack."""
+    if info.video_frames is not None and info.video_frames > 0:
+        count = info.video_frames
+    elif info.audio_codec is not None:
+        count = 0
+    expected = min(count, limit) if limit else count
+    return expected if count > 0 and done < expected - 1 else None
