@@ -76,8 +76,13 @@ def test_interrupt_while_finishing_an_animation_leaves_nothing(tmp_path, clip, m
     def stop(*a, **k):
         raise KeyboardInterrupt
 
+    def stop_midway(*a, **k):  # (the Lottie text is written as it is made: stopped halfway through)
+        yield '{"v":'
+        raise KeyboardInterrupt
+
     monkeypatch.setattr(animation.Animation if where == "lottie" else animation,
-                        "to_lottie_json" if where == "lottie" else "player_html", stop)
+                        "_lottie_chunks" if where == "lottie" else "player_html",
+                        stop_midway if where == "lottie" else stop)
     folder = tmp_path / "f"
     folder.mkdir()
     args = ["video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl"]
@@ -102,7 +107,7 @@ def test_output_that_appears_while_finishing_leaves_no_temporary_files(tmp_path,
 
     folder = tmp_path / "f"
     folder.mkdir()
-    _appears_when(monkeypatch, animation.Animation, "to_lottie_json", folder / "a.json")
+    _appears_when(monkeypatch, animation.Animation, "_lottie_chunks", folder / "a.json")
     assert _main("video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl") == 1
     assert "appeared" in capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == ["a.json"]
@@ -133,7 +138,7 @@ def test_an_output_that_appears_after_another_was_written_says_so(tmp_path, clip
 
     folder = tmp_path / "f"
     folder.mkdir()
-    _appears_when(monkeypatch, animation.Animation, "to_lottie_json", folder / "a.jsonl")
+    _appears_when(monkeypatch, animation.Animation, "_lottie_chunks", folder / "a.jsonl")
     assert _main("video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl", "--max-seconds", "0.2") == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "a.jsonl appeared" in err and "nothing was written" not in err and f"{folder / 'a.json'} was written" \
@@ -1430,3 +1435,19 @@ def test_the_default_sound_track_is_kept_and_the_others_said(tmp_path, capsys):
     assert _main("video", two, "-o", out) == 0, capsys.readouterr().err
     assert "track 2 of 2" in capsys.readouterr().out
     assert _ffprobe(out, "stream=sample_rate", "a") == ["44100"]
+
+
+def test_animate_one_stamped_line_lasts_its_duration(tmp_path, capsys):
+    """One line with ``time_ms`` 0 and ``duration_ms`` 2000 (a still from
+    ``video --params``): the animation was one frame, 1/30 s; it lasts 2 s."""
+    from avatarizer import schema
+
+    src = tmp_path / "one.jsonl"
+    src.write_text(json.dumps({"time_ms": 0.0, "duration_ms": 2000.0,
+                               "params": [float(v) for v in schema.default()]}) + "\n")
+    assert _main("animate", "--params", src, "-o", tmp_path / "a.json") == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["fr"] == 30 and doc["op"] - doc["ip"] == 60
+    assert _main("animate", "--params", src, "-o", tmp_path / "b.json", "--fps", "10") == 0
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert doc["fr"] == 10 and doc["op"] - doc["ip"] == 20

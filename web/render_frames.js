@@ -1,6 +1,6 @@
 // Renders frames of an exported animation in headless Chromium (Debian's
 // /usr/bin/chromium driven by the pinned playwright-core) to PNG files:
-//   node web/render_frames.js lottie|svg IN OUTDIR SIZE FPS FRAME [FRAME ...]
+//   node web/render_frames.js lottie|svg IN OUTDIR SIZE FPS FRAME [FRAME ...]  (FRAME may be fractional)
 // Lottie: lottie-web (pinned, SVG renderer) goToAndStop(frame, true).
 // SVG: the document inline, SMIL paused and seeked with svg.setCurrentTime(frame / fps).
 // Writes OUTDIR/frame_<n>.png (SIZE x SIZE, white page) and prints one JSON line.
@@ -16,7 +16,7 @@ async function main() {
     process.exit(2);
   }
   const size = parseInt(sizeArg, 10), fps = parseFloat(fpsArg);
-  const frames = frameArgs.map((f) => parseInt(f, 10));
+  const frames = frameArgs.map((f) => parseFloat(f));  // (a fraction: between two frames)
   fs.mkdirSync(outdir, { recursive: true });
   const userDir = fs.mkdtempSync(path.join(require('os').tmpdir(), 'avz-chromium-'));
   const exe = process.env.CHROMIUM || '/usr/bin/chromium';

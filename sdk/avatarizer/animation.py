@@ -65,7 +65,10 @@ FORMATS = {".json": "lottie", ".lottie.json": "lottie", ".svg": "svg"}
 TOLERANCE_FRACTION = 1 / 256   # default keyframe tolerance: this much of the shorter output side
 DEFAULT_COLOR_TOLERANCE = 1.0  # in 1/255 of a colour channel
 # 20 minutes at 30 fps: about 1.1 GB of recorded geometry; exporting it peaks at about 1.8 GB
-# (resident, measured on a smooth 109-track performance at 512 px: ~0.05 MB a frame)
+# (resident, measured on a smooth 109-track performance at 512 px: ~0.05 MB a frame). A real
+# performance (clip d6's video --params played back and forth, 512 px, written to a file) peaked at
+# 225 MB for 2,400 frames and 329 MB for 4,800 (~0.043 MB a frame: ~1.7 GB at this limit); before the
+# Lottie file was written group by group (its whole dict and text in memory) 335 and 601 MB
 MAX_FRAMES = 36_000
 #: Most lines :func:`read_params_jsonl` takes from a file whose lines carry
 #: times: they are resampled to the animation's rate, which may take fewer
@@ -730,8 +733,12 @@ class Animation:
         w_r = reduce_keyframes_many([s_[:, 4:] for s_ in stys], budget, press)
         for n, tid in enumerate(tids):
             gkeys, gv = geo_r[n]
+            geo_r[n] = None  # (each track's float series dropped as it is converted: not all of them kept twice)
             nv = nvs[n]
-            gvals = np.rint(gv * q).astype(np.int64).reshape(len(gkeys), nv, 6)
+            # whole quanta: |x| <= a few times 8192 px * 128 fits int32 (half of int64's memory: a noisy 20-minute
+            # performance keeps a keyframe a frame)
+            gvals = np.rint(gv * q).astype(np.int32).reshape(len(gkeys), nv, 6)
+            del gv
             if (gvals == gvals[:1]).all():
                 gkeys, gvals = gkeys[:1], gvals[:1]
             gvals[..., 2:4] -= gvals[..., 0:2]  # tangents relative to their vertex (Lottie's form)
@@ -774,41 +781,70 @@ class Animation:
     # ------------------------------------------------------------------ Lottie
     def to_lottie(self) -> dict:
         """The animation as a Lottie (Bodymovin 5) document."""
+        doc = self._lottie_head()
+        for layer, groups in self._lottie_layers():
+            layer["shapes"] = list(groups)
+            doc["layers"].append(layer)
+        return doc
+
+    def _lottie_head(self) -> dict:
+        """The document without its layers (``"layers": []``)."""
+        T = self._rec.n
+        return {"v": "5.7.4", "fr": self.fps, "ip": 0, "op": T, "w": self.width, "h": self.height,
+                "nm": "avatarizer", "ddd": 0, "assets": [], "layers": [],
+                "meta": {"g": "avatarizer", "tolerance_px": self.tolerance,
+                         "color_tolerance": self.color_tolerance}}
+
+    def _lottie_layers(self):
+        """Each layer in document order (Lottie draws the first on top), as
+        (the layer with ``"shapes": []``, an iterator of its shape groups
+        made one at a time): a long export never holds the whole document."""
         red = self._reduced()
         T = self._rec.n
-        layers = []
-        for clips, tracks in self._runs():
-            groups = [self._lottie_group(t, red[t.id]) for t in reversed(tracks)]  # Lottie: first is on top
-            layer = {"ddd": 0, "ty": 4, "nm": f"run {len(layers)}", "sr": 1, "ao": 0, "ip": 0, "op": T, "st": 0,
-                     "bm": 0, "ks": _layer_ks(100 / self._q), "shapes": groups}
+        runs = self._runs()
+        n = len(runs) + (self.background is not None)
+        for i, (clips, tracks) in enumerate(reversed(runs)):
+            layer = {"ddd": 0, "ty": 4, "nm": f"run {len(runs) - 1 - i}", "sr": 1, "ao": 0, "ip": 0, "op": T,
+                     "st": 0, "bm": 0, "ks": _layer_ks(100 / self._q), "shapes": []}
             if clips:
                 layer["hasMask"] = True
                 # the outermost clip's sub-paths are added; nested clips intersect
                 # (exact for the single-contour clips the scene uses)
                 layer["masksProperties"] = [
-                    {"inv": False, "mode": "a" if n == 0 else "i", "nm": f"clip {c.id}",
+                    {"inv": False, "mode": "a" if k == 0 else "i", "nm": f"clip {c.id}",
                      "pt": _lottie_path_prop(red[c.id][0], sub, closed), "o": {"a": 0, "k": 100},
                      "x": {"a": 0, "k": 0}}
-                    for n, c in enumerate(clips) for closed, sub in _subpaths(self._shapes[c.id], red[c.id][1])]
-            layers.append(layer)
+                    for k, c in enumerate(clips) for closed, sub in _subpaths(self._shapes[c.id], red[c.id][1])]
+            layer["ind"] = i + 1
+            # Lottie: the first group is on top
+            yield layer, (self._lottie_group(t, red[t.id]) for t in reversed(tracks))
         if self.background is not None:
             r, g, b, a = self.background
-            layers.insert(0, {"ddd": 0, "ty": 4, "nm": "background", "sr": 1, "ao": 0, "ip": 0, "op": T, "st": 0,
-                           "bm": 0, "ks": _layer_ks(), "shapes": [{"ty": "gr", "nm": "background", "it": [
-                               {"ty": "rc", "d": 1, "p": {"a": 0, "k": [self.width / 2, self.height / 2]},
-                                "s": {"a": 0, "k": [self.width, self.height]}, "r": {"a": 0, "k": 0}},
-                               {"ty": "fl", "c": {"a": 0, "k": [r, g, b, 1]}, "o": {"a": 0, "k": a * 100},
-                                "r": 1}, _group_tr()]}]})
-        layers.reverse()  # Lottie draws the first layer on top
-        for i, layer in enumerate(layers):
-            layer["ind"] = i + 1
-        return {"v": "5.7.4", "fr": self.fps, "ip": 0, "op": T, "w": self.width, "h": self.height,
-                "nm": "avatarizer", "ddd": 0, "assets": [], "layers": layers,
-                "meta": {"g": "avatarizer", "tolerance_px": self.tolerance,
-                         "color_tolerance": self.color_tolerance}}
+            yield {"ddd": 0, "ty": 4, "nm": "background", "sr": 1, "ao": 0, "ip": 0, "op": T, "st": 0,
+                   "bm": 0, "ks": _layer_ks(), "shapes": [], "ind": n}, iter([{"ty": "gr", "nm": "background", "it": [
+                       {"ty": "rc", "d": 1, "p": {"a": 0, "k": [self.width / 2, self.height / 2]},
+                        "s": {"a": 0, "k": [self.width, self.height]}, "r": {"a": 0, "k": 0}},
+                       {"ty": "fl", "c": {"a": 0, "k": [r, g, b, 1]}, "o": {"a": 0, "k": a * 100},
+                        "r": 1}, _group_tr()]}])
+
+    def _lottie_chunks(self):
+        """The Lottie JSON text in pieces (:meth:`to_lottie_json` joined):
+        each shape group serialised alone, as it is made."""
+        def dumps(obj) -> str:
+            return _compact(json.dumps(obj, separators=(",", ":")))
+
+        head, tail = dumps(self._lottie_head()).split('"layers":[]', 1)
+        yield head + '"layers":['
+        for i, (layer, groups) in enumerate(self._lottie_layers()):
+            before, after = dumps(layer).split('"shapes":[]', 1)
+            yield ("," if i else "") + before + '"shapes":['
+            for k, group in enumerate(groups):
+                yield ("," if k else "") + dumps(group)
+            yield "]" + after
+        yield "]" + tail
 
     def to_lottie_json(self) -> str:
-        return _compact(json.dumps(self.to_lottie(), separators=(",", ":")))
+        return "".join(self._lottie_chunks())
 
     def _lottie_group(self, t: _Track, red) -> dict:
         gkeys, gvals, ckeys, cvals, wkeys, wvals, okeys, ovals = red
@@ -841,8 +877,15 @@ class Animation:
                        + (f' fill-opacity="{a:.4g}"' if a < 1 else "") + "/>")
 
         def anim(attr, keys, values):
-            kt = ";".join(f"{k / T:.6g}" for k in keys) + ";1"
-            vs = ";".join(values + values[-1:])
+            kt, vs = [], []
+            for i, k in enumerate(keys):
+                kt.append(k / T)
+                vs.append(values[i])
+                if i + 1 < len(keys) and keys[i + 1] - k == 1:  # a frame's own value to the next frame: held
+                    kt.append((keys[i + 1] - HOLD_EPS) / T)
+                    vs.append(values[i])
+            kt = ";".join(f"{k:.9g}" for k in kt) + ";1"
+            vs = ";".join(vs + values[-1:])
             return (f'<animate attributeName="{attr}" dur="{dur}" repeatCount="indefinite" '
                     f'calcMode="linear" keyTimes="{kt}" values="{vs}"/>')
 
@@ -893,7 +936,14 @@ class Animation:
         symlink) is ``FileExistsError`` unless ``overwrite``
         (:func:`write_text_atomic`)."""
         path = Path(path)
-        return write_text_atomic(path, self.text_for(path), overwrite=overwrite)
+        return write_text_atomic(path, self.pieces_for(path), overwrite=overwrite)
+
+    def pieces_for(self, path):
+        """:meth:`text_for` as an iterable of str pieces, to be written as
+        they come: Lottie is made group by group, never the whole document
+        in memory (a 1,200-frame jittery performance: its dict and text took
+        more memory than the export's own data)."""
+        return self._lottie_chunks() if output_format(path) == "lottie" else (self.to_svg(),)
 
 
 def output_format(path) -> str:
@@ -913,8 +963,9 @@ def _clock_value(seconds: float) -> str:
     return f"{text if text not in ('', '0') else '0.000001'}s"
 
 
-def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
-    """Writes ``text`` to a temporary file beside ``path``, then moves it into
+def write_text_atomic(path, text, *, overwrite: bool = False) -> Path:
+    """Writes ``text`` (a str, or an iterable of str pieces written as they
+    come) to a temporary file beside ``path``, then moves it into
     place (never leaves a half-written file). Without ``overwrite`` nothing
     at ``path`` is ever replaced, not even a file that appears while the text
     is written or a symlink whose target does not exist (``exists()`` is
@@ -932,7 +983,11 @@ def write_text_atomic(path, text: str, *, overwrite: bool = False) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            if isinstance(text, str):
+                f.write(text)
+            else:
+                for piece in text:
+                    f.write(piece)
         os.chmod(tmp, new_file_mode(path))  # mkstemp makes 0600: that of the file it replaces, else the usual
         if overwrite:
             os.replace(tmp, path)
@@ -979,9 +1034,28 @@ def _group_tr() -> dict:
             "r": {"a": 0, "k": 0}, "o": {"a": 0, "k": 100}, "sk": {"a": 0, "k": 0}, "sa": {"a": 0, "k": 0}}
 
 
-def _keyframe(t, value) -> dict:
-    """A keyframe at frame ``t`` with linear easing to the next."""
+#: SVG: a value held from one frame to the next changes this many frames
+#: before the next one (SMIL has no hold within a linear animation)
+HOLD_EPS = 1e-3
+
+
+def _keyframe(t, value, hold: bool = False) -> dict:
+    """A keyframe at frame ``t`` with linear easing to the next, or held to
+    it (``hold``: the next keyframe is the next frame; a tween between two
+    frames shows neither: at 1 fps the two avatars were blended for a whole
+    second, a shape that appears faded in over a frame)."""
+    if hold:
+        return {"t": int(t), "s": value, "h": 1}
     return {"t": int(t), "s": value, "o": {"x": 0, "y": 0}, "i": {"x": 1, "y": 1}}
+
+
+def _keyframes(keys, values) -> list:
+    """Keyframes at ``keys`` (frames) of ``values``: held where the next one
+    is the next frame, linear otherwise; the last holds its value."""
+    k = [_keyframe(t, v, hold=i + 1 < len(keys) and keys[i + 1] - t == 1)
+         for i, (t, v) in enumerate(zip(keys, values))]
+    k[-1] = {"t": int(keys[-1]), "s": values[-1]}  # the last keyframe only holds its value
+    return k
 _NUM = re.compile(r"(?<=[\d])\.0(?=[,\]\}\s\"; ])")
 
 
@@ -1002,9 +1076,7 @@ def _lottie_prop(keys, vals, fmt):
     vals = vals.tolist()
     if len(keys) == 1:
         return {"a": 0, "k": fmt(vals[0])}
-    k = [_keyframe(t, _as_list(fmt(v))) for t, v in zip(keys, vals)]
-    del k[-1]["o"], k[-1]["i"]  # the last keyframe only holds its value
-    return {"a": 1, "k": k}
+    return {"a": 1, "k": _keyframes(keys, [_as_list(fmt(v)) for v in vals])}
 
 
 def _as_list(v):
@@ -1021,9 +1093,7 @@ def _lottie_path_prop(keys, vals, closed):
     rows = vals.tolist()
     if len(keys) == 1:
         return {"a": 0, "k": _lottie_path(rows[0], closed)}
-    k = [_keyframe(t, [_lottie_path(v, closed)]) for t, v in zip(keys, rows)]
-    del k[-1]["o"], k[-1]["i"]  # the last keyframe only holds its value
-    return {"a": 1, "k": k}
+    return {"a": 1, "k": _keyframes(keys, [[_lottie_path(v, closed)] for v in rows])}
 
 
 def _subpaths(shape, vals):

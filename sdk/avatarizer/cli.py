@@ -1322,18 +1322,20 @@ def _within(anim) -> str:
             "every vertex kept, a keyframe on every frame but exactly linear runs)")
 
 
-def _write_text(text: str, out: Path, overwrite: bool, inp: Path | None = None) -> None:
-    """Writes ``text`` to a registered temporary file beside ``out`` and moves
-    it into place (:func:`_commit`): a failure or a stop signal at any point
-    leaves no temporary file and never replaces a file without ``overwrite``."""
+def _write_text(text, out: Path, overwrite: bool, inp: Path | None = None) -> None:
+    """Writes ``text`` (a str or an iterable of str pieces, written as they
+    come) to a registered temporary file beside ``out`` and moves it into
+    place (:func:`_commit`): a failure or a stop signal at any point leaves
+    no temporary file and never replaces a file without ``overwrite``."""
     with _staged(out, out.suffix, overwrite, inp) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+            for piece in ((text,) if isinstance(text, str) else text):
+                f.write(piece)
 
 
 def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) -> dict:
     """Writes the animation (temp file beside OUT, then moved into place) and returns its stats."""
-    _write_text(anim.text_for(out), out, overwrite, inp)
+    _write_text(anim.pieces_for(out), out, overwrite, inp)
     return anim.stats()
 
 
@@ -1383,7 +1385,10 @@ def _animate(args) -> int:
     from .animation import MAX_FPS, MIN_FPS
 
     anim = make(float(args.fps or (min(max(rate, MIN_FPS), MAX_FPS) if rate is not None else 30.0)))
-    if rate is None:  # lines without times: one frame each
+    one_stamped = len(times) == 1 and times[0] is not None and durations and durations[0]
+    if one_stamped:  # one stamped line: it lasts its duration_ms (it was one frame, 1/30 s)
+        anim.extend(_resampled(frames, [0.0], durations[0] / 1000.0, anim.fps))
+    elif rate is None:  # lines without times: one frame each
         anim.extend(frames)
     else:  # stamped lines (a variable frame rate too): placed by their times (_resampled)
         # the last line lasts what it says (video --params: as long as the video output holds it), else a frame
