@@ -871,3 +871,27 @@ def test_a_lottie_file_is_written_as_it_is_made(tmp_path, monkeypatch):
     assert (tmp_path / "a.json").read_text() == want
     pieces = list(anim.pieces_for(tmp_path / "b.json"))
     assert len(pieces) > 10 and "".join(pieces) == want
+
+
+def test_a_short_export_grows_its_spans_forward(monkeypatch):
+    """Under 32 frames each Bezier span was found by shrinking it from the
+    sub-path's end one vertex at a time, every try fitted on every frame
+    (a single avatar's Lottie took 0.2-0.7 s, more than a 32-frame one):
+    spans now grow forward, about one fit per vertex."""
+    from avatarizer import schema as S
+    from avatarizer import animation as A
+
+    calls = [0]
+    real = A._Fitter.fit
+
+    def fit(self, a, b):
+        calls[0] += 1
+        return real(self, a, b)
+
+    monkeypatch.setattr(A._Fitter, "fit", fit)
+    for seed in (7, 8):
+        anim = A.Animation(512).extend([S.sample(1, seed=seed)[0]])
+        calls[0] = 0
+        anim.to_lottie()
+        vertices = sum(n for t in anim._rec.tracks for _, n in t.shape)
+        assert calls[0] < 1.5 * vertices, (calls[0], vertices)
