@@ -895,3 +895,12 @@ def test_a_short_export_grows_its_spans_forward(monkeypatch):
         anim.to_lottie()
         vertices = sum(n for t in anim._rec.tracks for _, n in t.shape)
         assert calls[0] < 1.5 * vertices, (calls[0], vertices)
+
+
+def test_an_empty_animation_makes_no_folder_for_its_file(tmp_path):
+    from avatarizer.animation import Animation
+
+    for name in ("x/a.json", "y/a.svg"):
+        with pytest.raises(ValueError, match="no frames"):
+            Animation(64).write(tmp_path / name)
+    assert list(tmp_path.iterdir()) == []

@@ -1433,7 +1433,7 @@ def test_the_default_sound_track_is_kept_and_the_others_said(tmp_path, capsys):
     assert _ffprobe(two, "stream=sample_rate", "a") == ["22050", "44100"]
     out = tmp_path / "o.mp4"
     assert _main("video", two, "-o", out) == 0, capsys.readouterr().err
-    assert "track 2 of 2" in capsys.readouterr().out
+    assert "track 2 of 2 (the input's default)" in capsys.readouterr().out
     assert _ffprobe(out, "stream=sample_rate", "a") == ["44100"]
 
 
@@ -1451,3 +1451,14 @@ def test_animate_one_stamped_line_lasts_its_duration(tmp_path, capsys):
     assert _main("animate", "--params", src, "-o", tmp_path / "b.json", "--fps", "10") == 0
     doc = json.loads((tmp_path / "b.json").read_text())
     assert doc["fr"] == 10 and doc["op"] - doc["ip"] == 20
+
+
+def test_with_no_sound_track_marked_default_the_first_is_kept_and_said(tmp_path, capsys):
+    _need_ffmpeg()
+    src = need_shared("data", "video", "d11.mp4")
+    two = tmp_path / "two.mkv"
+    _ffmpeg("-t", "1", "-i", src, "-map", "0:v", "-map", "0:a", "-map", "0:a", "-vf", "scale=256:256",
+            "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", "-disposition:a:0", "0",
+            "-disposition:a:1", "0", two)
+    assert _main("video", two, "-o", tmp_path / "o.mp4") == 0, capsys.readouterr().err
+    assert "track 1 of 2 (the first: none is marked default)" in capsys.readouterr().out

@@ -1567,3 +1567,20 @@ def test_eval_of_what_ships_without_the_lpips_weights_measures_the_rest(tmp_path
     assert rc == 0 and res["aligned"] == 2, err
     assert m["render_lpips"] is None and "AVATARIZER_SHARED" in err
     assert m["render_l1"] is not None and m["param_l1"] is not None and m["no_avatar"] == 0
+
+
+def test_labels_beside_the_photos_keep_a_record_with_an_odd_gender():
+    """The labels beside the photos (hair colour reads, age and glasses
+    groups) lost a whole record for a gender value other than male/female;
+    only the explicit --labels file refuses one."""
+    import tempfile
+
+    from avatarizer_export.attributes import _ffhq_targets
+    from avatarizer_export.evaluate import _labels_beside
+
+    assert np.isnan(_ffhq_targets({"gender": "nonbinary"})["male"])
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "attributes.jsonl").write_text(json.dumps({"file": "a.jpg", "faces": [{"faceAttributes": {
+            "gender": "nonbinary", "age": 30, "glasses": "ReadingGlasses"}}]}) + "\n")
+        got = _labels_beside(Path(d))
+    assert got["a.jpg"]["age"] == 30.0 and got["a.jpg"]["glasses"] == "clear"

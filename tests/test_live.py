@@ -348,14 +348,18 @@ def test_a_file_url_is_checked_as_the_file_it_names(tmp_path):
     assert res.returncode == 1 and shot.read_bytes() == b"the input", res.stderr[-500:]
 
 
-def test_a_screenshot_that_cannot_be_written_is_refused_before_the_preview(tmp_path):
+def test_a_screenshot_that_cannot_be_written_is_refused_before_the_preview(tmp_path, monkeypatch, capsys):
+    """``os.access`` says yes to root on /proc or a read-only mount: the
+    screenshot failed after the whole preview, naming a temporary file."""
     if not os.path.isdir("/proc/self"):
         pytest.skip("needs /proc")
+    from avatarizer import cli
+
     clip = need_shared("data", "video", "d0.mp4")
-    res = subprocess.run(CLI + ["live", str(clip), "--frames", "1", "--screenshot", "/proc/avz-shot.png"],
-                         capture_output=True, text=True, env=_no_display_env(), timeout=60, stdin=subprocess.DEVNULL)
-    assert res.returncode == 1 and "cannot write /proc/avz-shot.png" in res.stderr, res.stderr[-500:]
-    assert "$DISPLAY" not in res.stderr  # (refused before the display is even looked for)
+    monkeypatch.setattr(cli.os, "access", lambda *a, **k: True)  # (as for root, whoever runs the test)
+    monkeypatch.setattr(live, "display_problem", lambda *a, **k: pytest.fail("the display was looked for"))
+    assert cli.main(["live", str(clip), "--frames", "1", "--screenshot", "/proc/avz-shot.png"]) == 1
+    assert "cannot write /proc/avz-shot.png" in capsys.readouterr().err
 
 
 def test_a_truncated_file_is_said_and_its_last_frame_not_held(tmp_path):
@@ -436,3 +440,34 @@ def test_a_camera_that_stalls_does_not_freeze_the_preview(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     why, shown, took = res.stdout.split()
     assert why == "max-seconds" and int(shown) == 5 and float(took) < 5.0, res.stdout
+
+
+def test_quitting_before_the_first_frame_is_no_failure(tmp_path):
+    """A camera slow to send its first frame and --max-seconds shorter than
+    that: the preview waits for one frame (max-seconds counts from then on);
+    q or closing the window before any frame is a stop, not "could not read"."""
+    xvfb = shutil.which("xvfb-run")
+    if xvfb is None:
+        pytest.skip("needs xvfb-run (make sysdeps-test installs xvfb)")
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import time, numpy as np\n"
+        "from skimage import data\n"
+        "from avatarizer import Avatarizer, live\n"
+        "frame = np.ascontiguousarray(data.astronaut()[:, :, ::-1])\n"
+        "class Cam:\n"
+        "    n = 0\n"
+        "    def read(self):\n"
+        "        self.n += 1\n"
+        "        time.sleep(1.0 if self.n == 1 else 0.05)\n"
+        "        return True, frame.copy()\n"
+        "    def get(self, prop):\n"
+        "        return 0.0\n"
+        "with Avatarizer(mode='video', color_order='bgr') as av:\n"
+        "    res = live.run(av, Cam(), 0, side=False, max_seconds=0.5)\n"
+        "    print(res.stopped_by, res.shown)\n")
+    res = subprocess.run([xvfb, "-a", sys.executable, str(script)], capture_output=True, text=True, env=ENV,
+                         timeout=300, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr[-2000:]
+    why, shown = res.stdout.split()
+    assert why == "max-seconds" and int(shown) >= 1, res.stdout

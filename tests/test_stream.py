@@ -561,3 +561,24 @@ def test_on_wait_is_called_while_the_source_stalls_and_can_end_the_stream():
         assert av.from_frame(astronaut, 10_000.0) is not None  # (the Avatarizer goes on)
         with pytest.raises(ValueError, match="on_wait"):
             av.stream([astronaut], on_wait=5)
+
+
+def test_the_same_source_streamed_again_after_on_wait_ended_a_stream():
+    """``on_wait`` ended a stream while its worker was inside the source's
+    ``next()``: streaming the same generator again raised ``ValueError:
+    generator already executing``; the new stream waits for that read."""
+    astronaut = np.ascontiguousarray(skdata.astronaut())
+    gate = threading.Event()
+
+    def camera():
+        yield astronaut
+        gate.wait(30.0)  # (a stall, over once released)
+        for _ in range(3):
+            yield astronaut
+
+    cam = camera()
+    with Avatarizer(mode="video", tracker=INLINE) as av:
+        assert [i for i, _ in av.stream(cam, on_wait=lambda: True)] == [0]
+        threading.Timer(0.3, gate.set).start()
+        got = [i for i, _ in av.stream(cam)]
+        assert got == [0, 1]  # (the frame read when the stall ended went to the old stream: dropped)

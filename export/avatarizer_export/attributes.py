@@ -324,14 +324,14 @@ def _ffhq_targets(a: dict) -> dict:
     """The targets of one ffhq128-labelled ``faceAttributes`` record. A field
     the record lacks is not labelled (-1 for the classes, NaN for the rest),
     not "no": a labels file of glasses alone scored every photo beardless,
-    hatless and female. Raises ValueError for a gender other than male /
-    female (any case)."""
+    hatless and female. A gender other than male / female (any case) is not
+    labelled either (``read_labels``, the explicit ``--labels`` file,
+    refuses it)."""
     hair = a.get("hair")
     hc = [c["color"] for c in (hair or {}).get("hairColor") or []]
     top = hc[0] if hc else None
     gender = a.get("gender")
-    if gender is not None and (not isinstance(gender, str) or gender.lower() not in ("male", "female")):
-        raise ValueError(f'"gender" must be "male" or "female", got {gender!r}')
+    gender = gender.lower() if isinstance(gender, str) and gender.lower() in ("male", "female") else None
     acc = a.get("accessories")
     return dict(
         hair_colour=HR.HAIR_COLOURS.index(top) if top in HR.HAIR_COLOURS else -1,
@@ -341,7 +341,7 @@ def _ffhq_targets(a: dict) -> dict:
         moustache=_at_least(a.get("facialHair"), "moustache"),
         headwear=np.nan if acc is None else float(any(
             x.get("type") == "headwear" and x.get("confidence", 0) >= 0.5 for x in acc)),
-        male=np.nan if gender is None else float(gender.lower() == "male"),
+        male=np.nan if gender is None else float(gender == "male"),
         age=float(a.get("age") if a.get("age") is not None else np.nan),
     )
 

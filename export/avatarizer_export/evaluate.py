@@ -1459,6 +1459,9 @@ def read_labels(path: Path) -> dict[str, dict]:
                 fa = rec["faces"][0]["faceAttributes"]
                 if not isinstance(fa, dict):
                     raise ValueError('"faceAttributes" is not an object')
+                g = fa.get("gender")
+                if g is not None and (not isinstance(g, str) or g.lower() not in ("male", "female")):
+                    raise ValueError(f'"gender" must be "male" or "female", got {g!r}')
                 lab[rec["file"]] = _ffhq_targets(fa)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:120]

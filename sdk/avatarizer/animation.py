@@ -945,7 +945,10 @@ class Animation:
         they come: Lottie is made group by group, never the whole document
         in memory (a 1,200-frame jittery performance: its dict and text took
         more memory than the export's own data)."""
-        return self._lottie_chunks() if output_format(path) == "lottie" else (self.to_svg(),)
+        if output_format(path) == "lottie":
+            self._reduced()  # (its errors, no frames, now: before a file or folder is made for the pieces)
+            return self._lottie_chunks()
+        return (self.to_svg(),)
 
 
 def output_format(path) -> str:

@@ -603,6 +603,9 @@ class Avatarizer:
         self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
         self._streaming = False  # a stream() is being iterated (video mode): other calls are refused
         self._stream_stop: Callable[[], None] | None = None  # stops that stream's worker (close())
+        # a stream's worker left inside its source's next() (on_wait ended the stream), and a weak reference to
+        # that source: a stream of the same source waits for it (two threads in one generator: ValueError)
+        self._orphan: tuple | None = None
         # guards _closed, _active and _callers; reentrant: close() from a signal handler that interrupted
         # this thread while it held the lock
         self._calls = threading.Condition(threading.RLock())
@@ -713,7 +716,7 @@ class Avatarizer:
         graph thread of the parent's)."""
         self._lock = threading.RLock()
         self._calls = threading.Condition(threading.RLock())
-        self._active, self._streaming, self._stream_stop = 0, False, None
+        self._active, self._streaming, self._stream_stop, self._orphan = 0, False, None, None
         self._callers, self._release_pending = {}, False
         self._inherited = True
         self._release.detach()
@@ -1064,6 +1067,9 @@ class Avatarizer:
             # the worker holds the source weakly, between frames: an app whose source refers back to what
             # holds the stream (a camera object with the Avatarizer, the stream and a frames() method) made
             # a cycle the worker thread, a root, kept alive for good, Avatarizer, worker process and all
+            orphan = self._orphan
+            if orphan is not None and orphan[0].is_alive() and orphan[1]() is source.frames:
+                orphan[0].join()  # (the last stream of this very source left its worker in a read: it ends after it)
             held = weakref.ref(source)
             stamped = source.stamps is not None
             reading = [False]  # the worker is inside the source's next()
@@ -1170,6 +1176,11 @@ class Avatarizer:
                 if (worker is not None and worker.is_alive() and worker is not threading.current_thread()
                         and not ((self._closed or abandoned[0]) and reading[0])):
                     worker.join()
+                elif worker is not None and worker.is_alive() and worker is not threading.current_thread():
+                    try:
+                        self._orphan = (worker, weakref.ref(source.frames))
+                    except TypeError:  # (an iterator without weak references: a list's, which never blocks)
+                        self._orphan = None
                 # frames read ahead and never handed out give their time back: the
                 # next call (or stream) may start with the first frame not consumed
                 pipe = self._pipeline

@@ -969,7 +969,8 @@ def _video(args) -> int:
             encoder = videoio.H264Writer(
                 partial, size, out_rate, audio_from=inp, audio_codec=info.audio_codec, bitrate=bitrate,
                 max_seconds=start + args.max_seconds if args.max_seconds else None,
-                duration=info.sound_limit(start), audio_track=info.audio_track, audio_tracks=info.audio_tracks)
+                duration=info.sound_limit(start), audio_track=info.audio_track, audio_tracks=info.audio_tracks,
+                audio_default=info.audio_default)
             write = encoder.write
         else:
             writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), rate_f, size)
@@ -1466,8 +1467,13 @@ def _live(args) -> int:
                            max_frames=args.frames, max_seconds=args.max_seconds)
     finally:
         cap.release()
-    if res.shown == 0:
+    if res.shown == 0 and res.stopped_by in ("end", "read-error"):
         raise CLIError(f"could not read a frame from {live.describe(source)}")
+    if res.shown == 0:  # (quit before the first frame came: no failure)
+        print(f"stopped before the first frame of {live.describe(source)} came ({res.stopped_by})")
+        if shot is not None:
+            raise CLIError(f"no frame was shown: no screenshot written to {shot}")
+        return 0
     print(f"shown {res.shown} frames of {live.describe(source)} in {res.seconds:.1f} s, {res.fps:.1f} fps "
           f"(model loading excluded), a face in {res.found}; stopped: {res.stopped_by}")
     if shot is not None:

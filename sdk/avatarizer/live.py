@@ -296,12 +296,16 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
     ended = {"why": "end"}           # how the source stopped, if it did
 
     reading = threading.Event()  # the worker is inside cap.read()
+    quitting = threading.Event()  # the preview ended: no further read is started
 
     def frames():  # runs on the stream's worker thread
         n, misses, last_ts = 0, 0, -1.0
         got = time.perf_counter()
         while True:
-            reading.set()
+            reading.set()  # (set before quitting is looked at: run's end sees one or the other)
+            if quitting.is_set():  # (a retry after the preview ended: never a read the capture is released under)
+                reading.clear()
+                return
             try:
                 ok, frame = cap.read()
             finally:
@@ -367,8 +371,8 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
             why = "key"
         elif cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) < 1:
             why = "window"
-        elif max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
-            why = "max-seconds"
+        elif max_seconds is not None and res.shown and time.perf_counter() - t0 >= max_seconds:
+            why = "max-seconds"  # (after the first frame: a camera slow to start still shows one, as before)
         return why is not None
 
     try:
@@ -431,6 +435,7 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
             pass
         # quit while the source's read was still waiting: the window is gone; the caller releases the
         # capture after this returns, never under the read (a native crash)
+        quitting.set()
         deadline = time.monotonic() + READER_WAIT_S
         while reading.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -311,6 +311,7 @@ class Probe:
     #: one marked default, else the first; ``audio_tracks`` of them in all
     audio_track: int = 0
     audio_tracks: int = 0
+    audio_default: bool = False  # the kept track is marked default (else the first, none being marked)
     duration: float | None = None        # seconds of the video stream (of the file when it does not say)
     problem: str | None = None           # why nothing is known (ffprobe missing), else None
     #: frames of the video stream by its own count or its own duration; None when
@@ -415,10 +416,11 @@ def probe(path: Path) -> Probe:
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
     sounds = [s for s in streams if s.get("codec_type") == "audio"]
     # the track a player plays: the one marked default (a film's original language beside dubs), else the first
-    track = next((i for i, s in enumerate(sounds) if (s.get("disposition") or {}).get("default") == 1), 0)
+    marked = next((i for i, s in enumerate(sounds) if (s.get("disposition") or {}).get("default") == 1), None)
+    track = 0 if marked is None else marked
     audio = sounds[track] if sounds else None
     out = Probe(audio_codec=(audio or {}).get("codec_name") if audio else None, audio_track=track,
-                audio_tracks=len(sounds))
+                audio_tracks=len(sounds), audio_default=marked is not None)
     if video:
         out.width, out.height = _int(video.get("width")), _int(video.get("height"))
         for key in ("avg_frame_rate", "r_frame_rate"):
@@ -604,7 +606,8 @@ class H264Writer:
 
     def __init__(self, path: Path, size: tuple[int, int], rate: str | float, *, audio_from: Path | None = None,
                  audio_codec: str | None = None, bitrate: int | None = None, max_seconds: float | None = None,
-                 duration: float | None = None, audio_track: int = 0, audio_tracks: int = 1):
+                 duration: float | None = None, audio_track: int = 0, audio_tracks: int = 1,
+                 audio_default: bool = True):
         exe = shutil.which("ffmpeg")
         if exe is None:
             raise VideoWriteError("ffmpeg is not installed (make sysdeps installs it)")
@@ -637,8 +640,8 @@ class H264Writer:
                 maps += ["-c:a", "aac", "-b:a", "128k"]
                 self.audio = f"re-encoded to AAC (the input's {audio_codec} does not play in browsers)"
             if audio_tracks > 1:  # (the others were dropped without a word)
-                self.audio += (f"; track {int(audio_track) + 1} of {audio_tracks} (the input's default), "
-                               "the others left out")
+                why = "the input's default" if audio_default else "the first: none is marked default"
+                self.audio += f"; track {int(audio_track) + 1} of {audio_tracks} ({why}), the others left out"
         video = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
         if self.size[0] % 2 or self.size[1] % 2:  # 4:2:0 needs even sides: one black row/column more
             video += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0:color=black"]
