@@ -3,21 +3,26 @@
 #   make test   adds the test/training side (pytest, pycairo, CairoSVG, scikit-image, torch, avatarizer-export)
 #   make dist-check   builds wheel + sdist in a clean clone and checks them in fresh venvs (.ci/run calls it)
 SHELL := /bin/bash
-PY ?= python3.11
+# the first of these on PATH (MediaPipe 0.10.21 has wheels for 3.9-3.12; the project needs >= 3.10);
+# `make demo PY=python3.X` picks another
+PY ?= $(shell for p in python3.11 python3.12 python3.10 python3; do command -v $$p >/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 VPY := $(VENV)/bin/python
 RT_STAMP := $(VENV)/.runtime-stamp
 DEV_STAMP := $(VENV)/.dev-stamp
 SHARED ?= ../shared
 # Debian/Ubuntu packages: what `make demo` needs (compiler, Python headers and
-# venv, libcairo; libGL and GLib for the OpenCV that MediaPipe brings), and what `make test` adds (ffmpeg copies sound tracks,
-# valgrind runs the C example, git for dist-check's clean clone; chromium renders
+# venv, libcairo; libGL and GLib for the OpenCV that MediaPipe brings; ffmpeg, which `avatarizer video`
+# writes browser-playable H.264 with the sound through), and what `make test` adds (valgrind runs the C example, git for dist-check's clean clone; chromium renders
 # the animation tests' Lottie/SVG frames, with node/npm, installed when missing;
 # xvfb + xauth give `avatarizer live` a virtual display in tests (xvfb-run -a), and
 # libsm6/libice6/libxext6 are the X libraries OpenCV's Qt window needs, which a
 # desktop has and a minimal image may not).
-APT_DEMO := build-essential pkg-config libcairo2-dev python3 python3-dev python3-venv ca-certificates libgl1 libglib2.0-0
-APT_TEST := ffmpeg valgrind git xz-utils patch chromium xvfb xauth libsm6 libice6 libxext6
+APT_DEMO := build-essential pkg-config libcairo2-dev python3 python3-dev python3-venv ca-certificates libgl1 libglib2.0-0 \
+	ffmpeg
+APT_TEST := valgrind git xz-utils patch chromium xvfb xauth libsm6 libice6 libxext6
+# what `make dist` adds to the demo's (a clean clone, the bundled cairo's sources unpacked and patched)
+APT_DIST := git xz-utils patch
 
 .PHONY: all demo test test-gpu native sysdeps sysdeps-test venv dev models clean valgrind bench-render profile-render example gallery \
 	dist-check dist sanitize sanitize-deps webdeps bench-animation
@@ -52,7 +57,10 @@ sysdeps-test: sysdeps
 
 # Runtime: the package and its wheels-only dependencies (no torch, no pycairo).
 $(RT_STAMP): pyproject.toml setup.py | sysdeps
-	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	@test -x $(VPY) || { \
+	  if [ -z "$(PY)" ] || ! $(PY) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' 2>/dev/null; \
+	  then echo "needs Python 3.10-3.12 (MediaPipe 0.10.21's wheels); found: $$($(or $(PY),python3) --version 2>/dev/null || echo no $(or $(PY),python3)). Install python3.11 (apt-get install python3.11 python3.11-venv python3.11-dev) or pass PY=python3.X" >&2; exit 1; fi; \
+	  $(PY) -m venv $(VENV); }
 	$(VPY) -m pip install -q --upgrade pip "setuptools>=77" wheel "cffi>=1.16"
 	$(VPY) -m pip install -q -e . --no-build-isolation
 	@touch $(RT_STAMP)
@@ -176,7 +184,8 @@ dist-check: sysdeps-test
 	.ci/dist-check
 
 # The same checks; leaves the manylinux wheel, the sdist and the avatarizer-export wheel in dist/.
-dist: sysdeps-test
+dist: sysdeps
+	$(call apt_install,$(APT_DIST))
 	DIST_OUT=$(CURDIR)/dist .ci/dist-check
 
 clean:
