@@ -1462,3 +1462,30 @@ def test_with_no_sound_track_marked_default_the_first_is_kept_and_said(tmp_path,
             "-disposition:a:1", "0", two)
     assert _main("video", two, "-o", tmp_path / "o.mp4") == 0, capsys.readouterr().err
     assert "track 1 of 2 (the first: none is marked default)" in capsys.readouterr().out
+
+
+def _damaged_clip(tmp_path: Path) -> tuple[Path, int]:
+    """3 s of clip d0 re-encoded (H.264, no sound), 4,000 bytes in its
+    middle overwritten with noise: a damaged packet mid-file."""
+    _need_ffmpeg()
+    src = need_shared("data", "video", "d0.mp4")
+    whole = tmp_path / "whole.mp4"
+    _ffmpeg("-i", src, "-t", "6", "-c:v", "libx264", "-preset", "veryfast", "-an", whole)
+    data = bytearray(whole.read_bytes())
+    at = len(data) // 2
+    data[at:at + 4000] = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    return bad, int(_ffprobe(whole, "stream=nb_frames")[0])
+
+
+def test_a_damaged_packet_mid_file_does_not_end_the_video(tmp_path, capsys):
+    """One damaged packet ended the walk there (12 of 78 frames written):
+    decoding goes on after it, the frames before the damage shown in its
+    place, with a warning and exit status 3."""
+    bad, frames = _damaged_clip(tmp_path)
+    out = tmp_path / "o.mp4"
+    assert _main("video", bad, "-o", out) == 3
+    err = capsys.readouterr().err
+    assert "could not be decoded (a damaged file)" in err and "ended after" not in err, err[-800:]
+    assert int(_ffprobe(out, "stream=nb_frames")[0]) >= frames - 2

@@ -471,3 +471,23 @@ def test_quitting_before_the_first_frame_is_no_failure(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     why, shown = res.stdout.split()
     assert why == "max-seconds" and int(shown) >= 1, res.stdout
+
+
+def test_a_damaged_packet_mid_file_does_not_end_the_preview(tmp_path):
+    xvfb = _xvfb()
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg (make sysdeps)")
+    src = need_shared("data", "video", "d0.mp4")
+    whole = tmp_path / "whole.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-nostdin", "-i", str(src), "-t", "6", "-c:v", "libx264",
+                    "-preset", "veryfast", "-an", str(whole)], check=True)
+    data = bytearray(whole.read_bytes())
+    at = len(data) // 2
+    data[at:at + 4000] = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    res = subprocess.run(xvfb + CLI + ["live", str(bad)], capture_output=True, text=True, env=ENV, timeout=300,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr[-2000:]
+    shown = int(re.search(r"shown (\d+) frames", res.stdout).group(1))
+    assert shown >= 70 and "could not be decoded" in res.stderr, (res.stdout, res.stderr[-600:])

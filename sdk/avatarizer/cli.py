@@ -995,7 +995,8 @@ def _video(args) -> int:
                     frames_out.add(compose(frame, avatar, side), t)
                 done, found, frame = walk.done, walk.found, walk.frame
                 shown = _last_shown(info, start, frames_out.first, frames_out.last, 1.0 / rate_f,
-                                    _read_whole(info, count, limit, done, frame is None), args.max_seconds)
+                                    _read_whole(info, count, limit, done + walk.damaged, frame is None),
+                                    args.max_seconds)
                 frames_out.finish(shown)
                 shown = 1.0 / rate_f if shown is None else shown  # (the last frame's time on screen)
                 secs = time.perf_counter() - t0
@@ -1006,7 +1007,7 @@ def _video(args) -> int:
         _progress_end()
         if done == 0:
             raise CLIError(f"no frames could be decoded from {inp}")
-        expected = videoio.expected_frames(count, info, limit, done) if frame is None else None
+        expected = videoio.expected_frames(count, info, limit, done + walk.damaged) if frame is None else None
         # (None: --max-seconds stopped it)
         if encoder is not None:
             enc, encoder = encoder, None
@@ -1045,7 +1046,7 @@ def _video(args) -> int:
         _warn_no_face(args.face, done, inp)
     if params_path is not None:
         print(f"wrote {params_path}: the parameters of {params_out.count} frames")
-    return _truncation_status(inp, done, expected)
+    return max(_truncation_status(inp, done + walk.damaged, expected), _damage_status(inp, walk.damaged))
 
 
 class _VideoWalk:
@@ -1063,9 +1064,11 @@ class _VideoWalk:
         self.cap, self.frame, self.clock = cap, first, clock
         self.max_seconds, self.total, self.t0 = max_seconds, total, t0
         self.done = self.found = 0
+        self.damaged = 0  # reads that failed before the frame count was reached, the walk going on after them
 
     def avatars(self, av, face: int, params_out):
         """Yields ``(frame, time in s, Avatar | None)``."""
+        from .videoio import MAX_BAD_READS
         t_first = last_ms = None
         while self.frame is not None:
             t = self.clock.time()
@@ -1089,7 +1092,26 @@ class _VideoWalk:
             if self.done % 5 == 0 or self.done == self.total:
                 _progress(self.done, self.total, self.t0)
             ok, frame = self.cap.read()
+            misses = 0
+            # a damaged packet mid-file fails one read, and decoding goes on after it (it ended the walk there):
+            # retried while fewer frames than the header counts were read, at most MAX_BAD_READS in a row
+            while (not ok or frame is None) and misses < MAX_BAD_READS \
+                    and self.done + self.damaged + misses < self.total:
+                misses += 1
+                ok, frame = self.cap.read()
+            if ok and frame is not None:
+                self.damaged += misses
             self.frame = frame if ok else None
+
+
+def _damage_status(inp: Path, damaged: int) -> int:
+    """Warns about frames that could not be decoded mid-file (the frame
+    before each was shown on): exit status 3, else 0."""
+    if not damaged:
+        return 0
+    print(f"avatarizer video: warning: {damaged} frame(s) of {inp} could not be decoded (a damaged file); the "
+          f"frame before each is shown in its place (exit status {EXIT_TRUNCATED})", file=sys.stderr)
+    return EXIT_TRUNCATED
 
 
 def _last_shown(info, start: float, first: float, last: float | None, step: float, whole: bool,
@@ -1288,7 +1310,7 @@ def _video_animation(args) -> int:
         frames = [first if p is None else p for p in frames]
         # (the animation starts with the video's first frame)
         last = _last_shown(info, start, times[0], times[-1], 1.0 / src_rate,
-                           _read_whole(info, count, limit, done, frame is None), args.max_seconds)
+                           _read_whole(info, count, limit, done + walk.damaged, frame is None), args.max_seconds)
         last = 1.0 / src_rate if last is None else last
         shown = _resampled(frames, [t - times[0] for t in times], last, fps, " or --max-seconds")
         n_out = len(shown)
@@ -1309,7 +1331,9 @@ def _video_animation(args) -> int:
             params_out.discard()  # (nothing once finished)
     from .videoio import expected_frames
 
-    return _truncation_status(inp, done, expected_frames(count, info, limit, done) if frame is None else None)
+    read = done + walk.damaged
+    return max(_truncation_status(inp, read, expected_frames(count, info, limit, read) if frame is None else None),
+               _damage_status(inp, walk.damaged))
 
 
 def _within(anim) -> str:
@@ -1490,8 +1514,11 @@ def _live(args) -> int:
     if res.stopped_by == "read-error":
         print(f"avatarizer live: warning: {live.describe(source)} stopped sending frames", file=sys.stderr)
     if res.expected is not None:
-        print(f"avatarizer live: warning: {source} ended after {res.shown} of the {res.expected} frames its "
-              "header announces (a truncated or damaged file)", file=sys.stderr)
+        print(f"avatarizer live: warning: {source} ended after {res.shown + res.damaged} of the {res.expected} "
+              "frames its header announces (a truncated or damaged file)", file=sys.stderr)
+    if res.damaged:
+        print(f"avatarizer live: warning: {res.damaged} frame(s) of {source} could not be decoded (a damaged "
+              "file)", file=sys.stderr)
     return 0
 
 

@@ -261,6 +261,8 @@ class LiveResult:
     #                             (a camera or stream that stopped sending frames: a URL's after URL_READ_TIMEOUT_S)
     #: a file that ended before the frames its header announces (damaged or cut): that many, else None
     expected: int | None = None
+    #: a file's frames that could not be decoded mid-file (the walk went on after them)
+    damaged: int = 0
 
 
 def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: int | None = None,
@@ -298,6 +300,9 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
     reading = threading.Event()  # the worker is inside cap.read()
     quitting = threading.Event()  # the preview ended: no further read is started
 
+    file_frames = 0 if stream else int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    from .videoio import MAX_BAD_READS
+
     def frames():  # runs on the stream's worker thread
         n, misses, last_ts = 0, 0, -1.0
         got = time.perf_counter()
@@ -316,8 +321,14 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
                 if stream and misses < 10 and n > 0 and now - got < READ_GIVE_UP_S:
                     misses += 1
                     continue
+                # a file's damaged packet fails one read and decoding goes on after it (as `video` walks it)
+                if not stream and misses < MAX_BAD_READS and n + res.damaged + misses < file_frames:
+                    misses += 1
+                    continue
                 ended["why"] = "end" if not stream else "read-error"
                 return
+            if not stream:
+                res.damaged += misses
             misses, got = 0, now
             if stream:
                 ts = (now - t0) * 1000.0
@@ -416,11 +427,11 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
                 count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
                 from .videoio import expected_frames
 
-                res.expected = expected_frames(count, info, None, res.shown)
+                res.expected = expected_frames(count, info, None, res.shown + res.damaged)
                 # the last frame lasts what it says, where the whole file was read (a damaged or cut file's
                 # last decoded frame was held to the header's end, up to 10 s, with no word)
                 if res.expected is None and info.stream_duration is not None \
-                        and (not info.video_frames or res.shown >= info.video_frames):
+                        and (not info.video_frames or res.shown + res.damaged >= info.video_frames):
                     # (OpenCV's frame times count from the video stream's own start, not the file's: start 0)
                     why = wait_until(time.perf_counter() + info.last_shown(0.0, at, 1.0 / fps_src))
         res.stopped_by = why or ended["why"]

@@ -750,3 +750,9 @@ def expected_frames(count: int, info, limit: int | None, done: int) -> int | Non
         count = 0
     expected = min(count, limit) if limit else count
     return expected if count > 0 and done < expected - 1 else None
+
+
+#: the most failed reads in a row a walk over a video file (``video``, ``live``) goes on after, while
+#: fewer frames than its header counts were read: a damaged packet mid-file fails one read, and
+#: decoding goes on after it (it ended the walk there: 12 of 78 frames)
+MAX_BAD_READS = 64
