@@ -1489,3 +1489,27 @@ def test_a_damaged_packet_mid_file_does_not_end_the_video(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "could not be decoded (a damaged file)" in err and "ended after" not in err, err[-800:]
     assert int(_ffprobe(out, "stream=nb_frames")[0]) >= frames - 2
+
+
+def test_a_params_file_that_cannot_be_written_is_named(tmp_path, clip, monkeypatch, capsys):
+    """A full disk while writing --params said "No space left on device"
+    with no file name (the temporary file was the one written)."""
+    import errno
+
+    from avatarizer import cli
+
+    real = cli.params_line
+    calls = [0]
+
+    def full(*a, **k):
+        calls[0] += 1
+        if calls[0] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*a, **k)
+
+    monkeypatch.setattr(cli, "params_line", full)
+    out, jl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    assert _main("video", clip, "-o", out, "--params", jl, "--max-seconds", "0.5") == 1
+    err = capsys.readouterr().err
+    assert f"could not write {jl}: No space left on device" in err, err[-500:]
+    assert _leftovers(tmp_path) == [] and not out.exists() and not jl.exists()

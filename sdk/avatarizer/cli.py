@@ -1195,7 +1195,10 @@ class _ParamsWriter:
         self.count += 1
 
     def _write(self, avatar, frame: int, time_ms: float, duration_ms: float | None) -> None:
-        self.f.write(params_line(avatar, frame, time_ms, duration_ms) + "\n")
+        try:
+            self.f.write(params_line(avatar, frame, time_ms, duration_ms) + "\n")
+        except OSError as exc:  # (a full disk: the error named no file, it was the temporary one beside it)
+            raise CLIError(f"could not write {self.path}: {exc.strerror or exc}") from None
 
     def finish(self, *before: tuple[Path, Path], last_ms: float | None = None) -> Path:
         """Writes the last frame's line (shown ``last_ms``: how long the
@@ -1206,7 +1209,10 @@ class _ParamsWriter:
         if self._held is not None:
             self._write(*self._held, last_ms)
             self._held = None
-        self.f.close()
+        try:
+            self.f.close()
+        except OSError as exc:
+            raise CLIError(f"could not write {self.path}: {exc.strerror or exc}") from None
         _commit_all([*before, (self.tmp, self.path)], self.overwrite, self.inp)
         self.done = True
         return self.path
