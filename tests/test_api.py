@@ -1575,3 +1575,32 @@ def test_face_infos_compare_and_hash(astronaut):
     assert dataclasses.replace(zeroed, transform=-zeroed.transform) == zeroed
     assert len({zeroed, dataclasses.replace(zeroed, transform=-zeroed.transform)}) == 1  # (0.0 and -0.0 hash alike)
     assert signed == b.face
+
+
+def test_json_keeps_the_channel_order_overlay_takes(astronaut, avatar):
+    """A BGR app's avatar read back from JSON overlaid red for blue (the
+    document kept no colour order: it came back "rgb")."""
+    bgr = np.ascontiguousarray(astronaut[:, :, ::-1])
+    with Avatarizer(color_order="bgr") as av:
+        a = av.from_frame(bgr)
+    b = Avatar.from_json(a.to_json())
+    assert b.color_order == "bgr"
+    np.testing.assert_array_equal(b.overlay(bgr), a.overlay(bgr))
+    doc = json.loads(avatar.to_json())
+    assert doc["color_order"] == "rgb"
+    del doc["color_order"]  # (JSON written before it was kept)
+    assert Avatar.from_json(json.dumps(doc)).color_order == "rgb"
+    for bad in ("BGR", "", 3, None):
+        doc["color_order"] = bad
+        with pytest.raises(ValueError, match="color_order"):
+            Avatar.from_json(json.dumps(doc))
+    for bad in ("", 0, False):  # (a falsy order took the avatar's own)
+        with pytest.raises(ValueError):
+            avatar.overlay(astronaut, color_order=bad)
+
+
+def test_json_refuses_a_frame_no_overlay_could_take(avatar):
+    doc = json.loads(avatar.to_json())
+    doc["face"]["frame_shape"] = [20, 20]
+    with pytest.raises(ValueError, match="32"):
+        Avatar.from_json(json.dumps(doc))

@@ -744,3 +744,18 @@ def test_an_error_naming_a_file_with_a_line_break_is_one_line(tmp_path, capsys, 
     assert _main("image", "x\ny.jpg", "-o", tmp_path / "o.png") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "x\\ny.jpg" in err, err
+
+
+def test_an_output_name_ending_in_a_separator_is_refused(tmp_path, capsys):
+    """`-o dir.png/` wrote a file dir.png (Path() drops the slash)."""
+    from avatarizer.cli import main
+
+    photo = tmp_path / "p.png"
+    from PIL import Image
+
+    from avatarizer.imageio import sample_photo
+
+    Image.fromarray(sample_photo()).save(photo)
+    assert main(["image", str(photo), "-o", str(tmp_path / "dir.png") + os.sep]) == 2
+    assert "ends with a path separator" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]

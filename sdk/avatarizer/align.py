@@ -162,8 +162,12 @@ UPRIGHT_RETRY_ROLL = 45.0
 #: CLI's 4) a group photo's largest face could be left out (a grid of six
 #: faces: the avatar of the third largest; a review, session 33). Each face
 #: detected beyond the first costs a FaceMesh run (~2.5 ms): nothing more
-#: on a portrait, 52 instead of 37 ms on that grid
-IMAGE_MESH_FACES = 8
+#: on a portrait, 52 instead of 37 ms on that grid. With 8, a photo of 17
+#: faces whose largest (a little blurred) was not among the detector's 8
+#: likeliest drew the second largest (a review, session 59): every face is
+#: meshed now, up to :data:`MAX_FACES` (that photo 240 -> 267 ms; a
+#: portrait and a grid of ten cost the same)
+IMAGE_MESH_FACES = 64  # (= MAX_FACES)
 #: most faces a frame is searched for (``AlignOptions.max_faces``, ``Avatarizer(max_faces=)``)
 MAX_FACES = 64
 

@@ -231,7 +231,7 @@ class FaceInfo:
     @classmethod
     def from_dict(cls, d: dict) -> "FaceInfo":
         """The inverse of :meth:`to_dict`; ``ValueError`` names the first bad field."""
-        from .imageio import MAX_SIDE
+        from .imageio import MAX_SIDE, MIN_SIDE
 
         if not isinstance(d, dict):
             raise ValueError(f"face must be an object, got {type(d).__name__}")
@@ -271,8 +271,9 @@ class FaceInfo:
             raise ValueError("face.transform must be invertible")
         shape = d["frame_shape"]
         if not isinstance(shape, list) or len(shape) != 2 or not all(
-                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in shape):
-            raise ValueError(f"face.frame_shape must be [height, width], whole numbers in 1..{MAX_SIDE}, "
+                isinstance(v, int) and not isinstance(v, bool) and MIN_SIDE <= v <= MAX_SIDE for v in shape):
+            # (from MIN_SIDE: a frame smaller than any the SDK reads could never be overlaid)
+            raise ValueError(f"face.frame_shape must be [height, width], whole numbers in {MIN_SIDE}..{MAX_SIDE}, "
                              f"got {shape!r:.80}")
         index = d.get("index", 0)
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 1 << 16:
@@ -450,7 +451,7 @@ class Avatar:
         if not isinstance(antialias, str) or antialias not in ("best", "fast"):
             raise ValueError(f"antialias must be 'best' or 'fast', got {antialias!r:.40}")
         resolve_threads(threads, 0)  # refuses a bad value before anything else (0 px: no CPU count asked)
-        order = color_order or self.color_order
+        order = self.color_order if color_order is None else color_order  # ('' or 0: refused, not the default)
         # A uint8 H×W×3 array is validated and composited in the caller's own
         # channel order (the avatar's colours are swapped instead of the frame:
         # two full-frame copies fewer); anything else is converted to RGB first.
@@ -493,11 +494,14 @@ class Avatar:
 
     # -- serialisation
     def to_json(self, *, indent: int | None = None) -> str:
-        """JSON text: format tag, schema version, every parameter by name, and the face metadata."""
+        """JSON text: format tag, schema version, every parameter by name, the
+        face metadata and the channel order :meth:`overlay` takes frames in
+        (``color_order``: a BGR app's avatar read back overlaid red for blue)."""
         doc = {"format": AVATAR_JSON_FORMAT, "schema_version": schema.VERSION,
                "params": {n: float(v) for n, v in zip(schema.NAMES, self._params)}}
         if self.face is not None:
             doc["face"] = self.face.to_dict()
+        doc["color_order"] = self.color_order
         return json.dumps(doc, indent=indent)
 
     @classmethod
@@ -542,7 +546,10 @@ class Avatar:
             values.append(f)
         face = doc.get("face")
         face = FaceInfo.from_dict(face) if face is not None else None
-        return cls(np.array(values, np.float32), face)
+        order = doc.get("color_order", "rgb")  # (JSON written before it was kept: RGB, the default)
+        if not isinstance(order, str) or order not in COLOR_ORDERS:
+            raise ValueError(f"avatar JSON's color_order must be one of {', '.join(COLOR_ORDERS)}, got {order!r:.40}")
+        return cls(np.array(values, np.float32), face, color_order=order)
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -1833,6 +1833,19 @@ def _check_stop() -> None:
         raise _Signalled(_STOP[0])
 
 
+def _output_names(args) -> list[tuple[str, str]]:
+    """The options of ``args`` that name an output file (``demo -o`` names
+    a folder; ``animate --params`` is an input)."""
+    out = []
+    if args.command != "demo" and isinstance(getattr(args, "output", None), str):
+        out.append(("-o", args.output))
+    if isinstance(getattr(args, "screenshot", None), str):
+        out.append(("--screenshot", args.screenshot))
+    if args.command == "video" and isinstance(getattr(args, "params", None), str):
+        out.append(("--params", args.params))
+    return out
+
+
 def main(argv=None) -> int:
     """Runs one command. Exit status: 0 done, 1 error (one line on stderr),
     2 usage (and ``live`` without a display), 3 the input video was truncated (output written for the decoded
@@ -1856,6 +1869,11 @@ def main(argv=None) -> int:
         except ValueError as exc:  # (a usage error, exit 2, as a bad single --set is)
             text = str(exc).replace("=True", "=yes").replace("=False", "=no")
             print(f"avatarizer {args.command}: error: {text}", file=sys.stderr)
+            return 2
+    for name, value in _output_names(args):  # (Path() drops the slash: `-o dir.png/` wrote a file dir.png)
+        if value.endswith(tuple(filter(None, (os.sep, os.altsep)))):
+            print(f"avatarizer {args.command}: error: {name} {value!r} ends with a path separator (a folder): "
+                  "give a file name", file=sys.stderr)
             return 2
     handlers = {}
     _STOP.clear()
