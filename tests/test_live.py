@@ -404,6 +404,37 @@ def test_two_previews_with_one_avatarizer(tmp_path, monkeypatch):
     assert res.stdout.split() == ["shown", "5", "shown", "5"]
 
 
+def _fake_camera_run(tmp_path, read_body: str, run_line: str, prelude: str = "") -> str:
+    """stdout of a script that runs ``live.run`` on a fake camera under
+    xvfb: ``read_body`` is its ``read()`` (``self.n`` counts the calls,
+    ``frame`` is the astronaut in BGR), ``run_line`` prints what to check."""
+    xvfb = shutil.which("xvfb-run")
+    if xvfb is None:
+        pytest.skip("needs xvfb-run (make sysdeps-test installs xvfb)")
+    script = tmp_path / "cam.py"
+    body = "".join(f"        {line}\n" for line in read_body.strip().splitlines())
+    script.write_text(
+        "import time, numpy as np\n"
+        "from skimage import data\n"
+        "from avatarizer import Avatarizer, live\n"
+        + prelude +
+        "frame = np.ascontiguousarray(data.astronaut()[:, :, ::-1])\n"
+        "class Cam:\n"
+        "    n = 0\n"
+        "    def read(self):\n"
+        "        self.n += 1\n"
+        + body +
+        "    def get(self, prop):\n"
+        "        return 0.0\n"
+        "with Avatarizer(mode='video', color_order='bgr') as av:\n"
+        "    t0 = time.perf_counter()\n"
+        f"    {run_line}\n")
+    res = subprocess.run([xvfb, "-a", sys.executable, str(script)], capture_output=True, text=True, env=ENV,
+                         timeout=300, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
 def test_a_camera_that_stalls_does_not_freeze_the_preview(tmp_path):
     """While a camera's read blocked, the preview loop waited inside the
     stream for the next frame: q, Esc, closing the window and
@@ -411,66 +442,30 @@ def test_a_camera_that_stalls_does_not_freeze_the_preview(tmp_path):
     as long) returned. Now ``stream(on_wait=...)`` keeps the window's events
     going and ends the preview at once (the capture is released only after
     the read returns: never under it)."""
-    xvfb = shutil.which("xvfb-run")
-    if xvfb is None:
-        pytest.skip("needs xvfb-run (make sysdeps-test installs xvfb)")
-    script = tmp_path / "stall.py"
-    script.write_text(
-        "import time, numpy as np\n"
-        "from skimage import data\n"
-        "from avatarizer import Avatarizer, live\n"
-        "live.READER_WAIT_S = 0.2\n"
-        "frame = np.ascontiguousarray(data.astronaut()[:, :, ::-1])\n"
-        "class Cam:\n"
-        "    n = 0\n"
-        "    def read(self):\n"
-        "        self.n += 1\n"
-        "        if self.n <= 5:\n"
-        "            return True, frame.copy()\n"
-        "        time.sleep(8.0 if self.n == 6 else 0.01)\n"
-        "        return False, None\n"
-        "    def get(self, prop):\n"
-        "        return 0.0\n"
-        "with Avatarizer(mode='video', color_order='bgr') as av:\n"
-        "    t0 = time.perf_counter()\n"
-        "    res = live.run(av, Cam(), 0, side=False, max_seconds=2.0)\n"
-        "    print(res.stopped_by, res.shown, round(time.perf_counter() - t0, 2))\n")
-    res = subprocess.run([xvfb, "-a", sys.executable, str(script)], capture_output=True, text=True, env=ENV,
-                         timeout=300, stdin=subprocess.DEVNULL)
-    assert res.returncode == 0, res.stderr[-2000:]
-    why, shown, took = res.stdout.split()
-    assert why == "max-seconds" and int(shown) == 5 and float(took) < 5.0, res.stdout
+    out = _fake_camera_run(
+        tmp_path, """
+if self.n <= 5:
+    return True, frame.copy()
+time.sleep(8.0 if self.n == 6 else 0.01)
+return False, None""",
+        "res = live.run(av, Cam(), 0, side=False, max_seconds=2.0); "
+        "print(res.stopped_by, res.shown, round(time.perf_counter() - t0, 2))",
+        prelude="live.READER_WAIT_S = 0.2\n")
+    why, shown, took = out.split()
+    assert why == "max-seconds" and int(shown) == 5 and float(took) < 5.0, out
 
 
 def test_quitting_before_the_first_frame_is_no_failure(tmp_path):
     """A camera slow to send its first frame and --max-seconds shorter than
     that: the preview waits for one frame (max-seconds counts from then on);
     q or closing the window before any frame is a stop, not "could not read"."""
-    xvfb = shutil.which("xvfb-run")
-    if xvfb is None:
-        pytest.skip("needs xvfb-run (make sysdeps-test installs xvfb)")
-    script = tmp_path / "slow.py"
-    script.write_text(
-        "import time, numpy as np\n"
-        "from skimage import data\n"
-        "from avatarizer import Avatarizer, live\n"
-        "frame = np.ascontiguousarray(data.astronaut()[:, :, ::-1])\n"
-        "class Cam:\n"
-        "    n = 0\n"
-        "    def read(self):\n"
-        "        self.n += 1\n"
-        "        time.sleep(1.0 if self.n == 1 else 0.05)\n"
-        "        return True, frame.copy()\n"
-        "    def get(self, prop):\n"
-        "        return 0.0\n"
-        "with Avatarizer(mode='video', color_order='bgr') as av:\n"
-        "    res = live.run(av, Cam(), 0, side=False, max_seconds=0.5)\n"
-        "    print(res.stopped_by, res.shown)\n")
-    res = subprocess.run([xvfb, "-a", sys.executable, str(script)], capture_output=True, text=True, env=ENV,
-                         timeout=300, stdin=subprocess.DEVNULL)
-    assert res.returncode == 0, res.stderr[-2000:]
-    why, shown = res.stdout.split()
-    assert why == "max-seconds" and int(shown) >= 1, res.stdout
+    out = _fake_camera_run(
+        tmp_path, """
+time.sleep(1.0 if self.n == 1 else 0.05)
+return True, frame.copy()""",
+        "res = live.run(av, Cam(), 0, side=False, max_seconds=0.5); print(res.stopped_by, res.shown)")
+    why, shown = out.split()
+    assert why == "max-seconds" and int(shown) >= 1, out
 
 
 def test_a_damaged_packet_mid_file_does_not_end_the_preview(tmp_path):

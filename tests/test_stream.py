@@ -30,6 +30,15 @@ def _stream_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "avatarizer-stream" and t.is_alive()]
 
 
+def _wait_for_no_stream_thread(timeout: float = 10.0) -> None:
+    """Waits up to ``timeout`` s for every stream worker to end (one left in a
+    source's read by close() or on_wait ends once the read returns)."""
+    deadline = time.monotonic() + timeout
+    while _stream_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _stream_threads()
+
+
 @pytest.fixture(scope="module")
 def clip():
     """40 frames of d0 (BGR) with a black frame at 20 (a lost face), and their timestamps."""
@@ -453,10 +462,7 @@ def test_close_from_another_thread_ends_the_consumers_loop_with_the_closed_error
     with pytest.raises(RuntimeError, match="closed"):
         for _ in it:
             pass
-    deadline = time.monotonic() + 10.0  # (a worker inside the source's read stops once it returns)
-    while _stream_threads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _stream_threads()
+    _wait_for_no_stream_thread()  # (a worker inside the source's read stops once it returns)
 
 
 def test_close_from_another_thread_does_not_wait_for_a_source_that_blocks():
@@ -490,10 +496,7 @@ def test_close_from_another_thread_does_not_wait_for_a_source_that_blocks():
         assert native._streams == 0
     finally:
         release.set()
-    deadline = time.monotonic() + 10.0
-    while _stream_threads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _stream_threads()
+    _wait_for_no_stream_thread()
 
 
 def test_close_right_as_a_stream_starts_gives_the_stream_count_back(monkeypatch):
@@ -554,10 +557,7 @@ def test_on_wait_is_called_while_the_source_stalls_and_can_end_the_stream():
             assert native._streams == 0
         finally:
             release.set()
-        deadline = time.monotonic() + 10.0
-        while _stream_threads() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _stream_threads()
+        _wait_for_no_stream_thread()
         assert av.from_frame(astronaut, 10_000.0) is not None  # (the Avatarizer goes on)
         with pytest.raises(ValueError, match="on_wait"):
             av.stream([astronaut], on_wait=5)
