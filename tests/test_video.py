@@ -1401,9 +1401,11 @@ def test_mean_is_ndarray_mean():
 
 
 def test_cli_video_damaged_input_sound_cut_to_the_frames(tmp_path, capsys):
-    """An input whose video stops decoding part way (bytes overwritten in the
-    middle): exit status 3 (truncated), and the copied sound is cut to the
-    frames written instead of running on to the header's duration."""
+    """An input with a third of its bytes overwritten in the middle: exit
+    status 3 with the damaged frames said; the walk goes on after them
+    (session 59: it stopped at the first, and the copied sound was then cut
+    to the frames written; the writer's cut is tested below), so the video
+    keeps its length and the sound runs with it."""
     import subprocess
 
     from avatarizer.cli import EXIT_TRUNCATED, main
@@ -1421,10 +1423,10 @@ def test_cli_video_damaged_input_sound_cut_to_the_frames(tmp_path, capsys):
     assert _ffprobe(damaged)["audio"]["duration"] and float(_ffprobe(damaged)["audio"]["duration"]) > 2.9
     out = tmp_path / "out.mp4"
     assert main(["video", str(damaged), "-o", str(out)]) == EXIT_TRUNCATED
-    assert "cut to the video's" in capsys.readouterr().out
+    assert "could not be decoded (a damaged file)" in capsys.readouterr().err
     got = _ffprobe(out)
     video, sound = float(got["video"]["duration"]), float(got["audio"]["duration"])
-    assert video < 2.5 and abs(sound - video) < 0.1, (video, sound)
+    assert video > 2.8 and abs(sound - video) < 0.25, (video, sound)
     assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
 
