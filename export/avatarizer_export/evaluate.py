@@ -469,10 +469,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
         labels = row_labels(paths, labels, labels_home)
     result = {"faces": prep["faces"], "unreadable": len(prep["unreadable"]), "aligned": len(names), "methods": {}}
     if prep["unreadable"]:
-        bad, why = prep["unreadable"], list(prep.get("unreadable_why") or [])
-        why += [""] * (len(bad) - len(why))
+        bad, why = prep["unreadable"], prep["unreadable_why"]  # (both in every cache since v7)
         _warn(f"skipped {len(bad)} of {prep['faces']} file(s) that could not be read as images: "
-              + "; ".join(f"{b} ({w})" if w else b for b, w in zip(bad[:5], why)) + ("; ..." if len(bad) > 5 else ""))
+              + "; ".join(f"{b} ({w})" for b, w in zip(bad[:5], why)) + ("; ..." if len(bad) > 5 else ""))
     if labels is not None and names and not (isinstance(labels, list) and any(t is not None for t in labels)):
         _warn(f"--labels matched none of the {len(names)} aligned photo(s) (it names bare file names of the "
               "folder holding it): no attribute is scored")

@@ -153,6 +153,9 @@ SMALL_FACE_FINE_HINT = 0.15
 #: faces tilted 35-44° was kept, at twice the detection time)
 UPRIGHT_RETRY_ROLL = 45.0
 
+#: most faces a frame is searched for (``AlignOptions.max_faces``, ``Avatarizer(max_faces=)``)
+MAX_FACES = 64
+
 #: image mode: FaceMesh looks for at least this many faces, and the largest
 #: ``max_faces`` are kept: with one, the detector's likeliest detection is the
 #: only one meshed, and in a close-up it can be a spurious small "face" (an
@@ -167,9 +170,7 @@ UPRIGHT_RETRY_ROLL = 45.0
 #: likeliest drew the second largest (a review, session 59): every face is
 #: meshed now, up to :data:`MAX_FACES` (that photo 240 -> 267 ms; a
 #: portrait and a grid of ten cost the same)
-IMAGE_MESH_FACES = 64  # (= MAX_FACES)
-#: most faces a frame is searched for (``AlignOptions.max_faces``, ``Avatarizer(max_faces=)``)
-MAX_FACES = 64
+IMAGE_MESH_FACES = MAX_FACES
 
 
 @dataclass

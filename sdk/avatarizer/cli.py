@@ -995,7 +995,7 @@ def _video(args) -> int:
                     frames_out.add(compose(frame, avatar, side), t)
                 done, found, frame = walk.done, walk.found, walk.frame
                 shown = _last_shown(info, start, frames_out.first, frames_out.last, 1.0 / rate_f,
-                                    _read_whole(info, count, limit, done + walk.damaged, frame is None),
+                                    videoio.read_whole(info, count, limit, done + walk.damaged, frame is None),
                                     args.max_seconds)
                 frames_out.finish(shown)
                 shown = 1.0 / rate_f if shown is None else shown  # (the last frame's time on screen)
@@ -1046,7 +1046,7 @@ def _video(args) -> int:
         _warn_no_face(args.face, done, inp)
     if params_path is not None:
         print(f"wrote {params_path}: the parameters of {params_out.count} frames")
-    return max(_truncation_status(inp, done + walk.damaged, expected), _damage_status(inp, walk.damaged))
+    return _walk_status(inp, walk, expected)
 
 
 class _VideoWalk:
@@ -1068,7 +1068,7 @@ class _VideoWalk:
 
     def avatars(self, av, face: int, params_out):
         """Yields ``(frame, time in s, Avatar | None)``."""
-        from .videoio import MAX_BAD_READS
+        from .videoio import read_past_damage
         t_first = last_ms = None
         while self.frame is not None:
             t = self.clock.time()
@@ -1091,17 +1091,16 @@ class _VideoWalk:
             self.done += 1
             if self.done % 5 == 0 or self.done == self.total:
                 _progress(self.done, self.total, self.t0)
-            ok, frame = self.cap.read()
-            misses = 0
-            # a damaged packet mid-file fails one read, and decoding goes on after it (it ended the walk there):
-            # retried while fewer frames than the header counts were read, at most MAX_BAD_READS in a row
-            while (not ok or frame is None) and misses < MAX_BAD_READS \
-                    and self.done + self.damaged + misses < self.total:
-                misses += 1
-                ok, frame = self.cap.read()
-            if ok and frame is not None:
-                self.damaged += misses
+            # (a damaged packet mid-file fails a read, and decoding goes on after it: it ended the walk there)
+            ok, frame, skipped = read_past_damage(self.cap.read, self.done + self.damaged, self.total)
+            self.damaged += skipped
             self.frame = frame if ok else None
+
+
+def _walk_status(inp: Path, walk: "_VideoWalk", expected: int | None) -> int:
+    """The exit status of a walk over ``inp`` (3 when it was truncated,
+    ``expected`` frames announced, or damaged), its warnings printed."""
+    return max(_truncation_status(inp, walk.done + walk.damaged, expected), _damage_status(inp, walk.damaged))
 
 
 def _damage_status(inp: Path, damaged: int) -> int:
@@ -1130,19 +1129,6 @@ def _last_shown(info, start: float, first: float, last: float | None, step: floa
         shown = min(shown, max(step, first + max_seconds - last))
     return shown
 
-
-
-def _read_whole(info, count: int, limit: int | None, done: int, ran_out: bool) -> bool:
-    """Whether the walk read every frame of the input: it ran out of frames
-    (``ran_out``; not stopped by ``--max-seconds``), none is missing by
-    :func:`videoio.expected_frames`, and as many were decoded as the video
-    stream's own count says, where it has one (that check's frame of slack
-    would hold a truncated GIF's last decoded frame to the header's end)."""
-    from .videoio import expected_frames
-
-    if not ran_out or expected_frames(count, info, limit, done) is not None:
-        return False
-    return not info.video_frames or done >= info.video_frames
 
 
 def _truncation_status(inp: Path, done: int, expected: int | None) -> int:
@@ -1316,7 +1302,8 @@ def _video_animation(args) -> int:
         frames = [first if p is None else p for p in frames]
         # (the animation starts with the video's first frame)
         last = _last_shown(info, start, times[0], times[-1], 1.0 / src_rate,
-                           _read_whole(info, count, limit, done + walk.damaged, frame is None), args.max_seconds)
+                           videoio.read_whole(info, count, limit, done + walk.damaged, frame is None),
+                           args.max_seconds)
         last = 1.0 / src_rate if last is None else last
         shown = _resampled(frames, [t - times[0] for t in times], last, fps, " or --max-seconds")
         n_out = len(shown)
@@ -1335,11 +1322,8 @@ def _video_animation(args) -> int:
     finally:
         if params_out is not None:
             params_out.discard()  # (nothing once finished)
-    from .videoio import expected_frames
-
     read = done + walk.damaged
-    return max(_truncation_status(inp, read, expected_frames(count, info, limit, read) if frame is None else None),
-               _damage_status(inp, walk.damaged))
+    return _walk_status(inp, walk, videoio.expected_frames(count, info, limit, read) if frame is None else None)
 
 
 def _within(anim) -> str:

@@ -301,34 +301,37 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
     quitting = threading.Event()  # the preview ended: no further read is started
 
     file_frames = 0 if stream else int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    from .videoio import MAX_BAD_READS
+    from .videoio import expected_frames, read_past_damage, read_whole
+
+    def read():
+        reading.set()  # (set before quitting is looked at: run's end sees one or the other)
+        if quitting.is_set():  # (a retry after the preview ended: never a read the capture is released under)
+            reading.clear()
+            return False, None
+        try:
+            return cap.read()
+        finally:
+            reading.clear()
 
     def frames():  # runs on the stream's worker thread
         n, misses, last_ts = 0, 0, -1.0
         got = time.perf_counter()
         while True:
-            reading.set()  # (set before quitting is looked at: run's end sees one or the other)
-            if quitting.is_set():  # (a retry after the preview ended: never a read the capture is released under)
-                reading.clear()
+            if stream:
+                ok, frame = read()
+            else:  # a file's damaged packet fails a read, and decoding goes on after it (as `video` walks it)
+                ok, frame, skipped = read_past_damage(read, n + res.damaged, file_frames)
+                res.damaged += skipped
+            if quitting.is_set():
                 return
-            try:
-                ok, frame = cap.read()
-            finally:
-                reading.clear()
             now = time.perf_counter()
             if not ok or frame is None:
                 # a camera may drop a frame: retried, but not 10 times a stalled read's own timeout
                 if stream and misses < 10 and n > 0 and now - got < READ_GIVE_UP_S:
                     misses += 1
                     continue
-                # a file's damaged packet fails one read and decoding goes on after it (as `video` walks it)
-                if not stream and misses < MAX_BAD_READS and n + res.damaged + misses < file_frames:
-                    misses += 1
-                    continue
                 ended["why"] = "end" if not stream else "read-error"
                 return
-            if not stream:
-                res.damaged += misses
             misses, got = 0, now
             if stream:
                 ts = (now - t0) * 1000.0
@@ -424,14 +427,11 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
                 break
         else:
             if why is None and not stream and res.shown and ended["why"] == "end" and info is not None:
-                count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-                from .videoio import expected_frames
-
-                res.expected = expected_frames(count, info, None, res.shown + res.damaged)
+                read_frames = res.shown + res.damaged
+                res.expected = expected_frames(file_frames, info, None, read_frames)
                 # the last frame lasts what it says, where the whole file was read (a damaged or cut file's
                 # last decoded frame was held to the header's end, up to 10 s, with no word)
-                if res.expected is None and info.stream_duration is not None \
-                        and (not info.video_frames or res.shown + res.damaged >= info.video_frames):
+                if info.stream_duration is not None and read_whole(info, file_frames, None, read_frames, True):
                     # (OpenCV's frame times count from the video stream's own start, not the file's: start 0)
                     why = wait_until(time.perf_counter() + info.last_shown(0.0, at, 1.0 / fps_src))
         res.stopped_by = why or ended["why"]

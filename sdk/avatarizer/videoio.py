@@ -752,7 +752,34 @@ def expected_frames(count: int, info, limit: int | None, done: int) -> int | Non
     return expected if count > 0 and done < expected - 1 else None
 
 
+def read_whole(info, count: int, limit: int | None, done: int, ran_out: bool) -> bool:
+    """Whether a walk over the input read every frame of it: it ran out of
+    frames (``ran_out``; not stopped by ``--max-seconds``), none is missing
+    by :func:`expected_frames`, and as many were decoded as the video
+    stream's own count says, where it has one (that check's frame of slack
+    would hold a truncated GIF's last decoded frame to the header's end)."""
+    if not ran_out or expected_frames(count, info, limit, done) is not None:
+        return False
+    return not info.video_frames or done >= info.video_frames
+
+
 #: the most failed reads in a row a walk over a video file (``video``, ``live``) goes on after, while
 #: fewer frames than its header counts were read: a damaged packet mid-file fails one read, and
 #: decoding goes on after it (it ended the walk there: 12 of 78 frames)
 MAX_BAD_READS = 64
+
+
+def read_past_damage(read, consumed: int, total: int) -> tuple[bool, object, int]:
+    """``read()`` (an OpenCV capture's ``read``, or one like it) of a video
+    file's next frame, retried after failed reads while ``consumed`` (frames
+    read and skipped so far) and the failures stay under ``total`` (the
+    header's frame count), at most :data:`MAX_BAD_READS` in a row. Returns
+    (a frame was read, the frame, the failed reads it skipped: 0 unless a
+    frame followed them)."""
+    ok, frame = read()
+    misses = 0
+    while (not ok or frame is None) and misses < MAX_BAD_READS and consumed + misses < total:
+        misses += 1
+        ok, frame = read()
+    got = bool(ok) and frame is not None
+    return got, frame, misses if got else 0
