@@ -15,7 +15,13 @@ transform) into an avatar that does not flicker:
   frames, 2 s at 25 fps). Categorical parameters (hair style id, glasses
   type, ...) follow the most frequent value of the last
   ``categorical_window`` frames instead of a median or an average (also
-  while warming up: a median of two hairstyles' ids was a third's); the
+  while warming up: a median of two hairstyles' ids was a third's); where
+  the caller says which estimate a frame repeats (``update(estimate=...)``:
+  the video pipeline passes the hair retrieval's time, which every frame
+  reuses for a second), of the last ``categorical_estimates`` estimates
+  instead, one vote each, a tie keeping the value drawn (a frame window
+  counted one retrieval held for seconds by a slow worker as many votes:
+  one that read no glasses took them off ``d12`` for 4 s); the
   glasses the most frequent among the estimates of those frames that drew
   the headwear drawn (a hat or none), so that accessories no estimate drew
   together are not drawn together: sunglasses read bareheaded in most
@@ -46,7 +52,11 @@ colours (skin, eyes, lips, hair, clothes: the ``color`` parameters,
 normalised) stay further than ``switch_distance`` (mean |Δ|, default 0.06)
 from the identity for ``switch_ms`` (default 600 ms) of frames with the face,
 over at least two different estimates (frames between two answers of the
-identity worker reuse the last one): the identity is then
+identity worker reuse the last one; with ``update(estimate=...)`` two
+different estimates by that key: the hair retrieval, whose skin tone
+moves the colours of every face estimate it is merged with for a second,
+counts once; the pipeline asks for a new retrieval once an estimate is
+that far, :attr:`Tracker.far`): the identity is then
 estimated afresh (:attr:`Tracker.switches` counts it), instead of blending the
 two people for seconds; while they are that far the identity is not
 refreshed (an odd estimate of the same person is not blended in either). On
@@ -118,6 +128,10 @@ class TrackerOptions:
         identity_refresh: moving-average weight per frame afterwards, in
             [0, 1] (0 freezes the identity).
         categorical_window: frames of history for categorical parameters.
+        categorical_estimates: estimates whose categorical values vote
+            where ``update`` is told which estimate a frame repeats
+            (``estimate``; the video pipeline: one per hair retrieval); a
+            tie keeps the value drawn.
         max_identity_pose: frames turned further than this (degrees) do not
             count toward the first identity estimate.
         grace_ms: how long the last avatar is kept when the face is lost.
@@ -173,6 +187,7 @@ class TrackerOptions:
     identity_frames: int = 15
     identity_refresh: float = 0.02
     categorical_window: int = 45
+    categorical_estimates: int = 3
     max_identity_pose: float = 25.0
     grace_ms: float = 500.0
     reset_ms: float = 3000.0
@@ -196,9 +211,10 @@ class TrackerOptions:
             v = getattr(self, name)
             if not isinstance(v, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {v!r}")
-        if isinstance(self.categorical_window, bool) or not isinstance(self.categorical_window, int) \
-                or self.categorical_window < 1:
-            raise ValueError(f"categorical_window must be a positive integer, got {self.categorical_window!r}")
+        for name in ("categorical_window", "categorical_estimates"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
         d = self.identity_duty
         if not is_real(d) or not (0.0 < d <= 1.0):
             raise ValueError(f"identity_duty must be a number in (0, 1], got {d!r}")
@@ -256,9 +272,12 @@ def _take(counts: dict, value) -> None:
         del counts[value]
 
 
-def _most_frequent(counts: dict):
-    """The most frequent value of ``counts`` (the smallest on a tie)."""
+def _most_frequent(counts: dict, keep=None):
+    """The most frequent value of ``counts``: on a tie ``keep`` where it is
+    one of them, else the smallest."""
     top = max(counts.values())
+    if keep is not None and counts.get(keep) == top:
+        return keep
     return min(k for k, n in counts.items() if n == top)
 
 
@@ -293,6 +312,8 @@ class Tracker:
         self._buf_frontal: list[bool] = []      # per estimate in _buf_params: frontal (by its own frame's pose)
         self._buf_sig_frontal: list[bool] = []  # per row of _buf_signals: its frame frontal
         self._cat_hist: deque = deque(maxlen=self.options.categorical_window)
+        self._keyed = False  # the votes are per estimate (update's estimate), not per frame
+        self._voted = None  # the estimate key of the last vote
         # per categorical parameter, how often each value occurs in _cat_hist, and
         # the most frequent (the smallest on a tie), kept up to date as rows come and go
         self._cat_counts: list[dict] = [{} for _ in _CAT_IDX]
@@ -308,10 +329,18 @@ class Tracker:
         self._scale_ref: float | None = None
         self._prev_angle: float | None = None
         self._far_since_ms: float | None = None
-        self._far_last: np.ndarray | None = None  # the colours of the last estimate that far
+        self._far_last = None  # the colours (or the estimate key) of the last estimate that far
         self._far_seen = 0  # how many different estimates that far since _far_since_ms
         self._gap_ms: float | None = None  # the time between the last two frames with the face
         self._reset_filters()
+
+    @property
+    def far(self) -> bool:
+        """Whether the last estimate was ``switch_distance`` from the
+        identity (another person, if the next ones stay that far for
+        ``switch_ms``): the pipeline then asks for a new hair retrieval at
+        the next refresh instead of reusing the last for a second."""
+        return self._far_since_ms is not None
 
     @property
     def last_seen_ms(self) -> float | None:
@@ -338,7 +367,8 @@ class Tracker:
 
     # ------------------------------------------------------------------ frames
     def update(self, raw_params, canonical, transform, timestamp_ms: float, yaw: float = 0.0,
-               pitch: float = 0.0, fresh: bool = True, estimate_pose: tuple | None = None) -> TrackedFrame:
+               pitch: float = 0.0, fresh: bool = True, estimate_pose: tuple | None = None,
+               estimate=None) -> TrackedFrame:
         """One frame with a face.
 
         Args:
@@ -358,6 +388,14 @@ class Tracker:
                 (the identity worker's): whether the estimate counts as
                 frontal (``max_identity_pose``) is read from it; None: this
                 frame's ``yaw`` and ``pitch``.
+            estimate: a key (any hashable but None) of the estimate the
+                categorical values and colours come from, the same for
+                every frame that repeats it (the video pipeline's hair
+                retrieval time): the categorical values then vote once per
+                estimate (``categorical_estimates``) and another person
+                takes two estimates by this key; None: every frame votes
+                (``categorical_window``) and estimates differ by their
+                colours.
         """
         raw = np.asarray(raw_params)
         raw = raw.astype(np.float64) if raw.dtype == np.float32 and raw.shape == (S.PARAM_COUNT,) else \
@@ -369,7 +407,7 @@ class Tracker:
             # another person): as after frames without the face (miss), another person is judged over frames
             # with the face from here on
             self._far_since_ms = None
-        switched = self._another_person(raw, float(timestamp_ms))
+        switched = self._another_person(raw, float(timestamp_ms), estimate)
         if switched:
             self.reset()  # somebody else: their identity afresh, no glide from the last one's place
             self.switches += 1
@@ -377,7 +415,8 @@ class Tracker:
         if self.absent_ms(timestamp_ms) > self.options.grace_ms:
             self._reset_filters()  # the face is back after a gap: no glide
         raw_sig = X.measure(canonical, yaw, pitch)
-        self._update_identity(raw, raw_sig, seed=not switched, fresh=bool(fresh), estimate_pose=estimate_pose)
+        self._update_identity(raw, raw_sig, seed=not switched, fresh=bool(fresh), estimate_pose=estimate_pose,
+                              estimate=estimate)
         # expression signals, normalised, and the transform, filtered in one call
         w = self._transform_values(transform)
         if self._filter is not None:
@@ -422,9 +461,11 @@ class Tracker:
         return None
 
     # ------------------------------------------------------------------ internals
-    def _another_person(self, raw: np.ndarray, ms: float) -> bool:
+    def _another_person(self, raw: np.ndarray, ms: float, estimate=None) -> bool:
         """Whether ``raw`` has stayed ``switch_distance`` away from the warm
-        identity for ``switch_ms`` (see the module doc)."""
+        identity for ``switch_ms`` over two estimates (told apart by their
+        ``estimate`` key where given, else by their colours; see the module
+        doc)."""
         o = self.options
         if not self.warm or not o.identity_lock or o.switch_distance is None or self.identity is None:
             return False
@@ -433,16 +474,18 @@ class Tracker:
         if not d > o.switch_distance:
             self._far_since_ms = None
             return False
+        seen = colours if estimate is None else estimate
         if self._far_since_ms is None:
-            self._far_since_ms, self._far_last, self._far_seen = ms, colours, 1
-        elif not np.array_equal(colours, self._far_last):
+            self._far_since_ms, self._far_last, self._far_seen = ms, seen, 1
+        elif not (np.array_equal(seen, self._far_last) if estimate is None else seen == self._far_last):
             # a new estimate (in video mode frames reuse the identity worker's last answer
-            # until the next arrives: one odd answer, however long it is reused, is not enough)
-            self._far_last, self._far_seen = colours, self._far_seen + 1
+            # until the next arrives: one odd answer, however long it is reused, is not enough;
+            # nor one hair retrieval, whose skin tone moves every face estimate merged with it)
+            self._far_last, self._far_seen = seen, self._far_seen + 1
         return self._far_seen >= 2 and ms - self._far_since_ms >= o.switch_ms
 
     def _update_identity(self, raw: np.ndarray, raw_sig: np.ndarray, seed: bool = True,
-                         fresh: bool = True, estimate_pose: tuple | None = None) -> None:
+                         fresh: bool = True, estimate_pose: tuple | None = None, estimate=None) -> None:
         """``seed`` False: the frame that found another person. Its estimate
         was made with the last person's identity (their hairstyle, colours),
         so it is shown for this frame but neither starts the new person's
@@ -455,7 +498,7 @@ class Tracker:
         that only it had came back for 2-8 frames). ``estimate_pose``: the
         estimate is frontal or not by its own frame's pose (the identity's
         median and moving average); the neutral signals (their median and
-        moving average) by this frame's."""
+        moving average) by this frame's. ``estimate``: see :meth:`update`."""
         o = self.options
         if not seed and o.identity_lock and not self.warm:
             self.identity = S.clip(raw).astype(np.float64)
@@ -468,9 +511,12 @@ class Tracker:
                 self.neutral = np.median(np.stack(self._buf_signals), axis=0)
             self.warm = True
             return
+        if estimate is not None and (estimate != self._voted or not self._keyed):
+            self._vote(S._whole_categorical(raw[_CAT_IDX]).tolist(), estimate)  # one vote per estimate
         if not self.warm and not fresh and self._buf_params:
             return  # an estimate counted already: the identity, neutral signals and categorical values stay
-        self._count_categorical(S._whole_categorical(raw[_CAT_IDX]).tolist())  # (as clip and the renderer)
+        if estimate is None:
+            self._count_categorical(S._whole_categorical(raw[_CAT_IDX]).tolist())  # (as clip and the renderer)
         m = o.max_identity_pose
         frame_frontal = abs(raw_sig[_YAW]) <= m and abs(raw_sig[_PITCH]) <= m
         frontal = frame_frontal if estimate_pose is None else \
@@ -508,6 +554,19 @@ class Tracker:
             if frame_frontal:
                 self.neutral = (1.0 - a) * self.neutral + a * raw_sig
 
+    def _vote(self, row: list, estimate) -> None:
+        """One estimate's categorical values (``update(estimate=...)``): the
+        window becomes the last ``categorical_estimates`` estimates' (votes
+        of frames counted before without keys are dropped) and a tie keeps
+        the value drawn."""
+        if not self._keyed:
+            self._keyed = True
+            self._cat_hist = deque(maxlen=self.options.categorical_estimates)
+            self._cat_counts = [{} for _ in _CAT_IDX]
+            self._glasses_by_headwear = {}
+        self._voted = estimate
+        self._count_categorical(row)
+
     def _count_categorical(self, row: list) -> None:
         """Adds this frame's rounded categorical values to the window (the oldest
         row leaves a full one) and updates the counts and most frequent values
@@ -521,13 +580,14 @@ class Tracker:
         if old == row:
             return  # the same values in and out: the counts are unchanged
         mode = self._cat_mode
+        keep = self._keyed and len(hist) > 1  # (per estimate, a tie keeps the value drawn)
         for j, (counts, v) in enumerate(zip(self._cat_counts, row)):
             if old is not None:
                 if old[j] == v:
                     continue
                 _take(counts, old[j])
             counts[v] = counts.get(v, 0) + 1
-            mode[j] = _most_frequent(counts)
+            mode[j] = _most_frequent(counts, mode[j] if keep else None)
         g, h = _GLASSES_COL, _HEADWEAR_COL
         joint = self._glasses_by_headwear
         if old is not None:
@@ -536,7 +596,7 @@ class Tracker:
                 del joint[old[h]]
         under = joint.setdefault(row[h], {})
         under[row[g]] = under.get(row[g], 0) + 1
-        mode[g] = _most_frequent(joint[mode[h]])
+        mode[g] = _most_frequent(joint[mode[h]], mode[g] if keep else None)
 
     def _transform_values(self, transform) -> list:
         """The transform as [log scale, angle (unwrapped), tx, ty]; with the filter,

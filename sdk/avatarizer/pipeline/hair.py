@@ -444,6 +444,7 @@ class HairStage(Stage):
                     if hit is not None and hit[3] == gen and 0 <= now - hit[0] < VIDEO_REFRESH_MS:
                         # the hair retrieved for an earlier frame, moved onto this frame's head
                         full, attributes = H.onto_face(hit[1], f.face_params), hit[2]
+                        f.hair_ms = hit[0]
                     else:
                         # this track's style so far (a stream's): kept unless another family outnumbers it
                         style = None if cache is None else hit[4] if hit is not None and hit[3] == gen \
@@ -453,6 +454,7 @@ class HairStage(Stage):
                                                                  settings=state.settings, style=style)
                         if cache is not None and gen == stream.generation:
                             cache[i] = (now, full, attributes, gen, style)
+                        f.hair_ms = None if cache is None else now
                 else:
                     if f.artist_params is None:  # (with the artist's own age: no regressor gives one)
                         f.artist_params, f.artist_age = self.artist.fit_with_age(f.aligned)

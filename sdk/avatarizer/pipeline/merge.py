@@ -102,10 +102,17 @@ class MergeStage(Stage):
                 frozen = all(not a.flags.writeable for a in parts[:3])
                 stream.merged = (parts, f.params) if frozen else None
             a = f.aligned
-            switches = stream.tracker.switches
-            state.tracked = stream.tracker.update(f.params, a.canonical, a.transform, state.timestamp_ms,
-                                                  yaw=a.yaw, pitch=a.pitch,
-                                                  fresh=state.info.get("identity_fresh", True),
-                                                  estimate_pose=state.info.get("identity_pose"))
-            if stream.tracker.switches != switches:  # another person: theirs afresh (the tracker reset itself)
+            tracker = stream.tracker
+            switches = tracker.switches
+            # the estimate this frame repeats, for the tracker's categorical votes and another person's
+            # evidence: the hair retrieval (its accessories, hair colour and skin tone are held for a second,
+            # whatever face estimates come meanwhile); None (the artist's own hair): every frame votes
+            estimate = f.hair_ms
+            state.tracked = tracker.update(f.params, a.canonical, a.transform, state.timestamp_ms,
+                                           yaw=a.yaw, pitch=a.pitch,
+                                           fresh=state.info.get("identity_fresh", True),
+                                           estimate_pose=state.info.get("identity_pose"), estimate=estimate)
+            if tracker.switches != switches:  # another person: theirs afresh (the tracker reset itself)
                 stream.another_person()
+            elif tracker.far and f.hair_ms is not None:
+                stream.retrieve_again(f.hair_ms)  # maybe another person: the next refresh retrieves their hair

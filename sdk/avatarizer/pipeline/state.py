@@ -3,6 +3,7 @@ one :class:`FrameState` per frame, and one :class:`StreamState` per video
 stream (everything a stream remembers between frames, with one ``reset()``)."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 from contextlib import contextmanager
@@ -56,6 +57,10 @@ class Face:
     attributes          hair      the attribute regressor's decoded output
                                   (:func:`avatarizer.hair.decode_attributes`),
                                   or None where no regressor ran
+    hair_ms             hair      video mode: the stream time of the hair
+                                  retrieval drawn (a frame reusing it has
+                                  its time; the tracker counts one estimate
+                                  per retrieval), or None
     params              merge     (629,) float32, valid (schema.clip)
     ==================  ========  ===========================================
 
@@ -72,11 +77,12 @@ class Face:
     hair_params: np.ndarray | None = None
     accessory_params: np.ndarray | None = None
     attributes: dict | None = None
+    hair_ms: float | None = None
     params: np.ndarray | None = None
 
     #: the fields the identity networks (face and hair stages) fill
     IDENTITY = ("face_params", "artist_params", "artist_age", "artist_glasses", "glasses_cues", "hair_params", "accessory_params",
-                "attributes")
+                "attributes", "hair_ms")
 
     def __getattr__(self, name: str):
         if name == "aligned" or name.startswith("__"):
@@ -262,6 +268,18 @@ class StreamState:
         stream's style kept counting the last person's readings.)"""
         with self.lock:
             self._forget_identity()
+
+    def retrieve_again(self, hair_ms: float) -> None:
+        """The next identity refresh retrieves the hair again (the hair
+        retrieved at ``hair_ms`` is not reused for the rest of its
+        second; its style stays the stream's): the tracker saw an estimate
+        far from the identity (:attr:`avatarizer.video.Tracker.far`) and
+        needs a second retrieval to tell another person from one odd
+        reading."""
+        with self.lock:
+            hit = self.hair.get(0)
+            if hit is not None and hit[0] == hair_ms:
+                self.hair[0] = (-math.inf,) + tuple(hit[1:])
 
     def _forget_identity(self) -> None:
         self.identity: dict | None = None
