@@ -1571,9 +1571,9 @@ def test_face_infos_compare_and_hash(astronaut):
     moved = dataclasses.replace(b.face, transform=b.face.transform + 1.0)
     assert moved != a.face and a.face != "a face" and len({a.face, moved}) == 2
     signed = dataclasses.replace(b.face, transform=np.where(b.face.transform == 0, -0.0, b.face.transform))
-    zeroed = dataclasses.replace(b.face, transform=np.zeros((2, 3)) + 0.0)
-    assert dataclasses.replace(zeroed, transform=-zeroed.transform) == zeroed
-    assert len({zeroed, dataclasses.replace(zeroed, transform=-zeroed.transform)}) == 1  # (0.0 and -0.0 hash alike)
+    zeroed = dataclasses.replace(b.face, transform=np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    negated = dataclasses.replace(zeroed, transform=np.array([[1.0, -0.0, -0.0], [-0.0, 1.0, -0.0]]))
+    assert negated == zeroed and len({zeroed, negated}) == 1  # (0.0 and -0.0 hash alike)
     assert signed == b.face
 
 
@@ -1604,3 +1604,98 @@ def test_json_refuses_a_frame_no_overlay_could_take(avatar):
     doc["face"]["frame_shape"] = [20, 20]
     with pytest.raises(ValueError, match="32"):
         Avatar.from_json(json.dumps(doc))
+
+
+# --------------------------------------------- an app's own FaceInfo, copies, JSON, Params
+def _tf():
+    return np.array([[100.0, 0.0, 256.0], [0.0, 100.0, 256.0]])
+
+
+def test_pickled_and_copied_avatars_stay_read_only_and_checked():
+    """pickle and ``copy.deepcopy`` went around the constructor: the copy's
+    params and transform were writable, a NaN written into them came out
+    of ``to_json`` as JSON ``from_json`` refused."""
+    import copy
+    import pickle
+
+    from avatarizer.api import FaceInfo
+
+    a = Avatar(schema.sample(1, seed=3)[0], FaceInfo((1.0, 2.0, 30.0, 40.0), 1.0, 2.0, 3.0, _tf(), (512, 512), 1),
+               stale=True, expression={"yaw": 3.0}, color_order="bgr", attributes={"age": {"value": 30}})
+    for b in (pickle.loads(pickle.dumps(a)), copy.deepcopy(a), copy.copy(a)):
+        assert not b.params.flags.writeable and not b.face.transform.flags.writeable
+        assert np.array_equal(b.params, a.params) and b.face == a.face
+        assert (b.stale, b.expression, b.color_order, b.attributes) == (True, {"yaw": 3.0}, "bgr", a.attributes)
+        with pytest.raises(ValueError):
+            b.params[0] = np.nan
+        assert Avatar.from_json(b.to_json()).face == a.face
+
+
+def test_face_info_checks_what_an_app_gives():
+    """``FaceInfo`` is public and ``Avatar(params, face)`` takes one: its
+    fields are checked as ``FaceInfo.from_dict`` checks JSON (a None
+    transform was a TypeError out of ``overlay()``, a None box out of
+    ``repr()``, a NaN roll JSON ``from_json`` refused)."""
+    from avatarizer.api import FaceInfo
+
+    good = dict(box=(0, 0, 10, 10), roll=0, yaw=np.float32(1.5), pitch=0.0, transform=_tf().tolist(),
+                frame_shape=(512, np.int64(384)), index=np.int32(2))
+    f = FaceInfo(**good)
+    assert f.box == (0.0, 0.0, 10.0, 10.0) and all(type(v) is float for v in (*f.box, f.roll, f.yaw, f.pitch))
+    assert f.frame_shape == (512, 384) and type(f.index) is int and f.index == 2
+    assert f.transform.dtype == np.float64 and not f.transform.flags.writeable
+    p = schema.sample(1)[0]
+    out = Avatar(p, f).overlay(np.zeros((512, 384, 3), np.uint8))
+    assert out.shape == (512, 384, 3) and "Avatar(" in repr(Avatar(p, f))
+    for bad, field in ((dict(transform=None), "transform"), (dict(box=None), "box"),
+                       (dict(roll=float("nan")), "roll"), (dict(yaw="1"), "yaw"), (dict(pitch=True), "pitch"),
+                       (dict(transform=np.eye(3)), "transform"), (dict(transform=np.zeros((2, 3))), "invertible"),
+                       (dict(transform=_tf() * 1e12), "within"), (dict(box=(10, 0, 0, 10)), "box"),
+                       (dict(box=("1", "2", "3", "4")), "box"), (dict(frame_shape=(5, 5)), "frame_shape"),
+                       (dict(frame_shape=(512.0, 512.0)), "frame_shape"), (dict(index=True), "index"),
+                       (dict(index=-1), "index"), (dict(roll=400.0), "roll")):
+        with pytest.raises(ValueError, match=field):
+            FaceInfo(**{**good, **bad})
+
+
+def test_to_json_refuses_a_bad_indent():
+    """``indent`` went to ``json.dumps`` unchecked: a string indented with
+    itself (JSON nothing parses), 2.5 a TypeError, True one space."""
+    a = Avatar(schema.sample(1)[0])
+    for bad in ("x", 2.5, True, -1, 17, [2]):
+        with pytest.raises(ValueError, match="indent"):
+            a.to_json(indent=bad)
+    assert "\n  " in a.to_json(indent=np.int64(2)) and "\n" not in a.to_json()
+    assert Avatar.from_json(a.to_json(indent=0)).params.tolist() == a.params.tolist()
+
+
+def test_sample_refuses_a_bad_seed():
+    for bad in ("x", 1.5, -1, True, None):
+        with pytest.raises(ValueError, match="seed"):
+            schema.sample(1, seed=bad)
+    assert np.array_equal(schema.sample(2, seed=np.int64(4)), schema.sample(2, seed=4))
+
+
+def test_params_holds_finite_numbers_and_is_array_like():
+    """``schema.Params`` stored the string "0.06" as a number and kept NaN
+    (refused only where the parameters were used, by index); ``render()``
+    refused a Params the README builds, as "an array of object"."""
+    from avatarizer import render
+
+    p = schema.Params(schema.default())
+    for bad in ("0.06", float("nan"), float("inf"), True, 1e39, 10 ** 400, None):
+        with pytest.raises(ValueError, match="iris_l.radius"):
+            p["iris_l.radius"] = bad
+    assert p["iris_l.radius"] == float(schema.default()[schema.index("iris_l.radius")])
+    p["iris_l.radius"] = np.float64(0.05)
+    assert abs(p["iris_l.radius"] - 0.05) < 1e-7
+    bad = schema.default().copy()
+    bad[[3, 7]] = np.nan
+    with pytest.raises(ValueError, match=schema.NAMES[3]):
+        schema.Params(bad)
+    arr = np.asarray(p)
+    assert arr.dtype == np.float32 and np.array_equal(arr, p.array)
+    arr[0] = 0  # (a copy: the Params is not changed through it)
+    assert p.array[0] == schema.default()[0]
+    assert np.array_equal(render(p, 48), render(p.array, 48)) and Avatar(p).params[schema.index("iris_l.radius")] \
+        == np.float32(0.05)

@@ -199,6 +199,11 @@ class FaceInfo:
             video mode); ``render(..., transform=...)`` draws with it.
         frame_shape: ``(height, width)`` of the frame.
         index: rank of the face by size in its frame (0 = largest).
+
+    Made by the SDK, or by an app (``Avatar(params, FaceInfo(...))``):
+    ``ValueError`` names the first bad field (as :meth:`from_dict`); the
+    numbers are kept as floats and ints, the transform as a read-only
+    float64 copy.
     """
 
     box: tuple
@@ -208,6 +213,74 @@ class FaceInfo:
     transform: np.ndarray
     frame_shape: tuple
     index: int = 0
+
+    def __post_init__(self):
+        # (checked here, not only in from_dict: a FaceInfo an app made with a NaN roll or a 3x3 transform
+        # failed later, a TypeError out of overlay() or repr(), or JSON from_json refused)
+        from .imageio import MAX_SIDE, MIN_SIDE
+        from .native import MAX_TRANSFORM
+
+        def numbers(key, shape):
+            v = getattr(self, key)
+            if isinstance(v, np.ndarray):
+                ok = v.dtype.kind in "iuf"
+            else:
+                rows = v if isinstance(v, (list, tuple)) and all(isinstance(r, (list, tuple, np.ndarray)) for r in v) \
+                    else [v]
+                ok = all(isinstance(r, (list, tuple, np.ndarray)) and all(is_real(x) for x in r) for r in rows)
+            try:
+                arr = np.array(v, dtype=np.float64) if ok else None
+            except (TypeError, ValueError, OverflowError):
+                arr = None
+            if arr is None or arr.shape != shape or not np.isfinite(arr).all():
+                raise ValueError(f"face.{key} must be {'×'.join(map(str, shape)) or 'one'} finite number(s), "
+                                 f"got {v!r:.80}")
+            return arr
+
+        box = numbers("box", (4,))
+        if not (box[0] <= box[2] and box[1] <= box[3]):
+            raise ValueError(f"face.box must be (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1, got {box.tolist()}")
+        for key in ("roll", "yaw", "pitch"):
+            v = getattr(self, key)
+            if not is_real(v) or abs(float(v)) > 360.0:
+                raise ValueError(f"face.{key} must be a finite angle in degrees, got {v!r:.80}")
+            object.__setattr__(self, key, float(v))
+        tf = numbers("transform", (2, 3))
+        if np.abs(tf).max() > MAX_TRANSFORM:  # (as the renderer's: beyond it overlay() met NaN, a useless error)
+            raise ValueError(f"face.transform must have coefficients within ±{MAX_TRANSFORM:g}")
+        (a, b, _), (c, e, _) = tf.tolist()
+        if abs(a * e - b * c) < 1e-12:
+            raise ValueError("face.transform must be invertible")
+        shape = self.frame_shape
+        if not isinstance(shape, (list, tuple)) or len(shape) != 2 or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                and MIN_SIDE <= v <= MAX_SIDE for v in shape):
+            # (from MIN_SIDE: a frame smaller than any the SDK reads could never be overlaid)
+            raise ValueError(f"face.frame_shape must be [height, width], whole numbers in {MIN_SIDE}..{MAX_SIDE}, "
+                             f"got {shape!r:.80}")
+        index = self.index
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)) \
+                or not 0 <= index < 1 << 16:
+            raise ValueError(f"face.index must be a non-negative whole number, got {index!r:.80}")
+        tf.setflags(write=False)
+        object.__setattr__(self, "box", tuple(box.tolist()))
+        object.__setattr__(self, "transform", tf)
+        object.__setattr__(self, "frame_shape", (int(shape[0]), int(shape[1])))
+        object.__setattr__(self, "index", int(index))
+
+    @classmethod
+    def _trusted(cls, box: tuple, roll: float, yaw: float, pitch: float, transform: np.ndarray,
+                 frame_shape: tuple, index: int) -> "FaceInfo":
+        """One the SDK made from a face it found (floats, ints and a read-only
+        float64 transform already): not checked again (40 µs a video frame)."""
+        self = object.__new__(cls)
+        for k, v in zip(("box", "roll", "yaw", "pitch", "transform", "frame_shape", "index"),
+                        (box, roll, yaw, pitch, transform, frame_shape, index)):
+            object.__setattr__(self, k, v)
+        return self
+
+    def __reduce__(self):  # (through the constructor: an unpickled transform was writable and unchecked)
+        return (FaceInfo, (self.box, self.roll, self.yaw, self.pitch, self.transform, self.frame_shape, self.index))
 
     # (the generated comparison compared the transforms as arrays: "truth value of an array is ambiguous",
     # and hashing one raised TypeError: unhashable numpy array)
@@ -231,56 +304,16 @@ class FaceInfo:
     @classmethod
     def from_dict(cls, d: dict) -> "FaceInfo":
         """The inverse of :meth:`to_dict`; ``ValueError`` names the first bad field."""
-        from .imageio import MAX_SIDE, MIN_SIDE
-
         if not isinstance(d, dict):
             raise ValueError(f"face must be an object, got {type(d).__name__}")
         missing = [k for k in ("box", "roll", "yaw", "pitch", "transform", "frame_shape") if k not in d]
         if missing:
             raise ValueError(f"face lacks {', '.join(missing)}")
 
-        def numbers(key, shape):
-            v = d[key]
-            rows = v if isinstance(v, list) and all(isinstance(r, list) for r in v) else [v]
-            # numbers only, as JSON gives them (np.array(..., float64) read "100" and true as numbers)
-            ok = all(isinstance(r, list) and all(is_real(x) for x in r) for r in rows)
-            try:
-                arr = np.array(v, dtype=np.float64) if ok else None
-            except (TypeError, ValueError, OverflowError):
-                arr = None
-            if arr is None or arr.shape != shape or not np.isfinite(arr).all():
-                raise ValueError(f"face.{key} must be {'×'.join(map(str, shape)) or 'one'} finite number(s), "
-                                 f"got {d[key]!r:.80}")
-            return arr
-
-        def angle(key):
-            v = d[key]
-            if not is_real(v) or abs(float(v)) > 360.0:  # (JSON gives int, float: never numpy)
-                raise ValueError(f"face.{key} must be a finite angle in degrees, got {v!r:.80}")
-            return float(v)
-
-        box = numbers("box", (4,))
-        if not (box[0] <= box[2] and box[1] <= box[3]):
-            raise ValueError(f"face.box must be (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1, got {box.tolist()}")
-        tf = numbers("transform", (2, 3))
-        from .native import MAX_TRANSFORM
-
-        if np.abs(tf).max() > MAX_TRANSFORM:  # (as the renderer's: beyond it overlay() met NaN, a useless error)
-            raise ValueError(f"face.transform must have coefficients within ±{MAX_TRANSFORM:g}")
-        if abs(np.linalg.det(tf[:, :2])) < 1e-12:
-            raise ValueError("face.transform must be invertible")
         shape = d["frame_shape"]
-        if not isinstance(shape, list) or len(shape) != 2 or not all(
-                isinstance(v, int) and not isinstance(v, bool) and MIN_SIDE <= v <= MAX_SIDE for v in shape):
-            # (from MIN_SIDE: a frame smaller than any the SDK reads could never be overlaid)
-            raise ValueError(f"face.frame_shape must be [height, width], whole numbers in {MIN_SIDE}..{MAX_SIDE}, "
-                             f"got {shape!r:.80}")
-        index = d.get("index", 0)
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 1 << 16:
-            raise ValueError(f"face.index must be a non-negative whole number, got {index!r:.80}")
-        tf.setflags(write=False)
-        return cls(tuple(float(v) for v in box), angle("roll"), angle("yaw"), angle("pitch"), tf,
-                   (int(shape[0]), int(shape[1])), int(index))
+        if not isinstance(shape, list):  # (the values: checked by the constructor)
+            raise ValueError(f"face.frame_shape must be [height, width], got {shape!r:.80}")
+        return cls(d["box"], d["roll"], d["yaw"], d["pitch"], d["transform"], tuple(shape), d.get("index", 0))
 
 
 def _fresh(state) -> tuple | None:
@@ -345,6 +378,9 @@ class Avatar:
     """
 
     __slots__ = ("_params", "face", "stale", "expression", "color_order", "attributes")
+
+    def __reduce__(self):  # (through the constructor: pickle and deepcopy left the params writable, unchecked)
+        return (_avatar, (self._params, self.face, self.stale, self.expression, self.color_order, self.attributes))
 
     def __init__(self, params, face: FaceInfo | None = None, *, stale: bool = False,
                  expression: dict | None = None, color_order: str = "rgb", attributes: dict | None = None):
@@ -496,7 +532,12 @@ class Avatar:
     def to_json(self, *, indent: int | None = None) -> str:
         """JSON text: format tag, schema version, every parameter by name, the
         face metadata and the channel order :meth:`overlay` takes frames in
-        (``color_order``: a BGR app's avatar read back overlaid red for blue)."""
+        (``color_order``: a BGR app's avatar read back overlaid red for blue).
+        ``indent``: None (one line) or spaces per level, 0-16."""
+        if indent is not None and (isinstance(indent, (bool, np.bool_)) or not isinstance(indent, (int, np.integer))
+                                   or not 0 <= indent <= 16):
+            raise ValueError(f"indent must be None or a whole number of spaces in 0..16, got {indent!r:.40}")
+        indent = None if indent is None else int(indent)
         doc = {"format": AVATAR_JSON_FORMAT, "schema_version": schema.VERSION,
                "params": {n: float(v) for n, v in zip(schema.NAMES, self._params)}}
         if self.face is not None:
@@ -1230,9 +1271,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _avatar(params, face, stale, expression, color_order, attributes) -> "Avatar":
+    """An unpickled :class:`Avatar` (``Avatar.__reduce__``)."""
+    return Avatar(params, face, stale=stale, expression=expression, color_order=color_order, attributes=attributes)
+
+
 def _face_info(face, transform, index: int) -> FaceInfo:
     tf = np.array(transform, np.float64)
     tf.setflags(write=False)
-    return FaceInfo(box=tuple(float(v) for v in face.box), roll=float(face.roll), yaw=float(face.yaw),
-                    pitch=float(face.pitch), transform=tf, frame_shape=tuple(face.frame_shape), index=int(index))
+    return FaceInfo._trusted(tuple(float(v) for v in face.box), float(face.roll), float(face.yaw), float(face.pitch),
+                             tf, tuple(int(v) for v in face.frame_shape), int(index))
 

@@ -527,7 +527,9 @@ def sample(n: int, seed: int = 0) -> np.ndarray:
     """``n`` plausible random avatars, float32 (n, 629), reproducible by seed."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    rng = np.random.default_rng(seed)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r:.40}")
+    rng = np.random.default_rng(int(seed))
     out = np.empty((int(n), S.PARAM_COUNT), np.float32)
     for i in range(int(n)):
         out[i] = random_avatar(rng)

@@ -274,6 +274,12 @@ def names_in(feature_or_group: str) -> list[str]:
 class Params:
     """Named, attribute-style access to one parameter vector.
 
+    Its values are finite real numbers (``SchemaError`` names a NaN, an
+    infinity, a string or a bool, in the array given or a value set; the
+    ranges are checked where the parameters are used, as for any array), and
+    it is array-like: ``render(params)``, ``Avatar(params)`` and
+    ``np.asarray(params)`` take it as its :attr:`array`.
+
     >>> p = Params(default())
     >>> p["iris_l.radius"] = 0.05
     >>> p.feature("iris_l")["radius"]  # doctest: +ELLIPSIS
@@ -283,13 +289,34 @@ class Params:
     __slots__ = ("array",)
 
     def __init__(self, array):
-        self.array = as_params(array).copy()
+        arr = as_params(array)
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            raise SchemaError(f"{NAMES[bad[0]]} must be a finite number, got {arr[bad[0]]}"
+                              + (f" ({bad.size} such values)" if bad.size > 1 else ""))
+        self.array = arr.copy()
+
+    def __array__(self, dtype=None, copy=None):  # (copy: NumPy 2's keyword)
+        return self.array.copy() if dtype is None else self.array.astype(dtype)
 
     def __getitem__(self, name: str) -> float:
         return float(self.array[index(name)])
 
     def __setitem__(self, name: str, value: float) -> None:
-        self.array[index(name)] = value
+        i = index(name)
+        # (a string was stored as its number, NaN kept: refused only where the parameters were used)
+        ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+        if ok:
+            try:
+                with np.errstate(over="ignore"):
+                    v = np.float32(value)  # (1e39 is no float32)
+            except OverflowError:  # (an int too large for any float)
+                ok = False
+            else:
+                ok = bool(np.isfinite(v))
+        if not ok:
+            raise SchemaError(f"{name} must be a finite number within float32's range, got {value!r:.40}")
+        self.array[i] = v
 
     def feature(self, name: str) -> dict[str, float]:
         """The named feature's parameters (``"iris_l"`` -> {``"radius"``: ...});
