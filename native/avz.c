@@ -858,10 +858,15 @@ static void avz__build(avz_scene *s, const float *p) {
 avz_status avz_scene_build(avz_scene *s, const float *params, size_t n) {
     if (!s) return AVZ_E_NULL;
     avz_status st = avz_validate(params, n, s->error, sizeof s->error);
-    if (st != AVZ_OK) return st;
+    if (st != AVZ_OK) {
+        /* a failed build leaves the scene empty (the last avatar's shapes were still read as this one's) */
+        s->n_items = s->n_path = s->path_start = 0;
+        return st;
+    }
     avz__build(s, params);
     if (s->oom) {
         snprintf(s->error, sizeof s->error, "out of memory while building the scene");
+        s->n_items = s->n_path = s->path_start = 0;
         return AVZ_E_NOMEM;
     }
     return AVZ_OK;
@@ -1153,8 +1158,9 @@ static void avz__band_draw(avz__band *b) {
      * multiple of 4 up to INT_MAX, so the band is drawn as surfaces of at most
      * INT_MAX / stride rows (at least one), each starting at its own first row
      * (offset in size_t): rows however far apart are all drawn. Only such
-     * strides cut a band; fast antialiasing cut there may differ by a few
-     * levels along a vertical edge, as bands would (see avz__draw_premultiplied). */
+     * strides cut a band; fast antialiasing cut there differs along vertical
+     * edges as bands would (up to 56 levels seen at a stride of 2^30; see
+     * avz__draw_premultiplied and avz.h). */
     const int most = INT_MAX / b->stride;
     b->status = CAIRO_STATUS_SUCCESS;
     for (int y0 = b->y0; y0 < b->y1 && b->status == CAIRO_STATUS_SUCCESS;) {

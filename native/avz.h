@@ -41,7 +41,7 @@ extern "C" {
 
 #define AVZ_VERSION_MAJOR 1
 #define AVZ_VERSION_MINOR 3
-#define AVZ_VERSION_PATCH 2
+#define AVZ_VERSION_PATCH 3
 /* The header's version as "major.minor.patch": compare it with avz_version()
  * (the library's) to catch a program built against another avz.h. */
 #define AVZ_STRINGIFY_(x) #x
@@ -104,7 +104,8 @@ typedef struct avz_scene avz_scene;
 
 avz_status avz_scene_create(avz_scene **out);
 void avz_scene_destroy(avz_scene *scene);
-/* Builds the shapes of one avatar (validates the parameters first). */
+/* Builds the shapes of one avatar (validates the parameters first; on any error
+ * the scene is left empty, since 1.3.3). */
 avz_status avz_scene_build(avz_scene *scene, const float *params, size_t n);
 /* Borrowed views into the scene, valid until the next build or destroy. */
 avz_status avz_scene_items(const avz_scene *scene, const avz_item **items, size_t *count);
@@ -151,7 +152,9 @@ const char *avz_renderer_error(const avz_renderer *renderer);
  * transparent pixels can differ more, as any alpha difference of one level
  * does). AVZ_AA_FAST images are not cut into bands (since 1.3): cairo's 4x4
  * scan converter changed the coverage of rows above a band edge by up to 60
- * levels. The helpers are started by the first banded call and wait, idle,
+ * levels; only a stride over INT_MAX / height bytes (cairo addresses rows in
+ * int) cuts any image, at every INT_MAX / stride rows, with those differences
+ * there. The helpers are started by the first banded call and wait, idle,
  * between calls until avz_renderer_destroy joins them (a child process after
  * fork() starts its own); a handle is still used by one thread at a time.
  * AVZ_E_ARG outside 1..AVZ_MAX_THREADS. */

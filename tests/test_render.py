@@ -1039,3 +1039,38 @@ def test_one_row_and_one_column_arrays_are_taken_whatever_numpy_says_their_unuse
             r.render_into(p, np.zeros((2, 10, 8), np.uint8)[:, :, :4])
     finally:
         r.close()
+
+
+def test_native_overlay_fade_beyond_a_float_is_the_largest():
+    """A fade end or width beyond the largest C float (~3.4e38) became
+    infinity in the C option and was refused as "not finite" for finite
+    input: it is drawn as at the largest float (no frame distance reaches
+    either)."""
+    p, tf, frame = schema.default(), np.array(_TF0), _frame()
+    big = float(np.finfo(np.float32).max)
+    for fade, same in (((1e39, 0.1), (big, 0.1)), ((3.5e38, 0.1), (big, 0.1)), ((0.0, 1e39), (0.0, big)),
+                       ((-1e39, 0.1), (-big, 0.1)), ((1e308, 1e308), (big, big))):
+        got = native.Renderer().overlay_into(p, frame.copy(), tf, fade=fade)
+        np.testing.assert_array_equal(got, native.Renderer().overlay_into(p, frame.copy(), tf, fade=same))
+    assert (native.Renderer().overlay_into(p, frame.copy(), tf, fade=(1e39, 0.1)) != frame).any()  # drawn
+    np.testing.assert_array_equal(native.Renderer().overlay_into(p, frame.copy(), tf, fade=(-1e39, 0.1)), frame)
+
+
+def test_a_failed_scene_build_leaves_the_scene_empty():
+    """``avz_scene_build`` with parameters it refuses left the last avatar's
+    shapes readable (``avz_scene_items`` said AVZ_OK and 68 items): on any
+    error the scene is empty (C API 1.3.3)."""
+    ffi, lib = native._need()
+    out = ffi.new("avz_scene **")
+    assert lib.avz_scene_create(out) == lib.AVZ_OK
+    h = ffi.gc(out[0], lib.avz_scene_destroy)
+    items, n, data, m = ffi.new("avz_item **"), ffi.new("size_t *"), ffi.new("float **"), ffi.new("size_t *")
+    p = schema.default().astype(np.float32)
+    assert lib.avz_scene_build(h, ffi.from_buffer("float[]", p), p.size) == lib.AVZ_OK
+    assert lib.avz_scene_items(h, items, n) == lib.AVZ_OK and n[0] > 10
+    for bad, size in ((np.where(np.arange(p.size) == 3, np.nan, p).astype(np.float32), p.size), (p, p.size - 1)):
+        assert lib.avz_scene_build(h, ffi.from_buffer("float[]", bad), size) != lib.AVZ_OK
+        assert lib.avz_scene_items(h, items, n) == lib.AVZ_OK and n[0] == 0
+        assert lib.avz_scene_path(h, data, m) == lib.AVZ_OK and m[0] == 0
+        assert lib.avz_scene_build(h, ffi.from_buffer("float[]", p), p.size) == lib.AVZ_OK  # and builds again
+        assert lib.avz_scene_items(h, items, n) == lib.AVZ_OK and n[0] > 10

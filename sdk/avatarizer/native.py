@@ -74,6 +74,7 @@ MAX_SIZE = 16384
 MAX_THREADS = 8  # AVZ_MAX_THREADS
 INT_MAX = 2**31 - 1  # a C int: the row strides the C calls take
 _FLOAT_TINY = float(np.nextafter(np.float32(0), np.float32(1)))  # the smallest positive C float (~1.4e-45)
+_FLOAT_MAX = float(np.finfo(np.float32).max)  # the largest C float (~3.4e38)
 
 
 #: ``threads="auto"`` draws in bands only images of at least this many pixels:
@@ -477,11 +478,14 @@ class Renderer:
         opt.order = lib.AVZ_ORDER_BGR if order == "bgr" else lib.AVZ_ORDER_RGB
         if fade is not None:
             opt.use_fade = 1
-            opt.fade_end, width = (float(v) for v in fade)
-            # the C option is a float: a positive width under half the smallest one (~7e-46)
+            end, width = (float(v) for v in fade)
+            # the C options are floats: a positive width under half the smallest one (~7e-46)
             # would round to 0 and be refused as not > 0; any width that small is the same
-            # hard edge at fade_end (avz.h), so it is given as the smallest positive float
-            opt.fade_width = _FLOAT_TINY if 0.0 < width < _FLOAT_TINY else width
+            # hard edge at fade_end (avz.h), so it is given as the smallest positive float; beyond
+            # the largest float either became infinity, refused as not finite: the same picture as
+            # at the largest, which no frame distance reaches
+            opt.fade_width = _FLOAT_TINY if 0.0 < width < _FLOAT_TINY else min(width, _FLOAT_MAX)
+            opt.fade_end = max(-_FLOAT_MAX, min(end, _FLOAT_MAX))
         opt.antialias = aa
         p = _params_buffer(params)
         buf = ffi.cast("uint8_t *", frame.ctypes.data)
