@@ -1584,6 +1584,20 @@ def test_student_features_and_student_follow_its_weights_and_logit_map(tmp_path,
     assert (A.table_features(Const(1), al, photo, variant, name="student") == 1).all()
     assert (A.table_features(Const(7), al, photo, variant, name="student") == 7).all()
     assert len(list((tmp_path / "run").glob("*.npz"))) == 1
+
+    class Mean(torch.nn.Module):  # features of the crops' pixels
+        def forward(self, x):
+            return x.mean(dim=(1, 2, 3))[:, None].expand(len(x), 3)
+
+    # the features belong to the aligned crops too (al.key: photos aligned again, another cache)
+    al.key = "a1"
+    first = A.table_features(Mean(), al, photo, variant, name="student")
+    al.crops = 255 - al.crops
+    assert (A.table_features(Mean(), al, photo, variant, name="student") == first).all()  # (same key: reused)
+    al.key = "a2"
+    again = A.table_features(Mean(), al, photo, variant, name="student")
+    assert np.abs(again + first).max() < 1e-4  # (x in [-1, 1]: the inverted crops' mean is the negation)
+    del al.key
     monkeypatch.setattr(A, "DISTIL_BATCH", 2)
 
     class Teacher(torch.nn.Module):

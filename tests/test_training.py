@@ -645,7 +645,15 @@ def tiny_aligned(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the build cut short
         return job[0], [(job[7], schema.sample(1, seed=job[-1])[0], "original")]
 
-    monkeypatch.setattr(D, "list_faces", lambda shared: list(keys))
+    def list_faces(shared):  # (the photos' files: the stage is keyed by their bytes too)
+        for k in keys:
+            f = shared / "data" / "faces" / k
+            if not f.exists():
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_bytes(k.encode())
+        return list(keys)
+
+    monkeypatch.setattr(D, "list_faces", list_faces)
     monkeypatch.setattr(D, "_align_one", align_one)
     monkeypatch.setattr(D, "_pairs_worker", pairs_worker)
     monkeypatch.setattr(D, "artist_key", lambda: dict(artist))
@@ -670,6 +678,14 @@ def test_data_stages_are_rebuilt_when_their_inputs_change(tiny_aligned, capsys):
     assert calls.align == 36
     D.build_aligned(t.shared, cache, workers=1)
     assert calls.align == 36 and "align: reusing" in capsys.readouterr().out
+    # a photo replaced under its name: aligned again (the names alone kept the old crops)
+    key = D.stage_key(cache, "aligned")
+    (t.shared / "data" / "faces" / t.keys[5]).write_bytes(b"another photo")
+    D.build_aligned(t.shared, cache, workers=1)
+    assert calls.align == 48 and "align: reusing" not in capsys.readouterr().out
+    assert D.stage_key(cache, "aligned") != key
+    D.build_aligned(t.shared, cache, workers=1)
+    assert calls.align == 48 and "align: reusing" in capsys.readouterr().out
     D.build_pairs(t.shared, cache, workers=1)
     D.build_avatars(cache, n=40)
     built = calls.pairs
@@ -1074,14 +1090,21 @@ def test_train_refuses_counts_below_one_from_python():
 def test_a_smoke_run_of_data_align_leaves_the_committed_split_doc_alone(monkeypatch, tmp_path):
     """``data align --limit 20`` rewrote docs/split.md and docs/heldout.txt
     with "20 of 20 photos aligned (... with 2 workers)"; only a full run
-    writes them, with the workers it used."""
+    of the project's shared folder writes them, with the workers it used
+    (``--shared`` of 20 photos of one's own rewrote them too)."""
     from avatarizer_export import data
 
     written = []
     monkeypatch.setattr(data, "build_aligned", lambda *a, **k: None)
     monkeypatch.setattr(data, "write_split_doc", lambda shared, cache: written.append(cache))
-    data.build("align", tmp_path, tmp_path, limit=20)
+    project = tmp_path / "shared"  # (the project's ../shared: ROOT.parent / "shared")
+    project.mkdir()
+    monkeypatch.setattr(data, "ROOT", tmp_path / "checkout")
+    data.build("align", project, tmp_path, limit=20)
     assert written == []
+    data.build("align", project, tmp_path)
+    assert written == [tmp_path]
+    # another folder of photos (--shared of one's own): the docs describe the project's split
     data.build("align", tmp_path, tmp_path)
     assert written == [tmp_path]
 
@@ -1109,3 +1132,22 @@ def test_a_cut_onnx_file_is_one_line_from_the_export_cli(tmp_path, monkeypatch, 
     assert cli.main([]) == 1
     err = capsys.readouterr().err
     assert "not a readable model" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("kind,train", [("param_ae", "train_param_ae"), ("image_ae", "train_image_ae")])
+def test_a_resumed_run_trains_the_weights_an_uninterrupted_one_does(fake, kind, train):
+    """The checkpoint holds the run's own generators' states (the batches'
+    numpy generator, the augmentation's torch generator): a run resumed at
+    step 2 re-seeded them from seed + step and trained other weights than
+    one that ran the 6 steps at once (up to 0.09 apart, a review)."""
+    fn = getattr(T, train)
+    fn(cfg("whole", kind, steps=6))
+    fn(cfg("cut", kind, steps=2))
+    ck = T.load_run("cut")
+    assert ck["step"] == 2 and ck["gens"]  # (the states are in the checkpoint)
+    fn(cfg("cut", kind, steps=6))
+    a, b = T.load_run("whole"), T.load_run("cut")
+    assert a["step"] == b["step"] == 6
+    for m in a["state"]:
+        for k, v in a["state"][m].items():
+            assert torch.equal(v, b["state"][m][k]), (m, k)

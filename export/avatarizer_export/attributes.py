@@ -525,8 +525,9 @@ def table_features(bb: nn.Module, al, photo: np.ndarray, variant: np.ndarray, se
                    name: str | None = None) -> np.ndarray:
     """Backbone features of every (photo, variant) row; cached in runs/attributes
     (the teacher's under a name from its configuration, another backbone's
-    under ``name``: ``features_<name>_...``) for those rows and the backbone's
-    weights (:func:`weights_key`: a retrained student is run again)."""
+    under ``name``: ``features_<name>_...``) for those rows, the backbone's
+    weights (:func:`weights_key`: a retrained student is run again) and the
+    aligned crops (``al.key``: photos aligned again, another cache)."""
     RUN.mkdir(parents=True, exist_ok=True)
     wk = weights_key(bb)
     taps = "".join(str(t + 1) for t in ALEX_TAPS)
@@ -538,6 +539,7 @@ def table_features(bb: nn.Module, al, photo: np.ndarray, variant: np.ndarray, se
         try:
             with np.load(path) as z:
                 if "weights" in z.files and str(z["weights"]) == wk and z["photo"].shape == photo.shape \
+                        and "aligned" in z.files and str(z["aligned"]) == getattr(al, "key", "") \
                         and (z["photo"] == photo).all() and (z["variant"] == variant).all():
                     return z["f"]
         except NPZ_UNREADABLE as exc:
@@ -558,7 +560,7 @@ def table_features(bb: nn.Module, al, photo: np.ndarray, variant: np.ndarray, se
     for old in RUN.glob(f"{prefix}*.npz"):
         old.unlink()
     with staged(path, "part") as tmp:
-        np.savez(tmp, photo=photo, variant=variant, weights=wk, f=f)
+        np.savez(tmp, photo=photo, variant=variant, weights=wk, aligned=getattr(al, "key", ""), f=f)
     return f
 
 

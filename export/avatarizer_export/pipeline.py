@@ -14,8 +14,13 @@ shared photos to the model files the SDK ships, each resumable and cached.
 6. the grey-beard fusion, fitted through the SDK as committed (its data folder)
 7. report: evaluation of all of them (what is shipped) (docs/report/)
 
-Stages whose output is current are skipped, so a second run is quick and an
-interrupted run resumes where it stopped.
+The data stages (step 1) and the trainings of step 2 whose output is
+current are skipped, and an interrupted training resumes from its last
+checkpoint (with the generators' states: it ends with the weights an
+uninterrupted run has). The networks of steps 3, 4 and 6 (H and its heads,
+the bank, the fusions, the hat, facial-hair, hair-colour, hair-length and
+skin-tone networks) are fitted again on every run, and ``--steps-scale``
+scales the step-2 trainings only.
 
 Steps 3 and 4 write into staging copies of the two shipped folders
 (:mod:`~avatarizer_export.staging`, ``sdk/avatarizer/.models.staging`` and
@@ -173,6 +178,7 @@ def add_parser(sub):
     p.add_argument("--shared")
     p.add_argument("--cache")
     p.add_argument("--workers", type=positive_int, default=2)
-    p.add_argument("--steps-scale", type=steps_scale, default=1.0, help="scale every training's step count")
+    p.add_argument("--steps-scale", type=steps_scale, default=1.0, help="scale the step counts of step 2's trainings (the autoencoders, the mappers, direct "
+                   "regression); the networks of steps 3-6 train to their own lengths")
     p.add_argument("--skip-report", action="store_true")
     p.set_defaults(func=main_all)

@@ -22,7 +22,8 @@ Post-training quantization can collapse a model without any error, so no
 int8 file is written unless it passes :func:`gate`: the fp32 and candidate
 models run on the same evaluation inputs and every metric function
 ``metric(fp32_out, candidate_out) -> float`` must be at most its threshold
-(the real gate: ``param_l1`` drift and render-LPIPS drift <= 0.005).
+(the real gate, :mod:`avatarizer_export.ship`: ``param_l1`` drift <= 0.01 and
+render-LPIPS drift <= 0.005).
 :func:`quantize_gated` deletes the candidate and raises
 :class:`QualityGateError`, with the numbers, when any metric is over.
 """

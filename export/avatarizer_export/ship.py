@@ -9,8 +9,8 @@ ships (``sdk/avatarizer/models/``) with their manifest.
 * fp32 is exported (to ``runs/export/``, a build artefact) and checked against
   PyTorch on real held-out crops (max |diff| <= 1e-4); fp16 and int8 (static QDQ, calibrated on real
   training crops) are written only if they pass the quality gate against
-  fp32 on held-out crops: ``param_l1`` drift and ``render_lpips`` between the
-  two avatars (threshold 0.005).
+  fp32 on held-out crops: ``param_l1`` drift (at most :data:`PARAM_GATE`, 0.01)
+  and ``render_lpips`` between the two avatars (at most :data:`LPIPS_GATE`, 0.005).
 * The SDK loads the best passing precision of what is shipped (fp16, and
   int8 when it passes); ``models/manifest.json`` lists
   every file with sha256, size, precision and the gate report.
