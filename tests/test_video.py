@@ -2049,3 +2049,47 @@ def test_a_far_estimate_asks_for_the_next_hair_retrieval(astronaut, monkeypatch)
         assert got[0] == held and any(h != held for h in got), (held, got)
         new = next(h for h in got if h != held)
         assert new - held < VIDEO_REFRESH_MS and av._pipeline.stream.hair[0][0] in (new, -np.inf)
+
+
+def test_the_person_before_a_switch_comes_back_as_they_were(face):
+    """A hand over half the face for a second reads as somebody else (a
+    switch: the occluded estimates are far from the identity); when the
+    hand goes, the person was estimated afresh (a second switch, their
+    glasses gone for 1.4-2.2 s on the shared clips). Within ``reset_ms`` of
+    a switch, two retrievals nearer to the identity before it than to the
+    new one give it back as it was (``Tracker.returns``); the estimates of
+    the hidden face never voted among its categorical values. A real cut
+    to somebody else stays a switch."""
+    from avatarizer.video import _COLOR_IDX
+
+    f, ident = face
+    g = schema.index("glasses.type")
+    rng = np.random.default_rng(4)
+    base = np.asarray(ident, np.float32).copy()
+    far = base.copy()
+    far[_COLOR_IDX] = np.clip(far[_COLOR_IDX] + 0.2 * (schema.HI - schema.LO)[_COLOR_IDX], schema.LO[_COLOR_IDX],
+                              schema.HI[_COLOR_IDX])
+
+    def warm(tr):
+        rows = sum((_retrievals(base, s * 1000.0, 1.0, 1.0, rng) for s in range(3)), [])
+        return _keyed_run(tr, f, rows, 0.0)[1]
+
+    tr = Tracker(TrackerOptions(identity_frames=5), smoothing=None)
+    t = warm(tr)
+    before = tr.identity.copy()
+    hidden = sum((_retrievals(far, t + k * 300.0, 0.3, 0.0, rng) for k in range(4)), [])  # 1.2 s, no glasses
+    shown, t = _keyed_run(tr, f, hidden, t)
+    assert tr.switches == 1 and tr.far and shown[-1] == 0.0  # (drawn as read while hidden)
+    back = sum((_retrievals(base, t + k * 200.0, 0.2, 1.0, rng) for k in range(3)), [])
+    shown, t = _keyed_run(tr, f, back, t)
+    assert tr.returns == 1 and tr.switches == 1 and tr.warm and not tr.far
+    assert shown[-1] == 1.0 and float(tr.identity[g]) == 1.0
+    np.testing.assert_allclose(tr.identity[_COLOR_IDX], before[_COLOR_IDX], atol=0.02)
+    # somebody else who stays: a switch, and no return
+    tr = Tracker(TrackerOptions(identity_frames=5), smoothing=None)
+    t = warm(tr)
+    _, t = _keyed_run(tr, f, sum((_retrievals(far, t + k * 300.0, 0.3, 0.0, rng) for k in range(16)), []), t)
+    assert tr.switches == 1 and tr.returns == 0 and float(tr.identity[g]) == 0.0
+    # back after reset_ms: not a return (estimated as anybody coming in: another switch)
+    _, t = _keyed_run(tr, f, sum((_retrievals(base, t + k * 300.0, 0.3, 1.0, rng) for k in range(12)), []), t)
+    assert tr.returns == 0 and tr.switches == 2
