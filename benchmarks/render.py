@@ -167,7 +167,9 @@ def main(argv=None):
     ap.add_argument("--sizes", type=_sizes, default=[256, 512, 1024], help="comma-separated sizes in px "
                     "(default 256,512,1024)")
     ap.add_argument("--scenes", choices=("real", "sampled"), default="real")
-    ap.add_argument("--faces", type=Path, default=ROOT.parent / "shared" / "data" / "faces" / "ffhq128")
+    ap.add_argument("--faces", type=Path, default=None,
+                    help="real scenes: a folder of .jpg portraits (default ../shared/data/faces/ffhq128 where "
+                         "it is there)")
     ap.add_argument("--photos", type=_non_negative_int, default=40, help="real scenes: photos (image mode)")
     ap.add_argument("--frames", type=_positive_int, default=40, help="real scenes: clip frames (video mode)")
     ap.add_argument("--video", default=None, help="real scenes: a clip or a folder of .mp4 clips for the video-mode "
@@ -186,6 +188,14 @@ def main(argv=None):
     base = _load_baseline(args.baseline) if args.baseline else None  # (checked before the scenes are built)
     sizes = args.sizes
     if args.scenes == "real":
+        if args.faces is None:
+            args.faces = ROOT.parent / "shared" / "data" / "faces" / "ffhq128"
+            if args.photos and not args.faces.is_dir():
+                print(f"note: no {args.faces}: clip frames only (--faces DIR for photos)", file=sys.stderr)
+        elif args.photos and not (args.faces.is_dir() and any(args.faces.glob("*.jpg"))):
+            # (a --faces folder that is not there was left out without a word)
+            ap.exit(1, f"{ap.prog}: error: --faces {args.faces} is no folder of .jpg photos (--photos 0 for "
+                       "clip frames only)\n")
         try:
             params, scenes = real_scenes(args.faces, args.photos, args.frames, video=args.video)
         except (OSError, ValueError) as exc:  # a missing or unreadable clip: one line, not a traceback

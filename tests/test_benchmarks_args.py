@@ -171,3 +171,14 @@ def test_render_baseline_that_cannot_load_is_one_line(tmp_path):
         res = _script("render.py", "--baseline", str(path), "--scenes", "sampled")
         assert res.returncode == 1 and "Traceback" not in res.stderr
         assert f"--baseline {path}: not a loadable extension module" in res.stderr, res.stderr
+
+
+def test_render_refuses_a_faces_folder_that_is_not_there(tmp_path):
+    """``benchmarks/render.py --faces DIR`` with no such folder left the
+    photos out without a word and timed clip frames only (status 0)."""
+    missing = tmp_path / "nowhere"
+    res = _script("render.py", "--faces", str(missing), "--photos", "5", "--frames", "2", "--repeats", "2",
+                  "--no-slow", "--sizes", "64", "--json")
+    assert res.returncode == 1
+    assert _error_lines(res, "render.py") == [f"render.py: error: --faces {missing} is no folder of .jpg photos "
+                                              "(--photos 0 for clip frames only)"], res.stderr

@@ -74,8 +74,12 @@ stderr with the answers it gave.
 
 Every distribution reports ``p50_ms``, ``p95_ms``, ``p99_ms`` and ``max_ms``
 (the worst frame), and ``n``, the number of frames in it (with 100 or fewer,
-``p99_ms`` is interpolated between the two slowest frames: nearly ``max_ms``;
-``startup`` has fewer as a rule).
+``p99_ms`` is interpolated between the two slowest frames, so it is nearly
+the second slowest: a single stall shows in ``max_ms`` only; ``startup`` has
+fewer as a rule). A stage's distribution is over the timed frames it ran
+on (``n``; in video mode ``encode``, ``map_decode`` and ``hair`` run on a
+frame only when it computes the identity itself): ``null`` when it ran on
+none (a frame without it once counted as 0 ms).
 Stalls are what a live viewer sees, so ``end_to_end`` adds
 ``hitch_ratio`` (``p99_ms / p50_ms``), ``max_frame`` (the index of the worst
 timed frame) and ``vs_landmarks`` (its ``p50_ms`` over the baseline's
@@ -316,7 +320,8 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     # identity_every_ms old, so at most ~identity_every_ms of stream time
     # each) comes first, then the warm-up frames; only the frames after both
     # are timed
-    per = max(1, math.ceil(tracker.identity_every_ms * FPS / 1000.0)) if mode == "video" else 0
+    # (capped: --identity-every-ms 1e308 overflowed to infinity here)
+    per = max(1, math.ceil(min(tracker.identity_every_ms, 1e9) * FPS / 1000.0)) if mode == "video" else 0
     spare = min(2 * tracker.identity_frames * per, MAX_STARTUP_FRAMES)
     # (frames left out of the timing, below: the loop reads on for as many as it needs, up to these; the
     # list holds the same arrays again, so its length costs no memory)
@@ -354,7 +359,8 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
             e2e.append((t3 - t2) * 1e3)
             index.append(i)
             for k in STAGE_KEYS:
-                stages[k].append(state.timings.get(k, 0.0))
+                if k in state.timings:  # (a stage that did not run on this frame: not a 0 ms frame)
+                    stages[k].append(state.timings[k])
             merge.append(state.timings.get("merge", 0.0))
         if not e2e:
             raise ValueError(gate.nothing_timed(len(images)))
@@ -394,7 +400,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         "providers": providers,
         "precision": prec,
         "input": [INPUT, INPUT],
-        "stages": {k: _pct(v) for k, v in stages.items()},
+        "stages": {k: _pct(v) if v else None for k, v in stages.items()},
         "end_to_end": {**end, "fps": round(1000.0 / float(np.mean(e2e)), 2),
                        "hitch_ratio": _ratio(end["p99_ms"], end["p50_ms"]),
                        "max_frame": int(np.argmax(e2e)),
@@ -671,11 +677,16 @@ def command(args) -> int:
     print(f"providers  {res['providers'] or '(none: no network runs)'}   precision {res['precision']}")
     print(f"input      {res['input'][0]}×{res['input'][1]}, render {RENDER} px")
     cols = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
+    e = res["end_to_end"]
     print(f"{'':12s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}")
     row = lambda name, v: print(f"{name:12s} " + " ".join(f"{v[c]:8.2f}" for c in cols))  # noqa: E731
     for k, v in res["stages"].items():
-        row(k, v)
-    e = res["end_to_end"]
+        if v is None:
+            print(f"{k:12s} (did not run on a timed frame)")
+        else:
+            row(k, v)
+            if v["n"] < e["n"]:
+                print(f"{'':12s} (on {v['n']} of the {e['n']} timed frames)")
     row("end_to_end", e)
     b = res["baseline"]["landmarks_only"]
     row("landmarks", b)
@@ -684,7 +695,8 @@ def command(args) -> int:
         print(f"startup: the first {res['startup']['frames']} frames of a stream, until its identity is warm "
               "(not in end_to_end)")
     if e["n"] <= 100:
-        print(f"note: {e['n']} timed frames (<= 100): p99 and the hitch ratio are close to the worst frame")
+        print(f"note: {e['n']} timed frames (<= 100): p99 is nearly the second slowest frame (a single stall "
+              "shows in max only)")
     print(f"end to end: {e['fps']:.1f} fps (model loading and warm-up excluded); "
           f"hitch ratio p99/p50 {e['hitch_ratio']}; worst frame #{e['max_frame']} "
           f"(frame {e['max_frame_source']} of the clips as read); "
