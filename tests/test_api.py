@@ -1723,3 +1723,11 @@ def test_params_holds_finite_numbers_and_is_array_like():
     assert p.array[0] == schema.default()[0]
     assert np.array_equal(render(p, 48), render(p.array, 48)) and Avatar(p).params[schema.index("iris_l.radius")] \
         == np.float32(0.05)
+
+
+def test_cli_without_a_command_is_a_usage_error_on_stderr(capsys):
+    """A bare ``avatarizer`` printed its help to stdout with status 2 (every
+    other usage error is on stderr: a pipe read the help as output)."""
+    assert _cli() == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "usage: avatarizer" in err

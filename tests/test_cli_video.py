@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -1158,6 +1159,9 @@ def test_the_last_frame_of_a_gif_lasts_as_long_as_it_says(tmp_path, capsys):
     out = tmp_path / "o.mp4"
     assert _main("video", gif, "-o", out) == 0, capsys.readouterr().err
     assert float(_ffprobe(out, "stream=duration")[0]) == pytest.approx(2.5, abs=0.02)
+    # the summary tells the output's frames from the input's ("5 frames ... a face in 3" read as 2 without one)
+    said = capsys.readouterr().out
+    assert re.search(r": 5 frames \(2\.5 s of video.*a face in [1-3] of 3 input frames, [0-9.]+ input frames/s ", said), said
     assert _main("video", gif, "-o", tmp_path / "a.json") == 0, capsys.readouterr().err
     doc = json.loads((tmp_path / "a.json").read_text())
     assert (doc["op"] - doc["ip"]) / doc["fr"] == pytest.approx(2.5, abs=0.02)

@@ -651,6 +651,8 @@ def test_an_unreadable_file_is_named_in_the_error(tmp_path):
     with pytest.raises(ValueError) as exc:
         load_image(path)
     assert "_ReadWatch" not in str(exc.value) and "notes.txt" in str(exc.value)
+    # (nor Pillow's own file object: "cannot identify image file <_io.BufferedReader name='bad.jpg'>")
+    assert "<_io" not in str(exc.value) and "not a format this SDK reads" in str(exc.value)
 
 
 def test_a_float_image_a_little_over_one_is_told_to_clip_to_one_not_to_255():

@@ -1038,10 +1038,12 @@ def _video(args) -> int:
     # the size the file holds: H.264 (4:2:0) pads an odd side by a black row or column; the fallback's
     # MPEG-4 encoder drops one (a 101x77 input was reported as such and written 100x76)
     held = tuple(v + v % 2 if h264 else v - v % 2 for v in size)
+    # (the frames written are the output's, at its rate; the faces and the fps the input frames': "6 frames ...
+    # a face in 3" read as half the frames without a face)
     print(f"wrote {out}: {frames_out.written} frames ({frames_out.written / rate_f:.1f} s of video, "
           f"{held[0]}x{held[1]}, {args.layout}, "
-          f"{codec}), a face in {found}, {done / secs if secs > 0 else 0.0:.1f} fps (model loading "
-          f"excluded); audio {audio}")
+          f"{codec}), a face in {found} of {done} input frames, {done / secs if secs > 0 else 0.0:.1f} input "
+          f"frames/s (model loading excluded); audio {audio}")
     if found == 0:
         _warn_no_face(args.face, done, inp)
     if params_path is not None:
@@ -1503,13 +1505,17 @@ def _live(args) -> int:
         print(f"wrote {shot}: the last frame shown ({w}x{h})")
     if res.stopped_by == "read-error":
         print(f"avatarizer live: warning: {live.describe(source)} stopped sending frames", file=sys.stderr)
+    status = 0  # (a cut or damaged file: exit status 3, as `video` gives for the same file)
     if res.expected is not None:
         print(f"avatarizer live: warning: {source} ended after {res.shown + res.damaged} of the {res.expected} "
-              "frames its header announces (a truncated or damaged file)", file=sys.stderr)
+              f"frames its header announces (a truncated or damaged file; exit status {EXIT_TRUNCATED})",
+              file=sys.stderr)
+        status = EXIT_TRUNCATED
     if res.damaged:
         print(f"avatarizer live: warning: {res.damaged} frame(s) of {source} could not be decoded (a damaged "
-              "file)", file=sys.stderr)
-    return 0
+              f"file; exit status {EXIT_TRUNCATED})", file=sys.stderr)
+        status = EXIT_TRUNCATED
+    return status
 
 
 def _bench(args) -> int:
@@ -1842,8 +1848,8 @@ def main(argv=None) -> int:
             pass
     ap = build_parser()
     args = ap.parse_args(argv)
-    if not getattr(args, "func", None):
-        ap.print_help()
+    if not getattr(args, "func", None):  # (a usage error: its text on stderr, as every other one's)
+        ap.print_help(sys.stderr)
         return 2
     if getattr(args, "set", None):  # each --set is checked alone by argparse; two that conflict, here
         from .hair import check_settings

@@ -226,7 +226,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     except UnidentifiedImageError as exc:
-        raise ValueError(f"Could not read {path} as an image: {exc}"
+        # (Pillow's text names its file object: "cannot identify image file <_io.BufferedReader name=...>")
+        raise ValueError(f"Could not read {path} as an image: not a format this SDK reads (PNG, JPEG, WebP, "
+                         "BMP, GIF, TIFF ...)"
                          + (" (icon files are not read: their header does not give the size of the "
                             "image they hold; save the picture as PNG or JPEG)" if _is_icon(path) else "")
                          ) from exc
