@@ -5,7 +5,8 @@ import pytest
 from avatarizer import schema as S
 from avatarizer.headwear import MIN_CROWN
 from avatarizer.prior import crown_lift
-from avatarizer.proportions import CRANIUM_BY_AGE, FRAME_TOP, STRETCHED, child_head, cranium_scale
+from avatarizer.proportions import (CRANIUM_BY_AGE, FRAME_TOP, STRETCHED, child_face, child_head, child_weight,
+                                    cranium_scale)
 
 TOP, CHIN = S.index("face.y7"), S.index("face.y0")
 LIDS = [S.index(n) for n in S.NAMES if n.split(".")[0] in ("eye_l_upper", "eye_r_upper") and S.KINDS[S.index(n)] == "y"]
@@ -162,7 +163,7 @@ def test_merge_draws_a_childs_head_from_the_age():
     F.attributes = {"age": 40.0}
     adult = merge_face(F)
     assert child[TOP] < adult[TOP]
-    np.testing.assert_array_equal(child, child_head(age_lines(S.clip(p), 2.0), 2.0))
+    np.testing.assert_array_equal(child, child_face(child_head(age_lines(S.clip(p), 2.0), 2.0), 2.0))
     np.testing.assert_array_equal(adult, age_lines(S.clip(p), 40.0))
     F.attributes = {"age": 2.0}
     np.testing.assert_array_equal(merge_face(F, child=False), age_lines(S.clip(p), 2.0))  # Options.child_head
@@ -182,7 +183,7 @@ def test_the_artist_alone_draws_by_its_own_age():
         face_params, hair_params, accessory_params = p[S.FACE], p[S.HAIR], p[S.ACCESSORIES]
         attributes, artist_age = None, 3.0
 
-    np.testing.assert_array_equal(merge_face(F), child_head(age_lines(S.clip(p), 3.0), 3.0))
+    np.testing.assert_array_equal(merge_face(F), child_face(child_head(age_lines(S.clip(p), 3.0), 3.0), 3.0))
     assert merge_face(F)[TOP] < S.clip(p)[TOP]
     np.testing.assert_array_equal(merge_face(F, child=False), age_lines(S.clip(p), 3.0))
     F.artist_age = 70.0
@@ -265,3 +266,51 @@ def test_the_artist_alone_draws_held_out_children_taller(mode):
         grown = [x for x in map(read, adults) if x is not None and x[0] is not None]
         assert len(grown) >= 40
         assert sum(cranium_scale(age) > 1.03 for age, _ in grown) <= 2, grown
+
+
+def test_child_weight_by_age():
+    assert child_weight(0.5) == child_weight(2.0) == 1.0 and child_weight(7.0) == pytest.approx(0.5)
+    assert child_weight(12.0) == child_weight(40.0) == 0.0
+    for bad in (None, True, float("nan"), float("inf"), "3"):
+        assert child_weight(bad) == 0.0
+
+
+def test_a_young_childs_face_has_a_childs_features():
+    """Every child was drawn with an adult's eyes, nose, lined lids,
+    cheek folds and a long neck under the taller skull (a review's contact
+    sheet, 24 of 24): at 1 year the eyes are larger about the iris centre,
+    the nose smaller about its base, the lips nearer the skin's colour, the
+    lids and brows thinner, the folds gone and the neck shorter; the places
+    the landmarks gave stay; from 12 years nothing changes."""
+    from avatarizer import proportions as P
+
+    p = S.sample(1, seed=7)[0].copy()
+    for f in P.CHILD_NO_LINES:
+        p[S.index(f"{f}.w1")] = 0.004
+    p = S.clip(p)
+    q = child_face(p, 1.0)
+    assert q.dtype == np.float32 and np.array_equal(S.clip(q), q)
+    for side in "lr":
+        r = S.index(f"iris_{side}.radius")
+        assert q[r] == pytest.approx(min(p[r] * (1 + P.CHILD_EYES), S.HI[r]), rel=1e-5)
+        cx, cy = S.index(f"iris_{side}.cx"), S.index(f"iris_{side}.cy")
+        assert (q[cx], q[cy]) == (p[cx], p[cy])
+        x0 = S.index(f"eye_{side}_upper.x0")
+        assert abs(q[x0] - q[cx]) > abs(p[x0] - p[cx])  # (the lid's corner further from the iris centre)
+    nb = [S.index(f"nose_base.x{i}") for i in (0, 4)]
+    assert abs(q[nb[1]] - q[nb[0]]) == pytest.approx((1 - P.CHILD_NOSE) * abs(p[nb[1]] - p[nb[0]]), rel=1e-4)
+    lip, skin = [S.index(f"lip_upper_outer.{c}") for c in "rgb"], [S.index(f"face.{c}") for c in "rgb"]
+    assert np.abs(q[lip] - q[skin]).sum() < np.abs(p[lip] - p[skin]).sum()
+    assert all(q[S.index(f"{f}.w1")] == 0 for f in P.CHILD_NO_LINES)
+    assert q[S.index("brow_l.w1")] < p[S.index("brow_l.w1")]
+    neckline, chin = S.index("clothes.y2"), S.index("face.y0")
+    assert q[neckline] - q[chin] < p[neckline] - p[chin]
+    for k in ("face.x3", "face.y3", "lip_upper_outer.x0"):
+        assert q[S.index(k)] == pytest.approx(p[S.index(k)], abs=1e-6), k
+    for axis in "xy":  # (the nose base's middle stays)
+        idx = [S.index(f"nose_base.{axis}{i}") for i in range(5)]
+        assert q[idx].mean() == pytest.approx(p[idx].mean(), abs=1e-6)
+    older = child_face(p, 7.0)
+    assert 0 < np.abs(older - p).max() < np.abs(q - p).max()
+    for age in (12.0, 40.0, None):
+        np.testing.assert_array_equal(child_face(p, age), p)

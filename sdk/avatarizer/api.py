@@ -129,7 +129,10 @@ class Options:
         child_head: draw a child's head taller above the brows, by its age
             (H's estimate combined with the artist's, ``hair.fuse_age``, not
             one read under a face mask, or an ``"age"`` the app set), as children's heads
-            are (:func:`avatarizer.proportions.child_head`; default True);
+            are (:func:`avatarizer.proportions.child_head`; default True),
+            and under 12 years with a child's face (larger eyes, a smaller
+            nose, untinted lips, thinner lids and brows, no folds, a shorter
+            neck: :func:`avatarizer.proportions.child_face`);
             False keeps every head at the adult proportions. Where no
             regressor runs (``estimator="artist"``) the artist's own age
             estimate draws it, and the age lines

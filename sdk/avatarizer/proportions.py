@@ -1,4 +1,5 @@
-"""A child's head: taller above the brows than an adult's, by age.
+"""A child's head: taller above the brows than an adult's, by age, and a
+young child's face (:func:`child_face`).
 
 A young child's skull is large for the face under it. Measured on the
 photos of ``ffhq128-labelled`` whose head lies inside the photo (468), the
@@ -110,4 +111,94 @@ def child_head(params, age) -> np.ndarray:
     if kind > 0:
         p[_CROWN] = max((p[_TOP] - P.HAT_GAP - hat_top) / lift, MIN_CROWN)
         P.hair_under_the_hat(p)
+    return S.clip(p.astype(np.float32))
+
+
+# ------------------------------------------------------------ a child's face
+#: (years, weight): how much of :func:`child_face` a face of that age gets
+#: (interpolated, held at its ends): all of it to 2 years, none from 12
+CHILD_FACE_BY_AGE = ((2.0, 1.0), (12.0, 0.0))
+#: at weight 1: the eyes (lids, crease, iris) this much larger about the iris
+#: centre, the nose this much smaller about its base's middle, the lips' colours
+#: this far toward the skin's, and the neck's visible length (chin to the
+#: clothes' neckline) this much shorter
+CHILD_EYES, CHILD_NOSE, CHILD_LIPS, CHILD_NECK = 0.28, 0.3, 0.35, 0.55
+#: the lines an adult's face has and a young child's has not: their widths go to 0 at weight 1
+CHILD_NO_LINES = ("nasolabial_l", "nasolabial_r", "undereye_l", "undereye_r", "forehead_line")
+
+
+def _pts(feature: str, axis: str) -> np.ndarray:
+    return np.array([S.index(r["name"]) for r in S.table() if r["feature"] == feature and r["kind"] == axis])
+
+
+def _rgb(feature: str) -> np.ndarray:
+    return np.array([S.index(f"{feature}.{c}") for c in "rgb"])
+
+
+_EYES = {side: ([_pts(f"eye_{side}_{part}", a) for part in ("upper", "lower", "crease") for a in "xy"],
+                S.index(f"iris_{side}.cx"), S.index(f"iris_{side}.cy"), S.index(f"iris_{side}.radius"))
+         for side in "lr"}
+_NOSE = ("nose_base", "nostril_l", "nostril_r", "nose_bridge", "nose_shadow", "nose_highlight")
+_NOSE_X = np.concatenate([_pts(f, "x") for f in _NOSE])
+_NOSE_Y = np.concatenate([_pts(f, "y") for f in _NOSE])
+_NOSE_BASE_X, _NOSE_BASE_Y = _pts("nose_base", "x"), _pts("nose_base", "y")
+_LIPS_RGB = [_rgb(f) for f in ("lip_upper_outer", "lip_lower_outer")]
+_SKIN_RGB = _rgb("face")
+_LINE_WIDTHS = np.array([S.index(f"{f}.{w}") for f in CHILD_NO_LINES for w in ("w0", "w1")])
+#: the upper lids' and the brows' stroke widths, this much thinner at weight 1 (an adult's lined lids and
+#: full brows read as make-up on a toddler)
+CHILD_THIN = 0.3
+_THIN = np.array([S.index(f"{f}.{w}") for f in ("eye_l_upper", "eye_r_upper", "brow_l", "brow_r")
+                  for w in ("w0", "w1")])
+_CHIN = S.index("face.y0")
+_CLOTHES_Y = _pts("clothes", "y")
+_NECKLINE = S.index("clothes.y2")  # the neckline's middle (under the chin)
+
+
+def child_weight(age) -> float:
+    """How much of :func:`child_face` a face of ``age`` years gets (0 for
+    None, a bool, an age that is not a finite number, and from 12 years)."""
+    if not is_real(age):
+        return 0.0
+    t = np.asarray(CHILD_FACE_BY_AGE, np.float64)
+    return float(np.interp(float(age), t[:, 0], t[:, 1]))
+
+
+def child_face(params, age) -> np.ndarray:
+    """A copy of the (629,) ``params`` (made valid first) drawn as a young
+    child's face, by :func:`child_weight` of ``age``: larger eyes (lids,
+    crease and iris scaled about the iris centre, :data:`CHILD_EYES`), a
+    smaller nose (:data:`CHILD_NOSE`, about its base's middle), lips
+    coloured nearer the skin (:data:`CHILD_LIPS`: a child's are not
+    tinted), thinner upper lids and brows (:data:`CHILD_THIN`), none of
+    the lines of :data:`CHILD_NO_LINES` (what the face
+    estimate read as folds on a toddler's cheeks) and a shorter neck (the
+    clothes raised so that the neckline's middle comes nearer the chin,
+    :data:`CHILD_NECK`). The
+    places the landmarks give (the eyes' and the nose's centres, the mouth,
+    the face outline) stay. Every child was drawn with an adult's eyes,
+    nose, lines and neck under a child's taller skull (:func:`child_head`;
+    a review's contact sheet: 24 of 24). Returned valid; unchanged (a
+    copy) from 12 years."""
+    p = S.clip(params).astype(np.float64)
+    w = child_weight(age)
+    if w <= 0.0:
+        return p.astype(np.float32)
+    s = 1.0 + CHILD_EYES * w
+    for (xy, cx, cy, radius) in _EYES.values():
+        c = (p[cx], p[cy])
+        for k, idx in enumerate(xy):
+            p[idx] = c[k % 2] + s * (p[idx] - c[k % 2])
+        p[radius] *= s
+    n = 1.0 - CHILD_NOSE * w
+    nx, ny = float(p[_NOSE_BASE_X].mean()), float(p[_NOSE_BASE_Y].mean())
+    p[_NOSE_X] = nx + n * (p[_NOSE_X] - nx)
+    p[_NOSE_Y] = ny + n * (p[_NOSE_Y] - ny)
+    for rgb in _LIPS_RGB:
+        p[rgb] += CHILD_LIPS * w * (p[_SKIN_RGB] - p[rgb])
+    p[_LINE_WIDTHS] *= 1.0 - w
+    p[_THIN] *= 1.0 - CHILD_THIN * w
+    gap = float(p[_NECKLINE]) - float(p[_CHIN])  # the neck's visible length, under the chin
+    if gap > 0:
+        p[_CLOTHES_Y] -= CHILD_NECK * w * gap
     return S.clip(p.astype(np.float32))

@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import schema
 from ..hair import age_lines, trusted_age
-from ..proportions import child_head
+from ..proportions import child_face, child_head
 from ..artist.colour import draw_in_tone, tone_indices
 from .base import Stage
 from .state import FrameState
@@ -61,7 +61,7 @@ def merge_face(f, child: bool = True) -> np.ndarray:
         params = age_lines(params, age)
         # (not by an age read under a face mask: masked adults read as children, hair.trusted_age)
         if child and (trusted_age(a) if f.attributes else age) is not None:
-            params = child_head(params, age)
+            params = child_face(child_head(params, age), age)  # (the taller skull, then the face's features)
     return params
 
 
