@@ -759,3 +759,23 @@ def test_an_output_name_ending_in_a_separator_is_refused(tmp_path, capsys):
     assert main(["image", str(photo), "-o", str(tmp_path / "dir.png") + os.sep]) == 2
     assert "ends with a path separator" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc (a folder nobody can write a file into)")
+def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, photo_bytes, capsys, monkeypatch):
+    """``os.access`` says yes to root on /proc or a read-only mount: ``image``
+    (and ``video``, over a whole clip) ran the models before the write
+    failed; a file is tried in the output's folder first."""
+    from avatarizer import api
+
+    src = tmp_path / "a.png"
+    src.write_bytes(photo_bytes)
+
+    def no_model(*a, **k):
+        raise AssertionError("the models were loaded for an output that cannot be written")
+
+    monkeypatch.setattr(api, "Avatarizer", no_model)
+    assert _main("image", src, "-o", "/proc/avz-out.png") == 1
+    err = capsys.readouterr().err
+    assert "cannot write /proc/avz-out.png" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]

@@ -251,8 +251,9 @@ def _check_output(inp: Path | None, out: Path, overwrite: bool) -> None:
         _make_folders(parent)
     except OSError as exc:
         raise CLIError(f"cannot create the folder {parent}: {exc.strerror or exc}") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CLIError(f"cannot write into {parent}: permission denied")
+    # (os.access said yes to root on /proc or a read-only mount: image and video ran their models, a long
+    # clip's whole walk, before the write failed)
+    _check_writable(out)
 
 
 def _check_writable(out: Path) -> None:
@@ -1446,8 +1447,7 @@ def _live(args) -> int:
         _check_one_size(Path(source), args.max_seconds)
     src_file = Path(source) if isinstance(source, str) else None  # (a file or a stream's URL; a camera: None)
     if shot is not None:
-        _check_output(src_file, shot, args.overwrite)
-        _check_writable(shot)  # (found only after the whole preview before: /proc, a read-only mount)
+        _check_output(src_file, shot, args.overwrite)  # (its folder writable: found only after the preview before)
     why = live.display_problem()
     if why is not None:
         raise _NoDisplay(why)
