@@ -1731,3 +1731,14 @@ def test_cli_without_a_command_is_a_usage_error_on_stderr(capsys):
     assert _cli() == 2
     out, err = capsys.readouterr()
     assert out == "" and "usage: avatarizer" in err
+
+
+def test_params_takes_a_zero_d_array():
+    """``Params[name] = np.array(0.5)`` (a 0-d array, what numpy reductions
+    give) was refused as not a finite number once values were checked."""
+    p = schema.Params(schema.default())
+    p["iris_l.radius"] = np.array(0.05)
+    assert abs(p["iris_l.radius"] - 0.05) < 1e-7
+    for bad in (np.array([0.05]), np.array(np.nan), np.array("0.05")):
+        with pytest.raises(ValueError, match="iris_l.radius"):
+            p["iris_l.radius"] = bad

@@ -2093,3 +2093,45 @@ def test_the_person_before_a_switch_comes_back_as_they_were(face):
     # back after reset_ms: not a return (estimated as anybody coming in: another switch)
     _, t = _keyed_run(tr, f, sum((_retrievals(base, t + k * 300.0, 0.3, 1.0, rng) for k in range(12)), []), t)
     assert tr.returns == 0 and tr.switches == 2
+
+
+def test_a_late_retrieval_votes_no_more_and_keys_mix_with_none(face):
+    """A worker's answer for an earlier frame, adopted after a frame computed
+    a later one itself, brought its retrieval back (hair_ms 0 -> 1000 -> 0):
+    it voted twice. A key not above the last voted adds no vote. A tracker
+    fed keyed and unkeyed frames compared a key with a colour array
+    (ValueError: truth value of an array is ambiguous)."""
+    from avatarizer.video import _COLOR_IDX
+
+    f, ident = face
+    rng = np.random.default_rng(5)
+    base = np.asarray(ident, np.float32).copy()
+    tr = Tracker(TrackerOptions(identity_frames=2), smoothing=None)
+    _keyed_run(tr, f, _retrievals(base, 0.0, 0.4, 1.0, rng) + _retrievals(base, 1000.0, 0.4, 1.0, rng), 0.0)
+    votes = len(tr._cat_hist)
+    _, t = _keyed_run(tr, f, _retrievals(base, 0.0, 0.4, 0.0, rng), 800.0)  # retrieval 0 again, late
+    assert len(tr._cat_hist) == votes and tr._voted == 1000.0
+    far = base.copy()
+    far[_COLOR_IDX] = np.clip(far[_COLOR_IDX] + 0.2 * (schema.HI - schema.LO)[_COLOR_IDX], schema.LO[_COLOR_IDX],
+                              schema.HI[_COLOR_IDX])
+    for key in (None, 5000.0, None, 6000.0):  # far estimates, keyed and not: no error, each a new one
+        tr.update(far, f.canonical, f.transform, t, estimate=key)
+        t += 300.0
+    assert tr.switches == 1
+
+
+def test_a_glasses_tie_under_the_drawn_headwear_keeps_the_glasses_drawn(face):
+    """With one vote per estimate a tie keeps the value drawn, also for the
+    glasses counted among the estimates with the drawn headwear: the value
+    the loop over every column had just written was kept instead."""
+    f, ident = face
+    g, h = schema.index("glasses.type"), schema.index("headwear.type")
+    tr = Tracker(TrackerOptions(identity_frames=1, identity_refresh=0.5), smoothing=None)
+    t = 0.0
+    for key, (hw, gl) in enumerate(((0.0, 2.0), (0.0, 1.0), (1.0, 1.0))):
+        raw = np.asarray(ident, np.float32).copy()
+        raw[[h, g]] = hw, gl
+        out = tr.update(raw, f.canonical, f.transform, t, estimate=float(key))
+        t += 40.0
+    assert tr._glasses_by_headwear[0.0] == {2.0: 1, 1.0: 1}  # (a tie under the drawn headwear, none)
+    assert float(out.params[h]) == 0.0 and float(out.params[g]) == 2.0

@@ -304,6 +304,8 @@ class Params:
 
     def __setitem__(self, name: str, value: float) -> None:
         i = index(name)
+        if isinstance(value, np.ndarray) and value.ndim == 0:  # (a 0-d array: its number)
+            value = value[()]
         # (a string was stored as its number, NaN kept: refused only where the parameters were used)
         ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
         if ok:

@@ -280,6 +280,16 @@ def _take(counts: dict, value) -> None:
         del counts[value]
 
 
+def _newer(seen, last) -> bool:
+    """Whether ``seen`` (an estimate's key, or its colours where no key is
+    given) is a new estimate after ``last``: a later key (an older one, an
+    answer that came back late, is none), or other colours; keyed and
+    unkeyed frames of one tracker are different estimates."""
+    if isinstance(seen, np.ndarray) or isinstance(last, np.ndarray):
+        return not (isinstance(seen, np.ndarray) and isinstance(last, np.ndarray) and np.array_equal(seen, last))
+    return last is None or seen > last
+
+
 def _most_frequent(counts: dict, keep=None):
     """The most frequent value of ``counts``: on a tie ``keep`` where it is
     one of them, else the smallest."""
@@ -420,12 +430,14 @@ class Tracker:
                 (the identity worker's): whether the estimate counts as
                 frontal (``max_identity_pose``) is read from it; None: this
                 frame's ``yaw`` and ``pitch``.
-            estimate: a key (any hashable but None) of the estimate the
-                categorical values and colours come from, the same for
-                every frame that repeats it (the video pipeline's hair
-                retrieval time): the categorical values then vote once per
-                estimate (``categorical_estimates``) and another person
-                takes two estimates by this key; None: every frame votes
+            estimate: a number that names the estimate the categorical
+                values and colours come from, the same for every frame
+                that repeats it and larger for a later one (the video
+                pipeline's hair retrieval time): the categorical values
+                then vote once per estimate (``categorical_estimates``; a
+                key not above the last voted, an answer that came back
+                late, votes no more) and another person takes two
+                estimates by this key; None: every frame votes
                 (``categorical_window``) and estimates differ by their
                 colours.
         """
@@ -519,7 +531,7 @@ class Tracker:
         seen = colours if estimate is None else estimate
         if self._far_since_ms is None:
             self._far_since_ms, self._far_last, self._far_seen = ms, seen, 1
-        elif not (np.array_equal(seen, self._far_last) if estimate is None else seen == self._far_last):
+        elif _newer(seen, self._far_last):
             # a new estimate (in video mode frames reuse the identity worker's last answer
             # until the next arrives: one odd answer, however long it is reused, is not enough;
             # nor one hair retrieval, whose skin tone moves every face estimate merged with it)
@@ -547,8 +559,7 @@ class Tracker:
             self._back_last, self._back_seen = None, 0
             return False
         seen = colours if estimate is None else estimate
-        if self._back_seen == 0 or not (np.array_equal(seen, self._back_last) if estimate is None
-                                        else seen == self._back_last):
+        if self._back_seen == 0 or _newer(seen, self._back_last):
             self._back_last, self._back_seen = seen, self._back_seen + 1
         return self._back_seen >= 2
 
@@ -583,7 +594,7 @@ class Tracker:
             # maybe somebody else (or one odd reading): no vote (an occluded face's votes filled the window, and
             # the person back after it was drawn with the occlusion's glasses and hairstyle)
             pass
-        elif estimate is not None and (estimate != self._voted or not self._keyed):
+        elif estimate is not None and (not self._keyed or _newer(estimate, self._voted)):
             self._vote(S._whole_categorical(raw[_CAT_IDX]).tolist(), estimate)  # one vote per estimate
         if not self.warm and not fresh and self._buf_params:
             return  # an estimate counted already: the identity, neutral signals and categorical values stay
@@ -653,6 +664,7 @@ class Tracker:
             return  # the same values in and out: the counts are unchanged
         mode = self._cat_mode
         keep = self._keyed and len(hist) > 1  # (per estimate, a tie keeps the value drawn)
+        drawn_glasses = mode[_GLASSES_COL]  # (before the loop below counts them over every headwear)
         for j, (counts, v) in enumerate(zip(self._cat_counts, row)):
             if old is not None:
                 if old[j] == v:
@@ -668,7 +680,7 @@ class Tracker:
                 del joint[old[h]]
         under = joint.setdefault(row[h], {})
         under[row[g]] = under.get(row[g], 0) + 1
-        mode[g] = _most_frequent(joint[mode[h]], mode[g] if keep else None)
+        mode[g] = _most_frequent(joint[mode[h]], drawn_glasses if keep else None)
 
     def _transform_values(self, transform) -> list:
         """The transform as [log scale, angle (unwrapped), tx, ty]; with the filter,

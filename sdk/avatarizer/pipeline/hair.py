@@ -452,7 +452,9 @@ class HairStage(Stage):
                         full, attributes, style = self._retrieve(f.aligned, f.face_params, f.artist_glasses,
                                                                  f.glasses_cues, overlap=stream is None,
                                                                  settings=state.settings, style=style)
-                        if cache is not None and gen == stream.generation:
+                        if cache is not None and gen == stream.generation and not (
+                                hit is not None and hit[3] == gen and hit[0] > now):
+                            # (not over a later frame's retrieval: a late worker's job for an earlier frame)
                             cache[i] = (now, full, attributes, gen, style)
                         f.hair_ms = None if cache is None else now
                 else:

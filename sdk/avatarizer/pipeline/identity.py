@@ -210,7 +210,7 @@ class IdentityStage(Stage):
             a = state.faces[0].aligned
             with stream.lock:
                 stream.identity = stream.identity_used = state.faces[0].identity()
-                stream.identity_asked_ms = stream.identity_used_ms = ts
+                stream.identity_asked_ms = stream.identity_used_ms = stream.identity_frame_ms = ts
                 stream.identity_pose = (float(a.yaw), float(a.pitch))  # (frames repeating it are judged by it)
             return
         fresh = waiting  # the first frame with this answer (only this stream's frames set identity_used)
@@ -331,9 +331,15 @@ class IdentityStage(Stage):
             done = time.perf_counter()
             stream = job.stream
             with stream.lock:  # adopted only by the stream it was asked for (not after a reset)
-                adopted = out is not None and gen == stream.generation
+                # ... and only when no later frame's answer is in use: while warming up a frame computes one
+                # itself when the worker is late, and the worker's answer for an earlier frame, adopted after
+                # it, brought back an older estimate and hair retrieval (which then voted twice)
+                newer = stream.identity_frame_ms
+                adopted = out is not None and gen == stream.generation and (
+                    newer is None or job.timestamp_ms is None or job.timestamp_ms >= newer)
                 if adopted:
                     stream.identity = out
+                    stream.identity_frame_ms = job.timestamp_ms
                     a = job.faces[0].aligned
                     stream.identity_pose = (float(a.yaw), float(a.pitch))
                     if hair_entry is not None:

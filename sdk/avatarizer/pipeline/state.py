@@ -204,7 +204,10 @@ class StreamState:
             asked for (stream time); ``identity_used`` the answer the last
             frame used (a frame that finds another one is the first to use
             a new estimate: the tracker's warm-up counts only those) and
-            ``identity_used_ms`` that first frame's time; ``identity_pose``
+            ``identity_used_ms`` that first frame's time;
+            ``identity_frame_ms`` the time of the frame the answer was
+            computed on (an answer for an earlier frame than that one's,
+            from a late worker, is not adopted); ``identity_pose``
             the (yaw, pitch) of the frame the answer was computed on (the
             worker's, or the frame that computed it inline).
         hair: per face index, ``(time ms, full parameters, attributes,
@@ -286,6 +289,7 @@ class StreamState:
         self.identity_asked_ms: float | None = None
         self.identity_used: dict | None = None
         self.identity_used_ms: float | None = None
+        self.identity_frame_ms: float | None = None
         self.identity_pose: tuple | None = None
         self.hair: dict[int, tuple] = {}
         self.merged: tuple | None = None
