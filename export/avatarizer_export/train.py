@@ -181,8 +181,8 @@ class Run:
         return True
 
     def track(self, **gens):
-        """The run's own random generators (numpy ``Generator``\ s and torch
-        ``Generator``\ s, by name), returned as given: their states are saved
+        """The run's own random generators (numpy and torch generators,
+        by name), returned as given: their states are saved
         with every checkpoint and, on a resumed run, set to the states saved
         (a resumed run re-seeded them from seed + step and trained to other
         weights than an uninterrupted one: up to 0.09 apart after 6 steps)."""
