@@ -383,3 +383,37 @@ def test_without_the_fusion_the_artists_sunglasses_do_not_come_back_under_a_hat(
         a = av.from_frame(sample_photo(), attributes={"headwear": False})  # (H read none: the artist's added)
         assert a.attributes["glasses"]["value"] == "sunglasses" and a["glasses.type"] == 2
         assert a.attributes["glasses"]["decided_by"] == "artist cues"
+
+
+def test_sunglasses_are_drawn_in_their_lenses_colour():
+    """Every sunglasses lens was drawn black at opacity 0.9 (a pink or
+    violet tint too: a review's sheet, 2 of 12): with the lenses' median
+    colour in the photo it is drawn in it, at 0.9 where dark and down to
+    0.7 for a light tint; without one, the dark default stays."""
+    from avatarizer.artist.accessories import SUN_LENS_OPACITY, sun_lens
+
+    lens = [S.index(f"glasses.lens_{c}") for c in ("r", "g", "b", "opacity")]
+    p = S.default().copy()
+    set_glasses_kind(p, 2)
+    np.testing.assert_allclose(p[lens], (0.08, 0.09, 0.1, 0.9), atol=1e-6)
+    set_glasses_kind(p, 2, (0.3, 0.12, 0.05))  # a brown tint, dark
+    np.testing.assert_allclose(p[lens], (0.3, 0.12, 0.05, SUN_LENS_OPACITY[0]), atol=1e-6)
+    r, g, b, op = sun_lens((0.95, 0.7, 0.85))  # a light pink
+    assert (r, g, b) == (0.95, 0.7, 0.85) and op == pytest.approx(SUN_LENS_OPACITY[1])
+    assert SUN_LENS_OPACITY[1] < sun_lens((0.55, 0.45, 0.5))[3] < SUN_LENS_OPACITY[0]
+    set_glasses_kind(p, 1, (0.3, 0.12, 0.05))  # (clear glasses: the clear default whatever is given)
+    assert p[lens[3]] == S.default()[lens[3]]
+
+
+def test_a_photos_brown_sunglasses_are_drawn_brown():
+    from conftest import need_shared
+
+    from avatarizer import Avatarizer
+    from avatarizer.imageio import load_image
+
+    path = need_shared("data", "faces", "ffhq128-labelled", "69158.jpg")  # brown-tinted sunglasses
+    with Avatarizer() as av:
+        a = av.from_frame(load_image(path))
+    assert a is not None and int(a.params[S.index("glasses.type")]) == 2
+    r, b = (float(a.params[S.index(f"glasses.lens_{c}")]) for c in "rb")
+    assert r > b + 0.1, (r, b)  # (the fixed lens was (0.08, 0.09, 0.1))

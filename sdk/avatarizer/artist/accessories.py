@@ -263,9 +263,10 @@ def glasses(st, p, lm, g, photo: Photo, col, cues: dict | None = None):
         # the glasses network's (none, clear, sun) probabilities (set above where it decided): what the fusion reads
         cues["glasses_probs"] = g.get("glasses_prob")
         cues["glasses_shape"] = shape
+        cues["lens_rgb"] = lens_colour(g, photo)  # (drawn on sunglasses, whoever decides them)
     if clear or sun:
         _glasses_shape(st, p, lm, g, photo, bridge, sunglasses=bool(sun))
-        set_glasses_kind(p, 2 if sun else 1)
+        set_glasses_kind(p, 2 if sun else 1, lens_colour(g, photo) if sun else None)
 
 
 #: the ``glasses`` feature's parameters (a slice of the vector)
@@ -274,16 +275,49 @@ _LENS = ("glasses.lens_r", "glasses.lens_g", "glasses.lens_b", "glasses.lens_opa
 _SUN_LENS = (0.08, 0.09, 0.1, 0.9)
 
 
-def set_glasses_kind(p, kind: int) -> None:
-    """Makes drawn glasses clear (1), sunglasses (2: dark lenses, opacity 0.9)
+def set_glasses_kind(p, kind: int, lens_rgb=None) -> None:
+    """Makes drawn glasses clear (1), sunglasses (2: dark lenses, opacity 0.9;
+    with ``lens_rgb``, :func:`sun_lens`'s colour and opacity for it)
     or none (0) in ``p`` -- a whole (629,) vector or a (12,) ``glasses``
     feature -- keeping their shape and frame."""
     full = len(p) == S.PARAM_COUNT
     at = (lambda name: S.index(name)) if full else (lambda name: S.index(name) - GLASSES.start)
     p[at("glasses.type")] = int(kind)
-    lens = _SUN_LENS if kind == 2 else tuple(S.default()[S.index(n)] for n in _LENS)
+    lens = (sun_lens(lens_rgb) if lens_rgb is not None else _SUN_LENS) if kind == 2 \
+        else tuple(S.default()[S.index(n)] for n in _LENS)
     for name, v in zip(_LENS, lens):
         p[at(name)] = v
+
+
+#: sunglasses' lenses: drawn at the lenses' own median colour in the photo
+#: (:func:`lens_colour`) at this opacity where they are dark (L* up to the
+#: first value), down to the second opacity for light tints (L* from the
+#: second value): a pink or violet tint was drawn black like every lens (a
+#: review's contact sheet: 2 of 12 sunglasses), and the eyes behind a
+#: light one show through
+SUN_LENS_OPACITY = (0.9, 0.7)
+SUN_LENS_L = (35.0, 70.0)
+#: the boxes sampled for the lens colour, around each eye's centre (canonical units, half sizes)
+LENS_BOX = (0.07, 0.035)
+
+
+def sun_lens(rgb) -> tuple:
+    """(r, g, b, opacity) of sunglasses' lenses of the colour ``rgb``
+    (:data:`SUN_LENS_OPACITY` by its lightness, :data:`SUN_LENS_L`)."""
+    c = np.clip(np.asarray(rgb, np.float64).reshape(3), 0.0, 1.0)
+    lum = float(to_lab(c)[0])
+    t = float(np.clip((lum - SUN_LENS_L[0]) / (SUN_LENS_L[1] - SUN_LENS_L[0]), 0.0, 1.0))
+    return (float(c[0]), float(c[1]), float(c[2]), SUN_LENS_OPACITY[0] + t * (SUN_LENS_OPACITY[1] - SUN_LENS_OPACITY[0]))
+
+
+def lens_colour(g, photo: Photo):
+    """The median colour of the photo inside both lenses (a box of
+    :data:`LENS_BOX` around each eye's centre), or None with too few pixels."""
+    hx, hy = LENS_BOX
+    box = np.array([(-hx, -hy), (hx, -hy), (hx, hy), (-hx, hy)])
+    px = [photo.region_pixels(photo.to_img(np.asarray(g[e]["center"], np.float64)[:2] + box)) for e in ("eye_l", "eye_r")]
+    px = np.concatenate([x for x in px if len(x)]) if any(len(x) for x in px) else np.zeros((0, 3))
+    return None if len(px) < 12 else np.median(px, 0)
 
 
 #: The lens's half-width over the half eye width (outer to inner corner),

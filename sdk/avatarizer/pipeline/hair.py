@@ -413,7 +413,7 @@ class HairStage(Stage):
             from ..artist.accessories import set_glasses_kind
 
             drawn = glasses_cues["glasses_shape"](fused)
-            set_glasses_kind(drawn, fused)
+            set_glasses_kind(drawn, fused, glasses_cues.get("lens_rgb"))  # (sunglasses in their lenses' colour)
             full[GLASSES] = drawn
         elif (fused is None and "glasses" not in settings and artist_glasses is not None
                 and not attrs["glasses_type"] and artist_glasses[0] >= 0.5
