@@ -394,8 +394,8 @@ def test_age_lines_follow_the_estimated_age():
     changed = np.flatnonzero(old != S.clip(p))
     assert set(S.NAMES[i].split(".")[0] for i in changed) <= set(names)
     wide = p.copy()
-    wide[w1[0]] = 0.015
-    assert HR.age_lines(wide, 90.0)[w1[0]] == np.float32(0.015)
+    wide[w1[0]] = 0.0195  # (wider than the full width, 0.018)
+    assert HR.age_lines(wide, 90.0)[w1[0]] == np.float32(0.0195)
     assert np.array_equal(HR.age_lines(p, None), S.clip(p)) and np.array_equal(HR.age_lines(p, float("nan")), S.clip(p))
     S.validate(old)
 

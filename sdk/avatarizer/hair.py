@@ -2773,9 +2773,12 @@ def _flag(attributes: Mapping, name: str) -> float:
 #: the ramp sits low; 90% of 30-45-year-olds are estimated under 45
 AGE_LINES_FROM = 50.0
 AGE_LINES_FULL = 65.0
-#: full widths (canonical units, end of the tapered stroke) of the age lines
-AGE_LINE_WIDTHS = {"nasolabial_l": 0.010, "nasolabial_r": 0.010, "forehead_line": 0.008,
-                   "undereye_l": 0.006, "undereye_r": 0.006}
+#: full widths (canonical units, end of the tapered stroke) of the age lines: 1.8 times the
+#: first ones since session 60 (0.010, 0.008, 0.006: 1.3 px of a 256-px avatar, so faint that
+#: a review's contact sheet found only faint lines on 24 of 24 people over 70); the schema
+#: allows 0.02
+AGE_LINE_WIDTHS = {"nasolabial_l": 0.018, "nasolabial_r": 0.018, "forehead_line": 0.014,
+                   "undereye_l": 0.011, "undereye_r": 0.011}
 
 
 def age_lines(params: np.ndarray, age: float | None) -> np.ndarray:
