@@ -226,3 +226,64 @@ def test_side_threads_work_in_a_forked_child():
     status, got = run_in_fork(lambda: b"1" if beside(sum, [3, 4]).result(timeout=10) == 7 else b"0")
     assert status == 0, status
     assert got == b"1"
+
+
+def test_video_keeps_to_the_tracked_face_of_two_about_one_size(astronaut):
+    """Two people of about one size: the face chosen (``face_index`` 0, the
+    largest) was picked by area on every frame, so the tracked person
+    changed whenever the sizes crossed (16-20 times in 10 s of two clips
+    side by side; a review), their identities blending. The face that
+    continues the tracked one keeps its place until the other is
+    ``STICKY_AREA`` times its area."""
+    import cv2
+
+    from avatarizer.pipeline.align import STICKY_AREA
+
+    head = astronaut[20:260, 110:350]
+
+    def canvas(left: int, right: int) -> np.ndarray:
+        c = np.full((384, 700, 3), 200, np.uint8)
+        c[40:40 + left, 20:20 + left] = cv2.resize(head, (left, left), interpolation=cv2.INTER_AREA)
+        c[40:40 + right, 340:340 + right] = cv2.resize(head, (right, right), interpolation=cv2.INTER_AREA)
+        return c
+
+    sides = []
+    with Avatarizer(mode="video", max_faces=2, tracker=TrackerOptions(identity_worker="inline")) as av:
+        t = 0.0
+        for k in range(24):  # sizes crossing every 3 frames, within 10% of each other
+            a, b = (270, 250) if (k // 3) % 2 == 0 else (250, 270)
+            state = av.run(canvas(a, b), timestamp_ms=t)
+            t += 40.0
+            assert len(state.all_faces) == 2 and state.faces
+            sides.append(state.faces[0].box[0] < 320)
+        assert set(sides) == {True}, sides  # (the left face, the larger on the first frame, throughout)
+        big = int(250 * STICKY_AREA ** 0.5) + 30  # the other clearly larger: it is taken
+        for _ in range(3):
+            state = av.run(canvas(250, big), timestamp_ms=t)
+            t += 40.0
+        assert state.faces[0].box[0] > 320
+
+
+def test_the_person_back_gets_their_hairs_memory_back():
+    """``Tracker.returns`` gives the identity before a switch back; the
+    stream forgot that person's hair retrieval (its style, beard shape and
+    gender memory) at the switch as it does for another person, so the
+    hairstyle was picked afresh after a hand passed (another one for
+    1.3-5.8 s; a review). ``person_back`` gives the kept entry back, marked
+    for a refresh at the next frame, under the stream's new generation."""
+    import math
+
+    stream = StreamState(TrackerOptions(), None)
+    style = (("long", "*"), ("kept",), (None, None), ("female", None))
+    entry = (1000.0, np.zeros(schema.PARAM_COUNT, np.float32), {"glasses": "none"}, stream.generation, style)
+    stream.hair[0] = entry
+    stream.another_person()  # a hand over the face: taken for somebody else
+    assert stream.hair == {}
+    stream.hair[0] = (1500.0, entry[1], {"glasses": "reading"}, stream.generation, (("short", None),) * 4)
+    gen = stream.generation
+    stream.person_back()
+    t, full, attrs, g, kept = stream.hair[0]
+    assert t == -math.inf and attrs == {"glasses": "none"} and kept == style and g == stream.generation == gen + 1
+    assert stream.identity is None  # (the answers for the one between: forgotten)
+    stream.person_back()  # (nothing kept any more: nothing comes back)
+    assert stream.hair == {}

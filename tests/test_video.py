@@ -2076,7 +2076,7 @@ def test_the_person_before_a_switch_comes_back_as_they_were(face):
 
     tr = Tracker(TrackerOptions(identity_frames=5), smoothing=None)
     t = warm(tr)
-    before = tr.identity.copy()
+    before, votes = tr.identity.copy(), list(tr._cat_hist)
     hidden = sum((_retrievals(far, t + k * 300.0, 0.3, 0.0, rng) for k in range(4)), [])  # 1.2 s, no glasses
     shown, t = _keyed_run(tr, f, hidden, t)
     assert tr.switches == 1 and tr.far and shown[-1] == 0.0  # (drawn as read while hidden)
@@ -2085,6 +2085,9 @@ def test_the_person_before_a_switch_comes_back_as_they_were(face):
     assert tr.returns == 1 and tr.switches == 1 and tr.warm and not tr.far
     assert shown[-1] == 1.0 and float(tr.identity[g]) == 1.0
     np.testing.assert_allclose(tr.identity[_COLOR_IDX], before[_COLOR_IDX], atol=0.02)
+    # the votes as they were, and the third retrieval's: the returning frame's estimate (of the time between,
+    # its hairstyle picked then) casts none
+    assert list(tr._cat_hist)[:-1] == votes[1:] and len(tr._cat_hist) == len(votes)
     # somebody else who stays: a switch, and no return
     tr = Tracker(TrackerOptions(identity_frames=5), smoothing=None)
     t = warm(tr)

@@ -458,6 +458,8 @@ class Tracker:
             self._restore(self._previous[0])
             self._previous = None
             self.returns += 1
+            if estimate is not None and self._keyed:
+                self._voted = estimate  # (this frame's estimate is of the time between: it casts no vote)
         else:
             switched = self._another_person(raw, float(timestamp_ms), estimate)
         if switched:

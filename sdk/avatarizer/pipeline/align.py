@@ -17,6 +17,34 @@ from .base import Stage
 from .state import Face, FrameState
 
 
+
+#: video mode: the face that continues the tracked one stays the chosen one
+#: (``face_index``, by size) until the face of that rank is this many times its area
+STICKY_AREA = 1.3
+
+
+def _area(box) -> float:
+    x0, y0, x1, y1 = box
+    return max(0.0, float(x1) - float(x0)) * max(0.0, float(y1) - float(y0))
+
+
+def continuing(faces, box):
+    """The face of ``faces`` (AlignedFace) that continues the tracked face
+    whose last box was ``box`` (x0, y0, x1, y1): the one whose box centre is
+    nearest that box's, within half that box's larger side; None without
+    one (or without a box)."""
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    cx, cy, reach = 0.5 * (x0 + x1), 0.5 * (y0 + y1), 0.5 * max(x1 - x0, y1 - y0)
+    best, dist = None, reach
+    for f in faces:
+        bx0, by0, bx1, by1 = f.box
+        d = ((0.5 * (bx0 + bx1) - cx) ** 2 + (0.5 * (by0 + by1) - cy) ** 2) ** 0.5
+        if d <= dist:
+            best, dist = f, d
+    return best
+
 class AlignStage(Stage):
     """Finds the faces: ``state.all_faces`` (every AlignedFace) and ``state.faces``
     (a :class:`~avatarizer.pipeline.state.Face` result per chosen face)."""
@@ -96,6 +124,17 @@ class AlignStage(Stage):
             chosen = list(faces)
         else:
             chosen = [faces[state.face_index]] if state.face_index < len(faces) else []
+            stream = state.stream
+            if stream is not None and chosen and len(faces) > 1:
+                # video: the face that continues the tracked one keeps its place while the face of that rank
+                # is at most STICKY_AREA times its area (two people of about one size took it in turn: the
+                # tracked person changed 16-20 times in 10 s, their identities blended)
+                same = continuing(faces, stream.track_box)
+                if same is not None and same is not chosen[0] and \
+                        _area(same.box) * STICKY_AREA >= _area(chosen[0].box):
+                    chosen = [same]
+            if stream is not None:
+                stream.track_box = tuple(chosen[0].box) if chosen else stream.track_box
         state.faces = [Face(a) for a in chosen]
 
     def _video_aligners(self) -> list[FaceAligner]:

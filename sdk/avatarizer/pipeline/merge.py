@@ -112,9 +112,9 @@ class MergeStage(Stage):
                                            yaw=a.yaw, pitch=a.pitch,
                                            fresh=state.info.get("identity_fresh", True),
                                            estimate_pose=state.info.get("identity_pose"), estimate=estimate)
-            if (tracker.switches, tracker.returns) != switches:
-                # another person (theirs afresh: the tracker reset itself), or the one before back (theirs as it
-                # was): the answers and hair kept for the last one are forgotten
+            if tracker.switches != switches[0]:  # another person: theirs afresh (the tracker reset itself)
                 stream.another_person()
+            elif tracker.returns != switches[1]:  # the one before back: theirs as it was, their hair's memory too
+                stream.person_back()
             elif tracker.far and f.hair_ms is not None:
                 stream.retrieve_again(f.hair_ms)  # maybe another person: the next refresh retrieves their hair

@@ -270,7 +270,21 @@ class StreamState:
         (Their hairstyle stayed 4 s after a cut from ``d3`` to ``d10``: the
         stream's style kept counting the last person's readings.)"""
         with self.lock:
+            self._previous_hair = self.hair.get(0)
             self._forget_identity()
+
+    def person_back(self) -> None:
+        """The tracker gave the person before the last switch their identity
+        back (``Tracker.returns``): the answers for the one between are
+        forgotten as :meth:`another_person` does, and the hair retrieval kept
+        from before the switch (its style, beard shape and gender memory) is
+        the stream's again, refreshed at the next frame (the hairstyle was
+        picked afresh: another one for 1.3-5.8 s after a hand passed)."""
+        with self.lock:
+            kept, self._previous_hair = self._previous_hair, None
+            self._forget_identity()
+            if kept is not None:
+                self.hair[0] = (-math.inf, kept[1], kept[2], self.generation) + tuple(kept[4:])
 
     def retrieve_again(self, hair_ms: float) -> None:
         """The next identity refresh retrieves the hair again (the hair
@@ -299,6 +313,8 @@ class StreamState:
         self.tracker.reset()
         self.last_timestamp_ms: float | None = None
         self.track: tuple | None = None  # (face_index, frame height, width, settings) of the tracked frames
+        self.track_box: tuple | None = None  # the tracked face's last box (the align stage keeps to it)
+        self._previous_hair: tuple | None = None  # the hair entry before the last switch (person_back)
         self.last_face = None
         self.last_attributes: dict | None = None
         self.last_fresh: tuple | None = None
