@@ -886,6 +886,11 @@ class Avatarizer:
         otherwise); its avatar has a steady identity and live expressions, and
         a frame without a face repeats the last avatar (``stale=True``) for the
         grace period (``tracker.grace_ms``, 0.5 s) before returning ``None``.
+        With the default ``max_faces`` (1 in video mode) the face is the one
+        MediaPipe tracks (the first it found, whatever its size, until it is
+        lost); with more, the face that continues the tracked one keeps its
+        rank until the face of that rank is 1.3 times its area
+        (:data:`avatarizer.pipeline.align.STICKY_AREA`).
 
         ``attributes``: what the app knows about this person, drawn instead
         of the regressor's decision, on top of ``Options.attributes`` (same
