@@ -140,6 +140,15 @@ MAX_STARTUP_FRAMES = 400
 STAGE_KEYS = ("align", "encode", "map_decode", "hair", "render")
 
 
+def startup_frames(tracker) -> int:
+    """Video mode: the most frames read for the identity's start-up (at
+    most :data:`MAX_STARTUP_FRAMES`): twice ``identity_frames`` estimates of
+    at most ``identity_every_ms`` of stream time each (capped before the
+    product: ``--identity-every-ms 1e308`` overflowed into a traceback)."""
+    per = max(1, math.ceil(min(float(tracker.identity_every_ms), 1e9) * FPS / 1000.0))
+    return min(2 * tracker.identity_frames * per, MAX_STARTUP_FRAMES)
+
+
 def video_source(path: str | os.PathLike | None = None) -> Path | None:
     """Where the clips come from: ``path``, else ``$AVATARIZER_BENCH_VIDEO``, else None (built-in frames)."""
     env = os.environ.get("AVATARIZER_BENCH_VIDEO")
@@ -320,9 +329,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     # identity_every_ms old, so at most ~identity_every_ms of stream time
     # each) comes first, then the warm-up frames; only the frames after both
     # are timed
-    # (capped: --identity-every-ms 1e308 overflowed to infinity here)
-    per = max(1, math.ceil(min(tracker.identity_every_ms, 1e9) * FPS / 1000.0)) if mode == "video" else 0
-    spare = min(2 * tracker.identity_frames * per, MAX_STARTUP_FRAMES)
+    spare = startup_frames(tracker) if mode == "video" else 0
     # (frames left out of the timing, below: the loop reads on for as many as it needs, up to these; the
     # list holds the same arrays again, so its length costs no memory)
     images, source, cuts = bench_clips(2 * (frames + warmup + spare) + MAX_STARTUP_FRAMES, video=video)
