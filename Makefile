@@ -144,7 +144,8 @@ webdeps: $(WEBSTAMP)
 
 # pytest-xdist workers: one per core and one more on 1-2 cores (many tests wait on
 # subprocesses, ffmpeg and the identity worker: on 2 cores 3 workers ran the suite in
-# 9 min 34 s against 10 min 39 s with 2, session 60), at most 4 and at most one per
+# 9 min 34 s and 10 min 33 s, 2 workers in 10 min 26 s and 10 min 39 s, session 60: a
+# small gain within the runs' spread), at most 4 and at most one per
 # 2 GiB of available memory (each loads torch and the models);
 # `make test TEST_JOBS=0` runs the suite in one process, in file order (a name of
 # its own: a JOBS exported for compilers is not taken; empty or not a number: 0).
