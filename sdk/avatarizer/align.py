@@ -173,6 +173,13 @@ MAX_FACES = 64
 IMAGE_MESH_FACES = MAX_FACES
 
 
+
+def box_area(box) -> float:
+    """The area of a face's ``box`` (x0, y0, x1, y1), in square pixels: what
+    faces are ranked by (largest first)."""
+    x0, y0, x1, y1 = box
+    return max(0.0, float(x1) - float(x0)) * max(0.0, float(y1) - float(y0))
+
 @dataclass
 class AlignOptions:
     """Options of :class:`FaceAligner`.
@@ -752,7 +759,7 @@ class FaceAligner:
             points = self._upright_fits(image, points)
         context = _FrameContext(image, self, pending)
         faces = [_build_face(landmarks, (height, width), context) for landmarks in points]
-        faces.sort(key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
+        faces.sort(key=lambda f: box_area(f.box), reverse=True)
         return _without_contained(faces)[: self.options.max_faces]
 
     def _upright_fits(self, image: np.ndarray, points: list) -> list:

@@ -221,7 +221,7 @@ class FaceInfo:
         # (checked here, not only in from_dict: a FaceInfo an app made with a NaN roll or a 3x3 transform
         # failed later, a TypeError out of overlay() or repr(), or JSON from_json refused)
         from .imageio import MAX_SIDE, MIN_SIDE
-        from .native import MAX_TRANSFORM
+        from .native import _transform as renderer_transform
 
         def numbers(key, shape):
             v = getattr(self, key)
@@ -248,12 +248,10 @@ class FaceInfo:
             if not is_real(v) or abs(float(v)) > 360.0:
                 raise ValueError(f"face.{key} must be a finite angle in degrees, got {v!r:.80}")
             object.__setattr__(self, key, float(v))
-        tf = numbers("transform", (2, 3))
-        if np.abs(tf).max() > MAX_TRANSFORM:  # (as the renderer's: beyond it overlay() met NaN, a useless error)
-            raise ValueError(f"face.transform must have coefficients within ±{MAX_TRANSFORM:g}")
-        (a, b, _), (c, e, _) = tf.tolist()
-        if abs(a * e - b * c) < 1e-12:
-            raise ValueError("face.transform must be invertible")
+        try:  # (the renderer's own bounds and invertibility: beyond them overlay() met NaN, a useless error)
+            tf = renderer_transform(numbers("transform", (2, 3)))
+        except ValueError as exc:
+            raise ValueError(str(exc) if str(exc).startswith("face.") else f"face.{exc}") from None
         shape = self.frame_shape
         if not isinstance(shape, (list, tuple)) or len(shape) != 2 or not all(
                 isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))

@@ -294,7 +294,7 @@ class Params:
         if bad.size:
             raise SchemaError(f"{NAMES[bad[0]]} must be a finite number, got {arr[bad[0]]}"
                               + (f" ({bad.size} such values)" if bad.size > 1 else ""))
-        self.array = arr.copy()
+        self.array = arr  # (as_params made it: a copy of what was given)
 
     def __array__(self, dtype=None, copy=None):  # (copy: NumPy 2's keyword)
         return self.array.copy() if dtype is None else self.array.astype(dtype)

@@ -280,6 +280,12 @@ def _take(counts: dict, value) -> None:
         del counts[value]
 
 
+def _colour_distance(colours: np.ndarray, identity: np.ndarray) -> float:
+    """Mean |Δ| of an estimate's ``colours`` (its :data:`_COLOR_IDX`
+    values) from an identity's, in normalised units (``switch_distance``'s)."""
+    return float(np.mean(np.abs(colours - identity[_COLOR_IDX]) * _COLOR_SCALE))
+
+
 def _newer(seen, last) -> bool:
     """Whether ``seen`` (an estimate's key, or its colours where no key is
     given) is a new estimate after ``last``: a later key (an older one, an
@@ -526,7 +532,7 @@ class Tracker:
         if not self.warm or not o.identity_lock or o.switch_distance is None or self.identity is None:
             return False
         colours = raw[_COLOR_IDX]
-        d = float(np.mean(np.abs(colours - self.identity[_COLOR_IDX]) * _COLOR_SCALE))
+        d = _colour_distance(colours, self.identity)
         if not d > o.switch_distance:
             self._far_since_ms = None
             return False
@@ -554,9 +560,8 @@ class Tracker:
             self._previous, self._back_last, self._back_seen = None, None, 0
             return False
         colours = raw[_COLOR_IDX]
-        d_prev = float(np.mean(np.abs(colours - prev[0]["identity"][_COLOR_IDX]) * _COLOR_SCALE))
-        d_now = float(np.mean(np.abs(colours - self.identity[_COLOR_IDX]) * _COLOR_SCALE)) \
-            if self.identity is not None else math.inf
+        d_prev = _colour_distance(colours, prev[0]["identity"])
+        d_now = _colour_distance(colours, self.identity) if self.identity is not None else math.inf
         if not (d_prev <= o.switch_distance and d_prev < d_now):
             self._back_last, self._back_seen = None, 0
             return False

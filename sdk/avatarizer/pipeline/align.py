@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 
-from ..align import AlignOptions, FaceAligner
+from ..align import AlignOptions, FaceAligner, box_area
 from .base import Stage
 from .state import Face, FrameState
 
@@ -21,11 +21,6 @@ from .state import Face, FrameState
 #: video mode: the face that continues the tracked one stays the chosen one
 #: (``face_index``, by size) until the face of that rank is this many times its area
 STICKY_AREA = 1.3
-
-
-def _area(box) -> float:
-    x0, y0, x1, y1 = box
-    return max(0.0, float(x1) - float(x0)) * max(0.0, float(y1) - float(y0))
 
 
 def continuing(faces, box):
@@ -131,7 +126,7 @@ class AlignStage(Stage):
                 # tracked person changed 16-20 times in 10 s, their identities blended)
                 same = continuing(faces, stream.track_box)
                 if same is not None and same is not chosen[0] and \
-                        _area(same.box) * STICKY_AREA >= _area(chosen[0].box):
+                        box_area(same.box) * STICKY_AREA >= box_area(chosen[0].box):
                     chosen = [same]
             if stream is not None:
                 stream.track_box = tuple(chosen[0].box) if chosen else stream.track_box

@@ -103,7 +103,7 @@ class MergeStage(Stage):
                 stream.merged = (parts, f.params) if frozen else None
             a = f.aligned
             tracker = stream.tracker
-            switches = (tracker.switches, tracker.returns)
+            switches, returns = tracker.switches, tracker.returns
             # the estimate this frame repeats, for the tracker's categorical votes and another person's
             # evidence: the hair retrieval (its accessories, hair colour and skin tone are held for a second,
             # whatever face estimates come meanwhile); None (the artist's own hair): every frame votes
@@ -112,9 +112,9 @@ class MergeStage(Stage):
                                            yaw=a.yaw, pitch=a.pitch,
                                            fresh=state.info.get("identity_fresh", True),
                                            estimate_pose=state.info.get("identity_pose"), estimate=estimate)
-            if tracker.switches != switches[0]:  # another person: theirs afresh (the tracker reset itself)
+            if tracker.switches != switches:  # another person: theirs afresh (the tracker reset itself)
                 stream.another_person()
-            elif tracker.returns != switches[1]:  # the one before back: theirs as it was, their hair's memory too
+            elif tracker.returns != returns:  # the one before back: theirs as it was, their hair's memory too
                 stream.person_back()
             elif tracker.far and f.hair_ms is not None:
                 stream.retrieve_again(f.hair_ms)  # maybe another person: the next refresh retrieves their hair
