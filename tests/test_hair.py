@@ -474,6 +474,27 @@ def test_a_small_hair_region_beside_h_reads_as_the_class_reported(monkeypatch):
     assert HR.hair_colour_class_of(col) == "gray"
 
 
+def test_a_small_hair_regions_reading_is_weighed_less_than_a_loose_ones(monkeypatch):
+    """A tight crop's few "hair" pixels are partly forehead and background (a
+    baby's sparse dark hair read blond): fused with H, the region's reading
+    counts at ``TIGHT_REGION_WEIGHT``; a loose portrait's region at full weight."""
+    region_blond = {"black": 0.2, "brown": 0.1, "blond": 0.6, "red": 0.05, "gray": 0.05}
+    monkeypatch.setattr(HR, "hair_colour_probs", lambda px, skin=None: dict(region_blond))
+    h_dark = {"black": 0.45, "brown": 0.2, "blond": 0.25, "red": 0.05, "gray": 0.05}
+    px = np.full((500, 3), 0.5)
+    crop = 128 * 128
+    few = int(0.5 * HR.HAIR_CLASS_MIN_AREA * crop)
+    assert HR.too_little_hair(few, crop) and not HR.too_little_hair(len(px), len(px))
+    want = {c: h_dark[c] * HR.tempered(region_blond, HR.TIGHT_REGION_WEIGHT)[c] for c in HR.HAIR_COLOURS}
+    _, tight = HR.hair_colour_of_class(px[0], px[:few], crop, model=(h_dark, None))
+    for c in HR.HAIR_COLOURS:
+        assert tight[c] == pytest.approx(want[c] / sum(want.values()), rel=1e-6)
+    assert max(tight, key=tight.get) == "black"
+    _, loose = HR.hair_colour_of_class(px[0], px, len(px), model=(h_dark, None))
+    assert max(loose, key=loose.get) == "blond"  # (0.25 x 0.6 against 0.45 x 0.2: the region as read)
+    assert 0 < HR.TIGHT_REGION_WEIGHT < 1
+
+
 def test_no_hair_region_draws_the_class_h_reports(monkeypatch):
     """No person mask (segmentation off, or a crop it misses): the hair is
     drawn in H's reported class, not a fixed dark brown (a white-haired

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from . import regionnet as RN
 from .hair import HAIR_COLOURS as CLASSES  # its outputs, in the hair colour classes' order
+from .hair import tempered  # (the hair region's reading of a tight crop is tempered too)
 from .regionnet import RegionNetwork
 
 __all__ = ["SPEC", "SPEC_TIGHT", "TIGHT_WEIGHT", "CLASSES", "load", "load_tight", "tempered", "clear_cache",
@@ -66,15 +67,6 @@ def load(folder: str | Path | None = None) -> RegionNetwork | None:
 def load_tight(folder: str | Path | None = None) -> RegionNetwork | None:
     """The tight crops' network (:data:`SPEC_TIGHT`) in ``folder``, as :func:`load`."""
     return RN.load(SPEC_TIGHT, folder)
-
-
-def tempered(probs, power: float) -> dict:
-    """``probs`` (class -> probability) raised to ``power`` and renormalised:
-    an expert's reading weighed less in a product of experts (1: as read,
-    0: uniform)."""
-    q = {k: max(float(v), 1e-9) ** power for k, v in probs.items()}
-    total = sum(q.values())
-    return {k: v / total for k, v in q.items()}
 
 
 def clear_cache() -> None:
