@@ -1570,7 +1570,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     im = sub.add_parser("image", help="a photo → avatar as PNG, SVG or PDF",
                         description="Finds the largest face in a photo and writes its avatar.")
-    im.add_argument("input", metavar="IN", help="a photo (any format Pillow reads but icons)")
+    im.add_argument("input", metavar="IN", help="a photo (any format Pillow reads but icons, BLP and EPS)")
     im.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.png, OUT.svg or OUT.pdf")
     im.add_argument("--size", type=_positive_int, default=512,
                     help="pixels (PNG) or points (SVG/PDF; a PDF page at most 14400); default 512")
