@@ -9,14 +9,31 @@ import numpy as np
 import pytest
 
 from avatarizer import Avatarizer, sample_photo
-from avatarizer.hair import AGE_ARTIST_WEIGHT, AGE_RAMP, MASKED_AGE_BY, fuse_age
+from avatarizer.hair import AGE_ARTIST_WEIGHT, AGE_RAMP, AGE_YOUNG_RAMP, AGE_YOUNG_WEIGHT, MASKED_AGE_BY, fuse_age
 
 
-def test_a_young_reading_is_the_geometric_mean_of_one_plus_years():
-    a = fuse_age({"age": 24.0}, 3.0)
-    assert a["age"] == pytest.approx(math.sqrt(25.0 * 4.0) - 1.0)  # 9 years: between, nearer the child's
-    assert a["age_model_read"] == 24.0 and a["age_by"] == "H x artist"
+def test_an_adult_reading_is_the_geometric_mean_of_one_plus_years():
+    h = AGE_YOUNG_RAMP[1] + 5.0
+    a = fuse_age({"age": h}, 3.0)
+    assert a["age"] == pytest.approx(math.sqrt((1.0 + h) * 4.0) - 1.0)  # between, nearer the child's
+    assert a["age_model_read"] == h and a["age_by"] == "H x artist"
     assert fuse_age({"age": 40.0}, 40.0)["age"] == pytest.approx(40.0)
+
+
+def test_a_young_reading_leans_on_the_artist():
+    """H reads children years older than they are (a 10-year-old as 16-22): where H reads under
+    AGE_YOUNG_RAMP the artist's estimate weighs AGE_YOUNG_WEIGHT, falling to AGE_ARTIST_WEIGHT across it."""
+    y0, y1 = AGE_YOUNG_RAMP
+    assert AGE_ARTIST_WEIGHT < AGE_YOUNG_WEIGHT < 1.0 and y1 <= AGE_RAMP[0]
+    for h in (2.0, y0):
+        want = math.expm1((1 - AGE_YOUNG_WEIGHT) * math.log1p(h) + AGE_YOUNG_WEIGHT * math.log1p(8.0))
+        assert fuse_age({"age": h}, 8.0)["age"] == pytest.approx(want)
+    w = 0.5 * (AGE_ARTIST_WEIGHT + AGE_YOUNG_WEIGHT)
+    mid = 0.5 * (y0 + y1)
+    assert fuse_age({"age": mid}, 8.0)["age"] == pytest.approx(math.expm1((1 - w) * math.log1p(mid) + w * math.log1p(8.0)))
+    # no jump across the ramp (video refreshes): the age rises with H's reading
+    ages = [fuse_age({"age": h}, 8.0)["age"] for h in np.linspace(y0 - 1, y1 + 1, 200)]
+    assert np.all(np.diff(ages) > 0) and np.max(np.diff(ages)) < 0.5
 
 
 def test_an_old_reading_is_h_s():

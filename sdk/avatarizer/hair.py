@@ -2627,6 +2627,16 @@ ARTIST_BALD_GATE = BALD_FLOOR
 #: old toward the middle further than H (over 65: -21 years against -18, held-out UTKFace)
 AGE_ARTIST_WEIGHT = 0.5
 AGE_RAMP = (40.0, 60.0)
+#: the artist's weight where H reads under ``AGE_YOUNG_RAMP[0]`` years, falling linearly to
+#: :data:`AGE_ARTIST_WEIGHT` at ``AGE_YOUNG_RAMP[1]`` (:func:`fuse_age`): H reads 6- to 12-year-olds as 16-22
+#: (session 61, 996 held-out UTKFace photos: +4.5 years at 6-9, +6.7 at 9-12), the artist +2 and +3. Chosen on
+#: 2,498 UTKFace training photos through ``Avatarizer()`` (scratch ``/tmp/s61/agepw.py``; mean error 7.94 ->
+#: 7.70, the best of 0.85 and 1.0 at 12-22, 15-25 and 18-28 within 0.06 of it); held out 7.66 -> 7.47 years,
+#: 6- to 12-year-olds read under 12 (drawn as a child's face) 36% -> 44%; on the 496 labelled FFHQ photos
+#: 7.31 -> 7.21, adults read under 12 1.2% -> 1.5% (18-28 gave 1.7%; a ramp on the younger of the two
+#: readings read more children young but 3.2% of those adults too). Adults over 25 as before.
+AGE_YOUNG_WEIGHT = 0.85
+AGE_YOUNG_RAMP = (15.0, 25.0)
 
 
 #: ``age_by`` where the cheeks are covered (a face mask): H's age is kept,
@@ -2659,7 +2669,9 @@ def fuse_age(attributes: dict, artist_age) -> dict:
     (``artist_age``: :func:`avatarizer.artist.accessories.age_estimate`,
     years, or None: H's alone): a weighted mean of log(1 + years), as both
     regress it, the artist's weight :data:`AGE_ARTIST_WEIGHT` where H reads
-    under ``AGE_RAMP[0]`` years, falling linearly to 0 at ``AGE_RAMP[1]``.
+    under ``AGE_RAMP[0]`` years, falling linearly to 0 at ``AGE_RAMP[1]``, and
+    :data:`AGE_YOUNG_WEIGHT` where H reads under ``AGE_YOUNG_RAMP[0]``, falling
+    linearly to :data:`AGE_ARTIST_WEIGHT` at ``AGE_YOUNG_RAMP[1]``.
     H reads children years older than they are (996 held-out UTKFace
     photos: +5.7 years under 4, +10.3 at 4-12), the artist's estimate (the
     face's proportions and skin detail) within 1-2; their errors are partly
@@ -2674,6 +2686,8 @@ def fuse_age(attributes: dict, artist_age) -> dict:
     h, a = float(np.clip(h, 0.0, 100.0)), float(np.clip(artist_age, 0.0, 100.0))
     lo, hi = AGE_RAMP
     w = AGE_ARTIST_WEIGHT * float(np.clip((hi - h) / (hi - lo), 0.0, 1.0))
+    y0, y1 = AGE_YOUNG_RAMP  # (more of the artist's where H reads young: H reads children years older)
+    w = max(w, w + (AGE_YOUNG_WEIGHT - w) * float(np.clip((y1 - h) / (y1 - y0), 0.0, 1.0)))
     attributes["age_model_read"] = h
     attributes["age"] = float(np.expm1((1.0 - w) * np.log1p(h) + w * np.log1p(a)))
     attributes["age_by"] = "H x artist"
