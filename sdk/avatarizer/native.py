@@ -370,13 +370,20 @@ class Renderer:
     time by helper threads the handle keeps (the same picture but where an
     outline meets a band edge: within 3 levels composited on white with 2
     threads, 3.5 at most seen, up to 5 seen with 3-8; fast
-    antialiasing is never cut into bands)."""
+    antialiasing is never cut into bands).
+
+    One handle draws one image at a time: calls from several threads take
+    turns (the handle's buffers are shared), and :meth:`close` waits for a
+    call in progress (it freed the handle under a render on another thread:
+    a segmentation fault). For images drawn at the same time, one handle per
+    thread (:func:`renderer`)."""
 
     def __init__(self, threads=1):
         ffi, lib = _need()
         out = ffi.new("avz_renderer **")
         _check(lib.avz_renderer_create(out))
         self._h = ffi.gc(out[0], lib.avz_renderer_destroy)
+        self._lock = threading.Lock()  # (held over each C call and by close)
         self._threads = 1
         self.threads = threads
 
@@ -387,14 +394,16 @@ class Renderer:
     @threads.setter
     def threads(self, value) -> None:
         n = resolve_threads(value)
-        if n != self._threads:
-            _check(_lib.avz_renderer_set_threads(self._handle(), n), self._error())
-            self._threads = n
+        with self._lock:
+            if n != self._threads:
+                _check(_lib.avz_renderer_set_threads(self._handle(), n), self._error())
+                self._threads = n
 
     def close(self) -> None:
-        if self._h is not None:
-            _ffi.release(self._h)
-            self._h = None
+        with self._lock:  # (after a call in progress on another thread)
+            if self._h is not None:
+                _ffi.release(self._h)
+                self._h = None
 
     def __enter__(self):
         return self
@@ -421,9 +430,10 @@ class Renderer:
         # numpy keeps `out` (and so its memory) alive for the duration of the call;
         # the renderer writes 4*w bytes per row, rows out.strides[0] apart.
         buf = ffi.cast("uint8_t *", out.ctypes.data)
-        st = lib.avz_render(self._handle(), ffi.from_buffer("float[]", p), p.size, buf, w, h,
-                            row_stride(out), opt)
-        _check(st, self._error())
+        with self._lock:
+            st = lib.avz_render(self._handle(), ffi.from_buffer("float[]", p), p.size, buf, w, h,
+                                row_stride(out), opt)
+            _check(st, self._error())
         return out
 
     def render(self, params, width: int, height: int | None = None, *, background=None,
@@ -489,9 +499,10 @@ class Renderer:
         opt.antialias = aa
         p = _params_buffer(params)
         buf = ffi.cast("uint8_t *", frame.ctypes.data)
-        st = lib.avz_overlay(self._handle(), ffi.from_buffer("float[]", p), p.size, buf, w, h,
-                             row_stride(frame), opt)
-        _check(st, self._error())
+        with self._lock:
+            st = lib.avz_overlay(self._handle(), ffi.from_buffer("float[]", p), p.size, buf, w, h,
+                                 row_stride(frame), opt)
+            _check(st, self._error())
         return frame
 
     def vector(self, params, fmt: str, width: float, height: float, *, background=None,
@@ -508,10 +519,11 @@ class Renderer:
         opt = _options(background, transform, zoom)
         data = ffi.new("const uint8_t **")
         size = ffi.new("size_t *")
-        st = lib.avz_render_vector(self._handle(), ffi.from_buffer("float[]", p), p.size, fmts[fmt],
-                                   float(width), float(height), opt, data, size)
-        _check(st, self._error())
-        out = bytes(ffi.buffer(data[0], size[0]))
+        with self._lock:  # (the document lives in the handle until its next call)
+            st = lib.avz_render_vector(self._handle(), ffi.from_buffer("float[]", p), p.size, fmts[fmt],
+                                       float(width), float(height), opt, data, size)
+            _check(st, self._error())
+            out = bytes(ffi.buffer(data[0], size[0]))
         return unique_svg_ids(out.decode("utf-8")).encode("utf-8") if fmt == "svg" else out
 
 
@@ -597,7 +609,9 @@ ITEM_DTYPE = np.dtype({"names": ["kind", "rgba", "width", "path_begin", "path_en
 class SceneBuilder:
     """One reusable scene handle for many parameter vectors (animation export):
     :meth:`build` returns the items as a structured array (:data:`ITEM_DTYPE`)
-    and the path stream, both copies, without a Python object per item."""
+    and the path stream, both copies, without a Python object per item.
+    Builds from several threads take turns (the handle holds one scene: a
+    second thread's build was returned as the first's)."""
 
     def __init__(self):
         ffi, lib = _need()
@@ -611,16 +625,19 @@ class SceneBuilder:
         self._n = ffi.new("size_t *")
         self._data = ffi.new("const float **")
         self._m = ffi.new("size_t *")
+        self._lock = threading.Lock()
 
     def build(self, params) -> tuple[np.ndarray, np.ndarray]:
         ffi, lib = _need()
         p = _params_buffer(params)
-        st = lib.avz_scene_build(self._h, ffi.from_buffer("float[]", p), p.size)
-        _check(st, ffi.string(lib.avz_scene_error(self._h)).decode())
-        _check(lib.avz_scene_items(self._h, self._items, self._n))
-        _check(lib.avz_scene_path(self._h, self._data, self._m))
-        n, m = self._n[0], self._m[0]
-        items = np.frombuffer(ffi.buffer(self._items[0], n * ITEM_DTYPE.itemsize), ITEM_DTYPE).copy() if n \
-            else np.zeros(0, ITEM_DTYPE)
-        path = np.frombuffer(ffi.buffer(self._data[0], m * 4), np.float32).copy() if m else np.zeros(0, np.float32)
+        with self._lock:  # (the scene, and the out-pointers read into, are the handle's)
+            st = lib.avz_scene_build(self._h, ffi.from_buffer("float[]", p), p.size)
+            _check(st, ffi.string(lib.avz_scene_error(self._h)).decode())
+            _check(lib.avz_scene_items(self._h, self._items, self._n))
+            _check(lib.avz_scene_path(self._h, self._data, self._m))
+            n, m = self._n[0], self._m[0]
+            items = np.frombuffer(ffi.buffer(self._items[0], n * ITEM_DTYPE.itemsize), ITEM_DTYPE).copy() if n \
+                else np.zeros(0, ITEM_DTYPE)
+            path = np.frombuffer(ffi.buffer(self._data[0], m * 4), np.float32).copy() if m \
+                else np.zeros(0, np.float32)
         return items, path
