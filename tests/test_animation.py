@@ -904,3 +904,82 @@ def test_an_empty_animation_makes_no_folder_for_its_file(tmp_path):
         with pytest.raises(ValueError, match="no frames"):
             Animation(64).write(tmp_path / name)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_file_is_refused_before_any_work(tmp_path, monkeypatch):
+    """``write()`` and ``export()`` without ``overwrite`` refuse a path that
+    exists before reducing or recording (the ``FileExistsError`` came after
+    the whole reduction: minutes at the frame limit); the file is intact."""
+    from avatarizer import animation as AN
+
+    frames = _performance(6)
+    anim = Animation(128).extend(frames)
+
+    def no_work(*a, **k):
+        raise AssertionError("worked before refusing")
+
+    for name in ("keep.json", "keep.svg"):
+        out = tmp_path / name
+        out.write_text("precious")
+        with monkeypatch.context() as m:
+            m.setattr(Animation, "_reduced", no_work)
+            m.setattr(Animation, "to_svg", no_work)
+            m.setattr(Animation, "extend", no_work)
+            with pytest.raises(FileExistsError):
+                anim.write(out)
+            with pytest.raises(FileExistsError):
+                AN.export(frames, out, size=128)
+        assert out.read_text() == "precious"
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(ValueError, match="directory"), monkeypatch.context() as m:
+        m.setattr(Animation, "extend", no_work)
+        AN.export(frames, tmp_path / "dir.json", size=128)
+    assert anim.write(tmp_path / "keep.json", overwrite=True).stat().st_size > 100
+
+
+def test_a_track_that_only_blinks_is_not_counted_static():
+    """``stats()["static_tracks"]``: a shape that appears and disappears
+    (its opacity keyed) is animated, as one that moves (the teeth toggled
+    over six frames were counted static)."""
+    from avatarizer import native
+
+    p = schema.clip(native.default_params())
+    q = p.copy()
+    q[schema.index("teeth.show")] = 1.0 - p[schema.index("teeth.show")]
+    anim = Animation(128).extend([p, p, q, q, p, p])
+    red = anim._reduced()
+    blinking = [t for t, v in red.items() if len(v[6]) > 1]
+    assert blinking
+    st = anim.stats()
+    assert st["static_tracks"] == sum(len(v[0]) == 1 and len(v[2]) == 1 and len(v[4]) == 1 and len(v[6]) == 1
+                                      for v in red.values())
+    assert st["static_tracks"] <= st["tracks"] - len(blinking)
+
+
+@pytest.mark.parametrize("tol", [1.0, 2.5])
+def test_svg_colours_stay_within_the_colour_tolerance(tol):
+    """Each frame's colour as an SVG player interpolates the 8-bit colours
+    ``to_svg`` writes stays within ``color_tolerance`` of the scene's (the
+    reduction spent the whole budget and SVG's rounding went 0.36/255
+    over); Lottie's 3-decimal values too."""
+    frames = _performance(40, seed=3)
+    colours = [i for i, n in enumerate(schema.NAMES) if n.endswith((".r", ".g", ".b"))]
+    # (colours that drift along a curve, off 0 and 1: the reduction spends its budget; a key fitted past
+    # the range is clipped to it, which the budget does not cover: a separate edge, left)
+    for k, p in enumerate(frames):
+        p[colours] = np.clip(p[colours], 0.05, 0.95) + 0.02 * np.sin(k / 3.0 + np.arange(len(colours)))
+    anim = Animation(128, color_tolerance=tol).extend(frames)
+    red, series, n = anim._reduced(), anim._rec.series(), len(anim)
+    worst_svg = worst_lottie = 0.0
+    for tid, (present, _, style) in series.items():
+        keys, vals = red[tid][2], red[tid][3]
+        written = np.round(np.clip(vals, 0, 1) * 255)  # (what _hex writes)
+        for c in range(3):
+            if len(keys) > 1:
+                svg, lottie = np.interp(np.arange(n), keys, written[:, c]), np.interp(np.arange(n), keys, vals[:, c])
+            else:
+                svg, lottie = np.full(n, written[0, c]), np.full(n, vals[0, c])
+            truth = style[:, c] * 255
+            worst_svg = max(worst_svg, float(np.abs(svg - truth)[present].max(initial=0)))
+            worst_lottie = max(worst_lottie, float(np.abs(lottie * 255 - truth)[present].max(initial=0)))
+    assert worst_svg <= tol + 1e-6 and worst_lottie <= tol + 1e-6, (worst_svg, worst_lottie)

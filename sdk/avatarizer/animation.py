@@ -40,8 +40,12 @@ tolerance/4, and under 1/128 px (tolerance 0 included) its rounding alone
 (1/128 px) exceeds the tolerance: nothing is left for the reduction, so
 every vertex is kept and a keyframe on every frame except runs that are
 exactly linear (keyframe times still strictly increase), and the export is
-within 1/128 px of the scene. Colours are written to 3 decimals (0.13/255),
-so a ``color_tolerance`` under that keeps every colour change.
+within 1/128 px of the scene. Colours are written to 3 decimals in Lottie
+(0.13/255) and, from those, in 8 bits in SVG (0.63/255 in all): the
+reduction leaves 0.63/255 of ``color_tolerance`` to that rounding (SVG's
+colours strayed 1.36/255 at the default 1.0), so a ``color_tolerance`` of
+0.63 or under keeps every colour change and SVG's colours are then within
+0.63/255.
 """
 from __future__ import annotations
 
@@ -64,6 +68,9 @@ from .schema import PARAM_COUNT, validate
 FORMATS = {".json": "lottie", ".lottie.json": "lottie", ".svg": "svg"}
 TOLERANCE_FRACTION = 1 / 256   # default keyframe tolerance: this much of the shorter output side
 DEFAULT_COLOR_TOLERANCE = 1.0  # in 1/255 of a colour channel
+#: the most a written colour is rounded by, in 1/255: SVG's 8-bit colours (0.5) of values already rounded
+#: to Lottie's 3 decimals (0.1275)
+COLOUR_ROUNDING = 0.5 + 0.1275
 # 20 minutes at 30 fps: about 1.1 GB of recorded geometry; exporting it peaks at about 1.8 GB
 # (resident, measured on a smooth 109-track performance at 512 px: ~0.05 MB a frame). A real
 # performance (clip d6's video --params played back and forth, 512 px, written to a file) peaked at
@@ -729,7 +736,8 @@ class Animation:
                 press.append(pres)
                 stys.append(sty)
             geo_r += reduce_keyframes_many(flats, budget * (1 - _SIMPLIFY_SHARE), press[len(geo_r):])
-        ctol = max(0.0, self.color_tolerance / 255.0 - 0.0005)  # values are written to 3 decimals
+        # (the values written are rounded: Lottie's to 3 decimals, SVG's colours to 8 bits, the coarser)
+        ctol = max(0.0, (self.color_tolerance - COLOUR_ROUNDING) / 255.0)
         col_r = reduce_keyframes_many([s_[:, :3] for s_ in stys], ctol)
         op_r = reduce_keyframes_many([s_[:, 3:4] for s_ in stys], ctol)
         w_r = reduce_keyframes_many([s_[:, 4:] for s_ in stys], budget, press)
@@ -758,7 +766,8 @@ class Animation:
         return {"frames": self._rec.n, "tracks": len(red),
                 "geometry_keyframes": int(sum(len(v[0]) for v in red.values() if len(v[0]) > 1)),
                 "color_keyframes": int(sum(len(v[2]) for v in red.values() if len(v[2]) > 1)),
-                "static_tracks": int(sum(len(v[0]) == 1 and len(v[2]) == 1 and len(v[4]) == 1 for v in red.values()))}
+                "static_tracks": int(sum(len(v[0]) == 1 and len(v[2]) == 1 and len(v[4]) == 1 and len(v[6]) == 1
+                                         for v in red.values()))}
 
     def _runs(self):
         """Drawing order flattened to runs of leaf tracks that share one clip stack."""
@@ -938,6 +947,7 @@ class Animation:
         symlink) is ``FileExistsError`` unless ``overwrite``
         (:func:`write_text_atomic`)."""
         path = Path(path)
+        refuse_target(path, overwrite)  # (before the reduction: at the frame limit it takes minutes)
         return write_text_atomic(path, self.pieces_for(path), overwrite=overwrite)
 
     def pieces_for(self, path):
@@ -968,6 +978,15 @@ def _clock_value(seconds: float) -> str:
     return f"{text if text not in ('', '0') else '0.000001'}s"
 
 
+def refuse_target(path: Path, overwrite: bool) -> None:
+    """``ValueError`` where ``path`` is a directory, ``FileExistsError``
+    where something is there (a dangling symlink too) and not ``overwrite``."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise FileExistsError(f"{path} already exists")
+
+
 def write_text_atomic(path, text, *, overwrite: bool = False) -> Path:
     """Writes ``text`` (a str, or an iterable of str pieces written as they
     come) to a temporary file beside ``path``, then moves it into
@@ -978,10 +997,7 @@ def write_text_atomic(path, text, *, overwrite: bool = False) -> Path:
     fails on any existing name (``FileExistsError``), where a check followed
     by a rename would replace what appeared in between."""
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory")
-    if not overwrite and (path.exists() or path.is_symlink()):
-        raise FileExistsError(f"{path} already exists")
+    refuse_target(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     from .videoio import temp_prefix
 
@@ -1373,6 +1389,7 @@ def export(frames, path, *, size: int = 512, fps: float = 30.0, tolerance: float
            background=None, overwrite: bool = False) -> Path:
     """Writes a parameter sequence as Lottie (.json) or animated SVG (.svg)."""
     output_format(path)
+    refuse_target(Path(path), overwrite)  # (before the frames are recorded)
     anim = Animation(size, fps=fps, tolerance=tolerance, background=background)
     anim.extend(frames)
     return anim.write(path, overwrite=overwrite)
