@@ -61,7 +61,7 @@ __all__ = [
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
     "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
-    "cheek_skin_lab", "region_classifier_reads", "gray_weighted", "too_little_hair",
+    "cheek_skin_lab", "region_classifier_reads", "gray_weighted", "too_little_hair", "tempered",
     "steady_style", "steady_beard_style", "steady_gender", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn", "hair_length_as_drawn",
     "drawn_length", "fuse_age", "trusted_age", "model_age", "add_facial_hair", "FACIAL_HAIR_BY", "read_with_facial_hair",
     "sunglasses_under_hat", "sure_under_hat", "SUNGLASSES_UNDER_HAT", "UNDER_HAT_BY",
@@ -1055,10 +1055,10 @@ HAIR_CLASS_MIN_AREA = 0.06
 #: On the 312 UTKFace chips labelled by eye (all of them tight crops; never trained on) the drawn class
 #: through ``Avatarizer()``: accuracy 0.696 -> 0.705, balanced 0.697 -> 0.701, blond or red drawn on black
 #: or brown hair 21 -> 16 (children under 12: 13 -> 10), black or brown drawn on blond or red 5 -> 6
-#: (session 61, scratch ``/tmp/s61/hcev2.py``; in a replay of the fusion 0.25 read alike, 0 balanced 0.685). Loose portraits, where the region is large enough, keep
-#: the full reading (on the 87 held-out labelled ones, weighed at 0.5 it read balanced 0.793 -> 0.787, at 0
-#: 0.755).
-#: The same weight as the tight crops' network's (:data:`avatarizer.haircolour.TIGHT_WEIGHT`).
+#: (session 61, scratch ``/tmp/s61/hcev2.py``; in a replay of the fusion 0.25 read alike, 0 balanced
+#: 0.685). Loose portraits, where the region is large enough, keep the full reading (on the 87 held-out
+#: labelled ones, weighed at 0.5 it read balanced 0.793 -> 0.787, at 0 0.755). The same weight as the
+#: tight crops' network's (:data:`avatarizer.haircolour.TIGHT_WEIGHT`).
 TIGHT_REGION_WEIGHT = 0.5
 
 
