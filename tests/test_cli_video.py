@@ -1495,6 +1495,43 @@ def test_a_damaged_packet_mid_file_does_not_end_the_video(tmp_path, capsys):
     assert int(_ffprobe(out, "stream=nb_frames")[0]) >= frames - 2
 
 
+def test_a_truncated_files_last_failed_read_is_no_lost_frame(tmp_path, capsys):
+    """A file cut short with its index at the front (``+faststart``): a
+    read fails on the partial packet and the decoder then gives the frame
+    it held. The 45 frames decoded, 40 ms apart, were reported as "ended
+    after 46" with "1 frame(s) could not be decoded ... the frame before
+    each is shown in its place", which did not happen (a review): frames
+    lost are the failed reads that the decoded frames' times skip."""
+    _need_ffmpeg()
+    src = need_shared("data", "video", "d0.mp4")
+    whole = tmp_path / "fs.mp4"
+    _ffmpeg("-i", src, "-t", "3.2", "-c", "copy", "-an", "-movflags", "+faststart", whole)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    out, jl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    assert _main("video", cut, "-o", out, "--params", jl) == 3
+    err = capsys.readouterr().err
+    lines = [json.loads(x) for x in jl.read_text().splitlines()]
+    times = np.diff([x["time_ms"] for x in lines])
+    assert len(lines) > 10 and np.allclose(times, times[0], atol=1.0), times  # (no frame is missing between)
+    assert "could not be decoded" not in err, err[-600:]
+    assert f"ended after {len(lines)} of the" in err, err[-600:]
+
+
+def test_frames_lost_are_the_failed_reads_the_times_skip():
+    """``videoio.lost_frames`` (``video`` and ``live`` alike): no more than the
+    failed reads, none where the decoded frames' times are unbroken, as many
+    as the times skip otherwise."""
+    from avatarizer.videoio import lost_frames
+
+    assert lost_frames(0, 0.0, 1.76, 0.04, 45) == 0
+    assert lost_frames(1, 0.0, 1.76, 0.04, 45) == 0  # 45 frames, 40 ms apart: none missing
+    assert lost_frames(4, 0.0, 3.08, 0.04, 74) == 4  # 78 frames' span, 74 decoded
+    assert lost_frames(2, 0.0, 3.08, 0.04, 74) == 2  # (at most the failed reads: a variable rate's pause)
+    assert lost_frames(3, None, None, 0.04, 0) == 3  # (no times: as read)
+
+
 def test_a_params_file_that_cannot_be_written_is_named(tmp_path, clip, monkeypatch, capsys):
     """A full disk while writing --params said "No space left on device"
     with no file name (the temporary file was the one written)."""

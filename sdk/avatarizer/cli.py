@@ -1067,7 +1067,16 @@ class _VideoWalk:
         self.cap, self.frame, self.clock = cap, first, clock
         self.max_seconds, self.total, self.t0 = max_seconds, total, t0
         self.done = self.found = 0
-        self.damaged = 0  # reads that failed before the frame count was reached, the walk going on after them
+        self.failed_reads = 0  # reads that failed before the frame count was reached, the walk going on after them
+        self._span = None  # (the first and the last frame's times)
+
+    @property
+    def damaged(self) -> int:
+        """Frames lost to failed reads (:func:`avatarizer.videoio.lost_frames`)."""
+        from .videoio import lost_frames
+
+        first, last = self._span or (None, None)
+        return lost_frames(self.failed_reads, first, last, self.clock.step, self.done)
 
     def avatars(self, av, face: int, params_out):
         """Yields ``(frame, time in s, Avatar | None)``."""
@@ -1078,6 +1087,7 @@ class _VideoWalk:
             t_first = t if t_first is None else t_first
             if self.max_seconds is not None and t - t_first >= self.max_seconds:
                 break
+            self._span = (t_first, t)  # (of the frames taken)
             # the time as --params writes it (to the microsecond): an app replaying the file's lines with
             # their time_ms gets these avatars (the float noise of t * 1000, 1400.0000000000002, moved
             # the identity's refreshes by a frame and the API's avatars differed from the CLI's: QA)
@@ -1095,8 +1105,8 @@ class _VideoWalk:
             if self.done % 5 == 0 or self.done == self.total:
                 _progress(self.done, self.total, self.t0)
             # (a damaged packet mid-file fails a read, and decoding goes on after it: it ended the walk there)
-            ok, frame, skipped = read_past_damage(self.cap.read, self.done + self.damaged, self.total)
-            self.damaged += skipped
+            ok, frame, skipped = read_past_damage(self.cap.read, self.done + self.failed_reads, self.total)
+            self.failed_reads += skipped
             self.frame = frame if ok else None
 
 

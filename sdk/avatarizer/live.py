@@ -301,7 +301,7 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
     quitting = threading.Event()  # the preview ended: no further read is started
 
     file_frames = 0 if stream else int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    from .videoio import expected_frames, read_past_damage, read_whole
+    from .videoio import expected_frames, lost_frames, read_past_damage, read_whole
 
     def read():
         reading.set()  # (set before quitting is looked at: run's end sees one or the other)
@@ -314,14 +314,14 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
             reading.clear()
 
     def frames():  # runs on the stream's worker thread
-        n, misses, last_ts = 0, 0, -1.0
+        n, misses, last_ts, failed, first_ts = 0, 0, -1.0, 0, None
         got = time.perf_counter()
         while True:
             if stream:
                 ok, frame = read()
             else:  # a file's damaged packet fails a read, and decoding goes on after it (as `video` walks it)
-                ok, frame, skipped = read_past_damage(read, n + res.damaged, file_frames)
-                res.damaged += skipped
+                ok, frame, skipped = read_past_damage(read, n + failed, file_frames)
+                failed += skipped
             if quitting.is_set():
                 return
             now = time.perf_counter()
@@ -340,6 +340,9 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
                 if not np.isfinite(ts) or ts < 0 or (n and ts <= last_ts):
                     ts = last_ts + 1000.0 / fps_src if n else 0.0
             last_ts = max(ts, last_ts + 1e-3)  # strictly increasing
+            if not stream:  # (the frames lost: the failed reads that the frames' times skip)
+                first_ts = last_ts if first_ts is None else first_ts
+                res.damaged = lost_frames(failed, first_ts / 1000.0, last_ts / 1000.0, 1.0 / fps_src, n + 1)
             stamps.append(last_ts)
             due[n] = last_ts / 1000.0
             store[n] = frame

@@ -769,6 +769,21 @@ def read_whole(info, count: int, limit: int | None, done: int, ran_out: bool) ->
 MAX_BAD_READS = 64
 
 
+def lost_frames(failed_reads: int, first_s: float | None, last_s: float | None, step_s: float, decoded: int) -> int:
+    """Frames of a video file lost to ``failed_reads`` (:func:`read_past_damage`'s
+    skips): at most those, and no more than the ``decoded`` frames' times
+    (the first's and the last's, seconds) skip at ``step_s`` apart. At a
+    truncated file's end a read fails on the partial packet and the decoder
+    then gives the frame it held: no frame is lost (45 frames 40 ms apart
+    were reported as 46, one "shown in a lost one's place"). OpenCV's times
+    next to a damaged packet are off by a frame or two, so the frames
+    skipped are counted over the whole walk, not at the failure."""
+    if not failed_reads or first_s is None or last_s is None or not step_s > 0:
+        return int(failed_reads)
+    implied = round((last_s - first_s) / step_s) + 1
+    return int(min(failed_reads, max(0, implied - decoded)))
+
+
 def read_past_damage(read, consumed: int, total: int) -> tuple[bool, object, int]:
     """``read()`` (an OpenCV capture's ``read``, or one like it) of a video
     file's next frame, retried after failed reads while ``consumed`` (frames
