@@ -50,6 +50,7 @@ colours strayed 1.36/255 at the default 1.0), so a ``color_tolerance`` of
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 import os
@@ -875,17 +876,39 @@ class Animation:
     # ------------------------------------------------------------------ SVG
     def to_svg(self) -> str:
         """The animation as an SVG document animated with SMIL (loops)."""
+        return "".join(self._svg_pieces())
+
+    def _svg_digest(self, red) -> str:
+        """What names the document's clip paths: a hash of all that the
+        document is made of (its size, rate, background, every track's
+        reduced keys and values and its shape), so the same picture gives the
+        same document and two animations inlined in one page never share an
+        id (:func:`avatarizer.native.unique_svg_ids` hashed the whole text,
+        which kept the document in memory twice)."""
+        h = hashlib.sha1(repr((self.width, self.height, self.fps, self.background, self._rec.n, self._q)).encode())
+        for tid in sorted(red):
+            h.update(repr((tid, self._rec.tracks[tid].kind, self._shapes.get(tid))).encode())
+            for arr in red[tid]:
+                a = np.ascontiguousarray(arr)
+                h.update(repr((a.dtype.str, a.shape)).encode())
+                h.update(a.tobytes())
+        return h.hexdigest()[:12]
+
+    def _svg_pieces(self):
+        """:meth:`to_svg`'s text, element by element (never the whole document
+        in memory: 4,800 frames peaked at 704 MB, Lottie's at 456)."""
         red = self._reduced()
         T = self._rec.n
         dur = _clock_value(T / self.fps)
         w, h = self.width, self.height
         q = self._q  # coordinates in whole quanta of 1/q px
-        out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-               f'viewBox="0 0 {round(w * q)} {round(h * q)}">']  # (exact: :g kept 6 digits)
+        digest = self._svg_digest(red)
+        yield _compact(f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+                       f'viewBox="0 0 {round(w * q)} {round(h * q)}">') + "\n"  # (exact: :g kept 6 digits)
         if self.background is not None:
             r, g, b, a = self.background
-            out.append(f'<rect width="{round(w * q)}" height="{round(h * q)}" fill="{_hex((r, g, b))}"'
-                       + (f' fill-opacity="{a:.4g}"' if a < 1 else "") + "/>")
+            yield _compact(f'<rect width="{round(w * q)}" height="{round(h * q)}" fill="{_hex((r, g, b))}"'
+                           + (f' fill-opacity="{a:.4g}"' if a < 1 else "") + "/>") + "\n"
 
         def anim(attr, keys, values):
             kt, vs = [], []
@@ -920,19 +943,21 @@ class Animation:
                         kids.append(anim("stroke-width", wkeys, [f"{v:g}" for v in wvals]))
             return f"<path {attrs}{extra}>" + "".join(kids) + "</path>" if kids else f"<path {attrs}{extra}/>"
 
+        clips = iter(range(1 << 62))  # (clip ids numbered in document order, named after its content:
+        # two animations inlined in one page kept each other's "c1")
+
         def walk(nodes):
             for t in nodes:
                 if t.children is None:
-                    out.append(path_el(t))
+                    yield _compact(path_el(t)) + "\n"
                 else:
-                    out.append(f'<clipPath id="c{t.id}">{path_el(t)}</clipPath><g clip-path="url(#c{t.id})">')
-                    walk(t.children)
-                    out.append("</g>")
+                    cid = f"avz{digest}-{next(clips)}"
+                    yield _compact(f'<clipPath id="{cid}">{path_el(t)}</clipPath><g clip-path="url(#{cid})">') + "\n"
+                    yield from walk(t.children)
+                    yield "</g>\n"
 
-        walk(self._rec.root)
-        out.append("</svg>")
-        # (its clip ids named after its content: two animations inlined in one page kept each other's "c1")
-        return native.unique_svg_ids(_compact("\n".join(out))) + "\n"
+        yield from walk(self._rec.root)
+        yield "</svg>\n"
 
     # ------------------------------------------------------------------ files
     def text_for(self, path) -> str:
@@ -958,7 +983,8 @@ class Animation:
         if output_format(path) == "lottie":
             self._reduced()  # (its errors, no frames, now: before a file or folder is made for the pieces)
             return self._lottie_chunks()
-        return (self.to_svg(),)
+        self._reduced()
+        return self._svg_pieces()
 
 
 def output_format(path) -> str:
