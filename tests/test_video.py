@@ -2138,3 +2138,42 @@ def test_a_glasses_tie_under_the_drawn_headwear_keeps_the_glasses_drawn(face):
         t += 40.0
     assert tr._glasses_by_headwear[0.0] == {2.0: 1, 1.0: 1}  # (a tie under the drawn headwear, none)
     assert float(out.params[h]) == 0.0 and float(out.params[g]) == 2.0
+
+
+def test_a_held_expression_and_blinks_barely_move_the_neutral_face(face):
+    """The neutral signals, which expressions are drawn relative to, were a
+    moving average at ``identity_refresh`` (2 s): a smile held for 2 s faded
+    to 40% and left a frown when it ended, and blinks pulled the resting
+    eye openness down 20-40%, drawing open eyes wide (a review). Now a
+    running median: 2 s of raised brows move the neutral brows a small part
+    of the way, and blinks one frame in five leave the resting eyes open."""
+    f, ident = face
+    brows = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46, 300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
+    raised = _moved(f.canonical, brows, dy=-0.03)
+    shut = _moved(f.canonical, ())
+    for up, lo in ((159, 145), (158, 153), (160, 144), (161, 163), (157, 154),
+                   (386, 374), (385, 380), (387, 373), (388, 390), (384, 381)):
+        shut[up] = shut[lo] - [0, 0.002]
+    tr = Tracker(TrackerOptions(identity_frames=15), smoothing=None)
+    t = 0.0
+    for _ in range(15):
+        tr.update(ident, f.canonical, f.transform, t)
+        t += 40.0
+    assert tr.warm
+    rest = tr.neutral.copy()
+    b, e = X.SIGNALS.index("brow_l"), X.SIGNALS.index("eye_open_l")
+    lift = X.measure(raised)[b] - rest[b]
+    assert abs(lift) > 0.1 * X.SPANS[b]
+    for _ in range(50):  # 2 s at 25 fps
+        out = tr.update(ident, raised, f.transform, t)
+        t += 40.0
+    assert abs(tr.neutral[b] - rest[b]) < 0.25 * abs(lift), (tr.neutral[b], rest[b], lift)
+    assert abs(out.signals[b] - tr.neutral[b]) > 0.75 * abs(lift)  # (the brows still drawn raised)
+    for _ in range(50):
+        tr.update(ident, f.canonical, f.transform, t)
+        t += 40.0
+    for k in range(100):  # blinks, one frame in five
+        tr.update(ident, shut if k % 5 == 0 else f.canonical, f.transform, t)
+        t += 40.0
+    assert tr.neutral[e] > rest[e] - 0.05 * X.SPANS[e], (tr.neutral[e], rest[e])
+    assert abs(tr.neutral[b] - rest[b]) < 0.25 * abs(lift)

@@ -32,7 +32,13 @@ transform) into an avatar that does not flicker:
   (eye openness, gaze, brows, mouth, smile, yaw, pitch), measured on every
   frame, normalised by their spans and smoothed with a One Euro filter
   (:mod:`avatarizer.filters`), then applied to the identity relative to the
-  person's neutral signals (the same median / moving average as the identity).
+  person's neutral signals: the median of the warm-up frames', then a running
+  median (each frontal frame moves each signal ``neutral_refresh`` of its
+  span toward the frame's, whatever the distance), so an expression held for
+  seconds stays drawn. They were a moving average at ``identity_refresh``
+  (2 s): a held smile faded within 2 s and left a frown after it, and blinks
+  pulled the resting eye openness down 20-40%, drawing open eyes wide (a
+  review, session 61).
 * **Head transform** (position, scale, roll): the face's canonical → frame
   similarity, decomposed into log-scale, angle and translation (in units of
   the face size) and smoothed with the same filter; ``Avatar.overlay`` draws
@@ -126,6 +132,12 @@ _HEADWEAR_COL = int(np.flatnonzero(_CAT_IDX == S.index("headwear.type"))[0])
 FRAME_GAP_MS = 250.0
 
 
+#: :attr:`TrackerOptions.neutral_refresh`'s default: 0.002 of a span a frame, 5% of it in a second at 25 fps
+#: (a held smile moves the neutral face 0.05 of the smile's span in 1 s, was 40% of the way at the moving
+#: average's 0.02; a wrong warm-up median is mended at that pace, a third of a span in 7 s)
+NEUTRAL_REFRESH = 0.002
+
+
 @dataclass(frozen=True)
 class TrackerOptions:
     """Options of the video tracker (see the module doc).
@@ -135,6 +147,11 @@ class TrackerOptions:
             median is the identity (>= 1).
         identity_refresh: moving-average weight per frame afterwards, in
             [0, 1] (0 freezes the identity).
+        neutral_refresh: how far each frontal frame moves each neutral
+            signal toward its own reading once warm, in [0, 1] of the
+            signal's span (:data:`avatarizer.expressions.SPANS`): a running
+            median, so expressions held for seconds and blinks barely move
+            it (0 freezes it at the warm-up frames' median).
         categorical_window: frames of history for categorical parameters.
         categorical_estimates: estimates whose categorical values vote
             where ``update`` is told which estimate a frame repeats
@@ -208,6 +225,7 @@ class TrackerOptions:
     switch_ms: float = 600.0
     identity_worker: str = "process"
     worker_cpu: int | str | None = "auto"
+    neutral_refresh: float = NEUTRAL_REFRESH
 
     def __post_init__(self):
         if isinstance(self.identity_frames, bool) or not isinstance(self.identity_frames, int) \
@@ -215,6 +233,8 @@ class TrackerOptions:
             raise ValueError(f"identity_frames must be a positive integer, got {self.identity_frames!r}")
         if not is_real(self.identity_refresh) or not 0.0 <= float(self.identity_refresh) <= 1.0:
             raise ValueError(f"identity_refresh must be a number in [0, 1], got {self.identity_refresh!r}")
+        if not is_real(self.neutral_refresh) or not 0.0 <= float(self.neutral_refresh) <= 1.0:
+            raise ValueError(f"neutral_refresh must be a number in [0, 1], got {self.neutral_refresh!r}")
         for name in ("expressions", "pose", "identity_lock"):  # ("false" is a true value: never coerced)
             v = getattr(self, name)
             if not isinstance(v, (bool, np.bool_)):
@@ -641,8 +661,11 @@ class Tracker:
                 ident = (1.0 - a) * self.identity + a * raw
                 ident[_CAT_IDX] = self._cat_mode  # categorical: the most frequent recent value
                 self.identity = ident
-            if frame_frontal:
-                self.neutral = (1.0 - a) * self.neutral + a * raw_sig
+        b = float(o.neutral_refresh)
+        if b > 0 and self._far_since_ms is None and frame_frontal:
+            # a running median of each signal (a step of b of its span toward the frame's): an expression
+            # held for seconds, or blinks, move it little (a moving average faded a held smile in 2 s)
+            self.neutral = self.neutral + b * X.SPANS * np.sign(np.asarray(raw_sig, np.float64) - self.neutral)
 
     def _vote(self, row: list, estimate) -> None:
         """One estimate's categorical values (``update(estimate=...)``): the
