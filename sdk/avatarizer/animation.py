@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -943,7 +944,7 @@ class Animation:
                         kids.append(anim("stroke-width", wkeys, [f"{v:g}" for v in wvals]))
             return f"<path {attrs}{extra}>" + "".join(kids) + "</path>" if kids else f"<path {attrs}{extra}/>"
 
-        clips = iter(range(1 << 62))  # (clip ids numbered in document order, named after its content:
+        clips = itertools.count()  # (clip ids numbered in document order, named after its content:
         # two animations inlined in one page kept each other's "c1")
 
         def walk(nodes):
@@ -979,12 +980,10 @@ class Animation:
         """:meth:`text_for` as an iterable of str pieces, to be written as
         they come: Lottie is made group by group, never the whole document
         in memory (a 1,200-frame jittery performance: its dict and text took
-        more memory than the export's own data)."""
-        if output_format(path) == "lottie":
-            self._reduced()  # (its errors, no frames, now: before a file or folder is made for the pieces)
-            return self._lottie_chunks()
-        self._reduced()
-        return self._svg_pieces()
+        more memory than the export's own data); SVG element by element."""
+        lottie = output_format(path) == "lottie"
+        self._reduced()  # (its errors, no frames, now: before a file or folder is made for the pieces)
+        return self._lottie_chunks() if lottie else self._svg_pieces()
 
 
 def output_format(path) -> str:
