@@ -1496,6 +1496,7 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None
     estimate) weighs the region's grey as H's age weighs it in the fusion. The SDK's hair
     stage (with H) and the auto-artist (without) both draw their hair colour through this."""
     raw = natural_hair_colour(raw)  # without a colour cast, before the class is read into it
+    little = too_little_hair(len(px), crop_pixels)
     # the classifier's statistics are percentiles: an even subsample of at
     # most HAIR_FEATURE_PIXELS pixels gives them within a fraction of a unit
     step = max(1, len(px) // HAIR_FEATURE_PIXELS)
@@ -1510,9 +1511,9 @@ def hair_colour_of_class(raw, px: np.ndarray, crop_pixels: int, *, skin_lab=None
             # read at all (the pipeline's hair stage), so that the colour reads as the class reported
             probs, gate = model_hair_colour(model[0], *model[1:6]), 0.0
         else:
-            region = tempered(probs, TIGHT_REGION_WEIGHT) if too_little_hair(len(px), crop_pixels) else probs
+            region = tempered(probs, TIGHT_REGION_WEIGHT) if little else probs
             probs = fuse_hair_colour(model[0], region, model[1], *model[2:6])
-    if too_little_hair(len(px), crop_pixels) and (model is None or not model[0]):
+    if little and (model is None or not model[0]):
         return raw, probs  # too little hair to read a class from: the colour as sampled
     # (with H's reading the class is fused from both, and the drawing reads as the class reported:
     # an 86-year-old reported grey in a tight crop was drawn in the few pixels' brown)
