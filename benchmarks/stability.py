@@ -111,7 +111,7 @@ def record(frames, times, estimator: str = "auto"):
                 continue
             f = st.faces[0]
             out.append({"raw": st.params[0].copy(), "canonical": f.canonical.copy(),
-                        "transform": f.transform.copy(), "yaw": f.yaw, "pitch": f.pitch, "t": t})
+                        "landmarks": f.aligned.landmarks.copy(), "transform": f.transform.copy(), "yaw": f.yaw, "pitch": f.pitch, "t": t})
     return out
 
 
@@ -128,7 +128,8 @@ def replay(rec, tracker: Tracker | None):
             params.append(r["raw"])
             tfs.append(r["transform"])
             continue
-        tr = tracker.update(r["raw"], r["canonical"], r["transform"], r["t"], r["yaw"], r["pitch"])
+        tr = tracker.update(r["raw"], r["canonical"], r["transform"], r["t"], r["yaw"], r["pitch"],
+                            landmarks=r["landmarks"])  # (as the video pipeline: expressions read pose-free)
         params.append(tr.params)
         tfs.append(tr.transform)
     return params, tfs
@@ -185,7 +186,8 @@ def evaluate(rec, times, configs=CONFIGS, skip: int = 15):
     """Metrics per configuration for one recorded clip (see the module doc).
     The first ``skip`` frames (the identity warm-up) are left out of jitter."""
     dt_ms = float(np.median(np.diff(times))) if len(times) > 1 else 40.0
-    raw_mouth = np.array([X.measure(r["canonical"])[X.SIGNALS.index("mouth_open")] if "raw" in r else np.nan
+    raw_mouth = np.array([X.measure(r["canonical"], landmarks=r["landmarks"])[X.SIGNALS.index("mouth_open")]
+                          if "raw" in r else np.nan
                           for r in rec])
     res, series = {}, {"landmarks": raw_mouth}
     for name, cfg in configs.items():

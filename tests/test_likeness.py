@@ -76,6 +76,22 @@ def test_frontalize_takes_head_turns_out(astronaut):
         LM.frontalize(np.full((478, 3), np.nan))
 
 
+def test_frontal_points_are_frontalize_at_those_landmarks(astronaut):
+    lm3 = astronaut.landmarks.astype(np.float64)
+    idx = [0, 13, 14, 61, 291, 33, 133, 362, 263, 105, 334, 468, 473]
+    for yaw, pitch in ((0, 0), (25, 0), (-30, 10), (0, -15), (170, 0)):
+        turned = _rotate(lm3, yaw, pitch)
+        np.testing.assert_allclose(LM.frontal_points(turned, idx), LM.frontalize(turned)[idx], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(LM.frontal_points(turned[:, :2], idx), LM.frontalize(turned[:, :2])[idx],
+                                   rtol=0, atol=1e-9)
+    flat = lm3.copy()
+    flat[:, 2] = 0.0  # no depth: only the 2D alignment, as frontalize
+    np.testing.assert_allclose(LM.frontal_points(flat, idx), LM.to_canonical(flat)[idx], rtol=0, atol=1e-9)
+    for bad in (np.zeros((10, 3)), np.full((478, 3), np.nan), np.zeros(478)):
+        with pytest.raises(ValueError):
+            LM.frontal_points(bad, idx)
+
+
 def test_exaggerate_and_symmetrize():
     m = LM.mean_face().points[:, :2]
     face = LM.to_canonical(m + np.random.default_rng(0).normal(0, 0.01, m.shape))

@@ -8,6 +8,7 @@ beside the checkout, the talking-face clips in ``../shared/data/video``
 """
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -297,6 +298,53 @@ def test_identity_warm_up_a_repeated_first_estimate_does_not_outvote_the_others(
         t += 33.3
         shown.append(tr.update(later, f.canonical, f.transform, t, fresh=False).params[g])
     assert shown[-21:] == [0.0] * 21 and tr.identity[g] == 0.0
+
+
+def _nodded(lm3: np.ndarray, pitch: float = 0.0, yaw: float = 0.0) -> np.ndarray:
+    """The (478, 3) landmarks of the head turned about its centre (x: nod, y: turn)."""
+    a, b = math.radians(pitch), math.radians(yaw)
+    rx = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+    ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
+    c = lm3.mean(0)
+    return (lm3 - c) @ (ry @ rx).T + c
+
+
+def test_a_nod_or_a_turn_is_not_read_as_an_expression(face):
+    """The mouth's corners lie behind its middle and the brows in front of the
+    eyes, so in the 2D canonical landmarks a 15-degree nod read as a whole span
+    of smile (and 0.4-0.6 of one of the brows raised or lowered): the avatar
+    grinned and frowned as its person nodded. With the landmarks' depth the
+    signals are read from the face seen from the front."""
+    from avatarizer import landmarks as LM
+
+    f, params = face
+    lm3 = f.landmarks.astype(np.float64)
+    still = X.measure(f.canonical, landmarks=lm3)
+    moved = [n for n in X.SIGNALS if n not in ("yaw", "pitch")]
+    at = [X.SIGNALS.index(n) for n in moved]
+    tr = Tracker(TrackerOptions(identity_frames=1), smoothing=None)
+    tr.update(params, f.canonical, f.transform, 0.0, landmarks=lm3)
+    for k, (pitch, yaw) in enumerate(((-15, 0), (-8, 0), (8, 0), (15, 0), (0, -20), (0, 20), (10, 15))):
+        turned = _nodded(lm3, pitch, yaw)
+        canonical = LM.to_canonical(turned).astype(np.float32)
+        if yaw == 0 and abs(pitch) == 15:  # (what the 2D reading made of it)
+            assert abs(X.signal(X.measure(canonical) - X.measure(f.canonical), "smile")) > 0.7 * X.SPANS[8]
+        got = X.measure(canonical, landmarks=turned)
+        np.testing.assert_allclose(got[at], still[at], rtol=0, atol=1e-6)
+        # the tracker reads them so: the drawn face keeps its expression (the turn is the pose deformation)
+        out = tr.update(params, canonical, f.transform, 40.0 * (k + 1), landmarks=turned)
+        np.testing.assert_allclose(out.raw_signals[at], still[at], rtol=0, atol=1e-6)
+
+
+def test_video_mode_reads_expressions_pose_free(astronaut):
+    """The pipeline hands the tracker the frame's 3-D landmarks."""
+    with Avatarizer(mode="video") as av:
+        for t in (0.0, 40.0):
+            state = av.run(astronaut, t)
+    a = state.faces[0].aligned
+    np.testing.assert_allclose(state.tracked.raw_signals, X.measure(a.canonical, a.yaw, a.pitch,
+                                                                    landmarks=a.landmarks), rtol=0, atol=1e-12)
+    assert not np.allclose(state.tracked.raw_signals, X.measure(a.canonical, a.yaw, a.pitch), rtol=0, atol=1e-4)
 
 
 def test_identity_warm_up_reads_frontal_from_the_estimates_own_frame(face):

@@ -2,10 +2,13 @@
 
 In video mode the avatar's *identity* (face shape, colours, hair, accessories)
 is held steady by :class:`avatarizer.video.Tracker`, and what moves from frame
-to frame is measured here, from the canonical landmarks of the current frame
-(:attr:`avatarizer.align.AlignedFace.canonical`, shape (478, 2)), as a handful
-of scalar *signals* (:data:`SIGNALS`), then applied to the identity avatar as
-parametric deformations by :func:`apply`:
+to frame is measured here, from the landmarks of the current frame with
+the head pose taken out (the face as seen from the front, in the canonical
+frame: :func:`avatarizer.landmarks.frontal_points` of
+:attr:`avatarizer.align.AlignedFace.landmarks`; or the canonical landmarks as
+they are, :attr:`~avatarizer.align.AlignedFace.canonical`), as a handful of
+scalar *signals* (:data:`SIGNALS`), then applied to the identity avatar as
+parametric deformations by :func:`apply`, the head's turn among them:
 
 ==============  ==========================================  ===================================
 signal          measured from                               applied to the avatar as
@@ -81,16 +84,25 @@ def signal(signals, name: str) -> float:
     return float(np.asarray(signals)[_I[name]])
 
 
-def measure(canonical, yaw: float = 0.0, pitch: float = 0.0) -> np.ndarray:
+def measure(canonical, yaw: float = 0.0, pitch: float = 0.0, *, landmarks=None) -> np.ndarray:
     """The expression signals (:data:`SIGNALS`) of one face.
 
     Args:
         canonical: (478, 2) (or (478, 3)) landmarks in the canonical frame.
         yaw, pitch: head pose in degrees (``AlignedFace.yaw``/``.pitch``).
+        landmarks: optional (478, 3) landmarks with their depth
+            (``AlignedFace.landmarks``): the signals are then read from the
+            face seen from the front (:func:`avatarizer.landmarks.frontal_points`,
+            the artist's pose-free fit), not from ``canonical``, so that a nod
+            or a turn does not read as a smile, a frown or raised brows (the
+            mouth's corners lie behind its middle, the brows in front of the
+            eyes). Video mode passes them.
 
     Returns:
         float64 array of ``len(SIGNALS)`` values.
     """
+    if landmarks is not None:
+        return _signals(L.frontal_points(landmarks, _MEASURED), yaw, pitch)
     lm = np.asarray(canonical)
     if lm.ndim != 2 or lm.shape[0] < 478 or lm.shape[1] < 2:
         raise ValueError(f"canonical landmarks must have shape (478, 2), got {lm.shape}")
@@ -98,6 +110,11 @@ def measure(canonical, yaw: float = 0.0, pitch: float = 0.0) -> np.ndarray:
     pts = lm[_MEASURED, :2].astype(np.float64)
     if not np.isfinite(pts).all():
         raise ValueError("canonical landmarks contain NaN or infinity")
+    return _signals(pts, yaw, pitch)
+
+
+def _signals(pts: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
+    """:func:`measure` of the (len(_MEASURED), 2) float64 points it reads."""
     # every linear quantity at once (one product with a precomputed matrix), then scalars
     (ax0, ay0, ax1, ay1, cx0, cy0, cx1, cy1, gap0, gap1, ix0, iy0, ix1, iy1, by0, by1, lip,
      max_, may, mbx, mby, mid) = (_M_LINEAR @ pts.ravel()).tolist()

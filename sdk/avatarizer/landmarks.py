@@ -39,6 +39,7 @@ __all__ = [
     "mean_face",
     "umeyama",
     "frontalize",
+    "frontal_points",
     "to_canonical",
     "exaggerate",
     "symmetrize",
@@ -181,6 +182,68 @@ def frontalize(landmarks: np.ndarray, mean: MeanFace | None = None) -> np.ndarra
     m = mean or mean_face()
     s, R, t = umeyama(lm[m.rigid], m.points[m.rigid])
     return to_canonical(lm @ (s * R).T + t)
+
+
+@lru_cache(maxsize=4)
+def _frontal_tables(mean: MeanFace) -> tuple[np.ndarray, np.ndarray]:
+    """(3, 478) weights whose product with a face's (478, 3) landmarks is the
+    cross-covariance of its rigid landmarks with the centred mean face's (a
+    centred side makes the face's own centring unnecessary), and the rigid
+    landmarks' indices."""
+    m = mean.points[mean.rigid]
+    w = np.zeros((3, NUM_LANDMARKS))
+    w[:, mean.rigid] = (m - m.mean(0)).T
+    w.setflags(write=False)
+    return w, mean.rigid
+
+
+def frontal_points(landmarks: np.ndarray, indices, mean: MeanFace | None = None) -> np.ndarray:
+    """``frontalize(landmarks)[indices]`` without the other landmarks: (len(indices), 2)
+    float64 canonical x, y of those landmarks of the face seen from the front, for a
+    per-frame caller that needs a few (video mode's expression signals). The same
+    fit: the rotation of the rigid landmarks onto the mean face, then the canonical
+    frame of the rotated eye and mouth centres. ``landmarks`` as in :func:`frontalize`
+    (checked the same way)."""
+    lm = np.asarray(landmarks, np.float64)
+    if lm.ndim != 2 or lm.shape[0] != NUM_LANDMARKS or lm.shape[1] not in (2, 3):
+        raise ValueError(f"landmarks must have shape ({NUM_LANDMARKS}, 3), got {lm.shape}")
+    idx = np.asarray(indices, np.int64)
+    if not np.isfinite(lm).all():
+        raise ValueError("landmarks contain NaN or infinity")
+    anchors = lm[_ANCHOR_ROWS]
+    if lm.shape[1] == 3 and lm[:, 2].any():
+        w, _ = _frontal_tables(mean or mean_face())
+        U, _, Vt = np.linalg.svd(w @ lm)  # rotation of the face onto the mean face (Umeyama; its
+        R = U @ Vt  # scale and translation do not matter: the canonical frame below takes them out)
+        (a, b, c), (d, e, f), (g, h, i) = R.tolist()
+        if a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g) < 0:  # a reflection
+            U[:, -1] *= -1.0
+            R = U @ Vt
+        xy = lm[idx] @ R[:2].T
+        anchors = (anchors @ R[:2].T).tolist()
+    else:
+        xy = lm[idx, :2]
+        anchors = anchors[:, :2].tolist()
+    # the 2D similarity (least squares, as umeyama's) taking the eye and mouth centres to
+    # CANONICAL_TARGETS, in complex numbers (three points: Python's are the quicker)
+    p = [complex(x, y) for x, y in anchors]
+    z = [(p[0] + p[1]) * 0.5, (p[2] + p[3]) * 0.5, (p[4] + p[5]) * 0.5]
+    if z[0].real > z[1].real:
+        z[0], z[1] = z[1], z[0]
+    zm = (z[0] + z[1] + z[2]) / 3.0
+    num = sum((zk - zm).conjugate() * (tk - _TARGET_MEAN) for zk, tk in zip(z, _TARGETS_C))
+    den = sum(abs(zk - zm) ** 2 for zk in z)
+    a = num / max(den, 1e-300)
+    t = _TARGET_MEAN - a * zm
+    out = np.empty((len(idx), 2))
+    out[:, 0] = xy[:, 0] * a.real - xy[:, 1] * a.imag + t.real
+    out[:, 1] = xy[:, 0] * a.imag + xy[:, 1] * a.real + t.imag
+    return out
+
+
+_ANCHOR_ROWS = np.array([*EYE_CORNERS[0], *EYE_CORNERS[1], *MOUTH_CORNERS])
+_TARGETS_C = [complex(x, y) for x, y in CANONICAL_TARGETS.tolist()]
+_TARGET_MEAN = sum(_TARGETS_C) / len(_TARGETS_C)
 
 
 def exaggerate(canonical: np.ndarray, amount: float, mean: MeanFace | None = None) -> np.ndarray:

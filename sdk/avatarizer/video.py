@@ -436,7 +436,7 @@ class Tracker:
     # ------------------------------------------------------------------ frames
     def update(self, raw_params, canonical, transform, timestamp_ms: float, yaw: float = 0.0,
                pitch: float = 0.0, fresh: bool = True, estimate_pose: tuple | None = None,
-               estimate=None) -> TrackedFrame:
+               estimate=None, landmarks=None) -> TrackedFrame:
         """One frame with a face.
 
         Args:
@@ -466,6 +466,11 @@ class Tracker:
                 estimates by this key; None: every frame votes
                 (``categorical_window``) and estimates differ by their
                 colours.
+            landmarks: the frame's (478, 3) landmarks with depth
+                (``AlignedFace.landmarks``): the expression signals are read
+                from the face seen from the front (:func:`avatarizer.expressions.measure`),
+                so a nod or a turn does not read as a smile or a frown (the
+                video pipeline passes them); None: from ``canonical``.
         """
         raw = np.asarray(raw_params)
         raw = raw.astype(np.float64) if raw.dtype == np.float32 and raw.shape == (S.PARAM_COUNT,) else \
@@ -496,7 +501,7 @@ class Tracker:
         t = float(timestamp_ms) / 1000.0
         if self.absent_ms(timestamp_ms) > self.options.grace_ms:
             self._reset_filters()  # the face is back after a gap: no glide
-        raw_sig = X.measure(canonical, yaw, pitch)
+        raw_sig = X.measure(canonical, yaw, pitch, landmarks=landmarks)
         self._update_identity(raw, raw_sig, seed=not switched, fresh=bool(fresh), estimate_pose=estimate_pose,
                               estimate=estimate)
         # expression signals, normalised, and the transform, filtered in one call

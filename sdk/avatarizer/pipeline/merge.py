@@ -111,7 +111,8 @@ class MergeStage(Stage):
             state.tracked = tracker.update(f.params, a.canonical, a.transform, state.timestamp_ms,
                                            yaw=a.yaw, pitch=a.pitch,
                                            fresh=state.info.get("identity_fresh", True),
-                                           estimate_pose=state.info.get("identity_pose"), estimate=estimate)
+                                           estimate_pose=state.info.get("identity_pose"), estimate=estimate,
+                                           landmarks=a.landmarks)
             if tracker.switches != switches:  # another person: theirs afresh (the tracker reset itself)
                 stream.another_person()
             elif tracker.returns != returns:  # the one before back: theirs as it was, their hair's memory too
