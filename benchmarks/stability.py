@@ -95,7 +95,7 @@ def read_clip(path: Path, max_frames: int | None = None):
 
 def record(frames, times, estimator: str = "auto"):
     """Per-frame raw estimates of face 0 from the video-mode pipeline: a list of
-    dicts (raw params, canonical, transform, yaw, pitch, t); only ``t`` where no face."""
+    dicts (raw params, canonical, landmarks, transform, yaw, pitch, t); only ``t`` where no face."""
     from avatarizer.api import Avatarizer
 
     out = []

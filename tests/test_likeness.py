@@ -87,9 +87,23 @@ def test_frontal_points_are_frontalize_at_those_landmarks(astronaut):
     flat = lm3.copy()
     flat[:, 2] = 0.0  # no depth: only the 2D alignment, as frontalize
     np.testing.assert_allclose(LM.frontal_points(flat, idx), LM.to_canonical(flat)[idx], rtol=0, atol=1e-9)
-    for bad in (np.zeros((10, 3)), np.full((478, 3), np.nan), np.zeros(478)):
+    for bad in (np.zeros((10, 3)), np.full((478, 3), np.nan), np.zeros(478), np.zeros((478, 3))):
         with pytest.raises(ValueError):
             LM.frontal_points(bad, idx)
+    # indices as frontalize(...)[indices] takes them: a mask, a tuple, negative ones; not floats or 2-D
+    full = LM.frontalize(lm3)
+    mask = np.zeros(478, bool)
+    mask[[61, 291]] = True
+    np.testing.assert_allclose(LM.frontal_points(lm3, mask), full[mask], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(LM.frontal_points(lm3, (61, -1)), full[[61, -1]], rtol=0, atol=1e-9)
+    with pytest.raises(IndexError):
+        LM.frontal_points(lm3, [61.9])
+    with pytest.raises(ValueError):
+        LM.frontal_points(lm3, [[61, 291]])
+    # any scale: the same canonical points, no overflow
+    for scale in (1e-155, 1e154):
+        np.testing.assert_allclose(LM.frontal_points(lm3 * scale, idx), LM.frontal_points(lm3, idx),
+                                   rtol=0, atol=1e-9)
 
 
 def test_exaggerate_and_symmetrize():

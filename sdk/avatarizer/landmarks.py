@@ -22,6 +22,7 @@ run time.
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -203,11 +204,15 @@ def frontal_points(landmarks: np.ndarray, indices, mean: MeanFace | None = None)
     per-frame caller that needs a few (video mode's expression signals). The same
     fit: the rotation of the rigid landmarks onto the mean face, then the canonical
     frame of the rotated eye and mouth centres. ``landmarks`` as in :func:`frontalize`
-    (checked the same way)."""
+    (checked the same way); ``indices``: a 1-D sequence of landmark indices or a (478,)
+    bool mask (``ValueError`` otherwise, ``IndexError`` for one out of range). A face
+    whose eye and mouth centres coincide is a ``ValueError``."""
     lm = np.asarray(landmarks, np.float64)
     if lm.ndim != 2 or lm.shape[0] != NUM_LANDMARKS or lm.shape[1] not in (2, 3):
         raise ValueError(f"landmarks must have shape ({NUM_LANDMARKS}, 3), got {lm.shape}")
-    idx = np.asarray(indices, np.int64)
+    idx = _ROWS[np.asarray(indices)]  # (numpy's indexing: masks, negative indices, as frontalize(...)[indices])
+    if idx.ndim != 1:
+        raise ValueError(f"indices must be one-dimensional, got shape {idx.shape}")
     if not np.isfinite(lm).all():
         raise ValueError("landmarks contain NaN or infinity")
     anchors = lm[_ANCHOR_ROWS]
@@ -231,9 +236,12 @@ def frontal_points(landmarks: np.ndarray, indices, mean: MeanFace | None = None)
     if z[0].real > z[1].real:
         z[0], z[1] = z[1], z[0]
     zm = (z[0] + z[1] + z[2]) / 3.0
-    num = sum((zk - zm).conjugate() * (tk - _TARGET_MEAN) for zk, tk in zip(z, _TARGETS_C))
-    den = sum(abs(zk - zm) ** 2 for zk in z)
-    a = num / max(den, 1e-300)
+    spread = max(abs(zk - zm) for zk in z)  # (the sums below in units of it: no overflow at any scale)
+    if not (math.isfinite(spread) and spread > 0.0):
+        raise ValueError("landmarks are degenerate: the eye and mouth centres coincide")
+    zn = [(zk - zm) / spread for zk in z]
+    a = sum(zk.conjugate() * (tk - _TARGET_MEAN) for zk, tk in zip(zn, _TARGETS_C)) \
+        / sum(abs(zk) ** 2 for zk in zn) / spread
     t = _TARGET_MEAN - a * zm
     out = np.empty((len(idx), 2))
     out[:, 0] = xy[:, 0] * a.real - xy[:, 1] * a.imag + t.real
@@ -241,6 +249,8 @@ def frontal_points(landmarks: np.ndarray, indices, mean: MeanFace | None = None)
     return out
 
 
+_ROWS = np.arange(NUM_LANDMARKS)
+_ROWS.setflags(write=False)
 _ANCHOR_ROWS = np.array([*EYE_CORNERS[0], *EYE_CORNERS[1], *MOUTH_CORNERS])
 _TARGETS_C = [complex(x, y) for x, y in CANONICAL_TARGETS.tolist()]
 _TARGET_MEAN = sum(_TARGETS_C) / len(_TARGETS_C)
