@@ -147,13 +147,15 @@ webdeps: $(WEBSTAMP)
 # 9 min 34 s and 10 min 33 s, 2 workers in 10 min 26 s and 10 min 39 s, session 60: a
 # small gain within the runs' spread), at most 4 and at most one per
 # 2 GiB of available memory (each loads torch and the models);
+# `--dist loadgroup`: the held-out evaluations that run one pipeline configuration over overlapping
+# photo sets share one worker (`xdist_group`), so each photo runs once (tests/conftest.py, heldout_runs).
 # `make test TEST_JOBS=0` runs the suite in one process, in file order (a name of
 # its own: a JOBS exported for compilers is not taken; empty or not a number: 0).
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -le 2 ] && n=$$((n + 1)); \
 	m=$$(awk '/^MemAvailable:/ {print int($$2 / 2097152)}' /proc/meminfo 2>/dev/null); \
 	[ -n "$$m" ] && [ $$m -lt $$n ] && n=$$(( m > 1 ? m : 1 )); echo $$(( n > 4 ? 4 : n )))
 test: $(DEV_STAMP) native example webdeps
-	$(VPY) -m pytest -q -ra -n $$(case "$(strip $(TEST_JOBS))" in ''|*[!0-9]*) echo 0;; *) echo $(strip $(TEST_JOBS));; esac)
+	$(VPY) -m pytest -q -ra --dist loadgroup -n $$(case "$(strip $(TEST_JOBS))" in ''|*[!0-9]*) echo 0;; *) echo $(strip $(TEST_JOBS));; esac)
 
 # NVIDIA GPU (README "GPU"; needs onnxruntime-gpu in the venv): the GPU tests, then
 # benchmarks/gpu.py's report (CUDA against the CPU on real photos; PHOTOS=DIR,

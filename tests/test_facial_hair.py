@@ -431,7 +431,8 @@ def test_the_facial_hair_thresholds_are_chosen_on_the_labels_by_eye(monkeypatch)
 
 
 @pytest.mark.slow
-def test_the_hybrid_finds_most_held_out_beards_and_moustaches():
+@pytest.mark.xdist_group("heldout_hybrid")
+def test_the_hybrid_finds_most_held_out_beards_and_moustaches(heldout_runs):
     """On the held-out photos labelled by eye (``ffhq128`` and the UTKFace
     men; 465 faces, 85 beards, 98 moustaches) ``Avatarizer()`` drew
     41 of 82 beards (4 invented) and 42 of 95 moustaches (5) with H and
@@ -447,34 +448,31 @@ def test_the_hybrid_finds_most_held_out_beards_and_moustaches():
     it, :func:`hair.read_with_facial_hair`: long 3 -> 2, female 3 -> 1;
     the long two a hooded man's and one without a length label; session
     37: 2 and 1)."""
-    from avatarizer import Avatarizer, load_image
-
     faces = need_shared("data", "faces")
     lab = _by_eye_heldout()
     found = {"beard": [0, 0], "moustache": [0, 0]}  # [found, of]
     invented = {"beard": 0, "moustache": 0}
     with_fh = {"faces": 0, "long": 0, "female": 0}
-    with Avatarizer() as av:
-        if av.estimator != "hybrid":
-            pytest.skip("the shipped models are not installed here")
-        for k, (beard, moustache) in sorted(lab.items()):
-            r = av.run(load_image(faces / k))
-            if not r.faces:
-                continue
-            a = r.faces[0].attributes
-            d = a["drawn"]
-            assert a["beard_by"] in (HR.FACIAL_HAIR_BY, "not drawn: a child (age under 10)"), (k, a["beard_by"])
-            if d["beard"] or d["moustache"]:
-                with_fh["faces"] += 1
-                with_fh["long"] += HR.drawn_length(r.faces[0].params) == "long"
-                with_fh["female"] += a["gender"] == "female"
-            for name, truth in (("beard", beard), ("moustache", moustache)):
-                shown = d[name] or (name == "moustache" and d["beard"])
-                if truth:
-                    found[name][0] += int(shown)
-                    found[name][1] += 1
-                else:
-                    invented[name] += int(shown)
+    if heldout_runs.avatarizer().estimator != "hybrid":
+        pytest.skip("the shipped models are not installed here")
+    for k, (beard, moustache) in sorted(lab.items()):
+        f = heldout_runs.run(faces / k)  # (Avatarizer().run(...).faces[0], shared with the other held-out tests)
+        if f is None:
+            continue
+        a = f.attributes
+        d = a["drawn"]
+        assert a["beard_by"] in (HR.FACIAL_HAIR_BY, "not drawn: a child (age under 10)"), (k, a["beard_by"])
+        if d["beard"] or d["moustache"]:
+            with_fh["faces"] += 1
+            with_fh["long"] += HR.drawn_length(f.params) == "long"
+            with_fh["female"] += a["gender"] == "female"
+        for name, truth in (("beard", beard), ("moustache", moustache)):
+            shown = d[name] or (name == "moustache" and d["beard"])
+            if truth:
+                found[name][0] += int(shown)
+                found[name][1] += 1
+            else:
+                invented[name] += int(shown)
     assert found["beard"][1] >= 70 and found["moustache"][1] >= 80
     assert found["beard"][0] >= 0.68 * found["beard"][1], found
     assert found["moustache"][0] >= 0.75 * found["moustache"][1], found
@@ -483,14 +481,14 @@ def test_the_hybrid_finds_most_held_out_beards_and_moustaches():
 
 
 @pytest.mark.slow
-def test_no_beard_on_held_out_utkface_women_and_children():
+@pytest.mark.xdist_group("heldout_hybrid")
+def test_no_beard_on_held_out_utkface_women_and_children(heldout_runs):
     """UTKFace women and children (by their file names) that training never
     saw: the network read very old women's wrinkles and a baby's hand at
     its mouth as a beard before such photos were in its training; the
     hybrid draws a beard or moustache on few of them."""
     import re
 
-    from avatarizer import Avatarizer, load_image
     from avatarizer_export.data import is_heldout
 
     folder = need_shared("data", "faces", "utkface200")
@@ -498,16 +496,15 @@ def test_no_beard_on_held_out_utkface_women_and_children():
               and (m := re.match(r"^(\d{1,3})_([01])_", p.name)) and (m.group(2) == "1" or int(m.group(1)) < 13)]
     assert len(photos) >= 300
     shown, n = {"beard": 0, "moustache": 0}, 0
-    with Avatarizer() as av:
-        if av.estimator != "hybrid":
-            pytest.skip("the shipped models are not installed here")
-        for p in photos:
-            r = av.run(load_image(p))
-            if r.faces:
-                d = r.faces[0].attributes["drawn"]
-                n += 1
-                shown["beard"] += int(d["beard"])
-                shown["moustache"] += int(d["moustache"] or d["beard"])
+    if heldout_runs.avatarizer().estimator != "hybrid":
+        pytest.skip("the shipped models are not installed here")
+    for p in photos:
+        f = heldout_runs.run(p)
+        if f is not None:
+            d = f.attributes["drawn"]
+            n += 1
+            shown["beard"] += int(d["beard"])
+            shown["moustache"] += int(d["moustache"] or d["beard"])
     assert n >= 0.9 * len(photos)
     assert shown["beard"] <= 0.01 * n and shown["moustache"] <= 0.02 * n, (shown, n)
 
@@ -598,33 +595,31 @@ def test_the_artist_decides_facial_hair_with_the_network(monkeypatch):
     assert drawn(_facial_net(0.99, 0.99), detect_beard=False) == (False, False)
 
 
-def test_the_artist_finds_most_held_out_beards():
+@pytest.mark.xdist_group("heldout_artist")
+def test_the_artist_finds_most_held_out_beards(heldout_runs):
     """The held-out photos labelled by eye (as above): the auto-artist
     (``estimator="artist"``) found 41 of the 86 labelled beards (none
     invented) and 49 of 98 moustaches (3) with its detector over measured
     cues; with the facial-hair network 60 (1) and 79 (3) (session 47; here,
     over the 85 with both labels, 60 and 79)."""
-    from avatarizer import Avatarizer, load_image
-
     faces = need_shared("data", "faces")
     if FH.load() is None:
         pytest.skip("the facial-hair network is not installed here")
     lab = _by_eye_heldout()
     found = {"beard": [0, 0], "moustache": [0, 0]}
     invented = {"beard": 0, "moustache": 0}
-    with Avatarizer(estimator="artist") as av:
-        for k, (beard, moustache) in sorted(lab.items()):
-            a = av.from_frame(load_image(faces / k))
-            if a is None:
-                continue
-            shown = {"beard": a["beard.opacity"] > 0}
-            shown["moustache"] = a["moustache.w1"] > 0 or shown["beard"]
-            for name, truth in (("beard", beard), ("moustache", moustache)):
-                if truth:
-                    found[name][0] += int(shown[name])
-                    found[name][1] += 1
-                else:
-                    invented[name] += int(shown[name])
+    for k, (beard, moustache) in sorted(lab.items()):
+        a = heldout_runs.avatar(faces / k, estimator="artist")  # (Avatarizer(estimator="artist").from_image)
+        if a is None:
+            continue
+        shown = {"beard": a["beard.opacity"] > 0}
+        shown["moustache"] = a["moustache.w1"] > 0 or shown["beard"]
+        for name, truth in (("beard", beard), ("moustache", moustache)):
+            if truth:
+                found[name][0] += int(shown[name])
+                found[name][1] += 1
+            else:
+                invented[name] += int(shown[name])
     print(f"artist: beards {found['beard']} invented {invented['beard']}, moustaches {found['moustache']} "
           f"invented {invented['moustache']}")
     assert found["beard"][1] >= 70 and found["moustache"][1] >= 80

@@ -212,14 +212,13 @@ def test_the_fitting_routine_writes_a_network_the_sdk_loads(tmp_path, monkeypatc
         XL.fit(shared, tmp_path, data=tmp_path / "few", quiet=True)
 
 
-def _drawn_lengths(av, faces, labels) -> dict:
+def _drawn_lengths(heldout_runs, faces, labels, **options) -> dict:
     """``{"long": [drawn long, of], "short": [drawn short, of]}`` of the
-    labelled chips (``labels``: key -> "long", "short" or "tied") through ``av``."""
-    from avatarizer.imageio import load_image
-
+    labelled chips (``labels``: key -> "long", "short" or "tied") through
+    ``Avatarizer(**options)`` (its runs shared: conftest's ``heldout_runs``)."""
     got = {"long": [0, 0], "short": [0, 0]}
     for k, v in sorted(labels.items()):
-        a = av.from_frame(load_image(faces.parent / k))
+        a = heldout_runs.avatar(faces.parent / k, **options)
         if a is None:
             continue
         want = "long" if v == "long" else "short"
@@ -229,22 +228,21 @@ def _drawn_lengths(av, faces, labels) -> dict:
 
 
 @pytest.mark.slow
-def test_long_hair_in_tight_crops_is_drawn_long():
+@pytest.mark.xdist_group("heldout_hybrid")
+def test_long_hair_in_tight_crops_is_drawn_long(heldout_runs):
     """UTKFace's held-out chips labelled by eye for hair length
     (``labels/utkface_hair_length.jsonl``, never trained on): through
     ``Avatarizer()`` the drawn hair (``hair.drawn_length``) is long for at
     least 240 of the 289 labelled long and short for at least 140 of the
     151 labelled short or tied (254 and 147 measured when it shipped; before
     the network: 50 and 151)."""
-    from avatarizer import Avatarizer
     from avatarizer_export.data import tight_crop_hair_lengths
 
     faces = need_shared("data", "faces", "utkface200")
     labels = {k: v for k, v in tight_crop_hair_lengths().items() if v in ("long", "short", "tied")}
-    with Avatarizer() as av:
-        if av.estimator != "hybrid":
-            pytest.skip("the shipped models are not installed here")
-        got = _drawn_lengths(av, faces, labels)
+    if heldout_runs.avatarizer().estimator != "hybrid":
+        pytest.skip("the shipped models are not installed here")
+    got = _drawn_lengths(heldout_runs, faces, labels)
     print(f"tight crops: long drawn long {got['long']}, short drawn short {got['short']}")
     assert len(labels) == 440 and got["long"][1] >= 280 and got["short"][1] >= 145
     assert got["long"][0] >= 240 and got["short"][0] >= 140
@@ -354,13 +352,13 @@ def test_the_long_familys_volume_floor_is_where_the_silhouette_measured_none(sam
 
 
 @pytest.mark.slow
-def test_the_artist_draws_long_hair_in_loose_portraits_long():
+@pytest.mark.xdist_group("heldout_artist")
+def test_the_artist_draws_long_hair_in_loose_portraits_long(heldout_runs):
     """The held-out loose portraits labelled by eye for hair length
     (``labels/hair_length_by_eye.jsonl``): the artist draws long hair long
     on at least 185 of the 219 labelled long (162 from the silhouette alone
     before session 48; 201 measured) and short hair short on at least 255
     of the 290 labelled short or tied (278 before; 267 measured)."""
-    from avatarizer import Avatarizer
     from avatarizer_export.data import hair_length_labels, is_heldout
 
     faces = need_shared("data", "faces", "ffhq128")
@@ -370,29 +368,27 @@ def test_the_artist_draws_long_hair_in_loose_portraits_long():
         pytest.skip("the tight crops' hair-length network is not installed here")
     labels = {k: v for k, v in hair_length_labels().items() if v in ("long", "short", "tied") and is_heldout(k)}
     assert len(labels) == 509
-    with Avatarizer(estimator="artist") as av:
-        got = _drawn_lengths(av, faces, labels)
+    got = _drawn_lengths(heldout_runs, faces, labels, estimator="artist")
     print(f"artist, loose portraits: long drawn long {got['long']}, short drawn short {got['short']}")
     assert got["long"][1] >= 210 and got["short"][1] >= 280
     assert got["long"][0] >= 185 and got["short"][0] >= 255
 
 
 @pytest.mark.slow
-def test_the_artist_draws_long_hair_in_tight_crops_long():
+@pytest.mark.xdist_group("heldout_artist")
+def test_the_artist_draws_long_hair_in_tight_crops_long(heldout_runs):
     """UTKFace's held-out chips labelled by eye for hair length: the artist
     (``estimator="artist"``, the ceiling the pairs and the hair bank come
     from) draws long hair long on at least 230 of the 289 labelled long (0
     before session 47; 256 measured) and short hair short on at least 140 of
     the 151 labelled short or tied."""
-    from avatarizer import Avatarizer
     from avatarizer_export.data import tight_crop_hair_lengths
 
     faces = need_shared("data", "faces", "utkface200")
     if HL.load_tight() is None:
         pytest.skip("the tight crops' hair-length network is not installed here")
     labels = {k: v for k, v in tight_crop_hair_lengths().items() if v in ("long", "short", "tied")}
-    with Avatarizer(estimator="artist") as av:
-        got = _drawn_lengths(av, faces, labels)
+    got = _drawn_lengths(heldout_runs, faces, labels, estimator="artist")
     print(f"artist, tight crops: long drawn long {got['long']}, short drawn short {got['short']}")
     assert got["long"][1] >= 280 and got["short"][1] >= 145
     assert got["long"][0] >= 230 and got["short"][0] >= 140

@@ -824,7 +824,8 @@ def test_geometry_skin_gives_the_facial_hair_readings(astronaut):
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "utkface200").is_dir(), reason="needs ../shared/data/faces")
-def test_the_artist_finds_most_held_out_white_beards():
+@pytest.mark.xdist_group("heldout_hybrid")
+def test_the_artist_finds_most_held_out_white_beards(heldout_runs):
     """The held-out UTKFace men of 55 and over whom both labellers saw with a
     beard (``labels/utkface_facial_hair.jsonl``; white and grey beards,
     which the hand-set rule and the logistic detector mostly missed: 4 of 15
@@ -837,8 +838,6 @@ def test_the_artist_finds_most_held_out_white_beards():
     sys.path.insert(0, str(ROOT / "export"))
     from avatarizer_export.data import eye_labels, is_heldout
 
-    from avatarizer.api import Avatarizer
-
     labels = eye_labels()
     old = [k for k, v in labels.items() if k.startswith("utkface200/") and v.get("beard") == 1 and is_heldout(k)
            and int(k.split("/")[-1].split("_")[0]) >= 55]
@@ -847,25 +846,24 @@ def test_the_artist_finds_most_held_out_white_beards():
                    and is_heldout(f"utkface200/{p.name}"))[:40]
     assert len(old) >= 10 and len(women) >= 20
 
-    def beard(key):
-        a = av.from_image(SHARED / "data" / "faces" / key)
+    def beard(key, **options):  # (Avatarizer(**options).from_image, shared with the other held-out tests)
+        a = heldout_runs.avatar(SHARED / "data" / "faces" / key, **options)
         return a is not None and float(a.params[S.index("beard.opacity")]) > 0
 
-    with Avatarizer(estimator="artist") as av:
-        found = sum(beard(k) for k in old)
-        invented = sum(beard(f"utkface200/{n}") for n in women)
+    found = sum(beard(k, estimator="artist") for k in old)
+    invented = sum(beard(f"utkface200/{n}", estimator="artist") for n in women)
     assert found >= 0.6 * len(old), (found, len(old))
     assert invented <= 1, invented
     # what ships (the hybrid: H's beard, or the artist's detector where H missed it): 8 of 15, H alone 4
-    with Avatarizer() as av:
-        found = sum(beard(k) for k in old)
-        invented = sum(beard(f"utkface200/{n}") for n in women)
+    found = sum(beard(k) for k in old)
+    invented = sum(beard(f"utkface200/{n}") for n in women)
     assert found >= 0.5 * len(old), (found, len(old))
     assert invented <= 1, invented
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "utkface200").is_dir(), reason="needs ../shared/data/faces")
-def test_held_out_goatees_are_told_from_full_beards():
+@pytest.mark.xdist_group("heldout_hybrid")
+def test_held_out_goatees_are_told_from_full_beards(heldout_runs):
     """On the held-out photos whose beard style is labelled by eye
     (``labels/beard_style_by_eye.jsonl``: 20 goatees, 58 full beards or
     stubble): the goatee detector finds about half the goatees and calls
@@ -881,7 +879,6 @@ def test_held_out_goatees_are_told_from_full_beards():
     from avatarizer_export.data import goatee_labels, is_heldout
 
     from avatarizer.align import AlignOptions, FaceAligner
-    from avatarizer.api import Avatarizer
     from avatarizer.artist import accessories as A
     from avatarizer.imageio import load_image
 
@@ -905,9 +902,8 @@ def test_held_out_goatees_are_told_from_full_beards():
             return None
         return "goatee" if np.ptp(S.points(a.params, "beard")[:, 0]) < 0.6 else "full"
 
-    for estimator in ("artist", "auto"):
-        with Avatarizer(estimator=estimator) as av:
-            shapes = {k: shape(av.from_image(SHARED / "data" / "faces" / k)) for k in labels}
+    for estimator in ("artist", "auto"):  # (Avatarizer(estimator=...).from_image, shared)
+        shapes = {k: shape(heldout_runs.avatar(SHARED / "data" / "faces" / k, estimator=estimator)) for k in labels}
         on_goatees = [shapes[k] for k, v in labels.items() if v and shapes[k]]
         on_full = [shapes[k] for k, v in labels.items() if not v and shapes[k]]
         assert on_goatees.count("goatee") >= 1 and len(on_full) >= 15, (estimator, on_goatees, on_full)
@@ -915,7 +911,8 @@ def test_held_out_goatees_are_told_from_full_beards():
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "utkface200").is_dir(), reason="needs ../shared/data/faces")
-def test_held_out_grey_beards_are_drawn_grey():
+@pytest.mark.xdist_group("heldout_hybrid")
+def test_held_out_grey_beards_are_drawn_grey(heldout_runs):
     """On the held-out photos whose facial hair's colour is labelled by eye
     (``labels/beard_style_by_eye.jsonl``) and that what ships draws facial
     hair on, the drawn colour (read as its nearest palette colour) is grey
@@ -933,17 +930,15 @@ def test_held_out_grey_beards_are_drawn_grey():
     from avatarizer_export.data import beard_colour_labels, is_heldout
 
     from avatarizer import hair as HR
-    from avatarizer.api import Avatarizer
 
     labels = {k: v["beard_grey"] for k, v in beard_colour_labels().items() if is_heldout(k)}
     grey = {True: [], False: []}
-    with Avatarizer() as av:
-        for key, label in labels.items():
-            a = av.from_image(SHARED / "data" / "faces" / key)
-            drawn = [f for f in ("beard", "moustache") if a is not None and a.attributes[f]["value"]]
-            if drawn:
-                rgb = a.params[[S.index(f"{drawn[0]}.{c}") for c in "rgb"]]
-                grey[bool(label)].append(HR.hair_colour_class_of(rgb) == "gray")
+    for key, label in labels.items():
+        a = heldout_runs.avatar(SHARED / "data" / "faces" / key)  # (Avatarizer().from_image, shared)
+        drawn = [f for f in ("beard", "moustache") if a is not None and a.attributes[f]["value"]]
+        if drawn:
+            rgb = a.params[[S.index(f"{drawn[0]}.{c}") for c in "rgb"]]
+            grey[bool(label)].append(HR.hair_colour_class_of(rgb) == "gray")
     assert len(grey[True]) >= 30 and len(grey[False]) >= 30, {k: len(v) for k, v in grey.items()}
     right = 0.5 * (np.mean(grey[True]) + 1.0 - np.mean(grey[False]))
     assert np.mean(grey[True]) >= 0.89 and np.mean(grey[False]) <= 0.16 and right >= 0.88, \
@@ -1862,7 +1857,8 @@ def test_a_cast_sample_is_drawn_in_the_class_it_is_read_as():
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "ffhq128").is_dir(), reason="needs ../shared/data/faces")
-def test_held_out_bald_heads_are_drawn_bald_and_no_hair_is_taken_away():
+@pytest.mark.xdist_group("heldout_hybrid")
+def test_held_out_bald_heads_are_drawn_bald_and_no_hair_is_taken_away(heldout_runs):
     """The held-out photos labelled by eye for the top of the head and for
     hair length (``data.bald_labels``): H drew none of the bald heads bald
     (its P(bald) stays under its drawing threshold); with the artist's bald
@@ -1873,26 +1869,24 @@ def test_held_out_bald_heads_are_drawn_bald_and_no_hair_is_taken_away():
     sys.path.insert(0, str(ROOT / "export"))
     from avatarizer_export.data import bald_labels, is_heldout
 
-    from avatarizer.api import Avatarizer
-
     labels = {k: v["bald"] for k, v in bald_labels().items() if is_heldout(k)}
     bald = sorted(k for k, v in labels.items() if v)
     hair = sorted(k for k, v in labels.items() if not v)[::3]  # every third: a minute of photos
     assert len(bald) >= 8 and len(hair) >= 100
 
     def drawn_bald(key):
-        a = av.from_image(SHARED / "data" / "faces" / key)
+        a = heldout_runs.avatar(SHARED / "data" / "faces" / key)  # (Avatarizer().from_image, shared)
         return a is not None and a.attributes["bald"]["value"]
 
-    with Avatarizer() as av:
-        found = [k for k in bald if drawn_bald(k)]
-        invented = [k for k in hair if drawn_bald(k)]
+    found = [k for k in bald if drawn_bald(k)]
+    invented = [k for k in hair if drawn_bald(k)]
     assert len(found) >= 2, found
     assert not invented, invented
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "ffhq128").is_dir(), reason="needs ../shared/data/faces")
-def test_the_artist_draws_held_out_bald_heads_bare_on_top():
+@pytest.mark.xdist_group("heldout_artist")
+def test_the_artist_draws_held_out_bald_heads_bare_on_top(heldout_runs):
     """The held-out photos labelled bald by eye for hair length: below the
     bald detector's threshold the artist drew most of them a cap of hair
     (a skin-coloured buzz cut or short cut; 3 of 14 bald, session 23);
@@ -1904,7 +1898,6 @@ def test_the_artist_draws_held_out_bald_heads_bare_on_top():
     from avatarizer_export.data import hair_length_labels, is_heldout
 
     from avatarizer import prior as P
-    from avatarizer.api import Avatarizer
 
     labels = {k: v for k, v in hair_length_labels().items() if is_heldout(k) and v in ("bald", "short", "tied", "long")}
     bald = sorted(k for k, v in labels.items() if v == "bald")
@@ -1912,19 +1905,19 @@ def test_the_artist_draws_held_out_bald_heads_bare_on_top():
     assert len(bald) >= 10 and len(hair) >= 400
     bank_id = S.index("hair_style.bank_id")
 
-    def bare(av, key):
-        a = av.from_image(SHARED / "data" / "faces" / key)
+    def bare(key):
+        a = heldout_runs.avatar(SHARED / "data" / "faces" / key, estimator="artist")  # (from_image, shared)
         return a is not None and P.HAIRSTYLES[int(round(float(a.params[bank_id])))] == "bald"
 
-    with Avatarizer(estimator="artist") as av:
-        found = [k for k in bald if bare(av, k)]
-        invented = [k for k in hair if bare(av, k)]
+    found = [k for k in bald if bare(k)]
+    invented = [k for k in hair if bare(k)]
     assert len(found) >= 7, found
     assert len(invented) <= 2, invented
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "ffhq128").is_dir(), reason="needs ../shared/data/faces")
-def test_held_out_hats_are_drawn_of_their_kind_where_they_sit():
+@pytest.mark.xdist_group("heldout_hybrid")
+def test_held_out_hats_are_drawn_of_their_kind_where_they_sit(heldout_runs):
     """The held-out hats labelled by eye for their kind
     (``labels/headwear_kind_by_eye.jsonl``): every hat was drawn as a beanie
     perched on the skull (right for 6 of the 21 the pipeline draws, session
@@ -1937,30 +1930,28 @@ def test_held_out_hats_are_drawn_of_their_kind_where_they_sit():
 
     from avatarizer import headwear as HW
     from avatarizer import prior as P
-    from avatarizer.api import Avatarizer
 
     labels = {k: HW.MODEL_KINDS[v] for k, v in kind_labels().items() if is_heldout(k)}
     assert len(labels) >= 40
     right = beanie = drawn = 0
     brims_invented, lower = [], 0
-    with Avatarizer() as av:
-        for key, kind in sorted(labels.items()):
-            a = av.from_image(SHARED / "data" / "faces" / key)
-            if a is None or not a.attributes["headwear"]["value"]:
-                continue
-            p = np.array(a.params, np.float64)
-            got = HW.KINDS[int(round(p[S.index("headwear.type")]))]
-            assert a.attributes["headwear"]["kind"] == got
-            if got == "brimmed" and kind != "brimmed":
-                brims_invented.append(key)
-            perched = p.copy()
-            HW.place(perched, None, HW.KINDS.index(got))
-            lower += P.hat_crown(p)[2] > P.hat_crown(perched)[2]
-            if kind == "other":  # no right kind to draw (a scarf, a hood, a helmet)
-                continue
-            drawn += 1
-            right += got == kind
-            beanie += kind == "beanie"
+    for key, kind in sorted(labels.items()):
+        a = heldout_runs.avatar(SHARED / "data" / "faces" / key)  # (Avatarizer().from_image, shared)
+        if a is None or not a.attributes["headwear"]["value"]:
+            continue
+        p = np.array(a.params, np.float64)
+        got = HW.KINDS[int(round(p[S.index("headwear.type")]))]
+        assert a.attributes["headwear"]["kind"] == got
+        if got == "brimmed" and kind != "brimmed":
+            brims_invented.append(key)
+        perched = p.copy()
+        HW.place(perched, None, HW.KINDS.index(got))
+        lower += P.hat_crown(p)[2] > P.hat_crown(perched)[2]
+        if kind == "other":  # no right kind to draw (a scarf, a hood, a helmet)
+            continue
+        drawn += 1
+        right += got == kind
+        beanie += kind == "beanie"
     assert drawn >= 15
     assert right >= 0.6 * drawn and right >= beanie + 5, (right, beanie, drawn)
     assert len(brims_invented) <= 2, brims_invented
@@ -1968,7 +1959,8 @@ def test_held_out_hats_are_drawn_of_their_kind_where_they_sit():
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces" / "ffhq128").is_dir(), reason="needs ../shared/data/faces")
-def test_the_artist_alone_draws_held_out_hats_and_invents_none():
+@pytest.mark.xdist_group("heldout_artist")
+def test_the_artist_alone_draws_held_out_hats_and_invents_none(heldout_runs):
     """The artist drew no hat at all (its detector over the hair region's six
     cues kept no precision: left out as not reliable). Over the hat's shape
     cues and a coarse picture of the mask and edges above the brows
@@ -1980,18 +1972,15 @@ def test_the_artist_alone_draws_held_out_hats_and_invents_none():
     sys.path.insert(0, str(ROOT / "export"))
     from avatarizer_export.data import headwear_labels, is_heldout
 
-    from avatarizer.api import Avatarizer
-
     labels = {k: v["headwear"] for k, v in headwear_labels().items() if is_heldout(k)}
     hats = sorted(k for k, v in labels.items() if v)
     bare = sorted(k for k, v in labels.items() if not v)[:120]
     assert len(hats) >= 30 and len(bare) == 120
     drawn = {}
-    with Avatarizer(estimator="artist") as av:
-        for key in hats + bare:
-            a = av.from_image(SHARED / "data" / "faces" / key)
-            if a is not None:
-                drawn[key] = a.params[S.index("headwear.type")] > 0
+    for key in hats + bare:
+        a = heldout_runs.avatar(SHARED / "data" / "faces" / key, estimator="artist")  # (from_image, shared)
+        if a is not None:
+            drawn[key] = a.params[S.index("headwear.type")] > 0
     found = [k for k in hats if drawn.get(k)]
     invented = [k for k in bare if drawn.get(k)]
     assert len(found) >= 11, found

@@ -655,14 +655,13 @@ def test_the_artist_draws_the_skin_in_the_networks_tone(monkeypatch):
     assert abs(light[0] - (float(lightness_of_tone(1.0)) + MARGIN)) < 0.5
 
 
-def test_the_artist_draws_held_out_skin_tones_labelled_by_eye():
+@pytest.mark.xdist_group("heldout_artist")
+def test_the_artist_draws_held_out_skin_tones_labelled_by_eye(heldout_runs):
     """The held-out photos labelled by eye for skin tone through
     ``Avatarizer(estimator="artist")``: with the skin-tone network few
     avatars are more than 15 L* off their label's lightness (``eval``'s
     ``skin_tone_by_eye`` for the artist, session 47: 22.0% -> 2.86%, median
     |dL| 7.98 -> 4.95, as the hybrid's)."""
-    from avatarizer import Avatarizer
-    from avatarizer.imageio import load_image
     from avatarizer_export.data import is_heldout, skin_tone_labels
 
     from avatarizer.skintone import load_network
@@ -673,11 +672,10 @@ def test_the_artist_draws_held_out_skin_tones_labelled_by_eye():
     tones = {k: t for k, t in skin_tone_labels().items() if is_heldout(k)}
     assert len(tones) >= 400
     off = []
-    with Avatarizer(estimator="artist") as av:
-        for k, t in sorted(tones.items()):
-            a = av.from_frame(load_image(SHARED / "data" / "faces" / k))
-            if a is not None:
-                off.append(abs(float(to_lab(a.params[SKIN].astype(np.float64))[0]) - float(lightness_of_tone(t))))
+    for k, t in sorted(tones.items()):
+        a = heldout_runs.avatar(SHARED / "data" / "faces" / k, estimator="artist")  # (from_image, shared)
+        if a is not None:
+            off.append(abs(float(to_lab(a.params[SKIN].astype(np.float64))[0]) - float(lightness_of_tone(t))))
     off = np.array(off)
     print(f"artist: {len(off)} photos, median |dL| {np.median(off):.2f}, over 15: {(off > 15).mean():.4f}")
     assert len(off) >= 0.95 * len(tones)
