@@ -212,6 +212,10 @@ def test_embedded_inputs_that_are_not_a_list_of_specs_are_a_model_error(tmp_path
     ({"mean": "abc"}, "mean 'abc'"), ({"std": [0.5, 0, 0.5]}, "has a zero"), ({"std": [1, 1]}, "std [1, 1]"),
     ({"scale": -1}, "scale -1"), ({"scale": True}, "scale True"), ({"colour_order": "GRB"}, "colour_order"),
     ("abc", "not an object"), ({"mean": 10 ** 400}, "mean 1000"),
+    # numbers that pass as numbers but not as a normalisation in float32 (a review's: the network
+    # was fed infinities, or every pixel alike, and the avatar came back without a word)
+    ({"std": [1e-46] * 3}, "map pixel values 0 and 255"), ({"std": [1e-40] * 3}, "map pixel values 0 and 255"),
+    ({"scale": 1e-30}, "map pixel values 0 and 255"), ({"mean": [1e20] * 3}, "map pixel values 0 and 255"),
 ])
 def test_unusable_normalisation_is_a_model_error(tmp_path, norm, says):
     """Manifest and embedded description agree, but on nothing usable."""

@@ -10,6 +10,8 @@ import struct
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
+
 from ..checks import is_real
 from ..errors import ModelError
 
@@ -256,7 +258,25 @@ def normalisation_problem(norm: Any) -> str | None:
             return f"std {v!r:.80} has a zero"
     if norm.get("colour_order", "RGB") not in ("RGB", "BGR"):
         return f"colour_order {norm.get('colour_order')!r:.80} is not 'RGB' or 'BGR'"
+    # what the network is given (tensors.normalise_images, in float32) for pixels 0 and 255: finite,
+    # within NORMALISED_LIMIT and apart (a std that is 0 or subnormal in float32, or a scale that
+    # makes every pixel alike, passed the checks above and fed the network infinities or a constant)
+    with np.errstate(all="ignore"):
+        scale = np.float32(norm.get("scale", 1.0 / 255.0))
+        mean = np.asarray(norm.get("mean", 0.0), np.float32)
+        std = np.asarray(norm.get("std", 1.0), np.float32)
+        ends = (np.array([0.0, 255.0], np.float32)[:, None] * scale - mean) / std
+    if not (np.isfinite(ends).all() and np.abs(ends).max() <= NORMALISED_LIMIT
+            and np.abs(ends[1] - ends[0]).min() >= 1.0 / NORMALISED_LIMIT):
+        return (f"scale {norm.get('scale')!r:.40}, mean {norm.get('mean')!r:.60} and std {norm.get('std')!r:.60} "
+                f"map pixel values 0 and 255 to {ends.tolist()!r:.120} (not finite, beyond {NORMALISED_LIMIT:g} "
+                "or alike)")
     return None
+
+
+#: :func:`normalisation_problem`: the 8-bit range must map to numbers within this far from 0, at least
+#: its inverse apart (a network's input of a million, or every pixel alike, is no usable normalisation)
+NORMALISED_LIMIT = 1e6
 
 
 def pack_engine(description: Mapping[str, Any], engine: bytes | memoryview) -> bytes:
