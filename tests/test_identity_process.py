@@ -164,6 +164,31 @@ def test_identity_worker_process_restarts_after_it_dies(astronaut):
         assert stage.worker == "process" and stage._remote.pid not in (None, pid) and stage._remote.starts == 2
 
 
+@posix_signals
+def test_a_stopped_worker_is_killed_at_the_job_deadline_and_answers_resume(astronaut, monkeypatch):
+    """A child stopped (or hung) mid-stream: the job that waits for it ends
+    at ``JOB_TIMEOUT_S`` with the child killed, a new child is started and
+    the identity refreshes again (without the deadline no answer ever came:
+    the stage waited for the stopped child for good, saying nothing)."""
+    from avatarizer.pipeline import identity_worker as IW
+
+    monkeypatch.setattr(IW, "JOB_TIMEOUT_S", 2.0, raising=False)
+    with Avatarizer(mode="video", max_faces=1) as av:
+        stage = av._pipeline["identity"]
+        t = _until_answers(av, astronaut, warm_up(av, astronaut), 1)
+        pid = stage._remote.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t = _until_answers(av, astronaut, t, stage.answers + 1, timeout=60.0)
+        finally:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        assert stage.worker == "process" and stage._remote.pid not in (None, pid) and stage._remote.starts == 2
+        assert not _alive(pid)
+
+
 def _falls_back(av, astronaut, caplog, why: str):
     stage = av._pipeline["identity"]
     with caplog.at_level("WARNING", logger="avatarizer"):

@@ -60,6 +60,10 @@ import numpy as np
 HELLO_TIMEOUT_S = 20.0
 #: how long the child may take to import, load its networks and say it is ready
 START_TIMEOUT_S = 120.0
+#: how long the child may take to answer one job (0.05-0.3 s on 2 cores, seconds when starved): a
+#: child stopped or hung (SIGSTOP, a deadlock) is killed after it and started again, as one that died
+#: (without it the stage waited for it for good, and no identity refresh came, without a word)
+JOB_TIMEOUT_S = 30.0
 #: child processes started without an answer in between before the stage computes on its thread
 MAX_STARTS = 3
 #: jobs in a row the child answers with an error before the stage computes on its thread
@@ -320,17 +324,24 @@ class ProcessWorker:
         if proc is None:
             raise WorkerGone("closed")
         message = Encoded(job)  # (a job that cannot be pickled: raised as is)
+        late = threading.Event()
+        timer = threading.Timer(JOB_TIMEOUT_S, lambda: (late.set(), self._kill(proc)))
+        timer.daemon = True
+        timer.start()
         try:
             send(proc.stdin, message)
             reply = recv(proc.stdout)
-        except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError, WorkerGone) as exc:
+            timer.cancel()
             status = self._status(proc, 0.2)
             self._discard(proc)
+            if late.is_set():
+                raise WorkerGone(f"the identity worker process did not answer within {JOB_TIMEOUT_S:g} s "
+                                 f"(stopped or hung; killed: {status})") from None
+            if isinstance(exc, WorkerGone):
+                raise WorkerGone(f"{exc} ({status})") from None
             raise WorkerGone(f"the identity worker process broke off ({status}): {exc}") from None
-        except WorkerGone as exc:
-            status = self._status(proc, 0.2)
-            self._discard(proc)
-            raise WorkerGone(f"{exc} ({status})") from None
+        timer.cancel()
         self.starts_since_answer = 0
         return reply
 
