@@ -189,6 +189,32 @@ def test_a_stopped_worker_is_killed_at_the_job_deadline_and_answers_resume(astro
         assert not _alive(pid)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork (POSIX)")
+def test_a_forked_child_does_not_keep_the_worker_process_alive(astronaut):
+    """An app that forks (a plain ``os.fork()``, a multiprocessing pool)
+    while video mode's worker process runs: the forked child's copies of the
+    pipes to the worker are let go, so the app's ``close()`` ends the worker
+    by closing its input (it exits by itself, status 0) while the child
+    lives on; they had kept its input open, the worker was killed after a
+    second and, where the app exited without ``close()``, lived on beside
+    the child (re-parented to init, its networks loaded)."""
+    with Avatarizer(mode="video", max_faces=1) as av:
+        stage = av._pipeline["identity"]
+        _until_answers(av, astronaut, warm_up(av, astronaut), 1)
+        proc = stage._remote._proc
+        child = os.fork()
+        if child == 0:  # (the forked child: lives on a while, then leaves without pytest's teardown)
+            time.sleep(20)
+            os._exit(0)
+        try:
+            av.close()
+            assert proc.wait(timeout=10) == 0  # (its own exit at the end of its input, not the kill: -9)
+            assert not _alive(proc.pid)
+        finally:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+
+
 def _falls_back(av, astronaut, caplog, why: str):
     stage = av._pipeline["identity"]
     with caplog.at_level("WARNING", logger="avatarizer"):

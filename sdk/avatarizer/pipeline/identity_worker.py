@@ -52,6 +52,7 @@ import struct
 import subprocess
 import sys
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +215,7 @@ class ProcessWorker:
         self.starts = 0                # children started in all
         self.starts_since_answer = 0   # children started since the last reply (MAX_STARTS)
         self.pid: int | None = None    # the child that last said it was ready
+        _WORKERS.add(self)
 
     def _command(self) -> list:
         path = [p for p in sys.path if isinstance(p, str)]
@@ -387,6 +389,45 @@ class ProcessWorker:
             proc.stdout.close()
         except (OSError, ValueError):
             pass
+
+
+#: every :class:`ProcessWorker` of this process (:func:`_forget_workers_in_child`)
+_WORKERS: "weakref.WeakSet[ProcessWorker]" = weakref.WeakSet()
+
+
+def _forget_workers_in_child() -> None:
+    """After ``os.fork()``, in the forked child: its copies of the pipes to
+    each worker process point at ``/dev/null`` and the worker is forgotten
+    (never written to, waited for or killed from here: it is the parent's).
+    The copies kept the worker's stdin open, so it outlived its app by as
+    long as a forked child lived (re-parented to init, its networks loaded),
+    and the app's ``close()`` waited a second for its kill instead of its
+    exit."""
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+    except OSError:
+        null = None
+    for worker in list(_WORKERS):
+        proc, worker._proc = worker._proc, None
+        worker._closed = True
+        worker._lock = threading.Lock()  # (one another thread held at the fork stays held here)
+        for f in () if proc is None else (proc.stdin, proc.stdout):
+            try:
+                fd = f.fileno()
+                if null is not None:
+                    os.dup2(null, fd)  # (the file objects' later close then closes /dev/null's copy)
+                else:
+                    os.close(fd)
+            except (OSError, ValueError, AttributeError):
+                pass
+        if proc is not None:
+            proc.returncode = 0  # (not this process's child: Popen's finaliser must not wait for it)
+    if null is not None:
+        os.close(null)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers_in_child)
 
 
 def _child_setup() -> None:
