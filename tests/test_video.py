@@ -137,6 +137,25 @@ def test_one_euro_filter_basics():
         OneEuroFilter(2)(np.zeros(3), 0.0)
 
 
+def test_one_euro_filter_edge_inputs():
+    """A review's: a negative ``beta_scale`` was taken (the filter rang and
+    diverged: a 0/1 input came out -20), a NaN in the first sample kept that
+    element NaN for good, and a jump near the float range's end turned the
+    state NaN."""
+    with pytest.raises(ValueError, match=">= 0"):
+        OneEuroFilter(1, Smoothing(1.0, 4.0), beta_scale=-0.9)
+    assert OneEuroFilter(1, Smoothing(1.0, 4.0), beta_scale=0.0)(np.array([1.0]), 0.0).tolist() == [1.0]
+    f = OneEuroFilter(2, Smoothing(1.0, 0.0))
+    first = f(np.array([np.nan, 0.0]), 0.0)
+    assert np.isnan(first[0]) and first[1] == 0.0
+    later = [f(np.array([1.0, 1.0]), k / 30) for k in (1, 2, 3)]
+    assert later[0][0] == 1.0 and all(np.isfinite(v).all() for v in later)  # (its first finite value starts it)
+    for beta in (0.0, 4.0):
+        g = OneEuroFilter(1, Smoothing(1.0, beta))
+        out = [g(np.array([v]), k / 30)[0] for k, v in enumerate((0.0, 1e308, 0.0, 0.0, 1.0))]
+        assert np.isfinite(out).all(), (beta, out)
+
+
 # ----------------------------------------------------------------- expressions (synthetic)
 def _moved(canonical, idx, dy=0.0, dx=0.0):
     c = np.array(canonical, np.float64, copy=True)

@@ -113,6 +113,10 @@ def _alpha(cutoff, te: float):
     return 1.0 / (1.0 + tau / te)
 
 
+#: the largest speed (and step) the filter reads: finite input near the float range's end stays finite
+_DX_LIMIT = 1e300
+
+
 class OneEuroFilter:
     """One Euro filter over a vector of ``n`` values (float64 state).
 
@@ -139,14 +143,16 @@ class OneEuroFilter:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         self.n = int(n)
         self.smoothing = smoothing or Smoothing()
-        self._min_cutoff = self.smoothing.min_cutoff * self._scale(cutoff_scale, "cutoff_scale", 0.0)
-        self._beta = self.smoothing.beta * self._scale(beta_scale, "beta_scale", -1.0)
+        self._min_cutoff = self.smoothing.min_cutoff * self._scale(cutoff_scale, "cutoff_scale", zero_ok=False)
+        self._beta = self.smoothing.beta * self._scale(beta_scale, "beta_scale", zero_ok=True)
         self.reset()
 
-    def _scale(self, value, name: str, floor: float) -> np.ndarray:
+    def _scale(self, value, name: str, zero_ok: bool) -> np.ndarray:
         scale = np.ones(self.n) if value is None else np.asarray(value, np.float64)
-        if scale.shape not in ((), (self.n,)) or not (np.isfinite(scale).all() and (scale > floor).all()):
-            raise ValueError(f"{name} must be one number or {self.n} numbers, each > {floor:g}")
+        if scale.shape not in ((), (self.n,)) or not (np.isfinite(scale).all()
+                                                      and ((scale >= 0) if zero_ok else (scale > 0)).all()):
+            # (a negative beta scale was taken: the filter then rang and diverged, a 0/1 input came out -20)
+            raise ValueError(f"{name} must be one number or {self.n} numbers, each {'>=' if zero_ok else '>'} 0")
         return np.broadcast_to(scale, (self.n,)).copy()
 
     def reset(self) -> None:
@@ -171,13 +177,22 @@ class OneEuroFilter:
         if te <= 0:
             return self._x.copy()
         s = self.smoothing
+        finite = np.isfinite(x)
+        unseen = ~np.isfinite(self._x)
+        if unseen.any():  # a value missing so far (NaN in the first sample): its first finite one starts it
+            self._x = np.where(unseen & finite, x, self._x)
+            self._dx = np.where(unseen, 0.0, self._dx)
         # Non-finite inputs (a missing measurement) keep the previous value.
-        x = np.where(np.isfinite(x), x, self._x)
-        dx = (x - self._x) / te
+        x = np.where(finite, x, self._x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            # (a jump near the float range's end overflowed to infinity, and the state stayed NaN after it)
+            dx = np.clip((x - self._x) / te, -_DX_LIMIT, _DX_LIMIT)
         a_d = _alpha(s.d_cutoff, te)
         self._dx = self._dx + a_d * (dx - self._dx)
         cutoff = self._min_cutoff + self._beta * np.abs(self._dx)
         a = _alpha(cutoff, te)
-        self._x = self._x + a * (x - self._x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            step = np.clip(x - self._x, -_DX_LIMIT, _DX_LIMIT)
+        self._x = np.where(np.isfinite(self._x), self._x + a * step, self._x)
         self._t = float(t)
         return self._x.copy()
