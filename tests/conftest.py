@@ -1,6 +1,7 @@
 """Shared test helpers: where ../shared is, a place for failure artefacts, a two-face frame."""
 from __future__ import annotations
 
+import copy
 import os
 
 # pytest-xdist: as many workers as cores (make test), each of them a process with torch's and the
@@ -76,9 +77,8 @@ def _frozen(value):
         return MappingProxyType({k: _frozen(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
         return tuple(_frozen(v) for v in value)
-    if isinstance(value, np.ndarray):
-        value = value.copy()
-        value.setflags(write=False)
+    if isinstance(value, np.ndarray):  # (over read-only memory: setflags(write=True) cannot undo it)
+        value = np.frombuffer(np.ascontiguousarray(value).tobytes(), value.dtype).reshape(value.shape)
     return value
 
 
@@ -118,8 +118,8 @@ class HeldOutRuns:
     both (each about 80 s on 2 cores, where the tests took 280 s apart).
     What is kept is small and read-only (about 11 KiB a photo): the
     parameters, the attributes and the artist's age (:class:`HeldOutFace`)
-    and the :class:`avatarizer.Avatar` ``from_frame`` returns (its
-    parameters read-only, its attributes frozen), no image or crop.
+    and the :class:`avatarizer.Avatar` ``from_frame`` returns (each
+    caller is handed a copy of it), no image or crop.
     ``computed`` and ``reused`` count the runs made and the ones shared."""
 
     def __init__(self):
@@ -157,8 +157,7 @@ class HeldOutRuns:
         state = av.run(load_image(path))
         got = (None, None)
         if state.faces:
-            avatar = av._avatar(state, 0)  # (what from_frame returns for this state)
-            avatar.attributes = _frozen(avatar.attributes)
+            avatar = av._avatar(state, 0)  # (what from_frame returns for this state; avatar() hands out copies)
             got = (HeldOutFace(state.faces[0]), avatar)
         self._done[key] = got
         self.computed += 1
@@ -170,9 +169,11 @@ class HeldOutRuns:
         return self._get(path, options)[0]
 
     def avatar(self, path, **options):
-        """``Avatarizer(**options).from_image(path)``: the :class:`avatarizer.Avatar`
-        (shared: read-only), or None where no face was found."""
-        return self._get(path, options)[1]
+        """``Avatarizer(**options).from_image(path)``: a copy of the
+        :class:`avatarizer.Avatar` computed once (each caller its own), or
+        None where no face was found."""
+        avatar = self._get(path, options)[1]
+        return None if avatar is None else copy.deepcopy(avatar)  # (each test its own: nothing it does leaks)
 
     def close(self) -> None:
         for av in self._avatarizers.values():
