@@ -355,6 +355,50 @@ def test_a_nod_or_a_turn_is_not_read_as_an_expression(face):
         np.testing.assert_allclose(out.raw_signals[at], still[at], rtol=0, atol=1e-6)
 
 
+def _eyes_shut(lm3: np.ndarray, sides=(0, 1)) -> np.ndarray:
+    """The landmarks with the upper lids of ``sides`` (image-left 0, image-right 1) on the lower ones."""
+    from avatarizer import landmarks as LM
+
+    out = lm3.copy()
+    for s in sides:
+        for up, lo in LM.LID_PAIRS[s]:
+            out[up] = out[lo]
+    return out
+
+
+def test_the_resting_eyes_are_not_a_winks_or_a_look_downs(face):
+    """A wink through most of the warm-up, then a long look down: the
+    neutral eye openness and the identity's lids stay those of the open
+    eyes, so the open eyes after them are drawn open. The warm-up's median
+    took the wink (d3: that eye drawn half shut for the rest of the clip)
+    and the identity's moving average took the look down's closed lids
+    (open eyes drawn half shut in 48% of d3's open-eyed frames)."""
+    f, params = face
+    lm3 = f.landmarks.astype(np.float64)
+    rest = X.measure(f.canonical, landmarks=lm3)
+    winked_lm, down_lm = _eyes_shut(lm3, (0,)), _eyes_shut(lm3)
+    assert X.measure(f.canonical, landmarks=winked_lm)[0] < 0.2 * rest[0]
+    winked = X.apply(params, X.measure(f.canonical, landmarks=winked_lm), rest)
+    down = X.apply(params, X.measure(f.canonical, landmarks=down_lm), rest)
+    open_l = X.eye_opening(params, "l")
+    assert X.eye_opening(winked, "l") < 0.2 * open_l and X.eye_opening(down, "r") < 0.2 * X.eye_opening(params, "r")
+    tr = Tracker(TrackerOptions(identity_frames=6), smoothing=None)
+    t = 0.0
+    for k in range(6):  # four winks among six warm-up frames
+        w = k % 3 != 0
+        tr.update(winked if w else params, f.canonical, f.transform, t, landmarks=winked_lm if w else lm3)
+        t += 40.0
+    assert tr.warm
+    assert tr.neutral[0] > 0.9 * rest[0] and X.eye_opening(tr.identity, "l") > 0.9 * open_l
+    for _ in range(150):  # a look down: 6 s
+        tr.update(down, f.canonical, f.transform, t, landmarks=down_lm)
+        t += 40.0
+    assert X.eye_opening(tr.identity, "l") > 0.9 * open_l
+    out = tr.update(params, f.canonical, f.transform, t, landmarks=lm3)
+    for side in "lr":
+        assert X.eye_opening(out.params, side) > 0.85 * X.eye_opening(params, side), side
+
+
 def test_video_mode_reads_expressions_pose_free(astronaut):
     """The pipeline hands the tracker the frame's 3-D landmarks."""
     with Avatarizer(mode="video") as av:

@@ -38,7 +38,12 @@ transform) into an avatar that does not flicker:
   seconds stays drawn. They were a moving average at ``identity_refresh``
   (2 s): a held smile faded within 2 s and left a frown after it, and blinks
   pulled the resting eye openness down 20-40%, drawing open eyes wide (a
-  review, session 61).
+  review, session 61). The eyes' neutral openness and the identity's lids are
+  those of resting eyes: the warm-up reads each eye over its frames open at
+  least ``EYE_REST_SHARE`` of its 90th percentile, and once warm an estimate
+  whose eye is more closed than ``EYE_CLOSING_SHARE`` of the identity's
+  leaves that eye's lids as they are (a wink in the warm-up, or a look down
+  averaged into the identity, drew open eyes half shut; session 62).
 * **Head transform** (position, scale, roll): the face's canonical → frame
   similarity, decomposed into log-scale, angle and translation (in units of
   the face size) and smoothed with the same filter; ``Avatar.overlay`` draws
@@ -136,6 +141,44 @@ FRAME_GAP_MS = 250.0
 #: (a held smile moves the neutral face 0.05 of the smile's span in 1 s, was 40% of the way at the moving
 #: average's 0.02; a wrong warm-up median is mended at that pace, a third of a span in 7 s)
 NEUTRAL_REFRESH = 0.002
+
+#: the resting eyes (the identity's lids and the neutral eye openness) are read from the frames whose eye
+#: is open at least this share of its 90th percentile among the warm-up's: a blink, a wink or a look down
+#: in the warm-up drew that eye half shut (d3's wink: its neutral 0.06 where open eyes read 0.32, for
+#: the rest of the clip, and its lids the wink's)
+EYE_REST_SHARE = 0.6
+#: once warm, an estimate whose eye is open less than this share of the identity's leaves that eye's lids
+#: as they are (a blink or a look down, which the expression draws from the landmarks): averaged in,
+#: looks down closed the identity's lids to 0.005-0.014 and open eyes were drawn half shut, in 48% of
+#: d3's open-eyed frames (the drawn opening is the identity's times the measured against the neutral)
+EYE_CLOSING_SHARE = 0.85
+#: the parameters of each eye's lids and crease (image-left, image-right)
+_EYE_LIDS = tuple(np.concatenate([X._LIDS_UP[s].ravel(), X._LIDS_LO[s].ravel(),
+                                  X._pair("eye_{}_crease")[s].ravel()]) for s in (0, 1))
+
+
+def _rest_rows(openings: np.ndarray) -> np.ndarray:
+    """The rows whose eye opening is that of a resting eye (:data:`EYE_REST_SHARE`)."""
+    return openings >= EYE_REST_SHARE * float(np.percentile(openings, 90))
+
+
+def _rest_median_signals(rows: list) -> np.ndarray:
+    """The neutral signals of the rows: each signal's median, the eyes' over their resting rows."""
+    sig = np.stack(rows)
+    out = np.median(sig, axis=0)
+    for i in (0, 1):  # eye_open_l, eye_open_r
+        out[i] = np.median(sig[_rest_rows(sig[:, i]), i])
+    return out
+
+
+def _rest_median_params(rows: list) -> np.ndarray:
+    """The median of the estimates, each eye's lids over the estimates that show it resting."""
+    P = np.stack(rows)
+    out = np.median(P, axis=0)
+    for side, idx in zip("lr", _EYE_LIDS):
+        keep = _rest_rows(np.array([X.eye_opening(r, side) for r in rows]))
+        out[idx] = np.median(P[keep][:, idx], axis=0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -619,7 +662,7 @@ class Tracker:
             self.identity = raw.copy()
             if len(self._buf_signals) < o.identity_frames:
                 self._buf_signals.append(raw_sig)
-                self.neutral = np.median(np.stack(self._buf_signals), axis=0)
+                self.neutral = _rest_median_signals(self._buf_signals)
             self.warm = True
             return
         if self.warm and self._far_since_ms is not None:
@@ -649,13 +692,12 @@ class Tracker:
                     self._buf_signals, self._buf_sig_frontal = [], []
                 self._buf_signals.append(raw_sig)
                 self._buf_sig_frontal.append(frame_frontal)
-            P = np.stack(self._buf_params)
-            ident = np.median(P, axis=0)
+            ident = _rest_median_params(self._buf_params)
             # categorical: the most frequent recent value, not a median (of an even count it averaged two
             # values: a third hairstyle's id between two, reading glasses between none and sunglasses)
             ident[_CAT_IDX] = self._cat_mode
             self.identity = S.clip(ident).astype(np.float64)
-            self.neutral = np.median(np.stack(self._buf_signals), axis=0)
+            self.neutral = _rest_median_signals(self._buf_signals)
             if len(self._buf_params) >= o.identity_frames:
                 self.warm = True
                 self._buf_params, self._buf_signals, self._buf_frontal, self._buf_sig_frontal = [], [], [], []
@@ -665,6 +707,9 @@ class Tracker:
             if frontal:
                 ident = (1.0 - a) * self.identity + a * raw
                 ident[_CAT_IDX] = self._cat_mode  # categorical: the most frequent recent value
+                for side, idx in zip("lr", _EYE_LIDS):  # an eye that blinks or looks down: its lids stay
+                    if X.eye_opening(raw, side) < EYE_CLOSING_SHARE * X.eye_opening(self.identity, side):
+                        ident[idx] = self.identity[idx]
                 self.identity = ident
         b = float(o.neutral_refresh)
         if b > 0 and self._far_since_ms is None and frame_frontal:
