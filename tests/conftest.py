@@ -134,7 +134,16 @@ class HeldOutRuns:
         default = Options()
         if options.get("mode", "image") != "image":
             raise ValueError("held-out runs are image mode (a video stream's frames depend on the ones before)")
-        return tuple(sorted((k, v) for k, v in options.items() if v != getattr(default, k)))
+        missing = object()  # (an option Options has not: Avatarizer refuses it with its own TypeError)
+        return tuple(sorted(((k, v) for k, v in options.items()
+                             if type(v) is not type(getattr(default, k, missing)) or v != getattr(default, k)),
+                            key=lambda kv: kv[0]))
+
+    @staticmethod
+    def _key(config: tuple) -> tuple:
+        """A configuration as a dictionary key: each value by its type and repr (True is not 1, and a
+        dict option is one)."""
+        return tuple((k, type(v).__qualname__, repr(v)) for k, v in config)
 
     def avatarizer(self, **options):
         """The open ``Avatarizer(**options)`` this process shares (for its
@@ -142,14 +151,15 @@ class HeldOutRuns:
         from avatarizer import Avatarizer
 
         config = self._config(options)
-        if config not in self._avatarizers:
-            self._avatarizers[config] = Avatarizer(**dict(config))
-        return self._avatarizers[config]
+        key = self._key(config)
+        if key not in self._avatarizers:
+            self._avatarizers[key] = Avatarizer(**dict(config))
+        return self._avatarizers[key]
 
     def _get(self, path, options: dict) -> tuple:
         from avatarizer import load_image
 
-        key = (self._config(options), str(Path(path).resolve()))
+        key = (self._key(self._config(options)), str(Path(path).resolve()))
         if key in self._done:
             self.reused += 1
             return self._done[key]
