@@ -172,17 +172,9 @@ def frontalize(landmarks: np.ndarray, mean: MeanFace | None = None) -> np.ndarra
     """Head pose taken out: (478, 2) canonical x, y of the face seen from the
     front. ``landmarks``: (478, 3) MediaPipe x, y, z (frame pixels, as
     :attr:`avatarizer.align.AlignedFace.landmarks`). A (478, 2) input has no
-    depth, so only the 2D alignment is done."""
-    lm = np.asarray(landmarks, np.float64)
-    if lm.ndim != 2 or lm.shape[0] != NUM_LANDMARKS or lm.shape[1] not in (2, 3):
-        raise ValueError(f"landmarks must have shape ({NUM_LANDMARKS}, 3), got {lm.shape}")
-    if not np.isfinite(lm).all():
-        raise ValueError("landmarks contain NaN or infinity")
-    if lm.shape[1] == 2 or not np.any(lm[:, 2]):
-        return to_canonical(lm)
-    m = mean or mean_face()
-    s, R, t = umeyama(lm[m.rigid], m.points[m.rigid])
-    return to_canonical(lm @ (s * R).T + t)
+    depth, so only the 2D alignment is done. (:func:`frontal_points` at
+    every landmark.)"""
+    return frontal_points(landmarks, _ROWS, mean)
 
 
 @lru_cache(maxsize=4)
@@ -200,11 +192,11 @@ def _frontal_tables(mean: MeanFace) -> tuple[np.ndarray, np.ndarray]:
 
 def frontal_points(landmarks: np.ndarray, indices, mean: MeanFace | None = None) -> np.ndarray:
     """``frontalize(landmarks)[indices]`` without the other landmarks: (len(indices), 2)
-    float64 canonical x, y of those landmarks of the face seen from the front, for a
-    per-frame caller that needs a few (video mode's expression signals). The same
-    fit: the rotation of the rigid landmarks onto the mean face, then the canonical
-    frame of the rotated eye and mouth centres. ``landmarks`` as in :func:`frontalize`
-    (checked the same way); ``indices``: a 1-D sequence of landmark indices or a (478,)
+    float64 canonical x, y of those landmarks of the face seen from the front (video
+    mode's expression signals read a few): the rotation of the rigid landmarks onto
+    the mean face (Umeyama's, :func:`umeyama`), then the canonical frame of the rotated
+    eye and mouth centres (:func:`to_canonical`'s). ``landmarks`` as in
+    :func:`frontalize`; ``indices``: a 1-D sequence of landmark indices or a (478,)
     bool mask (``ValueError`` otherwise, ``IndexError`` for one out of range). A face
     whose eye and mouth centres coincide is a ``ValueError``."""
     lm = np.asarray(landmarks, np.float64)
