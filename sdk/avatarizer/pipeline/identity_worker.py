@@ -52,6 +52,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -326,10 +327,8 @@ class ProcessWorker:
         if proc is None:
             raise WorkerGone("closed")
         message = Encoded(job)  # (a job that cannot be pickled: raised as is)
-        late = threading.Event()
-        timer = threading.Timer(JOB_TIMEOUT_S, lambda: (late.set(), self._kill(proc)))
-        timer.daemon = True
-        timer.start()
+        start = time.monotonic()
+        timer = self._kill_after(JOB_TIMEOUT_S, proc)
         try:
             send(proc.stdin, message)
             reply = recv(proc.stdout)
@@ -337,7 +336,7 @@ class ProcessWorker:
             timer.cancel()
             status = self._status(proc, 0.2)
             self._discard(proc)
-            if late.is_set():
+            if time.monotonic() - start >= JOB_TIMEOUT_S:  # (the timer's kill ended it)
                 raise WorkerGone(f"the identity worker process did not answer within {JOB_TIMEOUT_S:g} s "
                                  f"(stopped or hung; killed: {status})") from None
             if isinstance(exc, WorkerGone):
