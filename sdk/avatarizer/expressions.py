@@ -197,11 +197,6 @@ def _mean(v: np.ndarray) -> float:
     return float(np.float32(float(np.add.reduce(v)) / v.shape[0]))
 
 
-def _pts(p, feature):
-    f = S.FEATURES[feature]
-    return p[f.points].reshape(f.npoints, 2)  # a view
-
-
 def _mid_ys(feature: str) -> slice:
     """The y coordinates of points 1..3 of a feature's points (a strided slice of the parameters)."""
     f = S.FEATURES[feature]
@@ -217,8 +212,15 @@ def inner_lip_gap(params) -> float:
 def eye_opening(params, side: str) -> float:
     """The avatar's eye opening (``side`` "l" or "r"): lower minus upper lid, middle points."""
     p = np.asarray(params, np.float32)
-    up, lo = _pts(p, f"eye_{side}_upper"), _pts(p, f"eye_{side}_lower")
-    return float(_mean(lo[1:4, 1] - up[1:4, 1]))
+    up, lo = _LID_MID_Y["lr".index(side)]
+    return float(_mean(p[lo] - p[up]))
+
+
+def _eye_opening64(p: np.ndarray, side: int) -> float:
+    """:func:`eye_opening` of a float64 parameter vector, ``side`` 0 (image-left) or 1, in
+    float64 without a copy (the video tracker's, a few times a frame)."""
+    up, lo = _LID_MID_Y[side]
+    return float(np.add.reduce(p[lo] - p[up])) / 3.0
 
 
 @lru_cache(maxsize=None)
@@ -551,6 +553,8 @@ def _pair(feature: str) -> np.ndarray:
 
 
 _LIDS_UP, _LIDS_LO = _pair("eye_{}_upper"), _pair("eye_{}_lower")  # (side, point, xy)
+#: each eye's (upper, lower) lid middle points' y (what :func:`eye_opening` reads)
+_LID_MID_Y = tuple((_LIDS_UP[s][1:4, 1].copy(), _LIDS_LO[s][1:4, 1].copy()) for s in (0, 1))
 _CREASES_Y = _pair("eye_{}_crease")[..., 1]
 _IRIS_XY = np.array([[_IRIS_C[sd], _IRIS_C[sd] + 1] for sd in "lr"])  # (side, xy)
 _EYE_EXTRA = np.concatenate([_CREASES_Y.ravel(), _IRIS_XY.ravel()])  # one gather, one scatter

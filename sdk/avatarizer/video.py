@@ -157,16 +157,6 @@ _EYE_LIDS = tuple(np.concatenate([X._LIDS_UP[s].ravel(), X._LIDS_LO[s].ravel(),
                                   X._pair("eye_{}_crease")[s].ravel()]) for s in (0, 1))
 
 
-#: each eye's upper and lower lid middle points' y (what :func:`avatarizer.expressions.eye_opening` reads)
-_LID_MID_Y = tuple((X._LIDS_UP[s][1:4, 1].copy(), X._LIDS_LO[s][1:4, 1].copy()) for s in (0, 1))
-
-
-def _opening(params: np.ndarray, side: int) -> float:
-    """The eye opening of ``side`` (0 image-left, 1 image-right) of a float64 parameter vector."""
-    up, lo = _LID_MID_Y[side]
-    return float(np.add.reduce(params[lo] - params[up])) / 3.0
-
-
 def _rest_rows(openings: np.ndarray) -> np.ndarray:
     """The rows whose eye opening is that of a resting eye (:data:`EYE_REST_SHARE`); all of
     them where none is open."""
@@ -188,7 +178,7 @@ def _rest_median_params(rows: list) -> np.ndarray:
     P = np.stack(rows)
     out = np.median(P, axis=0)
     for side, idx in enumerate(_EYE_LIDS):
-        keep = _rest_rows(np.array([_opening(r, side) for r in rows]))
+        keep = _rest_rows(np.array([X._eye_opening64(r, side) for r in rows]))
         out[idx] = np.median(P[keep][:, idx], axis=0)
     return out
 
@@ -720,7 +710,7 @@ class Tracker:
                 ident = (1.0 - a) * self.identity + a * raw
                 ident[_CAT_IDX] = self._cat_mode  # categorical: the most frequent recent value
                 for side, idx in enumerate(_EYE_LIDS):  # an eye that blinks or looks down: its lids stay
-                    if _opening(raw, side) < EYE_CLOSING_SHARE * _opening(self.identity, side):
+                    if X._eye_opening64(raw, side) < EYE_CLOSING_SHARE * X._eye_opening64(self.identity, side):
                         ident[idx] = self.identity[idx]
                 self.identity = ident
         b = float(o.neutral_refresh)
