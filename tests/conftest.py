@@ -387,6 +387,16 @@ def refused_with_warning(load, folder, match: str) -> None:
         RN.clear_cache()
 
 
+def turned_head(lm3: np.ndarray, yaw_deg: float, pitch_deg: float = 0.0) -> np.ndarray:
+    """(478, 3) landmarks of the same head turned in 3D about its centre
+    (yaw about the vertical axis, pitch a nod; orthographic camera)."""
+    a, b = np.deg2rad(yaw_deg), np.deg2rad(pitch_deg)
+    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    c = lm3.mean(0)
+    return (lm3 - c) @ (ry @ rx).T + c
+
+
 def warm_up(av, frame, t: float = 0.0, step: float = 33.3, max_frames: int = 200) -> float:
     """Video mode: frames of ``frame`` from stream time ``t`` until the
     tracker's identity is warm (the first frame's estimate computed inline,

@@ -16,6 +16,7 @@ from avatarizer import landmarks as LM
 from avatarizer import schema as S
 from avatarizer.artist import ArtistStyle, AutoArtist, crop_valid_mask, exaggerate_params, mean_avatar
 from avatarizer.artist.photo import from_lab, to_lab
+from conftest import turned_head
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -29,15 +30,6 @@ def astronaut():
         face = al.align(skimage.data.astronaut())
         assert face is not None
         yield face
-
-
-def _rotate(lm3: np.ndarray, yaw_deg: float, pitch_deg: float = 0.0) -> np.ndarray:
-    """The same head turned in 3D about its centre (orthographic camera)."""
-    a, b = np.deg2rad(yaw_deg), np.deg2rad(pitch_deg)
-    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
-    c = lm3.mean(0)
-    return (lm3 - c) @ (ry @ rx).T + c
 
 
 # ------------------------------------------------------------------ mean face
@@ -62,7 +54,7 @@ def test_frontalize_takes_head_turns_out(astronaut):
     lm3 = astronaut.landmarks.astype(np.float64)
     base = LM.frontalize(lm3)
     for yaw, pitch in ((25, 0), (-30, 10), (0, -15)):
-        turned = _rotate(lm3, yaw, pitch)
+        turned = turned_head(lm3, yaw, pitch)
         # the 2D canonical shape changes a lot with the turn ...
         assert np.abs(LM.to_canonical(turned) - LM.to_canonical(lm3)).max() > 0.05
         # ... the frontal one does not
@@ -90,7 +82,7 @@ def test_frontal_points_are_frontalize_at_those_landmarks(astronaut):
     lm3 = astronaut.landmarks.astype(np.float64)
     idx = [0, 13, 14, 61, 291, 33, 133, 362, 263, 105, 334, 468, 473]
     for yaw, pitch in ((0, 0), (25, 0), (-30, 10), (0, -15), (170, 0)):
-        turned = _rotate(lm3, yaw, pitch)
+        turned = turned_head(lm3, yaw, pitch)
         ref = _frontal_reference(turned)
         np.testing.assert_allclose(LM.frontal_points(turned, idx), ref[idx], rtol=0, atol=1e-9)
         np.testing.assert_allclose(LM.frontalize(turned), ref, rtol=0, atol=1e-9)
@@ -142,7 +134,7 @@ def test_artist_draws_the_frontal_face(astronaut):
     args = (astronaut.canonical, astronaut.crop(size), astronaut.hair_mask(size))
     kw = dict(valid=crop_valid_mask(astronaut, size))
     a = art.fit_landmarks(*args, landmarks3d=astronaut.landmarks, **kw)
-    b = art.fit_landmarks(*args, landmarks3d=_rotate(astronaut.landmarks.astype(np.float64), 25), **kw)
+    b = art.fit_landmarks(*args, landmarks3d=turned_head(astronaut.landmarks.astype(np.float64), 25), **kw)
     for feat in ("face", "eye_l_upper", "eye_r_upper", "nose_base", "lip_upper_outer", "lip_lower_outer"):
         assert np.abs(S.points(a, feat) - S.points(b, feat)).max() < 1e-4, feat
     # without depth (or with frontal=False) the face is drawn as the crop shows it
@@ -369,9 +361,9 @@ def test_identity_variants():
 
     rng = np.random.default_rng(0)
     m = LM.mean_face().points * 100 + 200
-    faces = np.stack([_rotate(m + rng.normal(0, 1.5, m.shape), rng.uniform(-20, 20)) for _ in range(20)])
+    faces = np.stack([turned_head(m + rng.normal(0, 1.5, m.shape), rng.uniform(-20, 20)) for _ in range(20)])
     # renders: the same people with their heads turned another way
-    renders = np.stack([_rotate(f, rng.uniform(-25, 25), rng.uniform(-10, 10)) for f in faces])
+    renders = np.stack([turned_head(f, rng.uniform(-25, 25), rng.uniform(-10, 10)) for f in faces])
     out = M.identity_variants(faces, renders, n=20)
     assert out["identity_top1_frontal"] == 1.0 and out["identity_top1_symmetric"] >= 0.9
     assert out["identity_top1"] < out["identity_top1_frontal"]  # pose left in confuses the 2D measure

@@ -8,7 +8,6 @@ beside the checkout, the talking-face clips in ``../shared/data/video``
 """
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from avatarizer.artist import AutoArtist  # noqa: E402
 from avatarizer.filters import OneEuroFilter, Smoothing  # noqa: E402
 from avatarizer.pipeline.identity import WORKER_NICENESS  # noqa: E402
 from avatarizer.video import Tracker, TrackerOptions  # noqa: E402
-from conftest import need_shared, warm_up  # noqa: E402
+from conftest import need_shared, turned_head, warm_up  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -319,15 +318,6 @@ def test_identity_warm_up_a_repeated_first_estimate_does_not_outvote_the_others(
     assert shown[-21:] == [0.0] * 21 and tr.identity[g] == 0.0
 
 
-def _nodded(lm3: np.ndarray, pitch: float = 0.0, yaw: float = 0.0) -> np.ndarray:
-    """The (478, 3) landmarks of the head turned about its centre (x: nod, y: turn)."""
-    a, b = math.radians(pitch), math.radians(yaw)
-    rx = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
-    ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
-    c = lm3.mean(0)
-    return (lm3 - c) @ (ry @ rx).T + c
-
-
 def test_a_nod_or_a_turn_is_not_read_as_an_expression(face):
     """The mouth's corners lie behind its middle and the brows in front of the
     eyes, so in the 2D canonical landmarks a 15-degree nod read as a whole span
@@ -344,7 +334,7 @@ def test_a_nod_or_a_turn_is_not_read_as_an_expression(face):
     tr = Tracker(TrackerOptions(identity_frames=1), smoothing=None)
     tr.update(params, f.canonical, f.transform, 0.0, landmarks=lm3)
     for k, (pitch, yaw) in enumerate(((-15, 0), (-8, 0), (8, 0), (15, 0), (0, -20), (0, 20), (10, 15))):
-        turned = _nodded(lm3, pitch, yaw)
+        turned = turned_head(lm3, yaw, pitch)
         canonical = LM.to_canonical(turned).astype(np.float32)
         if yaw == 0 and abs(pitch) == 15:  # (what the 2D reading made of it)
             assert abs(X.signal(X.measure(canonical) - X.measure(f.canonical), "smile")) > 0.7 * X.SPANS[8]
