@@ -261,10 +261,11 @@ def normalisation_problem(norm: Any) -> str | None:
     # what the network is given (tensors.normalise_images, in float32) for pixels 0 and 255: finite,
     # within NORMALISED_LIMIT and apart (a std that is 0 or subnormal in float32, or a scale that
     # makes every pixel alike, passed the checks above and fed the network infinities or a constant)
-    from .tensors import normalise_images  # (it reads this module's checks)
-
     with np.errstate(all="ignore"):
-        ends = normalise_images(np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8), norm)[0, :, 0, :].T
+        scale = np.float32(norm.get("scale", 1.0 / 255.0))
+        mean = np.asarray(norm.get("mean", 0.0), np.float32)
+        std = np.asarray(norm.get("std", 1.0), np.float32)
+        ends = (np.array([0.0, 255.0], np.float32)[:, None] * scale - mean) / std
     if not (np.isfinite(ends).all() and np.abs(ends).max() <= NORMALISED_LIMIT
             and np.abs(ends[1] - ends[0]).min() >= 1.0 / NORMALISED_LIMIT):
         return (f"scale {norm.get('scale')!r:.40}, mean {norm.get('mean')!r:.60} and std {norm.get('std')!r:.60} "
