@@ -305,6 +305,44 @@ def test_bald_as_set_is_a_bald_style(av, photo):
         assert a.attributes["bald"]["value"] is setting and a.attributes["bald"]["source"] == "app"
 
 
+def test_a_bald_head_set_under_a_hat_shows_no_hair_below_it(av, photo):
+    """bald=True with a hat (headwear, or a kind) draws a short hat-shaped
+    style: the hat's gate fires first, and its styles with hair hanging
+    halfway to the chin were drawn on a head reported bald (a review, session 63)."""
+    from avatarizer.hair import HairBank
+
+    bank = HairBank.load()
+    for extra in ({"headwear": True}, {"headwear_kind": "cap"}):
+        a = av.from_frame(photo, attributes={"bald": True, **extra})
+        assert bank.entry(int(a.params[S.index("hair_style.bank_id")])).family == "headwear"
+        assert HR.drawn_length(a.params) == "short" and a.params[S.index("hair_style.layers")] < 1.5  # no fringe
+        assert a.attributes["bald"]["value"] is True and a.attributes["headwear"]["value"] is True
+
+
+def test_a_long_length_set_is_drawn_where_the_model_reads_a_bald_head(av, photo, monkeypatch):
+    """Where H reads a bald head (its bald output forced to 0.9 here) and the
+    app sets long hair, long hair is drawn and the bald flag is reported not
+    drawn, saying why: the bald gate (no bald style is long) drew a short bald
+    head reported long (a review, session 63). Without the setting it is drawn bald."""
+    orig = HR.decode_attributes
+
+    def bald_read(outputs, *a, **k):
+        outputs = dict(outputs)
+        b = np.array(outputs["binary"], np.float32, copy=True)
+        b[:, HR.BINARY_ATTRIBUTES.index("bald")] = 0.9
+        outputs["binary"] = b
+        return orig(outputs, *a, **k)
+
+    monkeypatch.setattr(HR, "decode_attributes", bald_read)
+    bald = av.from_frame(photo)
+    assert HR.drawn_length(bald.params) == "short" and bald.attributes["bald"]["value"] is True
+    long_ = av.from_frame(photo, attributes={"hair_length": "long"})
+    assert HR.drawn_length(long_.params) == "long"
+    assert long_.attributes["hair_length"]["value"] == "long"
+    assert long_.attributes["bald"]["value"] is False
+    assert long_.attributes["bald"]["decided_by"] == HR.LONG_NOT_BALD_BY
+
+
 def test_skin_tone_and_age_as_set(av, photo):
     dark = av.from_frame(photo, attributes={"skin_tone": 8})
     assert abs(_skin_L(dark.params) - float(lightness_of_tone(8))) < 0.5

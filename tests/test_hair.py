@@ -120,6 +120,62 @@ def test_a_bank_rebuilt_wrong_is_refused_with_a_hair_bank_error(tmp_path):
     assert len(HR.HairBank.load(_crafted(tmp_path, "intact", base))) == len(base["geometry"])
 
 
+def test_an_unreadable_bank_file_is_a_hair_bank_error(tmp_path):
+    """Bytes that are no npz archive (junk after a zip header, a cut file, a
+    plain .npy, a damaged compressed member) and a description with a
+    number too long to convert raise HairBankError, also with a matching
+    sha256 (they raised BadZipFile, TypeError, zlib.error and ValueError)."""
+    import hashlib
+    import io
+    import json
+
+    data = (HR.DATA / "hair_bank.npz").read_bytes()
+    npy = io.BytesIO()
+    np.save(npy, np.zeros(3))
+    member = bytearray(data)
+    member[200] ^= 0xFF  # (inside the first compressed member)
+    doc = json.loads((HR.DATA / "hair_bank.json").read_text())
+    for name, raw in {"junk": b"PK\x03\x04" + b"\0" * 64, "cut": data[: len(data) // 2],
+                      "npy": npy.getvalue(), "member": bytes(member)}.items():
+        d = tmp_path / name
+        d.mkdir()
+        (d / "hair_bank.npz").write_bytes(raw)
+        (d / "hair_bank.json").write_text(json.dumps({**doc, "sha256": hashlib.sha256(raw).hexdigest()}))
+        with pytest.raises(HR.HairBankError, match="unreadable npz"):
+            HR.HairBank.load(d / "hair_bank.npz")
+    d = tmp_path / "bigint"
+    d.mkdir()
+    (d / "hair_bank.npz").write_bytes(data)
+    (d / "hair_bank.json").write_text(json.dumps(doc)[:-1] + ', "count2": ' + "9" * 5000 + "}")
+    with pytest.raises(HR.HairBankError, match="unreadable"):
+        HR.HairBank.load(d / "hair_bank.npz")
+
+
+def test_retrieval_keeps_its_gates_where_bank_attributes_are_not_numbers(bank):
+    """An entry's NaN attribute ranks it last among the candidates, never
+    above the gates: with the hat-shaped styles' curl NaN a hat query took
+    five bald styles (their distance inf, sorted before NaN), and with
+    every entry's headwear NaN a query raised IndexError (a review, session 63)."""
+    with np.load(HR.DATA / "hair_bank.npz", allow_pickle=False) as z:
+        base = {k: z[k] for k in z.files}
+    fam = np.array(bank.families)[bank.family]
+    q = {"length": 0.2, "volume": 0.3, "curl": 0.1, "fringe": 0.2, "bald": 0.01, "headwear": 1.0}
+    a = base["attributes"].copy()
+    a[fam == "headwear", HR.RETRIEVAL_ATTRIBUTES.index("curl")] = np.nan
+    retr = HR.HairRetriever(HR.HairBank({**base, "attributes": a}, {}))
+    idx, _ = retr.nearest(q)
+    assert len(idx) == retr.k and (fam[idx] == "headwear").all()
+    assert fam[retr.query(q)] == "headwear"
+    a = base["attributes"].copy()
+    a[:, HR.RETRIEVAL_ATTRIBUTES.index("headwear")] = np.nan
+    retr = HR.HairRetriever(HR.HairBank({**base, "attributes": a}, {}))
+    for b in (0.01, 0.2):
+        i = retr.query({**q, "headwear": 0.1, "bald": b})
+        assert 0 <= i < len(bank) and (b > HR.BALD_FLOOR or fam[i] not in ("bald", "receding"))
+    with pytest.raises(ValueError, match="k must be"):
+        retr.nearest(q, k=0)
+
+
 # -------------------------------------------------------------- retrieval
 
 

@@ -1567,6 +1567,28 @@ def test_h264_writer_cuts_the_sound_only_when_it_outlasts_the_frames(tmp_path):
 
 
 # ----------------------------------------------------------------- a steady hairstyle
+def test_steady_style_keeps_the_style_under_a_gate_that_keeps_firing():
+    """A hat put on is shown at once, but under a hat that stays on the
+    style shown changes only as any other would: each refresh's other
+    hat-shaped style was shown at once (a review, session 63)."""
+    from avatarizer.hair import steady_style
+
+    fam = ["headwear", "headwear", "short", "short", "bald", "receding"]
+    hat = frozenset({"headwear"})
+    shown, recent = steady_style(fam, 2, ("short",) * 4, 0, hat)
+    assert shown == 0  # the gate fires now: at once
+    for new in (1, 0, 1, 1):
+        shown, recent = steady_style(fam, shown, recent, new, hat)
+        assert shown == 0, (new, recent)
+    # under the bald gate, bald and receding are two families: the one found most lately
+    shown, recent = steady_style(fam, 2, ("short",) * 3, 4, frozenset({"bald", "receding"}))
+    assert shown == 4
+    shown, recent = steady_style(fam, shown, recent, 5, frozenset({"bald", "receding"}))
+    assert shown == 4  # once: a tie keeps it
+    shown, recent = steady_style(fam, shown, recent, 5, frozenset({"bald", "receding"}))
+    assert shown == 5  # found twice to once
+
+
 def test_steady_style_shows_the_family_most_found_lately():
     from avatarizer.hair import STYLE_WINDOW, steady_style
 

@@ -879,8 +879,17 @@ def apply_settings(attributes: dict, settings: Mapping) -> dict:
         else:  # age, skin_tone
             a.setdefault(f"{name}_model", a.get(name))
             a[name] = float(v)
+    if settings.get("hair_length") == "long" and "bald" not in settings and a["drawn"].get("bald"):
+        # no bald style is long: the model's bald head gives way to the length set (the retrieval's bald
+        # gate does, HairRetriever.candidates), as a set bald head takes a set long length back
+        a["drawn"]["bald"] = a["decided"]["bald"] = False
+        a["bald_by"] = LONG_NOT_BALD_BY
     a["set_by_app"] = sorted(set(a.get("set_by_app", ())) | set(settings))
     return a
+
+
+#: ``bald_by`` where H read a bald head and the app set long hair (:func:`apply_settings`): not drawn bald
+LONG_NOT_BALD_BY = "hair_length set long by the app"
 
 
 def attribute_vector(attributes) -> np.ndarray:
@@ -1658,8 +1667,8 @@ class HairBank:
             raise HairBankError(f"{meta_path}: the bank's description (with its sha256) is missing")
         try:
             info = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            # (RecursionError: JSON nested too deep to parse)
+        except (OSError, ValueError, RecursionError) as exc:
+            # (ValueError: also a number too long to convert; RecursionError: JSON nested too deep to parse)
             raise HairBankError(f"{meta_path}: unreadable: {exc!s:.200}") from None
         if not isinstance(info, dict):
             raise HairBankError(f"{meta_path}: holds a {type(info).__name__}, not the bank's description")
@@ -1674,10 +1683,14 @@ class HairBank:
         import io
 
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            z = np.load(io.BytesIO(data), allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):  # (a plain .npy under the bank's name)
+                raise ValueError(f"a {type(z).__name__}, not an npz archive")
+            with z:
                 arrays = {k: z[k] for k in z.files}
-        except (ValueError, OSError) as exc:
-            raise HairBankError(f"{npz}: unreadable npz: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 (bytes in memory, no pickles: whatever the parsers raise on
+            # them, BadZipFile, zlib.error, EOFError, a damaged array header's SyntaxError, means unreadable)
+            raise HairBankError(f"{npz}: unreadable npz: {type(exc).__name__}: {exc!s:.200}") from None
         bank = cls(arrays, info)
         if info.get("count") != len(bank):
             raise HairBankError(f"{meta_path}: says {info.get('count')} entries, the npz has {len(bank)}")
@@ -1950,6 +1963,8 @@ class HairRetriever:
         self._tight_floor = next((t for j, t, _, _ in self._gates if j == self._bald), TIGHT_CROP_BALD_FLOOR)
         self._not_bald = ~np.isin(fam, ["bald", "receding"])
         self._bald_family = fam == "bald"
+        #: entries drawn without a front hair layer (``hair_style.layers`` 1: a bald top)
+        self._no_front = bank.geometry[:, list(GEOMETRY_INDEX).index(S.index("hair_style.layers"))] < 1.5
         # under the bald style floor: every style but the wholly bald ones (None where that leaves all or none)
         self._no_bald_style = ~self._bald_family if self._bald_family.any() and not self._bald_family.all() else None
         self._drawn_long = bank.drawn_long()
@@ -2051,10 +2066,25 @@ class HairRetriever:
         if "hair_length" in given and h is not None and np.isfinite(h):
             set_length = drawn_long if h >= 0.5 else ~drawn_long
         gate = self._gate_firing(a)
+        if gate is not None and set_length is not None and not (gate[2] & set_length).any() \
+                and RETRIEVAL_ATTRIBUTES[gate[0]] not in given:
+            # the model's gate (H's bald head) has no style of the length the app set (no bald style is
+            # long): the app's length wins, as a set bald head takes a set long length back
+            # (merged_settings); the head was drawn bald and short while reported long
+            gate = None
         if gate is not None:
             j, _, mask, _ = gate
+            bald_set = "bald" in given and np.isfinite(a[self._bald]) and a[self._bald] >= 0.5
             if j == self._bald and "bald" in given and (mask & self._bald_family).any():
                 mask = mask & self._bald_family
+            elif bald_set:
+                # a bald head the app set under a hat (the hat's gate fires first): a hat-shaped style
+                # without a front hair layer, as a bald style has none, else a short one (one with hair
+                # hanging halfway to the chin from under the hat was drawn on a head reported bald)
+                for bare in (self._no_front, ~drawn_long):
+                    if (mask & bare).any():
+                        mask = mask & bare
+                        break
             if set_length is not None and (mask & set_length).any():
                 mask = mask & set_length
             return mask
@@ -2100,19 +2130,16 @@ class HairRetriever:
         """``(indices, distances)`` of the ``k`` nearest candidate entries,
         nearest first (equal distances: lower index first); ``tight``,
         ``gate_only``, ``face``: see :meth:`candidates`."""
+        k = self.k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a whole number >= 1, got {k!r}")
         d = self.distances(attributes, descriptor, observed)
         cand = self.candidates(attributes, tight=tight, gate_only=gate_only, face=face)
-        if cand is not None:
-            d = np.where(cand, d, np.inf)
-        k = min(self.k if k is None else int(k), len(d) if cand is None else int(cand.sum()))
-        if k < len(d):
-            part = np.argpartition(d, k - 1)[:k + 0]
-            # include every entry tied with the k-th so the tie-break is by index
-            kth = d[part].max()
-            part = np.flatnonzero(d <= kth)
-        else:
-            part = np.arange(len(d))
-        order = part[np.lexsort((part, d[part]))][:k]
+        part = np.arange(len(d)) if cand is None or not cand.any() else np.flatnonzero(cand)
+        # only the candidates are ranked, a distance that is not a number last (an entry's NaN attribute
+        # in a bank built so; as np.inf for the others it sorted after them: the gates were passed over)
+        key = np.where(np.isnan(d[part]), np.inf, d[part])
+        order = part[np.lexsort((part, key))][:int(k)]
         return order, d[order]
 
     def query(self, attributes=None, hair_mask_crop=None, canonical_landmarks=None, *, valid=None,
@@ -2198,7 +2225,9 @@ def steady_style(families, shown: int | None, recent: tuple | None, new: int,
     if shown is None or new == shown:
         return new, recent
     old_f = families[shown]
-    if new_f in gated:
+    if new_f in gated and not (old_f in gated and before and before[-1].endswith("*")):
+        # a gate that fires now (a hat put on): at once; under a gate that kept firing, the style shown
+        # changes as any other (another hat-shaped style at each refresh flickered)
         return new, recent
     last_old = next((r for r in reversed(before) if r.rstrip("*") == old_f), None)
     if old_f in UNSTEADY_FAMILIES and old_f not in gated and last_old is not None and last_old.endswith("*"):
