@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -1098,6 +1099,9 @@ def test_an_avatarizer_dropped_without_close_lets_go_of_its_graphs(astronaut):
     ref = weakref.ref(a)
     del a
     gc.collect()
+    deadline = time.monotonic() + 10  # (closed on a thread of its own: the collection may hold a lock it needs)
+    while not aligner.closed and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert ref() is None and aligner.closed
     # MediaPipe's stored import error no longer holds the frames of whoever imported it first
     audio = sys.modules.get("mediapipe.tasks.python.audio.core.audio_record")

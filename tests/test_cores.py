@@ -304,3 +304,39 @@ def test_worker_cpu_that_is_not_allowed_is_logged_and_plans_nothing(monkeypatch,
     with caplog.at_level("WARNING", logger="avatarizer"):
         assert C.CoreSplit.plan(7) is None
     assert "worker_cpu=7 is not one of the CPUs" in caplog.text
+
+
+def test_a_frame_reads_the_busy_cpus_under_the_lock(monkeypatch):
+    """The frames' thread reads the busy workers' CPUs while the worker
+    thread adds and removes jobs under the lock: read without it, the table
+    changed size during iteration and RuntimeError came out of
+    Avatarizer.run (a review, session 63: once in 1,647 to 431,528 frames)."""
+    fake = FakeCpus(monkeypatch, 2, [0])
+    a = C.CoreSplit(1, {0})
+    held = []
+    excluded = C._excluded
+    monkeypatch.setattr(C, "_excluded", lambda: (held.append(C._lock.locked()), excluded())[1])
+    a.job_handed_over()
+    with a.frame():
+        assert fake.sets[0] == {0}
+    a.job_ended()
+    a.release()
+    assert held and all(held), held
+
+
+def test_a_graph_thread_started_in_a_frame_gets_the_frames_own_set_back_after_another_job(monkeypatch):
+    """A MediaPipe graph thread started during a pinned frame (a new graph
+    after reset()) inherits the frame's reduced set; another Avatarizer's job
+    starting meanwhile recorded that reduced set as the thread's own, and it
+    never got the worker's CPU back (a review, session 63)."""
+    fake = FakeCpus(monkeypatch, 4, [0])
+    a, b = C.CoreSplit(3, {0, 1, 2}), C.CoreSplit(2, {0, 1, 3})
+    a.job_handed_over()
+    with a.frame():
+        assert fake.sets[0] == {0, 1, 2}
+        fake.sets[777] = fake.sets[0]  # a new graph thread: it inherits the frame's set
+        b.job_started()
+        assert fake.sets[777] == {0, 1}
+    a.job_started(), a.job_ended(), b.job_ended()
+    assert fake.sets[0] == fake.sets[777] == {0, 1, 2, 3}
+    a.release(), b.release()

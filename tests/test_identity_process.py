@@ -5,9 +5,12 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import subprocess
 import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +18,9 @@ from skimage import data as skdata
 
 from avatarizer.api import Avatarizer
 from avatarizer.video import TrackerOptions
-from conftest import warm_up
+from conftest import need_shared, warm_up
+
+ROOT = Path(__file__).resolve().parents[1]
 
 posix_signals = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="stops the worker with SIGSTOP (POSIX)")
 
@@ -454,3 +459,63 @@ def test_identity_job_is_handed_over_when_the_frame_is_done(astronaut, worker):
         av.run(astronaut, t + 3000.0, render_size=64)  # the next due frame hands its job over
         assert order == ["render", "submit"]
         assert stage.wait_idle(30) and stage.answers == answers + 2
+
+
+def test_a_worker_thread_that_cannot_start_is_tried_again_and_close_still_closes(monkeypatch):
+    """Where the identity worker's thread cannot be started (too many
+    threads at once), the frame goes on, a later frame starts it, and
+    close() closes: the stage stayed busy with an unstarted thread for good,
+    the frame raised, and close() raised from Thread.join (a review, session 63)."""
+    import cv2
+
+    from avatarizer import Options
+
+    real = threading.Thread.start
+    fails = [1]
+
+    def start(self):
+        if self.name == "avatarizer-identity" and fails[0]:
+            fails[0] -= 1
+            raise RuntimeError("can't start new thread")
+        return real(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    cap = cv2.VideoCapture(str(need_shared("data", "video", "d3.mp4")))
+    frames = []
+    while len(frames) < 40:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+    av = Avatarizer(Options(mode="video", tracker=TrackerOptions(identity_worker="thread")))
+    stage = av._pipeline["identity"]
+    for i, f in enumerate(frames):
+        av.run(f, i * 33.3)  # (no frame raises)
+    stage.wait_idle(10)
+    assert fails == [0] and stage.answers >= 1 and not stage._busy
+    av.close()
+    assert av.closed and stage._closed
+
+
+def test_an_avatarizer_collected_while_a_core_lock_is_held_closes_without_a_hang():
+    """The garbage collector runs an Avatarizer's finalizer on whichever
+    thread allocates, which may hold the core split's lock: closing there
+    took the lock again on the same thread and hung (a review, session 63).
+    Run in a child process with a time limit."""
+    code = textwrap.dedent("""
+        import gc, time, weakref
+        from avatarizer import Avatarizer, Options
+        from avatarizer.pipeline import cores
+        av = Avatarizer(options=Options(mode="video"))
+        aligner = av._pipeline["align"].aligner()
+        av.cycle = av
+        del av
+        with cores._lock:
+            gc.collect()
+        deadline = time.monotonic() + 20
+        while not aligner.closed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print("closed" if aligner.closed else "open")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90, cwd=str(ROOT))
+    assert r.returncode == 0 and r.stdout.strip().endswith("closed"), (r.returncode, r.stdout[-500:], r.stderr[-2000:])

@@ -680,7 +680,7 @@ class Avatarizer:
             raise ValueError(_NO_SETTINGS.format(pipe["hair"].reason))
         # an Avatarizer dropped without close() still lets go of its MediaPipe
         # graphs, sessions and worker thread when it is garbage-collected
-        self._release = weakref.finalize(self, pipe.close)
+        self._release = weakref.finalize(self, _close_collected, pipe)
         self._release.atexit = False  # not at interpreter exit: the process is ending anyway
         self.estimator: str = r.estimator_resolved
         self.estimator_reason: str = r.estimator_reason
@@ -732,7 +732,14 @@ class Avatarizer:
                 return
             while self._active:
                 self._calls.wait()
-        self._release()  # pipe.close(), once
+        self._release_now()  # pipe.close(), once
+
+    def _release_now(self) -> None:
+        """The pipeline closed on this thread, once (not by the garbage
+        collector's finalizer: :func:`_close_collected`)."""
+        got = self._release.detach()
+        if got is not None:
+            got[2][0].close()
 
     @property
     def closed(self) -> bool:
@@ -795,7 +802,7 @@ class Avatarizer:
                         self._calls.notify_all()
                         release, self._release_pending = self._release_pending, False
                 if release:  # (close() came from inside a call: done now that the last one ended)
-                    self._release()
+                    self._release_now()
 
     def reset(self) -> None:
         """Video mode: start a new stream. The tracked identity, filters,
@@ -1266,6 +1273,19 @@ class _StreamSource:
 
 
 _instances: "weakref.WeakSet[Avatarizer]" = weakref.WeakSet()  # every open Avatarizer of this process
+
+
+def _close_collected(pipe) -> None:
+    """The finalizer of an Avatarizer dropped without ``close()``: its
+    pipeline is closed on a thread of its own. The garbage collector runs it
+    on whichever thread allocates, which may hold a lock the closing needs
+    (the core split's, around its /proc reads; the BLAS limit's, which the
+    identity worker being joined waits for): closed there, the process hung
+    for good (a review, session 63)."""
+    try:
+        threading.Thread(target=pipe.close, name="avatarizer-close", daemon=True).start()
+    except RuntimeError:  # (no thread to be had: closed here, as before)
+        pipe.close()
 
 
 def _after_fork_in_child() -> None:

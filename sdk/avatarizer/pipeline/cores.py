@@ -240,7 +240,9 @@ class CoreSplit:
         old = new = before = None
         try:
             mine = frozenset(os.sched_getaffinity(0))
-            target = mine - _excluded()
+            with _lock:  # (the worker thread adds and removes jobs meanwhile: a dict changing size)
+                busy = _excluded()
+            target = mine - busy
             if target and target != mine:
                 before = _tasks()
                 os.sched_setaffinity(0, target)
@@ -252,7 +254,15 @@ class CoreSplit:
         finally:
             if old is not None:
                 _give_back(0, new, old)
-                for tid in _tasks() - before:  # (threads started in the frame: a new graph, render helpers)
+                started = _tasks() - before  # (threads started in the frame: a new graph, render helpers)
+                with _lock:
+                    for tid in started:
+                        rec = _graph.get(tid)
+                        if rec is not None and rec[0] == new:
+                            # a job that started meanwhile took the frame's set for the graph thread's own
+                            # (it inherited it): its own is the frame's thread's, or it never got it back
+                            _graph[tid] = (old, rec[1])
+                for tid in started:
                     _give_back(tid, new, old)
 
 

@@ -276,8 +276,21 @@ class IdentityStage(Stage):
             if self.cores is not None and self._remote is not None and self._remote.cpu is not None:
                 self.cores.job_handed_over()  # (the next frame keeps off the worker's core already)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="avatarizer-identity", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._work, name="avatarizer-identity", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError as exc:  # (can't start new thread: too many at once): no job this time
+                    self._job = None
+                    self._busy = False
+                    if self.cores is not None:
+                        self.cores.job_ended()
+                    self.last_error = exc
+                    import logging
+
+                    logging.getLogger("avatarizer").warning("identity worker: could not start its thread (%s); "
+                                                            "a later frame tries again", exc)
+                    return
+                self._thread = thread
             self._cond.notify_all()
 
     def _work(self) -> None:
