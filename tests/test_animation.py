@@ -1006,3 +1006,16 @@ def test_an_animated_svg_is_written_piece_by_piece(tmp_path):
     assert not set(ids) & set(other)
     out = anim.write(tmp_path / "a.svg")
     assert out.read_text(encoding="utf-8") == whole
+
+
+def test_a_path_under_a_file_is_refused_with_a_value_error(tmp_path):
+    """A folder above the output that is a file: ValueError saying so, also
+    with overwrite=True (mkdir raised FileExistsError, which the docs say
+    overwrite=True answers; a review, session 63). Nothing is written."""
+    from avatarizer.animation import write_text_atomic
+
+    (tmp_path / "afile").write_text("keep")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="is a file, not a folder"):
+            write_text_atomic(tmp_path / "afile" / "sub" / "out.json", "{}", overwrite=overwrite)
+    assert (tmp_path / "afile").read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

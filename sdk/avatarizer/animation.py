@@ -1004,10 +1004,16 @@ def _clock_value(seconds: float) -> str:
 
 
 def refuse_target(path: Path, overwrite: bool) -> None:
-    """``ValueError`` where ``path`` is a directory, ``FileExistsError``
-    where something is there (a dangling symlink too) and not ``overwrite``."""
+    """``ValueError`` where ``path`` is a directory or a folder above it is
+    a file, ``FileExistsError`` where something is there (a dangling symlink
+    too) and not ``overwrite``."""
     if path.is_dir():
         raise ValueError(f"{path} is a directory")
+    for up in path.parents:  # (mkdir then raised FileExistsError, also with overwrite=True)
+        if up.exists():
+            if not up.is_dir():
+                raise ValueError(f"{up} is a file, not a folder: {path} cannot be written")
+            break
     if not overwrite and (path.exists() or path.is_symlink()):
         raise FileExistsError(f"{path} already exists")
 
