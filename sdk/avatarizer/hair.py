@@ -879,10 +879,14 @@ def apply_settings(attributes: dict, settings: Mapping) -> dict:
         else:  # age, skin_tone
             a.setdefault(f"{name}_model", a.get(name))
             a[name] = float(v)
-    if settings.get("hair_length") == "long" and "bald" not in settings and a["drawn"].get("bald"):
+    drawn = a.get("drawn")
+    if settings.get("hair_length") == "long" and "bald" not in settings and isinstance(drawn, dict) \
+            and drawn.get("bald"):
         # no bald style is long: the model's bald head gives way to the length set (the retrieval's bald
         # gate does, HairRetriever.candidates), as a set bald head takes a set long length back
-        a["drawn"]["bald"] = a["decided"]["bald"] = False
+        drawn["bald"] = False
+        if isinstance(a.get("decided"), dict):
+            a["decided"]["bald"] = False
         a["bald_by"] = LONG_NOT_BALD_BY
     a["set_by_app"] = sorted(set(a.get("set_by_app", ())) | set(settings))
     return a
