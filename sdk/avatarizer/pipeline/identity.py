@@ -280,10 +280,7 @@ class IdentityStage(Stage):
                 try:
                     thread.start()
                 except RuntimeError as exc:  # (can't start new thread: too many at once): no job this time
-                    self._job = None
-                    self._busy = False
-                    if self.cores is not None:
-                        self.cores.job_ended()
+                    self._drop_queued_job()
                     self.last_error = exc
                     import logging
 
@@ -292,6 +289,14 @@ class IdentityStage(Stage):
                     return
                 self._thread = thread
             self._cond.notify_all()
+
+    def _drop_queued_job(self) -> None:
+        """(under ``_cond``) The job handed over and not started is dropped:
+        the stage is free again and the frames get the worker's CPU back."""
+        self._job = None
+        self._busy = False
+        if self.cores is not None:
+            self.cores.job_ended()
 
     def _work(self) -> None:
         lower_thread_priority(WORKER_NICENESS)
@@ -461,10 +466,7 @@ class IdentityStage(Stage):
         pipeline has reset the stream first: its new generation drops that answer)."""
         with self._cond:
             if self._job is not None:  # not started: it never will be
-                self._job = None
-                self._busy = False
-                if self.cores is not None:
-                    self.cores.job_ended()
+                self._drop_queued_job()
                 self._cond.notify_all()
             # a job on this process's networks is waited for; one in the worker process is not (its
             # answer, for the old generation, is dropped when it comes)
