@@ -43,7 +43,12 @@ transform) into an avatar that does not flicker:
   least ``EYE_REST_SHARE`` of its 90th percentile, and once warm an estimate
   whose eye is more closed than ``EYE_CLOSING_SHARE`` of the identity's
   leaves that eye's lids as they are (a wink in the warm-up, or a look down
-  averaged into the identity, drew open eyes half shut; session 62).
+  averaged into the identity, drew open eyes half shut; session 62). What
+  the warm-up could not read is read from the first ``identity_frames``
+  frontal frames once warm (the median so far meanwhile): an eye it never saw
+  open (below ``EYE_OPEN_MIN``; :data:`EYE_OPEN_TYPICAL` meanwhile), and every
+  signal when none of its frames was frontal (yaw and pitch meanwhile at most
+  ``max_identity_pose``; session 64).
 * **Head transform** (position, scale, roll): the face's canonical → frame
   similarity, decomposed into log-scale, angle and translation (in units of
   the face size) and smoothed with the same filter; ``Avatar.overlay`` draws
@@ -152,6 +157,14 @@ EYE_REST_SHARE = 0.6
 #: looks down closed the identity's lids to 0.005-0.014 and open eyes were drawn half shut, in 48% of
 #: d3's open-eyed frames (the drawn opening is the identity's times the measured against the neutral)
 EYE_CLOSING_SHARE = 0.85
+#: once warm, an estimate whose frame reads a brow raised or lowered more than this share of the brow
+#: signal's span off its neutral leaves that brow's height in the identity as it is: averaged in, a brow
+#: raise held 4 s was drawn 48% higher than raised (the identity's raised brows and the expression on
+#: them) and lingered 2 s after it (d6 with its brows raised in frames 100-219); the clips' brows move
+#: 0.06-0.8 of the span (median) off the neutral
+BROW_HELD_SHARE = 0.3
+#: (brow signal's index, its brow's y parameters) for each side
+_BROWS = tuple((X.SIGNALS.index(f"brow_{s}"), X._y_slice(f"brow_{s}")) for s in "lr")
 #: the parameters of each eye's lids and crease (image-left, image-right)
 _EYE_LIDS = tuple(np.concatenate([X._LIDS_UP[s].ravel(), X._LIDS_LO[s].ravel(),
                                   X._pair("eye_{}_crease")[s].ravel()]) for s in (0, 1))
@@ -164,13 +177,31 @@ def _rest_rows(openings: np.ndarray) -> np.ndarray:
     return keep if keep.any() else np.ones(len(openings), bool)
 
 
-def _rest_median_signals(rows: list) -> np.ndarray:
-    """The neutral signals of the rows: each signal's median, the eyes' over their resting rows."""
+#: an eye reads closed below this opening (lid gap / eye width, :func:`avatarizer.expressions.measure`): the
+#: narrowest open eyes of 571 frontal faces in still photos (squints) read 0.12-0.15, their closed ones
+#: 0.02-0.06, the clips' blinks 0-0.05 (session 64)
+EYE_OPEN_MIN = 0.1
+#: the neutral opening of an eye the warm-up never saw open (at least :data:`EYE_OPEN_MIN`): the median of
+#: those 571 faces' (0.29; the clips' resting eyes 0.26-0.44), until ``identity_frames`` frontal frames show
+#: the eye open. The median of closed eyes (0.02) drew open eyes 40% wider than the same clip's
+#: for 24 s, at the running median's pace
+EYE_OPEN_TYPICAL = 0.29
+
+
+def _rest_median_signals(rows: list) -> tuple[np.ndarray, tuple]:
+    """The neutral signals of the rows: each signal's median, the eyes' over their resting rows; and the
+    eyes none of the rows shows open (their neutral :data:`EYE_OPEN_TYPICAL`)."""
     sig = np.stack(rows)
     out = np.median(sig, axis=0)
+    closed = []
     for i in (0, 1):  # eye_open_l, eye_open_r
-        out[i] = np.median(sig[_rest_rows(sig[:, i]), i])
-    return out
+        col = sig[:, i][sig[:, i] >= EYE_OPEN_MIN]
+        if len(col):
+            out[i] = np.median(col[_rest_rows(col)])
+        else:
+            out[i] = EYE_OPEN_TYPICAL
+            closed.append(i)
+    return out, tuple(closed)
 
 
 def _rest_median_params(rows: list) -> np.ndarray:
@@ -413,6 +444,8 @@ class Tracker:
         self._cat_mode = np.zeros(len(_CAT_IDX))
         self.identity: np.ndarray | None = None
         self.neutral: np.ndarray | None = None
+        # the neutral signals still to be read once warm (_set_neutral), each with its readings so far
+        self._unsure: dict[int, list] = {}
         self.warm = False
         self._last: TrackedFrame | None = None
         self._last_seen_ms: float | None = None
@@ -431,7 +464,8 @@ class Tracker:
         self._reset_filters()
 
     _IDENTITY_STATE = ("_buf_params", "_buf_signals", "_buf_frontal", "_buf_sig_frontal", "_cat_hist", "_keyed",
-                       "_voted", "_cat_counts", "_glasses_by_headwear", "_cat_mode", "identity", "neutral", "warm")
+                       "_voted", "_cat_counts", "_glasses_by_headwear", "_cat_mode", "identity", "neutral",
+                       "_unsure", "warm")
 
     def _identity_state(self) -> dict:
         """A copy of everything the identity is made of (its median's
@@ -659,12 +693,18 @@ class Tracker:
         if not seed and o.identity_lock and not self.warm:
             self.identity = S.clip(raw).astype(np.float64)
             self.neutral = np.asarray(raw_sig, np.float64).copy()  # (the landmarks are the new person's)
+            self._unsure = {}
             return
+        m = o.max_identity_pose
+        frame_frontal = abs(raw_sig[_YAW]) <= m and abs(raw_sig[_PITCH]) <= m
         if not o.identity_lock:
             self.identity = raw.copy()
             if len(self._buf_signals) < o.identity_frames:
                 self._buf_signals.append(raw_sig)
-                self.neutral = _rest_median_signals(self._buf_signals)
+                self._buf_sig_frontal.append(frame_frontal)
+                self._set_neutral()
+            elif self._unsure and frame_frontal:
+                self._settle_neutral(raw_sig)
             self.warm = True
             return
         if self.warm and self._far_since_ms is not None:
@@ -677,8 +717,6 @@ class Tracker:
             return  # an estimate counted already: the identity, neutral signals and categorical values stay
         if estimate is None and not (self.warm and self._far_since_ms is not None):
             self._count_categorical(S._whole_categorical(raw[_CAT_IDX]).tolist())  # (as clip and the renderer)
-        m = o.max_identity_pose
-        frame_frontal = abs(raw_sig[_YAW]) <= m and abs(raw_sig[_PITCH]) <= m
         frontal = frame_frontal if estimate_pose is None else \
             abs(float(estimate_pose[0])) <= m and abs(float(estimate_pose[1])) <= m
         if not self.warm:
@@ -699,7 +737,7 @@ class Tracker:
             # values: a third hairstyle's id between two, reading glasses between none and sunglasses)
             ident[_CAT_IDX] = self._cat_mode
             self.identity = S.clip(ident).astype(np.float64)
-            self.neutral = _rest_median_signals(self._buf_signals)
+            self._set_neutral()
             if len(self._buf_params) >= o.identity_frames:
                 self.warm = True
                 self._buf_params, self._buf_signals, self._buf_frontal, self._buf_sig_frontal = [], [], [], []
@@ -712,12 +750,52 @@ class Tracker:
                 for side, idx in enumerate(_EYE_LIDS):  # an eye that blinks or looks down: its lids stay
                     if X._eye_opening64(raw, side) < EYE_CLOSING_SHARE * X._eye_opening64(self.identity, side):
                         ident[idx] = self.identity[idx]
+                for i, ys in _BROWS:  # a brow raised or lowered: its height stays (the expression draws it)
+                    if abs(raw_sig[i] - self.neutral[i]) > BROW_HELD_SHARE * X.SPANS[i]:
+                        ident[ys] = self.identity[ys]
                 self.identity = ident
+        if self._far_since_ms is not None or not frame_frontal:
+            return
+        if self._unsure:
+            self._settle_neutral(raw_sig)
         b = float(o.neutral_refresh)
-        if b > 0 and self._far_since_ms is None and frame_frontal:
+        if b > 0:
             # a running median of each signal (a step of b of its span toward the frame's): an expression
             # held for seconds, or blinks, move it little (a moving average faded a held smile in 2 s)
-            self.neutral = self.neutral + b * X.SPANS * np.sign(np.asarray(raw_sig, np.float64) - self.neutral)
+            step = b * X.SPANS * np.sign(np.asarray(raw_sig, np.float64) - self.neutral)
+            step[list(self._unsure)] = 0.0  # (still to be read)
+            self.neutral = self.neutral + step
+
+    def _set_neutral(self) -> None:
+        """The neutral signals of the warm-up's rows, and which of them are still to be read once warm
+        (:meth:`_settle_neutral`): an eye no row shows open; every signal where no row is frontal,
+        yaw and pitch meanwhile at most ``max_identity_pose`` (a stream that started turned 60 degrees
+        for its first 20 frames kept a neutral yaw of 36-53 degrees for 10 s: the face turned toward
+        the camera was drawn turned 33-45 degrees the other way)."""
+        self.neutral, closed = _rest_median_signals(self._buf_signals)
+        unsure = set(closed)
+        if not any(self._buf_sig_frontal):
+            m = float(self.options.max_identity_pose)
+            for i in (_YAW, _PITCH):
+                self.neutral[i] = min(max(self.neutral[i], -m), m)
+            unsure = set(range(len(X.SIGNALS)))
+        self._unsure = {i: [] for i in sorted(unsure)}
+
+    def _settle_neutral(self, raw_sig) -> None:
+        """A frontal frame once warm: its readings of the neutral signals still to be read (an eye's only
+        where it is open); a signal's neutral is their median so far (an eye's over its resting readings),
+        as in the warm-up, and is read after ``identity_frames`` of them."""
+        need = max(int(self.options.identity_frames), 1)
+        for i in list(self._unsure):
+            v = float(raw_sig[i])
+            if i in (0, 1) and v < EYE_OPEN_MIN:
+                continue
+            rows = self._unsure[i]
+            rows.append(v)
+            col = np.asarray(rows)
+            self.neutral[i] = float(np.median(col[_rest_rows(col)] if i in (0, 1) else col))
+            if len(rows) >= need:
+                del self._unsure[i]
 
     def _vote(self, row: list, estimate) -> None:
         """One estimate's categorical values (``update(estimate=...)``): the
