@@ -110,6 +110,30 @@ def test_frontal_points_are_frontalize_at_those_landmarks(astronaut):
                                    rtol=0, atol=1e-9)
 
 
+def test_the_canonical_frame_of_a_face_rolled_past_90_degrees_is_the_upright_ones(astronaut):
+    """Landmarks without depth, the face rolled in the image plane by up to
+    180 degrees: the canonical landmarks (and the expression signals read
+    from them) are the upright face's, since a roll is a similarity. The
+    eyes' order along x took a roll past 90 degrees for a mirror image and
+    swapped the eyes: the canonical face came out squashed (mouth_width read
+    0.08 where upright 0.34). A mirrored face still has its eyes swapped."""
+    from avatarizer import expressions as X
+
+    flat = astronaut.landmarks.astype(np.float64)[:, :2]
+    c = flat.mean(0)
+    upright = LM.to_canonical(flat)
+    signals = X.measure(None, landmarks=flat)
+    for deg in (60, 91, 120, 180, -135):
+        a = np.deg2rad(deg)
+        rot = (flat - c) @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) + c
+        np.testing.assert_allclose(LM.to_canonical(rot), upright, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(LM.frontal_points(rot, [0, 61, 291, 468]), upright[[0, 61, 291, 468]],
+                                   rtol=0, atol=1e-9)
+        np.testing.assert_allclose(X.measure(None, landmarks=rot), signals, rtol=0, atol=1e-9)
+    mirrored = flat * np.array([-1.0, 1.0])
+    np.testing.assert_allclose(LM.to_canonical(mirrored), upright * np.array([-1.0, 1.0]), rtol=0, atol=1e-9)
+
+
 def test_exaggerate_and_symmetrize():
     m = LM.mean_face().points[:, :2]
     face = LM.to_canonical(m + np.random.default_rng(0).normal(0, 0.01, m.shape))

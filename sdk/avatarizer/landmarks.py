@@ -154,6 +154,15 @@ def umeyama(src: np.ndarray, dst: np.ndarray, scale: bool = True):
     return s, R, mu_d - s * R @ mu_s
 
 
+def _mirrored(eye0: complex, eye1: complex, mouth: complex) -> bool:
+    """Whether the eye centres (MediaPipe's right eye, then its left) and the mouth centre are the mirror
+    image of :data:`CANONICAL_TARGETS`' triangle (the eyes in the other order around it), so that the
+    eyes change places before a similarity, which cannot mirror, is fitted. A face rolled past 90 degrees
+    is not mirrored: the eyes' order along x (the test before session 64) swapped its eyes, and its
+    canonical landmarks came out squashed (mouth_width read 0.08 where upright 0.34)."""
+    return ((eye1 - eye0).conjugate() * (mouth - eye0)).imag < 0.0
+
+
 def to_canonical(points: np.ndarray) -> np.ndarray:
     """(478, 2) x, y of ``points`` (478, ≥2) mapped by the 2D similarity
     that puts the eye centres and the mouth centre at
@@ -161,9 +170,10 @@ def to_canonical(points: np.ndarray) -> np.ndarray:
     xy = np.asarray(points, np.float64)[:, :2]
     (a0, a1), (b0, b1) = EYE_CORNERS
     eyes = np.stack([(xy[a0] + xy[a1]) * 0.5, (xy[b0] + xy[b1]) * 0.5])
-    if eyes[0, 0] > eyes[1, 0]:
+    mouth = (xy[MOUTH_CORNERS[0]] + xy[MOUTH_CORNERS[1]]) * 0.5
+    if _mirrored(complex(*eyes[0]), complex(*eyes[1]), complex(*mouth)):
         eyes = eyes[::-1]
-    anchors = np.concatenate([eyes, [(xy[MOUTH_CORNERS[0]] + xy[MOUTH_CORNERS[1]]) * 0.5]])
+    anchors = np.concatenate([eyes, [mouth]])
     s, R, t = umeyama(anchors, CANONICAL_TARGETS)
     return xy @ (s * R).T + t
 
@@ -225,7 +235,7 @@ def frontal_points(landmarks: np.ndarray, indices, mean: MeanFace | None = None)
     # CANONICAL_TARGETS, in complex numbers (three points: Python's are the quicker)
     p = [complex(x, y) for x, y in anchors]
     z = [(p[0] + p[1]) * 0.5, (p[2] + p[3]) * 0.5, (p[4] + p[5]) * 0.5]
-    if z[0].real > z[1].real:
+    if _mirrored(*z):
         z[0], z[1] = z[1], z[0]
     zm = (z[0] + z[1] + z[2]) / 3.0
     spread = max(abs(zk - zm) for zk in z)  # (the sums below in units of it: no overflow at any scale)
