@@ -956,6 +956,46 @@ def test_a_track_that_only_blinks_is_not_counted_static():
     assert st["static_tracks"] <= st["tracks"] - len(blinking)
 
 
+def test_a_shape_hidden_for_a_frame_does_not_move_while_shown():
+    """Teeth shown on frames 0 and 2 (the head turned on frame 2), hidden on
+    frame 1: all through frame 0 they are drawn as on frame 0. Their path
+    had keyframes on frames 0 and 2 only, and Lottie and SMIL tweened it
+    toward frame 2's teeth through the whole of frame 0 while still shown
+    (the opacity's keyframes are held); also over a longer gap. (Every
+    shown frame within the tolerance of the scene: the test above.)"""
+    from avatarizer import expressions as X
+    from avatarizer import native
+
+    p = schema.clip(native.default_params())
+    shown = p.copy()
+    shown[schema.index("teeth.show")] = 1.0
+    hidden = shown.copy()
+    hidden[schema.index("teeth.show")] = 0.0
+    turned = [schema.clip(X.pose_deform(shown, a, 0.0)) for a in (25.0, 30.0, 35.0)]
+    for frames in ([shown, hidden, turned[0], turned[0]], [shown, hidden, hidden, *turned]):
+        anim = Animation(128).extend(frames)
+        red = anim._reduced()
+        T = len(frames)
+        checked = 0
+        for gkeys, gvals, _, _, wkeys, wvals, okeys, ovals in red.values():
+            if len(okeys) < 2:
+                continue
+            op = np.interp(np.arange(T), okeys, ovals)  # (held keys are one frame apart: exact at frames)
+            if not (op[0] > 0 and op[1] == 0):
+                continue
+            for keys, vals in ((gkeys, gvals), (wkeys, wvals)):
+                if len(keys) < 2:
+                    continue
+                vals = np.asarray(vals, np.float64).reshape(len(keys), -1)
+                i = int(np.searchsorted(keys, 0.5)) - 1  # the key before t = 0.5, and the writer's rule
+                held = keys[i + 1] - keys[i] == 1
+                u = (0.5 - keys[i]) / (keys[i + 1] - keys[i])
+                mid = vals[i] if held else vals[i] + u * (vals[i + 1] - vals[i])
+                np.testing.assert_array_equal(mid, vals[0])
+                checked += 1
+        assert checked, "no shape shown, hidden, shown"
+
+
 @pytest.mark.parametrize("tol", [1.0, 2.5])
 def test_svg_colours_stay_within_the_colour_tolerance(tol):
     """Each frame's colour as an SVG player interpolates the 8-bit colours

@@ -311,6 +311,34 @@ def _fill_absent(present: np.ndarray, x: np.ndarray) -> None:
     x[:] = x[idx]
 
 
+def _held_into_gaps(keys: np.ndarray, vals: np.ndarray, present: np.ndarray) -> tuple:
+    """Keys (frames) and values of a shown-and-hidden track's series with its value held from a key on
+    a shown frame into the hidden frame after it (a key there), and, where the line to the next key
+    passes shown frames after the gap, a key on the first of them on that line. Lottie and SMIL tween
+    between keys: a shape hidden on frame k + 1 between keys on k and k + 2 was drawn moving toward
+    k + 2's shape through the whole of frame k, while still shown (the opacity's keys are held)."""
+    T = len(present)
+    if len(keys) < 2 or present.all():
+        return keys, vals
+    cur, nxt = keys[:-1], keys[1:]
+    gap = (nxt - cur >= 2) & present[cur] & ~present[np.minimum(cur + 1, T - 1)]
+    at = np.flatnonzero(gap)
+    if not len(at):
+        return keys, vals
+    later = np.where(present, np.arange(T), T)
+    next_shown = np.minimum.accumulate(later[::-1])[::-1]  # the first shown frame at or after each frame
+    t0, t1 = cur[at], nxt[at]
+    q = next_shown[t0 + 2]
+    on_line = q < t1
+    q, qa = q[on_line], at[on_line]
+    u = ((q - cur[qa]) / (nxt[qa] - cur[qa]))[:, None]
+    add_k = np.concatenate([t0 + 1, q]).astype(keys.dtype)
+    add_v = np.concatenate([vals[at], vals[qa] + (vals[qa + 1] - vals[qa]) * u]).astype(vals.dtype)
+    k = np.concatenate([keys, add_k])
+    order = np.argsort(k, kind="stable")
+    return k[order], np.concatenate([vals, add_v])[order]
+
+
 # ------------------------------------------------------------ keyframe reduction
 
 
@@ -744,7 +772,8 @@ class Animation:
         op_r = reduce_keyframes_many([s_[:, 3:4] for s_ in stys], ctol)
         w_r = reduce_keyframes_many([s_[:, 4:] for s_ in stys], budget, press)
         for n, tid in enumerate(tids):
-            gkeys, gv = geo_r[n]
+            gkeys, gv = _held_into_gaps(*geo_r[n], press[n])
+            w_r[n] = _held_into_gaps(*w_r[n], press[n])
             geo_r[n] = None  # (each track's float series dropped as it is converted: not all of them kept twice)
             nv = nvs[n]
             # whole quanta: |x| <= a few times 8192 px * 128 fits int32 (half of int64's memory: a noisy 20-minute
