@@ -1293,6 +1293,62 @@ def test_an_animated_png_or_webp_keeps_its_frames_times(tmp_path, fmt, capsys):
     assert videoio.animated_image(tmp_path / "still.png") is None
 
 
+def _apng(width, height, frames):
+    """An animated PNG (RGB) of ``width``×``height`` whose frames are ``(w, h, rows)``: a frame of w×h
+    whose image data holds ``rows`` rows (all of them: h); the first frame is the default image."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    out += chunk(b"acTL", struct.pack(">II", len(frames), 0))
+    seq = 0
+    for n, (w, h, rows) in enumerate(frames):
+        out += chunk(b"fcTL", struct.pack(">IIIIIHHBB", seq, w, h, 0, 0, 1, 10, 0, 0))
+        seq += 1
+        data = zlib.compress((b"\0" + b"\x80" * (w * 3)) * rows)
+        if n == 0:
+            out += chunk(b"IDAT", data)
+        else:
+            out += chunk(b"fdAT", struct.pack(">I", seq) + data)
+            seq += 1
+    return out + chunk(b"IEND", b"")
+
+
+def test_an_animated_png_is_checked_as_a_photo_is_before_its_frames_are_decoded(tmp_path, capsys):
+    """An animated PNG that ``load_image`` would refuse from its header or
+    its data (a size over ``MAX_SIDE``; a frame whose data holds a few of
+    its rows; a frame outside the image) is refused by ``video`` before
+    any frame is decoded, the file named: its frames went to Pillow
+    unchecked (a 511-byte file declaring 12000×12000 took 1.5 GB before the
+    size was refused, one whose 8000×8000 frames held 4 rows each was
+    written as a video of grey frames, exit 0). A whole one plays."""
+    from avatarizer import videoio
+
+    cases = {"huge.png": _apng(12000, 12000, [(12000, 12000, 4)] * 2),
+             "short_first.png": _apng(256, 256, [(256, 256, 4), (256, 256, 256)]),
+             "short_second.png": _apng(256, 256, [(256, 256, 256), (256, 256, 4)]),
+             "outside.png": _apng(256, 256, [(256, 256, 256), (300, 256, 256)])}
+    for name, data in cases.items():
+        src = tmp_path / name
+        src.write_bytes(data)
+        with pytest.raises(ValueError, match=name):
+            videoio.animated_image(src)
+        with pytest.raises(OSError, match=name):
+            videoio.capture(src)
+        assert _main("video", src, "-o", tmp_path / f"{name}.json") == 1
+        err = capsys.readouterr().err
+        assert name in err and "Traceback" not in err, err
+        assert not (tmp_path / f"{name}.json").exists()
+    whole = tmp_path / "whole.png"
+    whole.write_bytes(_apng(256, 256, [(256, 256, 256), (128, 128, 128)]))
+    im, durations = videoio.animated_image(whole)
+    im.close()
+    assert durations == [100.0, 100.0]  # (1/10 s each)
+
+
 def test_the_last_frame_is_held_to_the_streams_own_end_only():
     """``Probe.last_shown``: the stream's own duration decides (not the
     file's, which a longer sound track sets), between one frame and
@@ -1398,13 +1454,33 @@ def test_a_still_image_is_refused_as_a_video(tmp_path, capsys):
 
     from avatarizer.imageio import sample_photo
 
-    for name in ("p.jpg", "p.png"):
+    for name in ("p.jpg", "p.png", "p.gif"):  # (a GIF of one frame, too: FFmpeg read it as a 0.1 s video)
         src = tmp_path / name
         Image.fromarray(sample_photo()).save(src)
         assert _main("video", src, "-o", tmp_path / "o.mp4") == 1
         err = capsys.readouterr().err
         assert "is a still image" in err and "avatarizer image" in err and err.count("\n") == 1
         assert not (tmp_path / "o.mp4").exists()
+        # live, as video (it showed the photo as a one-frame video, exit 0)
+        assert _main("live", src, "--frames", "2") == 1
+        err = capsys.readouterr().err
+        assert "is a still image" in err and err.count("\n") == 1
+
+
+def test_a_video_wider_than_the_largest_side_is_refused_naming_the_file(tmp_path, capsys):
+    """Frames over ``MAX_SIDE`` (an animated GIF 8200 pixels wide, which
+    OpenCV decodes) are refused in one line that names the file; the
+    pipeline's refusal of the frame as an array named no file."""
+    from PIL import Image
+
+    from avatarizer.imageio import MAX_SIDE
+
+    src = tmp_path / "wide.gif"
+    frames = [Image.new("RGB", (MAX_SIDE + 8, 40), c) for c in ("red", "blue")]
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100)
+    assert _main("video", src, "-o", tmp_path / "o.json") == 1
+    err = capsys.readouterr().err
+    assert "wide.gif" in err and f"more than {MAX_SIDE}" in err and err.count("\n") == 1, err
 
 
 def test_video_streams_pillow_opens_as_one_picture_are_not_still_images(tmp_path, counter):

@@ -623,6 +623,17 @@ def _check_one_size(inp: Path, max_seconds: float | None) -> None:
                        + (f", or stop before it with --max-seconds {before:.2f}" if before > 0 else ""))
 
 
+def _refuse_still(inp: Path) -> None:
+    """A :class:`CLIError` when ``inp`` is a still image (``video`` and ``live`` take videos and
+    animated images: OpenCV reads a photo as a one-frame video, a 40 ms clip)."""
+    from .videoio import still_image
+
+    kind = still_image(inp)
+    if kind is not None:
+        raise CLIError(f"{inp} is a still image ({kind}), not a video; for a photo use: avatarizer image "
+                       f"{shlex.quote(str(inp))}")
+
+
 def _open_video(inp: Path, max_seconds: float | None):
     """(capture, first frame, source fps (30 where the file gives none that is
     sane), frame count (0 if unknown), the frames ``--max-seconds`` makes at
@@ -633,12 +644,10 @@ def _open_video(inp: Path, max_seconds: float | None):
     import cv2
     import numpy as np
 
-    from .videoio import pictures_only, still_image
+    from .imageio import MAX_SIDE
+    from .videoio import pictures_only
 
-    kind = still_image(inp)
-    if kind is not None:  # (OpenCV reads a photo as a one-frame video: a 40 ms clip)
-        raise CLIError(f"{inp} is a still image ({kind}), not a video; for a photo use: avatarizer image "
-                       f"{shlex.quote(str(inp))}")
+    _refuse_still(inp)
     cap = _upright(_capture(inp))
     ok, first = cap.read() if cap.isOpened() else (False, None)
     if not ok or first is None:
@@ -650,6 +659,10 @@ def _open_video(inp: Path, max_seconds: float | None):
         raise CLIError(f"{inp} holds no video: its only picture is attached art (a song's cover); "
                        "give a video file")
     h, w = first.shape[:2]
+    if max(h, w) > MAX_SIDE:  # (the pipeline refuses such a frame: said of the file, not of an array)
+        cap.release()
+        raise CLIError(f"{inp}: its frames are {w}x{h} pixels, more than {MAX_SIDE} on a side; scale it down "
+                       f"first, e.g. ffmpeg -i IN -vf scale=-2:1080 OUT.mp4")
     if min(h, w) < MIN_VIDEO_SIDE:  # the landmarks run on the frames as they are: no face is found in fewer
         cap.release()
         raise CLIError(f"{inp} is too small: its frames are {w}x{h} pixels; the shorter side must be at "
@@ -1454,6 +1467,7 @@ def _live(args) -> int:
         if pictures_only(Path(source)):  # (as video refuses it: a song's cover flashed up as a one-frame video)
             raise CLIError(f"{source} holds no video: its only picture is attached art (a song's cover); "
                            "give a video file")
+        _refuse_still(Path(source))  # (as video refuses it: a photo was shown as a one-frame video)
         _check_one_size(Path(source), args.max_seconds)
     src_file = Path(source) if isinstance(source, str) else None  # (a file or a stream's URL; a camera: None)
     if shot is not None:

@@ -132,14 +132,20 @@ def still_image(path) -> str | None:
     try:
         if not os.path.isfile(path):  # (a named pipe would block the read of its header)
             return None
+        import warnings
+
         from PIL import Image
 
-        with Image.open(path) as im:
-            kind = None if getattr(im, "is_animated", False) or getattr(im, "n_frames", 1) > 1 else im.format
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # (only the header is read)
+            with Image.open(path) as im:
+                kind = None if getattr(im, "is_animated", False) or getattr(im, "n_frames", 1) > 1 else im.format
     except Exception:  # noqa: BLE001 - not an image Pillow reads (or one it refuses): a video, for OpenCV
         return None
     if kind is None or kind == "MPEG":  # (Pillow names an MPEG-1/2 video stream by its header)
         return None
+    if kind == "GIF":  # (one frame: FFmpeg's gif demuxer names no image pipe, and took it for a video)
+        return kind
     exe = shutil.which("ffprobe")
     if exe is None:
         return kind
@@ -166,19 +172,48 @@ def animated_image(path, formats: tuple[str, ...] = PILLOW_ANIMATED) -> tuple[ob
     ``path`` is an animated image of one of ``formats`` (Pillow's names;
     default :data:`PILLOW_ANIMATED`, the formats read by Pillow), else
     None. A duration of 0 or less is :data:`ZERO_DELAY_MS`, a GIF's under
-    :data:`GIF_MIN_DELAY_MS` too."""
+    :data:`GIF_MIN_DELAY_MS` too.
+
+    ``ValueError`` (naming the file) for one that :func:`avatarizer.imageio.load_image`'s checks before
+    decoding refuse: a size outside ``MIN_SIDE``..``MAX_SIDE``, a PNG with too much before or after its
+    image data, or whose first image's data or any frame's is short, corrupt or out of the image
+    (:func:`avatarizer.imageio.check_animated_png`). Its frames went to Pillow unchecked: a 511-byte
+    animated PNG declaring 12000×12000 took 1.5 GB before the size was refused, one whose 8000×8000
+    frames held 4 rows was written out as a video of grey frames (session 64)."""
+    import warnings
+
+    from . import imageio as IO
+
     try:
         if not os.path.isfile(path):  # (a named pipe would block the read of its header)
             return None
         from PIL import Image
 
-        im = Image.open(path)
+        with open(path, "rb") as f:
+            IO._check_png_head(f)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # (the size is checked below)
+            im = Image.open(path)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     except Exception:  # noqa: BLE001 - not an image Pillow reads: OpenCV's to try
         return None
     try:
         if im.format not in formats or not getattr(im, "is_animated", False):
             im.close()
             return None
+        IO._check_size(im.height, im.width, "an animated image")
+        if im.format == "PNG":
+            with open(path, "rb") as f:
+                IO._check_data(f, im)
+                IO.check_animated_png(f)
+    except ValueError as exc:
+        im.close()
+        raise ValueError(f"{path}: {exc}") from None
+    except Exception:  # noqa: BLE001 - damaged: OpenCV's to try, and to refuse
+        im.close()
+        return None
+    try:
         least = GIF_MIN_DELAY_MS if im.format == "GIF" else 0.0
         durations = []
         for i in range(im.n_frames):
@@ -237,7 +272,10 @@ def capture(path):
     (:class:`ImageFrames`)."""
     import cv2
 
-    animated = animated_image(path)
+    try:
+        animated = animated_image(path)
+    except ValueError as exc:  # (refused before its frames are decoded)
+        raise OSError(str(exc)) from None
     if animated is not None:
         return ImageFrames(*animated)
 
@@ -392,7 +430,10 @@ def probe(path: Path) -> Probe:
     frame time fits (4 fps for frames of 100, 500, 250 and 2000 ms: the
     second frame was dropped from an animation of it)."""
     gif = _gif_durations(path)  # (FFmpeg's own timing of the frames OpenCV decodes; no frame decoded)
-    animated = gif or animated_image(path, PILLOW_ANIMATED + ("GIF",))
+    try:
+        animated = gif or animated_image(path, PILLOW_ANIMATED + ("GIF",))
+    except ValueError:  # (refused: capture says so; ffprobe reads no frame)
+        animated = None
     if animated is not None:
         im, durations = animated
         im.close()
