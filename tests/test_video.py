@@ -434,6 +434,70 @@ def test_a_held_brow_raise_is_drawn_once_and_goes_with_it(face):
     assert -0.5 * want < height(out.params) - height(params) < 0.05 * want
 
 
+def _grin(lm3: np.ndarray, widen: float = 1.5, drop: float = 0.35) -> np.ndarray:
+    """The landmarks with the mouth widened ``widen`` times about its centre and the lower lip dropped
+    by ``drop`` of the mouth's width (a grin, the lips apart)."""
+    from avatarizer import landmarks as LM
+
+    out = lm3.copy()
+    lips = sorted(set(LM.LIPS_OUTER) | set(LM.LIPS_INNER))
+    c = out[list(LM.MOUTH_CORNERS)].mean(0)
+    width = float(np.linalg.norm(out[LM.MOUTH_CORNERS[1], :2] - out[LM.MOUTH_CORNERS[0], :2]))
+    out[lips, 0] = c[0] + (out[lips, 0] - c[0]) * widen
+    lower = [j for j in (146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317, 402, 318, 324)]
+    out[lower, 1] += drop * width
+    return out
+
+
+def _mouth_width(p) -> float:
+    from avatarizer import schema as S_
+
+    x = p[S_.FEATURES["lip_upper_outer"].points][0::2]
+    return float(x.max() - x.min())
+
+
+def test_a_grin_is_drawn_on_the_resting_mouth_not_taken_into_it(face):
+    """Grins through most of the warm-up, and for 4 s once warm, in the
+    landmarks and in the identity network's estimates (which follow the
+    mouth): the identity's lips stay the resting mouth's, so the closed mouth
+    after a grin is drawn as it is, and the grin is drawn as wide as the
+    person's (1.5 times). The warm-up's median, and the moving average
+    after it, took the grin's lips for the identity's (d0: the resting mouth
+    drawn 30% wider, its lower lip pressed up), and a grin was drawn at most
+    1.35 times the width."""
+    from avatarizer import video as V
+
+    f, params = face
+    params = params.copy()  # (a mouth of 0.34, which the schema's range lets widen 1.5 times)
+    xs = np.concatenate([np.arange(schema.FEATURES[n].points.start, schema.FEATURES[n].points.stop, 2) for n in
+                         ("lip_upper_outer", "lip_lower_outer", "lip_inner_upper", "lip_inner_lower")])
+    params[xs] = params[xs].mean() + (params[xs] - params[xs].mean()) * 0.65
+    lm3 = f.landmarks.astype(np.float64)
+    grin_lm = _grin(lm3)
+    rest = X.measure(f.canonical, landmarks=lm3)
+    grin_sig = X.measure(f.canonical, landmarks=grin_lm)
+    assert X.signal(grin_sig, "mouth_width") > 1.45 * X.signal(rest, "mouth_width")
+    assert X.signal(grin_sig, "mouth_open") > V.MOUTH_REST_GAP
+    grin = X.apply(params, grin_sig, rest)  # the network's estimate of the grinning face
+    assert X.inner_lip_gap(grin) > V.MOUTH_REST_GAP and _mouth_width(grin) > 1.45 * _mouth_width(params)
+    for warm_up in ([False, True, True, False, True, True], [False] * 6):
+        tr = Tracker(TrackerOptions(identity_frames=6), smoothing=None)
+        t = 0.0
+        for g in warm_up:
+            tr.update(grin if g else params, f.canonical, f.transform, t, landmarks=grin_lm if g else lm3)
+            t += 40.0
+        assert tr.warm
+        for k in range(100 if not any(warm_up) else 0):
+            out = tr.update(grin, f.canonical, f.transform, t, landmarks=grin_lm)
+            t += 40.0
+            # (the running median's neutral width moves toward the grin: 0.2 of a span in 100 frames)
+            assert _mouth_width(out.params) > (1.45 if k < 10 else 1.38) * _mouth_width(params), k
+        out = tr.update(params, f.canonical, f.transform, t, landmarks=lm3)
+        # (after the 4 s grin the running median's neutral width is 0.02 wider: the mouth drawn 3.5% narrower)
+        np.testing.assert_allclose(_mouth_width(out.params), _mouth_width(params), rtol=0.05)
+        np.testing.assert_allclose(tr.identity[V._LIPS], params[V._LIPS], rtol=0, atol=0.01)
+
+
 def test_eyes_shut_through_the_warm_up_do_not_draw_open_eyes_wide(face):
     """Both eyes shut for the whole warm-up (a person who blinks slowly as
     the stream starts, or looks down): the neutral openness of the eyes is

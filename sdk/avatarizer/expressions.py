@@ -73,6 +73,10 @@ _LIP_MID = L.LIP_MIDDLES  # outer upper / lower lip centre
 
 #: Head yaw and pitch are applied up to this many degrees (either way).
 MAX_POSE = 45.0
+#: The mouth is drawn at most this much narrower or wider than the identity's (the measured width over the
+#: neutral one): the clips' widths reach 0.48 (an O) and 1.47-1.58 of their neutral (grins: d0, d9, d10);
+#: at (0.7, 1.35) a grin was drawn a quarter narrower than the person's (session 64)
+WIDTH_RATIO = (0.5, 1.6)
 # Teeth show when the inner lip gap (canonical units) exceeds this.
 TEETH_GAP = 0.03
 # The jaw drops by this fraction of the lip gap.
@@ -514,7 +518,7 @@ _N_UO = S.FEATURES["lip_upper_outer"].npoints
 
 def _apply_mouth(p, sig, neu):
     gap = min(max(sig[6], 0.0), 0.35)                                  # mouth_open
-    ratio = min(max(sig[7] / max(neu[7], 1e-6), 0.7), 1.35)            # mouth_width
+    ratio = min(max(sig[7] / max(neu[7], 1e-6), WIDTH_RATIO[0]), WIDTH_RATIO[1])  # mouth_width
     lift = min(max(sig[8] - neu[8], -0.05), 0.06)                      # smile
     # width and smile, about the mouth centre (x and y gathered apart: contiguous arithmetic)
     x = p[_MOUTH_X]

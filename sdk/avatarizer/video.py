@@ -163,6 +163,16 @@ EYE_CLOSING_SHARE = 0.85
 #: them) and lingered 2 s after it (d6 with its brows raised in frames 100-219); the clips' brows move
 #: 0.06-0.8 of the span (median) off the neutral
 BROW_HELD_SHARE = 0.3
+#: once warm, an estimate whose frame reads the mouth open, wider or narrower, or its corners lifted or
+#: lowered more than this share of the signal's span off its neutral leaves the identity's lips as they
+#: are (and, open, its jaw: the face outline's, beard's and neck shadow's y): averaged in, d0's grins
+#: (1.1-1.8 spans) widened the identity's mouth from 0.32 to 0.44 and drew the resting mouth after them
+#: 30% wider than the person's, its lower lip pressed up (a pout)
+MOUTH_HELD_SHARE = 0.5
+_MOUTH_SIGNALS = np.array([X.SIGNALS.index(n) for n in ("mouth_open", "mouth_width", "smile")])
+_LIPS = np.concatenate([np.arange(S.FEATURES[f].points.start, S.FEATURES[f].points.stop)
+                        for f in ("lip_upper_outer", "lip_lower_outer", "lip_inner_upper", "lip_inner_lower")])
+_MOUTH_PARAMS = np.concatenate([_LIPS, X._JAW_Y])  # (the lips, and what drops with the jaw)
 #: (brow signal's index, its brow's y parameters) for each side
 _BROWS = tuple((X.SIGNALS.index(f"brow_{s}"), X._y_slice(f"brow_{s}")) for s in "lr")
 #: the parameters of each eye's lids and crease (image-left, image-right)
@@ -188,11 +198,26 @@ EYE_OPEN_MIN = 0.1
 EYE_OPEN_TYPICAL = 0.29
 
 
+#: the mouth at rest, in the warm-up: the rows (estimates, and frames' signals) whose inner lip gap is at
+#: most this (canonical units: the teeth show above ``expressions.TEETH_GAP``, 0.03), or the quarter with
+#: the smallest gaps where that is more; the mouth's parameters (lips, jaw) and neutral signals (open,
+#: width, smile) are their median. d0's grin filled most of a warm-up: its median took the grin for the
+#: resting mouth, and the closed mouth after it was drawn as the grin's lips pressed shut (a pout)
+MOUTH_REST_GAP = 0.03
+
+
+def _mouth_rest_rows(gaps: np.ndarray) -> np.ndarray:
+    """The rows whose mouth is at rest (:data:`MOUTH_REST_GAP`)."""
+    return gaps <= max(MOUTH_REST_GAP, float(np.percentile(gaps, 25)))
+
+
 def _rest_median_signals(rows: list) -> tuple[np.ndarray, tuple]:
-    """The neutral signals of the rows: each signal's median, the eyes' over their resting rows; and the
-    eyes none of the rows shows open (their neutral :data:`EYE_OPEN_TYPICAL`)."""
+    """The neutral signals of the rows: each signal's median, the eyes' over their resting rows and the
+    mouth's over its (:data:`MOUTH_REST_GAP`); and the eyes none of the rows shows open (their neutral
+    :data:`EYE_OPEN_TYPICAL`)."""
     sig = np.stack(rows)
     out = np.median(sig, axis=0)
+    out[_MOUTH_SIGNALS] = np.median(sig[_mouth_rest_rows(sig[:, _MOUTH_SIGNALS[0]])][:, _MOUTH_SIGNALS], axis=0)
     closed = []
     for i in (0, 1):  # eye_open_l, eye_open_r
         col = sig[:, i][sig[:, i] >= EYE_OPEN_MIN]
@@ -211,6 +236,8 @@ def _rest_median_params(rows: list) -> np.ndarray:
     for side, idx in enumerate(_EYE_LIDS):
         keep = _rest_rows(np.array([X._eye_opening64(r, side) for r in rows]))
         out[idx] = np.median(P[keep][:, idx], axis=0)
+    keep = _mouth_rest_rows(np.array([X.inner_lip_gap(r) for r in rows]))
+    out[_MOUTH_PARAMS] = np.median(P[keep][:, _MOUTH_PARAMS], axis=0)
     return out
 
 
@@ -753,6 +780,12 @@ class Tracker:
                 for i, ys in _BROWS:  # a brow raised or lowered: its height stays (the expression draws it)
                     if abs(raw_sig[i] - self.neutral[i]) > BROW_HELD_SHARE * X.SPANS[i]:
                         ident[ys] = self.identity[ys]
+                off = np.abs(np.asarray(raw_sig, np.float64)[_MOUTH_SIGNALS] - self.neutral[_MOUTH_SIGNALS])
+                off /= X.SPANS[_MOUTH_SIGNALS]
+                if off.max() > MOUTH_HELD_SHARE:  # a grin, a pout or an open mouth: the lips stay
+                    ident[_LIPS] = self.identity[_LIPS]
+                    if off[0] > MOUTH_HELD_SHARE:  # (mouth_open) and the jaw
+                        ident[X._JAW_Y] = self.identity[X._JAW_Y]
                 self.identity = ident
         if self._far_since_ms is not None or not frame_frontal:
             return
