@@ -41,12 +41,14 @@ is being iterated other video calls raise ``RuntimeError``.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
 import math
 import os
 import threading
+import time
 import types
 import weakref
 from dataclasses import dataclass, field
@@ -174,8 +176,7 @@ class Options:
             # ("" would be the working folder: an unset setting, not a choice)
             raise ValueError(f"models_dir must be None or a folder path, got {self.models_dir!r:.60}.")
         e = self.exaggeration
-        if e is not None and (isinstance(e, bool) or not isinstance(e, (int, float, np.floating, np.integer))
-                              or not 0.5 <= float(e) <= 2.0):
+        if e is not None and (isinstance(e, bool) or not is_real(e) or not 0.5 <= float(e) <= 2.0):
             raise ValueError(f"exaggeration must be None or a number in [0.5, 2], got {e!r}.")
         check_settings(self.attributes)
         if not isinstance(self.child_head, (bool, np.bool_)):
@@ -1275,17 +1276,57 @@ class _StreamSource:
 _instances: "weakref.WeakSet[Avatarizer]" = weakref.WeakSet()  # every open Avatarizer of this process
 
 
+#: the threads closing collected Avatarizers' pipelines (:func:`_close_collected`) that have not ended
+_closing: set = set()
+#: the most the interpreter's exit waits for them (:func:`_join_closing`), seconds
+CLOSE_AT_EXIT_S = 30.0
+
+
 def _close_collected(pipe) -> None:
     """The finalizer of an Avatarizer dropped without ``close()``: its
     pipeline is closed on a thread of its own. The garbage collector runs it
     on whichever thread allocates, which may hold a lock the closing needs
     (the core split's, around its /proc reads; the BLAS limit's, which the
     identity worker being joined waits for): closed there, the process hung
-    for good (a review, session 63)."""
+    for good (a review, session 63). The thread is a daemon, waited for at
+    the interpreter's exit (:func:`_join_closing`): ended by the exit inside
+    MediaPipe's graph close, it aborted the process (``Avatarizer().estimator``
+    as a script's last line: exit 134 in 8 of 8 runs, a review, session 64).
+    (No lock here: the finalizer may run while this thread holds one.)"""
+    def close() -> None:
+        try:
+            pipe.close()
+        finally:
+            _closing.discard(threading.current_thread())
+
+    thread = threading.Thread(target=close, name="avatarizer-close", daemon=True)
+    _closing.add(thread)
     try:
-        threading.Thread(target=pipe.close, name="avatarizer-close", daemon=True).start()
+        thread.start()
     except RuntimeError:  # (no thread to be had: closed here, as before)
+        _closing.discard(thread)
         pipe.close()
+
+
+def _join_closing() -> None:
+    """At the interpreter's exit (atexit: before daemon threads are stopped), waits up to
+    :data:`CLOSE_AT_EXIT_S` in all for the pipelines being closed (:func:`_close_collected`)."""
+    deadline = time.monotonic() + CLOSE_AT_EXIT_S
+    while _closing and time.monotonic() < deadline:
+        try:
+            pending = list(_closing)
+        except RuntimeError:  # (changed size while copied: again)
+            continue
+        for thread in pending:
+            try:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            except RuntimeError:  # (not started yet: its finalizer is starting it)
+                time.sleep(0.01)
+                continue
+            _closing.discard(thread)
+
+
+atexit.register(_join_closing)
 
 
 def _after_fork_in_child() -> None:
