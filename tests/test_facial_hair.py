@@ -263,6 +263,23 @@ def test_the_shipped_network_loads_and_reads_a_crop():
         net.probabilities(crop[:64])
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1.5, -0.2])
+def test_a_network_that_answers_other_than_probabilities_is_a_model_error(monkeypatch, bad):
+    """A region network (here the facial hair one; the skin tone, hair
+    colour, headwear and hair length networks read through the same code)
+    whose output is NaN, infinite or outside [0, 1]: ``ModelError``, as the
+    README says of an attribute model. Clipped, NaN reached
+    ``Avatar.attributes`` (invalid JSON) and a hair colour read "black"."""
+    from avatarizer.errors import ModelError
+
+    net = FH.load()
+    assert net is not None
+    real = net.session.run
+    monkeypatch.setattr(net.session, "run", lambda feed: {k: np.full_like(v, bad) for k, v in real(feed).items()})
+    with pytest.raises(ModelError, match="not probabilities"):
+        net.probabilities(np.zeros((128, 128, 3), np.uint8))
+
+
 @pytest.mark.parametrize("damage", ["missing", "not json", "checksum", "format", "threshold", "threshold overflow",
                                     "region", "region type", "huge", "graph", "float16"])
 def test_unusable_files_fall_back_with_a_warning(tmp_path, damage):

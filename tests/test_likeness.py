@@ -363,9 +363,30 @@ def test_avatarizer_exaggeration_option():
     m = mean_avatar()
     xy = np.isin(np.array(S.KINDS[S.FACE]), ("x", "y"))
     assert np.abs(pb[S.FACE][xy] - m[xy]).mean() > np.abs(pa[S.FACE][xy] - m[xy]).mean()
-    for bad in (0.2, 5, float("nan"), "x", True):
+    for bad in (0.2, 5, float("nan"), "x", True, 10 ** 400):  # (an int beyond a float: was an OverflowError)
         with pytest.raises(ValueError):
             Avatarizer(estimator="artist", exaggeration=bad)
+
+
+def test_a_damaged_or_missing_mean_face_file_is_a_model_error(tmp_path):
+    """The shipped mean face cut in half, replaced by other bytes, or gone:
+    ``ModelError`` naming the file (was zipfile's BadZipFile, numpy's bare
+    ValueError, a plain FileNotFoundError, and an unclosed file)."""
+    import warnings
+
+    from avatarizer.errors import ModelError
+
+    data = LM._DATA.read_bytes()
+    for name, content in (("cut.npz", data[: len(data) // 2]), ("junk.npz", b"\x93NUMPY" + bytes(200)),
+                          ("missing.npz", None)):
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            with pytest.raises(ModelError, match=name):
+                LM.MeanFace.load(path)
+    assert LM.MeanFace.load(LM._DATA).points.shape == (478, 3)
 
 
 def test_cli_refuses_a_bad_exaggeration(tmp_path):

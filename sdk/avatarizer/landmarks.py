@@ -122,8 +122,16 @@ class MeanFace:
 
     @classmethod
     def load(cls, path: Path | str = _DATA) -> "MeanFace":
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["points"], z["mirror"], z["rigid"])
+        """``ModelError`` (:mod:`avatarizer.errors`) naming the file where it is missing or cannot be
+        read as a mean face (a cut or damaged file raised zipfile's BadZipFile, numpy's ValueError)."""
+        try:
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:  # (closed on any error)
+                return cls(z["points"], z["mirror"], z["rigid"])
+        except Exception as exc:  # noqa: BLE001 - whatever np.load raises on the bytes
+            from .errors import ModelError
+
+            raise ModelError(f"{path}: not a readable mean face file ({type(exc).__name__}: {exc}); reinstall "
+                             "the package") from None
 
     def save(self, path: Path | str = _DATA) -> None:
         np.savez(path, points=self.points.astype(np.float32), mirror=self.mirror, rigid=self.rigid)

@@ -170,8 +170,17 @@ class RegionNetwork:
         x = self.spec.block(crop).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
         out = self.session.run({self.session.input_names[0]: x})
         p = np.asarray(out[self.session.output_names[0]], np.float64).reshape(-1)
+        if not (np.isfinite(p).all() and (p >= -PROBABILITY_SLACK).all() and (p <= 1.0 + PROBABILITY_SLACK).all()):
+            from .errors import ModelError
+
+            # (clipped, NaN went through: NaN in Avatar.attributes, and hair_colour read "black")
+            raise ModelError(f"the {self.spec.called} network returned {np.round(p, 4).tolist()}, not probabilities "
+                             "in [0, 1]: its model file is broken")
         return {n: float(np.clip(v, 0.0, 1.0)) for n, v in zip(self.spec.outputs, p)}
 
+
+#: how far outside [0, 1] a region network's output may be (rounding) before it is a broken model
+PROBABILITY_SLACK = 1e-3
 
 _LOCK = threading.Lock()
 
