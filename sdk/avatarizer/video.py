@@ -48,7 +48,13 @@ transform) into an avatar that does not flicker:
   frontal frames once warm (the median so far meanwhile): an eye it never saw
   open (below ``EYE_OPEN_MIN``; :data:`EYE_OPEN_TYPICAL` meanwhile), and every
   signal when none of its frames was frontal (yaw and pitch meanwhile at most
-  ``max_identity_pose``; session 64).
+  ``max_identity_pose``; session 64). The mouth likewise: the warm-up's lips,
+  jaw and mouth signals are those of its frames with the mouth at rest
+  (``MOUTH_REST_GAP``), and once warm an estimate whose frame reads the mouth
+  (``MOUTH_HELD_SHARE``) or a brow (``BROW_HELD_SHARE``) off its neutral
+  leaves the identity's lips and jaw, or that brow's height, as they are: the
+  expression draws them (averaged in, a grin widened the resting mouth by 30%
+  and a held brow raise was drawn 48% higher than raised; session 64).
 * **Head transform** (position, scale, roll): the face's canonical → frame
   similarity, decomposed into log-scale, angle and translation (in units of
   the face size) and smoothed with the same filter; ``Avatar.overlay`` draws
