@@ -134,6 +134,31 @@ def test_svg_is_valid_and_rasterises_like_the_native_picture(samples):
         assert Image.open(io.BytesIO(big)).size == (1024, 1024)
 
 
+def test_a_small_svg_shown_large_is_the_large_picture(samples):
+    """``to_svg(p, 4)`` shown at 512 px draws as ``to_svg(p, 512)`` does:
+    it is drawn 512 units a side (``viewBox``) and says 4 pt (``width``,
+    ``height``). Drawn at 4 units, cairo's 1/256-unit path coordinates were
+    1/1024 of its width: lashes and brow hairs came out jagged (162 pixels
+    more than 64 levels off the native picture at 512 px, against 64 for a
+    512-pt document)."""
+    cairosvg = pytest.importorskip("cairosvg")
+
+    def shown(svg, px=512):
+        png = cairosvg.svg2png(bytestring=svg.encode(), output_width=px, output_height=px)
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")).astype(np.int16)
+
+    p = samples[0]
+    large = shown(to_svg(p, 512, background="white"))
+    for side in (1, 4, 16):
+        svg = to_svg(p, side, background="white")
+        root = ET.fromstring(svg)
+        assert (root.get("width"), root.get("height")) == (f"{side}pt", f"{side}pt")
+        assert np.abs(shown(svg) - large).max() <= 2, side
+    svg = to_svg(p, width=8, height=4)  # (not square: the shorter side decides)
+    root = ET.fromstring(svg)
+    assert (root.get("width"), root.get("height"), root.get("viewBox")) == ("8pt", "4pt", "0 0 1024 512")
+
+
 def test_pdf_output(samples):
     pdf = to_pdf(samples[0], 300)
     assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
