@@ -44,10 +44,11 @@ transform) into an avatar that does not flicker:
   whose eye is more closed than ``EYE_CLOSING_SHARE`` of the identity's
   leaves that eye's lids as they are (a wink in the warm-up, or a look down
   averaged into the identity, drew open eyes half shut; session 62). What
-  the warm-up could not read is read from the first ``identity_frames``
-  frontal frames once warm (the median so far meanwhile): an eye it never saw
-  open (below ``EYE_OPEN_MIN``; :data:`EYE_OPEN_TYPICAL` meanwhile), and every
-  signal when none of its frames was frontal (yaw and pitch meanwhile at most
+  the warm-up could not read is read with the first ``identity_frames``
+  frontal frames once warm (as the warm-up reads its rows, so far meanwhile):
+  the eyes' resting openness, from the warm-up's rows and those frames (eyes
+  shut through the warm-up gave 0.02), and yaw and pitch when none of its
+  frames was frontal (meanwhile at most
   ``max_identity_pose``; session 64). The mouth likewise: the warm-up's lips,
   jaw and mouth signals are those of its frames with the mouth at rest
   (``MOUTH_REST_GAP``), and once warm an estimate whose frame reads the mouth
@@ -166,9 +167,12 @@ EYE_CLOSING_SHARE = 0.85
 #: once warm, an estimate whose frame reads a brow raised or lowered more than this share of the brow
 #: signal's span off its neutral leaves that brow's height in the identity as it is: averaged in, a brow
 #: raise held 4 s was drawn 48% higher than raised (the identity's raised brows and the expression on
-#: them) and lingered 2 s after it (d6 with its brows raised in frames 100-219); the clips' brows move
-#: 0.06-0.8 of the span (median) off the neutral
-BROW_HELD_SHARE = 0.3
+#: them) and lingered 2 s after it (d6 with its brows raised in frames 100-219). The clips' brows move
+#: 0.06-0.8 of the span (median) off the neutral; at 0.3 the hold fired in 60-78% of d3's, d10's and
+#: d11's frames and kept a warm-up's frown: the drawn brows' mean distance to the fresh estimates' on
+#: d3/d10/d11 was 0.019/0.015/0.016 at 0.3, 0.011/0.016/0.012 at 0.6, 0.008/0.024/0.016 with no hold
+#: (session 64, a review)
+BROW_HELD_SHARE = 0.6
 #: once warm, an estimate whose frame reads the mouth open, wider or narrower, or its corners lifted or
 #: lowered more than this share of the signal's span off its neutral leaves the identity's lips as they
 #: are (and, open, its jaw: the face outline's, beard's and neck shadow's y): averaged in, d0's grins
@@ -193,17 +197,6 @@ def _rest_rows(openings: np.ndarray) -> np.ndarray:
     return keep if keep.any() else np.ones(len(openings), bool)
 
 
-#: an eye reads closed below this opening (lid gap / eye width, :func:`avatarizer.expressions.measure`): the
-#: narrowest open eyes of 571 frontal faces in still photos (squints) read 0.12-0.15, their closed ones
-#: 0.02-0.06, the clips' blinks 0-0.05 (session 64)
-EYE_OPEN_MIN = 0.1
-#: the neutral opening of an eye the warm-up never saw open (at least :data:`EYE_OPEN_MIN`): the median of
-#: those 571 faces' (0.29; the clips' resting eyes 0.26-0.44), until ``identity_frames`` frontal frames show
-#: the eye open. The median of closed eyes (0.02) drew open eyes 40% wider than the same clip's
-#: for 24 s, at the running median's pace
-EYE_OPEN_TYPICAL = 0.29
-
-
 #: the mouth at rest, in the warm-up: the rows (estimates, and frames' signals) whose inner lip gap is at
 #: most this (canonical units: the teeth show above ``expressions.TEETH_GAP``, 0.03), or the quarter with
 #: the smallest gaps where that is more; the mouth's parameters (lips, jaw) and neutral signals (open,
@@ -217,22 +210,19 @@ def _mouth_rest_rows(gaps: np.ndarray) -> np.ndarray:
     return gaps <= max(MOUTH_REST_GAP, float(np.percentile(gaps, 25)))
 
 
-def _rest_median_signals(rows: list) -> tuple[np.ndarray, tuple]:
+def _rest_median_signals(rows: list, only=None) -> np.ndarray:
     """The neutral signals of the rows: each signal's median, the eyes' over their resting rows and the
-    mouth's over its (:data:`MOUTH_REST_GAP`); and the eyes none of the rows shows open (their neutral
-    :data:`EYE_OPEN_TYPICAL`)."""
+    mouth's over its (:data:`MOUTH_REST_GAP`). ``only``: those signals' alone (the others 0)."""
     sig = np.stack(rows)
-    out = np.median(sig, axis=0)
-    out[_MOUTH_SIGNALS] = np.median(sig[_mouth_rest_rows(sig[:, _MOUTH_SIGNALS[0]])][:, _MOUTH_SIGNALS], axis=0)
-    closed = []
-    for i in (0, 1):  # eye_open_l, eye_open_r
-        col = sig[:, i][sig[:, i] >= EYE_OPEN_MIN]
-        if len(col):
-            out[i] = np.median(col[_rest_rows(col)])
-        else:
-            out[i] = EYE_OPEN_TYPICAL
-            closed.append(i)
-    return out, tuple(closed)
+    want = set(range(sig.shape[1]) if only is None else only)
+    out = np.zeros(sig.shape[1])
+    plain = sorted(want - {0, 1} - set(_MOUTH_SIGNALS.tolist()))
+    out[plain] = np.median(sig[:, plain], axis=0)
+    if want & set(_MOUTH_SIGNALS.tolist()):
+        out[_MOUTH_SIGNALS] = np.median(sig[_mouth_rest_rows(sig[:, _MOUTH_SIGNALS[0]])][:, _MOUTH_SIGNALS], axis=0)
+    for i in sorted(want & {0, 1}):  # eye_open_l, eye_open_r
+        out[i] = np.median(sig[_rest_rows(sig[:, i]), i])
+    return out
 
 
 def _rest_median_params(rows: list) -> np.ndarray:
@@ -477,8 +467,9 @@ class Tracker:
         self._cat_mode = np.zeros(len(_CAT_IDX))
         self.identity: np.ndarray | None = None
         self.neutral: np.ndarray | None = None
-        # the neutral signals still to be read once warm (_set_neutral), each with its readings so far
-        self._unsure: dict[int, list] = {}
+        # the neutral signals still to be read once warm (_set_neutral): {"signals": their indices, "rows":
+        # the readings so far, "read": frames read since warm}, or empty
+        self._unsure: dict = {}
         self.warm = False
         self._last: TrackedFrame | None = None
         self._last_seen_ms: float | None = None
@@ -802,39 +793,43 @@ class Tracker:
             # a running median of each signal (a step of b of its span toward the frame's): an expression
             # held for seconds, or blinks, move it little (a moving average faded a held smile in 2 s)
             step = b * X.SPANS * np.sign(np.asarray(raw_sig, np.float64) - self.neutral)
-            step[list(self._unsure)] = 0.0  # (still to be read)
+            if self._unsure:
+                step[list(self._unsure["signals"])] = 0.0  # (still to be read)
             self.neutral = self.neutral + step
 
     def _set_neutral(self) -> None:
-        """The neutral signals of the warm-up's rows, and which of them are still to be read once warm
-        (:meth:`_settle_neutral`): an eye no row shows open; every signal where no row is frontal,
-        yaw and pitch meanwhile at most ``max_identity_pose`` (a stream that started turned 60 degrees
-        for its first 20 frames kept a neutral yaw of 36-53 degrees for 10 s: the face turned toward
-        the camera was drawn turned 33-45 degrees the other way)."""
-        self.neutral, closed = _rest_median_signals(self._buf_signals)
-        unsure = set(closed)
-        if not any(self._buf_sig_frontal):
+        """The neutral signals of the warm-up's rows, and which of them are read again from the first
+        ``identity_frames`` frontal frames once warm (:meth:`_settle_neutral`): the eyes' (a warm-up
+        whose eyes were shut, or looked down, gave a neutral openness of 0.02 and open eyes after it
+        were drawn 40% wider for 24 s: its rows and those frames' together, the resting ones among
+        them, give it), and where no row is frontal yaw and pitch, meanwhile at most
+        ``max_identity_pose`` (a stream that started turned 60 degrees for its first 20 frames kept a
+        neutral yaw of 36-53 degrees for 10 s: the face turned toward the camera was drawn turned 33-45
+        degrees the other way)."""
+        self.neutral = _rest_median_signals(self._buf_signals)
+        if any(self._buf_sig_frontal):
+            self._unsure = {"rows": [r for r, f in zip(self._buf_signals, self._buf_sig_frontal) if f],
+                            "signals": (0, 1), "read": 0}
+        else:
             m = float(self.options.max_identity_pose)
             for i in (_YAW, _PITCH):
                 self.neutral[i] = min(max(self.neutral[i], -m), m)
-            unsure = set(range(len(X.SIGNALS)))
-        self._unsure = {i: [] for i in sorted(unsure)}
+            # (the expressions are read from the face seen from the front: a turned frame's count; the pose is
+            # the frame's, and the eyes are read again)
+            self._unsure = {"rows": [], "signals": (0, 1, _YAW, _PITCH), "read": 0}
 
     def _settle_neutral(self, raw_sig) -> None:
-        """A frontal frame once warm: its readings of the neutral signals still to be read (an eye's only
-        where it is open); a signal's neutral is their median so far (an eye's over its resting readings),
-        as in the warm-up, and is read after ``identity_frames`` of them."""
-        need = max(int(self.options.identity_frames), 1)
-        for i in list(self._unsure):
-            v = float(raw_sig[i])
-            if i in (0, 1) and v < EYE_OPEN_MIN:
-                continue
-            rows = self._unsure[i]
-            rows.append(v)
-            col = np.asarray(rows)
-            self.neutral[i] = float(np.median(col[_rest_rows(col)] if i in (0, 1) else col))
-            if len(rows) >= need:
-                del self._unsure[i]
+        """A frontal frame once warm: the neutral signals still to be read are those of its reading and
+        the ones before it (the warm-up's frontal rows for the eyes), as the warm-up's are of its rows
+        (:func:`_rest_median_signals`: the eyes' resting rows, the mouth's at rest), until
+        ``identity_frames`` frames have been read."""
+        u = self._unsure
+        u["rows"].append(np.asarray(raw_sig, np.float64))
+        u["read"] += 1
+        idx = list(u["signals"])
+        self.neutral[idx] = _rest_median_signals(u["rows"], idx)[idx]
+        if u["read"] >= max(int(self.options.identity_frames), 1):
+            self._unsure = {}
 
     def _vote(self, row: list, estimate) -> None:
         """One estimate's categorical values (``update(estimate=...)``): the
