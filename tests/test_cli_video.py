@@ -1331,6 +1331,9 @@ def test_an_animated_png_is_checked_as_a_photo_is_before_its_frames_are_decoded(
              "short_first.png": _apng(256, 256, [(256, 256, 4), (256, 256, 256)]),
              "short_second.png": _apng(256, 256, [(256, 256, 256), (256, 256, 4)]),
              "outside.png": _apng(256, 256, [(256, 256, 256), (300, 256, 256)])}
+    whole = _apng(256, 256, [(256, 256, 256), (256, 256, 256)])
+    at = whole.index(b"fdAT") + 12  # (a byte of the second frame's data: its CRC no longer matches)
+    cases["crc.png"] = whole[:at] + bytes([whole[at] ^ 0xFF]) + whole[at + 1:]
     for name, data in cases.items():
         src = tmp_path / name
         src.write_bytes(data)

@@ -487,13 +487,9 @@ def check_animated_png(f) -> None:
             if frame is None or kind not in (b"IDAT", b"fdAT"):
                 f.seek(length + 4, os.SEEK_CUR)
                 continue
-            crc, skip = zlib.crc32(kind), 4 if kind == b"fdAT" else 0  # (an fdAT's sequence number first)
-            while length:
-                piece = f.read(min(length, _CHUNK))
-                if not piece:
-                    break
-                length -= len(piece)
-                crc = zlib.crc32(piece, crc)
+            skip = 4 if kind == b"fdAT" else 0  # (an fdAT's sequence number first)
+            for piece in _chunk_pieces(f, kind, length, f"the animated PNG's image data is corrupt (the CRC of one "
+                                       f"of frame {count}'s {kind.decode()} chunks does not match)"):
                 piece, skip = piece[skip:], max(0, skip - len(piece))
                 try:
                     while piece and frame[2] < frame[0] and not frame[1].eof:
@@ -501,9 +497,6 @@ def check_animated_png(f) -> None:
                         piece = frame[1].unconsumed_tail
                 except zlib.error as exc:
                     raise ValueError(f"frame {count} of the animated PNG has corrupt image data ({exc})") from None
-            if f.read(4) != struct.pack(">I", crc):
-                raise ValueError(f"the animated PNG's image data is corrupt (the CRC of one of frame {count}'s "
-                                 f"{kind.decode()} chunks does not match)")
         ended(frame)
     finally:
         f.seek(at)
@@ -626,17 +619,25 @@ def _png_idat(f):
                 return
             f.seek(length + 4, os.SEEK_CUR)  # the chunk and its CRC
             continue
-        seen, crc = True, zlib.crc32(kind)
-        while length:
-            piece = f.read(min(length, _CHUNK))
-            if not piece:
-                return
-            length -= len(piece)
-            crc = zlib.crc32(piece, crc)
-            yield piece
-        if f.read(4) != struct.pack(">I", crc):
-            raise ValueError(f"the PNG's image data is corrupt (the CRC of one of its {kind.decode()} chunks "
-                             "does not match)")
+        seen = True
+        yield from _chunk_pieces(f, kind, length, f"the PNG's image data is corrupt (the CRC of one of its "
+                                 f"{kind.decode()} chunks does not match)")
+
+
+def _chunk_pieces(f, kind: bytes, length: int, corrupt: str):
+    """The data of the PNG chunk whose 8-byte header ``f`` has just read (``kind``, ``length`` bytes), in
+    pieces of at most :data:`_CHUNK` bytes; ``ValueError(corrupt)`` when its CRC, read after the last
+    piece, does not match. A file cut inside the chunk ends it (the data found short says so)."""
+    crc = zlib.crc32(kind)
+    while length:
+        piece = f.read(min(length, _CHUNK))
+        if not piece:
+            return
+        length -= len(piece)
+        crc = zlib.crc32(piece, crc)
+        yield piece
+    if f.read(4) != struct.pack(">I", crc):
+        raise ValueError(corrupt)
 
 
 def _formats() -> list[str]:
