@@ -339,13 +339,15 @@ def main_export(args) -> int:
 
 
 def add_parser(sub):
+    from .argtypes import run_name
+
     for name, text in (("onnx", "export E_s -> F -> D_t to ONNX fp32 (checked vs PyTorch) and gated fp16"),
                        ("quantize", "gated int8 static quantization (QDQ) calibrated on real crops"),
                        ("tensorrt", "TensorRT fp16/int8 engines (needs an NVIDIA GPU with CUDA)"),
                        ("ship", "onnx + quantize: every model file this machine can build, into sdk/avatarizer/models")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--cache")
-        p.add_argument("--mapper", default=None,
+        p.add_argument("--mapper", default=None, type=run_name,
                        help=f"which mapper run to export (default {SHIPPED_MAPPER}; quantize and tensorrt: the one "
                             "`onnx` exported, and another is refused)")
         p.set_defaults(func=main_export)
