@@ -174,6 +174,21 @@ def test_entry_without_inputs_or_outputs_is_refused(tmp_path, key, how):
     assert "attributes-int8.onnx" in msg and f"lists no {key}" in msg
 
 
+@pytest.mark.parametrize("gate", [{"thresholds": {"param_l1": float("inf")}}, {"thresholds": {"param_l1": "abc"}},
+                                  {"thresholds": {"param_l1": -0.1}}, [1, 2], {"thresholds": [1]}])
+def test_a_quality_gate_that_is_not_thresholds_is_refused(tmp_path, gate):
+    """A manifest's ``quality_gate`` must be an object whose thresholds are
+    finite numbers >= 0: the runtime gate took an infinite threshold (any
+    drift passed) and raised ValueError or AttributeError on a string or a
+    list (a review, session 64)."""
+    folder = _folder(tmp_path)
+    path = folder / "manifest.json"
+    man = json.loads(path.read_text())
+    man["models"][FACE]["quality_gate"] = gate
+    path.write_text(json.dumps(man).replace("Infinity", "1e999"))
+    assert "quality_gate" in _load_error(folder)
+
+
 def test_mismatched_model_with_unlisted_outputs_never_reaches_from_frame(tmp_path):
     """The review's case: an attribute model with one output and a manifest
     entry without outputs crashed in from_frame (KeyError 'glasses')."""

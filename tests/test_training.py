@@ -1066,17 +1066,45 @@ def test_the_image_ae_validates_on_training_photos_it_leaves_out():
     ["train", "direct", "--threads", "0"], ["data", "align", "--workers", "0"],
     ["data", "avatars", "--avatars", "0"], ["data", "pairs", "--augment", "-1"],
     ["all", "--steps-scale", "0"], ["all", "--workers", "0"], ["attributes", "--distil-steps", "0"],
+    # a run's name with a path in it wrote the checkpoint and plot outside runs/, over the user's files;
+    # NaN or infinite loss weights trained to a NaN checkpoint saved as done; a negative seed failed late
+    ["train", "param-ae", "--name", "/tmp/elsewhere"], ["train", "param-ae", "--name", "../up"],
+    ["train", "param-ae", "--name", ""], ["train", "mapper", "--image-ae", "a/b"], ["onnx", "--mapper", ".."],
+    ["train", "mapper", "--rec-weight", "nan"], ["train", "mapper", "--geo-weight", "inf"],
+    ["train", "mapper", "--rec-weight", "-1"], ["train", "image-ae", "--seed", "-1"],
 ])
 def test_export_counts_are_checked_as_they_are_parsed(argv, capsys):
     """``train --steps 0`` (or ``--batch 0``) was taken for "the default" and
     started a full training (1 h 40 min); ``--steps -1`` said "done" with no
-    checkpoint; other counts were plain integers: each is a usage error."""
+    checkpoint; other counts were plain integers: each is a usage error. So
+    are run names with a path in them, loss weights that are not finite
+    numbers >= 0 and seeds outside 0..2**32-1 (a review, session 64)."""
     from avatarizer_export.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(argv)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "error: argument" in err and "Traceback" not in err, err
+
+
+def test_a_loss_that_is_not_finite_stops_the_run_before_it_is_saved():
+    """A step whose loss is NaN or infinite (from a NaN weight given in
+    Python, or a diverging run) stops training with a ValueError naming the
+    run, the loss and the step; the run is not saved after it (a mapper run
+    with a NaN weight was written as done, 1,632 NaN in its checkpoint)."""
+    from types import SimpleNamespace
+
+    from avatarizer_export import train as T
+
+    for bad in (float("nan"), float("inf")):
+        saved = []
+        run = SimpleNamespace(step=0, cfg=SimpleNamespace(name="mapper_x", epoch_steps=2),
+                              sched=SimpleNamespace(step=lambda v: None), opt=SimpleNamespace(param_groups=[{"lr": 1}]),
+                              log=lambda **kw: None, save=lambda: saved.append(run.step), plot=lambda: None)
+        losses = iter([{"rec": 0.5}, {"rec": 0.4}, {"rec": bad}])
+        with pytest.raises(ValueError, match="mapper_x: the loss rec is .* at step 3"):
+            T._loop(run, lambda: next(losses), lambda: 0.1, 10)
+        assert saved == [2]  # (the epoch before it only)
 
 
 def test_train_refuses_counts_below_one_from_python():

@@ -14,3 +14,18 @@ precision = float_arg(lambda v: 0.0 < v <= 1.0, "must be a precision in (0, 1], 
 steps_scale = float_arg(lambda v: 0 < v <= 100, "must be a number in (0, 100], got {text!r}")
 #: the artist's exaggeration: a number in [0.5, 2] (``ArtistStyle``'s range)
 exaggeration = float_arg(lambda v: 0.5 <= v <= 2.0, "must be a number from 0.5 to 2, got {text!r}")
+#: a loss weight: a finite number >= 0
+weight = float_arg(lambda v: v >= 0.0, "must be a finite number >= 0, got {text!r}")
+#: a random seed: a whole number from 0 to 2**32 - 1 (numpy's range)
+seed = int_arg(0, 2 ** 32 - 1, out_of_range="must be from 0 to 2**32 - 1, not {v}")
+
+
+def run_name(text: str) -> str:
+    """The name of a training run: a folder directly under ``runs/`` (no ``/``, ``\\``, ``..``, nothing
+    empty or hidden): a name with a path in it wrote the run's checkpoint and plot outside ``runs/``,
+    over whatever files were there (a review, session 64)."""
+    import argparse
+
+    if not text or text.startswith(".") or any(c in text for c in "/\\\0"):
+        raise argparse.ArgumentTypeError(f"must be a run's name (a folder under runs/, no path), got {text!r}")
+    return text

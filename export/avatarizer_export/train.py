@@ -303,6 +303,9 @@ def _loop(run: Run, step_fn, val_fn, total_steps: int):
     while run.step < total_steps:
         losses = step_fn()
         for k, v in losses.items():
+            if not np.isfinite(v):  # (a NaN run was saved as done, its checkpoint full of NaN)
+                raise ValueError(f"{run.cfg.name}: the loss {k} is {v} at step {run.step + 1}; nothing saved "
+                                 "since the last epoch")
             acc.setdefault(k, []).append(v)
         run.step += 1
         bar.update(1)
@@ -655,26 +658,26 @@ def main_train(args) -> int:
 
 
 def add_parser(sub):
-    from .argtypes import count, positive_int
+    from .argtypes import count, positive_int, run_name, seed, weight
 
     p = sub.add_parser("train", help="train one network (resumable; runs/<name>/)")
     p.add_argument("what", choices=["image-ae", "param-ae", "mapper", "direct"])
     p.add_argument("--steps", type=positive_int)
     p.add_argument("--batch", type=positive_int)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--variant", default="full", choices=["full", "no_align", "no_mse", "no_cos", "no_w"])
     p.add_argument("--pairs", type=count, default=0, help="paired training photos to use (0 = all)")
-    p.add_argument("--name")
+    p.add_argument("--name", type=run_name)
     p.add_argument("--cache")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: 2 for CNNs, 1 for MLPs)")
-    p.add_argument("--rec-weight", type=float, default=1.0, help="mapper: weight of L_rec (paper: 1)")
-    p.add_argument("--geo-weight", type=float, default=1.0,
+    p.add_argument("--rec-weight", type=weight, default=1.0, help="mapper: weight of L_rec (paper: 1)")
+    p.add_argument("--geo-weight", type=weight, default=1.0,
                    help="mapper: weight of the face geometry (outline, eyes, brows, nose, lips) in L_rec, "
                         "relative to the rest of the face slice (paper: 1)")
-    p.add_argument("--image-ae", help="mapper: run of the frozen E_s (default image_ae)")
-    p.add_argument("--param-ae", help="mapper: run of E_t / D_t (default param_ae)")
-    p.add_argument("--finetune", metavar="RUN",
+    p.add_argument("--image-ae", type=run_name, help="mapper: run of the frozen E_s (default image_ae)")
+    p.add_argument("--param-ae", type=run_name, help="mapper: run of E_t / D_t (default param_ae)")
+    p.add_argument("--finetune", type=run_name, metavar="RUN",
                    help="mapper: continue trained mapper RUN with E_s unfrozen (extension, not the paper)")
-    p.add_argument("--init-encoder", metavar="RUN",
+    p.add_argument("--init-encoder", type=run_name, metavar="RUN",
                    help="direct: start the encoder from image AE RUN's E_s (control for pretraining)")
     p.set_defaults(func=main_train)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ..checks import is_real
 from ..errors import ModelError
 from .files import (METADATA_FORMAT, _kind, external_data_refusal, normalisation_problem, onnx_external_data_file, read_description,
                     sha256_file, spec_list_problem)
@@ -253,6 +254,14 @@ def _verify_entry(root: Path, name: str, raw: Any, verify: bool, reads: tuple[st
     role = raw.get("role")
     if role is not None and (not isinstance(role, str) or role not in ROLES):
         raise _EntryProblem(file, f"unknown role {role!r:.80}; roles: {sorted(ROLES)}")
+    gate = raw.get("quality_gate")
+    thresholds = gate.get("thresholds") if isinstance(gate, dict) else None
+    if gate is not None and (not isinstance(gate, dict) or not isinstance(thresholds, (dict, type(None))) or any(
+            not is_real(v) or v < 0 for v in (thresholds or {}).values())):
+        # (the runtime gate read them as they were: an infinite threshold passed any drift, a string or a list
+        # raised ValueError / AttributeError; a review, session 64)
+        raise _EntryProblem(file, f"manifest quality_gate {gate!r:.80} is not an object whose thresholds are "
+                                  "finite numbers >= 0")
     inputs, outputs = _tensor_specs(file, raw, "inputs"), _tensor_specs(file, raw, "outputs")
     try:
         path = (root / file).resolve()
