@@ -572,6 +572,23 @@ def _eval_json(capsys, *argv) -> tuple[int, dict | None, str]:
     return rc, (json.loads(lines[-1]) if lines else None), cap.err
 
 
+def test_an_output_under_a_file_is_said_to_be_under_a_file(tmp_path, capsys):
+    """``eval --out afile/x.json`` (and ``sheets --out afile/x.png``): the
+    folder part is a file, and the one line says so (it said "does not
+    exist" of a file that does; a review, session 64)."""
+    from avatarizer_export.cli import main
+
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "afile").write_text("mine")
+    for argv in (["eval", "--faces", str(tmp_path / "faces"), "--json", "--out", str(tmp_path / "afile" / "x.json")],
+                 ["eval", "--faces", str(tmp_path / "faces"), "--json", "--out", str(tmp_path / "no" / "x.json")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        said = "is not a folder" if "afile" in argv[-1] else "does not exist"
+        assert said in err and err.count("\n") == 1, err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_eval_folders_sharing_a_file_name_keep_their_own_photos(tmp_path, monkeypatch):
     """Two folders each with a p.jpg: every row is scored against its own
     photo (the shipped run, the labels beside the photos), not the last

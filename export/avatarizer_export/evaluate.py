@@ -1491,6 +1491,8 @@ def main_eval(args) -> int:
     """Exit status: 0 done, 1 error (an input that is missing, not the right
     kind of file or unreadable: one line on stderr), 2 usage (an argument
     value eval cannot take), all checked before any photo is read."""
+    from .paths import not_a_folder
+
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
         check_methods(methods)
@@ -1512,7 +1514,7 @@ def main_eval(args) -> int:
         if not value or Path(value).is_dir():
             return _fail(f"--{name} {value!r} must name a file, not a folder", 2)
         if not Path(value).resolve().parent.is_dir():
-            return _fail(f"--{name} {value}: the folder {Path(value).parent} does not exist", 2)
+            return _fail(f"--{name} {value}: {not_a_folder(Path(value).parent)}", 2)
         if name == "out" and Path(value).exists() and not args.overwrite:
             return _fail(f"--out {value} exists: give --overwrite to replace it", 1)
     folders = [Path(p) for p in parts]

@@ -60,3 +60,10 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     path = Path(override or os.environ.get("AVATARIZER_CACHE") or default)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def not_a_folder(folder: Path) -> str:
+    """Why ``folder`` cannot hold an output: it does not exist, or it is not a folder (a file on the way:
+    "does not exist" was said of a file, a review, session 64)."""
+    return f"the folder {folder} does not exist" if not folder.exists() and not folder.is_symlink() else \
+        f"{folder} is not a folder"

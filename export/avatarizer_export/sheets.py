@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import ffhq_labels, is_heldout, load_aligned, utk_labels
-from .paths import ROOT, cache_dir, shared_dir
+from .paths import ROOT, cache_dir, not_a_folder, shared_dir
 
 
 def pick_heldout(shared: Path, cache: Path, n: int = 48) -> list[int]:
@@ -211,7 +211,7 @@ def main_sheet(args) -> int:
     if out.suffix.lower() != ".png":  # (Pillow refused any other name only after all the work)
         return _fail(f"--out {out}: a sheet is a PNG: name a .png file", 2)
     if not out.resolve().parent.is_dir():
-        return _fail(f"--out {out}: the folder {out.parent} does not exist", 2)
+        return _fail(f"--out {out}: {not_a_folder(out.parent)}", 2)
     shared = shared_dir(args.shared)
     cache = cache_dir(args.cache)
     inputs = [shared.resolve(), (cache / "aligned").resolve(), EYE_LABELS.resolve()]
