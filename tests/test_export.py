@@ -1021,8 +1021,23 @@ def test_quantize_and_tensorrt_take_the_mapper_onnx_built(tmp_path, monkeypatch,
     model.metadata_props.add(key=formats.METADATA_KEY, value=json.dumps(
         {"method": "E_s -> F -> D_t (cross-modal latent alignment; runs/mapper_a)"}))
     (tmp_path / "build").mkdir()
-    onnx.save(model, str(tmp_path / "build" / formats.file_name("image_to_face", "onnx-fp32")))
-    assert ship.built_mapper(tmp_path / "build" / formats.file_name("image_to_face", "onnx-fp32")) == "mapper_a"
+    fp32 = tmp_path / "build" / formats.file_name("image_to_face", "onnx-fp32")
+    onnx.save(model, str(fp32))
+    assert ship.built_mapper(fp32) == "mapper_a"
+    # the file onnx wrote, as its manifest names it: without that entry, or with a changed byte, quantize and
+    # tensorrt refuse it (the gates compare with the same file: a changed weight passed them and shipped)
+    with pytest.raises(RuntimeError, match="does not name its checksum"):
+        ship._mapper_for("quantize", None)
+    name = formats.model_name("image_to_face", "onnx-fp32")
+    (tmp_path / "build" / "manifest.json").write_text(json.dumps(
+        {"models": {name: {"sha256": hashlib.sha256(fp32.read_bytes()).hexdigest()}}}))
+    good = fp32.read_bytes()
+    fp32.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(RuntimeError, match="changed since `avatarizer-export onnx` wrote it"):
+        ship._mapper_for("tensorrt", None)
+    assert cli.main(["quantize", "--cache", str(tmp_path)]) == 1
+    assert "changed since" in capsys.readouterr().err
+    fp32.write_bytes(good)
     for what in ("quantize", "tensorrt"):
         assert ship._mapper_for(what, None) == "mapper_a"
         assert ship._mapper_for(what, "mapper_a") == "mapper_a"

@@ -220,6 +220,25 @@ def built_mapper(fp32: Path) -> str | None:
     return m.group(1) if m else None
 
 
+def _check_built(fp32: Path) -> None:
+    """RuntimeError unless ``fp32`` is the file ``onnx`` wrote: its sha256 the one ``BUILD``'s
+    manifest.json names. The int8 and fp16 gates compare a candidate with this same file, so a changed
+    byte in its weights passed them and shipped (a review, session 64)."""
+    import hashlib
+
+    from . import formats
+
+    listed = BUILD / "manifest.json"
+    try:
+        want = json.loads(listed.read_text())["models"][formats.model_name(ROLE, "onnx-fp32")]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RuntimeError(f"{fp32}: {listed} does not name its checksum: run `avatarizer-export onnx` "
+                           "again") from None
+    if hashlib.sha256(fp32.read_bytes()).hexdigest() != want:
+        raise RuntimeError(f"{fp32} changed since `avatarizer-export onnx` wrote it (its sha256 is not the one "
+                           f"{listed} names): run `avatarizer-export onnx` again")
+
+
 def _mapper_for(what: str, mapper: str | None) -> str:
     """The mapper an export step works with. ``quantize`` and ``tensorrt``
     build from the fp32 file ``onnx`` left in ``BUILD``: they take its mapper
@@ -234,6 +253,7 @@ def _mapper_for(what: str, mapper: str | None) -> str:
     if not fp32.is_file():
         raise RuntimeError(f"{what}: {fp32} is missing: `avatarizer-export onnx"
                            f"{' --mapper ' + mapper if mapper else ''}` builds it first")
+    _check_built(fp32)
     built = built_mapper(fp32)
     if mapper is not None and built is not None and built != mapper:
         raise RuntimeError(f"{what}: {fp32} was exported from runs/{built}, not runs/{mapper}: run "
