@@ -563,6 +563,50 @@ def test_on_wait_is_called_while_the_source_stalls_and_can_end_the_stream():
             av.stream([astronaut], on_wait=5)
 
 
+def test_an_exception_while_the_source_stalls_reaches_the_app_at_once():
+    """Ctrl-C (here a ``KeyboardInterrupt`` from a timer signal) or an
+    ``on_wait`` that raises (an app's quit path) while the source's next()
+    blocks: the exception reaches the app at once, not when the read
+    returns (5 s later in a review's run; never for a source that blocks for
+    good). No stream thread is left once the read returns."""
+    import signal
+
+    astronaut = np.ascontiguousarray(skdata.astronaut())
+    release = threading.Event()
+
+    def camera():
+        yield astronaut
+        release.wait(30.0)
+        yield astronaut
+
+    def quit_app():
+        if time.monotonic() - t0 > 0.5:
+            raise SystemExit("window closed")
+        return False
+
+    with Avatarizer(mode="video", tracker=INLINE) as av:
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(SystemExit, match="window closed"):
+                for _ in av.stream(camera(), on_wait=quit_app):
+                    pass
+            assert time.monotonic() - t0 < 10.0
+            previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+            try:
+                t0 = time.monotonic()
+                signal.setitimer(signal.ITIMER_REAL, 0.5)
+                with pytest.raises(KeyboardInterrupt):
+                    for _ in av.stream(camera()):
+                        pass
+                assert time.monotonic() - t0 < 10.0
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+        finally:
+            release.set()
+        _wait_for_no_stream_thread()
+
+
 def test_the_same_source_streamed_again_after_on_wait_ended_a_stream():
     """``on_wait`` ended a stream while its worker was inside the source's
     ``next()``: streaming the same generator again raised ``ValueError:

@@ -1045,7 +1045,9 @@ class Avatarizer:
         it: no thread is left running
         (it first finishes the frame it is on, including a ``next()`` on the
         source); frames read ahead and never handed out give their time back,
-        so a loop or stream may go on with the first frame not received, but
+        so a loop or stream may go on with the first frame not received (from a
+        sequence, indexed again; an iterator has given up to ``prefetch`` such
+        frames, which are lost: a next stream on it starts after them), but
         MediaPipe's landmark tracking has already seen them, so the avatars
         from there are close to an unbroken loop's, not the same (within
         about 0.007 on a test clip; a threshold flag such as ``teeth.show``
@@ -1135,7 +1137,7 @@ class Avatarizer:
             held = weakref.ref(source)
             stamped = source.stamps is not None
             reading = [False]  # the worker is inside the source's next()
-            abandoned = [False]  # on_wait ended the stream: a read in progress is not waited for
+            abandoned = [False]  # on_wait ended the stream, or an exception: a read in progress is not waited for
 
             def work() -> None:
                 i = 0
@@ -1225,6 +1227,14 @@ class Avatarizer:
                     avatar = self._avatar(state, 0)
                 consumed = state.timestamp_ms
                 yield i, avatar
+        except BaseException as exc:
+            # Ctrl-C, a signal's exception or on_wait raising while the source's next() blocks (a camera that
+            # stopped sending): out now, not when the read returns (it reached the app 5 s later, or never
+            # for a source that blocks for good; a review, session 64). The consumer's own end of the loop
+            # (GeneratorExit: break, close()) still waits for the read: the same source may be streamed again
+            if worker is not None and not isinstance(exc, GeneratorExit):
+                abandoned[0] = True
+            raise
         finally:
             try:
                 if stopper is not None:
