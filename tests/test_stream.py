@@ -527,6 +527,17 @@ def test_stream_refuses_timestamps_that_are_no_iterable_without_a_type_error():
             av.stream([astronaut], np.array(5.0))
 
 
+def _stalling_camera(frame, release: threading.Event):
+    """A source (called: a new generator) that gives ``frame``, then stalls in its next() until
+    ``release`` is set (30 s at most), then gives it once more: a camera that stopped sending."""
+    def camera():
+        yield frame
+        release.wait(30.0)
+        yield frame
+
+    return camera
+
+
 def test_on_wait_is_called_while_the_source_stalls_and_can_end_the_stream():
     """A preview must answer its window while a camera stalls: ``on_wait``
     runs on the consuming thread while no frame is ready, and a true return
@@ -535,11 +546,7 @@ def test_on_wait_is_called_while_the_source_stalls_and_can_end_the_stream():
 
     astronaut = np.ascontiguousarray(skdata.astronaut())
     release = threading.Event()
-
-    def camera():
-        yield astronaut
-        release.wait(30.0)
-        yield astronaut
+    camera = _stalling_camera(astronaut, release)
 
     calls = []
     me = threading.get_ident()
@@ -573,11 +580,7 @@ def test_an_exception_while_the_source_stalls_reaches_the_app_at_once():
 
     astronaut = np.ascontiguousarray(skdata.astronaut())
     release = threading.Event()
-
-    def camera():
-        yield astronaut
-        release.wait(30.0)
-        yield astronaut
+    camera = _stalling_camera(astronaut, release)
 
     def quit_app():
         if time.monotonic() - t0 > 0.5:
