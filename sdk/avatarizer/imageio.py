@@ -428,9 +428,7 @@ def _check_png_data(f) -> None:
     inflate, got = zlib.decompressobj(), 0
     try:
         for piece in _png_idat(f):  # to the end of the run: each chunk's CRC is checked
-            while piece and got < need and not inflate.eof:
-                got += len(inflate.decompress(piece, min(_CHUNK, need - got)))
-                piece = inflate.unconsumed_tail
+            got = _inflated(inflate, piece, got, need)
     except zlib.error as exc:
         raise ValueError(f"the PNG's image data is corrupt ({exc})") from None
     if got < need:
@@ -440,9 +438,10 @@ def _check_png_data(f) -> None:
 
 def check_animated_png(f) -> None:
     """Refuse an animated PNG (in ``f``, a binary file; read from the start and left where it was) one of
-    whose frames (its fcTL chunk) lies outside the image or is empty, or whose data (the IDAT run after
-    its fcTL for a first frame that is the default image, else its fdAT chunks) inflates to fewer bytes
-    than the frame's size needs or is corrupt, or holds a chunk whose CRC does not match: Pillow decodes
+    whose frames (its fcTL chunk) lies outside the image or is empty, or whose data (its fdAT chunks; a
+    first frame that is the default image has the IDAT run, which :func:`_check_png_data` checks, as
+    :func:`avatarizer.videoio.animated_image` runs it first) inflates to fewer bytes than the frame's
+    size needs or is corrupt, or holds a chunk whose CRC does not match: Pillow decodes
     such a frame without a word, the rows missing left as they were (a 511-byte file of two 8000×8000
     frames of 4 rows each took 1.3 GB and 5 s and came out as a video of grey frames). ``ValueError``
     saying what; a file that is not a PNG is left alone. Every frame's data is inflated here and thrown
@@ -484,17 +483,17 @@ def check_animated_png(f) -> None:
                 need = _png_data_size(w, h, depth, color, interlace)
                 frame = None if need is None else [need, zlib.decompressobj(), 0]
                 continue
-            if frame is None or kind not in (b"IDAT", b"fdAT"):
+            if kind == b"IDAT":  # (a first frame that is the default image: its data is _check_png_data's)
+                frame = None
+            if frame is None or kind != b"fdAT":
                 f.seek(length + 4, os.SEEK_CUR)
                 continue
-            skip = 4 if kind == b"fdAT" else 0  # (an fdAT's sequence number first)
+            skip = 4  # (an fdAT's sequence number first)
             for piece in _chunk_pieces(f, kind, length, f"the animated PNG's image data is corrupt (the CRC of one "
                                        f"of frame {count}'s {kind.decode()} chunks does not match)"):
                 piece, skip = piece[skip:], max(0, skip - len(piece))
                 try:
-                    while piece and frame[2] < frame[0] and not frame[1].eof:
-                        frame[2] += len(frame[1].decompress(piece, min(_CHUNK, frame[0] - frame[2])))
-                        piece = frame[1].unconsumed_tail
+                    frame[2] = _inflated(frame[1], piece, frame[2], frame[0])
                 except zlib.error as exc:
                     raise ValueError(f"frame {count} of the animated PNG has corrupt image data ({exc})") from None
         ended(frame)
@@ -622,6 +621,15 @@ def _png_idat(f):
         seen = True
         yield from _chunk_pieces(f, kind, length, f"the PNG's image data is corrupt (the CRC of one of its "
                                  f"{kind.decode()} chunks does not match)")
+
+
+def _inflated(inflate, piece: bytes, got: int, need: int) -> int:
+    """``got`` plus the bytes ``piece`` inflates to through ``inflate`` (a ``zlib.decompressobj``), up to
+    ``need`` in all, a megabyte at a time and thrown away; ``zlib.error`` for a corrupt stream."""
+    while piece and got < need and not inflate.eof:
+        got += len(inflate.decompress(piece, min(_CHUNK, need - got)))
+        piece = inflate.unconsumed_tail
+    return got
 
 
 def _chunk_pieces(f, kind: bytes, length: int, corrupt: str):
