@@ -215,10 +215,11 @@ def _rest_median_signals(rows: list, only=None) -> np.ndarray:
     mouth's over its (:data:`MOUTH_REST_GAP`). ``only``: those signals' alone (the others 0)."""
     sig = np.stack(rows)
     want = set(range(sig.shape[1]) if only is None else only)
+    mouth = set(_MOUTH_SIGNALS.tolist())
     out = np.zeros(sig.shape[1])
-    plain = sorted(want - {0, 1} - set(_MOUTH_SIGNALS.tolist()))
+    plain = sorted(want - {0, 1} - mouth)
     out[plain] = np.median(sig[:, plain], axis=0)
-    if want & set(_MOUTH_SIGNALS.tolist()):
+    if want & mouth:
         out[_MOUTH_SIGNALS] = np.median(sig[_mouth_rest_rows(sig[:, _MOUTH_SIGNALS[0]])][:, _MOUTH_SIGNALS], axis=0)
     for i in sorted(want & {0, 1}):  # eye_open_l, eye_open_r
         out[i] = np.median(sig[_rest_rows(sig[:, i]), i])
