@@ -51,6 +51,23 @@ avz_status avz_default_params(float *out, size_t n) {
     return AVZ_OK;
 }
 
+/* ``v`` as %g does in the C locale, whatever the process's LC_NUMERIC: a run of other bytes than digits,
+ * signs and the exponent's e (the locale's decimal point: "," in de_DE, several bytes in some) becomes ".".
+ * (Under de_DE a range read "[-0,16, 0,16]", its bounds lost among the commas: a review, session 65.) */
+static const char *avz__num(char out[32], double v) {
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%g", v);
+    size_t k = 0;
+    int other = 0;
+    for (const char *c = tmp; *c && k < 31; c++) {
+        int keep = (*c >= '0' && *c <= '9') || *c == '-' || *c == '+' || *c == 'e';
+        if (keep) { out[k++] = *c; other = 0; }
+        else if (!other) { out[k++] = '.'; other = 1; }
+    }
+    out[k] = 0;
+    return out;
+}
+
 avz_status avz_validate(const float *p, size_t n, char *msg, size_t msg_size) {
     char dummy[8];
     if (!msg || msg_size == 0) { msg = dummy; msg_size = sizeof dummy; }
@@ -71,8 +88,9 @@ avz_status avz_validate(const float *p, size_t n, char *msg, size_t msg_size) {
     for (size_t i = 0; i < n; i++) {
         float lo = avz__param_lo[i], hi = avz__param_hi[i], tol = 1e-4f * (hi - lo) + 1e-6f;
         if (p[i] < lo - tol || p[i] > hi + tol) {
-            snprintf(msg, msg_size, "parameter %zu (%s) is %g, outside its range [%g, %g]", i,
-                     avz__param_name[i], (double)p[i], (double)lo, (double)hi);
+            char a[32], b[32], c[32];
+            snprintf(msg, msg_size, "parameter %zu (%s) is %s, outside its range [%s, %s]", i,
+                     avz__param_name[i], avz__num(a, (double)p[i]), avz__num(b, (double)lo), avz__num(c, (double)hi));
             return AVZ_E_RANGE;
         }
     }

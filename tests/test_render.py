@@ -1163,3 +1163,86 @@ def test_a_scene_builder_shared_by_two_threads_builds_each_avatar_its_own_scene(
     for t in ts:
         t.join()
     assert bad[0] == 0 and not errors, (bad[0], errors[:2])
+
+
+def test_vector_output_draws_the_transform_it_is_given():
+    """``Renderer.vector(..., transform=T)`` draws ``T`` for a PDF and for an
+    SVG of any size: since small SVGs are drawn at SVG_FINE_SIDE units a
+    side, a transform was passed on only when that scale was not 1 (a PDF
+    and an SVG of 512 pt or more were drawn in the fitted view, ``T``
+    dropped without a word), and a valid one on a tiny SVG was scaled past
+    the header's ±1e6 and refused (a read-only review, helper-417). Now a
+    512-pt SVG with ``T`` is the 128-pt one with ``T / 4`` (the same
+    drawing, shown at another size), a PDF with ``T`` differs from the
+    fitted one and is the C API's own, and a 4-pt SVG takes coefficients
+    up to the bound."""
+    ffi, lib = native._need()
+    p = schema.default()
+    mirror = np.array([[-200.0, 0, 256], [0, 200, 256]])
+    r = native.Renderer()
+    try:
+        big = r.vector(p, "svg", 512, 512, transform=mirror).decode()
+        small = r.vector(p, "svg", 128, 128, transform=mirror / 4).decode()
+        size, ids = re.compile(r'width="[^"]*pt" height="[^"]*pt"'), re.compile(r"avz[0-9a-f]+-")
+        assert ids.sub("", size.sub("", big, count=1)) == ids.sub("", size.sub("", small, count=1))
+        assert big != r.vector(p, "svg", 512, 512).decode()
+        pdf = r.vector(p, "pdf", 64, 64, transform=mirror / 8)
+        assert pdf != r.vector(p, "pdf", 64, 64)
+        opt = ffi.new("avz_render_options *")
+        lib.avz_render_options_init(opt)
+        opt.use_transform = 1
+        for i, v in enumerate((mirror[0, 0], mirror[1, 0], mirror[0, 1], mirror[1, 1], mirror[0, 2], mirror[1, 2])):
+            opt.transform[i] = v / 8
+        data, n = ffi.new("const uint8_t **"), ffi.new("size_t *")
+        arr = np.ascontiguousarray(p, np.float32)
+        assert lib.avz_render_vector(r._handle(), ffi.from_buffer("float[]", arr), arr.size, lib.AVZ_FORMAT_PDF,
+                                     64.0, 64.0, opt, data, n) == lib.AVZ_OK
+        own = bytes(ffi.buffer(data[0], n[0]))
+        date = re.compile(rb"/CreationDate \([^)]*\)")
+        assert date.sub(b"", pdf) == date.sub(b"", own)
+        tiny = r.vector(p, "svg", 4, 4, transform=[[2e4, 0, 2], [0, 2e4, 2]]).decode()
+        assert tiny.startswith("<?xml") and 'width="4pt" height="4pt"' in tiny
+        assert r.vector(p, "svg", 4, 4, transform=[[1e6, 0, 0], [0, 1e6, 0]]).startswith(b"<?xml")
+        with pytest.raises(ValueError, match="within"):
+            r.vector(p, "svg", 4, 4, transform=[[1.5e6, 0, 0], [0, 1e6, 0]])
+    finally:
+        r.close()
+
+
+def test_native_range_messages_keep_a_decimal_point_in_every_locale(tmp_path):
+    """``avz_validate``'s message (the one ``NativeError`` carries) wrote its
+    numbers with ``%g`` in the process's locale: under de_DE a range read
+    "[-0,16, 0,16]", its bounds lost among the commas (a read-only review,
+    helper-417). With a German locale built for the test (``localedef``),
+    an out-of-range parameter's message names its value and range with
+    decimal points, as in the C locale."""
+    localedef = shutil.which("localedef")
+    if localedef is None or not Path("/usr/share/i18n/locales/de_DE").exists():
+        pytest.skip("needs localedef and the de_DE locale source (Debian's locales package)")
+    loc = tmp_path / "loc"
+    loc.mkdir()
+    made = subprocess.run([localedef, "-i", "de_DE", "-f", "UTF-8", str(loc / "de_DE.UTF-8")],
+                          capture_output=True, text=True)
+    if not (loc / "de_DE.UTF-8").exists():
+        pytest.skip(f"localedef could not build de_DE: {made.stderr.strip()[:200]}")
+    code = (
+        "import locale, numpy as np\n"
+        "from avatarizer import native, schema\n"
+        "ffi, lib = native._need()\n"
+        "out = []\n"
+        "for name in ('C', 'de_DE.UTF-8'):\n"
+        "    locale.setlocale(locale.LC_ALL, name)\n"
+        "    p = np.ascontiguousarray(schema.default(), np.float32)\n"
+        "    p[0] = 99.5\n"
+        "    msg = ffi.new('char[256]')\n"
+        "    assert lib.avz_validate(ffi.from_buffer('float[]', p), p.size, msg, 256) == lib.AVZ_E_RANGE\n"
+        "    out.append(ffi.string(msg).decode())\n"
+        "    out.append('%.1f' % 0.5 if name == 'C' else locale.format_string('%.1f', 0.5))\n"
+        "print('\\n'.join(out))\n")
+    env = dict(os.environ, LOCPATH=str(loc))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    c_msg, c_num, de_msg, de_num = res.stdout.splitlines()
+    assert de_num == "0,5", "the locale did not take: the test proves nothing"
+    assert re.search(r"is 99\.5, outside its range \[-?\d+(\.\d+)?(e[-+]\d+)?, -?\d+(\.\d+)?(e[-+]\d+)?\]$", c_msg)
+    assert de_msg == c_msg

@@ -519,8 +519,12 @@ class Renderer:
         _vector_transform(t)
         # an SVG is drawn at least SVG_FINE_SIDE units a side (its viewBox), shown at the size asked for:
         # cairo writes path coordinates in 1/256 of a unit, coarse on a small document shown large
+        # (a transform is scaled with it, within the header's bound: a 4-pt document's 2e4 became 2.56e6 and was
+        # refused; and one of a document not scaled is passed as given: it was dropped, the fitted view drawn)
         k = 1.0 if fmt != "svg" else max(1.0, min(SVG_FINE_SIDE / min(width, height), MAX_SIZE / max(width, height)))
-        opt = _options(background, None if t is None or k == 1.0 else t * k, zoom)
+        if t is not None:
+            k = max(1.0, min(k, MAX_TRANSFORM / float(np.abs(t).max())))
+        opt = _options(background, None if t is None else t * k, zoom)
         data = ffi.new("const uint8_t **")
         size = ffi.new("size_t *")
         with self._lock:  # (the document lives in the handle until its next call)
