@@ -624,6 +624,11 @@ def test_a_face_cut_by_the_frame_edge_gets_no_hat_from_its_replicated_border(mon
         # (hair.HAT_FUSION_BY where the fusion with H is shipped, HAT_NETWORK_BY where only the network is)
         net_by = "hat network x H" if av._pipeline.by_name["hair"].hat_fusion is not None else "hat network"
         assert hw["value"] is False and hw.get("decided_by") in ((reason, net_by) if hat_network else (reason,))
+        if hw.get("decided_by") == reason:  # ``image --attributes`` says why (it printed "no (p 0.04)" alone)
+            from avatarizer.cli import _attribute_lines
+
+            assert f"  headwear: no ({reason}; the model's p {hw['probability']:.2f})" \
+                in _attribute_lines(a.attributes).splitlines()
         whole = av.from_frame(photo)
         assert whole.attributes["headwear"].get("decided_by") in (None, net_by)  # (not the cut)
         hat = av.from_frame(cut, attributes={"headwear": True})

@@ -458,9 +458,12 @@ def _attribute_lines(attributes) -> str:
                 note = f" (p {p:.2f}, from the {entry['decided_by']})"  # (a tight crop's own network)
             elif name == "skin_tone" and entry.get("decided_by"):  # (regressed: no probability)
                 note = f" (from the {entry['decided_by']})"
-            elif name == "glasses" and (entry.get("decided_by") == UNDER_HAT_BY
-                                        or str(entry.get("decided_by", "")).startswith("a face mask")):
-                # sunglasses taken off under a hat or a face mask: the model's probabilities said otherwise
+            elif (name == "glasses" and (entry.get("decided_by") == UNDER_HAT_BY
+                                         or str(entry.get("decided_by", "")).startswith("a face mask"))) \
+                    or str(entry.get("decided_by", "")).startswith("not drawn:"):
+                # sunglasses taken off under a hat or a face mask, a hat not drawn on a face cut by the frame's
+                # edge, a beard under a face mask: the model's probabilities said otherwise (the hat read at
+                # 0.96 printed "no (p 0.04)" with no reason: a review, session 65)
                 note = f" ({entry['decided_by']}; the model's p {p:.2f})" if p is not None else \
                     f" ({entry['decided_by']})"
             elif entry.get("decided_by") in ("the hairstyle drawn", "kept from earlier refreshes"):
@@ -1593,7 +1596,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_render_samples)
 
     im = sub.add_parser("image", help="a photo → avatar as PNG, SVG or PDF",
-                        description="Finds the largest face in a photo and writes its avatar.")
+                        description="Finds a face in a photo (the largest, or --face K) and writes its avatar.")
     im.add_argument("input", metavar="IN", help="a photo (any format Pillow reads but icons, BLP and EPS)")
     im.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.png, OUT.svg or OUT.pdf")
     im.add_argument("--size", type=_positive_int, default=512,
