@@ -361,6 +361,7 @@ class HairStage(Stage):
             # another class than the one reported (a grey head's brown side hair)
             rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB if hair_rgb is None else hair_rgb,
                                       attrs["hair_colour_probs"], min_prob=0.0)
+        read_kind = fused  # the glasses kind the model read (before the app's): the photo's lenses are tinted
         if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...)); the model's stays
             H.apply_settings(attrs, settings)
             if "hair_colour" in settings:  # the photo's hair colour (beside a hat) moved into the class set
@@ -413,7 +414,11 @@ class HairStage(Stage):
             from ..artist.accessories import set_glasses_kind
 
             drawn = glasses_cues["glasses_shape"](fused)
-            set_glasses_kind(drawn, fused, glasses_cues.get("lens_rgb"))  # (sunglasses in their lenses' colour)
+            # sunglasses in their lenses' colour where the model read sunglasses; set by the app on eyes it read
+            # bare or behind clear glasses, the built-in dark lenses (the eyes' box is skin and eye: the set
+            # sunglasses of 7 of 40 bare-eyed photos were drawn lighter than L* 50, pink at 0.7 opacity on one;
+            # a review, session 65)
+            set_glasses_kind(drawn, fused, glasses_cues.get("lens_rgb") if read_kind == 2 else None)
             full[GLASSES] = drawn
         elif (fused is None and "glasses" not in settings and artist_glasses is not None
                 and not attrs["glasses_type"] and artist_glasses[0] >= 0.5
