@@ -373,7 +373,10 @@ class Avatar:
             what the avatar shows (drawn only when the probability clears a
             threshold chosen for precision); so is the hair length's (the
             hairstyle drawn: where the model read the other, its probability
-            of the value shown and ``"decided_by": "the hairstyle drawn"``). An attribute the app set
+            of the value shown and ``"decided_by": "the hairstyle drawn"``; a
+            wholly bald style the hairstyle search drew where the model did
+            not decide bald is reported bald, its probability the model's,
+            with the same ``decided_by``). An attribute the app set
             (``Options.attributes``) has that value, probability 1 (``None``
             for age and skin tone) and ``"source": "app"``. See
             :func:`avatarizer.hair.public_attributes`.

@@ -532,6 +532,11 @@ def attributes_as_drawn(public: dict | None, params) -> dict | None:
     return hair_length_as_drawn(public, p)
 
 
+#: ``decided_by`` of an attribute reported as the hairstyle drawn shows it (the hair length, a bald head the
+#: silhouette's search drew)
+DRAWN_STYLE_BY = "the hairstyle drawn"
+
+
 def hair_length_as_drawn(public: dict | None, params) -> dict | None:
     """``public`` with the hair length of the hairstyle ``params`` draws
     (:func:`drawn_length`) where H read the other (in place, returned): that
@@ -551,7 +556,7 @@ def hair_length_as_drawn(public: dict | None, params) -> dict | None:
     drawn = drawn_length(p)
     if n is not None and n.get("source") != "app" and n["value"] != drawn:
         n["value"], n["probability"] = drawn, 1.0 - float(n["probability"])
-        n["decided_by"] = "the hairstyle drawn"
+        n["decided_by"] = DRAWN_STYLE_BY
     return public
 
 

@@ -387,6 +387,13 @@ class HairStage(Stage):
                                          self.retriever.gated_families(query))
         else:
             recent = None
+        if (self.retriever.families[idx] == "bald" and not attrs["drawn"]["bald"] and "bald" not in settings
+                and not settings.get("headwear", attrs["drawn"]["headwear"])):
+            # the silhouette's search drew a wholly bald head H did not decide (P(bald) over the bald style's
+            # floor): reported as drawn (69030 was drawn bald and reported "bald: no (p 0.85)"; 6 of 900 loose
+            # portraits: a review, session 65); the probability stays H's
+            attrs["drawn"]["bald"] = True
+            attrs["bald_by"] = H.DRAWN_STYLE_BY
         if attrs["drawn"]["beard"] or attrs["drawn"]["moustache"]:  # the beard's own colour (white ones too)
             decide = None
             p_hair = (attrs.get("hair_colour_probs") or {}).get("gray")
