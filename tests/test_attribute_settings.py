@@ -251,7 +251,7 @@ def test_a_hair_colour_set_under_a_hat_is_the_hair_beside_the_face_in_that_class
     model read is H's own class, not the hat's."""
     from conftest import need_shared
 
-    from avatarizer.hair import drawn_hair_colour
+    from avatarizer.hair import HAIR_SET_APART, drawn_hair_colour
 
     path = need_shared("data", "faces", "ffhq128-labelled", "69076.jpg")  # a blue cap over dark hair
     own = av.from_image(path)
@@ -261,12 +261,45 @@ def test_a_hair_colour_set_under_a_hat_is_the_hair_beside_the_face_in_that_class
         a = av.from_image(path, attributes={"hair_colour": colour})
         # (the model's own drawing is the same hair moved into the class it reports: from it, the set
         # class's colour lies within a few thousandths of the one moved from the hair as sampled)
-        want = drawn_hair_colour(own.params[HAIR].astype(np.float64), {colour: 1.0})
+        want = drawn_hair_colour(own.params[HAIR].astype(np.float64), {colour: 1.0}, apart=HAIR_SET_APART)
         assert np.allclose(a.params[HAIR], want, atol=0.02), (colour, a.params[HAIR], want)
         assert hair_colour_class_of(a.params[HAIR]) == colour
         got = a.attributes["hair_colour"]
         assert got["value"] == colour and got["model"]["value"] == read["value"]
         assert got["probabilities"] == read["probabilities"]
+
+
+def test_a_hair_colour_set_reads_as_its_class_to_the_eye(av):
+    """Black hair set brown was moved the least way into the class: L* 10-13,
+    a neutral near-black (the palette's dark brown lies ΔE 15 from its
+    black; 16 of 41 black-haired photos changed by less than ΔE 6, a
+    read-only review, helper-416). A set class is drawn at least
+    ``HAIR_SET_APART`` from every other class's palette colours: black hair
+    set brown is a brown, set red or blond far from black, and hair already
+    in the class set (brown set brown) keeps its own colour."""
+    from conftest import need_shared
+
+    from avatarizer.artist.colour import to_lab
+    from avatarizer.hair import HAIR_SET_APART, _palette_lab
+
+    pal, classes = _palette_lab()
+    folder = need_shared("data", "faces", "ffhq128-labelled")
+    for name in ("69000.jpg", "69013.jpg"):
+        own = av.from_image(folder / name)
+        assert own.attributes["hair_colour"]["value"] == "black"
+        mine = to_lab(own.params[HAIR].astype(np.float64))
+        for colour in ("brown", "red", "blond"):
+            got = to_lab(av.from_image(folder / name, attributes={"hair_colour": colour}).params[HAIR].astype(np.float64))
+            assert np.linalg.norm(pal[classes != colour] - got, axis=1).min() >= HAIR_SET_APART - 0.5, (name, colour, got)
+            assert np.linalg.norm(got - mine) >= 10.0, (name, colour, got, mine)
+            if colour == "brown":
+                assert got[0] >= 18.0 and got[2] >= 5.0, got  # (lighter than black, warm)
+    brown = av.from_image(folder / "69002.jpg")  # brown hair, drawn ΔE 28.6 from the other classes
+    assert brown.attributes["hair_colour"]["value"] == "brown"
+    assert np.linalg.norm(pal[classes != "brown"] - to_lab(brown.params[HAIR].astype(np.float64)),
+                          axis=1).min() >= HAIR_SET_APART
+    kept = av.from_image(folder / "69002.jpg", attributes={"hair_colour": "brown"})
+    np.testing.assert_allclose(kept.params[HAIR], brown.params[HAIR], atol=0.02)
 
 
 @pytest.mark.parametrize("colour", ["black", "brown", "blond", "red", "gray"])

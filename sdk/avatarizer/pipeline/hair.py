@@ -366,7 +366,7 @@ class HairStage(Stage):
             H.apply_settings(attrs, settings)
             if "hair_colour" in settings:  # the photo's hair colour (beside a hat) moved into the class set
                 rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB if hair_rgb is None else hair_rgb,
-                                          {settings["hair_colour"]: 1.0})
+                                          {settings["hair_colour"]: 1.0}, apart=H.HAIR_SET_APART)
             if "glasses" in settings:  # drawn in the artist's shape where it measured one
                 fused = attrs["glasses_type"] if glasses_cues is not None else None
         if glasses_cues is not None:  # a drawn beard's shape (H, the artist's detector or the app drew it)
