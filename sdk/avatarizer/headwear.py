@@ -50,6 +50,32 @@ def load_network(folder=None) -> "RN.RegionNetwork | None":
     return RN.load(NETWORK, folder)
 
 
+#: Where the top of the head (:data:`BLACK_TOP_BOX` of the aligned crop) is this share or more pure black (every
+#: channel at most :data:`BLACK_LEVEL`), no hat is read there (:func:`black_top`): a photo rotated or padded
+#: with black (UTKFace's aligned chips, letterboxed frames) or a backdrop clipped to black shows nothing of the
+#: head's top, and the networks read the black as a beanie. Held out (session 65, scratch
+#: ``/tmp/s65/blacktop.py``): of the 14 hats drawn on the 997 held-out UTKFace chips, 7 were invented (all under
+#: black padding: shares 0.88, 0.70, 0.31, 0.99, 0.00, 0.91, 0.34) and 7 real (shares 0 each); of the 243
+#: ``ffhq128`` photos labelled by eye with a hat the largest share was 0.40 (ffhq-0171, a real hat: lost at
+#: this threshold; the next 0.13), of 600 without one 0.38
+BLACK_TOP_SHARE = 0.3
+#: the box read (canonical units x0, y0, x1, y1: above the brows, within the head's width)
+BLACK_TOP_BOX = (-0.56, -0.94, 0.56, -0.31)
+BLACK_LEVEL = 3
+#: ``headwear_by`` where :func:`black_top` took a hat away
+BLACK_TOP_BY = "not drawn: the top of the head is pure black (padding or a clipped backdrop)"
+
+
+def black_top(crop) -> float:
+    """The share of :data:`BLACK_TOP_BOX` of an aligned crop (``size``²×3
+    uint8) that is pure black (every channel at most :data:`BLACK_LEVEL`)."""
+    c = np.asarray(crop)
+    size = c.shape[0]
+    x0, y0, x1, y1 = (int(round((v + 1.0) * 0.5 * size)) for v in BLACK_TOP_BOX)
+    band = c[max(0, y0):y1, max(0, x0):x1]
+    return float((band.max(axis=2) <= BLACK_LEVEL).mean()) if band.size else 0.0
+
+
 #: the hat network's P(headwear) fused with H's (``data/headwear_fusion.json``,
 #: ``avatarizer-export hat-net --fusion``, a ``make models`` step after H ships):
 #: a logistic model over the two logits, used only with the H file and the

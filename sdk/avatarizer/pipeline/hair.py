@@ -230,6 +230,11 @@ class HairStage(Stage):
             # portrait cut 40% at the side: a beanie at 0.76); the model's reading is reported, not drawn
             attrs["drawn"]["headwear"] = False
             attrs["headwear_by"] = "not drawn: the face is cut by the frame's edge"
+        elif attrs["drawn"]["headwear"] and "headwear" not in settings and HW.black_top(crop) >= HW.BLACK_TOP_SHARE:
+            # the top of the head pure black (black padding of a rotated or letterboxed photo, a clipped
+            # backdrop): nothing to read a hat from; the networks read the black as a beanie
+            attrs["drawn"]["headwear"] = False
+            attrs["headwear_by"] = HW.BLACK_TOP_BY
         # what the model reads: the photo's hair colour, drawn so that it reads as the class H and the
         # hair region's classifier agree on (fuse_hair_colour), and the glasses kind H and the artist's
         # cues decide together (hybrid)
