@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -153,7 +154,7 @@ def _line(params) -> str:
     return json.dumps([float(v) for v in params]) + "\n"
 
 
-@pytest.mark.parametrize("bad", ["10**400", "-10**400", "deep"])
+@pytest.mark.parametrize("bad", ["10**400", "-10**400", "deep", "1e39", "-3.5e38"])
 def test_animate_refuses_unreadable_numbers_in_one_line(tmp_path, bad, capsys):
     from avatarizer import schema
 
@@ -168,6 +169,8 @@ def test_animate_refuses_unreadable_numbers_in_one_line(tmp_path, bad, capsys):
     err = capsys.readouterr().err
     assert "line 2" in err and "Traceback" not in err and err.count("\n") == 1, err
     assert not (tmp_path / "a.json").exists()
+    if bad in ("1e39", "-3.5e38"):  # finite, beyond a 32-bit float: said so (it read "is inf", after a warning)
+        assert "beyond a 32-bit float" in err and "inf" not in err and "warning" not in err, err
 
 
 def test_read_params_jsonl_stops_at_the_frame_limit(tmp_path, monkeypatch):
@@ -930,6 +933,34 @@ def test_an_animation_of_a_variable_frame_rate_video_keeps_its_frames(tmp_path, 
     assert "at 25 fps" in capsys.readouterr().out
 
 
+def test_an_animation_of_a_video_whose_base_rate_is_over_60_keeps_every_frame(tmp_path, capsys):
+    """A clip of 1 s at 24 fps then 1 s at 30 fps has a base rate of 120
+    (over ``MAX_FITTED_FPS``): ``video -o OUT.json`` wrote it at the average
+    rate, 27.2 fps, and two of its frames were never shown, while
+    ``animate`` on the same run's ``--params`` kept every line at 30 fps (a
+    read-only review, helper-418). The video's frames' own times decide the
+    rate, as ``animate`` decides it from the lines': 30 fps both ways, the
+    same frame count."""
+    vfr = tmp_path / "vfr.mp4"
+    _ffmpeg("-i", need_shared("data", "video", "d0.mp4"), "-filter_complex",
+            "[0:v]trim=0:1,setpts=PTS-STARTPTS,fps=24,scale=192:192[a];"
+            "[0:v]trim=1:2,setpts=PTS-STARTPTS,fps=30,scale=192:192[b];[a][b]concat=n=2:v=1:a=0[v]",
+            "-map", "[v]", "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+            "-video_track_timescale", "600", vfr)
+    base = Fraction(_ffprobe(vfr, "stream=r_frame_rate")[0])
+    assert base > 60, base  # (the header's base rate: the case where the average was taken)
+    assert _main("video", vfr, "-o", tmp_path / "a.json", "--params", tmp_path / "a.jsonl") == 0, \
+        capsys.readouterr().err
+    first = capsys.readouterr().out
+    assert _main("animate", "--params", tmp_path / "a.jsonl", "-o", tmp_path / "b.json") == 0, \
+        capsys.readouterr().err
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert a["fr"] == pytest.approx(30) and b["fr"] == pytest.approx(30), (a["fr"], b["fr"], first)
+    assert a["op"] == b["op"]
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert a["op"] >= len(lines)  # (every line has a frame of its own at 30 fps)
+
+
 def test_a_variable_rate_header_bounds_neither_the_sound_nor_the_frames():
     from avatarizer.videoio import Probe
 
@@ -1031,6 +1062,8 @@ def test_animate_rate_gives_every_stamped_line_a_frame():
     assert _rate_of(ntsc) == pytest.approx(30000 / 1001, abs=1e-3)
     assert _rate_of([0, 1, 500, 1000]) == pytest.approx(3.0)  # (a 1 ms pair: the average, not 1000 fps)
     assert _rate_of([0, None, 80]) is None and _rate_of([0, 80, 40]) is None and _rate_of([0]) is None
+    # a gap too small for a finite rate: the average (round() of an infinite rate raised OverflowError)
+    assert _rate_of([0, 5e-324, 1000]) == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize("command", ["animate", "video"])

@@ -1430,9 +1430,17 @@ def read_params_jsonl(path, times_ms: list | None = None, durations_ms: list | N
                 raise ValueError(f"{path}, line {n}: expected a list of {PARAM_COUNT} numbers (or an object "
                                  "with \"params\")")
             try:
-                params = validate(np.array(doc, np.float32))
+                wide = np.array(doc, np.float64)
             except (OverflowError, TypeError) as exc:  # an integer beyond any float (10**400)
                 raise ValueError(f"{path}, line {n}: a number is out of range ({exc})") from None
+            # a finite number beyond a 32-bit float (1e39) became infinity, with numpy's overflow warning, and
+            # was refused as "inf" though the file holds no infinity (a review, session 65)
+            big = np.flatnonzero(np.isfinite(wide) & (np.abs(wide) > np.finfo(np.float32).max))
+            if big.size:
+                raise ValueError(f"{path}, line {n}: a number is out of range (parameter {big[0]} "
+                                 f"({NAMES[big[0]]}) is {wide[big[0]]:g}, beyond a 32-bit float)")
+            try:
+                params = validate(wide.astype(np.float32))
             except ValueError as exc:
                 raise ValueError(f"{path}, line {n}: {exc}") from None
             if frames and frames[-1] is None:  # frames before the first avatar show it

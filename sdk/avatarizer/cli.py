@@ -1329,6 +1329,14 @@ def _video_animation(args) -> int:
             which = "no face" if args.face == 0 else f"face {args.face} (0 = the largest) not"
             raise CLIError(f"{which} found in any of the {done} frames of {inp}")
         frames = [first if p is None else p for p in frames]
+        # the header's rate, or the frames' own where it would not show each of them (as animate takes the
+        # lines' time_ms, _rate_of): a clip of 24 then 30 fps, whose header's base rate (120) is over
+        # MAX_FITTED_FPS, was written at its average rate, 27.2 fps, two of its frames never shown, while
+        # animate on the same run's --params kept all 60 at 30 fps (a review, session 65)
+        rate = None if args.fps else _rate_of([1000.0 * t for t in times])
+        if rate is not None and rate > fps * (1.0 + 1e-6):
+            fps = src_rate = min(max(rate, animation.MIN_FPS), animation.MAX_FPS)
+            anim = make(fps)
         # (the animation starts with the video's first frame)
         last = _last_shown(info, start, times[0], times[-1], 1.0 / src_rate,
                            videoio.read_whole(info, count, limit, done + walk.damaged, frame is None),
@@ -1406,7 +1414,8 @@ def _rate_of(times: list) -> float | None:
     if not (math.isfinite(fps) and fps > 0):
         return None
     # (whole rates only from 1 fps up: lines half an hour apart, 0.00056 fps, were rounded to 0)
-    fps, fitted = (float(round(r)) if round(r) >= 1 and abs(r - round(r)) < 1e-3 else r
+    # (a gap of 5e-324 ms made the closest pair's rate infinite, and round() raised OverflowError)
+    fps, fitted = (float(round(r)) if math.isfinite(r) and round(r) >= 1 and abs(r - round(r)) < 1e-3 else r
                    for r in (fps, 1000.0 / min(b - a for a, b in zip(times, times[1:]))))
     return fitted if fps < fitted <= MAX_FITTED_FPS else fps
 
