@@ -238,6 +238,18 @@ def test_from_frames_batch_matches_single_calls(av, astronaut, avatar):
     assert av.from_frames([]) == []
 
 
+def test_image_from_frames_names_the_bad_frame(astronaut):
+    """Image mode ``from_frames`` refused a bad frame in the middle (None,
+    uint16, NaN) with the conversion's message alone, no index (video mode
+    names it: a read-only review, helper-419); now ``frames[i]: ...``."""
+    with Avatarizer() as av:
+        for bad, i in ((None, 1), (astronaut.astype(np.uint16), 2), (np.full((64, 64, 3), np.nan), 1)):
+            frames = [astronaut, astronaut, astronaut]
+            frames[i] = bad
+            with pytest.raises(ValueError, match=rf"^frames\[{i}\]: "):
+                av.from_frames(frames)
+
+
 def test_video_from_frames_checks_every_frame_and_timestamp_before_running_any(astronaut):
     """Video mode ``from_frames``: a bad frame or timestamp anywhere raises
     ``ValueError`` naming it before the first frame is run, so the stream's
@@ -312,6 +324,14 @@ def test_json_round_trip_and_version_refusal(avatar):
     assert "1.0.0" in schema.READS and schema.VERSION in schema.READS
     doc["schema_version"] = "1.0.0"
     np.testing.assert_array_equal(Avatar.from_json(json.dumps(doc)).params, avatar.params)
+    # ... in 1.0.0's ranges: it had no headwear.type 4 or 5 (they were read: a review, helper-419)
+    for kind in (4, 5, 4.6):
+        with pytest.raises(ValueError, match=r"headwear.type.*schema 1.0.0's range \[0, 3\]"):
+            Avatar.from_json(json.dumps({**doc, "params": {**doc["params"], "headwear.type": kind}}))
+        doc["schema_version"] = schema.VERSION  # (the current schema has them)
+        assert Avatar.from_json(json.dumps({**doc, "params": {**doc["params"], "headwear.type": kind}}))
+        doc["schema_version"] = "1.0.0"
+    assert Avatar.from_json(json.dumps({**doc, "params": {**doc["params"], "headwear.type": 3}}))
     doc["schema_version"] = schema.VERSION
     doc["params"]["iris_l.wobble"] = 1.0
     with pytest.raises(ValueError, match="unknown"):
@@ -1769,3 +1789,28 @@ def test_params_takes_a_zero_d_array():
     for bad in (np.array([0.05]), np.array(np.nan), np.array("0.05")):
         with pytest.raises(ValueError, match="iris_l.radius"):
             p["iris_l.radius"] = bad
+
+
+def test_an_avatars_face_and_colour_order_are_checked_when_set_too(astronaut):
+    """``Avatar(params, face=dict)`` and ``color_order="BGR"`` raise
+    ``ValueError``; set on an avatar afterwards they were taken (a dict face
+    made ``to_json()``, ``overlay()`` and ``repr()`` raise AttributeError,
+    "BGR" wrote a JSON ``from_json`` refuses: a read-only review,
+    helper-419). Both are checked when set too; good values still are taken
+    and round-trip."""
+    from avatarizer import schema
+    from avatarizer.api import Avatar
+
+    with pytest.raises(ValueError, match="face must be a FaceInfo"):
+        Avatar(schema.default(), face={"box": (0, 0, 1, 1)})
+    with Avatarizer() as av:
+        a = av.from_frame(astronaut)
+    for name, bad in (("face", a.face.to_dict()), ("face", "x"), ("color_order", "BGR"), ("color_order", ["rgb"])):
+        with pytest.raises(ValueError, match=name):
+            setattr(a, name, bad)
+    assert repr(a).startswith("Avatar(") and a.color_order == "rgb"
+    a.color_order = "bgr"
+    a.face = None
+    b = Avatar.from_json(a.to_json())
+    assert b.color_order == "bgr" and b.face is None
+    np.testing.assert_array_equal(b.params, a.params)

@@ -193,7 +193,7 @@ def test_read_params_jsonl_stops_at_the_frame_limit(tmp_path, monkeypatch):
         animation.read_params_jsonl(src, [])
 
 
-@pytest.mark.parametrize("case", ["string time", "nan time", "other schema", "unknown name"])
+@pytest.mark.parametrize("case", ["string time", "nan time", "other schema", "unknown name", "1.0.0 scarf"])
 def test_animate_refuses_a_line_it_would_misread(tmp_path, case, capsys):
     """A time_ms that is a string or NaN was taken for no stamp (4 lines
     0.85 s apart came out 0.13 s long at 30 fps), a line of another
@@ -209,6 +209,9 @@ def test_animate_refuses_a_line_it_would_misread(tmp_path, case, capsys):
         lines[2]["time_ms"] = float("nan")
     elif case == "other schema":
         lines[2]["schema_version"] = "9.9.9"
+    elif case == "1.0.0 scarf":  # (1.0.0 had no headwear.type 4: its range as saved)
+        lines[2]["schema_version"] = "1.0.0"
+        lines[2]["params"]["headwear.type"] = 4
     else:
         lines[2]["params"]["mouth.opne"] = 0.5
     src = tmp_path / "p.jsonl"

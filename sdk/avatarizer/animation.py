@@ -65,7 +65,7 @@ import numpy as np
 from . import native
 from ._files import new_file_mode
 from .checks import MAX_TIMESTAMP_MS, is_real
-from .schema import PARAM_COUNT, validate
+from .schema import PARAM_COUNT, validate, validate_version
 
 FORMATS = {".json": "lottie", ".lottie.json": "lottie", ".svg": "svg"}
 TOLERANCE_FRACTION = 1 / 256   # default keyframe tolerance: this much of the shorter output side
@@ -1381,6 +1381,7 @@ def read_params_jsonl(path, times_ms: list | None = None, durations_ms: list | N
                 doc = json.loads(line)
             except (ValueError, RecursionError) as exc:
                 raise ValueError(f"{path}, line {n}: not JSON ({exc})") from None
+            version = VERSION  # (a bare list: this SDK's)
             if times_ms is not None:
                 t = doc.get("time_ms") if isinstance(doc, dict) else None
                 if t is not None and not is_real(t):  # (a string or NaN was taken for no stamp: the timing lost)
@@ -1440,7 +1441,7 @@ def read_params_jsonl(path, times_ms: list | None = None, durations_ms: list | N
                 raise ValueError(f"{path}, line {n}: a number is out of range (parameter {big[0]} "
                                  f"({NAMES[big[0]]}) is {wide[big[0]]:g}, beyond a 32-bit float)")
             try:
-                params = validate(wide.astype(np.float32))
+                params = validate_version(wide.astype(np.float32), version)
             except ValueError as exc:
                 raise ValueError(f"{path}, line {n}: {exc}") from None
             if frames and frames[-1] is None:  # frames before the first avatar show it

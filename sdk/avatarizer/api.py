@@ -391,16 +391,22 @@ class Avatar:
                  expression: dict | None = None, color_order: str = "rgb", attributes: dict | None = None):
         p = schema.validate(params).copy()
         p.setflags(write=False)
-        if face is not None and not isinstance(face, FaceInfo):  # (else overlay() and to_json() failed later)
-            raise ValueError(f"face must be a FaceInfo or None, got {type(face).__name__}")
-        if color_order not in COLOR_ORDERS:
-            raise ValueError(f"color_order must be one of {', '.join(COLOR_ORDERS)}, got {color_order!r}")
         self._params = p
         self.face = face
         self.stale = bool(stale)
         self.expression = expression
         self.color_order = color_order
         self.attributes = attributes
+
+    def __setattr__(self, name, value):
+        # ``face`` and ``color_order`` checked when set too, as the constructor checks them: set afterwards
+        # they skipped it (a dict face made to_json(), overlay() and repr() raise AttributeError; "BGR"
+        # wrote a JSON from_json refuses: a review, session 65)
+        if name == "face" and value is not None and not isinstance(value, FaceInfo):
+            raise ValueError(f"face must be a FaceInfo or None, got {type(value).__name__}")
+        if name == "color_order" and (not isinstance(value, str) or value not in COLOR_ORDERS):
+            raise ValueError(f"color_order must be one of {', '.join(COLOR_ORDERS)}, got {value!r:.40}")
+        object.__setattr__(self, name, value)
 
     # -- parameters
     @property
@@ -595,7 +601,7 @@ class Avatar:
         order = doc.get("color_order", "rgb")  # (JSON written before it was kept: RGB, the default)
         if not isinstance(order, str) or order not in COLOR_ORDERS:
             raise ValueError(f"avatar JSON's color_order must be one of {', '.join(COLOR_ORDERS)}, got {order!r:.40}")
-        return cls(np.array(values, np.float32), face, color_order=order)
+        return cls(schema.validate_version(np.array(values, np.float32), version), face, color_order=order)
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -1002,7 +1008,12 @@ class Avatarizer:
             raise ValueError("timestamps_ms is only used in video mode.")
         self._check_call(None, face_index)
         self._check_open()
-        images = [to_rgb_uint8(f, self.options.color_order) for f in frames]  # all validated first
+        images = []
+        for i, f in enumerate(frames):  # all validated first, the bad one named (as in video mode)
+            try:
+                images.append(to_rgb_uint8(f, self.options.color_order))
+            except ValueError as exc:
+                raise ValueError(f"frames[{i}]: {exc}") from None
         states = [FrameState(image=im, face_index=face_index, settings=self._drawn_settings) for im in images]
         if not states:
             return []

@@ -175,6 +175,26 @@ def validate(params) -> np.ndarray:
     return arr
 
 
+#: the parameters an earlier version in :data:`READS` gave a narrower range (version -> name -> (lo, hi)):
+#: 1.0.0 had no ``headwear.type`` 4 (a head scarf) or 5 (a turban)
+EARLIER_RANGES: dict[str, dict[str, tuple[float, float]]] = {"1.0.0": {"headwear.type": (0.0, 3.0)}}
+
+
+def validate_version(params, version: str) -> np.ndarray:
+    """:func:`validate`, and for a vector saved with an earlier schema
+    version of :data:`READS`, the ranges that version had
+    (:data:`EARLIER_RANGES`: a 1.0.0 vector with ``headwear.type`` 4 or 5
+    was read, though 1.0.0 had no such value)."""
+    arr = validate(params)
+    for name, (lo, hi) in EARLIER_RANGES.get(version, {}).items():
+        i = index(name)
+        tol = 1e-4 * (hi - lo) + 1e-6
+        if not lo - tol <= float(arr[i]) <= hi + tol:
+            raise SchemaError(f"parameter {i} ({name}) is {float(arr[i]):g}, outside schema {version}'s range "
+                              f"[{lo:g}, {hi:g}] (it was saved with that version)")
+    return arr
+
+
 def clip(params) -> np.ndarray:
     """Clamps into the schema ranges and rounds categorical and flag values
     as the renderer reads them (halves up; ``teeth.show`` over 0.5). A value
