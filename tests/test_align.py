@@ -974,3 +974,42 @@ def test_a_face_facemesh_misses_beside_another_is_found(monkeypatch):
         assert av.from_frame(two, face_index=1) is not None
         searched.clear()
         assert av.from_frame(sample_photo()) is not None and not searched  # (the largest: no search)
+
+
+def test_the_kth_face_is_the_kth_largest_however_many_are_asked_for():
+    """The search beside FaceMesh ran only where FaceMesh found fewer faces
+    than the call took (``face_index + 1``; ``faces()``: ``max_faces``), so
+    in a strip of six faces where FaceMesh missed the largest,
+    ``from_frame(face_index=0)`` drew a face of 16,905 px² while
+    ``faces()[0]`` was one of 17,544, and ``max_faces=1`` or 2 left it out
+    (a read-only review, helper-419, found 4 such frames in 160). A frame
+    where FaceMesh finds two faces or more is searched too: the K-th face is
+    ``faces()[K]`` for every K and every ``max_faces``."""
+    from PIL import Image
+
+    from avatarizer import Avatarizer
+    from conftest import need_shared
+
+    folder = need_shared("data", "faces", "ffhq128")
+    rng = np.random.default_rng(1)  # (the review's frame: its sweep's 68th draw of seed 1)
+    for trial in range(68):
+        n = int(rng.integers(2, 9))
+        sizes, ids = [int(s) for s in rng.integers(28, 240, n)], [int(i) for i in rng.integers(0, 2000, n)]
+        height, width = max(sizes) + int(rng.integers(10, 200)), sum(sizes) + 10 * (n + 1) + int(rng.integers(0, 300))
+        frame = np.full((height, width, 3), int(rng.integers(0, 255)), np.uint8)
+        x = 10
+        for s, i in zip(sizes, ids):
+            y = int(rng.integers(0, height - s + 1))
+            if trial == 67:
+                face = Image.open(folder / f"ffhq-{i:04d}.jpg").convert("RGB").resize((s, s), Image.LANCZOS)
+                frame[y:y + s, x:x + s] = np.asarray(face)
+            x += s + 10
+    with Avatarizer(max_faces=8) as av:
+        ranked = [tuple(round(v) for v in a.face.box) for a in av.faces(frame)]
+        assert len(ranked) >= 4
+        for k in range(len(ranked)):
+            assert tuple(round(v) for v in av.from_frame(frame, face_index=k).face.box) == ranked[k], k
+        assert tuple(round(v) for v in av.from_frames([frame], face_index=1)[0].face.box) == ranked[1]
+    for most in (1, 2, 3):
+        with Avatarizer(max_faces=most) as av:
+            assert [tuple(round(v) for v in a.face.box) for a in av.faces(frame)] == ranked[:most], most

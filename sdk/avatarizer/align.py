@@ -735,8 +735,10 @@ class FaceAligner:
         small-face search runs too and adds the faces it finds that FaceMesh
         did not: beside a larger face, FaceMesh missed a 92 px portrait it
         finds alone (or with a third face), and ``--face 1`` said there was
-        no second face. None (:meth:`detect`): the search only where
-        FaceMesh found none, as before (it costs ~10 ms on a 512 px photo).
+        no second face; and where FaceMesh found two faces or more, whatever
+        ``want`` is (face K is then the K-th largest for every ``want``).
+        None (:meth:`detect`): the search only where FaceMesh found none or
+        several (it costs ~10 ms on a 512 px photo).
         ``Avatarizer`` passes ``face_index + 1``, or ``max_faces`` for
         :meth:`~avatarizer.Avatarizer.faces`."""
         self._check_open()
@@ -749,7 +751,11 @@ class FaceAligner:
                 landmarks -= np.array([pad, pad, 0], np.float32)
             points.append(landmarks)
         wanted = 1 if want is None else min(want, self.options.max_faces)
-        if self.options.mode == "image" and len(points) < wanted:
+        # (a frame where FaceMesh found two faces or more is searched too, whatever the call takes: FaceMesh
+        # can miss a large face beside smaller ones, and with the search run only for fewer faces than asked,
+        # face_index=1 was a face of 12,444 px² where faces()[1] was one of 16,731, and max_faces=2 left the
+        # largest out; a review, session 65)
+        if self.options.mode == "image" and (len(points) < wanted or 2 <= len(points) < MAX_FACES):
             points += [p for p in self._small_faces(image) if not any(_same_face(p, q) for q in points)]
         if not points:
             if pending is not None:
