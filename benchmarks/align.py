@@ -33,7 +33,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ if importlib.util.find_spec("avatarizer") is None:  # not installed: use the che
 
 from avatarizer.align import FaceAligner  # noqa: E402
 from avatarizer.videoio import capture as open_clip  # noqa: E402
+from avatarizer.bench import _cpu_name  # noqa: E402
 from avatarizer.checks import int_arg  # noqa: E402
 
 SHARED_VIDEO = ROOT.parent / "shared" / "data" / "video"
@@ -160,7 +160,7 @@ def run(frame_count: int, warmup: int) -> dict:
 
     return {
         "device": "cpu",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),  # (the model name: platform.processor() is empty on Linux, "x86_64" was written)
         "cpu_count": os.cpu_count(),
         "mediapipe": mediapipe.__version__,
         "input": [SIZE, SIZE],

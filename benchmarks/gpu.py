@@ -266,7 +266,7 @@ def main(argv=None) -> int:
             if not args.json:
                 print(text)
             status = status or 1
-    else:
+    elif not args.json:  # (--json: the JSON alone on stdout; the summary after it made it unreadable)
         print(f"device {args.device}: {env.get('cuda', {}).get('device', '-')}, onnxruntime {env['onnxruntime']} "
               f"{env['onnxruntime_providers']}")
         if "error" in report:

@@ -25,7 +25,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ if importlib.util.find_spec("avatarizer") is None:  # not installed: use the che
     sys.path.insert(0, str(ROOT / "sdk"))
     sys.path.insert(0, str(ROOT / "export"))
 
+from avatarizer.bench import _cpu_name  # noqa: E402
 from avatarizer.checks import int_arg  # noqa: E402
 from avatarizer.errors import ModelError  # noqa: E402
 from avatarizer.models import DEFAULT_FOLDER, ROLES, Manifest, Session  # noqa: E402
@@ -50,8 +50,25 @@ def _standin_folder(tmp: Path) -> tuple[Path, str]:
     spec = importlib.util.spec_from_file_location("_avz_test_export", ROOT / "tests" / "test_export.py")
     if spec is None or spec.loader is None:
         raise SystemExit("--standin needs tests/test_export.py from the checkout")
+    def absent(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):  # (a module set to None in sys.modules: ValueError)
+            return True
+
+    missing = [m for m in ("torch", "onnx", "pytest") if absent(m)]
+    if missing:  # (pytest's importorskip raised Skipped, a BaseException: a traceback, exit 1)
+        print(f"onnx_cpu.py: --standin needs {', '.join(missing)} (pip install -e '.[export,dev]')",
+              file=sys.stderr)
+        raise SystemExit(2)
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # needs torch, onnx and pytest (the [export,dev] extras)
+    try:
+        spec.loader.exec_module(mod)  # needs torch, onnx and pytest (the [export,dev] extras)
+    except BaseException as exc:  # (pytest's Skipped where one of them cannot be imported after all)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        print(f"onnx_cpu.py: --standin could not load its stand-in models: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     mod.build_standin_models(tmp)
     return tmp, "image_to_face"
 
@@ -109,7 +126,7 @@ def run(folder: Path, role: str, batches: list[int], runs: int, warmup: int, thr
     first = next(iter(sessions.values()))
     return {
         "device": "cpu",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),  # (the model name: platform.processor() is empty on Linux, "x86_64" was written)
         "cores_visible": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "providers": first.providers,
         "threads": threads,

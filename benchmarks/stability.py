@@ -135,6 +135,17 @@ def replay(rec, tracker: Tracker | None):
     return params, tfs
 
 
+def _nan_as_null(v):
+    """``v`` (nested dicts, lists, numbers) with every non-finite float as None."""
+    if isinstance(v, dict):
+        return {k: _nan_as_null(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_nan_as_null(x) for x in v]
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
+
+
 def jitter(params, tfs, skip: int = 0):
     """Mean |Δ| per frame pair (identity, expression, transform px); frames
     without a face break the chain."""
@@ -267,8 +278,8 @@ def main(argv=None) -> int:
     if args.plot and first is not None:
         _plot(Path(args.plot), first[0], first[1], first[2], mean)
         out["plot"] = args.plot
-    if args.json:
-        print(json.dumps(out, indent=1))
+    if args.json:  # (a measure too few frames give, NaN, is null: JSON has no NaN)
+        print(json.dumps(_nan_as_null(out), indent=1, allow_nan=False))
     else:
         print(f"{'config':20s} {'identity':>9s} {'expression':>10s} {'transform px':>12s} "
               f"{'mouth lag ms':>12s} {'corr':>6s}")

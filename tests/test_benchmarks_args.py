@@ -182,3 +182,43 @@ def test_render_refuses_a_faces_folder_that_is_not_there(tmp_path):
     assert res.returncode == 1
     assert _error_lines(res, "render.py") == [f"render.py: error: --faces {missing} is no folder of .jpg photos "
                                               "(--photos 0 for clip frames only)"], res.stderr
+
+
+def test_gpu_json_is_the_json_alone():
+    """``gpu.py --json`` printed its plain summary after the JSON object (a
+    read-only review, helper-420: ``json.load`` failed with "Extra data"),
+    also where no GPU answers (here, or on a GPU machine whatever it finds)."""
+    import json
+
+    res = _script("gpu.py", "--json", "--calls", "2", "--warmup", "1", "--frames", "1", timeout=300)
+    assert "Traceback" not in res.stderr, res.stderr
+    doc = json.loads(res.stdout)  # (the whole of stdout)
+    assert isinstance(doc, dict) and "environment" in doc
+
+
+def test_onnx_cpu_standin_without_torch_is_one_line(tmp_path):
+    """``--standin`` without torch: pytest's ``Skipped`` (a BaseException)
+    came through as a traceback, exit 1 (helper-420); now one line naming
+    the extras, exit 2."""
+    code = ("import runpy, sys\n"
+            "sys.modules['torch'] = None\n"
+            f"sys.argv = ['onnx_cpu.py', '--standin', '--runs', '2']\n"
+            f"runpy.run_path({str(BENCH / 'onnx_cpu.py')!r}, run_name='__main__')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "sdk"), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines() == ["onnx_cpu.py: --standin needs torch (pip install -e '.[export,dev]')"]
+
+
+def test_stability_json_has_null_where_too_few_frames_give_no_measure():
+    """``stability.py --json`` printed ``NaN`` (not JSON) for the jitter and
+    mouth lag of runs too short to measure them (helper-420)."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("_avz_stability", BENCH / "stability.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod._nan_as_null({"a": float("nan"), "b": [1.0, float("inf"), {"c": -float("inf")}], "d": 2, "e": "x"})
+    assert out == {"a": None, "b": [1.0, None, {"c": None}], "d": 2, "e": "x"}
+    json.dumps(out, allow_nan=False)
