@@ -943,7 +943,7 @@ def test_an_animation_of_a_video_whose_base_rate_is_over_60_keeps_every_frame(tm
     ``animate`` on the same run's ``--params`` kept every line at 30 fps (a
     read-only review, helper-418). The video's frames' own times decide the
     rate, as ``animate`` decides it from the lines': 30 fps both ways, the
-    same frame count."""
+    same frame count; an mp4 output is written at it too."""
     vfr = tmp_path / "vfr.mp4"
     _ffmpeg("-i", need_shared("data", "video", "d0.mp4"), "-filter_complex",
             "[0:v]trim=0:1,setpts=PTS-STARTPTS,fps=24,scale=192:192[a];"
@@ -962,6 +962,14 @@ def test_an_animation_of_a_video_whose_base_rate_is_over_60_keeps_every_frame(tm
     assert a["op"] == b["op"]
     lines = (tmp_path / "a.jsonl").read_text().splitlines()
     assert a["op"] >= len(lines)  # (every line has a frame of its own at 30 fps)
+    # the mp4 output too: written at the frames' own rate (the average, 27.2 fps, dropped frames), the rate
+    # read from the packets' times (videoio._fitted_base_rate)
+    from avatarizer import videoio
+
+    assert videoio.probe(vfr).output_rate() == "30/1"
+    assert _main("video", vfr, "-o", tmp_path / "o.mp4") == 0, capsys.readouterr().err
+    assert _ffprobe(tmp_path / "o.mp4", "stream=r_frame_rate") == ["30/1"]
+    assert int(_ffprobe(tmp_path / "o.mp4", "stream=nb_frames")[0]) == a["op"]
 
 
 def test_a_variable_rate_header_bounds_neither_the_sound_nor_the_frames():

@@ -473,6 +473,9 @@ def probe(path: Path) -> Probe:
                 out.rate = out.rate or f"{r.numerator}/{r.denominator}"
                 if key == "r_frame_rate":
                     out.base_rate = f"{r.numerator}/{r.denominator}"
+        fitted = _fitted_base_rate(exe, path, out.rate, out.base_rate)
+        if fitted is not None:
+            out.base_rate = fitted
         try:  # a video that starts after its sound: where its first frame is on the file's clock
             start = float(video.get("start_time")) - float((doc.get("format") or {}).get("start_time"))
         except (TypeError, ValueError):
@@ -501,6 +504,55 @@ def probe(path: Path) -> Probe:
             if total and total > sound:
                 out.video_bitrate = total - sound
     return out
+
+
+#: the most frames per second a variable-rate video is written at by its frames' closest pair
+#: (:func:`_fitted_base_rate`; ``cli.MAX_FITTED_FPS`` is the same bound for ``animate``)
+MAX_FITTED_RATE = 60
+#: how long :func:`_fitted_base_rate` may list a file's packets
+PACKET_SCAN_SECONDS = 30.0
+
+
+def _fitted_base_rate(exe: str, path: Path, rate: str | None, base: str | None) -> str | None:
+    """For a variable-rate video whose header's base rate is over
+    :data:`MAX_FITTED_RATE` (its time base, not a frame rate: a clip of 24
+    then 30 fps said 120), the rate its frames' closest pair gives, where
+    that is at most :data:`MAX_FITTED_RATE` and above the average rate, as a
+    rational (whole where it is within 0.1% of one); else None. Read from
+    the packets' times (no frame decoded): written at the average, 27.2 fps,
+    that clip's 30 fps second lost frames (a review, session 65)."""
+    try:
+        avg, top = Fraction(rate), Fraction(base)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not (avg < top and top > MAX_FITTED_RATE):
+        return None
+    cmd = [exe, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0",
+           file_url(path)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                             timeout=PACKET_SCAN_SECONDS)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    times = []
+    for line in res.stdout.split():
+        try:
+            t = float(line.strip().rstrip(","))
+        except ValueError:
+            continue
+        if math.isfinite(t):
+            times.append(t)
+    times.sort()
+    gaps = [b - a for a, b in zip(times, times[1:]) if b - a > 1e-6]
+    if not gaps:
+        return None
+    r = 1.0 / min(gaps)
+    if abs(r - round(r)) < 1e-3 * max(r, 1.0):
+        r = float(round(r))
+    fitted = Fraction(r).limit_denominator(1001)
+    if not (avg < fitted <= MAX_FITTED_RATE):
+        return None
+    return f"{fitted.numerator}/{fitted.denominator}"
 
 
 #: the longest a video's last frame is shown by its stream's own duration (:meth:`Probe.last_shown`)
