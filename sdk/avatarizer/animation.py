@@ -65,7 +65,7 @@ import numpy as np
 from . import native
 from ._files import new_file_mode
 from .checks import MAX_TIMESTAMP_MS, is_real
-from .schema import PARAM_COUNT, validate, validate_version
+from .schema import FLOAT32_MAX, PARAM_COUNT, validate, validate_version
 
 FORMATS = {".json": "lottie", ".lottie.json": "lottie", ".svg": "svg"}
 TOLERANCE_FRACTION = 1 / 256   # default keyframe tolerance: this much of the shorter output side
@@ -1436,7 +1436,7 @@ def read_params_jsonl(path, times_ms: list | None = None, durations_ms: list | N
                 raise ValueError(f"{path}, line {n}: a number is out of range ({exc})") from None
             # a finite number beyond a 32-bit float (1e39) became infinity, with numpy's overflow warning, and
             # was refused as "inf" though the file holds no infinity (a review, session 65)
-            big = np.flatnonzero(np.isfinite(wide) & (np.abs(wide) > np.finfo(np.float32).max))
+            big = np.flatnonzero(np.isfinite(wide) & (np.abs(wide) > FLOAT32_MAX))
             if big.size:
                 raise ValueError(f"{path}, line {n}: a number is out of range (parameter {big[0]} "
                                  f"({NAMES[big[0]]}) is {wide[big[0]]:g}, beyond a 32-bit float)")

@@ -593,7 +593,7 @@ class Avatar:
                 f = float(v)
             except OverflowError:  # an integer beyond float range
                 raise ValueError(f"parameter {n!r} is out of range ({str(v)[:20]}...)") from None
-            if math.isfinite(f) and abs(f) > _FLOAT32_MAX:  # (it became inf in float32, with a numpy warning)
+            if math.isfinite(f) and abs(f) > schema.FLOAT32_MAX:  # (it became inf in float32, with a numpy warning)
                 raise ValueError(f"parameter {n!r} is out of range ({f:g})")
             values.append(f)
         face = doc.get("face")
@@ -604,7 +604,6 @@ class Avatar:
         return cls(schema.validate_version(np.array(values, np.float32), version), face, color_order=order)
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _OVERLAY_BOTTOM = 1.1  # canonical y where the overlaid drawing ends
 _OVERLAY_FADE = 0.2    # over this canonical distance
 

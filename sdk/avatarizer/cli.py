@@ -1331,7 +1331,7 @@ def _video_animation(args) -> int:
         frames = [first if p is None else p for p in frames]
         # the header's rate, or the frames' own where it would not show each of them (as animate takes the
         # lines' time_ms, _rate_of): a clip of 24 then 30 fps, whose header's base rate (120) is over
-        # MAX_FITTED_FPS, was written at its average rate, 27.2 fps, two of its frames never shown, while
+        # videoio.MAX_FITTED_FPS, was written at its average rate, 27.2 fps, two of its frames never shown, while
         # animate on the same run's --params kept all 60 at 30 fps (a review, session 65)
         rate = None if args.fps else _rate_of([1000.0 * t for t in times])
         if rate is not None and rate > fps * (1.0 + 1e-6):
@@ -1391,18 +1391,13 @@ def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) 
     return anim.stats()
 
 
-#: the most frames per second ``animate`` takes the lines' closest pair for (as a video's frames are written at
-#: its base rate up to this, ``videoio.Probe.output_rate``); above, the lines' average rate
-MAX_FITTED_FPS = 60.0
-
-
 def _rate_of(times: list) -> float | None:
     """Frames per second of lines stamped with ``time_ms`` (as ``video
     --params`` writes them), or None when they are not all stamped, increasing:
     the rate at which every line has a frame of its own (1000 over the
     shortest gap, within 1e-3 of a whole number taken as it: the stamps are
     rounded to microseconds), as ``video -o OUT.json`` writes a variable
-    frame rate's frames, where that is at most :data:`MAX_FITTED_FPS` and
+    frame rate's frames, where that is at most ``videoio.MAX_FITTED_FPS`` and
     above the average; else the average (a 30 fps run beside a 10 fps one
     was resampled at their average, 12 fps, and lost 11 of 36 frames).
     (Any rate: lines less than a millisecond apart, more than 1000 a
@@ -1417,6 +1412,8 @@ def _rate_of(times: list) -> float | None:
     # (a gap of 5e-324 ms made the closest pair's rate infinite, and round() raised OverflowError)
     fps, fitted = (float(round(r)) if math.isfinite(r) and round(r) >= 1 and abs(r - round(r)) < 1e-3 else r
                    for r in (fps, 1000.0 / min(b - a for a, b in zip(times, times[1:]))))
+    from .videoio import MAX_FITTED_FPS
+
     return fitted if fps < fitted <= MAX_FITTED_FPS else fps
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from .checks import is_real
 from .errors import AvatarizerError, NativeError
 from .schema import PARAM_COUNT, _real_array
+from .schema import FLOAT32_MAX as _FLOAT_MAX  # (the largest C float, ~3.4e38)
 
 def _truncated_extension() -> str | None:
     """Why the built extension cannot be loaded safely, or None. A shared
@@ -74,7 +75,6 @@ MAX_SIZE = 16384
 MAX_THREADS = 8  # AVZ_MAX_THREADS
 INT_MAX = 2**31 - 1  # a C int: the row strides the C calls take
 _FLOAT_TINY = float(np.nextafter(np.float32(0), np.float32(1)))  # the smallest positive C float (~1.4e-45)
-_FLOAT_MAX = float(np.finfo(np.float32).max)  # the largest C float (~3.4e38)
 
 
 #: ``threads="auto"`` draws in bands only images of at least this many pixels:

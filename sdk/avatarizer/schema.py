@@ -40,8 +40,17 @@ DEFAULT = np.array([p["default"] for p in _DOC["params"]], np.float32)
 LO.setflags(write=False)
 HI.setflags(write=False)
 DEFAULT.setflags(write=False)
-# validate()'s accepted interval per parameter, computed once (as validate computes it)
-_TOL = 1e-4 * (HI - LO) + 1e-6
+#: the largest finite float32 (a number beyond it becomes infinity in a parameter vector)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _tolerance(lo, hi):
+    """How far outside ``[lo, hi]`` a value still passes :func:`validate` (float32 rounding)."""
+    return 1e-4 * (hi - lo) + 1e-6
+
+
+# validate()'s accepted interval per parameter, computed once
+_TOL = _tolerance(LO, HI)
 _LO_TOL, _HI_TOL = LO - _TOL, HI + _TOL
 
 #: Named, contiguous slices: ``face`` is what the model predicts, ``hair`` and
@@ -166,8 +175,7 @@ def validate(params) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise SchemaError(f"parameter {i} ({NAMES[i]}) is {arr[i]}; NaN and infinity are not allowed")
-    tol = 1e-4 * (HI - LO) + 1e-6
-    out = (arr < LO - tol) | (arr > HI + tol)
+    out = (arr < _LO_TOL) | (arr > _HI_TOL)
     if out.any():
         i = int(np.flatnonzero(out)[0])
         raise SchemaError(f"parameter {i} ({NAMES[i]}) is {arr[i]:g}, outside its range "
@@ -188,7 +196,7 @@ def validate_version(params, version: str) -> np.ndarray:
     arr = validate(params)
     for name, (lo, hi) in EARLIER_RANGES.get(version, {}).items():
         i = index(name)
-        tol = 1e-4 * (hi - lo) + 1e-6
+        tol = _tolerance(lo, hi)
         if not lo - tol <= float(arr[i]) <= hi + tol:
             raise SchemaError(f"parameter {i} ({name}) is {float(arr[i]):g}, outside schema {version}'s range "
                               f"[{lo:g}, {hi:g}] (it was saved with that version)")

@@ -48,9 +48,10 @@ ZERO_DELAY_MS = 100.0
 GIF_MIN_DELAY_MS = 20.0
 #: The highest rate an animated image's frames are written at (their times' common step, else this).
 MAX_IMAGE_FPS = 100
-#: The highest rate :func:`image_rate` takes from the frames' common step or a whole rate that fits them
-#: (a video's frames are written at their base rate up to 60 fps too: ``Probe.output_rate``)
-MAX_FITTED_IMAGE_FPS = 60
+#: The highest rate a frame rate is fitted to the frames' times: :func:`image_rate`'s common step or whole
+#: rate, a video's base rate (``Probe.output_rate``) and its closest pair (:func:`_fitted_base_rate`), and
+#: ``animate``'s closest pair of stamped lines (``cli._rate_of``)
+MAX_FITTED_FPS = 60
 
 
 class ImageFrames:
@@ -102,7 +103,7 @@ class ImageFrames:
 def image_rate(durations) -> Fraction:
     """The frame rate an animated image's frames are written at: 1000 over
     their durations' common step in whole ms (1 s and 0.5 s frames: 2 fps)
-    where that is at most :data:`MAX_FITTED_IMAGE_FPS`; else the lowest
+    where that is at most :data:`MAX_FITTED_FPS`; else the lowest
     whole rate up to it at which no two frames fall on one output frame
     (a GIF made from 30 fps video stores delays of 30, 30 and 40 ms: its
     step, 10 ms, wrote it at 100 fps; now 30); else their average rate, at
@@ -114,11 +115,11 @@ def image_rate(durations) -> Fraction:
     for d in durations:
         step = math.gcd(step, int(round(d)))
     exact = Fraction(1000, max(step, 1))
-    if exact <= MAX_FITTED_IMAGE_FPS:
+    if exact <= MAX_FITTED_FPS:
         return exact
     starts = np.concatenate([[0.0], np.cumsum(durations[:-1])]) / 1000.0
     average = len(durations) / (sum(durations) / 1000.0)
-    for rate in range(max(1, math.ceil(average)), MAX_FITTED_IMAGE_FPS + 1):
+    for rate in range(max(1, math.ceil(average)), MAX_FITTED_FPS + 1):
         slots = np.round(starts * rate)
         if len(np.unique(slots)) == len(slots):
             return Fraction(rate)
@@ -369,7 +370,7 @@ class Probe:
             base = Fraction(self.base_rate) if self.base_rate else None
         except (ValueError, ZeroDivisionError):
             return self.rate
-        if avg and base and avg < base <= 60:
+        if avg and base and avg < base <= MAX_FITTED_FPS:
             return self.base_rate
         return self.rate
 
@@ -506,18 +507,15 @@ def probe(path: Path) -> Probe:
     return out
 
 
-#: the most frames per second a variable-rate video is written at by its frames' closest pair
-#: (:func:`_fitted_base_rate`; ``cli.MAX_FITTED_FPS`` is the same bound for ``animate``)
-MAX_FITTED_RATE = 60
 #: how long :func:`_fitted_base_rate` may list a file's packets
 PACKET_SCAN_SECONDS = 30.0
 
 
 def _fitted_base_rate(exe: str, path: Path, rate: str | None, base: str | None) -> str | None:
     """For a variable-rate video whose header's base rate is over
-    :data:`MAX_FITTED_RATE` (its time base, not a frame rate: a clip of 24
+    :data:`MAX_FITTED_FPS` (its time base, not a frame rate: a clip of 24
     then 30 fps said 120), the rate its frames' closest pair gives, where
-    that is at most :data:`MAX_FITTED_RATE` and above the average rate, as a
+    that is at most :data:`MAX_FITTED_FPS` and above the average rate, as a
     rational (whole where it is within 0.1% of one); else None. Read from
     the packets' times (no frame decoded): written at the average, 27.2 fps,
     that clip's 30 fps second lost frames (a review, session 65)."""
@@ -525,7 +523,7 @@ def _fitted_base_rate(exe: str, path: Path, rate: str | None, base: str | None) 
         avg, top = Fraction(rate), Fraction(base)
     except (TypeError, ValueError, ZeroDivisionError):
         return None
-    if not (avg < top and top > MAX_FITTED_RATE):
+    if not (avg < top and top > MAX_FITTED_FPS):
         return None
     cmd = [exe, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0",
            file_url(path)]
@@ -550,7 +548,7 @@ def _fitted_base_rate(exe: str, path: Path, rate: str | None, base: str | None) 
     if abs(r - round(r)) < 1e-3 * max(r, 1.0):
         r = float(round(r))
     fitted = Fraction(r).limit_denominator(1001)
-    if not (avg < fitted <= MAX_FITTED_RATE):
+    if not (avg < fitted <= MAX_FITTED_FPS):
         return None
     return f"{fitted.numerator}/{fitted.denominator}"
 
