@@ -972,6 +972,32 @@ def test_an_animation_of_a_video_whose_base_rate_is_over_60_keeps_every_frame(tm
     assert int(_ffprobe(tmp_path / "o.mp4", "stream=nb_frames")[0]) == a["op"]
 
 
+def test_a_fitted_rate_is_exact_in_the_streams_own_ticks(tmp_path):
+    """The closest pair of a variable-rate video's packets, read as whole
+    ticks of its time base (``videoio.gap_rate``): 24 fps then 59.94 fps at
+    1/60000 s is 60000/1001 (the times as floats, and a 0.1% whole-number
+    rule, made it 60: one frame in 1001 shown twice, the sound drifting from
+    the picture); a 1 ms time base's gaps of 33 and 34 ms are 30 fps."""
+    from fractions import Fraction
+
+    from avatarizer import videoio
+
+    vfr = tmp_path / "vfr.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x96:rate=60000/1001:duration=2", "-filter_complex",
+            "[0:v]split[x][y];[x]trim=0:1,setpts=PTS-STARTPTS,fps=24[a];"
+            "[y]trim=1:2,setpts=PTS-STARTPTS,fps=60000/1001[b];[a][b]concat=n=2:v=1:a=0[v]",
+            "-map", "[v]", "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+            "-video_track_timescale", "60000", vfr)
+    probe = videoio.probe(vfr)
+    assert Fraction(probe.base_rate) > 60 or Fraction(_ffprobe(vfr, "stream=r_frame_rate")[0]) > 60
+    assert probe.output_rate() == "60000/1001"
+    assert videoio.gap_rate(33, Fraction(1, 1000)) == 30
+    assert videoio.gap_rate(25, Fraction(1, 600)) == 24
+    assert videoio.gap_rate(1001, Fraction(1, 24000)) == Fraction(24000, 1001)
+    assert videoio.gap_rate(5000, Fraction(1, 1000)) == Fraction(1, 5)
+    assert videoio.gap_rate(0, Fraction(1, 1000)) is None
+
+
 def test_a_variable_rate_header_bounds_neither_the_sound_nor_the_frames():
     from avatarizer.videoio import Probe
 
@@ -1070,7 +1096,11 @@ def test_animate_rate_gives_every_stamped_line_a_frame():
     vfr = thirty[:20] + [thirty[19] + 800 + 100 * i for i in range(16)]  # 30 fps, a gap, 10 fps
     assert _rate_of(vfr) == 30.0
     ntsc = [round(i * 1001 / 30, 3) for i in range(31)]
-    assert _rate_of(ntsc) == pytest.approx(30000 / 1001, abs=1e-3)
+    assert _rate_of(ntsc) == 30000 / 1001
+    # 59.94 fps beside a slower run: 60000/1001 (the 0.1% whole-number rule read it as 60, its bound)
+    ntsc60 = [round(i * 1001 / 60, 3) for i in range(40)] + [1000 + round(i * 1001 / 60, 3) + 200 * i
+                                                             for i in range(10)]
+    assert _rate_of(ntsc60) == 60000 / 1001
     assert _rate_of([0, 1, 500, 1000]) == pytest.approx(3.0)  # (a 1 ms pair: the average, not 1000 fps)
     assert _rate_of([0, None, 80]) is None and _rate_of([0, 80, 40]) is None and _rate_of([0]) is None
     # a gap too small for a finite rate: the average (round() of an infinite rate raised OverflowError)

@@ -1394,14 +1394,15 @@ def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) 
 def _rate_of(times: list) -> float | None:
     """Frames per second of lines stamped with ``time_ms`` (as ``video
     --params`` writes them), or None when they are not all stamped, increasing:
-    the rate at which every line has a frame of its own (1000 over the
-    shortest gap, within 1e-3 of a whole number taken as it: the stamps are
-    rounded to microseconds), as ``video -o OUT.json`` writes a variable
-    frame rate's frames, where that is at most ``videoio.MAX_FITTED_FPS`` and
-    above the average; else the average (a 30 fps run beside a 10 fps one
-    was resampled at their average, 12 fps, and lost 11 of 36 frames).
-    (Any rate: lines less than a millisecond apart, more than 1000 a
-    second, were taken as unstamped, one frame each, also where ``--fps``
+    the rate at which every line has a frame of its own (the closest pair's,
+    ``videoio.gap_rate`` of their gap in whole microseconds, to which the
+    stamps are rounded: 30 fps stamps give 30, 59.94 fps ones 60000/1001), as
+    ``video -o OUT.json`` writes a variable frame rate's frames, where that
+    is at most ``videoio.MAX_FITTED_FPS`` and above the average; else the
+    average, within 1e-3 of a whole number taken as it (a 30 fps run beside
+    a 10 fps one was resampled at their average, 12 fps, and lost 11 of 36
+    frames). (Any rate: lines less than a millisecond apart, more than 1000
+    a second, were taken as unstamped, one frame each, also where ``--fps``
     asked to resample them.)"""
     if len(times) < 2 or any(t is None for t in times) or any(b <= a for a, b in zip(times, times[1:])):
         return None
@@ -1409,12 +1410,17 @@ def _rate_of(times: list) -> float | None:
     if not (math.isfinite(fps) and fps > 0):
         return None
     # (whole rates only from 1 fps up: lines half an hour apart, 0.00056 fps, were rounded to 0)
-    # (a gap of 5e-324 ms made the closest pair's rate infinite, and round() raised OverflowError)
-    fps, fitted = (float(round(r)) if math.isfinite(r) and round(r) >= 1 and abs(r - round(r)) < 1e-3 else r
-                   for r in (fps, 1000.0 / min(b - a for a, b in zip(times, times[1:]))))
-    from .videoio import MAX_FITTED_FPS
+    if round(fps) >= 1 and abs(fps - round(fps)) < 1e-3:
+        fps = float(round(fps))
+    from fractions import Fraction
 
-    return fitted if fps < fitted <= MAX_FITTED_FPS else fps
+    from .videoio import MAX_FITTED_FPS, gap_rate
+
+    # (a gap of 5e-324 ms, under a microsecond, is no rate to fit: round() of an infinite rate raised
+    # OverflowError before)
+    gap = min(b - a for a, b in zip(times, times[1:]))
+    fitted = gap_rate(round(gap * 1000.0), Fraction(1, 10**6)) if gap * 1000.0 >= 0.5 else None
+    return float(fitted) if fitted is not None and fps < fitted <= MAX_FITTED_FPS else fps
 
 
 def _animate(args) -> int:

@@ -511,44 +511,59 @@ def probe(path: Path) -> Probe:
 PACKET_SCAN_SECONDS = 30.0
 
 
+def gap_rate(ticks: int, tick: Fraction) -> Fraction | None:
+    """The frame rate of frames whose closest pair of times is ``ticks``
+    ticks of ``tick`` seconds apart, the times rounded to ticks (a frame
+    period of P ticks gives gaps of floor(P) and ceil(P), so P is in
+    [ticks, ticks + 1)): the highest whole rate that fits, else the highest
+    NTSC rate (n * 1000/1001), else 1 / (ticks * tick) as a rational of
+    denominator at most 1001 where one fits, else exactly; None where ``ticks`` is not positive. A 59.94
+    fps clip at 1/60000 s (gaps of 1001 ticks) is 60000/1001, not 60, which
+    the float times' 0.1% rule gave (0.0599 from 60, the rule's bound); a 30
+    fps WebM at 1 ms (gaps of 33 and 34) is 30, not 1000/33."""
+    if ticks <= 0 or tick <= 0:
+        return None
+    hi, lo = 1 / (ticks * tick), 1 / ((ticks + 1) * tick)
+    whole = Fraction(math.floor(hi))
+    if whole > lo and whole >= 1:
+        return whole
+    ntsc = Fraction(math.floor(hi * Fraction(1001, 1000)) * 1000, 1001)
+    if ntsc > lo and ntsc > 0:
+        return ntsc
+    simple = hi.limit_denominator(1001)
+    return simple if lo < simple <= hi else hi
+
+
 def _fitted_base_rate(exe: str, path: Path, rate: str | None, base: str | None) -> str | None:
     """For a variable-rate video whose header's base rate is over
     :data:`MAX_FITTED_FPS` (its time base, not a frame rate: a clip of 24
-    then 30 fps said 120), the rate its frames' closest pair gives, where
-    that is at most :data:`MAX_FITTED_FPS` and above the average rate, as a
-    rational (whole where it is within 0.1% of one); else None. Read from
-    the packets' times (no frame decoded): written at the average, 27.2 fps,
-    that clip's 30 fps second lost frames (a review, session 65)."""
+    then 30 fps said 120), the rate its frames' closest pair gives
+    (:func:`gap_rate` of the packets' times in whole ticks of the stream's
+    time base), where that is at most :data:`MAX_FITTED_FPS` and above the
+    average rate, as a rational; else None. Read from the packets' times (no
+    frame decoded): written at the average, 27.2 fps, that clip's 30 fps
+    second lost frames (a review, session 65)."""
     try:
         avg, top = Fraction(rate), Fraction(base)
     except (TypeError, ValueError, ZeroDivisionError):
         return None
     if not (avg < top and top > MAX_FITTED_FPS):
         return None
-    cmd = [exe, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0",
-           file_url(path)]
+    cmd = [exe, "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=time_base:packet=pts",
+           "-of", "json", file_url(path)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                              timeout=PACKET_SCAN_SECONDS)
-    except (OSError, subprocess.SubprocessError):
+        info = json.loads(res.stdout or "{}")
+        tick = Fraction(info["streams"][0]["time_base"])
+        pts = sorted({int(p["pts"]) for p in info.get("packets", []) if isinstance(p.get("pts"), int)})
+    except (OSError, subprocess.SubprocessError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+            ZeroDivisionError):
         return None
-    times = []
-    for line in res.stdout.split():
-        try:
-            t = float(line.strip().rstrip(","))
-        except ValueError:
-            continue
-        if math.isfinite(t):
-            times.append(t)
-    times.sort()
-    gaps = [b - a for a, b in zip(times, times[1:]) if b - a > 1e-6]
-    if not gaps:
+    if len(pts) < 2:
         return None
-    r = 1.0 / min(gaps)
-    if abs(r - round(r)) < 1e-3 * max(r, 1.0):
-        r = float(round(r))
-    fitted = Fraction(r).limit_denominator(1001)
-    if not (avg < fitted <= MAX_FITTED_FPS):
+    fitted = gap_rate(min(b - a for a, b in zip(pts, pts[1:])), tick)
+    if fitted is None or not (avg < fitted <= MAX_FITTED_FPS):
         return None
     return f"{fitted.numerator}/{fitted.denominator}"
 
