@@ -426,13 +426,19 @@ def hair(st, p, lm, g, photo: Photo, col):
         # (the fusion's first expert, H's in the hybrid: a reading that tells nothing but the artist's own
         # age prior for grey, capped at 1, as without the network; H's prior and its child gate were fitted
         # on H's ages, and a masked adult reads as a child)
-        model = None if net is None else (_age_expert(gray_ratio), None, None, None, net)
+        skin_lab = HR.cheek_skin_lab(photo.rgb, lm, photo.valid, masked=bool(g.get("cheeks_covered"))) \
+            if known else None
+        # (blond and red read as black or brown where the photo shows no hair: the crown out of the frame and
+        # what the hair region holds of it the temples' skin, as the hybrid reads it)
+        g["hair_unseen"] = photo.hair is not None and HR.hair_unseen(px, photo.size ** 2, skin_lab, lm,
+                                                                     photo.valid, photo.size)
+        model = None if net is None else (_age_expert(gray_ratio), None, None, None, net,
+                                          HR.LIGHT_HAIR if g["hair_unseen"] else ())
         g["hair_colour_network"] = net is not None
         hair, g["hair_colour_probs"] = HR.hair_colour_of_class(
-            hair, px, photo.size ** 2,
-            skin_lab=HR.cheek_skin_lab(photo.rgb, lm, photo.valid, masked=bool(g.get("cheeks_covered")))
-            if known else None,
-            gray_ratio=gray_ratio, model=model)
+            hair, px, photo.size ** 2, skin_lab=skin_lab, gray_ratio=gray_ratio, model=model)
+        if g["hair_unseen"] and g["hair_colour_probs"]:  # (the pixels are skin: the class's colour)
+            hair = HR.drawn_hair_colour(HR.FALLBACK_HAIR_RGB, g["hair_colour_probs"], min_prob=0.0)
     else:
         hair = HR.natural_hair_colour(hair)  # without a colour cast
     hair = np.asarray(hair, np.float64)

@@ -257,10 +257,18 @@ class HairStage(Stage):
         # (grey weighed by the model's age, never the app's, nor one read under a face mask: masked adults
         # read 12-15; blond and red read as black or brown where the skin-tone network reads dark skin)
         as_dark = H.light_hair_as_dark(attrs)
+        # (and where the photo shows no hair: the crown out of the frame and what the hair region holds of it
+        # the temples' skin, which every reader took for blond or red on babies' chips)
+        unseen = mask is not None and not as_dark and H.hair_unseen(
+            *((reading[1], reading[2], reading[3]) if reading is not None else ((), crop.shape[0] ** 2, None)),
+            face.canonical, valid, crop.shape[0])
+        if unseen:
+            as_dark = H.LIGHT_HAIR
         model = (attrs["hair_colour_probs"], self.decision.get("hair_colour_priors"), H.model_age(attrs),
                  H.tone_colour_ratios(tone_h, self.decision.get("hair_colour_tone_prior")),
                  colour_net, as_dark)
-        net_by = ("" if colour_net is None else " x hair-colour network") + (" x skin tone" if as_dark else "")
+        net_by = ("" if colour_net is None else " x hair-colour network") + (
+            H.UNSEEN_BY if unseen else " x skin tone" if as_dark else "")
         if colour_net is not None:
             attrs["hair_colour_network_read"] = {k: float(v) for k, v in net_read.items()}
             attrs["hair_colour_network"] = net_kind
@@ -268,6 +276,9 @@ class HairStage(Stage):
         if reading is not None:
             raw, px, crop_pixels, skin = reading
             rgb, colour_probs = H.hair_colour_of_class(raw, px, crop_pixels, skin_lab=skin, model=model)
+            if unseen and colour_probs is not None:  # (the pixels are skin: the class's colour, not theirs
+                # moved the least way into it, a skin-pale brown)
+                rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, colour_probs, min_prob=0.0)
         if colour_probs is not None:  # report the colour class the drawing follows
             H.read_hair_colour(attrs, colour_probs,
                                source=("H x hair region" if H.region_classifier_reads(skin) else "H") + net_by)
