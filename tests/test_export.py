@@ -1046,3 +1046,92 @@ def test_quantize_and_tensorrt_take_the_mapper_onnx_built(tmp_path, monkeypatch,
     assert ship._mapper_for("onnx", None) == ship.SHIPPED_MAPPER and ship._mapper_for("ship", "m") == "m"
     assert cli.main(["quantize", "--mapper", "mapper_b", "--cache", str(tmp_path)]) == 1
     assert "not runs/mapper_b" in capsys.readouterr().err
+
+
+def test_a_gated_fp16_without_fp32_io_is_fed_half_inputs(exported, tmp_path):
+    """``convert_fp16(keep_io_types=False, metric_fns=..., thresholds=...)``:
+    the gate fed the candidate float32 inputs, which it refuses (ONNX
+    Runtime's InvalidArgument, every time; a review, session 66). The gate
+    reports its samples (crops) beside its inputs (batches): 4 inputs were
+    read as 4 crops where 64 were gated."""
+    src = exported["folder"] / "image_to_face-fp32.onnx"
+    out = tmp_path / "m" / "image_to_face-fp16.onnx"
+    batches = [exported["eval"][:4], exported["eval"][4:8]]
+    rep = onnx_export.convert_fp16(src, out, keep_io_types=False, check_inputs=batches,
+                                   metric_fns={"param_l1": quantize.param_l1}, thresholds={"param_l1": 0.05},
+                                   manifest_folder=tmp_path / "m")
+    assert rep["gate"]["passed"] and rep["gate"]["inputs"] == 2 and rep["gate"]["samples"] == 8
+    assert out.is_file()
+
+
+def test_an_export_outside_its_manifest_folder_writes_nothing(exported, tmp_path):
+    """``manifest_folder`` not holding the output: the file was moved into
+    place, then the manifest refused it, and it stayed there unlisted."""
+    src = exported["folder"] / "image_to_face-fp32.onnx"
+    out = tmp_path / "a" / "m.onnx"
+    with pytest.raises(ValueError, match="is not inside the models folder"):
+        onnx_export.convert_fp16(src, out, manifest_folder=tmp_path / "b")
+    with pytest.raises(ValueError, match="is not inside the models folder"):
+        quantize.quantize_gated(src, out, exported["calibration"], [exported["eval"]],
+                                {"param_l1": quantize.param_l1}, {"param_l1": 0.05}, manifest_folder=tmp_path / "b")
+    with pytest.raises(ValueError, match="is not inside the models folder"):
+        onnx_export.export_onnx(exported["module"], torch.from_numpy(exported["eval"][:1]), out, "m", ["image"],
+                                ["face_params"], standin_metadata("image_to_face", [formats.image_input("image", CROP)],
+                                                                  [formats.face_params_output()]) | {"name": "m"},
+                                manifest_folder=tmp_path / "b")
+    assert not out.exists() and (not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir()))
+
+
+def test_quantize_refuses_to_ship_beside_another_networks_files(tmp_path, monkeypatch, capsys):
+    """``onnx`` writes the fp32 build, then its fp16 gate (or Ctrl-C) failed:
+    the models folder stayed as it was, the build held the new network, and
+    ``quantize`` shipped the new network's int8 beside the old one's fp16 (a
+    review, session 66). Each shipped file records the build it was made
+    from (``built_from``); ``quantize`` and ``tensorrt`` refuse a folder
+    whose other files were made from another build."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from avatarizer_export import ship
+
+    build = tmp_path / "build"
+    build.mkdir()
+    monkeypatch.setattr(ship, "BUILD", build)
+    graph = helper.make_graph([helper.make_node("Identity", ["crop"], ["face"])], "g",
+                              [helper.make_tensor_value_info("crop", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("face", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph)
+    model.metadata_props.add(key=formats.METADATA_KEY, value=json.dumps(
+        {"method": "E_s -> F -> D_t (cross-modal latent alignment; runs/mapper_a)"}))
+    fp32 = build / formats.file_name("image_to_face", "onnx-fp32")
+    onnx.save(model, str(fp32))
+    sha = hashlib.sha256(fp32.read_bytes()).hexdigest()
+    (build / "manifest.json").write_text(json.dumps(
+        {"models": {formats.model_name("image_to_face", "onnx-fp32"): {"sha256": sha}}}))
+    models = tmp_path / "models"
+    models.mkdir()
+    fp16 = formats.model_name("image_to_face", "onnx-fp16")
+
+    def ship_fp16(**extra):
+        (models / "manifest.json").write_text(json.dumps({"models": {fp16: {
+            "role": "image_to_face", "file": "image_to_face-fp16.onnx", "precision": "fp16", **extra}}}))
+
+    class Stop(Exception):
+        pass
+
+    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: (_ for _ in ()).throw(Stop()))
+    for extra in ({}, {"built_from": "0" * 64}):  # (an export before the field; another build)
+        ship_fp16(**extra)
+        for what in ("quantize", "tensorrt"):
+            if what == "tensorrt":
+                monkeypatch.setattr(formats, "check_format", lambda *a, **k: None)
+            with pytest.raises(RuntimeError, match="made from another build of the network"):
+                ship.export(what, tmp_path, folder=models)
+    ship_fp16(built_from=sha)
+    with pytest.raises(Stop):  # (the check passed: the network is loaded next)
+        ship.export("quantize", tmp_path, folder=models)
+    # an export stamps what it wrote with the build it was made from
+    results = {"onnx-fp32": {"passed": True}, "onnx-fp16": {"passed": True}, "onnx-int8": {"passed": False}}
+    ship_fp16()
+    ship._stamp_built_from(models, results)
+    assert json.loads((models / "manifest.json").read_text())["models"][fp16]["built_from"] == sha

@@ -1179,3 +1179,59 @@ def test_a_resumed_run_trains_the_weights_an_uninterrupted_one_does(fake, kind, 
     for m in a["state"]:
         for k, v in a["state"][m].items():
             assert torch.equal(v, b["state"][m][k]), (m, k)
+
+
+def test_default_run_names_keep_runs_with_other_options_apart():
+    """Without ``--name``, ``direct --pairs 500`` trained into ``runs/direct``
+    (the full-data baseline ``eval direct`` reads) and ``mapper --finetune
+    mapper_no_w`` into ``runs/mapper_full_ft`` (the shipped mapper), each
+    wiping the run there (a review, session 66)."""
+    name = T.default_run_name
+    assert name("image_ae") == "image_ae" and name("param_ae") == "param_ae"
+    assert name("direct") == "direct" and name("direct", pairs=500) == "direct_500"
+    assert name("direct", init_encoder="image_ae") == "direct_from_image_ae"
+    assert name("mapper") == "mapper_full" and name("mapper", variant="no_w", pairs=500) == "mapper_no_w_500"
+    # the recipes' fine-tuned runs keep their names (make models, the report)
+    assert name("mapper", finetune="mapper_full") == T.SHIPPED_MAPPER == "mapper_full_ft"
+    assert name("mapper", pairs=500, finetune="mapper_full_500") == "mapper_full_500_ft"
+    assert name("mapper", variant="no_align", finetune="mapper_no_align") == "mapper_no_align_ft"
+    other = name("mapper", finetune="mapper_no_w")
+    assert other not in (T.SHIPPED_MAPPER, "mapper_no_w_ft") and other.startswith("mapper_full_ft")
+
+
+def test_options_a_network_does_not_read_are_refused(tmp_path, capsys):
+    """``train param-ae --pairs 5 --variant no_w`` was accepted, ignored, and
+    stored in the run's config: param_ae retrained from scratch ("config
+    changed, starting over"), and every mapper trained on it refused to
+    export. Now a usage error (exit 2), before anything is loaded."""
+    from avatarizer_export import cli
+
+    with pytest.raises(ValueError, match="param-ae takes no --pairs, --variant"):
+        T.train("param-ae", tmp_path, pairs=5, variant="no_w")
+    with pytest.raises(ValueError, match=r"direct takes no --finetune \(it takes --init-encoder, --pairs\)"):
+        T.train("direct", tmp_path, finetune="mapper_full")
+    with pytest.raises(ValueError, match="mapper takes no --init-encoder"):
+        T.check_options("mapper", init_encoder="image_ae")
+    T.check_options("image-ae", pairs=0, variant="full")  # (at their defaults: nothing given)
+    T.check_options("mapper", pairs=5, variant="no_w", finetune="mapper_no_w", rec_weight=0.5)
+    assert cli.main(["train", "image-ae", "--cache", str(tmp_path), "--pairs", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "image-ae takes no --pairs" in err and "Traceback" not in err
+    assert not (T.RUNS / "image_ae_5").exists()
+
+
+def test_too_few_pairs_for_a_batch_is_a_clear_error():
+    """``--pairs`` 1-7 raised numpy's "Cannot take a larger sample than
+    population" (8 photos validate), ``--pairs 8`` "a cannot be empty" after
+    the run's folder was made; fewer training rows than a batch too. Now a
+    ValueError that names the least ``--pairs`` that trains."""
+    source = np.repeat(np.arange(100), 2)  # 100 photos, two pairs each
+    for n in (1, 5, 8, 9):
+        with pytest.raises(ValueError, match=r"under a batch of 4: 8 photos validate; --pairs 10 or more"):
+            T.train_val_rows(source, n, 4)
+    tr, val = T.train_val_rows(source, 12, 4)
+    assert len(tr) == 8 and len(val) == 16 and not set(source[tr]) & set(source[val])
+    tr, val = T.train_val_rows(source, 0, 48)  # all: 8 of 100 photos validate
+    assert len(val) == 16 and len(tr) == 184
+    with pytest.raises(ValueError, match="--pairs 32 or more"):
+        T.train_val_rows(source, 20, 48)

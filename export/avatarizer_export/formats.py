@@ -347,6 +347,20 @@ def onnx_metadata(model) -> dict:
 from avatarizer.runtime import sha256_file  # noqa: E402  (one checksum for export and runtime)
 
 
+def manifest_relative(path: str | os.PathLike, folder: str | os.PathLike | None = None) -> str:
+    """``path`` relative to the models ``folder`` whose manifest lists it
+    (default: the file's own folder), as the manifest's ``file`` names it;
+    ValueError where it is not inside it. The export steps ask this before
+    they write anything: asked only when entering the manifest, the model
+    was already moved into place, left there unlisted."""
+    path = Path(path).resolve()
+    folder = Path(folder).resolve() if folder is not None else path.parent
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        raise ValueError(f"{path} is not inside the models folder {folder}") from None
+
+
 def add_to_manifest(path: str | os.PathLike, meta: Mapping[str, Any], *,
                     folder: str | os.PathLike | None = None, **extra: Any) -> dict:
     """Adds (or replaces) the entry for the model file ``path`` in ``folder/manifest.json``.
@@ -359,10 +373,7 @@ def add_to_manifest(path: str | os.PathLike, meta: Mapping[str, Any], *,
     """
     path = Path(path).resolve()
     folder = Path(folder).resolve() if folder is not None else path.parent
-    try:
-        rel = path.relative_to(folder).as_posix()
-    except ValueError:
-        raise ValueError(f"{path} is not inside the models folder {folder}") from None
+    rel = manifest_relative(path, folder)
     entry = {
         "file": rel,
         "sha256": sha256_file(path),

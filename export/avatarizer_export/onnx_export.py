@@ -165,6 +165,8 @@ def export_onnx(module, example_input, path: str | os.PathLike, name: str,
         warnings.warn("export_onnx: no check_inputs given; comparing ORT with PyTorch on the example "
                       "input only (pass real crops)", stacklevel=2)
         check_inputs = [example]
+    if manifest:
+        formats.manifest_relative(path, manifest_folder)  # (before anything is written)
     path.parent.mkdir(parents=True, exist_ok=True)
     dynamic_axes = ({n: {0: "batch"} for n in list(input_names) + list(output_names)}
                     if dynamic_batch else None)
@@ -301,6 +303,8 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, *, name: str | 
 
     formats.check_format("onnx-fp16", keep_io_types=keep_io_types)
     src, dst = Path(src), Path(dst)
+    if manifest:
+        formats.manifest_relative(dst, manifest_folder)  # (before anything is written)
     src_meta = read_onnx_description(src.read_bytes())
     if src_meta.get("precision") != "fp32":
         raise ValueError(f"{src}: convert_fp16 needs an fp32 source, this is {src_meta.get('precision')}")

@@ -58,7 +58,8 @@ class QualityGateError(RuntimeError):
         msg = f"{what} refused by the quality gate: {'; '.join(over)}"
         if passed:
             msg += f" (passed: {'; '.join(passed)})"
-        msg += f"; nothing written [{self.report.get('inputs', 0)} evaluation inputs]"
+        n, rows = self.report.get("inputs", 0), self.report.get("samples")
+        msg += f"; nothing written [{n} evaluation inputs" + (f", {rows} samples]" if rows is not None else "]")
         super().__init__(msg)
 
 
@@ -224,7 +225,13 @@ def gate(fp32_path: str | os.PathLike, candidate_path: str | os.PathLike, eval_i
     feeds = [_to_numpy_feed(names, x) for x in eval_inputs]
     if not feeds:
         raise ValueError("a quality gate needs evaluation inputs")
-    ref, cand = _stack(_run_all(fp32_path, feeds)), _stack(_run_all(candidate_path, feeds))
+    # the candidate's inputs in its own types: an fp16 file without fp32 I/O (keep_io_types=False) refused
+    # the float32 feeds (ONNX Runtime's InvalidArgument, from every gated convert_fp16 of that kind)
+    half = {i.name for i in onnx.load(str(candidate_path), load_external_data=False).graph.input
+            if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    cand_feeds = [{k: v.astype(np.float16) if k in half and v.dtype == np.float32 else v for k, v in f.items()}
+                  for f in feeds]
+    ref, cand = _stack(_run_all(fp32_path, feeds)), _stack(_run_all(candidate_path, cand_feeds))
     metrics = {k: float(fn(ref, cand)) for k, fn in metric_fns.items()}
     failed = [k for k, v in metrics.items() if not v <= float(thresholds[k])]
     refs = ref if isinstance(ref, Mapping) else {"out": ref}
@@ -232,7 +239,11 @@ def gate(fp32_path: str | os.PathLike, candidate_path: str | os.PathLike, eval_i
     worst = max(float(np.max(np.abs(np.asarray(refs[k], np.float64) - np.asarray(cands[k], np.float64))))
                 for k in refs)
     # file names, not paths: reports end up in committed manifests
+    # ("inputs": the feeds, batches of rows; "samples": their rows, the crops the card counts)
+    samples = sum(int(np.shape(next(iter(f.values())))[0]) if np.ndim(next(iter(f.values()))) else 1
+                  for f in feeds)
     report = {"fp32": Path(fp32_path).name, "candidate": Path(candidate_path).name, "inputs": len(feeds),
+              "samples": samples,
               "metrics": metrics, "thresholds": {k: float(v) for k, v in thresholds.items()},
               "failed": failed, "passed": not failed, "max_abs_diff": worst}
     log.info("quality gate %s: %s", "passed" if not failed else "FAILED", metrics)
@@ -256,6 +267,8 @@ def quantize_gated(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     """
     out_path = Path(out_path)
     eval_inputs = list(eval_inputs)
+    if manifest:
+        formats.manifest_relative(out_path, manifest_folder)  # (before anything is written)
     with staged(out_path, "int8") as tmp:
         meta = quantize_int8(fp32_path, tmp, calibration, name=name, **quant_options)
         report = gate(fp32_path, tmp, eval_inputs, metric_fns, thresholds)

@@ -261,6 +261,66 @@ def _mapper_for(what: str, mapper: str | None) -> str:
     return mapper or built or SHIPPED_MAPPER
 
 
+#: a shipped file's manifest field: the sha256 of the fp32 build (``BUILD``) it was made from
+BUILT_FROM = "built_from"
+
+
+def _built_sha() -> str | None:
+    """The sha256 of ``BUILD``'s fp32 file (None where there is none)."""
+    from . import formats
+
+    fp32 = BUILD / formats.file_name(ROLE, "onnx-fp32")
+    return formats.sha256_file(fp32) if fp32.is_file() else None
+
+
+def _stamp_built_from(folder: Path, results: dict) -> None:
+    """Records in ``folder``'s manifest, for each file this export wrote
+    (``results``' passed formats but fp32, which stays in ``BUILD``), the
+    fp32 build it was made from (:data:`BUILT_FROM`)."""
+    from . import formats
+
+    path = folder / formats.MANIFEST_NAME
+    made = [formats.model_name(ROLE, f) for f, r in results.items() if f != "onnx-fp32" and r.get("passed", True)]
+    if not made or not path.is_file():
+        return
+    sha = _built_sha()
+    if sha is None:
+        return
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    for name in made:
+        if isinstance(doc.get("models", {}).get(name), dict):
+            doc["models"][name][BUILT_FROM] = sha
+    with staged(path, "part") as tmp:
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+#: the formats each step that builds on ``BUILD``'s fp32 writes (the others it ships beside)
+_WRITES = {"quantize": ("onnx-int8",), "tensorrt": ("engine-fp16", "engine-int8")}
+
+
+def _check_same_network(folder: Path, what: str) -> None:
+    """RuntimeError unless every file of the face network ``folder`` ships,
+    besides those ``what`` rebuilds, was made from ``BUILD``'s fp32 (its
+    :data:`BUILT_FROM`): an ``onnx`` that failed after writing the fp32 (the
+    fp16 gate, Ctrl-C) left the folder as it was and the new network in
+    ``BUILD``, and ``quantize`` then shipped the new network's int8 beside
+    the old one's fp16 (a review, session 66)."""
+    from . import formats
+
+    path = folder / formats.MANIFEST_NAME
+    if not path.is_file():
+        return
+    models = json.loads(path.read_text(encoding="utf-8")).get("models", {})
+    keep = {formats.model_name(ROLE, f) for f in _WRITES[what]}
+    sha = _built_sha()
+    other = sorted(n for n, e in models.items() if isinstance(e, dict) and e.get("role") == ROLE
+                   and n not in keep and e.get(BUILT_FROM) != sha)
+    if other:
+        raise RuntimeError(f"{what}: {folder} ships {', '.join(other)} made from another build of the network than "
+                           f"{BUILD / formats.file_name(ROLE, 'onnx-fp32')} (the manifest's {BUILT_FROM}): "
+                           f"run `avatarizer-export onnx` (or `ship`) first, which exports them together")
+
+
 def export(what: str, cache: Path, mapper: str | None = None, folder: Path | None = None) -> dict:
     """``onnx`` (fp32 + fp16), ``quantize`` (int8), ``tensorrt`` (engines) or
     ``ship`` (all that this machine can) into ``folder`` (default
@@ -287,6 +347,8 @@ def export(what: str, cache: Path, mapper: str | None = None, folder: Path | Non
     mapper = _mapper_for(what, mapper)
     target = Path(folder) if folder is not None else MODELS
     target.mkdir(parents=True, exist_ok=True)
+    if what in ("quantize", "tensorrt"):
+        _check_same_network(target, what)
     ctx = _Ctx(Path(cache), mapper)
     with staged_folder(target, extra=(GATE_REPORT,)) as stage:
         results = {}
@@ -306,6 +368,7 @@ def export(what: str, cache: Path, mapper: str | None = None, folder: Path | Non
             dropped = drop_stale(stage, ROLE, rebuilt)
             if dropped:
                 print(f"{what}: dropped the previous network's {', '.join(dropped)}")
+        _stamp_built_from(stage, results)
         _summary(results, stage, fresh=what in ("onnx", "ship"))
         if what != "tensorrt":
             try:

@@ -132,6 +132,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     cal = {"calibration": calibration} if row is None or "calibration" in row.options else {}
     formats.check_format(fmt, dynamic_batch=dynamic_batch, min_batch=min_batch, opt_batch=opt_batch,
                          max_batch=max_batch, workspace_gb=workspace_gb, **cal)
+    if manifest:
+        formats.manifest_relative(engine_path, manifest_folder)  # (before anything is built)
     import tensorrt as trt
 
     from avatarizer.runtime.tensorrt import TensorRTSession, cuda_buffer_library, gpu_info

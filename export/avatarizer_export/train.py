@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -482,6 +483,34 @@ def pair_subset(source: np.ndarray, n_photos: int, seed: int = 0) -> np.ndarray:
     return np.flatnonzero(np.isin(source, photos))
 
 
+#: photos a paired run keeps for its plateau schedule, at least (5% of them where that is more)
+MIN_VAL_PHOTOS = 8
+
+
+def train_val_rows(source: np.ndarray, n_photos: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows) of the pairs of :func:`pair_subset`'s
+    ``n_photos`` photos: 5% of the photos, at least :data:`MIN_VAL_PHOTOS`,
+    validate; ValueError where that leaves fewer training rows than a
+    ``batch`` (``--pairs 5`` raised numpy's "Cannot take a larger sample than
+    population", ``--pairs 8`` "a cannot be empty", after the run's folder
+    was made)."""
+    rows = pair_subset(source, n_photos)
+    photos = np.unique(source[rows])
+    n_val = max(MIN_VAL_PHOTOS, len(photos) // 20)
+    tr_rows = np.zeros(0, np.int64)
+    if len(photos) > n_val:
+        vphotos = np.random.default_rng(1).choice(photos, n_val, replace=False)
+        val_rows = rows[np.isin(source[rows], vphotos)]
+        tr_rows = rows[~np.isin(source[rows], vphotos)]
+    if len(tr_rows) < batch:
+        per = len(rows) / max(len(photos), 1)
+        need = n_val + max(1, math.ceil(batch / max(per, 1e-9)))
+        raise ValueError(f"{len(photos)} paired photos ({'--pairs ' + str(n_photos) if n_photos else 'all'}) leave "
+                         f"{len(tr_rows)} training rows, under a batch of {batch}: {n_val} photos validate; "
+                         f"--pairs {need} or more (or a smaller --batch)")
+    return tr_rows, val_rows
+
+
 def train_mapper(cfg: TrainConfig, cache: Path | None = None):
     """F on the pairs with E_s and D_t frozen (the paper). With ``cfg.finetune``
     naming a trained mapper run, continues from that run's F with E_s unfrozen
@@ -504,12 +533,8 @@ def train_mapper(cfg: TrainConfig, cache: Path | None = None):
 
         w = np.where(geometry_mask()[schema.FACE], cfg.geo_weight, 1.0)
         rec_w = torch.from_numpy((w / w.mean()).astype(np.float32))
-    rows = pair_subset(source, cfg.pairs)
     # 5% of the chosen photos for the plateau schedule (never the held-out split)
-    photos = np.unique(source[rows])
-    vphotos = np.random.default_rng(1).choice(photos, max(8, len(photos) // 20), replace=False)
-    val_rows = rows[np.isin(source[rows], vphotos)]
-    tr_rows = rows[~np.isin(source[rows], vphotos)]
+    tr_rows, val_rows = train_val_rows(source, cfg.pairs, cfg.batch)
     ft = bool(cfg.finetune)
     seed_all(cfg.seed)  # (the initial weights by the seed, not by what ran before in the process)
     mods = build("mapper_ft" if ft else "mapper", cfg.net)
@@ -573,11 +598,8 @@ def train_direct(cfg: TrainConfig, cache: Path | None = None):
     crops, params, source, _ = load_pairs(cache)
     crops = np.asarray(crops)
     y = torch.from_numpy(schema.normalize(params[:, schema.FACE], schema.FACE))
-    rows = pair_subset(source, cfg.pairs)
-    photos = np.unique(source[rows])
-    vphotos = np.random.default_rng(1).choice(photos, max(8, len(photos) // 20), replace=False)
-    val_rows = rows[np.isin(source[rows], vphotos)][:512]
-    tr_rows = rows[~np.isin(source[rows], vphotos)]
+    tr_rows, val_rows = train_val_rows(source, cfg.pairs, cfg.batch)
+    val_rows = val_rows[:512]
     seed_all(cfg.seed)  # (the initial weights by the seed, not by what ran before in the process)
     mods = build("direct", cfg.net)
     net = mods["net"]
@@ -616,6 +638,46 @@ FINETUNE_STEPS = 2000  # E_s + F on the crops: the direct baseline's budget
 BATCH = {"image-ae": 24, "param-ae": 24, "mapper": 48, "direct": 48}  # paper: 24 unpaired, 48 paired
 
 
+#: the options of :func:`train` beyond the step budget, at their defaults
+OPTION_DEFAULTS = {"pairs": 0, "variant": "full", "finetune": "", "init_encoder": "", "image_ae": "image_ae",
+                   "param_ae": "param_ae", "rec_weight": 1.0, "geo_weight": 1.0}
+#: which of them each network reads (another one, given, is refused: it was stored in the run's config, so the
+#: run was retrained from scratch with no change, and every mapper trained on it refused to export)
+APPLIES = {"image_ae": frozenset(), "param_ae": frozenset(),
+           "mapper": frozenset({"pairs", "variant", "finetune", "image_ae", "param_ae", "rec_weight", "geo_weight"}),
+           "direct": frozenset({"pairs", "init_encoder"})}
+
+
+def check_options(what: str, **options) -> None:
+    """ValueError naming the options given (not at their
+    :data:`OPTION_DEFAULTS`) that network ``what`` does not read
+    (:data:`APPLIES`)."""
+    kind = what.replace("-", "_")
+    flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731
+    stray = [k for k, v in options.items() if v != OPTION_DEFAULTS[k] and k not in APPLIES[kind]]
+    if stray:
+        raise ValueError(f"{what} takes no {', '.join(map(flag, stray))}"
+                         + (f" (it takes {', '.join(map(flag, sorted(APPLIES[kind])))})" if APPLIES[kind] else ""))
+
+
+def default_run_name(kind: str, *, variant: str = "full", pairs: int = 0, finetune: str = "",
+                     init_encoder: str = "") -> str:
+    """The run a network trains into without ``--name``: one name per set of
+    options that change what it learns, so no option replaces another run
+    (``direct --pairs 500`` trained into ``runs/direct``, the full-data
+    baseline; ``mapper --finetune mapper_no_w`` into ``runs/mapper_full_ft``,
+    the shipped mapper). A mapper fine-tuned from its own variant's run is
+    ``<that run>_ft`` (``mapper_full_ft``, ``mapper_full_500_ft``)."""
+    if kind in ("image_ae", "param_ae"):
+        return kind
+    if kind == "direct":
+        return "direct" + (f"_{pairs}" if pairs else "") + (f"_from_{init_encoder}" if init_encoder else "")
+    base = f"mapper_{variant}" + (f"_{pairs}" if pairs else "")
+    if not finetune:
+        return base
+    return f"{base}_ft" if finetune == base else f"{base}_ft_from_{finetune}"
+
+
 def train(what: str, cache: Path, *, steps: int | None = None, batch: int | None = None, seed: int = 0,
           variant: str = "full", pairs: int = 0, name: str | None = None, finetune: str = "",
           threads: int | None = None, rec_weight: float = 1.0, geo_weight: float = 1.0, image_ae: str = "image_ae",
@@ -627,8 +689,9 @@ def train(what: str, cache: Path, *, steps: int | None = None, batch: int | None
         raise ValueError(f"what must be one of {sorted(DEFAULT_STEPS)}, got {what!r}")
     kind = what.replace("-", "_")
     ft = finetune or ""
-    name = name or {"image_ae": "image_ae", "param_ae": "param_ae", "direct": "direct"}.get(
-        kind, f"mapper_{variant}" + (f"_{pairs}" if pairs else "") + ("_ft" if ft else ""))
+    check_options(what, pairs=pairs, variant=variant, finetune=ft, init_encoder=init_encoder, image_ae=image_ae,
+                  param_ae=param_ae, rec_weight=rec_weight, geo_weight=geo_weight)
+    name = name or default_run_name(kind, variant=variant, pairs=pairs, finetune=ft, init_encoder=init_encoder)
     # (None: the default; a 0 passed for one started a full run, a negative count said "done" with no checkpoint)
     steps = max(1, int((FINETUNE_STEPS if ft else DEFAULT_STEPS[what]) * steps_scale)) if steps is None else steps
     threads = (2 if ft else THREADS[what]) if threads is None else threads
@@ -648,6 +711,15 @@ def train(what: str, cache: Path, *, steps: int | None = None, batch: int | None
 
 
 def main_train(args) -> int:
+    try:  # (a usage error: exit 2, as argparse's)
+        check_options(args.what, pairs=args.pairs, variant=args.variant, finetune=getattr(args, "finetune", None) or "",
+                      init_encoder=getattr(args, "init_encoder", None) or "",
+                      image_ae=getattr(args, "image_ae", None) or "image_ae",
+                      param_ae=getattr(args, "param_ae", None) or "param_ae",
+                      rec_weight=getattr(args, "rec_weight", 1.0), geo_weight=getattr(args, "geo_weight", 1.0))
+    except ValueError as exc:
+        print(f"avatarizer-export train: error: {exc}", file=sys.stderr)
+        return 2
     train(args.what, cache_dir(args.cache), steps=args.steps, batch=args.batch, seed=args.seed,
           variant=args.variant, pairs=args.pairs, name=args.name, finetune=getattr(args, "finetune", None) or "",
           threads=getattr(args, "threads", None), rec_weight=getattr(args, "rec_weight", 1.0),
