@@ -576,6 +576,34 @@ def test_babies_whose_hair_is_out_of_the_frame_are_not_drawn_blond():
             assert colour["value"] == "blond" and HR.UNSEEN_BY not in colour["decided_by"], colour
 
 
+def test_hair_under_a_red_hat_is_not_read_as_the_hats_colour():
+    """Session 66 (a read-only review): under a red hat the readers of the
+    whole crop took the hat's colour for the hair's (six not red-haired
+    people of the labelled photos drawn red). Where the hat's crown reads
+    red and the hair beside the face another class, red is ruled out;
+    red hair under a red hat with no hair beside the face stays red."""
+    from avatarizer import Avatarizer, load_image
+
+    with Avatarizer() as av:
+        if av.estimator != "hybrid":
+            pytest.skip("the shipped models are not installed here")
+        for k, want in ((("ffhq128-labelled", "69237.jpg"), "brown"), (("ffhq128", "ffhq-1317.jpg"), "black")):
+            colour = av.from_frame(load_image(need_shared("data", "faces", *k))).attributes["hair_colour"]
+            assert colour["value"] == want and colour["decided_by"].endswith(HR.HAT_COLOUR_BY), (k, colour)
+            assert colour["probabilities"]["red"] == 0.0
+        colour = av.from_frame(load_image(need_shared("data", "faces", "ffhq128", "ffhq-0837.jpg"))).attributes[
+            "hair_colour"]
+        assert colour["value"] == "red" and HR.HAT_COLOUR_BY not in colour["decided_by"], colour
+    probs = {"black": 0.1, "brown": 0.2, "blond": 0.05, "red": 0.6, "gray": 0.05}
+    red, dark = (0.8, 0.15, 0.15), (0.2, 0.13, 0.1)
+    moved = HR.not_the_hats_colour(probs, red, dark)
+    assert moved["red"] == 0.0 and moved["brown"] == pytest.approx(0.5) and sum(moved.values()) == pytest.approx(1)
+    assert HR.not_the_hats_colour(probs, red, None) is None  # (no hair beside the face: nothing to tell by)
+    assert HR.not_the_hats_colour(probs, red, (0.6, 0.22, 0.1)) is None  # red hair beside the face
+    assert HR.not_the_hats_colour(probs, dark, (0.5, 0.5, 0.5)) is None  # a dark hat: not ruled out
+    assert HR.not_the_hats_colour({**probs, "red": 0.1, "brown": 0.7}, red, dark) is None  # red not the likeliest
+
+
 def test_hair_unseen_needs_the_crown_out_of_the_frame_and_skin_in_the_region():
     """``hair.hair_unseen``: the crown out of the frame (valid only below the
     brows' line), and the few hair-region pixels within ``UNSEEN_SKIN_DE`` of

@@ -372,6 +372,10 @@ class HairStage(Stage):
             if str(attrs.get("hair_colour_source", "")).startswith("H x hair region"):
                 attrs["hair_colour_probs"] = attrs.pop("hair_colour_probs_model")
                 H.read_hair_colour(attrs, H.model_hair_colour(*model), source="H" + net_by)
+            # ... and not as the hat's colour: a red hat over hair beside the face of another class read red
+            moved = H.not_the_hats_colour(attrs["hair_colour_probs"], hat, hair_rgb)
+            if moved is not None:
+                H.read_hair_colour(attrs, moved, source=str(attrs.get("hair_colour_source", "H")) + H.HAT_COLOUR_BY)
             # the colour beside the face drawn so that it reads as the class reported (as where no hair
             # region is read: H's reading alone, at any probability); as sampled, 17 of 44 hats' hair read
             # another class than the one reported (a grey head's brown side hair)
