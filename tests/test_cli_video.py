@@ -1707,3 +1707,121 @@ def test_a_params_file_that_cannot_be_written_is_named(tmp_path, clip, monkeypat
     err = capsys.readouterr().err
     assert f"could not write {jl}: No space left on device" in err, err[-500:]
     assert _leftovers(tmp_path) == [] and not out.exists() and not jl.exists()
+
+
+def test_an_animated_png_of_fractional_delays_keeps_every_frame():
+    """A 60 fps APNG (``ffmpeg -f apng``) stores 16.667 ms delays: their
+    common step in whole ms (17) gave 58.8 fps and two of 120 frames fell on
+    one output frame and were lost; 24 fps's 41.667 ms the same (238 of 240
+    kept). Fractional delays take the lowest whole rate their times fit (a
+    review, session 66)."""
+    import numpy as np
+
+    from avatarizer import videoio
+
+    for fps, n in ((60, 120), (24, 240), (30, 30)):
+        durations = [1000 / fps] * n
+        rate = videoio.image_rate(durations)
+        assert rate == fps, (fps, rate)
+        starts = np.concatenate([[0.0], np.cumsum(durations[:-1])]) / 1000.0
+        assert len(np.unique(np.round(starts * float(rate)))) == n
+
+
+def test_a_16_bit_grey_animated_png_is_read_as_a_still_one_is(tmp_path):
+    """Pillow's 16-bit grey (``I;16``) frames of an animated PNG were read
+    with ``convert("RGB")``, which clips at 255: almost white frames, no
+    face found. They are scaled to 8 bits, as a still 16-bit PNG is."""
+    import numpy as np
+    from PIL import Image
+
+    from avatarizer import videoio
+    from avatarizer.imageio import sample_photo
+
+    grey = np.asarray(Image.fromarray(sample_photo()).convert("L").resize((96, 96)), np.uint16) * 257
+    frames = [Image.fromarray(grey), Image.fromarray(grey[:, ::-1].copy())]
+    assert frames[0].mode.startswith("I;16")
+    path = tmp_path / "g16.png"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=[100, 100])
+    im = Image.open(path)
+    assert getattr(im, "n_frames", 1) == 2
+    cap = videoio.ImageFrames(im, [100.0, 100.0])
+    ok, frame = cap.read()
+    cap.release()
+    assert ok and abs(float(frame.mean()) - float(grey.mean()) / 257) < 2, frame.mean()
+
+
+def test_a_slideshow_is_written_at_the_rate_its_slides_fit(tmp_path):
+    """ffmpeg's slideshow recipe (the concat demuxer, 4 s a photo) says a
+    base rate of 1/4 fps and an average of 0.291 (the header's duration
+    short of the last hold): the average was taken, and the slides changed
+    at 0, 3.4, 6.9, 10.3, 17.2 s (a review, session 66). An average over
+    1% above the base rate has the frames' own times decide: 1/4."""
+    from avatarizer import videoio
+
+    for i in range(4):
+        _ffmpeg("-f", "lavfi", "-i", f"color=c=0x{40 * i + 20:02x}4060:s=64x64:d=0.04", "-frames:v", "1",
+                tmp_path / f"s{i}.png")
+    (tmp_path / "list.txt").write_text("".join(f"file 's{i}.png'\nduration 4\n" for i in range(4))
+                                       + "file 's3.png'\n")
+    slides = tmp_path / "slides.mp4"
+    _ffmpeg("-f", "concat", "-i", tmp_path / "list.txt", "-fps_mode", "vfr", "-pix_fmt", "yuv420p",
+            "-c:v", "libx264", slides)
+    base, avg = _ffprobe(slides, "stream=r_frame_rate,avg_frame_rate")[0].split(",")
+    assert base == "1/4" and Fraction(avg) > Fraction(1, 4) * Fraction(101, 100), (base, avg)
+    info = videoio.probe(slides)
+    assert info.output_rate() == "1/4" and info.fitted
+
+
+def test_a_recording_without_an_average_rate_is_not_written_at_its_time_base(tmp_path):
+    """A browser's recording (MediaRecorder's WebM: millisecond times, no
+    frame duration, no length) says a base rate of 1000 (its time base) and
+    no average: it was written at 1000 fps, each frame about 40 times. The
+    frames' own times decide (``videoio._fitted_base_rate``): jittered 25 fps
+    frames are written at the lowest whole rate at which none is lost."""
+    import numpy as np
+
+    from avatarizer import videoio
+
+    src = tmp_path / "v.webm"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x96:rate=25:duration=2", "-vf",
+            "settb=1/1000,setpts='floor((N/25+0.012*sin(N*2.3))*1000)'", "-fps_mode", "passthrough",
+            "-enc_time_base", "1/1000", "-c:v", "libvpx", "-deadline", "realtime", "-f", "webm", "-live", "1",
+            tmp_path / "t.webm")
+    data = (tmp_path / "t.webm").read_bytes()
+    i = data.find(b"\x23\xe3\x83")  # DefaultDuration -> an unknown element, as a browser leaves it out
+    assert i > 0
+    src.write_bytes(data[:i] + b"\x23\xe3\x84" + data[i + 3:])
+    base, avg = _ffprobe(src, "stream=r_frame_rate,avg_frame_rate")[0].split(",")
+    assert base == "1000/1" and avg == "0/0", (base, avg)
+    info = videoio.probe(src)
+    rate = Fraction(info.output_rate())
+    assert 25 <= rate <= 60 and info.fitted, rate
+    times = np.floor((np.arange(50) / 25 + 0.012 * np.sin(np.arange(50) * 2.3)) * 1000) / 1000
+    assert len(np.unique(np.round(times * float(rate)))) == 50  # (no two frames on one output frame)
+
+
+@pytest.mark.parametrize("output", ["o.mp4", "o.json"])
+def test_a_damaged_first_packet_does_not_refuse_the_file(tmp_path, capsys, output):
+    """4,000 bytes of noise at the start of the video data: OpenCV fails
+    the first read and decodes the rest (ffmpeg and ``live`` show 53
+    frames), but ``video`` read the first frame once and refused the file
+    as "not a video file" (a review, session 66). The start is read past
+    damage as the rest is: the frames decoded are written, with the
+    damage warning and exit status 3."""
+    _need_ffmpeg()
+    clean = tmp_path / "clean.mp4"
+    _ffmpeg("-i", need_shared("data", "video", "d0.mp4"), "-vf", "scale=256:256", "-c:v", "libx264", "-g", "25",
+            "-an", "-movflags", "+faststart", clean)
+    data = bytearray(clean.read_bytes())
+    i = data.find(b"mdat") + 8
+    data[i:i + 4000] = np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    cap = cv2.VideoCapture(str(bad))
+    reads = [cap.read()[0] for _ in range(3)]
+    cap.release()
+    assert reads[0] is False and reads[1] is True  # (the case: the first read fails, the next ones decode)
+    assert _main("video", bad, "-o", tmp_path / output) == 3
+    err = capsys.readouterr().err
+    assert "could not be decoded (a damaged file)" in err and "could not decode" not in err, err[-800:]
+    assert (tmp_path / output).stat().st_size > 0

@@ -486,3 +486,60 @@ def test_a_damaged_packet_mid_file_does_not_end_the_preview(tmp_path):
     assert res.returncode == 3, res.stderr[-2000:]  # (a damaged file, as `video` says it)
     shown = int(re.search(r"shown (\d+) frames", res.stdout).group(1))
     assert shown >= 70 and "could not be decoded" in res.stderr, (res.stdout, res.stderr[-600:])
+
+
+def test_a_phone_video_over_http_is_shown_upright(tmp_path):
+    """``live http://host/phone.mp4``: a URL of a whole file was taken for a
+    stream, and the file's rotation (a phone video stored sideways) was not
+    applied: the preview showed the face sideways where the same file given
+    as a path was upright (a review, session 66)."""
+    import functools
+    import http.server
+    import threading
+
+    import cv2
+    import numpy as np
+
+    xvfb = _xvfb()
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("needs ffmpeg (make sysdeps installs it)")
+    clip = need_shared("data", "video", "d0.mp4")
+    side, phone = tmp_path / "side.mp4", tmp_path / "phone.mp4"
+    for args in (["-i", str(clip), "-t", "1", "-an", "-vf", "scale=256:256,transpose=1", "-c:v", "libx264",
+                  str(side)],
+                 ["-i", str(side), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(phone)]):
+        subprocess.run([ffmpeg, "-y", "-loglevel", "error", *args], check=True, timeout=120)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        shots = {}
+        for name, source in (("file", str(phone)), ("url", f"http://127.0.0.1:{server.server_address[1]}/phone.mp4")):
+            shots[name] = tmp_path / f"{name}.png"
+            res = subprocess.run(xvfb + CLI + ["live", source, "--frames", "10", "--screenshot", str(shots[name])],
+                                 capture_output=True, text=True, env=ENV, timeout=300, stdin=subprocess.DEVNULL)
+            assert res.returncode == 0, res.stderr[-800:]
+    finally:
+        server.shutdown()
+        server.server_close()
+    a, b = (cv2.imread(str(shots[k])) for k in ("file", "url"))
+    assert a.shape == b.shape, (a.shape, b.shape)
+    assert np.abs(a[60:].astype(float) - b[60:].astype(float)).mean() < 3  # (below the fps label)
+
+
+def test_live_refuses_frames_too_small_before_loading_the_models(tmp_path):
+    """A 24x24 clip: ``video`` refuses it naming the file; ``live`` loaded
+    the models, opened the window and ended with "an array of shape (24,
+    24, 3)"."""
+    xvfb = _xvfb()
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("needs ffmpeg (make sysdeps installs it)")
+    tiny = tmp_path / "tiny.mp4"
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=24x24:rate=10:duration=1",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(tiny)], check=True, timeout=120)
+    res = subprocess.run(xvfb + CLI + ["live", str(tiny)], capture_output=True, text=True, env=ENV, timeout=120,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 1 and "is too small: its frames are 24x24 pixels" in res.stderr, res.stderr[-500:]

@@ -640,7 +640,8 @@ def _refuse_still(inp: Path) -> None:
 def _open_video(inp: Path, max_seconds: float | None):
     """(capture, first frame, source fps (30 where the file gives none that is
     sane), frame count (0 if unknown), the frames ``--max-seconds`` makes at
-    that rate (None: none), expected total frames (None if unknown)). The
+    that rate (None: none), expected total frames (None if unknown), the
+    failed reads before the first frame (damaged packets)). The
     last two are estimates, for the progress bar and the truncation check
     only: the fps of a variable-frame-rate file is its average, so the
     video is stopped by its frames' times (:class:`_VideoWalk`)."""
@@ -650,9 +651,14 @@ def _open_video(inp: Path, max_seconds: float | None):
     from .imageio import MAX_SIDE
     from .videoio import pictures_only
 
+    from .videoio import read_past_damage
+
     _refuse_still(inp)
     cap = _upright(_capture(inp))
-    ok, first = cap.read() if cap.isOpened() else (False, None)
+    # (past damaged packets at the start, as the walk reads past them mid-file: one damaged first packet
+    # refused a file `live` played; the frames skipped are counted as damaged)
+    ok, first, skipped = read_past_damage(cap.read, 0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) \
+        if cap.isOpened() else (False, None, 0)
     if not ok or first is None:
         cap.release()
         raise CLIError(f"could not decode {inp} as a video (not a video file, or a codec this OpenCV "
@@ -682,7 +688,7 @@ def _open_video(inp: Path, max_seconds: float | None):
     # at least one frame: a limit shorter than a frame still takes the first
     limit = max(1, int(round(max_seconds * fps))) if max_seconds else None
     total = min(count, limit) if count > 0 and limit else (limit or count or None)
-    return cap, first, fps, count, limit, total
+    return cap, first, fps, count, limit, total, skipped
 
 
 #: ``video -o OUT.json|OUT.svg`` refuses before reading the frames where the
@@ -949,7 +955,7 @@ def _video(args) -> int:
 
     from .api import Avatarizer
 
-    cap, first, fps, count, limit, total = _open_video(inp, args.max_seconds)
+    cap, first, fps, count, limit, total, skipped = _open_video(inp, args.max_seconds)
     h, w = first.shape[:2]
     side = args.layout == "side-by-side"
     pw, ph = video_frame_size(w, h, 2 if side else 1, args.size)  # one panel, after --size
@@ -1002,7 +1008,7 @@ def _video(args) -> int:
                             attributes=dict(args.set or ()), tracker=_file_tracker()) as av:
                 _check_stop()  # a stop signal that came while the models loaded
                 t0 = time.perf_counter()  # after model loading: fps is frames per second of work
-                walk = _VideoWalk(cap, first, clock, args.max_seconds, total, t0)
+                walk = _VideoWalk(cap, first, clock, args.max_seconds, total, t0, skipped)
                 for frame, t, avatar in walk.avatars(av, args.face, params_out):
                     # the landmarks come from the source frame; --size scales the picture after
                     if scaled:
@@ -1079,11 +1085,12 @@ class _VideoWalk:
     taken, ``found`` had a face (not a kept one), and ``frame`` is None
     when the input ran out (else ``max_seconds`` stopped it)."""
 
-    def __init__(self, cap, first, clock, max_seconds, total, t0):
+    def __init__(self, cap, first, clock, max_seconds, total, t0, lost_first: int = 0):
         self.cap, self.frame, self.clock = cap, first, clock
         self.max_seconds, self.total, self.t0 = max_seconds, total, t0
         self.done = self.found = 0
         self.failed_reads = 0  # reads that failed before the frame count was reached, the walk going on after them
+        self.lost_first = lost_first  # reads that failed before ``first`` (damaged packets at the start)
         self._span = None  # (the first and the last frame's times)
 
     @property
@@ -1092,7 +1099,7 @@ class _VideoWalk:
         from .videoio import lost_frames
 
         first, last = self._span or (None, None)
-        return lost_frames(self.failed_reads, first, last, self.clock.step, self.done)
+        return self.lost_first + lost_frames(self.failed_reads, first, last, self.clock.step, self.done)
 
     def avatars(self, av, face: int, params_out):
         """Yields ``(frame, time in s, Avatar | None)``."""
@@ -1121,7 +1128,8 @@ class _VideoWalk:
             if self.done % 5 == 0 or self.done == self.total:
                 _progress(self.done, self.total, self.t0)
             # (a damaged packet mid-file fails a read, and decoding goes on after it: it ended the walk there)
-            ok, frame, skipped = read_past_damage(self.cap.read, self.done + self.failed_reads, self.total)
+            ok, frame, skipped = read_past_damage(self.cap.read, self.done + self.failed_reads + self.lost_first,
+                                                  self.total)
             self.failed_reads += skipped
             self.frame = frame if ok else None
 
@@ -1283,7 +1291,7 @@ def _video_animation(args) -> int:
     _quiet_libraries()
     from .api import Avatarizer
 
-    cap, frame, src_fps, count, limit, total = _open_video(inp, args.max_seconds)
+    cap, frame, src_fps, count, limit, total, skipped = _open_video(inp, args.max_seconds)
     from . import videoio
 
     info = videoio.probe(inp)
@@ -1316,7 +1324,7 @@ def _video_animation(args) -> int:
                             exaggeration=args.exaggeration, child_head=args.child_head, max_faces=args.face + 1,
                             attributes=dict(args.set or ()), tracker=_file_tracker()) as av:
                 _check_stop()  # a stop signal that came while the models loaded
-                walk = _VideoWalk(cap, frame, clock, args.max_seconds, total, t0)
+                walk = _VideoWalk(cap, frame, clock, args.max_seconds, total, t0, skipped)
                 for _, t, avatar in walk.avatars(av, args.face, params_out):
                     times.append(t)
                     frames.append(avatar.params if avatar is not None else (frames[-1] if frames else None))
@@ -1511,8 +1519,17 @@ def _live(args) -> int:
             " (not a video, or a codec or protocol this OpenCV build cannot read)"))
     if live.is_stream(source):
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # show the newest frame, not a queue of old ones
-    else:
-        cap = _upright(cap)  # a phone video's rotation applied
+    if not (isinstance(source, int) or live.is_camera_device(source)):
+        # a phone video's rotation and non-square pixels applied, a file's or a URL's (an http URL of a phone
+        # video was shown sideways: a review, session 66)
+        cap = _upright(cap)
+    if not live.is_stream(source):  # (as `video` refuses it, before the models load: they said "an array of
+        # shape (24, 24, 3)" after the window opened)
+        w, h = (int(cap.get(p) or 0) for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT))
+        if 0 < min(w, h) < MIN_VIDEO_SIDE:
+            cap.release()
+            raise CLIError(f"{source} is too small: its frames are {w}x{h} pixels; the shorter side must be at "
+                           f"least {MIN_VIDEO_SIDE} to find a face in them")
     try:
         with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                         exaggeration=args.exaggeration, child_head=args.child_head, max_faces=args.face + 1,

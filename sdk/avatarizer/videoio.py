@@ -75,7 +75,11 @@ class ImageFrames:
             return False, None
         try:
             self._im.seek(nxt)
-            frame = np.asarray(self._im.convert("RGB"))[:, :, ::-1].copy()
+            # (as a still image is read: 16-bit grey scaled to 8 bits, which convert("RGB") clipped at 255, an
+            # almost white frame; an ICC profile's colours to sRGB)
+            from .imageio import _pil_rgb
+
+            frame = np.asarray(_pil_rgb(self._im))[:, :, ::-1].copy()
         except Exception:  # noqa: BLE001 - a damaged frame ends the video, as a decoder's error does
             return False, None
         if self._i >= 0:
@@ -103,7 +107,7 @@ class ImageFrames:
 def image_rate(durations) -> Fraction:
     """The frame rate an animated image's frames are written at: 1000 over
     their durations' common step in whole ms (1 s and 0.5 s frames: 2 fps)
-    where that is at most :data:`MAX_FITTED_FPS`; else the lowest
+    where they are whole ms and that is at most :data:`MAX_FITTED_FPS`; else the lowest
     whole rate up to it at which no two frames fall on one output frame
     (a GIF made from 30 fps video stores delays of 30, 30 and 40 ms: its
     step, 10 ms, wrote it at 100 fps; now 30); else their average rate, at
@@ -115,11 +119,14 @@ def image_rate(durations) -> Fraction:
     for d in durations:
         step = math.gcd(step, int(round(d)))
     exact = Fraction(1000, max(step, 1))
-    if exact <= MAX_FITTED_FPS:
-        return exact
     starts = np.concatenate([[0.0], np.cumsum(durations[:-1])]) / 1000.0
+    whole = all(abs(d - round(d)) < 1e-6 for d in durations)
+    if exact <= MAX_FITTED_FPS and whole and len(np.unique(np.round(starts * float(exact)))) == len(starts):
+        return exact
+    # (the common step of the durations in whole ms fits only where they are whole: a 60 fps APNG's 16.667 ms
+    # were 17, 58.8 fps, and two of 120 frames fell on one output frame and were lost; 30 fps's 33.333, 30.3)
     average = len(durations) / (sum(durations) / 1000.0)
-    for rate in range(max(1, math.ceil(average)), MAX_FITTED_FPS + 1):
+    for rate in range(max(1, math.ceil(average - 1e-6)), MAX_FITTED_FPS + 1):  # (24.0000000001: 24)
         slots = np.round(starts * rate)
         if len(np.unique(slots)) == len(slots):
             return Fraction(rate)
@@ -360,6 +367,8 @@ class Probe:
     file_duration: float | None = None
     #: seconds of the video stream by its own header alone (None: it does not say)
     stream_duration: float | None = None
+    #: ``base_rate`` is the rate of the frames' closest pair, read from their times (:func:`_fitted_base_rate`)
+    fitted: bool = False
 
     def output_rate(self) -> str:
         """The constant frame rate to write a video at (``rate``, or the base
@@ -370,7 +379,7 @@ class Probe:
             base = Fraction(self.base_rate) if self.base_rate else None
         except (ValueError, ZeroDivisionError):
             return self.rate
-        if avg and base and avg < base <= MAX_FITTED_FPS:
+        if avg and base and base <= MAX_FITTED_FPS and (avg < base or self.fitted):
             return self.base_rate
         return self.rate
 
@@ -465,6 +474,7 @@ def probe(path: Path) -> Probe:
                 audio_tracks=len(sounds), audio_default=marked is not None)
     if video:
         out.width, out.height = _int(video.get("width")), _int(video.get("height"))
+        average = None
         for key in ("avg_frame_rate", "r_frame_rate"):
             try:
                 r = Fraction(str(video.get(key)))
@@ -474,9 +484,13 @@ def probe(path: Path) -> Probe:
                 out.rate = out.rate or f"{r.numerator}/{r.denominator}"
                 if key == "r_frame_rate":
                     out.base_rate = f"{r.numerator}/{r.denominator}"
-        fitted = _fitted_base_rate(exe, path, out.rate, out.base_rate)
+                else:
+                    average = r
+        fitted = _fitted_base_rate(exe, path, None if average is None else str(average), out.base_rate)
         if fitted is not None:
-            out.base_rate = fitted
+            out.base_rate, out.fitted = fitted, True
+            if average is None:  # (no average rate: the header's base rate, a time base, was taken for it)
+                out.rate = fitted
         try:  # a video that starts after its sound: where its first frame is on the file's clock
             start = float(video.get("start_time")) - float((doc.get("format") or {}).get("start_time"))
         except (TypeError, ValueError):
@@ -535,19 +549,25 @@ def gap_rate(ticks: int, tick: Fraction) -> Fraction | None:
 
 
 def _fitted_base_rate(exe: str, path: Path, rate: str | None, base: str | None) -> str | None:
-    """For a variable-rate video whose header's base rate is over
-    :data:`MAX_FITTED_FPS` (its time base, not a frame rate: a clip of 24
-    then 30 fps said 120), the rate its frames' closest pair gives
-    (:func:`gap_rate` of the packets' times in whole ticks of the stream's
-    time base), where that is at most :data:`MAX_FITTED_FPS` and above the
-    average rate, as a rational; else None. Read from the packets' times (no
-    frame decoded): written at the average, 27.2 fps, that clip's 30 fps
-    second lost frames (a review, session 65)."""
+    """The rate of a video's frames' closest pair (:func:`gap_rate` of the
+    packets' times in whole ticks of the stream's time base), as a rational,
+    where the header's rates cannot be taken as they are and that rate is at
+    most :data:`MAX_FITTED_FPS`; else None. Asked where the base rate
+    ``base`` is over :data:`MAX_FITTED_FPS` (a time base, not a frame rate:
+    a clip of 24 then 30 fps said 120, written at the average rate, 27.2 fps,
+    its 30 fps second lost frames; a browser's WebM said 1000 and had no
+    average ``rate``, written at 1000 fps, each frame 40 times), the fitted
+    rate then above the average; and where the average is over 1% above the
+    base rate (a slideshow's 4 s slides said 1/4 fps and 0.291 on average,
+    the header's duration short of the last slide's hold: written at the
+    average, slides changed at the wrong times), the fitted rate then at
+    least the base rate. Read from the packets' times (no frame decoded)."""
     try:
-        avg, top = Fraction(rate), Fraction(base)
+        avg = Fraction(rate) if rate is not None else None
+        top = Fraction(base)
     except (TypeError, ValueError, ZeroDivisionError):
         return None
-    if not (avg < top and top > MAX_FITTED_FPS):
+    if not (top > MAX_FITTED_FPS or (avg is not None and avg > top * Fraction(101, 100))):
         return None
     cmd = [exe, "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=time_base:packet=pts",
            "-of", "json", file_url(path)]
@@ -563,8 +583,18 @@ def _fitted_base_rate(exe: str, path: Path, rate: str | None, base: str | None) 
     if len(pts) < 2:
         return None
     fitted = gap_rate(min(b - a for a, b in zip(pts, pts[1:])), tick)
-    if fitted is None or not (avg < fitted <= MAX_FITTED_FPS):
+    if fitted is not None and fitted > MAX_FITTED_FPS and top > MAX_FITTED_FPS:
+        # jittered times (a browser's recording: 40 ms frames 12 to 60 ms apart): the lowest whole rate up to
+        # MAX_FITTED_FPS at which no two frames fall on one output frame, else the average, as an animated
+        # image's frames are written (image_rate)
+        fitted = image_rate([float((b - a) * tick * 1000) for a, b in zip(pts, pts[1:])] + [0.0])
+    if fitted is None or fitted > MAX_FITTED_FPS:
         return None
+    if top > MAX_FITTED_FPS:
+        if avg is not None and not avg < fitted:
+            return None
+    elif fitted < top:  # (the base rate fits every frame time: the closest pair is no slower)
+        fitted = top
     return f"{fitted.numerator}/{fitted.denominator}"
 
 
