@@ -31,10 +31,12 @@ all: native
 
 # Installs only the missing packages, with sudo unless already root.
 define apt_install
-	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	@if [ "$(SYSDEPS)" = 0 ]; then exit 0; fi; \
+	missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null; then \
-	    echo "missing system packages: $$missing (no apt-get here: install their equivalents by hand)" >&2; exit 1; \
+	    echo "missing system packages: $$missing (no apt-get here: install their equivalents by hand, then run" \
+	      "make with SYSDEPS=0, which skips this check)" >&2; exit 1; \
 	  fi; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  echo "installing $$missing (apt)"; \
@@ -48,7 +50,7 @@ sysdeps:
 
 sysdeps-test: sysdeps
 	$(call apt_install,$(APT_TEST))
-	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	@if [ "$(SYSDEPS)" != 0 ] && { ! command -v node >/dev/null || ! command -v npm >/dev/null; }; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  echo "installing nodejs and npm (apt; the animation tests' pinned lottie-web)"; \
 	  $$SUDO apt-get update -qq && \
@@ -197,4 +199,4 @@ dist: sysdeps
 	DIST_OUT=$(CURDIR)/dist .ci/dist-check
 
 clean:
-	rm -rf native/build bindings/_build sdk/avatarizer/_avz*.so build dist *.egg-info export/build export/*.egg-info
+	rm -rf native/build bindings/_build sdk/avatarizer/_avz*.so build dist *.egg-info sdk/*.egg-info export/build export/*.egg-info

@@ -15,8 +15,27 @@ import re
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
+
+
+class BuildExt(build_ext):
+    """``build_ext`` that, building in place (``pip install -e .``), removes
+    the package's other builds of the same extension: ``make native`` writes
+    ``_avz.cpython-311-x86_64-linux-gnu.so``, setuptools ``_avz.abi3.so``,
+    and Python imports the first, so the fresh build was never loaded."""
+
+    def run(self):
+        super().run()
+        if not self.inplace:
+            return
+        for ext in self.extensions:
+            built = Path(self.get_ext_fullpath(ext.name)).resolve()
+            stem = ext.name.rsplit(".", 1)[-1]
+            for other in built.parent.glob(f"{stem}.*.so"):
+                if other.resolve() != built and other.name.split(".", 1)[0] == stem:
+                    other.unlink()
 
 
 def long_description(text: str) -> str:
@@ -39,6 +58,7 @@ def long_description(text: str) -> str:
 if __name__ == "__main__":  # setuptools runs this file as __main__; tests import long_description
     setup(
         cffi_modules=["bindings/build_avz.py:ffibuilder"],
+        cmdclass={"build_ext": BuildExt},
         long_description=long_description((HERE / "README.md").read_text(encoding="utf-8")),
         long_description_content_type="text/markdown",
     )

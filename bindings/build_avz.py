@@ -43,7 +43,8 @@ def _pkg_config(flag: str) -> list[str]:
         out = subprocess.run(["pkg-config", flag, "cairo"], check=True, capture_output=True, text=True,
                              env=env).stdout
     except (OSError, subprocess.CalledProcessError):
-        sys.exit("pkg-config cannot find cairo: install libcairo2-dev (apt) or run `make sysdeps`")
+        sys.exit("pkg-config cannot find cairo: install libcairo2-dev (apt; in a clone of the repository "
+                 "`make sysdeps` does) and pkg-config")
     return out.split()
 
 
@@ -61,6 +62,12 @@ def make_builder(relative: bool = True) -> FFI:
         include_dirs=[path(NATIVE)] + [f[2:] for f in cflags if f.startswith("-I")],
         library_dirs=[f[2:] for f in _pkg_config("--libs-only-L") if f.startswith("-L")],
         libraries=["cairo", "m", "pthread"],
+        # a change to the headers alone rebuilds it (setuptools reused ./build's object: a regenerated
+        # avz_schema.h shipped a renderer built against the old parameter layout)
+        depends=[path(NATIVE / "avz.h"), path(NATIVE / "avz_schema.h")],
+        # the cairo of $AVZ_CAIRO_PREFIX at run time too, not only at link time (the system's was loaded)
+        runtime_library_dirs=[str(Path(os.environ["AVZ_CAIRO_PREFIX"]).resolve() / "lib")]
+        if os.environ.get("AVZ_CAIRO_PREFIX") else [],
         # -ftree-vectorize: GCC's -O2 leaves the pixel loops (un-premultiply) scalar
         extra_compile_args=["-O2", "-ftree-vectorize", "-std=c11", "-Wall", "-Wno-unused-function"],
     )

@@ -2,8 +2,8 @@
  * example.c -- the avz C API end to end: render the default avatar to a PAM
  * image and an SVG file, and show how errors come back as status codes.
  *
- *   cc -Inative native/example.c native/avz.c $(pkg-config --cflags --libs cairo) -lm
- *   ./a.out out/example        # writes out/example.pam and out/example.svg
+ *   cc -Inative native/example.c native/avz.c $(pkg-config --cflags --libs cairo) -lm -pthread
+ *   mkdir -p out && ./a.out out/example        # writes out/example.pam and out/example.svg
  *
  * Exit status 0 when every check passed.
  */

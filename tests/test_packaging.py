@@ -226,3 +226,66 @@ def test_bench_reads_a_named_clip():
     clip = need_shared("data", "video", "d0.mp4")
     frames, source = bench_frames(3, video=clip)
     assert "d0.mp4" in source and len(frames) == 3 and frames[0].shape == (512, 512, 3)
+
+
+def test_onnxruntime_floor_loads_the_shipped_models():
+    """``onnxruntime>=1.17`` let pip install 1.17, which refuses the int8
+    models (they import ``ai.onnx.ml`` opset 5: "official support for
+    domain ai.onnx.ml is till opset 4"): the default models failed to load
+    on first use (a review, session 66; 1.18 and 1.19 ran them)."""
+    import onnx
+
+    floor = next(re.match(r"onnxruntime>=([\d.]+)", d).group(1) for d in PYPROJECT["project"]["dependencies"]
+                 if d.startswith("onnxruntime>="))
+    ml = max((o.version for p in (PKG / "models").glob("*.onnx")
+              for o in onnx.load(str(p), load_external_data=False).opset_import if o.domain == "ai.onnx.ml"),
+             default=0)
+    # (the first ONNX Runtime release that runs each ai.onnx.ml opset the models may import)
+    need = {5: (1, 18)}.get(ml, (1, 17))
+    assert tuple(int(x) for x in floor.split(".")[:2]) >= need, (floor, ml)
+
+
+def test_a_header_change_rebuilds_the_native_renderer():
+    """The cffi extension lists the headers it is built from: setuptools
+    reused ``./build``'s object after a change to ``avz_schema.h`` alone
+    (a renderer built against the old parameter layout shipped)."""
+    pytest.importorskip("cffi")
+    spec = importlib.util.spec_from_file_location("avz_build", ROOT / "bindings" / "build_avz.py")
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+    except SystemExit as exc:  # (no pkg-config or cairo headers here)
+        pytest.skip(str(exc))
+    kwds = mod.make_builder(relative=True)._assigned_source[3]
+    assert {"native/avz.h", "native/avz_schema.h"} <= set(kwds["depends"])
+
+
+def test_an_in_place_build_leaves_only_itself_to_import(tmp_path, monkeypatch):
+    """``make native`` writes ``_avz.cpython-311-...so``, ``pip install -e
+    .`` (setuptools, in place) ``_avz.abi3.so``: Python imports the first,
+    so the fresh build was never loaded. ``setup.py``'s ``build_ext``
+    removes the package's other builds of the extension; a build that is
+    not in place (a wheel) touches nothing in the tree."""
+    from setuptools import Distribution, Extension
+    from setuptools.command.build_ext import build_ext
+
+    spec = importlib.util.spec_from_file_location("avz_setup", ROOT / "setup.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    pkg = tmp_path / "avatarizer"
+    pkg.mkdir()
+    monkeypatch.setattr(build_ext, "run", lambda self: None)  # (the compile itself is not what is tested)
+    for inplace in (0, 1):
+        for name in ("_avz.cpython-311-x86_64-linux-gnu.so", "_avz.abi3.so", "_avzother.abi3.so", "keep.so"):
+            (pkg / name).write_bytes(b"x")
+        cmd = mod.BuildExt(Distribution({"ext_modules": [Extension("avatarizer._avz", ["avz.c"])]}))
+        cmd.initialize_options()
+        cmd.inplace = inplace
+        cmd.finalize_options()
+        monkeypatch.setattr(cmd, "get_ext_fullpath", lambda name: str(pkg / "_avz.abi3.so"))
+        cmd.run()
+        left = sorted(p.name for p in pkg.iterdir())
+        if inplace:
+            assert left == ["_avz.abi3.so", "_avzother.abi3.so", "keep.so"], left
+        else:
+            assert len(left) == 4, left
