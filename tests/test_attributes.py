@@ -604,6 +604,23 @@ def test_hair_under_a_red_hat_is_not_read_as_the_hats_colour():
     assert HR.not_the_hats_colour({**probs, "red": 0.1, "brown": 0.7}, red, dark) is None  # red not the likeliest
 
 
+def test_under_a_hat_the_hairstyle_keeps_the_length_the_model_is_sure_of():
+    """Session 66 (a read-only review): men in caps were drawn with hair to
+    the shoulders against H's short at P(long) 0.05 (ffhq-1408) and 0.24
+    (ffhq-1941): under the hat's family gate only a length the app set held.
+    The length the model is sure of (the length gate's thresholds) holds
+    there too; long hair under a cap stays long (sg-1573, labelled long)."""
+    from avatarizer import Avatarizer, load_image
+
+    with Avatarizer() as av:
+        if av.estimator != "hybrid":
+            pytest.skip("the shipped models are not installed here")
+        for k, want in ((("ffhq128", "ffhq-1408.jpg"), "short"), (("ffhq128", "ffhq-1941.jpg"), "short"),
+                        (("stylegan128", "sg-1573.jpg"), "long")):
+            a = av.from_frame(load_image(need_shared("data", "faces", *k))).attributes
+            assert a["headwear"]["value"] and a["hair_length"]["value"] == want, (k, a["hair_length"])
+
+
 def test_hair_unseen_needs_the_crown_out_of_the_frame_and_skin_in_the_region():
     """``hair.hair_unseen``: the crown out of the frame (valid only below the
     brows' line), and the few hair-region pixels within ``UNSEEN_SKIN_DE`` of

@@ -181,7 +181,9 @@ def test_a_length_the_app_sets_holds_under_a_hat_and_without_a_length_gate():
     """hair_length set by the app (hair.apply_settings) is drawn under a
     family gate too (a hat over long hair; the headwear family has both
     lengths), and by a retriever without a length gate (a model without
-    hair_long); H's own length under a hat is left to the retrieval."""
+    hair_long). H's own length under a hat holds where H is sure of it (at
+    the gate's thresholds: session 66, men in caps were drawn with hair to
+    the shoulders against H's short at 0.05), else the whole family."""
     bank = HR.HairBank.load()
     long_ = bank.drawn_long()
     fam = np.array(bank.families)[bank.family]
@@ -196,8 +198,12 @@ def test_a_length_the_app_sets_holds_under_a_hat_and_without_a_length_gate():
                 assert fam[e] == "headwear" and long_[e] == (length == "long"), (i, e)
             no_hat = HR.apply_settings({**q, "headwear": 0.05}, {"hair_length": length})
             assert long_[retr.query(attributes=no_hat)] == (length == "long")
-    # H's own length under a hat: the whole headwear family
-    assert (HR.HairRetriever(bank, length_gate=(0.6, 0.44)).candidates({**q, "hair_long": 0.99}) == hats).all()
+    # H's own length under a hat: the family's styles of that length where H is sure, else the whole family
+    gated = HR.HairRetriever(bank, length_gate=(0.6, 0.44))
+    assert (gated.candidates({**q, "hair_long": 0.99}) == (hats & long_)).all()
+    assert (gated.candidates({**q, "hair_long": 0.05}) == (hats & ~long_)).all()
+    assert (gated.candidates({**q, "hair_long": 0.5}) == hats).all()
+    assert (HR.HairRetriever(bank).candidates({**q, "hair_long": 0.99}) == hats).all()  # (no length gate)
 
 
 def test_shipped_attribute_model_has_the_hair_long_output():

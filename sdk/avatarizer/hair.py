@@ -2012,6 +2012,18 @@ def _set_by_app(attributes) -> tuple:
     return tuple(attributes.get("set_by_app", ())) if isinstance(attributes, Mapping) else ()
 
 
+#: Under a family gate other than the bald one (a hat's hat-shaped styles), the hairstyle search keeps the
+#: length the model is sure of (:meth:`HairRetriever._sure_length`, the length gate's thresholds), as
+#: without a hat: the gate held only a length the app set, and the silhouette of a cap over a dark jacket
+#: drew men's short hair to the shoulders against H's short at P(long) 0.05 (ffhq-1408; a read-only review,
+#: session 66). Of the 229 drawn hats of the photos labelled by eye for hair colour, 50 changed length:
+#: by eye (``/tmp/s66/hatlen1.png``, ``hatlen2.png``, 32 of them) about 20 better (men in caps and beanies
+#: short, women with long hair under a scarf or hat long), 5 worse (boys in caps read female drawn long,
+#: hair pulled back or covered drawn long), the rest neither; of the 12 with hair-length labels, 8 better
+#: (6 covered drawn short, 2 long drawn long), 4 covered drawn long.
+HAT_LENGTH_GATE = True
+
+
 class HairRetriever:
     """k-nearest-neighbour search in a :class:`HairBank`.
 
@@ -2195,6 +2207,12 @@ class HairRetriever:
                         break
             if set_length is not None and (mask & set_length).any():
                 mask = mask & set_length
+            elif HAT_LENGTH_GATE and j != self._bald and h is not None and np.isfinite(h):
+                # the model's length where it is sure, under a hat too (the silhouette of a cap over a dark
+                # jacket or wall drew men's short hair to the shoulders against H's short at P(long) 0.05)
+                sure = self._sure_length(attributes, h, drawn_long)
+                if sure is not None and (mask & sure).any():
+                    mask = mask & sure
             return mask
         b = a[self._bald]
         floor = self._bald_floor
@@ -2221,6 +2239,25 @@ class HairRetriever:
         if lo is not None and h <= lo and short.any():
             return short if keep is None or not (short & keep).any() else short & keep
         return keep
+
+    def _sure_length(self, attributes, h: float, drawn_long: np.ndarray) -> np.ndarray | None:
+        """The styles (of any family: ``drawn_long``, the bank's styles drawn
+        long on this face) of the length the model's ``hair_long`` ``h`` is sure of
+        (at or past the length gate's thresholds: the reading's own gate, else
+        the gate of the reported gender, else the model's), None where it is
+        not sure or there is no gate."""
+        own = _own_length_gate(attributes)
+        if own is not None:
+            hi, lo = own
+        elif self._length_gate is not None:
+            hi, lo = self._length_gate_by_gender.get(reported_gender(attributes), self._length_gate)
+        else:
+            return None
+        if hi is not None and h >= hi:
+            return drawn_long
+        if lo is not None and h <= lo:
+            return ~drawn_long
+        return None
 
     def _gate_firing(self, a: np.ndarray):
         """The first family gate whose attribute in the vector ``a`` is at its
