@@ -999,13 +999,26 @@ def test_sessions_keep_onnxruntime_warnings_to_themselves(exported):
     assert sess._sess.get_session_options().log_severity_level == 3
 
 
+def _fake_fp32_build(folder: Path) -> Path:
+    """An Identity model as ``onnx`` would leave it in ``runs/export`` (its
+    description naming runs/mapper_a), saved in ``folder``; its path."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["crop"], ["face"])], "g",
+                              [helper.make_tensor_value_info("crop", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("face", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph)
+    model.metadata_props.add(key=formats.METADATA_KEY, value=json.dumps(
+        {"method": "E_s -> F -> D_t (cross-modal latent alignment; runs/mapper_a)"}))
+    fp32 = folder / formats.file_name("image_to_face", "onnx-fp32")
+    onnx.save(model, str(fp32))
+    return fp32
+
+
 def test_quantize_and_tensorrt_take_the_mapper_onnx_built(tmp_path, monkeypatch, capsys):
     """quantize / tensorrt build from the fp32 file `onnx` left in runs/export:
     they take its mapper, and refuse another --mapper (they quantized the old
     file whatever --mapper said); with no fp32 file they say to run onnx first."""
-    import onnx
-    from onnx import TensorProto, helper
-
     from avatarizer_export import cli, formats, ship
 
     monkeypatch.setattr(ship, "BUILD", tmp_path / "build")
@@ -1014,15 +1027,8 @@ def test_quantize_and_tensorrt_take_the_mapper_onnx_built(tmp_path, monkeypatch,
         ship._mapper_for("quantize", "m2")
     assert cli.main(["quantize", "--cache", str(tmp_path)]) == 1
     assert "is missing" in capsys.readouterr().err
-    graph = helper.make_graph([helper.make_node("Identity", ["crop"], ["face"])], "g",
-                              [helper.make_tensor_value_info("crop", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("face", TensorProto.FLOAT, [1])])
-    model = helper.make_model(graph)
-    model.metadata_props.add(key=formats.METADATA_KEY, value=json.dumps(
-        {"method": "E_s -> F -> D_t (cross-modal latent alignment; runs/mapper_a)"}))
     (tmp_path / "build").mkdir()
-    fp32 = tmp_path / "build" / formats.file_name("image_to_face", "onnx-fp32")
-    onnx.save(model, str(fp32))
+    fp32 = _fake_fp32_build(tmp_path / "build")
     assert ship.built_mapper(fp32) == "mapper_a"
     # the file onnx wrote, as its manifest names it: without that entry, or with a changed byte, quantize and
     # tensorrt refuse it (the gates compare with the same file: a changed weight passed them and shipped)
@@ -1089,22 +1095,12 @@ def test_quantize_refuses_to_ship_beside_another_networks_files(tmp_path, monkey
     review, session 66). Each shipped file records the build it was made
     from (``built_from``); ``quantize`` and ``tensorrt`` refuse a folder
     whose other files were made from another build."""
-    import onnx
-    from onnx import TensorProto, helper
-
     from avatarizer_export import ship
 
     build = tmp_path / "build"
     build.mkdir()
     monkeypatch.setattr(ship, "BUILD", build)
-    graph = helper.make_graph([helper.make_node("Identity", ["crop"], ["face"])], "g",
-                              [helper.make_tensor_value_info("crop", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("face", TensorProto.FLOAT, [1])])
-    model = helper.make_model(graph)
-    model.metadata_props.add(key=formats.METADATA_KEY, value=json.dumps(
-        {"method": "E_s -> F -> D_t (cross-modal latent alignment; runs/mapper_a)"}))
-    fp32 = build / formats.file_name("image_to_face", "onnx-fp32")
-    onnx.save(model, str(fp32))
+    fp32 = _fake_fp32_build(build)
     sha = hashlib.sha256(fp32.read_bytes()).hexdigest()
     (build / "manifest.json").write_text(json.dumps(
         {"models": {formats.model_name("image_to_face", "onnx-fp32"): {"sha256": sha}}}))
