@@ -556,7 +556,7 @@ def test_the_artist_draws_a_cold_cast_skin_with_the_chroma_of_skin_in_good_light
     from avatarizer.artist import ArtistStyle
     from avatarizer.artist import colour as C
     from avatarizer.artist.photo import to_lab
-    from avatarizer.skintone import WELL_LIT_CHROMA, well_lit_ab
+    from avatarizer.skintone import DRAWN_CHROMA, well_lit_ab
 
     grey = np.array([0.55, 0.53, 0.53])
     st = ArtistStyle()
@@ -567,8 +567,8 @@ def test_the_artist_draws_a_cold_cast_skin_with_the_chroma_of_skin_in_good_light
             um.patch.object(C, "cheek_discs", lambda lm, g: []):
         banded = C.measured_skin(st, None, None, {})
         off = C.measured_skin(st.replace(skin_chroma_lit=None), None, None, {})
-    assert abs(np.hypot(*to_lab(banded)[1:]) - WELL_LIT_CHROMA[0] * lit) < 0.6
-    assert np.hypot(*to_lab(off)[1:]) < WELL_LIT_CHROMA[0] * lit - 3.0  # (skin_locus alone: its floor, 8)
+    assert abs(np.hypot(*to_lab(banded)[1:]) - DRAWN_CHROMA[0] * lit) < 0.6  # (the drawn band's floor)
+    assert np.hypot(*to_lab(off)[1:]) < DRAWN_CHROMA[0] * lit - 3.0  # (skin_locus alone: its floor, 8)
 
 
 def test_well_lit_chroma_is_the_central_band_of_photos_exposed_as_labelled():
@@ -697,3 +697,43 @@ def test_the_artist_reads_no_tone_under_a_face_mask(monkeypatch):
     assert C.network_skin_tone(ArtistStyle(), photo, {"cheeks_covered": True}) is None and net.shown == []
     assert C.network_skin_tone(ArtistStyle(skin_tone_network=False), photo, {}) is None and net.shown == []
     assert abs(C.network_skin_tone(ArtistStyle(), photo, {}) - 5.5) < 1e-9 and len(net.shown) == 1
+
+
+def test_a_drawn_skin_is_neither_pink_nor_orange():
+    """Session 66 (a read-only review, 592 held-out photos): a hue band of
+    20-70 degrees and a chroma ceiling of 1.71 times good light's let pink,
+    salmon, orange and mustard skins through (98 judged wrong by eye). The
+    drawn skin's hue is 36-62 degrees (``SKIN_HUE``) and its chroma at most
+    ``DRAWN_CHROMA``'s ceiling, lower off good light's hue; after the tone
+    step too."""
+    from avatarizer import Avatarizer, load_image
+    from avatarizer import schema as S
+    from avatarizer.skintone import (DRAWN_CHROMA, DRAWN_CHROMA_OFF_HUE, SKIN_HUE, chroma_in_good_light,
+                                     natural_skin_hue, skin_by_tone, well_lit_ab)
+
+    def lch(rgb):
+        L, a, b = to_lab(np.clip(np.asarray(rgb, np.float64), 0, 1))
+        lit = float(np.hypot(*well_lit_ab(L)))
+        return L, float(np.hypot(a, b)) / lit, float(np.degrees(np.arctan2(b, a)))
+
+    face = [S.index(f"face.{c}") for c in "rgb"]
+    with Avatarizer() as av:
+        for k in (("ffhq128", "ffhq-0682.jpg"), ("ffhq128", "ffhq-0574.jpg"), ("ffhq128", "ffhq-0570.jpg"),
+                  ("ffhq128-labelled", "69420.jpg")):  # (hot pink 20 degrees, salmon, orange, yellow 70)
+            L, ratio, hue = lch(av.from_frame(load_image(need_shared("data", "faces", *k))).params[face])
+            assert SKIN_HUE[0] - 0.5 <= hue <= SKIN_HUE[1] + 0.5 and ratio <= DRAWN_CHROMA[1] + 0.02, (k, hue, ratio)
+    pink = np.array([0.85, 0.55, 0.6])  # hue about 8 degrees
+    L0 = to_lab(pink)[0]
+    fixed = natural_skin_hue(pink)
+    assert abs(lch(fixed)[2] - SKIN_HUE[0]) < 0.5 and abs(to_lab(fixed)[0] - L0) < 0.5
+    assert np.array_equal(natural_skin_hue(np.array([0.8, 0.6, 0.5])), np.array([0.8, 0.6, 0.5]))  # in band
+    # the ceiling off good light's hue: a salmon at 38 degrees and 1.4 times good light's chroma is lowered
+    L, a, b = 70.0, *(np.array([np.cos(np.radians(38.0)), np.sin(np.radians(38.0))]) * 1.4 * float(
+        np.hypot(*well_lit_ab(70.0))))
+    salmon = np.clip(from_lab(np.array([L, a, b])), 0, 1)
+    r0 = lch(salmon)[1]
+    assert lch(chroma_in_good_light(salmon, DRAWN_CHROMA))[1] == pytest.approx(r0, abs=0.02)  # (under 1.45)
+    assert lch(chroma_in_good_light(salmon, DRAWN_CHROMA, off_hue=DRAWN_CHROMA_OFF_HUE))[1] < r0 - 0.1
+    # after the tone step: a pink skin lifted to a lighter tone comes out in the band
+    lifted = skin_by_tone(np.array([0.6, 0.35, 0.38]), 2.0)
+    assert SKIN_HUE[0] - 0.5 <= lch(lifted)[2] <= SKIN_HUE[1] + 0.5

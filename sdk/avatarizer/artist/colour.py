@@ -244,7 +244,7 @@ def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
     raw = clip(skin, 0, 1)
     located = clip(skin_locus(st, raw), 0, 1)
     g["skin_cast"] = (raw, located)  # the photo's colour cast, as the skin shows it (iris_colour)
-    return clip(ST.chroma_in_good_light(located, st.skin_chroma_lit), 0, 1)
+    return clip(ST.chroma_in_good_light(located, st.skin_chroma_lit, off_hue=ST.DRAWN_CHROMA_OFF_HUE), 0, 1)
 
 
 def network_skin_tone(st, photo: Photo, g) -> float | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..checks import is_real
-from ..skintone import WELL_LIT_CHROMA
+from ..skintone import DRAWN_CHROMA, SKIN_HUE
 
 
 @dataclass(frozen=True)
@@ -80,14 +80,17 @@ class ArtistStyle:
             cheek, entirely at ``full`` L* (side light never darkens skin).
         skin_hue: (from, to) CIELAB hue angle (degrees) of skin in white
             light; a measured skin outside it (a colour cast) is clipped
-            into it at the same lightness. The artist's skin over 13,678
-            training photos: 5th-95th percentile 16-68 degrees.
+            into it at the same lightness (default
+            :data:`avatarizer.skintone.SKIN_HUE`, 36-62; 20-70 before
+            session 66 drew pink and orange skins). The artist's skin over
+            13,678 training photos: 5th-95th percentile 16-68 degrees.
         skin_chroma: (from, to) CIELAB chroma of skin; a grey (a
             black-and-white photo) gets the lower bound at the middle hue.
         skin_chroma_lit: (from, to) the skin's chroma as a fraction of
             that of skin in good light at its lightness
             (:func:`avatarizer.skintone.chroma_in_good_light`, default
-            :data:`avatarizer.skintone.WELL_LIT_CHROMA`): a skin outside
+            :data:`avatarizer.skintone.DRAWN_CHROMA`, its ceiling lower
+            off good-light skin's hue): a skin outside
             it (grey or ash under a cold white balance, orange under a
             warm lamp) is moved to its edge after ``skin_hue`` and
             ``skin_chroma``; None leaves the chroma as measured.
@@ -168,9 +171,9 @@ class ArtistStyle:
     wrinkle_strength: float = 0.7
     skin_percentiles: tuple = (35.0, 90.0)
     lit_side: tuple = (3.0, 10.0)
-    skin_hue: tuple = (20.0, 70.0)
+    skin_hue: tuple = SKIN_HUE
     skin_chroma: tuple = (8.0, 45.0)
-    skin_chroma_lit: tuple | None = WELL_LIT_CHROMA
+    skin_chroma_lit: tuple | None = DRAWN_CHROMA
     color_gain: float = 1.08
     sclera: tuple = (0.97, 0.96, 0.94)
     teeth: tuple = (0.96, 0.95, 0.90)
