@@ -90,7 +90,8 @@ def test_invalid_files_are_refused(bad, tmp_path):
         GlassesFusion.from_doc(_doc(**bad))
     path = tmp_path / "fusion.json"
     path.write_text(json.dumps(_doc(**bad)))
-    assert GlassesFusion.load("9.9.9", path, artist_network="net") is None
+    with pytest.warns(RuntimeWarning, match="fusion.json is not used"):  # (there but unusable: said)
+        assert GlassesFusion.load("9.9.9", path, artist_network="net") is None
 
 
 def test_load_needs_the_same_attribute_model(tmp_path):
@@ -115,7 +116,8 @@ def test_load_needs_the_same_attribute_model(tmp_path):
     path.write_text(json.dumps(doc))
     assert load("9.9.9", path, sha256="cd" * 32) is not None
     path.write_text("{not json")
-    assert load("9.9.9", path) is None
+    with pytest.warns(RuntimeWarning, match="is not used"):
+        assert load("9.9.9", path) is None
 
 
 def test_apply_decision_keeps_the_model_probabilities_and_is_what_the_avatar_reports():
@@ -255,13 +257,15 @@ def test_json_nested_too_deep_is_an_unreadable_file(tmp_path, monkeypatch):
     deep = "[" * 100000 + "]" * 100000
     path = tmp_path / "fusion.json"
     path.write_text(deep)
-    assert GlassesFusion.load("9.9.9", path, artist_network="net") is None
+    with pytest.warns(RuntimeWarning, match="RecursionError"):
+        assert GlassesFusion.load("9.9.9", path, artist_network="net") is None
     dets = tmp_path / "artist_detectors.json"
     dets.write_text(deep)
     monkeypatch.setattr(A, "_DETECTORS_PATH", dets)
     A.detectors.cache_clear()
     try:
-        assert A.detectors() == {}
+        with pytest.warns(RuntimeWarning, match="RecursionError"):
+            assert A.detectors() == {}
     finally:
         A.detectors.cache_clear()
     (tmp_path / "hair_bank.npz").write_bytes((HR.DATA / "hair_bank.npz").read_bytes())

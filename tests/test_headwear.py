@@ -111,7 +111,8 @@ def test_kind_without_a_model_file_is_a_beanie(tmp_path):
     assert HW.kind_probabilities(s, missing) is None and HW.kind_of(s, missing) == HW.DEFAULT_KIND
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"cues": ["x"], "kinds": list(HW.MODEL_KINDS)}))
-    assert HW.kind_probabilities(s, broken) is None
+    with pytest.warns(RuntimeWarning, match="broken.json is not used"):  # (there but unusable: said)
+        assert HW.kind_probabilities(s, broken) is None
     attrs = {}
     HW.read_kind(attrs, s, missing)
     assert attrs == {}
@@ -153,10 +154,12 @@ def test_a_model_file_of_another_layout_is_not_read(tmp_path):
                    {k: v for k, v in doc.items() if k != "thresholds"}, {**doc, "thresholds": None}):
         path = tmp_path / f"m{len(list(tmp_path.iterdir()))}.json"
         path.write_text(json.dumps(broken))
-        assert HW.kind_probabilities(wide, path) is None and HW.kind_of(wide, path) == HW.DEFAULT_KIND
+        with pytest.warns(RuntimeWarning, match="is not used"):
+            assert HW.kind_probabilities(wide, path) is None and HW.kind_of(wide, path) == HW.DEFAULT_KIND
     path = tmp_path / "garbage.json"
     path.write_bytes(b"\xff{not json")
-    assert HW.kind_probabilities(wide, path) is None
+    with pytest.warns(RuntimeWarning, match="garbage.json is not used"):
+        assert HW.kind_probabilities(wide, path) is None
 
 
 def test_the_shipped_model_reads_its_own_format():
@@ -326,7 +329,8 @@ def test_a_hat_detector_whose_projection_does_not_fit_is_left_out(tmp_path, monk
     monkeypatch.setattr(A, "_DETECTORS_PATH", path)
     A.detectors.cache_clear()
     try:
-        assert "headwear" not in A.detectors()
+        with pytest.warns(RuntimeWarning, match="its 'headwear' detector is not used"):
+            assert "headwear" not in A.detectors()
         path.write_text(json.dumps({"detectors": {"headwear": _hat_detector()}}))
         A.detectors.cache_clear()
         assert "headwear" in A.detectors()

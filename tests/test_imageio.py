@@ -673,3 +673,41 @@ def test_a_float_image_a_little_over_one_is_told_to_clip_to_one_not_to_255():
     with pytest.raises(ValueError) as e:
         to_rgb_uint8(np.full((40, 40, 3), -50.0, np.float32))
     assert "np.clip" not in str(e.value)
+
+
+def test_an_animated_pngs_hidden_default_image_is_not_read(tmp_path):
+    """An APNG whose default image is not part of its animation (a fallback
+    picture for viewers without APNG support, which APNG-aware players never
+    show): ``load_image`` read the green fallback as the photo ("no face
+    found"), and ``video`` played it as a first frame (3 frames where the
+    animation has 2). The animation's first frame is read; its frames are
+    the animation's (a review, session 66)."""
+    from PIL import Image
+
+    from avatarizer import videoio
+    from avatarizer.imageio import load_image, sample_photo
+
+    face = Image.fromarray(sample_photo()).resize((128, 128))
+    fallback = Image.new("RGB", face.size, (0, 255, 0))
+    path = tmp_path / "hidden.png"
+    fallback.save(path, save_all=True, append_images=[face, face.rotate(90)], default_image=True, duration=100)
+    with Image.open(path) as im:
+        assert im.info.get("default_image") and im.n_frames == 3  # (Pillow counts the fallback as frame 0)
+    rgb = load_image(path)
+    green = (rgb[..., 1] > 200) & (rgb[..., 0] < 50) & (rgb[..., 2] < 50)
+    assert green.mean() < 0.01 and np.abs(rgb.astype(int) - np.asarray(face)).mean() < 8
+    im, durations = videoio.animated_image(path)
+    cap = videoio.ImageFrames(im, durations)
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    assert len(durations) == 2 and len(frames) == 2
+    assert all(((f[..., 1] > 200) & (f[..., 2] < 50)).mean() < 0.01 for f in frames)  # (BGR: no green frame)
+    # an APNG whose default image is its first frame keeps it
+    plain = tmp_path / "plain.png"
+    face.save(plain, save_all=True, append_images=[face.rotate(90)], duration=100)
+    assert len(videoio.animated_image(plain)[1]) == 2

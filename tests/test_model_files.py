@@ -715,3 +715,77 @@ def test_models_of_an_earlier_schema_that_reads_alike_still_load(tmp_path, versi
         err = _load_error(folder)
         assert file in err and f"exported for parameter schema '{version}'" in err
         assert f"reads {', '.join(schema.READS)}" in err, err
+
+
+def test_a_damaged_fitted_data_file_is_said_not_silently_dropped(tmp_path, monkeypatch):
+    """A cut ``artist_detectors.json`` (or ``glasses_fusion.json``, or
+    ``headwear_kinds.json``) was dropped without a word, and the avatars
+    changed: sunglasses drawn on bare eyes, ages halved (a review, session
+    66). Each is refused with a RuntimeWarning naming the file, as the other
+    fitted files are; a missing file is still the documented silent
+    fallback, and the shipped ones load without a warning."""
+    import warnings
+
+    from avatarizer import glasses as G
+    from avatarizer import headwear as HW
+    from avatarizer.artist import accessories as A
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        A.detectors.cache_clear()
+        try:
+            assert A.detectors()  # (the shipped file, whole)
+        finally:
+            A.detectors.cache_clear()
+        assert HW._model(str(HW._DATA)) is not None
+    for src in (A._DETECTORS_PATH, G.FUSION_PATH, HW._DATA):
+        text = Path(src).read_text()
+        cut = tmp_path / Path(src).name
+        cut.write_text(text[: len(text) // 2])
+    monkeypatch.setattr(A, "_DETECTORS_PATH", tmp_path / A._DETECTORS_PATH.name)
+    A.detectors.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="artist_detectors.json is not used"):
+            assert A.detectors() == {}
+    finally:
+        A.detectors.cache_clear()
+    # one detector whose weights do not fit: left out, said
+    whole = json.loads((Path(__file__).resolve().parents[1] / "sdk" / "avatarizer" / "data" /
+                        "artist_detectors.json").read_text())
+    name = sorted(whole["detectors"])[0]
+    whole["detectors"][name] = {"kind": "logistic", "w": [1.0, 2.0], "b": "x"}
+    (tmp_path / "artist_detectors.json").write_text(json.dumps(whole))
+    try:
+        with pytest.warns(RuntimeWarning, match=f"its '{name}' detector is not used"):
+            assert name not in A.detectors() and len(A.detectors()) == len(whole["detectors"]) - 1
+    finally:
+        A.detectors.cache_clear()
+    with pytest.warns(RuntimeWarning, match="glasses_fusion.json is not used"):
+        assert G.GlassesFusion.load("2.3.6", tmp_path / G.FUSION_PATH.name, artist_network="x") is None
+    with pytest.warns(RuntimeWarning, match="is not used"):
+        assert HW._model(str(tmp_path / Path(HW._DATA).name)) is None
+    HW._model.cache_clear()
+    with warnings.catch_warnings():  # (missing: the documented fallback, silent)
+        warnings.simplefilter("error", RuntimeWarning)
+        assert G.GlassesFusion.load("2.3.6", tmp_path / "none.json", artist_network="x") is None
+        assert HW._model(str(tmp_path / "none.json")) is None
+
+
+def test_a_damaged_schema_file_is_a_model_error_naming_it(tmp_path):
+    """``data/schema.json`` cut short: ``import avatarizer`` (and so every
+    command, ``--version`` too) ended in json's JSONDecodeError, not an SDK
+    error (a review, session 66). It is a ModelError naming the file and
+    saying to reinstall, as a damaged mean face file's is."""
+    import subprocess
+    import sys
+
+    pkg = Path(__file__).resolve().parents[1] / "sdk" / "avatarizer"
+    copy = tmp_path / "avatarizer"
+    shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("models", "__pycache__", "*.onnx"))
+    schema = copy / "data" / "schema.json"
+    schema.write_text(schema.read_text()[:1000])
+    res = subprocess.run([sys.executable, "-c", "import avatarizer"], capture_output=True, text=True,
+                         cwd=tmp_path, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=120)
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.returncode != 0 and last.startswith("avatarizer.errors.ModelError"), res.stderr[-800:]
+    assert "schema.json: not a readable parameter schema" in last and "reinstall" in last

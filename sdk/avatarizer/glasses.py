@@ -125,12 +125,22 @@ class GlassesFusion:
         file and the caller name one, the model file's ``sha256``) and with
         the artist's glasses network ``artist_network`` (its
         ``accessories.detector_key``; the file must name the same); None
-        when the file is missing, unreadable or invalid, or was fitted with
-        another H or another network (or none is given)."""
+        when the file is missing, or was fitted with another H or another
+        network (or none is given), and also, with a warning, when it is
+        there but unreadable or invalid."""
+        file = Path(path or FUSION_PATH)
+        if not file.is_file():
+            return None
         try:
-            doc = json.loads(Path(path or FUSION_PATH).read_text(encoding="utf-8"))
+            doc = json.loads(file.read_text(encoding="utf-8"))
             fusion = cls.from_doc(doc)
-        except (OSError, ValueError, RecursionError):  # (RecursionError: JSON nested too deep to parse)
+        except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError) as exc:
+            # (RecursionError: JSON nested too deep to parse) there but unusable: said, as the other fitted
+            # files say it (a cut file changed the glasses drawn silently)
+            import warnings
+
+            warnings.warn(f"{file} is not used ({type(exc).__name__}: {exc}); H alone decides the glasses",
+                          RuntimeWarning, stacklevel=2)
             return None
         if attributes_version is None or fusion.attributes_version != str(attributes_version):
             return None

@@ -46,6 +46,7 @@ import numpy as np
 
 from . import landmarks as L
 from .checks import gate_pair_ok, is_real
+from .errors import ModelError
 from .gender import BY as GENDER_FUSION_BY
 from . import prior as P
 from . import schema as S
@@ -110,8 +111,11 @@ GEOMETRY_INDEX = np.array([i for i in range(S.HAIR.start, S.HAIR.stop) if not _C
 _KIND = np.array(S.KINDS)
 
 
-class HairBankError(RuntimeError):
-    """The hairstyle bank is missing, corrupt or of another format."""
+class HairBankError(ModelError, RuntimeError):
+    """The hairstyle bank is missing, corrupt or of another format: a
+    :class:`~avatarizer.errors.ModelError`, as the README's table of errors
+    gives for a damaged data file (an app catching ModelError missed it),
+    and a RuntimeError as before."""
 
 
 # ------------------------------------------------------------------- frames

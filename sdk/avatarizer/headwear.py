@@ -316,28 +316,41 @@ def cue_vector(shape: dict) -> np.ndarray:
 
 @lru_cache(maxsize=2)
 def _model(path: str):
+    """The hat-kind model at ``path``; None when the file is missing, and
+    also, with a warning, when it is there but unusable (a cut or foreign
+    file was dropped silently: hats then took the default kind)."""
     p = Path(path)
     if not p.is_file():
         return None
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-        if not isinstance(doc, dict) or tuple(doc.get("cues", ())) != CUES \
-                or tuple(doc.get("kinds", ())) != MODEL_KINDS:
-            return None
-        mdl = {k: np.asarray(doc[k], np.float64) for k in ("pixel_mean", "pixel_scale", "pixel_basis",
-                                                             "mean", "scale", "w", "b")}
-        mdl["thresholds"] = {k: float(doc["thresholds"][k]) for k in ("cap", "brimmed")}
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError):
+        return _read_model(p)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError) as exc:
+        import warnings
+
+        warnings.warn(f"{p} is not used ({type(exc).__name__}: {exc}); hats are drawn as the default kind",
+                      RuntimeWarning, stacklevel=2)
         return None
+
+
+def _read_model(p: Path) -> dict:
+    """:func:`_model`'s reading of the file (ValueError where it does not
+    fit together)."""
+    doc = json.loads(p.read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or tuple(doc.get("cues", ())) != CUES \
+            or tuple(doc.get("kinds", ())) != MODEL_KINDS:
+        raise ValueError("not a hat-kind model of these cues and kinds")
+    mdl = {k: np.asarray(doc[k], np.float64) for k in ("pixel_mean", "pixel_scale", "pixel_basis",
+                                                         "mean", "scale", "w", "b")}
+    mdl["thresholds"] = {k: float(doc["thresholds"][k]) for k in ("cap", "brimmed")}
     if not all(np.isfinite(a).all() for a in mdl.values() if isinstance(a, np.ndarray)) \
             or (mdl["scale"] <= 0).any() or (mdl["pixel_scale"] <= 0).any() \
             or np.isnan(list(mdl["thresholds"].values())).any():
-        return None
+        raise ValueError("non-finite weights, non-positive scales or a NaN threshold")
     q = mdl["pixel_basis"].shape[1] if mdl["pixel_basis"].ndim == 2 else -1
     n = len(CUES) + q
     if mdl["pixel_basis"].shape != (len(mdl["pixel_mean"]), q) or mdl["w"].shape != (n, len(MODEL_KINDS)) \
             or len(mdl["mean"]) != n or len(mdl["scale"]) != n or len(mdl["b"]) != len(MODEL_KINDS):
-        return None
+        raise ValueError("weights of shapes that do not fit together")
     return mdl
 
 

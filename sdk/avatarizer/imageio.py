@@ -216,6 +216,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             _check_size(height, width, "an image file")
             _check_data(f, opened)
             watched.ran_out = False
+            if hidden_default_image(opened):  # (the animation's first frame, not the fallback picture)
+                opened.seek(1)
             opened.load()
             if watched.ran_out and opened.format in _JPEG_FORMATS and ImageFile.LOAD_TRUNCATED_IMAGES:
                 raise ValueError("the JPEG is cut: its data ends before the image does (a cut file is refused "
@@ -710,6 +712,19 @@ class _What:
 
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)
+
+
+def hidden_default_image(im) -> int:
+    """1 where the opened Pillow image ``im`` is an animated PNG whose
+    default image is not part of its animation (``default_image``: a
+    fallback picture for viewers without APNG support, which APNG-aware
+    players never show; Pillow counts it as frame 0), else 0: the frame the
+    animation starts at. Such a file's green "no animation here" picture was
+    read as the photo and played as the video's first frame."""
+    try:
+        return int(im.format == "PNG" and bool(im.info.get("default_image")) and im.n_frames > 1)
+    except Exception:  # noqa: BLE001 - a damaged file: as Pillow gives it
+        return 0
 
 
 def _pil_rgb(image: Image.Image) -> Image.Image:

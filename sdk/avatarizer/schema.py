@@ -21,22 +21,29 @@ from typing import Iterable
 
 import numpy as np
 
-_DOC = json.loads(resources.files("avatarizer").joinpath("data/schema.json").read_text())
+_SCHEMA_FILE = resources.files("avatarizer").joinpath("data/schema.json")
+try:  # (a cut or damaged file raised json's JSONDecodeError, a KeyError..., at `import avatarizer`)
+    _DOC = json.loads(_SCHEMA_FILE.read_text())
 
-VERSION: str = _DOC["version"]
-#: the schema versions whose vectors this SDK reads as they are (saved avatars,
-#: exported models): its own and the earlier ones ``schema.json`` lists under
-#: ``reads`` (1.1.0 only added ``headwear.type`` 4, a head scarf, and 5, a
-#: turban, to 1.0.0)
-READS: tuple[str, ...] = (VERSION,) + tuple(str(v) for v in _DOC.get("reads", ()))
-PARAM_COUNT: int = int(_DOC["count"])
-NAMES: tuple[str, ...] = tuple(p["name"] for p in _DOC["params"])
-KINDS: tuple[str, ...] = tuple(p["kind"] for p in _DOC["params"])
-GROUPS: tuple[str, ...] = tuple(p["group"] for p in _DOC["params"])
-FEATURE_OF: tuple[str, ...] = tuple(p["feature"] for p in _DOC["params"])
-LO = np.array([p["lo"] for p in _DOC["params"]], np.float32)
-HI = np.array([p["hi"] for p in _DOC["params"]], np.float32)
-DEFAULT = np.array([p["default"] for p in _DOC["params"]], np.float32)
+    VERSION: str = _DOC["version"]
+    #: the schema versions whose vectors this SDK reads as they are (saved avatars,
+    #: exported models): its own and the earlier ones ``schema.json`` lists under
+    #: ``reads`` (1.1.0 only added ``headwear.type`` 4, a head scarf, and 5, a
+    #: turban, to 1.0.0)
+    READS: tuple[str, ...] = (VERSION,) + tuple(str(v) for v in _DOC.get("reads", ()))
+    PARAM_COUNT: int = int(_DOC["count"])
+    NAMES: tuple[str, ...] = tuple(p["name"] for p in _DOC["params"])
+    KINDS: tuple[str, ...] = tuple(p["kind"] for p in _DOC["params"])
+    GROUPS: tuple[str, ...] = tuple(p["group"] for p in _DOC["params"])
+    FEATURE_OF: tuple[str, ...] = tuple(p["feature"] for p in _DOC["params"])
+    LO = np.array([p["lo"] for p in _DOC["params"]], np.float32)
+    HI = np.array([p["hi"] for p in _DOC["params"]], np.float32)
+    DEFAULT = np.array([p["default"] for p in _DOC["params"]], np.float32)
+except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as _exc:
+    from .errors import ModelError
+
+    raise ModelError(f"{_SCHEMA_FILE}: not a readable parameter schema ({type(_exc).__name__}: {_exc}); "
+                     "reinstall the package") from None
 LO.setflags(write=False)
 HI.setflags(write=False)
 DEFAULT.setflags(write=False)

@@ -65,6 +65,8 @@ class ImageFrames:
     def __init__(self, image, durations: list[float]):
         self._im, self.durations, self._i, self._t = image, list(durations), -1, 0.0
         self.fps = float(image_rate(self.durations))
+        # (Pillow's frame of the first duration: after an APNG's hidden default image, hidden_default_image)
+        self._first = max(0, int(getattr(image, "n_frames", 1)) - len(self.durations))
 
     def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoCapture's name
         return self._im is not None
@@ -74,7 +76,7 @@ class ImageFrames:
         if self._im is None or nxt >= len(self.durations):
             return False, None
         try:
-            self._im.seek(nxt)
+            self._im.seek(nxt + self._first)
             # (as a still image is read: 16-bit grey scaled to 8 bits, which convert("RGB") clipped at 255, an
             # almost white frame; an ICC profile's colours to sRGB)
             from .imageio import _pil_rgb
@@ -224,7 +226,7 @@ def animated_image(path, formats: tuple[str, ...] = PILLOW_ANIMATED) -> tuple[ob
     try:
         least = GIF_MIN_DELAY_MS if im.format == "GIF" else 0.0
         durations = []
-        for i in range(im.n_frames):
+        for i in range(IO.hidden_default_image(im), im.n_frames):
             im.seek(i)
             if "duration" not in im.info:
                 im.load()  # (a WebP frame's duration is known once it is decoded)

@@ -1032,22 +1032,32 @@ def detectors() -> dict:
     invented accessory is worse than a missed one): logistic models, or
     small networks (``"kind": "mlp"``: an ensemble of one-hidden-layer ReLU
     networks whose softmaxes are averaged; the beard, moustache and glasses
-    detectors), their weights as arrays. Empty when the file is absent or
-    unreadable (the hand-set rules then decide); a detector whose weights do
-    not fit together is left out."""
+    detectors), their weights as arrays. Empty when the file is absent (the
+    hand-set rules then decide), and also, with a warning, when it is there
+    but unreadable; a detector whose weights do not fit together is left
+    out, with a warning (a cut file changed ages, glasses and hair colours
+    silently: a review, session 66)."""
+    import warnings
+
+    if not _DETECTORS_PATH.is_file():
+        return {}
     try:
         doc = json.loads(_DETECTORS_PATH.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # (RecursionError: JSON nested too deep to parse)
-        return {}
-    dets = doc.get("detectors") if isinstance(doc, dict) else None
-    if not isinstance(dets, dict):
+        dets = doc.get("detectors") if isinstance(doc, dict) else None
+        if not isinstance(dets, dict):
+            raise ValueError("no detectors in it")
+    except (OSError, ValueError, RecursionError) as exc:  # (RecursionError: JSON nested too deep to parse)
+        warnings.warn(f"{_DETECTORS_PATH} is not used ({type(exc).__name__}: {exc}); the artist's hand-set "
+                      "rules decide its accessories and age", RuntimeWarning, stacklevel=2)
         return {}
     out = {}
     for name, model in dets.items():
         try:
             out[name] = _checked(model, name)
             out[name]["raw"] = model  # as written: for detector_key, when asked
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            warnings.warn(f"{_DETECTORS_PATH}: its {name!r} detector is not used ({type(exc).__name__}: {exc})",
+                          RuntimeWarning, stacklevel=2)
             continue
     return out
 
