@@ -621,6 +621,26 @@ def test_under_a_hat_the_hairstyle_keeps_the_length_the_model_is_sure_of():
             assert a["headwear"]["value"] and a["hair_length"]["value"] == want, (k, a["hair_length"])
 
 
+def test_the_clothes_are_drawn_in_their_colour():
+    """Session 66 (a read-only review of video mode): every hybrid avatar
+    wore the prior's blue top, a black jacket, a pink or a green one alike
+    (only the auto-artist read the clothes). The hair stage reads them as
+    the artist does (``artist.accessories.clothes_rgb``: the crop's bottom
+    corners beside the neck, neither skin nor hair)."""
+    from avatarizer import Avatarizer, load_image
+    from avatarizer import prior as P
+
+    clothes = [S.index(f"clothes.{c}") for c in "rgb"]
+    with Avatarizer() as av:
+        if av.estimator != "hybrid":
+            pytest.skip("the shipped models are not installed here")
+        pink = av.from_frame(load_image(need_shared("data", "faces", "ffhq128", "ffhq-0389.jpg"))).params[clothes]
+        dark = av.from_frame(load_image(need_shared("data", "faces", "ffhq128", "ffhq-0391.jpg"))).params[clothes]
+    assert pink[0] > pink[1] + 0.15 and pink[0] > 0.6, pink  # his pink shirt
+    assert dark.max() < 0.3, dark  # a dark jacket
+    assert not np.allclose(pink, P.CLOTHES[0], atol=0.05) and not np.allclose(dark, P.CLOTHES[0], atol=0.05)
+
+
 def test_hair_unseen_needs_the_crown_out_of_the_frame_and_skin_in_the_region():
     """``hair.hair_unseen``: the crown out of the frame (valid only below the
     brows' line), and the few hair-region pixels within ``UNSEEN_SKIN_DE`` of

@@ -71,7 +71,7 @@ somebody else sits down.
 
 **Another person.** When somebody else takes the place without a gap (a cut
 in a clip, a second person leaning in as the first leaves), the estimates'
-colours (skin, eyes, lips, hair, clothes: the ``color`` parameters,
+colours (skin, eyes, lips, hair: the ``color`` parameters but the clothes',
 normalised) stay further than ``switch_distance`` (mean |Δ|, default 0.06)
 from the identity for ``switch_ms`` (default 600 ms) of frames with the face,
 over at least two different estimates (frames between two answers of the
@@ -132,7 +132,10 @@ POSE_BETA_SCALE = 0.2
 
 _CATEGORICAL = np.array([k in ("categorical", "flag") for k in S.KINDS])
 _CAT_IDX = np.flatnonzero(_CATEGORICAL)
-_COLOR_IDX = np.flatnonzero(np.array(S.KINDS) == "color")
+# (not the clothes': a shirt half in the frame or a hand in the crop's corner moves their colour, and a new
+# person is told by the face and hair; the switch distance was measured without them, when the hybrid drew
+# every avatar in the prior's blue top)
+_COLOR_IDX = np.flatnonzero((np.array(S.KINDS) == "color") & (np.array(S.FEATURE_OF) != "clothes"))
 _COLOR_SCALE = 2.0 / (S.HI[_COLOR_IDX] - S.LO[_COLOR_IDX]).astype(np.float64)  # as schema.normalize
 _YAW, _PITCH = X.SIGNALS.index("yaw"), X.SIGNALS.index("pitch")
 #: the glasses' and the headwear's columns among the categorical ones: the glasses drawn are the most

@@ -22,6 +22,7 @@ from ..landmarks import (
     side_index,
 )
 from .photo import (
+    at_size,
     float_rgb,
     from_lab,
     landmark_index,
@@ -997,18 +998,31 @@ def facial_hair(st, p, lm, g, photo: Photo, col):
                                      else 0.75 * g.get("must_dark_rgb", hair) + 0.25 * hair) * 0.85)
 
 
+def clothes_rgb(rgb: np.ndarray, person, valid, skin_lab, hair_rgb) -> np.ndarray | None:
+    """The clothes' colour in a canonical crop (float RGB ``rgb``, S×S): the
+    median of the person's pixels (``person``: its mask, > 0.5; None: every
+    pixel) inside the photo (``valid``) in the crop's bottom corners, beside
+    the neck, leaving out those within ΔE 15 of the skin (CIELAB
+    ``skin_lab``) or the hair (``hair_rgb``); None where fewer than 10 are
+    left (the crop ends at the chin, bare shoulders)."""
+    size = rgb.shape[0]
+    region = _clothes_box(size).copy()
+    if valid is not None:
+        region &= at_size(np.asarray(valid), size).astype(bool)
+    if person is not None:
+        region &= at_size(np.asarray(person, np.float32), size) > 0.5
+    px = masked(rgb, region)
+    if len(px) < 20:
+        return None
+    lab = to_lab(px)
+    far = (norm(lab - np.asarray(skin_lab, np.float64)) > 15) & \
+        (norm(lab - to_lab(np.asarray(hair_rgb, np.float64))) > 15)
+    return median(px[far], 0) if np.count_nonzero(far) >= 10 else None
+
+
 def clothes(st, p, g, photo: Photo, col):
-    region = _clothes_box(photo.size) & photo.valid
-    if photo.hair is not None:
-        region &= photo.hair > 0.5
-    px = masked(photo.rgb, region)
-    if len(px) >= 20:
-        lab = to_lab(px)
-        far = (norm(lab - col["skin_lab"]) > 15) & (norm(lab - to_lab(col["hair"])) > 15)
-        if np.count_nonzero(far) >= 10:
-            set_rgb(p, "clothes", median(px[far], 0))
-            return
-    set_rgb(p, "clothes", P.CLOTHES[0])
+    measured = clothes_rgb(photo.rgb, photo.hair, photo.valid, col["skin_lab"], col["hair"])
+    set_rgb(p, "clothes", P.CLOTHES[0] if measured is None else measured)
 
 
 @lru_cache(maxsize=8)

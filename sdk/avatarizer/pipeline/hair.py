@@ -435,6 +435,16 @@ class HairStage(Stage):
                     # dark for want of grey strands)
                     if not gated and grey == decide(p_grey):
                         attrs["beard_grey_by"] = BEARD_GREY_BY
+        # the clothes in their colour (the bottom corners of the crop, beside the neck, as the artist reads
+        # them): every hybrid avatar wore the prior's blue top, a black jacket, a pink or a green one alike
+        # (a read-only review, session 66)
+        from ..artist.accessories import clothes_rgb
+        from ..artist.photo import float_rgb, to_lab
+
+        worn = None if mask is None else clothes_rgb(  # (no person mask: the corners may be the background)
+            float_rgb(crop), mask, valid, to_lab(np.asarray(base[SKIN_RGB], np.float64)), rgb)
+        if worn is not None:  # (plain floats: the attributes are compared and sent between processes)
+            attrs["clothes_rgb"] = [float(v) for v in worn]
         # (a hat the hat network decided, or not drawn on a face cut by the edge: merge follows attrs["drawn"])
         full = H.merge(base, self.bank.entry(idx), rgb, attrs, thresholds=self.draw, hat_shape=hat_shape)
         if fused:  # drawn with the artist's frame colour and lens sizes
