@@ -737,3 +737,30 @@ def test_a_drawn_skin_is_neither_pink_nor_orange():
     # after the tone step: a pink skin lifted to a lighter tone comes out in the band
     lifted = skin_by_tone(np.array([0.6, 0.35, 0.38]), 2.0)
     assert SKIN_HUE[0] - 0.5 <= lch(lifted)[2] <= SKIN_HUE[1] + 0.5
+
+
+def test_a_styles_own_chroma_band_is_kept_whole():
+    """The lower ceiling off good light's hue (``DRAWN_CHROMA_OFF_HUE``)
+    belongs to the default band: an ``ArtistStyle`` with its own
+    ``skin_chroma_lit`` keeps a salmon skin its band allows (a review of
+    session 66: it was lowered to 1.15 whatever the style's band)."""
+    import unittest.mock as um
+
+    from avatarizer.artist import ArtistStyle
+    from avatarizer.artist import colour as C
+    from avatarizer.skintone import well_lit_ab
+
+    lit = float(np.hypot(*well_lit_ab(70.0)))
+    h = np.radians(37.0)  # (in the hue band, 11 degrees off good light's at L* 70)
+    salmon = np.clip(from_lab(np.array([70.0, 1.4 * lit * np.cos(h), 1.4 * lit * np.sin(h)])), 0, 1)
+
+    def ratio(rgb):
+        lab = to_lab(np.asarray(rgb, np.float64))
+        return float(np.hypot(*lab[1:])) / float(np.hypot(*well_lit_ab(lab[0])))
+
+    with um.patch.object(C, "skin_colour", lambda *a, **k: salmon.copy()), \
+            um.patch.object(C, "cheek_discs", lambda lm, g: []):
+        default = C.measured_skin(ArtistStyle(), None, None, {})
+        own = C.measured_skin(ArtistStyle(skin_chroma_lit=(0.3, 2.0)), None, None, {})
+    assert ratio(default) < ratio(salmon) - 0.1  # (the default band's ceiling off good light's hue)
+    assert ratio(own) == pytest.approx(ratio(salmon), abs=0.03)

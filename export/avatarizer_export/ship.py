@@ -316,9 +316,13 @@ def _check_same_network(folder: Path, what: str) -> None:
     other = sorted(n for n, e in models.items() if isinstance(e, dict) and e.get("role") == ROLE
                    and n not in keep and e.get(BUILT_FROM) != sha)
     if other:
-        raise RuntimeError(f"{what}: {folder} ships {', '.join(other)} made from another build of the network than "
-                           f"{BUILD / formats.file_name(ROLE, 'onnx-fp32')} (the manifest's {BUILT_FROM}): "
-                           f"run `avatarizer-export onnx` (or `ship`) first, which exports them together")
+        unknown = [n for n in other if not models[n].get(BUILT_FROM)]
+        why = (f"not recorded as made from {BUILD / formats.file_name(ROLE, 'onnx-fp32')} (no {BUILT_FROM} in the "
+               "manifest: an export before the field)" if len(unknown) == len(other) else
+               f"made from another build of the network than {BUILD / formats.file_name(ROLE, 'onnx-fp32')} "
+               f"(the manifest's {BUILT_FROM})")
+        raise RuntimeError(f"{what}: {folder} ships {', '.join(other)}, {why}: run `avatarizer-export onnx` (or "
+                           "`ship`) first, which exports them together")
 
 
 def export(what: str, cache: Path, mapper: str | None = None, folder: Path | None = None) -> dict:

@@ -1425,9 +1425,9 @@ def _rate_of(times: list) -> float | None:
     from .videoio import MAX_FITTED_FPS, gap_rate
 
     # (a gap of 5e-324 ms, under a microsecond, is no rate to fit: round() of an infinite rate raised
-    # OverflowError before)
+    # OverflowError before; nor is one of 1e306 ms, whose microseconds round() cannot make an integer of)
     gap = min(b - a for a, b in zip(times, times[1:]))
-    fitted = gap_rate(round(gap * 1000.0), Fraction(1, 10**6)) if gap * 1000.0 >= 0.5 else None
+    fitted = gap_rate(round(gap * 1000.0), Fraction(1, 10**6)) if 0.5 <= gap * 1000.0 < 1e18 else None
     return float(fitted) if fitted is not None and fps < fitted <= MAX_FITTED_FPS else fps
 
 

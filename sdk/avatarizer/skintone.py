@@ -126,8 +126,9 @@ WELL_LIT_CHROMA = (0.45, 1.71)
 #: 592 held-out photos (ffhq128, ffhq128-labelled, 300 of UTKFace) 143 drawn outside a hue of 32-62 degrees
 #: or over 1.4 times that chroma were judged by eye, 98 wrong (pink, mauve, salmon, orange, mustard);
 #: with this band, :data:`DRAWN_CHROMA_OFF_HUE` and :data:`SKIN_HUE`, 89 of the 98 came into the natural
-#: range, 32 of the 45 judged right changed by over ΔE 2 (7 over 5, median 2.7; ruddy men stay ruddy), 40
-#: of the 449 not judged by over 2.
+#: range, 31 of the 45 judged right changed by over ΔE 2 (7 over 5, median 2.4; ruddy men stay ruddy), 42
+#: of the 449 not judged by over 2 (5 over 5); drawn hue outside 32-62 degrees at over 1.1 times good
+#: light's chroma 33 -> 0 (``/tmp/s66/skin_mine.json``).
 DRAWN_CHROMA = (0.60, 1.45)
 #: where a drawn skin's hue lies 14 degrees or more from good-light skin's at its lightness, its chroma
 #: ceiling is this (falling from :data:`DRAWN_CHROMA`'s from 5 degrees off): an off hue with high chroma

@@ -585,10 +585,13 @@ def _fitted_base_rate(exe: str, path: Path, rate: str | None, base: str | None) 
     if len(pts) < 2:
         return None
     fitted = gap_rate(min(b - a for a, b in zip(pts, pts[1:])), tick)
-    if fitted is not None and fitted > MAX_FITTED_FPS and top > MAX_FITTED_FPS:
+    starts = np.array([float((t - pts[0]) * tick) for t in pts])
+    if fitted is not None and top > MAX_FITTED_FPS and (
+            fitted > MAX_FITTED_FPS or len(np.unique(np.round(starts * float(fitted)))) < len(starts)):
         # jittered times (a browser's recording: 40 ms frames 12 to 60 ms apart): the lowest whole rate up to
         # MAX_FITTED_FPS at which no two frames fall on one output frame, else the average, as an animated
-        # image's frames are written (image_rate)
+        # image's frames are written (image_rate); also where the closest pair's whole rate, whose period is
+        # at or over that pair's gap, puts two of them on one output frame (a review, session 66)
         fitted = image_rate([float((b - a) * tick * 1000) for a, b in zip(pts, pts[1:])] + [0.0])
     if fitted is None or fitted > MAX_FITTED_FPS:
         return None

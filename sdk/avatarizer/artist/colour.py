@@ -244,7 +244,9 @@ def measured_skin(st, photo: Photo, lm, g) -> np.ndarray | None:
     raw = clip(skin, 0, 1)
     located = clip(skin_locus(st, raw), 0, 1)
     g["skin_cast"] = (raw, located)  # the photo's colour cast, as the skin shows it (iris_colour)
-    return clip(ST.chroma_in_good_light(located, st.skin_chroma_lit, off_hue=ST.DRAWN_CHROMA_OFF_HUE), 0, 1)
+    # (the lower ceiling off good light's hue belongs to the default band: a style's own band is kept whole)
+    off_hue = ST.DRAWN_CHROMA_OFF_HUE if st.skin_chroma_lit == ST.DRAWN_CHROMA else None
+    return clip(ST.chroma_in_good_light(located, st.skin_chroma_lit, off_hue=off_hue), 0, 1)
 
 
 def network_skin_tone(st, photo: Photo, g) -> float | None:
