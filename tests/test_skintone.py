@@ -751,8 +751,8 @@ def test_a_styles_own_chroma_band_is_kept_whole():
     from avatarizer.skintone import well_lit_ab
 
     lit = float(np.hypot(*well_lit_ab(70.0)))
-    h = np.radians(37.0)  # (in the hue band, 11 degrees off good light's at L* 70)
-    salmon = np.clip(from_lab(np.array([70.0, 1.4 * lit * np.cos(h), 1.4 * lit * np.sin(h)])), 0, 1)
+    h = np.radians(36.5)  # (in the hue band, 11-12 degrees off good light's at L* 70)
+    salmon = np.clip(from_lab(np.array([70.0, 1.6 * lit * np.cos(h), 1.6 * lit * np.sin(h)])), 0, 1)
 
     def ratio(rgb):
         lab = to_lab(np.asarray(rgb, np.float64))
