@@ -637,6 +637,12 @@ def _refuse_still(inp: Path) -> None:
                        f"{shlex.quote(str(inp))}")
 
 
+def _too_small(source, w: int, h: int) -> CLIError:
+    """The refusal of a video whose ``w``x``h`` frames are under :data:`MIN_VIDEO_SIDE` on a side."""
+    return CLIError(f"{source} is too small: its frames are {w}x{h} pixels; the shorter side must be at "
+                    f"least {MIN_VIDEO_SIDE} to find a face in them")
+
+
 def _open_video(inp: Path, max_seconds: float | None):
     """(capture, first frame, source fps (30 where the file gives none that is
     sane), frame count (0 if unknown), the frames ``--max-seconds`` makes at
@@ -649,9 +655,7 @@ def _open_video(inp: Path, max_seconds: float | None):
     import numpy as np
 
     from .imageio import MAX_SIDE
-    from .videoio import pictures_only
-
-    from .videoio import read_past_damage
+    from .videoio import pictures_only, read_past_damage
 
     _refuse_still(inp)
     cap = _upright(_capture(inp))
@@ -674,8 +678,7 @@ def _open_video(inp: Path, max_seconds: float | None):
                        f"first, e.g. ffmpeg -i IN -vf scale=-2:1080 OUT.mp4")
     if min(h, w) < MIN_VIDEO_SIDE:  # the landmarks run on the frames as they are: no face is found in fewer
         cap.release()
-        raise CLIError(f"{inp} is too small: its frames are {w}x{h} pixels; the shorter side must be at "
-                       f"least {MIN_VIDEO_SIDE} to find a face in them")
+        raise _too_small(inp, w, h)
     try:
         _check_one_size(inp, max_seconds)
     except CLIError:
@@ -1528,8 +1531,7 @@ def _live(args) -> int:
         w, h = (int(cap.get(p) or 0) for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT))
         if 0 < min(w, h) < MIN_VIDEO_SIDE:
             cap.release()
-            raise CLIError(f"{source} is too small: its frames are {w}x{h} pixels; the shorter side must be at "
-                           f"least {MIN_VIDEO_SIDE} to find a face in them")
+            raise _too_small(source, w, h)
     try:
         with Avatarizer(mode="video", color_order="bgr", estimator=args.estimator,
                         exaggeration=args.exaggeration, child_head=args.child_head, max_faces=args.face + 1,

@@ -60,7 +60,7 @@ __all__ = [
     "shape_descriptor", "head_frame", "hair_attributes_from_params", "decode_attributes",
     "model_thresholds", "public_attributes",
     "attribute_vector", "sample_hair_rgb", "hair_colour", "hair_colour_probs",
-    "drawn_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
+    "drawn_hair_colour", "class_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
     "cheek_skin_lab", "region_classifier_reads", "gray_weighted", "too_little_hair", "tempered", "hair_unseen",
     "steady_style", "steady_beard_style", "steady_gender", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn", "hair_length_as_drawn",
@@ -1289,6 +1289,14 @@ def natural_hair_colour(rgb) -> np.ndarray:
 FALLBACK_HAIR_RGB = (0.25, 0.17, 0.11)
 
 
+def class_hair_colour(probs: Mapping[str, float] | None) -> np.ndarray:
+    """The hair colour of the likeliest class of ``probs`` where the photo
+    gives no hair to sample (a hat, no hair region, the hair out of the
+    frame): :data:`FALLBACK_HAIR_RGB` moved into that class
+    (:func:`drawn_hair_colour` at any probability)."""
+    return drawn_hair_colour(FALLBACK_HAIR_RGB, probs, min_prob=0.0)
+
+
 def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 0.5,
                       apart: float = 0.0) -> np.ndarray:
     """The hair colour to draw: the photo's ``rgb`` as it is when it already
@@ -2228,14 +2236,11 @@ class HairRetriever:
                 keep = self._not_bald
             elif self._bald_style_floor is not None and b < self._bald_style_floor:
                 keep = self._no_bald_style  # (a receding style may still come)
-        own = _own_length_gate(attributes)
+        pair = self._length_pair(attributes)
         if set_length is not None:  # the app's length, also where the model has no length gate
             hi, lo, long_, short = (0.5, 0.5, *length_sets)
-        elif own is not None and h is not None and np.isfinite(h):  # a reading with its own gate (a tight crop's)
-            (hi, lo), (long_, short) = own, length_sets
-        elif self._length_gate is not None and h is not None and np.isfinite(h):
-            hi, lo = self._length_gate_by_gender.get(reported_gender(attributes), self._length_gate)
-            long_, short = length_sets
+        elif pair is not None and h is not None and np.isfinite(h):
+            (hi, lo), (long_, short) = pair, length_sets
         else:
             return keep
         if hi is not None and h >= hi and long_.any():
@@ -2244,19 +2249,27 @@ class HairRetriever:
             return short if keep is None or not (short & keep).any() else short & keep
         return keep
 
+    def _length_pair(self, attributes) -> tuple[float | None, float | None] | None:
+        """The ``(gate_long, gate_short)`` thresholds ``attributes``' ``hair_long``
+        is gated at: the reading's own gate (a tight crop's, :func:`_own_length_gate`),
+        else the reported gender's, else the model's; None without a gate."""
+        own = _own_length_gate(attributes)
+        if own is not None:
+            return own
+        if self._length_gate is not None:
+            return self._length_gate_by_gender.get(reported_gender(attributes), self._length_gate)
+        return None
+
     def _sure_length(self, attributes, h: float, drawn_long: np.ndarray) -> np.ndarray | None:
         """The styles (of any family: ``drawn_long``, the bank's styles drawn
         long on this face) of the length the model's ``hair_long`` ``h`` is sure of
         (at or past the length gate's thresholds: the reading's own gate, else
         the gate of the reported gender, else the model's), None where it is
         not sure or there is no gate."""
-        own = _own_length_gate(attributes)
-        if own is not None:
-            hi, lo = own
-        elif self._length_gate is not None:
-            hi, lo = self._length_gate_by_gender.get(reported_gender(attributes), self._length_gate)
-        else:
+        pair = self._length_pair(attributes)
+        if pair is None:
             return None
+        hi, lo = pair
         if hi is not None and h >= hi:
             return drawn_long
         if lo is not None and h <= lo:
@@ -3080,7 +3093,7 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
     """
     p = np.array(S.as_params(face_params), np.float64)
     if hair_rgb is None:  # no hair colour read (sample_hair_rgb of too few hair pixels): the class reported
-        hair_rgb = drawn_hair_colour(FALLBACK_HAIR_RGB, (attributes or {}).get("hair_colour_probs"), min_prob=0.0)
+        hair_rgb = class_hair_colour((attributes or {}).get("hair_colour_probs"))
     rgb = np.clip(np.asarray(hair_rgb, np.float64).reshape(3), 0, 1)
     frame = head_frame(p)
     # hair geometry from the bank

@@ -106,6 +106,14 @@ class ImageFrames:
             self._im = None
 
 
+def one_frame_each(starts, rate) -> bool:
+    """Whether frames starting at ``starts`` (seconds) each fall on an output
+    frame of their own when written at ``rate`` frames per second (none is
+    lost to a later one on the same output frame)."""
+    slots = np.round(np.asarray(starts, np.float64) * float(rate))
+    return len(np.unique(slots)) == len(slots)
+
+
 def image_rate(durations) -> Fraction:
     """The frame rate an animated image's frames are written at: 1000 over
     their durations' common step in whole ms (1 s and 0.5 s frames: 2 fps)
@@ -123,14 +131,13 @@ def image_rate(durations) -> Fraction:
     exact = Fraction(1000, max(step, 1))
     starts = np.concatenate([[0.0], np.cumsum(durations[:-1])]) / 1000.0
     whole = all(abs(d - round(d)) < 1e-6 for d in durations)
-    if exact <= MAX_FITTED_FPS and whole and len(np.unique(np.round(starts * float(exact)))) == len(starts):
+    if exact <= MAX_FITTED_FPS and whole and one_frame_each(starts, exact):
         return exact
     # (the common step of the durations in whole ms fits only where they are whole: a 60 fps APNG's 16.667 ms
     # were 17, 58.8 fps, and two of 120 frames fell on one output frame and were lost; 30 fps's 33.333, 30.3)
     average = len(durations) / (sum(durations) / 1000.0)
     for rate in range(max(1, math.ceil(average - 1e-6)), MAX_FITTED_FPS + 1):  # (24.0000000001: 24)
-        slots = np.round(starts * rate)
-        if len(np.unique(slots)) == len(slots):
+        if one_frame_each(starts, rate):
             return Fraction(rate)
     return min(Fraction(average).limit_denominator(1000), Fraction(MAX_IMAGE_FPS))
 
@@ -585,9 +592,8 @@ def _fitted_base_rate(exe: str, path: Path, rate: str | None, base: str | None) 
     if len(pts) < 2:
         return None
     fitted = gap_rate(min(b - a for a, b in zip(pts, pts[1:])), tick)
-    starts = np.array([float((t - pts[0]) * tick) for t in pts])
     if fitted is not None and top > MAX_FITTED_FPS and (
-            fitted > MAX_FITTED_FPS or len(np.unique(np.round(starts * float(fitted)))) < len(starts)):
+            fitted > MAX_FITTED_FPS or not one_frame_each([float((t - pts[0]) * tick) for t in pts], fitted)):
         # jittered times (a browser's recording: 40 ms frames 12 to 60 ms apart): the lowest whole rate up to
         # MAX_FITTED_FPS at which no two frames fall on one output frame, else the average, as an animated
         # image's frames are written (image_rate); also where the closest pair's whole rate, whose period is

@@ -438,7 +438,7 @@ def hair(st, p, lm, g, photo: Photo, col):
         hair, g["hair_colour_probs"] = HR.hair_colour_of_class(
             hair, px, photo.size ** 2, skin_lab=skin_lab, gray_ratio=gray_ratio, model=model)
         if g["hair_unseen"] and g["hair_colour_probs"]:  # (the pixels are skin: the class's colour)
-            hair = HR.drawn_hair_colour(HR.FALLBACK_HAIR_RGB, g["hair_colour_probs"], min_prob=0.0)
+            hair = HR.class_hair_colour(g["hair_colour_probs"])
     else:
         hair = HR.natural_hair_colour(hair)  # without a colour cast
     hair = np.asarray(hair, np.float64)

@@ -278,7 +278,7 @@ class HairStage(Stage):
             rgb, colour_probs = H.hair_colour_of_class(raw, px, crop_pixels, skin_lab=skin, model=model)
             if unseen and colour_probs is not None:  # (the pixels are skin: the class's colour, not theirs
                 # moved the least way into it, a skin-pale brown)
-                rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, colour_probs, min_prob=0.0)
+                rgb = H.class_hair_colour(colour_probs)
         if colour_probs is not None:  # report the colour class the drawing follows
             H.read_hair_colour(attrs, colour_probs,
                                source=("H x hair region" if H.region_classifier_reads(skin) else "H") + net_by)
@@ -394,7 +394,7 @@ class HairStage(Stage):
         # a stream's beard shape changes only when two refreshes in a row read it
         beard_shape = (None, None) if style is None else H.steady_beard_style(attrs, *style[2])
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
-            rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB, attrs["hair_colour_probs"], min_prob=0.0)
+            rgb = H.class_hair_colour(attrs["hair_colour_probs"])
         query = H.hat_query(H.bald_query(attrs))
         base = schema.default()
         base[schema.FACE] = face_slice
