@@ -1,6 +1,7 @@
 """Shared test helpers: where ../shared is, a place for failure artefacts, a two-face frame."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 
@@ -371,6 +372,21 @@ def damaged_region_files(spec, folder, damage: str, outputs: list, other: str) -
         (folder / spec.json_name).write_text(json.dumps({**doc, "sha256": hashlib.sha256(data).hexdigest()}))
     else:
         raise ValueError(damage)
+
+
+@contextlib.contextmanager
+def artist_detectors_at(monkeypatch, path):
+    """The artist's detectors (``artist.accessories.detectors``, cached) read
+    afresh from ``path`` inside the block, the cache cleared before and after;
+    yields the loader."""
+    from avatarizer.artist import accessories as A
+
+    monkeypatch.setattr(A, "_DETECTORS_PATH", Path(path))
+    A.detectors.cache_clear()
+    try:
+        yield A.detectors
+    finally:
+        A.detectors.cache_clear()
 
 
 def refused_with_warning(load, folder, match: str) -> None:

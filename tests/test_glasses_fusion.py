@@ -252,7 +252,7 @@ def test_json_nested_too_deep_is_an_unreadable_file(tmp_path, monkeypatch):
     the documented fallback of each loader, not a RecursionError: no
     fusion, no fitted detectors, a HairBankError."""
     from avatarizer import hair as HR
-    from avatarizer.artist import accessories as A
+    from conftest import artist_detectors_at
 
     deep = "[" * 100000 + "]" * 100000
     path = tmp_path / "fusion.json"
@@ -261,13 +261,9 @@ def test_json_nested_too_deep_is_an_unreadable_file(tmp_path, monkeypatch):
         assert GlassesFusion.load("9.9.9", path, artist_network="net") is None
     dets = tmp_path / "artist_detectors.json"
     dets.write_text(deep)
-    monkeypatch.setattr(A, "_DETECTORS_PATH", dets)
-    A.detectors.cache_clear()
-    try:
+    with artist_detectors_at(monkeypatch, dets) as detectors:
         with pytest.warns(RuntimeWarning, match="RecursionError"):
-            assert A.detectors() == {}
-    finally:
-        A.detectors.cache_clear()
+            assert detectors() == {}
     (tmp_path / "hair_bank.npz").write_bytes((HR.DATA / "hair_bank.npz").read_bytes())
     (tmp_path / "hair_bank.json").write_text(deep)
     with pytest.raises(HR.HairBankError, match="unreadable"):

@@ -19,6 +19,7 @@ from onnx import helper as oh  # noqa: E402
 from onnx import numpy_helper as nh  # noqa: E402
 
 from avatarizer.errors import ModelError  # noqa: E402
+from conftest import artist_detectors_at  # noqa: E402
 from avatarizer.runtime import Manifest, Session  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -742,24 +743,19 @@ def test_a_damaged_fitted_data_file_is_said_not_silently_dropped(tmp_path, monke
         text = Path(src).read_text()
         cut = tmp_path / Path(src).name
         cut.write_text(text[: len(text) // 2])
-    monkeypatch.setattr(A, "_DETECTORS_PATH", tmp_path / A._DETECTORS_PATH.name)
-    A.detectors.cache_clear()
-    try:
+    dets = tmp_path / A._DETECTORS_PATH.name
+    with artist_detectors_at(monkeypatch, dets) as detectors:
         with pytest.warns(RuntimeWarning, match="artist_detectors.json is not used"):
-            assert A.detectors() == {}
-    finally:
-        A.detectors.cache_clear()
+            assert detectors() == {}
     # one detector whose weights do not fit: left out, said
     whole = json.loads((Path(__file__).resolve().parents[1] / "sdk" / "avatarizer" / "data" /
                         "artist_detectors.json").read_text())
     name = sorted(whole["detectors"])[0]
     whole["detectors"][name] = {"kind": "logistic", "w": [1.0, 2.0], "b": "x"}
-    (tmp_path / "artist_detectors.json").write_text(json.dumps(whole))
-    try:
+    dets.write_text(json.dumps(whole))
+    with artist_detectors_at(monkeypatch, dets) as detectors:
         with pytest.warns(RuntimeWarning, match=f"its '{name}' detector is not used"):
-            assert name not in A.detectors() and len(A.detectors()) == len(whole["detectors"]) - 1
-    finally:
-        A.detectors.cache_clear()
+            assert name not in detectors() and len(detectors()) == len(whole["detectors"]) - 1
     with pytest.warns(RuntimeWarning, match="glasses_fusion.json is not used"):
         assert G.GlassesFusion.load("2.3.6", tmp_path / G.FUSION_PATH.name, artist_network="x") is None
     with pytest.warns(RuntimeWarning, match="is not used"):
