@@ -224,8 +224,6 @@ def _check_built(fp32: Path) -> None:
     """RuntimeError unless ``fp32`` is the file ``onnx`` wrote: its sha256 the one ``BUILD``'s
     manifest.json names. The int8 and fp16 gates compare a candidate with this same file, so a changed
     byte in its weights passed them and shipped (a review, session 64)."""
-    import hashlib
-
     from . import formats
 
     listed = BUILD / "manifest.json"
@@ -234,7 +232,7 @@ def _check_built(fp32: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         raise RuntimeError(f"{fp32}: {listed} does not name its checksum: run `avatarizer-export onnx` "
                            "again") from None
-    if hashlib.sha256(fp32.read_bytes()).hexdigest() != want:
+    if formats.sha256_file(fp32) != want:  # (the checksum the manifests use)
         raise RuntimeError(f"{fp32} changed since `avatarizer-export onnx` wrote it (its sha256 is not the one "
                            f"{listed} names): run `avatarizer-export onnx` again")
 

@@ -711,21 +711,18 @@ def train(what: str, cache: Path, *, steps: int | None = None, batch: int | None
 
 
 def main_train(args) -> int:
-    try:  # (a usage error: exit 2, as argparse's)
-        check_options(args.what, pairs=args.pairs, variant=args.variant, finetune=getattr(args, "finetune", None) or "",
-                      init_encoder=getattr(args, "init_encoder", None) or "",
-                      image_ae=getattr(args, "image_ae", None) or "image_ae",
-                      param_ae=getattr(args, "param_ae", None) or "param_ae",
-                      rec_weight=getattr(args, "rec_weight", 1.0), geo_weight=getattr(args, "geo_weight", 1.0))
+    options = dict(pairs=args.pairs, variant=args.variant, finetune=getattr(args, "finetune", None) or "",
+                   init_encoder=getattr(args, "init_encoder", None) or "",
+                   image_ae=getattr(args, "image_ae", None) or "image_ae",
+                   param_ae=getattr(args, "param_ae", None) or "param_ae",
+                   rec_weight=getattr(args, "rec_weight", 1.0), geo_weight=getattr(args, "geo_weight", 1.0))
+    try:  # (a usage error: exit 2, as argparse's; before the cache folder is made)
+        check_options(args.what, **options)
     except ValueError as exc:
         print(f"avatarizer-export train: error: {exc}", file=sys.stderr)
         return 2
-    train(args.what, cache_dir(args.cache), steps=args.steps, batch=args.batch, seed=args.seed,
-          variant=args.variant, pairs=args.pairs, name=args.name, finetune=getattr(args, "finetune", None) or "",
-          threads=getattr(args, "threads", None), rec_weight=getattr(args, "rec_weight", 1.0),
-          geo_weight=getattr(args, "geo_weight", 1.0),
-          image_ae=getattr(args, "image_ae", None) or "image_ae", param_ae=getattr(args, "param_ae", None) or "param_ae",
-          init_encoder=getattr(args, "init_encoder", None) or "")
+    train(args.what, cache_dir(args.cache), steps=args.steps, batch=args.batch, seed=args.seed, name=args.name,
+          threads=getattr(args, "threads", None), **options)
     return 0
 
 
