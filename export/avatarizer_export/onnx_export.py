@@ -50,7 +50,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import formats
-from .onnx_util import _as_tuple, _to_numpy_feed, max_abs_diff, ort_outputs, staged
+from .onnx_util import _as_tuple, _to_numpy_feed, feeds_as_inputs, max_abs_diff, ort_outputs, staged
 
 log = logging.getLogger(__name__)
 
@@ -329,12 +329,7 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, *, name: str | 
         if check_inputs is not None:
             names = [i.name for i in model.graph.input]
             feeds = [_to_numpy_feed(names, x) for x in check_inputs]
-            if not keep_io_types:
-                feeds16 = [{k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in f.items()}
-                           for f in feeds]
-            else:
-                feeds16 = feeds
-            a, b = ort_outputs(src, feeds), ort_outputs(tmp, feeds16)
+            a, b = ort_outputs(src, feeds), ort_outputs(tmp, feeds_as_inputs(model16, feeds))
             diffs: dict[str, float] = {}
             for x, y in zip(a, b):
                 for k, d in max_abs_diff(x, y).items():

@@ -30,6 +30,19 @@ def _to_numpy_feed(names: Sequence[str], inputs) -> dict[str, np.ndarray]:
     return {n: np.ascontiguousarray(_np(v)) for n, v in zip(names, vals)}
 
 
+def feeds_as_inputs(model, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """``feeds`` with their float32 arrays cast to float16 for the inputs the
+    ONNX ``model`` (a ModelProto or a path) takes as float16 (an fp16 file
+    without fp32 I/O refuses float32 feeds), the rest as they are."""
+    import onnx
+
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model), load_external_data=False)
+    half = {i.name for i in model.graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    return [{k: v.astype(np.float16) if k in half and v.dtype == np.float32 else v for k, v in f.items()}
+            for f in feeds]
+
+
 def _np(v) -> np.ndarray:
     if hasattr(v, "detach"):
         return v.detach().cpu().numpy()

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import formats
-from .onnx_util import _tmp_path, _to_numpy_feed, ort_outputs, staged
+from .onnx_util import _tmp_path, _to_numpy_feed, feeds_as_inputs, ort_outputs, staged
 
 log = logging.getLogger(__name__)
 
@@ -227,11 +227,8 @@ def gate(fp32_path: str | os.PathLike, candidate_path: str | os.PathLike, eval_i
         raise ValueError("a quality gate needs evaluation inputs")
     # the candidate's inputs in its own types: an fp16 file without fp32 I/O (keep_io_types=False) refused
     # the float32 feeds (ONNX Runtime's InvalidArgument, from every gated convert_fp16 of that kind)
-    half = {i.name for i in onnx.load(str(candidate_path), load_external_data=False).graph.input
-            if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
-    cand_feeds = [{k: v.astype(np.float16) if k in half and v.dtype == np.float32 else v for k, v in f.items()}
-                  for f in feeds]
-    ref, cand = _stack(_run_all(fp32_path, feeds)), _stack(_run_all(candidate_path, cand_feeds))
+    ref = _stack(_run_all(fp32_path, feeds))
+    cand = _stack(_run_all(candidate_path, feeds_as_inputs(candidate_path, feeds)))
     metrics = {k: float(fn(ref, cand)) for k, fn in metric_fns.items()}
     failed = [k for k, v in metrics.items() if not v <= float(thresholds[k])]
     refs = ref if isinstance(ref, Mapping) else {"out": ref}
@@ -240,8 +237,7 @@ def gate(fp32_path: str | os.PathLike, candidate_path: str | os.PathLike, eval_i
                 for k in refs)
     # file names, not paths: reports end up in committed manifests
     # ("inputs": the feeds, batches of rows; "samples": their rows, the crops the card counts)
-    samples = sum(int(np.shape(next(iter(f.values())))[0]) if np.ndim(next(iter(f.values()))) else 1
-                  for f in feeds)
+    samples = sum(int(np.shape(v)[0]) if np.ndim(v) else 1 for v in (next(iter(f.values())) for f in feeds))
     report = {"fp32": Path(fp32_path).name, "candidate": Path(candidate_path).name, "inputs": len(feeds),
               "samples": samples,
               "metrics": metrics, "thresholds": {k: float(v) for k, v in thresholds.items()},
