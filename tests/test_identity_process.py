@@ -519,3 +519,32 @@ def test_an_avatarizer_collected_while_a_core_lock_is_held_closes_without_a_hang
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90, cwd=str(ROOT))
     assert r.returncode == 0 and r.stdout.strip().endswith("closed"), (r.returncode, r.stdout[-500:], r.stderr[-2000:])
+
+
+@pytest.mark.parametrize("worker", ["inline", "thread", "process"])
+def test_a_refresh_reads_its_frame_as_a_photo(astronaut, worker):
+    """Video mode's tracked landmarks drift from a photo's fit (on this still
+    photo the forehead's top rises 0.05 of the canonical frame within four
+    frames); every identity estimate after a track's first is made on the
+    face found again as image mode finds it, so it is the photo's own (the
+    artist, the hair's silhouette and the attribute networks were fitted on
+    photos), whichever worker computes it; the frames keep their tracked
+    landmarks."""
+    with Avatarizer(mode="image", max_faces=1) as still:
+        photo = still.run(astronaut).faces[0]
+    with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_worker=worker)) as av:
+        stage = av._pipeline["identity"]
+        t = warm_up(av, astronaut) if worker != "inline" else 0.0
+        for _ in range(6):  # (inline: the warm-up's frames compute their own)
+            state = av.run(astronaut, t)
+            t += 33.3
+        if worker != "inline":
+            t = _until_answers(av, astronaut, t, stage.answers + 1)
+            assert stage.wait_idle(30)
+            state = av.run(astronaut, t)
+        tracked = state.faces[0].aligned.canonical
+        assert np.abs(tracked - photo.aligned.canonical).max() > 0.01  # (the frame's own: tracked)
+        assert stage.worker.split(" ")[0] == worker, stage.worker
+        for k in ("face_params", "hair_params", "artist_params"):
+            np.testing.assert_array_equal(state.faces[0].face_params if k == "face_params" else
+                                          getattr(state.faces[0], k), getattr(photo, k), err_msg=k)

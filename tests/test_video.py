@@ -1059,11 +1059,11 @@ def test_video_warm_up_with_a_failing_worker_computes_its_estimates_inline(astro
         real = stage._compute
         inline = []
 
-        def compute(state):
+        def compute(state, **kw):
             if threading.current_thread() is not threading.main_thread():
                 raise RuntimeError("a broken worker")
             inline.append(state.timestamp_ms)
-            return real(state)
+            return real(state, **kw)
 
         stage._compute = compute
         t = 0.0
@@ -1089,10 +1089,10 @@ def test_video_warm_up_takes_a_waiting_answer_rather_than_computing(astronaut):
         stage, tracker = av._pipeline["identity"], av._pipeline.stream.tracker
         real, inline = stage._compute, []
 
-        def compute(state):
+        def compute(state, **kw):
             if threading.current_thread() is threading.main_thread():
                 inline.append(state.timestamp_ms)
-            return real(state)
+            return real(state, **kw)
 
         stage._compute = compute
         assert av.from_frame(astronaut, timestamp_ms=0.0) is not None     # inline

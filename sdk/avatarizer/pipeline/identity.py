@@ -91,6 +91,18 @@ busy-wait for about 60 ms of CPU after each call, taking the core the
 frames need. (ONNX Runtime sessions already run on the calling thread:
 ``intra_op_num_threads=1``, no pool, nothing spins.)
 
+Every estimate but a new track's first reads its frame as a photo: the face
+is found again in the frame by an image-mode face mesh of the worker's own
+(:meth:`~avatarizer.pipeline.identity_worker.OwnSegmenter.still`, ~10 ms),
+since the tracked landmarks drift from a photo's fit (the forehead's top
+up to 0.08 of the canonical frame higher on the shared clips) and the
+artist, the hair's silhouette and the attribute networks were fitted and
+measured on photos; d6's short hair was drawn as a buzz cut for 15 of 34
+refreshes. A new track's first frame keeps its landmarks: FaceMesh has just
+detected the face, as image mode does, and the image-mode graph's start
+(~50 ms) would hold the first avatar up. The frames keep their tracked
+landmarks for the expressions and the pose.
+
 The worker works on a copy of the frame (the caller may reuse its buffer) and
 segments with its own MediaPipe graph (so it never holds the aligner's lock
 while the next frame's landmarks are due); the process gets the stream's
@@ -206,7 +218,9 @@ class IdentityStage(Stage):
             # nothing to show yet (a new stream or person), a stale warm-up, or identity_worker="inline"
             # (warming up, or due on the stream's clock alone, so the avatars do not depend on how fast
             # the frames came): this frame computes its estimate
-            self._compute(state)
+            # (a first frame with its tracked landmarks: a face just found is fitted as a photo's, and the
+            # image-mode graph's start, ~50 ms, would hold the first avatar up; the later ones as photos)
+            self._compute(state, as_photo=res is not None)
             a = state.faces[0].aligned
             with stream.lock:
                 stream.identity = stream.identity_used = state.faces[0].identity()
@@ -242,10 +256,36 @@ class IdentityStage(Stage):
         if due is not None and state.stream is not None and due == state.stream.generation:
             self._submit(state)
 
-    def _compute(self, state: FrameState) -> None:
+    def _compute(self, state: FrameState, as_photo: bool = True) -> None:
+        """The face and hair stages on ``state``'s face: found again in its
+        frame as image mode finds it (``as_photo``,
+        :meth:`~avatarizer.pipeline.identity_worker.OwnSegmenter.still`), its
+        identity fields copied to ``state.faces[0]``."""
         with self._compute_lock, one_blas_thread():
-            self.face.run(state)
-            self.hair.run(state)
+            job = self._as_photo(state) if as_photo else state
+            self.face.run(job)
+            self.hair.run(job)
+        if job is not state:
+            for k, v in job.faces[0].identity().items():
+                setattr(state.faces[0], k, v)
+            for k, v in job.timings.items():  # (the face stage's encode time, say)
+                state.timings[k] = state.timings.get(k, 0.0) + v
+
+    def _as_photo(self, state: FrameState) -> FrameState:
+        """(under ``_compute_lock``) ``state`` with its face found again as a
+        photo's, in a frame state of its own (the frame's face keeps its
+        tracked landmarks for the expressions); ``state`` itself for a face
+        without its frame (:meth:`AlignedFace.from_landmarks`)."""
+        face = state.faces[0].aligned
+        ctx = face._context
+        if ctx is None or ctx.aligner is None:
+            return state
+        if self._segmenter is None:
+            self._segmenter = W.OwnSegmenter(ctx.aligner.options)
+        still = self._segmenter.still(face, ctx.image)
+        return FrameState(image=ctx.image, timestamp_ms=state.timestamp_ms, face_index=state.face_index,
+                          settings=state.settings, generation=state.generation, faces=[Face(still)],
+                          all_faces=[still], stream=state.stream)
 
     def _submit(self, state: FrameState) -> None:
         from ..align import _FrameContext

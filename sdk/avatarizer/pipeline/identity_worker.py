@@ -20,8 +20,9 @@ same amount of work beside the frames (10 ms every 200 ms) left them at
   ``sys.executable``, or networks on a GPU (a second process would hold a
   second copy of them in its memory);
 * it builds the same face and hair stages from the pipeline's
-  :class:`~avatarizer.pipeline.config.Resolved` options (pickled), segments
-  with its own MediaPipe graph and runs :data:`~.identity.WORKER_NICENESS`
+  :class:`~avatarizer.pipeline.config.Resolved` options (pickled), finds the
+  job's face again as image mode does and segments with its own MediaPipe
+  graphs (:class:`OwnSegmenter`) and runs :data:`~.identity.WORKER_NICENESS`
   nice levels lower (the stage passes it; on Windows below normal priority),
   with one BLAS / OpenMP thread;
 * per job it gets the aligned face (its landmarks and transform), a copy of
@@ -44,6 +45,7 @@ before (``IdentityStage.worker`` says which runs and why).
 """
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 import re
@@ -172,32 +174,92 @@ def _portable(exc: BaseException) -> BaseException:
 
 
 class OwnSegmenter:
-    """Stands in for the aligner in a copied frame context: the aligner's
-    options, its own selfie-segmentation graph (used by the worker only: its
-    thread, or its process)."""
+    """Stands in for the aligner in a copied frame context (used by the
+    worker only: its thread, or its process): the stream aligner's options,
+    its own selfie-segmentation graph, and its own image-mode face mesh,
+    with which :meth:`still` finds the job's face again as a photo's.
+
+    Video mode's tracked landmarks are not image mode's: FaceMesh fits a
+    tracked face in the box of the last frame's fit, not the detector's, and
+    the fit drifts; on the shared clips the forehead's top (landmark 10,
+    canonical y) read higher than on the same frames aligned as photos (the
+    median of every 15th frame 0.004-0.056 of the canonical frame higher per
+    clip, a tenth of d10's frames over 0.08; on a still photo repeated, 0.05
+    within four frames), the face oval larger, the hair region under it
+    smaller, and d6's short hair was drawn as a buzz cut for 15 of 34
+    refreshes (session 67, scratch ``fam.py``, ``iou.py``).
+    Every measure of the identity (the artist, the hair's silhouette, the
+    attribute networks' crop) was fitted and checked on photos, so a
+    refresh reads its frame as one (:meth:`still`); the frames keep their
+    tracked landmarks for the expressions and the pose."""
 
     def __init__(self, options):
         self.options = options
-        self._graph = None
+        self._aligner = None  # the image-mode FaceAligner (made on first use): mesh and segmentation
+
+    def _own(self):
+        if self._aligner is None:
+            import dataclasses
+
+            from ..align import IMAGE_MESH_FACES, FaceAligner
+
+            self._aligner = FaceAligner(dataclasses.replace(
+                self.options, mode="image", max_faces=IMAGE_MESH_FACES, prefetch_segmentation=False))
+        return self._aligner
 
     def prepare(self) -> None:
-        """Makes the graph now (MediaPipe's import, ~0.3 s in a new process)
-        rather than on the first frame that needs a mask."""
-        if self._graph is None:
-            from mediapipe.python.solutions import selfie_segmentation
-
-            from ..align import mediapipe_graph
-
-            self._graph = mediapipe_graph(lambda: selfie_segmentation.SelfieSegmentation(model_selection=0))
+        """Makes the graphs now (MediaPipe's import, ~0.3 s in a new process)
+        rather than on the first job that needs them."""
+        own = self._own()
+        if self.options.segmentation:
+            own._segment(np.zeros((8, 8, 3), np.uint8))
 
     def _segment(self, image: np.ndarray) -> np.ndarray:
-        self.prepare()
-        return self._graph.process(image).segmentation_mask
+        return self._own()._segment(image)
+
+    def still(self, aligned, image: np.ndarray):
+        """The face ``aligned`` (found in ``image``, a frame's RGB pixels) as
+        image mode finds it in ``image``: the face whose landmarks' box
+        overlaps its box the most (intersection over union at least
+        :data:`STILL_MIN_IOU`), with its crops and masks made here; else
+        (image mode finds no such face: a turned head it tracked, say) a copy
+        of ``aligned`` whose masks are made here. A stream aligner in image
+        mode: that copy, as before."""
+        from ..align import _FrameContext
+
+        if self.options.mode == "video":
+            best, most = None, STILL_MIN_IOU
+            for face in self._own().detect(image):
+                iou = box_iou(face.box, aligned.box)
+                if iou >= most:
+                    best, most = face, iou
+            if best is not None:
+                return best
+        mine = copy.copy(aligned)
+        mine._cache = {}
+        mine._context = _FrameContext(image, self)
+        return mine
 
     def close(self) -> None:
-        if self._graph is not None:
-            self._graph.close()
-            self._graph = None
+        if self._aligner is not None:
+            self._aligner.close()
+            self._aligner = None
+
+
+#: how much of the union of the two boxes a face image mode finds in a
+#: refresh's frame must share with the tracked face's for :meth:`OwnSegmenter.still`
+#: to take it for the same face (the same face's two fits: 0.87-0.99 on every
+#: 15th frame of the shared clips, median 0.94-0.99 per clip)
+STILL_MIN_IOU = 0.5
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (0 for empty ones)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, w) * max(0.0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 class ProcessWorker:
@@ -480,7 +542,6 @@ def child_main(wfile) -> None:
         from .face import FaceStage, resolve_estimator
         from .hair import HairStage
         from .state import Face, FrameState, StreamState
-        from ..align import _FrameContext
 
         estimator, _ = resolve_estimator(resolved, resolved.manifest)
         face, hair = FaceStage(estimator), HairStage()
@@ -488,7 +549,7 @@ def child_main(wfile) -> None:
         hair.prepare(resolved)
         segmenter = OwnSegmenter(align_options)
         # (its import in the start-up, which no frame waits for, not in the first job that segments:
-        # that job's time decides the worker's rest, and it was 0.3 s)
+        # that job's time decides the worker's rest, and it was 0.3 s; the face mesh's graph too)
         segmenter.prepare()
         stream = StreamState(resolved.tracker, resolved.smoothing)
     except WorkerGone:
@@ -504,7 +565,7 @@ def child_main(wfile) -> None:
             except WorkerGone:
                 break
             try:
-                aligned._context = _FrameContext(image, segmenter)
+                aligned = segmenter.still(aligned, image)  # (the frame read as a photo: OwnSegmenter)
                 stream.generation = gen
                 stream.hair.clear()
                 if entry is not None:
