@@ -365,6 +365,34 @@ def test_simplify_track_within_tolerance():
     assert fewer > 10
 
 
+def test_simplify_track_fits_a_held_frame_with_the_one_it_repeats():
+    """Held frames (each frame of a performance shown three times, and a
+    pause) are fitted once with the frame they repeat: the result is the
+    held performance's own frames' fit, frame for frame, within tolerance."""
+    frames = _performance(8, seed=3)
+    held = [p for p in frames for _ in range(3)] + [frames[-1]] * 20
+    plain, slow = Animation(512).extend(frames), Animation(512).extend(held)
+    a, b = plain._rec.series(), slow._rec.series()
+    which = [i for i in range(len(frames)) for _ in range(3)] + [len(frames) - 1] * 20
+    checked = 0
+    for tid, (_, geo, _) in a.items():
+        shape = plain._rec.tracks[tid].shape
+        if len(shape) != 1 or shape[0][1] < 8:
+            continue
+        g_held = b[tid][1]
+        np.testing.assert_array_equal(g_held, geo[which])
+        g2, shape2 = simplify_track(g_held, shape, 2.0)
+        assert g2.shape == (len(held), shape2[0][1], 6)
+        for t in range(len(held)):
+            if t and which[t] == which[t - 1]:  # (a held frame: its fit is the one before it)
+                np.testing.assert_array_equal(g2[t], g2[t - 1])
+                continue
+            d = _to_polyline(_sample_curve(g_held[t], 32), _sample_curve(g2[t], 32)).max()
+            assert d <= 2.0 * 1.1 + 0.05, (tid, t, d)
+        checked += 1
+    assert checked > 5
+
+
 def test_bad_input_raises_value_error(tmp_path):
     anim = Animation(SIZE)
     with pytest.raises(ValueError, match="no frames"):

@@ -618,10 +618,21 @@ def simplify_track(g: np.ndarray, shape, tol: float):
     vertices are kept on every frame (so the keyframes still interpolate).
     Sub-path ends are kept. The vertices are chosen on a sample of the frames,
     then every span is fitted and checked on all frames (shortened if needed).
+    A frame that repeats the one before it (a recording's pauses, lines far
+    apart drawn at a fixed rate, where a frame is held until the next) is
+    fitted with it: each frame's fit is its own, so only the sample that
+    chooses the vertices sees fewer frames (`animate` of 5 lines half an hour
+    apart at 1 fps, 9,000 frames: 15 s, 9.6 of them here; now 5.6 s).
     Returns (g', shape')."""
     if tol <= 0:
         return g, shape
     T = len(g)
+    if T > 1:
+        new = np.ones(T, bool)  # a frame unlike the one before it
+        new[1:] = (g[1:] != g[:-1]).reshape(T - 1, -1).any(1)
+        if not new.all():
+            g2, shape2 = simplify_track(g[new], shape, tol)
+            return g2[np.cumsum(new) - 1], shape2
     step = max(1, T // _SIMPLIFY_SAMPLE)
     outs, new_shape, start = [], [], 0
     for closed, n in shape:
