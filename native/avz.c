@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define AVZ__PI 3.14159265358979323846f
 #define AVZ__MAXPTS 64
@@ -1582,6 +1583,36 @@ avz_status avz_overlay(avz_renderer *r, const float *params, size_t n, uint8_t *
     return avz__draw_premultiplied(r, r->scratch, bw, bh, 4 * bw, &ro, avz__blend_band, &bc);
 }
 
+/* A PDF's creation date: SOURCE_DATE_EPOCH's (https://reproducible-builds.org/specs/source-date-epoch/:
+ * whole seconds since 1970 UTC, decimal digits only) where it is set, so that the same avatar gives the
+ * same bytes, as an SVG does; else cairo's, the time of writing. Cairo 1.16 reads no such variable, and
+ * its metadata call writes a date without the "D:" the PDF standard asks for, so the 14 digits of the
+ * date it wrote ("/CreationDate (D:YYYYMMDDHHmmSSZ)") are replaced in place (the same length: no
+ * offset moves). */
+static void avz__pdf_date(unsigned char *doc, size_t len) {
+    const char *epoch = getenv("SOURCE_DATE_EPOCH");
+    if (!epoch || !*epoch || strlen(epoch) > 15) return;
+    long long secs = 0;
+    for (const char *c = epoch; *c; c++) {
+        if (*c < '0' || *c > '9') return;
+        secs = secs * 10 + (*c - '0');
+    }
+    if (secs > 253402300799LL) return; /* after 9999-12-31: no four-digit year */
+    time_t t = (time_t)secs;
+    struct tm *tm = gmtime(&t); /* (the C11 one: gmtime_r is POSIX's; a race only with another gmtime) */
+    char date[16];
+    if (!tm || strftime(date, sizeof date, "%Y%m%d%H%M%S", tm) != 14) return;
+    static const char key[] = "/CreationDate (D:";
+    const size_t k = sizeof key - 1;
+    for (size_t i = 0; i + k + 14 <= len; i++) {
+        if (memcmp(doc + i, key, k) != 0) continue;
+        for (size_t j = 0; j < 14; j++)
+            if (doc[i + k + j] < '0' || doc[i + k + j] > '9') return;
+        memcpy(doc + i + k, date, 14);
+        return;
+    }
+}
+
 static cairo_status_t avz__vec_write(void *closure, const unsigned char *data, unsigned int len) {
     avz_renderer *r = closure;
     if (r->vec_len + len > r->vec_cap) {
@@ -1641,6 +1672,7 @@ avz_status avz_render_vector(avz_renderer *r, const float *params, size_t n, int
     cairo_surface_destroy(surf);
     if (r->vec_oom) return avz__fail(r, AVZ_E_NOMEM, "out of memory while writing the vector document");
     if (cs != CAIRO_STATUS_SUCCESS) return avz__fail(r, AVZ_E_CAIRO, cairo_status_to_string(cs));
+    if (format == AVZ_FORMAT_PDF) avz__pdf_date(r->vec, r->vec_len);
     *data = r->vec;
     *size = r->vec_len;
     return AVZ_OK;

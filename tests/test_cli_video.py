@@ -1107,6 +1107,36 @@ def test_animate_rate_gives_every_stamped_line_a_frame():
     assert _rate_of([0, 5e-324, 1000]) == pytest.approx(2.0)
 
 
+def test_animate_rate_of_whole_millisecond_stamps_and_a_short_last_line(tmp_path, capsys):
+    """Stamps in whole milliseconds (another tool's 30 fps: 0, 33, 67, 100)
+    are read in their own ticks: 30 fps, each line one frame (1000/33 =
+    30.303 fps held 3 lines of 300 two frames); a last line shown for less
+    than the gaps before it (a GIF's 40 ms last frame) gets a frame of its
+    own (resampled at 10 fps it was never shown); lines the rate cannot
+    keep apart (over 1000 a second: time_ms written in seconds) are said."""
+    from avatarizer import schema
+    from avatarizer.cli import _rate_of, _resampled
+
+    for fps in (30, 24, 25, 60):
+        ms = [round(i * 1000 / fps) for i in range(300)]
+        assert _rate_of(ms) == fps, fps
+        assert len(_resampled(list(range(300)), [t / 1000 for t in ms], 1 / fps, fps)) == 300
+    assert _rate_of([round(i * 1001 / 30) for i in range(300)]) == 30000 / 1001
+    assert _rate_of([0, 100, 200], 40) == 25.0 and _rate_of([0, 100, 200]) == 10.0
+    p = schema.sample(10, seed=2)
+    src = tmp_path / "g.jsonl"
+    src.write_text("".join(json.dumps({"time_ms": t, "duration_ms": d, "params": [float(v) for v in p[i]]}) + "\n"
+                           for i, (t, d) in enumerate([(0, 100), (100, 100), (200, 40)])))
+    assert _main("animate", "--params", src, "-o", tmp_path / "g.json") == 0
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert doc["fr"] == 25 and doc["op"] == 6  # 0.24 s: 3 frames, 2, and the last line's 1
+    assert "warning" not in capsys.readouterr().err
+    src.write_text("".join(json.dumps({"time_ms": 0.04 * i, "params": [float(v) for v in p[i]]}) + "\n"
+                           for i in range(10)))
+    assert _main("animate", "--params", src, "-o", tmp_path / "s.json") == 0
+    assert "warning: 9 of 10 lines are not shown" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["animate", "video"])
 def test_frames_beyond_an_animations_limit_are_refused_before_any_is_made(tmp_path, clip, command, monkeypatch,
                                                                           capsys):

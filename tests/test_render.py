@@ -164,6 +164,23 @@ def test_pdf_output(samples):
     assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
 
 
+def test_pdf_creation_date_follows_source_date_epoch(samples, monkeypatch):
+    """With ``SOURCE_DATE_EPOCH`` set (reproducible builds) a PDF's
+    creation date is its time, so the same avatar gives the same bytes, as
+    an SVG does (cairo wrote the time of writing: two PDFs a second apart
+    differed); a value that is no whole number of seconds is ignored."""
+    import re
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000000000")
+    a = to_pdf(samples[0], 300)
+    assert re.findall(rb"/CreationDate \(([^)]*)\)", a) == [b"D:20010909014640Z"]
+    assert to_pdf(samples[0], 300) == a and a.rstrip().endswith(b"%%EOF")
+    for bad in ("-5", "1e9", "soon", "99999999999999999"):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", bad)
+        date = re.findall(rb"/CreationDate \(D:(\d{14})Z\)", to_pdf(samples[0], 300))
+        assert len(date) == 1 and date[0] != b"20010909014640", bad
+
+
 def test_reference_picture_of_the_default_face():
     """Tolerant comparison with a stored reference; failures are saved to look at."""
     img = render(schema.default(), 192, background="white")

@@ -1402,35 +1402,57 @@ def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) 
     return anim.stats()
 
 
-def _rate_of(times: list) -> float | None:
+def _rate_of(times: list, last_ms: float | None = None) -> float | None:
     """Frames per second of lines stamped with ``time_ms`` (as ``video
-    --params`` writes them), or None when they are not all stamped, increasing:
-    the rate at which every line has a frame of its own (the closest pair's,
-    ``videoio.gap_rate`` of their gap in whole microseconds, to which the
-    stamps are rounded: 30 fps stamps give 30, 59.94 fps ones 60000/1001), as
-    ``video -o OUT.json`` writes a variable frame rate's frames, where that
-    is at most ``videoio.MAX_FITTED_FPS`` and above the average; else the
-    average, within 1e-3 of a whole number taken as it (a 30 fps run beside
-    a 10 fps one was resampled at their average, 12 fps, and lost 11 of 36
-    frames). (Any rate: lines less than a millisecond apart, more than 1000
-    a second, were taken as unstamped, one frame each, also where ``--fps``
-    asked to resample them.)"""
+    --params`` writes them), or None when they are not all stamped, increasing.
+    Their average rate (taken as a whole or an NTSC rate, n * 1000/1001, within
+    what the stamps' rounding leaves of it: a tick at either end, a whole
+    millisecond where every stamp is one, else a microsecond, to which ``video
+    --params`` rounds them), where each line has a frame of its own at it,
+    the last shown for its ``last_ms`` (its ``duration_ms``) included; else
+    the rate at which every line has one, as ``video -o OUT.json`` writes a
+    variable frame rate's frames: the closest pair's, or the last line's
+    ``last_ms`` where shorter (``videoio.gap_rate`` of the gap in those
+    ticks), where that is at most ``videoio.MAX_FITTED_FPS`` and above the
+    average; else the average (a 30 fps run beside a 10 fps one was
+    resampled at their average, 12 fps, and lost 11 of 36 frames). A 30 fps
+    run stamped in whole milliseconds, 33, 67, 100, was taken at its closest
+    pair's 1000/33 = 30.303 fps, 3 lines in 300 held two frames, and a GIF's
+    40 ms last frame after 100 ms ones was resampled at 10 fps and never
+    shown (a review, session 67). (Any rate: lines less than a millisecond
+    apart, more than 1000 a second, were taken as unstamped, one frame each,
+    also where ``--fps`` asked to resample them.)"""
     if len(times) < 2 or any(t is None for t in times) or any(b <= a for a, b in zip(times, times[1:])):
         return None
-    fps = (len(times) - 1) * 1000.0 / (times[-1] - times[0])
+    span = times[-1] - times[0]
+    fps = (len(times) - 1) * 1000.0 / span
     if not (math.isfinite(fps) and fps > 0):
         return None
-    # (whole rates only from 1 fps up: lines half an hour apart, 0.00056 fps, were rounded to 0)
-    if round(fps) >= 1 and abs(fps - round(fps)) < 1e-3:
-        fps = float(round(fps))
+    last = last_ms if last_ms is not None and math.isfinite(last_ms) and last_ms > 0 else None
+    gap = min([b - a for a, b in zip(times, times[1:])] + ([last] if last is not None else []))
+    whole_ms = all(float(t).is_integer() for t in [*times, gap])
+    # (whole rates only from 1 fps up: lines half an hour apart, 0.00056 fps, were rounded to 0; 60 fps
+    # stamped in whole milliseconds averaged 60.004)
+    tol = max(1e-3, fps * (1.0 if whole_ms else 1e-3) / span)
+    for rate in (float(round(fps)), round(fps * 1.001) * 1000 / 1001):
+        if rate >= 1 and abs(fps - rate) < tol:
+            fps = rate
+            break
+    ends = [*times, times[-1] + (last if last is not None else 1000.0 / fps)]
+    slots = [math.floor(x + 0.5) if math.isfinite(x) else math.inf  # (as _resampled places them)
+             for x in ((t - times[0]) * fps / 1000.0 for t in ends)]
+    if all(b > a for a, b in zip(slots, slots[1:])):
+        return fps
     from fractions import Fraction
 
     from .videoio import MAX_FITTED_FPS, gap_rate
 
     # (a gap of 5e-324 ms, under a microsecond, is no rate to fit: round() of an infinite rate raised
     # OverflowError before; nor is one of 1e306 ms, whose microseconds round() cannot make an integer of)
-    gap = min(b - a for a, b in zip(times, times[1:]))
-    fitted = gap_rate(round(gap * 1000.0), Fraction(1, 10**6)) if 0.5 <= gap * 1000.0 < 1e18 else None
+    if whole_ms:
+        fitted = gap_rate(round(gap), Fraction(1, 1000)) if 1 <= gap < 1e15 else None
+    else:
+        fitted = gap_rate(round(gap * 1000.0), Fraction(1, 10**6)) if 0.5 <= gap * 1000.0 < 1e18 else None
     return float(fitted) if fitted is not None and fps < fitted <= MAX_FITTED_FPS else fps
 
 
@@ -1448,7 +1470,7 @@ def _animate(args) -> int:
         frames = read_params_jsonl(inp, times, durations)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CLIError(str(exc)) from None
-    rate = _rate_of(times)
+    rate = _rate_of(times, durations[-1] if durations else None)
     from .animation import MAX_FPS, MIN_FPS
 
     anim = make(float(args.fps or (min(max(rate, MIN_FPS), MAX_FPS) if rate is not None else 30.0)))
@@ -1460,7 +1482,14 @@ def _animate(args) -> int:
     else:  # stamped lines (a variable frame rate too): placed by their times (_resampled)
         # the last line lasts what it says (video --params: as long as the video output holds it), else a frame
         last = durations[-1] / 1000.0 if durations and durations[-1] else 1.0 / rate
-        anim.extend(_resampled(frames, [(t - times[0]) / 1000.0 for t in times], last, anim.fps))
+        shown = _resampled(frames, [(t - times[0]) / 1000.0 for t in times], last, anim.fps)
+        lost = len(frames) - len({id(f) for f in shown})
+        if lost:  # (lines under a frame apart: more than MAX_FPS a second, or a lower --fps asked for)
+            print(f"avatarizer animate: warning: {lost} of {len(frames)} lines are not shown: they come less "
+                  f"than a frame apart at {anim.fps:g} fps" + ("" if args.fps else
+                  " (the highest rate; is time_ms in milliseconds?)" if rate > MAX_FPS else ""),
+                  file=sys.stderr)
+        anim.extend(shown)
     st = _write_animation(anim, out, args.overwrite, inp)
     print(f"wrote {out}: {len(anim)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
           f"{st['geometry_keyframes']} path keyframes within {_within(anim)} at "
