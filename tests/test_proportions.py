@@ -320,3 +320,31 @@ def test_a_young_childs_face_has_a_childs_features():
     assert 0 < np.abs(older - p).max() < np.abs(q - p).max()
     for age in (12.0, 40.0, None):
         np.testing.assert_array_equal(child_face(p, age), p)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("heldout_hybrid")
+def test_held_out_older_women_get_age_lines(heldout_runs):
+    """UTKFace women aged 60 and over (by their file names) that training
+    never saw: H reads them younger than men of their age (median 43 at
+    60-69), and from a ramp of 50 to 65 years 32% got age lines half as wide
+    as the full ones or wider (52% any); from 45 to 58, 51% (a read-only
+    review, session 67). The nasolabial folds are what is counted."""
+    import re
+
+    from avatarizer import hair as HR
+    from avatarizer_export.data import is_heldout
+    from conftest import need_shared
+
+    folder = need_shared("data", "faces", "utkface200")
+    photos = [p for p in sorted(folder.iterdir()) if is_heldout(f"utkface200/{p.name}")
+              and (m := re.match(r"^(\d{1,3})_1_", p.name)) and int(m.group(1)) >= 60]
+    assert len(photos) >= 60
+    if heldout_runs.avatarizer().estimator != "hybrid":
+        pytest.skip("the shipped models are not installed here")
+    half = 0.5 * HR.AGE_LINE_WIDTHS["nasolabial_l"]
+    widths = [min(f.params[S.index("nasolabial_l.w1")], f.params[S.index("nasolabial_r.w1")])
+              for f in map(heldout_runs.run, photos) if f is not None]
+    assert len(widths) >= 0.9 * len(photos)
+    lined = np.mean(np.asarray(widths) >= half - 1e-6)
+    assert lined >= 0.45, (lined, len(widths))

@@ -2999,10 +2999,16 @@ def _flag(attributes: Mapping, name: str) -> float:
 #: age lines: the age estimate (years; H's, with the artist's under 60,
 #: :func:`fuse_age`) where they start and where they are at full width. H
 #: compresses ages toward the middle (on held-out UTKFace: median estimate
-#: 53 for people aged 60-75, 59 for 75+, 35 for 30-45), so
-#: the ramp sits low; 90% of 30-45-year-olds are estimated under 45
-AGE_LINES_FROM = 50.0
-AGE_LINES_FULL = 65.0
+#: 53 for people aged 60-75, 59 for 75+, 35 for 30-45), and reads older
+#: women younger still (median 43 at 60-69, 52 at 70-79; men 57.5 and 70: a
+#: read-only review, session 67), so the ramp sits low: from 50 to 65 until
+#: session 67, when of the 996 held-out UTKFace photos' women aged 60 and
+#: over 52% got any lines and 32% half or more (men 86% and 75%); from 45 to
+#: 58, 70% and 51% (men 95% and 83%), at a cost of faint lines on 8% of
+#: people aged 18-40 (2% before; half or more on 1%, 0 before) and some on
+#: 42% of those aged 40-50 (18%; scratch ``/tmp/s67/lines.py``)
+AGE_LINES_FROM = 45.0
+AGE_LINES_FULL = 58.0
 #: full widths (canonical units, end of the tapered stroke) of the age lines: 1.8 times the
 #: first ones since session 60 (0.010, 0.008, 0.006: 1.3 px of a 256-px avatar, so faint that
 #: a review's contact sheet found only faint lines on 24 of 24 people over 70); the schema
