@@ -1587,8 +1587,8 @@ avz_status avz_overlay(avz_renderer *r, const float *params, size_t n, uint8_t *
  * whole seconds since 1970 UTC, decimal digits only) where it is set, so that the same avatar gives the
  * same bytes, as an SVG does; else cairo's, the time of writing. Cairo 1.16 reads no such variable, and
  * its metadata call writes a date without the "D:" the PDF standard asks for, so the 14 digits of the
- * date it wrote ("/CreationDate (D:YYYYMMDDHHmmSSZ)") are replaced in place (the same length: no
- * offset moves). */
+ * date it wrote ("/CreationDate (D:YYYYMMDDHHmmSS" then "Z" or its local zone, "+01'00") are replaced in
+ * place, and a zone by "+00'00" (the same lengths: no offset moves). */
 static void avz__pdf_date(unsigned char *doc, size_t len) {
     const char *epoch = getenv("SOURCE_DATE_EPOCH");
     if (!epoch || !*epoch || strlen(epoch) > 15) return;
@@ -1606,9 +1606,12 @@ static void avz__pdf_date(unsigned char *doc, size_t len) {
     const size_t k = sizeof key - 1;
     for (size_t i = 0; i + k + 14 <= len; i++) {
         if (memcmp(doc + i, key, k) != 0) continue;
+        unsigned char *d = doc + i + k;
         for (size_t j = 0; j < 14; j++)
-            if (doc[i + k + j] < '0' || doc[i + k + j] > '9') return;
-        memcpy(doc + i + k, date, 14);
+            if (d[j] < '0' || d[j] > '9') return;
+        memcpy(d, date, 14);
+        /* the zone cairo wrote: its local one ("+01'00", the same length as "+00'00"), or "Z" */
+        if (i + k + 20 <= len && (d[14] == '+' || d[14] == '-') && d[17] == '\'') memcpy(d + 14, "+00'00", 6);
         return;
     }
 }

@@ -175,8 +175,9 @@ typedef enum avz_vector_format { AVZ_FORMAT_SVG = 0, AVZ_FORMAT_PDF = 1 } avz_ve
  * (1..AVZ_MAX_SIZE; a PDF page at most AVZ_MAX_PDF_SIZE a side, else AVZ_E_SIZE).
  * On success *data / *size point to a buffer owned by the renderer, valid
  * until the next call on it. A PDF's creation date is the time of writing, or
- * the environment's SOURCE_DATE_EPOCH (whole seconds since 1970 UTC) where set:
- * the same picture then gives the same bytes, as an SVG always does. */
+ * the environment's SOURCE_DATE_EPOCH (whole seconds since 1970 UTC) where set,
+ * written in UTC: the same picture then gives the same bytes, as an SVG always
+ * does (cairo writes UTC's zone "Z" under TZ=UTC, "+00'00" under another TZ). */
 avz_status avz_render_vector(avz_renderer *renderer, const float *params, size_t n,
                              int format, double width, double height,
                              const avz_render_options *options, const uint8_t **data,

@@ -1135,6 +1135,20 @@ def test_animate_rate_of_whole_millisecond_stamps_and_a_short_last_line(tmp_path
                            for i in range(10)))
     assert _main("animate", "--params", src, "-o", tmp_path / "s.json") == 0
     assert "warning: 9 of 10 lines are not shown" in capsys.readouterr().err
+    # a last line under 1/60 s after 20 ms gaps: the lines' own 50 fps (their average, 43 fps, lost 2 of 7);
+    # a last line ending half a frame after its own: a frame of its own (the rate's check and the frame count
+    # rounded halves apart, and the last line was never shown)
+    for t, last, want in (([0, 20, 40, 60, 80, 120, 140], 10, 50.0), ([0, 100, 200], 50, 10.0),
+                          ([0, 40, 80, 120], 20, 50.0)):
+        rate = _rate_of(t, last)
+        assert rate == want, (t, last, rate)
+        shown = _resampled(list(range(len(t))), [x / 1000 for x in t], last / 1000, rate)
+        assert sorted(set(shown)) == list(range(len(t))), (t, last, shown)
+    # a null line (no face: the avatar before it held) has a frame of its own: nothing is said
+    src.write_text("".join(json.dumps({"time_ms": 100.0 * i, "params": None if i in (1, 2) else
+                                       [float(v) for v in p[i]]}) + "\n" for i in range(4)))
+    assert _main("animate", "--params", src, "-o", tmp_path / "n.json") == 0
+    assert json.loads((tmp_path / "n.json").read_text())["op"] == 4 and "warning" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["animate", "video"])

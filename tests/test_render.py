@@ -168,16 +168,30 @@ def test_pdf_creation_date_follows_source_date_epoch(samples, monkeypatch):
     """With ``SOURCE_DATE_EPOCH`` set (reproducible builds) a PDF's
     creation date is its time, so the same avatar gives the same bytes, as
     an SVG does (cairo wrote the time of writing: two PDFs a second apart
-    differed); a value that is no whole number of seconds is ignored."""
+    differed; in a time zone other than UTC the offset cairo wrote became
+    UTC's, "+00'00", where UTC's own is "Z"); a value that is no whole
+    number of seconds is ignored."""
     import re
+    import time
 
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000000000")
-    a = to_pdf(samples[0], 300)
-    assert re.findall(rb"/CreationDate \(([^)]*)\)", a) == [b"D:20010909014640Z"]
-    assert to_pdf(samples[0], 300) == a and a.rstrip().endswith(b"%%EOF")
+    def dates(tz: str, epoch: str = "1000000000") -> tuple[list, bytes]:
+        with monkeypatch.context() as m:  # (the C library reads TZ again at tzset)
+            m.setenv("TZ", tz)
+            m.setenv("SOURCE_DATE_EPOCH", epoch)
+            time.tzset()
+            try:
+                pdf = to_pdf(samples[0], 300)
+            finally:
+                m.undo()
+                time.tzset()
+        return re.findall(rb"/CreationDate \(([^)]*)\)", pdf), pdf
+
+    got, a = dates("UTC0")
+    assert got == [b"D:20010909014640Z"]
+    assert dates("UTC0")[1] == a and a.rstrip().endswith(b"%%EOF")
+    assert dates("CET-1")[0] == [b"D:20010909014640+00'00"]  # (cairo wrote its offset, "+01'00")
     for bad in ("-5", "1e9", "soon", "99999999999999999"):
-        monkeypatch.setenv("SOURCE_DATE_EPOCH", bad)
-        date = re.findall(rb"/CreationDate \(D:(\d{14})Z\)", to_pdf(samples[0], 300))
+        date = re.findall(rb"D:(\d{14})Z", dates("UTC0", bad)[0][0])
         assert len(date) == 1 and date[0] != b"20010909014640", bad
 
 

@@ -761,7 +761,7 @@ def _resampled(items: list, times: list, last_duration: float, fps: float, short
     if not math.isfinite(span) or span > animation.MAX_FRAMES + 0.5:
         raise CLIError(f"{seconds:g} s at {fps:g} fps is {span:,.0f} frames; an animation holds at most "
                        f"{animation.MAX_FRAMES} frames: give a lower --fps{shorter}")
-    n = max(1, int(round(span)))
+    n = max(1, int(math.floor(span + 0.5)))  # (halves up, as the items' slots below: _rate_of counts on it)
     best: dict[int, int] = {}  # output frame -> the item nearest it of those nearest that frame
     for i, t in enumerate(times):
         slot = max(0, int(math.floor(t * fps + 0.5)))  # (halves up: round() took 0.25 and 0.75 at 2 fps to 0, 2)
@@ -1429,7 +1429,8 @@ def _rate_of(times: list, last_ms: float | None = None) -> float | None:
     if not (math.isfinite(fps) and fps > 0):
         return None
     last = last_ms if last_ms is not None and math.isfinite(last_ms) and last_ms > 0 else None
-    gap = min([b - a for a, b in zip(times, times[1:])] + ([last] if last is not None else []))
+    pair = min(b - a for a, b in zip(times, times[1:]))
+    gap = min(pair, last) if last is not None else pair
     whole_ms = all(float(t).is_integer() for t in [*times, gap])
     # (whole rates only from 1 fps up: lines half an hour apart, 0.00056 fps, were rounded to 0; 60 fps
     # stamped in whole milliseconds averaged 60.004)
@@ -1438,21 +1439,29 @@ def _rate_of(times: list, last_ms: float | None = None) -> float | None:
         if rate >= 1 and abs(fps - rate) < tol:
             fps = rate
             break
-    ends = [*times, times[-1] + (last if last is not None else 1000.0 / fps)]
-    slots = [math.floor(x + 0.5) if math.isfinite(x) else math.inf  # (as _resampled places them)
-             for x in ((t - times[0]) * fps / 1000.0 for t in ends)]
+    # each line's output frame and the frame count, in seconds from the first line as _resampled takes them
+    # (from _animate), halves up
+    seconds = [(t - times[0]) / 1000.0 for t in times]
+    ends = [*seconds, seconds[-1] + (last / 1000.0 if last is not None else 1.0 / fps)]
+    slots = [math.floor(x + 0.5) if math.isfinite(x) else math.inf for x in (s * fps for s in ends)]
     if all(b > a for a, b in zip(slots, slots[1:])):
         return fps
     from fractions import Fraction
 
     from .videoio import MAX_FITTED_FPS, gap_rate
 
-    # (a gap of 5e-324 ms, under a microsecond, is no rate to fit: round() of an infinite rate raised
-    # OverflowError before; nor is one of 1e306 ms, whose microseconds round() cannot make an integer of)
-    if whole_ms:
-        fitted = gap_rate(round(gap), Fraction(1, 1000)) if 1 <= gap < 1e15 else None
-    else:
-        fitted = gap_rate(round(gap * 1000.0), Fraction(1, 10**6)) if 0.5 <= gap * 1000.0 < 1e18 else None
+    def fit(gap):
+        # (a gap of 5e-324 ms, under a microsecond, is no rate to fit: round() of an infinite rate raised
+        # OverflowError before; nor is one of 1e306 ms, whose microseconds round() cannot make an integer of)
+        if whole_ms:
+            return gap_rate(round(gap), Fraction(1, 1000)) if 1 <= gap < 1e15 else None
+        return gap_rate(round(gap * 1000.0), Fraction(1, 10**6)) if 0.5 <= gap * 1000.0 < 1e18 else None
+
+    fitted = fit(gap)
+    if gap < pair and (fitted is None or fitted > MAX_FITTED_FPS):
+        # (a last line shown for less than 1/60 s: the lines' own closest pair, not their average, which
+        # lost inner lines; a review, session 67)
+        fitted = fit(pair)
     return float(fitted) if fitted is not None and fps < fitted <= MAX_FITTED_FPS else fps
 
 
@@ -1482,8 +1491,10 @@ def _animate(args) -> int:
     else:  # stamped lines (a variable frame rate too): placed by their times (_resampled)
         # the last line lasts what it says (video --params: as long as the video output holds it), else a frame
         last = durations[-1] / 1000.0 if durations and durations[-1] else 1.0 / rate
-        shown = _resampled(frames, [(t - times[0]) / 1000.0 for t in times], last, anim.fps)
-        lost = len(frames) - len({id(f) for f in shown})
+        # (lines counted by their place: a null line repeats the array of the line before it)
+        shown = _resampled(list(range(len(frames))), [(t - times[0]) / 1000.0 for t in times], last, anim.fps)
+        lost = len(frames) - len(set(shown))
+        shown = [frames[i] for i in shown]
         if lost:  # (lines under a frame apart: more than MAX_FPS a second, or a lower --fps asked for)
             print(f"avatarizer animate: warning: {lost} of {len(frames)} lines are not shown: they come less "
                   f"than a frame apart at {anim.fps:g} fps" + ("" if args.fps else
