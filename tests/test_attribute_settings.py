@@ -714,3 +714,20 @@ def test_a_hat_drawn_without_a_kind_reading_reports_the_default_kind(av, tmp_pat
     capsys.readouterr()
     assert main(["image", str(src), "-o", str(tmp_path / "o.svg"), "--set", "headwear=yes", "--attributes"]) == 0
     assert f"headwear_kind: {KINDS[DEFAULT_KIND]}" in capsys.readouterr().out
+
+
+def test_grey_hair_set_under_a_scarf_is_the_palettes_grey(av, photo):
+    """Grey hair set by the app where no hair shows beside the face (a
+    scarf covers it): the palette's grey, as grey hair with nothing to
+    sample is drawn (``hair.class_hair_colour``); the fallback brown moved
+    into grey was a dark taupe, L* 44.6 (a review, session 67). The brown
+    class set so keeps the fallback brown moved into it."""
+    from avatarizer import prior as P
+
+    front = [S.index(f"hair_front.{c}") for c in "rgb"]
+    grey = av.from_frame(photo, attributes={"headwear_kind": "scarf", "hair_colour": "gray"})
+    np.testing.assert_allclose(np.asarray(grey.params)[front], P.HAIR_COLORS["gray"], atol=1e-6)
+    brown = av.from_frame(photo, attributes={"headwear_kind": "scarf", "hair_colour": "brown"})
+    want = HR.drawn_hair_colour(HR.FALLBACK_HAIR_RGB, {"brown": 1.0}, apart=HR.HAIR_SET_APART)
+    np.testing.assert_allclose(np.asarray(brown.params)[front], want, atol=1e-6)
+    assert HR.class_hair_colour({"brown": 1.0}, apart=HR.HAIR_SET_APART).tolist() == want.tolist()

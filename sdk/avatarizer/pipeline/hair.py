@@ -25,7 +25,6 @@ from .. import schema
 from ..align import MAX_OUTSIDE
 from ..beardgrey import BY as BEARD_GREY_BY
 from ..beardgrey import BeardGreyFusion
-from ..hair import FALLBACK_HAIR_RGB  # (the photo shows no hair to sample: a bald head, a hat)
 from .base import Stage, beside
 from .face import GLASSES
 from .state import FrameState
@@ -379,14 +378,16 @@ class HairStage(Stage):
             # the colour beside the face drawn so that it reads as the class reported (as where no hair
             # region is read: H's reading alone, at any probability); as sampled, 17 of 44 hats' hair read
             # another class than the one reported (a grey head's brown side hair)
-            rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB if hair_rgb is None else hair_rgb,
-                                      attrs["hair_colour_probs"], min_prob=0.0)
+            # (no hair beside the face: the class's colour, the palette's grey for grey hair)
+            rgb = H.class_hair_colour(attrs["hair_colour_probs"]) if hair_rgb is None else \
+                H.drawn_hair_colour(hair_rgb, attrs["hair_colour_probs"], min_prob=0.0)
         read_kind = fused  # the glasses kind the model read (before the app's): the photo's lenses are tinted
         if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...)); the model's stays
             H.apply_settings(attrs, settings)
             if "hair_colour" in settings:  # the photo's hair colour (beside a hat) moved into the class set
-                rgb = H.drawn_hair_colour(FALLBACK_HAIR_RGB if hair_rgb is None else hair_rgb,
-                                          {settings["hair_colour"]: 1.0}, apart=H.HAIR_SET_APART)
+                want = {settings["hair_colour"]: 1.0}
+                rgb = H.class_hair_colour(want, apart=H.HAIR_SET_APART) if hair_rgb is None else \
+                    H.drawn_hair_colour(hair_rgb, want, apart=H.HAIR_SET_APART)
             if "glasses" in settings:  # drawn in the artist's shape where it measured one
                 fused = attrs["glasses_type"] if glasses_cues is not None else None
         if glasses_cues is not None:  # a drawn beard's shape (H, the artist's detector or the app drew it)
