@@ -548,3 +548,27 @@ def test_a_refresh_reads_its_frame_as_a_photo(astronaut, worker):
         for k in ("face_params", "hair_params", "artist_params"):
             np.testing.assert_array_equal(state.faces[0].face_params if k == "face_params" else
                                           getattr(state.faces[0], k), getattr(photo, k), err_msg=k)
+
+
+def test_a_refresh_finds_each_of_two_tracked_faces_again_without_the_small_face_search(astronaut, monkeypatch):
+    """With two people in view each tracked face is found again as its own
+    (the one whose box overlaps it most), by FaceMesh alone: image mode's
+    search for small faces beside two found ones (~40 ms) is not run."""
+    from avatarizer.align import AlignOptions, FaceAligner
+    from avatarizer.pipeline.identity_worker import OwnSegmenter, box_iou
+
+    c = astronaut[20:320, 90:360]
+    two = np.ascontiguousarray(np.hstack([c, c[:, ::-1]]))
+    opts = AlignOptions(mode="video", max_faces=2)
+    with FaceAligner(opts) as v:
+        tracked = [v.detect(two, timestamp_ms=33.0 * k) for k in range(4)][-1]
+    assert len(tracked) == 2
+    seg = OwnSegmenter(opts)
+    monkeypatch.setattr(FaceAligner, "_small_faces", lambda self, image: pytest.fail("small-face search run"))
+    try:
+        found = [seg.still(f, two) for f in tracked]
+    finally:
+        seg.close()
+    for f, s in zip(tracked, found):
+        assert s is not f and s._context.aligner is not seg  # (found again, not the tracked copy)
+        assert box_iou(s.box, f.box) > 0.8 and max(box_iou(s.box, g.box) for g in tracked if g is not f) < 0.1

@@ -727,7 +727,7 @@ class FaceAligner:
                 found = _face_landmarks(self._mesh, padded)
         return Found(image, found, pad, pending)
 
-    def faces_found(self, found: Found, want: int | None = None) -> list[AlignedFace]:
+    def faces_found(self, found: Found, want: int | None = None, small_faces: bool = True) -> list[AlignedFace]:
         """The second half of :meth:`detect`: the faces of what :meth:`find`
         found, largest first; ``[]`` if none (in image mode after the search
         for small faces). ``want``: how many faces the caller takes (at most
@@ -740,7 +740,10 @@ class FaceAligner:
         None (:meth:`detect`): the search only where FaceMesh found none or
         several (it costs ~10 ms on a 512 px photo).
         ``Avatarizer`` passes ``face_index + 1``, or ``max_faces`` for
-        :meth:`~avatarizer.Avatarizer.faces`."""
+        :meth:`~avatarizer.Avatarizer.faces`. ``small_faces`` False: no
+        such search (FaceMesh's faces alone: video mode's identity worker
+        finds a tracked face again, which FaceMesh fits, and the search cost
+        ~40 ms more with two people in view)."""
         self._check_open()
         image, found, pad, pending = found
         height, width = image.shape[:2]
@@ -755,7 +758,7 @@ class FaceAligner:
         # can miss a large face beside smaller ones, and with the search run only for fewer faces than asked,
         # face_index=1 was a face of 12,444 px² where faces()[1] was one of 16,731, and max_faces=2 left the
         # largest out; a review, session 65)
-        if self.options.mode == "image" and (len(points) < wanted or 2 <= len(points) < MAX_FACES):
+        if self.options.mode == "image" and small_faces and (len(points) < wanted or 2 <= len(points) < MAX_FACES):
             points += [p for p in self._small_faces(image) if not any(_same_face(p, q) for q in points)]
         if not points:
             if pending is not None:

@@ -93,7 +93,8 @@ frames need. (ONNX Runtime sessions already run on the calling thread:
 
 Every estimate but a new track's first reads its frame as a photo: the face
 is found again in the frame by an image-mode face mesh of the worker's own
-(:meth:`~avatarizer.pipeline.identity_worker.OwnSegmenter.still`, ~10 ms),
+(:meth:`~avatarizer.pipeline.identity_worker.OwnSegmenter.still`, 5-10 ms
+with one face or two: FaceMesh alone, no search for small faces),
 since the tracked landmarks drift from a photo's fit (the forehead's top
 up to 0.08 of the canonical frame higher on the shared clips) and the
 artist, the hair's silhouette and the attribute networks were fitted and

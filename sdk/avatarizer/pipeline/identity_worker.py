@@ -229,7 +229,8 @@ class OwnSegmenter:
 
         if self.options.mode == "video":
             best, most = None, STILL_MIN_IOU
-            for face in self._own().detect(image):
+            own = self._own()
+            for face in own.faces_found(own.find(image), small_faces=False):
                 iou = box_iou(face.box, aligned.box)
                 if iou >= most:
                     best, most = face, iou
