@@ -229,31 +229,32 @@ def test_shipped_attribute_model_has_the_hair_long_output():
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "faces").is_dir(), reason="needs ../shared/data/faces")
-def test_long_hair_labelled_by_eye_is_drawn_long_more_often(monkeypatch):
+@pytest.mark.xdist_group("heldout_hybrid")
+def test_long_hair_labelled_by_eye_is_drawn_long_more_often(monkeypatch, heldout_runs):
     """Every other held-out photo labelled long or short by eye (by name),
     through the public API, with and without the length gate. Measured
     2026-11-29: of 110 long-haired photos 91 drawn long with it, 82 without;
     of 126 short-haired ones 8 drawn long with it, 4 without (all held-out
-    photos: 183 vs 167 of 219, 15 vs 10 of 251)."""
+    photos: 183 vs 167 of 219, 15 vs 10 of 251). With the gate: the
+    ``Avatarizer()`` runs shared with the other held-out evaluations."""
     from avatarizer_export import hairbank as HB
     from avatarizer_export.data import hair_length_labels, is_heldout
 
     from avatarizer import Avatarizer
     from avatarizer.imageio import load_image
 
+    faces = SHARED / "data" / "faces"
     labels = hair_length_labels()
-    images = {v: [load_image(SHARED / "data" / "faces" / k)
-                  for k in sorted(k for k, x in labels.items() if x == v and is_heldout(k))[::2]]
-              for v in ("long", "short")}
-    assert len(images["long"]) > 100 and len(images["short"]) > 100
+    keys = {v: sorted(k for k, x in labels.items() if x == v and is_heldout(k))[::2] for v in ("long", "short")}
+    assert len(keys["long"]) > 100 and len(keys["short"]) > 100
 
-    def drawn_long(v):
-        with Avatarizer(max_faces=1) as av:
-            return sum(HB.length_class(a.params) == 2 for a in map(av.from_frame, images[v]) if a is not None)
+    def drawn_long(avatars):
+        return sum(HB.length_class(a.params) == 2 for a in avatars if a is not None)
 
-    gated = {v: drawn_long(v) for v in images}
+    gated = {v: drawn_long(heldout_runs.avatar(faces / k) for k in keys[v]) for v in keys}
     monkeypatch.setattr(HR, "length_gates", lambda description: None)
-    plain = {v: drawn_long(v) for v in images}
+    with Avatarizer(max_faces=1) as av:
+        plain = {v: drawn_long(av.from_frame(load_image(faces / k)) for k in keys[v]) for v in keys}
     assert gated["long"] >= plain["long"] + 6, (gated, plain)
     assert gated["short"] <= plain["short"] + 6, (gated, plain)
     assert (gated["long"] - gated["short"]) > (plain["long"] - plain["short"])
