@@ -738,6 +738,14 @@ def _video_start(info) -> float:
     return info.start if info.start <= MAX_FRAME_GAP_S else 0.0
 
 
+def _nearest_frame(x: float) -> float:
+    """The output frame nearest ``x`` frames from the start, halves up
+    (round() took 0.25 and 0.75 at 2 fps to 0, 2); infinity for a
+    non-finite ``x``: where :func:`_resampled` places an item, and how it
+    counts the frames, as :func:`_rate_of` checks them."""
+    return math.floor(x + 0.5) if math.isfinite(x) else math.inf
+
+
 def _resampled(items: list, times: list, last_duration: float, fps: float, shorter: str = "") -> list:
     """``items`` shown at ``times`` (seconds from the first, increasing; the
     last shown for ``last_duration``) as a constant ``fps`` sequence: each
@@ -761,10 +769,10 @@ def _resampled(items: list, times: list, last_duration: float, fps: float, short
     if not math.isfinite(span) or span > animation.MAX_FRAMES + 0.5:
         raise CLIError(f"{seconds:g} s at {fps:g} fps is {span:,.0f} frames; an animation holds at most "
                        f"{animation.MAX_FRAMES} frames: give a lower --fps{shorter}")
-    n = max(1, int(math.floor(span + 0.5)))  # (halves up, as the items' slots below: _rate_of counts on it)
+    n = max(1, int(_nearest_frame(span)))
     best: dict[int, int] = {}  # output frame -> the item nearest it of those nearest that frame
     for i, t in enumerate(times):
-        slot = max(0, int(math.floor(t * fps + 0.5)))  # (halves up: round() took 0.25 and 0.75 at 2 fps to 0, 2)
+        slot = max(0, int(_nearest_frame(t * fps)))
         if slot not in best or abs(t * fps - slot) < abs(times[best[slot]] * fps - slot):
             best[slot] = i
     slots = sorted(best)
@@ -1443,7 +1451,7 @@ def _rate_of(times: list, last_ms: float | None = None) -> float | None:
     # (from _animate), halves up
     seconds = [(t - times[0]) / 1000.0 for t in times]
     ends = [*seconds, seconds[-1] + (last / 1000.0 if last is not None else 1.0 / fps)]
-    slots = [math.floor(x + 0.5) if math.isfinite(x) else math.inf for x in (s * fps for s in ends)]
+    slots = [_nearest_frame(s * fps) for s in ends]
     if all(b > a for a, b in zip(slots, slots[1:])):
         return fps
     from fractions import Fraction

@@ -1289,15 +1289,19 @@ def natural_hair_colour(rgb) -> np.ndarray:
 FALLBACK_HAIR_RGB = (0.25, 0.17, 0.11)
 
 
-def class_hair_colour(probs: Mapping[str, float] | None, apart: float = 0.0) -> np.ndarray:
-    """The hair colour of the likeliest class of ``probs`` where the photo
-    gives no hair to sample (a hat, no hair region, the hair out of the
-    frame): :data:`FALLBACK_HAIR_RGB` moved into that class
-    (:func:`drawn_hair_colour` at any probability); grey hair the palette's
-    grey (moved into grey, the brown came out a dark taupe, L* 44.6, on the
-    white hair of UTKFace's tight chips: a read-only review, session 67).
-    ``apart``: as :func:`drawn_hair_colour`'s (a class the app set; the
-    palette's grey lies over 20 from every other class's colours)."""
+def class_hair_colour(probs: Mapping[str, float] | None, apart: float = 0.0, sampled=None) -> np.ndarray:
+    """The hair colour of the likeliest class of ``probs``: the ``sampled``
+    colour (a hair colour read from the photo, beside a hat) moved into that
+    class (:func:`drawn_hair_colour` at any probability); where the photo
+    gives no hair to sample (``sampled`` None: a hat, no hair region, the hair
+    out of the frame) :data:`FALLBACK_HAIR_RGB` moved into it, and for grey
+    hair the palette's grey (moved into grey, the brown came out a dark
+    taupe, L* 44.6, on the white hair of UTKFace's tight chips: a read-only
+    review, session 67). ``apart``: as :func:`drawn_hair_colour`'s (a class
+    the app set; the palette's grey lies over 20 from every other class's
+    colours)."""
+    if sampled is not None:
+        return drawn_hair_colour(sampled, probs, min_prob=0.0, apart=apart)
     if probs and max(probs, key=probs.get) == "gray":
         return np.array(P.HAIR_COLORS["gray"], np.float32)
     return drawn_hair_colour(FALLBACK_HAIR_RGB, probs, min_prob=0.0, apart=apart)

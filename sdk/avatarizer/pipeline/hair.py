@@ -379,15 +379,12 @@ class HairStage(Stage):
             # region is read: H's reading alone, at any probability); as sampled, 17 of 44 hats' hair read
             # another class than the one reported (a grey head's brown side hair)
             # (no hair beside the face: the class's colour, the palette's grey for grey hair)
-            rgb = H.class_hair_colour(attrs["hair_colour_probs"]) if hair_rgb is None else \
-                H.drawn_hair_colour(hair_rgb, attrs["hair_colour_probs"], min_prob=0.0)
+            rgb = H.class_hair_colour(attrs["hair_colour_probs"], sampled=hair_rgb)
         read_kind = fused  # the glasses kind the model read (before the app's): the photo's lenses are tinted
         if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...)); the model's stays
             H.apply_settings(attrs, settings)
             if "hair_colour" in settings:  # the photo's hair colour (beside a hat) moved into the class set
-                want = {settings["hair_colour"]: 1.0}
-                rgb = H.class_hair_colour(want, apart=H.HAIR_SET_APART) if hair_rgb is None else \
-                    H.drawn_hair_colour(hair_rgb, want, apart=H.HAIR_SET_APART)
+                rgb = H.class_hair_colour({settings["hair_colour"]: 1.0}, apart=H.HAIR_SET_APART, sampled=hair_rgb)
             if "glasses" in settings:  # drawn in the artist's shape where it measured one
                 fused = attrs["glasses_type"] if glasses_cues is not None else None
         if glasses_cues is not None:  # a drawn beard's shape (H, the artist's detector or the app drew it)
