@@ -1093,3 +1093,39 @@ def test_a_path_under_a_file_is_refused_with_a_value_error(tmp_path):
         with pytest.raises(ValueError, match="is a file, not a folder"):
             write_text_atomic(tmp_path / "afile" / "sub" / "out.json", "{}", overwrite=overwrite)
     assert (tmp_path / "afile").read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_svg_tracks_that_only_step_are_written_discrete():
+    """A track whose every change comes one frame after the key before it (a
+    slideshow; a repeated frame in between) is written with
+    ``calcMode="discrete"``, each value once: linear mode held a value by
+    writing it twice (just before the next key), 47% of a 1 fps
+    slideshow's SVG. What the browsers show (the earlier frame until the
+    next) is checked in Chromium by
+    test_between_two_frames_the_browsers_show_the_earlier_one; here the
+    encoding: keyTimes from 0, increasing, one per value, no value repeated
+    next to itself, and a linear track never holds a value it could have
+    stepped."""
+    import re
+
+    a, b, c = schema.sample(3, seed=11)
+    anim = Animation(SIZE, fps=1).extend([a, b, b, c])
+    svg = anim.to_svg()
+    found = re.findall(r'<animate attributeName="[\w-]+" dur="4s" repeatCount="indefinite" '
+                       r'calcMode="(\w+)" keyTimes="([^"]*)" values="([^"]*)"/>', svg)
+    assert len(found) == svg.count("<animate ") > 10
+    modes = [m for m, _, _ in found]
+    # every track steps; 27 of 126 stay linear: a shape hidden on some frames is tweened there
+    assert modes.count("discrete") >= 0.75 * len(modes), modes
+    svg2 = Animation(SIZE).extend(_performance(30, seed=2)).to_svg()
+    moving = re.findall(r'calcMode="(\w+)" keyTimes="([^"]*)" values="([^"]*)"', svg2)
+    assert [m for m, _, _ in moving].count("linear") > 10  # a performance that moves is tweened
+    for slideshow, (mode, kt, vs) in [(True, f) for f in found] + [(False, f) for f in moving]:
+        times, values = [float(x) for x in kt.split(";")], vs.split(";")
+        assert times[0] == 0 and np.all(np.diff(times) > 0) and len(times) == len(values)
+        if mode == "discrete":
+            assert all(x != y for x, y in zip(values, values[1:]))  # each value once
+            if slideshow:
+                assert set(times) <= {0, 0.25, 0.75}  # frames 0, 1 and 3: frame 2 repeats frame 1
+        else:  # a value is written twice only to hold it before a change, never three times
+            assert times[-1] == 1 and all(not (x == y == z) for x, y, z in zip(values, values[1:], values[2:]))

@@ -952,15 +952,29 @@ class Animation:
                            + (f' fill-opacity="{a:.4g}"' if a < 1 else "") + "/>") + "\n"
 
         def anim(attr, keys, values):
+            if all(keys[i + 1] - keys[i] == 1 or values[i + 1] == values[i] for i in range(len(keys) - 1)):
+                # nothing tweened: every change one frame after the key before it (a slideshow, a
+                # track that changes each frame), each value held to the next change, which
+                # "discrete" says once per change (linear wrote every held value twice)
+                keep = [i for i in range(len(keys)) if i == 0 or values[i] != values[i - 1]]
+                kt = ";".join(f"{keys[i] / T:.9g}" for i in keep)
+                return (f'<animate attributeName="{attr}" dur="{dur}" repeatCount="indefinite" '
+                        f'calcMode="discrete" keyTimes="{kt}" values="{";".join(values[i] for i in keep)}"/>')
             kt, vs = [], []
             for i, k in enumerate(keys):
                 kt.append(k / T)
                 vs.append(values[i])
-                if i + 1 < len(keys) and keys[i + 1] - k == 1:  # a frame's own value to the next frame: held
+                if i + 1 < len(keys) and keys[i + 1] - k == 1 and values[i + 1] != values[i]:
+                    # a frame's own value to the next frame: held
                     kt.append((keys[i + 1] - HOLD_EPS) / T)
                     vs.append(values[i])
-            kt = ";".join(f"{k:.9g}" for k in kt) + ";1"
-            vs = ";".join(vs + values[-1:])
+            kt.append(1)
+            vs.append(values[-1])
+            # a key inside a stretch of one value (its neighbours' value: a hold that a change
+            # one frame later ends) changes nothing
+            keep = [j for j in range(len(vs)) if j in (0, len(vs) - 1) or not (vs[j - 1] == vs[j] == vs[j + 1])]
+            kt = ";".join(f"{kt[j]:.9g}" for j in keep)
+            vs = ";".join(vs[j] for j in keep)
             return (f'<animate attributeName="{attr}" dur="{dur}" repeatCount="indefinite" '
                     f'calcMode="linear" keyTimes="{kt}" values="{vs}"/>')
 
