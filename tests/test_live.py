@@ -455,6 +455,29 @@ return False, None""",
     assert why == "max-seconds" and int(shown) == 5 and float(took) < 5.0, out
 
 
+def test_a_preview_that_ends_while_the_camera_stalls_closes_its_window_at_once(tmp_path):
+    """The preview's own end (``max_frames`` here; q, Esc and closing the
+    window alike) came as a ``break`` out of the stream, which waits for
+    the source's read in progress: a camera stalled on the next read kept
+    the window on screen, frozen, until the read returned (for good where
+    it never does; a review, session 68). Now the window closes at once and
+    ``run`` returns within ``READER_WAIT_S`` (the capture is still never
+    released under a read)."""
+    out = _fake_camera_run(
+        tmp_path, """
+if self.n == 3:
+    time.sleep(6.0)
+return True, frame.copy()""",
+        "res = live.run(av, Cam(), 0, side=False, max_frames=2); "
+        "print(res.stopped_by, res.shown, round(closed[0] - t0, 2), round(time.perf_counter() - t0, 2))",
+        prelude="import cv2\nlive.READER_WAIT_S = 0.5\nclosed = []\n_destroy = cv2.destroyWindow\n"
+                "def destroy(name):\n    closed.append(time.perf_counter())\n    _destroy(name)\n"
+                "cv2.destroyWindow = destroy\n")
+    why, shown, closed, took = out.split()
+    assert why == "frames" and int(shown) == 2, out
+    assert float(closed) < 3.0 and float(took) < 4.0, out  # (before: 6 s and more, the read's stall)
+
+
 def test_quitting_before_the_first_frame_is_no_failure(tmp_path):
     """A camera slow to send its first frame and --max-seconds shorter than
     that: the preview waits for one frame (max-seconds counts from then on);

@@ -392,8 +392,12 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
             why = "max-seconds"  # (after the first frame: a camera slow to start still shows one, as before)
         return why is not None
 
+    # (held, so that the preview's own end leaves the stream as a stall does: a ``break`` closed it as the
+    # consumer's end of the loop, which waits for the source's read, the window frozen on screen until a
+    # stalled camera's read returned (for good where it never did; a review, session 68))
+    avatars = av.stream(frames(), timestamps(), face_index=face, on_wait=waiting)
     try:
-        for i, avatar in av.stream(frames(), timestamps(), face_index=face, on_wait=waiting):
+        for i, avatar in avatars:
             frame = store.pop(i)
             at = due.pop(i)
             if avatar is not None and not avatar.stale:
@@ -442,6 +446,7 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
         res.fps = res.shown / res.seconds if res.seconds > 0 else 0.0
         return res
     finally:
+        _abandon(avatars)
         try:
             cv2.destroyWindow(window)
             cv2.waitKey(1)
@@ -453,6 +458,23 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
         deadline = time.monotonic() + READER_WAIT_S
         while reading.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+class _PreviewEnded(Exception):
+    """Thrown into the preview's stream where the preview ends (:func:`_abandon`)."""
+
+
+def _abandon(avatars) -> None:
+    """End the preview's stream (``Avatarizer.stream``'s generator) without
+    waiting for a read of the source in progress: any exception but
+    ``GeneratorExit`` leaves it to finish on its own (``run``'s end then
+    waits up to :data:`READER_WAIT_S` for it, the window already closed),
+    where closing the generator waits for it. Nothing for a stream that has
+    ended."""
+    try:
+        avatars.throw(_PreviewEnded())
+    except (_PreviewEnded, StopIteration):
+        pass
 
 
 def _probe(source):
