@@ -449,7 +449,12 @@ def hair(st, p, lm, g, photo: Photo, col):
         read = network_hair_long(st, lm, photo)
         if read is not None:
             info["network_long"], info["network_tight"] = read[0], read[2]
-            if read[0] >= read[1]:
+            # (a baby's tight crop stays short, as the hybrid draws it: HR.baby_hair_short)
+            baby = read[2] and g.get("age") is not None and not g.get("cheeks_covered") \
+                and g["age"] < HR.BABY_SHORT_HAIR_AGE
+            if read[0] >= read[1] and baby:
+                info["length_by"] = HR.BABY_SHORT_BY
+            elif read[0] >= read[1]:
                 fam = LONG_FAMILY[fam]
                 if read[2] or not silhouette_measured(hm):
                     # a tight crop, or a loose one whose silhouette measured no volume (hair_style); else the
