@@ -49,6 +49,7 @@ colours strayed 1.36/255 at the default 1.0), so a ``color_tolerance`` of
 """
 from __future__ import annotations
 
+import collections
 import difflib
 import hashlib
 import itertools
@@ -978,11 +979,34 @@ class Animation:
             return (f'<animate attributeName="{attr}" dur="{dur}" repeatCount="indefinite" '
                     f'calcMode="linear" keyTimes="{kt}" values="{vs}"/>')
 
-        def path_el(t, extra=""):
+        # a path another track draws too (the face's outline as its fill, its clip and its stroke: 10% of
+        # a clip's SVG) is defined once, its keys with it, and each track uses it
+        def geometry(tid):
+            h = hashlib.sha1(repr((self._shapes[tid], len(red[tid][0]))).encode())
+            for arr in red[tid][:2]:
+                h.update(np.ascontiguousarray(arr).tobytes())
+            return h.digest()
+
+        geo = {tid: geometry(tid) for tid in red}
+        uses = collections.Counter(geo.values())
+        defined: dict = {}
+
+        def path_el(t) -> tuple[str, str]:
+            """(what defines its geometry first, where it is shared; the element)."""
             gkeys, gvals, ckeys, cvals, wkeys, wvals, okeys, ovals = red[t.id]
-            ds = [_svg_d(v, self._shapes[t.id]) for v in gvals]
-            kids = [anim("d", gkeys, ds)] if len(gkeys) > 1 else []
-            attrs = f'd="{ds[0]}"'
+            pre, kids = "", []
+            if uses[geo[t.id]] > 1:
+                gid = defined.get(geo[t.id])
+                if gid is None:
+                    gid = defined[geo[t.id]] = f"avz{digest}-g{len(defined)}"
+                    ds = [_svg_d(v, self._shapes[t.id]) for v in gvals]
+                    pre = (f'<defs><path id="{gid}" d="{ds[0]}">{anim("d", gkeys, ds)}</path></defs>'
+                           if len(gkeys) > 1 else f'<defs><path id="{gid}" d="{ds[0]}"/></defs>')
+                tag, attrs = "use", f'href="#{gid}"'
+            else:
+                ds = [_svg_d(v, self._shapes[t.id]) for v in gvals]
+                kids = [anim("d", gkeys, ds)] if len(gkeys) > 1 else []
+                tag, attrs = "path", f'd="{ds[0]}"'
             if t.kind in (native.ITEM_FILL, native.ITEM_STROKE):
                 paint = "stroke" if t.kind == native.ITEM_STROKE else "fill"
                 cols = [_hex(c) for c in cvals]
@@ -996,18 +1020,19 @@ class Animation:
                     attrs += f' fill="none" stroke-width="{wvals[0]:g}" stroke-linecap="round" stroke-linejoin="round"'
                     if len(wkeys) > 1:
                         kids.append(anim("stroke-width", wkeys, [f"{v:g}" for v in wvals]))
-            return f"<path {attrs}{extra}>" + "".join(kids) + "</path>" if kids else f"<path {attrs}{extra}/>"
+            return pre, f"<{tag} {attrs}>" + "".join(kids) + f"</{tag}>" if kids else f"<{tag} {attrs}/>"
 
         clips = itertools.count()  # (clip ids numbered in document order, named after its content:
         # two animations inlined in one page kept each other's "c1")
 
         def walk(nodes):
             for t in nodes:
+                pre, el = path_el(t)
                 if t.children is None:
-                    yield _compact(path_el(t)) + "\n"
+                    yield _compact(pre + el) + "\n"
                 else:
                     cid = f"avz{digest}-{next(clips)}"
-                    yield _compact(f'<clipPath id="{cid}">{path_el(t)}</clipPath><g clip-path="url(#{cid})">') + "\n"
+                    yield _compact(f'{pre}<clipPath id="{cid}">{el}</clipPath><g clip-path="url(#{cid})">') + "\n"
                     yield from walk(t.children)
                     yield "</g>\n"
 
