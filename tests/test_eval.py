@@ -1601,3 +1601,71 @@ def test_labels_beside_the_photos_keep_a_record_with_an_odd_gender():
             "gender": "nonbinary", "age": 30, "glasses": "ReadingGlasses"}}]}) + "\n")
         got = _labels_beside(Path(d))
     assert got["a.jpg"]["age"] == 30.0 and got["a.jpg"]["glasses"] == "clear"
+
+
+def test_groups_take_an_age_outside_the_bands_as_unknown(tmp_path, capsys):
+    """An age the bands do not hold (a labels file's -1 for unknown, a file
+    name that only looks like UTKFace's: 250_0_1_...) or not a number:
+    that photo's age band is null (a StopIteration traceback ended
+    ``eval --groups`` after the whole run, nothing written; a review,
+    session 68); the metrics of a group none of whose photos has a value
+    are NaN without numpy's empty-slice warning."""
+    import warnings
+
+    from avatarizer_export.evaluate import age_band, group_metrics, photo_groups
+
+    (tmp_path / "attributes.jsonl").write_text("\n".join(json.dumps(
+        {"file": name, "faces": [{"faceAttributes": {"age": age}}]})
+        for name, age in (("a.jpg", -1), ("b.jpg", 31), ("c.jpg", 1e300))) + "\n")
+    files = [tmp_path / n for n in ("a.jpg", "b.jpg", "c.jpg", "250_0_1_holiday.jpg", "7_0_1_x.jpg")]
+    g = photo_groups(files, np.full((5, 3), 0.7))
+    assert g["age"] == [None, "30-49", None, None, "0-12"]
+    assert [age_band(a) for a in (None, "x", float("nan"), float("inf"), -0.5, 0, 199.9, 200)] == \
+        [None, None, None, None, None, "0-12", "70+", None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = group_metrics({"lpips": np.full(5, np.nan), "hit": np.array([1.0, 0, 1, 1, 0])}, {"age": g["age"]})
+    assert np.isnan(m["age"]["30-49"]["lpips"]) and m["age"]["30-49"]["hit"] == 0.0
+
+
+def test_a_prepared_npz_that_only_has_a_key_array_is_not_replaced(tmp_path, capsys, monkeypatch):
+    """Someone's archive that happens to hold an array named ``key`` was
+    taken for a stale eval cache and replaced by one (a review, session 68);
+    now it is "not an eval cache", exit 1, one line, its bytes kept."""
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "prepare", lambda *a, **k: pytest.fail("prepared"))
+    (tmp_path / "f").mkdir()
+    cache = tmp_path / "mydata.npz"
+    np.savez(cache, key=np.array("mine"), weights=np.arange(3))
+    before = cache.read_bytes()
+    rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json",
+                              "--prepared", str(cache))
+    assert rc == 1 and res is None and "not an eval cache" in err and len(err.strip().splitlines()) == 1, err
+    assert cache.read_bytes() == before
+
+
+def test_eval_out_refuses_a_link_without_overwrite_and_a_pipe_always(tmp_path, capsys, monkeypatch):
+    """``eval --out`` as ``avatarizer``'s outputs: a link there, dangling
+    or not, exists (it was replaced without --overwrite), a named pipe is
+    never replaced (a reader waited for good), and a link into a missing
+    folder is said as that folder (it named the link's own, which
+    exists). Nothing is evaluated or written."""
+    import os
+
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    (tmp_path / "f").mkdir()
+    (tmp_path / "link.json").symlink_to("target.json")
+    (tmp_path / "dangling.json").symlink_to(tmp_path / "nowhere" / "x.json")
+    os.mkfifo(tmp_path / "pipe.json")
+    args = ["--faces", str(tmp_path / "f"), "--methods", "artist", "--json", "--out"]
+    rc, res, err = _eval_json(capsys, *args, str(tmp_path / "link.json"))
+    assert rc == 1 and "exists" in err and (tmp_path / "link.json").is_symlink(), err
+    rc, res, err = _eval_json(capsys, *args, str(tmp_path / "dangling.json"))
+    assert rc == 2 and str(tmp_path / "nowhere") in err, err
+    for extra in ([], ["--overwrite"]):
+        rc, res, err = _eval_json(capsys, *args, str(tmp_path / "pipe.json"), *extra)
+        assert rc == 2 and "named pipe" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.json", "f", "link.json", "pipe.json"]

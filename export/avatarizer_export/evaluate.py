@@ -404,8 +404,12 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
     if cache.exists():
         try:
             with np.load(cache, allow_pickle=False) as z:
-                stored = str(z["key"])
                 lists = ("names", "paths", "unreadable", "unreadable_why")
+                if not {"key", "faces", "crops", "gts", *lists} <= set(z.files) or z["key"].shape != () \
+                        or not re.fullmatch(r"[0-9a-f]{16,64}", str(z["key"])):
+                    # (someone's archive that only happens to have a "key" array was replaced)
+                    raise ValueError("not the arrays an eval cache holds")
+                stored = str(z["key"])
                 if stored == key:
                     out = {k: z[k] for k in z.files if k not in ("key", "faces", *lists)}
                     out.update({k: [str(n) for n in z[k]] for k in lists if k in z.files}, faces=int(z["faces"]))
@@ -682,10 +686,22 @@ def photo_groups(files: list[Path], skins: np.ndarray) -> dict[str, list[str | N
         m = _UTK.match(f.name)
         if age is None and m:
             age = float(m.group(1))
-        out["age"].append(None if age is None else next(b for lo, hi, b in AGE_BANDS if lo <= age < hi))
+        out["age"].append(age_band(age))
         out["skin_tone"].append(next(b for lo, hi, b in ITA_GROUPS if lo <= t < hi) if np.isfinite(t) else None)
         out["glasses"].append(a.get("glasses"))
     return out
+
+
+def age_band(age) -> str | None:
+    """The :data:`AGE_BANDS` name of ``age`` (years), None for no age, one
+    that is not a finite number, or one outside the bands (a labels file's
+    -1 for unknown, a file name that only looks like UTKFace's: 250_0_1_...;
+    ``--groups`` ended in a StopIteration traceback after the whole run)."""
+    try:
+        age = float(age)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return next((b for lo, hi, b in AGE_BANDS if lo <= age < hi), None)
 
 
 def _labels_beside(folder: Path) -> dict[str, dict]:
@@ -1120,7 +1136,9 @@ def group_metrics(per_photo: dict[str, np.ndarray], groups: dict[str, list]) -> 
         rows = {}
         for band in sorted(set(labels) - {""}):
             sel = labels == band
-            rows[band] = {"n": int(sel.sum()), **{k: round(float(np.nanmean(v[sel])), 4) for k, v in per_photo.items()}}
+            # (a metric with no value in the group, no LPIPS weights: NaN, without numpy's empty-slice warning)
+            rows[band] = {"n": int(sel.sum()), **{k: round(float(np.nanmean(v[sel])), 4) if np.isfinite(v[sel]).any()
+                                                  else float("nan") for k, v in per_photo.items()}}
         if rows:
             out[key] = rows
     return out
@@ -1491,6 +1509,8 @@ def main_eval(args) -> int:
     """Exit status: 0 done, 1 error (an input that is missing, not the right
     kind of file or unreadable: one line on stderr), 2 usage (an argument
     value eval cannot take), all checked before any photo is read."""
+    from avatarizer._files import is_special
+
     from .paths import not_a_folder
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -1513,9 +1533,12 @@ def main_eval(args) -> int:
             continue
         if not value or Path(value).is_dir():
             return _fail(f"--{name} {value!r} must name a file, not a folder", 2)
-        if not Path(value).resolve().parent.is_dir():
-            return _fail(f"--{name} {value}: {not_a_folder(Path(value).parent)}", 2)
-        if name == "out" and Path(value).exists() and not args.overwrite:
+        if is_special(value):  # (also with --overwrite: a pipe another program reads, a device)
+            return _fail(f"--{name} {value} is not a regular file (a named pipe, socket or device); "
+                         "refusing to replace it", 2)
+        if not Path(value).resolve().parent.is_dir():  # (where a link leads: said as that folder)
+            return _fail(f"--{name} {value}: {not_a_folder(Path(value).resolve().parent)}", 2)
+        if name == "out" and os.path.lexists(value) and not args.overwrite:  # (a link, dangling or not, too)
             return _fail(f"--out {value} exists: give --overwrite to replace it", 1)
     folders = [Path(p) for p in parts]
     for faces in folders:

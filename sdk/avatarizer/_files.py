@@ -41,3 +41,18 @@ def new_file_mode(replacing) -> int:
     except (OSError, ValueError):
         pass
     return 0o666 & ~current_umask()
+
+
+def is_special(path) -> bool:
+    """Whether ``path`` is held by something that is not a file, a link or a
+    folder (a named pipe, socket or device, by ``lstat``: a link is itself):
+    an output name never replaced, also with overwrite (replacing a pipe
+    another program reads, or a device node). False where nothing is there."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode))
+

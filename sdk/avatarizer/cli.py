@@ -225,11 +225,9 @@ def _special_output(out: Path) -> CLIError | None:
     (a named pipe, socket or device: ``--overwrite`` would unlink a pipe
     another program reads, or a device node), else None. A link there is
     replaced itself, never what it points to."""
-    try:
-        mode = os.lstat(out).st_mode
-    except OSError:
-        return None
-    if stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode):
+    from ._files import is_special
+
+    if not is_special(out):
         return None
     return CLIError(f"{out} is not a regular file (a named pipe, socket or device); refusing to replace it")
 
