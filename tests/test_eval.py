@@ -1669,3 +1669,25 @@ def test_eval_out_refuses_a_link_without_overwrite_and_a_pipe_always(tmp_path, c
         rc, res, err = _eval_json(capsys, *args, str(tmp_path / "pipe.json"), *extra)
         assert rc == 2 and "named pipe" in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.json", "f", "link.json", "pipe.json"]
+
+
+def test_heldout_on_a_folder_of_ones_own_says_it_keeps_nothing(tmp_path, capsys, monkeypatch):
+    """``--heldout`` keeps the shared folders' held-out photos: on a
+    user's own folder it kept none without a word ("faces": 0); now a
+    warning says so. ``--faces "a, b"`` takes the spaces off, as
+    ``--methods`` does (" b is not a folder")."""
+    from avatarizer_export import evaluate as E
+    from avatarizer_export.evaluate import list_photos
+
+    monkeypatch.setattr(E, "is_heldout", lambda key: False)  # (the split hashes names it does not list)
+    for n in ("me.jpg", "you.png"):
+        (tmp_path / n).write_bytes(b"")
+    assert list_photos(tmp_path, True, None) == []
+    err = capsys.readouterr().err
+    assert "none of its 2 photo(s) is in the project's held-out split" in err
+    assert len(list_photos(tmp_path, False, None)) == 2 and capsys.readouterr().err == ""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    rc, res, err = _eval_json(capsys, "--faces", f"{tmp_path / 'a'}, {tmp_path / 'b'}", "--methods", "artist",
+                              "--json")
+    assert rc == 0 and res["faces"] == 0, err

@@ -231,7 +231,12 @@ def list_photos(faces: Path, heldout: bool, limit: int | None, sample: int | Non
               "--faces, comma-separated)")
     if heldout:  # keyed by the folder's real name: "." or a link of another name is the same split
         folder = _folder_name(faces)
-        files = [p for p in files if is_heldout(f"{folder}/{p.name}")]
+        kept = [p for p in files if is_heldout(f"{folder}/{p.name}")]
+        if files and not kept:  # (a user's own folder: "faces": 0 with no word; a review, session 68)
+            _warn(f"{faces}: none of its {len(files)} photo(s) is in the project's held-out split (--heldout "
+                  "keeps the photos the split holds out by name, a tenth of a folder: leave it out to grade a "
+                  "folder of your own)")
+        files = kept
     if sample and sample < len(files):
         keep = np.sort(np.random.default_rng(0).choice(len(files), sample, replace=False))
         files = [files[i] for i in keep]
@@ -1518,8 +1523,8 @@ def main_eval(args) -> int:
         check_methods(methods)
     except UsageError as exc:
         return _fail(str(exc), 2)
-    parts = args.faces.split(",")
-    if any(not p.strip() for p in parts):
+    parts = [p.strip() for p in args.faces.split(",")]  # (as --methods: "a, b" is a and b)
+    if any(not p for p in parts):
         return _fail(f"--faces {args.faces!r} has an empty entry (a comma-separated list of folders)", 2)
     out, prep = args.out, getattr(args, "prepared", None)
     for name, value in (("out", out), ("prepared", prep)):
