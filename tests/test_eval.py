@@ -1691,3 +1691,25 @@ def test_heldout_on_a_folder_of_ones_own_says_it_keeps_nothing(tmp_path, capsys,
     rc, res, err = _eval_json(capsys, "--faces", f"{tmp_path / 'a'}, {tmp_path / 'b'}", "--methods", "artist",
                               "--json")
     assert rc == 0 and res["faces"] == 0, err
+
+
+def test_eval_out_keeps_a_file_that_appears_while_it_runs(tmp_path, capsys, monkeypatch):
+    """Without --overwrite, a file given the --out name while the photos
+    were evaluated was replaced at the end; now it is kept (exit 1, the
+    JSON printed instead); with --overwrite it is replaced, as asked."""
+    from avatarizer_export import evaluate as E
+
+    out = tmp_path / "res.json"
+
+    def evaluate(*a, **k):
+        out.write_text("mine\n")
+        return {"faces": 0}
+
+    monkeypatch.setattr(E, "evaluate", evaluate)
+    (tmp_path / "f").mkdir()
+    args = ["--faces", str(tmp_path / "f"), "--methods", "artist", "--json", "--out", str(out)]
+    rc, res, err = _eval_json(capsys, *args)
+    assert rc == 1 and res == {"faces": 0} and "already exists" in err, err
+    assert out.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["f", "res.json"]
+    rc, res, err = _eval_json(capsys, *args, "--overwrite")
+    assert rc == 0 and json.loads(out.read_text()) == {"faces": 0}, err

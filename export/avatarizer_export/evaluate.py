@@ -1593,7 +1593,8 @@ def main_eval(args) -> int:
         from .onnx_util import staged
 
         try:  # (beside it, then moved: a failed write cut --overwrite's old file to half a JSON)
-            with staged(Path(args.out), "part") as tmp:
+            # (without --overwrite, never a file that appeared there while the photos were evaluated)
+            with staged(Path(args.out), "part", replace=args.overwrite) as tmp:
                 tmp.write_text(text + "\n")
         except OSError as exc:
             print(text)

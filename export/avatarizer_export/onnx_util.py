@@ -79,14 +79,21 @@ NPZ_UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError, EOFE
 
 
 @contextlib.contextmanager
-def staged(path: Path, tag: str):
+def staged(path: Path, tag: str, *, replace: bool = True):
     """A temporary file beside ``path``, moved onto ``path`` when the block
     succeeds and deleted when it raises, so a failed export, conversion or
-    quality gate never leaves a half-written or refused model behind."""
+    quality gate never leaves a half-written or refused model behind. With
+    ``replace`` False a file (or link) that has the name by then is kept:
+    FileExistsError (:func:`avatarizer.animation.link_new`)."""
     tmp = _tmp_path(path, tag)
     try:
         yield tmp
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            from avatarizer.animation import link_new
+
+            link_new(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
