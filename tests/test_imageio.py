@@ -711,3 +711,21 @@ def test_an_animated_pngs_hidden_default_image_is_not_read(tmp_path):
     plain = tmp_path / "plain.png"
     face.save(plain, save_all=True, append_images=[face.rotate(90)], duration=100)
     assert len(videoio.animated_image(plain)[1]) == 2
+
+
+def test_a_file_too_small_or_too_large_is_said_as_an_image_not_an_array(tmp_path):
+    """``load_image`` of a file under 32 or over 8192 pixels a side: the
+    error spoke of H×W×3 uint8 arrays and PIL images to one who gave a file
+    (a review, session 68); now "an image ... an image file (W×H pixels)".
+    An array keeps the full list of what is accepted."""
+    from avatarizer.imageio import MIN_SIDE, load_image, to_rgb_uint8
+
+    small = tmp_path / "small.png"
+    Image.new("RGB", (8, 12)).save(small)
+    with pytest.raises(ValueError) as exc:
+        load_image(small)
+    msg = str(exc.value)
+    assert f"Expected an image at least {MIN_SIDE} pixels on each side" in msg and "(8×12 pixels)" in msg
+    assert "uint8" not in msg and "PIL" not in msg
+    with pytest.raises(ValueError, match="H×W×3 uint8"):
+        to_rgb_uint8(np.zeros((8, 12, 3), np.uint8))

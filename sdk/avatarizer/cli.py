@@ -1677,7 +1677,7 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("input", metavar="IN", help="a photo (any format Pillow reads but icons, BLP and EPS)")
     im.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.png, OUT.svg or OUT.pdf")
     im.add_argument("--size", type=_positive_int, default=512,
-                    help="pixels (PNG) or points (SVG/PDF; a PDF page at most 14400); default 512")
+                    help="pixels (PNG) or points (SVG/PDF), 1..16384 (a PDF page at most 14400); default 512")
     im.add_argument("--background", type=_background, default="white",
                     help="white (default), transparent, black or a hex colour #rrggbb (#rgb, #rgba, #rrggbbaa)")
     im.add_argument("--face", type=_face_index, default=0, metavar="K",

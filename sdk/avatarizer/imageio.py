@@ -875,16 +875,18 @@ def _check_shape(image: np.ndarray, what: str) -> bool:
 
 
 def _check_size(height: int, width: int, what: str) -> None:
+    # (a file's size said as an image's: the arrays and PIL images accepted mean nothing to one who gave a file)
+    expected = "an image" if what == "an image file" else _EXPECTED
     if height == 0 or width == 0:
-        raise ValueError(f"Expected {_EXPECTED}, but got {what}, which is empty.")
+        raise ValueError(f"Expected {expected}, but got {what}, which is empty.")
     if min(height, width) < MIN_SIDE:
         raise ValueError(
-            f"Expected {_EXPECTED} at least {MIN_SIDE} pixels on each side, but got "
+            f"Expected {expected} at least {MIN_SIDE} pixels on each side, but got "
             f"{what} ({width}×{height} pixels)."
         )
     if max(height, width) > MAX_SIDE:
         raise ValueError(
-            f"Expected {_EXPECTED} at most {MAX_SIDE} pixels on each side, but got "
+            f"Expected {expected} at most {MAX_SIDE} pixels on each side, but got "
             f"{what} ({width}×{height} pixels); downscale it first."
         )
 
