@@ -1713,3 +1713,17 @@ def test_eval_out_keeps_a_file_that_appears_while_it_runs(tmp_path, capsys, monk
     assert out.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["f", "res.json"]
     rc, res, err = _eval_json(capsys, *args, "--overwrite")
     assert rc == 0 and json.loads(out.read_text()) == {"faces": 0}, err
+
+
+def test_groups_read_the_age_and_glasses_of_the_labels_given(tmp_path):
+    """``eval --groups --labels F``: the age and glasses bands come from the
+    labels given (they were read only from an attributes.jsonl beside the
+    photos or a UTKFace name, so a user's own labels made no age group; a
+    review, session 68); a row the labels do not hold falls back as before."""
+    from avatarizer_export.evaluate import photo_groups
+
+    files = [tmp_path / "a.jpg", tmp_path / "8_0_1_x.jpg", tmp_path / "c.jpg"]
+    given = [{"age": 71.0, "glasses": 2}, None, {"age": float("nan"), "glasses": -1}]
+    g = photo_groups(files, np.full((3, 3), 0.7), given)
+    assert g["age"] == ["70+", "0-12", None] and g["glasses"] == ["sun", None, None]
+    assert photo_groups(files, np.full((3, 3), 0.7))["age"] == [None, "0-12", None]
