@@ -1178,7 +1178,7 @@ static void avz__band_draw(avz__band *b) {
      * INT_MAX / stride rows (at least one), each starting at its own first row
      * (offset in size_t): rows however far apart are all drawn. Only such
      * strides cut a band; fast antialiasing cut there differs along vertical
-     * edges as bands would (up to 56 levels seen at a stride of 2^30; see
+     * edges as bands would (up to 76 levels seen at a stride of 2^30; see
      * avz__draw_premultiplied and avz.h). */
     const int most = INT_MAX / b->stride;
     b->status = CAIRO_STATUS_SUCCESS;
@@ -1583,37 +1583,111 @@ avz_status avz_overlay(avz_renderer *r, const float *params, size_t n, uint8_t *
     return avz__draw_premultiplied(r, r->scratch, bw, bh, 4 * bw, &ro, avz__blend_band, &bc);
 }
 
+/* The UTC date and time of secs since 1970 as 14 digits YYYYMMDDHHmmSS (and a NUL): days to a civil
+ * date by Howard Hinnant's algorithm (http://howardhinnant.github.io/date_algorithms.html), so that no
+ * libc time function is called: C11's gmtime fills one buffer the whole process shares (another thread's
+ * gmtime or localtime changed a PDF's date; a review, session 68), and gmtime_r is POSIX's. */
+static void avz__utc_digits(long long secs, char out[15]) {
+    long long days = secs / 86400, rem = secs % 86400;
+    long long z = days + 719468, era = z / 146097;
+    long long doe = z - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long mp = (5 * doy + 2) / 153;
+    int d = (int)(doy - (153 * mp + 2) / 5 + 1), m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    long long y = yoe + era * 400 + (m <= 2);
+    const long long parts[6] = {y, m, d, rem / 3600, rem / 60 % 60, rem % 60};
+    const int widths[6] = {4, 2, 2, 2, 2, 2};
+    int at = 0;
+    for (int i = 0; i < 6; i++) /* (digits by hand: the year is 0-9999, the caller checks) */
+        for (int j = widths[i] - 1; j >= 0; j--, at++) {
+            long long v = parts[i];
+            for (int r = 0; r < j; r++) v /= 10;
+            out[at] = (char)('0' + v % 10);
+        }
+    out[14] = '\0';
+}
+
 /* A PDF's creation date: SOURCE_DATE_EPOCH's (https://reproducible-builds.org/specs/source-date-epoch/:
  * whole seconds since 1970 UTC, decimal digits only) where it is set, so that the same avatar gives the
  * same bytes, as an SVG does; else cairo's, the time of writing. Cairo 1.16 reads no such variable, and
  * its metadata call writes a date without the "D:" the PDF standard asks for, so the 14 digits of the
  * date it wrote ("/CreationDate (D:YYYYMMDDHHmmSS" then "Z" or its local zone, "+01'00") are replaced in
- * place, and a zone by "+00'00" (the same lengths: no offset moves). */
-static void avz__pdf_date(unsigned char *doc, size_t len) {
+ * place, and a zone by "Z": cairo writes "Z" where the local offset is 0 at the time of writing, so a
+ * zone kept (even as "+00'00") made the bytes depend on the machine's zone and, in London or Lisbon, on
+ * the season. The 5 bytes a zone loses move the objects after it, whose offsets in the cross-reference
+ * table (fixed 10-digit entries) and "startxref" are lowered to match. Returns the new length. */
+static size_t avz__pdf_date(unsigned char *doc, size_t len) {
     const char *epoch = getenv("SOURCE_DATE_EPOCH");
-    if (!epoch || !*epoch || strlen(epoch) > 15) return;
+    if (!epoch || !*epoch || strlen(epoch) > 15) return len;
     long long secs = 0;
     for (const char *c = epoch; *c; c++) {
-        if (*c < '0' || *c > '9') return;
+        if (*c < '0' || *c > '9') return len;
         secs = secs * 10 + (*c - '0');
     }
-    if (secs > 253402300799LL) return; /* after 9999-12-31: no four-digit year */
-    time_t t = (time_t)secs;
-    struct tm *tm = gmtime(&t); /* (the C11 one: gmtime_r is POSIX's; a race only with another gmtime) */
-    char date[16];
-    if (!tm || strftime(date, sizeof date, "%Y%m%d%H%M%S", tm) != 14) return;
+    if (secs > 253402300799LL) return len; /* after 9999-12-31: no four-digit year */
+    char date[15];
+    avz__utc_digits(secs, date);
     static const char key[] = "/CreationDate (D:";
     const size_t k = sizeof key - 1;
     for (size_t i = 0; i + k + 14 <= len; i++) {
         if (memcmp(doc + i, key, k) != 0) continue;
         unsigned char *d = doc + i + k;
         for (size_t j = 0; j < 14; j++)
-            if (d[j] < '0' || d[j] > '9') return;
+            if (d[j] < '0' || d[j] > '9') return len;
         memcpy(d, date, 14);
-        /* the zone cairo wrote: its local one ("+01'00", the same length as "+00'00"), or "Z" */
-        if (i + k + 20 <= len && (d[14] == '+' || d[14] == '-') && d[17] == '\'') memcpy(d + 14, "+00'00", 6);
-        return;
+        /* the zone cairo wrote: "Z", or its local one ("+01'00", "-05'30") and the string's end */
+        if (!(i + k + 21 <= len && (d[14] == '+' || d[14] == '-') && d[17] == '\'' && d[20] == ')')) return len;
+        static const char xref[] = "\nxref\n", sx[] = "\nstartxref\n";
+        const size_t at = (size_t)(d + 14 - doc), cut = 5;
+        /* the table and startxref after it (cairo writes one of each, at the end): all found, or nothing
+         * changes (a zone kept is the bytes as before, never a broken file) */
+        size_t t = 0, s = 0;
+        for (size_t q = at; q + sizeof xref - 1 <= len; q++)
+            if (memcmp(doc + q, xref, sizeof xref - 1) == 0) t = q + sizeof xref - 1;
+        for (size_t q = t; t && q + sizeof sx - 1 <= len; q++)
+            if (memcmp(doc + q, sx, sizeof sx - 1) == 0) s = q + sizeof sx - 1;
+        if (!t || !s) return len;
+        /* "first count\n" then count entries of 20 bytes: "oooooooooo ggggg n \n" */
+        unsigned long long first = 0, count = 0;
+        size_t q = t;
+        while (q < len && doc[q] >= '0' && doc[q] <= '9') first = first * 10 + (doc[q++] - '0');
+        if (q >= len || doc[q++] != ' ') return len;
+        while (q < len && doc[q] >= '0' && doc[q] <= '9') count = count * 10 + (doc[q++] - '0');
+        if (q >= len || doc[q++] != '\n' || count > (len - q) / 20) return len;
+        for (unsigned long long e = 0; e < count; e++) {
+            const unsigned char *row = doc + q + 20 * e;
+            for (int j = 0; j < 10; j++)
+                if (row[j] < '0' || row[j] > '9') return len;
+        }
+        unsigned long long start = 0;
+        size_t se = s;
+        while (se < len && doc[se] >= '0' && doc[se] <= '9') start = start * 10 + (doc[se++] - '0');
+        if (se == s || start <= at) return len;
+        (void)first;
+        for (unsigned long long e = 0; e < count; e++) {
+            unsigned char *row = doc + q + 20 * e;
+            if (row[17] != 'n') continue; /* a free entry: no offset */
+            unsigned long long off = 0;
+            for (int j = 0; j < 10; j++) off = off * 10 + (row[j] - '0');
+            if (off <= at) continue;
+            char num[11];
+            snprintf(num, sizeof num, "%010llu", off - cut);
+            memcpy(row, num, 10);
+        }
+        /* startxref's number (its digits may get fewer: the file's end moves up behind it) */
+        char num[24];
+        int w = snprintf(num, sizeof num, "%llu", start - cut);
+        const size_t old = se - s;
+        memcpy(doc + s, num, (size_t)w);
+        memmove(doc + s + w, doc + se, len - se);
+        len -= old - (size_t)w;
+        /* the zone "+hh'mm" becomes "Z" */
+        d[14] = 'Z';
+        memmove(d + 15, d + 20, len - (at + 6));
+        return len - cut;
     }
+    return len;
 }
 
 static cairo_status_t avz__vec_write(void *closure, const unsigned char *data, unsigned int len) {
@@ -1675,7 +1749,7 @@ avz_status avz_render_vector(avz_renderer *r, const float *params, size_t n, int
     cairo_surface_destroy(surf);
     if (r->vec_oom) return avz__fail(r, AVZ_E_NOMEM, "out of memory while writing the vector document");
     if (cs != CAIRO_STATUS_SUCCESS) return avz__fail(r, AVZ_E_CAIRO, cairo_status_to_string(cs));
-    if (format == AVZ_FORMAT_PDF) avz__pdf_date(r->vec, r->vec_len);
+    if (format == AVZ_FORMAT_PDF) r->vec_len = avz__pdf_date(r->vec, r->vec_len);
     *data = r->vec;
     *size = r->vec_len;
     return AVZ_OK;

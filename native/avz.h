@@ -41,7 +41,7 @@ extern "C" {
 
 #define AVZ_VERSION_MAJOR 1
 #define AVZ_VERSION_MINOR 3
-#define AVZ_VERSION_PATCH 3
+#define AVZ_VERSION_PATCH 4
 /* The header's version as "major.minor.patch": compare it with avz_version()
  * (the library's) to catch a program built against another avz.h. */
 #define AVZ_STRINGIFY_(x) #x
@@ -153,8 +153,8 @@ const char *avz_renderer_error(const avz_renderer *renderer);
  * does). AVZ_AA_FAST images are not cut into bands (since 1.3): cairo's 4x4
  * scan converter changed the coverage of rows above a band edge by up to 60
  * levels; only a stride over INT_MAX / height bytes (cairo addresses rows in
- * int) cuts any image, at every INT_MAX / stride rows, with those differences
- * there. The helpers are started by the first banded call and wait, idle,
+ * int) cuts any image, at every INT_MAX / stride rows, with such differences
+ * there (composited on white up to 76 levels seen at a stride of 2^30). The helpers are started by the first banded call and wait, idle,
  * between calls until avz_renderer_destroy joins them (a child process after
  * fork() starts its own); a handle is still used by one thread at a time.
  * AVZ_E_ARG outside 1..AVZ_MAX_THREADS. */
@@ -176,8 +176,8 @@ typedef enum avz_vector_format { AVZ_FORMAT_SVG = 0, AVZ_FORMAT_PDF = 1 } avz_ve
  * On success *data / *size point to a buffer owned by the renderer, valid
  * until the next call on it. A PDF's creation date is the time of writing, or
  * the environment's SOURCE_DATE_EPOCH (whole seconds since 1970 UTC) where set,
- * written in UTC: the same picture then gives the same bytes, as an SVG always
- * does (cairo writes UTC's zone "Z" under TZ=UTC, "+00'00" under another TZ). */
+ * written in UTC with the zone "Z" whatever the machine's time zone or season:
+ * the same picture then gives the same bytes, as an SVG always does. */
 avz_status avz_render_vector(avz_renderer *renderer, const float *params, size_t n,
                              int format, double width, double height,
                              const avz_render_options *options, const uint8_t **data,

@@ -168,8 +168,11 @@ def test_pdf_creation_date_follows_source_date_epoch(samples, monkeypatch):
     """With ``SOURCE_DATE_EPOCH`` set (reproducible builds) a PDF's
     creation date is its time, so the same avatar gives the same bytes, as
     an SVG does (cairo wrote the time of writing: two PDFs a second apart
-    differed; in a time zone other than UTC the offset cairo wrote became
-    UTC's, "+00'00", where UTC's own is "Z"); a value that is no whole
+    differed), in every time zone: cairo writes "Z" where the local offset
+    is 0 at the time of writing and "+01'00" elsewhere, which was kept as
+    "+00'00", so the bytes followed the machine's zone and, in London, the
+    season (a review, session 68); now always "Z", the objects after it
+    moved up in the cross-reference table. A value that is no whole
     number of seconds is ignored."""
     import re
     import time
@@ -189,10 +192,50 @@ def test_pdf_creation_date_follows_source_date_epoch(samples, monkeypatch):
     got, a = dates("UTC0")
     assert got == [b"D:20010909014640Z"]
     assert dates("UTC0")[1] == a and a.rstrip().endswith(b"%%EOF")
-    assert dates("CET-1")[0] == [b"D:20010909014640+00'00"]  # (cairo wrote its offset, "+01'00")
+    for tz in ("CET-1", "IST-5:30", "EST5", "GMT0BST,M3.5.0/1,M10.5.0"):  # (cairo wrote "+01'00", ...)
+        assert dates(tz) == (got, a), tz
+    # the cross-reference table: each object's offset is where it starts, startxref the table's
+    start = int(re.search(rb"startxref\n(\d+)", a).group(1))
+    assert a[start:start + 5] == b"xref\n"
+    first, count = map(int, re.match(rb"xref\n(\d+) (\d+)\n", a[start:]).groups())
+    rows = a[start:].split(b"\n", 2)[2]
+    for e in range(count):
+        row = rows[20 * e:20 * e + 20]
+        if row[17:18] == b"n":
+            assert a[int(row[:10]):].startswith(b"%d 0 obj" % (first + e)), e
     for bad in ("-5", "1e9", "soon", "99999999999999999"):
         date = re.findall(rb"D:(\d{14})Z", dates("UTC0", bad)[0][0])
         assert len(date) == 1 and date[0] != b"20010909014640", bad
+
+
+def test_a_pdfs_date_is_its_own_while_other_threads_read_the_clock(samples, monkeypatch):
+    """The PDF date was formatted from C's ``gmtime``, whose one buffer the
+    whole process shares: another thread's ``gmtime`` or ``localtime``
+    between the two calls gave a PDF another date (a review, session 68:
+    1,714 of 3,000 PDFs in C). Now no libc time function is called."""
+    import ctypes
+    import re
+    import threading
+
+    libc = ctypes.CDLL(None)
+    libc.gmtime.restype = ctypes.c_void_p
+    libc.gmtime.argtypes = [ctypes.POINTER(ctypes.c_long)]
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    zero, stop = ctypes.c_long(0), threading.Event()
+
+    def clock():
+        while not stop.is_set():
+            for _ in range(1000):
+                libc.gmtime(ctypes.byref(zero))
+
+    t = threading.Thread(target=clock, daemon=True)
+    t.start()
+    try:
+        dates = [re.search(rb"/CreationDate \(([^)]*)\)", to_pdf(samples[0], 16)).group(1) for _ in range(400)]
+    finally:
+        stop.set()
+        t.join()
+    assert set(dates) == {b"D:20231114221320Z"}, {d: dates.count(d) for d in set(dates)}
 
 
 def test_reference_picture_of_the_default_face():
