@@ -1320,3 +1320,27 @@ def test_native_range_messages_keep_a_decimal_point_in_every_locale(tmp_path):
     assert de_num == "0,5", "the locale did not take: the test proves nothing"
     assert re.search(r"is 99\.5, outside its range \[-?\d+(\.\d+)?(e[-+]\d+)?, -?\d+(\.\d+)?(e[-+]\d+)?\]$", c_msg)
     assert de_msg == c_msg
+
+
+def test_a_bool_among_numbers_is_refused_as_a_bool_array_is():
+    """README: render arguments and parameter vectors refuse bools, never
+    coerce them. An all-bool array was refused, but NumPy turns a list
+    mixing bools and numbers into numbers (True -> 1.0), so such a list was
+    drawn (a review, session 68): refused now for the parameters (render,
+    to_svg, Avatar) and the transform; a list of plain numbers still works."""
+    from avatarizer import Avatar
+    from avatarizer.checks import holds_bool
+    from avatarizer.render import to_svg
+
+    p = [float(v) for v in schema.default()]
+    bad = list(p)
+    bad[7] = True
+    for call in (lambda: render(bad, 64), lambda: to_svg(bad, 64), lambda: Avatar(bad),
+                 lambda: render(p, 64, transform=[[32.0, 0, 32], [0, True, 32]]),
+                 lambda: render(p, 64, transform=((32.0, 0, 32), (0, np.bool_(True), 32)))):
+        with pytest.raises(ValueError):
+            call()
+    assert render(p, 64).shape == (64, 64, 4)
+    assert render(p, 64, transform=[[32.0, 0, 32], [0, 32, 32]]).shape == (64, 64, 4)
+    assert holds_bool([1.0, [2, (False,)]]) and holds_bool(np.zeros(2, bool))
+    assert not holds_bool([1.0, [2, 3]]) and not holds_bool(np.zeros(2)) and not holds_bool(True)

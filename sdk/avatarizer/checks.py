@@ -27,6 +27,25 @@ def is_real(v) -> bool:
         return False
 
 
+def holds_bool(value) -> bool:
+    """Whether ``value``, a list or tuple (nested) rather than an array,
+    holds a bool: NumPy turns [0.5, True] into numbers, so a bool among
+    numbers was taken as 1.0 where a bool array is refused (a review,
+    session 68). An array says so by its dtype; False for anything else."""
+    if isinstance(value, np.ndarray) or not isinstance(value, (list, tuple)):
+        return isinstance(value, np.ndarray) and value.dtype == np.bool_
+    stack = [value]
+    while stack:
+        for v in stack.pop():
+            if isinstance(v, (bool, np.bool_)):
+                return True
+            if isinstance(v, (list, tuple)):
+                stack.append(v)
+            elif isinstance(v, np.ndarray) and v.dtype == np.bool_:
+                return True
+    return False
+
+
 def gate_pair_ok(hi: float | None, lo: float | None) -> bool:
     """Whether a length gate's (long, short) thresholds are each in (0, 1)
     or None, the short one not above the long one (H's pair,

@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from .checks import is_real
+from .checks import holds_bool, is_real
 from .errors import AvatarizerError, NativeError
 from .schema import PARAM_COUNT, _real_array
 from .schema import FLOAT32_MAX as _FLOAT_MAX  # (the largest C float, ~3.4e38)
@@ -212,8 +212,9 @@ def _transform(transform):
         return None
     try:
         arr = np.asarray(transform)
-        # complex, bool, strings, objects: refused, never cast (a complex cast warned first)
-        t = arr.astype(np.float64) if arr.dtype.kind in "iuf" else None
+        # complex, bool (also one among numbers in a list), strings, objects: refused, never cast (a complex
+        # cast warned first)
+        t = arr.astype(np.float64) if arr.dtype.kind in "iuf" and not holds_bool(transform) else None
     except (TypeError, ValueError, OverflowError):
         t = None
     if t is None or t.shape != (2, 3):

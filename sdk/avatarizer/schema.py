@@ -21,6 +21,8 @@ from typing import Iterable
 
 import numpy as np
 
+from .checks import holds_bool
+
 _SCHEMA_FILE = resources.files("avatarizer").joinpath("data/schema.json")
 try:  # (a cut or damaged file raised json's JSONDecodeError, a KeyError..., at `import avatarizer`)
     _DOC = json.loads(_SCHEMA_FILE.read_text())
@@ -167,6 +169,8 @@ def _real_array(params) -> np.ndarray:
             return raw.copy()
         if raw.dtype.kind not in "iuf":
             raise TypeError(f"got an array of {raw.dtype} ({'complex numbers lose their imaginary part' if raw.dtype.kind == 'c' else 'not real numbers'})")
+        if holds_bool(params):  # (a list mixing bools and numbers: NumPy made the bools 1.0 and 0.0)
+            raise TypeError("got a bool among the numbers (not a real number)")
         with np.errstate(over="ignore"):
             return raw.astype(np.float32)  # too large for float32 -> inf, refused by validate
     except (TypeError, ValueError, OverflowError) as exc:
