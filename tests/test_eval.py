@@ -1686,6 +1686,8 @@ def test_heldout_on_a_folder_of_ones_own_says_it_keeps_nothing(tmp_path, capsys,
     err = capsys.readouterr().err
     assert "none of its 2 photo(s) is in the project's held-out split" in err
     assert len(list_photos(tmp_path, False, None)) == 2 and capsys.readouterr().err == ""
+    (tmp_path / "album.png").mkdir()  # a folder with a photo's name is no photo (it was counted unreadable)
+    assert [p.name for p in list_photos(tmp_path, False, None)] == ["me.jpg", "you.png"]
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     rc, res, err = _eval_json(capsys, "--faces", f"{tmp_path / 'a'}, {tmp_path / 'b'}", "--methods", "artist",

@@ -220,7 +220,7 @@ def list_photos(faces: Path, heldout: bool, limit: int | None, sample: int | Non
     the first ``limit``, or ``sample`` of them drawn at random (seed 0, kept in
     name order; file names can sort by a label, as UTKFace's start with the age)."""
     entries = list(faces.iterdir())
-    files = sorted(p for p in entries if p.suffix.lower() in IMG_EXT)
+    files = sorted(p for p in entries if p.suffix.lower() in IMG_EXT and not p.is_dir())  # (a folder "x.png": none)
     other = sorted({p.suffix.lower() for p in entries if p.suffix.lower() in UNREAD_PHOTO_EXT})
     if other:  # (an iPhone's .heic beside JPEGs was left out without a word)
         n = sum(p.suffix.lower() in UNREAD_PHOTO_EXT for p in entries)
