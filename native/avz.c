@@ -1616,7 +1616,8 @@ static void avz__utc_digits(long long secs, char out[15]) {
  * place, and a zone by "Z": cairo writes "Z" where the local offset is 0 at the time of writing, so a
  * zone kept (even as "+00'00") made the bytes depend on the machine's zone and, in London or Lisbon, on
  * the season. The 5 bytes a zone loses move the objects after it, whose offsets in the cross-reference
- * table (fixed 10-digit entries) and "startxref" are lowered to match. Returns the new length. */
+ * table (fixed 10-digit entries, every subsection) and "startxref" are lowered to match; a layout
+ * without them gets "+00'00". Returns the new length. */
 static size_t avz__pdf_date(unsigned char *doc, size_t len) {
     const char *epoch = getenv("SOURCE_DATE_EPOCH");
     if (!epoch || !*epoch || strlen(epoch) > 15) return len;
@@ -1638,42 +1639,56 @@ static size_t avz__pdf_date(unsigned char *doc, size_t len) {
         memcpy(d, date, 14);
         /* the zone cairo wrote: "Z", or its local one ("+01'00", "-05'30") and the string's end */
         if (!(i + k + 21 <= len && (d[14] == '+' || d[14] == '-') && d[17] == '\'' && d[20] == ')')) return len;
-        static const char xref[] = "\nxref\n", sx[] = "\nstartxref\n";
         const size_t at = (size_t)(d + 14 - doc), cut = 5;
-        /* the table and startxref after it (cairo writes one of each, at the end): all found, or nothing
-         * changes (a zone kept is the bytes as before, never a broken file) */
+        /* the cross-reference table after it and startxref after that (cairo writes one of each, at the
+         * end), each subsection "first count\n" then count entries of 20 bytes "oooooooooo ggggg n \n",
+         * read whole before anything is changed: where the layout is another (a cross-reference stream),
+         * the zone becomes "+00'00", the same length, the date still UTC's */
+        static const char xref[] = "\nxref\n", sx[] = "\nstartxref\n";
         size_t t = 0, s = 0;
         for (size_t q = at; q + sizeof xref - 1 <= len; q++)
             if (memcmp(doc + q, xref, sizeof xref - 1) == 0) t = q + sizeof xref - 1;
         for (size_t q = t; t && q + sizeof sx - 1 <= len; q++)
             if (memcmp(doc + q, sx, sizeof sx - 1) == 0) s = q + sizeof sx - 1;
-        if (!t || !s) return len;
-        /* "first count\n" then count entries of 20 bytes: "oooooooooo ggggg n \n" */
-        unsigned long long first = 0, count = 0;
-        size_t q = t;
-        while (q < len && doc[q] >= '0' && doc[q] <= '9') first = first * 10 + (doc[q++] - '0');
-        if (q >= len || doc[q++] != ' ') return len;
-        while (q < len && doc[q] >= '0' && doc[q] <= '9') count = count * 10 + (doc[q++] - '0');
-        if (q >= len || doc[q++] != '\n' || count > (len - q) / 20) return len;
-        for (unsigned long long e = 0; e < count; e++) {
-            const unsigned char *row = doc + q + 20 * e;
-            for (int j = 0; j < 10; j++)
-                if (row[j] < '0' || row[j] > '9') return len;
-        }
         unsigned long long start = 0;
-        size_t se = s;
-        while (se < len && doc[se] >= '0' && doc[se] <= '9') start = start * 10 + (doc[se++] - '0');
-        if (se == s || start <= at) return len;
-        (void)first;
-        for (unsigned long long e = 0; e < count; e++) {
-            unsigned char *row = doc + q + 20 * e;
-            if (row[17] != 'n') continue; /* a free entry: no offset */
-            unsigned long long off = 0;
-            for (int j = 0; j < 10; j++) off = off * 10 + (row[j] - '0');
-            if (off <= at) continue;
-            char num[11];
-            snprintf(num, sizeof num, "%010llu", off - cut);
-            memcpy(row, num, 10);
+        size_t se = s, q = t, entries = 0;
+        int ok = t && s;
+        while (ok && se < len && doc[se] >= '0' && doc[se] <= '9' && se - s < 19) start = start * 10 + (doc[se++] - '0');
+        ok = ok && se > s && start > at;
+        while (ok && q < len && doc[q] >= '0' && doc[q] <= '9') { /* a subsection */
+            unsigned long long count = 0;
+            while (q < len && doc[q] >= '0' && doc[q] <= '9') q++;
+            if (q >= len || doc[q++] != ' ') { ok = 0; break; }
+            size_t c0 = q;
+            while (q < len && doc[q] >= '0' && doc[q] <= '9' && q - c0 < 19) count = count * 10 + (doc[q++] - '0');
+            if (q == c0 || q >= len || doc[q++] != '\n' || count > (len - q) / 20) { ok = 0; break; }
+            for (unsigned long long e = 0; e < count && ok; e++)
+                for (int j = 0; j < 10; j++)
+                    if (doc[q + 20 * e + j] < '0' || doc[q + 20 * e + j] > '9') ok = 0;
+            q += 20 * count;
+            entries += count;
+        }
+        if (!ok || !entries) {
+            memcpy(d + 14, "+00'00", 6);
+            return len;
+        }
+        for (q = t; q < len && doc[q] >= '0' && doc[q] <= '9';) { /* every subsection's offsets moved up */
+            while (doc[q] != '\n') q++;
+            size_t c0 = q - 1;
+            unsigned long long count = 0, scale = 1;
+            while (doc[c0] != ' ') { count += (unsigned long long)(doc[c0] - '0') * scale; scale *= 10; c0--; }
+            q++;
+            for (unsigned long long e = 0; e < count; e++) {
+                unsigned char *row = doc + q + 20 * e;
+                if (row[17] != 'n') continue; /* a free entry: no offset */
+                unsigned long long off = 0;
+                for (int j = 0; j < 10; j++) off = off * 10 + (row[j] - '0');
+                if (off <= at) continue;
+                char num[11];
+                snprintf(num, sizeof num, "%010llu", off - cut);
+                memcpy(row, num, 10);
+            }
+            q += 20 * count;
         }
         /* startxref's number (its digits may get fewer: the file's end moves up behind it) */
         char num[24];

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from avatarizer import render, schema
-from avatarizer.animation import (Animation, read_params_jsonl, reduce_keyframes, reduce_keyframes_many,
-                                  simplify_track)
+from avatarizer.animation import (HOLD_EPS, Animation, read_params_jsonl, reduce_keyframes,
+                                  reduce_keyframes_many, simplify_track)
 
 from conftest import ROOT, need_shared, save_failure
 
@@ -675,6 +675,17 @@ def test_browser_frames_match_native_synthetic(tmp_path):
     _check_both_formats(tmp_path, "synthetic", params, 30, frames)
 
 
+def test_a_slideshow_shows_each_frame_at_its_own_time_in_the_browsers(tmp_path):
+    """A different avatar on every frame at 30 fps: every track steps
+    (``calcMode="discrete"`` in the SVG). Its keyTimes at k / T, rounded,
+    fell after the browser's seek to the frame's own time f / fps, so
+    Chromium showed the frame before on 17 of 24 frames (a review, session
+    68); each change is written a thousandth of a frame early now."""
+    _need_browser()
+    params = list(schema.sample(8, seed=21))
+    _check_both_formats(tmp_path, "slides30", params, 30, list(range(8)))
+
+
 def test_browser_frames_match_native_real_performance(tmp_path):
     """A real performance: the pipeline in video mode on a shared clip."""
     _need_browser()
@@ -1126,7 +1137,9 @@ def test_svg_tracks_that_only_step_are_written_discrete():
         if mode == "discrete":
             assert all(x != y for x, y in zip(values, values[1:]))  # each value once
             if slideshow:
-                assert set(times) <= {0, 0.25, 0.75}  # frames 0, 1 and 3: frame 2 repeats frame 1
+                # frames 0, 1 and 3 (frame 2 repeats frame 1), each change HOLD_EPS of a frame early (a key at
+                # k / T, rounded, fell after a browser's seek to the frame's time: the one before was shown)
+                assert set(times) <= {0, (1 - HOLD_EPS) / 4, (3 - HOLD_EPS) / 4}
         else:  # a value is written twice only to hold it before a change, never three times
             assert times[-1] == 1 and all(not (x == y == z) for x, y, z in zip(values, values[1:], values[2:]))
 

@@ -304,6 +304,21 @@ def test_a_babys_tight_crop_reading_comes_down_to_the_short_gate():
                       attrs(1.2, age_by=HR.MASKED_AGE_BY)):
         before = dict(unchanged)
         assert HR.baby_hair_short(unchanged) == before
+    # an age the app set wins over the one read (a review: the hair was forced short on a face set to 30)
+    assert HR.baby_hair_short(attrs(1.2), age=30.0)["hair_long"] == 0.9
+    assert HR.baby_hair_short(attrs(30.0), age=1.0)["hair_long"] == 0.49
+    # the rule's length has no probability; where the style drawn is the other length it reports that one
+    # (1 - None was a TypeError)
+    long_params = next(q for q in S.sample(40, seed=3) if HR.drawn_length(q) == "long"
+                       and round(float(q[S.index("headwear.type")])) not in (4, 5))
+    pub = HR.hair_length_as_drawn({"hair_length": {"value": "short", "probability": None,
+                                                   "decided_by": HR.BABY_SHORT_BY}}, long_params)
+    assert pub["hair_length"]["value"] == "long" and pub["hair_length"]["probability"] is None
+    # a facial hair drawn later keeps the network's reading and says it was the tight crops' network
+    a = HR.baby_hair_short(attrs(1.2))
+    a.update(drawn={"beard": True, "moustache": False}, beard_by=HR.FACIAL_HAIR_BY)
+    HR.read_with_facial_hair(a)
+    assert a["hair_long_model_read"] == 0.9 and a["hair_long_by"] == HR.TIGHT_LENGTH_WITH_FACIAL_HAIR_BY
 
 
 def test_the_cli_names_the_tight_crops_network():
@@ -314,6 +329,9 @@ def test_the_cli_names_the_tight_crops_network():
     pub = {"hair_length": {"value": "long", "probability": 0.93, "decided_by": HR.TIGHT_LENGTH_BY}}
     assert "  hair_length: long (p 0.93, from the tight-crop hair-length network)" in \
         _attribute_lines(pub).splitlines()
+    baby = {"hair_length": {"value": "short", "probability": None, "decided_by": HR.BABY_SHORT_BY}}
+    assert _attribute_lines(baby).splitlines()[-1] == \
+        "  hair_length: short (from the tight-crop hair-length network; short under 2 years)"
     pub["hair_length"]["decided_by"] = HR.TIGHT_LENGTH_WITH_FACIAL_HAIR_BY
     assert _attribute_lines(pub).splitlines()[-1].endswith("from the tight-crop hair-length network x facial-hair "
                                                           "network)")

@@ -729,3 +729,11 @@ def test_a_file_too_small_or_too_large_is_said_as_an_image_not_an_array(tmp_path
     assert "uint8" not in msg and "PIL" not in msg
     with pytest.raises(ValueError, match="H×W×3 uint8"):
         to_rgb_uint8(np.zeros((8, 12, 3), np.uint8))
+    from avatarizer import videoio  # (an animated file too: the live preview and video read it so)
+
+    anim = tmp_path / "small_anim.png"
+    Image.new("RGB", (8, 12)).save(anim, save_all=True, append_images=[Image.new("RGB", (8, 12), "red")],
+                                   duration=100)
+    with pytest.raises(ValueError) as exc:
+        videoio.animated_image(anim)
+    assert "Expected an image at least" in str(exc.value) and "uint8" not in str(exc.value)

@@ -478,6 +478,21 @@ return True, frame.copy()""",
     assert float(closed) < 3.0 and float(took) < 4.0, out  # (before: 6 s and more, the read's stall)
 
 
+def test_a_stream_refused_at_once_still_closes_the_window(tmp_path):
+    """``live.run`` with a face index the Avatarizer never finds: the
+    stream refuses it before any frame (ValueError), and the preview's
+    window is closed all the same (the stream was made outside the block
+    that closes it; a review, session 68)."""
+    out = _fake_camera_run(
+        tmp_path, "return True, frame.copy()",
+        "try:\n        live.run(av, Cam(), 0, side=False, face=3, max_frames=2)\n"
+        "    except ValueError as exc:\n        print('refused', len(closed))",
+        prelude="import cv2\nclosed = []\n_destroy = cv2.destroyWindow\n"
+                "def destroy(name):\n    closed.append(name)\n    _destroy(name)\n"
+                "cv2.destroyWindow = destroy\n")
+    assert out.split() == ["refused", "1"], out
+
+
 def test_quitting_before_the_first_frame_is_no_failure(tmp_path):
     """A camera slow to send its first frame and --max-seconds shorter than
     that: the preview waits for one frame (max-seconds counts from then on);

@@ -1335,7 +1335,9 @@ def test_a_bool_among_numbers_is_refused_as_a_bool_array_is():
     p = [float(v) for v in schema.default()]
     bad = list(p)
     bad[7] = True
-    for call in (lambda: render(bad, 64), lambda: to_svg(bad, 64), lambda: Avatar(bad),
+    bad32 = list(schema.default())  # (np.float32 numbers with a bool: NumPy keeps the list float32)
+    bad32[7] = True
+    for call in (lambda: render(bad, 64), lambda: to_svg(bad, 64), lambda: Avatar(bad), lambda: render(bad32, 64),
                  lambda: render(p, 64, transform=[[32.0, 0, 32], [0, True, 32]]),
                  lambda: render(p, 64, transform=((32.0, 0, 32), (0, np.bool_(True), 32)))):
         with pytest.raises(ValueError):

@@ -410,7 +410,8 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
         try:
             with np.load(cache, allow_pickle=False) as z:
                 lists = ("names", "paths", "unreadable", "unreadable_why")
-                if not {"key", "faces", "crops", "gts", *lists} <= set(z.files) or z["key"].shape != () \
+                # (what every eval cache has held: "paths" and the unreadable lists came later, in v7)
+                if not {"key", "faces", "names", "crops", "gts"} <= set(z.files) or z["key"].shape != () \
                         or not re.fullmatch(r"[0-9a-f]{16,64}", str(z["key"])):
                     # (someone's archive that only happens to have a "key" array was replaced)
                     raise ValueError("not the arrays an eval cache holds")
@@ -658,6 +659,8 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
     return result
 
 
+#: the ``glasses`` groups: none, clear (reading) glasses, sunglasses
+GLASSES_GROUPS = ("none", "clear", "sun")
 AGE_BANDS = ((0, 13, "0-12"), (13, 30, "13-29"), (30, 50, "30-49"), (50, 70, "50-69"), (70, 200, "70+"))
 #: Skin-tone groups by the individual typology angle (ITA, degrees) of the
 #: photo's cheeks: light > 41 (Chardon's very light and light), 10-41
@@ -693,9 +696,9 @@ def photo_groups(files: list[Path], skins: np.ndarray, given: list | None = None
         if row is not None:  # (--labels: its age and glasses were left out of the groups; a review, session 68)
             if age_band(row.get("age")) is not None:
                 a["age"] = float(row["age"])
-            kind = {0: "none", 1: "clear", 2: "sun"}.get(row.get("glasses"))
-            if kind is not None:
-                a["glasses"] = kind
+            g = row.get("glasses")
+            if g in (0, 1, 2):  # (the targets' none / reading / sunglasses: attributes.GLASSES_LABEL's order)
+                a["glasses"] = GLASSES_GROUPS[g]
         age = a.get("age")
         m = _UTK.match(f.name)
         if age is None and m:
@@ -734,7 +737,7 @@ def _labels_beside(folder: Path) -> dict[str, dict]:
         _warn(f"skipped {path} (not a readable UTF-8 labels file: {exc})")
         return {}
     out, bad = {}, 0
-    g = {"NoGlasses": "none", "ReadingGlasses": "clear", "Sunglasses": "sun", "SwimmingGoggles": "sun"}
+    g = dict(zip(("NoGlasses", "ReadingGlasses", "Sunglasses", "SwimmingGoggles"), GLASSES_GROUPS + ("sun",)))
     for line in text.splitlines():
         if not line.strip():
             continue

@@ -32,8 +32,9 @@ one-pass swinging-door fit: a keyframe only where linear interpolation would
 leave the tolerance band). A track that never moves has no keyframes at all,
 and colours, opacities and widths that do not change are static values
 (``color_tolerance`` in 1/255). Lottie and SMIL interpolate linearly between
-keyframes, so every frame of the export is within the tolerance of the
-native scene.
+keyframes (a value that changes one frame after its key is held until then:
+Lottie's hold keyframes, SVG's discrete mode or a repeated value), so every
+frame of the export is within the tolerance of the native scene.
 
 The quantum is never finer than 1/64 px, so under 1/16 px it is more than
 tolerance/4, and under 1/128 px (tolerance 0 included) its rounding alone
@@ -958,7 +959,9 @@ class Animation:
                 # track that changes each frame), each value held to the next change, which
                 # "discrete" says once per change (linear wrote every held value twice)
                 keep = [i for i in range(len(keys)) if i == 0 or values[i] != values[i - 1]]
-                kt = ";".join(f"{keys[i] / T:.9g}" for i in keep)
+                # each change HOLD_EPS of a frame early, as linear mode's hold ends: a key at k / T, rounded,
+                # fell after a browser's seek to the frame's own time (f / fps): the frame before was shown
+                kt = ";".join("0" if keys[i] == 0 else f"{(keys[i] - HOLD_EPS) / T:.9g}" for i in keep)
                 return (f'<animate attributeName="{attr}" dur="{dur}" repeatCount="indefinite" '
                         f'calcMode="discrete" keyTimes="{kt}" values="{";".join(values[i] for i in keep)}"/>')
             kt, vs = [], []
@@ -995,17 +998,19 @@ class Animation:
             """(what defines its geometry first, where it is shared; the element)."""
             gkeys, gvals, ckeys, cvals, wkeys, wvals, okeys, ovals = red[t.id]
             pre, kids = "", []
-            if uses[geo[t.id]] > 1:
-                gid = defined.get(geo[t.id])
+            shared = uses[geo[t.id]] > 1
+            gid = defined.get(geo[t.id]) if shared else None
+            if gid is None:  # (the geometry written here: its own, or the first of a shared one)
+                ds = [_svg_d(v, self._shapes[t.id]) for v in gvals]
+                moving = [anim("d", gkeys, ds)] if len(gkeys) > 1 else []
+            if shared:
                 if gid is None:
                     gid = defined[geo[t.id]] = f"avz{digest}-g{len(defined)}"
-                    ds = [_svg_d(v, self._shapes[t.id]) for v in gvals]
-                    pre = (f'<defs><path id="{gid}" d="{ds[0]}">{anim("d", gkeys, ds)}</path></defs>'
-                           if len(gkeys) > 1 else f'<defs><path id="{gid}" d="{ds[0]}"/></defs>')
+                    pre = (f'<defs><path id="{gid}" d="{ds[0]}">{moving[0]}</path></defs>' if moving
+                           else f'<defs><path id="{gid}" d="{ds[0]}"/></defs>')
                 tag, attrs = "use", f'href="#{gid}"'
             else:
-                ds = [_svg_d(v, self._shapes[t.id]) for v in gvals]
-                kids = [anim("d", gkeys, ds)] if len(gkeys) > 1 else []
+                kids = moving
                 tag, attrs = "path", f'd="{ds[0]}"'
             if t.kind in (native.ITEM_FILL, native.ITEM_STROKE):
                 paint = "stroke" if t.kind == native.ITEM_STROKE else "fill"

@@ -453,7 +453,9 @@ def _attribute_lines(attributes) -> str:
                     else entry["decided_by"]
                 note = f" (p {p:.2f}, from the {by})"
             elif name == "hair_length" and str(entry.get("decided_by", "")).startswith("tight-crop"):
-                note = f" (p {p:.2f}, from the {entry['decided_by']})"  # (a tight crop's own network)
+                # (a tight crop's own network; a baby's rule gives no probability)
+                note = f" (p {p:.2f}, from the {entry['decided_by']})" if p is not None else \
+                    f" (from the {entry['decided_by']})"
             elif name == "skin_tone" and entry.get("decided_by"):  # (regressed: no probability)
                 note = f" (from the {entry['decided_by']})"
             elif (name == "glasses" and (entry.get("decided_by") == UNDER_HAT_BY

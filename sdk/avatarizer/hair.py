@@ -559,7 +559,8 @@ def hair_length_as_drawn(public: dict | None, params) -> dict | None:
         return public
     drawn = drawn_length(p)
     if n is not None and n.get("source") != "app" and n["value"] != drawn:
-        n["value"], n["probability"] = drawn, 1.0 - float(n["probability"])
+        n["value"] = drawn
+        n["probability"] = None if n.get("probability") is None else 1.0 - float(n["probability"])
         n["decided_by"] = DRAWN_STYLE_BY
     return public
 
@@ -669,6 +670,8 @@ def _public_view(a: Mapping) -> dict:
         long_ = float(a["hair_long"]) >= 0.5
         out["hair_length"] = {"value": "long" if long_ else "short",
                               "probability": float(a["hair_long"] if long_ else 1.0 - a["hair_long"])}
+        if a.get("hair_long_by") == BABY_SHORT_BY and "hair_length" not in a.get("set_by_app", ()):
+            out["hair_length"]["probability"] = None  # (a rule's, not a reading: the network's stays internal)
         if a.get("hair_long_by") and "hair_length" not in a.get("set_by_app", ()):
             out["hair_length"]["decided_by"] = a["hair_long_by"]
     return out
@@ -2037,19 +2040,25 @@ BABY_SHORT_HAIR_AGE = 2.0
 BABY_SHORT_BY = f"{TIGHT_LENGTH_BY}; short under {BABY_SHORT_HAIR_AGE:g} years"
 
 
-def baby_hair_short(attributes: dict) -> dict:
+def is_baby(age) -> bool:
+    """Whether ``age`` (years, or None) is under :data:`BABY_SHORT_HAIR_AGE`."""
+    return is_real(age) and float(age) < BABY_SHORT_HAIR_AGE
+
+
+def baby_hair_short(attributes: dict, age=None) -> dict:
     """Short hair for a baby's tight crop: where the tight crops' network read
     the length (``hair_long_by`` :data:`TIGHT_LENGTH_BY`, its gate pair under
     ``hair_long_gate``) and the face reads under :data:`BABY_SHORT_HAIR_AGE`
-    years (:func:`trusted_age`: not one read under a face mask), a
-    P(long) over the short gate comes down to it (the reading stays under
-    ``hair_long_model_read``; ``hair_long_by`` :data:`BABY_SHORT_BY`). In
+    years (``age``: one the app set, else :func:`trusted_age`, not one read
+    under a face mask), a P(long) over the short gate comes down to it (the
+    reading stays under ``hair_long_model_read``, the public ``hair_length``
+    gives no probability; ``hair_long_by`` :data:`BABY_SHORT_BY`). In
     place, returned."""
     a = attributes
-    age, p = trusted_age(a), a.get("hair_long")
+    age = trusted_age(a) if age is None else age
+    p = a.get("hair_long")
     gate = _own_length_gate(a)
-    if a.get("hair_long_by") != TIGHT_LENGTH_BY or not (is_real(age) and float(age) < BABY_SHORT_HAIR_AGE) \
-            or not is_real(p) or gate is None:
+    if a.get("hair_long_by") != TIGHT_LENGTH_BY or not is_baby(age) or not is_real(p) or gate is None:
         return a
     hi, lo = gate
     short = lo if lo is not None else min(hi, 0.5) - 0.01  # (no short gate: under the long one)
@@ -2696,10 +2705,10 @@ def read_with_facial_hair(attributes: dict) -> dict:
     if not any(a.get(f"{k}_by") == FACIAL_HAIR_BY and a["drawn"].get(k) for k in ("beard", "moustache")):
         return a
     if is_real(a.get("hair_long")):
-        a["hair_long_model_read"] = float(a["hair_long"])
+        a.setdefault("hair_long_model_read", float(a["hair_long"]))  # (the reading, also under a rule's value)
         a["hair_long"] = _times_odds(a["hair_long"], FACIAL_HAIR_LONG_ODDS)
-        a["hair_long_by"] = TIGHT_LENGTH_WITH_FACIAL_HAIR_BY if a.get("hair_long_by") == TIGHT_LENGTH_BY \
-            else WITH_FACIAL_HAIR_BY
+        a["hair_long_by"] = TIGHT_LENGTH_WITH_FACIAL_HAIR_BY \
+            if str(a.get("hair_long_by") or "").startswith(TIGHT_LENGTH_BY) else WITH_FACIAL_HAIR_BY
     if is_real(a.get("male")):
         a.setdefault("male_model_read", float(a["male"]))  # (H's own, also where the gender fusion read it)
         a["male"] = _times_odds(a["male"], FACIAL_HAIR_MALE_ODDS)

@@ -876,7 +876,7 @@ def _check_shape(image: np.ndarray, what: str) -> bool:
 
 def _check_size(height: int, width: int, what: str) -> None:
     # (a file's size said as an image's: the arrays and PIL images accepted mean nothing to one who gave a file)
-    expected = "an image" if what == "an image file" else _EXPECTED
+    expected = "an image" if what in ("an image file", "an animated image") else _EXPECTED
     if height == 0 or width == 0:
         raise ValueError(f"Expected {expected}, but got {what}, which is empty.")
     if min(height, width) < MIN_SIDE:

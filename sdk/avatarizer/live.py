@@ -395,8 +395,9 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
     # (held, so that the preview's own end leaves the stream as a stall does: a ``break`` closed it as the
     # consumer's end of the loop, which waits for the source's read, the window frozen on screen until a
     # stalled camera's read returned (for good where it never did; a review, session 68))
-    avatars = av.stream(frames(), timestamps(), face_index=face, on_wait=waiting)
+    avatars = None
     try:
+        avatars = av.stream(frames(), timestamps(), face_index=face, on_wait=waiting)
         for i, avatar in avatars:
             frame = store.pop(i)
             at = due.pop(i)
@@ -446,7 +447,8 @@ def run(av, cap, source: int | str, *, side: bool, face: int = 0, max_frames: in
         res.fps = res.shown / res.seconds if res.seconds > 0 else 0.0
         return res
     finally:
-        _abandon(avatars)
+        if avatars is not None:
+            _abandon(avatars)
         try:
             cv2.destroyWindow(window)
             cv2.waitKey(1)

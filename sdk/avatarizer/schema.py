@@ -165,12 +165,13 @@ def _real_array(params) -> np.ndarray:
     """float32 array of real numbers; SchemaError for strings, complex, objects, ragged lists."""
     try:
         raw = np.asarray(params)
+        if not isinstance(params, np.ndarray) and holds_bool(params):
+            # (a list mixing bools and numbers: NumPy made the bools 1.0 and 0.0, float32 ones among them too)
+            raise TypeError("got a bool among the numbers (not a real number)")
         if raw.dtype == np.float32:  # nothing to convert, nothing to overflow: no errstate (~50 us cold)
             return raw.copy()
         if raw.dtype.kind not in "iuf":
             raise TypeError(f"got an array of {raw.dtype} ({'complex numbers lose their imaginary part' if raw.dtype.kind == 'c' else 'not real numbers'})")
-        if holds_bool(params):  # (a list mixing bools and numbers: NumPy made the bools 1.0 and 0.0)
-            raise TypeError("got a bool among the numbers (not a real number)")
         with np.errstate(over="ignore"):
             return raw.astype(np.float32)  # too large for float32 -> inf, refused by validate
     except (TypeError, ValueError, OverflowError) as exc:

@@ -450,8 +450,7 @@ def hair(st, p, lm, g, photo: Photo, col):
         if read is not None:
             info["network_long"], info["network_tight"] = read[0], read[2]
             # (a baby's tight crop stays short, as the hybrid draws it: HR.baby_hair_short)
-            baby = read[2] and g.get("age") is not None and not g.get("cheeks_covered") \
-                and g["age"] < HR.BABY_SHORT_HAIR_AGE
+            baby = read[2] and not g.get("cheeks_covered") and HR.is_baby(g.get("age"))
             if read[0] >= read[1] and baby:
                 info["length_by"] = HR.BABY_SHORT_BY
             elif read[0] >= read[1]:

@@ -222,7 +222,8 @@ class HairStage(Stage):
                 attrs["hair_long"] = p_long
                 attrs["hair_long_by"] = H.TIGHT_LENGTH_BY
                 attrs["hair_long_gate"] = self.hair_length_tight.gates
-                H.baby_hair_short(attrs)  # (a bonnet or a blanket beside a baby's head read as long hair)
+                # (a bonnet or a blanket beside a baby's head read as long hair; an age the app set wins)
+                H.baby_hair_short(attrs, age=(settings or {}).get("age"))
         settings = settings or {}
         cut = face.outside_fraction > MAX_OUTSIDE and "headwear" not in settings
         if cut and attrs["drawn"]["headwear"]:
