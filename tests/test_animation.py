@@ -1157,7 +1157,7 @@ def test_a_path_two_tracks_draw_is_written_once_in_an_svg():
     svg = Animation(SIZE).extend(_performance(30, seed=2)).to_svg()
     xml.dom.minidom.parseString(svg)
     defined = re.findall(r'<defs><path id="([^"]+)"', svg)
-    used = re.findall(r'<use href="#([^"]+)"', svg)
+    used = re.findall(r'<use xlink:href="#([^"]+)"', svg)
     assert defined and len(used) >= 2 * len(defined) and set(used) == set(defined)
     assert all(svg.index(f'id="{d}"') < svg.index(f'href="#{d}"') for d in defined)
     ds = re.findall(r' d="([^"]+)"', svg)

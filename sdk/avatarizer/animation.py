@@ -946,7 +946,8 @@ class Animation:
         w, h = self.width, self.height
         q = self._q  # coordinates in whole quanta of 1/q px
         digest = self._svg_digest(red)
-        yield _compact(f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        yield _compact(f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+                       f'width="{w}" height="{h}" '
                        f'viewBox="0 0 {round(w * q)} {round(h * q)}">') + "\n"  # (exact: :g kept 6 digits)
         if self.background is not None:
             r, g, b, a = self.background
@@ -1008,7 +1009,7 @@ class Animation:
                     gid = defined[geo[t.id]] = f"avz{digest}-g{len(defined)}"
                     pre = (f'<defs><path id="{gid}" d="{ds[0]}">{moving[0]}</path></defs>' if moving
                            else f'<defs><path id="{gid}" d="{ds[0]}"/></defs>')
-                tag, attrs = "use", f'href="#{gid}"'
+                tag, attrs = "use", f'xlink:href="#{gid}"'  # (SVG 1.1's, as cairo's still SVGs: read everywhere)
             else:
                 kids = moving
                 tag, attrs = "path", f'd="{ds[0]}"'
