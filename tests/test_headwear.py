@@ -428,3 +428,33 @@ def test_no_hat_is_read_from_a_black_padded_top():
         for name in ("3_0_3_20161220145539630", "72_0_1_20170111210712990"):
             a = av.from_frame(load_image(folder / f"{name}.jpg.chip.jpg"))
             assert a.attributes["headwear"]["value"] is True, name
+
+
+def test_a_hat_cut_by_the_frame_is_read_above_the_brows():
+    """A photo cut at the forehead (a close-up, UTKFace's chips): the hat
+    pulled down to the brows shows only below the forehead's top (landmark
+    10), where the hat's colour was read, so it was drawn in the default
+    navy (16 of the 29 hats drawn on a quarter of UTKFace's chips: a black
+    beanie, red, blue and white hats). Now the mask above the brows is read
+    there, skin left out; a hat whose crown shows is read from it as before."""
+    from avatarizer import hair as HR
+    from avatarizer import landmarks as LM
+
+    lm = np.asarray(LM.mean_face().points)[:, :2]
+    size = 128
+    g = (np.arange(size) + 0.5) * 2.0 / size - 1.0
+    gy = np.repeat(g[:, None], size, 1)
+    skin, red, blue = np.array([0.85, 0.65, 0.55]), np.array([0.8, 0.1, 0.1]), np.array([0.1, 0.2, 0.8])
+    crop = np.tile(skin, (size, size, 1))
+    crop[gy < lm[10, 1] - 0.02] = blue  # the crown
+    crop[(gy >= lm[10, 1] - 0.02) & (gy < HR._eye_line(lm) - HR.HAT_BAND_ABOVE_EYES)] = red  # pulled down
+    mask = np.ones((size, size), np.float32)
+    crop8 = (crop * 255).round().astype(np.uint8)
+    hat, _ = HR.headwear_colours(crop8, mask, lm, None, skin_rgb=skin)
+    assert np.abs(hat - blue).max() < 0.02, hat  # the crown shows: read there
+    cut = gy > lm[10, 1] + 0.05  # the photo ends below the forehead's top
+    hat, _ = HR.headwear_colours(crop8, mask, lm, cut, skin_rgb=skin)
+    assert hat is not None and np.abs(hat - red).max() < 0.02, hat
+    bare = np.where(gy[..., None] < lm[10, 1] + 0.05, crop, skin)  # no hat in the band: skin only
+    hat, _ = HR.headwear_colours((bare * 255).round().astype(np.uint8), mask, lm, cut, skin_rgb=skin)
+    assert hat is None
