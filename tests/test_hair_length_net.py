@@ -314,11 +314,17 @@ def test_a_babys_tight_crop_reading_comes_down_to_the_short_gate():
     pub = HR.hair_length_as_drawn({"hair_length": {"value": "short", "probability": None,
                                                    "decided_by": HR.BABY_SHORT_BY}}, long_params)
     assert pub["hair_length"]["value"] == "long" and pub["hair_length"]["probability"] is None
-    # a facial hair drawn later keeps the network's reading and says it was the tight crops' network
+    # a facial hair drawn later (one the app set) leaves the rule's length and the network's reading as they
+    # are (it multiplied the rule's 0.49 and took its name away: a review, session 68); without the rule
+    # the tight crops' reading is read with it as before
     a = HR.baby_hair_short(attrs(1.2))
     a.update(drawn={"beard": True, "moustache": False}, beard_by=HR.FACIAL_HAIR_BY)
     HR.read_with_facial_hair(a)
-    assert a["hair_long_model_read"] == 0.9 and a["hair_long_by"] == HR.TIGHT_LENGTH_WITH_FACIAL_HAIR_BY
+    assert (a["hair_long"], a["hair_long_model_read"], a["hair_long_by"]) == (0.49, 0.9, HR.BABY_SHORT_BY)
+    a = attrs(30.0, drawn={"beard": True, "moustache": False}, beard_by=HR.FACIAL_HAIR_BY)
+    HR.read_with_facial_hair(a)
+    assert a["hair_long_model_read"] == 0.9 and a["hair_long"] < 0.9
+    assert a["hair_long_by"] == HR.TIGHT_LENGTH_WITH_FACIAL_HAIR_BY
 
 
 def test_the_cli_names_the_tight_crops_network():

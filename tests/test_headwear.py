@@ -447,7 +447,8 @@ def test_a_hat_cut_by_the_frame_is_read_above_the_brows():
     skin, red, blue = np.array([0.85, 0.65, 0.55]), np.array([0.8, 0.1, 0.1]), np.array([0.1, 0.2, 0.8])
     crop = np.tile(skin, (size, size, 1))
     crop[gy < lm[10, 1] - 0.02] = blue  # the crown
-    crop[(gy >= lm[10, 1] - 0.02) & (gy < HR._eye_line(lm) - HR.HAT_BAND_ABOVE_EYES)] = red  # pulled down
+    brows = lm[HR.BROW_TOPS, 1].min()
+    crop[(gy >= lm[10, 1] - 0.02) & (gy < brows - HR.HAT_BAND_ABOVE_BROWS)] = red  # pulled down to the brows
     mask = np.ones((size, size), np.float32)
     crop8 = (crop * 255).round().astype(np.uint8)
     hat, _ = HR.headwear_colours(crop8, mask, lm, None, skin_rgb=skin)
@@ -457,4 +458,11 @@ def test_a_hat_cut_by_the_frame_is_read_above_the_brows():
     assert hat is not None and np.abs(hat - red).max() < 0.02, hat
     bare = np.where(gy[..., None] < lm[10, 1] + 0.05, crop, skin)  # no hat in the band: skin only
     hat, _ = HR.headwear_colours((bare * 255).round().astype(np.uint8), mask, lm, cut, skin_rgb=skin)
+    assert hat is None
+    # a bare forehead in shade, just past the skin's distance: the skin in other light, not a hat (a
+    # review, session 68: read as a hat's colour, a skin-coloured hat drawn)
+    shade = skin * 0.72  # (20 from the skin: past SKIN_DE, within twice it)
+    band = (gy >= lm[10, 1] - 0.02) & (gy < brows - HR.HAT_BAND_ABOVE_BROWS)
+    shaded = np.where(band[..., None], shade, bare)
+    hat, _ = HR.headwear_colours((shaded * 255).round().astype(np.uint8), mask, lm, cut, skin_rgb=skin)
     assert hat is None

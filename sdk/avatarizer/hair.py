@@ -1414,28 +1414,36 @@ def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
     if skin is not None:
         hat_px = hat_px[norm(to_lab(hat_px) - skin) > SKIN_DE] if len(hat_px) else hat_px
         side_px = side_px[norm(to_lab(side_px) - skin) > SKIN_DE] if len(side_px) else side_px
-    if len(hat_px) < HAT_MIN_PIXELS:
+    from_band = False
+    if len(hat_px) < HAT_MIN_PIXELS and skin is not None:
         # a photo cut at the forehead (a close-up, UTKFace's chips): the hat pulled down to the brows shows
-        # only below the forehead's top; the mask above the brows, skin left out (a hat drawn in the default
-        # navy on 16 of the 29 hats drawn on a quarter of UTKFace's chips: red, white and blue hats, a
-        # black beanie; on 471 loose portraits labelled with hats, 1 of 348)
-        band = m & (gy < eye_y - HAT_BAND_ABOVE_EYES) & (np.abs(gx - c[0]) < hw * 1.3)
+        # only below the forehead's top; the mask above the brows' tops, skin left out (a hat drawn in the
+        # default navy on 16 of the 29 hats drawn on a quarter of UTKFace's chips: red, white and blue hats,
+        # a black beanie; on 471 loose portraits labelled with hats, 1 of 348)
+        brows = float(np.min(lm[BROW_TOPS, 1]))
+        band = m & (gy < brows - HAT_BAND_ABOVE_BROWS) & (np.abs(gx - c[0]) < hw * 1.3)
         band_px = rgb[band]
-        if skin is not None and len(band_px):
+        if len(band_px):
             band_px = band_px[norm(to_lab(band_px) - skin) > SKIN_DE]
         if len(band_px) > len(hat_px):
-            hat_px = band_px
+            hat_px, from_band = band_px, True
     hair = _robust_hair_median(side_px)
     if hair is not None and skin is not None and norm(to_lab(hair.astype(np.float64)) - skin) <= 2 * SKIN_DE:
         hair = None  # still the ears' or the temples' skin, in brighter or dimmer light
-    return stats.median(hat_px, 0).astype(np.float32) if len(hat_px) >= HAT_MIN_PIXELS else None, hair
+    hat = stats.median(hat_px, 0).astype(np.float32) if len(hat_px) >= HAT_MIN_PIXELS else None
+    if hat is not None and from_band and norm(to_lab(hat.astype(np.float64)) - skin) <= 2 * SKIN_DE:
+        hat = None  # the forehead's skin in shade or light, as a hair reading is refused (a review, session 68)
+    return hat, hair
 
 
 #: :func:`headwear_colours`: the fewest pixels a hat's colour is read from
 HAT_MIN_PIXELS = 12
 #: ... and where fewer show above the forehead's top, the band read instead: the mask this far (canonical
-#: units) and more above the eye line, over the brows
-HAT_BAND_ABOVE_EYES = 0.15
+#: units) and more above the brows' tops (:data:`BROW_TOPS`; the eye line was too low: the brows and the
+#: forehead's skin were read as the hat)
+HAT_BAND_ABOVE_BROWS = 0.03
+#: MediaPipe's upper-brow landmarks, both sides (``landmarks.SIDES["brow_up"]``)
+BROW_TOPS = [i for side in L.SIDES["brow_up"] for i in side]
 
 
 def scarf_colour(crop, hair_mask, landmarks, valid=None, skin_rgb=None) -> np.ndarray | None:
@@ -2722,8 +2730,8 @@ def read_with_facial_hair(attributes: dict) -> dict:
         return a  # read already
     if not any(a.get(f"{k}_by") == FACIAL_HAIR_BY and a["drawn"].get(k) for k in ("beard", "moustache")):
         return a
-    if is_real(a.get("hair_long")):
-        a.setdefault("hair_long_model_read", float(a["hair_long"]))  # (the reading, also under a rule's value)
+    if is_real(a.get("hair_long")) and a.get("hair_long_by") != BABY_SHORT_BY:  # (a baby's rule stands)
+        a.setdefault("hair_long_model_read", float(a["hair_long"]))
         a["hair_long"] = _times_odds(a["hair_long"], FACIAL_HAIR_LONG_ODDS)
         a["hair_long_by"] = TIGHT_LENGTH_WITH_FACIAL_HAIR_BY \
             if str(a.get("hair_long_by") or "").startswith(TIGHT_LENGTH_BY) else WITH_FACIAL_HAIR_BY
