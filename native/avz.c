@@ -1608,6 +1608,26 @@ static void avz__utc_digits(long long secs, char out[15]) {
     out[14] = '\0';
 }
 
+/* A cross-reference subsection's header at *q, "first count\n", followed by count entries of 20 bytes
+ * "oooooooooo ggggg n \n" whose offsets are digits: 1 with *q at its first entry and *count set, else 0
+ * (*count 0). */
+static int avz__xref_subsection(const unsigned char *doc, size_t len, size_t *q, unsigned long long *count) {
+    size_t p = *q;
+    unsigned long long n = 0;
+    *count = 0;
+    while (p < len && doc[p] >= '0' && doc[p] <= '9') p++;
+    if (p >= len || doc[p++] != ' ') return 0;
+    const size_t c0 = p;
+    while (p < len && doc[p] >= '0' && doc[p] <= '9' && p - c0 < 19) n = n * 10 + (doc[p++] - '0');
+    if (p == c0 || p >= len || doc[p++] != '\n' || n > (len - p) / 20) return 0;
+    for (unsigned long long e = 0; e < n; e++)
+        for (int j = 0; j < 10; j++)
+            if (doc[p + 20 * e + j] < '0' || doc[p + 20 * e + j] > '9') return 0;
+    *q = p;
+    *count = n;
+    return 1;
+}
+
 /* A PDF's creation date: SOURCE_DATE_EPOCH's (https://reproducible-builds.org/specs/source-date-epoch/:
  * whole seconds since 1970 UTC, decimal digits only) where it is set, so that the same avatar gives the
  * same bytes, as an SVG does; else cairo's, the time of writing. Cairo 1.16 reads no such variable, and
@@ -1655,16 +1675,9 @@ static size_t avz__pdf_date(unsigned char *doc, size_t len) {
         int ok = t && s;
         while (ok && se < len && doc[se] >= '0' && doc[se] <= '9' && se - s < 19) start = start * 10 + (doc[se++] - '0');
         ok = ok && se > s && start > at;
+        unsigned long long count = 0;
         while (ok && q < len && doc[q] >= '0' && doc[q] <= '9') { /* a subsection */
-            unsigned long long count = 0;
-            while (q < len && doc[q] >= '0' && doc[q] <= '9') q++;
-            if (q >= len || doc[q++] != ' ') { ok = 0; break; }
-            size_t c0 = q;
-            while (q < len && doc[q] >= '0' && doc[q] <= '9' && q - c0 < 19) count = count * 10 + (doc[q++] - '0');
-            if (q == c0 || q >= len || doc[q++] != '\n' || count > (len - q) / 20) { ok = 0; break; }
-            for (unsigned long long e = 0; e < count && ok; e++)
-                for (int j = 0; j < 10; j++)
-                    if (doc[q + 20 * e + j] < '0' || doc[q + 20 * e + j] > '9') ok = 0;
+            ok = avz__xref_subsection(doc, len, &q, &count);
             q += 20 * count;
             entries += count;
         }
@@ -1673,11 +1686,7 @@ static size_t avz__pdf_date(unsigned char *doc, size_t len) {
             return len;
         }
         for (q = t; q < len && doc[q] >= '0' && doc[q] <= '9';) { /* every subsection's offsets moved up */
-            while (doc[q] != '\n') q++;
-            size_t c0 = q - 1;
-            unsigned long long count = 0, scale = 1;
-            while (doc[c0] != ' ') { count += (unsigned long long)(doc[c0] - '0') * scale; scale *= 10; c0--; }
-            q++;
+            avz__xref_subsection(doc, len, &q, &count); /* (read whole above) */
             for (unsigned long long e = 0; e < count; e++) {
                 unsigned char *row = doc + q + 20 * e;
                 if (row[17] != 'n') continue; /* a free entry: no offset */

@@ -154,7 +154,8 @@ const char *avz_renderer_error(const avz_renderer *renderer);
  * scan converter changed the coverage of rows above a band edge by up to 60
  * levels; only a stride over INT_MAX / height bytes (cairo addresses rows in
  * int) cuts any image, at every INT_MAX / stride rows, with such differences
- * there (composited on white up to 76 levels seen at a stride of 2^30). The helpers are started by the first banded call and wait, idle,
+ * there (composited on white up to 76 levels seen at a stride of 2^30). The
+ * helpers are started by the first banded call and wait, idle,
  * between calls until avz_renderer_destroy joins them (a child process after
  * fork() starts its own); a handle is still used by one thread at a time.
  * AVZ_E_ARG outside 1..AVZ_MAX_THREADS. */

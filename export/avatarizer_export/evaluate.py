@@ -684,6 +684,8 @@ def photo_groups(files: list[Path], skins: np.ndarray, given: list | None = None
     a UTKFace file name ``AGE_G_R_...``), ``skin_tone`` (ITA of the photo's
     cheeks, measured) and ``glasses`` (the labels given, else
     ``attributes.jsonl``); None where unknown."""
+    from .attributes import GLASSES_LABEL
+
     labels: dict[Path, dict] = {}
     out: dict[str, list] = {"age": [], "skin_tone": [], "glasses": []}
     for i, (f, t) in enumerate(zip(files, ita(skins))):
@@ -697,7 +699,7 @@ def photo_groups(files: list[Path], skins: np.ndarray, given: list | None = None
             if age_band(row.get("age")) is not None:
                 a["age"] = float(row["age"])
             g = row.get("glasses")
-            if g in (0, 1, 2):  # (the targets' none / reading / sunglasses: attributes.GLASSES_LABEL's order)
+            if g in GLASSES_LABEL.values():  # (the targets' none / reading / sunglasses)
                 a["glasses"] = GLASSES_GROUPS[g]
         age = a.get("age")
         m = _UTK.match(f.name)
@@ -726,7 +728,7 @@ def _labels_beside(folder: Path) -> dict[str, dict]:
     (ffhq128-labelled format): ``age``, ``glasses`` ("none", "clear", "sun"),
     ``hair_colour`` (index into ``hair.HAIR_COLOURS``, -1 unlabelled) and
     ``bald``; {} without the file."""
-    from .attributes import _ffhq_targets
+    from .attributes import GLASSES_LABEL, _ffhq_targets
 
     path = folder / "attributes.jsonl"
     if not path.is_file():
@@ -737,7 +739,7 @@ def _labels_beside(folder: Path) -> dict[str, dict]:
         _warn(f"skipped {path} (not a readable UTF-8 labels file: {exc})")
         return {}
     out, bad = {}, 0
-    g = dict(zip(("NoGlasses", "ReadingGlasses", "Sunglasses", "SwimmingGoggles"), GLASSES_GROUPS + ("sun",)))
+    g = {name: GLASSES_GROUPS[kind] for name, kind in GLASSES_LABEL.items()} | {"SwimmingGoggles": "sun"}
     for line in text.splitlines():
         if not line.strip():
             continue

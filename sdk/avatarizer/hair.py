@@ -1411,9 +1411,7 @@ def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
     side = m & (np.abs(gx - c[0]) > hw * 0.85) & (gy > eye_y - 0.05) & (gy < eye_y + 0.35)
     hat_px, side_px = rgb[hat], rgb[side]
     skin = None if skin_rgb is None else to_lab(np.asarray(skin_rgb, np.float64))
-    if skin is not None:
-        hat_px = hat_px[norm(to_lab(hat_px) - skin) > SKIN_DE] if len(hat_px) else hat_px
-        side_px = side_px[norm(to_lab(side_px) - skin) > SKIN_DE] if len(side_px) else side_px
+    hat_px, side_px = _off_skin(hat_px, skin), _off_skin(side_px, skin)
     from_band = False
     if len(hat_px) < HAT_MIN_PIXELS and skin is not None:
         # a photo cut at the forehead (a close-up, UTKFace's chips): the hat pulled down to the brows shows
@@ -1422,9 +1420,7 @@ def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
         # a black beanie; on 471 loose portraits labelled with hats, 1 of 348)
         brows = float(np.min(lm[BROW_TOPS, 1]))
         band = m & (gy < brows - HAT_BAND_ABOVE_BROWS) & (np.abs(gx - c[0]) < hw * 1.3)
-        band_px = rgb[band]
-        if len(band_px):
-            band_px = band_px[norm(to_lab(band_px) - skin) > SKIN_DE]
+        band_px = _off_skin(rgb[band], skin)
         if len(band_px) > len(hat_px):
             hat_px, from_band = band_px, True
     hair = _robust_hair_median(side_px)
@@ -1434,6 +1430,12 @@ def headwear_colours(crop, hair_mask, landmarks, valid=None, skin_rgb=None
     if hat is not None and from_band and norm(to_lab(hat.astype(np.float64)) - skin) <= 2 * SKIN_DE:
         hat = None  # the forehead's skin in shade or light, as a hair reading is refused (a review, session 68)
     return hat, hair
+
+
+def _off_skin(px: np.ndarray, skin) -> np.ndarray:
+    """The pixels ``px`` (float RGB) further than :data:`SKIN_DE` from the
+    skin's L*a*b* ``skin`` (all of them without one)."""
+    return px[norm(to_lab(px) - skin) > SKIN_DE] if skin is not None and len(px) else px
 
 
 #: :func:`headwear_colours`: the fewest pixels a hat's colour is read from
