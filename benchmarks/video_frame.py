@@ -97,9 +97,9 @@ def run(frames: int = 300, warmup: int = 30, video=None, profile: int = 0) -> di
         ident.run = timed_run
         answers, real_compute = [], ident._compute
 
-        def timed_compute(state):
+        def timed_compute(state, *args, **kwargs):  # (the stage's own signature, whatever it takes)
             t = time.perf_counter()
-            real_compute(state)
+            real_compute(state, *args, **kwargs)
             if threading.current_thread() is not threading.main_thread():
                 answers.append((time.perf_counter() - t) * 1e3)
 

@@ -222,3 +222,21 @@ def test_stability_json_has_null_where_too_few_frames_give_no_measure():
     out = mod._nan_as_null({"a": float("nan"), "b": [1.0, float("inf"), {"c": -float("inf")}], "d": 2, "e": "x"})
     assert out == {"a": None, "b": [1.0, None, {"c": None}], "d": 2, "e": "x"}
     json.dumps(out, allow_nan=False)
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "video" / "d3.mp4").is_file(),
+                    reason="needs ../shared/data/video/d3.mp4 (the shared clips)")
+def test_video_frame_runs_on_a_shared_clip():
+    """``video_frame.py`` timed the identity stage's ``_compute`` through a
+    wrapper of one argument: since the stage passes ``as_photo`` (a72c311)
+    every run ended in a TypeError at the first frame. A short real run."""
+    import json
+
+    clip = ROOT.parent / "shared" / "data" / "video" / "d3.mp4"
+    res = _script("video_frame.py", "--frames", "12", "--warmup", "2", "--video", str(clip), "--json", timeout=300)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    assert out["frames"] == 12
+    for part in ("mediapipe", "merge", "render", "end_to_end", "landmarks_only"):
+        row = out["parts"][part]
+        assert row["n"] == 12 and 0 < row["p50_ms"] <= row["p95_ms"] <= row["max_ms"], (part, row)
