@@ -641,6 +641,33 @@ def test_the_clothes_are_drawn_in_their_colour():
     assert not np.allclose(pink, P.CLOTHES[0], atol=0.05) and not np.allclose(dark, P.CLOTHES[0], atol=0.05)
 
 
+def test_the_clothes_are_not_read_from_a_letterboxed_frames_black_bars():
+    """A letterboxed clip (d0: rows 485-511 of 512 pure black) put its bars
+    in the crop's bottom corners: they are inside the frame, so ``valid``
+    kept them, and the man's dark grey jacket was read (0, 0, 0) (a
+    read-only review, session 69). Pure black pixels (every channel at most
+    ``headwear.BLACK_LEVEL``, as the hat's padding test reads them) are no
+    picture; a black garment's own pixels (a little above that) still are."""
+    from avatarizer.artist.accessories import _clothes_box, clothes_rgb
+    from avatarizer.artist.photo import to_lab
+
+    size = 128
+    rgb = np.full((size, size, 3), 0.8)
+    box = _clothes_box(size)
+    rows = np.flatnonzero(box.any(axis=1))
+    rgb[box] = (0.23, 0.21, 0.22)  # the jacket in the corners ...
+    bars = np.zeros((size, size), bool)
+    bars[rows[len(rows) // 3]:] = True  # ... and the black bars over two thirds of their rows
+    rgb[bars] = 0.0
+    skin, hair = to_lab(np.array([0.8, 0.6, 0.5])), np.array([0.45, 0.3, 0.2])  # (brown hair: not the bars')
+    worn = clothes_rgb(rgb, None, np.ones((size, size), bool), skin, hair)
+    assert worn == pytest.approx((0.23, 0.21, 0.22), abs=1e-6)
+    rgb[bars] = 6 / 255.0  # a black garment (above the padding's level) is read as it is
+    assert clothes_rgb(rgb, None, None, skin, hair).max() < 10 / 255.0
+    rgb[box] = 0.0  # nothing but padding: nothing read
+    assert clothes_rgb(rgb, None, None, skin, hair) is None
+
+
 def test_hair_unseen_needs_the_crown_out_of_the_frame_and_skin_in_the_region():
     """``hair.hair_unseen``: the crown out of the frame (valid only below the
     brows' line), and the few hair-region pixels within ``UNSEEN_SKIN_DE`` of

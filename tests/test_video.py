@@ -1928,6 +1928,84 @@ def test_a_streams_refreshes_hand_on_the_gender_kept(monkeypatch):
     assert calls == []
 
 
+def test_a_streams_age_and_skin_tone_are_the_median_of_its_recent_refreshes():
+    """``steady_readings``: a stream reports the median age and skin tone of
+    its last STEADY_READINGS refreshes (one refresh's reading jumped 26.7 ->
+    16.1 years, or 2.61 -> 4.33 Monk steps and back, on d6 and d10 while the
+    drawing stayed the same), each refresh's own kept beside it; a reading
+    under a face mask, or none, neither enters nor changes; a refresh that
+    reads no clothes' colour gets the last one read (it drew the prior's
+    blue top, and the stream's average drifted tan -> blue -> tan on d6)."""
+    from avatarizer import hair as HR
+
+    memory = None
+    ages = [30.0, 31.0, 16.0, 29.0, 32.0, 33.0, 18.0]
+    reported = []
+    for k, age in enumerate(ages):
+        a = {"age": age, "age_by": "H x artist", "skin_tone": 3.0 if k != 1 else 4.5}
+        memory, _ = HR.steady_readings(a, memory)
+        reported.append(a["age"])
+        assert a["age_refresh_read"] == age
+        assert len(memory["age"]) == min(k + 1, HR.STEADY_READINGS)
+    assert reported == [30.0, 30.5, 30.0, 29.5, 30.0, 31.0, 29.0]  # (the 16 and the 18 never reported)
+    assert memory["skin_tone"] == (3.0,) * HR.STEADY_READINGS  # (the one-off 4.5 has left the window)
+    a = {"age": 12.0, "age_by": HR.MASKED_AGE_BY, "skin_tone": None}  # under a face mask: as read, not kept
+    after, _ = HR.steady_readings(a, memory)
+    assert a["age"] == 12.0 and a["skin_tone"] is None and "age_refresh_read" not in a and after == memory
+    a = {"age": float("nan")}
+    assert HR.steady_readings(a, memory)[0] == memory and np.isnan(a["age"])
+    # the clothes: the last colour read where a refresh reads none; a new reading replaces it
+    memory, worn = HR.steady_readings({}, None, clothes_rgb=None)
+    assert worn is None
+    memory, worn = HR.steady_readings({}, memory, clothes_rgb=np.array([0.6, 0.5, 0.4]))
+    assert worn == pytest.approx((0.6, 0.5, 0.4))
+    memory, worn = HR.steady_readings({}, memory, clothes_rgb=None)
+    assert worn == pytest.approx((0.6, 0.5, 0.4))
+    memory, worn = HR.steady_readings({}, memory, clothes_rgb=[0.2, 0.2, 0.2])
+    assert worn == pytest.approx((0.2, 0.2, 0.2))
+
+
+def test_a_streams_refreshes_report_the_steadied_age_and_keep_the_clothes(monkeypatch):
+    """Through a stream: each refresh's hair stage hands on its readings'
+    memory (the stream's hair cache), the age reported is the median of it,
+    and a refresh whose corners read no clothes draws the last refresh's
+    colour, not the prior's blue top. Image mode keeps none."""
+    from avatarizer import hair as HR
+    from avatarizer import prior as P
+    from avatarizer.artist import accessories as AC
+    from avatarizer.bench import builtin_frames
+    from avatarizer.video import TrackerOptions
+
+    seen = []
+    real = HR.steady_readings
+
+    def steady(a, recent, **kw):
+        out = real(a, recent, **kw)
+        seen.append((recent, out[0], dict(a)))
+        return out
+
+    monkeypatch.setattr(HR, "steady_readings", steady)
+    reads = iter([np.array([0.7, 0.2, 0.2])] + [None] * 100)  # the first refresh reads red clothes, then none
+    monkeypatch.setattr(AC, "clothes_rgb", lambda *a, **k: next(reads))
+    frames = builtin_frames(6)
+    ci = [schema.index(f"clothes.{c}") for c in "rgb"]
+    with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_every_ms=0)) as av:
+        for i, frame in enumerate(frames):
+            out = av.from_frame(frame, timestamp_ms=i * 1100.0)  # every frame a refresh (VIDEO_REFRESH_MS 1000)
+    ages = [s for s in seen if "age_refresh_read" in s[2]]
+    assert len(ages) >= 4
+    for (_recent, mem, a) in ages:
+        assert a["age"] == pytest.approx(float(np.median(mem["age"])))
+    assert all(seen[k + 1][0] is seen[k][1] or seen[k + 1][0] == seen[k][1] for k in range(len(seen) - 1))
+    # no refresh after the first read a colour: the stream still draws the red the first one read
+    assert out.params[ci] == pytest.approx([0.7, 0.2, 0.2], abs=0.02)
+    assert not np.allclose(out.params[ci], P.CLOTHES[0], atol=0.05)
+    seen.clear()
+    with Avatarizer() as av:
+        av.from_frame(frames[0])
+    assert seen == []
+
+
 def test_a_stream_with_a_drawn_beard_keeps_refreshing(monkeypatch):
     """A stream whose face has a drawn beard (here the app sets one) refreshes
     its identity again and again: the beard's shape kept in the stream's hair

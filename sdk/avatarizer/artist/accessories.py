@@ -1003,14 +1003,20 @@ def clothes_rgb(rgb: np.ndarray, person, valid, skin_lab, hair_rgb) -> np.ndarra
     median of the person's pixels (``person``: its mask, > 0.5; None: every
     pixel) inside the photo (``valid``) in the crop's bottom corners, beside
     the neck, leaving out those within ΔE 15 of the skin (CIELAB
-    ``skin_lab``) or the hair (``hair_rgb``); None where fewer than 10 are
-    left (the crop ends at the chin, bare shoulders)."""
+    ``skin_lab``) or the hair (``hair_rgb``) and pure black ones (every
+    channel at most :data:`avatarizer.headwear.BLACK_LEVEL`: a letterboxed
+    frame's bars, inside the frame but no picture: d0's black jacket was
+    read (0, 0, 0) from them, its own pixels about 0.2); None where fewer
+    than 10 are left (the crop ends at the chin, bare shoulders)."""
+    from ..headwear import BLACK_LEVEL
+
     size = rgb.shape[0]
     region = _clothes_box(size).copy()
     if valid is not None:
         region &= at_size(np.asarray(valid), size).astype(bool)
     if person is not None:
         region &= at_size(np.asarray(person, np.float32), size) > 0.5
+    region &= np.asarray(rgb).max(axis=2) > BLACK_LEVEL / 255.0
     px = masked(rgb, region)
     if len(px) < 20:
         return None

@@ -151,12 +151,13 @@ class HairStage(Stage):
                   glasses_cues: dict | None = None, overlap: bool = False,
                   settings: dict | None = None, style: tuple | None = None) -> tuple[np.ndarray, dict, tuple]:
         """(the full vector, the attributes, the stream's ``(shown, recent families,
-        (beard shown, beard pending), (gender shown, gender pending))``
-        hairstyle, beard shape and reported gender): ``style`` is the
+        (beard shown, beard pending), (gender shown, gender pending), readings)``
+        hairstyle, beard shape, reported gender and recent readings): ``style`` is the
         stream's so far (video; None: none, the style retrieved and the beard
         and gender read are drawn and reported), kept steady by
-        :func:`hair.steady_style`, :func:`hair.steady_beard_style` and
-        :func:`hair.steady_gender`."""
+        :func:`hair.steady_style`, :func:`hair.steady_beard_style`,
+        :func:`hair.steady_gender` and :func:`hair.steady_readings` (the age,
+        the skin tone, the clothes' colour)."""
         from .. import hair as H
         from .. import headwear as HW
         from .. import skintone as ST
@@ -212,6 +213,8 @@ class HairStage(Stage):
             attrs["age_by"] = H.MASKED_AGE_BY
         elif glasses_cues is not None:  # H's age with the artist's (H reads children years older)
             H.fuse_age(attrs, glasses_cues.get("age"))
+        # a stream's age and skin tone: the median of its last refreshes' readings (before anything reads them)
+        steady = None if style is None else H.steady_readings(attrs, style[4])[0]
         if not H.sides_observed(valid, face.canonical):
             # a tight crop: too little beside the face for H's reading (not reported, no length gate); the tight
             # crops' own network reads it where shipped (hybrid), gated at its own pair
@@ -443,6 +446,8 @@ class HairStage(Stage):
 
         worn = None if mask is None else clothes_rgb(  # (no person mask: the corners may be the background)
             float_rgb(crop), mask, valid, to_lab(np.asarray(base[SKIN_RGB], np.float64)), rgb)
+        if style is not None:  # a stream: a refresh that reads no clothes keeps the last reading's colour
+            steady, worn = H.steady_readings({}, steady, clothes_rgb=worn)
         if worn is not None:  # (plain floats: the attributes are compared and sent between processes)
             attrs["clothes_rgb"] = [float(v) for v in worn]
         # (a hat the hat network decided, or not drawn on a face cut by the edge: merge follows attrs["drawn"])
@@ -467,7 +472,7 @@ class HairStage(Stage):
             # missing or unreadable glasses_fusion.json, an H it was not fitted with): reported as drawn
             full[GLASSES] = artist_glasses
             H.add_artist_glasses(attrs, artist_glasses[0], artist_probs)
-        return full, attrs, (idx, recent, beard_shape, gender)
+        return full, attrs, (idx, recent, beard_shape, gender, steady)
 
     def run(self, state: FrameState) -> None:
         from .. import hair as H
@@ -490,7 +495,7 @@ class HairStage(Stage):
                     else:
                         # this track's style so far (a stream's): kept unless another family outnumbers it
                         style = None if cache is None else hit[4] if hit is not None and hit[3] == gen \
-                            else (None, None, (None, None), (None, None))
+                            else (None, None, (None, None), (None, None), None)
                         full, attributes, style = self._retrieve(f.aligned, f.face_params, f.artist_glasses,
                                                                  f.glasses_cues, overlap=stream is None,
                                                                  settings=state.settings, style=style)

@@ -212,12 +212,13 @@ class StreamState:
             worker's, or the frame that computed it inline).
         hair: per face index, ``(time ms, full parameters, attributes,
             generation, (shown, recent families (a gate's marked ``*``), (beard shown, beard pending),
-            (gender shown, gender pending)))`` of
+            (gender shown, gender pending), recent readings))`` of
             the last hair retrieval (the hair stage refreshes it at most every
             :data:`avatarizer.pipeline.hair.VIDEO_REFRESH_MS`; the style kept
             steady between refreshes by :func:`avatarizer.hair.steady_style`,
             the beard's shape by :func:`avatarizer.hair.steady_beard_style`, the
-            reported gender by :func:`avatarizer.hair.steady_gender`).
+            reported gender by :func:`avatarizer.hair.steady_gender`, the age,
+            skin tone and clothes' colour by :func:`avatarizer.hair.steady_readings`).
         merged: the merge stage's last merge of the identity's arrays
             (``((face, hair, accessories, attributes, age), params)``), reused
             while they are the same objects.
