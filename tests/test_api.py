@@ -87,6 +87,12 @@ def test_bad_options_are_plain_value_errors():
                      (dict(backend="tflite"), "backend"), (dict(colour="bgr"), "unknown option")]:
         with pytest.raises(ValueError, match=word):
             Avatarizer(**kw)
+    # a 0-d array equals a string by broadcasting: mode=np.array("video") was refused as another option
+    # ("prefetch_segmentation must be True or False"), color_order=np.array("bgr") only at the first frame
+    for name, value in (("mode", "video"), ("color_order", "bgr"), ("estimator", "artist"), ("device", "cpu"),
+                        ("precision", "auto"), ("backend", "onnxruntime")):
+        with pytest.raises(ValueError, match=f"^{name} must be one of"):
+            Avatarizer(**{name: np.array(value)})
 
 
 def test_artist_refuses_gpu_and_low_precision_requests(tmp_path):
@@ -1724,7 +1730,10 @@ def test_face_info_checks_what_an_app_gives():
                        (dict(transform=_tf() * 1e12), "within"), (dict(box=(10, 0, 0, 10)), "box"),
                        (dict(box=("1", "2", "3", "4")), "box"), (dict(frame_shape=(5, 5)), "frame_shape"),
                        (dict(frame_shape=(512.0, 512.0)), "frame_shape"), (dict(index=True), "index"),
-                       (dict(index=-1), "index"), (dict(roll=400.0), "roll")):
+                       (dict(index=-1), "index"), (dict(roll=400.0), "roll"),
+                       # (0-d arrays taken for rows: a TypeError, "iteration over a 0-d array")
+                       (dict(box=tuple(np.array(v) for v in (1.0, 2.0, 3.0, 4.0))), "box"),
+                       (dict(transform=tuple(np.array(v) for v in _tf().ravel())), "transform")):
         with pytest.raises(ValueError, match=field):
             FaceInfo(**{**good, **bad})
 

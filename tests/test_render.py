@@ -43,6 +43,10 @@ def test_render_shape_dtype_and_background(samples):
     assert tuple(col[0, 0]) == (51, 102, 153, 255)
     hexed = render(samples[0], 64, background="#336699")
     np.testing.assert_array_equal(hexed[0, 0], col[0, 0])
+    np.testing.assert_array_equal(render(samples[0], 64, background=np.array([0.2, 0.4, 0.6]))[0, 0], col[0, 0])
+    for bad in (np.array("white"), np.array(1.0)):  # 0-d arrays: len() of them was a TypeError
+        with pytest.raises(ValueError, match="background must be"):
+            render(samples[0], 64, background=bad)
 
 
 def test_any_aspect_keeps_the_face_centred(samples):

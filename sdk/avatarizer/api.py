@@ -163,7 +163,9 @@ class Options:
         for name, allowed in (("backend", BACKENDS), ("device", DEVICES), ("precision", PRECISIONS),
                               ("mode", MODES), ("estimator", ESTIMATORS), ("color_order", COLOR_ORDERS)):
             v = getattr(self, name)
-            if v not in allowed:
+            # (a string: a 0-d array compared equal by broadcasting, was accepted and failed later, or named
+            # another option: mode=np.array("video") -> "prefetch_segmentation must be True or False")
+            if not isinstance(v, str) or v not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {v!r}.")
         if self.crop_size is not None and (isinstance(self.crop_size, bool) or not isinstance(
                 self.crop_size, (int, np.integer)) or not 32 <= self.crop_size <= 1024):
@@ -229,9 +231,13 @@ class FaceInfo:
             if isinstance(v, np.ndarray):
                 ok = v.dtype.kind in "iuf"
             else:
-                rows = v if isinstance(v, (list, tuple)) and all(isinstance(r, (list, tuple, np.ndarray)) for r in v) \
-                    else [v]
-                ok = all(isinstance(r, (list, tuple, np.ndarray)) and all(is_real(x) for x in r) for r in rows)
+                # (rows: sequences, or arrays of at least one dimension: a 0-d array is a number, and
+                # iterating it was a TypeError out of FaceInfo(box=(np.array(1.0), ...)))
+                def row(r):
+                    return isinstance(r, (list, tuple)) or (isinstance(r, np.ndarray) and r.ndim >= 1)
+
+                rows = v if isinstance(v, (list, tuple)) and all(row(r) for r in v) else [v]
+                ok = all(row(r) and all(is_real(x) for x in r) for r in rows)
             try:
                 arr = np.array(v, dtype=np.float64) if ok else None
             except (TypeError, ValueError, OverflowError):

@@ -145,7 +145,8 @@ class FrameState:
     ==============  ========  ===============================================
 
     ``params``, ``face_params`` (and the other slices) stack the faces' own
-    (read-only views for tools and tests).
+    (for tools and tests: each call a new array, a copy; writing into it
+    changes no face).
     """
 
     image: np.ndarray
