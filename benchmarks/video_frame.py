@@ -66,7 +66,7 @@ def run(frames: int = 300, warmup: int = 30, video=None, profile: int = 0) -> di
     from mediapipe.python.solutions import face_mesh
 
     # (more frames than timed: the identity's start-up comes first, untimed, as in `avatarizer bench`)
-    images, source, cuts = bench_clips(2 * (frames + warmup) + 400, video=video or DEFAULT_VIDEO)
+    images, source, cuts = bench_clips(2 * (frames + warmup) + 400, video=DEFAULT_VIDEO if video is None else video)
     cuts = set(cuts)
     load_before = os.getloadavg()
     av = Avatarizer(mode="video")

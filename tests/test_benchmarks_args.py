@@ -39,6 +39,21 @@ def test_bench_main_missing_video_is_one_line(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_an_empty_video_path_is_refused_not_the_working_folder(capsys):
+    """``--video ''`` is ``Path('')``, the working folder: ``bench`` timed
+    whatever clips sat there (helper-441) and ``video_frame.py`` took the
+    shared clips."""
+    from avatarizer.bench import main, video_source
+
+    with pytest.raises(ValueError, match="empty"):
+        video_source("")
+    assert main(["--video", "", "--frames", "1"], prog="bench") == 1
+    assert "bench: error: the video path is empty" in capsys.readouterr().err
+    res = _script("video_frame.py", "--video", "", "--frames", "1")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "video_frame.py: error: the video path is empty" in res.stderr
+
+
 @pytest.mark.parametrize("script", ["overlay.py", "attributes.py", "render.py"])
 def test_a_missing_video_is_one_line(script, tmp_path):
     """The benchmarks that time ``avatarizer bench``'s frames take ``--video``

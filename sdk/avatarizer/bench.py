@@ -150,7 +150,10 @@ def startup_frames(tracker) -> int:
 
 
 def video_source(path: str | os.PathLike | None = None) -> Path | None:
-    """Where the clips come from: ``path``, else ``$AVATARIZER_BENCH_VIDEO``, else None (built-in frames)."""
+    """Where the clips come from: ``path``, else ``$AVATARIZER_BENCH_VIDEO``, else None (built-in frames).
+    ValueError for an empty ``path`` (``Path("")`` is the working folder: ``--video ''`` timed its clips)."""
+    if path is not None and not os.fspath(path):
+        raise ValueError("the video path is empty: give a video file or a folder of .mp4 clips")
     env = os.environ.get("AVATARIZER_BENCH_VIDEO")
     chosen = path if path is not None else env or None
     return Path(chosen) if chosen is not None else None
