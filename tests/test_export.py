@@ -1132,3 +1132,179 @@ def test_quantize_refuses_to_ship_beside_another_networks_files(tmp_path, monkey
     ship_fp16()
     ship._stamp_built_from(models, results)
     assert json.loads((models / "manifest.json").read_text())["models"][fp16]["built_from"] == sha
+
+
+# --------------------------------------------------------------------------------------
+# avatarizer-export's command line: one-line errors, Ctrl-C, what a smoke run may write
+
+
+def _fake_shared(root: Path) -> Path:
+    (root / "data").mkdir(parents=True)
+    return root
+
+
+def test_cli_a_models_folder_without_manifest_and_a_cut_npz_are_one_line_errors(tmp_path, monkeypatch, capsys):
+    """``gender --models DIR`` with no manifest in DIR ended in an
+    ``avatarizer.errors.ModelError`` traceback, and ``hairbank sheet`` with a
+    cut ``runs/attributes/predictions.npz`` in a ``zipfile.BadZipFile`` one
+    (review rv693): one line and exit status 1, like the other errors."""
+    from avatarizer_export import attributes, cli, gender, hairbank
+
+    shared = _fake_shared(tmp_path / "shared")
+    # the real reader of the models folder, on one without a manifest
+    monkeypatch.setattr(gender, "fit", lambda shared, cache, models=None, **kw:
+                        gender.model_probabilities(models, None, np.arange(0)))
+    try:
+        rc = cli.main(["gender", "--models", str(tmp_path / "nomodels"), "--cache", str(tmp_path),
+                       "--shared", str(shared)])
+    except ModelError as exc:
+        pytest.fail(f"a traceback: {exc!r}")
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("avatarizer-export gender: ") and err.count("\n") == 1, err
+    # H's predictions cut short (or empty): the real reader, as `hairbank sheet` calls it
+    run = tmp_path / "runs" / "attributes"
+    run.mkdir(parents=True)
+    monkeypatch.setattr(attributes, "RUN", run)
+    monkeypatch.setattr(hairbank, "make_sheet", lambda cache, shared, data=None, models=None, **kw:
+                        attributes.load_predictions(models))
+    np.savez(tmp_path / "whole.npz", x=np.arange(1000))
+    for cut in ((tmp_path / "whole.npz").read_bytes()[:100], b""):
+        (run / "predictions.npz").write_bytes(cut)
+        try:
+            rc = cli.main(["hairbank", "sheet", "--cache", str(tmp_path), "--shared", str(shared)])
+        except Exception as exc:  # noqa: BLE001 - what escaped is the failure
+            pytest.fail(f"a traceback: {exc!r}")
+        err = capsys.readouterr().err
+        assert rc == 1 and err.startswith("avatarizer-export hairbank: ") and err.count("\n") == 1, err
+        assert ".npz" in err
+
+
+def test_cli_ctrl_c_while_the_stderr_filter_stops_is_one_line_and_130(tmp_path, monkeypatch, capsys):
+    """Ctrl-C just after a command's work ended reached ``FILTER.stop()`` in
+    ``main``'s ``finally``, outside its ``except KeyboardInterrupt``: a
+    traceback (review rv693). It is the same one line and exit status 130,
+    said once also when the command itself was interrupted too."""
+    from avatarizer.logfilter import FILTER
+
+    from avatarizer_export import cli, hairbank
+
+    shared = _fake_shared(tmp_path / "shared")
+    real_stop = FILTER.stop
+
+    def stop(*a, **kw):
+        real_stop(*a, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FILTER, "stop", stop)
+    for work in (lambda *a, **kw: None, lambda *a, **kw: (_ for _ in ()).throw(KeyboardInterrupt())):
+        monkeypatch.setattr(hairbank, "build_bank", work)
+        try:
+            rc = cli.main(["hairbank", "sheet", "--cache", str(tmp_path), "--shared", str(shared)])
+        except KeyboardInterrupt:
+            pytest.fail("Ctrl-C during FILTER.stop() escaped avatarizer-export's main: a traceback")
+        err = capsys.readouterr().err
+        assert rc == 130 and err == "avatarizer-export hairbank: interrupted\n", err
+    assert not FILTER.active
+
+
+def test_data_meanface_of_a_smoke_run_or_a_foreign_shared_folder_goes_to_the_cache(tmp_path, monkeypatch, capsys):
+    """``data all --limit N``, ``data meanface`` on a cache aligned from part
+    of the photos, or another ``--shared`` folder rewrote the SDK's committed
+    ``sdk/avatarizer/data/mean_face.npz`` (review rv693). Like ``align``'s
+    docs/split.md, the committed file is written only from all of the
+    project's photos; otherwise the mean face goes to the cache, said in one line."""
+    from avatarizer_export import data as D
+
+    root = tmp_path / "checkout"
+    project = tmp_path / "shared"  # the project's: ROOT.parent / "shared"
+    faces = project / "data" / "faces" / D.SOURCES[0]
+    faces.mkdir(parents=True)
+    for i in range(3):
+        (faces / f"{i}.jpg").write_bytes(b"x")
+    foreign = tmp_path / "mine"
+    (foreign / "data").mkdir(parents=True)
+    monkeypatch.setattr(D, "ROOT", root)
+    written = []
+    monkeypatch.setattr(D, "build_mean_face", lambda cache, out=None: written.append(out))
+
+    def aligned(cache: Path, keys: list[str]) -> Path:
+        (cache / "aligned").mkdir(parents=True, exist_ok=True)
+        names = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+        (cache / "aligned" / "meta.json").write_text(json.dumps({"inputs": len(keys), "names": names}))
+        return cache
+
+    every = D.list_faces(project)
+    cases = [(project, aligned(tmp_path / "c1", every), None, False),  # the project's photos, all of them
+             (project, aligned(tmp_path / "c2", every[:2]), 2, True),  # --limit 2
+             (project, tmp_path / "c2", None, True),  # `data meanface` alone on that cache
+             (foreign, aligned(tmp_path / "c3", []), None, True)]  # another --shared
+    for shared, cache, limit, to_cache in cases:
+        written.clear()
+        D.build("meanface", shared, cache, limit=limit)
+        out = capsys.readouterr().out
+        if to_cache:
+            assert written == [cache / "meanface" / "mean_face.npz"], (shared, cache, limit, written)
+            assert out.count("\n") == 1 and "not written" in out and str(written[0]) in out, out
+        else:
+            assert written == [None] and not out  # (build_mean_face: the SDK's file)
+    # docs/data.md says that `data all` runs it
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "data.md").read_text(encoding="utf-8")
+    line = next(t for t in doc.splitlines() if t.startswith("avatarizer-export data all"))
+    assert "meanface" in line, line
+
+
+def test_hat_net_runs_without_the_shared_folder_its_help_calls_unused(tmp_path, monkeypatch, capsys):
+    """``hat-net --help`` said ``--shared`` is unused, yet the command stopped
+    without the shared folder (review rv693): it reads only the labels by eye
+    and the cache, so it runs without one."""
+    from avatarizer_export import cli, hatnet, paths
+
+    monkeypatch.setenv("AVATARIZER_SHARED", str(tmp_path / "noshared"))
+    monkeypatch.setattr(paths, "_SHARED", None)
+    seen = []
+    monkeypatch.setattr(hatnet, "fit_fusion", lambda shared, cache, quiet=False, **kw: seen.append(shared) or {})
+    rc = cli.main(["hat-net", "--fusion", "--cache", str(tmp_path)])
+    assert rc == 0 and seen == [None], capsys.readouterr().err
+    help_text = " ".join(cli.build_parser()._subparsers._group_actions[0].choices["hat-net"].format_help().split())
+    assert "unused" in help_text and "not needed" in help_text
+
+
+def test_lpips_missing_weights_names_what_sets_the_shared_folder(tmp_path, monkeypatch):
+    """``train`` has no ``--shared``, yet the LPIPS/VGG weights' error told the
+    user to "pass the folder explicitly" (review rv693): it names
+    ``$AVATARIZER_SHARED`` (and --shared where a command has it)."""
+    from avatarizer_export import lpips, paths
+
+    monkeypatch.setenv("AVATARIZER_SHARED", str(tmp_path / "noshared"))
+    monkeypatch.setattr(paths, "_SHARED", None)
+    with pytest.raises(FileNotFoundError) as info:
+        lpips.weights_path(net="vgg")
+    msg = str(info.value)
+    assert "AVATARIZER_SHARED" in msg and "noshared" in msg and "explicitly" not in msg, msg
+
+
+def test_model_card_lists_the_stages_make_models_runs_and_the_files_written_before_staging():
+    """docs/MODEL_CARD.md's stage-by-stage list left out ``beard-grey-fusion``
+    and named ``hairbank build`` for the bank's whole ``all`` (build, tune,
+    evaluate, sheet), and said a failed run leaves every shipped folder as it
+    was, though the steps before the staging write their files directly
+    (review rv693)."""
+    from avatarizer import facialhair, haircolour, skintone
+    from avatarizer import landmarks as LM
+
+    from avatarizer_export import detectors, hats
+
+    root = Path(__file__).resolve().parents[1]
+    card = " ".join((root / "docs" / "MODEL_CARD.md").read_text(encoding="utf-8").split())
+    start = card.index("Commands: `make models`")
+    text = card[start:card.index("H's predictions on every photo", start)]
+    order = ["`data meanface`", "`skin-tone-net`", "`ship`", "`hat-net --fusion`", "`beard-grey-fusion`",
+             "`report`"]
+    assert [text.index(s) for s in order] == sorted(text.index(s) for s in order)
+    assert "`hairbank build`" not in text and all(f"`{s}`" in text for s in ("build", "tune", "evaluate", "sheet"))
+    assert "leaves the shipped folders as they were" not in text
+    early = [LM._DATA.name, detectors.OUT.name, hats.OUT.name, "beard_grey_fusion.json", "hair_sheet.png"]
+    for spec in (facialhair.SPEC, haircolour.SPEC, haircolour.SPEC_TIGHT, skintone.NETWORK):
+        early.append(spec.onnx_name)
+    missing = [name for name in early if name not in text]
+    assert not missing, missing

@@ -63,28 +63,47 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         ap.print_help()
         return 2
+    import zipfile
+
+    from avatarizer.errors import ModelError
     from avatarizer.logfilter import FILTER
 
     try:
         from google.protobuf.message import DecodeError  # (what onnx.load raises on a cut or foreign file)
     except ImportError:  # pragma: no cover - onnx brings protobuf
         DecodeError = ()
-    FILTER.start()  # MediaPipe's start-up lines off stderr (avatarizer.logfilter)
+    interrupted = False
+    code = 1
     try:
+        FILTER.start()  # MediaPipe's start-up lines off stderr (avatarizer.logfilter)
         _recover()
-        return args.func(args)
-    except (OSError, RuntimeError, ValueError) as exc:  # (a missing file, a folder where a file belongs, ...)
+        code = args.func(args)
+    # (a missing file, a folder where a file belongs, a models folder without its manifest, ...)
+    except (OSError, RuntimeError, ValueError, ModelError) as exc:
         print(f"avatarizer-export {args.command}: {exc}", file=sys.stderr)
-        return 1
+        code = 1
+    except (zipfile.BadZipFile, EOFError) as exc:  # an .npz cut short, empty or not one (numpy.load): one line
+        print(f"avatarizer-export {args.command}: a .npz file it read is cut short or not a .npz file ({exc})",
+              file=sys.stderr)
+        code = 1
     except DecodeError as exc:  # a cut or foreign ONNX file: one line
         print(f"avatarizer-export {args.command}: an ONNX file it read is not a readable model (cut or not "
               f"ONNX): {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; 130 as a shell reports SIGINT
-        print(f"avatarizer-export {args.command}: interrupted", file=sys.stderr)
-        return 130
+        code = 1
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
-        FILTER.stop()
+        try:
+            FILTER.stop()
+        except KeyboardInterrupt:  # Ctrl-C just after the command's work ended: the same one line, not a traceback
+            interrupted = True
+    if interrupted:  # Ctrl-C: one line, not a traceback; 130 as a shell reports SIGINT
+        try:
+            print(f"avatarizer-export {args.command}: interrupted", file=sys.stderr)
+        except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C while saying so
+            pass
+        return 130
+    return code
 
 
 if __name__ == "__main__":

@@ -1002,6 +1002,26 @@ def write_split_doc(shared: Path, cache: Path, path: Path = ROOT / "docs" / "spl
     print(f"wrote {path} and {path.parent / 'heldout.txt'}")
 
 
+def _mean_face_not_shipped(shared: Path, cache: Path, limit: int | None) -> str | None:
+    """Why ``data meanface`` must not rewrite the SDK's committed
+    ``mean_face.npz`` (a smoke run's photos, a ``--shared`` folder of one's
+    own, or a cache aligned from only part of the project's photos), or
+    None when it may: the file describes the project's training photos."""
+    project = (ROOT.parent / "shared").resolve()
+    if limit is not None:
+        return "a --limit run"
+    if Path(shared).resolve() != project:
+        return f"{shared} is not the project's shared folder ({project})"
+    meta_path = cache / "aligned" / "meta.json"
+    if meta_path.exists():  # (without it, build_mean_face says to run `data align`)
+        meta = json.loads(meta_path.read_text())
+        keys = list_faces(shared)
+        names = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]  # (as build_aligned keys them)
+        if meta.get("inputs") != len(keys) or meta.get("names") != names:
+            return f"{cache / 'aligned'} holds only some of the project's photos (a --limit run's)"
+    return None
+
+
 def build(stage: str, shared: Path, cache: Path, *, workers: int = 2, limit: int | None = None, augment: int = 1,
           avatars: int = 100_000, force: bool = False) -> None:
     """One data stage (``align``, ``meanface``, ``pairs``, ``avatars`` or ``all``), cached and resumable."""
@@ -1018,7 +1038,16 @@ def build(stage: str, shared: Path, cache: Path, *, workers: int = 2, limit: int
                 print(f"align: docs/split.md and docs/heldout.txt not written: {shared} is not the project's "
                       f"shared folder ({project}), whose split they describe")
         elif st == "meanface":
-            build_mean_face(cache)
+            why = _mean_face_not_shipped(shared, cache, limit)
+            if why is None:
+                build_mean_face(cache)
+            else:  # (like docs/split.md above: the SDK's committed mean face is the project's photos')
+                from avatarizer import landmarks as LM
+
+                out = cache / "meanface" / "mean_face.npz"
+                print(f"meanface: the SDK's {LM._DATA} not written ({why}): the mean face goes to {out}")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                build_mean_face(cache, out)
         elif st == "pairs":
             build_pairs(shared, cache, n_aug=augment, workers=workers, force=force)
         elif st == "avatars":

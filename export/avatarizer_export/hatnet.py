@@ -35,7 +35,7 @@ loss, the drawing threshold at :data:`PRECISION` out of fold, the decision
 threshold for the best balanced accuracy there. The SDK uses it only with
 the H file and the network it names (their SHA-256).
 
-    avatarizer-export hat-net [--shared ../shared] [--cache cache]
+    avatarizer-export hat-net [--cache cache]
     # writes sdk/avatarizer/data/headwear_net.onnx and headwear_net.json
     avatarizer-export hat-net --fusion [--cache cache]
     # writes sdk/avatarizer/data/headwear_fusion.json (the shipped H, the network beside it)
@@ -260,8 +260,10 @@ def add_parser(sub):
 
     p = add_fit_parser(sub, "hat-net", "fit the hat network (headwear) on the photos labelled by eye, or (--fusion) "
                        "its fusion with the shipped attribute model", _fit_or_fuse,
-                       shared_help="the shared data folder (default ../shared; unused: labels by eye)",
-                       extra=("fusion",))
+                       shared_help="unused, and not needed: hat-net reads the labels by eye "
+                                   "(export/avatarizer_export/labels), the --cache folder and the SDK's files, "
+                                   "nothing of the shared folder",
+                       extra=("fusion",), uses_shared=False)
     p.add_argument("--fusion", action="store_true",
                    help="fit the fusion of the network beside the SDK with the shipped attribute model H "
                         "(after the network and H: headwear_fusion.json)")

@@ -78,6 +78,10 @@ def weights_path(path: str | Path | None = None, net: str = "alex") -> Path:
     if net not in NETS:
         raise ValueError(f"net must be one of {sorted(NETS)}, got {net!r}.")
     filename = NETS[net][0]
+    # (where a command's user sets it: `train` has no --shared option, so the option alone is no advice)
+    where = ("the shared folder's weights/: that of the command's --shared where it has one, else of "
+             "$AVATARIZER_SHARED, else ../shared beside the checkout" if path is None
+             else "the folder given; it is the shared folder's weights/")
     path = Path(weights_dir() if path is None else path)
     if path.suffix == ".npz":
         if not path.is_file():
@@ -85,15 +89,12 @@ def weights_path(path: str | Path | None = None, net: str = "alex") -> Path:
         return path
     if not path.is_dir():
         raise FileNotFoundError(
-            f"LPIPS weights folder {path} not found; it comes from ../shared/weights "
-            "(the shared folder beside the checkout), or pass the folder explicitly. "
-            "Nothing is downloaded."
+            f"LPIPS weights folder {path} not found ({where}); set AVATARIZER_SHARED to the shared folder "
+            "(or, where the command has one, pass --shared). Nothing is downloaded."
         )
     file = path / filename
     if not file.is_file():
-        raise FileNotFoundError(
-            f"{file} not found: the weights folder {path} (from ../shared/weights) has no {filename}."
-        )
+        raise FileNotFoundError(f"{file} not found: the weights folder {path} ({where}) has no {filename}.")
     return file
 
 

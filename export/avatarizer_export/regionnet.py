@@ -354,14 +354,19 @@ def read_oof(path: Path, sha256: str, labels: dict | None = None) -> dict[str, n
 
 
 def add_fit_parser(sub, command: str, help_text: str, fit,
-                   shared_help: str = "the shared data folder (default ../shared)", extra: tuple = ()):
+                   shared_help: str = "the shared data folder (default ../shared)", extra: tuple = (),
+                   uses_shared: bool = True):
     """The ``avatarizer-export COMMAND`` of a region network's ``fit(shared,
     cache, quiet=...)`` (and the options named in ``extra``, which the
-    caller adds to the returned parser, as keywords); returns the parser."""
+    caller adds to the returned parser, as keywords); returns the parser.
+    With ``uses_shared`` False (a ``fit`` that reads nothing of the shared
+    folder) the folder is not looked for: ``fit`` gets ``--shared`` as
+    given, or None."""
     from .paths import cache_dir, shared_dir
 
     def main(args) -> int:
-        fit(shared_dir(args.shared), cache_dir(args.cache), quiet=args.quiet,
+        shared = shared_dir(args.shared) if uses_shared else (Path(args.shared) if args.shared else None)
+        fit(shared, cache_dir(args.cache), quiet=args.quiet,
             **{k: getattr(args, k) for k in extra})
         return 0
 
