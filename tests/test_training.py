@@ -1197,6 +1197,16 @@ def test_default_run_names_keep_runs_with_other_options_apart():
     assert name("mapper", variant="no_align", finetune="mapper_no_align") == "mapper_no_align_ft"
     other = name("mapper", finetune="mapper_no_w")
     assert other not in (T.SHIPPED_MAPPER, "mapper_no_w_ft") and other.startswith("mapper_full_ft")
+    # a mapper's loss weights and autoencoders (--geo-weight 2 trained into runs/mapper_full, wiping it:
+    # helper-443, session 69); at their defaults the names above stay
+    assert name("mapper", geo_weight=2.0) == "mapper_full_geo2"
+    assert name("mapper", rec_weight=0.5, pairs=500) == "mapper_full_500_rec0.5"
+    assert name("mapper", image_ae="image_ae_b", param_ae="pa2") == "mapper_full_ae-image_ae_b_pae-pa2"
+    assert name("mapper", geo_weight=2.0, finetune="mapper_full_geo2") == "mapper_full_geo2_ft"
+    assert name("mapper", rec_weight=1.0, geo_weight=1.0, image_ae="image_ae", param_ae="param_ae") == "mapper_full"
+    names = {name("mapper"), name("mapper", geo_weight=2.0), name("mapper", rec_weight=2.0),
+             name("mapper", image_ae="x"), name("mapper", param_ae="x")}
+    assert len(names) == 5
 
 
 def test_options_a_network_does_not_read_are_refused(tmp_path, capsys):

@@ -661,21 +661,29 @@ def check_options(what: str, **options) -> None:
 
 
 def default_run_name(kind: str, *, variant: str = "full", pairs: int = 0, finetune: str = "",
-                     init_encoder: str = "") -> str:
+                     init_encoder: str = "", rec_weight: float = 1.0, geo_weight: float = 1.0,
+                     image_ae: str = "image_ae", param_ae: str = "param_ae") -> str:
     """The run a network trains into without ``--name``: one name per set of
     options that change what it learns, so no option replaces another run
     (``direct --pairs 500`` trained into ``runs/direct``, the full-data
     baseline; ``mapper --finetune mapper_no_w`` into ``runs/mapper_full_ft``,
-    the shipped mapper). A mapper fine-tuned from its own variant's run is
-    ``<that run>_ft`` (``mapper_full_ft``, ``mapper_full_500_ft``)."""
+    the shipped mapper; ``mapper --geo-weight 2`` into ``runs/mapper_full``,
+    which it wiped: "config changed, starting over"). A mapper fine-tuned
+    from its own variant's run is ``<that run>_ft`` (``mapper_full_ft``,
+    ``mapper_full_500_ft``); a mapper's loss weights and autoencoders other
+    than the defaults are named in it (``mapper_full_geo2``,
+    ``mapper_full_ae-image_ae_b``)."""
     if kind in ("image_ae", "param_ae"):
         return kind
     if kind == "direct":
         return "direct" + (f"_{pairs}" if pairs else "") + (f"_from_{init_encoder}" if init_encoder else "")
     base = f"mapper_{variant}" + (f"_{pairs}" if pairs else "")
+    own = (f"_rec{float(rec_weight):g}" if float(rec_weight) != 1.0 else "") \
+        + (f"_geo{float(geo_weight):g}" if float(geo_weight) != 1.0 else "") \
+        + (f"_ae-{image_ae}" if image_ae != "image_ae" else "") + (f"_pae-{param_ae}" if param_ae != "param_ae" else "")
     if not finetune:
-        return base
-    return f"{base}_ft" if finetune == base else f"{base}_ft_from_{finetune}"
+        return base + own
+    return f"{base}{own}_ft" if finetune == base + own else f"{base}{own}_ft_from_{finetune}"
 
 
 def train(what: str, cache: Path, *, steps: int | None = None, batch: int | None = None, seed: int = 0,
@@ -691,7 +699,9 @@ def train(what: str, cache: Path, *, steps: int | None = None, batch: int | None
     ft = finetune or ""
     check_options(what, pairs=pairs, variant=variant, finetune=ft, init_encoder=init_encoder, image_ae=image_ae,
                   param_ae=param_ae, rec_weight=rec_weight, geo_weight=geo_weight)
-    name = name or default_run_name(kind, variant=variant, pairs=pairs, finetune=ft, init_encoder=init_encoder)
+    name = name or default_run_name(kind, variant=variant, pairs=pairs, finetune=ft, init_encoder=init_encoder,
+                                    rec_weight=rec_weight, geo_weight=geo_weight, image_ae=image_ae,
+                                    param_ae=param_ae)
     # (None: the default; a 0 passed for one started a full run, a negative count said "done" with no checkpoint)
     steps = max(1, int((FINETUNE_STEPS if ft else DEFAULT_STEPS[what]) * steps_scale)) if steps is None else steps
     threads = (2 if ft else THREADS[what]) if threads is None else threads
