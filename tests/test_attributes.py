@@ -265,6 +265,80 @@ def test_the_bare_top_band_draws_bald_only_short_of_the_threshold_and_not_recedi
     assert not AH.in_bare_top_band(hair_top, (0.5, 0.73))
 
 
+def test_receding_cues_read_the_hair_over_the_forehead_and_temples():
+    """``artist.hair.receding_cues``: the top band's skin share, the mid-line's
+    hair rows, the hair's share of the mid-line, temple and crown boxes and
+    the forehead's height; NaN where a box shows fewer than 4 pixels of the
+    photo or nothing was read. A head whose temples are bare reads less hair
+    there than a full one, its mid-line alike."""
+    from avatarizer.artist import hair as AH
+
+    n = 64
+    c = (np.arange(n) + 0.5) * 2.0 / n - 1.0
+    gx, gy = c[None, :] + 0 * c[:, None], c[:, None] + 0 * c[None, :]
+    valid = np.ones((n, n), bool)
+    brow = 0.0
+    full = gy < brow - 0.2  # hair down to 0.2 above the brows everywhere
+    bare_temples = full & ~((np.abs(gx) >= 0.25) & (gy > brow - 0.7))  # temples bare up to 0.7 above the brows
+    a = AH.receding_cues(gx, gy, valid, full, 0.0, brow, 0.1, 20, 12, brow - 0.2)
+    b = AH.receding_cues(gx, gy, valid, bare_temples, 0.0, brow, 0.1, 20, 12, brow - 0.2)
+    assert a.shape == b.shape == (AH.RECEDING_CUES,)
+    assert a[:2].tolist() == [0.1, 12.0] and a[5] == pytest.approx(0.2)
+    assert a[2] == pytest.approx(1.0) and a[3] == pytest.approx(1.0)  # the boxes all hair
+    assert b[2] == pytest.approx(1.0) and b[3] == pytest.approx(0.0) and b[4] < a[4]  # the temples bare
+    none = AH.receding_cues(gx, gy, np.zeros((n, n), bool), full, 0.0, brow, None, 2, 0, None)
+    assert np.isnan(none).all()  # nothing of the photo there, nothing read
+
+
+def test_a_receding_hairline_is_drawn_only_where_the_detector_reads_it_on_an_adult_man():
+    """``hair.add_artist_receding``: the receding detector's reading at its
+    threshold, asked as the bald detector is asked (H's P(bald) at least
+    ARTIST_BALD_GATE, no hat, no child, no face reported female) and not of
+    a head drawn bald; where it fires, ``receding`` and ``receding_by``."""
+    def attrs(**kw):
+        binary = dict(zip(HR.BINARY_ATTRIBUTES, (0.1, 0.1, 0.1, 0.1, 0.9)))
+        binary.update(kw)
+        a = HR.decode_attributes(_outputs(binary=tuple(binary[k] for k in HR.BINARY_ATTRIBUTES)))
+        a["age"] = 45.0
+        return a
+
+    fires, short = (lambda mask: (0.8, 0.6)), (0.4, 0.6)
+    a = attrs()
+    assert HR.add_artist_receding(a, fires, "mask") and a["receding"] == 0.8 and a["receding_by"] == HR.RECEDING_BY
+    asked = []
+    assert HR.add_artist_receding(attrs(), lambda m: asked.append(m) or (0.7, 0.6), "mask") and asked == ["mask"]
+    assert not HR.add_artist_receding(attrs(), short) and not HR.add_artist_receding(attrs(), None)
+    assert not HR.add_artist_receding(attrs(), lambda m: (float("nan"), 0.6))
+    assert not HR.add_artist_receding(attrs(bald=0.01), fires)  # H's P(bald) under the gate: not asked
+    assert not HR.add_artist_receding(attrs(male=0.05), fires)  # reported female
+    assert not HR.add_artist_receding(attrs(), fires, hat=True)
+    a = attrs()
+    a["drawn"]["bald"] = True  # drawn bald already
+    assert not HR.add_artist_receding(a, fires) and "receding" not in a
+    a = attrs()
+    a["age"] = 9.0  # a child
+    assert not HR.add_artist_receding(a, fires)
+    assert HR.add_artist_receding(a, fires, age=40.0)  # (an age the app set wins)
+
+
+def test_the_nearest_style_of_one_family():
+    """``HairRetriever.query_family``: an entry of that family, the nearest
+    by the query's distances; None for a family the bank has none of."""
+    from avatarizer.landmarks import mean_face
+
+    bank = HR.HairBank.load()
+    ret = HR.HairRetriever(bank)
+    lm = mean_face().points[:, :2]
+    mask = np.zeros((128, 128), np.float32)
+    mask[10:40, 30:98] = 1.0
+    i = ret.query_family("receding", None, mask, lm)
+    assert bank.families[bank.family[i]] == "receding"
+    d = ret.distances(None, *HR.shape_descriptor(mask, lm))
+    mine = np.flatnonzero(ret.families == "receding")
+    assert d[i] == d[mine].min()
+    assert ret.query_family("no such family", None, mask, lm) is None
+
+
 def test_fit_calibration_undoes_overconfidence():
     import torch
 

@@ -1325,7 +1325,9 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
                 "hair_rgb": np.clip(np.array(rgb[lab["hair_colour"]]) + rng.normal(0, 0.02, 3), 0, 1),
                 # the age regressor's input (fitted on UTKFace, which this folder has not: not fitted;
                 # no draws from rng, so that the other cues' random streams stay as they were)
-                "age": np.full(A.AGE_FEATURES, 0.1 * i)}
+                "age": np.full(A.AGE_FEATURES, 0.1 * i),
+                # the receding detector's (the top of the head; no draws from rng either)
+                "receding": np.sin(np.arange(1.0, 7.0) * (i + 1.0))}
         # the grey-beard detector's: a bearded photo's colour by eye, every third grey (no draws from rng)
         grey = bool(lab["beard"]) and i % 3 == 0
         cues["beard_colour"] = np.r_[3.0 * grey, np.sin(np.arange(1, A.BEARD_COLOUR_CUES) * (i + 1.0))]
@@ -1504,7 +1506,8 @@ def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monke
     assert "fitted_on_bald" not in written  # (no labels by eye of the top of the head here)
     det = written["detectors"]
     assert set(det) | set(written.get("not_reliable", [])) == {"glasses", "beard", "moustache", "headwear",
-                                                               "hair_colour", "bald", "goatee", "beard_grey"}
+                                                               "hair_colour", "bald", "goatee", "beard_grey",
+                                                               "receding"}
     assert {"glasses", "beard", "hair_colour", "bald", "headwear"} <= set(det)
     # the goatee: only the bearded photos labelled by eye with a style train it (no shared label has one)
     styled = sum(not D.is_heldout(k) for k in goatee_labels())

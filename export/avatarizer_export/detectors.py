@@ -71,7 +71,7 @@ BARE_TOP_SEEDS = (0, 1, 2, 3, 4)
 BARE_TOP_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
 #: the cue vectors measured at each of :func:`cue_sizes` (the others, the
 #: hair's, at the SDK hair stage's 128 px)
-SIZED = ("glasses", "beard", "goatee", "beard_colour", "headwear", "hat", "age")
+SIZED = ("glasses", "beard", "goatee", "beard_colour", "headwear", "hat", "age", "receding")
 
 
 def cue_sizes() -> tuple[int, int]:
@@ -129,6 +129,12 @@ GOATEE_L2 = 10.0
 #: drawn grey is a lesser error than a white one drawn black. The shipped
 #: fit, 371 photos at both crop sizes: threshold 0.575, recall 0.759)
 BEARD_GREY_PRECISION = 0.85
+#: drawing precision of the receding detector (a receding hairline drawn on a full one is the top's shape
+#: wrong, not an invented accessory; at 0.9 its out-of-fold recall was 0.28 and it found 3 of the 22 held-out
+#: receding heads; session 69, a scratch fit ``/tmp/s69/rec``: with the runtime's gates (a man, 16 or older,
+#: H's P(bald) at least 0.03, not drawn bald) a threshold of 0.8 found 10 of 22 held out for 5 of 102 men
+#: with a full hairline, 89 of 164 training ones for 19 of 300)
+RECEDING_PRECISION = 0.8
 #: the labels' hair colours (``avatarizer.hair.HAIR_COLOURS``); "other" and unlabelled hair are left out
 HAIR_COLOURS = ("black", "brown", "blond", "red", "gray")
 #: L2 weights tried for the hair-colour classifier (5-fold CV on the training photos)
@@ -180,6 +186,7 @@ def _cues(art, face, size: int, suffix: str) -> dict | None:
     named with ``suffix``); None when the artist measured none."""
     from avatarizer.artist import accessories as A
     from avatarizer.artist import crop_valid_mask
+    from avatarizer.artist import hair as AH
 
     _, g = art._fit(face.canonical, face.crop(size), face.hair_mask(size), crop_valid_mask(face, size), face.landmarks)
     if "glasses_score" not in g or not g.get("beard_features"):
@@ -193,7 +200,8 @@ def _cues(art, face, size: int, suffix: str) -> dict | None:
             else np.full(A.BEARD_COLOUR_CUES, np.nan),
             "headwear" + suffix: A.headwear_vector(g),
             "hat" + suffix: np.full(A.HAT_CUES + PIXEL_COUNT, np.nan) if hat is None else hat,
-            "age" + suffix: A.age_vector(face.canonical, face.crop(size))}
+            "age" + suffix: A.age_vector(face.canonical, face.crop(size)),
+            "receding" + suffix: np.asarray(g.get("receding_cues", np.full(AH.RECEDING_CUES, np.nan)), np.float64)}
 
 
 def features(folder: Path, names: list[str], progress: bool = True) -> dict:
@@ -586,7 +594,19 @@ def fit_hat(x: np.ndarray, y: np.ndarray, k: int) -> dict:
 
 #: the accessory detectors :func:`fit` fits, each with the cue table it reads and its classes
 TASKS = {"glasses": ("glasses", 3), "beard": ("beard", 2), "moustache": ("beard", 2), "headwear": ("hat", 2),
-         "bald": ("headwear", 2), "goatee": ("goatee", 2), "beard_grey": ("beard_colour", 2)}
+         "bald": ("headwear", 2), "goatee": ("goatee", 2), "beard_grey": ("beard_colour", 2),
+         "receding": ("receding", 2)}
+
+
+def receding_labels(folder: Path | None = None) -> dict[str, dict]:
+    """``{"FOLDER/NAME": {"receding": 0 or 1}}`` from the labels by eye of the
+    top of the head (``scalp_by_eye.jsonl``): receding 1, hair 0; bald and
+    covered heads are left out (the bald detector and the hat decide those;
+    the receding detector the top's shape of a head drawn with hair)."""
+    from .data import scalp_labels
+
+    return {k: {"receding": int(v == "receding")} for k, v in scalp_labels(folder).items()
+            if v in ("receding", "hair")}
 
 
 def splice(old: dict, new: dict, only) -> dict:
@@ -686,18 +706,20 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
                             ("headwear", headwear_labels(), "a covered head (hat kinds, accessories, the top of "
                                                             "the head, hair length)"),
                             ("goatee", goatee_labels(), "the beard's style"),
+                            ("receding", receding_labels(), "the top of the head (receding or hair)"),
                             ("beard_grey", beard_colour_labels(), "the facial hair's colour")):
         tf = eye_features(shared, cache, sorted(lab), quiet=quiet) if lab else {"names": []}
         own[task] = (lab, tf, np.array([is_heldout(n) for n in tf["names"]], bool))
         if len(own[task][2]) and (not only or task in only):
             # (the goatee and the beard's colour have no shared label: their photos are the ones labelled by eye alone)
-            shared_part = ("" if task in ("goatee", "beard_grey")
+            shared_part = ("" if task in ("goatee", "beard_grey", "receding")
                            else f"{int((~held).sum())} training photos of ffhq128-labelled and ")
             doc[f"fitted_on_{task}"] = (f"{shared_part}{int((~own[task][2]).sum())} training photos labelled by eye "
                                         f"for {what}")
     targets = {t: min(precision, FACIAL_HAIR_PRECISION) if t in ("beard", "moustache") else precision for t in tasks}
     targets["goatee"] = min(precision, GOATEE_PRECISION)
     targets["beard_grey"] = min(precision, BEARD_GREY_PRECISION)
+    targets["receding"] = min(precision, RECEDING_PRECISION)
     if any(v != precision for v in targets.values()):
         doc["precision_targets"] = {t: v for t, v in targets.items() if v != precision}
     small = _suffixes()[1]

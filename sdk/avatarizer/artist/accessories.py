@@ -1375,6 +1375,23 @@ def bald_evidence(g) -> tuple[float, float] | None:
     return _reading(detectors().get("bald"), headwear_vector(g), finite=True)
 
 
+def receding_evidence(g) -> tuple[float, float] | None:
+    """(probability, drawing threshold) of the fitted receding detector over
+    the top of the head's cues (:func:`avatarizer.artist.hair.receding_cues`,
+    ``g["receding_cues"]``, measured by :func:`avatarizer.artist.hair.hair_maps`):
+    a hairline receding at the temples or the crown, against a full one;
+    None without a detector, without the cues or where one is not finite.
+    Fitted on the heads labelled by eye receding or with hair
+    (``labels/scalp_by_eye.jsonl``, ``avatarizer-export detectors``, task
+    ``receding``: logistic, threshold chosen for precision). It decides the
+    top's shape on a head not drawn bald; whom it is asked of (not a child,
+    not a face reported female) is the caller's."""
+    cues = g.get("receding_cues")
+    if cues is None:
+        return None
+    return _reading(detectors().get("receding"), np.asarray(cues, np.float64), finite=True)
+
+
 def bare_top_threshold() -> float | None:
     """The bald detector's probability from which, below its drawing
     threshold, the artist draws the top of the head bare (the bald family:

@@ -40,33 +40,54 @@ def _facial_hair_readings(style, lm, g):
 
 
 def _bald_reading(style, lm, g, skin):
-    """A function of the face's person-minus-face mask (an array of any size,
-    or a function of the size returning it: ``AlignedFace.hair_mask``)
-    returning the bald detector's (probability, drawing threshold, whether
-    the artist draws the top bare in its band below that threshold:
-    :func:`hair.in_bare_top_band`) for the face measured in ``g`` (:func:`accessories.bald_evidence`; None
-    without a detector or a hair region): the artist's hair measurements
-    (:func:`hair.hair_maps`, ~1-2 ms) run only when it is called."""
+    """Two functions of the face's person-minus-face mask (an array of any
+    size, or a function of the size returning it: ``AlignedFace.hair_mask``):
+    the bald detector's (probability, drawing threshold, whether the artist
+    draws the top bare in its band below that threshold:
+    :func:`hair.in_bare_top_band`) and the receding detector's (probability,
+    drawing threshold) for the face measured in ``g``
+    (:func:`accessories.bald_evidence`, :func:`accessories.receding_evidence`;
+    None without a detector or a hair region): the artist's hair
+    measurements (:func:`hair.hair_maps`, ~1-2 ms) run only when one is
+    called, once for both."""
     from dataclasses import replace
 
-    def reading(hair_mask):
+    measured: list = []  # ((the mask or function given, its measurements)): the last one
+
+    def measure(hair_mask):
         if hair_mask is None:
             return None
+        if measured:
+            seen = measured[0][0]
+            # (the same array, or the same face's method: bound methods compare equal, not identical)
+            if seen is hair_mask or (callable(seen) and callable(hair_mask) and seen == hair_mask):
+                return measured[0][1]
         photo = g["photo"]
         hm = hair_mask(photo.size) if callable(hair_mask) else hair_mask
         if hm is None:
-            return None
-        hm = np.asarray(hm, np.float32)
-        if hm.shape != (photo.size, photo.size):
-            hm = cv2.resize(hm, (photo.size, photo.size), interpolation=cv2.INTER_LINEAR)
-        g2 = dict(g)  # (hair_maps writes its cues into g: the face's own g keeps none)
-        maps = hair.hair_maps(style, lm, g2, replace(photo, hair=hm, _disc_regions={}), {"skin_lab": to_lab(skin)})
-        got = accessories.bald_evidence(g2)
+            out = None
+        else:
+            hm = np.asarray(hm, np.float32)
+            if hm.shape != (photo.size, photo.size):
+                hm = cv2.resize(hm, (photo.size, photo.size), interpolation=cv2.INTER_LINEAR)
+            g2 = dict(g)  # (hair_maps writes its cues into g: the face's own g keeps none)
+            maps = hair.hair_maps(style, lm, g2, replace(photo, hair=hm, _disc_regions={}), {"skin_lab": to_lab(skin)})
+            out = (maps, g2)
+        measured[:] = [(hair_mask, out)]
+        return out
+
+    def reading(hair_mask):
+        got = measure(hair_mask)
+        bald = None if got is None else accessories.bald_evidence(got[1])
         # (a third item: whether the artist draws the top bare below the detector's threshold, its
         # bare-top band; session 28: the hybrid drew hair on shaved heads the artist draws bald)
-        return None if got is None else (*got, hair.in_bare_top_band(maps, got))
+        return None if bald is None else (*bald, hair.in_bare_top_band(got[0], bald))
 
-    return reading
+    def receding(hair_mask):
+        got = measure(hair_mask)
+        return None if got is None else accessories.receding_evidence(got[1])
+
+    return reading, receding
 
 
 def hat_colour(p: np.ndarray, photo, lm, skin_rgb=None) -> None:
@@ -220,7 +241,7 @@ class AutoArtist:
                 accessories.glasses(self.style, p, lm, g, g["photo"], {"skin": skin}, cues=cues)
                 if cues is not None:  # the beard and bald detectors' readings, for the caller to decide with
                     cues["beard"], cues["goatee"] = _facial_hair_readings(self.style, lm, g)
-                    cues["bald"] = _bald_reading(self.style, lm, g, skin)
+                    cues["bald"], cues["receding"] = _bald_reading(self.style, lm, g, skin)
                     # the artist's own age estimate (~0.3 ms): the hybrid combines it with H's
                     cues["age"] = accessories.age_estimate(canonical, crop)
             if iris is not None and cues is not None:

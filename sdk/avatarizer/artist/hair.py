@@ -188,6 +188,8 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
                      top_flat=float(mean(hp < 0.01)) if len(hp) else 0.0,
                      region_rgb=region_rgb)
     g["hair_stats"] = stats
+    g["receding_cues"] = receding_cues(gx, gy, valid, hairmap, g["centre_x"], brow_y, top_skin, len(rows),
+                                       top_hair, hairline)
     # the hair beside the face: its colour is drawn under a hat (core), and
     # only measured then (side_rgb)
     side = person & valid & ~oval & (np.abs(gx - g["centre_x"]) > g["half_w"] * 0.85) \
@@ -197,6 +199,36 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
                 hairmap=hairmap, skull_valid=skull_valid, hair=hair, hair_known=hair_known, small=small,
                 fringe=fringe, top_y=top_y, top_known=top_known, hairline=hairline, top_hair=top_hair,
                 mid_rows=len(rows), top_skin=top_skin, top_tex=top_tex)
+
+
+#: boxes of the head's top whose share of hair the receding detector reads (:func:`receding_cues`): (the
+#: distance from the mid-line, inner and outer, then the height above the brows' top, low and high; canonical
+#: units): the mid-line, the temples (where a hairline recedes first) and the crown above them
+RECEDING_BOXES = ((0.0, 0.15, 0.2, 0.6), (0.25, 0.5, 0.2, 0.6), (0.0, 0.5, 0.6, 0.9))
+#: the length of :func:`receding_cues` (a number here: the accessories module reads it)
+RECEDING_CUES = 6
+
+
+def receding_cues(gx, gy, valid, hairmap, cx: float, brow_y: float, top_skin, mid_rows: int, top_hair: int,
+                  hairline) -> np.ndarray:
+    """(6,) what tells a receding hairline from a full one on the 64-px maps
+    of :func:`hair_maps`: the share of the band above the forehead that is
+    skin-coloured (``top_skin``, NaN where unmeasured), the hair rows on the
+    mid-line above the brows (``top_hair``), the hair's share of each of
+    :data:`RECEDING_BOXES` inside the photo (NaN where fewer than 4 of its
+    pixels are), and the forehead's height on the mid-line from the brows'
+    top to the hairline (NaN where no hairline is read). The receding
+    detector (``avatarizer-export detectors``, task ``receding``) reads them;
+    on the heads labelled by eye (186 receding) the artist drew 4 receding
+    and the hybrid 1 (session 69)."""
+    out = [np.nan if top_skin is None else float(top_skin), float(top_hair) if mid_rows >= 3 else np.nan]
+    dx = np.abs(gx - cx)
+    for x0, x1, y0, y1 in RECEDING_BOXES:
+        box = (dx >= x0) & (dx < x1) & (gy >= brow_y - y1) & (gy < brow_y - y0) & valid
+        n = np.count_nonzero(box)
+        out.append(float(np.count_nonzero(box & hairmap)) / n if n >= 4 else np.nan)
+    out.append(np.nan if hairline is None else float(brow_y - hairline))
+    return np.array(out, np.float64)
 
 
 def side_rgb(px: np.ndarray) -> np.ndarray:

@@ -350,6 +350,11 @@ class HairStage(Stage):
             H.add_artist_bald(attrs, glasses_cues.get("bald"), face.hair_mask,
                               hat=settings.get("headwear", attrs["drawn"]["headwear"]), bare_top=style is None,
                               age=settings.get("age"))
+        # a receding hairline the artist's receding detector reads (H has no receding output: 1 of 186 heads
+        # labelled receding by eye was drawn receding); not where the app set the bald flag or the length
+        receding = glasses_cues is not None and "bald" not in settings and "hair_length" not in settings \
+            and H.add_artist_receding(attrs, glasses_cues.get("receding"), face.hair_mask,
+                                      hat=settings.get("headwear", attrs["drawn"]["headwear"]), age=settings.get("age"))
         # the photo's hair colour as sampled, without a colour cast (before any class is read into it)
         hair_rgb = None if reading is None else H.natural_hair_colour(reading[0])
         # a hat is decided (by H or the app) before the hair colour is: under it the hair region is the hat
@@ -405,6 +410,12 @@ class HairStage(Stage):
         # long and short styles as they come out on this face, whose head frame places them)
         idx = self.retriever.query(query, mask, face.canonical, valid=valid,
                                    gate_only=H.silhouette_bald_unlikely(query), face=base)
+        if receding and self.retriever.families[idx] not in ("bald", "receding", "headwear"):
+            # the nearest receding style (in a stream as one the silhouette found: shown once it outnumbers
+            # the family shown among the latest readings, so a reading near the threshold does not flicker)
+            near = self.retriever.query_family("receding", query, mask, face.canonical, valid=valid)
+            if near is not None:
+                idx = near
         if style is not None:  # a stream: the style shown changes to a family found most lately (or a gate's)
             idx, recent = H.steady_style(self.retriever.families, *style[:2], idx,
                                          self.retriever.gated_families(query))
