@@ -1308,3 +1308,27 @@ def test_model_card_lists_the_stages_make_models_runs_and_the_files_written_befo
         early.append(spec.onnx_name)
     missing = [name for name in early if name not in text]
     assert not missing, missing
+
+
+def test_detectors_out_refuses_an_existing_file_without_overwrite(tmp_path, capsys, monkeypatch):
+    """``detectors --out FILE`` replaced a file that was there without a word
+    (eval and sheet refuse one without ``--overwrite``; helper-443, session
+    69): one line, status 1, the file as it was; ``--only`` splices into the
+    file it names, so it takes an existing one."""
+    from avatarizer_export import cli
+    from avatarizer_export import detectors as D
+
+    mine = tmp_path / "mine.json"
+    mine.write_text("my own notes")
+    assert cli.main(["detectors", "--out", str(mine), "--shared", str(tmp_path / "nowhere")]) == 1
+    assert capsys.readouterr().err.strip().endswith(f"{mine} exists: pass --overwrite to replace it")
+    assert mine.read_text() == "my own notes"
+    fitted = []
+    monkeypatch.setattr(D, "fit", lambda shared, cache, **kw: fitted.append(kw))
+    monkeypatch.setattr(D, "shared_dir", lambda s: tmp_path)
+    labels = tmp_path / "data" / "faces" / "ffhq128-labelled" / "attributes.jsonl"
+    labels.parent.mkdir(parents=True)
+    labels.write_text("")
+    assert cli.main(["detectors", "--out", str(mine), "--overwrite", "--cache", str(tmp_path / "c")]) == 0
+    assert cli.main(["detectors", "--out", str(mine), "--only", "receding", "--cache", str(tmp_path / "c")]) == 0
+    assert [kw["out"] for kw in fitted] == [mine, mine] and fitted[1]["only"] == ("receding",)

@@ -491,6 +491,10 @@ def balanced_accuracy(y, pred, k) -> float:
 
 
 def main_detectors(args) -> int:
+    if args.out and not args.only and not args.overwrite and (Path(args.out).exists() or Path(args.out).is_symlink()):
+        # (a file of the user's: replaced without a word, where eval and sheet refuse; helper-443, session 69)
+        print(f"avatarizer-export detectors: {args.out} exists: pass --overwrite to replace it", file=sys.stderr)
+        return 1
     shared = shared_dir(args.shared)
     lab_path = shared / "data" / "faces" / "ffhq128-labelled" / "attributes.jsonl"
     if not lab_path.is_file():
@@ -1403,7 +1407,9 @@ def add_parser(sub):
     p.add_argument("--precision", type=precision, default=None,
                    help="precision each drawing threshold keeps out of fold (default 0.9; with --fusion "
                         f"{FUSION_PRECISION})")
-    p.add_argument("--out", help=f"where to write (default {OUT.relative_to(ROOT)})")
+    p.add_argument("--out", help=f"where to write (default {OUT.relative_to(ROOT)}); an existing file only with "
+                                 "--overwrite, or with --only (which keeps the other detectors from it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--cache", help="cache folder (default <repo>/cache): the measured cues are kept there")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--only", action="append", choices=sorted(TASKS), metavar="DETECTOR",
