@@ -951,6 +951,22 @@ def test_an_empty_animation_makes_no_folder_for_its_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_path_that_is_not_one_is_a_value_error(tmp_path):
+    """``Animation.write`` and ``animation.export`` of a 0-d array or a number
+    as the path: a TypeError out of ``Path`` (helper-447); now the
+    ValueError bad input gets, as ``from_image`` says of an image path."""
+    from avatarizer import animation as AN
+    from avatarizer.animation import Animation
+
+    anim = Animation(64).extend(_performance(2))
+    for bad in (np.array(str(tmp_path / "a.json")), 7, None):
+        with pytest.raises(ValueError, match="output file path"):
+            anim.write(bad)
+        with pytest.raises(ValueError, match="output file path"):
+            AN.export(_performance(2), bad)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_existing_file_is_refused_before_any_work(tmp_path, monkeypatch):
     """``write()`` and ``export()`` without ``overwrite`` refuse a path that
     exists before reducing or recording (the ``FileExistsError`` came after

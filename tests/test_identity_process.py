@@ -419,7 +419,8 @@ def test_identity_worker_option_is_checked():
         assert av.identity_worker is None
     with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_every_ms=0)) as av:
         assert av.identity_worker is None
-    for bad in ("gpu", "", None, 1):
+    # (0-d and one-element arrays compared equal to "thread" by broadcasting and were taken: helper-447)
+    for bad in ("gpu", "", None, 1, np.array("thread"), np.array(["thread"])):
         with pytest.raises(ValueError, match="identity_worker"):
             TrackerOptions(identity_worker=bad)
 

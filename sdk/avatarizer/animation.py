@@ -1057,6 +1057,7 @@ class Animation:
         an existing ``path`` (also one that appears meanwhile, or a dangling
         symlink) is ``FileExistsError`` unless ``overwrite``
         (:func:`write_text_atomic`)."""
+        output_format(path)  # (a path of a format it writes: ValueError before anything else)
         path = Path(path)
         refuse_target(path, overwrite)  # (before the reduction: at the frame limit it takes minutes)
         return write_text_atomic(path, self.pieces_for(path), overwrite=overwrite)
@@ -1072,7 +1073,11 @@ class Animation:
 
 
 def output_format(path) -> str:
-    """'lottie' for .json, 'svg' for .svg; ``ValueError`` otherwise."""
+    """'lottie' for .json, 'svg' for .svg; ``ValueError`` otherwise (also
+    for what is not a path: a 0-d array or a number was a TypeError out of
+    ``Path``)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"Expected an output file path (str or os.PathLike), got {type(path).__name__}.")
     name = Path(path).name.lower()
     for suffix, fmt in FORMATS.items():
         if name.endswith(suffix):

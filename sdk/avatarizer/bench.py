@@ -338,7 +338,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     images, source, cuts = bench_clips(2 * (frames + warmup + spare) + MAX_STARTUP_FRAMES, video=video)
     cuts = set(cuts) if mode == "video" else set()
     if log:
-        log(f"frames: {frames} timed, after the start-up and {warmup} warm-up, of {source}")  # (the source's
+        log(f"frames: {frames} timed, after {'the start-up and ' if spare else ''}{warmup} warm-up, of {source}")  # (the source's
         # count is what is read ahead for them: "frames: 766 built-in frames" for --frames 3 read as the timed)
     av = Avatarizer(mode=mode, estimator=estimator, device=device, backend=backend, precision=precision,
                     tracker=tracker)

@@ -349,7 +349,8 @@ class TrackerOptions:
         d = self.identity_duty
         if not is_real(d) or not (0.0 < d <= 1.0):
             raise ValueError(f"identity_duty must be a number in (0, 1], got {d!r}")
-        if self.identity_worker not in ("process", "thread", "inline"):
+        # (a string: a 0-d array compared equal by broadcasting and was taken as the worker's kind)
+        if not isinstance(self.identity_worker, str) or self.identity_worker not in ("process", "thread", "inline"):
             raise ValueError(f"identity_worker must be 'process', 'thread' or 'inline', got {self.identity_worker!r}")
         c = self.worker_cpu
         if not (c is None or (isinstance(c, str) and c == "auto") or (
