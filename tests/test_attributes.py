@@ -311,6 +311,8 @@ def test_a_receding_hairline_is_drawn_only_where_the_detector_reads_it_on_an_adu
     assert not HR.add_artist_receding(attrs(), lambda m: (float("nan"), 0.6))
     assert not HR.add_artist_receding(attrs(bald=0.01), fires)  # H's P(bald) under the gate: not asked
     assert not HR.add_artist_receding(attrs(male=0.05), fires)  # reported female
+    assert not HR.add_artist_receding(attrs(male=0.7), fires)  # reported male, but H's own P(male) under 0.8
+    assert HR.RECEDING_MIN_MALE == 0.8
     assert not HR.add_artist_receding(attrs(), fires, hat=True)
     a = attrs()
     a["drawn"]["bald"] = True  # drawn bald already

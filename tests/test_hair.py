@@ -1170,8 +1170,8 @@ def test_held_out_receding_hairlines_are_drawn_receding(heldout_runs):
     eye for the top of the head (``scalp_by_eye.jsonl``, batch
     ``scalp_heldout``: 22 receding, 409 with hair; never trained on nor used
     to choose anything): the receding detector (``add_artist_receding``)
-    draws receding hairlines receding (1 of 22 before it; 11 in session 69)
-    and few heads with hair so (4 of 409; 1 before), none reported female."""
+    draws receding hairlines receding (1 of 22 before it; 8 in session 69)
+    and few heads with hair so (2 of 409; 1 before), none reported female."""
     from avatarizer_export.data import is_heldout, scalp_labels
     from conftest import need_shared
 
@@ -1190,5 +1190,35 @@ def test_held_out_receding_hairlines_are_drawn_receding(heldout_runs):
         if family == "receding" and f.attributes.get("receding_by") == HR.RECEDING_BY:
             assert f.attributes["gender"] == "male" and not f.attributes["drawn"]["bald"], key
     assert len(drawn["receding"]) >= 20 and len(drawn["hair"]) >= 380
-    assert sum(drawn["receding"]) >= 8, sum(drawn["receding"])
-    assert sum(drawn["hair"]) <= 7, sum(drawn["hair"])
+    assert sum(drawn["receding"]) >= 6, sum(drawn["receding"])
+    assert sum(drawn["hair"]) <= 4, sum(drawn["hair"])
+
+
+def test_a_receding_hairline_under_app_settings_and_in_a_stream():
+    """helper-446 (session 69): ``hair_length="short"`` or ``bald=False``, both
+    true of a receding hairline, took the receding style away (the detector
+    was skipped whatever the value set); long hair set takes it away. In a
+    stream a reading near the threshold flipped the style between refreshes:
+    the detector is asked in image mode only."""
+    from avatarizer import Avatarizer
+    from avatarizer.imageio import load_image
+    from avatarizer.video import TrackerOptions
+    from conftest import need_shared
+
+    photo = need_shared("data", "faces", "ffhq128", "ffhq-0188.jpg")  # (a receding hairline, a training photo)
+    bank = HR.HairBank.load()
+
+    def family(a):
+        return bank.entry(int(round(float(a.params[S.index("hair_style.bank_id")])))).family
+
+    with Avatarizer() as av:
+        if av.estimator != "hybrid":
+            pytest.skip("the shipped models are not installed here")
+        assert family(av.from_image(photo)) == "receding"
+        for kept in ({"hair_length": "short"}, {"bald": False}, {"age": 45}):
+            assert family(av.from_image(photo, attributes=kept)) == "receding", kept
+        assert family(av.from_image(photo, attributes={"hair_length": "long"})) != "receding"
+    img = load_image(photo)
+    with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_every_ms=0)) as av:
+        fams = [family(a) for i in range(8) if (a := av.from_frame(img, timestamp_ms=i * 1100.0)) is not None]
+    assert len(fams) >= 6 and "receding" not in fams, fams

@@ -351,8 +351,11 @@ class HairStage(Stage):
                               hat=settings.get("headwear", attrs["drawn"]["headwear"]), bare_top=style is None,
                               age=settings.get("age"))
         # a receding hairline the artist's receding detector reads (H has no receding output: 1 of 186 heads
-        # labelled receding by eye was drawn receding); not where the app set the bald flag or the length
-        receding = glasses_cues is not None and "bald" not in settings and "hair_length" not in settings \
+        # labelled receding by eye was drawn receding); not where the app set a bald head or long hair (a
+        # short length or bald=False agree with it), and in image mode only: in a stream a reading near the
+        # threshold flipped the style between refreshes (as the bald detector's bare-top band, bare_top above)
+        receding = style is None and glasses_cues is not None and settings.get("bald") is not True \
+            and settings.get("hair_length") != "long" \
             and H.add_artist_receding(attrs, glasses_cues.get("receding"), face.hair_mask,
                                       hat=settings.get("headwear", attrs["drawn"]["headwear"]), age=settings.get("age"))
         # the photo's hair colour as sampled, without a colour cast (before any class is read into it)
@@ -411,8 +414,7 @@ class HairStage(Stage):
         idx = self.retriever.query(query, mask, face.canonical, valid=valid,
                                    gate_only=H.silhouette_bald_unlikely(query), face=base)
         if receding and self.retriever.families[idx] not in ("bald", "receding", "headwear"):
-            # the nearest receding style (in a stream as one the silhouette found: shown once it outnumbers
-            # the family shown among the latest readings, so a reading near the threshold does not flicker)
+            # the nearest receding style
             near = self.retriever.query_family("receding", query, mask, face.canonical, valid=valid)
             if near is not None:
                 idx = near
