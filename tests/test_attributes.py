@@ -293,8 +293,9 @@ def test_receding_cues_read_the_hair_over_the_forehead_and_temples():
 def test_a_receding_hairline_is_drawn_only_where_the_detector_reads_it_on_an_adult_man():
     """``hair.add_artist_receding``: the receding detector's reading at its
     threshold, asked as the bald detector is asked (H's P(bald) at least
-    ARTIST_BALD_GATE, no hat, no child, no face reported female) and not of
-    a head drawn bald; where it fires, ``receding`` and ``receding_by``."""
+    ARTIST_BALD_GATE, no hat, no child, no face reported female, H's own
+    P(male) at least RECEDING_MIN_MALE) and not of a head drawn bald; where
+    it fires, ``receding`` and ``receding_by``."""
     def attrs(**kw):
         binary = dict(zip(HR.BINARY_ATTRIBUTES, (0.1, 0.1, 0.1, 0.1, 0.9)))
         binary.update(kw)
@@ -302,25 +303,63 @@ def test_a_receding_hairline_is_drawn_only_where_the_detector_reads_it_on_an_adu
         a["age"] = 45.0
         return a
 
+    def drawn(a, evidence, *args, **kw):
+        got, memory = HR.add_artist_receding(a, evidence, *args, **kw)
+        assert memory is None  # (image mode: no memory)
+        return got
+
     fires, short = (lambda mask: (0.8, 0.6)), (0.4, 0.6)
     a = attrs()
-    assert HR.add_artist_receding(a, fires, "mask") and a["receding"] == 0.8 and a["receding_by"] == HR.RECEDING_BY
+    assert drawn(a, fires, "mask") and a["receding"] == 0.8 and a["receding_by"] == HR.RECEDING_BY
     asked = []
-    assert HR.add_artist_receding(attrs(), lambda m: asked.append(m) or (0.7, 0.6), "mask") and asked == ["mask"]
-    assert not HR.add_artist_receding(attrs(), short) and not HR.add_artist_receding(attrs(), None)
-    assert not HR.add_artist_receding(attrs(), lambda m: (float("nan"), 0.6))
-    assert not HR.add_artist_receding(attrs(bald=0.01), fires)  # H's P(bald) under the gate: not asked
-    assert not HR.add_artist_receding(attrs(male=0.05), fires)  # reported female
-    assert not HR.add_artist_receding(attrs(male=0.7), fires)  # reported male, but H's own P(male) under 0.8
+    assert drawn(attrs(), lambda m: asked.append(m) or (0.7, 0.6), "mask") and asked == ["mask"]
+    assert not drawn(attrs(), short) and not drawn(attrs(), None)
+    assert not drawn(attrs(), lambda m: (float("nan"), 0.6))
+    assert not drawn(attrs(bald=0.01), fires)  # H's P(bald) under the gate: not asked
+    assert not drawn(attrs(male=0.05), fires)  # reported female
+    assert not drawn(attrs(male=0.7), fires)  # reported male, but H's own P(male) under 0.8
     assert HR.RECEDING_MIN_MALE == 0.8
-    assert not HR.add_artist_receding(attrs(), fires, hat=True)
+    assert not drawn(attrs(), fires, hat=True)
     a = attrs()
     a["drawn"]["bald"] = True  # drawn bald already
-    assert not HR.add_artist_receding(a, fires) and "receding" not in a
+    assert not drawn(a, fires) and "receding" not in a
     a = attrs()
     a["age"] = 9.0  # a child
-    assert not HR.add_artist_receding(a, fires)
-    assert HR.add_artist_receding(a, fires, age=40.0)  # (an age the app set wins)
+    assert not drawn(a, fires)
+    assert drawn(a, fires, age=40.0)  # (an age the app set wins)
+
+
+def test_a_streams_receding_hairline_follows_the_median_of_its_readings_with_a_margin():
+    """In a stream the median of the last STEADY_READINGS readings decides,
+    starting RECEDING_HYSTERESIS above the threshold and staying until as
+    far below it: a still read 0.78-0.81 against 0.78 flipped the style 10
+    times in 20 s (helper-446). A refusing gate (a hat, a face reported
+    female) draws none whatever the median; H's P(bald) under its gate reads 0."""
+    def attrs(**kw):
+        binary = dict(zip(HR.BINARY_ATTRIBUTES, (0.1, 0.1, 0.1, 0.1, 0.9)))
+        binary.update(kw)
+        a = HR.decode_attributes(_outputs(binary=tuple(binary[k] for k in HR.BINARY_ATTRIBUTES)))
+        a["age"] = 45.0
+        return a
+
+    th = 0.78
+    assert HR.RECEDING_HYSTERESIS == 0.05
+    memory, out = None, []
+    for p in (0.80, 0.79, 0.81, 0.80, 0.79, 0.85, 0.86, 0.84, 0.80, 0.77, 0.76, 0.75, 0.74, 0.72, 0.70, 0.70, 0.65):
+        got, memory = HR.add_artist_receding(attrs(), lambda m, p=p: (p, th), "mask", recent=memory, stream=True)
+        out.append(got)
+    # near the threshold (medians 0.795-0.81): not started; a median of 0.84 (past th + h) starts it; it stays
+    # while the median is at least th - h (0.74 at the 15th), and ends at 0.72
+    assert out == [False] * 7 + [True] * 8 + [False] * 2, out
+    assert len(memory["receding"]) == HR.STEADY_READINGS and memory["receding_threshold"] == th
+    a = attrs()
+    on_memory = {"receding": (0.9,) * 5, "receding_threshold": th, "receding_on": True}
+    assert HR.add_artist_receding(a, lambda m: (0.9, th), "mask", recent=on_memory, stream=True)[0]
+    assert a["receding"] == pytest.approx(0.9)
+    got, after = HR.add_artist_receding(attrs(), lambda m: (0.9, th), "mask", hat=True, recent=on_memory, stream=True)
+    assert not got and after["receding"][-1] == 0.0  # a hat now: not drawn, and read as 0
+    got, after = HR.add_artist_receding(attrs(bald=0.01), lambda m: (0.9, th), "mask", recent=on_memory, stream=True)
+    assert got and after["receding"][-1] == 0.0  # not asked now: a 0 among four 0.9s
 
 
 def test_the_nearest_style_of_one_family():
@@ -738,6 +777,9 @@ def test_the_clothes_are_not_read_from_a_letterboxed_frames_black_bars():
     skin, hair = to_lab(np.array([0.8, 0.6, 0.5])), np.array([0.45, 0.3, 0.2])  # (brown hair: not the bars')
     worn = clothes_rgb(rgb, None, np.ones((size, size), bool), skin, hair)
     assert worn == pytest.approx((0.23, 0.21, 0.22), abs=1e-6)
+    rgb32 = rgb.astype(np.float32)
+    rgb32[bars] = np.float32(3) / np.float32(255)  # the padding's level in float32 (it rounds up: still padding)
+    assert clothes_rgb(rgb32, None, None, skin, hair) == pytest.approx((0.23, 0.21, 0.22), abs=1e-6)
     rgb[bars] = 6 / 255.0  # a black garment (above the padding's level) is read as it is
     assert clothes_rgb(rgb, None, None, skin, hair).max() < 10 / 255.0
     rgb[box] = 0.0  # nothing but padding: nothing read

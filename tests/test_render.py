@@ -44,7 +44,8 @@ def test_render_shape_dtype_and_background(samples):
     hexed = render(samples[0], 64, background="#336699")
     np.testing.assert_array_equal(hexed[0, 0], col[0, 0])
     np.testing.assert_array_equal(render(samples[0], 64, background=np.array([0.2, 0.4, 0.6]))[0, 0], col[0, 0])
-    for bad in (np.array("white"), np.array(1.0)):  # 0-d arrays: len() of them was a TypeError
+    # 0-d arrays: len() of them was a TypeError; a ragged one: numpy's own message, not the documented one
+    for bad in (np.array("white"), np.array(1.0), (0.1, (0.2,), 0.3)):
         with pytest.raises(ValueError, match="background must be"):
             render(samples[0], 64, background=bad)
 

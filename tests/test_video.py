@@ -1996,7 +1996,12 @@ def test_a_streams_refreshes_report_the_steadied_age_and_keep_the_clothes(monkey
     assert len(ages) >= 4
     for (_recent, mem, a) in ages:
         assert a["age"] == pytest.approx(float(np.median(mem["age"])))
-    assert all(seen[k + 1][0] is seen[k][1] or seen[k + 1][0] == seen[k][1] for k in range(len(seen) - 1))
+    # each call starts from the memory the one before it returned (the receding detector's readings, kept in
+    # the same memory between the two calls of one refresh, aside)
+    def own(m):
+        return None if m is None else {k: v for k, v in m.items() if not k.startswith("receding")}
+
+    assert all(own(seen[k + 1][0]) == own(seen[k][1]) for k in range(len(seen) - 1))
     # no refresh after the first read a colour: the stream still draws the red the first one read
     assert out.params[ci] == pytest.approx([0.7, 0.2, 0.2], abs=0.02)
     assert not np.allclose(out.params[ci], P.CLOTHES[0], atol=0.05)

@@ -63,7 +63,7 @@ __all__ = [
     "drawn_hair_colour", "class_hair_colour", "hair_colour_class_of", "hair_colour_of_class", "age_lines", "hair_colour_features",
     "read_hair_colour", "sample_beard_rgb", "fuse_hair_colour", "hair_region_reading", "age_gray_ratio",
     "cheek_skin_lab", "region_classifier_reads", "gray_weighted", "too_little_hair", "tempered", "hair_unseen",
-    "steady_style", "steady_beard_style", "steady_gender", "steady_readings", "STEADY_READINGS", "add_artist_receding", "RECEDING_BY", "RECEDING_MIN_MALE", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn", "hair_length_as_drawn",
+    "steady_style", "steady_beard_style", "steady_gender", "steady_readings", "STEADY_READINGS", "add_artist_receding", "RECEDING_BY", "RECEDING_MIN_MALE", "RECEDING_HYSTERESIS", "tone_colour_ratios", "model_hair_colour", "natural_hair_colour", "attributes_as_drawn", "hair_length_as_drawn",
     "drawn_length", "fuse_age", "trusted_age", "model_age", "add_facial_hair", "FACIAL_HAIR_BY", "read_with_facial_hair",
     "sunglasses_under_hat", "sure_under_hat", "SUNGLASSES_UNDER_HAT", "UNDER_HAT_BY",
     "TIGHT_LENGTH_BY", "TIGHT_LENGTH_WITH_FACIAL_HAIR_BY",
@@ -3120,13 +3120,16 @@ RECEDING_BY = "artist cues"
 #: the receding detector is asked only of a face whose H's own P(male) is at least this (helper-446's
 #: survey of 7,001 photos, session 69: of the 283 it fired on, 15 were women the gender fusion reported
 #: male, children read as adults or a hat missed, at H's P(male) 0.58-0.83 but one; at 0.8, 5 of them
-#: left, the heads labelled receding drawn receding 111 -> 88 of 186 (held out 11 -> 9 of 22) and those
-#: labelled with hair 26 -> 16 (3 -> 1); at 0.5, the bare-top band's floor, all 15)
+#: left, the heads labelled receding the detector fired on 111 -> 88 of 186 (held out 12 -> 9 of 22) and
+#: those labelled with hair 26 -> 16 (3 -> 1); drawn receding held out, ``eval``: 11 -> 8 of 22 and
+#: 4 -> 2 of 409; at 0.5, the bare-top band's floor, all 15)
 RECEDING_MIN_MALE = 0.8
 
 
-def add_artist_receding(attributes: dict, evidence, hair_mask=None, hat: bool | None = None, age=None) -> bool:
-    """Whether the head's hairline is drawn receding: the artist's receding
+def add_artist_receding(attributes: dict, evidence, hair_mask=None, hat: bool | None = None, age=None,
+                        recent: dict | None = None, stream: bool = False) -> tuple[bool, dict | None]:
+    """Whether the head's hairline is drawn receding, and a stream's memory
+    of the detector's readings: ``(drawn, memory)``. The artist's receding
     detector (``evidence``: its (probability, drawing threshold), a function
     of the face's ``hair_mask`` returning that, or None;
     ``accessories.receding_evidence``) at its threshold, asked as
@@ -3134,30 +3137,54 @@ def add_artist_receding(attributes: dict, evidence, hair_mask=None, hat: bool | 
     :data:`ARTIST_BALD_GATE`, no hat, not under
     :data:`ARTIST_BALD_MIN_AGE`, not a face reported female, nor one whose
     H's own P(male) is under :data:`RECEDING_MIN_MALE`) and only of a head
-    not drawn bald. The hair stage asks it in image mode only (in a stream
-    a reading near the threshold flipped the style between refreshes) and
-    not where the app set a bald head or long hair. Where it fires (in place): ``receding`` its
-    probability, ``receding_by`` :data:`RECEDING_BY`; the hairstyle search
-    then takes the nearest style of the receding family
-    (:meth:`HairRetriever.query_family`). H has no receding output and its
-    P(bald) barely tells a receding hairline (ROC AUC 0.81 on the 199
-    held-out men labelled by eye, the detector 0.89): of the 186 heads
-    labelled receding the hybrid drew 1 receding (session 69)."""
+    not drawn bald (a head those refuse, or H's P(bald) under the gate,
+    reads 0; one those refuse is not drawn receding). In a ``stream``
+    (``recent``: its memory so far, :func:`steady_readings`' dict, or None)
+    the median of its last :data:`STEADY_READINGS` readings decides, with
+    :data:`RECEDING_HYSTERESIS` either side of the threshold (it starts
+    above it and stays until below it): one reading at a time, a still of
+    a man read 0.78-0.81 against a threshold of 0.78 flipped the style 10
+    times in 20 s. Where it is drawn (in place): ``receding`` the
+    probability (the median in a stream), ``receding_by``
+    :data:`RECEDING_BY`; the hairstyle search then takes the nearest style
+    of the receding family (:meth:`HairRetriever.query_family`). H has no
+    receding output and its P(bald) barely tells a receding hairline (ROC
+    AUC 0.81 on the 199 held-out men labelled by eye, the detector 0.89):
+    of the 186 heads labelled receding the hybrid drew 1 receding (session 69)."""
     a = attributes
     age = trusted_age(a) if age is None else age  # (an age the app set wins)
-    if a["drawn"]["bald"] or (a["drawn"]["headwear"] if hat is None else hat) \
-            or (is_real(age) and age < ARTIST_BALD_MIN_AGE) or reported_female(a) \
-            or not float(a.get("male_model_read", _flag(a, "male"))) >= RECEDING_MIN_MALE:
-        # (H's own P(male) too: women with their hair pulled back that the gender fusion reported male
-        # were drawn receding)
-        return False
-    if evidence is None or not _flag(a, "bald") >= ARTIST_BALD_GATE:
-        return False
-    got = _evidence(evidence, hair_mask)
-    if got is None or not got[0] >= got[1]:
-        return False
-    a["receding"], a["receding_by"] = float(got[0]), RECEDING_BY
-    return True
+    prob, threshold = 0.0, None
+    refused = (a["drawn"]["bald"] or (a["drawn"]["headwear"] if hat is None else hat)
+               or (is_real(age) and age < ARTIST_BALD_MIN_AGE) or reported_female(a)
+               # (H's own P(male) too: women with their hair pulled back that the gender fusion reported male
+               # were drawn receding)
+               or not float(a.get("male_model_read", _flag(a, "male"))) >= RECEDING_MIN_MALE)
+    if not refused and evidence is not None and _flag(a, "bald") >= ARTIST_BALD_GATE:
+        got = _evidence(evidence, hair_mask)
+        if got is not None:
+            prob, threshold = got
+    memory = None
+    if stream:
+        memory = dict(recent or {})
+        seen = (tuple(memory.get("receding", ())) + (float(prob),))[-STEADY_READINGS:]
+        memory["receding"] = seen
+        if threshold is not None:
+            memory["receding_threshold"] = float(threshold)
+        threshold = memory.get("receding_threshold")
+        prob = float(np.median(seen))
+        if threshold is not None:
+            threshold += -RECEDING_HYSTERESIS if memory.get("receding_on") else RECEDING_HYSTERESIS
+    drawn = not refused and threshold is not None and prob >= threshold  # (a gate refusing now: not drawn)
+    if stream:
+        memory["receding_on"] = drawn
+    if drawn:
+        a["receding"], a["receding_by"] = float(prob), RECEDING_BY
+    return drawn, memory
+
+
+#: a stream's receding hairline starts where the median of its readings is this far above the detector's
+#: threshold and stays until it is this far below (:func:`add_artist_receding`)
+RECEDING_HYSTERESIS = 0.05
 
 
 #: ``bald_by`` where the artist's bald detector read a head in its bare-top

@@ -1016,7 +1016,7 @@ def clothes_rgb(rgb: np.ndarray, person, valid, skin_lab, hair_rgb) -> np.ndarra
         region &= at_size(np.asarray(valid), size).astype(bool)
     if person is not None:
         region &= at_size(np.asarray(person, np.float32), size) > 0.5
-    region &= np.asarray(rgb).max(axis=2) > BLACK_LEVEL / 255.0
+    region &= np.asarray(rgb).max(axis=2) > (BLACK_LEVEL + 0.5) / 255.0  # (half a level: float32's 3/255 rounds up)
     px = masked(rgb, region)
     if len(px) < 20:
         return None

@@ -205,7 +205,7 @@ def hair_maps(st, lm, g, photo: Photo, col) -> dict:
 #: distance from the mid-line, inner and outer, then the height above the brows' top, low and high; canonical
 #: units): the mid-line, the temples (where a hairline recedes first) and the crown above them
 RECEDING_BOXES = ((0.0, 0.15, 0.2, 0.6), (0.25, 0.5, 0.2, 0.6), (0.0, 0.5, 0.6, 0.9))
-#: the length of :func:`receding_cues` (a number here: the accessories module reads it)
+#: the length of :func:`receding_cues` (the toolchain's detectors module reads it)
 RECEDING_CUES = 6
 
 
@@ -217,7 +217,9 @@ def receding_cues(gx, gy, valid, hairmap, cx: float, brow_y: float, top_skin, mi
     mid-line above the brows (``top_hair``), the hair's share of each of
     :data:`RECEDING_BOXES` inside the photo (NaN where fewer than 4 of its
     pixels are), and the forehead's height on the mid-line from the brows'
-    top to the hairline (NaN where no hairline is read). The receding
+    top to the hairline (0 where the mid-line shows no hair-then-skin
+    change, a bare top as a fringe to the brows; NaN where fewer than 3 of
+    its rows are in the photo: the detector was fitted so). The receding
     detector (``avatarizer-export detectors``, task ``receding``) reads them;
     on the heads labelled by eye (186 receding) the artist drew 4 receding
     and the hybrid 1 (session 69)."""

@@ -352,12 +352,15 @@ class HairStage(Stage):
                               age=settings.get("age"))
         # a receding hairline the artist's receding detector reads (H has no receding output: 1 of 186 heads
         # labelled receding by eye was drawn receding); not where the app set a bald head or long hair (a
-        # short length or bald=False agree with it), and in image mode only: in a stream a reading near the
-        # threshold flipped the style between refreshes (as the bald detector's bare-top band, bare_top above)
-        receding = style is None and glasses_cues is not None and settings.get("bald") is not True \
-            and settings.get("hair_length") != "long" \
-            and H.add_artist_receding(attrs, glasses_cues.get("receding"), face.hair_mask,
-                                      hat=settings.get("headwear", attrs["drawn"]["headwear"]), age=settings.get("age"))
+        # short length or bald=False agree with it); in a stream by the median of its latest readings, with a
+        # margin either side of the threshold (one reading near it flipped the style between refreshes)
+        receding = False
+        if glasses_cues is not None and settings.get("bald") is not True and settings.get("hair_length") != "long":
+            receding, memory = H.add_artist_receding(
+                attrs, glasses_cues.get("receding"), face.hair_mask,
+                hat=settings.get("headwear", attrs["drawn"]["headwear"]), age=settings.get("age"),
+                recent=steady, stream=style is not None)
+            steady = memory if style is not None else steady
         # the photo's hair colour as sampled, without a colour cast (before any class is read into it)
         hair_rgb = None if reading is None else H.natural_hair_colour(reading[0])
         # a hat is decided (by H or the app) before the hair colour is: under it the hair region is the hat
