@@ -356,10 +356,23 @@ def test_a_streams_receding_hairline_follows_the_median_of_its_readings_with_a_m
     on_memory = {"receding": (0.9,) * 5, "receding_threshold": th, "receding_on": True}
     assert HR.add_artist_receding(a, lambda m: (0.9, th), "mask", recent=on_memory, stream=True)[0]
     assert a["receding"] == pytest.approx(0.9)
-    got, after = HR.add_artist_receding(attrs(), lambda m: (0.9, th), "mask", hat=True, recent=on_memory, stream=True)
-    assert not got and after["receding"][-1] == 0.0  # a hat now: not drawn, and read as 0
+    # a refusing gate now (a hat, a face reported female, H's own P(male) under 0.8): not drawn, no reading, the
+    # on state kept; the next refresh that is asked draws it again (one refusal ended it for good: helper-449)
+    for refused in ({"hat": True}, {"male": 0.05}, {"male": 0.79}):
+        kw = {"hat": True} if "hat" in refused else {}
+        a = attrs() if "hat" in refused else attrs(male=refused["male"])
+        got, after = HR.add_artist_receding(a, lambda m: (0.9, th), "mask", recent=on_memory, stream=True, **kw)
+        assert not got and after == on_memory, refused
+        assert HR.add_artist_receding(attrs(), lambda m: (0.81, th), "mask", recent=after, stream=True)[0]
+    # cues that are not numbers (about half the heads): no reading, not a 0 that halves a short window's median
+    memory = None
+    out = []
+    for p in (0.95, float("nan"), 0.95, float("nan"), 0.95):
+        got, memory = HR.add_artist_receding(attrs(), lambda m, p=p: (p, th), "mask", recent=memory, stream=True)
+        out.append(got)
+    assert out == [True] * 5 and memory["receding"] == (0.95, 0.95, 0.95)
     got, after = HR.add_artist_receding(attrs(bald=0.01), lambda m: (0.9, th), "mask", recent=on_memory, stream=True)
-    assert got and after["receding"][-1] == 0.0  # not asked now: a 0 among four 0.9s
+    assert got and after["receding"][-1] == 0.0  # not asked (H's P(bald) under its gate): a 0 among four 0.9s
 
 
 def test_the_nearest_style_of_one_family():

@@ -2941,7 +2941,8 @@ def steady_readings(attributes: dict, recent: dict | None, *, clothes_rgb=None) 
     """A stream's regressed readings, steadied over its refreshes:
     ``(memory, clothes)``. ``recent``: the stream's memory so far (None at
     its start): ``{"age": (years, ...), "skin_tone": (steps, ...),
-    "clothes_rgb": (r, g, b) or None}``.
+    "clothes_rgb": (r, g, b) or None}`` (and the receding detector's
+    readings, :func:`add_artist_receding`'s, which this keeps as they are).
 
     * ``age`` and ``skin_tone`` (in place in ``attributes``) become the
       median of this refresh's reading and the previous
@@ -3137,12 +3138,13 @@ def add_artist_receding(attributes: dict, evidence, hair_mask=None, hat: bool | 
     :data:`ARTIST_BALD_GATE`, no hat, not under
     :data:`ARTIST_BALD_MIN_AGE`, not a face reported female, nor one whose
     H's own P(male) is under :data:`RECEDING_MIN_MALE`) and only of a head
-    not drawn bald (a head those refuse, or H's P(bald) under the gate,
-    reads 0; one those refuse is not drawn receding). In a ``stream``
+    not drawn bald (one those refuse is not drawn receding; H's P(bald)
+    under the gate reads 0). In a ``stream``
     (``recent``: its memory so far, :func:`steady_readings`' dict, or None)
     the median of its last :data:`STEADY_READINGS` readings decides, with
     :data:`RECEDING_HYSTERESIS` either side of the threshold (it starts
-    above it and stays until below it): one reading at a time, a still of
+    above it and stays until below it; a refused refresh or cues that are
+    not numbers add no reading and leave that state): one reading at a time, a still of
     a man read 0.78-0.81 against a threshold of 0.78 flipped the style 10
     times in 20 s. Where it is drawn (in place): ``receding`` the
     probability (the median in a stream), ``receding_by``
@@ -3153,29 +3155,33 @@ def add_artist_receding(attributes: dict, evidence, hair_mask=None, hat: bool | 
     of the 186 heads labelled receding the hybrid drew 1 receding (session 69)."""
     a = attributes
     age = trusted_age(a) if age is None else age  # (an age the app set wins)
-    prob, threshold = 0.0, None
+    prob, threshold, read = 0.0, None, False
     refused = (a["drawn"]["bald"] or (a["drawn"]["headwear"] if hat is None else hat)
                or (is_real(age) and age < ARTIST_BALD_MIN_AGE) or reported_female(a)
                # (H's own P(male) too: women with their hair pulled back that the gender fusion reported male
                # were drawn receding)
                or not float(a.get("male_model_read", _flag(a, "male"))) >= RECEDING_MIN_MALE)
-    if not refused and evidence is not None and _flag(a, "bald") >= ARTIST_BALD_GATE:
-        got = _evidence(evidence, hair_mask)
-        if got is not None:
-            prob, threshold = got
+    if not refused and evidence is not None:
+        if _flag(a, "bald") >= ARTIST_BALD_GATE:
+            got = _evidence(evidence, hair_mask)
+            if got is not None:
+                (prob, threshold), read = got, True
+        else:
+            read = True  # (H's P(bald) under the gate: a reading of 0)
     memory = None
     if stream:
         memory = dict(recent or {})
-        seen = (tuple(memory.get("receding", ())) + (float(prob),))[-STEADY_READINGS:]
-        memory["receding"] = seen
+        if read:  # (a refused refresh, or cues that are not numbers: no reading, the memory as it was)
+            memory["receding"] = (tuple(memory.get("receding", ())) + (float(prob),))[-STEADY_READINGS:]
         if threshold is not None:
             memory["receding_threshold"] = float(threshold)
         threshold = memory.get("receding_threshold")
-        prob = float(np.median(seen))
+        seen = memory.get("receding", ())
+        prob = float(np.median(seen)) if seen else 0.0
         if threshold is not None:
             threshold += -RECEDING_HYSTERESIS if memory.get("receding_on") else RECEDING_HYSTERESIS
     drawn = not refused and threshold is not None and prob >= threshold  # (a gate refusing now: not drawn)
-    if stream:
+    if stream and not refused:  # (a refusal, a hat on for a moment, leaves the on state as it was)
         memory["receding_on"] = drawn
     if drawn:
         a["receding"], a["receding_by"] = float(prob), RECEDING_BY

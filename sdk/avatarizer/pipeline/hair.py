@@ -157,7 +157,8 @@ class HairStage(Stage):
         and gender read are drawn and reported), kept steady by
         :func:`hair.steady_style`, :func:`hair.steady_beard_style`,
         :func:`hair.steady_gender` and :func:`hair.steady_readings` (the age,
-        the skin tone, the clothes' colour)."""
+        the skin tone, the clothes' colour; in the same memory the receding
+        detector's readings, :func:`hair.add_artist_receding`)."""
         from .. import hair as H
         from .. import headwear as HW
         from .. import skintone as ST
