@@ -290,18 +290,22 @@ def test_receding_cues_read_the_hair_over_the_forehead_and_temples():
     assert np.isnan(none).all()  # nothing of the photo there, nothing read
 
 
+def _adult_man(**kw) -> dict:
+    """Decoded attributes of a 45-year-old man (H's P(male) 0.9, P(bald) 0.1), ``kw`` H's binary outputs instead."""
+    binary = dict(zip(HR.BINARY_ATTRIBUTES, (0.1, 0.1, 0.1, 0.1, 0.9)))
+    binary.update(kw)
+    a = HR.decode_attributes(_outputs(binary=tuple(binary[k] for k in HR.BINARY_ATTRIBUTES)))
+    a["age"] = 45.0
+    return a
+
+
 def test_a_receding_hairline_is_drawn_only_where_the_detector_reads_it_on_an_adult_man():
     """``hair.add_artist_receding``: the receding detector's reading at its
     threshold, asked as the bald detector is asked (H's P(bald) at least
     ARTIST_BALD_GATE, no hat, no child, no face reported female, H's own
     P(male) at least RECEDING_MIN_MALE) and not of a head drawn bald; where
     it fires, ``receding`` and ``receding_by``."""
-    def attrs(**kw):
-        binary = dict(zip(HR.BINARY_ATTRIBUTES, (0.1, 0.1, 0.1, 0.1, 0.9)))
-        binary.update(kw)
-        a = HR.decode_attributes(_outputs(binary=tuple(binary[k] for k in HR.BINARY_ATTRIBUTES)))
-        a["age"] = 45.0
-        return a
+    attrs = _adult_man
 
     def drawn(a, evidence, *args, **kw):
         got, memory = HR.add_artist_receding(a, evidence, *args, **kw)
@@ -335,12 +339,7 @@ def test_a_streams_receding_hairline_follows_the_median_of_its_readings_with_a_m
     far below it: a still read 0.78-0.81 against 0.78 flipped the style 10
     times in 20 s (helper-446). A refusing gate (a hat, a face reported
     female) draws none whatever the median; H's P(bald) under its gate reads 0."""
-    def attrs(**kw):
-        binary = dict(zip(HR.BINARY_ATTRIBUTES, (0.1, 0.1, 0.1, 0.1, 0.9)))
-        binary.update(kw)
-        a = HR.decode_attributes(_outputs(binary=tuple(binary[k] for k in HR.BINARY_ATTRIBUTES)))
-        a["age"] = 45.0
-        return a
+    attrs = _adult_man
 
     th = 0.78
     assert HR.RECEDING_HYSTERESIS == 0.05
