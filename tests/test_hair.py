@@ -1222,3 +1222,27 @@ def test_a_receding_hairline_under_app_settings_and_in_a_stream():
     with Avatarizer(mode="video", max_faces=1, tracker=TrackerOptions(identity_every_ms=0)) as av:
         fams = [family(a) for i in range(8) if (a := av.from_frame(img, timestamp_ms=i * 1100.0)) is not None]
     assert len(fams) >= 6 and set(fams) == {"receding"}, fams
+
+
+def test_a_receding_reading_does_not_replace_long_hair(monkeypatch):
+    """Every receding style is short: where the search found long hair (a
+    long-haired man whose temples recede) the receding detector's reading
+    does not put a short receding style in its place (the length would
+    contradict the one reported); a short style it replaces."""
+    from avatarizer import Avatarizer
+    from conftest import need_shared
+
+    monkeypatch.setattr(HR, "add_artist_receding", lambda a, *args, recent=None, stream=False, **kw: (True, recent))
+    bank = HR.HairBank.load()
+
+    def family(a):
+        return bank.entry(int(round(float(a.params[S.index("hair_style.bank_id")])))).family
+
+    faces = need_shared("data", "faces", "ffhq128")
+    with Avatarizer() as av:
+        if av.estimator != "hybrid":
+            pytest.skip("the shipped models are not installed here")
+        long_hair = av.from_image(faces / "ffhq-0002.jpg")  # (long hair: its style stays)
+        short_hair = av.from_image(faces / "ffhq-0646.jpg")  # (a man's short hair: replaced)
+    assert HR.drawn_length(long_hair.params) == "long" and family(long_hair) != "receding"
+    assert family(short_hair) == "receding"

@@ -417,8 +417,9 @@ class HairStage(Stage):
         # long and short styles as they come out on this face, whose head frame places them)
         idx = self.retriever.query(query, mask, face.canonical, valid=valid,
                                    gate_only=H.silhouette_bald_unlikely(query), face=base)
-        if receding and self.retriever.families[idx] not in ("bald", "receding", "headwear"):
-            # the nearest receding style
+        if receding and self.retriever.families[idx] not in ("bald", "receding", "headwear") \
+                and not self.bank.drawn_long(base)[idx]:
+            # the nearest receding style (every one is short: not in place of long hair the search found)
             near = self.retriever.query_family("receding", query, mask, face.canonical, valid=valid)
             if near is not None:
                 idx = near
