@@ -508,6 +508,11 @@ def test_read_params_jsonl_formats_and_errors(tmp_path):
         f.write_text(text)
         with pytest.raises(ValueError, match=what):
             read_params_jsonl(f)
+    # a line cut short: the column in that line (the decoder said "line 2" of its own, the line's end: helper-450)
+    line = json.dumps(p[0].tolist())
+    f.write_text(line + "\n" + line + "\n" + line[:200] + "\n" + line + "\n")
+    with pytest.raises(ValueError, match=r"line 3: not JSON \(Expecting ',' delimiter at column 201\)$"):
+        read_params_jsonl(f)
     # a time that is no finite number is refused (10**400 raised OverflowError; a string or NaN was taken
     # for no time), naming its line (the frames are placed by their times)
     f.write_text("".join(json.dumps({"time_ms": t, "params": p[0].tolist()}) + "\n" for t in (0, 10 ** 400, 66.7)))

@@ -779,3 +779,43 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, photo_
     err = capsys.readouterr().err
     assert "cannot write /proc/avz-out.png" in err and "Traceback" not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device whose writes fail)")
+def test_stdout_that_cannot_be_written_says_so_and_the_output_stays(tmp_path):
+    """stdout on a full disk (``> /dev/full``): the command said only "No
+    space left on device" (exit 1), read as the output's own write failing,
+    the output written (helper-450). Now it says stdout could not be
+    written; the file is in place; exit 1. Buffered or not."""
+    photo = tmp_path / "in.png"
+    Image.fromarray(skdata.astronaut()).resize((256, 256)).save(photo)
+    for unbuffered in ("1", ""):
+        out = tmp_path / f"o{unbuffered}.png"
+        env = dict(_PLAIN, PYTHONUNBUFFERED=unbuffered) if unbuffered else \
+            {k: v for k, v in _PLAIN.items() if k != "PYTHONUNBUFFERED"}
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run(CLI + ["image", str(photo), "-o", str(out), "--estimator", "artist"],
+                                  stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+        assert proc.returncode == 1 and out.is_file(), proc.stderr
+        assert proc.stderr.strip() == ("avatarizer image: error: its messages could not be written to stdout "
+                                       "(No space left on device); what it wrote before that is in place"), proc.stderr
+
+
+def test_an_output_folder_that_is_a_link_loop_says_so(tmp_path, capsys):
+    """An output under a link that loops: "Too many levels of symbolic
+    links", as the input side says of one (it said "Not a directory";
+    helper-450); a file where a folder belongs says that."""
+    from avatarizer.cli import main
+
+    photo = tmp_path / "in.png"
+    Image.fromarray(skdata.astronaut()).resize((128, 128)).save(photo)
+    (tmp_path / "loopA").symlink_to(tmp_path / "loopB")
+    (tmp_path / "loopB").symlink_to(tmp_path / "loopA")
+    (tmp_path / "afile").write_text("x")
+    for folder, says in (("loopA", f"cannot create the folder {tmp_path / 'loopA'}: Too many levels of symbolic links"),
+                         ("afile", f"cannot write {tmp_path / 'afile' / 'x.png'}: {tmp_path / 'afile'} is a file, "
+                                   "not a folder")):
+        capsys.readouterr()
+        assert main(["image", str(photo), "-o", str(tmp_path / folder / "x.png"), "--estimator", "artist"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == f"avatarizer image: error: {says}", err

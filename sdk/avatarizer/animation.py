@@ -1439,7 +1439,9 @@ def read_params_jsonl(path, times_ms: list | None = None, durations_ms: list | N
                 raise ValueError(f"{path} holds more than {most} " + (
                     "stamped lines" if stamped else f"frames (an animation holds at most {MAX_FRAMES})"))
             try:
-                doc = json.loads(line)
+                doc = json.loads(line.rstrip("\r\n"))  # (the line's end off: the decoder's "line 2" contradicted n)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}, line {n}: not JSON ({exc.msg} at column {exc.colno})") from None
             except (ValueError, RecursionError) as exc:
                 raise ValueError(f"{path}, line {n}: not JSON ({exc})") from None
             version = VERSION  # (a bare list: this SDK's)

@@ -128,6 +128,59 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 1."""
 
 
+class _StdoutWrites:
+    """``sys.stdout`` while a command runs: a write or flush the system
+    refuses (stdout on a full disk, ``> /dev/full``) is a :class:`CLIError`
+    saying so. The bare "No space left on device" read as the output's own
+    write failing, the output written (helper-450). A reader gone
+    (``BrokenPipeError``) is left to its own handler; everything else is the
+    stream's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._refused_once = False
+
+    def _refused(self, exc: OSError) -> CLIError:
+        """Said once; stdout then points at the null device, so that the
+        next flushes (the log filter's, the interpreter's at exit) do not
+        fail again (as :func:`_broken_pipe` does)."""
+        self._refused_once = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # (no real stdout: nothing to flush)
+            pass
+        return CLIError(f"its messages could not be written to stdout ({exc.strerror or exc}); what it wrote "
+                        "before that is in place")
+
+    def write(self, text):
+        if self._refused_once:
+            return len(text)
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._refused(exc) from None
+
+    def flush(self):
+        if self._refused_once:
+            try:
+                return self._stream.flush()  # (into the null device now)
+            except OSError:
+                return None
+        try:
+            return self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._refused(exc) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 class _UsageError(CLIError):
     """A bad option value found after parsing (it depends on another option,
     e.g. the output type): exit status 2, like argparse's own errors."""
@@ -285,6 +338,11 @@ def _make_folders(folder: Path) -> None:
         except FileExistsError:
             if level.is_dir():  # made meanwhile by someone else: not ours
                 continue
+            try:  # (a link that loops is that, not "Not a directory": what the input side says of one; helper-450)
+                os.stat(level)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(level)) from None
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(level)) from None
         made = Path(os.path.realpath(level))
         st = os.lstat(made)
@@ -1990,6 +2048,9 @@ def main(argv=None) -> int:
     from .logfilter import QUIET
 
     QUIET.start(f"avatarizer {args.command}")  # the libraries' Python warnings to logging (logfilter)
+    stdout = sys.stdout
+    if stdout is not None:
+        sys.stdout = _StdoutWrites(stdout)
     try:
         try:
             status = args.func(args)
@@ -2043,6 +2104,8 @@ def main(argv=None) -> int:
 
             QUIET.stop()
             FILTER.stop()
+            if isinstance(sys.stdout, _StdoutWrites):  # (the caller's stream back: a test's, a script's)
+                sys.stdout = stdout
         for sig, old in handlers.items():
             signal.signal(sig, old)
 
