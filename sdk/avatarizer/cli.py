@@ -145,12 +145,7 @@ class _StdoutWrites:
         next flushes (the log filter's, the interpreter's at exit) do not
         fail again (as :func:`_broken_pipe` does)."""
         self._refused_once = True
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):  # (no real stdout: nothing to flush)
-            pass
+        _stdout_to_null(self._stream)
         return CLIError(f"its messages could not be written to stdout ({exc.strerror or exc}); what it wrote "
                         "before that is in place")
 
@@ -2117,13 +2112,20 @@ def _broken_pipe() -> int:
     and stdout pointed at the null device so that the interpreter's last
     flush at exit does not fail again (Python's docs, "Note on SIGPIPE").
     What was already written (the output file) stays."""
+    _stdout_to_null(sys.stdout)
+    return 128 + signal.SIGPIPE if hasattr(signal, "SIGPIPE") else 1
+
+
+def _stdout_to_null(stream) -> None:
+    """``stream``'s file descriptor pointed at the null device: the flushes
+    after a failed one (the interpreter's at exit) write nowhere instead of
+    failing again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stream.fileno())
         os.close(devnull)
     except (OSError, ValueError, AttributeError):  # (no real stdout: nothing to flush)
         pass
-    return 128 + signal.SIGPIPE if hasattr(signal, "SIGPIPE") else 1
 
 
 def _in_main_thread() -> bool:
