@@ -2409,10 +2409,7 @@ class HairRetriever:
         d = self.distances(attributes, descriptor, observed)
         cand = self.candidates(attributes, tight=tight, gate_only=gate_only, face=face)
         part = np.arange(len(d)) if cand is None or not cand.any() else np.flatnonzero(cand)
-        # only the candidates are ranked, a distance that is not a number last (an entry's NaN attribute
-        # in a bank built so; as np.inf for the others it sorted after them: the gates were passed over)
-        key = np.where(np.isnan(d[part]), np.inf, d[part])
-        order = part[np.lexsort((part, key))][:int(k)]
+        order = _nearest_first(part, d)[:int(k)]
         return order, d[order]
 
     def query(self, attributes=None, hair_mask_crop=None, canonical_landmarks=None, *, valid=None,
@@ -2459,8 +2456,7 @@ class HairRetriever:
         desc = obs = None
         if hair_mask_crop is not None and canonical_landmarks is not None:
             desc, obs = shape_descriptor(hair_mask_crop, canonical_landmarks, valid)
-        d = self.distances(attributes, desc, obs)[mine]
-        return int(mine[np.lexsort((mine, np.where(np.isnan(d), np.inf, d)))[0]])
+        return int(_nearest_first(mine, self.distances(attributes, desc, obs))[0])
 
     def query_descriptor(self, attributes=None, descriptor=None, observed=None, k: int | None = None,
                          tight: bool = False, gate_only: bool = False, face=None) -> int:
@@ -2474,6 +2470,15 @@ class HairRetriever:
         z = self._Dz[idx]
         dd = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1).sum(1)
         return int(idx[np.lexsort((np.arange(len(idx)), dd))[0]])
+
+
+def _nearest_first(part: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """The entries ``part`` (indices) ranked by their distances in ``d``:
+    nearest first, equal distances by index, a distance that is not a number
+    last (an entry's NaN attribute in a bank built so; as np.inf for the
+    others it sorted after them: the gates were passed over)."""
+    key = d[part]
+    return part[np.lexsort((part, np.where(np.isnan(key), np.inf, key)))]
 
 
 #: Families a gate decides (:data:`GATES`): a stream leaves a style of
@@ -3089,10 +3094,7 @@ def add_artist_bald(attributes: dict, evidence, hair_mask=None, hat: bool | None
     drawn bald), nor the band where H's own P(male) is under
     :data:`BARE_TOP_MIN_MALE`."""
     a = attributes
-    age = trusted_age(a) if age is None else age  # (an age the app set wins)
-    if (a["drawn"]["headwear"] if hat is None else hat) or (is_real(age) and age < ARTIST_BALD_MIN_AGE):
-        return a
-    if reported_female(a):
+    if not _asked_of_the_top(a, hat, age):
         return a
     got = _artist_reading(a, "bald", evidence, ARTIST_BALD_GATE, hair_mask, extra=True)
     if got is None:
@@ -3114,6 +3116,16 @@ ARTIST_BALD_MIN_AGE = 16.0
 #: ... and its bare-top band none where H's P(male) is under this: a woman
 #: with her hair pulled back was drawn bald through it (a review, session 28)
 BARE_TOP_MIN_MALE = 0.5
+
+
+def _asked_of_the_top(a: dict, hat: bool | None, age) -> bool:
+    """Whether the artist's detectors of the head's top (bald, receding) are
+    asked of a face: no hat (``hat``: the decision the app set, else the
+    model's), not under :data:`ARTIST_BALD_MIN_AGE` (``age``: one the app
+    set, else :func:`trusted_age`), not a face reported female."""
+    age = trusted_age(a) if age is None else age  # (an age the app set wins)
+    return not ((a["drawn"]["headwear"] if hat is None else hat) or (is_real(age) and age < ARTIST_BALD_MIN_AGE)
+                or reported_female(a))
 
 
 #: ``receding_by`` where the artist's receding detector drew the hairline receding (:func:`add_artist_receding`)
@@ -3154,10 +3166,8 @@ def add_artist_receding(attributes: dict, evidence, hair_mask=None, hat: bool | 
     AUC 0.81 on the 199 held-out men labelled by eye, the detector 0.89):
     of the 186 heads labelled receding the hybrid drew 1 receding (session 69)."""
     a = attributes
-    age = trusted_age(a) if age is None else age  # (an age the app set wins)
     prob, threshold, read = 0.0, None, False
-    refused = (a["drawn"]["bald"] or (a["drawn"]["headwear"] if hat is None else hat)
-               or (is_real(age) and age < ARTIST_BALD_MIN_AGE) or reported_female(a)
+    refused = (a["drawn"]["bald"] or not _asked_of_the_top(a, hat, age)
                # (H's own P(male) too: women with their hair pulled back that the gender fusion reported male
                # were drawn receding)
                or not float(a.get("male_model_read", _flag(a, "male"))) >= RECEDING_MIN_MALE)

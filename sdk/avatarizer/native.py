@@ -175,11 +175,11 @@ def _background(background):
             return tuple(vals) + ((1.0,) if len(vals) == 3 else ())
         raise ValueError(f"unknown background {background!r:.40}: use 'white', 'black', 'transparent', "
                          "'#rrggbb[aa]' or an RGB(A) tuple of floats in [0, 1]")
-    # (the object array's ndim: numpy's own ndim raised its message on a ragged sequence, (0.1, (0.2,), 0.3))
-    ok = isinstance(background, (tuple, list, np.ndarray)) and np.asarray(background, dtype=object).ndim >= 1 \
-        and len(background) in (3, 4) and all(
-        is_real(v) and 0.0 <= float(v) <= 1.0 for v in np.asarray(background, dtype=object).ravel()) \
-        and np.asarray(background, dtype=object).ndim == 1
+    # (as an object array, once: numpy's own ndim raised its message on a ragged sequence, (0.1, (0.2,), 0.3),
+    # and len() of a 0-d array a TypeError)
+    values = np.asarray(background, dtype=object) if isinstance(background, (tuple, list, np.ndarray)) else None
+    ok = values is not None and values.ndim == 1 and len(values) in (3, 4) and all(
+        is_real(v) and 0.0 <= float(v) <= 1.0 for v in values)
     if not ok:
         raise ValueError(f"background must be None, a name ('white', 'black', 'transparent'), '#rrggbb[aa]' "
                          f"or 3 or 4 floats in [0, 1]; got {background!r:.60}")

@@ -361,7 +361,7 @@ class HairStage(Stage):
                 attrs, glasses_cues.get("receding"), face.hair_mask,
                 hat=settings.get("headwear", attrs["drawn"]["headwear"]), age=settings.get("age"),
                 recent=steady, stream=style is not None)
-            steady = memory if style is not None else steady
+            steady = memory  # (None in image mode, as steady is there)
         # the photo's hair colour as sampled, without a colour cast (before any class is read into it)
         hair_rgb = None if reading is None else H.natural_hair_colour(reading[0])
         # a hat is decided (by H or the app) before the hair colour is: under it the hair region is the hat
