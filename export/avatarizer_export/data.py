@@ -579,6 +579,18 @@ def photos_key(shared: Path, keys: list) -> str:
     return h.hexdigest()
 
 
+def names_key(keys) -> str:
+    """The alignment cache's key of its photos by name (``meta.json``'s
+    ``names``): SHA-256 of the keys, one a line, 16 hex digits."""
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+
+
+def project_shared() -> Path:
+    """The project's own shared folder (``../shared`` beside the checkout),
+    resolved: what the committed split docs and mean face describe."""
+    return (ROOT.parent / "shared").resolve()
+
+
 def build_aligned(shared: Path, cache: Path, workers: int = 2, limit: int | None = None,
                   force: bool = False) -> Aligned:
     out_dir = cache / "aligned"
@@ -586,7 +598,7 @@ def build_aligned(shared: Path, cache: Path, workers: int = 2, limit: int | None
     keys_all = list_faces(shared)
     if limit:
         keys_all = keys_all[:limit]
-    names = hashlib.sha256("\n".join(keys_all).encode()).hexdigest()[:16]  # the photos, by name
+    names = names_key(keys_all)  # the photos, by name
     contents = photos_key(shared, keys_all)  # ... and by content (0.5 s for 15,280 photos)
     aligner = aligner_key()
     if meta_path.exists() and not force:
@@ -1007,7 +1019,7 @@ def _mean_face_not_shipped(shared: Path, cache: Path, limit: int | None) -> str 
     ``mean_face.npz`` (a smoke run's photos, a ``--shared`` folder of one's
     own, or a cache aligned from only part of the project's photos), or
     None when it may: the file describes the project's training photos."""
-    project = (ROOT.parent / "shared").resolve()
+    project = project_shared()
     if limit is not None:
         return "a --limit run"
     if Path(shared).resolve() != project:
@@ -1016,8 +1028,7 @@ def _mean_face_not_shipped(shared: Path, cache: Path, limit: int | None) -> str 
     if meta_path.exists():  # (without it, build_mean_face says to run `data align`)
         meta = json.loads(meta_path.read_text())
         keys = list_faces(shared)
-        names = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]  # (as build_aligned keys them)
-        if meta.get("inputs") != len(keys) or meta.get("names") != names:
+        if meta.get("inputs") != len(keys) or meta.get("names") != names_key(keys):
             return f"{cache / 'aligned'} holds only some of the project's photos (a --limit run's)"
     return None
 
@@ -1029,7 +1040,7 @@ def build(stage: str, shared: Path, cache: Path, *, workers: int = 2, limit: int
     for st in stages:
         if st == "align":
             build_aligned(shared, cache, workers=workers, limit=limit, force=force)
-            project = (ROOT.parent / "shared").resolve()
+            project = project_shared()
             if limit is None and Path(shared).resolve() == project:
                 # (a smoke run's 20 photos, or a --shared folder of one's own, rewrote the committed
                 # docs/split.md and heldout.txt: they describe the project's photos)

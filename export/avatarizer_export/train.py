@@ -678,9 +678,11 @@ def default_run_name(kind: str, *, variant: str = "full", pairs: int = 0, finetu
     if kind == "direct":
         return "direct" + (f"_{pairs}" if pairs else "") + (f"_from_{init_encoder}" if init_encoder else "")
     base = f"mapper_{variant}" + (f"_{pairs}" if pairs else "")
-    own = (f"_rec{float(rec_weight):g}" if float(rec_weight) != 1.0 else "") \
-        + (f"_geo{float(geo_weight):g}" if float(geo_weight) != 1.0 else "") \
-        + (f"_ae-{image_ae}" if image_ae != "image_ae" else "") + (f"_pae-{param_ae}" if param_ae != "param_ae" else "")
+    default = OPTION_DEFAULTS  # (the options' defaults, as check_options reads them)
+    own = (f"_rec{float(rec_weight):g}" if float(rec_weight) != default["rec_weight"] else "") \
+        + (f"_geo{float(geo_weight):g}" if float(geo_weight) != default["geo_weight"] else "") \
+        + (f"_ae-{image_ae}" if image_ae != default["image_ae"] else "") \
+        + (f"_pae-{param_ae}" if param_ae != default["param_ae"] else "")
     if not finetune:
         return base + own
     return f"{base}{own}_ft" if finetune == base + own else f"{base}{own}_ft_from_{finetune}"

@@ -149,15 +149,16 @@ class _StdoutWrites:
         return CLIError(f"its messages could not be written to stdout ({exc.strerror or exc}); what it wrote "
                         "before that is in place")
 
-    def write(self, text):
-        if self._refused_once:
-            return len(text)
+    def _guarded(self, call, *args):
         try:
-            return self._stream.write(text)
+            return call(*args)
         except BrokenPipeError:
             raise
         except OSError as exc:
             raise self._refused(exc) from None
+
+    def write(self, text):
+        return len(text) if self._refused_once else self._guarded(self._stream.write, text)
 
     def flush(self):
         if self._refused_once:
@@ -165,12 +166,7 @@ class _StdoutWrites:
                 return self._stream.flush()  # (into the null device now)
             except OSError:
                 return None
-        try:
-            return self._stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise self._refused(exc) from None
+        return self._guarded(self._stream.flush)
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
