@@ -42,6 +42,7 @@ fitted here on the labelled FFHQ photos of the *training* split only:
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -491,7 +492,7 @@ def balanced_accuracy(y, pred, k) -> float:
 
 
 def main_detectors(args) -> int:
-    if args.out and not args.only and not args.overwrite and (Path(args.out).exists() or Path(args.out).is_symlink()):
+    if args.out and not args.only and not args.overwrite and os.path.lexists(args.out):  # (a link, dangling or not)
         # (a file of the user's: replaced without a word, where eval and sheet refuse; helper-443, session 69)
         print(f"avatarizer-export detectors: {args.out} exists: pass --overwrite to replace it", file=sys.stderr)
         return 1
