@@ -1826,3 +1826,25 @@ def test_an_avatars_face_and_colour_order_are_checked_when_set_too(astronaut):
     b = Avatar.from_json(a.to_json())
     assert b.color_order == "bgr" and b.face is None
     np.testing.assert_array_equal(b.params, a.params)
+
+
+def test_a_script_that_ends_holding_a_started_stream_exits_cleanly():
+    """A script that keeps a started ``stream()`` generator in a variable and
+    simply ends: its worker is stopped and waited for at the exit, and the
+    generator's end, run as the interpreter tears down, neither joins a
+    frozen worker nor takes the aligner's lock it may hold. The worker,
+    stopped by the exit inside MediaPipe's landmarks (large frames keep it
+    there), kept that lock: the process hung at the exit for good, or
+    aborted (exit 134; 7 of 27 runs, a review, session 70)."""
+    code = ("import cv2\nfrom avatarizer import Avatarizer\nfrom avatarizer.imageio import sample_photo\n"
+            "big = cv2.resize(sample_photo(), (3072, 3072))\n"
+            "av = Avatarizer(mode='video')\n"
+            "it = av.stream(big for _ in range(40))\n"
+            "next(it); next(it)\n"
+            "print('held', flush=True)\n")
+    for _ in range(3):
+        try:
+            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the script hung at its exit")
+        assert res.returncode == 0 and res.stdout.strip() == "held", (res.returncode, res.stderr[-800:])

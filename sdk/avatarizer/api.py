@@ -47,6 +47,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import threading
 import time
 import types
@@ -667,6 +668,7 @@ class Avatarizer:
         self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
         self._streaming = False  # a stream() is being iterated (video mode): other calls are refused
         self._stream_stop: Callable[[], None] | None = None  # stops that stream's worker (close())
+        self._stream_worker: threading.Thread | None = None  # that worker (joined at the interpreter's exit)
         # a stream's worker left inside its source's next() (on_wait ended the stream), and a weak reference to
         # that source: a stream of the same source waits for it (two threads in one generator: ValueError)
         self._orphan: tuple | None = None
@@ -788,6 +790,7 @@ class Avatarizer:
         self._lock = threading.RLock()
         self._calls = threading.Condition(threading.RLock())
         self._active, self._streaming, self._stream_stop, self._orphan = 0, False, None, None
+        self._stream_worker = None
         self._callers, self._release_pending = {}, False
         self._inherited = True
         self._release.detach()
@@ -1222,6 +1225,7 @@ class Avatarizer:
             self._stream_stop = stopper
             consumed = last  # the time of the last frame the consumer got (the clock before the stream: none yet)
             worker = threading.Thread(target=work, name="avatarizer-stream", daemon=True)
+            self._stream_worker = worker
             worker.start()
             while True:
                 try:
@@ -1264,7 +1268,13 @@ class Avatarizer:
                 # sending): the consumer gets the closed error now, not when the read returns; the worker
                 # stops by itself once back (stop is set) without touching the clock. A stream merely
                 # ended by the consumer still waits for the read (the same source may be streamed again)
-                if (worker is not None and worker.is_alive() and worker is not threading.current_thread()
+                if sys.is_finalizing():
+                    # the generator collected as the interpreter ends (a script that ends holding it): the
+                    # worker was stopped and waited for at exit (_stop_streams_at_exit); a daemon thread still
+                    # running now is frozen where it stands, perhaps holding the aligner's lock: neither
+                    # joined nor the clock given back (the process hung, or aborted; a review, session 70)
+                    pass
+                elif (worker is not None and worker.is_alive() and worker is not threading.current_thread()
                         and not ((self._closed or abandoned[0]) and reading[0])):
                     worker.join()
                 elif worker is not None and worker.is_alive() and worker is not threading.current_thread():
@@ -1275,11 +1285,11 @@ class Avatarizer:
                 # frames read ahead and never handed out give their time back: the
                 # next call (or stream) may start with the first frame not consumed
                 pipe = self._pipeline
-                if (worker is not None and pipe is not None and pipe.stream is not None
+                if (worker is not None and pipe is not None and pipe.stream is not None and not sys.is_finalizing()
                         and pipe.stream.last_timestamp_ms != consumed):
                     pipe.rewind_clock(consumed)
             finally:  # given back even if the join is interrupted (Ctrl-C)
-                self._stream_stop, self._streaming = None, False
+                self._stream_stop, self._stream_worker, self._streaming = None, None, False
                 if stopper is not None:
                     stopper()
 
@@ -1356,6 +1366,35 @@ def _join_closing() -> None:
 
 
 atexit.register(_join_closing)
+
+#: the most the interpreter's exit waits for the streams' workers (:func:`_stop_streams_at_exit`), seconds
+STREAM_STOP_AT_EXIT_S = 10.0
+
+
+def _stop_streams_at_exit() -> None:
+    """At the interpreter's exit (atexit: before daemon threads are
+    stopped), stops the worker of every stream still held (a script that
+    ends with a started ``stream()`` generator in a variable) and waits up
+    to :data:`STREAM_STOP_AT_EXIT_S` in all for them: a worker stopped by
+    the exit inside MediaPipe's landmarks kept the aligner's lock, and the
+    generator's end, run later as the interpreter tears down, waited for it
+    for good, or the process aborted (7 of 27 runs; a review, session 70).
+    A worker inside its source's read (a camera that stopped sending) is not
+    waited for beyond that."""
+    deadline = time.monotonic() + STREAM_STOP_AT_EXIT_S
+    for av in list(_instances):
+        stop, worker = av._stream_stop, av._stream_worker
+        if stop is None or worker is None:
+            continue
+        try:
+            stop()
+            if worker is not threading.current_thread():
+                worker.join(max(0.0, deadline - time.monotonic()))
+        except Exception:  # (at exit: never in the way of the others)
+            pass
+
+
+atexit.register(_stop_streams_at_exit)  # (registered after _join_closing: atexit runs it first)
 
 
 def _after_fork_in_child() -> None:
