@@ -271,6 +271,26 @@ def test_merge_validates_and_takes_the_hair_colour(bank, face_params):
     assert np.allclose(HR.merge(face_params, e, None)[i:i + 3], HR.FALLBACK_HAIR_RGB, atol=1e-6)
 
 
+def test_a_buzz_cut_is_drawn_in_the_hair_colour_read(bank, face_params):
+    """A buzz cut's hair in the colour read, as every other style's (and
+    the artist's): mixed 40% with the skin, a boy's short black hair read
+    (0.17, 0.19, 0.19) was drawn (0.47, 0.45, 0.43), grey to the eye, and of
+    the 27 training photos drawn buzz, 6 read as the hair colour labelled by
+    eye (21 unmixed; session 70)."""
+    from avatarizer import prior as P
+    from avatarizer.artist.hair import set_hair_rgb
+
+    black = np.array([0.168, 0.186, 0.191], np.float32)
+    pale = face_params.copy()
+    P.set_rgb(pale, "face", (0.93, 0.8, 0.75))
+    i = S.index("hair_front.r")
+    p = HR.merge(pale, _family_entry(bank, "buzz"), black)
+    assert np.allclose(p[i:i + 3], black, atol=1e-6) and HR.hair_colour_class_of(p[i:i + 3]) == "black"
+    q = pale.astype(np.float64).copy()
+    set_hair_rgb(q, black, "buzz", (0.93, 0.8, 0.75))
+    assert np.allclose(q[i:i + 3], black, atol=1e-6)
+
+
 def test_retriever_for_a_model_gates_at_its_drawing_thresholds(bank):
     """``HairRetriever.for_model`` (the pipeline's, and the documented
     recipe's): the family gates at the thresholds ``merge`` draws from, so

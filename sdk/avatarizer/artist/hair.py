@@ -428,10 +428,12 @@ def hair_texture(photo: Photo, hm) -> float:
 
 
 def set_hair_rgb(p, hair, family: str, skin) -> None:
-    """The drawn hair's colours (back a shade darker, strands lighter; a
-    buzz cut shows the skin through)."""
-    hair = np.asarray(hair, np.float64)
-    hair_col = hair if family != "buzz" else hair * 0.6 + np.asarray(skin, np.float64) * 0.4
+    """The drawn hair's colours (back a shade darker, strands lighter).
+    ``family`` and ``skin`` are not used: a buzz cut was mixed 40% with the
+    skin, but the photo's hair colour already shows the scalp through a real
+    one, and short dark hair read as the skin-pale grey or pink of no class
+    (:func:`avatarizer.hair.merge`, session 70)."""
+    hair_col = np.asarray(hair, np.float64)
     set_rgb(p, "hair_back", hair_col * 0.85)
     set_rgb(p, "hair_front", hair_col)
     for i in (0, 1):
