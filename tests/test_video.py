@@ -62,6 +62,33 @@ def read_frames(path: Path, n: int):
 
 
 # ----------------------------------------------------------------- timestamps
+def test_a_gap_in_time_starts_mediapipe_tracking_afresh():
+    """A frame more than ``restart_after_ms`` (the pipeline: its tracker's
+    ``reset_ms``) after the last one starts MediaPipe's tracking afresh, as
+    a frame of another size does: a stream of one clip, then after a pause
+    another person's first frame is found as by a fresh aligner. Tracked on
+    from where the first face was, it found no face (the README promises a
+    new track after the gap; a review, session 70)."""
+    a, _ = read_frames(need_shared("data", "video", "d0.mp4"), 20)
+    b, _ = read_frames(need_shared("data", "video", "d12.mp4"), 1)
+    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in a + b]
+    with FaceAligner(mode="video", max_faces=1, segmentation=False) as fresh:
+        want = [f.box for f in fresh.detect(rgb[-1], 0.0)]
+    assert len(want) == 1
+    with FaceAligner(mode="video", max_faces=1, segmentation=False) as al:  # (restart_after_ms 3000)
+        for i, f in enumerate(rgb[:-1]):
+            al.detect(f, i * 40.0)
+        got = [f.box for f in al.detect(rgb[-1], 10000.0)]
+    assert len(got) == 1 and np.allclose(got[0], want[0], atol=1.0), (got, want)
+    for bad in (0, -1.0, float("nan"), "1", None, True):
+        with pytest.raises(ValueError, match="restart_after_ms"):
+            FaceAligner(mode="video", restart_after_ms=bad)
+    FaceAligner(mode="video", restart_after_ms=float("inf")).close()  # never
+    for reset, restart in ((5000.0, 5000.0), (0.0, 250.0)):  # the tracker's new track (a frame interval is none)
+        with Avatarizer(mode="video", tracker=TrackerOptions(reset_ms=reset)) as av:
+            assert av._pipeline["align"].align_options.restart_after_ms == restart
+
+
 def test_video_mode_needs_increasing_timestamps(astronaut):
     with Avatarizer(mode="video") as av:
         assert av.max_faces == 1

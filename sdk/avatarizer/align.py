@@ -217,6 +217,15 @@ class AlignOptions:
             :data:`EXPOSURE_DIM`), so that skin, hair and accessories read
             as in better light. A frame with anything bright in it (almost
             every photo, whatever the skin) is left as it is.
+        restart_after_ms: video mode: a frame more than this after the
+            last one (a stream resumed after a pause, a camera that stopped
+            sending) starts MediaPipe's tracking afresh, as a frame of
+            another size does: tracked on from where the face was before the
+            gap, another person's first frame found no face or a stale box,
+            and their identity was read from it. ``math.inf``: never. The
+            SDK's pipeline passes its tracker's ``reset_ms``, after which
+            the track starts afresh too (at least ``video.FRAME_GAP_MS``:
+            a frame interval is not a gap).
     """
 
     mode: str = "image"
@@ -226,6 +235,7 @@ class AlignOptions:
     segmentation: bool = True
     prefetch_segmentation: bool = False
     auto_exposure: bool = True
+    restart_after_ms: float = 3000.0
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a plain sentence if an option is invalid."""
@@ -241,6 +251,9 @@ class AlignOptions:
         for name in ("segmentation", "prefetch_segmentation", "auto_exposure"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if not (is_real(self.restart_after_ms) or self.restart_after_ms == math.inf) or not self.restart_after_ms > 0:
+            raise ValueError(f"restart_after_ms must be a positive number of milliseconds (math.inf: never), "
+                             f"got {self.restart_after_ms!r:.40}.")
 
 
 _mediapipe_started = False  # this process has made a MediaPipe graph
@@ -704,11 +717,14 @@ class FaceAligner:
             pending = self._prefetch_segmentation(image)
         with self._lock:
             self._check_open()
+            before = self._last_timestamp_ms
             self._accept_timestamp(timestamp_ms)
             if self.options.mode == "video":
-                if self._last_shape not in (None, (height, width)):
-                    # another frame size: MediaPipe would look for the face where it was
-                    # tracked, in the old frame's proportions, and miss it on this frame
+                if self._last_shape not in (None, (height, width)) or (
+                        before is not None and self._last_timestamp_ms - before > self.options.restart_after_ms):
+                    # another frame size, or a gap (restart_after_ms): MediaPipe would look for the face where
+                    # it was tracked, in the old frame's proportions or before the gap, and miss it on this
+                    # frame, or find it in a stale box
                     old, self._mesh = self._mesh, self._new_mesh()
                     old.close()
                 self._last_shape = (height, width)

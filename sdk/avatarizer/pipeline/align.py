@@ -56,8 +56,13 @@ class AlignStage(Stage):
 
     def prepare(self, options) -> None:
         super().prepare(options)
+        from ..video import FRAME_GAP_MS
+
+        # (a gap without frames after which the tracker starts a new track starts MediaPipe's tracking afresh
+        # too: longer than its reset_ms and than a frame interval, Tracker.absent_ms)
         self.align_options = AlignOptions(mode=options.mode, max_faces=options.max_faces, segmentation=True,
-                                          prefetch_segmentation=options.mode == "image")
+                                          prefetch_segmentation=options.mode == "image",
+                                          restart_after_ms=max(float(options.tracker.reset_ms), FRAME_GAP_MS))
         self.align_options.validate()
         self.aligner()  # create the first one now: errors surface at construction
 
