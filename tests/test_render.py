@@ -1282,6 +1282,8 @@ def test_vector_output_draws_the_transform_it_is_given():
         tiny = r.vector(p, "svg", 4, 4, transform=[[2e4, 0, 2], [0, 2e4, 2]]).decode()
         assert tiny.startswith("<?xml") and 'width="4pt" height="4pt"' in tiny
         assert r.vector(p, "svg", 4, 4, transform=[[1e6, 0, 0], [0, 1e6, 0]]).startswith(b"<?xml")
+        for c in (9249.752738763695, 9374.509112545562, 9459.343446717234):  # scaled to 1e6 + 1 ulp: refused
+            assert r.vector(p, "svg", 4, 4, transform=[[c, 0, 2], [0, c, 2]]).startswith(b"<?xml")
         with pytest.raises(ValueError, match="within"):
             r.vector(p, "svg", 4, 4, transform=[[1.5e6, 0, 0], [0, 1e6, 0]])
     finally:

@@ -527,6 +527,8 @@ class Renderer:
         k = 1.0 if fmt != "svg" else max(1.0, min(SVG_FINE_SIDE / min(width, height), MAX_SIZE / max(width, height)))
         if t is not None:
             k = max(1.0, min(k, MAX_TRANSFORM / float(np.abs(t).max())))
+            while k > 1.0 and float(np.abs(t * k).max()) > MAX_TRANSFORM:  # (the division's rounding: 1e6 + 1 ulp
+                k = max(1.0, float(np.nextafter(k, 0.0)))  # was refused; a review, session 70)
         opt = _options(background, None if t is None else t * k, zoom)
         data = ffi.new("const uint8_t **")
         size = ffi.new("size_t *")
