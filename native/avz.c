@@ -1628,6 +1628,68 @@ static int avz__xref_subsection(const unsigned char *doc, size_t len, size_t *q,
     return 1;
 }
 
+/* The number after "surface" at doc[i] (its digits end at *end), or -1 where none or over 18 digits. */
+static long long avz__surface_number(const unsigned char *doc, size_t len, size_t i, size_t *end) {
+    static const char key[] = "surface";
+    const size_t kl = sizeof key - 1;
+    if (len - i <= kl || memcmp(doc + i, key, kl) != 0) return -1;
+    size_t j = i + kl;
+    long long v = 0;
+    while (j < len && doc[j] >= '0' && doc[j] <= '9') {
+        if (j - (i + kl) >= 18) return -1;
+        v = v * 10 + (doc[j] - '0');
+        j++;
+    }
+    if (j == i + kl) return -1;
+    *end = j;
+    return v;
+}
+
+/* An SVG's surface ids: cairo numbers its surfaces by a counter of the whole process ("<g id="surface6">"
+ * after five other surfaces, the images of earlier renders included), so the same picture gave other bytes
+ * after other calls. They are renumbered per document in the order of their numbers, from 1 (from 0 where
+ * one is 0): never more digits, so in place. Returns the new length (the same where there are more than 64
+ * distinct surfaces, never in a drawing of this library's). */
+static size_t avz__svg_surface_ids(unsigned char *doc, size_t len) {
+    long long seen[64];
+    size_t ns = 0, end = 0;
+    for (size_t i = 0; i < len; i++) {
+        long long v = avz__surface_number(doc, len, i, &end);
+        if (v < 0) continue;
+        size_t k = 0;
+        while (k < ns && seen[k] != v) k++;
+        if (k == ns) {
+            if (ns == sizeof seen / sizeof seen[0]) return len;
+            seen[ns++] = v;
+        }
+        i = end - 1;
+    }
+    for (size_t a = 1; a < ns; a++) /* ascending */
+        for (size_t b = a; b > 0 && seen[b - 1] > seen[b]; b--) {
+            long long t = seen[b];
+            seen[b] = seen[b - 1];
+            seen[b - 1] = t;
+        }
+    long long base = ns && seen[0] == 0 ? 0 : 1;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        long long v = ns ? avz__surface_number(doc, len, i, &end) : -1;
+        if (v < 0) {
+            doc[o++] = doc[i++];
+            continue;
+        }
+        size_t k = 0;
+        while (seen[k] != v) k++;
+        char num[24];
+        int nd = snprintf(num, sizeof num, "%lld", base + (long long)k);
+        memmove(doc + o, doc + i, 7); /* "surface" */
+        memcpy(doc + o + 7, num, (size_t)nd);
+        o += 7 + (size_t)nd;
+        i = end;
+    }
+    return o;
+}
+
 /* A PDF's creation date: SOURCE_DATE_EPOCH's (https://reproducible-builds.org/specs/source-date-epoch/:
  * whole seconds since 1970 UTC, decimal digits only) where it is set, so that the same avatar gives the
  * same bytes, as an SVG does; else cairo's, the time of writing. Cairo 1.16 reads no such variable, and
@@ -1773,7 +1835,7 @@ avz_status avz_render_vector(avz_renderer *r, const float *params, size_t n, int
     cairo_surface_destroy(surf);
     if (r->vec_oom) return avz__fail(r, AVZ_E_NOMEM, "out of memory while writing the vector document");
     if (cs != CAIRO_STATUS_SUCCESS) return avz__fail(r, AVZ_E_CAIRO, cairo_status_to_string(cs));
-    if (format == AVZ_FORMAT_PDF) r->vec_len = avz__pdf_date(r->vec, r->vec_len);
+    r->vec_len = format == AVZ_FORMAT_PDF ? avz__pdf_date(r->vec, r->vec_len) : avz__svg_surface_ids(r->vec, r->vec_len);
     *data = r->vec;
     *size = r->vec_len;
     return AVZ_OK;

@@ -41,7 +41,7 @@ extern "C" {
 
 #define AVZ_VERSION_MAJOR 1
 #define AVZ_VERSION_MINOR 3
-#define AVZ_VERSION_PATCH 4
+#define AVZ_VERSION_PATCH 5
 /* The header's version as "major.minor.patch": compare it with avz_version()
  * (the library's) to catch a program built against another avz.h. */
 #define AVZ_STRINGIFY_(x) #x
@@ -178,7 +178,9 @@ typedef enum avz_vector_format { AVZ_FORMAT_SVG = 0, AVZ_FORMAT_PDF = 1 } avz_ve
  * until the next call on it. A PDF's creation date is the time of writing, or
  * the environment's SOURCE_DATE_EPOCH (whole seconds since 1970 UTC) where set,
  * written in UTC with the zone "Z" whatever the machine's time zone or season:
- * the same picture then gives the same bytes, as an SVG always does. */
+ * the same picture then gives the same bytes, as an SVG does (since 1.3.5
+ * its surface ids are numbered per document: cairo's count every surface of
+ * the process, so the bytes followed the calls before). */
 avz_status avz_render_vector(avz_renderer *renderer, const float *params, size_t n,
                              int format, double width, double height,
                              const avz_render_options *options, const uint8_t **data,

@@ -1244,6 +1244,31 @@ def test_a_scene_builder_shared_by_two_threads_builds_each_avatar_its_own_scene(
     assert bad[0] == 0 and not errors, (bad[0], errors[:2])
 
 
+def test_the_c_api_writes_the_same_svg_bytes_for_the_same_picture():
+    """``avz_render_vector`` (C API 1.3.5) numbers an SVG's surfaces per
+    document: cairo's ids count every surface of the process, so the same
+    picture came out ``<g id="surface1">`` and, after a raster render (a
+    surface of its own) or another document, ``surface6`` (the header says
+    an SVG gives the same bytes; a review, session 70)."""
+    ffi, lib = native._need()
+    arr = np.ascontiguousarray(schema.default(), np.float32)
+    r = native.Renderer()
+    try:
+        def svg() -> bytes:
+            data, n = ffi.new("const uint8_t **"), ffi.new("size_t *")
+            assert lib.avz_render_vector(r._handle(), ffi.from_buffer("float[]", arr), arr.size, lib.AVZ_FORMAT_SVG,
+                                         64.0, 64.0, ffi.NULL, data, n) == lib.AVZ_OK
+            return bytes(ffi.buffer(data[0], n[0]))
+
+        first = svg()
+        r.render(arr, 32, 32)
+        native.Renderer().vector(arr, "pdf", 16, 16)
+        again = svg()
+        assert first == again and b'<g id="surface1">' in first, re.findall(rb"surface[0-9]+", first + again)
+    finally:
+        r.close()
+
+
 def test_vector_output_draws_the_transform_it_is_given():
     """``Renderer.vector(..., transform=T)`` draws ``T`` for a PDF and for an
     SVG of any size: since small SVGs are drawn at SVG_FINE_SIDE units a
