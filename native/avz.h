@@ -175,10 +175,11 @@ typedef enum avz_vector_format { AVZ_FORMAT_SVG = 0, AVZ_FORMAT_PDF = 1 } avz_ve
 /* Writes the same picture as a vector document of width x height points
  * (1..AVZ_MAX_SIZE; a PDF page at most AVZ_MAX_PDF_SIZE a side, else AVZ_E_SIZE).
  * On success *data / *size point to a buffer owned by the renderer, valid
- * until the next call on it. A PDF's creation date is the time of writing, or
- * the environment's SOURCE_DATE_EPOCH (whole seconds since 1970 UTC) where set,
- * written in UTC with the zone "Z" whatever the machine's time zone or season:
- * the same picture then gives the same bytes, as an SVG does (since 1.3.5
+ * until the next call on it. A PDF's creation date is the time of writing
+ * (cairo's, in the machine's local time and zone), or the environment's
+ * SOURCE_DATE_EPOCH (whole seconds since 1970 UTC) where set, then written in
+ * UTC with the zone "Z" whatever the machine's time zone or season: the same
+ * picture then gives the same bytes, as an SVG does (since 1.3.5
  * its surface ids are numbered per document: cairo's count every surface of
  * the process, so the bytes followed the calls before). */
 avz_status avz_render_vector(avz_renderer *renderer, const float *params, size_t n,
