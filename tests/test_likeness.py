@@ -568,6 +568,31 @@ def test_drawn_hair_colour_moves_the_least_way_into_the_class():
     np.testing.assert_allclose(H.drawn_hair_colour(dark_blond, brown), dark_blond, atol=1e-6)
 
 
+def test_brown_hair_is_not_drawn_a_grey_looking_taupe():
+    """Brown (blond, red) hair is drawn with at least the palette's dark
+    brown's chroma where it is light enough to show it
+    (:data:`hair.HAIR_MIN_CHROMA`): a taupe the region's median gave where a
+    green background mixed in (L* 37, chroma 5) read as brown, nearer the
+    browns than the palette's grey, but looked grey (a toddler's and boys'
+    hair, reported brown; a read-only review, session 70). A dark neutral
+    (near-black) and grey hair are drawn as they are."""
+    from avatarizer import hair as H
+    from avatarizer.artist.photo import to_lab
+
+    taupe = np.array([0.38, 0.335, 0.33])
+    lab = to_lab(taupe)
+    assert lab[0] > H.HAIR_MIN_LIGHT_L and np.hypot(lab[1], lab[2]) < 6 and H.hair_colour_class_of(taupe) == "brown"
+    brown = {"black": 0.02, "brown": 0.9, "blond": 0.05, "red": 0.01, "gray": 0.02}
+    out = H.drawn_hair_colour(taupe, brown, min_prob=0.3)
+    got = to_lab(out.astype(np.float64))
+    assert H.hair_colour_class_of(out) == "brown" and np.hypot(got[1], got[2]) >= H.HAIR_MIN_CHROMA - 0.2, got
+    assert np.linalg.norm(got - lab) < 12  # the least way, not the palette's brown
+    dark = np.array([0.2, 0.19, 0.19])  # L* 20: near-black whatever its chroma
+    np.testing.assert_allclose(H.drawn_hair_colour(dark, {**brown, "brown": 0.5, "black": 0.42}), dark, atol=1e-6)
+    grey = np.array([0.62, 0.62, 0.63])
+    np.testing.assert_allclose(H.drawn_hair_colour(grey, {"gray": 0.9, "brown": 0.1}), grey, atol=1e-6)
+
+
 def test_logistic_fit_converges():
     import sys
     from pathlib import Path

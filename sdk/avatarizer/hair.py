@@ -1110,6 +1110,18 @@ HAIR_CLASS_PALETTE = {"black": ("black",), "brown": ("dark_brown", "brown", "lig
 #: a colour moved into its class stays this much nearer (relative distance)
 #: to its class's palette than to any other class's
 HAIR_CLASS_MARGIN = 0.1
+#: ... and a brown, blond or red one at least :data:`HAIR_MIN_LIGHT_L` L* light
+#: has at least this CIELAB chroma, the palette's dark brown's (:func:`drawn_hair_colour`):
+#: a neutral taupe (L* 30-41, chroma 2-8; the hair region's median where a green or
+#: blue background mixes in) is nearer the palette's browns than its grey (L* 63) and
+#: read as brown, but looks grey: a toddler's and boys' brown hair, reported brown,
+#: looked grey-haired (a read-only review, session 70). Of the 2,162 photos whose hair
+#: colour is labelled by eye, 82 are drawn warmer: 66 labelled brown, 2 blond, 1 red,
+#: 11 black, 2 grey (at 8: 24, still taupe to the eye; 16: 147). Darker colours read
+#: as near-black whatever their chroma.
+HAIR_MIN_CHROMA = 12.0
+HAIR_MIN_LIGHT_L = 30.0
+HAIR_CHROMATIC = ("brown", "blond", "red")
 #: the classifier reads at most about this many of the region's pixels (an even subsample)
 HAIR_FEATURE_PIXELS = 1024
 #: without H's reading (the auto-artist), the drawn colour is moved into a
@@ -1315,7 +1327,8 @@ def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 
     """The hair colour to draw: the photo's ``rgb`` as it is when it already
     reads as the likeliest class (or no class reaches ``min_prob``), else
     moved the least way toward that class's nearest palette colour that makes
-    it read so, with a :data:`HAIR_CLASS_MARGIN`. Blond hair photographs
+    it read so, with a :data:`HAIR_CLASS_MARGIN` (brown, blond and red hair
+    not a grey-looking neutral: :data:`HAIR_MIN_CHROMA`). Blond hair photographs
     darker than it looks (its shadows and roots are in the median), so a
     human artist draws it lighter; this does the same, by evidence.
 
@@ -1335,6 +1348,8 @@ def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 
 
     def reads(y):
         near = norm(other - y).min()
+        if cls in HAIR_CHROMATIC and y[0] >= HAIR_MIN_LIGHT_L and np.hypot(y[1], y[2]) < HAIR_MIN_CHROMA:
+            return False  # (a neutral taupe: grey to the eye)
         return norm(mine - y).min() * (1.0 + HAIR_CLASS_MARGIN) <= near and near >= apart
 
     if reads(x):
