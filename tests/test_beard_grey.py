@@ -89,6 +89,36 @@ def test_detector_decision_can_be_replaced(monkeypatch):
     assert seen == [0.4, 0.4]
 
 
+def test_facial_hair_drawn_grey_is_light_and_dark_facial_hair_is_not_pale(monkeypatch):
+    """Facial hair the detector calls grey whose lit strands are darker than
+    ``BEARD_GREY_MIN_L`` is drawn and reported dark (a black goatee called
+    grey was drawn dark and reported grey), and dark facial hair of little
+    chroma is drawn at most ``BEARD_DARK_MAX_L`` light (stubble's pixels,
+    partly skin, drew a brown beard a pale mauve, grey to the eye); a
+    ginger beard keeps its light (a read-only review, session 70)."""
+    from avatarizer.artist import accessories as A
+    from avatarizer.artist.photo import to_lab
+    from test_hair import _mouth_face
+
+    size = 128
+    skin = np.array([0.8, 0.6, 0.5])
+    crop, lm, g = _mouth_face(skin, size)
+    chin = (np.abs(g[None, :]) < 0.3) & (g[:, None] > 0.45)
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(A, "beard_grey_evidence", lambda c: (0.9, 0.5))  # called grey
+    for lo, hi, grey in ((0.05, 0.2, False), (0.6, 0.95, True)):  # black strands, then white ones
+        v = rng.uniform(lo, hi, (size, size))
+        crop[chin] = np.stack([v, v * 0.99, v * 0.98], -1)[chin]
+        rgb, got, _ = A.facial_hair_colour((crop * 255).astype(np.uint8), lm, skin)
+        assert got is grey and bool(to_lab(rgb.astype(np.float64))[0] >= A.BEARD_GREY_MIN_L) is grey, (lo, rgb)
+    monkeypatch.setattr(A, "beard_grey_evidence", lambda c: (0.1, 0.5))  # dark
+    for base, capped in (((0.55, 0.5, 0.5), True), ((0.85, 0.45, 0.2), False)):  # a pale mauve; ginger
+        crop[chin] = np.clip(np.asarray(base) + rng.normal(0, 0.01, (size, size, 1)), 0, 1)[chin]
+        rgb, got, _ = A.facial_hair_colour((crop * 255).astype(np.uint8), lm, skin)
+        light = to_lab(rgb.astype(np.float64))[0]
+        assert got is False and bool(light <= A.BEARD_DARK_MAX_L + 0.5) is capped, (base, light)
+
+
 @pytest.fixture(scope="module")
 def hybrid():
     from avatarizer import Avatarizer

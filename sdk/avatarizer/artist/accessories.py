@@ -752,6 +752,18 @@ BEARD_UNLIKE_SKIN = 12.0
 #: grey beards labelled by eye and called grey drew as the palette's grey,
 #: at the upper decile 113, for as many of the 22 dark ones called grey: 9)
 BEARD_LIT_PERCENTILE = 90
+#: grey strands whose lit percentile is darker than this L* are not drawn (nor reported) grey: a
+#: black goatee, a young man's black beard, that the detector called grey with a scalp read as grey
+#: hair, were drawn dark and reported grey (a read-only review, session 70). With the cap below, on the
+#: 327 training photos whose drawn facial hair's colour is labelled by eye: grey drawn grey 103 -> 101 of
+#: 128, dark drawn dark 181 -> 185 of 199, the colour reported as drawn 283 -> 292 (held out: 34 -> 34 of
+#: 38, 38 -> 41 of 43, 66 -> 71 of 81); at 45: grey 96, dark 189 (the cap alone: 102, 184)
+BEARD_GREY_MIN_L = 35.0
+#: dark facial hair of less than :data:`BEARD_DARK_MAX_C` chroma is drawn at most this light: the chin's
+#: pixels least like the skin are partly skin where the hair is short (stubble, a thin beard), and a
+#: brown beard came out a light mauve (L* 45-57), grey to the eye; a ginger or blond beard keeps its light
+BEARD_DARK_MAX_L = 40.0
+BEARD_DARK_MAX_C = 15.0
 #: the cues :func:`beard_colour_cues` measures per region (the chin's box, the upper lip's)
 BEARD_REGION_CUES = 8
 #: the length of :func:`beard_colour_cues`' vector: two regions' and the skin's L* and chroma
@@ -907,8 +919,13 @@ def _facial_hair_colour(crop, landmarks, skin_rgb, valid=None, grid=None, grey_o
     if is_grey and grey_ok:
         grey_lab = np.array([percentile(strands[:, 0], BEARD_LIT_PERCENTILE), 0.5 * median(strands[:, 1]),
                              0.5 * median(strands[:, 2])])
-        return from_lab(grey_lab).astype(np.float32), True, evidence is not None, p
-    return median(px[d >= median(d)], 0).astype(np.float32), False, False, p
+        if grey_lab[0] >= BEARD_GREY_MIN_L:
+            return from_lab(grey_lab).astype(np.float32), True, evidence is not None, p
+    dark = median(px[d >= median(d)], 0)
+    dark_lab = to_lab(dark.astype(np.float64))
+    if dark_lab[0] > BEARD_DARK_MAX_L and np.hypot(dark_lab[1], dark_lab[2]) < BEARD_DARK_MAX_C:
+        dark = np.clip(from_lab(np.array([BEARD_DARK_MAX_L, dark_lab[1], dark_lab[2]])), 0.0, 1.0)
+    return np.asarray(dark, np.float32), False, False, p
 
 
 def network_facial_hair(st, photo: Photo) -> dict | None:
