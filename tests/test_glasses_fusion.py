@@ -448,3 +448,30 @@ def test_sunglasses_the_app_sets_on_bare_eyes_are_dark():
         assert read.attributes["glasses"]["value"] == "sunglasses"
         np.testing.assert_allclose(kept.params[lens], read.params[lens], atol=1e-6)
         assert float(kept.params[lens[0]]) > float(kept.params[lens[2]]) + 0.1
+
+
+def test_a_black_and_white_photo_keeps_clear_glasses_clear():
+    """In a black-and-white photo H reads the lenses of clear glasses as
+    tinted: ffhq-0303's and ffhq-0726's clear glasses, made grey, were drawn
+    as sunglasses at 0.91 and over (15 of 250 clear glasses so; a read-only
+    review, session 70). There sunglasses are drawn only where the artist's
+    network ranks them first, else clear glasses; the colour photos and a
+    grey photo without glasses are as before."""
+    from conftest import need_shared
+
+    from avatarizer import Avatarizer, load_image
+    from avatarizer.pipeline.hair import GREY_PHOTO_GLASSES_BY, achromatic
+
+    with Avatarizer() as av:
+        if av.estimator != "hybrid":
+            pytest.skip(f"the hybrid does not run here ({av.estimator_reason})")
+        for name in ("ffhq-0303.jpg", "ffhq-0726.jpg"):
+            rgb = load_image(need_shared("data", "faces", "ffhq128", name))
+            grey = np.repeat(np.round(rgb @ np.array([0.299, 0.587, 0.114]))[..., None], 3, -1).astype(np.uint8)
+            assert achromatic(grey) and not achromatic(rgb)
+            got = av.from_frame(grey).attributes["glasses"]
+            assert got["value"] == "reading" and got["decided_by"] == GREY_PHOTO_GLASSES_BY, (name, got)
+            assert av.from_frame(rgb).attributes["glasses"]["value"] == "reading"
+        bare = load_image(need_shared("data", "faces", "ffhq128", "ffhq-0001.jpg"))
+        assert av.from_frame(np.repeat(bare.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
+                             ).attributes["glasses"]["value"] == "none"
