@@ -1836,6 +1836,8 @@ def test_a_script_that_ends_holding_a_started_stream_exits_cleanly():
     stopped by the exit inside MediaPipe's landmarks (large frames keep it
     there), kept that lock: the process hung at the exit for good, or
     aborted (exit 134; 7 of 27 runs, a review, session 70)."""
+    from avatarizer.api import STREAM_STOP_AT_EXIT_S
+
     code = ("import cv2\nfrom avatarizer import Avatarizer\nfrom avatarizer.imageio import sample_photo\n"
             "big = cv2.resize(sample_photo(), (3072, 3072))\n"
             "av = Avatarizer(mode='video')\n"
@@ -1848,3 +1850,18 @@ def test_a_script_that_ends_holding_a_started_stream_exits_cleanly():
         except subprocess.TimeoutExpired:
             pytest.fail("the script hung at its exit")
         assert res.returncode == 0 and res.stdout.strip() == "held", (res.returncode, res.stderr[-800:])
+    # a source that stopped sending (a camera): its worker, inside the read, holds no lock and is not waited
+    # for (the exit waited the whole STREAM_STOP_AT_EXIT_S for it; a review, session 70)
+    code = ("import threading\nfrom avatarizer import Avatarizer\nfrom avatarizer.imageio import sample_photo\n"
+            "img = sample_photo()\n"
+            "def camera():\n    yield img\n    yield img\n    threading.Event().wait()\n"
+            "av = Avatarizer(mode='video')\n"
+            "it = av.stream(camera())\n"
+            "next(it); next(it)\n"
+            "print('held', flush=True)\n")
+    try:
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=STREAM_STOP_AT_EXIT_S - 1)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the exit waited for a worker inside its source's read")
+    assert res.returncode == 0 and res.stdout.strip() == "held", (res.returncode, res.stderr[-800:])

@@ -75,11 +75,14 @@ def test_a_gap_in_time_starts_mediapipe_tracking_afresh():
     with FaceAligner(mode="video", max_faces=1, segmentation=False) as fresh:
         want = [f.box for f in fresh.detect(rgb[-1], 0.0)]
     assert len(want) == 1
-    with FaceAligner(mode="video", max_faces=1, segmentation=False) as al:  # (restart_after_ms 3000)
-        for i, f in enumerate(rgb[:-1]):
-            al.detect(f, i * 40.0)
-        got = [f.box for f in al.detect(rgb[-1], 10000.0)]
-    assert len(got) == 1 and np.allclose(got[0], want[0], atol=1.0), (got, want)
+    for rewound in (False, True):  # (a stream's read-ahead rewinds the clock, to None before its first frame)
+        with FaceAligner(mode="video", max_faces=1, segmentation=False) as al:  # (restart_after_ms 3000)
+            for i, f in enumerate(rgb[:-1]):
+                al.detect(f, i * 40.0)
+            if rewound:
+                al.rewind_clock(None)
+            got = [f.box for f in al.detect(rgb[-1], 10000.0)]
+        assert len(got) == 1 and np.allclose(got[0], want[0], atol=1.0), (rewound, got, want)
     for bad in (0, -1.0, float("nan"), "1", None, True):
         with pytest.raises(ValueError, match="restart_after_ms"):
             FaceAligner(mode="video", restart_after_ms=bad)

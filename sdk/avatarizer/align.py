@@ -218,8 +218,10 @@ class AlignOptions:
             as in better light. A frame with anything bright in it (almost
             every photo, whatever the skin) is left as it is.
         restart_after_ms: video mode: a frame more than this after the
-            last one (a stream resumed after a pause, a camera that stopped
-            sending) starts MediaPipe's tracking afresh, as a frame of
+            last one by its timestamp (frames sent again after a pause, a
+            camera that stopped sending; ``Avatarizer.stream`` without
+            timestamps goes on at its ``fps`` and sees no gap) starts
+            MediaPipe's tracking afresh, as a frame of
             another size does: tracked on from where the face was before the
             gap, another person's first frame found no face or a stale box,
             and their identity was read from it. ``math.inf``: never. The
@@ -664,6 +666,7 @@ class FaceAligner:
         self._seg_owner: int | None = None  # the thread inside _segment (holding _seg_lock), if any
         self._seg_thread: ThreadPoolExecutor | None = None  # prefetch_segmentation's one thread
         self._last_timestamp_ms: float | None = None
+        self._graph_ms: float | None = None  # the time of the last frame the graph saw (video: restart_after_ms)
         self._last_shape: tuple[int, int] | None = None  # video mode: the last frame's (height, width)
         self._closed = False
 
@@ -717,17 +720,18 @@ class FaceAligner:
             pending = self._prefetch_segmentation(image)
         with self._lock:
             self._check_open()
-            before = self._last_timestamp_ms
             self._accept_timestamp(timestamp_ms)
             if self.options.mode == "video":
+                seen = self._graph_ms  # (not the clock, which a stream's read-ahead may rewind, to None too)
                 if self._last_shape not in (None, (height, width)) or (
-                        before is not None and self._last_timestamp_ms - before > self.options.restart_after_ms):
+                        seen is not None and self._last_timestamp_ms - seen > self.options.restart_after_ms):
                     # another frame size, or a gap (restart_after_ms): MediaPipe would look for the face where
                     # it was tracked, in the old frame's proportions or before the gap, and miss it on this
                     # frame, or find it in a stale box
                     old, self._mesh = self._mesh, self._new_mesh()
                     old.close()
                 self._last_shape = (height, width)
+                self._graph_ms = self._last_timestamp_ms
             found = _face_landmarks(self._mesh, image)
         pad = 0
         if not found and self.options.mode == "image":
@@ -847,7 +851,7 @@ class FaceAligner:
         with self._lock:
             self._check_open()
             old, self._mesh = self._mesh, self._new_mesh()
-            self._last_timestamp_ms = None
+            self._last_timestamp_ms = self._graph_ms = None
             self._last_shape = None
         old.close()
 

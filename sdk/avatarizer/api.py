@@ -668,7 +668,8 @@ class Avatarizer:
         self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
         self._streaming = False  # a stream() is being iterated (video mode): other calls are refused
         self._stream_stop: Callable[[], None] | None = None  # stops that stream's worker (close())
-        self._stream_worker: threading.Thread | None = None  # that worker (joined at the interpreter's exit)
+        # that worker and its flag "inside the source's next()" (joined at the interpreter's exit)
+        self._stream_worker: tuple[threading.Thread, list] | None = None
         # a stream's worker left inside its source's next() (on_wait ended the stream), and a weak reference to
         # that source: a stream of the same source waits for it (two threads in one generator: ValueError)
         self._orphan: tuple | None = None
@@ -1225,7 +1226,7 @@ class Avatarizer:
             self._stream_stop = stopper
             consumed = last  # the time of the last frame the consumer got (the clock before the stream: none yet)
             worker = threading.Thread(target=work, name="avatarizer-stream", daemon=True)
-            self._stream_worker = worker
+            self._stream_worker = (worker, reading)
             worker.start()
             while True:
                 try:
@@ -1374,24 +1375,29 @@ STREAM_STOP_AT_EXIT_S = 10.0
 def _stop_streams_at_exit() -> None:
     """At the interpreter's exit (atexit: before daemon threads are
     stopped), stops the worker of every stream still held (a script that
-    ends with a started ``stream()`` generator in a variable) and waits up
-    to :data:`STREAM_STOP_AT_EXIT_S` in all for them: a worker stopped by
-    the exit inside MediaPipe's landmarks kept the aligner's lock, and the
-    generator's end, run later as the interpreter tears down, waited for it
-    for good, or the process aborted (7 of 27 runs; a review, session 70).
-    A worker inside its source's read (a camera that stopped sending) is not
-    waited for beyond that."""
-    deadline = time.monotonic() + STREAM_STOP_AT_EXIT_S
+    ends with a started ``stream()`` generator in a variable), then waits up
+    to :data:`STREAM_STOP_AT_EXIT_S` in all for those not inside their
+    source's read: a worker stopped by the exit inside MediaPipe's landmarks
+    kept the aligner's lock, and the generator's end, run later as the
+    interpreter tears down, waited for it for good, or the process aborted
+    (7 of 27 runs; a review, session 70). A worker inside its source's
+    read (a camera that stopped sending) holds neither, and is not waited
+    for (the exit took 10 s longer with one)."""
+    held = []
     for av in list(_instances):
         stop, worker = av._stream_stop, av._stream_worker
         if stop is None or worker is None:
             continue
         try:
-            stop()
-            if worker is not threading.current_thread():
-                worker.join(max(0.0, deadline - time.monotonic()))
+            stop()  # (every stream first: they wind down together)
+            held.append(worker)
         except Exception:  # (at exit: never in the way of the others)
             pass
+    deadline = time.monotonic() + STREAM_STOP_AT_EXIT_S
+    for thread, reading in held:
+        while (thread is not threading.current_thread() and thread.is_alive() and not reading[0]
+               and time.monotonic() < deadline):
+            thread.join(0.05)
 
 
 atexit.register(_stop_streams_at_exit)  # (registered after _join_closing: atexit runs it first)
