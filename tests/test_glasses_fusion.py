@@ -469,6 +469,9 @@ def test_a_black_and_white_photo_keeps_clear_glasses_clear():
             rgb = load_image(need_shared("data", "faces", "ffhq128", name))
             grey = np.repeat(np.round(rgb @ np.array([0.299, 0.587, 0.114]))[..., None], 3, -1).astype(np.uint8)
             assert achromatic(grey) and not achromatic(rgb)
+            noisy = np.clip(grey + np.random.default_rng(0).normal(0, 1.5, grey.shape), 0, 255).astype(np.uint8)
+            assert achromatic(noisy)  # (a scan's noise: still a black-and-white photo)
+            assert not any(achromatic(x) for x in (grey[..., 0], grey / 255.0, np.dstack([grey, grey[..., :1]])))
             got = av.from_frame(grey).attributes["glasses"]
             assert got["value"] == "reading" and got["decided_by"] == GREY_PHOTO_GLASSES_BY, (name, got)
             assert av.from_frame(rgb).attributes["glasses"]["value"] == "reading"

@@ -587,6 +587,14 @@ def test_brown_hair_is_not_drawn_a_grey_looking_taupe():
     got = to_lab(out.astype(np.float64))
     assert H.hair_colour_class_of(out) == "brown" and np.hypot(got[1], got[2]) >= H.HAIR_MIN_CHROMA - 0.2, got
     assert np.linalg.norm(got - lab) < 12  # the least way, not the palette's brown
+    # a bluish neutral (a blue background mixed in): the floor holds wherever the way goes (toward the
+    # nearest palette brown it crossed L* 30 first and stopped a neutral grey; toward the darkest brown it
+    # reached the floor at L* 15), and the lightness stays near the photo's
+    for bluish in (np.array([0.33, 0.35, 0.40]), np.array([0.36, 0.36, 0.42])):
+        lab = to_lab(bluish)
+        assert lab[0] > H.HAIR_MIN_LIGHT_L and H.hair_colour_class_of(bluish) != "black"
+        got = to_lab(H.drawn_hair_colour(bluish, brown, min_prob=0.3).astype(np.float64))
+        assert np.hypot(got[1], got[2]) >= H.HAIR_MIN_CHROMA - 0.2 and abs(got[0] - lab[0]) < 8, (lab, got)
     dark = np.array([0.2, 0.19, 0.19])  # L* 20: near-black whatever its chroma
     np.testing.assert_allclose(H.drawn_hair_colour(dark, {**brown, "brown": 0.5, "black": 0.42}), dark, atol=1e-6)
     grey = np.array([0.62, 0.62, 0.63])

@@ -1346,21 +1346,34 @@ def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 
     x = to_lab(rgb)
     mine, other = pal[classes == cls], pal[classes != cls]
 
+    # (a colour read light enough to show it: its chroma at least the floor wherever it is moved, also below
+    # that lightness, so that the path to a darker palette brown cannot stop at a neutral grey; a review)
+    floor = HAIR_MIN_CHROMA if cls in HAIR_CHROMATIC and x[0] >= HAIR_MIN_LIGHT_L else 0.0
+
     def reads(y):
         near = norm(other - y).min()
-        if cls in HAIR_CHROMATIC and y[0] >= HAIR_MIN_LIGHT_L and np.hypot(y[1], y[2]) < HAIR_MIN_CHROMA:
+        if np.hypot(y[1], y[2]) < floor:
             return False  # (a neutral taupe: grey to the eye)
         return norm(mine - y).min() * (1.0 + HAIR_CLASS_MARGIN) <= near and near >= apart
 
     if reads(x):
         return rgb.astype(np.float32)
-    target = mine[int(np.argmin(norm(mine - x)))] if apart <= 0 else \
-        to_lab(np.array(P.HAIR_COLORS[HAIR_SET_TARGET.get(cls, cls)], np.float64))
-    lo, hi = 0.0, 1.0
-    for _ in range(10):  # the least step along the way to the palette colour (to 1/1024 of it)
-        mid = 0.5 * (lo + hi)
-        lo, hi = (lo, mid) if reads(x + mid * (target - x)) else (mid, hi)
-    return np.clip(from_lab(x + hi * (target - x)), 0.0, 1.0).astype(np.float32)
+    if apart > 0:
+        targets = [to_lab(np.array(P.HAIR_COLORS[HAIR_SET_TARGET.get(cls, cls)], np.float64))]
+    elif floor > 0:  # (the class's palette colour the floor is reached toward soonest: a bluish taupe moved
+        targets = list(mine)  # toward the nearest, the darkest brown, reached its chroma only at L* 15)
+    else:
+        targets = [mine[int(np.argmin(norm(mine - x)))]]
+    best = None
+    for target in targets:
+        lo, hi = 0.0, 1.0
+        for _ in range(10):  # the least step along the way to the palette colour (to 1/1024 of it)
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if reads(x + mid * (target - x)) else (mid, hi)
+        y = x + hi * (target - x)
+        if best is None or norm(y - x) < norm(best - x):
+            best = y
+    return np.clip(from_lab(best), 0.0, 1.0).astype(np.float32)
 
 
 #: A hair colour class the app sets is drawn at least this far (CIELAB ΔE) from every other class's palette

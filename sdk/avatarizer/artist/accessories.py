@@ -861,8 +861,11 @@ def sample_beard_rgb(crop, landmarks, skin_rgb, valid=None, grid=None) -> np.nda
     upper lip; under 10 such pixels, of their pixels unlike the skin: grey
     strands a warm light tints), not as their median with the shadows
     between, with half their tint (the
-    light's: beside the skin it reads mauve). Else the median of the half of
-    the chin's pixels that differ most from the skin (CIELAB). Drawn where a
+    light's: beside the skin it reads mauve), where those strands are at
+    least :data:`BEARD_GREY_MIN_L` light. Else the median of the half of
+    the chin's pixels that differ most from the skin (CIELAB), at most
+    :data:`BEARD_DARK_MAX_L` light where its chroma is under
+    :data:`BEARD_DARK_MAX_C`. Drawn where a
     beard or moustache is drawn (``merge``'s ``beard_rgb``; the artist's
     beards too), so a white beard under a dark hat is not drawn in the hat's
     colour. ``grid``: the canonical (x (1, S), y (S, 1)) of the crop's

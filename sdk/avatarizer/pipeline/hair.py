@@ -62,10 +62,16 @@ def _check_attribute_outputs(outputs, session) -> None:
 
 
 def achromatic(crop: np.ndarray) -> bool:
-    """Whether an RGB uint8 crop is a black-and-white photo: at least
-    :data:`GREY_PHOTO_SHARE` of its pixels with their channels within
-    :data:`GREY_PHOTO_SPREAD` levels of each other."""
-    c = np.asarray(crop, np.int16)
+    """Whether an RGB uint8 crop (H x W x 3) is a black-and-white photo:
+    at least :data:`GREY_PHOTO_SHARE` of its pixels, averaged over 3 x 3
+    (a scan's or a sensor's noise), with their channels within
+    :data:`GREY_PHOTO_SPREAD` levels of each other; False for anything else."""
+    import cv2
+
+    c = np.asarray(crop)
+    if c.ndim != 3 or c.shape[-1] != 3 or c.dtype != np.uint8 or min(c.shape[:2]) < 3:
+        return False
+    c = cv2.blur(np.ascontiguousarray(c), (3, 3)).astype(np.int16)
     spread = c.max(axis=-1) - c.min(axis=-1)
     return float(np.mean(spread <= GREY_PHOTO_SPREAD)) >= GREY_PHOTO_SHARE
 
