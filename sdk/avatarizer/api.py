@@ -1171,6 +1171,7 @@ class Avatarizer:
                             break
                         reading[0] = True  # (set before stop is looked at: the generator's end sees one or the
                         if stop.is_set():  # other, so it never waits for a read that a close() let run on)
+                            reading[0] = False
                             break
                         try:
                             frame = next(src.frames)
@@ -1370,19 +1371,23 @@ atexit.register(_join_closing)
 
 #: the most the interpreter's exit waits for the streams' workers (:func:`_stop_streams_at_exit`), seconds
 STREAM_STOP_AT_EXIT_S = 10.0
+#: ... and for a worker inside its source's read (:func:`_stop_streams_at_exit`), seconds
+STREAM_READ_GRACE_S = 1.0
 
 
 def _stop_streams_at_exit() -> None:
     """At the interpreter's exit (atexit: before daemon threads are
     stopped), stops the worker of every stream still held (a script that
     ends with a started ``stream()`` generator in a variable), then waits up
-    to :data:`STREAM_STOP_AT_EXIT_S` in all for those not inside their
-    source's read: a worker stopped by the exit inside MediaPipe's landmarks
-    kept the aligner's lock, and the generator's end, run later as the
-    interpreter tears down, waited for it for good, or the process aborted
-    (7 of 27 runs; a review, session 70). A worker inside its source's
-    read (a camera that stopped sending) holds neither, and is not waited
-    for (the exit took 10 s longer with one)."""
+    to :data:`STREAM_STOP_AT_EXIT_S` in all for them: a worker stopped by
+    the exit inside MediaPipe's landmarks kept the aligner's lock, and the
+    generator's end, run later as the interpreter tears down, waited for it
+    for good, or the process aborted (7 of 27 runs; a review, session 70).
+    A worker inside its source's read is waited for
+    :data:`STREAM_READ_GRACE_S` at most: a camera that stopped sending never
+    returns (the exit took 10 s longer with one), while a source that does
+    native work of its own (MediaPipe, OpenCV) for each frame aborted the
+    process when not waited for (3 of 12 runs)."""
     held = []
     for av in list(_instances):
         stop, worker = av._stream_stop, av._stream_worker
@@ -1393,10 +1398,11 @@ def _stop_streams_at_exit() -> None:
             held.append(worker)
         except Exception:  # (at exit: never in the way of the others)
             pass
-    deadline = time.monotonic() + STREAM_STOP_AT_EXIT_S
+    start = time.monotonic()
+    deadline, grace = start + STREAM_STOP_AT_EXIT_S, start + STREAM_READ_GRACE_S
     for thread, reading in held:
-        while (thread is not threading.current_thread() and thread.is_alive() and not reading[0]
-               and time.monotonic() < deadline):
+        while (thread is not threading.current_thread() and thread.is_alive()
+               and time.monotonic() < (grace if reading[0] else deadline)):
             thread.join(0.05)
 
 
