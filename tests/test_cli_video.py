@@ -778,6 +778,33 @@ def test_params_has_one_line_per_frame_and_animate_reads_it(tmp_path, clip, out,
     assert (doc["op"], doc["fr"]) == (25, 25)  # every frame, at the video's rate
 
 
+def test_a_params_line_reads_back_as_the_avatar_it_was_written_from(tmp_path, capsys):
+    """``video --params`` writes each float32 parameter as the shortest
+    decimal that reads back as the same float32: rounded to 6 places, a
+    value at a rounding edge read back another, and ``animate --params``
+    differed from ``video -o OUT.json`` (a colour 0.376 against 0.377); and
+    a file of one stamped line is drawn for its ``duration_ms`` (a one-frame
+    25 fps video's 40 ms line was drawn 1/30 s; a review, session 70)."""
+    from types import SimpleNamespace
+
+    from avatarizer import schema
+    from avatarizer.animation import read_params_jsonl
+    from avatarizer.cli import params_line
+
+    p = schema.sample(1, seed=5)[0].astype(np.float32)
+    p[schema.index("face.r")] = np.float32(0.3764705955982208)  # (a sRGB level: 0.376470 or 0.376471 at 6 places)
+    p[schema.index("hair_front.r")] = np.nextafter(np.float32(0.5), np.float32(1))
+    avatar = SimpleNamespace(params=p, stale=False)
+    src = tmp_path / "one.jsonl"
+    src.write_text(params_line(avatar, 0, 0.0, 40.0) + "\n")
+    got = read_params_jsonl(src)
+    assert len(got) == 1 and np.array_equal(np.asarray(got[0], np.float32), p)
+    anim = tmp_path / "one.json"
+    assert _main("animate", "--params", src, "-o", anim) == 0, capsys.readouterr().err
+    doc = json.loads(anim.read_text())
+    assert (doc["op"], doc["fr"]) == (1, 25)  # one frame of 40 ms
+
+
 def test_read_params_jsonl_holds_the_avatar_over_frames_without_one(tmp_path):
     from avatarizer import schema
     from avatarizer.animation import read_params_jsonl

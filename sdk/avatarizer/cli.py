@@ -1249,7 +1249,12 @@ def params_line(avatar, frame: int, time_ms: float, duration_ms: float | None = 
     ``animate --params`` reads these lines."""
     import json
 
-    params = None if avatar is None else [round(float(v), 6) for v in avatar.params]
+    import numpy as np
+
+    # (each float32 as the shortest decimal that reads back as the same float32: rounded to 6 places, a value at a
+    # rounding edge read back another, and `animate --params` differed from `video -o OUT.json`; a review, session 70)
+    params = None if avatar is None else [float(np.format_float_positional(v, unique=True, trim="0"))
+                                          for v in np.asarray(avatar.params, np.float32)]
     face = avatar is not None and not avatar.stale
     doc = {"frame": int(frame), "time_ms": round(float(time_ms), 3)}
     if duration_ms is not None:
@@ -1522,6 +1527,10 @@ def _rate_of(times: list, last_ms: float | None = None) -> float | None:
     return float(fitted) if fitted is not None and fps < fitted <= MAX_FITTED_FPS else fps
 
 
+#: ``animate --params`` of one stamped line lasting 1/60-1/10 s (a one-frame video's): drawn at its own rate
+ONE_FRAME_MIN_FPS = 10.0
+
+
 def _animate(args) -> int:
     """``animate --params IN.jsonl -o OUT.json|OUT.svg``."""
     from .animation import read_params_jsonl
@@ -1539,8 +1548,15 @@ def _animate(args) -> int:
     rate = _rate_of(times, durations[-1] if durations else None)
     from .animation import MAX_FPS, MIN_FPS
 
-    anim = make(float(args.fps or (min(max(rate, MIN_FPS), MAX_FPS) if rate is not None else 30.0)))
     one_stamped = len(times) == 1 and times[0] is not None and durations and durations[0]
+    # (one stamped line of a video frame's duration, 10-60 fps: its rate, as `video -o OUT.json` draws a one-frame
+    # video; at 30 fps a 40 ms line lasted 33 ms; a review, session 70. A longer still: 30 fps, for its duration)
+    from .videoio import MAX_FITTED_FPS
+
+    own = 1000.0 / durations[0] if one_stamped else None
+    own = own if own is not None and ONE_FRAME_MIN_FPS <= own <= MAX_FITTED_FPS else None
+    anim = make(float(args.fps or (min(max(rate if rate is not None else own, MIN_FPS), MAX_FPS)
+                                   if (rate if rate is not None else own) is not None else 30.0)))
     if one_stamped:  # one stamped line: it lasts its duration_ms (it was one frame, 1/30 s)
         anim.extend(_resampled(frames, [0.0], durations[0] / 1000.0, anim.fps))
     elif rate is None:  # lines without times: one frame each
