@@ -1838,46 +1838,30 @@ def test_a_script_that_ends_holding_a_started_stream_exits_cleanly():
     aborted (exit 134; 7 of 27 runs, a review, session 70)."""
     from avatarizer.api import STREAM_STOP_AT_EXIT_S
 
-    code = ("import cv2\nfrom avatarizer import Avatarizer\nfrom avatarizer.imageio import sample_photo\n"
-            "big = cv2.resize(sample_photo(), (3072, 3072))\n"
-            "av = Avatarizer(mode='video')\n"
-            "it = av.stream(big for _ in range(40))\n"
-            "next(it); next(it)\n"
-            "print('held', flush=True)\n")
-    for _ in range(3):
-        try:
-            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-        except subprocess.TimeoutExpired:
-            pytest.fail("the script hung at its exit")
-        assert res.returncode == 0 and res.stdout.strip() == "held", (res.returncode, res.stderr[-800:])
-    # a source that stopped sending (a camera): its worker, inside the read, holds no lock and is not waited
-    # for (the exit waited the whole STREAM_STOP_AT_EXIT_S for it; a review, session 70)
-    code = ("import threading\nfrom avatarizer import Avatarizer\nfrom avatarizer.imageio import sample_photo\n"
-            "img = sample_photo()\n"
-            "def camera():\n    yield img\n    yield img\n    threading.Event().wait()\n"
-            "av = Avatarizer(mode='video')\n"
-            "it = av.stream(camera())\n"
-            "next(it); next(it)\n"
-            "print('held', flush=True)\n")
-    try:
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=STREAM_STOP_AT_EXIT_S - 1)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the exit waited for a worker inside its source's read")
-    assert res.returncode == 0 and res.stdout.strip() == "held", (res.returncode, res.stderr[-800:])
+    def exits_cleanly(body: str, runs: int, timeout: float, hang: str) -> None:
+        """Runs a script that ends holding the stream ``body`` starts: ``runs`` times, each exiting 0."""
+        code = ("import cv2, threading\nfrom avatarizer import Avatarizer\nfrom avatarizer.align import FaceAligner\n"
+                "from avatarizer.imageio import sample_photo\nimg = sample_photo()\n"
+                "big = cv2.resize(img, (3072, 3072))\nav = Avatarizer(mode='video')\n" + body
+                + "next(it); next(it)\nprint('held', flush=True)\n")
+        for _ in range(runs):
+            try:
+                res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pytest.fail(hang)
+            assert res.returncode == 0 and res.stdout.strip() == "held", (res.returncode, res.stderr[-800:])
+
+    exits_cleanly("it = av.stream(big for _ in range(40))\n", 3, 120, "the script hung at its exit")
+    # a source that stopped sending (a camera): its worker, inside the read, is waited for a moment only (the
+    # exit waited the whole STREAM_STOP_AT_EXIT_S for it; a review, session 70)
+    exits_cleanly("def camera():\n    yield img\n    yield img\n    threading.Event().wait()\n"
+                  "it = av.stream(camera())\n", 1, STREAM_STOP_AT_EXIT_S - 1,
+                  "the exit waited for a worker inside its source's read")
     # a source doing MediaPipe work of its own for each frame (a second tracker): inside the read, but waited
-    # for a moment (STREAM_READ_GRACE_S): not waited for at all, it aborted the process (3 of 12 runs; a review)
-    code = ("import cv2\nfrom avatarizer import Avatarizer\nfrom avatarizer.align import FaceAligner\n"
-            "from avatarizer.imageio import sample_photo\n"
-            "big = cv2.resize(sample_photo(), (3072, 3072))\nimg = sample_photo()\n"
-            "al = FaceAligner(mode='video', segmentation=False)\n"
-            "def source():\n    t = 0.0\n    while True:\n"
-            "        for _ in range(6):\n            t += 40.0\n            al.detect(big, t)\n"
-            "        yield img\n"
-            "av = Avatarizer(mode='video')\n"
-            "it = av.stream(source(), prefetch=1)\n"
-            "next(it); next(it)\n"
-            "print('held', flush=True)\n")
-    for _ in range(6):  # (the abort is a race: about 1 run in 4 before)
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-        assert res.returncode == 0 and res.stdout.strip() == "held", (res.returncode, res.stderr[-800:])
+    # for a moment (STREAM_READ_GRACE_S): not waited for at all, it aborted the process (3 of 12 runs; a review;
+    # the abort is a race: about 1 run in 4 before)
+    exits_cleanly("al = FaceAligner(mode='video', segmentation=False)\n"
+                  "def source():\n    t = 0.0\n    while True:\n"
+                  "        for _ in range(6):\n            t += 40.0\n            al.detect(big, t)\n"
+                  "        yield img\n"
+                  "it = av.stream(source(), prefetch=1)\n", 6, 120, "the script hung at its exit")
