@@ -1555,8 +1555,8 @@ def _animate(args) -> int:
 
     own = 1000.0 / durations[0] if one_stamped else None
     own = own if own is not None and ONE_FRAME_MIN_FPS <= own <= MAX_FITTED_FPS else None
-    anim = make(float(args.fps or (min(max(rate if rate is not None else own, MIN_FPS), MAX_FPS)
-                                   if (rate if rate is not None else own) is not None else 30.0)))
+    use = rate if rate is not None else own
+    anim = make(float(args.fps or (min(max(use, MIN_FPS), MAX_FPS) if use is not None else 30.0)))
     if one_stamped:  # one stamped line: it lasts its duration_ms (it was one frame, 1/30 s)
         anim.extend(_resampled(frames, [0.0], durations[0] / 1000.0, anim.fps))
     elif rate is None:  # lines without times: one frame each
