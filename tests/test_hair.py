@@ -278,7 +278,6 @@ def test_a_buzz_cut_is_drawn_in_the_hair_colour_read(bank, face_params):
     the 27 training photos drawn buzz, 6 read as the hair colour labelled by
     eye (21 unmixed; session 70)."""
     from avatarizer import prior as P
-    from avatarizer.artist.hair import set_hair_rgb
 
     black = np.array([0.168, 0.186, 0.191], np.float32)
     pale = face_params.copy()
@@ -287,7 +286,7 @@ def test_a_buzz_cut_is_drawn_in_the_hair_colour_read(bank, face_params):
     p = HR.merge(pale, _family_entry(bank, "buzz"), black)
     assert np.allclose(p[i:i + 3], black, atol=1e-6) and HR.hair_colour_class_of(p[i:i + 3]) == "black"
     q = pale.astype(np.float64).copy()
-    set_hair_rgb(q, black, "buzz", (0.93, 0.8, 0.75))
+    P.set_hair_rgb(q, black)
     assert np.allclose(q[i:i + 3], black, atol=1e-6)
 
 

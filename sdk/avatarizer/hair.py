@@ -1351,9 +1351,9 @@ def drawn_hair_colour(rgb, probs: Mapping[str, float] | None, min_prob: float = 
     floor = HAIR_MIN_CHROMA if cls in HAIR_CHROMATIC and x[0] >= HAIR_MIN_LIGHT_L else 0.0
 
     def reads(y):
-        near = norm(other - y).min()
         if np.hypot(y[1], y[2]) < floor:
             return False  # (a neutral taupe: grey to the eye)
+        near = norm(other - y).min()
         return norm(mine - y).min() * (1.0 + HAIR_CLASS_MARGIN) <= near and near >= apart
 
     if reads(x):
@@ -3391,10 +3391,7 @@ def merge(face_params, entry: HairEntry, hair_rgb, attributes: Mapping | None = 
     # (a buzz cut in the colour read too: mixed 40% with the skin, the short dark hair of boys and girls read
     # as a pale grey or pink, 6 of the 27 training photos drawn buzz in their hair colour labelled by eye,
     # now 21; the photo's colour of a real buzz cut already shows the scalp through; session 70)
-    P.set_rgb(p, "hair_back", rgb * 0.85)
-    P.set_rgb(p, "hair_front", rgb)
-    for i in (0, 1):
-        P.set_rgb(p, f"hair_strand{i}", np.clip(rgb * 1.25 + 0.05, 0, 1))
+    P.set_hair_rgb(p, rgb)
     if attributes is None:
         return S.clip(p)
     a = attributes

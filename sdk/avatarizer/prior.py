@@ -93,6 +93,21 @@ def set_skin_colours(p, skin, neck: float = 0.92) -> None:
         set_rgb(p, f"eye_{side}_lower", skin * 0.6)
 
 
+def set_hair_rgb(p, hair) -> None:
+    """The drawn hair's colours, the auto-artist's and
+    :func:`avatarizer.hair.merge`'s: ``hair`` on the front layer, a shade
+    darker behind, the strands lighter (as :func:`random_avatar` draws its
+    own, in float32). A buzz cut's too: mixed 40% with the skin, as the
+    prior still mixes its random buzz cuts, short dark hair read as the
+    skin-pale grey or pink of no class, where the photo's colour of a real
+    buzz cut already shows the scalp through (session 70)."""
+    hair = np.asarray(hair, np.float64)
+    set_rgb(p, "hair_back", hair * 0.85)
+    set_rgb(p, "hair_front", hair)
+    for i in (0, 1):
+        set_rgb(p, f"hair_strand{i}", np.clip(hair * 1.25 + 0.05, 0, 1))
+
+
 def crown_lift(kind: int) -> float:
     """How far the hat's top lies above the skull top per unit of
     ``headwear.crown`` (above a :data:`HAT_GAP`) for a hat of ``kind`` (the

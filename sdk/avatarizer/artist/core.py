@@ -311,7 +311,7 @@ class AutoArtist:
                 # read it: the beard's is this person's, not the default dark
                 # brown (white-bearded men were drawn dark-haired)
                 col["hair"] = gain(st, g["beard_rgb"])
-                hair.set_hair_rgb(p, col["hair"], g.get("hair_family", ""), col["skin"])
+                P.set_hair_rgb(p, col["hair"])
         accessories.clothes(st, p, g, photo, col)
         # the skin drawn in the tone the skin-tone network reads (the hybrid's merge rule): the photo's
         # exposure no longer decides the skin's lightness; the lips relit, grey facial hair lifted with it

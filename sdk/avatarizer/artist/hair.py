@@ -13,7 +13,6 @@ from . import accessories
 from .geometry import symmetrise
 from .photo import (
     clamp,
-    clip,
     Photo,
     cr_closed,
     gain,
@@ -23,7 +22,6 @@ from .photo import (
     poly_mask,
     robust_median,
     sample_at,
-    set_rgb,
     to_lab,
 )
 from .stats import mean, median, percentile
@@ -427,23 +425,9 @@ def hair_texture(photo: Photo, hm) -> float:
     return e / (float(mean(y[H])) + 0.08)
 
 
-def set_hair_rgb(p, hair, family: str, skin) -> None:
-    """The drawn hair's colours (back a shade darker, strands lighter).
-    ``family`` and ``skin`` are not used: a buzz cut was mixed 40% with the
-    skin, but the photo's hair colour already shows the scalp through a real
-    one, and short dark hair read as the skin-pale grey or pink of no class
-    (:func:`avatarizer.hair.merge`, session 70)."""
-    hair_col = np.asarray(hair, np.float64)
-    set_rgb(p, "hair_back", hair_col * 0.85)
-    set_rgb(p, "hair_front", hair_col)
-    for i in (0, 1):
-        set_rgb(p, f"hair_strand{i}", clip(hair_col * 1.25 + 0.05, 0, 1))
-
-
 def hair(st, p, lm, g, photo: Photo, col):
     from .. import hair as HR  # (here: avatarizer.hair imports the artist)
 
-    skin = col["skin"]
     hm = hair_maps(st, lm, g, photo, col)
     hair = gain(st, hm["hair"])
     known = photo.hair is not None and hm["hair_known"]
@@ -520,7 +504,7 @@ def hair(st, p, lm, g, photo: Photo, col):
     p[S.index("hair_style.layers")] = layers
     p[S.index("hair_style.bank_id")] = P.HAIRSTYLES.index(fam)
     p[S.index("hair_style.part_x")] = float(P.pts(p, "hair_front")[0, 0]) if fam == "side_part" else 0.0
-    set_hair_rgb(p, hair, fam, skin)
+    P.set_hair_rgb(p, hair)
     has = layers > 1 and fam not in ("buzz", "bald", "receding")
     fr = P.pts(p, "hair_front")
     top = float(fr[:, 1].min())
