@@ -1707,7 +1707,9 @@ def test_a_mined_batch_records_how_it_was_drawn():
     drawn from (the 589 mined ones all taken, 150 of the 1,028 others); so
     do ``stylegan_hair_colour``'s (session 43: the 205 of the 3,000
     ``stylegan128`` photos read as possibly red-haired, 60 of the others)
-    and ``utkface_hair_length``'s (session 46: held-out women and men)."""
+    and ``utkface_hair_length``'s (session 46: held-out women and men) and
+    ``scalp_2``'s (session 71: training heads drawn receding or bald, men at
+    random)."""
     from avatarizer_export import eyelabels as E
 
     batch = E.load_batch("utkface_men_2")
@@ -1733,7 +1735,16 @@ def test_a_mined_batch_records_how_it_was_drawn():
         k for sheet in length["sheets"] for k in sheet}
     assert (len(length_strata["women"]["keys"]), length_strata["women"]["population"]) == (401, 401)
     assert (len(length_strata["men"]["keys"]), length_strata["men"]["population"]) == (127, 347)
-    assert sampled_keys() == set(keys) | set(red_keys) | set(length_keys)
+    # (session 71's training heads for the top of the head: every unlabelled one drawn receding or bald, 90
+    # short-haired men at random)
+    scalp = E.load_batch("scalp_2")
+    scalp_strata = {s["stratum"]: s for s in scalp["sample"]}
+    scalp_keys = [k for s in scalp_strata.values() for k in s["keys"]]
+    assert len(scalp_keys) == len(set(scalp_keys)) == 210 and set(scalp_keys) == {
+        k for sheet in scalp["sheets"] for k in sheet if not k.startswith(E.CONTROL_FOLDER + "/")}
+    assert (len(scalp_strata["mined"]["keys"]), scalp_strata["mined"]["population"]) == (120, 3800)
+    assert (len(scalp_strata["random"]["keys"]), scalp_strata["random"]["population"]) == (90, 784)
+    assert sampled_keys() == set(keys) | set(red_keys) | set(length_keys) | set(scalp_keys)
     assert len(red_keys) == len(set(red_keys)) and set(red_keys) == {
         k for sheet in red["sheets"] for k in sheet if not k.startswith(E.CONTROL_FOLDER + "/")}
     assert (len(red_strata["mined"]["keys"]), red_strata["mined"]["population"]) == (205, 3000)

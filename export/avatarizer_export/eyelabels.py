@@ -40,7 +40,7 @@ held-out UTKFace tight chips, for evaluation only, ``data.EVAL_ONLY_LABELS``), `
 red hair, for the hair-colour network's training alone), ``utkface_glasses.jsonl`` (``utkface_glasses``:
 glasses of 1,000 UTKFace photos aged 55 and over; ``utkface_glasses_2``: 1,089
 younger ones, mostly those the shipped pipeline read as possibly wearing glasses) and ``scalp_by_eye.jsonl``
-(``scalp`` and ``scalp_heldout``, rule ``scalp``: ``votes.scalp[labeller][sheet]`` maps each cell
+(``scalp``, ``scalp_heldout`` and ``scalp_2``, rule ``scalp``: ``votes.scalp[labeller][sheet]`` maps each cell
 index to ``bald``, ``receding``, ``hair``, ``covered`` or null, kept when the
 two labellers agree, not null) and ``headwear_kind_by_eye.jsonl`` (``hats`` and
 ``hats_2``, rule ``hat``: ``votes.hat[labeller][sheet]`` maps each cell index to ``cap``,
@@ -100,7 +100,7 @@ OUTPUTS = {"utkface_facial_hair.jsonl": ("utkface_men", "utkface_men_2"),
            "utkface_hair_colour.jsonl": ("utkface_hair_colour",),
            "utkface_hair_length.jsonl": ("utkface_hair_length",),
            "utkface_glasses.jsonl": ("utkface_glasses", "utkface_glasses_2"),
-           "scalp_by_eye.jsonl": ("scalp", "scalp_heldout"),
+           "scalp_by_eye.jsonl": ("scalp", "scalp_heldout", "scalp_2"),
            "headwear_kind_by_eye.jsonl": ("hats", "hats_2"),
            "beard_style_by_eye.jsonl": ("beard_style", "beard_colour"),
            "gender_by_eye.jsonl": ("gender_heldout", "gender_train"),
