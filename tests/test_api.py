@@ -1828,6 +1828,26 @@ def test_an_avatars_face_and_colour_order_are_checked_when_set_too(astronaut):
     np.testing.assert_array_equal(b.params, a.params)
 
 
+def test_an_app_thread_inside_a_call_at_the_exit_finishes_it_and_starts_no_other():
+    """A script whose daemon thread loops on ``from_frame`` of an Avatarizer
+    it never closes, and simply ends: the call in flight ends before the
+    interpreter does, and no call starts after (it waits for the process's
+    end). The interpreter's end stopped the thread where it stood, inside
+    MediaPipe's landmarks: the process aborted (exit 134 or 139; 14 of 22
+    runs, a review, session 71). Here a call slowed down to 0.6 s shows it
+    without the race: before, the script ended in the middle of it."""
+    code = ("import os, threading, time\nimport numpy as np\nfrom avatarizer import Avatarizer\n"
+            "av = Avatarizer()\npipe = av._pipeline\nrun, inside = pipe.run, threading.Event()\n"
+            "def slow(state):\n    os.write(1, b'start\\n'); inside.set(); time.sleep(0.6)\n"
+            "    out = run(state); os.write(1, b'end\\n'); return out\n"
+            "pipe.run = slow\nframe = np.zeros((256, 256, 3), np.uint8)\n"
+            "def loop():\n    while True:\n        av.from_frame(frame)\n"
+            "threading.Thread(target=loop, daemon=True).start()\ninside.wait(30)\ntime.sleep(0.1)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, (res.returncode, res.stderr[-800:])
+    assert res.stdout.split() == ["start", "end"], (res.stdout, res.stderr[-800:])
+
+
 def test_a_script_that_ends_holding_a_started_stream_exits_cleanly():
     """A script that keeps a started ``stream()`` generator in a variable and
     simply ends: its worker is stopped and waited for at the exit, and the
