@@ -1885,3 +1885,23 @@ def test_a_script_that_ends_holding_a_started_stream_exits_cleanly():
                   "        for _ in range(6):\n            t += 40.0\n            al.detect(big, t)\n"
                   "        yield img\n"
                   "it = av.stream(source(), prefetch=1)\n", 6, 120, "the script hung at its exit")
+
+
+def test_the_resolved_settings_are_read_only():
+    """``mode``, ``max_faces``, ``estimator`` and the others are read-only, as
+    the class says: set on an image-mode instance, ``mode = "video"`` made
+    ``from_frame`` refuse its timestamps and ``stream()`` fail inside
+    (AttributeError on a None; a review, session 71). ``providers`` is a
+    new list each time (appending to it changed what the instance said)."""
+    from avatarizer import Avatarizer
+
+    with Avatarizer(estimator="artist") as av:
+        for name, value in (("mode", "video"), ("max_faces", 5), ("estimator", "model"), ("estimator_reason", ""),
+                            ("providers", ["CUDAExecutionProvider"]), ("precision", "fp32"), ("device", "cuda"),
+                            ("backend", "pillow")):
+            before = getattr(av, name)
+            with pytest.raises(AttributeError):
+                setattr(av, name, value)
+            assert getattr(av, name) == before
+        av.providers.append("CUDAExecutionProvider")
+        assert av.providers == [] and av.mode == "image" and av.max_faces == 4

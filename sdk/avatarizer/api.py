@@ -638,6 +638,14 @@ def _frame_iter(frames, caller: str):
     except TypeError:
         raise ValueError(f"{caller}() takes an iterable of frames, got {type(frames).__name__}") from None
 
+def _resolved_setting(name: str, doc: str) -> property:
+    """A read-only attribute of :class:`Avatarizer` for one of its resolved
+    settings (``providers`` a new list each time)."""
+    if name == "providers":
+        return property(lambda self: list(self._resolved[name]), doc=doc)
+    return property(lambda self: self._resolved[name], doc=doc)
+
+
 class Avatarizer:
     """Portraits and video frames → :class:`Avatar` (see the module doc).
 
@@ -700,14 +708,22 @@ class Avatarizer:
         # graphs, sessions and worker thread when it is garbage-collected
         self._release = weakref.finalize(self, _close_collected, pipe)
         self._release.atexit = False  # not at interpreter exit: the process is ending anyway
-        self.estimator: str = r.estimator_resolved
-        self.estimator_reason: str = r.estimator_reason
-        self.providers: list[str] = list(pipe.estimator.providers)
-        self.precision: str = pipe.estimator.precision
-        self.device: str = r.device_resolved
-        self.backend: str = r.backend
-        self.mode: str = r.mode
-        self.max_faces: int = r.max_faces
+        # the resolved settings: read-only (mode and max_faces set afterwards made the calls refuse what
+        # they were built for, or fail inside a stream; a review, session 71)
+        self._resolved = {"estimator": r.estimator_resolved, "estimator_reason": r.estimator_reason,
+                          "providers": tuple(pipe.estimator.providers), "precision": pipe.estimator.precision,
+                          "device": r.device_resolved, "backend": r.backend, "mode": r.mode,
+                          "max_faces": r.max_faces}
+
+    estimator = _resolved_setting("estimator", "``\"hybrid\"``, ``\"model\"`` or ``\"artist\"``: what estimates the face.")
+    estimator_reason = _resolved_setting("estimator_reason", "Why :attr:`estimator` is what it is.")
+    providers = _resolved_setting("providers", "ONNX Runtime execution providers in use (a new list each time; "
+                                               "``[]`` when no network runs).")
+    precision = _resolved_setting("precision", "The face model's precision in use.")
+    device = _resolved_setting("device", "``\"cpu\"`` or ``\"cuda\"``.")
+    backend = _resolved_setting("backend", "The renderer backend.")
+    mode = _resolved_setting("mode", "``\"image\"`` or ``\"video\"``.")
+    max_faces = _resolved_setting("max_faces", "The most faces found in a frame.")
 
     @property
     def identity_worker(self) -> str | None:
