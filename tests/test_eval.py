@@ -1156,6 +1156,49 @@ def test_sheet_writes_over_nothing_without_overwrite_and_never_an_input(tmp_path
     assert len(drawn) == 2 and (shared / "data" / "faces" / "p.png").read_bytes() == b"photo"
 
 
+def test_sheet_never_writes_through_a_link_nor_over_a_file_that_appeared(tmp_path, capsys, monkeypatch):
+    """``sheet --out`` a dangling link, without --overwrite, created the
+    file it points to; a link to another file, with --overwrite, replaced
+    that file by the PNG; a file that appeared at the name during the run
+    was replaced without --overwrite; the PNG and JSON were written in
+    place (a failed write lost the old file). Now staged beside the name
+    and moved onto it, as ``eval --out`` (a review, session 71)."""
+    from avatarizer_export import sheets as S
+    from avatarizer_export.cli import main
+
+    appear = []
+
+    def fake(shared, out, replace=True, **k):  # (the skin-tone sheet, drawn as one white tile)
+        for f in appear:
+            f.write_text("appeared")
+        return S._save_sheet([np.full((16, 16, 3), 255, np.uint8)], ["x"], out, replace)
+
+    monkeypatch.setattr(S, "skin_tone_sheet", fake)
+    shared = tmp_path / "shared"
+    (shared / "data" / "faces").mkdir(parents=True)
+    base = ["--shared", str(shared), "--cache", str(tmp_path / "cache")]
+
+    def sheet(out, *argv):
+        rc = main(["sheet", "skin-tone", "--out", str(out), *argv, *base])
+        return rc, capsys.readouterr().err
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    dangling, link = tmp_path / "dangling.png", tmp_path / "link.png"
+    dangling.symlink_to(tmp_path / "victim.png")
+    link.symlink_to(precious)
+    rc, err = sheet(dangling)
+    assert rc == 1 and "exists" in err and not (tmp_path / "victim.png").exists() and dangling.is_symlink()
+    rc, err = sheet(link, "--overwrite")
+    assert rc == 0 and precious.read_text() == "mine", err
+    assert not link.is_symlink() and link.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    late = tmp_path / "late.png"
+    appear.append(late)
+    rc, err = sheet(late)
+    assert rc == 1 and "appeared" in err and late.read_text() == "appeared", err
+    assert rc == 1 and not [p for p in tmp_path.iterdir() if "part" in p.name]  # (no temporary file left)
+
+
 def test_heldout_split_does_not_depend_on_how_the_folder_is_spelled(tmp_path, monkeypatch):
     """--heldout keys each photo by its folder's name: ``--faces .``
     (name "") or a link of another name to a source picked a different

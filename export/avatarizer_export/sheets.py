@@ -16,7 +16,11 @@ only with ``--overwrite`` (``sheet artist --overwrite`` regenerates
 docs/artist_sheet.png), and never when it is an input (a file under
 ``--shared``, the aligned faces in the cache, the labels by eye): exit 1,
 one line; ``--out`` naming a folder or in a missing folder is a usage error
-(exit 2); all checked before any work, as ``eval --out``.
+(exit 2); all checked before any work, as ``eval --out``. Each file is
+written beside its name and moved onto it: never half a file, a link at
+the name replaced itself (never the file it points to; a link to nothing
+counts as an existing output), and without ``--overwrite`` a file that
+appeared at the name during the run is kept (exit 1).
 
 Photos are chosen from the held-out split to cover children, the elderly,
 glasses, beards, dark and light skin, open mouths and head turns (labels:
@@ -25,6 +29,7 @@ from the landmarks), then filled up with the rest in name order.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,27 +104,42 @@ def _artist_rows(shared: Path, cache: Path, n: int, size: int):
         yield key, img, [np.asarray(Image.fromarray(crop).resize((size, size))), render(p, size, background="white")]
 
 
-def _save_sheet(tiles, labels, out: Path) -> Path:
+def _write(out: Path, write, replace: bool) -> None:
+    """``write(tmp)`` to a file beside ``out``, then moved onto the name
+    (:func:`onnx_util.staged`): never half a file, a link at the name
+    replaced itself (not the file it points to), and without ``replace``
+    (no ``--overwrite``) never a file or link that appeared there during
+    the run (FileExistsError)."""
+    from .onnx_util import staged
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with staged(out, "part", replace=replace) as tmp:
+        write(tmp)
+
+
+def _write_png(sheet: np.ndarray, out: Path, replace: bool) -> None:
     from PIL import Image
 
+    _write(out, lambda tmp: Image.fromarray(sheet).save(tmp, format="PNG", optimize=True), replace)
+
+
+def _save_sheet(tiles, labels, out: Path, replace: bool = True) -> Path:
     from avatarizer.gallery import contact_sheet
 
-    sheet = contact_sheet(tiles, cols=12, labels=labels)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(out, optimize=True)
+    _write_png(contact_sheet(tiles, cols=12, labels=labels), out, replace)
     print(f"wrote {out}")
     return out
 
 
-def artist_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128):
+def artist_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128, replace: bool = True):
     tiles, labels = [], []
     for key, _img, pair in _artist_rows(shared, cache, n, size):
         tiles += pair
         labels += [key.split("/", 1)[1][:16], "artist"]
-    return _save_sheet(tiles, labels, out)
+    return _save_sheet(tiles, labels, out, replace)
 
 
-def shipped_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128):
+def shipped_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128, replace: bool = True):
     """The same people as the artist sheet, each as photo | auto-artist |
     ``Avatarizer()`` (the default estimator, from the photo file) |
     ``Avatarizer(estimator="model")``: whole avatars as users get them."""
@@ -134,10 +154,11 @@ def shipped_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int =
                 got = a.from_frame(img)
                 tiles.append(got.render(size, background="white") if got is not None else blank)
             labels += [key.split("/", 1)[1][:16], "artist", av.estimator, model.estimator]
-    return _save_sheet(tiles, labels, out)
+    return _save_sheet(tiles, labels, out, replace)
 
 
-def skin_tone_sheet(shared: Path, out: Path, n: int = 24, pool: int = 160, size: int = 128) -> Path:
+def skin_tone_sheet(shared: Path, out: Path, n: int = 24, pool: int = 160, size: int = 128,
+                    replace: bool = True) -> Path:
     """The held-out photos labelled by eye for skin tone (``pool`` of them,
     a fixed random draw) whose shipped avatar's skin differs most from the
     auto-artist's (the skin as measured on the photo): photo | artist |
@@ -178,7 +199,7 @@ def skin_tone_sheet(shared: Path, out: Path, n: int = 24, pool: int = 160, size:
         labels += [f"{k.split('/', 1)[1][:10]} eye {tones[k]:g}", "artist (measured)",
                    f"{'net' if tone.get('decided_by') else 'H'} tone {tone['value']:.1f}" if tone
                    else "no skin tone (H < 2.3.1)"]
-    return _save_sheet(tiles, labels, out)
+    return _save_sheet(tiles, labels, out, replace)
 
 
 #: where each sheet goes without --out
@@ -220,18 +241,24 @@ def main_sheet(args) -> int:
         if any(real == d or d in real.parents for d in inputs):
             return _fail(f"{f} is one of the inputs (under {next(d for d in inputs if real == d or d in real.parents)}):"
                          " name another --out", 1)
-        if f.exists() and not args.overwrite:
+        if os.path.lexists(f) and not args.overwrite:  # (a link too, even one to nothing)
             return _fail(f"{f} exists: give --overwrite to replace it", 1)
-    if args.what == "shipped":
-        shipped_sheet(shared, cache, out, n=args.n)
-    elif args.what == "artist":
-        artist_sheet(shared, cache, out, n=args.n)
-    elif args.what == "attributes":
-        attributes_sheet(shared, cache, out, n=args.n)
-    elif args.what == "skin-tone":
-        skin_tone_sheet(shared, out, n=min(args.n, 24))
-    elif args.what == "corrected":
-        corrected_sheet(shared, cache, out, n=args.n)
+        if os.path.lexists(f) and not (f.is_symlink() or f.is_file()):  # (a folder, a pipe, a device)
+            return _fail(f"{f} is not a file: name another --out", 1)
+    replace = bool(args.overwrite)
+    try:
+        if args.what == "shipped":
+            shipped_sheet(shared, cache, out, n=args.n, replace=replace)
+        elif args.what == "artist":
+            artist_sheet(shared, cache, out, n=args.n, replace=replace)
+        elif args.what == "attributes":
+            attributes_sheet(shared, cache, out, n=args.n, replace=replace)
+        elif args.what == "skin-tone":
+            skin_tone_sheet(shared, out, n=min(args.n, 24), replace=replace)
+        elif args.what == "corrected":
+            corrected_sheet(shared, cache, out, n=args.n, replace=replace)
+    except FileExistsError as exc:  # (a file that appeared at the name during the run: kept)
+        return _fail(f"{exc}: kept; give --overwrite to replace it", 1)
     return 0
 
 
@@ -286,7 +313,7 @@ def sheet_truth(key: str, shared_targets: dict, eye: dict, hats: dict) -> dict:
             "beard": beard > 0}
 
 
-def attributes_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128) -> dict:
+def attributes_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128, replace: bool = True) -> dict:
     """Held-out photos (:func:`pick_accessories`) through the SDK's
     ``Avatarizer().from_frame`` (shipped models): photo | avatar, labelled
     with the photo's labels (``L:``; by eye where the project has them:
@@ -346,16 +373,15 @@ def attributes_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: in
                          "probabilities": None if a is None else {k: a[k]["probability"] for k in a
                                                                   if k not in ("age", "skin_tone")}})
     sheet = contact_sheet(tiles, cols=12, labels=texts)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(out, optimize=True)
     summary = {"photos": len(rows), "invented": invented, "missed": missed,
                "labelled": {k: int(sum(r["labels"][k] for r in rows)) for k in invented}, "rows": rows}
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
+    _write_png(sheet, out, replace)
+    _write(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(summary, indent=1)), replace)
     print(f"wrote {out}: invented {invented}, missed {missed}")
     return summary
 
 
-def corrected_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128) -> int:
+def corrected_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int = 128, replace: bool = True) -> int:
     """Of the photos of :func:`attributes_sheet` (:func:`pick_accessories`),
     those whose avatar draws glasses, headwear or a beard unlike the labels:
     photo | ``Avatarizer().from_frame`` | the same with the labels set as an
@@ -398,8 +424,6 @@ def corrected_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: int
     if not tiles:
         print("no photo with an accessory drawn wrong: nothing to show")
         return 0
-    sheet = contact_sheet(tiles, cols=9, labels=texts)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(out, optimize=True)
+    _write_png(contact_sheet(tiles, cols=9, labels=texts), out, replace)
     print(f"wrote {out}: {len(tiles) // 3} photos whose avatar drew an accessory unlike the labels")
     return len(tiles) // 3
