@@ -1127,6 +1127,28 @@ def test_a_path_under_a_file_is_refused_with_a_value_error(tmp_path):
     assert (tmp_path / "afile").read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
+def test_a_named_pipe_is_never_replaced_also_with_overwrite(tmp_path):
+    """``Animation.write(path, overwrite=True)`` (and ``export``) on a named
+    pipe: ValueError, the pipe left as it is (it was replaced by a regular
+    file, which the CLI refuses; a review, session 71)."""
+    import os
+    import stat
+
+    from avatarizer import schema
+    from avatarizer.animation import Animation, export
+
+    pipe = tmp_path / "out.json"
+    os.mkfifo(pipe)
+    anim = Animation(size=64, fps=30)
+    anim.add(schema.sample(1, seed=0)[0])
+    for overwrite in (True, False):
+        with pytest.raises(ValueError, match="not a regular file"):
+            anim.write(pipe, overwrite=overwrite)
+        with pytest.raises(ValueError, match="not a regular file"):
+            export([schema.sample(1, seed=0)[0]], pipe, overwrite=overwrite)
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
 def test_svg_tracks_that_only_step_are_written_discrete():
     """A track whose every change comes one frame after the key before it (a
     slideshow; a repeated frame in between) is written with

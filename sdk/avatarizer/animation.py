@@ -1094,11 +1094,17 @@ def _clock_value(seconds: float) -> str:
 
 
 def refuse_target(path: Path, overwrite: bool) -> None:
-    """``ValueError`` where ``path`` is a directory or a folder above it is
+    """``ValueError`` where ``path`` is a directory, a named pipe, socket
+    or device (never replaced, also with ``overwrite``: as the CLI's
+    outputs, :func:`avatarizer._files.is_special`) or a folder above it is
     a file, ``FileExistsError`` where something is there (a dangling symlink
     too) and not ``overwrite``."""
+    from ._files import is_special
+
     if path.is_dir():
         raise ValueError(f"{path} is a directory")
+    if is_special(path):  # (with overwrite, a pipe another program reads was replaced by a file)
+        raise ValueError(f"{path} is not a regular file (a named pipe, socket or device); refusing to replace it")
     for up in path.parents:  # (mkdir then raised FileExistsError, also with overwrite=True)
         if up.exists():
             if not up.is_dir():
