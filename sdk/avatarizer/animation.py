@@ -1056,7 +1056,8 @@ class Animation:
         temporary file in the same folder, moved into place when complete;
         an existing ``path`` (also one that appears meanwhile, or a dangling
         symlink) is ``FileExistsError`` unless ``overwrite``
-        (:func:`write_text_atomic`)."""
+        (:func:`write_text_atomic`); a folder, a named pipe, socket or
+        device there is ``ValueError``, also with ``overwrite``."""
         output_format(path)  # (a path of a format it writes: ValueError before anything else)
         path = Path(path)
         refuse_target(path, overwrite)  # (before the reduction: at the frame limit it takes minutes)
