@@ -1613,6 +1613,19 @@ def test_a_still_image_is_refused_as_a_video(tmp_path, capsys):
         assert _main("live", src, "--frames", "2") == 1
         err = capsys.readouterr().err
         assert "is a still image" in err and err.count("\n") == 1
+    # a camera's MPO (the photo and a preview) and a TIFF of two pages: still pictures too (each was written
+    # as a one-frame 40 ms video, exit 0; a review, session 71); ``image`` draws the first
+    photo = Image.fromarray(sample_photo())
+    photo.save(tmp_path / "m.jpg", format="MPO", save_all=True, append_images=[photo.resize((64, 64))])
+    photo.save(tmp_path / "t.tif", save_all=True, append_images=[photo.rotate(10)])
+    for name, kind in (("m.jpg", "MPO"), ("t.tif", "TIFF")):
+        assert _main("video", tmp_path / name, "-o", tmp_path / "o.json") == 1
+        err = capsys.readouterr().err
+        assert f"is a still image ({kind})" in err and "avatarizer image" in err and err.count("\n") == 1, err
+        assert not (tmp_path / "o.json").exists()
+        assert _main("image", tmp_path / name, "-o", tmp_path / f"{name}.svg") == 0
+        assert (tmp_path / f"{name}.svg").stat().st_size > 1000
+        capsys.readouterr()
 
 
 def test_a_video_wider_than_the_largest_side_is_refused_naming_the_file(tmp_path, capsys):
