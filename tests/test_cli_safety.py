@@ -819,3 +819,34 @@ def test_an_output_folder_that_is_a_link_loop_says_so(tmp_path, capsys):
         assert main(["image", str(photo), "-o", str(tmp_path / folder / "x.png"), "--estimator", "artist"]) == 1
         err = capsys.readouterr().err.strip()
         assert err == f"avatarizer image: error: {says}", err
+
+
+def test_a_corrupt_installed_schema_is_one_line_from_every_command(tmp_path):
+    """A broken install (``data/schema.json`` cut short): every command,
+    ``--version`` too, died with a traceback at the import, before the CLI
+    could catch the ModelError (a review, session 71). Now ``--version``
+    works, every other command says it in one line (exit 1), and the API
+    raises the ModelError where the schema is used."""
+    import avatarizer
+
+    pkg = tmp_path / "avatarizer"
+    shutil.copytree(Path(avatarizer.__file__).parent, pkg, ignore=shutil.ignore_patterns("models", "__pycache__"))
+    schema = pkg / "data" / "schema.json"
+    schema.write_bytes(schema.read_bytes()[:1000])
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    run = "import sys; from avatarizer.cli import main; sys.exit(main(sys.argv[1:]))"
+
+    def cli(*argv):
+        res = subprocess.run([sys.executable, "-c", run, *argv], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, timeout=120)
+        return res.returncode, res.stdout, res.stderr
+
+    rc, out, err = cli("--version")
+    assert rc == 0 and out.startswith("avatarizer ") and not err, (rc, err)
+    for argv in (["image", "x.jpg"], ["demo", "-o", str(tmp_path / "d")], ["render-samples", "-o", "s.png"]):
+        rc, out, err = cli(*argv)
+        assert rc == 1 and "schema.json" in err and "reinstall" in err and err.count("\n") == 1, (argv, rc, err)
+        assert "Traceback" not in err
+    res = subprocess.run([sys.executable, "-c", "import avatarizer; avatarizer.Avatarizer"], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=120)
+    assert res.returncode == 1 and "ModelError" in res.stderr and "schema.json" in res.stderr

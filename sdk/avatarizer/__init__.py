@@ -10,13 +10,22 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from . import prior as _prior  # noqa: E402
-from . import schema  # noqa: E402
 from .errors import AvatarizerError, ModelError, NativeError  # noqa: E402
-from .render import render, to_pdf, to_svg  # noqa: E402
-from .schema import PARAM_COUNT  # noqa: E402
 
-schema.sample = _prior.sample  # schema.sample(n, seed): see avatarizer.prior (schema does not import it)
+#: the package's own data file that would not load (a broken install: ``schema.json`` corrupt), or None:
+#: the package still imports, so that ``avatarizer --version`` and every command say so in one line (it
+#: was a traceback at the import, before the CLI could catch it; a review, session 71); what needs the
+#: schema raises the :class:`ModelError` where it is used
+_BROKEN: ModelError | None = None
+try:
+    from . import prior as _prior  # noqa: E402
+    from . import schema  # noqa: E402
+    from .render import render, to_pdf, to_svg  # noqa: E402
+    from .schema import PARAM_COUNT  # noqa: E402
+
+    schema.sample = _prior.sample  # schema.sample(n, seed): see avatarizer.prior (schema does not import it)
+except ModelError as _exc:
+    _BROKEN = _exc
 
 __all__ = ["Avatarizer", "Avatar", "Options", "schema", "PARAM_COUNT", "render", "to_svg", "to_pdf",
            "AvatarizerError", "ModelError", "NativeError", "load_image", "sample_photo", "__version__"]
@@ -30,6 +39,8 @@ if TYPE_CHECKING:  # type checkers see the real classes; at run time they load l
 
 
 def __getattr__(name):
+    if _BROKEN is not None and name in ("schema", "render", "to_svg", "to_pdf", "PARAM_COUNT", *_LAZY):
+        raise _BROKEN
     # the API pulls in MediaPipe and ONNX Runtime: import it on first use only,
     # so `avatarizer --version` and the renderer stay light
     if name in _LAZY:

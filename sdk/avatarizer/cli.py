@@ -2007,6 +2007,14 @@ def _output_names(args) -> list[tuple[str, str]]:
     return out
 
 
+def _one_line(exc: BaseException) -> str:
+    """An error's text on one line (a ModelError lists each bad model file on a line of its own)."""
+    text = ""
+    for part in filter(None, (line.strip() for line in str(exc).splitlines())):
+        text += (" " if not text or text.endswith(":") else "; ") + part if text else part
+    return text
+
+
 def main(argv=None) -> int:
     """Runs one command. Exit status: 0 done, 1 error (one line on stderr),
     2 usage (and ``live`` without a display), 3 the input video was truncated (output written for the decoded
@@ -2018,7 +2026,12 @@ def main(argv=None) -> int:
         except (AttributeError, ValueError):  # pragma: no cover - a replaced stream
             pass
     ap = build_parser()
-    args = ap.parse_args(argv)
+    try:
+        args = ap.parse_args(argv)
+    except AvatarizerError as exc:  # (a broken install: an option's check needed the schema, which would not
+        # load; one line, as every command's, not a traceback)
+        print(f"avatarizer: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     if not getattr(args, "func", None):  # (a usage error: its text on stderr, as every other one's)
         ap.print_help(sys.stderr)
         return 2
@@ -2075,11 +2088,7 @@ def main(argv=None) -> int:
         status = getattr(exc, "status", 1)
         return status
     except (ValueError, AvatarizerError) as exc:  # the SDK's plain-sentence errors
-        # (one line: a ModelError lists each bad model file on a line of its own)
-        text = ""
-        for part in filter(None, (line.strip() for line in str(exc).splitlines())):
-            text += (" " if not text or text.endswith(":") else "; ") + part if text else part
-        print(f"avatarizer {args.command}: error: {text}", file=sys.stderr)
+        print(f"avatarizer {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # the reader of stdout went away (`| head`): quietly, as other tools
         status = _broken_pipe()
