@@ -1772,3 +1772,35 @@ def test_groups_read_the_age_and_glasses_of_the_labels_given(tmp_path):
     g = photo_groups(files, np.full((3, 3), 0.7), given)
     assert g["age"] == ["70+", "0-12", None] and g["glasses"] == ["sun", None, None]
     assert photo_groups(files, np.full((3, 3), 0.7))["age"] == [None, "0-12", None]
+
+
+def test_age_and_gender_are_read_against_utkface_file_names(tmp_path, monkeypatch):
+    """``eval``'s ``age_by_name`` and ``gender_by_name``: the age and gender
+    reported against UTKFace's file names (AGE_GENDER_RACE_...), held-out
+    photos with an avatar only (issue #13's age target had no measure
+    through what ships)."""
+    from avatarizer_export import data as D
+    from avatarizer_export import evaluate as E
+
+    folder = tmp_path / "utkface200"
+    folder.mkdir()
+    names = ["5_0_0_1.jpg.chip.jpg", "40_1_2_1.jpg.chip.jpg", "75_0_1_1.jpg.chip.jpg", "30_1_0_1.jpg.chip.jpg",
+             "20_0_0_1.jpg.chip.jpg", "ffhq-0001.jpg"]
+    held = {f"utkface200/{n}" for n in names} - {"utkface200/30_1_0_1.jpg.chip.jpg"}
+    monkeypatch.setattr(D, "is_heldout", lambda key: key in held)
+    attrs = [{"age": {"value": 21.0}, "gender": {"value": "male"}},  # a child read adult
+             {"age": {"value": 44.0}, "gender": {"value": "male"}},  # a woman read male
+             {"age": {"value": 60.0}, "gender": {"value": "male"}},
+             {"age": {"value": 0.0}, "gender": {"value": "female"}},  # training: left out
+             None,  # no avatar: left out
+             {"age": {"value": 99.0}, "gender": {"value": "female"}}]  # not a UTKFace name: left out
+    params = np.zeros((len(names), 4))
+    params[4] = np.nan
+    out = E.utkface_name_reads(names, [folder / n for n in names], params, attrs)
+    age = out["age_by_name"]
+    assert age["n"] == 3 and age["mae"] == round((16 + 4 + 15) / 3, 2) and age["median_error"] == 15.0
+    assert age["bias"] == round((16 + 4 - 15) / 3, 2) and age["children_read_adult"] == "1/1"
+    assert age["bands"] == {"0-12": {"n": 1, "mae": 16.0, "bias": 16.0}, "30-49": {"n": 1, "mae": 4.0, "bias": 4.0},
+                            "70+": {"n": 1, "mae": 15.0, "bias": -15.0}}
+    assert out["gender_by_name"] == {"n": 3, "male": "2/2", "female": "0/1", "balanced_accuracy": 0.5}
+    assert E.utkface_name_reads(names[-1:], [folder / names[-1]], params[-1:], attrs[-1:]) == {}

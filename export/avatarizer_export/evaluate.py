@@ -623,6 +623,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
                 beard = beard_colour_reads(names, paths, preds, shipped_attrs[method])
                 if beard:
                     out["beard_colour_by_eye"] = beard
+                # (beside DESIGN.md's keys: the age and gender reported against UTKFace's file names, held out)
+                named = utkface_name_reads(names, paths, preds, shipped_attrs[method])
+                out.update(named)
             if method != "artist":
                 if lp is None:
                     from .lpips import LPIPS
@@ -1134,6 +1137,57 @@ def gender_reads_by_eye(names, files, params: np.ndarray, attributes: list) -> d
         t.append(bool(label))
         p.append(a["gender"]["value"] == "male")
     return _two_class_reads(t, p, "male", "female")
+
+
+def utkface_name_reads(names, files, params: np.ndarray, attributes: list) -> dict:
+    """The age and gender reported (``Avatar.attributes``) against the ones
+    UTKFace's file names give (``AGE_GENDER_RACE_...``: gender 0 male, 1
+    female), on the held-out photos of ``names`` with an avatar:
+    ``age_by_name`` (``n``, ``mae`` and ``median_error`` in years, ``bias``
+    the mean of reported minus named, and per :data:`AGE_BANDS` band its
+    ``n``, ``mae`` and ``bias``; children under 13 reported 18 or older,
+    ``children_read_adult``) and ``gender_by_name`` (as
+    :func:`gender_reads_by_eye`); {} without such photos. An age or gender
+    the app set is not the model's: every photo here is read with none."""
+    from .data import is_heldout
+
+    ages, read_ages, male, read_male = [], [], [], []
+    folders: dict[Path, str] = {}
+    for i, f in enumerate(_paths_of(names, files)):
+        m = _UTK.match(f.name)
+        a = attributes[i] if i < len(attributes) else None
+        if m is None or a is None or not np.isfinite(params[i]).all():
+            continue
+        if f.parent not in folders:
+            folders[f.parent] = _folder_name(f.parent)
+        if not is_heldout(f"{folders[f.parent]}/{f.name}"):
+            continue
+        age, gender = float(m.group(1)), f.name.split("_")[1]
+        value = (a.get("age") or {}).get("value")
+        if age_band(age) is not None and value is not None and np.isfinite(value):
+            ages.append(age)
+            read_ages.append(float(value))
+        if gender in ("0", "1") and (a.get("gender") or {}).get("value") in ("male", "female"):
+            male.append(gender == "0")
+            read_male.append(a["gender"]["value"] == "male")
+    out: dict = {}
+    if ages:
+        t, r = np.array(ages), np.array(read_ages)
+        err = r - t
+        bands = {}
+        for lo, hi, band in AGE_BANDS:
+            sel = (t >= lo) & (t < hi)
+            if sel.any():
+                bands[band] = {"n": int(sel.sum()), "mae": round(float(np.abs(err[sel]).mean()), 2),
+                               "bias": round(float(err[sel].mean()), 2)}
+        kids = t < 13
+        out["age_by_name"] = {"n": int(len(t)), "mae": round(float(np.abs(err).mean()), 2),
+                              "median_error": round(float(np.median(np.abs(err))), 2),
+                              "bias": round(float(err.mean()), 2), "bands": bands,
+                              "children_read_adult": f"{int((kids & (r >= 18)).sum())}/{int(kids.sum())}"}
+    if male:
+        out["gender_by_name"] = _two_class_reads(male, read_male, "male", "female")
+    return out
 
 
 def _two_class_reads(truth: list, read: list, yes: str, no: str) -> dict:
