@@ -1848,6 +1848,31 @@ def test_an_app_thread_inside_a_call_at_the_exit_finishes_it_and_starts_no_other
     assert res.stdout.split() == ["start", "end"], (res.stdout, res.stderr[-800:])
 
 
+def test_exit_handlers_that_run_after_the_sdks_still_make_avatars():
+    """Exit handlers the app registered before the SDK's (they run after it):
+    one that resets a video Avatarizer whose daemon thread loops on
+    ``from_frame`` (the thread waited at the exit holding the video lock, and
+    the reset waited for it for good), and one that streams a clip (the
+    stream's own worker is a new thread: it waited for good too). Both end,
+    and the daemon thread ends quietly, no traceback (a review, session 71)."""
+    head = "import atexit, os, threading, time\nimport numpy as np\n"
+    body = ("from avatarizer import Avatarizer\nav = Avatarizer(mode='video', estimator='artist')\n"
+            "frame = np.zeros((256, 256, 3), np.uint8)\n")
+    reset = (head + "def late():\n    av.reset()\n    os.write(1, b'reset\\n')\natexit.register(late)\n" + body
+             + "started = threading.Event()\ndef loop():\n    t = 0.0\n    while True:\n        t += 40.0\n"
+             "        av.from_frame(frame, t)\n        started.set()\n"
+             "threading.Thread(target=loop, daemon=True).start()\nstarted.wait(30)\ntime.sleep(0.2)\n")
+    stream = (head + "def late():\n    n = sum(1 for _ in av.stream([frame] * 3))\n"
+              "    os.write(1, f'{n} avatars\\n'.encode())\natexit.register(late)\n" + body)
+    for code, said in ((reset, "reset"), (stream, "3 avatars")):
+        try:
+            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the exit hung ({said})")
+        assert res.returncode == 0 and res.stdout.split("\n")[0] == said, (res.returncode, res.stderr[-800:])
+        assert "Traceback" not in res.stderr, res.stderr[-800:]
+
+
 def test_a_script_that_ends_holding_a_started_stream_exits_cleanly():
     """A script that keeps a started ``stream()`` generator in a variable and
     simply ends: its worker is stopped and waited for at the exit, and the

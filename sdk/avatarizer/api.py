@@ -819,16 +819,14 @@ class Avatarizer:
         counted, me = False, threading.get_ident()
         try:
             with self._calls:
-                # (the interpreter is exiting: no call of another thread starts; looked at under the lock
-                # the exit's wait for the calls in flight takes after setting it)
-                exiting = _exiting[0] is not None and me != _exiting[0]
-                if not exiting:
-                    pipe = self._check_open()
-                    self._active += 1
-                    self._callers[me] = self._callers.get(me, 0) + 1
-                    counted = True
-            if exiting:
-                _park_at_exit()
+                # (the interpreter is exiting: a thread that was running when it began starts no call; looked
+                # at under the lock the exit's wait for the calls in flight takes after setting it)
+                if _exiting[0] is not None and threading.current_thread() in _exiting[1]:
+                    raise SystemExit(_EXIT_REFUSAL)
+                pipe = self._check_open()
+                self._active += 1
+                self._callers[me] = self._callers.get(me, 0) + 1
+                counted = True
             yield pipe
         finally:
             if counted:  # (an interrupt between the count and the call's end still gives it back)
@@ -1426,31 +1424,27 @@ def _stop_streams_at_exit() -> None:
         while (thread is not threading.current_thread() and thread.is_alive()
                and time.monotonic() < (grace if reading[0] else deadline)):
             thread.join(0.05)
-    # from here no call of another thread starts (it waits where it stands, for the process's end), and
-    # the calls other threads (an app's daemon threads) are inside end first: a thread the
-    # interpreter's end stopped inside MediaPipe's landmarks aborted the process (exit 134, 14 of 22 runs;
-    # a review, session 71)
-    me = _exiting[0] = threading.get_ident()
+    # from here the threads running now (an app's daemon threads) start no call (_EXIT_REFUSAL), and the
+    # calls they are inside end first: a thread the interpreter's end stopped inside MediaPipe's landmarks
+    # aborted the process (exit 134, 14 of 22 runs; a review, session 71)
+    me = threading.get_ident()
+    _exiting[1] = frozenset(t for t in threading.enumerate() if t.ident != me)
+    _exiting[0] = me
     for av in list(_instances):
         with av._calls:
             while av._active - av._callers.get(me, 0) > 0 and time.monotonic() < deadline:
                 av._calls.wait(0.05)
 
 
-#: ``[thread id]`` of the interpreter's exit once :func:`_stop_streams_at_exit` ran (None before): a call
-#: another thread starts then waits for the process's end (:func:`_park_at_exit`)
-_exiting: list = [None]
-_parked = threading.Event()  # (never set)
-
-
-def _park_at_exit() -> None:
-    """A call started by another thread while the interpreter exits waits
-    here for the process's end (a daemon thread: it is never resumed),
-    rather than entering MediaPipe or ONNX Runtime, where the end of the
-    interpreter stopping it aborts the process. Never on the exiting
-    thread itself (its atexit handlers may still make avatars)."""
-    while True:
-        _parked.wait()
+#: ``[the exiting thread's id, the threads running when the exit began]`` once
+#: :func:`_stop_streams_at_exit` ran (``[None, frozenset()]`` before): a call one of those threads starts
+#: then raises ``SystemExit(_EXIT_REFUSAL)``, which ends the thread quietly (Python's threads end on it
+#: without a traceback) and lets go of every lock it holds on the way out (waiting there for the process's
+#: end, it kept them, and an exit handler that ran later hung on one: the video lock, an app's own; a
+#: review, session 71). The exiting thread's own calls, and those of threads started after (an exit
+#: handler's, a stream it reads), run as ever.
+_exiting: list = [None, frozenset()]
+_EXIT_REFUSAL = "avatarizer: the interpreter is exiting; a thread running when it began starts no call"
 
 
 atexit.register(_stop_streams_at_exit)  # (registered after _join_closing: atexit runs it first)

@@ -106,14 +106,25 @@ def beside(fn: Callable, *args) -> Future:
     mode only; a video stream's identity work already runs off the frame's
     thread. The pool is shared by every pipeline of the process and made on
     first use, and again in a process forked after that (the parent's
-    threads do not exist there: its pool would never run the call)."""
+    threads do not exist there: its pool would never run the call). As the
+    interpreter exits (its pools take no more work) the call runs on the
+    calling thread: a frame in flight then still ends with its avatar."""
     global _side_pool, _side_pid
     if _side_pool is None or _side_pid != os.getpid():
         with _side_lock:
             if _side_pool is None or _side_pid != os.getpid():
                 _side_pool = ThreadPoolExecutor(max_workers=SIDE_THREADS, thread_name_prefix="avatarizer-side")
                 _side_pid = os.getpid()
-    return _side_pool.submit(fn, *args)
+    try:
+        return _side_pool.submit(fn, *args)
+    except RuntimeError:  # ("cannot schedule new futures after interpreter shutdown": an app thread's call in
+        # flight at the exit, which the exit waits for, ended in that error; a review, session 71)
+        done: Future = Future()
+        try:
+            done.set_result(fn(*args))
+        except BaseException as exc:  # (raised where the caller asks for the result, as the pool's would be)
+            done.set_exception(exc)
+        return done
 
 
 class Stage:
