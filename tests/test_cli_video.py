@@ -1626,6 +1626,19 @@ def test_a_still_image_is_refused_as_a_video(tmp_path, capsys):
         assert _main("image", tmp_path / name, "-o", tmp_path / f"{name}.svg") == 0
         assert (tmp_path / f"{name}.svg").stat().st_size > 1000
         capsys.readouterr()
+    # ... but the still formats are named (videoio.STILL_FORMATS): an animated AVIF stays an animation, also
+    # without ffprobe (taken for a still as "not an animated format", a review)
+    from PIL import features
+
+    from avatarizer import videoio
+
+    if features.check("avif"):
+        frames = [Image.new("RGB", (64, 64), c) for c in ("red", "blue", "green")]
+        frames[0].save(tmp_path / "a.avif", save_all=True, append_images=frames[1:], duration=100)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(videoio.shutil, "which", lambda name: None)
+            assert videoio.still_image(tmp_path / "a.avif") is None
+            assert videoio.still_image(tmp_path / "m.jpg") == "MPO"
 
 
 def test_a_video_wider_than_the_largest_side_is_refused_naming_the_file(tmp_path, capsys):

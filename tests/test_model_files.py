@@ -771,7 +771,10 @@ def test_a_damaged_schema_file_is_a_model_error_naming_it(tmp_path):
     """``data/schema.json`` cut short: ``import avatarizer`` (and so every
     command, ``--version`` too) ended in json's JSONDecodeError, not an SDK
     error (a review, session 66). It is a ModelError naming the file and
-    saying to reinstall, as a damaged mean face file's is."""
+    saying to reinstall, as a damaged mean face file's is, raised where the
+    schema is used (since session 71 the package itself imports, so that
+    the CLI can say it in one line: tests/test_cli_safety.py), each time a
+    new one (the stored one, raised again, grew its traceback)."""
     import subprocess
     import sys
 
@@ -780,8 +783,12 @@ def test_a_damaged_schema_file_is_a_model_error_naming_it(tmp_path):
     shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("models", "__pycache__", "*.onnx"))
     schema = copy / "data" / "schema.json"
     schema.write_text(schema.read_text()[:1000])
-    res = subprocess.run([sys.executable, "-c", "import avatarizer"], capture_output=True, text=True,
+    code = ("import avatarizer, traceback\nfor _ in range(3):\n    try:\n        avatarizer.render\n"
+            "    except avatarizer.ModelError as e:\n        print(len(traceback.format_tb(e.__traceback__)))\n"
+            "avatarizer.schema\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=120)
     last = res.stderr.strip().splitlines()[-1]
     assert res.returncode != 0 and last.startswith("avatarizer.errors.ModelError"), res.stderr[-800:]
     assert "schema.json: not a readable parameter schema" in last and "reinstall" in last
+    assert len(set(res.stdout.split())) == 1, res.stdout  # (the same traceback each time)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # type checkers see the real classes; at run time they load l
 
 def __getattr__(name):
     if _BROKEN is not None and name in ("schema", "render", "to_svg", "to_pdf", "PARAM_COUNT", *_LAZY):
-        raise _BROKEN
+        raise ModelError(str(_BROKEN)) from None  # (a new one each time: raising the stored one grew its traceback)
     # the API pulls in MediaPipe and ONNX Runtime: import it on first use only,
     # so `avatarizer --version` and the renderer stay light
     if name in _LAZY:

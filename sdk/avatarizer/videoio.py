@@ -142,16 +142,16 @@ def image_rate(durations) -> Fraction:
     return min(Fraction(average).limit_denominator(1000), Fraction(MAX_IMAGE_FPS))
 
 
-#: Pillow's formats whose several frames are an animation (:func:`still_image`); a file of another
-#: format with several (a camera's MPO: the photo and its previews or a stereo pair; a TIFF of pages; an
-#: icon's sizes; a PSD's layers) is a still picture: its first frame is the photo
-ANIMATION_FORMATS = PILLOW_ANIMATED + ("GIF", "FLI")
+#: Pillow's formats whose several frames are not an animation but one picture (:func:`still_image`): a
+#: camera's MPO (the photo and its previews or a stereo pair), a TIFF of pages, an icon's sizes, a PSD's
+#: layers; the first frame is the photo. Any other format with several frames is taken for an animation.
+STILL_FORMATS = ("MPO", "TIFF", "ICO", "ICNS", "CUR", "PSD", "DCX")
 
 
 def still_image(path) -> str | None:
     """The format name (Pillow's: ``"JPEG"``, ``"PNG"``...) when ``path`` is
-    a still image (one frame, or a format whose frames are not an
-    animation: :data:`ANIMATION_FORMATS`), else None (a video, an animated
+    a still image (one frame, or a format whose frames are one picture:
+    :data:`STILL_FORMATS`), else None (a video, an animated
     image, or a file Pillow does not read). Only the header is read."""
     try:
         if not os.path.isfile(path):  # (a named pipe would block the read of its header)
@@ -165,7 +165,7 @@ def still_image(path) -> str | None:
             with Image.open(path) as im:
                 several = getattr(im, "is_animated", False) or getattr(im, "n_frames", 1) > 1
                 # (an MPO or a TIFF of pages was written as a one-frame 40 ms video; a review, session 71)
-                kind = None if several and im.format in ANIMATION_FORMATS else im.format
+                kind = None if several and im.format not in STILL_FORMATS else im.format
     except Exception:  # noqa: BLE001 - not an image Pillow reads (or one it refuses): a video, for OpenCV
         return None
     if kind is None or kind == "MPEG":  # (Pillow names an MPEG-1/2 video stream by its header)
