@@ -1197,6 +1197,20 @@ def test_sheet_never_writes_through_a_link_nor_over_a_file_that_appeared(tmp_pat
     rc, err = sheet(late)
     assert rc == 1 and "appeared" in err and late.read_text() == "appeared", err
     assert rc == 1 and not [p for p in tmp_path.iterdir() if "part" in p.name]  # (no temporary file left)
+    # a link inside an input folder to a file elsewhere: the link would be replaced, in the input folder
+    inside = shared / "data" / "faces" / "sheet.png"
+    inside.symlink_to(tmp_path / "elsewhere.png")
+    rc, err = sheet(inside, "--overwrite")
+    assert rc == 1 and "one of the inputs" in err and inside.is_symlink(), err
+    # the attributes sheet's pair: neither moved where the other's name was taken meanwhile
+    pair = tmp_path / "pair.png"
+    pair.with_suffix(".json").write_text("another run's counts")
+    with pytest.raises(FileExistsError, match="pair.json"):
+        S._write_pair(np.full((16, 16, 3), 255, np.uint8), {"photos": 1}, pair, replace=False)
+    assert not pair.exists() and pair.with_suffix(".json").read_text() == "another run's counts"
+    S._write_pair(np.full((16, 16, 3), 255, np.uint8), {"photos": 1}, pair, replace=True)
+    assert pair.read_bytes()[:4] == b"\x89PNG" and json.loads(pair.with_suffix(".json").read_text()) == {"photos": 1}
+    assert not [p for p in tmp_path.iterdir() if "part" in p.name]
 
 
 def test_heldout_split_does_not_depend_on_how_the_folder_is_spelled(tmp_path, monkeypatch):

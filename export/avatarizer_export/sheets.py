@@ -123,6 +123,28 @@ def _write_png(sheet: np.ndarray, out: Path, replace: bool) -> None:
     _write(out, lambda tmp: Image.fromarray(sheet).save(tmp, format="PNG", optimize=True), replace)
 
 
+def _write_pair(sheet: np.ndarray, summary: dict, out: Path, replace: bool) -> None:
+    """The sheet ``out`` and its counts (``summary`` as JSON beside it),
+    staged together and moved onto their names at the end; without
+    ``replace``, neither where either name is taken by then
+    (FileExistsError): moved one by one, a JSON that appeared after the PNG
+    was moved left a new sheet beside another run's counts."""
+    import json
+
+    from PIL import Image
+
+    from .onnx_util import staged
+
+    side = out.with_suffix(".json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with staged(out, "part", replace=replace) as png, staged(side, "part", replace=replace) as js:
+        Image.fromarray(sheet).save(png, format="PNG", optimize=True)
+        js.write_text(json.dumps(summary, indent=1))
+        taken = [f for f in (out, side) if os.path.lexists(f)]
+        if taken and not replace:
+            raise FileExistsError(f"{taken[0]} already exists (it appeared while the sheet was made)")
+
+
 def _save_sheet(tiles, labels, out: Path, replace: bool = True) -> Path:
     from avatarizer.gallery import contact_sheet
 
@@ -237,8 +259,14 @@ def main_sheet(args) -> int:
     cache = cache_dir(args.cache)
     inputs = [shared.resolve(), (cache / "aligned").resolve(), EYE_LABELS.resolve()]
     for f in outputs(args.what, out):
-        real = f.resolve()
-        if any(real == d or d in real.parents for d in inputs):
+        # (the name itself too, not only what a link there points to: the sheet replaces a link, so a link
+        # inside an input folder had a PNG written into that folder; a review, session 71)
+        for real in (f.resolve(), f.parent.resolve() / f.name):
+            if any(real == d or d in real.parents for d in inputs):
+                break
+        else:
+            real = None
+        if real is not None:
             return _fail(f"{f} is one of the inputs (under {next(d for d in inputs if real == d or d in real.parents)}):"
                          " name another --out", 1)
         if os.path.lexists(f) and not args.overwrite:  # (a link too, even one to nothing)
@@ -321,8 +349,6 @@ def attributes_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: in
     g = glasses, S = sunglasses, H = headwear, B = beard, m = moustache.
     Returns (and writes beside the PNG as JSON) the counts of accessories
     drawn without a label (invented) and labelled but not drawn (missed)."""
-    import json
-
     from PIL import Image
 
     from avatarizer import Avatarizer, schema
@@ -375,8 +401,7 @@ def attributes_sheet(shared: Path, cache: Path, out: Path, n: int = 48, size: in
     sheet = contact_sheet(tiles, cols=12, labels=texts)
     summary = {"photos": len(rows), "invented": invented, "missed": missed,
                "labelled": {k: int(sum(r["labels"][k] for r in rows)) for k in invented}, "rows": rows}
-    _write_png(sheet, out, replace)
-    _write(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(summary, indent=1)), replace)
+    _write_pair(sheet, summary, out, replace)
     print(f"wrote {out}: invented {invented}, missed {missed}")
     return summary
 
