@@ -1873,6 +1873,60 @@ def test_exit_handlers_that_run_after_the_sdks_still_make_avatars():
         assert "Traceback" not in res.stderr, res.stderr[-800:]
 
 
+def test_the_identity_worker_threads_job_ends_before_the_interpreter_does():
+    """A video Avatarizer with ``identity_worker="thread"``, a daemon thread
+    looping on ``from_frame``, a script that simply ends: the worker thread's
+    job in flight ends before the interpreter does, and no other starts.
+    Stopped inside its networks by the interpreter's end, it aborted the
+    process (3 of 51 runs; a review, session 71). A job slowed to 0.6 s
+    shows it without the race: before, the script ended in its middle."""
+    from avatarizer.pipeline.identity import IdentityStage
+
+    assert hasattr(IdentityStage, "_compute")
+    code = ("import os, threading, time\nimport numpy as np\nfrom avatarizer import Avatarizer, sample_photo\n"
+            "from avatarizer.video import TrackerOptions\n"
+            "av = Avatarizer(mode='video', tracker=TrackerOptions(identity_worker='thread'))\n"
+            "stage = av._pipeline.by_name['identity']\ncompute, inside = stage._compute, threading.Event()\n"
+            "def slow(job, **k):\n    if threading.current_thread().name != 'avatarizer-identity' or inside.is_set():\n"
+            "        return compute(job, **k)\n    os.write(1, b'start\\n'); inside.set(); time.sleep(0.6)\n"
+            "    out = compute(job, **k); os.write(1, b'end\\n'); return out\n"
+            "stage._compute = slow\nframe = sample_photo()\n"
+            "def loop():\n    t = 0.0\n    while True:\n        t += 40.0\n        av.from_frame(frame, t)\n"
+            "threading.Thread(target=loop, daemon=True).start()\ninside.wait(60)\ntime.sleep(0.1)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, (res.returncode, res.stderr[-800:])
+    assert res.stdout.split() == ["start", "end"], (res.stdout, res.stderr[-800:])
+
+
+def test_a_stream_a_thread_running_at_the_exit_starts_then_refuses_before_its_worker(monkeypatch):
+    """Once the interpreter's exit began, ``stream()`` on a thread that was
+    running then ends it (SystemExit) before a worker thread starts: the
+    worker, a new thread, ran MediaPipe's landmarks after the exit's wait
+    for the calls in flight (an app's loop restarting its stream ran it 202
+    times; a review, session 71). Simulated in process: the exit's record
+    set, then put back."""
+    import threading
+
+    import numpy as np
+
+    from avatarizer import Avatarizer, api
+
+    frame = np.zeros((256, 256, 3), np.uint8)
+    with Avatarizer(mode="video", estimator="artist") as av:
+        pipe, ahead = av._pipeline, []
+        landmarks = pipe.ahead
+        monkeypatch.setattr(pipe, "ahead", lambda state: (ahead.append(1), landmarks(state))[1], raising=False)
+        before = threading.active_count()
+        monkeypatch.setattr(api, "_exiting", [-1, frozenset({threading.current_thread()})])
+        with pytest.raises(SystemExit):
+            next(av.stream([frame] * 3))
+        with pytest.raises(SystemExit):
+            av.from_frame(frame, 0.0)
+        assert threading.active_count() == before and not ahead
+        monkeypatch.setattr(api, "_exiting", [-1, frozenset()])  # (a thread started after the exit began)
+        assert sum(1 for _ in av.stream([frame] * 3)) == 3 and len(ahead) == 3
+
+
 def test_a_script_that_ends_holding_a_started_stream_exits_cleanly():
     """A script that keeps a started ``stream()`` generator in a variable and
     simply ends: its worker is stopped and waited for at the exit, and the

@@ -1639,6 +1639,10 @@ def test_a_still_image_is_refused_as_a_video(tmp_path, capsys):
             mp.setattr(videoio.shutil, "which", lambda name: None)
             assert videoio.still_image(tmp_path / "a.avif") is None
             assert videoio.still_image(tmp_path / "m.jpg") == "MPO"
+    # with ffprobe too: an MPO under another name (FFmpeg: a stream of two JPEG pictures), an icon's sizes
+    (tmp_path / "m.bin").write_bytes((tmp_path / "m.jpg").read_bytes())
+    photo.save(tmp_path / "i.ico", sizes=[(16, 16), (32, 32), (64, 64)])
+    assert videoio.still_image(tmp_path / "m.bin") == "MPO" and videoio.still_image(tmp_path / "i.ico") == "ICO"
 
 
 def test_a_video_wider_than_the_largest_side_is_refused_naming_the_file(tmp_path, capsys):

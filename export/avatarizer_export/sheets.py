@@ -126,9 +126,11 @@ def _write_png(sheet: np.ndarray, out: Path, replace: bool) -> None:
 def _write_pair(sheet: np.ndarray, summary: dict, out: Path, replace: bool) -> None:
     """The sheet ``out`` and its counts (``summary`` as JSON beside it),
     staged together and moved onto their names at the end; without
-    ``replace``, neither where either name is taken by then
+    ``replace``, neither where either name is taken just before the moves
     (FileExistsError): moved one by one, a JSON that appeared after the PNG
-    was moved left a new sheet beside another run's counts."""
+    was moved left a new sheet beside another run's counts. (A name taken
+    between the two moves, microseconds apart, still leaves the first one
+    moved: two files cannot be moved at once.)"""
     import json
 
     from PIL import Image

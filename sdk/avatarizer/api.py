@@ -821,8 +821,7 @@ class Avatarizer:
             with self._calls:
                 # (the interpreter is exiting: a thread that was running when it began starts no call; looked
                 # at under the lock the exit's wait for the calls in flight takes after setting it)
-                if _exiting[0] is not None and threading.current_thread() in _exiting[1]:
-                    raise SystemExit(_EXIT_REFUSAL)
+                _refuse_at_exit()
                 pipe = self._check_open()
                 self._active += 1
                 self._callers[me] = self._callers.get(me, 0) + 1
@@ -1148,6 +1147,9 @@ class Avatarizer:
 
         from .pipeline import FrameState
 
+        # (a thread running when the interpreter's exit began starts no stream: its worker, a new thread,
+        # ran MediaPipe's landmarks after the exit's wait for calls in flight; a review, session 71)
+        _refuse_at_exit()
         with self._lock:
             self._check_not_streaming("stream()")
             self._streaming = True
@@ -1434,6 +1436,15 @@ def _stop_streams_at_exit() -> None:
         with av._calls:
             while av._active - av._callers.get(me, 0) > 0 and time.monotonic() < deadline:
                 av._calls.wait(0.05)
+    # ... and a video stream's identity worker thread takes no new job and ends the one in flight
+    for av in list(_instances):
+        pipe = av._pipeline
+        stage = None if pipe is None else pipe.by_name.get("identity")
+        if stage is not None and hasattr(stage, "stop_at_exit"):
+            try:
+                stage.stop_at_exit(deadline)
+            except Exception:  # (at exit: never in the way of the others)
+                pass
 
 
 #: ``[the exiting thread's id, the threads running when the exit began]`` once
@@ -1445,6 +1456,13 @@ def _stop_streams_at_exit() -> None:
 #: handler's, a stream it reads), run as ever.
 _exiting: list = [None, frozenset()]
 _EXIT_REFUSAL = "avatarizer: the interpreter is exiting; a thread running when it began starts no call"
+
+
+def _refuse_at_exit() -> None:
+    """``SystemExit(_EXIT_REFUSAL)`` on a thread that was running when the
+    interpreter's exit began (:data:`_exiting`), else nothing."""
+    if _exiting[0] is not None and threading.current_thread() in _exiting[1]:
+        raise SystemExit(_EXIT_REFUSAL)
 
 
 atexit.register(_stop_streams_at_exit)  # (registered after _join_closing: atexit runs it first)

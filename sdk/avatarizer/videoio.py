@@ -170,7 +170,9 @@ def still_image(path) -> str | None:
         return None
     if kind is None or kind == "MPEG":  # (Pillow names an MPEG-1/2 video stream by its header)
         return None
-    if kind == "GIF":  # (one frame: FFmpeg's gif demuxer names no image pipe, and took it for a video)
+    if kind == "GIF" or kind in STILL_FORMATS:  # (one frame: FFmpeg's gif demuxer names no image pipe, and
+        # took it for a video; a still format Pillow names: FFmpeg reads an MPO without a .jpg name as a
+        # stream of two JPEG pictures, an icon's sizes as its own format)
         return kind
     exe = shutil.which("ffprobe")
     if exe is None:
