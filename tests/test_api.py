@@ -1836,13 +1836,23 @@ def test_an_app_thread_inside_a_call_at_the_exit_finishes_it_and_starts_no_other
     MediaPipe's landmarks: the process aborted (exit 134 or 139; 14 of 22
     runs, a review, session 71). Here a call slowed down to 0.6 s shows it
     without the race: before, the script ended in the middle of it."""
-    code = ("import os, threading, time\nimport numpy as np\nfrom avatarizer import Avatarizer\n"
-            "av = Avatarizer()\npipe = av._pipeline\nrun, inside = pipe.run, threading.Event()\n"
-            "def slow(state):\n    os.write(1, b'start\\n'); inside.set(); time.sleep(0.6)\n"
-            "    out = run(state); os.write(1, b'end\\n'); return out\n"
-            "pipe.run = slow\nframe = np.zeros((256, 256, 3), np.uint8)\n"
-            "def loop():\n    while True:\n        av.from_frame(frame)\n"
-            "threading.Thread(target=loop, daemon=True).start()\ninside.wait(30)\ntime.sleep(0.1)\n")
+    _slowed_work_ends_before_the_exit(
+        "from avatarizer import Avatarizer\nav = Avatarizer()\npipe = av._pipeline\n"
+        "run, inside = pipe.run, threading.Event()\n"
+        "def slow(state):\n    os.write(1, b'start\\n'); inside.set(); time.sleep(0.6)\n"
+        "    out = run(state); os.write(1, b'end\\n'); return out\n"
+        "pipe.run = slow\nframe = np.zeros((256, 256, 3), np.uint8)\n",
+        "    while True:\n        av.from_frame(frame)\n")
+
+
+def _slowed_work_ends_before_the_exit(setup: str, loop: str) -> None:
+    """Runs a script: ``setup`` (slowing one piece of work to 0.6 s, writing
+    ``start`` and ``end`` around it and setting the event ``inside``), a
+    daemon thread running the body ``loop``, and the script's end 0.1 s
+    after the slowed work started; asserts it exits 0 having finished that
+    work and started no other."""
+    code = ("import os, threading, time\nimport numpy as np\n" + setup + "def loop():\n" + loop
+            + "threading.Thread(target=loop, daemon=True).start()\ninside.wait(60)\ntime.sleep(0.1)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, (res.returncode, res.stderr[-800:])
     assert res.stdout.split() == ["start", "end"], (res.stdout, res.stderr[-800:])
@@ -1883,19 +1893,15 @@ def test_the_identity_worker_threads_job_ends_before_the_interpreter_does():
     from avatarizer.pipeline.identity import IdentityStage
 
     assert hasattr(IdentityStage, "_compute")
-    code = ("import os, threading, time\nimport numpy as np\nfrom avatarizer import Avatarizer, sample_photo\n"
-            "from avatarizer.video import TrackerOptions\n"
-            "av = Avatarizer(mode='video', tracker=TrackerOptions(identity_worker='thread'))\n"
-            "stage = av._pipeline.by_name['identity']\ncompute, inside = stage._compute, threading.Event()\n"
-            "def slow(job, **k):\n    if threading.current_thread().name != 'avatarizer-identity' or inside.is_set():\n"
-            "        return compute(job, **k)\n    os.write(1, b'start\\n'); inside.set(); time.sleep(0.6)\n"
-            "    out = compute(job, **k); os.write(1, b'end\\n'); return out\n"
-            "stage._compute = slow\nframe = sample_photo()\n"
-            "def loop():\n    t = 0.0\n    while True:\n        t += 40.0\n        av.from_frame(frame, t)\n"
-            "threading.Thread(target=loop, daemon=True).start()\ninside.wait(60)\ntime.sleep(0.1)\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, (res.returncode, res.stderr[-800:])
-    assert res.stdout.split() == ["start", "end"], (res.stdout, res.stderr[-800:])
+    _slowed_work_ends_before_the_exit(
+        "from avatarizer import Avatarizer, sample_photo\nfrom avatarizer.video import TrackerOptions\n"
+        "av = Avatarizer(mode='video', tracker=TrackerOptions(identity_worker='thread'))\n"
+        "stage = av._pipeline.by_name['identity']\ncompute, inside = stage._compute, threading.Event()\n"
+        "def slow(job, **k):\n    if threading.current_thread().name != 'avatarizer-identity' or inside.is_set():\n"
+        "        return compute(job, **k)\n    os.write(1, b'start\\n'); inside.set(); time.sleep(0.6)\n"
+        "    out = compute(job, **k); os.write(1, b'end\\n'); return out\n"
+        "stage._compute = slow\nframe = sample_photo()\n",
+        "    t = 0.0\n    while True:\n        t += 40.0\n        av.from_frame(frame, t)\n")
 
 
 def test_a_stream_a_thread_running_at_the_exit_starts_then_refuses_before_its_worker(monkeypatch):
