@@ -1933,6 +1933,36 @@ def test_a_stream_a_thread_running_at_the_exit_starts_then_refuses_before_its_wo
         assert sum(1 for _ in av.stream([frame] * 3)) == 3 and len(ahead) == 3
 
 
+def test_after_the_exit_a_queued_identity_job_is_dropped_and_frames_refresh_it_themselves():
+    """The exit stops a video stream's identity worker (``stop_at_exit``): a
+    job handed over and not yet taken left the stage busy for good, and
+    ``reset()`` in an exit handler that ran later waited for it forever; the
+    identity of that handler's frames stayed the warm-up's. The job is
+    dropped (the stage free, its CPU given back) and the frames compute
+    their refreshes themselves (a review, session 71). The worker's start is
+    delayed so that the job is still queued at the exit."""
+    code = ("import atexit, os, time\n"
+            "def late():\n    av.reset()\n    os.write(1, b'reset\\n')\n    changes, last = 0, None\n"
+            "    for i in range(60):\n        av.from_frame(frame, 40.0 * i)\n"
+            "        now = av._pipeline.stream.identity\n        changes, last = changes + (now is not last), now\n"
+            "    os.write(1, f'{changes}\\n'.encode())\n"
+            "atexit.register(late)\nfrom avatarizer import Avatarizer, sample_photo\n"
+            "from avatarizer.video import TrackerOptions\n"
+            "av = Avatarizer(mode='video', tracker=TrackerOptions(identity_worker='thread'))\n"
+            "stage = av._pipeline.by_name['identity']\nwork = stage._work\n"
+            "def late_start():\n    time.sleep(0.5)\n    work()\n"
+            "stage._work = late_start\nframe = sample_photo()\n"
+            "for i in range(3):\n    av.from_frame(frame, 40.0 * i)\n")
+    try:
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("reset() in an exit handler hung on the dropped job")
+    out = res.stdout.split()
+    assert res.returncode == 0 and out[0] == "reset", (res.returncode, res.stdout, res.stderr[-800:])
+    # (2.4 s of stream: the warm-up's estimates, 12 here, then a refresh about every 0.2 s: 24 here)
+    assert int(out[1]) >= 18, out
+
+
 def test_a_script_that_ends_holding_a_started_stream_exits_cleanly():
     """A script that keeps a started ``stream()`` generator in a variable and
     simply ends: its worker is stopped and waited for at the exit, and the

@@ -520,11 +520,17 @@ class IdentityStage(Stage):
         networks are not let go of (the process is ending). Its thread,
         stopped by the interpreter's end inside ONNX Runtime or MediaPipe,
         aborted the process (``identity_worker="thread"``: 3 of 51 runs; a
-        review, session 71)."""
+        review, session 71). Frames after it compute their identity
+        refreshes themselves (as ``identity_worker="inline"``)."""
         with self._cond:
             self._closed = True
-            self._job = None
+            if self._job is not None:  # (handed over, not taken: the stage is free again, its CPU given back;
+                # left busy, a reset() in a later exit handler waited for the worker for good)
+                self._drop_queued_job()
             thread = self._thread
+            # the frames of a later exit handler compute their refreshes themselves, as identity_worker="inline"
+            # does (the worker is gone: the identity stayed the warm-up's)
+            self._inline = True
             self._cond.notify_all()
         if thread is None or thread is threading.current_thread():
             return
