@@ -1816,5 +1816,9 @@ def test_age_and_gender_are_read_against_utkface_file_names(tmp_path, monkeypatc
     assert age["bias"] == round((16 + 4 - 15) / 3, 2) and age["children_read_adult"] == "1/1"
     assert age["bands"] == {"0-12": {"n": 1, "mae": 16.0, "bias": 16.0}, "30-49": {"n": 1, "mae": 4.0, "bias": 4.0},
                             "70+": {"n": 1, "mae": 15.0, "bias": -15.0}}
-    assert out["gender_by_name"] == {"n": 3, "male": "2/2", "female": "0/1", "balanced_accuracy": 0.5}
+    assert out["gender_by_name"] == {"n": 3, "male": "2/2", "female": "0/1", "balanced_accuracy": 0.5,
+                                     "children (under 13)": {"n": 1, "male": "1/1", "female": "0/0",
+                                                             "balanced_accuracy": 1.0},
+                                     "adults (18 and over)": {"n": 2, "male": "1/1", "female": "0/1",
+                                                              "balanced_accuracy": 0.5}}
     assert E.utkface_name_reads(names[-1:], [folder / names[-1]], params[-1:], attrs[-1:]) == {}

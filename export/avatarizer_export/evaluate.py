@@ -1147,11 +1147,12 @@ def utkface_name_reads(names, files, params: np.ndarray, attributes: list) -> di
     the mean of reported minus named, and per :data:`AGE_BANDS` band its
     ``n``, ``mae`` and ``bias``; children under 13 reported 18 or older,
     ``children_read_adult``) and ``gender_by_name`` (as
-    :func:`gender_reads_by_eye`); {} without such photos. An age or gender
+    :func:`gender_reads_by_eye`, and the same for children under 13 and
+    adults 18 and over); {} without such photos. An age or gender
     the app set is not the model's: every photo here is read with none."""
     from .data import is_heldout
 
-    ages, read_ages, male, read_male = [], [], [], []
+    ages, read_ages, male, read_male, male_age = [], [], [], [], []
     folders: dict[Path, str] = {}
     for i, f in enumerate(_paths_of(names, files)):
         m = _UTK.match(f.name)
@@ -1170,6 +1171,7 @@ def utkface_name_reads(names, files, params: np.ndarray, attributes: list) -> di
         if gender in ("0", "1") and (a.get("gender") or {}).get("value") in ("male", "female"):
             male.append(gender == "0")
             read_male.append(a["gender"]["value"] == "male")
+            male_age.append(age)
     out: dict = {}
     if ages:
         t, r = np.array(ages), np.array(read_ages)
@@ -1187,6 +1189,10 @@ def utkface_name_reads(names, files, params: np.ndarray, attributes: list) -> di
                               "children_read_adult": f"{int((kids & (r >= 18)).sum())}/{int(kids.sum())}"}
     if male:
         out["gender_by_name"] = _two_class_reads(male, read_male, "male", "female")
+        m, r, t = np.array(male), np.array(read_male), np.array(male_age)
+        for name, sel in (("children (under 13)", t < 13), ("adults (18 and over)", t >= 18)):
+            if sel.any():
+                out["gender_by_name"][name] = _two_class_reads(list(m[sel]), list(r[sel]), "male", "female")
     return out
 
 
