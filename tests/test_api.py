@@ -1919,18 +1919,24 @@ def test_a_stream_a_thread_running_at_the_exit_starts_then_refuses_before_its_wo
 
     frame = np.zeros((256, 256, 3), np.uint8)
     with Avatarizer(mode="video", estimator="artist") as av:
-        pipe, ahead = av._pipeline, []
+        pipe, ahead, started = av._pipeline, [], []
         landmarks = pipe.ahead
         monkeypatch.setattr(pipe, "ahead", lambda state: (ahead.append(1), landmarks(state))[1], raising=False)
-        before = threading.active_count()
+        start = threading.Thread.start
+
+        def counted(thread):  # (the stream's worker threads started, by name)
+            started.append(thread.name)
+            return start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", counted)
         monkeypatch.setattr(api, "_exiting", [-1, frozenset({threading.current_thread()})])
         with pytest.raises(SystemExit):
             next(av.stream([frame] * 3))
         with pytest.raises(SystemExit):
             av.from_frame(frame, 0.0)
-        assert threading.active_count() == before and not ahead
+        assert "avatarizer-stream" not in started and not ahead
         monkeypatch.setattr(api, "_exiting", [-1, frozenset()])  # (a thread started after the exit began)
-        assert sum(1 for _ in av.stream([frame] * 3)) == 3 and len(ahead) == 3
+        assert sum(1 for _ in av.stream([frame] * 3)) == 3 and len(ahead) == 3 and "avatarizer-stream" in started
 
 
 def test_after_the_exit_a_queued_identity_job_is_dropped_and_frames_refresh_it_themselves():

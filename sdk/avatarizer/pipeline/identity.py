@@ -534,7 +534,9 @@ class IdentityStage(Stage):
             self._cond.notify_all()
         if thread is None or thread is threading.current_thread():
             return
-        while thread.is_alive() and time.monotonic() < deadline:
+        # (a job in the worker process: the thread only waits on its pipe, where the interpreter's end stops it
+        # harmlessly; waited for, a slow or stopped process held the exit up to the deadline)
+        while thread.is_alive() and not self._in_process and time.monotonic() < deadline:
             thread.join(0.05)
 
     def close(self) -> None:
