@@ -1510,6 +1510,9 @@ def test_the_last_frame_is_held_to_the_streams_own_end_only():
     assert Probe(stream_duration=1.02).last_shown(0.0, 1.0, step) == step  # (under a frame)
     assert Probe(stream_duration=MAX_LAST_FRAME_S + 2).last_shown(0.0, 1.0, step) == MAX_LAST_FRAME_S  # (at most)
     assert Probe(duration=9.0, file_duration=9.0).last_shown(0.0, 1.0, step) == step  # (only the file's)
+    # never under one step: a GIF of 655.35 s frames (the format's longest delay) lost its last frame in an
+    # animation (capped at 10 s, shorter than half an output frame; a review, session 71)
+    assert Probe(stream_duration=4 * 655.36).last_shown(0.0, 3 * 655.35, 655.35) == 655.35
     written = []
     out = _ConstantRate(written.append, 10.0)
     out.add("a", 0.0)

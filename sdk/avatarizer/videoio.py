@@ -431,12 +431,15 @@ class Probe:
         duration) where that is between one frame ``step`` and
         ``MAX_LAST_FRAME_S`` after it, at most that (an animated GIF's last
         frame lasts as long as it says: held one output frame, a 1 s frame
-        of a GIF written at its 100 fps base rate lasted 10 ms), else
-        ``step``."""
+        of a GIF written at its 100 fps base rate lasted 10 ms) but never
+        less than one ``step`` (a GIF of 655 s frames, the format's longest:
+        capped at 10 s, its last frame was shorter than half an output frame
+        and dropped from ``video -o OUT.json``, while the mp4 held it; a
+        review, session 71), else ``step``."""
         if self.stream_duration is None:
             return step
         hold = start + self.stream_duration - last
-        return min(hold, MAX_LAST_FRAME_S) if hold > step else step
+        return min(hold, max(MAX_LAST_FRAME_S, step)) if hold > step else step
 
     def video_end(self, start: float) -> float | None:
         """The latest time, on the file's clock, the video's frames can
