@@ -1929,13 +1929,13 @@ def test_a_stream_a_thread_running_at_the_exit_starts_then_refuses_before_its_wo
             return start(thread)
 
         monkeypatch.setattr(threading.Thread, "start", counted)
-        monkeypatch.setattr(api, "_exiting", [-1, frozenset({threading.current_thread()})])
+        monkeypatch.setattr(api, "_exit_threads", frozenset({threading.current_thread()}))
         with pytest.raises(SystemExit):
             next(av.stream([frame] * 3))
         with pytest.raises(SystemExit):
             av.from_frame(frame, 0.0)
         assert "avatarizer-stream" not in started and not ahead
-        monkeypatch.setattr(api, "_exiting", [-1, frozenset()])  # (a thread started after the exit began)
+        monkeypatch.setattr(api, "_exit_threads", frozenset())  # (a thread started after the exit began)
         assert sum(1 for _ in av.stream([frame] * 3)) == 3 and len(ahead) == 3 and "avatarizer-stream" in started
 
 

@@ -638,6 +638,7 @@ def _frame_iter(frames, caller: str):
     except TypeError:
         raise ValueError(f"{caller}() takes an iterable of frames, got {type(frames).__name__}") from None
 
+
 def _resolved_setting(name: str, doc: str) -> property:
     """A read-only attribute of :class:`Avatarizer` for one of its resolved
     settings (``providers`` a new list each time)."""
@@ -1410,6 +1411,7 @@ def _stop_streams_at_exit() -> None:
     returns (the exit took 10 s longer with one), while a source that does
     native work of its own (MediaPipe, OpenCV) for each frame aborted the
     process when not waited for (3 of 12 runs)."""
+    global _exit_threads
     held = []
     for av in list(_instances):
         stop, worker = av._stream_stop, av._stream_worker
@@ -1430,8 +1432,7 @@ def _stop_streams_at_exit() -> None:
     # calls they are inside end first: a thread the interpreter's end stopped inside MediaPipe's landmarks
     # aborted the process (exit 134, 14 of 22 runs; a review, session 71)
     me = threading.get_ident()
-    _exiting[1] = frozenset(t for t in threading.enumerate() if t.ident != me)
-    _exiting[0] = me
+    _exit_threads = frozenset(t for t in threading.enumerate() if t.ident != me)
     for av in list(_instances):
         with av._calls:
             while av._active - av._callers.get(me, 0) > 0 and time.monotonic() < deadline:
@@ -1440,28 +1441,28 @@ def _stop_streams_at_exit() -> None:
     for av in list(_instances):
         pipe = av._pipeline
         stage = None if pipe is None else pipe.by_name.get("identity")
-        if stage is not None and hasattr(stage, "stop_at_exit"):
+        if stage is not None:
             try:
                 stage.stop_at_exit(deadline)
             except Exception:  # (at exit: never in the way of the others)
                 pass
 
 
-#: ``[the exiting thread's id, the threads running when the exit began]`` once
-#: :func:`_stop_streams_at_exit` ran (``[None, frozenset()]`` before): a call one of those threads starts
-#: then raises ``SystemExit(_EXIT_REFUSAL)``, which ends the thread quietly (Python's threads end on it
+#: the threads running when the interpreter's exit began, but the exiting one, once
+#: :func:`_stop_streams_at_exit` ran (None before): a call one of those threads starts then raises ``SystemExit(_EXIT_REFUSAL)``, which ends the thread quietly (Python's threads end on it
 #: without a traceback) and lets go of every lock it holds on the way out (waiting there for the process's
 #: end, it kept them, and an exit handler that ran later hung on one: the video lock, an app's own; a
 #: review, session 71). The exiting thread's own calls, and those of threads started after (an exit
 #: handler's, a stream it reads), run as ever.
-_exiting: list = [None, frozenset()]
+_exit_threads: frozenset | None = None
 _EXIT_REFUSAL = "avatarizer: the interpreter is exiting; a thread running when it began starts no call"
 
 
 def _refuse_at_exit() -> None:
     """``SystemExit(_EXIT_REFUSAL)`` on a thread that was running when the
-    interpreter's exit began (:data:`_exiting`), else nothing."""
-    if _exiting[0] is not None and threading.current_thread() in _exiting[1]:
+    interpreter's exit began (:data:`_exit_threads`), else nothing."""
+    threads = _exit_threads
+    if threads is not None and threading.current_thread() in threads:
         raise SystemExit(_EXIT_REFUSAL)
 
 
