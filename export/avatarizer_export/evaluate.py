@@ -864,6 +864,14 @@ def _heldout_labelled(names, files, params: np.ndarray, labels: dict):
     """``(row, label)`` for each held-out photo of ``names`` that ``labels``
     (``"FOLDER/NAME"`` -> label, the project's labels by eye) has and that
     has an avatar (a finite row of ``params``)."""
+    for i, key, _ in _heldout_rows(names, files, params, lambda key: key in labels):
+        yield i, labels[key]
+
+
+def _heldout_rows(names, files, params: np.ndarray, wanted=None):
+    """``(row, "FOLDER/NAME" key, path)`` for each held-out photo of ``names``
+    that has an avatar (a finite row of ``params``) and whose key ``wanted``
+    accepts (every one without it)."""
     from .data import is_heldout
 
     folders: dict[Path, str] = {}  # each folder's name resolved once, not once per photo
@@ -871,8 +879,8 @@ def _heldout_labelled(names, files, params: np.ndarray, labels: dict):
         if f.parent not in folders:
             folders[f.parent] = _folder_name(f.parent)
         key = f"{folders[f.parent]}/{f.name}"
-        if key in labels and is_heldout(key) and np.isfinite(params[i]).all():
-            yield i, labels[key]
+        if (wanted is None or wanted(key)) and is_heldout(key) and np.isfinite(params[i]).all():
+            yield i, key, f
 
 
 def skin_tone_reads(names, files, params: np.ndarray) -> dict:
@@ -1150,20 +1158,12 @@ def utkface_name_reads(names, files, params: np.ndarray, attributes: list) -> di
     :func:`gender_reads_by_eye`, and the same for children under 13 and
     adults 18 and over); {} without such photos. An age or gender
     the app set is not the model's: every photo here is read with none."""
-    from .data import is_heldout
-
     ages, read_ages, male, read_male, male_age = [], [], [], [], []
-    folders: dict[Path, str] = {}
-    for i, f in enumerate(_paths_of(names, files)):
-        m = _UTK.match(f.name)
+    for i, _, f in _heldout_rows(names, files, params, lambda key: _UTK.match(key.rsplit("/", 1)[-1])):
         a = attributes[i] if i < len(attributes) else None
-        if m is None or a is None or not np.isfinite(params[i]).all():
+        if a is None:
             continue
-        if f.parent not in folders:
-            folders[f.parent] = _folder_name(f.parent)
-        if not is_heldout(f"{folders[f.parent]}/{f.name}"):
-            continue
-        age, gender = float(m.group(1)), f.name.split("_")[1]
+        age, gender = float(_UTK.match(f.name).group(1)), f.name.split("_")[1]
         value = (a.get("age") or {}).get("value")
         if age_band(age) is not None and value is not None and np.isfinite(value):
             ages.append(age)
