@@ -104,23 +104,19 @@ def _artist_rows(shared: Path, cache: Path, n: int, size: int):
         yield key, img, [np.asarray(Image.fromarray(crop).resize((size, size))), render(p, size, background="white")]
 
 
-def _write(out: Path, write, replace: bool) -> None:
-    """``write(tmp)`` to a file beside ``out``, then moved onto the name
+def _write_png(sheet: np.ndarray, out: Path, replace: bool) -> None:
+    """``sheet`` as a PNG beside ``out``, then moved onto the name
     (:func:`onnx_util.staged`): never half a file, a link at the name
     replaced itself (not the file it points to), and without ``replace``
     (no ``--overwrite``) never a file or link that appeared there during
     the run (FileExistsError)."""
+    from PIL import Image
+
     from .onnx_util import staged
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with staged(out, "part", replace=replace) as tmp:
-        write(tmp)
-
-
-def _write_png(sheet: np.ndarray, out: Path, replace: bool) -> None:
-    from PIL import Image
-
-    _write(out, lambda tmp: Image.fromarray(sheet).save(tmp, format="PNG", optimize=True), replace)
+        Image.fromarray(sheet).save(tmp, format="PNG", optimize=True)
 
 
 def _write_pair(sheet: np.ndarray, summary: dict, out: Path, replace: bool) -> None:
@@ -263,14 +259,10 @@ def main_sheet(args) -> int:
     for f in outputs(args.what, out):
         # (the name itself too, not only what a link there points to: the sheet replaces a link, so a link
         # inside an input folder had a PNG written into that folder; a review, session 71)
-        for real in (f.resolve(), f.parent.resolve() / f.name):
-            if any(real == d or d in real.parents for d in inputs):
-                break
-        else:
-            real = None
-        if real is not None:
-            return _fail(f"{f} is one of the inputs (under {next(d for d in inputs if real == d or d in real.parents)}):"
-                         " name another --out", 1)
+        under = next((d for real in (f.resolve(), f.parent.resolve() / f.name) for d in inputs
+                      if real == d or d in real.parents), None)
+        if under is not None:
+            return _fail(f"{f} is one of the inputs (under {under}): name another --out", 1)
         if os.path.lexists(f) and not args.overwrite:  # (a link too, even one to nothing)
             return _fail(f"{f} exists: give --overwrite to replace it", 1)
         if os.path.lexists(f) and not (f.is_symlink() or f.is_file()):  # (a folder, a pipe, a device)
