@@ -97,10 +97,10 @@ def set_hair_rgb(p, hair) -> None:
     """The drawn hair's colours, the auto-artist's and
     :func:`avatarizer.hair.merge`'s: ``hair`` on the front layer, a shade
     darker behind, the strands lighter (as :func:`random_avatar` draws its
-    own, in float32). A buzz cut's too: mixed 40% with the skin, as the
-    prior still mixes its random buzz cuts, short dark hair read as the
-    skin-pale grey or pink of no class, where the photo's colour of a real
-    buzz cut already shows the scalp through (session 70)."""
+    own, in float32). A buzz cut's too, unmixed: mixed 40% with the skin
+    (as :func:`random_avatar` still mixes its random buzz cuts), short dark
+    hair read as the skin-pale grey or pink of no class, where the photo's
+    colour of a real buzz cut already shows the scalp through (session 70)."""
     hair = np.asarray(hair, np.float64)
     set_rgb(p, "hair_back", hair * 0.85)
     set_rgb(p, "hair_front", hair)
