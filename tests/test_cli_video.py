@@ -1214,6 +1214,27 @@ def test_frames_beyond_an_animations_limit_are_refused_before_any_is_made(tmp_pa
         cli._resampled(["a", "b"], [0.0, 1e300], 1e300, 1000.0)
 
 
+def test_an_animation_refused_after_the_walk_keeps_the_finished_params(tmp_path, clip, monkeypatch, capsys):
+    """A video whose header's length at ``--fps`` is within
+    ``LENGTH_MARGIN`` of the frame limit is walked whole, then refused on
+    its frames' own times: the finished ``--params`` file was deleted with
+    the error (a 20-minute clip's hour of work lost; a review, session 72).
+    It is kept, the error says where, and ``animate`` makes the animation
+    from it at a rate that fits."""
+    import avatarizer.animation as animation
+
+    monkeypatch.setattr(animation, "MAX_FRAMES", 980)  # the 1 s clip at 1000 fps: 1000 frames, within 5% of it
+    out, params = tmp_path / "a.json", tmp_path / "p.jsonl"
+    assert _main("video", clip, "-o", out, "--fps", "1000", "--params", params) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "at most 980 frames" in line and str(params) in line and "animate --params" in line, line
+    assert not out.exists() and _leftovers(tmp_path) == []
+    lines = params.read_text().splitlines()
+    assert len(lines) == 25 and all(json.loads(x)["params"] is not None for x in lines)
+    assert _main("animate", "--params", params, "-o", out, "--fps", "900") == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["op"] == 900
+
+
 def test_a_long_sound_track_does_not_make_a_video_too_long_to_animate(tmp_path, clip, monkeypatch, capsys):
     """The early refusal reads the video stream's own length: OpenCV's frame
     count of an MKV (no count of its own) is the whole file's length at the

@@ -1415,7 +1415,16 @@ def _video_animation(args) -> int:
                            videoio.read_whole(info, count, limit, done + walk.damaged, frame is None),
                            args.max_seconds)
         last = 1.0 / src_rate if last is None else last
-        shown = _resampled(frames, [t - times[0] for t in times], last, fps, " or --max-seconds")
+        try:
+            shown = _resampled(frames, [t - times[0] for t in times], last, fps, " or --max-seconds")
+        except CLIError as exc:
+            if params_out is None:
+                raise
+            # (refused on the frames' own times, after the whole walk: the finished parameters were deleted
+            # with the error; they are kept, and animate makes the animation from them at a rate that fits)
+            kept = params_out.finish(last_ms=1000.0 * last)
+            raise CLIError(f"{exc}; the parameters of its {params_out.count} frames are in {kept} "
+                           f"(`avatarizer animate --params {kept} -o OUT --fps N` makes the animation from them)") from None
         n_out = len(shown)
         anim.extend(shown)
         st = _write_animation(anim, out, args.overwrite, inp)
