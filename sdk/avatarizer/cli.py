@@ -799,9 +799,9 @@ def _resampled(items: list, times: list, last_duration: float, fps: float, short
     """``items`` shown at ``times`` (seconds from the first, increasing; the
     last shown for ``last_duration``) as a constant ``fps`` sequence: each
     item from the output frame nearest its time (as the video writer places
-    frames, ``_ConstantRate``, which keeps the later of two items nearest one
-    frame) until the next item's; of items nearest the same output frame, the
-    one nearest its time. (The item showing at each
+    frames, ``_ConstantRate``) until the next item's; of items nearest the
+    same output frame, the one nearest its time (where the video writer keeps
+    the later). (The item showing at each
     output frame's exact time, as before, dropped every third frame of a
     30 fps clip whose times are whole milliseconds, 33, 67, 100: each landed
     a third of a millisecond after its output frame.) More frames than an
