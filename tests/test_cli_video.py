@@ -1162,6 +1162,15 @@ def test_animate_rate_of_whole_millisecond_stamps_and_a_short_last_line(tmp_path
                            for i in range(10)))
     assert _main("animate", "--params", src, "-o", tmp_path / "s.json") == 0
     assert "warning: 9 of 10 lines are not shown" in capsys.readouterr().err
+    # at 3 fps, lines at 0, 100 and 600 ms (the last for 200 ms): 0.8 s is 2 frames; the second line shares the
+    # first's, the third is nearest frame 2, past the end: each said for what it is (both were "less than a
+    # frame apart"; a review, session 72)
+    src.write_text("".join(json.dumps({"time_ms": t, "duration_ms": d, "params": [float(v) for v in p[i]]}) + "\n"
+                           for i, (t, d) in enumerate([(0, 100), (100, 500), (600, 200)])))
+    assert _main("animate", "--params", src, "-o", tmp_path / "l.json", "--fps", "3") == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 of 3 lines are not shown: they come less than a frame apart at 3 fps" in err, err
+    assert "warning: 1 of 3 lines are not shown: they come after the animation's last frame (2 frames" in err, err
     # a last line under 1/60 s after 20 ms gaps: the lines' own 50 fps (their average, 43 fps, lost 2 of 7);
     # a last line ending half a frame after its own: a frame of its own (the rate's check and the frame count
     # rounded halves apart, and the last line was never shown)

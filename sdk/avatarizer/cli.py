@@ -1576,12 +1576,18 @@ def _animate(args) -> int:
         # (lines counted by their place: a null line repeats the array of the line before it)
         shown = _resampled(list(range(len(frames))), [(t - times[0]) / 1000.0 for t in times], last, anim.fps)
         lost = len(frames) - len(set(shown))
+        # (lines nearest an output frame past the last: the length, rounded to whole frames, ends before them)
+        late = sum(_nearest_frame((t - times[0]) / 1000.0 * anim.fps) >= len(shown) for t in times)
         shown = [frames[i] for i in shown]
-        if lost:  # (lines under a frame apart: more than MAX_FPS a second, or a lower --fps asked for)
-            print(f"avatarizer animate: warning: {lost} of {len(frames)} lines are not shown: they come less "
-                  f"than a frame apart at {anim.fps:g} fps" + ("" if args.fps else
+        if lost - late:  # (lines under a frame apart: more than MAX_FPS a second, or a lower --fps asked for)
+            print(f"avatarizer animate: warning: {lost - late} of {len(frames)} lines are not shown: they come "
+                  f"less than a frame apart at {anim.fps:g} fps" + ("" if args.fps else
                   " (the highest rate; is time_ms in milliseconds?)" if rate > MAX_FPS else ""),
                   file=sys.stderr)
+        if late:
+            print(f"avatarizer animate: warning: {late} of {len(frames)} lines are not shown: they come after "
+                  f"the animation's last frame ({len(shown)} frames at {anim.fps:g} fps: the lines' length "
+                  "rounded to whole frames)", file=sys.stderr)
         anim.extend(shown)
     st = _write_animation(anim, out, args.overwrite, inp)
     print(f"wrote {out}: {len(anim)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
