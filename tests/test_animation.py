@@ -493,6 +493,33 @@ def test_player_page_embeds_a_foreign_lottie_file_as_data_only(tmp_path):
             player_html(src, inline_player=False)
 
 
+def test_the_video_commands_player_page_embeds_the_file_without_parsing_it(tmp_path):
+    """``avatarizer video --player`` built its page by parsing the Lottie
+    file it had just written and writing it out again: ~15 bytes of memory
+    a byte of file (a 61 MB export's page peaked at 1.35 GB, 3x the export;
+    a review, session 72). The page (``_player_page``, given the size the
+    command knows) embeds the file's text, escaped, in about its own size
+    again; the value read back is the document."""
+    import re
+    import tracemalloc
+
+    from avatarizer.animation import _player_page
+
+    src = tmp_path / "a.json"
+    Animation(128).extend(list(schema.sample(60, seed=1))).write(src)
+    text = src.read_text(encoding="utf-8")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        page = _player_page(text, src, 128, 128, inline_player=False)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * len(text), (peak, len(text))
+    m = re.search(r"^const data = (.*);$", page, re.M)
+    assert m and json.loads(m.group(1)) == json.loads(text)
+
+
 def test_read_params_jsonl_formats_and_errors(tmp_path):
     from avatarizer.api import Avatar
 

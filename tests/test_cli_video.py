@@ -83,7 +83,7 @@ def test_interrupt_while_finishing_an_animation_leaves_nothing(tmp_path, clip, m
         raise KeyboardInterrupt
 
     monkeypatch.setattr(animation.Animation if where == "lottie" else animation,
-                        "_lottie_chunks" if where == "lottie" else "player_html",
+                        "_lottie_chunks" if where == "lottie" else "_player_page",
                         stop_midway if where == "lottie" else stop)
     folder = tmp_path / "f"
     folder.mkdir()

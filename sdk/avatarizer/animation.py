@@ -1304,26 +1304,45 @@ def player_html(animation_path, video_path=None, html_path=None, *, inline_playe
     its sound (``avatarizer video`` passes its first frame's time). The page
     shows the frame for ``currentTime - video_start``, and frame 0 before
     it."""
-    import html as _html
+    animation_path = Path(animation_path)
+    _check_video_start(video_start)
+    text = animation_path.read_text(encoding="utf-8-sig")
+    w, h = _lottie_size(text, animation_path)  # (the parsed document is dropped here: the page embeds the text)
+    return _player_page(text, animation_path, w, h, video_path, html_path, inline_player=inline_player,
+                        video_start=video_start)
 
+
+def _check_video_start(video_start) -> None:
     if not is_real(video_start) or not 0 <= video_start < 1e6:
         raise ValueError(f"video_start must be a number of seconds in [0, 1e6), got {video_start!r}")
 
-    animation_path = Path(animation_path)
-    too_deep = ValueError(f"{animation_path} is not a Lottie animation (nested deeper than JSON is read)")
+
+def _lottie_size(text: str, animation_path: Path) -> tuple[int, int]:
+    """The width and height of the Lottie document ``text``; ValueError where
+    it is not JSON or not an object with a whole "w" and "h"."""
     try:
-        doc = json.loads(animation_path.read_text(encoding="utf-8-sig"))  # (not JSON: ValueError)
+        doc = json.loads(text)  # (not JSON: ValueError)
     except RecursionError:
-        raise too_deep from None
+        raise ValueError(f"{animation_path} is not a Lottie animation (nested deeper than JSON is read)") from None
     try:
-        w, h = int(doc["w"]), int(doc["h"])
+        return int(doc["w"]), int(doc["h"])
     except (TypeError, KeyError, ValueError, OverflowError):
         raise ValueError(f"{animation_path} is not a Lottie animation (an object with a width \"w\" and a "
                          f"height \"h\")") from None
-    try:
-        data = _script_json(doc)
-    except RecursionError:
-        raise too_deep from None
+
+
+def _player_page(text: str, animation_path: Path, w: int, h: int, video_path=None, html_path=None, *,
+                 inline_player: bool | None = None, video_start: float = 0.0) -> str:
+    """:func:`player_html`'s page for the Lottie document ``text`` (JSON, of
+    size ``w`` x ``h``: checked by the caller, or written by this package),
+    which it embeds as :func:`_script_text` escapes it. ``avatarizer video
+    --player`` calls it with the size of the animation it has just written:
+    parsing the file again to check it took ~16 bytes a byte of it (a 61 MB
+    export's page peaked at 1.35 GB, 3x the export's; a review, session 72)."""
+    import html as _html
+
+    _check_video_start(video_start)
+    data = _script_text(text)
     base = Path(html_path).resolve().parent if html_path else animation_path.resolve().parent
     local = _local_lottie_web() if inline_player in (None, True) else None
     if inline_player and local is None:
@@ -1369,20 +1388,29 @@ if (video) {{
 """
 
 
-#: The characters of JSON text that the HTML parser reads inside <script>: "</script" ends the
-#: element, "<!--" changes how the rest is parsed (json.dumps escapes the non-ASCII ones).
-_SCRIPT_UNSAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+#: The characters of JSON text written as \\uXXXX escapes inside <script>: <, > and & ("</script" ends
+#: the element, "<!--" changes how the rest is parsed) and every non-ASCII one (U+2028 and U+2029 among
+#: them: line ends in older JavaScript)
+_SCRIPT_UNSAFE = re.compile("[<>&\u0080-\U0010ffff]")
 
 
-def _script_json(doc) -> str:
-    """``doc`` as a JavaScript expression safe inside a <script> element:
-    JSON with every non-ASCII character (U+2028 and U+2029 among them: line
-    ends in older JavaScript; a lone surrogate could not be written as UTF-8)
-    and <, > and & written as \\uXXXX escapes, which only strings can hold,
-    so the value is the same and no string ends or opens an element. The
-    page embeds a file the user names (possibly someone else's): its text as
-    it was let a string holding "</script>" run as the page's script."""
-    return json.dumps(doc, separators=(",", ":")).translate(_SCRIPT_UNSAFE)
+def _script_escape(m: re.Match) -> str:
+    c = ord(m.group())
+    if c > 0xFFFF:  # (a UTF-16 surrogate pair, as JSON writes one)
+        c -= 0x10000
+        return "\\u%04x\\u%04x" % (0xD800 + (c >> 10), 0xDC00 + (c & 0x3FF))
+    return "\\u%04x" % c
+
+
+def _script_text(text: str) -> str:
+    """The JSON text ``text`` as a JavaScript expression safe inside a
+    <script> element: :data:`_SCRIPT_UNSAFE`'s characters written as
+    \\uXXXX escapes, which in JSON text only strings hold, so the value is
+    the same and no string ends or opens an element. The page embeds a file
+    the user names (possibly someone else's): its text as it was let a
+    string holding "</script>" run as the page's script. (A file read as
+    UTF-8 holds no lone surrogate.)"""
+    return _SCRIPT_UNSAFE.sub(_script_escape, text)
 
 
 # ----------------------------------------------------------------- convenience

@@ -1344,7 +1344,7 @@ def _video_animation(args) -> int:
     """``video IN -o OUT.json|OUT.svg``: the performance as a vector animation."""
     import time
 
-    from .animation import player_html
+    from .animation import _player_page
 
     inp, out = Path(args.input), Path(args.output)
     make = _animation_options(args, out)
@@ -1432,8 +1432,11 @@ def _video_animation(args) -> int:
               f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
               f"{_within(anim)} at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
         if html is not None:
-            # (the page shows frame 0 at the video's first frame: its time on the file's clock)
-            _write_text(player_html(out, inp, html, video_start=times[0]), html, args.overwrite, inp)
+            # (the page shows frame 0 at the video's first frame: its time on the file's clock; the file just
+            # written is embedded as it is, not parsed again, and the animation is let go first)
+            size, anim, frames, shown = (anim.width, anim.height), None, None, None
+            _write_text(_player_page(out.read_text(encoding="utf-8"), out, *size, inp, html, video_start=times[0]),
+                        html, args.overwrite, inp)
             print(f"wrote {html}: the animation next to {inp} (open it in a browser)")
         if params_out is not None:
             print(f"wrote {params_out.finish(last_ms=1000.0 * last)}: the parameters of {params_out.count} "
