@@ -643,10 +643,19 @@ def test_eval_refuses_empty_faces_entries(tmp_path, capsys, monkeypatch):
 def test_eval_checks_labels_and_out_before_any_work(tmp_path, capsys, monkeypatch):
     """--labels and --out are checked before a photo is read: one line on
     stderr, no traceback (1: a labels file that is missing, a folder or not
-    in the format, naming the line; 2: --out naming a folder)."""
+    in the format, naming the line; 2: --out naming a folder), also without
+    the LPIPS weights of ../shared: their warning came before the checks, a
+    second line (make test failed on a checkout without ../shared; a review,
+    session 72)."""
     from avatarizer_export import evaluate as E
+    from avatarizer_export import lpips
 
     monkeypatch.setattr(E, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+
+    def no_weights(*a, **k):
+        raise FileNotFoundError("no LPIPS weights here.")
+
+    monkeypatch.setattr(lpips, "weights_path", no_weights)
     (tmp_path / "f").mkdir()
     bad = {"nofile.jsonl": '{"faces": [{"faceAttributes": {}}]}\n',
            "hairlist.jsonl": '{"file": "a.jpg", "faces": [{"faceAttributes": {"age": 3}}]}\n'

@@ -1625,14 +1625,6 @@ def main_eval(args) -> int:
             return _fail(f"{faces} is not a folder of face photos", 1)
     if args.clips and not Path(args.clips).is_dir():
         return _fail(f"{args.clips} is not a folder of video clips", 1)
-    if any(m != "artist" for m in methods):  # render_lpips: the weights, said before hours of photos
-        from .lpips import weights_path
-
-        try:
-            weights_path(None, "alex")
-        except (FileNotFoundError, ValueError) as exc:  # (a user grading the SDK without ../shared: the rest)
-            _warn(f"render_lpips is null: no LPIPS weights ({str(exc).splitlines()[0]} Set AVATARIZER_SHARED "
-                  "to a folder holding weights/ to have it); every other metric is measured")
     labels = None
     if args.labels is not None:
         if not args.labels or not Path(args.labels).is_file():
@@ -1656,6 +1648,15 @@ def main_eval(args) -> int:
         value = getattr(args, name, None)
         if value and Path(value).resolve() in given:
             return _fail(f"--{name} {value} is one of the inputs (a photo, a clip or a labels file)", 1)
+    if any(m != "artist" for m in methods):  # render_lpips: the weights, said after every argument's check (a usage
+        # error is one line: it came after this warning without ../shared) and before hours of photos
+        from .lpips import weights_path
+
+        try:
+            weights_path(None, "alex")
+        except (FileNotFoundError, ValueError) as exc:  # (a user grading the SDK without ../shared: the rest)
+            _warn(f"render_lpips is null: no LPIPS weights ({str(exc).splitlines()[0]} Set AVATARIZER_SHARED "
+                  "to a folder holding weights/ to have it); every other metric is measured")
     res = evaluate(files, methods, labels=labels, labels_home=Path(args.labels).parent if args.labels else None,
                    identity_n=args.identity_n,
                    progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None,
