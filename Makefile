@@ -29,14 +29,23 @@ APT_DIST := git xz-utils patch
 
 all: native
 
-# Installs only the missing packages, with sudo unless already root.
+# Installs only the missing packages, with sudo unless already root. A name that an installed
+# package provides counts as installed (Ubuntu 24.04's libglib2.0-0t64 provides libglib2.0-0, which
+# dpkg-query never reports installed: apt ran on every make).
 define apt_install
 	@if [ "$(SYSDEPS)" = 0 ]; then exit 0; fi; \
-	missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	provided=$$(dpkg-query -W -f='$${db:Status-Abbrev}|$${Provides}\n' 2>/dev/null | \
+	  awk -F'|' '$$1 ~ /^ii/ && $$2 != "" {print $$2}' | tr ',' '\n' | sed 's/ *(.*//; s/^ *//; s/:any$$//'); \
+	missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || \
+	  grep -qxF -- "$$p" <<< "$$provided" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null; then \
 	    echo "missing system packages: $$missing (no apt-get here: install their equivalents by hand, then run" \
 	      "make with SYSDEPS=0, which skips this check)" >&2; exit 1; \
+	  fi; \
+	  if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \
+	    echo "missing system packages: $$missing (not root and no sudo here: install them as root," \
+	      "apt-get install $$missing, or run make as root; SYSDEPS=0 skips this check)" >&2; exit 1; \
 	  fi; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  echo "installing $$missing (apt)"; \

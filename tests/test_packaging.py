@@ -289,3 +289,50 @@ def test_an_in_place_build_leaves_only_itself_to_import(tmp_path, monkeypatch):
             assert left == ["_avz.abi3.so", "_avzother.abi3.so", "keep.so"], left
         else:
             assert len(left) == 4, left
+
+
+def _make_sysdeps(tmp_path, packages: str, uid: str = "0"):
+    """``make sysdeps`` for ``packages`` with apt-get (and, for a uid other
+    than 0, id) replaced by scripts: (exit status, stderr, the apt-get calls)."""
+    import shutil
+
+    if shutil.which("dpkg-query") is None or shutil.which("make") is None:
+        pytest.skip("needs dpkg-query and make (Debian or Ubuntu)")
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    log = tmp_path / "apt.log"
+    log.unlink(missing_ok=True)
+    (fake / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    (fake / "id").write_text(f'#!/bin/sh\nif [ "$1" = -u ]; then echo {uid}; else exec /usr/bin/id "$@"; fi\n')
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    env.pop("SYSDEPS", None)
+    r = subprocess.run(["make", "-s", "-C", str(ROOT), "sysdeps", f"APT_DEMO={packages}"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stderr, log.read_text().splitlines() if log.exists() else []
+
+
+def test_sysdeps_counts_a_provided_package_and_says_what_to_do_without_sudo(tmp_path):
+    """A package name that an installed package provides (Ubuntu 24.04's
+    libglib2.0-0, provided by libglib2.0-0t64) was never reported installed,
+    so every make ran apt-get (with sudo) again; a user neither root nor with
+    sudo got "sudo: command not found" (a review, session 72)."""
+    import shutil
+
+    if shutil.which("dpkg-query") is None:
+        pytest.skip("needs dpkg-query (Debian or Ubuntu)")
+    rows = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}|${Package}|${Provides}\n"],
+                          capture_output=True, text=True).stdout.splitlines()
+    installed = {r.split("|")[1] for r in rows if r.startswith("ii")}
+    provided = sorted({p.split("(")[0].strip().removesuffix(":any") for r in rows if r.startswith("ii")
+                       for p in r.split("|")[2].split(",") if p.strip()} - installed)
+    if not provided:
+        pytest.skip("no installed package provides another name here")
+    rc, err, calls = _make_sysdeps(tmp_path, provided[0])
+    assert rc == 0 and calls == [], (provided[0], err, calls)
+    rc, err, calls = _make_sysdeps(tmp_path, f"{provided[0]} no-such-package-avz")
+    assert rc == 0 and calls[-1].endswith("install -y -qq --no-install-recommends no-such-package-avz"), calls
+    if shutil.which("sudo") is None:  # not root, no sudo: one message naming the package and the ways out
+        rc, err, calls = _make_sysdeps(tmp_path, "no-such-package-avz", uid="1000")
+        assert rc != 0 and calls == [] and "not root and no sudo" in err and "SYSDEPS=0" in err, err
