@@ -48,6 +48,22 @@ def _pkg_config(flag: str) -> list[str]:
     return out.split()
 
 
+#: the cairo this build links, as a file the extension depends on: ``$AVZ_CAIRO_PREFIX`` resolved, or
+#: nothing (the system's); rewritten only when that changes, so a change rebuilds the extension
+#: (setuptools reused ./build's extension, linked against the other cairo: a wheel built after one
+#: with the prefix kept its RUNPATH, and the reverse kept the system's cairo; a review, session 72)
+CAIRO_STAMP = ROOT / "bindings" / "_build" / "cairo_prefix.txt"
+
+
+def _cairo_stamp() -> Path:
+    prefix = os.environ.get("AVZ_CAIRO_PREFIX")
+    want = str(Path(prefix).resolve()) if prefix else ""
+    if not CAIRO_STAMP.is_file() or CAIRO_STAMP.read_text(encoding="utf-8") != want:
+        CAIRO_STAMP.parent.mkdir(parents=True, exist_ok=True)
+        CAIRO_STAMP.write_text(want, encoding="utf-8")
+    return CAIRO_STAMP
+
+
 def make_builder(relative: bool = True) -> FFI:
     """setuptools wants source paths relative to the project root (where
     setup.py runs); a direct compile needs absolute ones."""
@@ -63,8 +79,8 @@ def make_builder(relative: bool = True) -> FFI:
         library_dirs=[f[2:] for f in _pkg_config("--libs-only-L") if f.startswith("-L")],
         libraries=["cairo", "m", "pthread"],
         # a change to the headers alone rebuilds it (setuptools reused ./build's object: a regenerated
-        # avz_schema.h shipped a renderer built against the old parameter layout)
-        depends=[path(NATIVE / "avz.h"), path(NATIVE / "avz_schema.h")],
+        # avz_schema.h shipped a renderer built against the old parameter layout), and so does another cairo
+        depends=[path(NATIVE / "avz.h"), path(NATIVE / "avz_schema.h"), path(_cairo_stamp())],
         # the cairo of $AVZ_CAIRO_PREFIX at run time too, not only at link time (the system's was loaded)
         runtime_library_dirs=[str(Path(os.environ["AVZ_CAIRO_PREFIX"]).resolve() / "lib")]
         if os.environ.get("AVZ_CAIRO_PREFIX") else [],

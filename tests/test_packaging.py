@@ -257,7 +257,21 @@ def test_a_header_change_rebuilds_the_native_renderer():
     except SystemExit as exc:  # (no pkg-config or cairo headers here)
         pytest.skip(str(exc))
     kwds = mod.make_builder(relative=True)._assigned_source[3]
-    assert {"native/avz.h", "native/avz_schema.h"} <= set(kwds["depends"])
+    assert {"native/avz.h", "native/avz_schema.h", "bindings/_build/cairo_prefix.txt"} <= set(kwds["depends"])
+    # another cairo (AVZ_CAIRO_PREFIX set or unset) rewrites the stamp the extension depends on: a rebuild (the
+    # old ./build extension, linked against the other cairo, was reused; a review, session 72); the same keeps it
+    stamp, prefix = mod.CAIRO_STAMP, os.environ.get("AVZ_CAIRO_PREFIX")
+    before = (stamp.read_text(), stamp.stat().st_mtime_ns)
+    try:
+        os.environ["AVZ_CAIRO_PREFIX"] = "/tmp/another-cairo"
+        assert mod._cairo_stamp().read_text() == str(Path("/tmp/another-cairo").resolve())
+        changed = stamp.stat().st_mtime_ns
+        assert mod._cairo_stamp().stat().st_mtime_ns == changed  # (unchanged: not rewritten)
+    finally:
+        os.environ.pop("AVZ_CAIRO_PREFIX", None) if prefix is None else os.environ.update(AVZ_CAIRO_PREFIX=prefix)
+        mod._cairo_stamp()
+        os.utime(stamp, ns=(before[1], before[1]))  # (its content as before: no rebuild for this test)
+    assert stamp.read_text() == before[0]
 
 
 def test_an_in_place_build_leaves_only_itself_to_import(tmp_path, monkeypatch):
