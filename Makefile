@@ -72,6 +72,10 @@ $(RT_STAMP): pyproject.toml setup.py | sysdeps
 	  if [ -z "$(PY)" ] || ! $(PY) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' 2>/dev/null; \
 	  then echo "needs Python 3.10-3.12 (MediaPipe 0.10.21's wheels); found: $$($(or $(PY),python3) --version 2>/dev/null || echo no $(or $(PY),python3)). Install python3.11 (apt-get install python3.11 python3.11-venv python3.11-dev) or pass PY=python3.X" >&2; exit 1; fi; \
 	  $(PY) -m venv $(VENV); }
+	@$(VPY) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' || { \
+	  echo "the existing $(VENV) runs $$($(VPY) --version 2>&1); the project needs Python 3.10-3.12 (MediaPipe" \
+	    "0.10.21's wheels): remove it (rm -rf $(VENV)) and run make again (PY=python3.X picks the Python)" >&2; exit 1; }
+	@$(VPY) -m pip --version >/dev/null 2>&1 || $(VPY) -m ensurepip --upgrade >/dev/null  # (a venv made without pip)
 	$(VPY) -m pip install -q --upgrade pip "setuptools>=77" wheel "cffi>=1.16"
 	$(VPY) -m pip install -q -e . --no-build-isolation
 	@touch $(RT_STAMP)

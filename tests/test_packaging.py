@@ -350,3 +350,23 @@ def test_sysdeps_counts_a_provided_package_and_says_what_to_do_without_sudo(tmp_
     if shutil.which("sudo") is None:  # not root, no sudo: one message naming the package and the ways out
         rc, err, calls = _make_sysdeps(tmp_path, "no-such-package-avz", uid="1000")
         assert rc != 0 and calls == [] and "not root and no sudo" in err and "SYSDEPS=0" in err, err
+
+
+def test_make_refuses_an_existing_venv_of_another_python(tmp_path):
+    """An existing .venv skipped the Python version check: a 3.13 venv failed
+    later in pip ("requires a different Python"), not with the Makefile's
+    message (a review, session 72). (A venv made without pip gets one from
+    ensurepip first.)"""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    venv = tmp_path / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    fake = venv / "bin" / "python"
+    fake.write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo "Python 3.13.0"; exit 0; fi\nexit 1\n')
+    fake.chmod(0o755)
+    r = subprocess.run(["make", "-s", "-C", str(ROOT), f"VENV={venv}", "SYSDEPS=0", f"{venv}/.runtime-stamp"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Python 3.13.0" in r.stderr and "rm -rf" in r.stderr, r.stderr
+    assert not (venv / ".runtime-stamp").exists()
