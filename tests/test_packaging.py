@@ -370,3 +370,34 @@ def test_make_refuses_an_existing_venv_of_another_python(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Python 3.13.0" in r.stderr and "rm -rf" in r.stderr, r.stderr
     assert not (venv / ".runtime-stamp").exists()
+
+
+def test_make_test_goes_on_without_the_npm_registry(tmp_path):
+    """``make test`` required its pinned npm packages: with the npm registry
+    unreachable it stopped before pytest, where the README says those tests
+    skip with the reason (a review, session 72). The packages are tried; a
+    failure is a warning. (Here the venv's Python is a stand-in, npm fails,
+    the compile is skipped: what is checked is only that the recipe goes on.)"""
+    import shutil
+    import time
+
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    venv, fake = tmp_path / ".venv", tmp_path / "bin"
+    (venv / "bin").mkdir(parents=True)
+    fake.mkdir()
+    log = tmp_path / "calls.log"
+    (venv / "bin" / "python").write_text(f'#!/bin/sh\necho "python $*" >> {log}\n')
+    (fake / "npm").write_text('#!/bin/sh\necho "npm ERR! connect ECONNREFUSED" >&2\nexit 1\n')
+    for f in (venv / "bin" / "python", fake / "npm"):
+        f.chmod(0o755)
+    time.sleep(0.01)
+    for stamp in (".runtime-stamp", ".dev-stamp"):  # (newer than pyproject.toml and setup.py)
+        (venv / stamp).touch()
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    r = subprocess.run(["make", "-s", "-C", str(ROOT), "test", f"VENV={venv}", "SYSDEPS=0", "CC=true",
+                        f"WEBSTAMP={tmp_path / 'web.stamp'}", "TEST_JOBS=0"], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "could not install the pinned npm packages" in r.stderr, r.stderr
+    assert any(line.startswith("python -m pytest") for line in log.read_text().splitlines()), log.read_text()
