@@ -661,6 +661,29 @@ def test_demo_writes_all_six_files_or_none(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in folder.iterdir()) == sorted(cli._DEMO_FILES)
 
 
+def test_a_missing_system_library_is_one_line_naming_the_packages(tmp_path, monkeypatch, capsys):
+    """OpenCV's import on a machine without libGL (a minimal image): the CLI
+    printed cv2's ImportError as a traceback (a review, session 72); it is one
+    line naming the library and the packages. Another ImportError is not
+    hidden."""
+    from avatarizer import cli
+
+    def no_gl(temps):
+        raise ImportError("libGL.so.1: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(cli, "_demo_photo", no_gl)
+    assert _main("demo", "-o", tmp_path / "d") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "libGL.so.1" in err and "libgl1 libglib2.0-0" in err, err
+
+    def other(temps):
+        raise ImportError("No module named 'something_else'")
+
+    monkeypatch.setattr(cli, "_demo_photo", other)
+    with pytest.raises(ImportError, match="something_else"):
+        _main("demo", "-o", tmp_path / "d")
+
+
 # ---------------------------------------------------------------- stdout's reader gone (QA, session 25)
 @pytest.mark.skipif(not hasattr(signal, "SIGPIPE"), reason="no SIGPIPE on this platform")
 def test_a_closed_stdout_ends_quietly_with_the_output_written(tmp_path, photo_bytes):
