@@ -70,7 +70,7 @@ sysdeps-test: sysdeps
 $(RT_STAMP): pyproject.toml setup.py | sysdeps
 	@test -x $(VPY) || { \
 	  if [ -z "$(PY)" ] || ! $(PY) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' 2>/dev/null; \
-	  then echo "needs Python 3.10-3.12 (MediaPipe 0.10.21's wheels); found: $$($(or $(PY),python3) --version 2>/dev/null || echo no $(or $(PY),python3)). Install python3.11 (apt-get install python3.11 python3.11-venv python3.11-dev) or pass PY=python3.X" >&2; exit 1; fi; \
+	  then echo "needs Python 3.10-3.12 (MediaPipe 0.10.21's wheels); found: $$($(or $(PY),python3) --version 2>/dev/null || echo no $(or $(PY),python3)). Install one (apt-get install python3.11 python3.11-venv python3.11-dev where the distribution has it; else a python.org or pyenv build) and pass PY=python3.X" >&2; exit 1; fi; \
 	  $(PY) -m venv $(VENV); }
 	@$(VPY) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' || { \
 	  echo "the existing $(VENV) runs $$($(VPY) --version 2>&1); the project needs Python 3.10-3.12 (MediaPipe" \
@@ -116,7 +116,7 @@ SAN_LIBS = $$(pkg-config --cflags --libs cairo) -lm -pthread
 ASAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
 sanitize-deps: sysdeps
-	@if ! command -v clang >/dev/null; then \
+	@if [ "$(SYSDEPS)" != 0 ] && ! command -v clang >/dev/null; then \
 	  echo "installing clang (apt; libFuzzer for make sanitize)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null || true; \
