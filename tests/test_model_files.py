@@ -792,3 +792,33 @@ def test_a_damaged_schema_file_is_a_model_error_naming_it(tmp_path):
     assert res.returncode != 0 and last.startswith("avatarizer.errors.ModelError"), res.stderr[-800:]
     assert "schema.json: not a readable parameter schema" in last and "reinstall" in last
     assert len(set(res.stdout.split())) == 1, res.stdout  # (the same traceback each time)
+
+
+def test_the_runtime_imports_without_a_home_directory(tmp_path, monkeypatch):
+    """A container's user without a passwd entry or HOME: ``import
+    avatarizer.runtime`` (every ``Avatarizer()`` with models) raised "Could
+    not determine home directory", also with ``AVATARIZER_CACHE`` set (the
+    home was asked for first; a review, session 72). The engine cache is
+    ``AVATARIZER_CACHE``'s, else the home's, else a folder in the temporary
+    folder."""
+    import os
+    import subprocess
+    import sys
+
+    no_home = ("import pathlib\n"
+               "def home(cls): raise RuntimeError('Could not determine home directory.')\n"
+               "pathlib.Path.home = classmethod(home)\n"
+               "import avatarizer.runtime as R\n"
+               "print(R.TRT_CACHE_DIR)\n")
+    for cache in (None, str(tmp_path / "c")):
+        env = {k: v for k, v in os.environ.items() if k not in ("HOME", "AVATARIZER_CACHE")}
+        if cache:
+            env["AVATARIZER_CACHE"] = cache
+        r = subprocess.run([sys.executable, "-c", no_home], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        got = Path(r.stdout.strip().splitlines()[-1])
+        assert got == (Path(cache) / "ort-trt" if cache else got) and got.name == "ort-trt", got
+    from avatarizer.runtime import onnx as O
+
+    monkeypatch.setenv("AVATARIZER_CACHE", str(tmp_path / "c"))
+    assert O._cache_parent() == tmp_path / "c"

@@ -144,9 +144,27 @@ def _has_dist(name: str) -> bool:
         return False
 
 
+def _cache_parent() -> Path:
+    """``$AVATARIZER_CACHE``, else ``~/.cache/avatarizer``, else (no home
+    directory: a container's user without a passwd entry or ``HOME``) a
+    folder of this user's in the temporary folder. The home was asked for
+    even with ``AVATARIZER_CACHE`` set, and without one ``import
+    avatarizer.runtime`` (every ``Avatarizer()`` with models) raised
+    "Could not determine home directory" (a review, session 72)."""
+    env = os.environ.get("AVATARIZER_CACHE")
+    if env:
+        return Path(env)
+    try:
+        return Path.home() / ".cache" / "avatarizer"
+    except (RuntimeError, KeyError):  # (KeyError: Python before 3.12 where the passwd lookup fails)
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / f"avatarizer-cache-{os.getuid() if hasattr(os, 'getuid') else 0}"
+
+
 #: Where the TensorRT execution provider caches its engines (``AVATARIZER_CACHE``
 #: overrides the parent folder).
-TRT_CACHE_DIR = Path(os.environ.get("AVATARIZER_CACHE", Path.home() / ".cache" / "avatarizer")) / "ort-trt"
+TRT_CACHE_DIR = _cache_parent() / "ort-trt"
 
 
 def _provider_entries(providers: Sequence[Any]) -> tuple[list[str], list[dict]]:
