@@ -822,3 +822,38 @@ def test_the_runtime_imports_without_a_home_directory(tmp_path, monkeypatch):
 
     monkeypatch.setenv("AVATARIZER_CACHE", str(tmp_path / "c"))
     assert O._cache_parent() == tmp_path / "c"
+
+
+def test_a_model_failing_or_returning_other_shapes_at_run_time_is_a_model_error(tmp_path):
+    """What a model file declares is checked when it loads; what it returns
+    was not: an attribute model declaring 5 hair colours and returning 2
+    failed deep in the decoding (a broadcasting error, an IndexError) or drew
+    what was left, a region network returning fewer values raised KeyError,
+    and ONNX Runtime's own errors while running (an index out of range)
+    reached the app as its exception types (a review, session 72). Both are
+    :class:`ModelError` naming the model."""
+    x = oh.make_tensor_value_info("x", TP.FLOAT, ["batch", 3, 4, 4])
+    mean = oh.make_node("ReduceMean", ["x"], ["m"], axes=[2, 3], keepdims=0)
+    # (the slice's end comes from the data, so no shape inference knows the output is 2 wide: declared 3)
+    ends = [oh.make_node("ReduceMax", ["x"], ["mx"], keepdims=0), oh.make_node("Mul", ["mx", "zero"], ["z"]),
+            oh.make_node("Add", ["z", "two"], ["e"]), oh.make_node("Cast", ["e"], ["ei"], to=TP.INT64),
+            oh.make_node("Reshape", ["ei", "one_d"], ["end"])]
+    cases = {
+        "narrow": ([mean, *ends, oh.make_node("Slice", ["m", "start", "end", "axis"], ["y"])],
+                   [nh.from_array(np.float32(0), "zero"), nh.from_array(np.float32(2), "two"),
+                    nh.from_array(np.array([1], np.int64), "one_d"), nh.from_array(np.array([0], np.int64), "start"),
+                    nh.from_array(np.array([1], np.int64), "axis")], ["batch", 3]),
+        "gather": ([mean, oh.make_node("Gather", ["m", "idx"], ["y"], axis=1)],
+                   [nh.from_array(np.array([100000], np.int64), "idx")], ["batch", 1]),
+    }
+    for name, (nodes, inits, shape) in cases.items():
+        g = oh.make_graph(nodes, "g", [x], [oh.make_tensor_value_info("y", TP.FLOAT, shape)], inits)
+        m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+        m.ir_version = 8
+        path = tmp_path / f"{name}.onnx"
+        path.write_bytes(m.SerializeToString())
+        sess = Session(path, name=name)
+        with pytest.raises(ModelError, match=f"model '{name}'.*" + ("returned 'y' of shape \\(1, 2\\) where it "
+                                                                    "declares float32 array of shape \\(batch, 3\\)"
+                                                                    if name == "narrow" else "failed while running")):
+            sess.run({"x": np.ones((1, 3, 4, 4), np.float32)})
