@@ -96,6 +96,17 @@ def test_the_shipped_hat_network_loads_and_reads_a_crop(tmp_path):
         shutil.copy(RN.DATA / name, tmp_path / name)
     (tmp_path / HW.NETWORK.json_name).write_text(json.dumps({**doc, "region": [56, 120, 24, 104]}))
     refused_with_warning(HW.load_network, tmp_path, "hat network is not used")
+    # its checksum written in capitals reads as the same (the manifest's are compared so); a folder where its
+    # JSON should be is said, as one where its .onnx should be (it was taken for no file; a review, session 72)
+    (tmp_path / HW.NETWORK.json_name).write_text(json.dumps({**doc, "sha256": doc["sha256"].upper()}))
+    RN.clear_cache()
+    try:
+        assert HW.load_network(tmp_path) is not None
+    finally:
+        RN.clear_cache()
+    (tmp_path / HW.NETWORK.json_name).unlink()
+    (tmp_path / HW.NETWORK.json_name).mkdir()
+    refused_with_warning(HW.load_network, tmp_path, "hat network is not used")
 
 
 def _fusion_doc(**over):

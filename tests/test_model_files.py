@@ -898,3 +898,20 @@ def test_a_model_failing_or_returning_other_shapes_at_run_time_is_a_model_error(
                                                                     "declares float32 array of shape \\(batch, 3\\)"
                                                                     if name == "narrow" else "failed while running")):
             sess.run({"x": np.ones((1, 3, 4, 4), np.float32)})
+
+
+def test_a_manifest_linked_from_outside_the_folder_is_refused(tmp_path):
+    """Every file the manifest lists must lie in the models folder, links
+    included; the manifest itself was read through a link to anywhere (a
+    review, session 72)."""
+    folder = _folder(tmp_path)
+    outside = tmp_path / "elsewhere.json"
+    (folder / "manifest.json").rename(outside)
+    (folder / "manifest.json").symlink_to(outside)
+    msg = _load_error(folder)
+    assert "outside the models folder" in msg and "manifest.json" in msg, msg
+    inside = folder / "real_manifest.json"  # (a link within the folder is the folder's own file)
+    inside.write_bytes(outside.read_bytes())
+    (folder / "manifest.json").unlink()
+    (folder / "manifest.json").symlink_to(inside.name)
+    assert Manifest.load(folder)[FACE].name == FACE

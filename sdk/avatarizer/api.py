@@ -722,7 +722,8 @@ class Avatarizer:
                                                "``[]`` when no network runs).")
     precision = _resolved_setting("precision", "The face model's precision in use.")
     device = _resolved_setting("device", "``\"cpu\"`` or ``\"cuda\"``.")
-    backend = _resolved_setting("backend", "The renderer backend.")
+    backend = _resolved_setting("backend", "The inference backend of the networks: ``\"onnxruntime\"`` or "
+                                           "``\"tensorrt\"``.")
     mode = _resolved_setting("mode", "``\"image\"`` or ``\"video\"``.")
     max_faces = _resolved_setting("max_faces", "The most faces found in a frame.")
 

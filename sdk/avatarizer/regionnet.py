@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ class RegionNetwork:
         sha = doc.get("sha256")
         onnx_path = Path(onnx_path) if onnx_path is not None else json_path.with_name(spec.onnx_name)
         data = onnx_path.read_bytes()
-        if not isinstance(sha, str) or hashlib.sha256(data).hexdigest() != sha:
+        if not isinstance(sha, str) or hashlib.sha256(data).hexdigest() != sha.lower():
             raise ValueError(f"{onnx_path}: its SHA-256 is not the one {json_path.name} names")
         try:
             sess = Session(onnx_path, name=spec.name, description={}, model_bytes=data, device="cpu",
@@ -193,8 +194,8 @@ def _load(spec: Spec, folder: str) -> RegionNetwork | None:
 @functools.lru_cache(maxsize=8)
 def _load_once(spec: Spec, folder: str) -> RegionNetwork | None:
     path = Path(folder) / spec.json_name
-    if not path.is_file():
-        return None
+    if not os.path.lexists(path):  # (missing: the fallback, without a word; anything else there that is not a
+        return None  # readable file, a folder too, is said, as for the .onnx file)
     try:
         return RegionNetwork.from_files(spec, path)
     except (OSError, ValueError, TypeError, RecursionError) as exc:

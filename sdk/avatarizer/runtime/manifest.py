@@ -101,6 +101,9 @@ class Manifest:
             raise ModelError(f"{manifest_path}: no model manifest (the trained models are not "
                              "installed in this folder; export them with avatarizer-export)")
         try:
+            if manifest_path.resolve().parent != folder.resolve():  # (as the files it lists: a review, session 72)
+                raise ModelError(f"{manifest_path}: a link to {manifest_path.resolve()}, outside the models folder "
+                                 f"(the manifest and every file it lists are read from the folder only)")
             if manifest_path.stat().st_size > _MAX_MANIFEST:
                 raise ModelError(f"{manifest_path}: {manifest_path.stat().st_size} bytes; a manifest is "
                                  f"at most {_MAX_MANIFEST}")

@@ -392,8 +392,8 @@ class TensorRTSession:
     ``name``/``precision``/``schema_version``) is compared with the engine's
     header before deserialization. ``cuda_library`` picks the device-buffer
     library (``"auto"``, ``"cuda-python"``, ``"pycuda"``, ``"torch"``).
-    Not thread-safe by design: make one session per thread (calls on one
-    session are serialised with a lock).
+    Calls on one session from several threads take turns (a lock): for
+    parallel inference make one session per thread.
     """
 
     def __init__(self, path: str | os.PathLike, *, name: str | None = None, device_id: int = 0,
