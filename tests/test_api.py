@@ -444,8 +444,8 @@ def test_overlay_box_path_matches_the_full_frame_path_on_real_frames(av):
             if d.max() > 1:
                 save_failure(f"overlay_box_vs_full_{i}", np.concatenate([got, ref], axis=1))
             # the box is rasterised on its own pixel grid: a few outline pixels may differ from the whole
-            # frame's render by more than the blend's rounding (avz.h: up to 16 levels with the default
-            # antialiasing; one pixel of the astronaut's avatar at 2 levels), every other within 1
+            # frame's render by more than the blend's rounding (avz.h: up to 12 levels measured with the default
+            # antialiasing, 16 allowed here; one pixel of the astronaut's avatar at 2 levels), every other within 1
             assert d.max() <= 16 and (d.max(-1) > 1).sum() <= 8, \
                 f"frame {i}, opacity {opacity}: max difference {d.max()}/255 at {(d.max(-1) > 1).sum()} pixels"
             assert (got != frame).any()

@@ -677,6 +677,11 @@ def test_native_overlay_bad_frames_and_params_raise(samples):
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         r.overlay_into(samples[0], ro, _TFS[0])
+    for shape in ((0, 5, 3), (5, 0, 3), (0, 0, 3)):  # (said to lack contiguous pixels; a review, session 72)
+        with pytest.raises(ValueError, match=r"frame is empty"):
+            r.overlay_into(samples[0], np.zeros(shape, np.uint8), _TFS[0])
+        with pytest.raises(ValueError, match=r"out is empty"):
+            r.render_into(samples[0], np.zeros(shape[:2] + (4,), np.uint8))
     bad = samples[0].copy()
     bad[3] = np.nan
     frame = _frame()

@@ -3,8 +3,8 @@
 The raw ``ffi``/``lib`` stay private to this module; every avz status code is
 turned into an exception in :func:`_check`, with the message from C. Handles
 are freed by ``ffi.gc`` when their Python object goes away, or at once with
-``close()``. One :class:`Renderer` must not be used by two threads at once:
-:func:`renderer` hands out one per thread.
+``close()``. Calls on one :class:`Renderer` from several threads take turns
+(a lock); :func:`renderer` hands out one per thread, so threads draw at once.
 """
 from __future__ import annotations
 
@@ -351,6 +351,8 @@ def _check_pixels(arr, name: str, channels: int, kind: str) -> None:
     whose pixels are contiguous (rows may be padded), as the C calls write it."""
     if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != channels:
         raise ValueError(f"{name} must be an H x W x {channels} uint8 numpy array")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:  # (it was refused as not having contiguous pixels; a review)
+        raise ValueError(f"{name} is empty ({arr.shape[0]} x {arr.shape[1]} pixels)")
     # (the stride of an axis of length 1 is never used, and numpy gives it any value: a[None] has 0)
     if arr.strides[2] != 1 or (arr.shape[1] > 1 and arr.strides[1] != channels) or row_stride(arr) <= 0:
         raise ValueError(f"{name} must have contiguous {kind} pixels (strides (stride, {channels}, 1))")
