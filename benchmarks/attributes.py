@@ -9,8 +9,12 @@ image mode runs its segmentation and networks beside its Python on a second
 core) and every ONNX Runtime session uses one thread. After ``--warmup``
 untimed frames, each frame is timed for, in turn:
 
-* ``landmarks_image``: MediaPipe Face Mesh ``process()`` in image mode
-  (``static_image_mode=True``, refined landmarks), the baseline;
+* ``landmarks_image``: MediaPipe Face Mesh in image mode as the align stage
+  runs it (``static_image_mode=True``, refined landmarks, searching for
+  ``align.IMAGE_MESH_FACES``, called as ``align._face_landmarks`` calls it,
+  without ``process()``'s per-call overhead, as ``avatarizer bench``'s
+  baseline; ``process()`` with 4 faces read 4-9% slower: a review, session
+  72), the baseline;
 * ``h_<model>``: H on the frame's aligned 128 px crop, preprocessing
   included (``Session.preprocess`` + ``run``), for the shipped model and
   every extra ``--model FILE`` (e.g. an older H, for comparison);
@@ -22,7 +26,10 @@ inherits the pinning, computed beside the image-mode calls above when both
 ran in one loop: their wall time 2.4x their CPU time), each frame is timed
 for:
 
-* ``landmarks_image_video_pass``: the same baseline again, this pass's;
+* ``landmarks_video``: this pass's baseline, MediaPipe Face Mesh in video
+  mode as the align stage runs it there (tracking, one face): the static
+  graph re-detects on every frame, 1.6x tracking's time, and made video mode
+  read faster than MediaPipe alone (a review, session 72);
 * ``from_frame_video``: ``Avatarizer(mode="video").from_frame(frame, t)``
   at 30 fps timestamps, timed once its identity is warm
   (``video_warm_after_frames``; before, the frames compute the identity
@@ -75,8 +82,11 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, 
     from avatarizer.bench import bench_frames
     from avatarizer.models import Manifest, Session
 
-    if hasattr(os, "sched_setaffinity") and cores > 0:
-        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
+    from avatarizer.align import IMAGE_MESH_FACES, _face_landmarks, mediapipe_graph
+    from avatarizer.bench import pin_cpus
+
+    if cores > 0:
+        pin_cpus(cores)  # (every thread of the process, not the calling one only)
     try:
         images, source = bench_frames(frames + warmup, video=video)
     except (OSError, ValueError) as exc:  # a missing or unreadable clip: the caller says it in one line
@@ -87,20 +97,26 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, 
     for m in models:
         sessions[f"h_{Path(m).stem}"] = Session(m)
     aligner = FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=False))
-    mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=4, refine_landmarks=True,
-                              min_detection_confidence=0.5, min_tracking_confidence=0.5)
     av_img = Avatarizer(mode="image")
+
+    def graph(image_mode: bool, faces: int):  # the align stage's settings (bench.py's baseline)
+        return mediapipe_graph(lambda: face_mesh.FaceMesh(
+            static_image_mode=image_mode, max_num_faces=faces, refine_landmarks=True,
+            min_detection_confidence=0.5, min_tracking_confidence=0.5))
+
+    mesh = graph(True, max(av_img.max_faces, IMAGE_MESH_FACES))
+    mesh_video = None
     av_vid = None
     log(f"image-mode Avatarizer: estimator {av_img.estimator}, precision {av_img.precision}")
     times: dict[str, list[float]] = {k: [] for k in ["landmarks_image", *sessions, "from_frame_image",
-                                                       "from_frame_image_cpu", "landmarks_image_video_pass",
+                                                       "from_frame_image_cpu", "landmarks_video",
                                                        "from_frame_video"]}
     missed, warm_at = 0, None
     try:
         for i, img in enumerate(images):  # pass 1: image mode
             rec = {}
             t0 = time.perf_counter()
-            mesh.process(img)
+            _face_landmarks(mesh, img)
             rec["landmarks_image"] = time.perf_counter() - t0
             faces = aligner.detect(img)
             if not faces:
@@ -120,9 +136,10 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, 
                     times[k].append(v * 1e3)
         av_img.close()
         av_vid = Avatarizer(mode="video", max_faces=1)
+        mesh_video = graph(False, av_vid.max_faces)
         for i, img in enumerate(images):  # pass 2: video mode (its worker process beside these frames only)
             t0 = time.perf_counter()
-            mesh.process(img)
+            _face_landmarks(mesh_video, img)
             base = time.perf_counter() - t0
             warm = av_vid._pipeline.stream.tracker.warm  # (before the call: the frame that warms it is not timed)
             t0 = time.perf_counter()
@@ -131,10 +148,12 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, 
             if warm and warm_at is None:
                 warm_at = i  # (the identity's start-up, its networks on the frames, is not timed)
             if warm and found and i >= warmup:
-                times["landmarks_image_video_pass"].append(base * 1e3)
+                times["landmarks_video"].append(base * 1e3)
                 times["from_frame_video"].append(took * 1e3)
     finally:
         mesh.close()
+        if mesh_video is not None:
+            mesh_video.close()
         aligner.close()
         av_img.close()
         if av_vid is not None:
@@ -145,12 +164,12 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, 
     out = {"frames": source, "timed": len(times["landmarks_image"]), "no_face": missed, "threads": 1,
            "video_warm_after_frames": warm_at, "video_timed": len(times["from_frame_video"]),
            "pinned_cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+           # (the whole process's: pin_cpus pins every thread)
            "shipped_attributes": entry.name, "stages": {k: stats(v) for k, v in times.items() if v}}
     # wall times over their own pass's landmarks (a CPU time over a wall time is no ratio)
     ratios = {}
     for k, v in out["stages"].items():
-        base = out["stages"].get("landmarks_image_video_pass" if k in ("from_frame_video",
-                                                                        "landmarks_image_video_pass")
+        base = out["stages"].get("landmarks_video" if k in ("from_frame_video", "landmarks_video")
                                  else "landmarks_image")
         if not k.endswith("_cpu") and base:
             ratios[k] = round(v["p50_ms"] / base["p50_ms"], 3)

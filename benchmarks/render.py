@@ -52,12 +52,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pin_one_core():
-    try:
-        cpu = sorted(os.sched_getaffinity(0))[0]
-        os.sched_setaffinity(0, {cpu})
-        return cpu
-    except (AttributeError, OSError):
-        return None
+    """The whole process (every thread) on its first CPU: :func:`avatarizer.bench.pin_cpus`."""
+    from avatarizer.bench import pin_cpus
+
+    cpus = pin_cpus(1)
+    return None if cpus is None else cpus[0]
 
 
 def _pct(times) -> dict:

@@ -165,6 +165,26 @@ def video_source(path: str | os.PathLike | None = None) -> Path | None:
     return Path(chosen) if chosen is not None else None
 
 
+def pin_cpus(count: int = 1) -> list[int] | None:
+    """Pins the whole process to its first ``count`` CPUs (of those it may
+    use): every thread it has now (Linux: each of ``/proc/self/task``), and
+    so every thread started later. ``os.sched_setaffinity(0, ...)`` alone
+    pins the calling thread only: a pool started before it (OpenBLAS's, at
+    numpy's import) kept every core (a review, session 72). Returns the CPUs,
+    or None where the system cannot pin."""
+    try:
+        cpus = set(sorted(os.sched_getaffinity(0))[:max(1, count)])
+        tasks = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
+    except (AttributeError, OSError):
+        return None
+    for tid in tasks:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:  # (a thread that ended meanwhile)
+            pass
+    return sorted(cpus)
+
+
 def _square(frame: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
