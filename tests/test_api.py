@@ -2032,3 +2032,34 @@ def test_the_resolved_settings_are_read_only():
             assert getattr(av, name) == before
         av.providers.append("CUDAExecutionProvider")
         assert av.providers == [] and av.mode == "image" and av.max_faces == 4
+
+
+def test_bench_pin_cpus_pins_threads_started_before_it():
+    """The benchmarks' "one pinned core": ``os.sched_setaffinity(0, ...)``
+    pins the calling thread only, and a thread started before (OpenBLAS's
+    pool, at numpy's import) kept every core (a review, session 72).
+    ``bench.pin_cpus`` pins every thread of the process."""
+    import threading
+
+    from avatarizer import bench
+
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2 or not os.path.isdir("/proc/self/task"):
+        pytest.skip("needs Linux and two CPUs")
+    before = os.sched_getaffinity(0)
+    stop, tid = threading.Event(), []
+    t = threading.Thread(target=lambda: (tid.append(threading.get_native_id()), stop.wait(30)), daemon=True)
+    t.start()
+    while not tid:
+        time.sleep(0.01)
+    try:
+        got = bench.pin_cpus(1)
+        assert got == sorted(before)[:1]
+        assert os.sched_getaffinity(tid[0]) == set(got) == os.sched_getaffinity(0)
+    finally:
+        stop.set()
+        for task in os.listdir("/proc/self/task"):  # (this test's process: every thread back as it was)
+            try:
+                os.sched_setaffinity(int(task), before)
+            except OSError:
+                pass
+        t.join()
