@@ -46,12 +46,16 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 def interleaved(fns: dict, calls: int, warmup: int) -> dict:
     """``{name: p50/p95/p99/max}`` of each callable in ``fns``, called in turn
-    (round robin) ``warmup`` untimed then ``calls`` timed times."""
+    (round robin, each round in the order after the last's: none always
+    first, as a cache or a clock ramp would favour it; a review, session 72)
+    ``warmup`` untimed then ``calls`` timed times."""
     from avatarizer.bench import _pct
 
     times: dict = {k: [] for k in fns}
+    order = list(fns.items())
     for i in range(warmup + calls):
-        for key, fn in fns.items():
+        k = i % len(order)
+        for key, fn in order[k:] + order[:k]:
             t0 = time.perf_counter()
             fn()
             if i >= warmup:
@@ -220,7 +224,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu", "auto"),
                     help="the device under test (cpu: a dry run of this script)")
     ap.add_argument("--calls", type=int_arg(1, 100_000), default=200, help="timed calls per model and batch (default 200)")
-    ap.add_argument("--warmup", type=int_arg(0, 100_000), default=20, help="untimed calls first (default 20)")
+    ap.add_argument("--warmup", type=int_arg(0, 100_000), default=20, help="untimed calls first (default 20; the from_frame "
+                    "comparison takes a quarter of it, at least 2: a call there is a whole frame)")
     ap.add_argument("--frames", type=int_arg(1, 100_000), default=50, help="timed from_frame calls per precision (default 50)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON report here (a new file)")
