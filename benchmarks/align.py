@@ -56,6 +56,8 @@ SIZE = 512
 
 def load_frames(count: int) -> tuple[list[np.ndarray], str]:
     """``count`` RGB 512×512 frames, consecutive within each clip."""
+    from avatarizer.bench import _square
+
     frames: list[np.ndarray] = []
     clips = sorted(SHARED_VIDEO.glob("*.mp4")) if SHARED_VIDEO.is_dir() else []
     used = []
@@ -66,8 +68,8 @@ def load_frames(count: int) -> tuple[list[np.ndarray], str]:
             ok, frame = capture.read()
             if not ok:
                 break
-            frame = cv2.resize(frame, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            # centre-cropped square, as avatarizer bench's frames (a resize alone stretched non-square clips)
+            frames.append(_square(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), SIZE))
             taken += 1
         capture.release()
         if taken:

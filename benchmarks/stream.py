@@ -46,7 +46,7 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from avatarizer.api import Avatarizer  # noqa: E402
-from avatarizer.bench import _pct, bench_frames  # noqa: E402
+from avatarizer.bench import _pct, _square, bench_frames  # noqa: E402
 from avatarizer.checks import int_arg  # noqa: E402
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "d10.mp4"
@@ -70,7 +70,9 @@ def _source(frames, t_in: np.ndarray, camera: bool, clip: str | None, store: dic
                 ok, bgr = cap.read()
                 if not ok:
                     return
-                f = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                # (centre-cropped to 512x512 as the frames decoded beforehand are: the clip's own size
+                # compared unlike frames; a review, session 72)
+                f = _square(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), 512)
             else:
                 f = frames[i]
             now = time.perf_counter()
@@ -169,8 +171,8 @@ def main(argv=None) -> int:
     ap.add_argument("--camera", action="store_true",
                     help="deliver the frames no faster than 25 fps, as a camera does (default: as fast as taken)")
     ap.add_argument("--decode", action="store_true",
-                    help="decode the frames from --video (a file) inside the loop, as a player does "
-                         "(default: decoded once beforehand, centre-cropped to 512x512)")
+                    help="decode the frames from --video (a file) inside the loop, as a player does, "
+                         "centre-cropped to 512x512 there (default: decoded and cropped once beforehand)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if not 2 <= args.frames - args.warmup or args.warmup < 0 or args.repeats < 1:
