@@ -418,10 +418,23 @@ def test_bench_starts_a_new_stream_at_each_clip_and_times_no_new_persons_start_u
             return super().reset()
 
     monkeypatch.setattr(api, "Avatarizer", Counted)
+    alone_at, alone_ran, real_alone = [], [], bench._alone
+
+    def alone(av, *a, **k):  # (the loop again without the baseline: where it starts, how many frames it runs)
+        alone_at.append(calls[0])
+        out = real_alone(av, *a, **k)
+        alone_ran.append(calls[0] - alone_at[0])
+        return out
+
+    monkeypatch.setattr(bench, "_alone", alone)
     res = bench.run(frames=30, warmup=0, video=folder)
-    # the loop resets at each cut it reaches (before the frame there: after that many run() calls), the
-    # stream phase once more at its start
-    assert resets[:-1] == [c for c in cuts if c < calls[0]] and resets[:-1], (resets, cuts, calls)
+    # the loop resets at each cut it reaches (before the frame there: after that many run() calls); the loop
+    # again without the baseline at its start and at each cut it reaches; the stream phase once more at its start
+    main = [r for r in resets if r < alone_at[0]]
+    assert main == [c for c in cuts if c < alone_at[0]] and main, (resets, cuts, alone_at)
+    again = [r - alone_at[0] for r in resets[len(main):-1]]
+    assert again == [0] + [c for c in cuts if c < alone_ran[0]], (resets, cuts, alone_at, alone_ran)
+    assert res["end_to_end_alone"]["n"] == 30
     assert res["left_out"]["rewarm"] >= 1 and res["left_out"]["no_face"] == 0, res["left_out"]
     assert res["end_to_end"]["n"] == 30 and res["stages"]["encode"] is None  # no network in a timed frame
     assert res["end_to_end"]["max_frame_source"] >= res["startup"]["frames"]
