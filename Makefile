@@ -178,7 +178,8 @@ TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -le 2 ] && n=$$((n
 # that need them skip with the reason (make test stopped before pytest).
 test: $(DEV_STAMP) native example
 	@$(MAKE) --no-print-directory webdeps || echo "make test: warning: could not install the pinned npm packages" \
-	  "(web/, npm ci; is the npm registry reachable?): the browser tests of the animations skip" >&2
+	  "(npm ci in web/: the npm registry out of reach, no npm, or the lock file refused?): the browser tests of" \
+	  "the animations skip" >&2
 	$(VPY) -m compileall -q sdk/avatarizer export/avatarizer_export >/dev/null
 	$(VPY) -m pytest -q -ra --dist loadgroup -n $$(case "$(strip $(TEST_JOBS))" in ''|*[!0-9]*) echo 0;; *) echo $(strip $(TEST_JOBS));; esac)
 

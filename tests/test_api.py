@@ -2047,6 +2047,12 @@ def test_bench_pin_cpus_pins_threads_started_before_it():
         pytest.skip("needs Linux and two CPUs")
     before = os.sched_getaffinity(0)
     stop, tid = threading.Event(), []
+    own = {}  # (each thread's own set, as it was: put back as it was, whatever other code pinned)
+    for task in os.listdir("/proc/self/task"):
+        try:
+            own[int(task)] = os.sched_getaffinity(int(task))
+        except OSError:
+            pass
     t = threading.Thread(target=lambda: (tid.append(threading.get_native_id()), stop.wait(30)), daemon=True)
     t.start()
     while not tid:
@@ -2059,7 +2065,7 @@ def test_bench_pin_cpus_pins_threads_started_before_it():
         stop.set()
         for task in os.listdir("/proc/self/task"):  # (this test's process: every thread back as it was)
             try:
-                os.sched_setaffinity(int(task), before)
+                os.sched_setaffinity(int(task), own.get(int(task), before))
             except OSError:
                 pass
         t.join()

@@ -676,6 +676,14 @@ def test_a_missing_system_library_is_one_line_naming_the_packages(tmp_path, monk
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and "libGL.so.1" in err and "libgl1 libglib2.0-0" in err, err
 
+    def no_cairo(temps):  # (another library: named, without OpenCV's packages)
+        raise ImportError("libcairo.so.2: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(cli, "_demo_photo", no_cairo)
+    assert _main("demo", "-o", tmp_path / "d") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "libcairo.so.2" in err and "libgl1" not in err, err
+
     def other(temps):
         raise ImportError("No module named 'something_else'")
 

@@ -2121,10 +2121,12 @@ def main(argv=None) -> int:
     except ImportError as exc:
         if "cannot open shared object file" not in str(exc):
             raise
-        # a system library OpenCV (or MediaPipe) loads is missing: a traceback from cv2's import (a minimal
-        # image without libGL or GLib; a review, session 72)
-        print(f"avatarizer {args.command}: error: a system library is missing ({_one_line(exc)}): on "
-              "Debian/Ubuntu `apt-get install libgl1 libglib2.0-0` (OpenCV's; README, Install)", file=sys.stderr)
+        # a system library is missing: a traceback from cv2's import (a minimal image without libGL or GLib;
+        # a review, session 72); OpenCV's are named with their packages
+        opencv = any(lib in str(exc) for lib in ("libGL.so", "libglib", "libgthread", "libgobject"))
+        print(f"avatarizer {args.command}: error: a system library is missing ({_one_line(exc)})"
+              + (": on Debian/Ubuntu `apt-get install libgl1 libglib2.0-0` (OpenCV's; README, Install)" if opencv
+                 else ""), file=sys.stderr)
         return 1
     except RuntimeError as exc:  # e.g. device='cuda' without CUDA
         print(f"avatarizer {args.command}: error: {exc}", file=sys.stderr)

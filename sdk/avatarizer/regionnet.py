@@ -154,6 +154,7 @@ class RegionNetwork:
         data = onnx_path.read_bytes()
         if not isinstance(sha, str) or hashlib.sha256(data).hexdigest() != sha.lower():
             raise ValueError(f"{onnx_path}: its SHA-256 is not the one {json_path.name} names")
+        sha = sha.lower()  # (as the fusions that name this network compare it)
         try:
             sess = Session(onnx_path, name=spec.name, description={}, model_bytes=data, device="cpu",
                            providers=["CPUExecutionProvider"])

@@ -159,7 +159,12 @@ def onnx_external_data(data: bytes | memoryview) -> list[str]:
                 if child is None or wire != 2:
                     continue
                 if child == "tensor":
-                    external = _external_tensor(value)
+                    try:
+                        external = _external_tensor(value)
+                    except _NotProtobuf:
+                        if strict:
+                            raise
+                        continue  # (one tensor of a training message this reader cannot parse: the next)
                     if external is not None:
                         found.append(external)
                     continue

@@ -162,6 +162,25 @@ def _cache_parent() -> Path:
         return Path(tempfile.gettempdir()) / f"avatarizer-cache-{os.getuid() if hasattr(os, 'getuid') else 0}"
 
 
+def _private_cache(folder: Path) -> bool:
+    """Whether the engine cache ``folder`` may be used: always where the user
+    named it (``AVATARIZER_CACHE``) or it is in the home; the temporary
+    folder's fallback only where this user owns its parent and no one else
+    may write to it (another user could have made it first and handed this
+    one engines of theirs; a review, session 72)."""
+    parent = folder.parent
+    if os.environ.get("AVATARIZER_CACHE") or not parent.name.startswith("avatarizer-cache-"):
+        return True
+    try:
+        st = parent.stat()
+        if st.st_uid == os.getuid() and st.st_mode & 0o022:
+            parent.chmod(0o700)  # (made by this user with a umask that lets others write: its own, closed)
+            st = parent.stat()
+        return st.st_uid == os.getuid() and not st.st_mode & 0o022
+    except (OSError, AttributeError):
+        return False
+
+
 #: Where the TensorRT execution provider caches its engines (``AVATARIZER_CACHE``
 #: overrides the parent folder).
 TRT_CACHE_DIR = _cache_parent() / "ort-trt"
@@ -192,7 +211,8 @@ def _provider_entries(providers: Sequence[Any]) -> tuple[list[str], list[dict]]:
             # ORT's TensorRT EP takes boolean options as the strings "True"/"False".
             try:
                 TRT_CACHE_DIR.mkdir(parents=True, exist_ok=True)
-                options[i] = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(TRT_CACHE_DIR)}
+                if _private_cache(TRT_CACHE_DIR):
+                    options[i] = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(TRT_CACHE_DIR)}
             except OSError:
                 pass  # no writable cache: the EP builds its engine at every start
     return names, options
@@ -336,9 +356,15 @@ class Session:
             if not type(exc).__module__.startswith("onnxruntime"):
                 raise
             text = " ".join(str(exc).split())[:500]
+            if "allocate" in text.lower() or "out of memory" in text.lower():  # (not the file's fault)
+                raise MemoryError(f"model {self.name!r} ran out of memory while running: {text}") from None
             raise ModelError(f"model {self.name!r} ({self.path}) failed while running: {text}: the model file "
                              "is broken or does not suit this ONNX Runtime (re-export it)") from None
         for info, y in zip(self.outputs, outs):
+            # (a tensor output whose rank the file declares; ONNX Runtime lists one of unknown rank, and a
+            # sequence's or a map's, with the shape (), so those are not checked: a review, session 72)
+            if not info.shape or not info.type_name.startswith("tensor("):
+                continue
             shape = np.shape(y)
             if len(shape) != len(info.shape) or any(isinstance(d, int) and d >= 0 and d != n
                                                     for d, n in zip(info.shape, shape)):
