@@ -478,3 +478,15 @@ def test_a_black_and_white_photo_keeps_clear_glasses_clear():
         bare = load_image(need_shared("data", "faces", "ffhq128", "ffhq-0001.jpg"))
         assert av.from_frame(np.repeat(bare.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
                              ).attributes["glasses"]["value"] == "none"
+        # under a hat the brim's shade reads as tinted lenses: sunglasses are not kept on a colour photo
+        # (hair.sunglasses_under_hat), and the grey rule, which ran first, drew clear glasses on these
+        # hatted men's bare eyes (labelled NoGlasses; a review, session 72): the under-a-hat rule decides
+        from avatarizer import hair as H
+
+        for name in ("69129.jpg", "69161.jpg"):
+            rgb = load_image(need_shared("data", "faces", "ffhq128-labelled", name))
+            grey = np.repeat(np.round(rgb @ np.array([0.299, 0.587, 0.114]))[..., None], 3, -1).astype(np.uint8)
+            a = av.from_frame(grey)
+            assert a.attributes["headwear"]["value"], name
+            got = a.attributes["glasses"]
+            assert got["value"] == "none" and got["decided_by"] == H.UNDER_HAT_BY, (name, got)

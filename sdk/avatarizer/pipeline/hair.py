@@ -316,16 +316,24 @@ class HairStage(Stage):
         elif attrs["hair_colour_probs"]:  # no hair region read: H's reading weighed alike, reported and drawn
             H.read_hair_colour(attrs, H.model_hair_colour(*model), source="H" + net_by)
         fused = None
+        under_hat = bool(settings.get("headwear", attrs["drawn"]["headwear"]))
         artist_probs = None if glasses_cues is None else glasses_cues.get("glasses_probs")
         if self.fusion is not None and artist_probs is not None and np.isfinite(artist_probs).all():
             from ..glasses import apply_decision
 
             fused, probs = self.fusion.decide(artist_probs, attrs["glasses_probs"])
             grey_photo = fused == 2 and achromatic(crop) and int(np.argmax(artist_probs)) != 2
-            if grey_photo:  # (a black-and-white photo: sunglasses only where the artist's network reads them)
-                fused = 1  # (glasses all the same: the fusion read some)
-            apply_decision(attrs, fused, probs)
+            # (a black-and-white photo: sunglasses only where the artist's network reads them, else glasses all
+            # the same, the fusion read some; but under a hat, whose brim's shade reads as tinted lenses, clear
+            # ones only where likelier than none, as hair.sunglasses_under_hat decides on a colour photo: the
+            # grey rule ran first and drew clear glasses on bare eyes under hard hats; a review, session 72)
+            grey_hat = grey_photo and under_hat and "glasses" not in settings
             if grey_photo:
+                fused = 1 if not grey_hat or float(probs[1]) > float(probs[0]) else 0
+            apply_decision(attrs, fused, probs)
+            if grey_hat:
+                attrs["glasses_by"] = H.UNDER_HAT_BY
+            elif grey_photo:
                 attrs["glasses_by"] = GREY_PHOTO_GLASSES_BY
             elif fused != self.fusion.kind_at_thresholds(probs):  # (reported: the probabilities said otherwise)
                 attrs["glasses_by"] = "fusion, kept only as the artist's cues or the model rank it"
@@ -354,7 +362,6 @@ class HairStage(Stage):
                 if attrs["drawn"][k]:
                     attrs["drawn"][k] = False
                     attrs[f"{k}_by"] = "not drawn: a face mask covers the lower face"
-        under_hat = bool(settings.get("headwear", attrs["drawn"]["headwear"]))
         if attrs["glasses_type"] == 2 and "glasses" not in settings:
             # a hat's brim shades the eyes: sunglasses under it only where they are near certain (not where
             # the app sets the glasses: what the model read is reported beside them as it read it)
