@@ -301,6 +301,16 @@ def test_sunglasses_under_a_hat_need_to_be_near_certain():
 
     lines = _attribute_lines(H.public_attributes(H.sunglasses_under_hat(attrs([0.034, 0.001, 0.965]), True)))
     assert f"  glasses: none ({H.UNDER_HAT_BY}; the model's p 0.03)" in lines.splitlines(), lines
+    # ... and for the black-and-white photo's rule and the fusion's kept reading (a bare, maybe near-zero
+    # probability was printed; a review, session 72)
+    from avatarizer.pipeline.hair import GREY_PHOTO_GLASSES_BY
+
+    for by in (GREY_PHOTO_GLASSES_BY, "fusion, kept only as the artist's cues or the model rank it"):
+        a = attrs([0.01, 0.19, 0.80])
+        H.decide_glasses(a, 1)
+        a["glasses_by"] = by
+        lines = _attribute_lines(H.public_attributes(a))
+        assert f"  glasses: reading ({by}; the model's p 0.19)" in lines.splitlines(), lines
 
 
 def test_the_hybrid_takes_uncertain_sunglasses_off_under_a_hat(monkeypatch):

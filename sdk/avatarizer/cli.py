@@ -508,8 +508,10 @@ def _attribute_lines(attributes) -> str:
             elif name == "skin_tone" and entry.get("decided_by"):  # (regressed: no probability)
                 note = f" (from the {entry['decided_by']})"
             elif (name == "glasses" and (entry.get("decided_by") == UNDER_HAT_BY
-                                         or str(entry.get("decided_by", "")).startswith("a face mask"))) \
+                                         or str(entry.get("decided_by", "")).startswith(("a face mask", "fusion")))) \
                     or str(entry.get("decided_by", "")).startswith("not drawn:"):
+                # (also the black-and-white photo's rule and the fusion kept by the artist's cues or the model's
+                # rank: a bare, maybe near-zero probability was printed with no reason; a review, session 72)
                 # sunglasses taken off under a hat or a face mask, a hat not drawn on a face cut by the frame's
                 # edge, a beard under a face mask: the model's probabilities said otherwise (the hat read at
                 # 0.96 printed "no (p 0.04)" with no reason: a review, session 65)
