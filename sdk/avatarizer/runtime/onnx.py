@@ -347,7 +347,8 @@ class Session:
         :class:`ModelError` (ONNX Runtime's exceptions, which are neither
         ``ValueError`` nor ``RuntimeError``, reached the app, and an
         attribute model that declared 5 hair colours and returned 2 failed
-        deep in the decoding or drew what was left; a review, session 72).
+        deep in the decoding or drew what was left; a review, session 72);
+        one that runs out of memory is a ``MemoryError``.
         """
         feed = check_feed(self.name, self.inputs, inputs)
         try:
