@@ -1831,3 +1831,46 @@ def test_age_and_gender_are_read_against_utkface_file_names(tmp_path, monkeypatc
                                      "adults (18 and over)": {"n": 2, "male": "1/1", "female": "0/1",
                                                               "balanced_accuracy": 0.5}}
     assert E.utkface_name_reads(names[-1:], [folder / names[-1]], params[-1:], attrs[-1:]) == {}
+
+
+def test_held_out_photos_a_training_photo_repeats_are_left_out(tmp_path):
+    """UTKFace holds the same image under several names: the split, by
+    name, held out 59 of its 997 held-out photos whose copy (byte for byte
+    or re-encoded) was trained on, some named with another age or gender
+    (a review, session 72). ``--heldout`` and the labels by eye leave them
+    out (``data.heldout_twins``); the split itself (what was trained on)
+    stays."""
+    import io
+
+    from PIL import Image
+
+    from avatarizer_export.data import heldout_twins, is_heldout
+    from avatarizer_export.evaluate import list_photos
+
+    folder = tmp_path / "utkface200"
+    folder.mkdir()
+    held = [n for n in (f"h{i}.jpg" for i in range(400)) if is_heldout(f"utkface200/{n}")][:3]
+    train = [n for n in (f"t{i}.jpg" for i in range(400)) if not is_heldout(f"utkface200/{n}")][:3]
+    from avatarizer.imageio import sample_photo
+
+    face = np.asarray(Image.fromarray(sample_photo()).resize((200, 200)))
+    faces = [face, face[:, ::-1], face[::-1], np.ascontiguousarray(face.transpose(1, 0, 2))]  # four images
+
+    def save(arr, name, quality=95):
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, "JPEG", quality=quality)
+        (folder / name).write_bytes(buf.getvalue())
+        return buf.getvalue()
+
+    (folder / held[0]).write_bytes(save(faces[0], train[0]))  # byte for byte
+    save(faces[1], train[1], 95)
+    save(faces[1], held[1], 70)  # re-encoded under another name
+    save(faces[2], held[2])  # a photo of its own
+    save(faces[3], train[2])
+    assert heldout_twins(folder, "utkface200") == {held[0], held[1]}
+    assert [p.name for p in list_photos(folder, True, None)] == [held[2]]
+    from conftest import need_shared
+
+    utk = need_shared("data", "faces", "utkface200")
+    assert len(heldout_twins(utk, "utkface200")) >= 50
+    assert heldout_twins(need_shared("data", "faces", "ffhq128"), "ffhq128") == frozenset()

@@ -203,6 +203,68 @@ def is_heldout(key: str) -> bool:
     return h % 5 == 0 if folder == "ffhq128-labelled" else h % 10 == 0
 
 
+#: :func:`heldout_twins`: two photos are the same image when their 16x16 grey thumbnails, each
+#: standardised, differ by at most this mean squared difference (byte-identical copies: 0; UTKFace's
+#: re-encoded copies under other names 0.001-0.01; the nearest different photos of ffhq128,
+#: ffhq128-labelled and stylegan128 0.075 and more; a review, session 72)
+TWIN_DISTANCE = 0.02
+#: the image files :func:`heldout_twins` compares
+_TWIN_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _thumbnails(paths) -> np.ndarray:
+    from PIL import Image
+
+    out = np.zeros((len(paths), 256), np.float32)
+    for i, p in enumerate(paths):
+        try:
+            with Image.open(p) as im:
+                x = np.asarray(im.convert("L").resize((16, 16), Image.BILINEAR), np.float32).ravel()
+        except (OSError, ValueError):  # (unreadable: no twin of anything)
+            x = np.full(256, np.nan, np.float32)
+        out[i] = (x - x.mean()) / (x.std() + 1e-6)
+    return out
+
+
+_TWINS: dict[tuple[str, str], frozenset[str]] = {}
+
+
+def heldout_twins(folder: str | os.PathLike, name: str) -> frozenset[str]:
+    """The file names of ``folder`` (its photos keyed ``name/FILE`` by
+    :func:`is_heldout`) that the split holds out but whose image a training
+    photo of the same folder repeats under another name: byte for byte or
+    re-encoded (:data:`TWIN_DISTANCE`). UTKFace holds such copies: 59 of its
+    997 held-out photos were trained on under another name, some with
+    another age or gender in the name (a review, session 72). The split
+    itself stays (what was trained on is what it says); evaluations of the
+    held-out photos leave these out. Computed once per folder (a second or
+    so per thousand photos)."""
+    folder = Path(folder)
+    key = (str(folder.resolve()), name)
+    if key not in _TWINS:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _TWIN_SUFFIXES and p.is_file())
+        held = np.array([is_heldout(f"{name}/{p.name}") for p in files], bool)
+        twins: set[str] = set()
+        if held.any() and (~held).any():
+            x = _thumbnails(files)
+            h, t = x[held], x[~held]
+            t = t[np.isfinite(t).all(1)]
+            names = [p.name for p, k in zip(files, held) if k]
+            if len(t):  # (mean squared differences of every held-out to every training thumbnail)
+                d = ((h ** 2).sum(1)[:, None] + (t ** 2).sum(1)[None] - 2.0 * h @ t.T) / h.shape[1]
+                near = np.nan_to_num(d, nan=np.inf).min(axis=1) <= TWIN_DISTANCE
+                twins.update(n for n, k in zip(names, near) if k)
+        _TWINS[key] = frozenset(twins)
+    return _TWINS[key]
+
+
+def heldout_clean(key: str, twins=frozenset()) -> bool:
+    """:func:`is_heldout`, and not one of ``twins`` (:func:`heldout_twins` of
+    its folder: the file name): a photo an evaluation of the held-out split
+    may count."""
+    return is_heldout(key) and key.rsplit("/", 1)[-1] not in twins
+
+
 def sampled_keys(votes: Path | None = None) -> set[str]:
     """The photos of every committed label batch (``votes/*.json``,
     :mod:`avatarizer_export.eyelabels`) mined by a recorded sample (a

@@ -230,8 +230,13 @@ def list_photos(faces: Path, heldout: bool, limit: int | None, sample: int | Non
         _warn(f"{faces}: no photos in the folder itself, and its subfolders are not searched (give them to "
               "--faces, comma-separated)")
     if heldout:  # keyed by the folder's real name: "." or a link of another name is the same split
+        from .data import heldout_twins
+
         folder = _folder_name(faces)
         kept = [p for p in files if is_heldout(f"{folder}/{p.name}")]
+        # (not the held-out photos a training photo repeats under another name: UTKFace's copies)
+        twins = heldout_twins(faces, folder) if kept else frozenset()
+        kept = [p for p in kept if p.name not in twins]
         if files and not kept:  # (a user's own folder: "faces": 0 with no word; a review, session 68)
             _warn(f"{faces}: none of its {len(files)} photo(s) is in the project's held-out split (--heldout "
                   "keeps the photos the split holds out by name, a tenth of a folder: leave it out to grade a "
@@ -872,14 +877,16 @@ def _heldout_rows(names, files, params: np.ndarray, wanted=None):
     """``(row, "FOLDER/NAME" key, path)`` for each held-out photo of ``names``
     that has an avatar (a finite row of ``params``) and whose key ``wanted``
     accepts (every one without it)."""
-    from .data import is_heldout
+    from .data import heldout_clean, heldout_twins
 
-    folders: dict[Path, str] = {}  # each folder's name resolved once, not once per photo
+    folders: dict[Path, tuple[str, frozenset]] = {}  # each folder's name (and twins) once, not once per photo
     for i, f in enumerate(_paths_of(names, files)):
         if f.parent not in folders:
-            folders[f.parent] = _folder_name(f.parent)
-        key = f"{folders[f.parent]}/{f.name}"
-        if (wanted is None or wanted(key)) and is_heldout(key) and np.isfinite(params[i]).all():
+            name = _folder_name(f.parent)
+            folders[f.parent] = (name, heldout_twins(f.parent, name) if f.parent.is_dir() else frozenset())
+        name, twins = folders[f.parent]
+        key = f"{name}/{f.name}"
+        if (wanted is None or wanted(key)) and heldout_clean(key, twins) and np.isfinite(params[i]).all():
             yield i, key, f
 
 
