@@ -1874,3 +1874,25 @@ def test_held_out_photos_a_training_photo_repeats_are_left_out(tmp_path):
     utk = need_shared("data", "faces", "utkface200")
     assert len(heldout_twins(utk, "utkface200")) >= 50
     assert heldout_twins(need_shared("data", "faces", "ffhq128"), "ffhq128") == frozenset()
+
+
+def test_labels_on_the_projects_own_folder_without_heldout_are_said_to_count_training_photos(tmp_path, capsys,
+                                                                                              monkeypatch):
+    """The attribute scores against a labels file count every labelled photo
+    given: on ffhq128-labelled without ``--heldout`` 17 of 20 scored photos
+    were training photos, under a key DESIGN.md calls held out (a review,
+    session 72). A warning says so; with ``--heldout``, or on a folder of
+    one's own, none."""
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: {"faces": 0, "unreadable": [], "aligned": 0, "methods": {}})
+    own = tmp_path / "ffhq128-labelled"
+    own.mkdir()
+    (own / "attributes.jsonl").write_text("")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "attributes.jsonl").write_text("")
+    for folder, heldout, warned in ((own, False, True), (own, True, False), (mine, False, False)):
+        rc, _, err = _eval_json(capsys, "--faces", str(folder), "--methods", "artist", "--json",
+                                *(["--heldout"] if heldout else []))
+        assert rc == 0 and ("count training photos too" in err) == warned, (folder, heldout, err)

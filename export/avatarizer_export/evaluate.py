@@ -1641,6 +1641,15 @@ def main_eval(args) -> int:
             labels = read_labels(Path(args.labels))
         except ValueError as exc:
             return _fail(str(exc), 1)
+    from .data import SOURCES
+
+    trained = [str(f) for f in folders if _folder_name(f) in SOURCES]
+    if not args.heldout and trained and (labels is not None or any((f / "attributes.jsonl").is_file()
+                                                                    for f in folders)):
+        # (the attribute scores against labels files count every labelled photo given: the project's own
+        # folders hold training photos; a review, session 72)
+        _warn(f"{', '.join(trained)}: the project's own photos, most of them trained on: without --heldout the "
+              "scores against their labels (attributes, hair_colour_reads) count training photos too")
     files: list[Path] = []
     for faces in folders:
         files += list_photos(faces, args.heldout, args.limit, args.sample)
