@@ -1896,3 +1896,28 @@ def test_labels_on_the_projects_own_folder_without_heldout_are_said_to_count_tra
         rc, _, err = _eval_json(capsys, "--faces", str(folder), "--methods", "artist", "--json",
                                 *(["--heldout"] if heldout else []))
         assert rc == 0 and ("count training photos too" in err) == warned, (folder, heldout, err)
+
+
+def test_accessories_by_eye_scores_a_no_without_a_probability_as_no():
+    """An attribute shown as "no" without a probability was scored as P(yes)
+    = 1 in ``accessories_by_eye``'s calibration error (a review, session
+    72): it is P(yes) = 0, as a certain "no" is."""
+    from conftest import need_shared
+
+    from avatarizer import schema
+    from avatarizer_export import evaluate as E
+    from avatarizer_export.data import eye_labels, is_heldout
+
+    need_shared("data", "faces", "ffhq128")
+    keys = [k for k, v in eye_labels().items() if k.startswith("ffhq128/") and v.get("beard") == 0
+            and is_heldout(k)][:6]
+    paths = [need_shared("data", "faces", *k.split("/")) for k in keys]
+    params = np.tile(schema.default(), (len(keys), 1))
+
+    def reads(prob):
+        e = {"value": False, "probability": prob}
+        return E.accessory_reads_by_eye([p.name for p in paths], paths, params,
+                                        [{"headwear": dict(e), "beard": dict(e), "moustache": dict(e)}
+                                         for _ in keys])["beard"]
+
+    assert reads(None)["ece"] == reads(1.0)["ece"] == 0.0

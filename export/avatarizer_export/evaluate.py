@@ -1066,10 +1066,13 @@ def accessory_reads_by_eye(names, files, params: np.ndarray, attributes: list) -
                 continue
             e = a[name]
             on = bool(e["value"])  # (a moustache drawn with its beard is reported drawn: "drawn_with")
-            p = float(e["probability"]) if e.get("probability") is not None else float(on)
             t.append(int(label))
             shown.append(on)
-            prob.append(p if e["value"] else 1.0 - p)
+            if e.get("probability") is None:  # (no probability: P(yes) is the value shown, 1 or 0; a "no"
+                prob.append(float(on))  # was scored as P(yes) 1; a review, session 72)
+            else:  # (the probability of the value shown)
+                p = float(e["probability"])
+                prob.append(p if on else 1.0 - p)
         if not t:
             continue
         t, shown, prob = np.array(t, bool), np.array(shown, bool), np.array(prob, np.float64)
