@@ -476,18 +476,12 @@ def _live(av, mesh, images, frames: int, warmup: int, cuts=frozenset(), fps: flo
     Python, the cyclic collector's first full pass after the stream phase
     (~100,000 objects the libraries hold, 30-45 ms) fell on one live frame
     (session 24: worst frame 40-60 ms in 3 of 3 runs, none with it)."""
-    av.reset()
-    gc.collect()
     e2e, base, late = [], [], 0
     gate = _Gate("video", warmup)
+    stream = _new_stream(av, images, cuts, gate, lambda: len(e2e) == frames)
     start, first = time.perf_counter(), 0  # the clock: frame i's slot is start + (i - first) / fps
     could = False
-    for i, img in enumerate(images):
-        if len(e2e) == frames:
-            break
-        if i in cuts:
-            av.reset()
-            gate.cut()
+    for i, img in stream:
         can = gate.lead is not None and i >= gate.lead and not gate.rewarming
         if can and not could:  # the frames that may be timed on a clock of their own, one slot after the
             start, first = time.perf_counter() + 1.0 / fps, i  # last untimed one (a slow start-up is not caught up)
@@ -614,6 +608,26 @@ def _pair(av, mesh, img, ts, i: int):
     return state, (t0, t1), (t2, t3)
 
 
+def _new_stream(av, images, cuts, gate: "_Gate", done):
+    """A benchmark phase on a new stream: ``av`` reset now (after a full
+    garbage collection: see :func:`_live`; before the caller starts its
+    clock), and an iterator of ``(i, image)`` of ``images`` that resets it
+    again at each of ``cuts`` (``gate`` told), until ``done()``."""
+    av.reset()
+    gc.collect()
+
+    def frames():
+        for i, img in enumerate(images):
+            if done():
+                return
+            if i in cuts:
+                av.reset()
+                gate.cut()
+            yield i, img
+
+    return frames()
+
+
 def _alone(av, images, cuts, warmup: int, frames: int) -> dict | None:
     """The sequential loop again on a new stream (video mode), its frames
     back to back without the landmarks-only baseline between them, timed by
@@ -624,16 +638,9 @@ def _alone(av, images, cuts, warmup: int, frames: int) -> dict | None:
     frames (a review, session 72: p99 higher without the baseline in 7 of 7
     pairs). ``{p50_ms, p95_ms, p99_ms, max_ms, n, fps, hitch_ratio}``; None
     where no frame was timed."""
-    av.reset()
-    gc.collect()
     gate = _Gate("video", warmup)
     e2e: list[float] = []
-    for i, img in enumerate(images):
-        if len(e2e) == frames:
-            break
-        if i in cuts:
-            av.reset()
-            gate.cut()
+    for i, img in _new_stream(av, images, cuts, gate, lambda: len(e2e) == frames):
         t0 = time.perf_counter()
         state = av.run(img, i * 1000.0 / FPS, render_size=RENDER)
         ms = (time.perf_counter() - t0) * 1e3
