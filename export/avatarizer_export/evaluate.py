@@ -877,17 +877,19 @@ def _heldout_rows(names, files, params: np.ndarray, wanted=None):
     """``(row, "FOLDER/NAME" key, path)`` for each held-out photo of ``names``
     that has an avatar (a finite row of ``params``) and whose key ``wanted``
     accepts (every one without it)."""
-    from .data import heldout_clean, heldout_twins
+    from .data import heldout_twins, is_heldout
 
-    folders: dict[Path, tuple[str, frozenset]] = {}  # each folder's name (and twins) once, not once per photo
+    folders: dict[Path, str] = {}  # each folder's name resolved once, not once per photo
+    twins: dict[Path, frozenset] = {}  # ... and its held-out photos trained on under another name, once needed
     for i, f in enumerate(_paths_of(names, files)):
         if f.parent not in folders:
-            name = _folder_name(f.parent)
-            folders[f.parent] = (name, heldout_twins(f.parent, name) if f.parent.is_dir() else frozenset())
-        name, twins = folders[f.parent]
-        key = f"{name}/{f.name}"
-        if (wanted is None or wanted(key)) and heldout_clean(key, twins) and np.isfinite(params[i]).all():
-            yield i, key, f
+            folders[f.parent] = _folder_name(f.parent)
+        key = f"{folders[f.parent]}/{f.name}"
+        if (wanted is None or wanted(key)) and is_heldout(key) and np.isfinite(params[i]).all():
+            if f.parent not in twins:
+                twins[f.parent] = heldout_twins(f.parent, folders[f.parent]) if f.parent.is_dir() else frozenset()
+            if f.name not in twins[f.parent]:
+                yield i, key, f
 
 
 def skin_tone_reads(names, files, params: np.ndarray) -> dict:

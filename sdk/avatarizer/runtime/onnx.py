@@ -6,6 +6,9 @@ import functools
 import logging
 import numbers
 import os
+import re
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -144,6 +147,11 @@ def _has_dist(name: str) -> bool:
         return False
 
 
+#: ONNX Runtime's words for running out of memory (its CPU allocator's "Failed to allocate memory",
+#: C++'s bad_alloc, CUDA's "out of memory"), not any message that names a node "reallocate_..." (a review)
+_OUT_OF_MEMORY = re.compile(r"failed to allocate memory|bad[ _]alloc|out of memory", re.IGNORECASE)
+
+
 def _cache_parent() -> Path:
     """``$AVATARIZER_CACHE``, else ``~/.cache/avatarizer``, else (no home
     directory: a container's user without a passwd entry or ``HOME``) a
@@ -157,27 +165,29 @@ def _cache_parent() -> Path:
     try:
         return Path.home() / ".cache" / "avatarizer"
     except (RuntimeError, KeyError):  # (KeyError: Python before 3.12 where the passwd lookup fails)
-        import tempfile
-
         return Path(tempfile.gettempdir()) / f"avatarizer-cache-{os.getuid() if hasattr(os, 'getuid') else 0}"
 
 
 def _private_cache(folder: Path) -> bool:
     """Whether the engine cache ``folder`` may be used: always where the user
     named it (``AVATARIZER_CACHE``) or it is in the home; the temporary
-    folder's fallback only where this user owns its parent and no one else
-    may write to it (another user could have made it first and handed this
-    one engines of theirs; a review, session 72)."""
+    folder's fallback (:func:`_cache_parent`) only where its parent is a
+    folder, not a link, this user owns and no one else may write to
+    (another user could have made it first, or a link of its name, and
+    handed this one engines of theirs; reviews, session 72)."""
     parent = folder.parent
-    if os.environ.get("AVATARIZER_CACHE") or not parent.name.startswith("avatarizer-cache-"):
+    if not parent.name.startswith("avatarizer-cache-") or parent.parent != Path(tempfile.gettempdir()):
         return True
     try:
-        st = parent.stat()
-        if st.st_uid == os.getuid() and st.st_mode & 0o022:
-            parent.chmod(0o700)  # (made by this user with a umask that lets others write: its own, closed)
-            st = parent.stat()
-        return st.st_uid == os.getuid() and not st.st_mode & 0o022
-    except (OSError, AttributeError):
+        st = os.lstat(parent)
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            return False
+        if st.st_mode & 0o022:
+            os.chmod(parent, 0o700)  # (this user's own folder, not a link, too open: closed)
+            st = os.lstat(parent)
+        sub = os.lstat(folder) if os.path.lexists(folder) else None
+        return not st.st_mode & 0o022 and (sub is None or (stat.S_ISDIR(sub.st_mode) and sub.st_uid == os.getuid()))
+    except (OSError, AttributeError, NotImplementedError):
         return False
 
 
@@ -357,7 +367,7 @@ class Session:
             if not type(exc).__module__.startswith("onnxruntime"):
                 raise
             text = " ".join(str(exc).split())[:500]
-            if "allocate" in text.lower() or "out of memory" in text.lower():  # (not the file's fault)
+            if _OUT_OF_MEMORY.search(text):  # (not the file's fault)
                 raise MemoryError(f"model {self.name!r} ran out of memory while running: {text}") from None
             raise ModelError(f"model {self.name!r} ({self.path}) failed while running: {text}: the model file "
                              "is broken or does not suit this ONNX Runtime (re-export it)") from None
