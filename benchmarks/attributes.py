@@ -2,7 +2,7 @@
 
 Frames: those of :func:`avatarizer.bench.bench_frames`: the clips named by
 ``$AVATARIZER_BENCH_VIDEO`` (e.g. ``../shared/data/video``; 512×512), else the
-bundled sample portrait with synthetic head motion (the JSON's ``source`` says which).
+bundled sample portrait with synthetic head motion (the JSON's ``frames`` says which).
 The process is pinned to one CPU core (``--cores 1``, the default; ``--cores
 N`` pins it to N cores, ``--cores 0`` leaves it on every core it may use:
 image mode runs its segmentation and networks beside its Python on a second
@@ -43,7 +43,7 @@ none).
 
 Usage::
 
-    python benchmarks/attributes.py [--frames N] [--warmup N] [--cores N] [--model FILE ...] [--json]
+    python benchmarks/attributes.py [--frames N] [--warmup N] [--cores N] [--video PATH] [--model FILE ...] [--json]
 """
 from __future__ import annotations
 

@@ -1724,7 +1724,8 @@ def add_parser(sub):
                         help="only the first N photos of each folder (name order)")
     subset.add_argument("--sample", type=positive_int, metavar="N",
                         help="N photos of each folder drawn at random (seed 0): an unbiased subset")
-    p.add_argument("--heldout", action="store_true", help="only the held-out split's photos of that folder")
+    p.add_argument("--heldout", action="store_true", help="only the held-out split's photos of that folder, less those a training photo "
+                        "repeats under another name (data.heldout_twins)")
     p.add_argument("--identity-n", type=_identity_n, default=100, metavar="N",
                    help="identity top-1 among consecutive groups of N photos, the last taking the remainder "
                         "(at least 2; default 100); identity_n reports the largest group")

@@ -66,7 +66,8 @@ baseline ran over; the frames that may be timed run on a clock of their
 own from one slot after the start-up's, a warm-up's or a re-warm's last
 frame, and ``live.left_out`` counts as ``left_out`` does). Back to back, the loop above leaves the cores no idle time,
 so the identity worker's jobs (its process shares the cores) take frames'
-time; at a camera's rate they fit between frames.
+time (in the loop above partly the baseline's, which is timed apart:
+``end_to_end_alone`` has none); at a camera's rate they fit between frames.
 ``live`` is ``null`` without it. Which worker computed the identity
 (``TrackerOptions.identity_worker``, ``--identity-worker``: a process by
 default, or a thread; a thread where no process starts) is printed to
@@ -609,8 +610,8 @@ def _pair(av, mesh, img, ts, i: int):
 
 
 def _new_stream(av, images, cuts, gate: "_Gate", done):
-    """A benchmark phase on a new stream: ``av`` reset now (after a full
-    garbage collection: see :func:`_live`; before the caller starts its
+    """A benchmark phase on a new stream: ``av`` reset now, then a full
+    garbage collection (see :func:`_live`; before the caller starts its
     clock), and an iterator of ``(i, image)`` of ``images`` that resets it
     again at each of ``cuts`` (``gate`` told), until ``done()``."""
     av.reset()

@@ -140,7 +140,7 @@ def onnx_external_data(data: bytes | memoryview) -> list[str]:
     Walks every graph, subgraph (node attributes), function and training
     graph without onnx and without recursion, depth first: it holds one
     message's place per level of nesting (the walk that held every message
-    it had yet to read took ~125 bytes of memory a byte of a crafted file of
+    it had yet to read took ~90-125 bytes of memory a byte of a crafted file of
     millions of empty nodes; a review, session 72), at most
     :data:`MAX_NESTING`. Raises ``ValueError`` when ``data`` is not a
     well-formed protobuf along the way, or nests deeper; only inside

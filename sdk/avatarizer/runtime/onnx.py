@@ -169,9 +169,10 @@ def _cache_parent() -> Path:
 
 
 def _private_cache(folder: Path) -> bool:
-    """Whether the engine cache ``folder`` may be used: always where the user
-    named it (``AVATARIZER_CACHE``) or it is in the home; the temporary
-    folder's fallback (:func:`_cache_parent`) only where its parent is a
+    """Whether the engine cache ``folder`` may be used: always where it is not
+    the temporary folder's fallback (:func:`_cache_parent`; the home's, or
+    one ``AVATARIZER_CACHE`` names elsewhere); the fallback (judged by its
+    place, also when ``AVATARIZER_CACHE`` names it) only where its parent is a
     folder, not a link, this user owns and no one else may write to
     (another user could have made it first, or a link of its name, and
     handed this one engines of theirs; reviews, session 72)."""
