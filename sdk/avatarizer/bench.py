@@ -175,14 +175,23 @@ def pin_cpus(count: int = 1) -> list[int] | None:
     or None where the system cannot pin."""
     try:
         cpus = set(sorted(os.sched_getaffinity(0))[:max(1, count)])
-        tasks = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
+        os.sched_setaffinity(0, cpus)  # (first this thread: the threads it starts from now on inherit it)
     except (AttributeError, OSError):
         return None
-    for tid in tasks:
+    done: set[int] = set()
+    for _ in range(3):  # (again for threads started while the list was read, by threads not yet pinned)
         try:
-            os.sched_setaffinity(tid, cpus)
-        except OSError:  # (a thread that ended meanwhile)
-            pass
+            tasks = {int(t) for t in os.listdir("/proc/self/task")} - done
+        except OSError:
+            break
+        if not tasks:
+            break
+        for tid in tasks:
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:  # (a thread that ended meanwhile)
+                pass
+        done |= tasks
     return sorted(cpus)
 
 
