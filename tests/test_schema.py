@@ -228,3 +228,42 @@ def test_clip_rounds_categorical_values_as_the_renderer_reads_them():
         np.testing.assert_array_equal(render(c, 96), render(q, 96), err_msg=f"{name}={v}")
     mid = (schema.sample(1, seed=4)[0] + schema.sample(1, seed=5)[0]) / 2  # any mixture draws as its clipped copy
     np.testing.assert_array_equal(render(schema.clip(mid), 96), render(mid.astype(np.float32), 96))
+
+
+def test_categorical_readers_round_halves_up_as_the_renderer():
+    """A categorical value that is not a whole number (two avatars
+    interpolated, a network's output) is drawn as ``floor(x + 0.5)`` (the
+    native ``lroundf``, ``schema.clip``); readers that used Python's
+    ``round`` (halves to even) said "no glasses" of glasses drawn at 0.5 and
+    described another hat's crown at 2.5 (a review, session 72)."""
+    from avatarizer import hair as H
+    from avatarizer import prior as P
+
+    p = schema.default()
+    for name, v, want in (("glasses.type", 0.5, 1), ("headwear.type", 2.5, 3), ("headwear.type", 4.5, 5),
+                          ("hair_style.layers", 0.5, 1), ("glasses.type", 1.49, 1)):
+        q = p.copy()
+        q[schema.index(name)] = v
+        assert schema.category(q, name) == want == schema.clip(q)[schema.index(name)], (name, v)
+    q = p.copy()
+    q[schema.index("headwear.type")] = 2.5
+    whole = p.copy()
+    whole[schema.index("headwear.type")] = 3.0
+    assert P.hat_crown(q) == P.hat_crown(whole)
+    q = p.copy()
+    q[schema.index("glasses.type")] = 0.5
+    public = {"glasses": {"value": "none", "probability": 0.9, "probabilities": {"none": 0.9, "reading": 0.1}}}
+    assert H.attributes_as_drawn(public, q)["glasses"]["value"] == "reading"
+
+
+def test_validate_version_refuses_a_version_it_does_not_read():
+    """``schema.validate_version`` let a version this SDK does not read pass
+    unchecked ('9.9.9', None), where README says any other version is
+    refused (``Avatar.from_json`` and ``animate`` check it themselves; a
+    review, session 72)."""
+    p = schema.default()
+    for v in schema.READS:
+        assert schema.validate_version(p, v).shape == (schema.PARAM_COUNT,)
+    for v in ("9.9.9", None, 1.1, ""):
+        with pytest.raises(schema.SchemaError, match="not one this SDK reads"):
+            schema.validate_version(p, v)

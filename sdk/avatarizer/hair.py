@@ -515,13 +515,13 @@ def attributes_as_drawn(public: dict | None, params) -> dict | None:
         return None
     p = np.asarray(params).reshape(-1)
     g = public.get("glasses")
-    kind = GLASSES[int(np.clip(round(float(p[S.index("glasses.type")])), 0, len(GLASSES) - 1))]
+    kind = GLASSES[int(np.clip(S.category(p, "glasses.type"), 0, len(GLASSES) - 1))]
     if g is not None and g.get("source") != "app" and g["value"] != kind:
         g["value"] = kind
         g["probability"] = float(g.get("probabilities", {}).get(kind, g["probability"]))
         g["decided_by"] = "kept from earlier refreshes"
     h = public.get("headwear")
-    hat = bool(round(float(p[S.index("headwear.type")])) > 0)
+    hat = S.category(p, "headwear.type") > 0
     if h is not None and h.get("source") != "app" and bool(h["value"]) != hat:
         h["value"], h["probability"] = hat, 1.0 - float(h["probability"])
         h["decided_by"] = "kept from earlier refreshes"
@@ -529,7 +529,7 @@ def attributes_as_drawn(public: dict | None, params) -> dict | None:
         # the kind drawn (kept, as the hat itself, over refreshes; also where this refresh drew none)
         from .headwear import KINDS
 
-        h["kind"] = KINDS[int(np.clip(round(float(p[S.index("headwear.type")])), 0, len(KINDS) - 1))]
+        h["kind"] = KINDS[int(np.clip(S.category(p, "headwear.type"), 0, len(KINDS) - 1))]
     elif h is not None and not hat:
         h.pop("kind", None)
         h.pop("kind_probabilities", None)
@@ -555,7 +555,7 @@ def hair_length_as_drawn(public: dict | None, params) -> dict | None:
         return None
     n = public.get("hair_length")
     p = np.asarray(params).reshape(-1)
-    if round(float(p[S.index("headwear.type")])) in (4, 5):
+    if S.category(p, "headwear.type") in (4, 5):
         return public
     drawn = drawn_length(p)
     if n is not None and n.get("source") != "app" and n["value"] != drawn:
@@ -605,7 +605,7 @@ def drawn_length(params) -> str:
     large (measured in the frame, a style the bank calls short came out long
     on larger faces: 9 of 300 photos; a review). No hair is short."""
     p = np.asarray(params, np.float32).reshape(-1)
-    if float(p[S.index("hair_style.layers")]) <= 0:
+    if S.category(p, "hair_style.layers") <= 0:  # (the renderer draws no hair under 0.5)
         return "short"
     return "long" if _length_on_face(p) >= LONG_ON_FACE else "short"
 
@@ -3319,9 +3319,6 @@ def age_lines(params: np.ndarray, age: float | None) -> np.ndarray:
     return S.clip(out)
 
 
-_HAT_TYPE = S.index("headwear.type")
-
-
 def onto_face(full, face_params) -> np.ndarray:
     """``full`` (a 629 vector whose hair :func:`merge` fitted to its own face
     outline) with its face slice replaced by ``face_params``' (a 629 vector
@@ -3347,7 +3344,7 @@ def onto_face(full, face_params) -> np.ndarray:
     out = np.array(full, np.float64, copy=True)
     out[GEOMETRY_INDEX] = _from_head(_to_head(out[GEOMETRY_INDEX], GEOMETRY_INDEX, old), GEOMETRY_INDEX, new)
     out[S.FACE] = target[S.FACE]
-    if round(float(out[_HAT_TYPE])) > 0:
+    if S.category(out, "headwear.type") > 0:
         band, brow = S.index("headwear.band_y"), P.brow_top(target)
         out[band] = float(np.clip(out[band] + brow - P.brow_top(full), new[1] + 0.12, brow - 0.04))
         P.hair_under_the_hat(out)

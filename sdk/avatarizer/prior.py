@@ -129,7 +129,7 @@ def hat_crown(p) -> tuple[float, float, float, float]:
     """The crown the native renderer draws for ``p``'s headwear (``avz.c``,
     ``avz__headwear``): (centre x, half width, band y, top y), canonical units."""
     face = S.points(p, "face").astype(np.float64)
-    kind = int(round(float(p[S.index("headwear.type")])))
+    kind = S.category(p, "headwear.type")
     cx = 0.5 * (face[5, 0] + face[9, 0])
     half = 0.5 * abs(face[5, 0] - face[9, 0]) * float(p[S.index("headwear.width")])
     ytop = face[7, 1] - float(p[S.index("headwear.crown")]) * crown_lift(kind) - HAT_GAP

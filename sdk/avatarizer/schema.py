@@ -204,7 +204,11 @@ def validate_version(params, version: str) -> np.ndarray:
     """:func:`validate`, and for a vector saved with an earlier schema
     version of :data:`READS`, the ranges that version had
     (:data:`EARLIER_RANGES`: a 1.0.0 vector with ``headwear.type`` 4 or 5
-    was read, though 1.0.0 had no such value)."""
+    was read, though 1.0.0 had no such value). A version this SDK does not
+    read (not in :data:`READS`) is a :class:`SchemaError` naming those it
+    does (it passed unchecked; a review, session 72)."""
+    if not isinstance(version, str) or version not in READS:
+        raise SchemaError(f"schema version {version!r:.40} is not one this SDK reads ({', '.join(READS)})")
     arr = validate(params)
     for name, (lo, hi) in EARLIER_RANGES.get(version, {}).items():
         i = index(name)
@@ -251,6 +255,15 @@ def _whole_categorical(cat: np.ndarray) -> np.ndarray:
     whole = np.floor(cat + 0.5)
     whole[..., _TEETH_COL] = cat[..., _TEETH_COL] > 0.5
     return whole
+
+
+def category(params, name: str) -> int:
+    """The whole number the renderer reads the categorical parameter ``name``
+    of ``params`` (one vector) as: halves up, as :func:`clip` and the native
+    code round (Python's ``round`` took 2.5 to 2 and 0.5 to 0: a reader said
+    "no glasses" of glasses drawn at ``glasses.type`` 0.5; a review, session
+    72)."""
+    return int(np.floor(float(np.asarray(params).reshape(-1)[index(name)]) + 0.5))
 
 
 def normalize(params, sl: slice | None = None) -> np.ndarray:
