@@ -267,3 +267,17 @@ def test_validate_version_refuses_a_version_it_does_not_read():
     for v in ("9.9.9", None, 1.1, ""):
         with pytest.raises(schema.SchemaError, match="not one this SDK reads"):
             schema.validate_version(p, v)
+
+
+def test_an_unknown_feature_is_an_unknown_parameter_error():
+    """``schema.points(p, 'nope')`` raised a bare KeyError; the SDK's error
+    for a name that does not exist is ``UnknownParameterError`` (a KeyError
+    and a ValueError; a review, session 72)."""
+    from avatarizer.schema import UnknownParameterError
+
+    p = schema.default()
+    for call in (lambda: schema.points(p, "nope"), lambda: schema.set_points(p, "nope", np.zeros((5, 2))),
+                 lambda: schema.points(p, None)):
+        with pytest.raises(UnknownParameterError, match="no feature named"):
+            call()
+    assert schema.points(p, "face").shape[-1] == 2

@@ -297,15 +297,26 @@ def mirror(params) -> np.ndarray:
     return out
 
 
+def _feature(feature: str):
+    """The feature of that name; :class:`UnknownParameterError` (a KeyError
+    and a ValueError, as :func:`index`'s) naming some that exist (a bare
+    KeyError; a review, session 72)."""
+    try:
+        return FEATURES[feature]
+    except (KeyError, TypeError):
+        raise UnknownParameterError(f"no feature named {feature!r:.40}; features such as "
+                                    f"{', '.join(list(FEATURES)[:6])}, ...") from None
+
+
 def points(params, feature: str) -> np.ndarray:
     """(N, 2) control points of a feature."""
-    f = FEATURES[feature]
+    f = _feature(feature)
     return np.asarray(params, np.float32)[..., f.points].reshape(*np.shape(params)[:-1], f.npoints, 2)
 
 
 def set_points(params: np.ndarray, feature: str, pts) -> None:
     """Writes (N, 2) control points of a feature in place."""
-    f = FEATURES[feature]
+    f = _feature(feature)
     params[..., f.points] = np.asarray(pts, np.float32).reshape(*params.shape[:-1], -1)
 
 
