@@ -269,7 +269,7 @@ def test_validate_version_refuses_a_version_it_does_not_read():
             schema.validate_version(p, v)
 
 
-def test_an_unknown_feature_is_an_unknown_parameter_error():
+def test_points_of_an_unknown_feature_is_an_unknown_parameter_error():
     """``schema.points(p, 'nope')`` raised a bare KeyError; the SDK's error
     for a name that does not exist is ``UnknownParameterError`` (a KeyError
     and a ValueError; a review, session 72)."""
