@@ -297,15 +297,18 @@ def mirror(params) -> np.ndarray:
     return out
 
 
-def _feature(feature: str):
+def _feature(name: str):
     """The feature of that name; :class:`UnknownParameterError` (a KeyError
-    and a ValueError, as :func:`index`'s) naming some that exist (a bare
-    KeyError; a review, session 72)."""
-    try:
-        return FEATURES[feature]
-    except (KeyError, TypeError):
-        raise UnknownParameterError(f"no feature named {feature!r:.40}; features such as "
-                                    f"{', '.join(list(FEATURES)[:6])}, ...") from None
+    and a ValueError, as :func:`index`'s) with the names it might mean, for
+    :func:`points`, :func:`set_points` and :meth:`Params.feature` (the first
+    two raised a bare KeyError; a review, session 72)."""
+    f = FEATURES.get(name) if isinstance(name, str) else None
+    if f is None:
+        close = [n for n in FEATURES if name in n or n in name][:5] if isinstance(name, str) and name else []
+        raise UnknownParameterError(f"no feature named {name!r:.60}" +
+                                    (f"; did you mean one of {close}?" if close else
+                                     f"; the features are {list(FEATURES)[:6]} ..."))
+    return f
 
 
 def points(params, feature: str) -> np.ndarray:
@@ -387,12 +390,7 @@ class Params:
     def feature(self, name: str) -> dict[str, float]:
         """The named feature's parameters (``"iris_l"`` -> {``"radius"``: ...});
         :class:`UnknownParameterError` for a name that is no feature."""
-        f = FEATURES.get(name) if isinstance(name, str) else None
-        if f is None:
-            close = [n for n in FEATURES if name in n or n in name][:5] if isinstance(name, str) and name else []
-            raise UnknownParameterError(f"no feature named {name!r:.60}" +
-                                        (f"; did you mean one of {close}?" if close else
-                                         f"; the features are {list(FEATURES)[:6]} ..."))
+        f = _feature(name)
         return {NAMES[i].split(".", 1)[1]: float(self.array[i]) for i in range(f.offset, f.offset + f.count)}
 
     def to_dict(self) -> dict[str, float]:
