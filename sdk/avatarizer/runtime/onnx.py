@@ -378,8 +378,7 @@ class Session:
             if not info.shape or not info.type_name.startswith("tensor("):
                 continue
             shape = np.shape(y)
-            if len(shape) != len(info.shape) or any(isinstance(d, int) and d >= 0 and d != n
-                                                    for d, n in zip(info.shape, shape)):
+            if not info.fits(shape):
                 raise ModelError(f"model {self.name!r} ({self.path}) returned {info.name!r} of shape "
                                  f"{tuple(shape)} where it declares {info.describe()}: the model file is broken "
                                  "(re-export it)")

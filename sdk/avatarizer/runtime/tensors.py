@@ -30,6 +30,13 @@ class _TensorInfo:
     dtype: np.dtype | None
     type_name: str
 
+    def fits(self, shape, least: int = 0) -> bool:
+        """Whether an array of ``shape`` has this tensor's rank and fixed
+        dimensions, and at least ``least`` along each dynamic one (a model's
+        input and output: :func:`check_feed`, ``Session.run``)."""
+        return len(shape) == len(self.shape) and all(
+            (d == s) if isinstance(d, int) and d >= 0 else s >= least for d, s in zip(self.shape, shape))
+
     def describe(self) -> str:
         dims = ", ".join(str(d) if isinstance(d, int) and d >= 0 else (d or "?") for d in self.shape)
         kind = self.dtype.name if self.dtype is not None else self.type_name
@@ -57,9 +64,7 @@ def check_feed(model: str, expected: Sequence[_TensorInfo], inputs: Mapping[str,
         if e.dtype is not None and arr.dtype != e.dtype:
             raise ValueError(f"model {model!r} input {e.name!r} expects a {e.describe()}; got {arr.dtype.name} "
                              f"of shape {arr.shape} (convert with .astype(np.{e.dtype.name}))")
-        ok = arr.ndim == len(e.shape) and all(
-            (d == s) if isinstance(d, int) and d >= 0 else s >= 1 for d, s in zip(e.shape, arr.shape))
-        if not ok:
+        if not e.fits(arr.shape, least=1):
             raise ValueError(f"model {model!r} input {e.name!r} expects a {e.describe()}; got shape {arr.shape}")
         feed[e.name] = np.ascontiguousarray(arr)
     return feed
