@@ -75,14 +75,12 @@ class BenchInputError(Exception):
 
 
 def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, video=None) -> dict:
-    from mediapipe.python.solutions import face_mesh
-
     from avatarizer import Avatarizer
     from avatarizer.align import AlignOptions, FaceAligner
     from avatarizer.bench import bench_frames
     from avatarizer.models import Manifest, Session
 
-    from avatarizer.align import IMAGE_MESH_FACES, _face_landmarks, mediapipe_graph
+    from avatarizer.align import _face_landmarks, face_mesh_graph
     from avatarizer.bench import pin_cpus
 
     if cores > 0:
@@ -99,12 +97,7 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, 
     aligner = FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=False))
     av_img = Avatarizer(mode="image")
 
-    def graph(image_mode: bool, faces: int):  # the align stage's settings (bench.py's baseline)
-        return mediapipe_graph(lambda: face_mesh.FaceMesh(
-            static_image_mode=image_mode, max_num_faces=faces, refine_landmarks=True,
-            min_detection_confidence=0.5, min_tracking_confidence=0.5))
-
-    mesh = graph(True, max(av_img.max_faces, IMAGE_MESH_FACES))
+    mesh = face_mesh_graph(AlignOptions(mode="image", max_faces=av_img.max_faces))  # (the align stage's graph)
     mesh_video = None
     av_vid = None
     log(f"image-mode Avatarizer: estimator {av_img.estimator}, precision {av_img.precision}")
@@ -136,7 +129,7 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, 
                     times[k].append(v * 1e3)
         av_img.close()
         av_vid = Avatarizer(mode="video", max_faces=1)
-        mesh_video = graph(False, av_vid.max_faces)
+        mesh_video = face_mesh_graph(AlignOptions(mode="video", max_faces=av_vid.max_faces))
         for i, img in enumerate(images):  # pass 2: video mode (its worker process beside these frames only)
             t0 = time.perf_counter()
             _face_landmarks(mesh_video, img)

@@ -271,6 +271,23 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_note_fork_in_child)
 
 
+def face_mesh_graph(options: "AlignOptions") -> Any:
+    """The FaceMesh graph the align stage runs for ``options``: its mode, its
+    face search (image mode: ``max_faces``, at least :data:`IMAGE_MESH_FACES`),
+    refined landmarks, its confidences (also the benchmarks' landmarks-only
+    baseline: ``avatarizer bench``, ``benchmarks/attributes.py``)."""
+    from mediapipe.python.solutions import face_mesh  # heavy import, only when used
+
+    image = options.mode == "image"
+    return mediapipe_graph(lambda: face_mesh.FaceMesh(
+        static_image_mode=image,
+        max_num_faces=max(options.max_faces, IMAGE_MESH_FACES) if image else options.max_faces,
+        refine_landmarks=True,
+        min_detection_confidence=float(options.min_detection_confidence),
+        min_tracking_confidence=float(options.min_tracking_confidence),
+    ))
+
+
 def mediapipe_graph(make: Any) -> Any:
     """``make()`` (a MediaPipe solution: face mesh, selfie segmentation), or
     ``RuntimeError`` in a process forked from one where MediaPipe already
@@ -933,15 +950,7 @@ class FaceAligner:
         return max(self.options.max_faces, IMAGE_MESH_FACES)
 
     def _new_mesh(self):
-        from mediapipe.python.solutions import face_mesh  # heavy import, only when used
-
-        return mediapipe_graph(lambda: face_mesh.FaceMesh(
-            static_image_mode=self.options.mode == "image",
-            max_num_faces=self.options.max_faces if self.options.mode == "video" else self._image_search_faces(),
-            refine_landmarks=True,
-            min_detection_confidence=float(self.options.min_detection_confidence),
-            min_tracking_confidence=float(self.options.min_tracking_confidence),
-        ))
+        return face_mesh_graph(self.options)
 
     def close(self) -> None:
         """Release the MediaPipe graphs (after a segmentation under way has

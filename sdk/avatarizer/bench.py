@@ -348,9 +348,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
     """Runs the benchmark; returns the DESIGN.md ``bench --json`` object
     (``live``: also the frames paced at :data:`LIVE_FPS`, video mode only;
     ``worker_cpu``: ``TrackerOptions.worker_cpu``)."""
-    from mediapipe.python.solutions import face_mesh
-
-    from .align import IMAGE_MESH_FACES, mediapipe_graph
+    from .align import AlignOptions, face_mesh_graph
     from .api import Avatarizer
 
     if frames < 1 or warmup < 0:
@@ -380,10 +378,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
                     tracker=tracker)
     # the baseline: the align stage's own FaceMesh (its settings; image mode searches for at least
     # IMAGE_MESH_FACES faces) called as the align stage calls it (align._face_landmarks)
-    searched = av.max_faces if mode == "video" else max(av.max_faces, IMAGE_MESH_FACES)
-    mesh = mediapipe_graph(lambda: face_mesh.FaceMesh(static_image_mode=mode == "image", max_num_faces=searched,
-                                                      refine_landmarks=True, min_detection_confidence=0.5,
-                                                      min_tracking_confidence=0.5))
+    mesh = face_mesh_graph(AlignOptions(mode=mode, max_faces=av.max_faces))
     if log:
         log(f"estimator: {av.estimator} ({av.estimator_reason}); mode {mode}; "
             f"providers {av.providers}; precision {av.precision}")
