@@ -47,14 +47,6 @@ TARGET_FPS = 100.0
 TARGET_BYTES = 1.5e6
 
 
-def _pin_one_core():
-    """The whole process (every thread) on its first CPU: :func:`avatarizer.bench.pin_cpus`."""
-    from avatarizer.bench import pin_cpus
-
-    cpus = pin_cpus(1)
-    return None if cpus is None else cpus[0]
-
-
 def _clips() -> list[Path]:
     import cv2
 
@@ -172,7 +164,9 @@ def main(argv=None) -> int:
         print(f"no 30 fps clip of >= {FRAMES} frames in {SHARED / 'data' / 'video'}", file=sys.stderr)
         return 2
     perfs = {c.stem: performance(c) for c in clips}  # before pinning: the pipeline may use both cores
-    cpu = _pin_one_core()
+    from avatarizer.bench import pin_cpus
+
+    cpu = (pin_cpus(1) or [None])[0]  # (every thread on the first CPU)
     first = next(iter(perfs.values()))
     export_once(first[:60], "lottie")  # warm-up (imports, native handle, caches)
     export_once(first[:60], "svg")

@@ -51,14 +51,6 @@ from avatarizer.checks import int_arg  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _pin_one_core():
-    """The whole process (every thread) on its first CPU: :func:`avatarizer.bench.pin_cpus`."""
-    from avatarizer.bench import pin_cpus
-
-    cpus = pin_cpus(1)
-    return None if cpus is None else cpus[0]
-
-
 def _pct(times) -> dict:
     t = np.asarray(times, np.float64)
     p50, p95, p99 = np.percentile(t, (50, 95, 99))
@@ -211,7 +203,9 @@ def main(argv=None):
         return 0
     if not 1 <= args.threads <= native.MAX_THREADS:
         ap.error(f"--threads must be in 1..{native.MAX_THREADS}")
-    cpu = _pin_one_core() if args.threads == 1 else None
+    from avatarizer.bench import pin_cpus
+
+    cpu = (pin_cpus(1) or [None])[0] if args.threads == 1 else None  # (every thread on the first CPU)
     from avatarizer import _avz as this
 
     load_before = os.getloadavg()
