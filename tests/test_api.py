@@ -79,6 +79,22 @@ def test_close_and_context_manager(astronaut):
         a.from_frame(astronaut)
 
 
+def test_an_avatarizer_or_aligner_refuses_to_be_copied(av, astronaut):
+    """A copy shared the graphs and sessions: closing it closed the original's
+    (which then said it was closed, or raised MediaPipe's own ValueError)."""
+    import copy
+
+    from avatarizer.align import FaceAligner
+
+    with FaceAligner() as al:
+        for make in (copy.copy, copy.deepcopy):
+            for obj, match in ((av, r"Avatarizer\(options=av.options\)"), (al, r"FaceAligner\(al.options\)")):
+                with pytest.raises(TypeError, match=match):
+                    make(obj)
+        assert al.find(astronaut)
+    assert av.from_frame(astronaut) is not None
+
+
 def test_bad_options_are_plain_value_errors():
     for kw, word in [(dict(mode="live"), "mode"), (dict(device="tpu"), "device"),
                      (dict(precision="fp8"), "precision"), (dict(estimator="magic"), "estimator"),

@@ -306,6 +306,37 @@ def test_render_into_caller_buffer_with_padded_stride(samples):
         native.Renderer().render_into(samples[0], np.zeros((10, 10, 3), np.uint8))
 
 
+# A copy of a renderer, closed, under the original: the copy shared the
+# native handle, and closing it freed the handle the original drew with next
+# (a segmentation fault; a review, session 73). In a child: a crash is an exit code.
+_COPY_CLOSE = r"""
+import copy, pickle
+import numpy as np
+from avatarizer import native, schema
+p = schema.sample(1, seed=3)[0]
+r = native.Renderer(threads=2)
+first = r.render(p, 96)
+for make in (copy.copy, copy.deepcopy, lambda x: pickle.loads(pickle.dumps(x))):
+    c = make(r)
+    assert c is not r and c.threads == 2, (c, c.threads)
+    assert np.array_equal(c.render(p, 96), first)
+    c.close()
+    assert np.array_equal(r.render(p, 96), first)
+r.close()
+try:
+    copy.copy(r)
+except RuntimeError as e:
+    print("closed:", e)
+print("ok")
+"""
+
+
+def test_a_copied_renderer_is_a_handle_of_its_own():
+    done = subprocess.run([sys.executable, "-c", _COPY_CLOSE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.splitlines() == ["closed: This renderer is closed; create a new one.", "ok"], done.stdout
+
+
 # Rows gigabytes apart in a lazily backed mapping (only the touched pages are
 # ever allocated): stride, height, width, threads. 2**30 x 9 rows crashed
 # (SIGSEGV); the others are a banded render and the largest legal stride.

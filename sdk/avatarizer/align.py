@@ -952,6 +952,14 @@ class FaceAligner:
     def _new_mesh(self):
         return face_mesh_graph(self.options)
 
+    def __copy__(self):
+        # a copy shared the graphs: closing it left the original a MediaPipe ValueError
+        raise TypeError("A FaceAligner cannot be copied; create another with the same options "
+                        "(FaceAligner(al.options)).")
+
+    def __deepcopy__(self, memo):  # (it failed on the locks, with an obscure message)
+        self.__copy__()
+
     def close(self) -> None:
         """Release the MediaPipe graphs (after a segmentation under way has
         finished). Calling it again does nothing."""

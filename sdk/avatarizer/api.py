@@ -745,6 +745,14 @@ class Avatarizer:
                 f"providers={self.providers}, precision={self.precision!r}, {state})")
 
     # -- lifecycle
+    def __copy__(self):
+        # a copy shared the graphs, sessions and stream state: closing it closed the original's
+        raise TypeError("An Avatarizer cannot be copied; create another with the same options "
+                        "(Avatarizer(options=av.options)).")
+
+    def __deepcopy__(self, memo):  # (it failed on the locks, with an obscure message)
+        self.__copy__()
+
     def close(self) -> None:
         """Release the MediaPipe graphs and model sessions. Calling it again does nothing.
 
