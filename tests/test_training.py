@@ -134,6 +134,39 @@ def test_runs_start_over_when_their_inputs_change(fake, capsys):
     assert "pae: inputs changed (not recorded in its checkpoint), starting over" in capsys.readouterr().out
 
 
+def test_shipping_refuses_a_network_trained_on_other_data(fake, tmp_path):
+    """``ship`` on its own (not after training, as ``make models`` runs it)
+    shipped a mapper trained on pairs since rebuilt, its metadata counting
+    the new pairs: it refuses (training itself starts over, above)."""
+    T.train_image_ae(cfg("img", "image_ae", steps=2))
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    T.train_mapper(cfg("map", "mapper", steps=2, image_ae="img", param_ae="pae"))
+    T.train_mapper(cfg("map_ft", "mapper", steps=2, image_ae="img", param_ae="pae", finetune="map"))
+    for run in ("map", "map_ft"):
+        T.load_image_to_face(run, check_data=True)
+    for stage, old, new, refused in (("pairs", "p1", "p2", "map: .*pairs"), ("avatars", "v1", "v2", "pae: .*avatars"),
+                                     ("aligned", "a1", "a2", "img: .*aligned")):
+        fake.stages[stage] = new
+        with pytest.raises(ValueError, match=f"{refused} than the one in the cache now: train it again"):
+            T.load_image_to_face("map", check_data=True)
+        if stage == "aligned":  # the fine-tuned run carries its own E_s: the image AE's data is not its
+            T.load_image_to_face("map_ft", check_data=True)
+        else:
+            with pytest.raises(ValueError, match="train it again"):
+                T.load_image_to_face("map_ft", check_data=True)
+        T.load_image_to_face("map")  # (evaluation of a training run: not checked)
+        fake.stages[stage] = old
+    # the metadata's count of unpaired avatars is the cache's, not a constant
+    import json
+
+    from avatarizer_export import ship
+    for stage, meta in (("aligned", {"aligned": 10, "per_source": {"a": 10}}),
+                        ("pairs", {"pairs": 30, "train_photos": 8}), ("avatars", {"n": 5000})):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "meta.json").write_text(json.dumps(meta))
+    assert ship.training_summary(tmp_path)["unpaired_avatars"] == 5000
+
+
 def test_pair_encodings_follow_the_pairs_and_the_encoder(fake, monkeypatch):
     T.train_image_ae(cfg("img", "image_ae", steps=2))
     assert T.pair_encodings(image_ae="img")["z_pairs"].shape == (24, 16)

@@ -43,10 +43,11 @@ PARAM_GATE = 0.01
 def training_summary(cache: Path) -> dict:
     meta = json.loads((cache / "aligned" / "meta.json").read_text())
     pairs = json.loads((cache / "pairs" / "meta.json").read_text())
+    avatars = json.loads((cache / "avatars" / "meta.json").read_text())
     return {
         "photos": meta["aligned"], "sources": list(meta["per_source"]),
         "paired_examples": pairs["pairs"], "paired_photos": pairs["train_photos"],
-        "unpaired_avatars": 100000, "split": "docs/split.md (held-out by file name)",
+        "unpaired_avatars": avatars["n"], "split": "docs/split.md (held-out by file name)",
         "licence": "non-commercial (FFHQ CC BY-NC-SA 4.0, UTKFace research only): see docs/MODEL_CARD.md",
     }
 
@@ -69,7 +70,7 @@ class _Ctx:
 
         self.cache = cache
         self.mapper = mapper
-        self.net, self.size = load_image_to_face(mapper)
+        self.net, self.size = load_image_to_face(mapper, cache, check_data=True)
         self.held = _crops(cache, True, 64, 0)  # gate / check inputs: held-out photos
         self.calib = _crops(cache, False, 256, 1)  # calibration: training photos
         self.evals = [{"crop": self.held[i:i + 16]} for i in range(0, len(self.held), 16)]

@@ -274,11 +274,30 @@ def load_modules(name: str) -> tuple[dict, dict]:
     return mods, ck
 
 
-def load_image_to_face(mapper: str = "mapper_full") -> tuple[nets.ImageToFace, int]:
+def _check_data(name: str, ck: dict, cache: Path | None) -> None:
+    """ValueError when run ``name`` (checkpoint ``ck``) was trained on another
+    build of a data stage than the one in ``cache`` now (or recorded none)."""
+    from . import data
+
+    was = ck.get("inputs")
+    stages = DATA_STAGES.get(ck["config"]["kind"], ())
+    changed = [st for st in stages if was is None or was.get(f"data {st}") != data.stage_key(cache, st)]
+    if changed:
+        where = cache if cache is not None else "the cache"
+        raise ValueError(f"{name}: trained on another build of {', '.join(changed)} than the one in {where} now"
+                         f"{' (its checkpoint records none)' if was is None else ''}: train it again "
+                         "(make models), or ship with the cache it was trained on")
+
+
+def load_image_to_face(mapper: str = "mapper_full", cache: Path | None = None, *, check_data: bool = False
+                       ) -> tuple[nets.ImageToFace, int]:
     """crop -> face slice of a mapper run, with the E_s and D_t it was trained
     against (a fine-tuned run carries its own E_s). Returns (net, crop size).
     ValueError when the run of E_s or D_t was retrained since (its checkpoint
-    is not the one the mapper's checkpoint records)."""
+    is not the one the mapper's checkpoint records); with ``check_data``
+    (shipping: the model's metadata describes ``cache``'s data) also when the
+    mapper, its D_t or its E_s was trained on another build of the data
+    stages in ``cache`` (default: the project's) than the one there now."""
     mp, ck = load_modules(mapper)
     cfg = ck["config"]
     for field_ in ("param_ae",) if "enc" in mp else ("param_ae", "image_ae"):
@@ -287,12 +306,17 @@ def load_image_to_face(mapper: str = "mapper_full") -> tuple[nets.ImageToFace, i
         if was is not None and was != ckpt_sha256(run):
             raise ValueError(f"{mapper}: trained against another checkpoint of {RUNS / run / 'ckpt.pt'} "
                              f"than the one there now: train the mapper again")
-    pae, _ = load_modules(cfg.get("param_ae", "param_ae"))
+    pae, pck = load_modules(cfg.get("param_ae", "param_ae"))
     if "enc" in mp:  # fine-tuned: its E_s was built from its own net config
         enc, size = mp["enc"], cfg["net"]["image_size"]
+        used = [(mapper, ck), (cfg.get("param_ae", "param_ae"), pck)]
     else:
         img, ick = load_modules(cfg.get("image_ae", "image_ae"))
         enc, size = img["enc"], ick["config"]["net"]["image_size"]
+        used = [(mapper, ck), (cfg.get("param_ae", "param_ae"), pck), (cfg.get("image_ae", "image_ae"), ick)]
+    if check_data:  # (ship ran a network trained on rebuilt data without a word; a review, session 73)
+        for name, run_ck in used:
+            _check_data(name, run_ck, cache)
     return nets.ImageToFace(enc, mp["mapper"], pae["dec"]).eval(), size
 
 
