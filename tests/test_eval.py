@@ -1477,6 +1477,43 @@ def test_detectors_measure_again_over_an_unreadable_cue_cache(tmp_path, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "detector_cues.npz"]
 
 
+def test_detectors_measure_newly_labelled_or_replaced_photos(tmp_path, monkeypatch):
+    """The cue cache was keyed on the artist's source alone: photos labelled
+    since were never measured (and silently left out), replaced ones kept
+    their old cues."""
+    import os
+
+    from avatarizer_export import detectors as D
+
+    class Measured(Exception):
+        pass
+
+    names = [f"{i}.png" for i in range(6)]
+    for n in names:
+        (tmp_path / n).write_bytes(b"x")
+    key = D._labelled_cache_key(tmp_path, names[:3])
+    D._write_cache(tmp_path / "detector_cues.npz", key=key, names=np.array(names[:3]),
+                   **{f: np.zeros((3, 2)) for f in D._fields()})
+    monkeypatch.setattr(D, "features", lambda *a, **k: (_ for _ in ()).throw(Measured()))
+    monkeypatch.setattr(D, "_labelled", lambda shared, what: (tmp_path, {}, names[:3]))
+    monkeypatch.setattr(D, "eye_features", lambda *a, **k: {"names": []})  # (the labels by eye: not these)
+    try:  # the photos measured: the cache is read (the fit then fails for want of labels, not measuring)
+        D.fit(tmp_path, tmp_path, quiet=True)
+    except Measured:
+        pytest.fail("the cue cache of these very photos was not read")
+    except Exception:
+        pass
+    monkeypatch.setattr(D, "_labelled", lambda shared, what: (tmp_path, {}, names))
+    with pytest.raises(Measured):  # three more labelled: measured again
+        D.fit(tmp_path, tmp_path, quiet=True)
+    assert D._labelled_cache_key(tmp_path, names[:3]) == key
+    (tmp_path / "1.png").write_bytes(b"yy")  # a photo replaced
+    assert D._labelled_cache_key(tmp_path, names[:3]) != key
+    (tmp_path / "1.png").write_bytes(b"x")
+    os.utime(tmp_path / "1.png", ns=(1, 1))
+    assert D._labelled_cache_key(tmp_path, names[:3]) != key
+
+
 def test_attributes_sheet_counts_against_the_labels_by_eye_where_there_are_some():
     """The attributes sheet's truth is the shared label replaced by the
     project's label by eye (as ``eval``'s ``accessories_by_eye``): a cap the

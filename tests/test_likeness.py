@@ -1394,7 +1394,7 @@ def _synthetic_detector_inputs(tmp_path, monkeypatch, n: int = 240, n_eye: int =
         colour_keys.append(f"ffhq128-labelled/{name}")
         colours.append(lab["hair_colour"])
     (faces / "attributes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    np.savez(cache / "detector_cues.npz", key=D._cache_key(), names=np.array(names),
+    np.savez(cache / "detector_cues.npz", key=D._labelled_cache_key(faces, names), names=np.array(names),
              **{f: np.array(v, np.float64) for f, v in cues.items()})
     eye_keys, eye_cues, eye_records = [f"ffhq128/e{i:04d}.png" for i in range(n_eye)], {f: [] for f in fields}, []
     for j, key in enumerate(eye_keys):
@@ -1558,7 +1558,8 @@ def test_detectors_fit_without_h_predictions_keeps_the_age_prior(tmp_path, monke
     assert written["fitted_on_headwear"].endswith("labelled by eye for a covered head "
                                                   "(hat kinds, accessories, the top of the head, hair length)")
     # the hat detector's projection travels in the file: the SDK reads it as the toolchain predicts with it
-    hat = D._read_cache(cache / "detector_cues.npz", D._cache_key())["hat"][:20]
+    folder, _, names = D._labelled(shared, "the test")
+    hat = D._read_cache(cache / "detector_cues.npz", D._labelled_cache_key(folder, names))["hat"][:20]
     sdk_det = A._checked(json.loads(json.dumps(det["headwear"])), "headwear")
     assert np.allclose(D.predict(det["headwear"], hat), A.probabilities(sdk_det, A.hat_inputs(hat, sdk_det)))
     for name, model in det.items():

@@ -105,6 +105,29 @@ def _cache_key() -> str:
     return f"{_cue_key()}:sizes={','.join(map(str, cue_sizes()))}"
 
 
+def _labelled_cache_key(folder: Path, names) -> str:
+    """``detector_cues.npz``'s key: :func:`_cache_key` and which photos of
+    the labelled ``folder`` were measured (:func:`_photos_key`)."""
+    return f"{_cache_key()}:photos={_photos_key(folder, names)}"
+
+
+def _photos_key(folder: Path, names) -> str:
+    """The identity of the photos ``names`` of ``folder``: their names, sizes
+    and modification times (16 hex digits of a SHA-256); a missing photo
+    counts as one of size -1."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for n in names:
+        try:
+            st = os.stat(Path(folder) / n)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "-1"
+        h.update(f"{n}\0{stamp}\n".encode())
+    return h.hexdigest()[:16]
+
+
 #: drawing precision of the facial-hair detectors (beard, moustache), below
 #: the others': no threshold of theirs keeps 0.9 out of fold (the labels'
 #: stubble and the odd mask or taped mouth sit among the top scores), and
@@ -683,7 +706,9 @@ def fit(shared: Path, cache: Path, *, precision: float = 0.9, out: Path | None =
                              f"{precision}: fit every detector")
     folder, labels, names = _labelled(shared, "the detectors")
     cue_cache = Path(cache) / "detector_cues.npz"
-    key = _cache_key()
+    # (which photos were measured, and their contents: newly labelled photos were left out, replaced ones kept
+    # their old cues, under a key of the artist's source alone; a review, session 73)
+    key = _labelled_cache_key(folder, names)
     z = _read_cache(cue_cache, key, _fields())  # (one without a field SIZED has now is measured again)
     if z is not None:
         feats = {k: z[k] for k in _fields()}
