@@ -2216,3 +2216,21 @@ def test_gender_labels_are_two_random_samples_split_by_heldout():
             assert answered and all(k.split(", ")[0].split()[-1] == k.split()[-1] for k in answered), ctrl
     assert not any(k.startswith("ffhq128-labelled/") for k in lab)  # (controls are not written)
     assert not any("gender" in v for v in D.eye_labels().values())
+
+
+def test_the_pca_basis_cache_follows_every_row_of_the_features(tmp_path, monkeypatch):
+    """Its key hashed every 97th row: a table with other rows changed got
+    the old basis back (and the student trained in it)."""
+    from avatarizer_export import attributes as A
+
+    monkeypatch.setattr(A, "RUN", tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    X = np.random.default_rng(0).normal(size=(300, 40)).astype(np.float32)
+    V = A._cached_pca(X, 1)
+    assert np.array_equal(A._cached_pca(X, 1), V)  # the same table: read back
+    X2 = X.copy()
+    X2[1:97] = np.random.default_rng(1).normal(size=(96, 40))  # (none of rows 0, 97, 194, 291)
+    V2 = A._cached_pca(X2, 1)
+    assert not np.allclose(V2, V, atol=1e-3)
+    Vf, sc = A.pca_basis(X2)
+    assert np.allclose(np.abs(V2), np.abs(Vf / sc), atol=1e-3)

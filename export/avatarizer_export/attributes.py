@@ -596,7 +596,9 @@ def _cached_pca(X: np.ndarray, tag: int, name: str = "") -> np.ndarray:
     (one file per backbone ``name``)."""
     import hashlib
 
-    digest = hashlib.sha1(np.ascontiguousarray(X[::97]).tobytes()).hexdigest()[:12]
+    # (all of it: a key of every 97th row reused the old basis, and the student trained in it, for a table
+    # whose other rows had changed; a review, session 73)
+    digest = hashlib.sha1(repr(X.shape).encode() + np.ascontiguousarray(X).tobytes()).hexdigest()[:12]
     path = RUN / f"pca_{name}n{tag}_{digest}.npy"
     if path.exists():
         try:
@@ -1212,7 +1214,7 @@ def distil(teacher: Backbone, mean: np.ndarray, std: np.ndarray, V: np.ndarray, 
     cfg = {"widths": list(STUDENT_WIDTHS), "stem": STUDENT_STEM, "out": STUDENT_OUT, "steps": int(steps),
            "batch": DISTIL_BATCH, "lr": DISTIL_LR, "logit_weight": DISTIL_LOGIT_WEIGHT, "seed": int(seed),
            "photos": hashlib.sha1(np.asarray(photos, np.int64).tobytes()).hexdigest()[:12],
-           "teacher": hashlib.sha1(np.ascontiguousarray(V[::97, :STUDENT_OUT]).tobytes()).hexdigest()[:12],
+           "teacher": hashlib.sha1(np.ascontiguousarray(V[:, :STUDENT_OUT]).tobytes()).hexdigest()[:12],
            "logits": hashlib.sha1(np.ascontiguousarray(A, np.float64).tobytes()).hexdigest()[:12]}
     final, ckpt = RUN / "student.pt", RUN / "student_ckpt.pt"
     student = Student()
