@@ -292,7 +292,7 @@ def test_training_and_runtime_preprocessing_give_the_same_network_input(size):
     assert np.abs(runtime - train).max() < 2e-3
 
 
-def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step(tmp_path, monkeypatch):
+def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step(tmp_path, monkeypatch, capsys):
     """``avatarizer-export all``: every step gets the same --cache (a namespace
     faked in code once dropped it for training), in order, and an exception
     in any step (shipping included) fails the run instead of being skipped."""
@@ -330,7 +330,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     monkeypatch.setattr(gender, "fit", rec("gender fusion"))
     monkeypatch.setattr(beardgrey, "fit", rec("beard grey fusion"))
     pipeline.STAGES.clear()
-    stages = pipeline.run_all(shared, cache, steps_scale=0.5)
+    stages = pipeline.run_all(shared, cache, steps_scale=0.5, ship_short=True)
     names = [c[0] for c in calls]
     # the hat network's labels checked once the photos are aligned (it is fitted hours later); the artist's,
     # before the pairs; the facial-hair, hair-colour and skin-tone networks with them
@@ -373,6 +373,23 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
                                                        for _, a, kw in trains]
     assert ship.export.__name__ == "<lambda>" and calls[-7][1][0] == "ship"
     assert set(stages) >= {"data align", "train mapper", "ship"}
+
+    # a trial run (fewer steps, no --ship-short): everything staged and checked, then discarded; nothing shipped,
+    # no report (its under-trained face network replaced the shipped one: the quality gate measures drift only)
+    def staged_ship(what, cache_, mapper, folder):
+        calls.append(("ship", (what,), {}))
+        (Path(folder) / "image_to_face.onnx").write_bytes(b"under-trained")
+
+    monkeypatch.setattr(ship, "export", staged_ship)
+    before = _tree(tmp_path / "sdk")
+    calls.clear()
+    pipeline.run_all(shared, cache, steps_scale=0.5)
+    names = [c[0] for c in calls]
+    assert "ship" in names and "gender fusion" in names and "report" not in names and "beard grey fusion" not in names
+    assert _tree(tmp_path / "sdk") == before and "nothing shipped" in capsys.readouterr().out
+    calls.clear()
+    pipeline.run_all(shared, cache, steps_scale=0.5, ship_short=True, report=False)
+    assert (ship.MODELS / "image_to_face.onnx").read_bytes() == b"under-trained"
 
     # too few hat labels: the run stops at once, not after the trainings
     calls.clear()

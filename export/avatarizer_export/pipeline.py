@@ -20,7 +20,12 @@ checkpoint (with the generators' states: it ends with the weights an
 uninterrupted run has). The networks of steps 3, 4 and 6 (H and its heads,
 the bank, the fusions, the hat, facial-hair, hair-colour, hair-length and
 skin-tone networks) are fitted again on every run, and ``--steps-scale``
-scales the step-2 trainings only.
+scales the step-2 trainings only. A run with ``--steps-scale`` below 1 is a
+trial: its under-trained face network is staged and checked like any other,
+then discarded, nothing shipped and no report written, unless
+``--ship-short`` (it replaced the shipped models, passing the quality gate,
+which measures the quantized files' drift from their own fp32 network, not
+how well that network was trained).
 
 Steps 3 and 4 write into staging copies of the two shipped folders
 (:mod:`~avatarizer_export.staging`, ``sdk/avatarizer/.models.staging`` and
@@ -69,9 +74,11 @@ def shipped_folders() -> list[tuple[Path, tuple[str, ...]]]:
 
 
 def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float = 1.0,
-            report: bool = True) -> dict[str, float]:
+            report: bool = True, ship_short: bool = False) -> dict[str, float]:
     """Every step from the shared photos to the shipped model files; returns
-    the seconds per step. Each step is a typed function of its module."""
+    the seconds per step. Each step is a typed function of its module.
+    ``steps_scale`` below 1 without ``ship_short``: a trial run, whose staged
+    files are discarded at the end (nothing shipped, no report)."""
     from . import (beardgrey, data, detectors, facialhair, gender, haircolournet, hairbank, hairlength, hairlengthnet,
                    hatnet, hats, rethreshold, ship, skintone, skintonenet, staging, train)
     from .attributes import run as train_attributes
@@ -149,6 +156,12 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
             with contextlib.suppress(Exception):
                 staging.discard(folder)
         raise
+    if steps_scale < 1 and not ship_short:
+        for folder, _ in shipped:
+            staging.discard(folder)
+        print(f"all: a trial run (--steps-scale {steps_scale:g}): every step ran and its files were checked, then "
+              "discarded; nothing shipped, no report (--ship-short ships an under-trained face network)", flush=True)
+        return dict(STAGES)
     _timed("commit", staging.commit_all, shipped)
     # the hybrid's grey-beard decision: fitted through the SDK as committed (its detector, H and hair-colour
     # network), into its data folder; a run stopped before it leaves the old file, which names the old files
@@ -164,7 +177,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
 def main_all(args) -> int:
     t0 = time.time()
     stages = run_all(shared_dir(args.shared), cache_dir(args.cache), workers=args.workers,
-                     steps_scale=args.steps_scale, report=not args.skip_report)
+                     steps_scale=args.steps_scale, report=not args.skip_report, ship_short=args.ship_short)
     for stage, sec in stages.items():
         print(f"all: {stage:<16} {sec / 60:6.1f} min")
     print(f"all: done in {(time.time() - t0) / 60:.1f} min")
@@ -181,4 +194,7 @@ def add_parser(sub):
     p.add_argument("--steps-scale", type=steps_scale, default=1.0, help="scale the step counts of step 2's trainings (the autoencoders, the mappers, direct "
                    "regression); the networks of steps 3-6 train to their own lengths")
     p.add_argument("--skip-report", action="store_true")
+    p.add_argument("--ship-short", action="store_true",
+                   help="with --steps-scale below 1: ship what the run made (by default such a trial run discards "
+                        "its staged files: its face network is under-trained)")
     p.set_defaults(func=main_all)
