@@ -823,9 +823,10 @@ def test_an_engine_the_gate_refuses_is_reported_and_the_other_built(tmp_path, mo
     from avatarizer_export import formats, ship, tensorrt_build
     from avatarizer_export.quantize import QualityGateError
 
-    built = []
+    built, refs = [], {}
 
     def build_engine(src, dst, fmt, **kw):
+        refs[fmt] = (src.name, kw["reference"])
         if fmt == "engine-fp16":
             raise QualityGateError({"failed": ["render_lpips"], "metrics": {"render_lpips": 0.02},
                                     "thresholds": {"render_lpips": 0.005}}, what=f"{fmt} engine {dst.name}")
@@ -838,6 +839,11 @@ def test_an_engine_the_gate_refuses_is_reported_and_the_other_built(tmp_path, mo
     out = ship.build_engines(ctx, tmp_path)
     assert out["engine-fp16"]["passed"] is False and "render_lpips" in out["engine-fp16"]["error"]
     assert out["engine-int8"] == {"passed": True} and built == ["engine-int8"]
+    # both gated against fp32 (the fp16 engine, built from the fp16 file, was gated against that file: it
+    # could drift from fp32 up to twice the limit and pass)
+    fp32 = ship.BUILD / formats.file_name(ship.ROLE, "onnx-fp32")
+    assert refs == {"engine-fp16": (formats.file_name(ship.ROLE, "onnx-fp16"), fp32),
+                    "engine-int8": (formats.file_name(ship.ROLE, "onnx-fp32"), fp32)}
 
 
 def test_staging_commit_refuses_to_overwrite_a_users_file_and_finishes_a_cut_short_commit(exported, tmp_path):
@@ -1332,3 +1338,15 @@ def test_detectors_out_refuses_an_existing_file_without_overwrite(tmp_path, caps
     assert cli.main(["detectors", "--out", str(mine), "--overwrite", "--cache", str(tmp_path / "c")]) == 0
     assert cli.main(["detectors", "--out", str(mine), "--only", "receding", "--cache", str(tmp_path / "c")]) == 0
     assert [kw["out"] for kw in fitted] == [mine, mine] and fitted[1]["only"] == ("receding",)
+
+
+def test_the_worst_difference_keeps_a_nan_whatever_comes_before_or_after():
+    """``max(diffs.get(k, 0.0), d)`` recorded a NaN output as no difference
+    (0.0) in the manifest's verification field, or not, by order."""
+    from avatarizer_export.onnx_util import worst_abs_diffs
+
+    x = {"face": np.zeros(3)}
+    nan, big = {"face": np.array([0.0, np.nan, 0.0])}, {"face": np.array([0.0, 0.5, 0.0])}
+    for order in ([(x, nan), (x, big)], [(x, big), (x, nan)], [(x, nan)]):
+        assert np.isnan(worst_abs_diffs(order)["face"])
+    assert worst_abs_diffs([(x, big), (x, x)]) == {"face": 0.5} and worst_abs_diffs([]) == {}

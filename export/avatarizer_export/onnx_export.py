@@ -50,7 +50,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import formats
-from .onnx_util import _as_tuple, _to_numpy_feed, feeds_as_inputs, max_abs_diff, ort_outputs, staged
+from .onnx_util import _as_tuple, _to_numpy_feed, feeds_as_inputs, max_abs_diff, ort_outputs, staged, worst_abs_diffs
 
 log = logging.getLogger(__name__)
 
@@ -213,15 +213,13 @@ def _compare_with_torch(module, onnx_path: Path, input_names, check_inputs, atol
         reps = 3 if b != 3 else 2
         feeds.append({k: np.concatenate([v] * reps, axis=0) for k, v in first.items()})
     ort_outs = ort_outputs(onnx_path, feeds)
-    worst = 0.0
-    per_output: dict[str, float] = {}
+    pairs = []
     with _eval_mode(module), torch.no_grad():
         for feed, got in zip(feeds, ort_outs):
             ref = _as_tuple(module(*[torch.from_numpy(feed[n]) for n in input_names]))
-            ref_np = dict(zip(got.keys(), (r.detach().cpu().numpy() for r in ref)))
-            for k, d in max_abs_diff(ref_np, got).items():
-                per_output[k] = max(per_output.get(k, 0.0), d)
-                worst = max(worst, d) if not np.isnan(d) else float("nan")
+            pairs.append((dict(zip(got.keys(), (r.detach().cpu().numpy() for r in ref))), got))
+    per_output = worst_abs_diffs(pairs)
+    worst = float("nan") if any(np.isnan(v) for v in per_output.values()) else max(per_output.values(), default=0.0)
     report = {"max_abs_diff": worst, "per_output": per_output, "inputs": len(feeds), "atol": atol}
     if not worst <= atol:
         raise ExportError(f"{name}: ONNX Runtime and PyTorch disagree: max |diff| = {worst:.3g} > "
@@ -330,10 +328,7 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, *, name: str | 
             names = [i.name for i in model.graph.input]
             feeds = [_to_numpy_feed(names, x) for x in check_inputs]
             a, b = ort_outputs(src, feeds), ort_outputs(tmp, feeds_as_inputs(model16, feeds))
-            diffs: dict[str, float] = {}
-            for x, y in zip(a, b):
-                for k, d in max_abs_diff(x, y).items():
-                    diffs[k] = max(diffs.get(k, 0.0), d)
+            diffs = worst_abs_diffs(zip(a, b))
             report["max_abs_diff_vs_fp32"] = diffs
             extra["verification"] = {"max_abs_diff_vs_fp32": diffs, "inputs": len(feeds)}
         else:

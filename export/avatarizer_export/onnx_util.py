@@ -59,6 +59,18 @@ def max_abs_diff(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> di
     return out
 
 
+def worst_abs_diffs(pairs) -> dict[str, float]:
+    """:func:`max_abs_diff` over ``(a, b)`` pairs, output by output: the
+    largest, NaN where any is NaN (``max(0.0, nan)`` is 0.0: a NaN output
+    was recorded as no difference at all)."""
+    out: dict[str, float] = {}
+    for a, b in pairs:
+        for k, d in max_abs_diff(a, b).items():
+            prev = out.get(k)
+            out[k] = d if prev is None or np.isnan(d) or d > prev else prev
+    return out
+
+
 def ort_outputs(path: str | os.PathLike, feeds: Sequence[Mapping[str, np.ndarray]],
                 threads: int = 1) -> list[dict[str, np.ndarray]]:
     """Runs an ONNX file with ONNX Runtime on the CPU on each feed dict."""

@@ -177,7 +177,8 @@ def build_engines(ctx: _Ctx, folder: Path) -> dict:
             out[fmt] = build_engine(srcdir / formats.file_name(ROLE, src), folder / formats.file_name(ROLE, fmt),
                                     fmt, name=formats.model_name(ROLE, fmt),
                                     calibration={"crop": ctx.calib} if fmt == "engine-int8" else None,
-                                    check_inputs=ctx.evals, metric_fns=fns, thresholds=th, manifest_folder=folder)
+                                    check_inputs=ctx.evals, metric_fns=fns, thresholds=th, manifest_folder=folder,
+                                    reference=BUILD / formats.file_name(ROLE, "onnx-fp32"))
         except QualityGateError as exc:  # (as fp16 and int8: reported refused, the other engine still built)
             out[fmt] = {"passed": False, "error": str(exc)}
     return out
