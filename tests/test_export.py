@@ -835,6 +835,10 @@ def test_an_engine_the_gate_refuses_is_reported_and_the_other_built(tmp_path, mo
 
     monkeypatch.setattr(formats, "check_format", lambda fmt, calibration=None: None)
     monkeypatch.setattr(tensorrt_build, "build_engine", build_engine)
+    monkeypatch.setattr(ship, "BUILD", tmp_path / "build")
+    (tmp_path / "build").mkdir()
+    for folder, src in ((tmp_path / "build", "onnx-fp32"), (tmp_path, "onnx-fp16")):
+        (folder / formats.file_name(ship.ROLE, src)).write_bytes(b"onnx")
     ctx = SimpleNamespace(calib=np.zeros((1, 3, 8, 8), np.float32), evals=[], gate=lambda: ({}, {}))
     out = ship.build_engines(ctx, tmp_path)
     assert out["engine-fp16"]["passed"] is False and "render_lpips" in out["engine-fp16"]["error"]
@@ -844,6 +848,13 @@ def test_an_engine_the_gate_refuses_is_reported_and_the_other_built(tmp_path, mo
     fp32 = ship.BUILD / formats.file_name(ship.ROLE, "onnx-fp32")
     assert refs == {"engine-fp16": (formats.file_name(ship.ROLE, "onnx-fp16"), fp32),
                     "engine-int8": (formats.file_name(ship.ROLE, "onnx-fp32"), fp32)}
+    # no fp16 file (the gate refused it): that engine is reported, the int8 one still built (the missing file
+    # stopped the whole build)
+    (tmp_path / formats.file_name(ship.ROLE, "onnx-fp16")).unlink()
+    built.clear()
+    out = ship.build_engines(ctx, tmp_path)
+    assert out["engine-fp16"]["passed"] is False and "no onnx-fp16 file" in out["engine-fp16"]["error"]
+    assert out["engine-int8"] == {"passed": True} and built == ["engine-int8"]
 
 
 def test_staging_commit_refuses_to_overwrite_a_users_file_and_finishes_a_cut_short_commit(exported, tmp_path):

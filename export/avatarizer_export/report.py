@@ -21,6 +21,7 @@ import numpy as np
 
 from .argtypes import count
 from .evaluate import evaluate, list_photos
+from .onnx_util import staged
 from .paths import ROOT, cache_dir, shared_dir
 from .train import RUNS, SHIPPED_MAPPER
 
@@ -325,7 +326,8 @@ def write_report(shared: Path, utk: int = 300, cache: Path | None = None) -> dic
     res["seconds"] = round(time.time() - t0, 1)
     res["photos"] = [str(f.relative_to(shared)) for f in files]
     res["paired"] = paired_results(res["methods"], keep.get("per_photo"))
-    (OUT / "results.json").write_text(json.dumps({k: v for k, v in res.items() if k != "photos"}, indent=1))
+    with staged(OUT / "results.json", "part") as tmp:  # (never half a file: a run cut short kept the old one)
+        tmp.write_text(json.dumps({k: v for k, v in res.items() if k != "photos"}, indent=1))
     _grid(keep, [m for m in ("artist", SHIPPED, "model", "direct") if m in keep["preds"]])
     for run in LOSS_RUNS:
         src = RUNS / run / "loss.png"
@@ -384,7 +386,8 @@ def write_report(shared: Path, utk: int = 300, cache: Path | None = None) -> dic
     for run in LOSS_RUNS:
         if (OUT / f"loss_{run}.png").exists():
             text.append(f"![{run} loss](loss_{run}.png)")
-    (OUT / "README.md").write_text("\n".join(text) + "\n")
+    with staged(OUT / "README.md", "part") as tmp:
+        tmp.write_text("\n".join(text) + "\n")
     print(f"wrote {OUT / 'README.md'} and results.json ({res['seconds']} s)")
     return res
 
