@@ -148,7 +148,8 @@ const char *avz_renderer_error(const avz_renderer *renderer);
  * in all (each band sets up the shapes that cross it). The picture is the
  * same but where cairo clips an outline at a band edge: composited on white,
  * within 3 levels on avatars of real faces with 2 threads (3.5 at most seen; with
- * 3-8 threads more band edges: up to 5 levels seen) (straight RGBA of nearly
+ * 3-8 threads more band edges: up to 5 levels seen; random parameter vectors
+ * within the schema's ranges, not faces: 8 seen with 3 threads) (straight RGBA of nearly
  * transparent pixels can differ more, as any alpha difference of one level
  * does). AVZ_AA_FAST images are not cut into bands (since 1.3): cairo's 4x4
  * scan converter changed the coverage of rows above a band edge by up to 60

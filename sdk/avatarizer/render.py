@@ -54,7 +54,8 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
     ``backend="pillow"`` draws sides up to ``PILLOW_MAX_SIZE`` (2048) only.
     ``threads``: native only, how many threads draw the image (bands of rows,
     at least 32 rows each; the picture the same within 3 levels with 2 threads (3.5 at most seen,
-    up to 5 with 3-8) where an outline meets a band edge): ``"auto"`` (default) is 2 for images of
+    up to 5 with 3-8; random parameter vectors, not faces: 8 with 3) where an outline meets a band
+    edge): ``"auto"`` (default) is 2 for images of
     384² pixels or more where the process may run on two or more CPUs and no
     ``Avatarizer.stream()`` is running, else 1
     (:func:`avatarizer.native.auto_threads`); 1 keeps the drawing on the
