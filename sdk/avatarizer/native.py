@@ -421,7 +421,7 @@ class Renderer:
         # copy.copy, deepcopy and pickle give a new handle with the same threads: a plain copy shared this
         # handle, and closing the copy freed it under the original (a segmentation fault; a review, session 73)
         self._handle()  # (a closed renderer: RuntimeError, as any use of it)
-        return (Renderer, (self._threads,))
+        return (type(self), (self._threads,))
 
     def _handle(self):
         if self._h is None:  # as a closed Avatarizer or FaceAligner (README: errors)
