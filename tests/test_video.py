@@ -2615,3 +2615,38 @@ def test_a_held_expression_and_blinks_barely_move_the_neutral_face(face):
         t += 40.0
     assert tr.neutral[e] > rest[e] - 0.05 * X.SPANS[e], (tr.neutral[e], rest[e])
     assert abs(tr.neutral[b] - rest[b]) < 0.25 * abs(lift)
+
+
+def test_the_hair_covers_the_skull_whatever_the_average_did():
+    """Video's identity averages value by value: under a close crop (a buzz
+    cut) the skull's top rose over the hair's (a bald crown above the hair,
+    d6.mp4). ``prior.hair_over_the_skull`` lifts the hair's top over it,
+    stretching only what lies above the brows; a bald top, no hair or a hat
+    are left as they are."""
+    from avatarizer import prior as P
+
+    p = schema.default().copy()
+    p[schema.index("hair_style.layers")] = 2.0
+    p[schema.index("headwear.type")] = 0.0
+    top = schema.index("face.y7")
+
+    def hair_top(q):
+        return min(schema.points(q, "hair_back")[:, 1].min(), schema.points(q, "hair_front")[:, 1].min())
+
+    assert P.hair_over_the_skull(p) is p  # covered already
+    ys = [i for i in range(schema.HAIR.start, schema.HAIR.stop) if schema.KINDS[i] == "y"
+          and not schema.NAMES[i].startswith("hair_style")]
+    brow = P.brow_top(p)
+    p[ys] = np.where(p[ys] < brow, p[ys] + 0.17, p[ys])  # the hair's top 0.03 under the skull's
+    p = schema.clip(p)
+    assert hair_top(p) - p[top] == pytest.approx(0.03, abs=1e-5)
+    q = P.hair_over_the_skull(p)
+    assert hair_top(q) == pytest.approx(q[top] - P.SKULL_COVER, abs=1e-5)
+    below = [i for i in ys if p[i] >= brow]
+    assert below and np.array_equal(q[below], p[below])  # below the brows nothing moves
+    others = [i for i in range(schema.PARAM_COUNT) if i not in ys]
+    np.testing.assert_array_equal(q[others], p[others])
+    for name, value in (("hair_style.layers", 1.0), ("hair_style.layers", 0.0), ("headwear.type", 1.0)):
+        r = p.copy()
+        r[schema.index(name)] = value
+        assert P.hair_over_the_skull(r) is r

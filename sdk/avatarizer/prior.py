@@ -136,6 +136,41 @@ def hat_crown(p) -> tuple[float, float, float, float]:
     return cx, half, float(p[S.index("headwear.band_y")]), ytop
 
 
+#: the y coordinates of the hair's outlines and strands (:func:`hair_over_the_skull`)
+_HAIR_Y = np.array([i for i in range(S.HAIR.start, S.HAIR.stop)
+                    if S.KINDS[i] == "y" and S.NAMES[i].split(".")[0] != "hair_style"], np.int64)
+#: :func:`hair_over_the_skull`: how far over the skull's top the hair's top is lifted to
+SKULL_COVER = 0.002
+
+
+def hair_over_the_skull(params) -> np.ndarray:
+    """``params`` (629, float32) with the hair's top lifted to
+    :data:`SKULL_COVER` over the skull's where the skull rose above it
+    (what lies above the brows stretched upward, as
+    :func:`avatarizer.proportions.child_head` stretches a child's head;
+    below the brows nothing moves); ``params`` itself where the hair covers
+    it, or where no front hair layer is drawn (a bald top, no hair) or a
+    hat is. Video's avatar averages its estimates value by value, the
+    skull's top and the hair's outline apart: under a close crop (a buzz
+    cut, whose top lies a few thousandths over the skull's) the drawn
+    avatar showed a bald crown over its hair for a second after the hair
+    changed, and a sliver of it after (``d6.mp4``, up to 0.037; session
+    73)."""
+    p = np.asarray(params)
+    if S.category(p, "hair_style.layers") < 2 or S.category(p, "headwear.type") > 0:
+        return p
+    top = float(p[S.index("face.y7")])
+    hair_top = float(min(S.points(p, "hair_back")[:, 1].min(), S.points(p, "hair_front")[:, 1].min()))
+    want, brow = top - SKULL_COVER, brow_top(p)
+    if hair_top <= want or not brow - hair_top > 0.05:
+        return p
+    k = (brow - want) / (brow - hair_top)
+    out = p.astype(np.float64)
+    y = out[_HAIR_Y]
+    out[_HAIR_Y] = np.where(y < brow, brow - k * (brow - y), y)
+    return S.clip(out.astype(np.float32))
+
+
 def hair_under_the_hat(p: np.ndarray) -> None:
     """Moves, in place, the hair's points above the hat's band line down:
     within the crown's width (less a margin for the curls' zigzag and the

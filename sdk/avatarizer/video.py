@@ -118,6 +118,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import expressions as X
+from . import prior as P
 from . import schema as S
 from .checks import is_real
 from .filters import OneEuroFilter, Smoothing
@@ -630,6 +631,7 @@ class Tracker:
             params = S._clip_into(p)
         else:
             params = S.clip(self.identity)
+        params = P.hair_over_the_skull(params)  # (the identity averaged skull and hair apart)
         out = TrackedFrame(params=params, transform=tf, signals=sig, raw_signals=raw_sig, stale=False,
                            warm=self.warm)
         self._last = out
