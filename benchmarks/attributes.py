@@ -15,9 +15,11 @@ untimed frames, each frame is timed for, in turn:
   without ``process()``'s per-call overhead, as ``avatarizer bench``'s
   baseline; ``process()`` with 4 faces read 4-9% slower: a review, session
   72), the baseline;
-* ``h_<model>``: H on the frame's aligned 128 px crop, preprocessing
-  included (``Session.preprocess`` + ``run``), for the shipped model and
-  every extra ``--model FILE`` (e.g. an older H, for comparison);
+* ``h_<model>``: H on the frame's aligned 128 px crop as the hair stage runs
+  it: the crop and its mirror image, one call of a batch of two, their
+  outputs averaged (:func:`avatarizer.pipeline.hair.mirrored_mean`),
+  preprocessing included, for the shipped model and every extra ``--model
+  FILE`` (e.g. an older H, for comparison);
 * ``from_frame_image``: ``Avatarizer(mode="image").from_frame(frame)``
   (alignment, face model, H + hair retrieval, merge; no render), and its
   process CPU time (every thread's) as ``from_frame_image_cpu``;
@@ -82,6 +84,7 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, 
 
     from avatarizer.align import _face_landmarks, face_mesh_graph
     from avatarizer.bench import pin_cpus
+    from avatarizer.pipeline.hair import mirrored_mean
 
     if cores > 0:
         pin_cpus(cores)  # (every thread of the process, not the calling one only)
@@ -118,7 +121,7 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, 
             crop = faces[0].crop(128)
             for name, s in sessions.items():
                 t0 = time.perf_counter()
-                s.run({s.input_names[0]: s.preprocess(crop[None])})
+                mirrored_mean(s, crop)
                 rec[name] = time.perf_counter() - t0
             t0, c0 = time.perf_counter(), time.process_time()
             av_img.from_frame(img)
