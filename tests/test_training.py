@@ -386,7 +386,7 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
     pipeline.run_all(shared, cache, steps_scale=0.5)
     names = [c[0] for c in calls]
     assert "ship" in names and "gender fusion" in names and "report" not in names and "beard grey fusion" not in names
-    assert _tree(tmp_path / "sdk") == before and "nothing shipped" in capsys.readouterr().out
+    assert _tree(tmp_path / "sdk") == before and "then discarded" in capsys.readouterr().out
     calls.clear()
     pipeline.run_all(shared, cache, steps_scale=0.5, ship_short=True, report=False)
     assert (ship.MODELS / "image_to_face.onnx").read_bytes() == b"under-trained"

@@ -21,11 +21,14 @@ uninterrupted run has). The networks of steps 3, 4 and 6 (H and its heads,
 the bank, the fusions, the hat, facial-hair, hair-colour, hair-length and
 skin-tone networks) are fitted again on every run, and ``--steps-scale``
 scales the step-2 trainings only. A run with ``--steps-scale`` below 1 is a
-trial: its under-trained face network is staged and checked like any other,
-then discarded, nothing shipped and no report written, unless
-``--ship-short`` (it replaced the shipped models, passing the quality gate,
-which measures the quantized files' drift from their own fp32 network, not
-how well that network was trained).
+trial: its under-trained face network and everything staged after it (H,
+the bank, the fusions) are staged and checked like any other run's, then
+discarded, with no report, unless ``--ship-short`` (it replaced the shipped
+models, passing the quality gate, which measures the quantized files' drift
+from their own fp32 network, not how well that network was trained). Step
+1's files (the mean face, the artist's detectors and hat kinds, the
+facial-hair, hair-colour and skin-tone networks: fitted to their own full
+lengths) are written in place before the staging, as in every run.
 
 Steps 3 and 4 write into staging copies of the two shipped folders
 (:mod:`~avatarizer_export.staging`, ``sdk/avatarizer/.models.staging`` and
@@ -78,7 +81,8 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     """Every step from the shared photos to the shipped model files; returns
     the seconds per step. Each step is a typed function of its module.
     ``steps_scale`` below 1 without ``ship_short``: a trial run, whose staged
-    files are discarded at the end (nothing shipped, no report)."""
+    files are discarded at the end (no report; step 1's files are written in
+    place as in every run)."""
     from . import (beardgrey, data, detectors, facialhair, gender, haircolournet, hairbank, hairlength, hairlengthnet,
                    hatnet, hats, rethreshold, ship, skintone, skintonenet, staging, train)
     from .attributes import run as train_attributes
@@ -159,8 +163,9 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
     if steps_scale < 1 and not ship_short:
         for folder, _ in shipped:
             staging.discard(folder)
-        print(f"all: a trial run (--steps-scale {steps_scale:g}): every step ran and its files were checked, then "
-              "discarded; nothing shipped, no report (--ship-short ships an under-trained face network)", flush=True)
+        print(f"all: a trial run (--steps-scale {steps_scale:g}): every step ran; the staged files (the face network, "
+              "H, the bank, the fusions) were checked, then discarded, no report (--ship-short ships an under-trained "
+              "face network); step 1's files were written in place, as in every run", flush=True)
         return dict(STAGES)
     _timed("commit", staging.commit_all, shipped)
     # the hybrid's grey-beard decision: fitted through the SDK as committed (its detector, H and hair-colour
@@ -195,6 +200,7 @@ def add_parser(sub):
                    "regression); the networks of steps 3-6 train to their own lengths")
     p.add_argument("--skip-report", action="store_true")
     p.add_argument("--ship-short", action="store_true",
-                   help="with --steps-scale below 1: ship what the run made (by default such a trial run discards "
-                        "its staged files: its face network is under-trained)")
+                   help="with --steps-scale below 1: ship what the run staged (by default such a trial run discards "
+                        "its staged files: its face network is under-trained; step 1's files are written in place "
+                        "in every run)")
     p.set_defaults(func=main_all)
