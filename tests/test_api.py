@@ -93,6 +93,12 @@ def test_an_avatarizer_or_aligner_refuses_to_be_copied(av, astronaut):
                     make(obj)
         assert al.find(astronaut)
     assert av.from_frame(astronaut) is not None
+    from avatarizer.runtime.tensorrt import TensorRTSession  # (its device buffers: freed by a copy's collection)
+
+    bare = TensorRTSession.__new__(TensorRTSession)
+    for make in (copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match="cannot be copied"):
+            make(bare)
 
 
 def test_bad_options_are_plain_value_errors():

@@ -1361,3 +1361,33 @@ def test_the_worst_difference_keeps_a_nan_whatever_comes_before_or_after():
     for order in ([(x, nan), (x, big)], [(x, big), (x, nan)], [(x, nan)]):
         assert np.isnan(worst_abs_diffs(order)["face"])
     assert worst_abs_diffs([(x, big), (x, x)]) == {"face": 0.5} and worst_abs_diffs([]) == {}
+
+
+def test_the_export_side_reads_h_as_the_hair_stage_does():
+    """The fusions, the hats' threshold, the bank and the grey-hair prior
+    are fitted on H's outputs: read once there, they were fitted on inputs
+    the runtime no longer gives it (the crop and its mirror image,
+    averaged; a review, session 73)."""
+    from avatarizer import hair as HR
+    from avatarizer import load_image
+    from avatarizer.align import FaceAligner
+    from avatarizer.imageio import SAMPLE_PHOTO
+    from avatarizer.models import Manifest, Session
+    from avatarizer.pipeline.hair import mirrored_mean
+
+    from avatarizer_export.attributes import onnx_predictions
+    from avatarizer_export.onnx_util import model_flag
+
+    entry = Manifest.load().find("attributes", precision="int8")
+    session = Session.from_entry(entry)
+    with FaceAligner() as al:
+        img = load_image(SAMPLE_PHOTO)
+        crops = np.stack([al.align(img).crop(128), al.align(np.ascontiguousarray(img[:, ::-1])).crop(128)])
+    for i in range(2):
+        want = mirrored_mean(session, crops[i])
+        got = onnx_predictions(entry.path, crops[i:i + 1])
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], atol=2e-4, err_msg=k)
+        for flag in ("male", "headwear", "bald"):
+            assert model_flag(session, crops, [i], flag)[0] == pytest.approx(
+                HR.decode_attributes(want)[flag], abs=1e-5), flag

@@ -1310,3 +1310,15 @@ def test_h_reads_a_photo_and_its_mirror_image_alike():
     crop[:, :2] = 200
     out = mirrored_mean(FixedBatch(), crop)
     assert FixedBatch.calls == 2 and out["left"].shape == (1, 1) and out["left"][0, 0] == pytest.approx(100.0)
+
+    class ProfileOfOne(FixedBatch):  # a dynamic batch whose engine profile stops at one: refused, then two calls
+        inputs = [SimpleNamespace(shape=("batch", 3, 4, 4))]
+
+        def run(self, feed):
+            if feed["image"].shape[0] > 1:
+                raise ValueError("batch 2 is over the profile's 1")
+            return super().run(feed)
+
+    FixedBatch.calls = 0
+    out = mirrored_mean(ProfileOfOne(), crop)
+    assert FixedBatch.calls == 2 and out["left"][0, 0] == pytest.approx(100.0)

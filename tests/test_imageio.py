@@ -768,6 +768,12 @@ def test_a_cut_out_is_read_over_a_light_grey_and_a_uniform_alpha_is_dropped(tmp_
     pal.info["transparency"] = index
     got = to_rgb_uint8(pal)
     assert (got[np.asarray(pal) == index] == CUTOUT_BACKGROUND).all()
+    # a tall cut-out (composited in bands of rows): as the formula, everywhere
+    tall = np.random.default_rng(5).integers(0, 256, (700, 40, 4), dtype=np.uint8)
+    tall[:300, :, 3] = 255
+    w = tall[..., 3:].astype(int)
+    ref = (tall[..., :3].astype(int) * w + CUTOUT_BACKGROUND * (255 - w) + 127) // 255
+    np.testing.assert_array_equal(flatten_alpha(np.ascontiguousarray(tall[..., :3]), tall[..., 3]), ref)
     # a uniform alpha (0 as some grabbers send, or 255) means nothing: the colours as they are
     for a in (0, 255, 77):
         frame = np.dstack([rgb, np.full(rgb.shape[:2], a, np.uint8)])

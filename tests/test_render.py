@@ -327,6 +327,20 @@ try:
     copy.copy(r)
 except RuntimeError as e:
     print("closed:", e)
+
+
+class Tagged(native.Renderer):  # a subclass: its own arguments and attributes
+    def __init__(self, tag, threads=1):
+        super().__init__(threads=threads)
+        self.tag = tag
+
+
+t = Tagged("mine", threads=2)
+for make in (copy.copy, copy.deepcopy, lambda x: pickle.loads(pickle.dumps(x))):
+    c = make(t)
+    assert type(c) is Tagged and c.tag == "mine" and c.threads == 2 and c._h is not t._h, (c.tag, c.threads)
+    c.close()
+    assert np.array_equal(t.render(p, 96), first)
 print("ok")
 """
 

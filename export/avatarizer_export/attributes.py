@@ -1743,7 +1743,11 @@ def write_predictions(path: Path, al, folder: Path | None = None) -> dict:
 
 
 def onnx_predictions(path: Path, crops, batch: int = 128) -> dict:
-    """Runs the exported file with ONNX Runtime (1 thread) on uint8 crops."""
+    """Runs the exported file with ONNX Runtime (1 thread) on uint8 crops
+    (N x H x W x 3) and on their mirror images, and averages the two, as the
+    SDK's hair stage reads a face (:func:`avatarizer.pipeline.hair.mirrored_mean`,
+    session 73: what the bank, the hats' threshold and the grey-hair prior
+    read is what the runtime reads)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -1753,9 +1757,11 @@ def onnx_predictions(path: Path, crops, batch: int = 128) -> dict:
     names = [o.name for o in sess.get_outputs()]
     outs = {k: [] for k in names}
     for i in range(0, len(crops), batch):
-        res = sess.run(names, {"image": to_input128(np.asarray(crops[i:i + batch])).numpy()})
-        for k, v in zip(names, res):
-            outs[k].append(v)
+        part = np.asarray(crops[i:i + batch])
+        res, mirrored = (sess.run(names, {"image": to_input128(np.ascontiguousarray(x)).numpy()})
+                         for x in (part, part[:, :, ::-1]))
+        for k, v, w in zip(names, res, mirrored):
+            outs[k].append(((np.asarray(v, np.float64) + np.asarray(w, np.float64)) / 2).astype(np.float32))
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 

@@ -125,14 +125,19 @@ def model_flag(session, crops, index, name: str) -> np.ndarray:
     ``"male"``...; as the runtime decodes it, ``avatarizer.hair.decode_attributes``)
     for the crops ``index`` of an aligned cache, through ``session`` (an
     ``avatarizer.runtime.Session``: its own preprocessing, as the hair stage
-    reads a face), 64 crops a call."""
+    reads a face: the crop and its mirror image, averaged), 64 crops a call."""
     from avatarizer import hair as HR
 
     index = np.asarray(index)
     out = np.zeros(len(index))
     for j in range(0, len(index), 64):
         rows = index[j:j + 64]
-        raw = session.run({session.input_names[0]: session.preprocess(np.stack([np.asarray(crops[i]) for i in rows]))})
+        batch = np.stack([np.asarray(crops[i]) for i in rows])
+        # the crops and their mirror images, averaged, as the hair stage reads a face
+        # (avatarizer.pipeline.hair.mirrored_mean; session 73)
+        a, b = (session.run({session.input_names[0]: session.preprocess(np.ascontiguousarray(x))})
+                for x in (batch, batch[:, :, ::-1]))
+        raw = {k: (np.asarray(a[k], np.float64) + np.asarray(b[k], np.float64)) / 2 for k in a}
         out[j:j + len(rows)] = [HR.decode_attributes(raw, r)[name] for r in range(len(rows))]
     return out
 

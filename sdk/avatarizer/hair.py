@@ -26,7 +26,8 @@ Typical use, after the attribute regressor H (role ``attributes``)::
 
     bank = hair.HairBank.load()                      # verifies the sha256
     retriever = hair.HairRetriever.for_model(bank, h_session.description)  # the model's gates
-    attrs = hair.decode_attributes(h_session.run({"image": x}))
+    attrs = hair.decode_attributes(mirrored_mean(h_session, crop))  # avatarizer.pipeline.hair: H on the crop
+                                                                    # and its mirror image, as the hair stage
     idx = retriever.query(attrs, face.hair_mask(128), face.canonical)
     params = hair.merge(face_params, bank.entry(idx), hair_rgb, attrs)
 

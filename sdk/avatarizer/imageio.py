@@ -68,9 +68,16 @@ def flatten_alpha(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     lo, hi = (int(alpha.min()), int(alpha.max())) if alpha.size else (255, 255)
     if lo == hi:
         return rgb
-    a = alpha.astype(np.uint16)[..., None]
-    out = (rgb.astype(np.uint16) * a + CUTOUT_BACKGROUND * (255 - a) + 127) // 255
-    return np.ascontiguousarray(out, dtype=np.uint8)
+    out = np.array(rgb, np.uint8, order="C", copy=True)
+    for y0 in range(0, out.shape[0], 256):  # (bands of rows: a whole 8192² image's uint16 temporaries took GBs)
+        a = alpha[y0:y0 + 256]
+        seen = a < 255
+        if not seen.any():
+            continue
+        w = a[seen].astype(np.uint16)[:, None]
+        band = out[y0:y0 + 256]
+        band[seen] = ((band[seen].astype(np.uint16) * w + CUTOUT_BACKGROUND * (255 - w) + 127) // 255).astype(np.uint8)
+    return out
 
 
 def to_rgb_uint8(image: Any, color_order: str = "rgb") -> np.ndarray:

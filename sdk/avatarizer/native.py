@@ -417,11 +417,17 @@ class Renderer:
     def __exit__(self, *exc):
         self.close()
 
-    def __reduce__(self):
-        # copy.copy, deepcopy and pickle give a new handle with the same threads: a plain copy shared this
-        # handle, and closing the copy freed it under the original (a segmentation fault; a review, session 73)
+    def __getstate__(self):
+        # copy.copy, deepcopy and pickle give a new handle with the same threads (and a subclass's own
+        # attributes): a plain copy shared this handle, and closing the copy freed it under the original (a
+        # segmentation fault; a review, session 73)
         self._handle()  # (a closed renderer: RuntimeError, as any use of it)
-        return (type(self), (self._threads,))
+        return {k: v for k, v in self.__dict__.items() if k not in ("_h", "_lock")}
+
+    def __setstate__(self, state) -> None:
+        state = dict(state)
+        Renderer.__init__(self, threads=state.pop("_threads", 1))
+        self.__dict__.update(state)
 
     def _handle(self):
         if self._h is None:  # as a closed Avatarizer or FaceAligner (README: errors)

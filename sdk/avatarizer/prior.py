@@ -144,7 +144,7 @@ SKULL_COVER = 0.002
 
 
 def hair_over_the_skull(params) -> np.ndarray:
-    """``params`` (629, float32) with the hair's top lifted to
+    """``params`` (629, float32) with the front hair's top lifted to
     :data:`SKULL_COVER` over the skull's where the skull rose above it
     (what lies above the brows stretched upward, as
     :func:`avatarizer.proportions.child_head` stretches a child's head;
@@ -160,7 +160,9 @@ def hair_over_the_skull(params) -> np.ndarray:
     if S.category(p, "hair_style.layers") < 2 or S.category(p, "headwear.type") > 0:
         return p
     top = float(p[S.index("face.y7")])
-    hair_top = float(min(S.points(p, "hair_back")[:, 1].min(), S.points(p, "hair_front")[:, 1].min()))
+    # (the front layer's: the renderer fills the head over the back hair, so only the front hair hides the skull;
+    # a back layer reaching higher left the crown bare, a review)
+    hair_top = float(S.points(p, "hair_front")[:, 1].min())
     want, brow = top - SKULL_COVER, brow_top(p)
     if hair_top <= want or not brow - hair_top > 0.05:
         return p

@@ -57,7 +57,8 @@ MAX_FITTED_FPS = 60
 class ImageFrames:
     """``cv2.VideoCapture``'s reading interface (``read``, ``get``, ``set``,
     ``isOpened``, ``release``) over the frames of an animated PNG or WebP,
-    decoded by Pillow (BGR, alpha dropped, as OpenCV gives a video's frames),
+    decoded by Pillow (BGR, as OpenCV gives a video's frames; transparent pixels
+    read over a light grey, ``imageio.flatten_alpha``),
     each frame's time the sum of the durations before it. ``durations``:
     each frame's in ms; ``fps``: the rate their times fit
     (:func:`image_rate`)."""

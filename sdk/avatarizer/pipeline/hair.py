@@ -88,11 +88,15 @@ def mirrored_mean(session, crop: np.ndarray) -> dict:
     name = session.input_names[0]
     info = (getattr(session, "inputs", None) or [None])[0]
     batch = (getattr(info, "shape", None) or (None,))[0]
-    if isinstance(batch, (int, np.integer)) and batch < 2:  # (a model of a fixed batch of one: two calls)
-        runs = [session.run({name: session.preprocess(c[None])}) for c in (crop, crop[:, ::-1])]
-        return {k: np.mean([np.asarray(r[k], np.float32) for r in runs], axis=0) for k in runs[0]}
-    out = session.run({name: session.preprocess(np.stack([crop, crop[:, ::-1]]))})
-    return {k: np.asarray(v, np.float32).mean(axis=0, keepdims=True) for k, v in out.items()}
+    if not (isinstance(batch, (int, np.integer)) and batch < 2):
+        try:
+            out = session.run({name: session.preprocess(np.stack([crop, crop[:, ::-1]]))})
+            return {k: np.asarray(v, np.float32).mean(axis=0, keepdims=True) for k, v in out.items()}
+        except ValueError:  # (a TensorRT engine whose batch profile stops at one: two calls, below)
+            pass
+    # a model of a fixed batch of one: two calls
+    runs = [session.run({name: session.preprocess(np.ascontiguousarray(c)[None])}) for c in (crop, crop[:, ::-1])]
+    return {k: np.mean([np.asarray(r[k], np.float32) for r in runs], axis=0) for k in runs[0]}
 
 
 #: :func:`achromatic`: a pixel's channels this close (levels of 255) are grey, and a crop this share of grey

@@ -530,6 +530,16 @@ class TensorRTSession:
         except Exception:
             pass
 
+    def __copy__(self):
+        # a copy shared the device buffers: collected, it freed them under the original (a review, session 73)
+        raise TypeError("A TensorRTSession cannot be copied; open another on the same engine file.")
+
+    def __deepcopy__(self, memo):
+        self.__copy__()
+
+    def __reduce__(self):
+        self.__copy__()
+
     def __enter__(self) -> "TensorRTSession":
         return self
 
