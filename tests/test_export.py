@@ -703,7 +703,7 @@ def _shipped_without_fp32(exported, tmp_path, monkeypatch) -> Path:
     formats.remove_from_manifest(formats.model_name("image_to_face", "onnx-fp32"), models)
     monkeypatch.setattr(ship, "MODELS", models)
     monkeypatch.setattr(ship, "BUILD", tmp_path / "build")
-    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: None)
+    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper, allow_short=False: None)
     monkeypatch.setattr(ship, "export_fp32", lambda ctx: {"passed": True})
     monkeypatch.setattr(ship, "export_fp16", lambda ctx, folder: {"passed": True})
     return models
@@ -766,7 +766,7 @@ def test_ship_interrupted_partway_leaves_the_models_folder_as_it_was(exported, t
     models = _copy(exported["folder"], tmp_path)
     (models / "gate_report.json").write_text("{}\n")
     monkeypatch.setattr(ship, "MODELS", models)
-    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: None)
+    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper, allow_short=False: None)
     monkeypatch.setattr(ship, "export_fp32", lambda ctx: {"passed": True})
 
     def new_fp16(ctx, folder):
@@ -799,7 +799,7 @@ def test_ship_drops_the_previous_networks_engines_and_keeps_a_users_files(export
     (models / "image_to_face-int8.engine").write_bytes(b"a user's engine, not listed")
     monkeypatch.setattr(ship, "MODELS", models)
     monkeypatch.setattr(ship, "BUILD", tmp_path / "build")
-    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: None)
+    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper, allow_short=False: None)
     monkeypatch.setattr(ship, "export_fp32", lambda ctx: {"passed": True})
     monkeypatch.setattr(ship, "export_fp16", lambda ctx, folder: {"passed": True})
     monkeypatch.setattr(ship, "export_int8", lambda ctx, folder: {"passed": True})
@@ -1039,7 +1039,7 @@ def test_quantize_and_tensorrt_take_the_mapper_onnx_built(tmp_path, monkeypatch,
     from avatarizer_export import cli, formats, ship
 
     monkeypatch.setattr(ship, "BUILD", tmp_path / "build")
-    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: pytest.fail("loaded a network"))
+    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper, allow_short=False: pytest.fail("loaded a network"))
     with pytest.raises(RuntimeError, match="is missing: `avatarizer-export onnx --mapper m2` builds it first"):
         ship._mapper_for("quantize", "m2")
     assert cli.main(["quantize", "--cache", str(tmp_path)]) == 1
@@ -1132,7 +1132,7 @@ def test_quantize_refuses_to_ship_beside_another_networks_files(tmp_path, monkey
     class Stop(Exception):
         pass
 
-    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper: (_ for _ in ()).throw(Stop()))
+    monkeypatch.setattr(ship, "_Ctx", lambda cache, mapper, allow_short=False: (_ for _ in ()).throw(Stop()))
     for extra in ({}, {"built_from": "0" * 64}):  # (an export before the field; another build)
         ship_fp16(**extra)
         for what in ("quantize", "tensorrt"):

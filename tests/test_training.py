@@ -144,6 +144,10 @@ def test_shipping_refuses_a_network_trained_on_other_data(fake, tmp_path):
     T.train_mapper(cfg("map_ft", "mapper", steps=2, image_ae="img", param_ae="pae", finetune="map"))
     for run in ("map", "map_ft"):
         T.load_image_to_face(run, check_data=True)
+    # runs stopped short of a full run's steps (a trial run's checkpoints stay in runs/): refused unless allowed
+    for run, full in (("map", T.DEFAULT_STEPS["mapper"]), ("map_ft", T.FINETUNE_STEPS)):
+        with pytest.raises(ValueError, match=f"{run}: trained 2 of the {full} steps .*--allow-short"):
+            T.load_image_to_face(run, check_data=True, allow_short=False)
     for stage, old, new, refused in (("pairs", "p1", "p2", "map: .*pairs"), ("avatars", "v1", "v2", "pae: .*avatars"),
                                      ("aligned", "a1", "a2", "img: .*aligned")):
         fake.stages[stage] = new
@@ -376,7 +380,8 @@ def test_make_models_runs_typed_steps_with_one_cache_and_fails_on_a_failing_step
 
     # a trial run (fewer steps, no --ship-short): everything staged and checked, then discarded; nothing shipped,
     # no report (its under-trained face network replaced the shipped one: the quality gate measures drift only)
-    def staged_ship(what, cache_, mapper, folder):
+    def staged_ship(what, cache_, mapper, folder, allow_short=False):
+        assert allow_short  # (a trial run's face network is short: staged and checked all the same)
         calls.append(("ship", (what,), {}))
         (Path(folder) / "image_to_face.onnx").write_bytes(b"under-trained")
 
@@ -466,7 +471,7 @@ def test_make_models_ships_everything_at_once_or_nothing(tmp_path, monkeypatch, 
         doc["models"]["attributes-onnx-int8"]["version"] = "2"
         (folder / "manifest.json").write_text(json.dumps(doc))
 
-    def write_f(what, cache, mapper, folder):
+    def write_f(what, cache, mapper, folder, allow_short=False):
         (folder / "image_to_face-fp16.onnx").write_bytes(b"new F")
         ship.drop_stale(folder, "image_to_face", {"image_to_face-onnx-fp16"})
 

@@ -145,7 +145,7 @@ def run_all(shared: Path, cache: Path, *, workers: int = 2, steps_scale: float =
             _timed("headwear threshold", rethreshold.rethreshold, cache=cache, shared=shared, folder=models)
         _timed("hair bank", hairbank.build_bank, cache, shared, data=data_dir, models=models)  # the staged H's
         # a missing toolchain fails the run: it never skips shipping quietly
-        _timed("ship", ship.export, "ship", cache, SHIPPED_MAPPER, folder=models)
+        _timed("ship", ship.export, "ship", cache, SHIPPED_MAPPER, folder=models, allow_short=steps_scale < 1)
         # the hybrid's glasses decision: the staged H's outputs fused with the artist's glasses network
         _timed("glasses fusion", detectors.fit_glasses_fusion, shared, cache, models=models,
                out=data_dir / "glasses_fusion.json")

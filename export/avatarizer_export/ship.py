@@ -65,12 +65,12 @@ def _crops(cache: Path, heldout: bool, n: int, seed: int) -> np.ndarray:
 class _Ctx:
     """What every export step needs: the fused network, real crops, the gate."""
 
-    def __init__(self, cache: Path, mapper: str = SHIPPED_MAPPER):
+    def __init__(self, cache: Path, mapper: str = SHIPPED_MAPPER, allow_short: bool = False):
         from .train import load_image_to_face
 
         self.cache = cache
         self.mapper = mapper
-        self.net, self.size = load_image_to_face(mapper, cache, check_data=True)
+        self.net, self.size = load_image_to_face(mapper, cache, check_data=True, allow_short=allow_short)
         self.held = _crops(cache, True, 64, 0)  # gate / check inputs: held-out photos
         self.calib = _crops(cache, False, 256, 1)  # calibration: training photos
         self.evals = [{"crop": self.held[i:i + 16]} for i in range(0, len(self.held), 16)]
@@ -329,7 +329,8 @@ def _check_same_network(folder: Path, what: str) -> None:
                            "`ship`) first, which exports them together")
 
 
-def export(what: str, cache: Path, mapper: str | None = None, folder: Path | None = None) -> dict:
+def export(what: str, cache: Path, mapper: str | None = None, folder: Path | None = None, *,
+           allow_short: bool = False) -> dict:
     """``onnx`` (fp32 + fp16), ``quantize`` (int8), ``tensorrt`` (engines) or
     ``ship`` (all that this machine can) into ``folder`` (default
     ``sdk/avatarizer/models/``); returns the gate results per file. A missing
@@ -343,7 +344,9 @@ def export(what: str, cache: Path, mapper: str | None = None, folder: Path | Non
     and ``ship`` export a new network: the role's entries they did not
     rebuild (the other precisions, TensorRT engines) belong to the previous
     one and are dropped, with the files the manifest listed for them; so is
-    an entry of a format the gate refused."""
+    an entry of a format the gate refused. A network whose runs stopped
+    short of a full run's steps is refused unless ``allow_short``
+    (``--allow-short``)."""
     from . import formats
     from .staging import staged_folder
 
@@ -357,7 +360,7 @@ def export(what: str, cache: Path, mapper: str | None = None, folder: Path | Non
     target.mkdir(parents=True, exist_ok=True)
     if what in ("quantize", "tensorrt"):
         _check_same_network(target, what)
-    ctx = _Ctx(Path(cache), mapper)
+    ctx = _Ctx(Path(cache), mapper, allow_short)
     with staged_folder(target, extra=(GATE_REPORT,)) as stage:
         results = {}
         if what in ("onnx", "ship"):
@@ -423,7 +426,8 @@ def _check_cpu_default(folder: Path = MODELS, shipped: Path | None = None):
 
 
 def main_export(args) -> int:
-    export(args.command, cache_dir(getattr(args, "cache", None)), getattr(args, "mapper", None))
+    export(args.command, cache_dir(getattr(args, "cache", None)), getattr(args, "mapper", None),
+           allow_short=bool(getattr(args, "allow_short", False)))
     return 0
 
 
@@ -441,4 +445,7 @@ def add_parser(sub):
         p.add_argument("--mapper", default=None, type=run_name,
                        help=f"which mapper run to export (default {SHIPPED_MAPPER}; quantize and tensorrt: the one "
                             "`onnx` exported, and another is refused)")
+        p.add_argument("--allow-short", action="store_true",
+                       help="export a network whose trainings stopped short of a full run's steps (a trial run's "
+                            "--steps-scale, or --steps; refused by default)")
         p.set_defaults(func=main_export)

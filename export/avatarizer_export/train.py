@@ -289,15 +289,29 @@ def _check_data(name: str, ck: dict, cache: Path | None) -> None:
                          "(make models), or ship with the cache it was trained on")
 
 
-def load_image_to_face(mapper: str = "mapper_full", cache: Path | None = None, *, check_data: bool = False
-                       ) -> tuple[nets.ImageToFace, int]:
+def _check_full(name: str, ck: dict) -> None:
+    """ValueError when run ``name`` (checkpoint ``ck``) stopped short of the
+    steps a full run of its kind takes (:data:`DEFAULT_STEPS`,
+    :data:`FINETUNE_STEPS`): a trial run's ``--steps-scale`` or ``--steps``."""
+    cfg = ck["config"]
+    full = FINETUNE_STEPS if cfg.get("finetune") else DEFAULT_STEPS.get(str(cfg["kind"]).replace("_", "-"))
+    if full is not None and int(ck.get("step", 0)) < full:
+        raise ValueError(f"{name}: trained {int(ck.get('step', 0))} of the {full} steps a full run takes (a trial "
+                         "run's --steps-scale, or --steps): train it fully (make models) before shipping it, or "
+                         "ship it anyway with --allow-short")
+
+
+def load_image_to_face(mapper: str = "mapper_full", cache: Path | None = None, *, check_data: bool = False,
+                       allow_short: bool = True) -> tuple[nets.ImageToFace, int]:
     """crop -> face slice of a mapper run, with the E_s and D_t it was trained
     against (a fine-tuned run carries its own E_s). Returns (net, crop size).
     ValueError when the run of E_s or D_t was retrained since (its checkpoint
     is not the one the mapper's checkpoint records); with ``check_data``
     (shipping: the model's metadata describes ``cache``'s data) also when the
     mapper, its D_t or its E_s was trained on another build of the data
-    stages in ``cache`` (default: the project's) than the one there now."""
+    stages in ``cache`` (default: the project's) than the one there now;
+    without ``allow_short`` also when one of them stopped short of a full
+    run's steps (:func:`_check_full`)."""
     mp, ck = load_modules(mapper)
     cfg = ck["config"]
     for field_ in ("param_ae",) if "enc" in mp else ("param_ae", "image_ae"):
@@ -317,6 +331,9 @@ def load_image_to_face(mapper: str = "mapper_full", cache: Path | None = None, *
     if check_data:  # (ship ran a network trained on rebuilt data without a word; a review, session 73)
         for name, run_ck in used:
             _check_data(name, run_ck, cache)
+    if not allow_short:  # (a trial run's short checkpoints stay in runs/: ship shipped them; a review)
+        for name, run_ck in used:
+            _check_full(name, run_ck)
     return nets.ImageToFace(enc, mp["mapper"], pae["dec"]).eval(), size
 
 
