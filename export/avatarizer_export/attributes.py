@@ -101,7 +101,7 @@ from torch import nn
 from avatarizer import hair as HR
 
 from . import staging
-from .onnx_util import NPZ_UNREADABLE, staged
+from .onnx_util import NPZ_UNREADABLE, mirror_mean, staged
 from .paths import ROOT, cache_dir, shared_dir
 
 RUN = ROOT / "runs" / "attributes"
@@ -1757,11 +1757,10 @@ def onnx_predictions(path: Path, crops, batch: int = 128) -> dict:
     names = [o.name for o in sess.get_outputs()]
     outs = {k: [] for k in names}
     for i in range(0, len(crops), batch):
-        part = np.asarray(crops[i:i + batch])
-        res, mirrored = (sess.run(names, {"image": to_input128(np.ascontiguousarray(x)).numpy()})
-                         for x in (part, part[:, :, ::-1]))
-        for k, v, w in zip(names, res, mirrored):
-            outs[k].append(((np.asarray(v, np.float64) + np.asarray(w, np.float64)) / 2).astype(np.float32))
+        res = mirror_mean(lambda x: dict(zip(names, sess.run(names, {"image": to_input128(x).numpy()}))),
+                          crops[i:i + batch])
+        for k in names:
+            outs[k].append(res[k].astype(np.float32))
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 

@@ -120,6 +120,16 @@ def write_json_staged(path: Path, doc) -> None:
         tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
 
 
+def mirror_mean(run, crops: np.ndarray) -> dict:
+    """``run`` (uint8 crops N x H x W x 3 -> {output: N x ...}) on ``crops``
+    and on their mirror images, averaged output by output (float64): H read
+    as the SDK's hair stage reads a face
+    (:func:`avatarizer.pipeline.hair.mirrored_mean`; session 73)."""
+    crops = np.asarray(crops)
+    a, b = run(np.ascontiguousarray(crops)), run(np.ascontiguousarray(crops[:, :, ::-1]))
+    return {k: (np.asarray(a[k], np.float64) + np.asarray(b[k], np.float64)) / 2 for k in a}
+
+
 def model_flag(session, crops, index, name: str) -> np.ndarray:
     """The attribute model's probability of flag ``name`` (``"headwear"``,
     ``"male"``...; as the runtime decodes it, ``avatarizer.hair.decode_attributes``)
@@ -132,12 +142,8 @@ def model_flag(session, crops, index, name: str) -> np.ndarray:
     out = np.zeros(len(index))
     for j in range(0, len(index), 64):
         rows = index[j:j + 64]
-        batch = np.stack([np.asarray(crops[i]) for i in rows])
-        # the crops and their mirror images, averaged, as the hair stage reads a face
-        # (avatarizer.pipeline.hair.mirrored_mean; session 73)
-        a, b = (session.run({session.input_names[0]: session.preprocess(np.ascontiguousarray(x))})
-                for x in (batch, batch[:, :, ::-1]))
-        raw = {k: (np.asarray(a[k], np.float64) + np.asarray(b[k], np.float64)) / 2 for k in a}
+        raw = mirror_mean(lambda x: session.run({session.input_names[0]: session.preprocess(x)}),
+                          np.stack([np.asarray(crops[i]) for i in rows]))
         out[j:j + len(rows)] = [HR.decode_attributes(raw, r)[name] for r in range(len(rows))]
     return out
 
