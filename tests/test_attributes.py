@@ -2236,3 +2236,41 @@ def test_the_pca_basis_cache_follows_every_row_of_the_features(tmp_path, monkeyp
     assert not np.allclose(V2, V, atol=1e-3)
     Vf, sc = A.pca_basis(X2)
     assert np.allclose(np.abs(V2), np.abs(Vf / sc), atol=1e-3)
+
+
+def test_h_heads_are_calibrated_on_the_photo_and_its_mirror_image_averaged(monkeypatch):
+    """H's calibration and thresholds were fitted on the originals' out-of-fold
+    outputs alone, where the SDK reads the crop and its mirror image, averaged
+    (a review, session 73): each original's out-of-fold output is now the mean
+    of its own and its mirror image's row."""
+    from avatarizer_export import attributes as A
+
+    rng = np.random.default_rng(3)
+    n = 200
+    y = (rng.random(n) < 0.5).astype(float)
+    photo = np.repeat(np.arange(n), 2)
+    variant = np.tile([0, 1], n)
+    Z = rng.normal(size=(2 * n, 8))
+    Z[:, 0] += 2.0 * y[photo] - 1.0
+    Z[variant == 1, 1] += 3.0  # the mirror images read differently along one direction
+    T = {"beard": y}
+    seen = {}
+    real = A.fit_calibration
+
+    def spy(oof, yy, kind):
+        seen["oof"], seen["y"] = oof.copy(), yy.copy()
+        return real(oof, yy, kind)
+
+    monkeypatch.setattr(A, "fit_calibration", spy)
+    res = A.train_head(Z, T, "beard", photo, variant, np.ones(n, bool), log=lambda *a: None, cv=True, k_grid=(8,))
+    assert seen["oof"].shape == (n, 1) and len(seen["y"]) == n and res["oof"].shape == (n,)
+    # the same folds by photo, the final (k, lambda): each original's OOF output is the mean of the two rows'
+    k, lam = res["k"], res["lambda"]
+    rows = np.arange(2 * n)
+    folds = A._photo_folds(np.arange(n), y.astype(int))
+    fold = np.array([folds[int(p)] for p in photo])
+    want = np.zeros((2 * n, 1))
+    for f in range(A.FOLDS):
+        W, b = A.fit_head(Z[fold != f][:, :k], y[photo][fold != f], "bce", lam, 2)
+        want[fold == f] = Z[fold == f][:, :k] @ W + b
+    np.testing.assert_allclose(seen["oof"][:, 0], 0.5 * (want[rows % 2 == 0, 0] + want[rows % 2 == 1, 0]), atol=1e-6)

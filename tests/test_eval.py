@@ -1985,3 +1985,33 @@ def test_accessories_by_eye_scores_a_no_without_a_probability_as_no():
                                          for _ in keys])["beard"]
 
     assert reads(None)["ece"] == reads(1.0)["ece"] == 0.0
+
+
+def test_h_alone_is_scored_as_the_hair_stage_reads_it(tmp_path, monkeypatch):
+    """``attribute_metrics`` (the report's scores of H alone) read H once
+    where the SDK reads the crop and its mirror image (a review, session 73)."""
+    import json
+
+    from avatarizer import load_image
+    from avatarizer.align import FaceAligner
+    from avatarizer.imageio import SAMPLE_PHOTO
+    from avatarizer.pipeline import hair as PH
+
+    from avatarizer_export.evaluate import attribute_metrics
+
+    seen = []
+    real = PH.mirrored_mean
+
+    def spy(session, crop):
+        seen.append(crop.shape)
+        return real(session, crop)
+
+    monkeypatch.setattr(PH, "mirrored_mean", spy)
+    with FaceAligner() as al:
+        crop = al.align(load_image(SAMPLE_PHOTO)).crop(128)
+    (tmp_path / "attributes.jsonl").write_text(json.dumps({"file": "a.jpg", "faces": [{"faceAttributes": {
+        "hair": {"bald": 0.0, "invisible": False, "hairColor": [{"color": "blond", "confidence": 0.9}]},
+        "glasses": "NoGlasses", "facialHair": {"beard": 0.0, "moustache": 0.0}, "accessories": [],
+        "age": 40, "gender": "female"}}]}))
+    out = attribute_metrics(["a.jpg"], crop[None], tmp_path / "attributes.jsonl")
+    assert seen == [(128, 128, 3)] and out["n"] == 1

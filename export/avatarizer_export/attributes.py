@@ -786,6 +786,12 @@ def train_head(Z: np.ndarray, T: dict, name: str, photo, variant, train_photo, l
     ridx = np.flatnonzero(rows)
     ph = photo[ridx]
     orig = variant[ridx] == 0
+    # each original's mirror-image row (variant 1, the same photo and fold): the out-of-fold outputs the
+    # calibration and the thresholds are fitted on are the two averaged, as the SDK reads H (the crop and its
+    # mirror image, avatarizer.pipeline.hair.mirrored_mean; a review, session 73); -1 where there is none
+    mirror_row = {int(p_): j for j, p_ in enumerate(ph) if variant[ridx[j]] == 1}
+    mir = np.array([mirror_row.get(int(p_), -1) for p_ in ph[orig]], np.int64)
+    read = orig | (variant[ridx] == 1)
     if kind == "ridge" and name != "age" and rows.sum() > 6000:  # hair pseudo-labels: enough as they are
         cv = False
     uniq, first = np.unique(ph, return_index=True)
@@ -804,18 +810,19 @@ def train_head(Z: np.ndarray, T: dict, name: str, photo, variant, train_photo, l
         Zk = cols(k)
         oof = np.zeros((len(ridx), ncls if kind == "ce" else 1))
         for f in range(FOLDS):
-            tr, te = fold != f, (fold == f) & orig
+            tr, te = fold != f, (fold == f) & read
             if kind != "ridge" and len(np.unique(y[tr])) < 2:
                 continue
             W, b = fit_head(Zk[tr], y[tr], kind, lam, ncls)
             oof[te] = Zk[te] @ W + b
+        oof = _mirror_averaged(oof, orig, mir)  # (one row per original)
         pred = oof.argmax(1) if kind == "ce" else ((oof[:, 0] > 0).astype(float) if kind == "bce" else oof[:, 0])
-        scores[(k, lam)] = _score(y[orig], pred[orig], kind)
+        scores[(k, lam)] = _score(y[orig], pred, kind)
         oofs[(k, lam)] = oof
     best = max(scores, key=lambda kl: (round(scores[kl], 3), -kl[0], kl[1]))
     k, lam = best
     W, b = fit_head(cols(k), y, kind, lam, ncls)
-    oof = oofs[best][orig]
+    oof = oofs[best]
     res = {"name": name, "kind": kind, "k": k, "lambda": lam, "W": W, "b": b, "train_rows": int(len(ridx)),
            "train_photos": int(len(uniq)), "cv": {f"k{kk}_lambda{ll:g}": round(v, 4) for (kk, ll), v in scores.items()},
            "cv_best": round(scores[best], 4)}
@@ -831,6 +838,16 @@ def train_head(Z: np.ndarray, T: dict, name: str, photo, variant, train_photo, l
         f"{len(uniq)} photos, {len(ridx)} rows) best k={k} lambda={lam:g}: {scores[best]:.3f} "
         f"({time.time() - t0:.0f} s)")
     return res
+
+
+def _mirror_averaged(oof: np.ndarray, orig: np.ndarray, mir: np.ndarray) -> np.ndarray:
+    """The out-of-fold outputs of the rows ``orig`` (the originals), each
+    averaged with its mirror image's row ``mir`` (-1: none, the original's
+    alone)."""
+    out = oof[orig].copy()
+    has = mir >= 0
+    out[has] = 0.5 * (out[has] + oof[mir[has]])
+    return out
 
 
 def _best_ba_threshold(p, y) -> float:

@@ -1472,6 +1472,7 @@ def attribute_metrics(names: list[str], crops: np.ndarray, labels: Path) -> dict
     expected calibration error of P(glasses) and P(headwear). Photos
     without a face entry in the labels are skipped."""
     from avatarizer import hair as HR
+    from avatarizer.pipeline.hair import mirrored_mean
     from avatarizer.runtime import Manifest
 
     rows, t = _label_rows(names, labels)
@@ -1480,9 +1481,8 @@ def attribute_metrics(names: list[str], crops: np.ndarray, labels: Path) -> dict
     sess = Manifest.load().session("attributes")
     dec, draw = HR.model_thresholds(sess.description)
     preds = []
-    for i in rows:
-        p = HR.decode_attributes(sess.run({sess.input_names[0]: sess.preprocess(crops[i][None])}),
-                                 decision=dec, draw=draw)
+    for i in rows:  # (H on the crop and its mirror image, as the hair stage reads it; session 73)
+        p = HR.decode_attributes(mirrored_mean(sess, np.asarray(crops[i])), decision=dec, draw=draw)
         preds.append({**{k: p["decided"][k] for k in HR.FLAGS}, "hair_colour": p["hair_colour"], "age": p["age"],
                       "p_glasses": p["glasses_any"], "p_headwear": p["headwear"]})
     return _attribute_scores(t, preds)
