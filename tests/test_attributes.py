@@ -2240,9 +2240,11 @@ def test_the_pca_basis_cache_follows_every_row_of_the_features(tmp_path, monkeyp
 
 def test_h_heads_are_calibrated_on_the_photo_and_its_mirror_image_averaged(monkeypatch):
     """H's calibration and thresholds were fitted on the originals' out-of-fold
-    outputs alone, where the SDK reads the crop and its mirror image, averaged
-    (a review, session 73): each original's out-of-fold output is now the mean
-    of its own and its mirror image's row."""
+    outputs alone, where the SDK reads the crop and its mirror image and
+    averages H's outputs (probabilities; a review, session 73): the
+    calibration is fitted on each view's logits (the exported head applies
+    it to each view), and the out-of-fold outputs the thresholds read are
+    each photo's two calibrated probabilities averaged."""
     from avatarizer_export import attributes as A
 
     rng = np.random.default_rng(3)
@@ -2263,14 +2265,17 @@ def test_h_heads_are_calibrated_on_the_photo_and_its_mirror_image_averaged(monke
 
     monkeypatch.setattr(A, "fit_calibration", spy)
     res = A.train_head(Z, T, "beard", photo, variant, np.ones(n, bool), log=lambda *a: None, cv=True, k_grid=(8,))
-    assert seen["oof"].shape == (n, 1) and len(seen["y"]) == n and res["oof"].shape == (n,)
-    # the same folds by photo, the final (k, lambda): each original's OOF output is the mean of the two rows'
+    assert seen["oof"].shape == (2 * n, 1) and len(seen["y"]) == 2 * n and res["oof"].shape == (n,)
+    # the same folds by photo and the final (k, lambda): each view's out-of-fold logit
     k, lam = res["k"], res["lambda"]
-    rows = np.arange(2 * n)
     folds = A._photo_folds(np.arange(n), y.astype(int))
     fold = np.array([folds[int(p)] for p in photo])
-    want = np.zeros((2 * n, 1))
+    want = np.zeros(2 * n)
     for f in range(A.FOLDS):
         W, b = A.fit_head(Z[fold != f][:, :k], y[photo][fold != f], "bce", lam, 2)
-        want[fold == f] = Z[fold == f][:, :k] @ W + b
-    np.testing.assert_allclose(seen["oof"][:, 0], 0.5 * (want[rows % 2 == 0, 0] + want[rows % 2 == 1, 0]), atol=1e-6)
+        want[fold == f] = (Z[fold == f][:, :k] @ W + b)[:, 0]
+    np.testing.assert_allclose(np.sort(seen["oof"][:, 0]), np.sort(want), atol=1e-6)
+    a, c = res["calibration"]["a"], res["calibration"]["c"][0]
+    prob = 1 / (1 + np.exp(-(a * want + c)))
+    np.testing.assert_allclose(res["oof"], 0.5 * (prob[variant == 0] + prob[variant == 1]), atol=1e-6)
+    np.testing.assert_array_equal(res["oof_y"], y)

@@ -779,8 +779,9 @@ def _photo_folds(photos: np.ndarray, strat: np.ndarray, seed: int = 0) -> dict:
 def train_head(Z: np.ndarray, T: dict, name: str, photo, variant, train_photo, log=print, cv: bool = True,
                k_grid=K_GRID, extra: np.ndarray | None = None):
     """CV-chosen (k, λ), the final head on every training row, its
-    calibration, and the out-of-fold calibrated outputs of the training
-    photos' originals. Returns a dict."""
+    calibration (of one view's logits), and the out-of-fold calibrated
+    outputs of the training photos, each the mean of its original's and its
+    mirror image's probabilities (the SDK reads H so). Returns a dict."""
     t0 = time.time()
     rows, y, kind, ncls = _task(T, name, photo, variant, train_photo)
     ridx = np.flatnonzero(rows)
@@ -815,8 +816,8 @@ def train_head(Z: np.ndarray, T: dict, name: str, photo, variant, train_photo, l
                 continue
             W, b = fit_head(Zk[tr], y[tr], kind, lam, ncls)
             oof[te] = Zk[te] @ W + b
-        oof = _mirror_averaged(oof, orig, mir)  # (one row per original)
-        pred = oof.argmax(1) if kind == "ce" else ((oof[:, 0] > 0).astype(float) if kind == "bce" else oof[:, 0])
+        avg = _mirror_averaged(oof, orig, mir)  # (one row per original: the model's choice on the two views)
+        pred = avg.argmax(1) if kind == "ce" else ((avg[:, 0] > 0).astype(float) if kind == "bce" else avg[:, 0])
         scores[(k, lam)] = _score(y[orig], pred, kind)
         oofs[(k, lam)] = oof
     best = max(scores, key=lambda kl: (round(scores[kl], 3), -kl[0], kl[1]))
@@ -827,11 +828,17 @@ def train_head(Z: np.ndarray, T: dict, name: str, photo, variant, train_photo, l
            "train_photos": int(len(uniq)), "cv": {f"k{kk}_lambda{ll:g}": round(v, 4) for (kk, ll), v in scores.items()},
            "cv_best": round(scores[best], 4)}
     if kind != "ridge" and cv:
-        a, c = fit_calibration(oof, y[orig], kind)
+        # the calibration is of one view's logits, as the exported head applies it to each; the out-of-fold
+        # outputs the thresholds are fitted on are each view's calibrated probabilities averaged, what the SDK
+        # compares them with (avatarizer.pipeline.hair.mirrored_mean averages H's outputs; a review)
+        views = np.concatenate([orig.nonzero()[0], mir[mir >= 0]])
+        a, c = fit_calibration(oof[views], y[views], kind)
         res["calibration"] = {"a": float(a[0]), "c": [float(v) for v in c]}
         logits = a * oof + c
-        res["oof"] = (torch.softmax(torch.from_numpy(logits), 1).numpy() if kind == "ce"
-                      else 1 / (1 + np.exp(-logits[:, 0])))
+        probs = (torch.softmax(torch.from_numpy(logits), 1).numpy() if kind == "ce"
+                 else 1 / (1 + np.exp(-logits)))
+        out = _mirror_averaged(probs, orig, mir)
+        res["oof"] = out if kind == "ce" else out[:, 0]
         res["oof_y"] = y[orig]
         res["W"], res["b"] = W * a, b * a + c
     log(f"  {name}: {'balanced accuracy' if kind != 'ridge' else '-MAE'} (5-fold CV by photo, "
