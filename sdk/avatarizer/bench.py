@@ -178,12 +178,11 @@ def pin_cpus(count: int = 1) -> list[int] | None:
         os.sched_setaffinity(0, cpus)  # (first this thread: the threads it starts from now on inherit it)
     except (AttributeError, OSError):
         return None
+    from .pipeline.cores import _tasks  # (this process's thread ids, /proc/self/task)
+
     done: set[int] = set()
     for _ in range(3):  # (again for threads started while the list was read, by threads not yet pinned)
-        try:
-            tasks = {int(t) for t in os.listdir("/proc/self/task")} - done
-        except OSError:
-            break
+        tasks = _tasks() - done
         if not tasks:
             break
         for tid in tasks:
