@@ -166,11 +166,17 @@ def hair_over_the_skull(params) -> np.ndarray:
     want, brow = top - SKULL_COVER, brow_top(p)
     if hair_top <= want or not brow - hair_top > 0.05:
         return p
-    k = (brow - want) / (brow - hair_top)
     out = p.astype(np.float64)
-    y = out[_HAIR_Y]
-    out[_HAIR_Y] = np.where(y < brow, brow - k * (brow - y), y)
+    out[_HAIR_Y] = stretched_up(out[_HAIR_Y], brow, (brow - want) / (brow - hair_top))
     return S.clip(out.astype(np.float32))
+
+
+def stretched_up(y: np.ndarray, brow: float, k: float) -> np.ndarray:
+    """Heights ``y`` above the brows' top ``brow`` (canonical y grows
+    downward) stretched upward by ``k``: ``brow - k (brow - y)``; those at
+    or below it as they are (:func:`hair_over_the_skull`,
+    :func:`avatarizer.proportions.child_head`)."""
+    return np.where(y < brow, brow - k * (brow - y), y)
 
 
 def hair_under_the_hat(p: np.ndarray) -> None:

@@ -107,7 +107,7 @@ def child_head(params, age) -> np.ndarray:
         k = min(k, (brow - FRAME_TOP - (P.HAT_GAP + MIN_CROWN * lift)) / (brow - top))
     if not k > 1.0:
         return p.astype(np.float32)
-    p[_Y] = np.where(y < brow, brow - k * (brow - y), y)
+    p[_Y] = P.stretched_up(y, brow, k)
     if kind > 0:
         p[_CROWN] = max((p[_TOP] - P.HAT_GAP - hat_top) / lift, MIN_CROWN)
         P.hair_under_the_hat(p)
