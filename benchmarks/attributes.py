@@ -78,12 +78,9 @@ class BenchInputError(Exception):
 
 def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, video=None) -> dict:
     from avatarizer import Avatarizer
-    from avatarizer.align import AlignOptions, FaceAligner
-    from avatarizer.bench import bench_frames
+    from avatarizer.align import AlignOptions, FaceAligner, _face_landmarks, face_mesh_graph
+    from avatarizer.bench import bench_frames, pin_cpus
     from avatarizer.models import Manifest, Session
-
-    from avatarizer.align import _face_landmarks, face_mesh_graph
-    from avatarizer.bench import pin_cpus
     from avatarizer.pipeline.hair import mirrored_mean
 
     if cores > 0:
