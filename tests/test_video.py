@@ -2661,3 +2661,21 @@ def test_the_hair_covers_the_skull_whatever_the_average_did():
     assert schema.points(r, "hair_back")[:, 1].min() < r[top] < schema.points(r, "hair_front")[:, 1].min()
     q = P.hair_over_the_skull(r)
     assert schema.points(q, "hair_front")[:, 1].min() == pytest.approx(q[top] - P.SKULL_COVER, abs=1e-5)
+
+
+def test_h264_writer_failing_close_releases_its_log(tmp_path):
+    """ffmpeg failing (here: the output folder does not exist) makes close()
+    raise VideoWriteError, and the writer's ffmpeg log file is closed all the
+    same (it stayed open while the writer lived; a review, session 74)."""
+    from avatarizer.videoio import H264Writer, VideoWriteError
+
+    _need_ffmpeg()
+    w = H264Writer(tmp_path / "no_such_folder" / "out.mp4", (64, 64), "25")
+    try:
+        w.write(np.zeros((64, 64, 3), np.uint8))
+    except VideoWriteError:
+        pass  # (ffmpeg may be gone before the first frame)
+    with pytest.raises(VideoWriteError, match="ffmpeg failed"):
+        w.close()
+    assert w._err.closed
+    w.abort()  # still safe afterwards

@@ -837,7 +837,9 @@ class H264Writer:
             pass
         rc = self._proc.wait()
         if rc != 0:
-            raise VideoWriteError(f"ffmpeg failed: {self._why()}")
+            why = self._why()
+            self._err.close()  # (raising before this kept ffmpeg's log file open while the writer lived; a review)
+            raise VideoWriteError(f"ffmpeg failed: {why}")
         self._err.close()
         seconds = self.frames / self._rate
         if self._sound and self.frames:
