@@ -703,7 +703,9 @@ def _stream(av, images, first: int, warmup: int, frames: int) -> dict:
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     from .checks import float_arg, int_arg
 
-    ap.add_argument("--json", action="store_true", help="print one JSON object (the DESIGN.md schema)")
+    ap.add_argument("--json", action="store_true",
+                    help="print one JSON object: per-stage and end-to-end p50/p95/p99/max ms, the "
+                         "landmarks-only baseline in the same run, the stream's throughput and latency")
     ap.add_argument("--frames", type=int_arg(1, 100_000), default=100, help="timed frames (default 100)")
     ap.add_argument("--warmup", type=int_arg(0, 100_000), default=10,
                     help="untimed frames first, after the identity's start-up in video mode (default 10)")
