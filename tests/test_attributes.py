@@ -427,6 +427,56 @@ def test_augment_crop_keeps_hue_and_shape():
         assert m[0] > m[1] > m[2]  # still red > green > blue
 
 
+def test_lighting_rows_train_only_the_lighting_heads():
+    """Training photos with a glasses label enter again under another light
+    (casts, gamma, faded colour): rows the glasses head trains on, never the
+    hair colour's (its labels change with the light) nor the held-out
+    photos; they leave the other rows' crops as they were."""
+    import types
+
+    from avatarizer_export import attributes as A
+
+    keys = [f"ffhq128-labelled/{i}.jpg" for i in range(6)]
+    rng = np.random.default_rng(0)
+    al = types.SimpleNamespace(keys=keys, crops=rng.integers(40, 220, (6, 16, 16, 3)).astype(np.uint8))
+    T = {"heldout": np.array([False, False, False, False, True, True]),
+         "glasses": np.array([0, 2, -1, 1, 0, 2]), "hair_colour": np.array([1, 2, 3, -1, 0, 1]),
+         "beard": np.array([0.0, 1.0, np.nan, 0.0, 1.0, 0.0])}
+    photo, variant = A.sample_table(al, T)
+    lit = variant >= A.LIGHTING_VARIANT
+    assert lit.sum() == 3 * A.N_LIGHTING  # the training photos labelled for glasses (0, 1, 3), each N_LIGHTING times
+    assert sorted(set(photo[lit].tolist())) == [0, 1, 3]
+    train = ~T["heldout"]
+    rows_g, *_ = A._task(T, "glasses", photo, variant, train)
+    rows_h, *_ = A._task(T, "hair_colour", photo, variant, train)
+    rows_b, *_ = A._task(T, "beard", photo, variant, train)
+    assert (rows_g & lit).sum() == 3 * A.N_LIGHTING
+    assert not (rows_h & lit).any() and not (rows_b & lit).any()
+    crops = list(A.table_crops(al, photo, variant))
+    plain = ~lit
+    before = list(A.table_crops(al, photo[plain], variant[plain]))  # the table without its lighting rows
+    assert all((a == b).all() for a, b in zip([c for c, m in zip(crops, plain) if m], before))
+    for c, i in zip([c for c, m in zip(crops, lit) if m], photo[lit]):
+        assert c.shape == al.crops[i].shape and c.dtype == np.uint8 and not (c == al.crops[i]).all()
+
+
+def test_lighting_crop_changes_light_not_geometry():
+    from avatarizer_export.attributes import lighting_crop
+
+    rng = np.random.default_rng(1)
+    crop = np.full((64, 64, 3), 150, np.uint8)
+    crop[20:30, 10:54] = 20  # a dark band (lenses)
+    means, ratios = [], []
+    for _ in range(40):
+        out = lighting_crop(crop, rng).astype(float)
+        means.append(out.mean())
+        ratios.append(out[..., 0].mean() / max(out[..., 2].mean(), 1.0))
+        # the band stays where it was, darker than the rest (a warp moves it by a few pixels at most)
+        assert out[22:28, 16:48].mean() < out[40:60, 16:48].mean()
+    assert np.ptp(means) > 40  # exposure varies
+    assert min(ratios) < 0.9 and max(ratios) > 1.1  # colour casts both ways
+
+
 # ------------------------------------------------------------------ decoding
 
 
