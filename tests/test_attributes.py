@@ -1652,11 +1652,14 @@ def test_hat_kind_labels_are_well_formed_and_not_read_as_h_labels():
     assert only_hats and not only_hats & set(merged)  # photos labelled only for their hat are not H's
 
 
-def test_refit_changes_only_the_refitted_head(tmp_path, monkeypatch):
+@pytest.mark.parametrize("tamper", [False, True])
+def test_refit_changes_only_the_refitted_head(tmp_path, monkeypatch, tamper):
     """``attributes --refit beard`` on a copy of the shipped file: the beard
     output moves to the new head, every other output is unchanged on the
     same crops, the file, its description and the manifest agree, and it
-    says to refit the glasses and hat fusions next."""
+    says to refit the glasses and hat fusions next. Its own check covers
+    every output of the file (``tamper``: a refitted file whose skin tone
+    moved is refused; it compared four of the six; a review, session 74)."""
     import shutil
 
     import onnxruntime as ort
@@ -1698,6 +1701,26 @@ def test_refit_changes_only_the_refitted_head(tmp_path, monkeypatch):
     old_desc = json.loads(before.get_modelmeta().custom_metadata_map[formats.METADATA_KEY])
 
     logged = []
+    if tamper:  # the refitted file (a session built from bytes) reads another skin tone
+        real = ort.InferenceSession
+
+        class Moved:
+            def __init__(self, src, *a, **kw):
+                self._s, self._bytes = real(src, *a, **kw), isinstance(src, (bytes, bytearray))
+
+            def __getattr__(self, name):
+                return getattr(self._s, name)
+
+            def run(self, names, feed, *a):
+                out = self._s.run(names, feed, *a)
+                return [o + 1.0 if self._bytes and n == "skin_tone" else o
+                        for n, o in zip(names or [x.name for x in self._s.get_outputs()], out)]
+
+        monkeypatch.setattr(ort, "InferenceSession", Moved)
+        with pytest.raises(RuntimeError, match="skin_tone"):
+            A.refit(("beard",), cache=tmp_path, shared=tmp_path, folder=folder, log=logged.append)
+        assert (folder / A.SHIP_FILE).read_bytes() == (MODELS / A.SHIP_FILE).read_bytes()  # left as it was
+        return
     rep = A.refit(("beard",), cache=tmp_path, shared=tmp_path, folder=folder, log=logged.append)
     # the last line says what to refit next: the fusions name the H file they were fitted on
     assert "detectors --fusion" in logged[-1] and "hat-net --fusion" in logged[-1], logged[-1]
@@ -1705,7 +1728,9 @@ def test_refit_changes_only_the_refitted_head(tmp_path, monkeypatch):
     after = ort.InferenceSession(str(folder / A.SHIP_FILE), providers=["CPUExecutionProvider"])
     new = after.run(None, {"image": x})
     j = HR.BINARY_ATTRIBUTES.index("beard")
-    for o, nw, name in zip(old, new, ("hair_colour", "glasses", "binary", "regress")):
+    names = [o.name for o in before.get_outputs()]
+    assert {"skin_tone", "hair_long"} <= set(names)
+    for o, nw, name in zip(old, new, names):
         keep = np.ones(o.shape[1], bool)
         if name == "binary":
             keep[j] = False
@@ -2329,3 +2354,34 @@ def test_h_heads_are_calibrated_on_the_photo_and_its_mirror_image_averaged(monke
     prob = 1 / (1 + np.exp(-(a * want + c)))
     np.testing.assert_allclose(res["oof"], 0.5 * (prob[variant == 0] + prob[variant == 1]), atol=1e-6)
     np.testing.assert_array_equal(res["oof_y"], y)
+
+
+def test_lighting_rows_leave_the_basis_and_the_other_heads_as_they_were(tmp_path, monkeypatch):
+    """The rows under another light train the glasses head and nothing else:
+    the standardisation, the PCA bases and every other head of
+    :func:`fit_heads` are those of the table without them (they entered the
+    statistics, a third of the training rows; a review, session 74)."""
+    from avatarizer_export import attributes as A
+
+    monkeypatch.setattr(A, "RUN", tmp_path)
+    rng = np.random.default_rng(3)
+    n, d = 360, 448  # photos; columns (the last 192 the colour block)
+    photo = np.arange(n)
+    variant = np.zeros(n, np.int64)
+    feats = rng.normal(0, 1, (n, d)).astype(np.float32)
+    T = {"heldout": np.arange(n) % 6 == 0, "hair_colour": rng.integers(0, 5, n), "glasses": rng.integers(0, 3, n)}
+    for k in HR.BINARY_ATTRIBUTES:
+        T[k] = rng.integers(0, 2, n).astype(float)
+    for k in HR.REGRESSED_ATTRIBUTES:
+        T[k] = rng.uniform(0, 1, n) * (100 if k == "age" else 1)
+    lit = np.flatnonzero(~T["heldout"])[:120]
+    photo2 = np.concatenate([photo, lit])
+    variant2 = np.concatenate([variant, np.full(len(lit), A.LIGHTING_VARIANT)])
+    feats2 = np.concatenate([feats, 3.0 + 2.0 * rng.normal(0, 1, (len(lit), d)).astype(np.float32)])
+    a = A.fit_heads(feats, T, photo, variant, cv=False, log=lambda *_: None)
+    b = A.fit_heads(feats2, T, photo2, variant2, cv=False, log=lambda *_: None)
+    for k in ("mean", "std", "V", "Vc"):
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    for h in a["heads"]:
+        same = np.array_equal(a["heads"][h]["W"], b["heads"][h]["W"])
+        assert same == (h not in A.LIGHTING_HEADS), h

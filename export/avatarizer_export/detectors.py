@@ -491,12 +491,15 @@ def bare_top_threshold(prob: np.ndarray, tops: np.ndarray, threshold: float,
     return None
 
 
-def glasses_thresholds(prob: np.ndarray, y: np.ndarray, precision: float, groups: np.ndarray | None = None) -> dict:
+def glasses_thresholds(prob: np.ndarray, y: np.ndarray, precision: float, groups: np.ndarray | None = None,
+                       sun_precision: float | None = None) -> dict:
     """Drawing thresholds on P(clear) and P(sunglasses) (out-of-fold
     probabilities ``prob`` of labels ``y``: 0 none, 1 clear, 2 sun;
-    ``groups`` as :func:`precision_threshold`'s)."""
+    ``groups`` as :func:`precision_threshold`'s); the sunglasses' for
+    ``sun_precision`` where given."""
+    sun = precision if sun_precision is None else sun_precision
     return {"clear": precision_threshold(prob[:, 1], (y == 1).astype(float), precision, groups),
-            "sun": precision_threshold(prob[:, 2], (y == 2).astype(float), precision, groups)}
+            "sun": precision_threshold(prob[:, 2], (y == 2).astype(float), sun, groups)}
 
 
 def glasses_decision(prob: np.ndarray, th: dict) -> np.ndarray:
@@ -526,6 +529,8 @@ def main_detectors(args) -> int:
         return 1
     # the precision each function defaults to unless given
     kw = {} if args.precision is None else {"precision": args.precision}
+    if args.precision is not None and args.fusion:
+        kw["sun_precision"] = args.precision  # (one given: both thresholds keep it)
     if args.only:
         if args.fusion:
             print("avatarizer-export detectors: --only and --fusion are separate steps", file=sys.stderr)
@@ -1239,12 +1244,19 @@ def _fit_hair_colour(feats: dict, labels: dict, held: np.ndarray, parts: np.ndar
 #: invented and one pair of sunglasses drawn clear, and 52 of 98 frames of a
 #: clip with glasses found (d9; 68 at 0.9). Kept at 0.9. Session 74 (H 2.3.7,
 #: its glasses head trained under other light too, which reads clear frames
-#: more readily): 0.95, as the hats' and the facial hair's thresholds. Over
-#: the 497 held-out photos of both label sets through ``Avatarizer()``, 144
-#: with glasses: found 139, invented 6, against 141 and 8 at 0.9 (2.3.6 with
-#: its fusion at 0.9: 138 and 5); every 6th frame of the shared clips alike
-#: (d3 1 of 59, d9 94 against 95 of 98, d12 25 of 31 either way).
+#: more readily): 0.95 for clear glasses, as the hats' and the facial hair's
+#: thresholds. Over the 497 held-out photos of both label sets through
+#: ``Avatarizer()``, 144 with glasses: found 139, invented 6, against 141 and
+#: 8 at 0.9 (2.3.6 with its fusion at 0.9: 138 and 5); every 6th frame of the
+#: shared clips alike (d3 1 of 59, d9 94 against 95 of 98, d12 25 of 31).
 FUSION_PRECISION = 0.95
+#: ... and for sunglasses (96 pairs among the training photos): at 0.95 the
+#: threshold rose to P(sunglasses) 0.967, above what the fusion reads on the
+#: clear glasses of a black-and-white photo (0.95) or under a dark face mask,
+#: whose rules (``pipeline.hair``: a grey photo's sunglasses become clear
+#: glasses, a mask's none) then never ran: ffhq-0303 made grey lost its
+#: glasses. Kept at 0.9 (0.855).
+FUSION_SUN_PRECISION = 0.9
 #: L2 weights tried for the glasses fusion (5-fold out-of-fold log loss on the training photos)
 FUSION_L2 = (1.0, 3.0, 10.0)
 FUSION_OUT = ROOT / "sdk" / "avatarizer" / "data" / "glasses_fusion.json"
@@ -1316,7 +1328,8 @@ def fusion_inputs(folder: Path, names: list[str], progress: bool = True,
 
 
 def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: float = FUSION_PRECISION,
-                       out: Path | None = None, quiet: bool = False, models: Path | None = None) -> dict:
+                       out: Path | None = None, quiet: bool = False, models: Path | None = None,
+                       sun_precision: float | None = FUSION_SUN_PRECISION) -> dict:
     """Fits the hybrid's glasses decision (``avatarizer.glasses``): a
     3-class logistic model over the log of the artist's glasses network's
     probabilities and of H's, on the labelled training photos run through
@@ -1387,7 +1400,7 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
 
     losses = {l2: log_loss(l2) for l2 in FUSION_L2}
     l2 = min(losses, key=losses.get)
-    th = glasses_thresholds(oof(xt, yt, 3, l2=l2), yt, precision)
+    th = glasses_thresholds(oof(xt, yt, 3, l2=l2), yt, precision, sun_precision=sun_precision)
     model = fit_logistic(xt, yt, 3, l2=l2)
 
     def score(pred, m):
@@ -1406,7 +1419,7 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
     preds = {"fused": np.array([consensus(int(k), probs_x[i, :N_CUES], probs_x[i, N_CUES:])
                                 for i, k in enumerate(glasses_decision(predict(model, x), th))])}
     for label, cols in (("artist_network_alone", slice(0, N_CUES)), ("attribute_model_alone", slice(N_CUES, None))):
-        t_ = glasses_thresholds(oof(xt[:, cols], yt, 3, l2=l2), yt, precision)
+        t_ = glasses_thresholds(oof(xt[:, cols], yt, 3, l2=l2), yt, precision, sun_precision=sun_precision)
         preds[label] = glasses_decision(predict(fit_logistic(xt[:, cols], yt, 3, l2=l2), x[:, cols]), t_)
     report = {}
     for part, m in (("heldout", ffhq), ("heldout_eye_labels", ~ffhq)):
@@ -1420,7 +1433,8 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
            "fitted_on": f"{int((tr & ffhq).sum())} training photos of ffhq128-labelled and "
                         f"{int((tr & ~ffhq).sum())} labelled by eye (H's outputs as the runtime computes them, "
                         f"the artist network's out of fold)",
-           "precision_target": precision, "l2": l2, "oof_log_loss": {f"{k:g}": round(v, 4) for k, v in losses.items()},
+           "precision_target": precision,
+           "sun_precision_target": precision if sun_precision is None else sun_precision, "l2": l2, "oof_log_loss": {f"{k:g}": round(v, 4) for k, v in losses.items()},
            "model": {k: np.asarray(v).tolist() for k, v in model.items()}, "thresholds": th, **report,
            "seconds": round(time.time() - t0, 1)}
     out = Path(out) if out else FUSION_OUT
@@ -1438,7 +1452,7 @@ def add_parser(sub):
     p.add_argument("--shared", help="the shared folder (default ../shared)")
     p.add_argument("--precision", type=precision, default=None,
                    help="precision each drawing threshold keeps out of fold (default 0.9; with --fusion "
-                        f"{FUSION_PRECISION})")
+                        f"{FUSION_PRECISION} for clear glasses, {FUSION_SUN_PRECISION} for sunglasses)")
     p.add_argument("--out", help=f"where to write (default {OUT.relative_to(ROOT)}); an existing file only with "
                                  "--overwrite, or with --only (which keeps the other detectors from it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
