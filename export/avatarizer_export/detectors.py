@@ -1434,7 +1434,8 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
                         f"{int((tr & ~ffhq).sum())} labelled by eye (H's outputs as the runtime computes them, "
                         f"the artist network's out of fold)",
            "precision_target": precision,
-           "sun_precision_target": precision if sun_precision is None else sun_precision, "l2": l2, "oof_log_loss": {f"{k:g}": round(v, 4) for k, v in losses.items()},
+           "sun_precision_target": precision if sun_precision is None else sun_precision, "l2": l2,
+           "oof_log_loss": {f"{k:g}": round(v, 4) for k, v in losses.items()},
            "model": {k: np.asarray(v).tolist() for k, v in model.items()}, "thresholds": th, **report,
            "seconds": round(time.time() - t0, 1)}
     out = Path(out) if out else FUSION_OUT
