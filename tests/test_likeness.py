@@ -1452,8 +1452,15 @@ def test_the_glasses_fusion_trains_on_the_networks_out_of_fold_probabilities(tmp
     fits = []
     real = D.fit_logistic
     monkeypatch.setattr(D, "fit_logistic", lambda x, y, k, l2=1.0: fits.append(x) or real(x, y, k, l2=l2))
+    asked = []  # the precisions the thresholds are chosen for: clear glasses', sunglasses' (session 74)
+    real_th = D.glasses_thresholds
+    monkeypatch.setattr(D, "glasses_thresholds", lambda p, y, precision, groups=None, sun_precision=None: asked.append(
+        (precision, sun_precision)) or real_th(p, y, precision, groups, sun_precision=sun_precision))
     doc = D.fit_glasses_fusion(shared, cache, out=fusion_file, quiet=True)
     assert doc["format"] == 2 and "out of fold" in doc["fitted_on"]
+    assert asked and set(asked) == {(D.FUSION_PRECISION, D.FUSION_SUN_PRECISION)}
+    assert (doc["precision_target"], doc["sun_precision_target"]) == (D.FUSION_PRECISION, D.FUSION_SUN_PRECISION)
+    assert 0.0 <= doc["thresholds"]["any"] <= 1.0
     full = max((x for x in fits if x.shape[1] == 6), key=len)  # the model's own fit: every training photo
     assert len(full) == len(oof)
     for row in full:  # each row's network part is that very photo's out-of-fold probability
@@ -1461,6 +1468,7 @@ def test_the_glasses_fusion_trains_on_the_networks_out_of_fold_probabilities(tmp
         assert np.allclose(row[:3], np.log(np.clip(oof[key], 1e-4, 1.0))), key
     fusion = GlassesFusion.from_doc(json.loads(fusion_file.read_text()))
     assert fusion.W.shape == (3, 6) and fusion.artist_network == network
+    assert fusion.any_glasses == doc["thresholds"]["any"]
     # the detectors refitted to another network: the out-of-fold file no longer fits it
     other = json.loads(det_file.read_text())
     other["detectors"]["glasses"]["mean"][0] += 1.0

@@ -1486,6 +1486,7 @@ def refit(names=REFIT_FLAGS, cache: Path | None = None, shared: Path | None = No
     the shipped file computes (its heads' standardised input) on the feature
     table's rows (:func:`sample_table`, :func:`table_crops`); each head is
     fitted as :func:`fit_heads` fits it (whitened PCA of the training rows,
+    with the rows under another light for a head of :data:`LIGHTING_HEADS`,
     5-fold CV by photo, calibration, thresholds from the out-of-fold outputs)
     and folded into its rows of ``heads.binary`` / ``heads.glasses``. Run
     ``avatarizer-export detectors --fusion`` and ``hat-net --fusion`` after

@@ -1400,7 +1400,11 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
 
     losses = {l2: log_loss(l2) for l2 in FUSION_L2}
     l2 = min(losses, key=losses.get)
-    th = glasses_thresholds(oof(xt, yt, 3, l2=l2), yt, precision, sun_precision=sun_precision)
+    po = oof(xt, yt, 3, l2=l2)
+    th = glasses_thresholds(po, yt, precision, sun_precision=sun_precision)
+    # glasses near certain but of neither kind (avatarizer.glasses.decide_kind): 1 - P(none) for the clear
+    # glasses' precision (the kinds' split mass drew none where P(none) was 0.001; session 74)
+    th["any"] = precision_threshold(1.0 - po[:, 0], (yt > 0).astype(float), precision)
     model = fit_logistic(xt, yt, 3, l2=l2)
 
     def score(pred, m):
@@ -1412,12 +1416,13 @@ def fit_glasses_fusion(shared: Path, cache: Path | None = None, *, precision: fl
 
     # held out: the FFHQ labels (the issues' measure) and, apart, the photos labelled by eye;
     # beside the fusion, each source refitted alone the same way
-    from avatarizer.glasses import consensus
+    from avatarizer.glasses import decide_kind
 
-    # the fused decision as the runtime makes it: the thresholds, then the experts' consensus
+    # the fused decision as the runtime makes it (the thresholds, then the experts' consensus)
     probs_x = np.exp(x)
-    preds = {"fused": np.array([consensus(int(k), probs_x[i, :N_CUES], probs_x[i, N_CUES:])
-                                for i, k in enumerate(glasses_decision(predict(model, x), th))])}
+    pf = predict(model, x)
+    preds = {"fused": np.array([decide_kind(pf[i], probs_x[i, :N_CUES], probs_x[i, N_CUES:], th["clear"],
+                                            th["sun"], th["any"]) for i in range(len(x))])}
     for label, cols in (("artist_network_alone", slice(0, N_CUES)), ("attribute_model_alone", slice(N_CUES, None))):
         t_ = glasses_thresholds(oof(xt[:, cols], yt, 3, l2=l2), yt, precision, sun_precision=sun_precision)
         preds[label] = glasses_decision(predict(fit_logistic(xt[:, cols], yt, 3, l2=l2), x[:, cols]), t_)

@@ -29,7 +29,8 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["GlassesFusion", "FUSION_PATH", "KINDS", "fusion_features", "apply_decision", "consensus"]
+__all__ = ["GlassesFusion", "FUSION_PATH", "KINDS", "fusion_features", "apply_decision", "consensus", "decide_kind",
+           "SPLIT_BY"]
 
 FUSION_PATH = Path(__file__).resolve().with_name("data") / "glasses_fusion.json"
 FORMAT = 2
@@ -87,6 +88,7 @@ class GlassesFusion:
     attributes_version: str
     attributes_sha256: str | None = None  # the H file it was fitted with, when the file names it
     artist_network: str | None = None  # the artist's glasses network it was fitted with (accessories.detector_key)
+    any_glasses: float | None = None  # threshold on 1 - P(none) (:func:`decide_kind`); None in older files
 
     @classmethod
     def from_doc(cls, doc: Mapping) -> "GlassesFusion":
@@ -103,6 +105,9 @@ class GlassesFusion:
             if not all(is_real(th[k]) for k in ("clear", "sun")):
                 raise ValueError("glasses fusion file: thresholds that are not numbers")
             clear, sun = float(th["clear"]), float(th["sun"])
+            any_glasses = th.get("any")
+            if any_glasses is not None and not is_real(any_glasses):
+                raise ValueError("glasses fusion file: an 'any' threshold that is not a number")
             version = str(doc["attributes_version"])
             fitted = doc.get("attributes_model")
             sha = fitted.get("sha256") if isinstance(fitted, Mapping) else None
@@ -114,9 +119,10 @@ class GlassesFusion:
             raise ValueError("glasses fusion file: wrong array shapes")
         if not all(np.isfinite(a).all() for a in (mean, scale, W, b)) or (scale <= 0).any():
             raise ValueError("glasses fusion file: non-finite weights or non-positive scales")
-        if not (0.0 <= clear <= 1.0 and 0.0 <= sun <= 1.0):
+        if not all(0.0 <= t <= 1.0 for t in (clear, sun, 0.5 if any_glasses is None else float(any_glasses))):
             raise ValueError("glasses fusion file: thresholds outside [0, 1]")
-        return cls(mean, scale, W, b, clear, sun, version, None if sha is None else str(sha), net)
+        return cls(mean, scale, W, b, clear, sun, version, None if sha is None else str(sha), net,
+                   None if any_glasses is None else float(any_glasses))
 
     @classmethod
     def load(cls, attributes_version: str | None, path: str | Path | None = None,
@@ -161,14 +167,48 @@ class GlassesFusion:
 
     def decide(self, artist_probs, glasses_probs) -> tuple[int, np.ndarray]:
         """(kind 0 none / 1 reading / 2 sunglasses, the (3,) probabilities):
-        the fused probabilities at the thresholds, then :func:`consensus`."""
+        :func:`decide_kind` on the fused probabilities."""
         p = self.probabilities(artist_probs, glasses_probs)
-        return consensus(self.kind_at_thresholds(p), artist_probs, glasses_probs), p
+        return decide_kind(p, artist_probs, glasses_probs, self.clear, self.sun, self.any_glasses), p
+
+    def split(self, p) -> bool:
+        """The fused probabilities ``p`` are sure of glasses (1 - P(none) at
+        or over :attr:`any_glasses`) but of neither kind (see
+        :func:`decide_kind`)."""
+        return _split(p, self.clear, self.sun, self.any_glasses)
 
     def kind_at_thresholds(self, p) -> int:
         """The kind the fused probabilities ``p`` clear the thresholds for
         (before :func:`consensus`)."""
         return 2 if p[2] >= self.sun else 1 if p[1] >= self.clear else 0
+
+
+#: ``avatar.attributes["glasses"]["decided_by"]`` of glasses :func:`decide_kind` draws where the fused
+#: probabilities are sure of glasses but of neither kind
+SPLIT_BY = "fusion: glasses near certain, their kind not: clear ones"
+
+
+def _split(p, clear: float, sun: float, any_glasses: float | None) -> bool:
+    return (any_glasses is not None and float(p[2]) < sun and float(p[1]) < clear
+            and 1.0 - float(p[0]) >= any_glasses)
+
+
+def decide_kind(p, artist_probs, glasses_probs, clear: float, sun: float, any_glasses: float | None = None) -> int:
+    """The drawn kind (0 none / 1 clear / 2 sunglasses) from the fused
+    probabilities ``p`` (none, clear, sunglasses) at the thresholds:
+    sunglasses from P(sunglasses) ``sun``, else clear glasses from
+    P(clear) ``clear``, then :func:`consensus`. Where neither kind clears
+    its threshold but glasses of some kind are near certain (1 - P(none)
+    at or over ``any_glasses``, chosen for the same precision; a fusion
+    file without it: never), clear glasses where one of the two experts
+    ranks some glasses first: the mass split between the kinds drew no
+    glasses at all, P(none) 0.001 (the clear glasses of black-and-white
+    photos and under face masks, session 74)."""
+    kind = 2 if float(p[2]) >= sun else 1 if float(p[1]) >= clear else 0
+    if _split(p, clear, sun, any_glasses):
+        tops = {int(np.argmax(np.asarray(artist_probs, np.float64))), int(np.argmax(_kind_probs(glasses_probs)))}
+        return 1 if tops - {0} else 0
+    return consensus(kind, artist_probs, glasses_probs)
 
 
 def consensus(kind: int, artist_probs, glasses_probs) -> int:

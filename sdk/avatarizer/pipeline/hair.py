@@ -356,6 +356,10 @@ class HairStage(Stage):
                 attrs["glasses_by"] = H.UNDER_HAT_BY
             elif grey_photo:
                 attrs["glasses_by"] = GREY_PHOTO_GLASSES_BY
+            elif fused == 1 and self.fusion.split(probs):
+                from ..glasses import SPLIT_BY
+
+                attrs["glasses_by"] = SPLIT_BY
             elif fused != self.fusion.kind_at_thresholds(probs):  # (reported: the probabilities said otherwise)
                 attrs["glasses_by"] = "fusion, kept only as the artist's cues or the model rank it"
         if masked:
