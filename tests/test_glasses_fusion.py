@@ -549,6 +549,9 @@ def test_glasses_sure_of_neither_kind_are_drawn_clear():
     none_artist = np.array([0.9, 0.05, 0.05])
     assert decide_kind(split, clear_artist, none_h, 0.62, 0.855, 0.62) == 1
     assert decide_kind(split, none_artist, none_h, 0.62, 0.855, 0.62) == 0  # neither expert reads glasses
+    # sure of glasses, but their mass on sunglasses below its threshold and P(clear) under P(none): none (a dark
+    # band under the eyes read as sunglasses at 0.72 drew clear glasses; a review)
+    assert decide_kind(np.array([0.25, 0.0, 0.75]), clear_artist, none_h, 0.62, 0.855, 0.62) == 0
     assert decide_kind(split, clear_artist, none_h, 0.62, 0.855, None) == 0  # an older file: as before
     assert decide_kind(np.array([0.5, 0.3, 0.2]), clear_artist, none_h, 0.62, 0.855, 0.62) == 0  # not sure
     assert decide_kind(np.array([0.0, 0.1, 0.9]), none_artist, {"none": 0.1, "reading": 0.1, "sunglasses": 0.8},

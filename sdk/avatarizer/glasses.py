@@ -200,14 +200,17 @@ def decide_kind(p, artist_probs, glasses_probs, clear: float, sun: float, any_gl
     P(clear) ``clear``, then :func:`consensus`. Where neither kind clears
     its threshold but glasses of some kind are near certain (1 - P(none)
     at or over ``any_glasses``, chosen for the same precision; a fusion
-    file without it: never), clear glasses where one of the two experts
-    ranks some glasses first: the mass split between the kinds drew no
-    glasses at all, P(none) 0.001 (the clear glasses of black-and-white
-    photos and under face masks, session 74)."""
+    file without it: never), clear glasses where P(clear) is over P(none)
+    (as sunglasses not sure enough under a hat, ``hair.sunglasses_under_hat``)
+    and one of the two experts ranks some glasses first: the mass split
+    between the kinds drew no glasses at all, P(none) 0.001 (the clear
+    glasses of black-and-white photos and under face masks, session 74;
+    without the P(clear) condition, a dark band under the eyes read as
+    sunglasses at 0.72, P(clear) 0.0, drew clear glasses: a review)."""
     kind = 2 if float(p[2]) >= sun else 1 if float(p[1]) >= clear else 0
     if _split(p, clear, sun, any_glasses):
         tops = {int(np.argmax(np.asarray(artist_probs, np.float64))), int(np.argmax(_kind_probs(glasses_probs)))}
-        return 1 if tops - {0} else 0
+        return 1 if tops - {0} and float(p[1]) > float(p[0]) else 0
     return consensus(kind, artist_probs, glasses_probs)
 
 

@@ -108,6 +108,8 @@ def mirrored_mean(session, crop: np.ndarray) -> dict:
 GREY_PHOTO_SPREAD = 3
 GREY_PHOTO_SHARE = 0.98
 GREY_PHOTO_GLASSES_BY = "fusion; a black-and-white photo: sunglasses only as the artist's network reads them"
+#: ... and of glasses under a face mask (its edge reads as tinted lenses)
+MASK_GLASSES_BY = "a face mask: no sunglasses where the eyes are not tinted"
 
 
 class HairStage(Stage):
@@ -351,12 +353,31 @@ class HairStage(Stage):
             grey_hat = grey_photo and under_hat and "glasses" not in settings
             if grey_photo:
                 fused = 1 if not grey_hat or float(probs[1]) > float(probs[0]) else 0
+            # glasses sure of neither kind (glasses.decide_kind) are clear ones, but a face mask's edge and a hat's
+            # shade read as tinted lenses: there the mask's rule (the artist's network near certain of clear
+            # ones) and the hat's (clear ones where likelier than none) decide, as they do a fused "sunglasses"
+            # (skipped, the split drew clear glasses on 5 of 80 masked faces without any; a review, session 74)
+            split = fused == 1 and self.fusion.split(probs)
+            split_by = None
+            if split and "glasses" not in settings and (masked or under_hat):
+                if masked:
+                    from ..artist.accessories import clear_under_mask
+
+                    fused = int(clear_under_mask(artist_probs))
+                    split_by = MASK_GLASSES_BY + ("; clear glasses by the artist's glasses network" if fused else "")
+                else:
+                    fused = 1 if float(probs[1]) > float(probs[0]) else 0
+                    split_by = H.UNDER_HAT_BY
             apply_decision(attrs, fused, probs)
             if grey_hat:
                 attrs["glasses_by"] = H.UNDER_HAT_BY
             elif grey_photo:
                 attrs["glasses_by"] = GREY_PHOTO_GLASSES_BY
-            elif fused == 1 and self.fusion.split(probs):
+            elif split_by is not None:
+                if fused and masked:  # reported with the network's probabilities, as the mask's rule reports them
+                    H.add_artist_glasses(attrs, 1, artist_probs)
+                attrs["glasses_by"] = split_by
+            elif split:
                 from ..glasses import SPLIT_BY
 
                 attrs["glasses_by"] = SPLIT_BY
@@ -379,7 +400,7 @@ class HairStage(Stage):
                     H.add_artist_glasses(attrs, 1, artist_probs)
                 else:
                     H.decide_glasses(attrs, 1 if by_fusion else 0)
-                attrs["glasses_by"] = "a face mask: no sunglasses where the eyes are not tinted" + (
+                attrs["glasses_by"] = MASK_GLASSES_BY + (
                     "; clear glasses by the artist's glasses network" if by_network else "")
                 if fused is not None:
                     fused = int(by_fusion or by_network)
