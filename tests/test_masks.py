@@ -285,3 +285,25 @@ def test_a_mask_shaded_from_above_is_found(photo):
     with Avatarizer(estimator="artist") as av:
         f = av.run(shaded).faces[0]
     assert _artist_cues(f.aligned).get("cheeks_covered") is True
+
+
+def test_a_split_under_a_mask_over_tinted_eyes_keeps_the_fusion_s_clear_glasses(monkeypatch):
+    """Glasses sure of neither kind under a face mask go through the mask's
+    rule only where the eyes do not look tinted, as a fused "sunglasses"
+    does; over tinted eyes the fusion's clear glasses stay (they were
+    dropped, reported as "no sunglasses where the eyes are not tinted";
+    a review, session 74)."""
+    import avatarizer.artist.accessories as ACC
+    from avatarizer.glasses import SPLIT_BY
+
+    img = _labelled("69043")
+    with Avatarizer() as av:
+        if av.estimator == "artist":
+            pytest.skip("the shipped models are not installed here")
+        lm = av.run(img).faces[0].aligned.landmarks
+        masked = _masked(img, lm, COLOURS["royal"])  # (the fused mass split between the kinds: the test above)
+        plain = av.run(masked).faces[0].attributes
+        monkeypatch.setattr(ACC, "tinted_under_mask", lambda cues: True)
+        tinted = av.run(masked).faces[0].attributes
+    assert plain["glasses_by"].startswith("a face mask")
+    assert tinted["glasses_type"] == 1 and tinted["glasses_by"] == SPLIT_BY

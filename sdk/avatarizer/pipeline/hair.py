@@ -353,21 +353,19 @@ class HairStage(Stage):
             grey_hat = grey_photo and under_hat and "glasses" not in settings
             if grey_photo:
                 fused = 1 if not grey_hat or float(probs[1]) > float(probs[0]) else 0
-            # glasses sure of neither kind (glasses.decide_kind) are clear ones, but a face mask's edge and a hat's
-            # shade read as tinted lenses: there the mask's rule (the artist's network near certain of clear
-            # ones) and the hat's (clear ones where likelier than none) decide, as they do a fused "sunglasses"
-            # (skipped, the split drew clear glasses on 5 of 80 masked faces without any; a review, session 74)
+            # glasses sure of neither kind (glasses.decide_kind) are clear ones, but a face mask's edge reads as
+            # tinted lenses: where the eyes do not look tinted the mask's rule decides (the artist's network near
+            # certain of clear ones), as it does a fused "sunglasses" below (skipped, the split drew clear glasses
+            # on 5 of 80 masked faces without any; a review, session 74). (Under a hat decide_kind's own
+            # condition, P(clear) over P(none), is the hat rule's.) What the app set is applied below, after it.
             split = fused == 1 and self.fusion.split(probs)
             split_by = None
-            if split and "glasses" not in settings and (masked or under_hat):
-                if masked:
-                    from ..artist.accessories import clear_under_mask
+            if split and masked:
+                from ..artist.accessories import clear_under_mask, tinted_under_mask
 
+                if not tinted_under_mask(glasses_cues.get("glasses")):
                     fused = int(clear_under_mask(artist_probs))
                     split_by = MASK_GLASSES_BY + ("; clear glasses by the artist's glasses network" if fused else "")
-                else:
-                    fused = 1 if float(probs[1]) > float(probs[0]) else 0
-                    split_by = H.UNDER_HAT_BY
             apply_decision(attrs, fused, probs)
             if grey_hat:
                 attrs["glasses_by"] = H.UNDER_HAT_BY
