@@ -287,6 +287,23 @@ def attribute_outputs(**extra) -> dict:
     return out
 
 
+def attributes_models_copy(tmp_path: Path) -> Path:
+    """``tmp_path / "models"``: a copy of the shipped attribute model H and a
+    manifest listing it alone (for the export tools that rewrite it)."""
+    import json
+    import shutil
+
+    from avatarizer_export import attributes as A
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(A.MODELS / A.SHIP_FILE, folder / A.SHIP_FILE)
+    man = json.loads((A.MODELS / "manifest.json").read_text())
+    man["models"] = {k: v for k, v in man["models"].items() if v.get("role") == "attributes"}
+    (folder / "manifest.json").write_text(json.dumps(man))
+    return folder
+
+
 def shipped_h_without(folder: Path, output: str) -> list[str]:
     """Copies the shipped attribute model and its manifest entry into
     ``folder`` with its ``output`` head removed (a head tool must add it to a

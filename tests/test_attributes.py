@@ -1660,20 +1660,15 @@ def test_refit_changes_only_the_refitted_head(tmp_path, monkeypatch, tamper):
     says to refit the glasses and hat fusions next. Its own check covers
     every output of the file (``tamper``: a refitted file whose skin tone
     moved is refused; it compared four of the six; a review, session 74)."""
-    import shutil
-
     import onnxruntime as ort
 
     from avatarizer_export import attributes as A
     from avatarizer_export import formats
 
-    folder = tmp_path / "models"
-    folder.mkdir()
+    from conftest import attributes_models_copy
+
+    folder = attributes_models_copy(tmp_path)
     (tmp_path / "data").mkdir()  # stands in for ../shared (nothing is read from it here)
-    shutil.copy(MODELS / A.SHIP_FILE, folder / A.SHIP_FILE)
-    man = json.loads((MODELS / "manifest.json").read_text())
-    man["models"] = {k: v for k, v in man["models"].items() if v.get("role") == "attributes"}
-    (folder / "manifest.json").write_text(json.dumps(man))
 
     n = 150  # photos; with their mirror images 300 rows, enough for 256 components
     rng = np.random.default_rng(0)
@@ -2392,17 +2387,12 @@ def test_refit_of_the_glasses_head_reads_a_basis_with_the_light_s_rows(tmp_path,
     basis of its training rows with those under another light (the shipped
     2.3.7 was fitted so: 0.938 out of fold against 0.930 in the photos' own
     basis), the other heads the photos' own (as ``fit_heads``)."""
-    import shutil
-
     from avatarizer_export import attributes as A
 
-    folder = tmp_path / "models"
-    folder.mkdir()
+    from conftest import attributes_models_copy
+
+    folder = attributes_models_copy(tmp_path)
     (tmp_path / "data").mkdir()  # stands in for ../shared (nothing is read from it here)
-    shutil.copy(MODELS / A.SHIP_FILE, folder / A.SHIP_FILE)
-    man = json.loads((MODELS / "manifest.json").read_text())
-    man["models"] = {k: v for k, v in man["models"].items() if v.get("role") == "attributes"}
-    (folder / "manifest.json").write_text(json.dumps(man))
     n = 150
     rng = np.random.default_rng(1)
     base = rng.integers(0, 255, (1, 128, 128, 3), dtype=np.uint8)

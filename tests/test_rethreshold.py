@@ -3,7 +3,6 @@ photos labelled by eye its head never trained on (export/avatarizer_export/rethr
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,12 +55,9 @@ def test_rethreshold_changes_only_the_drawing_threshold(tmp_path, monkeypatch):
     from avatarizer_export import rethreshold as R
     from avatarizer_export.data import is_heldout
 
-    folder = tmp_path / "models"
-    folder.mkdir()
-    shutil.copy(MODELS / A.SHIP_FILE, folder / A.SHIP_FILE)
-    man = json.loads((MODELS / "manifest.json").read_text())
-    man["models"] = {k: v for k, v in man["models"].items() if v.get("role") == "attributes"}
-    (folder / "manifest.json").write_text(json.dumps(man))
+    from conftest import attributes_models_copy
+
+    folder = attributes_models_copy(tmp_path)
 
     n = 240
     rng = np.random.default_rng(1)
