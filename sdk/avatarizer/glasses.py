@@ -180,7 +180,7 @@ class GlassesFusion:
     def kind_at_thresholds(self, p) -> int:
         """The kind the fused probabilities ``p`` clear the thresholds for
         (before :func:`consensus`)."""
-        return 2 if p[2] >= self.sun else 1 if p[1] >= self.clear else 0
+        return _kind_at(p, self.clear, self.sun)
 
 
 #: ``avatar.attributes["glasses"]["decided_by"]`` of glasses :func:`decide_kind` draws where the fused
@@ -188,9 +188,13 @@ class GlassesFusion:
 SPLIT_BY = "fusion: glasses near certain, their kind not: clear ones"
 
 
+def _kind_at(p, clear: float, sun: float) -> int:
+    """The kind the fused probabilities ``p`` clear the thresholds for: sunglasses first."""
+    return 2 if float(p[2]) >= sun else 1 if float(p[1]) >= clear else 0
+
+
 def _split(p, clear: float, sun: float, any_glasses: float | None) -> bool:
-    return (any_glasses is not None and float(p[2]) < sun and float(p[1]) < clear
-            and 1.0 - float(p[0]) >= any_glasses)
+    return any_glasses is not None and _kind_at(p, clear, sun) == 0 and 1.0 - float(p[0]) >= any_glasses
 
 
 def decide_kind(p, artist_probs, glasses_probs, clear: float, sun: float, any_glasses: float | None = None) -> int:
@@ -207,11 +211,10 @@ def decide_kind(p, artist_probs, glasses_probs, clear: float, sun: float, any_gl
     glasses of black-and-white photos and under face masks, session 74;
     without the P(clear) condition, a dark band under the eyes read as
     sunglasses at 0.72, P(clear) 0.0, drew clear glasses: a review)."""
-    kind = 2 if float(p[2]) >= sun else 1 if float(p[1]) >= clear else 0
     if _split(p, clear, sun, any_glasses):
         tops = {int(np.argmax(np.asarray(artist_probs, np.float64))), int(np.argmax(_kind_probs(glasses_probs)))}
         return 1 if tops - {0} and float(p[1]) > float(p[0]) else 0
-    return consensus(kind, artist_probs, glasses_probs)
+    return consensus(_kind_at(p, clear, sun), artist_probs, glasses_probs)
 
 
 def consensus(kind: int, artist_probs, glasses_probs) -> int:

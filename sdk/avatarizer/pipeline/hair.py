@@ -338,7 +338,7 @@ class HairStage(Stage):
                                source=("H x hair region" if H.region_classifier_reads(skin) else "H") + net_by)
         elif attrs["hair_colour_probs"]:  # no hair region read: H's reading weighed alike, reported and drawn
             H.read_hair_colour(attrs, H.model_hair_colour(*model), source="H" + net_by)
-        fused = None
+        fused, split = None, False
         under_hat = bool(settings.get("headwear", attrs["drawn"]["headwear"]))
         artist_probs = None if glasses_cues is None else glasses_cues.get("glasses_probs")
         if self.fusion is not None and artist_probs is not None and np.isfinite(artist_probs).all():
@@ -353,28 +353,15 @@ class HairStage(Stage):
             grey_hat = grey_photo and under_hat and "glasses" not in settings
             if grey_photo:
                 fused = 1 if not grey_hat or float(probs[1]) > float(probs[0]) else 0
-            # glasses sure of neither kind (glasses.decide_kind) are clear ones, but a face mask's edge reads as
-            # tinted lenses: where the eyes do not look tinted the mask's rule decides (the artist's network near
-            # certain of clear ones), as it does a fused "sunglasses" below (skipped, the split drew clear glasses
-            # on 5 of 80 masked faces without any; a review, session 74). (Under a hat decide_kind's own
-            # condition, P(clear) over P(none), is the hat rule's.) What the app set is applied below, after it.
+            # glasses sure of neither kind (glasses.decide_kind): clear ones, but under a face mask the mask's rule
+            # below decides them as it does a fused "sunglasses" (its edge reads as tinted lenses: the split drew
+            # clear glasses on 5 of 80 masked faces without any; a review, session 74)
             split = fused == 1 and self.fusion.split(probs)
-            split_by = None
-            if split and masked:
-                from ..artist.accessories import clear_under_mask, tinted_under_mask
-
-                if not tinted_under_mask(glasses_cues.get("glasses")):
-                    fused = int(clear_under_mask(artist_probs))
-                    split_by = MASK_GLASSES_BY + ("; clear glasses by the artist's glasses network" if fused else "")
             apply_decision(attrs, fused, probs)
             if grey_hat:
                 attrs["glasses_by"] = H.UNDER_HAT_BY
             elif grey_photo:
                 attrs["glasses_by"] = GREY_PHOTO_GLASSES_BY
-            elif split_by is not None:
-                if fused and masked:  # reported with the network's probabilities, as the mask's rule reports them
-                    H.add_artist_glasses(attrs, 1, artist_probs)
-                attrs["glasses_by"] = split_by
             elif split:
                 from ..glasses import SPLIT_BY
 
@@ -387,7 +374,7 @@ class HairStage(Stage):
             # still wins: its settings are applied below)
             from ..artist.accessories import clear_under_mask, tinted_under_mask
 
-            if attrs["glasses_type"] == 2 and not tinted_under_mask(glasses_cues.get("glasses")):
+            if (attrs["glasses_type"] == 2 or split) and not tinted_under_mask(glasses_cues.get("glasses")):
                 # clear glasses where the fusion's clear probability clears its threshold, or where the
                 # artist's glasses network (which reads the eyes' rims, H the whole crop) is near certain
                 # of clear ones (MASK_CLEAR_PROB): H reads the mask's edge as sunglasses with certainty,
