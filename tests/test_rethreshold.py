@@ -89,7 +89,8 @@ def test_rethreshold_changes_only_the_drawing_threshold(tmp_path, monkeypatch):
     monkeypatch.setattr(R, "RUN", tmp_path / "run")
     old_desc = json.loads(sess.get_modelmeta().custom_metadata_map[formats.METADATA_KEY])
     said = []
-    rep = R.rethreshold(cache=tmp_path, folder=folder, log=said.append)
+    # a flag named twice is rethresholded once (twice, its record said it came from the first new threshold)
+    rep = R.rethreshold(("headwear", "headwear"), cache=tmp_path, folder=folder, log=said.append)
     assert any("no shared folder" in str(s) for s in said)  # said, and the report is of the labels by eye only
 
     sess = ort.InferenceSession(str(folder / A.SHIP_FILE), providers=["CPUExecutionProvider"])
@@ -107,6 +108,9 @@ def test_rethreshold_changes_only_the_drawing_threshold(tmp_path, monkeypatch):
     assert {k: v for k, v in desc["draw_thresholds"].items() if k != "headwear"} == {
         k: v for k, v in old_desc["draw_thresholds"].items() if k != "headwear"}
     assert desc["rethreshold"]["headwear"]["train_photos"] == int(train.sum())
+    assert rep["flags"] == ["headwear"]
+    assert rep["thresholds"]["headwear"]["draw_from"] == desc["rethreshold"]["headwear"]["draw_from"] \
+        == old_desc["draw_thresholds"]["headwear"]
     assert rep["heldout_after"]["headwear_eye_labels"]["n"] == int((~train).sum())
     assert "headwear" not in rep["heldout_after"]  # (no shared labels)
     # the shared labels' entry keeps its threshold-free numbers; its drawing ones were of the old threshold
@@ -122,7 +126,11 @@ def test_rethreshold_changes_only_the_drawing_threshold(tmp_path, monkeypatch):
     entry = json.loads((folder / "manifest.json").read_text())["models"][desc["name"]]
     assert entry["sha256"] == sha256_file(folder / A.SHIP_FILE) and entry["version"] == desc["version"]
     assert desc["version"] == A.next_patch(old_desc["version"])
-    assert (tmp_path / "run" / f"rethreshold_{desc['version']}.json").exists()
+    # the report is named by the file it wrote too (a trial run's H of the same version wrote over the
+    # shipped one's report)
+    saved = json.loads((tmp_path / "run" / R.report_name(desc["version"], entry["sha256"])).read_text())
+    assert saved["sha256"] == entry["sha256"] and saved["version"] == desc["version"]
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [R.report_name(desc["version"], entry["sha256"])]
 
 
 def test_only_flags_never_trained_on_their_labels_by_eye():

@@ -10,7 +10,8 @@ regressor's predictions from ``avatarizer-export attributes``):
               curl, layers) → k-means per hairstyle family (numpy, seed 0,
               k-means++), the medoid of each cluster kept (a real fitted
               hairstyle), near-duplicates merged, until at least 470 distinct
-              entries remain. Writes ``sdk/avatarizer/data/hair_bank.npz``
+              entries remain (refused, nothing written, where they do not;
+              pairs of another aligned set refused). Writes ``sdk/avatarizer/data/hair_bank.npz``
               and ``hair_bank.json`` (version, sha256, count, descriptor
               definition, coverage by family).
 ``tune``      mean hair-silhouette IoU of a grid of retrieval weights and k on
@@ -20,7 +21,9 @@ regressor's predictions from ``avatarizer-export attributes``):
 ``evaluate``  hair-silhouette IoU on the held-out photos for retrieval, the
               most common hairstyle, a random entry and the artist's own fit;
               search timing. Writes ``out/hair/eval.json``.
-``sheet``     ``docs/hair_sheet.png``: 48 held-out photos and their avatars.
+``sheet``     ``docs/hair_sheet.png``: 48 held-out photos and their avatars
+              (the artist's fits ``evaluate`` saved, where made by the same
+              artist from the same aligned set, ``out/hair/heldout_artist.npz``).
 
 Photo-side definitions (shared with run time): :mod:`avatarizer.hair`.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -132,15 +136,16 @@ def load_members(cache: Path, shared: Path, exclude_keys: set | None = None, log
                  models: Path | None = None) -> dict:
     """The training photos' hair fits with everything the bank needs (with
     the predictions of the H in ``models``, default the shipped one)."""
-    from .attributes import load_predictions
-    from .data import is_heldout, load_aligned, load_pairs
+    from .data import is_heldout, load_aligned
 
     al = load_aligned(cache)
-    _, params, source, augs = load_pairs(cache)
+    params, source, augs = _pairs_of(cache, al)
     orig = np.flatnonzero([a == "original" for a in augs])
     rows = source[orig].astype(np.int64)
-    keep = np.array([not is_heldout(al.keys[i]) for i in rows])
-    assert keep.all(), "pairs must not hold held-out photos"
+    keep = np.array([not is_heldout(al.keys[i]) for i in rows], bool)
+    if not keep.all():  # (was an assert: a traceback, and nothing under python -O)
+        raise ValueError(f"{Path(cache) / 'pairs'} holds {int((~keep).sum())} held-out photos: the bank is built "
+                         "from training photos only (rebuild them: `avatarizer-export data pairs`)")
     if exclude_keys:
         keep &= np.array([al.keys[i] not in exclude_keys for i in rows])
     orig, rows = orig[keep], rows[keep]
@@ -149,9 +154,7 @@ def load_members(cache: Path, shared: Path, exclude_keys: set | None = None, log
     t0 = time.time()
     desc, obs = descriptors(al, rows, shapes)
     log(f"hairbank: descriptors of {len(rows)} training photos in {time.time() - t0:.0f} s")
-    pred = load_predictions(models)
-    if list(pred["keys"]) != list(al.keys):
-        raise ValueError("attribute predictions are for another aligned set: rerun `avatarizer-export attributes`")
+    pred = _predictions_of(al, models)
     headwear = pred["binary"][rows, HR.BINARY_ATTRIBUTES.index("headwear")]
     male = pred["binary"][rows, HR.BINARY_ATTRIBUTES.index("male")]
     attrs = predicted_attributes(pred, rows)
@@ -163,6 +166,32 @@ def load_members(cache: Path, shared: Path, exclude_keys: set | None = None, log
     return dict(al=al, rows=rows, params=params, desc=desc, obs=obs, attrs=attrs, artist_attrs=artist_attrs,
                 geo=geo, family=fam,
                 seen=seen, shapes=shapes, keys=[al.keys[i] for i in rows])
+
+
+def _pairs_of(cache: Path, al):
+    """``cache/pairs``' parameters, aligned rows and augmentations, refused
+    (``ValueError``) where they were made from another aligned set than
+    ``al`` (their rows index it)."""
+    from .data import load_pairs, stage_key
+
+    _, params, source, augs = load_pairs(cache)
+    meta = json.loads((Path(cache) / "pairs" / "meta.json").read_text())
+    made_from = (meta.get("inputs") or {}).get("aligned") if isinstance(meta, dict) else None
+    if made_from != stage_key(cache, "aligned") or (len(source) and int(source.max()) >= len(al.keys)):
+        raise ValueError(f"{Path(cache) / 'pairs'} was made from another aligned set than {Path(cache) / 'aligned'}: "
+                         "rebuild them (`avatarizer-export data pairs`)")
+    return params, source, augs
+
+
+def _predictions_of(al, models: Path | None = None) -> dict:
+    """The predictions of the H in ``models`` for the aligned set ``al``,
+    refused where they are another set's (their rows would be other photos)."""
+    from .attributes import load_predictions
+
+    pred = load_predictions(models)
+    if list(pred["keys"]) != list(al.keys):
+        raise ValueError("attribute predictions are for another aligned set: rerun `avatarizer-export attributes`")
+    return pred
 
 
 # ------------------------------------------------------------------ k-means
@@ -207,9 +236,12 @@ def _alloc(counts: dict, total: int) -> dict:
     return {f: int(min(counts[f], max(6, round(total * v / z)))) for f, v in s.items()}
 
 
-def cluster_bank(m: dict, total: int = 560, dedup: float = 0.03, seed: int = SEED, log=print) -> dict:
+def cluster_bank(m: dict, total: int = 560, dedup: float = 0.03, seed: int = SEED, log=print,
+                 min_entries: int = MIN_ENTRIES) -> dict:
     """k-means per family, medoids, near-duplicate merging; grows ``total``
-    until at least :data:`MIN_ENTRIES` distinct entries remain."""
+    until at least ``min_entries`` (:data:`MIN_ENTRIES`) distinct entries
+    remain, and refuses (``ValueError``) a bank that stays below it (too few
+    or too alike training photos: a bank a user did not ask for)."""
     use = np.flatnonzero(m["seen"])
     X_all = cluster_features(m["geo"])
     for attempt in range(6):
@@ -246,9 +278,13 @@ def cluster_bank(m: dict, total: int = 560, dedup: float = 0.03, seed: int = SEE
             else:
                 merged[hit].append(members[a])
         log(f"hairbank: {len(medoids)} clusters -> {len(kept)} distinct entries (k total {total})")
-        if len(kept) >= MIN_ENTRIES:
+        if len(kept) >= min_entries:
             break
         total = int(total * 1.15)
+    else:
+        raise ValueError(f"hairbank: {len(kept)} distinct hairstyles from {len(use)} training photos whose hair "
+                         f"is visible, fewer than the {min_entries} a bank holds: nothing was written (more pairs: "
+                         "`avatarizer-export data pairs`)")
     kept = sorted(kept, key=lambda a: (HR.FAMILIES.index(HR.FAMILIES[fam_of[a]]), -sum(len(x) for x in merged[a]), a))
     geo, attrs, desc, nmem, fam, keys = [], [], [], [], [], []
     for a in kept:
@@ -268,13 +304,27 @@ def cluster_bank(m: dict, total: int = 560, dedup: float = 0.03, seed: int = SEE
     # spreads for the z-scores: over the member photos
     u = m["seen"]
     a_all = m["attrs"][u]
-    attr_scale = np.maximum(np.nanstd(a_all, 0), 0.05).astype(np.float32)
+    attr_scale = np.maximum(_spread(a_all), 0.05).astype(np.float32)
     d_all = np.where(m["obs"][u], m["desc"][u], np.nan)
-    desc_scale = np.maximum(np.nanstd(d_all, 0), 0.02).astype(np.float32)
+    desc_scale = np.maximum(_spread(d_all), 0.02).astype(np.float32)
     return dict(geometry=np.array(geo, np.float32), geometry_index=HR.GEOMETRY_INDEX.astype(np.int64),
                 attributes=attrs, descriptors=desc, attr_scale=attr_scale, desc_scale=desc_scale,
                 members=np.array(nmem, np.int64), family=np.array(fam, np.int64),
                 families=np.array(HR.FAMILIES), medoid_keys=np.array(keys))
+
+
+def _spread(x: np.ndarray) -> np.ndarray:
+    """Per column standard deviation over the values that are there; a column
+    with none (a descriptor ray no member photo shows) takes the median of the
+    others (NaN made the bank one the SDK refuses, written before that was
+    seen)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (all-NaN columns: handled below)
+        s = np.nanstd(x, 0) if len(x) else np.full(x.shape[1:], np.nan)
+    ok = np.isfinite(s)
+    return np.where(ok, s, float(np.median(s[ok])) if ok.any() else 1.0)
 
 
 def save_bank(arrays: dict, extra: dict, folder: Path = DATA) -> dict:
@@ -481,12 +531,24 @@ def _tune_keys(keys: list[str], n: int = 400) -> list[str]:
 
 def cmd_build(cache, shared, log=print, extra: dict | None = None, data: Path = DATA,
               models: Path | None = None) -> HR.HairBank:
+    from .data import stage_key
+
     m = load_members(cache, shared, log=log, models=models)
     arrays = cluster_bank(m, log=log)
+    try:  # the SDK's own checks, before anything is replaced (a bank it refuses was written, then refused)
+        HR.HairBank(arrays, {})
+    except HR.HairBankError as exc:
+        raise ValueError(f"hairbank: the built bank is not one the SDK reads ({exc}): nothing was written") from None
     prev = {}
     js = Path(data) / "hair_bank.json"
     if js.exists():
         prev = {k: v for k, v in json.loads(js.read_text()).items() if k in ("retrieval_weights", "tuning")}
+    tuned = prev.get("tuning")
+    if isinstance(tuned, dict) and tuned.get("pairs") != stage_key(cache, "pairs"):
+        # (a record of other pairs' tuning bank described another bank; `tune` records it again)
+        prev.pop("tuning")
+        log("hairbank: the previous bank's tuning record is of other pairs: left out (`avatarizer-export "
+            "hairbank tune` records it for these)")
     info = save_bank(arrays, {"members_eligible": int(m["seen"].sum()), "training_photos": len(m["rows"]),
                               "seed": SEED, "built_by": "avatarizer-export hairbank build", **prev,
                               **(extra or {})}, folder=Path(data))
@@ -495,22 +557,23 @@ def cmd_build(cache, shared, log=print, extra: dict | None = None, data: Path = 
 
 
 def cmd_tune(cache, shared, log=print, data: Path = DATA, models: Path | None = None) -> dict:
-    from .attributes import load_predictions
-    from .data import load_aligned
+    from .data import load_aligned, stage_key
 
     al = load_aligned(cache)
     tune = set(_tune_keys(al.keys))
     m = load_members(cache, shared, exclude_keys=tune, log=log, models=models)
     arrays = cluster_bank(m, log=log)
     bank = HR.HairBank(arrays, {})
-    pred = load_predictions(models)
+    pred = _predictions_of(al, models)
     # the tuning photos' own artist fits (their faces; in pairs)
-    from .data import load_pairs
-
-    _, params, source, augs = load_pairs(cache)
+    params, source, augs = _pairs_of(cache, al)
     orig = np.flatnonzero([a == "original" for a in augs])
     by_row = {int(source[o]): o for o in orig}
     rows = np.array([al.index()[k] for k in sorted(tune)], np.int64)
+    lacking = [al.keys[i] for i in rows if int(i) not in by_row]
+    if lacking:  # (a KeyError traceback)
+        raise ValueError(f"hairbank tune: {len(lacking)} of its {len(rows)} tuning photos have no pair in "
+                         f"{Path(cache) / 'pairs'} (e.g. {lacking[0]}): rebuild them (`avatarizer-export data pairs`)")
     faces = params[[by_row[int(i)] for i in rows]]
     shapes = m["shapes"]
     grid = [(1.0, 0.0), (1.0, 0.5), (1.0, 1.0), (1.0, 2.0), (1.0, 4.0), (1.0, 8.0), (0.0, 1.0)]
@@ -531,6 +594,7 @@ def cmd_tune(cache, shared, log=print, data: Path = DATA, models: Path | None = 
         info = json.loads(js.read_text())
         w = HR.RetrievalWeights()
         info["tuning"] = {"best_by_iou": best, "photos": len(rows), "by": "avatarizer-export hairbank tune",
+                          "pairs": stage_key(cache, "pairs"),
                           "grid": res,
                           "defaults": {"attributes": w.attributes, "shape": w.shape,
                                        "k": HR.HairRetriever(bank).k},
@@ -542,14 +606,16 @@ def cmd_tune(cache, shared, log=print, data: Path = DATA, models: Path | None = 
 
 
 def cmd_evaluate(cache, shared, log=print, data: Path = DATA, models: Path | None = None) -> dict:
-    from .attributes import load_predictions
     from .data import load_aligned
 
     al = load_aligned(cache)
     bank = HR.HairBank.load(Path(data) / "hair_bank.npz")
-    pred = load_predictions(models)
+    pred = _predictions_of(al, models)
     shapes = frame_shapes(al.keys, shared, al.pad)
     rows = _heldout_rows(al)
+    if not len(rows):  # (a ZeroDivisionError in the timing)
+        raise ValueError(f"hairbank evaluate: {Path(cache) / 'aligned'} holds no held-out loose crop (ffhq128, "
+                         "ffhq128-labelled, stylegan128) to evaluate on")
     t0 = time.time()
     faces = artist_fits(al, rows, shapes)
     log(f"hairbank: artist fits of {len(rows)} held-out photos in {time.time() - t0:.0f} s")
@@ -578,10 +644,43 @@ def cmd_evaluate(cache, shared, log=print, data: Path = DATA, models: Path | Non
     out["timing"] = timing(bank, w, al, rows, pred, shapes)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "eval.json").write_text(json.dumps(out, indent=1))
-    np.save(OUT / "heldout_artist.npy", faces)
-    np.save(OUT / "heldout_rows.npy", rows)
+    _save_heldout_fits(cache, rows, faces)
     log(json.dumps(out, indent=1))
     return out
+
+
+def _fits_key(cache: Path, rows: np.ndarray) -> str:
+    """What the held-out photos' artist fits depend on: the aligned set, the
+    rows and the artist (its source and fitted files, ``data.artist_key``)."""
+    from .data import artist_key, stage_key
+
+    h = hashlib.sha256(json.dumps([stage_key(cache, "aligned"), artist_key()], sort_keys=True).encode())
+    h.update(np.ascontiguousarray(rows, np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _save_heldout_fits(cache: Path, rows: np.ndarray, faces: np.ndarray) -> None:
+    """``out/hair/heldout_artist.npz``: ``evaluate``'s artist fits for the
+    sheet, with the key they were made under (:func:`_fits_key`)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    with staged(OUT / "heldout_artist.npz", "part") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, rows=rows, faces=faces, key=np.array(_fits_key(cache, rows)))
+    for old in ("heldout_artist.npy", "heldout_rows.npy"):  # (the unkeyed form before: reused stale)
+        (OUT / old).unlink(missing_ok=True)
+
+
+def _heldout_fits(cache: Path, rows: np.ndarray) -> np.ndarray | None:
+    """The saved fits where they were made for these rows by this artist from
+    this aligned set, else None (fitted again)."""
+    path = OUT / "heldout_artist.npz"
+    try:
+        with np.load(path) as z:
+            if str(z["key"]) == _fits_key(cache, rows) and np.array_equal(z["rows"], rows):
+                return np.asarray(z["faces"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # absent or unreadable: fitted again
+        pass
+    return None
 
 
 # ------------------------------------------------------------------ sheet
@@ -643,18 +742,17 @@ def make_sheet(cache, shared, path: Path = ROOT / "docs" / "hair_sheet.png", log
 
     from avatarizer.render import render
 
-    from .attributes import build_targets, load_predictions
+    from .attributes import build_targets
     from .data import load_aligned
 
     al = load_aligned(cache)
     bank = HR.HairBank.load(Path(data) / "hair_bank.npz")
     retr = HR.HairRetriever(bank)
-    pred = load_predictions(models)
+    pred = _predictions_of(al, models)
     shapes = frame_shapes(al.keys, shared, al.pad)
     rows = _heldout_rows(al)
-    if (OUT / "heldout_rows.npy").exists() and np.array_equal(np.load(OUT / "heldout_rows.npy"), rows):
-        faces = np.load(OUT / "heldout_artist.npy")
-    else:
+    faces = _heldout_fits(cache, rows)
+    if faces is None:
         faces = artist_fits(al, rows, shapes)
     T = build_targets(al.keys, shared, cache)
     picks = _pick_sheet(al, rows, pred, faces, T)

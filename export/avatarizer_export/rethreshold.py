@@ -34,7 +34,9 @@ decision threshold, ECE); only what is drawn is measured again (``drawn``,
 are not there), and the photos labelled by eye add their own entry. Only
 flags with labels by eye H was not trained on
 (:data:`RETHRESHOLDABLE`). The report
-(``runs/attributes/rethreshold_<version>.json``) has, before and after, the
+(``runs/attributes/rethreshold_<version>_<sha256 12>.json``, named by the file it made
+too: a trial run's H of the same version, or another ``--models`` folder's, never
+writes over the shipped one's report) has, before and after, the
 held-out photos of both label sets (the shared labels' and those labelled
 by eye): balanced accuracy at the decision threshold, photos drawn, drawn
 without the label, the recall of drawing, the expected calibration error.
@@ -104,6 +106,7 @@ def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path |
     from . import formats
     from .data import eye_labels, ffhq_labels, is_heldout, load_aligned
 
+    names = tuple(dict.fromkeys(names))  # (a flag named twice was rethresholded twice: a wrong "draw_from")
     bad = [n for n in names if n not in RETHRESHOLDABLE]
     if bad or not names:
         raise ValueError(f"rethreshold: flags from {RETHRESHOLDABLE}, got {list(names)}")
@@ -188,12 +191,18 @@ def rethreshold(names=RETHRESHOLDABLE, cache: Path | None = None, shared: Path |
                              "(avatarizer_export/labels, docs/data.md)")
     report.update(version=desc["version"], sha256=entry["sha256"], seconds=round(time.time() - t0, 1))
     RUN.mkdir(parents=True, exist_ok=True)
-    (RUN / f"rethreshold_{desc['version']}.json").write_text(json.dumps(report, indent=1))
+    (RUN / report_name(desc["version"], entry["sha256"])).write_text(json.dumps(report, indent=1))
     log(json.dumps(report, indent=1))
     log("rethreshold: the file's checksum changed; refit the glasses and hat fusions (`avatarizer-export "
         "detectors --fusion`, `avatarizer-export hat-net --fusion`) next (its outputs are unchanged: the hair bank "
         "stays valid)")
     return report
+
+
+def report_name(version: str, sha256: str) -> str:
+    """The report's file name in ``runs/attributes``: by the version and the
+    checksum of the file it wrote."""
+    return f"rethreshold_{version}_{sha256[:12]}.json"
 
 
 def main_rethreshold(args) -> int:
