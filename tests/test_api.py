@@ -86,8 +86,10 @@ def test_an_avatarizer_or_aligner_refuses_to_be_copied(av, astronaut):
 
     from avatarizer.align import FaceAligner
 
+    import pickle
+
     with FaceAligner() as al:
-        for make in (copy.copy, copy.deepcopy):
+        for make in (copy.copy, copy.deepcopy, pickle.dumps):  # (pickle: "cannot pickle '_thread.RLock' object")
             for obj, match in ((av, r"Avatarizer\(options=av.options\)"), (al, r"FaceAligner\(al.options\)")):
                 with pytest.raises(TypeError, match=match):
                     make(obj)

@@ -954,10 +954,13 @@ class FaceAligner:
 
     def __copy__(self):
         # a copy shared the graphs: closing it left the original a MediaPipe ValueError
-        raise TypeError("A FaceAligner cannot be copied; create another with the same options "
-                        "(FaceAligner(al.options)).")
+        raise TypeError("A FaceAligner cannot be copied or pickled; create another with the same options "
+                        "(FaceAligner(al.options)), one in each process.")
 
     def __deepcopy__(self, memo):  # (it failed on the locks, with an obscure message)
+        self.__copy__()
+
+    def __reduce__(self):  # (pickle: it failed on the graphs' locks, with an obscure message)
         self.__copy__()
 
     def close(self) -> None:

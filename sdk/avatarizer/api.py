@@ -747,10 +747,13 @@ class Avatarizer:
     # -- lifecycle
     def __copy__(self):
         # a copy shared the graphs, sessions and stream state: closing it closed the original's
-        raise TypeError("An Avatarizer cannot be copied; create another with the same options "
-                        "(Avatarizer(options=av.options)).")
+        raise TypeError("An Avatarizer cannot be copied or pickled; create another with the same options "
+                        "(Avatarizer(options=av.options)), one in each process.")
 
     def __deepcopy__(self, memo):  # (it failed on the locks, with an obscure message)
+        self.__copy__()
+
+    def __reduce__(self):  # (pickle, e.g. one handed to a process pool: "cannot pickle '_thread.RLock' object")
         self.__copy__()
 
     def close(self) -> None:
