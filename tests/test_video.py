@@ -1077,12 +1077,16 @@ def test_video_warm_up_computes_only_the_first_frame_inline(astronaut):
             inline.clear()
 
 
-def test_video_warm_up_with_a_failing_worker_computes_its_estimates_inline(astronaut):
+def test_video_warm_up_with_a_failing_worker_computes_its_estimates_inline(astronaut, caplog):
     """While the identity warms up, a frame that finds no new estimate for
     ``identity_every_ms`` of stream time (a worker that keeps failing, one
     still starting) computes one itself: the identity warms up all the same,
     and another person is still told apart afterwards (that needs a warm
-    identity)."""
+    identity). The thread's failing jobs are said once (a process's are;
+    the thread's said nothing)."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="avatarizer")
     opts = TrackerOptions(identity_worker="thread", identity_every_ms=100.0)
     with Avatarizer(mode="video", max_faces=1, tracker=opts) as av:
         stage, tracker = av._pipeline["identity"], av._pipeline.stream.tracker
@@ -1105,6 +1109,8 @@ def test_video_warm_up_with_a_failing_worker_computes_its_estimates_inline(astro
                 break
         assert tracker.warm and stage.answers == 0 and isinstance(stage.last_error, RuntimeError)
         assert len(inline) == opts.identity_frames
+        said = [r.getMessage() for r in caplog.records if "jobs on its thread failed" in r.getMessage()]
+        assert len(said) == 1 and "RuntimeError: a broken worker" in said[0], said
         # one every 100 ms of stream time (5 frames of 20 ms), after the first
         assert np.all(np.diff(inline) == pytest.approx(100.0)), inline
 

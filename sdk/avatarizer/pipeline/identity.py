@@ -174,6 +174,8 @@ class IdentityStage(Stage):
         self._in_process = False                # the job under way is the worker process's (reset() does not wait)
         self._remote = None                     # the ProcessWorker (identity_worker="process"), once started
         self._failed_in_row = 0                 # the process's error replies in a row
+        self._thread_failed_in_row = 0          # the thread's own failed jobs in a row (said once at
+                                                # MAX_FAILED_JOBS, as the process's are)
         self.worker = "thread"                  # where jobs are computed ("process", or "thread (why)")
         self.cores: CoreSplit | None = None     # the worker process's core and the frames' (cores.py), if split
         self.answers = 0                        # answers adopted from the worker (for tests and bench)
@@ -385,8 +387,16 @@ class IdentityStage(Stage):
                 try:
                     self._compute(job)
                     out, err = job.faces[0].identity(), None
+                    self._thread_failed_in_row = 0
                 except BaseException as exc:  # kept; the identity stays as it was
                     out, err = None, exc
+                    self._thread_failed_in_row += 1
+                    if self._thread_failed_in_row == W.MAX_FAILED_JOBS:  # (said once a run of them: it said nothing)
+                        import logging
+
+                        logging.getLogger("avatarizer").warning(
+                            "identity worker: its last %d jobs on its thread failed (%s: %s); the identity "
+                            "stays as it was until one succeeds", self._thread_failed_in_row, type(exc).__name__, exc)
             done = time.perf_counter()
             stream = job.stream
             with stream.lock:  # adopted only by the stream it was asked for (not after a reset)
