@@ -199,6 +199,10 @@ def test_hybrid_draws_the_fused_decision():
         assert int(f.params[S.index("glasses.type")]) == a["glasses_type"]
         avatar = av.from_frame(sample_photo())
         assert avatar.attributes["glasses"]["value"] == a["glasses"]
+        # and says which fusion decided, as the gender's and the hat's do (it said nothing)
+        from avatarizer.glasses import FUSION_BY
+
+        assert avatar.attributes["glasses"]["decided_by"] == FUSION_BY
 
 
 def test_hybrid_falls_back_without_the_network_it_was_fitted_with(monkeypatch):

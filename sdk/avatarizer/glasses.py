@@ -183,6 +183,10 @@ class GlassesFusion:
         return _kind_at(p, self.clear, self.sun)
 
 
+#: ``avatar.attributes["glasses"]["decided_by"]`` where the fusion decided at its thresholds (with the
+#: consensus): every other fused decision names its rule; this one said nothing (as H alone does), where
+#: the gender's, the hat's and the hair colour's fusions say theirs
+FUSION_BY = "H x the artist's glasses network"
 #: ``avatar.attributes["glasses"]["decided_by"]`` of glasses :func:`decide_kind` draws where the fused
 #: probabilities are sure of glasses but of neither kind
 SPLIT_BY = "fusion: glasses near certain, their kind not: clear ones"

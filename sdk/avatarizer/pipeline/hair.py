@@ -368,6 +368,10 @@ class HairStage(Stage):
                 attrs["glasses_by"] = SPLIT_BY
             elif fused != self.fusion.kind_at_thresholds(probs):  # (reported: the probabilities said otherwise)
                 attrs["glasses_by"] = "fusion, kept only as the artist's cues or the model rank it"
+            else:
+                from ..glasses import FUSION_BY
+
+                attrs["glasses_by"] = FUSION_BY
         if masked:
             # a face mask: H and the glasses network read its dark edge below the eyes as tinted lenses, and
             # a dark mask as a beard; sunglasses only where the eyes look tinted, no beard (what the app set
