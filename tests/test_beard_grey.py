@@ -45,6 +45,21 @@ def test_fusion_loads_only_with_the_files_it_was_fitted_with(tmp_path):
     for other in (("x", "d", "n"), ("h", "x", "n"), ("h", "d", "x"), (None, "d", "n"), ("h", None, "n"),
                   ("h", "d", None)):
         assert BG.BeardGreyFusion.load(*other, folder=tmp_path) is None, other
+    # the tight crops' hair-colour network too, where the file names it (most rows are tight crops: a refit of
+    # that network alone left the fusion in use on other readings; a review, session 75); an older file without
+    # the key is not checked for it
+    path.write_text(json.dumps({**GOOD, "hair_colour_tight_sha256": "t"}))
+    assert isinstance(BG.BeardGreyFusion.load(*shas, folder=tmp_path, hair_colour_tight_sha256="t"), BG.BeardGreyFusion)
+    for tight in ("x", None):
+        assert BG.BeardGreyFusion.load(*shas, folder=tmp_path, hair_colour_tight_sha256=tight) is None, tight
+    path.write_text(json.dumps({**GOOD, "hair_colour_tight_sha256": None}))  # fitted without a tight network
+    assert BG.BeardGreyFusion.load(*shas, folder=tmp_path) is not None
+    assert BG.BeardGreyFusion.load(*shas, folder=tmp_path, hair_colour_tight_sha256="t") is None
+    path.write_text(json.dumps(GOOD))
+    assert BG.BeardGreyFusion.load(*shas, folder=tmp_path, hair_colour_tight_sha256="anything") is not None
+    path.write_text(json.dumps({**GOOD, "hair_colour_tight_sha256": 3}))
+    with pytest.warns(RuntimeWarning, match="detector alone"):
+        assert BG.BeardGreyFusion.load(*shas, folder=tmp_path, hair_colour_tight_sha256="t") is None
     for text in ("{", "[1, 2]", json.dumps({**GOOD, "threshold": 2}), "[" * 100_000, json.dumps({**GOOD, "c": 10 ** 400}),
                  json.dumps({**GOOD, "pad": "x" * BG.MAX_BYTES})):
         path.write_text(text)
@@ -135,6 +150,7 @@ def test_the_shipped_fusion_is_the_one_the_hybrid_reads(hybrid):
     stage = next(s for s in hybrid._pipeline.stages if s.name == "hair")
     assert isinstance(stage.beard_grey, BG.BeardGreyFusion)
     doc = json.loads((BG.DATA / BG.NAME).read_text())
+    assert stage.hair_colour_tight is not None and doc["hair_colour_tight_sha256"] == stage.hair_colour_tight.sha256
     assert doc["report"]["held out"]["fusion"]["balanced_accuracy"] > \
         doc["report"]["held out"]["detector alone"]["balanced_accuracy"]
 
@@ -181,9 +197,11 @@ def test_fit_writes_a_file_the_sdk_reads(tmp_path):
     held = rng.random(n) < 0.2
     rows = {"keys": np.array([f"x/{i}.jpg" for i in range(n)]), "y": y, "held": held, "tight": rng.random(n) < 0.5,
             "p_detector": p_det, "p_hair": p_hair, "attributes_sha256": "h", "detector": "d",
-            "hair_colour_sha256": "n"}
+            "hair_colour_sha256": "n", "hair_colour_tight_sha256": "t"}
     doc = fit_module.fit(None, data=tmp_path, quiet=True, rows=rows)
-    f = BG.BeardGreyFusion.load("h", "d", "n", folder=tmp_path)
+    assert doc["hair_colour_tight_sha256"] == "t"
+    assert BG.BeardGreyFusion.load("h", "d", "n", folder=tmp_path, hair_colour_tight_sha256="t2") is None
+    f = BG.BeardGreyFusion.load("h", "d", "n", folder=tmp_path, hair_colour_tight_sha256="t")
     assert f is not None and f.threshold == doc["threshold"] and doc["threshold"] in fit_module.THRESHOLDS
     assert f.w[0] > 0 and f.w[1] > 0  # both readings say grey
     rep = doc["report"]
@@ -199,4 +217,5 @@ def test_fit_writes_a_file_the_sdk_reads(tmp_path):
         fit_module.fit(None, data=tmp_path, quiet=True, rows=few)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert BG.BeardGreyFusion.load("h", "d", "n", folder=tmp_path) is not None  # (the failed fit left it)
+        assert BG.BeardGreyFusion.load("h", "d", "n", folder=tmp_path,
+                                       hair_colour_tight_sha256="t") is not None  # (the failed fit left it)

@@ -70,7 +70,10 @@ def collect(shared: Path, log=print) -> dict:
             raise SystemExit("beard grey fusion: the SDK has no attribute model or hair-colour network")
         shas = {"attributes_sha256": attributes_entry(Manifest.load(None)).sha256,
                 "detector": loaded_detector_key("beard_grey"),
-                "hair_colour_sha256": stage.hair_colour.sha256}
+                "hair_colour_sha256": stage.hair_colour.sha256,
+                # (most rows are tight crops, read by the tight network: the SDK checks it too; a review)
+                "hair_colour_tight_sha256": None if stage.hair_colour_tight is None
+                else stage.hair_colour_tight.sha256}
         if shas["detector"] is None:
             raise SystemExit("beard grey fusion: no grey-beard detector (run `avatarizer-export detectors`)")
         for k in sorted(labels):
@@ -175,6 +178,7 @@ def fit(shared: Path | None, *, data: Path | None = None, quiet: bool = False, r
     doc = {"format": BG.FORMAT, "w": [round(float(v), 6) for v in w], "c": round(c, 6), "threshold": threshold,
            "attributes_sha256": rows["attributes_sha256"], "detector": rows["detector"],
            "hair_colour_sha256": rows["hair_colour_sha256"],
+           "hair_colour_tight_sha256": rows.get("hair_colour_tight_sha256"),
            "trained_on": {"photos": int(tr.sum()), "grey": int(y[tr].sum()), "dark": int((~y[tr]).sum()),
                           "labels": "facial hair colours by eye (labels, data.beard_colour_labels), the training "
                                     "split, through Avatarizer()",

@@ -23,7 +23,10 @@ and the detector alone decides, as before.
 ``data/beard_grey_fusion.json`` (format 1): ``w`` (the two weights: the
 detector's logit, the grey hair's), ``c``, ``threshold``,
 ``attributes_sha256``, ``detector``, ``hair_colour_sha256``, and the
-fit's report.
+fit's report; ``hair_colour_tight_sha256``, the tight crops' hair-colour
+network's (most of its rows are tight crops, read by that network: a refit
+of it alone left the fusion in use on other readings; a file without the
+key, older, is not checked for it).
 """
 from __future__ import annotations
 
@@ -43,6 +46,8 @@ MAX_BYTES, MAX_WEIGHT = 1 << 16, 1e3
 #: probabilities are clipped to [P_FLOOR, 1 - P_FLOOR] before their logits
 P_FLOOR = 1e-4
 DATA = Path(__file__).resolve().parent / "data"
+#: a file without ``hair_colour_tight_sha256`` (older than the key): the tight network not checked
+_UNCHECKED = object()
 
 
 def features(p_detector: float, p_grey_hair: float) -> tuple[float, float]:
@@ -68,6 +73,10 @@ class BeardGreyFusion:
             self.c, self.threshold = float(doc["c"]), float(doc["threshold"])
             self.attributes_sha256, self.detector, self.hair_colour_sha256 = (
                 str(doc[k]) for k in ("attributes_sha256", "detector", "hair_colour_sha256"))
+            tight = doc.get("hair_colour_tight_sha256", _UNCHECKED)
+            if tight is not _UNCHECKED and tight is not None and not isinstance(tight, str):
+                raise ValueError("hair_colour_tight_sha256 must be a string or null")
+            self.hair_colour_tight_sha256 = tight
         except (KeyError, TypeError, AttributeError, OverflowError) as exc:  # (a whole number too large: 1e400)
             raise ValueError(f"not a beard grey fusion file ({exc!r:.80})") from None
         if not all(math.isfinite(v) and abs(v) <= MAX_WEIGHT for v in (*self.w, self.c)):
@@ -77,12 +86,14 @@ class BeardGreyFusion:
 
     @classmethod
     def load(cls, attributes_sha256: str | None, detector: str | None, hair_colour_sha256: str | None,
-             folder: str | Path | None = None) -> "BeardGreyFusion | None":
+             folder: str | Path | None = None,
+             hair_colour_tight_sha256: str | None = None) -> "BeardGreyFusion | None":
         """The fusion in ``folder`` (default the SDK's data folder) fitted
-        with this H, this grey-beard detector and this hair-colour network;
-        None when the file is missing or was fitted with others (the
-        detector alone decides then), and also, with a warning, when it is
-        there but unusable."""
+        with this H, this grey-beard detector and this hair-colour network
+        (and this tight crops' network, ``hair_colour_tight_sha256``: None
+        without one, where the file names one); None when the file is
+        missing or was fitted with others (the detector alone decides then),
+        and also, with a warning, when it is there but unusable."""
         import warnings
 
         path = Path(folder if folder is not None else DATA) / NAME
@@ -97,6 +108,10 @@ class BeardGreyFusion:
         if (fusion.attributes_sha256, fusion.detector, fusion.hair_colour_sha256) != \
                 (str(attributes_sha256), str(detector), str(hair_colour_sha256)):
             return None  # fitted on other readings: not what it learned
+        if fusion.hair_colour_tight_sha256 is not _UNCHECKED and \
+                fusion.hair_colour_tight_sha256 != (None if hair_colour_tight_sha256 is None
+                                                    else str(hair_colour_tight_sha256)):
+            return None  # (its tight crops were read by another network)
         return fusion
 
     def probability(self, p_detector: float, p_grey_hair: float) -> float:

@@ -183,7 +183,9 @@ class HairStage(Stage):
 
                     self.beard_grey = BeardGreyFusion.load(
                         entry.sha256, detector_key("beard_grey"),
-                        None if self.hair_colour is None else self.hair_colour.sha256)
+                        None if self.hair_colour is None else self.hair_colour.sha256,
+                        hair_colour_tight_sha256=None if self.hair_colour_tight is None
+                        else self.hair_colour_tight.sha256)
                 nets = [n for n, net in (("facial-hair", self.facial_hair), ("hat", self.hat_network),
                                          ("hair-colour", self.hair_colour),
                                          ("tight-crop hair-colour", self.hair_colour_tight),
