@@ -241,3 +241,42 @@ def test_held_out_the_fusion_reads_gender_better_than_h_alone(heldout_runs):
         return 0.5 * (p[t].mean() + (~p[~t]).mean())
 
     assert len(t) >= 300 and ba(f) >= ba(h) + 0.01 and ba(f) >= 0.9, (ba(f), ba(h))
+
+
+def test_a_fusion_of_another_h_is_not_written_into_the_sdk(tmp_path, monkeypatch):
+    """``gender --models DIR`` with an H the SDK does not ship wrote its
+    fusion into the SDK's data folder, which then named that H: the SDK
+    dropped the gender fusion without a word (a review, session 75). It is
+    refused unless ``--data`` says where; with the shipped H it runs."""
+    import json
+
+    from avatarizer_export import gender as GF
+    from avatarizer_export.cli import main
+
+    from conftest import attributes_models_copy
+
+    ran = []
+    monkeypatch.setattr(GF, "fit", lambda *a, **k: ran.append(k))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    same = attributes_models_copy(tmp_path / "a")
+    other = attributes_models_copy(tmp_path / "b")
+    import onnx
+
+    from avatarizer.runtime import sha256_file
+
+    man = json.loads((other / "manifest.json").read_text())
+    for entry in man["models"].values():  # another H: the same network, another description
+        path = other / entry["file"]
+        model = onnx.load(str(path))
+        model.doc_string = (model.doc_string or "") + " (another H)"
+        onnx.save(model, str(path))
+        entry["sha256"], entry["size"] = sha256_file(path), path.stat().st_size
+    (other / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(SystemExit, match="not the one the SDK ships.*--data"):
+        main(["gender", "--models", str(other), "--quiet"])
+    assert ran == []
+    assert main(["gender", "--models", str(other), "--data", str(tmp_path / "out"), "--quiet"]) == 0
+    assert ran[-1]["data"] == tmp_path / "out" and ran[-1]["models"] == other
+    assert main(["gender", "--models", str(same), "--quiet"]) == 0
+    assert ran[-1]["data"] is None and len(ran) == 2

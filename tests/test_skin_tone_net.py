@@ -123,14 +123,20 @@ def test_the_fitting_routine_writes_a_network_the_sdk_loads(tmp_path, monkeypatc
     monkeypatch.setattr("avatarizer_export.data.skin_tone_labels", lambda: labels)
     monkeypatch.setattr("avatarizer_export.data.is_heldout", lambda k: int(k[8:12]) >= 125)
     skin = {i: np.clip(np.array([0.9, 0.7, 0.6]) - 0.06 * labels_y[i], 0, 1) for i in range(n)}
-    monkeypatch.setattr("avatarizer_export.skintone.measured_skin", lambda al, rows: {int(i): skin[int(i)]
-                                                                                     for i in rows})
+    bars = []
+
+    def measured(al, rows, progress=True):
+        bars.append(progress)
+        return {int(i): skin[int(i)] for i in rows}
+
+    monkeypatch.setattr("avatarizer_export.skintone.measured_skin", measured)
     docs = []
     for run in ("a", "b"):
         out = tmp_path / run
         out.mkdir()
         docs.append(XT.fit(None, tmp_path, data=out, quiet=True))
     assert docs[0]["sha256"] == docs[1]["sha256"]
+    assert bars and not any(bars)  # --quiet: no progress bars (the measured skin's printed all the same)
     rep = docs[0]["report"]
     assert docs[0]["trained_on"]["photos"] == 125 and rep["held out, all"]["photos"] == 25
     oof = rep["out of fold (training photos)"]

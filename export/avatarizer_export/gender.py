@@ -39,8 +39,8 @@ training photos of the shared labels 0.875 against 0.726 held out; the
 photos labelled by eye have no gender label H trained on (its reading
 there is as on new photos). The held-out report says what the fusion does.
 
-    avatarizer-export gender [--shared ../shared] [--cache cache] [--models DIR]
-    # writes sdk/avatarizer/data/gender_fusion.json
+    avatarizer-export gender [--shared ../shared] [--cache cache] [--models DIR [--data DIR]]
+    # writes sdk/avatarizer/data/gender_fusion.json (or DIR/gender_fusion.json)
 """
 from __future__ import annotations
 
@@ -250,18 +250,37 @@ def fit(shared: Path, cache: Path, *, models: Path | None = None, data: Path | N
     return doc
 
 
+def _refuse_other_h_into_the_sdk(models: Path) -> None:
+    """SystemExit where ``models``' H is not the one the SDK ships: its
+    fusion, written into the SDK's data folder, names that H, and the SDK
+    would no longer use the gender fusion at all (a review, session 75)."""
+    from avatarizer.pipeline.config import attributes_entry
+    from avatarizer.runtime import Manifest
+
+    theirs, ours = attributes_entry(Manifest.load(models)), attributes_entry(Manifest.load(None))
+    if theirs is None or ours is None or theirs.sha256 != ours.sha256:
+        raise SystemExit(f"gender: {models}'s attribute model is not the one the SDK ships: its fusion would "
+                         "replace the SDK's and the SDK would not use it; give --data DIR for it")
+
+
 def add_parser(sub):
     from .paths import cache_dir, shared_dir
 
     def main(args) -> int:
-        fit(shared_dir(args.shared), cache_dir(args.cache), models=Path(args.models) if args.models else None,
-            quiet=args.quiet)
+        models = Path(args.models) if args.models else None
+        if models is not None and args.data is None:
+            _refuse_other_h_into_the_sdk(models)
+        fit(shared_dir(args.shared), cache_dir(args.cache), models=models,
+            data=Path(args.data) if args.data else None, quiet=args.quiet)
         return 0
 
     p = sub.add_parser("gender", help="fit the gender fusion (the face's frontal landmarks and H's P(male))")
-    p.add_argument("--shared")
+    p.add_argument("--shared", help="the shared folder (default ../shared)")
     p.add_argument("--cache", default=None, help="the cache folder (default cache/; `data align` fills it)")
-    p.add_argument("--models", default=None, help="the models folder whose H is fused (default the SDK's)")
+    p.add_argument("--models", default=None, help="the models folder whose H is fused (default the SDK's); "
+                                                  "with an H the SDK does not ship, --data is needed")
+    p.add_argument("--data", default=None, help="the folder gender_fusion.json is written to (default the SDK's "
+                                                "data folder)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=main)
     return p

@@ -365,18 +365,19 @@ def fit(cache: Path | None = None, folder: Path = MODELS, version: str | None = 
                            version, report, t0, log)
 
 
-def measured_skin(al, rows, style=None) -> dict[int, np.ndarray]:
+def measured_skin(al, rows, style=None, progress: bool = True) -> dict[int, np.ndarray]:
     """``{row: sRGB in [0, 1]}``: the artist's measured skin (what the SDK
     then moves by :func:`avatarizer.skintone.skin_by_tone`) of the aligned
     photos ``rows`` of ``al`` (indices of ``al.keys``); photos where it
     measures none are left out. ``style``: the artist's
-    :class:`~avatarizer.artist.ArtistStyle` (default the SDK's)."""
+    :class:`~avatarizer.artist.ArtistStyle` (default the SDK's);
+    ``progress``: a progress bar."""
     from tqdm import tqdm
 
     from avatarizer.artist import AutoArtist
 
     artist, out = AutoArtist(style), {}
-    for i in tqdm(rows, desc="measured skin", unit="photo"):
+    for i in tqdm(rows, desc="measured skin", unit="photo", disable=not progress):
         _, skin = artist.fit_geometry_skin(al.landmarks[i], np.asarray(al.crops[i]), landmarks3d=al.landmarks3d[i])
         if skin is not None:
             out[i] = skin

@@ -233,7 +233,7 @@ def fit(shared: Path | None, cache: Path, *, data: Path | None = None, quiet: bo
         net = fit_net(al.crops, index[tr], y[tr], seed=SEED, progress=not quiet)
         model = _exported(net, intercept, slope)
         # the avatar's lightness on the training photos, out of fold: what the band width is chosen from
-        measured = measured_skin(al, index[tr])
+        measured = measured_skin(al, index[tr], progress=not quiet)
         has = np.array([i in measured for i in index[tr]])
         rgb = np.stack([measured[i] for i in index[tr][has]]) if has.any() else np.zeros((0, 3))
         margins = off_by_margin(rgb, oof_d[has], y[tr][has]) if has.any() else {}
@@ -252,7 +252,7 @@ def fit(shared: Path | None, cache: Path, *, data: Path | None = None, quiet: bo
                 m = np.array([keys[i].startswith(prefix) for i in hv])
                 if m.any():
                     report[what] = _heldout_report(step[m], y[hv][m])
-            measured_h = measured_skin(al, index[hv])
+            measured_h = measured_skin(al, index[hv], progress=not quiet)
             has_h = np.array([i in measured_h for i in index[hv]])
             if has_h.any():
                 report["held out, all"]["at the shipped margin"] = off_by_margin(
