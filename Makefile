@@ -209,7 +209,7 @@ profile-render:
 	native/build/avz_profile $(SCENES) $(SIZE) $(REPS)
 
 gallery: native
-	$(VPY) -m avatarizer.gallery docs/gallery.png
+	$(VPY) -m avatarizer.gallery docs/gallery.png --overwrite
 
 models: $(DEV_STAMP) native
 	$(VENV)/bin/avatarizer-export all --shared $(SHARED)

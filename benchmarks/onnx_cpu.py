@@ -94,6 +94,7 @@ def run(folder: Path, role: str, batches: list[int], runs: int, warmup: int, thr
     if not sessions:
         raise SystemExit(f"no ONNX model for role {role!r} in {folder}")
     rng = np.random.default_rng(0)
+    batches = list(dict.fromkeys(batches))  # (a batch size given twice was timed twice into one row: n 2x runs)
     jobs = [(p, b, sessions[p], _inputs(sessions[p], b, rng)) for p in sessions for b in batches]
     for _, _, sess, feed in jobs:
         for _ in range(warmup):

@@ -753,9 +753,11 @@ def test_cli_bench_json_schema(capsys):
     assert res["input"] == [512, 512] and res["live"] is None  # (only with --live)
     assert set(res["stages"]) == {"align", "encode", "map_decode", "hair", "render"}
     dist = {"p50_ms", "p95_ms", "p99_ms", "max_ms"}
-    # (video mode: the face and hair networks ran on no timed frame, see below: null, not 0 ms)
-    assert res["stages"]["encode"] is None and res["stages"]["map_decode"] is None and res["stages"]["hair"] is None
-    ran = [v for v in res["stages"].values() if v is not None]
+    # (video mode: the face and hair networks ran on no timed frame, see below: no times, not 0 ms; an object with
+    # p50_ms and p95_ms as the contract has it, not null: a consumer reading stages[k]["p50_ms"] crashed)
+    for k in ("encode", "map_decode", "hair"):
+        assert res["stages"][k] == {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None, "n": 0}, k
+    ran = [v for v in res["stages"].values() if v["n"]]
     for v in [*ran, res["end_to_end"], res["baseline"]["landmarks_only"]]:
         assert dist <= set(v) and v["max_ms"] >= v["p99_ms"] >= v["p95_ms"] >= v["p50_ms"] >= 0
     e = res["end_to_end"]
@@ -857,6 +859,32 @@ def test_bench_live_hands_frames_over_on_a_30_fps_clock(capsys, monkeypatch):
         bench.run(frames=2, warmup=0, mode="image", live=True)
 
 
+def test_bench_refuses_what_it_would_ignore_or_time_wrongly(tmp_path, monkeypatch):
+    """Image mode has no identity worker: its options were accepted and
+    ignored (``--live`` was refused); a still image given as ``--video`` was
+    timed as one frozen frame looped; ``device`` counted the machine's
+    cores, not the ones the process may run on (a review, session 75)."""
+    import os
+
+    from PIL import Image
+
+    from avatarizer import bench
+
+    for kw in ({"identity_every_ms": 0.0}, {"identity_worker": "thread"}, {"worker_cpu": 1},
+               {"worker_cpu": None}):
+        with pytest.raises(ValueError, match="are for video mode"):
+            bench.run(frames=2, warmup=0, mode="image", **kw)
+    still = tmp_path / "still.png"
+    Image.new("RGB", (64, 64), (200, 180, 160)).save(still)
+    with pytest.raises(ValueError, match="is a still image"):
+        bench.run(frames=2, warmup=0, video=still)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3}, raising=False)
+    assert bench.describe_device("cpu").endswith("(2 logical cores of 8)")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert bench.describe_device("cpu").endswith("(8 logical cores)")
+
+
 def test_bench_live_keeps_one_clock_through_untimed_frames(monkeypatch):
     """``--live`` on a virtual clock (review, session 34): start-up frames
     slower than a slot run back to back on the first clock (not one slot
@@ -916,28 +944,35 @@ def test_bench_percentiles_and_worst_frame():
 
 def test_bench_table_notes_a_short_run(capsys):
     """With 100 timed frames or fewer p99 is interpolated between the two
-    slowest frames: nearly the second slowest (it said "close to the worst
-    frame": one stall of 50 ms in 100 frames of 5 leaves p99 at 5.45), and
-    the table says so."""
+    slowest frames, 1.01 - 0.01 n of the way to the slowest, and the table
+    says so (it said "nearly the second slowest": at 2 frames p99 is 99% of
+    the way to the slowest, at 60 a 50 ms stall among 5 ms frames is 41% of
+    it; a review, session 75)."""
     assert _cli("bench", "--frames", "2", "--warmup", "1", "--mode", "image") == 0
     cap = capsys.readouterr()
     out = cap.out
     # (the source's count is what is read ahead: "frames: 406 built-in frames" read as the timed ones)
     assert "frames: 2 timed, after 1 warm-up, of " in cap.out + cap.err  # (image mode: no start-up)
-    assert "note: 2 timed frames (<= 100): p99 is nearly the second slowest frame (a single stall shows in max " \
-        "only)" in out
-    from avatarizer.bench import _pct
+    assert "note: 2 timed frames (<= 100): p99 lies between the two slowest frames, 99% of the way to the " \
+        "slowest" in out
+    from avatarizer.bench import _p99_note, _pct
 
     d = _pct([5.0] * 99 + [50.0])
     assert d["p99_ms"] < 6.0 and d["max_ms"] == 50.0
+    for n in (5, 60, 100):  # the note's share is numpy's: where p99 lies between the two slowest frames
+        d = _pct([5.0] * (n - 1) + [50.0])
+        share = (d["p99_ms"] - 5.0) / 45.0
+        assert f"{share:.0%} of the way to the slowest" in _p99_note(n), (n, share)
+    assert _p99_note(101) is None and _p99_note(1) is None
 
 
-def test_bench_video_mode_stages_that_did_not_run_are_null_and_a_long_refresh_is_no_traceback(capsys, monkeypatch):
+def test_bench_video_mode_stages_that_did_not_run_have_no_times_and_a_long_refresh_is_no_traceback(capsys,
+                                                                                                  monkeypatch):
     """``encode``, ``map_decode`` and ``hair`` run on no timed video frame
     (the identity worker computes them): they were reported as 0 ms
     distributions over every frame; a stage is timed over the frames it ran
-    on, null where none (the JSON: ``test_cli_bench_json_schema``), and the
-    table says so. ``--identity-every-ms 1e308`` overflowed to an
+    on, ``n`` 0 and null times where none (the JSON:
+    ``test_cli_bench_json_schema``), and the table says so. ``--identity-every-ms 1e308`` overflowed to an
     OverflowError traceback (the start-up's frame budget)."""
     from avatarizer import bench
     from avatarizer.bench import MAX_STARTUP_FRAMES, startup_frames
@@ -947,7 +982,8 @@ def test_bench_video_mode_stages_that_did_not_run_are_null_and_a_long_refresh_is
     assert startup_frames(TrackerOptions(identity_every_ms=0.0)) == 2 * TrackerOptions().identity_frames
     dist = {"p50_ms": 5.0, "p95_ms": 6.0, "p99_ms": 7.0, "max_ms": 8.0, "n": 2}
     res = {"device": "cpu", "providers": [], "precision": "int8", "input": [512, 512],
-           "stages": {"align": dist, "encode": None, "map_decode": None, "hair": None, "render": {**dist, "n": 1}},
+           "stages": {"align": dist, **{k: dict(bench._NOT_RUN) for k in ("encode", "map_decode", "hair")},
+                      "render": {**dist, "n": 1}},
            "end_to_end": {**dist, "fps": 100.0, "hitch_ratio": 1.4, "max_frame": 1, "max_frame_source": 40,
                           "vs_landmarks": 1.7},
            "baseline": {"landmarks_only": dist}, "left_out": {}, "startup": None, "stream": None, "live": None}
@@ -1641,6 +1677,23 @@ def test_gallery_refuses_no_avatars(tmp_path):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "g.png"), "-n", "0"])
     assert not (tmp_path / "g.png").exists()
+    # the numbers are checked as the CLI's (--size 0 was a traceback, --cols 0 taken); an existing file is kept
+    # without --overwrite (it was replaced without a word; a review, session 75)
+    for bad in (["--size", "0"], ["--size", "-5"], ["--cols", "0"], ["--cols", "-3"], ["--seed", "-1"]):
+        with pytest.raises(SystemExit) as exc:
+            main([str(tmp_path / "g.png"), "-n", "1", *bad])
+        assert exc.value.code == 2, bad
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"a user's file")
+    with pytest.raises(SystemExit) as exc:
+        main([str(mine), "-n", "1", "--size", "16"])
+    assert exc.value.code == 2 and mine.read_bytes() == b"a user's file"
+    main([str(mine), "-n", "2", "--size", "16", "--cols", "2", "--overwrite"])
+    from PIL import Image
+
+    from avatarizer.gallery import sheet_size
+
+    assert Image.open(mine).size == sheet_size(2, 16, 2)
 
 
 def test_irises_behind_sunglasses_are_not_the_photos(astronaut, monkeypatch):

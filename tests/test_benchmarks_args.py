@@ -114,6 +114,10 @@ def test_onnx_cpu_without_fp32_prints_no_ratio():
     # ... and int8 against fp16, the shipped pair, from the same round robin
     vs_fp16 = json.loads(res.stdout)["p50_ratio_int8_vs_fp16"]
     assert set(vs_fp16) == {"1"} and vs_fp16["1"] > 0, vs_fp16
+    # a batch size given twice is timed once (both runs went into one row: n twice --runs; a review, session 75)
+    res = _script("onnx_cpu.py", "--runs", "2", "--warmup", "0", "--batches", "1", "1", "--json")
+    rows = json.loads(res.stdout)["results"]
+    assert all(len(r) == 1 and r["1"]["n"] == 2 for r in rows.values()), rows
 
 
 @pytest.mark.parametrize("script, args, message", [

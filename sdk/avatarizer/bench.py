@@ -74,13 +74,18 @@ default, or a thread; a thread where no process starts) is printed to
 stderr with the answers it gave.
 
 Every distribution reports ``p50_ms``, ``p95_ms``, ``p99_ms`` and ``max_ms``
-(the worst frame), and ``n``, the number of frames in it (with 100 or fewer,
-``p99_ms`` is interpolated between the two slowest frames, so it is nearly
-the second slowest: a single stall shows in ``max_ms`` only; ``startup`` has
-fewer as a rule). A stage's distribution is over the timed frames it ran
-on (``n``; in video mode ``encode``, ``map_decode`` and ``hair`` run on a
-frame only when it computes the identity itself): ``null`` when it ran on
-none (a frame without it once counted as 0 ms).
+(the worst frame), and ``n``, the number of frames in it (with ``n`` from
+2 to 100, ``p99_ms`` lies between the two slowest frames, a share
+``1.01 - 0.01 n`` of the way to the slowest: a single stall is nearly all of
+it at 5 frames, 41% at 60, 1% at 100, and from 101 frames it is gone from
+``p99_ms`` and ``hitch_ratio`` and shows in ``max_ms`` only, so hitch ratios
+of different ``--frames`` do not compare; ``startup`` has fewer as a rule).
+A stage's distribution is over the timed frames it ran on (``n``; in video
+mode ``encode``, ``map_decode`` and ``hair`` run on a frame only when it
+computes the identity itself): ``n`` 0 and ``null`` times when it ran on
+none (a frame without it once counted as 0 ms; the stage itself was
+``null`` until session 75, where the contract is an object with
+``p50_ms`` and ``p95_ms``).
 Stalls are what a live viewer sees, so ``end_to_end`` adds
 ``hitch_ratio`` (``p99_ms / p50_ms``), ``max_frame`` (the index of the worst
 timed frame) and ``vs_landmarks`` (its ``p50_ms`` over the baseline's
@@ -266,6 +271,10 @@ def bench_clips(n: int, size: int = INPUT, video: str | os.PathLike | None = Non
         return builtin_frames(n, size), (f"{n} built-in frames (the bundled sample portrait with synthetic "
                                          "head motion; --video PATH for real clips)"), []
     if source.is_file():
+        kind = videoio.still_image(source)
+        if kind is not None:  # (timed as a frozen frame looped: as `video` and `live` refuse it)
+            raise ValueError(f"{source} is a still image ({kind}), not a video: bench times a video's frames "
+                             "(--mode image with the built-in frames times a photo's call)")
         clips = [source]
     elif source.is_dir():
         clips = videoio.video_files(source, (".mp4",))
@@ -312,6 +321,23 @@ def _pct(values) -> dict:
             "p99_ms": round(float(p99), 3), "max_ms": round(float(v.max()), 3), "n": int(v.size)}
 
 
+#: a stage that ran on no timed frame (the contract's object, with no times)
+_NOT_RUN = {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None, "n": 0}
+
+
+def _p99_note(n: int) -> str | None:
+    """What ``p99_ms`` (and the hitch ratio) is of ``n`` frames where it is
+    not a tail: linear interpolation between the two slowest frames (numpy)
+    puts it ``1.01 - 0.01 n`` of the way to the slowest for n of 2 to 100;
+    from 101 frames one stall is in ``max_ms`` only."""
+    if not 2 <= n <= 100:
+        return None
+    share = 1.01 - 0.01 * n
+    return (f"note: {n} timed frames (<= 100): p99 lies between the two slowest frames, {share:.0%} of the way to "
+            "the slowest (a single stall weighs that much in p99 and the hitch ratio; from 101 frames it shows "
+            "in max only): hitch ratios of other --frames do not compare")
+
+
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b > 0 else None
 
@@ -337,7 +363,10 @@ def describe_device(device: str) -> str:
         except Exception:  # pragma: no cover - best effort description
             pass
         return "cuda"
-    return f"cpu: {_cpu_name()} ({os.cpu_count()} logical cores)"
+    total = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+    # (the cores this process may run on: under taskset or a container's CPU set it said all the machine's)
+    return f"cpu: {_cpu_name()} ({usable} logical cores" + (f" of {total})" if usable != total else ")")
 
 
 def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str = "auto",
@@ -356,6 +385,11 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
 
     if live and mode != "video":
         raise ValueError("live pacing is for video mode (a camera's frames); image mode has no frame rate")
+    if mode != "video" and (identity_every_ms is not None or identity_worker is not None
+                            or worker_cpu != "auto"):
+        # (accepted and ignored: image mode has no identity worker; --live was refused already)
+        raise ValueError("--identity-every-ms, --identity-worker and --worker-cpu are for video mode (its identity "
+                         "worker); image mode runs every network on every frame")
     tracker = TrackerOptions(worker_cpu=worker_cpu,
                              **{k: v for k, v in (("identity_every_ms", identity_every_ms),
                                                   ("identity_worker", identity_worker)) if v is not None})
@@ -442,7 +476,7 @@ def run(frames: int = 100, warmup: int = 10, mode: str = "video", estimator: str
         "providers": providers,
         "precision": prec,
         "input": [INPUT, INPUT],
-        "stages": {k: _pct(v) if v else None for k, v in stages.items()},
+        "stages": {k: _pct(v) if v else dict(_NOT_RUN) for k, v in stages.items()},
         "end_to_end": {**end, "fps": round(1000.0 / float(np.mean(e2e)), 2),
                        "hitch_ratio": _ratio(end["p99_ms"], end["p50_ms"]),
                        "max_frame": int(np.argmax(e2e)),
@@ -765,7 +799,7 @@ def command(args) -> int:
     print(f"{'':12s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}")
     row = lambda name, v: print(f"{name:12s} " + " ".join(f"{v[c]:8.2f}" for c in cols))  # noqa: E731
     for k, v in res["stages"].items():
-        if v is None:
+        if not v["n"]:
             print(f"{k:12s} (did not run on a timed frame)")
         else:
             row(k, v)
@@ -778,9 +812,9 @@ def command(args) -> int:
         row("startup", res["startup"])
         print(f"startup: the first {res['startup']['frames']} frames of a stream, until its identity is warm "
               "(not in end_to_end)")
-    if e["n"] <= 100:
-        print(f"note: {e['n']} timed frames (<= 100): p99 is nearly the second slowest frame (a single stall "
-              "shows in max only)")
+    note = _p99_note(e["n"])
+    if note:
+        print(note)
     print(f"end to end: {e['fps']:.1f} fps (model loading and warm-up excluded); "
           f"hitch ratio p99/p50 {e['hitch_ratio']}; worst frame #{e['max_frame']} "
           f"(frame {e['max_frame_source']} of the clips as read); "

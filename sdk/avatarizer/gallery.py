@@ -111,14 +111,28 @@ _count = int_arg(1, 1000, not_int="expected a whole number, got {text!r}", out_o
 
 
 def main(argv=None):
+    """``python -m avatarizer.gallery [OUT] [-n N] [--size PX] [--cols C]
+    [--seed S] [--overwrite]`` (``make gallery``: docs/gallery.png). An
+    existing OUT is kept unless ``--overwrite`` (as ``avatarizer
+    render-samples``; it was replaced without a word), and the numbers are
+    checked as the CLI's (``--size 0`` was a traceback, ``--cols 0`` taken)."""
+    from .cli import _positive_int, _seed
+
     ap = argparse.ArgumentParser(description="Render a gallery of sampled avatars")
     ap.add_argument("out", nargs="?", default="docs/gallery.png")
     ap.add_argument("-n", type=_count, default=24, help="how many avatars (1..1000)")
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--cols", type=int, default=6)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", type=_positive_int, default=256, help="tile size in pixels (default 256)")
+    ap.add_argument("--cols", type=_count, default=6, help="columns (1..1000, default 6)")
+    ap.add_argument("--seed", type=_seed, default=0, help="random seed, a whole number >= 0 (default 0)")
+    ap.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     args = ap.parse_args(argv)
-    print(f"wrote {gallery(Path(args.out), args.n, args.size, args.cols, args.seed)}")
+    out = Path(args.out)
+    if (out.exists() or out.is_symlink()) and not args.overwrite:
+        ap.error(f"{out} exists; pass --overwrite to replace it")
+    try:
+        print(f"wrote {gallery(out, args.n, args.size, args.cols, args.seed)}")
+    except ValueError as exc:  # (a sheet too large)
+        ap.error(str(exc))
 
 
 if __name__ == "__main__":
