@@ -1689,6 +1689,12 @@ def test_gallery_refuses_no_avatars(tmp_path):
         main([str(mine), "-n", "1", "--size", "16"])
     assert exc.value.code == 2 and mine.read_bytes() == b"a user's file"
     main([str(mine), "-n", "2", "--size", "16", "--cols", "2", "--overwrite"])
+    # a folder or an unknown type refused before drawing (a folder was "pass --overwrite", then a PIL error)
+    for bad in ([str(tmp_path), "--overwrite"], [str(tmp_path / "g.txt")]):
+        with pytest.raises(SystemExit) as exc:
+            main([*bad, "-n", "1", "--size", "16"])
+        assert exc.value.code == 2, bad
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png"]
     from PIL import Image
 
     from avatarizer.gallery import sheet_size

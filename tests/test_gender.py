@@ -280,3 +280,35 @@ def test_a_fusion_of_another_h_is_not_written_into_the_sdk(tmp_path, monkeypatch
     assert ran[-1]["data"] == tmp_path / "out" and ran[-1]["models"] == other
     assert main(["gender", "--models", str(same), "--quiet"]) == 0
     assert ran[-1]["data"] is None and len(ran) == 2
+
+
+def test_data_names_a_new_folder_or_is_refused_before_the_fit(tmp_path, monkeypatch):
+    """``--data NEW/SUB`` failed at the write, after the whole fit (nothing
+    made the folder); ``--data`` naming a file is refused before it (a
+    review, session 75). The heavy inputs are stand-ins; the fit, the CLI
+    and the write are the real code."""
+    from avatarizer_export import data as D
+    from avatarizer_export import gender as GF
+    from avatarizer_export.cli import main
+
+    rng = np.random.default_rng(0)
+    n = 600
+    y = rng.integers(0, 2, n)
+    rows = {"keys": [f"ffhq128/{i}.png" for i in range(n)], "y": y, "age": np.full(n, np.nan),
+            "held": rng.random(n) < 0.2, "loose": np.ones(n, bool), "by_eye": np.zeros(n, bool),
+            "index": np.arange(n)}
+    x = rng.normal(size=(n, 956)) + y[:, None] * 0.05
+    monkeypatch.setattr(D, "load_aligned", lambda cache: object())
+    monkeypatch.setattr(GF, "training_rows", lambda shared, al: rows)
+    monkeypatch.setattr(GF, "landmark_rows", lambda al, index: (x, x + 0.01, np.ones(n, bool)))
+    p_h = np.clip(0.3 + 0.4 * y + rng.normal(size=n) * 0.1, 0.01, 0.99)
+    monkeypatch.setattr(GF, "model_probabilities", lambda models, al, index: (p_h, "0" * 64, 0.5))
+    out = tmp_path / "new" / "sub"
+    (tmp_path / "data").mkdir()  # (a shared folder as the CLI checks it; nothing is read from it here)
+    assert main(["gender", "--shared", str(tmp_path), "--cache", str(tmp_path), "--data", str(out), "--quiet"]) == 0
+    assert json.loads((out / "gender_fusion.json").read_text())["attributes_sha256"] == "0" * 64
+    (tmp_path / "afile").write_text("mine")
+    monkeypatch.setattr(GF, "training_rows", lambda shared, al: pytest.fail("fitted"))
+    with pytest.raises(SystemExit, match="is a file, not a folder"):
+        main(["gender", "--shared", str(tmp_path), "--cache", str(tmp_path), "--data", str(tmp_path / "afile")])
+    assert (tmp_path / "afile").read_text() == "mine"

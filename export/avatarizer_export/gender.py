@@ -243,6 +243,7 @@ def fit(shared: Path, cache: Path, *, models: Path | None = None, data: Path | N
     from avatarizer.gender import DATA, NAME
 
     path = Path(data or DATA) / NAME
+    path.parent.mkdir(parents=True, exist_ok=True)  # (--data NEW: the write failed after the whole fit)
     write_json_staged(path, doc)
     if not quiet:
         print(json.dumps(report, indent=1))
@@ -270,6 +271,8 @@ def add_parser(sub):
         models = Path(args.models) if args.models else None
         if models is not None and args.data is None:
             _refuse_other_h_into_the_sdk(models)
+        if args.data is not None and Path(args.data).exists() and not Path(args.data).is_dir():
+            raise SystemExit(f"gender: --data {args.data} is a file, not a folder")  # (before the fit)
         fit(shared_dir(args.shared), cache_dir(args.cache), models=models,
             data=Path(args.data) if args.data else None, quiet=args.quiet)
         return 0

@@ -283,8 +283,9 @@ def cluster_bank(m: dict, total: int = 560, dedup: float = 0.03, seed: int = SEE
         total = int(total * 1.15)
     else:
         raise ValueError(f"hairbank: {len(kept)} distinct hairstyles from {len(use)} training photos whose hair "
-                         f"is visible, fewer than the {min_entries} a bank holds: nothing was written (more pairs: "
-                         "`avatarizer-export data pairs`)")
+                         f"is visible, fewer than the {min_entries} a bank holds after {attempt + 1} tries: nothing "
+                         "was written (it needs more training photos: a larger aligned set, `avatarizer-export data "
+                         "align`, then `data pairs`)")
     kept = sorted(kept, key=lambda a: (HR.FAMILIES.index(HR.FAMILIES[fam_of[a]]), -sum(len(x) for x in merged[a]), a))
     geo, attrs, desc, nmem, fam, keys = [], [], [], [], [], []
     for a in kept:

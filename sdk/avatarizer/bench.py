@@ -273,8 +273,8 @@ def bench_clips(n: int, size: int = INPUT, video: str | os.PathLike | None = Non
     if source.is_file():
         kind = videoio.still_image(source)
         if kind is not None:  # (timed as a frozen frame looped: as `video` and `live` refuse it)
-            raise ValueError(f"{source} is a still image ({kind}), not a video: bench times a video's frames "
-                             "(--mode image with the built-in frames times a photo's call)")
+            raise ValueError(f"{source} is a still image ({kind}), not a video: the frames timed are a video's "
+                             "(or, without a video, the built-in ones)")
         clips = [source]
     elif source.is_dir():
         clips = videoio.video_files(source, (".mp4",))

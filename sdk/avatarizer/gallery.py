@@ -1,6 +1,6 @@
 """Contact sheets and the gallery of sampled avatars.
 
-    python -m avatarizer.gallery docs/gallery.png      # 24 diverse sampled avatars
+    python -m avatarizer.gallery docs/gallery.png --overwrite   # 24 diverse sampled avatars (make gallery)
 """
 from __future__ import annotations
 
@@ -126,13 +126,22 @@ def main(argv=None):
     ap.add_argument("--seed", type=_seed, default=0, help="random seed, a whole number >= 0 (default 0)")
     ap.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     args = ap.parse_args(argv)
+    from .cli import CLIError, _check_output, _staged
+
     out = Path(args.out)
-    if (out.exists() or out.is_symlink()) and not args.overwrite:
-        ap.error(f"{out} exists; pass --overwrite to replace it")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):  # (before drawing: as render-samples)
+        ap.error(f"unknown output type {out.suffix or '(none)'!r}: use .png, .jpg or .webp")
+    w, h = sheet_size(args.n, args.size, args.cols)
+    if w * h > MAX_SHEET_PIXELS:
+        ap.error(f"a sheet of {args.n} avatars of {args.size} px would be {w}x{h} pixels, more than "
+                 f"{MAX_SHEET_PIXELS:,}; ask for fewer or smaller avatars")
     try:
-        print(f"wrote {gallery(out, args.n, args.size, args.cols, args.seed)}")
-    except ValueError as exc:  # (a sheet too large)
+        _check_output(None, out, args.overwrite)  # (a folder, a special file, an existing file without --overwrite)
+        with _staged(out, out.suffix, args.overwrite) as tmp:  # (written whole or not at all)
+            gallery(tmp, args.n, args.size, args.cols, args.seed)
+    except CLIError as exc:
         ap.error(str(exc))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
