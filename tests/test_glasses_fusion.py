@@ -570,3 +570,26 @@ def test_glasses_sure_of_neither_kind_are_drawn_clear():
         old["thresholds"]["any"] = bad
         with pytest.raises(ValueError):
             GlassesFusion.from_doc(old)
+
+
+def test_detectors_fusion_takes_each_precision(tmp_path, monkeypatch):
+    """``detectors --fusion --precision P`` set both thresholds' precision
+    with no way to set the sunglasses' alone: ``--sun-precision`` (only
+    with ``--fusion``)."""
+    from avatarizer_export import detectors as DT
+    from avatarizer_export.cli import main
+
+    labelled = tmp_path / "data" / "faces" / "ffhq128-labelled"
+    labelled.mkdir(parents=True)
+    (labelled / "attributes.jsonl").write_text("")
+    got = []
+    monkeypatch.setattr(DT, "fit_glasses_fusion", lambda shared, cache, **kw: got.append(kw))
+    base = ["detectors", "--fusion", "--shared", str(tmp_path), "--cache", str(tmp_path / "cache")]
+    assert main(base) == 0 and "precision" not in got[-1] and "sun_precision" not in got[-1]  # the defaults
+    assert main([*base, "--precision", "0.97"]) == 0
+    assert got[-1]["precision"] == 0.97 and got[-1]["sun_precision"] == 0.97  # (one given: both, as before)
+    assert main([*base, "--sun-precision", "0.8"]) == 0
+    assert "precision" not in got[-1] and got[-1]["sun_precision"] == 0.8
+    assert main([*base, "--precision", "0.97", "--sun-precision", "0.8"]) == 0
+    assert got[-1]["precision"] == 0.97 and got[-1]["sun_precision"] == 0.8
+    assert main(["detectors", "--sun-precision", "0.8", "--shared", str(tmp_path)]) == 2 and len(got) == 4

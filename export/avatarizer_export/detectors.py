@@ -529,8 +529,12 @@ def main_detectors(args) -> int:
         return 1
     # the precision each function defaults to unless given
     kw = {} if args.precision is None else {"precision": args.precision}
-    if args.precision is not None and args.fusion:
-        kw["sun_precision"] = args.precision  # (one given: both thresholds keep it)
+    if args.sun_precision is not None and not args.fusion:
+        print("avatarizer-export detectors: --sun-precision is the glasses fusion's (--fusion)", file=sys.stderr)
+        return 2
+    if args.fusion and (args.precision is not None or args.sun_precision is not None):
+        # (one given: both thresholds keep it, as before; --sun-precision sets the sunglasses' alone)
+        kw["sun_precision"] = args.sun_precision if args.sun_precision is not None else args.precision
     if args.only:
         if args.fusion:
             print("avatarizer-export detectors: --only and --fusion are separate steps", file=sys.stderr)
@@ -1458,7 +1462,11 @@ def add_parser(sub):
     p.add_argument("--shared", help="the shared folder (default ../shared)")
     p.add_argument("--precision", type=precision, default=None,
                    help="precision each drawing threshold keeps out of fold (default 0.9; with --fusion "
-                        f"{FUSION_PRECISION} for clear glasses, {FUSION_SUN_PRECISION} for sunglasses)")
+                        f"{FUSION_PRECISION} for clear glasses, {FUSION_SUN_PRECISION} for sunglasses: given "
+                        "alone, both)")
+    p.add_argument("--sun-precision", type=precision, default=None,
+                   help="with --fusion: the sunglasses' precision alone (default --precision if given, else "
+                        f"{FUSION_SUN_PRECISION})")
     p.add_argument("--out", help=f"where to write (default {OUT.relative_to(ROOT)}); an existing file only with "
                                  "--overwrite, or with --only (which keeps the other detectors from it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
