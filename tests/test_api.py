@@ -1798,6 +1798,47 @@ def test_pickled_and_copied_avatars_stay_read_only_and_checked():
         with pytest.raises(ValueError):
             b.params[0] = np.nan
         assert Avatar.from_json(b.to_json()).face == a.face
+    # nor can writing be turned back on: they owned their memory, and setflags(write=True) let a NaN past every
+    # check (a review, session 75)
+    from avatarizer.api import _face_info
+
+    for b in (a, pickle.loads(pickle.dumps(a)), copy.deepcopy(a)):
+        for arr in (b.params, b.face.transform):
+            with pytest.raises(ValueError):
+                arr.setflags(write=True)
+    with pytest.raises(ValueError):
+        _face_info(a.face, _tf(), 0).transform.setflags(write=True)
+
+
+def test_a_mirrored_face_transform_renders_upright_with_roll():
+    """``render(roll=True)`` took the roll as decompose's atan2(b, a), which
+    reads a mirrored transform (an app's selfie view, roll 0) as 180
+    degrees: the head was drawn upside down, where ``overlay()`` drew it
+    upright (a review, session 75). A tilted transform still tilts it."""
+    import math
+
+    from avatarizer.api import FaceInfo
+
+    p = schema.sample(1, seed=4)[0]
+    plain = Avatar(p, FaceInfo((0, 0, 256, 256), 0.0, 0.0, 0.0, [[100, 0, 128], [0, 100, 128]], (256, 256), 0))
+    mirrored = Avatar(p, FaceInfo((0, 0, 256, 256), 0.0, 0.0, 0.0, [[-100, 0, 128], [0, 100, 128]], (256, 256), 0))
+    assert np.array_equal(plain.render(96, roll=True), mirrored.render(96, roll=True))
+    assert np.array_equal(plain.render(96, roll=True), plain.render(96))
+    c, s_ = 100 * math.cos(0.3), 100 * math.sin(0.3)
+    tilted = Avatar(p, FaceInfo((0, 0, 256, 256), 17.2, 0.0, 0.0, [[c, -s_, 128], [s_, c, 128]], (256, 256), 0))
+    assert not np.array_equal(tilted.render(96, roll=True), plain.render(96))
+
+
+def test_from_json_quotes_a_hostile_name_short():
+    """An unknown parameter's name was quoted whole in the error (20 MB
+    names gave a 20 MB message; a review, session 75)."""
+    import json
+
+    doc = json.loads(Avatar(schema.sample(1, seed=5)[0]).to_json())
+    doc["params"]["x" * 100_000] = 0.0
+    with pytest.raises(ValueError, match="unknown parameter") as exc:
+        Avatar.from_json(json.dumps(doc))
+    assert len(str(exc.value)) < 400
 
 
 def test_face_info_checks_what_an_app_gives():

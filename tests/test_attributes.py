@@ -1954,6 +1954,14 @@ def test_make_sheets_numbers_every_photo_once(tmp_path):
     assert (tmp_path / "out" / "layout.json").read_text() == before
     E.make_sheets(keys[:9], faces, tmp_path / "out", controls=keys[9:], per_sheet=5, seed=3, overwrite=True)
     assert (tmp_path / "out" / "layout.json").read_text() != before
+    # a smaller batch over it leaves none of the old sheets (a labeller answering one broke the consensus), and a
+    # photo listed twice (or also a control) is on the sheets once (two answers kept one copy's silently; a review,
+    # session 75)
+    lay = E.make_sheets(keys[:3] + keys[:2], faces, tmp_path / "out", controls=keys[1:2] + keys[9:],
+                        per_sheet=5, overwrite=True)
+    cells = [k for sh in lay["sheets"] for k in sh]
+    assert sorted(cells) == sorted(keys[:3] + keys[9:]) and len(lay["sheets"]) == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["layout.json", "sheet00.png"]
 
 
 def test_student_features_and_student_follow_its_weights_and_logit_map(tmp_path, monkeypatch):

@@ -1029,6 +1029,13 @@ def test_prepared_cache_is_keyed_on_the_files_not_the_names_typed(tmp_path, caps
     E.prepared(rel, cache, progress=False, exaggeration=1.5)
     assert len(calls) == 5
     monkeypatch.setattr(D, "artist_key", lambda: artist)
+    # another aligner (the SDK's alignment code or MediaPipe's version): other crops (they were kept; a review,
+    # session 75)
+    aligner = D.aligner_key()
+    monkeypatch.setattr(D, "aligner_key", lambda: "other" + aligner)
+    moved = E.cache_key(rel)
+    monkeypatch.setattr(D, "aligner_key", lambda: aligner)
+    assert moved != E.cache_key(rel)
     # a folder holding a file name that is not UTF-8 ('utf-8' codec can't encode ... surrogates)
     latin = tmp_path / "b" / os.fsdecode(b"\xe9t\xe9.jpg")
     shutil.copy(f["a/q.jpg"], latin)

@@ -374,7 +374,10 @@ def unique_photos(files: list[Path]) -> tuple[list[Path], int]:
 def cache_key(files: list[Path], exaggeration: float | None = None) -> str:
     """What a ``--prepared`` cache is keyed on: :data:`CACHE_VERSION`, the
     exaggeration, the auto-artist that drew the references (its source,
-    fitted detectors and mean face: ``data.artist_key``), and per photo, in
+    fitted detectors and mean face: ``data.artist_key``), the aligner that
+    made the crops, landmarks and hair masks (the SDK's alignment code and
+    MediaPipe's version: ``data.aligner_key``; a change of it kept the old
+    crops, a review), and per photo, in
     order, its path with every link
     followed, its size and its modification time (ns): other photos under
     the same names (another folder, a replaced or edited file) or another
@@ -382,10 +385,11 @@ def cache_key(files: list[Path], exaggeration: float | None = None) -> str:
     them (``os.fsencode``: a name that is not UTF-8 is its own bytes)."""
     import hashlib
 
-    from .data import artist_key
+    from .data import aligner_key, artist_key
 
     h = hashlib.sha256(f"{CACHE_VERSION} {exaggeration!r}\n".encode())
     h.update(json.dumps(artist_key(), sort_keys=True).encode() + b"\n")
+    h.update(aligner_key().encode() + b"\n")
     for f in files:
         real = _real(f)
         try:
@@ -1739,6 +1743,7 @@ def add_parser(sub):
                         "in DIR (one person per clip; e.g. ../shared/data/video)")
     p.add_argument("--prepared", metavar="NPZ",
                    help="keep the aligned photos and pseudo ground truth here (in an existing folder), reused while "
-                        "the photos (each file's real path, size and time) and --exaggeration are the same, else "
-                        "prepared anew and replaced")
+                        "the photos (each file's real path, size and time), --exaggeration, the artist and the "
+                        "aligner (the SDK's alignment code, MediaPipe's version) are the same, else prepared anew "
+                        "and replaced")
     p.set_defaults(func=main_eval)

@@ -345,6 +345,9 @@ def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (
 
     if not keys:
         raise ValueError("no photos to put on sheets: the keys file is empty")
+    # a photo listed twice was put on the sheets twice, and the consensus kept one copy's answers without a word
+    keys = list(dict.fromkeys(keys))
+    controls = [c for c in dict.fromkeys(controls) if c not in set(keys)]
     out = Path(out)
     held = ([out / "layout.json"] if (out / "layout.json").exists() else []) + sorted(out.glob("sheet*.png"))
     if held and not overwrite:  # (a second run replaced a batch's layout with another shuffle, without a word)
@@ -371,6 +374,9 @@ def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (
         # 8 a row, each photo's index under it
         Image.fromarray(contact_sheet(tiles, cols=8, labels=[str(j) for j in range(len(cells))])).save(
             out / f"sheet{s:02d}.png")
+    for old in held:  # (an earlier batch's sheets past this one's: a labeller answering one broke the consensus)
+        if old.name != "layout.json" and old.name not in {f"sheet{s:02d}.png" for s in range(n_sheets)}:
+            old.unlink(missing_ok=True)
     layout = {"sheets": sheets, **({"sample": sample} if sample is not None else {})}
     (out / "layout.json").write_text(json.dumps(layout), encoding="utf-8")
     return layout

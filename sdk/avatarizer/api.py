@@ -64,7 +64,7 @@ from .hair import attributes_as_drawn, check_settings, hair_length_as_drawn, mer
 from .align import MAX_FACES, check_timestamp
 from .checks import is_real
 from .imageio import COLOR_ORDERS, load_image, to_rgb_uint8
-from .video import TrackerOptions, decompose
+from .video import TrackerOptions
 
 __all__ = ["Options", "Avatarizer", "Avatar", "FaceInfo", "AVATAR_JSON_FORMAT"]
 
@@ -271,9 +271,8 @@ class FaceInfo:
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)) \
                 or not 0 <= index < 1 << 16:
             raise ValueError(f"face.index must be a non-negative whole number, got {index!r:.80}")
-        tf.setflags(write=False)
         object.__setattr__(self, "box", tuple(box.tolist()))
-        object.__setattr__(self, "transform", tf)
+        object.__setattr__(self, "transform", _read_only(tf))
         object.__setattr__(self, "frame_shape", (int(shape[0]), int(shape[1])))
         object.__setattr__(self, "index", int(index))
 
@@ -396,9 +395,7 @@ class Avatar:
 
     def __init__(self, params, face: FaceInfo | None = None, *, stale: bool = False,
                  expression: dict | None = None, color_order: str = "rgb", attributes: dict | None = None):
-        p = schema.validate(params).copy()
-        p.setflags(write=False)
-        self._params = p
+        self._params = _read_only(schema.validate(params).copy())
         self.face = face
         self.stale = bool(stale)
         self.expression = expression
@@ -449,7 +446,10 @@ class Avatar:
             return render(self._params, size, width=width, height=height, background=background,
                           antialias=antialias, threads=threads)
         w, h = _size(size, width, height)
-        angle = decompose(self.face.transform)[1]
+        t = self.face.transform
+        # the roll from the canonical y axis (the head's up): equal to decompose's angle for the SDK's own
+        # transforms, and upright for a mirrored one (an app's selfie view), which decompose read as 180 degrees
+        angle = math.atan2(-float(t[0, 1]), float(t[1, 1]))
         s = 0.5 * min(w, h)
         m = np.array([[s * math.cos(angle), -s * math.sin(angle), 0.5 * w],
                       [s * math.sin(angle), s * math.cos(angle), 0.5 * h]])
@@ -589,8 +589,8 @@ class Avatar:
         missing = [n for n in schema.NAMES if n not in params]
         if unknown or missing:
             raise ValueError(f"avatar JSON does not match schema {schema.VERSION}: "
-                             f"{len(unknown)} unknown parameter(s) {unknown[:5]}, "
-                             f"{len(missing)} missing {missing[:5]}")
+                             f"{len(unknown)} unknown parameter(s) {[f'{n:.40}' for n in unknown[:5]]}, "
+                             f"{len(missing)} missing {missing[:5]}")  # (a 20 MB name was quoted whole)
         values = []
         for n in schema.NAMES:
             v = params[n]
@@ -1495,9 +1495,20 @@ def _avatar(params, face, stale, expression, color_order, attributes) -> "Avatar
     return Avatar(params, face, stale=stale, expression=expression, color_order=color_order, attributes=attributes)
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a`` (made read-only too): a read-only array
+    that owns its memory is made writable again by ``setflags(write=True)``,
+    which then let NaN parameters or a singular transform past every check
+    (``to_json`` wrote a NaN its own ``from_json`` refused; a review); a
+    view of it cannot be."""
+    a.setflags(write=False)
+    v = a.view()
+    v.setflags(write=False)
+    return v
+
+
 def _face_info(face, transform, index: int) -> FaceInfo:
-    tf = np.array(transform, np.float64)
-    tf.setflags(write=False)
+    tf = _read_only(np.array(transform, np.float64))
     return FaceInfo._trusted(tuple(float(v) for v in face.box), float(face.roll), float(face.yaw), float(face.pitch),
                              tf, tuple(int(v) for v in face.frame_shape), int(index))
 
