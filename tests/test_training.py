@@ -759,6 +759,23 @@ def test_data_stages_are_rebuilt_when_their_inputs_change(tiny_aligned, capsys):
     D.build_aligned(t.shared, cache, workers=1, force=True)
     D.build_pairs(t.shared, cache, workers=1)
     assert calls.pairs == 3 * built
+    # photos other than those aligned (a replaced one, not aligned again): refused, not warped by the first
+    # photo's transform (a review, session 75); nothing rebuilt
+    (t.shared / "data" / "faces" / t.keys[2]).write_bytes(b"yet another photo")
+    with pytest.raises(ValueError, match="not those .* was made from"):
+        D.build_pairs(t.shared, cache, workers=1, force=True)
+    assert calls.pairs == 3 * built
+
+
+def test_align_with_no_photo_aligned_says_so(tiny_aligned):
+    """No photo aligned ended in numpy's "need at least one array to stack",
+    and no failures.json said why (a review, session 75)."""
+    t = tiny_aligned
+    t.monkeypatch.setattr(D, "_align_one", lambda job: (job[0], None, "no face found"))
+    with pytest.raises(ValueError, match="none of the 12 photos .* aligned .*no face found"):
+        D.build_aligned(t.shared, t.cache, workers=1, force=True)
+    assert len(json.loads((t.cache / "aligned" / "failures.json").read_text())) == 12
+    assert not (t.cache / "aligned" / "meta.json").exists()  # (nothing to reuse)
 
 
 def test_a_data_stage_cut_short_is_never_reused(tiny_aligned):

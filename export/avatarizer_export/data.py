@@ -698,6 +698,11 @@ def build_aligned(shared: Path, cache: Path, workers: int = 2, limit: int | None
             (failures.append({"face": key, "reason": why}) if res is None else results.__setitem__(key, res))
     keys = [k for k in keys_all if k in results]
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not keys:  # (np.stack's "need at least one array to stack", and no failures.json to say why)
+        _write_text(out_dir / "failures.json", json.dumps(failures, indent=1))
+        reasons = sorted({f["reason"] for f in failures})
+        raise ValueError(f"align: none of the {len(keys_all)} photos under {shared / 'data' / 'faces'} aligned "
+                         f"({'; '.join(reasons[:3]) or 'no photos'}; {out_dir / 'failures.json'})")
     _save(out_dir / "crops128.npy", np.stack([results[k]["crop"] for k in keys]))
     _save(out_dir / "hair128.npy", np.stack([results[k]["hair"] for k in keys]))
     _save(out_dir / "landmarks.npy", np.stack([results[k]["landmarks"] for k in keys]))
@@ -896,10 +901,30 @@ def _pairs_worker(args):
 _ARTIST = None
 
 
+def check_photos_of_aligned(shared: Path, cache: Path) -> None:
+    """ValueError unless ``shared``'s photos are the ones ``cache/aligned``
+    was made from (by name and content, as its ``meta.json`` records them):
+    the pairs warp each photo read from ``shared`` by the transform aligned
+    from it, and another folder's photo under the same name was warped
+    by the first person's transform, with no word (a review, session 75)."""
+    meta = json.loads((cache / "aligned" / "meta.json").read_text())
+    keys = list_faces(shared)[: int(meta.get("inputs", 0))]
+    same = names_key(keys) == meta.get("names")
+    if same:
+        try:
+            same = photos_key(shared, keys) == meta.get("contents")
+        except OSError:
+            same = False
+    if not same:
+        raise ValueError(f"the photos in {shared} are not those {cache / 'aligned'} was made from: run "
+                         "`avatarizer-export data align` with this --shared first")
+
+
 def build_pairs(shared: Path, cache: Path, n_aug: int = 1, workers: int = 2, force: bool = False):
     out_dir = cache / "pairs"
     meta_path = out_dir / "meta.json"
     al = load_aligned(cache)
+    check_photos_of_aligned(shared, cache)
     train = [i for i, k in enumerate(al.keys) if not is_heldout(k)]
     inputs = dict(aligned=stage_key(cache, "aligned"), artist=artist_key())
     if meta_path.exists() and not force:
