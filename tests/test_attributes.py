@@ -1957,11 +1957,13 @@ def test_make_sheets_numbers_every_photo_once(tmp_path):
     # a smaller batch over it leaves none of the old sheets (a labeller answering one broke the consensus), and a
     # photo listed twice (or also a control) is on the sheets once (two answers kept one copy's silently; a review,
     # session 75)
+    (tmp_path / "out" / "sheet01_marked_by_alice.png").write_bytes(b"a user's file")  # (never the batch's)
     lay = E.make_sheets(keys[:3] + keys[:2], faces, tmp_path / "out", controls=keys[1:2] + keys[9:],
                         per_sheet=5, overwrite=True)
     cells = [k for sh in lay["sheets"] for k in sh]
     assert sorted(cells) == sorted(keys[:3] + keys[9:]) and len(lay["sheets"]) == 1
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["layout.json", "sheet00.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["layout.json", "sheet00.png",
+                                                                    "sheet01_marked_by_alice.png"]
 
 
 def test_student_features_and_student_follow_its_weights_and_logit_map(tmp_path, monkeypatch):

@@ -593,3 +593,5 @@ def test_detectors_fusion_takes_each_precision(tmp_path, monkeypatch):
     assert main([*base, "--precision", "0.97", "--sun-precision", "0.8"]) == 0
     assert got[-1]["precision"] == 0.97 and got[-1]["sun_precision"] == 0.8
     assert main(["detectors", "--sun-precision", "0.8", "--shared", str(tmp_path)]) == 2 and len(got) == 4
+    # (a usage error before the files are looked at: a missing labels file said so first)
+    assert main(["detectors", "--sun-precision", "0.8", "--shared", str(tmp_path / "none")]) == 2

@@ -915,9 +915,16 @@ def check_photos_of_aligned(shared: Path, cache: Path) -> None:
             same = photos_key(shared, keys) == meta.get("contents")
         except OSError:
             same = False
-    if not same:
-        raise ValueError(f"the photos in {shared} are not those {cache / 'aligned'} was made from: run "
-                         "`avatarizer-export data align` with this --shared first")
+    if not same:  # (the record is of every photo listed, those that failed to align too: a sum, not per photo)
+        raise ValueError(f"the photos in {shared} are not those {cache / 'aligned'} was made from (every photo "
+                         f"listed counts, also those in its failures.json): run `avatarizer-export data align` "
+                         f"with this --shared{' and --limit ' + str(meta['inputs']) if _limited(shared, meta) else ''} "
+                         "first")
+
+
+def _limited(shared: Path, meta: dict) -> bool:
+    """Whether the aligned stage of ``meta`` took fewer photos than ``shared`` lists (a ``--limit`` run)."""
+    return int(meta.get("inputs", 0)) < len(list_faces(shared))
 
 
 def build_pairs(shared: Path, cache: Path, n_aug: int = 1, workers: int = 2, force: bool = False):

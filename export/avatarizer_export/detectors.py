@@ -518,6 +518,9 @@ def balanced_accuracy(y, pred, k) -> float:
 
 
 def main_detectors(args) -> int:
+    if args.sun_precision is not None and not args.fusion:  # (a usage error before the files are looked at)
+        print("avatarizer-export detectors: --sun-precision is the glasses fusion's (--fusion)", file=sys.stderr)
+        return 2
     if args.out and not args.only and not args.overwrite and os.path.lexists(args.out):  # (a link, dangling or not)
         # (a file of the user's: replaced without a word, where eval and sheet refuse; helper-443, session 69)
         print(f"avatarizer-export detectors: {args.out} exists: pass --overwrite to replace it", file=sys.stderr)
@@ -529,9 +532,6 @@ def main_detectors(args) -> int:
         return 1
     # the precision each function defaults to unless given
     kw = {} if args.precision is None else {"precision": args.precision}
-    if args.sun_precision is not None and not args.fusion:
-        print("avatarizer-export detectors: --sun-precision is the glasses fusion's (--fusion)", file=sys.stderr)
-        return 2
     if args.fusion and (args.precision is not None or args.sun_precision is not None):
         # (one given: both thresholds keep it, as before; --sun-precision sets the sunglasses' alone)
         kw["sun_precision"] = args.sun_precision if args.sun_precision is not None else args.precision

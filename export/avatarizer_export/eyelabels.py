@@ -374,8 +374,12 @@ def make_sheets(keys: list[str], faces: Path, out: Path, controls: list[str] = (
         # 8 a row, each photo's index under it
         Image.fromarray(contact_sheet(tiles, cols=8, labels=[str(j) for j in range(len(cells))])).save(
             out / f"sheet{s:02d}.png")
+    import re
+
     for old in held:  # (an earlier batch's sheets past this one's: a labeller answering one broke the consensus)
-        if old.name != "layout.json" and old.name not in {f"sheet{s:02d}.png" for s in range(n_sheets)}:
+        # (only its own sheets, sheetNN.png: a sheet*.png of the user's, a marked-up copy, is theirs)
+        if re.fullmatch(r"sheet\d{2,}\.png", old.name) and \
+                old.name not in {f"sheet{s:02d}.png" for s in range(n_sheets)}:
             old.unlink(missing_ok=True)
     layout = {"sheets": sheets, **({"sample": sample} if sample is not None else {})}
     (out / "layout.json").write_text(json.dumps(layout), encoding="utf-8")

@@ -1496,15 +1496,14 @@ def _avatar(params, face, stale, expression, color_order, attributes) -> "Avatar
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
-    """A read-only view of ``a`` (made read-only too): a read-only array
-    that owns its memory is made writable again by ``setflags(write=True)``,
-    which then let NaN parameters or a singular transform past every check
-    (``to_json`` wrote a NaN its own ``from_json`` refused; a review); a
-    view of it cannot be."""
-    a.setflags(write=False)
-    v = a.view()
-    v.setflags(write=False)
-    return v
+    """A copy of ``a`` whose memory is an immutable ``bytes`` object: a
+    read-only array that owns its memory is made writable again by
+    ``setflags(write=True)`` (and a view of one through its ``.base``),
+    which let NaN parameters or a singular transform past every check
+    (``to_json`` wrote a NaN its own ``from_json`` refused; reviews); this
+    one, and its base, refuse it. (629 or 6 numbers: the copy costs nothing.)"""
+    a = np.ascontiguousarray(a)
+    return np.frombuffer(a.tobytes(), a.dtype).reshape(a.shape)
 
 
 def _face_info(face, transform, index: int) -> FaceInfo:

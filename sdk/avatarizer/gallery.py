@@ -110,24 +110,26 @@ def gallery(path: Path, n: int = 24, size: int = 256, cols: int = 6, seed: int =
 _count = int_arg(1, 1000, not_int="expected a whole number, got {text!r}", out_of_range="expected 1..1000, got {v}")
 
 
+#: ``--size`` and ``--seed``: as ``avatarizer render-samples`` takes them (the CLI imports this module)
+_tile = int_arg(1, 16384, not_int="expected a whole number, got {text!r}", out_of_range="expected 1..16384, got {v}")
+_seed = int_arg(0, 2 ** 64 - 1, not_int="expected a whole number, got {text!r}",
+                out_of_range="expected a whole number from 0 to 2**64 - 1, got {v}")
+
+
 def main(argv=None):
     """``python -m avatarizer.gallery [OUT] [-n N] [--size PX] [--cols C]
     [--seed S] [--overwrite]`` (``make gallery``: docs/gallery.png). An
     existing OUT is kept unless ``--overwrite`` (as ``avatarizer
     render-samples``; it was replaced without a word), and the numbers are
     checked as the CLI's (``--size 0`` was a traceback, ``--cols 0`` taken)."""
-    from .cli import _positive_int, _seed
-
     ap = argparse.ArgumentParser(description="Render a gallery of sampled avatars")
     ap.add_argument("out", nargs="?", default="docs/gallery.png")
     ap.add_argument("-n", type=_count, default=24, help="how many avatars (1..1000)")
-    ap.add_argument("--size", type=_positive_int, default=256, help="tile size in pixels (default 256)")
+    ap.add_argument("--size", type=_tile, default=256, help="tile size in pixels (default 256)")
     ap.add_argument("--cols", type=_count, default=6, help="columns (1..1000, default 6)")
     ap.add_argument("--seed", type=_seed, default=0, help="random seed, a whole number >= 0 (default 0)")
     ap.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     args = ap.parse_args(argv)
-    from .cli import CLIError, _check_output, _staged
-
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):  # (before drawing: as render-samples)
         ap.error(f"unknown output type {out.suffix or '(none)'!r}: use .png, .jpg or .webp")
@@ -135,12 +137,23 @@ def main(argv=None):
     if w * h > MAX_SHEET_PIXELS:
         ap.error(f"a sheet of {args.n} avatars of {args.size} px would be {w}x{h} pixels, more than "
                  f"{MAX_SHEET_PIXELS:,}; ask for fewer or smaller avatars")
+    if out.is_dir():
+        ap.error(f"{out} is a directory")
+    if (out.exists() or out.is_symlink()) and not args.overwrite:
+        ap.error(f"{out} already exists; pass --overwrite to replace it")
+    if out.exists() and not out.is_file():
+        ap.error(f"{out} is not a regular file")
+    import os
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".gallery-", suffix=out.suffix, dir=out.parent)  # (whole or not at all)
+    os.close(fd)
     try:
-        _check_output(None, out, args.overwrite)  # (a folder, a special file, an existing file without --overwrite)
-        with _staged(out, out.suffix, args.overwrite) as tmp:  # (written whole or not at all)
-            gallery(tmp, args.n, args.size, args.cols, args.seed)
-    except CLIError as exc:
-        ap.error(str(exc))
+        gallery(Path(name), args.n, args.size, args.cols, args.seed)
+        os.replace(name, out)
+    finally:
+        Path(name).unlink(missing_ok=True)
     print(f"wrote {out}")
 
 
