@@ -118,6 +118,11 @@ def test_build_writes_nothing_the_sdk_refuses_and_drops_other_pairs_tuning(tmp_p
     bank = hairbank.cmd_build(tmp_path / "cache", tmp_path, log=said.append, data=data)
     info = json.loads((data / "hair_bank.json").read_text())
     assert "tuning" not in info and any("tuning record is of other pairs" in s for s in said)
+    # the H whose predictions the entries' attributes are (a bank left from another H could not be told)
+    from avatarizer.pipeline.config import attributes_entry
+    from avatarizer.runtime import Manifest
+
+    assert info["attributes_model"]["sha256"] == attributes_entry(Manifest.load(None)).sha256
     assert len(bank) == info["count"] < len(shipped["geometry"])
     # a record of these pairs stays
     from avatarizer_export.data import stage_key

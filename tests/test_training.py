@@ -778,6 +778,16 @@ def test_align_with_no_photo_aligned_says_so(tiny_aligned):
     assert not (t.cache / "aligned" / "meta.json").exists()  # (nothing to reuse)
 
 
+def test_avatars_of_no_training_photo_say_so(tiny_aligned):
+    """Held-out photos alone make 0 pairs, and the avatars' stage then died
+    of numpy's "high <= 0" (a review, session 75)."""
+    t = tiny_aligned
+    t.monkeypatch.setattr(D, "is_heldout", lambda key: True)
+    D.build_pairs(t.shared, t.cache, workers=1, force=True)
+    with pytest.raises(ValueError, match="holds 0 training photo"):
+        D.build_avatars(t.cache, n=40)
+
+
 def test_a_data_stage_cut_short_is_never_reused(tiny_aligned):
     t = tiny_aligned
     D.build_pairs(t.shared, t.cache, workers=1)

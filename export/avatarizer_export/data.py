@@ -314,7 +314,8 @@ def list_faces(shared: Path) -> list[str]:
         folder = shared / "data" / "faces" / src
         if not folder.is_dir():
             continue
-        keys += [f"{src}/{p.name}" for p in sorted(folder.iterdir()) if p.suffix.lower() in (".jpg", ".png")]
+        # (.jpeg too, as eval reads it: a photo.jpeg was skipped without a word)
+        keys += [f"{src}/{p.name}" for p in sorted(folder.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
     return keys
 
 
@@ -1044,6 +1045,9 @@ def build_avatars(cache: Path, n: int = 100_000, seed: int = 0, force: bool = Fa
     meta_path.unlink(missing_ok=True)  # until the new one is whole
     _, params, source, augs = load_pairs(cache)
     real = params[[i for i, a in enumerate(augs) if a == "original"]]
+    if len(real) < 2:  # (numpy's "high <= 0" from the donors' draw, or a prior of one vector)
+        raise ValueError(f"avatars: {cache / 'pairs'} holds {len(real)} training photo(s): the prior of avatars "
+                         "needs training photos (a folder of held-out photos alone makes no pairs)")
     # the prior covers every pair's avatar, the warped and flipped ones too: a
     # prior over frontal originals only left D_t unable to reconstruct the
     # avatars of augmented pairs (MSE 0.018 vs 0.001), half of F's targets

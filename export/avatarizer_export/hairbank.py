@@ -550,8 +550,14 @@ def cmd_build(cache, shared, log=print, extra: dict | None = None, data: Path = 
         prev.pop("tuning")
         log("hairbank: the previous bank's tuning record is of other pairs: left out (`avatarizer-export "
             "hairbank tune` records it for these)")
+    from avatarizer.pipeline.config import attributes_entry
+    from avatarizer.runtime import Manifest
+
+    h = attributes_entry(Manifest.load(models))  # (whose predictions the entries' attributes are: a bank left
+    # from another H could not be told; a review, session 75)
+    made_with = {} if h is None else {"attributes_model": {"version": str(h.raw.get("version")), "sha256": h.sha256}}
     info = save_bank(arrays, {"members_eligible": int(m["seen"].sum()), "training_photos": len(m["rows"]),
-                              "seed": SEED, "built_by": "avatarizer-export hairbank build", **prev,
+                              "seed": SEED, "built_by": "avatarizer-export hairbank build", **made_with, **prev,
                               **(extra or {})}, folder=Path(data))
     log(f"hairbank: {info['count']} entries, {info['size_bytes'] / 1024:.0f} KiB, coverage {info['coverage']}")
     return HR.HairBank.load(Path(data) / "hair_bank.npz")
