@@ -1700,6 +1700,11 @@ def test_gallery_refuses_no_avatars(tmp_path):
     from avatarizer.gallery import sheet_size
 
     assert Image.open(mine).size == sheet_size(2, 16, 2)
+    fresh = tmp_path / "fresh.png"  # (a new file gets the usual permissions, not mkstemp's 0600)
+    main([str(fresh), "-n", "1", "--size", "16"])
+    from avatarizer._files import current_umask
+
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~current_umask()
 
 
 def test_irises_behind_sunglasses_are_not_the_photos(astronaut, monkeypatch):

@@ -137,21 +137,28 @@ def main(argv=None):
     if w * h > MAX_SHEET_PIXELS:
         ap.error(f"a sheet of {args.n} avatars of {args.size} px would be {w}x{h} pixels, more than "
                  f"{MAX_SHEET_PIXELS:,}; ask for fewer or smaller avatars")
-    if out.is_dir():
-        ap.error(f"{out} is a directory")
-    if (out.exists() or out.is_symlink()) and not args.overwrite:
-        ap.error(f"{out} already exists; pass --overwrite to replace it")
-    if out.exists() and not out.is_file():
-        ap.error(f"{out} is not a regular file")
     import os
     import tempfile
 
+    from ._files import new_file_mode
+    from .animation import link_new, refuse_target
+
+    try:  # (a folder, a pipe or device, a file above it, an existing OUT without --overwrite)
+        refuse_target(out, args.overwrite)
+    except FileExistsError:
+        ap.error(f"{out} already exists; pass --overwrite to replace it")
+    except ValueError as exc:
+        ap.error(str(exc))
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=".gallery-", suffix=out.suffix, dir=out.parent)  # (whole or not at all)
     os.close(fd)
     try:
         gallery(Path(name), args.n, args.size, args.cols, args.seed)
-        os.replace(name, out)
+        os.chmod(name, new_file_mode(out))  # (mkstemp makes 0600: the gallery was written private)
+        if args.overwrite:
+            os.replace(name, out)
+        else:  # (never over a file that appeared while it was drawn)
+            link_new(name, out)
     finally:
         Path(name).unlink(missing_ok=True)
     print(f"wrote {out}")
