@@ -909,7 +909,8 @@ def check_photos_of_aligned(shared: Path, cache: Path) -> None:
     from it, and another folder's photo under the same name was warped
     by the first person's transform, with no word (a review, session 75)."""
     meta = json.loads((cache / "aligned" / "meta.json").read_text())
-    keys = list_faces(shared)[: int(meta.get("inputs", 0))]
+    listed = list_faces(shared)
+    keys = listed[: int(meta.get("inputs", 0))]
     same = names_key(keys) == meta.get("names")
     if same:
         try:
@@ -919,13 +920,8 @@ def check_photos_of_aligned(shared: Path, cache: Path) -> None:
     if not same:  # (the record is of every photo listed, those that failed to align too: a sum, not per photo)
         raise ValueError(f"the photos in {shared} are not those {cache / 'aligned'} was made from (every photo "
                          f"listed counts, also those in its failures.json): run `avatarizer-export data align` "
-                         f"with this --shared{' and --limit ' + str(meta['inputs']) if _limited(shared, meta) else ''} "
+                         f"with this --shared{' and --limit ' + str(len(keys)) if len(keys) < len(listed) else ''} "
                          "first")
-
-
-def _limited(shared: Path, meta: dict) -> bool:
-    """Whether the aligned stage of ``meta`` took fewer photos than ``shared`` lists (a ``--limit`` run)."""
-    return int(meta.get("inputs", 0)) < len(list_faces(shared))
 
 
 def build_pairs(shared: Path, cache: Path, n_aug: int = 1, workers: int = 2, force: bool = False):
