@@ -76,6 +76,50 @@ def test_edge_cases_follow_numpy():
         stats.percentile(np.ones(5), [-1, 50])
 
 
+def test_norm_is_numpys():
+    """``photo.norm`` (three channels added elementwise) gives ``np.linalg.norm``
+    over the last axis bit for bit: colours, CIELAB images, points, keepdims."""
+    from avatarizer.artist.photo import norm
+
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64):
+        for shape in ((3,), (1, 3), (7, 3), (1000, 3), (48, 48, 3), (2, 5, 3), (9, 2), (4,), (6, 4)):
+            for scale in (1e-3, 1.0, 40.0, 1e4):
+                x = (rng.standard_normal(shape) * scale).astype(dtype)
+                for keepdims in (False, True):
+                    _same(norm(x, keepdims=keepdims), np.linalg.norm(x, axis=-1, keepdims=keepdims))
+
+
+def test_clothes_black_level_is_the_channels_maximum():
+    """``clothes_rgb`` leaves out the pure black pixels (every channel at most
+    BLACK_LEVEL) as the channels' maximum over the last axis did: a pixel with
+    one channel lit stays, an all-dark one goes."""
+    from avatarizer.artist.accessories import _clothes_box, clothes_rgb
+    from avatarizer.headwear import BLACK_LEVEL
+
+    size = 64
+    box = _clothes_box(size)
+    rgb = np.full((size, size, 3), 0.5, np.float32)
+    ys, xs = np.nonzero(box)
+    # half the box pure black, a quarter dark with one channel just over the level: those stay
+    half = len(ys) // 2
+    rgb[ys[:half], xs[:half]] = BLACK_LEVEL / 255.0
+    lit = slice(half, half + len(ys) // 4)
+    rgb[ys[lit], xs[lit]] = (BLACK_LEVEL / 255.0, (BLACK_LEVEL + 1) / 255.0, 0.0)
+    skin_lab, hair = np.array([70.0, 15.0, 20.0]), np.array([0.85, 0.75, 0.45])
+    got = clothes_rgb(rgb, None, None, skin_lab, hair)
+    # what the maximum over the channels keeps: the lit quarter and the grey rest, not the black half
+    keep = box & (rgb.max(axis=2) > (BLACK_LEVEL + 0.5) / 255.0)
+    assert np.count_nonzero(keep) == len(ys) - half
+    from avatarizer.artist.photo import masked, to_lab
+    from avatarizer.artist.stats import median
+
+    px = masked(rgb, keep)
+    lab = to_lab(px)
+    far = (np.linalg.norm(lab - skin_lab, axis=-1) > 15) & (np.linalg.norm(lab - to_lab(hair), axis=-1) > 15)
+    _same(got, median(px[far], 0))
+
+
 @pytest.fixture(scope="module")
 def two_faces():
     """The astronaut and her mirror image: two different faces, aligned."""

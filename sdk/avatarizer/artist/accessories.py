@@ -1036,7 +1036,11 @@ def clothes_rgb(rgb: np.ndarray, person, valid, skin_lab, hair_rgb) -> np.ndarra
         region &= at_size(np.asarray(valid), size).astype(bool)
     if person is not None:
         region &= at_size(np.asarray(person, np.float32), size) > 0.5
-    region &= np.asarray(rgb).max(axis=2) > (BLACK_LEVEL + 0.5) / 255.0  # (half a level: float32's 3/255 rounds up)
+    rgb = np.asarray(rgb)
+    # (the channels' maximum elementwise: ndarray.max over the last, 3-long axis costs 20x as much, 1.2 ms a
+    # 192-px crop, the same values)
+    region &= np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2]) > (BLACK_LEVEL + 0.5) / 255.0
+    # (half a level: float32's 3/255 rounds up)
     px = masked(rgb, region)
     if len(px) < 20:
         return None

@@ -134,8 +134,20 @@ def sample_at(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
 def norm(x: np.ndarray, keepdims: bool = False) -> np.ndarray:
     """``np.linalg.norm(x, axis=-1, keepdims=keepdims)`` of a real float
     array: the same ``sqrt(add.reduce(x * x))`` NumPy computes there, without
-    its argument handling (~8 µs a call; the artist takes ~25 norms a face)."""
-    return np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=keepdims))
+    its argument handling (~8 µs a call; the artist takes ~25 norms a face).
+    Over a last axis of three (colours, CIELAB differences) the squares are
+    added elementwise, ``(x0² + x1²) + x2²``: the order NumPy's reduction
+    adds three values in (the same values, checked on 20,000 vectors and
+    3,000 arrays of either float type), 5x as fast over an image as the
+    reduction, which loops over the short axis once per pixel."""
+    x2 = x * x
+    if x2.ndim and x2.shape[-1] == 3:
+        s = x2[..., 0] + x2[..., 1]
+        s += x2[..., 2]
+        if keepdims:
+            s = s[..., None]
+        return np.sqrt(s)
+    return np.sqrt(np.add.reduce(x2, axis=-1, keepdims=keepdims))
 
 
 def masked(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
