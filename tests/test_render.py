@@ -848,6 +848,77 @@ def test_banded_renderer_after_fork(samples):
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+def test_shared_handles_draw_in_a_child_forked_during_a_call(samples):
+    """A Renderer or SceneBuilder another thread was inside a call on when
+    the process forked: its lock stayed held in the child (where that thread
+    does not exist) and the child's first render, close or build waited
+    forever. In the child the handles draw (the call in progress is held
+    open here by taking the lock as a call does)."""
+    import signal
+
+    from conftest import run_in_fork
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork() on this platform")
+    r, sb = native.Renderer(), native.SceneBuilder()
+    want = r.render(samples[1], 64)
+    items = sb.build(samples[1])[0]
+    held, release = threading.Event(), threading.Event()
+
+    def in_call():  # a call in progress on another thread, both handles' locks taken
+        with r._lock, sb._lock:
+            held.set()
+            release.wait(60)
+
+    t = threading.Thread(target=in_call)
+    t.start()
+    try:
+        assert held.wait(30)
+
+        def child() -> bytes:
+            signal.alarm(20)  # a hang ends the child instead of the test run
+            got = r.render(samples[1], 64)
+            same = bool(np.array_equal(got, want)) and len(sb.build(samples[1])[0]) == len(items)
+            r.close()
+            return b"same" if same else b"differs"
+
+        status, out = run_in_fork(child)
+    finally:
+        release.set()
+        t.join(30)
+    assert os.waitstatus_to_exitcode(status) == 0, f"the child hung or failed (status {status})"
+    assert out == b"same"
+    assert np.array_equal(r.render(samples[1], 64), want)  # the parent's handle is untouched
+
+
+def test_overlay_refuses_a_box_or_fade_of_no_length(samples):
+    """A 0-d array as ``box`` or ``fade`` is a ValueError saying what they must
+    be (``len()`` of it was a TypeError)."""
+    r = native.Renderer()
+    frame = np.zeros((64, 64, 3), np.uint8)
+    tf = [[20, 0, 32], [0, 20, 32]]
+    with pytest.raises(ValueError, match="box must be"):
+        r.overlay_into(samples[1], frame, tf, box=np.array(5))
+    with pytest.raises(ValueError, match="fade must be"):
+        r.overlay_into(samples[1], frame, tf, fade=np.array(1.0))
+
+
+def test_a_number_too_large_for_float32_is_out_of_range_not_infinity(samples):
+    """A finite parameter beyond float32's range became infinity in the cast
+    and was refused as "NaN and infinity are not allowed"; it is out of range,
+    said with its value, as ``Avatar.from_json`` says it."""
+    from avatarizer.api import Avatar
+
+    q = samples[1].astype(np.float64)
+    q[0] = 1e39
+    for call in (lambda: render(q, 16), lambda: to_svg(q, 16), lambda: Avatar(q), lambda: schema.validate(q)):
+        with pytest.raises(schema.SchemaError, match=r"is 1e\+39, outside its range"):
+            call()
+    q[3] = np.nan  # a NaN is still named as one
+    with pytest.raises(schema.SchemaError, match="NaN and infinity"):
+        schema.validate(q)
+
+
 def test_fast_antialiasing_is_drawn_whole_so_threads_change_nothing():
     """cairo's 4x4 scan converter changes rows above a band edge (up to 60
     levels were seen), so fast images are never cut into bands."""

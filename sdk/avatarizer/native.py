@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import threading
+import weakref
 
 import numpy as np
 
@@ -101,13 +102,24 @@ def streams_running() -> bool:
     return _streams > 0
 
 
-def _no_streams_in_child() -> None:  # a forked child runs none of its parent's streams
+#: every live :class:`Renderer` and :class:`SceneBuilder` (their locks are made again in a forked child)
+_handles: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child runs none of its parent's streams, and the handles'
+    locks are free in it: a lock a parent's thread held over a C call at
+    the fork stays held in the child, where that thread does not exist,
+    and the child's first call on the handle waited forever (the C side
+    starts its helper threads afresh in a new process)."""
     global _streams, _streams_lock
     _streams, _streams_lock = 0, threading.Lock()
+    for h in list(_handles):
+        h._lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_no_streams_in_child)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def auto_threads(pixels: int | None = None) -> int:
@@ -389,7 +401,8 @@ class Renderer:
         out = ffi.new("avz_renderer **")
         _check(lib.avz_renderer_create(out))
         self._h = ffi.gc(out[0], lib.avz_renderer_destroy)
-        self._lock = threading.Lock()  # (held over each C call and by close)
+        self._lock = threading.Lock()  # (held over each C call and by close; made again in a forked child)
+        _handles.add(self)
         self._threads = 1
         self.threads = threads
 
@@ -488,12 +501,13 @@ class Renderer:
         h, w = frame.shape[:2]
         if box is None:
             box = (0, 0, w, h)
-        if not (isinstance(box, (tuple, list, np.ndarray)) and len(box) == 4 and all(
+        if not (isinstance(box, (tuple, list, np.ndarray)) and getattr(box, "ndim", 1) == 1 and len(box) == 4 and all(
                 isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in box)):
             raise ValueError(f"box must be 4 whole numbers of pixels (x0, y0, x1, y1), got {box!r:.60}")
         if not is_real(opacity):
             raise ValueError(f"opacity must be a number in [0, 1], got {opacity!r:.40}")
-        if fade is not None and not (isinstance(fade, (tuple, list, np.ndarray)) and len(fade) == 2
+        if fade is not None and not (isinstance(fade, (tuple, list, np.ndarray)) and getattr(fade, "ndim", 1) == 1
+                                     and len(fade) == 2
                                      and all(is_real(v) for v in fade)):
             raise ValueError(f"fade must be None or two numbers (end, width), got {fade!r:.60}")
         opt = ffi.new("avz_overlay_options *")
@@ -665,7 +679,8 @@ class SceneBuilder:
         self._n = ffi.new("size_t *")
         self._data = ffi.new("const float **")
         self._m = ffi.new("size_t *")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # (made again in a forked child)
+        _handles.add(self)
 
     def build(self, params) -> tuple[np.ndarray, np.ndarray]:
         ffi, lib = _need()

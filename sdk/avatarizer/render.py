@@ -86,7 +86,7 @@ def render(params, size: int = 512, *, width: int | None = None, height: int | N
             return r.render(p, w, h, background=bg, transform=transform, zoom=zoom, antialias=antialias)
         except NativeError as exc:
             if exc.status in ("AVZ_E_NONFINITE", "AVZ_E_RANGE"):
-                validate(p)  # raises the SchemaError that names the parameter
+                validate(params)  # raises the SchemaError that names the parameter (and a too large one's value)
             raise
     p = validate(params)
     scene = native.Scene(p)

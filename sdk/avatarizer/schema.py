@@ -183,14 +183,22 @@ def validate(params) -> np.ndarray:
     arr = as_params(params)
     if ((arr >= _LO_TOL) & (arr <= _HI_TOL)).all():  # the common case in one pass: NaN fails both
         return arr
+    given = arr
     bad = ~np.isfinite(arr)
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise SchemaError(f"parameter {i} ({NAMES[i]}) is {arr[i]}; NaN and infinity are not allowed")
+        # a finite number too large for float32 became infinity in the cast: out of range, said with its value
+        # (it was reported as infinity, "not allowed", where Avatar.from_json said "out of range"; a review)
+        src = np.asarray(params)
+        if src.shape == arr.shape and src.dtype.kind in "iuf" and src.dtype != np.float32:
+            given = src.astype(np.float64)
+            bad = ~np.isfinite(given)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise SchemaError(f"parameter {i} ({NAMES[i]}) is {arr[i]}; NaN and infinity are not allowed")
     out = (arr < _LO_TOL) | (arr > _HI_TOL)
     if out.any():
         i = int(np.flatnonzero(out)[0])
-        raise SchemaError(f"parameter {i} ({NAMES[i]}) is {arr[i]:g}, outside its range "
+        raise SchemaError(f"parameter {i} ({NAMES[i]}) is {given[i]:g}, outside its range "
                           f"[{LO[i]:g}, {HI[i]:g}] (schema.clip() clamps a vector into range)")
     return arr
 
