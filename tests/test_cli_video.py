@@ -90,7 +90,9 @@ def test_interrupt_while_finishing_an_animation_leaves_nothing(tmp_path, clip, m
     args = ["video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl"]
     assert _main(*args, *(["--player"] if where == "player" else [])) == 130
     left = sorted(p.name for p in folder.iterdir())
-    assert left == ([] if where == "lottie" else ["a.json"]), left
+    # (the animation is moved into place with its player page and parameters, all or none: stopped while the
+    # page was made, a.json was left written)
+    assert left == [], left
 
 
 def _appears_when(monkeypatch, owner, name: str, path, text: str = "theirs") -> None:
@@ -132,21 +134,37 @@ def test_a_params_file_that_appears_meanwhile_keeps_the_video_back_too(tmp_path,
     assert (folder / "o.jsonl").read_text() == "theirs"
 
 
-def test_an_output_that_appears_after_another_was_written_says_so(tmp_path, clip, monkeypatch, capsys):
-    """An animation, its player page and ``--params`` are moved into place
-    one after another: when a later one appeared meanwhile, the message says
-    which were written (it said nothing was)."""
+@pytest.mark.parametrize("appears", ["a.jsonl", "a.html"])
+def test_an_animation_its_page_and_params_are_moved_in_together(tmp_path, clip, monkeypatch, capsys, appears):
+    """``video -o OUT.json --player --params P.jsonl`` moves its three outputs
+    into place all or none, as OUT.mp4 and its parameters are: a parameters
+    file or player page that appeared while the command ran left the
+    animation written (moved in first) behind the error."""
     import avatarizer.animation as animation
 
     folder = tmp_path / "f"
     folder.mkdir()
-    _appears_when(monkeypatch, animation.Animation, "_lottie_chunks", folder / "a.jsonl")
-    assert _main("video", clip, "-o", folder / "a.json", "--params", folder / "a.jsonl", "--max-seconds", "0.2") == 1
+    _appears_when(monkeypatch, animation.Animation, "_lottie_chunks", folder / appears)
+    assert _main("video", clip, "-o", folder / "a.json", "--player", "--params", folder / "a.jsonl",
+                 "--max-seconds", "0.2") == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "a.jsonl appeared" in err and "nothing was written" not in err and f"{folder / 'a.json'} was written" \
-        in err, err
-    assert sorted(p.name for p in folder.iterdir()) == ["a.json", "a.jsonl"]
-    assert (folder / "a.jsonl").read_text() == "theirs"
+    assert f"{appears} appeared" in err and "nothing was written" in err, err
+    assert sorted(p.name for p in folder.iterdir()) == [appears]
+    assert (folder / appears).read_text() == "theirs"
+
+
+def test_an_animation_with_its_page_and_params_is_written_whole(tmp_path, clip, capsys):
+    """The three outputs all land, each complete (the page embeds the animation written)."""
+    folder = tmp_path / "f"
+    folder.mkdir()
+    assert _main("video", clip, "-o", folder / "a.json", "--player", "--params", folder / "a.jsonl",
+                 "--max-seconds", "0.2") == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert all(f"wrote {folder / n}" in out for n in ("a.json", "a.html", "a.jsonl")), out
+    assert sorted(p.name for p in folder.iterdir()) == ["a.html", "a.json", "a.jsonl"]
+    doc = (folder / "a.json").read_text()
+    assert json.loads(doc)["op"] > 0 and doc in (folder / "a.html").read_text()
+    assert len((folder / "a.jsonl").read_text().splitlines()) > 0
 
 
 # ---------------------------------------------------------------- 5: numbers beyond any float

@@ -1381,6 +1381,7 @@ def _video_animation(args) -> int:
     frames: list = []  # parameters per input frame (None: no face yet)
     times: list = []  # each input frame's time, seconds after the first one's
     params_out = None
+    staged: list[Path] = []  # the temporary files of the outputs, moved into place together
     start = _video_start(info)
     clock = _Clock(cap, src_fps, start, info.video_end(start))
     try:
@@ -1429,21 +1430,38 @@ def _video_animation(args) -> int:
                            f"(`avatarizer animate --params {kept} -o OUT --fps N` makes the animation from them)") from None
         n_out = len(shown)
         anim.extend(shown)
-        st = _write_animation(anim, out, args.overwrite, inp)
-        print(f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
-              f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
-              f"{_within(anim)} at {anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
+        # the animation, the player page and the parameters are written to temporary files and moved into place
+        # together, all or none (_commit_all), as OUT.mp4 and its --params are: the animation was moved in first,
+        # and a --params file that appeared meanwhile left it behind the error (a review, session 76)
+        anim_tmp = _temp_beside(out, out.suffix)
+        staged.append(anim_tmp)
+        _write_temp(anim.pieces_for(out), anim_tmp)
+        st = anim.stats()
+        wrote = (f"wrote {out}: {n_out} frames at {fps:g} fps ({n_out / fps:.1f} s), a face in {found} of {done} "
+                 f"input frames; {st['tracks']} shapes, {st['geometry_keyframes']} path keyframes within "
+                 f"{_within(anim)} at {anim.width}x{anim.height}; {anim_tmp.stat().st_size / 1e6:.2f} MB")
+        moves = [(anim_tmp, out)]
         if html is not None:
             # (the page shows frame 0 at the video's first frame: its time on the file's clock; the file just
             # written is embedded as it is, not parsed again, and the animation is let go first)
             size, anim, frames, shown = (anim.width, anim.height), None, None, None
-            _write_text(_player_page(out.read_text(encoding="utf-8"), out, *size, inp, html, video_start=times[0]),
-                        html, args.overwrite, inp)
+            html_tmp = _temp_beside(html, html.suffix)
+            staged.append(html_tmp)
+            _write_temp(_player_page(anim_tmp.read_text(encoding="utf-8"), out, *size, inp, html,
+                                     video_start=times[0]), html_tmp)
+            moves.append((html_tmp, html))
+        if params_out is not None:
+            params_out.finish(*moves, last_ms=1000.0 * last)
+        else:
+            _commit_all(moves, args.overwrite, inp)
+        print(wrote)
+        if html is not None:
             print(f"wrote {html}: the animation next to {inp} (open it in a browser)")
         if params_out is not None:
-            print(f"wrote {params_out.finish(last_ms=1000.0 * last)}: the parameters of {params_out.count} "
-                  "frames")
+            print(f"wrote {params_out.path}: the parameters of {params_out.count} frames")
     finally:
+        for tmp in staged:
+            _drop_temp(tmp)  # (nothing once moved into place)
         if params_out is not None:
             params_out.discard()  # (nothing once finished)
     read = done + walk.damaged
@@ -1470,6 +1488,14 @@ def _write_text(text, out: Path, overwrite: bool, inp: Path | None = None) -> No
         with open(tmp, "w", encoding="utf-8") as f:
             for piece in ((text,) if isinstance(text, str) else text):
                 f.write(piece)
+
+
+def _write_temp(text, tmp: Path) -> None:
+    """Writes ``text`` (a str or an iterable of str pieces, written as they
+    come) into the temporary file ``tmp`` (:func:`_temp_beside`)."""
+    with open(tmp, "w", encoding="utf-8") as f:
+        for piece in ((text,) if isinstance(text, str) else text):
+            f.write(piece)
 
 
 def _write_animation(anim, out: Path, overwrite: bool, inp: Path | None = None) -> dict:
