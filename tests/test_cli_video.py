@@ -292,6 +292,30 @@ def test_sound_that_ends_before_the_picture_keeps_the_whole_video(tmp_path, caps
     assert float(_ffprobe(out, "stream=duration", "a:0")[0]) < 1.2
 
 
+def test_max_seconds_cuts_the_sound_where_the_picture_ends(tmp_path, clip, capsys):
+    """``--max-seconds`` keeps the frames less than that after the first,
+    the last shown a whole frame: the sound goes on to there. At 1 fps and
+    1.1 s the picture lasts 2 s; the sound was cut at 1.1 s, the second
+    frame shown 0.9 s in silence."""
+    from avatarizer.imageio import SAMPLE_PHOTO
+
+    slow = tmp_path / "slow.mp4"  # a portrait, 3 s at 1 fps, sound all along
+    _ffmpeg("-loop", "1", "-i", SAMPLE_PHOTO, "-f", "lavfi", "-i", "sine=frequency=440:duration=3",
+            "-vf", "scale=256:256", "-r", "1", "-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+            slow)
+    out = tmp_path / "o.mp4"
+    assert _main("video", slow, "-o", out, "--max-seconds", "1.1") == 0, capsys.readouterr().err
+    assert _ffprobe(out, "stream=nb_frames") == ["2"]
+    picture = float(_ffprobe(out, "stream=duration")[0])
+    sound = float(_ffprobe(out, "stream=duration", "a:0")[0])
+    assert abs(picture - 2.0) < 0.05 and abs(sound - picture) < 0.1, (picture, sound)
+    # at 25 fps and 0.5 s: 13 frames (the 13th at 0.48 s), 0.52 s, the sound to there
+    out = tmp_path / "o25.mp4"
+    assert _main("video", clip, "-o", out, "--max-seconds", "0.5") == 0, capsys.readouterr().err
+    assert _ffprobe(out, "stream=nb_frames") == ["13"]
+    assert abs(float(_ffprobe(out, "stream=duration", "a:0")[0]) - 0.52) < 0.03
+
+
 # ---------------------------------------------------------------- 12: names ffmpeg would misread
 def test_a_name_starting_with_a_dash_keeps_its_sound(tmp_path, clip, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -782,6 +782,17 @@ def _frame_rate(rate, fallback: float | None) -> float | None:
     return r if 0 < r <= 1000 else fallback
 
 
+def _frames_length(max_seconds: float, rate: float) -> float:
+    """How long the output video of ``--max-seconds`` lasts at ``rate`` frames a
+    second: whole frames, those less than ``max_seconds`` after the first
+    (:class:`_VideoWalk`), the last shown one frame (:func:`_last_shown`),
+    where the sound is cut (it was cut at ``max_seconds``: a 1 fps clip's
+    second frame, at 1 s of 1.1, was shown a silent 0.9 s; a review,
+    session 76). (A product a rounding above a whole number of frames is that
+    number.)"""
+    return math.ceil(max_seconds * rate - 1e-6) / rate
+
+
 def _video_start(info) -> float:
     """Seconds from the file's start to its video's first frame (a video that
     starts after its sound); a longer offset than MAX_FRAME_GAP_S is taken as
@@ -1053,7 +1064,7 @@ def _video(args) -> int:
             # the sound on the file's clock: up to the video's end (its start offset included)
             encoder = videoio.H264Writer(
                 partial, size, out_rate, audio_from=inp, audio_codec=info.audio_codec, bitrate=bitrate,
-                max_seconds=start + args.max_seconds if args.max_seconds else None,
+                max_seconds=start + _frames_length(args.max_seconds, rate_f) if args.max_seconds else None,
                 duration=info.sound_limit(start), audio_track=info.audio_track, audio_tracks=info.audio_tracks,
                 audio_default=info.audio_default)
             write = encoder.write
