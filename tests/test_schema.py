@@ -230,6 +230,25 @@ def test_clip_rounds_categorical_values_as_the_renderer_reads_them():
     np.testing.assert_array_equal(render(schema.clip(mid), 96), render(mid.astype(np.float32), 96))
 
 
+def test_teeth_show_is_read_as_the_renderer_draws_it():
+    """``teeth.show`` is drawn only over 0.5 (``avz.c``): ``schema.category``
+    said 1 of a 0.5 whose picture shows no teeth, where ``clip`` said 0."""
+    from avatarizer import render
+
+    i = schema.index("teeth.show")
+    # a sampled avatar whose mouth shows teeth when asked to
+    p = next(q for q in schema.sample(40, seed=3)
+             if not np.array_equal(render(np.where(np.arange(q.size) == i, 0.0, q), 96),
+                                   render(np.where(np.arange(q.size) == i, 1.0, q), 96)))
+    pics = {}
+    for v in (0.0, 0.5, 0.5000001, 1.0):
+        q = p.copy()
+        q[i] = v
+        pics[v] = render(q, 96)
+        assert schema.category(q, "teeth.show") == int(schema.clip(q)[i]) == int(v > 0.5), v
+    assert np.array_equal(pics[0.5], pics[0.0]) and not np.array_equal(pics[0.5], pics[1.0])
+
+
 def test_categorical_readers_round_halves_up_as_the_renderer():
     """A categorical value that is not a whole number (two avatars
     interpolated, a network's output) is drawn as ``floor(x + 0.5)`` (the

@@ -270,8 +270,12 @@ def category(params, name: str) -> int:
     of ``params`` (one vector) as: halves up, as :func:`clip` and the native
     code round (Python's ``round`` took 2.5 to 2 and 0.5 to 0: a reader said
     "no glasses" of glasses drawn at ``glasses.type`` 0.5; a review, session
-    72)."""
-    return int(np.floor(float(np.asarray(params).reshape(-1)[index(name)]) + 0.5))
+    72); ``teeth.show`` 1 only over 0.5, as the renderer draws teeth (it
+    read 0.5 as 1, teeth the picture did not show; a review, session 76)."""
+    value = float(np.asarray(params).reshape(-1)[index(name)])
+    if name == "teeth.show":
+        return int(value > 0.5)
+    return int(np.floor(value + 0.5))
 
 
 def normalize(params, sl: slice | None = None) -> np.ndarray:
