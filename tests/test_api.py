@@ -280,6 +280,36 @@ def test_image_from_frames_names_the_bad_frame(astronaut):
                 av.from_frames(frames)
 
 
+def test_the_options_an_avatarizer_was_made_with_are_read_only(astronaut):
+    """``av.options`` are the options its pipeline was built from: setting
+    one is an AttributeError (the colour order was read again on every call,
+    the exaggeration and the attributes never: one took effect, the others
+    silently did not). They compare and show as the Options they are, and
+    copies or ``dataclasses.replace`` give options to change."""
+    import copy
+    import dataclasses
+
+    from avatarizer import Options
+
+    with Avatarizer(exaggeration=1.5) as av:
+        want = av.from_frame(astronaut).params
+        for name, value in (("color_order", "bgr"), ("exaggeration", 2.0), ("attributes", {"glasses": "none"}),
+                            ("mode", "video")):
+            with pytest.raises(AttributeError, match=f"{name} cannot be set"):
+                setattr(av.options, name, value)
+        with pytest.raises(AttributeError):
+            av.options = Options(color_order="bgr")
+        np.testing.assert_array_equal(av.from_frame(astronaut).params, want)  # (RGB, as made)
+        assert av.options == Options(exaggeration=1.5) and repr(av.options).startswith("Options(")
+        mine = copy.copy(av.options)
+        mine.color_order = "bgr"
+        assert type(mine) is Options and av.options.color_order == "rgb"
+        other = dataclasses.replace(av.options, color_order="bgr")
+        other.exaggeration = 1.5
+    with Avatarizer(options=other) as bgr:  # a new Avatarizer from them reads BGR frames
+        np.testing.assert_array_equal(bgr.from_frame(np.ascontiguousarray(astronaut[..., ::-1])).params, want)
+
+
 def test_video_from_frames_checks_every_frame_and_timestamp_before_running_any(astronaut):
     """Video mode ``from_frames``: a bad frame or timestamp anywhere raises
     ``ValueError`` naming it before the first frame is run, so the stream's
@@ -296,7 +326,7 @@ def test_video_from_frames_checks_every_frame_and_timestamp_before_running_any(a
                 ([astronaut, astronaut, astronaut[..., :2]], [0.0, 40.0, 80.0], r"frames\[2\]"),
                 ([astronaut, astronaut.astype(np.float64), astronaut], [0.0, 40.0, 80.0], r"frames\[1\]"),
                 (frames, [0.0, 40.0, 40.0], r"timestamps_ms\[2\].*strictly increasing"),
-                (frames, [0.0, float("nan"), 80.0], r"finite")):
+                (frames, [0.0, float("nan"), 80.0], r"timestamps_ms\[1\].*finite")):  # (named too; it was not)
             with pytest.raises(ValueError, match=where):
                 live.from_frames(bad_frames, stamps)
         got = [a.params for a in live.from_frames(frames, [0.0, 40.0, 80.0])]

@@ -114,6 +114,17 @@ def test_stream_timestamps_default_to_fps_and_are_checked(clip):
         next(it)
         with pytest.raises(ValueError, match="ran out at frame 1"):
             next(it)
+        # an iterator of stamps is read one per frame, never past the frames' end (live.py's stamps are made
+        # as its frames are read: one more was an IndexError; a list of other length is refused before)
+        av.reset()
+        read = []
+
+        def stamps():
+            for t in (0.0, 40.0, 80.0):
+                read.append(t)
+                yield t
+
+        assert [i for i, _ in av.stream(iter(frames[:2]), stamps())] == [0, 1] and read == [0.0, 40.0]
 
 
 def test_stream_refusals():
@@ -121,6 +132,8 @@ def test_stream_refusals():
     with Avatarizer() as av:
         with pytest.raises(ValueError, match="mode='video'"):
             av.stream([astronaut])
+    with pytest.raises(RuntimeError, match="closed"):  # (closed first: what any call on a closed one says)
+        av.stream([astronaut])
     with Avatarizer(mode="video") as av:
         for bad in (dict(fps=0), dict(fps=float("nan")), dict(prefetch=0), dict(face_index=-1)):
             with pytest.raises(ValueError):

@@ -189,6 +189,50 @@ class Options:
             raise ValueError(f"tracker must be a TrackerOptions, got {type(self.tracker).__name__}.")
 
 
+class _MadeOptions(Options):
+    """The options an :class:`Avatarizer` was made with (``av.options``): its
+    pipeline was built from them once, so setting one afterwards is an
+    ``AttributeError`` (``color_order`` was read again on every call and the
+    rest never: changing the colour order took effect, the exaggeration or
+    the attributes silently did not; a review, session 76). Equal to, and
+    shown as, the :class:`Options` they are (``dataclasses.replace(av.options,
+    ...)`` makes options to change)."""
+
+    def __setattr__(self, name, value):
+        if self.__dict__.get("_made", False):
+            raise AttributeError(f"an Avatarizer's options are the ones it was made with; {name} cannot be set "
+                                 "afterwards: make a new Avatarizer (Avatarizer(options=dataclasses.replace("
+                                 f"av.options, {name}=...)))")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        raise AttributeError(f"an Avatarizer's options are the ones it was made with; {name} cannot be deleted")
+
+    def __eq__(self, other):
+        if not isinstance(other, Options):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(Options))
+
+    __hash__ = None
+
+    def __reduce__(self):  # (copies and pickles are plain Options, to change; the attributes a dict again)
+        return Options, tuple(dict(v) if isinstance(v, types.MappingProxyType) else v
+                              for v in (getattr(self, f.name) for f in dataclasses.fields(Options)))
+
+    def __repr__(self) -> str:
+        return "Options(" + ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(Options)
+                                      if f.repr) + ")"
+
+    @classmethod
+    def of(cls, options: Options) -> Options:
+        """A made copy of ``options`` (an app's subclass of Options is kept as it is)."""
+        if type(options) not in (Options, cls):
+            return options
+        made = cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(Options)})
+        object.__setattr__(made, "_made", True)
+        return made
+
+
 #: why ``attributes`` cannot be set (the pipeline's hair stage says what it uses instead)
 _NO_SETTINGS = ("attributes can only be set with the attribute regressor (the shipped models, estimator "
                 "'hybrid' or 'model'); here {}.")
@@ -658,7 +702,9 @@ class Avatarizer:
     :attr:`estimator` (``"hybrid"``, ``"model"`` or ``"artist"``) and
     :attr:`estimator_reason`, :attr:`providers` (ONNX Runtime execution
     providers in use; ``[]`` when no network runs), :attr:`precision`,
-    :attr:`device` (``"cpu"`` or ``"cuda"``), :attr:`backend`.
+    :attr:`device` (``"cpu"`` or ``"cuda"``), :attr:`backend`; and
+    :attr:`options`, the options it was made with (setting one of them is an
+    ``AttributeError``: make a new Avatarizer).
     """
 
     def __init__(self, options: Options | None = None, **overrides: Any):
@@ -668,12 +714,14 @@ class Avatarizer:
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise ValueError(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(sorted(names))}.")
-        self.options = dataclasses.replace(options or Options(), **overrides)
-        self.options.validate()
-        self._settings = check_settings(self.options.attributes)  # what the app set, normalised
+        opts = dataclasses.replace(options or Options(), **overrides)
+        opts.validate()
+        self._settings = check_settings(opts.attributes)  # what the app set, normalised
         self._drawn_settings = merged_settings(self._settings)  # ... and what it implies (a kind is headwear)
-        if self.options.attributes is not None:  # a read-only copy: the caller's dict may change later
-            self.options = dataclasses.replace(self.options, attributes=types.MappingProxyType(self._settings))
+        if opts.attributes is not None:  # a read-only copy: the caller's dict may change later
+            opts = dataclasses.replace(opts, attributes=types.MappingProxyType(self._settings))
+        self._options = _MadeOptions.of(opts)  # (read-only: the pipeline below is built from them once)
+        self._color_order = opts.color_order  # (each call's frames read in it, as the pipeline was built)
         self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
         self._streaming = False  # a stream() is being iterated (video mode): other calls are refused
         self._stream_stop: Callable[[], None] | None = None  # stops that stream's worker (close())
@@ -693,6 +741,12 @@ class Avatarizer:
         self._pipeline = None
         self._build()
         _instances.add(self)
+
+    @property
+    def options(self) -> Options:
+        """The options this Avatarizer was made with (read-only: its pipeline
+        was built from them; ``dataclasses.replace(av.options, ...)`` for a new one)."""
+        return self._options
 
     # -- construction
     def _build(self) -> None:
@@ -883,7 +937,7 @@ class Avatarizer:
         from .pipeline import FrameState
 
         self._check_open()
-        image = to_rgb_uint8(frame, self.options.color_order)
+        image = to_rgb_uint8(frame, self._color_order)
         self._check_call(timestamp_ms, face_index)
         if render_size is not None and (isinstance(render_size, bool) or not isinstance(
                 render_size, (int, np.integer)) or not 1 <= render_size <= 8192):
@@ -963,7 +1017,7 @@ class Avatarizer:
     def _avatar(self, state, i: int) -> Avatar | None:
         from .expressions import SIGNALS
 
-        order = self.options.color_order
+        order = self._color_order
         if self.mode == "video":
             tr = state.tracked
             if tr is None:
@@ -1002,7 +1056,7 @@ class Avatarizer:
             raise ValueError("from_image() is for photos; this Avatarizer is in video mode. "
                              "Create one with mode='image'.")
         image = load_image(path)  # RGB whatever color_order says: files are decoded here
-        if self.options.color_order == "bgr":
+        if self._color_order == "bgr":
             image = np.ascontiguousarray(image[..., ::-1])
         return self.from_frame(image, face_index=face_index, attributes=attributes)
 
@@ -1033,15 +1087,15 @@ class Avatarizer:
                 pipe = self._check_open()
                 self._check_not_streaming("from_frames()")  # (the streaming error, not a timestamp's)
                 last = pipe.stream.last_timestamp_ms if pipe.stream is not None else None
+                self._check_call(0.0, face_index)  # (the face index; each stamp below, named by its place)
                 for i, t in enumerate(timestamps_ms):
-                    self._check_call(t, face_index)
                     try:
                         last = check_timestamp(t, last)
                     except ValueError as exc:
                         raise ValueError(f"timestamps_ms[{i}]: {exc}") from None
                 for i, f in enumerate(frames):  # each checked before any is run (from_frame converts it again)
                     try:
-                        to_rgb_uint8(f, self.options.color_order)
+                        to_rgb_uint8(f, self._color_order)
                     except ValueError as exc:
                         raise ValueError(f"frames[{i}]: {exc}") from None
                 return [self.from_frame(f, t, face_index) for f, t in zip(frames, timestamps_ms)]
@@ -1052,7 +1106,7 @@ class Avatarizer:
         images = []
         for i, f in enumerate(frames):  # all validated first, the bad one named (as in video mode)
             try:
-                images.append(to_rgb_uint8(f, self.options.color_order))
+                images.append(to_rgb_uint8(f, self._color_order))
             except ValueError as exc:
                 raise ValueError(f"frames[{i}]: {exc}") from None
         states = [FrameState(image=im, face_index=face_index, settings=self._drawn_settings) for im in images]
@@ -1087,7 +1141,10 @@ class Avatarizer:
         networks' answers are adopted by whichever frame comes after they
         arrive, in a stream as in a loop, so the identity may differ slightly).
 
-        ``timestamps_ms``: one per frame, strictly increasing; ``None``
+        ``timestamps_ms``: one per frame, strictly increasing (sized ones of
+        another length than sized frames are refused first; an iterator is
+        read one stamp per frame, never past the frames' end, as ``zip``
+        reads it, and one that runs out first is a ``ValueError``); ``None``
         stamps frame ``i`` at ``i * 1000 / fps`` after the last frame this
         Avatarizer saw (from 0 when new or after :meth:`reset`), so streams
         and calls may follow one another. Frames are read ahead: a
@@ -1128,6 +1185,7 @@ class Avatarizer:
         worker stops when it does).
         """
         if self.mode != "video":
+            self._check_open()  # (closed: the RuntimeError any call on a closed Avatarizer raises, first)
             raise ValueError("stream() is for video: create the Avatarizer with mode='video' "
                              "(image mode: from_frames() batches frames instead).")
         self._check_call(0.0, face_index)
@@ -1178,7 +1236,7 @@ class Avatarizer:
             slots = threading.Semaphore(prefetch)
             stop = threading.Event()
             end = object()
-            order = self.options.color_order
+            order = self._color_order
 
             def slot() -> bool:
                 while not stop.is_set():
