@@ -306,6 +306,7 @@ def test_max_seconds_cuts_the_sound_where_the_picture_ends(tmp_path, clip, capsy
     out = tmp_path / "o.mp4"
     assert _main("video", slow, "-o", out, "--max-seconds", "1.1") == 0, capsys.readouterr().err
     assert _ffprobe(out, "stream=nb_frames") == ["2"]
+    assert "2 frames (2.00 s of video" in capsys.readouterr().out
     picture = float(_ffprobe(out, "stream=duration")[0])
     sound = float(_ffprobe(out, "stream=duration", "a:0")[0])
     assert abs(picture - 2.0) < 0.05 and abs(sound - picture) < 0.1, (picture, sound)
@@ -313,6 +314,10 @@ def test_max_seconds_cuts_the_sound_where_the_picture_ends(tmp_path, clip, capsy
     out = tmp_path / "o25.mp4"
     assert _main("video", clip, "-o", out, "--max-seconds", "0.5") == 0, capsys.readouterr().err
     assert _ffprobe(out, "stream=nb_frames") == ["13"]
+    assert "13 frames (0.52 s of video" in capsys.readouterr().out  # (it said "0.5 s")
+    out = tmp_path / "o1.mp4"  # one frame: "1 frame (0.04 s", not "1 frames (0.0 s"
+    assert _main("video", clip, "-o", out, "--max-seconds", "0.01") == 0, capsys.readouterr().err
+    assert "1 frame (0.04 s of video" in capsys.readouterr().out
     assert abs(float(_ffprobe(out, "stream=duration", "a:0")[0]) - 0.52) < 0.03
 
 
@@ -1391,7 +1396,7 @@ def test_the_last_frame_of_a_gif_lasts_as_long_as_it_says(tmp_path, capsys):
     assert float(_ffprobe(out, "stream=duration")[0]) == pytest.approx(2.5, abs=0.02)
     # the summary tells the output's frames from the input's ("5 frames ... a face in 3" read as 2 without one)
     said = capsys.readouterr().out
-    assert re.search(r": 5 frames \(2\.5 s of video.*a face in [1-3] of 3 input frames, [0-9.]+ input frames/s ", said), said
+    assert re.search(r": 5 frames \(2\.50 s of video.*a face in [1-3] of 3 input frames, [0-9.]+ input frames/s ", said), said
     assert _main("video", gif, "-o", tmp_path / "a.json") == 0, capsys.readouterr().err
     doc = json.loads((tmp_path / "a.json").read_text())
     assert (doc["op"] - doc["ip"]) / doc["fr"] == pytest.approx(2.5, abs=0.02)

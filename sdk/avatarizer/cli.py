@@ -1136,7 +1136,10 @@ def _video(args) -> int:
     held = tuple(v + v % 2 if h264 else v - v % 2 for v in size)
     # (the frames written are the output's, at its rate; the faces and the fps the input frames': "6 frames ...
     # a face in 3" read as half the frames without a face)
-    print(f"wrote {out}: {frames_out.written} frames ({frames_out.written / rate_f:.1f} s of video, "
+    n, secs_out = frames_out.written, frames_out.written / rate_f
+    # (a short output said "1 frames (0.0 s of video": its length to the hundredth under 10 s)
+    length = f"{secs_out:.2f}" if secs_out < 10 else f"{secs_out:.1f}"
+    print(f"wrote {out}: {n} frame{'' if n == 1 else 's'} ({length} s of video, "
           f"{held[0]}x{held[1]}, {args.layout}, "
           f"{codec}), a face in {found} of {done} input frames, {done / secs if secs > 0 else 0.0:.1f} input "
           f"frames/s (model loading excluded); audio {audio}")
