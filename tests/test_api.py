@@ -308,6 +308,27 @@ def test_the_options_an_avatarizer_was_made_with_are_read_only(astronaut):
         other.exaggeration = 1.5
     with Avatarizer(options=other) as bgr:  # a new Avatarizer from them reads BGR frames
         np.testing.assert_array_equal(bgr.from_frame(np.ascontiguousarray(astronaut[..., ::-1])).params, want)
+        assert "_made" not in vars(bgr.options) and set(vars(bgr.options)) == {
+            f.name for f in dataclasses.fields(Options)}
+
+    # an app's own subclass of Options is held the same way (it was left open: its color_order set afterwards
+    # said 'bgr' and the frames were read as RGB)
+    @dataclasses.dataclass
+    class Mine(Options):
+        note: str = "mine"
+
+    class Plain(Options):
+        pass
+
+    for opts in (Mine(color_order="bgr", exaggeration=1.5, note="x"), Plain(color_order="bgr", exaggeration=1.5)):
+        with Avatarizer(options=opts) as av:
+            with pytest.raises(AttributeError, match="color_order cannot be set"):
+                av.options.color_order = "rgb"
+            assert isinstance(av.options, type(opts)) and av.options == opts and opts == av.options
+            assert repr(av.options) == repr(opts)  # (shown as the class it is)
+            assert type(copy.copy(av.options)) is type(opts)
+            np.testing.assert_array_equal(av.from_frame(np.ascontiguousarray(astronaut[..., ::-1])).params, want)
+            assert getattr(av.options, "note", "x") == "x"  # (a subclass's own field kept)
 
 
 def test_video_from_frames_checks_every_frame_and_timestamp_before_running_any(astronaut):

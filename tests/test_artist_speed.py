@@ -88,6 +88,11 @@ def test_norm_is_numpys():
                 x = (rng.standard_normal(shape) * scale).astype(dtype)
                 for keepdims in (False, True):
                     _same(norm(x, keepdims=keepdims), np.linalg.norm(x, axis=-1, keepdims=keepdims))
+    # other types take NumPy's reduction (float16 is added in float32 there, small integers in a wider type:
+    # added elementwise, uint8 [10, 10, 10] overflowed)
+    for x in (np.full((4, 3), 10, np.uint8), np.array([[100, -100, 100]], np.int8), rng.random((50, 3)).astype(np.float16),
+              np.array([[True, False, True]])):
+        _same(norm(x), np.sqrt(np.add.reduce(x * x, axis=-1)))
 
 
 def test_clothes_black_level_is_the_channels_maximum():

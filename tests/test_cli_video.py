@@ -292,6 +292,16 @@ def test_sound_that_ends_before_the_picture_keeps_the_whole_video(tmp_path, caps
     assert float(_ffprobe(out, "stream=duration", "a:0")[0]) < 1.2
 
 
+def test_the_sound_of_max_seconds_lasts_the_whole_frames_kept():
+    """Whole frames, those less than --max-seconds after the first, at least
+    one (a 1e-8 s run keeps one frame; the sound was cut to nothing)."""
+    from avatarizer.cli import _frames_length
+
+    for secs, rate, frames in ((1e-8, 30.0, 1), (1.1, 1.0, 2), (0.3, 30.0, 9), (1.0, 25.0, 25), (0.5, 25.0, 13),
+                               (1.0, 30000 / 1001, 30), (0.0015, 1000.0, 2)):
+        assert _frames_length(secs, rate) == pytest.approx(frames / rate), (secs, rate)
+
+
 def test_max_seconds_cuts_the_sound_where_the_picture_ends(tmp_path, clip, capsys):
     """``--max-seconds`` keeps the frames less than that after the first,
     the last shown a whole frame: the sound goes on to there. At 1 fps and

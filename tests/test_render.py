@@ -891,6 +891,22 @@ def test_shared_handles_draw_in_a_child_forked_during_a_call(samples):
     assert np.array_equal(r.render(samples[1], 64), want)  # the parent's handle is untouched
 
 
+def test_handles_of_an_unhashable_subclass_are_made():
+    """A Renderer or SceneBuilder subclass that defines ``__eq__`` (so no
+    ``__hash__``) is made and draws (the fork hook's registry of handles was
+    a WeakSet: TypeError, unhashable type)."""
+    class R(native.Renderer):
+        def __eq__(self, other):
+            return self is other
+
+    class B(native.SceneBuilder):
+        def __eq__(self, other):
+            return self is other
+
+    p = schema.default()
+    assert R().render(p, 32).shape == (32, 32, 4) and len(B().build(p)[0]) > 0
+
+
 def test_overlay_refuses_a_box_or_fade_of_no_length(samples):
     """A 0-d array as ``box`` or ``fade`` is a ValueError saying what they must
     be (``len()`` of it was a TypeError)."""
@@ -917,6 +933,12 @@ def test_a_number_too_large_for_float32_is_out_of_range_not_infinity(samples):
     q[3] = np.nan  # a NaN is still named as one
     with pytest.raises(schema.SchemaError, match="NaN and infinity"):
         schema.validate(q)
+    ld = samples[1].astype(np.longdouble)  # beyond a float64 too: said as it is, never a FloatingPointError
+    ld[0] = np.longdouble(10) ** 400
+    if np.isfinite(ld[0]):  # (where long double is wider than float64)
+        with np.errstate(over="raise"):
+            with pytest.raises(schema.SchemaError, match=r"is 1e\+400, outside its range"):
+                schema.validate(ld)
 
 
 def test_fast_antialiasing_is_drawn_whole_so_threads_change_nothing():

@@ -247,6 +247,13 @@ def test_teeth_show_is_read_as_the_renderer_draws_it():
         pics[v] = render(q, 96)
         assert schema.category(q, "teeth.show") == int(schema.clip(q)[i]) == int(v > 0.5), v
     assert np.array_equal(pics[0.5], pics[0.0]) and not np.array_equal(pics[0.5], pics[1.0])
+    # read as the float32 the renderer reads: a float64 0.50000001 is its 0.5
+    q = p.astype(np.float64)
+    q[i] = 0.50000001
+    assert schema.category(q, "teeth.show") == 0 == int(schema.clip(q)[i])
+    q[i] = np.nan  # (refused as any category's NaN is)
+    with pytest.raises(ValueError):
+        schema.category(q, "teeth.show")
 
 
 def test_categorical_readers_round_halves_up_as_the_renderer():

@@ -189,48 +189,80 @@ class Options:
             raise ValueError(f"tracker must be a TrackerOptions, got {type(self.tracker).__name__}.")
 
 
-class _MadeOptions(Options):
-    """The options an :class:`Avatarizer` was made with (``av.options``): its
-    pipeline was built from them once, so setting one afterwards is an
-    ``AttributeError`` (``color_order`` was read again on every call and the
-    rest never: changing the colour order took effect, the exaggeration or
-    the attributes silently did not; a review, session 76). Equal to, and
-    shown as, the :class:`Options` they are (``dataclasses.replace(av.options,
-    ...)`` makes options to change)."""
+#: the options objects Avatarizers were made with, by id (sealed: :class:`_Made`); a registry, not a flag in
+#: the object, so ``vars(av.options)`` shows the options alone and ``dataclasses.replace`` makes an open one
+_SEALED: "weakref.WeakValueDictionary[int, Options]" = weakref.WeakValueDictionary()
+_MADE_CLASSES: dict = {}  # an options class -> its made counterpart (_made_class)
+
+
+class _Made:
+    """Mixed into the class of the options an :class:`Avatarizer` was made
+    with (``av.options``, :func:`_made_options`): its pipeline was built from
+    them once, so setting one afterwards is an ``AttributeError``
+    (``color_order`` was read again on every call and the rest never:
+    changing the colour order took effect, the exaggeration or the
+    attributes silently did not; a review, session 76). Equal to, and shown
+    as, the options they are (an app's subclass of :class:`Options` too);
+    copies and pickles are of that class, open to change, as are
+    ``dataclasses.replace(av.options, ...)``'s."""
+
+    _base: type = Options
 
     def __setattr__(self, name, value):
-        if self.__dict__.get("_made", False):
+        if _SEALED.get(id(self)) is self:
             raise AttributeError(f"an Avatarizer's options are the ones it was made with; {name} cannot be set "
                                  "afterwards: make a new Avatarizer (Avatarizer(options=dataclasses.replace("
                                  f"av.options, {name}=...)))")
         super().__setattr__(name, value)
 
     def __delattr__(self, name):
-        raise AttributeError(f"an Avatarizer's options are the ones it was made with; {name} cannot be deleted")
+        if _SEALED.get(id(self)) is self:
+            raise AttributeError(f"an Avatarizer's options are the ones it was made with; {name} cannot be "
+                                 "deleted")
+        super().__delattr__(name)
 
     def __eq__(self, other):
-        if not isinstance(other, Options):
+        base = type(self)._base
+        if not isinstance(other, base):
             return NotImplemented
-        return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(Options))
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(base))
 
     __hash__ = None
 
-    def __reduce__(self):  # (copies and pickles are plain Options, to change; the attributes a dict again)
-        return Options, tuple(dict(v) if isinstance(v, types.MappingProxyType) else v
-                              for v in (getattr(self, f.name) for f in dataclasses.fields(Options)))
+    def __reduce__(self):  # (copies and pickles are of the options' own class, open; the attributes a dict again)
+        state = {k: dict(v) if isinstance(v, types.MappingProxyType) else v for k, v in vars(self).items()}
+        return _options_of, (type(self)._base, state)
 
-    def __repr__(self) -> str:
-        return "Options(" + ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(Options)
-                                      if f.repr) + ")"
 
-    @classmethod
-    def of(cls, options: Options) -> Options:
-        """A made copy of ``options`` (an app's subclass of Options is kept as it is)."""
-        if type(options) not in (Options, cls):
-            return options
-        made = cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(Options)})
-        object.__setattr__(made, "_made", True)
-        return made
+def _options_of(cls: type, state: dict) -> Options:
+    """An options object of ``cls`` holding ``state`` (:meth:`_Made.__reduce__`; no ``__init__`` run)."""
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    return obj
+
+
+def _made_class(base: type) -> type:
+    """``base`` (Options or an app's subclass of it) with :class:`_Made` mixed in, shown by its name."""
+    cls = _MADE_CLASSES.get(base)
+    if cls is None:
+        cls = _MADE_CLASSES[base] = type(base.__name__, (_Made, base), {
+            "_base": base, "__qualname__": base.__qualname__, "__module__": base.__module__})
+    return cls
+
+
+def _made_options(options: Options) -> Options:
+    """A sealed copy of ``options`` (:class:`_Made`); options without a
+    ``__dict__`` (a subclass with slots) are copied as they are, unsealed."""
+    base = type(options)._base if isinstance(options, _Made) else type(options)
+    if not hasattr(options, "__dict__"):
+        import copy
+
+        return copy.copy(options)
+    cls = _made_class(base)
+    made = cls.__new__(cls)
+    made.__dict__.update(vars(options))
+    _SEALED[id(made)] = made
+    return made
 
 
 #: why ``attributes`` cannot be set (the pipeline's hair stage says what it uses instead)
@@ -720,7 +752,7 @@ class Avatarizer:
         self._drawn_settings = merged_settings(self._settings)  # ... and what it implies (a kind is headwear)
         if opts.attributes is not None:  # a read-only copy: the caller's dict may change later
             opts = dataclasses.replace(opts, attributes=types.MappingProxyType(self._settings))
-        self._options = _MadeOptions.of(opts)  # (read-only: the pipeline below is built from them once)
+        self._options = _made_options(opts)  # (read-only: the pipeline below is built from them once)
         self._color_order = opts.color_order  # (each call's frames read in it, as the pipeline was built)
         self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
         self._streaming = False  # a stream() is being iterated (video mode): other calls are refused

@@ -783,14 +783,16 @@ def _frame_rate(rate, fallback: float | None) -> float | None:
 
 
 def _frames_length(max_seconds: float, rate: float) -> float:
-    """How long the output video of ``--max-seconds`` lasts at ``rate`` frames a
-    second: whole frames, those less than ``max_seconds`` after the first
-    (:class:`_VideoWalk`), the last shown one frame (:func:`_last_shown`),
-    where the sound is cut (it was cut at ``max_seconds``: a 1 fps clip's
+    """Where the sound of ``--max-seconds`` is cut: the output's length at
+    ``rate`` frames a second when its frames come at that rate, whole
+    frames, those less than ``max_seconds`` after the first
+    (:class:`_VideoWalk`), at least one, the last shown one frame
+    (:func:`_last_shown`) (it was cut at ``max_seconds``: a 1 fps clip's
     second frame, at 1 s of 1.1, was shown a silent 0.9 s; a review,
-    session 76). (A product a rounding above a whole number of frames is that
-    number.)"""
-    return math.ceil(max_seconds * rate - 1e-6) / rate
+    session 76). A product a rounding above a whole number of frames is that
+    number. (A variable frame rate's last frame before ``max_seconds`` is
+    shown one frame too, and the encoder ends the sound with the picture.)"""
+    return max(1, math.ceil(max_seconds * rate - 1e-6)) / rate
 
 
 def _video_start(info) -> float:

@@ -102,8 +102,9 @@ def streams_running() -> bool:
     return _streams > 0
 
 
-#: every live :class:`Renderer` and :class:`SceneBuilder` (their locks are made again in a forked child)
-_handles: "weakref.WeakSet" = weakref.WeakSet()
+#: every live :class:`Renderer` and :class:`SceneBuilder` by id (their locks are made again in a forked
+#: child; by id, not in a WeakSet: a subclass that defines ``__eq__`` is unhashable)
+_handles: "weakref.WeakValueDictionary[int, object]" = weakref.WeakValueDictionary()
 
 
 def _after_fork_in_child() -> None:
@@ -114,7 +115,7 @@ def _after_fork_in_child() -> None:
     starts its helper threads afresh in a new process)."""
     global _streams, _streams_lock
     _streams, _streams_lock = 0, threading.Lock()
-    for h in list(_handles):
+    for h in list(_handles.values()):
         h._lock = threading.Lock()
 
 
@@ -402,7 +403,7 @@ class Renderer:
         _check(lib.avz_renderer_create(out))
         self._h = ffi.gc(out[0], lib.avz_renderer_destroy)
         self._lock = threading.Lock()  # (held over each C call and by close; made again in a forked child)
-        _handles.add(self)
+        _handles[id(self)] = self
         self._threads = 1
         self.threads = threads
 
@@ -680,7 +681,7 @@ class SceneBuilder:
         self._data = ffi.new("const float **")
         self._m = ffi.new("size_t *")
         self._lock = threading.Lock()  # (made again in a forked child)
-        _handles.add(self)
+        _handles[id(self)] = self
 
     def build(self, params) -> tuple[np.ndarray, np.ndarray]:
         ffi, lib = _need()

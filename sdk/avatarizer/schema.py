@@ -15,6 +15,7 @@ and range. Coordinates live in the canonical face frame of the aligned crop
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from typing import Iterable
@@ -190,7 +191,7 @@ def validate(params) -> np.ndarray:
         # (it was reported as infinity, "not allowed", where Avatar.from_json said "out of range"; a review)
         src = np.asarray(params)
         if src.shape == arr.shape and src.dtype.kind in "iuf" and src.dtype != np.float32:
-            given = src.astype(np.float64)
+            given = src  # (its own type: a long double's 1e400 is finite, and said as it is)
             bad = ~np.isfinite(given)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -198,7 +199,9 @@ def validate(params) -> np.ndarray:
     out = (arr < _LO_TOL) | (arr > _HI_TOL)
     if out.any():
         i = int(np.flatnonzero(out)[0])
-        raise SchemaError(f"parameter {i} ({NAMES[i]}) is {given[i]:g}, outside its range "
+        v = given[i]  # (a long double's 1e400 is said as str() says it: float formatting made it inf)
+        shown = str(v) if isinstance(v, np.floating) and v.dtype.itemsize > 8 else f"{v:g}"
+        raise SchemaError(f"parameter {i} ({NAMES[i]}) is {shown}, outside its range "
                           f"[{LO[i]:g}, {HI[i]:g}] (schema.clip() clamps a vector into range)")
     return arr
 
@@ -272,8 +275,9 @@ def category(params, name: str) -> int:
     "no glasses" of glasses drawn at ``glasses.type`` 0.5; a review, session
     72); ``teeth.show`` 1 only over 0.5, as the renderer draws teeth (it
     read 0.5 as 1, teeth the picture did not show; a review, session 76)."""
-    value = float(np.asarray(params).reshape(-1)[index(name)])
-    if name == "teeth.show":
+    with np.errstate(over="ignore"):  # (the float32 the renderer reads: 0.50000001 is its 0.5)
+        value = float(np.float32(np.asarray(params).reshape(-1)[index(name)]))
+    if name == "teeth.show" and math.isfinite(value):  # (NaN and infinity: int() refuses them, as for the rest)
         return int(value > 0.5)
     return int(np.floor(value + 0.5))
 
