@@ -881,3 +881,30 @@ def test_a_corrupt_installed_schema_is_one_line_from_every_command(tmp_path):
     res = subprocess.run([sys.executable, "-c", "import avatarizer; avatarizer.Avatarizer"], capture_output=True,
                          text=True, env=env, cwd=tmp_path, timeout=120)
     assert res.returncode == 1 and "ModelError" in res.stderr and "schema.json" in res.stderr
+
+
+def test_with_stderr_closed_nothing_goes_to_stdout(tmp_path):
+    """Started with stderr closed (``2>&-``), the one-line errors and
+    argparse's usage went to stdout (``print(file=None)`` writes there); they
+    go nowhere, and the exit status says what happened."""
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "avatarizer.cli", *map(str, args)], stdout=subprocess.PIPE,
+                              preexec_fn=lambda: os.close(2), cwd=tmp_path, timeout=120,
+                              env=dict(os.environ, GLOG_minloglevel="2"))
+
+    missing = run("image", tmp_path / "missing.png", "-o", tmp_path / "o.png")
+    usage = run("render-samples", "-n", "0")
+    assert (missing.returncode, usage.returncode) == (1, 2)
+    assert missing.stdout == b"" and usage.stdout == b"", (missing.stdout, usage.stdout)
+
+
+def test_a_line_break_in_an_output_name_is_shown_escaped_on_success_too(tmp_path, capsys):
+    """The "wrote" line shows a line break in the file's name escaped, as the
+    error lines do (it was printed as it is: one line became two)."""
+    from avatarizer import cli
+
+    out = tmp_path / "a\nb.png"
+    assert cli.main(["render-samples", "-n", "1", "--size", "32", "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert out.is_file() and said.count("\n") == 1 and "a\\nb.png" in said, said
+

@@ -60,6 +60,23 @@ def test_decompression_bomb_is_refused_from_the_header(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
 
 
+def test_a_header_over_pillows_own_limit_gets_the_sdks_words(tmp_path):
+    """A PNG header of 60000 x 60000 (a few bytes): Pillow refuses it in
+    ``Image.open`` (over twice its pixel limit), before the SDK's size check,
+    and its own text was the error; it is the SDK's, as for 13000 x 13000."""
+    from avatarizer.imageio import load_image
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+    with pytest.raises(ValueError, match=r"at most 8192 pixels on each side, but got an image file of 3600000000 "
+                                         r"pixels; downscale it first"):
+        load_image(bomb)
+
+
 def test_an_icon_hiding_a_bomb_is_refused_before_decoding(tmp_path):
     """An ICO whose header says 256x256 but holds a 13000x13000 PNG: refused
     (ValueError) without decoding it (it took ~650 MB and 4 s before), and

@@ -68,11 +68,11 @@ def _demo(args) -> int:
     finally:
         for tmp in temps.values():
             _drop_temp(tmp)
-    print(f"wrote {out / 'gallery.png'} (24 sampled avatars)")
-    print(f"wrote {out / 'default.png'} and {out / 'default.svg'} (the canonical default face)")
-    print(f"wrote {out / 'astronaut_avatar.png'} and {out / 'astronaut_avatar.svg'} (the avatar of the bundled "
+    _say(f"wrote {out / 'gallery.png'} (24 sampled avatars)")
+    _say(f"wrote {out / 'default.png'} and {out / 'default.svg'} (the canonical default face)")
+    _say(f"wrote {out / 'astronaut_avatar.png'} and {out / 'astronaut_avatar.svg'} (the avatar of the bundled "
           f"astronaut photo; {how})")
-    print(f"wrote {out / 'astronaut_side_by_side.png'} (photo | avatar)")
+    _say(f"wrote {out / 'astronaut_side_by_side.png'} (photo | avatar)")
     return 0
 
 
@@ -340,6 +340,12 @@ def _make_folders(folder: Path) -> None:
         _DIRS.append((made, (st.st_dev, st.st_ino)))
 
 
+def _say(line: str) -> None:
+    """Prints one line of what was written: a line break in a file name
+    shown escaped, as the error lines show it (it split "wrote" in two)."""
+    print(line.replace("\r", "\\r").replace("\n", "\\n"))
+
+
 def _commit(tmp: Path, out: Path, overwrite: bool, inp: Path | None = None) -> None:
     """Moves a finished temporary file to ``out`` (:func:`_commit_all`)."""
     _commit_all([(tmp, out)], overwrite, inp)
@@ -464,7 +470,7 @@ def _image(args) -> int:
             data.save(tmp, format="PNG")
         else:
             tmp.write_bytes(data)
-    print(f"wrote {out}")
+    _say(f"wrote {out}")
     if args.attributes:
         print(_attribute_lines(avatar.attributes))
     return 0
@@ -1141,14 +1147,14 @@ def _video(args) -> int:
     n, secs_out = frames_out.written, frames_out.written / rate_f
     # (a short output said "1 frames (0.0 s of video": its length to the hundredth under 10 s)
     length = f"{secs_out:.2f}" if secs_out < 10 else f"{secs_out:.1f}"
-    print(f"wrote {out}: {n} frame{'' if n == 1 else 's'} ({length} s of video, "
+    _say(f"wrote {out}: {n} frame{'' if n == 1 else 's'} ({length} s of video, "
           f"{held[0]}x{held[1]}, {args.layout}, "
           f"{codec}), a face in {found} of {done} input frames, {done / secs if secs > 0 else 0.0:.1f} input "
           f"frames/s (model loading excluded); audio {audio}")
     if found == 0:
         _warn_no_face(args.face, done, inp)
     if params_path is not None:
-        print(f"wrote {params_path}: the parameters of {params_out.count} frames")
+        _say(f"wrote {params_path}: the parameters of {params_out.count} frames")
     return _walk_status(inp, walk, expected)
 
 
@@ -1470,11 +1476,11 @@ def _video_animation(args) -> int:
             params_out.finish(*moves, last_ms=1000.0 * last)
         else:
             _commit_all(moves, args.overwrite, inp)
-        print(wrote)
+        _say(wrote)
         if html is not None:
-            print(f"wrote {html}: the animation next to {inp} (open it in a browser)")
+            _say(f"wrote {html}: the animation next to {inp} (open it in a browser)")
         if params_out is not None:
-            print(f"wrote {params_out.path}: the parameters of {params_out.count} frames")
+            _say(f"wrote {params_out.path}: the parameters of {params_out.count} frames")
     finally:
         for tmp in staged:
             _drop_temp(tmp)  # (nothing once moved into place)
@@ -1637,7 +1643,7 @@ def _animate(args) -> int:
                   "rounded to whole frames)", file=sys.stderr)
         anim.extend(shown)
     st = _write_animation(anim, out, args.overwrite, inp)
-    print(f"wrote {out}: {len(anim)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
+    _say(f"wrote {out}: {len(anim)} frames at {anim.fps:g} fps; {st['tracks']} shapes, "
           f"{st['geometry_keyframes']} path keyframes within {_within(anim)} at "
           f"{anim.width}x{anim.height}; {out.stat().st_size / 1e6:.2f} MB")
     return 0
@@ -1735,7 +1741,7 @@ def _live(args) -> int:
         except OSError as exc:  # (it named the temporary file beside it, which the user never chose)
             raise CLIError(f"cannot write {shot}: {exc.strerror or exc}") from None
         h, w = res.last.shape[:2]
-        print(f"wrote {shot}: the last frame shown ({w}x{h})")
+        _say(f"wrote {shot}: the last frame shown ({w}x{h})")
     if res.stopped_by == "read-error":
         print(f"avatarizer live: warning: {live.describe(source)} stopped sending frames", file=sys.stderr)
     status = 0  # (a cut or damaged file: exit status 3, as `video` gives for the same file)
@@ -1780,7 +1786,7 @@ def _render_samples(args) -> int:
     _check_output(None, out, args.overwrite)
     with _staged(out, out.suffix, args.overwrite) as tmp:
         gallery(tmp, n=args.n, size=args.size, seed=args.seed)
-    print(f"wrote {out}")
+    _say(f"wrote {out}")
     return 0
 
 
@@ -2078,6 +2084,20 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv=None) -> int:
+    """Runs one command (:func:`_main`). Started with stderr closed (``2>&-``:
+    ``sys.stderr`` is None), its messages go nowhere: ``print(file=None)``
+    wrote the errors and argparse's usage on stdout (a review, session 76)."""
+    if sys.stderr is not None:
+        return _main(argv)
+    sys.stderr = open(os.devnull, "w", encoding="utf-8")
+    try:
+        return _main(argv)
+    finally:
+        closing, sys.stderr = sys.stderr, None
+        closing.close()
+
+
+def _main(argv=None) -> int:
     """Runs one command. Exit status: 0 done, 1 error (one line on stderr),
     2 usage (and ``live`` without a display), 3 the input video was truncated (output written for the decoded
     part), 130 interrupted (Ctrl-C), 128+N killed by signal N (SIGTERM, SIGHUP).

@@ -247,7 +247,15 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             _check_png_head(f)
             _check_jpeg_head(f)
             watched = _ReadWatch(f)
-            opened = Image.open(watched, formats=_formats())
+            try:
+                opened = Image.open(watched, formats=_formats())
+            except Image.DecompressionBombError as exc:
+                # (over twice Pillow's own pixel limit it refuses in Image.open, before the size check below:
+                # its words were given, not this SDK's; a review, session 76)
+                got = re.search(r"\((\d+) pixels\)", str(exc))
+                raise ValueError(f"Expected an image at most {MAX_SIDE} pixels on each side, but got an image file "
+                                 f"of {int(got.group(1)) if got else 'more than 179 million'} pixels; downscale "
+                                 "it first.") from None
             # Image.open reads only the header: refuse a bad size before decoding
             width, height = opened.size
             _check_size(height, width, "an image file")
