@@ -70,6 +70,21 @@ def test_settings_are_normalised_and_none_leaves_the_decision_to_the_regressor()
                              "age", "skin_tone", "headwear_kind"}
 
 
+def test_the_command_lines_set_takes_names_in_any_case_and_grey():
+    """``--set`` read yes/no in any case but refused READING, Cap or Long;
+    names are taken in any case too, and the hair colour's grey as gray."""
+    import argparse
+
+    from avatarizer.cli import _setting
+
+    for text, want in (("glasses=READING", ("glasses", "reading")), ("headwear_kind=Cap", ("headwear_kind", "cap")),
+                       ("hair_length=Long", ("hair_length", "long")), ("hair_colour=grey", ("hair_colour", "gray")),
+                       ("hair_colour=GREY", ("hair_colour", "gray")), ("bald=YES", ("bald", True))):
+        assert _setting(text) == want, text
+    with pytest.raises(argparse.ArgumentTypeError):
+        _setting("glasses=monocle")
+
+
 def test_apply_settings_keeps_the_regressors_values_beside():
     a = {"glasses": "reading", "glasses_type": 1, "beard": 0.2, "hair_long": 0.3, "age": 30.0,
          "drawn": {"glasses": True, "sunglasses": False, "beard": False},

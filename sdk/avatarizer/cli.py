@@ -1944,6 +1944,10 @@ def _setting(text: str) -> tuple[str, object]:
             value = float(raw)
         except ValueError:
             pass
+    else:  # names in any case, as yes/no are (READING was refused where YES was taken); grey as gray
+        value = raw.lower()
+        if name == "hair_colour" and value == "grey":
+            value = "gray"
     try:
         check_settings({name: value}, what="{name}")  # argparse says "argument --set:"
     except ValueError as exc:
@@ -1955,7 +1959,7 @@ def _set_argument(p) -> None:
     p.add_argument("--set", type=_setting, action="append", default=None, metavar="NAME=VALUE",
                    help="draw this instead of what the attribute model decides (repeat for more; a name "
                         "given twice: the last counts): glasses=none|reading|sunglasses, "
-                        "beard|moustache|headwear|bald=yes|no, hair_colour=black|brown|blond|red|gray, "
+                        "beard|moustache|headwear|bald=yes|no, hair_colour=black|brown|blond|red|gray (or grey), "
                         "hair_length=long|short, age=YEARS, skin_tone=1..10 (Monk scale), "
                         "headwear_kind=cap|beanie|brimmed|scarf|turban")
     p.add_argument("--no-child-head", dest="child_head", action="store_false",
