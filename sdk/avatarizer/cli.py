@@ -1802,7 +1802,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="gallery.png", metavar="OUT",
                    help="the contact sheet: OUT.png, OUT.jpg or OUT.webp (default gallery.png)")
     s.add_argument("-n", type=_count, default=24, help="how many avatars (1..1000, default 24)")
-    s.add_argument("--size", type=_positive_int, default=256, help="tile size in pixels (default 256)")
+    s.add_argument("--size", type=_positive_int, default=256, help="tile size in pixels, 1..16384 (default 256)")
     s.add_argument("--seed", type=_seed, default=0, help="random seed, a whole number >= 0 (default 0)")
     s.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     s.set_defaults(func=_render_samples)
