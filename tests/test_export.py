@@ -733,6 +733,25 @@ def test_ship_fails_when_the_gate_leaves_nothing_for_the_cpu_default(exported, t
     assert not list(tmp_path.glob(".*staging*"))
 
 
+def test_onnx_whose_fp16_the_gate_refuses_ships_nothing(exported, tmp_path, monkeypatch, capsys):
+    """``onnx`` builds one file to ship, the fp16: refused by the gate, the
+    folder stays as it was (the previous network's fp16 and int8 were
+    dropped and no face network shipped, exit 0), exit 1 with one line, the
+    gate's report in the build folder."""
+    from avatarizer_export import cli, ship
+
+    models = _shipped_without_fp32(exported, tmp_path, monkeypatch)
+    monkeypatch.setattr(ship, "export_fp16", lambda ctx, folder: {"passed": False,
+                                                                  "error": "render_lpips drift 0.03 over 0.005"})
+    before = _folder_bytes(models)
+    rc = cli.main(["onnx", "--cache", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "refused the fp16 network" in err and "unchanged" in err and err.count("\n") == 1, err
+    assert _folder_bytes(models) == before
+    assert json.loads((tmp_path / "build" / "gate_report.json").read_text())["onnx-fp16"]["passed"] is False
+    assert not list(tmp_path.glob(".*staging*"))
+
+
 def test_onnx_alone_says_the_cpu_default_needs_quantize(exported, tmp_path, monkeypatch, capsys):
     """`avatarizer-export onnx` drops the previous network's int8 (it belongs
     to the old network) and fp32 stays a build artefact: it says that the
@@ -1391,3 +1410,58 @@ def test_the_export_side_reads_h_as_the_hair_stage_does():
         for flag in ("male", "headwear", "bald"):
             assert model_flag(session, crops, [i], flag)[0] == pytest.approx(
                 HR.decode_attributes(want)[flag], abs=1e-5), flag
+
+
+def test_a_stop_signal_ends_an_export_command_with_its_staged_files_removed(tmp_path, monkeypatch, capsys):
+    """SIGTERM (or SIGHUP) ends ``avatarizer-export`` as Ctrl-C does: the
+    staged files' clean-up runs, one line, 128 + the signal (SIGTERM ended
+    the process at once and left a checkpoint's ``.part`` behind)."""
+    import os
+    import signal
+    import time
+
+    from avatarizer_export import cli, schemagen
+    from avatarizer_export.onnx_util import staged
+
+    out = tmp_path / "x.json"
+
+    def work(argv=None):
+        with staged(out, "part") as tmp:
+            tmp.write_text("half")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # (the handler raises here)
+        return 0
+
+    monkeypatch.setattr(schemagen, "main", work)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["schema"]) == 128 + signal.SIGTERM
+    assert "stopped by signal 15" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_schema_rewrites_only_what_changed(capsys):
+    """``avatarizer-export schema`` with nothing stale leaves the three files
+    as they are (it rewrote them all in place, a cut write truncating the
+    shipped schema.json)."""
+    from avatarizer_export import schemagen
+
+    files = (schemagen.JSON_PATH, schemagen.HEADER_PATH, schemagen.DOC_PATH)
+    if schemagen.main(["--check"]) != 0:
+        pytest.skip("the schema files are stale here")
+    stamps = [(p.stat().st_mtime_ns, p.stat().st_ino) for p in files]
+    assert schemagen.main([]) == 0
+    assert [(p.stat().st_mtime_ns, p.stat().st_ino) for p in files] == stamps
+    assert capsys.readouterr().out.count("unchanged") == 3
+
+
+def test_run_names_of_other_commands_folders_and_blank_ones_are_refused():
+    """``--name export`` trained into the folder ``onnx`` builds in; a blank name made ``runs/ /``."""
+    import argparse
+
+    from avatarizer_export.argtypes import run_name
+
+    for bad in ("export", "attributes", " ", " a", "a "):
+        with pytest.raises(argparse.ArgumentTypeError):
+            run_name(bad)
+    assert run_name("image_ae_b") == "image_ae_b"
+

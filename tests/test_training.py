@@ -908,6 +908,56 @@ def test_checkpoints_are_written_whole_and_a_damaged_one_is_named(fake, monkeypa
         T.load_run("no_such_run")
 
 
+def test_a_checkpoint_that_is_not_a_runs_is_one_line_and_never_run(fake, tmp_path):
+    """A ``ckpt.pt`` that loads but is not a run's (a list, a dict without a
+    config, another kind of run, a pickle naming a class) is a RuntimeError
+    naming the file (KeyError, TypeError and ModuleNotFoundError tracebacks
+    before), and is read with ``weights_only``: a crafted pickle ran code."""
+    import pickle
+
+    T.train_param_ae(cfg("pae", "param_ae", steps=2))
+    run = fake.runs / "odd"
+    run.mkdir()
+    path = run / "ckpt.pt"
+    flag = tmp_path / "ran"
+
+    class Boom:
+        def __reduce__(self):
+            return (flag.write_text, ("code ran",))
+
+    for obj in ([1, 2, 3], {"weights": 1}, {"config": 1, "state": {}, "step": 0}, Boom()):
+        if isinstance(obj, Boom):
+            path.write_bytes(pickle.dumps({"config": obj}, protocol=2))
+        else:
+            torch.save(obj, path)
+        with pytest.raises(RuntimeError, match=f"{path}: not a"):
+            T.load_run("odd")
+        with pytest.raises(RuntimeError, match=f"{path}: not a"):
+            T.train_param_ae(cfg("odd", "param_ae", steps=2))
+    assert not flag.exists()
+    # a run of another kind where a mapper is read: said, not a KeyError
+    with pytest.raises(RuntimeError, match="a param_ae run, not a mapper run"):
+        T.load_image_to_face("pae")
+    # a checkpoint without what a resume reads
+    ck = torch.load(fake.runs / "pae" / "ckpt.pt", weights_only=True)
+    del ck["optim"]
+    torch.save(ck, path)
+    with pytest.raises(RuntimeError, match="no optim"):
+        T.train_param_ae(cfg("odd", "param_ae", steps=3))
+
+
+def test_default_run_names_carry_a_seed_and_batch_of_their_own():
+    """``train image-ae --seed 1`` trained over ``runs/image_ae``, the encoder
+    every mapper reads ("config changed, starting over"): a seed other than 0
+    and a batch other than the network's are in the default name."""
+    assert T.default_run_name("image_ae") == "image_ae" == T.default_run_name("image_ae", seed=0, batch=24)
+    assert T.default_run_name("image_ae", seed=1) == "image_ae_seed1"
+    assert T.default_run_name("param_ae", batch=64) == "param_ae_batch64"
+    assert T.default_run_name("mapper", seed=2) == "mapper_full_seed2"
+    assert T.default_run_name("mapper", batch=48, finetune="mapper_full") == "mapper_full_ft"
+    assert T.default_run_name("direct", pairs=500, seed=3) == "direct_500_seed3"
+
+
 def test_the_hair_bank_is_written_whole(tmp_path):
     from avatarizer import hair as HR
     from avatarizer_export import hairbank

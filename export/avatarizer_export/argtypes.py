@@ -28,4 +28,13 @@ def run_name(text: str) -> str:
 
     if not text or text.startswith(".") or any(c in text for c in "/\\\0"):
         raise argparse.ArgumentTypeError(f"must be a run's name (a folder under runs/, no path), got {text!r}")
+    if not text.strip() or text != text.strip():
+        raise argparse.ArgumentTypeError(f"must be a run's name without blanks at its ends, got {text!r}")
+    if text in RESERVED_RUNS:  # (a run named export wrote its checkpoint into the folder onnx builds in)
+        raise argparse.ArgumentTypeError(f"{text!r} is the folder runs/{text}/ of "
+                                         f"`avatarizer-export {RESERVED_RUNS[text]}`: choose another name")
     return text
+
+
+#: folders under runs/ that other commands own (the run names they are refused as)
+RESERVED_RUNS = {"export": "onnx / quantize / ship", "attributes": "attributes"}

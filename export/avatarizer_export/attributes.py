@@ -661,11 +661,13 @@ def _cached_pca(X: np.ndarray, tag: int, name: str = "") -> np.ndarray:
 def _torch_load_or_none(path: Path, log=print):
     """A checkpoint saved by this module, or None where there is none or it
     cannot be read (half a file from a run killed while saving, before the
-    saves were staged: named, and the step run again)."""
+    saves were staged: named, and the step run again). Read with
+    ``weights_only`` (tensors, numbers, strings and containers: what it
+    saves), so a file put there cannot run code as it is read."""
     if not path.exists():
         return None
     try:
-        d = torch.load(path, weights_only=False)
+        d = torch.load(path, weights_only=True)
     except Exception as exc:  # (torch raises RuntimeError, EOFError, UnpicklingError, ... for a bad file)
         log(f"attributes: {path} unreadable ({type(exc).__name__}: {exc}); not used")
         return None

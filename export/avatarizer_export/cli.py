@@ -57,12 +57,53 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class _Stopped(BaseException):
+    """A stop signal (SIGTERM, SIGHUP) raised where the command was: the
+    ``finally`` blocks run, so a staged file (a checkpoint's ``.part``, a
+    model's temporary copy) is deleted, as Ctrl-C's KeyboardInterrupt does
+    (SIGTERM ended the process at once and left them; a review, session 76)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_stop(signum, frame):
+    raise _Stopped(signum)
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):
         ap.print_help()
         return 2
+    import signal
+    import threading
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:  # (nohup's stays ignored)
+                handlers[sig] = signal.signal(sig, _on_stop)
+    try:
+        return _run(args)
+    except _Stopped as exc:  # (a stop signal in the clean-up of _run itself)
+        return _stopped(args, exc)
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+
+
+def _stopped(args, exc: "_Stopped") -> int:
+    try:
+        print(f"avatarizer-export {args.command}: stopped by signal {exc.signum}", file=sys.stderr)
+    except _Stopped:  # pragma: no cover - a second signal while saying so
+        pass
+    return 128 + exc.signum
+
+
+def _run(args) -> int:
     import zipfile
 
     from avatarizer.errors import ModelError
@@ -73,6 +114,7 @@ def main(argv=None) -> int:
     except ImportError:  # pragma: no cover - onnx brings protobuf
         DecodeError = ()
     interrupted = False
+    stopped = None
     code = 1
     try:
         FILTER.start()  # MediaPipe's start-up lines off stderr (avatarizer.logfilter)
@@ -92,11 +134,15 @@ def main(argv=None) -> int:
         code = 1
     except KeyboardInterrupt:
         interrupted = True
+    except _Stopped as exc:
+        stopped = exc
     finally:
         try:
             FILTER.stop()
         except KeyboardInterrupt:  # Ctrl-C just after the command's work ended: the same one line, not a traceback
             interrupted = True
+    if stopped is not None:
+        return _stopped(args, stopped)
     if interrupted:  # Ctrl-C: one line, not a traceback; 130 as a shell reports SIGINT
         try:
             print(f"avatarizer-export {args.command}: interrupted", file=sys.stderr)

@@ -68,12 +68,12 @@ class TorchPredictor:
         self.torch = torch
         if method == "direct" or method.startswith("direct:"):
             run = method.split(":", 1)[1] if ":" in method else "direct"
-            mods, ck = T.load_modules(run)
+            mods, ck = T.load_modules(run, "direct")
             self.net = mods["net"]
             self.size = ck["config"]["net"]["image_size"]
             self.kind = "direct"
         elif method == "nearest":
-            mods, ck = T.load_modules("image_ae")
+            mods, ck = T.load_modules("image_ae", "image_ae")
             self.enc = mods["enc"]
             self.size = ck["config"]["net"]["image_size"]
             from .data import load_pairs

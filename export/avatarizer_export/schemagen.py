@@ -493,9 +493,15 @@ def main(argv=None):
         for p in stale:
             print(f"stale: {p} (run python -m avatarizer_export.schemagen)")
         return 1 if stale else 0
+    from .onnx_util import staged
+
     for p, text in outputs.items():
+        if p not in stale:  # (every file was rewritten in place, a cut write truncating the shipped schema.json)
+            print(f"unchanged {p}")
+            continue
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
+        with staged(p, "part") as tmp:
+            tmp.write_text(text)
         print(f"wrote {p} ({hashlib.sha256(text.encode()).hexdigest()[:12]})")
     return 0
 

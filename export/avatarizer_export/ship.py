@@ -194,7 +194,8 @@ def _summary(results: dict, folder: Path, fresh: bool = False):
     in place of all of them with ``fresh`` (a new network: the entries of
     files it did not rebuild belonged to the previous one, dropped with them)."""
     for k, v in results.items():
-        m = v.get("metrics") or {}
+        # (fp16's drift is under its gate's record: it printed "passed" with no numbers)
+        m = v.get("metrics") or (v.get("gate") or {}).get("metrics") or {}
         print(f"{k}: {'passed' if v.get('passed', True) else 'REFUSED'} "
               + (", ".join(f"{a} drift {b:.5f}" for a, b in m.items()) if m else v.get("error", "")))
     for v in results.values():  # paths relative to the repository: the report is committed
@@ -374,6 +375,14 @@ def export(what: str, cache: Path, mapper: str | None = None, folder: Path | Non
             if not res.get("passed", True) and formats.remove_from_manifest(formats.model_name(ROLE, fmt), stage):
                 # the previous export's file of this format belongs to the previous network
                 res["removed_previous"] = True
+        if what == "onnx" and not results["onnx-fp16"].get("passed", True):
+            # the one file onnx ships refused: the folder stays as it was (it dropped the previous network's
+            # fp16 and int8 and shipped no face network with exit 0; a review, session 76)
+            BUILD.mkdir(parents=True, exist_ok=True)
+            _summary(results, stage, fresh=True)
+            shutil.copyfile(stage / GATE_REPORT, BUILD / GATE_REPORT)
+            raise RuntimeError(f"onnx: the quality gate refused the fp16 network ({results['onnx-fp16'].get('error')}"
+                               f"; {BUILD / GATE_REPORT}): nothing shipped, {target} is unchanged")
         if what in ("onnx", "ship"):
             rebuilt = {formats.model_name(ROLE, f) for f, r in results.items() if r.get("passed", True)}
             dropped = drop_stale(stage, ROLE, rebuilt)

@@ -17,7 +17,6 @@ it starts over, saying why.
 from __future__ import annotations
 
 import math
-import pickle
 import sys
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -155,7 +154,7 @@ class Run:
     def resume(self) -> bool:
         if not self.ckpt.exists():
             return False
-        ck = read_ckpt(self.ckpt)
+        ck = read_ckpt(self.ckpt, CKPT_KEYS + RESUME_KEYS)
         # the step budget may change between runs (extend or cut a run); nothing else may
         free = ("steps", "threads")
         # a field added since the checkpoint was written counts as its default
@@ -236,16 +235,32 @@ class Run:
         plt.close(fig)
 
 
-def read_ckpt(path: Path) -> dict:
+#: what every checkpoint of :class:`Trainer.save` holds (a resume reads the rest: :data:`RESUME_KEYS`)
+CKPT_KEYS = ("config", "state", "step")
+RESUME_KEYS = ("optim", "sched", "history", "rng")
+
+
+def read_ckpt(path: Path, need: tuple = CKPT_KEYS) -> dict:
     """A checkpoint; RuntimeError naming the file when it is there but cannot
-    be read (cut short by a save before saves were atomic, a damaged disk)."""
+    be read (cut short by a save before saves were atomic, a damaged disk),
+    or is not one of this toolchain's (not a dict with ``need`` and a
+    ``config`` dict). Read with ``weights_only``: tensors, numbers, strings
+    and containers only (a crafted pickle ran code when loaded; another
+    object gave a KeyError or TypeError traceback; a review, session 76)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise RuntimeError(f"{path}: not a readable checkpoint ({exc}); delete it to train the run "
+    except Exception as exc:  # noqa: BLE001 (whatever the unpickler raises on a file that is not ours)
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeError(f"{path}: not a readable checkpoint ({text[:200]}); delete it to train the run "
                            "again") from None
+    missing = [k for k in need if not isinstance(ck, dict) or k not in ck]
+    if missing or not isinstance(ck.get("config"), dict) or not isinstance(ck.get("state"), dict):
+        raise RuntimeError(f"{path}: not a checkpoint of avatarizer-export train (" + (
+            f"no {', '.join(missing)}" if missing else "its config or state is not a mapping")
+            + "); delete it to train the run again")
+    return ck
 
 
 def load_run(name: str) -> dict:
@@ -263,14 +278,28 @@ def build(kind: str, net_cfg: dict):
     }[kind]()
 
 
-def load_modules(name: str) -> tuple[dict, dict]:
-    """Rebuilds a run's modules from its checkpoint alone (eval mode)."""
+def load_modules(name: str, kind: str | tuple | None = None) -> tuple[dict, dict]:
+    """Rebuilds a run's modules from its checkpoint alone (eval mode).
+    ``kind``: the kind(s) of run the caller reads (``"mapper"``,
+    ``"image_ae"``, ...): another kind's run is a RuntimeError saying so (a
+    KeyError traceback: ``onnx --mapper image_ae``), as is a checkpoint whose
+    config or weights are not a run's (:func:`build`'s)."""
+    path = RUNS / name / "ckpt.pt"
     ck = load_run(name)
-    kind = ck["config"]["kind"]
-    mods = build("mapper_ft" if kind == "mapper" and ck["config"].get("finetune") else kind, ck["config"]["net"])
-    for k, m in mods.items():
-        m.load_state_dict(ck["state"][k])
-        m.eval()
+    cfg = ck["config"]
+    got = cfg.get("kind")
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind or ())
+    if kinds and got not in kinds:
+        raise RuntimeError(f"{path}: a {got} run, not a {' or '.join(kinds)} run: give a run of that kind")
+    try:
+        mods = build("mapper_ft" if got == "mapper" and cfg.get("finetune") else got, cfg["net"])
+        for k, m in mods.items():
+            m.load_state_dict(ck["state"][k])
+            m.eval()
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise RuntimeError(f"{path}: not a checkpoint this version can rebuild ({type(exc).__name__}: "
+                           f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else '-'}); train the "
+                           "run again") from None
     return mods, ck
 
 
@@ -312,7 +341,7 @@ def load_image_to_face(mapper: str = "mapper_full", cache: Path | None = None, *
     stages in ``cache`` (default: the project's) than the one there now;
     without ``allow_short`` also when one of them stopped short of a full
     run's steps (:func:`_check_full`)."""
-    mp, ck = load_modules(mapper)
+    mp, ck = load_modules(mapper, "mapper")
     cfg = ck["config"]
     for field_ in ("param_ae",) if "enc" in mp else ("param_ae", "image_ae"):
         was = (ck.get("inputs") or {}).get(f"run {field_}")
@@ -320,12 +349,12 @@ def load_image_to_face(mapper: str = "mapper_full", cache: Path | None = None, *
         if was is not None and was != ckpt_sha256(run):
             raise ValueError(f"{mapper}: trained against another checkpoint of {RUNS / run / 'ckpt.pt'} "
                              f"than the one there now: train the mapper again")
-    pae, pck = load_modules(cfg.get("param_ae", "param_ae"))
+    pae, pck = load_modules(cfg.get("param_ae", "param_ae"), "param_ae")
     if "enc" in mp:  # fine-tuned: its E_s was built from its own net config
         enc, size = mp["enc"], cfg["net"]["image_size"]
         used = [(mapper, ck), (cfg.get("param_ae", "param_ae"), pck)]
     else:
-        img, ick = load_modules(cfg.get("image_ae", "image_ae"))
+        img, ick = load_modules(cfg.get("image_ae", "image_ae"), "image_ae")
         enc, size = img["enc"], ick["config"]["net"]["image_size"]
         used = [(mapper, ck), (cfg.get("param_ae", "param_ae"), pck), (cfg.get("image_ae", "image_ae"), ick)]
     if check_data:  # (ship ran a network trained on rebuilt data without a word; a review, session 73)
@@ -503,7 +532,7 @@ def pair_encodings(cache: Path | None = None, image_ae: str = "image_ae") -> dic
         with np.load(path) as z:
             if "key" in z and str(z["key"]) == key:
                 return {"z_pairs": z["z_pairs"]}
-    mods, ck = load_modules(image_ae)
+    mods, ck = load_modules(image_ae, "image_ae")
     size = ck["config"]["net"]["image_size"]
     crops = data.load_pairs(cache)[0]
     z_pairs = encode(mods["enc"], crops, size)
@@ -561,7 +590,7 @@ def train_mapper(cfg: TrainConfig, cache: Path | None = None):
     from .data import load_pairs
 
     crops, params, source, _ = load_pairs(cache)
-    pae, _ = load_modules(cfg.param_ae)
+    pae, _ = load_modules(cfg.param_ae, "param_ae")
     et, dt = pae["enc"], pae["dec"]
     for p in list(et.parameters()) + list(dt.parameters()):
         p.requires_grad_(False)
@@ -581,9 +610,9 @@ def train_mapper(cfg: TrainConfig, cache: Path | None = None):
     mods = build("mapper_ft" if ft else "mapper", cfg.net)
     F = mods["mapper"]
     if ft:
-        src, _ = load_modules(cfg.finetune)
+        src, _ = load_modules(cfg.finetune, "mapper")
         F.load_state_dict(src["mapper"].state_dict())
-        img, _ = load_modules(cfg.image_ae)
+        img, _ = load_modules(cfg.image_ae, "image_ae")
         mods["enc"].load_state_dict(img["enc"].state_dict())
         enc, size = mods["enc"], cfg.net["image_size"]
         crops = np.asarray(crops)
@@ -646,7 +675,7 @@ def train_direct(cfg: TrainConfig, cache: Path | None = None):
     net = mods["net"]
     size = cfg.net["image_size"]
     if cfg.init_encoder:
-        net.encoder.load_state_dict(load_modules(cfg.init_encoder)[0]["enc"].state_dict())
+        net.encoder.load_state_dict(load_modules(cfg.init_encoder, "image_ae")[0]["enc"].state_dict())
     run = _setup(cfg, mods, cache=cache)
     rng = run.track(rng=np.random.default_rng(cfg.seed + run.step))
     val_x = to_input(crops[val_rows], size)
@@ -703,7 +732,8 @@ def check_options(what: str, **options) -> None:
 
 def default_run_name(kind: str, *, variant: str = "full", pairs: int = 0, finetune: str = "",
                      init_encoder: str = "", rec_weight: float = 1.0, geo_weight: float = 1.0,
-                     image_ae: str = "image_ae", param_ae: str = "param_ae") -> str:
+                     image_ae: str = "image_ae", param_ae: str = "param_ae", seed: int = 0,
+                     batch: int | None = None) -> str:
     """The run a network trains into without ``--name``: one name per set of
     options that change what it learns, so no option replaces another run
     (``direct --pairs 500`` trained into ``runs/direct``, the full-data
@@ -713,17 +743,22 @@ def default_run_name(kind: str, *, variant: str = "full", pairs: int = 0, finetu
     from its own variant's run is ``<that run>_ft`` (``mapper_full_ft``,
     ``mapper_full_500_ft``); a mapper's loss weights and autoencoders other
     than the defaults are named in it (``mapper_full_geo2``,
-    ``mapper_full_ae-image_ae_b``)."""
+    ``mapper_full_ae-image_ae_b``); so are a seed other than 0 and a batch
+    other than the network's (``image_ae_seed1``, ``param_ae_batch64``: with
+    ``--seed 1`` the image autoencoder every mapper reads was trained over
+    in ``runs/image_ae``, a review, session 76)."""
+    runs = (f"_seed{int(seed)}" if int(seed) != 0 else "") \
+        + (f"_batch{int(batch)}" if batch is not None and int(batch) != BATCH[kind.replace("_", "-")] else "")
     if kind in ("image_ae", "param_ae"):
-        return kind
+        return kind + runs
     if kind == "direct":
-        return "direct" + (f"_{pairs}" if pairs else "") + (f"_from_{init_encoder}" if init_encoder else "")
+        return "direct" + (f"_{pairs}" if pairs else "") + (f"_from_{init_encoder}" if init_encoder else "") + runs
     base = f"mapper_{variant}" + (f"_{pairs}" if pairs else "")
     default = OPTION_DEFAULTS  # (the options' defaults, as check_options reads them)
     own = (f"_rec{float(rec_weight):g}" if float(rec_weight) != default["rec_weight"] else "") \
         + (f"_geo{float(geo_weight):g}" if float(geo_weight) != default["geo_weight"] else "") \
         + (f"_ae-{image_ae}" if image_ae != default["image_ae"] else "") \
-        + (f"_pae-{param_ae}" if param_ae != default["param_ae"] else "")
+        + (f"_pae-{param_ae}" if param_ae != default["param_ae"] else "") + runs
     if not finetune:
         return base + own
     return f"{base}{own}_ft" if finetune == base + own else f"{base}{own}_ft_from_{finetune}"
@@ -744,7 +779,7 @@ def train(what: str, cache: Path, *, steps: int | None = None, batch: int | None
                   param_ae=param_ae, rec_weight=rec_weight, geo_weight=geo_weight)
     name = name or default_run_name(kind, variant=variant, pairs=pairs, finetune=ft, init_encoder=init_encoder,
                                     rec_weight=rec_weight, geo_weight=geo_weight, image_ae=image_ae,
-                                    param_ae=param_ae)
+                                    param_ae=param_ae, seed=seed, batch=batch)
     # (None: the default; a 0 passed for one started a full run, a negative count said "done" with no checkpoint)
     steps = max(1, int((FINETUNE_STEPS if ft else DEFAULT_STEPS[what]) * steps_scale)) if steps is None else steps
     threads = (2 if ft else THREADS[what]) if threads is None else threads
