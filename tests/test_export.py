@@ -1465,3 +1465,19 @@ def test_run_names_of_other_commands_folders_and_blank_ones_are_refused():
             run_name(bad)
     assert run_name("image_ae_b") == "image_ae_b"
 
+
+@pytest.mark.parametrize("text", ["[]", '{"models": []}', "not json"])
+def test_a_models_manifest_of_the_wrong_shape_is_one_line_naming_it(exported, tmp_path, monkeypatch, capsys, text):
+    """``quantize`` / ``ship`` on a folder whose manifest.json is valid JSON
+    of another shape (an AttributeError traceback) or not JSON (numpy's words
+    without the file): one line naming the file, the folder unchanged."""
+    from avatarizer_export import cli
+
+    models = _shipped_without_fp32(exported, tmp_path, monkeypatch)
+    (models / MANIFEST_NAME).write_text(text)
+    before = _folder_bytes(models)
+    assert cli.main(["ship", "--cache", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{models / MANIFEST_NAME}: not a" in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert _folder_bytes(models) == before
+

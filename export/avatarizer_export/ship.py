@@ -359,6 +359,7 @@ def export(what: str, cache: Path, mapper: str | None = None, folder: Path | Non
     mapper = _mapper_for(what, mapper)
     target = Path(folder) if folder is not None else MODELS
     target.mkdir(parents=True, exist_ok=True)
+    _check_manifest_shape(target)
     if what in ("quantize", "tensorrt"):
         _check_same_network(target, what)
     ctx = _Ctx(Path(cache), mapper, allow_short)
@@ -402,6 +403,25 @@ def export(what: str, cache: Path, mapper: str | None = None, folder: Path | Non
                     shutil.copyfile(stage / GATE_REPORT, BUILD / GATE_REPORT)
                     raise
     return results
+
+
+def _check_manifest_shape(folder: Path) -> None:
+    """RuntimeError naming ``folder``'s ``manifest.json`` when it is there but
+    not JSON, or not an object with a ``models`` object (``[]`` or
+    ``{"models": []}`` gave an AttributeError traceback, and a file that is
+    not JSON numpy's words without the file's name; a review, session 76)."""
+    from . import formats
+
+    path = folder / formats.MANIFEST_NAME
+    if not path.is_file():
+        return
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RuntimeError(f"{path}: not a JSON file ({exc}); restore it (git checkout) or remove it") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("models", {}), dict):
+        raise RuntimeError(f"{path}: not a models manifest (an object whose \"models\" is an object of entries); "
+                           "restore it (git checkout) or remove it")
 
 
 def drop_stale(folder: Path, role: str, keep: set[str]) -> list[str]:
