@@ -4,6 +4,7 @@ from a pretrained encoder, and the held-out cache of ``evaluate``. Seconds,
 not minutes: networks a few channels wide, a handful of steps."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -1377,3 +1378,17 @@ def test_too_few_pairs_for_a_batch_is_a_clear_error():
     assert len(val) == 16 and len(tr) == 184
     with pytest.raises(ValueError, match="--pairs 32 or more"):
         T.train_val_rows(source, 20, 48)
+
+
+def test_a_run_folder_that_is_a_file_and_a_batch_over_the_photos_are_said(fake):
+    """A file where the run's folder goes was "[Errno 17] File exists"; a
+    batch over the image autoencoder's training photos numpy's "Cannot take
+    a larger sample than population"."""
+    (fake.runs).mkdir(parents=True, exist_ok=True)
+    (fake.runs / "afile").write_text("mine")
+    with pytest.raises(RuntimeError, match="is not a folder"):
+        T.train_param_ae(cfg("afile", "param_ae", steps=1))
+    assert (fake.runs / "afile").read_text() == "mine"
+    with pytest.raises(ValueError, match="under a batch of 100000"):
+        T.train_image_ae(dataclasses.replace(cfg("img_big", "image_ae", steps=1), batch=100000))
+

@@ -140,7 +140,12 @@ class Run:
         self.cfg, self.modules, self.opt, self.sched = cfg, modules, opt, sched
         self.inputs = dict(inputs or {})
         self.dir = RUNS / cfg.name
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):  # (a file there: "[Errno 17] File exists", said of nothing)
+            from .paths import not_a_folder
+
+            raise RuntimeError(f"the run's folder: {not_a_folder(self.dir)}") from None
         self.step, self.history = 0, []
         self.t0 = time.time()
         self.seconds = 0.0
@@ -432,6 +437,8 @@ def train_image_ae(cfg: TrainConfig, cache: Path | None = None):
 
     al = load_aligned(cache)
     train_idx, val_idx = image_ae_rows(al.keys)
+    if len(train_idx) < cfg.batch:  # (numpy's "Cannot take a larger sample than population", after the folder)
+        raise ValueError(f"{len(train_idx)} training photos, under a batch of {cfg.batch}: a smaller --batch")
     crops = np.asarray(al.crops)
     seed_all(cfg.seed)  # (the initial weights by the seed, not by what ran before in the process)
     mods = build("image_ae", cfg.net)
