@@ -23,7 +23,8 @@
  *     avz_renderer_destroy(r);
  *
  * Conventions: every function that can fail returns an avz_status; handles are
- * opaque and come in create/destroy pairs; destroy accepts NULL. A handle must
+ * opaque and come in create/destroy pairs; destroy accepts NULL, and a destroyed
+ * handle must not be used again (not even for its error string). A handle must
  * not be used from two threads at once (use one renderer per thread; renderers
  * on different threads may draw at the same time, checked under ThreadSanitizer
  * by `make sanitize`). The output buffer holds straight (not premultiplied)
@@ -59,9 +60,11 @@ typedef enum avz_status {
     AVZ_E_NULL = 1,        /* a required pointer argument was NULL */
     AVZ_E_PARAM_COUNT = 2, /* the parameter vector does not have AVZ_PARAM_COUNT values */
     AVZ_E_NONFINITE = 3,   /* a parameter is NaN or infinite */
-    AVZ_E_RANGE = 4,       /* a parameter is outside its schema range */
+    AVZ_E_RANGE = 4,       /* a parameter is outside its schema range (by more than 1e-4 of the range's width
+                              + 1e-6: float rounding, as the Python side's schema.validate allows) */
     AVZ_E_SIZE = 5,        /* width or height is < 1 or > AVZ_MAX_SIZE (a PDF page's > AVZ_MAX_PDF_SIZE), or not finite */
-    AVZ_E_STRIDE = 6,      /* stride is smaller than 4 * width or not a multiple of 4 */
+    AVZ_E_STRIDE = 6,      /* stride too small for a row: under 4 * width for RGBA (avz_render, then also
+                              not a multiple of 4), under 3 * width for an overlay's RGB/BGR frame */
     AVZ_E_NOMEM = 7,       /* out of memory */
     AVZ_E_CAIRO = 8,       /* Cairo reported an error */
     AVZ_E_ARG = 9          /* another argument is invalid (see avz_renderer_error) */
@@ -178,7 +181,8 @@ typedef enum avz_vector_format { AVZ_FORMAT_SVG = 0, AVZ_FORMAT_PDF = 1 } avz_ve
  * On success *data / *size point to a buffer owned by the renderer, valid
  * until the next call on it. A PDF's creation date is the time of writing
  * (cairo's, in the machine's local time and zone), or the environment's
- * SOURCE_DATE_EPOCH (whole seconds since 1970 UTC) where set, then written in
+ * SOURCE_DATE_EPOCH (whole seconds since 1970 UTC: digits only, at most 15, up to
+ * 9999-12-31; anything else is ignored and the time of writing used) where set, then written in
  * UTC with the zone "Z" whatever the machine's time zone or season: the same
  * picture then gives the same bytes, as an SVG does (since 1.3.5
  * its surface ids are numbered per document: cairo's count every surface of
