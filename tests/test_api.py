@@ -330,6 +330,27 @@ def test_the_options_an_avatarizer_was_made_with_are_read_only(astronaut):
             np.testing.assert_array_equal(av.from_frame(np.ascontiguousarray(astronaut[..., ::-1])).params, want)
             assert getattr(av.options, "note", "x") == "x"  # (a subclass's own field kept)
 
+    # a subclass keeping its fields in slots is copied open (it could not make an Avatarizer: AttributeError);
+    # a subclass's own __hash__ and __getstate__ still count
+    @dataclasses.dataclass(slots=True)
+    class Slotted(Options):
+        tag: str = "mine"
+
+    @dataclasses.dataclass(eq=False)
+    class Hashy(Options):
+        def __hash__(self):
+            return 7
+
+        def __getstate__(self):
+            return {**self.__dict__, "note": "from getstate"}
+
+    with Avatarizer(options=Slotted(estimator="artist")) as av:
+        assert av.options.estimator == "artist" and av.options.tag == "mine"
+    with Avatarizer(options=Hashy()) as av:
+        assert hash(av.options) == 7 and copy.copy(av.options).__dict__["note"] == "from getstate"
+        with pytest.raises(AttributeError):
+            av.options.mode = "video"
+
 
 def test_video_from_frames_checks_every_frame_and_timestamp_before_running_any(astronaut):
     """Video mode ``from_frames``: a bad frame or timestamp anywhere raises

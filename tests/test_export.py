@@ -1425,11 +1425,16 @@ def test_a_stop_signal_ends_an_export_command_with_its_staged_files_removed(tmp_
 
     out = tmp_path / "x.json"
 
+    during = []
+
     def work(argv=None):
-        with staged(out, "part") as tmp:
-            tmp.write_text("half")
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(5)  # (the handler raises here)
+        try:
+            with staged(out, "part") as tmp:
+                tmp.write_text("half")
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # (the handler raises here)
+        finally:  # the clean-up: a second signal is ignored, not another exception cutting it short
+            during.append(signal.getsignal(signal.SIGTERM))
         return 0
 
     monkeypatch.setattr(schemagen, "main", work)
@@ -1437,6 +1442,7 @@ def test_a_stop_signal_ends_an_export_command_with_its_staged_files_removed(tmp_
     assert cli.main(["schema"]) == 128 + signal.SIGTERM
     assert "stopped by signal 15" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) is before
+    assert during == [signal.SIG_IGN]
 
 
 def test_schema_rewrites_only_what_changed(capsys):
@@ -1480,4 +1486,20 @@ def test_a_models_manifest_of_the_wrong_shape_is_one_line_naming_it(exported, tm
     err = capsys.readouterr().err
     assert f"{models / MANIFEST_NAME}: not a" in err and "Traceback" not in err and err.count("\n") == 1, err
     assert _folder_bytes(models) == before
+
+
+def test_schema_keeps_a_rewritten_files_permissions(tmp_path, monkeypatch, capsys):
+    """A stale file rewritten through a staged copy keeps its own mode (a 664
+    docs/schema.md came back 644)."""
+    from avatarizer_export import schemagen
+
+    for name in ("JSON_PATH", "HEADER_PATH", "DOC_PATH"):
+        f = tmp_path / getattr(schemagen, name).name
+        f.write_text("stale")
+        f.chmod(0o664)
+        monkeypatch.setattr(schemagen, name, f)
+    assert schemagen.main([]) == 0
+    assert all((tmp_path / getattr(schemagen, n).name).stat().st_mode & 0o777 == 0o664
+               for n in ("JSON_PATH", "HEADER_PATH", "DOC_PATH"))
+    assert (tmp_path / schemagen.JSON_PATH.name).read_text() != "stale"
 

@@ -75,6 +75,18 @@ def test_a_header_over_pillows_own_limit_gets_the_sdks_words(tmp_path):
     with pytest.raises(ValueError, match=r"at most 8192 pixels on each side, but got an image file of 3600000000 "
                                          r"pixels; downscale it first"):
         load_image(bomb)
+    # an app that lowered Pillow's limit gets Pillow's words: a 3000 x 3000 photo is not over 8192 a side
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (3000, 3000), (120, 100, 90)).save(photo)
+    old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, 1_000_000
+    try:
+        with pytest.raises(ValueError, match="exceeds limit of 2000000 pixels") as info:
+            load_image(photo)
+        assert "8192" not in str(info.value)
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
 
 
 def test_an_icon_hiding_a_bomb_is_refused_before_decoding(tmp_path):

@@ -69,6 +69,11 @@ class _Stopped(BaseException):
 
 
 def _on_stop(signum, frame):
+    import signal
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):  # (a second one does not cut the clean-up
+        if sig is not None:  # short; main puts the handlers back)
+            signal.signal(sig, signal.SIG_IGN)
     raise _Stopped(signum)
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -502,6 +504,8 @@ def main(argv=None):
         p.parent.mkdir(parents=True, exist_ok=True)
         with staged(p, "part") as tmp:
             tmp.write_text(text)
+            if p.exists():  # (the file's own permissions, as the write in place kept them)
+                os.chmod(tmp, stat.S_IMODE(p.stat().st_mode))
         print(f"wrote {p} ({hashlib.sha256(text.encode()).hexdigest()[:12]})")
     return 0
 

@@ -227,34 +227,49 @@ class _Made:
             return NotImplemented
         return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(base))
 
-    __hash__ = None
+    def __reduce_ex__(self, protocol):
+        # copies and pickles are of the options' own class, open to change, with the state its own
+        # __getstate__ gives; the attributes a dict again (a mappingproxy cannot be pickled)
+        import copyreg
 
-    def __reduce__(self):  # (copies and pickles are of the options' own class, open; the attributes a dict again)
-        state = {k: dict(v) if isinstance(v, types.MappingProxyType) else v for k, v in vars(self).items()}
+        rv = super().__reduce_ex__(protocol)
+        if not (isinstance(rv, tuple) and rv and rv[0] in (copyreg.__newobj__, copyreg._reconstructor)):
+            return rv  # (the class's own __reduce__)
+        state = rv[2] if len(rv) > 2 else None
+        if isinstance(state, dict):
+            state = {k: dict(v) if isinstance(v, types.MappingProxyType) else v for k, v in state.items()}
         return _options_of, (type(self)._base, state)
 
 
-def _options_of(cls: type, state: dict) -> Options:
-    """An options object of ``cls`` holding ``state`` (:meth:`_Made.__reduce__`; no ``__init__`` run)."""
+def _options_of(cls: type, state) -> Options:
+    """An options object of ``cls`` holding ``state`` (:meth:`_Made.__reduce_ex__`), set as pickle sets
+    it (``__setstate__`` where the class has one), no ``__init__`` run."""
     obj = cls.__new__(cls)
-    obj.__dict__.update(state)
+    if state is not None:
+        if hasattr(obj, "__setstate__"):
+            obj.__setstate__(state)
+        else:
+            obj.__dict__.update(state)
     return obj
 
 
 def _made_class(base: type) -> type:
-    """``base`` (Options or an app's subclass of it) with :class:`_Made` mixed in, shown by its name."""
+    """``base`` (Options or an app's subclass of it) with :class:`_Made` mixed in, shown by its name, hashed
+    as ``base`` hashes (Options' dataclass: not at all; an app's subclass may define its own)."""
     cls = _MADE_CLASSES.get(base)
     if cls is None:
         cls = _MADE_CLASSES[base] = type(base.__name__, (_Made, base), {
-            "_base": base, "__qualname__": base.__qualname__, "__module__": base.__module__})
+            "_base": base, "__qualname__": base.__qualname__, "__module__": base.__module__,
+            "__hash__": base.__hash__})
     return cls
 
 
 def _made_options(options: Options) -> Options:
-    """A sealed copy of ``options`` (:class:`_Made`); options without a
-    ``__dict__`` (a subclass with slots) are copied as they are, unsealed."""
+    """A sealed copy of ``options`` (:class:`_Made`); an app's subclass that
+    keeps fields in slots (``@dataclass(slots=True)``, ``__slots__``) is
+    copied as it is, unsealed (its fields are not in a ``__dict__``)."""
     base = type(options)._base if isinstance(options, _Made) else type(options)
-    if not hasattr(options, "__dict__"):
+    if any("__slots__" in vars(c) for c in base.__mro__ if c is not object):
         import copy
 
         return copy.copy(options)

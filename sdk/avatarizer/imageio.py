@@ -253,9 +253,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 # (over twice Pillow's own pixel limit it refuses in Image.open, before the size check below:
                 # its words were given, not this SDK's; a review, session 76)
                 got = re.search(r"\((\d+) pixels\)", str(exc))
+                if got is None or int(got.group(1)) <= MAX_SIDE * MAX_SIDE:  # (an app lowered Pillow's limit:
+                    raise  # its words, the only true ones; below handled as every unreadable file)
                 raise ValueError(f"Expected an image at most {MAX_SIDE} pixels on each side, but got an image file "
-                                 f"of {int(got.group(1)) if got else 'more than 179 million'} pixels; downscale "
-                                 "it first.") from None
+                                 f"of {int(got.group(1))} pixels; downscale it first.") from None
             # Image.open reads only the header: refuse a bad size before decoding
             width, height = opened.size
             _check_size(height, width, "an image file")
