@@ -640,6 +640,15 @@ def test_options_attributes_are_a_read_only_copy():
         with pytest.raises(TypeError):
             av.options.attributes["beard"] = True
         av.options.validate()
+        # copied as a plain dict (a mappingproxy made dataclasses.asdict / astuple / deepcopy fail)
+        import copy
+        import dataclasses
+
+        assert dict(dataclasses.asdict(av.options)["attributes"]) == {"glasses": "sunglasses"}
+        assert {"glasses": "sunglasses"} in dataclasses.astuple(av.options)
+        deep = copy.deepcopy(av.options)
+        deep.attributes["beard"] = True
+        assert av.options.attributes == {"glasses": "sunglasses"}
 
 
 def test_video_a_change_of_settings_on_a_frame_without_a_face_keeps_the_last_avatar(photo):

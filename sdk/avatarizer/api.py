@@ -189,6 +189,29 @@ class Options:
             raise ValueError(f"tracker must be a TrackerOptions, got {type(self.tracker).__name__}.")
 
 
+class _ReadOnlyDict(dict):
+    """``av.options.attributes``: the settings as the Avatarizer normalised
+    them, read-only (``TypeError`` on a change), copied and pickled as a plain
+    dict (a ``mappingproxy`` made ``dataclasses.asdict(av.options)``,
+    ``astuple`` and ``copy.deepcopy`` fail; a review, session 76)."""
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("an Avatarizer's attribute settings are read-only: make a new Avatarizer")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
+
+    def __copy__(self):
+        return dict(self)
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        return {copy.deepcopy(k, memo): copy.deepcopy(v, memo) for k, v in self.items()}
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+
 #: the options objects Avatarizers were made with, by id (sealed: :class:`_Made`); a registry, not a flag in
 #: the object, so ``vars(av.options)`` shows the options alone and ``dataclasses.replace`` makes an open one
 _SEALED: "weakref.WeakValueDictionary[int, Options]" = weakref.WeakValueDictionary()
@@ -237,7 +260,8 @@ class _Made:
             return rv  # (the class's own __reduce__)
         state = rv[2] if len(rv) > 2 else None
         if isinstance(state, dict):
-            state = {k: dict(v) if isinstance(v, types.MappingProxyType) else v for k, v in state.items()}
+            state = {k: dict(v) if isinstance(v, (types.MappingProxyType, _ReadOnlyDict)) else v
+                     for k, v in state.items()}
         return _options_of, (type(self)._base, state)
 
 
@@ -766,7 +790,7 @@ class Avatarizer:
         self._settings = check_settings(opts.attributes)  # what the app set, normalised
         self._drawn_settings = merged_settings(self._settings)  # ... and what it implies (a kind is headwear)
         if opts.attributes is not None:  # a read-only copy: the caller's dict may change later
-            opts = dataclasses.replace(opts, attributes=types.MappingProxyType(self._settings))
+            opts = dataclasses.replace(opts, attributes=_ReadOnlyDict(self._settings))
         self._options = _made_options(opts)  # (read-only: the pipeline below is built from them once)
         self._color_order = opts.color_order  # (each call's frames read in it, as the pipeline was built)
         self._lock = threading.RLock()  # serialises video-mode calls (one stream, one state)
