@@ -2685,3 +2685,40 @@ def test_h264_writer_failing_close_releases_its_log(tmp_path):
         w.close()
     assert w._err.closed
     w.abort()  # still safe afterwards
+
+
+def test_video_reports_the_facial_hair_and_hair_colour_it_draws_across_a_change_of_person():
+    """A stream from a bearded grey-haired man to a clean-shaven girl: the
+    tracker keeps drawing the man's identity while it confirms the change,
+    and the attributes said the girl's (no beard, no moustache, brown hair)
+    beside the drawn grey beard for 75 frames; they say what is drawn, the
+    readings kept under "kept from earlier refreshes"."""
+    from conftest import need_shared
+    from PIL import Image
+
+    from avatarizer import Avatarizer
+    from avatarizer import schema as S
+    from avatarizer.hair import KEPT_BY, hair_colour_class_of
+
+    def photo(*parts):
+        return np.asarray(Image.open(need_shared(*parts)).convert("RGB").resize((256, 256)))
+
+    man = photo("data", "faces", "utkface200", "58_0_0_20170111171747501.jpg.chip.jpg")
+    girl = photo("data", "faces", "ffhq128-labelled", "69287.jpg")
+    kept = 0
+    with Avatarizer(mode="video", max_faces=1) as av:
+        for i, frame in enumerate([man] * 30 + [girl] * 50):
+            a = av.from_frame(frame, timestamp_ms=i * 33.3)
+            assert a is not None
+            p, at = a.params, a.attributes
+            beard = float(p[S.index("beard.opacity")]) > 0.002
+            moustache = max(float(p[S.index("moustache.w0")]), float(p[S.index("moustache.w1")])) > 0.002
+            assert at["beard"]["value"] == beard and at["moustache"]["value"] == moustache, i
+            if S.category(p, "headwear.type") < 4 and p[S.index("hair_style.layers")] > 0:
+                assert at["hair_colour"]["value"] == hair_colour_class_of(
+                    [float(p[S.index(f"hair_front.{c}")]) for c in "rgb"]), i
+            kept += at["beard"].get("decided_by") == KEPT_BY
+            for k in ("beard", "moustache", "hair_colour"):
+                assert 0.0 <= at[k]["probability"] <= 1.0
+    assert kept > 0  # (the change of person was seen: the girl's reading kept back while the man is drawn)
+

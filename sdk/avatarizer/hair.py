@@ -534,7 +534,54 @@ def attributes_as_drawn(public: dict | None, params) -> dict | None:
     elif h is not None and not hat:
         h.pop("kind", None)
         h.pop("kind_probabilities", None)
+    _facial_hair_as_drawn(public, p)
+    _hair_colour_as_drawn(public, p)
     return hair_length_as_drawn(public, p)
+
+
+#: a beard's opacity, a moustache's widths over which the renderer draws it (avz.c: the beard from 0.002)
+DRAWN_FACIAL_HAIR = 0.002
+#: what a drawn beard or moustache that another reading took away keeps of that reading (its shape, colour)
+_FACIAL_HAIR_DETAIL = ("style", "style_probability", "style_decided_by", "colour", "colour_decided_by")
+
+
+def _facial_hair_as_drawn(public: dict, p: np.ndarray) -> None:
+    """The beard and moustache of :func:`attributes_as_drawn`: as drawn (the
+    tracker keeps the identity's, frozen while it suspects another person and
+    else moving ~2% a frame): a stream from a bearded man to a clean-shaven
+    one reported no beard beside the drawn one for 75 frames (a review,
+    session 76). A value that differs from the refresh's gets that refresh's
+    probability of it and ``"decided_by": "kept from earlier refreshes"``; one
+    taken away loses the refresh's shape and colour."""
+    drawn = {"beard": float(p[S.index("beard.opacity")]) > DRAWN_FACIAL_HAIR,
+             "moustache": max(float(p[S.index("moustache.w0")]), float(p[S.index("moustache.w1")]))
+             > DRAWN_FACIAL_HAIR}
+    for name, shown in drawn.items():
+        e = public.get(name)
+        if e is None or e.get("source") == "app" or bool(e["value"]) == shown:
+            continue
+        e["value"], e["probability"] = shown, 1.0 - float(e["probability"])
+        e["decided_by"] = KEPT_BY
+        if not shown:
+            for k in _FACIAL_HAIR_DETAIL:
+                e.pop(k, None)
+
+
+def _hair_colour_as_drawn(public: dict, p: np.ndarray) -> None:
+    """The hair colour of :func:`attributes_as_drawn`: the class the drawn
+    hair reads as (:func:`hair_colour_class_of`), where hair is drawn and
+    shows (no bald style, no head scarf or turban over it): the tracker keeps
+    the identity's colour over refreshes (brown drawn beside a reported
+    black for 75 frames after a change of person; a review, session 76)."""
+    e = public.get("hair_colour")
+    if e is None or e.get("source") == "app" or S.category(p, "headwear.type") >= 4 \
+            or float(p[S.index("hair_style.layers")]) <= 0:
+        return
+    shown = hair_colour_class_of([float(p[S.index(f"hair_front.{c}")]) for c in "rgb"])
+    if shown != e["value"] and shown in HAIR_COLOURS:
+        e["value"] = shown
+        e["probability"] = float((e.get("probabilities") or {}).get(shown, 0.0))
+        e["decided_by"] = KEPT_BY
 
 
 #: ``decided_by`` of an attribute reported as the hairstyle drawn shows it (the hair length, a bald head the
