@@ -640,14 +640,18 @@ def test_options_attributes_are_a_read_only_copy():
         with pytest.raises(TypeError):
             av.options.attributes["beard"] = True
         av.options.validate()
-        # copied as a plain dict (a mappingproxy made dataclasses.asdict / astuple / deepcopy fail)
+        # a mappingproxy made dataclasses.asdict / astuple / deepcopy fail: they work, copies are plain dicts
         import copy
         import dataclasses
 
-        assert dict(dataclasses.asdict(av.options)["attributes"]) == {"glasses": "sunglasses"}
+        assert dataclasses.asdict(av.options)["attributes"] == {"glasses": "sunglasses"}
         assert {"glasses": "sunglasses"} in dataclasses.astuple(av.options)
         deep = copy.deepcopy(av.options)
+        assert type(deep.attributes) is dict and type(copy.copy(av.options.attributes)) is dict
         deep.attributes["beard"] = True
+        assert av.options.attributes == {"glasses": "sunglasses"}
+        with pytest.raises(TypeError):  # (filled again through __init__: refused too)
+            av.options.attributes.__init__(beard=False)
         assert av.options.attributes == {"glasses": "sunglasses"}
 
 

@@ -1322,3 +1322,31 @@ def test_h_reads_a_photo_and_its_mirror_image_alike():
     FixedBatch.calls = 0
     out = mirrored_mean(ProfileOfOne(), crop)
     assert FixedBatch.calls == 2 and out["left"][0, 0] == pytest.approx(100.0)
+
+
+def test_facial_hair_reported_as_the_renderer_draws_it():
+    """Video's attributes_as_drawn: a moustache's stroke is drawn at any width
+    over 1e-5 (a 0.0015 one was reported not drawn), a beard from opacity
+    0.002; a moustache whose beard is not drawn is not "drawn with" it, and
+    one taken away loses that too."""
+    from avatarizer import schema as S
+    from avatarizer.hair import attributes_as_drawn
+
+    def public():
+        return {"beard": {"value": True, "probability": 0.9, "decided_by": "facial-hair network", "style": "full"},
+                "moustache": {"value": True, "probability": 0.9, "decided_by": "facial-hair network",
+                              "drawn_with": "beard"}}
+
+    p = S.default().copy()
+    p[S.index("beard.opacity")] = 0.0
+    p[S.index("moustache.w0")], p[S.index("moustache.w1")] = 0.0, 0.0015
+    a = attributes_as_drawn(public(), p)
+    assert a["beard"]["value"] is False and "style" not in a["beard"]
+    assert a["beard"]["probability"] == pytest.approx(0.1)
+    assert a["moustache"]["value"] is True and "drawn_with" not in a["moustache"]
+    p[S.index("moustache.w1")] = 0.0
+    a = attributes_as_drawn(public(), p)
+    assert a["moustache"]["value"] is False and "drawn_with" not in a["moustache"]
+    p[S.index("beard.opacity")] = 0.0021  # (over the renderer's 0.002)
+    assert attributes_as_drawn(public(), p)["beard"]["value"] is True
+

@@ -191,9 +191,18 @@ class Options:
 
 class _ReadOnlyDict(dict):
     """``av.options.attributes``: the settings as the Avatarizer normalised
-    them, read-only (``TypeError`` on a change), copied and pickled as a plain
-    dict (a ``mappingproxy`` made ``dataclasses.asdict(av.options)``,
-    ``astuple`` and ``copy.deepcopy`` fail; a review, session 76)."""
+    them, read-only (``TypeError`` on a change through its methods), a plain
+    dict in ``copy``, ``copy.deepcopy`` and pickles; ``dataclasses.asdict``
+    and ``astuple`` keep it read-only (they remake its type). A
+    ``mappingproxy`` made those four fail (a review, session 76)."""
+
+    __slots__ = ("_filled",)
+
+    def __init__(self, *args, **kwargs):
+        if getattr(self, "_filled", False):  # (__init__ again refilled it)
+            self._read_only()
+        super().__init__(*args, **kwargs)
+        self._filled = True
 
     def _read_only(self, *args, **kwargs):
         raise TypeError("an Avatarizer's attribute settings are read-only: make a new Avatarizer")

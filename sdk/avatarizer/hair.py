@@ -539,10 +539,14 @@ def attributes_as_drawn(public: dict | None, params) -> dict | None:
     return hair_length_as_drawn(public, p)
 
 
-#: a beard's opacity, a moustache's widths over which the renderer draws it (avz.c: the beard from 0.002)
-DRAWN_FACIAL_HAIR = 0.002
-#: what a drawn beard or moustache that another reading took away keeps of that reading (its shape, colour)
-_FACIAL_HAIR_DETAIL = ("style", "style_probability", "style_decided_by", "colour", "colour_decided_by")
+#: the beard's opacity over which the renderer draws it (avz.c: 0.002)
+DRAWN_BEARD_OPACITY = 0.002
+#: the moustache's widths over which the renderer draws its tapered stroke (avz.c: any width over 1e-5)
+DRAWN_MOUSTACHE_WIDTH = 1e-5
+#: what a beard or moustache another reading took away loses of that reading (its shape, colour, and the
+#: moustache's "drawn with the beard")
+_FACIAL_HAIR_DETAIL = ("style", "style_probability", "style_decided_by", "colour", "colour_decided_by",
+                       "drawn_with")
 
 
 def _facial_hair_as_drawn(public: dict, p: np.ndarray) -> None:
@@ -553,9 +557,9 @@ def _facial_hair_as_drawn(public: dict, p: np.ndarray) -> None:
     session 76). A value that differs from the refresh's gets that refresh's
     probability of it and ``"decided_by": "kept from earlier refreshes"``; one
     taken away loses the refresh's shape and colour."""
-    drawn = {"beard": float(p[S.index("beard.opacity")]) > DRAWN_FACIAL_HAIR,
+    drawn = {"beard": float(p[S.index("beard.opacity")]) > DRAWN_BEARD_OPACITY,
              "moustache": max(float(p[S.index("moustache.w0")]), float(p[S.index("moustache.w1")]))
-             > DRAWN_FACIAL_HAIR}
+             > DRAWN_MOUSTACHE_WIDTH}
     for name, shown in drawn.items():
         e = public.get(name)
         if e is None or e.get("source") == "app" or bool(e["value"]) == shown:
@@ -565,6 +569,9 @@ def _facial_hair_as_drawn(public: dict, p: np.ndarray) -> None:
         if not shown:
             for k in _FACIAL_HAIR_DETAIL:
                 e.pop(k, None)
+    m, b = public.get("moustache"), public.get("beard")
+    if m is not None and m.get("drawn_with") == "beard" and b is not None and not b["value"]:
+        m.pop("drawn_with")  # (the beard it was drawn with is not drawn: the moustache alone)
 
 
 def _hair_colour_as_drawn(public: dict, p: np.ndarray) -> None:
@@ -575,7 +582,7 @@ def _hair_colour_as_drawn(public: dict, p: np.ndarray) -> None:
     black for 75 frames after a change of person; a review, session 76)."""
     e = public.get("hair_colour")
     if e is None or e.get("source") == "app" or S.category(p, "headwear.type") >= 4 \
-            or float(p[S.index("hair_style.layers")]) <= 0:
+            or S.category(p, "hair_style.layers") <= 0:
         return
     shown = hair_colour_class_of([float(p[S.index(f"hair_front.{c}")]) for c in "rgb"])
     if shown != e["value"] and shown in HAIR_COLOURS:
