@@ -379,9 +379,8 @@ def export(what: str, cache: Path, mapper: str | None = None, folder: Path | Non
         if what == "onnx" and not results["onnx-fp16"].get("passed", True):
             # the one file onnx ships refused: the folder stays as it was (it dropped the previous network's
             # fp16 and int8 and shipped no face network with exit 0; a review, session 76)
-            BUILD.mkdir(parents=True, exist_ok=True)
             _summary(results, stage, fresh=True)
-            shutil.copyfile(stage / GATE_REPORT, BUILD / GATE_REPORT)
+            _keep_gate_report(stage)
             raise RuntimeError(f"onnx: the quality gate refused the fp16 network ({results['onnx-fp16'].get('error')}"
                                f"; {BUILD / GATE_REPORT}): nothing shipped, {target} is unchanged")
         if what in ("onnx", "ship"):
@@ -399,10 +398,15 @@ def export(what: str, cache: Path, mapper: str | None = None, folder: Path | Non
                     print(f"onnx: {target} has no face network the SDK's default on the CPU loads (int8) until "
                           f"`avatarizer-export quantize` runs", file=sys.stderr)
                 else:
-                    BUILD.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(stage / GATE_REPORT, BUILD / GATE_REPORT)
+                    _keep_gate_report(stage)
                     raise
     return results
+
+
+def _keep_gate_report(stage: Path) -> None:
+    """The staged gate report copied into ``BUILD`` before a refused export's staging copy is discarded."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(stage / GATE_REPORT, BUILD / GATE_REPORT)
 
 
 def _check_manifest_shape(folder: Path) -> None:

@@ -240,6 +240,12 @@ class Run:
         plt.close(fig)
 
 
+def _first_line(exc: BaseException) -> str:
+    """An error's first line, at most 200 characters ("" for none): what the checkpoint errors quote."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
 #: what every checkpoint of :class:`Trainer.save` holds (a resume reads the rest: :data:`RESUME_KEYS`)
 CKPT_KEYS = ("config", "state", "step")
 RESUME_KEYS = ("optim", "sched", "history", "rng")
@@ -257,9 +263,8 @@ def read_ckpt(path: Path, need: tuple = CKPT_KEYS) -> dict:
     except FileNotFoundError:
         raise
     except Exception as exc:  # noqa: BLE001 (whatever the unpickler raises on a file that is not ours)
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RuntimeError(f"{path}: not a readable checkpoint ({text[:200]}); delete it to train the run "
-                           "again") from None
+        raise RuntimeError(f"{path}: not a readable checkpoint ({_first_line(exc) or type(exc).__name__}); "
+                           "delete it to train the run again") from None
     missing = [k for k in need if not isinstance(ck, dict) or k not in ck]
     if missing or not isinstance(ck.get("config"), dict) or not isinstance(ck.get("state"), dict):
         raise RuntimeError(f"{path}: not a checkpoint of avatarizer-export train (" + (
@@ -303,8 +308,7 @@ def load_modules(name: str, kind: str | tuple | None = None) -> tuple[dict, dict
             m.eval()
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise RuntimeError(f"{path}: not a checkpoint this version can rebuild ({type(exc).__name__}: "
-                           f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else '-'}); train the "
-                           "run again") from None
+                           f"{_first_line(exc) or '-'}); train the run again") from None
     return mods, ck
 
 

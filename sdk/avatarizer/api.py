@@ -50,7 +50,6 @@ import os
 import sys
 import threading
 import time
-import types
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,7 +260,7 @@ class _Made:
 
     def __reduce_ex__(self, protocol):
         # copies and pickles are of the options' own class, open to change, with the state its own
-        # __getstate__ gives; the attributes a dict again (a mappingproxy cannot be pickled)
+        # __getstate__ gives; the attributes a plain dict again
         import copyreg
 
         rv = super().__reduce_ex__(protocol)
@@ -269,8 +268,7 @@ class _Made:
             return rv  # (the class's own __reduce__)
         state = rv[2] if len(rv) > 2 else None
         if isinstance(state, dict):
-            state = {k: dict(v) if isinstance(v, (types.MappingProxyType, _ReadOnlyDict)) else v
-                     for k, v in state.items()}
+            state = {k: dict(v) if isinstance(v, _ReadOnlyDict) else v for k, v in state.items()}
         return _options_of, (type(self)._base, state)
 
 

@@ -340,10 +340,15 @@ def _make_folders(folder: Path) -> None:
         _DIRS.append((made, (st.st_dev, st.st_ino)))
 
 
+def _line_breaks_escaped(text: str) -> str:
+    """``text`` on one line: a line break (in a file name) shown as ``\\n`` / ``\\r``."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _say(line: str) -> None:
     """Prints one line of what was written: a line break in a file name
     shown escaped, as the error lines show it (it split "wrote" in two)."""
-    print(line.replace("\r", "\\r").replace("\n", "\\n"))
+    print(_line_breaks_escaped(line))
 
 
 def _commit(tmp: Path, out: Path, overwrite: bool, inp: Path | None = None) -> None:
@@ -1507,9 +1512,7 @@ def _write_text(text, out: Path, overwrite: bool, inp: Path | None = None) -> No
     place (:func:`_commit`): a failure or a stop signal at any point leaves
     no temporary file and never replaces a file without ``overwrite``."""
     with _staged(out, out.suffix, overwrite, inp) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for piece in ((text,) if isinstance(text, str) else text):
-                f.write(piece)
+        _write_temp(text, tmp)
 
 
 def _write_temp(text, tmp: Path) -> None:
@@ -2169,7 +2172,7 @@ def _main(argv=None) -> int:
         return status
     except CLIError as exc:
         # (one line: a file name with a line break in it is shown with it escaped)
-        text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+        text = _line_breaks_escaped(str(exc))
         print(f"avatarizer {args.command}: error: {text}", file=sys.stderr)
         status = getattr(exc, "status", 1)
         return status
