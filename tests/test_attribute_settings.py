@@ -331,6 +331,16 @@ def test_hair_colour_as_set(av, photo, colour):
     assert a.attributes["hair_colour"]["value"] == colour and a.attributes["hair_colour"]["source"] == "app"
 
 
+def test_a_hair_colour_set_leaves_the_clothes_as_read(av, photo):
+    # the clothes' reading leaves out the photo's own hair colour, not the class set (the sample's
+    # clothes were read a light grey with black set: its dark hair counted as clothes)
+    clothes = [S.index(f"clothes.{c}") for c in "rgb"]
+    read = av.from_frame(photo).params[clothes]
+    for colour in ("black", "brown", "blond", "red", "gray"):
+        a = av.from_frame(photo, attributes={"hair_colour": colour})
+        np.testing.assert_array_equal(a.params[clothes], read, err_msg=colour)
+
+
 def test_hair_length_as_set(av, photo):
     from avatarizer.hair import HairBank
 

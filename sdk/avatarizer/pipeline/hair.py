@@ -473,6 +473,11 @@ class HairStage(Stage):
             # (no hair beside the face: the class's colour, the palette's grey for grey hair)
             rgb = H.class_hair_colour(attrs["hair_colour_probs"], sampled=hair_rgb)
         read_kind = fused  # the glasses kind the model read (before the app's): the photo's lenses are tinted
+        if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
+            rgb = H.class_hair_colour(attrs["hair_colour_probs"])
+        # the hair's colour as the photo shows it, before any class the app sets: the clothes' reading leaves
+        # it out (with the set class's colour instead, hair over the shoulders was read as the clothes)
+        photo_rgb = rgb
         if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...)); the model's stays
             H.apply_settings(attrs, settings)
             if "hair_colour" in settings:  # the photo's hair colour (beside a hat) moved into the class set
@@ -483,8 +488,6 @@ class HairStage(Stage):
             H.read_beard_style(attrs, glasses_cues.get("goatee"))
         # a stream's beard shape changes only when two refreshes in a row read it
         beard_shape = (None, None) if style is None else H.steady_beard_style(attrs, *style[2])
-        if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
-            rgb = H.class_hair_colour(attrs["hair_colour_probs"])
         query = H.hat_query(H.bald_query(attrs))
         base = schema.default()
         base[schema.FACE] = face_slice
@@ -538,7 +541,7 @@ class HairStage(Stage):
         from ..artist.photo import float_rgb, to_lab
 
         worn = None if mask is None else clothes_rgb(  # (no person mask: the corners may be the background)
-            float_rgb(crop), mask, valid, to_lab(np.asarray(base[SKIN_RGB], np.float64)), rgb)
+            float_rgb(crop), mask, valid, to_lab(np.asarray(base[SKIN_RGB], np.float64)), photo_rgb)
         if style is not None:  # a stream: a refresh that reads no clothes keeps the last reading's colour
             steady, worn = H.steady_readings({}, steady, clothes_rgb=worn)
         if worn is not None:  # (plain floats: the attributes are compared and sent between processes)
