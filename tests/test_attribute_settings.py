@@ -65,6 +65,7 @@ def test_settings_are_normalised_and_none_leaves_the_decision_to_the_regressor()
     got = check_settings({"beard": np.bool_(True), "age": np.int64(70), "glasses": "none", "headwear": None})
     assert got == {"beard": True, "age": 70.0, "glasses": "none"}
     assert type(got["beard"]) is bool and type(got["age"]) is float
+    assert str(check_settings({"age": -0.0})["age"]) == "0.0"  # (not "-0 years" in --attributes)
     assert check_settings(None) == {} and check_settings({}) == {}
     assert set(SETTABLE) == {"glasses", "beard", "moustache", "headwear", "bald", "hair_colour", "hair_length",
                              "age", "skin_tone", "headwear_kind"}

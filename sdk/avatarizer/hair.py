@@ -872,7 +872,7 @@ def check_settings(settings, what: str = "attributes") -> dict:
             lo, hi = allowed
             if not is_real(v) or not lo <= float(v) <= hi:
                 raise ValueError(f"{subject} must be a number from {lo:g} to {hi:g}, got {v!r:.60}.")
-            out[name] = float(v)
+            out[name] = float(v) + 0.0  # (-0 as 0: "-0 years" read oddly)
     if "headwear_kind" in out and out.get("headwear") is False:
         raise ValueError(f"{what.format(name='headwear_kind') if '{name}' in what else what}: "
                          f"headwear_kind {out['headwear_kind']!r} asks for headwear that headwear=False "
