@@ -1790,11 +1790,14 @@ def test_heldout_on_a_folder_of_ones_own_says_it_keeps_nothing(tmp_path, capsys,
     from avatarizer_export.evaluate import list_photos
 
     monkeypatch.setattr(E, "is_heldout", lambda key: False)  # (the split hashes names it does not list)
+    src = tmp_path / "ffhq128"  # (a folder of the project's name: its split, by name)
+    src.mkdir()
     for n in ("me.jpg", "you.png"):
-        (tmp_path / n).write_bytes(b"")
-    assert list_photos(tmp_path, True, None) == []
+        (src / n).write_bytes(b"")
+    assert list_photos(src, True, None) == []
     err = capsys.readouterr().err
     assert "none of its 2 photo(s) is in the project's held-out split" in err
+    tmp_path = src
     assert len(list_photos(tmp_path, False, None)) == 2 and capsys.readouterr().err == ""
     (tmp_path / "album.png").mkdir()  # a folder with a photo's name is no photo (it was counted unreadable)
     assert [p.name for p in list_photos(tmp_path, False, None)] == ["me.jpg", "you.png"]
@@ -2022,3 +2025,64 @@ def test_h_alone_is_scored_as_the_hair_stage_reads_it(tmp_path, monkeypatch):
         "age": 40, "gender": "female"}}]}))
     out = attribute_metrics(["a.jpg"], crop[None], tmp_path / "attributes.jsonl")
     assert seen == [(128, 128, 3)] and out["n"] == 1
+
+
+def test_heldout_keeps_none_of_a_folder_the_split_does_not_name(tmp_path, capsys, monkeypatch):
+    """The split holds out photos of the project's folders by name: a copy
+    of ffhq128 under another name had its names hashed into an arbitrary
+    tenth, training photos scored as held out (a review, session 77). Now
+    such a folder keeps none, with a warning; a file name that is not UTF-8
+    is a key like any other (it ended the run)."""
+    from avatarizer_export import data as D
+    from avatarizer_export import evaluate as E
+
+    monkeypatch.setattr(E, "is_heldout", lambda key: True)  # (every name held out: only the folder decides)
+    mine = tmp_path / "h30"
+    mine.mkdir()
+    for n in ("ffhq-0000.jpg", "ffhq-0002.jpg"):
+        (mine / n).write_bytes(b"")
+    assert E.list_photos(mine, True, None) == []
+    assert "keeps none of it" in capsys.readouterr().err
+    assert len(E.list_photos(mine, False, None)) == 2
+    monkeypatch.undo()
+    name = "latin\udce9.jpg"  # (os.listdir's reading of the byte 0xe9)
+    assert D.is_heldout(f"ffhq128/{name}") in (True, False)
+    assert D.is_heldout(f"ffhq128/{name}") == D.is_heldout(f"ffhq128/{name}")
+
+
+def test_labels_beside_the_photos_are_scored_and_a_class_no_photo_has_is_null(tmp_path, capsys):
+    """README: with --labels, or an attributes.jsonl beside the photos,
+    there are ``attributes``; the file beside them gave none. A balanced
+    accuracy over photos of one class only (no sunglasses among them) is
+    that class's recall alone: null, not 1.0 (a review, session 77)."""
+    import shutil
+
+    src = need_shared("data", "faces", "ffhq128-labelled")
+    lines = {json.loads(x)["file"]: x for x in (src / "attributes.jsonl").read_text().splitlines() if x.strip()}
+    names = [n for n in sorted(lines) if '"NoGlasses"' in lines[n]][:3]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for n in names:
+        shutil.copy(src / n, mine / n)
+    (mine / "attributes.jsonl").write_text("\n".join(lines[n] for n in names) + "\n")
+    rc, res, err = _eval_json(capsys, "--faces", str(mine), "--methods", "artist", "--identity-n", "2", "--json")
+    assert rc == 0 and res["aligned"] == 3, err
+    attrs = res["attributes"]
+    assert {"glasses", "sunglasses", "hair_color", "age_mae"} <= set(attrs), attrs
+    assert attrs["glasses"] is None and attrs["sunglasses"] is None  # (every photo without: one class)
+    assert attrs["age_mae"] is not None and attrs["age_mae"] >= 0
+
+
+def test_an_unreadable_photos_reason_is_whole_and_every_one_is_named(tmp_path, capsys):
+    """The warning named five unreadable files and then "...", and a line
+    break in a name cut the reason there (a review, session 77)."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for i in range(7):
+        (folder / f"bad{i}.jpg").write_bytes(b"not a jpeg %d" % i)  # (each its own: copies are left out)
+    (folder / "new\nline.jpg").write_bytes(b"")
+    rc, res, err = _eval_json(capsys, "--faces", str(folder), "--methods", "artist", "--json")
+    assert rc == 0 and res["unreadable"] == 8, err
+    warning = next(x for x in err.splitlines() if "could not be read" in x)
+    assert all(f"bad{i}.jpg" in warning for i in range(7)) and "; ..." not in warning
+    assert "new\\nline.jpg (" in warning and "new\\nline.jpg)" not in warning.split("new\\nline.jpg (", 1)[0]

@@ -198,7 +198,8 @@ def is_heldout(key: str) -> bool:
     """Fixed held-out split by file name: 20% of the labelled FFHQ photos (for
     attribute evaluation) and 10% of every other folder, chosen by the SHA-1
     of ``folder/file``. Never trained on."""
-    h = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)
+    # (a file name that is not UTF-8 reaches here with surrogate escapes: its own bytes, not an error)
+    h = int(hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()[:8], 16)
     folder = key.split("/", 1)[0]
     return h % 5 == 0 if folder == "ffhq128-labelled" else h % 10 == 0
 

@@ -232,7 +232,18 @@ def list_photos(faces: Path, heldout: bool, limit: int | None, sample: int | Non
     if heldout:  # keyed by the folder's real name: "." or a link of another name is the same split
         from .data import heldout_twins
 
+        from .data import SOURCES
+
         folder = _folder_name(faces)
+        if folder not in SOURCES:
+            # the split is of the project's own folders by their names: another folder's names were hashed
+            # into an arbitrary tenth (a copy of ffhq128 under another name scored training photos as held
+            # out; a review, session 77)
+            if files:
+                _warn(f"{faces}: --heldout keeps none of it: the project's split holds out photos of its own "
+                      f"folders ({', '.join(SOURCES)}) by name, and this folder is none of them (photos of "
+                      "your own were never trained on: leave --heldout out to grade them)")
+            files = []
         kept = [p for p in files if is_heldout(f"{folder}/{p.name}")]
         # (not the held-out photos a training photo repeats under another name: UTKFace's copies)
         twins = heldout_twins(faces, folder) if kept else frozenset()
@@ -272,7 +283,10 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
                 image = load_image(f)
             except ValueError as exc:  # not an image Pillow can decode, empty, truncated, too small or huge
                 unreadable.append(str(Path(f).absolute()))
-                why.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                msg = str(exc)
+                for name in {str(f), str(Path(f).absolute())}:  # (a line break in the name is not the message's
+                    msg = msg.replace(name, _one_line(name))     # end: the reason was cut at it; a review, session 77)
+                why.append(msg.splitlines()[0] if msg else type(exc).__name__)
                 continue
             try:
                 face = al.align(image)
@@ -456,7 +470,7 @@ def prepared(files: list[Path], cache: Path | None, progress: bool = True, exagg
 def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None = None, identity_n: int = 100,
              progress: bool = True, keep: dict | None = None, cache: Path | None = None,
              exaggeration: float | None = None, groups: bool = False, data_cache: Path | None = None,
-             labels_home: Path | None = None) -> dict:
+             labels_home: Path | None = None, labels_beside: bool = False) -> dict:
     """Metrics for ``methods`` on the photos ``files``. When ``keep`` is a dict it
     receives the per-photo arrays (names, crops, pseudo ground truth, and each
     method's avatars) for figures. ``cache``: an .npz keeping the aligned
@@ -466,7 +480,9 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
     type (:func:`photo_groups`) under ``result["groups"]``. ``labels``: a
     labels file (ffhq128-labelled format) or :func:`read_labels` of one;
     ``labels_home``: the folder holding it (default: a file's own folder),
-    see :func:`row_labels` for the photos it applies to.
+    see :func:`row_labels` for the photos it applies to. ``labels_beside``
+    (``eval`` without ``--labels``): where ``labels`` is None, the
+    ``attributes.jsonl`` beside the photos (:func:`labels_beside_rows`).
     A photo in ``files`` twice (or a byte-identical copy) is scored once
     (:func:`unique_photos`, with a warning); ``faces`` counts it once."""
     from tqdm import tqdm
@@ -484,14 +500,18 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
     # the aligned photos' own paths, row by row: several folders may hold the same file name
     paths = [Path(p) for p in prep["paths"]]
     hairs = [None if not np.isfinite(h).all() else h for h in prep["hairs"]]
+    from_file = labels is not None
     if labels:
         labels = row_labels(paths, labels, labels_home)
+    elif labels is None and labels_beside:
+        labels = labels_beside_rows(paths)
     result = {"faces": prep["faces"], "unreadable": len(prep["unreadable"]), "aligned": len(names), "methods": {}}
     if prep["unreadable"]:
         bad, why = prep["unreadable"], prep["unreadable_why"]  # (both in every cache since v7)
+        # (every one named, as README says: the first five alone left a truncated JPEG unnamed among six)
         _warn(f"skipped {len(bad)} of {prep['faces']} file(s) that could not be read as images: "
-              + "; ".join(f"{b} ({w})" for b, w in zip(bad[:5], why)) + ("; ..." if len(bad) > 5 else ""))
-    if labels is not None and names and not (isinstance(labels, list) and any(t is not None for t in labels)):
+              + "; ".join(f"{_one_line(b)} ({w})" for b, w in zip(bad, why)))
+    if from_file and names and not (isinstance(labels, list) and any(t is not None for t in labels)):
         _warn(f"--labels matched none of the {len(names)} aligned photo(s) (it names bare file names of the "
               "folder holding it): no attribute is scored")
     if not len(names):
@@ -773,6 +793,11 @@ def _labels_beside(folder: Path) -> dict[str, dict]:
 
 
 _WARNED: set[str] = set()
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: a line break (in a file name) shown as ``\\n`` / ``\\r``."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _warn(msg: str) -> None:
@@ -1387,6 +1412,27 @@ def cross_moment_top1(photo: np.ndarray, render: np.ndarray, drew: np.ndarray) -
     return float(np.mean(tops)) if tops else float("nan")
 
 
+def labels_beside_rows(paths: list[Path]) -> list[dict | None] | None:
+    """Each photo's targets from the ``attributes.jsonl`` in its own folder
+    (:func:`read_labels`; ``eval`` without ``--labels``), None where it has
+    none; None where no folder of the photos has a labels file. A file
+    :func:`read_labels` refuses is skipped with a warning."""
+    per: dict[Path, dict | None] = {}
+    rows: list[dict | None] = []
+    for p in paths:
+        folder = Path(p).parent
+        if folder not in per:
+            path = folder / "attributes.jsonl"
+            try:
+                per[folder] = read_labels(path) if path.is_file() else None
+            except ValueError as exc:
+                _warn(f"skipped the labels beside the photos: {exc}")
+                per[folder] = None
+        lab = per[folder]
+        rows.append(None if lab is None else lab.get(Path(p).name))
+    return rows if any(v is not None for v in per.values()) else None
+
+
 def row_labels(paths: list[Path], labels: dict[str, dict], home: Path | None = None) -> list[dict | None]:
     """Each photo's targets from a labels file (``labels``: :func:`read_labels`,
     keyed by bare file name), None where it has none. The labels belong to
@@ -1434,8 +1480,13 @@ def _attribute_scores(t: list[dict], preds: list[dict]) -> dict:
     out = {}
     gl_t = np.array([x["glasses"] for x in t])
     ok = gl_t >= 0
+    def two_classes(truth):  # (a balanced accuracy over one class is that class's recall alone: null; a
+        # labels file of ten photos without sunglasses scored "sunglasses": 1.0, a review, session 77)
+        return len(np.unique(truth)) >= 2
+
     for name, truth in (("glasses", gl_t > 0), ("sunglasses", gl_t == 2)):
-        out[name] = M.balanced_accuracy(truth[ok].astype(int), np.array([int(p[name]) for p in preds])[ok])
+        out[name] = M.balanced_accuracy(truth[ok].astype(int), np.array([int(p[name]) for p in preds])[ok]) \
+            if two_classes(truth[ok]) else float("nan")
     kind = np.array([2 if p["sunglasses"] else 1 if p["glasses"] else 0 for p in preds])
     out["glasses_type"] = float(np.mean(kind[ok] == gl_t[ok])) if ok.any() else float("nan")
     def labelled(name):  # (the photos whose label of ``name`` is there: a missing field is not "no")
@@ -1443,7 +1494,7 @@ def _attribute_scores(t: list[dict], preds: list[dict]) -> dict:
         return truth, np.isfinite(truth)
 
     def balanced(truth, pred, ok):
-        return M.balanced_accuracy(truth[ok].astype(int), pred[ok]) if ok.any() else float("nan")
+        return M.balanced_accuracy(truth[ok].astype(int), pred[ok]) if two_classes(truth[ok]) else float("nan")
 
     for name in ("beard", "moustache", "headwear", "bald"):
         truth, has = labelled(name)
@@ -1457,7 +1508,7 @@ def _attribute_scores(t: list[dict], preds: list[dict]) -> dict:
     hc_t = np.array([x["hair_colour"] for x in t])
     hc_p = np.array([HR.HAIR_COLOURS.index(p["hair_colour"]) for p in preds])
     ok = hc_t >= 0
-    out["hair_color"] = M.balanced_accuracy(hc_t[ok], hc_p[ok])
+    out["hair_color"] = M.balanced_accuracy(hc_t[ok], hc_p[ok]) if two_classes(hc_t[ok]) else float("nan")
     truth, has = labelled("male")
     out["gender"] = balanced(truth, np.array([int(p["male"]) for p in preds]), has)
     ages = np.array([x["age"] for x in t])
@@ -1685,7 +1736,7 @@ def main_eval(args) -> int:
     res = evaluate(files, methods, labels=labels, labels_home=Path(args.labels).parent if args.labels else None,
                    identity_n=args.identity_n,
                    progress=not args.json, cache=Path(args.prepared) if getattr(args, "prepared", None) else None,
-                   exaggeration=args.exaggeration, groups=args.groups)
+                   exaggeration=args.exaggeration, groups=args.groups, labels_beside=True)
     if args.clips:
         res["clips"] = clip_metrics(Path(args.clips), methods, progress=not args.json)
     text = json.dumps(_json_safe(res), indent=None if args.json else 1, allow_nan=False)
