@@ -2086,3 +2086,13 @@ def test_an_unreadable_photos_reason_is_whole_and_every_one_is_named(tmp_path, c
     warning = next(x for x in err.splitlines() if "could not be read" in x)
     assert all(f"bad{i}.jpg" in warning for i in range(7)) and "; ..." not in warning
     assert "new\\nline.jpg (" in warning and "new\\nline.jpg)" not in warning.split("new\\nline.jpg (", 1)[0]
+
+
+def test_a_folder_whose_name_holds_a_comma_is_that_folder(tmp_path, capsys):
+    """--faces takes a comma-separated list; a folder named "Smith, John"
+    was read as "Smith" and "John" ("not a folder"), with no way to give it."""
+    folder = tmp_path / "Smith, John"
+    folder.mkdir()
+    (folder / "x.jpg").write_bytes(b"not a photo")
+    rc, res, err = _eval_json(capsys, "--faces", str(folder), "--methods", "artist", "--json")
+    assert rc == 0 and res["faces"] == 1 and res["unreadable"] == 1, err

@@ -1664,7 +1664,10 @@ def main_eval(args) -> int:
         check_methods(methods)
     except UsageError as exc:
         return _fail(str(exc), 2)
-    parts = [p.strip() for p in args.faces.split(",")]  # (as --methods: "a, b" is a and b)
+    # (as --methods: "a, b" is a and b; but a folder whose own name holds a comma is that folder: "Smith, John"
+    # was read as "Smith" and " John", with no way to give it; a review, session 77)
+    parts = [args.faces] if "," in args.faces and Path(args.faces).is_dir() else \
+        [p.strip() for p in args.faces.split(",")]
     if any(not p for p in parts):
         return _fail(f"--faces {args.faces!r} has an empty entry (a comma-separated list of folders)", 2)
     out, prep = args.out, getattr(args, "prepared", None)
