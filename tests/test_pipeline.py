@@ -268,6 +268,39 @@ def test_video_keeps_to_the_tracked_face_of_two_about_one_size(astronaut):
         assert state.faces[0].box[0] > 320
 
 
+def test_video_another_face_index_is_ranked_afresh_and_a_grown_face_leaves_its_rank(astronaut):
+    """The first frame of another ``face_index`` kept to the last index's
+    face (the align stage used the old track's box before the frame was
+    found to start a new track), and its identity started from it; a face
+    tracked at index 1 that grew to 5 times the other's area stayed index 1,
+    so indices 0 and 1 gave one person (a review, session 77)."""
+    import cv2
+
+    head = astronaut[20:260, 110:350]
+
+    def canvas(left: int, right: int) -> np.ndarray:
+        c = np.full((384, 700, 3), 200, np.uint8)
+        c[40:40 + left, 20:20 + left] = cv2.resize(head, (left, left), interpolation=cv2.INTER_AREA)
+        c[40:40 + right, 340:340 + right] = cv2.resize(head, (right, right), interpolation=cv2.INTER_AREA)
+        return c
+
+    with Avatarizer(mode="video", max_faces=2, tracker=TrackerOptions(identity_worker="inline")) as av:
+        t = 0.0
+        for index in (0, 1, 1, 0):
+            state = av.run(canvas(300, 200), timestamp_ms=t, face_index=index)
+            t += 40.0
+            assert len(state.all_faces) == 2 and state.faces
+            assert (state.faces[0].box[0] < 320) == (index == 0), index  # (0 the larger, left; 1 the right)
+        av.reset()
+        sides = []
+        for k in range(12):  # the right face grows from 200 px to 330 px, the left shrinks from 300 to 180
+            right, left = 200 + 130 * k // 11, 300 - 120 * k // 11
+            state = av.run(canvas(left, right), timestamp_ms=t, face_index=1)
+            t += 40.0
+            sides.append("L" if state.faces[0].box[0] < 320 else "R")
+        assert sides[0] == "R" and sides[-1] == "L", sides  # (the smaller face at the end: the left)
+
+
 def test_the_person_back_gets_their_hairs_memory_back():
     """``Tracker.returns`` gives the identity before a switch back; the
     stream forgot that person's hair retrieval (its style, beard shape and

@@ -1077,8 +1077,9 @@ class Avatarizer:
         With the default ``max_faces`` (1 in video mode) the face is the one
         MediaPipe tracks (the first it found, whatever its size, until it is
         lost); with more, the face that continues the tracked one keeps its
-        rank until the face of that rank is 1.3 times its area
-        (:data:`avatarizer.pipeline.align.STICKY_AREA`).
+        rank while it and the face of that rank are within 1.3 times each
+        other's area (:data:`avatarizer.pipeline.align.STICKY_AREA`); another
+        ``face_index`` is ranked afresh from its first frame.
 
         ``attributes``: what the app knows about this person, drawn instead
         of the regressor's decision, on top of ``Options.attributes`` (same

@@ -19,7 +19,8 @@ from .state import Face, FrameState
 
 
 #: video mode: the face that continues the tracked one stays the chosen one
-#: (``face_index``, by size) until the face of that rank is this many times its area
+#: (``face_index``, by size) while it and the face of that rank are within this
+#: factor of each other's area
 STICKY_AREA = 1.3
 
 
@@ -126,12 +127,16 @@ class AlignStage(Stage):
             chosen = [faces[state.face_index]] if state.face_index < len(faces) else []
             stream = state.stream
             if stream is not None and chosen and len(faces) > 1:
-                # video: the face that continues the tracked one keeps its place while the face of that rank
-                # is at most STICKY_AREA times its area (two people of about one size took it in turn: the
-                # tracked person changed 16-20 times in 10 s, their identities blended)
-                same = continuing(faces, stream.track_box)
+                # video: the face that continues the tracked one keeps its place while it and the face of that
+                # rank are within STICKY_AREA times each other's area (two people of about one size took it in
+                # turn: the tracked person changed 16-20 times in 10 s, their identities blended); not a face
+                # grown far past that rank (face_index 1 kept a face 5 times the other's: both indices gave
+                # it), nor the box of another index's track or a track the frame does not continue
+                box = stream.track_box_for(state.timestamp_ms, state.face_index, state.image.shape)
+                same = continuing(faces, box) if box is not None else None
                 if same is not None and same is not chosen[0] and \
-                        box_area(same.box) * STICKY_AREA >= box_area(chosen[0].box):
+                        box_area(same.box) * STICKY_AREA >= box_area(chosen[0].box) and \
+                        box_area(chosen[0].box) * STICKY_AREA >= box_area(same.box):
                     chosen = [same]
             if stream is not None:
                 stream.track_box = tuple(chosen[0].box) if chosen else stream.track_box

@@ -348,6 +348,21 @@ class StreamState:
             self.new_track()
         self.track = track
 
+    def track_box_for(self, timestamp_ms: float, face_index: int | None, shape: tuple) -> tuple | None:
+        """The tracked face's last box (:attr:`track_box`) where a frame of
+        ``face_index`` and ``shape`` at ``timestamp_ms`` continues the track,
+        as :meth:`continue_track` will judge it after the align stage; None
+        where it starts a new one (another ``face_index`` or frame size, the
+        face gone longer than ``reset_ms``): the align stage kept to the last
+        index's box, and another ``face_index`` got that index's face on its
+        first frame, its identity started from it (a review, session 77)."""
+        if self.track is None or self.track[:3] != (face_index, int(shape[0]), int(shape[1])):
+            return None
+        seen = self.tracker.last_seen_ms
+        if seen is None or self.tracker.absent_ms(float(timestamp_ms)) > self.tracker.options.reset_ms:
+            return None
+        return self.track_box
+
     def accept(self, timestamp_ms: float) -> float:
         """The frame's time on the stream's clock; ``ValueError`` unless it is a
         finite number later than the last (:func:`avatarizer.align.check_timestamp`)."""
