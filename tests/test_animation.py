@@ -1234,3 +1234,19 @@ def test_a_path_two_tracks_draw_is_written_once_in_an_svg():
     assert len(ds) == len(set(ds))
     anims = re.findall(r'<animate attributeName="d"[^>]*/>', svg)
     assert len(anims) == len(set(anims))
+
+
+def test_an_unknown_parameter_name_is_quoted_short(tmp_path):
+    """``animate --params``: an unknown name was quoted whole (a 900 KB
+    error line from one 900 KB name; a review, session 77); cut at 40
+    characters, as ``Avatar.from_json`` cuts them."""
+    from avatarizer import schema as S
+    from avatarizer.animation import read_params_jsonl
+
+    doc = {n: float(v) for n, v in zip(S.NAMES, S.default())}
+    doc["x" * 100_000] = 0.0
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"params": doc}) + "\n")
+    with pytest.raises(ValueError) as exc:
+        read_params_jsonl(path)
+    assert len(str(exc.value)) < 400 and "1 unknown" in str(exc.value)

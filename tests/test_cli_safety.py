@@ -790,6 +790,12 @@ def test_an_output_name_ending_in_a_separator_is_refused(tmp_path, capsys):
     assert main(["image", str(photo), "-o", str(tmp_path / "dir.png") + os.sep]) == 2
     assert "ends with a path separator" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
+    # `-o old.png/.` (a folder to the system, old.png to Path()) replaced old.png with --overwrite
+    (tmp_path / "old.png").write_bytes(b"keep")
+    for tail in (".", ".."):
+        assert main(["image", str(photo), "-o", str(tmp_path / "old.png") + os.sep + tail, "--overwrite"]) == 2
+        assert "a '.' or '..' part" in capsys.readouterr().err
+    assert (tmp_path / "old.png").read_bytes() == b"keep"
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc (a folder nobody can write a file into)")

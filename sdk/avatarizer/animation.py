@@ -1518,7 +1518,8 @@ def read_params_jsonl(path, times_ms: list | None = None, durations_ms: list | N
                     unknown = sorted(set(doc) - set(NAMES))
                     if missing or unknown:
                         raise ValueError(f"{path}, line {n}: the parameters do not match schema {VERSION}: "
-                                         f"{len(unknown)} unknown {unknown[:3]}, {len(missing)} missing "
+                                         f"{len(unknown)} unknown {[u[:40] for u in unknown[:3]]}, "
+                                         f"{len(missing)} missing "
                                          f"{missing[:3]}")
                     doc = [doc[k] for k in NAMES]
             if doc is None:  # a frame without an avatar

@@ -2134,8 +2134,11 @@ def _main(argv=None) -> int:
             print(f"avatarizer {args.command}: error: {text}", file=sys.stderr)
             return 2
     for name, value in _output_names(args):  # (Path() drops the slash: `-o dir.png/` wrote a file dir.png)
-        if value.endswith(tuple(filter(None, (os.sep, os.altsep)))):
-            print(f"avatarizer {args.command}: error: {name} {value!r} ends with a path separator (a folder): "
+        # (and a last part "." or "..": `-o old.png/.` is a folder to the system, a file old.png to Path())
+        last = value.replace(os.altsep, os.sep) if os.altsep else value
+        if value.endswith(tuple(filter(None, (os.sep, os.altsep)))) or last.rsplit(os.sep, 1)[-1] in (".", ".."):
+            print(f"avatarizer {args.command}: error: {name} {value!r} ends with a path separator or a '.' or "
+                  "'..' part (a folder): "
                   "give a file name", file=sys.stderr)
             return 2
     handlers = {}
