@@ -17,6 +17,7 @@ smooths identity further.
 """
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
@@ -440,16 +441,18 @@ class HairStage(Stage):
         # the photo's hair colour as sampled, without a colour cast (before any class is read into it)
         hair_rgb = None if reading is None else H.natural_hair_colour(reading[0])
         # a hat is decided (by H or the app) before the hair colour is: under it the hair region is the hat
-        hat_shape = None
-        if settings.get("headwear", attrs["drawn"]["headwear"]) and mask is not None:
-            # the hat of its kind where the photo shows it (the person mask above the forehead)
+
+        def under_hat(attrs, hair_rgb, scarf):
+            """The hat of its kind where the photo shows it (the person mask above the
+            forehead), its colour and the hair's beside the face, read into ``attrs``:
+            (hat_shape, hair_rgb, rgb)."""
             hat_shape = HW.shape_cues(crop, mask, face.canonical, valid)
             HW.read_kind(attrs, hat_shape)
             # the hat in its colour, the hair in the colour beside the face
             hat, hair_rgb = H.headwear_colours(crop, mask, face.canonical, valid, skin_rgb=face_slice[SKIN_SLICE])
             if hat is not None:
                 attrs["headwear_rgb"] = hat
-            if settings.get("headwear_kind") == "scarf":  # the cloth over the crown and beside the face
+            if scarf:  # the cloth over the crown and beside the face
                 cloth = H.scarf_colour(crop, mask, face.canonical, valid, skin_rgb=face_slice[SKIN_SLICE])
                 if cloth is not None:
                     attrs["headwear_rgb"] = cloth
@@ -472,12 +475,31 @@ class HairStage(Stage):
             # another class than the one reported (a grey head's brown side hair)
             # (no hair beside the face: the class's colour, the palette's grey for grey hair)
             rgb = H.class_hair_colour(attrs["hair_colour_probs"], sampled=hair_rgb)
+            return hat_shape, hair_rgb, rgb
+
+        hat_shape = None
+        model_hat = bool(attrs["drawn"]["headwear"]) and mask is not None
+        wants_hat = bool(settings.get("headwear", attrs["drawn"]["headwear"])) and mask is not None
+        scarf = wants_hat and settings.get("headwear_kind") == "scarf"
+        # the hair's colour as the photo shows it by the model's own reading, whatever the app sets: the
+        # clothes' reading leaves it out (with the app's hat, its scarf or its hair colour, hair over the
+        # shoulders was read as the clothes: 18 of 40 portraits' clothes changed with headwear=True set)
+        photo_rgb = None
+        if (wants_hat, scarf) != (model_hat, False):
+            if model_hat:
+                mine = copy.deepcopy(attrs)
+                photo_rgb = under_hat(mine, hair_rgb, False)[2]
+            else:
+                mine, photo_rgb = attrs, rgb
+            if photo_rgb is None:
+                photo_rgb = H.class_hair_colour(mine["hair_colour_probs"])
+        if wants_hat:
+            hat_shape, hair_rgb, rgb = under_hat(attrs, hair_rgb, scarf)
         read_kind = fused  # the glasses kind the model read (before the app's): the photo's lenses are tinted
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.class_hair_colour(attrs["hair_colour_probs"])
-        # the hair's colour as the photo shows it, before any class the app sets: the clothes' reading leaves
-        # it out (with the set class's colour instead, hair over the shoulders was read as the clothes)
-        photo_rgb = rgb
+        if photo_rgb is None:  # (the model's own hat decision: the colour as read, before a class the app sets)
+            photo_rgb = rgb
         if settings:  # what the app set wins (Options.attributes, from_frame(attributes=...)); the model's stays
             H.apply_settings(attrs, settings)
             if "hair_colour" in settings:  # the photo's hair colour (beside a hat) moved into the class set
