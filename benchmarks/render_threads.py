@@ -110,9 +110,9 @@ def _sizes(text: str) -> list[int]:
     try:
         sizes = [int(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r:.60}") from None
     if not sizes or not all(1 <= v <= native.MAX_SIZE for v in sizes):
-        raise argparse.ArgumentTypeError(f"sizes must be in 1..{native.MAX_SIZE}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"sizes must be in 1..{native.MAX_SIZE}, got {text!r:.60}")
     return sizes
 
 

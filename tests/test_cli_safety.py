@@ -8,6 +8,7 @@ must leave the folder exactly as it was.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -914,3 +915,19 @@ def test_a_line_break_in_an_output_name_is_shown_escaped_on_success_too(tmp_path
     said = capsys.readouterr().out
     assert out.is_file() and said.count("\n") == 1 and "a\\nb.png" in said, said
 
+
+
+def test_a_user_given_name_is_quoted_short_in_an_error(tmp_path, capsys):
+    """A 100,000-character name in `-o`, `--params` or a number's place was
+    quoted whole: a 100 KB error line (a review, session 77)."""
+    from avatarizer.cli import main
+
+    long = "y" * 100_000
+    for argv in (["image", "p.jpg", "-o", str(tmp_path / f"x.{long}")],
+                 ["image", "p.jpg", "-o", str(tmp_path / long) + "/."],
+                 ["video", "v.mp4", "-o", str(tmp_path / "v.mp4"), "--params", str(tmp_path / f"{long}.txt")],
+                 ["image", "p.jpg", "-o", str(tmp_path / "a.png"), "--size", long]):
+        with pytest.raises(SystemExit) if argv[-2] == "--size" else contextlib.nullcontext():
+            main(argv)
+        err = capsys.readouterr().err
+        assert err and max(len(line) for line in err.splitlines()) < 600, (argv[:3], len(err))

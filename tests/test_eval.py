@@ -2080,12 +2080,17 @@ def test_an_unreadable_photos_reason_is_whole_and_every_one_is_named(tmp_path, c
     folder.mkdir()
     for i in range(7):
         (folder / f"bad{i}.jpg").write_bytes(b"not a jpeg %d" % i)  # (each its own: copies are left out)
-    (folder / "new\nline.jpg").write_bytes(b"")
+    breaks = ("\n", "\x0c", "\u2028", "\x85")  # (every one str.splitlines breaks at)
+    for k, b in enumerate(breaks):
+        (folder / f"new{b}line{k}.jpg").write_bytes(b"%d" % k)
     rc, res, err = _eval_json(capsys, "--faces", str(folder), "--methods", "artist", "--json")
-    assert rc == 0 and res["unreadable"] == 8, err
+    assert rc == 0 and res["unreadable"] == 7 + len(breaks), err
     warning = next(x for x in err.splitlines() if "could not be read" in x)
     assert all(f"bad{i}.jpg" in warning for i in range(7)) and "; ..." not in warning
-    assert "new\\nline.jpg (" in warning and "new\\nline.jpg)" not in warning.split("new\\nline.jpg (", 1)[0]
+    for k, b in enumerate(breaks):  # the name escaped, and its reason whole after it
+        shown = f"new{b.encode('unicode_escape').decode()}line{k}.jpg"
+        assert f"{shown} (Could not read " in warning, (shown, warning)
+        assert f"{shown} as an image" in warning, (shown, warning)
 
 
 def test_a_folder_whose_name_holds_a_comma_is_that_folder(tmp_path, capsys):
@@ -2096,3 +2101,27 @@ def test_a_folder_whose_name_holds_a_comma_is_that_folder(tmp_path, capsys):
     (folder / "x.jpg").write_bytes(b"not a photo")
     rc, res, err = _eval_json(capsys, "--faces", str(folder), "--methods", "artist", "--json")
     assert rc == 0 and res["faces"] == 1 and res["unreadable"] == 1, err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "y.jpg").write_bytes(b"not a photo either")
+    for listed in (f"{folder},{other}", f"{other}, {folder}"):  # (in a list too)
+        rc, res, err = _eval_json(capsys, "--faces", listed, "--methods", "artist", "--json")
+        assert rc == 0 and res["faces"] == 2 and res["unreadable"] == 2, err
+
+
+def test_an_out_whose_last_part_is_a_dot_is_a_folder_and_refused(tmp_path, capsys):
+    """``--out old.json/.`` (a folder to the system, ``old.json`` to
+    ``Path()``) replaced old.json with --overwrite, or failed after the whole
+    run without it; ``--out new.json/`` wrote new.json (a review, session 77)."""
+    (tmp_path / "f").mkdir()
+    old = tmp_path / "old.json"
+    old.write_text("mine\n")
+    for value in (f"{old}/.", f"{old}/..", f"{old}/", f"{tmp_path / 'new.json'}/"):
+        rc, res, err = _eval_json(capsys, "--faces", str(tmp_path / "f"), "--methods", "artist", "--json",
+                                  "--out", value, "--overwrite")
+        assert rc == 2 and "names a folder" in err, (value, err)
+    assert old.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["f", "old.json"]
+    from avatarizer_export.paths import names_a_folder
+
+    assert names_a_folder(f"{old}/.") and names_a_folder("x.json/")
+    assert not names_a_folder(str(old)) and not names_a_folder("a.b/c.json") and not names_a_folder("..x.json")

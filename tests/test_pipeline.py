@@ -286,8 +286,8 @@ def test_video_another_face_index_is_ranked_afresh_and_a_grown_face_leaves_its_r
 
     with Avatarizer(mode="video", max_faces=2, tracker=TrackerOptions(identity_worker="inline")) as av:
         t = 0.0
-        for index in (0, 1, 1, 0):
-            state = av.run(canvas(300, 200), timestamp_ms=t, face_index=index)
+        for index in (0, 1, 1, 0):  # (of about one size: within STICKY_AREA, where the old box would hold)
+            state = av.run(canvas(300, 280), timestamp_ms=t, face_index=index)
             t += 40.0
             assert len(state.all_faces) == 2 and state.faces
             assert (state.faces[0].box[0] < 320) == (index == 0), index  # (0 the larger, left; 1 the right)

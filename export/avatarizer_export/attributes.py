@@ -1900,7 +1900,7 @@ def _version_arg(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if len(text.split(".")) != 3:  # (a "1.0" was written, and every later refit failed after its work)
-        raise argparse.ArgumentTypeError(f"expected MAJOR.MINOR.PATCH, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected MAJOR.MINOR.PATCH, got {text!r:.60}")
     return text
 
 

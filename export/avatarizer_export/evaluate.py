@@ -795,9 +795,15 @@ def _labels_beside(folder: Path) -> dict[str, dict]:
 _WARNED: set[str] = set()
 
 
+#: what ``str.splitlines`` breaks a line at
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
 def _one_line(text: str) -> str:
-    """``text`` on one line: a line break (in a file name) shown as ``\\n`` / ``\\r``."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+    """``text`` on one line: a line break in it (a file name's: every one
+    ``str.splitlines`` breaks at, not \\n and \\r alone) shown escaped,
+    ``\\n``, ``\\x0c``, ``\\u2028``."""
+    return _LINE_BREAKS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _warn(msg: str) -> None:
@@ -1657,7 +1663,7 @@ def main_eval(args) -> int:
     value eval cannot take), all checked before any photo is read."""
     from avatarizer._files import is_special
 
-    from .paths import not_a_folder
+    from .paths import names_a_folder, not_a_folder
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
@@ -1666,12 +1672,14 @@ def main_eval(args) -> int:
         return _fail(str(exc), 2)
     # (as --methods: "a, b" is a and b; but a folder whose own name holds a comma is that folder: "Smith, John"
     # was read as "Smith" and " John", with no way to give it; a review, session 77)
-    parts = [args.faces] if "," in args.faces and Path(args.faces).is_dir() else \
-        [p.strip() for p in args.faces.split(",")]
+    parts = _folder_list(args.faces)
     if any(not p for p in parts):
         return _fail(f"--faces {args.faces!r} has an empty entry (a comma-separated list of folders)", 2)
     out, prep = args.out, getattr(args, "prepared", None)
     for name, value in (("out", out), ("prepared", prep)):
+        if value and names_a_folder(value):
+            return _fail(f"--{name} {value[:200]!r} names a folder (a path separator, '.' or '..' at its end): "
+                         "give a file name", 2)
         if value and _real(Path(value)) is None:  # (Path.resolve raises on a link loop)
             return _fail(f"--{name} {value}: a link loop or a path the system refuses", 2)
     if out and prep and Path(out).resolve() == Path(prep).resolve():
@@ -1757,13 +1765,28 @@ def main_eval(args) -> int:
     return 0
 
 
+def _folder_list(text: str) -> list[str]:
+    """``--faces``' folders: comma-separated, each stripped ("a, b" is a and
+    b, as ``--methods``), but commas that belong to a folder's own name
+    kept: at each place the longest run of parts that is an existing
+    folder ("Smith, John" could not be given, alone or in a list; a
+    review, session 77)."""
+    raw = text.split(",")
+    out, i = [], 0
+    while i < len(raw):
+        j = next((j for j in range(len(raw), i + 1, -1) if Path(",".join(raw[i:j]).strip()).is_dir()), i + 1)
+        out.append(",".join(raw[i:j]).strip())
+        i = j
+    return out
+
+
 def _identity_n(text: str) -> int:
     import argparse
 
     v = positive_int(text)
     if v < 2:
         raise argparse.ArgumentTypeError(f"must be at least 2 (an avatar picked among 1 photo is always "
-                                         f"right), got {text!r}")
+                                         f"right), got {text!r:.60}")
     return v
 
 

@@ -246,7 +246,9 @@ def main_sheet(args) -> int:
     a folder or in a missing folder); checked before any work."""
     from .data import EYE_LABELS
 
-    if args.out is not None and (not args.out or Path(args.out).is_dir()):
+    from .paths import names_a_folder
+
+    if args.out is not None and (not args.out or Path(args.out).is_dir() or names_a_folder(args.out)):
         return _fail(f"--out {args.out!r} must name a file, not a folder", 2)
     out = Path(args.out) if args.out else ROOT / "docs" / DEFAULT_OUT[args.what]
     if out.suffix.lower() != ".png":  # (Pillow refused any other name only after all the work)

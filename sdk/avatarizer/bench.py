@@ -756,7 +756,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--video", metavar="PATH", default=None,
                     help="a video file or a folder of .mp4 clips to take frames from (default: "
                          "$AVATARIZER_BENCH_VIDEO, else built-in frames of the bundled portrait)")
-    ap.add_argument("--identity-every-ms", type=float_arg(lambda v: v >= 0, "expected a number of milliseconds >= 0, got {text!r}"), default=None, metavar="MS",
+    ap.add_argument("--identity-every-ms", type=float_arg(lambda v: v >= 0, "expected a number of milliseconds >= 0, got {text!r:.60}"), default=None, metavar="MS",
                     help="video mode: run the face and hair networks at most this often, on a worker "
                          "(default 200; 0 runs them inline on every frame)")
     ap.add_argument("--identity-worker", choices=("process", "thread", "inline"), default=None,

@@ -55,7 +55,7 @@ def gate_pair_ok(hi: float | None, lo: float | None) -> bool:
         and not (hi is not None and lo is not None and lo > hi)
 
 
-def int_arg(lo: int, hi: int | None = None, *, not_int: str = "not an integer: {text!r}",
+def int_arg(lo: int, hi: int | None = None, *, not_int: str = "not an integer: {text!r:.60}",
             out_of_range: str = "must be >= {lo}, not {v}"):
     """An argparse ``type=`` for the command-line tools (the CLI, the
     benchmarks, the export commands): a whole number from ``lo`` to ``hi``
@@ -76,7 +76,7 @@ def int_arg(lo: int, hi: int | None = None, *, not_int: str = "not an integer: {
     return check
 
 
-def float_arg(ok, message: str = "expected a number, got {text!r}"):
+def float_arg(ok, message: str = "expected a number, got {text!r:.60}"):
     """An argparse ``type=`` for the command-line tools: a finite number for
     which ``ok`` holds, else a usage error: ``message`` formatted with
     ``text`` (as given). The float twin of :func:`int_arg`."""

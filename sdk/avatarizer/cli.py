@@ -438,7 +438,7 @@ def _image(args) -> int:
     inp, out = Path(args.input), Path(args.output)
     suffix = out.suffix.lower()
     if suffix not in _IMAGE_SUFFIXES:
-        raise _UsageError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .svg or .pdf")
+        raise _UsageError(f"unknown output type {out.suffix or '(none)'!r:.40}: use .png, .svg or .pdf")
     if suffix == ".pdf":
         from .render import PDF_MAX_SIZE
 
@@ -1023,7 +1023,7 @@ def _video(args) -> int:
     # usage errors (exit 2) first, before the input is looked at
     if out.suffix.lower() not in (".mp4", ".json", ".svg"):
         raise _UsageError(f"the output must be an .mp4, .json (Lottie) or .svg (animated SVG) file, "
-                          f"got {out.name!r}")
+                          f"got {out.name!r:.80}")
     _check_params_name(args)
     _check_settable(args)
     _check_applicable(args, out.suffix.lower())
@@ -1343,7 +1343,7 @@ class _ParamsWriter:
 def _check_params_name(args) -> None:
     """``video --params`` must name a .jsonl file: a usage error (exit 2) otherwise."""
     if getattr(args, "params", None) and Path(args.params).suffix.lower() != ".jsonl":
-        raise _UsageError(f"--params writes JSON lines: give a .jsonl file, got {Path(args.params).name!r}")
+        raise _UsageError(f"--params writes JSON lines: give a .jsonl file, got {Path(args.params).name!r:.80}")
 
 
 def _params_output(args, inp: Path, create: bool = True):
@@ -1665,7 +1665,7 @@ def _live(args) -> int:
     _check_settable(args)
     shot = Path(args.screenshot) if args.screenshot else None
     if shot is not None and shot.suffix.lower() != ".png":
-        raise _UsageError(f"--screenshot writes a PNG: give a .png file, got {shot.name!r}")
+        raise _UsageError(f"--screenshot writes a PNG: give a .png file, got {shot.name!r:.80}")
     try:
         source = live.parse_source(args.source)
     except ValueError as exc:  # (an empty source, a camera index beyond a C int: a usage error)
@@ -1776,7 +1776,7 @@ def _render_samples(args) -> int:
 
     out = Path(args.output)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise _UsageError(f"unknown output type {out.suffix or '(none)'!r}: use .png, .jpg or .webp")
+        raise _UsageError(f"unknown output type {out.suffix or '(none)'!r:.40}: use .png, .jpg or .webp")
     w, h = sheet_size(args.n, args.size)
     if w * h > MAX_SHEET_PIXELS:
         raise _UsageError(f"-n {args.n} --size {args.size} makes a {w}x{h} sheet, more than "
@@ -1923,7 +1923,7 @@ def _int_in(lo: int, hi: int | None, what: str, out_of_range: str):
     (the number) and ``text`` (as given): :func:`avatarizer.checks.int_arg`."""
     from .checks import int_arg
 
-    return int_arg(lo, hi, not_int=f"expected {what}, got {{text!r}}", out_of_range=out_of_range)
+    return int_arg(lo, hi, not_int=f"expected {what}, got {{text!r:.60}}", out_of_range=out_of_range)
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -1937,7 +1937,7 @@ def _setting(text: str) -> tuple[str, object]:
     name, raw = name.strip(), raw.strip()
     if not sep or name not in SETTABLE:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of {', '.join(SETTABLE)}, "
-                                         f"got {text!r}")
+                                         f"got {text!r:.60}")
     allowed = SETTABLE[name]
     value: object = raw
     if allowed is bool:
@@ -1971,16 +1971,16 @@ def _set_argument(p) -> None:
 
 from .checks import float_arg  # noqa: E402 (light: the package has numpy loaded already)
 
-_likeness = float_arg(lambda v: 0.5 <= v <= 2.0, "expected a number from 0.5 to 2, got {text!r}")
+_likeness = float_arg(lambda v: 0.5 <= v <= 2.0, "expected a number from 0.5 to 2, got {text!r:.60}")
 #: Longest ``--max-seconds`` (about 115 days; videoio reads no longer length from a file): a larger
 #: one made no frame limit (1e308 s times the frame rate is beyond any integer: a traceback).
 MAX_SECONDS = 1e7
 _seconds = float_arg(lambda v: 0 < v <= MAX_SECONDS,
                      f"expected a positive number of seconds, at most {MAX_SECONDS:,.0f} (115 days), "
-                     "got {text!r}")
+                     "got {text!r:.60}")
 # (animation.MIN_FPS and MAX_FPS, written here: importing animation would cost every command ~12 ms)
-_fps = float_arg(lambda v: 0.001 <= v <= 1000, "expected frames per second in [0.001, 1000], got {text!r}")
-_tolerance = float_arg(lambda v: 0 <= v <= 64, "expected a tolerance in pixels, 0..64, got {text!r}")
+_fps = float_arg(lambda v: 0.001 <= v <= 1000, "expected frames per second in [0.001, 1000], got {text!r:.60}")
+_tolerance = float_arg(lambda v: 0 <= v <= 64, "expected a tolerance in pixels, 0..64, got {text!r:.60}")
 
 
 def _background(text: str) -> str:
@@ -1998,11 +1998,11 @@ def _background(text: str) -> str:
         renderers_background(name)  # the renderer's own check of names and #rrggbb[aa]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected white, black, transparent or a hex colour '#rrggbb' (also "
-                                         f"'#rgb', '#rrggbbaa', '#rgba'), got {text!r}") from None
+                                         f"'#rgb', '#rrggbbaa', '#rgba'), got {text!r:.60}") from None
     return name
 
 
-_seed = _int_in(0, 2 ** 64 - 1, "a whole number >= 0", "expected a whole number from 0 to 2**64 - 1, got {text!r}")
+_seed = _int_in(0, 2 ** 64 - 1, "a whole number >= 0", "expected a whole number from 0 to 2**64 - 1, got {text!r:.60}")
 
 
 _count = _int_in(1, 1000, "a whole number", "expected 1..1000, got {v}")
@@ -2137,7 +2137,7 @@ def _main(argv=None) -> int:
         # (and a last part "." or "..": `-o old.png/.` is a folder to the system, a file old.png to Path())
         last = value.replace(os.altsep, os.sep) if os.altsep else value
         if value.endswith(tuple(filter(None, (os.sep, os.altsep)))) or last.rsplit(os.sep, 1)[-1] in (".", ".."):
-            print(f"avatarizer {args.command}: error: {name} {value!r} ends with a path separator or a '.' or "
+            print(f"avatarizer {args.command}: error: {name} {value!r:.200} ends with a path separator or a '.' or "
                   "'..' part (a folder): "
                   "give a file name", file=sys.stderr)
             return 2

@@ -107,12 +107,12 @@ def gallery(path: Path, n: int = 24, size: int = 256, cols: int = 6, seed: int =
 
 
 #: ``-n``: a whole number in 1..1000, as ``avatarizer render-samples -n``
-_count = int_arg(1, 1000, not_int="expected a whole number, got {text!r}", out_of_range="expected 1..1000, got {v}")
+_count = int_arg(1, 1000, not_int="expected a whole number, got {text!r:.60}", out_of_range="expected 1..1000, got {v}")
 
 
 #: ``--size`` and ``--seed``: as ``avatarizer render-samples`` takes them (the CLI imports this module)
-_tile = int_arg(1, 16384, not_int="expected a whole number, got {text!r}", out_of_range="expected 1..16384, got {v}")
-_seed = int_arg(0, 2 ** 64 - 1, not_int="expected a whole number, got {text!r}",
+_tile = int_arg(1, 16384, not_int="expected a whole number, got {text!r:.60}", out_of_range="expected 1..16384, got {v}")
+_seed = int_arg(0, 2 ** 64 - 1, not_int="expected a whole number, got {text!r:.60}",
                 out_of_range="expected a whole number from 0 to 2**64 - 1, got {v}")
 
 
