@@ -14,13 +14,13 @@ SHARED ?= ../shared
 # Debian/Ubuntu packages: what `make demo` needs (compiler, Python headers and
 # venv, libcairo; libGL and GLib for the OpenCV that MediaPipe brings; ffmpeg, which `avatarizer video`
 # writes browser-playable H.264 with the sound through), and what `make test` adds (valgrind runs the C example, git for dist-check's clean clone; chromium renders
-# the animation tests' Lottie/SVG frames, with node/npm, installed when missing;
+# the animation tests' Lottie/SVG frames, with node/npm, tried when missing (sysdeps-test);
 # xvfb + xauth give `avatarizer live` a virtual display in tests (xvfb-run -a), and
 # libsm6/libice6/libxext6 are the X libraries OpenCV's Qt window needs, which a
 # desktop has and a minimal image may not).
 APT_DEMO := build-essential pkg-config libcairo2-dev python3 python3-dev python3-venv ca-certificates libgl1 libglib2.0-0 \
 	ffmpeg
-APT_TEST := valgrind git xz-utils patch chromium xvfb xauth libsm6 libice6 libxext6
+APT_TEST := valgrind git xz-utils patch xvfb xauth libsm6 libice6 libxext6
 # what `make dist` adds to the demo's (a clean clone, the bundled cairo's sources unpacked and patched)
 APT_DIST := git xz-utils patch
 
@@ -59,18 +59,25 @@ sysdeps:
 
 sysdeps-test: sysdeps
 	$(call apt_install,$(APT_TEST))
-	@# (tried, not required: without them the browser tests skip with the reason; not root, no sudo or no
-	@# apt-get: said, and make goes on, where it stopped with "sudo: command not found")
-	@if [ "$(SYSDEPS)" != 0 ] && { ! command -v node >/dev/null || ! command -v npm >/dev/null; }; then \
-	  if ! command -v apt-get >/dev/null || { [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; }; then \
-	    echo "nodejs and npm not installed (no apt-get, or not root and no sudo): the animation tests that" \
-	      "play Lottie in a browser will skip" >&2; \
-	  else \
-	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	    echo "installing nodejs and npm (apt; the animation tests' pinned lottie-web)"; \
-	    { $$SUDO apt-get update -qq && \
-	      $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm \
-	        >/dev/null; } || echo "nodejs and npm could not be installed: the browser tests will skip" >&2; \
+	@# chromium, nodejs and npm: tried, not required (without them the browser tests skip with the reason;
+	@# Ubuntu has no apt package chromium, only a snap, and the whole list failed there); not root, no sudo
+	@# or no apt-get: said, and make goes on, where it stopped with "sudo: command not found"
+	@if [ "$(SYSDEPS)" != 0 ]; then \
+	  want=$$( { command -v chromium >/dev/null || echo chromium; }; \
+	    { command -v node >/dev/null && command -v npm >/dev/null; } || echo nodejs npm ); \
+	  if [ -n "$$want" ]; then \
+	    if ! command -v apt-get >/dev/null || { [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; }; then \
+	      echo "not installed: "$$want" (no apt-get, or not root and no sudo): the tests that play the" \
+	        "animations and the H.264 output in a browser will skip" >&2; \
+	    else \
+	      SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	      echo "installing "$$want" (apt; the browser tests and the animation tests' pinned lottie-web)"; \
+	      $$SUDO apt-get update -qq || true; \
+	      for p in $$want; do \
+	        $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$p \
+	          >/dev/null 2>&1 || echo "$$p could not be installed (apt): the browser tests will skip" >&2; \
+	      done; \
+	    fi; \
 	  fi; \
 	fi
 
