@@ -55,9 +55,20 @@ SIZE = 512
 
 
 def load_frames(count: int) -> tuple[list[np.ndarray], str]:
-    """``count`` RGB 512×512 frames, consecutive within each clip."""
-    from avatarizer.bench import _square
+    """``count`` RGB 512×512 frames, consecutive within each clip; at most
+    ``avatarizer.bench.MAX_DISTINCT_FRAMES`` distinct ones, then the same
+    again (as ``avatarizer bench``: more than the clips hold came back
+    fewer, still reported as asked, and were all kept in memory)."""
+    from avatarizer.bench import MAX_DISTINCT_FRAMES, _square
 
+    frames, source = _distinct_frames(min(count, MAX_DISTINCT_FRAMES), _square)
+    if len(frames) < count:
+        source += f", looped to {count}"
+        frames = [frames[i % len(frames)] for i in range(count)]
+    return frames, source
+
+
+def _distinct_frames(count: int, _square) -> tuple[list[np.ndarray], str]:
     frames: list[np.ndarray] = []
     clips = sorted(SHARED_VIDEO.glob("*.mp4")) if SHARED_VIDEO.is_dir() else []
     used = []

@@ -73,16 +73,24 @@ def stats(ms: list[float]) -> dict:
 
 
 class BenchInputError(Exception):
-    """The frames to time could not be read (``--video``)."""
+    """The frames to time could not be read (``--video``), or a ``--model`` file."""
 
 
 def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, video=None) -> dict:
     from avatarizer import Avatarizer
     from avatarizer.align import AlignOptions, FaceAligner, _face_landmarks, face_mesh_graph
     from avatarizer.bench import bench_frames, pin_cpus
+    from avatarizer.errors import ModelError
     from avatarizer.models import Manifest, Session
     from avatarizer.pipeline.hair import mirrored_mean
 
+    extra = {}
+    for m in models:  # (first: a missing or broken file was a ModelError traceback after the frames were read)
+        try:
+            extra[f"h_{Path(m).stem}"] = Session(m)
+        except (ModelError, OSError, ValueError) as exc:
+            raise BenchInputError(f"--model {m}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
+                from exc
     if cores > 0:
         pin_cpus(cores)  # (every thread of the process, not the calling one only)
     try:
@@ -91,9 +99,7 @@ def run(frames: int, warmup: int, models: list[str], log=print, cores: int = 1, 
         raise BenchInputError(str(exc)) from exc
     log(f"frames: {source}")
     entry = Manifest.load().find("attributes", precision="int8")
-    sessions = {f"h_{entry.name}": Session.from_entry(entry)}
-    for m in models:
-        sessions[f"h_{Path(m).stem}"] = Session(m)
+    sessions = {f"h_{entry.name}": Session.from_entry(entry), **extra}
     aligner = FaceAligner(AlignOptions(mode="image", max_faces=1, segmentation=False))
     av_img = Avatarizer(mode="image")
 

@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=_positive_int, nargs="+", default=[1, 8])
     ap.add_argument("--runs", type=_positive_int, default=200, help="timed calls per (precision, batch)")
     ap.add_argument("--warmup", type=_non_negative_int, default=5)
-    ap.add_argument("--threads", type=_non_negative_int, default=1,
+    # (at most 256: 100,000 threads hung, taking memory, where a session of 64 starts in seconds)
+    ap.add_argument("--threads", type=int_arg(0, 256, out_of_range="expected 0..256 threads, got {v}"), default=1,
                     help="intra_op_num_threads (0: ONNX Runtime decides)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)

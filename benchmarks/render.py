@@ -147,9 +147,14 @@ _positive_int = int_arg(1)  # argparse type= (avatarizer.checks)
 _non_negative_int = int_arg(0)
 
 
+_size = int_arg(1, native.MAX_SIZE, out_of_range=f"sizes must be in 1..{native.MAX_SIZE}, got {{v}}")
+
+
 def _sizes(text: str) -> list[int]:
-    """argparse ``type=`` for ``--sizes``: comma-separated pixel sizes, each >= 1."""
-    return [_positive_int(s.strip()) for s in text.split(",")]
+    """argparse ``type=`` for ``--sizes``: comma-separated pixel sizes, each in
+    1..``native.MAX_SIZE`` (a larger one ended in the renderer's traceback, or
+    in a 37 GiB allocation, after the avatars were built; a review, session 77)."""
+    return [_size(s.strip()) for s in text.split(",")]
 
 
 def main(argv=None):
@@ -172,7 +177,7 @@ def main(argv=None):
     ap.add_argument("--baseline", help="an _avz*.so of another build, timed interleaved with this one")
     ap.add_argument("--threads", type=int, default=1, help="N >= 2: also render(threads=N), on all cores "
                     "(the process is then not pinned to one)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int_arg(0, 2 ** 32 - 1), default=0)  # (-1 was schema.sample's traceback)
     ap.add_argument("--dump-scenes", type=Path, help="write the scenes' parameters (N x 629 float32) "
                     "for `make profile-render SCENES=FILE` and exit")
     args = ap.parse_args(argv)

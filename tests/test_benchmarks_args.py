@@ -259,3 +259,41 @@ def test_video_frame_runs_on_a_shared_clip():
     for part in ("mediapipe", "merge", "render", "end_to_end", "landmarks_only"):
         row = out["parts"][part]
         assert row["n"] == 12 and 0 < row["p50_ms"] <= row["p95_ms"] <= row["max_ms"], (part, row)
+
+
+@pytest.mark.parametrize("script, args, line", [
+    ("render.py", ("--sizes", "16385"), "render.py: error: argument --sizes: sizes must be in 1..16384, got 16385"),
+    ("render.py", ("--seed", "-1"), "render.py: error: argument --seed: must be >= 0, not -1"),
+    ("onnx_cpu.py", ("--threads", "100000"), "onnx_cpu.py: error: argument --threads: expected 0..256 threads, "
+                                             "got 100000"),
+])
+def test_a_size_seed_or_thread_count_out_of_range_is_a_usage_error(script, args, line):
+    """A size over the renderer's ended in its traceback (or a 37 GiB
+    allocation) after the avatars were built; seed -1 in schema.sample's
+    traceback; 100,000 ONNX Runtime threads hung (a review, session 77)."""
+    res = _script(script, *args)
+    assert res.returncode == 2 and _error_lines(res, script) == [line], res.stderr
+
+
+def test_a_broken_extra_attribute_model_is_one_line_before_any_frame(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    res = _script("attributes.py", "--model", str(bad), "--frames", "1", "--warmup", "0")
+    lines = _error_lines(res, "attributes.py")
+    assert res.returncode == 1 and len(lines) == 1 and str(bad) in lines[0], res.stderr
+    assert "frames:" not in res.stdout  # (refused before the frames were read)
+
+
+def test_align_loops_its_frames_to_the_count_asked(monkeypatch, tmp_path):
+    """align.py read the clips once: more frames than they hold came back
+    fewer, reported as asked (a review, session 77)."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("_avz_align_bench", BENCH / "align.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "_distinct_frames", lambda n, sq: ([np.zeros((4, 4, 3), np.uint8)] * min(n, 3), "x"))
+    frames, source = mod.load_frames(7)
+    assert len(frames) == 7 and "looped to 7" in source
