@@ -442,7 +442,7 @@ class HairStage(Stage):
         hair_rgb = None if reading is None else H.natural_hair_colour(reading[0])
         # a hat is decided (by H or the app) before the hair colour is: under it the hair region is the hat
 
-        def under_hat(attrs, hair_rgb, scarf):
+        def read_under_hat(attrs, hair_rgb, scarf):
             """The hat of its kind where the photo shows it (the person mask above the
             forehead), its colour and the hair's beside the face, read into ``attrs``:
             (hat_shape, hair_rgb, rgb)."""
@@ -479,7 +479,7 @@ class HairStage(Stage):
 
         hat_shape = None
         model_hat = bool(attrs["drawn"]["headwear"]) and mask is not None
-        wants_hat = bool(settings.get("headwear", attrs["drawn"]["headwear"])) and mask is not None
+        wants_hat = under_hat and mask is not None
         scarf = wants_hat and settings.get("headwear_kind") == "scarf"
         # the hair's colour as the photo shows it by the model's own reading, whatever the app sets: the
         # clothes' reading leaves it out (with the app's hat, its scarf or its hair colour, hair over the
@@ -488,13 +488,13 @@ class HairStage(Stage):
         if (wants_hat, scarf) != (model_hat, False):
             if model_hat:
                 mine = copy.deepcopy(attrs)
-                photo_rgb = under_hat(mine, hair_rgb, False)[2]
+                photo_rgb = read_under_hat(mine, hair_rgb, False)[2]
             else:
                 mine, photo_rgb = attrs, rgb
             if photo_rgb is None:
                 photo_rgb = H.class_hair_colour(mine["hair_colour_probs"])
         if wants_hat:
-            hat_shape, hair_rgb, rgb = under_hat(attrs, hair_rgb, scarf)
+            hat_shape, hair_rgb, rgb = read_under_hat(attrs, hair_rgb, scarf)
         read_kind = fused  # the glasses kind the model read (before the app's): the photo's lenses are tinted
         if rgb is None:  # no hair region read (no person mask, a tight crop): the class H reports, not a fixed brown
             rgb = H.class_hair_colour(attrs["hair_colour_probs"])
