@@ -177,7 +177,8 @@ def main(argv=None):
     ap.add_argument("--baseline", help="an _avz*.so of another build, timed interleaved with this one")
     ap.add_argument("--threads", type=int, default=1, help="N >= 2: also render(threads=N), on all cores "
                     "(the process is then not pinned to one)")
-    ap.add_argument("--seed", type=int_arg(0, 2 ** 32 - 1), default=0)  # (-1 was schema.sample's traceback)
+    ap.add_argument("--seed", type=int_arg(0, 2 ** 64 - 1, out_of_range="expected a seed from 0 to 2**64 - 1, got {v}"),
+                    default=0)  # (-1 was schema.sample's traceback)
     ap.add_argument("--dump-scenes", type=Path, help="write the scenes' parameters (N x 629 float32) "
                     "for `make profile-render SCENES=FILE` and exit")
     args = ap.parse_args(argv)

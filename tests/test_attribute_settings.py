@@ -342,8 +342,9 @@ def test_a_hair_colour_set_leaves_the_clothes_as_read(av, photo):
         np.testing.assert_array_equal(a.params[clothes], read, err_msg=colour)
 
 
-@pytest.mark.parametrize("name", ["69027.jpg", "69036.jpg", "69025.jpg"])
-def test_the_clothes_are_read_the_same_whatever_headwear_the_app_sets(av, name):
+@pytest.mark.parametrize("name, black_top", [("69027.jpg", False), ("69036.jpg", False), ("69025.jpg", False),
+                                             ("69025.jpg", True), ("69003.jpg", True)])
+def test_the_clothes_are_read_the_same_whatever_headwear_the_app_sets(av, name, black_top):
     # the clothes' reading leaves out the hair as the model's own reading sees it: with a hat or a scarf set,
     # the colour read beside the face (or the class's) was left out instead, and hair over the shoulders
     # was read as the clothes (69027's dark top drawn teal with headwear=True; 18 of 40 portraits changed;
@@ -353,8 +354,13 @@ def test_the_clothes_are_read_the_same_whatever_headwear_the_app_sets(av, name):
     from avatarizer.imageio import load_image
 
     img = load_image(need_shared("data", "faces", "ffhq128-labelled") / name)
+    if black_top:  # (the model's hat un-drawn by its own rule, which a set headwear skips: as without settings)
+        img = img.copy()
+        img[: img.shape[0] // 5] = 0
     clothes = [S.index(f"clothes.{c}") for c in "rgb"]
-    read = av.from_frame(img).params[clothes]
+    plain = av.from_frame(img)
+    assert not black_top or plain.attributes["headwear"]["decided_by"].startswith("not drawn")
+    read = plain.params[clothes]
     for setting in ({"headwear": True}, {"headwear": False}, {"headwear_kind": "scarf"}, {"headwear_kind": "cap"},
                     {"hair_colour": "black"}, {"headwear_kind": "scarf", "hair_colour": "red"}):
         np.testing.assert_array_equal(av.from_frame(img, attributes=setting).params[clothes], read,

@@ -263,7 +263,7 @@ def test_video_frame_runs_on_a_shared_clip():
 
 @pytest.mark.parametrize("script, args, line", [
     ("render.py", ("--sizes", "16385"), "render.py: error: argument --sizes: sizes must be in 1..16384, got 16385"),
-    ("render.py", ("--seed", "-1"), "render.py: error: argument --seed: must be >= 0, not -1"),
+    ("render.py", ("--seed", "-1"), "render.py: error: argument --seed: expected a seed from 0 to 2**64 - 1, got -1"),
     ("onnx_cpu.py", ("--threads", "100000"), "onnx_cpu.py: error: argument --threads: expected 0..256 threads, "
                                              "got 100000"),
 ])

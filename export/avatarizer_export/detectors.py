@@ -529,7 +529,8 @@ def main_detectors(args) -> int:
         return 2
     if args.out and not args.only and not args.overwrite and os.path.lexists(args.out):  # (a link, dangling or not)
         # (a file of the user's: replaced without a word, where eval and sheet refuse; helper-443, session 69)
-        print(f"avatarizer-export detectors: {args.out} exists: pass --overwrite to replace it", file=sys.stderr)
+        print(f"avatarizer-export detectors: {args.out:.200} exists: pass --overwrite to replace it",
+              file=sys.stderr)
         return 1
     shared = shared_dir(args.shared)
     lab_path = shared / "data" / "faces" / "ffhq128-labelled" / "attributes.jsonl"

@@ -1678,10 +1678,10 @@ def main_eval(args) -> int:
     out, prep = args.out, getattr(args, "prepared", None)
     for name, value in (("out", out), ("prepared", prep)):
         if value and names_a_folder(value):
-            return _fail(f"--{name} {value[:200]!r} names a folder (a path separator, '.' or '..' at its end): "
+            return _fail(f"--{name} {value!r:.200} names a folder (a path separator, '.' or '..' at its end): "
                          "give a file name", 2)
         if value and _real(Path(value)) is None:  # (Path.resolve raises on a link loop)
-            return _fail(f"--{name} {value}: a link loop or a path the system refuses", 2)
+            return _fail(f"--{name} {value:.200}: a link loop or a path the system refuses", 2)
     if out and prep and Path(out).resolve() == Path(prep).resolve():
         return _fail(f"--out and --prepared name the same file {out} (the cache would be replaced by the JSON)", 2)
     # the same rule for both (nothing is made before every check passed: the cache is written at the end)
@@ -1689,7 +1689,7 @@ def main_eval(args) -> int:
         if value is None:
             continue
         if not value or Path(value).is_dir():
-            return _fail(f"--{name} {value!r} must name a file, not a folder", 2)
+            return _fail(f"--{name} {value!r:.200} must name a file, not a folder", 2)
         if is_special(value):  # (also with --overwrite: a pipe another program reads, a device)
             return _fail(f"--{name} {value} is not a regular file (a named pipe, socket or device); "
                          "refusing to replace it", 2)

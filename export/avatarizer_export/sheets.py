@@ -249,7 +249,7 @@ def main_sheet(args) -> int:
     from .paths import names_a_folder
 
     if args.out is not None and (not args.out or Path(args.out).is_dir() or names_a_folder(args.out)):
-        return _fail(f"--out {args.out!r} must name a file, not a folder", 2)
+        return _fail(f"--out {args.out!r:.200} must name a file, not a folder", 2)
     out = Path(args.out) if args.out else ROOT / "docs" / DEFAULT_OUT[args.what]
     if out.suffix.lower() != ".png":  # (Pillow refused any other name only after all the work)
         return _fail(f"--out {out}: a sheet is a PNG: name a .png file", 2)

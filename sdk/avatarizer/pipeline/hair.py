@@ -281,13 +281,18 @@ class HairStage(Stage):
                 # (a bonnet or a blanket beside a baby's head read as long hair; an age the app set wins)
                 H.baby_hair_short(attrs, age=(settings or {}).get("age"))
         settings = settings or {}
-        cut = face.outside_fraction > MAX_OUTSIDE and "headwear" not in settings
+        # the hat the model's own decision draws (without the app's), the rules below included: where the
+        # app sets headwear they do not run, and the clothes are read as without settings (read_under_hat)
+        cut_face = face.outside_fraction > MAX_OUTSIDE
+        black = bool(attrs["drawn"]["headwear"]) and not cut_face and HW.black_top(crop) >= HW.BLACK_TOP_SHARE
+        model_hat = bool(attrs["drawn"]["headwear"]) and not cut_face and not black
+        cut = cut_face and "headwear" not in settings
         if cut and attrs["drawn"]["headwear"]:
             # a face cut by the frame's edge: its crop's replicated border reads as a hat (the sample
             # portrait cut 40% at the side: a beanie at 0.76); the model's reading is reported, not drawn
             attrs["drawn"]["headwear"] = False
             attrs["headwear_by"] = "not drawn: the face is cut by the frame's edge"
-        elif attrs["drawn"]["headwear"] and "headwear" not in settings and HW.black_top(crop) >= HW.BLACK_TOP_SHARE:
+        elif black and "headwear" not in settings:
             # the top of the head pure black (black padding of a rotated or letterboxed photo, a clipped
             # backdrop): nothing to read a hat from; the networks read the black as a beanie
             attrs["drawn"]["headwear"] = False
@@ -478,7 +483,7 @@ class HairStage(Stage):
             return hat_shape, hair_rgb, rgb
 
         hat_shape = None
-        model_hat = bool(attrs["drawn"]["headwear"]) and mask is not None
+        model_hat = model_hat and mask is not None
         wants_hat = under_hat and mask is not None
         scarf = wants_hat and settings.get("headwear_kind") == "scarf"
         # the hair's colour as the photo shows it by the model's own reading, whatever the app sets: the
