@@ -232,6 +232,17 @@ def test_side_threads_work_in_a_forked_child():
     assert got == b"1"
 
 
+def _two_heads(astronaut, left: int, right: int) -> np.ndarray:
+    """The astronaut's head twice, ``left`` and ``right`` px wide, side by side on grey (384 x 700)."""
+    import cv2
+
+    head = astronaut[20:260, 110:350]
+    c = np.full((384, 700, 3), 200, np.uint8)
+    c[40:40 + left, 20:20 + left] = cv2.resize(head, (left, left), interpolation=cv2.INTER_AREA)
+    c[40:40 + right, 340:340 + right] = cv2.resize(head, (right, right), interpolation=cv2.INTER_AREA)
+    return c
+
+
 def test_video_keeps_to_the_tracked_face_of_two_about_one_size(astronaut):
     """Two people of about one size: the face chosen (``face_index`` 0, the
     largest) was picked by area on every frame, so the tracked person
@@ -239,17 +250,10 @@ def test_video_keeps_to_the_tracked_face_of_two_about_one_size(astronaut):
     side by side; a review), their identities blending. The face that
     continues the tracked one keeps its place until the other is
     ``STICKY_AREA`` times its area."""
-    import cv2
-
     from avatarizer.pipeline.align import STICKY_AREA
 
-    head = astronaut[20:260, 110:350]
-
     def canvas(left: int, right: int) -> np.ndarray:
-        c = np.full((384, 700, 3), 200, np.uint8)
-        c[40:40 + left, 20:20 + left] = cv2.resize(head, (left, left), interpolation=cv2.INTER_AREA)
-        c[40:40 + right, 340:340 + right] = cv2.resize(head, (right, right), interpolation=cv2.INTER_AREA)
-        return c
+        return _two_heads(astronaut, left, right)
 
     sides = []
     with Avatarizer(mode="video", max_faces=2, tracker=TrackerOptions(identity_worker="inline")) as av:
@@ -274,15 +278,8 @@ def test_video_another_face_index_is_ranked_afresh_and_a_grown_face_leaves_its_r
     found to start a new track), and its identity started from it; a face
     tracked at index 1 that grew to 5 times the other's area stayed index 1,
     so indices 0 and 1 gave one person (a review, session 77)."""
-    import cv2
-
-    head = astronaut[20:260, 110:350]
-
     def canvas(left: int, right: int) -> np.ndarray:
-        c = np.full((384, 700, 3), 200, np.uint8)
-        c[40:40 + left, 20:20 + left] = cv2.resize(head, (left, left), interpolation=cv2.INTER_AREA)
-        c[40:40 + right, 340:340 + right] = cv2.resize(head, (right, right), interpolation=cv2.INTER_AREA)
-        return c
+        return _two_heads(astronaut, left, right)
 
     with Avatarizer(mode="video", max_faces=2, tracker=TrackerOptions(identity_worker="inline")) as av:
         t = 0.0
