@@ -2121,7 +2121,7 @@ def test_an_out_whose_last_part_is_a_dot_is_a_folder_and_refused(tmp_path, capsy
                                   "--out", value, "--overwrite")
         assert rc == 2 and "names a folder" in err, (value, err)
     assert old.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["f", "old.json"]
-    from avatarizer_export.paths import names_a_folder
+    from avatarizer.checks import names_a_folder
 
     assert names_a_folder(f"{old}/.") and names_a_folder("x.json/")
     assert not names_a_folder(str(old)) and not names_a_folder("a.b/c.json") and not names_a_folder("..x.json")

@@ -521,7 +521,7 @@ def main_detectors(args) -> int:
     if args.sun_precision is not None and not args.fusion:  # (a usage error before the files are looked at)
         print("avatarizer-export detectors: --sun-precision is the glasses fusion's (--fusion)", file=sys.stderr)
         return 2
-    from .paths import names_a_folder
+    from avatarizer.checks import names_a_folder
 
     if args.out and names_a_folder(args.out):  # (Path() drops a last '/' or '.': the file before it was replaced)
         print(f"avatarizer-export detectors: --out {args.out[:200]!r} names a folder: give a file name",

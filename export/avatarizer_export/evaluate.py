@@ -795,15 +795,11 @@ def _labels_beside(folder: Path) -> dict[str, dict]:
 _WARNED: set[str] = set()
 
 
-#: what ``str.splitlines`` breaks a line at
-_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-
-
 def _one_line(text: str) -> str:
-    """``text`` on one line: a line break in it (a file name's: every one
-    ``str.splitlines`` breaks at, not \\n and \\r alone) shown escaped,
-    ``\\n``, ``\\x0c``, ``\\u2028``."""
-    return _LINE_BREAKS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """``text`` on one line (:func:`avatarizer.checks.one_line`)."""
+    from avatarizer.checks import one_line
+
+    return one_line(text)
 
 
 def _warn(msg: str) -> None:
@@ -1663,7 +1659,9 @@ def main_eval(args) -> int:
     value eval cannot take), all checked before any photo is read."""
     from avatarizer._files import is_special
 
-    from .paths import names_a_folder, not_a_folder
+    from avatarizer.checks import names_a_folder
+
+    from .paths import not_a_folder
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:

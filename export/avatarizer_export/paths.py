@@ -68,14 +68,3 @@ def not_a_folder(folder: Path) -> str:
     return f"the folder {folder} does not exist" if not folder.exists() and not folder.is_symlink() else \
         f"{folder} is not a folder"
 
-
-def names_a_folder(value: str) -> bool:
-    """Whether an output path given as text names a folder: it ends with a
-    path separator, or its last part is ``.`` or ``..``. ``Path()`` drops
-    both (``x.json/`` and ``x.json/.`` are ``x.json`` to it), so such an
-    ``--out`` wrote, or with ``--overwrite`` replaced, the file ``x.json``
-    (a review, session 77)."""
-    value = os.fspath(value)
-    seps = tuple(filter(None, (os.sep, os.altsep)))
-    last = value.replace(os.altsep, os.sep) if os.altsep else value
-    return value.endswith(seps) or last.rsplit(os.sep, 1)[-1] in (".", "..")

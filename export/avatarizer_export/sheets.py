@@ -246,7 +246,7 @@ def main_sheet(args) -> int:
     a folder or in a missing folder); checked before any work."""
     from .data import EYE_LABELS
 
-    from .paths import names_a_folder
+    from avatarizer.checks import names_a_folder
 
     if args.out is not None and (not args.out or Path(args.out).is_dir() or names_a_folder(args.out)):
         return _fail(f"--out {args.out!r:.200} must name a file, not a folder", 2)

@@ -3,6 +3,8 @@ timestamps), in one place for the whole SDK."""
 from __future__ import annotations
 
 import math
+import os
+import re
 
 import numpy as np
 
@@ -118,3 +120,26 @@ def read_json_object(path, max_bytes: int) -> dict:
     if not isinstance(doc, dict):
         raise ValueError("not a JSON object")
     return doc
+
+
+def names_a_folder(value) -> bool:
+    """Whether an output path given as text names a folder: it ends with a
+    path separator, or its last part is ``.`` or ``..``. ``Path()`` drops
+    both (``x.png/`` and ``x.png/.`` are ``x.png`` to it), so such an output
+    name wrote, or with ``--overwrite`` replaced, the file ``x.png`` (the
+    CLIs' and the export commands' check; a review, session 77)."""
+    value = os.fspath(value)
+    seps = tuple(filter(None, (os.sep, os.altsep)))
+    last = value.replace(os.altsep, os.sep) if os.altsep else value
+    return value.endswith(seps) or last.rsplit(os.sep, 1)[-1] in (".", "..")
+
+
+#: what ``str.splitlines`` breaks a line at
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: a line break in it (a file name's: every one
+    ``str.splitlines`` breaks at) shown escaped, ``\\n``, ``\\x0c``,
+    ``\\u2028``, as the CLIs and ``eval`` show file names."""
+    return _LINE_BREAKS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

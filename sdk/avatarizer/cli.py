@@ -341,8 +341,10 @@ def _make_folders(folder: Path) -> None:
 
 
 def _line_breaks_escaped(text: str) -> str:
-    """``text`` on one line: a line break (in a file name) shown as ``\\n`` / ``\\r``."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+    """``text`` on one line: a line break (in a file name) shown escaped (:func:`avatarizer.checks.one_line`)."""
+    from .checks import one_line
+
+    return one_line(text)
 
 
 def _say(line: str) -> None:
@@ -1969,7 +1971,7 @@ def _set_argument(p) -> None:
                    help="draw a child's head at adult proportions (default: taller above the brows, by age)")
 
 
-from .checks import float_arg  # noqa: E402 (light: the package has numpy loaded already)
+from .checks import float_arg, names_a_folder  # noqa: E402 (light: the package has numpy loaded already)
 
 _likeness = float_arg(lambda v: 0.5 <= v <= 2.0, "expected a number from 0.5 to 2, got {text!r:.60}")
 #: Longest ``--max-seconds`` (about 115 days; videoio reads no longer length from a file): a larger
@@ -2135,8 +2137,7 @@ def _main(argv=None) -> int:
             return 2
     for name, value in _output_names(args):  # (Path() drops the slash: `-o dir.png/` wrote a file dir.png)
         # (and a last part "." or "..": `-o old.png/.` is a folder to the system, a file old.png to Path())
-        last = value.replace(os.altsep, os.sep) if os.altsep else value
-        if value.endswith(tuple(filter(None, (os.sep, os.altsep)))) or last.rsplit(os.sep, 1)[-1] in (".", ".."):
+        if names_a_folder(value):
             print(f"avatarizer {args.command}: error: {name} {value!r:.200} ends with a path separator or a '.' or "
                   "'..' part (a folder): "
                   "give a file name", file=sys.stderr)
