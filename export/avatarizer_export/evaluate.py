@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from avatarizer import schema
+from avatarizer.checks import one_line
 
 from .argtypes import exaggeration as _exaggeration
 from .argtypes import positive_int
@@ -285,7 +286,7 @@ def prepare(files: list[Path], progress: bool = True, exaggeration: float | None
                 unreadable.append(str(Path(f).absolute()))
                 msg = str(exc)
                 for name in {str(f), str(Path(f).absolute())}:  # (a line break in the name is not the message's
-                    msg = msg.replace(name, _one_line(name))     # end: the reason was cut at it; a review, session 77)
+                    msg = msg.replace(name, one_line(name))     # end: the reason was cut at it; a review, session 77)
                 why.append(msg.splitlines()[0] if msg else type(exc).__name__)
                 continue
             try:
@@ -510,7 +511,7 @@ def evaluate(files: list[Path], methods: list[str], labels: Path | dict | None =
         bad, why = prep["unreadable"], prep["unreadable_why"]  # (both in every cache since v7)
         # (every one named, as README says: the first five alone left a truncated JPEG unnamed among six)
         _warn(f"skipped {len(bad)} of {prep['faces']} file(s) that could not be read as images: "
-              + "; ".join(f"{_one_line(b)} ({w})" for b, w in zip(bad, why)))
+              + "; ".join(f"{one_line(b)} ({w})" for b, w in zip(bad, why)))
     if from_file and names and not (isinstance(labels, list) and any(t is not None for t in labels)):
         _warn(f"--labels matched none of the {len(names)} aligned photo(s) (it names bare file names of the "
               "folder holding it): no attribute is scored")
@@ -793,13 +794,6 @@ def _labels_beside(folder: Path) -> dict[str, dict]:
 
 
 _WARNED: set[str] = set()
-
-
-def _one_line(text: str) -> str:
-    """``text`` on one line (:func:`avatarizer.checks.one_line`)."""
-    from avatarizer.checks import one_line
-
-    return one_line(text)
 
 
 def _warn(msg: str) -> None:

@@ -340,17 +340,10 @@ def _make_folders(folder: Path) -> None:
         _DIRS.append((made, (st.st_dev, st.st_ino)))
 
 
-def _line_breaks_escaped(text: str) -> str:
-    """``text`` on one line: a line break (in a file name) shown escaped (:func:`avatarizer.checks.one_line`)."""
-    from .checks import one_line
-
-    return one_line(text)
-
-
 def _say(line: str) -> None:
     """Prints one line of what was written: a line break in a file name
     shown escaped, as the error lines show it (it split "wrote" in two)."""
-    print(_line_breaks_escaped(line))
+    print(one_line(line))
 
 
 def _commit(tmp: Path, out: Path, overwrite: bool, inp: Path | None = None) -> None:
@@ -1971,7 +1964,7 @@ def _set_argument(p) -> None:
                    help="draw a child's head at adult proportions (default: taller above the brows, by age)")
 
 
-from .checks import float_arg, names_a_folder  # noqa: E402 (light: the package has numpy loaded already)
+from .checks import float_arg, names_a_folder, one_line  # noqa: E402 (light: the package has numpy loaded already)
 
 _likeness = float_arg(lambda v: 0.5 <= v <= 2.0, "expected a number from 0.5 to 2, got {text!r:.60}")
 #: Longest ``--max-seconds`` (about 115 days; videoio reads no longer length from a file): a larger
@@ -2176,7 +2169,7 @@ def _main(argv=None) -> int:
         return status
     except CLIError as exc:
         # (one line: a file name with a line break in it is shown with it escaped)
-        text = _line_breaks_escaped(str(exc))
+        text = one_line(str(exc))
         print(f"avatarizer {args.command}: error: {text}", file=sys.stderr)
         status = getattr(exc, "status", 1)
         return status
